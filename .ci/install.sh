@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install the system packages the end-to-end tests need (Debian 12).
+# Idempotent: does nothing but check when everything is already present.
+set -euo pipefail
+
+packages=(
+  openssh-server
+  docker.io
+  docker-compose
+  debootstrap
+  rsync
+  git
+  curl
+  util-linux
+  coreutils
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install: all packages present: ${packages[*]}"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install: must run as root to install: ${missing[*]}" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install: apt-get update"
+apt-get update -qq
+echo "install: installing ${missing[*]}"
+apt-get install -y -qq "${missing[@]}" >/dev/null
+echo "install: done"

@@ -1,0 +1,4 @@
+import { runAction } from '../../core/action';
+import { statusAction } from './status';
+
+runAction(statusAction);

@@ -1,0 +1,107 @@
+/**
+ * status: where each environment stands. Reads the host log (current release, last gate, unfinished
+ * operations), the lock holder, and the containers' states; changes nothing on the host.
+ */
+import type { StatusInputs, StatusOutputs } from '../../../action-types';
+import type { ActionContext, ActionDefinition, Prepared } from '../../core/action';
+import { ENVIRONMENTS, type EnvironmentName } from '../../core/config';
+import { Environment, type ContainerState } from '../../core/environment';
+import { ConfigurationError, errorMessage } from '../../core/errors';
+import { HostLog, latest, unfinishedOperations, type LogRecord } from '../../core/host-log';
+import { EnvironmentLock, describeHolder, type LockHolder } from '../../core/lock';
+import { Summary } from '../../core/summary';
+
+export interface EnvironmentStatus {
+  environment: EnvironmentName;
+  release?: { id: string; sha: string; time: string; run?: string };
+  lastGate?: { sha: string; passed: boolean; time: string };
+  lock?: LockHolder;
+  unfinished: Array<{ action: string; op: string; run?: string; time: string }>;
+  containers: ContainerState[];
+  containersError?: string;
+}
+
+interface Plan {
+  environments: EnvironmentName[];
+}
+
+export async function readStatus(ctx: ActionContext<StatusInputs, StatusOutputs, Plan>, name: EnvironmentName): Promise<EnvironmentStatus> {
+  const { host, config, log } = ctx;
+  const records: LogRecord[] = await new HostLog(host, config['state-dir'], name).read(log);
+  const rel = latest(records, 'release');
+  const gate = latest(records, 'gate');
+  const status: EnvironmentStatus = {
+    environment: name,
+    release: rel ? { id: String(rel.release), sha: String(rel.sha), time: rel.time, run: rel.run } : undefined,
+    lastGate: gate ? { sha: String(gate.sha), passed: gate.passed === true, time: gate.time } : undefined,
+    lock: await EnvironmentLock.readHolder(host, config['state-dir'], name),
+    unfinished: unfinishedOperations(records).map((r) => ({ action: r.action, op: r.op, run: r.run, time: r.time })),
+    containers: [],
+  };
+  try {
+    status.containers = await new Environment(name, config).containers(host);
+  } catch (e) {
+    status.containersError = errorMessage(e);
+  }
+  return status;
+}
+
+export function statusSummary(all: EnvironmentStatus[]): Summary {
+  const s = new Summary().heading('twinstack status');
+  s.table(
+    ['environment', 'release', 'sha', 'since', 'containers', 'lock'],
+    all.map((e) => [
+      e.environment,
+      e.release?.id ?? 'none recorded',
+      e.release?.sha.slice(0, 12) ?? '',
+      e.release?.time ?? '',
+      e.containersError
+        ? 'unknown (docker did not answer)'
+        : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
+      e.lock ? `held by ${describeHolder(e.lock)}` : 'free',
+    ]),
+  );
+  for (const e of all) {
+    s.heading(e.environment, 3);
+    const notes: string[] = [];
+    if (e.lastGate) notes.push(`last gate: ${e.lastGate.passed ? 'passed' : 'FAILED'} for ${e.lastGate.sha.slice(0, 12)} at ${e.lastGate.time}`);
+    for (const u of e.unfinished) notes.push(`⚠️ unfinished ${u.action} (${u.op}) started ${u.time} by ${u.run ?? 'unknown run'}: the run died; run status again after the next action, or deploy/rollback to settle it`);
+    if (e.containersError) notes.push(`containers: ${e.containersError}`);
+    s.list(notes);
+    if (e.containers.length) {
+      s.table(
+        ['service', 'container', 'state', 'health', 'image'],
+        e.containers.map((c) => [c.service, c.name, c.status + (c.status === 'exited' ? ` (${c.exitCode})` : ''), c.health, c.image]),
+      );
+    }
+  }
+  return s;
+}
+
+export const statusAction: ActionDefinition<StatusInputs, StatusOutputs, Plan> = {
+  name: 'status',
+  prepare(ctx: Prepared<StatusInputs, StatusOutputs>): Plan {
+    const raw = ctx.io.input('environments') || 'prod,dev';
+    const names = raw.split(/[\s,]+/).filter(Boolean);
+    for (const n of names) {
+      if (!(ENVIRONMENTS as readonly string[]).includes(n)) {
+        throw new ConfigurationError(`input environments: "${n}" is not an environment; use prod, dev or both`);
+      }
+    }
+    return { environments: names as EnvironmentName[] };
+  },
+  async execute(ctx) {
+    const all: EnvironmentStatus[] = [];
+    for (const name of ctx.plan.environments) all.push(await readStatus(ctx, name));
+    for (const e of all) {
+      ctx.log.info(
+        `${e.environment}: ${e.release ? `release ${e.release.id} (${e.release.sha.slice(0, 12)})` : 'no release recorded'}; ` +
+          `${e.containersError ? 'containers unknown' : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} containers running`}` +
+          `${e.lock ? `; locked by ${describeHolder(e.lock)}` : ''}`,
+      );
+    }
+    for (const e of all) if (e.release) ctx.io.output(`${e.environment}-release` as keyof StatusOutputs & string, e.release.id);
+    ctx.io.output('json', JSON.stringify(all));
+    await ctx.io.summary(statusSummary(all).toMarkdown());
+  },
+};

@@ -1,0 +1,131 @@
+/**
+ * The one wrapper every action runs through: read and check inputs (nothing touches the host yet),
+ * connect once, do the work, and turn any error into one clear failure line. Cancellation (SIGINT,
+ * SIGTERM from the runner) runs the registered clean-ups, so locks are released and the host log
+ * says the run was cancelled.
+ */
+import { ActionIO, ActionsLogger, runInfo, type RunInfo } from './actions-io';
+import { loadConfig, type Config } from './config';
+import { ConfigurationError, LockTimeoutError, OperationFailed, RemoteCommandError, errorMessage } from './errors';
+import type { Host } from './host';
+import type { Logger } from './logger';
+import { SshHost } from './ssh';
+import { positiveInt, printable } from './validate';
+
+/** Inputs every action that talks to the host takes (see any actions/<name>/action.yml). */
+export interface ConnectionInputs {
+  host: string;
+  port: string;
+  user: string;
+  'ssh-key': string;
+  'ssh-passphrase': string;
+  'known-hosts': string;
+  config: string;
+  'lock-timeout': string;
+}
+
+export interface Prepared<I, O> {
+  io: ActionIO<I, O>;
+  log: Logger;
+  config: Config;
+  run: RunInfo;
+  lockTimeoutSeconds: number;
+}
+
+export interface ActionContext<I, O, P> extends Prepared<I, O> {
+  host: Host;
+  plan: P;
+}
+
+export interface ActionDefinition<I extends ConnectionInputs, O, P> {
+  name: string;
+  /** Reads and checks this action's own inputs. Runs before any connection; throw ConfigurationError on bad input. */
+  prepare(ctx: Prepared<I, O>): P | Promise<P>;
+  /** The work on the host. Return false to skip connecting (e.g. nothing to do). */
+  connect?(plan: P): boolean;
+  execute(ctx: ActionContext<I, O, P>): Promise<void>;
+}
+
+type Cleanup = () => Promise<void>;
+const cleanups = new Set<Cleanup>();
+
+/** Registers work to do if the run is cancelled; returns a function that unregisters it. */
+export function onCancel(fn: Cleanup): () => void {
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+
+function installSignalHandlers(log: Logger): void {
+  let cancelling = false;
+  const handler = (signal: string) => {
+    if (cancelling) return;
+    cancelling = true;
+    log.warning(`Received ${signal}: cancelling, releasing locks.`);
+    const deadline = new Promise((r) => setTimeout(r, 20_000));
+    void Promise.race([Promise.allSettled([...cleanups].map((c) => c())), deadline]).finally(() => process.exit(1));
+  };
+  process.once('SIGINT', () => handler('SIGINT'));
+  process.once('SIGTERM', () => handler('SIGTERM'));
+}
+
+const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9.-]*$|^\[?[0-9A-Fa-f:.]+\]?$/;
+
+function connectionTarget<I extends ConnectionInputs, O>(io: ActionIO<I, O>, config: Config) {
+  const host = io.required('host', 'the VPS address, e.g. from a repository secret');
+  if (!HOST_RE.test(host) || host.length > 253) throw new ConfigurationError(`input host "${printable(host)}" is not a host name or IP address`);
+  const port = positiveInt(io.input('port') || '22', 'input port', 65535);
+  const user = io.input('user') || 'root';
+  if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user)) throw new ConfigurationError(`input user "${printable(user)}" is not a valid user name`);
+  const privateKey = io.secret('ssh-key', true, 'the private key twinstack logs in with (a repository secret)');
+  const passphrase = io.secret('ssh-passphrase') || undefined;
+  const knownHosts = io.required('known-hosts', "the host's public key line(s) as in ~/.ssh/known_hosts; twinstack never trusts an unknown host key");
+  return {
+    host: host.replace(/^\[|\]$/g, ''),
+    port,
+    user,
+    privateKey: privateKey.replace(/\r\n/g, '\n').trim() + '\n',
+    passphrase,
+    knownHosts,
+    commandTimeoutSeconds: config['command-timeout-seconds'],
+  };
+}
+
+export function runAction<I extends ConnectionInputs, O, P>(def: ActionDefinition<I, O, P>): void {
+  const log = new ActionsLogger();
+  const io = new ActionIO<I, O>(log);
+  installSignalHandlers(log);
+  void main(def, io, log).then((code) => {
+    process.exitCode = code;
+  });
+}
+
+async function main<I extends ConnectionInputs, O, P>(def: ActionDefinition<I, O, P>, io: ActionIO<I, O>, log: Logger): Promise<number> {
+  let host: Host | undefined;
+  try {
+    const config = loadConfig(io.input('config') || '.github/twinstack.yml');
+    const target = connectionTarget(io, config);
+    const lockTimeoutSeconds = positiveInt(io.input('lock-timeout') || '600', 'input lock-timeout', 86400);
+    const prepared: Prepared<I, O> = { io, log, config, run: runInfo(), lockTimeoutSeconds };
+    const plan = await def.prepare(prepared);
+    if (def.connect && !def.connect(plan)) {
+      await def.execute({ ...prepared, plan, host: undefined as unknown as Host });
+      return 0;
+    }
+    host = await SshHost.connect(target, log);
+    await def.execute({ ...prepared, plan, host });
+    return 0;
+  } catch (e) {
+    io.fail(failureLine(def.name, e));
+    if (!(e instanceof ConfigurationError) && !(e instanceof OperationFailed) && e instanceof Error && e.stack) log.debug(e.stack);
+    return 1;
+  } finally {
+    await host?.close();
+  }
+}
+
+export function failureLine(action: string, e: unknown): string {
+  if (e instanceof ConfigurationError) return e.message;
+  if (e instanceof LockTimeoutError || e instanceof OperationFailed) return `${action}: ${e.message}`;
+  if (e instanceof RemoteCommandError) return `${action}: ${e.message}`;
+  return `${action} failed: ${errorMessage(e)}`;
+}

@@ -1,0 +1,63 @@
+/** A failure the user can fix by changing an input, the config file or the host's setup. */
+export class ConfigurationError extends Error {
+  override name = 'ConfigurationError';
+}
+
+/** A command on the host exited non-zero (or was killed). Carries what an operator needs to see. */
+export class RemoteCommandError extends Error {
+  override name = 'RemoteCommandError';
+  constructor(
+    readonly command: string,
+    readonly exitCode: number | null,
+    readonly signal: string | null,
+    readonly stdout: string,
+    readonly stderr: string,
+    readonly timedOut = false,
+    readonly label?: string,
+  ) {
+    super(RemoteCommandError.describe(command, exitCode, signal, stderr, timedOut, label));
+  }
+
+  static describe(
+    command: string,
+    exitCode: number | null,
+    signal: string | null,
+    stderr: string,
+    timedOut: boolean,
+    label?: string,
+  ): string {
+    const what = label ?? shorten(command, 200);
+    const how = timedOut
+      ? 'timed out and was killed'
+      : signal
+        ? `was killed by ${signal}`
+        : `exited with code ${exitCode}`;
+    const tail = tailLines(stderr, 5);
+    return `${what} ${how}${tail ? `: ${tail}` : ''}`;
+  }
+}
+
+/** The environment's lock could not be taken in time. */
+export class LockTimeoutError extends Error {
+  override name = 'LockTimeoutError';
+}
+
+/** A failure of the operation itself that has been reported already (summary written); ends the run. */
+export class OperationFailed extends Error {
+  override name = 'OperationFailed';
+}
+
+export function tailLines(text: string, n: number): string {
+  const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+  return lines.slice(-n).join(' | ');
+}
+
+export function shorten(text: string, max: number): string {
+  const oneLine = text.replace(/\s+/g, ' ').trim();
+  return oneLine.length > max ? `${oneLine.slice(0, max - 1)}…` : oneLine;
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

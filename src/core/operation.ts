@@ -1,0 +1,91 @@
+/**
+ * An operation on one environment: taken under that environment's lock, recorded in its host log
+ * as `started` and `finished` (with the outcome), and released on success, failure and cancellation.
+ * Before it starts, operations left unfinished by dead runs are reported and marked interrupted.
+ */
+import { randomBytes } from 'node:crypto';
+import type { RunInfo } from './actions-io';
+import { onCancel } from './action';
+import { errorMessage } from './errors';
+import type { Host } from './host';
+import { HostLog, unfinishedOperations, type LogRecord, type Outcome } from './host-log';
+import { EnvironmentLock, describeHolder, type LockHolder } from './lock';
+import type { Logger } from './logger';
+
+export interface Operation {
+  id: string;
+  env: string;
+  log: HostLog;
+  /** Operations of earlier runs that never finished (reported already; the caller may refuse to go on). */
+  interrupted: LogRecord[];
+  staleHolder?: LockHolder;
+  /** Appends a record for this operation to the environment's host log. */
+  record(event: string, fields?: Record<string, unknown>): Promise<LogRecord>;
+}
+
+export interface OperationOptions {
+  host: Host;
+  stateDir: string;
+  env: string;
+  action: string;
+  sha?: string;
+  run: RunInfo;
+  log: Logger;
+  lockTimeoutSeconds: number;
+}
+
+export function newOperationId(): string {
+  return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+}
+
+export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => Promise<T>, outcomeOf: (result: T) => Outcome = () => 'success'): Promise<T> {
+  const id = newOperationId();
+  const hostLog = new HostLog(o.host, o.stateDir, o.env);
+  const holder: LockHolder = { run: o.run.url, actor: o.run.actor, sha: o.sha ?? o.run.sha, action: o.action, op: id, since: new Date().toISOString() };
+  const lock = await EnvironmentLock.acquire(o.host, o.stateDir, o.env, holder, o.lockTimeoutSeconds, o.log);
+  let finished = false;
+  const base = { action: o.action, op: id, run: o.run.url, actor: o.run.actor };
+  const unregister = onCancel(async () => {
+    if (!finished) await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled' }).catch(() => undefined);
+    await lock.release();
+  });
+  try {
+    const records = await hostLog.read(o.log);
+    const interrupted = unfinishedOperations(records);
+    for (const r of interrupted) {
+      o.log.warning(
+        `Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${String(r.sha ?? '?').slice(0, 12)}, started ${r.time}) never finished; ` +
+          `its run died or lost the connection. Check the ${o.env} state in this run's summary.`,
+      );
+      await hostLog.append({ action: r.action, op: r.op, event: 'interrupted', outcome: 'interrupted', run: r.run, reportedBy: o.run.url });
+    }
+    if (lock.stale && !interrupted.some((r) => r.op === lock.stale?.op)) {
+      o.log.warning(`The ${o.env} lock was left by ${describeHolder(lock.stale)}.`);
+    }
+    const op: Operation = {
+      id,
+      env: o.env,
+      log: hostLog,
+      interrupted,
+      staleHolder: lock.stale,
+      record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),
+    };
+    await hostLog.append({ ...base, sha: o.sha, event: 'started', staleLock: lock.stale ? lock.stale.run : undefined });
+    let result: T;
+    try {
+      result = await fn(op);
+    } catch (e) {
+      finished = true;
+      await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact(errorMessage(e)).slice(0, 2000) }).catch((le) =>
+        o.log.warning(`could not record the failure in the host log: ${errorMessage(le)}`),
+      );
+      throw e;
+    }
+    finished = true;
+    await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: outcomeOf(result) });
+    return result;
+  } finally {
+    unregister();
+    await lock.release().catch((e) => o.log.warning(`could not release the ${o.env} lock cleanly: ${errorMessage(e)}`));
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * Building commands for the remote POSIX shell. Every value that comes from outside is quoted;
+ * only `raw()` fragments written in this code base are pasted as they are.
+ */
+
+const SAFE = /^[A-Za-z0-9_\-./:=@%+,]+$/;
+
+export class Raw {
+  constructor(readonly text: string) {}
+}
+
+/** A fragment of shell syntax written in twinstack's own code (never user input). */
+export function raw(text: string): Raw {
+  return new Raw(text);
+}
+
+/** Quotes one argument for sh. NUL cannot be passed through a shell at all, so it is refused. */
+export function quote(arg: string): string {
+  if (arg.includes('\0')) throw new Error('a command argument contains a NUL byte');
+  if (arg === '') return "''";
+  if (SAFE.test(arg)) return arg;
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+export type Arg = string | number | Raw;
+
+function render(value: Arg | readonly Arg[]): string {
+  if (Array.isArray(value)) return value.map((v) => render(v)).join(' ');
+  if (value instanceof Raw) return value.text;
+  return quote(String(value));
+}
+
+/** An argument vector as one quoted command line. */
+export function argv(...args: Array<Arg | readonly Arg[]>): string {
+  return args.map((a) => render(a as Arg | readonly Arg[])).join(' ');
+}
+
+/**
+ * Tagged template for shell scripts: `sh\`cd ${dir} && git fetch ${remote}\``.
+ * Interpolated strings and numbers are quoted, arrays become quoted words, `raw()` is pasted.
+ */
+export function sh(strings: TemplateStringsArray, ...values: Array<Arg | readonly Arg[]>): string {
+  let out = strings[0];
+  values.forEach((v, i) => {
+    out += render(v) + strings[i + 1];
+  });
+  return out;
+}

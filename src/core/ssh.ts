@@ -1,0 +1,321 @@
+/**
+ * The SSH implementation of Host: the one adapter for node-ssh (and ssh2 beneath it).
+ * One connection per action run, pinned host keys, commands run under bash with a remote
+ * `timeout` so that a time limit kills the remote process group, not only our wait.
+ */
+import * as net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { NodeSSH } from 'node-ssh';
+import type { ClientChannel } from 'ssh2';
+import { ConfigurationError, RemoteCommandError, errorMessage } from './errors';
+import type { CommandResult, Forward, Host, RemoteProcess, RunOptions, Traffic } from './host';
+import { hostKeyAlgorithms, hostKeyPolicy } from './known-hosts';
+import type { Logger } from './logger';
+import { argv, quote, sh } from './shell';
+
+export interface SshTarget {
+  host: string;
+  port: number;
+  user: string;
+  privateKey: string;
+  passphrase?: string;
+  knownHosts: string;
+  connectTimeoutSeconds?: number;
+  /** Default time limit for a command, in seconds. */
+  commandTimeoutSeconds?: number;
+}
+
+const MAX_CAPTURE = 32 * 1024 * 1024;
+const KILL_GRACE_SECONDS = 10;
+
+/** Keeps the last `max` bytes of a stream. */
+class Capture {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  constructor(private readonly max = MAX_CAPTURE) {}
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    while (this.size > this.max && this.chunks.length > 1) this.size -= (this.chunks.shift() as Buffer).length;
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+/** Splits chunks into lines for the log; keeps the incomplete tail until it is complete. */
+class LineSplitter {
+  private rest = '';
+  constructor(private readonly onLine: (line: string) => void) {}
+  push(chunk: Buffer): void {
+    const text = this.rest + chunk.toString('utf8');
+    const lines = text.split('\n');
+    this.rest = lines.pop() ?? '';
+    for (const l of lines) this.onLine(l.replace(/\r$/, ''));
+  }
+  flush(): void {
+    if (this.rest) this.onLine(this.rest);
+    this.rest = '';
+  }
+}
+
+export class SshHost implements Host {
+  private readonly traffics: Traffic = { received: 0, sent: 0 };
+  private readonly forwards = new Set<net.Server>();
+
+  private constructor(
+    private readonly ssh: NodeSSH,
+    readonly name: string,
+    private readonly log: Logger,
+    private readonly defaultTimeout: number,
+  ) {}
+
+  static async connect(target: SshTarget, log: Logger): Promise<SshHost> {
+    const policy = hostKeyPolicy(target.knownHosts, target.host, target.port);
+    let refusal: string | undefined;
+    const ssh = new NodeSSH();
+    const name = `${target.user}@${target.host}:${target.port}`;
+    log.debug(`connecting to ${name}`);
+    try {
+      await ssh.connect({
+        host: target.host,
+        port: target.port,
+        username: target.user,
+        privateKey: target.privateKey,
+        passphrase: target.passphrase,
+        readyTimeout: (target.connectTimeoutSeconds ?? 20) * 1000,
+        keepaliveInterval: 10_000,
+        keepaliveCountMax: 3,
+        algorithms: { serverHostKey: hostKeyAlgorithms(policy.pinned) as never },
+        hostVerifier: (key: Buffer) => {
+          const verdict = policy.verify(key);
+          if (!verdict.ok) refusal = verdict.reason;
+          return verdict.ok;
+        },
+      });
+    } catch (err) {
+      ssh.dispose();
+      if (refusal) throw new ConfigurationError(`SSH refused: ${refusal}`);
+      const msg = errorMessage(err);
+      if (/no matching host key format|handshake failed/i.test(msg)) {
+        throw new ConfigurationError(
+          `SSH refused: ${name} offers none of the host key types pinned in known-hosts (${hostKeyAlgorithms(policy.pinned).join(', ')}): ${msg}`,
+        );
+      }
+      if (/authentication methods failed/i.test(msg)) {
+        throw new ConfigurationError(`SSH login as ${target.user} on ${target.host}:${target.port} was refused: check ssh-key and user`);
+      }
+      if (/Cannot parse privateKey|privateKey value does not contain a \(valid\) private key|Encrypted private OpenSSH key/i.test(msg)) {
+        throw new ConfigurationError(`ssh-key is not a usable private key (${msg}); give the whole OpenSSH private key, and ssh-passphrase if it is encrypted`);
+      }
+      throw new ConfigurationError(`cannot connect to ${target.host}:${target.port}: ${msg}`);
+    }
+    log.debug(`connected to ${name}`);
+    return new SshHost(ssh, name, log, target.commandTimeoutSeconds ?? 1800);
+  }
+
+  private connection() {
+    const c = this.ssh.connection;
+    if (!c) throw new Error('the SSH connection is closed');
+    return c;
+  }
+
+  /** The full command line sent to the host for a script and its options. */
+  private wrap(script: string, options: RunOptions, timeoutSeconds: number): string {
+    const body = options.cwd ? sh`cd ${options.cwd}` + ` && { ${script}\n}` : script;
+    const envWords = Object.entries(options.env ?? {}).map(([k, v]) => {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`bad environment variable name ${k}`);
+      return `${k}=${quote(v)}`;
+    });
+    const inner = argv('bash', '-c', `set -o pipefail\n${body}`);
+    const timed = timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner;
+    return envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
+  }
+
+  private exec(script: string, options: RunOptions, keepStdinOpen: boolean) {
+    const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
+    const command = this.wrap(script, options, timeoutSeconds);
+    const label = options.label ?? script.split('\n')[0];
+    this.log.debug(`$ ${script}`);
+    const out = new Capture();
+    const err = new Capture();
+    const outLines = new LineSplitter((l) => this.log.info(l));
+    const errLines = new LineSplitter((l) => this.log.info(l));
+    const lineWaiters: Array<{ marker: string; resolve: () => void }> = [];
+    const markerLines = new LineSplitter((l) => {
+      for (const w of lineWaiters.filter((x) => x.marker === l)) w.resolve();
+    });
+    let channel: ClientChannel | undefined;
+    const started = Date.now();
+    const channelReady = new Promise<ClientChannel>((resolve, reject) => {
+      this.connection().exec(command, (e, ch) => {
+        if (e) return reject(new RemoteCommandError(label, null, null, '', errorMessage(e), false, label));
+        channel = ch;
+        resolve(ch);
+      });
+    });
+    const exited = channelReady.then(
+      (ch) =>
+        new Promise<CommandResult>((resolve) => {
+          let exitCode: number | null = null;
+          let signal: string | null = null;
+          let localTimer: NodeJS.Timeout | undefined;
+          if (timeoutSeconds > 0) {
+            // The remote `timeout` kills the process; this only guards against a host that stops answering.
+            localTimer = setTimeout(() => ch.close(), (timeoutSeconds + KILL_GRACE_SECONDS + 20) * 1000);
+          }
+          ch.on('data', (d: Buffer) => {
+            this.traffics.received += d.length;
+            out.push(d);
+            markerLines.push(d);
+            options.onStdout?.(d);
+            if (!options.quiet) outLines.push(d);
+          });
+          ch.stderr.on('data', (d: Buffer) => {
+            this.traffics.received += d.length;
+            err.push(d);
+            if (!options.quiet) errLines.push(d);
+          });
+          ch.on('exit', (code: number | null, sig?: string) => {
+            exitCode = code ?? null;
+            signal = sig ?? null;
+          });
+          ch.on('close', () => {
+            if (localTimer) clearTimeout(localTimer);
+            outLines.flush();
+            errLines.flush();
+            const elapsed = Date.now() - started;
+            const timedOut =
+              timeoutSeconds > 0 && (exitCode === 124 || (exitCode === 137 && elapsed >= timeoutSeconds * 1000) || (exitCode === null && signal === null));
+            resolve({
+              command: script,
+              exitCode,
+              signal,
+              stdout: out.text(),
+              stderr: err.text(),
+              timedOut,
+              durationMs: elapsed,
+            });
+          });
+          if (options.stdin !== undefined) {
+            const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
+            this.traffics.sent += data.length;
+            ch.end(data);
+          } else if (!keepStdinOpen) {
+            ch.end();
+          }
+        }),
+    );
+    return { exited, channelReady, lineWaiters, label, getChannel: () => channel };
+  }
+
+  async run(script: string, options: RunOptions = {}): Promise<CommandResult> {
+    const { exited, label } = this.exec(script, options, false);
+    const result = await exited;
+    if (options.check !== false && (result.exitCode !== 0 || result.timedOut)) {
+      throw new RemoteCommandError(script, result.exitCode, result.signal, result.stdout, result.stderr, result.timedOut, options.label ?? label);
+    }
+    return result;
+  }
+
+  spawn(script: string, options: Omit<RunOptions, 'stdin' | 'check'> = {}): RemoteProcess {
+    const p = this.exec(script, { ...options, timeoutSeconds: options.timeoutSeconds ?? 0 }, true);
+    return {
+      exited: p.exited,
+      waitForLine: (marker: string) =>
+        new Promise<void>((resolve, reject) => {
+          p.lineWaiters.push({ marker, resolve });
+          p.exited.then(
+            (r) => reject(new RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, p.label)),
+            reject,
+          );
+        }),
+      end: async () => {
+        const ch = await p.channelReady;
+        ch.end();
+        return p.exited;
+      },
+    };
+  }
+
+  async writeFile(path: string, content: string | Buffer, mode = 0o600): Promise<void> {
+    const data = typeof content === 'string' ? Buffer.from(content) : content;
+    const tmp = `${path}.twinstack-${randomBytes(6).toString('hex')}`;
+    const sftp = await this.ssh.requestSFTP();
+    try {
+      await new Promise<void>((resolve, reject) =>
+        sftp.writeFile(tmp, data, { mode }, (e) => (e ? reject(e) : resolve())),
+      );
+      // The mode given at creation is filtered by the server's umask; set it exactly.
+      await new Promise<void>((resolve, reject) => sftp.chmod(tmp, mode, (e) => (e ? reject(e) : resolve())));
+      this.traffics.sent += data.length;
+    } catch (e) {
+      throw new RemoteCommandError(`write ${path}`, null, null, '', errorMessage(e), false, `writing ${path} over SFTP`);
+    } finally {
+      sftp.end();
+    }
+    await this.run(sh`mv -f ${tmp} ${path}`, { label: `moving ${path} into place`, quiet: true });
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    const sftp = await this.ssh.requestSFTP();
+    try {
+      const data = await new Promise<Buffer>((resolve, reject) =>
+        sftp.readFile(path, (e: Error | null | undefined, d: Buffer) => (e ? reject(e) : resolve(d))),
+      );
+      this.traffics.received += data.length;
+      return data;
+    } catch (e) {
+      throw new RemoteCommandError(`read ${path}`, null, null, '', errorMessage(e), false, `reading ${path} over SFTP`);
+    } finally {
+      sftp.end();
+    }
+  }
+
+  async forward(remoteHost: string, remotePort: number): Promise<Forward> {
+    const server = net.createServer((socket) => {
+      this.ssh
+        .forwardOut('127.0.0.1', 0, remoteHost, remotePort)
+        .then((ch) => {
+          socket.on('data', (d: Buffer) => (this.traffics.sent += d.length));
+          ch.on('data', (d: Buffer) => (this.traffics.received += d.length));
+          socket.pipe(ch).pipe(socket);
+          const close = () => {
+            socket.destroy();
+            ch.close();
+          };
+          socket.on('error', close);
+          ch.on('error', close);
+          socket.on('close', () => ch.close());
+        })
+        .catch((e) => {
+          this.log.warning(`port forward to ${remoteHost}:${remotePort} failed: ${errorMessage(e)}`);
+          socket.destroy();
+        });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    this.forwards.add(server);
+    const port = (server.address() as net.AddressInfo).port;
+    return {
+      port,
+      close: () =>
+        new Promise<void>((resolve) => {
+          this.forwards.delete(server);
+          server.close(() => resolve());
+        }),
+    };
+  }
+
+  traffic(): Traffic {
+    return { ...this.traffics };
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.forwards) s.close();
+    this.forwards.clear();
+    this.ssh.dispose();
+  }
+}

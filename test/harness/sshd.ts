@@ -1,0 +1,92 @@
+/**
+ * A real OpenSSH server for tests: its own sshd on a free 127.0.0.1 port, with freshly generated
+ * host keys (ed25519, ecdsa, rsa) and a client key. Logs in as the user running the tests.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { freePort, waitForPort } from './ports';
+
+export interface TestSshd {
+  port: number;
+  user: string;
+  dir: string;
+  privateKey: string;
+  /** known_hosts lines for every host key, as "[127.0.0.1]:port type key". */
+  knownHosts: string;
+  knownHostsFor(type: 'ed25519' | 'ecdsa' | 'rsa'): string;
+  /** Stops sshd's listener. */
+  stop(): Promise<void>;
+}
+
+const SSHD = ['/usr/sbin/sshd', '/usr/bin/sshd'].find((p) => fs.existsSync(p));
+
+export function sshdAvailable(): string | undefined {
+  return SSHD ? undefined : 'sshd is not installed: apt-get install openssh-server (or run .ci/install.sh)';
+}
+
+function keygen(file: string, type: string, extra: string[] = []): void {
+  execFileSync('ssh-keygen', ['-q', '-t', type, ...extra, '-N', '', '-C', 'twinstack-test', '-f', file], { stdio: 'ignore' });
+}
+
+export async function startSshd(): Promise<TestSshd> {
+  if (!SSHD) throw new Error(sshdAvailable());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-sshd-'));
+  fs.chmodSync(dir, 0o755);
+  const types = { ed25519: [], ecdsa: ['-b', '256'], rsa: ['-b', '3072'] } as const;
+  for (const [t, extra] of Object.entries(types)) keygen(path.join(dir, `host_${t}`), t, [...extra]);
+  keygen(path.join(dir, 'client'), 'ed25519');
+  fs.copyFileSync(path.join(dir, 'client.pub'), path.join(dir, 'authorized_keys'));
+  fs.chmodSync(path.join(dir, 'authorized_keys'), 0o600);
+  fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  const port = await freePort();
+  const user = os.userInfo().username;
+  fs.writeFileSync(
+    path.join(dir, 'sshd_config'),
+    [
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      ...Object.keys(types).map((t) => `HostKey ${dir}/host_${t}`),
+      `PidFile ${dir}/sshd.pid`,
+      `AuthorizedKeysFile ${dir}/authorized_keys`,
+      'PubkeyAuthentication yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'PermitRootLogin prohibit-password',
+      'StrictModes no',
+      'UsePAM no',
+      'MaxSessions 64',
+      'MaxStartups 64',
+      'Subsystem sftp internal-sftp',
+      'LogLevel ERROR',
+      '',
+    ].join('\n'),
+  );
+  const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', path.join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d) => (stderr += d));
+  try {
+    await waitForPort(port);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw new Error(`sshd did not start: ${stderr || (e as Error).message}`);
+  }
+  const line = (t: string) => {
+    const [type, key] = fs.readFileSync(path.join(dir, `host_${t}.pub`), 'utf8').trim().split(/\s+/);
+    return `[127.0.0.1]:${port} ${type} ${key}`;
+  };
+  return {
+    port,
+    user,
+    dir,
+    privateKey: fs.readFileSync(path.join(dir, 'client'), 'utf8'),
+    knownHosts: Object.keys(types).map(line).join('\n') + '\n',
+    knownHostsFor: line,
+    async stop() {
+      // Open sessions are separate processes and end when their clients disconnect.
+      child.kill('SIGTERM');
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
