@@ -56120,6 +56120,21 @@ class Environment {
     composeOptions(extra = {}) {
         return { ...extra, cwd: this.cfg.checkout, env: { COMPOSE_PROJECT_NAME: this.cfg.project, ...(extra.env ?? {}) } };
     }
+    /**
+     * A shell command that runs a PostgreSQL client tool (psql, pg_dump, pg_restore, pg_dumpall) against
+     * this environment's database server as its configured user: inside the running db container
+     * (`via: container`, the normal case) or directly on the host (`via: host`). The caller passes the
+     * tool's other arguments, including `-d <database>`; standard input is passed through.
+     */
+    dbTool(tool, args) {
+        const db = this.cfg.database;
+        if (db.via === 'host')
+            return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
+        const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
+        return ((0, shell_1.sh) `c=$(docker ps -q ${filters} | head -n 1); ` +
+            (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
+            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-U', db.user, args)}`);
+    }
     async containers(host) {
         const script = (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${this.cfg.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
         const r = await host.run(script, { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });

@@ -3,4 +3,11 @@
  * Each capability exports its zod schema from its own module; they are gathered here so the
  * top-level schema stays strict.
  */
-export const sectionSchemas = {};
+import { gateSchema } from './gate';
+import { monitorSchema, preflightSchema } from '../safety/config';
+
+export const sectionSchemas = {
+  preflight: preflightSchema,
+  monitor: monitorSchema,
+  gate: gateSchema,
+};

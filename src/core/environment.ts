@@ -4,6 +4,7 @@
  * used, and structured state comes from `docker inspect`, which both leave alone.
  */
 import type { Config, EnvironmentConfig, EnvironmentName } from './config';
+import { OperationFailed } from './errors';
 import type { Host, RunOptions } from './host';
 import { argv, sh, type Arg } from './shell';
 
@@ -44,6 +45,34 @@ export class Environment {
   /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
   composeOptions(extra: RunOptions = {}): RunOptions {
     return { ...extra, cwd: this.cfg.checkout, env: { COMPOSE_PROJECT_NAME: this.cfg.project, ...(extra.env ?? {}) } };
+  }
+
+  /**
+   * A shell command that runs a PostgreSQL client tool (psql, pg_dump, pg_restore, pg_dumpall) against
+   * this environment's database server as its configured user: inside the running db container
+   * (`via: container`, the normal case) or directly on the host (`via: host`). The caller passes the
+   * tool's other arguments, including `-d <database>`; standard input is passed through.
+   */
+  dbTool(tool: 'psql' | 'pg_dump' | 'pg_restore' | 'pg_dumpall' | 'pg_isready', args: readonly Arg[]): string {
+    const db = this.cfg.database;
+    if (db.via === 'host') return argv(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
+    const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
+    return (
+      sh`c=$(docker ps -q ${filters} | head -n 1); ` +
+      sh`[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
+      `docker exec -i "$c" ${argv(tool, '-U', db.user, args)}`
+    );
+  }
+
+  /** The id of the running container of a service; fails naming the service when there is none. */
+  async serviceContainer(host: Host, service: string): Promise<string> {
+    const r = await host.run(
+      argv('docker', 'ps', '-q', '--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${service}`),
+      { quiet: true, label: `finding the ${service} container`, timeoutSeconds: 60 },
+    );
+    const id = r.stdout.trim().split('\n')[0];
+    if (!id) throw new OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
+    return id;
   }
 
   async containers(host: Host): Promise<ContainerState[]> {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs the test suites with node's test runner: unit and integration files side by side, then the
+# end-to-end files one at a time (they share one Docker engine). Prints one closing line with the
+# totals of both runs. Usage: scripts/test.sh [unit] [integration] [e2e]  (default: all three)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(unit integration e2e)
+
+parallel=()
+serial=()
+for s in "${suites[@]}"; do
+  case "$s" in
+    unit|integration) for f in test/"$s"/*.test.ts; do [ -e "$f" ] && parallel+=("$f"); done ;;
+    e2e) for f in test/e2e/*.test.ts; do [ -e "$f" ] && serial+=("$f"); done ;;
+    *) echo "unknown suite: $s (use unit, integration, e2e)" >&2; exit 2 ;;
+  esac
+done
+
+log=$(mktemp)
+status=0
+if [ ${#parallel[@]} -gt 0 ]; then
+  node --import tsx --test --test-concurrency=4 "${parallel[@]}" 2>&1 | tee -a "$log" || status=1
+fi
+if [ ${#serial[@]} -gt 0 ]; then
+  node --import tsx --test --test-concurrency=1 "${serial[@]}" 2>&1 | tee -a "$log" || status=1
+fi
+pass=$(awk '/^# pass /{s+=$3} END{print s+0}' "$log")
+fail=$(awk '/^# fail /{s+=$3} END{print s+0}' "$log")
+skip=$(awk '/^# skipped /{s+=$3} END{print s+0}' "$log")
+rm -f "$log"
+if [ $((pass + fail)) -eq 0 ]; then echo "no tests ran" >&2; status=1; fi
+echo "tests: ${pass} passed, ${fail} failed, ${skip} skipped"
+exit $status

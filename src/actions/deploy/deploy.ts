@@ -1,0 +1,127 @@
+/**
+ * deploy: put one environment on exactly one commit. Under the environment's lock:
+ * fetch and check out the commit (detached) → compose build → up -d → wait for healthchecks →
+ * probe the health URL → tag the images with the release id and record the release → prune old tags.
+ * A failure after `up` leaves the environment on the new, unhealthy containers; the summary says so
+ * and names the rollback to run.
+ */
+import type { DeployInputs, DeployOutputs } from '../../../action-types';
+import type { ActionDefinition } from '../../core/action';
+import type { EnvironmentName } from '../../core/config';
+import { Environment, type ContainerState } from '../../core/environment';
+import { ConfigurationError, errorMessage } from '../../core/errors';
+import { checkoutCommit, resolveRef } from '../../core/git';
+import { underLock } from '../../core/operation';
+import {
+  HealthError,
+  composeBuildAndUp,
+  currentRelease,
+  newReleaseId,
+  probeHealthUrl,
+  pruneReleaseTags,
+  tagRelease,
+  waitHealthy,
+} from '../../core/release';
+import { Summary } from '../../core/summary';
+import * as validate from '../../core/validate';
+
+interface Plan {
+  environment: EnvironmentName;
+  ref: string;
+  build: boolean;
+}
+
+export interface DeployResult {
+  releaseId: string;
+  sha: string;
+  previousReleaseId: string;
+  durationSeconds: number;
+  containers: ContainerState[];
+}
+
+export function environmentInput(value: string): EnvironmentName {
+  if (value !== 'prod' && value !== 'dev') {
+    throw new ConfigurationError(`input environment "${validate.printable(value)}" must be prod or dev`);
+  }
+  return value;
+}
+
+export function servicesTable(s: Summary, containers: ContainerState[]): Summary {
+  return s.table(
+    ['service', 'container', 'state', 'health', 'image'],
+    containers.map((c) => [c.service, c.name, c.status + (c.status === 'exited' ? ` (${c.exitCode})` : ''), c.health, c.image]),
+  );
+}
+
+export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> = {
+  name: 'deploy',
+  prepare({ io, run }) {
+    const environment = environmentInput(io.required('environment', 'prod or dev'));
+    const ref = io.input('ref') || run.sha;
+    if (!ref) throw new ConfigurationError('input ref is required when the workflow has no commit (GITHUB_SHA)');
+    validate.gitRef(ref);
+    const build = validate.boolean(io.input('build') || 'true', 'input build');
+    return { environment, ref, build };
+  },
+
+  async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
+    const env = new Environment(plan.environment, config);
+    const started = Date.now();
+    const summary = new Summary().heading(`Deploy to ${env.name}`);
+    let sha = '';
+    try {
+      const result = await underLock(
+        { host, stateDir: config['state-dir'], env: env.name, action: 'deploy', run, log, lockTimeoutSeconds },
+        async (op): Promise<DeployResult> => {
+          const previous = currentRelease(await op.log.read(log));
+
+          log.startGroup(`${env.name}: checkout ${plan.ref}`);
+          try {
+            sha = await resolveRef(host, env, plan.ref);
+            log.info(`${plan.ref} is ${sha}`);
+            await checkoutCommit(host, env, sha);
+          } finally {
+            log.endGroup();
+          }
+
+          await composeBuildAndUp(host, env, plan.build, log);
+          const containers = await waitHealthy(host, env, log);
+          await probeHealthUrl(host, env, log);
+
+          const releaseId = newReleaseId(sha);
+          const images = await tagRelease(host, env, releaseId, containers);
+          const durationSeconds = Math.round((Date.now() - started) / 1000);
+          await op.record('release', { release: releaseId, sha, kind: 'deploy', images, previous: previous?.release, durationSeconds });
+          await pruneReleaseTags(host, env, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
+          return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers };
+        },
+      );
+      io.output('release-id', result.releaseId);
+      io.output('sha', result.sha);
+      io.output('previous-release-id', result.previousReleaseId);
+      io.output('duration-seconds', result.durationSeconds);
+      summary
+        .text(`✅ **${env.name} runs release \`${result.releaseId}\`** (commit \`${result.sha.slice(0, 12)}\`), deployed in ${result.durationSeconds}s.`)
+        .list([
+          `previous release: ${result.previousReleaseId ? `\`${result.previousReleaseId}\`` : 'none'}`,
+          `health: ${env.cfg.url}${env.cfg.healthPath} answered 2xx`,
+        ]);
+      servicesTable(summary, result.containers);
+    } catch (e) {
+      summary.text(`❌ **The deploy to ${env.name} failed**: ${errorMessage(e)}`);
+      if (e instanceof HealthError) {
+        summary.list([
+          `service \`${e.service}\` is ${e.state}`,
+          `${env.name} now runs the new containers of ${sha ? `\`${sha.slice(0, 12)}\`` : 'the new commit'}, which are not healthy.`,
+          `Next: fix and push again, or run the rollback workflow to return ${env.name} to its previous release.`,
+        ]);
+        if (e.logs) summary.details(`last log lines of ${e.service}`, '```\n' + e.logs + '\n```');
+      } else {
+        summary.list([`Next: read the error above; the ${env.name} host log records this failed run.`]);
+      }
+      await io.summary(summary.toMarkdown());
+      throw e;
+    }
+    await io.summary(summary.toMarkdown());
+  },
+};

@@ -1,0 +1,4 @@
+import { runAction } from '../../core/action';
+import { deployAction } from './deploy';
+
+runAction(deployAction);

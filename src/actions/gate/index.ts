@@ -1,0 +1,4 @@
+import { runAction } from '../../core/action';
+import { gateAction } from './gate';
+
+runAction(gateAction);

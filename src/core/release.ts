@@ -1,0 +1,203 @@
+/**
+ * Releases: what an environment runs. A release is a commit plus the image of every service, each
+ * image tagged `twinstack/<project>-<service>:<release-id>` so a rollback can start it again without
+ * rebuilding. The host log's `release` records are the history; the newest is what runs now.
+ */
+import type { Environment, ContainerState } from './environment';
+import { OperationFailed } from './errors';
+import type { Host } from './host';
+import type { LogRecord } from './host-log';
+import type { Logger } from './logger';
+import { argv, sh } from './shell';
+
+export interface ServiceImage {
+  /** The image name compose runs the service from (Config.Image). */
+  name: string;
+  /** The image id (sha256:...). */
+  id: string;
+  /** twinstack's tag of that image for this release. */
+  tag: string;
+}
+
+export interface Release {
+  release: string;
+  sha: string;
+  kind: 'deploy' | 'promote' | 'rollback';
+  images: Record<string, ServiceImage>;
+  time: string;
+  run?: string;
+}
+
+export function newReleaseId(sha: string, now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `r${stamp}-${sha.slice(0, 7)}`;
+}
+
+function asRelease(r: LogRecord): Release {
+  return { release: String(r.release), sha: String(r.sha), kind: r.kind as Release['kind'], images: (r.images ?? {}) as Release['images'], time: r.time, run: r.run };
+}
+
+/** The release an environment runs now: the newest release record. */
+export function currentRelease(records: LogRecord[]): Release | undefined {
+  for (let i = records.length - 1; i >= 0; i--) if (records[i].event === 'release') return asRelease(records[i]);
+  return undefined;
+}
+
+/** Every release ever recorded, newest first, each id once. */
+export function releaseHistory(records: LogRecord[]): Release[] {
+  const seen = new Set<string>();
+  const out: Release[] = [];
+  for (let i = records.length - 1; i >= 0; i--) {
+    const r = records[i];
+    if (r.event !== 'release' || seen.has(String(r.release))) continue;
+    seen.add(String(r.release));
+    out.push(asRelease(r));
+  }
+  return out;
+}
+
+/** A service that did not come up: the step fails naming it, with its state and last log lines. */
+export class HealthError extends OperationFailed {
+  constructor(
+    message: string,
+    readonly service: string,
+    readonly state: string,
+    readonly logs: string,
+  ) {
+    super(message);
+  }
+}
+
+export async function composeBuildAndUp(host: Host, env: Environment, build: boolean, log: Logger): Promise<void> {
+  if (build) {
+    log.startGroup(`${env.name}: compose build`);
+    try {
+      await host.run(env.compose('build'), env.composeOptions({ label: `${env.name} compose build` }));
+    } finally {
+      log.endGroup();
+    }
+  }
+  log.startGroup(`${env.name}: compose up`);
+  try {
+    await host.run(env.compose('up', '-d', '--remove-orphans', ...(build ? [] : ['--no-build'])), env.composeOptions({ label: `${env.name} compose up` }));
+  } finally {
+    log.endGroup();
+  }
+}
+
+export async function containerLogs(host: Host, c: ContainerState, lines = 30): Promise<string> {
+  const r = await host.run(sh`docker logs --tail ${lines} ${c.id} 2>&1`, { check: false, quiet: true, timeoutSeconds: 60 });
+  return r.stdout.trimEnd();
+}
+
+function verdict(c: ContainerState): 'ok' | 'wait' | 'failed' {
+  if (c.status === 'restarting' || c.status === 'dead') return 'failed';
+  if (c.status === 'exited') return c.exitCode === 0 ? 'ok' : 'failed';
+  if (c.status !== 'running') return 'wait';
+  if (!c.hasHealthcheck) return 'ok';
+  if (c.health === 'healthy') return 'ok';
+  if (c.health === 'unhealthy') return 'failed';
+  return 'wait';
+}
+
+/**
+ * Waits until every service with a healthcheck is healthy and the rest run. A service that turns
+ * unhealthy, exits non-zero or restarts fails at once.
+ */
+export async function waitHealthy(host: Host, env: Environment, log: Logger, timeoutSeconds = env.cfg.healthTimeoutSeconds): Promise<ContainerState[]> {
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  let last: ContainerState[] = [];
+  for (;;) {
+    last = await env.containers(host);
+    if (last.length === 0) throw new OperationFailed(`${env.name}: no containers of compose project ${env.project} are running after compose up`);
+    const failed = last.find((c) => verdict(c) === 'failed');
+    if (failed) {
+      const logs = await containerLogs(host, failed);
+      const state = failed.status === 'exited' ? `exited with code ${failed.exitCode}` : failed.status === 'running' ? failed.health : failed.status;
+      throw new HealthError(`${env.name}: service ${failed.service} is ${state} (container ${failed.name})`, failed.service, state, logs);
+    }
+    if (last.every((c) => verdict(c) === 'ok')) {
+      log.info(`${env.name}: all ${last.length} services are up (${last.filter((c) => c.hasHealthcheck).length} with healthy healthchecks)`);
+      return last;
+    }
+    if (Date.now() > deadline) {
+      const waiting = last.filter((c) => verdict(c) === 'wait');
+      const first = waiting[0];
+      const logs = first ? await containerLogs(host, first) : '';
+      throw new HealthError(
+        `${env.name}: ${waiting.map((c) => `${c.service} (${c.status === 'running' ? c.health : c.status})`).join(', ')} not healthy after ${timeoutSeconds}s`,
+        first?.service ?? '',
+        first ? (first.status === 'running' ? first.health : first.status) : '',
+        logs,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+/** Probes the environment's health URL from the host, expecting 2xx; retries while it is not. */
+export async function probeHealthUrl(host: Host, env: Environment, log: Logger, attempts = 10): Promise<number> {
+  const url = `${env.cfg.url}${env.cfg.healthPath}`;
+  let code = 0;
+  let detail = '';
+  for (let i = 1; i <= attempts; i++) {
+    const r = await host.run(argv('curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', url), {
+      check: false,
+      quiet: true,
+      timeoutSeconds: 30,
+    });
+    code = Number(r.stdout.trim()) || 0;
+    detail = r.stderr.trim();
+    if (code >= 200 && code < 300) {
+      log.info(`${env.name}: ${url} answered ${code}`);
+      return code;
+    }
+    if (i < attempts) await new Promise((res) => setTimeout(res, 3000));
+  }
+  throw new OperationFailed(`${env.name}: health URL ${url} answered ${code ? code : `nothing (${detail || 'no response'})`} after ${attempts} tries; expected 2xx`);
+}
+
+function tagRepository(env: Environment, service: string): string {
+  return `twinstack/${env.project}-${service}`.toLowerCase();
+}
+
+/** Tags every running service's image with the release id. */
+export async function tagRelease(host: Host, env: Environment, releaseId: string, containers: ContainerState[]): Promise<Record<string, ServiceImage>> {
+  const images: Record<string, ServiceImage> = {};
+  for (const c of containers) {
+    if (!c.service || images[c.service]) continue;
+    images[c.service] = { name: c.image, id: c.imageId, tag: `${tagRepository(env, c.service)}:${releaseId}` };
+  }
+  const script = Object.values(images)
+    .map((i) => argv('docker', 'tag', i.id, i.tag))
+    .join(' && ');
+  if (script) await host.run(script, { label: `tagging ${env.name} images as ${releaseId}`, quiet: true, timeoutSeconds: 300 });
+  return images;
+}
+
+/** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
+export async function pruneReleaseTags(host: Host, env: Environment, keep: number, protect: string[], log: Logger): Promise<string[]> {
+  const r = await host.run(sh`docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+  const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
+  const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))].filter((t) => /^r\d{8}T\d{6}Z-/.test(t)).sort().reverse();
+  const pruned = ids.slice(keep).filter((id) => !protect.includes(id));
+  if (pruned.length === 0) return [];
+  const doomed = tags.filter((t) => pruned.includes(t.slice(t.lastIndexOf(':') + 1)));
+  // Untagging only: an image still used by a container stays (docker refuses), which is right.
+  const rm = await host.run(argv('docker', 'rmi', doomed), { check: false, quiet: true, timeoutSeconds: 600 });
+  if (rm.exitCode !== 0) log.warning(`${env.name}: some old release images were kept: ${rm.stderr.trim().split('\n').slice(-1)[0]}`);
+  log.info(`${env.name}: pruned release tags ${pruned.join(', ')} (keeping the newest ${keep})`);
+  return pruned;
+}
+
+/** Points each service's image name back at a release's images, so `up --no-build` starts them unchanged. */
+export async function restoreReleaseImages(host: Host, env: Environment, release: Release): Promise<void> {
+  const entries = Object.values(release.images);
+  if (entries.length === 0) throw new OperationFailed(`release ${release.release} recorded no images; it cannot be started without a rebuild`);
+  const check = await host.run(argv('docker', 'image', 'inspect', '--format', '{{.Id}}', entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
+  if (check.exitCode !== 0) {
+    throw new OperationFailed(`release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`);
+  }
+  const script = entries.map((i) => argv('docker', 'tag', i.tag, i.name)).join(' && ');
+  await host.run(script, { label: `restoring ${release.release}'s images`, quiet: true, timeoutSeconds: 300 });
+}

@@ -1,0 +1,153 @@
+/**
+ * The end-to-end fixture host: this machine's Docker engine reached through the suite's own sshd,
+ * exactly as the actions reach a VPS. Two checkouts of the fixture app (prod and dev) cloned from a
+ * local origin with one branch per scenario, their env files, vaults and a twinstack config.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ROOT, runBundle, type BundleRun } from '../../harness/bundle';
+import { startSshd, type TestSshd } from '../../harness/sshd';
+
+export const BASE_IMAGE = 'twinstack-fixture-base:latest';
+
+export interface FixtureHost {
+  dir: string;
+  sshd: TestSshd;
+  /** Branch name → commit sha in the fixture origin. */
+  branches: Record<string, string>;
+  workspace: string;
+  composeCommand: 'docker-compose' | 'docker compose';
+  checkout(env: 'prod' | 'dev'): string;
+  envFile(env: 'prod' | 'dev'): string;
+  apiPort(env: 'prod' | 'dev'): number;
+  dbPort(env: 'prod' | 'dev'): number;
+  run(action: string, inputs?: Record<string, string>): Promise<BundleRun>;
+  /** docker/compose on the fixture host, from the test process (for assertions only). */
+  sh(command: string, cwd?: string): string;
+  compose(env: 'prod' | 'dev', args: string): string;
+  psql(env: 'prod' | 'dev', sql: string): string;
+  stop(): Promise<void>;
+}
+
+export function dockerProblem(): string | undefined {
+  try {
+    execFileSync('docker', ['info'], { stdio: 'ignore', timeout: 20_000 });
+  } catch {
+    return 'the Docker engine is not running: start it with `bash .ci/start-docker.sh` (as root)';
+  }
+  try {
+    execFileSync('docker', ['image', 'inspect', BASE_IMAGE], { stdio: 'ignore' });
+  } catch {
+    return `the fixture base image ${BASE_IMAGE} is missing: build it with \`bash test/e2e/support/base-image.sh\``;
+  }
+  return undefined;
+}
+
+export function composeCommands(): Array<'docker-compose' | 'docker compose'> {
+  const found: Array<'docker-compose' | 'docker compose'> = [];
+  try {
+    execFileSync('docker-compose', ['version'], { stdio: 'ignore' });
+    found.push('docker-compose');
+  } catch {
+    /* not installed */
+  }
+  try {
+    execFileSync('docker', ['compose', 'version'], { stdio: 'ignore' });
+    found.push('docker compose');
+  } catch {
+    /* no v2 plugin */
+  }
+  return found;
+}
+
+const PORTS = { prod: { db: 55410, api: 18410 }, dev: { db: 55420, api: 18420 } } as const;
+const PROJECTS = { prod: 'makapix-prod', dev: 'makapix-dev' } as const;
+
+function sh(command: string, cwd?: string, env?: Record<string, string>): string {
+  return execFileSync('bash', ['-c', command], { cwd, encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
+}
+
+export async function startFixtureHost(composeCommand: 'docker-compose' | 'docker compose' = 'docker-compose'): Promise<FixtureHost> {
+  const problem = dockerProblem();
+  if (problem) throw new Error(problem);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-e2e-'));
+  // Leftovers of an earlier, killed run would hold the ports and names.
+  for (const p of Object.values(PROJECTS)) removeProject(p);
+  const out = sh(`bash ${JSON.stringify(path.join(ROOT, 'test/e2e/support/make-fixture-repo.sh'))} ${JSON.stringify(dir)}`);
+  const branches: Record<string, string> = {};
+  for (const line of out.trim().split('\n')) {
+    const [b, s] = line.trim().split(/\s+/);
+    if (b && /^[0-9a-f]{40}$/.test(s ?? '')) branches[b] = s;
+  }
+  const checkout = (env: 'prod' | 'dev') => path.join(dir, env === 'prod' ? 'makapix' : 'makapix-dev');
+  const envFile = (env: 'prod' | 'dev') => path.join(checkout(env), 'deploy/stack', env === 'prod' ? '.env.prod' : '.env.dev');
+  for (const env of ['prod', 'dev'] as const) {
+    sh(`git clone -q ${JSON.stringify(path.join(dir, 'origin.git'))} ${JSON.stringify(checkout(env))}`);
+    const vault = path.join(dir, `vault-${env}`);
+    fs.mkdirSync(vault, { recursive: true });
+    const example = fs.readFileSync(path.join(checkout(env), 'deploy/stack', env === 'prod' ? 'env.prod.example' : 'env.dev.example'), 'utf8');
+    fs.writeFileSync(envFile(env), example.replace(/^VAULT_HOST_PATH=.*$/m, `VAULT_HOST_PATH=${vault}`).replace(/^COMPOSE_PROJECT_NAME=.*$/m, `COMPOSE_PROJECT_NAME=${PROJECTS[env]}`), { mode: 0o600 });
+  }
+  const workspace = path.join(dir, 'workspace');
+  fs.mkdirSync(path.join(workspace, '.github'), { recursive: true });
+  const envBlock = (env: 'prod' | 'dev') => `  ${env}:
+    checkout: ${checkout(env)}
+    project: ${PROJECTS[env]}
+    compose-files: [deploy/stack/docker-compose.yml, deploy/stack/docker-compose.${env}.yml]
+    env-file: deploy/stack/.env.${env}
+    url: http://127.0.0.1:${PORTS[env].api}
+    health-path: /api/health
+    api-service: api
+    health-timeout-seconds: 120
+    database: { service: db, name: ${env === 'prod' ? 'makapix' : 'makapix_dev'}, user: owner, port: ${PORTS[env].db} }
+    vault: ${path.join(dir, `vault-${env}`)}
+`;
+  fs.writeFileSync(
+    path.join(workspace, '.github', 'twinstack.yml'),
+    `compose-command: ${composeCommand}\nstate-dir: ${path.join(dir, 'state')}\nkeep-releases: 3\nenvironments:\n${envBlock('prod')}${envBlock('dev')}`,
+  );
+  const sshd = await startSshd();
+  const host: FixtureHost = {
+    dir,
+    sshd,
+    branches,
+    workspace,
+    composeCommand,
+    checkout,
+    envFile,
+    apiPort: (env) => PORTS[env].api,
+    dbPort: (env) => PORTS[env].db,
+    run: (action, inputs = {}) =>
+      runBundle(
+        action,
+        { host: '127.0.0.1', port: String(sshd.port), user: sshd.user, 'ssh-key': sshd.privateKey, 'known-hosts': sshd.knownHosts, 'lock-timeout': '60', ...inputs },
+        { workspace },
+      ),
+    sh,
+    compose(env, args) {
+      const cmd = `${composeCommand} -f deploy/stack/docker-compose.yml -f deploy/stack/docker-compose.${env}.yml --env-file deploy/stack/.env.${env} -p ${PROJECTS[env]} ${args}`;
+      return sh(cmd, checkout(env), { COMPOSE_PROJECT_NAME: PROJECTS[env] });
+    },
+    psql(env, sql) {
+      const db = env === 'prod' ? 'makapix' : 'makapix_dev';
+      return execFileSync('docker', ['exec', '-i', `${PROJECTS[env]}-db`, 'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-U', 'owner', '-d', db, '-c', sql], { encoding: 'utf8' });
+    },
+    async stop() {
+      await sshd.stop();
+      for (const p of Object.values(PROJECTS)) removeProject(p);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return host;
+}
+
+/** Removes a project's containers, volumes and twinstack's release tags. */
+export function removeProject(project: string): void {
+  sh(
+    `ids=$(docker ps -aq --filter label=com.docker.compose.project=${project}); [ -z "$ids" ] || docker rm -f $ids >/dev/null;` +
+      ` vols=$(docker volume ls -q --filter name=${project}_); [ -z "$vols" ] || docker volume rm -f $vols >/dev/null;` +
+      ` tags=$(docker images --format '{{.Repository}}:{{.Tag}}' 'twinstack/${project}-*'); [ -z "$tags" ] || docker rmi $tags >/dev/null 2>&1; true`,
+  );
+}

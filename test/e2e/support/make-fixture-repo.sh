@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Create <workdir>/origin.git, a bare git repository holding the fixture app
+# (test/fixtures/app) on branch "main", plus one branch per failure scenario,
+# each exactly one commit ahead of main:
+#
+#   second         migration 0002 (adds items.description) and one more test
+#   failing-test   tests/test_fail.py with a failing assert
+#   two-heads      migrations 0002 and 0002b, both revising 0001 -> two heads,
+#                  `alembic upgrade head` fails ("Multiple head revisions")
+#   bad-health     the api healthcheck requests a missing path -> unhealthy
+#   bad-migration  migration 0002 commits CREATE TABLE half_done, then fails
+#                  with an SQL error; alembic_version stays at 0001 and the
+#                  table is left behind
+#
+# Author, committer and dates are fixed, so the shas only change when the
+# fixture files or this script change. Any existing <workdir>/origin.git is
+# replaced.
+#
+# stdout: one "<branch> <sha>" line per branch (main first).
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: $0 <workdir>" >&2
+  exit 2
+fi
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+app_src="$(cd "$here/../../fixtures/app" && pwd)"
+mkdir -p "$1"
+workdir="$(cd "$1" && pwd)"
+origin="$workdir/origin.git"
+scratch="$(mktemp -d "$workdir/.fixture-src.XXXXXX")"
+trap 'rm -rf "$scratch"' EXIT
+
+# Same result whatever the caller's git configuration says.
+export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_SYSTEM=/dev/null GIT_CONFIG_NOSYSTEM=1
+export GIT_AUTHOR_NAME="twinstack fixture" GIT_AUTHOR_EMAIL="fixture@twinstack.invalid"
+export GIT_COMMITTER_NAME="twinstack fixture" GIT_COMMITTER_EMAIL="fixture@twinstack.invalid"
+export TZ=UTC LC_ALL=C
+
+g() { git -C "$scratch" "$@"; }
+
+commit() { # <date> <message>
+  g add -A
+  GIT_AUTHOR_DATE="$1" GIT_COMMITTER_DATE="$1" g commit -q -m "$2"
+}
+
+branch_from_main() { # <name>
+  g checkout -q -b "$1" main
+}
+
+# ---------------------------------------------------------------- main
+git init -q -b main "$scratch"
+g config core.autocrlf false
+g config core.fileMode true
+rsync -a \
+  --exclude '.env' --exclude '.env.*' \
+  --exclude '__pycache__' --exclude '.pytest_cache' --exclude '*.pyc' \
+  "$app_src/" "$scratch/"
+commit "2024-01-01T12:00:00+0000" "Fixture app: db, api, worker, alembic, tests"
+
+# ---------------------------------------------------------------- second
+migration_0002='"""add items.description
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2024-01-02 00:00:00
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("items", sa.Column("description", sa.Text, nullable=True))
+
+
+def downgrade():
+    op.drop_column("items", "description")
+'
+
+branch_from_main second
+printf '%s' "$migration_0002" >"$scratch/migrations/versions/0002_item_description.py"
+cat >"$scratch/tests/test_description.py" <<'EOF'
+"""Added with migration 0002."""
+
+
+def test_items_have_description(db, api, marker):
+    with db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO items (name, description) VALUES (%s, %s)",
+            (marker, "from the second branch"),
+        )
+    status, body = api("/api/items")
+    assert status == 200, body
+    mine = [i for i in body["items"] if i["name"] == marker]
+    assert mine and mine[0]["description"] == "from the second branch"
+EOF
+commit "2024-01-02T12:00:00+0000" "Add items.description (migration 0002)"
+
+# ---------------------------------------------------------------- failing-test
+branch_from_main failing-test
+cat >"$scratch/tests/test_fail.py" <<'EOF'
+"""A test that always fails (failure scenario for the deploy actions)."""
+
+
+def test_deliberately_fails():
+    expected = 3
+    assert 1 + 1 == expected, "this fixture test fails on purpose"
+EOF
+commit "2024-01-03T12:00:00+0000" "Add a failing test"
+
+# ---------------------------------------------------------------- two-heads
+branch_from_main two-heads
+printf '%s' "$migration_0002" >"$scratch/migrations/versions/0002_item_description.py"
+cat >"$scratch/migrations/versions/0002b_item_tags.py" <<'EOF'
+"""add items.tags -- also revises 0001, so alembic has two heads
+
+Revision ID: 0002b
+Revises: 0001
+Create Date: 2024-01-04 00:00:00
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0002b"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("items", sa.Column("tags", sa.Text, nullable=True))
+
+
+def downgrade():
+    op.drop_column("items", "tags")
+EOF
+commit "2024-01-04T12:00:00+0000" "Add two migrations that both revise 0001"
+
+# ---------------------------------------------------------------- bad-health
+branch_from_main bad-health
+compose="$scratch/deploy/stack/docker-compose.yml"
+sed -i 's#/api/health\\""\]#/api/health-missing\\""]#' "$compose"
+if ! grep -q '/api/health-missing' "$compose"; then
+  echo "make-fixture-repo: could not rewrite the api healthcheck in $compose" >&2
+  exit 1
+fi
+commit "2024-01-05T12:00:00+0000" "Point the api healthcheck at a missing path"
+
+# ---------------------------------------------------------------- bad-migration
+branch_from_main bad-migration
+cat >"$scratch/migrations/versions/0002_half_done.py" <<'EOF'
+"""create half_done, then fail halfway
+
+The CREATE TABLE is committed on its own (autocommit block), so after the
+failure the database has table half_done while alembic_version stays at 0001:
+a half-applied migration, as happens with non-transactional steps.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2024-01-06 00:00:00
+"""
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.get_context().autocommit_block():
+        op.execute("CREATE TABLE half_done (id serial PRIMARY KEY, note text)")
+    op.execute("INSERT INTO half_done (note) VALUES ('before the error')")
+    op.execute("SELECT no_such_column FROM half_done")
+
+
+def downgrade():
+    op.execute("DROP TABLE IF EXISTS half_done")
+EOF
+commit "2024-01-06T12:00:00+0000" "Add a migration that fails halfway"
+
+# ---------------------------------------------------------------- publish
+g checkout -q main
+rm -rf "$origin"
+git init -q --bare -b main "$origin"
+branches=(main second failing-test two-heads bad-health bad-migration)
+g push -q "$origin" "${branches[@]/#/refs/heads/}"
+git -C "$origin" symbolic-ref HEAD refs/heads/main
+
+for b in "${branches[@]}"; do
+  echo "$b $(git -C "$origin" rev-parse "refs/heads/$b")"
+done

@@ -1,0 +1,77 @@
+/** Runs a bundled action (dist/<name>/index.js) the way the runner does: inputs as INPUT_* variables. */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '../..');
+
+export interface BundleRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  outputs: Record<string, string>;
+  summary: string;
+  /** The stdout lines a person would see (the runner hides ::add-mask:: commands). */
+  visible: string;
+}
+
+function parseOutputs(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^([^<]+)<<(.+)$/.exec(lines[i]);
+    if (!m) continue;
+    const body: string[] = [];
+    for (i++; i < lines.length && lines[i] !== m[2]; i++) body.push(lines[i]);
+    out[m[1]] = body.join('\n');
+  }
+  return out;
+}
+
+export async function runBundle(name: string, inputs: Record<string, string>, opts: { workspace?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<BundleRun> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `twinstack-run-${name}-`));
+  const outputFile = path.join(dir, 'output');
+  const summaryFile = path.join(dir, 'summary');
+  fs.writeFileSync(outputFile, '');
+  fs.writeFileSync(summaryFile, '');
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '/root',
+    GITHUB_OUTPUT: outputFile,
+    GITHUB_STEP_SUMMARY: summaryFile,
+    GITHUB_WORKSPACE: opts.workspace ?? dir,
+    GITHUB_REPOSITORY: 'makapix/makapix',
+    GITHUB_RUN_ID: '4242',
+    GITHUB_SERVER_URL: 'https://github.com',
+    GITHUB_ACTOR: 'octocat',
+    GITHUB_SHA: '0'.repeat(40),
+    ...opts.env,
+  };
+  for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', name, 'index.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 600_000);
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  clearTimeout(timer);
+  const result = {
+    code,
+    stdout,
+    stderr,
+    outputs: parseOutputs(fs.readFileSync(outputFile, 'utf8')),
+    summary: fs.readFileSync(summaryFile, 'utf8'),
+    visible: stdout
+      .split('\n')
+      .filter((l) => !l.startsWith('::add-mask::'))
+      .join('\n'),
+  };
+  fs.rmSync(dir, { recursive: true, force: true });
+  return result;
+}
+
+export function bundleNames(): string[] {
+  return fs.readdirSync(path.join(ROOT, 'actions')).filter((n) => fs.existsSync(path.join(ROOT, 'actions', n, 'action.yml'))).sort();
+}

@@ -1,0 +1,151 @@
+/** The environment lock and the host log, on a real OpenSSH server. */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { RunInfo } from '../../src/core/actions-io';
+import { LockTimeoutError } from '../../src/core/errors';
+import { HostLog, unfinishedOperations } from '../../src/core/host-log';
+import { EnvironmentLock, type LockHolder } from '../../src/core/lock';
+import { MemoryLogger } from '../../src/core/logger';
+import { underLock } from '../../src/core/operation';
+import type { SshHost } from '../../src/core/ssh';
+import { connect } from '../harness/connect';
+import { startSshd, type TestSshd } from '../harness/sshd';
+
+let sshd: TestSshd;
+let stateDir: string;
+const open: SshHost[] = [];
+
+async function newHost(log = new MemoryLogger()): Promise<SshHost> {
+  const h = await connect(sshd, {}, log);
+  open.push(h);
+  return h;
+}
+
+function holder(run: string): LockHolder {
+  return { run, actor: 'octocat', sha: 'a'.repeat(40), action: 'deploy', op: `op-${run}`, since: new Date().toISOString() };
+}
+
+function runInfo(url: string): RunInfo {
+  return { url, actor: 'octocat', sha: 'b'.repeat(40), workflow: 'test' };
+}
+
+before(async () => {
+  sshd = await startSshd();
+  stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-state-'));
+});
+after(async () => {
+  for (const h of open) await h.close();
+  await sshd?.stop();
+  fs.rmSync(stateDir, { recursive: true, force: true });
+});
+
+describe('the environment lock', () => {
+  it('lets one holder in at a time; the second waits, then fails naming the holder', async () => {
+    const a = await newHost();
+    const b = await newHost();
+    const lockA = await EnvironmentLock.acquire(a, stateDir, 'dev', holder('run-A'), 5, new MemoryLogger());
+    const started = Date.now();
+    await assert.rejects(EnvironmentLock.acquire(b, stateDir, 'dev', holder('run-B'), 1, new MemoryLogger()), (e: Error) => {
+      assert.ok(e instanceof LockTimeoutError);
+      assert.match(e.message, /the dev environment is locked by deploy run run-A \(actor octocat/);
+      return true;
+    });
+    assert.ok(Date.now() - started >= 900, 'the second holder did not wait');
+    await lockA.release();
+    const lockB = await EnvironmentLock.acquire(b, stateDir, 'dev', holder('run-B'), 5, new MemoryLogger());
+    assert.equal(lockB.stale, undefined);
+    await lockB.release();
+  });
+
+  it('a waiting holder gets the lock as soon as it is released', async () => {
+    const a = await newHost();
+    const b = await newHost();
+    const lockA = await EnvironmentLock.acquire(a, stateDir, 'prod', holder('run-A'), 5, new MemoryLogger());
+    const waiting = EnvironmentLock.acquire(b, stateDir, 'prod', holder('run-B'), 30, new MemoryLogger());
+    await new Promise((r) => setTimeout(r, 500));
+    await lockA.release();
+    const lockB = await waiting;
+    assert.equal(lockB.stale, undefined);
+    await lockB.release();
+  });
+
+  it('is freed when its run dies, and the next run reports the stale holder', async () => {
+    const a = await newHost();
+    await EnvironmentLock.acquire(a, stateDir, 'dev', holder('run-dead'), 5, new MemoryLogger());
+    await a.close(); // the connection drops without releasing
+    const b = await newHost();
+    const log = new MemoryLogger();
+    const lockB = await EnvironmentLock.acquire(b, stateDir, 'dev', holder('run-next'), 20, log);
+    assert.equal(lockB.stale?.run, 'run-dead');
+    assert.match(log.text, /Stale dev lock: deploy run run-dead .* died while holding it/);
+    await lockB.release();
+    const again = await EnvironmentLock.acquire(b, stateDir, 'dev', holder('run-later'), 5, new MemoryLogger());
+    assert.equal(again.stale, undefined, 'a cleanly released lock was reported stale');
+    await again.release();
+  });
+});
+
+describe('operations and the host log', () => {
+  it('records started and finished with the outcome, and reads back as JSON lines', async () => {
+    const h = await newHost();
+    const opts = { host: h, stateDir, env: 'prod', action: 'deploy', sha: 'c'.repeat(40), run: runInfo('run-1'), log: new MemoryLogger(), lockTimeoutSeconds: 5 };
+    await underLock(opts, async (op) => {
+      await op.record('release', { release: 'r20260101T000000Z-ccccccc' });
+    });
+    await assert.rejects(
+      underLock({ ...opts, run: runInfo('run-2') }, async () => {
+        throw new Error('compose up failed');
+      }),
+      /compose up failed/,
+    );
+    const records = await new HostLog(h, stateDir, 'prod').read();
+    assert.deepEqual(
+      records.map((r) => [r.run, r.event, r.outcome ?? '']),
+      [
+        ['run-1', 'started', ''],
+        ['run-1', 'release', ''],
+        ['run-1', 'finished', 'success'],
+        ['run-2', 'started', ''],
+        ['run-2', 'finished', 'failure'],
+      ],
+    );
+    assert.equal(records[4].error, 'compose up failed');
+    for (const line of fs.readFileSync(path.join(stateDir, 'prod', 'log.jsonl'), 'utf8').trim().split('\n')) JSON.parse(line);
+  });
+
+  it('reports an operation whose run died, and marks it interrupted once', async () => {
+    const a = await newHost();
+    const opts = { host: a, stateDir, env: 'staging', action: 'promote', sha: 'd'.repeat(40), run: runInfo('run-cut'), log: new MemoryLogger(), lockTimeoutSeconds: 5 };
+    let reached!: () => void;
+    const inside = new Promise<void>((r) => (reached = r));
+    const dying = underLock(opts, async () => {
+      reached();
+      await new Promise(() => undefined); // never finishes: the connection is cut under it
+    });
+    dying.catch(() => undefined);
+    await inside;
+    await a.close();
+
+    const b = await newHost();
+    const log = new MemoryLogger();
+    const seen = await underLock({ ...opts, host: b, run: runInfo('run-next'), log }, async (op) => op.interrupted.map((r) => r.run));
+    assert.deepEqual(seen, ['run-cut']);
+    assert.match(log.text, /Unfinished operation on staging: promote \S+ by run-cut .* never finished/);
+    const records = await new HostLog(b, stateDir, 'staging').read();
+    assert.equal(unfinishedOperations(records).length, 0);
+    assert.equal(records.filter((r) => r.event === 'interrupted').length, 1);
+  });
+
+  it('skips lines that are not records instead of failing', async () => {
+    const h = await newHost();
+    fs.mkdirSync(path.join(stateDir, 'broken'), { recursive: true });
+    fs.writeFileSync(path.join(stateDir, 'broken', 'log.jsonl'), '{"v":1,"event":"started","op":"x","time":"t","env":"broken","action":"a"}\nnot json\n{"v":1,"event":"fini');
+    const log = new MemoryLogger();
+    const records = await new HostLog(h, stateDir, 'broken').read(log);
+    assert.equal(records.length, 1);
+    assert.match(log.text, /2 line\(s\) are not twinstack records/);
+  });
+});

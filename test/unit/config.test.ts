@@ -1,0 +1,75 @@
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { parseConfig } from '../../src/core/config';
+import { ConfigurationError } from '../../src/core/errors';
+import * as validate from '../../src/core/validate';
+
+const makapix = fs.readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8');
+
+function rejects(text: string, message: RegExp): void {
+  assert.throws(() => parseConfig(text, '.github/twinstack.yml'), (e: Error) => {
+    assert.ok(e instanceof ConfigurationError, String(e));
+    assert.ok(!e.message.includes('\n'), 'the error is more than one line');
+    assert.match(e.message, message);
+    return true;
+  });
+}
+
+describe('the config file', () => {
+  it("reads Makapix's config with defaults filled in", () => {
+    const c = parseConfig(makapix, 'makapix.yml');
+    assert.equal(c.environments.prod.project, 'makapix-prod');
+    assert.deepEqual(c.environments.dev.composeFiles, ['deploy/stack/docker-compose.yml', 'deploy/stack/docker-compose.dev.yml']);
+    assert.equal(c.environments.dev.database.port, 5433);
+    assert.equal(c.environments.prod.database.via, 'container');
+    assert.equal(c['keep-releases'], 5);
+    assert.equal(c['compose-command'], 'docker compose');
+  });
+
+  it('names a misspelt key with its path', () => {
+    rejects(makapix.replace('    env-file: deploy/stack/.env.dev', '    envfile: deploy/stack/.env.dev'), /^\.github\/twinstack\.yml: environments\.dev\.env-file: Required; environments\.dev: unknown key "envfile"$/);
+  });
+
+  it('names a wrong type with its path', () => {
+    rejects(makapix.replace('port: 5433', 'port: "5433"'), /environments\.dev\.database\.port: Expected number, received string/);
+  });
+
+  it('refuses the same checkout or project for both environments', () => {
+    rejects(makapix.replace('checkout: /opt/makapix-dev', 'checkout: /opt/makapix'), /environments\.dev\.checkout: must differ from prod's/);
+    rejects(makapix.replace('project: makapix-dev', 'project: makapix-prod'), /environments\.dev\.project: must differ/);
+  });
+
+  it('refuses paths that escape or carry shell syntax', () => {
+    rejects(makapix.replace('env-file: deploy/stack/.env.dev', 'env-file: ../secrets/.env'), /environments\.dev\.env-file: must not contain "\.\."/);
+    rejects(makapix.replace('checkout: /opt/makapix-dev', 'checkout: /opt/$(reboot)'), /environments\.dev\.checkout: must be an absolute path/);
+  });
+
+  it('refuses an unknown compose command', () => {
+    rejects(makapix.replace('compose-command: docker compose', 'compose-command: podman-compose'), /compose-command: Invalid enum value/);
+  });
+
+  it('reports YAML syntax errors with the line', () => {
+    rejects('environments:\n  prod: [\n', /line \d+: not valid YAML/);
+  });
+});
+
+describe('inputs that name things on the host', () => {
+  it('accepts ordinary values', () => {
+    assert.equal(validate.gitRef('main'), 'main');
+    assert.equal(validate.gitRef('feature/pixel-grid'), 'feature/pixel-grid');
+    assert.equal(validate.releaseId('r20260101T120000Z-1a2b3c4'), 'r20260101T120000Z-1a2b3c4');
+    assert.equal(validate.environmentName('dev'), 'dev');
+    assert.equal(validate.absolutePath('/mnt/vault-1/'), '/mnt/vault-1');
+  });
+
+  const hostile = ['$(id)', '`id`', 'main; rm -rf /', "it's", 'a\nb', '--upload-pack=touch x', '-x', '../etc', 'x'.repeat(300), 'ünïcødé'];
+  for (const v of hostile) {
+    it(`refuses ${JSON.stringify(v.slice(0, 30))} in one line`, () => {
+      for (const f of [validate.gitRef, validate.releaseId, validate.environmentName, validate.backupId]) {
+        assert.throws(() => f(v), (e: Error) => e instanceof ConfigurationError && !e.message.includes('\n'));
+      }
+    });
+  }
+});
