@@ -55655,8 +55655,62 @@ exports.statusAction = {
 
 /***/ }),
 
+/***/ 5618:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.backupSchema = void 0;
+const zod_1 = __nccwpck_require__(924);
+/** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
+exports.backupSchema = zod_1.z
+    .object({
+    /** On the host, outside every checkout. Each environment gets a subdirectory. */
+    dir: zod_1.z
+        .string()
+        .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
+        .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
+        .transform((p) => p.replace(/\/+$/, ''))
+        .default('/var/backups/twinstack'),
+    /** How many verified backups to keep per environment (the newest verified one is never deleted). */
+    keep: zod_1.z.number().int().min(1).max(1000).default(7),
+    /** `list`: pg_restore --list and the checksum; `restore`: also restore into a scratch database and compare row counts. */
+    verify: zod_1.z.enum(['list', 'restore']).default('list'),
+    'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
+/***/ 9991:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.gateSchema = void 0;
+const zod_1 = __nccwpck_require__(924);
+/** `gate:` — how the dev gate runs pytest and alembic inside the api service. */
+exports.gateSchema = zod_1.z
+    .object({
+    /** The service to run in; default: the environment's api-service. */
+    service: zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name').optional(),
+    'pytest-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['pytest']),
+    'pytest-args': zod_1.z.array(zod_1.z.string()).default([]),
+    alembic: zod_1.z.boolean().default(true),
+    'timeout-seconds': zod_1.z.number().int().min(30).max(86400).default(1800),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
 /***/ 1176:
-/***/ ((__unused_webpack_module, exports) => {
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
@@ -55667,7 +55721,18 @@ exports.sectionSchemas = void 0;
  * Each capability exports its zod schema from its own module; they are gathered here so the
  * top-level schema stays strict.
  */
-exports.sectionSchemas = {};
+const backup_1 = __nccwpck_require__(5618);
+const gate_1 = __nccwpck_require__(9991);
+const config_1 = __nccwpck_require__(30);
+const settings_1 = __nccwpck_require__(813);
+exports.sectionSchemas = {
+    sample: settings_1.sampleSchema,
+    'vault-sync': settings_1.vaultSyncSchema,
+    preflight: config_1.preflightSchema,
+    monitor: config_1.monitorSchema,
+    gate: gate_1.gateSchema,
+    backup: backup_1.backupSchema,
+};
 
 
 /***/ }),
@@ -55983,6 +56048,8 @@ const databaseSchema = zod_1.z
     user: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name'),
     host: zod_1.z.string().regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address').default('127.0.0.1'),
     port: port.default(5432),
+    /** The port the server listens on inside its container (differs from `port` only with host networking). */
+    'container-port': port.default(5432),
     /** How psql and pg_dump reach the database on the host: inside the db container (normal), or directly. */
     via: zod_1.z.enum(['container', 'host']).default('container'),
 })
@@ -56097,6 +56164,7 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
+const errors_1 = __nccwpck_require__(4296);
 const shell_1 = __nccwpck_require__(9054);
 class Environment {
     name;
@@ -56133,7 +56201,15 @@ class Environment {
         const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
         return ((0, shell_1.sh) `c=$(docker ps -q ${filters} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-U', db.user, args)}`);
+            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}`);
+    }
+    /** The id of the running container of a service; fails naming the service when there is none. */
+    async serviceContainer(host, service) {
+        const r = await host.run((0, shell_1.argv)('docker', 'ps', '-q', '--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${service}`), { quiet: true, label: `finding the ${service} container`, timeoutSeconds: 60 });
+        const id = r.stdout.trim().split('\n')[0];
+        if (!id)
+            throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
+        return id;
     }
     async containers(host) {
         const script = (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${this.cfg.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
@@ -56890,8 +56966,10 @@ class SshHost {
         const errLines = new LineSplitter((l) => this.log.info(l));
         const lineWaiters = [];
         const markerLines = new LineSplitter((l) => {
-            for (const w of lineWaiters.filter((x) => x.marker === l))
-                w.resolve();
+            for (const w of lineWaiters.filter((x) => (typeof x.marker === 'string' ? x.marker === l : x.marker.test(l)))) {
+                lineWaiters.splice(lineWaiters.indexOf(w), 1);
+                w.resolve(l);
+            }
         });
         let channel;
         const started = Date.now();
@@ -56973,6 +57051,11 @@ class SshHost {
                 p.lineWaiters.push({ marker, resolve });
                 p.exited.then((r) => reject(new errors_1.RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, p.label)), reject);
             }),
+            write: async (data) => {
+                const ch = await p.channelReady;
+                this.traffics.sent += Buffer.byteLength(data);
+                ch.write(data);
+            },
             end: async () => {
                 const ch = await p.channelReady;
                 ch.end();
@@ -57209,6 +57292,301 @@ function boolean(value, name) {
     if (['false', 'no', '0', 'off', ''].includes(v))
         return false;
     throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must be true or false`);
+}
+
+
+/***/ }),
+
+/***/ 813:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+/**
+ * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
+ * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
+ */
+const zod_1 = __nccwpck_require__(924);
+/** `users` or `schema.users`: an unquoted PostgreSQL table name. */
+const tableName = zod_1.z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+/** `users.email` or `public.users.email`. */
+const columnRef = zod_1.z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+/** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
+const foreignKeyRef = zod_1.z
+    .string()
+    .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
+/**
+ * What happens to a column's value on its way out of production. YAML's bare `null` means the
+ * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
+ * key); `rehash` is an md5 of the value with a per-run salt; `dev-password` is one hash of the
+ * dev password input; `sql` is any expression over the row's columns, evaluated in production.
+ */
+exports.columnRuleSchema = zod_1.z.union([
+    zod_1.z.null().transform(() => 'null'),
+    zod_1.z.enum(['keep', 'null', 'rehash', 'dev-password']),
+    zod_1.z.object({ sql: zod_1.z.string().min(1).max(2000) }).strict(),
+]);
+exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);
+/** Name fragments that make a column count as sensitive (matched against the words of its name). */
+exports.DEFAULT_SENSITIVE_NAMES = [
+    'email',
+    'password',
+    'passwd',
+    'pwd',
+    'secret',
+    'token',
+    'key',
+    'cert',
+    'ip',
+    'phone',
+    'mobile',
+    'address',
+    'salt',
+    'private',
+    'credential',
+    'otp',
+    'totp',
+    'iban',
+    'ssn',
+    'birth',
+];
+exports.sampleSchema = zod_1.z
+    .object({
+    /** The table whose rows are sampled; everything that belongs to a sampled row comes along. */
+    root: tableName.default('users'),
+    fraction: zod_1.z.number().min(0).max(1).default(0.1),
+    /** Membership is a hash of (seed, key): the same seed picks the same rows every night. */
+    seed: zod_1.z.string().min(1).max(200).default('twinstack'),
+    /** A SQL condition over the root's columns, e.g. `banned_until IS NULL`. */
+    filter: zod_1.z.string().min(1).max(2000).optional(),
+    /** Root keys (as text) always sampled: developers' own and test accounts. */
+    include: zod_1.z.array(zod_1.z.union([zod_1.z.string().min(1).max(200), zod_1.z.number()]).transform(String)).default([]),
+    /** Tables copied whole (licenses, badge definitions, alembic_version). */
+    'reference-tables': zod_1.z.array(tableName).default([]),
+    /** Tables copied empty whatever reaches them (token tables, sessions). */
+    'empty-tables': zod_1.z.array(tableName).default([]),
+    /** Per foreign key: include the referenced row, null the column, or drop the referencing row. */
+    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
+    /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
+    columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
+    'sensitive-names': zod_1.z.array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(exports.DEFAULT_SENSITIVE_NAMES),
+    /** The format of the dev password hash, matching what the app verifies. */
+    'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
+    /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
+    migrate: zod_1.z.boolean().default(true),
+    'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
+    /** A database on dev's server to connect to while dev's own is renamed. */
+    'maintenance-database': zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name').default('postgres'),
+    'leak-scan': zod_1.z
+        .object({
+        'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),
+        'min-length': zod_1.z.number().int().min(3).max(100).default(6),
+    })
+        .strict()
+        .default({}),
+    /** After the swap, wait for dev's services to be healthy and its health URL to answer. */
+    'health-check': zod_1.z.boolean().default(true),
+})
+    .strict()
+    .default({});
+exports.vaultSyncSchema = zod_1.z
+    .object({
+    /** SQL on the refreshed dev database returning one relative vault path per row. */
+    query: zod_1.z.string().min(1).max(4000).default("SELECT storage_shard || '/' || storage_key || '.' || format FROM posts"),
+    /**
+     * Other files derived from each path, copied when they exist in production: `{stem}` is the
+     * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.
+     */
+    variants: zod_1.z.array(zod_1.z.string().regex(/^[A-Za-z0-9{}._/@+-]+$/, 'must be a pattern such as {stem}_upscaled.webp')).default(['{stem}_upscaled.webp']),
+    /** Remove files from the dev vault that the dev database no longer references. */
+    delete: zod_1.z.boolean().default(true),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
+/***/ 30:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.monitorSchema = exports.preflightSchema = exports.DEFAULT_MUST_DIFFER = exports.PREFLIGHT_CHECKS = void 0;
+/**
+ * The `preflight` and `monitor` sections of the config file. Every key has the design's default,
+ * so a config without these sections checks and measures what the design asks for.
+ */
+const zod_1 = __nccwpck_require__(924);
+const units_1 = __nccwpck_require__(8493);
+const envKey = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'must be an env file key such as JWT_SECRET_KEY');
+const pagePath = zod_1.z.string().regex(/^\/[A-Za-z0-9._/~%?=&-]*$/, 'must be a path such as / or /about');
+const absPath = zod_1.z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
+    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
+    .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p));
+const percent = zod_1.z.number().min(1).max(100);
+const memory = zod_1.z
+    .union([zod_1.z.string(), zod_1.z.number()])
+    .refine((v) => (0, units_1.parseBytes)(v) !== undefined, 'must be a size such as 2G, 1536M or a number of bytes')
+    .transform((v) => (0, units_1.parseBytes)(v));
+/** The checks preflight runs; names used in findings and in `warn-only`. */
+exports.PREFLIGHT_CHECKS = [
+    'env-file',
+    'must-differ',
+    'environment-flag',
+    'oauth-redirect',
+    'port-variables',
+    'compose-config',
+    'container-names',
+    'volume-names',
+    'host-ports',
+    'dev-limits',
+    'dev-share',
+    'vault-mounts',
+    'domains',
+    'noindex',
+    'basic-auth',
+    'http',
+];
+/**
+ * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
+ * database is told apart by its name, its host or its port, so one of them differing is enough.
+ */
+exports.DEFAULT_MUST_DIFFER = [
+    ['DB_DATABASE', 'DB_NAME', 'DB_HOST', 'DB_PORT'],
+    'VAULT_HOST_PATH',
+    'VAULT_DOMAIN',
+    'MQTT_PUBLIC_PORT',
+    'MQTT_TOPIC_PREFIX',
+    'JWT_SECRET_KEY',
+    'GITHUB_OAUTH_CLIENT_ID',
+    'GITHUB_REDIRECT_URI',
+    'BASE_URL',
+    'ROOT_DOMAIN',
+    'WEB_DOMAIN',
+    'NEXT_PUBLIC_API_BASE_URL',
+    'RESEND_FROM_EMAIL',
+];
+exports.preflightSchema = zod_1.z
+    .object({
+    'must-differ': zod_1.z.array(zod_1.z.union([envKey, zod_1.z.array(envKey).min(1)])).default(exports.DEFAULT_MUST_DIFFER),
+    /** Keys holding OAuth redirect URIs: each must point at its own environment's domain. */
+    'redirect-uri-keys': zod_1.z.array(envKey).default(['GITHUB_REDIRECT_URI']),
+    /** Keys naming an environment's own domains (besides its url and its caddy labels). */
+    'domain-keys': zod_1.z.array(envKey).default(['ROOT_DOMAIN', 'WEB_DOMAIN']),
+    'environment-key': envKey.default('ENVIRONMENT'),
+    'dev-environment': zod_1.z.string().min(1).default('development'),
+    /** The share of the host dev may take (design, section 11: 2 CPUs and 2 GB). */
+    'dev-cpus': zod_1.z.number().positive().default(2),
+    'dev-memory': memory.default('2G'),
+    /** Optionally also a percentage of the host's CPUs and memory (nproc, /proc/meminfo). */
+    'dev-host-share': percent.optional(),
+    /** Services that serve each environment's site; default: those whose caddy label claims the url's host. */
+    'site-services': zod_1.z.array(zod_1.z.string().regex(/^[a-zA-Z0-9._-]+$/)).optional(),
+    /** Checks whose errors are reported as warnings (they do not fail the step). */
+    'warn-only': zod_1.z.array(zod_1.z.enum(exports.PREFLIGHT_CHECKS)).default([]),
+    http: zod_1.z
+        .object({
+        /** Requests from the host with curl against each environment's url; off unless asked for. */
+        enabled: zod_1.z.boolean().default(false),
+        'prod-pages': zod_1.z.array(pagePath).min(1).default(['/']),
+        'dev-pages': zod_1.z.array(pagePath).min(1).default(['/']),
+        'timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
+    })
+        .strict()
+        .default({}),
+})
+    .strict()
+    .default({});
+exports.monitorSchema = zod_1.z
+    .object({
+    /** Requests made to prod's health URL from the host, one after another. */
+    requests: zod_1.z.number().int().min(1).max(1000).default(20),
+    'request-timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
+    /** Design, section 12: production API latency P99 over 500 ms. */
+    'latency-p99-ms': zod_1.z.number().positive().default(500),
+    /** Failed health requests (no answer or a status of 400 or more) as a share of all; twinstack's default. */
+    'error-rate-percent': zod_1.z.number().min(0).max(100).default(5),
+    /** Design: production database connections over 80 % of the pool. */
+    'db-connections-percent': percent.default(80),
+    /** Design: disk usage over 80 % on either vault (and the backup directory). */
+    'disk-percent': percent.default(80),
+    /** Design: development containers using more than their limits; at this share of a limit a container is pinned to it. */
+    'dev-limit-percent': percent.default(90),
+    /** Where backups are kept; default: backup.dir. */
+    'backup-dir': absPath.optional(),
+    /** More paths whose file systems are watched like the vaults. */
+    'disk-paths': zod_1.z.array(absPath).default([]),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
+/***/ 8493:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Sizes and CPU counts as Docker and compose write them. */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parseBytes = parseBytes;
+exports.parseDockerSize = parseDockerSize;
+exports.parseCpus = parseCpus;
+exports.formatBytes = formatBytes;
+exports.formatCpus = formatCpus;
+const BINARY = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+/**
+ * Bytes from a compose memory value: a number of bytes (`536870912`, as `docker compose config`
+ * prints it) or a size with a unit (`512M`, `1g`, `384mb`, as written and as v1 prints it).
+ * Docker's units are binary: 1M is 1024 * 1024 bytes. Undefined for anything else.
+ */
+function parseBytes(value) {
+    if (typeof value === 'number')
+        return Number.isFinite(value) && value >= 0 ? Math.round(value) : undefined;
+    if (typeof value !== 'string')
+        return undefined;
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([bkmgtp]?)(?:i?b)?\s*$/i.exec(value);
+    if (!m)
+        return undefined;
+    return Math.round(Number(m[1]) * BINARY[m[2].toLowerCase()]);
+}
+/** Sizes in `docker stats` output: `12.5MiB`, `1.944GiB`, `0B`, `1.2kB` (decimal units appear too). */
+function parseDockerSize(value) {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kKMGTP]?)(i?)B\s*$/.exec(value);
+    if (!m)
+        return undefined;
+    const base = m[3] ? 1024 : 1000;
+    const power = ['', 'K', 'M', 'G', 'T', 'P'].indexOf(m[2].toUpperCase());
+    return Math.round(Number(m[1]) * base ** power);
+}
+/** CPUs from a compose value: `0.5`, `'1.0'`, 2. */
+function parseCpus(value) {
+    const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
+    return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let v = bytes;
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) {
+        v /= 1024;
+        i++;
+    }
+    return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2).replace(/\.0+$|(\.\d*?)0+$/, '$1')} ${units[i]}`;
+}
+function formatCpus(cpus) {
+    return `${Number(cpus.toFixed(2))} CPU${cpus === 1 ? '' : 's'}`;
 }
 
 

@@ -3,11 +3,16 @@
  * Each capability exports its zod schema from its own module; they are gathered here so the
  * top-level schema stays strict.
  */
+import { backupSchema } from './backup';
 import { gateSchema } from './gate';
 import { monitorSchema, preflightSchema } from '../safety/config';
+import { sampleSchema, vaultSyncSchema } from '../resample/settings';
 
 export const sectionSchemas = {
+  sample: sampleSchema,
+  'vault-sync': vaultSyncSchema,
   preflight: preflightSchema,
   monitor: monitorSchema,
   gate: gateSchema,
+  backup: backupSchema,
 };

@@ -29,6 +29,8 @@ const databaseSchema = z
     user: z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name'),
     host: z.string().regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address').default('127.0.0.1'),
     port: port.default(5432),
+    /** The port the server listens on inside its container (differs from `port` only with host networking). */
+    'container-port': port.default(5432),
     /** How psql and pg_dump reach the database on the host: inside the db container (normal), or directly. */
     via: z.enum(['container', 'host']).default('container'),
   })

@@ -60,7 +60,7 @@ export class Environment {
     return (
       sh`c=$(docker ps -q ${filters} | head -n 1); ` +
       sh`[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-      `docker exec -i "$c" ${argv(tool, '-U', db.user, args)}`
+      `docker exec -i "$c" ${argv(tool, '-p', db['container-port'], '-U', db.user, args)}`
     );
   }
 

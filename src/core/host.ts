@@ -34,8 +34,10 @@ export interface CommandResult {
 
 /** A long-running remote command whose standard input stays open until `end()`. */
 export interface RemoteProcess {
-  /** Resolves when the process writes this marker line to standard output. */
-  waitForLine(marker: string): Promise<void>;
+  /** Resolves with the first line of standard output equal to the marker (or matching it), from now on. */
+  waitForLine(marker: string | RegExp): Promise<string>;
+  /** Writes to the process's standard input. */
+  write(data: string | Buffer): Promise<void>;
   /** Closes standard input; resolves when the process has exited. */
   end(): Promise<CommandResult>;
   /** Resolves when the process has exited on its own. */

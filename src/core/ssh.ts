@@ -141,9 +141,12 @@ export class SshHost implements Host {
     const err = new Capture();
     const outLines = new LineSplitter((l) => this.log.info(l));
     const errLines = new LineSplitter((l) => this.log.info(l));
-    const lineWaiters: Array<{ marker: string; resolve: () => void }> = [];
+    const lineWaiters: Array<{ marker: string | RegExp; resolve: (line: string) => void }> = [];
     const markerLines = new LineSplitter((l) => {
-      for (const w of lineWaiters.filter((x) => x.marker === l)) w.resolve();
+      for (const w of lineWaiters.filter((x) => (typeof x.marker === 'string' ? x.marker === l : x.marker.test(l)))) {
+        lineWaiters.splice(lineWaiters.indexOf(w), 1);
+        w.resolve(l);
+      }
     });
     let channel: ClientChannel | undefined;
     const started = Date.now();
@@ -222,14 +225,19 @@ export class SshHost implements Host {
     const p = this.exec(script, { ...options, timeoutSeconds: options.timeoutSeconds ?? 0 }, true);
     return {
       exited: p.exited,
-      waitForLine: (marker: string) =>
-        new Promise<void>((resolve, reject) => {
+      waitForLine: (marker: string | RegExp) =>
+        new Promise<string>((resolve, reject) => {
           p.lineWaiters.push({ marker, resolve });
           p.exited.then(
             (r) => reject(new RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, p.label)),
             reject,
           );
         }),
+      write: async (data: string | Buffer) => {
+        const ch = await p.channelReady;
+        this.traffics.sent += Buffer.byteLength(data);
+        ch.write(data);
+      },
       end: async () => {
         const ch = await p.channelReady;
         ch.end();

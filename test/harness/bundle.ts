@@ -29,7 +29,14 @@ function parseOutputs(text: string): Record<string, string> {
   return out;
 }
 
-export async function runBundle(name: string, inputs: Record<string, string>, opts: { workspace?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<BundleRun> {
+export interface RunningBundle {
+  pid: number;
+  kill(signal?: NodeJS.Signals): void;
+  done: Promise<BundleRun>;
+}
+
+/** Starts a bundle; `done` resolves when it exits. */
+export function startBundle(name: string, inputs: Record<string, string>, opts: { workspace?: string; env?: Record<string, string>; timeoutMs?: number } = {}): RunningBundle {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `twinstack-run-${name}-`));
   const outputFile = path.join(dir, 'output');
   const summaryFile = path.join(dir, 'summary');
@@ -42,7 +49,7 @@ export async function runBundle(name: string, inputs: Record<string, string>, op
     GITHUB_STEP_SUMMARY: summaryFile,
     GITHUB_WORKSPACE: opts.workspace ?? dir,
     GITHUB_REPOSITORY: 'makapix/makapix',
-    GITHUB_RUN_ID: '4242',
+    GITHUB_RUN_ID: String(4242 + Math.floor(Math.random() * 1e6)),
     GITHUB_SERVER_URL: 'https://github.com',
     GITHUB_ACTOR: 'octocat',
     GITHUB_SHA: '0'.repeat(40),
@@ -54,22 +61,28 @@ export async function runBundle(name: string, inputs: Record<string, string>, op
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 600_000);
-  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
-  clearTimeout(timer);
-  const result = {
-    code,
-    stdout,
-    stderr,
-    outputs: parseOutputs(fs.readFileSync(outputFile, 'utf8')),
-    summary: fs.readFileSync(summaryFile, 'utf8'),
-    visible: stdout
-      .split('\n')
-      .filter((l) => !l.startsWith('::add-mask::'))
-      .join('\n'),
-  };
-  fs.rmSync(dir, { recursive: true, force: true });
-  return result;
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 900_000);
+  const done = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c))).then((code) => {
+    clearTimeout(timer);
+    const result: BundleRun = {
+      code,
+      stdout,
+      stderr,
+      outputs: parseOutputs(fs.readFileSync(outputFile, 'utf8')),
+      summary: fs.readFileSync(summaryFile, 'utf8'),
+      visible: stdout
+        .split('\n')
+        .filter((l) => !l.startsWith('::add-mask::'))
+        .join('\n'),
+    };
+    fs.rmSync(dir, { recursive: true, force: true });
+    return result;
+  });
+  return { pid: child.pid ?? 0, kill: (signal = 'SIGKILL') => child.kill(signal), done };
+}
+
+export async function runBundle(name: string, inputs: Record<string, string>, opts: { workspace?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<BundleRun> {
+  return startBundle(name, inputs, opts).done;
 }
 
 export function bundleNames(): string[] {

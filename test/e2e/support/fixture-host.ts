@@ -7,8 +7,9 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, runBundle, type BundleRun } from '../../harness/bundle';
+import { ROOT, runBundle, startBundle, type BundleRun, type RunningBundle } from '../../harness/bundle';
 import { startSshd, type TestSshd } from '../../harness/sshd';
+import { parseLog, type LogRecord } from '../../../src/core/host-log';
 
 export const BASE_IMAGE = 'twinstack-fixture-base:latest';
 
@@ -24,6 +25,9 @@ export interface FixtureHost {
   apiPort(env: 'prod' | 'dev'): number;
   dbPort(env: 'prod' | 'dev'): number;
   run(action: string, inputs?: Record<string, string>): Promise<BundleRun>;
+  start(action: string, inputs?: Record<string, string>): RunningBundle;
+  /** The records of an environment's host log. */
+  hostLog(env: 'prod' | 'dev'): LogRecord[];
   /** docker/compose on the fixture host, from the test process (for assertions only). */
   sh(command: string, cwd?: string): string;
   compose(env: 'prod' | 'dev', args: string): string;
@@ -101,14 +105,15 @@ export async function startFixtureHost(composeCommand: 'docker-compose' | 'docke
     health-path: /api/health
     api-service: api
     health-timeout-seconds: 120
-    database: { service: db, name: ${env === 'prod' ? 'makapix' : 'makapix_dev'}, user: owner, port: ${PORTS[env].db} }
+    database: { service: db, name: ${env === 'prod' ? 'makapix' : 'makapix_dev'}, user: owner, port: ${PORTS[env].db}, container-port: ${PORTS[env].db} }
     vault: ${path.join(dir, `vault-${env}`)}
 `;
   fs.writeFileSync(
     path.join(workspace, '.github', 'twinstack.yml'),
-    `compose-command: ${composeCommand}\nstate-dir: ${path.join(dir, 'state')}\nkeep-releases: 3\nenvironments:\n${envBlock('prod')}${envBlock('dev')}`,
+    `compose-command: ${composeCommand}\nstate-dir: ${path.join(dir, 'state')}\nkeep-releases: 3\nbackup: { dir: ${path.join(dir, 'backups')}, keep: 3 }\nenvironments:\n${envBlock('prod')}${envBlock('dev')}`,
   );
   const sshd = await startSshd();
+  const connection = () => ({ host: '127.0.0.1', port: String(sshd.port), user: sshd.user, 'ssh-key': sshd.privateKey, 'known-hosts': sshd.knownHosts, 'lock-timeout': '60' });
   const host: FixtureHost = {
     dir,
     sshd,
@@ -119,12 +124,12 @@ export async function startFixtureHost(composeCommand: 'docker-compose' | 'docke
     envFile,
     apiPort: (env) => PORTS[env].api,
     dbPort: (env) => PORTS[env].db,
-    run: (action, inputs = {}) =>
-      runBundle(
-        action,
-        { host: '127.0.0.1', port: String(sshd.port), user: sshd.user, 'ssh-key': sshd.privateKey, 'known-hosts': sshd.knownHosts, 'lock-timeout': '60', ...inputs },
-        { workspace },
-      ),
+    run: (action, inputs = {}) => runBundle(action, { ...connection(), ...inputs }, { workspace }),
+    start: (action, inputs = {}) => startBundle(action, { ...connection(), ...inputs }, { workspace }),
+    hostLog(env) {
+      const file = path.join(dir, 'state', env, 'log.jsonl');
+      return fs.existsSync(file) ? parseLog(fs.readFileSync(file, 'utf8'), file) : [];
+    },
     sh,
     compose(env, args) {
       const cmd = `${composeCommand} -f deploy/stack/docker-compose.yml -f deploy/stack/docker-compose.${env}.yml --env-file deploy/stack/.env.${env} -p ${PROJECTS[env]} ${args}`;
@@ -132,7 +137,7 @@ export async function startFixtureHost(composeCommand: 'docker-compose' | 'docke
     },
     psql(env, sql) {
       const db = env === 'prod' ? 'makapix' : 'makapix_dev';
-      return execFileSync('docker', ['exec', '-i', `${PROJECTS[env]}-db`, 'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-U', 'owner', '-d', db, '-c', sql], { encoding: 'utf8' });
+      return execFileSync('docker', ['exec', '-i', `${PROJECTS[env]}-db`, 'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-p', String(PORTS[env].db), '-U', 'owner', '-d', db, '-c', sql], { encoding: 'utf8' });
     },
     async stop() {
       await sshd.stop();

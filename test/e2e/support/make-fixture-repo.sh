@@ -11,6 +11,9 @@
 #   bad-migration  migration 0002 commits CREATE TABLE half_done, then fails
 #                  with an SQL error; alembic_version stays at 0001 and the
 #                  table is left behind
+#   prod-bad-health  (one ahead of second) only the prod overlay's api
+#                  healthcheck fails
+#   third          (one ahead of second) a passing test more, no migration
 #
 # Author, committer and dates are fixed, so the shas only change when the
 # fixture files or this script change. Any existing <workdir>/origin.git is
@@ -185,11 +188,46 @@ def downgrade():
 EOF
 commit "2024-01-06T12:00:00+0000" "Add a migration that fails halfway"
 
+# ---------------------------------------------------------------- prod-bad-health
+# One commit ahead of second: only the prod overlay's api healthcheck is
+# broken, so dev deploys and gates it fine and only a promotion to prod fails
+# (no new migration: a rollback needs no database restore).
+g checkout -q -b prod-bad-health second
+cat >"$scratch/deploy/stack/docker-compose.prod.yml" <<'EOF'
+# Production overlay, with the api healthcheck broken (failure scenario).
+services:
+  db:
+    env_file: .env.prod
+  api:
+    env_file: .env.prod
+    healthcheck:
+      test: ["CMD-SHELL", "curl -fsS -o /dev/null --max-time 3 \"http://127.0.0.1:$$API_PORT/api/health-missing\""]
+      interval: 2s
+      timeout: 5s
+      retries: 3
+  worker:
+    env_file: .env.prod
+EOF
+commit "2024-01-07T12:00:00+0000" "Break the prod-only api healthcheck"
+
+# ---------------------------------------------------------------- third
+# One commit ahead of second, no new migration: an ordinary next release.
+g checkout -q -b third second
+cat >"$scratch/tests/test_third.py" <<'EOF'
+"""Added in the third release."""
+
+
+def test_health_answers(api):
+    status, _ = api("/api/health")
+    assert status == 200
+EOF
+commit "2024-01-08T12:00:00+0000" "Add a health test"
+
 # ---------------------------------------------------------------- publish
 g checkout -q main
 rm -rf "$origin"
 git init -q --bare -b main "$origin"
-branches=(main second failing-test two-heads bad-health bad-migration)
+branches=(main second failing-test two-heads bad-health bad-migration prod-bad-health third)
 g push -q "$origin" "${branches[@]/#/refs/heads/}"
 git -C "$origin" symbolic-ref HEAD refs/heads/main
 

@@ -1,0 +1,4 @@
+import { runAction } from '../../core/action';
+import { backupAction } from './backup';
+
+runAction(backupAction);

@@ -1,0 +1,4 @@
+import { runAction } from '../../core/action';
+import { monitorAction } from './monitor';
+
+runAction(monitorAction);

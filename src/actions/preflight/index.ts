@@ -1,0 +1,4 @@
+import { runAction } from '../../core/action';
+import { preflightAction } from './preflight';
+
+runAction(preflightAction);

@@ -1,0 +1,4 @@
+import { runAction } from '../../core/action';
+import { promoteAction } from './promote';
+
+runAction(promoteAction);

@@ -1,0 +1,206 @@
+/**
+ * promote ("flip the switch"): put prod on the exact commit that passed the gate on dev.
+ *
+ *   1. dev's release, and a passing gate for its sha (from the dev host log)   nothing changed yet
+ *   2. a verified backup of prod                                               nothing changed yet
+ *   3. the rollback point: prod's current release (sha and image tags)
+ *   ── point of no return ──
+ *   4. checkout, build, up -d    5. alembic upgrade head    6. healthchecks and the prod URL
+ *   7. on any failure in 4–6: start the rollback point's images again (no rebuild), and restore the
+ *      database from the backup of step 2 if the migration had begun; health checked again
+ *   8. the release (or the rollback) recorded in the prod host log
+ *
+ * Prod ends on the new release or back on the old one; the outcome says which.
+ */
+import type { PromoteInputs, PromoteOutputs } from '../../../action-types';
+import type { ActionDefinition } from '../../core/action';
+import { takeBackup, usableBackup, type BackupManifest } from '../../core/backup';
+import { Environment, type ContainerState } from '../../core/environment';
+import { OperationFailed, errorMessage } from '../../core/errors';
+import { checkoutCommit, resolveRef } from '../../core/git';
+import { HostLog, latest } from '../../core/host-log';
+import { underLock } from '../../core/operation';
+import { composeBuildAndUp, currentRelease, newReleaseId, probeHealthUrl, pruneReleaseTags, tagRelease, waitHealthy, HealthError, type Release } from '../../core/release';
+import { lossWindow, migrationPlan, startRelease, upgradeHead } from '../../core/rollback';
+import { Summary } from '../../core/summary';
+import * as validate from '../../core/validate';
+import { servicesTable } from '../deploy/deploy';
+
+interface Plan {
+  requireGate: boolean;
+  backupId?: string;
+  backupMaxAgeMinutes: number;
+}
+
+type Stage = 'checkout' | 'build and up' | 'migration' | 'health';
+
+interface Outcome {
+  outcome: 'promoted' | 'rolled-back' | 'unchanged' | 'rollback-failed';
+  sha: string;
+  releaseId: string;
+  backup?: BackupManifest;
+  previous?: Release;
+  failure?: { stage: Stage; message: string; logs?: string; service?: string };
+  restored?: string;
+  rollbackError?: string;
+  containers: ContainerState[];
+  interrupted: string[];
+}
+
+export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan> = {
+  name: 'promote',
+  prepare({ io }) {
+    const backupId = io.input('backup-id') ? validate.backupId(io.input('backup-id'), 'input backup-id') : undefined;
+    return {
+      requireGate: validate.boolean(io.input('require-gate') || 'true', 'input require-gate'),
+      backupId,
+      backupMaxAgeMinutes: validate.positiveInt(io.input('backup-max-age-minutes') || '60', 'input backup-max-age-minutes', 10080),
+    };
+  },
+
+  async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
+    const prod = new Environment('prod', config);
+
+    // 1. What dev runs, and whether that exact commit passed the gate.
+    const devRecords = await new HostLog(host, config['state-dir'], 'dev').read(log);
+    const devRelease = currentRelease(devRecords);
+    if (!devRelease) throw new OperationFailed('dev has no release recorded: deploy dev and run the gate first');
+    const gate = latest(devRecords, 'gate', (r) => r.sha === devRelease.sha);
+    if (plan.requireGate && gate?.passed !== true) {
+      throw new OperationFailed(
+        `commit ${devRelease.sha} (dev release ${devRelease.release}) has no passing gate on dev${gate ? ` (its last gate failed at ${gate.time})` : ''}: run the gate on dev, or fix and deploy again. Nothing was changed.`,
+      );
+    }
+    const sha = devRelease.sha;
+
+    const result = await underLock(
+      { host, stateDir: config['state-dir'], env: 'prod', action: 'promote', sha, run, log, lockTimeoutSeconds },
+      async (op): Promise<Outcome> => {
+        const previous = currentRelease(await op.log.read(log));
+        const interrupted = op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`);
+        if (previous?.sha === sha) {
+          log.info(`prod already runs ${sha.slice(0, 12)} (release ${previous.release}); nothing to do`);
+          return { outcome: 'unchanged', sha, releaseId: previous.release, previous, containers: await prod.containers(host), interrupted };
+        }
+
+        // 2. A verified backup of prod, or nothing happens.
+        let backup: BackupManifest;
+        if (plan.backupId) {
+          backup = await usableBackup(host, config, prod, plan.backupId, log);
+          const ageMinutes = (Date.now() - Date.parse(backup.time)) / 60000;
+          if (ageMinutes > plan.backupMaxAgeMinutes) {
+            throw new OperationFailed(`backup ${backup.id} is ${Math.round(ageMinutes)} minutes old, more than backup-max-age-minutes (${plan.backupMaxAgeMinutes}); take a new one`);
+          }
+        } else {
+          backup = await takeBackup(host, config, prod, { release: previous?.release, sha: previous?.sha }, log);
+        }
+        await op.record('backup', { backup: backup.id, status: backup.status, bytes: backup.files['db.dump']?.bytes, sha256: backup.files['db.dump']?.sha256 });
+
+        // 3. The rollback point is `previous`. From here on, prod changes.
+        let stage: Stage = 'checkout';
+        let migrationStarted = false;
+        try {
+          await resolveRef(host, prod, sha);
+          await checkoutCommit(host, prod, sha);
+          stage = 'build and up';
+          await composeBuildAndUp(host, prod, true, log);
+          stage = 'migration';
+          const migration = await migrationPlan(host, prod, config.gate['timeout-seconds']);
+          if (migration.pending) {
+            // From here a failure may leave the schema half-migrated: the rollback restores the backup.
+            migrationStarted = true;
+            await upgradeHead(host, prod, migration, config.gate['timeout-seconds']);
+          } else {
+            log.info(`prod's database is already at ${migration.current}: no migration to run`);
+          }
+          stage = 'health';
+          const containers = await waitHealthy(host, prod, log);
+          await probeHealthUrl(host, prod, log);
+
+          const releaseId = newReleaseId(sha);
+          const images = await tagRelease(host, prod, releaseId, containers);
+          await op.record('release', { release: releaseId, sha, kind: 'promote', images, previous: previous?.release, from: devRelease.release, backup: backup.id });
+          await pruneReleaseTags(host, prod, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
+          return { outcome: 'promoted', sha, releaseId, backup, previous, containers, interrupted };
+        } catch (e) {
+          const failure = {
+            stage,
+            message: errorMessage(e),
+            logs: e instanceof HealthError ? e.logs : undefined,
+            service: e instanceof HealthError ? e.service : undefined,
+          };
+          log.error(`promote failed during ${stage}: ${failure.message}; rolling back`);
+          if (!previous) {
+            return { outcome: 'rollback-failed', sha, releaseId: '', backup, failure, rollbackError: 'prod had no release recorded by twinstack to return to', containers: await prod.containers(host).catch(() => []), interrupted };
+          }
+          // 7. Automatic rollback.
+          try {
+            const restart = await startRelease(host, config, prod, previous, log, migrationStarted ? backup : undefined);
+            await op.record('release', { release: previous.release, sha: previous.sha, kind: 'rollback', images: previous.images, reason: `promote of ${sha} failed during ${stage}`, restoredBackup: restart.restoredAt ? backup.id : undefined });
+            await op.record('rollback', { release: previous.release, failedSha: sha, stage, restoredBackup: restart.restoredAt ? backup.id : undefined, restoredAt: restart.restoredAt });
+            return {
+              outcome: 'rolled-back',
+              sha,
+              releaseId: previous.release,
+              backup,
+              previous,
+              failure,
+              restored: restart.restoredAt ? lossWindow(backup, restart.restoredAt) : undefined,
+              containers: restart.containers,
+              interrupted,
+            };
+          } catch (re) {
+            return { outcome: 'rollback-failed', sha, releaseId: '', backup, previous, failure, rollbackError: errorMessage(re), containers: await prod.containers(host).catch(() => []), interrupted };
+          }
+        }
+      },
+      (r) => (r.outcome === 'promoted' || r.outcome === 'unchanged' ? 'success' : 'failure'),
+    );
+
+    io.output('outcome', result.outcome);
+    io.output('release-id', result.releaseId);
+    io.output('backup-id', result.backup?.id ?? '');
+    io.output('sha', result.sha);
+    await io.summary(promoteSummary(prod, result, devRelease).toMarkdown());
+    if (result.outcome === 'rolled-back') {
+      throw new OperationFailed(`promotion of ${sha.slice(0, 12)} failed during ${result.failure?.stage} (${result.failure?.message}); prod was rolled back to ${result.releaseId}`);
+    }
+    if (result.outcome === 'rollback-failed') {
+      throw new OperationFailed(`promotion of ${sha.slice(0, 12)} failed during ${result.failure?.stage} (${result.failure?.message}) AND the rollback failed (${result.rollbackError}): prod needs a person now`);
+    }
+  },
+};
+
+function promoteSummary(prod: Environment, r: Outcome, devRelease: Release): Summary {
+  const s = new Summary().heading('Flip the switch: dev → prod');
+  const short = r.sha.slice(0, 12);
+  switch (r.outcome) {
+    case 'promoted':
+      s.text(`✅ **prod now runs \`${short}\`** (release \`${r.releaseId}\`), the commit that passed on dev (release \`${devRelease.release}\`).`);
+      break;
+    case 'unchanged':
+      s.text(`➖ **prod already runs \`${short}\`** (release \`${r.releaseId}\`). Nothing was changed.`);
+      break;
+    case 'rolled-back':
+      s.text(`↩️ **The promotion failed and prod was rolled back.** prod runs its previous release \`${r.releaseId}\` (\`${r.previous?.sha.slice(0, 12)}\`) again, healthy.`);
+      break;
+    case 'rollback-failed':
+      s.text(`🚨 **The promotion failed and the rollback did not complete. prod needs a person now.**`);
+      break;
+  }
+  const items: string[] = [];
+  if (r.failure) items.push(`failed during **${r.failure.stage}**: ${r.failure.message}`);
+  if (r.outcome === 'rolled-back') items.push(r.restored ? `database restored from backup \`${r.backup?.id}\`: ${r.restored}` : 'database not restored: the migration had not started, no data was lost');
+  if (r.rollbackError) items.push(`rollback error: ${r.rollbackError}`);
+  if (r.backup) items.push(`backup before the change: \`${r.backup.id}\` (${r.backup.files['db.dump']?.bytes ?? 0} bytes, ${r.backup.verification.detail})`);
+  if (r.previous && r.outcome === 'promoted') items.push(`previous release (rollback target): \`${r.previous.release}\``);
+  for (const i of r.interrupted) items.push(`⚠️ an earlier operation on prod was interrupted: ${i}`);
+  if (r.outcome === 'rollback-failed') items.push(`Next: look at the containers below; run the rollback workflow with a release id, or restore backup \`${r.backup?.id}\` by hand.`);
+  if (r.outcome === 'rolled-back') items.push(`Next: fix the cause on dev, gate it, and flip the switch again.`);
+  s.list(items);
+  s.heading(`${prod.name}`, 3);
+  servicesTable(s, r.containers);
+  if (r.failure?.logs) s.details(`last log lines of ${r.failure.service}`, '```\n' + r.failure.logs + '\n```');
+  s.text(`dev still runs \`${devRelease.release}\`.`);
+  return s;
+}

@@ -1,0 +1,4 @@
+import { runAction } from '../../core/action';
+import { resampleAction } from './resample';
+
+runAction(resampleAction);

@@ -1,0 +1,57 @@
+/**
+ * resample: dev gets a fresh, anonymized, referentially complete sample of production.
+ * The steps (plan, staging, stream, checks, swap or swap back) are in src/resample/engine.ts;
+ * this file reads the inputs and reports.
+ */
+import type { ResampleInputs, ResampleOutputs } from '../../../action-types';
+import type { ActionDefinition, Prepared } from '../../core/action';
+import { ConfigurationError, errorMessage } from '../../core/errors';
+import { boolean, printable } from '../../core/validate';
+import { ResampleFailed, resample, type ResampleParams } from '../../resample/engine';
+import { planLines, resampleSummary } from '../../resample/report';
+
+export function readParams(ctx: Prepared<ResampleInputs, ResampleOutputs>): ResampleParams {
+  const { io } = ctx;
+  const params: ResampleParams = { dryRun: boolean(io.input('dry-run'), 'input dry-run') };
+  const fraction = io.input('fraction');
+  if (fraction) {
+    if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(fraction)) throw new ConfigurationError(`input fraction "${printable(fraction)}" must be a number from 0 to 1, such as 0.1`);
+    params.fraction = Number(fraction);
+  }
+  const seed = io.input('seed');
+  if (seed) {
+    if (seed.length > 200 || /[\0\n]/.test(seed)) throw new ConfigurationError('input seed must be one line of at most 200 characters');
+    params.seed = seed;
+  }
+  const password = io.secret('dev-password');
+  if (password) params.devPassword = password;
+  return params;
+}
+
+export const resampleAction: ActionDefinition<ResampleInputs, ResampleOutputs, ResampleParams> = {
+  name: 'resample',
+  prepare: readParams,
+  async execute(ctx) {
+    const { log, io } = ctx;
+    try {
+      const report = await resample(ctx, ctx.plan);
+      if (report.dryRun) for (const line of planLines(report)) log.info(line);
+      else log.info(`Dev now runs on the sample: ${report.rowsCopied} rows, ${report.sshBytes.sent + report.sshBytes.received} bytes over SSH.`);
+      io.output('rows-copied', report.rowsCopied || report.tables.reduce((a, t) => a + t.copied, 0));
+      io.output('swapped', report.swapped);
+      io.output('report', JSON.stringify({ ...report, plan: undefined }));
+      await io.summary(resampleSummary(report, { ok: true }).toMarkdown());
+    } catch (e) {
+      if (e instanceof ResampleFailed) {
+        io.output('swapped', false);
+        io.output('report', JSON.stringify({ ...e.report, plan: undefined }));
+        await io.summary(resampleSummary(e.report, { ok: false, error: e.message }).toMarkdown());
+        throw e;
+      }
+      if (!(e instanceof ConfigurationError)) {
+        await io.summary(`## Resample failed\n\n**❌ ${errorMessage(e)}**\n\nDev keeps its previous database (a failure after the swap began is undone). Run resample again once the cause is fixed.\n`);
+      }
+      throw e;
+    }
+  },
+};

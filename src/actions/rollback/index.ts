@@ -1,0 +1,4 @@
+import { runAction } from '../../core/action';
+import { rollbackAction } from './rollback';
+
+runAction(rollbackAction);

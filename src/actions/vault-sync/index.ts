@@ -1,0 +1,4 @@
+import { runAction } from '../../core/action';
+import { vaultSyncAction } from './vault-sync';
+
+runAction(vaultSyncAction);

@@ -1,0 +1,371 @@
+/**
+ * Backups of an environment's database: `pg_dump -Fc` run by the db container's own tools, streamed
+ * to a file in the backup directory on the host (hashed on the way), plus `pg_dumpall
+ * --globals-only`, a manifest beside them, and a verification. Only a backup whose manifest says
+ * `verified` is ever restored or relied on by promote.
+ */
+import type { Config } from './config';
+import type { Environment } from './environment';
+import { ConfigurationError, OperationFailed, RemoteCommandError, errorMessage, tailLines } from './errors';
+import type { Host } from './host';
+import type { Logger } from './logger';
+import { argv, raw, sh } from './shell';
+
+export interface BackupFile {
+  bytes: number;
+  sha256: string;
+}
+
+export interface BackupManifest {
+  id: string;
+  env: string;
+  status: 'verified' | 'failed';
+  time: string;
+  finishedAt: string;
+  database: string;
+  release?: string;
+  sha?: string;
+  alembicRevision?: string;
+  files: Record<string, BackupFile>;
+  durationSeconds: number;
+  /** Seconds spent in each stage: the dump (with hashing), the globals, the verification. */
+  timings: { dump: number; globals: number; verify: number };
+  tools: Record<string, string>;
+  verification: { method: 'list' | 'restore'; ok: boolean; detail: string; tables?: number };
+  error?: string;
+}
+
+export function newBackupId(env: string, now = new Date()): string {
+  return `b${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${env}`;
+}
+
+export function backupDir(config: Config, env: Environment, id?: string): string {
+  const base = `${config.backup.dir}/${env.name}`;
+  return id ? `${base}/${id}` : base;
+}
+
+/** The backup directory must never be inside a checkout (where git or compose could touch it). */
+export function checkBackupDir(config: Config): void {
+  const dir = config.backup.dir;
+  if (dir === '/') throw new ConfigurationError('backup.dir must not be /');
+  for (const [name, e] of Object.entries(config.environments)) {
+    if (dir === e.checkout || dir.startsWith(`${e.checkout}/`)) {
+      throw new ConfigurationError(`backup.dir ${dir} is inside the ${name} checkout ${e.checkout}: put backups outside every repository checkout, e.g. /var/backups/twinstack`);
+    }
+  }
+}
+
+/** SQL that, run through psql's \gexec, prints `count:<schema.table>:<rows>` for every table. */
+const COUNT_ALL = `SELECT format('SELECT %L || count(*) FROM %I.%I', 'count:' || n.nspname || '.' || c.relname || ':', n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY n.nspname, c.relname
+\\gexec
+`;
+
+export function parseCounts(text: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^count:(.+):(\d+)$/.exec(line.trim());
+    if (m) counts.set(m[1], Number(m[2]));
+  }
+  return counts;
+}
+
+export function compareCounts(source: Map<string, number>, restored: Map<string, number>): string[] {
+  const problems: string[] = [];
+  for (const [t, n] of source) {
+    if (!restored.has(t)) problems.push(`${t} is missing from the restore`);
+    else if (restored.get(t) !== n) problems.push(`${t} has ${restored.get(t)} rows restored, ${n} in the source`);
+  }
+  return problems;
+}
+
+async function psqlValue(host: Host, env: Environment, database: string, sql: string): Promise<string | undefined> {
+  const r = await host.run(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-d', database, '-c', sql]), { check: false, quiet: true, timeoutSeconds: 120 });
+  return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+
+/** Streams a client tool's output into a file on the host, hashing it on the way; returns size and hash. */
+async function streamToFile(host: Host, command: string, file: string, label: string, timeoutSeconds: number): Promise<BackupFile> {
+  const partial = `${file}.partial`;
+  try {
+    const r = await host.run(`${command} | tee ${sh`${partial}`} | sha256sum && mv -f ${sh`${partial} ${file}`} && stat -c %s ${sh`${file}`}`, {
+      label,
+      quiet: true,
+      timeoutSeconds,
+    });
+    const [hashLine, sizeLine] = r.stdout.trim().split('\n');
+    return { sha256: hashLine.split(/\s+/)[0], bytes: Number(sizeLine) };
+  } catch (e) {
+    await host.run(sh`rm -f ${partial}`, { check: false, quiet: true, timeoutSeconds: 60 });
+    throw e;
+  }
+}
+
+export interface BackupContext {
+  release?: string;
+  sha?: string;
+}
+
+/**
+ * Takes and verifies a backup. Returns its manifest; throws OperationFailed (after writing a
+ * `failed` manifest where the disk allows) when the dump or its verification fails.
+ */
+export async function takeBackup(host: Host, config: Config, env: Environment, ctx: BackupContext, log: Logger, verify = config.backup.verify): Promise<BackupManifest> {
+  checkBackupDir(config);
+  const started = new Date();
+  const id = newBackupId(env.name, started);
+  const dir = backupDir(config, env, id);
+  const database = env.cfg.database.name;
+  const timeoutSeconds = config.backup['timeout-seconds'];
+  const manifest: BackupManifest = {
+    id,
+    env: env.name,
+    status: 'failed',
+    time: started.toISOString(),
+    finishedAt: '',
+    database,
+    release: ctx.release,
+    sha: ctx.sha,
+    files: {},
+    durationSeconds: 0,
+    timings: { dump: 0, globals: 0, verify: 0 },
+    tools: {},
+    verification: { method: verify, ok: false, detail: '' },
+  };
+  log.startGroup(`${env.name}: backup ${id}`);
+  let snapshotSession: Awaited<ReturnType<typeof openSnapshot>> | undefined;
+  try {
+    await host.run(sh`mkdir -p -m 700 ${dir}`, { label: `creating ${dir}`, quiet: true, timeoutSeconds: 60 });
+    manifest.tools.pg_dump = (await psqlVersion(host, env)) ?? 'unknown';
+    manifest.alembicRevision = await psqlValue(host, env, database, 'SELECT version_num FROM alembic_version LIMIT 1');
+    if (verify === 'restore') snapshotSession = await openSnapshot(host, env, database);
+    const dumpArgs = ['-Fc', '-d', database, ...(snapshotSession ? [`--snapshot=${snapshotSession.snapshot}`] : [])];
+    const seconds = (since: number) => Math.round((Date.now() - since) / 100) / 10;
+    let t = Date.now();
+    manifest.files['db.dump'] = await streamToFile(host, env.dbTool('pg_dump', dumpArgs), `${dir}/db.dump`, `pg_dump of ${env.name}`, timeoutSeconds);
+    manifest.timings.dump = seconds(t);
+    log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
+    const counts = snapshotSession ? await snapshotSession.counts() : undefined;
+    await snapshotSession?.close();
+    snapshotSession = undefined;
+    t = Date.now();
+    manifest.files['globals.sql'] = await dumpGlobals(host, env, `${dir}/globals.sql`, log, timeoutSeconds);
+    manifest.timings.globals = seconds(t);
+
+    t = Date.now();
+    const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
+    manifest.timings.verify = seconds(t);
+    manifest.verification.ok = !problem;
+    manifest.verification.detail = problem ?? (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
+    if (counts) manifest.verification.tables = counts.size;
+    manifest.status = problem ? 'failed' : 'verified';
+    if (problem) manifest.error = problem;
+  } catch (e) {
+    manifest.error = e instanceof RemoteCommandError ? e.message : errorMessage(e);
+    manifest.status = 'failed';
+  } finally {
+    await snapshotSession?.close().catch(() => undefined);
+    manifest.finishedAt = new Date().toISOString();
+    manifest.durationSeconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
+    await host.writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600).catch((e) => log.warning(`could not write ${dir}/manifest.json: ${errorMessage(e)}`));
+    log.endGroup();
+  }
+  if (manifest.status !== 'verified') {
+    throw new OperationFailed(`backup ${id} of ${env.name} failed: ${manifest.error}`);
+  }
+  return manifest;
+}
+
+async function psqlVersion(host: Host, env: Environment): Promise<string | undefined> {
+  const r = await host.run(env.dbTool('pg_dump', ['--version']), { check: false, quiet: true, timeoutSeconds: 60 });
+  return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+
+async function dumpGlobals(host: Host, env: Environment, file: string, log: Logger, timeoutSeconds: number): Promise<BackupFile> {
+  try {
+    return await streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+  } catch (e) {
+    // Reading role passwords needs a superuser; without them the roles and grants are still saved.
+    if (e instanceof RemoteCommandError && /permission denied/i.test(e.stderr)) {
+      log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
+      return streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only', '--no-role-passwords']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+    }
+    throw e;
+  }
+}
+
+/** A REPEATABLE READ session whose snapshot pg_dump shares, so the row counts are of the same data. */
+async function openSnapshot(host: Host, env: Environment, database: string) {
+  let out = '';
+  const proc = host.spawn(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', database]), {
+    quiet: true,
+    label: 'snapshot session',
+    onStdout: (c) => (out += c.toString()),
+  });
+  const snap = proc.waitForLine(/^snap:/);
+  await proc.write(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT 'snap:' || pg_export_snapshot();\n`);
+  const snapshot = (await snap).slice('snap:'.length);
+  return {
+    snapshot,
+    async counts(): Promise<Map<string, number>> {
+      const done = proc.waitForLine('counts:done');
+      await proc.write(`${COUNT_ALL}SELECT 'counts:done';\n`);
+      await done;
+      return parseCounts(out);
+    },
+    async close(): Promise<void> {
+      await proc.write('COMMIT;\n').catch(() => undefined);
+      await proc.end();
+    },
+  };
+}
+
+async function rowCounts(host: Host, env: Environment, database: string, timeoutSeconds: number): Promise<Map<string, number>> {
+  const r = await host.run(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', database, '-f', '-']), {
+    stdin: COUNT_ALL,
+    quiet: true,
+    label: `counting rows in ${database}`,
+    timeoutSeconds,
+  });
+  return parseCounts(r.stdout);
+}
+
+/** Checks a backup on disk: checksum, pg_restore --list, and (with counts) a scratch restore. Returns the problem, if any. */
+export async function verifyBackup(
+  host: Host,
+  env: Environment,
+  manifest: BackupManifest,
+  dir: string,
+  log: Logger,
+  counts?: Map<string, number>,
+  timeoutSeconds = 3600,
+): Promise<string | undefined> {
+  for (const [name, f] of Object.entries(manifest.files)) {
+    const r = await host.run(sh`sha256sum ${`${dir}/${name}`}`, { check: false, quiet: true, timeoutSeconds });
+    const actual = r.stdout.split(/\s+/)[0];
+    if (r.exitCode !== 0) return `${name} cannot be read: ${tailLines(r.stderr, 1)}`;
+    if (actual !== f.sha256) return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
+  }
+  const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${sh`${`${dir}/db.dump`}`} > /dev/null`, { check: false, quiet: true, timeoutSeconds });
+  if (list.exitCode !== 0) return `pg_restore --list cannot read db.dump: ${tailLines(list.stderr, 2)}`;
+  if (!counts) return undefined;
+
+  const scratch = `${manifest.database}_twinstack_verify`.slice(0, 63);
+  const psql = (sql: string) =>
+    host.run(env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-c', sql]), { quiet: true, label: `psql: ${sql}`, timeoutSeconds: 300 });
+  try {
+    await psql(`DROP DATABASE IF EXISTS "${scratch}"`);
+    const created = await psql(`CREATE DATABASE "${scratch}"`).catch((e: unknown) => e);
+    if (created instanceof RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
+      return `the database user ${env.cfg.database.user} may not create the scratch database that verify: restore needs: ALTER ROLE ${env.cfg.database.user} CREATEDB, or use verify: list`;
+    }
+    if (created instanceof Error) throw created;
+    const restore = await host.run(`${env.dbTool('pg_restore', ['--exit-on-error', '--no-owner', '-d', scratch])} < ${sh`${`${dir}/db.dump`}`}`, {
+      check: false,
+      quiet: true,
+      timeoutSeconds,
+    });
+    if (restore.exitCode !== 0) return `the dump does not restore: ${tailLines(restore.stderr, 2)}`;
+    const restored = await rowCounts(host, env, scratch, timeoutSeconds);
+    const problems = compareCounts(counts, restored);
+    if (problems.length) return `the restored row counts differ: ${problems.slice(0, 5).join('; ')}`;
+    log.info(`verified by restore: ${counts.size} tables, row counts equal`);
+    return undefined;
+  } finally {
+    await psql(`DROP DATABASE IF EXISTS "${scratch}"`).catch((e) => log.warning(`could not drop the scratch database ${scratch}: ${errorMessage(e)}`));
+  }
+}
+
+/** Every backup of an environment, newest first, read from the manifests. */
+export async function listBackups(host: Host, config: Config, env: Environment): Promise<BackupManifest[]> {
+  const base = backupDir(config, env);
+  const r = await host.run(sh`for f in ${raw(`${sh`${base}`}/b*/manifest.json`)}; do [ -f "$f" ] && cat "$f" && echo '@@twinstack-manifest@@'; done; true`, {
+    quiet: true,
+    timeoutSeconds: 120,
+  });
+  const out: BackupManifest[] = [];
+  for (const chunk of r.stdout.split('@@twinstack-manifest@@')) {
+    if (!chunk.trim()) continue;
+    try {
+      out.push(JSON.parse(chunk) as BackupManifest);
+    } catch {
+      /* a manifest cut short by a full disk: not a usable backup */
+    }
+  }
+  return out.sort((a, b) => (a.id < b.id ? 1 : -1));
+}
+
+/** Finds one backup by id and re-checks it on disk (checksums and pg_restore --list). */
+export async function usableBackup(host: Host, config: Config, env: Environment, id: string, log: Logger): Promise<BackupManifest> {
+  const m = (await listBackups(host, config, env)).find((b) => b.id === id);
+  if (!m) throw new OperationFailed(`backup ${id} of ${env.name} does not exist in ${backupDir(config, env)}`);
+  if (m.status !== 'verified') throw new OperationFailed(`backup ${id} failed when it was taken (${m.error ?? 'not verified'}); it is never used`);
+  const problem = await verifyBackup(host, env, m, backupDir(config, env, id), log);
+  if (problem) throw new OperationFailed(`backup ${id} cannot be used: ${problem}`);
+  return m;
+}
+
+/**
+ * Restores a verified backup as the environment's database. `pg_restore --clean` would leave behind
+ * whatever the dump does not know of (a table a half-applied migration created), so the restore
+ * goes into a new, empty database instead: the current one is renamed aside to
+ * `<name>_twinstack_pre_restore` (kept until the next restore), a new one is created with the same
+ * owner, encoding and database privileges, and the dump is restored into it in one transaction. If
+ * that fails, the new database is dropped and the old one renamed back. Needs a database user that
+ * may create databases (the official postgres image's POSTGRES_USER can).
+ */
+export async function restoreBackup(host: Host, config: Config, env: Environment, m: BackupManifest, log?: Logger): Promise<void> {
+  const file = `${backupDir(config, env, m.id)}/db.dump`;
+  const db = m.database;
+  const aside = `${db}_twinstack_pre_restore`.slice(0, 63);
+  const ident = (n: string) => `"${n.replace(/"/g, '""')}"`;
+  const lit = (n: string) => `'${n.replace(/'/g, "''")}'`;
+  const psql = (sql: string, label: string) =>
+    host.run(env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-f', '-']), { stdin: sql, label, quiet: true, timeoutSeconds: 600 });
+  const terminate = (name: string) => `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${lit(name)} AND pid <> pg_backend_pid();
+`;
+
+  await psql(
+    `${terminate(db)}DROP DATABASE IF EXISTS ${ident(aside)};
+ALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};
+` +
+      // Same owner, encoding and collation as the database it replaces.
+      `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \gexec
+` +
+      // Database-level privileges (e.g. the app role's CONNECT) are not part of the dump: copy them.
+      `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \gexec
+` +
+      `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \gexec
+`,
+    `setting ${db} aside for the restore`,
+  );
+  try {
+    await host.run(`${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${sh`${file}`}`, {
+      label: `restoring ${env.name} from backup ${m.id}`,
+      timeoutSeconds: config.backup['timeout-seconds'],
+    });
+  } catch (e) {
+    await psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(db)};
+ALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};
+`, `putting ${db} back after a failed restore`).catch((pe) =>
+      log?.error(`the restore failed and ${db} could not be put back: it is named ${aside} now (${errorMessage(pe)})`),
+    );
+    throw e;
+  }
+  log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
+}
+
+/** Keeps the newest `keep` verified backups and deletes older ones (and failed ones older than the newest verified). */
+export async function pruneBackups(host: Host, config: Config, env: Environment, log: Logger): Promise<string[]> {
+  const all = await listBackups(host, config, env);
+  const verified = all.filter((b) => b.status === 'verified');
+  const keepIds = new Set(verified.slice(0, config.backup.keep).map((b) => b.id));
+  const newestVerified = verified[0];
+  const doomed = all.filter((b) => !keepIds.has(b.id) && (b.status === 'verified' || (newestVerified && b.id < newestVerified.id)));
+  if (doomed.length === 0) return [];
+  await host.run(argv('rm', '-rf', doomed.map((b) => backupDir(config, env, b.id))), { label: 'pruning old backups', quiet: true, timeoutSeconds: 600 });
+  log.info(`${env.name}: deleted backups ${doomed.map((b) => b.id).join(', ')} (keeping the newest ${config.backup.keep} verified)`);
+  return doomed.map((b) => b.id);
+}

@@ -1,0 +1,370 @@
+/**
+ * One resample run, in the order of the runbook:
+ *   1. read production's catalog and build the plan (refuse uncovered sensitive columns);
+ *   2. under dev's lock: recover leftovers of a dead run, create the staging database beside dev's;
+ *   3. production's schema without constraints (pg_dump pre-data) into staging;
+ *   4. rows: one production psql session, one read-only repeatable-read snapshot, piped on the host
+ *      straight into a staging psql session; the same session counts rows, orphans and leaks;
+ *   5. constraints and indexes (post-data: an orphan fails here too), sequences, dev's grants;
+ *   6. swap staging into dev's place (stop app, rename, migrate, start, health), or swap back.
+ * Production is only read; table data never crosses the SSH connection.
+ */
+import type { RunInfo } from '../core/actions-io';
+import type { Config } from '../core/config';
+import { Environment } from '../core/environment';
+import { OperationFailed } from '../core/errors';
+import type { Host } from '../core/host';
+import type { Logger } from '../core/logger';
+import { underLock } from '../core/operation';
+import { quote } from '../core/shell';
+import { hashDevPassword, isTextual, newSalt, type RunSecrets } from './anonymize';
+import { readCatalog, type Catalog } from './catalog';
+import { PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
+import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, swapIn, type AppServices } from './swap';
+import { ident, literal, qualified } from './sql';
+
+export interface ResampleParams {
+  fraction?: number;
+  seed?: string;
+  dryRun: boolean;
+  devPassword?: string;
+}
+
+export interface ResampleContext {
+  host: Host;
+  config: Config;
+  log: Logger;
+  run: RunInfo;
+  lockTimeoutSeconds: number;
+}
+
+/** Replaceable steps: tests inject a failing migration or stand-in services. */
+export interface ResampleHooks {
+  services?: AppServices;
+  migrate?: (database: string) => Promise<void>;
+}
+
+export interface TableReport {
+  table: string;
+  mode: string;
+  prodRows: number;
+  prodRowsExact: boolean;
+  copied: number;
+  rules: string[];
+  note: string;
+}
+
+export interface ForeignKeyReport {
+  name: string;
+  table: string;
+  columns: string[];
+  refTable: string;
+  policy: string;
+  source: string;
+  orphans: number;
+}
+
+export interface LeakHit {
+  /** The sensitive production column the value came from. */
+  source: string;
+  /** Where staging holds it. */
+  table: string;
+  column: string;
+  rows: number;
+}
+
+export interface ResampleReport {
+  dryRun: boolean;
+  root: string;
+  fraction: number;
+  seed: string;
+  tables: TableReport[];
+  foreignKeys: ForeignKeyReport[];
+  leaks: LeakHit[];
+  probes: number;
+  warnings: string[];
+  swapped: boolean;
+  /** Bytes that crossed the SSH connection during the run (plan and report only). */
+  sshBytes: { sent: number; received: number };
+  rowsCopied: number;
+  seconds: number;
+  /** Seconds per step, in order. */
+  phases: Array<[string, number]>;
+  plan: SamplePlan;
+}
+
+export class ResampleFailed extends OperationFailed {
+  constructor(
+    message: string,
+    readonly report: ResampleReport,
+  ) {
+    super(message);
+  }
+}
+
+/** Fraction and seed of this run: the inputs override the config. */
+export function effectiveParams(config: Config, params: ResampleParams): { fraction: number; seed: string } {
+  return { fraction: params.fraction ?? config.sample.fraction, seed: params.seed ?? config.sample.seed };
+}
+
+export function makeSecrets(config: Config, devPassword: string | undefined): RunSecrets {
+  const scheme = config.sample['password-hash'];
+  return {
+    salt: newSalt(),
+    devPassword: devPassword || undefined,
+    devPasswordHash: devPassword ? hashDevPassword(devPassword, scheme) : undefined,
+  };
+}
+
+export async function planResample(ctx: ResampleContext, params: ResampleParams, catalog?: Catalog): Promise<SamplePlan> {
+  const prod = new Environment('prod', ctx.config);
+  const cat = catalog ?? (await readCatalog(ctx.host, prod));
+  const { fraction, seed } = effectiveParams(ctx.config, params);
+  return buildPlan(cat, { settings: ctx.config.sample, fraction, seed, secrets: makeSecrets(ctx.config, params.devPassword) });
+}
+
+function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
+  return {
+    dryRun,
+    root: plan.root,
+    fraction: plan.fraction,
+    seed: plan.seed,
+    tables: plan.tables.map((tp) => ({
+      table: tp.table.id,
+      mode: tp.mode,
+      prodRows: tp.table.rows,
+      prodRowsExact: tp.table.rowsExact,
+      copied: dryRun ? tp.estimate : 0,
+      rules: tp.columns.filter((c) => c.rule).map((c) => `${c.name}: ${c.rule}`),
+      note: tp.note,
+    })),
+    foreignKeys: plan.fks.map((p) => ({ name: p.fk.name, table: p.fk.table, columns: p.fk.columns, refTable: p.fk.refTable, policy: p.policy, source: p.source, orphans: 0 })),
+    leaks: [],
+    probes: plan.probes.length,
+    warnings: [...plan.warnings],
+    swapped: false,
+    sshBytes: { sent: 0, received: 0 },
+    rowsCopied: 0,
+    seconds: 0,
+    phases: [],
+    plan,
+  };
+}
+
+/** json_build_object takes at most 100 arguments: one object per 50 pairs, merged. */
+function jsonObject(pairs: Array<[string, string]>): string {
+  if (!pairs.length) return `'{}'::jsonb`;
+  const chunks: string[] = [];
+  for (let i = 0; i < pairs.length; i += 50) chunks.push(`jsonb_build_object(${pairs.slice(i, i + 50).map(([k, v]) => `${literal(k)}, ${v}`).join(', ')})`);
+  return chunks.join(' || ');
+}
+
+/** Row counts of the copied tables in staging. */
+export function countsQuery(plan: SamplePlan): string {
+  return `SELECT 'ts:counts:' || (${jsonObject(copiedTables(plan).map((tp) => [tp.table.id, `(SELECT count(*) FROM ${fromClause(tp.table)})`]))})::text;`;
+}
+
+/** Per foreign key, rows in staging whose reference finds no row (checked before constraints exist). */
+export function orphansQuery(plan: SamplePlan): string {
+  const byId = new Map(plan.tables.map((t) => [t.table.id, t.table]));
+  const pairs: Array<[string, string]> = plan.fks.map((p) => {
+    const c = byId.get(p.fk.table)!;
+    const r = byId.get(p.fk.refTable)!;
+    const notNull = p.fk.columns.map((col) => `c.${ident(col)} IS NOT NULL`).join(' AND ');
+    const match = p.fk.columns.map((col, i) => `r.${ident(p.fk.refColumns[i])} = c.${ident(col)}`).join(' AND ');
+    return [`${p.fk.table}|${p.fk.name}`, `(SELECT count(*) FROM ${fromClause(c)} c WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${qualified(r.schema, r.name)} r WHERE ${match}))`];
+  });
+  return `SELECT 'ts:orphans:' || (${jsonObject(pairs)})::text;`;
+}
+
+/**
+ * The leak scan over the whole staging database: every probe (a real value of a sensitive
+ * production column) compared with every textual value in staging; JSON, XML, arrays and columns
+ * rewritten by a sql rule are also searched for the probe inside them.
+ */
+export function leakQuery(plan: SamplePlan): string {
+  const parts: string[] = [];
+  for (const tp of copiedTables(plan)) {
+    const textual = tp.columns.filter((c) => {
+      const col = tp.table.columns.find((x) => x.name === c.name)!;
+      return isTextual(col) || col.category === 'A';
+    });
+    if (!textual.length) continue;
+    const values = (cols: typeof textual) => cols.map((c) => `(${literal(c.name)}, t.${ident(c.name)}::text)`).join(', ');
+    const src = `FROM ${fromClause(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(textual)}) x(col, v)`;
+    parts.push(`SELECT p.src, ${literal(tp.table.id)} AS tbl, x.col, count(*) AS n ${src} JOIN pg_temp.${PROBE_TABLE} p ON p.v = x.v GROUP BY 1, 2, 3`);
+    const containers = textual.filter((c) => {
+      const col = tp.table.columns.find((x) => x.name === c.name)!;
+      return ['json', 'jsonb', 'xml'].includes(col.baseType) || col.category === 'A' || (c.rule ?? '').startsWith('sql:');
+    });
+    if (containers.length) {
+      parts.push(
+        `SELECT p.src, ${literal(tp.table.id)}, x.col, count(*) FROM ${fromClause(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(containers)}) x(col, v) ` +
+          `JOIN pg_temp.${PROBE_TABLE} p ON x.v <> p.v AND strpos(x.v, p.v) > 0 GROUP BY 1, 2, 3`,
+      );
+    }
+  }
+  const body = parts.length ? parts.join(' UNION ALL ') : `SELECT NULL::text, NULL::text, NULL::text, 0::bigint WHERE false`;
+  return `SELECT 'ts:leaks:' || coalesce(json_agg(json_build_object('source', h.src, 'table', h.tbl, 'column', h.col, 'rows', h.n)), '[]')::text FROM (${body}) h(src, tbl, col, n);`;
+}
+
+/** setval for every sequence: past the largest copied key, or production's value when it feeds no column. */
+export function sequencesSql(plan: SamplePlan, catalog: Pick<Catalog, 'sequences'>): string {
+  const byId = new Map(plan.tables.map((t) => [t.table.id, t]));
+  const out: string[] = [];
+  for (const s of catalog.sequences) {
+    const seq = literal(qualified(s.schema, s.name));
+    const cols = s.columns.filter((c) => byId.has(c.table));
+    if (cols.length) {
+      const maxes = cols.map((c) => `(SELECT max(${ident(c.column)})::bigint FROM ${qualified(byId.get(c.table)!.table.schema, byId.get(c.table)!.table.name)})`);
+      const m = maxes.length === 1 ? maxes[0] : `greatest(${maxes.join(', ')})`;
+      out.push(`SELECT CASE WHEN m IS NULL THEN setval(${seq}, (SELECT seqmin FROM pg_sequence WHERE seqrelid = ${seq}::regclass), false) ELSE setval(${seq}, m, true) END FROM (SELECT ${m} AS m) s;`);
+    } else if (s.lastValue !== null) {
+      out.push(`SELECT setval(${seq}, ${literal(s.lastValue)}::bigint, true);`);
+    }
+  }
+  return out.join('\n');
+}
+
+/** Recreates dev's database-level grants on staging (database ACLs belong to the database, not its name). */
+function databaseGrantsSql(dev: string, staging: string): string {
+  return `DO $ts$
+DECLARE r record; acl aclitem[];
+BEGIN
+  SELECT datacl INTO acl FROM pg_database WHERE datname = ${literal(dev)};
+  IF acl IS NULL THEN RETURN; END IF;
+  EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${literal(staging)});
+  FOR r IN SELECT a.privilege_type, a.is_grantable, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(g.rolname) END AS who
+           FROM aclexplode(acl) a LEFT JOIN pg_roles g ON g.oid = a.grantee LOOP
+    EXECUTE format('GRANT %s ON DATABASE %I TO %s%s', r.privilege_type, ${literal(staging)}, r.who, CASE WHEN r.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+  END LOOP;
+END $ts$;`;
+}
+
+const OBJECT_ACL_LINES = "^(GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) |^ALTER .* OWNER TO .*;$";
+
+function parseTagged(stdout: string, tag: string): unknown {
+  const line = stdout.split('\n').find((l) => l.startsWith(`ts:${tag}:`));
+  if (!line) throw new OperationFailed(`the staging session printed no ${tag} result`);
+  return JSON.parse(line.slice(tag.length + 4));
+}
+
+export async function resample(ctx: ResampleContext, params: ResampleParams, hooks: ResampleHooks = {}): Promise<ResampleReport> {
+  const started = Date.now();
+  const traffic0 = ctx.host.traffic();
+  const { host, config, log } = ctx;
+  const prod = new Environment('prod', config);
+  const dev = new Environment('dev', config);
+  const catalog = await readCatalog(host, prod);
+  const plan = await planResample(ctx, params, catalog);
+  const report = emptyReport(plan, params.dryRun);
+  let last = started;
+  const mark = (phase: string) => {
+    const now = Date.now();
+    report.phases.push([phase, (now - last) / 1000]);
+    last = now;
+  };
+  mark('catalog and plan');
+  const finish = () => {
+    const t = host.traffic();
+    report.sshBytes = { sent: t.sent - traffic0.sent, received: t.received - traffic0.received };
+    report.seconds = (Date.now() - started) / 1000;
+    return report;
+  };
+  for (const w of plan.warnings) log.warning(w);
+  if (params.dryRun) return finish();
+
+  const timeout = config['command-timeout-seconds'];
+  const sample = config.sample;
+  const server = new DevServer(host, dev, sample['maintenance-database']);
+  const names = databaseNames(dev.cfg.database.name);
+  const prodDump = (section: string) =>
+    prod.dbTool('pg_dump', ['--section', section, '--no-owner', '--no-acl', '--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces', '-d', prod.cfg.database.name]);
+
+  await underLock(
+    { host, stateDir: config['state-dir'], env: 'dev', action: 'resample', run: ctx.run, log, lockTimeoutSeconds: ctx.lockTimeoutSeconds },
+    async (op) => {
+      report.warnings.push(...(await recoverLeftovers(server, names, log)));
+      const devInfo = await server.json<{ owner: string; encoding: string; collate: string; ctype: string } | null>(
+        `SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${literal(names.dev)}`,
+        'reading dev database settings',
+      );
+      const owner = devInfo?.owner ?? dev.cfg.database.user;
+      const locale = devInfo ? ` ENCODING ${literal(devInfo.encoding)} LC_COLLATE ${literal(devInfo.collate)} LC_CTYPE ${literal(devInfo.ctype)}` : '';
+      await server.exec(`CREATE DATABASE ${ident(names.staging)} OWNER ${ident(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
+      mark('lock, recovery, staging database');
+      await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
+      try {
+        log.info(`Schema: production pre-data into ${names.staging}.`);
+        await host.run(`${prodDump('pre-data')} | ${server.psql(names.staging, ['-o', '/dev/null'])}`, { label: 'restoring the schema (pre-data) into staging', timeoutSeconds: timeout, quiet: true });
+        mark('schema (pre-data)');
+
+        log.info(`Rows: streaming the sample from production into ${names.staging} on the host.`);
+        const receive = server.psql(names.staging, [
+          '-c',
+          `SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean)`,
+          '-f',
+          '-',
+          '-c',
+          countsQuery(plan),
+          '-c',
+          orphansQuery(plan),
+          '-c',
+          leakQuery(plan),
+        ]);
+        const send = prod.dbTool('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', prod.cfg.database.name, '-f', '-']);
+        const streamed = await host.run(`${send} | ${receive}`, { stdin: productionScript(plan), label: 'streaming sampled rows from production into staging', timeoutSeconds: timeout, quiet: true });
+        mark('rows, counts, orphans, leak scan');
+        const counts = parseTagged(streamed.stdout, 'counts') as Record<string, number>;
+        const orphans = parseTagged(streamed.stdout, 'orphans') as Record<string, number>;
+        report.leaks = parseTagged(streamed.stdout, 'leaks') as LeakHit[];
+        for (const t of report.tables) t.copied = Number(counts[t.table] ?? 0);
+        for (const f of report.foreignKeys) f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
+        report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
+        const orphaned = report.foreignKeys.filter((f) => f.orphans > 0);
+        if (orphaned.length) throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, finish());
+        if (report.leaks.length) {
+          throw new ResampleFailed(
+            `leak scan: real production values found in staging: ${report.leaks.map((l) => `${l.source} found in ${l.table}.${l.column} (${l.rows} row${l.rows === 1 ? '' : 's'})`).join(', ')}; fix the rules in sample.columns`,
+            finish(),
+          );
+        }
+
+        log.info('Constraints and indexes: production post-data into staging.');
+        await host.run(`${prodDump('post-data')} | ${server.psql(names.staging, ['-o', '/dev/null'])}`, { label: 'restoring constraints and indexes (post-data) into staging', timeoutSeconds: timeout, quiet: true });
+        mark('constraints and indexes (post-data)');
+        const seq = sequencesSql(plan, catalog);
+        if (seq) await server.exec(seq, 'setting sequences past the copied keys', names.staging);
+
+        // Dev's owners and grants: the app role is not the owner, and roles are per server.
+        if (devInfo) {
+          const grants = await host.run(
+            `${dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev])} | { grep -E ${quote(OBJECT_ACL_LINES)} || true; } | ${dev.dbTool('psql', ['-X', '-q', '-o', '/dev/null', '-d', names.staging])}`,
+            { label: "re-applying dev's owners and grants to staging", timeoutSeconds: timeout, quiet: true },
+          );
+          const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
+          if (errors.length) report.warnings.push(`${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`);
+          await server.exec(databaseGrantsSql(names.dev, names.staging), "re-applying dev's database grants");
+        }
+        await server.exec('ANALYZE;', 'analyzing staging', names.staging);
+        mark('sequences, grants, analyze');
+      } catch (e) {
+        await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${String(de)}`));
+        throw e;
+      }
+
+      await swapIn({
+        server,
+        names,
+        services: hooks.services ?? appServices(host, dev, log, sample['health-check']),
+        migrate: hooks.migrate ? () => hooks.migrate!(names.dev) : sample.migrate ? composeMigrate(host, dev, sample['migrate-command'], log) : async () => undefined,
+        log,
+        record: op.record,
+      });
+      mark('swap');
+      report.swapped = true;
+      await op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
+    },
+  );
+  return finish();
+}

@@ -1,0 +1,572 @@
+/**
+ * The sample plan: pure functions from production's catalog and the `sample` settings to what is
+ * copied and how. No I/O here, so every rule is unit-tested.
+ *
+ * Membership: a root row is sampled when md5(seed || ':' || key) falls below the fraction (or its
+ * key is in `include`), and passes `filter`. A table that references a sampled table is "owned":
+ * its rows come along when any of their owning foreign keys points at a sampled row (posts of
+ * sampled users, comments on those posts...). Every other reference from a copied row to a row
+ * outside the sample is resolved by the foreign key's policy: include the referenced row, null the
+ * column, or drop the referencing row. The plan renders one production-side psql script that
+ * computes member keys into temporary tables inside one read-only repeatable-read transaction and
+ * streams each table's rows as `COPY ... FROM stdin` blocks for the staging database.
+ */
+import { createHash } from 'node:crypto';
+import { ConfigurationError } from '../core/errors';
+import type { Catalog, Column, ForeignKey, Table } from './catalog';
+import { PERSONAL_SHAPE, RuleError, describeRule, isTextual, ruleExpression, sensitiveMatch, type RunSecrets } from './anonymize';
+import type { ColumnRule, ForeignKeyPolicy, SampleSettings } from './settings';
+import { dollarTag, ident, literal, qualified, tuple } from './sql';
+
+export type TableMode = 'root' | 'owned' | 'included' | 'reference' | 'empty' | 'unreached';
+
+/** What of a foreign key's target exists in the sample. */
+export type TargetKind = 'members' | 'all' | 'none';
+
+export interface FkPlan {
+  fk: ForeignKey;
+  policy: ForeignKeyPolicy;
+  source: 'default' | 'config';
+  /** Membership flows along it: the row belongs to the sample when its target row does. */
+  owning: boolean;
+  target: TargetKind;
+  nullable: boolean;
+  /** A dangling reference removes the row (drop, or include where the column cannot be nulled). */
+  strict: boolean;
+}
+
+export interface ColumnPlan {
+  name: string;
+  expression: string;
+  /** The config rule applied, or `fk null` for a reference nulled by policy. */
+  rule?: string;
+  sensitive?: string;
+}
+
+export interface TablePlan {
+  table: Table;
+  mode: TableMode;
+  /** Its member keys live in a temporary table (roots, referenced tables, tables with include keys). */
+  keyed: boolean;
+  temp: string;
+  memberColumns: string[];
+  outgoing: FkPlan[];
+  columns: ColumnPlan[];
+  estimate: number;
+  note: string;
+}
+
+export interface ProbeColumn {
+  table: string;
+  column: string;
+  /** `keep` columns are probed only with values that look personal by shape. */
+  shapedOnly: boolean;
+}
+
+export interface SampleRequest {
+  settings: SampleSettings;
+  fraction: number;
+  seed: string;
+  secrets: RunSecrets;
+}
+
+export interface SamplePlan {
+  root: string;
+  fraction: number;
+  seed: string;
+  tables: TablePlan[];
+  fks: FkPlan[];
+  probes: ProbeColumn[];
+  warnings: string[];
+  settings: SampleSettings;
+}
+
+const HASH_BITS = 52;
+
+/** The hash threshold for a fraction: a key is sampled when its 52-bit hash is below it. */
+export function thresholdFor(fraction: number): number {
+  return Math.floor(fraction * 2 ** HASH_BITS);
+}
+
+/** The same hash production computes in SQL, for tests and reports: first 13 hex digits of md5. */
+export function memberHash(seed: string, key: string): number {
+  return parseInt(createHash('md5').update(`${seed}:${key}`).digest('hex').slice(0, 13), 16);
+}
+
+export function isSampled(seed: string, fraction: number, key: string): boolean {
+  return memberHash(seed, key) < thresholdFor(fraction);
+}
+
+function fail(message: string): never {
+  throw new ConfigurationError(`sample: ${message}`);
+}
+
+/** Finds a table named in the config: `name` (unique across schemas, or in public) or `schema.name`. */
+export function resolveTable(catalog: Catalog, name: string, where: string): Table {
+  if (name.includes('.')) {
+    const t = catalog.tables.find((x) => x.id === name);
+    if (!t) fail(`${where}: production has no table ${name}`);
+    return t;
+  }
+  const matches = catalog.tables.filter((x) => x.name === name);
+  if (matches.length === 1) return matches[0];
+  const pub = matches.find((x) => x.schema === 'public');
+  if (pub) return pub;
+  if (matches.length === 0) fail(`${where}: production has no table ${name}`);
+  fail(`${where}: ${name} is ambiguous (${matches.map((m) => m.id).join(', ')}); write it as schema.table`);
+}
+
+function resolveForeignKey(catalog: Catalog, key: string): ForeignKey {
+  const m = /^(.+?)\((.*)\)$/.exec(key);
+  if (m) {
+    const table = resolveTable(catalog, m[1], `foreign-keys "${key}"`);
+    const cols = m[2].split(',').map((c) => c.trim());
+    const fk = catalog.foreignKeys.find((f) => f.table === table.id && f.columns.length === cols.length && cols.every((c) => f.columns.includes(c)));
+    if (!fk) fail(`foreign-keys "${key}": ${table.id} has no foreign key on (${cols.join(', ')})`);
+    return fk;
+  }
+  const byName = catalog.foreignKeys.filter((f) => f.name === key);
+  if (byName.length === 1) return byName[0];
+  if (byName.length === 0) fail(`foreign-keys "${key}": production has no foreign key of that name; write table(column)`);
+  fail(`foreign-keys "${key}": several tables have a constraint of that name; write table(column)`);
+}
+
+function resolveColumnRef(catalog: Catalog, ref: string): { table: Table; column: string } | undefined {
+  const parts = ref.split('.');
+  const column = parts.pop() as string;
+  const tableName = parts.join('.');
+  const table = tableName.includes('.') ? catalog.tables.find((t) => t.id === tableName) : (catalog.tables.filter((t) => t.name === tableName).find((t, _i, all) => all.length === 1 || t.schema === 'public'));
+  if (!table || !table.columns.some((c) => c.name === column)) return undefined;
+  return { table, column };
+}
+
+function from(table: Table): string {
+  return `${table.partitioned ? '' : 'ONLY '}${qualified(table.schema, table.name)}`;
+}
+
+/** Tables in an order where every owning parent comes first; cycles are broken by distance from the root. */
+function ownershipOrder(owned: Table[], owningTargets: Map<string, Set<string>>, distance: Map<string, number>): { order: string[]; broken: Array<[string, string]> } {
+  const remaining = new Set(owned.map((t) => t.id));
+  const order: string[] = [];
+  const broken: Array<[string, string]> = [];
+  const rank = (id: string) => [distance.get(id) ?? 0, id] as const;
+  const cmp = (a: string, b: string) => {
+    const [da, ia] = rank(a);
+    const [db, ib] = rank(b);
+    return da - db || (ia < ib ? -1 : ia > ib ? 1 : 0);
+  };
+  while (remaining.size) {
+    const ready = [...remaining].filter((id) => [...(owningTargets.get(id) ?? [])].every((p) => !remaining.has(p))).sort(cmp);
+    if (ready.length) {
+      order.push(ready[0]);
+      remaining.delete(ready[0]);
+      continue;
+    }
+    // A cycle among owned tables: the one nearest the root goes first, its links into the cycle stop owning it.
+    const first = [...remaining].sort(cmp)[0];
+    for (const p of owningTargets.get(first) ?? []) {
+      if (remaining.has(p)) {
+        owningTargets.get(first)?.delete(p);
+        broken.push([first, p]);
+      }
+    }
+  }
+  return { order, broken };
+}
+
+export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
+  const { settings } = req;
+  const warnings: string[] = [];
+  const byId = new Map(catalog.tables.map((t) => [t.id, t]));
+  const root = resolveTable(catalog, settings.root, 'root');
+  if (!root.primaryKey) fail(`root table ${root.id} has no primary key to sample by`);
+  const empty = new Set(settings['empty-tables'].map((n) => resolveTable(catalog, n, 'empty-tables').id));
+  const reference = new Set(settings['reference-tables'].map((n) => resolveTable(catalog, n, 'reference-tables').id));
+  for (const id of empty) if (reference.has(id)) fail(`${id} is listed both in empty-tables and reference-tables`);
+  if (empty.has(root.id) || reference.has(root.id)) fail(`the root ${root.id} cannot be an empty or reference table`);
+
+  // Tables reached from the root by following foreign keys backwards.
+  const mode = new Map<string, TableMode>();
+  const distance = new Map<string, number>([[root.id, 0]]);
+  mode.set(root.id, 'root');
+  let frontier = [root.id];
+  while (frontier.length) {
+    const next: string[] = [];
+    for (const fk of catalog.foreignKeys) {
+      if (!frontier.includes(fk.refTable) || fk.table === fk.refTable || mode.has(fk.table)) continue;
+      if (empty.has(fk.table) || reference.has(fk.table)) continue;
+      mode.set(fk.table, 'owned');
+      distance.set(fk.table, (distance.get(fk.refTable) ?? 0) + 1);
+      next.push(fk.table);
+    }
+    frontier = next;
+  }
+  for (const t of catalog.tables) {
+    if (mode.has(t.id)) continue;
+    mode.set(t.id, empty.has(t.id) ? 'empty' : reference.has(t.id) ? 'reference' : 'unreached');
+  }
+
+  // Policies: the config's, else null where every column of the key is nullable, else drop.
+  const configured = new Map<ForeignKey, ForeignKeyPolicy>();
+  for (const [key, policy] of Object.entries(settings['foreign-keys'])) configured.set(resolveForeignKey(catalog, key), policy);
+  const nullable = (fk: ForeignKey) => {
+    const t = byId.get(fk.table) as Table;
+    return fk.columns.every((c) => !t.columns.find((x) => x.name === c)?.notNull);
+  };
+  const policyOf = (fk: ForeignKey): { policy: ForeignKeyPolicy; source: 'default' | 'config' } => {
+    const p = configured.get(fk);
+    if (p) return { policy: p, source: 'config' };
+    return { policy: nullable(fk) ? 'null' : 'drop', source: 'default' };
+  };
+  for (const [fk, p] of configured) {
+    if (p === 'null' && !nullable(fk)) fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): null needs nullable columns; use drop or include`);
+  }
+
+  // `include` pulls rows into tables no path reaches; they become "included" (and so on, transitively).
+  const copies = (id: string) => ['root', 'owned', 'included', 'reference'].includes(mode.get(id) as TableMode);
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const fk of catalog.foreignKeys) {
+      if (!copies(fk.table) || policyOf(fk).policy !== 'include') continue;
+      const m = mode.get(fk.refTable);
+      if (m === 'empty') fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): include into ${fk.refTable}, which is listed in empty-tables`);
+      if (m === 'unreached') {
+        mode.set(fk.refTable, 'included');
+        changed = true;
+      }
+    }
+  }
+
+  const targetOf = (id: string): TargetKind => {
+    const m = mode.get(id);
+    return m === 'reference' ? 'all' : m === 'empty' || m === 'unreached' ? 'none' : 'members';
+  };
+
+  // Owning links: an owned table's keys into the root or other owned tables (not into itself).
+  const owningTargets = new Map<string, Set<string>>();
+  for (const fk of catalog.foreignKeys) {
+    if (mode.get(fk.table) !== 'owned' || fk.table === fk.refTable) continue;
+    const m = mode.get(fk.refTable);
+    if (m !== 'root' && m !== 'owned') continue;
+    if (!owningTargets.has(fk.table)) owningTargets.set(fk.table, new Set());
+    owningTargets.get(fk.table)?.add(fk.refTable);
+  }
+  const ownedTables = catalog.tables.filter((t) => mode.get(t.id) === 'owned');
+  const { order: ownedOrder, broken } = ownershipOrder(ownedTables, owningTargets, distance);
+  for (const [a, b] of broken) warnings.push(`cycle between owned tables: rows of ${a} do not come along through their reference to ${b}`);
+
+  const fkPlans: FkPlan[] = [];
+  for (const fk of catalog.foreignKeys) {
+    if (!copies(fk.table)) continue;
+    const { policy, source } = policyOf(fk);
+    const target = targetOf(fk.refTable);
+    const isNullable = nullable(fk);
+    const owning = mode.get(fk.table) === 'owned' && (owningTargets.get(fk.table)?.has(fk.refTable) ?? false);
+    const strict = policy === 'drop' || (policy === 'include' && !isNullable);
+    if (mode.get(fk.table) === 'reference' && strict && target !== 'all') {
+      fail(`reference table ${fk.table} has a required foreign key ${fk.name} to ${fk.refTable}, which is not copied whole: list ${fk.refTable} as a reference table too, or make the key nullable`);
+    }
+    fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict });
+  }
+
+  // Keyed tables: those whose member keys other tables look up.
+  const keyed = new Set<string>([root.id]);
+  for (const p of fkPlans) {
+    // Every reference into sampled rows is looked up: to own, to drop, to null or to include.
+    if (p.target === 'members') keyed.add(p.fk.refTable);
+    if (p.policy === 'include') keyed.add(p.fk.table);
+  }
+  for (const t of catalog.tables) if (mode.get(t.id) === 'included') keyed.add(t.id);
+  for (const id of keyed) {
+    const t = byId.get(id) as Table;
+    if (!copies(id) || mode.get(id) === 'reference') {
+      keyed.delete(id);
+      continue;
+    }
+    if (!t.primaryKey) fail(`${id} has no primary key but its sampled rows are referenced or included; give it a primary key, or list it as a reference or empty table`);
+  }
+
+  // Column rules.
+  const rules = new Map<string, ColumnRule>();
+  for (const [ref, rule] of Object.entries(settings.columns)) {
+    const r = resolveColumnRef(catalog, ref);
+    if (!r) {
+      warnings.push(`columns: ${ref} names no column in production; the rule is ignored`);
+      continue;
+    }
+    rules.set(`${r.table.id}.${r.column}`, rule);
+  }
+  const keyColumns = new Set<string>();
+  for (const t of catalog.tables) for (const c of t.primaryKey ?? []) keyColumns.add(`${t.id}.${c}`);
+  for (const fk of catalog.foreignKeys) {
+    for (const c of fk.columns) keyColumns.add(`${fk.table}.${c}`);
+    for (const c of fk.refColumns) keyColumns.add(`${fk.refTable}.${c}`);
+  }
+
+  const temps = new Map<string, string>();
+  let n = 0;
+  for (const id of [root.id, ...ownedOrder, ...catalog.tables.map((t) => t.id)]) if (keyed.has(id) && !temps.has(id)) temps.set(id, `ts_m${++n}`);
+
+  const uncovered: string[] = [];
+  const ruleErrors: string[] = [];
+  const probes: ProbeColumn[] = [];
+  const order = [root.id, ...ownedOrder, ...catalog.tables.filter((t) => mode.get(t.id) === 'included').map((t) => t.id), ...catalog.tables.filter((t) => mode.get(t.id) === 'reference').map((t) => t.id), ...catalog.tables.filter((t) => ['empty', 'unreached'].includes(mode.get(t.id) as string)).map((t) => t.id)];
+
+  const tables: TablePlan[] = order.map((id) => {
+    const table = byId.get(id) as Table;
+    const m = mode.get(id) as TableMode;
+    const outgoing = fkPlans.filter((p) => p.fk.table === id);
+    const incoming = fkPlans.filter((p) => p.fk.refTable === id);
+    const memberColumns = keyed.has(id)
+      ? unique([...(table.primaryKey ?? []), ...incoming.flatMap((p) => p.fk.refColumns), ...outgoing.flatMap((p) => p.fk.columns)])
+      : [];
+    const columns: ColumnPlan[] = [];
+    if (copies(id)) {
+      for (const c of table.columns) {
+        if (c.generated) continue;
+        const key = `${id}.${c.name}`;
+        const rule = rules.get(key);
+        const sensitive = sensitiveMatch(c, settings['sensitive-names']);
+        let expression = `t.${ident(c.name)}`;
+        let ruleText: string | undefined;
+        if (rule !== undefined) {
+          if (rule !== 'keep' && keyColumns.has(key)) {
+            ruleErrors.push(`${key} is part of a primary or foreign key; only keep is allowed there (rewriting it would break references)`);
+            continue;
+          }
+          try {
+            expression = ruleExpression(rule, c, `columns ${key}`, req.secrets, settings);
+          } catch (e) {
+            if (e instanceof RuleError) {
+              ruleErrors.push(e.message);
+              continue;
+            }
+            throw e;
+          }
+          ruleText = describeRule(rule);
+        } else if (sensitive) {
+          uncovered.push(`${key} (matches "${sensitive}")`);
+        }
+        // A reference nulled by policy when its target row is not in the sample.
+        const nulling = outgoing.find((p) => p.fk.columns.includes(c.name) && !p.strict && p.target !== 'all');
+        if (nulling && (rule === undefined || rule === 'keep')) {
+          const cond = nulling.target === 'none' ? nullAny('t', nulling.fk.columns) : `${nullAny('t', nulling.fk.columns)} OR ${tuple('t', nulling.fk.columns)} IN (SELECT ${nulling.fk.refColumns.map((r) => `p.${ident(r)}`).join(', ')} FROM pg_temp.${temps.get(nulling.fk.refTable)} p)`;
+          expression = `CASE WHEN ${cond} THEN ${expression} END`;
+          ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
+        }
+        if (sensitive && isTextual(c) && rule !== undefined) probes.push({ table: id, column: c.name, shapedOnly: rule === 'keep' });
+        columns.push({ name: c.name, expression, rule: ruleText, sensitive });
+      }
+    }
+    // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
+    const estimate = m === 'reference' ? table.rows : m === 'root' || m === 'owned' ? Math.round(table.rows * req.fraction) + (m === 'root' ? settings.include.length : 0) : 0;
+    const note =
+      m === 'root'
+        ? `${Math.round(req.fraction * 1000) / 10}% of rows by hash of (seed, ${root.primaryKey?.join(', ')})${settings.filter ? ` where ${settings.filter}` : ''}${settings.include.length ? `, plus ${settings.include.length} included key(s)` : ''}`
+        : m === 'owned'
+          ? `rows whose ${outgoing.filter((p) => p.owning).map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`).join(' or ')} is sampled`
+          : m === 'included'
+            ? 'only rows that sampled rows include'
+            : m === 'reference'
+              ? 'copied whole (reference table)'
+              : m === 'empty'
+                ? 'copied empty (empty-tables)'
+                : 'copied empty (no foreign-key path from the root; list it in reference-tables to copy it whole)';
+    return { table, mode: m, keyed: keyed.has(id), temp: temps.get(id) ?? '', memberColumns, outgoing, columns, estimate, note };
+  });
+
+  if (ruleErrors.length) fail(ruleErrors.join('; '));
+  if (uncovered.length) {
+    fail(
+      `refusing to start: ${uncovered.length} copied column${uncovered.length > 1 ? 's look' : ' looks'} sensitive and ha${uncovered.length > 1 ? 've' : 's'} no rule: ${uncovered.join(', ')}. ` +
+        'Add a rule for each under sample.columns (null, rehash, dev-password, {sql: ...}) or keep if it holds nothing personal.',
+    );
+  }
+  if (settings.filter && /;/.test(settings.filter.replace(/'[^']*'/g, ''))) fail('filter must be one SQL condition, without ";"');
+  return { root: root.id, fraction: req.fraction, seed: req.seed, tables, fks: fkPlans, probes, warnings, settings };
+}
+
+function unique<T>(xs: T[]): T[] {
+  return [...new Set(xs)];
+}
+
+/** `t.a IS NULL OR t.b IS NULL`: MATCH SIMPLE ignores a key with any null column. */
+function nullAny(alias: string, columns: readonly string[]): string {
+  return columns.map((c) => `${alias}.${ident(c)} IS NULL`).join(' OR ');
+}
+
+function allNotNull(alias: string, columns: readonly string[]): string {
+  return columns.map((c) => `${alias}.${ident(c)} IS NOT NULL`).join(' AND ');
+}
+
+function matchIn(alias: string, columns: readonly string[], temp: string, refColumns: readonly string[]): string {
+  return `${tuple(alias, columns)} IN (SELECT ${refColumns.map((r) => `p.${ident(r)}`).join(', ')} FROM pg_temp.${temp} p)`;
+}
+
+function existsIn(alias: string, columns: readonly string[], temp: string, refColumns: readonly string[]): string {
+  return `EXISTS (SELECT 1 FROM pg_temp.${temp} p WHERE ${refColumns.map((r, i) => `p.${ident(r)} = ${alias}.${ident(columns[i])}`).join(' AND ')})`;
+}
+
+function tableById(plan: SamplePlan, id: string): TablePlan {
+  return plan.tables.find((t) => t.table.id === id) as TablePlan;
+}
+
+function columnType(table: Table, name: string): Column {
+  return table.columns.find((c) => c.name === name) as Column;
+}
+
+/** The root's sampling condition, over alias t. */
+export function rootCondition(plan: SamplePlan): string {
+  const root = tableById(plan, plan.root).table;
+  const pk = root.primaryKey as string[];
+  const keyText = pk.length === 1 ? `t.${ident(pk[0])}::text` : `concat_ws(',', ${pk.map((c) => `t.${ident(c)}::text`).join(', ')})`;
+  const hash = `('x' || substr(md5(${literal(plan.seed)} || ':' || ${keyText}), 1, 13))::bit(${HASH_BITS})::bigint`;
+  const sampled = `${hash} < ${thresholdFor(plan.fraction)}`;
+  const filtered = plan.settings.filter ? `(${plan.settings.filter}) AND ${sampled}` : sampled;
+  const include = plan.settings.include.length ? ` OR ${keyText} IN (${plan.settings.include.map(literal).join(', ')})` : '';
+  return `(${filtered})${include}`;
+}
+
+/** The WHERE clause selecting a table's copied rows (over alias t). */
+export function rowCondition(plan: SamplePlan, tp: TablePlan): string | undefined {
+  if (tp.mode === 'reference') return undefined;
+  if (tp.keyed) return `${tuple('t', tp.table.primaryKey as string[])} IN (SELECT ${(tp.table.primaryKey as string[]).map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${tp.temp} m)`;
+  // A leaf: owned through any owning key, and every strict key satisfied.
+  const owning = tp.outgoing.filter((p) => p.owning).map((p) => matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
+  const strict = tp.outgoing
+    .filter((p) => p.strict && p.target !== 'all')
+    .map((p) => (p.target === 'none' ? `(${nullAny('t', p.fk.columns)})` : `(${nullAny('t', p.fk.columns)} OR ${matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)})`));
+  return [`(${owning.join(' OR ') || 'false'})`, ...strict].join(' AND ');
+}
+
+/**
+ * The membership program: fills each keyed table's temporary table, growing the sample along
+ * `include` keys until nothing changes, then pruning rows whose strict references dangle (and owned
+ * rows whose owners were pruned) until nothing changes. Runs inside the read-only transaction;
+ * only temporary tables are written.
+ */
+export function membershipProgram(plan: SamplePlan): string {
+  const keyed = plan.tables.filter((t) => t.keyed);
+  const lines: string[] = [];
+  const add = (sql: string) => {
+    lines.push(`  ${sql}`);
+    lines.push('  GET DIAGNOSTICS ts_n = ROW_COUNT; ts_total := ts_total + ts_n;');
+  };
+  const cols = (tp: TablePlan, alias: string) => tp.memberColumns.map((c) => `${alias}.${ident(c)}`).join(', ');
+  const into = (tp: TablePlan) => `pg_temp.${tp.temp} (${tp.memberColumns.map(ident).join(', ')}, ts_keep)`;
+  const rootPlan = tableById(plan, plan.root);
+  const includes = plan.fks.filter((p) => p.policy === 'include' && p.target === 'members');
+
+  lines.push('DECLARE ts_n bigint; ts_total bigint; ts_round int := 0;');
+  lines.push('BEGIN');
+  lines.push(`  INSERT INTO ${into(rootPlan)} SELECT ${cols(rootPlan, 't')}, true FROM ${from(rootPlan.table)} t WHERE ${rootCondition(plan)} ON CONFLICT DO NOTHING;`);
+  lines.push('  LOOP');
+  lines.push('  ts_total := 0; ts_round := ts_round + 1;');
+  for (const tp of keyed) {
+    if (tp.mode !== 'owned') continue;
+    const owning = tp.outgoing.filter((p) => p.owning).map((p) => matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
+    add(`INSERT INTO ${into(tp)} SELECT ${cols(tp, 't')}, false FROM ${from(tp.table)} t WHERE ${owning.join(' OR ')} ON CONFLICT DO NOTHING;`);
+  }
+  for (const p of includes) {
+    const src = tableById(plan, p.fk.table);
+    const dst = tableById(plan, p.fk.refTable);
+    const pk = dst.table.primaryKey as string[];
+    add(
+      `INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE ${tuple('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} s) ` +
+        `ON CONFLICT (${pk.map(ident).join(', ')}) DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep;`,
+    );
+  }
+  lines.push(`  EXIT WHEN ts_total = 0${includes.length ? '' : ' OR true'};`);
+  lines.push('  END LOOP;');
+  lines.push('  LOOP');
+  lines.push('  ts_total := 0;');
+  for (const tp of keyed) {
+    for (const p of tp.outgoing) {
+      if (!p.strict || p.target === 'all') continue;
+      if (p.target === 'none') add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)};`);
+      else add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)} AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)};`);
+    }
+    if (tp.mode === 'owned') {
+      const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
+      add(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`);
+    }
+  }
+  lines.push('  EXIT WHEN ts_total = 0;');
+  lines.push('  END LOOP;');
+  lines.push('END');
+  const body = lines.join('\n');
+  const tag = dollarTag(body);
+  return `DO ${tag}\n${body}\n${tag};`;
+}
+
+/** `CREATE TEMP TABLE` statements for the member keys (run before the read-only transaction). */
+export function tempTables(plan: SamplePlan): string[] {
+  return plan.tables
+    .filter((t) => t.keyed)
+    .map((tp) => {
+      const defs = tp.memberColumns.map((c) => `${ident(c)} ${columnType(tp.table, c).type}`);
+      return `CREATE TEMP TABLE ${tp.temp} (${defs.join(', ')}, ts_keep boolean NOT NULL, PRIMARY KEY (${(tp.table.primaryKey as string[]).map(ident).join(', ')}));`;
+    });
+}
+
+/** The SELECT producing a table's rows as they land in dev: only member rows, rules applied. */
+export function selectFor(plan: SamplePlan, tp: TablePlan): string {
+  const where = rowCondition(plan, tp);
+  return `SELECT ${tp.columns.map((c) => c.expression).join(', ')} FROM ${from(tp.table)} t${where ? ` WHERE ${where}` : ''}`;
+}
+
+export function copyHeader(tp: TablePlan): string {
+  return `COPY ${qualified(tp.table.schema, tp.table.name)} (${tp.columns.map((c) => ident(c.name)).join(', ')}) FROM stdin;`;
+}
+
+export const PROBE_TABLE = 'ts_probe';
+
+/** Real values of sensitive columns among the copied rows, for the leak scan (unique ones only). */
+export function probeSelect(plan: SamplePlan): string | undefined {
+  const limit = plan.settings['leak-scan']['values-per-column'];
+  const minLength = plan.settings['leak-scan']['min-length'];
+  const parts = plan.probes.map((p) => {
+    const tp = tableById(plan, p.table);
+    const where = rowCondition(plan, tp);
+    const c = `t.${ident(p.column)}`;
+    const shaped = p.shapedOnly ? ` AND v ~ ${literal(PERSONAL_SHAPE)}` : '';
+    return (
+      `(SELECT ${literal(`${p.table}.${p.column}`)}, v, ${p.shapedOnly} FROM (SELECT ${c}::text AS v FROM ${from(tp.table)} t WHERE ${where ? `(${where}) AND ` : ''}${c} IS NOT NULL GROUP BY 1 HAVING count(*) = 1) s ` +
+      `WHERE length(v) >= ${minLength}${shaped} ORDER BY md5(v) LIMIT ${limit})`
+    );
+  });
+  return parts.length ? parts.join(' UNION ALL ') : undefined;
+}
+
+/**
+ * The whole production-side psql script. Its standard output is a psql script for the staging
+ * database: one `COPY ... FROM stdin` block per copied table, then the leak-scan probes into a
+ * temporary table of the receiving session.
+ */
+export function productionScript(plan: SamplePlan): string {
+  const out: string[] = [];
+  out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
+  out.push(...tempTables(plan));
+  out.push('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;');
+  out.push(membershipProgram(plan));
+  for (const tp of plan.tables) {
+    if (!['root', 'owned', 'included', 'reference'].includes(tp.mode) || tp.columns.length === 0) continue;
+    out.push(`SELECT ${literal(copyHeader(tp))};`);
+    out.push(`COPY (${selectFor(plan, tp)}) TO STDOUT;`);
+    out.push(`SELECT ${literal('\\.')};`);
+  }
+  const probes = probeSelect(plan);
+  if (probes) {
+    out.push(`SELECT ${literal(`COPY pg_temp.${PROBE_TABLE} (src, v, shaped) FROM stdin;`)};`);
+    out.push(`COPY (${probes}) TO STDOUT;`);
+    out.push(`SELECT ${literal('\\.')};`);
+  }
+  out.push('COMMIT;');
+  return `${out.join('\n')}\n`;
+}
+
+export function copiedTables(plan: SamplePlan): TablePlan[] {
+  return plan.tables.filter((t) => ['root', 'owned', 'included', 'reference'].includes(t.mode));
+}
+
+export { from as fromClause };

@@ -1,0 +1,46 @@
+/** The resample's job summary: what was copied, how every reference was resolved, what dev runs now. */
+import { Summary } from '../core/summary';
+import type { ResampleReport } from './engine';
+
+function pct(copied: number, prod: number): string {
+  return prod > 0 ? `${((copied / prod) * 100).toFixed(1)}%` : '';
+}
+
+export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error?: string }): Summary {
+  const s = new Summary().heading(r.dryRun ? 'Resample plan (dry run: nothing changed)' : 'Resample of production into dev');
+  const state = r.dryRun
+    ? 'Dev is unchanged (dry run).'
+    : r.swapped
+      ? `Dev now runs on a fresh ${(r.fraction * 100).toFixed(1)}% sample (seed "${r.seed}"), ${r.rowsCopied} rows.`
+      : `Dev is unchanged: the run failed before or during the swap and dev's previous database is in place. ${outcome.error ?? ''}`;
+  s.text(`**${outcome.ok ? '✅' : '❌'} ${state}**`);
+  s.list([
+    `root: ${r.root}, fraction ${r.fraction}, seed "${r.seed}"`,
+    `leak scan: ${r.dryRun ? 'not run' : r.leaks.length ? `${r.leaks.length} hit(s), run stopped` : `${r.probes} sensitive column(s) probed, nothing found`}`,
+    `bytes over SSH: ${r.sshBytes.sent + r.sshBytes.received} (table data moves on the host only)`,
+    `duration: ${r.seconds.toFixed(1)} s`,
+    ...r.warnings.map((w) => `⚠️ ${w}`),
+  ]);
+  if (r.leaks.length) s.table(['production column', 'found in', 'rows'], r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows)]));
+  s.heading('Tables', 3);
+  s.table(
+    ['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'rules'],
+    r.tables.map((t) => [t.table, t.note, `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`, `${r.dryRun ? '≈' : ''}${t.copied}`, pct(t.copied, t.prodRows), t.rules.join('; ')]),
+  );
+  s.heading('Foreign keys', 3);
+  s.table(
+    ['table', 'columns', 'references', 'policy', r.dryRun ? '' : 'orphans'],
+    r.foreignKeys.map((f) => [f.table, f.columns.join(', '), f.refTable, `${f.policy}${f.source === 'config' ? ' (config)' : ''}`, r.dryRun ? '' : String(f.orphans)]),
+  );
+  if (!outcome.ok) s.text('Next: read the error above; fix sample rules or the failing step, then run resample again. Dev keeps working on its previous data meanwhile.');
+  return s;
+}
+
+/** The plan as plain lines for the log (dry run). */
+export function planLines(r: ResampleReport): string[] {
+  const lines = [`Sample of ${r.root}: fraction ${r.fraction}, seed "${r.seed}". Tables in copy order:`];
+  for (const t of r.tables) lines.push(`  ${t.table} [${t.mode}] prod ${t.prodRowsExact ? '' : '≈'}${t.prodRows}, ${r.dryRun ? 'estimated' : 'copied'} ${t.copied}: ${t.note}${t.rules.length ? ` (rules: ${t.rules.join('; ')})` : ''}`);
+  lines.push('Foreign keys:');
+  for (const f of r.foreignKeys) lines.push(`  ${f.table}(${f.columns.join(', ')}) → ${f.refTable}: ${f.policy}${f.source === 'config' ? ' (config)' : ''}`);
+  return lines;
+}

@@ -1,0 +1,117 @@
+/**
+ * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
+ * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
+ */
+import { z } from 'zod';
+
+/** `users` or `schema.users`: an unquoted PostgreSQL table name. */
+const tableName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+
+/** `users.email` or `public.users.email`. */
+const columnRef = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+
+/** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
+const foreignKeyRef = z
+  .string()
+  .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
+
+/**
+ * What happens to a column's value on its way out of production. YAML's bare `null` means the
+ * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
+ * key); `rehash` is an md5 of the value with a per-run salt; `dev-password` is one hash of the
+ * dev password input; `sql` is any expression over the row's columns, evaluated in production.
+ */
+export const columnRuleSchema = z.union([
+  z.null().transform(() => 'null' as const),
+  z.enum(['keep', 'null', 'rehash', 'dev-password']),
+  z.object({ sql: z.string().min(1).max(2000) }).strict(),
+]);
+export type ColumnRule = z.output<typeof columnRuleSchema>;
+
+export const foreignKeyPolicySchema = z.union([z.null().transform(() => 'null' as const), z.enum(['include', 'null', 'drop'])]);
+export type ForeignKeyPolicy = z.output<typeof foreignKeyPolicySchema>;
+
+/** Name fragments that make a column count as sensitive (matched against the words of its name). */
+export const DEFAULT_SENSITIVE_NAMES = [
+  'email',
+  'password',
+  'passwd',
+  'pwd',
+  'secret',
+  'token',
+  'key',
+  'cert',
+  'ip',
+  'phone',
+  'mobile',
+  'address',
+  'salt',
+  'private',
+  'credential',
+  'otp',
+  'totp',
+  'iban',
+  'ssn',
+  'birth',
+];
+
+export const sampleSchema = z
+  .object({
+    /** The table whose rows are sampled; everything that belongs to a sampled row comes along. */
+    root: tableName.default('users'),
+    fraction: z.number().min(0).max(1).default(0.1),
+    /** Membership is a hash of (seed, key): the same seed picks the same rows every night. */
+    seed: z.string().min(1).max(200).default('twinstack'),
+    /** A SQL condition over the root's columns, e.g. `banned_until IS NULL`. */
+    filter: z.string().min(1).max(2000).optional(),
+    /** Root keys (as text) always sampled: developers' own and test accounts. */
+    include: z.array(z.union([z.string().min(1).max(200), z.number()]).transform(String)).default([]),
+    /** Tables copied whole (licenses, badge definitions, alembic_version). */
+    'reference-tables': z.array(tableName).default([]),
+    /** Tables copied empty whatever reaches them (token tables, sessions). */
+    'empty-tables': z.array(tableName).default([]),
+    /** Per foreign key: include the referenced row, null the column, or drop the referencing row. */
+    'foreign-keys': z.record(foreignKeyRef, foreignKeyPolicySchema).default({}),
+    /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
+    columns: z.record(columnRef, columnRuleSchema).default({}),
+    'sensitive-names': z.array(z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(DEFAULT_SENSITIVE_NAMES),
+    /** The format of the dev password hash, matching what the app verifies. */
+    'password-hash': z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
+    /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
+    migrate: z.boolean().default(true),
+    'migrate-command': z.array(z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
+    /** A database on dev's server to connect to while dev's own is renamed. */
+    'maintenance-database': z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name').default('postgres'),
+    'leak-scan': z
+      .object({
+        'values-per-column': z.number().int().min(1).max(1000).default(20),
+        'min-length': z.number().int().min(3).max(100).default(6),
+      })
+      .strict()
+      .default({}),
+    /** After the swap, wait for dev's services to be healthy and its health URL to answer. */
+    'health-check': z.boolean().default(true),
+  })
+  .strict()
+  .default({});
+export type SampleSettings = z.output<typeof sampleSchema>;
+
+export const vaultSyncSchema = z
+  .object({
+    /** SQL on the refreshed dev database returning one relative vault path per row. */
+    query: z.string().min(1).max(4000).default("SELECT storage_shard || '/' || storage_key || '.' || format FROM posts"),
+    /**
+     * Other files derived from each path, copied when they exist in production: `{stem}` is the
+     * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.
+     */
+    variants: z.array(z.string().regex(/^[A-Za-z0-9{}._/@+-]+$/, 'must be a pattern such as {stem}_upscaled.webp')).default(['{stem}_upscaled.webp']),
+    /** Remove files from the dev vault that the dev database no longer references. */
+    delete: z.boolean().default(true),
+  })
+  .strict()
+  .default({});
+export type VaultSyncSettings = z.output<typeof vaultSyncSchema>;

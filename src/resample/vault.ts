@@ -1,0 +1,146 @@
+/**
+ * Vault sync: the files the refreshed dev database references, copied from the production vault
+ * into the dev vault on the host with rsync (only new or changed files), and the dev vault's files
+ * that nothing references any more removed. File lists never leave the host; only counts return.
+ */
+import type { RunInfo } from '../core/actions-io';
+import type { Config } from '../core/config';
+import { Environment } from '../core/environment';
+import { ConfigurationError } from '../core/errors';
+import type { Host } from '../core/host';
+import type { Logger } from '../core/logger';
+import { underLock } from '../core/operation';
+import type { VaultSyncSettings } from './settings';
+import { literal } from './sql';
+
+export interface VaultSyncReport {
+  dryRun: boolean;
+  referenced: number;
+  copied: number;
+  bytesCopied: number;
+  deleted: number;
+  bytesDeleted: number;
+  /** Primary files the dev database references that production's vault lacks. */
+  missing: number;
+  missingExamples: string[];
+  /** Paths refused as unsafe (absolute, `..`, control characters). */
+  invalid: number;
+  seconds: number;
+  sshBytes: number;
+}
+
+/** Both vaults set, different, neither inside the other, neither `/`. Checked before connecting. */
+export function checkVaultPaths(prod: string | undefined, dev: string | undefined): { prod: string; dev: string } {
+  if (!prod || !dev) throw new ConfigurationError('vault-sync needs environments.prod.vault and environments.dev.vault in the config');
+  const norm = (p: string) => p.replace(/\/+$/, '') || '/';
+  const a = norm(prod);
+  const b = norm(dev);
+  if (a === '/' || b === '/') throw new ConfigurationError(`vault-sync refuses to run on / (prod vault ${a}, dev vault ${b})`);
+  if (a === b) throw new ConfigurationError(`vault-sync: the prod and dev vaults are the same directory (${a})`);
+  if (a.startsWith(`${b}/`) || b.startsWith(`${a}/`)) throw new ConfigurationError(`vault-sync: one vault is inside the other (${a}, ${b}); they must be separate directories`);
+  return { prod: a, dev: b };
+}
+
+/** SQL listing `p<TAB>path` for referenced files, `v<TAB>path` for variants, `i<TAB>` for unsafe paths. */
+export function listSql(settings: VaultSyncSettings): string {
+  const variants = settings.variants.map(
+    (pattern) =>
+      `SELECT 'v', replace(replace(replace(${literal(pattern)}, '{stem}', regexp_replace(p, '\\.[^./]*$', '')), '{ext}', coalesce(substring(p from '\\.([^./]*)$'), '')), '{path}', p) FROM ok`,
+  );
+  return (
+    `COPY (WITH q(p) AS (${settings.query}), ` +
+    `paths AS (SELECT DISTINCT p::text AS p FROM q WHERE p IS NOT NULL AND p::text <> ''), ` +
+    `ok AS (SELECT p FROM paths WHERE p !~ '(^/|(^|/)\\.\\.(/|$)|[[:cntrl:]]|\\\\)') ` +
+    `SELECT 'p', p FROM ok UNION ALL SELECT 'i', '' FROM paths WHERE p NOT IN (SELECT p FROM ok)` +
+    `${variants.map((v) => ` UNION ALL ${v}`).join('')}) TO STDOUT`
+  );
+}
+
+/** The host-side script: lists, rsync, deletions. Paths arrive in the environment, never pasted. */
+export const SYNC_SCRIPT = `
+set -eu
+[ -d "$PROD_VAULT" ] || { echo "the production vault $PROD_VAULT does not exist" >&2; exit 3; }
+mkdir -p "$DEV_VAULT"
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+eval "$LIST_COMMAND" > "$work/all"
+# Present files to stdout, missing primaries to fd 3: one open per list, not per line.
+while IFS="$(printf '\\t')" read -r kind p; do
+  case "$kind" in
+    p) if [ -f "$PROD_VAULT/$p" ]; then printf '%s\\n' "$p"; else printf '%s\\n' "$p" >&3; fi ;;
+    v) if [ -f "$PROD_VAULT/$p" ]; then printf '%s\\n' "$p"; fi ;;
+  esac
+done < "$work/all" > "$work/files" 3> "$work/missing"
+sort -u -o "$work/files" "$work/files"
+dry=""; [ "$DRY_RUN" = 1 ] && dry="--dry-run"
+rsync -rlt $dry --files-from="$work/files" --stats "$PROD_VAULT/" "$DEV_VAULT/" > "$work/stats"
+copied=$(sed -n 's/^Number of regular files transferred: *//p' "$work/stats" | tr -d ',')
+bytes=$(sed -n 's/^Total transferred file size: *\\([0-9,]*\\).*/\\1/p' "$work/stats" | tr -d ',')
+cut -f2 "$work/all" | sort -u > "$work/keep"
+deleted=0; deleted_bytes=0
+if [ "$DELETE" = 1 ]; then
+  (cd "$DEV_VAULT" && find . -type f -printf '%P\\t%s\\n') > "$work/dev"
+  awk -F '\\t' 'NR == FNR { keep[$0] = 1; next } !($1 in keep) { print }' "$work/keep" "$work/dev" > "$work/delete"
+  deleted=$(wc -l < "$work/delete")
+  deleted_bytes=$(awk -F '\\t' '{ s += $2 } END { print s + 0 }' "$work/delete")
+  if [ "$DRY_RUN" != 1 ] && [ "$deleted" -gt 0 ]; then
+    (cd "$DEV_VAULT" && cut -f1 "$work/delete" | xargs -r -d '\\n' rm -f --)
+    find "$DEV_VAULT" -mindepth 1 -type d -empty -delete
+  fi
+fi
+echo "ts-vault referenced=$(grep -c '^p' "$work/all" || true) copied=\${copied:-0} bytes=\${bytes:-0} deleted=$deleted deleted_bytes=$deleted_bytes missing=$(wc -l < "$work/missing") invalid=$(grep -c '^i' "$work/all" || true)"
+head -n 10 "$work/missing" | sed 's/^/ts-missing /'
+`;
+
+export function parseSyncOutput(stdout: string): Omit<VaultSyncReport, 'dryRun' | 'seconds' | 'sshBytes'> {
+  const line = stdout.split('\n').find((l) => l.startsWith('ts-vault '));
+  if (!line) throw new Error('vault sync printed no summary');
+  const v = Object.fromEntries(line.slice(9).split(' ').map((kv) => kv.split('=') as [string, string]));
+  const n = (k: string) => Number(v[k] ?? 0);
+  return {
+    referenced: n('referenced'),
+    copied: n('copied'),
+    bytesCopied: n('bytes'),
+    deleted: n('deleted'),
+    bytesDeleted: n('deleted_bytes'),
+    missing: n('missing'),
+    missingExamples: stdout.split('\n').filter((l) => l.startsWith('ts-missing ')).map((l) => l.slice(11)),
+    invalid: n('invalid'),
+  };
+}
+
+export interface VaultSyncContext {
+  host: Host;
+  config: Config;
+  log: Logger;
+  run: RunInfo;
+  lockTimeoutSeconds: number;
+}
+
+export async function vaultSync(ctx: VaultSyncContext, opts: { dryRun: boolean }): Promise<VaultSyncReport> {
+  const started = Date.now();
+  const t0 = ctx.host.traffic();
+  const { prod, dev: devVault } = checkVaultPaths(ctx.config.environments.prod.vault, ctx.config.environments.dev.vault);
+  const dev = new Environment('dev', ctx.config);
+  const settings = ctx.config['vault-sync'];
+  const list = dev.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', dev.cfg.database.name, '-c', listSql(settings)]);
+  const sync = async () => {
+    const r = await ctx.host.run(SYNC_SCRIPT, {
+      env: { PROD_VAULT: prod, DEV_VAULT: devVault, LIST_COMMAND: list, DRY_RUN: opts.dryRun ? '1' : '0', DELETE: settings.delete ? '1' : '0' },
+      label: 'syncing the dev vault',
+      timeoutSeconds: ctx.config['command-timeout-seconds'],
+      quiet: true,
+    });
+    return parseSyncOutput(r.stdout);
+  };
+  const result = opts.dryRun
+    ? await sync()
+    : await underLock({ host: ctx.host, stateDir: ctx.config['state-dir'], env: 'dev', action: 'vault-sync', run: ctx.run, log: ctx.log, lockTimeoutSeconds: ctx.lockTimeoutSeconds }, async (op) => {
+        const r = await sync();
+        await op.record('vault-synced', { copied: r.copied, bytes: r.bytesCopied, deleted: r.deleted, missing: r.missing });
+        return r;
+      });
+  if (result.missing) ctx.log.warning(`${result.missing} file(s) referenced by dev are missing from the production vault, e.g. ${result.missingExamples.slice(0, 3).join(', ')}`);
+  if (result.invalid) ctx.log.warning(`${result.invalid} path(s) from the vault query were refused as unsafe (absolute, "..", or control characters)`);
+  const t = ctx.host.traffic();
+  return { ...result, dryRun: opts.dryRun, seconds: (Date.now() - started) / 1000, sshBytes: t.sent - t0.sent + t.received - t0.received };
+}

@@ -1,0 +1,198 @@
+/**
+ * The parts of a merged compose configuration (the YAML that `<compose> ... config` prints) that the
+ * isolation checks read. Both printers are understood: docker-compose v1 writes ports and volumes
+ * in short string form where it can and sizes as written (`512M`), docker compose v2 writes long
+ * form objects and sizes in bytes.
+ */
+import { parse as parseYaml } from 'yaml';
+import { parseBytes, parseCpus } from './units';
+
+export interface PublishedPort {
+  /** Host address the port is bound to; '' for every address. */
+  hostIp: string;
+  port: number;
+  protocol: string;
+}
+
+export interface Mount {
+  type: 'bind' | 'volume' | 'other';
+  /** Host path for a bind, the compose volume key for a volume. */
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+export interface ServiceModel {
+  name: string;
+  containerName?: string;
+  ports: PublishedPort[];
+  mounts: Mount[];
+  labels: Record<string, string>;
+  cpus?: number;
+  memoryBytes?: number;
+  networkMode?: string;
+}
+
+export interface ComposeModel {
+  project: string;
+  /** Services that `up` would start (inactive profiles left out). */
+  services: ServiceModel[];
+  /** Services left out because their profiles are not active. */
+  inactive: string[];
+  /** Volume key -> the name Docker knows it by. */
+  volumeNames: Map<string, string>;
+}
+
+export class ComposeConfigError extends Error {
+  override name = 'ComposeConfigError';
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function parseComposeConfig(text: string, project: string, activeProfiles: readonly string[] = []): ComposeModel {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new ComposeConfigError(`the merged compose configuration is not YAML: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (!isObj(doc) || !isObj(doc.services)) throw new ComposeConfigError('the merged compose configuration has no services');
+  const services: ServiceModel[] = [];
+  const inactive: string[] = [];
+  for (const [name, raw] of Object.entries(doc.services)) {
+    const s = isObj(raw) ? raw : {};
+    const profiles = Array.isArray(s.profiles) ? s.profiles.map(String) : [];
+    if (profiles.length && !profiles.some((p) => activeProfiles.includes(p) || activeProfiles.includes('*'))) {
+      inactive.push(name);
+      continue;
+    }
+    services.push(parseService(name, s));
+  }
+  const volumeNames = new Map<string, string>();
+  const volumes = isObj(doc.volumes) ? doc.volumes : {};
+  for (const [key, raw] of Object.entries(volumes)) {
+    const v = isObj(raw) ? raw : {};
+    const external = v.external === true || isObj(v.external);
+    const explicit = typeof v.name === 'string' ? v.name : isObj(v.external) && typeof v.external.name === 'string' ? v.external.name : undefined;
+    // Unnamed volumes get the project as prefix (compose v1 writes <project>_<key>, and so does v2).
+    volumeNames.set(key, explicit ?? (external ? key : `${project.replace(/[^a-z0-9_-]/g, '')}_${key}`));
+  }
+  return { project, services: services.sort((a, b) => a.name.localeCompare(b.name)), inactive, volumeNames };
+}
+
+function parseService(name: string, s: Obj): ServiceModel {
+  const limits = isObj(s.deploy) && isObj(s.deploy.resources) && isObj(s.deploy.resources.limits) ? s.deploy.resources.limits : {};
+  const cpus = minDefined(parseCpus(limits.cpus), parseCpus(s.cpus));
+  const memoryBytes = minDefined(parseBytes(limits.memory), parseBytes(s.mem_limit));
+  return {
+    name,
+    containerName: typeof s.container_name === 'string' ? s.container_name : undefined,
+    ports: (Array.isArray(s.ports) ? s.ports : []).flatMap(parsePort),
+    mounts: (Array.isArray(s.volumes) ? s.volumes : []).map(parseMount).filter((m): m is Mount => m !== undefined),
+    labels: parseLabels(s.labels),
+    cpus: cpus && cpus > 0 ? cpus : undefined,
+    memoryBytes: memoryBytes && memoryBytes > 0 ? memoryBytes : undefined,
+    networkMode: typeof s.network_mode === 'string' ? s.network_mode : undefined,
+  };
+}
+
+function minDefined(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.min(a, b);
+}
+
+function portRange(text: string): number[] {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(text.trim());
+  if (!m) return [];
+  const from = Number(m[1]);
+  const to = m[2] ? Number(m[2]) : from;
+  if (to < from || to - from > 1000) return [];
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+/** `[ip:]published:target[/proto]`, `target` (not published), or the long form. */
+export function parsePort(raw: unknown): PublishedPort[] {
+  if (typeof raw === 'number') return [];
+  if (isObj(raw)) {
+    if (raw.published === undefined || raw.published === null || raw.published === '') return [];
+    const protocol = typeof raw.protocol === 'string' ? raw.protocol : 'tcp';
+    const hostIp = typeof raw.host_ip === 'string' ? raw.host_ip : '';
+    return portRange(String(raw.published)).map((port) => ({ hostIp, port, protocol }));
+  }
+  if (typeof raw !== 'string') return [];
+  const [spec, proto = 'tcp'] = raw.split('/');
+  let rest = spec;
+  let hostIp = '';
+  const v6 = /^\[([^\]]*)\]:(.*)$/.exec(rest);
+  if (v6) {
+    hostIp = v6[1];
+    rest = v6[2];
+  }
+  const parts = rest.split(':');
+  if (parts.length < 2) return [];
+  const published = parts[parts.length - 2];
+  if (!v6 && parts.length > 2) hostIp = parts.slice(0, -2).join(':');
+  if (!published) return [];
+  return portRange(published).map((port) => ({ hostIp, port, protocol: proto }));
+}
+
+/** `source:target[:mode]`, `target` (anonymous), or the long form. */
+export function parseMount(raw: unknown): Mount | undefined {
+  if (isObj(raw)) {
+    const type = raw.type === 'bind' || raw.type === 'volume' ? raw.type : 'other';
+    if (typeof raw.source !== 'string' || !raw.source) return undefined;
+    return { type, source: raw.source, target: String(raw.target ?? ''), readOnly: raw.read_only === true };
+  }
+  if (typeof raw !== 'string') return undefined;
+  const parts = raw.split(':');
+  if (parts.length < 2) return undefined;
+  const [source, target, mode = ''] = parts;
+  const isPath = /^[./~]/.test(source);
+  return { type: isPath ? 'bind' : 'volume', source, target, readOnly: mode.split(',').includes('ro') };
+}
+
+function parseLabels(raw: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (isObj(raw)) for (const [k, v] of Object.entries(raw)) out[k] = v === null || v === undefined ? '' : String(v);
+  else if (Array.isArray(raw)) {
+    for (const item of raw.map(String)) {
+      const eq = item.indexOf('=');
+      if (eq > 0) out[item.slice(0, eq)] = item.slice(eq + 1);
+      else out[item] = '';
+    }
+  }
+  return out;
+}
+
+/** Domains a service claims through caddy-docker-proxy labels (`caddy`, `caddy_0`, ...). */
+export function caddyDomains(labels: Record<string, string>): string[] {
+  const out = new Set<string>();
+  for (const [k, v] of Object.entries(labels)) {
+    if (!/^caddy(_\d+)?$/.test(k)) continue;
+    for (const addr of v.split(/[\s,]+/)) {
+      if (!addr || addr.includes('{')) continue;
+      const host = addr
+        .replace(/^[a-z]+:\/\//i, '')
+        .replace(/\/.*$/, '')
+        .replace(/:\d+$/, '')
+        .toLowerCase();
+      if (host) out.add(host);
+    }
+  }
+  return [...out].sort();
+}
+
+/** The service sets an `X-Robots-Tag` header containing noindex through its caddy labels. */
+export function hasNoindexLabel(labels: Record<string, string>): boolean {
+  return Object.entries(labels).some(
+    ([k, v]) =>
+      /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k) ? /noindex/i.test(v) : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v),
+  );
+}
+
+/** The service puts basic authentication in front of something (`basicauth`, or Caddy 2.8's `basic_auth`). */
+export function hasBasicAuthLabel(labels: Record<string, string>): boolean {
+  return Object.keys(labels).some((k) => /^caddy(_\d+)?(\.[^.]+)*\.basic_?auth(\.|$)/i.test(k));
+}

@@ -1,0 +1,216 @@
+/**
+ * Preflight against a real OpenSSH server: env files read from temporary checkouts over SFTP,
+ * `docker-compose config` run for real on the host (it needs no Docker engine), and the HTTP checks
+ * against small servers on 127.0.0.1. No env file value may reach the log, even at debug level.
+ */
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runPreflight } from '../../src/actions/preflight/preflight';
+import { parseConfig, type Config } from '../../src/core/config';
+import { MemoryLogger } from '../../src/core/logger';
+import type { SshHost } from '../../src/core/ssh';
+import { parseEnvFile } from '../../src/safety/env-file';
+import { connect } from '../harness/connect';
+import { startSshd, type TestSshd } from '../harness/sshd';
+
+const fixture = path.join(__dirname, '../fixtures/preflight/stack');
+const composeMissing = spawnSync('docker-compose', ['version', '--short']).status === 0 ? undefined : 'docker-compose (v1) is not installed: apt-get install docker-compose';
+
+let sshd: TestSshd;
+let host: SshHost;
+let root: string;
+const log = new MemoryLogger();
+
+/** The secret values of both fixture env files (passwords, secrets, keys, client ids): none may be logged. */
+const values = ['.env.prod', '.env.dev'].flatMap((f) =>
+  [...parseEnvFile(fs.readFileSync(path.join(fixture, f), 'utf8'))].filter(([k, v]) => /PASSWORD|SECRET|_KEY|CLIENT_ID/.test(k) && v.length > 0).map(([, v]) => v),
+);
+
+function checkout(name: string): string {
+  const dir = path.join(root, name);
+  fs.mkdirSync(path.join(dir, 'deploy'), { recursive: true });
+  fs.cpSync(fixture, path.join(dir, 'deploy/stack'), { recursive: true });
+  return dir;
+}
+
+function config(prod: string, dev: string, extra = '', urls = ['https://makapix.club', 'https://development.makapix.club']): Config {
+  return parseConfig(
+    `compose-command: docker-compose
+environments:
+  prod:
+    checkout: ${prod}
+    project: makapix-prod
+    compose-files: [deploy/stack/docker-compose.yml, deploy/stack/docker-compose.prod.yml]
+    env-file: deploy/stack/.env.prod
+    url: ${urls[0]}
+    database: {name: makapix, user: owner}
+    vault: /mnt/vault-1
+  dev:
+    checkout: ${dev}
+    project: makapix-dev
+    compose-files: [deploy/stack/docker-compose.yml, deploy/stack/docker-compose.dev.yml]
+    env-file: deploy/stack/.env.dev
+    url: ${urls[1]}
+    database: {name: makapix_dev, user: owner, port: 5433}
+    vault: /mnt/vault-dev
+${extra}`,
+    'twinstack.yml',
+  );
+}
+
+function assertNothingLeaked(text: string): void {
+  assert.equal(values.length, 11, 'the leak check has the secrets to look for');
+  for (const v of values) assert.ok(!text.includes(v), `an env file value reached the output: ${v}`);
+}
+
+before(async () => {
+  sshd = await startSshd();
+  host = await connect(sshd, {}, log);
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-preflight-'));
+});
+after(async () => {
+  await host?.close();
+  await sshd?.stop();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('preflight over SSH', { skip: composeMissing }, () => {
+  it('passes the Makapix-style checkouts, reading env files and running compose config on the host', async () => {
+    const c = config(checkout('ok-prod'), checkout('ok-dev'));
+    const r = await runPreflight(host, c, log);
+    assert.deepEqual(r.findings, []);
+    assert.deepEqual(r.ran, { envFiles: true, compose: true, http: false });
+    assert.equal(r.devLimits?.services, 6);
+    assert.ok(r.host && r.host.cpus >= 1 && r.host.memoryBytes > 0);
+    assert.match(log.text, /prod: 7 services in the merged compose configuration/);
+    assert.match(log.text, /dev: 6 services in the merged compose configuration \(caddy not started: inactive profile\)/);
+    assertNothingLeaked(log.text + JSON.stringify(r));
+  });
+
+  it("catches a shared secret and a shared container name in dev's real files", async () => {
+    const dev = checkout('bad-dev');
+    const envFile = path.join(dev, 'deploy/stack/.env.dev');
+    fs.writeFileSync(envFile, fs.readFileSync(envFile, 'utf8').replace(/^export JWT_SECRET_KEY=.*$/m, "JWT_SECRET_KEY='prod-jwt-2b9f6c0d41e87a35c9d1'"));
+    const overlay = path.join(dev, 'deploy/stack/docker-compose.dev.yml');
+    fs.writeFileSync(overlay, fs.readFileSync(overlay, 'utf8').replace('container_name: makapix-dev-db', 'container_name: makapix-prod-db'));
+    const r = await runPreflight(host, config(checkout('bad-prod'), dev), log);
+    assert.deepEqual(
+      r.findings.map((f) => [f.check, f.message]),
+      [
+        ['container-names', "container name makapix-prod-db is used by prod's db and dev's db: the second project to start replaces or fails on the first's container"],
+        ['must-differ', "JWT_SECRET_KEY has the same value in prod's and dev's env files"],
+      ],
+    );
+    assert.equal(r.errors, 2);
+    assertNothingLeaked(log.text + JSON.stringify(r));
+  });
+
+  it('reports a missing env file and a compose file that does not load, without values', async () => {
+    const prod = checkout('broken-prod');
+    fs.rmSync(path.join(prod, 'deploy/stack/.env.prod'));
+    const dev = checkout('broken-dev');
+    fs.appendFileSync(path.join(dev, 'deploy/stack/docker-compose.dev.yml'), '\n  api:\n    ports: [\n');
+    const r = await runPreflight(host, config(prod, dev), log);
+    const byCheck = (c: string) => r.findings.filter((f) => f.check === c);
+    assert.equal(byCheck('env-file').length, 1);
+    assert.match(byCheck('env-file')[0].message, /^prod's env file \/.+\/broken-prod\/deploy\/stack\/\.env\.prod could not be read: No such file$/);
+    const compose = byCheck('compose-config').filter((f) => f.severity === 'error');
+    assert.deepEqual(
+      compose.map((f) => f.environment),
+      ['dev', 'prod'],
+    );
+    assert.match(compose[0].message, /^dev's compose configuration does not load \(exit 1\): /);
+    // Isolation checks that need both sides are skipped, not guessed.
+    assert.deepEqual(r.ran, { envFiles: false, compose: false, http: false });
+    assertNothingLeaked(log.text + JSON.stringify(r));
+  });
+});
+
+interface Site {
+  url: string;
+  close(): Promise<void>;
+}
+
+async function serve(handler: http.RequestListener): Promise<Site> {
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+const publicSite: http.RequestListener = (req, res) => {
+  if (req.url === '/robots.txt') {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('User-agent: *\nDisallow: /admin\n');
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/html' });
+  res.end('<!doctype html><title>Makapix Club</title>');
+};
+
+const privateSite: http.RequestListener = (_req, res) => {
+  res.writeHead(401, { 'www-authenticate': 'Basic realm="dev"', 'x-robots-tag': 'noindex, nofollow' });
+  res.end();
+};
+
+describe('HTTP checks from the host', { skip: composeMissing }, () => {
+  it('passes a public prod and a private dev', async () => {
+    const [prod, dev] = await Promise.all([serve(publicSite), serve(privateSite)]);
+    try {
+      const r = await runPreflight(host, config(checkout('http-ok-prod'), checkout('http-ok-dev'), 'preflight:\n  http: {enabled: true, prod-pages: [/, /about]}\n', [prod.url, dev.url]), log);
+      assert.deepEqual(r.findings, []);
+      assert.equal(r.ran.http, true);
+    } finally {
+      await Promise.all([prod.close(), dev.close()]);
+    }
+  });
+
+  it('catches a prod that hides from search engines and a dev open to anyone', async () => {
+    const hidden: http.RequestListener = (req, res) => {
+      if (req.url === '/robots.txt') {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('User-agent: *\nDisallow: /\n');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/html', 'x-robots-tag': 'noindex' });
+      res.end('<!doctype html><title>Makapix Club</title>');
+    };
+    const [prod, dev] = await Promise.all([serve(hidden), serve(publicSite)]);
+    try {
+      const r = await runPreflight(host, config(checkout('http-bad-prod'), checkout('http-bad-dev'), 'preflight:\n  http: {enabled: true}\n', [prod.url, dev.url]), log);
+      assert.deepEqual(
+        r.findings.map((f) => [f.environment, f.severity, f.message]),
+        [
+          ['dev', 'error', `${dev.url}/ answered 200 without credentials: dev is open to anyone`],
+          ['dev', 'error', `${dev.url}/ carries no X-Robots-Tag: noindex`],
+          ['prod', 'error', `${prod.url}/robots.txt tells every crawler "Disallow: /": prod vanishes from search engines`],
+          ['prod', 'error', `${prod.url}/ answers with X-Robots-Tag: noindex`],
+        ],
+      );
+    } finally {
+      await Promise.all([prod.close(), dev.close()]);
+    }
+  });
+
+  it('warns, without failing, when a site does not answer', async () => {
+    const prod = await serve(publicSite);
+    const gone = await serve(privateSite);
+    await gone.close();
+    try {
+      const r = await runPreflight(host, config(checkout('http-gone-prod'), checkout('http-gone-dev'), 'preflight:\n  http: {enabled: true, timeout-seconds: 5}\n', [prod.url, gone.url]), log);
+      assert.equal(r.errors, 0);
+      assert.deepEqual(
+        r.findings.map((f) => [f.environment, f.severity]),
+        [['dev', 'warning']],
+      );
+      assert.match(r.findings[0].message, /could not be checked: curl: \(7\)/);
+    } finally {
+      await prod.close();
+    }
+  });
+});

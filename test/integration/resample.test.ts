@@ -1,0 +1,254 @@
+/**
+ * The resample engine against real servers: sshd, a production and a dev PostgreSQL cluster, the
+ * Makapix-shaped schema (cycle, self-reference, composite keys, partitioned table, two-user tables).
+ */
+import { strict as assert } from 'node:assert';
+import { after, before, describe, it } from 'node:test';
+import { ConfigurationError } from '../../src/core/errors';
+import { ResampleFailed, resample, type ResampleReport } from '../../src/resample/engine';
+import { isSampled, productionScript } from '../../src/resample/plan';
+import { planResample } from '../../src/resample/engine';
+import { argv } from '../../src/core/shell';
+import { SAMPLE_CONFIG } from '../fixtures/sample-schema/generate';
+import { runSql, startWorld, type World } from './resample-support';
+
+let w: World;
+let first: ResampleReport;
+const PASSWORD = 'dev-password-for-everyone';
+
+before(async () => {
+  w = await startWorld(1000);
+  first = await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD });
+});
+after(async () => {
+  await w?.stop();
+});
+
+const devRows = (sql: string) => runSql(w.dev, 'makapix_dev', sql).trim();
+const prodRows = (sql: string) => runSql(w.prod, 'makapix', sql).trim();
+
+/** The users the hash picks, computed independently of the SQL: not banned and below the threshold, or included. */
+function expectedUsers(seed: string, fraction: number): number[] {
+  const ids: number[] = [];
+  for (let id = 1; id <= 1000; id++) if ((id % 17 !== 0 && isSampled(seed, fraction, String(id))) || id === 5) ids.push(id);
+  return ids;
+}
+
+describe('the sample', () => {
+  it('holds exactly the users picked by hash of (seed, key), plus the included ones', () => {
+    const ids = devRows('SELECT id FROM users ORDER BY id').split('\n').map(Number);
+    assert.deepEqual(ids, expectedUsers('test-seed', 0.25));
+  });
+
+  it('is referentially complete: zero orphans, and every production constraint exists in dev', () => {
+    assert.ok(first.foreignKeys.length >= 20);
+    assert.deepEqual(first.foreignKeys.filter((f) => f.orphans !== 0), []);
+    const prodFks = prodRows("SELECT conname FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 ORDER BY 1");
+    assert.equal(devRows("SELECT conname FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 ORDER BY 1"), prodFks);
+    assert.equal(devRows("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"), '0');
+  });
+
+  it('brings the rows that belong to sampled users, and nothing of unsampled ones', () => {
+    assert.equal(devRows('SELECT count(*) FROM posts WHERE owner_id NOT IN (SELECT id FROM users)'), '0');
+    const sampledPosts = prodRows(`SELECT count(*) FROM posts WHERE owner_id IN (${expectedUsers('test-seed', 0.25).join(',')})`);
+    assert.equal(devRows('SELECT count(*) FROM posts'), sampledPosts);
+    // Comments on sampled posts all come, whoever wrote them.
+    const onSampled = prodRows(`SELECT count(*) FROM comments WHERE post_id IN (SELECT id FROM posts WHERE owner_id IN (${expectedUsers('test-seed', 0.25).join(',')}))`);
+    assert.equal(devRows('SELECT count(*) FROM comments'), onSampled);
+  });
+
+  it('keeps a comment by an unsampled user on a sampled post, with its author cleared', () => {
+    const ids = expectedUsers('test-seed', 0.25);
+    const foreign = prodRows(`SELECT count(*) FROM comments c JOIN posts p ON p.id = c.post_id WHERE p.owner_id IN (${ids.join(',')}) AND c.author_id IS NOT NULL AND c.author_id NOT IN (${ids.join(',')})`);
+    assert.ok(Number(foreign) > 0, 'the fixture has such comments');
+    assert.equal(devRows('SELECT count(*) FROM comments WHERE author_id IS NULL'), String(Number(foreign) + Number(prodRows(`SELECT count(*) FROM comments c JOIN posts p ON p.id = c.post_id WHERE p.owner_id IN (${ids.join(',')}) AND c.author_id IS NULL`))));
+  });
+
+  it('drops a follow between a sampled and an unsampled user, keeps follows within the sample', () => {
+    const list = expectedUsers('test-seed', 0.25).join(',');
+    assert.equal(devRows('SELECT count(*) FROM follows'), prodRows(`SELECT count(*) FROM follows WHERE follower_id IN (${list}) AND followee_id IN (${list})`));
+    assert.equal(devRows('SELECT count(*) FROM blocks'), prodRows(`SELECT count(*) FROM blocks WHERE blocker_id IN (${list}) AND blocked_id IN (${list})`));
+  });
+
+  it('resolves the users ↔ posts cycle: avatars pointing outside the sample are cleared', () => {
+    assert.equal(devRows('SELECT count(*) FROM users WHERE avatar_source_post_id IS NOT NULL AND avatar_source_post_id NOT IN (SELECT id FROM posts)'), '0');
+    assert.ok(Number(devRows('SELECT count(*) FROM users WHERE avatar_source_post_id IS NOT NULL')) > 0, 'some avatars point inside the sample');
+  });
+
+  it('copies the partitioned table through its parent, rows landing in their partitions', () => {
+    assert.ok(Number(devRows('SELECT count(*) FROM ONLY view_events_2024')) > 0);
+    assert.ok(Number(devRows('SELECT count(*) FROM ONLY view_events_2025')) > 0);
+    assert.equal(devRows('SELECT count(*) FROM view_events'), String(first.tables.find((t) => t.table === 'public.view_events')?.copied));
+  });
+
+  it('follows composite keys: every playlist play has its playlist item', () => {
+    assert.ok(Number(devRows('SELECT count(*) FROM playlist_item_plays')) > 0);
+    assert.equal(devRows('SELECT count(*) FROM playlist_item_plays p WHERE NOT EXISTS (SELECT 1 FROM playlist_items i WHERE (i.playlist_id, i.position) = (p.playlist_id, p.position))'), '0');
+  });
+
+  it('copies reference tables whole, token tables and unreached tables empty', () => {
+    assert.equal(devRows('SELECT count(*) FROM licenses'), '5');
+    assert.equal(devRows('SELECT count(*) FROM badge_definitions'), '10');
+    assert.equal(devRows('SELECT version_num FROM alembic_version'), 'a1b2c3d4e5f6');
+    assert.equal(devRows('SELECT count(*) FROM refresh_tokens'), '0');
+    assert.equal(devRows('SELECT count(*) FROM player_tokens'), '0');
+    assert.equal(devRows('SELECT count(*) FROM site_settings'), '0');
+  });
+
+  it('sets sequences past the copied keys, so dev can insert', () => {
+    const max = Number(devRows('SELECT max(id) FROM posts'));
+    assert.ok(Number(devRows("SELECT last_value FROM posts_id_seq")) >= max);
+    assert.ok(Number(devRows("INSERT INTO posts (owner_id, title, storage_shard, storage_key, format) SELECT min(id), 'new', '00', 'k', 'png' FROM users RETURNING id")) > max);
+  });
+});
+
+describe('anonymization happens in production', () => {
+  it('rewrites emails, gives every user one dev password hash, rehashes IPs, clears certificates', () => {
+    assert.equal(devRows("SELECT count(*) FROM users WHERE email <> 'user' || id || '@dev.example.test'"), '0');
+    const hashes = devRows('SELECT DISTINCT password_hash FROM users').split('\n');
+    assert.equal(hashes.length, 1);
+    assert.match(hashes[0], /^\$pbkdf2-sha256\$29000\$/);
+    assert.equal(devRows("SELECT count(*) FROM view_events WHERE ip_hash = md5('ip' || id)"), '0');
+    assert.equal(devRows('SELECT count(*) FROM players WHERE cert_pem IS NOT NULL OR private_key IS NOT NULL OR last_ip IS NOT NULL'), '0');
+    assert.equal(devRows('SELECT count(*) FROM view_events WHERE ip_hash IS NULL'), '0');
+  });
+
+  it('never sends a real personal value to the runner: the SSH traffic carries plan and report only', () => {
+    const log = w.log.text;
+    assert.ok(!/person\d+@mail\.example\.org/.test(log), 'a real email reached the log');
+    assert.ok(!log.includes(PASSWORD));
+  });
+
+  it('moves the data on the host: bytes over SSH are a small fraction of the rows moved', async () => {
+    const plan = await planResample(w.ctx(), { dryRun: false });
+    const sender = argv('psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', w.prod.port, '-U', w.prod.user, '-d', 'makapix', '-f', '-');
+    const moved = Number((await w.host.run(`${sender} | wc -c`, { stdin: productionScript(plan), quiet: true })).stdout.trim());
+    const ssh = first.sshBytes.sent + first.sshBytes.received;
+    console.log(`resample bytes: ${moved} streamed on the host, ${ssh} over SSH (${((ssh / moved) * 100).toFixed(1)}%)`);
+    assert.ok(moved > 500_000, `the stream is ${moved} bytes`);
+    assert.ok(ssh < moved / 5, `${ssh} bytes crossed SSH for ${moved} bytes of rows`);
+  });
+});
+
+describe('grants and roles', () => {
+  it("keeps dev's owners and the non-owner app role's grants", () => {
+    assert.equal(devRows("SELECT tableowner FROM pg_tables WHERE tablename = 'posts'"), 'app_owner');
+    assert.equal(runSql(w.dev, 'makapix_dev', 'SELECT count(*) > 0 FROM users', 'app_rw').trim(), 't');
+    assert.equal(devRows("SELECT has_table_privilege('app_rw', 'comments', 'INSERT')"), 't');
+    assert.equal(devRows("SELECT has_database_privilege('app_rw', 'makapix_dev', 'CONNECT'), has_database_privilege('public', 'makapix_dev', 'CONNECT')"), 't|f');
+  });
+});
+
+describe('repeatability', () => {
+  it('picks the same users with the same seed, and others with another seed', async () => {
+    const before = devRows('SELECT string_agg(id::text, \',\' ORDER BY id) FROM users');
+    await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD });
+    assert.equal(devRows('SELECT string_agg(id::text, \',\' ORDER BY id) FROM users'), before);
+    await resample(w.ctx(), { dryRun: false, seed: 'another-seed', fraction: 0.1 });
+    const ids = devRows('SELECT id FROM users ORDER BY id').split('\n').map(Number);
+    assert.deepEqual(ids, expectedUsers('another-seed', 0.1));
+    // Without the dev-password input, password hashes become NULL.
+    assert.equal(devRows('SELECT count(*) FROM users WHERE password_hash IS NOT NULL'), '0');
+  });
+});
+
+describe('production is only read', () => {
+  it('leaves a pg_dump of production identical, and no database or object behind', async () => {
+    const before = w.dump(w.prod, 'makapix');
+    const dbs = w.databases(w.prod);
+    await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD });
+    assert.equal(w.dump(w.prod, 'makapix'), before);
+    assert.deepEqual(w.databases(w.prod), dbs);
+    assert.equal(prodRows("SELECT count(*) FROM pg_class WHERE relname LIKE 'ts\\_m%' AND relpersistence <> 't'"), '0');
+  });
+});
+
+describe('fail-closed', () => {
+  it('refuses to start when a copied column looks sensitive and has no rule, and lists it', async () => {
+    const columns: Record<string, unknown> = { ...SAMPLE_CONFIG.columns };
+    delete columns['players.private_key'];
+    delete columns['view_events.ip_hash'];
+    const before = w.dump(w.dev, 'makapix_dev');
+    await assert.rejects(resample(w.ctx(w.config({ ...SAMPLE_CONFIG, columns })), { dryRun: false }), (e: Error) => {
+      assert.ok(e instanceof ConfigurationError);
+      assert.match(e.message, /refusing to start: 2 copied columns look sensitive and have no rule: public\.players\.private_key \(matches "\w+"\), public\.view_events\.ip_hash \(matches "ip"\)/);
+      return true;
+    });
+    assert.equal(w.dump(w.dev, 'makapix_dev'), before);
+  });
+
+  it('fails the run when the leak scan finds a real value (a rule that does not mask), dev untouched', async () => {
+    const before = w.dump(w.dev, 'makapix_dev');
+    const dbs = w.databases(w.dev);
+    const config = w.config({ ...SAMPLE_CONFIG, columns: { ...SAMPLE_CONFIG.columns, 'users.email': { sql: 'lower(email)' } } });
+    await assert.rejects(resample(w.ctx(config), { dryRun: false }), (e: Error) => {
+      assert.ok(e instanceof ResampleFailed);
+      assert.match(e.message, /leak scan: real production values found in staging: public\.users\.email found in public\.users\.email \(\d+ rows\)/);
+      assert.ok(!/person\d+@/.test(e.message), 'the error shows a real value');
+      return true;
+    });
+    assert.equal(w.dump(w.dev, 'makapix_dev'), before);
+    assert.deepEqual(w.databases(w.dev), dbs);
+  });
+
+  it('catches `keep` on a column holding e-mail addresses', async () => {
+    const config = w.config({ ...SAMPLE_CONFIG, columns: { ...SAMPLE_CONFIG.columns, 'users.email': 'keep' } });
+    await assert.rejects(resample(w.ctx(config), { dryRun: false }), /leak scan: .*public\.users\.email found in public\.users\.email/);
+  });
+
+  it('finds a real value copied inside a JSON payload', async () => {
+    prodRows("UPDATE social_notifications SET payload = payload || jsonb_build_object('actor_email', (SELECT email FROM users WHERE id = social_notifications.user_id))");
+    try {
+      await assert.rejects(resample(w.ctx(), { dryRun: false }), /leak scan: .*public\.users\.email found in public\.social_notifications\.payload/);
+    } finally {
+      prodRows("UPDATE social_notifications SET payload = payload - 'actor_email'");
+    }
+  });
+});
+
+describe('the swap', () => {
+  it('puts dev back exactly as it was when a migration fails after the copy', async () => {
+    const before = w.dump(w.dev, 'makapix_dev');
+    const dbs = w.databases(w.dev);
+    let migratedOn = '';
+    await assert.rejects(
+      resample(w.ctx(), { dryRun: false }, {
+        migrate: async (db) => {
+          migratedOn = runSql(w.dev, db, "CREATE TABLE half_applied (x int); SELECT count(*) FROM users").trim();
+          throw new Error('alembic upgrade head exited with code 1: relation "gadgets" does not exist');
+        },
+      }),
+      /gadgets/,
+    );
+    assert.ok(Number(migratedOn) > 0, 'the migration ran on the swapped-in sample');
+    assert.equal(w.dump(w.dev, 'makapix_dev'), before);
+    assert.deepEqual(w.databases(w.dev), dbs);
+  });
+
+  it('recovers from a run that died mid-swap: the database dev had comes back', async () => {
+    const before = w.dump(w.dev, 'makapix_dev');
+    w.dev.psql('ALTER DATABASE makapix_dev RENAME TO makapix_dev__ts_previous');
+    await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD }, {
+      migrate: async () => {
+        throw new Error('stop here');
+      },
+    }).catch(() => undefined);
+    assert.equal(w.dump(w.dev, 'makapix_dev'), before);
+    assert.ok(w.log.text.includes('an earlier resample died during its swap'));
+  });
+});
+
+describe('dry run', () => {
+  it('prints the plan and changes nothing', async () => {
+    const devBefore = w.dump(w.dev, 'makapix_dev');
+    const dbs = w.databases(w.dev);
+    const report = await resample(w.ctx(), { dryRun: true, fraction: 0.5 });
+    assert.equal(report.dryRun, true);
+    assert.equal(report.fraction, 0.5);
+    assert.deepEqual(report.tables.slice(0, 2).map((t) => [t.table, t.mode]), [['public.users', 'root'], ['public.badge_grants', 'owned']]);
+    assert.ok(report.foreignKeys.some((f) => f.table === 'public.follows' && f.policy === 'drop'));
+    assert.ok(report.foreignKeys.some((f) => f.table === 'public.comments' && f.columns[0] === 'author_id' && f.policy === 'null'));
+    assert.equal(w.dump(w.dev, 'makapix_dev'), devBefore);
+    assert.deepEqual(w.databases(w.dev), dbs);
+  });
+});

@@ -1,0 +1,223 @@
+/** The sample planner: pure rules from a catalog and the `sample` settings to a plan. */
+import { strict as assert } from 'node:assert';
+import { pbkdf2Sync } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { ConfigurationError } from '../../src/core/errors';
+import { hashDevPassword, nameWords, sensitiveMatch } from '../../src/resample/anonymize';
+import type { Catalog, Column, ForeignKey, Table } from '../../src/resample/catalog';
+import { buildPlan, isSampled, memberHash, productionScript, thresholdFor, type SamplePlan } from '../../src/resample/plan';
+import { sampleSchema, type SampleSettings } from '../../src/resample/settings';
+
+const col = (name: string, type = 'bigint', notNull = false, category = type === 'text' ? 'S' : type === 'boolean' ? 'B' : 'N'): Column => ({
+  name,
+  type,
+  notNull,
+  generated: false,
+  category,
+  baseType: type,
+});
+
+function table(name: string, columns: Column[], primaryKey: string[] | null = ['id']): Table {
+  return { id: `public.${name}`, schema: 'public', name, partitioned: false, columns, primaryKey, rows: 1000, rowsExact: true };
+}
+
+function fk(t: string, columns: string[], ref: string, refColumns = ['id']): ForeignKey {
+  return { name: `${t}_${columns.join('_')}_fkey`, table: `public.${t}`, columns, refTable: `public.${ref}`, refColumns, onDelete: 'no action' };
+}
+
+/** users ↔ posts cycle, self-referencing comments, two-user follows, a token table, a reference table, an island. */
+function makapix(): Catalog {
+  return {
+    tables: [
+      table('users', [col('id', 'bigint', true), col('email', 'text', true), col('avatar_post_id'), col('email_verified', 'boolean', true)]),
+      table('posts', [col('id', 'bigint', true), col('owner_id', 'bigint', true), col('license_id'), col('storage_key', 'text', true)]),
+      table('comments', [col('id', 'bigint', true), col('post_id', 'bigint', true), col('author_id'), col('parent_id'), col('body', 'text')]),
+      table('follows', [col('follower_id', 'bigint', true), col('followee_id', 'bigint', true)], ['follower_id', 'followee_id']),
+      table('view_events', [col('post_id'), col('viewer_id'), col('ip_hash', 'text')], null),
+      table('refresh_tokens', [col('id', 'bigint', true), col('user_id', 'bigint', true), col('token_hash', 'text', true)]),
+      table('licenses', [col('id', 'bigint', true), col('title', 'text', true)]),
+      table('site_settings', [col('key', 'text', true), col('value', 'text', true)], ['key']),
+    ],
+    foreignKeys: [
+      fk('users', ['avatar_post_id'], 'posts'),
+      fk('posts', ['owner_id'], 'users'),
+      fk('posts', ['license_id'], 'licenses'),
+      fk('comments', ['post_id'], 'posts'),
+      fk('comments', ['author_id'], 'users'),
+      fk('comments', ['parent_id'], 'comments'),
+      fk('follows', ['follower_id'], 'users'),
+      fk('follows', ['followee_id'], 'users'),
+      fk('view_events', ['post_id'], 'posts'),
+      fk('view_events', ['viewer_id'], 'users'),
+      fk('refresh_tokens', ['user_id'], 'users'),
+    ],
+    sequences: [],
+  };
+}
+
+function settings(over: Record<string, unknown> = {}): SampleSettings {
+  return sampleSchema.parse({
+    root: 'users',
+    'reference-tables': ['licenses'],
+    'empty-tables': ['refresh_tokens'],
+    columns: { 'users.email': { sql: "'user' || id || '@dev.local'" }, 'posts.storage_key': 'keep', 'view_events.ip_hash': 'rehash' },
+    ...over,
+  });
+}
+
+function plan(catalog = makapix(), over: Record<string, unknown> = {}, fraction = 0.1): SamplePlan {
+  return buildPlan(catalog, { settings: settings(over), fraction, seed: 's', secrets: { salt: 'salt' } });
+}
+
+const modeOf = (p: SamplePlan, name: string) => p.tables.find((t) => t.table.name === name)?.mode;
+const fkOf = (p: SamplePlan, t: string, c: string) => p.fks.find((f) => f.fk.table === `public.${t}` && f.fk.columns[0] === c);
+
+describe('membership by hash of (seed, key)', () => {
+  it('is deterministic and independent of the other keys', () => {
+    assert.equal(memberHash('s', '42'), memberHash('s', '42'));
+    assert.notEqual(memberHash('s', '42'), memberHash('t', '42'));
+    assert.equal(isSampled('seed', 1, '7'), true);
+    assert.equal(isSampled('seed', 0, '7'), false);
+  });
+
+  it('samples close to the fraction, and a larger fraction keeps every row a smaller one picked', () => {
+    let at10 = 0;
+    for (let k = 0; k < 20000; k++) {
+      const small = isSampled('x', 0.1, String(k));
+      if (small) at10++;
+      if (small) assert.ok(isSampled('x', 0.2, String(k)));
+    }
+    assert.ok(at10 > 1800 && at10 < 2200, `${at10} of 20000`);
+    assert.equal(thresholdFor(1), 2 ** 52);
+  });
+});
+
+describe('sensitive columns', () => {
+  it('matches words of the name, not substrings', () => {
+    assert.deepEqual(nameWords('lastLoginIP_hash'), ['last', 'login', 'ip', 'hash']);
+    const p = settings()['sensitive-names'];
+    assert.equal(sensitiveMatch(col('ip_hash', 'text'), p), 'ip');
+    assert.equal(sensitiveMatch(col('zip_code', 'text'), p), undefined);
+    assert.equal(sensitiveMatch(col('description', 'text'), p), undefined);
+    assert.equal(sensitiveMatch(col('api_keys', 'text'), p), 'key');
+    assert.equal(sensitiveMatch(col('email_verified', 'boolean'), p), undefined, 'a boolean holds nothing personal');
+  });
+
+  it('refuses to start, listing every copied column that looks sensitive and has no rule', () => {
+    assert.throws(
+      () => plan(makapix(), { columns: { 'posts.storage_key': 'keep' } }),
+      (e: Error) => e instanceof ConfigurationError && /refusing to start: 2 copied columns look sensitive and have no rule: public\.users\.email \(matches "email"\), public\.view_events\.ip_hash \(matches "ip"\)/.test(e.message),
+    );
+  });
+
+  it('does not ask for rules on tables copied empty (tokens, unreached)', () => {
+    const p = plan();
+    assert.equal(modeOf(p, 'refresh_tokens'), 'empty');
+    assert.equal(modeOf(p, 'site_settings'), 'unreached');
+  });
+
+  it('refuses rules that would break references or NOT NULL', () => {
+    assert.throws(() => plan(makapix(), { columns: { ...settings().columns, 'posts.owner_id': null } }), /public\.posts\.owner_id is part of a primary or foreign key/);
+    assert.throws(() => plan(makapix(), { columns: { ...settings().columns, 'users.email': null } }), /rule null on a NOT NULL column/);
+    assert.throws(() => plan(makapix(), { columns: { ...settings().columns, 'users.email': 'dev-password' } }), /NOT NULL and gets the dev password hash: give the dev-password input/);
+  });
+});
+
+describe('the closure', () => {
+  it('owns tables reachable from the root backwards, copies reference tables whole', () => {
+    const p = plan();
+    assert.deepEqual(
+      p.tables.map((t) => [t.table.name, t.mode]),
+      [
+        ['users', 'root'],
+        ['follows', 'owned'],
+        ['posts', 'owned'],
+        ['comments', 'owned'],
+        ['view_events', 'owned'],
+        ['licenses', 'reference'],
+        ['refresh_tokens', 'empty'],
+        ['site_settings', 'unreached'],
+      ],
+    );
+  });
+
+  it('defaults to null where nullable and drop otherwise', () => {
+    const p = plan();
+    assert.equal(fkOf(p, 'comments', 'author_id')?.policy, 'null');
+    assert.equal(fkOf(p, 'comments', 'post_id')?.policy, 'drop');
+    assert.equal(fkOf(p, 'follows', 'followee_id')?.policy, 'drop');
+    assert.equal(fkOf(p, 'users', 'avatar_post_id')?.policy, 'null');
+  });
+
+  it('breaks the users ↔ posts cycle at the root: the avatar reference owns nothing', () => {
+    const p = plan();
+    assert.equal(fkOf(p, 'users', 'avatar_post_id')?.owning, false);
+    assert.equal(fkOf(p, 'posts', 'owner_id')?.owning, true);
+    assert.equal(fkOf(p, 'comments', 'parent_id')?.owning, false, 'a self-reference never owns');
+    assert.equal(fkOf(p, 'comments', 'post_id')?.owning, true);
+    assert.equal(fkOf(p, 'comments', 'author_id')?.owning, true);
+  });
+
+  it('applies configured policies and checks them', () => {
+    const p = plan(makapix(), { 'foreign-keys': { 'comments(author_id)': 'drop', follows_followee_id_fkey: 'include' } });
+    assert.equal(fkOf(p, 'comments', 'author_id')?.policy, 'drop');
+    assert.equal(fkOf(p, 'comments', 'author_id')?.source, 'config');
+    assert.equal(fkOf(p, 'follows', 'followee_id')?.strict, true);
+    assert.throws(() => plan(makapix(), { 'foreign-keys': { 'comments(post_id)': null } }), /null needs nullable columns/);
+    assert.throws(() => plan(makapix(), { 'foreign-keys': { 'comments(nope)': 'drop' } }), /has no foreign key on \(nope\)/);
+  });
+
+  it('makes a table reached only through include an included table, and refuses include into an empty one', () => {
+    const cat = makapix();
+    cat.tables.push(table('badges', [col('id', 'bigint', true), col('title', 'text')]));
+    cat.tables.find((t) => t.name === 'users')?.columns.push(col('badge_id'));
+    cat.foreignKeys.push(fk('users', ['badge_id'], 'badges'));
+    assert.equal(modeOf(plan(cat), 'badges'), 'unreached');
+    assert.equal(modeOf(plan(cat, { 'foreign-keys': { 'users(badge_id)': 'include' } }), 'badges'), 'included');
+    assert.throws(() => plan(cat, { 'foreign-keys': { 'users(badge_id)': 'include' }, 'empty-tables': ['refresh_tokens', 'badges'] }), /include into public\.badges, which is listed in empty-tables/);
+  });
+
+  it('refuses a reference table with a required key into sampled rows', () => {
+    const cat = makapix();
+    cat.tables.find((t) => t.name === 'licenses')?.columns.push(col('author_id', 'bigint', true));
+    cat.foreignKeys.push(fk('licenses', ['author_id'], 'users'));
+    assert.throws(() => plan(cat), /reference table public\.licenses has a required foreign key/);
+  });
+
+  it('refuses a referenced sampled table without a primary key', () => {
+    const cat = makapix();
+    (cat.tables.find((t) => t.name === 'comments') as Table).primaryKey = null;
+    assert.throws(() => plan(cat), /public\.comments has no primary key/);
+  });
+});
+
+describe('the production script', () => {
+  const script = productionScript(plan());
+
+  it('reads in one read-only repeatable-read transaction and writes only temporary tables', () => {
+    const begin = script.indexOf('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;');
+    assert.ok(begin > 0);
+    assert.ok(script.lastIndexOf('CREATE TEMP TABLE') < begin, 'temporary tables are created before the transaction');
+    for (const m of script.matchAll(/(INSERT INTO|DELETE FROM|UPDATE)\s+(\S+)/g)) assert.match(m[2], /^pg_temp\./, m[0]);
+    assert.ok(!/\b(TRUNCATE|DROP|ALTER)\b/.test(script));
+  });
+
+  it('emits one COPY block per copied table, with rules applied in the SELECT', () => {
+    assert.equal(script.match(/SELECT 'COPY "public"\./g)?.length, 6);
+    assert.match(script, /'user' \|\| id \|\| '@dev\.local'/);
+    assert.match(script, /md5\('salt' \|\| t\."ip_hash"::text\)/);
+    assert.ok(!script.includes('"refresh_tokens" ('), 'token tables are not copied');
+  });
+});
+
+describe('the dev password', () => {
+  it('is a passlib pbkdf2-sha256 hash that verifies', () => {
+    const salt = Buffer.from('0123456789abcdef');
+    const h = hashDevPassword('letmein', 'pbkdf2-sha256', salt) as string;
+    const [, scheme, rounds, s, sum] = h.split('$');
+    assert.equal(scheme, 'pbkdf2-sha256');
+    const ab64 = (b: Buffer) => b.toString('base64').replace(/\+/g, '.').replace(/=+$/, '');
+    assert.equal(s, ab64(salt));
+    assert.equal(sum, ab64(pbkdf2Sync('letmein', salt, Number(rounds), 32, 'sha256')));
+  });
+});
