@@ -327,31 +327,28 @@ export async function restoreBackup(host: Host, config: Config, env: Environment
   const terminate = (name: string) => `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${lit(name)} AND pid <> pg_backend_pid();
 `;
 
-  await psql(
-    `${terminate(db)}DROP DATABASE IF EXISTS ${ident(aside)};
-ALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};
-` +
-      // Same owner, encoding and collation as the database it replaces.
-      `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \gexec
-` +
-      // Database-level privileges (e.g. the app role's CONNECT) are not part of the dump: copy them.
-      `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \gexec
-` +
-      `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \gexec
-`,
-    `setting ${db} aside for the restore`,
-  );
+  const putBack = () =>
+    psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(db)};\nALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};\n`, `putting ${db} back after a failed restore`).catch((pe) =>
+      log?.error(`the restore failed and ${db} could not be put back: it is named ${aside} now (${errorMessage(pe)})`),
+    );
+
+  // The rename is the last statement: if anything before it fails, nothing was moved.
+  await psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(aside)};\nALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};\n`, `setting ${db} aside for the restore`);
   try {
+    await psql(
+      // Same owner, encoding and collation as the database it replaces.
+      `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \\gexec\n` +
+        // Database-level privileges (e.g. the app role's CONNECT) are not part of the dump: copy them.
+        `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \\gexec\n` +
+        `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \\gexec\n`,
+      `creating an empty ${db} for the restore`,
+    );
     await host.run(`${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${sh`${file}`}`, {
       label: `restoring ${env.name} from backup ${m.id}`,
       timeoutSeconds: config.backup['timeout-seconds'],
     });
   } catch (e) {
-    await psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(db)};
-ALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};
-`, `putting ${db} back after a failed restore`).catch((pe) =>
-      log?.error(`the restore failed and ${db} could not be put back: it is named ${aside} now (${errorMessage(pe)})`),
-    );
+    await putBack();
     throw e;
   }
   log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);

@@ -38,7 +38,13 @@ export async function startRelease(host: Host, config: Config, env: Environment,
       const services = await appServices(host, env);
       if (services.length) await host.run(env.compose('stop', ...services), env.composeOptions({ label: `${env.name} compose stop (for the restore)` }));
       log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
-      await restoreBackup(host, config, env, restore, log);
+      try {
+        await restoreBackup(host, config, env, restore, log);
+      } catch (e) {
+        // The database was put back as it was; start the release's services anyway rather than leave them stopped.
+        await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` })).catch(() => undefined);
+        throw e;
+      }
       restoredAt = new Date().toISOString();
     }
     await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up (release ${release.release})` }));

@@ -1,0 +1,112 @@
+/** Backups and restores on a real PostgreSQL, driven over the real sshd with the client tools on the host. */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { listBackups, pruneBackups, restoreBackup, takeBackup, usableBackup } from '../../src/core/backup';
+import { parseConfig, type Config } from '../../src/core/config';
+import { Environment } from '../../src/core/environment';
+import { OperationFailed } from '../../src/core/errors';
+import { MemoryLogger } from '../../src/core/logger';
+import type { SshHost } from '../../src/core/ssh';
+import { connect } from '../harness/connect';
+import { startPostgres, type TestPostgres } from '../harness/postgres';
+import { startSshd, type TestSshd } from '../harness/sshd';
+
+let sshd: TestSshd;
+let pg: TestPostgres;
+let host: SshHost;
+let dir: string;
+let config: Config;
+let prod: Environment;
+
+before(async () => {
+  [sshd, pg] = await Promise.all([startSshd(), startPostgres()]);
+  host = await connect(sshd);
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-backups-'));
+  fs.chmodSync(dir, 0o777);
+  pg.psql('create role app login');
+  pg.psql('create database makapix');
+  pg.psql('revoke all on database makapix from public; grant connect on database makapix to app');
+  pg.psql(
+    `create table users (id int primary key, email text); insert into users select g, 'u' || g || '@example.com' from generate_series(1, 300) g;
+     create table posts (id int primary key, owner_id int references users(id), title text); insert into posts select g, 1 + g % 300, 'p' || g from generate_series(1, 900) g;
+     grant select on users, posts to app;`,
+    'makapix',
+  );
+  config = parseConfig(
+    `backup: { dir: ${dir}/backups, keep: 2 }
+environments:
+  prod: {checkout: /srv/p, project: p, compose-files: [a.yml], env-file: .env, url: http://127.0.0.1:1, database: {name: makapix, user: ${pg.user}, port: ${pg.port}, via: host}}
+  dev: {checkout: /srv/d, project: d, compose-files: [a.yml], env-file: .env, url: http://127.0.0.1:2, database: {name: makapix_dev, user: ${pg.user}, port: 1, via: host}}
+`,
+    'test',
+  );
+  prod = new Environment('prod', config);
+});
+after(async () => {
+  await host?.close();
+  await Promise.all([sshd?.stop(), pg?.stop()]);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('backups', () => {
+  it('writes a dump, the globals and a manifest with the sha256 of each file, verified by restore', async () => {
+    const m = await takeBackup(host, config, prod, { release: 'r20260101T000000Z-abcdef0', sha: 'a'.repeat(40) }, new MemoryLogger(), 'restore');
+    assert.equal(m.status, 'verified');
+    assert.equal(m.verification.tables, 2);
+    const files = path.join(dir, 'backups', 'prod', m.id);
+    for (const name of ['db.dump', 'globals.sql']) {
+      const actual = require('node:crypto').createHash('sha256').update(fs.readFileSync(path.join(files, name))).digest('hex');
+      assert.equal(m.files[name].sha256, actual);
+      assert.equal(m.files[name].bytes, fs.statSync(path.join(files, name)).size);
+    }
+    assert.equal((fs.statSync(path.join(files, 'manifest.json')).mode & 0o777).toString(8), '600');
+    assert.equal(JSON.parse(fs.readFileSync(path.join(files, 'manifest.json'), 'utf8')).release, 'r20260101T000000Z-abcdef0');
+    assert.equal(pg.psql("select count(*) from pg_database where datname like '%verify%'").trim(), '0');
+  });
+
+  it('restores exactly the backed-up database: later tables gone, later rows gone, grants kept', async () => {
+    const m = await takeBackup(host, config, prod, {}, new MemoryLogger());
+    pg.psql("create table half_done (id int); insert into users values (1000, 'late@example.com')", 'makapix');
+    await restoreBackup(host, config, prod, m, new MemoryLogger());
+    assert.equal(pg.psql("select to_regclass('public.half_done') is null", 'makapix').trim(), 't');
+    assert.equal(pg.psql('select count(*) from users', 'makapix').trim(), '300');
+    assert.equal(pg.psql("select has_database_privilege('app', 'makapix', 'CONNECT')").trim(), 't');
+    assert.equal(pg.psql("select has_database_privilege('public', 'makapix', 'CONNECT')").trim(), 'f');
+    assert.equal(pg.psql("select has_table_privilege('app', 'posts', 'SELECT')", 'makapix').trim(), 't');
+    assert.equal(pg.psql("select count(*) from pg_database where datname = 'makapix_twinstack_pre_restore'").trim(), '1', 'the database before the restore is kept aside');
+  });
+
+  it('puts the database back untouched when the restore fails', async () => {
+    const m = await takeBackup(host, config, prod, {}, new MemoryLogger());
+    pg.psql("insert into users values (2000, 'kept@example.com')", 'makapix');
+    // A dump that passes the checksum but does not restore: truncate it and fix the manifest's hash.
+    const file = path.join(dir, 'backups', 'prod', m.id, 'db.dump');
+    fs.truncateSync(file, Math.floor(fs.statSync(file).size / 2));
+    await assert.rejects(restoreBackup(host, config, prod, m, new MemoryLogger()), /restoring prod from backup/);
+    assert.equal(pg.psql('select count(*) from users where id = 2000', 'makapix').trim(), '1');
+  });
+
+  it('refuses a corrupted backup by its checksum', async () => {
+    const m = await takeBackup(host, config, prod, {}, new MemoryLogger());
+    fs.appendFileSync(path.join(dir, 'backups', 'prod', m.id, 'db.dump'), 'x');
+    await assert.rejects(usableBackup(host, config, prod, m.id, new MemoryLogger()), (e: Error) => {
+      assert.ok(e instanceof OperationFailed);
+      assert.match(e.message, new RegExp(`backup ${m.id} cannot be used: db\\.dump is corrupted`));
+      return true;
+    });
+  });
+
+  it('keeps the newest verified backups and never the failed ones past them', async () => {
+    const log = new MemoryLogger();
+    await pruneBackups(host, config, prod, log);
+    const left = await listBackups(host, config, prod);
+    assert.equal(left.filter((b) => b.status === 'verified').length, 2);
+    assert.deepEqual(
+      left.map((b) => b.id),
+      [...left.map((b) => b.id)].sort().reverse(),
+    );
+  });
+});
