@@ -65,8 +65,8 @@ export interface MigrationPlan {
 }
 
 /** Where alembic stands in the environment's api service, before migrating. */
-export async function migrationPlan(host: Host, env: Environment, timeoutSeconds: number): Promise<MigrationPlan> {
-  const container = await env.serviceContainer(host, env.cfg.apiService);
+export async function migrationPlan(host: Host, env: Environment, timeoutSeconds: number, service = env.cfg.apiService): Promise<MigrationPlan> {
+  const container = await env.serviceContainer(host, service);
   const run = (args: string[]) => host.run(argv('docker', 'exec', container, 'alembic', ...args), { label: `${env.name} alembic ${args[0]}`, quiet: true, timeoutSeconds });
   const heads = [...(await run(['heads'])).stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
   const current = /^(\w+)/m.exec((await run(['current'])).stdout.trim())?.[1] ?? '';

@@ -110,6 +110,9 @@ export class SshHost implements Host {
       }
       throw new ConfigurationError(`cannot connect to ${target.host}:${target.port}: ${msg}`);
     }
+    // Commands are many small request/response exchanges: without this, Nagle's algorithm and
+    // delayed ACKs add tens of milliseconds to every one.
+    ssh.connection?.setNoDelay(true);
     log.debug(`connected to ${name}`);
     return new SshHost(ssh, name, log, target.commandTimeoutSeconds ?? 1800);
   }

@@ -63,8 +63,9 @@ set -eu
 mkdir -p "$DEV_VAULT"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 eval "$LIST_COMMAND" > "$work/all"
-# Present files to stdout, missing primaries to fd 3: one open per list, not per line.
-while IFS="$(printf '\\t')" read -r kind p; do
+# Present files to stdout, missing primaries to fd 3: one open per list, no fork per line.
+tab=$(printf '\\t')
+while IFS="$tab" read -r kind p; do
   case "$kind" in
     p) if [ -f "$PROD_VAULT/$p" ]; then printf '%s\\n' "$p"; else printf '%s\\n' "$p" >&3; fi ;;
     v) if [ -f "$PROD_VAULT/$p" ]; then printf '%s\\n' "$p"; fi ;;

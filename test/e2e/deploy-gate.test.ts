@@ -39,14 +39,14 @@ for (const composeCommand of composeCommands()) {
       releases.push(r.outputs['release-id']);
       assert.equal(fx.sh('git rev-parse HEAD', fx.checkout('dev')).trim(), sha);
       assert.equal(fx.sh(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${fx.apiPort('dev')}/api/health`), '200');
-      const tags = fx.sh(`docker images --format '{{.Repository}}:{{.Tag}}' 'twinstack/makapix-dev-*'`).trim().split('\n').sort();
-      assert.deepEqual(tags, ['db', 'api', 'worker'].map((s) => `twinstack/makapix-dev-${s}:${r.outputs['release-id']}`).sort());
+      const tags = fx.sh(`docker images --format '{{.Repository}}:{{.Tag}}' 'twinstack/${fx.project('dev')}-*'`).trim().split('\n').sort();
+      assert.deepEqual(tags, ['db', 'api', 'worker'].map((s) => `twinstack/${fx.project('dev')}-${s}:${r.outputs['release-id']}`).sort());
       const rel = hostLog('dev').find((x) => x.event === 'release');
       assert.equal(rel?.sha, sha);
       assert.deepEqual(Object.keys(rel?.images as object).sort(), ['api', 'db', 'worker']);
       assert.match(r.summary, /dev runs release `r\d{8}T\d{6}Z-/);
       // prod was not touched
-      assert.equal(fx.sh(`docker ps -q --filter label=com.docker.compose.project=makapix-prod`).trim(), '');
+      assert.equal(fx.sh(`docker ps -q --filter label=com.docker.compose.project=${fx.project('prod')}`).trim(), '');
     });
 
     it('gates the commit dev runs: alembic at its one head, real pytest results, recorded for the sha', async () => {
@@ -102,7 +102,7 @@ for (const composeCommand of composeCommands()) {
     it('fails a deploy whose service turns unhealthy, naming the service with its last log lines', async () => {
       const r = await fx.run('deploy', { environment: 'dev', ref: 'bad-health' });
       assert.equal(r.code, 1);
-      assert.match(errors(r.stdout).at(-1) ?? '', /deploy: dev: service api is unhealthy \(container makapix-dev-api\)/);
+      assert.match(errors(r.stdout).at(-1) ?? '', new RegExp(`deploy: dev: service api is unhealthy \\(container ${fx.project('dev')}-api\\)`));
       assert.match(r.summary, /last log lines of api/);
       const last = hostLog('dev').at(-1);
       assert.equal(last?.event, 'finished');
@@ -115,7 +115,7 @@ for (const composeCommand of composeCommands()) {
       releases.push(r.outputs['release-id']);
       const ids = new Set(
         fx
-          .sh(`docker images --format '{{.Tag}}' 'twinstack/makapix-dev-*'`)
+          .sh(`docker images --format '{{.Tag}}' 'twinstack/${fx.project('dev')}-*'`)
           .trim()
           .split('\n'),
       );

@@ -45,7 +45,7 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     const d = await fx.run('deploy', { environment: 'prod', ref: 'main' });
     assert.equal(d.code, 0, d.visible);
     firstProdRelease = d.outputs['release-id'];
-    fx.sh('docker exec makapix-prod-api alembic upgrade head');
+    fx.sh(`docker exec ${fx.project('prod')}-api alembic upgrade head`);
     fx.psql('prod', "insert into items (name) values ('written before any promotion')");
   });
   after(async () => {
@@ -64,14 +64,14 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
 
   it('rolls back a migration that fails halfway: old images, old schema, earlier rows kept', async () => {
     await devReady('bad-migration', 'skip');
-    const apiImageBefore = fx.sh('docker inspect -f {{.Image}} makapix-prod-api').trim();
+    const apiImageBefore = fx.sh(`docker inspect -f {{.Image}} ${fx.project('prod')}-api`).trim();
     const r = await fx.run('promote', { 'require-gate': 'false' });
     assert.equal(r.code, 1, r.visible);
     assert.equal(r.outputs.outcome, 'rolled-back');
     assert.equal(r.outputs['release-id'], firstProdRelease);
     assert.match(lastError(r.stdout), /failed during migration .* prod was rolled back to r/);
     assert.equal(prodHead(), fx.branches.main);
-    assert.equal(fx.sh('docker inspect -f {{.Image}} makapix-prod-api').trim(), apiImageBefore, 'prod does not run the old api image');
+    assert.equal(fx.sh(`docker inspect -f {{.Image}} ${fx.project('prod')}-api`).trim(), apiImageBefore, 'prod does not run the old api image');
     assert.equal(prodRevision(), '0001');
     assert.equal(tableExists('half_done'), false, 'the half-applied migration was not undone');
     assert.deepEqual(prodItems(), ['written before any promotion']);

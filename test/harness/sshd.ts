@@ -60,6 +60,9 @@ export async function startSshd(): Promise<TestSshd> {
       'MaxStartups 64',
       'Subsystem sftp internal-sftp',
       'LogLevel ERROR',
+      // This machine's root .bashrc runs slow initialisations (pyenv) that bash sources for every
+      // command sshd runs. SHLVL=1 makes bash skip it, as on a VPS with a plain .bashrc.
+      'SetEnv SHLVL=1',
       '',
     ].join('\n'),
   );

@@ -15,6 +15,7 @@ import { parseJUnit, type TestReport } from '../../core/junit';
 import type { Logger } from '../../core/logger';
 import { underLock } from '../../core/operation';
 import { currentRelease } from '../../core/release';
+import { migrationPlan, upgradeHead } from '../../core/rollback';
 import { argv } from '../../core/shell';
 import { Summary } from '../../core/summary';
 import * as validate from '../../core/validate';
@@ -43,20 +44,19 @@ function exec(container: string, command: readonly string[]): string {
 }
 
 /** alembic inside the container: one head, upgrade, check, current == head. */
-export async function runAlembic(host: Host, container: string, log: Logger, timeoutSeconds: number): Promise<AlembicResult> {
+export async function runAlembic(host: Host, env: Environment, service: string, log: Logger, timeoutSeconds: number): Promise<AlembicResult> {
   const result: AlembicResult = { head: '', current: '', checkSupported: true, problems: [] };
-  const heads = await host.run(exec(container, ['alembic', 'heads']), { label: 'alembic heads', timeoutSeconds, quiet: true });
-  const headIds = [...heads.stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
-  log.info(`alembic heads: ${headIds.join(', ') || 'none'}`);
-  if (headIds.length !== 1) {
+  const plan = await migrationPlan(host, env, timeoutSeconds, service);
+  log.info(`alembic heads: ${plan.heads.join(', ') || 'none'}; current: ${plan.current || 'none'}`);
+  if (plan.heads.length !== 1) {
     result.problems.push(
-      headIds.length === 0 ? 'alembic reports no head revision' : `alembic has ${headIds.length} heads (${headIds.join(', ')}): merge them with "alembic merge heads" and commit the merge migration`,
+      plan.heads.length === 0 ? 'alembic reports no head revision' : `alembic has ${plan.heads.length} heads (${plan.heads.join(', ')}): merge them with "alembic merge heads" and commit the merge migration`,
     );
     return result;
   }
-  result.head = headIds[0];
-  await host.run(exec(container, ['alembic', 'upgrade', 'head']), { label: 'alembic upgrade head', timeoutSeconds });
-  const check = await host.run(exec(container, ['alembic', 'check']), { label: 'alembic check', timeoutSeconds, check: false });
+  result.head = plan.heads[0];
+  await upgradeHead(host, env, plan, timeoutSeconds);
+  const check = await host.run(exec(plan.container, ['alembic', 'check']), { label: 'alembic check', timeoutSeconds, check: false });
   if (check.exitCode !== 0) {
     if (/invalid choice: 'check'|No such command/i.test(check.stderr)) {
       result.checkSupported = false;
@@ -65,8 +65,7 @@ export async function runAlembic(host: Host, container: string, log: Logger, tim
       result.problems.push(`alembic check failed: ${tailLines(check.stderr || check.stdout, 3)}`);
     }
   }
-  const current = await host.run(exec(container, ['alembic', 'current']), { label: 'alembic current', timeoutSeconds, quiet: true });
-  result.current = (/^(\w+)/m.exec(current.stdout.trim())?.[1] ?? '').trim();
+  result.current = (await migrationPlan(host, env, timeoutSeconds, service)).current;
   if (result.current !== result.head) result.problems.push(`alembic current is ${result.current || 'empty'}, not the head ${result.head}`);
   return result;
 }
@@ -130,11 +129,10 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
         }
         const g: GateResult = { sha: release.sha, release: release.release, problems: [] };
         try {
-          const container = await env.serviceContainer(host, service);
           if (config.gate.alembic) {
             log.startGroup('alembic');
             try {
-              g.alembic = await runAlembic(host, container, log, timeoutSeconds);
+              g.alembic = await runAlembic(host, env, service, log, timeoutSeconds);
               g.problems.push(...g.alembic.problems);
             } finally {
               log.endGroup();
@@ -143,6 +141,7 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
           if (g.problems.length === 0) {
             log.startGroup('pytest');
             try {
+              const container = await env.serviceContainer(host, service);
               const t = await runPytest(host, container, config, op.id, timeoutSeconds);
               g.tests = t.report;
               g.problems.push(...t.problems);

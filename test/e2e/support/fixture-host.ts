@@ -23,6 +23,8 @@ export interface FixtureHost {
   checkout(env: 'prod' | 'dev'): string;
   envFile(env: 'prod' | 'dev'): string;
   apiPort(env: 'prod' | 'dev'): number;
+  /** The compose project of an environment (its containers are <project>-<service>). */
+  project(env: 'prod' | 'dev'): string;
   dbPort(env: 'prod' | 'dev'): number;
   run(action: string, inputs?: Record<string, string>): Promise<BundleRun>;
   start(action: string, inputs?: Record<string, string>): RunningBundle;
@@ -66,8 +68,16 @@ export function composeCommands(): Array<'docker-compose' | 'docker compose'> {
   return found;
 }
 
-const PORTS = { prod: { db: 55410, api: 18410 }, dev: { db: 55420, api: 18420 } } as const;
-const PROJECTS = { prod: 'makapix-prod', dev: 'makapix-dev' } as const;
+/**
+ * Fixture hosts in different slots (TWINSTACK_E2E_SLOT=0, 1, 2…) use their own project names and
+ * ports, so suites can run side by side on one Docker engine.
+ */
+const SLOT = Number(process.env.TWINSTACK_E2E_SLOT ?? 0) || 0;
+const PORTS = {
+  prod: { db: 55410 + 20 * SLOT, api: 18410 + 20 * SLOT },
+  dev: { db: 55420 + 20 * SLOT, api: 18420 + 20 * SLOT },
+} as const;
+const PROJECTS = SLOT ? { prod: `makapix${SLOT}-prod`, dev: `makapix${SLOT}-dev` } : { prod: 'makapix-prod', dev: 'makapix-dev' };
 
 function sh(command: string, cwd?: string, env?: Record<string, string>): string {
   return execFileSync('bash', ['-c', command], { cwd, encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
@@ -92,7 +102,12 @@ export async function startFixtureHost(composeCommand: 'docker-compose' | 'docke
     const vault = path.join(dir, `vault-${env}`);
     fs.mkdirSync(vault, { recursive: true });
     const example = fs.readFileSync(path.join(checkout(env), 'deploy/stack', env === 'prod' ? 'env.prod.example' : 'env.dev.example'), 'utf8');
-    fs.writeFileSync(envFile(env), example.replace(/^VAULT_HOST_PATH=.*$/m, `VAULT_HOST_PATH=${vault}`).replace(/^COMPOSE_PROJECT_NAME=.*$/m, `COMPOSE_PROJECT_NAME=${PROJECTS[env]}`), { mode: 0o600 });
+    const text = example
+      .replace(/^VAULT_HOST_PATH=.*$/m, `VAULT_HOST_PATH=${vault}`)
+      .replace(/^COMPOSE_PROJECT_NAME=.*$/m, `COMPOSE_PROJECT_NAME=${PROJECTS[env]}`)
+      .replace(/^DB_PORT=.*$/m, `DB_PORT=${PORTS[env].db}`)
+      .replace(/^API_PORT=.*$/m, `API_PORT=${PORTS[env].api}`);
+    fs.writeFileSync(envFile(env), text, { mode: 0o600 });
   }
   const workspace = path.join(dir, 'workspace');
   fs.mkdirSync(path.join(workspace, '.github'), { recursive: true });
@@ -123,6 +138,7 @@ export async function startFixtureHost(composeCommand: 'docker-compose' | 'docke
     checkout,
     envFile,
     apiPort: (env) => PORTS[env].api,
+    project: (env) => PROJECTS[env],
     dbPort: (env) => PORTS[env].db,
     run: (action, inputs = {}) => runBundle(action, { ...connection(), ...inputs }, { workspace }),
     start: (action, inputs = {}) => startBundle(action, { ...connection(), ...inputs }, { workspace }),
