@@ -1,29 +1,34 @@
 /**
  * `npm run bench`: speed and memory figures, each a ratio measured within one run (these machines
  * are shared and noisy; a lone absolute time means little). Select benches with arguments:
- * `npm run bench -- backup`.
+ * `npm run bench -- backup resample vault`. Each bench is its own script, run in its own process so
+ * peak-memory figures are its own.
  */
-import { benchBackup } from './backup';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 
-const benches: Record<string, () => Promise<Record<string, number>>> = {
-  backup: benchBackup,
+const benches: Record<string, { script: string; args: string[]; what: string }> = {
+  backup: { script: 'backup.ts', args: [], what: 'backup action vs plain pg_dump -Fc (BENCH_BACKUP_MB, default 300)' },
+  resample: { script: 'resample.ts', args: [], what: 'resample vs bare COPY pipes and vs row by row; peak memory at two scales' },
+  vault: { script: 'vault.ts', args: [], what: 'vault-sync (rsync) vs a per-file cp loop; a second run copies nothing' },
 };
 
-async function main(): Promise<void> {
-  const wanted = process.argv.slice(2).filter((a) => a !== '--');
-  const names = wanted.length ? wanted : Object.keys(benches);
-  for (const n of names) if (!benches[n]) throw new Error(`unknown bench ${n}; known: ${Object.keys(benches).join(', ')}`);
-  const results: Record<string, number> = {};
-  for (const n of names) {
-    console.log(`bench ${n}…`);
-    Object.assign(results, await benches[n]());
+const wanted = process.argv.slice(2).filter((a) => a !== '--');
+const names = wanted.length ? wanted : Object.keys(benches);
+for (const n of names) {
+  if (!benches[n]) {
+    console.error(`bench: unknown bench ${n}; known: ${Object.keys(benches).join(', ')}`);
+    process.exit(2);
   }
-  const width = Math.max(...Object.keys(results).map((k) => k.length));
-  console.log('');
-  for (const [k, v] of Object.entries(results)) console.log(`${k.padEnd(width)}  ${Number.isInteger(v) ? v : v.toFixed(3)}`);
 }
-
-main().catch((e) => {
-  console.error(`bench failed: ${e instanceof Error ? e.message : String(e)}`);
-  process.exit(1);
-});
+let failed = 0;
+for (const n of names) {
+  const b = benches[n];
+  console.log(`\n=== bench ${n}: ${b.what}`);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, b.script), ...b.args], { stdio: 'inherit' });
+  if (r.status !== 0) {
+    failed++;
+    console.error(`bench ${n} failed (exit ${r.status})`);
+  }
+}
+process.exit(failed ? 1 : 0);

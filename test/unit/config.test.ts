@@ -73,3 +73,14 @@ describe('inputs that name things on the host', () => {
     });
   }
 });
+
+describe('the README', () => {
+  it("shows a config that the schema accepts", () => {
+    const readme = fs.readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('### The config file'));
+    const block = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    assert.ok(block, 'no yaml block under "The config file"');
+    const c = parseConfig(block, 'README.md');
+    assert.equal(c.environments.dev.project, 'makapix-dev');
+  });
+});
