@@ -13,6 +13,8 @@ packages=(
   curl
   util-linux
   coreutils
+  postgresql-15
+  postgresql-client-15
 )
 
 missing=()
