@@ -8,6 +8,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import type { BundleRun } from '../harness/bundle';
 import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
 
@@ -55,7 +56,7 @@ const composeCommand = composeCommands()[0];
 describe(`preflight and monitor on the fixture host with ${composeCommand}`, () => {
   let fx: FixtureHost;
   /** Every secret value in both env files, read before any test edits them. */
-  let secrets: string[] = [];
+  const secrets: string[] = [];
 
   /** No secret value anywhere a person or a later step could see it: log, summary, outputs. */
   function assertNoSecrets(r: BundleRun): void {
@@ -76,7 +77,25 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
   const metrics = (r: BundleRun): Metrics => JSON.parse(r.outputs.metrics) as Metrics;
   const worker = () => `${fx.project('dev')}-worker`;
 
-  /** Replaces one line of a file for the duration of `body`, then puts the file back byte for byte. */
+  /** Runs monitor; the SVG chart it leaves on the runner is read into `chartSvg` and removed. */
+  async function monitor(inputs: Record<string, string> = {}): Promise<BundleRun & { chartSvg?: string }> {
+    const r = await fx.run('monitor', inputs);
+    const file = r.outputs.chart;
+    if (!file || !fs.existsSync(file)) return r;
+    const chartSvg = fs.readFileSync(file, 'utf8');
+    fs.rmSync(file, { force: true });
+    return { ...r, chartSvg };
+  }
+
+  /** A copy of the fixture's config with some monitor settings changed; returns the `config` input for it. */
+  function monitorConfig(name: string, settings: Record<string, number>): string {
+    const base = parseYaml(fs.readFileSync(path.join(fx.workspace, '.github', 'twinstack.yml'), 'utf8')) as Record<string, unknown>;
+    const file = `.github/twinstack.${name}.yml`;
+    fs.writeFileSync(path.join(fx.workspace, file), toYaml({ ...base, monitor: { ...(base.monitor as object), ...settings } }));
+    return file;
+  }
+
+  /** Edits a file for the duration of `body`, then puts it back byte for byte. */
   async function withEdit(file: string, edit: (text: string) => string, body: () => Promise<void>): Promise<void> {
     const original = fs.readFileSync(file);
     const changed = edit(original.toString('utf8'));
@@ -154,7 +173,7 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
       assert.equal(again.code, 0, again.visible);
     });
 
-    it('catches a dev service without limits in the merged compose configuration, naming the service', async (t) => {
+    it('catches a dev service without limits in the merged compose configuration, naming the service', async () => {
       const overlay = path.join(fx.checkout('dev'), 'deploy/stack/docker-compose.dev.yml');
       // The worker's whole deploy block goes: dev's worker could take every CPU from prod.
       await withEdit(
@@ -164,12 +183,12 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
           const r = await fx.run('preflight');
           assert.equal(r.code, 1, r.visible);
           const errs = findings(r).filter((f) => f.severity === 'error');
-          for (const f of errs) t.diagnostic(`error: ${f.check} (${f.environment}): ${f.message}`);
-          assert.ok(errs.length >= 1, r.visible);
-          assert.ok(
-            errs.every((f) => f.check === 'dev-limits' && f.environment === 'dev' && /\bworker\b/.test(f.message)),
-            JSON.stringify(errs),
-          );
+          assert.equal(r.outputs.errors, '1');
+          assert.equal(errs.length, 1, JSON.stringify(errs));
+          assert.equal(errs[0].check, 'dev-limits');
+          assert.equal(errs[0].environment, 'dev');
+          assert.match(errs[0].message, /^dev service worker has no CPU and no memory limit/);
+          assert.match(errorLines(r.stdout).at(-1) ?? '', /1 isolation error between prod and dev; first: dev service worker has no CPU/);
           assertNoSecrets(r);
         },
       );
@@ -179,7 +198,9 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
 
   describe('monitor', () => {
     it('passes when nothing is wrong, with every measurement in its JSON output', async (t) => {
-      const r = await fx.run('monitor');
+      // The design's thresholds, except latency: this shared test machine's own load alone has
+      // pushed single health requests past 500 ms. The next tests hold prod to 500 ms.
+      const r = await monitor({ config: monitorConfig('busy-test-host', { 'latency-p99-ms': 2000 }) });
       assert.equal(r.code, 0, r.visible);
       assert.equal(r.outputs.breaches, '0');
       assertNoSecrets(r);
@@ -232,33 +253,38 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
       assert.ok(lat.samples.every((s) => s.code === 200));
       assert.equal(lat.stats.errors, 0);
       t.diagnostic(`prod health: P50 ${lat.stats.p50Ms} ms, P99 ${lat.stats.p99Ms} ms over ${lat.stats.requests} requests`);
-      assert.ok((lat.stats.p99Ms as number) <= 500);
+      assert.ok((lat.stats.p99Ms as number) <= 2000);
       assert.match(r.summary, /✅ Every measurement is within its threshold/);
     });
 
     it('flags a dev container pinned at its CPU limit, naming the service', async (t) => {
       const pidFile = '/tmp/twinstack-burner.pid';
+      // On a loaded 2-core test machine a busy loop does not always get the worker's 0.25 CPUs
+      // (seen: 13 %), so the worker's limit is cut to 0.05 CPUs while the loop runs: pinned at its
+      // limit whatever else runs beside it. Put back afterwards.
+      const limit = 0.05;
+      fx.sh(`docker update --cpus ${limit} ${worker()}`);
       fx.sh(`docker exec -d ${worker()} bash -c 'echo $$ > ${pidFile}; while :; do :; done'`);
       try {
         // docker stats must see the burner before monitor looks (it samples for about a second).
         let seen = 0;
-        for (let i = 0; i < 30 && seen < 0.9 * 25; i++) {
+        for (let i = 0; i < 30 && seen < 90 * limit; i++) {
           seen = Number.parseFloat(fx.sh(`docker stats --no-stream --format '{{.CPUPerc}}' ${worker()}`));
         }
-        assert.ok(seen >= 0.9 * 25, `docker stats shows the burner at ${seen} % only`);
+        assert.ok(seen >= 90 * limit, `docker stats shows the burner at ${seen} % only`);
         // monitor's one docker stats sample spans about a second; on a busy host it can catch the
         // burner in a scheduling pause (seen: 13 % instead of 25 %), so it gets three chances.
-        let r = await fx.run('monitor');
+        let r = await monitor();
         for (let attempt = 2; attempt <= 3 && !metrics(r).findings.some((f) => f.check === 'dev-limits'); attempt++) {
           t.diagnostic(`monitor did not flag the burner on attempt ${attempt - 1}; asking again`);
-          r = await fx.run('monitor');
+          r = await monitor();
         }
         assert.equal(r.code, 1, r.visible);
         const limits = metrics(r).findings.filter((f) => f.check === 'dev-limits');
         assert.equal(limits.length, 1, JSON.stringify(limits));
         assert.equal(limits[0].severity, 'error');
         assert.equal(limits[0].environment, 'dev');
-        assert.match(limits[0].message, /^dev worker uses [\d.]+ % of its 0\.25 CPUs limit \([\d.]+ % of one CPU\): it is throttled at its limit$/);
+        assert.match(limits[0].message, /^dev worker uses [\d.]+ % of its 0\.05 CPUs limit \([\d.]+ % of one CPU\): it is throttled at its limit$/);
         const w = metrics(r).environments[1].containers.find((c) => c.service === 'worker');
         assert.ok(w && (w.cpuOfLimit as number) >= 90, JSON.stringify(w));
         t.diagnostic(`dev worker: ${w.cpuPercent} % of one CPU, ${w.cpuOfLimit} % of its limit`);
@@ -267,15 +293,16 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
         assertNoSecrets(r);
       } finally {
         fx.sh(`docker exec ${worker()} bash -c 'kill $(cat ${pidFile}) && rm -f ${pidFile}'`);
+        fx.sh(`docker update --cpus 0.25 ${worker()}`);
       }
+      assert.equal(fx.sh(`docker inspect -f '{{.HostConfig.NanoCpus}}' ${worker()}`).trim(), '250000000');
     });
 
     it('flags a slow production endpoint with its P99, and draws the samples', async (t) => {
       const knob = path.join(fx.dir, 'vault-prod', '.health-delay-ms');
       fs.writeFileSync(knob, '650\n');
-      let chart = '';
       try {
-        const r = await fx.run('monitor');
+        const r = await monitor();
         assert.equal(r.code, 1, r.visible);
         const m = metrics(r);
         const lat = m.latency;
@@ -301,15 +328,14 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
         assert.match(mermaid, /line \[500(, 500){19}\]/);
         assert.match(r.summary, /\| latency \| prod \| ❌ error \|/);
         // And the SVG file for an artifact.
-        chart = r.outputs.chart;
-        const svg = fs.readFileSync(chart, 'utf8');
+        assert.match(r.outputs.chart, /twinstack-latency-\d+\.svg$/);
+        const svg = r.chartSvg ?? '';
         assert.match(svg, /^<svg /);
         assert.equal(svg.match(/<rect class="sample"/g)?.length, 20);
         assert.match(svg, /P99 limit 500 ms/);
         assertNoSecrets(r);
       } finally {
         fs.rmSync(knob, { force: true });
-        if (chart) fs.rmSync(chart, { force: true });
       }
     });
   });
