@@ -57,10 +57,11 @@ export class Environment {
     const db = this.cfg.database;
     if (db.via === 'host') return argv(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
     const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
+    // One braced group, so the whole command can sit in a pipe or take a redirection.
     return (
-      sh`c=$(docker ps -q ${filters} | head -n 1); ` +
+      sh`{ c=$(docker ps -q ${filters} | head -n 1); ` +
       sh`[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-      `docker exec -i "$c" ${argv(tool, '-p', db['container-port'], '-U', db.user, args)}`
+      `docker exec -i "$c" ${argv(tool, '-p', db['container-port'], '-U', db.user, args)}; }`
     );
   }
 

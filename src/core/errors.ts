@@ -31,7 +31,9 @@ export class RemoteCommandError extends Error {
       ? 'timed out and was killed'
       : signal
         ? `was killed by ${signal}`
-        : `exited with code ${exitCode}`;
+        : exitCode === null
+          ? 'ended without an exit status (sshd or the connection closed it)'
+          : `exited with code ${exitCode}`;
     const tail = tailLines(stderr, 5);
     return `${what} ${how}${tail ? `: ${tail}` : ''}`;
   }

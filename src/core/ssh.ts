@@ -26,6 +26,8 @@ export interface SshTarget {
 }
 
 const MAX_CAPTURE = 32 * 1024 * 1024;
+const EXIT_MARKER = '@twinstack-exit:';
+const EXIT_TRAILER = /\n@twinstack-exit:(\d+)\n$/;
 const KILL_GRACE_SECONDS = 10;
 
 /** Keeps the last `max` bytes of a stream. */
@@ -132,7 +134,10 @@ export class SshHost implements Host {
     });
     const inner = argv('bash', '-c', `set -o pipefail\n${body}`);
     const timed = timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner;
-    return envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
+    const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
+    // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
+    // closes a channel without sending exit-status, and a command's result must never be a guess.
+    return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
   }
 
   private exec(script: string, options: RunOptions, keepStdinOpen: boolean) {
@@ -143,7 +148,9 @@ export class SshHost implements Host {
     const out = new Capture();
     const err = new Capture();
     const outLines = new LineSplitter((l) => this.log.info(l));
-    const errLines = new LineSplitter((l) => this.log.info(l));
+    const errLines = new LineSplitter((l) => {
+      if (!l.startsWith(EXIT_MARKER) && l !== '') this.log.info(l);
+    });
     const lineWaiters: Array<{ marker: string | RegExp; resolve: (line: string) => void }> = [];
     const markerLines = new LineSplitter((l) => {
       for (const w of lineWaiters.filter((x) => (typeof x.marker === 'string' ? x.marker === l : x.marker.test(l)))) {
@@ -191,14 +198,22 @@ export class SshHost implements Host {
             outLines.flush();
             errLines.flush();
             const elapsed = Date.now() - started;
-            const timedOut =
-              timeoutSeconds > 0 && (exitCode === 124 || (exitCode === 137 && elapsed >= timeoutSeconds * 1000) || (exitCode === null && signal === null));
+            let stderr = err.text();
+            const trailer = EXIT_TRAILER.exec(stderr);
+            if (trailer) {
+              stderr = stderr.slice(0, trailer.index);
+              if (exitCode === null && signal === null) exitCode = Number(trailer[1]);
+            }
+            // `timeout` exits 124 (or 137 after its KILL); a channel closed with no status at all
+            // counts as timed out only once the time limit has passed (else sshd or the link ended it).
+            const overdue = elapsed >= timeoutSeconds * 1000;
+            const timedOut = timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
             resolve({
               command: script,
               exitCode,
               signal,
               stdout: out.text(),
-              stderr: err.text(),
+              stderr,
               timedOut,
               durationMs: elapsed,
             });

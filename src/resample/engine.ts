@@ -12,7 +12,7 @@
 import type { RunInfo } from '../core/actions-io';
 import type { Config } from '../core/config';
 import { Environment } from '../core/environment';
-import { OperationFailed } from '../core/errors';
+import { errorMessage, OperationFailed } from '../core/errors';
 import type { Host } from '../core/host';
 import type { Logger } from '../core/logger';
 import { underLock } from '../core/operation';
@@ -20,7 +20,7 @@ import { quote } from '../core/shell';
 import { hashDevPassword, isTextual, newSalt, type RunSecrets } from './anonymize';
 import { readCatalog, type Catalog } from './catalog';
 import { PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
-import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, swapIn, type AppServices } from './swap';
+import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from './sql';
 
 export interface ResampleParams {
@@ -294,7 +294,19 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
       await server.exec(`CREATE DATABASE ${ident(names.staging)} OWNER ${ident(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
       mark('lock, recovery, staging database');
       await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
+      const devAcl = dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev]);
       try {
+        if (devInfo) {
+          // Default privileges are per database: dev's (the owner's tables readable by the app role)
+          // must be in staging before production's tables are created there, as they were in dev
+          // when its migrations created them. Explicit grants follow once every object exists.
+          // Errors (a schema production lacks) are reported with the grants below, not fatal here.
+          await host.run(`${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${dev.dbTool('psql', ['-X', '-q', '-o', '/dev/null', '-d', names.staging])} 2>/dev/null`, {
+            label: "applying dev's default privileges to staging",
+            timeoutSeconds: timeout,
+            quiet: true,
+          });
+        }
         log.info(`Schema: production pre-data into ${names.staging}.`);
         await host.run(`${prodDump('pre-data')} | ${server.psql(names.staging, ['-o', '/dev/null'])}`, { label: 'restoring the schema (pre-data) into staging', timeoutSeconds: timeout, quiet: true });
         mark('schema (pre-data)');
@@ -339,7 +351,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         // Dev's owners and grants: the app role is not the owner, and roles are per server.
         if (devInfo) {
           const grants = await host.run(
-            `${dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev])} | { grep -E ${quote(OBJECT_ACL_LINES)} || true; } | ${dev.dbTool('psql', ['-X', '-q', '-o', '/dev/null', '-d', names.staging])}`,
+            `${devAcl} | { grep -E ${quote(OBJECT_ACL_LINES)} || true; } | ${dev.dbTool('psql', ['-X', '-q', '-o', '/dev/null', '-d', names.staging])}`,
             { label: "re-applying dev's owners and grants to staging", timeoutSeconds: timeout, quiet: true },
           );
           const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
@@ -350,17 +362,22 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         mark('sequences, grants, analyze');
       } catch (e) {
         await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${String(de)}`));
-        throw e;
+        throw e instanceof ResampleFailed ? e : new ResampleFailed(errorMessage(e), finish());
       }
 
-      await swapIn({
-        server,
-        names,
-        services: hooks.services ?? appServices(host, dev, log, sample['health-check']),
-        migrate: hooks.migrate ? () => hooks.migrate!(names.dev) : sample.migrate ? composeMigrate(host, dev, sample['migrate-command'], log) : async () => undefined,
-        log,
-        record: op.record,
-      });
+      try {
+        await swapIn({
+          server,
+          names,
+          services: hooks.services ?? appServices(host, dev, log, sample['health-check']),
+          migrate: hooks.migrate ? () => hooks.migrate!(names.dev) : sample.migrate ? composeMigrate(host, dev, sample['migrate-command'], log) : async () => undefined,
+          log,
+          record: op.record,
+        });
+      } catch (e) {
+        // Swapped back: dev is as it was, and the report says what the sample would have been.
+        throw e instanceof SwapBackFailed ? e : new ResampleFailed(errorMessage(e), finish());
+      }
       mark('swap');
       report.swapped = true;
       await op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });

@@ -4,10 +4,11 @@
  * every byte, so the way back is a rename too.
  */
 import type { Environment } from '../core/environment';
-import { errorMessage } from '../core/errors';
+import { errorMessage, OperationFailed } from '../core/errors';
 import type { Host } from '../core/host';
 import type { Logger } from '../core/logger';
-import { argv, sh } from '../core/shell';
+import { probeHealthUrl, waitHealthy } from '../core/release';
+import { argv } from '../core/shell';
 import { queryJson } from './catalog';
 import { ident, literal } from './sql';
 
@@ -47,20 +48,10 @@ export function appServices(host: Host, env: Environment, log: Logger, checkHeal
     },
     async health(services) {
       if (!checkHealth || !services.length) return;
-      const deadline = Date.now() + timeout * 1000;
-      for (;;) {
-        const states = (await env.containers(host)).filter((c) => services.includes(c.service));
-        const bad = states.filter((c) => c.status !== 'running' || (c.hasHealthcheck && c.health !== 'healthy'));
-        if (bad.some((c) => c.status === 'exited' || c.health === 'unhealthy')) {
-          throw new Error(`dev service ${bad.map((c) => `${c.service} (${c.status}, ${c.health})`).join(', ')} failed after the swap`);
-        }
-        if (!bad.length) break;
-        if (Date.now() > deadline) throw new Error(`dev services not healthy after ${timeout}s: ${bad.map((c) => `${c.service} (${c.status}, ${c.health})`).join(', ')}`);
-        await new Promise((r) => setTimeout(r, 3000));
-      }
-      const url = `${env.cfg.url}${env.cfg.healthPath}`;
-      const probe = sh`end=$(( $(date +%s) + ${Math.max(10, Math.round((deadline - Date.now()) / 1000))} )); until curl -fsS -o /dev/null --max-time 10 ${url}; do [ "$(date +%s)" -lt "$end" ] || exit 1; sleep 3; done`;
-      await host.run(probe, { label: `waiting for ${url}`, timeoutSeconds: timeout + 60, quiet: true });
+      // The same verdict a deploy gives: every service healthy (or running, without a
+      // healthcheck), then the environment's health URL answering 2xx.
+      await waitHealthy(host, env, log, timeout);
+      await probeHealthUrl(host, env, log);
     },
   };
 }
@@ -69,6 +60,19 @@ export function appServices(host: Host, env: Environment, log: Logger, checkHeal
 export function databaseNames(dev: string): { dev: string; staging: string; previous: string } {
   const base = dev.slice(0, 48);
   return { dev, staging: `${base}__ts_staging`, previous: `${base}__ts_previous` };
+}
+
+/**
+ * Ends the sessions on a database that this role may end. A non-superuser owner (the usual
+ * `via: container` login) may only signal its own roles' sessions: asking for others would be an
+ * error, so they are left to the rename's retry and its "being accessed by other users" message.
+ */
+function terminateSql(database: string): string {
+  return (
+    `SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid ` +
+    `WHERE a.datname = ${literal(database)} AND a.pid <> pg_backend_pid() ` +
+    `AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT r.rolsuper AND (pg_has_role(r.oid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))));`
+  );
 }
 
 /** SQL on dev's server, connected to the maintenance database. */
@@ -106,7 +110,7 @@ export class DevServer {
     for (let attempt = 0; attempt < 20; attempt++) {
       try {
         await this.exec(
-          `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${literal(from)} AND pid <> pg_backend_pid();\n` +
+          `${terminateSql(from)}\n` +
             `SELECT pg_sleep(0.2);\nALTER DATABASE ${ident(from)} RENAME TO ${ident(to)};`,
           `renaming database ${from} to ${to}`,
         );
@@ -122,11 +126,14 @@ export class DevServer {
 
   async drop(name: string): Promise<void> {
     await this.exec(
-      `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${literal(name)} AND pid <> pg_backend_pid();\nDROP DATABASE IF EXISTS ${ident(name)};`,
+      `${terminateSql(name)}\nDROP DATABASE IF EXISTS ${ident(name)};`,
       `dropping database ${name}`,
     );
   }
 }
+
+/** The swap failed and so did the way back: dev is on neither database until someone acts. */
+export class SwapBackFailed extends OperationFailed {}
 
 export interface SwapOptions {
   server: DevServer;
@@ -163,8 +170,15 @@ export async function swapIn(o: SwapOptions): Promise<void> {
   } catch (e) {
     log.error(`Resample failed after the swap began (${errorMessage(e)}); putting dev's database back.`);
     await services.stop().catch((se) => log.warning(`could not stop dev services before swapping back: ${errorMessage(se)}`));
-    if (swapped) await server.rename(names.dev, names.staging);
-    if (movedAside) await server.rename(names.previous, names.dev);
+    try {
+      if (swapped) await server.rename(names.dev, names.staging);
+      if (movedAside) await server.rename(names.previous, names.dev);
+    } catch (be) {
+      throw new SwapBackFailed(
+        `${errorMessage(e)}; then putting dev's database back failed too (${errorMessage(be)}): dev's own database is ${movedAside ? names.previous : 'gone'}; ` +
+          `the next resample puts it back first, or rename it to ${names.dev} by hand and start dev's services`,
+      );
+    }
     await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${errorMessage(de)}`));
     await o.record('swapped-back', { database: names.dev });
     await services.start(stopped);

@@ -9,6 +9,7 @@ import { ConfigurationError, errorMessage } from '../../core/errors';
 import { boolean, printable } from '../../core/validate';
 import { ResampleFailed, resample, type ResampleParams } from '../../resample/engine';
 import { planLines, resampleSummary } from '../../resample/report';
+import { SwapBackFailed } from '../../resample/swap';
 
 export function readParams(ctx: Prepared<ResampleInputs, ResampleOutputs>): ResampleParams {
   const { io } = ctx;
@@ -48,7 +49,11 @@ export const resampleAction: ActionDefinition<ResampleInputs, ResampleOutputs, R
         await io.summary(resampleSummary(e.report, { ok: false, error: e.message }).toMarkdown());
         throw e;
       }
-      if (!(e instanceof ConfigurationError)) {
+      if (e instanceof ConfigurationError) throw e;
+      io.output('swapped', false);
+      if (e instanceof SwapBackFailed) {
+        await io.summary(`## Resample failed, and dev's database could not be put back\n\n**❌ ${errorMessage(e)}**\n\nDev's services may be stopped. Run resample again (it restores dev's own database before anything else), or rename the database by hand.\n`);
+      } else {
         await io.summary(`## Resample failed\n\n**❌ ${errorMessage(e)}**\n\nDev keeps its previous database (a failure after the swap began is undone). Run resample again once the cause is fixed.\n`);
       }
       throw e;
