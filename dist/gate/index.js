@@ -55607,6 +55607,7 @@ const errors_1 = __nccwpck_require__(4296);
 const junit_1 = __nccwpck_require__(5067);
 const operation_1 = __nccwpck_require__(5018);
 const release_1 = __nccwpck_require__(2558);
+const rollback_1 = __nccwpck_require__(8647);
 const shell_1 = __nccwpck_require__(9054);
 const summary_1 = __nccwpck_require__(1363);
 const validate = __importStar(__nccwpck_require__(993));
@@ -55614,18 +55615,17 @@ function exec(container, command) {
     return (0, shell_1.argv)('docker', 'exec', container, command);
 }
 /** alembic inside the container: one head, upgrade, check, current == head. */
-async function runAlembic(host, container, log, timeoutSeconds) {
+async function runAlembic(host, env, service, log, timeoutSeconds) {
     const result = { head: '', current: '', checkSupported: true, problems: [] };
-    const heads = await host.run(exec(container, ['alembic', 'heads']), { label: 'alembic heads', timeoutSeconds, quiet: true });
-    const headIds = [...heads.stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
-    log.info(`alembic heads: ${headIds.join(', ') || 'none'}`);
-    if (headIds.length !== 1) {
-        result.problems.push(headIds.length === 0 ? 'alembic reports no head revision' : `alembic has ${headIds.length} heads (${headIds.join(', ')}): merge them with "alembic merge heads" and commit the merge migration`);
+    const plan = await (0, rollback_1.migrationPlan)(host, env, timeoutSeconds, service);
+    log.info(`alembic heads: ${plan.heads.join(', ') || 'none'}; current: ${plan.current || 'none'}`);
+    if (plan.heads.length !== 1) {
+        result.problems.push(plan.heads.length === 0 ? 'alembic reports no head revision' : `alembic has ${plan.heads.length} heads (${plan.heads.join(', ')}): merge them with "alembic merge heads" and commit the merge migration`);
         return result;
     }
-    result.head = headIds[0];
-    await host.run(exec(container, ['alembic', 'upgrade', 'head']), { label: 'alembic upgrade head', timeoutSeconds });
-    const check = await host.run(exec(container, ['alembic', 'check']), { label: 'alembic check', timeoutSeconds, check: false });
+    result.head = plan.heads[0];
+    await (0, rollback_1.upgradeHead)(host, env, plan, timeoutSeconds);
+    const check = await host.run(exec(plan.container, ['alembic', 'check']), { label: 'alembic check', timeoutSeconds, check: false });
     if (check.exitCode !== 0) {
         if (/invalid choice: 'check'|No such command/i.test(check.stderr)) {
             result.checkSupported = false;
@@ -55635,8 +55635,7 @@ async function runAlembic(host, container, log, timeoutSeconds) {
             result.problems.push(`alembic check failed: ${(0, errors_1.tailLines)(check.stderr || check.stdout, 3)}`);
         }
     }
-    const current = await host.run(exec(container, ['alembic', 'current']), { label: 'alembic current', timeoutSeconds, quiet: true });
-    result.current = (/^(\w+)/m.exec(current.stdout.trim())?.[1] ?? '').trim();
+    result.current = (await (0, rollback_1.migrationPlan)(host, env, timeoutSeconds, service)).current;
     if (result.current !== result.head)
         result.problems.push(`alembic current is ${result.current || 'empty'}, not the head ${result.head}`);
     return result;
@@ -55701,11 +55700,10 @@ exports.gateAction = {
             }
             const g = { sha: release.sha, release: release.release, problems: [] };
             try {
-                const container = await env.serviceContainer(host, service);
                 if (config.gate.alembic) {
                     log.startGroup('alembic');
                     try {
-                        g.alembic = await runAlembic(host, container, log, timeoutSeconds);
+                        g.alembic = await runAlembic(host, env, service, log, timeoutSeconds);
                         g.problems.push(...g.alembic.problems);
                     }
                     finally {
@@ -55715,6 +55713,7 @@ exports.gateAction = {
                 if (g.problems.length === 0) {
                     log.startGroup('pytest');
                     try {
+                        const container = await env.serviceContainer(host, service);
                         const t = await runPytest(host, container, config, op.id, timeoutSeconds);
                         g.tests = t.report;
                         g.problems.push(...t.problems);
@@ -56080,6 +56079,345 @@ exports.ActionIO = ActionIO;
 
 /***/ }),
 
+/***/ 7353:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.newBackupId = newBackupId;
+exports.backupDir = backupDir;
+exports.checkBackupDir = checkBackupDir;
+exports.parseCounts = parseCounts;
+exports.compareCounts = compareCounts;
+exports.takeBackup = takeBackup;
+exports.verifyBackup = verifyBackup;
+exports.listBackups = listBackups;
+exports.usableBackup = usableBackup;
+exports.restoreBackup = restoreBackup;
+exports.pruneBackups = pruneBackups;
+const errors_1 = __nccwpck_require__(4296);
+const shell_1 = __nccwpck_require__(9054);
+function newBackupId(env, now = new Date()) {
+    return `b${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${env}`;
+}
+function backupDir(config, env, id) {
+    const base = `${config.backup.dir}/${env.name}`;
+    return id ? `${base}/${id}` : base;
+}
+/** The backup directory must never be inside a checkout (where git or compose could touch it). */
+function checkBackupDir(config) {
+    const dir = config.backup.dir;
+    if (dir === '/')
+        throw new errors_1.ConfigurationError('backup.dir must not be /');
+    for (const [name, e] of Object.entries(config.environments)) {
+        if (dir === e.checkout || dir.startsWith(`${e.checkout}/`)) {
+            throw new errors_1.ConfigurationError(`backup.dir ${dir} is inside the ${name} checkout ${e.checkout}: put backups outside every repository checkout, e.g. /var/backups/twinstack`);
+        }
+    }
+}
+/** SQL that, run through psql's \gexec, prints `count:<schema.table>:<rows>` for every table. */
+const COUNT_ALL = `SELECT format('SELECT %L || count(*) FROM %I.%I', 'count:' || n.nspname || '.' || c.relname || ':', n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY n.nspname, c.relname
+\\gexec
+`;
+function parseCounts(text) {
+    const counts = new Map();
+    for (const line of text.split('\n')) {
+        const m = /^count:(.+):(\d+)$/.exec(line.trim());
+        if (m)
+            counts.set(m[1], Number(m[2]));
+    }
+    return counts;
+}
+function compareCounts(source, restored) {
+    const problems = [];
+    for (const [t, n] of source) {
+        if (!restored.has(t))
+            problems.push(`${t} is missing from the restore`);
+        else if (restored.get(t) !== n)
+            problems.push(`${t} has ${restored.get(t)} rows restored, ${n} in the source`);
+    }
+    return problems;
+}
+async function psqlValue(host, env, database, sql) {
+    const r = await host.run(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-d', database, '-c', sql]), { check: false, quiet: true, timeoutSeconds: 120 });
+    return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+/** Streams a client tool's output into a file on the host, hashing it on the way; returns size and hash. */
+async function streamToFile(host, command, file, label, timeoutSeconds) {
+    const partial = `${file}.partial`;
+    try {
+        const r = await host.run(`${command} | tee ${(0, shell_1.sh) `${partial}`} | sha256sum && mv -f ${(0, shell_1.sh) `${partial} ${file}`} && stat -c %s ${(0, shell_1.sh) `${file}`}`, {
+            label,
+            quiet: true,
+            timeoutSeconds,
+        });
+        const [hashLine, sizeLine] = r.stdout.trim().split('\n');
+        return { sha256: hashLine.split(/\s+/)[0], bytes: Number(sizeLine) };
+    }
+    catch (e) {
+        await host.run((0, shell_1.sh) `rm -f ${partial}`, { check: false, quiet: true, timeoutSeconds: 60 });
+        throw e;
+    }
+}
+/**
+ * Takes and verifies a backup. Returns its manifest; throws OperationFailed (after writing a
+ * `failed` manifest where the disk allows) when the dump or its verification fails.
+ */
+async function takeBackup(host, config, env, ctx, log, verify = config.backup.verify) {
+    checkBackupDir(config);
+    const started = new Date();
+    const id = newBackupId(env.name, started);
+    const dir = backupDir(config, env, id);
+    const database = env.cfg.database.name;
+    const timeoutSeconds = config.backup['timeout-seconds'];
+    const manifest = {
+        id,
+        env: env.name,
+        status: 'failed',
+        time: started.toISOString(),
+        finishedAt: '',
+        database,
+        release: ctx.release,
+        sha: ctx.sha,
+        files: {},
+        durationSeconds: 0,
+        timings: { dump: 0, globals: 0, verify: 0 },
+        tools: {},
+        verification: { method: verify, ok: false, detail: '' },
+    };
+    log.startGroup(`${env.name}: backup ${id}`);
+    let snapshotSession;
+    try {
+        await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { label: `creating ${dir}`, quiet: true, timeoutSeconds: 60 });
+        manifest.tools.pg_dump = (await psqlVersion(host, env)) ?? 'unknown';
+        manifest.alembicRevision = await psqlValue(host, env, database, 'SELECT version_num FROM alembic_version LIMIT 1');
+        if (verify === 'restore')
+            snapshotSession = await openSnapshot(host, env, database);
+        const dumpArgs = ['-Fc', '-d', database, ...(snapshotSession ? [`--snapshot=${snapshotSession.snapshot}`] : [])];
+        const seconds = (since) => Math.round((Date.now() - since) / 100) / 10;
+        let t = Date.now();
+        manifest.files['db.dump'] = await streamToFile(host, env.dbTool('pg_dump', dumpArgs), `${dir}/db.dump`, `pg_dump of ${env.name}`, timeoutSeconds);
+        manifest.timings.dump = seconds(t);
+        log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
+        const counts = snapshotSession ? await snapshotSession.counts() : undefined;
+        await snapshotSession?.close();
+        snapshotSession = undefined;
+        t = Date.now();
+        manifest.files['globals.sql'] = await dumpGlobals(host, env, `${dir}/globals.sql`, log, timeoutSeconds);
+        manifest.timings.globals = seconds(t);
+        t = Date.now();
+        const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
+        manifest.timings.verify = seconds(t);
+        manifest.verification.ok = !problem;
+        manifest.verification.detail = problem ?? (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
+        if (counts)
+            manifest.verification.tables = counts.size;
+        manifest.status = problem ? 'failed' : 'verified';
+        if (problem)
+            manifest.error = problem;
+    }
+    catch (e) {
+        manifest.error = e instanceof errors_1.RemoteCommandError ? e.message : (0, errors_1.errorMessage)(e);
+        manifest.status = 'failed';
+    }
+    finally {
+        await snapshotSession?.close().catch(() => undefined);
+        manifest.finishedAt = new Date().toISOString();
+        manifest.durationSeconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
+        await host.writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600).catch((e) => log.warning(`could not write ${dir}/manifest.json: ${(0, errors_1.errorMessage)(e)}`));
+        log.endGroup();
+    }
+    if (manifest.status !== 'verified') {
+        throw new errors_1.OperationFailed(`backup ${id} of ${env.name} failed: ${manifest.error}`);
+    }
+    return manifest;
+}
+async function psqlVersion(host, env) {
+    const r = await host.run(env.dbTool('pg_dump', ['--version']), { check: false, quiet: true, timeoutSeconds: 60 });
+    return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+async function dumpGlobals(host, env, file, log, timeoutSeconds) {
+    try {
+        return await streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+    }
+    catch (e) {
+        // Reading role passwords needs a superuser; without them the roles and grants are still saved.
+        if (e instanceof errors_1.RemoteCommandError && /permission denied/i.test(e.stderr)) {
+            log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
+            return streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only', '--no-role-passwords']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+        }
+        throw e;
+    }
+}
+/** A REPEATABLE READ session whose snapshot pg_dump shares, so the row counts are of the same data. */
+async function openSnapshot(host, env, database) {
+    let out = '';
+    const proc = host.spawn(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', database]), {
+        quiet: true,
+        label: 'snapshot session',
+        onStdout: (c) => (out += c.toString()),
+    });
+    const snap = proc.waitForLine(/^snap:/);
+    await proc.write(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT 'snap:' || pg_export_snapshot();\n`);
+    const snapshot = (await snap).slice('snap:'.length);
+    return {
+        snapshot,
+        async counts() {
+            const done = proc.waitForLine('counts:done');
+            await proc.write(`${COUNT_ALL}SELECT 'counts:done';\n`);
+            await done;
+            return parseCounts(out);
+        },
+        async close() {
+            await proc.write('COMMIT;\n').catch(() => undefined);
+            await proc.end();
+        },
+    };
+}
+async function rowCounts(host, env, database, timeoutSeconds) {
+    const r = await host.run(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', database, '-f', '-']), {
+        stdin: COUNT_ALL,
+        quiet: true,
+        label: `counting rows in ${database}`,
+        timeoutSeconds,
+    });
+    return parseCounts(r.stdout);
+}
+/** Checks a backup on disk: checksum, pg_restore --list, and (with counts) a scratch restore. Returns the problem, if any. */
+async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds = 3600) {
+    for (const [name, f] of Object.entries(manifest.files)) {
+        const r = await host.run((0, shell_1.sh) `sha256sum ${`${dir}/${name}`}`, { check: false, quiet: true, timeoutSeconds });
+        const actual = r.stdout.split(/\s+/)[0];
+        if (r.exitCode !== 0)
+            return `${name} cannot be read: ${(0, errors_1.tailLines)(r.stderr, 1)}`;
+        if (actual !== f.sha256)
+            return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
+    }
+    const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`} > /dev/null`, { check: false, quiet: true, timeoutSeconds });
+    if (list.exitCode !== 0)
+        return `pg_restore --list cannot read db.dump: ${(0, errors_1.tailLines)(list.stderr, 2)}`;
+    if (!counts)
+        return undefined;
+    const scratch = `${manifest.database}_twinstack_verify`.slice(0, 63);
+    const psql = (sql) => host.run(env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-c', sql]), { quiet: true, label: `psql: ${sql}`, timeoutSeconds: 300 });
+    try {
+        await psql(`DROP DATABASE IF EXISTS "${scratch}"`);
+        const created = await psql(`CREATE DATABASE "${scratch}"`).catch((e) => e);
+        if (created instanceof errors_1.RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
+            return `the database user ${env.cfg.database.user} may not create the scratch database that verify: restore needs: ALTER ROLE ${env.cfg.database.user} CREATEDB, or use verify: list`;
+        }
+        if (created instanceof Error)
+            throw created;
+        const restore = await host.run(`${env.dbTool('pg_restore', ['--exit-on-error', '--no-owner', '-d', scratch])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`}`, {
+            check: false,
+            quiet: true,
+            timeoutSeconds,
+        });
+        if (restore.exitCode !== 0)
+            return `the dump does not restore: ${(0, errors_1.tailLines)(restore.stderr, 2)}`;
+        const restored = await rowCounts(host, env, scratch, timeoutSeconds);
+        const problems = compareCounts(counts, restored);
+        if (problems.length)
+            return `the restored row counts differ: ${problems.slice(0, 5).join('; ')}`;
+        log.info(`verified by restore: ${counts.size} tables, row counts equal`);
+        return undefined;
+    }
+    finally {
+        await psql(`DROP DATABASE IF EXISTS "${scratch}"`).catch((e) => log.warning(`could not drop the scratch database ${scratch}: ${(0, errors_1.errorMessage)(e)}`));
+    }
+}
+/** Every backup of an environment, newest first, read from the manifests. */
+async function listBackups(host, config, env) {
+    const base = backupDir(config, env);
+    const r = await host.run((0, shell_1.sh) `for f in ${(0, shell_1.raw)(`${(0, shell_1.sh) `${base}`}/b*/manifest.json`)}; do [ -f "$f" ] && cat "$f" && echo '@@twinstack-manifest@@'; done; true`, {
+        quiet: true,
+        timeoutSeconds: 120,
+    });
+    const out = [];
+    for (const chunk of r.stdout.split('@@twinstack-manifest@@')) {
+        if (!chunk.trim())
+            continue;
+        try {
+            out.push(JSON.parse(chunk));
+        }
+        catch {
+            /* a manifest cut short by a full disk: not a usable backup */
+        }
+    }
+    return out.sort((a, b) => (a.id < b.id ? 1 : -1));
+}
+/** Finds one backup by id and re-checks it on disk (checksums and pg_restore --list). */
+async function usableBackup(host, config, env, id, log) {
+    const m = (await listBackups(host, config, env)).find((b) => b.id === id);
+    if (!m)
+        throw new errors_1.OperationFailed(`backup ${id} of ${env.name} does not exist in ${backupDir(config, env)}`);
+    if (m.status !== 'verified')
+        throw new errors_1.OperationFailed(`backup ${id} failed when it was taken (${m.error ?? 'not verified'}); it is never used`);
+    const problem = await verifyBackup(host, env, m, backupDir(config, env, id), log);
+    if (problem)
+        throw new errors_1.OperationFailed(`backup ${id} cannot be used: ${problem}`);
+    return m;
+}
+/**
+ * Restores a verified backup as the environment's database. `pg_restore --clean` would leave behind
+ * whatever the dump does not know of (a table a half-applied migration created), so the restore
+ * goes into a new, empty database instead: the current one is renamed aside to
+ * `<name>_twinstack_pre_restore` (kept until the next restore), a new one is created with the same
+ * owner, encoding and database privileges, and the dump is restored into it in one transaction. If
+ * that fails, the new database is dropped and the old one renamed back. Needs a database user that
+ * may create databases (the official postgres image's POSTGRES_USER can).
+ */
+async function restoreBackup(host, config, env, m, log) {
+    const file = `${backupDir(config, env, m.id)}/db.dump`;
+    const db = m.database;
+    const aside = `${db}_twinstack_pre_restore`.slice(0, 63);
+    const ident = (n) => `"${n.replace(/"/g, '""')}"`;
+    const lit = (n) => `'${n.replace(/'/g, "''")}'`;
+    const psql = (sql, label) => host.run(env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-f', '-']), { stdin: sql, label, quiet: true, timeoutSeconds: 600 });
+    const terminate = (name) => `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${lit(name)} AND pid <> pg_backend_pid();
+`;
+    const putBack = () => psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(db)};\nALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};\n`, `putting ${db} back after a failed restore`).catch((pe) => log?.error(`the restore failed and ${db} could not be put back: it is named ${aside} now (${(0, errors_1.errorMessage)(pe)})`));
+    // The rename is the last statement: if anything before it fails, nothing was moved.
+    await psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(aside)};\nALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};\n`, `setting ${db} aside for the restore`);
+    try {
+        await psql(
+        // Same owner, encoding and collation as the database it replaces.
+        `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \\gexec\n` +
+            // Database-level privileges (e.g. the app role's CONNECT) are not part of the dump: copy them.
+            `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \\gexec\n` +
+            `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \\gexec\n`, `creating an empty ${db} for the restore`);
+        await host.run(`${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${(0, shell_1.sh) `${file}`}`, {
+            label: `restoring ${env.name} from backup ${m.id}`,
+            timeoutSeconds: config.backup['timeout-seconds'],
+        });
+    }
+    catch (e) {
+        await putBack();
+        throw e;
+    }
+    log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
+}
+/** Keeps the newest `keep` verified backups and deletes older ones (and failed ones older than the newest verified). */
+async function pruneBackups(host, config, env, log) {
+    const all = await listBackups(host, config, env);
+    const verified = all.filter((b) => b.status === 'verified');
+    const keepIds = new Set(verified.slice(0, config.backup.keep).map((b) => b.id));
+    const newestVerified = verified[0];
+    const doomed = all.filter((b) => !keepIds.has(b.id) && (b.status === 'verified' || (newestVerified && b.id < newestVerified.id)));
+    if (doomed.length === 0)
+        return [];
+    await host.run((0, shell_1.argv)('rm', '-rf', doomed.map((b) => backupDir(config, env, b.id))), { label: 'pruning old backups', quiet: true, timeoutSeconds: 600 });
+    log.info(`${env.name}: deleted backups ${doomed.map((b) => b.id).join(', ')} (keeping the newest ${config.backup.keep} verified)`);
+    return doomed.map((b) => b.id);
+}
+
+
+/***/ }),
+
 /***/ 4489:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -56132,6 +56470,7 @@ const path = __importStar(__nccwpck_require__(6760));
 const yaml_1 = __nccwpck_require__(8815);
 const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(4296);
+const validate_1 = __nccwpck_require__(993);
 const sections_1 = __nccwpck_require__(1176);
 const absPath = zod_1.z
     .string()
@@ -56243,7 +56582,7 @@ function parseConfig(text, source) {
 /** Reads the config file relative to the workspace (GITHUB_WORKSPACE, or the working directory). */
 function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cwd()) {
     if (path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) {
-        throw new errors_1.ConfigurationError(`config "${file}" must be a path inside the repository, such as .github/twinstack.yml`);
+        throw new errors_1.ConfigurationError(`config "${(0, validate_1.printable)(file)}" must be a path inside the repository, such as .github/twinstack.yml`);
     }
     const full = path.join(workspace, file);
     let text;
@@ -56251,7 +56590,7 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
         text = fs.readFileSync(full, 'utf8');
     }
     catch {
-        throw new errors_1.ConfigurationError(`config file ${file} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
+        throw new errors_1.ConfigurationError(`config file ${(0, validate_1.printable)(file)} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
     }
     return parseConfig(text, file);
 }
@@ -56302,9 +56641,10 @@ class Environment {
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
         const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
-        return ((0, shell_1.sh) `c=$(docker ps -q ${filters} | head -n 1); ` +
+        // One braced group, so the whole command can sit in a pipe or take a redirection.
+        return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}`);
+            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
@@ -56386,7 +56726,9 @@ class RemoteCommandError extends Error {
             ? 'timed out and was killed'
             : signal
                 ? `was killed by ${signal}`
-                : `exited with code ${exitCode}`;
+                : exitCode === null
+                    ? 'ended without an exit status (sshd or the connection closed it)'
+                    : `exited with code ${exitCode}`;
         const tail = tailLines(stderr, 5);
         return `${what} ${how}${tail ? `: ${tail}` : ''}`;
     }
@@ -56414,6 +56756,58 @@ function errorMessage(err) {
     if (err instanceof Error)
         return err.message;
     return String(err);
+}
+
+
+/***/ }),
+
+/***/ 7167:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.resolveRef = resolveRef;
+exports.checkoutCommit = checkoutCommit;
+exports.headCommit = headCommit;
+const errors_1 = __nccwpck_require__(4296);
+const shell_1 = __nccwpck_require__(9054);
+const validate_1 = __nccwpck_require__(993);
+/** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
+async function resolveRef(host, env, ref) {
+    (0, validate_1.gitRef)(ref);
+    const { checkout, remote } = env.cfg;
+    const exists = await host.run((0, shell_1.sh) `test -d ${`${checkout}/.git`}`, { check: false, quiet: true, timeoutSeconds: 30 });
+    if (exists.exitCode !== 0) {
+        throw new errors_1.ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
+    }
+    await host.run((0, shell_1.sh) `git fetch --prune --tags --force ${remote}`, { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+    // A branch name means the remote's branch; a tag or sha means itself.
+    const r = await host.run((0, shell_1.sh) `git rev-parse --verify --quiet ${`refs/remotes/${remote}/${ref}^{commit}`} || git rev-parse --verify --quiet ${`refs/tags/${ref}^{commit}`} || git rev-parse --verify --quiet ${`${ref}^{commit}`}`, { cwd: checkout, check: false, quiet: true, timeoutSeconds: 60 });
+    const sha = r.stdout.trim().split('\n')[0];
+    if (r.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(sha)) {
+        throw new errors_1.ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
+    }
+    return sha;
+}
+async function checkoutCommit(host, env, sha) {
+    try {
+        await host.run((0, shell_1.sh) `git -c advice.detachedHead=false checkout --quiet --detach ${sha}`, {
+            cwd: env.cfg.checkout,
+            label: `git checkout ${sha.slice(0, 12)} in ${env.cfg.checkout}`,
+            timeoutSeconds: 300,
+        });
+    }
+    catch (e) {
+        if (e instanceof errors_1.RemoteCommandError && /would be overwritten|local changes/i.test(e.stderr)) {
+            throw new errors_1.ConfigurationError(`${env.cfg.checkout} has local changes to tracked files: commit or discard them on the host (git -C ${env.cfg.checkout} status), then deploy again`);
+        }
+        throw e;
+    }
+}
+async function headCommit(host, env) {
+    const r = await host.run('git rev-parse --verify --quiet HEAD', { cwd: env.cfg.checkout, check: false, quiet: true, timeoutSeconds: 60 });
+    return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 
 
@@ -57162,6 +57556,77 @@ async function restoreReleaseImages(host, env, release) {
 
 /***/ }),
 
+/***/ 8647:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.startRelease = startRelease;
+exports.migrationPlan = migrationPlan;
+exports.upgradeHead = upgradeHead;
+exports.lossWindow = lossWindow;
+const backup_1 = __nccwpck_require__(7353);
+const git_1 = __nccwpck_require__(7167);
+const release_1 = __nccwpck_require__(2558);
+const shell_1 = __nccwpck_require__(9054);
+/** The compose services other than the database, so the database can be restored under no load. */
+async function appServices(host, env) {
+    const r = await host.run(env.compose('config', '--services'), env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }));
+    return r.stdout
+        .split('\n')
+        .map((s) => s.trim())
+        .filter((s) => s && s !== env.cfg.database.service);
+}
+async function startRelease(host, config, env, release, log, restore) {
+    log.startGroup(`${env.name}: starting release ${release.release} (${release.sha.slice(0, 12)})`);
+    try {
+        await (0, release_1.restoreReleaseImages)(host, env, release);
+        await (0, git_1.checkoutCommit)(host, env, release.sha);
+        let restoredAt;
+        if (restore) {
+            const services = await appServices(host, env);
+            if (services.length)
+                await host.run(env.compose('stop', ...services), env.composeOptions({ label: `${env.name} compose stop (for the restore)` }));
+            log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
+            try {
+                await (0, backup_1.restoreBackup)(host, config, env, restore, log);
+            }
+            catch (e) {
+                // The database was put back as it was; start the release's services anyway rather than leave them stopped.
+                await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` })).catch(() => undefined);
+                throw e;
+            }
+            restoredAt = new Date().toISOString();
+        }
+        await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up (release ${release.release})` }));
+        const containers = await (0, release_1.waitHealthy)(host, env, log);
+        await (0, release_1.probeHealthUrl)(host, env, log);
+        return { containers, restoredAt };
+    }
+    finally {
+        log.endGroup();
+    }
+}
+/** Where alembic stands in the environment's api service, before migrating. */
+async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
+    const container = await env.serviceContainer(host, service);
+    const run = (args) => host.run((0, shell_1.argv)('docker', 'exec', container, 'alembic', ...args), { label: `${env.name} alembic ${args[0]}`, quiet: true, timeoutSeconds });
+    const heads = [...(await run(['heads'])).stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
+    const current = /^(\w+)/m.exec((await run(['current'])).stdout.trim())?.[1] ?? '';
+    return { container, current, heads, pending: !(heads.length === 1 && heads[0] === current) };
+}
+async function upgradeHead(host, env, plan, timeoutSeconds) {
+    await host.run((0, shell_1.argv)('docker', 'exec', plan.container, 'alembic', 'upgrade', 'head'), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
+}
+function lossWindow(backup, restoredAt) {
+    const seconds = Math.max(0, Math.round((Date.parse(restoredAt) - Date.parse(backup.time)) / 1000));
+    return `writes between ${backup.time} (backup ${backup.id}) and ${restoredAt} (${seconds}s) are lost`;
+}
+
+
+/***/ }),
+
 /***/ 9054:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -57277,6 +57742,8 @@ const errors_1 = __nccwpck_require__(4296);
 const known_hosts_1 = __nccwpck_require__(5602);
 const shell_1 = __nccwpck_require__(9054);
 const MAX_CAPTURE = 32 * 1024 * 1024;
+const EXIT_MARKER = '@twinstack-exit:';
+const EXIT_TRAILER = /\n@twinstack-exit:(\d+)\n$/;
 const KILL_GRACE_SECONDS = 10;
 /** Keeps the last `max` bytes of a stream. */
 class Capture {
@@ -57370,6 +57837,9 @@ class SshHost {
             }
             throw new errors_1.ConfigurationError(`cannot connect to ${target.host}:${target.port}: ${msg}`);
         }
+        // Commands are many small request/response exchanges: without this, Nagle's algorithm and
+        // delayed ACKs add tens of milliseconds to every one.
+        ssh.connection?.setNoDelay(true);
         log.debug(`connected to ${name}`);
         return new SshHost(ssh, name, log, target.commandTimeoutSeconds ?? 1800);
     }
@@ -57389,7 +57859,10 @@ class SshHost {
         });
         const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${body}`);
         const timed = timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner;
-        return envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
+        const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
+        // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
+        // closes a channel without sending exit-status, and a command's result must never be a guess.
+        return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
     }
     exec(script, options, keepStdinOpen) {
         const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
@@ -57399,7 +57872,10 @@ class SshHost {
         const out = new Capture();
         const err = new Capture();
         const outLines = new LineSplitter((l) => this.log.info(l));
-        const errLines = new LineSplitter((l) => this.log.info(l));
+        const errLines = new LineSplitter((l) => {
+            if (!l.startsWith(EXIT_MARKER) && l !== '')
+                this.log.info(l);
+        });
         const lineWaiters = [];
         const markerLines = new LineSplitter((l) => {
             for (const w of lineWaiters.filter((x) => (typeof x.marker === 'string' ? x.marker === l : x.marker.test(l)))) {
@@ -57409,15 +57885,12 @@ class SshHost {
         });
         let channel;
         const started = Date.now();
-        const channelReady = new Promise((resolve, reject) => {
-            this.connection().exec(command, (e, ch) => {
-                if (e)
-                    return reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
-                channel = ch;
-                resolve(ch);
-            });
-        });
-        const exited = channelReady.then((ch) => new Promise((resolve) => {
+        let finish;
+        const exited = new Promise((resolve) => (finish = resolve));
+        // Every listener is attached inside exec's callback, in the same tick the channel opens: the
+        // exit status can arrive in the same read as the channel confirmation, and a listener added a
+        // promise tick later would miss it.
+        const attach = (ch) => {
             let exitCode = null;
             let signal = null;
             let localTimer;
@@ -57449,16 +57922,18 @@ class SshHost {
                 outLines.flush();
                 errLines.flush();
                 const elapsed = Date.now() - started;
-                const timedOut = timeoutSeconds > 0 && (exitCode === 124 || (exitCode === 137 && elapsed >= timeoutSeconds * 1000) || (exitCode === null && signal === null));
-                resolve({
-                    command: script,
-                    exitCode,
-                    signal,
-                    stdout: out.text(),
-                    stderr: err.text(),
-                    timedOut,
-                    durationMs: elapsed,
-                });
+                let stderr = err.text();
+                const trailer = EXIT_TRAILER.exec(stderr);
+                if (trailer) {
+                    stderr = stderr.slice(0, trailer.index);
+                    if (exitCode === null && signal === null)
+                        exitCode = Number(trailer[1]);
+                }
+                // `timeout` exits 124 (or 137 after its KILL); a channel closed with no status at all
+                // counts as timed out only once the time limit has passed (else sshd or the link ended it).
+                const overdue = elapsed >= timeoutSeconds * 1000;
+                const timedOut = timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
+                finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut, durationMs: elapsed });
             });
             if (options.stdin !== undefined) {
                 const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
@@ -57468,7 +57943,20 @@ class SshHost {
             else if (!keepStdinOpen) {
                 ch.end();
             }
-        }));
+        };
+        const channelReady = new Promise((resolve, reject) => {
+            this.connection().exec(command, (e, ch) => {
+                if (e) {
+                    const error = new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label);
+                    finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
+                    return reject(error);
+                }
+                channel = ch;
+                attach(ch);
+                resolve(ch);
+            });
+        });
+        channelReady.catch(() => undefined);
         return { exited, channelReady, lineWaiters, label, getChannel: () => channel };
     }
     async run(script, options = {}) {
@@ -57665,9 +58153,15 @@ function check(name, value, re, what) {
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: ${what}`);
     return value;
 }
-/** Shows a bad value safely in an error line: control characters escaped, length capped. */
+/**
+ * Shows a bad value safely in an error line: control characters escaped, and so are invisible
+ * format characters (bidi overrides, zero-width spaces), which could make the line read as
+ * something else; length capped.
+ */
 function printable(value) {
-    const escaped = JSON.stringify(value).slice(1, -1);
+    const escaped = JSON.stringify(value)
+        .slice(1, -1)
+        .replace(/[\p{Cf}\p{Zl}\p{Zp}\u0080-\u009f]/gu, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
     return escaped.length > 60 ? `${escaped.slice(0, 59)}…` : escaped;
 }
 function environmentName(value, name = 'environment') {

@@ -56180,6 +56180,7 @@ const path = __importStar(__nccwpck_require__(6760));
 const yaml_1 = __nccwpck_require__(8815);
 const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(4296);
+const validate_1 = __nccwpck_require__(993);
 const sections_1 = __nccwpck_require__(1176);
 const absPath = zod_1.z
     .string()
@@ -56291,7 +56292,7 @@ function parseConfig(text, source) {
 /** Reads the config file relative to the workspace (GITHUB_WORKSPACE, or the working directory). */
 function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cwd()) {
     if (path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) {
-        throw new errors_1.ConfigurationError(`config "${file}" must be a path inside the repository, such as .github/twinstack.yml`);
+        throw new errors_1.ConfigurationError(`config "${(0, validate_1.printable)(file)}" must be a path inside the repository, such as .github/twinstack.yml`);
     }
     const full = path.join(workspace, file);
     let text;
@@ -56299,7 +56300,7 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
         text = fs.readFileSync(full, 'utf8');
     }
     catch {
-        throw new errors_1.ConfigurationError(`config file ${file} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
+        throw new errors_1.ConfigurationError(`config file ${(0, validate_1.printable)(file)} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
     }
     return parseConfig(text, file);
 }
@@ -56350,9 +56351,10 @@ class Environment {
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
         const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
-        return ((0, shell_1.sh) `c=$(docker ps -q ${filters} | head -n 1); ` +
+        // One braced group, so the whole command can sit in a pipe or take a redirection.
+        return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}`);
+            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
@@ -56434,7 +56436,9 @@ class RemoteCommandError extends Error {
             ? 'timed out and was killed'
             : signal
                 ? `was killed by ${signal}`
-                : `exited with code ${exitCode}`;
+                : exitCode === null
+                    ? 'ended without an exit status (sshd or the connection closed it)'
+                    : `exited with code ${exitCode}`;
         const tail = tailLines(stderr, 5);
         return `${what} ${how}${tail ? `: ${tail}` : ''}`;
     }
@@ -56811,6 +56815,8 @@ const errors_1 = __nccwpck_require__(4296);
 const known_hosts_1 = __nccwpck_require__(5602);
 const shell_1 = __nccwpck_require__(9054);
 const MAX_CAPTURE = 32 * 1024 * 1024;
+const EXIT_MARKER = '@twinstack-exit:';
+const EXIT_TRAILER = /\n@twinstack-exit:(\d+)\n$/;
 const KILL_GRACE_SECONDS = 10;
 /** Keeps the last `max` bytes of a stream. */
 class Capture {
@@ -56904,6 +56910,9 @@ class SshHost {
             }
             throw new errors_1.ConfigurationError(`cannot connect to ${target.host}:${target.port}: ${msg}`);
         }
+        // Commands are many small request/response exchanges: without this, Nagle's algorithm and
+        // delayed ACKs add tens of milliseconds to every one.
+        ssh.connection?.setNoDelay(true);
         log.debug(`connected to ${name}`);
         return new SshHost(ssh, name, log, target.commandTimeoutSeconds ?? 1800);
     }
@@ -56923,7 +56932,10 @@ class SshHost {
         });
         const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${body}`);
         const timed = timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner;
-        return envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
+        const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
+        // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
+        // closes a channel without sending exit-status, and a command's result must never be a guess.
+        return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
     }
     exec(script, options, keepStdinOpen) {
         const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
@@ -56933,7 +56945,10 @@ class SshHost {
         const out = new Capture();
         const err = new Capture();
         const outLines = new LineSplitter((l) => this.log.info(l));
-        const errLines = new LineSplitter((l) => this.log.info(l));
+        const errLines = new LineSplitter((l) => {
+            if (!l.startsWith(EXIT_MARKER) && l !== '')
+                this.log.info(l);
+        });
         const lineWaiters = [];
         const markerLines = new LineSplitter((l) => {
             for (const w of lineWaiters.filter((x) => (typeof x.marker === 'string' ? x.marker === l : x.marker.test(l)))) {
@@ -56943,15 +56958,12 @@ class SshHost {
         });
         let channel;
         const started = Date.now();
-        const channelReady = new Promise((resolve, reject) => {
-            this.connection().exec(command, (e, ch) => {
-                if (e)
-                    return reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
-                channel = ch;
-                resolve(ch);
-            });
-        });
-        const exited = channelReady.then((ch) => new Promise((resolve) => {
+        let finish;
+        const exited = new Promise((resolve) => (finish = resolve));
+        // Every listener is attached inside exec's callback, in the same tick the channel opens: the
+        // exit status can arrive in the same read as the channel confirmation, and a listener added a
+        // promise tick later would miss it.
+        const attach = (ch) => {
             let exitCode = null;
             let signal = null;
             let localTimer;
@@ -56983,16 +56995,18 @@ class SshHost {
                 outLines.flush();
                 errLines.flush();
                 const elapsed = Date.now() - started;
-                const timedOut = timeoutSeconds > 0 && (exitCode === 124 || (exitCode === 137 && elapsed >= timeoutSeconds * 1000) || (exitCode === null && signal === null));
-                resolve({
-                    command: script,
-                    exitCode,
-                    signal,
-                    stdout: out.text(),
-                    stderr: err.text(),
-                    timedOut,
-                    durationMs: elapsed,
-                });
+                let stderr = err.text();
+                const trailer = EXIT_TRAILER.exec(stderr);
+                if (trailer) {
+                    stderr = stderr.slice(0, trailer.index);
+                    if (exitCode === null && signal === null)
+                        exitCode = Number(trailer[1]);
+                }
+                // `timeout` exits 124 (or 137 after its KILL); a channel closed with no status at all
+                // counts as timed out only once the time limit has passed (else sshd or the link ended it).
+                const overdue = elapsed >= timeoutSeconds * 1000;
+                const timedOut = timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
+                finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut, durationMs: elapsed });
             });
             if (options.stdin !== undefined) {
                 const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
@@ -57002,7 +57016,20 @@ class SshHost {
             else if (!keepStdinOpen) {
                 ch.end();
             }
-        }));
+        };
+        const channelReady = new Promise((resolve, reject) => {
+            this.connection().exec(command, (e, ch) => {
+                if (e) {
+                    const error = new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label);
+                    finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
+                    return reject(error);
+                }
+                channel = ch;
+                attach(ch);
+                resolve(ch);
+            });
+        });
+        channelReady.catch(() => undefined);
         return { exited, channelReady, lineWaiters, label, getChannel: () => channel };
     }
     async run(script, options = {}) {
@@ -57199,9 +57226,15 @@ function check(name, value, re, what) {
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: ${what}`);
     return value;
 }
-/** Shows a bad value safely in an error line: control characters escaped, length capped. */
+/**
+ * Shows a bad value safely in an error line: control characters escaped, and so are invisible
+ * format characters (bidi overrides, zero-width spaces), which could make the line read as
+ * something else; length capped.
+ */
 function printable(value) {
-    const escaped = JSON.stringify(value).slice(1, -1);
+    const escaped = JSON.stringify(value)
+        .slice(1, -1)
+        .replace(/[\p{Cf}\p{Zl}\p{Zp}\u0080-\u009f]/gu, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
     return escaped.length > 60 ? `${escaped.slice(0, 59)}…` : escaped;
 }
 function environmentName(value, name = 'environment') {

@@ -56526,27 +56526,23 @@ async function restoreBackup(host, config, env, m, log) {
     const psql = (sql, label) => host.run(env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-f', '-']), { stdin: sql, label, quiet: true, timeoutSeconds: 600 });
     const terminate = (name) => `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${lit(name)} AND pid <> pg_backend_pid();
 `;
-    await psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(aside)};
-ALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};
-` +
-        // Same owner, encoding and collation as the database it replaces.
-        `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \gexec
-` +
-        // Database-level privileges (e.g. the app role's CONNECT) are not part of the dump: copy them.
-        `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \gexec
-` +
-        `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \gexec
-`, `setting ${db} aside for the restore`);
+    const putBack = () => psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(db)};\nALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};\n`, `putting ${db} back after a failed restore`).catch((pe) => log?.error(`the restore failed and ${db} could not be put back: it is named ${aside} now (${(0, errors_1.errorMessage)(pe)})`));
+    // The rename is the last statement: if anything before it fails, nothing was moved.
+    await psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(aside)};\nALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};\n`, `setting ${db} aside for the restore`);
     try {
+        await psql(
+        // Same owner, encoding and collation as the database it replaces.
+        `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \\gexec\n` +
+            // Database-level privileges (e.g. the app role's CONNECT) are not part of the dump: copy them.
+            `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \\gexec\n` +
+            `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \\gexec\n`, `creating an empty ${db} for the restore`);
         await host.run(`${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${(0, shell_1.sh) `${file}`}`, {
             label: `restoring ${env.name} from backup ${m.id}`,
             timeoutSeconds: config.backup['timeout-seconds'],
         });
     }
     catch (e) {
-        await psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(db)};
-ALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};
-`, `putting ${db} back after a failed restore`).catch((pe) => log?.error(`the restore failed and ${db} could not be put back: it is named ${aside} now (${(0, errors_1.errorMessage)(pe)})`));
+        await putBack();
         throw e;
     }
     log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
@@ -56620,6 +56616,7 @@ const path = __importStar(__nccwpck_require__(6760));
 const yaml_1 = __nccwpck_require__(8815);
 const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(4296);
+const validate_1 = __nccwpck_require__(993);
 const sections_1 = __nccwpck_require__(1176);
 const absPath = zod_1.z
     .string()
@@ -56731,7 +56728,7 @@ function parseConfig(text, source) {
 /** Reads the config file relative to the workspace (GITHUB_WORKSPACE, or the working directory). */
 function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cwd()) {
     if (path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) {
-        throw new errors_1.ConfigurationError(`config "${file}" must be a path inside the repository, such as .github/twinstack.yml`);
+        throw new errors_1.ConfigurationError(`config "${(0, validate_1.printable)(file)}" must be a path inside the repository, such as .github/twinstack.yml`);
     }
     const full = path.join(workspace, file);
     let text;
@@ -56739,7 +56736,7 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
         text = fs.readFileSync(full, 'utf8');
     }
     catch {
-        throw new errors_1.ConfigurationError(`config file ${file} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
+        throw new errors_1.ConfigurationError(`config file ${(0, validate_1.printable)(file)} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
     }
     return parseConfig(text, file);
 }
@@ -56790,9 +56787,10 @@ class Environment {
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
         const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
-        return ((0, shell_1.sh) `c=$(docker ps -q ${filters} | head -n 1); ` +
+        // One braced group, so the whole command can sit in a pipe or take a redirection.
+        return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}`);
+            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
@@ -56874,7 +56872,9 @@ class RemoteCommandError extends Error {
             ? 'timed out and was killed'
             : signal
                 ? `was killed by ${signal}`
-                : `exited with code ${exitCode}`;
+                : exitCode === null
+                    ? 'ended without an exit status (sshd or the connection closed it)'
+                    : `exited with code ${exitCode}`;
         const tail = tailLines(stderr, 5);
         return `${what} ${how}${tail ? `: ${tail}` : ''}`;
     }
@@ -57675,7 +57675,14 @@ async function startRelease(host, config, env, release, log, restore) {
             if (services.length)
                 await host.run(env.compose('stop', ...services), env.composeOptions({ label: `${env.name} compose stop (for the restore)` }));
             log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
-            await (0, backup_1.restoreBackup)(host, config, env, restore, log);
+            try {
+                await (0, backup_1.restoreBackup)(host, config, env, restore, log);
+            }
+            catch (e) {
+                // The database was put back as it was; start the release's services anyway rather than leave them stopped.
+                await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` })).catch(() => undefined);
+                throw e;
+            }
             restoredAt = new Date().toISOString();
         }
         await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up (release ${release.release})` }));
@@ -57688,8 +57695,8 @@ async function startRelease(host, config, env, release, log, restore) {
     }
 }
 /** Where alembic stands in the environment's api service, before migrating. */
-async function migrationPlan(host, env, timeoutSeconds) {
-    const container = await env.serviceContainer(host, env.cfg.apiService);
+async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
+    const container = await env.serviceContainer(host, service);
     const run = (args) => host.run((0, shell_1.argv)('docker', 'exec', container, 'alembic', ...args), { label: `${env.name} alembic ${args[0]}`, quiet: true, timeoutSeconds });
     const heads = [...(await run(['heads'])).stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
     const current = /^(\w+)/m.exec((await run(['current'])).stdout.trim())?.[1] ?? '';
@@ -57821,6 +57828,8 @@ const errors_1 = __nccwpck_require__(4296);
 const known_hosts_1 = __nccwpck_require__(5602);
 const shell_1 = __nccwpck_require__(9054);
 const MAX_CAPTURE = 32 * 1024 * 1024;
+const EXIT_MARKER = '@twinstack-exit:';
+const EXIT_TRAILER = /\n@twinstack-exit:(\d+)\n$/;
 const KILL_GRACE_SECONDS = 10;
 /** Keeps the last `max` bytes of a stream. */
 class Capture {
@@ -57914,6 +57923,9 @@ class SshHost {
             }
             throw new errors_1.ConfigurationError(`cannot connect to ${target.host}:${target.port}: ${msg}`);
         }
+        // Commands are many small request/response exchanges: without this, Nagle's algorithm and
+        // delayed ACKs add tens of milliseconds to every one.
+        ssh.connection?.setNoDelay(true);
         log.debug(`connected to ${name}`);
         return new SshHost(ssh, name, log, target.commandTimeoutSeconds ?? 1800);
     }
@@ -57933,7 +57945,10 @@ class SshHost {
         });
         const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${body}`);
         const timed = timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner;
-        return envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
+        const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
+        // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
+        // closes a channel without sending exit-status, and a command's result must never be a guess.
+        return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
     }
     exec(script, options, keepStdinOpen) {
         const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
@@ -57943,7 +57958,10 @@ class SshHost {
         const out = new Capture();
         const err = new Capture();
         const outLines = new LineSplitter((l) => this.log.info(l));
-        const errLines = new LineSplitter((l) => this.log.info(l));
+        const errLines = new LineSplitter((l) => {
+            if (!l.startsWith(EXIT_MARKER) && l !== '')
+                this.log.info(l);
+        });
         const lineWaiters = [];
         const markerLines = new LineSplitter((l) => {
             for (const w of lineWaiters.filter((x) => (typeof x.marker === 'string' ? x.marker === l : x.marker.test(l)))) {
@@ -57953,15 +57971,12 @@ class SshHost {
         });
         let channel;
         const started = Date.now();
-        const channelReady = new Promise((resolve, reject) => {
-            this.connection().exec(command, (e, ch) => {
-                if (e)
-                    return reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
-                channel = ch;
-                resolve(ch);
-            });
-        });
-        const exited = channelReady.then((ch) => new Promise((resolve) => {
+        let finish;
+        const exited = new Promise((resolve) => (finish = resolve));
+        // Every listener is attached inside exec's callback, in the same tick the channel opens: the
+        // exit status can arrive in the same read as the channel confirmation, and a listener added a
+        // promise tick later would miss it.
+        const attach = (ch) => {
             let exitCode = null;
             let signal = null;
             let localTimer;
@@ -57993,16 +58008,18 @@ class SshHost {
                 outLines.flush();
                 errLines.flush();
                 const elapsed = Date.now() - started;
-                const timedOut = timeoutSeconds > 0 && (exitCode === 124 || (exitCode === 137 && elapsed >= timeoutSeconds * 1000) || (exitCode === null && signal === null));
-                resolve({
-                    command: script,
-                    exitCode,
-                    signal,
-                    stdout: out.text(),
-                    stderr: err.text(),
-                    timedOut,
-                    durationMs: elapsed,
-                });
+                let stderr = err.text();
+                const trailer = EXIT_TRAILER.exec(stderr);
+                if (trailer) {
+                    stderr = stderr.slice(0, trailer.index);
+                    if (exitCode === null && signal === null)
+                        exitCode = Number(trailer[1]);
+                }
+                // `timeout` exits 124 (or 137 after its KILL); a channel closed with no status at all
+                // counts as timed out only once the time limit has passed (else sshd or the link ended it).
+                const overdue = elapsed >= timeoutSeconds * 1000;
+                const timedOut = timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
+                finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut, durationMs: elapsed });
             });
             if (options.stdin !== undefined) {
                 const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
@@ -58012,7 +58029,20 @@ class SshHost {
             else if (!keepStdinOpen) {
                 ch.end();
             }
-        }));
+        };
+        const channelReady = new Promise((resolve, reject) => {
+            this.connection().exec(command, (e, ch) => {
+                if (e) {
+                    const error = new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label);
+                    finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
+                    return reject(error);
+                }
+                channel = ch;
+                attach(ch);
+                resolve(ch);
+            });
+        });
+        channelReady.catch(() => undefined);
         return { exited, channelReady, lineWaiters, label, getChannel: () => channel };
     }
     async run(script, options = {}) {
@@ -58209,9 +58239,15 @@ function check(name, value, re, what) {
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: ${what}`);
     return value;
 }
-/** Shows a bad value safely in an error line: control characters escaped, length capped. */
+/**
+ * Shows a bad value safely in an error line: control characters escaped, and so are invisible
+ * format characters (bidi overrides, zero-width spaces), which could make the line read as
+ * something else; length capped.
+ */
 function printable(value) {
-    const escaped = JSON.stringify(value).slice(1, -1);
+    const escaped = JSON.stringify(value)
+        .slice(1, -1)
+        .replace(/[\p{Cf}\p{Zl}\p{Zp}\u0080-\u009f]/gu, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
     return escaped.length > 60 ? `${escaped.slice(0, 59)}…` : escaped;
 }
 function environmentName(value, name = 'environment') {

@@ -55571,6 +55571,7 @@ const errors_1 = __nccwpck_require__(4296);
 const validate_1 = __nccwpck_require__(993);
 const engine_1 = __nccwpck_require__(3365);
 const report_1 = __nccwpck_require__(421);
+const swap_1 = __nccwpck_require__(9048);
 function readParams(ctx) {
     const { io } = ctx;
     const params = { dryRun: (0, validate_1.boolean)(io.input('dry-run'), 'input dry-run') };
@@ -55615,7 +55616,13 @@ exports.resampleAction = {
                 await io.summary((0, report_1.resampleSummary)(e.report, { ok: false, error: e.message }).toMarkdown());
                 throw e;
             }
-            if (!(e instanceof errors_1.ConfigurationError)) {
+            if (e instanceof errors_1.ConfigurationError)
+                throw e;
+            io.output('swapped', false);
+            if (e instanceof swap_1.SwapBackFailed) {
+                await io.summary(`## Resample failed, and dev's database could not be put back\n\n**❌ ${(0, errors_1.errorMessage)(e)}**\n\nDev's services may be stopped. Run resample again (it restores dev's own database before anything else), or rename the database by hand.\n`);
+            }
+            else {
                 await io.summary(`## Resample failed\n\n**❌ ${(0, errors_1.errorMessage)(e)}**\n\nDev keeps its previous database (a failure after the swap began is undone). Run resample again once the cause is fixed.\n`);
             }
             throw e;
@@ -56000,6 +56007,7 @@ const path = __importStar(__nccwpck_require__(6760));
 const yaml_1 = __nccwpck_require__(8815);
 const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(4296);
+const validate_1 = __nccwpck_require__(993);
 const sections_1 = __nccwpck_require__(1176);
 const absPath = zod_1.z
     .string()
@@ -56111,7 +56119,7 @@ function parseConfig(text, source) {
 /** Reads the config file relative to the workspace (GITHUB_WORKSPACE, or the working directory). */
 function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cwd()) {
     if (path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) {
-        throw new errors_1.ConfigurationError(`config "${file}" must be a path inside the repository, such as .github/twinstack.yml`);
+        throw new errors_1.ConfigurationError(`config "${(0, validate_1.printable)(file)}" must be a path inside the repository, such as .github/twinstack.yml`);
     }
     const full = path.join(workspace, file);
     let text;
@@ -56119,7 +56127,7 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
         text = fs.readFileSync(full, 'utf8');
     }
     catch {
-        throw new errors_1.ConfigurationError(`config file ${file} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
+        throw new errors_1.ConfigurationError(`config file ${(0, validate_1.printable)(file)} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
     }
     return parseConfig(text, file);
 }
@@ -56170,9 +56178,10 @@ class Environment {
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
         const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
-        return ((0, shell_1.sh) `c=$(docker ps -q ${filters} | head -n 1); ` +
+        // One braced group, so the whole command can sit in a pipe or take a redirection.
+        return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}`);
+            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
@@ -56254,7 +56263,9 @@ class RemoteCommandError extends Error {
             ? 'timed out and was killed'
             : signal
                 ? `was killed by ${signal}`
-                : `exited with code ${exitCode}`;
+                : exitCode === null
+                    ? 'ended without an exit status (sshd or the connection closed it)'
+                    : `exited with code ${exitCode}`;
         const tail = tailLines(stderr, 5);
         return `${what} ${how}${tail ? `: ${tail}` : ''}`;
     }
@@ -56772,6 +56783,204 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
 
 /***/ }),
 
+/***/ 2558:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.HealthError = void 0;
+exports.newReleaseId = newReleaseId;
+exports.currentRelease = currentRelease;
+exports.releaseHistory = releaseHistory;
+exports.composeBuildAndUp = composeBuildAndUp;
+exports.containerLogs = containerLogs;
+exports.waitHealthy = waitHealthy;
+exports.probeHealthUrl = probeHealthUrl;
+exports.tagRelease = tagRelease;
+exports.pruneReleaseTags = pruneReleaseTags;
+exports.restoreReleaseImages = restoreReleaseImages;
+const errors_1 = __nccwpck_require__(4296);
+const shell_1 = __nccwpck_require__(9054);
+function newReleaseId(sha, now = new Date()) {
+    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    return `r${stamp}-${sha.slice(0, 7)}`;
+}
+function asRelease(r) {
+    return { release: String(r.release), sha: String(r.sha), kind: r.kind, images: (r.images ?? {}), time: r.time, run: r.run };
+}
+/** The release an environment runs now: the newest release record. */
+function currentRelease(records) {
+    for (let i = records.length - 1; i >= 0; i--)
+        if (records[i].event === 'release')
+            return asRelease(records[i]);
+    return undefined;
+}
+/** Every release ever recorded, newest first, each id once. */
+function releaseHistory(records) {
+    const seen = new Set();
+    const out = [];
+    for (let i = records.length - 1; i >= 0; i--) {
+        const r = records[i];
+        if (r.event !== 'release' || seen.has(String(r.release)))
+            continue;
+        seen.add(String(r.release));
+        out.push(asRelease(r));
+    }
+    return out;
+}
+/** A service that did not come up: the step fails naming it, with its state and last log lines. */
+class HealthError extends errors_1.OperationFailed {
+    service;
+    state;
+    logs;
+    constructor(message, service, state, logs) {
+        super(message);
+        this.service = service;
+        this.state = state;
+        this.logs = logs;
+    }
+}
+exports.HealthError = HealthError;
+async function composeBuildAndUp(host, env, build, log) {
+    if (build) {
+        log.startGroup(`${env.name}: compose build`);
+        try {
+            await host.run(env.compose('build'), env.composeOptions({ label: `${env.name} compose build` }));
+        }
+        finally {
+            log.endGroup();
+        }
+    }
+    log.startGroup(`${env.name}: compose up`);
+    try {
+        await host.run(env.compose('up', '-d', '--remove-orphans', ...(build ? [] : ['--no-build'])), env.composeOptions({ label: `${env.name} compose up` }));
+    }
+    finally {
+        log.endGroup();
+    }
+}
+async function containerLogs(host, c, lines = 30) {
+    const r = await host.run((0, shell_1.sh) `docker logs --tail ${lines} ${c.id} 2>&1`, { check: false, quiet: true, timeoutSeconds: 60 });
+    return r.stdout.trimEnd();
+}
+function verdict(c) {
+    if (c.status === 'restarting' || c.status === 'dead')
+        return 'failed';
+    if (c.status === 'exited')
+        return c.exitCode === 0 ? 'ok' : 'failed';
+    if (c.status !== 'running')
+        return 'wait';
+    if (!c.hasHealthcheck)
+        return 'ok';
+    if (c.health === 'healthy')
+        return 'ok';
+    if (c.health === 'unhealthy')
+        return 'failed';
+    return 'wait';
+}
+/**
+ * Waits until every service with a healthcheck is healthy and the rest run. A service that turns
+ * unhealthy, exits non-zero or restarts fails at once.
+ */
+async function waitHealthy(host, env, log, timeoutSeconds = env.cfg.healthTimeoutSeconds) {
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    let last = [];
+    for (;;) {
+        last = await env.containers(host);
+        if (last.length === 0)
+            throw new errors_1.OperationFailed(`${env.name}: no containers of compose project ${env.project} are running after compose up`);
+        const failed = last.find((c) => verdict(c) === 'failed');
+        if (failed) {
+            const logs = await containerLogs(host, failed);
+            const state = failed.status === 'exited' ? `exited with code ${failed.exitCode}` : failed.status === 'running' ? failed.health : failed.status;
+            throw new HealthError(`${env.name}: service ${failed.service} is ${state} (container ${failed.name})`, failed.service, state, logs);
+        }
+        if (last.every((c) => verdict(c) === 'ok')) {
+            log.info(`${env.name}: all ${last.length} services are up (${last.filter((c) => c.hasHealthcheck).length} with healthy healthchecks)`);
+            return last;
+        }
+        if (Date.now() > deadline) {
+            const waiting = last.filter((c) => verdict(c) === 'wait');
+            const first = waiting[0];
+            const logs = first ? await containerLogs(host, first) : '';
+            throw new HealthError(`${env.name}: ${waiting.map((c) => `${c.service} (${c.status === 'running' ? c.health : c.status})`).join(', ')} not healthy after ${timeoutSeconds}s`, first?.service ?? '', first ? (first.status === 'running' ? first.health : first.status) : '', logs);
+        }
+        await new Promise((r) => setTimeout(r, 2000));
+    }
+}
+/** Probes the environment's health URL from the host, expecting 2xx; retries while it is not. */
+async function probeHealthUrl(host, env, log, attempts = 10) {
+    const url = `${env.cfg.url}${env.cfg.healthPath}`;
+    let code = 0;
+    let detail = '';
+    for (let i = 1; i <= attempts; i++) {
+        const r = await host.run((0, shell_1.argv)('curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', url), {
+            check: false,
+            quiet: true,
+            timeoutSeconds: 30,
+        });
+        code = Number(r.stdout.trim()) || 0;
+        detail = r.stderr.trim();
+        if (code >= 200 && code < 300) {
+            log.info(`${env.name}: ${url} answered ${code}`);
+            return code;
+        }
+        if (i < attempts)
+            await new Promise((res) => setTimeout(res, 3000));
+    }
+    throw new errors_1.OperationFailed(`${env.name}: health URL ${url} answered ${code ? code : `nothing (${detail || 'no response'})`} after ${attempts} tries; expected 2xx`);
+}
+function tagRepository(env, service) {
+    return `twinstack/${env.project}-${service}`.toLowerCase();
+}
+/** Tags every running service's image with the release id. */
+async function tagRelease(host, env, releaseId, containers) {
+    const images = {};
+    for (const c of containers) {
+        if (!c.service || images[c.service])
+            continue;
+        images[c.service] = { name: c.image, id: c.imageId, tag: `${tagRepository(env, c.service)}:${releaseId}` };
+    }
+    const script = Object.values(images)
+        .map((i) => (0, shell_1.argv)('docker', 'tag', i.id, i.tag))
+        .join(' && ');
+    if (script)
+        await host.run(script, { label: `tagging ${env.name} images as ${releaseId}`, quiet: true, timeoutSeconds: 300 });
+    return images;
+}
+/** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
+async function pruneReleaseTags(host, env, keep, protect, log) {
+    const r = await host.run((0, shell_1.sh) `docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+    const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
+    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))].filter((t) => /^r\d{8}T\d{6}Z-/.test(t)).sort().reverse();
+    const pruned = ids.slice(keep).filter((id) => !protect.includes(id));
+    if (pruned.length === 0)
+        return [];
+    const doomed = tags.filter((t) => pruned.includes(t.slice(t.lastIndexOf(':') + 1)));
+    // Untagging only: an image still used by a container stays (docker refuses), which is right.
+    const rm = await host.run((0, shell_1.argv)('docker', 'rmi', doomed), { check: false, quiet: true, timeoutSeconds: 600 });
+    if (rm.exitCode !== 0)
+        log.warning(`${env.name}: some old release images were kept: ${rm.stderr.trim().split('\n').slice(-1)[0]}`);
+    log.info(`${env.name}: pruned release tags ${pruned.join(', ')} (keeping the newest ${keep})`);
+    return pruned;
+}
+/** Points each service's image name back at a release's images, so `up --no-build` starts them unchanged. */
+async function restoreReleaseImages(host, env, release) {
+    const entries = Object.values(release.images);
+    if (entries.length === 0)
+        throw new errors_1.OperationFailed(`release ${release.release} recorded no images; it cannot be started without a rebuild`);
+    const check = await host.run((0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
+    if (check.exitCode !== 0) {
+        throw new errors_1.OperationFailed(`release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`);
+    }
+    const script = entries.map((i) => (0, shell_1.argv)('docker', 'tag', i.tag, i.name)).join(' && ');
+    await host.run(script, { label: `restoring ${release.release}'s images`, quiet: true, timeoutSeconds: 300 });
+}
+
+
+/***/ }),
+
 /***/ 9054:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -56887,6 +57096,8 @@ const errors_1 = __nccwpck_require__(4296);
 const known_hosts_1 = __nccwpck_require__(5602);
 const shell_1 = __nccwpck_require__(9054);
 const MAX_CAPTURE = 32 * 1024 * 1024;
+const EXIT_MARKER = '@twinstack-exit:';
+const EXIT_TRAILER = /\n@twinstack-exit:(\d+)\n$/;
 const KILL_GRACE_SECONDS = 10;
 /** Keeps the last `max` bytes of a stream. */
 class Capture {
@@ -56980,6 +57191,9 @@ class SshHost {
             }
             throw new errors_1.ConfigurationError(`cannot connect to ${target.host}:${target.port}: ${msg}`);
         }
+        // Commands are many small request/response exchanges: without this, Nagle's algorithm and
+        // delayed ACKs add tens of milliseconds to every one.
+        ssh.connection?.setNoDelay(true);
         log.debug(`connected to ${name}`);
         return new SshHost(ssh, name, log, target.commandTimeoutSeconds ?? 1800);
     }
@@ -56999,7 +57213,10 @@ class SshHost {
         });
         const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${body}`);
         const timed = timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner;
-        return envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
+        const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
+        // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
+        // closes a channel without sending exit-status, and a command's result must never be a guess.
+        return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
     }
     exec(script, options, keepStdinOpen) {
         const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
@@ -57009,7 +57226,10 @@ class SshHost {
         const out = new Capture();
         const err = new Capture();
         const outLines = new LineSplitter((l) => this.log.info(l));
-        const errLines = new LineSplitter((l) => this.log.info(l));
+        const errLines = new LineSplitter((l) => {
+            if (!l.startsWith(EXIT_MARKER) && l !== '')
+                this.log.info(l);
+        });
         const lineWaiters = [];
         const markerLines = new LineSplitter((l) => {
             for (const w of lineWaiters.filter((x) => (typeof x.marker === 'string' ? x.marker === l : x.marker.test(l)))) {
@@ -57019,15 +57239,12 @@ class SshHost {
         });
         let channel;
         const started = Date.now();
-        const channelReady = new Promise((resolve, reject) => {
-            this.connection().exec(command, (e, ch) => {
-                if (e)
-                    return reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
-                channel = ch;
-                resolve(ch);
-            });
-        });
-        const exited = channelReady.then((ch) => new Promise((resolve) => {
+        let finish;
+        const exited = new Promise((resolve) => (finish = resolve));
+        // Every listener is attached inside exec's callback, in the same tick the channel opens: the
+        // exit status can arrive in the same read as the channel confirmation, and a listener added a
+        // promise tick later would miss it.
+        const attach = (ch) => {
             let exitCode = null;
             let signal = null;
             let localTimer;
@@ -57059,16 +57276,18 @@ class SshHost {
                 outLines.flush();
                 errLines.flush();
                 const elapsed = Date.now() - started;
-                const timedOut = timeoutSeconds > 0 && (exitCode === 124 || (exitCode === 137 && elapsed >= timeoutSeconds * 1000) || (exitCode === null && signal === null));
-                resolve({
-                    command: script,
-                    exitCode,
-                    signal,
-                    stdout: out.text(),
-                    stderr: err.text(),
-                    timedOut,
-                    durationMs: elapsed,
-                });
+                let stderr = err.text();
+                const trailer = EXIT_TRAILER.exec(stderr);
+                if (trailer) {
+                    stderr = stderr.slice(0, trailer.index);
+                    if (exitCode === null && signal === null)
+                        exitCode = Number(trailer[1]);
+                }
+                // `timeout` exits 124 (or 137 after its KILL); a channel closed with no status at all
+                // counts as timed out only once the time limit has passed (else sshd or the link ended it).
+                const overdue = elapsed >= timeoutSeconds * 1000;
+                const timedOut = timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
+                finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut, durationMs: elapsed });
             });
             if (options.stdin !== undefined) {
                 const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
@@ -57078,7 +57297,20 @@ class SshHost {
             else if (!keepStdinOpen) {
                 ch.end();
             }
-        }));
+        };
+        const channelReady = new Promise((resolve, reject) => {
+            this.connection().exec(command, (e, ch) => {
+                if (e) {
+                    const error = new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label);
+                    finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
+                    return reject(error);
+                }
+                channel = ch;
+                attach(ch);
+                resolve(ch);
+            });
+        });
+        channelReady.catch(() => undefined);
         return { exited, channelReady, lineWaiters, label, getChannel: () => channel };
     }
     async run(script, options = {}) {
@@ -57275,9 +57507,15 @@ function check(name, value, re, what) {
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: ${what}`);
     return value;
 }
-/** Shows a bad value safely in an error line: control characters escaped, length capped. */
+/**
+ * Shows a bad value safely in an error line: control characters escaped, and so are invisible
+ * format characters (bidi overrides, zero-width spaces), which could make the line read as
+ * something else; length capped.
+ */
 function printable(value) {
-    const escaped = JSON.stringify(value).slice(1, -1);
+    const escaped = JSON.stringify(value)
+        .slice(1, -1)
+        .replace(/[\p{Cf}\p{Zl}\p{Zp}\u0080-\u009f]/gu, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
     return escaped.length > 60 ? `${escaped.slice(0, 59)}…` : escaped;
 }
 function environmentName(value, name = 'environment') {
@@ -57784,7 +58022,19 @@ async function resample(ctx, params, hooks = {}) {
         await server.exec(`CREATE DATABASE ${(0, sql_1.ident)(names.staging)} OWNER ${(0, sql_1.ident)(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
         mark('lock, recovery, staging database');
         await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
+        const devAcl = dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev]);
         try {
+            if (devInfo) {
+                // Default privileges are per database: dev's (the owner's tables readable by the app role)
+                // must be in staging before production's tables are created there, as they were in dev
+                // when its migrations created them. Explicit grants follow once every object exists.
+                // Errors (a schema production lacks) are reported with the grants below, not fatal here.
+                await host.run(`${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${dev.dbTool('psql', ['-X', '-q', '-o', '/dev/null', '-d', names.staging])} 2>/dev/null`, {
+                    label: "applying dev's default privileges to staging",
+                    timeoutSeconds: timeout,
+                    quiet: true,
+                });
+            }
             log.info(`Schema: production pre-data into ${names.staging}.`);
             await host.run(`${prodDump('pre-data')} | ${server.psql(names.staging, ['-o', '/dev/null'])}`, { label: 'restoring the schema (pre-data) into staging', timeoutSeconds: timeout, quiet: true });
             mark('schema (pre-data)');
@@ -57826,7 +58076,7 @@ async function resample(ctx, params, hooks = {}) {
                 await server.exec(seq, 'setting sequences past the copied keys', names.staging);
             // Dev's owners and grants: the app role is not the owner, and roles are per server.
             if (devInfo) {
-                const grants = await host.run(`${dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev])} | { grep -E ${(0, shell_1.quote)(OBJECT_ACL_LINES)} || true; } | ${dev.dbTool('psql', ['-X', '-q', '-o', '/dev/null', '-d', names.staging])}`, { label: "re-applying dev's owners and grants to staging", timeoutSeconds: timeout, quiet: true });
+                const grants = await host.run(`${devAcl} | { grep -E ${(0, shell_1.quote)(OBJECT_ACL_LINES)} || true; } | ${dev.dbTool('psql', ['-X', '-q', '-o', '/dev/null', '-d', names.staging])}`, { label: "re-applying dev's owners and grants to staging", timeoutSeconds: timeout, quiet: true });
                 const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
                 if (errors.length)
                     report.warnings.push(`${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`);
@@ -57837,16 +58087,22 @@ async function resample(ctx, params, hooks = {}) {
         }
         catch (e) {
             await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${String(de)}`));
-            throw e;
+            throw e instanceof ResampleFailed ? e : new ResampleFailed((0, errors_1.errorMessage)(e), finish());
         }
-        await (0, swap_1.swapIn)({
-            server,
-            names,
-            services: hooks.services ?? (0, swap_1.appServices)(host, dev, log, sample['health-check']),
-            migrate: hooks.migrate ? () => hooks.migrate(names.dev) : sample.migrate ? (0, swap_1.composeMigrate)(host, dev, sample['migrate-command'], log) : async () => undefined,
-            log,
-            record: op.record,
-        });
+        try {
+            await (0, swap_1.swapIn)({
+                server,
+                names,
+                services: hooks.services ?? (0, swap_1.appServices)(host, dev, log, sample['health-check']),
+                migrate: hooks.migrate ? () => hooks.migrate(names.dev) : sample.migrate ? (0, swap_1.composeMigrate)(host, dev, sample['migrate-command'], log) : async () => undefined,
+                log,
+                record: op.record,
+            });
+        }
+        catch (e) {
+            // Swapped back: dev is as it was, and the report says what the sample would have been.
+            throw e instanceof swap_1.SwapBackFailed ? e : new ResampleFailed((0, errors_1.errorMessage)(e), finish());
+        }
         mark('swap');
         report.swapped = true;
         await op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
@@ -58606,13 +58862,14 @@ function dollarTag(body, base = 'ts') {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.DevServer = exports.NO_SERVICES = void 0;
+exports.SwapBackFailed = exports.DevServer = exports.NO_SERVICES = void 0;
 exports.appServices = appServices;
 exports.databaseNames = databaseNames;
 exports.swapIn = swapIn;
 exports.recoverLeftovers = recoverLeftovers;
 exports.composeMigrate = composeMigrate;
 const errors_1 = __nccwpck_require__(4296);
+const release_1 = __nccwpck_require__(2558);
 const shell_1 = __nccwpck_require__(9054);
 const catalog_1 = __nccwpck_require__(5876);
 const sql_1 = __nccwpck_require__(5979);
@@ -58645,22 +58902,10 @@ function appServices(host, env, log, checkHealth) {
         async health(services) {
             if (!checkHealth || !services.length)
                 return;
-            const deadline = Date.now() + timeout * 1000;
-            for (;;) {
-                const states = (await env.containers(host)).filter((c) => services.includes(c.service));
-                const bad = states.filter((c) => c.status !== 'running' || (c.hasHealthcheck && c.health !== 'healthy'));
-                if (bad.some((c) => c.status === 'exited' || c.health === 'unhealthy')) {
-                    throw new Error(`dev service ${bad.map((c) => `${c.service} (${c.status}, ${c.health})`).join(', ')} failed after the swap`);
-                }
-                if (!bad.length)
-                    break;
-                if (Date.now() > deadline)
-                    throw new Error(`dev services not healthy after ${timeout}s: ${bad.map((c) => `${c.service} (${c.status}, ${c.health})`).join(', ')}`);
-                await new Promise((r) => setTimeout(r, 3000));
-            }
-            const url = `${env.cfg.url}${env.cfg.healthPath}`;
-            const probe = (0, shell_1.sh) `end=$(( $(date +%s) + ${Math.max(10, Math.round((deadline - Date.now()) / 1000))} )); until curl -fsS -o /dev/null --max-time 10 ${url}; do [ "$(date +%s)" -lt "$end" ] || exit 1; sleep 3; done`;
-            await host.run(probe, { label: `waiting for ${url}`, timeoutSeconds: timeout + 60, quiet: true });
+            // The same verdict a deploy gives: every service healthy (or running, without a
+            // healthcheck), then the environment's health URL answering 2xx.
+            await (0, release_1.waitHealthy)(host, env, log, timeout);
+            await (0, release_1.probeHealthUrl)(host, env, log);
         },
     };
 }
@@ -58668,6 +58913,16 @@ function appServices(host, env, log, checkHealth) {
 function databaseNames(dev) {
     const base = dev.slice(0, 48);
     return { dev, staging: `${base}__ts_staging`, previous: `${base}__ts_previous` };
+}
+/**
+ * Ends the sessions on a database that this role may end. A non-superuser owner (the usual
+ * `via: container` login) may only signal its own roles' sessions: asking for others would be an
+ * error, so they are left to the rename's retry and its "being accessed by other users" message.
+ */
+function terminateSql(database) {
+    return (`SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid ` +
+        `WHERE a.datname = ${(0, sql_1.literal)(database)} AND a.pid <> pg_backend_pid() ` +
+        `AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT r.rolsuper AND (pg_has_role(r.oid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))));`);
 }
 /** SQL on dev's server, connected to the maintenance database. */
 class DevServer {
@@ -58700,7 +58955,7 @@ class DevServer {
         let last = '';
         for (let attempt = 0; attempt < 20; attempt++) {
             try {
-                await this.exec(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${(0, sql_1.literal)(from)} AND pid <> pg_backend_pid();\n` +
+                await this.exec(`${terminateSql(from)}\n` +
                     `SELECT pg_sleep(0.2);\nALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};`, `renaming database ${from} to ${to}`);
                 return;
             }
@@ -58714,10 +58969,14 @@ class DevServer {
         throw new Error(`could not rename ${from} to ${to}: ${last}`);
     }
     async drop(name) {
-        await this.exec(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${(0, sql_1.literal)(name)} AND pid <> pg_backend_pid();\nDROP DATABASE IF EXISTS ${(0, sql_1.ident)(name)};`, `dropping database ${name}`);
+        await this.exec(`${terminateSql(name)}\nDROP DATABASE IF EXISTS ${(0, sql_1.ident)(name)};`, `dropping database ${name}`);
     }
 }
 exports.DevServer = DevServer;
+/** The swap failed and so did the way back: dev is on neither database until someone acts. */
+class SwapBackFailed extends errors_1.OperationFailed {
+}
+exports.SwapBackFailed = SwapBackFailed;
 /**
  * Stops dev's app, renames dev's database aside and staging into its place, migrates, starts the
  * app and checks its health. On any failure the renames are undone and the app restarted on the
@@ -58744,10 +59003,16 @@ async function swapIn(o) {
     catch (e) {
         log.error(`Resample failed after the swap began (${(0, errors_1.errorMessage)(e)}); putting dev's database back.`);
         await services.stop().catch((se) => log.warning(`could not stop dev services before swapping back: ${(0, errors_1.errorMessage)(se)}`));
-        if (swapped)
-            await server.rename(names.dev, names.staging);
-        if (movedAside)
-            await server.rename(names.previous, names.dev);
+        try {
+            if (swapped)
+                await server.rename(names.dev, names.staging);
+            if (movedAside)
+                await server.rename(names.previous, names.dev);
+        }
+        catch (be) {
+            throw new SwapBackFailed(`${(0, errors_1.errorMessage)(e)}; then putting dev's database back failed too (${(0, errors_1.errorMessage)(be)}): dev's own database is ${movedAside ? names.previous : 'gone'}; ` +
+                `the next resample puts it back first, or rename it to ${names.dev} by hand and start dev's services`);
+        }
         await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${(0, errors_1.errorMessage)(de)}`));
         await o.record('swapped-back', { database: names.dev });
         await services.start(stopped);

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { ConfigurationError } from './errors';
+import { printable } from './validate';
 import { sectionSchemas } from '../config/sections';
 
 const absPath = z
@@ -128,14 +129,14 @@ export function parseConfig(text: string, source: string): Config {
 /** Reads the config file relative to the workspace (GITHUB_WORKSPACE, or the working directory). */
 export function loadConfig(file: string, workspace = process.env.GITHUB_WORKSPACE || process.cwd()): Config {
   if (path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) {
-    throw new ConfigurationError(`config "${file}" must be a path inside the repository, such as .github/twinstack.yml`);
+    throw new ConfigurationError(`config "${printable(file)}" must be a path inside the repository, such as .github/twinstack.yml`);
   }
   const full = path.join(workspace, file);
   let text: string;
   try {
     text = fs.readFileSync(full, 'utf8');
   } catch {
-    throw new ConfigurationError(`config file ${file} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
+    throw new ConfigurationError(`config file ${printable(file)} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
   }
   return parseConfig(text, file);
 }

@@ -160,73 +160,73 @@ export class SshHost implements Host {
     });
     let channel: ClientChannel | undefined;
     const started = Date.now();
+    let finish!: (r: CommandResult) => void;
+    const exited = new Promise<CommandResult>((resolve) => (finish = resolve));
+    // Every listener is attached inside exec's callback, in the same tick the channel opens: the
+    // exit status can arrive in the same read as the channel confirmation, and a listener added a
+    // promise tick later would miss it.
+    const attach = (ch: ClientChannel) => {
+      let exitCode: number | null = null;
+      let signal: string | null = null;
+      let localTimer: NodeJS.Timeout | undefined;
+      if (timeoutSeconds > 0) {
+        // The remote `timeout` kills the process; this only guards against a host that stops answering.
+        localTimer = setTimeout(() => ch.close(), (timeoutSeconds + KILL_GRACE_SECONDS + 20) * 1000);
+      }
+      ch.on('data', (d: Buffer) => {
+        this.traffics.received += d.length;
+        out.push(d);
+        markerLines.push(d);
+        options.onStdout?.(d);
+        if (!options.quiet) outLines.push(d);
+      });
+      ch.stderr.on('data', (d: Buffer) => {
+        this.traffics.received += d.length;
+        err.push(d);
+        if (!options.quiet) errLines.push(d);
+      });
+      ch.on('exit', (code: number | null, sig?: string) => {
+        exitCode = code ?? null;
+        signal = sig ?? null;
+      });
+      ch.on('close', () => {
+        if (localTimer) clearTimeout(localTimer);
+        outLines.flush();
+        errLines.flush();
+        const elapsed = Date.now() - started;
+        let stderr = err.text();
+        const trailer = EXIT_TRAILER.exec(stderr);
+        if (trailer) {
+          stderr = stderr.slice(0, trailer.index);
+          if (exitCode === null && signal === null) exitCode = Number(trailer[1]);
+        }
+        // `timeout` exits 124 (or 137 after its KILL); a channel closed with no status at all
+        // counts as timed out only once the time limit has passed (else sshd or the link ended it).
+        const overdue = elapsed >= timeoutSeconds * 1000;
+        const timedOut = timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
+        finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut, durationMs: elapsed });
+      });
+      if (options.stdin !== undefined) {
+        const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
+        this.traffics.sent += data.length;
+        ch.end(data);
+      } else if (!keepStdinOpen) {
+        ch.end();
+      }
+    };
     const channelReady = new Promise<ClientChannel>((resolve, reject) => {
       this.connection().exec(command, (e, ch) => {
-        if (e) return reject(new RemoteCommandError(label, null, null, '', errorMessage(e), false, label));
+        if (e) {
+          const error = new RemoteCommandError(label, null, null, '', errorMessage(e), false, label);
+          finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: errorMessage(e), timedOut: false, durationMs: Date.now() - started });
+          return reject(error);
+        }
         channel = ch;
+        attach(ch);
         resolve(ch);
       });
     });
-    const exited = channelReady.then(
-      (ch) =>
-        new Promise<CommandResult>((resolve) => {
-          let exitCode: number | null = null;
-          let signal: string | null = null;
-          let localTimer: NodeJS.Timeout | undefined;
-          if (timeoutSeconds > 0) {
-            // The remote `timeout` kills the process; this only guards against a host that stops answering.
-            localTimer = setTimeout(() => ch.close(), (timeoutSeconds + KILL_GRACE_SECONDS + 20) * 1000);
-          }
-          ch.on('data', (d: Buffer) => {
-            this.traffics.received += d.length;
-            out.push(d);
-            markerLines.push(d);
-            options.onStdout?.(d);
-            if (!options.quiet) outLines.push(d);
-          });
-          ch.stderr.on('data', (d: Buffer) => {
-            this.traffics.received += d.length;
-            err.push(d);
-            if (!options.quiet) errLines.push(d);
-          });
-          ch.on('exit', (code: number | null, sig?: string) => {
-            exitCode = code ?? null;
-            signal = sig ?? null;
-          });
-          ch.on('close', () => {
-            if (localTimer) clearTimeout(localTimer);
-            outLines.flush();
-            errLines.flush();
-            const elapsed = Date.now() - started;
-            let stderr = err.text();
-            const trailer = EXIT_TRAILER.exec(stderr);
-            if (trailer) {
-              stderr = stderr.slice(0, trailer.index);
-              if (exitCode === null && signal === null) exitCode = Number(trailer[1]);
-            }
-            // `timeout` exits 124 (or 137 after its KILL); a channel closed with no status at all
-            // counts as timed out only once the time limit has passed (else sshd or the link ended it).
-            const overdue = elapsed >= timeoutSeconds * 1000;
-            const timedOut = timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
-            resolve({
-              command: script,
-              exitCode,
-              signal,
-              stdout: out.text(),
-              stderr,
-              timedOut,
-              durationMs: elapsed,
-            });
-          });
-          if (options.stdin !== undefined) {
-            const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
-            this.traffics.sent += data.length;
-            ch.end(data);
-          } else if (!keepStdinOpen) {
-            ch.end();
-          }
-        }),
-    );
+    channelReady.catch(() => undefined);
     return { exited, channelReady, lineWaiters, label, getChannel: () => channel };
   }
 

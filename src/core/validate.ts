@@ -12,9 +12,15 @@ function check(name: string, value: string, re: RegExp, what: string): string {
   return value;
 }
 
-/** Shows a bad value safely in an error line: control characters escaped, length capped. */
+/**
+ * Shows a bad value safely in an error line: control characters escaped, and so are invisible
+ * format characters (bidi overrides, zero-width spaces), which could make the line read as
+ * something else; length capped.
+ */
 export function printable(value: string): string {
-  const escaped = JSON.stringify(value).slice(1, -1);
+  const escaped = JSON.stringify(value)
+    .slice(1, -1)
+    .replace(/[\p{Cf}\p{Zl}\p{Zp}\u0080-\u009f]/gu, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
   return escaped.length > 60 ? `${escaped.slice(0, 59)}…` : escaped;
 }
 

@@ -10,6 +10,7 @@ import { ConfigurationError, errorMessage } from '../../core/errors';
 import { HostLog, latest, unfinishedOperations, type LogRecord } from '../../core/host-log';
 import { EnvironmentLock, describeHolder, type LockHolder } from '../../core/lock';
 import { Summary } from '../../core/summary';
+import { printable } from '../../core/validate';
 
 export interface EnvironmentStatus {
   environment: EnvironmentName;
@@ -85,7 +86,7 @@ export const statusAction: ActionDefinition<StatusInputs, StatusOutputs, Plan> =
     const names = raw.split(/[\s,]+/).filter(Boolean);
     for (const n of names) {
       if (!(ENVIRONMENTS as readonly string[]).includes(n)) {
-        throw new ConfigurationError(`input environments: "${n}" is not an environment; use prod, dev or both`);
+        throw new ConfigurationError(`input environments: "${printable(n)}" is not an environment; use prod, dev or both`);
       }
     }
     return { environments: names as EnvironmentName[] };
