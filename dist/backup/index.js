@@ -55623,7 +55623,7 @@ exports.backupAction = {
         let manifest;
         try {
             manifest = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, action: 'backup', run, log, lockTimeoutSeconds }, async (op) => {
-                const release = (0, release_1.currentRelease)(await op.log.read(log));
+                const release = (0, release_1.currentRelease)(op.records);
                 try {
                     const m = await (0, backup_1.takeBackup)(host, config, env, { release: release?.release, sha: release?.sha }, log, plan.verify);
                     await op.record('backup', { backup: m.id, status: m.status, bytes: m.files['db.dump'].bytes, sha256: m.files['db.dump'].sha256 });
@@ -55733,7 +55733,7 @@ exports.deployAction = {
         let sha = '';
         try {
             const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, action: 'deploy', run, log, lockTimeoutSeconds }, async (op) => {
-                const previous = (0, release_1.currentRelease)(await op.log.read(log));
+                const previous = (0, release_1.currentRelease)(op.records);
                 log.startGroup(`${env.name}: checkout ${plan.ref}`);
                 try {
                     sha = await (0, git_1.resolveRef)(host, env, plan.ref);
@@ -57303,6 +57303,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             id,
             env: o.env,
             log: hostLog,
+            records,
             interrupted,
             staleHolder: lock.stale,
             record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),

@@ -55635,7 +55635,7 @@ exports.deployAction = {
         let sha = '';
         try {
             const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, action: 'deploy', run, log, lockTimeoutSeconds }, async (op) => {
-                const previous = (0, release_1.currentRelease)(await op.log.read(log));
+                const previous = (0, release_1.currentRelease)(op.records);
                 log.startGroup(`${env.name}: checkout ${plan.ref}`);
                 try {
                     sha = await (0, git_1.resolveRef)(host, env, plan.ref);
@@ -56866,6 +56866,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             id,
             env: o.env,
             log: hostLog,
+            records,
             interrupted,
             staleHolder: lock.stale,
             record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),

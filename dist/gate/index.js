@@ -55692,7 +55692,7 @@ exports.gateAction = {
         const service = config.gate.service ?? env.cfg.apiService;
         const timeoutSeconds = config.gate['timeout-seconds'];
         const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, action: 'gate', sha: plan.sha, run, log, lockTimeoutSeconds }, async (op) => {
-            const release = (0, release_1.currentRelease)(await op.log.read(log));
+            const release = (0, release_1.currentRelease)(op.records);
             if (!release)
                 throw new errors_1.OperationFailed('dev has no release recorded: deploy dev first');
             if (plan.sha && plan.sha !== release.sha) {
@@ -57331,6 +57331,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             id,
             env: o.env,
             log: hostLog,
+            records,
             interrupted,
             staleHolder: lock.stale,
             record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),

@@ -56756,6 +56756,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             id,
             env: o.env,
             log: hostLog,
+            records,
             interrupted,
             staleHolder: lock.stale,
             record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),

@@ -16,6 +16,8 @@ export interface Operation {
   id: string;
   env: string;
   log: HostLog;
+  /** The environment's host log as it was when the lock was taken (release history, gates…). */
+  records: LogRecord[];
   /** Operations of earlier runs that never finished (reported already; the caller may refuse to go on). */
   interrupted: LogRecord[];
   staleHolder?: LockHolder;
@@ -66,6 +68,7 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
       id,
       env: o.env,
       log: hostLog,
+      records,
       interrupted,
       staleHolder: lock.stale,
       record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),

@@ -35,7 +35,7 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
     let manifest: BackupManifest | undefined;
     try {
       manifest = await underLock({ host, stateDir: config['state-dir'], env: env.name, action: 'backup', run, log, lockTimeoutSeconds }, async (op) => {
-        const release = currentRelease(await op.log.read(log));
+        const release = currentRelease(op.records);
         try {
           const m = await takeBackup(host, config, env, { release: release?.release, sha: release?.sha }, log, plan.verify);
           await op.record('backup', { backup: m.id, status: m.status, bytes: m.files['db.dump'].bytes, sha256: m.files['db.dump'].sha256 });

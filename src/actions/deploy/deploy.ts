@@ -73,7 +73,7 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
       const result = await underLock(
         { host, stateDir: config['state-dir'], env: env.name, action: 'deploy', run, log, lockTimeoutSeconds },
         async (op): Promise<DeployResult> => {
-          const previous = currentRelease(await op.log.read(log));
+          const previous = currentRelease(op.records);
 
           log.startGroup(`${env.name}: checkout ${plan.ref}`);
           try {

@@ -122,7 +122,7 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
     const result = await underLock(
       { host, stateDir: config['state-dir'], env: env.name, action: 'gate', sha: plan.sha, run, log, lockTimeoutSeconds },
       async (op): Promise<GateResult> => {
-        const release = currentRelease(await op.log.read(log));
+        const release = currentRelease(op.records);
         if (!release) throw new OperationFailed('dev has no release recorded: deploy dev first');
         if (plan.sha && plan.sha !== release.sha) {
           throw new OperationFailed(`dev runs ${release.sha.slice(0, 12)} (release ${release.release}), not the requested ${plan.sha.slice(0, 12)}: deploy it first`);

@@ -76,7 +76,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     const result = await underLock(
       { host, stateDir: config['state-dir'], env: 'prod', action: 'promote', sha, run, log, lockTimeoutSeconds },
       async (op): Promise<Outcome> => {
-        const previous = currentRelease(await op.log.read(log));
+        const previous = currentRelease(op.records);
         const interrupted = op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`);
         if (previous?.sha === sha) {
           log.info(`prod already runs ${sha.slice(0, 12)} (release ${previous.release}); nothing to do`);

@@ -44,7 +44,7 @@ export const rollbackAction: ActionDefinition<RollbackInputs, RollbackOutputs, P
     let current: Release | undefined;
     try {
       const restart: RestartResult = await underLock({ host, stateDir: config['state-dir'], env: env.name, action: 'rollback', run, log, lockTimeoutSeconds }, async (op) => {
-        const history = releaseHistory(await op.log.read(log));
+        const history = releaseHistory(op.records);
         current = history[0];
         if (plan.releaseId) {
           target = history.find((r) => r.release === plan.releaseId);
