@@ -16,7 +16,10 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { currentRelease, releaseHistory } from '../../src/core/release';
 import type { LogRecord } from '../../src/core/host-log';
+import { EnvironmentLock } from '../../src/core/lock';
+import { MemoryLogger } from '../../src/core/logger';
 import { ROOT } from '../harness/bundle';
+import { connect } from '../harness/connect';
 import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
 
 const CYCLES = Number(process.env.TWINSTACK_E2E_CYCLES ?? 50);
@@ -146,20 +149,35 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
   });
 
   it('a deploy that cannot get the lock in time fails in one line naming the holder, and changes nothing', async () => {
-    const first = fx.start('deploy', { environment: 'dev', ref: 'main' });
-    await waitFor('the first deploy to start', () => fx.hostLog('dev').at(-1)?.event === 'started');
-    const holderRun = String(fx.hostLog('dev').at(-1)?.run);
-    const logBefore = fx.hostLog('dev').length;
-    const second = await fx.run('deploy', { environment: 'dev', ref: 'second', 'lock-timeout': '2' });
-    assert.equal(second.code, 1);
-    assert.equal(errors(second.stdout).length, 1, second.visible);
-    assert.match(errors(second.stdout)[0], /deploy: the dev environment is locked by deploy run (\S+) \(actor octocat, sha \w+, since [^)]+\); gave up after 2s \(wait for it, or raise lock-timeout\)/);
-    assert.ok(errors(second.stdout)[0].includes(holderRun), `the error line does not name the holder ${holderRun}`);
-    const r = await first.done;
-    assert.equal(r.code, 0, r.visible);
-    // The refused run wrote nothing: only the first deploy's records were added.
-    assert.ok(fx.hostLog('dev').slice(logBefore - 1).every((x) => x.run === holderRun));
-    assert.equal(head('dev'), fx.branches.main);
+    // Another run holds dev's lock for as long as the test needs (a deploy alone may finish within the timeout).
+    const holderRun = 'https://github.com/makapix/makapix/actions/runs/77';
+    const other = await connect(fx.sshd);
+    const lock = await EnvironmentLock.acquire(
+      other,
+      path.join(fx.dir, 'state'),
+      'dev',
+      { run: holderRun, actor: 'octocat', sha: fx.branches.main, action: 'deploy', op: 'held-by-test', since: new Date().toISOString() },
+      10,
+      new MemoryLogger(),
+    );
+    const headBefore = head('dev');
+    try {
+      const logBefore = fx.hostLog('dev').length;
+      const second = await fx.run('deploy', { environment: 'dev', ref: 'second', 'lock-timeout': '2' });
+      assert.equal(second.code, 1, second.visible);
+      assert.equal(errors(second.stdout).length, 1, second.visible);
+      assert.match(errors(second.stdout)[0], /deploy: the dev environment is locked by deploy run (\S+) \(actor octocat, sha \w+, since [^)]+\); gave up after 2s \(wait for it, or raise lock-timeout\)/);
+      assert.ok(errors(second.stdout)[0].includes(holderRun), `the error line does not name the holder ${holderRun}`);
+      // The refused run wrote nothing and changed nothing.
+      assert.equal(fx.hostLog('dev').length, logBefore);
+      assert.equal(head('dev'), headBefore);
+    } finally {
+      await lock.release();
+      await other.close();
+    }
+    // Once the holder is gone, the lock is free again: dev goes back to main for the next case.
+    const next = await fx.run('deploy', { environment: 'dev', ref: 'main', 'lock-timeout': '10' });
+    assert.equal(next.code, 0, next.visible);
     assertNoOverlap(intervals(fx.hostLog('dev')));
     assertOnWholeRelease('dev');
   });
