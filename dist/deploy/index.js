@@ -56364,7 +56364,6 @@ function errorMessage(err) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
-exports.headCommit = headCommit;
 const errors_1 = __nccwpck_require__(4296);
 const shell_1 = __nccwpck_require__(9054);
 const validate_1 = __nccwpck_require__(993);
@@ -56399,10 +56398,6 @@ async function checkoutCommit(host, env, sha) {
         }
         throw e;
     }
-}
-async function headCommit(host, env) {
-    const r = await host.run('git rev-parse --verify --quiet HEAD', { cwd: env.cfg.checkout, check: false, quiet: true, timeoutSeconds: 60 });
-    return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 
 
@@ -57348,7 +57343,6 @@ class SshHost {
                 w.resolve(l);
             }
         });
-        let channel;
         const started = Date.now();
         let finish;
         const exited = new Promise((resolve) => (finish = resolve));
@@ -57416,13 +57410,12 @@ class SshHost {
                     finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
                     return reject(error);
                 }
-                channel = ch;
                 attach(ch);
                 resolve(ch);
             });
         });
         channelReady.catch(() => undefined);
-        return { exited, channelReady, lineWaiters, label, getChannel: () => channel };
+        return { exited, channelReady, lineWaiters, label };
     }
     async run(script, options = {}) {
         const { exited, label } = this.exec(script, options, false);

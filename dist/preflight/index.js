@@ -56910,7 +56910,6 @@ class SshHost {
                 w.resolve(l);
             }
         });
-        let channel;
         const started = Date.now();
         let finish;
         const exited = new Promise((resolve) => (finish = resolve));
@@ -56978,13 +56977,12 @@ class SshHost {
                     finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
                     return reject(error);
                 }
-                channel = ch;
                 attach(ch);
                 resolve(ch);
             });
         });
         channelReady.catch(() => undefined);
-        return { exited, channelReady, lineWaiters, label, getChannel: () => channel };
+        return { exited, channelReady, lineWaiters, label };
     }
     async run(script, options = {}) {
         const { exited, label } = this.exec(script, options, false);

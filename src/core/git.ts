@@ -43,8 +43,3 @@ export async function checkoutCommit(host: Host, env: Environment, sha: string):
     throw e;
   }
 }
-
-export async function headCommit(host: Host, env: Environment): Promise<string | undefined> {
-  const r = await host.run('git rev-parse --verify --quiet HEAD', { cwd: env.cfg.checkout, check: false, quiet: true, timeoutSeconds: 60 });
-  return r.exitCode === 0 ? r.stdout.trim() : undefined;
-}

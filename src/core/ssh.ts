@@ -158,7 +158,6 @@ export class SshHost implements Host {
         w.resolve(l);
       }
     });
-    let channel: ClientChannel | undefined;
     const started = Date.now();
     let finish!: (r: CommandResult) => void;
     const exited = new Promise<CommandResult>((resolve) => (finish = resolve));
@@ -221,13 +220,12 @@ export class SshHost implements Host {
           finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: errorMessage(e), timedOut: false, durationMs: Date.now() - started });
           return reject(error);
         }
-        channel = ch;
         attach(ch);
         resolve(ch);
       });
     });
     channelReady.catch(() => undefined);
-    return { exited, channelReady, lineWaiters, label, getChannel: () => channel };
+    return { exited, channelReady, lineWaiters, label };
   }
 
   async run(script: string, options: RunOptions = {}): Promise<CommandResult> {
