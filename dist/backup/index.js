@@ -55703,6 +55703,7 @@ const environment_1 = __nccwpck_require__(6738);
 const errors_1 = __nccwpck_require__(4296);
 const git_1 = __nccwpck_require__(7167);
 const operation_1 = __nccwpck_require__(5018);
+const state_1 = __nccwpck_require__(7066);
 const release_1 = __nccwpck_require__(2558);
 const summary_1 = __nccwpck_require__(1363);
 const validate = __importStar(__nccwpck_require__(993));
@@ -55731,27 +55732,48 @@ exports.deployAction = {
         const started = Date.now();
         const summary = new summary_1.Summary().heading(`Deploy to ${env.name}`);
         let sha = '';
+        let settled = [];
+        let failedAt;
         try {
             const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, action: 'deploy', run, log, lockTimeoutSeconds }, async (op) => {
                 const previous = (0, release_1.currentRelease)(op.records);
-                log.startGroup(`${env.name}: checkout ${plan.ref}`);
+                // Start from what runs, not from the record: a deploy settles any drift.
+                const before = await (0, state_1.observe)(host, env);
+                settled = (0, state_1.drift)(before, previous);
+                if (settled.length)
+                    log.info(`${env.name} had drifted from its recorded release ${previous?.release ?? '(none)'}: ${settled.join('; ')}. This deploy settles it.`);
+                let stage = 'checkout';
                 try {
-                    sha = await (0, git_1.resolveRef)(host, env, plan.ref);
-                    log.info(`${plan.ref} is ${sha}`);
-                    await (0, git_1.checkoutCommit)(host, env, sha);
+                    log.startGroup(`${env.name}: checkout ${plan.ref}`);
+                    try {
+                        sha = await (0, git_1.resolveRef)(host, env, plan.ref);
+                        log.info(`${plan.ref} is ${sha}`);
+                        await (0, git_1.checkoutCommit)(host, env, sha);
+                    }
+                    finally {
+                        log.endGroup();
+                    }
+                    stage = 'build and up';
+                    await (0, release_1.composeBuildAndUp)(host, env, plan.build, log);
+                    stage = 'health';
+                    const containers = await (0, release_1.waitHealthy)(host, env, log);
+                    await (0, release_1.probeHealthUrl)(host, env, log);
+                    const releaseId = (0, release_1.newReleaseId)(sha);
+                    const images = await (0, release_1.tagRelease)(host, env, releaseId, containers);
+                    const durationSeconds = Math.round((Date.now() - started) / 1000);
+                    await op.record('release', { release: releaseId, sha, kind: 'deploy', images, previous: previous?.release, durationSeconds, settled: settled.length ? settled : undefined });
+                    await (0, release_1.pruneReleaseTags)(host, env, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
+                    return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers };
                 }
-                finally {
-                    log.endGroup();
+                catch (e) {
+                    // The record must never claim that the older release still runs: what runs now is written down.
+                    const after = await (0, state_1.observe)(host, env).catch(() => undefined);
+                    failedAt = { stage, drift: after ? (0, state_1.drift)(after, previous) : [] };
+                    await op
+                        .record('release-failed', { sha: sha || undefined, ref: plan.ref, stage, images: after?.images, head: after?.head, previous: previous?.release, error: log.redact((0, errors_1.errorMessage)(e)).slice(0, 500) })
+                        .catch(() => undefined);
+                    throw e;
                 }
-                await (0, release_1.composeBuildAndUp)(host, env, plan.build, log);
-                const containers = await (0, release_1.waitHealthy)(host, env, log);
-                await (0, release_1.probeHealthUrl)(host, env, log);
-                const releaseId = (0, release_1.newReleaseId)(sha);
-                const images = await (0, release_1.tagRelease)(host, env, releaseId, containers);
-                const durationSeconds = Math.round((Date.now() - started) / 1000);
-                await op.record('release', { release: releaseId, sha, kind: 'deploy', images, previous: previous?.release, durationSeconds });
-                await (0, release_1.pruneReleaseTags)(host, env, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
-                return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers };
             });
             io.output('release-id', result.releaseId);
             io.output('sha', result.sha);
@@ -55762,6 +55784,7 @@ exports.deployAction = {
                 .list([
                 `previous release: ${result.previousReleaseId ? `\`${result.previousReleaseId}\`` : 'none'}`,
                 `health: ${env.cfg.url}${env.cfg.healthPath} answered 2xx`,
+                ...(settled.length ? [`before this deploy, ${env.name} had drifted from its record (${settled.join('; ')}); it now runs this release exactly`] : []),
             ]);
             servicesTable(summary, result.containers);
         }
@@ -55778,6 +55801,12 @@ exports.deployAction = {
             }
             else {
                 summary.list([`Next: read the error above; the ${env.name} host log records this failed run.`]);
+            }
+            if (failedAt?.drift.length) {
+                summary.list([
+                    `The failed deploy (stage: ${failedAt.stage}) is recorded; ${env.name} no longer runs its recorded release: ${failedAt.drift.join('; ')}.`,
+                    `gate and promote refuse ${env.name} until a deploy or a rollback settles it.`,
+                ]);
             }
             await io.summary(summary.toMarkdown());
             throw e;
@@ -55889,6 +55918,7 @@ exports.failureLine = failureLine;
 const actions_io_1 = __nccwpck_require__(6613);
 const config_1 = __nccwpck_require__(4489);
 const errors_1 = __nccwpck_require__(4296);
+const host_1 = __nccwpck_require__(393);
 const ssh_1 = __nccwpck_require__(1661);
 const validate_1 = __nccwpck_require__(993);
 const cleanups = new Set();
@@ -55905,7 +55935,7 @@ function installSignalHandlers(log) {
         cancelling = true;
         log.warning(`Received ${signal}: cancelling, releasing locks.`);
         const deadline = new Promise((r) => setTimeout(r, 20_000));
-        void Promise.race([Promise.allSettled([...cleanups].map((c) => c())), deadline]).finally(() => process.exit(1));
+        void Promise.race([Promise.allSettled([...cleanups].map((c) => host_1.cleanupScope.run(true, c))), deadline]).finally(() => process.exit(1));
     };
     process.once('SIGINT', () => handler('SIGINT'));
     process.once('SIGTERM', () => handler('SIGTERM'));
@@ -56107,6 +56137,41 @@ class ActionIO {
     }
 }
 exports.ActionIO = ActionIO;
+
+
+/***/ }),
+
+/***/ 7668:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.migrationPlan = migrationPlan;
+exports.upgradeHead = upgradeHead;
+exports.currentRevision = currentRevision;
+/**
+ * alembic inside an environment's api container: where the schema stands and the upgrade. Every
+ * call goes through dockerExec, so a time limit or a cancel stops the in-container process too.
+ */
+const docker_1 = __nccwpck_require__(9843);
+/** Where alembic stands in the environment's api service, before migrating. */
+async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
+    const container = await env.serviceContainer(host, service);
+    const run = (args) => host.run((0, docker_1.dockerExec)(container, ['alembic', ...args]), { label: `${env.name} alembic ${args[0]}`, quiet: true, timeoutSeconds });
+    const heads = [...(await run(['heads'])).stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
+    const current = /^(\w+)/m.exec((await run(['current'])).stdout.trim())?.[1] ?? '';
+    return { container, current, heads, pending: !(heads.length === 1 && heads[0] === current) };
+}
+async function upgradeHead(host, env, plan, timeoutSeconds) {
+    await host.run((0, docker_1.dockerExec)(plan.container, ['alembic', 'upgrade', 'head']), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
+}
+/** alembic's current revision in the environment's api container ('' when there is none yet). */
+async function currentRevision(host, env, service = env.cfg.apiService, timeoutSeconds = 120) {
+    const container = await env.serviceContainer(host, service);
+    const r = await host.run((0, docker_1.dockerExec)(container, ['alembic', 'current']), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
+    return /^(\w+)/m.exec(r.stdout.trim())?.[1] ?? '';
+}
 
 
 /***/ }),
@@ -56630,6 +56695,41 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 
 /***/ }),
 
+/***/ 9843:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.EXEC_PID_PREFIX = void 0;
+exports.dockerExec = dockerExec;
+/**
+ * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
+ * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
+ * while it still works on the environment. Here the process writes its pid to
+ * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
+ * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
+ */
+const shell_1 = __nccwpck_require__(9054);
+/** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
+exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
+const IN_CONTAINER = `echo $$ > "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}-$$"; exec "$@"`;
+const STOP_IN_CONTAINER = `for f in "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*; do [ -e "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done; true`;
+/**
+ * A shell command that runs `command` in a container (a container id or name, or a shell word such
+ * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the
+ * command's exit status is the in-container process's.
+ */
+function dockerExec(container, command, opts = {}) {
+    const c = typeof container === 'string' ? (0, shell_1.quote)(container) : container.shell;
+    const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
+    const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
+    return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
+}
+
+
+/***/ }),
+
 /***/ 6738:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -56639,6 +56739,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
 const errors_1 = __nccwpck_require__(4296);
+const docker_1 = __nccwpck_require__(9843);
 const shell_1 = __nccwpck_require__(9054);
 class Environment {
     name;
@@ -56676,7 +56777,7 @@ class Environment {
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}; }`);
+            `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
@@ -56709,6 +56810,7 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
+            oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
@@ -56924,6 +57026,24 @@ function latest(records, event, where = () => true) {
 
 /***/ }),
 
+/***/ 393:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+/**
+ * The host: the one VPS both environments live on. Core modules speak to it through this
+ * interface only; src/core/ssh.ts is the SSH implementation.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.cleanupScope = void 0;
+const node_async_hooks_1 = __nccwpck_require__(6698);
+/** Set while the cancel clean-ups run: their commands still go to a halted host. */
+exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
+
+
+/***/ }),
+
 /***/ 5602:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -57061,6 +57181,7 @@ function hostKeyPolicy(knownHosts, host, port) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EnvironmentLock = void 0;
+exports.describeBusy = describeBusy;
 exports.describeHolder = describeHolder;
 /**
  * The per-environment lock on the host. A `flock` held by a process inside our SSH session: if the
@@ -57072,6 +57193,9 @@ exports.describeHolder = describeHolder;
 const errors_1 = __nccwpck_require__(4296);
 const host_log_1 = __nccwpck_require__(4822);
 const shell_1 = __nccwpck_require__(9054);
+function describeBusy(e) {
+    return `${e.label || 'a command'} (process group ${e.pgid}${e.op ? `, operation ${e.op}` : ''}${e.run ? ` of run ${e.run}` : ''}${e.since ? `, since ${e.since}` : ''})`;
+}
 const ACQUIRED = 'twinstack-lock-acquired';
 const TIMEOUT_EXIT = 75;
 class EnvironmentLock {
@@ -57080,19 +57204,100 @@ class EnvironmentLock {
     holderFile;
     env;
     stale;
+    stateDir;
     released = false;
     constructor(host, process, holderFile, env, 
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    stale) {
+    stale, stateDir) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
         this.env = env;
         this.stale = stale;
+        this.stateDir = stateDir;
     }
     static paths(stateDir, env) {
         const dir = (0, host_log_1.stateDirOf)(stateDir, env);
-        return { dir, lockFile: `${dir}/lock`, holderFile: `${dir}/lock-holder.json` };
+        return { dir, lockFile: `${dir}/lock`, holderFile: `${dir}/lock-holder.json`, busyFile: `${dir}/busy`, entriesDir: `${dir}/busy.d` };
+    }
+    /** The fence every command of the operation holding this lock runs under (see Host.addFence). */
+    fence(op, run) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(this.stateDir, this.env);
+        return { env: this.env, busyFile, entriesDir, op, run };
+    }
+    /**
+     * Remote work still running under earlier runs' leases: the busy file is held (shared) by a
+     * process that outlived its run (an orphaned build, a compose up, a restore). Lists the live
+     * process groups from the entries directory and forgets the dead ones.
+     */
+    static async busyWork(host, stateDir, env) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
+        const r = await host.run((0, shell_1.sh) `mkdir -p -m 700 ${entriesDir} && touch ${busyFile} && if flock -x -n ${busyFile} true; then echo IDLE; else echo BUSY; fi; ` +
+            (0, shell_1.sh) `for f in ${entriesDir}/*.json; do [ -e "$f" ] || continue; pg=\${f##*/}; pg=\${pg%.json}; ` +
+            `if kill -0 -- "-$pg" 2>/dev/null; then printf '%s\t' "$pg"; head -c 2000 "$f"; else rm -f "$f"; fi; done`, { quiet: true, label: `checking ${env} for remote work of earlier runs`, timeoutSeconds: 60 });
+        const lines = r.stdout.split('\n');
+        const entries = [];
+        for (const line of lines.slice(1)) {
+            const tab = line.indexOf('\t');
+            if (tab < 0)
+                continue;
+            try {
+                const e = JSON.parse(line.slice(tab + 1));
+                entries.push({ pgid: Number(line.slice(0, tab)), op: String(e.op ?? ''), run: String(e.run ?? ''), label: String(e.label ?? ''), since: String(e.since ?? '') });
+            }
+            catch {
+                entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
+            }
+        }
+        return { busy: lines[0]?.trim() === 'BUSY', entries };
+    }
+    /**
+     * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
+     * how long it has waited; past the deadline, refuses.
+     */
+    static async waitIdle(host, stateDir, env, deadline, waitSeconds, log) {
+        const started = Date.now();
+        let lastSaid = 0;
+        for (;;) {
+            const { busy, entries } = await EnvironmentLock.busyWork(host, stateDir, env);
+            if (!busy) {
+                if (Date.now() - started > 1000)
+                    log.info(`The earlier remote work on ${env} has ended (waited ${Math.round((Date.now() - started) / 1000)}s).`);
+                return;
+            }
+            const what = entries.length ? entries.map(describeBusy).join('; ') : 'a process that holds the busy file (not recorded)';
+            if (Date.now() >= deadline) {
+                throw new errors_1.LockTimeoutError(`the ${env} lock is free, but remote work of an earlier run is still running on the host: ${what}; gave up after ${waitSeconds}s ` +
+                    `(wait for it to end, or stop it on the host: kill -TERM -- -<process group>; then check status)`);
+            }
+            if (Date.now() - lastSaid >= 10_000) {
+                lastSaid = Date.now();
+                log.info(`The ${env} lock is free, but remote work of an earlier run is still running: ${what}. Waiting for it to end (waited ${Math.round((Date.now() - started) / 1000)}s of ${waitSeconds}s).`);
+            }
+            await new Promise((r) => setTimeout(r, 1000));
+        }
+    }
+    /**
+     * Stops the remote work of one operation: TERM to each of its process groups (and to the
+     * processes it started inside containers with docker exec), then KILL to what is left after the
+     * grace time. Returns when the busy file is free of that work, or after the grace times.
+     */
+    static async stopWork(host, stateDir, env, op, graceSeconds = 8) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
+        const script = (0, shell_1.sh) `op=${op}; dir=${entriesDir}; busy=${busyFile}; grace=${graceSeconds}\n` +
+            String.raw `groups() { for f in "$dir"/*.json; do [ -e "$f" ] || continue; grep -q ""op":"$op"" "$f" || continue; pg=${'$'}{f##*/}; echo "${'$'}{pg%.json}"; done; }
+containers() { for c in $(docker ps -q 2>/dev/null); do docker exec "$c" sh -c 'for f in /tmp/.twinstack-exec-'"$op"'-*; do [ -e "$f" ] || continue; kill -'"$1"' "$(cat "$f")" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null; done; }
+n=0; for pg in $(groups); do kill -TERM -- "-$pg" 2>/dev/null && n=$((n+1)); done
+containers TERM >/dev/null
+if ! flock -x -w "$grace" "$busy" true; then
+  for pg in $(groups); do kill -KILL -- "-$pg" 2>/dev/null; done
+  containers KILL >/dev/null
+  flock -x -w 5 "$busy" true || echo "still-busy"
+fi
+for pg in $(groups); do kill -0 -- "-$pg" 2>/dev/null || rm -f "$dir/$pg.json"; done
+echo "stopped $n process group(s)"`;
+        const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 40 });
+        return r.stdout.trim();
     }
     static async readHolder(host, stateDir, env) {
         const { holderFile } = EnvironmentLock.paths(stateDir, env);
@@ -57107,6 +57312,7 @@ class EnvironmentLock {
         }
     }
     static async acquire(host, stateDir, env, holder, waitSeconds, log) {
+        const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
         const current = await EnvironmentLock.readHolder(host, stateDir, env);
@@ -57123,13 +57329,21 @@ class EnvironmentLock {
             }
             throw e;
         }
-        // We hold the flock. A holder file still present means its run died while holding the lock.
+        // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
+        try {
+            await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
+        }
+        catch (e) {
+            await proc.end().catch(() => undefined);
+            throw e;
+        }
+        // A holder file still present means its run died while holding the lock.
         const stale = await EnvironmentLock.readHolder(host, stateDir, env);
         await host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
         if (stale) {
             log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
         }
-        return new EnvironmentLock(host, proc, holderFile, env, stale);
+        return new EnvironmentLock(host, proc, holderFile, env, stale, stateDir);
     }
     async release() {
         if (this.released)
@@ -57276,11 +57490,20 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     const hostLog = new host_log_1.HostLog(o.host, o.stateDir, o.env);
     const holder = { run: o.run.url, actor: o.run.actor, sha: o.sha ?? o.run.sha, action: o.action, op: id, since: new Date().toISOString() };
     const lock = await lock_1.EnvironmentLock.acquire(o.host, o.stateDir, o.env, holder, o.lockTimeoutSeconds, o.log);
+    // From here every command runs inside this run's lease (see EnvironmentLock.fence).
+    const unfence = o.host.addFence(lock.fence(id, o.run.url));
     let finished = false;
+    let cancelling = false;
     const base = { action: o.action, op: id, run: o.run.url, actor: o.run.actor };
     const unregister = (0, action_1.onCancel)(async () => {
+        cancelling = true;
+        o.host.halt();
+        unfence();
+        // The remote work of this run ends before the host log says so and the lock is freed.
+        const stopped = await lock_1.EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
-            await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled' }).catch(() => undefined);
+            await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch(() => undefined);
         await lock.release();
     });
     try {
@@ -57309,6 +57532,8 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             result = await fn(op);
         }
         catch (e) {
+            if (cancelling)
+                await new Promise(() => undefined); // the cancel handler records the outcome and exits
             finished = true;
             await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) }).catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
             throw e;
@@ -57319,6 +57544,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     }
     finally {
         unregister();
+        unfence();
         await lock.release().catch((e) => o.log.warning(`could not release the ${o.env} lock cleanly: ${(0, errors_1.errorMessage)(e)}`));
     }
 }
@@ -57334,6 +57560,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.HealthError = void 0;
 exports.newReleaseId = newReleaseId;
+exports.releaseStack = releaseStack;
 exports.currentRelease = currentRelease;
 exports.releaseHistory = releaseHistory;
 exports.composeBuildAndUp = composeBuildAndUp;
@@ -57350,7 +57577,46 @@ function newReleaseId(sha, now = new Date()) {
     return `r${stamp}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
-    return { release: String(r.release), sha: String(r.sha), kind: r.kind, images: (r.images ?? {}), time: r.time, run: r.run };
+    return {
+        release: String(r.release),
+        sha: String(r.sha),
+        kind: r.kind,
+        images: (r.images ?? {}),
+        time: r.time,
+        run: r.run,
+        previous: typeof r.previous === 'string' && r.previous ? r.previous : undefined,
+    };
+}
+function releaseStack(records) {
+    const replaced = new Map();
+    const byId = new Map();
+    const rolledBackFrom = new Set();
+    let running;
+    for (const r of records) {
+        if (r.event !== 'release')
+            continue;
+        const rel = asRelease(r);
+        if (!replaced.has(rel.release) && rel.kind !== 'rollback')
+            replaced.set(rel.release, rel.previous ?? running);
+        if (rel.kind === 'rollback') {
+            const from = typeof r.rolledBackFrom === 'string' ? r.rolledBackFrom : typeof r.from === 'string' ? r.from : running;
+            if (from && from !== rel.release)
+                rolledBackFrom.add(from);
+        }
+        byId.set(rel.release, rel);
+        running = rel.release;
+    }
+    const current = running ? byId.get(running) : undefined;
+    const skipped = [];
+    const seen = new Set(current ? [current.release] : []);
+    let t = current ? replaced.get(current.release) : undefined;
+    while (t && (rolledBackFrom.has(t) || seen.has(t))) {
+        if (!seen.has(t))
+            skipped.push(t);
+        seen.add(t);
+        t = replaced.get(t);
+    }
+    return { current, target: t ? byId.get(t) : undefined, skipped, rolledBackFrom, byId };
 }
 /** The release an environment runs now: the newest release record. */
 function currentRelease(records) {
@@ -57636,6 +57902,7 @@ const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_ssh_1 = __nccwpck_require__(3608);
 const errors_1 = __nccwpck_require__(4296);
+const host_1 = __nccwpck_require__(393);
 const known_hosts_1 = __nccwpck_require__(5602);
 const shell_1 = __nccwpck_require__(9054);
 const MAX_CAPTURE = 32 * 1024 * 1024;
@@ -57687,6 +57954,8 @@ class SshHost {
     defaultTimeout;
     traffics = { received: 0, sent: 0 };
     forwards = new Set();
+    fences = [];
+    halted = false;
     constructor(ssh, name, log, defaultTimeout) {
         this.ssh = ssh;
         this.name = name;
@@ -57746,16 +58015,39 @@ class SshHost {
             throw new Error('the SSH connection is closed');
         return c;
     }
+    halt() {
+        this.halted = true;
+    }
+    addFence(fence) {
+        this.fences = [...this.fences, fence];
+        return () => {
+            this.fences = this.fences.filter((f) => f !== fence);
+        };
+    }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds) {
+    wrap(script, options, timeoutSeconds, label) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
-        const envWords = Object.entries(options.env ?? {}).map(([k, v]) => {
+        const env = { ...(options.env ?? {}) };
+        let register = '';
+        let fenced = '';
+        if (this.fences.length) {
+            // Each command's process group (its `timeout`'s, or the session's) is written where the next
+            // run looks when it finds the busy file still held; it is what a cancel kills.
+            env.TWINSTACK_OP = this.fences[this.fences.length - 1].op;
+            register = 'read -r _ _ _ _ __twinstack_pg _ < /proc/$$/stat\n';
+            for (const f of this.fences) {
+                const entry = JSON.stringify({ op: f.op, run: f.run, label: label.slice(0, 120), since: new Date().toISOString() });
+                register += (0, shell_1.sh) `printf '%s\n' ${entry} > ${f.entriesDir}/"$__twinstack_pg".json 2>/dev/null || true` + '\n';
+            }
+            fenced = this.fences.map((f) => (0, shell_1.argv)('flock', '-s', f.busyFile)).join(' ') + ' ';
+        }
+        const envWords = Object.entries(env).map(([k, v]) => {
             if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
                 throw new Error(`bad environment variable name ${k}`);
             return `${k}=${(0, shell_1.quote)(v)}`;
         });
-        const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${body}`);
-        const timed = timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner;
+        const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${register}${body}`);
+        const timed = fenced + (timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner);
         const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
         // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
         // closes a channel without sending exit-status, and a command's result must never be a guess.
@@ -57763,8 +58055,10 @@ class SshHost {
     }
     exec(script, options, keepStdinOpen) {
         const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
-        const command = this.wrap(script, options, timeoutSeconds);
         const label = options.label ?? script.split('\n')[0];
+        if (this.halted && !host_1.cleanupScope.getStore())
+            throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+        const command = this.wrap(script, options, timeoutSeconds, label);
         this.log.debug(`$ ${script}`);
         const out = new Capture();
         const err = new Capture();
@@ -57960,6 +58254,74 @@ class SshHost {
     }
 }
 exports.SshHost = SshHost;
+
+
+/***/ }),
+
+/***/ 7066:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.observe = observe;
+exports.drift = drift;
+exports.shortId = shortId;
+/**
+ * What an environment really runs, read from the host: the checkout's HEAD, every service's
+ * container and image id, health, and (when asked) the alembic revision. The host is the source of
+ * truth; the host log is its history. Every action that changes or judges an environment starts
+ * here and compares what runs with the release on record: a difference is drift.
+ */
+const alembic_1 = __nccwpck_require__(7668);
+const environment_1 = __nccwpck_require__(6738);
+const shell_1 = __nccwpck_require__(9054);
+const SEP = '@twinstack-state@';
+/** Reads the environment's observed state in one round trip (two with `alembic`). */
+async function observe(host, env, opts = {}) {
+    const script = (0, shell_1.sh) `git -C ${env.cfg.checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true; echo ${SEP}; ` +
+        (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
+    const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
+    const [headPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+    const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
+    const containers = (0, environment_1.parseInspect)(inspectPart ?? '[]').filter((c) => !c.oneoff);
+    const images = {};
+    for (const c of containers)
+        if (c.service && !images[c.service])
+            images[c.service] = c.imageId;
+    const state = { environment: env.name, head, containers, images, time: new Date().toISOString() };
+    if (opts.alembic)
+        state.alembic = await (0, alembic_1.currentRevision)(host, env).catch(() => undefined);
+    return state;
+}
+/** How what runs differs from a release: one line per difference, empty when they agree. */
+function drift(observed, release) {
+    const out = [];
+    if (!release) {
+        if (observed.containers.length)
+            out.push(`${observed.containers.length} container(s) run, but no release is recorded`);
+        return out;
+    }
+    if (!observed.head)
+        out.push('the checkout has no readable HEAD');
+    else if (observed.head !== release.sha)
+        out.push(`the checkout is at ${observed.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+    for (const [service, image] of Object.entries(release.images)) {
+        const running = observed.images[service];
+        if (!running)
+            out.push(`service ${service} has no container`);
+        else if (running !== image.id)
+            out.push(`service ${service} runs image ${shortId(running)}, not the release's ${shortId(image.id)}`);
+    }
+    for (const service of Object.keys(observed.images)) {
+        if (!release.images[service])
+            out.push(`service ${service} runs, but is not part of the release`);
+    }
+    return out;
+}
+function shortId(id) {
+    return id.replace(/^sha256:/, '').slice(0, 12);
+}
 
 
 /***/ }),
@@ -58542,6 +58904,14 @@ module.exports = require("https");
 
 "use strict";
 module.exports = require("net");
+
+/***/ }),
+
+/***/ 6698:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:async_hooks");
 
 /***/ }),
 

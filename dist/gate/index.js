@@ -55607,24 +55607,25 @@ const errors_1 = __nccwpck_require__(4296);
 const junit_1 = __nccwpck_require__(5067);
 const operation_1 = __nccwpck_require__(5018);
 const release_1 = __nccwpck_require__(2558);
-const rollback_1 = __nccwpck_require__(8647);
-const shell_1 = __nccwpck_require__(9054);
+const state_1 = __nccwpck_require__(7066);
+const alembic_1 = __nccwpck_require__(7668);
+const docker_1 = __nccwpck_require__(9843);
 const summary_1 = __nccwpck_require__(1363);
 const validate = __importStar(__nccwpck_require__(993));
 function exec(container, command) {
-    return (0, shell_1.argv)('docker', 'exec', container, command);
+    return (0, docker_1.dockerExec)(container, command);
 }
 /** alembic inside the container: one head, upgrade, check, current == head. */
 async function runAlembic(host, env, service, log, timeoutSeconds) {
     const result = { head: '', current: '', checkSupported: true, problems: [] };
-    const plan = await (0, rollback_1.migrationPlan)(host, env, timeoutSeconds, service);
+    const plan = await (0, alembic_1.migrationPlan)(host, env, timeoutSeconds, service);
     log.info(`alembic heads: ${plan.heads.join(', ') || 'none'}; current: ${plan.current || 'none'}`);
     if (plan.heads.length !== 1) {
         result.problems.push(plan.heads.length === 0 ? 'alembic reports no head revision' : `alembic has ${plan.heads.length} heads (${plan.heads.join(', ')}): merge them with "alembic merge heads" and commit the merge migration`);
         return result;
     }
     result.head = plan.heads[0];
-    await (0, rollback_1.upgradeHead)(host, env, plan, timeoutSeconds);
+    await (0, alembic_1.upgradeHead)(host, env, plan, timeoutSeconds);
     const check = await host.run(exec(plan.container, ['alembic', 'check']), { label: 'alembic check', timeoutSeconds, check: false });
     if (check.exitCode !== 0) {
         if (/invalid choice: 'check'|No such command/i.test(check.stderr)) {
@@ -55635,7 +55636,7 @@ async function runAlembic(host, env, service, log, timeoutSeconds) {
             result.problems.push(`alembic check failed: ${(0, errors_1.tailLines)(check.stderr || check.stdout, 3)}`);
         }
     }
-    result.current = (await (0, rollback_1.migrationPlan)(host, env, timeoutSeconds, service)).current;
+    result.current = (await (0, alembic_1.migrationPlan)(host, env, timeoutSeconds, service)).current;
     if (result.current !== result.head)
         result.problems.push(`alembic current is ${result.current || 'empty'}, not the head ${result.head}`);
     return result;
@@ -55662,7 +55663,10 @@ async function runPytest(host, container, config, opId, timeoutSeconds) {
 function gateSummary(env, g) {
     const ok = g.problems.length === 0;
     const s = new summary_1.Summary().heading(`Gate on ${env.name}`);
-    s.text(`${ok ? '✅' : '❌'} **Commit \`${g.sha.slice(0, 12)}\` (release \`${g.release}\`) ${ok ? 'passed' : 'did not pass'} the gate.** ${ok ? 'It can be promoted to prod.' : 'Promote will refuse it.'}`);
+    s.text(`${ok ? '✅' : '❌'} **Commit \`${g.sha.slice(0, 12)}\` (release \`${g.release}\`) ${ok ? 'passed' : 'did not pass'} the gate.** ${ok ? 'It can be promoted to prod as long as dev keeps running exactly these images.' : 'Promote will refuse it.'}`);
+    const tested = Object.entries(g.images);
+    if (tested.length)
+        s.list([`tested images: ${tested.map(([svc, id]) => `${svc} \`${(0, state_1.shortId)(id)}\``).join(', ')}`]);
     if (!ok)
         s.list(g.problems);
     if (g.tests) {
@@ -55695,10 +55699,17 @@ exports.gateAction = {
             const release = (0, release_1.currentRelease)(op.records);
             if (!release)
                 throw new errors_1.OperationFailed('dev has no release recorded: deploy dev first');
+            // The gate judges what runs, and only when it is exactly the release on record.
+            const observed = await (0, state_1.observe)(host, env);
+            const drifted = (0, state_1.drift)(observed, release);
+            if (drifted.length) {
+                throw new errors_1.OperationFailed(`dev does not run its recorded release ${release.release} (${release.sha.slice(0, 12)}): ${drifted.join('; ')}. ` +
+                    `Nothing was tested. Settle it with a deploy of dev (ref ${plan.sha ?? 'the commit to test'}) or a rollback of dev, then run the gate again.`);
+            }
             if (plan.sha && plan.sha !== release.sha) {
                 throw new errors_1.OperationFailed(`dev runs ${release.sha.slice(0, 12)} (release ${release.release}), not the requested ${plan.sha.slice(0, 12)}: deploy it first`);
             }
-            const g = { sha: release.sha, release: release.release, problems: [] };
+            const g = { sha: release.sha, release: release.release, problems: [], images: observed.images };
             try {
                 if (config.gate.alembic) {
                     log.startGroup('alembic');
@@ -55729,9 +55740,16 @@ exports.gateAction = {
             catch (e) {
                 g.problems.push(e instanceof errors_1.RemoteCommandError || e instanceof errors_1.OperationFailed ? e.message : (0, errors_1.errorMessage)(e));
             }
+            // What was tested: the commit and the image ids (the api's first), read again after the tests.
+            const after = await (0, state_1.observe)(host, env).catch(() => undefined);
+            if (after && (after.head !== g.sha || after.images[service] !== g.images[service])) {
+                g.problems.push(`dev changed while the gate ran (checkout ${after.head.slice(0, 12)}, ${service} image ${after.images[service] ?? 'none'}): the result cannot be bound to one release`);
+            }
             await op.record('gate', {
                 sha: g.sha,
                 release: g.release,
+                apiImage: g.images[service],
+                images: g.images,
                 passed: g.problems.length === 0,
                 tests: g.tests ? { passed: g.tests.passed, failed: g.tests.failed, skipped: g.tests.skipped } : undefined,
                 alembicHead: g.alembic?.head,
@@ -55857,6 +55875,7 @@ exports.failureLine = failureLine;
 const actions_io_1 = __nccwpck_require__(6613);
 const config_1 = __nccwpck_require__(4489);
 const errors_1 = __nccwpck_require__(4296);
+const host_1 = __nccwpck_require__(393);
 const ssh_1 = __nccwpck_require__(1661);
 const validate_1 = __nccwpck_require__(993);
 const cleanups = new Set();
@@ -55873,7 +55892,7 @@ function installSignalHandlers(log) {
         cancelling = true;
         log.warning(`Received ${signal}: cancelling, releasing locks.`);
         const deadline = new Promise((r) => setTimeout(r, 20_000));
-        void Promise.race([Promise.allSettled([...cleanups].map((c) => c())), deadline]).finally(() => process.exit(1));
+        void Promise.race([Promise.allSettled([...cleanups].map((c) => host_1.cleanupScope.run(true, c))), deadline]).finally(() => process.exit(1));
     };
     process.once('SIGINT', () => handler('SIGINT'));
     process.once('SIGTERM', () => handler('SIGTERM'));
@@ -56079,340 +56098,36 @@ exports.ActionIO = ActionIO;
 
 /***/ }),
 
-/***/ 7353:
+/***/ 7668:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.newBackupId = newBackupId;
-exports.backupDir = backupDir;
-exports.checkBackupDir = checkBackupDir;
-exports.parseCounts = parseCounts;
-exports.compareCounts = compareCounts;
-exports.takeBackup = takeBackup;
-exports.verifyBackup = verifyBackup;
-exports.listBackups = listBackups;
-exports.usableBackup = usableBackup;
-exports.restoreBackup = restoreBackup;
-exports.pruneBackups = pruneBackups;
-const errors_1 = __nccwpck_require__(4296);
-const shell_1 = __nccwpck_require__(9054);
-function newBackupId(env, now = new Date()) {
-    return `b${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${env}`;
-}
-function backupDir(config, env, id) {
-    const base = `${config.backup.dir}/${env.name}`;
-    return id ? `${base}/${id}` : base;
-}
-/** The backup directory must never be inside a checkout (where git or compose could touch it). */
-function checkBackupDir(config) {
-    const dir = config.backup.dir;
-    if (dir === '/')
-        throw new errors_1.ConfigurationError('backup.dir must not be /');
-    for (const [name, e] of Object.entries(config.environments)) {
-        if (dir === e.checkout || dir.startsWith(`${e.checkout}/`)) {
-            throw new errors_1.ConfigurationError(`backup.dir ${dir} is inside the ${name} checkout ${e.checkout}: put backups outside every repository checkout, e.g. /var/backups/twinstack`);
-        }
-    }
-}
-/** SQL that, run through psql's \gexec, prints `count:<schema.table>:<rows>` for every table. */
-const COUNT_ALL = `SELECT format('SELECT %L || count(*) FROM %I.%I', 'count:' || n.nspname || '.' || c.relname || ':', n.nspname, c.relname)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-ORDER BY n.nspname, c.relname
-\\gexec
-`;
-function parseCounts(text) {
-    const counts = new Map();
-    for (const line of text.split('\n')) {
-        const m = /^count:(.+):(\d+)$/.exec(line.trim());
-        if (m)
-            counts.set(m[1], Number(m[2]));
-    }
-    return counts;
-}
-function compareCounts(source, restored) {
-    const problems = [];
-    for (const [t, n] of source) {
-        if (!restored.has(t))
-            problems.push(`${t} is missing from the restore`);
-        else if (restored.get(t) !== n)
-            problems.push(`${t} has ${restored.get(t)} rows restored, ${n} in the source`);
-    }
-    return problems;
-}
-async function psqlValue(host, env, database, sql) {
-    const r = await host.run(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-d', database, '-c', sql]), { check: false, quiet: true, timeoutSeconds: 120 });
-    return r.exitCode === 0 ? r.stdout.trim() : undefined;
-}
-/** Streams a client tool's output into a file on the host, hashing it on the way; returns size and hash. */
-async function streamToFile(host, command, file, label, timeoutSeconds) {
-    const partial = `${file}.partial`;
-    try {
-        const r = await host.run(`${command} | tee ${(0, shell_1.sh) `${partial}`} | sha256sum && mv -f ${(0, shell_1.sh) `${partial} ${file}`} && stat -c %s ${(0, shell_1.sh) `${file}`}`, {
-            label,
-            quiet: true,
-            timeoutSeconds,
-        });
-        const [hashLine, sizeLine] = r.stdout.trim().split('\n');
-        return { sha256: hashLine.split(/\s+/)[0], bytes: Number(sizeLine) };
-    }
-    catch (e) {
-        await host.run((0, shell_1.sh) `rm -f ${partial}`, { check: false, quiet: true, timeoutSeconds: 60 });
-        throw e;
-    }
-}
+exports.migrationPlan = migrationPlan;
+exports.upgradeHead = upgradeHead;
+exports.currentRevision = currentRevision;
 /**
- * Takes and verifies a backup. Returns its manifest; throws OperationFailed (after writing a
- * `failed` manifest where the disk allows) when the dump or its verification fails.
+ * alembic inside an environment's api container: where the schema stands and the upgrade. Every
+ * call goes through dockerExec, so a time limit or a cancel stops the in-container process too.
  */
-async function takeBackup(host, config, env, ctx, log, verify = config.backup.verify) {
-    checkBackupDir(config);
-    const started = new Date();
-    const id = newBackupId(env.name, started);
-    const dir = backupDir(config, env, id);
-    const database = env.cfg.database.name;
-    const timeoutSeconds = config.backup['timeout-seconds'];
-    const manifest = {
-        id,
-        env: env.name,
-        status: 'failed',
-        time: started.toISOString(),
-        finishedAt: '',
-        database,
-        release: ctx.release,
-        sha: ctx.sha,
-        files: {},
-        durationSeconds: 0,
-        timings: { dump: 0, globals: 0, verify: 0 },
-        tools: {},
-        verification: { method: verify, ok: false, detail: '' },
-    };
-    log.startGroup(`${env.name}: backup ${id}`);
-    let snapshotSession;
-    try {
-        await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { label: `creating ${dir}`, quiet: true, timeoutSeconds: 60 });
-        manifest.tools.pg_dump = (await psqlVersion(host, env)) ?? 'unknown';
-        manifest.alembicRevision = await psqlValue(host, env, database, 'SELECT version_num FROM alembic_version LIMIT 1');
-        if (verify === 'restore')
-            snapshotSession = await openSnapshot(host, env, database);
-        const dumpArgs = ['-Fc', '-d', database, ...(snapshotSession ? [`--snapshot=${snapshotSession.snapshot}`] : [])];
-        const seconds = (since) => Math.round((Date.now() - since) / 100) / 10;
-        let t = Date.now();
-        manifest.files['db.dump'] = await streamToFile(host, env.dbTool('pg_dump', dumpArgs), `${dir}/db.dump`, `pg_dump of ${env.name}`, timeoutSeconds);
-        manifest.timings.dump = seconds(t);
-        log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
-        const counts = snapshotSession ? await snapshotSession.counts() : undefined;
-        await snapshotSession?.close();
-        snapshotSession = undefined;
-        t = Date.now();
-        manifest.files['globals.sql'] = await dumpGlobals(host, env, `${dir}/globals.sql`, log, timeoutSeconds);
-        manifest.timings.globals = seconds(t);
-        t = Date.now();
-        const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
-        manifest.timings.verify = seconds(t);
-        manifest.verification.ok = !problem;
-        manifest.verification.detail = problem ?? (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
-        if (counts)
-            manifest.verification.tables = counts.size;
-        manifest.status = problem ? 'failed' : 'verified';
-        if (problem)
-            manifest.error = problem;
-    }
-    catch (e) {
-        manifest.error = e instanceof errors_1.RemoteCommandError ? e.message : (0, errors_1.errorMessage)(e);
-        manifest.status = 'failed';
-    }
-    finally {
-        await snapshotSession?.close().catch(() => undefined);
-        manifest.finishedAt = new Date().toISOString();
-        manifest.durationSeconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
-        await host.writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600).catch((e) => log.warning(`could not write ${dir}/manifest.json: ${(0, errors_1.errorMessage)(e)}`));
-        log.endGroup();
-    }
-    if (manifest.status !== 'verified') {
-        throw new errors_1.OperationFailed(`backup ${id} of ${env.name} failed: ${manifest.error}`);
-    }
-    return manifest;
+const docker_1 = __nccwpck_require__(9843);
+/** Where alembic stands in the environment's api service, before migrating. */
+async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
+    const container = await env.serviceContainer(host, service);
+    const run = (args) => host.run((0, docker_1.dockerExec)(container, ['alembic', ...args]), { label: `${env.name} alembic ${args[0]}`, quiet: true, timeoutSeconds });
+    const heads = [...(await run(['heads'])).stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
+    const current = /^(\w+)/m.exec((await run(['current'])).stdout.trim())?.[1] ?? '';
+    return { container, current, heads, pending: !(heads.length === 1 && heads[0] === current) };
 }
-async function psqlVersion(host, env) {
-    const r = await host.run(env.dbTool('pg_dump', ['--version']), { check: false, quiet: true, timeoutSeconds: 60 });
-    return r.exitCode === 0 ? r.stdout.trim() : undefined;
+async function upgradeHead(host, env, plan, timeoutSeconds) {
+    await host.run((0, docker_1.dockerExec)(plan.container, ['alembic', 'upgrade', 'head']), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
 }
-async function dumpGlobals(host, env, file, log, timeoutSeconds) {
-    try {
-        return await streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
-    }
-    catch (e) {
-        // Reading role passwords needs a superuser; without them the roles and grants are still saved.
-        if (e instanceof errors_1.RemoteCommandError && /permission denied/i.test(e.stderr)) {
-            log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
-            return streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only', '--no-role-passwords']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
-        }
-        throw e;
-    }
-}
-/** A REPEATABLE READ session whose snapshot pg_dump shares, so the row counts are of the same data. */
-async function openSnapshot(host, env, database) {
-    let out = '';
-    const proc = host.spawn(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', database]), {
-        quiet: true,
-        label: 'snapshot session',
-        onStdout: (c) => (out += c.toString()),
-    });
-    const snap = proc.waitForLine(/^snap:/);
-    await proc.write(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT 'snap:' || pg_export_snapshot();\n`);
-    const snapshot = (await snap).slice('snap:'.length);
-    return {
-        snapshot,
-        async counts() {
-            const done = proc.waitForLine('counts:done');
-            await proc.write(`${COUNT_ALL}SELECT 'counts:done';\n`);
-            await done;
-            return parseCounts(out);
-        },
-        async close() {
-            await proc.write('COMMIT;\n').catch(() => undefined);
-            await proc.end();
-        },
-    };
-}
-async function rowCounts(host, env, database, timeoutSeconds) {
-    const r = await host.run(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', database, '-f', '-']), {
-        stdin: COUNT_ALL,
-        quiet: true,
-        label: `counting rows in ${database}`,
-        timeoutSeconds,
-    });
-    return parseCounts(r.stdout);
-}
-/** Checks a backup on disk: checksum, pg_restore --list, and (with counts) a scratch restore. Returns the problem, if any. */
-async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds = 3600) {
-    for (const [name, f] of Object.entries(manifest.files)) {
-        const r = await host.run((0, shell_1.sh) `sha256sum ${`${dir}/${name}`}`, { check: false, quiet: true, timeoutSeconds });
-        const actual = r.stdout.split(/\s+/)[0];
-        if (r.exitCode !== 0)
-            return `${name} cannot be read: ${(0, errors_1.tailLines)(r.stderr, 1)}`;
-        if (actual !== f.sha256)
-            return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
-    }
-    const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`} > /dev/null`, { check: false, quiet: true, timeoutSeconds });
-    if (list.exitCode !== 0)
-        return `pg_restore --list cannot read db.dump: ${(0, errors_1.tailLines)(list.stderr, 2)}`;
-    if (!counts)
-        return undefined;
-    const scratch = `${manifest.database}_twinstack_verify`.slice(0, 63);
-    const psql = (sql) => host.run(env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-c', sql]), { quiet: true, label: `psql: ${sql}`, timeoutSeconds: 300 });
-    try {
-        await psql(`DROP DATABASE IF EXISTS "${scratch}"`);
-        const created = await psql(`CREATE DATABASE "${scratch}"`).catch((e) => e);
-        if (created instanceof errors_1.RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
-            return `the database user ${env.cfg.database.user} may not create the scratch database that verify: restore needs: ALTER ROLE ${env.cfg.database.user} CREATEDB, or use verify: list`;
-        }
-        if (created instanceof Error)
-            throw created;
-        const restore = await host.run(`${env.dbTool('pg_restore', ['--exit-on-error', '--no-owner', '-d', scratch])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`}`, {
-            check: false,
-            quiet: true,
-            timeoutSeconds,
-        });
-        if (restore.exitCode !== 0)
-            return `the dump does not restore: ${(0, errors_1.tailLines)(restore.stderr, 2)}`;
-        const restored = await rowCounts(host, env, scratch, timeoutSeconds);
-        const problems = compareCounts(counts, restored);
-        if (problems.length)
-            return `the restored row counts differ: ${problems.slice(0, 5).join('; ')}`;
-        log.info(`verified by restore: ${counts.size} tables, row counts equal`);
-        return undefined;
-    }
-    finally {
-        await psql(`DROP DATABASE IF EXISTS "${scratch}"`).catch((e) => log.warning(`could not drop the scratch database ${scratch}: ${(0, errors_1.errorMessage)(e)}`));
-    }
-}
-/** Every backup of an environment, newest first, read from the manifests. */
-async function listBackups(host, config, env) {
-    const base = backupDir(config, env);
-    const r = await host.run((0, shell_1.sh) `for f in ${(0, shell_1.raw)(`${(0, shell_1.sh) `${base}`}/b*/manifest.json`)}; do [ -f "$f" ] && cat "$f" && echo '@@twinstack-manifest@@'; done; true`, {
-        quiet: true,
-        timeoutSeconds: 120,
-    });
-    const out = [];
-    for (const chunk of r.stdout.split('@@twinstack-manifest@@')) {
-        if (!chunk.trim())
-            continue;
-        try {
-            out.push(JSON.parse(chunk));
-        }
-        catch {
-            /* a manifest cut short by a full disk: not a usable backup */
-        }
-    }
-    return out.sort((a, b) => (a.id < b.id ? 1 : -1));
-}
-/** Finds one backup by id and re-checks it on disk (checksums and pg_restore --list). */
-async function usableBackup(host, config, env, id, log) {
-    const m = (await listBackups(host, config, env)).find((b) => b.id === id);
-    if (!m)
-        throw new errors_1.OperationFailed(`backup ${id} of ${env.name} does not exist in ${backupDir(config, env)}`);
-    if (m.status !== 'verified')
-        throw new errors_1.OperationFailed(`backup ${id} failed when it was taken (${m.error ?? 'not verified'}); it is never used`);
-    const problem = await verifyBackup(host, env, m, backupDir(config, env, id), log);
-    if (problem)
-        throw new errors_1.OperationFailed(`backup ${id} cannot be used: ${problem}`);
-    return m;
-}
-/**
- * Restores a verified backup as the environment's database. `pg_restore --clean` would leave behind
- * whatever the dump does not know of (a table a half-applied migration created), so the restore
- * goes into a new, empty database instead: the current one is renamed aside to
- * `<name>_twinstack_pre_restore` (kept until the next restore), a new one is created with the same
- * owner, encoding and database privileges, and the dump is restored into it in one transaction. If
- * that fails, the new database is dropped and the old one renamed back. Needs a database user that
- * may create databases (the official postgres image's POSTGRES_USER can).
- */
-async function restoreBackup(host, config, env, m, log) {
-    const file = `${backupDir(config, env, m.id)}/db.dump`;
-    const db = m.database;
-    const aside = `${db}_twinstack_pre_restore`.slice(0, 63);
-    const ident = (n) => `"${n.replace(/"/g, '""')}"`;
-    const lit = (n) => `'${n.replace(/'/g, "''")}'`;
-    const psql = (sql, label) => host.run(env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-f', '-']), { stdin: sql, label, quiet: true, timeoutSeconds: 600 });
-    const terminate = (name) => `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${lit(name)} AND pid <> pg_backend_pid();
-`;
-    const putBack = () => psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(db)};\nALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};\n`, `putting ${db} back after a failed restore`).catch((pe) => log?.error(`the restore failed and ${db} could not be put back: it is named ${aside} now (${(0, errors_1.errorMessage)(pe)})`));
-    // The rename is the last statement: if anything before it fails, nothing was moved.
-    await psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(aside)};\nALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};\n`, `setting ${db} aside for the restore`);
-    try {
-        await psql(
-        // Same owner, encoding and collation as the database it replaces.
-        `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \\gexec\n` +
-            // Database-level privileges (e.g. the app role's CONNECT) are not part of the dump: copy them.
-            `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \\gexec\n` +
-            `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \\gexec\n`, `creating an empty ${db} for the restore`);
-        await host.run(`${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${(0, shell_1.sh) `${file}`}`, {
-            label: `restoring ${env.name} from backup ${m.id}`,
-            timeoutSeconds: config.backup['timeout-seconds'],
-        });
-    }
-    catch (e) {
-        await putBack();
-        throw e;
-    }
-    log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
-}
-/** Keeps the newest `keep` verified backups and deletes older ones (and failed ones older than the newest verified). */
-async function pruneBackups(host, config, env, log) {
-    const all = await listBackups(host, config, env);
-    const verified = all.filter((b) => b.status === 'verified');
-    const keepIds = new Set(verified.slice(0, config.backup.keep).map((b) => b.id));
-    const newestVerified = verified[0];
-    const doomed = all.filter((b) => !keepIds.has(b.id) && (b.status === 'verified' || (newestVerified && b.id < newestVerified.id)));
-    if (doomed.length === 0)
-        return [];
-    await host.run((0, shell_1.argv)('rm', '-rf', doomed.map((b) => backupDir(config, env, b.id))), { label: 'pruning old backups', quiet: true, timeoutSeconds: 600 });
-    log.info(`${env.name}: deleted backups ${doomed.map((b) => b.id).join(', ')} (keeping the newest ${config.backup.keep} verified)`);
-    return doomed.map((b) => b.id);
+/** alembic's current revision in the environment's api container ('' when there is none yet). */
+async function currentRevision(host, env, service = env.cfg.apiService, timeoutSeconds = 120) {
+    const container = await env.serviceContainer(host, service);
+    const r = await host.run((0, docker_1.dockerExec)(container, ['alembic', 'current']), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
+    return /^(\w+)/m.exec(r.stdout.trim())?.[1] ?? '';
 }
 
 
@@ -56598,6 +56313,41 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 
 /***/ }),
 
+/***/ 9843:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.EXEC_PID_PREFIX = void 0;
+exports.dockerExec = dockerExec;
+/**
+ * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
+ * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
+ * while it still works on the environment. Here the process writes its pid to
+ * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
+ * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
+ */
+const shell_1 = __nccwpck_require__(9054);
+/** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
+exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
+const IN_CONTAINER = `echo $$ > "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}-$$"; exec "$@"`;
+const STOP_IN_CONTAINER = `for f in "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*; do [ -e "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done; true`;
+/**
+ * A shell command that runs `command` in a container (a container id or name, or a shell word such
+ * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the
+ * command's exit status is the in-container process's.
+ */
+function dockerExec(container, command, opts = {}) {
+    const c = typeof container === 'string' ? (0, shell_1.quote)(container) : container.shell;
+    const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
+    const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
+    return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
+}
+
+
+/***/ }),
+
 /***/ 6738:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -56607,6 +56357,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
 const errors_1 = __nccwpck_require__(4296);
+const docker_1 = __nccwpck_require__(9843);
 const shell_1 = __nccwpck_require__(9054);
 class Environment {
     name;
@@ -56644,7 +56395,7 @@ class Environment {
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}; }`);
+            `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
@@ -56677,6 +56428,7 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
+            oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
@@ -56756,53 +56508,6 @@ function errorMessage(err) {
     if (err instanceof Error)
         return err.message;
     return String(err);
-}
-
-
-/***/ }),
-
-/***/ 7167:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.resolveRef = resolveRef;
-exports.checkoutCommit = checkoutCommit;
-const errors_1 = __nccwpck_require__(4296);
-const shell_1 = __nccwpck_require__(9054);
-const validate_1 = __nccwpck_require__(993);
-/** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
-async function resolveRef(host, env, ref) {
-    (0, validate_1.gitRef)(ref);
-    const { checkout, remote } = env.cfg;
-    const exists = await host.run((0, shell_1.sh) `test -d ${`${checkout}/.git`}`, { check: false, quiet: true, timeoutSeconds: 30 });
-    if (exists.exitCode !== 0) {
-        throw new errors_1.ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
-    }
-    await host.run((0, shell_1.sh) `git fetch --prune --tags --force ${remote}`, { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
-    // A branch name means the remote's branch; a tag or sha means itself.
-    const r = await host.run((0, shell_1.sh) `git rev-parse --verify --quiet ${`refs/remotes/${remote}/${ref}^{commit}`} || git rev-parse --verify --quiet ${`refs/tags/${ref}^{commit}`} || git rev-parse --verify --quiet ${`${ref}^{commit}`}`, { cwd: checkout, check: false, quiet: true, timeoutSeconds: 60 });
-    const sha = r.stdout.trim().split('\n')[0];
-    if (r.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(sha)) {
-        throw new errors_1.ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
-    }
-    return sha;
-}
-async function checkoutCommit(host, env, sha) {
-    try {
-        await host.run((0, shell_1.sh) `git -c advice.detachedHead=false checkout --quiet --detach ${sha}`, {
-            cwd: env.cfg.checkout,
-            label: `git checkout ${sha.slice(0, 12)} in ${env.cfg.checkout}`,
-            timeoutSeconds: 300,
-        });
-    }
-    catch (e) {
-        if (e instanceof errors_1.RemoteCommandError && /would be overwritten|local changes/i.test(e.stderr)) {
-            throw new errors_1.ConfigurationError(`${env.cfg.checkout} has local changes to tracked files: commit or discard them on the host (git -C ${env.cfg.checkout} status), then deploy again`);
-        }
-        throw e;
-    }
 }
 
 
@@ -56888,6 +56593,24 @@ function latest(records, event, where = () => true) {
             return records[i];
     return undefined;
 }
+
+
+/***/ }),
+
+/***/ 393:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+/**
+ * The host: the one VPS both environments live on. Core modules speak to it through this
+ * interface only; src/core/ssh.ts is the SSH implementation.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.cleanupScope = void 0;
+const node_async_hooks_1 = __nccwpck_require__(6698);
+/** Set while the cancel clean-ups run: their commands still go to a halted host. */
+exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
 
 
 /***/ }),
@@ -57089,6 +56812,7 @@ function hostKeyPolicy(knownHosts, host, port) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EnvironmentLock = void 0;
+exports.describeBusy = describeBusy;
 exports.describeHolder = describeHolder;
 /**
  * The per-environment lock on the host. A `flock` held by a process inside our SSH session: if the
@@ -57100,6 +56824,9 @@ exports.describeHolder = describeHolder;
 const errors_1 = __nccwpck_require__(4296);
 const host_log_1 = __nccwpck_require__(4822);
 const shell_1 = __nccwpck_require__(9054);
+function describeBusy(e) {
+    return `${e.label || 'a command'} (process group ${e.pgid}${e.op ? `, operation ${e.op}` : ''}${e.run ? ` of run ${e.run}` : ''}${e.since ? `, since ${e.since}` : ''})`;
+}
 const ACQUIRED = 'twinstack-lock-acquired';
 const TIMEOUT_EXIT = 75;
 class EnvironmentLock {
@@ -57108,19 +56835,100 @@ class EnvironmentLock {
     holderFile;
     env;
     stale;
+    stateDir;
     released = false;
     constructor(host, process, holderFile, env, 
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    stale) {
+    stale, stateDir) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
         this.env = env;
         this.stale = stale;
+        this.stateDir = stateDir;
     }
     static paths(stateDir, env) {
         const dir = (0, host_log_1.stateDirOf)(stateDir, env);
-        return { dir, lockFile: `${dir}/lock`, holderFile: `${dir}/lock-holder.json` };
+        return { dir, lockFile: `${dir}/lock`, holderFile: `${dir}/lock-holder.json`, busyFile: `${dir}/busy`, entriesDir: `${dir}/busy.d` };
+    }
+    /** The fence every command of the operation holding this lock runs under (see Host.addFence). */
+    fence(op, run) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(this.stateDir, this.env);
+        return { env: this.env, busyFile, entriesDir, op, run };
+    }
+    /**
+     * Remote work still running under earlier runs' leases: the busy file is held (shared) by a
+     * process that outlived its run (an orphaned build, a compose up, a restore). Lists the live
+     * process groups from the entries directory and forgets the dead ones.
+     */
+    static async busyWork(host, stateDir, env) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
+        const r = await host.run((0, shell_1.sh) `mkdir -p -m 700 ${entriesDir} && touch ${busyFile} && if flock -x -n ${busyFile} true; then echo IDLE; else echo BUSY; fi; ` +
+            (0, shell_1.sh) `for f in ${entriesDir}/*.json; do [ -e "$f" ] || continue; pg=\${f##*/}; pg=\${pg%.json}; ` +
+            `if kill -0 -- "-$pg" 2>/dev/null; then printf '%s\t' "$pg"; head -c 2000 "$f"; else rm -f "$f"; fi; done`, { quiet: true, label: `checking ${env} for remote work of earlier runs`, timeoutSeconds: 60 });
+        const lines = r.stdout.split('\n');
+        const entries = [];
+        for (const line of lines.slice(1)) {
+            const tab = line.indexOf('\t');
+            if (tab < 0)
+                continue;
+            try {
+                const e = JSON.parse(line.slice(tab + 1));
+                entries.push({ pgid: Number(line.slice(0, tab)), op: String(e.op ?? ''), run: String(e.run ?? ''), label: String(e.label ?? ''), since: String(e.since ?? '') });
+            }
+            catch {
+                entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
+            }
+        }
+        return { busy: lines[0]?.trim() === 'BUSY', entries };
+    }
+    /**
+     * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
+     * how long it has waited; past the deadline, refuses.
+     */
+    static async waitIdle(host, stateDir, env, deadline, waitSeconds, log) {
+        const started = Date.now();
+        let lastSaid = 0;
+        for (;;) {
+            const { busy, entries } = await EnvironmentLock.busyWork(host, stateDir, env);
+            if (!busy) {
+                if (Date.now() - started > 1000)
+                    log.info(`The earlier remote work on ${env} has ended (waited ${Math.round((Date.now() - started) / 1000)}s).`);
+                return;
+            }
+            const what = entries.length ? entries.map(describeBusy).join('; ') : 'a process that holds the busy file (not recorded)';
+            if (Date.now() >= deadline) {
+                throw new errors_1.LockTimeoutError(`the ${env} lock is free, but remote work of an earlier run is still running on the host: ${what}; gave up after ${waitSeconds}s ` +
+                    `(wait for it to end, or stop it on the host: kill -TERM -- -<process group>; then check status)`);
+            }
+            if (Date.now() - lastSaid >= 10_000) {
+                lastSaid = Date.now();
+                log.info(`The ${env} lock is free, but remote work of an earlier run is still running: ${what}. Waiting for it to end (waited ${Math.round((Date.now() - started) / 1000)}s of ${waitSeconds}s).`);
+            }
+            await new Promise((r) => setTimeout(r, 1000));
+        }
+    }
+    /**
+     * Stops the remote work of one operation: TERM to each of its process groups (and to the
+     * processes it started inside containers with docker exec), then KILL to what is left after the
+     * grace time. Returns when the busy file is free of that work, or after the grace times.
+     */
+    static async stopWork(host, stateDir, env, op, graceSeconds = 8) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
+        const script = (0, shell_1.sh) `op=${op}; dir=${entriesDir}; busy=${busyFile}; grace=${graceSeconds}\n` +
+            String.raw `groups() { for f in "$dir"/*.json; do [ -e "$f" ] || continue; grep -q ""op":"$op"" "$f" || continue; pg=${'$'}{f##*/}; echo "${'$'}{pg%.json}"; done; }
+containers() { for c in $(docker ps -q 2>/dev/null); do docker exec "$c" sh -c 'for f in /tmp/.twinstack-exec-'"$op"'-*; do [ -e "$f" ] || continue; kill -'"$1"' "$(cat "$f")" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null; done; }
+n=0; for pg in $(groups); do kill -TERM -- "-$pg" 2>/dev/null && n=$((n+1)); done
+containers TERM >/dev/null
+if ! flock -x -w "$grace" "$busy" true; then
+  for pg in $(groups); do kill -KILL -- "-$pg" 2>/dev/null; done
+  containers KILL >/dev/null
+  flock -x -w 5 "$busy" true || echo "still-busy"
+fi
+for pg in $(groups); do kill -0 -- "-$pg" 2>/dev/null || rm -f "$dir/$pg.json"; done
+echo "stopped $n process group(s)"`;
+        const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 40 });
+        return r.stdout.trim();
     }
     static async readHolder(host, stateDir, env) {
         const { holderFile } = EnvironmentLock.paths(stateDir, env);
@@ -57135,6 +56943,7 @@ class EnvironmentLock {
         }
     }
     static async acquire(host, stateDir, env, holder, waitSeconds, log) {
+        const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
         const current = await EnvironmentLock.readHolder(host, stateDir, env);
@@ -57151,13 +56960,21 @@ class EnvironmentLock {
             }
             throw e;
         }
-        // We hold the flock. A holder file still present means its run died while holding the lock.
+        // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
+        try {
+            await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
+        }
+        catch (e) {
+            await proc.end().catch(() => undefined);
+            throw e;
+        }
+        // A holder file still present means its run died while holding the lock.
         const stale = await EnvironmentLock.readHolder(host, stateDir, env);
         await host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
         if (stale) {
             log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
         }
-        return new EnvironmentLock(host, proc, holderFile, env, stale);
+        return new EnvironmentLock(host, proc, holderFile, env, stale, stateDir);
     }
     async release() {
         if (this.released)
@@ -57304,11 +57121,20 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     const hostLog = new host_log_1.HostLog(o.host, o.stateDir, o.env);
     const holder = { run: o.run.url, actor: o.run.actor, sha: o.sha ?? o.run.sha, action: o.action, op: id, since: new Date().toISOString() };
     const lock = await lock_1.EnvironmentLock.acquire(o.host, o.stateDir, o.env, holder, o.lockTimeoutSeconds, o.log);
+    // From here every command runs inside this run's lease (see EnvironmentLock.fence).
+    const unfence = o.host.addFence(lock.fence(id, o.run.url));
     let finished = false;
+    let cancelling = false;
     const base = { action: o.action, op: id, run: o.run.url, actor: o.run.actor };
     const unregister = (0, action_1.onCancel)(async () => {
+        cancelling = true;
+        o.host.halt();
+        unfence();
+        // The remote work of this run ends before the host log says so and the lock is freed.
+        const stopped = await lock_1.EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
-            await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled' }).catch(() => undefined);
+            await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch(() => undefined);
         await lock.release();
     });
     try {
@@ -57337,6 +57163,8 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             result = await fn(op);
         }
         catch (e) {
+            if (cancelling)
+                await new Promise(() => undefined); // the cancel handler records the outcome and exits
             finished = true;
             await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) }).catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
             throw e;
@@ -57347,6 +57175,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     }
     finally {
         unregister();
+        unfence();
         await lock.release().catch((e) => o.log.warning(`could not release the ${o.env} lock cleanly: ${(0, errors_1.errorMessage)(e)}`));
     }
 }
@@ -57362,6 +57191,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.HealthError = void 0;
 exports.newReleaseId = newReleaseId;
+exports.releaseStack = releaseStack;
 exports.currentRelease = currentRelease;
 exports.releaseHistory = releaseHistory;
 exports.composeBuildAndUp = composeBuildAndUp;
@@ -57378,7 +57208,46 @@ function newReleaseId(sha, now = new Date()) {
     return `r${stamp}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
-    return { release: String(r.release), sha: String(r.sha), kind: r.kind, images: (r.images ?? {}), time: r.time, run: r.run };
+    return {
+        release: String(r.release),
+        sha: String(r.sha),
+        kind: r.kind,
+        images: (r.images ?? {}),
+        time: r.time,
+        run: r.run,
+        previous: typeof r.previous === 'string' && r.previous ? r.previous : undefined,
+    };
+}
+function releaseStack(records) {
+    const replaced = new Map();
+    const byId = new Map();
+    const rolledBackFrom = new Set();
+    let running;
+    for (const r of records) {
+        if (r.event !== 'release')
+            continue;
+        const rel = asRelease(r);
+        if (!replaced.has(rel.release) && rel.kind !== 'rollback')
+            replaced.set(rel.release, rel.previous ?? running);
+        if (rel.kind === 'rollback') {
+            const from = typeof r.rolledBackFrom === 'string' ? r.rolledBackFrom : typeof r.from === 'string' ? r.from : running;
+            if (from && from !== rel.release)
+                rolledBackFrom.add(from);
+        }
+        byId.set(rel.release, rel);
+        running = rel.release;
+    }
+    const current = running ? byId.get(running) : undefined;
+    const skipped = [];
+    const seen = new Set(current ? [current.release] : []);
+    let t = current ? replaced.get(current.release) : undefined;
+    while (t && (rolledBackFrom.has(t) || seen.has(t))) {
+        if (!seen.has(t))
+            skipped.push(t);
+        seen.add(t);
+        t = replaced.get(t);
+    }
+    return { current, target: t ? byId.get(t) : undefined, skipped, rolledBackFrom, byId };
 }
 /** The release an environment runs now: the newest release record. */
 function currentRelease(records) {
@@ -57552,77 +57421,6 @@ async function restoreReleaseImages(host, env, release) {
 
 /***/ }),
 
-/***/ 8647:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.startRelease = startRelease;
-exports.migrationPlan = migrationPlan;
-exports.upgradeHead = upgradeHead;
-exports.lossWindow = lossWindow;
-const backup_1 = __nccwpck_require__(7353);
-const git_1 = __nccwpck_require__(7167);
-const release_1 = __nccwpck_require__(2558);
-const shell_1 = __nccwpck_require__(9054);
-/** The compose services other than the database, so the database can be restored under no load. */
-async function appServices(host, env) {
-    const r = await host.run(env.compose('config', '--services'), env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }));
-    return r.stdout
-        .split('\n')
-        .map((s) => s.trim())
-        .filter((s) => s && s !== env.cfg.database.service);
-}
-async function startRelease(host, config, env, release, log, restore) {
-    log.startGroup(`${env.name}: starting release ${release.release} (${release.sha.slice(0, 12)})`);
-    try {
-        await (0, release_1.restoreReleaseImages)(host, env, release);
-        await (0, git_1.checkoutCommit)(host, env, release.sha);
-        let restoredAt;
-        if (restore) {
-            const services = await appServices(host, env);
-            if (services.length)
-                await host.run(env.compose('stop', ...services), env.composeOptions({ label: `${env.name} compose stop (for the restore)` }));
-            log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
-            try {
-                await (0, backup_1.restoreBackup)(host, config, env, restore, log);
-            }
-            catch (e) {
-                // The database was put back as it was; start the release's services anyway rather than leave them stopped.
-                await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` })).catch(() => undefined);
-                throw e;
-            }
-            restoredAt = new Date().toISOString();
-        }
-        await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up (release ${release.release})` }));
-        const containers = await (0, release_1.waitHealthy)(host, env, log);
-        await (0, release_1.probeHealthUrl)(host, env, log);
-        return { containers, restoredAt };
-    }
-    finally {
-        log.endGroup();
-    }
-}
-/** Where alembic stands in the environment's api service, before migrating. */
-async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
-    const container = await env.serviceContainer(host, service);
-    const run = (args) => host.run((0, shell_1.argv)('docker', 'exec', container, 'alembic', ...args), { label: `${env.name} alembic ${args[0]}`, quiet: true, timeoutSeconds });
-    const heads = [...(await run(['heads'])).stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
-    const current = /^(\w+)/m.exec((await run(['current'])).stdout.trim())?.[1] ?? '';
-    return { container, current, heads, pending: !(heads.length === 1 && heads[0] === current) };
-}
-async function upgradeHead(host, env, plan, timeoutSeconds) {
-    await host.run((0, shell_1.argv)('docker', 'exec', plan.container, 'alembic', 'upgrade', 'head'), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
-}
-function lossWindow(backup, restoredAt) {
-    const seconds = Math.max(0, Math.round((Date.parse(restoredAt) - Date.parse(backup.time)) / 1000));
-    return `writes between ${backup.time} (backup ${backup.id}) and ${restoredAt} (${seconds}s) are lost`;
-}
-
-
-/***/ }),
-
 /***/ 9054:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -57735,6 +57533,7 @@ const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_ssh_1 = __nccwpck_require__(3608);
 const errors_1 = __nccwpck_require__(4296);
+const host_1 = __nccwpck_require__(393);
 const known_hosts_1 = __nccwpck_require__(5602);
 const shell_1 = __nccwpck_require__(9054);
 const MAX_CAPTURE = 32 * 1024 * 1024;
@@ -57786,6 +57585,8 @@ class SshHost {
     defaultTimeout;
     traffics = { received: 0, sent: 0 };
     forwards = new Set();
+    fences = [];
+    halted = false;
     constructor(ssh, name, log, defaultTimeout) {
         this.ssh = ssh;
         this.name = name;
@@ -57845,16 +57646,39 @@ class SshHost {
             throw new Error('the SSH connection is closed');
         return c;
     }
+    halt() {
+        this.halted = true;
+    }
+    addFence(fence) {
+        this.fences = [...this.fences, fence];
+        return () => {
+            this.fences = this.fences.filter((f) => f !== fence);
+        };
+    }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds) {
+    wrap(script, options, timeoutSeconds, label) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
-        const envWords = Object.entries(options.env ?? {}).map(([k, v]) => {
+        const env = { ...(options.env ?? {}) };
+        let register = '';
+        let fenced = '';
+        if (this.fences.length) {
+            // Each command's process group (its `timeout`'s, or the session's) is written where the next
+            // run looks when it finds the busy file still held; it is what a cancel kills.
+            env.TWINSTACK_OP = this.fences[this.fences.length - 1].op;
+            register = 'read -r _ _ _ _ __twinstack_pg _ < /proc/$$/stat\n';
+            for (const f of this.fences) {
+                const entry = JSON.stringify({ op: f.op, run: f.run, label: label.slice(0, 120), since: new Date().toISOString() });
+                register += (0, shell_1.sh) `printf '%s\n' ${entry} > ${f.entriesDir}/"$__twinstack_pg".json 2>/dev/null || true` + '\n';
+            }
+            fenced = this.fences.map((f) => (0, shell_1.argv)('flock', '-s', f.busyFile)).join(' ') + ' ';
+        }
+        const envWords = Object.entries(env).map(([k, v]) => {
             if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
                 throw new Error(`bad environment variable name ${k}`);
             return `${k}=${(0, shell_1.quote)(v)}`;
         });
-        const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${body}`);
-        const timed = timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner;
+        const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${register}${body}`);
+        const timed = fenced + (timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner);
         const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
         // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
         // closes a channel without sending exit-status, and a command's result must never be a guess.
@@ -57862,8 +57686,10 @@ class SshHost {
     }
     exec(script, options, keepStdinOpen) {
         const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
-        const command = this.wrap(script, options, timeoutSeconds);
         const label = options.label ?? script.split('\n')[0];
+        if (this.halted && !host_1.cleanupScope.getStore())
+            throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+        const command = this.wrap(script, options, timeoutSeconds, label);
         this.log.debug(`$ ${script}`);
         const out = new Capture();
         const err = new Capture();
@@ -58059,6 +57885,74 @@ class SshHost {
     }
 }
 exports.SshHost = SshHost;
+
+
+/***/ }),
+
+/***/ 7066:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.observe = observe;
+exports.drift = drift;
+exports.shortId = shortId;
+/**
+ * What an environment really runs, read from the host: the checkout's HEAD, every service's
+ * container and image id, health, and (when asked) the alembic revision. The host is the source of
+ * truth; the host log is its history. Every action that changes or judges an environment starts
+ * here and compares what runs with the release on record: a difference is drift.
+ */
+const alembic_1 = __nccwpck_require__(7668);
+const environment_1 = __nccwpck_require__(6738);
+const shell_1 = __nccwpck_require__(9054);
+const SEP = '@twinstack-state@';
+/** Reads the environment's observed state in one round trip (two with `alembic`). */
+async function observe(host, env, opts = {}) {
+    const script = (0, shell_1.sh) `git -C ${env.cfg.checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true; echo ${SEP}; ` +
+        (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
+    const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
+    const [headPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+    const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
+    const containers = (0, environment_1.parseInspect)(inspectPart ?? '[]').filter((c) => !c.oneoff);
+    const images = {};
+    for (const c of containers)
+        if (c.service && !images[c.service])
+            images[c.service] = c.imageId;
+    const state = { environment: env.name, head, containers, images, time: new Date().toISOString() };
+    if (opts.alembic)
+        state.alembic = await (0, alembic_1.currentRevision)(host, env).catch(() => undefined);
+    return state;
+}
+/** How what runs differs from a release: one line per difference, empty when they agree. */
+function drift(observed, release) {
+    const out = [];
+    if (!release) {
+        if (observed.containers.length)
+            out.push(`${observed.containers.length} container(s) run, but no release is recorded`);
+        return out;
+    }
+    if (!observed.head)
+        out.push('the checkout has no readable HEAD');
+    else if (observed.head !== release.sha)
+        out.push(`the checkout is at ${observed.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+    for (const [service, image] of Object.entries(release.images)) {
+        const running = observed.images[service];
+        if (!running)
+            out.push(`service ${service} has no container`);
+        else if (running !== image.id)
+            out.push(`service ${service} runs image ${shortId(running)}, not the release's ${shortId(image.id)}`);
+    }
+    for (const service of Object.keys(observed.images)) {
+        if (!release.images[service])
+            out.push(`service ${service} runs, but is not part of the release`);
+    }
+    return out;
+}
+function shortId(id) {
+    return id.replace(/^sha256:/, '').slice(0, 12);
+}
 
 
 /***/ }),
@@ -58641,6 +58535,14 @@ module.exports = require("https");
 
 "use strict";
 module.exports = require("net");
+
+/***/ }),
+
+/***/ 6698:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:async_hooks");
 
 /***/ }),
 

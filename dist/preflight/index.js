@@ -55860,6 +55860,7 @@ exports.failureLine = failureLine;
 const actions_io_1 = __nccwpck_require__(6613);
 const config_1 = __nccwpck_require__(4489);
 const errors_1 = __nccwpck_require__(4296);
+const host_1 = __nccwpck_require__(393);
 const ssh_1 = __nccwpck_require__(1661);
 const validate_1 = __nccwpck_require__(993);
 const cleanups = new Set();
@@ -55876,7 +55877,7 @@ function installSignalHandlers(log) {
         cancelling = true;
         log.warning(`Received ${signal}: cancelling, releasing locks.`);
         const deadline = new Promise((r) => setTimeout(r, 20_000));
-        void Promise.race([Promise.allSettled([...cleanups].map((c) => c())), deadline]).finally(() => process.exit(1));
+        void Promise.race([Promise.allSettled([...cleanups].map((c) => host_1.cleanupScope.run(true, c))), deadline]).finally(() => process.exit(1));
     };
     process.once('SIGINT', () => handler('SIGINT'));
     process.once('SIGTERM', () => handler('SIGTERM'));
@@ -56262,6 +56263,41 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 
 /***/ }),
 
+/***/ 9843:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.EXEC_PID_PREFIX = void 0;
+exports.dockerExec = dockerExec;
+/**
+ * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
+ * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
+ * while it still works on the environment. Here the process writes its pid to
+ * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
+ * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
+ */
+const shell_1 = __nccwpck_require__(9054);
+/** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
+exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
+const IN_CONTAINER = `echo $$ > "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}-$$"; exec "$@"`;
+const STOP_IN_CONTAINER = `for f in "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*; do [ -e "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done; true`;
+/**
+ * A shell command that runs `command` in a container (a container id or name, or a shell word such
+ * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the
+ * command's exit status is the in-container process's.
+ */
+function dockerExec(container, command, opts = {}) {
+    const c = typeof container === 'string' ? (0, shell_1.quote)(container) : container.shell;
+    const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
+    const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
+    return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
+}
+
+
+/***/ }),
+
 /***/ 6738:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -56271,6 +56307,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
 const errors_1 = __nccwpck_require__(4296);
+const docker_1 = __nccwpck_require__(9843);
 const shell_1 = __nccwpck_require__(9054);
 class Environment {
     name;
@@ -56308,7 +56345,7 @@ class Environment {
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}; }`);
+            `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
@@ -56341,6 +56378,7 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
+            oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
@@ -56421,6 +56459,24 @@ function errorMessage(err) {
         return err.message;
     return String(err);
 }
+
+
+/***/ }),
+
+/***/ 393:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+/**
+ * The host: the one VPS both environments live on. Core modules speak to it through this
+ * interface only; src/core/ssh.ts is the SSH implementation.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.cleanupScope = void 0;
+const node_async_hooks_1 = __nccwpck_require__(6698);
+/** Set while the cancel clean-ups run: their commands still go to a halted host. */
+exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
 
 
 /***/ }),
@@ -56766,6 +56822,7 @@ const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_ssh_1 = __nccwpck_require__(3608);
 const errors_1 = __nccwpck_require__(4296);
+const host_1 = __nccwpck_require__(393);
 const known_hosts_1 = __nccwpck_require__(5602);
 const shell_1 = __nccwpck_require__(9054);
 const MAX_CAPTURE = 32 * 1024 * 1024;
@@ -56817,6 +56874,8 @@ class SshHost {
     defaultTimeout;
     traffics = { received: 0, sent: 0 };
     forwards = new Set();
+    fences = [];
+    halted = false;
     constructor(ssh, name, log, defaultTimeout) {
         this.ssh = ssh;
         this.name = name;
@@ -56876,16 +56935,39 @@ class SshHost {
             throw new Error('the SSH connection is closed');
         return c;
     }
+    halt() {
+        this.halted = true;
+    }
+    addFence(fence) {
+        this.fences = [...this.fences, fence];
+        return () => {
+            this.fences = this.fences.filter((f) => f !== fence);
+        };
+    }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds) {
+    wrap(script, options, timeoutSeconds, label) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
-        const envWords = Object.entries(options.env ?? {}).map(([k, v]) => {
+        const env = { ...(options.env ?? {}) };
+        let register = '';
+        let fenced = '';
+        if (this.fences.length) {
+            // Each command's process group (its `timeout`'s, or the session's) is written where the next
+            // run looks when it finds the busy file still held; it is what a cancel kills.
+            env.TWINSTACK_OP = this.fences[this.fences.length - 1].op;
+            register = 'read -r _ _ _ _ __twinstack_pg _ < /proc/$$/stat\n';
+            for (const f of this.fences) {
+                const entry = JSON.stringify({ op: f.op, run: f.run, label: label.slice(0, 120), since: new Date().toISOString() });
+                register += (0, shell_1.sh) `printf '%s\n' ${entry} > ${f.entriesDir}/"$__twinstack_pg".json 2>/dev/null || true` + '\n';
+            }
+            fenced = this.fences.map((f) => (0, shell_1.argv)('flock', '-s', f.busyFile)).join(' ') + ' ';
+        }
+        const envWords = Object.entries(env).map(([k, v]) => {
             if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
                 throw new Error(`bad environment variable name ${k}`);
             return `${k}=${(0, shell_1.quote)(v)}`;
         });
-        const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${body}`);
-        const timed = timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner;
+        const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${register}${body}`);
+        const timed = fenced + (timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner);
         const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
         // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
         // closes a channel without sending exit-status, and a command's result must never be a guess.
@@ -56893,8 +56975,10 @@ class SshHost {
     }
     exec(script, options, keepStdinOpen) {
         const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
-        const command = this.wrap(script, options, timeoutSeconds);
         const label = options.label ?? script.split('\n')[0];
+        if (this.halted && !host_1.cleanupScope.getStore())
+            throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+        const command = this.wrap(script, options, timeoutSeconds, label);
         this.log.debug(`$ ${script}`);
         const out = new Capture();
         const err = new Capture();
@@ -58604,6 +58688,14 @@ module.exports = require("https");
 
 "use strict";
 module.exports = require("net");
+
+/***/ }),
+
+/***/ 6698:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:async_hooks");
 
 /***/ }),
 

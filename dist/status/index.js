@@ -55573,6 +55573,8 @@ const environment_1 = __nccwpck_require__(6738);
 const errors_1 = __nccwpck_require__(4296);
 const host_log_1 = __nccwpck_require__(4822);
 const lock_1 = __nccwpck_require__(6336);
+const release_1 = __nccwpck_require__(2558);
+const state_1 = __nccwpck_require__(7066);
 const summary_1 = __nccwpck_require__(1363);
 const validate_1 = __nccwpck_require__(993);
 async function readStatus(ctx, name) {
@@ -55580,6 +55582,8 @@ async function readStatus(ctx, name) {
     const records = await new host_log_1.HostLog(host, config['state-dir'], name).read(log);
     const rel = (0, host_log_1.latest)(records, 'release');
     const gate = (0, host_log_1.latest)(records, 'gate');
+    const failed = (0, host_log_1.latest)(records, 'release-failed');
+    const stack = (0, release_1.releaseStack)(records);
     const status = {
         environment: name,
         release: rel ? { id: String(rel.release), sha: String(rel.sha), time: rel.time, run: rel.run } : undefined,
@@ -55587,9 +55591,21 @@ async function readStatus(ctx, name) {
         lock: await lock_1.EnvironmentLock.readHolder(host, config['state-dir'], name),
         unfinished: (0, host_log_1.unfinishedOperations)(records).map((r) => ({ action: r.action, op: r.op, run: r.run, time: r.time })),
         containers: [],
+        drift: [],
+        remoteWork: [],
+        rollbackTarget: stack.target?.release,
     };
+    if (failed && (!rel || failed.time > rel.time)) {
+        status.failedDeploy = { sha: String(failed.sha ?? ''), stage: String(failed.stage ?? ''), time: failed.time, error: String(failed.error ?? '') };
+    }
+    const work = await lock_1.EnvironmentLock.busyWork(host, config['state-dir'], name).catch(() => undefined);
+    if (work?.busy)
+        status.remoteWork = work.entries.length ? work.entries : [{ pgid: 0, op: '', run: '', label: 'unrecorded process', since: '' }];
     try {
-        status.containers = await new environment_1.Environment(name, config).containers(host);
+        const observed = await (0, state_1.observe)(host, new environment_1.Environment(name, config));
+        status.containers = observed.containers;
+        status.head = observed.head;
+        status.drift = (0, state_1.drift)(observed, stack.current);
     }
     catch (e) {
         status.containersError = (0, errors_1.errorMessage)(e);
@@ -55598,11 +55614,12 @@ async function readStatus(ctx, name) {
 }
 function statusSummary(all) {
     const s = new summary_1.Summary().heading('twinstack status');
-    s.table(['environment', 'release', 'sha', 'since', 'containers', 'lock'], all.map((e) => [
+    s.table(['environment', 'release on record', 'sha', 'since', 'runs the release?', 'containers', 'lock'], all.map((e) => [
         e.environment,
         e.release?.id ?? 'none recorded',
         e.release?.sha.slice(0, 12) ?? '',
         e.release?.time ?? '',
+        e.containersError ? 'unknown' : e.drift.length ? `NO: drifted (checkout at ${e.head ? e.head.slice(0, 12) : '?'})` : 'yes',
         e.containersError
             ? 'unknown (docker did not answer)'
             : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
@@ -55611,6 +55628,16 @@ function statusSummary(all) {
     for (const e of all) {
         s.heading(e.environment, 3);
         const notes = [];
+        if (e.drift.length) {
+            notes.push(`🚨 **drift**: the record says ${e.release ? `release \`${e.release.id}\` (\`${e.release.sha.slice(0, 12)}\`)` : 'no release'}, but the host runs something else: ${e.drift.join('; ')}. ` +
+                `gate and promote refuse ${e.environment} until a deploy or a rollback settles it.`);
+        }
+        for (const w of e.remoteWork)
+            notes.push(`⏳ remote work still running: ${(0, lock_1.describeBusy)(w)}; the next run waits for it`);
+        if (e.failedDeploy)
+            notes.push(`last deploy FAILED: \`${e.failedDeploy.sha.slice(0, 12)}\` at stage ${e.failedDeploy.stage}, ${e.failedDeploy.time}: ${e.failedDeploy.error}`);
+        if (e.rollbackTarget)
+            notes.push(`a rollback without release-id goes to \`${e.rollbackTarget}\``);
         if (e.lastGate)
             notes.push(`last gate: ${e.lastGate.passed ? 'passed' : 'FAILED'} for ${e.lastGate.sha.slice(0, 12)} at ${e.lastGate.time}`);
         for (const u of e.unfinished)
@@ -55643,6 +55670,7 @@ exports.statusAction = {
         for (const e of all) {
             ctx.log.info(`${e.environment}: ${e.release ? `release ${e.release.id} (${e.release.sha.slice(0, 12)})` : 'no release recorded'}; ` +
                 `${e.containersError ? 'containers unknown' : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} containers running`}` +
+                `${e.drift.length ? `; DRIFT: ${e.drift.join('; ')}` : ''}` +
                 `${e.lock ? `; locked by ${(0, lock_1.describeHolder)(e.lock)}` : ''}`);
         }
         for (const e of all)
@@ -55756,6 +55784,7 @@ exports.failureLine = failureLine;
 const actions_io_1 = __nccwpck_require__(6613);
 const config_1 = __nccwpck_require__(4489);
 const errors_1 = __nccwpck_require__(4296);
+const host_1 = __nccwpck_require__(393);
 const ssh_1 = __nccwpck_require__(1661);
 const validate_1 = __nccwpck_require__(993);
 const cleanups = new Set();
@@ -55772,7 +55801,7 @@ function installSignalHandlers(log) {
         cancelling = true;
         log.warning(`Received ${signal}: cancelling, releasing locks.`);
         const deadline = new Promise((r) => setTimeout(r, 20_000));
-        void Promise.race([Promise.allSettled([...cleanups].map((c) => c())), deadline]).finally(() => process.exit(1));
+        void Promise.race([Promise.allSettled([...cleanups].map((c) => host_1.cleanupScope.run(true, c))), deadline]).finally(() => process.exit(1));
     };
     process.once('SIGINT', () => handler('SIGINT'));
     process.once('SIGTERM', () => handler('SIGTERM'));
@@ -55978,6 +56007,41 @@ exports.ActionIO = ActionIO;
 
 /***/ }),
 
+/***/ 7668:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.migrationPlan = migrationPlan;
+exports.upgradeHead = upgradeHead;
+exports.currentRevision = currentRevision;
+/**
+ * alembic inside an environment's api container: where the schema stands and the upgrade. Every
+ * call goes through dockerExec, so a time limit or a cancel stops the in-container process too.
+ */
+const docker_1 = __nccwpck_require__(9843);
+/** Where alembic stands in the environment's api service, before migrating. */
+async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
+    const container = await env.serviceContainer(host, service);
+    const run = (args) => host.run((0, docker_1.dockerExec)(container, ['alembic', ...args]), { label: `${env.name} alembic ${args[0]}`, quiet: true, timeoutSeconds });
+    const heads = [...(await run(['heads'])).stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
+    const current = /^(\w+)/m.exec((await run(['current'])).stdout.trim())?.[1] ?? '';
+    return { container, current, heads, pending: !(heads.length === 1 && heads[0] === current) };
+}
+async function upgradeHead(host, env, plan, timeoutSeconds) {
+    await host.run((0, docker_1.dockerExec)(plan.container, ['alembic', 'upgrade', 'head']), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
+}
+/** alembic's current revision in the environment's api container ('' when there is none yet). */
+async function currentRevision(host, env, service = env.cfg.apiService, timeoutSeconds = 120) {
+    const container = await env.serviceContainer(host, service);
+    const r = await host.run((0, docker_1.dockerExec)(container, ['alembic', 'current']), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
+    return /^(\w+)/m.exec(r.stdout.trim())?.[1] ?? '';
+}
+
+
+/***/ }),
+
 /***/ 4489:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -56158,6 +56222,41 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 
 /***/ }),
 
+/***/ 9843:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.EXEC_PID_PREFIX = void 0;
+exports.dockerExec = dockerExec;
+/**
+ * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
+ * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
+ * while it still works on the environment. Here the process writes its pid to
+ * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
+ * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
+ */
+const shell_1 = __nccwpck_require__(9054);
+/** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
+exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
+const IN_CONTAINER = `echo $$ > "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}-$$"; exec "$@"`;
+const STOP_IN_CONTAINER = `for f in "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*; do [ -e "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done; true`;
+/**
+ * A shell command that runs `command` in a container (a container id or name, or a shell word such
+ * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the
+ * command's exit status is the in-container process's.
+ */
+function dockerExec(container, command, opts = {}) {
+    const c = typeof container === 'string' ? (0, shell_1.quote)(container) : container.shell;
+    const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
+    const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
+    return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
+}
+
+
+/***/ }),
+
 /***/ 6738:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -56167,6 +56266,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
 const errors_1 = __nccwpck_require__(4296);
+const docker_1 = __nccwpck_require__(9843);
 const shell_1 = __nccwpck_require__(9054);
 class Environment {
     name;
@@ -56204,7 +56304,7 @@ class Environment {
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `docker exec -i "$c" ${(0, shell_1.argv)(tool, '-p', db['container-port'], '-U', db.user, args)}; }`);
+            `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
@@ -56237,6 +56337,7 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
+            oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
@@ -56405,6 +56506,24 @@ function latest(records, event, where = () => true) {
 
 /***/ }),
 
+/***/ 393:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+/**
+ * The host: the one VPS both environments live on. Core modules speak to it through this
+ * interface only; src/core/ssh.ts is the SSH implementation.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.cleanupScope = void 0;
+const node_async_hooks_1 = __nccwpck_require__(6698);
+/** Set while the cancel clean-ups run: their commands still go to a halted host. */
+exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
+
+
+/***/ }),
+
 /***/ 5602:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -56542,6 +56661,7 @@ function hostKeyPolicy(knownHosts, host, port) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EnvironmentLock = void 0;
+exports.describeBusy = describeBusy;
 exports.describeHolder = describeHolder;
 /**
  * The per-environment lock on the host. A `flock` held by a process inside our SSH session: if the
@@ -56553,6 +56673,9 @@ exports.describeHolder = describeHolder;
 const errors_1 = __nccwpck_require__(4296);
 const host_log_1 = __nccwpck_require__(4822);
 const shell_1 = __nccwpck_require__(9054);
+function describeBusy(e) {
+    return `${e.label || 'a command'} (process group ${e.pgid}${e.op ? `, operation ${e.op}` : ''}${e.run ? ` of run ${e.run}` : ''}${e.since ? `, since ${e.since}` : ''})`;
+}
 const ACQUIRED = 'twinstack-lock-acquired';
 const TIMEOUT_EXIT = 75;
 class EnvironmentLock {
@@ -56561,19 +56684,100 @@ class EnvironmentLock {
     holderFile;
     env;
     stale;
+    stateDir;
     released = false;
     constructor(host, process, holderFile, env, 
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    stale) {
+    stale, stateDir) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
         this.env = env;
         this.stale = stale;
+        this.stateDir = stateDir;
     }
     static paths(stateDir, env) {
         const dir = (0, host_log_1.stateDirOf)(stateDir, env);
-        return { dir, lockFile: `${dir}/lock`, holderFile: `${dir}/lock-holder.json` };
+        return { dir, lockFile: `${dir}/lock`, holderFile: `${dir}/lock-holder.json`, busyFile: `${dir}/busy`, entriesDir: `${dir}/busy.d` };
+    }
+    /** The fence every command of the operation holding this lock runs under (see Host.addFence). */
+    fence(op, run) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(this.stateDir, this.env);
+        return { env: this.env, busyFile, entriesDir, op, run };
+    }
+    /**
+     * Remote work still running under earlier runs' leases: the busy file is held (shared) by a
+     * process that outlived its run (an orphaned build, a compose up, a restore). Lists the live
+     * process groups from the entries directory and forgets the dead ones.
+     */
+    static async busyWork(host, stateDir, env) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
+        const r = await host.run((0, shell_1.sh) `mkdir -p -m 700 ${entriesDir} && touch ${busyFile} && if flock -x -n ${busyFile} true; then echo IDLE; else echo BUSY; fi; ` +
+            (0, shell_1.sh) `for f in ${entriesDir}/*.json; do [ -e "$f" ] || continue; pg=\${f##*/}; pg=\${pg%.json}; ` +
+            `if kill -0 -- "-$pg" 2>/dev/null; then printf '%s\t' "$pg"; head -c 2000 "$f"; else rm -f "$f"; fi; done`, { quiet: true, label: `checking ${env} for remote work of earlier runs`, timeoutSeconds: 60 });
+        const lines = r.stdout.split('\n');
+        const entries = [];
+        for (const line of lines.slice(1)) {
+            const tab = line.indexOf('\t');
+            if (tab < 0)
+                continue;
+            try {
+                const e = JSON.parse(line.slice(tab + 1));
+                entries.push({ pgid: Number(line.slice(0, tab)), op: String(e.op ?? ''), run: String(e.run ?? ''), label: String(e.label ?? ''), since: String(e.since ?? '') });
+            }
+            catch {
+                entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
+            }
+        }
+        return { busy: lines[0]?.trim() === 'BUSY', entries };
+    }
+    /**
+     * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
+     * how long it has waited; past the deadline, refuses.
+     */
+    static async waitIdle(host, stateDir, env, deadline, waitSeconds, log) {
+        const started = Date.now();
+        let lastSaid = 0;
+        for (;;) {
+            const { busy, entries } = await EnvironmentLock.busyWork(host, stateDir, env);
+            if (!busy) {
+                if (Date.now() - started > 1000)
+                    log.info(`The earlier remote work on ${env} has ended (waited ${Math.round((Date.now() - started) / 1000)}s).`);
+                return;
+            }
+            const what = entries.length ? entries.map(describeBusy).join('; ') : 'a process that holds the busy file (not recorded)';
+            if (Date.now() >= deadline) {
+                throw new errors_1.LockTimeoutError(`the ${env} lock is free, but remote work of an earlier run is still running on the host: ${what}; gave up after ${waitSeconds}s ` +
+                    `(wait for it to end, or stop it on the host: kill -TERM -- -<process group>; then check status)`);
+            }
+            if (Date.now() - lastSaid >= 10_000) {
+                lastSaid = Date.now();
+                log.info(`The ${env} lock is free, but remote work of an earlier run is still running: ${what}. Waiting for it to end (waited ${Math.round((Date.now() - started) / 1000)}s of ${waitSeconds}s).`);
+            }
+            await new Promise((r) => setTimeout(r, 1000));
+        }
+    }
+    /**
+     * Stops the remote work of one operation: TERM to each of its process groups (and to the
+     * processes it started inside containers with docker exec), then KILL to what is left after the
+     * grace time. Returns when the busy file is free of that work, or after the grace times.
+     */
+    static async stopWork(host, stateDir, env, op, graceSeconds = 8) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
+        const script = (0, shell_1.sh) `op=${op}; dir=${entriesDir}; busy=${busyFile}; grace=${graceSeconds}\n` +
+            String.raw `groups() { for f in "$dir"/*.json; do [ -e "$f" ] || continue; grep -q ""op":"$op"" "$f" || continue; pg=${'$'}{f##*/}; echo "${'$'}{pg%.json}"; done; }
+containers() { for c in $(docker ps -q 2>/dev/null); do docker exec "$c" sh -c 'for f in /tmp/.twinstack-exec-'"$op"'-*; do [ -e "$f" ] || continue; kill -'"$1"' "$(cat "$f")" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null; done; }
+n=0; for pg in $(groups); do kill -TERM -- "-$pg" 2>/dev/null && n=$((n+1)); done
+containers TERM >/dev/null
+if ! flock -x -w "$grace" "$busy" true; then
+  for pg in $(groups); do kill -KILL -- "-$pg" 2>/dev/null; done
+  containers KILL >/dev/null
+  flock -x -w 5 "$busy" true || echo "still-busy"
+fi
+for pg in $(groups); do kill -0 -- "-$pg" 2>/dev/null || rm -f "$dir/$pg.json"; done
+echo "stopped $n process group(s)"`;
+        const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 40 });
+        return r.stdout.trim();
     }
     static async readHolder(host, stateDir, env) {
         const { holderFile } = EnvironmentLock.paths(stateDir, env);
@@ -56588,6 +56792,7 @@ class EnvironmentLock {
         }
     }
     static async acquire(host, stateDir, env, holder, waitSeconds, log) {
+        const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
         const current = await EnvironmentLock.readHolder(host, stateDir, env);
@@ -56604,13 +56809,21 @@ class EnvironmentLock {
             }
             throw e;
         }
-        // We hold the flock. A holder file still present means its run died while holding the lock.
+        // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
+        try {
+            await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
+        }
+        catch (e) {
+            await proc.end().catch(() => undefined);
+            throw e;
+        }
+        // A holder file still present means its run died while holding the lock.
         const stale = await EnvironmentLock.readHolder(host, stateDir, env);
         await host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
         if (stale) {
             log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
         }
-        return new EnvironmentLock(host, proc, holderFile, env, stale);
+        return new EnvironmentLock(host, proc, holderFile, env, stale, stateDir);
     }
     async release() {
         if (this.released)
@@ -56731,6 +56944,244 @@ exports.MemoryLogger = MemoryLogger;
 
 /***/ }),
 
+/***/ 2558:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.HealthError = void 0;
+exports.newReleaseId = newReleaseId;
+exports.releaseStack = releaseStack;
+exports.currentRelease = currentRelease;
+exports.releaseHistory = releaseHistory;
+exports.composeBuildAndUp = composeBuildAndUp;
+exports.containerLogs = containerLogs;
+exports.waitHealthy = waitHealthy;
+exports.probeHealthUrl = probeHealthUrl;
+exports.tagRelease = tagRelease;
+exports.pruneReleaseTags = pruneReleaseTags;
+exports.restoreReleaseImages = restoreReleaseImages;
+const errors_1 = __nccwpck_require__(4296);
+const shell_1 = __nccwpck_require__(9054);
+function newReleaseId(sha, now = new Date()) {
+    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    return `r${stamp}-${sha.slice(0, 7)}`;
+}
+function asRelease(r) {
+    return {
+        release: String(r.release),
+        sha: String(r.sha),
+        kind: r.kind,
+        images: (r.images ?? {}),
+        time: r.time,
+        run: r.run,
+        previous: typeof r.previous === 'string' && r.previous ? r.previous : undefined,
+    };
+}
+function releaseStack(records) {
+    const replaced = new Map();
+    const byId = new Map();
+    const rolledBackFrom = new Set();
+    let running;
+    for (const r of records) {
+        if (r.event !== 'release')
+            continue;
+        const rel = asRelease(r);
+        if (!replaced.has(rel.release) && rel.kind !== 'rollback')
+            replaced.set(rel.release, rel.previous ?? running);
+        if (rel.kind === 'rollback') {
+            const from = typeof r.rolledBackFrom === 'string' ? r.rolledBackFrom : typeof r.from === 'string' ? r.from : running;
+            if (from && from !== rel.release)
+                rolledBackFrom.add(from);
+        }
+        byId.set(rel.release, rel);
+        running = rel.release;
+    }
+    const current = running ? byId.get(running) : undefined;
+    const skipped = [];
+    const seen = new Set(current ? [current.release] : []);
+    let t = current ? replaced.get(current.release) : undefined;
+    while (t && (rolledBackFrom.has(t) || seen.has(t))) {
+        if (!seen.has(t))
+            skipped.push(t);
+        seen.add(t);
+        t = replaced.get(t);
+    }
+    return { current, target: t ? byId.get(t) : undefined, skipped, rolledBackFrom, byId };
+}
+/** The release an environment runs now: the newest release record. */
+function currentRelease(records) {
+    for (let i = records.length - 1; i >= 0; i--)
+        if (records[i].event === 'release')
+            return asRelease(records[i]);
+    return undefined;
+}
+/** Every release ever recorded, newest first, each id once. */
+function releaseHistory(records) {
+    const seen = new Set();
+    const out = [];
+    for (let i = records.length - 1; i >= 0; i--) {
+        const r = records[i];
+        if (r.event !== 'release' || seen.has(String(r.release)))
+            continue;
+        seen.add(String(r.release));
+        out.push(asRelease(r));
+    }
+    return out;
+}
+/** A service that did not come up: the step fails naming it, with its state and last log lines. */
+class HealthError extends errors_1.OperationFailed {
+    service;
+    state;
+    logs;
+    constructor(message, service, state, logs) {
+        super(message);
+        this.service = service;
+        this.state = state;
+        this.logs = logs;
+    }
+}
+exports.HealthError = HealthError;
+async function composeBuildAndUp(host, env, build, log) {
+    if (build) {
+        log.startGroup(`${env.name}: compose build`);
+        try {
+            await host.run(env.compose('build'), env.composeOptions({ label: `${env.name} compose build` }));
+        }
+        finally {
+            log.endGroup();
+        }
+    }
+    log.startGroup(`${env.name}: compose up`);
+    try {
+        await host.run(env.compose('up', '-d', '--remove-orphans', ...(build ? [] : ['--no-build'])), env.composeOptions({ label: `${env.name} compose up` }));
+    }
+    finally {
+        log.endGroup();
+    }
+}
+async function containerLogs(host, c, lines = 30) {
+    const r = await host.run((0, shell_1.sh) `docker logs --tail ${lines} ${c.id} 2>&1`, { check: false, quiet: true, timeoutSeconds: 60 });
+    return r.stdout.trimEnd();
+}
+function verdict(c) {
+    if (c.status === 'restarting' || c.status === 'dead')
+        return 'failed';
+    if (c.status === 'exited')
+        return c.exitCode === 0 ? 'ok' : 'failed';
+    if (c.status !== 'running')
+        return 'wait';
+    if (!c.hasHealthcheck)
+        return 'ok';
+    if (c.health === 'healthy')
+        return 'ok';
+    if (c.health === 'unhealthy')
+        return 'failed';
+    return 'wait';
+}
+/**
+ * Waits until every service with a healthcheck is healthy and the rest run. A service that turns
+ * unhealthy, exits non-zero or restarts fails at once.
+ */
+async function waitHealthy(host, env, log, timeoutSeconds = env.cfg.healthTimeoutSeconds) {
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    let last = [];
+    for (;;) {
+        last = await env.containers(host);
+        if (last.length === 0)
+            throw new errors_1.OperationFailed(`${env.name}: no containers of compose project ${env.project} are running after compose up`);
+        const failed = last.find((c) => verdict(c) === 'failed');
+        if (failed) {
+            const logs = await containerLogs(host, failed);
+            const state = failed.status === 'exited' ? `exited with code ${failed.exitCode}` : failed.status === 'running' ? failed.health : failed.status;
+            throw new HealthError(`${env.name}: service ${failed.service} is ${state} (container ${failed.name})`, failed.service, state, logs);
+        }
+        if (last.every((c) => verdict(c) === 'ok')) {
+            log.info(`${env.name}: all ${last.length} services are up (${last.filter((c) => c.hasHealthcheck).length} with healthy healthchecks)`);
+            return last;
+        }
+        if (Date.now() > deadline) {
+            const waiting = last.filter((c) => verdict(c) === 'wait');
+            const first = waiting[0];
+            const logs = first ? await containerLogs(host, first) : '';
+            throw new HealthError(`${env.name}: ${waiting.map((c) => `${c.service} (${c.status === 'running' ? c.health : c.status})`).join(', ')} not healthy after ${timeoutSeconds}s`, first?.service ?? '', first ? (first.status === 'running' ? first.health : first.status) : '', logs);
+        }
+        await new Promise((r) => setTimeout(r, 2000));
+    }
+}
+/** Probes the environment's health URL from the host, expecting 2xx; retries while it is not. */
+async function probeHealthUrl(host, env, log, attempts = 10) {
+    const url = `${env.cfg.url}${env.cfg.healthPath}`;
+    let code = 0;
+    let detail = '';
+    for (let i = 1; i <= attempts; i++) {
+        const r = await host.run((0, shell_1.argv)('curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', url), {
+            check: false,
+            quiet: true,
+            timeoutSeconds: 30,
+        });
+        code = Number(r.stdout.trim()) || 0;
+        detail = r.stderr.trim();
+        if (code >= 200 && code < 300) {
+            log.info(`${env.name}: ${url} answered ${code}`);
+            return code;
+        }
+        if (i < attempts)
+            await new Promise((res) => setTimeout(res, 3000));
+    }
+    throw new errors_1.OperationFailed(`${env.name}: health URL ${url} answered ${code ? code : `nothing (${detail || 'no response'})`} after ${attempts} tries; expected 2xx`);
+}
+function tagRepository(env, service) {
+    return `twinstack/${env.project}-${service}`.toLowerCase();
+}
+/** Tags every running service's image with the release id. */
+async function tagRelease(host, env, releaseId, containers) {
+    const images = {};
+    for (const c of containers) {
+        if (!c.service || images[c.service])
+            continue;
+        images[c.service] = { name: c.image, id: c.imageId, tag: `${tagRepository(env, c.service)}:${releaseId}` };
+    }
+    const script = Object.values(images)
+        .map((i) => (0, shell_1.argv)('docker', 'tag', i.id, i.tag))
+        .join(' && ');
+    if (script)
+        await host.run(script, { label: `tagging ${env.name} images as ${releaseId}`, quiet: true, timeoutSeconds: 300 });
+    return images;
+}
+/** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
+async function pruneReleaseTags(host, env, keep, protect, log) {
+    const r = await host.run((0, shell_1.sh) `docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+    const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
+    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))].filter((t) => /^r\d{8}T\d{6}Z-/.test(t)).sort().reverse();
+    const pruned = ids.slice(keep).filter((id) => !protect.includes(id));
+    if (pruned.length === 0)
+        return [];
+    const doomed = tags.filter((t) => pruned.includes(t.slice(t.lastIndexOf(':') + 1)));
+    // Untagging only: an image still used by a container stays (docker refuses), which is right.
+    const rm = await host.run((0, shell_1.argv)('docker', 'rmi', doomed), { check: false, quiet: true, timeoutSeconds: 600 });
+    if (rm.exitCode !== 0)
+        log.warning(`${env.name}: some old release images were kept: ${rm.stderr.trim().split('\n').slice(-1)[0]}`);
+    log.info(`${env.name}: pruned release tags ${pruned.join(', ')} (keeping the newest ${keep})`);
+    return pruned;
+}
+/** Points each service's image name back at a release's images, so `up --no-build` starts them unchanged. */
+async function restoreReleaseImages(host, env, release) {
+    const entries = Object.values(release.images);
+    if (entries.length === 0)
+        throw new errors_1.OperationFailed(`release ${release.release} recorded no images; it cannot be started without a rebuild`);
+    const check = await host.run((0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
+    if (check.exitCode !== 0) {
+        throw new errors_1.OperationFailed(`release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`);
+    }
+    const script = entries.map((i) => (0, shell_1.argv)('docker', 'tag', i.tag, i.name)).join(' && ');
+    await host.run(script, { label: `restoring ${release.release}'s images`, quiet: true, timeoutSeconds: 300 });
+}
+
+
+/***/ }),
+
 /***/ 9054:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -56843,6 +57294,7 @@ const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_ssh_1 = __nccwpck_require__(3608);
 const errors_1 = __nccwpck_require__(4296);
+const host_1 = __nccwpck_require__(393);
 const known_hosts_1 = __nccwpck_require__(5602);
 const shell_1 = __nccwpck_require__(9054);
 const MAX_CAPTURE = 32 * 1024 * 1024;
@@ -56894,6 +57346,8 @@ class SshHost {
     defaultTimeout;
     traffics = { received: 0, sent: 0 };
     forwards = new Set();
+    fences = [];
+    halted = false;
     constructor(ssh, name, log, defaultTimeout) {
         this.ssh = ssh;
         this.name = name;
@@ -56953,16 +57407,39 @@ class SshHost {
             throw new Error('the SSH connection is closed');
         return c;
     }
+    halt() {
+        this.halted = true;
+    }
+    addFence(fence) {
+        this.fences = [...this.fences, fence];
+        return () => {
+            this.fences = this.fences.filter((f) => f !== fence);
+        };
+    }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds) {
+    wrap(script, options, timeoutSeconds, label) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
-        const envWords = Object.entries(options.env ?? {}).map(([k, v]) => {
+        const env = { ...(options.env ?? {}) };
+        let register = '';
+        let fenced = '';
+        if (this.fences.length) {
+            // Each command's process group (its `timeout`'s, or the session's) is written where the next
+            // run looks when it finds the busy file still held; it is what a cancel kills.
+            env.TWINSTACK_OP = this.fences[this.fences.length - 1].op;
+            register = 'read -r _ _ _ _ __twinstack_pg _ < /proc/$$/stat\n';
+            for (const f of this.fences) {
+                const entry = JSON.stringify({ op: f.op, run: f.run, label: label.slice(0, 120), since: new Date().toISOString() });
+                register += (0, shell_1.sh) `printf '%s\n' ${entry} > ${f.entriesDir}/"$__twinstack_pg".json 2>/dev/null || true` + '\n';
+            }
+            fenced = this.fences.map((f) => (0, shell_1.argv)('flock', '-s', f.busyFile)).join(' ') + ' ';
+        }
+        const envWords = Object.entries(env).map(([k, v]) => {
             if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
                 throw new Error(`bad environment variable name ${k}`);
             return `${k}=${(0, shell_1.quote)(v)}`;
         });
-        const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${body}`);
-        const timed = timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner;
+        const inner = (0, shell_1.argv)('bash', '-c', `set -o pipefail\n${register}${body}`);
+        const timed = fenced + (timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner);
         const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
         // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
         // closes a channel without sending exit-status, and a command's result must never be a guess.
@@ -56970,8 +57447,10 @@ class SshHost {
     }
     exec(script, options, keepStdinOpen) {
         const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
-        const command = this.wrap(script, options, timeoutSeconds);
         const label = options.label ?? script.split('\n')[0];
+        if (this.halted && !host_1.cleanupScope.getStore())
+            throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+        const command = this.wrap(script, options, timeoutSeconds, label);
         this.log.debug(`$ ${script}`);
         const out = new Capture();
         const err = new Capture();
@@ -57167,6 +57646,74 @@ class SshHost {
     }
 }
 exports.SshHost = SshHost;
+
+
+/***/ }),
+
+/***/ 7066:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.observe = observe;
+exports.drift = drift;
+exports.shortId = shortId;
+/**
+ * What an environment really runs, read from the host: the checkout's HEAD, every service's
+ * container and image id, health, and (when asked) the alembic revision. The host is the source of
+ * truth; the host log is its history. Every action that changes or judges an environment starts
+ * here and compares what runs with the release on record: a difference is drift.
+ */
+const alembic_1 = __nccwpck_require__(7668);
+const environment_1 = __nccwpck_require__(6738);
+const shell_1 = __nccwpck_require__(9054);
+const SEP = '@twinstack-state@';
+/** Reads the environment's observed state in one round trip (two with `alembic`). */
+async function observe(host, env, opts = {}) {
+    const script = (0, shell_1.sh) `git -C ${env.cfg.checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true; echo ${SEP}; ` +
+        (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
+    const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
+    const [headPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+    const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
+    const containers = (0, environment_1.parseInspect)(inspectPart ?? '[]').filter((c) => !c.oneoff);
+    const images = {};
+    for (const c of containers)
+        if (c.service && !images[c.service])
+            images[c.service] = c.imageId;
+    const state = { environment: env.name, head, containers, images, time: new Date().toISOString() };
+    if (opts.alembic)
+        state.alembic = await (0, alembic_1.currentRevision)(host, env).catch(() => undefined);
+    return state;
+}
+/** How what runs differs from a release: one line per difference, empty when they agree. */
+function drift(observed, release) {
+    const out = [];
+    if (!release) {
+        if (observed.containers.length)
+            out.push(`${observed.containers.length} container(s) run, but no release is recorded`);
+        return out;
+    }
+    if (!observed.head)
+        out.push('the checkout has no readable HEAD');
+    else if (observed.head !== release.sha)
+        out.push(`the checkout is at ${observed.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+    for (const [service, image] of Object.entries(release.images)) {
+        const running = observed.images[service];
+        if (!running)
+            out.push(`service ${service} has no container`);
+        else if (running !== image.id)
+            out.push(`service ${service} runs image ${shortId(running)}, not the release's ${shortId(image.id)}`);
+    }
+    for (const service of Object.keys(observed.images)) {
+        if (!release.images[service])
+            out.push(`service ${service} runs, but is not part of the release`);
+    }
+    return out;
+}
+function shortId(id) {
+    return id.replace(/^sha256:/, '').slice(0, 12);
+}
 
 
 /***/ }),
@@ -57749,6 +58296,14 @@ module.exports = require("https");
 
 "use strict";
 module.exports = require("net");
+
+/***/ }),
+
+/***/ 6698:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:async_hooks");
 
 /***/ }),
 

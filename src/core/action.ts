@@ -7,7 +7,7 @@
 import { ActionIO, ActionsLogger, runInfo, type RunInfo } from './actions-io';
 import { loadConfig, type Config } from './config';
 import { ConfigurationError, LockTimeoutError, OperationFailed, RemoteCommandError, errorMessage } from './errors';
-import type { Host } from './host';
+import { cleanupScope, type Host } from './host';
 import type { Logger } from './logger';
 import { SshHost } from './ssh';
 import { positiveInt, printable } from './validate';
@@ -62,7 +62,7 @@ function installSignalHandlers(log: Logger): void {
     cancelling = true;
     log.warning(`Received ${signal}: cancelling, releasing locks.`);
     const deadline = new Promise((r) => setTimeout(r, 20_000));
-    void Promise.race([Promise.allSettled([...cleanups].map((c) => c())), deadline]).finally(() => process.exit(1));
+    void Promise.race([Promise.allSettled([...cleanups].map((c) => cleanupScope.run(true, c))), deadline]).finally(() => process.exit(1));
   };
   process.once('SIGINT', () => handler('SIGINT'));
   process.once('SIGTERM', () => handler('SIGTERM'));

@@ -5,6 +5,7 @@
  */
 import type { Config, EnvironmentConfig, EnvironmentName } from './config';
 import { OperationFailed } from './errors';
+import { dockerExec } from './docker';
 import type { Host, RunOptions } from './host';
 import { argv, sh, type Arg } from './shell';
 
@@ -19,6 +20,8 @@ export interface ContainerState {
   exitCode: number;
   startedAt: string;
   hasHealthcheck: boolean;
+  /** A one-off container (`compose run`), not a service's container. */
+  oneoff: boolean;
 }
 
 export class Environment {
@@ -61,7 +64,7 @@ export class Environment {
     return (
       sh`{ c=$(docker ps -q ${filters} | head -n 1); ` +
       sh`[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-      `docker exec -i "$c" ${argv(tool, '-p', db['container-port'], '-U', db.user, args)}; }`
+      `${dockerExec({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`
     );
   }
 
@@ -108,6 +111,7 @@ export function parseInspect(json: string): ContainerState[] {
         exitCode: c.State?.ExitCode ?? 0,
         startedAt: c.State?.StartedAt ?? '',
         hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
+        oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
       };
     })
     .sort((a, b) => a.service.localeCompare(b.service));

@@ -57,8 +57,33 @@ export interface Traffic {
   sent: number;
 }
 
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/** Set while the cancel clean-ups run: their commands still go to a halted host. */
+export const cleanupScope = new AsyncLocalStorage<boolean>();
+
+/**
+ * The lease of an operation: while it is set on a Host, every command runs under a shared `flock` of
+ * the environment's busy file (inherited by every process the command starts, so the kernel frees it
+ * only when the last of them exits), and writes its process group to the entries directory.
+ */
+export interface Fence {
+  env: string;
+  busyFile: string;
+  entriesDir: string;
+  op: string;
+  run: string;
+}
+
 export interface Host {
   readonly name: string;
+  /**
+   * Refuses every new command from now on, except those of the cancel clean-ups (run inside
+   * `cleanupScope`): a cancelled run starts nothing new while its remote work is being stopped.
+   */
+  halt(): void;
+  /** Fences every command from now on (see Fence); returns the function that lifts the fence. */
+  addFence(fence: Fence): () => void;
   run(script: string, options?: RunOptions): Promise<CommandResult>;
   spawn(script: string, options?: Omit<RunOptions, 'stdin' | 'check'>): RemoteProcess;
   /** Writes a file atomically (temporary name, then rename) with the given mode. */

@@ -6,7 +6,7 @@
  * that died holding it (a stale lock), and is reported.
  */
 import { LockTimeoutError, RemoteCommandError } from './errors';
-import type { Host, RemoteProcess } from './host';
+import type { Fence, Host, RemoteProcess } from './host';
 import { stateDirOf } from './host-log';
 import type { Logger } from './logger';
 import { argv, sh } from './shell';
@@ -18,6 +18,19 @@ export interface LockHolder {
   action: string;
   op: string;
   since: string;
+}
+
+/** A process group that holds an environment's busy file, as its command registered it. */
+export interface BusyEntry {
+  pgid: number;
+  op: string;
+  run: string;
+  label: string;
+  since: string;
+}
+
+export function describeBusy(e: BusyEntry): string {
+  return `${e.label || 'a command'} (process group ${e.pgid}${e.op ? `, operation ${e.op}` : ''}${e.run ? ` of run ${e.run}` : ''}${e.since ? `, since ${e.since}` : ''})`;
 }
 
 const ACQUIRED = 'twinstack-lock-acquired';
@@ -33,11 +46,98 @@ export class EnvironmentLock {
     readonly env: string,
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
     readonly stale: LockHolder | undefined,
+    readonly stateDir: string,
   ) {}
 
   static paths(stateDir: string, env: string) {
     const dir = stateDirOf(stateDir, env);
-    return { dir, lockFile: `${dir}/lock`, holderFile: `${dir}/lock-holder.json` };
+    return { dir, lockFile: `${dir}/lock`, holderFile: `${dir}/lock-holder.json`, busyFile: `${dir}/busy`, entriesDir: `${dir}/busy.d` };
+  }
+
+  /** The fence every command of the operation holding this lock runs under (see Host.addFence). */
+  fence(op: string, run: string): Fence {
+    const { busyFile, entriesDir } = EnvironmentLock.paths(this.stateDir, this.env);
+    return { env: this.env, busyFile, entriesDir, op, run };
+  }
+
+  /**
+   * Remote work still running under earlier runs' leases: the busy file is held (shared) by a
+   * process that outlived its run (an orphaned build, a compose up, a restore). Lists the live
+   * process groups from the entries directory and forgets the dead ones.
+   */
+  static async busyWork(host: Host, stateDir: string, env: string): Promise<{ busy: boolean; entries: BusyEntry[] }> {
+    const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
+    const r = await host.run(
+      sh`mkdir -p -m 700 ${entriesDir} && touch ${busyFile} && if flock -x -n ${busyFile} true; then echo IDLE; else echo BUSY; fi; ` +
+        sh`for f in ${entriesDir}/*.json; do [ -e "$f" ] || continue; pg=\${f##*/}; pg=\${pg%.json}; ` +
+        `if kill -0 -- "-$pg" 2>/dev/null; then printf '%s\t' "$pg"; head -c 2000 "$f"; else rm -f "$f"; fi; done`,
+      { quiet: true, label: `checking ${env} for remote work of earlier runs`, timeoutSeconds: 60 },
+    );
+    const lines = r.stdout.split('\n');
+    const entries: BusyEntry[] = [];
+    for (const line of lines.slice(1)) {
+      const tab = line.indexOf('\t');
+      if (tab < 0) continue;
+      try {
+        const e = JSON.parse(line.slice(tab + 1)) as Omit<BusyEntry, 'pgid'>;
+        entries.push({ pgid: Number(line.slice(0, tab)), op: String(e.op ?? ''), run: String(e.run ?? ''), label: String(e.label ?? ''), since: String(e.since ?? '') });
+      } catch {
+        entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
+      }
+    }
+    return { busy: lines[0]?.trim() === 'BUSY', entries };
+  }
+
+  /**
+   * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
+   * how long it has waited; past the deadline, refuses.
+   */
+  private static async waitIdle(host: Host, stateDir: string, env: string, deadline: number, waitSeconds: number, log: Logger): Promise<void> {
+    const started = Date.now();
+    let lastSaid = 0;
+    for (;;) {
+      const { busy, entries } = await EnvironmentLock.busyWork(host, stateDir, env);
+      if (!busy) {
+        if (Date.now() - started > 1000) log.info(`The earlier remote work on ${env} has ended (waited ${Math.round((Date.now() - started) / 1000)}s).`);
+        return;
+      }
+      const what = entries.length ? entries.map(describeBusy).join('; ') : 'a process that holds the busy file (not recorded)';
+      if (Date.now() >= deadline) {
+        throw new LockTimeoutError(
+          `the ${env} lock is free, but remote work of an earlier run is still running on the host: ${what}; gave up after ${waitSeconds}s ` +
+            `(wait for it to end, or stop it on the host: kill -TERM -- -<process group>; then check status)`,
+        );
+      }
+      if (Date.now() - lastSaid >= 10_000) {
+        lastSaid = Date.now();
+        log.info(`The ${env} lock is free, but remote work of an earlier run is still running: ${what}. Waiting for it to end (waited ${Math.round((Date.now() - started) / 1000)}s of ${waitSeconds}s).`);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  /**
+   * Stops the remote work of one operation: TERM to each of its process groups (and to the
+   * processes it started inside containers with docker exec), then KILL to what is left after the
+   * grace time. Returns when the busy file is free of that work, or after the grace times.
+   */
+  static async stopWork(host: Host, stateDir: string, env: string, op: string, graceSeconds = 8): Promise<string> {
+    const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
+    const script =
+      sh`op=${op}; dir=${entriesDir}; busy=${busyFile}; grace=${graceSeconds}\n` +
+      String.raw`groups() { for f in "$dir"/*.json; do [ -e "$f" ] || continue; grep -q ""op":"$op"" "$f" || continue; pg=${'$'}{f##*/}; echo "${'$'}{pg%.json}"; done; }
+containers() { for c in $(docker ps -q 2>/dev/null); do docker exec "$c" sh -c 'for f in /tmp/.twinstack-exec-'"$op"'-*; do [ -e "$f" ] || continue; kill -'"$1"' "$(cat "$f")" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null; done; }
+n=0; for pg in $(groups); do kill -TERM -- "-$pg" 2>/dev/null && n=$((n+1)); done
+containers TERM >/dev/null
+if ! flock -x -w "$grace" "$busy" true; then
+  for pg in $(groups); do kill -KILL -- "-$pg" 2>/dev/null; done
+  containers KILL >/dev/null
+  flock -x -w 5 "$busy" true || echo "still-busy"
+fi
+for pg in $(groups); do kill -0 -- "-$pg" 2>/dev/null || rm -f "$dir/$pg.json"; done
+echo "stopped $n process group(s)"`;
+    const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 40 });
+    return r.stdout.trim();
   }
 
   static async readHolder(host: Host, stateDir: string, env: string): Promise<LockHolder | undefined> {
@@ -59,6 +159,7 @@ export class EnvironmentLock {
     waitSeconds: number,
     log: Logger,
   ): Promise<EnvironmentLock> {
+    const started = Date.now();
     const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
     await host.run(sh`mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
     const current = await EnvironmentLock.readHolder(host, stateDir, env);
@@ -78,13 +179,20 @@ export class EnvironmentLock {
       }
       throw e;
     }
-    // We hold the flock. A holder file still present means its run died while holding the lock.
+    // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
+    try {
+      await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
+    } catch (e) {
+      await proc.end().catch(() => undefined);
+      throw e;
+    }
+    // A holder file still present means its run died while holding the lock.
     const stale = await EnvironmentLock.readHolder(host, stateDir, env);
     await host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
     if (stale) {
       log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
     }
-    return new EnvironmentLock(host, proc, holderFile, env, stale);
+    return new EnvironmentLock(host, proc, holderFile, env, stale, stateDir);
   }
 
   async release(): Promise<void> {

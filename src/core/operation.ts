@@ -45,10 +45,19 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
   const hostLog = new HostLog(o.host, o.stateDir, o.env);
   const holder: LockHolder = { run: o.run.url, actor: o.run.actor, sha: o.sha ?? o.run.sha, action: o.action, op: id, since: new Date().toISOString() };
   const lock = await EnvironmentLock.acquire(o.host, o.stateDir, o.env, holder, o.lockTimeoutSeconds, o.log);
+  // From here every command runs inside this run's lease (see EnvironmentLock.fence).
+  const unfence = o.host.addFence(lock.fence(id, o.run.url));
   let finished = false;
+  let cancelling = false;
   const base = { action: o.action, op: id, run: o.run.url, actor: o.run.actor };
   const unregister = onCancel(async () => {
-    if (!finished) await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled' }).catch(() => undefined);
+    cancelling = true;
+    o.host.halt();
+    unfence();
+    // The remote work of this run ends before the host log says so and the lock is freed.
+    const stopped = await EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id).catch((e) => `could not stop it: ${errorMessage(e)}`);
+    o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
+    if (!finished) await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch(() => undefined);
     await lock.release();
   });
   try {
@@ -78,6 +87,7 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
     try {
       result = await fn(op);
     } catch (e) {
+      if (cancelling) await new Promise(() => undefined); // the cancel handler records the outcome and exits
       finished = true;
       await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact(errorMessage(e)).slice(0, 2000) }).catch((le) =>
         o.log.warning(`could not record the failure in the host log: ${errorMessage(le)}`),
@@ -89,6 +99,7 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
     return result;
   } finally {
     unregister();
+    unfence();
     await lock.release().catch((e) => o.log.warning(`could not release the ${o.env} lock cleanly: ${errorMessage(e)}`));
   }
 }

@@ -26,6 +26,8 @@ export interface Release {
   images: Record<string, ServiceImage>;
   time: string;
   run?: string;
+  /** The release this one replaced when it was first deployed or promoted. */
+  previous?: string;
 }
 
 export function newReleaseId(sha: string, now = new Date()): string {
@@ -34,7 +36,61 @@ export function newReleaseId(sha: string, now = new Date()): string {
 }
 
 function asRelease(r: LogRecord): Release {
-  return { release: String(r.release), sha: String(r.sha), kind: r.kind as Release['kind'], images: (r.images ?? {}) as Release['images'], time: r.time, run: r.run };
+  return {
+    release: String(r.release),
+    sha: String(r.sha),
+    kind: r.kind as Release['kind'],
+    images: (r.images ?? {}) as Release['images'],
+    time: r.time,
+    run: r.run,
+    previous: typeof r.previous === 'string' && r.previous ? r.previous : undefined,
+  };
+}
+
+/**
+ * The release stack. Each release knows the release it replaced when it was first deployed or
+ * promoted (its `previous`; for records written before that field, the release that ran just
+ * before it). A rollback goes to the release the current one replaced, skipping every release
+ * that was rolled back from: rolling back twice never lands on the broken release just left.
+ */
+export interface ReleaseStack {
+  current?: Release;
+  /** Where a rollback without release-id goes, if anywhere. */
+  target?: Release;
+  /** Releases passed over because a rollback left them. */
+  skipped: string[];
+  /** Every release id that a rollback left. */
+  rolledBackFrom: Set<string>;
+  /** The newest record of each release id. */
+  byId: Map<string, Release>;
+}
+
+export function releaseStack(records: LogRecord[]): ReleaseStack {
+  const replaced = new Map<string, string | undefined>();
+  const byId = new Map<string, Release>();
+  const rolledBackFrom = new Set<string>();
+  let running: string | undefined;
+  for (const r of records) {
+    if (r.event !== 'release') continue;
+    const rel = asRelease(r);
+    if (!replaced.has(rel.release) && rel.kind !== 'rollback') replaced.set(rel.release, rel.previous ?? running);
+    if (rel.kind === 'rollback') {
+      const from = typeof r.rolledBackFrom === 'string' ? r.rolledBackFrom : typeof r.from === 'string' ? r.from : running;
+      if (from && from !== rel.release) rolledBackFrom.add(from);
+    }
+    byId.set(rel.release, rel);
+    running = rel.release;
+  }
+  const current = running ? byId.get(running) : undefined;
+  const skipped: string[] = [];
+  const seen = new Set<string>(current ? [current.release] : []);
+  let t = current ? replaced.get(current.release) : undefined;
+  while (t && (rolledBackFrom.has(t) || seen.has(t))) {
+    if (!seen.has(t)) skipped.push(t);
+    seen.add(t);
+    t = replaced.get(t);
+  }
+  return { current, target: t ? byId.get(t) : undefined, skipped, rolledBackFrom, byId };
 }
 
 /** The release an environment runs now: the newest release record. */

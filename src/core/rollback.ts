@@ -11,7 +11,6 @@ import { checkoutCommit } from './git';
 import type { Host } from './host';
 import type { Logger } from './logger';
 import { probeHealthUrl, restoreReleaseImages, waitHealthy, type Release } from './release';
-import { argv } from './shell';
 
 export interface RestartResult {
   containers: ContainerState[];
@@ -54,27 +53,6 @@ export async function startRelease(host: Host, config: Config, env: Environment,
   } finally {
     log.endGroup();
   }
-}
-
-export interface MigrationPlan {
-  container: string;
-  current: string;
-  heads: string[];
-  /** False when the database is already at the single head: nothing will change. */
-  pending: boolean;
-}
-
-/** Where alembic stands in the environment's api service, before migrating. */
-export async function migrationPlan(host: Host, env: Environment, timeoutSeconds: number, service = env.cfg.apiService): Promise<MigrationPlan> {
-  const container = await env.serviceContainer(host, service);
-  const run = (args: string[]) => host.run(argv('docker', 'exec', container, 'alembic', ...args), { label: `${env.name} alembic ${args[0]}`, quiet: true, timeoutSeconds });
-  const heads = [...(await run(['heads'])).stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
-  const current = /^(\w+)/m.exec((await run(['current'])).stdout.trim())?.[1] ?? '';
-  return { container, current, heads, pending: !(heads.length === 1 && heads[0] === current) };
-}
-
-export async function upgradeHead(host: Host, env: Environment, plan: MigrationPlan, timeoutSeconds: number): Promise<void> {
-  await host.run(argv('docker', 'exec', plan.container, 'alembic', 'upgrade', 'head'), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
 }
 
 export function lossWindow(backup: BackupManifest, restoredAt: string): string {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
 import { ConfigurationError, RemoteCommandError, errorMessage } from './errors';
-import type { CommandResult, Forward, Host, RemoteProcess, RunOptions, Traffic } from './host';
+import { cleanupScope, type CommandResult, type Fence, type Forward, type Host, type RemoteProcess, type RunOptions, type Traffic } from './host';
 import { hostKeyAlgorithms, hostKeyPolicy } from './known-hosts';
 import type { Logger } from './logger';
 import { argv, quote, sh } from './shell';
@@ -64,6 +64,8 @@ class LineSplitter {
 export class SshHost implements Host {
   private readonly traffics: Traffic = { received: 0, sent: 0 };
   private readonly forwards = new Set<net.Server>();
+  private fences: Fence[] = [];
+  private halted = false;
 
   private constructor(
     private readonly ssh: NodeSSH,
@@ -125,15 +127,40 @@ export class SshHost implements Host {
     return c;
   }
 
+  halt(): void {
+    this.halted = true;
+  }
+
+  addFence(fence: Fence): () => void {
+    this.fences = [...this.fences, fence];
+    return () => {
+      this.fences = this.fences.filter((f) => f !== fence);
+    };
+  }
+
   /** The full command line sent to the host for a script and its options. */
-  private wrap(script: string, options: RunOptions, timeoutSeconds: number): string {
+  private wrap(script: string, options: RunOptions, timeoutSeconds: number, label: string): string {
     const body = options.cwd ? sh`cd ${options.cwd}` + ` && { ${script}\n}` : script;
-    const envWords = Object.entries(options.env ?? {}).map(([k, v]) => {
+    const env: Record<string, string> = { ...(options.env ?? {}) };
+    let register = '';
+    let fenced = '';
+    if (this.fences.length) {
+      // Each command's process group (its `timeout`'s, or the session's) is written where the next
+      // run looks when it finds the busy file still held; it is what a cancel kills.
+      env.TWINSTACK_OP = this.fences[this.fences.length - 1].op;
+      register = 'read -r _ _ _ _ __twinstack_pg _ < /proc/$$/stat\n';
+      for (const f of this.fences) {
+        const entry = JSON.stringify({ op: f.op, run: f.run, label: label.slice(0, 120), since: new Date().toISOString() });
+        register += sh`printf '%s\n' ${entry} > ${f.entriesDir}/"$__twinstack_pg".json 2>/dev/null || true` + '\n';
+      }
+      fenced = this.fences.map((f) => argv('flock', '-s', f.busyFile)).join(' ') + ' ';
+    }
+    const envWords = Object.entries(env).map(([k, v]) => {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`bad environment variable name ${k}`);
       return `${k}=${quote(v)}`;
     });
-    const inner = argv('bash', '-c', `set -o pipefail\n${body}`);
-    const timed = timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner;
+    const inner = argv('bash', '-c', `set -o pipefail\n${register}${body}`);
+    const timed = fenced + (timeoutSeconds > 0 ? `timeout -k ${KILL_GRACE_SECONDS} ${Math.ceil(timeoutSeconds)} ${inner}` : inner);
     const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
     // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
     // closes a channel without sending exit-status, and a command's result must never be a guess.
@@ -142,8 +169,9 @@ export class SshHost implements Host {
 
   private exec(script: string, options: RunOptions, keepStdinOpen: boolean) {
     const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
-    const command = this.wrap(script, options, timeoutSeconds);
     const label = options.label ?? script.split('\n')[0];
+    if (this.halted && !cleanupScope.getStore()) throw new RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+    const command = this.wrap(script, options, timeoutSeconds, label);
     this.log.debug(`$ ${script}`);
     const out = new Capture();
     const err = new Capture();

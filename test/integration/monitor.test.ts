@@ -81,6 +81,8 @@ ${extra}`,
 function withEnv(h: Host, env: Record<string, string>): Host {
   return {
     name: h.name,
+    addFence: (f) => h.addFence(f),
+    halt: () => h.halt(),
     run: (script, options = {}) => h.run(script, { ...options, env: { ...env, ...(options.env ?? {}) } }),
     spawn: (script, options = {}) => h.spawn(script, { ...options, env: { ...env, ...(options.env ?? {}) } }),
     writeFile: (p, c, m) => h.writeFile(p, c, m),

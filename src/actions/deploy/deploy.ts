@@ -12,6 +12,7 @@ import { Environment, type ContainerState } from '../../core/environment';
 import { ConfigurationError, errorMessage } from '../../core/errors';
 import { checkoutCommit, resolveRef } from '../../core/git';
 import { underLock } from '../../core/operation';
+import { drift, observe } from '../../core/state';
 import {
   HealthError,
   composeBuildAndUp,
@@ -69,31 +70,50 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
     const started = Date.now();
     const summary = new Summary().heading(`Deploy to ${env.name}`);
     let sha = '';
+    let settled: string[] = [];
+    let failedAt: { stage: string; drift: string[] } | undefined;
     try {
       const result = await underLock(
         { host, stateDir: config['state-dir'], env: env.name, action: 'deploy', run, log, lockTimeoutSeconds },
         async (op): Promise<DeployResult> => {
           const previous = currentRelease(op.records);
+          // Start from what runs, not from the record: a deploy settles any drift.
+          const before = await observe(host, env);
+          settled = drift(before, previous);
+          if (settled.length) log.info(`${env.name} had drifted from its recorded release ${previous?.release ?? '(none)'}: ${settled.join('; ')}. This deploy settles it.`);
 
-          log.startGroup(`${env.name}: checkout ${plan.ref}`);
+          let stage: 'checkout' | 'build and up' | 'health' = 'checkout';
           try {
-            sha = await resolveRef(host, env, plan.ref);
-            log.info(`${plan.ref} is ${sha}`);
-            await checkoutCommit(host, env, sha);
-          } finally {
-            log.endGroup();
+            log.startGroup(`${env.name}: checkout ${plan.ref}`);
+            try {
+              sha = await resolveRef(host, env, plan.ref);
+              log.info(`${plan.ref} is ${sha}`);
+              await checkoutCommit(host, env, sha);
+            } finally {
+              log.endGroup();
+            }
+
+            stage = 'build and up';
+            await composeBuildAndUp(host, env, plan.build, log);
+            stage = 'health';
+            const containers = await waitHealthy(host, env, log);
+            await probeHealthUrl(host, env, log);
+
+            const releaseId = newReleaseId(sha);
+            const images = await tagRelease(host, env, releaseId, containers);
+            const durationSeconds = Math.round((Date.now() - started) / 1000);
+            await op.record('release', { release: releaseId, sha, kind: 'deploy', images, previous: previous?.release, durationSeconds, settled: settled.length ? settled : undefined });
+            await pruneReleaseTags(host, env, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
+            return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers };
+          } catch (e) {
+            // The record must never claim that the older release still runs: what runs now is written down.
+            const after = await observe(host, env).catch(() => undefined);
+            failedAt = { stage, drift: after ? drift(after, previous) : [] };
+            await op
+              .record('release-failed', { sha: sha || undefined, ref: plan.ref, stage, images: after?.images, head: after?.head, previous: previous?.release, error: log.redact(errorMessage(e)).slice(0, 500) })
+              .catch(() => undefined);
+            throw e;
           }
-
-          await composeBuildAndUp(host, env, plan.build, log);
-          const containers = await waitHealthy(host, env, log);
-          await probeHealthUrl(host, env, log);
-
-          const releaseId = newReleaseId(sha);
-          const images = await tagRelease(host, env, releaseId, containers);
-          const durationSeconds = Math.round((Date.now() - started) / 1000);
-          await op.record('release', { release: releaseId, sha, kind: 'deploy', images, previous: previous?.release, durationSeconds });
-          await pruneReleaseTags(host, env, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
-          return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers };
         },
       );
       io.output('release-id', result.releaseId);
@@ -105,6 +125,7 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
         .list([
           `previous release: ${result.previousReleaseId ? `\`${result.previousReleaseId}\`` : 'none'}`,
           `health: ${env.cfg.url}${env.cfg.healthPath} answered 2xx`,
+          ...(settled.length ? [`before this deploy, ${env.name} had drifted from its record (${settled.join('; ')}); it now runs this release exactly`] : []),
         ]);
       servicesTable(summary, result.containers);
     } catch (e) {
@@ -118,6 +139,12 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
         if (e.logs) summary.details(`last log lines of ${e.service}`, '```\n' + e.logs + '\n```');
       } else {
         summary.list([`Next: read the error above; the ${env.name} host log records this failed run.`]);
+      }
+      if (failedAt?.drift.length) {
+        summary.list([
+          `The failed deploy (stage: ${failedAt.stage}) is recorded; ${env.name} no longer runs its recorded release: ${failedAt.drift.join('; ')}.`,
+          `gate and promote refuse ${env.name} until a deploy or a rollback settles it.`,
+        ]);
       }
       await io.summary(summary.toMarkdown());
       throw e;

@@ -15,8 +15,9 @@ import { parseJUnit, type TestReport } from '../../core/junit';
 import type { Logger } from '../../core/logger';
 import { underLock } from '../../core/operation';
 import { currentRelease } from '../../core/release';
-import { migrationPlan, upgradeHead } from '../../core/rollback';
-import { argv } from '../../core/shell';
+import { drift, observe, shortId } from '../../core/state';
+import { migrationPlan, upgradeHead } from '../../core/alembic';
+import { dockerExec } from '../../core/docker';
 import { Summary } from '../../core/summary';
 import * as validate from '../../core/validate';
 
@@ -34,13 +35,15 @@ export interface AlembicResult {
 export interface GateResult {
   sha: string;
   release: string;
+  /** Service → image id of what the tests ran against. */
+  images: Record<string, string>;
   alembic?: AlembicResult;
   tests?: TestReport;
   problems: string[];
 }
 
 function exec(container: string, command: readonly string[]): string {
-  return argv('docker', 'exec', container, command);
+  return dockerExec(container, command);
 }
 
 /** alembic inside the container: one head, upgrade, check, current == head. */
@@ -90,7 +93,9 @@ export async function runPytest(host: Host, container: string, config: Config, o
 export function gateSummary(env: Environment, g: GateResult): Summary {
   const ok = g.problems.length === 0;
   const s = new Summary().heading(`Gate on ${env.name}`);
-  s.text(`${ok ? '✅' : '❌'} **Commit \`${g.sha.slice(0, 12)}\` (release \`${g.release}\`) ${ok ? 'passed' : 'did not pass'} the gate.** ${ok ? 'It can be promoted to prod.' : 'Promote will refuse it.'}`);
+  s.text(`${ok ? '✅' : '❌'} **Commit \`${g.sha.slice(0, 12)}\` (release \`${g.release}\`) ${ok ? 'passed' : 'did not pass'} the gate.** ${ok ? 'It can be promoted to prod as long as dev keeps running exactly these images.' : 'Promote will refuse it.'}`);
+  const tested = Object.entries(g.images);
+  if (tested.length) s.list([`tested images: ${tested.map(([svc, id]) => `${svc} \`${shortId(id)}\``).join(', ')}`]);
   if (!ok) s.list(g.problems);
   if (g.tests) {
     s.table(['passed', 'failed', 'skipped', 'total'], [[String(g.tests.passed), String(g.tests.failed), String(g.tests.skipped), String(g.tests.cases.length)]]);
@@ -124,10 +129,19 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
       async (op): Promise<GateResult> => {
         const release = currentRelease(op.records);
         if (!release) throw new OperationFailed('dev has no release recorded: deploy dev first');
+        // The gate judges what runs, and only when it is exactly the release on record.
+        const observed = await observe(host, env);
+        const drifted = drift(observed, release);
+        if (drifted.length) {
+          throw new OperationFailed(
+            `dev does not run its recorded release ${release.release} (${release.sha.slice(0, 12)}): ${drifted.join('; ')}. ` +
+              `Nothing was tested. Settle it with a deploy of dev (ref ${plan.sha ?? 'the commit to test'}) or a rollback of dev, then run the gate again.`,
+          );
+        }
         if (plan.sha && plan.sha !== release.sha) {
           throw new OperationFailed(`dev runs ${release.sha.slice(0, 12)} (release ${release.release}), not the requested ${plan.sha.slice(0, 12)}: deploy it first`);
         }
-        const g: GateResult = { sha: release.sha, release: release.release, problems: [] };
+        const g: GateResult = { sha: release.sha, release: release.release, problems: [], images: observed.images };
         try {
           if (config.gate.alembic) {
             log.startGroup('alembic');
@@ -154,9 +168,16 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
         } catch (e) {
           g.problems.push(e instanceof RemoteCommandError || e instanceof OperationFailed ? e.message : errorMessage(e));
         }
+        // What was tested: the commit and the image ids (the api's first), read again after the tests.
+        const after = await observe(host, env).catch(() => undefined);
+        if (after && (after.head !== g.sha || after.images[service] !== g.images[service])) {
+          g.problems.push(`dev changed while the gate ran (checkout ${after.head.slice(0, 12)}, ${service} image ${after.images[service] ?? 'none'}): the result cannot be bound to one release`);
+        }
         await op.record('gate', {
           sha: g.sha,
           release: g.release,
+          apiImage: g.images[service],
+          images: g.images,
           passed: g.problems.length === 0,
           tests: g.tests ? { passed: g.tests.passed, failed: g.tests.failed, skipped: g.tests.skipped } : undefined,
           alembicHead: g.alembic?.head,

@@ -18,10 +18,16 @@ import { takeBackup, usableBackup, type BackupManifest } from '../../core/backup
 import { Environment, type ContainerState } from '../../core/environment';
 import { OperationFailed, errorMessage } from '../../core/errors';
 import { checkoutCommit, resolveRef } from '../../core/git';
-import { HostLog, latest } from '../../core/host-log';
+import { HostLog, latest, type LogRecord } from '../../core/host-log';
+import type { RunInfo } from '../../core/actions-io';
+import type { Host } from '../../core/host';
+import type { Logger } from '../../core/logger';
+import { EnvironmentLock } from '../../core/lock';
+import { drift, observe, shortId } from '../../core/state';
 import { underLock } from '../../core/operation';
 import { composeBuildAndUp, currentRelease, newReleaseId, probeHealthUrl, pruneReleaseTags, tagRelease, waitHealthy, HealthError, type Release } from '../../core/release';
-import { lossWindow, migrationPlan, startRelease, upgradeHead } from '../../core/rollback';
+import { migrationPlan, upgradeHead } from '../../core/alembic';
+import { lossWindow, startRelease } from '../../core/rollback';
 import { Summary } from '../../core/summary';
 import * as validate from '../../core/validate';
 import { servicesTable } from '../deploy/deploy';
@@ -61,16 +67,8 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
   async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
     const prod = new Environment('prod', config);
 
-    // 1. What dev runs, and whether that exact commit passed the gate.
-    const devRecords = await new HostLog(host, config['state-dir'], 'dev').read(log);
-    const devRelease = currentRelease(devRecords);
-    if (!devRelease) throw new OperationFailed('dev has no release recorded: deploy dev and run the gate first');
-    const gate = latest(devRecords, 'gate', (r) => r.sha === devRelease.sha);
-    if (plan.requireGate && gate?.passed !== true) {
-      throw new OperationFailed(
-        `commit ${devRelease.sha} (dev release ${devRelease.release}) has no passing gate on dev${gate ? ` (its last gate failed at ${gate.time})` : ''}: run the gate on dev, or fix and deploy again. Nothing was changed.`,
-      );
-    }
+    // 1. What dev runs, read under dev's lock, and whether exactly that passed the gate.
+    const { devRelease, gate } = await gatedDevRelease(host, config['state-dir'], new Environment('dev', config), plan.requireGate, run, log, lockTimeoutSeconds);
     const sha = devRelease.sha;
 
     const result = await underLock(
@@ -78,6 +76,14 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
       async (op): Promise<Outcome> => {
         const previous = currentRelease(op.records);
         const interrupted = op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`);
+        // The rollback point must be what prod really runs.
+        const prodDrift = drift(await observe(host, prod), previous);
+        if (previous && prodDrift.length) {
+          throw new OperationFailed(
+            `prod does not run its recorded release ${previous.release} (${previous.sha.slice(0, 12)}): ${prodDrift.join('; ')}. ` +
+              `There is no known-good state to roll back to, so nothing was changed. Settle prod first: run the rollback workflow with release-id ${previous.release}.`,
+          );
+        }
         if (previous?.sha === sha) {
           log.info(`prod already runs ${sha.slice(0, 12)} (release ${previous.release}); nothing to do`);
           return { outcome: 'unchanged', sha, releaseId: previous.release, previous, containers: await prod.containers(host), interrupted };
@@ -119,7 +125,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
 
           const releaseId = newReleaseId(sha);
           const images = await tagRelease(host, prod, releaseId, containers);
-          await op.record('release', { release: releaseId, sha, kind: 'promote', images, previous: previous?.release, from: devRelease.release, backup: backup.id });
+          await op.record('release', { release: releaseId, sha, kind: 'promote', images, previous: previous?.release, devRelease: devRelease.release, gate: gate?.op, backup: backup.id });
           await pruneReleaseTags(host, prod, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
           return { outcome: 'promoted', sha, releaseId, backup, previous, containers, interrupted };
         } catch (e) {
@@ -136,7 +142,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           // 7. Automatic rollback.
           try {
             const restart = await startRelease(host, config, prod, previous, log, migrationStarted ? backup : undefined);
-            await op.record('release', { release: previous.release, sha: previous.sha, kind: 'rollback', images: previous.images, reason: `promote of ${sha} failed during ${stage}`, restoredBackup: restart.restoredAt ? backup.id : undefined });
+            await op.record('release', { release: previous.release, sha: previous.sha, kind: 'rollback', images: previous.images, previous: previous.previous, reason: `promote of ${sha} failed during ${stage}`, restoredBackup: restart.restoredAt ? backup.id : undefined });
             await op.record('rollback', { release: previous.release, failedSha: sha, stage, restoredBackup: restart.restoredAt ? backup.id : undefined, restoredAt: restart.restoredAt });
             return {
               outcome: 'rolled-back',
@@ -203,4 +209,55 @@ function promoteSummary(prod: Environment, r: Outcome, devRelease: Release): Sum
   if (r.failure?.logs) s.details(`last log lines of ${r.failure.service}`, '```\n' + r.failure.logs + '\n```');
   s.text(`dev still runs \`${devRelease.release}\`.`);
   return s;
+}
+
+/**
+ * dev's release and the gate that passed for exactly what dev runs: the same commit and the same
+ * image ids the tests ran in, with dev not drifted from its record. Read under dev's lock, so no
+ * dev deploy changes it halfway through the reading. Refuses in one line otherwise.
+ */
+export async function gatedDevRelease(
+  host: Host,
+  stateDir: string,
+  dev: Environment,
+  requireGate: boolean,
+  run: RunInfo,
+  log: Logger,
+  lockTimeoutSeconds: number,
+): Promise<{ devRelease: Release; gate?: LogRecord }> {
+  const lock = await EnvironmentLock.acquire(host, stateDir, 'dev', { run: run.url, actor: run.actor, sha: '', action: 'promote (reading dev)', op: 'read', since: new Date().toISOString() }, lockTimeoutSeconds, log);
+  try {
+    const devRecords = await new HostLog(host, stateDir, 'dev').read(log);
+    const devRelease = currentRelease(devRecords);
+    if (!devRelease) throw new OperationFailed('dev has no release recorded: deploy dev and run the gate first. Nothing was changed.');
+    const observed = await observe(host, dev);
+    const drifted = drift(observed, devRelease);
+    if (drifted.length) {
+      throw new OperationFailed(
+        `dev does not run its recorded release ${devRelease.release} (${devRelease.sha.slice(0, 12)}): ${drifted.join('; ')}. ` +
+          `What runs on dev was not gated as such. Deploy dev again and run the gate, then promote. Nothing was changed.`,
+      );
+    }
+    const gate = latest(devRecords, 'gate', (r) => r.sha === devRelease.sha);
+    if (!requireGate) return { devRelease, gate };
+    if (gate?.passed !== true) {
+      throw new OperationFailed(
+        `commit ${devRelease.sha} (dev release ${devRelease.release}) has no passing gate on dev${gate ? ` (its last gate failed at ${gate.time})` : ''}: run the gate on dev, or fix and deploy again. Nothing was changed.`,
+      );
+    }
+    const tested = (gate.images ?? {}) as Record<string, string>;
+    if (!Object.keys(tested).length) {
+      throw new OperationFailed(`the passing gate of ${devRelease.sha.slice(0, 12)} (${gate.time}) does not say which images it tested: run the gate on dev again. Nothing was changed.`);
+    }
+    const changed = Object.entries(tested).filter(([svc, id]) => observed.images[svc] !== id);
+    if (changed.length) {
+      throw new OperationFailed(
+        `dev no longer runs what passed the gate at ${gate.time}: ${changed.map(([svc, id]) => `${svc} ran ${shortId(id)}, now ${observed.images[svc] ? shortId(observed.images[svc]) : 'nothing'}`).join('; ')}. ` +
+          `Run the gate on dev again. Nothing was changed.`,
+      );
+    }
+    return { devRelease, gate };
+  } finally {
+    await lock.release();
+  }
 }

@@ -11,7 +11,8 @@ import type { EnvironmentName } from '../../core/config';
 import { Environment } from '../../core/environment';
 import { ConfigurationError, OperationFailed, errorMessage } from '../../core/errors';
 import { underLock } from '../../core/operation';
-import { releaseHistory, type Release } from '../../core/release';
+import { releaseHistory, releaseStack, type Release } from '../../core/release';
+import { drift, observe } from '../../core/state';
 import { lossWindow, startRelease, type RestartResult } from '../../core/rollback';
 import { Summary } from '../../core/summary';
 import * as validate from '../../core/validate';
@@ -42,24 +43,38 @@ export const rollbackAction: ActionDefinition<RollbackInputs, RollbackOutputs, P
     let target: Release | undefined;
     let backup: BackupManifest | undefined;
     let current: Release | undefined;
+    let drifted: string[] = [];
+    let skipped: string[] = [];
     try {
       const restart: RestartResult = await underLock({ host, stateDir: config['state-dir'], env: env.name, action: 'rollback', run, log, lockTimeoutSeconds }, async (op) => {
         const history = releaseHistory(op.records);
-        current = history[0];
+        const stack = releaseStack(op.records);
+        current = stack.current;
+        const before = await observe(host, env);
+        drifted = drift(before, current);
+        if (drifted.length) log.warning(`${env.name} does not run its recorded release ${current?.release ?? '(none)'}: ${drifted.join('; ')}. The rollback settles it.`);
         if (plan.releaseId) {
           target = history.find((r) => r.release === plan.releaseId);
           if (!target) throw new OperationFailed(`${env.name} has no release ${plan.releaseId} in its host log; known: ${history.slice(0, 5).map((r) => r.release).join(', ') || 'none'}`);
         } else {
-          target = history[1];
-          if (!target) throw new OperationFailed(`${env.name} has no release before ${current?.release ?? 'the current one'} to roll back to`);
+          target = stack.target;
+          skipped = stack.skipped;
+          if (!target) {
+            throw new OperationFailed(
+              `${env.name} has no release to roll back to: ${current ? `${current.release} replaced none` : 'no release is recorded'}` +
+                `${stack.skipped.length ? ` that was not itself rolled back from (passed over: ${stack.skipped.join(', ')})` : ''}. ` +
+                `Name one with release-id (known: ${history.slice(0, 5).map((r) => r.release).join(', ') || 'none'}). Nothing was changed.`,
+            );
+          }
         }
+        if (skipped.length) log.info(`passing over ${skipped.join(', ')}: a rollback already left ${skipped.length > 1 ? 'them' : 'it'}`);
         if (plan.backupId) {
           backup = await usableBackup(host, config, env, plan.backupId, log);
           log.warning(`The database of ${env.name} will be restored from ${backup.id} (taken ${backup.time}): every write since then will be lost.`);
         }
         const r = await startRelease(host, config, env, target, log, backup);
-        await op.record('release', { release: target.release, sha: target.sha, kind: 'rollback', images: target.images, from: current?.release, restoredBackup: backup?.id });
-        await op.record('rollback', { release: target.release, from: current?.release, restoredBackup: backup?.id, restoredAt: r.restoredAt });
+        await op.record('release', { release: target.release, sha: target.sha, kind: 'rollback', images: target.images, previous: target.previous, rolledBackFrom: current?.release, restoredBackup: backup?.id, settled: drifted.length ? drifted : undefined });
+        await op.record('rollback', { release: target.release, rolledBackFrom: current?.release, restoredBackup: backup?.id, restoredAt: r.restoredAt });
         return r;
       });
       const t = target as Release;
@@ -67,7 +82,11 @@ export const rollbackAction: ActionDefinition<RollbackInputs, RollbackOutputs, P
       io.output('sha', t.sha);
       io.output('restored-backup-id', backup?.id ?? '');
       summary.text(`↩️ **${env.name} runs release \`${t.release}\`** (\`${t.sha.slice(0, 12)}\`) again, healthy. It ran \`${current?.release ?? '?'}\` before.`);
-      summary.list([backup && restart.restoredAt ? `database restored from \`${backup.id}\`: ${lossWindow(backup, restart.restoredAt)}` : 'database not restored (its schema and data are as they were)']);
+      summary.list([
+        backup && restart.restoredAt ? `database restored from \`${backup.id}\`: ${lossWindow(backup, restart.restoredAt)}` : 'database not restored (its schema and data are as they were)',
+        ...(skipped.length ? [`passed over ${skipped.map((x) => `\`${x}\``).join(', ')}: an earlier rollback left ${skipped.length > 1 ? 'them' : 'it'}`] : []),
+        ...(drifted.length ? [`before the rollback, ${env.name} did not run its recorded release: ${drifted.join('; ')}`] : []),
+      ]);
       servicesTable(summary, restart.containers);
     } catch (e) {
       summary.text(`❌ **The rollback of ${env.name} failed**: ${errorMessage(e)}`);

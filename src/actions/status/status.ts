@@ -8,7 +8,9 @@ import { ENVIRONMENTS, type EnvironmentName } from '../../core/config';
 import { Environment, type ContainerState } from '../../core/environment';
 import { ConfigurationError, errorMessage } from '../../core/errors';
 import { HostLog, latest, unfinishedOperations, type LogRecord } from '../../core/host-log';
-import { EnvironmentLock, describeHolder, type LockHolder } from '../../core/lock';
+import { EnvironmentLock, describeBusy, describeHolder, type BusyEntry, type LockHolder } from '../../core/lock';
+import { releaseStack } from '../../core/release';
+import { drift, observe } from '../../core/state';
 import { Summary } from '../../core/summary';
 import { printable } from '../../core/validate';
 
@@ -20,6 +22,16 @@ export interface EnvironmentStatus {
   unfinished: Array<{ action: string; op: string; run?: string; time: string }>;
   containers: ContainerState[];
   containersError?: string;
+  /** The checkout's HEAD on the host. */
+  head?: string;
+  /** How what runs differs from the recorded release (empty: it runs exactly that release). */
+  drift: string[];
+  /** A deploy that failed after the current release was recorded. */
+  failedDeploy?: { sha: string; stage: string; time: string; error: string };
+  /** Remote work of earlier runs still running (their process groups hold the busy file). */
+  remoteWork: BusyEntry[];
+  /** Where a rollback without release-id would go. */
+  rollbackTarget?: string;
 }
 
 interface Plan {
@@ -31,6 +43,8 @@ export async function readStatus(ctx: ActionContext<StatusInputs, StatusOutputs,
   const records: LogRecord[] = await new HostLog(host, config['state-dir'], name).read(log);
   const rel = latest(records, 'release');
   const gate = latest(records, 'gate');
+  const failed = latest(records, 'release-failed');
+  const stack = releaseStack(records);
   const status: EnvironmentStatus = {
     environment: name,
     release: rel ? { id: String(rel.release), sha: String(rel.sha), time: rel.time, run: rel.run } : undefined,
@@ -38,9 +52,20 @@ export async function readStatus(ctx: ActionContext<StatusInputs, StatusOutputs,
     lock: await EnvironmentLock.readHolder(host, config['state-dir'], name),
     unfinished: unfinishedOperations(records).map((r) => ({ action: r.action, op: r.op, run: r.run, time: r.time })),
     containers: [],
+    drift: [],
+    remoteWork: [],
+    rollbackTarget: stack.target?.release,
   };
+  if (failed && (!rel || failed.time > rel.time)) {
+    status.failedDeploy = { sha: String(failed.sha ?? ''), stage: String(failed.stage ?? ''), time: failed.time, error: String(failed.error ?? '') };
+  }
+  const work = await EnvironmentLock.busyWork(host, config['state-dir'], name).catch(() => undefined);
+  if (work?.busy) status.remoteWork = work.entries.length ? work.entries : [{ pgid: 0, op: '', run: '', label: 'unrecorded process', since: '' }];
   try {
-    status.containers = await new Environment(name, config).containers(host);
+    const observed = await observe(host, new Environment(name, config));
+    status.containers = observed.containers;
+    status.head = observed.head;
+    status.drift = drift(observed, stack.current);
   } catch (e) {
     status.containersError = errorMessage(e);
   }
@@ -50,12 +75,13 @@ export async function readStatus(ctx: ActionContext<StatusInputs, StatusOutputs,
 export function statusSummary(all: EnvironmentStatus[]): Summary {
   const s = new Summary().heading('twinstack status');
   s.table(
-    ['environment', 'release', 'sha', 'since', 'containers', 'lock'],
+    ['environment', 'release on record', 'sha', 'since', 'runs the release?', 'containers', 'lock'],
     all.map((e) => [
       e.environment,
       e.release?.id ?? 'none recorded',
       e.release?.sha.slice(0, 12) ?? '',
       e.release?.time ?? '',
+      e.containersError ? 'unknown' : e.drift.length ? `NO: drifted (checkout at ${e.head ? e.head.slice(0, 12) : '?'})` : 'yes',
       e.containersError
         ? 'unknown (docker did not answer)'
         : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
@@ -65,6 +91,15 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
   for (const e of all) {
     s.heading(e.environment, 3);
     const notes: string[] = [];
+    if (e.drift.length) {
+      notes.push(
+        `🚨 **drift**: the record says ${e.release ? `release \`${e.release.id}\` (\`${e.release.sha.slice(0, 12)}\`)` : 'no release'}, but the host runs something else: ${e.drift.join('; ')}. ` +
+          `gate and promote refuse ${e.environment} until a deploy or a rollback settles it.`,
+      );
+    }
+    for (const w of e.remoteWork) notes.push(`⏳ remote work still running: ${describeBusy(w)}; the next run waits for it`);
+    if (e.failedDeploy) notes.push(`last deploy FAILED: \`${e.failedDeploy.sha.slice(0, 12)}\` at stage ${e.failedDeploy.stage}, ${e.failedDeploy.time}: ${e.failedDeploy.error}`);
+    if (e.rollbackTarget) notes.push(`a rollback without release-id goes to \`${e.rollbackTarget}\``);
     if (e.lastGate) notes.push(`last gate: ${e.lastGate.passed ? 'passed' : 'FAILED'} for ${e.lastGate.sha.slice(0, 12)} at ${e.lastGate.time}`);
     for (const u of e.unfinished) notes.push(`⚠️ unfinished ${u.action} (${u.op}) started ${u.time} by ${u.run ?? 'unknown run'}: the run died; run status again after the next action, or deploy/rollback to settle it`);
     if (e.containersError) notes.push(`containers: ${e.containersError}`);
@@ -98,6 +133,7 @@ export const statusAction: ActionDefinition<StatusInputs, StatusOutputs, Plan> =
       ctx.log.info(
         `${e.environment}: ${e.release ? `release ${e.release.id} (${e.release.sha.slice(0, 12)})` : 'no release recorded'}; ` +
           `${e.containersError ? 'containers unknown' : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} containers running`}` +
+          `${e.drift.length ? `; DRIFT: ${e.drift.join('; ')}` : ''}` +
           `${e.lock ? `; locked by ${describeHolder(e.lock)}` : ''}`,
       );
     }

@@ -1,0 +1,66 @@
+/**
+ * What an environment really runs, read from the host: the checkout's HEAD, every service's
+ * container and image id, health, and (when asked) the alembic revision. The host is the source of
+ * truth; the host log is its history. Every action that changes or judges an environment starts
+ * here and compares what runs with the release on record: a difference is drift.
+ */
+import { currentRevision } from './alembic';
+import { parseInspect, type ContainerState, type Environment } from './environment';
+import type { Host } from './host';
+import type { Release } from './release';
+import { sh } from './shell';
+
+export interface ObservedState {
+  environment: string;
+  /** The checkout's HEAD commit, or '' when the checkout cannot be read. */
+  head: string;
+  /** The project's containers (one-off containers of `compose run` left out). */
+  containers: ContainerState[];
+  /** Service → image id of its container. */
+  images: Record<string, string>;
+  /** alembic's current revision in the api container, when asked for and readable. */
+  alembic?: string;
+  time: string;
+}
+
+const SEP = '@twinstack-state@';
+
+/** Reads the environment's observed state in one round trip (two with `alembic`). */
+export async function observe(host: Host, env: Environment, opts: { alembic?: boolean } = {}): Promise<ObservedState> {
+  const script =
+    sh`git -C ${env.cfg.checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true; echo ${SEP}; ` +
+    sh`ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
+  const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
+  const [headPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+  const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
+  const containers = parseInspect(inspectPart ?? '[]').filter((c) => !c.oneoff);
+  const images: Record<string, string> = {};
+  for (const c of containers) if (c.service && !images[c.service]) images[c.service] = c.imageId;
+  const state: ObservedState = { environment: env.name, head, containers, images, time: new Date().toISOString() };
+  if (opts.alembic) state.alembic = await currentRevision(host, env).catch(() => undefined);
+  return state;
+}
+
+/** How what runs differs from a release: one line per difference, empty when they agree. */
+export function drift(observed: ObservedState, release: Pick<Release, 'release' | 'sha' | 'images'> | undefined): string[] {
+  const out: string[] = [];
+  if (!release) {
+    if (observed.containers.length) out.push(`${observed.containers.length} container(s) run, but no release is recorded`);
+    return out;
+  }
+  if (!observed.head) out.push('the checkout has no readable HEAD');
+  else if (observed.head !== release.sha) out.push(`the checkout is at ${observed.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+  for (const [service, image] of Object.entries(release.images)) {
+    const running = observed.images[service];
+    if (!running) out.push(`service ${service} has no container`);
+    else if (running !== image.id) out.push(`service ${service} runs image ${shortId(running)}, not the release's ${shortId(image.id)}`);
+  }
+  for (const service of Object.keys(observed.images)) {
+    if (!release.images[service]) out.push(`service ${service} runs, but is not part of the release`);
+  }
+  return out;
+}
+
+export function shortId(id: string): string {
+  return id.replace(/^sha256:/, '').slice(0, 12);
+}
