@@ -112,6 +112,7 @@ async function main<I extends ConnectionInputs, O, P>(def: ActionDefinition<I, O
       return 0;
     }
     host = await SshHost.connect(target, log);
+    host.deadline = runDeadline();
     await def.execute({ ...prepared, plan, host });
     return 0;
   } catch (e) {
@@ -128,4 +129,17 @@ export function failureLine(action: string, e: unknown): string {
   if (e instanceof LockTimeoutError || e instanceof OperationFailed) return `${action}: ${e.message}`;
   if (e instanceof RemoteCommandError) return `${action}: ${e.message}`;
   return `${action} failed: ${errorMessage(e)}`;
+}
+
+/**
+ * The run's deadline: TWINSTACK_DEADLINE, in seconds since the epoch, which each workflow job sets
+ * in its first step to a few minutes before its timeout-minutes. Every remote command's time limit
+ * is cut to end by then, so GitHub never cancels a job whose remote work still runs (a unit test
+ * checks every workflow job).
+ */
+export function runDeadline(value = process.env.TWINSTACK_DEADLINE): number | undefined {
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (!Number.isInteger(seconds) || seconds <= 0) throw new ConfigurationError(`TWINSTACK_DEADLINE "${printable(value)}" must be a time in seconds since the epoch`);
+  return seconds * 1000;
 }

@@ -316,42 +316,53 @@ export async function usableBackup(host: Host, config: Config, env: Environment,
  * that fails, the new database is dropped and the old one renamed back. Needs a database user that
  * may create databases (the official postgres image's POSTGRES_USER can).
  */
-export async function restoreBackup(host: Host, config: Config, env: Environment, m: BackupManifest, log?: Logger): Promise<void> {
+export async function restoreBackup(host: Host, config: Config, env: Environment, m: BackupManifest, log?: Logger, opts: { stoppedServices?: string[] } = {}): Promise<void> {
   const file = `${backupDir(config, env, m.id)}/db.dump`;
   const db = m.database;
   const aside = `${db}_twinstack_pre_restore`.slice(0, 63);
   const ident = (n: string) => `"${n.replace(/"/g, '""')}"`;
   const lit = (n: string) => `'${n.replace(/'/g, "''")}'`;
-  const psql = (sql: string, label: string) =>
-    host.run(env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-f', '-']), { stdin: sql, label, quiet: true, timeoutSeconds: 600 });
-  const terminate = (name: string) => `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${lit(name)} AND pid <> pg_backend_pid();
-`;
+  const psql = env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-f', '-']);
+  const terminate = (name: string) => `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${lit(name)} AND pid <> pg_backend_pid();`;
+  const setAside = `${terminate(db)}\nDROP DATABASE IF EXISTS ${ident(aside)};\nALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};\n`;
+  // Same owner, encoding and collation as the database it replaces; database-level privileges
+  // (e.g. the app role's CONNECT) are not part of the dump, so they are copied.
+  const create =
+    `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \\gexec\n` +
+    `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \\gexec\n` +
+    `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \\gexec\n`;
+  const putBack = `${terminate(db)}\nDROP DATABASE IF EXISTS ${ident(db)};\nALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};\n`;
+  const restart = opts.stoppedServices?.length ? env.compose('start', ...opts.stoppedServices) : 'true';
 
-  const putBack = () =>
-    psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(db)};\nALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};\n`, `putting ${db} back after a failed restore`).catch((pe) =>
-      log?.error(`the restore failed and ${db} could not be put back: it is named ${aside} now (${errorMessage(pe)})`),
-    );
-
-  // The rename is the last statement: if anything before it fails, nothing was moved.
-  await psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(aside)};\nALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};\n`, `setting ${db} aside for the restore`);
-  try {
-    await psql(
-      // Same owner, encoding and collation as the database it replaces.
-      `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \\gexec\n` +
-        // Database-level privileges (e.g. the app role's CONNECT) are not part of the dump: copy them.
-        `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \\gexec\n` +
-        `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \\gexec\n`,
-      `creating an empty ${db} for the restore`,
-    );
-    await host.run(`${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${sh`${file}`}`, {
-      label: `restoring ${env.name} from backup ${m.id}`,
-      timeoutSeconds: config.backup['timeout-seconds'],
-    });
-  } catch (e) {
-    await putBack();
-    throw e;
+  // What undoes a cut restore: written before anything moves, run by the next operation if this
+  // script never gets to remove it (see pendingUndo in operation.ts).
+  const undo =
+    `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
+    `if printf '%s' ${sh`${`SELECT 1 FROM pg_database WHERE datname = ${lit(aside)}`}`} | ${psql.replace('-f -', '-tA -f -')} | grep -q 1; then printf '%s' ${sh`${putBack}`} | ${psql}; fi\n` +
+    sh`cd ${env.cfg.checkout} && COMPOSE_PROJECT_NAME=${env.project} ` +
+    `${restart}\n`;
+  const marker = `${pendingDir(config, env)}/restore.sh`;
+  const script = [
+    sh`mkdir -p -m 700 ${pendingDir(config, env)}`,
+    sh`printf '%s' ${undo} > ${marker}.tmp && mv -f ${marker}.tmp ${marker}`,
+    // The rename is the last statement: if anything before it fails, nothing was moved.
+    `if ! printf '%s' ${sh`${setAside}`} | ${psql}; then rm -f ${sh`${marker}`}; exit 3; fi`,
+    `ok=0; put_back() { if [ "$ok" != 1 ]; then echo ${sh`${`restore failed: putting ${db} back`}`} >&2; printf '%s' ${sh`${putBack}`} | ${psql} && rm -f ${sh`${marker}`}; fi; }`,
+    `trap put_back EXIT; trap 'exit 143' TERM INT HUP`,
+    `printf '%s' ${sh`${create}`} | ${psql}`,
+    `${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${sh`${file}`}`,
+    `ok=1; rm -f ${sh`${marker}`}`,
+  ].join('\n');
+  const r = await host.run(`set -e\n${script}`, { label: `restoring ${env.name} from backup ${m.id}`, timeoutSeconds: config.backup['timeout-seconds'], check: false });
+  if (r.exitCode !== 0 || r.timedOut) {
+    throw new RemoteCommandError(`restore of ${env.name} from ${m.id}`, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `restoring ${env.name} from backup ${m.id}`);
   }
   log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
+}
+
+/** Where multi-step host changes leave the script that undoes them until they finish. */
+export function pendingDir(config: Config, env: Environment): string {
+  return `${config['state-dir']}/${env.name}/pending`;
 }
 
 /** Keeps the newest `keep` verified backups and deletes older ones (and failed ones older than the newest verified). */

@@ -82,6 +82,11 @@ export interface Host {
    * `cleanupScope`): a cancelled run starts nothing new while its remote work is being stopped.
    */
   halt(): void;
+  /**
+   * The run's deadline (epoch ms): every command's time limit is cut to end by then, so no remote
+   * work outlives the job that started it. undefined: no deadline.
+   */
+  deadline?: number;
   /** Fences every command from now on (see Fence); returns the function that lifts the fence. */
   addFence(fence: Fence): () => void;
   run(script: string, options?: RunOptions): Promise<CommandResult>;

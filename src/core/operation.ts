@@ -6,9 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import type { RunInfo } from './actions-io';
 import { onCancel } from './action';
-import { errorMessage } from './errors';
+import { OperationFailed, errorMessage } from './errors';
+import { sh } from './shell';
 import type { Host } from './host';
-import { HostLog, unfinishedOperations, type LogRecord, type Outcome } from './host-log';
+import { HostLog, stateDirOf, unfinishedOperations, type LogRecord, type Outcome } from './host-log';
 import { EnvironmentLock, describeHolder, type LockHolder } from './lock';
 import type { Logger } from './logger';
 
@@ -21,6 +22,8 @@ export interface Operation {
   /** Operations of earlier runs that never finished (reported already; the caller may refuse to go on). */
   interrupted: LogRecord[];
   staleHolder?: LockHolder;
+  /** Leftovers of cut multi-step host changes that this operation put right before it began. */
+  recovered: string[];
   /** Appends a record for this operation to the environment's host log. */
   record(event: string, fields?: Record<string, unknown>): Promise<LogRecord>;
 }
@@ -70,6 +73,9 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
       );
       await hostLog.append({ action: r.action, op: r.op, event: 'interrupted', outcome: 'interrupted', run: r.run, reportedBy: o.run.url });
     }
+    // Multi-step host changes (a database restore) leave the script that undoes them until they
+    // finish; one still there was cut halfway, and is undone before anything else happens.
+    const recovered = await undoPending(o, hostLog, base);
     if (lock.stale && !interrupted.some((r) => r.op === lock.stale?.op)) {
       o.log.warning(`The ${o.env} lock was left by ${describeHolder(lock.stale)}.`);
     }
@@ -79,6 +85,7 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
       log: hostLog,
       records,
       interrupted,
+      recovered,
       staleHolder: lock.stale,
       record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),
     };
@@ -102,4 +109,22 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
     unfence();
     await lock.release().catch((e) => o.log.warning(`could not release the ${o.env} lock cleanly: ${errorMessage(e)}`));
   }
+}
+
+async function undoPending(o: OperationOptions, hostLog: HostLog, base: { action: string; op: string; run: string; actor: string }): Promise<string[]> {
+  const dir = `${stateDirOf(o.stateDir, o.env)}/pending`;
+  const list = await o.host.run(sh`for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\n' "$f"; done; true`, { quiet: true, label: 'looking for cut host changes', timeoutSeconds: 60 });
+  const done: string[] = [];
+  for (const file of list.stdout.split('\n').filter(Boolean)) {
+    const first = (await o.host.run(sh`head -n 1 ${file}`, { quiet: true, timeoutSeconds: 30 })).stdout.replace(/^#\s*/, '').trim();
+    o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
+    try {
+      await o.host.run(sh`bash -o pipefail -e ${file} && rm -f ${file}`, { label: `undoing the cut change ${file}`, timeoutSeconds: 900 });
+      done.push(`${first}: undone`);
+      await hostLog.append({ ...base, event: 'recovered', what: first });
+    } catch (e) {
+      throw new OperationFailed(`${o.env}: an earlier run was cut in the middle of a host change (${first}) and undoing it failed: ${errorMessage(e)}. The undo script is ${file} on the host; run it by hand, then retry.`);
+    }
+  }
+  return done;
 }

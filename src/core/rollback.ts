@@ -38,7 +38,7 @@ export async function startRelease(host: Host, config: Config, env: Environment,
       if (services.length) await host.run(env.compose('stop', ...services), env.composeOptions({ label: `${env.name} compose stop (for the restore)` }));
       log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
       try {
-        await restoreBackup(host, config, env, restore, log);
+        await restoreBackup(host, config, env, restore, log, { stoppedServices: services });
       } catch (e) {
         // The database was put back as it was; start the release's services anyway rather than leave them stopped.
         await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` })).catch(() => undefined);

@@ -66,6 +66,7 @@ export class SshHost implements Host {
   private readonly forwards = new Set<net.Server>();
   private fences: Fence[] = [];
   private halted = false;
+  deadline?: number;
 
   private constructor(
     private readonly ssh: NodeSSH,
@@ -168,7 +169,14 @@ export class SshHost implements Host {
   }
 
   private exec(script: string, options: RunOptions, keepStdinOpen: boolean) {
-    const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
+    let timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
+    if (this.deadline !== undefined && timeoutSeconds > 0) {
+      const left = Math.floor((this.deadline - Date.now()) / 1000);
+      if (left <= 0 && !cleanupScope.getStore()) {
+        throw new RemoteCommandError(script, null, null, '', 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started', false, options.label ?? script.split('\n')[0]);
+      }
+      timeoutSeconds = Math.max(1, Math.min(timeoutSeconds, left));
+    }
     const label = options.label ?? script.split('\n')[0];
     if (this.halted && !cleanupScope.getStore()) throw new RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
     const command = this.wrap(script, options, timeoutSeconds, label);

@@ -38,6 +38,9 @@ interface Plan {
   backupMaxAgeMinutes: number;
 }
 
+/** Time kept for the automatic rollback when the run has a deadline. */
+const ROLLBACK_RESERVE_MS = 30 * 60_000;
+
 type Stage = 'checkout' | 'build and up' | 'migration' | 'health';
 
 interface Outcome {
@@ -75,7 +78,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
       { host, stateDir: config['state-dir'], env: 'prod', action: 'promote', sha, run, log, lockTimeoutSeconds },
       async (op): Promise<Outcome> => {
         const previous = currentRelease(op.records);
-        const interrupted = op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`);
+        const interrupted = [...op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`), ...op.recovered.map((r) => `a cut host change was put right first: ${r}`)];
         // The rollback point must be what prod really runs.
         const prodDrift = drift(await observe(host, prod), previous);
         if (previous && prodDrift.length) {
@@ -102,7 +105,15 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
         }
         await op.record('backup', { backup: backup.id, status: backup.status, bytes: backup.files['db.dump']?.bytes, sha256: backup.files['db.dump']?.sha256 });
 
-        // 3. The rollback point is `previous`. From here on, prod changes.
+        // 3. The rollback point is `previous`. From here on, prod changes. The way forward must end
+        // early enough to leave the rollback its time before the run's deadline.
+        const fullDeadline = host.deadline;
+        if (fullDeadline !== undefined) {
+          if (fullDeadline - Date.now() < 2 * ROLLBACK_RESERVE_MS) {
+            throw new OperationFailed(`too little time is left before the run's deadline to promote and still roll back (${Math.round((fullDeadline - Date.now()) / 60000)} min); nothing was changed. Raise the job's timeout-minutes.`);
+          }
+          host.deadline = fullDeadline - ROLLBACK_RESERVE_MS;
+        }
         let stage: Stage = 'checkout';
         let migrationStarted = false;
         try {
@@ -136,6 +147,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             service: e instanceof HealthError ? e.service : undefined,
           };
           log.error(`promote failed during ${stage}: ${failure.message}; rolling back`);
+          host.deadline = fullDeadline;
           if (!previous) {
             return { outcome: 'rollback-failed', sha, releaseId: '', backup, failure, rollbackError: 'prod had no release recorded by twinstack to return to', containers: await prod.containers(host).catch(() => []), interrupted };
           }

@@ -14,6 +14,7 @@
 #   prod-bad-health  (one ahead of second) only the prod overlay's api
 #                  healthcheck fails
 #   third          (one ahead of second) a passing test more, no migration
+#   slow-build     the api image build takes 20 s (a RUN sleep step)
 #
 # Author, committer and dates are fixed, so the shas only change when the
 # fixture files or this script change. Any existing <workdir>/origin.git is
@@ -223,11 +224,19 @@ def test_health_answers(api):
 EOF
 commit "2024-01-08T12:00:00+0000" "Add a health test"
 
+# ---------------------------------------------------------------- slow-build
+# main with an api build that takes 20 s (a RUN step), so a run can be cut while it builds.
+branch_from_main slow-build
+printf '\n# A slow build step (fault tests cut a run while it builds); SLOW_BUILD_KEY defeats the cache.\nARG SLOW_BUILD_KEY=none\nRUN echo "slow build $SLOW_BUILD_KEY" && sleep 20\n' >>"$scratch/api/Dockerfile"
+sed -i 's#^      dockerfile: api/Dockerfile$#      dockerfile: api/Dockerfile\n      args:\n        SLOW_BUILD_KEY: ${SLOW_BUILD_KEY:-none}#' "$scratch/deploy/stack/docker-compose.yml"
+grep -q 'SLOW_BUILD_KEY' "$scratch/deploy/stack/docker-compose.yml" || { echo "make-fixture-repo: could not add the build arg" >&2; exit 1; }
+commit "2024-01-09T12:00:00+0000" "Slow api build"
+
 # ---------------------------------------------------------------- publish
 g checkout -q main
 rm -rf "$origin"
 git init -q --bare -b main "$origin"
-branches=(main second failing-test two-heads bad-health bad-migration prod-bad-health third)
+branches=(main second failing-test two-heads bad-health bad-migration prod-bad-health third slow-build)
 g push -q "$origin" "${branches[@]/#/refs/heads/}"
 git -C "$origin" symbolic-ref HEAD refs/heads/main
 
