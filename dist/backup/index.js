@@ -55909,6 +55909,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.onCancel = onCancel;
 exports.runAction = runAction;
 exports.failureLine = failureLine;
+exports.runDeadline = runDeadline;
 /**
  * The one wrapper every action runs through: read and check inputs (nothing touches the host yet),
  * connect once, do the work, and turn any error into one clear failure line. Cancellation (SIGINT,
@@ -55983,6 +55984,7 @@ async function main(def, io, log) {
             return 0;
         }
         host = await ssh_1.SshHost.connect(target, log);
+        host.deadline = runDeadline();
         await def.execute({ ...prepared, plan, host });
         return 0;
     }
@@ -56004,6 +56006,20 @@ function failureLine(action, e) {
     if (e instanceof errors_1.RemoteCommandError)
         return `${action}: ${e.message}`;
     return `${action} failed: ${(0, errors_1.errorMessage)(e)}`;
+}
+/**
+ * The run's deadline: TWINSTACK_DEADLINE, in seconds since the epoch, which each workflow job sets
+ * in its first step to a few minutes before its timeout-minutes. Every remote command's time limit
+ * is cut to end by then, so GitHub never cancels a job whose remote work still runs (a unit test
+ * checks every workflow job).
+ */
+function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
+    if (!value)
+        return undefined;
+    const seconds = Number(value);
+    if (!Number.isInteger(seconds) || seconds <= 0)
+        throw new errors_1.ConfigurationError(`TWINSTACK_DEADLINE "${(0, validate_1.printable)(value)}" must be a time in seconds since the epoch`);
+    return seconds * 1000;
 }
 
 
@@ -56192,6 +56208,7 @@ exports.verifyBackup = verifyBackup;
 exports.listBackups = listBackups;
 exports.usableBackup = usableBackup;
 exports.restoreBackup = restoreBackup;
+exports.pendingDir = pendingDir;
 exports.pruneBackups = pruneBackups;
 const errors_1 = __nccwpck_require__(4296);
 const shell_1 = __nccwpck_require__(9054);
@@ -56468,35 +56485,49 @@ async function usableBackup(host, config, env, id, log) {
  * that fails, the new database is dropped and the old one renamed back. Needs a database user that
  * may create databases (the official postgres image's POSTGRES_USER can).
  */
-async function restoreBackup(host, config, env, m, log) {
+async function restoreBackup(host, config, env, m, log, opts = {}) {
     const file = `${backupDir(config, env, m.id)}/db.dump`;
     const db = m.database;
     const aside = `${db}_twinstack_pre_restore`.slice(0, 63);
     const ident = (n) => `"${n.replace(/"/g, '""')}"`;
     const lit = (n) => `'${n.replace(/'/g, "''")}'`;
-    const psql = (sql, label) => host.run(env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-f', '-']), { stdin: sql, label, quiet: true, timeoutSeconds: 600 });
-    const terminate = (name) => `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${lit(name)} AND pid <> pg_backend_pid();
-`;
-    const putBack = () => psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(db)};\nALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};\n`, `putting ${db} back after a failed restore`).catch((pe) => log?.error(`the restore failed and ${db} could not be put back: it is named ${aside} now (${(0, errors_1.errorMessage)(pe)})`));
-    // The rename is the last statement: if anything before it fails, nothing was moved.
-    await psql(`${terminate(db)}DROP DATABASE IF EXISTS ${ident(aside)};\nALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};\n`, `setting ${db} aside for the restore`);
-    try {
-        await psql(
-        // Same owner, encoding and collation as the database it replaces.
-        `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \\gexec\n` +
-            // Database-level privileges (e.g. the app role's CONNECT) are not part of the dump: copy them.
-            `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \\gexec\n` +
-            `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \\gexec\n`, `creating an empty ${db} for the restore`);
-        await host.run(`${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${(0, shell_1.sh) `${file}`}`, {
-            label: `restoring ${env.name} from backup ${m.id}`,
-            timeoutSeconds: config.backup['timeout-seconds'],
-        });
-    }
-    catch (e) {
-        await putBack();
-        throw e;
+    const psql = env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-f', '-']);
+    const terminate = (name) => `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${lit(name)} AND pid <> pg_backend_pid();`;
+    const setAside = `${terminate(db)}\nDROP DATABASE IF EXISTS ${ident(aside)};\nALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};\n`;
+    // Same owner, encoding and collation as the database it replaces; database-level privileges
+    // (e.g. the app role's CONNECT) are not part of the dump, so they are copied.
+    const create = `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \\gexec\n` +
+        `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \\gexec\n` +
+        `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \\gexec\n`;
+    const putBack = `${terminate(db)}\nDROP DATABASE IF EXISTS ${ident(db)};\nALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};\n`;
+    const restart = opts.stoppedServices?.length ? env.compose('start', ...opts.stoppedServices) : 'true';
+    // What undoes a cut restore: written before anything moves, run by the next operation if this
+    // script never gets to remove it (see pendingUndo in operation.ts).
+    const undo = `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
+        `if printf '%s' ${(0, shell_1.sh) `${`SELECT 1 FROM pg_database WHERE datname = ${lit(aside)}`}`} | ${psql.replace('-f -', '-tA -f -')} | grep -q 1; then printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${psql}; fi\n` +
+        (0, shell_1.sh) `cd ${env.cfg.checkout} && COMPOSE_PROJECT_NAME=${env.project} ` +
+        `${restart}\n`;
+    const marker = `${pendingDir(config, env)}/restore.sh`;
+    const script = [
+        (0, shell_1.sh) `mkdir -p -m 700 ${pendingDir(config, env)}`,
+        (0, shell_1.sh) `printf '%s' ${undo} > ${marker}.tmp && mv -f ${marker}.tmp ${marker}`,
+        // The rename is the last statement: if anything before it fails, nothing was moved.
+        `if ! printf '%s' ${(0, shell_1.sh) `${setAside}`} | ${psql}; then rm -f ${(0, shell_1.sh) `${marker}`}; exit 3; fi`,
+        `ok=0; put_back() { if [ "$ok" != 1 ]; then echo ${(0, shell_1.sh) `${`restore failed: putting ${db} back`}`} >&2; printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${psql} && rm -f ${(0, shell_1.sh) `${marker}`}; fi; }`,
+        `trap put_back EXIT; trap 'exit 143' TERM INT HUP`,
+        `printf '%s' ${(0, shell_1.sh) `${create}`} | ${psql}`,
+        `${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${(0, shell_1.sh) `${file}`}`,
+        `ok=1; rm -f ${(0, shell_1.sh) `${marker}`}`,
+    ].join('\n');
+    const r = await host.run(`set -e\n${script}`, { label: `restoring ${env.name} from backup ${m.id}`, timeoutSeconds: config.backup['timeout-seconds'], check: false });
+    if (r.exitCode !== 0 || r.timedOut) {
+        throw new errors_1.RemoteCommandError(`restore of ${env.name} from ${m.id}`, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `restoring ${env.name} from backup ${m.id}`);
     }
     log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
+}
+/** Where multi-step host changes leave the script that undoes them until they finish. */
+function pendingDir(config, env) {
+    return `${config['state-dir']}/${env.name}/pending`;
 }
 /** Keeps the newest `keep` verified backups and deletes older ones (and failed ones older than the newest verified). */
 async function pruneBackups(host, config, env, log) {
@@ -57480,6 +57511,7 @@ exports.underLock = underLock;
 const node_crypto_1 = __nccwpck_require__(7598);
 const action_1 = __nccwpck_require__(5605);
 const errors_1 = __nccwpck_require__(4296);
+const shell_1 = __nccwpck_require__(9054);
 const host_log_1 = __nccwpck_require__(4822);
 const lock_1 = __nccwpck_require__(6336);
 function newOperationId() {
@@ -57514,6 +57546,9 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
                 `its run died or lost the connection. Check the ${o.env} state in this run's summary.`);
             await hostLog.append({ action: r.action, op: r.op, event: 'interrupted', outcome: 'interrupted', run: r.run, reportedBy: o.run.url });
         }
+        // Multi-step host changes (a database restore) leave the script that undoes them until they
+        // finish; one still there was cut halfway, and is undone before anything else happens.
+        const recovered = await undoPending(o, hostLog, base);
         if (lock.stale && !interrupted.some((r) => r.op === lock.stale?.op)) {
             o.log.warning(`The ${o.env} lock was left by ${(0, lock_1.describeHolder)(lock.stale)}.`);
         }
@@ -57523,6 +57558,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             log: hostLog,
             records,
             interrupted,
+            recovered,
             staleHolder: lock.stale,
             record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),
         };
@@ -57547,6 +57583,24 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         unfence();
         await lock.release().catch((e) => o.log.warning(`could not release the ${o.env} lock cleanly: ${(0, errors_1.errorMessage)(e)}`));
     }
+}
+async function undoPending(o, hostLog, base) {
+    const dir = `${(0, host_log_1.stateDirOf)(o.stateDir, o.env)}/pending`;
+    const list = await o.host.run((0, shell_1.sh) `for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\n' "$f"; done; true`, { quiet: true, label: 'looking for cut host changes', timeoutSeconds: 60 });
+    const done = [];
+    for (const file of list.stdout.split('\n').filter(Boolean)) {
+        const first = (await o.host.run((0, shell_1.sh) `head -n 1 ${file}`, { quiet: true, timeoutSeconds: 30 })).stdout.replace(/^#\s*/, '').trim();
+        o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
+        try {
+            await o.host.run((0, shell_1.sh) `bash -o pipefail -e ${file} && rm -f ${file}`, { label: `undoing the cut change ${file}`, timeoutSeconds: 900 });
+            done.push(`${first}: undone`);
+            await hostLog.append({ ...base, event: 'recovered', what: first });
+        }
+        catch (e) {
+            throw new errors_1.OperationFailed(`${o.env}: an earlier run was cut in the middle of a host change (${first}) and undoing it failed: ${(0, errors_1.errorMessage)(e)}. The undo script is ${file} on the host; run it by hand, then retry.`);
+        }
+    }
+    return done;
 }
 
 
@@ -57956,6 +58010,7 @@ class SshHost {
     forwards = new Set();
     fences = [];
     halted = false;
+    deadline;
     constructor(ssh, name, log, defaultTimeout) {
         this.ssh = ssh;
         this.name = name;
@@ -58054,7 +58109,14 @@ class SshHost {
         return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
     }
     exec(script, options, keepStdinOpen) {
-        const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
+        let timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
+        if (this.deadline !== undefined && timeoutSeconds > 0) {
+            const left = Math.floor((this.deadline - Date.now()) / 1000);
+            if (left <= 0 && !host_1.cleanupScope.getStore()) {
+                throw new errors_1.RemoteCommandError(script, null, null, '', 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started', false, options.label ?? script.split('\n')[0]);
+            }
+            timeoutSeconds = Math.max(1, Math.min(timeoutSeconds, left));
+        }
         const label = options.label ?? script.split('\n')[0];
         if (this.halted && !host_1.cleanupScope.getStore())
             throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);

@@ -55866,6 +55866,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.onCancel = onCancel;
 exports.runAction = runAction;
 exports.failureLine = failureLine;
+exports.runDeadline = runDeadline;
 /**
  * The one wrapper every action runs through: read and check inputs (nothing touches the host yet),
  * connect once, do the work, and turn any error into one clear failure line. Cancellation (SIGINT,
@@ -55940,6 +55941,7 @@ async function main(def, io, log) {
             return 0;
         }
         host = await ssh_1.SshHost.connect(target, log);
+        host.deadline = runDeadline();
         await def.execute({ ...prepared, plan, host });
         return 0;
     }
@@ -55961,6 +55963,20 @@ function failureLine(action, e) {
     if (e instanceof errors_1.RemoteCommandError)
         return `${action}: ${e.message}`;
     return `${action} failed: ${(0, errors_1.errorMessage)(e)}`;
+}
+/**
+ * The run's deadline: TWINSTACK_DEADLINE, in seconds since the epoch, which each workflow job sets
+ * in its first step to a few minutes before its timeout-minutes. Every remote command's time limit
+ * is cut to end by then, so GitHub never cancels a job whose remote work still runs (a unit test
+ * checks every workflow job).
+ */
+function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
+    if (!value)
+        return undefined;
+    const seconds = Number(value);
+    if (!Number.isInteger(seconds) || seconds <= 0)
+        throw new errors_1.ConfigurationError(`TWINSTACK_DEADLINE "${(0, validate_1.printable)(value)}" must be a time in seconds since the epoch`);
+    return seconds * 1000;
 }
 
 
@@ -57111,6 +57127,7 @@ exports.underLock = underLock;
 const node_crypto_1 = __nccwpck_require__(7598);
 const action_1 = __nccwpck_require__(5605);
 const errors_1 = __nccwpck_require__(4296);
+const shell_1 = __nccwpck_require__(9054);
 const host_log_1 = __nccwpck_require__(4822);
 const lock_1 = __nccwpck_require__(6336);
 function newOperationId() {
@@ -57145,6 +57162,9 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
                 `its run died or lost the connection. Check the ${o.env} state in this run's summary.`);
             await hostLog.append({ action: r.action, op: r.op, event: 'interrupted', outcome: 'interrupted', run: r.run, reportedBy: o.run.url });
         }
+        // Multi-step host changes (a database restore) leave the script that undoes them until they
+        // finish; one still there was cut halfway, and is undone before anything else happens.
+        const recovered = await undoPending(o, hostLog, base);
         if (lock.stale && !interrupted.some((r) => r.op === lock.stale?.op)) {
             o.log.warning(`The ${o.env} lock was left by ${(0, lock_1.describeHolder)(lock.stale)}.`);
         }
@@ -57154,6 +57174,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             log: hostLog,
             records,
             interrupted,
+            recovered,
             staleHolder: lock.stale,
             record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),
         };
@@ -57178,6 +57199,24 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         unfence();
         await lock.release().catch((e) => o.log.warning(`could not release the ${o.env} lock cleanly: ${(0, errors_1.errorMessage)(e)}`));
     }
+}
+async function undoPending(o, hostLog, base) {
+    const dir = `${(0, host_log_1.stateDirOf)(o.stateDir, o.env)}/pending`;
+    const list = await o.host.run((0, shell_1.sh) `for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\n' "$f"; done; true`, { quiet: true, label: 'looking for cut host changes', timeoutSeconds: 60 });
+    const done = [];
+    for (const file of list.stdout.split('\n').filter(Boolean)) {
+        const first = (await o.host.run((0, shell_1.sh) `head -n 1 ${file}`, { quiet: true, timeoutSeconds: 30 })).stdout.replace(/^#\s*/, '').trim();
+        o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
+        try {
+            await o.host.run((0, shell_1.sh) `bash -o pipefail -e ${file} && rm -f ${file}`, { label: `undoing the cut change ${file}`, timeoutSeconds: 900 });
+            done.push(`${first}: undone`);
+            await hostLog.append({ ...base, event: 'recovered', what: first });
+        }
+        catch (e) {
+            throw new errors_1.OperationFailed(`${o.env}: an earlier run was cut in the middle of a host change (${first}) and undoing it failed: ${(0, errors_1.errorMessage)(e)}. The undo script is ${file} on the host; run it by hand, then retry.`);
+        }
+    }
+    return done;
 }
 
 
@@ -57587,6 +57626,7 @@ class SshHost {
     forwards = new Set();
     fences = [];
     halted = false;
+    deadline;
     constructor(ssh, name, log, defaultTimeout) {
         this.ssh = ssh;
         this.name = name;
@@ -57685,7 +57725,14 @@ class SshHost {
         return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
     }
     exec(script, options, keepStdinOpen) {
-        const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
+        let timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
+        if (this.deadline !== undefined && timeoutSeconds > 0) {
+            const left = Math.floor((this.deadline - Date.now()) / 1000);
+            if (left <= 0 && !host_1.cleanupScope.getStore()) {
+                throw new errors_1.RemoteCommandError(script, null, null, '', 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started', false, options.label ?? script.split('\n')[0]);
+            }
+            timeoutSeconds = Math.max(1, Math.min(timeoutSeconds, left));
+        }
         const label = options.label ?? script.split('\n')[0];
         if (this.halted && !host_1.cleanupScope.getStore())
             throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);

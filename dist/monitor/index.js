@@ -55897,6 +55897,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.onCancel = onCancel;
 exports.runAction = runAction;
 exports.failureLine = failureLine;
+exports.runDeadline = runDeadline;
 /**
  * The one wrapper every action runs through: read and check inputs (nothing touches the host yet),
  * connect once, do the work, and turn any error into one clear failure line. Cancellation (SIGINT,
@@ -55971,6 +55972,7 @@ async function main(def, io, log) {
             return 0;
         }
         host = await ssh_1.SshHost.connect(target, log);
+        host.deadline = runDeadline();
         await def.execute({ ...prepared, plan, host });
         return 0;
     }
@@ -55992,6 +55994,20 @@ function failureLine(action, e) {
     if (e instanceof errors_1.RemoteCommandError)
         return `${action}: ${e.message}`;
     return `${action} failed: ${(0, errors_1.errorMessage)(e)}`;
+}
+/**
+ * The run's deadline: TWINSTACK_DEADLINE, in seconds since the epoch, which each workflow job sets
+ * in its first step to a few minutes before its timeout-minutes. Every remote command's time limit
+ * is cut to end by then, so GitHub never cancels a job whose remote work still runs (a unit test
+ * checks every workflow job).
+ */
+function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
+    if (!value)
+        return undefined;
+    const seconds = Number(value);
+    if (!Number.isInteger(seconds) || seconds <= 0)
+        throw new errors_1.ConfigurationError(`TWINSTACK_DEADLINE "${(0, validate_1.printable)(value)}" must be a time in seconds since the epoch`);
+    return seconds * 1000;
 }
 
 
@@ -56922,6 +56938,7 @@ class SshHost {
     forwards = new Set();
     fences = [];
     halted = false;
+    deadline;
     constructor(ssh, name, log, defaultTimeout) {
         this.ssh = ssh;
         this.name = name;
@@ -57020,7 +57037,14 @@ class SshHost {
         return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
     }
     exec(script, options, keepStdinOpen) {
-        const timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
+        let timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
+        if (this.deadline !== undefined && timeoutSeconds > 0) {
+            const left = Math.floor((this.deadline - Date.now()) / 1000);
+            if (left <= 0 && !host_1.cleanupScope.getStore()) {
+                throw new errors_1.RemoteCommandError(script, null, null, '', 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started', false, options.label ?? script.split('\n')[0]);
+            }
+            timeoutSeconds = Math.max(1, Math.min(timeoutSeconds, left));
+        }
         const label = options.label ?? script.split('\n')[0];
         if (this.halted && !host_1.cleanupScope.getStore())
             throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
