@@ -56500,11 +56500,16 @@ async function restoreBackup(host, config, env, m, log, opts = {}) {
         `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \\gexec\n` +
         `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \\gexec\n`;
     const putBack = `${terminate(db)}\nDROP DATABASE IF EXISTS ${ident(db)};\nALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};\n`;
+    const tag = `twinstack restore ${m.id} in progress`;
+    const undoCheck = `SELECT 1 FROM pg_database a WHERE a.datname = ${lit(aside)} AND NOT EXISTS ` +
+        `(SELECT 1 FROM pg_database d WHERE d.datname = ${lit(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${lit(tag)});`;
     const restart = opts.stoppedServices?.length ? env.compose('start', ...opts.stoppedServices) : 'true';
     // What undoes a cut restore: written before anything moves, run by the next operation if this
     // script never gets to remove it (see pendingUndo in operation.ts).
     const undo = `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
-        `if printf '%s' ${(0, shell_1.sh) `${`SELECT 1 FROM pg_database WHERE datname = ${lit(aside)}`}`} | ${psql.replace('-f -', '-tA -f -')} | grep -q 1; then printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${psql}; fi\n` +
+        // Only when the database was set aside and what holds its name is missing or this restore's
+        // unfinished one: an older set-aside copy must never replace a live database.
+        `if printf '%s' ${(0, shell_1.sh) `${undoCheck}`} | ${psql.replace('-f -', '-tA -f -')} | grep -q 1; then printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${psql}; fi\n` +
         (0, shell_1.sh) `cd ${env.cfg.checkout} && COMPOSE_PROJECT_NAME=${env.project} ` +
         `${restart}\n`;
     const marker = `${pendingDir(config, env)}/restore.sh`;
@@ -56515,8 +56520,9 @@ async function restoreBackup(host, config, env, m, log, opts = {}) {
         `if ! printf '%s' ${(0, shell_1.sh) `${setAside}`} | ${psql}; then rm -f ${(0, shell_1.sh) `${marker}`}; exit 3; fi`,
         `ok=0; put_back() { if [ "$ok" != 1 ]; then echo ${(0, shell_1.sh) `${`restore failed: putting ${db} back`}`} >&2; printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${psql} && rm -f ${(0, shell_1.sh) `${marker}`}; fi; }`,
         `trap put_back EXIT; trap 'exit 143' TERM INT HUP`,
-        `printf '%s' ${(0, shell_1.sh) `${create}`} | ${psql}`,
+        `printf '%s' ${(0, shell_1.sh) `${create + `COMMENT ON DATABASE ${ident(db)} IS ${lit(tag)};\n`}`} | ${psql}`,
         `${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${(0, shell_1.sh) `${file}`}`,
+        `printf '%s' ${(0, shell_1.sh) `${`COMMENT ON DATABASE ${ident(db)} IS NULL;\n`}`} | ${psql}`,
         `ok=1; rm -f ${(0, shell_1.sh) `${marker}`}`,
     ].join('\n');
     const r = await host.run(`set -e\n${script}`, { label: `restoring ${env.name} from backup ${m.id}`, timeoutSeconds: config.backup['timeout-seconds'], check: false });
