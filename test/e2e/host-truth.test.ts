@@ -196,7 +196,8 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     // A fresh build-arg value, so the 20 s build step is never served from the engine's cache.
     fs.appendFileSync(fx.envFile('dev'), `SLOW_BUILD_KEY=${process.pid}-${Date.now()}\n`);
     const dying = fx.start('deploy', { environment: 'dev', ref: 'slow-build' });
-    await waitFor('the deploy to run compose build on the host', () => composePids('dev', 'build').length > 0);
+    // Cut while the api's 20 s step runs: a build that is writing output can die of the closed pipe by itself.
+    await waitFor('the api build to reach its slow step', () => composePids('dev', 'build').length > 0 && /^sleep 20$/m.test(fx.sh('ps -eo args=')));
     const orphans = composePids('dev', 'build');
     dying.kill('SIGKILL');
     assert.equal((await dying.done).code, null);
