@@ -56965,10 +56965,16 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
 }
 async function undoPending(o, hostLog, base) {
     const dir = `${(0, host_log_1.stateDirOf)(o.stateDir, o.env)}/pending`;
-    const list = await o.host.run((0, shell_1.sh) `for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\n' "$f"; done; true`, { quiet: true, label: 'looking for cut host changes', timeoutSeconds: 60 });
+    // One round trip: each leftover undo script with its first line (what it undoes).
+    const list = await o.host.run((0, shell_1.sh) `for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {
+        quiet: true,
+        label: 'looking for cut host changes',
+        timeoutSeconds: 60,
+    });
     const done = [];
-    for (const file of list.stdout.split('\n').filter(Boolean)) {
-        const first = (await o.host.run((0, shell_1.sh) `head -n 1 ${file}`, { quiet: true, timeoutSeconds: 30 })).stdout.replace(/^#\s*/, '').trim();
+    for (const line of list.stdout.split('\n').filter(Boolean)) {
+        const [file, head = ''] = line.split('\t');
+        const first = head.replace(/^#\s*/, '').trim();
         o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
         try {
             await o.host.run((0, shell_1.sh) `bash -o pipefail -e ${file} && rm -f ${file}`, { label: `undoing the cut change ${file}`, timeoutSeconds: 900 });

@@ -113,10 +113,16 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
 
 async function undoPending(o: OperationOptions, hostLog: HostLog, base: { action: string; op: string; run: string; actor: string }): Promise<string[]> {
   const dir = `${stateDirOf(o.stateDir, o.env)}/pending`;
-  const list = await o.host.run(sh`for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\n' "$f"; done; true`, { quiet: true, label: 'looking for cut host changes', timeoutSeconds: 60 });
+  // One round trip: each leftover undo script with its first line (what it undoes).
+  const list = await o.host.run(sh`for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {
+    quiet: true,
+    label: 'looking for cut host changes',
+    timeoutSeconds: 60,
+  });
   const done: string[] = [];
-  for (const file of list.stdout.split('\n').filter(Boolean)) {
-    const first = (await o.host.run(sh`head -n 1 ${file}`, { quiet: true, timeoutSeconds: 30 })).stdout.replace(/^#\s*/, '').trim();
+  for (const line of list.stdout.split('\n').filter(Boolean)) {
+    const [file, head = ''] = line.split('\t');
+    const first = head.replace(/^#\s*/, '').trim();
     o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
     try {
       await o.host.run(sh`bash -o pipefail -e ${file} && rm -f ${file}`, { label: `undoing the cut change ${file}`, timeoutSeconds: 900 });
