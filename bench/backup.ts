@@ -7,11 +7,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { takeBackup } from '../src/core/backup';
-import { parseConfig } from '../src/core/config';
-import { Environment } from '../src/core/environment';
-import { MemoryLogger } from '../src/core/logger';
-import { argv } from '../src/core/shell';
+import { takeBackup } from '../src/domain/backup';
+import { parseConfig } from '../src/domain/config';
+import { Environment } from '../src/domain/environment';
+import { MemoryLogger } from '../src/infra/logger';
+import { argv } from '../src/infra/shell';
 import { connect } from '../test/harness/connect';
 import { startPostgres } from '../test/harness/postgres';
 import { startSshd } from '../test/harness/sshd';

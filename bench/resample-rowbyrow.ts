@@ -6,7 +6,7 @@
 import { Client } from 'pg';
 import type { SamplePlan } from '../src/resample/plan';
 import { copiedTables, membershipProgram, selectFor, tempTables } from '../src/resample/plan';
-import { ident, qualified } from '../src/resample/sql';
+import { ident, qualified } from '../src/infra/sql';
 
 export interface Endpoint {
   port: number;

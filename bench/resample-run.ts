@@ -2,9 +2,9 @@
  * One resample in its own process, as the action runs it, so the bench can read that process's
  * peak memory. Reads a JSON job on argv[2]; prints one JSON line with the report's figures.
  */
-import { parseConfig } from '../src/core/config';
-import { MemoryLogger } from '../src/core/logger';
-import { SshHost, type SshTarget } from '../src/core/ssh';
+import { parseConfig } from '../src/domain/config';
+import { MemoryLogger } from '../src/infra/logger';
+import { SshHost, type SshTarget } from '../src/infra/ssh';
 import { resample } from '../src/resample/engine';
 
 interface Job {

@@ -55613,11 +55613,11 @@ exports.monitorSummary = monitorSummary;
 const fs = __importStar(__nccwpck_require__(3024));
 const os = __importStar(__nccwpck_require__(8161));
 const path = __importStar(__nccwpck_require__(6760));
-const config_1 = __nccwpck_require__(4489);
-const environment_1 = __nccwpck_require__(6738);
-const errors_1 = __nccwpck_require__(4296);
-const shell_1 = __nccwpck_require__(9054);
-const summary_1 = __nccwpck_require__(1363);
+const config_1 = __nccwpck_require__(912);
+const environment_1 = __nccwpck_require__(2309);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const summary_1 = __nccwpck_require__(5018);
 const chart_1 = __nccwpck_require__(802);
 const findings_1 = __nccwpck_require__(70);
 const metrics_1 = __nccwpck_require__(271);
@@ -55888,7 +55888,7 @@ exports.sectionSchemas = {
 
 /***/ }),
 
-/***/ 5605:
+/***/ 2512:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -55904,12 +55904,12 @@ exports.runDeadline = runDeadline;
  * SIGTERM from the runner) runs the registered clean-ups, so locks are released and the host log
  * says the run was cancelled.
  */
-const actions_io_1 = __nccwpck_require__(6613);
-const config_1 = __nccwpck_require__(4489);
-const errors_1 = __nccwpck_require__(4296);
-const host_1 = __nccwpck_require__(393);
-const ssh_1 = __nccwpck_require__(1661);
-const validate_1 = __nccwpck_require__(993);
+const actions_io_1 = __nccwpck_require__(5842);
+const config_1 = __nccwpck_require__(912);
+const errors_1 = __nccwpck_require__(639);
+const host_1 = __nccwpck_require__(6342);
+const ssh_1 = __nccwpck_require__(7496);
+const validate_1 = __nccwpck_require__(8770);
 const cleanups = new Set();
 /** Registers work to do if the run is cancelled; returns a function that unregisters it. */
 function onCancel(fn) {
@@ -56013,139 +56013,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 
 /***/ }),
 
-/***/ 6613:
-/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
-
-"use strict";
-
-var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
-    if (k2 === undefined) k2 = k;
-    var desc = Object.getOwnPropertyDescriptor(m, k);
-    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
-      desc = { enumerable: true, get: function() { return m[k]; } };
-    }
-    Object.defineProperty(o, k2, desc);
-}) : (function(o, m, k, k2) {
-    if (k2 === undefined) k2 = k;
-    o[k2] = m[k];
-}));
-var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
-    Object.defineProperty(o, "default", { enumerable: true, value: v });
-}) : function(o, v) {
-    o["default"] = v;
-});
-var __importStar = (this && this.__importStar) || (function () {
-    var ownKeys = function(o) {
-        ownKeys = Object.getOwnPropertyNames || function (o) {
-            var ar = [];
-            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
-            return ar;
-        };
-        return ownKeys(o);
-    };
-    return function (mod) {
-        if (mod && mod.__esModule) return mod;
-        var result = {};
-        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
-        __setModuleDefault(result, mod);
-        return result;
-    };
-})();
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.ActionIO = exports.ActionsLogger = void 0;
-exports.runInfo = runInfo;
-/**
- * The adapter for @actions/core and @actions/github: inputs, outputs, masking, the job summary,
- * and the run's identity. Nothing else in twinstack imports the toolkit.
- */
-const core = __importStar(__nccwpck_require__(7484));
-const github = __importStar(__nccwpck_require__(3228));
-const errors_1 = __nccwpck_require__(4296);
-const logger_1 = __nccwpck_require__(1227);
-class ActionsLogger {
-    redactor = new logger_1.Redactor();
-    info(message) {
-        core.info(this.redactor.redact(message));
-    }
-    warning(message, a) {
-        core.warning(this.redactor.redact(message), a);
-    }
-    error(message, a) {
-        core.error(this.redactor.redact(message), a);
-    }
-    debug(message) {
-        core.debug(this.redactor.redact(message));
-    }
-    startGroup(name) {
-        core.startGroup(this.redactor.redact(name));
-    }
-    endGroup() {
-        core.endGroup();
-    }
-    secret(value) {
-        for (const part of this.redactor.add(value))
-            core.setSecret(part);
-    }
-    redact(text) {
-        return this.redactor.redact(text);
-    }
-}
-exports.ActionsLogger = ActionsLogger;
-function runInfo() {
-    const ctx = github.context;
-    const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
-    const repo = process.env.GITHUB_REPOSITORY || '';
-    const url = repo && ctx.runId ? `${server}/${repo}/actions/runs/${ctx.runId}` : `local run ${process.pid}`;
-    return { url, actor: ctx.actor || process.env.USER || 'unknown', sha: ctx.sha || '', workflow: ctx.workflow || '' };
-}
-/** Inputs and outputs typed by the action's generated interfaces (action-types.d.ts). */
-class ActionIO {
-    log;
-    constructor(log) {
-        this.log = log;
-    }
-    /** An input's value, trimmed; '' when not given. */
-    input(name) {
-        return core.getInput(name, { trimWhitespace: true });
-    }
-    required(name, hint = '') {
-        const v = this.input(name);
-        if (!v)
-            throw new errors_1.ConfigurationError(`input ${name} is required${hint ? `: ${hint}` : ''}`);
-        return v;
-    }
-    /** Reads an input that is a secret and masks it before anything else happens. */
-    secret(name, required = false, hint = '') {
-        const v = core.getInput(name, { trimWhitespace: false });
-        if (v)
-            this.log.secret(v);
-        if (required && !v.trim())
-            throw new errors_1.ConfigurationError(`input ${name} is required${hint ? `: ${hint}` : ''}`);
-        return v;
-    }
-    output(name, value) {
-        core.setOutput(name, String(value));
-    }
-    async summary(markdown) {
-        const text = this.log.redact(markdown);
-        if (process.env.GITHUB_STEP_SUMMARY) {
-            await core.summary.addRaw(text).write();
-        }
-        else {
-            // Outside a runner (the sandbox, tests): print it.
-            process.stdout.write(`\n${text}\n`);
-        }
-    }
-    fail(message) {
-        core.setFailed(this.log.redact(message));
-    }
-}
-exports.ActionIO = ActionIO;
-
-
-/***/ }),
-
-/***/ 4489:
+/***/ 912:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56196,8 +56064,8 @@ const fs = __importStar(__nccwpck_require__(3024));
 const path = __importStar(__nccwpck_require__(6760));
 const yaml_1 = __nccwpck_require__(8815);
 const zod_1 = __nccwpck_require__(924);
-const errors_1 = __nccwpck_require__(4296);
-const validate_1 = __nccwpck_require__(993);
+const errors_1 = __nccwpck_require__(639);
+const validate_1 = __nccwpck_require__(8770);
 const sections_1 = __nccwpck_require__(1176);
 const absPath = zod_1.z
     .string()
@@ -56325,42 +56193,7 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 
 /***/ }),
 
-/***/ 9843:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.EXEC_PID_PREFIX = void 0;
-exports.dockerExec = dockerExec;
-/**
- * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
- * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
- * while it still works on the environment. Here the process writes its pid to
- * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
- * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
- */
-const shell_1 = __nccwpck_require__(9054);
-/** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
-exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
-const IN_CONTAINER = `echo $$ > "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}-$$"; exec "$@"`;
-const STOP_IN_CONTAINER = `for f in "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*; do [ -e "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done; true`;
-/**
- * A shell command that runs `command` in a container (a container id or name, or a shell word such
- * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the
- * command's exit status is the in-container process's.
- */
-function dockerExec(container, command, opts = {}) {
-    const c = typeof container === 'string' ? (0, shell_1.quote)(container) : container.shell;
-    const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
-    const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
-    return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
-}
-
-
-/***/ }),
-
-/***/ 6738:
+/***/ 2309:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -56368,9 +56201,9 @@ function dockerExec(container, command, opts = {}) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
-const errors_1 = __nccwpck_require__(4296);
-const docker_1 = __nccwpck_require__(9843);
-const shell_1 = __nccwpck_require__(9054);
+const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
+const shell_1 = __nccwpck_require__(2232);
 class Environment {
     name;
     config;
@@ -56449,7 +56282,174 @@ function parseInspect(json) {
 
 /***/ }),
 
-/***/ 4296:
+/***/ 5842:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ActionIO = exports.ActionsLogger = void 0;
+exports.runInfo = runInfo;
+/**
+ * The adapter for @actions/core and @actions/github: inputs, outputs, masking, the job summary,
+ * and the run's identity. Nothing else in twinstack imports the toolkit.
+ */
+const core = __importStar(__nccwpck_require__(7484));
+const github = __importStar(__nccwpck_require__(3228));
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+class ActionsLogger {
+    redactor = new logger_1.Redactor();
+    info(message) {
+        core.info(this.redactor.redact(message));
+    }
+    warning(message, a) {
+        core.warning(this.redactor.redact(message), a);
+    }
+    error(message, a) {
+        core.error(this.redactor.redact(message), a);
+    }
+    debug(message) {
+        core.debug(this.redactor.redact(message));
+    }
+    startGroup(name) {
+        core.startGroup(this.redactor.redact(name));
+    }
+    endGroup() {
+        core.endGroup();
+    }
+    secret(value) {
+        for (const part of this.redactor.add(value))
+            core.setSecret(part);
+    }
+    redact(text) {
+        return this.redactor.redact(text);
+    }
+}
+exports.ActionsLogger = ActionsLogger;
+function runInfo() {
+    const ctx = github.context;
+    const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
+    const repo = process.env.GITHUB_REPOSITORY || '';
+    const url = repo && ctx.runId ? `${server}/${repo}/actions/runs/${ctx.runId}` : `local run ${process.pid}`;
+    return { url, actor: ctx.actor || process.env.USER || 'unknown', sha: ctx.sha || '', workflow: ctx.workflow || '' };
+}
+/** Inputs and outputs typed by the action's generated interfaces (action-types.d.ts). */
+class ActionIO {
+    log;
+    constructor(log) {
+        this.log = log;
+    }
+    /** An input's value, trimmed; '' when not given. */
+    input(name) {
+        return core.getInput(name, { trimWhitespace: true });
+    }
+    required(name, hint = '') {
+        const v = this.input(name);
+        if (!v)
+            throw new errors_1.ConfigurationError(`input ${name} is required${hint ? `: ${hint}` : ''}`);
+        return v;
+    }
+    /** Reads an input that is a secret and masks it before anything else happens. */
+    secret(name, required = false, hint = '') {
+        const v = core.getInput(name, { trimWhitespace: false });
+        if (v)
+            this.log.secret(v);
+        if (required && !v.trim())
+            throw new errors_1.ConfigurationError(`input ${name} is required${hint ? `: ${hint}` : ''}`);
+        return v;
+    }
+    output(name, value) {
+        core.setOutput(name, String(value));
+    }
+    async summary(markdown) {
+        const text = this.log.redact(markdown);
+        if (process.env.GITHUB_STEP_SUMMARY) {
+            await core.summary.addRaw(text).write();
+        }
+        else {
+            // Outside a runner (the sandbox, tests): print it.
+            process.stdout.write(`\n${text}\n`);
+        }
+    }
+    fail(message) {
+        core.setFailed(this.log.redact(message));
+    }
+}
+exports.ActionIO = ActionIO;
+
+
+/***/ }),
+
+/***/ 580:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.EXEC_PID_PREFIX = void 0;
+exports.dockerExec = dockerExec;
+/**
+ * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
+ * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
+ * while it still works on the environment. Here the process writes its pid to
+ * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
+ * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
+exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
+const IN_CONTAINER = `echo $$ > "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}-$$"; exec "$@"`;
+const STOP_IN_CONTAINER = `for f in "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*; do [ -e "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done; true`;
+/**
+ * A shell command that runs `command` in a container (a container id or name, or a shell word such
+ * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the
+ * command's exit status is the in-container process's.
+ */
+function dockerExec(container, command, opts = {}) {
+    const c = typeof container === 'string' ? (0, shell_1.quote)(container) : container.shell;
+    const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
+    const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
+    return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
+}
+
+
+/***/ }),
+
+/***/ 639:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -56525,14 +56525,14 @@ function errorMessage(err) {
 
 /***/ }),
 
-/***/ 393:
+/***/ 6342:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 /**
  * The host: the one VPS both environments live on. Core modules speak to it through this
- * interface only; src/core/ssh.ts is the SSH implementation.
+ * interface only; src/infra/ssh.ts is the SSH implementation.
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.cleanupScope = void 0;
@@ -56543,7 +56543,7 @@ exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
 
 /***/ }),
 
-/***/ 5602:
+/***/ 1379:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -56559,7 +56559,7 @@ exports.hostKeyPolicy = hostKeyPolicy;
  * host names, [host]:port, wildcards, negations, @revoked. No trust on first use.
  */
 const node_crypto_1 = __nccwpck_require__(7598);
-const errors_1 = __nccwpck_require__(4296);
+const errors_1 = __nccwpck_require__(639);
 function parseKnownHosts(text) {
     const entries = [];
     text.split(/\r?\n/).forEach((rawLine, i) => {
@@ -56673,7 +56673,7 @@ function hostKeyPolicy(knownHosts, host, port) {
 
 /***/ }),
 
-/***/ 1227:
+/***/ 8828:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -56772,7 +56772,7 @@ exports.MemoryLogger = MemoryLogger;
 
 /***/ }),
 
-/***/ 9054:
+/***/ 2232:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -56835,7 +56835,7 @@ function sh(strings, ...values) {
 
 /***/ }),
 
-/***/ 1661:
+/***/ 7496:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56882,11 +56882,11 @@ exports.SshHost = void 0;
  */
 const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
-const node_ssh_1 = __nccwpck_require__(3608);
-const errors_1 = __nccwpck_require__(4296);
-const host_1 = __nccwpck_require__(393);
-const known_hosts_1 = __nccwpck_require__(5602);
-const shell_1 = __nccwpck_require__(9054);
+const node_ssh_1 = __nccwpck_require__(1227);
+const errors_1 = __nccwpck_require__(639);
+const host_1 = __nccwpck_require__(6342);
+const known_hosts_1 = __nccwpck_require__(1379);
+const shell_1 = __nccwpck_require__(2232);
 const MAX_CAPTURE = 32 * 1024 * 1024;
 const EXIT_MARKER = '@twinstack-exit:';
 const EXIT_TRAILER = /\n@twinstack-exit:(\d+)\n$/;
@@ -57248,7 +57248,7 @@ exports.SshHost = SshHost;
 
 /***/ }),
 
-/***/ 1363:
+/***/ 5018:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -57302,7 +57302,7 @@ exports.Summary = Summary;
 
 /***/ }),
 
-/***/ 993:
+/***/ 8770:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -57323,7 +57323,7 @@ exports.boolean = boolean;
  * Validation of inputs that name things on the host. Each check throws a ConfigurationError with
  * one line saying what to change; all of them run before anything is sent to the host.
  */
-const errors_1 = __nccwpck_require__(4296);
+const errors_1 = __nccwpck_require__(639);
 const MAX = 200;
 function check(name, value, re, what) {
     if (value.length > MAX)
@@ -57745,7 +57745,7 @@ exports.counts = counts;
 exports.sortFindings = sortFindings;
 exports.findingsTable = findingsTable;
 /** What preflight and monitor report: one line per problem, naming the key or service and what to change. */
-const summary_1 = __nccwpck_require__(1363);
+const summary_1 = __nccwpck_require__(5018);
 function counts(findings) {
     return {
         errors: findings.filter((f) => f.severity === 'error').length,
@@ -60002,7 +60002,7 @@ module.exports = parseParams
 
 /***/ }),
 
-/***/ 3608:
+/***/ 1227:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -74150,7 +74150,7 @@ var __webpack_exports__ = {};
 var exports = __webpack_exports__;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-const action_1 = __nccwpck_require__(5605);
+const action_1 = __nccwpck_require__(2512);
 const monitor_1 = __nccwpck_require__(2044);
 (0, action_1.runAction)(monitor_1.monitorAction);
 

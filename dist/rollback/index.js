@@ -55601,14 +55601,14 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.deployAction = void 0;
 exports.environmentInput = environmentInput;
 exports.servicesTable = servicesTable;
-const environment_1 = __nccwpck_require__(6738);
-const errors_1 = __nccwpck_require__(4296);
-const git_1 = __nccwpck_require__(7167);
-const operation_1 = __nccwpck_require__(5018);
-const state_1 = __nccwpck_require__(7066);
-const release_1 = __nccwpck_require__(2558);
-const summary_1 = __nccwpck_require__(1363);
-const validate = __importStar(__nccwpck_require__(993));
+const environment_1 = __nccwpck_require__(2309);
+const errors_1 = __nccwpck_require__(639);
+const git_1 = __nccwpck_require__(6048);
+const operation_1 = __nccwpck_require__(4201);
+const state_1 = __nccwpck_require__(781);
+const release_1 = __nccwpck_require__(5817);
+const summary_1 = __nccwpck_require__(5018);
+const validate = __importStar(__nccwpck_require__(8770));
 function environmentInput(value) {
     if (value !== 'prod' && value !== 'dev') {
         throw new errors_1.ConfigurationError(`input environment "${validate.printable(value)}" must be prod or dev`);
@@ -55760,15 +55760,15 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.rollbackAction = void 0;
-const backup_1 = __nccwpck_require__(7353);
-const environment_1 = __nccwpck_require__(6738);
-const errors_1 = __nccwpck_require__(4296);
-const operation_1 = __nccwpck_require__(5018);
-const release_1 = __nccwpck_require__(2558);
-const state_1 = __nccwpck_require__(7066);
-const rollback_1 = __nccwpck_require__(8647);
-const summary_1 = __nccwpck_require__(1363);
-const validate = __importStar(__nccwpck_require__(993));
+const backup_1 = __nccwpck_require__(6230);
+const environment_1 = __nccwpck_require__(2309);
+const errors_1 = __nccwpck_require__(639);
+const operation_1 = __nccwpck_require__(4201);
+const release_1 = __nccwpck_require__(5817);
+const state_1 = __nccwpck_require__(781);
+const rollback_1 = __nccwpck_require__(9478);
+const summary_1 = __nccwpck_require__(5018);
+const validate = __importStar(__nccwpck_require__(8770));
 const deploy_1 = __nccwpck_require__(3856);
 exports.rollbackAction = {
     name: 'rollback',
@@ -55933,7 +55933,7 @@ exports.sectionSchemas = {
 
 /***/ }),
 
-/***/ 5605:
+/***/ 2512:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -55949,12 +55949,12 @@ exports.runDeadline = runDeadline;
  * SIGTERM from the runner) runs the registered clean-ups, so locks are released and the host log
  * says the run was cancelled.
  */
-const actions_io_1 = __nccwpck_require__(6613);
-const config_1 = __nccwpck_require__(4489);
-const errors_1 = __nccwpck_require__(4296);
-const host_1 = __nccwpck_require__(393);
-const ssh_1 = __nccwpck_require__(1661);
-const validate_1 = __nccwpck_require__(993);
+const actions_io_1 = __nccwpck_require__(5842);
+const config_1 = __nccwpck_require__(912);
+const errors_1 = __nccwpck_require__(639);
+const host_1 = __nccwpck_require__(6342);
+const ssh_1 = __nccwpck_require__(7496);
+const validate_1 = __nccwpck_require__(8770);
 const cleanups = new Set();
 /** Registers work to do if the run is cancelled; returns a function that unregisters it. */
 function onCancel(fn) {
@@ -56058,139 +56058,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 
 /***/ }),
 
-/***/ 6613:
-/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
-
-"use strict";
-
-var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
-    if (k2 === undefined) k2 = k;
-    var desc = Object.getOwnPropertyDescriptor(m, k);
-    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
-      desc = { enumerable: true, get: function() { return m[k]; } };
-    }
-    Object.defineProperty(o, k2, desc);
-}) : (function(o, m, k, k2) {
-    if (k2 === undefined) k2 = k;
-    o[k2] = m[k];
-}));
-var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
-    Object.defineProperty(o, "default", { enumerable: true, value: v });
-}) : function(o, v) {
-    o["default"] = v;
-});
-var __importStar = (this && this.__importStar) || (function () {
-    var ownKeys = function(o) {
-        ownKeys = Object.getOwnPropertyNames || function (o) {
-            var ar = [];
-            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
-            return ar;
-        };
-        return ownKeys(o);
-    };
-    return function (mod) {
-        if (mod && mod.__esModule) return mod;
-        var result = {};
-        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
-        __setModuleDefault(result, mod);
-        return result;
-    };
-})();
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.ActionIO = exports.ActionsLogger = void 0;
-exports.runInfo = runInfo;
-/**
- * The adapter for @actions/core and @actions/github: inputs, outputs, masking, the job summary,
- * and the run's identity. Nothing else in twinstack imports the toolkit.
- */
-const core = __importStar(__nccwpck_require__(7484));
-const github = __importStar(__nccwpck_require__(3228));
-const errors_1 = __nccwpck_require__(4296);
-const logger_1 = __nccwpck_require__(1227);
-class ActionsLogger {
-    redactor = new logger_1.Redactor();
-    info(message) {
-        core.info(this.redactor.redact(message));
-    }
-    warning(message, a) {
-        core.warning(this.redactor.redact(message), a);
-    }
-    error(message, a) {
-        core.error(this.redactor.redact(message), a);
-    }
-    debug(message) {
-        core.debug(this.redactor.redact(message));
-    }
-    startGroup(name) {
-        core.startGroup(this.redactor.redact(name));
-    }
-    endGroup() {
-        core.endGroup();
-    }
-    secret(value) {
-        for (const part of this.redactor.add(value))
-            core.setSecret(part);
-    }
-    redact(text) {
-        return this.redactor.redact(text);
-    }
-}
-exports.ActionsLogger = ActionsLogger;
-function runInfo() {
-    const ctx = github.context;
-    const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
-    const repo = process.env.GITHUB_REPOSITORY || '';
-    const url = repo && ctx.runId ? `${server}/${repo}/actions/runs/${ctx.runId}` : `local run ${process.pid}`;
-    return { url, actor: ctx.actor || process.env.USER || 'unknown', sha: ctx.sha || '', workflow: ctx.workflow || '' };
-}
-/** Inputs and outputs typed by the action's generated interfaces (action-types.d.ts). */
-class ActionIO {
-    log;
-    constructor(log) {
-        this.log = log;
-    }
-    /** An input's value, trimmed; '' when not given. */
-    input(name) {
-        return core.getInput(name, { trimWhitespace: true });
-    }
-    required(name, hint = '') {
-        const v = this.input(name);
-        if (!v)
-            throw new errors_1.ConfigurationError(`input ${name} is required${hint ? `: ${hint}` : ''}`);
-        return v;
-    }
-    /** Reads an input that is a secret and masks it before anything else happens. */
-    secret(name, required = false, hint = '') {
-        const v = core.getInput(name, { trimWhitespace: false });
-        if (v)
-            this.log.secret(v);
-        if (required && !v.trim())
-            throw new errors_1.ConfigurationError(`input ${name} is required${hint ? `: ${hint}` : ''}`);
-        return v;
-    }
-    output(name, value) {
-        core.setOutput(name, String(value));
-    }
-    async summary(markdown) {
-        const text = this.log.redact(markdown);
-        if (process.env.GITHUB_STEP_SUMMARY) {
-            await core.summary.addRaw(text).write();
-        }
-        else {
-            // Outside a runner (the sandbox, tests): print it.
-            process.stdout.write(`\n${text}\n`);
-        }
-    }
-    fail(message) {
-        core.setFailed(this.log.redact(message));
-    }
-}
-exports.ActionIO = ActionIO;
-
-
-/***/ }),
-
-/***/ 7668:
+/***/ 6023:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -56203,7 +56071,7 @@ exports.currentRevision = currentRevision;
  * alembic inside an environment's api container: where the schema stands and the upgrade. Every
  * call goes through dockerExec, so a time limit or a cancel stops the in-container process too.
  */
-const docker_1 = __nccwpck_require__(9843);
+const docker_1 = __nccwpck_require__(580);
 /** Where alembic stands in the environment's api service, before migrating. */
 async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
     const container = await env.serviceContainer(host, service);
@@ -56225,7 +56093,7 @@ async function currentRevision(host, env, service = env.cfg.apiService, timeoutS
 
 /***/ }),
 
-/***/ 7353:
+/***/ 6230:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -56243,8 +56111,8 @@ exports.usableBackup = usableBackup;
 exports.restoreBackup = restoreBackup;
 exports.pendingDir = pendingDir;
 exports.pruneBackups = pruneBackups;
-const errors_1 = __nccwpck_require__(4296);
-const shell_1 = __nccwpck_require__(9054);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
 function newBackupId(env, now = new Date()) {
     return `b${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${env}`;
 }
@@ -56585,7 +56453,7 @@ async function pruneBackups(host, config, env, log) {
 
 /***/ }),
 
-/***/ 4489:
+/***/ 912:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -56636,8 +56504,8 @@ const fs = __importStar(__nccwpck_require__(3024));
 const path = __importStar(__nccwpck_require__(6760));
 const yaml_1 = __nccwpck_require__(8815);
 const zod_1 = __nccwpck_require__(924);
-const errors_1 = __nccwpck_require__(4296);
-const validate_1 = __nccwpck_require__(993);
+const errors_1 = __nccwpck_require__(639);
+const validate_1 = __nccwpck_require__(8770);
 const sections_1 = __nccwpck_require__(1176);
 const absPath = zod_1.z
     .string()
@@ -56765,42 +56633,7 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 
 /***/ }),
 
-/***/ 9843:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.EXEC_PID_PREFIX = void 0;
-exports.dockerExec = dockerExec;
-/**
- * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
- * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
- * while it still works on the environment. Here the process writes its pid to
- * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
- * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
- */
-const shell_1 = __nccwpck_require__(9054);
-/** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
-exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
-const IN_CONTAINER = `echo $$ > "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}-$$"; exec "$@"`;
-const STOP_IN_CONTAINER = `for f in "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*; do [ -e "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done; true`;
-/**
- * A shell command that runs `command` in a container (a container id or name, or a shell word such
- * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the
- * command's exit status is the in-container process's.
- */
-function dockerExec(container, command, opts = {}) {
-    const c = typeof container === 'string' ? (0, shell_1.quote)(container) : container.shell;
-    const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
-    const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
-    return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
-}
-
-
-/***/ }),
-
-/***/ 6738:
+/***/ 2309:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -56808,9 +56641,9 @@ function dockerExec(container, command, opts = {}) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
-const errors_1 = __nccwpck_require__(4296);
-const docker_1 = __nccwpck_require__(9843);
-const shell_1 = __nccwpck_require__(9054);
+const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
+const shell_1 = __nccwpck_require__(2232);
 class Environment {
     name;
     config;
@@ -56889,83 +56722,7 @@ function parseInspect(json) {
 
 /***/ }),
 
-/***/ 4296:
-/***/ ((__unused_webpack_module, exports) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.OperationFailed = exports.LockTimeoutError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
-exports.tailLines = tailLines;
-exports.shorten = shorten;
-exports.errorMessage = errorMessage;
-/** A failure the user can fix by changing an input, the config file or the host's setup. */
-class ConfigurationError extends Error {
-    name = 'ConfigurationError';
-}
-exports.ConfigurationError = ConfigurationError;
-/** A command on the host exited non-zero (or was killed). Carries what an operator needs to see. */
-class RemoteCommandError extends Error {
-    command;
-    exitCode;
-    signal;
-    stdout;
-    stderr;
-    timedOut;
-    label;
-    name = 'RemoteCommandError';
-    constructor(command, exitCode, signal, stdout, stderr, timedOut = false, label) {
-        super(RemoteCommandError.describe(command, exitCode, signal, stderr, timedOut, label));
-        this.command = command;
-        this.exitCode = exitCode;
-        this.signal = signal;
-        this.stdout = stdout;
-        this.stderr = stderr;
-        this.timedOut = timedOut;
-        this.label = label;
-    }
-    static describe(command, exitCode, signal, stderr, timedOut, label) {
-        const what = label ?? shorten(command, 200);
-        const how = timedOut
-            ? 'timed out and was killed'
-            : signal
-                ? `was killed by ${signal}`
-                : exitCode === null
-                    ? 'ended without an exit status (sshd or the connection closed it)'
-                    : `exited with code ${exitCode}`;
-        const tail = tailLines(stderr, 5);
-        return `${what} ${how}${tail ? `: ${tail}` : ''}`;
-    }
-}
-exports.RemoteCommandError = RemoteCommandError;
-/** The environment's lock could not be taken in time. */
-class LockTimeoutError extends Error {
-    name = 'LockTimeoutError';
-}
-exports.LockTimeoutError = LockTimeoutError;
-/** A failure of the operation itself that has been reported already (summary written); ends the run. */
-class OperationFailed extends Error {
-    name = 'OperationFailed';
-}
-exports.OperationFailed = OperationFailed;
-function tailLines(text, n) {
-    const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
-    return lines.slice(-n).join(' | ');
-}
-function shorten(text, max) {
-    const oneLine = text.replace(/\s+/g, ' ').trim();
-    return oneLine.length > max ? `${oneLine.slice(0, max - 1)}…` : oneLine;
-}
-function errorMessage(err) {
-    if (err instanceof Error)
-        return err.message;
-    return String(err);
-}
-
-
-/***/ }),
-
-/***/ 7167:
+/***/ 6048:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -56973,9 +56730,9 @@ function errorMessage(err) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
-const errors_1 = __nccwpck_require__(4296);
-const shell_1 = __nccwpck_require__(9054);
-const validate_1 = __nccwpck_require__(993);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const validate_1 = __nccwpck_require__(8770);
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
 async function resolveRef(host, env, ref) {
     (0, validate_1.gitRef)(ref);
@@ -57012,7 +56769,7 @@ async function checkoutCommit(host, env, sha) {
 
 /***/ }),
 
-/***/ 4822:
+/***/ 131:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -57023,7 +56780,7 @@ exports.stateDirOf = stateDirOf;
 exports.parseLog = parseLog;
 exports.unfinishedOperations = unfinishedOperations;
 exports.latest = latest;
-const shell_1 = __nccwpck_require__(9054);
+const shell_1 = __nccwpck_require__(2232);
 function stateDirOf(stateDir, env) {
     return `${stateDir}/${env}`;
 }
@@ -57096,155 +56853,7 @@ function latest(records, event, where = () => true) {
 
 /***/ }),
 
-/***/ 393:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-/**
- * The host: the one VPS both environments live on. Core modules speak to it through this
- * interface only; src/core/ssh.ts is the SSH implementation.
- */
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.cleanupScope = void 0;
-const node_async_hooks_1 = __nccwpck_require__(6698);
-/** Set while the cancel clean-ups run: their commands still go to a halted host. */
-exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
-
-
-/***/ }),
-
-/***/ 5602:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.parseKnownHosts = parseKnownHosts;
-exports.hostMatches = hostMatches;
-exports.fingerprint = fingerprint;
-exports.hostKeyAlgorithms = hostKeyAlgorithms;
-exports.hostKeyPolicy = hostKeyPolicy;
-/**
- * Host key pinning from known_hosts lines (the format of ~/.ssh/known_hosts): plain and hashed
- * host names, [host]:port, wildcards, negations, @revoked. No trust on first use.
- */
-const node_crypto_1 = __nccwpck_require__(7598);
-const errors_1 = __nccwpck_require__(4296);
-function parseKnownHosts(text) {
-    const entries = [];
-    text.split(/\r?\n/).forEach((rawLine, i) => {
-        const line = rawLine.trim();
-        if (line === '' || line.startsWith('#'))
-            return;
-        const fields = line.split(/\s+/);
-        let marker = '';
-        if (fields[0].startsWith('@')) {
-            const m = fields.shift();
-            if (m !== '@revoked' && m !== '@cert-authority') {
-                throw new errors_1.ConfigurationError(`known-hosts line ${i + 1}: unknown marker ${m}; use @revoked, @cert-authority or none`);
-            }
-            marker = m;
-        }
-        if (fields.length < 3) {
-            throw new errors_1.ConfigurationError(`known-hosts line ${i + 1}: expected "host key-type base64-key", as in ~/.ssh/known_hosts`);
-        }
-        const [hosts, keyType, b64] = fields;
-        const key = Buffer.from(b64, 'base64');
-        if (key.length < 16 || key.toString('base64').replace(/=+$/, '') !== b64.replace(/=+$/, '')) {
-            throw new errors_1.ConfigurationError(`known-hosts line ${i + 1}: the key is not valid base64`);
-        }
-        const embeddedType = readKeyType(key);
-        if (embeddedType !== keyType) {
-            throw new errors_1.ConfigurationError(`known-hosts line ${i + 1}: the key is of type ${embeddedType ?? 'unknown'}, not ${keyType}`);
-        }
-        entries.push({ line: i + 1, marker, hosts, keyType, key });
-    });
-    return entries;
-}
-/** The type name stored at the start of an SSH public key blob. */
-function readKeyType(blob) {
-    if (blob.length < 4)
-        return undefined;
-    const len = blob.readUInt32BE(0);
-    if (len <= 0 || len > 64 || 4 + len > blob.length)
-        return undefined;
-    return blob.subarray(4, 4 + len).toString('latin1');
-}
-function hostString(host, port) {
-    return port === 22 ? host : `[${host}]:${port}`;
-}
-function wildcardMatch(pattern, text) {
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
-    return re.test(text);
-}
-function hostMatches(hosts, host, port) {
-    const target = hostString(host, port);
-    if (hosts.startsWith('|1|')) {
-        const [, , salt, hash] = hosts.split('|');
-        if (!salt || !hash)
-            return false;
-        const digest = (0, node_crypto_1.createHmac)('sha1', Buffer.from(salt, 'base64')).update(target).digest('base64');
-        return digest === hash;
-    }
-    let matched = false;
-    for (const pattern of hosts.split(',')) {
-        const negated = pattern.startsWith('!');
-        const p = negated ? pattern.slice(1) : pattern;
-        if (wildcardMatch(p, target)) {
-            if (negated)
-                return false;
-            matched = true;
-        }
-    }
-    return matched;
-}
-function fingerprint(key) {
-    return `SHA256:${(0, node_crypto_1.createHash)('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
-}
-/** The host-key algorithms to offer the server, so it presents a key type we can check. */
-function hostKeyAlgorithms(entries) {
-    const algos = [];
-    for (const e of entries) {
-        const list = e.keyType === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [e.keyType];
-        for (const a of list)
-            if (!algos.includes(a))
-                algos.push(a);
-    }
-    return algos;
-}
-function hostKeyPolicy(knownHosts, host, port) {
-    const all = parseKnownHosts(knownHosts);
-    const forHost = all.filter((e) => e.marker !== '@revoked' && hostMatches(e.hosts, host, port));
-    const revoked = all.filter((e) => e.marker === '@revoked');
-    if (forHost.some((e) => e.marker === '@cert-authority')) {
-        throw new errors_1.ConfigurationError('known-hosts: @cert-authority lines are not supported; pin the host keys themselves');
-    }
-    if (forHost.length === 0) {
-        throw new errors_1.ConfigurationError(`known-hosts has no key for ${hostString(host, port)}: add the line from the host's /etc/ssh/ssh_host_*_key.pub (as "${hostString(host, port)} <type> <key>")`);
-    }
-    return {
-        pinned: forHost,
-        verify(key) {
-            if (revoked.some((e) => e.key.equals(key))) {
-                return { ok: false, reason: `the host key ${fingerprint(key)} of ${hostString(host, port)} is marked @revoked in known-hosts` };
-            }
-            if (forHost.some((e) => e.key.equals(key)))
-                return { ok: true };
-            const pinnedPrints = forHost.map((e) => `${e.keyType} ${fingerprint(e.key)}`).join(', ');
-            return {
-                ok: false,
-                reason: `host key mismatch for ${hostString(host, port)}: the server offered ${readKeyType(key) ?? 'a key'} ${fingerprint(key)}, ` +
-                    `known-hosts pins ${pinnedPrints}; if the host was reinstalled update known-hosts, otherwise do not connect`,
-            };
-        },
-    };
-}
-
-
-/***/ }),
-
-/***/ 6336:
+/***/ 8597:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -57260,9 +56869,9 @@ exports.describeHolder = describeHolder;
  * holds the lock; a holder file found by the next run that takes the lock is the trace of a run
  * that died holding it (a stale lock), and is reported.
  */
-const errors_1 = __nccwpck_require__(4296);
-const host_log_1 = __nccwpck_require__(4822);
-const shell_1 = __nccwpck_require__(9054);
+const errors_1 = __nccwpck_require__(639);
+const host_log_1 = __nccwpck_require__(131);
+const shell_1 = __nccwpck_require__(2232);
 function describeBusy(e) {
     return `${e.label || 'a command'} (process group ${e.pgid}${e.op ? `, operation ${e.op}` : ''}${e.run ? ` of run ${e.run}` : ''}${e.since ? `, since ${e.since}` : ''})`;
 }
@@ -57435,106 +57044,7 @@ function describeHolder(h) {
 
 /***/ }),
 
-/***/ 1227:
-/***/ ((__unused_webpack_module, exports) => {
-
-"use strict";
-
-/**
- * The logger every core module writes to. Under GitHub Actions it is backed by @actions/core
- * (see actions-io.ts); in tests and the sandbox by plain streams. Every implementation redacts
- * registered secrets before a line leaves the process, so masking does not depend on the runner.
- */
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.MemoryLogger = exports.StreamLogger = exports.Redactor = void 0;
-const MIN_SECRET_LENGTH = 4;
-/** Replaces every registered secret (and each line of a multi-line one) with ***. */
-class Redactor {
-    values = new Set();
-    add(value) {
-        const added = [];
-        const parts = [value, ...value.split(/\r?\n/)].map((v) => v.trim());
-        for (const part of parts) {
-            if (part.length >= MIN_SECRET_LENGTH && !this.values.has(part)) {
-                this.values.add(part);
-                added.push(part);
-            }
-        }
-        return added;
-    }
-    redact(text) {
-        if (this.values.size === 0)
-            return text;
-        // Longest first, so a secret containing another is replaced whole.
-        const sorted = [...this.values].sort((a, b) => b.length - a.length);
-        let out = text;
-        for (const v of sorted)
-            out = out.split(v).join('***');
-        return out;
-    }
-}
-exports.Redactor = Redactor;
-/** Writes to a pair of functions (console, a test's array); used by tests and the sandbox. */
-class StreamLogger {
-    write;
-    showDebug;
-    redactor = new Redactor();
-    depth = 0;
-    constructor(write, showDebug = false) {
-        this.write = write;
-        this.showDebug = showDebug;
-    }
-    emit(prefix, message) {
-        const indent = '  '.repeat(this.depth);
-        for (const line of this.redactor.redact(message).split('\n'))
-            this.write(`${indent}${prefix}${line}`);
-    }
-    info(message) {
-        this.emit('', message);
-    }
-    warning(message, a) {
-        this.emit('warning: ', a?.file ? `${a.file}${a.startLine ? `:${a.startLine}` : ''}: ${message}` : message);
-    }
-    error(message, a) {
-        this.emit('error: ', a?.file ? `${a.file}${a.startLine ? `:${a.startLine}` : ''}: ${message}` : message);
-    }
-    debug(message) {
-        if (this.showDebug)
-            this.emit('debug: ', message);
-    }
-    startGroup(name) {
-        this.emit('▸ ', name);
-        this.depth++;
-    }
-    endGroup() {
-        this.depth = Math.max(0, this.depth - 1);
-    }
-    secret(value) {
-        this.redactor.add(value);
-    }
-    redact(text) {
-        return this.redactor.redact(text);
-    }
-}
-exports.StreamLogger = StreamLogger;
-/** Keeps every line in memory; tests read `lines`. Debug lines are kept too, to prove they are redacted. */
-class MemoryLogger extends StreamLogger {
-    lines = [];
-    constructor() {
-        const lines = [];
-        super((l) => lines.push(l), true);
-        this.lines = lines;
-    }
-    get text() {
-        return this.lines.join('\n');
-    }
-}
-exports.MemoryLogger = MemoryLogger;
-
-
-/***/ }),
-
-/***/ 5018:
+/***/ 4201:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -57548,11 +57058,11 @@ exports.underLock = underLock;
  * Before it starts, operations left unfinished by dead runs are reported and marked interrupted.
  */
 const node_crypto_1 = __nccwpck_require__(7598);
-const action_1 = __nccwpck_require__(5605);
-const errors_1 = __nccwpck_require__(4296);
-const shell_1 = __nccwpck_require__(9054);
-const host_log_1 = __nccwpck_require__(4822);
-const lock_1 = __nccwpck_require__(6336);
+const action_1 = __nccwpck_require__(2512);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const host_log_1 = __nccwpck_require__(131);
+const lock_1 = __nccwpck_require__(8597);
 function newOperationId() {
     return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
 }
@@ -57651,7 +57161,7 @@ async function undoPending(o, hostLog, base) {
 
 /***/ }),
 
-/***/ 2558:
+/***/ 5817:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -57669,8 +57179,8 @@ exports.probeHealthUrl = probeHealthUrl;
 exports.tagRelease = tagRelease;
 exports.pruneReleaseTags = pruneReleaseTags;
 exports.restoreReleaseImages = restoreReleaseImages;
-const errors_1 = __nccwpck_require__(4296);
-const shell_1 = __nccwpck_require__(9054);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
 function newReleaseId(sha, now = new Date()) {
     const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
     return `r${stamp}-${sha.slice(0, 7)}`;
@@ -57889,7 +57399,7 @@ async function restoreReleaseImages(host, env, release) {
 
 /***/ }),
 
-/***/ 8647:
+/***/ 9478:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -57897,9 +57407,9 @@ async function restoreReleaseImages(host, env, release) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.startRelease = startRelease;
 exports.lossWindow = lossWindow;
-const backup_1 = __nccwpck_require__(7353);
-const git_1 = __nccwpck_require__(7167);
-const release_1 = __nccwpck_require__(2558);
+const backup_1 = __nccwpck_require__(6230);
+const git_1 = __nccwpck_require__(6048);
+const release_1 = __nccwpck_require__(5817);
 /** The compose services other than the database, so the database can be restored under no load. */
 async function appServices(host, env) {
     const r = await host.run(env.compose('config', '--services'), env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }));
@@ -57946,7 +57456,565 @@ function lossWindow(backup, restoredAt) {
 
 /***/ }),
 
-/***/ 9054:
+/***/ 781:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.observe = observe;
+exports.drift = drift;
+exports.shortId = shortId;
+/**
+ * What an environment really runs, read from the host: the checkout's HEAD, every service's
+ * container and image id, health, and (when asked) the alembic revision. The host is the source of
+ * truth; the host log is its history. Every action that changes or judges an environment starts
+ * here and compares what runs with the release on record: a difference is drift.
+ */
+const alembic_1 = __nccwpck_require__(6023);
+const environment_1 = __nccwpck_require__(2309);
+const shell_1 = __nccwpck_require__(2232);
+const SEP = '@twinstack-state@';
+/** Reads the environment's observed state in one round trip (two with `alembic`). */
+async function observe(host, env, opts = {}) {
+    const script = (0, shell_1.sh) `git -C ${env.cfg.checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true; echo ${SEP}; ` +
+        (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
+    const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
+    const [headPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+    const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
+    const containers = (0, environment_1.parseInspect)(inspectPart ?? '[]').filter((c) => !c.oneoff);
+    const images = {};
+    for (const c of containers)
+        if (c.service && !images[c.service])
+            images[c.service] = c.imageId;
+    const state = { environment: env.name, head, containers, images, time: new Date().toISOString() };
+    if (opts.alembic)
+        state.alembic = await (0, alembic_1.currentRevision)(host, env).catch(() => undefined);
+    return state;
+}
+/** How what runs differs from a release: one line per difference, empty when they agree. */
+function drift(observed, release) {
+    const out = [];
+    if (!release) {
+        if (observed.containers.length)
+            out.push(`${observed.containers.length} container(s) run, but no release is recorded`);
+        return out;
+    }
+    if (!observed.head)
+        out.push('the checkout has no readable HEAD');
+    else if (observed.head !== release.sha)
+        out.push(`the checkout is at ${observed.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+    for (const [service, image] of Object.entries(release.images)) {
+        const running = observed.images[service];
+        if (!running)
+            out.push(`service ${service} has no container`);
+        else if (running !== image.id)
+            out.push(`service ${service} runs image ${shortId(running)}, not the release's ${shortId(image.id)}`);
+    }
+    for (const service of Object.keys(observed.images)) {
+        if (!release.images[service])
+            out.push(`service ${service} runs, but is not part of the release`);
+    }
+    return out;
+}
+function shortId(id) {
+    return id.replace(/^sha256:/, '').slice(0, 12);
+}
+
+
+/***/ }),
+
+/***/ 5842:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ActionIO = exports.ActionsLogger = void 0;
+exports.runInfo = runInfo;
+/**
+ * The adapter for @actions/core and @actions/github: inputs, outputs, masking, the job summary,
+ * and the run's identity. Nothing else in twinstack imports the toolkit.
+ */
+const core = __importStar(__nccwpck_require__(7484));
+const github = __importStar(__nccwpck_require__(3228));
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+class ActionsLogger {
+    redactor = new logger_1.Redactor();
+    info(message) {
+        core.info(this.redactor.redact(message));
+    }
+    warning(message, a) {
+        core.warning(this.redactor.redact(message), a);
+    }
+    error(message, a) {
+        core.error(this.redactor.redact(message), a);
+    }
+    debug(message) {
+        core.debug(this.redactor.redact(message));
+    }
+    startGroup(name) {
+        core.startGroup(this.redactor.redact(name));
+    }
+    endGroup() {
+        core.endGroup();
+    }
+    secret(value) {
+        for (const part of this.redactor.add(value))
+            core.setSecret(part);
+    }
+    redact(text) {
+        return this.redactor.redact(text);
+    }
+}
+exports.ActionsLogger = ActionsLogger;
+function runInfo() {
+    const ctx = github.context;
+    const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
+    const repo = process.env.GITHUB_REPOSITORY || '';
+    const url = repo && ctx.runId ? `${server}/${repo}/actions/runs/${ctx.runId}` : `local run ${process.pid}`;
+    return { url, actor: ctx.actor || process.env.USER || 'unknown', sha: ctx.sha || '', workflow: ctx.workflow || '' };
+}
+/** Inputs and outputs typed by the action's generated interfaces (action-types.d.ts). */
+class ActionIO {
+    log;
+    constructor(log) {
+        this.log = log;
+    }
+    /** An input's value, trimmed; '' when not given. */
+    input(name) {
+        return core.getInput(name, { trimWhitespace: true });
+    }
+    required(name, hint = '') {
+        const v = this.input(name);
+        if (!v)
+            throw new errors_1.ConfigurationError(`input ${name} is required${hint ? `: ${hint}` : ''}`);
+        return v;
+    }
+    /** Reads an input that is a secret and masks it before anything else happens. */
+    secret(name, required = false, hint = '') {
+        const v = core.getInput(name, { trimWhitespace: false });
+        if (v)
+            this.log.secret(v);
+        if (required && !v.trim())
+            throw new errors_1.ConfigurationError(`input ${name} is required${hint ? `: ${hint}` : ''}`);
+        return v;
+    }
+    output(name, value) {
+        core.setOutput(name, String(value));
+    }
+    async summary(markdown) {
+        const text = this.log.redact(markdown);
+        if (process.env.GITHUB_STEP_SUMMARY) {
+            await core.summary.addRaw(text).write();
+        }
+        else {
+            // Outside a runner (the sandbox, tests): print it.
+            process.stdout.write(`\n${text}\n`);
+        }
+    }
+    fail(message) {
+        core.setFailed(this.log.redact(message));
+    }
+}
+exports.ActionIO = ActionIO;
+
+
+/***/ }),
+
+/***/ 580:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.EXEC_PID_PREFIX = void 0;
+exports.dockerExec = dockerExec;
+/**
+ * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
+ * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
+ * while it still works on the environment. Here the process writes its pid to
+ * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
+ * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
+exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
+const IN_CONTAINER = `echo $$ > "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}-$$"; exec "$@"`;
+const STOP_IN_CONTAINER = `for f in "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*; do [ -e "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done; true`;
+/**
+ * A shell command that runs `command` in a container (a container id or name, or a shell word such
+ * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the
+ * command's exit status is the in-container process's.
+ */
+function dockerExec(container, command, opts = {}) {
+    const c = typeof container === 'string' ? (0, shell_1.quote)(container) : container.shell;
+    const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
+    const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
+    return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
+}
+
+
+/***/ }),
+
+/***/ 639:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.OperationFailed = exports.LockTimeoutError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
+exports.tailLines = tailLines;
+exports.shorten = shorten;
+exports.errorMessage = errorMessage;
+/** A failure the user can fix by changing an input, the config file or the host's setup. */
+class ConfigurationError extends Error {
+    name = 'ConfigurationError';
+}
+exports.ConfigurationError = ConfigurationError;
+/** A command on the host exited non-zero (or was killed). Carries what an operator needs to see. */
+class RemoteCommandError extends Error {
+    command;
+    exitCode;
+    signal;
+    stdout;
+    stderr;
+    timedOut;
+    label;
+    name = 'RemoteCommandError';
+    constructor(command, exitCode, signal, stdout, stderr, timedOut = false, label) {
+        super(RemoteCommandError.describe(command, exitCode, signal, stderr, timedOut, label));
+        this.command = command;
+        this.exitCode = exitCode;
+        this.signal = signal;
+        this.stdout = stdout;
+        this.stderr = stderr;
+        this.timedOut = timedOut;
+        this.label = label;
+    }
+    static describe(command, exitCode, signal, stderr, timedOut, label) {
+        const what = label ?? shorten(command, 200);
+        const how = timedOut
+            ? 'timed out and was killed'
+            : signal
+                ? `was killed by ${signal}`
+                : exitCode === null
+                    ? 'ended without an exit status (sshd or the connection closed it)'
+                    : `exited with code ${exitCode}`;
+        const tail = tailLines(stderr, 5);
+        return `${what} ${how}${tail ? `: ${tail}` : ''}`;
+    }
+}
+exports.RemoteCommandError = RemoteCommandError;
+/** The environment's lock could not be taken in time. */
+class LockTimeoutError extends Error {
+    name = 'LockTimeoutError';
+}
+exports.LockTimeoutError = LockTimeoutError;
+/** A failure of the operation itself that has been reported already (summary written); ends the run. */
+class OperationFailed extends Error {
+    name = 'OperationFailed';
+}
+exports.OperationFailed = OperationFailed;
+function tailLines(text, n) {
+    const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+    return lines.slice(-n).join(' | ');
+}
+function shorten(text, max) {
+    const oneLine = text.replace(/\s+/g, ' ').trim();
+    return oneLine.length > max ? `${oneLine.slice(0, max - 1)}…` : oneLine;
+}
+function errorMessage(err) {
+    if (err instanceof Error)
+        return err.message;
+    return String(err);
+}
+
+
+/***/ }),
+
+/***/ 6342:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+/**
+ * The host: the one VPS both environments live on. Core modules speak to it through this
+ * interface only; src/infra/ssh.ts is the SSH implementation.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.cleanupScope = void 0;
+const node_async_hooks_1 = __nccwpck_require__(6698);
+/** Set while the cancel clean-ups run: their commands still go to a halted host. */
+exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
+
+
+/***/ }),
+
+/***/ 1379:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parseKnownHosts = parseKnownHosts;
+exports.hostMatches = hostMatches;
+exports.fingerprint = fingerprint;
+exports.hostKeyAlgorithms = hostKeyAlgorithms;
+exports.hostKeyPolicy = hostKeyPolicy;
+/**
+ * Host key pinning from known_hosts lines (the format of ~/.ssh/known_hosts): plain and hashed
+ * host names, [host]:port, wildcards, negations, @revoked. No trust on first use.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const errors_1 = __nccwpck_require__(639);
+function parseKnownHosts(text) {
+    const entries = [];
+    text.split(/\r?\n/).forEach((rawLine, i) => {
+        const line = rawLine.trim();
+        if (line === '' || line.startsWith('#'))
+            return;
+        const fields = line.split(/\s+/);
+        let marker = '';
+        if (fields[0].startsWith('@')) {
+            const m = fields.shift();
+            if (m !== '@revoked' && m !== '@cert-authority') {
+                throw new errors_1.ConfigurationError(`known-hosts line ${i + 1}: unknown marker ${m}; use @revoked, @cert-authority or none`);
+            }
+            marker = m;
+        }
+        if (fields.length < 3) {
+            throw new errors_1.ConfigurationError(`known-hosts line ${i + 1}: expected "host key-type base64-key", as in ~/.ssh/known_hosts`);
+        }
+        const [hosts, keyType, b64] = fields;
+        const key = Buffer.from(b64, 'base64');
+        if (key.length < 16 || key.toString('base64').replace(/=+$/, '') !== b64.replace(/=+$/, '')) {
+            throw new errors_1.ConfigurationError(`known-hosts line ${i + 1}: the key is not valid base64`);
+        }
+        const embeddedType = readKeyType(key);
+        if (embeddedType !== keyType) {
+            throw new errors_1.ConfigurationError(`known-hosts line ${i + 1}: the key is of type ${embeddedType ?? 'unknown'}, not ${keyType}`);
+        }
+        entries.push({ line: i + 1, marker, hosts, keyType, key });
+    });
+    return entries;
+}
+/** The type name stored at the start of an SSH public key blob. */
+function readKeyType(blob) {
+    if (blob.length < 4)
+        return undefined;
+    const len = blob.readUInt32BE(0);
+    if (len <= 0 || len > 64 || 4 + len > blob.length)
+        return undefined;
+    return blob.subarray(4, 4 + len).toString('latin1');
+}
+function hostString(host, port) {
+    return port === 22 ? host : `[${host}]:${port}`;
+}
+function wildcardMatch(pattern, text) {
+    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+    return re.test(text);
+}
+function hostMatches(hosts, host, port) {
+    const target = hostString(host, port);
+    if (hosts.startsWith('|1|')) {
+        const [, , salt, hash] = hosts.split('|');
+        if (!salt || !hash)
+            return false;
+        const digest = (0, node_crypto_1.createHmac)('sha1', Buffer.from(salt, 'base64')).update(target).digest('base64');
+        return digest === hash;
+    }
+    let matched = false;
+    for (const pattern of hosts.split(',')) {
+        const negated = pattern.startsWith('!');
+        const p = negated ? pattern.slice(1) : pattern;
+        if (wildcardMatch(p, target)) {
+            if (negated)
+                return false;
+            matched = true;
+        }
+    }
+    return matched;
+}
+function fingerprint(key) {
+    return `SHA256:${(0, node_crypto_1.createHash)('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
+}
+/** The host-key algorithms to offer the server, so it presents a key type we can check. */
+function hostKeyAlgorithms(entries) {
+    const algos = [];
+    for (const e of entries) {
+        const list = e.keyType === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [e.keyType];
+        for (const a of list)
+            if (!algos.includes(a))
+                algos.push(a);
+    }
+    return algos;
+}
+function hostKeyPolicy(knownHosts, host, port) {
+    const all = parseKnownHosts(knownHosts);
+    const forHost = all.filter((e) => e.marker !== '@revoked' && hostMatches(e.hosts, host, port));
+    const revoked = all.filter((e) => e.marker === '@revoked');
+    if (forHost.some((e) => e.marker === '@cert-authority')) {
+        throw new errors_1.ConfigurationError('known-hosts: @cert-authority lines are not supported; pin the host keys themselves');
+    }
+    if (forHost.length === 0) {
+        throw new errors_1.ConfigurationError(`known-hosts has no key for ${hostString(host, port)}: add the line from the host's /etc/ssh/ssh_host_*_key.pub (as "${hostString(host, port)} <type> <key>")`);
+    }
+    return {
+        pinned: forHost,
+        verify(key) {
+            if (revoked.some((e) => e.key.equals(key))) {
+                return { ok: false, reason: `the host key ${fingerprint(key)} of ${hostString(host, port)} is marked @revoked in known-hosts` };
+            }
+            if (forHost.some((e) => e.key.equals(key)))
+                return { ok: true };
+            const pinnedPrints = forHost.map((e) => `${e.keyType} ${fingerprint(e.key)}`).join(', ');
+            return {
+                ok: false,
+                reason: `host key mismatch for ${hostString(host, port)}: the server offered ${readKeyType(key) ?? 'a key'} ${fingerprint(key)}, ` +
+                    `known-hosts pins ${pinnedPrints}; if the host was reinstalled update known-hosts, otherwise do not connect`,
+            };
+        },
+    };
+}
+
+
+/***/ }),
+
+/***/ 8828:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/**
+ * The logger every core module writes to. Under GitHub Actions it is backed by @actions/core
+ * (see actions-io.ts); in tests and the sandbox by plain streams. Every implementation redacts
+ * registered secrets before a line leaves the process, so masking does not depend on the runner.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.MemoryLogger = exports.StreamLogger = exports.Redactor = void 0;
+const MIN_SECRET_LENGTH = 4;
+/** Replaces every registered secret (and each line of a multi-line one) with ***. */
+class Redactor {
+    values = new Set();
+    add(value) {
+        const added = [];
+        const parts = [value, ...value.split(/\r?\n/)].map((v) => v.trim());
+        for (const part of parts) {
+            if (part.length >= MIN_SECRET_LENGTH && !this.values.has(part)) {
+                this.values.add(part);
+                added.push(part);
+            }
+        }
+        return added;
+    }
+    redact(text) {
+        if (this.values.size === 0)
+            return text;
+        // Longest first, so a secret containing another is replaced whole.
+        const sorted = [...this.values].sort((a, b) => b.length - a.length);
+        let out = text;
+        for (const v of sorted)
+            out = out.split(v).join('***');
+        return out;
+    }
+}
+exports.Redactor = Redactor;
+/** Writes to a pair of functions (console, a test's array); used by tests and the sandbox. */
+class StreamLogger {
+    write;
+    showDebug;
+    redactor = new Redactor();
+    depth = 0;
+    constructor(write, showDebug = false) {
+        this.write = write;
+        this.showDebug = showDebug;
+    }
+    emit(prefix, message) {
+        const indent = '  '.repeat(this.depth);
+        for (const line of this.redactor.redact(message).split('\n'))
+            this.write(`${indent}${prefix}${line}`);
+    }
+    info(message) {
+        this.emit('', message);
+    }
+    warning(message, a) {
+        this.emit('warning: ', a?.file ? `${a.file}${a.startLine ? `:${a.startLine}` : ''}: ${message}` : message);
+    }
+    error(message, a) {
+        this.emit('error: ', a?.file ? `${a.file}${a.startLine ? `:${a.startLine}` : ''}: ${message}` : message);
+    }
+    debug(message) {
+        if (this.showDebug)
+            this.emit('debug: ', message);
+    }
+    startGroup(name) {
+        this.emit('▸ ', name);
+        this.depth++;
+    }
+    endGroup() {
+        this.depth = Math.max(0, this.depth - 1);
+    }
+    secret(value) {
+        this.redactor.add(value);
+    }
+    redact(text) {
+        return this.redactor.redact(text);
+    }
+}
+exports.StreamLogger = StreamLogger;
+/** Keeps every line in memory; tests read `lines`. Debug lines are kept too, to prove they are redacted. */
+class MemoryLogger extends StreamLogger {
+    lines = [];
+    constructor() {
+        const lines = [];
+        super((l) => lines.push(l), true);
+        this.lines = lines;
+    }
+    get text() {
+        return this.lines.join('\n');
+    }
+}
+exports.MemoryLogger = MemoryLogger;
+
+
+/***/ }),
+
+/***/ 2232:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -58009,7 +58077,7 @@ function sh(strings, ...values) {
 
 /***/ }),
 
-/***/ 1661:
+/***/ 7496:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -58056,11 +58124,11 @@ exports.SshHost = void 0;
  */
 const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
-const node_ssh_1 = __nccwpck_require__(3608);
-const errors_1 = __nccwpck_require__(4296);
-const host_1 = __nccwpck_require__(393);
-const known_hosts_1 = __nccwpck_require__(5602);
-const shell_1 = __nccwpck_require__(9054);
+const node_ssh_1 = __nccwpck_require__(1227);
+const errors_1 = __nccwpck_require__(639);
+const host_1 = __nccwpck_require__(6342);
+const known_hosts_1 = __nccwpck_require__(1379);
+const shell_1 = __nccwpck_require__(2232);
 const MAX_CAPTURE = 32 * 1024 * 1024;
 const EXIT_MARKER = '@twinstack-exit:';
 const EXIT_TRAILER = /\n@twinstack-exit:(\d+)\n$/;
@@ -58422,75 +58490,7 @@ exports.SshHost = SshHost;
 
 /***/ }),
 
-/***/ 7066:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.observe = observe;
-exports.drift = drift;
-exports.shortId = shortId;
-/**
- * What an environment really runs, read from the host: the checkout's HEAD, every service's
- * container and image id, health, and (when asked) the alembic revision. The host is the source of
- * truth; the host log is its history. Every action that changes or judges an environment starts
- * here and compares what runs with the release on record: a difference is drift.
- */
-const alembic_1 = __nccwpck_require__(7668);
-const environment_1 = __nccwpck_require__(6738);
-const shell_1 = __nccwpck_require__(9054);
-const SEP = '@twinstack-state@';
-/** Reads the environment's observed state in one round trip (two with `alembic`). */
-async function observe(host, env, opts = {}) {
-    const script = (0, shell_1.sh) `git -C ${env.cfg.checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true; echo ${SEP}; ` +
-        (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
-    const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
-    const [headPart, inspectPart] = r.stdout.split(`${SEP}\n`);
-    const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
-    const containers = (0, environment_1.parseInspect)(inspectPart ?? '[]').filter((c) => !c.oneoff);
-    const images = {};
-    for (const c of containers)
-        if (c.service && !images[c.service])
-            images[c.service] = c.imageId;
-    const state = { environment: env.name, head, containers, images, time: new Date().toISOString() };
-    if (opts.alembic)
-        state.alembic = await (0, alembic_1.currentRevision)(host, env).catch(() => undefined);
-    return state;
-}
-/** How what runs differs from a release: one line per difference, empty when they agree. */
-function drift(observed, release) {
-    const out = [];
-    if (!release) {
-        if (observed.containers.length)
-            out.push(`${observed.containers.length} container(s) run, but no release is recorded`);
-        return out;
-    }
-    if (!observed.head)
-        out.push('the checkout has no readable HEAD');
-    else if (observed.head !== release.sha)
-        out.push(`the checkout is at ${observed.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
-    for (const [service, image] of Object.entries(release.images)) {
-        const running = observed.images[service];
-        if (!running)
-            out.push(`service ${service} has no container`);
-        else if (running !== image.id)
-            out.push(`service ${service} runs image ${shortId(running)}, not the release's ${shortId(image.id)}`);
-    }
-    for (const service of Object.keys(observed.images)) {
-        if (!release.images[service])
-            out.push(`service ${service} runs, but is not part of the release`);
-    }
-    return out;
-}
-function shortId(id) {
-    return id.replace(/^sha256:/, '').slice(0, 12);
-}
-
-
-/***/ }),
-
-/***/ 1363:
+/***/ 5018:
 /***/ ((__unused_webpack_module, exports) => {
 
 "use strict";
@@ -58544,7 +58544,7 @@ exports.Summary = Summary;
 
 /***/ }),
 
-/***/ 993:
+/***/ 8770:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
@@ -58565,7 +58565,7 @@ exports.boolean = boolean;
  * Validation of inputs that name things on the host. Each check throws a ConfigurationError with
  * one line saying what to change; all of them run before anything is sent to the host.
  */
-const errors_1 = __nccwpck_require__(4296);
+const errors_1 = __nccwpck_require__(639);
 const MAX = 200;
 function check(name, value, re, what) {
     if (value.length > MAX)
@@ -60880,7 +60880,7 @@ module.exports = parseParams
 
 /***/ }),
 
-/***/ 3608:
+/***/ 1227:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -75028,7 +75028,7 @@ var __webpack_exports__ = {};
 var exports = __webpack_exports__;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-const action_1 = __nccwpck_require__(5605);
+const action_1 = __nccwpck_require__(2512);
 const rollback_1 = __nccwpck_require__(7586);
 (0, action_1.runAction)(rollback_1.rollbackAction);
 

@@ -5,7 +5,7 @@
 import { createHash, pbkdf2Sync, randomBytes } from 'node:crypto';
 import type { Column } from './catalog';
 import type { ColumnRule, SampleSettings } from './settings';
-import { ident, literal } from './sql';
+import { ident, literal } from '../infra/sql';
 
 /** The words of a column name: `lastLoginIP_hash` → last, login, ip, hash. */
 export function nameWords(name: string): string[] {

@@ -3,10 +3,10 @@
  * primary keys, foreign keys (composite, self-referencing, cyclic) and sequences. Read with psql on
  * the host, which works whether the database runs in a container or not and needs no password.
  */
-import type { Host } from '../core/host';
-import type { Environment } from '../core/environment';
-import { OperationFailed } from '../core/errors';
-import { literal, qualified } from './sql';
+import type { Host } from '../infra/host';
+import type { Environment } from '../domain/environment';
+import { OperationFailed } from '../infra/errors';
+import { literal, qualified } from '../infra/sql';
 
 export interface Column {
   name: string;

@@ -9,19 +9,19 @@
  *   6. swap staging into dev's place (stop app, rename, migrate, start, health), or swap back.
  * Production is only read; table data never crosses the SSH connection.
  */
-import type { RunInfo } from '../core/actions-io';
-import type { Config } from '../core/config';
-import { Environment } from '../core/environment';
-import { errorMessage, OperationFailed } from '../core/errors';
-import type { Host } from '../core/host';
-import type { Logger } from '../core/logger';
-import { underLock } from '../core/operation';
-import { quote } from '../core/shell';
+import type { RunInfo } from '../infra/actions-io';
+import type { Config } from '../domain/config';
+import { Environment } from '../domain/environment';
+import { errorMessage, OperationFailed } from '../infra/errors';
+import type { Host } from '../infra/host';
+import type { Logger } from '../infra/logger';
+import { underLock } from '../domain/operation';
+import { quote } from '../infra/shell';
 import { hashDevPassword, isTextual, newSalt, type RunSecrets } from './anonymize';
 import { readCatalog, type Catalog } from './catalog';
 import { PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
-import { ident, literal, qualified } from './sql';
+import { ident, literal, qualified } from '../infra/sql';
 
 export interface ResampleParams {
   fraction?: number;

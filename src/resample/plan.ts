@@ -12,11 +12,11 @@
  * streams each table's rows as `COPY ... FROM stdin` blocks for the staging database.
  */
 import { createHash } from 'node:crypto';
-import { ConfigurationError } from '../core/errors';
+import { ConfigurationError } from '../infra/errors';
 import type { Catalog, Column, ForeignKey, Table } from './catalog';
 import { PERSONAL_SHAPE, RuleError, describeRule, isTextual, ruleExpression, sensitiveMatch, type RunSecrets } from './anonymize';
 import type { ColumnRule, ForeignKeyPolicy, SampleSettings } from './settings';
-import { dollarTag, ident, literal, qualified, tuple } from './sql';
+import { dollarTag, ident, literal, qualified, tuple } from '../infra/sql';
 
 export type TableMode = 'root' | 'owned' | 'included' | 'reference' | 'empty' | 'unreached';
 

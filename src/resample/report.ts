@@ -1,5 +1,5 @@
 /** The resample's job summary: what was copied, how every reference was resolved, what dev runs now. */
-import { Summary } from '../core/summary';
+import { Summary } from '../infra/summary';
 import type { ResampleReport } from './engine';
 
 function pct(copied: number, prod: number): string {

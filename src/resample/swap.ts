@@ -3,14 +3,14 @@
  * that: dev is either fully refreshed or exactly as it was. Database renames are instant and keep
  * every byte, so the way back is a rename too.
  */
-import type { Environment } from '../core/environment';
-import { errorMessage, OperationFailed } from '../core/errors';
-import type { Host } from '../core/host';
-import type { Logger } from '../core/logger';
-import { probeHealthUrl, waitHealthy } from '../core/release';
-import { argv } from '../core/shell';
+import type { Environment } from '../domain/environment';
+import { errorMessage, OperationFailed } from '../infra/errors';
+import type { Host } from '../infra/host';
+import type { Logger } from '../infra/logger';
+import { probeHealthUrl, waitHealthy } from '../domain/release';
+import { argv } from '../infra/shell';
 import { queryJson } from './catalog';
-import { ident, literal } from './sql';
+import { ident, literal } from '../infra/sql';
 
 /** Dev's app services (everything in its compose project but the database). */
 export interface AppServices {

@@ -3,15 +3,15 @@
  * into the dev vault on the host with rsync (only new or changed files), and the dev vault's files
  * that nothing references any more removed. File lists never leave the host; only counts return.
  */
-import type { RunInfo } from '../core/actions-io';
-import type { Config } from '../core/config';
-import { Environment } from '../core/environment';
-import { ConfigurationError } from '../core/errors';
-import type { Host } from '../core/host';
-import type { Logger } from '../core/logger';
-import { underLock } from '../core/operation';
+import type { RunInfo } from '../infra/actions-io';
+import type { Config } from '../domain/config';
+import { Environment } from '../domain/environment';
+import { ConfigurationError } from '../infra/errors';
+import type { Host } from '../infra/host';
+import type { Logger } from '../infra/logger';
+import { underLock } from '../domain/operation';
 import type { VaultSyncSettings } from './settings';
-import { literal } from './sql';
+import { literal } from '../infra/sql';
 
 export interface VaultSyncReport {
   dryRun: boolean;

@@ -1,5 +1,5 @@
 /** What preflight and monitor report: one line per problem, naming the key or service and what to change. */
-import { escapeCell } from '../core/summary';
+import { escapeCell } from '../infra/summary';
 
 export type Severity = 'error' | 'warning';
 

@@ -3,7 +3,7 @@
  * search engines out and prod's pages must not carry noindex; dev's pages must carry noindex and
  * refuse visitors without credentials. Parsing and judging are pure; the action runs curl.
  */
-import type { EnvironmentName } from '../core/config';
+import type { EnvironmentName } from '../domain/config';
 import type { Finding } from './findings';
 
 export interface HttpResponse {

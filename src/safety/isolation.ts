@@ -8,7 +8,7 @@
  * listens wherever its program is told to, which compose cannot show. For such stacks only env file
  * keys ending in _PORT are compared (a warning when equal), and the summary says so.
  */
-import type { EnvironmentConfig, EnvironmentName } from '../core/config';
+import type { EnvironmentConfig, EnvironmentName } from '../domain/config';
 import { caddyDomains, hasBasicAuthLabel, hasNoindexLabel, type ComposeModel, type ServiceModel } from './compose-model';
 import type { PreflightCheck, PreflightSettings } from './config';
 import { sha256, type EnvDigest } from './env-file';

@@ -4,7 +4,7 @@
  * over 80 % on either vault, development containers using more than their limits. Pure: the action
  * collects, this decides.
  */
-import type { EnvironmentName } from '../core/config';
+import type { EnvironmentName } from '../domain/config';
 import type { MonitorSettings } from './config';
 import type { Finding } from './findings';
 import type { ContainerLimits, DiskUse, LatencyStats, Sample, StatsRow } from './metrics';

@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseLog } from '../../src/core/host-log';
+import { parseLog } from '../../src/domain/host-log';
 import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
 
 function errors(stdout: string): string[] {

@@ -13,7 +13,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { currentRelease } from '../../src/core/release';
+import { currentRelease } from '../../src/domain/release';
 import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
 
 function errors(stdout: string): string[] {

@@ -178,14 +178,18 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     assert.match(lastError(h.stdout), /release-id "r1;reboot" is not valid/);
   });
 
-  it('after the SSH connection dies mid-promote, the next run reports the stale lock and the unfinished promotion', async () => {
+  it('after the SSH connection dies mid-promote, the next run reports the stale lock and the unfinished promotion, and refuses until prod is settled', async () => {
     await devReady('third', 'pass');
+    const recorded = fx.hostLog('prod').filter((x) => x.event === 'release').at(-1)?.release as string;
+    assert.ok(recorded, 'prod has a release on record');
+    const status0 = new Date().toISOString();
     const running = fx.start('promote');
-    // Wait until the promotion is past its backup (building), then cut the connection by killing the runner.
+    // Wait until the promotion is past its backup and has moved prod's checkout, then cut the
+    // connection by killing the runner.
     const deadline = Date.now() + 120_000;
     for (;;) {
-      const last = fx.hostLog('prod').at(-1);
-      if (last?.event === 'backup' && last.action === 'promote') break;
+      const backedUp = fx.hostLog('prod').some((x) => x.event === 'backup' && x.action === 'promote' && x.time > status0);
+      if (backedUp && prodHead() === fx.branches.third) break;
       if (Date.now() > deadline) throw new Error('the promotion never reached its backup');
       await new Promise((res) => setTimeout(res, 200));
     }
@@ -194,8 +198,18 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     const status = await fx.run('status');
     assert.equal(status.code, 0, status.visible);
     assert.match(status.summary, /unfinished promote/);
+    // The cut run moved prod's checkout: prod no longer runs its release on record, so a new promotion
+    // refuses (its rollback point would be a guess) and names the rollback that settles prod.
+    const releasesBefore = fx.hostLog('prod').filter((x) => x.event === 'release').length;
+    const refused = await fx.run('promote');
+    assert.match(refused.visible, /Stale prod lock: promote run .* died while holding it|Unfinished operation on prod: promote/);
+    assert.equal(refused.code, 1, refused.visible);
+    assert.match(lastError(refused.stdout), new RegExp(`prod does not run its recorded release ${recorded}.*rollback workflow with release-id ${recorded}`));
+    assert.equal(fx.hostLog('prod').filter((x) => x.event === 'release').length, releasesBefore);
+    const settled = await fx.run('rollback', { 'release-id': recorded });
+    assert.equal(settled.code, 0, settled.visible);
+    assert.notEqual(prodHead(), fx.branches.third);
     const r = await fx.run('promote');
-    assert.match(r.visible, /Stale prod lock: promote run .* died while holding it|Unfinished operation on prod: promote/);
     assert.equal(r.outputs.outcome, 'promoted', r.visible);
     assert.equal(prodHead(), fx.branches.third);
     const interrupted = fx.hostLog('prod').filter((x) => x.event === 'interrupted');

@@ -1,5 +1,5 @@
-import { MemoryLogger } from '../../src/core/logger';
-import { SshHost, type SshTarget } from '../../src/core/ssh';
+import { MemoryLogger } from '../../src/infra/logger';
+import { SshHost, type SshTarget } from '../../src/infra/ssh';
 import type { TestSshd } from './sshd';
 
 export function target(sshd: TestSshd, over: Partial<SshTarget> = {}): SshTarget {

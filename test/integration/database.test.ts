@@ -1,11 +1,11 @@
 /** PostgreSQL reached through the SSH connection's port forwarding, and client tools run on the host. */
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
-import { parseConfig } from '../../src/core/config';
-import { Database } from '../../src/core/database';
-import { Environment } from '../../src/core/environment';
-import { RemoteCommandError } from '../../src/core/errors';
-import type { SshHost } from '../../src/core/ssh';
+import { parseConfig } from '../../src/domain/config';
+import { Database } from '../support/database';
+import { Environment } from '../../src/domain/environment';
+import { RemoteCommandError } from '../../src/infra/errors';
+import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
 import { startPostgres, type TestPostgres } from '../harness/postgres';
 import { startSshd, type TestSshd } from '../harness/sshd';

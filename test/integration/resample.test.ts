@@ -4,11 +4,11 @@
  */
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
-import { ConfigurationError } from '../../src/core/errors';
+import { ConfigurationError } from '../../src/infra/errors';
 import { ResampleFailed, resample, type ResampleReport } from '../../src/resample/engine';
 import { isSampled, productionScript } from '../../src/resample/plan';
 import { planResample } from '../../src/resample/engine';
-import { argv } from '../../src/core/shell';
+import { argv } from '../../src/infra/shell';
 import { SAMPLE_CONFIG } from '../fixtures/sample-schema/generate';
 import { runSql, startWorld, type World } from './resample-support';
 

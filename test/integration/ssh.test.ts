@@ -5,10 +5,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ConfigurationError, RemoteCommandError } from '../../src/core/errors';
-import { MemoryLogger } from '../../src/core/logger';
-import { argv, sh } from '../../src/core/shell';
-import type { SshHost } from '../../src/core/ssh';
+import { ConfigurationError, RemoteCommandError } from '../../src/infra/errors';
+import { MemoryLogger } from '../../src/infra/logger';
+import { argv, sh } from '../../src/infra/shell';
+import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
 import { startSshd, type TestSshd } from '../harness/sshd';
 

@@ -2,9 +2,9 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { parseConfig } from '../../src/core/config';
-import { ConfigurationError } from '../../src/core/errors';
-import * as validate from '../../src/core/validate';
+import { parseConfig } from '../../src/domain/config';
+import { ConfigurationError } from '../../src/infra/errors';
+import * as validate from '../../src/infra/validate';
 
 const makapix = fs.readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8');
 

@@ -4,10 +4,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
-import { runDeadline } from '../../src/core/action';
-import type { LogRecord } from '../../src/core/host-log';
-import { releaseStack } from '../../src/core/release';
-import { drift, type ObservedState } from '../../src/core/state';
+import { runDeadline } from '../../src/domain/action';
+import type { LogRecord } from '../../src/domain/host-log';
+import { releaseStack } from '../../src/domain/release';
+import { drift, type ObservedState } from '../../src/domain/state';
 
 let t = 0;
 function rec(fields: Record<string, unknown>): LogRecord {

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { parseJUnit } from '../../src/core/junit';
+import { parseJUnit } from '../../src/infra/junit';
 
 // Written by pytest (Debian bookworm's, in the fixture base image) with -o junit_family=xunit1.
 const xml = fs.readFileSync(path.join(__dirname, '../fixtures/junit/pytest-xunit1.xml'), 'utf8');

@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { createHmac, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { ConfigurationError } from '../../src/core/errors';
-import { hostKeyAlgorithms, hostKeyPolicy, hostMatches, parseKnownHosts } from '../../src/core/known-hosts';
+import { ConfigurationError } from '../../src/infra/errors';
+import { hostKeyAlgorithms, hostKeyPolicy, hostMatches, parseKnownHosts } from '../../src/infra/known-hosts';
 
 // Real public keys (ssh-keygen output), for parsing only.
 const ED = 'AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ';

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { diskPaths, monitorSummary, type MonitorReport } from '../../src/actions/monitor/monitor';
-import { parseConfig, type Config } from '../../src/core/config';
+import { parseConfig, type Config } from '../../src/domain/config';
 import { latencyMermaid, latencySvg, niceCeiling, sparkline } from '../../src/safety/chart';
 import { counts } from '../../src/safety/findings';
 import { latencyStats, parseConnections, parseContainerLimits, parseDf, parseDockerStats, parseTimings, percentile, type Sample } from '../../src/safety/metrics';

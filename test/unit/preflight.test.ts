@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { stringify, parse as parseYaml } from 'yaml';
 import { preflightSummary, unsetVariables, type PreflightReport } from '../../src/actions/preflight/preflight';
-import { parseConfig, type Config } from '../../src/core/config';
+import { parseConfig, type Config } from '../../src/domain/config';
 import { caddyDomains, hasBasicAuthLabel, hasNoindexLabel, parseComposeConfig, parseMount, parsePort } from '../../src/safety/compose-model';
 import { DEFAULT_MUST_DIFFER } from '../../src/safety/config';
 import { EnvFileError, digestEnv, hostOf, parseEnvFile, scrub, sha256 } from '../../src/safety/env-file';

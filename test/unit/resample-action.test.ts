@@ -3,10 +3,10 @@ import { strict as assert } from 'node:assert';
 import { afterEach, describe, it } from 'node:test';
 import type { ResampleInputs, ResampleOutputs } from '../../action-types';
 import { readParams } from '../../src/actions/resample/resample';
-import { ActionIO } from '../../src/core/actions-io';
-import { parseConfig } from '../../src/core/config';
-import { ConfigurationError } from '../../src/core/errors';
-import { MemoryLogger } from '../../src/core/logger';
+import { ActionIO } from '../../src/infra/actions-io';
+import { parseConfig } from '../../src/domain/config';
+import { ConfigurationError } from '../../src/infra/errors';
+import { MemoryLogger } from '../../src/infra/logger';
 
 const ENV = { checkout: '/srv/x', project: 'x', 'compose-files': ['a.yml'], 'env-file': '.env', url: 'https://x.example', database: { name: 'x', user: 'x' } };
 const base = `environments:\n  prod: ${JSON.stringify(ENV)}\n  dev: ${JSON.stringify({ ...ENV, checkout: '/srv/y', project: 'y', database: { name: 'y', user: 'y' } })}\n`;

@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { pbkdf2Sync } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { ConfigurationError } from '../../src/core/errors';
+import { ConfigurationError } from '../../src/infra/errors';
 import { hashDevPassword, nameWords, sensitiveMatch } from '../../src/resample/anonymize';
 import type { Catalog, Column, ForeignKey, Table } from '../../src/resample/catalog';
 import { buildPlan, isSampled, memberHash, productionScript, thresholdFor, type SamplePlan } from '../../src/resample/plan';

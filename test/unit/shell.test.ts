@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { argv, quote, raw, sh } from '../../src/core/shell';
+import { argv, quote, raw, sh } from '../../src/infra/shell';
 
 /** What a real sh makes of a quoted word: the proof that quoting round-trips. */
 function throughSh(script: string): string {

@@ -3,16 +3,16 @@
  * pruned (the newest verified one is never deleted).
  */
 import type { BackupInputs, BackupOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../core/action';
-import { backupDir, checkBackupDir, pruneBackups, takeBackup, type BackupManifest } from '../../core/backup';
-import { ConfigurationError, errorMessage } from '../../core/errors';
-import { Environment } from '../../core/environment';
-import { underLock } from '../../core/operation';
-import { currentRelease } from '../../core/release';
-import { Summary } from '../../core/summary';
-import * as validate from '../../core/validate';
+import type { ActionDefinition } from '../../domain/action';
+import { backupDir, checkBackupDir, pruneBackups, takeBackup, type BackupManifest } from '../../domain/backup';
+import { ConfigurationError, errorMessage } from '../../infra/errors';
+import { Environment } from '../../domain/environment';
+import { underLock } from '../../domain/operation';
+import { currentRelease } from '../../domain/release';
+import { Summary } from '../../infra/summary';
+import * as validate from '../../infra/validate';
 import { environmentInput } from '../deploy/deploy';
-import type { EnvironmentName } from '../../core/config';
+import type { EnvironmentName } from '../../domain/config';
 
 interface Plan {
   environment: EnvironmentName;

@@ -1,4 +1,4 @@
-import { runAction } from '../../core/action';
+import { runAction } from '../../domain/action';
 import { backupAction } from './backup';
 
 runAction(backupAction);

@@ -6,13 +6,13 @@
  * and names the rollback to run.
  */
 import type { DeployInputs, DeployOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../core/action';
-import type { EnvironmentName } from '../../core/config';
-import { Environment, type ContainerState } from '../../core/environment';
-import { ConfigurationError, errorMessage } from '../../core/errors';
-import { checkoutCommit, resolveRef } from '../../core/git';
-import { underLock } from '../../core/operation';
-import { drift, observe } from '../../core/state';
+import type { ActionDefinition } from '../../domain/action';
+import type { EnvironmentName } from '../../domain/config';
+import { Environment, type ContainerState } from '../../domain/environment';
+import { ConfigurationError, errorMessage } from '../../infra/errors';
+import { checkoutCommit, resolveRef } from '../../domain/git';
+import { underLock } from '../../domain/operation';
+import { drift, observe } from '../../domain/state';
 import {
   HealthError,
   composeBuildAndUp,
@@ -22,9 +22,9 @@ import {
   pruneReleaseTags,
   tagRelease,
   waitHealthy,
-} from '../../core/release';
-import { Summary } from '../../core/summary';
-import * as validate from '../../core/validate';
+} from '../../domain/release';
+import { Summary } from '../../infra/summary';
+import * as validate from '../../infra/validate';
 
 interface Plan {
   environment: EnvironmentName;

@@ -6,20 +6,20 @@
  * is what promote checks.
  */
 import type { GateInputs, GateOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../core/action';
-import type { Config } from '../../core/config';
-import { Environment } from '../../core/environment';
-import { OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../../core/errors';
-import type { Host } from '../../core/host';
-import { parseJUnit, type TestReport } from '../../core/junit';
-import type { Logger } from '../../core/logger';
-import { underLock } from '../../core/operation';
-import { currentRelease } from '../../core/release';
-import { drift, observe, shortId } from '../../core/state';
-import { migrationPlan, upgradeHead } from '../../core/alembic';
-import { dockerExec } from '../../core/docker';
-import { Summary } from '../../core/summary';
-import * as validate from '../../core/validate';
+import type { ActionDefinition } from '../../domain/action';
+import type { Config } from '../../domain/config';
+import { Environment } from '../../domain/environment';
+import { OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../../infra/errors';
+import type { Host } from '../../infra/host';
+import { parseJUnit, type TestReport } from '../../infra/junit';
+import type { Logger } from '../../infra/logger';
+import { underLock } from '../../domain/operation';
+import { currentRelease } from '../../domain/release';
+import { drift, observe, shortId } from '../../domain/state';
+import { migrationPlan, upgradeHead } from '../../domain/alembic';
+import { dockerExec } from '../../infra/docker';
+import { Summary } from '../../infra/summary';
+import * as validate from '../../infra/validate';
 
 interface Plan {
   sha?: string;

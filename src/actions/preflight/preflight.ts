@@ -7,14 +7,14 @@
  * Other actions run the same checks with `runPreflight(host, config, log)`.
  */
 import type { PreflightInputs, PreflightOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../core/action';
-import type { Config, EnvironmentName } from '../../core/config';
-import { Environment } from '../../core/environment';
-import { OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../../core/errors';
-import type { Host } from '../../core/host';
-import type { Logger } from '../../core/logger';
-import { sh } from '../../core/shell';
-import { Summary } from '../../core/summary';
+import type { ActionDefinition } from '../../domain/action';
+import type { Config, EnvironmentName } from '../../domain/config';
+import { Environment } from '../../domain/environment';
+import { OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../../infra/errors';
+import type { Host } from '../../infra/host';
+import type { Logger } from '../../infra/logger';
+import { sh } from '../../infra/shell';
+import { Summary } from '../../infra/summary';
 import { ComposeConfigError, parseComposeConfig } from '../../safety/compose-model';
 import type { PreflightSettings } from '../../safety/config';
 import { EnvFileError, digestEnv, parseEnvFile, scrub } from '../../safety/env-file';

@@ -13,23 +13,23 @@
  * Prod ends on the new release or back on the old one; the outcome says which.
  */
 import type { PromoteInputs, PromoteOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../core/action';
-import { takeBackup, usableBackup, type BackupManifest } from '../../core/backup';
-import { Environment, type ContainerState } from '../../core/environment';
-import { OperationFailed, errorMessage } from '../../core/errors';
-import { checkoutCommit, resolveRef } from '../../core/git';
-import { HostLog, latest, type LogRecord } from '../../core/host-log';
-import type { RunInfo } from '../../core/actions-io';
-import type { Host } from '../../core/host';
-import type { Logger } from '../../core/logger';
-import { EnvironmentLock } from '../../core/lock';
-import { drift, observe, shortId } from '../../core/state';
-import { underLock } from '../../core/operation';
-import { composeBuildAndUp, currentRelease, newReleaseId, probeHealthUrl, pruneReleaseTags, tagRelease, waitHealthy, HealthError, type Release } from '../../core/release';
-import { migrationPlan, upgradeHead } from '../../core/alembic';
-import { lossWindow, startRelease } from '../../core/rollback';
-import { Summary } from '../../core/summary';
-import * as validate from '../../core/validate';
+import type { ActionDefinition } from '../../domain/action';
+import { takeBackup, usableBackup, type BackupManifest } from '../../domain/backup';
+import { Environment, type ContainerState } from '../../domain/environment';
+import { OperationFailed, errorMessage } from '../../infra/errors';
+import { checkoutCommit, resolveRef } from '../../domain/git';
+import { HostLog, latest, type LogRecord } from '../../domain/host-log';
+import type { RunInfo } from '../../infra/actions-io';
+import type { Host } from '../../infra/host';
+import type { Logger } from '../../infra/logger';
+import { EnvironmentLock } from '../../domain/lock';
+import { drift, observe, shortId } from '../../domain/state';
+import { underLock } from '../../domain/operation';
+import { composeBuildAndUp, currentRelease, newReleaseId, probeHealthUrl, pruneReleaseTags, tagRelease, waitHealthy, HealthError, type Release } from '../../domain/release';
+import { migrationPlan, upgradeHead } from '../../domain/alembic';
+import { lossWindow, startRelease } from '../../domain/rollback';
+import { Summary } from '../../infra/summary';
+import * as validate from '../../infra/validate';
 import { servicesTable } from '../deploy/deploy';
 
 interface Plan {

@@ -4,9 +4,9 @@
  * this file reads the inputs and reports.
  */
 import type { ResampleInputs, ResampleOutputs } from '../../../action-types';
-import type { ActionDefinition, Prepared } from '../../core/action';
-import { ConfigurationError, errorMessage } from '../../core/errors';
-import { boolean, printable } from '../../core/validate';
+import type { ActionDefinition, Prepared } from '../../domain/action';
+import { ConfigurationError, errorMessage } from '../../infra/errors';
+import { boolean, printable } from '../../infra/validate';
 import { ResampleFailed, resample, type ResampleParams } from '../../resample/engine';
 import { planLines, resampleSummary } from '../../resample/report';
 import { SwapBackFailed } from '../../resample/swap';

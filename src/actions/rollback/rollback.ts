@@ -5,17 +5,17 @@
  * restore and stated in the summary.
  */
 import type { RollbackInputs, RollbackOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../core/action';
-import { usableBackup, type BackupManifest } from '../../core/backup';
-import type { EnvironmentName } from '../../core/config';
-import { Environment } from '../../core/environment';
-import { ConfigurationError, OperationFailed, errorMessage } from '../../core/errors';
-import { underLock } from '../../core/operation';
-import { releaseHistory, releaseStack, type Release } from '../../core/release';
-import { drift, observe } from '../../core/state';
-import { lossWindow, startRelease, type RestartResult } from '../../core/rollback';
-import { Summary } from '../../core/summary';
-import * as validate from '../../core/validate';
+import type { ActionDefinition } from '../../domain/action';
+import { usableBackup, type BackupManifest } from '../../domain/backup';
+import type { EnvironmentName } from '../../domain/config';
+import { Environment } from '../../domain/environment';
+import { ConfigurationError, OperationFailed, errorMessage } from '../../infra/errors';
+import { underLock } from '../../domain/operation';
+import { releaseHistory, releaseStack, type Release } from '../../domain/release';
+import { drift, observe } from '../../domain/state';
+import { lossWindow, startRelease, type RestartResult } from '../../domain/rollback';
+import { Summary } from '../../infra/summary';
+import * as validate from '../../infra/validate';
 import { environmentInput, servicesTable } from '../deploy/deploy';
 
 interface Plan {

@@ -3,16 +3,16 @@
  * operations), the lock holder, and the containers' states; changes nothing on the host.
  */
 import type { StatusInputs, StatusOutputs } from '../../../action-types';
-import type { ActionContext, ActionDefinition, Prepared } from '../../core/action';
-import { ENVIRONMENTS, type EnvironmentName } from '../../core/config';
-import { Environment, type ContainerState } from '../../core/environment';
-import { ConfigurationError, errorMessage } from '../../core/errors';
-import { HostLog, latest, unfinishedOperations, type LogRecord } from '../../core/host-log';
-import { EnvironmentLock, describeBusy, describeHolder, type BusyEntry, type LockHolder } from '../../core/lock';
-import { releaseStack } from '../../core/release';
-import { drift, observe } from '../../core/state';
-import { Summary } from '../../core/summary';
-import { printable } from '../../core/validate';
+import type { ActionContext, ActionDefinition, Prepared } from '../../domain/action';
+import { ENVIRONMENTS, type EnvironmentName } from '../../domain/config';
+import { Environment, type ContainerState } from '../../domain/environment';
+import { ConfigurationError, errorMessage } from '../../infra/errors';
+import { HostLog, latest, unfinishedOperations, type LogRecord } from '../../domain/host-log';
+import { EnvironmentLock, describeBusy, describeHolder, type BusyEntry, type LockHolder } from '../../domain/lock';
+import { releaseStack } from '../../domain/release';
+import { drift, observe } from '../../domain/state';
+import { Summary } from '../../infra/summary';
+import { printable } from '../../infra/validate';
 
 export interface EnvironmentStatus {
   environment: EnvironmentName;

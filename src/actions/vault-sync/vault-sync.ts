@@ -3,9 +3,9 @@
  * from the production vault on the host; files nothing references any more are removed.
  */
 import type { VaultSyncInputs, VaultSyncOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../core/action';
-import { Summary } from '../../core/summary';
-import { boolean } from '../../core/validate';
+import type { ActionDefinition } from '../../domain/action';
+import { Summary } from '../../infra/summary';
+import { boolean } from '../../infra/validate';
 import { checkVaultPaths, vaultSync } from '../../resample/vault';
 
 export const vaultSyncAction: ActionDefinition<VaultSyncInputs, VaultSyncOutputs, { dryRun: boolean }> = {

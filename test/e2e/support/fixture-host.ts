@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ROOT, runBundle, startBundle, type BundleRun, type RunningBundle } from '../../harness/bundle';
 import { startSshd, type TestSshd } from '../../harness/sshd';
-import { parseLog, type LogRecord } from '../../../src/core/host-log';
+import { parseLog, type LogRecord } from '../../../src/domain/host-log';
 
 export const BASE_IMAGE = 'twinstack-fixture-base:latest';
 

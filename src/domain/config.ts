@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import { ConfigurationError } from './errors';
-import { printable } from './validate';
+import { ConfigurationError } from '../infra/errors';
+import { printable } from '../infra/validate';
 import { sectionSchemas } from '../config/sections';
 
 const absPath = z

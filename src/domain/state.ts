@@ -6,9 +6,9 @@
  */
 import { currentRevision } from './alembic';
 import { parseInspect, type ContainerState, type Environment } from './environment';
-import type { Host } from './host';
+import type { Host } from '../infra/host';
 import type { Release } from './release';
-import { sh } from './shell';
+import { sh } from '../infra/shell';
 
 export interface ObservedState {
   environment: string;

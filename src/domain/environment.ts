@@ -4,10 +4,10 @@
  * used, and structured state comes from `docker inspect`, which both leave alone.
  */
 import type { Config, EnvironmentConfig, EnvironmentName } from './config';
-import { OperationFailed } from './errors';
-import { dockerExec } from './docker';
-import type { Host, RunOptions } from './host';
-import { argv, sh, type Arg } from './shell';
+import { OperationFailed } from '../infra/errors';
+import { dockerExec } from '../infra/docker';
+import type { Host, RunOptions } from '../infra/host';
+import { argv, sh, type Arg } from '../infra/shell';
 
 export interface ContainerState {
   id: string;

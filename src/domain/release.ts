@@ -4,11 +4,11 @@
  * rebuilding. The host log's `release` records are the history; the newest is what runs now.
  */
 import type { Environment, ContainerState } from './environment';
-import { OperationFailed } from './errors';
-import type { Host } from './host';
+import { OperationFailed } from '../infra/errors';
+import type { Host } from '../infra/host';
 import type { LogRecord } from './host-log';
-import type { Logger } from './logger';
-import { argv, sh } from './shell';
+import type { Logger } from '../infra/logger';
+import { argv, sh } from '../infra/shell';
 
 export interface ServiceImage {
   /** The image name compose runs the service from (Config.Image). */

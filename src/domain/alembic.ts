@@ -2,9 +2,9 @@
  * alembic inside an environment's api container: where the schema stands and the upgrade. Every
  * call goes through dockerExec, so a time limit or a cancel stops the in-container process too.
  */
-import { dockerExec } from './docker';
+import { dockerExec } from '../infra/docker';
 import type { Environment } from './environment';
-import type { Host } from './host';
+import type { Host } from '../infra/host';
 
 export interface MigrationPlan {
   container: string;

@@ -8,8 +8,8 @@ import { restoreBackup } from './backup';
 import type { Config } from './config';
 import type { ContainerState, Environment } from './environment';
 import { checkoutCommit } from './git';
-import type { Host } from './host';
-import type { Logger } from './logger';
+import type { Host } from '../infra/host';
+import type { Logger } from '../infra/logger';
 import { probeHealthUrl, restoreReleaseImages, waitHealthy, type Release } from './release';
 
 export interface RestartResult {

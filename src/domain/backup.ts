@@ -6,10 +6,10 @@
  */
 import type { Config } from './config';
 import type { Environment } from './environment';
-import { ConfigurationError, OperationFailed, RemoteCommandError, errorMessage, tailLines } from './errors';
-import type { Host } from './host';
-import type { Logger } from './logger';
-import { argv, raw, sh } from './shell';
+import { ConfigurationError, OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../infra/errors';
+import type { Host } from '../infra/host';
+import type { Logger } from '../infra/logger';
+import { argv, raw, sh } from '../infra/shell';
 
 export interface BackupFile {
   bytes: number;

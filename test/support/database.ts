@@ -3,7 +3,7 @@
  * forwarding, so the database never listens beyond the host's loopback.
  */
 import { Client } from 'pg';
-import type { Forward, Host } from './host';
+import type { Forward, Host } from '../../src/infra/host';
 
 export interface DatabaseTarget {
   host: string;

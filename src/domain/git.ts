@@ -3,10 +3,10 @@
  * Untracked files (the env files) are left alone; local changes to tracked files stop the deploy.
  */
 import type { Environment } from './environment';
-import { ConfigurationError, RemoteCommandError } from './errors';
-import type { Host } from './host';
-import { sh } from './shell';
-import { gitRef } from './validate';
+import { ConfigurationError, RemoteCommandError } from '../infra/errors';
+import type { Host } from '../infra/host';
+import { sh } from '../infra/shell';
+import { gitRef } from '../infra/validate';
 
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
 export async function resolveRef(host: Host, env: Environment, ref: string): Promise<string> {

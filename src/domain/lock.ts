@@ -5,11 +5,11 @@
  * holds the lock; a holder file found by the next run that takes the lock is the trace of a run
  * that died holding it (a stale lock), and is reported.
  */
-import { LockTimeoutError, RemoteCommandError } from './errors';
-import type { Fence, Host, RemoteProcess } from './host';
+import { LockTimeoutError, RemoteCommandError } from '../infra/errors';
+import type { Fence, Host, RemoteProcess } from '../infra/host';
 import { stateDirOf } from './host-log';
-import type { Logger } from './logger';
-import { argv, sh } from './shell';
+import type { Logger } from '../infra/logger';
+import { argv, sh } from '../infra/shell';
 
 export interface LockHolder {
   run: string;

@@ -1,6 +1,6 @@
 /**
  * The host: the one VPS both environments live on. Core modules speak to it through this
- * interface only; src/core/ssh.ts is the SSH implementation.
+ * interface only; src/infra/ssh.ts is the SSH implementation.
  */
 
 export interface RunOptions {

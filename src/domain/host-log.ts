@@ -3,9 +3,9 @@
  * Every action that changes the host records what it did, for which sha, by which run, and how it
  * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
  */
-import type { Host } from './host';
-import type { Logger } from './logger';
-import { sh } from './shell';
+import type { Host } from '../infra/host';
+import type { Logger } from '../infra/logger';
+import { sh } from '../infra/shell';
 
 export type Outcome = 'success' | 'failure' | 'cancelled' | 'interrupted';
 

@@ -4,14 +4,14 @@
  * Before it starts, operations left unfinished by dead runs are reported and marked interrupted.
  */
 import { randomBytes } from 'node:crypto';
-import type { RunInfo } from './actions-io';
+import type { RunInfo } from '../infra/actions-io';
 import { onCancel } from './action';
-import { OperationFailed, errorMessage } from './errors';
-import { sh } from './shell';
-import type { Host } from './host';
+import { OperationFailed, errorMessage } from '../infra/errors';
+import { sh } from '../infra/shell';
+import type { Host } from '../infra/host';
 import { HostLog, stateDirOf, unfinishedOperations, type LogRecord, type Outcome } from './host-log';
 import { EnvironmentLock, describeHolder, type LockHolder } from './lock';
-import type { Logger } from './logger';
+import type { Logger } from '../infra/logger';
 
 export interface Operation {
   id: string;

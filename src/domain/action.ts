@@ -4,13 +4,13 @@
  * SIGTERM from the runner) runs the registered clean-ups, so locks are released and the host log
  * says the run was cancelled.
  */
-import { ActionIO, ActionsLogger, runInfo, type RunInfo } from './actions-io';
+import { ActionIO, ActionsLogger, runInfo, type RunInfo } from '../infra/actions-io';
 import { loadConfig, type Config } from './config';
-import { ConfigurationError, LockTimeoutError, OperationFailed, RemoteCommandError, errorMessage } from './errors';
-import { cleanupScope, type Host } from './host';
-import type { Logger } from './logger';
-import { SshHost } from './ssh';
-import { positiveInt, printable } from './validate';
+import { ConfigurationError, LockTimeoutError, OperationFailed, RemoteCommandError, errorMessage } from '../infra/errors';
+import { cleanupScope, type Host } from '../infra/host';
+import type { Logger } from '../infra/logger';
+import { SshHost } from '../infra/ssh';
+import { positiveInt, printable } from '../infra/validate';
 
 /** Inputs every action that talks to the host takes (see any actions/<name>/action.yml). */
 export interface ConnectionInputs {
