@@ -56226,6 +56226,10 @@ class Environment {
         const files = this.cfg.composeFiles.flatMap((f) => ['-f', f]);
         return (0, shell_1.argv)(cmd, files, '--env-file', this.cfg.envFile, '-p', this.cfg.project, args);
     }
+    /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
+    composeScript(...args) {
+        return (0, shell_1.sh) `cd ${this.cfg.checkout} && COMPOSE_PROJECT_NAME=${this.cfg.project} ` + this.compose(...args);
+    }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
         return { ...extra, cwd: this.cfg.checkout, env: { COMPOSE_PROJECT_NAME: this.cfg.project, ...(extra.env ?? {}) } };
@@ -56292,14 +56296,74 @@ function parseInspect(json) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.HostLog = void 0;
+exports.HostLog = exports.logRecord = void 0;
 exports.stateDirOf = stateDirOf;
+exports.pendingDirOf = pendingDirOf;
 exports.parseLog = parseLog;
 exports.unfinishedOperations = unfinishedOperations;
 exports.latest = latest;
+/**
+ * The append-only host log: one JSON object per line in <state-dir>/<env>/log.jsonl on the host.
+ * Every action that changes the host records what it did, for which sha, by which run, and how it
+ * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
+ */
+const zod_1 = __nccwpck_require__(924);
 const shell_1 = __nccwpck_require__(2232);
+const outcome = zod_1.z.enum(['success', 'failure', 'cancelled', 'interrupted']);
+/** What every record has: which environment, which action and operation, which run, when. */
+const base = {
+    v: zod_1.z.literal(1),
+    time: zod_1.z.string(),
+    env: zod_1.z.string(),
+    action: zod_1.z.string(),
+    op: zod_1.z.string(),
+    run: zod_1.z.string().optional(),
+    actor: zod_1.z.string().optional(),
+    sha: zod_1.z.string().optional(),
+};
+const record = (event, fields) => zod_1.z.object({ ...base, event: zod_1.z.literal(event), ...fields }).passthrough();
+const serviceImage = zod_1.z.object({ name: zod_1.z.string(), id: zod_1.z.string(), tag: zod_1.z.string() }).passthrough();
+/**
+ * The host log's records: a tagged union on `event`. Fields twinstack decides on (a release's
+ * commit and images, a gate's verdict and what it tested) are checked when the log is read; a line
+ * that does not match is reported and skipped, never trusted. Other fields pass through.
+ */
+exports.logRecord = zod_1.z.discriminatedUnion('event', [
+    record('started', { staleLock: zod_1.z.string().optional() }),
+    record('finished', { outcome, error: zod_1.z.string().optional() }),
+    record('interrupted', { outcome: zod_1.z.literal('interrupted').optional(), reportedBy: zod_1.z.string().optional() }),
+    record('recovered', { what: zod_1.z.string() }),
+    record('release', {
+        release: zod_1.z.string(),
+        sha: zod_1.z.string(),
+        kind: zod_1.z.enum(['deploy', 'promote', 'rollback']),
+        images: zod_1.z.record(serviceImage),
+        previous: zod_1.z.string().optional(),
+        rolledBackFrom: zod_1.z.string().optional(),
+    }),
+    record('release-failed', { stage: zod_1.z.string(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
+    record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
+    record('gate', {
+        sha: zod_1.z.string(),
+        release: zod_1.z.string().optional(),
+        passed: zod_1.z.boolean(),
+        images: zod_1.z.record(zod_1.z.string()).optional(),
+        apiImage: zod_1.z.string().optional(),
+        problems: zod_1.z.array(zod_1.z.string()).optional(),
+    }),
+    record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional() }),
+    record('staging-created', { database: zod_1.z.string() }),
+    record('resampled', {}),
+    record('swapped', { database: zod_1.z.string() }),
+    record('swapped-back', { database: zod_1.z.string() }),
+    record('vault-synced', {}),
+]);
 function stateDirOf(stateDir, env) {
     return `${stateDir}/${env}`;
+}
+/** Where multi-step host changes leave the script that undoes (or finishes) them until they are done. */
+function pendingDirOf(stateDir, env) {
+    return `${stateDirOf(stateDir, env)}/pending`;
 }
 class HostLog {
     host;
@@ -56335,24 +56399,35 @@ class HostLog {
 exports.HostLog = HostLog;
 function parseLog(text, file, log) {
     const records = [];
-    let bad = 0;
-    for (const line of text.split('\n')) {
+    const bad = [];
+    text.split('\n').forEach((line, i) => {
         if (!line.trim())
-            continue;
+            return;
+        let value;
         try {
-            const r = JSON.parse(line);
-            if (r && typeof r === 'object' && r.v === 1 && typeof r.event === 'string')
-                records.push(r);
-            else
-                bad++;
+            value = JSON.parse(line);
         }
         catch {
-            bad++;
+            bad.push(`line ${i + 1} is not JSON`);
+            return;
         }
-    }
-    if (bad && log)
-        log.warning(`${file}: ${bad} line(s) are not twinstack records and were skipped`);
+        const r = exports.logRecord.safeParse(value);
+        if (r.success)
+            records.push(r.data);
+        else
+            bad.push(`line ${i + 1}: ${describeIssue(r.error, value)}`);
+    });
+    if (bad.length && log)
+        log.warning(`${file}: ${bad.length} line(s) are not twinstack records and were skipped (${bad.slice(0, 3).join('; ')})`);
     return records;
+}
+function describeIssue(error, value) {
+    const event = value && typeof value === 'object' && 'event' in value ? String(value.event).slice(0, 40) : undefined;
+    const issue = error.issues[0];
+    if (issue?.code === 'invalid_union_discriminator')
+        return `unknown event ${JSON.stringify(event ?? null)}`;
+    const where = issue?.path.length ? issue.path.join('.') : 'record';
+    return `${event ?? 'record'}: ${where}: ${issue?.message ?? 'invalid'}`;
 }
 /** Operations that were started and never finished (their run died or lost the connection). */
 function unfinishedOperations(records) {
@@ -56361,9 +56436,11 @@ function unfinishedOperations(records) {
 }
 /** The newest record of an event, optionally filtered. */
 function latest(records, event, where = () => true) {
-    for (let i = records.length - 1; i >= 0; i--)
-        if (records[i].event === event && where(records[i]))
-            return records[i];
+    for (let i = records.length - 1; i >= 0; i--) {
+        const r = records[i];
+        if (r.event === event && where(r))
+            return r;
+    }
     return undefined;
 }
 
@@ -56651,7 +56728,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     }
 }
 async function undoPending(o, hostLog, base) {
-    const dir = `${(0, host_log_1.stateDirOf)(o.stateDir, o.env)}/pending`;
+    const dir = (0, host_log_1.pendingDirOf)(o.stateDir, o.env);
     // One round trip: each leftover undo script with its first line (what it undoes).
     const list = await o.host.run((0, shell_1.sh) `for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {
         quiet: true,
@@ -56703,15 +56780,7 @@ function newReleaseId(sha, now = new Date()) {
     return `r${stamp}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
-    return {
-        release: String(r.release),
-        sha: String(r.sha),
-        kind: r.kind,
-        images: (r.images ?? {}),
-        time: r.time,
-        run: r.run,
-        previous: typeof r.previous === 'string' && r.previous ? r.previous : undefined,
-    };
+    return { release: r.release, sha: r.sha, kind: r.kind, images: r.images, time: r.time, run: r.run, previous: r.previous || undefined };
 }
 function releaseStack(records) {
     const replaced = new Map();
@@ -56725,7 +56794,7 @@ function releaseStack(records) {
         if (!replaced.has(rel.release) && rel.kind !== 'rollback')
             replaced.set(rel.release, rel.previous ?? running);
         if (rel.kind === 'rollback') {
-            const from = typeof r.rolledBackFrom === 'string' ? r.rolledBackFrom : typeof r.from === 'string' ? r.from : running;
+            const from = r.rolledBackFrom ?? (typeof r.from === 'string' ? r.from : running);
             if (from && from !== rel.release)
                 rolledBackFrom.add(from);
         }
@@ -56746,9 +56815,11 @@ function releaseStack(records) {
 }
 /** The release an environment runs now: the newest release record. */
 function currentRelease(records) {
-    for (let i = records.length - 1; i >= 0; i--)
-        if (records[i].event === 'release')
-            return asRelease(records[i]);
+    for (let i = records.length - 1; i >= 0; i--) {
+        const r = records[i];
+        if (r.event === 'release')
+            return asRelease(r);
+    }
     return undefined;
 }
 /** Every release ever recorded, newest first, each id once. */
@@ -56757,9 +56828,9 @@ function releaseHistory(records) {
     const out = [];
     for (let i = records.length - 1; i >= 0; i--) {
         const r = records[i];
-        if (r.event !== 'release' || seen.has(String(r.release)))
+        if (r.event !== 'release' || seen.has(r.release))
             continue;
-        seen.add(String(r.release));
+        seen.add(r.release);
         out.push(asRelease(r));
     }
     return out;
@@ -57887,15 +57958,22 @@ class SshHost {
             }
         };
         const channelReady = new Promise((resolve, reject) => {
-            this.connection().exec(command, (e, ch) => {
-                if (e) {
-                    const error = new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label);
-                    finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
-                    return reject(error);
-                }
-                attach(ch);
-                resolve(ch);
-            });
+            // A command that cannot start (the connection is gone) ends at once, never waits forever.
+            const fail = (e) => {
+                finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
+                reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
+            };
+            try {
+                this.connection().exec(command, (e, ch) => {
+                    if (e)
+                        return fail(e);
+                    attach(ch);
+                    resolve(ch);
+                });
+            }
+            catch (e) {
+                fail(e);
+            }
         });
         channelReady.catch(() => undefined);
         return { exited, channelReady, lineWaiters, label };

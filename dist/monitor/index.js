@@ -55623,6 +55623,7 @@ const findings_1 = __nccwpck_require__(70);
 const metrics_1 = __nccwpck_require__(271);
 const monitoring_1 = __nccwpck_require__(6062);
 const units_1 = __nccwpck_require__(8493);
+const postgres_1 = __nccwpck_require__(263);
 const SPLIT = '--twinstack-inspect--';
 /** Counted like max_connections counts them: client sessions, not PostgreSQL's own background workers. */
 const CONNECTIONS_SQL = "select count(*) from pg_stat_activity where backend_type = 'client backend'";
@@ -55651,7 +55652,7 @@ async function containerMetrics(host, env, into) {
     }
 }
 async function databaseMetrics(host, env, into) {
-    const cmd = env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', env.cfg.database.name, '-c', CONNECTIONS_SQL, '-c', 'show max_connections']);
+    const cmd = (0, postgres_1.psql)(env, env.cfg.database.name, { tuples: true, run: [CONNECTIONS_SQL, 'show max_connections'] });
     const r = await host.run(cmd, { quiet: true, check: false, label: `${env.name}: database connections`, timeoutSeconds: 60 });
     const parsed = r.exitCode === 0 ? (0, metrics_1.parseConnections)(r.stdout) : undefined;
     if (parsed)
@@ -56222,6 +56223,10 @@ class Environment {
         const files = this.cfg.composeFiles.flatMap((f) => ['-f', f]);
         return (0, shell_1.argv)(cmd, files, '--env-file', this.cfg.envFile, '-p', this.cfg.project, args);
     }
+    /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
+    composeScript(...args) {
+        return (0, shell_1.sh) `cd ${this.cfg.checkout} && COMPOSE_PROJECT_NAME=${this.cfg.project} ` + this.compose(...args);
+    }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
         return { ...extra, cwd: this.cfg.checkout, env: { COMPOSE_PROJECT_NAME: this.cfg.project, ...(extra.env ?? {}) } };
@@ -56772,6 +56777,61 @@ exports.MemoryLogger = MemoryLogger;
 
 /***/ }),
 
+/***/ 263:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.STDIN_SCRIPT = void 0;
+exports.psql = psql;
+exports.endSessionsSql = endSessionsSql;
+exports.renameDatabaseSql = renameDatabaseSql;
+exports.dropDatabaseSql = dropDatabaseSql;
+const sql_1 = __nccwpck_require__(3830);
+/** In `PsqlOptions.run`: the script psql reads from its standard input (`-f -`). */
+exports.STDIN_SCRIPT = Symbol('stdin script');
+/** A shell command running psql on `database` through the client's connection. */
+function psql(client, database, o = {}) {
+    const args = ['-X', '-q'];
+    if (o.stopOnError !== false)
+        args.push('-v', 'ON_ERROR_STOP=1');
+    if (o.tuples)
+        args.push('-A', '-t');
+    if (o.output)
+        args.push('-o', o.output);
+    args.push('-d', database);
+    for (const step of o.run ?? [exports.STDIN_SCRIPT]) {
+        if (step === exports.STDIN_SCRIPT)
+            args.push('-f', '-');
+        else
+            args.push('-c', step);
+    }
+    return client.dbTool('psql', args);
+}
+/**
+ * Ends the sessions on a database that the connected role may end. A non-superuser owner (the
+ * usual `via: container` login) may only signal its own roles' sessions: asking for others would be
+ * an error, so those are left to the caller's retry ("being accessed by other users").
+ */
+function endSessionsSql(database) {
+    return (`SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid ` +
+        `WHERE a.datname = ${(0, sql_1.literal)(database)} AND a.pid <> pg_backend_pid() ` +
+        `AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT r.rolsuper AND (pg_has_role(r.oid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))));`);
+}
+/** Ends the database's sessions, then renames it (one script; the rename is its last statement). */
+function renameDatabaseSql(from, to, opts = {}) {
+    // A short pause lets terminated backends leave pg_stat_activity before the rename looks.
+    return `${endSessionsSql(from)}\n${opts.settle ? 'SELECT pg_sleep(0.2);\n' : ''}ALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};\n`;
+}
+/** Ends the database's sessions, then drops it if it exists. */
+function dropDatabaseSql(name) {
+    return `${endSessionsSql(name)}\nDROP DATABASE IF EXISTS ${(0, sql_1.ident)(name)};\n`;
+}
+
+
+/***/ }),
+
 /***/ 2232:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -56830,6 +56890,49 @@ function sh(strings, ...values) {
         out += render(v) + strings[i + 1];
     });
     return out;
+}
+
+
+/***/ }),
+
+/***/ 3830:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Quoting for SQL text that twinstack generates (identifiers and literals from the catalog and the config). */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ident = ident;
+exports.literal = literal;
+exports.qualified = qualified;
+exports.tuple = tuple;
+exports.dollarTag = dollarTag;
+function ident(name) {
+    if (name.includes('\0'))
+        throw new Error('an identifier contains a NUL byte');
+    return `"${name.replace(/"/g, '""')}"`;
+}
+function literal(value) {
+    if (value.includes('\0'))
+        throw new Error('a SQL literal contains a NUL byte');
+    // E'' syntax is not needed: standard_conforming_strings is on in every supported version.
+    return `'${value.replace(/'/g, "''")}'`;
+}
+/** `"schema"."table"` for a table id `schema.table`. */
+function qualified(schema, name) {
+    return `${ident(schema)}.${ident(name)}`;
+}
+/** `t.a` or `(t.a, t.b)`: a column tuple for IN comparisons. */
+function tuple(alias, columns) {
+    const cols = columns.map((c) => `${alias}.${ident(c)}`);
+    return cols.length === 1 ? cols[0] : `(${cols.join(', ')})`;
+}
+/** A dollar-quote tag that does not occur in the body. */
+function dollarTag(body, base = 'ts') {
+    let tag = `$${base}$`;
+    for (let i = 0; body.includes(tag); i++)
+        tag = `$${base}${i}$`;
+    return tag;
 }
 
 
@@ -57125,15 +57228,22 @@ class SshHost {
             }
         };
         const channelReady = new Promise((resolve, reject) => {
-            this.connection().exec(command, (e, ch) => {
-                if (e) {
-                    const error = new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label);
-                    finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
-                    return reject(error);
-                }
-                attach(ch);
-                resolve(ch);
-            });
+            // A command that cannot start (the connection is gone) ends at once, never waits forever.
+            const fail = (e) => {
+                finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
+                reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
+            };
+            try {
+                this.connection().exec(command, (e, ch) => {
+                    if (e)
+                        return fail(e);
+                    attach(ch);
+                    resolve(ch);
+                });
+            }
+            catch (e) {
+                fail(e);
+            }
         });
         channelReady.catch(() => undefined);
         return { exited, channelReady, lineWaiters, label };

@@ -56176,6 +56176,10 @@ class Environment {
         const files = this.cfg.composeFiles.flatMap((f) => ['-f', f]);
         return (0, shell_1.argv)(cmd, files, '--env-file', this.cfg.envFile, '-p', this.cfg.project, args);
     }
+    /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
+    composeScript(...args) {
+        return (0, shell_1.sh) `cd ${this.cfg.checkout} && COMPOSE_PROJECT_NAME=${this.cfg.project} ` + this.compose(...args);
+    }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
         return { ...extra, cwd: this.cfg.checkout, env: { COMPOSE_PROJECT_NAME: this.cfg.project, ...(extra.env ?? {}) } };
@@ -57079,15 +57083,22 @@ class SshHost {
             }
         };
         const channelReady = new Promise((resolve, reject) => {
-            this.connection().exec(command, (e, ch) => {
-                if (e) {
-                    const error = new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label);
-                    finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
-                    return reject(error);
-                }
-                attach(ch);
-                resolve(ch);
-            });
+            // A command that cannot start (the connection is gone) ends at once, never waits forever.
+            const fail = (e) => {
+                finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
+                reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
+            };
+            try {
+                this.connection().exec(command, (e, ch) => {
+                    if (e)
+                        return fail(e);
+                    attach(ch);
+                    resolve(ch);
+                });
+            }
+            catch (e) {
+                fail(e);
+            }
         });
         channelReady.catch(() => undefined);
         return { exited, channelReady, lineWaiters, label };

@@ -55559,7 +55559,7 @@ function wrappy (fn, cb) {
 
 /***/ }),
 
-/***/ 3856:
+/***/ 5650:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -55598,16 +55598,9 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.deployAction = void 0;
 exports.environmentInput = environmentInput;
 exports.servicesTable = servicesTable;
-const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
-const git_1 = __nccwpck_require__(6048);
-const operation_1 = __nccwpck_require__(4201);
-const state_1 = __nccwpck_require__(781);
-const release_1 = __nccwpck_require__(5817);
-const summary_1 = __nccwpck_require__(5018);
 const validate = __importStar(__nccwpck_require__(8770));
 function environmentInput(value) {
     if (value !== 'prod' && value !== 'dev') {
@@ -55618,104 +55611,6 @@ function environmentInput(value) {
 function servicesTable(s, containers) {
     return s.table(['service', 'container', 'state', 'health', 'image'], containers.map((c) => [c.service, c.name, c.status + (c.status === 'exited' ? ` (${c.exitCode})` : ''), c.health, c.image]));
 }
-exports.deployAction = {
-    name: 'deploy',
-    prepare({ io, run }) {
-        const environment = environmentInput(io.required('environment', 'prod or dev'));
-        const ref = io.input('ref') || run.sha;
-        if (!ref)
-            throw new errors_1.ConfigurationError('input ref is required when the workflow has no commit (GITHUB_SHA)');
-        validate.gitRef(ref);
-        const build = validate.boolean(io.input('build') || 'true', 'input build');
-        return { environment, ref, build };
-    },
-    async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
-        const env = new environment_1.Environment(plan.environment, config);
-        const started = Date.now();
-        const summary = new summary_1.Summary().heading(`Deploy to ${env.name}`);
-        let sha = '';
-        let settled = [];
-        let failedAt;
-        try {
-            const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, action: 'deploy', run, log, lockTimeoutSeconds }, async (op) => {
-                const previous = (0, release_1.currentRelease)(op.records);
-                // Start from what runs, not from the record: a deploy settles any drift.
-                const before = await (0, state_1.observe)(host, env);
-                settled = (0, state_1.drift)(before, previous);
-                if (settled.length)
-                    log.info(`${env.name} had drifted from its recorded release ${previous?.release ?? '(none)'}: ${settled.join('; ')}. This deploy settles it.`);
-                let stage = 'checkout';
-                try {
-                    log.startGroup(`${env.name}: checkout ${plan.ref}`);
-                    try {
-                        sha = await (0, git_1.resolveRef)(host, env, plan.ref);
-                        log.info(`${plan.ref} is ${sha}`);
-                        await (0, git_1.checkoutCommit)(host, env, sha);
-                    }
-                    finally {
-                        log.endGroup();
-                    }
-                    stage = 'build and up';
-                    await (0, release_1.composeBuildAndUp)(host, env, plan.build, log);
-                    stage = 'health';
-                    const containers = await (0, release_1.waitHealthy)(host, env, log);
-                    await (0, release_1.probeHealthUrl)(host, env, log);
-                    const releaseId = (0, release_1.newReleaseId)(sha);
-                    const images = await (0, release_1.tagRelease)(host, env, releaseId, containers);
-                    const durationSeconds = Math.round((Date.now() - started) / 1000);
-                    await op.record('release', { release: releaseId, sha, kind: 'deploy', images, previous: previous?.release, durationSeconds, settled: settled.length ? settled : undefined });
-                    await (0, release_1.pruneReleaseTags)(host, env, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
-                    return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers };
-                }
-                catch (e) {
-                    // The record must never claim that the older release still runs: what runs now is written down.
-                    const after = await (0, state_1.observe)(host, env).catch(() => undefined);
-                    failedAt = { stage, drift: after ? (0, state_1.drift)(after, previous) : [] };
-                    await op
-                        .record('release-failed', { sha: sha || undefined, ref: plan.ref, stage, images: after?.images, head: after?.head, previous: previous?.release, error: log.redact((0, errors_1.errorMessage)(e)).slice(0, 500) })
-                        .catch(() => undefined);
-                    throw e;
-                }
-            });
-            io.output('release-id', result.releaseId);
-            io.output('sha', result.sha);
-            io.output('previous-release-id', result.previousReleaseId);
-            io.output('duration-seconds', result.durationSeconds);
-            summary
-                .text(`✅ **${env.name} runs release \`${result.releaseId}\`** (commit \`${result.sha.slice(0, 12)}\`), deployed in ${result.durationSeconds}s.`)
-                .list([
-                `previous release: ${result.previousReleaseId ? `\`${result.previousReleaseId}\`` : 'none'}`,
-                `health: ${env.cfg.url}${env.cfg.healthPath} answered 2xx`,
-                ...(settled.length ? [`before this deploy, ${env.name} had drifted from its record (${settled.join('; ')}); it now runs this release exactly`] : []),
-            ]);
-            servicesTable(summary, result.containers);
-        }
-        catch (e) {
-            summary.text(`❌ **The deploy to ${env.name} failed**: ${(0, errors_1.errorMessage)(e)}`);
-            if (e instanceof release_1.HealthError) {
-                summary.list([
-                    `service \`${e.service}\` is ${e.state}`,
-                    `${env.name} now runs the new containers of ${sha ? `\`${sha.slice(0, 12)}\`` : 'the new commit'}, which are not healthy.`,
-                    `Next: fix and push again, or run the rollback workflow to return ${env.name} to its previous release.`,
-                ]);
-                if (e.logs)
-                    summary.details(`last log lines of ${e.service}`, '```\n' + e.logs + '\n```');
-            }
-            else {
-                summary.list([`Next: read the error above; the ${env.name} host log records this failed run.`]);
-            }
-            if (failedAt?.drift.length) {
-                summary.list([
-                    `The failed deploy (stage: ${failedAt.stage}) is recorded; ${env.name} no longer runs its recorded release: ${failedAt.drift.join('; ')}.`,
-                    `gate and promote refuse ${env.name} until a deploy or a rollback settles it.`,
-                ]);
-            }
-            await io.summary(summary.toMarkdown());
-            throw e;
-        }
-        await io.summary(summary.toMarkdown());
-    },
-};
 
 
 /***/ }),
@@ -55774,7 +55669,7 @@ const alembic_1 = __nccwpck_require__(6023);
 const rollback_1 = __nccwpck_require__(9478);
 const summary_1 = __nccwpck_require__(5018);
 const validate = __importStar(__nccwpck_require__(8770));
-const deploy_1 = __nccwpck_require__(3856);
+const common_1 = __nccwpck_require__(5650);
 /** Time kept for the automatic rollback when the run has a deadline. */
 const ROLLBACK_RESERVE_MS = 30 * 60_000;
 exports.promoteAction = {
@@ -55936,7 +55831,7 @@ function promoteSummary(prod, r, devRelease) {
         items.push(`Next: fix the cause on dev, gate it, and flip the switch again.`);
     s.list(items);
     s.heading(`${prod.name}`, 3);
-    (0, deploy_1.servicesTable)(s, r.containers);
+    (0, common_1.servicesTable)(s, r.containers);
     if (r.failure?.logs)
         s.details(`last log lines of ${r.failure.service}`, '```\n' + r.failure.logs + '\n```');
     s.text(`dev still runs \`${devRelease.release}\`.`);
@@ -55966,7 +55861,7 @@ async function gatedDevRelease(host, stateDir, dev, requireGate, run, log, lockT
         if (gate?.passed !== true) {
             throw new errors_1.OperationFailed(`commit ${devRelease.sha} (dev release ${devRelease.release}) has no passing gate on dev${gate ? ` (its last gate failed at ${gate.time})` : ''}: run the gate on dev, or fix and deploy again. Nothing was changed.`);
         }
-        const tested = (gate.images ?? {});
+        const tested = gate.images ?? {};
         if (!Object.keys(tested).length) {
             throw new errors_1.OperationFailed(`the passing gate of ${devRelease.sha.slice(0, 12)} (${gate.time}) does not say which images it tested: run the gate on dev again. Nothing was changed.`);
         }
@@ -56247,6 +56142,9 @@ exports.pendingDir = pendingDir;
 exports.pruneBackups = pruneBackups;
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
+const host_log_1 = __nccwpck_require__(131);
+const postgres_1 = __nccwpck_require__(263);
+const sql_1 = __nccwpck_require__(3830);
 function newBackupId(env, now = new Date()) {
     return `b${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${env}`;
 }
@@ -56292,7 +56190,7 @@ function compareCounts(source, restored) {
     return problems;
 }
 async function psqlValue(host, env, database, sql) {
-    const r = await host.run(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-d', database, '-c', sql]), { check: false, quiet: true, timeoutSeconds: 120 });
+    const r = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [sql] }), { check: false, quiet: true, timeoutSeconds: 120 });
     return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 /** Streams a client tool's output into a file on the host, hashing it on the way; returns size and hash. */
@@ -56405,7 +56303,8 @@ async function dumpGlobals(host, env, file, log, timeoutSeconds) {
 /** A REPEATABLE READ session whose snapshot pg_dump shares, so the row counts are of the same data. */
 async function openSnapshot(host, env, database) {
     let out = '';
-    const proc = host.spawn(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', database]), {
+    // No -f: psql reads the session's statements from standard input as they are written.
+    const proc = host.spawn((0, postgres_1.psql)(env, database, { tuples: true, run: [] }), {
         quiet: true,
         label: 'snapshot session',
         onStdout: (c) => (out += c.toString()),
@@ -56428,7 +56327,7 @@ async function openSnapshot(host, env, database) {
     };
 }
 async function rowCounts(host, env, database, timeoutSeconds) {
-    const r = await host.run(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', database, '-f', '-']), {
+    const r = await host.run((0, postgres_1.psql)(env, database, { tuples: true }), {
         stdin: COUNT_ALL,
         quiet: true,
         label: `counting rows in ${database}`,
@@ -56452,10 +56351,11 @@ async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSecond
     if (!counts)
         return undefined;
     const scratch = `${manifest.database}_twinstack_verify`.slice(0, 63);
-    const psql = (sql) => host.run(env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-c', sql]), { quiet: true, label: `psql: ${sql}`, timeoutSeconds: 300 });
+    const maintenance = (sql, label) => host.run((0, postgres_1.psql)(env, 'postgres'), { stdin: sql, quiet: true, label, timeoutSeconds: 300 });
+    const dropScratch = () => maintenance((0, postgres_1.dropDatabaseSql)(scratch), `dropping the scratch database ${scratch}`);
     try {
-        await psql(`DROP DATABASE IF EXISTS "${scratch}"`);
-        const created = await psql(`CREATE DATABASE "${scratch}"`).catch((e) => e);
+        await dropScratch();
+        const created = await maintenance(`CREATE DATABASE ${(0, sql_1.ident)(scratch)};\n`, `creating the scratch database ${scratch}`).catch((e) => e);
         if (created instanceof errors_1.RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
             return `the database user ${env.cfg.database.user} may not create the scratch database that verify: restore needs: ALTER ROLE ${env.cfg.database.user} CREATEDB, or use verify: list`;
         }
@@ -56476,7 +56376,7 @@ async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSecond
         return undefined;
     }
     finally {
-        await psql(`DROP DATABASE IF EXISTS "${scratch}"`).catch((e) => log.warning(`could not drop the scratch database ${scratch}: ${(0, errors_1.errorMessage)(e)}`));
+        await dropScratch().catch((e) => log.warning(`could not drop the scratch database ${scratch}: ${(0, errors_1.errorMessage)(e)}`));
     }
 }
 /** Every backup of an environment, newest first, read from the manifests. */
@@ -56524,40 +56424,37 @@ async function restoreBackup(host, config, env, m, log, opts = {}) {
     const file = `${backupDir(config, env, m.id)}/db.dump`;
     const db = m.database;
     const aside = `${db}_twinstack_pre_restore`.slice(0, 63);
-    const ident = (n) => `"${n.replace(/"/g, '""')}"`;
-    const lit = (n) => `'${n.replace(/'/g, "''")}'`;
-    const psql = env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-f', '-']);
-    const terminate = (name) => `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${lit(name)} AND pid <> pg_backend_pid();`;
-    const setAside = `${terminate(db)}\nDROP DATABASE IF EXISTS ${ident(aside)};\nALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};\n`;
+    const sql = (0, postgres_1.psql)(env, 'postgres');
+    const sqlTuples = (0, postgres_1.psql)(env, 'postgres', { tuples: true });
+    const setAside = `${(0, postgres_1.dropDatabaseSql)(aside)}${(0, postgres_1.renameDatabaseSql)(db, aside)}`;
     // Same owner, encoding and collation as the database it replaces; database-level privileges
     // (e.g. the app role's CONNECT) are not part of the dump, so they are copied.
-    const create = `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \\gexec\n` +
-        `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \\gexec\n` +
-        `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \\gexec\n`;
-    const putBack = `${terminate(db)}\nDROP DATABASE IF EXISTS ${ident(db)};\nALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};\n`;
+    const create = `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${(0, sql_1.literal)(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${(0, sql_1.literal)(aside)} \\gexec\n` +
+        `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${(0, sql_1.literal)(db)}) FROM pg_database WHERE datname = ${(0, sql_1.literal)(aside)} AND datacl IS NOT NULL \\gexec\n` +
+        `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${(0, sql_1.literal)(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${(0, sql_1.literal)(aside)} \\gexec\n`;
+    const putBack = `${(0, postgres_1.dropDatabaseSql)(db)}${(0, postgres_1.renameDatabaseSql)(aside, db)}`;
     const tag = `twinstack restore ${m.id} in progress`;
-    const undoCheck = `SELECT 1 FROM pg_database a WHERE a.datname = ${lit(aside)} AND NOT EXISTS ` +
-        `(SELECT 1 FROM pg_database d WHERE d.datname = ${lit(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${lit(tag)});`;
-    const restart = opts.stoppedServices?.length ? env.compose('start', ...opts.stoppedServices) : 'true';
+    const undoCheck = `SELECT 1 FROM pg_database a WHERE a.datname = ${(0, sql_1.literal)(aside)} AND NOT EXISTS ` +
+        `(SELECT 1 FROM pg_database d WHERE d.datname = ${(0, sql_1.literal)(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${(0, sql_1.literal)(tag)});`;
+    const restart = opts.stoppedServices?.length ? env.composeScript('start', ...opts.stoppedServices) : 'true';
     // What undoes a cut restore: written before anything moves, run by the next operation if this
     // script never gets to remove it (see pendingUndo in operation.ts).
     const undo = `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
         // Only when the database was set aside and what holds its name is missing or this restore's
         // unfinished one: an older set-aside copy must never replace a live database.
-        `if printf '%s' ${(0, shell_1.sh) `${undoCheck}`} | ${psql.replace('-f -', '-tA -f -')} | grep -q 1; then printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${psql}; fi\n` +
-        (0, shell_1.sh) `cd ${env.cfg.checkout} && COMPOSE_PROJECT_NAME=${env.project} ` +
+        `if printf '%s' ${(0, shell_1.sh) `${undoCheck}`} | ${sqlTuples} | grep -q 1; then printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${sql}; fi\n` +
         `${restart}\n`;
     const marker = `${pendingDir(config, env)}/restore.sh`;
     const script = [
         (0, shell_1.sh) `mkdir -p -m 700 ${pendingDir(config, env)}`,
         (0, shell_1.sh) `printf '%s' ${undo} > ${marker}.tmp && mv -f ${marker}.tmp ${marker}`,
         // The rename is the last statement: if anything before it fails, nothing was moved.
-        `if ! printf '%s' ${(0, shell_1.sh) `${setAside}`} | ${psql}; then rm -f ${(0, shell_1.sh) `${marker}`}; exit 3; fi`,
-        `ok=0; put_back() { if [ "$ok" != 1 ]; then echo ${(0, shell_1.sh) `${`restore failed: putting ${db} back`}`} >&2; printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${psql} && rm -f ${(0, shell_1.sh) `${marker}`}; fi; }`,
+        `if ! printf '%s' ${(0, shell_1.sh) `${setAside}`} | ${sql}; then rm -f ${(0, shell_1.sh) `${marker}`}; exit 3; fi`,
+        `ok=0; put_back() { if [ "$ok" != 1 ]; then echo ${(0, shell_1.sh) `${`restore failed: putting ${db} back`}`} >&2; printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${sql} && rm -f ${(0, shell_1.sh) `${marker}`}; fi; }`,
         `trap put_back EXIT; trap 'exit 143' TERM INT HUP`,
-        `printf '%s' ${(0, shell_1.sh) `${create + `COMMENT ON DATABASE ${ident(db)} IS ${lit(tag)};\n`}`} | ${psql}`,
+        `printf '%s' ${(0, shell_1.sh) `${create + `COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS ${(0, sql_1.literal)(tag)};\n`}`} | ${sql}`,
         `${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${(0, shell_1.sh) `${file}`}`,
-        `printf '%s' ${(0, shell_1.sh) `${`COMMENT ON DATABASE ${ident(db)} IS NULL;\n`}`} | ${psql}`,
+        `printf '%s' ${(0, shell_1.sh) `${`COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS NULL;\n`}`} | ${sql}`,
         `ok=1; rm -f ${(0, shell_1.sh) `${marker}`}`,
     ].join('\n');
     const r = await host.run(`set -e\n${script}`, { label: `restoring ${env.name} from backup ${m.id}`, timeoutSeconds: config.backup['timeout-seconds'], check: false });
@@ -56568,7 +56465,7 @@ async function restoreBackup(host, config, env, m, log, opts = {}) {
 }
 /** Where multi-step host changes leave the script that undoes them until they finish. */
 function pendingDir(config, env) {
-    return `${config['state-dir']}/${env.name}/pending`;
+    return (0, host_log_1.pendingDirOf)(config['state-dir'], env.name);
 }
 /** Keeps the newest `keep` verified backups and deletes older ones (and failed ones older than the newest verified). */
 async function pruneBackups(host, config, env, log) {
@@ -56796,6 +56693,10 @@ class Environment {
         const files = this.cfg.composeFiles.flatMap((f) => ['-f', f]);
         return (0, shell_1.argv)(cmd, files, '--env-file', this.cfg.envFile, '-p', this.cfg.project, args);
     }
+    /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
+    composeScript(...args) {
+        return (0, shell_1.sh) `cd ${this.cfg.checkout} && COMPOSE_PROJECT_NAME=${this.cfg.project} ` + this.compose(...args);
+    }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
         return { ...extra, cwd: this.cfg.checkout, env: { COMPOSE_PROJECT_NAME: this.cfg.project, ...(extra.env ?? {}) } };
@@ -56909,14 +56810,74 @@ async function checkoutCommit(host, env, sha) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.HostLog = void 0;
+exports.HostLog = exports.logRecord = void 0;
 exports.stateDirOf = stateDirOf;
+exports.pendingDirOf = pendingDirOf;
 exports.parseLog = parseLog;
 exports.unfinishedOperations = unfinishedOperations;
 exports.latest = latest;
+/**
+ * The append-only host log: one JSON object per line in <state-dir>/<env>/log.jsonl on the host.
+ * Every action that changes the host records what it did, for which sha, by which run, and how it
+ * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
+ */
+const zod_1 = __nccwpck_require__(924);
 const shell_1 = __nccwpck_require__(2232);
+const outcome = zod_1.z.enum(['success', 'failure', 'cancelled', 'interrupted']);
+/** What every record has: which environment, which action and operation, which run, when. */
+const base = {
+    v: zod_1.z.literal(1),
+    time: zod_1.z.string(),
+    env: zod_1.z.string(),
+    action: zod_1.z.string(),
+    op: zod_1.z.string(),
+    run: zod_1.z.string().optional(),
+    actor: zod_1.z.string().optional(),
+    sha: zod_1.z.string().optional(),
+};
+const record = (event, fields) => zod_1.z.object({ ...base, event: zod_1.z.literal(event), ...fields }).passthrough();
+const serviceImage = zod_1.z.object({ name: zod_1.z.string(), id: zod_1.z.string(), tag: zod_1.z.string() }).passthrough();
+/**
+ * The host log's records: a tagged union on `event`. Fields twinstack decides on (a release's
+ * commit and images, a gate's verdict and what it tested) are checked when the log is read; a line
+ * that does not match is reported and skipped, never trusted. Other fields pass through.
+ */
+exports.logRecord = zod_1.z.discriminatedUnion('event', [
+    record('started', { staleLock: zod_1.z.string().optional() }),
+    record('finished', { outcome, error: zod_1.z.string().optional() }),
+    record('interrupted', { outcome: zod_1.z.literal('interrupted').optional(), reportedBy: zod_1.z.string().optional() }),
+    record('recovered', { what: zod_1.z.string() }),
+    record('release', {
+        release: zod_1.z.string(),
+        sha: zod_1.z.string(),
+        kind: zod_1.z.enum(['deploy', 'promote', 'rollback']),
+        images: zod_1.z.record(serviceImage),
+        previous: zod_1.z.string().optional(),
+        rolledBackFrom: zod_1.z.string().optional(),
+    }),
+    record('release-failed', { stage: zod_1.z.string(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
+    record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
+    record('gate', {
+        sha: zod_1.z.string(),
+        release: zod_1.z.string().optional(),
+        passed: zod_1.z.boolean(),
+        images: zod_1.z.record(zod_1.z.string()).optional(),
+        apiImage: zod_1.z.string().optional(),
+        problems: zod_1.z.array(zod_1.z.string()).optional(),
+    }),
+    record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional() }),
+    record('staging-created', { database: zod_1.z.string() }),
+    record('resampled', {}),
+    record('swapped', { database: zod_1.z.string() }),
+    record('swapped-back', { database: zod_1.z.string() }),
+    record('vault-synced', {}),
+]);
 function stateDirOf(stateDir, env) {
     return `${stateDir}/${env}`;
+}
+/** Where multi-step host changes leave the script that undoes (or finishes) them until they are done. */
+function pendingDirOf(stateDir, env) {
+    return `${stateDirOf(stateDir, env)}/pending`;
 }
 class HostLog {
     host;
@@ -56952,24 +56913,35 @@ class HostLog {
 exports.HostLog = HostLog;
 function parseLog(text, file, log) {
     const records = [];
-    let bad = 0;
-    for (const line of text.split('\n')) {
+    const bad = [];
+    text.split('\n').forEach((line, i) => {
         if (!line.trim())
-            continue;
+            return;
+        let value;
         try {
-            const r = JSON.parse(line);
-            if (r && typeof r === 'object' && r.v === 1 && typeof r.event === 'string')
-                records.push(r);
-            else
-                bad++;
+            value = JSON.parse(line);
         }
         catch {
-            bad++;
+            bad.push(`line ${i + 1} is not JSON`);
+            return;
         }
-    }
-    if (bad && log)
-        log.warning(`${file}: ${bad} line(s) are not twinstack records and were skipped`);
+        const r = exports.logRecord.safeParse(value);
+        if (r.success)
+            records.push(r.data);
+        else
+            bad.push(`line ${i + 1}: ${describeIssue(r.error, value)}`);
+    });
+    if (bad.length && log)
+        log.warning(`${file}: ${bad.length} line(s) are not twinstack records and were skipped (${bad.slice(0, 3).join('; ')})`);
     return records;
+}
+function describeIssue(error, value) {
+    const event = value && typeof value === 'object' && 'event' in value ? String(value.event).slice(0, 40) : undefined;
+    const issue = error.issues[0];
+    if (issue?.code === 'invalid_union_discriminator')
+        return `unknown event ${JSON.stringify(event ?? null)}`;
+    const where = issue?.path.length ? issue.path.join('.') : 'record';
+    return `${event ?? 'record'}: ${where}: ${issue?.message ?? 'invalid'}`;
 }
 /** Operations that were started and never finished (their run died or lost the connection). */
 function unfinishedOperations(records) {
@@ -56978,9 +56950,11 @@ function unfinishedOperations(records) {
 }
 /** The newest record of an event, optionally filtered. */
 function latest(records, event, where = () => true) {
-    for (let i = records.length - 1; i >= 0; i--)
-        if (records[i].event === event && where(records[i]))
-            return records[i];
+    for (let i = records.length - 1; i >= 0; i--) {
+        const r = records[i];
+        if (r.event === event && where(r))
+            return r;
+    }
     return undefined;
 }
 
@@ -57268,7 +57242,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     }
 }
 async function undoPending(o, hostLog, base) {
-    const dir = `${(0, host_log_1.stateDirOf)(o.stateDir, o.env)}/pending`;
+    const dir = (0, host_log_1.pendingDirOf)(o.stateDir, o.env);
     // One round trip: each leftover undo script with its first line (what it undoes).
     const list = await o.host.run((0, shell_1.sh) `for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {
         quiet: true,
@@ -57320,15 +57294,7 @@ function newReleaseId(sha, now = new Date()) {
     return `r${stamp}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
-    return {
-        release: String(r.release),
-        sha: String(r.sha),
-        kind: r.kind,
-        images: (r.images ?? {}),
-        time: r.time,
-        run: r.run,
-        previous: typeof r.previous === 'string' && r.previous ? r.previous : undefined,
-    };
+    return { release: r.release, sha: r.sha, kind: r.kind, images: r.images, time: r.time, run: r.run, previous: r.previous || undefined };
 }
 function releaseStack(records) {
     const replaced = new Map();
@@ -57342,7 +57308,7 @@ function releaseStack(records) {
         if (!replaced.has(rel.release) && rel.kind !== 'rollback')
             replaced.set(rel.release, rel.previous ?? running);
         if (rel.kind === 'rollback') {
-            const from = typeof r.rolledBackFrom === 'string' ? r.rolledBackFrom : typeof r.from === 'string' ? r.from : running;
+            const from = r.rolledBackFrom ?? (typeof r.from === 'string' ? r.from : running);
             if (from && from !== rel.release)
                 rolledBackFrom.add(from);
         }
@@ -57363,9 +57329,11 @@ function releaseStack(records) {
 }
 /** The release an environment runs now: the newest release record. */
 function currentRelease(records) {
-    for (let i = records.length - 1; i >= 0; i--)
-        if (records[i].event === 'release')
-            return asRelease(records[i]);
+    for (let i = records.length - 1; i >= 0; i--) {
+        const r = records[i];
+        if (r.event === 'release')
+            return asRelease(r);
+    }
     return undefined;
 }
 /** Every release ever recorded, newest first, each id once. */
@@ -57374,9 +57342,9 @@ function releaseHistory(records) {
     const out = [];
     for (let i = records.length - 1; i >= 0; i--) {
         const r = records[i];
-        if (r.event !== 'release' || seen.has(String(r.release)))
+        if (r.event !== 'release' || seen.has(r.release))
             continue;
-        seen.add(String(r.release));
+        seen.add(r.release);
         out.push(asRelease(r));
     }
     return out;
@@ -58148,6 +58116,61 @@ exports.MemoryLogger = MemoryLogger;
 
 /***/ }),
 
+/***/ 263:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.STDIN_SCRIPT = void 0;
+exports.psql = psql;
+exports.endSessionsSql = endSessionsSql;
+exports.renameDatabaseSql = renameDatabaseSql;
+exports.dropDatabaseSql = dropDatabaseSql;
+const sql_1 = __nccwpck_require__(3830);
+/** In `PsqlOptions.run`: the script psql reads from its standard input (`-f -`). */
+exports.STDIN_SCRIPT = Symbol('stdin script');
+/** A shell command running psql on `database` through the client's connection. */
+function psql(client, database, o = {}) {
+    const args = ['-X', '-q'];
+    if (o.stopOnError !== false)
+        args.push('-v', 'ON_ERROR_STOP=1');
+    if (o.tuples)
+        args.push('-A', '-t');
+    if (o.output)
+        args.push('-o', o.output);
+    args.push('-d', database);
+    for (const step of o.run ?? [exports.STDIN_SCRIPT]) {
+        if (step === exports.STDIN_SCRIPT)
+            args.push('-f', '-');
+        else
+            args.push('-c', step);
+    }
+    return client.dbTool('psql', args);
+}
+/**
+ * Ends the sessions on a database that the connected role may end. A non-superuser owner (the
+ * usual `via: container` login) may only signal its own roles' sessions: asking for others would be
+ * an error, so those are left to the caller's retry ("being accessed by other users").
+ */
+function endSessionsSql(database) {
+    return (`SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid ` +
+        `WHERE a.datname = ${(0, sql_1.literal)(database)} AND a.pid <> pg_backend_pid() ` +
+        `AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT r.rolsuper AND (pg_has_role(r.oid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))));`);
+}
+/** Ends the database's sessions, then renames it (one script; the rename is its last statement). */
+function renameDatabaseSql(from, to, opts = {}) {
+    // A short pause lets terminated backends leave pg_stat_activity before the rename looks.
+    return `${endSessionsSql(from)}\n${opts.settle ? 'SELECT pg_sleep(0.2);\n' : ''}ALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};\n`;
+}
+/** Ends the database's sessions, then drops it if it exists. */
+function dropDatabaseSql(name) {
+    return `${endSessionsSql(name)}\nDROP DATABASE IF EXISTS ${(0, sql_1.ident)(name)};\n`;
+}
+
+
+/***/ }),
+
 /***/ 2232:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -58206,6 +58229,49 @@ function sh(strings, ...values) {
         out += render(v) + strings[i + 1];
     });
     return out;
+}
+
+
+/***/ }),
+
+/***/ 3830:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Quoting for SQL text that twinstack generates (identifiers and literals from the catalog and the config). */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ident = ident;
+exports.literal = literal;
+exports.qualified = qualified;
+exports.tuple = tuple;
+exports.dollarTag = dollarTag;
+function ident(name) {
+    if (name.includes('\0'))
+        throw new Error('an identifier contains a NUL byte');
+    return `"${name.replace(/"/g, '""')}"`;
+}
+function literal(value) {
+    if (value.includes('\0'))
+        throw new Error('a SQL literal contains a NUL byte');
+    // E'' syntax is not needed: standard_conforming_strings is on in every supported version.
+    return `'${value.replace(/'/g, "''")}'`;
+}
+/** `"schema"."table"` for a table id `schema.table`. */
+function qualified(schema, name) {
+    return `${ident(schema)}.${ident(name)}`;
+}
+/** `t.a` or `(t.a, t.b)`: a column tuple for IN comparisons. */
+function tuple(alias, columns) {
+    const cols = columns.map((c) => `${alias}.${ident(c)}`);
+    return cols.length === 1 ? cols[0] : `(${cols.join(', ')})`;
+}
+/** A dollar-quote tag that does not occur in the body. */
+function dollarTag(body, base = 'ts') {
+    let tag = `$${base}$`;
+    for (let i = 0; body.includes(tag); i++)
+        tag = `$${base}${i}$`;
+    return tag;
 }
 
 
@@ -58501,15 +58567,22 @@ class SshHost {
             }
         };
         const channelReady = new Promise((resolve, reject) => {
-            this.connection().exec(command, (e, ch) => {
-                if (e) {
-                    const error = new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label);
-                    finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
-                    return reject(error);
-                }
-                attach(ch);
-                resolve(ch);
-            });
+            // A command that cannot start (the connection is gone) ends at once, never waits forever.
+            const fail = (e) => {
+                finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
+                reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
+            };
+            try {
+                this.connection().exec(command, (e, ch) => {
+                    if (e)
+                        return fail(e);
+                    attach(ch);
+                    resolve(ch);
+                });
+            }
+            catch (e) {
+                fail(e);
+            }
         });
         channelReady.catch(() => undefined);
         return { exited, channelReady, lineWaiters, label };

@@ -56049,6 +56049,10 @@ class Environment {
         const files = this.cfg.composeFiles.flatMap((f) => ['-f', f]);
         return (0, shell_1.argv)(cmd, files, '--env-file', this.cfg.envFile, '-p', this.cfg.project, args);
     }
+    /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
+    composeScript(...args) {
+        return (0, shell_1.sh) `cd ${this.cfg.checkout} && COMPOSE_PROJECT_NAME=${this.cfg.project} ` + this.compose(...args);
+    }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
         return { ...extra, cwd: this.cfg.checkout, env: { COMPOSE_PROJECT_NAME: this.cfg.project, ...(extra.env ?? {}) } };
@@ -56115,14 +56119,74 @@ function parseInspect(json) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.HostLog = void 0;
+exports.HostLog = exports.logRecord = void 0;
 exports.stateDirOf = stateDirOf;
+exports.pendingDirOf = pendingDirOf;
 exports.parseLog = parseLog;
 exports.unfinishedOperations = unfinishedOperations;
 exports.latest = latest;
+/**
+ * The append-only host log: one JSON object per line in <state-dir>/<env>/log.jsonl on the host.
+ * Every action that changes the host records what it did, for which sha, by which run, and how it
+ * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
+ */
+const zod_1 = __nccwpck_require__(924);
 const shell_1 = __nccwpck_require__(2232);
+const outcome = zod_1.z.enum(['success', 'failure', 'cancelled', 'interrupted']);
+/** What every record has: which environment, which action and operation, which run, when. */
+const base = {
+    v: zod_1.z.literal(1),
+    time: zod_1.z.string(),
+    env: zod_1.z.string(),
+    action: zod_1.z.string(),
+    op: zod_1.z.string(),
+    run: zod_1.z.string().optional(),
+    actor: zod_1.z.string().optional(),
+    sha: zod_1.z.string().optional(),
+};
+const record = (event, fields) => zod_1.z.object({ ...base, event: zod_1.z.literal(event), ...fields }).passthrough();
+const serviceImage = zod_1.z.object({ name: zod_1.z.string(), id: zod_1.z.string(), tag: zod_1.z.string() }).passthrough();
+/**
+ * The host log's records: a tagged union on `event`. Fields twinstack decides on (a release's
+ * commit and images, a gate's verdict and what it tested) are checked when the log is read; a line
+ * that does not match is reported and skipped, never trusted. Other fields pass through.
+ */
+exports.logRecord = zod_1.z.discriminatedUnion('event', [
+    record('started', { staleLock: zod_1.z.string().optional() }),
+    record('finished', { outcome, error: zod_1.z.string().optional() }),
+    record('interrupted', { outcome: zod_1.z.literal('interrupted').optional(), reportedBy: zod_1.z.string().optional() }),
+    record('recovered', { what: zod_1.z.string() }),
+    record('release', {
+        release: zod_1.z.string(),
+        sha: zod_1.z.string(),
+        kind: zod_1.z.enum(['deploy', 'promote', 'rollback']),
+        images: zod_1.z.record(serviceImage),
+        previous: zod_1.z.string().optional(),
+        rolledBackFrom: zod_1.z.string().optional(),
+    }),
+    record('release-failed', { stage: zod_1.z.string(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
+    record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
+    record('gate', {
+        sha: zod_1.z.string(),
+        release: zod_1.z.string().optional(),
+        passed: zod_1.z.boolean(),
+        images: zod_1.z.record(zod_1.z.string()).optional(),
+        apiImage: zod_1.z.string().optional(),
+        problems: zod_1.z.array(zod_1.z.string()).optional(),
+    }),
+    record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional() }),
+    record('staging-created', { database: zod_1.z.string() }),
+    record('resampled', {}),
+    record('swapped', { database: zod_1.z.string() }),
+    record('swapped-back', { database: zod_1.z.string() }),
+    record('vault-synced', {}),
+]);
 function stateDirOf(stateDir, env) {
     return `${stateDir}/${env}`;
+}
+/** Where multi-step host changes leave the script that undoes (or finishes) them until they are done. */
+function pendingDirOf(stateDir, env) {
+    return `${stateDirOf(stateDir, env)}/pending`;
 }
 class HostLog {
     host;
@@ -56158,24 +56222,35 @@ class HostLog {
 exports.HostLog = HostLog;
 function parseLog(text, file, log) {
     const records = [];
-    let bad = 0;
-    for (const line of text.split('\n')) {
+    const bad = [];
+    text.split('\n').forEach((line, i) => {
         if (!line.trim())
-            continue;
+            return;
+        let value;
         try {
-            const r = JSON.parse(line);
-            if (r && typeof r === 'object' && r.v === 1 && typeof r.event === 'string')
-                records.push(r);
-            else
-                bad++;
+            value = JSON.parse(line);
         }
         catch {
-            bad++;
+            bad.push(`line ${i + 1} is not JSON`);
+            return;
         }
-    }
-    if (bad && log)
-        log.warning(`${file}: ${bad} line(s) are not twinstack records and were skipped`);
+        const r = exports.logRecord.safeParse(value);
+        if (r.success)
+            records.push(r.data);
+        else
+            bad.push(`line ${i + 1}: ${describeIssue(r.error, value)}`);
+    });
+    if (bad.length && log)
+        log.warning(`${file}: ${bad.length} line(s) are not twinstack records and were skipped (${bad.slice(0, 3).join('; ')})`);
     return records;
+}
+function describeIssue(error, value) {
+    const event = value && typeof value === 'object' && 'event' in value ? String(value.event).slice(0, 40) : undefined;
+    const issue = error.issues[0];
+    if (issue?.code === 'invalid_union_discriminator')
+        return `unknown event ${JSON.stringify(event ?? null)}`;
+    const where = issue?.path.length ? issue.path.join('.') : 'record';
+    return `${event ?? 'record'}: ${where}: ${issue?.message ?? 'invalid'}`;
 }
 /** Operations that were started and never finished (their run died or lost the connection). */
 function unfinishedOperations(records) {
@@ -56184,9 +56259,11 @@ function unfinishedOperations(records) {
 }
 /** The newest record of an event, optionally filtered. */
 function latest(records, event, where = () => true) {
-    for (let i = records.length - 1; i >= 0; i--)
-        if (records[i].event === event && where(records[i]))
-            return records[i];
+    for (let i = records.length - 1; i >= 0; i--) {
+        const r = records[i];
+        if (r.event === event && where(r))
+            return r;
+    }
     return undefined;
 }
 
@@ -56474,7 +56551,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     }
 }
 async function undoPending(o, hostLog, base) {
-    const dir = `${(0, host_log_1.stateDirOf)(o.stateDir, o.env)}/pending`;
+    const dir = (0, host_log_1.pendingDirOf)(o.stateDir, o.env);
     // One round trip: each leftover undo script with its first line (what it undoes).
     const list = await o.host.run((0, shell_1.sh) `for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {
         quiet: true,
@@ -56526,15 +56603,7 @@ function newReleaseId(sha, now = new Date()) {
     return `r${stamp}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
-    return {
-        release: String(r.release),
-        sha: String(r.sha),
-        kind: r.kind,
-        images: (r.images ?? {}),
-        time: r.time,
-        run: r.run,
-        previous: typeof r.previous === 'string' && r.previous ? r.previous : undefined,
-    };
+    return { release: r.release, sha: r.sha, kind: r.kind, images: r.images, time: r.time, run: r.run, previous: r.previous || undefined };
 }
 function releaseStack(records) {
     const replaced = new Map();
@@ -56548,7 +56617,7 @@ function releaseStack(records) {
         if (!replaced.has(rel.release) && rel.kind !== 'rollback')
             replaced.set(rel.release, rel.previous ?? running);
         if (rel.kind === 'rollback') {
-            const from = typeof r.rolledBackFrom === 'string' ? r.rolledBackFrom : typeof r.from === 'string' ? r.from : running;
+            const from = r.rolledBackFrom ?? (typeof r.from === 'string' ? r.from : running);
             if (from && from !== rel.release)
                 rolledBackFrom.add(from);
         }
@@ -56569,9 +56638,11 @@ function releaseStack(records) {
 }
 /** The release an environment runs now: the newest release record. */
 function currentRelease(records) {
-    for (let i = records.length - 1; i >= 0; i--)
-        if (records[i].event === 'release')
-            return asRelease(records[i]);
+    for (let i = records.length - 1; i >= 0; i--) {
+        const r = records[i];
+        if (r.event === 'release')
+            return asRelease(r);
+    }
     return undefined;
 }
 /** Every release ever recorded, newest first, each id once. */
@@ -56580,9 +56651,9 @@ function releaseHistory(records) {
     const out = [];
     for (let i = records.length - 1; i >= 0; i--) {
         const r = records[i];
-        if (r.event !== 'release' || seen.has(String(r.release)))
+        if (r.event !== 'release' || seen.has(r.release))
             continue;
-        seen.add(String(r.release));
+        seen.add(r.release);
         out.push(asRelease(r));
     }
     return out;
@@ -57229,6 +57300,61 @@ exports.MemoryLogger = MemoryLogger;
 
 /***/ }),
 
+/***/ 263:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.STDIN_SCRIPT = void 0;
+exports.psql = psql;
+exports.endSessionsSql = endSessionsSql;
+exports.renameDatabaseSql = renameDatabaseSql;
+exports.dropDatabaseSql = dropDatabaseSql;
+const sql_1 = __nccwpck_require__(3830);
+/** In `PsqlOptions.run`: the script psql reads from its standard input (`-f -`). */
+exports.STDIN_SCRIPT = Symbol('stdin script');
+/** A shell command running psql on `database` through the client's connection. */
+function psql(client, database, o = {}) {
+    const args = ['-X', '-q'];
+    if (o.stopOnError !== false)
+        args.push('-v', 'ON_ERROR_STOP=1');
+    if (o.tuples)
+        args.push('-A', '-t');
+    if (o.output)
+        args.push('-o', o.output);
+    args.push('-d', database);
+    for (const step of o.run ?? [exports.STDIN_SCRIPT]) {
+        if (step === exports.STDIN_SCRIPT)
+            args.push('-f', '-');
+        else
+            args.push('-c', step);
+    }
+    return client.dbTool('psql', args);
+}
+/**
+ * Ends the sessions on a database that the connected role may end. A non-superuser owner (the
+ * usual `via: container` login) may only signal its own roles' sessions: asking for others would be
+ * an error, so those are left to the caller's retry ("being accessed by other users").
+ */
+function endSessionsSql(database) {
+    return (`SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid ` +
+        `WHERE a.datname = ${(0, sql_1.literal)(database)} AND a.pid <> pg_backend_pid() ` +
+        `AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT r.rolsuper AND (pg_has_role(r.oid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))));`);
+}
+/** Ends the database's sessions, then renames it (one script; the rename is its last statement). */
+function renameDatabaseSql(from, to, opts = {}) {
+    // A short pause lets terminated backends leave pg_stat_activity before the rename looks.
+    return `${endSessionsSql(from)}\n${opts.settle ? 'SELECT pg_sleep(0.2);\n' : ''}ALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};\n`;
+}
+/** Ends the database's sessions, then drops it if it exists. */
+function dropDatabaseSql(name) {
+    return `${endSessionsSql(name)}\nDROP DATABASE IF EXISTS ${(0, sql_1.ident)(name)};\n`;
+}
+
+
+/***/ }),
+
 /***/ 2232:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -57625,15 +57751,22 @@ class SshHost {
             }
         };
         const channelReady = new Promise((resolve, reject) => {
-            this.connection().exec(command, (e, ch) => {
-                if (e) {
-                    const error = new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label);
-                    finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
-                    return reject(error);
-                }
-                attach(ch);
-                resolve(ch);
-            });
+            // A command that cannot start (the connection is gone) ends at once, never waits forever.
+            const fail = (e) => {
+                finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
+                reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
+            };
+            try {
+                this.connection().exec(command, (e, ch) => {
+                    if (e)
+                        return fail(e);
+                    attach(ch);
+                    resolve(ch);
+                });
+            }
+            catch (e) {
+                fail(e);
+            }
         });
         channelReady.catch(() => undefined);
         return { exited, channelReady, lineWaiters, label };
@@ -58034,9 +58167,10 @@ exports.queryJson = queryJson;
 exports.readCatalog = readCatalog;
 const errors_1 = __nccwpck_require__(639);
 const sql_1 = __nccwpck_require__(3830);
+const postgres_1 = __nccwpck_require__(263);
 /** Runs one query through psql on the host and parses the single JSON value it prints. */
 async function queryJson(host, env, database, sql, label) {
-    const cmd = env.dbTool('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', database, '-f', '-']);
+    const cmd = (0, postgres_1.psql)(env, database, { tuples: true });
     const r = await host.run(cmd, { stdin: `${sql};\n`, quiet: true, label, timeoutSeconds: 1800 });
     const text = r.stdout.trim();
     try {
@@ -58155,6 +58289,7 @@ exports.sequencesSql = sequencesSql;
 exports.resample = resample;
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
+const host_log_1 = __nccwpck_require__(131);
 const operation_1 = __nccwpck_require__(4201);
 const shell_1 = __nccwpck_require__(2232);
 const anonymize_1 = __nccwpck_require__(5297);
@@ -58162,6 +58297,7 @@ const catalog_1 = __nccwpck_require__(5876);
 const plan_1 = __nccwpck_require__(6884);
 const swap_1 = __nccwpck_require__(9048);
 const sql_1 = __nccwpck_require__(3830);
+const postgres_1 = __nccwpck_require__(263);
 class ResampleFailed extends errors_1.OperationFailed {
     report;
     constructor(message, report) {
@@ -58354,29 +58490,21 @@ async function resample(ctx, params, hooks = {}) {
                 // must be in staging before production's tables are created there, as they were in dev
                 // when its migrations created them. Explicit grants follow once every object exists.
                 // Errors (a schema production lacks) are reported with the grants below, not fatal here.
-                await host.run(`${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${dev.dbTool('psql', ['-X', '-q', '-o', '/dev/null', '-d', names.staging])} 2>/dev/null`, {
+                await host.run(`${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${(0, postgres_1.psql)(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`, {
                     label: "applying dev's default privileges to staging",
                     timeoutSeconds: timeout,
                     quiet: true,
                 });
             }
             log.info(`Schema: production pre-data into ${names.staging}.`);
-            await host.run(`${prodDump('pre-data')} | ${server.psql(names.staging, ['-o', '/dev/null'])}`, { label: 'restoring the schema (pre-data) into staging', timeoutSeconds: timeout, quiet: true });
+            await host.run(`${prodDump('pre-data')} | ${(0, postgres_1.psql)(dev, names.staging, { tuples: true, output: '/dev/null' })}`, { label: 'restoring the schema (pre-data) into staging', timeoutSeconds: timeout, quiet: true });
             mark('schema (pre-data)');
             log.info(`Rows: streaming the sample from production into ${names.staging} on the host.`);
-            const receive = server.psql(names.staging, [
-                '-c',
-                `SET synchronous_commit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean)`,
-                '-f',
-                '-',
-                '-c',
-                countsQuery(plan),
-                '-c',
-                orphansQuery(plan),
-                '-c',
-                leakQuery(plan),
-            ]);
-            const send = prod.dbTool('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', prod.cfg.database.name, '-f', '-']);
+            const receive = (0, postgres_1.psql)(dev, names.staging, {
+                tuples: true,
+                run: [`SET synchronous_commit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean)`, postgres_1.STDIN_SCRIPT, countsQuery(plan), orphansQuery(plan), leakQuery(plan)],
+            });
+            const send = (0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true });
             const streamed = await host.run(`${send} | ${receive}`, { stdin: (0, plan_1.productionScript)(plan), label: 'streaming sampled rows from production into staging', timeoutSeconds: timeout, quiet: true });
             mark('rows, counts, orphans, leak scan');
             const counts = parseTagged(streamed.stdout, 'counts');
@@ -58394,14 +58522,14 @@ async function resample(ctx, params, hooks = {}) {
                 throw new ResampleFailed(`leak scan: real production values found in staging: ${report.leaks.map((l) => `${l.source} found in ${l.table}.${l.column} (${l.rows} row${l.rows === 1 ? '' : 's'})`).join(', ')}; fix the rules in sample.columns`, finish());
             }
             log.info('Constraints and indexes: production post-data into staging.');
-            await host.run(`${prodDump('post-data')} | ${server.psql(names.staging, ['-o', '/dev/null'])}`, { label: 'restoring constraints and indexes (post-data) into staging', timeoutSeconds: timeout, quiet: true });
+            await host.run(`${prodDump('post-data')} | ${(0, postgres_1.psql)(dev, names.staging, { tuples: true, output: '/dev/null' })}`, { label: 'restoring constraints and indexes (post-data) into staging', timeoutSeconds: timeout, quiet: true });
             mark('constraints and indexes (post-data)');
             const seq = sequencesSql(plan, catalog);
             if (seq)
                 await server.exec(seq, 'setting sequences past the copied keys', names.staging);
             // Dev's owners and grants: the app role is not the owner, and roles are per server.
             if (devInfo) {
-                const grants = await host.run(`${devAcl} | { grep -E ${(0, shell_1.quote)(OBJECT_ACL_LINES)} || true; } | ${dev.dbTool('psql', ['-X', '-q', '-o', '/dev/null', '-d', names.staging])}`, { label: "re-applying dev's owners and grants to staging", timeoutSeconds: timeout, quiet: true });
+                const grants = await host.run(`${devAcl} | { grep -E ${(0, shell_1.quote)(OBJECT_ACL_LINES)} || true; } | ${(0, postgres_1.psql)(dev, names.staging, { output: '/dev/null', stopOnError: false })}`, { label: "re-applying dev's owners and grants to staging", timeoutSeconds: timeout, quiet: true });
                 const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
                 if (errors.length)
                     report.warnings.push(`${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`);
@@ -58422,6 +58550,7 @@ async function resample(ctx, params, hooks = {}) {
                 migrate: hooks.migrate ? () => hooks.migrate(names.dev) : sample.migrate ? (0, swap_1.composeMigrate)(host, dev, sample['migrate-command'], log) : async () => undefined,
                 log,
                 record: op.record,
+                pendingDir: (0, host_log_1.pendingDirOf)(config['state-dir'], 'dev'),
             });
         }
         catch (e) {
@@ -59147,6 +59276,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.SwapBackFailed = exports.DevServer = exports.NO_SERVICES = void 0;
 exports.appServices = appServices;
 exports.databaseNames = databaseNames;
+exports.swapUndoScript = swapUndoScript;
 exports.swapIn = swapIn;
 exports.recoverLeftovers = recoverLeftovers;
 exports.composeMigrate = composeMigrate;
@@ -59154,12 +59284,13 @@ const errors_1 = __nccwpck_require__(639);
 const release_1 = __nccwpck_require__(5817);
 const shell_1 = __nccwpck_require__(2232);
 const catalog_1 = __nccwpck_require__(5876);
-const sql_1 = __nccwpck_require__(3830);
+const postgres_1 = __nccwpck_require__(263);
 /** With `via: host` there are no containers to stop: the database stands alone (tests, bare setups). */
 exports.NO_SERVICES = {
     stop: async () => [],
     start: async () => undefined,
     health: async () => undefined,
+    startScript: () => 'true',
 };
 function appServices(host, env, log, checkHealth) {
     if (env.cfg.database.via === 'host')
@@ -59181,6 +59312,9 @@ function appServices(host, env, log, checkHealth) {
             log.info(`Starting dev services ${services.join(', ')}.`);
             await host.run(env.compose('start', ...services), env.composeOptions({ label: `starting dev ${services.join(', ')}`, timeoutSeconds: 600 }));
         },
+        startScript(services) {
+            return services.length ? env.composeScript('start', ...services) : 'true';
+        },
         async health(services) {
             if (!checkHealth || !services.length)
                 return;
@@ -59196,16 +59330,6 @@ function databaseNames(dev) {
     const base = dev.slice(0, 48);
     return { dev, staging: `${base}__ts_staging`, previous: `${base}__ts_previous` };
 }
-/**
- * Ends the sessions on a database that this role may end. A non-superuser owner (the usual
- * `via: container` login) may only signal its own roles' sessions: asking for others would be an
- * error, so they are left to the rename's retry and its "being accessed by other users" message.
- */
-function terminateSql(database) {
-    return (`SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid ` +
-        `WHERE a.datname = ${(0, sql_1.literal)(database)} AND a.pid <> pg_backend_pid() ` +
-        `AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT r.rolsuper AND (pg_has_role(r.oid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))));`);
-}
 /** SQL on dev's server, connected to the maintenance database. */
 class DevServer {
     host;
@@ -59216,11 +59340,8 @@ class DevServer {
         this.env = env;
         this.maintenance = maintenance;
     }
-    psql(database, extra = []) {
-        return this.env.dbTool('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', database, ...extra]);
-    }
     async exec(sql, label, database = this.maintenance) {
-        const r = await this.host.run(this.psql(database, ['-f', '-']), { stdin: `${sql}\n`, quiet: true, label, timeoutSeconds: 600 });
+        const r = await this.host.run((0, postgres_1.psql)(this.env, database, { tuples: true }), { stdin: `${sql}\n`, quiet: true, label, timeoutSeconds: 600 });
         return r.stdout;
     }
     json(sql, label, database = this.maintenance) {
@@ -59237,8 +59358,7 @@ class DevServer {
         let last = '';
         for (let attempt = 0; attempt < 20; attempt++) {
             try {
-                await this.exec(`${terminateSql(from)}\n` +
-                    `SELECT pg_sleep(0.2);\nALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};`, `renaming database ${from} to ${to}`);
+                await this.exec((0, postgres_1.renameDatabaseSql)(from, to, { settle: true }), `renaming database ${from} to ${to}`);
                 return;
             }
             catch (e) {
@@ -59251,7 +59371,7 @@ class DevServer {
         throw new Error(`could not rename ${from} to ${to}: ${last}`);
     }
     async drop(name) {
-        await this.exec(`${terminateSql(name)}\nDROP DATABASE IF EXISTS ${(0, sql_1.ident)(name)};`, `dropping database ${name}`);
+        await this.exec((0, postgres_1.dropDatabaseSql)(name), `dropping database ${name}`);
     }
 }
 exports.DevServer = DevServer;
@@ -59260,6 +59380,31 @@ class SwapBackFailed extends errors_1.OperationFailed {
 }
 exports.SwapBackFailed = SwapBackFailed;
 /**
+ * What puts dev's database back when a run is cut during its swap, as a script on the host: the next
+ * operation on dev runs it before anything else (see undoPending in operation.ts). It only acts while
+ * `previous` exists, which is from the first rename until the swap has passed.
+ */
+function swapUndoScript(server, names, restart) {
+    const run = (0, postgres_1.psql)(server.env, server.maintenance);
+    const list = (0, postgres_1.psql)(server.env, server.maintenance, { tuples: true });
+    const exec = (sql) => (0, shell_1.sh) `printf '%s' ${sql} | ` + run;
+    return [
+        `# resample swap of dev started ${new Date().toISOString()}: put dev's database back`,
+        `dbs=$(printf '%s' 'SELECT datname FROM pg_database;' | ${list})`,
+        `has() { printf '%s\n' "$dbs" | grep -qxF -- "$1"; }`,
+        (0, shell_1.sh) `if has ${names.previous}; then`,
+        (0, shell_1.sh) `  if has ${names.dev}; then`,
+        (0, shell_1.sh) `    if has ${names.staging}; then ` + exec((0, postgres_1.dropDatabaseSql)(names.staging)) + '; fi',
+        `    ${exec((0, postgres_1.renameDatabaseSql)(names.dev, names.staging, { settle: true }))}`,
+        '  fi',
+        `  ${exec((0, postgres_1.renameDatabaseSql)(names.previous, names.dev, { settle: true }))}`,
+        `  ${exec((0, postgres_1.dropDatabaseSql)(names.staging))}`,
+        'fi',
+        restart,
+        '',
+    ].join('\n');
+}
+/**
  * Stops dev's app, renames dev's database aside and staging into its place, migrates, starts the
  * app and checks its health. On any failure the renames are undone and the app restarted on the
  * old database; the error is rethrown. The old database is dropped only once everything passed.
@@ -59267,7 +59412,14 @@ exports.SwapBackFailed = SwapBackFailed;
 async function swapIn(o) {
     const { server, names, services, log } = o;
     const hadDev = await server.exists(names.dev);
+    const marker = `${o.pendingDir}/resample-swap.sh`;
+    const leave = (script) => server.host.run((0, shell_1.sh) `mkdir -p -m 700 ${o.pendingDir} && printf '%s' ${script} > ${marker}.tmp && mv -f ${marker}.tmp ${marker}`, { quiet: true, label: 'writing the swap undo', timeoutSeconds: 60 });
+    const clear = async () => {
+        await server.host.run((0, shell_1.sh) `rm -f ${marker}`, { quiet: true, label: 'removing the swap undo', timeoutSeconds: 60 });
+    };
     const stopped = await services.stop();
+    // Written before any database moves: a run cut from here on leaves the way back to the next operation on dev.
+    await leave(swapUndoScript(server, names, services.startScript(stopped)));
     let movedAside = false;
     let swapped = false;
     try {
@@ -59293,16 +59445,26 @@ async function swapIn(o) {
         }
         catch (be) {
             throw new SwapBackFailed(`${(0, errors_1.errorMessage)(e)}; then putting dev's database back failed too (${(0, errors_1.errorMessage)(be)}): dev's own database is ${movedAside ? names.previous : 'gone'}; ` +
-                `the next resample puts it back first, or rename it to ${names.dev} by hand and start dev's services`);
+                `the next operation on dev puts it back first (${marker} on the host), or run that script by hand`);
         }
         await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${(0, errors_1.errorMessage)(de)}`));
         await o.record('swapped-back', { database: names.dev });
         await services.start(stopped);
+        await clear();
         throw e;
     }
-    // The point of no return: dev runs on the sample.
-    if (hadDev)
-        await server.drop(names.previous).catch((e) => log.warning(`could not drop the previous dev database ${names.previous}: ${(0, errors_1.errorMessage)(e)}; drop it by hand`));
+    // The point of no return: dev runs on the sample. What is left is finishing, not undoing: a run cut
+    // here leaves the next operation to drop the database dev had before.
+    if (!hadDev)
+        return clear();
+    await leave(`# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${(0, shell_1.sh) `printf '%s' ${(0, postgres_1.dropDatabaseSql)(names.previous)} | `}${(0, postgres_1.psql)(server.env, server.maintenance)}\n`);
+    try {
+        await server.drop(names.previous);
+        await clear();
+    }
+    catch (e) {
+        log.warning(`could not drop the previous dev database ${names.previous}: ${(0, errors_1.errorMessage)(e)}; the next operation on dev drops it (${marker})`);
+    }
 }
 /**
  * Before anything else: a run that died mid-swap leaves `previous` behind. If dev's database is

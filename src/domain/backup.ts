@@ -10,6 +10,9 @@ import { ConfigurationError, OperationFailed, RemoteCommandError, errorMessage, 
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { argv, raw, sh } from '../infra/shell';
+import { pendingDirOf } from './host-log';
+import { dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
+import { ident, literal } from '../infra/sql';
 
 export interface BackupFile {
   bytes: number;
@@ -82,7 +85,7 @@ export function compareCounts(source: Map<string, number>, restored: Map<string,
 }
 
 async function psqlValue(host: Host, env: Environment, database: string, sql: string): Promise<string | undefined> {
-  const r = await host.run(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-d', database, '-c', sql]), { check: false, quiet: true, timeoutSeconds: 120 });
+  const r = await host.run(psql(env, database, { tuples: true, run: [sql] }), { check: false, quiet: true, timeoutSeconds: 120 });
   return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 
@@ -199,7 +202,8 @@ async function dumpGlobals(host: Host, env: Environment, file: string, log: Logg
 /** A REPEATABLE READ session whose snapshot pg_dump shares, so the row counts are of the same data. */
 async function openSnapshot(host: Host, env: Environment, database: string) {
   let out = '';
-  const proc = host.spawn(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', database]), {
+  // No -f: psql reads the session's statements from standard input as they are written.
+  const proc = host.spawn(psql(env, database, { tuples: true, run: [] }), {
     quiet: true,
     label: 'snapshot session',
     onStdout: (c) => (out += c.toString()),
@@ -223,7 +227,7 @@ async function openSnapshot(host: Host, env: Environment, database: string) {
 }
 
 async function rowCounts(host: Host, env: Environment, database: string, timeoutSeconds: number): Promise<Map<string, number>> {
-  const r = await host.run(env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', database, '-f', '-']), {
+  const r = await host.run(psql(env, database, { tuples: true }), {
     stdin: COUNT_ALL,
     quiet: true,
     label: `counting rows in ${database}`,
@@ -253,11 +257,11 @@ export async function verifyBackup(
   if (!counts) return undefined;
 
   const scratch = `${manifest.database}_twinstack_verify`.slice(0, 63);
-  const psql = (sql: string) =>
-    host.run(env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-c', sql]), { quiet: true, label: `psql: ${sql}`, timeoutSeconds: 300 });
+  const maintenance = (sql: string, label: string) => host.run(psql(env, 'postgres'), { stdin: sql, quiet: true, label, timeoutSeconds: 300 });
+  const dropScratch = () => maintenance(dropDatabaseSql(scratch), `dropping the scratch database ${scratch}`);
   try {
-    await psql(`DROP DATABASE IF EXISTS "${scratch}"`);
-    const created = await psql(`CREATE DATABASE "${scratch}"`).catch((e: unknown) => e);
+    await dropScratch();
+    const created = await maintenance(`CREATE DATABASE ${ident(scratch)};\n`, `creating the scratch database ${scratch}`).catch((e: unknown) => e);
     if (created instanceof RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
       return `the database user ${env.cfg.database.user} may not create the scratch database that verify: restore needs: ALTER ROLE ${env.cfg.database.user} CREATEDB, or use verify: list`;
     }
@@ -274,7 +278,7 @@ export async function verifyBackup(
     log.info(`verified by restore: ${counts.size} tables, row counts equal`);
     return undefined;
   } finally {
-    await psql(`DROP DATABASE IF EXISTS "${scratch}"`).catch((e) => log.warning(`could not drop the scratch database ${scratch}: ${errorMessage(e)}`));
+    await dropScratch().catch((e) => log.warning(`could not drop the scratch database ${scratch}: ${errorMessage(e)}`));
   }
 }
 
@@ -320,23 +324,21 @@ export async function restoreBackup(host: Host, config: Config, env: Environment
   const file = `${backupDir(config, env, m.id)}/db.dump`;
   const db = m.database;
   const aside = `${db}_twinstack_pre_restore`.slice(0, 63);
-  const ident = (n: string) => `"${n.replace(/"/g, '""')}"`;
-  const lit = (n: string) => `'${n.replace(/'/g, "''")}'`;
-  const psql = env.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres', '-f', '-']);
-  const terminate = (name: string) => `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${lit(name)} AND pid <> pg_backend_pid();`;
-  const setAside = `${terminate(db)}\nDROP DATABASE IF EXISTS ${ident(aside)};\nALTER DATABASE ${ident(db)} RENAME TO ${ident(aside)};\n`;
+  const sql = psql(env, 'postgres');
+  const sqlTuples = psql(env, 'postgres', { tuples: true });
+  const setAside = `${dropDatabaseSql(aside)}${renameDatabaseSql(db, aside)}`;
   // Same owner, encoding and collation as the database it replaces; database-level privileges
   // (e.g. the app role's CONNECT) are not part of the dump, so they are copied.
   const create =
-    `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${lit(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${lit(aside)} \\gexec\n` +
-    `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${lit(db)}) FROM pg_database WHERE datname = ${lit(aside)} AND datacl IS NOT NULL \\gexec\n` +
-    `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${lit(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${lit(aside)} \\gexec\n`;
-  const putBack = `${terminate(db)}\nDROP DATABASE IF EXISTS ${ident(db)};\nALTER DATABASE ${ident(aside)} RENAME TO ${ident(db)};\n`;
+    `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${literal(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${literal(aside)} \\gexec\n` +
+    `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${literal(db)}) FROM pg_database WHERE datname = ${literal(aside)} AND datacl IS NOT NULL \\gexec\n` +
+    `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${literal(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${literal(aside)} \\gexec\n`;
+  const putBack = `${dropDatabaseSql(db)}${renameDatabaseSql(aside, db)}`;
   const tag = `twinstack restore ${m.id} in progress`;
   const undoCheck =
-    `SELECT 1 FROM pg_database a WHERE a.datname = ${lit(aside)} AND NOT EXISTS ` +
-    `(SELECT 1 FROM pg_database d WHERE d.datname = ${lit(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${lit(tag)});`;
-  const restart = opts.stoppedServices?.length ? env.compose('start', ...opts.stoppedServices) : 'true';
+    `SELECT 1 FROM pg_database a WHERE a.datname = ${literal(aside)} AND NOT EXISTS ` +
+    `(SELECT 1 FROM pg_database d WHERE d.datname = ${literal(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${literal(tag)});`;
+  const restart = opts.stoppedServices?.length ? env.composeScript('start', ...opts.stoppedServices) : 'true';
 
   // What undoes a cut restore: written before anything moves, run by the next operation if this
   // script never gets to remove it (see pendingUndo in operation.ts).
@@ -344,20 +346,19 @@ export async function restoreBackup(host: Host, config: Config, env: Environment
     `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
     // Only when the database was set aside and what holds its name is missing or this restore's
     // unfinished one: an older set-aside copy must never replace a live database.
-    `if printf '%s' ${sh`${undoCheck}`} | ${psql.replace('-f -', '-tA -f -')} | grep -q 1; then printf '%s' ${sh`${putBack}`} | ${psql}; fi\n` +
-    sh`cd ${env.cfg.checkout} && COMPOSE_PROJECT_NAME=${env.project} ` +
+    `if printf '%s' ${sh`${undoCheck}`} | ${sqlTuples} | grep -q 1; then printf '%s' ${sh`${putBack}`} | ${sql}; fi\n` +
     `${restart}\n`;
   const marker = `${pendingDir(config, env)}/restore.sh`;
   const script = [
     sh`mkdir -p -m 700 ${pendingDir(config, env)}`,
     sh`printf '%s' ${undo} > ${marker}.tmp && mv -f ${marker}.tmp ${marker}`,
     // The rename is the last statement: if anything before it fails, nothing was moved.
-    `if ! printf '%s' ${sh`${setAside}`} | ${psql}; then rm -f ${sh`${marker}`}; exit 3; fi`,
-    `ok=0; put_back() { if [ "$ok" != 1 ]; then echo ${sh`${`restore failed: putting ${db} back`}`} >&2; printf '%s' ${sh`${putBack}`} | ${psql} && rm -f ${sh`${marker}`}; fi; }`,
+    `if ! printf '%s' ${sh`${setAside}`} | ${sql}; then rm -f ${sh`${marker}`}; exit 3; fi`,
+    `ok=0; put_back() { if [ "$ok" != 1 ]; then echo ${sh`${`restore failed: putting ${db} back`}`} >&2; printf '%s' ${sh`${putBack}`} | ${sql} && rm -f ${sh`${marker}`}; fi; }`,
     `trap put_back EXIT; trap 'exit 143' TERM INT HUP`,
-    `printf '%s' ${sh`${create + `COMMENT ON DATABASE ${ident(db)} IS ${lit(tag)};\n`}`} | ${psql}`,
+    `printf '%s' ${sh`${create + `COMMENT ON DATABASE ${ident(db)} IS ${literal(tag)};\n`}`} | ${sql}`,
     `${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${sh`${file}`}`,
-    `printf '%s' ${sh`${`COMMENT ON DATABASE ${ident(db)} IS NULL;\n`}`} | ${psql}`,
+    `printf '%s' ${sh`${`COMMENT ON DATABASE ${ident(db)} IS NULL;\n`}`} | ${sql}`,
     `ok=1; rm -f ${sh`${marker}`}`,
   ].join('\n');
   const r = await host.run(`set -e\n${script}`, { label: `restoring ${env.name} from backup ${m.id}`, timeoutSeconds: config.backup['timeout-seconds'], check: false });
@@ -369,7 +370,7 @@ export async function restoreBackup(host: Host, config: Config, env: Environment
 
 /** Where multi-step host changes leave the script that undoes them until they finish. */
 export function pendingDir(config: Config, env: Environment): string {
-  return `${config['state-dir']}/${env.name}/pending`;
+  return pendingDirOf(config['state-dir'], env.name);
 }
 
 /** Keeps the newest `keep` verified backups and deletes older ones (and failed ones older than the newest verified). */

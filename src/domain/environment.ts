@@ -3,6 +3,7 @@
  * Only subcommands and flags that both `docker compose` (v2) and `docker-compose` (v1) have are
  * used, and structured state comes from `docker inspect`, which both leave alone.
  */
+import type { DbTool } from '../infra/postgres';
 import type { Config, EnvironmentConfig, EnvironmentName } from './config';
 import { OperationFailed } from '../infra/errors';
 import { dockerExec } from '../infra/docker';
@@ -45,6 +46,11 @@ export class Environment {
     return argv(cmd, files, '--env-file', this.cfg.envFile, '-p', this.cfg.project, args);
   }
 
+  /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
+  composeScript(...args: Arg[]): string {
+    return sh`cd ${this.cfg.checkout} && COMPOSE_PROJECT_NAME=${this.cfg.project} ` + this.compose(...args);
+  }
+
   /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
   composeOptions(extra: RunOptions = {}): RunOptions {
     return { ...extra, cwd: this.cfg.checkout, env: { COMPOSE_PROJECT_NAME: this.cfg.project, ...(extra.env ?? {}) } };
@@ -56,7 +62,7 @@ export class Environment {
    * (`via: container`, the normal case) or directly on the host (`via: host`). The caller passes the
    * tool's other arguments, including `-d <database>`; standard input is passed through.
    */
-  dbTool(tool: 'psql' | 'pg_dump' | 'pg_restore' | 'pg_dumpall' | 'pg_isready', args: readonly Arg[]): string {
+  dbTool(tool: DbTool, args: readonly Arg[]): string {
     const db = this.cfg.database;
     if (db.via === 'host') return argv(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
     const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];

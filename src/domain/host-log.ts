@@ -3,29 +3,78 @@
  * Every action that changes the host records what it did, for which sha, by which run, and how it
  * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
  */
+import { z } from 'zod';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { sh } from '../infra/shell';
 
-export type Outcome = 'success' | 'failure' | 'cancelled' | 'interrupted';
+const outcome = z.enum(['success', 'failure', 'cancelled', 'interrupted']);
+export type Outcome = z.infer<typeof outcome>;
 
-export interface LogRecord {
-  v: 1;
-  time: string;
-  env: string;
-  action: string;
-  /** started | finished | release | gate | backup | rollback | interrupted | ... */
-  event: string;
-  op: string;
-  run?: string;
-  actor?: string;
-  sha?: string;
-  outcome?: Outcome;
-  [key: string]: unknown;
-}
+/** What every record has: which environment, which action and operation, which run, when. */
+const base = {
+  v: z.literal(1),
+  time: z.string(),
+  env: z.string(),
+  action: z.string(),
+  op: z.string(),
+  run: z.string().optional(),
+  actor: z.string().optional(),
+  sha: z.string().optional(),
+};
+const record = <E extends string, F extends z.ZodRawShape>(event: E, fields: F) =>
+  z.object({ ...base, event: z.literal(event), ...fields }).passthrough();
+const serviceImage = z.object({ name: z.string(), id: z.string(), tag: z.string() }).passthrough();
+
+/**
+ * The host log's records: a tagged union on `event`. Fields twinstack decides on (a release's
+ * commit and images, a gate's verdict and what it tested) are checked when the log is read; a line
+ * that does not match is reported and skipped, never trusted. Other fields pass through.
+ */
+export const logRecord = z.discriminatedUnion('event', [
+  record('started', { staleLock: z.string().optional() }),
+  record('finished', { outcome, error: z.string().optional() }),
+  record('interrupted', { outcome: z.literal('interrupted').optional(), reportedBy: z.string().optional() }),
+  record('recovered', { what: z.string() }),
+  record('release', {
+    release: z.string(),
+    sha: z.string(),
+    kind: z.enum(['deploy', 'promote', 'rollback']),
+    images: z.record(serviceImage),
+    previous: z.string().optional(),
+    rolledBackFrom: z.string().optional(),
+  }),
+  record('release-failed', { stage: z.string(), images: z.record(z.string()).optional(), head: z.string().optional(), previous: z.string().optional() }),
+  record('rollback', { release: z.string(), rolledBackFrom: z.string().optional() }),
+  record('gate', {
+    sha: z.string(),
+    release: z.string().optional(),
+    passed: z.boolean(),
+    images: z.record(z.string()).optional(),
+    apiImage: z.string().optional(),
+    problems: z.array(z.string()).optional(),
+  }),
+  record('backup', { status: z.string(), backup: z.string().optional() }),
+  record('staging-created', { database: z.string() }),
+  record('resampled', {}),
+  record('swapped', { database: z.string() }),
+  record('swapped-back', { database: z.string() }),
+  record('vault-synced', {}),
+]);
+export type LogRecord = z.infer<typeof logRecord>;
+export type LogEvent = LogRecord['event'];
+/** A record of one event, narrowed. */
+export type RecordOf<E extends LogEvent> = Extract<LogRecord, { event: E }>;
+/** What a caller appends: the fields of one event; version, time and environment are added. */
+export type NewRecord = { event: LogEvent; action: string; op: string; time?: string; [key: string]: unknown };
 
 export function stateDirOf(stateDir: string, env: string): string {
   return `${stateDir}/${env}`;
+}
+
+/** Where multi-step host changes leave the script that undoes (or finishes) them until they are done. */
+export function pendingDirOf(stateDir: string, env: string): string {
+  return `${stateDirOf(stateDir, env)}/pending`;
 }
 
 export class HostLog {
@@ -39,7 +88,7 @@ export class HostLog {
     this.file = `${stateDirOf(stateDir, env)}/log.jsonl`;
   }
 
-  async append(record: Omit<LogRecord, 'v' | 'time' | 'env'> & { time?: string }): Promise<LogRecord> {
+  async append(record: NewRecord): Promise<LogRecord> {
     const full = { v: 1, time: new Date().toISOString(), env: this.env, ...record } as LogRecord;
     const line = JSON.stringify(full);
     await this.host.run(sh`mkdir -p -m 700 ${stateDirOf(this.stateDir, this.env)} && printf '%s\n' ${line} >> ${this.file}`, {
@@ -63,19 +112,30 @@ export class HostLog {
 
 export function parseLog(text: string, file: string, log?: Logger): LogRecord[] {
   const records: LogRecord[] = [];
-  let bad = 0;
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
+  const bad: string[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (!line.trim()) return;
+    let value: unknown;
     try {
-      const r = JSON.parse(line);
-      if (r && typeof r === 'object' && r.v === 1 && typeof r.event === 'string') records.push(r as LogRecord);
-      else bad++;
+      value = JSON.parse(line);
     } catch {
-      bad++;
+      bad.push(`line ${i + 1} is not JSON`);
+      return;
     }
-  }
-  if (bad && log) log.warning(`${file}: ${bad} line(s) are not twinstack records and were skipped`);
+    const r = logRecord.safeParse(value);
+    if (r.success) records.push(r.data);
+    else bad.push(`line ${i + 1}: ${describeIssue(r.error, value)}`);
+  });
+  if (bad.length && log) log.warning(`${file}: ${bad.length} line(s) are not twinstack records and were skipped (${bad.slice(0, 3).join('; ')})`);
   return records;
+}
+
+function describeIssue(error: z.ZodError, value: unknown): string {
+  const event = value && typeof value === 'object' && 'event' in value ? String((value as { event: unknown }).event).slice(0, 40) : undefined;
+  const issue = error.issues[0];
+  if (issue?.code === 'invalid_union_discriminator') return `unknown event ${JSON.stringify(event ?? null)}`;
+  const where = issue?.path.length ? issue.path.join('.') : 'record';
+  return `${event ?? 'record'}: ${where}: ${issue?.message ?? 'invalid'}`;
 }
 
 /** Operations that were started and never finished (their run died or lost the connection). */
@@ -85,7 +145,10 @@ export function unfinishedOperations(records: LogRecord[]): LogRecord[] {
 }
 
 /** The newest record of an event, optionally filtered. */
-export function latest(records: LogRecord[], event: string, where: (r: LogRecord) => boolean = () => true): LogRecord | undefined {
-  for (let i = records.length - 1; i >= 0; i--) if (records[i].event === event && where(records[i])) return records[i];
+export function latest<E extends LogEvent>(records: LogRecord[], event: E, where: (r: RecordOf<E>) => boolean = () => true): RecordOf<E> | undefined {
+  for (let i = records.length - 1; i >= 0; i--) {
+    const r = records[i];
+    if (r.event === event && where(r as RecordOf<E>)) return r as RecordOf<E>;
+  }
   return undefined;
 }

@@ -9,7 +9,7 @@ import { onCancel } from './action';
 import { OperationFailed, errorMessage } from '../infra/errors';
 import { sh } from '../infra/shell';
 import type { Host } from '../infra/host';
-import { HostLog, stateDirOf, unfinishedOperations, type LogRecord, type Outcome } from './host-log';
+import { HostLog, pendingDirOf, unfinishedOperations, type LogEvent, type LogRecord, type Outcome } from './host-log';
 import { EnvironmentLock, describeHolder, type LockHolder } from './lock';
 import type { Logger } from '../infra/logger';
 
@@ -25,7 +25,7 @@ export interface Operation {
   /** Leftovers of cut multi-step host changes that this operation put right before it began. */
   recovered: string[];
   /** Appends a record for this operation to the environment's host log. */
-  record(event: string, fields?: Record<string, unknown>): Promise<LogRecord>;
+  record(event: LogEvent, fields?: Record<string, unknown>): Promise<LogRecord>;
 }
 
 export interface OperationOptions {
@@ -112,7 +112,7 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
 }
 
 async function undoPending(o: OperationOptions, hostLog: HostLog, base: { action: string; op: string; run: string; actor: string }): Promise<string[]> {
-  const dir = `${stateDirOf(o.stateDir, o.env)}/pending`;
+  const dir = pendingDirOf(o.stateDir, o.env);
   // One round trip: each leftover undo script with its first line (what it undoes).
   const list = await o.host.run(sh`for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {
     quiet: true,

@@ -6,7 +6,7 @@
 import type { Environment, ContainerState } from './environment';
 import { OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
-import type { LogRecord } from './host-log';
+import type { LogRecord, RecordOf } from './host-log';
 import type { Logger } from '../infra/logger';
 import { argv, sh } from '../infra/shell';
 
@@ -35,16 +35,8 @@ export function newReleaseId(sha: string, now = new Date()): string {
   return `r${stamp}-${sha.slice(0, 7)}`;
 }
 
-function asRelease(r: LogRecord): Release {
-  return {
-    release: String(r.release),
-    sha: String(r.sha),
-    kind: r.kind as Release['kind'],
-    images: (r.images ?? {}) as Release['images'],
-    time: r.time,
-    run: r.run,
-    previous: typeof r.previous === 'string' && r.previous ? r.previous : undefined,
-  };
+function asRelease(r: RecordOf<'release'>): Release {
+  return { release: r.release, sha: r.sha, kind: r.kind, images: r.images, time: r.time, run: r.run, previous: r.previous || undefined };
 }
 
 /**
@@ -75,7 +67,7 @@ export function releaseStack(records: LogRecord[]): ReleaseStack {
     const rel = asRelease(r);
     if (!replaced.has(rel.release) && rel.kind !== 'rollback') replaced.set(rel.release, rel.previous ?? running);
     if (rel.kind === 'rollback') {
-      const from = typeof r.rolledBackFrom === 'string' ? r.rolledBackFrom : typeof r.from === 'string' ? r.from : running;
+      const from = r.rolledBackFrom ?? (typeof r.from === 'string' ? r.from : running);
       if (from && from !== rel.release) rolledBackFrom.add(from);
     }
     byId.set(rel.release, rel);
@@ -95,7 +87,10 @@ export function releaseStack(records: LogRecord[]): ReleaseStack {
 
 /** The release an environment runs now: the newest release record. */
 export function currentRelease(records: LogRecord[]): Release | undefined {
-  for (let i = records.length - 1; i >= 0; i--) if (records[i].event === 'release') return asRelease(records[i]);
+  for (let i = records.length - 1; i >= 0; i--) {
+    const r = records[i];
+    if (r.event === 'release') return asRelease(r);
+  }
   return undefined;
 }
 
@@ -105,8 +100,8 @@ export function releaseHistory(records: LogRecord[]): Release[] {
   const out: Release[] = [];
   for (let i = records.length - 1; i >= 0; i--) {
     const r = records[i];
-    if (r.event !== 'release' || seen.has(String(r.release))) continue;
-    seen.add(String(r.release));
+    if (r.event !== 'release' || seen.has(r.release)) continue;
+    seen.add(r.release);
     out.push(asRelease(r));
   }
   return out;

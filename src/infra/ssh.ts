@@ -250,15 +250,20 @@ export class SshHost implements Host {
       }
     };
     const channelReady = new Promise<ClientChannel>((resolve, reject) => {
-      this.connection().exec(command, (e, ch) => {
-        if (e) {
-          const error = new RemoteCommandError(label, null, null, '', errorMessage(e), false, label);
-          finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: errorMessage(e), timedOut: false, durationMs: Date.now() - started });
-          return reject(error);
-        }
-        attach(ch);
-        resolve(ch);
-      });
+      // A command that cannot start (the connection is gone) ends at once, never waits forever.
+      const fail = (e: unknown) => {
+        finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: errorMessage(e), timedOut: false, durationMs: Date.now() - started });
+        reject(new RemoteCommandError(label, null, null, '', errorMessage(e), false, label));
+      };
+      try {
+        this.connection().exec(command, (e, ch) => {
+          if (e) return fail(e);
+          attach(ch);
+          resolve(ch);
+        });
+      } catch (e) {
+        fail(e);
+      }
     });
     channelReady.catch(() => undefined);
     return { exited, channelReady, lineWaiters, label };

@@ -7,6 +7,7 @@ import type { Host } from '../infra/host';
 import type { Environment } from '../domain/environment';
 import { OperationFailed } from '../infra/errors';
 import { literal, qualified } from '../infra/sql';
+import { psql } from '../infra/postgres';
 
 export interface Column {
   name: string;
@@ -62,7 +63,7 @@ export interface Catalog {
 
 /** Runs one query through psql on the host and parses the single JSON value it prints. */
 export async function queryJson<T>(host: Host, env: Environment, database: string, sql: string, label: string): Promise<T> {
-  const cmd = env.dbTool('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', database, '-f', '-']);
+  const cmd = psql(env, database, { tuples: true });
   const r = await host.run(cmd, { stdin: `${sql};\n`, quiet: true, label, timeoutSeconds: 1800 });
   const text = r.stdout.trim();
   try {

@@ -15,6 +15,7 @@ import { Environment } from '../domain/environment';
 import { errorMessage, OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
+import { pendingDirOf } from '../domain/host-log';
 import { underLock } from '../domain/operation';
 import { quote } from '../infra/shell';
 import { hashDevPassword, isTextual, newSalt, type RunSecrets } from './anonymize';
@@ -22,6 +23,7 @@ import { readCatalog, type Catalog } from './catalog';
 import { PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from '../infra/sql';
+import { psql, STDIN_SCRIPT } from '../infra/postgres';
 
 export interface ResampleParams {
   fraction?: number;
@@ -301,30 +303,22 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           // must be in staging before production's tables are created there, as they were in dev
           // when its migrations created them. Explicit grants follow once every object exists.
           // Errors (a schema production lacks) are reported with the grants below, not fatal here.
-          await host.run(`${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${dev.dbTool('psql', ['-X', '-q', '-o', '/dev/null', '-d', names.staging])} 2>/dev/null`, {
+          await host.run(`${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${psql(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`, {
             label: "applying dev's default privileges to staging",
             timeoutSeconds: timeout,
             quiet: true,
           });
         }
         log.info(`Schema: production pre-data into ${names.staging}.`);
-        await host.run(`${prodDump('pre-data')} | ${server.psql(names.staging, ['-o', '/dev/null'])}`, { label: 'restoring the schema (pre-data) into staging', timeoutSeconds: timeout, quiet: true });
+        await host.run(`${prodDump('pre-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`, { label: 'restoring the schema (pre-data) into staging', timeoutSeconds: timeout, quiet: true });
         mark('schema (pre-data)');
 
         log.info(`Rows: streaming the sample from production into ${names.staging} on the host.`);
-        const receive = server.psql(names.staging, [
-          '-c',
-          `SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean)`,
-          '-f',
-          '-',
-          '-c',
-          countsQuery(plan),
-          '-c',
-          orphansQuery(plan),
-          '-c',
-          leakQuery(plan),
-        ]);
-        const send = prod.dbTool('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', prod.cfg.database.name, '-f', '-']);
+        const receive = psql(dev, names.staging, {
+          tuples: true,
+          run: [`SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean)`, STDIN_SCRIPT, countsQuery(plan), orphansQuery(plan), leakQuery(plan)],
+        });
+        const send = psql(prod, prod.cfg.database.name, { tuples: true });
         const streamed = await host.run(`${send} | ${receive}`, { stdin: productionScript(plan), label: 'streaming sampled rows from production into staging', timeoutSeconds: timeout, quiet: true });
         mark('rows, counts, orphans, leak scan');
         const counts = parseTagged(streamed.stdout, 'counts') as Record<string, number>;
@@ -343,7 +337,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         }
 
         log.info('Constraints and indexes: production post-data into staging.');
-        await host.run(`${prodDump('post-data')} | ${server.psql(names.staging, ['-o', '/dev/null'])}`, { label: 'restoring constraints and indexes (post-data) into staging', timeoutSeconds: timeout, quiet: true });
+        await host.run(`${prodDump('post-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`, { label: 'restoring constraints and indexes (post-data) into staging', timeoutSeconds: timeout, quiet: true });
         mark('constraints and indexes (post-data)');
         const seq = sequencesSql(plan, catalog);
         if (seq) await server.exec(seq, 'setting sequences past the copied keys', names.staging);
@@ -351,7 +345,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         // Dev's owners and grants: the app role is not the owner, and roles are per server.
         if (devInfo) {
           const grants = await host.run(
-            `${devAcl} | { grep -E ${quote(OBJECT_ACL_LINES)} || true; } | ${dev.dbTool('psql', ['-X', '-q', '-o', '/dev/null', '-d', names.staging])}`,
+            `${devAcl} | { grep -E ${quote(OBJECT_ACL_LINES)} || true; } | ${psql(dev, names.staging, { output: '/dev/null', stopOnError: false })}`,
             { label: "re-applying dev's owners and grants to staging", timeoutSeconds: timeout, quiet: true },
           );
           const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
@@ -373,6 +367,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           migrate: hooks.migrate ? () => hooks.migrate!(names.dev) : sample.migrate ? composeMigrate(host, dev, sample['migrate-command'], log) : async () => undefined,
           log,
           record: op.record,
+          pendingDir: pendingDirOf(config['state-dir'], 'dev'),
         });
       } catch (e) {
         // Swapped back: dev is as it was, and the report says what the sample would have been.

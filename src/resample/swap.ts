@@ -3,14 +3,15 @@
  * that: dev is either fully refreshed or exactly as it was. Database renames are instant and keep
  * every byte, so the way back is a rename too.
  */
+import type { LogEvent } from '../domain/host-log';
 import type { Environment } from '../domain/environment';
 import { errorMessage, OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { probeHealthUrl, waitHealthy } from '../domain/release';
-import { argv } from '../infra/shell';
+import { argv, sh } from '../infra/shell';
 import { queryJson } from './catalog';
-import { ident, literal } from '../infra/sql';
+import { dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
 
 /** Dev's app services (everything in its compose project but the database). */
 export interface AppServices {
@@ -19,6 +20,8 @@ export interface AppServices {
   start(services: string[]): Promise<void>;
   /** Waits until the started services are healthy and the health URL answers; throws otherwise. */
   health(services: string[]): Promise<void>;
+  /** The shell line that starts them again, for an undo script the next run may have to run. */
+  startScript(services: string[]): string;
 }
 
 /** With `via: host` there are no containers to stop: the database stands alone (tests, bare setups). */
@@ -26,6 +29,7 @@ export const NO_SERVICES: AppServices = {
   stop: async () => [],
   start: async () => undefined,
   health: async () => undefined,
+  startScript: () => 'true',
 };
 
 export function appServices(host: Host, env: Environment, log: Logger, checkHealth: boolean): AppServices {
@@ -46,6 +50,9 @@ export function appServices(host: Host, env: Environment, log: Logger, checkHeal
       log.info(`Starting dev services ${services.join(', ')}.`);
       await host.run(env.compose('start', ...services), env.composeOptions({ label: `starting dev ${services.join(', ')}`, timeoutSeconds: 600 }));
     },
+    startScript(services) {
+      return services.length ? env.composeScript('start', ...services) : 'true';
+    },
     async health(services) {
       if (!checkHealth || !services.length) return;
       // The same verdict a deploy gives: every service healthy (or running, without a
@@ -62,19 +69,6 @@ export function databaseNames(dev: string): { dev: string; staging: string; prev
   return { dev, staging: `${base}__ts_staging`, previous: `${base}__ts_previous` };
 }
 
-/**
- * Ends the sessions on a database that this role may end. A non-superuser owner (the usual
- * `via: container` login) may only signal its own roles' sessions: asking for others would be an
- * error, so they are left to the rename's retry and its "being accessed by other users" message.
- */
-function terminateSql(database: string): string {
-  return (
-    `SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid ` +
-    `WHERE a.datname = ${literal(database)} AND a.pid <> pg_backend_pid() ` +
-    `AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT r.rolsuper AND (pg_has_role(r.oid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))));`
-  );
-}
-
 /** SQL on dev's server, connected to the maintenance database. */
 export class DevServer {
   constructor(
@@ -83,12 +77,8 @@ export class DevServer {
     readonly maintenance: string,
   ) {}
 
-  psql(database: string, extra: string[] = []): string {
-    return this.env.dbTool('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', database, ...extra]);
-  }
-
   async exec(sql: string, label: string, database = this.maintenance): Promise<string> {
-    const r = await this.host.run(this.psql(database, ['-f', '-']), { stdin: `${sql}\n`, quiet: true, label, timeoutSeconds: 600 });
+    const r = await this.host.run(psql(this.env, database, { tuples: true }), { stdin: `${sql}\n`, quiet: true, label, timeoutSeconds: 600 });
     return r.stdout;
   }
 
@@ -110,8 +100,7 @@ export class DevServer {
     for (let attempt = 0; attempt < 20; attempt++) {
       try {
         await this.exec(
-          `${terminateSql(from)}\n` +
-            `SELECT pg_sleep(0.2);\nALTER DATABASE ${ident(from)} RENAME TO ${ident(to)};`,
+          renameDatabaseSql(from, to, { settle: true }),
           `renaming database ${from} to ${to}`,
         );
         return;
@@ -126,7 +115,7 @@ export class DevServer {
 
   async drop(name: string): Promise<void> {
     await this.exec(
-      `${terminateSql(name)}\nDROP DATABASE IF EXISTS ${ident(name)};`,
+      dropDatabaseSql(name),
       `dropping database ${name}`,
     );
   }
@@ -142,7 +131,35 @@ export interface SwapOptions {
   /** Dev's migrations on the swapped-in database (alembic upgrade head in the api container). */
   migrate: () => Promise<void>;
   log: Logger;
-  record: (event: string, fields?: Record<string, unknown>) => Promise<unknown>;
+  record: (event: LogEvent, fields?: Record<string, unknown>) => Promise<unknown>;
+  /** Where the swap leaves its undo until it has finished (the environment's pending directory). */
+  pendingDir: string;
+}
+
+/**
+ * What puts dev's database back when a run is cut during its swap, as a script on the host: the next
+ * operation on dev runs it before anything else (see undoPending in operation.ts). It only acts while
+ * `previous` exists, which is from the first rename until the swap has passed.
+ */
+export function swapUndoScript(server: DevServer, names: ReturnType<typeof databaseNames>, restart: string): string {
+  const run = psql(server.env, server.maintenance);
+  const list = psql(server.env, server.maintenance, { tuples: true });
+  const exec = (sql: string) => sh`printf '%s' ${sql} | ` + run;
+  return [
+    `# resample swap of dev started ${new Date().toISOString()}: put dev's database back`,
+    `dbs=$(printf '%s' 'SELECT datname FROM pg_database;' | ${list})`,
+    `has() { printf '%s\n' "$dbs" | grep -qxF -- "$1"; }`,
+    sh`if has ${names.previous}; then`,
+    sh`  if has ${names.dev}; then`,
+    sh`    if has ${names.staging}; then ` + exec(dropDatabaseSql(names.staging)) + '; fi',
+    `    ${exec(renameDatabaseSql(names.dev, names.staging, { settle: true }))}`,
+    '  fi',
+    `  ${exec(renameDatabaseSql(names.previous, names.dev, { settle: true }))}`,
+    `  ${exec(dropDatabaseSql(names.staging))}`,
+    'fi',
+    restart,
+    '',
+  ].join('\n');
 }
 
 /**
@@ -153,7 +170,15 @@ export interface SwapOptions {
 export async function swapIn(o: SwapOptions): Promise<void> {
   const { server, names, services, log } = o;
   const hadDev = await server.exists(names.dev);
+  const marker = `${o.pendingDir}/resample-swap.sh`;
+  const leave = (script: string) =>
+    server.host.run(sh`mkdir -p -m 700 ${o.pendingDir} && printf '%s' ${script} > ${marker}.tmp && mv -f ${marker}.tmp ${marker}`, { quiet: true, label: 'writing the swap undo', timeoutSeconds: 60 });
+  const clear = async () => {
+    await server.host.run(sh`rm -f ${marker}`, { quiet: true, label: 'removing the swap undo', timeoutSeconds: 60 });
+  };
   const stopped = await services.stop();
+  // Written before any database moves: a run cut from here on leaves the way back to the next operation on dev.
+  await leave(swapUndoScript(server, names, services.startScript(stopped)));
   let movedAside = false;
   let swapped = false;
   try {
@@ -176,16 +201,25 @@ export async function swapIn(o: SwapOptions): Promise<void> {
     } catch (be) {
       throw new SwapBackFailed(
         `${errorMessage(e)}; then putting dev's database back failed too (${errorMessage(be)}): dev's own database is ${movedAside ? names.previous : 'gone'}; ` +
-          `the next resample puts it back first, or rename it to ${names.dev} by hand and start dev's services`,
+          `the next operation on dev puts it back first (${marker} on the host), or run that script by hand`,
       );
     }
     await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${errorMessage(de)}`));
     await o.record('swapped-back', { database: names.dev });
     await services.start(stopped);
+    await clear();
     throw e;
   }
-  // The point of no return: dev runs on the sample.
-  if (hadDev) await server.drop(names.previous).catch((e) => log.warning(`could not drop the previous dev database ${names.previous}: ${errorMessage(e)}; drop it by hand`));
+  // The point of no return: dev runs on the sample. What is left is finishing, not undoing: a run cut
+  // here leaves the next operation to drop the database dev had before.
+  if (!hadDev) return clear();
+  await leave(`# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${sh`printf '%s' ${dropDatabaseSql(names.previous)} | `}${psql(server.env, server.maintenance)}\n`);
+  try {
+    await server.drop(names.previous);
+    await clear();
+  } catch (e) {
+    log.warning(`could not drop the previous dev database ${names.previous}: ${errorMessage(e)}; the next operation on dev drops it (${marker})`);
+  }
 }
 
 /**

@@ -12,6 +12,7 @@ import type { Logger } from '../infra/logger';
 import { underLock } from '../domain/operation';
 import type { VaultSyncSettings } from './settings';
 import { literal } from '../infra/sql';
+import { psql } from '../infra/postgres';
 
 export interface VaultSyncReport {
   dryRun: boolean;
@@ -123,7 +124,7 @@ export async function vaultSync(ctx: VaultSyncContext, opts: { dryRun: boolean }
   const { prod, dev: devVault } = checkVaultPaths(ctx.config.environments.prod.vault, ctx.config.environments.dev.vault);
   const dev = new Environment('dev', ctx.config);
   const settings = ctx.config['vault-sync'];
-  const list = dev.dbTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', dev.cfg.database.name, '-c', listSql(settings)]);
+  const list = psql(dev, dev.cfg.database.name, { run: [listSql(settings)] });
   const sync = async () => {
     const r = await ctx.host.run(SYNC_SCRIPT, {
       env: { PROD_VAULT: prod, DEV_VAULT: devVault, LIST_COMMAND: list, DRY_RUN: opts.dryRun ? '1' : '0', DELETE: settings.delete ? '1' : '0' },

@@ -93,7 +93,7 @@ describe('operations and the host log', () => {
     const h = await newHost();
     const opts = { host: h, stateDir, env: 'prod', action: 'deploy', sha: 'c'.repeat(40), run: runInfo('run-1'), log: new MemoryLogger(), lockTimeoutSeconds: 5 };
     await underLock(opts, async (op) => {
-      await op.record('release', { release: 'r20260101T000000Z-ccccccc' });
+      await op.record('release', { release: 'r20260101T000000Z-ccccccc', sha: 'c'.repeat(40), kind: 'deploy', images: {} });
     });
     await assert.rejects(
       underLock({ ...opts, run: runInfo('run-2') }, async () => {

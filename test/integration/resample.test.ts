@@ -10,7 +10,12 @@ import { isSampled, productionScript } from '../../src/resample/plan';
 import { planResample } from '../../src/resample/engine';
 import { argv } from '../../src/infra/shell';
 import { SAMPLE_CONFIG } from '../fixtures/sample-schema/generate';
-import { runSql, startWorld, type World } from './resample-support';
+import { RUN, runSql, startWorld, type World } from './resample-support';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseLog } from '../../src/domain/host-log';
+import { underLock } from '../../src/domain/operation';
+import { connect } from '../harness/connect';
 
 let w: World;
 let first: ResampleReport;
@@ -235,6 +240,35 @@ describe('the swap', () => {
     }).catch(() => undefined);
     assert.equal(w.dump(w.dev, 'makapix_dev'), before);
     assert.ok(w.log.text.includes('an earlier resample died during its swap'));
+  });
+});
+
+describe('a run cut during its swap', () => {
+  it('leaves the way back on the host, and the next operation on dev, whatever it is, puts the database back first', async () => {
+    const config = w.config();
+    const pending = path.join(config['state-dir'], 'dev', 'pending', 'resample-swap.sh');
+    assert.ok(!fs.existsSync(pending), 'finished resamples leave no undo behind');
+    const before = w.dump(w.dev, 'makapix_dev');
+    const cut = await connect(w.sshd, {}, w.log);
+    await assert.rejects(
+      resample({ ...w.ctx(config), host: cut }, { dryRun: false, devPassword: PASSWORD }, {
+        migrate: async () => {
+          await cut.close();
+          throw new Error('the runner lost its connection');
+        },
+      }),
+    );
+    // On the host: the sample holds dev's name, dev's own database is set aside, the undo waits.
+    assert.ok(w.databases(w.dev).includes('makapix_dev__ts_previous'));
+    assert.notEqual(w.dump(w.dev, 'makapix_dev'), before);
+    assert.match(fs.readFileSync(pending, 'utf8'), /^# resample swap of dev started /);
+
+    await underLock({ host: w.host, stateDir: config['state-dir'], env: 'dev', action: 'deploy', run: RUN, log: w.log, lockTimeoutSeconds: 30 }, async () => undefined);
+    assert.equal(w.dump(w.dev, 'makapix_dev'), before);
+    assert.deepEqual(w.databases(w.dev).filter((d) => d.includes('__ts_')), []);
+    assert.ok(!fs.existsSync(pending));
+    const records = parseLog(fs.readFileSync(path.join(config['state-dir'], 'dev', 'log.jsonl'), 'utf8'), 'log.jsonl');
+    assert.ok(records.some((r) => r.event === 'recovered' && /resample swap of dev/.test(r.what)));
   });
 });
 

@@ -90,6 +90,16 @@ describe('commands', () => {
     assert.equal(r.exitCode, 7);
   });
 
+  it('fails a command at once when the connection is gone, checked or not (never waits forever)', async () => {
+    const gone = await connect(sshd, {}, new MemoryLogger());
+    await gone.close();
+    const never = new Promise((_, reject) => setTimeout(() => reject(new Error('still waiting after 10 s')), 10_000).unref());
+    await assert.rejects(Promise.race([gone.run('true'), never]), (e: unknown) => e instanceof RemoteCommandError);
+    const unchecked = (await Promise.race([gone.run('true', { check: false }), never])) as { exitCode: number | null; stderr: string };
+    assert.equal(unchecked.exitCode, null);
+    assert.match(unchecked.stderr, /closed/);
+  });
+
   it('fails a pipeline when any part of it fails', async () => {
     await assert.rejects(host.run('false | cat'), /exited with code 1/);
   });
@@ -114,7 +124,7 @@ describe('commands', () => {
     fs.rmSync(pidFile);
     // The background sleep (a grandchild) must be gone as well.
     let alive = true;
-    for (let i = 0; i < 20 && alive; i++) {
+    for (let i = 0; i < 150 && alive; i++) {
       try {
         process.kill(pid, 0);
         await new Promise((r) => setTimeout(r, 100));

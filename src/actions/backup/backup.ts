@@ -11,7 +11,7 @@ import { underLock } from '../../domain/operation';
 import { currentRelease } from '../../domain/release';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
-import { environmentInput } from '../deploy/deploy';
+import { environmentInput } from '../common';
 import type { EnvironmentName } from '../../domain/config';
 
 interface Plan {

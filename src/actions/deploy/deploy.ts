@@ -25,6 +25,7 @@ import {
 } from '../../domain/release';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
+import { environmentInput, servicesTable } from '../common';
 
 interface Plan {
   environment: EnvironmentName;
@@ -38,20 +39,6 @@ export interface DeployResult {
   previousReleaseId: string;
   durationSeconds: number;
   containers: ContainerState[];
-}
-
-export function environmentInput(value: string): EnvironmentName {
-  if (value !== 'prod' && value !== 'dev') {
-    throw new ConfigurationError(`input environment "${validate.printable(value)}" must be prod or dev`);
-  }
-  return value;
-}
-
-export function servicesTable(s: Summary, containers: ContainerState[]): Summary {
-  return s.table(
-    ['service', 'container', 'state', 'health', 'image'],
-    containers.map((c) => [c.service, c.name, c.status + (c.status === 'exited' ? ` (${c.exitCode})` : ''), c.health, c.image]),
-  );
 }
 
 export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> = {

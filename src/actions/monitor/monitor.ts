@@ -23,6 +23,7 @@ import { counts, findingsTable, sortFindings, type Finding } from '../../safety/
 import { latencyStats, parseConnections, parseContainerLimits, parseDf, parseDockerStats, parseTimings } from '../../safety/metrics';
 import { combineContainers, judgeMetrics, type DiskMetric, type EnvironmentMetrics, type Metrics } from '../../safety/monitoring';
 import { formatBytes, formatCpus } from '../../safety/units';
+import { psql } from '../../infra/postgres';
 
 const SPLIT = '--twinstack-inspect--';
 /** Counted like max_connections counts them: client sessions, not PostgreSQL's own background workers. */
@@ -61,7 +62,7 @@ async function containerMetrics(host: Host, env: Environment, into: EnvironmentM
 }
 
 async function databaseMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
-  const cmd = env.dbTool('psql', ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', env.cfg.database.name, '-c', CONNECTIONS_SQL, '-c', 'show max_connections']);
+  const cmd = psql(env, env.cfg.database.name, { tuples: true, run: [CONNECTIONS_SQL, 'show max_connections'] });
   const r = await host.run(cmd, { quiet: true, check: false, label: `${env.name}: database connections`, timeoutSeconds: 60 });
   const parsed = r.exitCode === 0 ? parseConnections(r.stdout) : undefined;
   if (parsed) into.database = { ...parsed, percent: Math.round((parsed.connections / parsed.max) * 1000) / 10 };

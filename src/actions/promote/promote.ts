@@ -18,7 +18,7 @@ import { takeBackup, usableBackup, type BackupManifest } from '../../domain/back
 import { Environment, type ContainerState } from '../../domain/environment';
 import { OperationFailed, errorMessage } from '../../infra/errors';
 import { checkoutCommit, resolveRef } from '../../domain/git';
-import { HostLog, latest, type LogRecord } from '../../domain/host-log';
+import { HostLog, latest, type RecordOf } from '../../domain/host-log';
 import type { RunInfo } from '../../infra/actions-io';
 import type { Host } from '../../infra/host';
 import type { Logger } from '../../infra/logger';
@@ -30,7 +30,7 @@ import { migrationPlan, upgradeHead } from '../../domain/alembic';
 import { lossWindow, startRelease } from '../../domain/rollback';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
-import { servicesTable } from '../deploy/deploy';
+import { servicesTable } from '../common';
 
 interface Plan {
   requireGate: boolean;
@@ -236,7 +236,7 @@ export async function gatedDevRelease(
   run: RunInfo,
   log: Logger,
   lockTimeoutSeconds: number,
-): Promise<{ devRelease: Release; gate?: LogRecord }> {
+): Promise<{ devRelease: Release; gate?: RecordOf<'gate'> }> {
   const lock = await EnvironmentLock.acquire(host, stateDir, 'dev', { run: run.url, actor: run.actor, sha: '', action: 'promote (reading dev)', op: 'read', since: new Date().toISOString() }, lockTimeoutSeconds, log);
   try {
     const devRecords = await new HostLog(host, stateDir, 'dev').read(log);
@@ -257,7 +257,7 @@ export async function gatedDevRelease(
         `commit ${devRelease.sha} (dev release ${devRelease.release}) has no passing gate on dev${gate ? ` (its last gate failed at ${gate.time})` : ''}: run the gate on dev, or fix and deploy again. Nothing was changed.`,
       );
     }
-    const tested = (gate.images ?? {}) as Record<string, string>;
+    const tested = gate.images ?? {};
     if (!Object.keys(tested).length) {
       throw new OperationFailed(`the passing gate of ${devRelease.sha.slice(0, 12)} (${gate.time}) does not say which images it tested: run the gate on dev again. Nothing was changed.`);
     }

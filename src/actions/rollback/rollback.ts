@@ -16,7 +16,7 @@ import { drift, observe } from '../../domain/state';
 import { lossWindow, startRelease, type RestartResult } from '../../domain/rollback';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
-import { environmentInput, servicesTable } from '../deploy/deploy';
+import { environmentInput, servicesTable } from '../common';
 
 interface Plan {
   environment: EnvironmentName;

@@ -1,0 +1,63 @@
+/** The one layer for remote operations: host-log records checked when read, and psql built in one place. */
+import { strict as assert } from 'node:assert';
+import { describe, it } from 'node:test';
+import { latest, parseLog } from '../../src/domain/host-log';
+import { MemoryLogger } from '../../src/infra/logger';
+import { dropDatabaseSql, psql, renameDatabaseSql, STDIN_SCRIPT, type DbClient } from '../../src/infra/postgres';
+import type { Arg } from '../../src/infra/shell';
+
+const line = (fields: Record<string, unknown>) => JSON.stringify({ v: 1, time: '2026-01-01T00:00:00Z', env: 'dev', action: 'gate', op: 'o1', ...fields });
+
+describe('host log schema', () => {
+  it('keeps well-formed records, with the fields it does not know passing through', () => {
+    const text = [
+      line({ event: 'started' }),
+      line({ event: 'gate', sha: 'a'.repeat(40), passed: true, images: { api: 'sha256:1' }, apiImage: 'sha256:1', tests: { passed: 3 } }),
+      line({ event: 'finished', outcome: 'success' }),
+    ].join('\n');
+    const records = parseLog(text, 'log.jsonl');
+    assert.deepEqual(records.map((r) => r.event), ['started', 'gate', 'finished']);
+    const gate = latest(records, 'gate');
+    assert.equal(gate?.images?.api, 'sha256:1');
+    assert.deepEqual(gate?.tests, { passed: 3 });
+  });
+
+  it('skips and reports a record whose decisive fields are wrong, an unknown event and a cut line', () => {
+    const log = new MemoryLogger();
+    const text = [
+      line({ event: 'gate', sha: 'a'.repeat(40), passed: 'yes' }),
+      line({ event: 'release', release: 'r1', sha: 'b'.repeat(40), kind: 'deploy' }),
+      line({ event: 'teleported' }),
+      '{"v":1,"time":"2026-01-01T00:',
+      line({ event: 'release', release: 'r2', sha: 'c'.repeat(40), kind: 'promote', images: { api: { name: 'x', id: 'sha256:2', tag: 't' } } }),
+    ].join('\n');
+    const records = parseLog(text, 'log.jsonl', log);
+    assert.deepEqual(records.map((r) => (r.event === 'release' ? r.release : r.event)), ['r2'], 'a gate that did not say passed: true, a release without images: never trusted');
+    const warning = log.lines.find((l) => /warning/.test(l)) ?? '';
+    assert.match(warning, /4 line\(s\) are not twinstack records/);
+    assert.match(warning, /line 1: gate: passed: Expected boolean/);
+    assert.match(warning, /line 2: release: images: Required/);
+    assert.match(warning, /line 3: unknown event "teleported"/);
+  });
+});
+
+describe('psql wrapper', () => {
+  const client: DbClient = { dbTool: (tool: string, args: readonly Arg[]) => [tool, ...args.map(String)].join(' ') };
+
+  it('always runs without psqlrc, quietly, stopping at the first error, reading a script from stdin by default', () => {
+    assert.equal(psql(client, 'app'), 'psql -X -q -v ON_ERROR_STOP=1 -d app -f -');
+  });
+
+  it('keeps the order of commands and the stdin script, and may replay lines expected to fail', () => {
+    assert.equal(psql(client, 'st', { tuples: true, run: ['SET x = 1', STDIN_SCRIPT, 'SELECT 1'] }), 'psql -X -q -v ON_ERROR_STOP=1 -A -t -d st -c SET x = 1 -f - -c SELECT 1');
+    assert.equal(psql(client, 'st', { output: '/dev/null', stopOnError: false }), 'psql -X -q -o /dev/null -d st -f -');
+    assert.equal(psql(client, 'st', { run: [] }), 'psql -X -q -v ON_ERROR_STOP=1 -d st');
+  });
+
+  it('quotes database names in the shared rename and drop SQL', () => {
+    const sql = renameDatabaseSql('a"b', "c'd");
+    assert.match(sql, /WHERE a\.datname = 'a"b'/);
+    assert.match(sql, /ALTER DATABASE "a""b" RENAME TO "c'd";\n$/);
+    assert.match(dropDatabaseSql("x'y"), /datname = 'x''y'[\s\S]*DROP DATABASE IF EXISTS "x'y";/);
+  });
+});
