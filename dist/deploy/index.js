@@ -55981,6 +55981,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.migrationPlan = migrationPlan;
 exports.upgradeHead = upgradeHead;
+exports.alembicCheck = alembicCheck;
 exports.currentRevision = currentRevision;
 /**
  * alembic inside an environment's api container: where the schema stands and the upgrade. Every
@@ -55997,6 +55998,10 @@ async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiSer
 }
 async function upgradeHead(host, env, plan, timeoutSeconds) {
     await host.run((0, docker_1.dockerExec)(plan.container, ['alembic', 'upgrade', 'head']), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
+}
+/** `alembic check` (models without a migration); its result as is, for the caller to judge. */
+function alembicCheck(host, env, plan, timeoutSeconds) {
+    return host.run((0, docker_1.dockerExec)(plan.container, ['alembic', 'check']), { label: `${env.name} alembic check`, timeoutSeconds, check: false });
 }
 /** alembic's current revision in the environment's api container ('' when there is none yet). */
 async function currentRevision(host, env, service = env.cfg.apiService, timeoutSeconds = 120) {
@@ -56287,11 +56292,16 @@ function parseInspect(json) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.headScript = headScript;
 exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 const validate_1 = __nccwpck_require__(8770);
+/** A script line printing the checkout's HEAD commit, or nothing when it cannot be read. */
+function headScript(checkout) {
+    return (0, shell_1.sh) `git -C ${checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true`;
+}
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
 async function resolveRef(host, env, ref) {
     (0, validate_1.gitRef)(ref);
@@ -57041,12 +57051,14 @@ exports.shortId = shortId;
  * here and compares what runs with the release on record: a difference is drift.
  */
 const alembic_1 = __nccwpck_require__(6023);
+const git_1 = __nccwpck_require__(6048);
 const environment_1 = __nccwpck_require__(2309);
 const shell_1 = __nccwpck_require__(2232);
 const SEP = '@twinstack-state@';
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 async function observe(host, env, opts = {}) {
-    const script = (0, shell_1.sh) `git -C ${env.cfg.checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true; echo ${SEP}; ` +
+    const script = `${(0, git_1.headScript)(env.cfg.checkout)}; ` +
+        (0, shell_1.sh) `echo ${SEP}; ` +
         (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
     const [headPart, inspectPart] = r.stdout.split(`${SEP}\n`);

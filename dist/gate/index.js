@@ -55626,7 +55626,7 @@ async function runAlembic(host, env, service, log, timeoutSeconds) {
     }
     result.head = plan.heads[0];
     await (0, alembic_1.upgradeHead)(host, env, plan, timeoutSeconds);
-    const check = await host.run(exec(plan.container, ['alembic', 'check']), { label: 'alembic check', timeoutSeconds, check: false });
+    const check = await (0, alembic_1.alembicCheck)(host, env, plan, timeoutSeconds);
     if (check.exitCode !== 0) {
         if (/invalid choice: 'check'|No such command/i.test(check.stderr)) {
             result.checkSupported = false;
@@ -55990,6 +55990,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.migrationPlan = migrationPlan;
 exports.upgradeHead = upgradeHead;
+exports.alembicCheck = alembicCheck;
 exports.currentRevision = currentRevision;
 /**
  * alembic inside an environment's api container: where the schema stands and the upgrade. Every
@@ -56006,6 +56007,10 @@ async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiSer
 }
 async function upgradeHead(host, env, plan, timeoutSeconds) {
     await host.run((0, docker_1.dockerExec)(plan.container, ['alembic', 'upgrade', 'head']), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
+}
+/** `alembic check` (models without a migration); its result as is, for the caller to judge. */
+function alembicCheck(host, env, plan, timeoutSeconds) {
+    return host.run((0, docker_1.dockerExec)(plan.container, ['alembic', 'check']), { label: `${env.name} alembic check`, timeoutSeconds, check: false });
 }
 /** alembic's current revision in the environment's api container ('' when there is none yet). */
 async function currentRevision(host, env, service = env.cfg.apiService, timeoutSeconds = 120) {
@@ -56285,6 +56290,58 @@ function parseInspect(json) {
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
+}
+
+
+/***/ }),
+
+/***/ 6048:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.headScript = headScript;
+exports.resolveRef = resolveRef;
+exports.checkoutCommit = checkoutCommit;
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const validate_1 = __nccwpck_require__(8770);
+/** A script line printing the checkout's HEAD commit, or nothing when it cannot be read. */
+function headScript(checkout) {
+    return (0, shell_1.sh) `git -C ${checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true`;
+}
+/** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
+async function resolveRef(host, env, ref) {
+    (0, validate_1.gitRef)(ref);
+    const { checkout, remote } = env.cfg;
+    const exists = await host.run((0, shell_1.sh) `test -d ${`${checkout}/.git`}`, { check: false, quiet: true, timeoutSeconds: 30 });
+    if (exists.exitCode !== 0) {
+        throw new errors_1.ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
+    }
+    await host.run((0, shell_1.sh) `git fetch --prune --tags --force ${remote}`, { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+    // A branch name means the remote's branch; a tag or sha means itself.
+    const r = await host.run((0, shell_1.sh) `git rev-parse --verify --quiet ${`refs/remotes/${remote}/${ref}^{commit}`} || git rev-parse --verify --quiet ${`refs/tags/${ref}^{commit}`} || git rev-parse --verify --quiet ${`${ref}^{commit}`}`, { cwd: checkout, check: false, quiet: true, timeoutSeconds: 60 });
+    const sha = r.stdout.trim().split('\n')[0];
+    if (r.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(sha)) {
+        throw new errors_1.ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
+    }
+    return sha;
+}
+async function checkoutCommit(host, env, sha) {
+    try {
+        await host.run((0, shell_1.sh) `git -c advice.detachedHead=false checkout --quiet --detach ${sha}`, {
+            cwd: env.cfg.checkout,
+            label: `git checkout ${sha.slice(0, 12)} in ${env.cfg.checkout}`,
+            timeoutSeconds: 300,
+        });
+    }
+    catch (e) {
+        if (e instanceof errors_1.RemoteCommandError && /would be overwritten|local changes/i.test(e.stderr)) {
+            throw new errors_1.ConfigurationError(`${env.cfg.checkout} has local changes to tracked files: commit or discard them on the host (git -C ${env.cfg.checkout} status), then deploy again`);
+        }
+        throw e;
+    }
 }
 
 
@@ -57003,12 +57060,14 @@ exports.shortId = shortId;
  * here and compares what runs with the release on record: a difference is drift.
  */
 const alembic_1 = __nccwpck_require__(6023);
+const git_1 = __nccwpck_require__(6048);
 const environment_1 = __nccwpck_require__(2309);
 const shell_1 = __nccwpck_require__(2232);
 const SEP = '@twinstack-state@';
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 async function observe(host, env, opts = {}) {
-    const script = (0, shell_1.sh) `git -C ${env.cfg.checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true; echo ${SEP}; ` +
+    const script = `${(0, git_1.headScript)(env.cfg.checkout)}; ` +
+        (0, shell_1.sh) `echo ${SEP}; ` +
         (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
     const [headPart, inspectPart] = r.stdout.split(`${SEP}\n`);

@@ -4,7 +4,7 @@
  */
 import { dockerExec } from '../infra/docker';
 import type { Environment } from './environment';
-import type { Host } from '../infra/host';
+import type { CommandResult, Host } from '../infra/host';
 
 export interface MigrationPlan {
   container: string;
@@ -27,6 +27,10 @@ export async function upgradeHead(host: Host, env: Environment, plan: MigrationP
   await host.run(dockerExec(plan.container, ['alembic', 'upgrade', 'head']), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
 }
 
+/** `alembic check` (models without a migration); its result as is, for the caller to judge. */
+export function alembicCheck(host: Host, env: Environment, plan: MigrationPlan, timeoutSeconds: number): Promise<CommandResult> {
+  return host.run(dockerExec(plan.container, ['alembic', 'check']), { label: `${env.name} alembic check`, timeoutSeconds, check: false });
+}
 
 /** alembic's current revision in the environment's api container ('' when there is none yet). */
 export async function currentRevision(host: Host, env: Environment, service = env.cfg.apiService, timeoutSeconds = 120): Promise<string> {

@@ -8,6 +8,11 @@ import type { Host } from '../infra/host';
 import { sh } from '../infra/shell';
 import { gitRef } from '../infra/validate';
 
+/** A script line printing the checkout's HEAD commit, or nothing when it cannot be read. */
+export function headScript(checkout: string): string {
+  return sh`git -C ${checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true`;
+}
+
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
 export async function resolveRef(host: Host, env: Environment, ref: string): Promise<string> {
   gitRef(ref);

@@ -5,6 +5,7 @@
  * here and compares what runs with the release on record: a difference is drift.
  */
 import { currentRevision } from './alembic';
+import { headScript } from './git';
 import { parseInspect, type ContainerState, type Environment } from './environment';
 import type { Host } from '../infra/host';
 import type { Release } from './release';
@@ -28,7 +29,8 @@ const SEP = '@twinstack-state@';
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 export async function observe(host: Host, env: Environment, opts: { alembic?: boolean } = {}): Promise<ObservedState> {
   const script =
-    sh`git -C ${env.cfg.checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true; echo ${SEP}; ` +
+    `${headScript(env.cfg.checkout)}; ` +
+    sh`echo ${SEP}; ` +
     sh`ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
   const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
   const [headPart, inspectPart] = r.stdout.split(`${SEP}\n`);

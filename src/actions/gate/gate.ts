@@ -16,7 +16,7 @@ import type { Logger } from '../../infra/logger';
 import { underLock } from '../../domain/operation';
 import { currentRelease } from '../../domain/release';
 import { drift, observe, shortId } from '../../domain/state';
-import { migrationPlan, upgradeHead } from '../../domain/alembic';
+import { alembicCheck, migrationPlan, upgradeHead } from '../../domain/alembic';
 import { dockerExec } from '../../infra/docker';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
@@ -59,7 +59,7 @@ export async function runAlembic(host: Host, env: Environment, service: string, 
   }
   result.head = plan.heads[0];
   await upgradeHead(host, env, plan, timeoutSeconds);
-  const check = await host.run(exec(plan.container, ['alembic', 'check']), { label: 'alembic check', timeoutSeconds, check: false });
+  const check = await alembicCheck(host, env, plan, timeoutSeconds);
   if (check.exitCode !== 0) {
     if (/invalid choice: 'check'|No such command/i.test(check.stderr)) {
       result.checkSupported = false;
