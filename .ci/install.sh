@@ -15,6 +15,7 @@ packages=(
   coreutils
   postgresql-15
   postgresql-client-15
+  shellcheck
 )
 
 missing=()

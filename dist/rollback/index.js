@@ -56442,7 +56442,7 @@ const environmentSchema = zod_1.z
     url: zod_1.z.string().url('must be a URL such as https://makapix.club'),
     'health-path': zod_1.z.string().regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health').default('/api/health'),
     'api-service': composeName.default('api'),
-    remote: zod_1.z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be a git remote name').default('origin'),
+    remote: zod_1.z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)').default('origin'),
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': zod_1.z.number().int().min(5).max(3600).default(300),
@@ -57549,6 +57549,7 @@ exports.runInfo = runInfo;
  * The adapter for @actions/core and @actions/github: inputs, outputs, masking, the job summary,
  * and the run's identity. Nothing else in twinstack imports the toolkit.
  */
+const node_crypto_1 = __nccwpck_require__(7598);
 const core = __importStar(__nccwpck_require__(7484));
 const github = __importStar(__nccwpck_require__(3228));
 const errors_1 = __nccwpck_require__(639);
@@ -57557,6 +57558,17 @@ class ActionsLogger {
     redactor = new logger_1.Redactor();
     info(message) {
         core.info(this.redactor.redact(message));
+    }
+    output(line) {
+        const text = this.redactor.redact(line);
+        if (!text.includes('::'))
+            return core.info(text);
+        // Remote output could carry workflow commands (::error, ::add-mask, ::stop-commands itself):
+        // the runner ignores every command between stop-commands and its token, unguessable per line.
+        const token = (0, node_crypto_1.randomBytes)(16).toString('hex');
+        core.info(`::stop-commands::${token}`);
+        core.info(text);
+        core.info(`::${token}::`);
     }
     warning(message, a) {
         core.warning(this.redactor.redact(message), a);
@@ -57948,6 +57960,9 @@ class StreamLogger {
         const indent = '  '.repeat(this.depth);
         for (const line of this.redactor.redact(message).split('\n'))
             this.write(`${indent}${prefix}${line}`);
+    }
+    output(line) {
+        this.info(line);
     }
     info(message) {
         this.emit('', message);
@@ -58372,10 +58387,10 @@ class SshHost {
         this.log.debug(`$ ${script}`);
         const out = new Capture();
         const err = new Capture();
-        const outLines = new LineSplitter((l) => this.log.info(l));
+        const outLines = new LineSplitter((l) => this.log.output(l));
         const errLines = new LineSplitter((l) => {
             if (!l.startsWith(EXIT_MARKER) && l !== '')
-                this.log.info(l);
+                this.log.output(l);
         });
         const lineWaiters = [];
         const markerLines = new LineSplitter((l) => {
@@ -58733,6 +58748,110 @@ function boolean(value, name) {
 
 /***/ }),
 
+/***/ 309:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/**
+ * SQL text from the config that twinstack pastes into generated scripts: a column rule's `sql:`
+ * expression and the sample `filter` (both run in production, inside the read-only snapshot), and
+ * vault-sync's `query` (on dev). The config comes from whatever branch dispatched the workflow, so
+ * that text is lexed here and must be one expression (or one query) and nothing else: it cannot end
+ * its statement, reach psql's backslash commands or variables, hide text in a comment or a dollar
+ * quote, or call the server functions that act outside the transaction.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.fragmentProblem = fragmentProblem;
+/** Functions an expression may never call: server administration, large objects, other connections. */
+const DENIED_FUNCTION = /^(pg_|lo_|dblink)|^(set_config|query_to_xml|query_to_xml_and_xmlschema|query_to_xmlschema|cursor_to_xml)$/i;
+/** Keywords that would carry an expression past its place in a SELECT list or a WHERE clause. */
+const STATEMENT_WORDS = new Set(['from', 'union', 'intersect', 'except', 'into', 'order', 'limit', 'offset', 'group', 'having', 'window', 'fetch', 'for', 'to', 'returning']);
+/**
+ * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined.
+ * `expression`: one scalar expression or condition; top-level commas and clause keywords refused.
+ * `query`: one SELECT; clause keywords allowed, statements still cannot be chained.
+ */
+function fragmentProblem(text, kind) {
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text))
+        return 'contains a control character';
+    let depth = 0;
+    let i = 0;
+    let previous = '';
+    while (i < text.length) {
+        const c = text[i];
+        const next = text[i + 1] ?? '';
+        if (c === "'" || c === '"') {
+            // A quoted literal or identifier; a doubled quote is the quote itself.
+            let j = i + 1;
+            for (;;) {
+                if (j >= text.length)
+                    return `has an unterminated ${c === "'" ? 'string' : 'quoted identifier'}`;
+                if (text[j] === c) {
+                    if (text[j + 1] === c) {
+                        j += 2;
+                        continue;
+                    }
+                    break;
+                }
+                if (text[j] === '\\')
+                    return 'contains a backslash (psql would read it as a command)';
+                j++;
+            }
+            i = j + 1;
+            continue;
+        }
+        if (c === ';')
+            return 'contains ";": it must be one expression, not statements';
+        if (c === '\\')
+            return 'contains a backslash (psql would read it as a command)';
+        if (c === '$')
+            return 'contains "$" (dollar quoting and parameters are not allowed)';
+        if (c === '-' && next === '-')
+            return 'contains a comment ("--")';
+        if (c === '/' && next === '*')
+            return 'contains a comment ("/*")';
+        if (c === ':' && next !== ':' && text[i - 1] !== ':' && /[A-Za-z_'"{]/.test(next))
+            return `contains a psql variable (":${next}…")`;
+        if (c === '(')
+            depth++;
+        if (c === ')') {
+            depth--;
+            if (depth < 0)
+                return 'has a ")" without its "(" (it would close the surrounding SQL)';
+        }
+        if (c === ',' && depth === 0 && kind === 'expression')
+            return 'has a comma outside parentheses: it must be one expression';
+        if (/[A-Za-z_]/.test(c)) {
+            let j = i;
+            while (j < text.length && /[A-Za-z0-9_]/.test(text[j]))
+                j++;
+            const word = text.slice(i, j);
+            let k = j;
+            while (k < text.length && /\s/.test(text[k]))
+                k++;
+            if (text[k] === '(' && DENIED_FUNCTION.test(word))
+                return `calls ${word}(), which is not allowed in twinstack's SQL`;
+            const lower = word.toLowerCase();
+            // IS [NOT] DISTINCT FROM and SIMILAR TO are operators, not clauses.
+            const operator = (lower === 'from' && previous === 'distinct') || (lower === 'to' && previous === 'similar');
+            if (depth === 0 && kind === 'expression' && STATEMENT_WORDS.has(lower) && !operator)
+                return `has ${word.toUpperCase()} outside parentheses: it must be one expression`;
+            previous = lower;
+            i = j;
+            continue;
+        }
+        i++;
+    }
+    if (depth !== 0)
+        return 'has a "(" that is never closed';
+    return undefined;
+}
+
+
+/***/ }),
+
 /***/ 813:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -58745,6 +58864,7 @@ exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
  */
 const zod_1 = __nccwpck_require__(924);
+const expression_1 = __nccwpck_require__(309);
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
 const tableName = zod_1.z
     .string()
@@ -58757,16 +58877,29 @@ const columnRef = zod_1.z
 const foreignKeyRef = zod_1.z
     .string()
     .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
+/** SQL text from the config, refused in one line unless it is one expression (or one query). */
+function sqlFragment(kind, max = 2000) {
+    return zod_1.z
+        .string()
+        .min(1)
+        .max(max)
+        .superRefine((text, ctx) => {
+        const problem = (0, expression_1.fragmentProblem)(text, kind);
+        if (problem)
+            ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write one ${kind === 'expression' ? 'SQL expression' : 'SELECT'}` });
+    });
+}
 /**
  * What happens to a column's value on its way out of production. YAML's bare `null` means the
  * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
  * key); `rehash` is an md5 of the value with a per-run salt; `dev-password` is one hash of the
- * dev password input; `sql` is any expression over the row's columns, evaluated in production.
+ * dev password input; `sql` is one expression over the row's columns, evaluated in production
+ * (lexed by fragmentProblem: no statements, psql commands, comments or server functions).
  */
 exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.null().transform(() => 'null'),
     zod_1.z.enum(['keep', 'null', 'rehash', 'dev-password']),
-    zod_1.z.object({ sql: zod_1.z.string().min(1).max(2000) }).strict(),
+    zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
 exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
@@ -58800,7 +58933,7 @@ exports.sampleSchema = zod_1.z
     /** Membership is a hash of (seed, key): the same seed picks the same rows every night. */
     seed: zod_1.z.string().min(1).max(200).default('twinstack'),
     /** A SQL condition over the root's columns, e.g. `banned_until IS NULL`. */
-    filter: zod_1.z.string().min(1).max(2000).optional(),
+    filter: sqlFragment('expression').optional(),
     /** Root keys (as text) always sampled: developers' own and test accounts. */
     include: zod_1.z.array(zod_1.z.union([zod_1.z.string().min(1).max(200), zod_1.z.number()]).transform(String)).default([]),
     /** Tables copied whole (licenses, badge definitions, alembic_version). */
@@ -58834,7 +58967,7 @@ exports.sampleSchema = zod_1.z
 exports.vaultSyncSchema = zod_1.z
     .object({
     /** SQL on the refreshed dev database returning one relative vault path per row. */
-    query: zod_1.z.string().min(1).max(4000).default("SELECT storage_shard || '/' || storage_key || '.' || format FROM posts"),
+    query: sqlFragment('query', 4000).default("SELECT storage_shard || '/' || storage_key || '.' || format FROM posts"),
     /**
      * Other files derived from each path, copied when they exist in production: `{stem}` is the
      * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.

@@ -55590,6 +55590,10 @@ exports.vaultSyncAction = {
             s.text(`⚠️ ${r.missing} referenced file(s) are not in the production vault (dev shows them as broken images), e.g. ${r.missingExamples.slice(0, 5).join(', ')}.`);
         if (r.invalid)
             s.text(`⚠️ ${r.invalid} path(s) from the vault query were refused as unsafe.`);
+        if (r.links)
+            s.text(`⚠️ ${r.links} symlink(s) were found in the dev vault and removed: a vault holds files only, and something on dev created them.`);
+        if (r.outside)
+            s.text(`🛑 ${r.outside} unreferenced name(s) in the dev vault resolve outside it and were left alone: check what on dev created them.`);
         await ctx.io.summary(s.toMarkdown());
     },
 };
@@ -55891,7 +55895,7 @@ const environmentSchema = zod_1.z
     url: zod_1.z.string().url('must be a URL such as https://makapix.club'),
     'health-path': zod_1.z.string().regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health').default('/api/health'),
     'api-service': composeName.default('api'),
-    remote: zod_1.z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be a git remote name').default('origin'),
+    remote: zod_1.z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)').default('origin'),
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': zod_1.z.number().int().min(5).max(3600).default(300),
@@ -56587,6 +56591,7 @@ exports.runInfo = runInfo;
  * The adapter for @actions/core and @actions/github: inputs, outputs, masking, the job summary,
  * and the run's identity. Nothing else in twinstack imports the toolkit.
  */
+const node_crypto_1 = __nccwpck_require__(7598);
 const core = __importStar(__nccwpck_require__(7484));
 const github = __importStar(__nccwpck_require__(3228));
 const errors_1 = __nccwpck_require__(639);
@@ -56595,6 +56600,17 @@ class ActionsLogger {
     redactor = new logger_1.Redactor();
     info(message) {
         core.info(this.redactor.redact(message));
+    }
+    output(line) {
+        const text = this.redactor.redact(line);
+        if (!text.includes('::'))
+            return core.info(text);
+        // Remote output could carry workflow commands (::error, ::add-mask, ::stop-commands itself):
+        // the runner ignores every command between stop-commands and its token, unguessable per line.
+        const token = (0, node_crypto_1.randomBytes)(16).toString('hex');
+        core.info(`::stop-commands::${token}`);
+        core.info(text);
+        core.info(`::${token}::`);
     }
     warning(message, a) {
         core.warning(this.redactor.redact(message), a);
@@ -56986,6 +57002,9 @@ class StreamLogger {
         const indent = '  '.repeat(this.depth);
         for (const line of this.redactor.redact(message).split('\n'))
             this.write(`${indent}${prefix}${line}`);
+    }
+    output(line) {
+        this.info(line);
     }
     info(message) {
         this.emit('', message);
@@ -57410,10 +57429,10 @@ class SshHost {
         this.log.debug(`$ ${script}`);
         const out = new Capture();
         const err = new Capture();
-        const outLines = new LineSplitter((l) => this.log.info(l));
+        const outLines = new LineSplitter((l) => this.log.output(l));
         const errLines = new LineSplitter((l) => {
             if (!l.startsWith(EXIT_MARKER) && l !== '')
-                this.log.info(l);
+                this.log.output(l);
         });
         const lineWaiters = [];
         const markerLines = new LineSplitter((l) => {
@@ -57771,6 +57790,110 @@ function boolean(value, name) {
 
 /***/ }),
 
+/***/ 309:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/**
+ * SQL text from the config that twinstack pastes into generated scripts: a column rule's `sql:`
+ * expression and the sample `filter` (both run in production, inside the read-only snapshot), and
+ * vault-sync's `query` (on dev). The config comes from whatever branch dispatched the workflow, so
+ * that text is lexed here and must be one expression (or one query) and nothing else: it cannot end
+ * its statement, reach psql's backslash commands or variables, hide text in a comment or a dollar
+ * quote, or call the server functions that act outside the transaction.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.fragmentProblem = fragmentProblem;
+/** Functions an expression may never call: server administration, large objects, other connections. */
+const DENIED_FUNCTION = /^(pg_|lo_|dblink)|^(set_config|query_to_xml|query_to_xml_and_xmlschema|query_to_xmlschema|cursor_to_xml)$/i;
+/** Keywords that would carry an expression past its place in a SELECT list or a WHERE clause. */
+const STATEMENT_WORDS = new Set(['from', 'union', 'intersect', 'except', 'into', 'order', 'limit', 'offset', 'group', 'having', 'window', 'fetch', 'for', 'to', 'returning']);
+/**
+ * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined.
+ * `expression`: one scalar expression or condition; top-level commas and clause keywords refused.
+ * `query`: one SELECT; clause keywords allowed, statements still cannot be chained.
+ */
+function fragmentProblem(text, kind) {
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text))
+        return 'contains a control character';
+    let depth = 0;
+    let i = 0;
+    let previous = '';
+    while (i < text.length) {
+        const c = text[i];
+        const next = text[i + 1] ?? '';
+        if (c === "'" || c === '"') {
+            // A quoted literal or identifier; a doubled quote is the quote itself.
+            let j = i + 1;
+            for (;;) {
+                if (j >= text.length)
+                    return `has an unterminated ${c === "'" ? 'string' : 'quoted identifier'}`;
+                if (text[j] === c) {
+                    if (text[j + 1] === c) {
+                        j += 2;
+                        continue;
+                    }
+                    break;
+                }
+                if (text[j] === '\\')
+                    return 'contains a backslash (psql would read it as a command)';
+                j++;
+            }
+            i = j + 1;
+            continue;
+        }
+        if (c === ';')
+            return 'contains ";": it must be one expression, not statements';
+        if (c === '\\')
+            return 'contains a backslash (psql would read it as a command)';
+        if (c === '$')
+            return 'contains "$" (dollar quoting and parameters are not allowed)';
+        if (c === '-' && next === '-')
+            return 'contains a comment ("--")';
+        if (c === '/' && next === '*')
+            return 'contains a comment ("/*")';
+        if (c === ':' && next !== ':' && text[i - 1] !== ':' && /[A-Za-z_'"{]/.test(next))
+            return `contains a psql variable (":${next}…")`;
+        if (c === '(')
+            depth++;
+        if (c === ')') {
+            depth--;
+            if (depth < 0)
+                return 'has a ")" without its "(" (it would close the surrounding SQL)';
+        }
+        if (c === ',' && depth === 0 && kind === 'expression')
+            return 'has a comma outside parentheses: it must be one expression';
+        if (/[A-Za-z_]/.test(c)) {
+            let j = i;
+            while (j < text.length && /[A-Za-z0-9_]/.test(text[j]))
+                j++;
+            const word = text.slice(i, j);
+            let k = j;
+            while (k < text.length && /\s/.test(text[k]))
+                k++;
+            if (text[k] === '(' && DENIED_FUNCTION.test(word))
+                return `calls ${word}(), which is not allowed in twinstack's SQL`;
+            const lower = word.toLowerCase();
+            // IS [NOT] DISTINCT FROM and SIMILAR TO are operators, not clauses.
+            const operator = (lower === 'from' && previous === 'distinct') || (lower === 'to' && previous === 'similar');
+            if (depth === 0 && kind === 'expression' && STATEMENT_WORDS.has(lower) && !operator)
+                return `has ${word.toUpperCase()} outside parentheses: it must be one expression`;
+            previous = lower;
+            i = j;
+            continue;
+        }
+        i++;
+    }
+    if (depth !== 0)
+        return 'has a "(" that is never closed';
+    return undefined;
+}
+
+
+/***/ }),
+
 /***/ 813:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -57783,6 +57906,7 @@ exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
  */
 const zod_1 = __nccwpck_require__(924);
+const expression_1 = __nccwpck_require__(309);
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
 const tableName = zod_1.z
     .string()
@@ -57795,16 +57919,29 @@ const columnRef = zod_1.z
 const foreignKeyRef = zod_1.z
     .string()
     .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
+/** SQL text from the config, refused in one line unless it is one expression (or one query). */
+function sqlFragment(kind, max = 2000) {
+    return zod_1.z
+        .string()
+        .min(1)
+        .max(max)
+        .superRefine((text, ctx) => {
+        const problem = (0, expression_1.fragmentProblem)(text, kind);
+        if (problem)
+            ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write one ${kind === 'expression' ? 'SQL expression' : 'SELECT'}` });
+    });
+}
 /**
  * What happens to a column's value on its way out of production. YAML's bare `null` means the
  * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
  * key); `rehash` is an md5 of the value with a per-run salt; `dev-password` is one hash of the
- * dev password input; `sql` is any expression over the row's columns, evaluated in production.
+ * dev password input; `sql` is one expression over the row's columns, evaluated in production
+ * (lexed by fragmentProblem: no statements, psql commands, comments or server functions).
  */
 exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.null().transform(() => 'null'),
     zod_1.z.enum(['keep', 'null', 'rehash', 'dev-password']),
-    zod_1.z.object({ sql: zod_1.z.string().min(1).max(2000) }).strict(),
+    zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
 exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
@@ -57838,7 +57975,7 @@ exports.sampleSchema = zod_1.z
     /** Membership is a hash of (seed, key): the same seed picks the same rows every night. */
     seed: zod_1.z.string().min(1).max(200).default('twinstack'),
     /** A SQL condition over the root's columns, e.g. `banned_until IS NULL`. */
-    filter: zod_1.z.string().min(1).max(2000).optional(),
+    filter: sqlFragment('expression').optional(),
     /** Root keys (as text) always sampled: developers' own and test accounts. */
     include: zod_1.z.array(zod_1.z.union([zod_1.z.string().min(1).max(200), zod_1.z.number()]).transform(String)).default([]),
     /** Tables copied whole (licenses, badge definitions, alembic_version). */
@@ -57872,7 +58009,7 @@ exports.sampleSchema = zod_1.z
 exports.vaultSyncSchema = zod_1.z
     .object({
     /** SQL on the refreshed dev database returning one relative vault path per row. */
-    query: zod_1.z.string().min(1).max(4000).default("SELECT storage_shard || '/' || storage_key || '.' || format FROM posts"),
+    query: sqlFragment('query', 4000).default("SELECT storage_shard || '/' || storage_key || '.' || format FROM posts"),
     /**
      * Other files derived from each path, copied when they exist in production: `{stem}` is the
      * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.
@@ -57888,16 +58025,56 @@ exports.vaultSyncSchema = zod_1.z
 /***/ }),
 
 /***/ 9763:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.SYNC_SCRIPT = void 0;
 exports.checkVaultPaths = checkVaultPaths;
 exports.listSql = listSql;
 exports.parseSyncOutput = parseSyncOutput;
 exports.vaultSync = vaultSync;
+/**
+ * Vault sync: the files the refreshed dev database references, copied from the production vault
+ * into the dev vault on the host with rsync (only new or changed files), and the dev vault's files
+ * that nothing references any more removed. File lists never leave the host; only counts return.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const path = __importStar(__nccwpck_require__(6760));
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
 const operation_1 = __nccwpck_require__(4201);
@@ -57927,41 +58104,11 @@ function listSql(settings) {
         `SELECT 'p', p FROM ok UNION ALL SELECT 'i', '' FROM paths WHERE p NOT IN (SELECT p FROM ok)` +
         `${variants.map((v) => ` UNION ALL ${v}`).join('')}) TO STDOUT`);
 }
-/** The host-side script: lists, rsync, deletions. Paths arrive in the environment, never pasted. */
-exports.SYNC_SCRIPT = `
-set -eu
-[ -d "$PROD_VAULT" ] || { echo "the production vault $PROD_VAULT does not exist" >&2; exit 3; }
-mkdir -p "$DEV_VAULT"
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-eval "$LIST_COMMAND" > "$work/all"
-# Present files to stdout, missing primaries to fd 3: one open per list, no fork per line.
-tab=$(printf '\\t')
-while IFS="$tab" read -r kind p; do
-  case "$kind" in
-    p) if [ -f "$PROD_VAULT/$p" ]; then printf '%s\\n' "$p"; else printf '%s\\n' "$p" >&3; fi ;;
-    v) if [ -f "$PROD_VAULT/$p" ]; then printf '%s\\n' "$p"; fi ;;
-  esac
-done < "$work/all" > "$work/files" 3> "$work/missing"
-sort -u -o "$work/files" "$work/files"
-dry=""; [ "$DRY_RUN" = 1 ] && dry="--dry-run"
-rsync -rlt $dry --files-from="$work/files" --stats "$PROD_VAULT/" "$DEV_VAULT/" > "$work/stats"
-copied=$(sed -n 's/^Number of regular files transferred: *//p' "$work/stats" | tr -d ',')
-bytes=$(sed -n 's/^Total transferred file size: *\\([0-9,]*\\).*/\\1/p' "$work/stats" | tr -d ',')
-cut -f2 "$work/all" | sort -u > "$work/keep"
-deleted=0; deleted_bytes=0
-if [ "$DELETE" = 1 ]; then
-  (cd "$DEV_VAULT" && find . -type f -printf '%P\\t%s\\n') > "$work/dev"
-  awk -F '\\t' 'NR == FNR { keep[$0] = 1; next } !($1 in keep) { print }' "$work/keep" "$work/dev" > "$work/delete"
-  deleted=$(wc -l < "$work/delete")
-  deleted_bytes=$(awk -F '\\t' '{ s += $2 } END { print s + 0 }' "$work/delete")
-  if [ "$DRY_RUN" != 1 ] && [ "$deleted" -gt 0 ]; then
-    (cd "$DEV_VAULT" && cut -f1 "$work/delete" | xargs -r -d '\\n' rm -f --)
-    find "$DEV_VAULT" -mindepth 1 -type d -empty -delete
-  fi
-fi
-echo "ts-vault referenced=$(grep -c '^p' "$work/all" || true) copied=\${copied:-0} bytes=\${bytes:-0} deleted=$deleted deleted_bytes=$deleted_bytes missing=$(wc -l < "$work/missing") invalid=$(grep -c '^i' "$work/all" || true)"
-head -n 10 "$work/missing" | sed 's/^/ts-missing /'
-`;
+/**
+ * The host-side script (src/resample/vault-sync.sh, under shellcheck): lists, rsync, deletions.
+ * Paths arrive in its environment, never pasted into it. Read once, next to the bundle in dist/.
+ */
+exports.SYNC_SCRIPT = fs.readFileSync(path.join(__dirname, 'vault-sync.sh'), 'utf8');
 function parseSyncOutput(stdout) {
     const line = stdout.split('\n').find((l) => l.startsWith('ts-vault '));
     if (!line)
@@ -57977,6 +58124,8 @@ function parseSyncOutput(stdout) {
         missing: n('missing'),
         missingExamples: stdout.split('\n').filter((l) => l.startsWith('ts-missing ')).map((l) => l.slice(11)),
         invalid: n('invalid'),
+        links: n('links'),
+        outside: n('outside'),
     };
 }
 async function vaultSync(ctx, opts) {
@@ -57999,7 +58148,7 @@ async function vaultSync(ctx, opts) {
         ? await sync()
         : await (0, operation_1.underLock)({ host: ctx.host, stateDir: ctx.config['state-dir'], env: 'dev', action: 'vault-sync', run: ctx.run, log: ctx.log, lockTimeoutSeconds: ctx.lockTimeoutSeconds }, async (op) => {
             const r = await sync();
-            await op.record('vault-synced', { copied: r.copied, bytes: r.bytesCopied, deleted: r.deleted, missing: r.missing });
+            await op.record('vault-synced', { copied: r.copied, bytes: r.bytesCopied, deleted: r.deleted, missing: r.missing, links: r.links, outside: r.outside });
             return r;
         });
     if (result.missing)

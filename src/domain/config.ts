@@ -46,7 +46,7 @@ const environmentSchema = z
     url: z.string().url('must be a URL such as https://makapix.club'),
     'health-path': z.string().regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health').default('/api/health'),
     'api-service': composeName.default('api'),
-    remote: z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be a git remote name').default('origin'),
+    remote: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)').default('origin'),
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': z.number().int().min(5).max(3600).default(300),

@@ -2,6 +2,7 @@
  * The adapter for @actions/core and @actions/github: inputs, outputs, masking, the job summary,
  * and the run's identity. Nothing else in twinstack imports the toolkit.
  */
+import { randomBytes } from 'node:crypto';
 import * as core from '@actions/core';
 import * as github from '@actions/github';
 import { ConfigurationError } from './errors';
@@ -11,6 +12,16 @@ export class ActionsLogger implements Logger {
   private readonly redactor = new Redactor();
   info(message: string): void {
     core.info(this.redactor.redact(message));
+  }
+  output(line: string): void {
+    const text = this.redactor.redact(line);
+    if (!text.includes('::')) return core.info(text);
+    // Remote output could carry workflow commands (::error, ::add-mask, ::stop-commands itself):
+    // the runner ignores every command between stop-commands and its token, unguessable per line.
+    const token = randomBytes(16).toString('hex');
+    core.info(`::stop-commands::${token}`);
+    core.info(text);
+    core.info(`::${token}::`);
   }
   warning(message: string, a?: Annotation): void {
     core.warning(this.redactor.redact(message), a);

@@ -12,6 +12,8 @@ export interface Annotation {
 
 export interface Logger {
   info(message: string): void;
+  /** A line a remote command printed: shown as text, never read as a workflow command. */
+  output(line: string): void;
   warning(message: string, annotation?: Annotation): void;
   error(message: string, annotation?: Annotation): void;
   debug(message: string): void;
@@ -65,6 +67,9 @@ export class StreamLogger implements Logger {
     for (const line of this.redactor.redact(message).split('\n')) this.write(`${indent}${prefix}${line}`);
   }
 
+  output(line: string): void {
+    this.info(line);
+  }
   info(message: string): void {
     this.emit('', message);
   }

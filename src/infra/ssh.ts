@@ -183,9 +183,9 @@ export class SshHost implements Host {
     this.log.debug(`$ ${script}`);
     const out = new Capture();
     const err = new Capture();
-    const outLines = new LineSplitter((l) => this.log.info(l));
+    const outLines = new LineSplitter((l) => this.log.output(l));
     const errLines = new LineSplitter((l) => {
-      if (!l.startsWith(EXIT_MARKER) && l !== '') this.log.info(l);
+      if (!l.startsWith(EXIT_MARKER) && l !== '') this.log.output(l);
     });
     const lineWaiters: Array<{ marker: string | RegExp; resolve: (line: string) => void }> = [];
     const markerLines = new LineSplitter((l) => {

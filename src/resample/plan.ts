@@ -547,6 +547,9 @@ export function productionScript(plan: SamplePlan): string {
   const out: string[] = [];
   out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
   out.push(...tempTables(plan));
+  // From here the session writes nothing but its temporary tables: every transaction is read-only,
+  // and the config's expressions (lexed beforehand, see expression.ts) run inside the snapshot.
+  out.push('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET standard_conforming_strings = on;');
   out.push('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;');
   out.push(membershipProgram(plan));
   for (const tp of plan.tables) {

@@ -3,6 +3,7 @@
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
  */
 import { z } from 'zod';
+import { fragmentProblem, type SqlFragmentKind } from './expression';
 
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
 const tableName = z
@@ -19,16 +20,29 @@ const foreignKeyRef = z
   .string()
   .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
 
+/** SQL text from the config, refused in one line unless it is one expression (or one query). */
+function sqlFragment(kind: SqlFragmentKind, max = 2000) {
+  return z
+    .string()
+    .min(1)
+    .max(max)
+    .superRefine((text, ctx) => {
+      const problem = fragmentProblem(text, kind);
+      if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${problem}; write one ${kind === 'expression' ? 'SQL expression' : 'SELECT'}` });
+    });
+}
+
 /**
  * What happens to a column's value on its way out of production. YAML's bare `null` means the
  * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
  * key); `rehash` is an md5 of the value with a per-run salt; `dev-password` is one hash of the
- * dev password input; `sql` is any expression over the row's columns, evaluated in production.
+ * dev password input; `sql` is one expression over the row's columns, evaluated in production
+ * (lexed by fragmentProblem: no statements, psql commands, comments or server functions).
  */
 export const columnRuleSchema = z.union([
   z.null().transform(() => 'null' as const),
   z.enum(['keep', 'null', 'rehash', 'dev-password']),
-  z.object({ sql: z.string().min(1).max(2000) }).strict(),
+  z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
 export type ColumnRule = z.output<typeof columnRuleSchema>;
 
@@ -67,7 +81,7 @@ export const sampleSchema = z
     /** Membership is a hash of (seed, key): the same seed picks the same rows every night. */
     seed: z.string().min(1).max(200).default('twinstack'),
     /** A SQL condition over the root's columns, e.g. `banned_until IS NULL`. */
-    filter: z.string().min(1).max(2000).optional(),
+    filter: sqlFragment('expression').optional(),
     /** Root keys (as text) always sampled: developers' own and test accounts. */
     include: z.array(z.union([z.string().min(1).max(200), z.number()]).transform(String)).default([]),
     /** Tables copied whole (licenses, badge definitions, alembic_version). */
@@ -103,7 +117,7 @@ export type SampleSettings = z.output<typeof sampleSchema>;
 export const vaultSyncSchema = z
   .object({
     /** SQL on the refreshed dev database returning one relative vault path per row. */
-    query: z.string().min(1).max(4000).default("SELECT storage_shard || '/' || storage_key || '.' || format FROM posts"),
+    query: sqlFragment('query', 4000).default("SELECT storage_shard || '/' || storage_key || '.' || format FROM posts"),
     /**
      * Other files derived from each path, copied when they exist in production: `{stem}` is the
      * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.

@@ -3,6 +3,8 @@
  * into the dev vault on the host with rsync (only new or changed files), and the dev vault's files
  * that nothing references any more removed. File lists never leave the host; only counts return.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { RunInfo } from '../infra/actions-io';
 import type { Config } from '../domain/config';
 import { Environment } from '../domain/environment';
@@ -26,6 +28,10 @@ export interface VaultSyncReport {
   missingExamples: string[];
   /** Paths refused as unsafe (absolute, `..`, control characters). */
   invalid: number;
+  /** Symlinks found in the dev vault and removed (never vault files; rsync could write through them). */
+  links: number;
+  /** Unreferenced names whose resolved location is outside the dev vault: never deleted. */
+  outside: number;
   seconds: number;
   sshBytes: number;
 }
@@ -57,41 +63,11 @@ export function listSql(settings: VaultSyncSettings): string {
   );
 }
 
-/** The host-side script: lists, rsync, deletions. Paths arrive in the environment, never pasted. */
-export const SYNC_SCRIPT = `
-set -eu
-[ -d "$PROD_VAULT" ] || { echo "the production vault $PROD_VAULT does not exist" >&2; exit 3; }
-mkdir -p "$DEV_VAULT"
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-eval "$LIST_COMMAND" > "$work/all"
-# Present files to stdout, missing primaries to fd 3: one open per list, no fork per line.
-tab=$(printf '\\t')
-while IFS="$tab" read -r kind p; do
-  case "$kind" in
-    p) if [ -f "$PROD_VAULT/$p" ]; then printf '%s\\n' "$p"; else printf '%s\\n' "$p" >&3; fi ;;
-    v) if [ -f "$PROD_VAULT/$p" ]; then printf '%s\\n' "$p"; fi ;;
-  esac
-done < "$work/all" > "$work/files" 3> "$work/missing"
-sort -u -o "$work/files" "$work/files"
-dry=""; [ "$DRY_RUN" = 1 ] && dry="--dry-run"
-rsync -rlt $dry --files-from="$work/files" --stats "$PROD_VAULT/" "$DEV_VAULT/" > "$work/stats"
-copied=$(sed -n 's/^Number of regular files transferred: *//p' "$work/stats" | tr -d ',')
-bytes=$(sed -n 's/^Total transferred file size: *\\([0-9,]*\\).*/\\1/p' "$work/stats" | tr -d ',')
-cut -f2 "$work/all" | sort -u > "$work/keep"
-deleted=0; deleted_bytes=0
-if [ "$DELETE" = 1 ]; then
-  (cd "$DEV_VAULT" && find . -type f -printf '%P\\t%s\\n') > "$work/dev"
-  awk -F '\\t' 'NR == FNR { keep[$0] = 1; next } !($1 in keep) { print }' "$work/keep" "$work/dev" > "$work/delete"
-  deleted=$(wc -l < "$work/delete")
-  deleted_bytes=$(awk -F '\\t' '{ s += $2 } END { print s + 0 }' "$work/delete")
-  if [ "$DRY_RUN" != 1 ] && [ "$deleted" -gt 0 ]; then
-    (cd "$DEV_VAULT" && cut -f1 "$work/delete" | xargs -r -d '\\n' rm -f --)
-    find "$DEV_VAULT" -mindepth 1 -type d -empty -delete
-  fi
-fi
-echo "ts-vault referenced=$(grep -c '^p' "$work/all" || true) copied=\${copied:-0} bytes=\${bytes:-0} deleted=$deleted deleted_bytes=$deleted_bytes missing=$(wc -l < "$work/missing") invalid=$(grep -c '^i' "$work/all" || true)"
-head -n 10 "$work/missing" | sed 's/^/ts-missing /'
-`;
+/**
+ * The host-side script (src/resample/vault-sync.sh, under shellcheck): lists, rsync, deletions.
+ * Paths arrive in its environment, never pasted into it. Read once, next to the bundle in dist/.
+ */
+export const SYNC_SCRIPT = fs.readFileSync(path.join(__dirname, 'vault-sync.sh'), 'utf8');
 
 export function parseSyncOutput(stdout: string): Omit<VaultSyncReport, 'dryRun' | 'seconds' | 'sshBytes'> {
   const line = stdout.split('\n').find((l) => l.startsWith('ts-vault '));
@@ -107,6 +83,8 @@ export function parseSyncOutput(stdout: string): Omit<VaultSyncReport, 'dryRun' 
     missing: n('missing'),
     missingExamples: stdout.split('\n').filter((l) => l.startsWith('ts-missing ')).map((l) => l.slice(11)),
     invalid: n('invalid'),
+    links: n('links'),
+    outside: n('outside'),
   };
 }
 
@@ -138,7 +116,7 @@ export async function vaultSync(ctx: VaultSyncContext, opts: { dryRun: boolean }
     ? await sync()
     : await underLock({ host: ctx.host, stateDir: ctx.config['state-dir'], env: 'dev', action: 'vault-sync', run: ctx.run, log: ctx.log, lockTimeoutSeconds: ctx.lockTimeoutSeconds }, async (op) => {
         const r = await sync();
-        await op.record('vault-synced', { copied: r.copied, bytes: r.bytesCopied, deleted: r.deleted, missing: r.missing });
+        await op.record('vault-synced', { copied: r.copied, bytes: r.bytesCopied, deleted: r.deleted, missing: r.missing, links: r.links, outside: r.outside });
         return r;
       });
   if (result.missing) ctx.log.warning(`${result.missing} file(s) referenced by dev are missing from the production vault, e.g. ${result.missingExamples.slice(0, 3).join(', ')}`);

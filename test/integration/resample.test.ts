@@ -169,6 +169,44 @@ describe('production is only read', () => {
 });
 
 describe('fail-closed', () => {
+  it('never lets a column rule or the filter write to production or run a shell there', async () => {
+    const prodBefore = w.dump(w.prod, 'makapix');
+    const devBefore = w.dump(w.dev, 'makapix_dev');
+    const marker = path.join(w.dir, 'a-shell-ran');
+    const attacks: Array<[string, string, RegExp]> = [
+      // The reported attack: close the COPY's select, write, then psql's shell escape.
+      ['users.email', `email) TO STDOUT; UPDATE users SET email = 'owned@example.test'; \\! touch ${marker}\nSELECT (email`, /without its "\("/],
+      ['users.email', `(email) || 'x'; UPDATE users SET email = 'owned@example.test'`, /contains ";"/],
+      ['users.email', `email || (SELECT 1) || '\\! touch ${marker}'`, /backslash/],
+      ['users.email', `$x$a$x$`, /"\$"/],
+      ['users.email', `email -- hide the rest`, /comment/],
+      ['users.email', `pg_terminate_backend(pg_backend_pid())::text`, /calls pg_terminate_backend\(\)/],
+      ['users.email', `email, password_hash`, /comma outside parentheses/],
+      ['users.email', `email FROM users UNION SELECT password_hash`, /FROM outside parentheses/],
+      ['users.email', `email)`, /"\)" without its "\("/],
+      ['users.email', `:'ON_ERROR_STOP'`, /psql variable/],
+    ];
+    for (const [column, sql, problem] of attacks) {
+      let error: unknown;
+      try {
+        await resample(w.ctx(w.config({ ...SAMPLE_CONFIG, columns: { ...SAMPLE_CONFIG.columns, [column]: { sql } } })), { dryRun: false, devPassword: PASSWORD });
+      } catch (e) {
+        error = e;
+      }
+      assert.ok(error instanceof ConfigurationError, `${sql}: ${String(error)}`);
+      assert.match(error.message, new RegExp(`${column.replace('.', '\\.')}`));
+      assert.match(error.message, problem);
+      assert.equal(error.message.split('\n').length, 1);
+    }
+    await assert.rejects(async () => resample(w.ctx(w.config({ ...SAMPLE_CONFIG, filter: 'true; DELETE FROM users' })), { dryRun: false }), /sample\.filter: contains ";"/);
+    assert.equal(w.dump(w.prod, 'makapix'), prodBefore, 'production unchanged, byte for byte');
+    assert.equal(w.dump(w.dev, 'makapix_dev'), devBefore);
+    assert.ok(!fs.existsSync(marker), 'no shell ran');
+    // Expressions that are only expressions still work: operators that read like clauses, subqueries.
+    const fine = w.config({ ...SAMPLE_CONFIG, filter: "id IS DISTINCT FROM 0 AND handle NOT SIMILAR TO 'x%' AND substring(handle FROM 1 FOR 1) <> ';'", columns: { ...SAMPLE_CONFIG.columns, 'users.email': { sql: "'user' || id::text || '@dev.example.test'" } } });
+    assert.ok(fine.sample.filter);
+  });
+
   it('refuses to start when a copied column looks sensitive and has no rule, and lists it', async () => {
     const columns: Record<string, unknown> = { ...SAMPLE_CONFIG.columns };
     delete columns['players.private_key'];

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ConfigurationError, RemoteCommandError } from '../../src/infra/errors';
 import { MemoryLogger } from '../../src/infra/logger';
+import { ActionsLogger } from '../../src/infra/actions-io';
 import { argv, sh } from '../../src/infra/shell';
 import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
@@ -98,6 +99,36 @@ describe('commands', () => {
     const unchecked = (await Promise.race([gone.run('true', { check: false }), never])) as { exitCode: number | null; stderr: string };
     assert.equal(unchecked.exitCode, null);
     assert.match(unchecked.stderr, /closed/);
+  });
+
+  it('shows remote output that carries workflow commands as text: the runner never acts on it', async () => {
+    const written: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    const actions = await connect(sshd, {}, new ActionsLogger());
+    process.stdout.write = ((chunk: string | Uint8Array) => (written.push(String(chunk)), true)) as typeof process.stdout.write;
+    try {
+      await actions.run(`printf '%s\\n' '::error file=app.py,line=1::fake failure' '::add-mask::hidden' '::stop-commands::abc' '::set-output name=outcome::promoted' 'plain line' '  ::warning::indented'`);
+    } finally {
+      process.stdout.write = write;
+      await actions.close();
+    }
+    // What the runner would act on: command lines outside a stop-commands region.
+    const lines = written.join('').split('\n');
+    const acted: string[] = [];
+    let stop: string | undefined;
+    for (const l of lines) {
+      const t = l.trimStart();
+      if (stop) {
+        if (t === `::${stop}::`) stop = undefined;
+        continue;
+      }
+      const m = /^::stop-commands::(.+)$/.exec(t);
+      if (m) stop = m[1];
+      else if (t.startsWith('::') && !t.startsWith('::debug::')) acted.push(t); // twinstack's own debug line holds the command as data
+    }
+    assert.deepEqual(acted, []);
+    for (const text of ['::error file=app.py,line=1::fake failure', '::set-output name=outcome::promoted', 'plain line']) assert.ok(lines.includes(text), text);
+    assert.ok(!lines.includes('::stop-commands::abc') || lines.indexOf('::stop-commands::abc') > 0);
   });
 
   it('fails a pipeline when any part of it fails', async () => {

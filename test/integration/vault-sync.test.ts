@@ -115,6 +115,31 @@ describe('vault-sync', () => {
     assert.equal(r.deleted, 0);
   });
 
+  it('never deletes outside the dev vault, whatever names code in a dev container creates there', async () => {
+    // A directory named "x<newline>.." holding "vault-1/art4.png": listed one path a line, it became
+    // "../vault-1/art4.png" and deleted production's file. Also: names with a tab, a backslash, a
+    // leading dash, and a symlink out of the vault.
+    const victim = path.join(prodVault, '00', 'art4.png');
+    const prodBefore = fs.readFileSync(victim);
+    put(devVault, 'x\n../vault-1/00/art4.png', 'bait');
+    put(devVault, 'x\n../vault-1/00/art8_upscaled.webp', 'bait');
+    put(devVault, 'tab\tname.png', 'odd');
+    put(devVault, '-rf.png', 'dash');
+    fs.mkdirSync(path.join(devVault, 'ln'), { recursive: true });
+    fs.symlinkSync(path.join(prodVault, '00'), path.join(devVault, 'ln', 'prod00'));
+    const prodFiles = () => fs.readdirSync(prodVault, { recursive: true }).map(String).sort();
+    const before = prodFiles();
+    const r = await vaultSync(ctx(), { dryRun: false });
+    assert.deepEqual(prodFiles(), before, 'production vault unchanged');
+    assert.deepEqual(fs.readFileSync(victim), prodBefore);
+    assert.ok(fs.existsSync(path.join(prodVault, '00', 'art8_upscaled.webp')));
+    // Unreferenced files inside the dev vault go, odd names and all; the symlink's target stays.
+    assert.ok(!fs.existsSync(path.join(devVault, 'x\n..', 'vault-1', '00', 'art4.png')));
+    assert.ok(!fs.existsSync(path.join(devVault, 'tab\tname.png')));
+    assert.ok(!fs.existsSync(path.join(devVault, '-rf.png')));
+    assert.ok(r.deleted >= 4, `deleted ${r.deleted}`);
+  });
+
   it('takes its file list from the configured query and variant patterns', async () => {
     const c = config({ 'vault-sync': { query: "SELECT storage_shard || '/' || storage_key || '.' || format FROM posts WHERE id <= 2", variants: [] } });
     const r = await vaultSync(ctx(c), { dryRun: true });

@@ -46,6 +46,12 @@ describe('the config file', () => {
     rejects(makapix.replace('checkout: /opt/makapix-dev', 'checkout: /opt/$(reboot)'), /environments\.dev\.checkout: must be an absolute path/);
   });
 
+  it('refuses a git remote that git would read as an option', () => {
+    rejects(makapix.replace('    checkout: /opt/makapix-dev', '    checkout: /opt/makapix-dev\n    remote: --upload-pack=touch /tmp/x'), /environments\.dev\.remote: must be a git remote name/);
+    rejects(makapix.replace('    checkout: /opt/makapix-dev', '    checkout: /opt/makapix-dev\n    remote: -x'), /environments\.dev\.remote: must be a git remote name/);
+    assert.equal(parseConfig(makapix.replace('    checkout: /opt/makapix-dev', '    checkout: /opt/makapix-dev\n    remote: upstream'), 'x').environments.dev.remote, 'upstream');
+  });
+
   it('refuses an unknown compose command', () => {
     rejects(makapix.replace('compose-command: docker compose', 'compose-command: podman-compose'), /compose-command: Invalid enum value/);
   });

@@ -30,6 +30,8 @@ export const vaultSyncAction: ActionDefinition<VaultSyncInputs, VaultSyncOutputs
     );
     if (r.missing) s.text(`⚠️ ${r.missing} referenced file(s) are not in the production vault (dev shows them as broken images), e.g. ${r.missingExamples.slice(0, 5).join(', ')}.`);
     if (r.invalid) s.text(`⚠️ ${r.invalid} path(s) from the vault query were refused as unsafe.`);
+    if (r.links) s.text(`⚠️ ${r.links} symlink(s) were found in the dev vault and removed: a vault holds files only, and something on dev created them.`);
+    if (r.outside) s.text(`🛑 ${r.outside} unreferenced name(s) in the dev vault resolve outside it and were left alone: check what on dev created them.`);
     await ctx.io.summary(s.toMarkdown());
   },
 };
