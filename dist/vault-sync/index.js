@@ -58074,7 +58074,6 @@ exports.vaultSync = vaultSync;
  * that nothing references any more removed. File lists never leave the host; only counts return.
  */
 const fs = __importStar(__nccwpck_require__(3024));
-const path = __importStar(__nccwpck_require__(6760));
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
 const operation_1 = __nccwpck_require__(4201);
@@ -58108,7 +58107,7 @@ function listSql(settings) {
  * The host-side script (src/resample/vault-sync.sh, under shellcheck): lists, rsync, deletions.
  * Paths arrive in its environment, never pasted into it. Read once, next to the bundle in dist/.
  */
-exports.SYNC_SCRIPT = fs.readFileSync(path.join(__dirname, 'vault-sync.sh'), 'utf8');
+exports.SYNC_SCRIPT = fs.readFileSync(__nccwpck_require__.ab + "vault-sync.sh", 'utf8');
 function parseSyncOutput(stdout) {
     const line = stdout.split('\n').find((l) => l.startsWith('ts-vault '));
     if (!line)

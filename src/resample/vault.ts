@@ -4,7 +4,6 @@
  * that nothing references any more removed. File lists never leave the host; only counts return.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { RunInfo } from '../infra/actions-io';
 import type { Config } from '../domain/config';
 import { Environment } from '../domain/environment';
@@ -67,7 +66,7 @@ export function listSql(settings: VaultSyncSettings): string {
  * The host-side script (src/resample/vault-sync.sh, under shellcheck): lists, rsync, deletions.
  * Paths arrive in its environment, never pasted into it. Read once, next to the bundle in dist/.
  */
-export const SYNC_SCRIPT = fs.readFileSync(path.join(__dirname, 'vault-sync.sh'), 'utf8');
+export const SYNC_SCRIPT = fs.readFileSync(__dirname + '/vault-sync.sh', 'utf8');
 
 export function parseSyncOutput(stdout: string): Omit<VaultSyncReport, 'dryRun' | 'seconds' | 'sshBytes'> {
   const line = stdout.split('\n').find((l) => l.startsWith('ts-vault '));
