@@ -55565,145 +55565,16 @@ function wrappy (fn, cb) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.preflightAction = void 0;
-exports.preflightSettings = preflightSettings;
-exports.unsetVariables = unsetVariables;
-exports.runPreflight = runPreflight;
+exports.preflightAction = exports.unsetVariables = exports.runPreflight = void 0;
 exports.preflightSummary = preflightSummary;
-const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
-const shell_1 = __nccwpck_require__(2232);
 const summary_1 = __nccwpck_require__(5018);
-const compose_model_1 = __nccwpck_require__(7550);
-const env_file_1 = __nccwpck_require__(2028);
 const findings_1 = __nccwpck_require__(70);
-const http_probe_1 = __nccwpck_require__(1611);
-const isolation_1 = __nccwpck_require__(1998);
+const preflight_1 = __nccwpck_require__(6997);
 const units_1 = __nccwpck_require__(8493);
-function preflightSettings(config) {
-    return config.preflight;
-}
-async function readEnvironment(host, config, name, log) {
-    const env = new environment_1.Environment(name, config);
-    const settings = preflightSettings(config);
-    const facts = { name, config: env.cfg };
-    const findings = [];
-    const path = `${env.cfg.checkout}/${env.cfg.envFile}`;
-    let values = new Map();
-    // The env file: read over SFTP (never through a command whose output could be logged).
-    try {
-        const text = (await host.readFile(path)).toString('utf8');
-        values = (0, env_file_1.parseEnvFile)(text);
-        facts.env = (0, env_file_1.digestEnv)(values, [...settings['redirect-uri-keys'], ...settings['domain-keys']]);
-        log.info(`${name}: read ${values.size} keys from ${path}`);
-    }
-    catch (e) {
-        const why = e instanceof env_file_1.EnvFileError ? e.message : e instanceof errors_1.RemoteCommandError ? (0, errors_1.tailLines)(e.stderr, 1) : (0, errors_1.errorMessage)(e);
-        findings.push({
-            check: 'env-file',
-            environment: name,
-            severity: 'error',
-            message: e instanceof env_file_1.EnvFileError ? `${name}'s env file ${path}: ${why}` : `${name}'s env file ${path} could not be read: ${why}`,
-            fix: e instanceof env_file_1.EnvFileError ? `correct that line of ${env.cfg.envFile}` : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
-        });
-    }
-    // Only to scrub text that came back from the host; never logged.
-    const secrets = [...values.values()];
-    // The merged compose configuration. Its output holds every env value: it is parsed, never printed.
-    const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, check: false, label: `${name}: compose config`, timeoutSeconds: 180 }));
-    for (const v of unsetVariables(r.stderr)) {
-        findings.push({
-            check: 'compose-config',
-            environment: name,
-            severity: 'warning',
-            message: `${v} is not set for ${name}: compose puts a blank string where the compose files use it`,
-            fix: `set ${v} in ${env.cfg.envFile}`,
-        });
-    }
-    if (r.exitCode !== 0) {
-        findings.push({
-            check: 'compose-config',
-            environment: name,
-            severity: 'error',
-            message: `${name}'s compose configuration does not load (exit ${r.exitCode}): ${(0, env_file_1.scrub)((0, errors_1.tailLines)(r.stderr, 3), secrets) || 'no message'}`,
-            fix: `run "${config['compose-command']} ... config" in ${env.cfg.checkout} and correct the compose files or env file it names`,
-        });
-    }
-    else {
-        try {
-            facts.compose = (0, compose_model_1.parseComposeConfig)(r.stdout, env.project, facts.env?.profiles ?? []);
-            log.info(`${name}: ${facts.compose.services.length} services in the merged compose configuration${facts.compose.inactive.length ? ` (${facts.compose.inactive.join(', ')} not started: inactive profile)` : ''}`);
-        }
-        catch (e) {
-            const why = e instanceof compose_model_1.ComposeConfigError ? e.message : (0, errors_1.errorMessage)(e);
-            findings.push({ check: 'compose-config', environment: name, severity: 'error', message: `${name}: ${(0, env_file_1.scrub)(why, secrets)}`, fix: 'check the compose command in compose-command' });
-        }
-    }
-    return { facts, findings };
-}
-/** Variables compose reports as unset: v1 `The FOO variable is not set.`, v2 `The "FOO" variable is not set.` */
-function unsetVariables(stderr) {
-    const out = new Set();
-    for (const m of stderr.matchAll(/The \\?"?([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set/g))
-        out.add(m[1]);
-    return [...out].sort();
-}
-async function hostTotals(host) {
-    const r = await host.run('nproc && cat /proc/meminfo', { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
-    return r.exitCode === 0 ? (0, isolation_1.parseHostTotals)(r.stdout) : undefined;
-}
-async function probe(host, environment, url, kind, timeout) {
-    // Prod follows redirects (http -> https, www); dev is judged on its first answer to a stranger.
-    const follow = environment === 'prod' ? ['-L', '--max-redirs', '5'] : [];
-    const r = await host.run((0, shell_1.sh) `curl -sS -i ${follow} --max-time ${timeout} -A twinstack-preflight -H ${'Accept: text/html,*/*'} ${url}`, {
-        quiet: true,
-        check: false,
-        label: `GET ${url}`,
-        timeoutSeconds: timeout + 30,
-    });
-    const response = r.exitCode === 0 ? (0, http_probe_1.parseCurlResponse)(r.stdout) : undefined;
-    return { environment, url, kind, response, error: response ? undefined : (0, errors_1.tailLines)(r.stderr, 1) || `curl exited with ${r.exitCode}` };
-}
-/** Runs every check against the host; reports, never throws for a finding. */
-async function runPreflight(host, config, log) {
-    const settings = preflightSettings(config);
-    // Both environments at once: each `config` run is a few seconds of compose start-up.
-    const [prodReading, devReading, totals] = await Promise.all([readEnvironment(host, config, 'prod', log), readEnvironment(host, config, 'dev', log), hostTotals(host)]);
-    const readings = { prod: prodReading, dev: devReading };
-    const result = (0, isolation_1.checkIsolation)({ prod: readings.prod.facts, dev: readings.dev.facts, settings, host: totals });
-    const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
-    const http = settings.http;
-    if (http.enabled) {
-        const probes = [];
-        const prodUrl = config.environments.prod.url;
-        probes.push(await probe(host, 'prod', `${prodUrl}/robots.txt`, 'robots', http['timeout-seconds']));
-        for (const p of http['prod-pages'])
-            probes.push(await probe(host, 'prod', `${prodUrl}${p}`, 'page', http['timeout-seconds']));
-        for (const p of http['dev-pages'])
-            probes.push(await probe(host, 'dev', `${config.environments.dev.url}${p}`, 'page', http['timeout-seconds']));
-        for (const p of probes) {
-            for (const f of (0, http_probe_1.judgeProbe)(p)) {
-                const downgrade = f.severity === 'error' && settings['warn-only'].includes('http');
-                findings.push(downgrade ? { ...f, severity: 'warning', message: `${f.message} (warn-only)` } : f);
-            }
-        }
-    }
-    const dev = readings.dev.facts.compose;
-    return {
-        findings: (0, findings_1.sortFindings)(findings),
-        notes: result.notes,
-        ...(0, findings_1.counts)(findings),
-        host: totals,
-        devLimits: dev
-            ? { cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0), memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0), services: dev.services.length }
-            : undefined,
-        ran: {
-            envFiles: !!(readings.prod.facts.env && readings.dev.facts.env),
-            compose: !!(readings.prod.facts.compose && readings.dev.facts.compose),
-            http: http.enabled,
-        },
-    };
-}
+var preflight_2 = __nccwpck_require__(6997);
+Object.defineProperty(exports, "runPreflight", ({ enumerable: true, get: function () { return preflight_2.runPreflight; } }));
+Object.defineProperty(exports, "unsetVariables", ({ enumerable: true, get: function () { return preflight_2.unsetVariables; } }));
 function preflightSummary(report, config) {
     const s = new summary_1.Summary().heading('twinstack preflight: are prod and dev kept apart?');
     if (report.errors > 0) {
@@ -55737,7 +55608,7 @@ exports.preflightAction = {
         return {};
     },
     async execute(ctx) {
-        const report = await runPreflight(ctx.host, ctx.config, ctx.log);
+        const report = await (0, preflight_1.runPreflight)(ctx.host, ctx.config, ctx.log);
         for (const f of report.findings) {
             const line = `${f.check} (${f.environment}): ${f.message}. Fix: ${f.fix}`;
             if (f.severity === 'error')
@@ -57676,7 +57547,22 @@ function parseComposeConfig(text, project, activeProfiles = []) {
         // Unnamed volumes get the project as prefix (compose v1 writes <project>_<key>, and so does v2).
         volumeNames.set(key, explicit ?? (external ? key : `${project.replace(/[^a-z0-9_-]/g, '')}_${key}`));
     }
-    return { project, services: services.sort((a, b) => a.name.localeCompare(b.name)), inactive, volumeNames };
+    const networks = new Map();
+    const nets = isObj(doc.networks) ? doc.networks : {};
+    for (const [key, raw] of Object.entries(nets)) {
+        const v = isObj(raw) ? raw : {};
+        const external = v.external === true || isObj(v.external);
+        const explicit = typeof v.name === 'string' ? v.name : isObj(v.external) && typeof v.external.name === 'string' ? v.external.name : undefined;
+        networks.set(key, { name: explicit ?? (external ? key : `${project.replace(/[^a-z0-9_-]/g, '')}_${key}`), external });
+    }
+    // A service without networks (and without network_mode) joins the project's default network.
+    if (!networks.has('default') && services.some((s) => !s.networkMode && s.networks.length === 0)) {
+        networks.set('default', { name: `${project.replace(/[^a-z0-9_-]/g, '')}_default`, external: false });
+    }
+    for (const s of services)
+        if (!s.networkMode && s.networks.length === 0)
+            s.networks.push('default');
+    return { project, services: services.sort((a, b) => a.name.localeCompare(b.name)), inactive, volumeNames, networks };
 }
 function parseService(name, s) {
     const limits = isObj(s.deploy) && isObj(s.deploy.resources) && isObj(s.deploy.resources.limits) ? s.deploy.resources.limits : {};
@@ -57691,8 +57577,19 @@ function parseService(name, s) {
         cpus: cpus && cpus > 0 ? cpus : undefined,
         memoryBytes: memoryBytes && memoryBytes > 0 ? memoryBytes : undefined,
         networkMode: typeof s.network_mode === 'string' ? s.network_mode : undefined,
+        privileged: s.privileged === true || s.privileged === 'true',
+        pid: typeof s.pid === 'string' ? s.pid : undefined,
+        ipc: typeof s.ipc === 'string' ? s.ipc : undefined,
+        usernsMode: typeof s.userns_mode === 'string' ? s.userns_mode : undefined,
+        capAdd: stringList(s.cap_add),
+        devices: (Array.isArray(s.devices) ? s.devices : []).map((d) => (isObj(d) ? String(d.source ?? '') : String(d))),
+        securityOpt: stringList(s.security_opt),
+        image: typeof s.image === 'string' ? s.image : undefined,
+        builds: s.build !== undefined && s.build !== null,
+        networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
     };
 }
+const stringList = (v) => (Array.isArray(v) ? v.map(String) : []);
 function minDefined(a, b) {
     if (a === undefined)
         return b;
@@ -57845,6 +57742,10 @@ exports.PREFLIGHT_CHECKS = [
     'dev-limits',
     'dev-share',
     'vault-mounts',
+    'dev-escape',
+    'dev-mounts',
+    'shared-images',
+    'dev-networks',
     'domains',
     'noindex',
     'basic-auth',
@@ -58370,6 +58271,14 @@ function checkIsolation(input) {
     }
     if (dev.compose)
         checkDevLimits(c, dev, input);
+    if (dev.compose)
+        checkDevEscape(c, dev.compose, prod.compose);
+    if (dev.compose)
+        checkDevMounts(c, dev.compose, prod, input.paths);
+    if (prod.compose && dev.compose) {
+        checkSharedImages(c, prod.compose, dev.compose);
+        checkDevNetworks(c, prod.compose, dev.compose);
+    }
     checkVaultMounts(c, prod, dev);
     for (const e of [prod, dev])
         if (e.compose)
@@ -58668,6 +58577,265 @@ function parseHostTotals(text) {
         return undefined;
     return { cpus, memoryBytes: kb * 1024 };
 }
+/**
+ * Whatever lets a dev container act on the host, and so on prod: privileged mode, the host's
+ * process, IPC or user namespaces, added capabilities, devices, the Docker socket, the host's root,
+ * or another container's network namespace that belongs to prod.
+ */
+function checkDevEscape(c, dev, prod) {
+    const prodContainers = new Set((prod?.services ?? []).flatMap((s) => [s.name, s.containerName].filter((x) => !!x)));
+    for (const s of dev.services) {
+        const why = [];
+        if (s.privileged)
+            why.push('runs privileged');
+        if (s.pid === 'host')
+            why.push('uses the host PID namespace (pid: host)');
+        if (s.ipc === 'host')
+            why.push('uses the host IPC namespace (ipc: host)');
+        if (s.usernsMode === 'host')
+            why.push('turns off user namespace remapping (userns_mode: host)');
+        if (s.capAdd.length)
+            why.push(`adds capabilities ${s.capAdd.join(', ')}`);
+        if (s.devices.length)
+            why.push(`maps devices ${s.devices.join(', ')}`);
+        if (s.securityOpt.some((o) => /unconfined|no-new-privileges[:=]false/i.test(o)))
+            why.push(`loosens its security profile (${s.securityOpt.join(', ')})`);
+        for (const m of s.mounts.filter((x) => x.type === 'bind')) {
+            if (/(^|\/)docker\.sock$/.test(m.source) || m.source === '/var/run' || m.source === '/run')
+                why.push(`mounts the Docker socket (${m.source})`);
+            else if (m.source === '/')
+                why.push("mounts the host's root directory");
+        }
+        const mode = s.networkMode ?? '';
+        const shared = /^(container|service):(.+)$/.exec(mode);
+        if (shared && prod && (prodContainers.has(shared[2]) || !dev.services.some((d) => d.name === shared[2] || d.containerName === shared[2]))) {
+            why.push(`shares the network namespace of ${shared[2]} (network_mode: ${mode}), which is not a dev container`);
+        }
+        for (const w of why) {
+            c.error('dev-escape', 'dev', `dev service ${s.name} ${w}: anything running on dev (any branch) could then reach prod`, `remove it from ${s.name} in dev's overlay`);
+        }
+    }
+}
+/** Dev may not mount prod's checkout, twinstack's state or backups, in any mode. */
+function checkDevMounts(c, dev, prod, paths) {
+    const guarded = [[prod.config.checkout, "prod's checkout"]];
+    if (paths)
+        guarded.push([paths.stateDir, "twinstack's state directory (locks, host logs)"], [paths.backupDir, "the backup directory (prod's database dumps)"]);
+    for (const s of dev.services) {
+        for (const m of s.mounts.filter((x) => x.type === 'bind')) {
+            for (const [dir, what] of guarded) {
+                if (m.source !== '/' && reaches(m.source, dir)) {
+                    c.error('dev-mounts', 'dev', `dev service ${s.name} mounts ${m.source} at ${m.target}${m.readOnly ? ' read-only' : ''}, which reaches ${what}`, `mount only dev's own checkout and data in ${s.name}`);
+                }
+            }
+        }
+    }
+}
+/** The same image name in both: a rollback's retag or a build of one would change what the other runs. */
+function checkSharedImages(c, prod, dev) {
+    const prodImages = new Map(prod.services.filter((s) => s.image).map((s) => [s.image, s.name]));
+    for (const s of dev.services) {
+        const other = s.image ? prodImages.get(s.image) : undefined;
+        // A pulled image both use read-only is harmless; one either of them builds is not.
+        if (other && s.image && (builds(dev, s.name) || builds(prod, other))) {
+            c.error('shared-images', 'dev', `dev service ${s.name} builds or runs image ${s.image}, which prod's ${other} also uses: a build or retag in one changes the other`, `give dev's ${s.name} its own image name (e.g. ${s.image?.replace(/(:[^/:]+)?$/, '-dev$1')}) in dev's overlay`);
+        }
+    }
+}
+function builds(model, service) {
+    return model.services.find((s) => s.name === service)?.builds ?? false;
+}
+/** Dev may join networks shared on purpose (external, like caddy_net), never prod's own. */
+function checkDevNetworks(c, prod, dev) {
+    const prodOwn = new Map([...prod.networks.values()].filter((n) => !n.external).map((n) => [n.name, n]));
+    for (const s of dev.services) {
+        for (const key of s.networks) {
+            const n = dev.networks.get(key);
+            if (n && prodOwn.has(n.name)) {
+                c.error('dev-networks', 'dev', `dev service ${s.name} joins network ${n.name}, which is prod's own (not an external network both share on purpose)`, `give dev its own network, or declare a shared network external in both overlays`);
+            }
+        }
+    }
+}
+
+
+/***/ }),
+
+/***/ 6997:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.IsolationRefused = void 0;
+exports.preflightSettings = preflightSettings;
+exports.unsetVariables = unsetVariables;
+exports.runPreflight = runPreflight;
+exports.isolationGate = isolationGate;
+const environment_1 = __nccwpck_require__(2309);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const compose_model_1 = __nccwpck_require__(7550);
+const env_file_1 = __nccwpck_require__(2028);
+const findings_1 = __nccwpck_require__(70);
+const http_probe_1 = __nccwpck_require__(1611);
+const isolation_1 = __nccwpck_require__(1998);
+function preflightSettings(config) {
+    return config.preflight;
+}
+async function readEnvironment(host, config, name, log) {
+    const env = new environment_1.Environment(name, config);
+    const settings = preflightSettings(config);
+    const facts = { name, config: env.cfg };
+    const findings = [];
+    const path = `${env.cfg.checkout}/${env.cfg.envFile}`;
+    let values = new Map();
+    // The env file: read over SFTP (never through a command whose output could be logged).
+    try {
+        const text = (await host.readFile(path)).toString('utf8');
+        values = (0, env_file_1.parseEnvFile)(text);
+        facts.env = (0, env_file_1.digestEnv)(values, [...settings['redirect-uri-keys'], ...settings['domain-keys']]);
+        log.info(`${name}: read ${values.size} keys from ${path}`);
+    }
+    catch (e) {
+        const why = e instanceof env_file_1.EnvFileError ? e.message : e instanceof errors_1.RemoteCommandError ? (0, errors_1.tailLines)(e.stderr, 1) : (0, errors_1.errorMessage)(e);
+        findings.push({
+            check: 'env-file',
+            environment: name,
+            severity: 'error',
+            message: e instanceof env_file_1.EnvFileError ? `${name}'s env file ${path}: ${why}` : `${name}'s env file ${path} could not be read: ${why}`,
+            fix: e instanceof env_file_1.EnvFileError ? `correct that line of ${env.cfg.envFile}` : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
+        });
+    }
+    // Only to scrub text that came back from the host; never logged.
+    const secrets = [...values.values()];
+    // The merged compose configuration. Its output holds every env value: it is parsed, never printed.
+    const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, check: false, label: `${name}: compose config`, timeoutSeconds: 180 }));
+    for (const v of unsetVariables(r.stderr)) {
+        findings.push({
+            check: 'compose-config',
+            environment: name,
+            severity: 'warning',
+            message: `${v} is not set for ${name}: compose puts a blank string where the compose files use it`,
+            fix: `set ${v} in ${env.cfg.envFile}`,
+        });
+    }
+    if (r.exitCode !== 0) {
+        findings.push({
+            check: 'compose-config',
+            environment: name,
+            severity: 'error',
+            message: `${name}'s compose configuration does not load (exit ${r.exitCode}): ${(0, env_file_1.scrub)((0, errors_1.tailLines)(r.stderr, 3), secrets) || 'no message'}`,
+            fix: `run "${config['compose-command']} ... config" in ${env.cfg.checkout} and correct the compose files or env file it names`,
+        });
+    }
+    else {
+        try {
+            facts.compose = (0, compose_model_1.parseComposeConfig)(r.stdout, env.project, facts.env?.profiles ?? []);
+            log.info(`${name}: ${facts.compose.services.length} services in the merged compose configuration${facts.compose.inactive.length ? ` (${facts.compose.inactive.join(', ')} not started: inactive profile)` : ''}`);
+        }
+        catch (e) {
+            const why = e instanceof compose_model_1.ComposeConfigError ? e.message : (0, errors_1.errorMessage)(e);
+            findings.push({ check: 'compose-config', environment: name, severity: 'error', message: `${name}: ${(0, env_file_1.scrub)(why, secrets)}`, fix: 'check the compose command in compose-command' });
+        }
+    }
+    return { facts, findings };
+}
+/** Variables compose reports as unset: v1 `The FOO variable is not set.`, v2 `The "FOO" variable is not set.` */
+function unsetVariables(stderr) {
+    const out = new Set();
+    for (const m of stderr.matchAll(/The \\?"?([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set/g))
+        out.add(m[1]);
+    return [...out].sort();
+}
+async function hostTotals(host) {
+    const r = await host.run('nproc && cat /proc/meminfo', { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
+    return r.exitCode === 0 ? (0, isolation_1.parseHostTotals)(r.stdout) : undefined;
+}
+async function probe(host, environment, url, kind, timeout) {
+    // Prod follows redirects (http -> https, www); dev is judged on its first answer to a stranger.
+    const follow = environment === 'prod' ? ['-L', '--max-redirs', '5'] : [];
+    const r = await host.run((0, shell_1.sh) `curl -sS -i ${follow} --max-time ${timeout} -A twinstack-preflight -H ${'Accept: text/html,*/*'} ${url}`, {
+        quiet: true,
+        check: false,
+        label: `GET ${url}`,
+        timeoutSeconds: timeout + 30,
+    });
+    const response = r.exitCode === 0 ? (0, http_probe_1.parseCurlResponse)(r.stdout) : undefined;
+    return { environment, url, kind, response, error: response ? undefined : (0, errors_1.tailLines)(r.stderr, 1) || `curl exited with ${r.exitCode}` };
+}
+/** Runs every check against the host; reports, never throws for a finding. */
+async function runPreflight(host, config, log, opts = {}) {
+    const settings = preflightSettings(config);
+    // Both environments at once: each `config` run is a few seconds of compose start-up.
+    const [prodReading, devReading, totals] = await Promise.all([readEnvironment(host, config, 'prod', log), readEnvironment(host, config, 'dev', log), hostTotals(host)]);
+    const readings = { prod: prodReading, dev: devReading };
+    const result = (0, isolation_1.checkIsolation)({ prod: readings.prod.facts, dev: readings.dev.facts, settings, host: totals, paths: { stateDir: config['state-dir'], backupDir: config.backup.dir } });
+    const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
+    const http = settings.http;
+    if (http.enabled && opts.http !== false) {
+        const probes = [];
+        const prodUrl = config.environments.prod.url;
+        probes.push(await probe(host, 'prod', `${prodUrl}/robots.txt`, 'robots', http['timeout-seconds']));
+        for (const p of http['prod-pages'])
+            probes.push(await probe(host, 'prod', `${prodUrl}${p}`, 'page', http['timeout-seconds']));
+        for (const p of http['dev-pages'])
+            probes.push(await probe(host, 'dev', `${config.environments.dev.url}${p}`, 'page', http['timeout-seconds']));
+        for (const p of probes) {
+            for (const f of (0, http_probe_1.judgeProbe)(p)) {
+                const downgrade = f.severity === 'error' && settings['warn-only'].includes('http');
+                findings.push(downgrade ? { ...f, severity: 'warning', message: `${f.message} (warn-only)` } : f);
+            }
+        }
+    }
+    const dev = readings.dev.facts.compose;
+    return {
+        findings: (0, findings_1.sortFindings)(findings),
+        notes: result.notes,
+        ...(0, findings_1.counts)(findings),
+        host: totals,
+        devLimits: dev
+            ? { cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0), memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0), services: dev.services.length }
+            : undefined,
+        ran: {
+            envFiles: !!(readings.prod.facts.env && readings.dev.facts.env),
+            compose: !!(readings.prod.facts.compose && readings.dev.facts.compose),
+            http: http.enabled,
+        },
+    };
+}
+/**
+ * The isolation checks as a gate: run on the merged configuration of what the caller is about to
+ * start (after its checkout, before build and up). Errors refuse, warnings are logged; `warn-only`
+ * turns a check's errors into warnings for gradual adoption. HTTP is left to preflight itself.
+ */
+async function isolationGate(host, config, log, what) {
+    log.startGroup(`isolation checks on ${what}`);
+    try {
+        const report = await runPreflight(host, config, log, { http: false });
+        for (const f of report.findings.filter((x) => x.severity === 'warning'))
+            log.warning(`${f.check} (${f.environment}): ${f.message}. Fix: ${f.fix}`);
+        const errors = report.findings.filter((x) => x.severity === 'error');
+        if (errors.length) {
+            for (const f of errors)
+                log.error(`${f.check} (${f.environment}): ${f.message}. Fix: ${f.fix}`);
+            throw new IsolationRefused(`the isolation checks refuse ${what}: ${errors.length} error${errors.length === 1 ? '' : 's'}; first: ${errors[0].check} (${errors[0].environment}): ${errors[0].message}. Fix: ${errors[0].fix}`, errors);
+        }
+        log.info(`isolation checks on ${what}: no errors (${report.warnings} warning${report.warnings === 1 ? '' : 's'})`);
+        return report;
+    }
+    finally {
+        log.endGroup();
+    }
+}
+class IsolationRefused extends errors_1.OperationFailed {
+    findings;
+    constructor(message, findings) {
+        super(message);
+        this.findings = findings;
+    }
+}
+exports.IsolationRefused = IsolationRefused;
 
 
 /***/ }),

@@ -31,6 +31,20 @@ export interface ServiceModel {
   cpus?: number;
   memoryBytes?: number;
   networkMode?: string;
+  /** What reaches past the container: privileged, host namespaces, capabilities, devices. */
+  privileged: boolean;
+  pid?: string;
+  ipc?: string;
+  usernsMode?: string;
+  capAdd: string[];
+  devices: string[];
+  securityOpt: string[];
+  /** The image name the service runs or is tagged with. */
+  image?: string;
+  /** Whether compose builds that image (a `build` section). */
+  builds: boolean;
+  /** The networks it joins, by compose key. */
+  networks: string[];
 }
 
 export interface ComposeModel {
@@ -41,6 +55,8 @@ export interface ComposeModel {
   inactive: string[];
   /** Volume key -> the name Docker knows it by. */
   volumeNames: Map<string, string>;
+  /** Network key -> the name Docker knows it by, and whether it is external (shared on purpose). */
+  networks: Map<string, { name: string; external: boolean }>;
 }
 
 export class ComposeConfigError extends Error {
@@ -78,7 +94,20 @@ export function parseComposeConfig(text: string, project: string, activeProfiles
     // Unnamed volumes get the project as prefix (compose v1 writes <project>_<key>, and so does v2).
     volumeNames.set(key, explicit ?? (external ? key : `${project.replace(/[^a-z0-9_-]/g, '')}_${key}`));
   }
-  return { project, services: services.sort((a, b) => a.name.localeCompare(b.name)), inactive, volumeNames };
+  const networks = new Map<string, { name: string; external: boolean }>();
+  const nets = isObj(doc.networks) ? doc.networks : {};
+  for (const [key, raw] of Object.entries(nets)) {
+    const v = isObj(raw) ? raw : {};
+    const external = v.external === true || isObj(v.external);
+    const explicit = typeof v.name === 'string' ? v.name : isObj(v.external) && typeof v.external.name === 'string' ? v.external.name : undefined;
+    networks.set(key, { name: explicit ?? (external ? key : `${project.replace(/[^a-z0-9_-]/g, '')}_${key}`), external });
+  }
+  // A service without networks (and without network_mode) joins the project's default network.
+  if (!networks.has('default') && services.some((s) => !s.networkMode && s.networks.length === 0)) {
+    networks.set('default', { name: `${project.replace(/[^a-z0-9_-]/g, '')}_default`, external: false });
+  }
+  for (const s of services) if (!s.networkMode && s.networks.length === 0) s.networks.push('default');
+  return { project, services: services.sort((a, b) => a.name.localeCompare(b.name)), inactive, volumeNames, networks };
 }
 
 function parseService(name: string, s: Obj): ServiceModel {
@@ -94,8 +123,20 @@ function parseService(name: string, s: Obj): ServiceModel {
     cpus: cpus && cpus > 0 ? cpus : undefined,
     memoryBytes: memoryBytes && memoryBytes > 0 ? memoryBytes : undefined,
     networkMode: typeof s.network_mode === 'string' ? s.network_mode : undefined,
+    privileged: s.privileged === true || s.privileged === 'true',
+    pid: typeof s.pid === 'string' ? s.pid : undefined,
+    ipc: typeof s.ipc === 'string' ? s.ipc : undefined,
+    usernsMode: typeof s.userns_mode === 'string' ? s.userns_mode : undefined,
+    capAdd: stringList(s.cap_add),
+    devices: (Array.isArray(s.devices) ? s.devices : []).map((d) => (isObj(d) ? String(d.source ?? '') : String(d))),
+    securityOpt: stringList(s.security_opt),
+    image: typeof s.image === 'string' ? s.image : undefined,
+    builds: s.build !== undefined && s.build !== null,
+    networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
   };
 }
+
+const stringList = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
 
 function minDefined(a: number | undefined, b: number | undefined): number | undefined {
   if (a === undefined) return b;

@@ -34,6 +34,8 @@ export interface IsolationInput {
   dev: EnvironmentFacts;
   settings: PreflightSettings;
   host?: HostTotals;
+  /** twinstack's own directories on the host: nothing in dev may mount them. */
+  paths?: { stateDir: string; backupDir: string };
 }
 
 export interface IsolationResult {
@@ -77,6 +79,12 @@ export function checkIsolation(input: IsolationInput): IsolationResult {
     checkDomains(c, prod.compose, dev.compose);
   }
   if (dev.compose) checkDevLimits(c, dev, input);
+  if (dev.compose) checkDevEscape(c, dev.compose, prod.compose);
+  if (dev.compose) checkDevMounts(c, dev.compose, prod, input.paths);
+  if (prod.compose && dev.compose) {
+    checkSharedImages(c, prod.compose, dev.compose);
+    checkDevNetworks(c, prod.compose, dev.compose);
+  }
   checkVaultMounts(c, prod, dev);
   for (const e of [prod, dev]) if (e.compose) checkSiteLabels(c, e, input.settings);
   return { findings: c.findings, notes: c.notes };
@@ -400,4 +408,79 @@ export function parseHostTotals(text: string): HostTotals | undefined {
   const kb = Number(/^MemTotal:\s+(\d+)\s+kB/m.exec(text)?.[1]);
   if (!(cpus > 0) || !(kb > 0)) return undefined;
   return { cpus, memoryBytes: kb * 1024 };
+}
+
+/**
+ * Whatever lets a dev container act on the host, and so on prod: privileged mode, the host's
+ * process, IPC or user namespaces, added capabilities, devices, the Docker socket, the host's root,
+ * or another container's network namespace that belongs to prod.
+ */
+function checkDevEscape(c: Collector, dev: ComposeModel, prod: ComposeModel | undefined): void {
+  const prodContainers = new Set((prod?.services ?? []).flatMap((s) => [s.name, s.containerName].filter((x): x is string => !!x)));
+  for (const s of dev.services) {
+    const why: string[] = [];
+    if (s.privileged) why.push('runs privileged');
+    if (s.pid === 'host') why.push('uses the host PID namespace (pid: host)');
+    if (s.ipc === 'host') why.push('uses the host IPC namespace (ipc: host)');
+    if (s.usernsMode === 'host') why.push('turns off user namespace remapping (userns_mode: host)');
+    if (s.capAdd.length) why.push(`adds capabilities ${s.capAdd.join(', ')}`);
+    if (s.devices.length) why.push(`maps devices ${s.devices.join(', ')}`);
+    if (s.securityOpt.some((o) => /unconfined|no-new-privileges[:=]false/i.test(o))) why.push(`loosens its security profile (${s.securityOpt.join(', ')})`);
+    for (const m of s.mounts.filter((x) => x.type === 'bind')) {
+      if (/(^|\/)docker\.sock$/.test(m.source) || m.source === '/var/run' || m.source === '/run') why.push(`mounts the Docker socket (${m.source})`);
+      else if (m.source === '/') why.push("mounts the host's root directory");
+    }
+    const mode = s.networkMode ?? '';
+    const shared = /^(container|service):(.+)$/.exec(mode);
+    if (shared && prod && (prodContainers.has(shared[2]) || !dev.services.some((d) => d.name === shared[2] || d.containerName === shared[2]))) {
+      why.push(`shares the network namespace of ${shared[2]} (network_mode: ${mode}), which is not a dev container`);
+    }
+    for (const w of why) {
+      c.error('dev-escape', 'dev', `dev service ${s.name} ${w}: anything running on dev (any branch) could then reach prod`, `remove it from ${s.name} in dev's overlay`);
+    }
+  }
+}
+
+/** Dev may not mount prod's checkout, twinstack's state or backups, in any mode. */
+function checkDevMounts(c: Collector, dev: ComposeModel, prod: EnvironmentFacts, paths: IsolationInput['paths']): void {
+  const guarded: Array<[string, string]> = [[prod.config.checkout, "prod's checkout"]];
+  if (paths) guarded.push([paths.stateDir, "twinstack's state directory (locks, host logs)"], [paths.backupDir, "the backup directory (prod's database dumps)"]);
+  for (const s of dev.services) {
+    for (const m of s.mounts.filter((x) => x.type === 'bind')) {
+      for (const [dir, what] of guarded) {
+        if (m.source !== '/' && reaches(m.source, dir)) {
+          c.error('dev-mounts', 'dev', `dev service ${s.name} mounts ${m.source} at ${m.target}${m.readOnly ? ' read-only' : ''}, which reaches ${what}`, `mount only dev's own checkout and data in ${s.name}`);
+        }
+      }
+    }
+  }
+}
+
+/** The same image name in both: a rollback's retag or a build of one would change what the other runs. */
+function checkSharedImages(c: Collector, prod: ComposeModel, dev: ComposeModel): void {
+  const prodImages = new Map(prod.services.filter((s) => s.image).map((s) => [s.image as string, s.name]));
+  for (const s of dev.services) {
+    const other = s.image ? prodImages.get(s.image) : undefined;
+    // A pulled image both use read-only is harmless; one either of them builds is not.
+    if (other && (s.image as string) && (builds(dev, s.name) || builds(prod, other))) {
+      c.error('shared-images', 'dev', `dev service ${s.name} builds or runs image ${s.image}, which prod's ${other} also uses: a build or retag in one changes the other`, `give dev's ${s.name} its own image name (e.g. ${s.image?.replace(/(:[^/:]+)?$/, '-dev$1')}) in dev's overlay`);
+    }
+  }
+}
+
+function builds(model: ComposeModel, service: string): boolean {
+  return model.services.find((s) => s.name === service)?.builds ?? false;
+}
+
+/** Dev may join networks shared on purpose (external, like caddy_net), never prod's own. */
+function checkDevNetworks(c: Collector, prod: ComposeModel, dev: ComposeModel): void {
+  const prodOwn = new Map([...prod.networks.values()].filter((n) => !n.external).map((n) => [n.name, n]));
+  for (const s of dev.services) {
+    for (const key of s.networks) {
+      const n = dev.networks.get(key);
+      if (n && prodOwn.has(n.name)) {
+        c.error('dev-networks', 'dev', `dev service ${s.name} joins network ${n.name}, which is prod's own (not an external network both share on purpose)`, `give dev its own network, or declare a shared network external in both overlays`);
+      }
+    }
+  }
 }

@@ -254,4 +254,23 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     await ok('deploy', { environment: 'dev', ref: 'main' });
     assertRunsRecordedRelease('dev');
   });
+  it('a dev overlay that hands a container the host is refused by deploy before anything starts; the checkout goes back', async () => {
+    assertRunsRecordedRelease('dev');
+    const headBefore = head('dev');
+    const before = snapshot('dev');
+    const r = await fx.run('deploy', { environment: 'dev', ref: 'dev-escape' });
+    assert.equal(r.code, 1, r.visible);
+    assert.match(errors(r.stdout).at(-1) ?? '', new RegExp(`isolation checks refuse dev at ${fx.branches['dev-escape'].slice(0, 12)}: 2 errors; first: dev-escape \\(dev\\): dev service worker`));
+    assert.ok(errors(r.stdout).some((l) => /dev service worker mounts the Docker socket/.test(l)));
+    assert.match(r.summary, /Nothing was started/);
+    // On the host: nothing was recreated, no container runs privileged, the checkout is where it was.
+    assert.deepEqual(snapshot('dev'), before);
+    assert.equal(head('dev'), headBefore);
+    assert.deepEqual(
+      containers('dev').filter((c) => (JSON.parse(fx.sh(`docker inspect --format '{{json .HostConfig.Privileged}}' ${c.Id}`)) as boolean) === true).map((c) => c.Name),
+      [],
+    );
+    assert.equal(fx.hostLog('dev').filter((x) => x.event === 'release-failed').at(-1)?.stage, 'isolation');
+    assertRunsRecordedRelease('dev');
+  });
 });

@@ -77,6 +77,7 @@ function check(v: Variant = {}): IsolationResult & { config: Config } {
     dev: { name: 'dev', config: config.environments.dev, env: devDigest, compose: parseComposeConfig(editYaml(DEV_CONFIG, v.devCompose), 'makapix-dev', devDigest.profiles) },
     settings: s,
     host: v.host ?? HOST,
+    paths: { stateDir: '/var/lib/twinstack', backupDir: '/var/backups/twinstack' },
   });
   return { ...result, config };
 }
@@ -374,6 +375,40 @@ describe('each broken variant is caught, naming the key or service', () => {
   it("vault-mounts: the shared proxy may not write dev's vault", () => {
     const r = check({ prodCompose: (d) => (d.services.caddy.volumes = d.services.caddy.volumes.map((v: string) => v.replace('/mnt/vault-dev:/srv/vault-dev:ro', '/mnt/vault-dev:/srv/vault-dev:rw'))) });
     caught(r, 'vault-mounts', /^prod service caddy mounts dev's vault .* read-write/);
+  });
+
+  for (const [what, edit, message] of [
+    ['privileged', (d: any) => (d.services.worker.privileged = true), /^dev service worker runs privileged/],
+    ['the Docker socket', (d: any) => d.services.worker.volumes.push('/var/run/docker.sock:/var/run/docker.sock'), /^dev service worker mounts the Docker socket/],
+    ["the host's root", (d: any) => d.services.worker.volumes.push('/:/host:ro'), /^dev service worker mounts the host's root directory/],
+    ['pid: host', (d: any) => (d.services.worker.pid = 'host'), /host PID namespace/],
+    ['cap_add', (d: any) => (d.services.worker.cap_add = ['SYS_ADMIN']), /adds capabilities SYS_ADMIN/],
+    ['devices', (d: any) => (d.services.worker.devices = ['/dev/sda:/dev/sda']), /maps devices \/dev\/sda/],
+    ["a prod container's network", (d: any) => (d.services.worker.network_mode = 'container:makapix-prod-db'), /shares the network namespace of makapix-prod-db/],
+  ] as const) {
+    it(`dev-escape: a dev service with ${what}`, () => {
+      const r = check({ devCompose: edit });
+      caught(r, 'dev-escape', message);
+    });
+  }
+
+  it("dev-mounts: prod's checkout, the state directory, the backups, in any mode", () => {
+    caught(check({ devCompose: (d) => d.services.worker.volumes.push('/opt/makapix/api:/workspace/api:ro') }), 'dev-mounts', /mounts \/opt\/makapix\/api at \/workspace\/api read-only, which reaches prod's checkout/);
+    caught(check({ devCompose: (d) => d.services.worker.volumes.push('/var/lib/twinstack:/state') }), 'dev-mounts', /reaches twinstack's state directory/);
+    caught(check({ devCompose: (d) => d.services.worker.volumes.push('/var/backups:/b') }), 'dev-mounts', /reaches the backup directory/);
+    assert.deepEqual(check({ devCompose: (d) => d.services.worker.volumes.push('/opt/makapix-dev/api:/workspace/api') }).findings, [], "dev's own checkout is fine (a path that only starts like prod's)");
+  });
+
+  it('shared-images: dev builds an image under the name prod runs', () => {
+    const r = check({ devCompose: (d) => (d.services.api.build = { context: '/opt/makapix-dev/api' }) });
+    caught(r, 'shared-images', /^dev service api builds or runs image makapix-api:local, which prod's api also uses/);
+  });
+
+  it("dev-networks: dev joins prod's own network", () => {
+    const r = check({ devCompose: (d) => (d.networks.internal = { name: 'makapix-prod_internal' }) });
+    const hits = r.findings.filter((f) => f.check === 'dev-networks');
+    assert.ok(hits.length >= 1, JSON.stringify(r.findings));
+    assert.match(hits[0].message, /joins network makapix-prod_internal, which is prod's own/);
   });
 
   it('domains: a domain claimed by both', () => {

@@ -24,6 +24,7 @@ import {
   waitHealthy,
 } from '../../domain/release';
 import { Summary } from '../../infra/summary';
+import { IsolationRefused, isolationGate } from '../../safety/preflight';
 import * as validate from '../../infra/validate';
 import { environmentInput, servicesTable } from '../common';
 
@@ -69,7 +70,7 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
           settled = drift(before, previous);
           if (settled.length) log.info(`${env.name} had drifted from its recorded release ${previous?.release ?? '(none)'}: ${settled.join('; ')}. This deploy settles it.`);
 
-          let stage: 'checkout' | 'build and up' | 'health' = 'checkout';
+          let stage: 'checkout' | 'isolation' | 'build and up' | 'health' = 'checkout';
           try {
             log.startGroup(`${env.name}: checkout ${plan.ref}`);
             try {
@@ -78,6 +79,16 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
               await checkoutCommit(host, env, sha);
             } finally {
               log.endGroup();
+            }
+
+            // The isolation checks on the merged configuration of exactly this commit, before anything starts.
+            stage = 'isolation';
+            try {
+              await isolationGate(host, config, log, `${env.name} at ${sha.slice(0, 12)}`);
+            } catch (e) {
+              // Nothing was started: the checkout goes back to what runs, so the refusal changes nothing.
+              if (before.head && before.head !== sha) await checkoutCommit(host, env, before.head).catch((ce) => log.warning(`could not put the checkout back at ${before.head.slice(0, 12)}: ${errorMessage(ce)}`));
+              throw e;
             }
 
             stage = 'build and up';
@@ -117,7 +128,13 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
       servicesTable(summary, result.containers);
     } catch (e) {
       summary.text(`❌ **The deploy to ${env.name} failed**: ${errorMessage(e)}`);
-      if (e instanceof HealthError) {
+      if (e instanceof IsolationRefused) {
+        summary.list([
+          `Nothing was started: ${env.name} still runs what it ran before, and its checkout is back where it was.`,
+          ...e.findings.map((f) => `${f.check}: ${f.message}. Fix: ${f.fix}`),
+          `Next: fix the compose files or env file of this commit and push again (a check in preflight.warn-only only warns).`,
+        ]);
+      } else if (e instanceof HealthError) {
         summary.list([
           `service \`${e.service}\` is ${e.state}`,
           `${env.name} now runs the new containers of ${sha ? `\`${sha.slice(0, 12)}\`` : 'the new commit'}, which are not healthy.`,

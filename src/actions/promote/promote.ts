@@ -31,6 +31,7 @@ import { lossWindow, startRelease } from '../../domain/rollback';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
 import { servicesTable } from '../common';
+import { isolationGate } from '../../safety/preflight';
 
 interface Plan {
   requireGate: boolean;
@@ -41,7 +42,7 @@ interface Plan {
 /** Time kept for the automatic rollback when the run has a deadline. */
 const ROLLBACK_RESERVE_MS = 30 * 60_000;
 
-type Stage = 'checkout' | 'build and up' | 'migration' | 'health';
+type Stage = 'checkout' | 'isolation' | 'build and up' | 'migration' | 'health';
 
 interface Outcome {
   outcome: 'promoted' | 'rolled-back' | 'unchanged' | 'rollback-failed';
@@ -119,6 +120,8 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
         try {
           await resolveRef(host, prod, sha);
           await checkoutCommit(host, prod, sha);
+          stage = 'isolation';
+          await isolationGate(host, config, log, `prod at ${sha.slice(0, 12)}`);
           stage = 'build and up';
           await composeBuildAndUp(host, prod, true, log);
           stage = 'migration';

@@ -15,6 +15,8 @@
 #                  healthcheck fails
 #   third          (one ahead of second) a passing test more, no migration
 #   slow-build     the api image build takes 20 s (a RUN sleep step)
+#   dev-escape     dev's overlay runs the worker privileged with the Docker
+#                  socket mounted (what the isolation checks must refuse)
 #
 # Author, committer and dates are fixed, so the shas only change when the
 # fixture files or this script change. Any existing <workdir>/origin.git is
@@ -232,11 +234,18 @@ sed -i 's#^      dockerfile: api/Dockerfile$#      dockerfile: api/Dockerfile\n 
 grep -q 'SLOW_BUILD_KEY' "$scratch/deploy/stack/docker-compose.yml" || { echo "make-fixture-repo: could not add the build arg" >&2; exit 1; }
 commit "2024-01-09T12:00:00+0000" "Slow api build"
 
+# ---------------------------------------------------------------- dev-escape
+# main whose dev overlay gives the worker the host: privileged, with the Docker socket.
+branch_from_main dev-escape
+sed -i 's#^  worker:$#  worker:\n    privileged: true\n    volumes:\n      - /var/run/docker.sock:/var/run/docker.sock#' "$scratch/deploy/stack/docker-compose.dev.yml"
+grep -q 'privileged: true' "$scratch/deploy/stack/docker-compose.dev.yml" || { echo "make-fixture-repo: could not edit the dev overlay" >&2; exit 1; }
+commit "2024-01-10T12:00:00+0000" "Dev worker with the Docker socket"
+
 # ---------------------------------------------------------------- publish
 g checkout -q main
 rm -rf "$origin"
 git init -q --bare -b main "$origin"
-branches=(main second failing-test two-heads bad-health bad-migration prod-bad-health third slow-build)
+branches=(main second failing-test two-heads bad-health bad-migration prod-bad-health third slow-build dev-escape)
 g push -q "$origin" "${branches[@]/#/refs/heads/}"
 git -C "$origin" symbolic-ref HEAD refs/heads/main
 

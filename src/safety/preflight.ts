@@ -1,0 +1,198 @@
+/**
+ * The isolation checks against the host: both env files (values hashed at once, never logged), each
+ * environment's merged compose configuration, the host's size, and optionally both sites over
+ * HTTP. Read-only: changes nothing and takes no lock. The preflight action reports them; deploy and
+ * promote run them as a gate on the commit they are about to start (isolationGate).
+ */
+import type { Config, EnvironmentName } from '../domain/config';
+import { Environment } from '../domain/environment';
+import { OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../infra/errors';
+import type { Host } from '../infra/host';
+import type { Logger } from '../infra/logger';
+import { sh } from '../infra/shell';
+import { ComposeConfigError, parseComposeConfig } from './compose-model';
+import type { PreflightSettings } from './config';
+import { EnvFileError, digestEnv, parseEnvFile, scrub } from './env-file';
+import { counts, sortFindings, type Finding } from './findings';
+import { judgeProbe, parseCurlResponse, type Probe } from './http-probe';
+import { checkIsolation, parseHostTotals, type EnvironmentFacts, type HostTotals } from './isolation';
+
+export interface PreflightReport {
+  findings: Finding[];
+  notes: string[];
+  errors: number;
+  warnings: number;
+  host?: HostTotals;
+  /** dev's summed limits, for the summary. */
+  devLimits?: { cpus: number; memoryBytes: number; services: number };
+  /** Which groups of checks could run. */
+  ran: { envFiles: boolean; compose: boolean; http: boolean };
+}
+
+interface Reading {
+  facts: EnvironmentFacts;
+  findings: Finding[];
+}
+
+export function preflightSettings(config: Config): PreflightSettings {
+  return config.preflight;
+}
+
+async function readEnvironment(host: Host, config: Config, name: EnvironmentName, log: Logger): Promise<Reading> {
+  const env = new Environment(name, config);
+  const settings = preflightSettings(config);
+  const facts: EnvironmentFacts = { name, config: env.cfg };
+  const findings: Finding[] = [];
+  const path = `${env.cfg.checkout}/${env.cfg.envFile}`;
+  let values: Map<string, string> = new Map();
+
+  // The env file: read over SFTP (never through a command whose output could be logged).
+  try {
+    const text = (await host.readFile(path)).toString('utf8');
+    values = parseEnvFile(text);
+    facts.env = digestEnv(values, [...settings['redirect-uri-keys'], ...settings['domain-keys']]);
+    log.info(`${name}: read ${values.size} keys from ${path}`);
+  } catch (e) {
+    const why = e instanceof EnvFileError ? e.message : e instanceof RemoteCommandError ? tailLines(e.stderr, 1) : errorMessage(e);
+    findings.push({
+      check: 'env-file',
+      environment: name,
+      severity: 'error',
+      message: e instanceof EnvFileError ? `${name}'s env file ${path}: ${why}` : `${name}'s env file ${path} could not be read: ${why}`,
+      fix: e instanceof EnvFileError ? `correct that line of ${env.cfg.envFile}` : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
+    });
+  }
+  // Only to scrub text that came back from the host; never logged.
+  const secrets = [...values.values()];
+
+  // The merged compose configuration. Its output holds every env value: it is parsed, never printed.
+  const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, check: false, label: `${name}: compose config`, timeoutSeconds: 180 }));
+  for (const v of unsetVariables(r.stderr)) {
+    findings.push({
+      check: 'compose-config',
+      environment: name,
+      severity: 'warning',
+      message: `${v} is not set for ${name}: compose puts a blank string where the compose files use it`,
+      fix: `set ${v} in ${env.cfg.envFile}`,
+    });
+  }
+  if (r.exitCode !== 0) {
+    findings.push({
+      check: 'compose-config',
+      environment: name,
+      severity: 'error',
+      message: `${name}'s compose configuration does not load (exit ${r.exitCode}): ${scrub(tailLines(r.stderr, 3), secrets) || 'no message'}`,
+      fix: `run "${config['compose-command']} ... config" in ${env.cfg.checkout} and correct the compose files or env file it names`,
+    });
+  } else {
+    try {
+      facts.compose = parseComposeConfig(r.stdout, env.project, facts.env?.profiles ?? []);
+      log.info(`${name}: ${facts.compose.services.length} services in the merged compose configuration${facts.compose.inactive.length ? ` (${facts.compose.inactive.join(', ')} not started: inactive profile)` : ''}`);
+    } catch (e) {
+      const why = e instanceof ComposeConfigError ? e.message : errorMessage(e);
+      findings.push({ check: 'compose-config', environment: name, severity: 'error', message: `${name}: ${scrub(why, secrets)}`, fix: 'check the compose command in compose-command' });
+    }
+  }
+  return { facts, findings };
+}
+
+/** Variables compose reports as unset: v1 `The FOO variable is not set.`, v2 `The "FOO" variable is not set.` */
+export function unsetVariables(stderr: string): string[] {
+  const out = new Set<string>();
+  for (const m of stderr.matchAll(/The \\?"?([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set/g)) out.add(m[1]);
+  return [...out].sort();
+}
+
+async function hostTotals(host: Host): Promise<HostTotals | undefined> {
+  const r = await host.run('nproc && cat /proc/meminfo', { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
+  return r.exitCode === 0 ? parseHostTotals(r.stdout) : undefined;
+}
+
+async function probe(host: Host, environment: EnvironmentName, url: string, kind: Probe['kind'], timeout: number): Promise<Probe> {
+  // Prod follows redirects (http -> https, www); dev is judged on its first answer to a stranger.
+  const follow = environment === 'prod' ? ['-L', '--max-redirs', '5'] : [];
+  const r = await host.run(sh`curl -sS -i ${follow} --max-time ${timeout} -A twinstack-preflight -H ${'Accept: text/html,*/*'} ${url}`, {
+    quiet: true,
+    check: false,
+    label: `GET ${url}`,
+    timeoutSeconds: timeout + 30,
+  });
+  const response = r.exitCode === 0 ? parseCurlResponse(r.stdout) : undefined;
+  return { environment, url, kind, response, error: response ? undefined : tailLines(r.stderr, 1) || `curl exited with ${r.exitCode}` };
+}
+
+/** Runs every check against the host; reports, never throws for a finding. */
+export async function runPreflight(host: Host, config: Config, log: Logger, opts: { http?: boolean } = {}): Promise<PreflightReport> {
+  const settings = preflightSettings(config);
+  // Both environments at once: each `config` run is a few seconds of compose start-up.
+  const [prodReading, devReading, totals] = await Promise.all([readEnvironment(host, config, 'prod', log), readEnvironment(host, config, 'dev', log), hostTotals(host)]);
+  const readings: Record<EnvironmentName, Reading> = { prod: prodReading, dev: devReading };
+  const result = checkIsolation({ prod: readings.prod.facts, dev: readings.dev.facts, settings, host: totals, paths: { stateDir: config['state-dir'], backupDir: config.backup.dir } });
+  const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
+
+  const http = settings.http;
+  if (http.enabled && opts.http !== false) {
+    const probes: Probe[] = [];
+    const prodUrl = config.environments.prod.url;
+    probes.push(await probe(host, 'prod', `${prodUrl}/robots.txt`, 'robots', http['timeout-seconds']));
+    for (const p of http['prod-pages']) probes.push(await probe(host, 'prod', `${prodUrl}${p}`, 'page', http['timeout-seconds']));
+    for (const p of http['dev-pages']) probes.push(await probe(host, 'dev', `${config.environments.dev.url}${p}`, 'page', http['timeout-seconds']));
+    for (const p of probes) {
+      for (const f of judgeProbe(p)) {
+        const downgrade = f.severity === 'error' && settings['warn-only'].includes('http');
+        findings.push(downgrade ? { ...f, severity: 'warning', message: `${f.message} (warn-only)` } : f);
+      }
+    }
+  }
+
+  const dev = readings.dev.facts.compose;
+  return {
+    findings: sortFindings(findings),
+    notes: result.notes,
+    ...counts(findings),
+    host: totals,
+    devLimits: dev
+      ? { cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0), memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0), services: dev.services.length }
+      : undefined,
+    ran: {
+      envFiles: !!(readings.prod.facts.env && readings.dev.facts.env),
+      compose: !!(readings.prod.facts.compose && readings.dev.facts.compose),
+      http: http.enabled,
+    },
+  };
+}
+
+
+/**
+ * The isolation checks as a gate: run on the merged configuration of what the caller is about to
+ * start (after its checkout, before build and up). Errors refuse, warnings are logged; `warn-only`
+ * turns a check's errors into warnings for gradual adoption. HTTP is left to preflight itself.
+ */
+export async function isolationGate(host: Host, config: Config, log: Logger, what: string): Promise<PreflightReport> {
+  log.startGroup(`isolation checks on ${what}`);
+  try {
+    const report = await runPreflight(host, config, log, { http: false });
+    for (const f of report.findings.filter((x) => x.severity === 'warning')) log.warning(`${f.check} (${f.environment}): ${f.message}. Fix: ${f.fix}`);
+    const errors = report.findings.filter((x) => x.severity === 'error');
+    if (errors.length) {
+      for (const f of errors) log.error(`${f.check} (${f.environment}): ${f.message}. Fix: ${f.fix}`);
+      throw new IsolationRefused(
+        `the isolation checks refuse ${what}: ${errors.length} error${errors.length === 1 ? '' : 's'}; first: ${errors[0].check} (${errors[0].environment}): ${errors[0].message}. Fix: ${errors[0].fix}`,
+        errors,
+      );
+    }
+    log.info(`isolation checks on ${what}: no errors (${report.warnings} warning${report.warnings === 1 ? '' : 's'})`);
+    return report;
+  } finally {
+    log.endGroup();
+  }
+}
+
+export class IsolationRefused extends OperationFailed {
+  constructor(
+    message: string,
+    readonly findings: Finding[],
+  ) {
+    super(message);
+  }
+}
