@@ -9,4 +9,4 @@ for dir in actions/*/; do
   [ -f "src/actions/$name/index.ts" ] || { echo "actions/$name has no src/actions/$name/index.ts" >&2; exit 1; }
   npx ncc build "src/actions/$name/index.ts" -o "dist/$name" --quiet --no-source-map-register --license licenses.txt
 done
-echo "bundled: $(ls dist | tr '\n' ' ')"
+echo "bundled: $(find dist -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort | tr '\n' ' ')"

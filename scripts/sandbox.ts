@@ -117,6 +117,8 @@ function prepareHost(compose: string): Record<string, string> {
     'compose-command': compose,
     'state-dir': path.join(WORK, 'state'),
     'keep-releases': 3,
+    // The sandbox installs prod before twinstack's first promotion, as a first install does.
+    deploy: { 'allow-prod': true },
     backup: { dir: path.join(WORK, 'backups'), keep: 3 },
     environments: { prod: environment('prod'), dev: environment('dev') },
     // The generated dataset's sample plan; the app's own tables come whole.

@@ -3,7 +3,7 @@
 # end-to-end files one at a time (they share one Docker engine). Prints one closing line with the
 # totals of both runs. Usage: scripts/test.sh [unit] [integration] [e2e]  (default: all three)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(unit integration e2e)
 

@@ -55714,6 +55714,29 @@ exports.backupSchema = zod_1.z
 
 /***/ }),
 
+/***/ 3083:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.deploySchema = void 0;
+const zod_1 = __nccwpck_require__(924);
+/**
+ * `deploy:` — what the deploy action may do. Prod normally changes only through promote (the commit
+ * that passed on dev, after a backup, with its rollback); deploying prod directly is for the first
+ * install or a repair, and has to be switched on here.
+ */
+exports.deploySchema = zod_1.z
+    .object({
+    'allow-prod': zod_1.z.boolean().default(false),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
 /***/ 9991:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -55751,6 +55774,7 @@ exports.sectionSchemas = void 0;
  * top-level schema stays strict.
  */
 const backup_1 = __nccwpck_require__(5618);
+const deploy_1 = __nccwpck_require__(3083);
 const gate_1 = __nccwpck_require__(9991);
 const config_1 = __nccwpck_require__(30);
 const settings_1 = __nccwpck_require__(813);
@@ -55760,6 +55784,7 @@ exports.sectionSchemas = {
     preflight: config_1.preflightSchema,
     monitor: config_1.monitorSchema,
     gate: gate_1.gateSchema,
+    deploy: deploy_1.deploySchema,
     backup: backup_1.backupSchema,
 };
 

@@ -4,6 +4,7 @@
  * top-level schema stays strict.
  */
 import { backupSchema } from './backup';
+import { deploySchema } from './deploy';
 import { gateSchema } from './gate';
 import { monitorSchema, preflightSchema } from '../safety/config';
 import { sampleSchema, vaultSyncSchema } from '../resample/settings';
@@ -14,5 +15,6 @@ export const sectionSchemas = {
   preflight: preflightSchema,
   monitor: monitorSchema,
   gate: gateSchema,
+  deploy: deploySchema,
   backup: backupSchema,
 };

@@ -96,6 +96,19 @@ describe('the status bundle against a real host', () => {
     assert.match(errorLines(r.stdout)[0], /SSH refused: host key mismatch for \[127\.0\.0\.1\]:\d+/);
   });
 
+  it('deploy refuses prod unless the config allows it, before connecting', async () => {
+    const stateDir = path.join(workspace, 'state');
+    const tree = () => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir, { recursive: true }).map((f) => `${f} ${fs.statSync(path.join(stateDir, String(f))).mtimeMs}`).sort() : []);
+    const before = tree();
+    const r = await runBundle('deploy', { ...inputs(), environment: 'prod', ref: 'main' }, { workspace });
+    assert.equal(r.code, 1);
+    assert.deepEqual(errorLines(r.stdout), [
+      '::error::deploy refuses environment prod: prod changes through the flip-the-switch workflow (promote), which ships what passed on dev; for a first install or a repair set deploy.allow-prod: true in the config',
+    ]);
+    assert.ok(!/connecting to|connected to/.test(r.stdout), 'it connected to the host');
+    assert.deepEqual(tree(), before, 'it touched the state directory');
+  });
+
   it('rejects an invalid environments input', async () => {
     const r = await runBundle('status', { ...inputs(), environments: 'prod,$(id)' }, { workspace });
     assert.equal(r.code, 1);

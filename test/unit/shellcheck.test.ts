@@ -1,4 +1,4 @@
-/** Shell that runs on the host lives in .sh files, and every one of them passes shellcheck. */
+/** Shell that runs on the host lives in .sh files; every shell file of the project passes shellcheck. */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -6,14 +6,15 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 
 const root = path.join(__dirname, '..', '..');
-const scripts = fs
-  .readdirSync(path.join(root, 'src'), { recursive: true })
-  .map(String)
-  .filter((f) => f.endsWith('.sh'))
-  .map((f) => path.join('src', f));
+/** Every shell file of the project: host scripts under src/, the build and test scripts, CI's. */
+const scripts = ['src', 'scripts', '.ci', 'test']
+  .flatMap((d) => fs.readdirSync(path.join(root, d), { recursive: true }).map((f) => path.join(d, String(f))))
+  .filter((f) => f.endsWith('.sh') || f === path.join('.ci', 'run'))
+  .filter((f) => !f.includes('node_modules'))
+  .sort();
 
-describe('host shell scripts', () => {
-  it('exist (the vault sync is one)', () => {
+describe('shell scripts', () => {
+  it('are found (the vault sync is one)', () => {
     assert.ok(scripts.includes(path.join('src', 'resample', 'vault-sync.sh')), scripts.join(', '));
   });
   for (const f of scripts) {

@@ -137,6 +137,21 @@ describe('the workflow files', () => {
         }
       }
     });
+
+    it(`${rel} reads the host's key only inside a GitHub environment, prod's only in "production"`, () => {
+      const doc = parse(content()) as { on?: { workflow_call?: { secrets?: Record<string, { required?: boolean }> } }; jobs: Record<string, { environment?: string; steps?: Array<{ uses?: string; with?: Record<string, string> }> }> };
+      for (const [name, job] of Object.entries(doc.jobs)) {
+        const usesKey = (job.steps ?? []).some((s) => Object.values(s.with ?? {}).some((v) => String(v).includes('secrets.TWINSTACK_SSH_KEY')));
+        if (!usesKey) continue;
+        const touchesProd = (job.steps ?? []).some((s) => /actions\/(promote|rollback)@/.test(s.uses ?? '') || (/actions\/(deploy|backup)@/.test(s.uses ?? '') && s.with?.environment === 'prod'));
+        assert.equal(job.environment, touchesProd ? 'production' : job.environment ?? 'none', `${rel} job ${name}`);
+        assert.ok(job.environment === 'production' || job.environment === 'development', `${rel} job ${name} reads the SSH key outside an environment`);
+      }
+      for (const [key, secret] of Object.entries(doc.on?.workflow_call?.secrets ?? {})) {
+        assert.notEqual(secret.required, true, `${rel} requires the caller to pass ${key}: it must come from the environment`);
+      }
+      assert.ok(!/secrets: inherit/.test(content()), `${rel} tells callers to pass every secret along`);
+    });
   }
 });
 

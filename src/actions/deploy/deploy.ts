@@ -44,8 +44,11 @@ export interface DeployResult {
 
 export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> = {
   name: 'deploy',
-  prepare({ io, run }) {
+  prepare({ io, run, config }) {
     const environment = environmentInput(io.required('environment', 'prod or dev'));
+    if (environment === 'prod' && !config.deploy['allow-prod']) {
+      throw new ConfigurationError('deploy refuses environment prod: prod changes through the flip-the-switch workflow (promote), which ships what passed on dev; for a first install or a repair set deploy.allow-prod: true in the config');
+    }
     const ref = io.input('ref') || run.sha;
     if (!ref) throw new ConfigurationError('input ref is required when the workflow has no commit (GITHUB_SHA)');
     validate.gitRef(ref);

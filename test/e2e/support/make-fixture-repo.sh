@@ -229,7 +229,9 @@ commit "2024-01-08T12:00:00+0000" "Add a health test"
 # ---------------------------------------------------------------- slow-build
 # main with an api build that takes 20 s (a RUN step), so a run can be cut while it builds.
 branch_from_main slow-build
+# shellcheck disable=SC2016 # the Dockerfile text is literal
 printf '\n# A slow build step (fault tests cut a run while it builds); SLOW_BUILD_KEY defeats the cache.\nARG SLOW_BUILD_KEY=none\nRUN echo "slow build $SLOW_BUILD_KEY" && sleep 20\n' >>"$scratch/api/Dockerfile"
+# shellcheck disable=SC2016 # the compose variable is literal
 sed -i 's#^      dockerfile: api/Dockerfile$#      dockerfile: api/Dockerfile\n      args:\n        SLOW_BUILD_KEY: ${SLOW_BUILD_KEY:-none}#' "$scratch/deploy/stack/docker-compose.yml"
 grep -q 'SLOW_BUILD_KEY' "$scratch/deploy/stack/docker-compose.yml" || { echo "make-fixture-repo: could not add the build arg" >&2; exit 1; }
 commit "2024-01-09T12:00:00+0000" "Slow api build"
