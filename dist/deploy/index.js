@@ -55767,7 +55767,7 @@ exports.deployAction = {
                     `Next: fix and push again, or run the rollback workflow to return ${env.name} to its previous release.`,
                 ]);
                 if (e.logs)
-                    summary.details(`last log lines of ${e.service}`, '```\n' + e.logs + '\n```');
+                    summary.detailsCode(`last log lines of ${e.service}`, e.logs);
             }
             else {
                 summary.list([`Next: read the error above; the ${env.name} host log records this failed run.`]);
@@ -57773,8 +57773,9 @@ const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
 const shell_1 = __nccwpck_require__(2232);
 const MAX_CAPTURE = 32 * 1024 * 1024;
-const EXIT_MARKER = '@twinstack-exit:';
-const EXIT_TRAILER = /\n@twinstack-exit:(\d+)\n$/;
+/** The in-band exit status line: its nonce is new for every command, so the command cannot fake it. */
+const EXIT_MARKER = '@twinstack-exit-';
+const exitTrailer = (nonce) => new RegExp(`\\n${EXIT_MARKER}${nonce}:(\\d+)\\n$`);
 const KILL_GRACE_SECONDS = 10;
 /** Keeps the last `max` bytes of a stream. */
 class Capture {
@@ -57893,7 +57894,7 @@ class SshHost {
         };
     }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds, label) {
+    wrap(script, options, timeoutSeconds, label, nonce) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
         const env = { ...(options.env ?? {}) };
         let register = '';
@@ -57919,7 +57920,7 @@ class SshHost {
         const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
         // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
         // closes a channel without sending exit-status, and a command's result must never be a guess.
-        return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
+        return `${command}; s=$?; printf '\\n${EXIT_MARKER}${nonce}:%d\\n' "$s" >&2; exit "$s"`;
     }
     exec(script, options, keepStdinOpen) {
         let timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
@@ -57933,13 +57934,14 @@ class SshHost {
         const label = options.label ?? script.split('\n')[0];
         if (this.halted && !host_1.cleanupScope.getStore())
             throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
-        const command = this.wrap(script, options, timeoutSeconds, label);
+        const nonce = (0, node_crypto_1.randomBytes)(8).toString('hex');
+        const command = this.wrap(script, options, timeoutSeconds, label, nonce);
         this.log.debug(`$ ${script}`);
         const out = new Capture();
         const err = new Capture();
         const outLines = new LineSplitter((l) => this.log.output(l));
         const errLines = new LineSplitter((l) => {
-            if (!l.startsWith(EXIT_MARKER) && l !== '')
+            if (!l.startsWith(`${EXIT_MARKER}${nonce}:`) && l !== '')
                 this.log.output(l);
         });
         const lineWaiters = [];
@@ -57988,7 +57990,7 @@ class SshHost {
                 errLines.flush();
                 const elapsed = Date.now() - started;
                 let stderr = err.text();
-                const trailer = EXIT_TRAILER.exec(stderr);
+                const trailer = exitTrailer(nonce).exec(stderr);
                 if (trailer) {
                     stderr = stderr.slice(0, trailer.index);
                     if (exitCode === null && signal === null)
@@ -58149,8 +58151,18 @@ exports.SshHost = SshHost;
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Summary = void 0;
 exports.escapeCell = escapeCell;
+exports.fenced = fenced;
 function escapeCell(text) {
     return text.replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
+}
+/**
+ * Text in a fenced code block it cannot close: the fence is one backtick longer than the longest
+ * run of backticks in the text (container logs are written by the app, any branch of it).
+ */
+function fenced(text, lang = '') {
+    const longest = Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+    const fence = '`'.repeat(Math.max(3, longest + 1));
+    return `${fence}${lang}\n${text}\n${fence}`;
 }
 class Summary {
     parts = [];
@@ -58175,8 +58187,12 @@ class Summary {
         return this;
     }
     code(text, lang = '') {
-        this.parts.push(`\`\`\`${lang}\n${text.replace(/```/g, "'''")}\n\`\`\``);
+        this.parts.push(fenced(text, lang));
         return this;
+    }
+    /** A collapsed block of text shown as is (logs): fenced so that nothing in it is read as Markdown. */
+    detailsCode(title, text) {
+        return this.details(escapeCell(title), fenced(text));
     }
     details(title, body) {
         this.parts.push(`<details><summary>${title}</summary>\n\n${body}\n\n</details>`);
@@ -58927,7 +58943,8 @@ function parseEnvFile(text) {
             keyEnd++;
         const key = src.slice(i, keyEnd).replace(/[ \t\r]+$/, '');
         if (!/^[A-Za-z0-9_.\-[\]]+$/.test(key)) {
-            throw new EnvFileError(`line ${line}: "${key.slice(0, 40)}" is not a variable name`);
+            // Never the text itself: a line without "=" may be a pasted secret.
+            throw new EnvFileError(`line ${line}: the text before "=" is not a variable name (letters, digits, _ . - [ ]), or the line has no "="`);
         }
         if (keyEnd >= n || src[keyEnd] === '\n') {
             i = keyEnd; // A bare key inherits from the shell.
@@ -59052,7 +59069,7 @@ function matchingBrace(s, open) {
 function substitute(expr, vars, line) {
     const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])([\s\S]*))?$/.exec(expr);
     if (!m)
-        throw new EnvFileError(`line ${line}: "\${${expr.split(/[:?+-]/)[0].slice(0, 40)}...}" is not a valid substitution`);
+        throw new EnvFileError(`line ${line}: a \${...} is not a valid substitution (\${NAME}, \${NAME:-default}, \${NAME:?message}); write a literal $ as $$`);
     const [, name, op, arg = ''] = m;
     const value = vars.get(name);
     const unsetOrEmpty = value === undefined || (op?.startsWith(':') && value === '');
@@ -59708,7 +59725,7 @@ function checkDevNetworks(c, prod, dev) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.IsolationRefused = void 0;
+exports.IsolationRefused = exports.SECRET_KEY = void 0;
 exports.preflightSettings = preflightSettings;
 exports.unsetVariables = unsetVariables;
 exports.runPreflight = runPreflight;
@@ -59721,6 +59738,8 @@ const env_file_1 = __nccwpck_require__(2028);
 const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
+/** Env file keys whose values are treated as secrets (masked in everything logged). */
+exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
 function preflightSettings(config) {
     return config.preflight;
 }
@@ -59735,6 +59754,11 @@ async function readEnvironment(host, config, name, log) {
     try {
         const text = (await host.readFile(path)).toString('utf8');
         values = (0, env_file_1.parseEnvFile)(text);
+        // Secret-looking values are masked from here on: a streamed compose build or a container log
+        // printed later in the same run could carry them.
+        for (const [key, value] of values)
+            if (exports.SECRET_KEY.test(key) && value.length >= 6)
+                log.secret(value);
         facts.env = (0, env_file_1.digestEnv)(values, [...settings['redirect-uri-keys'], ...settings['domain-keys']]);
         log.info(`${name}: read ${values.size} keys from ${path}`);
     }

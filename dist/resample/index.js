@@ -57554,8 +57554,9 @@ const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
 const shell_1 = __nccwpck_require__(2232);
 const MAX_CAPTURE = 32 * 1024 * 1024;
-const EXIT_MARKER = '@twinstack-exit:';
-const EXIT_TRAILER = /\n@twinstack-exit:(\d+)\n$/;
+/** The in-band exit status line: its nonce is new for every command, so the command cannot fake it. */
+const EXIT_MARKER = '@twinstack-exit-';
+const exitTrailer = (nonce) => new RegExp(`\\n${EXIT_MARKER}${nonce}:(\\d+)\\n$`);
 const KILL_GRACE_SECONDS = 10;
 /** Keeps the last `max` bytes of a stream. */
 class Capture {
@@ -57674,7 +57675,7 @@ class SshHost {
         };
     }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds, label) {
+    wrap(script, options, timeoutSeconds, label, nonce) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
         const env = { ...(options.env ?? {}) };
         let register = '';
@@ -57700,7 +57701,7 @@ class SshHost {
         const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
         // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
         // closes a channel without sending exit-status, and a command's result must never be a guess.
-        return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
+        return `${command}; s=$?; printf '\\n${EXIT_MARKER}${nonce}:%d\\n' "$s" >&2; exit "$s"`;
     }
     exec(script, options, keepStdinOpen) {
         let timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
@@ -57714,13 +57715,14 @@ class SshHost {
         const label = options.label ?? script.split('\n')[0];
         if (this.halted && !host_1.cleanupScope.getStore())
             throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
-        const command = this.wrap(script, options, timeoutSeconds, label);
+        const nonce = (0, node_crypto_1.randomBytes)(8).toString('hex');
+        const command = this.wrap(script, options, timeoutSeconds, label, nonce);
         this.log.debug(`$ ${script}`);
         const out = new Capture();
         const err = new Capture();
         const outLines = new LineSplitter((l) => this.log.output(l));
         const errLines = new LineSplitter((l) => {
-            if (!l.startsWith(EXIT_MARKER) && l !== '')
+            if (!l.startsWith(`${EXIT_MARKER}${nonce}:`) && l !== '')
                 this.log.output(l);
         });
         const lineWaiters = [];
@@ -57769,7 +57771,7 @@ class SshHost {
                 errLines.flush();
                 const elapsed = Date.now() - started;
                 let stderr = err.text();
-                const trailer = EXIT_TRAILER.exec(stderr);
+                const trailer = exitTrailer(nonce).exec(stderr);
                 if (trailer) {
                     stderr = stderr.slice(0, trailer.index);
                     if (exitCode === null && signal === null)
@@ -57930,8 +57932,18 @@ exports.SshHost = SshHost;
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Summary = void 0;
 exports.escapeCell = escapeCell;
+exports.fenced = fenced;
 function escapeCell(text) {
     return text.replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
+}
+/**
+ * Text in a fenced code block it cannot close: the fence is one backtick longer than the longest
+ * run of backticks in the text (container logs are written by the app, any branch of it).
+ */
+function fenced(text, lang = '') {
+    const longest = Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+    const fence = '`'.repeat(Math.max(3, longest + 1));
+    return `${fence}${lang}\n${text}\n${fence}`;
 }
 class Summary {
     parts = [];
@@ -57956,8 +57968,12 @@ class Summary {
         return this;
     }
     code(text, lang = '') {
-        this.parts.push(`\`\`\`${lang}\n${text.replace(/```/g, "'''")}\n\`\`\``);
+        this.parts.push(fenced(text, lang));
         return this;
+    }
+    /** A collapsed block of text shown as is (logs): fenced so that nothing in it is read as Markdown. */
+    detailsCode(title, text) {
+        return this.details(escapeCell(title), fenced(text));
     }
     details(title, body) {
         this.parts.push(`<details><summary>${title}</summary>\n\n${body}\n\n</details>`);
@@ -58331,6 +58347,7 @@ const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
 const host_log_1 = __nccwpck_require__(131);
 const operation_1 = __nccwpck_require__(4201);
+const lock_1 = __nccwpck_require__(8597);
 const shell_1 = __nccwpck_require__(2232);
 const anonymize_1 = __nccwpck_require__(5297);
 const catalog_1 = __nccwpck_require__(5876);
@@ -58514,7 +58531,7 @@ async function resample(ctx, params, hooks = {}) {
     const sample = config.sample;
     const server = new swap_1.DevServer(host, dev, sample['maintenance-database']);
     const names = (0, swap_1.databaseNames)(dev.cfg.database.name);
-    const prodDump = (section) => prod.dbTool('pg_dump', ['--section', section, '--no-owner', '--no-acl', '--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces', '-d', prod.cfg.database.name]);
+    const prodDump = (section) => prod.dbTool('pg_dump', ['--section', section, '--lock-wait-timeout=30s', '--no-owner', '--no-acl', '--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces', '-d', prod.cfg.database.name]);
     await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'dev', action: 'resample', run: ctx.run, log, lockTimeoutSeconds: ctx.lockTimeoutSeconds }, async (op) => {
         report.warnings.push(...(await (0, swap_1.recoverLeftovers)(server, names, log)));
         const devInfo = await server.json(`SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${(0, sql_1.literal)(names.dev)}`, 'reading dev database settings');
@@ -58545,7 +58562,16 @@ async function resample(ctx, params, hooks = {}) {
                 run: [`SET synchronous_commit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean)`, postgres_1.STDIN_SCRIPT, countsQuery(plan), orphansQuery(plan), leakQuery(plan)],
             });
             const send = (0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true });
-            const streamed = await host.run(`${send} | ${receive}`, { stdin: (0, plan_1.productionScript)(plan), label: 'streaming sampled rows from production into staging', timeoutSeconds: timeout, quiet: true });
+            // Production's snapshot is read under prod's lock: a promotion (and its migration, which needs
+            // locks this read would hold) waits for it, saying so, and this read waits for a promotion.
+            const prodLock = await lock_1.EnvironmentLock.acquire(host, config['state-dir'], 'prod', { run: ctx.run.url, actor: ctx.run.actor, sha: ctx.run.sha, action: 'resample (reading production)', op: 'read', since: new Date().toISOString() }, ctx.lockTimeoutSeconds, log);
+            let streamed;
+            try {
+                streamed = await host.run(`${send} | ${receive}`, { stdin: (0, plan_1.productionScript)(plan), label: 'streaming sampled rows from production into staging', timeoutSeconds: timeout, quiet: true });
+            }
+            finally {
+                await prodLock.release().catch((e) => log.warning(`could not release the prod lock: ${(0, errors_1.errorMessage)(e)}`));
+            }
             mark('rows, counts, orphans, leak scan');
             const counts = parseTagged(streamed.stdout, 'counts');
             const orphans = parseTagged(streamed.stdout, 'orphans');
@@ -59216,7 +59242,8 @@ function probeSelect(plan) {
  */
 function productionScript(plan) {
     const out = [];
-    out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
+    // No statement limit (a big sample takes long), but never queued behind a lock for long either.
+    out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
     out.push(...tempTables(plan));
     // From here the session writes nothing but its temporary tables: every transaction is read-only,
     // and the config's expressions (lexed beforehand, see expression.ts) run inside the snapshot.

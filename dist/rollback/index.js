@@ -58248,8 +58248,9 @@ const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
 const shell_1 = __nccwpck_require__(2232);
 const MAX_CAPTURE = 32 * 1024 * 1024;
-const EXIT_MARKER = '@twinstack-exit:';
-const EXIT_TRAILER = /\n@twinstack-exit:(\d+)\n$/;
+/** The in-band exit status line: its nonce is new for every command, so the command cannot fake it. */
+const EXIT_MARKER = '@twinstack-exit-';
+const exitTrailer = (nonce) => new RegExp(`\\n${EXIT_MARKER}${nonce}:(\\d+)\\n$`);
 const KILL_GRACE_SECONDS = 10;
 /** Keeps the last `max` bytes of a stream. */
 class Capture {
@@ -58368,7 +58369,7 @@ class SshHost {
         };
     }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds, label) {
+    wrap(script, options, timeoutSeconds, label, nonce) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
         const env = { ...(options.env ?? {}) };
         let register = '';
@@ -58394,7 +58395,7 @@ class SshHost {
         const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
         // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
         // closes a channel without sending exit-status, and a command's result must never be a guess.
-        return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
+        return `${command}; s=$?; printf '\\n${EXIT_MARKER}${nonce}:%d\\n' "$s" >&2; exit "$s"`;
     }
     exec(script, options, keepStdinOpen) {
         let timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
@@ -58408,13 +58409,14 @@ class SshHost {
         const label = options.label ?? script.split('\n')[0];
         if (this.halted && !host_1.cleanupScope.getStore())
             throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
-        const command = this.wrap(script, options, timeoutSeconds, label);
+        const nonce = (0, node_crypto_1.randomBytes)(8).toString('hex');
+        const command = this.wrap(script, options, timeoutSeconds, label, nonce);
         this.log.debug(`$ ${script}`);
         const out = new Capture();
         const err = new Capture();
         const outLines = new LineSplitter((l) => this.log.output(l));
         const errLines = new LineSplitter((l) => {
-            if (!l.startsWith(EXIT_MARKER) && l !== '')
+            if (!l.startsWith(`${EXIT_MARKER}${nonce}:`) && l !== '')
                 this.log.output(l);
         });
         const lineWaiters = [];
@@ -58463,7 +58465,7 @@ class SshHost {
                 errLines.flush();
                 const elapsed = Date.now() - started;
                 let stderr = err.text();
-                const trailer = EXIT_TRAILER.exec(stderr);
+                const trailer = exitTrailer(nonce).exec(stderr);
                 if (trailer) {
                     stderr = stderr.slice(0, trailer.index);
                     if (exitCode === null && signal === null)
@@ -58624,8 +58626,18 @@ exports.SshHost = SshHost;
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Summary = void 0;
 exports.escapeCell = escapeCell;
+exports.fenced = fenced;
 function escapeCell(text) {
     return text.replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
+}
+/**
+ * Text in a fenced code block it cannot close: the fence is one backtick longer than the longest
+ * run of backticks in the text (container logs are written by the app, any branch of it).
+ */
+function fenced(text, lang = '') {
+    const longest = Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+    const fence = '`'.repeat(Math.max(3, longest + 1));
+    return `${fence}${lang}\n${text}\n${fence}`;
 }
 class Summary {
     parts = [];
@@ -58650,8 +58662,12 @@ class Summary {
         return this;
     }
     code(text, lang = '') {
-        this.parts.push(`\`\`\`${lang}\n${text.replace(/```/g, "'''")}\n\`\`\``);
+        this.parts.push(fenced(text, lang));
         return this;
+    }
+    /** A collapsed block of text shown as is (logs): fenced so that nothing in it is read as Markdown. */
+    detailsCode(title, text) {
+        return this.details(escapeCell(title), fenced(text));
     }
     details(title, body) {
         this.parts.push(`<details><summary>${title}</summary>\n\n${body}\n\n</details>`);

@@ -26,8 +26,9 @@ export interface SshTarget {
 }
 
 const MAX_CAPTURE = 32 * 1024 * 1024;
-const EXIT_MARKER = '@twinstack-exit:';
-const EXIT_TRAILER = /\n@twinstack-exit:(\d+)\n$/;
+/** The in-band exit status line: its nonce is new for every command, so the command cannot fake it. */
+const EXIT_MARKER = '@twinstack-exit-';
+const exitTrailer = (nonce: string) => new RegExp(`\\n${EXIT_MARKER}${nonce}:(\\d+)\\n$`);
 const KILL_GRACE_SECONDS = 10;
 
 /** Keeps the last `max` bytes of a stream. */
@@ -140,7 +141,7 @@ export class SshHost implements Host {
   }
 
   /** The full command line sent to the host for a script and its options. */
-  private wrap(script: string, options: RunOptions, timeoutSeconds: number, label: string): string {
+  private wrap(script: string, options: RunOptions, timeoutSeconds: number, label: string, nonce: string): string {
     const body = options.cwd ? sh`cd ${options.cwd}` + ` && { ${script}\n}` : script;
     const env: Record<string, string> = { ...(options.env ?? {}) };
     let register = '';
@@ -165,7 +166,7 @@ export class SshHost implements Host {
     const command = envWords.length ? `env ${envWords.join(' ')} ${timed}` : timed;
     // The exit status is also written in-band at the end of stderr: under load OpenSSH sometimes
     // closes a channel without sending exit-status, and a command's result must never be a guess.
-    return `${command}; s=$?; printf '\\n${EXIT_MARKER}%d\\n' "$s" >&2; exit "$s"`;
+    return `${command}; s=$?; printf '\\n${EXIT_MARKER}${nonce}:%d\\n' "$s" >&2; exit "$s"`;
   }
 
   private exec(script: string, options: RunOptions, keepStdinOpen: boolean) {
@@ -179,13 +180,14 @@ export class SshHost implements Host {
     }
     const label = options.label ?? script.split('\n')[0];
     if (this.halted && !cleanupScope.getStore()) throw new RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
-    const command = this.wrap(script, options, timeoutSeconds, label);
+    const nonce = randomBytes(8).toString('hex');
+    const command = this.wrap(script, options, timeoutSeconds, label, nonce);
     this.log.debug(`$ ${script}`);
     const out = new Capture();
     const err = new Capture();
     const outLines = new LineSplitter((l) => this.log.output(l));
     const errLines = new LineSplitter((l) => {
-      if (!l.startsWith(EXIT_MARKER) && l !== '') this.log.output(l);
+      if (!l.startsWith(`${EXIT_MARKER}${nonce}:`) && l !== '') this.log.output(l);
     });
     const lineWaiters: Array<{ marker: string | RegExp; resolve: (line: string) => void }> = [];
     const markerLines = new LineSplitter((l) => {
@@ -230,7 +232,7 @@ export class SshHost implements Host {
         errLines.flush();
         const elapsed = Date.now() - started;
         let stderr = err.text();
-        const trailer = EXIT_TRAILER.exec(stderr);
+        const trailer = exitTrailer(nonce).exec(stderr);
         if (trailer) {
           stderr = stderr.slice(0, trailer.index);
           if (exitCode === null && signal === null) exitCode = Number(trailer[1]);

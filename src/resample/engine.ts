@@ -17,6 +17,7 @@ import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { pendingDirOf } from '../domain/host-log';
 import { underLock } from '../domain/operation';
+import { EnvironmentLock } from '../domain/lock';
 import { quote } from '../infra/shell';
 import { hashDevPassword, isTextual, newSalt, type RunSecrets } from './anonymize';
 import { readCatalog, type Catalog } from './catalog';
@@ -281,7 +282,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
   const server = new DevServer(host, dev, sample['maintenance-database']);
   const names = databaseNames(dev.cfg.database.name);
   const prodDump = (section: string) =>
-    prod.dbTool('pg_dump', ['--section', section, '--no-owner', '--no-acl', '--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces', '-d', prod.cfg.database.name]);
+    prod.dbTool('pg_dump', ['--section', section, '--lock-wait-timeout=30s', '--no-owner', '--no-acl', '--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces', '-d', prod.cfg.database.name]);
 
   await underLock(
     { host, stateDir: config['state-dir'], env: 'dev', action: 'resample', run: ctx.run, log, lockTimeoutSeconds: ctx.lockTimeoutSeconds },
@@ -319,7 +320,22 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           run: [`SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean)`, STDIN_SCRIPT, countsQuery(plan), orphansQuery(plan), leakQuery(plan)],
         });
         const send = psql(prod, prod.cfg.database.name, { tuples: true });
-        const streamed = await host.run(`${send} | ${receive}`, { stdin: productionScript(plan), label: 'streaming sampled rows from production into staging', timeoutSeconds: timeout, quiet: true });
+        // Production's snapshot is read under prod's lock: a promotion (and its migration, which needs
+        // locks this read would hold) waits for it, saying so, and this read waits for a promotion.
+        const prodLock = await EnvironmentLock.acquire(
+          host,
+          config['state-dir'],
+          'prod',
+          { run: ctx.run.url, actor: ctx.run.actor, sha: ctx.run.sha, action: 'resample (reading production)', op: 'read', since: new Date().toISOString() },
+          ctx.lockTimeoutSeconds,
+          log,
+        );
+        let streamed;
+        try {
+          streamed = await host.run(`${send} | ${receive}`, { stdin: productionScript(plan), label: 'streaming sampled rows from production into staging', timeoutSeconds: timeout, quiet: true });
+        } finally {
+          await prodLock.release().catch((e) => log.warning(`could not release the prod lock: ${errorMessage(e)}`));
+        }
         mark('rows, counts, orphans, leak scan');
         const counts = parseTagged(streamed.stdout, 'counts') as Record<string, number>;
         const orphans = parseTagged(streamed.stdout, 'orphans') as Record<string, number>;

@@ -545,7 +545,8 @@ export function probeSelect(plan: SamplePlan): string | undefined {
  */
 export function productionScript(plan: SamplePlan): string {
   const out: string[] = [];
-  out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
+  // No statement limit (a big sample takes long), but never queued behind a lock for long either.
+  out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
   out.push(...tempTables(plan));
   // From here the session writes nothing but its temporary tables: every transaction is read-only,
   // and the config's expressions (lexed beforehand, see expression.ts) run inside the snapshot.

@@ -43,7 +43,8 @@ export function parseEnvFile(text: string): Map<string, string> {
     while (keyEnd < n && !'=:\n'.includes(src[keyEnd])) keyEnd++;
     const key = src.slice(i, keyEnd).replace(/[ \t\r]+$/, '');
     if (!/^[A-Za-z0-9_.\-[\]]+$/.test(key)) {
-      throw new EnvFileError(`line ${line}: "${key.slice(0, 40)}" is not a variable name`);
+      // Never the text itself: a line without "=" may be a pasted secret.
+      throw new EnvFileError(`line ${line}: the text before "=" is not a variable name (letters, digits, _ . - [ ]), or the line has no "="`);
     }
     if (keyEnd >= n || src[keyEnd] === '\n') {
       i = keyEnd; // A bare key inherits from the shell.
@@ -160,7 +161,7 @@ function matchingBrace(s: string, open: number): number {
 
 function substitute(expr: string, vars: Map<string, string>, line: number): string {
   const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])([\s\S]*))?$/.exec(expr);
-  if (!m) throw new EnvFileError(`line ${line}: "\${${expr.split(/[:?+-]/)[0].slice(0, 40)}...}" is not a valid substitution`);
+  if (!m) throw new EnvFileError(`line ${line}: a \${...} is not a valid substitution (\${NAME}, \${NAME:-default}, \${NAME:?message}); write a literal $ as $$`);
   const [, name, op, arg = ''] = m;
   const value = vars.get(name);
   const unsetOrEmpty = value === undefined || (op?.startsWith(':') && value === '');

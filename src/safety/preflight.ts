@@ -34,6 +34,9 @@ interface Reading {
   findings: Finding[];
 }
 
+/** Env file keys whose values are treated as secrets (masked in everything logged). */
+export const SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
+
 export function preflightSettings(config: Config): PreflightSettings {
   return config.preflight;
 }
@@ -50,6 +53,9 @@ async function readEnvironment(host: Host, config: Config, name: EnvironmentName
   try {
     const text = (await host.readFile(path)).toString('utf8');
     values = parseEnvFile(text);
+    // Secret-looking values are masked from here on: a streamed compose build or a container log
+    // printed later in the same run could carry them.
+    for (const [key, value] of values) if (SECRET_KEY.test(key) && value.length >= 6) log.secret(value);
     facts.env = digestEnv(values, [...settings['redirect-uri-keys'], ...settings['domain-keys']]);
     log.info(`${name}: read ${values.size} keys from ${path}`);
   } catch (e) {

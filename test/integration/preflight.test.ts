@@ -90,6 +90,12 @@ describe('preflight over SSH', { skip: composeMissing }, () => {
     assert.match(log.text, /prod: 7 services in the merged compose configuration/);
     assert.match(log.text, /dev: 6 services in the merged compose configuration \(caddy not started: inactive profile\)/);
     assertNothingLeaked(log.text + JSON.stringify(r));
+    // Secret-looking values read from the env files are masked in whatever the run logs later.
+    const jwt = parseEnvFile(fs.readFileSync(path.join(checkout('ok-prod'), 'deploy/stack/.env.prod'), 'utf8')).get('JWT_SECRET_KEY') as string;
+    assert.ok(jwt && jwt.length >= 6);
+    log.info(`a compose build printed ${jwt}`);
+    assert.ok(!log.text.includes(jwt), 'an env secret printed later reached the log');
+    assert.equal(log.redact(`x ${jwt} y`), 'x *** y');
   });
 
   it("catches a shared secret and a shared container name in dev's real files", async () => {

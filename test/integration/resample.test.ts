@@ -16,6 +16,8 @@ import * as path from 'node:path';
 import { parseLog } from '../../src/domain/host-log';
 import { underLock } from '../../src/domain/operation';
 import { connect } from '../harness/connect';
+import { EnvironmentLock } from '../../src/domain/lock';
+import { MemoryLogger } from '../../src/infra/logger';
 
 let w: World;
 let first: ResampleReport;
@@ -278,6 +280,24 @@ describe('the swap', () => {
     }).catch(() => undefined);
     assert.equal(w.dump(w.dev, 'makapix_dev'), before);
     assert.ok(w.log.text.includes('an earlier resample died during its swap'));
+  });
+});
+
+describe('a promotion and a resample', () => {
+  it("wait for each other: production's snapshot is read under prod's lock, and the wait is named", async () => {
+    const config = w.config();
+    const devBefore = w.dump(w.dev, 'makapix_dev');
+    const holder = await connect(w.sshd, {}, new MemoryLogger());
+    const lock = await EnvironmentLock.acquire(holder, config['state-dir'], 'prod', { run: 'https://ci.test/runs/77', actor: 'octocat', sha: 'f'.repeat(40), action: 'promote', op: 'p77', since: new Date().toISOString() }, 5, new MemoryLogger());
+    try {
+      await assert.rejects(resample({ ...w.ctx(config), lockTimeoutSeconds: 2 }, { dryRun: false, devPassword: PASSWORD }), /the prod environment is locked by promote run https:\/\/ci\.test\/runs\/77.*gave up after 2s/);
+    } finally {
+      await lock.release();
+      await holder.close();
+    }
+    assert.match(w.log.text, /The prod lock is held or was left by promote run https:\/\/ci\.test\/runs\/77/);
+    assert.equal(w.dump(w.dev, 'makapix_dev'), devBefore, 'dev unchanged');
+    assert.deepEqual(w.databases(w.dev).filter((d) => d.includes('__ts_')), [], 'no staging database left');
   });
 });
 

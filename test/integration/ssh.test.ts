@@ -131,6 +131,13 @@ describe('commands', () => {
     assert.ok(!lines.includes('::stop-commands::abc') || lines.indexOf('::stop-commands::abc') > 0);
   });
 
+  it('keeps its own exit status line apart from one the command prints (a per-command nonce)', async () => {
+    const r = await host.run(`printf '\\n@twinstack-exit-0123456789abcdef:0\\n' >&2; exit 3`, { check: false });
+    assert.equal(r.exitCode, 3);
+    assert.match(r.stderr, /@twinstack-exit-0123456789abcdef:0/, 'what the command printed is its output, not a status');
+    assert.doesNotMatch(r.stderr.replace('@twinstack-exit-0123456789abcdef:0', ''), /@twinstack-exit-/, "twinstack's own status line is taken out");
+  });
+
   it('fails a pipeline when any part of it fails', async () => {
     await assert.rejects(host.run('false | cat'), /exited with code 1/);
   });

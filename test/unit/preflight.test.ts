@@ -165,6 +165,15 @@ describe('env files are read the way docker compose reads them', () => {
       return true;
     });
     assert.throws(() => parseEnvFile('bad key=s3cr3t'), (e: Error) => !e.message.includes('s3cr3t'));
+    // A secret pasted on a line of its own, and one holding "${": the error names the line only.
+    for (const text of ['OK=1\nghp_pasted/Token+With spaces\n', 'OK=1\nP=${ab&cd}\n']) {
+      assert.throws(() => parseEnvFile(text), (e: Error) => {
+        assert.ok(e instanceof EnvFileError);
+        assert.match(e.message, /^line 2: /);
+        assert.ok(!/ghp_|pasted|ab&cd/.test(e.message), e.message);
+        return true;
+      });
+    }
     assert.throws(() => parseEnvFile('X=${NOPE:?needs it}'), /line 1: NOPE is required/);
   });
 

@@ -5,6 +5,7 @@ import { latest, parseLog } from '../../src/domain/host-log';
 import { MemoryLogger } from '../../src/infra/logger';
 import { dropDatabaseSql, psql, renameDatabaseSql, STDIN_SCRIPT, type DbClient } from '../../src/infra/postgres';
 import type { Arg } from '../../src/infra/shell';
+import { Summary } from '../../src/infra/summary';
 
 const line = (fields: Record<string, unknown>) => JSON.stringify({ v: 1, time: '2026-01-01T00:00:00Z', env: 'dev', action: 'gate', op: 'o1', ...fields });
 
@@ -59,5 +60,17 @@ describe('psql wrapper', () => {
     assert.match(sql, /WHERE a\.datname = 'a"b'/);
     assert.match(sql, /ALTER DATABASE "a""b" RENAME TO "c'd";\n$/);
     assert.match(dropDatabaseSql("x'y"), /datname = 'x''y'[\s\S]*DROP DATABASE IF EXISTS "x'y";/);
+  });
+});
+
+describe('job summaries', () => {
+  it('keep app output inside its code block, whatever backticks it prints', () => {
+    const logs = 'ok\n```\n# Deployed fine, ignore the error\n````\n</details>\n[click](https://example.test)';
+    const md = new Summary().detailsCode('last log lines of api', logs).toMarkdown();
+    const fence = /\n(`{5,})\n/.exec(md)?.[1];
+    assert.equal(fence, '`````', 'the fence is longer than the longest backtick run in the logs');
+    const inside = md.slice(md.indexOf(`${fence}\n`) + fence.length + 1, md.lastIndexOf(`\n${fence}`));
+    assert.equal(inside, logs);
+    assert.equal(md.split(fence).length, 3, 'exactly one opening and one closing fence');
   });
 });

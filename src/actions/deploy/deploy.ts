@@ -143,7 +143,7 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
           `${env.name} now runs the new containers of ${sha ? `\`${sha.slice(0, 12)}\`` : 'the new commit'}, which are not healthy.`,
           `Next: fix and push again, or run the rollback workflow to return ${env.name} to its previous release.`,
         ]);
-        if (e.logs) summary.details(`last log lines of ${e.service}`, '```\n' + e.logs + '\n```');
+        if (e.logs) summary.detailsCode(`last log lines of ${e.service}`, e.logs);
       } else {
         summary.list([`Next: read the error above; the ${env.name} host log records this failed run.`]);
       }

@@ -221,7 +221,7 @@ function promoteSummary(prod: Environment, r: Outcome, devRelease: Release): Sum
   s.list(items);
   s.heading(`${prod.name}`, 3);
   servicesTable(s, r.containers);
-  if (r.failure?.logs) s.details(`last log lines of ${r.failure.service}`, '```\n' + r.failure.logs + '\n```');
+  if (r.failure?.logs) s.detailsCode(`last log lines of ${r.failure.service}`, r.failure.logs);
   s.text(`dev still runs \`${devRelease.release}\`.`);
   return s;
 }
