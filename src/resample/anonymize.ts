@@ -2,6 +2,7 @@
  * Anonymization: which columns look sensitive, what each rule becomes as a SQL expression in the
  * production-side SELECT (so real values never leave production), and the dev password hash.
  */
+import * as bcrypt from 'bcryptjs';
 import { createHash, pbkdf2Sync, randomBytes } from 'node:crypto';
 import type { Column } from './catalog';
 import type { ColumnRule, SampleSettings } from './settings';
@@ -41,8 +42,6 @@ export function describeRule(rule: ColumnRule): string {
 export interface RunSecrets {
   /** The dev password's hash in the configured format, or undefined when no password was given. */
   devPasswordHash?: string;
-  /** For pgcrypto-bcrypt: the password itself, hashed once in production. */
-  devPassword?: string;
   /** Per-run salt for `rehash`. */
   salt: string;
 }
@@ -69,8 +68,9 @@ export function hashDevPassword(password: string, scheme: SampleSettings['passwo
       return `pbkdf2_sha256$${iterations}$${s}$${pbkdf2Sync(password, s, iterations, 32, 'sha256').toString('base64')}`;
     }
     case 'pgcrypto-bcrypt':
-      // Computed once in production by pgcrypto's crypt(); see ruleExpression.
-      return undefined;
+      // On the runner, in the $2a$ form pgcrypto's crypt() checks: the password never reaches a
+      // production session (pg_stat_activity, the server log).
+      return bcrypt.hashSync(password, bcrypt.genSaltSync(10));
   }
 }
 
@@ -94,13 +94,7 @@ export function ruleExpression(rule: ColumnRule, column: Column, where: string, 
   }
   if (rule === 'dev-password') {
     if (column.category !== 'S') throw new RuleError(`${where}: dev-password writes a text hash and ${column.type} is not a text type`);
-    let hash: string | undefined;
-    if (settings['password-hash'] === 'pgcrypto-bcrypt' && secrets.devPassword !== undefined) {
-      // An uncorrelated subquery: evaluated once, so every user gets the same hash.
-      hash = `(SELECT crypt(${literal(secrets.devPassword)}, gen_salt('bf', 10)))`;
-    } else if (secrets.devPasswordHash !== undefined) {
-      hash = literal(secrets.devPasswordHash);
-    }
+    const hash = secrets.devPasswordHash !== undefined ? literal(secrets.devPasswordHash) : undefined;
     if (hash === undefined) {
       if (column.notNull) throw new RuleError(`${where} is NOT NULL and gets the dev password hash: give the dev-password input`);
       return `NULL::${column.type}`;

@@ -114,7 +114,6 @@ export function makeSecrets(config: Config, devPassword: string | undefined): Ru
   const scheme = config.sample['password-hash'];
   return {
     salt: newSalt(),
-    devPassword: devPassword || undefined,
     devPasswordHash: devPassword ? hashDevPassword(devPassword, scheme) : undefined,
   };
 }

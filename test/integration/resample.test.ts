@@ -110,6 +110,23 @@ describe('the sample', () => {
 });
 
 describe('anonymization happens in production', () => {
+  it('hashes the dev password on the runner for pgcrypto-bcrypt: production never sees it, pgcrypto accepts the hash', async () => {
+    const config = w.config({ ...SAMPLE_CONFIG, 'password-hash': 'pgcrypto-bcrypt' });
+    const plan = await planResample(w.ctx(config), { dryRun: true, devPassword: PASSWORD });
+    assert.ok(!productionScript(plan).includes(PASSWORD), 'the password is in the production script');
+    const sent = w.host.traffic().sent;
+    await resample(w.ctx(config), { dryRun: false, devPassword: PASSWORD });
+    assert.ok(w.host.traffic().sent > sent);
+    const hashes = devRows('SELECT DISTINCT password_hash FROM users').split('\n');
+    assert.equal(hashes.length, 1);
+    assert.match(hashes[0], /^\$2a\$10\$[./A-Za-z0-9]{53}$/);
+    // The app checks a password with pgcrypto's crypt(password, hash) = hash: the hash works there.
+    runSql(w.dev, 'postgres', 'CREATE EXTENSION IF NOT EXISTS pgcrypto');
+    assert.equal(runSql(w.dev, 'postgres', `SELECT crypt('${PASSWORD}', '${hashes[0]}') = '${hashes[0]}', crypt('wrong', '${hashes[0]}') = '${hashes[0]}'`).trim(), 't|f');
+    // Back to the suite's sample for the cases that follow.
+    first = await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD });
+  });
+
   it('rewrites emails, gives every user one dev password hash, rehashes IPs, clears certificates', () => {
     assert.equal(devRows("SELECT count(*) FROM users WHERE email <> 'user' || id || '@dev.example.test'"), '0');
     const hashes = devRows('SELECT DISTINCT password_hash FROM users').split('\n');
