@@ -57044,37 +57044,25 @@ class SshHost {
             },
         };
     }
+    /**
+     * Files go over the exec channel (no SFTP subsystem needed on the host): written to a temporary
+     * name created with the mode (umask 077 first), then moved into place, so a reader sees the old
+     * file or the whole new one.
+     */
     async writeFile(path, content, mode = 0o600) {
-        const data = typeof content === 'string' ? Buffer.from(content) : content;
         const tmp = `${path}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
-        const sftp = await this.ssh.requestSFTP();
-        try {
-            await new Promise((resolve, reject) => sftp.writeFile(tmp, data, { mode }, (e) => (e ? reject(e) : resolve())));
-            // The mode given at creation is filtered by the server's umask; set it exactly.
-            await new Promise((resolve, reject) => sftp.chmod(tmp, mode, (e) => (e ? reject(e) : resolve())));
-            this.traffics.sent += data.length;
-        }
-        catch (e) {
-            throw new errors_1.RemoteCommandError(`write ${path}`, null, null, '', (0, errors_1.errorMessage)(e), false, `writing ${path} over SFTP`);
-        }
-        finally {
-            sftp.end();
-        }
-        await this.run((0, shell_1.sh) `mv -f ${tmp} ${path}`, { label: `moving ${path} into place`, quiet: true });
+        const octal = mode.toString(8);
+        await this.run((0, shell_1.sh) `umask 077 && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
+            stdin: content,
+            label: `writing ${path}`,
+            quiet: true,
+            timeoutSeconds: 120,
+        });
     }
+    /** A text file's content, read with cat over the exec channel; never streamed to the log. */
     async readFile(path) {
-        const sftp = await this.ssh.requestSFTP();
-        try {
-            const data = await new Promise((resolve, reject) => sftp.readFile(path, (e, d) => (e ? reject(e) : resolve(d))));
-            this.traffics.received += data.length;
-            return data;
-        }
-        catch (e) {
-            throw new errors_1.RemoteCommandError(`read ${path}`, null, null, '', (0, errors_1.errorMessage)(e), false, `reading ${path} over SFTP`);
-        }
-        finally {
-            sftp.end();
-        }
+        const r = await this.run((0, shell_1.sh) `cat -- ${path}`, { label: `reading ${path}`, quiet: true, timeoutSeconds: 120 });
+        return Buffer.from(r.stdout, 'utf8');
     }
     async forward(remoteHost, remotePort) {
         const server = net.createServer((socket) => {
@@ -58734,7 +58722,7 @@ async function readEnvironment(host, config, name, log) {
     const findings = [];
     const path = `${env.cfg.checkout}/${env.cfg.envFile}`;
     let values = new Map();
-    // The env file: read over SFTP (never through a command whose output could be logged).
+    // The env file: read with cat and never streamed to the log (quiet), then parsed here.
     try {
         const text = (await host.readFile(path)).toString('utf8');
         values = (0, env_file_1.parseEnvFile)(text);
@@ -58747,7 +58735,7 @@ async function readEnvironment(host, config, name, log) {
         log.info(`${name}: read ${values.size} keys from ${path}`);
     }
     catch (e) {
-        const why = e instanceof env_file_1.EnvFileError ? e.message : e instanceof errors_1.RemoteCommandError ? (0, errors_1.tailLines)(e.stderr, 1) : (0, errors_1.errorMessage)(e);
+        const why = e instanceof env_file_1.EnvFileError ? e.message : e instanceof errors_1.RemoteCommandError ? (0, errors_1.tailLines)(e.stderr, 1).replace(/^cat: .*?: /, '') : (0, errors_1.errorMessage)(e);
         findings.push({
             check: 'env-file',
             environment: name,

@@ -56848,10 +56848,11 @@ async function checkoutCommit(host, env, sha) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.HostLog = exports.logRecord = void 0;
+exports.KEEP_RECENT = exports.COMPACT_OVER_LINES = exports.HostLog = exports.logRecord = void 0;
 exports.stateDirOf = stateDirOf;
 exports.pendingDirOf = pendingDirOf;
 exports.parseLog = parseLog;
+exports.compactRecords = compactRecords;
 exports.unfinishedOperations = unfinishedOperations;
 exports.latest = latest;
 /**
@@ -56938,6 +56939,22 @@ class HostLog {
         });
         return full;
     }
+    /**
+     * Keeps the log small enough to read whole at every operation: past `overLines` records the
+     * whole file is archived next to it (log-<time>.jsonl.gz, every line as it was) and the live log
+     * keeps what decisions need (compactRecords). Runs under the environment's lock (no appends
+     * meanwhile); the swap is two renames. Returns the archive's path, or undefined when small.
+     */
+    async compact(records, opts = {}) {
+        if (records.length <= (opts.overLines ?? exports.COMPACT_OVER_LINES))
+            return undefined;
+        const kept = compactRecords(records, opts.keepRecent ?? exports.KEEP_RECENT);
+        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+        const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
+        const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
+        await this.host.run((0, shell_1.sh) `gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`, { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 });
+        return archive;
+    }
     /** All records, oldest first. Lines that do not parse are counted and skipped, never fatal. */
     async read(log) {
         const r = await this.host.run((0, shell_1.sh) `if [ -f ${this.file} ]; then cat ${this.file}; fi`, {
@@ -56980,6 +56997,23 @@ function describeIssue(error, value) {
         return `unknown event ${JSON.stringify(event ?? null)}`;
     const where = issue?.path.length ? issue.path.join('.') : 'record';
     return `${event ?? 'record'}: ${where}: ${issue?.message ?? 'invalid'}`;
+}
+exports.COMPACT_OVER_LINES = 20_000;
+exports.KEEP_RECENT = 2_000;
+/**
+ * What the live log keeps when compacted: every release and rollback (the release stack), the
+ * newest gate of each commit, the start of every operation that never finished, and the newest
+ * `keepRecent` records of any kind. Order is kept.
+ */
+function compactRecords(records, keepRecent = exports.KEEP_RECENT) {
+    const unfinished = new Set(unfinishedOperations(records).map((r) => r.op));
+    const lastGate = new Map();
+    records.forEach((r, i) => {
+        if (r.event === 'gate')
+            lastGate.set(r.sha, i);
+    });
+    const recent = records.length - keepRecent;
+    return records.filter((r, i) => i >= recent || r.event === 'release' || r.event === 'rollback' || (r.event === 'gate' && lastGate.get(r.sha) === i) || (r.event === 'started' && unfinished.has(r.op)));
 }
 /** Operations that were started and never finished (their run died or lost the connection). */
 function unfinishedOperations(records) {
@@ -57235,6 +57269,9 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     });
     try {
         const records = await hostLog.read(o.log);
+        const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${(0, errors_1.errorMessage)(e)}`));
+        if (archived)
+            o.log.info(`The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`);
         const interrupted = (0, host_log_1.unfinishedOperations)(records);
         for (const r of interrupted) {
             o.log.warning(`Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${String(r.sha ?? '?').slice(0, 12)}, started ${r.time}) never finished; ` +
@@ -58672,37 +58709,25 @@ class SshHost {
             },
         };
     }
+    /**
+     * Files go over the exec channel (no SFTP subsystem needed on the host): written to a temporary
+     * name created with the mode (umask 077 first), then moved into place, so a reader sees the old
+     * file or the whole new one.
+     */
     async writeFile(path, content, mode = 0o600) {
-        const data = typeof content === 'string' ? Buffer.from(content) : content;
         const tmp = `${path}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
-        const sftp = await this.ssh.requestSFTP();
-        try {
-            await new Promise((resolve, reject) => sftp.writeFile(tmp, data, { mode }, (e) => (e ? reject(e) : resolve())));
-            // The mode given at creation is filtered by the server's umask; set it exactly.
-            await new Promise((resolve, reject) => sftp.chmod(tmp, mode, (e) => (e ? reject(e) : resolve())));
-            this.traffics.sent += data.length;
-        }
-        catch (e) {
-            throw new errors_1.RemoteCommandError(`write ${path}`, null, null, '', (0, errors_1.errorMessage)(e), false, `writing ${path} over SFTP`);
-        }
-        finally {
-            sftp.end();
-        }
-        await this.run((0, shell_1.sh) `mv -f ${tmp} ${path}`, { label: `moving ${path} into place`, quiet: true });
+        const octal = mode.toString(8);
+        await this.run((0, shell_1.sh) `umask 077 && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
+            stdin: content,
+            label: `writing ${path}`,
+            quiet: true,
+            timeoutSeconds: 120,
+        });
     }
+    /** A text file's content, read with cat over the exec channel; never streamed to the log. */
     async readFile(path) {
-        const sftp = await this.ssh.requestSFTP();
-        try {
-            const data = await new Promise((resolve, reject) => sftp.readFile(path, (e, d) => (e ? reject(e) : resolve(d))));
-            this.traffics.received += data.length;
-            return data;
-        }
-        catch (e) {
-            throw new errors_1.RemoteCommandError(`read ${path}`, null, null, '', (0, errors_1.errorMessage)(e), false, `reading ${path} over SFTP`);
-        }
-        finally {
-            sftp.end();
-        }
+        const r = await this.run((0, shell_1.sh) `cat -- ${path}`, { label: `reading ${path}`, quiet: true, timeoutSeconds: 120 });
+        return Buffer.from(r.stdout, 'utf8');
     }
     async forward(remoteHost, remotePort) {
         const server = net.createServer((socket) => {
@@ -60362,7 +60387,7 @@ async function readEnvironment(host, config, name, log) {
     const findings = [];
     const path = `${env.cfg.checkout}/${env.cfg.envFile}`;
     let values = new Map();
-    // The env file: read over SFTP (never through a command whose output could be logged).
+    // The env file: read with cat and never streamed to the log (quiet), then parsed here.
     try {
         const text = (await host.readFile(path)).toString('utf8');
         values = (0, env_file_1.parseEnvFile)(text);
@@ -60375,7 +60400,7 @@ async function readEnvironment(host, config, name, log) {
         log.info(`${name}: read ${values.size} keys from ${path}`);
     }
     catch (e) {
-        const why = e instanceof env_file_1.EnvFileError ? e.message : e instanceof errors_1.RemoteCommandError ? (0, errors_1.tailLines)(e.stderr, 1) : (0, errors_1.errorMessage)(e);
+        const why = e instanceof env_file_1.EnvFileError ? e.message : e instanceof errors_1.RemoteCommandError ? (0, errors_1.tailLines)(e.stderr, 1).replace(/^cat: .*?: /, '') : (0, errors_1.errorMessage)(e);
         findings.push({
             check: 'env-file',
             environment: name,

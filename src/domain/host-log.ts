@@ -99,6 +99,25 @@ export class HostLog {
     return full;
   }
 
+  /**
+   * Keeps the log small enough to read whole at every operation: past `overLines` records the
+   * whole file is archived next to it (log-<time>.jsonl.gz, every line as it was) and the live log
+   * keeps what decisions need (compactRecords). Runs under the environment's lock (no appends
+   * meanwhile); the swap is two renames. Returns the archive's path, or undefined when small.
+   */
+  async compact(records: LogRecord[], opts: { overLines?: number; keepRecent?: number } = {}): Promise<string | undefined> {
+    if (records.length <= (opts.overLines ?? COMPACT_OVER_LINES)) return undefined;
+    const kept = compactRecords(records, opts.keepRecent ?? KEEP_RECENT);
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
+    const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
+    await this.host.run(
+      sh`gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`,
+      { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 },
+    );
+    return archive;
+  }
+
   /** All records, oldest first. Lines that do not parse are counted and skipped, never fatal. */
   async read(log?: Logger): Promise<LogRecord[]> {
     const r = await this.host.run(sh`if [ -f ${this.file} ]; then cat ${this.file}; fi`, {
@@ -136,6 +155,26 @@ function describeIssue(error: z.ZodError, value: unknown): string {
   if (issue?.code === 'invalid_union_discriminator') return `unknown event ${JSON.stringify(event ?? null)}`;
   const where = issue?.path.length ? issue.path.join('.') : 'record';
   return `${event ?? 'record'}: ${where}: ${issue?.message ?? 'invalid'}`;
+}
+
+export const COMPACT_OVER_LINES = 20_000;
+export const KEEP_RECENT = 2_000;
+
+/**
+ * What the live log keeps when compacted: every release and rollback (the release stack), the
+ * newest gate of each commit, the start of every operation that never finished, and the newest
+ * `keepRecent` records of any kind. Order is kept.
+ */
+export function compactRecords(records: LogRecord[], keepRecent = KEEP_RECENT): LogRecord[] {
+  const unfinished = new Set(unfinishedOperations(records).map((r) => r.op));
+  const lastGate = new Map<string, number>();
+  records.forEach((r, i) => {
+    if (r.event === 'gate') lastGate.set(r.sha, i);
+  });
+  const recent = records.length - keepRecent;
+  return records.filter(
+    (r, i) => i >= recent || r.event === 'release' || r.event === 'rollback' || (r.event === 'gate' && lastGate.get(r.sha) === i) || (r.event === 'started' && unfinished.has(r.op)),
+  );
 }
 
 /** Operations that were started and never finished (their run died or lost the connection). */

@@ -65,6 +65,8 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
   });
   try {
     const records = await hostLog.read(o.log);
+    const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${errorMessage(e)}`));
+    if (archived) o.log.info(`The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`);
     const interrupted = unfinishedOperations(records);
     for (const r of interrupted) {
       o.log.warning(

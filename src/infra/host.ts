@@ -51,9 +51,9 @@ export interface Forward {
 }
 
 export interface Traffic {
-  /** Bytes the host sent us over the connection (command output, forwarded data, SFTP reads). */
+  /** Bytes the host sent us over the connection (command output, forwarded data, file reads). */
   received: number;
-  /** Bytes we sent the host (command input, forwarded data, SFTP writes). */
+  /** Bytes we sent the host (command input, forwarded data, file writes). */
   sent: number;
 }
 

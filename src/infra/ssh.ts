@@ -305,38 +305,26 @@ export class SshHost implements Host {
     };
   }
 
+  /**
+   * Files go over the exec channel (no SFTP subsystem needed on the host): written to a temporary
+   * name created with the mode (umask 077 first), then moved into place, so a reader sees the old
+   * file or the whole new one.
+   */
   async writeFile(path: string, content: string | Buffer, mode = 0o600): Promise<void> {
-    const data = typeof content === 'string' ? Buffer.from(content) : content;
     const tmp = `${path}.twinstack-${randomBytes(6).toString('hex')}`;
-    const sftp = await this.ssh.requestSFTP();
-    try {
-      await new Promise<void>((resolve, reject) =>
-        sftp.writeFile(tmp, data, { mode }, (e) => (e ? reject(e) : resolve())),
-      );
-      // The mode given at creation is filtered by the server's umask; set it exactly.
-      await new Promise<void>((resolve, reject) => sftp.chmod(tmp, mode, (e) => (e ? reject(e) : resolve())));
-      this.traffics.sent += data.length;
-    } catch (e) {
-      throw new RemoteCommandError(`write ${path}`, null, null, '', errorMessage(e), false, `writing ${path} over SFTP`);
-    } finally {
-      sftp.end();
-    }
-    await this.run(sh`mv -f ${tmp} ${path}`, { label: `moving ${path} into place`, quiet: true });
+    const octal = mode.toString(8);
+    await this.run(sh`umask 077 && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
+      stdin: content,
+      label: `writing ${path}`,
+      quiet: true,
+      timeoutSeconds: 120,
+    });
   }
 
+  /** A text file's content, read with cat over the exec channel; never streamed to the log. */
   async readFile(path: string): Promise<Buffer> {
-    const sftp = await this.ssh.requestSFTP();
-    try {
-      const data = await new Promise<Buffer>((resolve, reject) =>
-        sftp.readFile(path, (e: Error | null | undefined, d: Buffer) => (e ? reject(e) : resolve(d))),
-      );
-      this.traffics.received += data.length;
-      return data;
-    } catch (e) {
-      throw new RemoteCommandError(`read ${path}`, null, null, '', errorMessage(e), false, `reading ${path} over SFTP`);
-    } finally {
-      sftp.end();
-    }
+    const r = await this.run(sh`cat -- ${path}`, { label: `reading ${path}`, quiet: true, timeoutSeconds: 120 });
+    return Buffer.from(r.stdout, 'utf8');
   }
 
   async forward(remoteHost: string, remotePort: number): Promise<Forward> {

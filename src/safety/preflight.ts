@@ -49,7 +49,7 @@ async function readEnvironment(host: Host, config: Config, name: EnvironmentName
   const path = `${env.cfg.checkout}/${env.cfg.envFile}`;
   let values: Map<string, string> = new Map();
 
-  // The env file: read over SFTP (never through a command whose output could be logged).
+  // The env file: read with cat and never streamed to the log (quiet), then parsed here.
   try {
     const text = (await host.readFile(path)).toString('utf8');
     values = parseEnvFile(text);
@@ -59,7 +59,7 @@ async function readEnvironment(host: Host, config: Config, name: EnvironmentName
     facts.env = digestEnv(values, [...settings['redirect-uri-keys'], ...settings['domain-keys']]);
     log.info(`${name}: read ${values.size} keys from ${path}`);
   } catch (e) {
-    const why = e instanceof EnvFileError ? e.message : e instanceof RemoteCommandError ? tailLines(e.stderr, 1) : errorMessage(e);
+    const why = e instanceof EnvFileError ? e.message : e instanceof RemoteCommandError ? tailLines(e.stderr, 1).replace(/^cat: .*?: /, '') : errorMessage(e);
     findings.push({
       check: 'env-file',
       environment: name,

@@ -58,7 +58,7 @@ export async function startSshd(): Promise<TestSshd> {
       'UsePAM no',
       'MaxSessions 64',
       'MaxStartups 64',
-      'Subsystem sftp internal-sftp',
+      // No sftp subsystem: twinstack moves files over the exec channel, as on a host without one.
       'LogLevel ERROR',
       // This machine's root .bashrc runs slow initialisations (pyenv) that bash sources for every
       // command sshd runs. SHLVL=1 makes bash skip it, as on a VPS with a plain .bashrc.

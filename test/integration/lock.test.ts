@@ -3,6 +3,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import type { RunInfo } from '../../src/infra/actions-io';
 import { LockTimeoutError } from '../../src/infra/errors';
@@ -89,6 +90,44 @@ describe('the environment lock', () => {
 });
 
 describe('operations and the host log', () => {
+  it('compacts a 100,000-line host log: everything archived, the release stack, gates and unfinished operations kept', async () => {
+    const env = 'big';
+    const dir = path.join(stateDir, env);
+    fs.mkdirSync(dir, { recursive: true });
+    const lines: string[] = [];
+    const rec = (i: number, fields: Record<string, unknown>) => JSON.stringify({ v: 1, time: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(), env, action: 'deploy', op: `op${i}`, ...fields });
+    const sha = (n: number) => n.toString(16).padStart(40, '0');
+    for (let i = 0; lines.length < 100_000; i++) {
+      lines.push(rec(i, { event: 'started' }));
+      if (i % 10 === 0) lines.push(rec(i, { event: 'release', release: `r${i}`, sha: sha(i), kind: 'deploy', images: {}, previous: i ? `r${i - 10}` : undefined }));
+      if (i % 10 === 0) lines.push(rec(i, { event: 'gate', sha: sha(i), passed: i % 20 === 0 }));
+      if (i !== 7) lines.push(rec(i, { event: 'finished', outcome: 'success' }));
+    }
+    const original = lines.join('\n') + '\n';
+    fs.writeFileSync(path.join(dir, 'log.jsonl'), original);
+    const h = await newHost();
+    const hostLog = new HostLog(h, stateDir, env);
+    const before = await hostLog.read();
+    const log = new MemoryLogger();
+    await underLock({ host: h, stateDir, env, action: 'status', run: runInfo('run-big'), log, lockTimeoutSeconds: 5 }, async () => undefined);
+    const after = await hostLog.read();
+    assert.ok(after.length < 20_000, `the live log still has ${after.length} records`);
+    // Every release and the stack they form, each commit's gate, and the never-finished op7 survive.
+    const releases = (rs: typeof before) => rs.filter((r) => r.event === 'release').map((r) => JSON.stringify(r));
+    assert.deepEqual(releases(after), releases(before));
+    const gates = (rs: typeof before) => rs.filter((r) => r.event === 'gate').map((r) => (r.event === 'gate' ? `${r.sha} ${r.passed}` : ''));
+    assert.deepEqual(gates(after), gates(before));
+    assert.deepEqual(unfinishedOperations(before).map((r) => r.op), ['op7']);
+    assert.ok(after.some((r) => r.event === 'started' && r.op === 'op7'), "the never-finished operation's start is kept");
+    assert.ok(after.some((r) => r.event === 'interrupted' && r.op === 'op7'), 'and reported by this run');
+    assert.deepEqual(unfinishedOperations(after), []);
+    // The archive holds the whole log as it was, byte for byte.
+    const archives = fs.readdirSync(dir).filter((f) => /^log-\d{8}T\d{6}Z\.jsonl\.gz$/.test(f));
+    assert.equal(archives.length, 1);
+    assert.equal(zlib.gunzipSync(fs.readFileSync(path.join(dir, archives[0]))).toString('utf8'), original);
+    assert.match(log.text, /host log had \d+ records: archived whole/);
+  });
+
   it('records started and finished with the outcome, and reads back as JSON lines', async () => {
     const h = await newHost();
     const opts = { host: h, stateDir, env: 'prod', action: 'deploy', sha: 'c'.repeat(40), run: runInfo('run-1'), log: new MemoryLogger(), lockTimeoutSeconds: 5 };

@@ -1,5 +1,5 @@
 /**
- * Preflight against a real OpenSSH server: env files read from temporary checkouts over SFTP,
+ * Preflight against a real OpenSSH server: env files read from temporary checkouts with cat over SSH,
  * `docker-compose config` run for real on the host (it needs no Docker engine), and the HTTP checks
  * against small servers on 127.0.0.1. No env file value may reach the log, even at debug level.
  */
@@ -124,7 +124,7 @@ describe('preflight over SSH', { skip: composeMissing }, () => {
     const r = await runPreflight(host, config(prod, dev), log);
     const byCheck = (c: string) => r.findings.filter((f) => f.check === c);
     assert.equal(byCheck('env-file').length, 1);
-    assert.match(byCheck('env-file')[0].message, /^prod's env file \/.+\/broken-prod\/deploy\/stack\/\.env\.prod could not be read: No such file$/);
+    assert.match(byCheck('env-file')[0].message, /^prod's env file \/.+\/broken-prod\/deploy\/stack\/\.env\.prod could not be read: No such file or directory$/);
     const compose = byCheck('compose-config').filter((f) => f.severity === 'error');
     assert.deepEqual(
       compose.map((f) => f.environment),

@@ -221,7 +221,7 @@ describe('commands', () => {
 });
 
 describe('files and forwarding', () => {
-  it('writes files over SFTP with mode 0600 and reads them back', async () => {
+  it('writes files with mode 0600 and reads them back, on a host without an sftp subsystem', async () => {
     const file = path.join(os.tmpdir(), `twinstack-secret-${process.pid}`);
     await host.writeFile(file, 'PASSWORD=x\n');
     assert.equal((fs.statSync(file).mode & 0o777).toString(8), '600');
