@@ -56995,6 +56995,7 @@ const validate_1 = __nccwpck_require__(8770);
 const engine_1 = __nccwpck_require__(3365);
 const report_1 = __nccwpck_require__(421);
 const swap_1 = __nccwpck_require__(9048);
+const preflight_1 = __nccwpck_require__(6997);
 function readParams(ctx) {
     const { io } = ctx;
     const params = { dryRun: (0, validate_1.boolean)(io.input('dry-run'), 'input dry-run') };
@@ -57021,6 +57022,10 @@ exports.resampleAction = {
     async execute(ctx) {
         const { log, io } = ctx;
         try {
+            // Production's data goes into dev only while the two are kept apart (dev's running
+            // configuration, as the isolation checks see it). A dry run changes nothing and skips it.
+            if (!ctx.plan.dryRun)
+                await (0, preflight_1.isolationGate)(ctx.host, ctx.config, log, 'dev before it receives production data');
             const report = await (0, engine_1.resample)(ctx, ctx.plan);
             if (report.dryRun)
                 for (const line of (0, report_1.planLines)(report))
@@ -57033,6 +57038,11 @@ exports.resampleAction = {
             await io.summary((0, report_1.resampleSummary)(report, { ok: true }).toMarkdown());
         }
         catch (e) {
+            if (e instanceof preflight_1.IsolationRefused) {
+                io.output('swapped', false);
+                await io.summary(`## Resample refused\n\n**❌ ${(0, errors_1.errorMessage)(e)}**\n\nNothing was read from production and dev is unchanged. Fix the findings (the preflight step lists them all), then run again.\n`);
+                throw e;
+            }
             if (e instanceof engine_1.ResampleFailed) {
                 io.output('swapped', false);
                 io.output('report', JSON.stringify({ ...e.report, plan: undefined }));
@@ -61172,6 +61182,218 @@ function composeMigrate(host, env, command, log) {
 
 /***/ }),
 
+/***/ 7550:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ComposeConfigError = void 0;
+exports.parseComposeConfig = parseComposeConfig;
+exports.parsePort = parsePort;
+exports.parseMount = parseMount;
+exports.caddyDomains = caddyDomains;
+exports.hasNoindexLabel = hasNoindexLabel;
+exports.hasBasicAuthLabel = hasBasicAuthLabel;
+/**
+ * The parts of a merged compose configuration (the YAML that `<compose> ... config` prints) that the
+ * isolation checks read. Both printers are understood: docker-compose v1 writes ports and volumes
+ * in short string form where it can and sizes as written (`512M`), docker compose v2 writes long
+ * form objects and sizes in bytes.
+ */
+const yaml_1 = __nccwpck_require__(8815);
+const units_1 = __nccwpck_require__(8493);
+class ComposeConfigError extends Error {
+    name = 'ComposeConfigError';
+}
+exports.ComposeConfigError = ComposeConfigError;
+const isObj = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+function parseComposeConfig(text, project, activeProfiles = []) {
+    let doc;
+    try {
+        doc = (0, yaml_1.parse)(text);
+    }
+    catch (e) {
+        throw new ComposeConfigError(`the merged compose configuration is not YAML: ${e.message.split('\n')[0]}`);
+    }
+    if (!isObj(doc) || !isObj(doc.services))
+        throw new ComposeConfigError('the merged compose configuration has no services');
+    const services = [];
+    const inactive = [];
+    for (const [name, raw] of Object.entries(doc.services)) {
+        const s = isObj(raw) ? raw : {};
+        const profiles = Array.isArray(s.profiles) ? s.profiles.map(String) : [];
+        if (profiles.length && !profiles.some((p) => activeProfiles.includes(p) || activeProfiles.includes('*'))) {
+            inactive.push(name);
+            continue;
+        }
+        services.push(parseService(name, s));
+    }
+    const volumeNames = new Map();
+    const volumes = isObj(doc.volumes) ? doc.volumes : {};
+    for (const [key, raw] of Object.entries(volumes)) {
+        const v = isObj(raw) ? raw : {};
+        const external = v.external === true || isObj(v.external);
+        const explicit = typeof v.name === 'string' ? v.name : isObj(v.external) && typeof v.external.name === 'string' ? v.external.name : undefined;
+        // Unnamed volumes get the project as prefix (compose v1 writes <project>_<key>, and so does v2).
+        volumeNames.set(key, explicit ?? (external ? key : `${project.replace(/[^a-z0-9_-]/g, '')}_${key}`));
+    }
+    const networks = new Map();
+    const nets = isObj(doc.networks) ? doc.networks : {};
+    for (const [key, raw] of Object.entries(nets)) {
+        const v = isObj(raw) ? raw : {};
+        const external = v.external === true || isObj(v.external);
+        const explicit = typeof v.name === 'string' ? v.name : isObj(v.external) && typeof v.external.name === 'string' ? v.external.name : undefined;
+        networks.set(key, { name: explicit ?? (external ? key : `${project.replace(/[^a-z0-9_-]/g, '')}_${key}`), external });
+    }
+    // A service without networks (and without network_mode) joins the project's default network.
+    if (!networks.has('default') && services.some((s) => !s.networkMode && s.networks.length === 0)) {
+        networks.set('default', { name: `${project.replace(/[^a-z0-9_-]/g, '')}_default`, external: false });
+    }
+    for (const s of services)
+        if (!s.networkMode && s.networks.length === 0)
+            s.networks.push('default');
+    return { project, services: services.sort((a, b) => a.name.localeCompare(b.name)), inactive, volumeNames, networks };
+}
+function parseService(name, s) {
+    const limits = isObj(s.deploy) && isObj(s.deploy.resources) && isObj(s.deploy.resources.limits) ? s.deploy.resources.limits : {};
+    const cpus = minDefined((0, units_1.parseCpus)(limits.cpus), (0, units_1.parseCpus)(s.cpus));
+    const memoryBytes = minDefined((0, units_1.parseBytes)(limits.memory), (0, units_1.parseBytes)(s.mem_limit));
+    return {
+        name,
+        containerName: typeof s.container_name === 'string' ? s.container_name : undefined,
+        ports: (Array.isArray(s.ports) ? s.ports : []).flatMap(parsePort),
+        mounts: (Array.isArray(s.volumes) ? s.volumes : []).map(parseMount).filter((m) => m !== undefined),
+        labels: parseLabels(s.labels),
+        cpus: cpus && cpus > 0 ? cpus : undefined,
+        memoryBytes: memoryBytes && memoryBytes > 0 ? memoryBytes : undefined,
+        networkMode: typeof s.network_mode === 'string' ? s.network_mode : undefined,
+        privileged: s.privileged === true || s.privileged === 'true',
+        pid: typeof s.pid === 'string' ? s.pid : undefined,
+        ipc: typeof s.ipc === 'string' ? s.ipc : undefined,
+        usernsMode: typeof s.userns_mode === 'string' ? s.userns_mode : undefined,
+        capAdd: stringList(s.cap_add),
+        devices: (Array.isArray(s.devices) ? s.devices : []).map((d) => (isObj(d) ? String(d.source ?? '') : String(d))),
+        securityOpt: stringList(s.security_opt),
+        image: typeof s.image === 'string' ? s.image : undefined,
+        builds: s.build !== undefined && s.build !== null,
+        networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
+    };
+}
+const stringList = (v) => (Array.isArray(v) ? v.map(String) : []);
+function minDefined(a, b) {
+    if (a === undefined)
+        return b;
+    if (b === undefined)
+        return a;
+    return Math.min(a, b);
+}
+function portRange(text) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(text.trim());
+    if (!m)
+        return [];
+    const from = Number(m[1]);
+    const to = m[2] ? Number(m[2]) : from;
+    if (to < from || to - from > 1000)
+        return [];
+    return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+/** `[ip:]published:target[/proto]`, `target` (not published), or the long form. */
+function parsePort(raw) {
+    if (typeof raw === 'number')
+        return [];
+    if (isObj(raw)) {
+        if (raw.published === undefined || raw.published === null || raw.published === '')
+            return [];
+        const protocol = typeof raw.protocol === 'string' ? raw.protocol : 'tcp';
+        const hostIp = typeof raw.host_ip === 'string' ? raw.host_ip : '';
+        return portRange(String(raw.published)).map((port) => ({ hostIp, port, protocol }));
+    }
+    if (typeof raw !== 'string')
+        return [];
+    const [spec, proto = 'tcp'] = raw.split('/');
+    let rest = spec;
+    let hostIp = '';
+    const v6 = /^\[([^\]]*)\]:(.*)$/.exec(rest);
+    if (v6) {
+        hostIp = v6[1];
+        rest = v6[2];
+    }
+    const parts = rest.split(':');
+    if (parts.length < 2)
+        return [];
+    const published = parts[parts.length - 2];
+    if (!v6 && parts.length > 2)
+        hostIp = parts.slice(0, -2).join(':');
+    if (!published)
+        return [];
+    return portRange(published).map((port) => ({ hostIp, port, protocol: proto }));
+}
+/** `source:target[:mode]`, `target` (anonymous), or the long form. */
+function parseMount(raw) {
+    if (isObj(raw)) {
+        const type = raw.type === 'bind' || raw.type === 'volume' ? raw.type : 'other';
+        if (typeof raw.source !== 'string' || !raw.source)
+            return undefined;
+        return { type, source: raw.source, target: String(raw.target ?? ''), readOnly: raw.read_only === true };
+    }
+    if (typeof raw !== 'string')
+        return undefined;
+    const parts = raw.split(':');
+    if (parts.length < 2)
+        return undefined;
+    const [source, target, mode = ''] = parts;
+    const isPath = /^[./~]/.test(source);
+    return { type: isPath ? 'bind' : 'volume', source, target, readOnly: mode.split(',').includes('ro') };
+}
+function parseLabels(raw) {
+    const out = {};
+    if (isObj(raw))
+        for (const [k, v] of Object.entries(raw))
+            out[k] = v === null || v === undefined ? '' : String(v);
+    else if (Array.isArray(raw)) {
+        for (const item of raw.map(String)) {
+            const eq = item.indexOf('=');
+            if (eq > 0)
+                out[item.slice(0, eq)] = item.slice(eq + 1);
+            else
+                out[item] = '';
+        }
+    }
+    return out;
+}
+/** Domains a service claims through caddy-docker-proxy labels (`caddy`, `caddy_0`, ...). */
+function caddyDomains(labels) {
+    const out = new Set();
+    for (const [k, v] of Object.entries(labels)) {
+        if (!/^caddy(_\d+)?$/.test(k))
+            continue;
+        for (const addr of v.split(/[\s,]+/)) {
+            if (!addr || addr.includes('{'))
+                continue;
+            const host = addr
+                .replace(/^[a-z]+:\/\//i, '')
+                .replace(/\/.*$/, '')
+                .replace(/:\d+$/, '')
+                .toLowerCase();
+            if (host)
+                out.add(host);
+        }
+    }
+    return [...out].sort();
+}
+/** The service sets an `X-Robots-Tag` header containing noindex through its caddy labels. */
+function hasNoindexLabel(labels) {
+    return Object.entries(labels).some(([k, v]) => /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k) ? /noindex/i.test(v) : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v));
+}
+/** The service puts basic authentication in front of something (`basicauth`, or Caddy 2.8's `basic_auth`). */
+function hasBasicAuthLabel(labels) {
+    return Object.keys(labels).some((k) => /^caddy(_\d+)?(\.[^.]+)*\.basic_?auth(\.|$)/i.test(k));
+}
+
+
+/***/ }),
+
 /***/ 30:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -61292,6 +61514,1027 @@ exports.monitorSchema = zod_1.z
 })
     .strict()
     .default({});
+
+
+/***/ }),
+
+/***/ 2028:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.EnvFileError = void 0;
+exports.parseEnvFile = parseEnvFile;
+exports.sha256 = sha256;
+exports.hostOf = hostOf;
+exports.digestEnv = digestEnv;
+exports.scrub = scrub;
+/**
+ * Env files as docker compose reads them, and the digest preflight compares. Values are secrets:
+ * they are hashed as soon as the file is parsed, and nothing built from them (messages, the
+ * summary, outputs) ever contains one; findings name keys only.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+class EnvFileError extends Error {
+    name = 'EnvFileError';
+}
+exports.EnvFileError = EnvFileError;
+/**
+ * Parses env file text the way compose's dotenv reader does: blank lines and `#` comments skipped,
+ * an optional `export ` prefix, `KEY=value` (and the YAML-like `KEY: value`), unquoted values cut at
+ * ` #` and trimmed, single quotes literal, double quotes with backslash escapes, both quotes may
+ * span lines, `${VAR}`, `${VAR:-default}`, `$VAR` expanded from keys above (not from the shell, which
+ * preflight does not see), `$$` and `\$` for a literal `$`. A bare `KEY` line takes its value from
+ * the shell, so it is left out. Errors name the line, never the value.
+ */
+function parseEnvFile(text) {
+    const out = new Map();
+    const src = text.replace(/^\uFEFF/, '').replace(/\r\n/g, '\n');
+    let i = 0;
+    let line = 1;
+    const n = src.length;
+    const isSpace = (c) => c === ' ' || c === '\t' || c === '\v' || c === '\f' || c === '\r';
+    while (i < n) {
+        // Skip blank space and comment lines up to the next statement.
+        while (i < n && (isSpace(src[i]) || src[i] === '\n')) {
+            if (src[i] === '\n')
+                line++;
+            i++;
+        }
+        if (i >= n)
+            break;
+        if (src[i] === '#') {
+            while (i < n && src[i] !== '\n')
+                i++;
+            continue;
+        }
+        const exportMatch = /^export[ \t]+/.exec(src.slice(i, i + 20));
+        if (exportMatch)
+            i += exportMatch[0].length;
+        let keyEnd = i;
+        while (keyEnd < n && !'=:\n'.includes(src[keyEnd]))
+            keyEnd++;
+        const key = src.slice(i, keyEnd).replace(/[ \t\r]+$/, '');
+        if (!/^[A-Za-z0-9_.\-[\]]+$/.test(key)) {
+            // Never the text itself: a line without "=" may be a pasted secret.
+            throw new EnvFileError(`line ${line}: the text before "=" is not a variable name (letters, digits, _ . - [ ]), or the line has no "="`);
+        }
+        if (keyEnd >= n || src[keyEnd] === '\n') {
+            i = keyEnd; // A bare key inherits from the shell.
+            continue;
+        }
+        i = keyEnd + 1;
+        while (i < n && isSpace(src[i]))
+            i++;
+        let value;
+        const q = src[i];
+        if (q === '"' || q === "'") {
+            const startLine = line;
+            let j = i + 1;
+            let chars = '';
+            let escaped = false;
+            let closed = false;
+            for (; j < n; j++) {
+                const c = src[j];
+                if (c === '\n')
+                    line++;
+                if (c !== q) {
+                    if (!escaped && c === '\\') {
+                        escaped = true;
+                        continue;
+                    }
+                    if (escaped) {
+                        escaped = false;
+                        chars += '\\';
+                    }
+                    chars += c;
+                    continue;
+                }
+                if (escaped) {
+                    escaped = false;
+                    chars += c;
+                    continue;
+                }
+                closed = true;
+                break;
+            }
+            if (!closed)
+                throw new EnvFileError(`line ${startLine}: a quoted value is not closed`);
+            value = q === '"' ? expandVariables(expandEscapes(chars), out, startLine) : chars;
+            i = j + 1;
+            // The rest of the line after the closing quote can only be a comment.
+            while (i < n && src[i] !== '\n')
+                i++;
+        }
+        else {
+            let j = i;
+            while (j < n && src[j] !== '\n')
+                j++;
+            let raw = src.slice(i, j);
+            const comment = raw.indexOf(' #');
+            if (comment >= 0)
+                raw = raw.slice(0, comment);
+            value = expandVariables(raw.replace(/\s+$/, ''), out, line);
+            i = j;
+        }
+        if (/^\s*\d/.test(key))
+            continue; // compose ignores keys that start with a digit
+        out.set(key, value);
+    }
+    return out;
+}
+const ESCAPES = { a: '\x07', b: '\b', c: '', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '"': '"', '\\': '\\' };
+function expandEscapes(s) {
+    return s.replace(/\\(?:([abcfnrtv"\\$])|0(\d{0,3}))/g, (_m, ch, oct) => {
+        if (ch === '$')
+            return '$$'; // left for the expansion step, as compose does
+        if (ch !== undefined)
+            return ESCAPES[ch];
+        return String.fromCharCode(parseInt(oct || '0', 8));
+    });
+}
+/** `${VAR}`, `${VAR:-x}`, `${VAR-x}`, `${VAR:+x}`, `${VAR+x}`, `${VAR:?msg}`, `$VAR`, `$$`. */
+function expandVariables(s, vars, line) {
+    let out = '';
+    let i = 0;
+    while (i < s.length) {
+        const c = s[i];
+        if (c !== '$') {
+            out += c;
+            i++;
+            continue;
+        }
+        const next = s[i + 1];
+        if (next === '$') {
+            out += '$';
+            i += 2;
+            continue;
+        }
+        if (next === '{') {
+            const close = matchingBrace(s, i + 1);
+            if (close < 0)
+                throw new EnvFileError(`line ${line}: a \${...} is not closed`);
+            out += substitute(s.slice(i + 2, close), vars, line);
+            i = close + 1;
+            continue;
+        }
+        const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(s.slice(i + 1));
+        if (m) {
+            out += vars.get(m[0]) ?? '';
+            i += 1 + m[0].length;
+            continue;
+        }
+        out += c;
+        i++;
+    }
+    return out;
+}
+function matchingBrace(s, open) {
+    let depth = 0;
+    for (let j = open; j < s.length; j++) {
+        if (s[j] === '{')
+            depth++;
+        else if (s[j] === '}' && --depth === 0)
+            return j;
+    }
+    return -1;
+}
+function substitute(expr, vars, line) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])([\s\S]*))?$/.exec(expr);
+    if (!m)
+        throw new EnvFileError(`line ${line}: a \${...} is not a valid substitution (\${NAME}, \${NAME:-default}, \${NAME:?message}); write a literal $ as $$`);
+    const [, name, op, arg = ''] = m;
+    const value = vars.get(name);
+    const unsetOrEmpty = value === undefined || (op?.startsWith(':') && value === '');
+    switch (op) {
+        case undefined:
+            return value ?? '';
+        case ':-':
+        case '-':
+            return unsetOrEmpty ? expandVariables(arg, vars, line) : value;
+        case ':+':
+        case '+':
+            return unsetOrEmpty ? '' : expandVariables(arg, vars, line);
+        default:
+            // `:?` / `?`: compose stops with the message; the key is what preflight can report.
+            if (unsetOrEmpty)
+                throw new EnvFileError(`line ${line}: ${name} is required by a \${${name}${op}...} expansion but not set above`);
+            return value;
+    }
+}
+function sha256(text) {
+    return (0, node_crypto_1.createHash)('sha256').update(text, 'utf8').digest('hex');
+}
+/** The host a value names: a URL's host, an e-mail's domain, or a bare domain. */
+function hostOf(value) {
+    const v = value.trim();
+    if (!v)
+        return undefined;
+    try {
+        if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v))
+            return new URL(v).hostname.toLowerCase().replace(/^\[|\]$/g, '') || undefined;
+    }
+    catch {
+        return undefined;
+    }
+    const d = v.replace(/^[^@\s]*@/, '').replace(/[:/].*$/, '').toLowerCase();
+    return /^[a-z0-9.-]+$/.test(d) ? d : undefined;
+}
+function digestEnv(values, hostKeys) {
+    const hashes = new Map();
+    for (const [k, v] of values)
+        hashes.set(k, sha256(v));
+    const hosts = new Map();
+    for (const k of hostKeys) {
+        const v = values.get(k);
+        const h = v === undefined ? undefined : hostOf(v);
+        if (h)
+            hosts.set(k, sha256(h));
+    }
+    const vault = values.get('VAULT_HOST_PATH');
+    return {
+        hashes,
+        hosts,
+        vaultPath: vault && vault.startsWith('/') ? vault.replace(/\/+$/, '') || '/' : undefined,
+        profiles: (values.get('COMPOSE_PROFILES') ?? '').split(',').map((p) => p.trim()).filter(Boolean),
+    };
+}
+/**
+ * Replaces every env value of at least `min` characters found in `text` with ***: for text that
+ * came back from the host (a compose error) and might quote one.
+ */
+function scrub(text, values, min = 6) {
+    const list = [...new Set([...values].map((v) => v.trim()).filter((v) => v.length >= min))].sort((a, b) => b.length - a.length);
+    let out = text;
+    for (const v of list)
+        out = out.split(v).join('***');
+    return out;
+}
+
+
+/***/ }),
+
+/***/ 70:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.counts = counts;
+exports.sortFindings = sortFindings;
+exports.findingsTable = findingsTable;
+/** What preflight and monitor report: one line per problem, naming the key or service and what to change. */
+const summary_1 = __nccwpck_require__(5018);
+function counts(findings) {
+    return {
+        errors: findings.filter((f) => f.severity === 'error').length,
+        warnings: findings.filter((f) => f.severity === 'warning').length,
+    };
+}
+const ORDER = { error: 0, warning: 1 };
+function sortFindings(findings) {
+    return [...findings].sort((a, b) => ORDER[a.severity] - ORDER[b.severity] || a.check.localeCompare(b.check) || a.environment.localeCompare(b.environment));
+}
+/** The findings as a Markdown table: check, environment, verdict, what is wrong, what to change. */
+function findingsTable(findings) {
+    const rows = sortFindings(findings).map((f) => [f.check, f.environment, f.severity === 'error' ? '❌ error' : '⚠️ warning', f.message, f.fix]);
+    return [
+        '| check | environment | verdict | finding | what to change |',
+        '| --- | --- | --- | --- | --- |',
+        ...rows.map((r) => `| ${r.map((c) => (0, summary_1.escapeCell)(c)).join(' | ')} |`),
+    ].join('\n');
+}
+
+
+/***/ }),
+
+/***/ 1611:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parseCurlResponse = parseCurlResponse;
+exports.disallowsEverything = disallowsEverything;
+exports.noindexOf = noindexOf;
+exports.judgeProbe = judgeProbe;
+/**
+ * Splits `curl -i` output (with -L there is one header block per hop; `100 Continue` adds one)
+ * into the final response's status, headers and body.
+ */
+function parseCurlResponse(text) {
+    let rest = text;
+    let last;
+    while (/^HTTP\/[\d.]+ \d{3}/.test(rest)) {
+        const end = rest.search(/\r?\n\r?\n/);
+        const block = end < 0 ? rest : rest.slice(0, end);
+        const sep = end < 0 ? '' : /\r?\n\r?\n/.exec(rest.slice(end))[0];
+        rest = end < 0 ? '' : rest.slice(end + sep.length);
+        const [statusLine, ...lines] = block.split(/\r?\n/);
+        const headers = new Map();
+        for (const l of lines) {
+            const i = l.indexOf(':');
+            if (i <= 0)
+                continue;
+            const k = l.slice(0, i).trim().toLowerCase();
+            const v = l.slice(i + 1).trim();
+            headers.set(k, headers.has(k) ? `${headers.get(k)}, ${v}` : v);
+        }
+        last = { status: Number(statusLine.split(' ')[1]), headers, body: '' };
+    }
+    if (last)
+        last.body = rest;
+    return last;
+}
+/** Whether robots.txt tells every crawler (`User-agent: *`) to stay off the whole site. */
+function disallowsEverything(robots) {
+    const groups = [];
+    let current;
+    for (const raw of robots.split(/\r?\n/)) {
+        const line = raw.replace(/#.*$/, '').trim();
+        const m = /^([A-Za-z-]+)\s*:\s*(.*)$/.exec(line);
+        if (!m)
+            continue;
+        const field = m[1].toLowerCase();
+        const value = m[2].trim();
+        if (field === 'user-agent') {
+            if (!current || current.rules.length > 0) {
+                current = { agents: [], rules: [] };
+                groups.push(current);
+            }
+            current.agents.push(value.toLowerCase());
+        }
+        else if ((field === 'disallow' || field === 'allow') && current) {
+            current.rules.push([field, value]);
+        }
+    }
+    const star = groups.filter((g) => g.agents.includes('*'));
+    return star.some((g) => g.rules.some(([f, v]) => f === 'disallow' && v === '/') && !g.rules.some(([f, v]) => f === 'allow' && v !== ''));
+}
+/** noindex in the X-Robots-Tag header or in a robots meta tag of the page. */
+function noindexOf(r) {
+    const header = /noindex/i.test(r.headers.get('x-robots-tag') ?? '');
+    const meta = /<meta[^>]+name\s*=\s*["']?(robots|googlebot)["']?[^>]*content\s*=\s*["'][^"']*noindex/i.test(r.body) || /<meta[^>]+content\s*=\s*["'][^"']*noindex[^"']*["'][^>]*name\s*=\s*["']?robots/i.test(r.body);
+    return { header, meta };
+}
+function judgeProbe(p) {
+    const out = [];
+    const f = (severity, message, fix) => out.push({ check: 'http', environment: p.environment, severity, message, fix });
+    if (!p.response) {
+        f('warning', `${p.url} could not be checked: ${p.error ?? 'no answer'}`, `make ${p.url} reachable from the host, or set preflight.http.enabled: false`);
+        return out;
+    }
+    const r = p.response;
+    if (p.environment === 'prod') {
+        if (p.kind === 'robots') {
+            if (r.status === 200 && disallowsEverything(r.body))
+                f('error', `${p.url} tells every crawler "Disallow: /": prod vanishes from search engines`, "serve prod's own robots.txt (the disallow-all one belongs to dev)");
+            return out;
+        }
+        const n = noindexOf(r);
+        if (n.header)
+            f('error', `${p.url} answers with X-Robots-Tag: noindex`, 'remove the X-Robots-Tag header from prod (it belongs to dev only)');
+        if (n.meta)
+            f('error', `${p.url} carries a robots noindex meta tag`, "remove the noindex meta tag from prod's pages");
+        if (r.status === 401)
+            f('error', `${p.url} asks for credentials (401): the public cannot open prod`, 'remove basic auth from prod (it belongs to dev only)');
+        else if (r.status >= 400)
+            f('warning', `${p.url} answered ${r.status}, so its headers say little`, `check that ${p.url} is a page prod serves`);
+        return out;
+    }
+    if (r.status !== 401)
+        f('error', `${p.url} answered ${r.status} without credentials: dev is open to anyone`, "put basic auth in front of dev's pages (caddy.basicauth labels)");
+    const n = noindexOf(r);
+    if (!n.header && !n.meta) {
+        // A 401 page is not indexed anyway; an open page without noindex is.
+        f(r.status === 401 ? 'warning' : 'error', `${p.url} carries no X-Robots-Tag: noindex`, 'add the header X-Robots-Tag: "noindex, nofollow" to dev (caddy.header.X-Robots-Tag label)');
+    }
+    return out;
+}
+
+
+/***/ }),
+
+/***/ 1998:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.checkIsolation = checkIsolation;
+exports.parseHostTotals = parseHostTotals;
+const compose_model_1 = __nccwpck_require__(7550);
+const env_file_1 = __nccwpck_require__(2028);
+const units_1 = __nccwpck_require__(8493);
+const EMPTY = (0, env_file_1.sha256)('');
+class Collector {
+    warnOnly;
+    findings = [];
+    notes = [];
+    constructor(warnOnly) {
+        this.warnOnly = warnOnly;
+    }
+    add(check, environment, severity, message, fix) {
+        const downgraded = severity === 'error' && this.warnOnly.includes(check);
+        this.findings.push({ check, environment, severity: downgraded ? 'warning' : severity, message: downgraded ? `${message} (warn-only)` : message, fix });
+    }
+    error(check, environment, message, fix) {
+        this.add(check, environment, 'error', message, fix);
+    }
+    warning(check, environment, message, fix) {
+        this.add(check, environment, 'warning', message, fix);
+    }
+}
+function checkIsolation(input) {
+    const c = new Collector(input.settings['warn-only']);
+    const { prod, dev } = input;
+    if (prod.env && dev.env) {
+        checkMustDiffer(c, prod, dev, input.settings);
+        checkPortVariables(c, input);
+    }
+    checkEnvironmentFlag(c, prod, dev, input.settings);
+    checkRedirects(c, input);
+    if (prod.compose && dev.compose) {
+        checkContainerNames(c, prod.compose, dev.compose);
+        checkVolumeNames(c, prod.compose, dev.compose);
+        checkHostPorts(c, prod.compose, dev.compose);
+        checkDomains(c, prod.compose, dev.compose);
+    }
+    if (dev.compose)
+        checkDevLimits(c, dev, input);
+    if (dev.compose)
+        checkDevEscape(c, dev.compose, prod.compose);
+    if (dev.compose)
+        checkDevMounts(c, dev.compose, prod, input.paths);
+    if (prod.compose && dev.compose) {
+        checkSharedImages(c, prod.compose, dev.compose);
+        checkDevNetworks(c, prod.compose, dev.compose);
+    }
+    checkVaultMounts(c, prod, dev);
+    for (const e of [prod, dev])
+        if (e.compose)
+            checkSiteLabels(c, e, input.settings);
+    return { findings: c.findings, notes: c.notes };
+}
+function envFile(e) {
+    return e.config.envFile;
+}
+const isSet = (d, key) => {
+    const h = d.hashes.get(key);
+    return h !== undefined && h !== EMPTY;
+};
+function checkMustDiffer(c, prod, dev, s) {
+    const p = prod.env;
+    const d = dev.env;
+    for (const item of s['must-differ']) {
+        const keys = Array.isArray(item) ? item : [item];
+        const inBoth = keys.filter((k) => isSet(p, k) && isSet(d, k));
+        const onlyOne = keys.filter((k) => isSet(p, k) !== isSet(d, k));
+        if (inBoth.some((k) => p.hashes.get(k) !== d.hashes.get(k)))
+            continue;
+        if (inBoth.length > 0) {
+            if (keys.length === 1) {
+                c.error('must-differ', 'both', `${keys[0]} has the same value in prod's and dev's env files`, `give dev its own ${keys[0]} in ${envFile(dev)}`);
+            }
+            else {
+                c.error('must-differ', 'both', `${listWords(inBoth)} ${inBoth.length > 1 ? 'are' : 'is'} the same in prod's and dev's env files, so both point at one ${keys[0].startsWith('DB_') ? 'database' : 'target'} (one of ${keys.join(', ')} must differ)`, `change ${inBoth.length > 1 ? 'one of them' : inBoth[0]} in ${envFile(dev)}`);
+            }
+            continue;
+        }
+        for (const k of onlyOne) {
+            const has = isSet(p, k) ? 'prod' : 'dev';
+            const lacks = has === 'prod' ? dev : prod;
+            c.warning('must-differ', lacks.name, `${k} is set in ${has}'s env file but not in ${lacks.name}'s, so it cannot be shown to differ`, `set ${k} in ${envFile(lacks)} (or remove it from preflight.must-differ)`);
+        }
+    }
+}
+function checkEnvironmentFlag(c, prod, dev, s) {
+    const key = s['environment-key'];
+    const want = (0, env_file_1.sha256)(s['dev-environment']);
+    if (dev.env && dev.env.hashes.get(key) !== want) {
+        c.error('environment-flag', 'dev', `dev's env file does not set ${key}=${s['dev-environment']}`, `add ${key}=${s['dev-environment']} to ${envFile(dev)}`);
+    }
+    if (prod.env && prod.env.hashes.get(key) === want) {
+        c.error('environment-flag', 'prod', `prod's env file sets ${key}=${s['dev-environment']}`, `set ${key} to prod's own value in ${envFile(prod)}`);
+    }
+}
+function urlHost(e) {
+    try {
+        return new URL(e.config.url).hostname.toLowerCase();
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Hashes of the host names an environment answers to, from its config url and its caddy labels. */
+function publicDomains(e) {
+    const out = new Set();
+    const u = urlHost(e);
+    if (u)
+        out.add((0, env_file_1.sha256)(u));
+    for (const svc of e.compose?.services ?? [])
+        for (const d of (0, compose_model_1.caddyDomains)(svc.labels))
+            out.add((0, env_file_1.sha256)(d));
+    return out;
+}
+function checkRedirects(c, input) {
+    const s = input.settings;
+    for (const [self, other] of [
+        [input.prod, input.dev],
+        [input.dev, input.prod],
+    ]) {
+        if (!self.env)
+            continue;
+        const mine = publicDomains(self);
+        const theirs = publicDomains(other);
+        const own = new Set(mine);
+        for (const k of s['domain-keys']) {
+            const h = self.env.hosts.get(k);
+            if (h)
+                own.add(h);
+        }
+        for (const key of s['redirect-uri-keys']) {
+            if (!isSet(self.env, key))
+                continue;
+            const host = self.env.hosts.get(key);
+            const expected = urlHost(self) ?? 'its own domain';
+            if (!host) {
+                c.error('oauth-redirect', self.name, `${key} in ${self.name}'s env file is not a URL with a host name`, `set ${key} to https://${expected}/<callback path>`);
+            }
+            else if (theirs.has(host) && !mine.has(host)) {
+                c.error('oauth-redirect', self.name, `${self.name}'s ${key} sends users back to ${other.name}'s domain`, `point ${key} in ${envFile(self)} at ${expected}, and register that callback in ${self.name}'s own OAuth app`);
+            }
+            else if (!own.has(host)) {
+                c.error('oauth-redirect', self.name, `${self.name}'s ${key} points at a host that is not ${self.name}'s domain (expected ${expected}, from environments.${self.name}.url)`, `point ${key} in ${envFile(self)} at ${expected}`);
+            }
+        }
+    }
+}
+function checkPortVariables(c, input) {
+    const hostNet = [input.prod, input.dev].flatMap((e) => (e.compose?.services ?? []).filter((s) => s.networkMode === 'host').map((s) => `${e.name} ${s.name}`));
+    if (hostNet.length === 0)
+        return;
+    c.notes.push(`${listWords(hostNet)} use${hostNet.length === 1 ? 's' : ''} network_mode: host: the ports such services listen on are not in the compose configuration, so only env file keys ending in _PORT are compared.`);
+    const p = input.prod.env;
+    const d = input.dev.env;
+    const listed = new Set(input.settings['must-differ'].flat());
+    for (const key of [...p.hashes.keys()].filter((k) => /(^|_)PORT$/.test(k) && !listed.has(k)).sort()) {
+        if (isSet(p, key) && isSet(d, key) && p.hashes.get(key) === d.hashes.get(key)) {
+            c.warning('port-variables', 'both', `${key} is the same in prod's and dev's env files while services share the host's network: both would listen on one port`, `give dev its own ${key} in ${envFile(input.dev)}`);
+        }
+    }
+}
+function index(compose, pick) {
+    const out = new Map();
+    for (const s of compose.services)
+        for (const v of pick(s))
+            out.set(v, [...(out.get(v) ?? []), s.name]);
+    return out;
+}
+function checkContainerNames(c, prod, dev) {
+    const p = index(prod, (s) => (s.containerName ? [s.containerName] : []));
+    const d = index(dev, (s) => (s.containerName ? [s.containerName] : []));
+    for (const [name, devServices] of d) {
+        const prodServices = p.get(name);
+        if (!prodServices)
+            continue;
+        c.error('container-names', 'both', `container name ${name} is used by prod's ${listWords(prodServices)} and dev's ${listWords(devServices)}: the second project to start replaces or fails on the first's container`, `give ${listWords(devServices)} its own container_name in dev's overlay (e.g. ${dev.project}-${devServices[0]}), or drop container_name`);
+    }
+}
+function volumeName(compose, key) {
+    return compose.volumeNames.get(key) ?? `${compose.project}_${key}`;
+}
+function checkVolumeNames(c, prod, dev) {
+    const pick = (compose) => (s) => s.mounts.filter((m) => m.type === 'volume').map((m) => volumeName(compose, m.source));
+    const p = index(prod, pick(prod));
+    const d = index(dev, pick(dev));
+    for (const [name, devServices] of d) {
+        const prodServices = p.get(name);
+        if (!prodServices)
+            continue;
+        c.error('volume-names', 'both', `volume ${name} is mounted by prod's ${listWords(prodServices)} and dev's ${listWords(devServices)}: dev would read and write prod's data`, `give the volume its own name in dev's overlay (volumes: <key>: name: ${dev.project}_...)`);
+    }
+}
+const ANY = new Set(['', '0.0.0.0', '::', '*']);
+function checkHostPorts(c, prod, dev) {
+    for (const ps of prod.services) {
+        for (const pp of ps.ports) {
+            for (const ds of dev.services) {
+                for (const dp of ds.ports) {
+                    if (dp.port !== pp.port || dp.protocol !== pp.protocol)
+                        continue;
+                    if (!(ANY.has(dp.hostIp) || ANY.has(pp.hostIp) || dp.hostIp === pp.hostIp))
+                        continue;
+                    c.error('host-ports', 'both', `host port ${pp.port}/${pp.protocol} is published by prod's ${ps.name} and dev's ${ds.name}: only one of them can start`, `publish a different host port for ${ds.name} in dev's overlay (e.g. "${pp.port + 1}:<container port>")`);
+                }
+            }
+        }
+    }
+}
+function checkDomains(c, prod, dev) {
+    const p = index(prod, (s) => (0, compose_model_1.caddyDomains)(s.labels));
+    const d = index(dev, (s) => (0, compose_model_1.caddyDomains)(s.labels));
+    for (const [domain, devServices] of d) {
+        const prodServices = p.get(domain);
+        if (!prodServices)
+            continue;
+        c.error('domains', 'both', `${domain} is claimed by the caddy labels of prod's ${listWords(prodServices)} and dev's ${listWords(devServices)}: the proxy would send prod's visitors to dev`, `label dev's ${listWords(devServices)} with dev's own domain in dev's overlay`);
+    }
+}
+function checkDevLimits(c, dev, input) {
+    const s = input.settings;
+    const services = dev.compose.services;
+    for (const svc of services) {
+        const missing = [svc.cpus === undefined ? 'CPU' : '', svc.memoryBytes === undefined ? 'memory' : ''].filter(Boolean);
+        if (missing.length) {
+            c.error('dev-limits', 'dev', `dev service ${svc.name} has no ${missing.join(' and no ')} limit: it can take the host from prod`, `set deploy.resources.limits ${missing.map((m) => (m === 'CPU' ? 'cpus' : 'memory')).join(' and ')} for ${svc.name} in dev's overlay`);
+        }
+    }
+    const cpus = services.reduce((a, x) => a + (x.cpus ?? 0), 0);
+    const memory = services.reduce((a, x) => a + (x.memoryBytes ?? 0), 0);
+    const host = input.host;
+    const budgets = [
+        { cpus: s['dev-cpus'], memory: s['dev-memory'], what: 'its share', key: 'preflight.dev-cpus / dev-memory' },
+    ];
+    if (host && s['dev-host-share'] !== undefined) {
+        const f = s['dev-host-share'] / 100;
+        budgets.push({ cpus: host.cpus * f, memory: host.memoryBytes * f, what: `${s['dev-host-share']} % of the host`, key: 'preflight.dev-host-share' });
+    }
+    if (host)
+        budgets.push({ cpus: host.cpus, memory: host.memoryBytes, what: 'the whole host', key: 'the size of the host' });
+    for (const b of budgets) {
+        if (cpus > b.cpus + 1e-9) {
+            c.error('dev-share', 'dev', `dev's CPU limits add up to ${(0, units_1.formatCpus)(cpus)}, more than ${b.what} (${(0, units_1.formatCpus)(b.cpus)})`, `lower the cpus limits in dev's overlay, or raise ${b.key}`);
+            break;
+        }
+    }
+    for (const b of budgets) {
+        if (memory > b.memory) {
+            c.error('dev-share', 'dev', `dev's memory limits add up to ${(0, units_1.formatBytes)(memory)}, more than ${b.what} (${(0, units_1.formatBytes)(b.memory)})`, `lower the memory limits in dev's overlay, or raise ${b.key}`);
+            break;
+        }
+    }
+}
+function vaultOf(e) {
+    if (e.config.vault)
+        return { path: e.config.vault, source: `environments.${e.name}.vault` };
+    if (e.env?.vaultPath)
+        return { path: e.env.vaultPath, source: `VAULT_HOST_PATH in ${e.name}'s env file` };
+    return undefined;
+}
+const within = (path, dir) => dir === '/' || path === dir || path.startsWith(`${dir}/`);
+const reaches = (source, vault) => within(source, vault) || within(vault, source);
+function checkVaultMounts(c, prod, dev) {
+    const pv = vaultOf(prod);
+    const dv = vaultOf(dev);
+    if (!pv || !dv) {
+        c.notes.push(`vault mounts not checked: ${!pv ? "prod's" : "dev's"} vault path is unknown (set environments.<env>.vault, or VAULT_HOST_PATH in the env file).`);
+        return;
+    }
+    for (const [self, own, other, theirs] of [
+        [prod, pv, dev, dv],
+        [dev, dv, prod, pv],
+    ]) {
+        for (const svc of self.compose?.services ?? []) {
+            const binds = svc.mounts.filter((m) => m.type === 'bind');
+            const readsOwn = binds.some((m) => reaches(m.source, own.path));
+            for (const m of binds.filter((b) => reaches(b.source, theirs.path))) {
+                // A proxy that serves both vaults may read both; nothing in one environment may write the other's.
+                if (m.readOnly && readsOwn && binds.filter((b) => reaches(b.source, own.path)).every((b) => b.readOnly))
+                    continue;
+                c.error('vault-mounts', self.name, `${self.name} service ${svc.name} mounts ${other.name}'s vault (${theirs.source}) at ${m.target}${m.readOnly ? ' read-only' : ' read-write'}`, m.readOnly
+                    ? `mount ${self.name}'s own vault in ${svc.name}; only a service shared by both environments may read both vaults, read-only`
+                    : `mount ${self.name}'s own vault in ${svc.name} (check ${theirs.source.includes('VAULT_HOST_PATH') ? `VAULT_HOST_PATH in ${envFile(self)}` : `the volumes of ${svc.name}`})`);
+            }
+        }
+    }
+}
+function siteServices(e, s) {
+    const withDomains = e.compose.services.filter((svc) => (0, compose_model_1.caddyDomains)(svc.labels).length > 0);
+    let site;
+    if (s['site-services'])
+        site = withDomains.filter((svc) => s['site-services']?.includes(svc.name));
+    else {
+        const host = urlHost(e);
+        site = withDomains.filter((svc) => host !== undefined && (0, compose_model_1.caddyDomains)(svc.labels).includes(host));
+        if (site.length === 0)
+            site = withDomains;
+    }
+    return { site, others: withDomains.filter((svc) => !site.includes(svc)) };
+}
+function checkSiteLabels(c, e, s) {
+    const { site, others } = siteServices(e, s);
+    if (site.length === 0) {
+        c.notes.push(`${e.name} has no caddy site labels: the noindex and basic auth labels were not checked${s.http.enabled ? '' : ' (preflight.http.enabled checks the live site instead)'}.`);
+        return;
+    }
+    for (const svc of site) {
+        const domains = (0, compose_model_1.caddyDomains)(svc.labels).join(', ');
+        const noindex = (0, compose_model_1.hasNoindexLabel)(svc.labels);
+        const auth = (0, compose_model_1.hasBasicAuthLabel)(svc.labels);
+        if (e.name === 'dev') {
+            if (!noindex)
+                c.error('noindex', 'dev', `dev's site service ${svc.name} (${domains}) sends no X-Robots-Tag: noindex header, so search engines may index dev`, `add the label caddy.header.X-Robots-Tag: "noindex, nofollow" to ${svc.name} in dev's overlay`);
+            if (!auth)
+                c.error('basic-auth', 'dev', `dev's site service ${svc.name} (${domains}) has no basic auth: anyone can open dev`, `add caddy.basicauth labels (a user and a bcrypt hash) to ${svc.name} in dev's overlay`);
+        }
+        else {
+            if (noindex)
+                c.error('noindex', 'prod', `prod's site service ${svc.name} (${domains}) sends X-Robots-Tag: noindex: search engines will drop the site`, `remove the X-Robots-Tag label from ${svc.name} (it belongs in dev's overlay only)`);
+            if (auth)
+                c.error('basic-auth', 'prod', `prod's site service ${svc.name} (${domains}) asks for basic auth: the public cannot open the site`, `remove the basicauth labels from ${svc.name} (they belong in dev's overlay only)`);
+        }
+    }
+    for (const svc of others) {
+        const domains = (0, compose_model_1.caddyDomains)(svc.labels).join(', ');
+        if (e.name === 'dev' && !(0, compose_model_1.hasNoindexLabel)(svc.labels)) {
+            c.warning('noindex', 'dev', `dev service ${svc.name} (${domains}) sends no X-Robots-Tag: noindex header`, `add caddy.header.X-Robots-Tag: "noindex, nofollow" to ${svc.name} in dev's overlay`);
+        }
+        if (e.name === 'prod' && (0, compose_model_1.hasNoindexLabel)(svc.labels)) {
+            c.warning('noindex', 'prod', `prod service ${svc.name} (${domains}) sends X-Robots-Tag: noindex (right for a private subdomain, wrong for a public one)`, `remove the label if ${domains} should be found by search engines`);
+        }
+    }
+}
+function listWords(items) {
+    if (items.length <= 1)
+        return items.join('');
+    return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
+/** CPUs and memory from `nproc; cat /proc/meminfo`. */
+function parseHostTotals(text) {
+    const cpus = Number(/^\s*(\d+)\s*$/m.exec(text)?.[1]);
+    const kb = Number(/^MemTotal:\s+(\d+)\s+kB/m.exec(text)?.[1]);
+    if (!(cpus > 0) || !(kb > 0))
+        return undefined;
+    return { cpus, memoryBytes: kb * 1024 };
+}
+/**
+ * Whatever lets a dev container act on the host, and so on prod: privileged mode, the host's
+ * process, IPC or user namespaces, added capabilities, devices, the Docker socket, the host's root,
+ * or another container's network namespace that belongs to prod.
+ */
+function checkDevEscape(c, dev, prod) {
+    const prodContainers = new Set((prod?.services ?? []).flatMap((s) => [s.name, s.containerName].filter((x) => !!x)));
+    for (const s of dev.services) {
+        const why = [];
+        if (s.privileged)
+            why.push('runs privileged');
+        if (s.pid === 'host')
+            why.push('uses the host PID namespace (pid: host)');
+        if (s.ipc === 'host')
+            why.push('uses the host IPC namespace (ipc: host)');
+        if (s.usernsMode === 'host')
+            why.push('turns off user namespace remapping (userns_mode: host)');
+        if (s.capAdd.length)
+            why.push(`adds capabilities ${s.capAdd.join(', ')}`);
+        if (s.devices.length)
+            why.push(`maps devices ${s.devices.join(', ')}`);
+        if (s.securityOpt.some((o) => /unconfined|no-new-privileges[:=]false/i.test(o)))
+            why.push(`loosens its security profile (${s.securityOpt.join(', ')})`);
+        for (const m of s.mounts.filter((x) => x.type === 'bind')) {
+            if (/(^|\/)docker\.sock$/.test(m.source) || m.source === '/var/run' || m.source === '/run')
+                why.push(`mounts the Docker socket (${m.source})`);
+            else if (m.source === '/')
+                why.push("mounts the host's root directory");
+        }
+        const mode = s.networkMode ?? '';
+        const shared = /^(container|service):(.+)$/.exec(mode);
+        if (shared && prod && (prodContainers.has(shared[2]) || !dev.services.some((d) => d.name === shared[2] || d.containerName === shared[2]))) {
+            why.push(`shares the network namespace of ${shared[2]} (network_mode: ${mode}), which is not a dev container`);
+        }
+        for (const w of why) {
+            c.error('dev-escape', 'dev', `dev service ${s.name} ${w}: anything running on dev (any branch) could then reach prod`, `remove it from ${s.name} in dev's overlay`);
+        }
+    }
+}
+/** Dev may not mount prod's checkout, twinstack's state or backups, in any mode. */
+function checkDevMounts(c, dev, prod, paths) {
+    const guarded = [[prod.config.checkout, "prod's checkout"]];
+    if (paths)
+        guarded.push([paths.stateDir, "twinstack's state directory (locks, host logs)"], [paths.backupDir, "the backup directory (prod's database dumps)"]);
+    for (const s of dev.services) {
+        for (const m of s.mounts.filter((x) => x.type === 'bind')) {
+            for (const [dir, what] of guarded) {
+                if (m.source !== '/' && reaches(m.source, dir)) {
+                    c.error('dev-mounts', 'dev', `dev service ${s.name} mounts ${m.source} at ${m.target}${m.readOnly ? ' read-only' : ''}, which reaches ${what}`, `mount only dev's own checkout and data in ${s.name}`);
+                }
+            }
+        }
+    }
+}
+/** The same image name in both: a rollback's retag or a build of one would change what the other runs. */
+function checkSharedImages(c, prod, dev) {
+    const prodImages = new Map(prod.services.filter((s) => s.image).map((s) => [s.image, s.name]));
+    for (const s of dev.services) {
+        const other = s.image ? prodImages.get(s.image) : undefined;
+        // A pulled image both use read-only is harmless; one either of them builds is not.
+        if (other && s.image && (builds(dev, s.name) || builds(prod, other))) {
+            c.error('shared-images', 'dev', `dev service ${s.name} builds or runs image ${s.image}, which prod's ${other} also uses: a build or retag in one changes the other`, `give dev's ${s.name} its own image name (e.g. ${s.image?.replace(/(:[^/:]+)?$/, '-dev$1')}) in dev's overlay`);
+        }
+    }
+}
+function builds(model, service) {
+    return model.services.find((s) => s.name === service)?.builds ?? false;
+}
+/** Dev may join networks shared on purpose (external, like caddy_net), never prod's own. */
+function checkDevNetworks(c, prod, dev) {
+    const prodOwn = new Map([...prod.networks.values()].filter((n) => !n.external).map((n) => [n.name, n]));
+    for (const s of dev.services) {
+        for (const key of s.networks) {
+            const n = dev.networks.get(key);
+            if (n && prodOwn.has(n.name)) {
+                c.error('dev-networks', 'dev', `dev service ${s.name} joins network ${n.name}, which is prod's own (not an external network both share on purpose)`, `give dev its own network, or declare a shared network external in both overlays`);
+            }
+        }
+    }
+}
+
+
+/***/ }),
+
+/***/ 6997:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.IsolationRefused = exports.SECRET_KEY = void 0;
+exports.preflightSettings = preflightSettings;
+exports.unsetVariables = unsetVariables;
+exports.runPreflight = runPreflight;
+exports.isolationGate = isolationGate;
+const environment_1 = __nccwpck_require__(2309);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const compose_model_1 = __nccwpck_require__(7550);
+const env_file_1 = __nccwpck_require__(2028);
+const findings_1 = __nccwpck_require__(70);
+const http_probe_1 = __nccwpck_require__(1611);
+const isolation_1 = __nccwpck_require__(1998);
+/** Env file keys whose values are treated as secrets (masked in everything logged). */
+exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
+function preflightSettings(config) {
+    return config.preflight;
+}
+async function readEnvironment(host, config, name, log) {
+    const env = new environment_1.Environment(name, config);
+    const settings = preflightSettings(config);
+    const facts = { name, config: env.cfg };
+    const findings = [];
+    const path = `${env.cfg.checkout}/${env.cfg.envFile}`;
+    let values = new Map();
+    // The env file: read with cat and never streamed to the log (quiet), then parsed here.
+    try {
+        const text = (await host.readFile(path)).toString('utf8');
+        values = (0, env_file_1.parseEnvFile)(text);
+        // Secret-looking values are masked from here on: a streamed compose build or a container log
+        // printed later in the same run could carry them.
+        for (const [key, value] of values)
+            if (exports.SECRET_KEY.test(key) && value.length >= 6)
+                log.secret(value);
+        facts.env = (0, env_file_1.digestEnv)(values, [...settings['redirect-uri-keys'], ...settings['domain-keys']]);
+        log.info(`${name}: read ${values.size} keys from ${path}`);
+    }
+    catch (e) {
+        const why = e instanceof env_file_1.EnvFileError ? e.message : e instanceof errors_1.RemoteCommandError ? (0, errors_1.tailLines)(e.stderr, 1).replace(/^cat: .*?: /, '') : (0, errors_1.errorMessage)(e);
+        findings.push({
+            check: 'env-file',
+            environment: name,
+            severity: 'error',
+            message: e instanceof env_file_1.EnvFileError ? `${name}'s env file ${path}: ${why}` : `${name}'s env file ${path} could not be read: ${why}`,
+            fix: e instanceof env_file_1.EnvFileError ? `correct that line of ${env.cfg.envFile}` : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
+        });
+    }
+    // Only to scrub text that came back from the host; never logged.
+    const secrets = [...values.values()];
+    // The merged compose configuration. Its output holds every env value: it is parsed, never printed.
+    const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, check: false, label: `${name}: compose config`, timeoutSeconds: 180 }));
+    for (const v of unsetVariables(r.stderr)) {
+        findings.push({
+            check: 'compose-config',
+            environment: name,
+            severity: 'warning',
+            message: `${v} is not set for ${name}: compose puts a blank string where the compose files use it`,
+            fix: `set ${v} in ${env.cfg.envFile}`,
+        });
+    }
+    if (r.exitCode !== 0) {
+        findings.push({
+            check: 'compose-config',
+            environment: name,
+            severity: 'error',
+            message: `${name}'s compose configuration does not load (exit ${r.exitCode}): ${(0, env_file_1.scrub)((0, errors_1.tailLines)(r.stderr, 3), secrets) || 'no message'}`,
+            fix: `run "${config['compose-command']} ... config" in ${env.cfg.checkout} and correct the compose files or env file it names`,
+        });
+    }
+    else {
+        try {
+            facts.compose = (0, compose_model_1.parseComposeConfig)(r.stdout, env.project, facts.env?.profiles ?? []);
+            log.info(`${name}: ${facts.compose.services.length} services in the merged compose configuration${facts.compose.inactive.length ? ` (${facts.compose.inactive.join(', ')} not started: inactive profile)` : ''}`);
+        }
+        catch (e) {
+            const why = e instanceof compose_model_1.ComposeConfigError ? e.message : (0, errors_1.errorMessage)(e);
+            findings.push({ check: 'compose-config', environment: name, severity: 'error', message: `${name}: ${(0, env_file_1.scrub)(why, secrets)}`, fix: 'check the compose command in compose-command' });
+        }
+    }
+    return { facts, findings };
+}
+/** Variables compose reports as unset: v1 `The FOO variable is not set.`, v2 `The "FOO" variable is not set.` */
+function unsetVariables(stderr) {
+    const out = new Set();
+    for (const m of stderr.matchAll(/The \\?"?([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set/g))
+        out.add(m[1]);
+    return [...out].sort();
+}
+async function hostTotals(host) {
+    const r = await host.run('nproc && cat /proc/meminfo', { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
+    return r.exitCode === 0 ? (0, isolation_1.parseHostTotals)(r.stdout) : undefined;
+}
+async function probe(host, environment, url, kind, timeout) {
+    // Prod follows redirects (http -> https, www); dev is judged on its first answer to a stranger.
+    const follow = environment === 'prod' ? ['-L', '--max-redirs', '5'] : [];
+    const r = await host.run((0, shell_1.sh) `curl -sS -i ${follow} --max-time ${timeout} -A twinstack-preflight -H ${'Accept: text/html,*/*'} ${url}`, {
+        quiet: true,
+        check: false,
+        label: `GET ${url}`,
+        timeoutSeconds: timeout + 30,
+    });
+    const response = r.exitCode === 0 ? (0, http_probe_1.parseCurlResponse)(r.stdout) : undefined;
+    return { environment, url, kind, response, error: response ? undefined : (0, errors_1.tailLines)(r.stderr, 1) || `curl exited with ${r.exitCode}` };
+}
+/** Runs every check against the host; reports, never throws for a finding. */
+async function runPreflight(host, config, log, opts = {}) {
+    const settings = preflightSettings(config);
+    // Both environments at once: each `config` run is a few seconds of compose start-up.
+    const [prodReading, devReading, totals] = await Promise.all([readEnvironment(host, config, 'prod', log), readEnvironment(host, config, 'dev', log), hostTotals(host)]);
+    const readings = { prod: prodReading, dev: devReading };
+    const result = (0, isolation_1.checkIsolation)({ prod: readings.prod.facts, dev: readings.dev.facts, settings, host: totals, paths: { stateDir: config['state-dir'], backupDir: config.backup.dir } });
+    const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
+    const http = settings.http;
+    if (http.enabled && opts.http !== false) {
+        const probes = [];
+        const prodUrl = config.environments.prod.url;
+        probes.push(await probe(host, 'prod', `${prodUrl}/robots.txt`, 'robots', http['timeout-seconds']));
+        for (const p of http['prod-pages'])
+            probes.push(await probe(host, 'prod', `${prodUrl}${p}`, 'page', http['timeout-seconds']));
+        for (const p of http['dev-pages'])
+            probes.push(await probe(host, 'dev', `${config.environments.dev.url}${p}`, 'page', http['timeout-seconds']));
+        for (const p of probes) {
+            for (const f of (0, http_probe_1.judgeProbe)(p)) {
+                const downgrade = f.severity === 'error' && settings['warn-only'].includes('http');
+                findings.push(downgrade ? { ...f, severity: 'warning', message: `${f.message} (warn-only)` } : f);
+            }
+        }
+    }
+    const dev = readings.dev.facts.compose;
+    return {
+        findings: (0, findings_1.sortFindings)(findings),
+        notes: result.notes,
+        ...(0, findings_1.counts)(findings),
+        host: totals,
+        devLimits: dev
+            ? { cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0), memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0), services: dev.services.length }
+            : undefined,
+        ran: {
+            envFiles: !!(readings.prod.facts.env && readings.dev.facts.env),
+            compose: !!(readings.prod.facts.compose && readings.dev.facts.compose),
+            http: http.enabled,
+        },
+    };
+}
+/**
+ * The isolation checks as a gate: run on the merged configuration of what the caller is about to
+ * start (after its checkout, before build and up). Errors refuse, warnings are logged; `warn-only`
+ * turns a check's errors into warnings for gradual adoption. HTTP is left to preflight itself.
+ */
+async function isolationGate(host, config, log, what) {
+    log.startGroup(`isolation checks on ${what}`);
+    try {
+        const report = await runPreflight(host, config, log, { http: false });
+        for (const f of report.findings.filter((x) => x.severity === 'warning'))
+            log.warning(`${f.check} (${f.environment}): ${f.message}. Fix: ${f.fix}`);
+        const errors = report.findings.filter((x) => x.severity === 'error');
+        if (errors.length) {
+            for (const f of errors)
+                log.error(`${f.check} (${f.environment}): ${f.message}. Fix: ${f.fix}`);
+            throw new IsolationRefused(`the isolation checks refuse ${what}: ${errors.length} error${errors.length === 1 ? '' : 's'}; first: ${errors[0].check} (${errors[0].environment}): ${errors[0].message}. Fix: ${errors[0].fix}`, errors);
+        }
+        log.info(`isolation checks on ${what}: no errors (${report.warnings} warning${report.warnings === 1 ? '' : 's'})`);
+        return report;
+    }
+    finally {
+        log.endGroup();
+    }
+}
+class IsolationRefused extends errors_1.OperationFailed {
+    findings;
+    constructor(message, findings) {
+        super(message);
+        this.findings = findings;
+    }
+}
+exports.IsolationRefused = IsolationRefused;
 
 
 /***/ }),

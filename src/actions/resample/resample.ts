@@ -10,6 +10,7 @@ import { boolean, printable } from '../../infra/validate';
 import { ResampleFailed, resample, type ResampleParams } from '../../resample/engine';
 import { planLines, resampleSummary } from '../../resample/report';
 import { SwapBackFailed } from '../../resample/swap';
+import { IsolationRefused, isolationGate } from '../../safety/preflight';
 
 export function readParams(ctx: Prepared<ResampleInputs, ResampleOutputs>): ResampleParams {
   const { io } = ctx;
@@ -35,6 +36,9 @@ export const resampleAction: ActionDefinition<ResampleInputs, ResampleOutputs, R
   async execute(ctx) {
     const { log, io } = ctx;
     try {
+      // Production's data goes into dev only while the two are kept apart (dev's running
+      // configuration, as the isolation checks see it). A dry run changes nothing and skips it.
+      if (!ctx.plan.dryRun) await isolationGate(ctx.host, ctx.config, log, 'dev before it receives production data');
       const report = await resample(ctx, ctx.plan);
       if (report.dryRun) for (const line of planLines(report)) log.info(line);
       else log.info(`Dev now runs on the sample: ${report.rowsCopied} rows, ${report.sshBytes.sent + report.sshBytes.received} bytes over SSH.`);
@@ -43,6 +47,11 @@ export const resampleAction: ActionDefinition<ResampleInputs, ResampleOutputs, R
       io.output('report', JSON.stringify({ ...report, plan: undefined }));
       await io.summary(resampleSummary(report, { ok: true }).toMarkdown());
     } catch (e) {
+      if (e instanceof IsolationRefused) {
+        io.output('swapped', false);
+        await io.summary(`## Resample refused\n\n**❌ ${errorMessage(e)}**\n\nNothing was read from production and dev is unchanged. Fix the findings (the preflight step lists them all), then run again.\n`);
+        throw e;
+      }
       if (e instanceof ResampleFailed) {
         io.output('swapped', false);
         io.output('report', JSON.stringify({ ...e.report, plan: undefined }));
