@@ -55602,9 +55602,10 @@ async function readStatus(ctx, name) {
     if (work?.busy)
         status.remoteWork = work.entries.length ? work.entries : [{ pgid: 0, op: '', run: '', label: 'unrecorded process', since: '' }];
     try {
-        const observed = await (0, state_1.observe)(host, new environment_1.Environment(name, config));
+        const observed = await (0, state_1.observe)(host, new environment_1.Environment(name, config), { alembic: true });
         status.containers = observed.containers;
         status.head = observed.head;
+        status.alembic = observed.alembic;
         status.drift = (0, state_1.drift)(observed, stack.current);
     }
     catch (e) {
@@ -55638,6 +55639,8 @@ function statusSummary(all) {
             notes.push(`last deploy FAILED: \`${e.failedDeploy.sha.slice(0, 12)}\` at stage ${e.failedDeploy.stage}, ${e.failedDeploy.time}: ${e.failedDeploy.error}`);
         if (e.rollbackTarget)
             notes.push(`a rollback without release-id goes to \`${e.rollbackTarget}\``);
+        if (e.alembic !== undefined)
+            notes.push(`database schema at alembic revision \`${e.alembic || 'none'}\` (read in the ${e.environment} api container)`);
         if (e.lastGate)
             notes.push(`last gate: ${e.lastGate.passed ? 'passed' : 'FAILED'} for ${e.lastGate.sha.slice(0, 12)} at ${e.lastGate.time}`);
         for (const u of e.unfinished)

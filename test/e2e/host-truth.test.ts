@@ -154,6 +154,10 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     assertRunsRecordedRelease('dev');
     const settled = await ok('status', { environments: 'dev' });
     assert.deepEqual((JSON.parse(settled.outputs.json) as Array<{ drift: string[] }>)[0].drift, []);
+    // The schema as the api container's alembic reads it, beside the record.
+    const revision = fx.sh(`docker exec ${fx.project('dev')}-api alembic current`).trim().split(/\s/)[0] ?? '';
+    assert.equal((JSON.parse(settled.outputs.json) as Array<{ alembic?: string }>)[0].alembic, revision);
+    assert.match(settled.summary, new RegExp(`database schema at alembic revision \`${revision || 'none'}\``));
   });
 
   it('a gate binds to the image ids it tested: an api rebuilt from the same commit is not the one that passed', async () => {

@@ -21,6 +21,8 @@ export interface EnvironmentStatus {
   lock?: LockHolder;
   unfinished: Array<{ action: string; op: string; run?: string; time: string }>;
   containers: ContainerState[];
+  /** alembic's revision in the api container, when it answered. */
+  alembic?: string;
   containersError?: string;
   /** The checkout's HEAD on the host. */
   head?: string;
@@ -62,9 +64,10 @@ export async function readStatus(ctx: ActionContext<StatusInputs, StatusOutputs,
   const work = await EnvironmentLock.busyWork(host, config['state-dir'], name).catch(() => undefined);
   if (work?.busy) status.remoteWork = work.entries.length ? work.entries : [{ pgid: 0, op: '', run: '', label: 'unrecorded process', since: '' }];
   try {
-    const observed = await observe(host, new Environment(name, config));
+    const observed = await observe(host, new Environment(name, config), { alembic: true });
     status.containers = observed.containers;
     status.head = observed.head;
+    status.alembic = observed.alembic;
     status.drift = drift(observed, stack.current);
   } catch (e) {
     status.containersError = errorMessage(e);
@@ -100,6 +103,7 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
     for (const w of e.remoteWork) notes.push(`⏳ remote work still running: ${describeBusy(w)}; the next run waits for it`);
     if (e.failedDeploy) notes.push(`last deploy FAILED: \`${e.failedDeploy.sha.slice(0, 12)}\` at stage ${e.failedDeploy.stage}, ${e.failedDeploy.time}: ${e.failedDeploy.error}`);
     if (e.rollbackTarget) notes.push(`a rollback without release-id goes to \`${e.rollbackTarget}\``);
+    if (e.alembic !== undefined) notes.push(`database schema at alembic revision \`${e.alembic || 'none'}\` (read in the ${e.environment} api container)`);
     if (e.lastGate) notes.push(`last gate: ${e.lastGate.passed ? 'passed' : 'FAILED'} for ${e.lastGate.sha.slice(0, 12)} at ${e.lastGate.time}`);
     for (const u of e.unfinished) notes.push(`⚠️ unfinished ${u.action} (${u.op}) started ${u.time} by ${u.run ?? 'unknown run'}: the run died; run status again after the next action, or deploy/rollback to settle it`);
     if (e.containersError) notes.push(`containers: ${e.containersError}`);
