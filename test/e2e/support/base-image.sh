@@ -16,7 +16,7 @@
 #
 # Environment:
 #   DEBOOTSTRAP_MIRROR  Debian mirror (default: the first bookworm mirror in
-#                       /etc/apt/sources.list*, else http://deb.debian.org/debian)
+#                       /etc/apt/sources.list*; nothing else is guessed)
 #   TWINSTACK_CACHE_DIR cache directory (default /var/cache/twinstack)
 #   FIXTURE_BASE_IMAGE  repository name (default twinstack-fixture-base)
 #
@@ -108,7 +108,8 @@ find_mirror() {
       }' "$f")"
     [ -n "$uri" ] && { echo "$uri"; return; }
   done
-  echo "http://deb.debian.org/debian"
+  echo "base-image: no bookworm source in /etc/apt/sources.list*; set DEBOOTSTRAP_MIRROR to this machine's Debian mirror" >&2
+  exit 1
 }
 
 mirror="$(find_mirror)"
