@@ -57843,7 +57843,11 @@ function psql(client, database, o = {}) {
     if (o.output)
         args.push('-o', o.output);
     args.push('-d', database);
-    for (const step of o.run ?? [exports.STDIN_SCRIPT]) {
+    const steps = o.run ?? [exports.STDIN_SCRIPT];
+    // literal() doubles quotes and relies on this; set it rather than trust the server's default.
+    if (steps.length)
+        args.push('-c', 'SET standard_conforming_strings = on');
+    for (const step of steps) {
         if (step === exports.STDIN_SCRIPT)
             args.push('-f', '-');
         else

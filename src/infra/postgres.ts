@@ -35,7 +35,10 @@ export function psql(client: DbClient, database: string, o: PsqlOptions = {}): s
   if (o.tuples) args.push('-A', '-t');
   if (o.output) args.push('-o', o.output);
   args.push('-d', database);
-  for (const step of o.run ?? [STDIN_SCRIPT]) {
+  const steps = o.run ?? [STDIN_SCRIPT];
+  // literal() doubles quotes and relies on this; set it rather than trust the server's default.
+  if (steps.length) args.push('-c', 'SET standard_conforming_strings = on');
+  for (const step of steps) {
     if (step === STDIN_SCRIPT) args.push('-f', '-');
     else args.push('-c', step);
   }

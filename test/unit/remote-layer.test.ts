@@ -45,13 +45,13 @@ describe('host log schema', () => {
 describe('psql wrapper', () => {
   const client: DbClient = { dbTool: (tool: string, args: readonly Arg[]) => [tool, ...args.map(String)].join(' ') };
 
-  it('always runs without psqlrc, quietly, stopping at the first error, reading a script from stdin by default', () => {
-    assert.equal(psql(client, 'app'), 'psql -X -q -v ON_ERROR_STOP=1 -d app -f -');
+  it('always runs without psqlrc, quietly, stopping at the first error, with standard strings, reading a script from stdin by default', () => {
+    assert.equal(psql(client, 'app'), 'psql -X -q -v ON_ERROR_STOP=1 -d app -c SET standard_conforming_strings = on -f -');
   });
 
   it('keeps the order of commands and the stdin script, and may replay lines expected to fail', () => {
-    assert.equal(psql(client, 'st', { tuples: true, run: ['SET x = 1', STDIN_SCRIPT, 'SELECT 1'] }), 'psql -X -q -v ON_ERROR_STOP=1 -A -t -d st -c SET x = 1 -f - -c SELECT 1');
-    assert.equal(psql(client, 'st', { output: '/dev/null', stopOnError: false }), 'psql -X -q -o /dev/null -d st -f -');
+    assert.equal(psql(client, 'st', { tuples: true, run: ['SET x = 1', STDIN_SCRIPT, 'SELECT 1'] }), 'psql -X -q -v ON_ERROR_STOP=1 -A -t -d st -c SET standard_conforming_strings = on -c SET x = 1 -f - -c SELECT 1');
+    assert.equal(psql(client, 'st', { output: '/dev/null', stopOnError: false }), 'psql -X -q -o /dev/null -d st -c SET standard_conforming_strings = on -f -');
     assert.equal(psql(client, 'st', { run: [] }), 'psql -X -q -v ON_ERROR_STOP=1 -d st');
   });
 
