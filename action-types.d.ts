@@ -64,6 +64,8 @@ export interface DeployInputs {
 
 /** Outputs of twinstack deploy (actions/deploy). */
 export interface DeployOutputs {
+  /** The environment's URL (environments.<env>.url), for the job's environment url. */
+  'url': string;
   /** The id of the new release (r<UTC time>-<short sha>). */
   'release-id': string;
   /** The full commit sha deployed. */
@@ -200,6 +202,8 @@ export interface PromoteInputs {
 
 /** Outputs of twinstack promote (actions/promote). */
 export interface PromoteOutputs {
+  /** prod's URL, for the job's environment url. */
+  'url': string;
   /** promoted, rolled-back (the promotion failed and prod is back on its previous release), unchanged (prod already ran the commit) or rollback-failed (prod needs a person). */
   'outcome': string;
   /** The release prod runs now. */
@@ -240,6 +244,8 @@ export interface ResampleInputs {
 
 /** Outputs of twinstack resample (actions/resample). */
 export interface ResampleOutputs {
+  /** dev's URL, for the job's environment url. */
+  'url': string;
   /** Rows copied into dev (the estimate, on a dry run). */
   'rows-copied': string;
   /** true when dev now runs on the new sample. */
@@ -278,6 +284,8 @@ export interface RollbackInputs {
 
 /** Outputs of twinstack rollback (actions/rollback). */
 export interface RollbackOutputs {
+  /** The environment's URL, for the job's environment url. */
+  'url': string;
   /** The release the environment runs now. */
   'release-id': string;
   /** Its commit. */

@@ -55681,6 +55681,7 @@ exports.deployAction = {
     },
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
         const env = new environment_1.Environment(plan.environment, config);
+        io.output('url', env.cfg.url);
         const started = Date.now();
         const summary = new summary_1.Summary().heading(`Deploy to ${env.name}`);
         let sha = '';

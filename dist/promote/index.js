@@ -55685,6 +55685,7 @@ exports.promoteAction = {
     },
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
         const prod = new environment_1.Environment('prod', config);
+        io.output('url', prod.cfg.url);
         // 1. What dev runs, read under dev's lock, and whether exactly that passed the gate.
         const { devRelease, gate } = await gatedDevRelease(host, config['state-dir'], new environment_1.Environment('dev', config), plan.requireGate, run, log, lockTimeoutSeconds);
         const sha = devRelease.sha;

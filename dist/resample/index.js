@@ -57021,6 +57021,7 @@ exports.resampleAction = {
     prepare: readParams,
     async execute(ctx) {
         const { log, io } = ctx;
+        io.output('url', ctx.config.environments.dev.url);
         try {
             // Production's data goes into dev only while the two are kept apart (dev's running
             // configuration, as the isolation checks see it). A dry run changes nothing and skips it.

@@ -55680,6 +55680,7 @@ exports.rollbackAction = {
     },
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
         const env = new environment_1.Environment(plan.environment, config);
+        io.output('url', env.cfg.url);
         const summary = new summary_1.Summary().heading(`Rollback of ${env.name}`);
         let target;
         let backup;

@@ -139,13 +139,21 @@ describe('the workflow files', () => {
     });
 
     it(`${rel} reads the host's key only inside a GitHub environment, prod's only in "production"`, () => {
-      const doc = parse(content()) as { on?: { workflow_call?: { secrets?: Record<string, { required?: boolean }> } }; jobs: Record<string, { environment?: string; steps?: Array<{ uses?: string; with?: Record<string, string> }> }> };
+      type Job = { environment?: string | { name: string; url?: string }; steps?: Array<{ id?: string; uses?: string; with?: Record<string, string> }> };
+      const doc = parse(content()) as { on?: { workflow_call?: { secrets?: Record<string, { required?: boolean }> } }; jobs: Record<string, Job> };
       for (const [name, job] of Object.entries(doc.jobs)) {
         const usesKey = (job.steps ?? []).some((s) => Object.values(s.with ?? {}).some((v) => String(v).includes('secrets.TWINSTACK_SSH_KEY')));
         if (!usesKey) continue;
+        const environment = typeof job.environment === 'string' ? job.environment : job.environment?.name;
         const touchesProd = (job.steps ?? []).some((s) => /actions\/(promote|rollback)@/.test(s.uses ?? '') || (/actions\/(deploy|backup)@/.test(s.uses ?? '') && s.with?.environment === 'prod'));
-        assert.equal(job.environment, touchesProd ? 'production' : job.environment ?? 'none', `${rel} job ${name}`);
-        assert.ok(job.environment === 'production' || job.environment === 'development', `${rel} job ${name} reads the SSH key outside an environment`);
+        assert.equal(environment, touchesProd ? 'production' : environment ?? 'none', `${rel} job ${name}`);
+        assert.ok(environment === 'production' || environment === 'development', `${rel} job ${name} reads the SSH key outside an environment`);
+        // A job that changes an environment shows where it runs: the URL its step reports.
+        const changer = (job.steps ?? []).find((s) => /actions\/(deploy|promote|rollback|resample)@/.test(s.uses ?? ''));
+        if (changer) {
+          const url = typeof job.environment === 'object' ? job.environment.url : undefined;
+          assert.equal(url, `\${{ steps.${changer.id}.outputs.url }}`, `${rel} job ${name}: environment url`);
+        }
       }
       for (const [key, secret] of Object.entries(doc.on?.workflow_call?.secrets ?? {})) {
         assert.notEqual(secret.required, true, `${rel} requires the caller to pass ${key}: it must come from the environment`);

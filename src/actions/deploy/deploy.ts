@@ -58,6 +58,7 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
 
   async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
     const env = new Environment(plan.environment, config);
+    io.output('url', env.cfg.url);
     const started = Date.now();
     const summary = new Summary().heading(`Deploy to ${env.name}`);
     let sha = '';

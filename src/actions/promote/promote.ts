@@ -70,6 +70,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
 
   async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
     const prod = new Environment('prod', config);
+    io.output('url', prod.cfg.url);
 
     // 1. What dev runs, read under dev's lock, and whether exactly that passed the gate.
     const { devRelease, gate } = await gatedDevRelease(host, config['state-dir'], new Environment('dev', config), plan.requireGate, run, log, lockTimeoutSeconds);

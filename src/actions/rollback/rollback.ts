@@ -39,6 +39,7 @@ export const rollbackAction: ActionDefinition<RollbackInputs, RollbackOutputs, P
 
   async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
     const env = new Environment(plan.environment, config);
+    io.output('url', env.cfg.url);
     const summary = new Summary().heading(`Rollback of ${env.name}`);
     let target: Release | undefined;
     let backup: BackupManifest | undefined;
