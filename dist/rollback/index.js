@@ -58652,13 +58652,22 @@ exports.SshHost = SshHost;
 
 "use strict";
 
-/** A small Markdown builder for job summaries: written for people reading them at 3 a.m. */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.Summary = void 0;
+exports.Summary = exports.MAX_BYTES = exports.MAX_ROWS = exports.MAX_CELL = void 0;
 exports.escapeCell = escapeCell;
 exports.fenced = fenced;
+/**
+ * A small Markdown builder for job summaries: written for people reading them at 3 a.m. GitHub
+ * caps a step's summary at 1 MiB and drops what is over, so every part is bounded: a cell at
+ * MAX_CELL characters, a table at MAX_ROWS rows (the rest is named, and the step's log has it all),
+ * the whole summary at MAX_BYTES.
+ */
+exports.MAX_CELL = 500;
+exports.MAX_ROWS = 100;
+exports.MAX_BYTES = 512 * 1024;
 function escapeCell(text) {
-    return text.replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
+    const cut = text.length > exports.MAX_CELL ? `${text.slice(0, exports.MAX_CELL)}… (${text.length - exports.MAX_CELL} more characters)` : text;
+    return cut.replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
 }
 /**
  * Text in a fenced code block it cannot close: the fence is one backtick longer than the longest
@@ -58686,9 +58695,11 @@ class Summary {
     }
     table(header, rows) {
         const lines = [`| ${header.map(escapeCell).join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`];
-        for (const r of rows)
+        for (const r of rows.slice(0, exports.MAX_ROWS))
             lines.push(`| ${r.map((c) => escapeCell(c)).join(' | ')} |`);
         this.parts.push(lines.join('\n'));
+        if (rows.length > exports.MAX_ROWS)
+            this.parts.push(`… and ${rows.length - exports.MAX_ROWS} more rows, not shown here (the step's log or outputs have the full list).`);
         return this;
     }
     code(text, lang = '') {
@@ -58707,7 +58718,18 @@ class Summary {
         return this.parts.length === 0;
     }
     toMarkdown() {
-        return `${this.parts.join('\n\n')}\n`;
+        const out = [];
+        let bytes = 0;
+        for (const [i, part] of this.parts.entries()) {
+            const size = Buffer.byteLength(part) + 2;
+            if (bytes + size > exports.MAX_BYTES) {
+                out.push(`… ${this.parts.length - i} more section(s) cut: the summary reached ${Math.round(exports.MAX_BYTES / 1024)} KiB (GitHub keeps 1 MiB a step). The step's log and outputs have the rest.`);
+                break;
+            }
+            out.push(part);
+            bytes += size;
+        }
+        return `${out.join('\n\n')}\n`;
     }
 }
 exports.Summary = Summary;

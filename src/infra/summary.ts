@@ -1,7 +1,16 @@
-/** A small Markdown builder for job summaries: written for people reading them at 3 a.m. */
+/**
+ * A small Markdown builder for job summaries: written for people reading them at 3 a.m. GitHub
+ * caps a step's summary at 1 MiB and drops what is over, so every part is bounded: a cell at
+ * MAX_CELL characters, a table at MAX_ROWS rows (the rest is named, and the step's log has it all),
+ * the whole summary at MAX_BYTES.
+ */
+export const MAX_CELL = 500;
+export const MAX_ROWS = 100;
+export const MAX_BYTES = 512 * 1024;
 
 export function escapeCell(text: string): string {
-  return text.replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
+  const cut = text.length > MAX_CELL ? `${text.slice(0, MAX_CELL)}… (${text.length - MAX_CELL} more characters)` : text;
+  return cut.replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
 }
 
 /**
@@ -31,8 +40,9 @@ export class Summary {
   }
   table(header: string[], rows: string[][]): this {
     const lines = [`| ${header.map(escapeCell).join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`];
-    for (const r of rows) lines.push(`| ${r.map((c) => escapeCell(c)).join(' | ')} |`);
+    for (const r of rows.slice(0, MAX_ROWS)) lines.push(`| ${r.map((c) => escapeCell(c)).join(' | ')} |`);
     this.parts.push(lines.join('\n'));
+    if (rows.length > MAX_ROWS) this.parts.push(`… and ${rows.length - MAX_ROWS} more rows, not shown here (the step's log or outputs have the full list).`);
     return this;
   }
   code(text: string, lang = ''): this {
@@ -51,6 +61,17 @@ export class Summary {
     return this.parts.length === 0;
   }
   toMarkdown(): string {
-    return `${this.parts.join('\n\n')}\n`;
+    const out: string[] = [];
+    let bytes = 0;
+    for (const [i, part] of this.parts.entries()) {
+      const size = Buffer.byteLength(part) + 2;
+      if (bytes + size > MAX_BYTES) {
+        out.push(`… ${this.parts.length - i} more section(s) cut: the summary reached ${Math.round(MAX_BYTES / 1024)} KiB (GitHub keeps 1 MiB a step). The step's log and outputs have the rest.`);
+        break;
+      }
+      out.push(part);
+      bytes += size;
+    }
+    return `${out.join('\n\n')}\n`;
   }
 }

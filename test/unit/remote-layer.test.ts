@@ -6,6 +6,16 @@ import { MemoryLogger } from '../../src/infra/logger';
 import { dropDatabaseSql, psql, renameDatabaseSql, STDIN_SCRIPT, type DbClient } from '../../src/infra/postgres';
 import type { Arg } from '../../src/infra/shell';
 import { Summary } from '../../src/infra/summary';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { gateSummary } from '../../src/actions/gate/gate';
+import { parseConfig } from '../../src/domain/config';
+import { Environment } from '../../src/domain/environment';
+import type { TestCase } from '../../src/infra/junit';
+import type { ResampleReport } from '../../src/resample/engine';
+import { resampleSummary } from '../../src/resample/report';
+
+const CONFIG = fs.readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8');
 
 const line = (fields: Record<string, unknown>) => JSON.stringify({ v: 1, time: '2026-01-01T00:00:00Z', env: 'dev', action: 'gate', op: 'o1', ...fields });
 
@@ -72,5 +82,50 @@ describe('job summaries', () => {
     const inside = md.slice(md.indexOf(`${fence}\n`) + fence.length + 1, md.lastIndexOf(`\n${fence}`));
     assert.equal(inside, logs);
     assert.equal(md.split(fence).length, 3, 'exactly one opening and one closing fence');
+  });
+});
+
+describe('the biggest job summaries stay under GitHub\'s 1 MiB a step', () => {
+  const MiB = 1024 * 1024;
+
+  it('a failing gate with 500 failed tests, each with a long message', () => {
+    const cases: TestCase[] = Array.from({ length: 500 }, (_, i) => ({
+      id: `tests.test_big::test_${i}`,
+      name: `test_${i}`,
+      classname: 'tests.test_big',
+      file: 'tests/test_big.py',
+      line: i + 1,
+      seconds: i / 100,
+      result: 'failed',
+      message: `AssertionError: ${'x'.repeat(3000)}`,
+    }));
+    const md = gateSummary(new Environment('dev', parseConfig(CONFIG, 'c')), {
+      sha: 'a'.repeat(40),
+      release: 'r1',
+      images: { api: 'sha256:1' },
+      tests: { cases, passed: 0, failed: 500, skipped: 0 },
+      problems: ['500 tests failed'],
+    }).toMarkdown();
+    assert.ok(Buffer.byteLength(md) < MiB / 2, `${Buffer.byteLength(md)} bytes`);
+    assert.match(md, /… and 400 more rows, not shown here/);
+    assert.match(md, /tests\.test_big::test_0 /);
+  });
+
+  it('a resample report of a 60-table schema with 200 foreign keys', () => {
+    const tables = Array.from({ length: 60 }, (_, i) => ({ table: `public.table_${i}`, mode: 'owned', prodRows: 1e6, prodRowsExact: true, copied: 1e5, rules: [`email: sql: ${'y'.repeat(800)}`], note: 'rows of sampled users' }));
+    const foreignKeys = Array.from({ length: 200 }, (_, i) => ({ name: `fk_${i}`, table: `public.table_${i % 60}`, columns: ['user_id'], refTable: 'public.users', policy: 'include', source: 'catalog', orphans: 0 }));
+    const report = { dryRun: false, root: 'public.users', fraction: 0.1, seed: 's', tables, foreignKeys, leaks: [], probes: 10, warnings: [], swapped: true, sshBytes: { sent: 1, received: 1 }, rowsCopied: 6e6, seconds: 100, phases: [] } as unknown as ResampleReport;
+    const md = resampleSummary(report, { ok: true }).toMarkdown();
+    assert.ok(Buffer.byteLength(md) < MiB / 2, `${Buffer.byteLength(md)} bytes`);
+    assert.match(md, /public\.table_59/);
+    assert.match(md, /… and 100 more rows/);
+  });
+
+  it('cuts whatever would still be too big, saying so', () => {
+    const s = new Summary();
+    for (let i = 0; i < 400; i++) s.text(`section ${i}: ${'z'.repeat(4000)}`);
+    const md = s.toMarkdown();
+    assert.ok(Buffer.byteLength(md) <= 512 * 1024 + 1024);
+    assert.match(md, /more section\(s\) cut: the summary reached 512 KiB/);
   });
 });

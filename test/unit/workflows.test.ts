@@ -149,10 +149,11 @@ describe('the workflow files', () => {
 
     it(`${rel} queues every pending run of its group, never replacing or cancelling one`, () => {
       const doc = parse(content()) as { concurrency?: { group?: string; 'cancel-in-progress'?: boolean; queue?: string } };
+      const c = doc.concurrency ?? {};
       // The groups of the runs that change an environment; monitor's newest run replaces the older on purpose.
       if (!['twinstack-prod', 'twinstack-dev'].includes(doc.concurrency?.group ?? '')) return;
-      assert.equal(doc.concurrency['cancel-in-progress'], false);
-      assert.equal(doc.concurrency.queue, 'max', `${rel}: a pending run in ${doc.concurrency.group} would be replaced by a newer one`);
+      assert.equal(c['cancel-in-progress'], false);
+      assert.equal(c.queue, 'max', `${rel}: a pending run in ${c.group} would be replaced by a newer one`);
     });
 
     it(`${rel} reads the host's key only inside a GitHub environment, prod's only in "production"`, () => {
