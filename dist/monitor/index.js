@@ -56498,6 +56498,7 @@ function dockerExec(container, command, opts = {}) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.OperationFailed = exports.LockTimeoutError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
+exports.scrubRowValues = scrubRowValues;
 exports.tailLines = tailLines;
 exports.shorten = shorten;
 exports.errorMessage = errorMessage;
@@ -56512,19 +56513,21 @@ class RemoteCommandError extends Error {
     exitCode;
     signal;
     stdout;
-    stderr;
     timedOut;
     label;
     name = 'RemoteCommandError';
+    /** The command's stderr, with the row values PostgreSQL quotes taken out (scrubRowValues). */
+    stderr;
     constructor(command, exitCode, signal, stdout, stderr, timedOut = false, label) {
-        super(RemoteCommandError.describe(command, exitCode, signal, stderr, timedOut, label));
+        const scrubbed = scrubRowValues(stderr);
+        super(RemoteCommandError.describe(command, exitCode, signal, scrubbed, timedOut, label));
         this.command = command;
         this.exitCode = exitCode;
         this.signal = signal;
         this.stdout = stdout;
-        this.stderr = stderr;
         this.timedOut = timedOut;
         this.label = label;
+        this.stderr = scrubbed;
     }
     static describe(command, exitCode, signal, stderr, timedOut, label) {
         const what = label ?? shorten(command, 200);
@@ -56540,6 +56543,17 @@ class RemoteCommandError extends Error {
     }
 }
 exports.RemoteCommandError = RemoteCommandError;
+/**
+ * PostgreSQL quotes row values in its errors ("Failing row contains (...)", "Key (email)=(...)",
+ * a COPY's failing line). An error goes to the job log, the summary and the host log, which may be
+ * public: the values are replaced by where to look, and the table, constraint and line stay.
+ */
+function scrubRowValues(text) {
+    return text
+        .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
+        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
+        .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
+}
 /** The environment's lock could not be taken in time. */
 class LockTimeoutError extends Error {
     name = 'LockTimeoutError';
@@ -56827,6 +56841,7 @@ exports.STDIN_SCRIPT = void 0;
 exports.psql = psql;
 exports.endSessionsSql = endSessionsSql;
 exports.renameDatabaseSql = renameDatabaseSql;
+exports.copyDatabaseSettingsSql = copyDatabaseSettingsSql;
 exports.dropDatabaseSql = dropDatabaseSql;
 const sql_1 = __nccwpck_require__(3830);
 /** In `PsqlOptions.run`: the script psql reads from its standard input (`-f -`). */
@@ -56867,6 +56882,20 @@ function endSessionsSql(database) {
 function renameDatabaseSql(from, to, opts = {}) {
     // A short pause lets terminated backends leave pg_stat_activity before the rename looks.
     return `${endSessionsSql(from)}\n${opts.settle ? 'SELECT pg_sleep(0.2);\n' : ''}ALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};\n`;
+}
+/**
+ * Copies the settings that belong to a database rather than to its dump (`ALTER DATABASE … SET`,
+ * `ALTER ROLE … IN DATABASE … SET`) from one database to another. A psql script (\gexec).
+ */
+function copyDatabaseSettingsSql(from, to) {
+    // List settings are stored as their elements, each already quoted where needed ("$user",
+    // public): written back as they are. Every other value is one literal.
+    const value = "CASE WHEN lower(split_part(c, '=', 1)) IN ('search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries', 'shared_preload_libraries') " +
+        "THEN substr(c, strpos(c, '=') + 1) ELSE quote_literal(substr(c, strpos(c, '=') + 1)) END";
+    return (`SELECT CASE WHEN s.setrole = 0 THEN format('ALTER DATABASE %I SET %s = %s', ${(0, sql_1.literal)(to)}, split_part(c, '=', 1), ${value}) ` +
+        `ELSE format('ALTER ROLE %I IN DATABASE %I SET %s = %s', r.rolname, ${(0, sql_1.literal)(to)}, split_part(c, '=', 1), ${value}) END ` +
+        `FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c ` +
+        `WHERE d.datname = ${(0, sql_1.literal)(from)} AND split_part(c, '=', 1) ~ '^[A-Za-z_][A-Za-z0-9_.]*$' \\gexec\n`);
 }
 /** Ends the database's sessions, then drops it if it exists. */
 function dropDatabaseSql(name) {

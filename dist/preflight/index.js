@@ -56322,6 +56322,7 @@ function dockerExec(container, command, opts = {}) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.OperationFailed = exports.LockTimeoutError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
+exports.scrubRowValues = scrubRowValues;
 exports.tailLines = tailLines;
 exports.shorten = shorten;
 exports.errorMessage = errorMessage;
@@ -56336,19 +56337,21 @@ class RemoteCommandError extends Error {
     exitCode;
     signal;
     stdout;
-    stderr;
     timedOut;
     label;
     name = 'RemoteCommandError';
+    /** The command's stderr, with the row values PostgreSQL quotes taken out (scrubRowValues). */
+    stderr;
     constructor(command, exitCode, signal, stdout, stderr, timedOut = false, label) {
-        super(RemoteCommandError.describe(command, exitCode, signal, stderr, timedOut, label));
+        const scrubbed = scrubRowValues(stderr);
+        super(RemoteCommandError.describe(command, exitCode, signal, scrubbed, timedOut, label));
         this.command = command;
         this.exitCode = exitCode;
         this.signal = signal;
         this.stdout = stdout;
-        this.stderr = stderr;
         this.timedOut = timedOut;
         this.label = label;
+        this.stderr = scrubbed;
     }
     static describe(command, exitCode, signal, stderr, timedOut, label) {
         const what = label ?? shorten(command, 200);
@@ -56364,6 +56367,17 @@ class RemoteCommandError extends Error {
     }
 }
 exports.RemoteCommandError = RemoteCommandError;
+/**
+ * PostgreSQL quotes row values in its errors ("Failing row contains (...)", "Key (email)=(...)",
+ * a COPY's failing line). An error goes to the job log, the summary and the host log, which may be
+ * public: the values are replaced by where to look, and the table, constraint and line stay.
+ */
+function scrubRowValues(text) {
+    return text
+        .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
+        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
+        .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
+}
 /** The environment's lock could not be taken in time. */
 class LockTimeoutError extends Error {
     name = 'LockTimeoutError';

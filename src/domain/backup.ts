@@ -11,7 +11,7 @@ import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { argv, raw, sh } from '../infra/shell';
 import { pendingDirOf } from './host-log';
-import { dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
+import { copyDatabaseSettingsSql, dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
 import { ident, literal } from '../infra/sql';
 
 export interface BackupFile {
@@ -333,6 +333,9 @@ export async function restoreBackup(host: Host, config: Config, env: Environment
     `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${literal(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${literal(aside)} \\gexec\n` +
     `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${literal(db)}) FROM pg_database WHERE datname = ${literal(aside)} AND datacl IS NOT NULL \\gexec\n` +
     `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${literal(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${literal(aside)} \\gexec\n`;
+  // Settings belong to the database, not to the dump: they move from the set-aside one once the
+  // restore is in (a setting such as default_transaction_read_only must not apply to pg_restore).
+  const settings = copyDatabaseSettingsSql(aside, db);
   const putBack = `${dropDatabaseSql(db)}${renameDatabaseSql(aside, db)}`;
   const tag = `twinstack restore ${m.id} in progress`;
   const undoCheck =
@@ -358,6 +361,7 @@ export async function restoreBackup(host: Host, config: Config, env: Environment
     `trap put_back EXIT; trap 'exit 143' TERM INT HUP`,
     `printf '%s' ${sh`${create + `COMMENT ON DATABASE ${ident(db)} IS ${literal(tag)};\n`}`} | ${sql}`,
     `${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${sh`${file}`}`,
+    `printf '%s' ${sh`${settings}`} | ${sql}`,
     `printf '%s' ${sh`${`COMMENT ON DATABASE ${ident(db)} IS NULL;\n`}`} | ${sql}`,
     `ok=1; rm -f ${sh`${marker}`}`,
   ].join('\n');

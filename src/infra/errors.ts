@@ -6,16 +6,20 @@ export class ConfigurationError extends Error {
 /** A command on the host exited non-zero (or was killed). Carries what an operator needs to see. */
 export class RemoteCommandError extends Error {
   override name = 'RemoteCommandError';
+  /** The command's stderr, with the row values PostgreSQL quotes taken out (scrubRowValues). */
+  readonly stderr: string;
   constructor(
     readonly command: string,
     readonly exitCode: number | null,
     readonly signal: string | null,
     readonly stdout: string,
-    readonly stderr: string,
+    stderr: string,
     readonly timedOut = false,
     readonly label?: string,
   ) {
-    super(RemoteCommandError.describe(command, exitCode, signal, stderr, timedOut, label));
+    const scrubbed = scrubRowValues(stderr);
+    super(RemoteCommandError.describe(command, exitCode, signal, scrubbed, timedOut, label));
+    this.stderr = scrubbed;
   }
 
   static describe(
@@ -37,6 +41,18 @@ export class RemoteCommandError extends Error {
     const tail = tailLines(stderr, 5);
     return `${what} ${how}${tail ? `: ${tail}` : ''}`;
   }
+}
+
+/**
+ * PostgreSQL quotes row values in its errors ("Failing row contains (...)", "Key (email)=(...)",
+ * a COPY's failing line). An error goes to the job log, the summary and the host log, which may be
+ * public: the values are replaced by where to look, and the table, constraint and line stay.
+ */
+export function scrubRowValues(text: string): string {
+  return text
+    .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
+    .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
+    .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
 }
 
 /** The environment's lock could not be taken in time. */

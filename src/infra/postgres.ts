@@ -64,6 +64,24 @@ export function renameDatabaseSql(from: string, to: string, opts: { settle?: boo
   return `${endSessionsSql(from)}\n${opts.settle ? 'SELECT pg_sleep(0.2);\n' : ''}ALTER DATABASE ${ident(from)} RENAME TO ${ident(to)};\n`;
 }
 
+/**
+ * Copies the settings that belong to a database rather than to its dump (`ALTER DATABASE … SET`,
+ * `ALTER ROLE … IN DATABASE … SET`) from one database to another. A psql script (\gexec).
+ */
+export function copyDatabaseSettingsSql(from: string, to: string): string {
+  // List settings are stored as their elements, each already quoted where needed ("$user",
+  // public): written back as they are. Every other value is one literal.
+  const value =
+    "CASE WHEN lower(split_part(c, '=', 1)) IN ('search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries', 'shared_preload_libraries') " +
+    "THEN substr(c, strpos(c, '=') + 1) ELSE quote_literal(substr(c, strpos(c, '=') + 1)) END";
+  return (
+    `SELECT CASE WHEN s.setrole = 0 THEN format('ALTER DATABASE %I SET %s = %s', ${literal(to)}, split_part(c, '=', 1), ${value}) ` +
+    `ELSE format('ALTER ROLE %I IN DATABASE %I SET %s = %s', r.rolname, ${literal(to)}, split_part(c, '=', 1), ${value}) END ` +
+    `FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c ` +
+    `WHERE d.datname = ${literal(from)} AND split_part(c, '=', 1) ~ '^[A-Za-z_][A-Za-z0-9_.]*$' \\gexec\n`
+  );
+}
+
 /** Ends the database's sessions, then drops it if it exists. */
 export function dropDatabaseSql(name: string): string {
   return `${endSessionsSql(name)}\nDROP DATABASE IF EXISTS ${ident(name)};\n`;

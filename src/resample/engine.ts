@@ -24,7 +24,7 @@ import { readCatalog, type Catalog } from './catalog';
 import { PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from '../infra/sql';
-import { psql, STDIN_SCRIPT } from '../infra/postgres';
+import { copyDatabaseSettingsSql, psql, STDIN_SCRIPT } from '../infra/postgres';
 
 export interface ResampleParams {
   fraction?: number;
@@ -366,6 +366,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
           if (errors.length) report.warnings.push(`${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`);
           await server.exec(databaseGrantsSql(names.dev, names.staging), "re-applying dev's database grants");
+          await server.exec(copyDatabaseSettingsSql(names.dev, names.staging), "copying dev's database settings");
         }
         await server.exec('ANALYZE;', 'analyzing staging', names.staging);
         mark('sequences, grants, analyze');

@@ -67,10 +67,18 @@ describe('backups', () => {
     assert.equal(pg.psql("select count(*) from pg_database where datname like '%verify%'").trim(), '0');
   });
 
+  const settingsOf = (db: string) =>
+    pg
+      .psql(`select coalesce(r.rolname, '-') || ' ' || c from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase left join pg_roles r on r.oid = s.setrole, unnest(s.setconfig) c where d.datname = '${db}' order by 1`)
+      .trim();
+
   it('restores exactly the backed-up database: later tables gone, later rows gone, grants kept', async () => {
     const m = await takeBackup(host, config, prod, {}, new MemoryLogger());
     pg.psql("create table half_done (id int); insert into users values (1000, 'late@example.com')", 'makapix');
+    // Database-level settings belong to the database, not to its dump.
+    pg.psql("alter database makapix set work_mem = '7MB'; alter role app in database makapix set statement_timeout = '5s'");
     await restoreBackup(host, config, prod, m, new MemoryLogger());
+    assert.equal(settingsOf('makapix'), "- work_mem=7MB\napp statement_timeout=5s");
     assert.equal(pg.psql("select to_regclass('public.half_done') is null", 'makapix').trim(), 't');
     assert.equal(pg.psql('select count(*) from users', 'makapix').trim(), '300');
     assert.equal(pg.psql("select has_database_privilege('app', 'makapix', 'CONNECT')").trim(), 't');

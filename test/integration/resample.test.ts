@@ -4,7 +4,9 @@
  */
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
-import { ConfigurationError } from '../../src/infra/errors';
+import { ConfigurationError, RemoteCommandError } from '../../src/infra/errors';
+import { Environment } from '../../src/domain/environment';
+import { psql } from '../../src/infra/postgres';
 import { ResampleFailed, resample, type ResampleReport } from '../../src/resample/engine';
 import { isSampled, productionScript } from '../../src/resample/plan';
 import { planResample } from '../../src/resample/engine';
@@ -297,6 +299,42 @@ describe('the swap', () => {
     }).catch(() => undefined);
     assert.equal(w.dump(w.dev, 'makapix_dev'), before);
     assert.ok(w.log.text.includes('an earlier resample died during its swap'));
+  });
+});
+
+describe('errors from PostgreSQL', () => {
+  it('never carry row values: a failing row, a duplicate key, a COPY line', async () => {
+    const secret = 'my private message to bob';
+    runSql(w.dev, 'postgres', 'DROP DATABASE IF EXISTS scrub_test; CREATE DATABASE scrub_test');
+    runSql(w.dev, 'scrub_test', `CREATE TABLE dm (id int PRIMARY KEY, body text NOT NULL, CHECK (length(body) < 10)); CREATE TABLE u (email text UNIQUE); INSERT INTO u VALUES ('${secret}')`);
+    const dev = new Environment('dev', w.config());
+    for (const [sql, where] of [
+      [`INSERT INTO dm VALUES (1, '${secret}')`, /violates check constraint "dm_body_check"/],
+      [`INSERT INTO u VALUES ('${secret}')`, /duplicate key value violates unique constraint "u_email_key"/],
+      [`COPY dm FROM stdin;\n2\t${secret}\n\\.\n`, /COPY dm, line 1/],
+    ] as const) {
+      const e = await w.host.run(psql(dev, 'scrub_test'), { stdin: `${sql};\n`, quiet: true }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      assert.ok(e instanceof RemoteCommandError, String(e));
+      assert.match(e.message, where);
+      assert.ok(!e.message.includes(secret) && !e.stderr.includes(secret), e.message);
+    }
+    runSql(w.dev, 'postgres', 'DROP DATABASE scrub_test');
+  });
+});
+
+describe("dev's database settings", () => {
+  it('survive the swap: ALTER DATABASE and ALTER ROLE ... IN DATABASE values move to the new database', async () => {
+    const settings = () =>
+      runSql(w.dev, 'postgres', `SELECT coalesce(r.rolname, '-') || ' ' || c FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c WHERE d.datname = 'makapix_dev' ORDER BY 1`).trim();
+    runSql(w.dev, 'postgres', "ALTER DATABASE makapix_dev SET work_mem = '7MB'; ALTER DATABASE makapix_dev SET search_path = public, extensions; ALTER ROLE app_rw IN DATABASE makapix_dev SET statement_timeout = '5s'");
+    const before = settings();
+    assert.equal(before.split('\n').length, 3);
+    await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD });
+    assert.equal(settings(), before);
+    runSql(w.dev, 'postgres', 'ALTER DATABASE makapix_dev RESET ALL; ALTER ROLE app_rw IN DATABASE makapix_dev RESET ALL');
   });
 });
 
