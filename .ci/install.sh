@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the system packages the end-to-end tests need (Debian 12).
-# Idempotent: does nothing but check when everything is already present.
+# Idempotent: does nothing but check when everything is already present. --check: check only.
 set -euo pipefail
 
 packages=(
@@ -28,6 +28,11 @@ done
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install: all packages present: ${packages[*]}"
   exit 0
+fi
+# --check: only say whether anything is missing.
+if [ "${1:-}" = "--check" ]; then
+  echo "install: missing: ${missing[*]}"
+  exit 1
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
