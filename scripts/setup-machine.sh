@@ -38,6 +38,7 @@ stage() { # <name> <check command> <do command...>
 }
 
 stage "system packages" "bash .ci/install.sh --check" bash .ci/install.sh
+stage "docker compose v2 plugin" "docker compose version" bash .ci/install-compose-v2.sh
 stage "node packages" "[ -x node_modules/.bin/tsc ] && [ -x node_modules/.bin/tsx ]" npm ci --no-audit --no-fund
 if [ "$docker_too" = 1 ]; then
   stage "Docker engine" "docker info" bash .ci/start-docker.sh

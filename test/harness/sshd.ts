@@ -62,7 +62,9 @@ export async function startSshd(): Promise<TestSshd> {
       'LogLevel ERROR',
       // This machine's root .bashrc runs slow initialisations (pyenv) that bash sources for every
       // command sshd runs. SHLVL=1 makes bash skip it, as on a VPS with a plain .bashrc.
-      'SetEnv SHLVL=1',
+      // The test engine runs without a bridge network (dockerd --bridge=none), where compose v2's
+      // BuildKit fails every RUN step; the classic builder works. A real VPS has its bridge.
+      'SetEnv SHLVL=1 DOCKER_BUILDKIT=0',
       '',
     ].join('\n'),
   );

@@ -51,19 +51,23 @@ export function dockerProblem(): string | undefined {
   return undefined;
 }
 
+/**
+ * The compose commands this machine has, v2 first: it is what VPSes run today, and every suite
+ * runs under the first. The deploy/gate suite runs under each (v1 too).
+ */
 export function composeCommands(): Array<'docker-compose' | 'docker compose'> {
   const found: Array<'docker-compose' | 'docker compose'> = [];
-  try {
-    execFileSync('docker-compose', ['version'], { stdio: 'ignore' });
-    found.push('docker-compose');
-  } catch {
-    /* not installed */
-  }
   try {
     execFileSync('docker', ['compose', 'version'], { stdio: 'ignore' });
     found.push('docker compose');
   } catch {
     /* no v2 plugin */
+  }
+  try {
+    execFileSync('docker-compose', ['version'], { stdio: 'ignore' });
+    found.push('docker-compose');
+  } catch {
+    /* not installed */
   }
   return found;
 }
