@@ -84,7 +84,9 @@ const PORTS = {
 const PROJECTS = SLOT ? { prod: `makapix${SLOT}-prod`, dev: `makapix${SLOT}-dev` } : { prod: 'makapix-prod', dev: 'makapix-dev' };
 
 function sh(command: string, cwd?: string, env?: Record<string, string>): string {
-  return execFileSync('bash', ['-c', command], { cwd, encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
+  // DOCKER_BUILDKIT=0: as for the actions (see the test sshd), the tests' own builds use the classic
+  // builder, which works on the test engine without a bridge network.
+  return execFileSync('bash', ['-c', command], { cwd, encoding: 'utf8', env: { ...process.env, DOCKER_BUILDKIT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
 }
 
 export async function startFixtureHost(composeCommand: 'docker-compose' | 'docker compose' = 'docker-compose'): Promise<FixtureHost> {
