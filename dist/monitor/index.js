@@ -57354,12 +57354,13 @@ class SshHost {
     /**
      * Files go over the exec channel (no SFTP subsystem needed on the host): written to a temporary
      * name created with the mode (umask 077 first), then moved into place, so a reader sees the old
-     * file or the whole new one.
+     * file or the whole new one. A missing parent directory is made (mode 0700).
      */
     async writeFile(path, content, mode = 0o600) {
         const tmp = `${path}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
+        const dir = path.slice(0, path.lastIndexOf('/')) || '/';
         const octal = mode.toString(8);
-        await this.run((0, shell_1.sh) `umask 077 && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
+        await this.run((0, shell_1.sh) `umask 077 && mkdir -p ${dir} && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
             stdin: content,
             label: `writing ${path}`,
             quiet: true,

@@ -56010,8 +56010,8 @@ function alembicCheck(host, env, plan, timeoutSeconds) {
     return host.run((0, docker_1.dockerExec)(plan.container, ['alembic', 'check']), { label: `${env.name} alembic check`, timeoutSeconds, check: false });
 }
 /** alembic's current revision in the environment's api container ('' when there is none yet). */
-async function currentRevision(host, env, service = env.cfg.apiService, timeoutSeconds = 120) {
-    const container = await env.serviceContainer(host, service);
+async function currentRevision(host, env, service = env.cfg.apiService, timeoutSeconds = 120, container) {
+    container ??= await env.serviceContainer(host, service);
     const r = await host.run((0, docker_1.dockerExec)(container, ['alembic', 'current']), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
     return /^(\w+)/m.exec(r.stdout.trim())?.[1] ?? '';
 }
@@ -56910,13 +56910,6 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EnvironmentLock = void 0;
 exports.describeBusy = describeBusy;
 exports.describeHolder = describeHolder;
-/**
- * The per-environment lock on the host. A `flock` held by a process inside our SSH session: if the
- * run dies or loses its connection, sshd ends the session, the process exits and the kernel drops
- * the lock, so a dead run can never block the host for ever. The holder file beside it says who
- * holds the lock; a holder file found by the next run that takes the lock is the trace of a run
- * that died holding it (a stale lock), and is reported.
- */
 const errors_1 = __nccwpck_require__(639);
 const host_log_1 = __nccwpck_require__(131);
 const shell_1 = __nccwpck_require__(2232);
@@ -57037,6 +57030,10 @@ echo "stopped $n process group(s)"`;
         catch {
             return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '' };
         }
+    }
+    /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
+    static acquireToRead(host, stateDir, env, run, action, waitSeconds, log, sha = run.sha) {
+        return EnvironmentLock.acquire(host, stateDir, env, { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() }, waitSeconds, log);
     }
     static async acquire(host, stateDir, env, holder, waitSeconds, log) {
         const started = Date.now();
@@ -57509,6 +57506,7 @@ function lossWindow(backup, restoredAt) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.observe = observe;
 exports.drift = drift;
+exports.driftMessage = driftMessage;
 exports.shortId = shortId;
 /**
  * What an environment really runs, read from the host: the checkout's HEAD, every service's
@@ -57535,8 +57533,10 @@ async function observe(host, env, opts = {}) {
         if (c.service && !images[c.service])
             images[c.service] = c.imageId;
     const state = { environment: env.name, head, containers, images, time: new Date().toISOString() };
-    if (opts.alembic)
-        state.alembic = await (0, alembic_1.currentRevision)(host, env).catch(() => undefined);
+    // The api container was just read: alembic runs in it directly, and not at all when none runs.
+    const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
+    if (opts.alembic && api)
+        state.alembic = await (0, alembic_1.currentRevision)(host, env, env.cfg.apiService, 120, api.id).catch(() => undefined);
     return state;
 }
 /** How what runs differs from a release: one line per difference, empty when they agree. */
@@ -57563,6 +57563,10 @@ function drift(observed, release) {
             out.push(`service ${service} runs, but is not part of the release`);
     }
     return out;
+}
+/** The opening of every refusal on drift: what the record says, and how the host differs from it. */
+function driftMessage(environment, release, lines) {
+    return `${environment} does not run its recorded release ${release.release} (${release.sha.slice(0, 12)}): ${lines.join('; ')}.`;
 }
 function shortId(id) {
     return id.replace(/^sha256:/, '').slice(0, 12);
@@ -58613,12 +58617,13 @@ class SshHost {
     /**
      * Files go over the exec channel (no SFTP subsystem needed on the host): written to a temporary
      * name created with the mode (umask 077 first), then moved into place, so a reader sees the old
-     * file or the whole new one.
+     * file or the whole new one. A missing parent directory is made (mode 0700).
      */
     async writeFile(path, content, mode = 0o600) {
         const tmp = `${path}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
+        const dir = path.slice(0, path.lastIndexOf('/')) || '/';
         const octal = mode.toString(8);
-        await this.run((0, shell_1.sh) `umask 077 && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
+        await this.run((0, shell_1.sh) `umask 077 && mkdir -p ${dir} && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
             stdin: content,
             label: `writing ${path}`,
             quiet: true,

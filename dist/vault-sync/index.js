@@ -56306,13 +56306,6 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EnvironmentLock = void 0;
 exports.describeBusy = describeBusy;
 exports.describeHolder = describeHolder;
-/**
- * The per-environment lock on the host. A `flock` held by a process inside our SSH session: if the
- * run dies or loses its connection, sshd ends the session, the process exits and the kernel drops
- * the lock, so a dead run can never block the host for ever. The holder file beside it says who
- * holds the lock; a holder file found by the next run that takes the lock is the trace of a run
- * that died holding it (a stale lock), and is reported.
- */
 const errors_1 = __nccwpck_require__(639);
 const host_log_1 = __nccwpck_require__(131);
 const shell_1 = __nccwpck_require__(2232);
@@ -56433,6 +56426,10 @@ echo "stopped $n process group(s)"`;
         catch {
             return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '' };
         }
+    }
+    /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
+    static acquireToRead(host, stateDir, env, run, action, waitSeconds, log, sha = run.sha) {
+        return EnvironmentLock.acquire(host, stateDir, env, { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() }, waitSeconds, log);
     }
     static async acquire(host, stateDir, env, holder, waitSeconds, log) {
         const started = Date.now();
@@ -57650,12 +57647,13 @@ class SshHost {
     /**
      * Files go over the exec channel (no SFTP subsystem needed on the host): written to a temporary
      * name created with the mode (umask 077 first), then moved into place, so a reader sees the old
-     * file or the whole new one.
+     * file or the whole new one. A missing parent directory is made (mode 0700).
      */
     async writeFile(path, content, mode = 0o600) {
         const tmp = `${path}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
+        const dir = path.slice(0, path.lastIndexOf('/')) || '/';
         const octal = mode.toString(8);
-        await this.run((0, shell_1.sh) `umask 077 && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
+        await this.run((0, shell_1.sh) `umask 077 && mkdir -p ${dir} && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
             stdin: content,
             label: `writing ${path}`,
             quiet: true,

@@ -5,6 +5,7 @@
  * holds the lock; a holder file found by the next run that takes the lock is the trace of a run
  * that died holding it (a stale lock), and is reported.
  */
+import type { RunInfo } from '../infra/actions-io';
 import { LockTimeoutError, RemoteCommandError } from '../infra/errors';
 import type { Fence, Host, RemoteProcess } from '../infra/host';
 import { stateDirOf } from './host-log';
@@ -149,6 +150,11 @@ echo "stopped $n process group(s)"`;
     } catch {
       return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '' };
     }
+  }
+
+  /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
+  static acquireToRead(host: Host, stateDir: string, env: string, run: RunInfo, action: string, waitSeconds: number, log: Logger, sha = run.sha): Promise<EnvironmentLock> {
+    return EnvironmentLock.acquire(host, stateDir, env, { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() }, waitSeconds, log);
   }
 
   static async acquire(

@@ -39,7 +39,9 @@ export async function observe(host: Host, env: Environment, opts: { alembic?: bo
   const images: Record<string, string> = {};
   for (const c of containers) if (c.service && !images[c.service]) images[c.service] = c.imageId;
   const state: ObservedState = { environment: env.name, head, containers, images, time: new Date().toISOString() };
-  if (opts.alembic) state.alembic = await currentRevision(host, env).catch(() => undefined);
+  // The api container was just read: alembic runs in it directly, and not at all when none runs.
+  const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
+  if (opts.alembic && api) state.alembic = await currentRevision(host, env, env.cfg.apiService, 120, api.id).catch(() => undefined);
   return state;
 }
 
@@ -61,6 +63,11 @@ export function drift(observed: ObservedState, release: Pick<Release, 'release' 
     if (!release.images[service]) out.push(`service ${service} runs, but is not part of the release`);
   }
   return out;
+}
+
+/** The opening of every refusal on drift: what the record says, and how the host differs from it. */
+export function driftMessage(environment: string, release: Pick<Release, 'release' | 'sha'>, lines: string[]): string {
+  return `${environment} does not run its recorded release ${release.release} (${release.sha.slice(0, 12)}): ${lines.join('; ')}.`;
 }
 
 export function shortId(id: string): string {

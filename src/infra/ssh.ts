@@ -308,12 +308,13 @@ export class SshHost implements Host {
   /**
    * Files go over the exec channel (no SFTP subsystem needed on the host): written to a temporary
    * name created with the mode (umask 077 first), then moved into place, so a reader sees the old
-   * file or the whole new one.
+   * file or the whole new one. A missing parent directory is made (mode 0700).
    */
   async writeFile(path: string, content: string | Buffer, mode = 0o600): Promise<void> {
     const tmp = `${path}.twinstack-${randomBytes(6).toString('hex')}`;
+    const dir = path.slice(0, path.lastIndexOf('/')) || '/';
     const octal = mode.toString(8);
-    await this.run(sh`umask 077 && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
+    await this.run(sh`umask 077 && mkdir -p ${dir} && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
       stdin: content,
       label: `writing ${path}`,
       quiet: true,

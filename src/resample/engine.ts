@@ -321,14 +321,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         const send = psql(prod, prod.cfg.database.name, { tuples: true });
         // Production's snapshot is read under prod's lock: a promotion (and its migration, which needs
         // locks this read would hold) waits for it, saying so, and this read waits for a promotion.
-        const prodLock = await EnvironmentLock.acquire(
-          host,
-          config['state-dir'],
-          'prod',
-          { run: ctx.run.url, actor: ctx.run.actor, sha: ctx.run.sha, action: 'resample (reading production)', op: 'read', since: new Date().toISOString() },
-          ctx.lockTimeoutSeconds,
-          log,
-        );
+        const prodLock = await EnvironmentLock.acquireToRead(host, config['state-dir'], 'prod', ctx.run, 'resample (reading production)', ctx.lockTimeoutSeconds, log);
         let streamed;
         try {
           streamed = await host.run(`${send} | ${receive}`, { stdin: productionScript(plan), label: 'streaming sampled rows from production into staging', timeoutSeconds: timeout, quiet: true });

@@ -171,8 +171,7 @@ export async function swapIn(o: SwapOptions): Promise<void> {
   const { server, names, services, log } = o;
   const hadDev = await server.exists(names.dev);
   const marker = `${o.pendingDir}/resample-swap.sh`;
-  const leave = (script: string) =>
-    server.host.run(sh`mkdir -p -m 700 ${o.pendingDir} && printf '%s' ${script} > ${marker}.tmp && mv -f ${marker}.tmp ${marker}`, { quiet: true, label: 'writing the swap undo', timeoutSeconds: 60 });
+  const leave = (script: string) => server.host.writeFile(marker, script);
   const clear = async () => {
     await server.host.run(sh`rm -f ${marker}`, { quiet: true, label: 'removing the swap undo', timeoutSeconds: 60 });
   };

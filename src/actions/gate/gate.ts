@@ -15,7 +15,7 @@ import { parseJUnit, type TestReport } from '../../infra/junit';
 import type { Logger } from '../../infra/logger';
 import { underLock } from '../../domain/operation';
 import { currentRelease } from '../../domain/release';
-import { drift, observe, shortId } from '../../domain/state';
+import { drift, driftMessage, observe, shortId } from '../../domain/state';
 import { alembicCheck, migrationPlan, upgradeHead } from '../../domain/alembic';
 import { dockerExec } from '../../infra/docker';
 import { Summary } from '../../infra/summary';
@@ -134,7 +134,7 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
         const drifted = drift(observed, release);
         if (drifted.length) {
           throw new OperationFailed(
-            `dev does not run its recorded release ${release.release} (${release.sha.slice(0, 12)}): ${drifted.join('; ')}. ` +
+            `${driftMessage('dev', release, drifted)} ` +
               `Nothing was tested. Settle it with a deploy of dev (ref ${plan.sha ?? 'the commit to test'}) or a rollback of dev, then run the gate again.`,
           );
         }

@@ -23,7 +23,7 @@ import type { RunInfo } from '../../infra/actions-io';
 import type { Host } from '../../infra/host';
 import type { Logger } from '../../infra/logger';
 import { EnvironmentLock } from '../../domain/lock';
-import { drift, observe, shortId } from '../../domain/state';
+import { drift, driftMessage, observe, shortId } from '../../domain/state';
 import { underLock } from '../../domain/operation';
 import { composeBuildAndUp, currentRelease, newReleaseId, probeHealthUrl, pruneReleaseTags, tagRelease, waitHealthy, HealthError, type Release } from '../../domain/release';
 import { migrationPlan, upgradeHead } from '../../domain/alembic';
@@ -85,7 +85,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
         const prodDrift = drift(await observe(host, prod), previous);
         if (previous && prodDrift.length) {
           throw new OperationFailed(
-            `prod does not run its recorded release ${previous.release} (${previous.sha.slice(0, 12)}): ${prodDrift.join('; ')}. ` +
+            `${driftMessage('prod', previous, prodDrift)} ` +
               `There is no known-good state to roll back to, so nothing was changed. Settle prod first: run the rollback workflow with release-id ${previous.release}.`,
           );
         }
@@ -241,7 +241,7 @@ export async function gatedDevRelease(
   log: Logger,
   lockTimeoutSeconds: number,
 ): Promise<{ devRelease: Release; gate?: RecordOf<'gate'> }> {
-  const lock = await EnvironmentLock.acquire(host, stateDir, 'dev', { run: run.url, actor: run.actor, sha: '', action: 'promote (reading dev)', op: 'read', since: new Date().toISOString() }, lockTimeoutSeconds, log);
+  const lock = await EnvironmentLock.acquireToRead(host, stateDir, 'dev', run, 'promote (reading dev)', lockTimeoutSeconds, log, '');
   try {
     const devRecords = await new HostLog(host, stateDir, 'dev').read(log);
     const devRelease = currentRelease(devRecords);
@@ -250,7 +250,7 @@ export async function gatedDevRelease(
     const drifted = drift(observed, devRelease);
     if (drifted.length) {
       throw new OperationFailed(
-        `dev does not run its recorded release ${devRelease.release} (${devRelease.sha.slice(0, 12)}): ${drifted.join('; ')}. ` +
+        `${driftMessage('dev', devRelease, drifted)} ` +
           `What runs on dev was not gated as such. Deploy dev again and run the gate, then promote. Nothing was changed.`,
       );
     }
