@@ -192,6 +192,8 @@ export interface PromoteInputs {
   'config': string;
   /** Seconds to wait for an environment's lock before failing. Default: "600". */
   'lock-timeout': string;
+  /** The full commit id to promote. It must have passed the gate on dev (its gated images are shipped) and be on promote.branch. Default: the commit dev runs. */
+  'sha': string;
   /** Refuse a commit that has no passing gate on dev. Turn off only in an emergency. Default: "true". */
   'require-gate': string;
   /** Use this verified prod backup (re-checked on disk) instead of taking a new one. */
@@ -204,7 +206,7 @@ export interface PromoteInputs {
 export interface PromoteOutputs {
   /** prod's URL, for the job's environment url. */
   'url': string;
-  /** promoted, rolled-back (the promotion failed and prod is back on its previous release), unchanged (prod already ran the commit) or rollback-failed (prod needs a person). */
+  /** promoted, refused (stopped before prod changed: the rehearsal failed, or the images could not be prepared), rolled-back (the promotion failed and prod is back on its previous release), unchanged (prod already ran the commit) or rollback-failed (prod needs a person). */
   'outcome': string;
   /** The release prod runs now. */
   'release-id': string;

@@ -55866,6 +55866,51 @@ exports.gateSchema = zod_1.z
 
 /***/ }),
 
+/***/ 5478:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.promoteSchema = void 0;
+const zod_1 = __nccwpck_require__(924);
+const service = zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name');
+/**
+ * `promote:` — how flip-the-switch moves dev's gated commit to prod: which branch it must come from,
+ * the rehearsal of its migrations on a full copy of prod, the real migration's lock timeout, and the
+ * services stopped while it runs (write freeze).
+ */
+exports.promoteSchema = zod_1.z
+    .object({
+    /** The commit promoted must be on this branch of the remote (an ancestor of its tip). */
+    branch: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9._/-]+$/, 'must be a branch name')
+        .default('main'),
+    /** Rehearse the migrations on a copy of prod restored from the fresh backup: when some are pending (auto), always, or never. */
+    rehearse: zod_1.z.enum(['auto', 'always', 'never']).default('auto'),
+    /** Refuse when the rehearsal holds an ACCESS EXCLUSIVE lock on one table longer than this (milliseconds). */
+    'max-exclusive-lock-ms': zod_1.z.number().int().min(1).max(86_400_000).optional(),
+    /** The app's variable naming its database (a URL or a bare name): the rehearsal points it at the copy. */
+    'database-env': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+        .default('DATABASE_URL'),
+    /** lock_timeout of the real migration (through PGOPTIONS), so it never queues behind prod's traffic for long. */
+    'lock-timeout-ms': zod_1.z.number().int().min(100).max(600_000).default(5000),
+    /** Attempts of the real migration when it gives up waiting for a lock. */
+    'migration-attempts': zod_1.z.number().int().min(1).max(10).default(3),
+    /** The person who dispatches the promotion must not be the one who pushed the commit (two-person rule). */
+    'require-different-actor': zod_1.z.boolean().default(false),
+    /** Services that write, stopped from the backup to the end so a restore loses nothing (costs downtime). */
+    'write-freeze': zod_1.z.array(service).default([]),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
 /***/ 1176:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -55881,6 +55926,7 @@ exports.sectionSchemas = void 0;
 const backup_1 = __nccwpck_require__(5618);
 const deploy_1 = __nccwpck_require__(3083);
 const gate_1 = __nccwpck_require__(9991);
+const promote_1 = __nccwpck_require__(5478);
 const config_1 = __nccwpck_require__(30);
 const settings_1 = __nccwpck_require__(813);
 exports.sectionSchemas = {
@@ -55891,6 +55937,7 @@ exports.sectionSchemas = {
     gate: gate_1.gateSchema,
     deploy: deploy_1.deploySchema,
     backup: backup_1.backupSchema,
+    promote: promote_1.promoteSchema,
 };
 
 
@@ -56031,11 +56078,17 @@ exports.migrationPlan = migrationPlan;
 exports.upgradeHead = upgradeHead;
 exports.alembicCheck = alembicCheck;
 exports.currentRevision = currentRevision;
+exports.oneOffAlembic = oneOffAlembic;
+exports.oneOffHeads = oneOffHeads;
+exports.migrationErrorLine = migrationErrorLine;
+exports.hitLockTimeout = hitLockTimeout;
 /**
  * alembic inside an environment's api container: where the schema stands and the upgrade. Every
  * call goes through dockerExec, so a time limit or a cancel stops the in-container process too.
  */
 const docker_1 = __nccwpck_require__(580);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
 /** Where alembic stands in the environment's api service, before migrating. */
 async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
     const container = await env.serviceContainer(host, service);
@@ -56056,6 +56109,47 @@ async function currentRevision(host, env, service = env.cfg.apiService, timeoutS
     container ??= await env.serviceContainer(host, service);
     const r = await host.run((0, docker_1.dockerExec)(container, ['alembic', 'current']), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
     return /^(\w+)/m.exec(r.stdout.trim())?.[1] ?? '';
+}
+/**
+ * alembic in a one-off container of the environment's api service, started from `at` (a checkout of
+ * the new commit, whose image name points at the new image): the new code's migrations, while the
+ * old containers still serve. Returns the result as is.
+ */
+async function oneOffAlembic(host, at, args, o) {
+    const service = at.cfg.apiService;
+    const pass = Object.keys(o.env ?? {}).flatMap((k) => ['-e', k]);
+    await host.run((0, shell_1.argv)('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
+    try {
+        return await host.run(at.compose('run', '--rm', '--no-deps', '-T', '--name', o.name, ...pass, service, 'alembic', ...args), at.composeOptions({ label: o.label, timeoutSeconds: o.timeoutSeconds, check: false, quiet: true, env: o.env }));
+    }
+    finally {
+        // A time limit or a cancel kills the client; the container must not migrate on unseen.
+        await host.run((0, shell_1.argv)('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
+    }
+}
+/** The head revision(s) of the new code, read in a one-off container. */
+async function oneOffHeads(host, at, name, timeoutSeconds) {
+    const r = await oneOffAlembic(host, at, ['heads'], { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+    if (r.exitCode !== 0)
+        throw new errors_1.OperationFailed(`${at.name}: alembic heads failed in a one-off ${at.cfg.apiService} container of the new image: ${migrationErrorLine(`${r.stdout}\n${r.stderr}`)}`);
+    return [...r.stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
+}
+/**
+ * The migration's own error from its output: the exception line that ends a Python traceback (not
+ * the traceback), without the SQL echo, row values replaced by where to look.
+ */
+function migrationErrorLine(output) {
+    const lines = output.split('\n').map((l) => l.trimEnd());
+    const tb = lines.map((l, i) => (l.startsWith('Traceback (most recent call last)') ? i : -1)).filter((i) => i >= 0);
+    const from = tb.length ? tb[tb.length - 1] : 0;
+    const exc = lines.slice(from).filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
+    const line = exc.at(-1) ?? lines.filter((l) => l.trim()).at(-1) ?? '';
+    const detail = lines.slice(from).find((l) => /^DETAIL: /.test(l));
+    return (0, errors_1.scrubRowValues)(`${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`).slice(0, 500);
+}
+/** True when a failed migration gave up waiting for a lock (lock_timeout), which is worth a retry. */
+function hitLockTimeout(output) {
+    return /canceling statement due to lock timeout|LockNotAvailable/.test(output);
 }
 
 
@@ -56256,10 +56350,17 @@ class Environment {
     name;
     config;
     cfg;
-    constructor(name, config) {
+    constructor(name, config, checkout) {
         this.name = name;
         this.config = config;
-        this.cfg = config.environments[name];
+        this.cfg = checkout ? { ...config.environments[name], checkout } : config.environments[name];
+    }
+    /**
+     * The same environment (project, compose files, env file, database) driven from another directory:
+     * a scratch checkout of another commit, whose compose commands see that commit's files.
+     */
+    at(checkout) {
+        return new Environment(this.name, this.config, checkout);
     }
     get project() {
         return this.cfg.project;
@@ -56343,6 +56444,8 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.headScript = headScript;
 exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
+exports.scratchCheckout = scratchCheckout;
+exports.removeScratchCheckout = removeScratchCheckout;
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 const validate_1 = __nccwpck_require__(8770);
@@ -56381,6 +56484,28 @@ async function checkoutCommit(host, env, sha) {
         }
         throw e;
     }
+}
+/**
+ * A scratch checkout of `sha` beside the environment's own (a `git worktree`, detached), with the
+ * environment's env file copied in: compose commands run from it see the new commit's files while
+ * the running containers keep the checkout they were started from. Code that the services
+ * bind-mount from the checkout (Makapix's `../../api:/workspace/api`) therefore changes only at the
+ * swap. Returns the directory; `removeScratchCheckout` takes it away again.
+ */
+async function scratchCheckout(host, env, sha, dir) {
+    const { checkout, envFile } = env.cfg;
+    const target = `${dir}/${envFile}`;
+    await host.run((0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune && ` +
+        (0, shell_1.sh) `mkdir -p ${dir.slice(0, dir.lastIndexOf('/')) || '/'} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null && ` +
+        (0, shell_1.sh) `if [ -e ${`${checkout}/${envFile}`} ]; then mkdir -p ${target.slice(0, target.lastIndexOf('/'))} && cp -p ${`${checkout}/${envFile}`} ${target}; fi`, { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
+    return dir;
+}
+async function removeScratchCheckout(host, env, dir) {
+    await host.run((0, shell_1.sh) `git -C ${env.cfg.checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${env.cfg.checkout} worktree prune`, {
+        check: false,
+        quiet: true,
+        timeoutSeconds: 300,
+    });
 }
 
 
@@ -56449,6 +56574,7 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         problems: zod_1.z.array(zod_1.z.string()).optional(),
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional() }),
+    record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string() }),
     record('staging-created', { database: zod_1.z.string() }),
     record('resampled', {}),
     record('swapped', { database: zod_1.z.string() }),
@@ -57433,7 +57559,7 @@ exports.RemoteCommandError = RemoteCommandError;
 function scrubRowValues(text) {
     return text
         .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
-        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
+        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
         .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
 }
 /** The environment's lock could not be taken in time. */

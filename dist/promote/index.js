@@ -55655,7 +55655,8 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.promoteAction = void 0;
-exports.gatedDevRelease = gatedDevRelease;
+exports.promoteSummary = promoteSummary;
+exports.gatedRelease = gatedRelease;
 const backup_1 = __nccwpck_require__(6230);
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
@@ -55667,6 +55668,10 @@ const operation_1 = __nccwpck_require__(4201);
 const release_1 = __nccwpck_require__(5817);
 const alembic_1 = __nccwpck_require__(6023);
 const rollback_1 = __nccwpck_require__(9478);
+const ship_1 = __nccwpck_require__(8616);
+const schema_1 = __nccwpck_require__(109);
+const rehearsal_1 = __nccwpck_require__(5443);
+const shell_1 = __nccwpck_require__(2232);
 const summary_1 = __nccwpck_require__(5018);
 const validate = __importStar(__nccwpck_require__(8770));
 const common_1 = __nccwpck_require__(5650);
@@ -55677,7 +55682,9 @@ exports.promoteAction = {
     name: 'promote',
     prepare({ io }) {
         const backupId = io.input('backup-id') ? validate.backupId(io.input('backup-id'), 'input backup-id') : undefined;
+        const sha = io.input('sha') ? validate.sha(io.input('sha').trim().toLowerCase(), 'input sha') : undefined;
         return {
+            sha,
             requireGate: validate.boolean(io.input('require-gate') || 'true', 'input require-gate'),
             backupId,
             backupMaxAgeMinutes: validate.positiveInt(io.input('backup-max-age-minutes') || '60', 'input backup-max-age-minutes', 10080),
@@ -55685,10 +55692,17 @@ exports.promoteAction = {
     },
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
         const prod = new environment_1.Environment('prod', config);
+        const dev = new environment_1.Environment('dev', config);
         io.output('url', prod.cfg.url);
-        // 1. What dev runs, read under dev's lock, and whether exactly that passed the gate.
-        const { devRelease, gate } = await gatedDevRelease(host, config['state-dir'], new environment_1.Environment('dev', config), plan.requireGate, run, log, lockTimeoutSeconds);
-        const sha = devRelease.sha;
+        const frozenServices = config.promote['write-freeze'];
+        // 1. The commit and what passed the gate for it, read under dev's lock.
+        const gated = await gatedRelease(host, config['state-dir'], dev, plan.sha, plan.requireGate, run, log, lockTimeoutSeconds);
+        const sha = gated.sha;
+        // 2. The two-person rule, before the host is touched at all.
+        if (config.promote['require-different-actor'] && gated.pusher && gated.pusher === run.actor) {
+            throw new errors_1.OperationFailed(`${run.actor} deployed ${sha.slice(0, 12)} to dev and may not also promote it (promote.require-different-actor): ask another person to run flip-the-switch. Nothing was changed.`);
+        }
+        const workDir = `${config['state-dir']}/prod/work/promote`;
         const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'prod', action: 'promote', sha, run, log, lockTimeoutSeconds }, async (op) => {
             const previous = (0, release_1.currentRelease)(op.records);
             const interrupted = [...op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`), ...op.recovered.map((r) => `a cut host change was put right first: ${r}`)];
@@ -55702,112 +55716,240 @@ exports.promoteAction = {
                 log.info(`prod already runs ${sha.slice(0, 12)} (release ${previous.release}); nothing to do`);
                 return { outcome: 'unchanged', sha, releaseId: previous.release, previous, containers: await prod.containers(host), interrupted };
             }
-            // 2. A verified backup of prod, or nothing happens.
-            let backup;
-            if (plan.backupId) {
-                backup = await (0, backup_1.usableBackup)(host, config, prod, plan.backupId, log);
-                const ageMinutes = (Date.now() - Date.parse(backup.time)) / 60000;
-                if (ageMinutes > plan.backupMaxAgeMinutes) {
-                    throw new errors_1.OperationFailed(`backup ${backup.id} is ${Math.round(ageMinutes)} minutes old, more than backup-max-age-minutes (${plan.backupMaxAgeMinutes}); take a new one`);
-                }
+            // The commit must be on the configured branch.
+            await (0, git_1.resolveRef)(host, prod, sha);
+            const branch = config.promote.branch;
+            const onBranch = await host.run((0, shell_1.sh) `git merge-base --is-ancestor ${sha} ${`refs/remotes/${prod.cfg.remote}/${branch}`}`, { cwd: prod.cfg.checkout, check: false, quiet: true, timeoutSeconds: 120 });
+            if (onBranch.exitCode !== 0) {
+                throw new errors_1.OperationFailed(`${sha.slice(0, 12)} is not on ${prod.cfg.remote}/${branch} (promote.branch): only commits merged there are promoted. Nothing was changed.`);
             }
-            else {
-                backup = await (0, backup_1.takeBackup)(host, config, prod, { release: previous?.release, sha: previous?.sha }, log);
-            }
-            await op.record('backup', { backup: backup.id, status: backup.status, bytes: backup.files['db.dump']?.bytes, sha256: backup.files['db.dump']?.sha256 });
-            // 3. The rollback point is `previous`. From here on, prod changes. The way forward must end
-            // early enough to leave the rollback its time before the run's deadline.
-            const fullDeadline = host.deadline;
-            if (fullDeadline !== undefined) {
-                if (fullDeadline - Date.now() < 2 * ROLLBACK_RESERVE_MS) {
-                    throw new errors_1.OperationFailed(`too little time is left before the run's deadline to promote and still roll back (${Math.round((fullDeadline - Date.now()) / 60000)} min); nothing was changed. Raise the job's timeout-minutes.`);
-                }
-                host.deadline = fullDeadline - ROLLBACK_RESERVE_MS;
-            }
-            let stage = 'checkout';
-            let migrationStarted = false;
+            // 3. The new commit beside prod's checkout, and what to ship.
+            const at = prod.at(await (0, git_1.scratchCheckout)(host, prod, sha, workDir));
+            const freezeStarted = [];
             try {
-                await (0, git_1.resolveRef)(host, prod, sha);
-                await (0, git_1.checkoutCommit)(host, prod, sha);
-                stage = 'isolation';
-                await (0, preflight_1.isolationGate)(host, config, log, `prod at ${sha.slice(0, 12)}`);
-                stage = 'build and up';
-                await (0, release_1.composeBuildAndUp)(host, prod, true, log);
-                stage = 'migration';
-                const migration = await (0, alembic_1.migrationPlan)(host, prod, config.gate['timeout-seconds']);
-                if (migration.pending) {
-                    // From here a failure may leave the schema half-migrated: the rollback restores the backup.
-                    migrationStarted = true;
-                    await (0, alembic_1.upgradeHead)(host, prod, migration, config.gate['timeout-seconds']);
+                await host.run((0, shell_1.sh) `if [ -e ${`${dev.cfg.checkout}/${dev.cfg.envFile}`} ]; then cp -p ${`${dev.cfg.checkout}/${dev.cfg.envFile}`} ${`${workDir}/.twinstack-dev-env`}; fi`, { quiet: true, timeoutSeconds: 60 });
+                const prodBuilds = await (0, ship_1.mergedBuilds)(host, at);
+                const devAt = new environment_1.Environment('dev', { ...config, environments: { ...config.environments, dev: { ...dev.cfg, envFile: '.twinstack-dev-env' } } }, workDir);
+                const devBuilds = await (0, ship_1.mergedBuilds)(host, devAt);
+                const names = {};
+                for (const [service, b] of prodBuilds)
+                    names[service] = b.image ?? previous?.images[service]?.name ?? (0, ship_1.defaultImageName)(prod.project, service, config['compose-command']);
+                const ship = (0, ship_1.shipPlan)(prodBuilds, devBuilds, gated.images, names);
+                for (const r of ship.rebuild)
+                    log.info(`${r.service} will be rebuilt for prod: ${r.reasons.join('; ')}`);
+                // 4. A verified backup of prod, or nothing happens.
+                if (frozenServices.length) {
+                    log.warning(`promote.write-freeze: stopping ${frozenServices.join(', ')} until the end, so a restore would lose no write`);
+                    await host.run(prod.compose('stop', ...frozenServices), prod.composeOptions({ label: `prod compose stop (write freeze)` }));
+                    freezeStarted.push(...frozenServices);
+                }
+                let backup;
+                if (plan.backupId) {
+                    backup = await (0, backup_1.usableBackup)(host, config, prod, plan.backupId, log);
+                    const ageMinutes = (Date.now() - Date.parse(backup.time)) / 60000;
+                    if (ageMinutes > plan.backupMaxAgeMinutes) {
+                        throw new errors_1.OperationFailed(`backup ${backup.id} is ${Math.round(ageMinutes)} minutes old, more than backup-max-age-minutes (${plan.backupMaxAgeMinutes}); take a new one`);
+                    }
                 }
                 else {
-                    log.info(`prod's database is already at ${migration.current}: no migration to run`);
+                    backup = await (0, backup_1.takeBackup)(host, config, prod, { release: previous?.release, sha: previous?.sha }, log);
                 }
-                stage = 'health';
-                const containers = await (0, release_1.waitHealthy)(host, prod, log);
-                await (0, release_1.probeHealthUrl)(host, prod, log);
-                const releaseId = (0, release_1.newReleaseId)(sha);
-                const images = await (0, release_1.tagRelease)(host, prod, releaseId, containers);
-                await op.record('release', { release: releaseId, sha, kind: 'promote', images, previous: previous?.release, devRelease: devRelease.release, gate: gate?.op, backup: backup.id });
-                await (0, release_1.pruneReleaseTags)(host, prod, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
-                return { outcome: 'promoted', sha, releaseId, backup, previous, containers, interrupted };
-            }
-            catch (e) {
-                const failure = {
-                    stage,
-                    message: (0, errors_1.errorMessage)(e),
-                    logs: e instanceof release_1.HealthError ? e.logs : undefined,
-                    service: e instanceof release_1.HealthError ? e.service : undefined,
+                await op.record('backup', { backup: backup.id, status: backup.status, bytes: backup.files['db.dump']?.bytes, sha256: backup.files['db.dump']?.sha256 });
+                const schemaBefore = await (0, schema_1.schemaState)(host, prod);
+                const base = { sha, backup, previous, ship, interrupted, frozen: freezeStarted.length ? freezeStarted : undefined };
+                const refuse = async (stage, message, rehearsal) => {
+                    // Prod's containers never changed; its image names go back to what they run.
+                    if (previous)
+                        await (0, release_1.restoreReleaseImages)(host, prod, previous).catch((e) => log.warning(`could not point prod's image names back at ${previous.release}: ${(0, errors_1.errorMessage)(e)}`));
+                    if (freezeStarted.length)
+                        await host.run(prod.compose('start', ...freezeStarted), prod.composeOptions({ label: 'prod compose start (end of the write freeze)' }));
+                    await op.record('refused', { stage, reason: message, backup: backup.id });
+                    return { ...base, outcome: 'refused', releaseId: previous?.release ?? '', failure: { stage, message }, rehearsal, containers: await prod.containers(host), data: { schemaMoved: false } };
                 };
-                log.error(`promote failed during ${stage}: ${failure.message}; rolling back`);
-                host.deadline = fullDeadline;
-                if (!previous) {
-                    return { outcome: 'rollback-failed', sha, releaseId: '', backup, failure, rollbackError: 'prod had no release recorded by twinstack to return to', containers: await prod.containers(host).catch(() => []), interrupted };
-                }
-                // 7. Automatic rollback.
+                // 5. The images: gated ids under prod's names, differing builds rebuilt. Nothing restarts.
+                let stage = 'isolation';
+                let expected;
+                let pending = false;
+                let heads = [];
                 try {
-                    const restart = await (0, rollback_1.startRelease)(host, config, prod, previous, log, migrationStarted ? backup : undefined);
-                    await op.record('release', { release: previous.release, sha: previous.sha, kind: 'rollback', images: previous.images, previous: previous.previous, reason: `promote of ${sha} failed during ${stage}`, restoredBackup: restart.restoredAt ? backup.id : undefined });
-                    await op.record('rollback', { release: previous.release, failedSha: sha, stage, restoredBackup: restart.restoredAt ? backup.id : undefined, restoredAt: restart.restoredAt });
-                    return {
-                        outcome: 'rolled-back',
+                    await (0, preflight_1.isolationGate)(host, { ...config, environments: { ...config.environments, prod: at.cfg } }, log, `prod at ${sha.slice(0, 12)}`);
+                    stage = 'images';
+                    expected = await (0, ship_1.shipImages)(host, at, ship, log);
+                    // 6. The rehearsal on a full copy of prod.
+                    heads = config.gate.alembic ? await (0, alembic_1.oneOffHeads)(host, at, `${prod.project}-twinstack-heads`, config.gate['timeout-seconds']) : [];
+                    pending = config.gate.alembic && !(heads.length === 1 && heads[0] === schemaBefore.revision);
+                }
+                catch (e) {
+                    return refuse(stage, (0, errors_1.errorMessage)(e));
+                }
+                const mode = config.promote.rehearse;
+                let rehearsal;
+                if (config.gate.alembic && (mode === 'always' || (mode === 'auto' && pending))) {
+                    try {
+                        rehearsal = await (0, rehearsal_1.rehearse)(host, config, at, backup, log, op.id);
+                    }
+                    catch (e) {
+                        return refuse('rehearsal', `the rehearsal could not run: ${(0, errors_1.errorMessage)(e)}`);
+                    }
+                    if (!rehearsal.ok)
+                        return refuse('rehearsal', (0, rehearsal_1.rehearsalRefusal)(rehearsal, config.promote['max-exclusive-lock-ms']), rehearsal);
+                }
+                else if (pending) {
+                    log.info(`promote.rehearse is ${mode}: the migration is not rehearsed`);
+                }
+                // ── Point of no return. The way forward must end early enough to leave the rollback its time.
+                const fullDeadline = host.deadline;
+                if (fullDeadline !== undefined) {
+                    if (fullDeadline - Date.now() < 2 * ROLLBACK_RESERVE_MS) {
+                        return refuse(stage, `too little time is left before the run's deadline to promote and still roll back (${Math.round((fullDeadline - Date.now()) / 60000)} min). Raise the job's timeout-minutes.`);
+                    }
+                    host.deadline = fullDeadline - ROLLBACK_RESERVE_MS;
+                }
+                let migration = { from: schemaBefore.revision, to: schemaBefore.revision, ms: 0, attempts: 0, pending };
+                try {
+                    // 7. The real migration, in a one-off container of the new image, while the old containers serve.
+                    stage = 'migration';
+                    if (pending)
+                        migration = await migrate(host, config, at, schemaBefore, heads, log);
+                    const schemaMigrated = pending ? await (0, schema_1.schemaState)(host, prod) : schemaBefore;
+                    // 8. The swap.
+                    stage = 'swap';
+                    await (0, git_1.checkoutCommit)(host, prod, sha);
+                    log.startGroup('prod: compose up (no build: the shipped images)');
+                    try {
+                        await host.run(prod.compose('up', '-d', '--no-build', '--remove-orphans'), prod.composeOptions({ label: 'prod compose up' }));
+                    }
+                    finally {
+                        log.endGroup();
+                    }
+                    stage = 'health';
+                    const containers = await (0, release_1.waitHealthy)(host, prod, log);
+                    await (0, release_1.probeHealthUrl)(host, prod, log);
+                    (0, ship_1.assertImages)(containers, expected, 'prod');
+                    // An app that migrates when it starts changes the schema after our migration: say so.
+                    const schemaAfter = await (0, schema_1.schemaState)(host, prod);
+                    if (schemaAfter.fingerprint !== schemaMigrated.fingerprint || schemaAfter.revision !== schemaMigrated.revision) {
+                        migration = { ...migration, to: schemaAfter.revision, entrypoint: true };
+                        log.warning(`prod's schema changed when the new containers started (${schemaMigrated.revision || 'none'} → ${schemaAfter.revision || 'none'}): the app migrates on start`);
+                    }
+                    const releaseId = (0, release_1.newReleaseId)(sha);
+                    const images = await (0, release_1.tagRelease)(host, prod, releaseId, containers);
+                    await op.record('release', {
+                        release: releaseId,
                         sha,
-                        releaseId: previous.release,
-                        backup,
-                        previous,
-                        failure,
-                        restored: restart.restoredAt ? (0, rollback_1.lossWindow)(backup, restart.restoredAt) : undefined,
-                        containers: restart.containers,
-                        interrupted,
-                    };
+                        kind: 'promote',
+                        images,
+                        previous: previous?.release,
+                        devRelease: gated.devRelease?.release,
+                        gate: gated.gate?.op,
+                        backup: backup.id,
+                        shipped: ship.ship.map((s) => s.service),
+                        rebuilt: ship.rebuild.map((s) => s.service),
+                    });
+                    await (0, release_1.pruneReleaseTags)(host, prod, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
+                    return { ...base, outcome: 'promoted', releaseId, rehearsal, migration, containers };
                 }
-                catch (re) {
-                    return { outcome: 'rollback-failed', sha, releaseId: '', backup, previous, failure, rollbackError: (0, errors_1.errorMessage)(re), containers: await prod.containers(host).catch(() => []), interrupted };
+                catch (e) {
+                    const failure = { stage, message: (0, errors_1.errorMessage)(e), logs: e instanceof release_1.HealthError ? e.logs : undefined, service: e instanceof release_1.HealthError ? e.service : undefined };
+                    log.error(`promote failed during ${stage}: ${failure.message}; rolling back`);
+                    host.deadline = fullDeadline;
+                    // 9. Did the schema move? Only then does the database go back to the backup.
+                    const now = await (0, schema_1.schemaState)(host, prod).catch(() => undefined);
+                    const schemaMoved = !now || now.revision !== schemaBefore.revision || now.fingerprint !== schemaBefore.fingerprint;
+                    const data = { schemaMoved };
+                    if (schemaMoved && backup.writeCounters) {
+                        const lost = (0, schema_1.rowsWrittenBetween)(backup.writeCounters, await (0, schema_1.writeCounters)(host, prod).catch(() => ({})));
+                        data.rowsLost = lost.total;
+                        data.lostTables = lost.tables;
+                        data.aside = (0, backup_1.restoreAsideName)(backup.database);
+                        log.warning(`prod's schema moved (${schemaBefore.revision || 'none'} → ${now?.revision ?? 'unreadable'}): restoring backup ${backup.id} loses ${lost.total} row write(s) made since it; they stay in database ${data.aside}`);
+                    }
+                    else if (!schemaMoved) {
+                        log.info(`prod's schema is unchanged (${schemaBefore.revision || 'none'}): the migration rolled back by itself; no restore, no write lost`);
+                    }
+                    if (!previous) {
+                        return { ...base, outcome: 'rollback-failed', releaseId: '', failure, migration, data, rollbackError: 'prod had no release recorded by twinstack to return to', containers: await prod.containers(host).catch(() => []) };
+                    }
+                    try {
+                        const restart = await (0, rollback_1.startRelease)(host, config, prod, previous, log, schemaMoved ? backup : undefined);
+                        if (restart.restoredAt)
+                            data.restored = (0, rollback_1.lossWindow)(backup, restart.restoredAt);
+                        await op.record('release', { release: previous.release, sha: previous.sha, kind: 'rollback', images: previous.images, previous: previous.previous, reason: `promote of ${sha} failed during ${stage}`, restoredBackup: restart.restoredAt ? backup.id : undefined });
+                        await op.record('rollback', { release: previous.release, failedSha: sha, stage, restoredBackup: restart.restoredAt ? backup.id : undefined, restoredAt: restart.restoredAt, schemaMoved, rowsLost: data.rowsLost });
+                        freezeStarted.length = 0;
+                        return { ...base, outcome: 'rolled-back', releaseId: previous.release, failure, rehearsal, migration, data, containers: restart.containers };
+                    }
+                    catch (re) {
+                        return { ...base, outcome: 'rollback-failed', releaseId: '', failure, migration, data, rollbackError: (0, errors_1.errorMessage)(re), containers: await prod.containers(host).catch(() => []) };
+                    }
                 }
+            }
+            finally {
+                // A freeze the way forward did not end (its `up` starts every service) ends here.
+                if (freezeStarted.length) {
+                    const c = await prod.containers(host).catch(() => []);
+                    const stopped = freezeStarted.filter((s) => !c.some((x) => x.service === s && x.status === 'running'));
+                    if (stopped.length)
+                        await host.run(prod.compose('start', ...stopped), prod.composeOptions({ label: 'prod compose start (end of the write freeze)', check: false }));
+                }
+                await (0, git_1.removeScratchCheckout)(host, prod, workDir);
             }
         }, (r) => (r.outcome === 'promoted' || r.outcome === 'unchanged' ? 'success' : 'failure'));
         io.output('outcome', result.outcome);
         io.output('release-id', result.releaseId);
         io.output('backup-id', result.backup?.id ?? '');
         io.output('sha', result.sha);
-        await io.summary(promoteSummary(prod, result, devRelease).toMarkdown());
-        if (result.outcome === 'rolled-back') {
-            throw new errors_1.OperationFailed(`promotion of ${sha.slice(0, 12)} failed during ${result.failure?.stage} (${result.failure?.message}); prod was rolled back to ${result.releaseId}`);
-        }
-        if (result.outcome === 'rollback-failed') {
-            throw new errors_1.OperationFailed(`promotion of ${sha.slice(0, 12)} failed during ${result.failure?.stage} (${result.failure?.message}) AND the rollback failed (${result.rollbackError}): prod needs a person now`);
-        }
+        await io.summary(promoteSummary(prod, result, gated).toMarkdown());
+        const short = sha.slice(0, 12);
+        const why = `${result.failure?.stage} (${result.failure?.message})`;
+        if (result.outcome === 'refused')
+            throw new errors_1.OperationFailed(`promotion of ${short} refused during ${why}; prod was not changed`);
+        if (result.outcome === 'rolled-back')
+            throw new errors_1.OperationFailed(`promotion of ${short} failed during ${why}; prod was rolled back to ${result.releaseId}`);
+        if (result.outcome === 'rollback-failed')
+            throw new errors_1.OperationFailed(`promotion of ${short} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
     },
 };
-function promoteSummary(prod, r, devRelease) {
+/** The real migration: alembic upgrade head in a one-off container, lock_timeout set, retried when it only waited for a lock. */
+async function migrate(host, config, at, before, heads, log) {
+    const attempts = config.promote['migration-attempts'];
+    const lockTimeout = config.promote['lock-timeout-ms'];
+    const started = Date.now();
+    for (let attempt = 1;; attempt++) {
+        const r = await (0, alembic_1.oneOffAlembic)(host, at, ['upgrade', 'head'], {
+            env: { PGOPTIONS: `-c lock_timeout=${lockTimeout}` },
+            timeoutSeconds: config.gate['timeout-seconds'],
+            label: `prod alembic upgrade head (new image, attempt ${attempt})`,
+            name: `${at.project}-twinstack-migrate`,
+        });
+        if (r.exitCode === 0) {
+            log.info(`prod migrated ${before.revision || 'none'} → ${heads.join(',')} in ${Date.now() - started} ms (attempt ${attempt})`);
+            return { from: before.revision, to: heads.join(','), ms: Date.now() - started, attempts: attempt, pending: true };
+        }
+        const output = `${r.stdout}\n${r.stderr}`;
+        if ((0, alembic_1.hitLockTimeout)(output) && attempt < attempts) {
+            log.warning(`the migration waited more than ${lockTimeout} ms for a lock (attempt ${attempt} of ${attempts}); retrying in ${attempt * 5} s`);
+            await new Promise((res) => setTimeout(res, attempt * 5000));
+            continue;
+        }
+        throw new errors_1.OperationFailed(`alembic upgrade head failed${(0, alembic_1.hitLockTimeout)(output) ? ` (still waiting for a lock after ${attempts} attempts of ${lockTimeout} ms)` : ''}: ${(0, alembic_1.migrationErrorLine)(output)}`);
+    }
+}
+function ms(n) {
+    return n >= 10_000 ? `${(n / 1000).toFixed(1)} s` : `${n} ms`;
+}
+function promoteSummary(prod, r, gated) {
     const s = new summary_1.Summary().heading('Flip the switch: dev → prod');
     const short = r.sha.slice(0, 12);
     switch (r.outcome) {
         case 'promoted':
-            s.text(`✅ **prod now runs \`${short}\`** (release \`${r.releaseId}\`), the commit that passed on dev (release \`${devRelease.release}\`).`);
+            s.text(`✅ **prod now runs \`${short}\`** (release \`${r.releaseId}\`), the commit that passed on dev${gated.devRelease ? ` (release \`${gated.devRelease.release}\`)` : ''}.`);
             break;
         case 'unchanged':
             s.text(`➖ **prod already runs \`${short}\`** (release \`${r.releaseId}\`). Nothing was changed.`);
+            break;
+        case 'refused':
+            s.text(`🛑 **Refused before anything on prod changed.** prod still runs \`${r.previous?.release ?? '?'}\`: same containers, same database.`);
             break;
         case 'rolled-back':
             s.text(`↩️ **The promotion failed and prod was rolled back.** prod runs its previous release \`${r.releaseId}\` (\`${r.previous?.sha.slice(0, 12)}\`) again, healthy.`);
@@ -55818,63 +55960,123 @@ function promoteSummary(prod, r, devRelease) {
     }
     const items = [];
     if (r.failure)
-        items.push(`failed during **${r.failure.stage}**: ${r.failure.message}`);
-    if (r.outcome === 'rolled-back')
-        items.push(r.restored ? `database restored from backup \`${r.backup?.id}\`: ${r.restored}` : 'database not restored: the migration had not started, no data was lost');
+        items.push(`${r.outcome === 'refused' ? 'stopped at' : 'failed during'} **${r.failure.stage}**: ${r.failure.message}`);
+    // What was lost: "nothing" unless the schema moved.
+    if (r.outcome === 'rolled-back' || r.outcome === 'rollback-failed') {
+        if (r.data?.schemaMoved) {
+            items.push(`**data:** the schema had moved, so the database was ${r.data.restored ? `restored from backup \`${r.backup?.id}\`: ${r.data.restored}` : 'to be restored'}. ` +
+                `${r.data.rowsLost !== undefined ? `**${r.data.rowsLost} row write(s)** made since the backup ${r.data.restored ? 'are' : 'would be'} lost` : 'The rows written since the backup could not be counted'}` +
+                `${r.data.lostTables?.length ? ` (${r.data.lostTables.slice(0, 10).map((t) => `${t.table}: ${t.rows}`).join(', ')})` : ''}. ` +
+                `${r.data.aside ? `They are kept in database \`${r.data.aside}\` until the next restore: copy them back with \`pg_dump -a -t <table> ${r.data.aside}\` into \`${r.backup?.database}\`.` : ''}`);
+        }
+        else {
+            items.push(`**data: nothing lost.** The schema is unchanged (the migration rolled back by itself, or never ran): no restore.`);
+        }
+    }
+    if (r.outcome === 'refused')
+        items.push('**data: nothing lost**, nothing restarted.');
     if (r.rollbackError)
         items.push(`rollback error: ${r.rollbackError}`);
     if (r.backup)
         items.push(`backup before the change: \`${r.backup.id}\` (${r.backup.files['db.dump']?.bytes ?? 0} bytes, ${r.backup.verification.detail})`);
+    if (r.frozen)
+        items.push(`write freeze (promote.write-freeze): ${r.frozen.join(', ')} were stopped from the backup to the end`);
     if (r.previous && r.outcome === 'promoted')
         items.push(`previous release (rollback target): \`${r.previous.release}\``);
     for (const i of r.interrupted)
         items.push(`⚠️ an earlier operation on prod was interrupted: ${i}`);
     if (r.outcome === 'rollback-failed')
         items.push(`Next: look at the containers below; run the rollback workflow with a release id, or restore backup \`${r.backup?.id}\` by hand.`);
-    if (r.outcome === 'rolled-back')
+    if (r.outcome === 'rolled-back' || r.outcome === 'refused')
         items.push(`Next: fix the cause on dev, gate it, and flip the switch again.`);
     s.list(items);
+    if (r.ship) {
+        s.heading('Images', 3);
+        s.table(['service', 'prod gets', 'why'], [
+            ...r.ship.ship.map((x) => [x.service, `gated image \`${(0, state_1.shortId)(x.id)}\``, 'what the gate tested on dev']),
+            ...r.ship.rebuild.map((x) => [x.service, 'rebuilt from the same commit', x.reasons.join('; ')]),
+            ...r.ship.asConfigured.map((x) => [x.service, x.builds ? 'built for prod' : 'as prod configures it', x.reason]),
+        ]);
+    }
+    if (r.rehearsal || r.migration) {
+        s.heading('Migration', 3);
+        const m = [];
+        if (r.rehearsal) {
+            const h = r.rehearsal;
+            m.push(h.error
+                ? `rehearsal on a full copy of prod: **failed** after ${ms(h.durationMs)}: \`${h.error}\``
+                : `rehearsal on a full copy of prod (restored in ${ms(h.restoreMs)}): ${h.revisionBefore || 'none'} → ${h.revisionAfter || 'none'} in ${ms(h.durationMs)}`);
+            m.push(h.locks.length ? `ACCESS EXCLUSIVE locks: ${h.locks.map((l) => `\`${l.table}\` ${ms(l.ms)}`).join(', ')}` : 'ACCESS EXCLUSIVE locks: none seen (sampled every 100 ms)');
+            if (!h.error)
+                m.push(h.rewritten.length ? `tables rewritten: ${h.rewritten.map((t) => `\`${t.table}\` (${t.rows} rows)`).join(', ')}` : 'tables rewritten: none');
+            if (!h.error)
+                m.push(`rows updated: ${h.updatedRows}`);
+        }
+        if (r.migration) {
+            const g = r.migration;
+            if (!g.pending)
+                m.push(`no migration pending: prod's database is at ${g.from || 'none'}`);
+            else if (r.outcome === 'promoted')
+                m.push(`prod migrated ${g.from || 'none'} → ${g.to} in ${ms(g.ms)} before the swap, old containers serving (${g.attempts} attempt${g.attempts > 1 ? 's' : ''})`);
+            if (g.entrypoint)
+                m.push(`⚠️ the schema changed again when the new containers started (now ${g.to}): the app migrates on start`);
+        }
+        s.list(m);
+    }
     s.heading(`${prod.name}`, 3);
     (0, common_1.servicesTable)(s, r.containers);
     if (r.failure?.logs)
         s.detailsCode(`last log lines of ${r.failure.service}`, r.failure.logs);
-    s.text(`dev still runs \`${devRelease.release}\`.`);
+    if (gated.devRelease)
+        s.text(`dev still runs \`${gated.devRelease.release}\`.`);
     return s;
 }
 /**
- * dev's release and the gate that passed for exactly what dev runs: the same commit and the same
- * image ids the tests ran in, with dev not drifted from its record. Read under dev's lock, so no
- * dev deploy changes it halfway through the reading. Refuses in one line otherwise.
+ * The commit to promote and what passed the gate for it: `sha`, or what dev runs. When dev runs the
+ * commit, it must run it undrifted and still run the gated images. Read under dev's lock, so no dev
+ * deploy changes it halfway through the reading. Refuses in one line otherwise.
  */
-async function gatedDevRelease(host, stateDir, dev, requireGate, run, log, lockTimeoutSeconds) {
+async function gatedRelease(host, stateDir, dev, wanted, requireGate, run, log, lockTimeoutSeconds) {
     const lock = await lock_1.EnvironmentLock.acquireToRead(host, stateDir, 'dev', run, 'promote (reading dev)', lockTimeoutSeconds, log, '');
     try {
         const devRecords = await new host_log_1.HostLog(host, stateDir, 'dev').read(log);
         const devRelease = (0, release_1.currentRelease)(devRecords);
-        if (!devRelease)
+        const sha = wanted ?? devRelease?.sha;
+        if (!sha)
             throw new errors_1.OperationFailed('dev has no release recorded: deploy dev and run the gate first. Nothing was changed.');
-        const observed = await (0, state_1.observe)(host, dev);
-        const drifted = (0, state_1.drift)(observed, devRelease);
-        if (drifted.length) {
-            throw new errors_1.OperationFailed(`${(0, state_1.driftMessage)('dev', devRelease, drifted)} ` +
-                `What runs on dev was not gated as such. Deploy dev again and run the gate, then promote. Nothing was changed.`);
+        const pusher = devRecords.filter((r) => r.event === 'release' && r.kind === 'deploy' && r.sha === sha).at(-1)?.actor;
+        const gate = (0, host_log_1.latest)(devRecords, 'gate', (r) => r.sha === sha);
+        const runsIt = devRelease?.sha === sha ? devRelease : undefined;
+        const observed = runsIt ? await (0, state_1.observe)(host, dev) : undefined;
+        if (runsIt && observed) {
+            const drifted = (0, state_1.drift)(observed, runsIt);
+            if (drifted.length) {
+                throw new errors_1.OperationFailed(`${(0, state_1.driftMessage)('dev', runsIt, drifted)} What runs on dev was not gated as such. Deploy dev again and run the gate, then promote. Nothing was changed.`);
+            }
         }
-        const gate = (0, host_log_1.latest)(devRecords, 'gate', (r) => r.sha === devRelease.sha);
-        if (!requireGate)
-            return { devRelease, gate };
+        if (!requireGate) {
+            const images = gate?.passed ? (gate.images ?? {}) : runsIt ? Object.fromEntries(Object.entries(runsIt.images).map(([s, i]) => [s, i.id])) : undefined;
+            if (!images)
+                throw new errors_1.OperationFailed(`dev never ran ${sha.slice(0, 12)} as a release twinstack knows, so there are no images to ship: deploy it to dev first. Nothing was changed.`);
+            log.warning(`require-gate is off: promoting ${sha.slice(0, 12)} without a passing gate`);
+            return { sha, images, gate, devRelease: runsIt, pusher };
+        }
         if (gate?.passed !== true) {
-            throw new errors_1.OperationFailed(`commit ${devRelease.sha} (dev release ${devRelease.release}) has no passing gate on dev${gate ? ` (its last gate failed at ${gate.time})` : ''}: run the gate on dev, or fix and deploy again. Nothing was changed.`);
+            throw new errors_1.OperationFailed(`commit ${sha}${runsIt ? ` (dev release ${runsIt.release})` : ''} has no passing gate on dev${gate ? ` (its last gate failed at ${gate.time})` : ''}: ` +
+                `${wanted && !runsIt ? 'only a commit that passed the gate can be promoted; deploy it to dev and run the gate' : 'run the gate on dev, or fix and deploy again'}. Nothing was changed.`);
         }
         const tested = gate.images ?? {};
         if (!Object.keys(tested).length) {
-            throw new errors_1.OperationFailed(`the passing gate of ${devRelease.sha.slice(0, 12)} (${gate.time}) does not say which images it tested: run the gate on dev again. Nothing was changed.`);
+            throw new errors_1.OperationFailed(`the passing gate of ${sha.slice(0, 12)} (${gate.time}) does not say which images it tested: run the gate on dev again. Nothing was changed.`);
         }
-        const changed = Object.entries(tested).filter(([svc, id]) => observed.images[svc] !== id);
-        if (changed.length) {
-            throw new errors_1.OperationFailed(`dev no longer runs what passed the gate at ${gate.time}: ${changed.map(([svc, id]) => `${svc} ran ${(0, state_1.shortId)(id)}, now ${observed.images[svc] ? (0, state_1.shortId)(observed.images[svc]) : 'nothing'}`).join('; ')}. ` +
-                `Run the gate on dev again. Nothing was changed.`);
+        if (observed) {
+            const changed = Object.entries(tested).filter(([svc, id]) => observed.images[svc] !== id);
+            if (changed.length) {
+                throw new errors_1.OperationFailed(`dev no longer runs what passed the gate at ${gate.time}: ${changed.map(([svc, id]) => `${svc} ran ${(0, state_1.shortId)(id)}, now ${observed.images[svc] ? (0, state_1.shortId)(observed.images[svc]) : 'nothing'}`).join('; ')}. ` +
+                    `Run the gate on dev again. Nothing was changed.`);
+            }
         }
-        return { devRelease, gate };
+        return { sha, images: tested, gate, devRelease: runsIt, pusher };
     }
     finally {
         await lock.release();
@@ -55961,6 +56163,51 @@ exports.gateSchema = zod_1.z
 
 /***/ }),
 
+/***/ 5478:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.promoteSchema = void 0;
+const zod_1 = __nccwpck_require__(924);
+const service = zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name');
+/**
+ * `promote:` — how flip-the-switch moves dev's gated commit to prod: which branch it must come from,
+ * the rehearsal of its migrations on a full copy of prod, the real migration's lock timeout, and the
+ * services stopped while it runs (write freeze).
+ */
+exports.promoteSchema = zod_1.z
+    .object({
+    /** The commit promoted must be on this branch of the remote (an ancestor of its tip). */
+    branch: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9._/-]+$/, 'must be a branch name')
+        .default('main'),
+    /** Rehearse the migrations on a copy of prod restored from the fresh backup: when some are pending (auto), always, or never. */
+    rehearse: zod_1.z.enum(['auto', 'always', 'never']).default('auto'),
+    /** Refuse when the rehearsal holds an ACCESS EXCLUSIVE lock on one table longer than this (milliseconds). */
+    'max-exclusive-lock-ms': zod_1.z.number().int().min(1).max(86_400_000).optional(),
+    /** The app's variable naming its database (a URL or a bare name): the rehearsal points it at the copy. */
+    'database-env': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+        .default('DATABASE_URL'),
+    /** lock_timeout of the real migration (through PGOPTIONS), so it never queues behind prod's traffic for long. */
+    'lock-timeout-ms': zod_1.z.number().int().min(100).max(600_000).default(5000),
+    /** Attempts of the real migration when it gives up waiting for a lock. */
+    'migration-attempts': zod_1.z.number().int().min(1).max(10).default(3),
+    /** The person who dispatches the promotion must not be the one who pushed the commit (two-person rule). */
+    'require-different-actor': zod_1.z.boolean().default(false),
+    /** Services that write, stopped from the backup to the end so a restore loses nothing (costs downtime). */
+    'write-freeze': zod_1.z.array(service).default([]),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
 /***/ 1176:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -55976,6 +56223,7 @@ exports.sectionSchemas = void 0;
 const backup_1 = __nccwpck_require__(5618);
 const deploy_1 = __nccwpck_require__(3083);
 const gate_1 = __nccwpck_require__(9991);
+const promote_1 = __nccwpck_require__(5478);
 const config_1 = __nccwpck_require__(30);
 const settings_1 = __nccwpck_require__(813);
 exports.sectionSchemas = {
@@ -55986,6 +56234,7 @@ exports.sectionSchemas = {
     gate: gate_1.gateSchema,
     deploy: deploy_1.deploySchema,
     backup: backup_1.backupSchema,
+    promote: promote_1.promoteSchema,
 };
 
 
@@ -56126,11 +56375,17 @@ exports.migrationPlan = migrationPlan;
 exports.upgradeHead = upgradeHead;
 exports.alembicCheck = alembicCheck;
 exports.currentRevision = currentRevision;
+exports.oneOffAlembic = oneOffAlembic;
+exports.oneOffHeads = oneOffHeads;
+exports.migrationErrorLine = migrationErrorLine;
+exports.hitLockTimeout = hitLockTimeout;
 /**
  * alembic inside an environment's api container: where the schema stands and the upgrade. Every
  * call goes through dockerExec, so a time limit or a cancel stops the in-container process too.
  */
 const docker_1 = __nccwpck_require__(580);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
 /** Where alembic stands in the environment's api service, before migrating. */
 async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
     const container = await env.serviceContainer(host, service);
@@ -56152,6 +56407,47 @@ async function currentRevision(host, env, service = env.cfg.apiService, timeoutS
     const r = await host.run((0, docker_1.dockerExec)(container, ['alembic', 'current']), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
     return /^(\w+)/m.exec(r.stdout.trim())?.[1] ?? '';
 }
+/**
+ * alembic in a one-off container of the environment's api service, started from `at` (a checkout of
+ * the new commit, whose image name points at the new image): the new code's migrations, while the
+ * old containers still serve. Returns the result as is.
+ */
+async function oneOffAlembic(host, at, args, o) {
+    const service = at.cfg.apiService;
+    const pass = Object.keys(o.env ?? {}).flatMap((k) => ['-e', k]);
+    await host.run((0, shell_1.argv)('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
+    try {
+        return await host.run(at.compose('run', '--rm', '--no-deps', '-T', '--name', o.name, ...pass, service, 'alembic', ...args), at.composeOptions({ label: o.label, timeoutSeconds: o.timeoutSeconds, check: false, quiet: true, env: o.env }));
+    }
+    finally {
+        // A time limit or a cancel kills the client; the container must not migrate on unseen.
+        await host.run((0, shell_1.argv)('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
+    }
+}
+/** The head revision(s) of the new code, read in a one-off container. */
+async function oneOffHeads(host, at, name, timeoutSeconds) {
+    const r = await oneOffAlembic(host, at, ['heads'], { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+    if (r.exitCode !== 0)
+        throw new errors_1.OperationFailed(`${at.name}: alembic heads failed in a one-off ${at.cfg.apiService} container of the new image: ${migrationErrorLine(`${r.stdout}\n${r.stderr}`)}`);
+    return [...r.stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
+}
+/**
+ * The migration's own error from its output: the exception line that ends a Python traceback (not
+ * the traceback), without the SQL echo, row values replaced by where to look.
+ */
+function migrationErrorLine(output) {
+    const lines = output.split('\n').map((l) => l.trimEnd());
+    const tb = lines.map((l, i) => (l.startsWith('Traceback (most recent call last)') ? i : -1)).filter((i) => i >= 0);
+    const from = tb.length ? tb[tb.length - 1] : 0;
+    const exc = lines.slice(from).filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
+    const line = exc.at(-1) ?? lines.filter((l) => l.trim()).at(-1) ?? '';
+    const detail = lines.slice(from).find((l) => /^DETAIL: /.test(l));
+    return (0, errors_1.scrubRowValues)(`${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`).slice(0, 500);
+}
+/** True when a failed migration gave up waiting for a lock (lock_timeout), which is worth a retry. */
+function hitLockTimeout(output) {
+    return /canceling statement due to lock timeout|LockNotAvailable/.test(output);
+}
 
 
 /***/ }),
@@ -56172,6 +56468,7 @@ exports.verifyBackup = verifyBackup;
 exports.listBackups = listBackups;
 exports.usableBackup = usableBackup;
 exports.restoreBackup = restoreBackup;
+exports.restoreAsideName = restoreAsideName;
 exports.pendingDir = pendingDir;
 exports.pruneBackups = pruneBackups;
 const errors_1 = __nccwpck_require__(639);
@@ -56179,6 +56476,7 @@ const shell_1 = __nccwpck_require__(2232);
 const host_log_1 = __nccwpck_require__(131);
 const postgres_1 = __nccwpck_require__(263);
 const sql_1 = __nccwpck_require__(3830);
+const schema_1 = __nccwpck_require__(109);
 function newBackupId(env, now = new Date()) {
     return `b${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${env}`;
 }
@@ -56276,6 +56574,8 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
         await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { label: `creating ${dir}`, quiet: true, timeoutSeconds: 60 });
         manifest.tools.pg_dump = (await psqlVersion(host, env)) ?? 'unknown';
         manifest.alembicRevision = await psqlValue(host, env, database, 'SELECT version_num FROM alembic_version LIMIT 1');
+        // Read just before the snapshot: a restore of this backup loses what the counters add after it.
+        manifest.writeCounters = await (0, schema_1.writeCounters)(host, env, database).catch(() => undefined);
         if (verify === 'restore')
             snapshotSession = await openSnapshot(host, env, database);
         const dumpArgs = ['-Fc', '-d', database, ...(snapshotSession ? [`--snapshot=${snapshotSession.snapshot}`] : [])];
@@ -56457,7 +56757,7 @@ async function usableBackup(host, config, env, id, log) {
 async function restoreBackup(host, config, env, m, log, opts = {}) {
     const file = `${backupDir(config, env, m.id)}/db.dump`;
     const db = m.database;
-    const aside = `${db}_twinstack_pre_restore`.slice(0, 63);
+    const aside = restoreAsideName(db);
     const sql = (0, postgres_1.psql)(env, 'postgres');
     const sqlTuples = (0, postgres_1.psql)(env, 'postgres', { tuples: true });
     const setAside = `${(0, postgres_1.dropDatabaseSql)(aside)}${(0, postgres_1.renameDatabaseSql)(db, aside)}`;
@@ -56500,6 +56800,10 @@ async function restoreBackup(host, config, env, m, log, opts = {}) {
         throw new errors_1.RemoteCommandError(`restore of ${env.name} from ${m.id}`, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `restoring ${env.name} from backup ${m.id}`);
     }
     log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
+}
+/** Where a restore keeps the database it replaced (until the next restore). */
+function restoreAsideName(database) {
+    return `${database}_twinstack_pre_restore`.slice(0, 63);
 }
 /** Where multi-step host changes leave the script that undoes them until they finish. */
 function pendingDir(config, env) {
@@ -56717,10 +57021,17 @@ class Environment {
     name;
     config;
     cfg;
-    constructor(name, config) {
+    constructor(name, config, checkout) {
         this.name = name;
         this.config = config;
-        this.cfg = config.environments[name];
+        this.cfg = checkout ? { ...config.environments[name], checkout } : config.environments[name];
+    }
+    /**
+     * The same environment (project, compose files, env file, database) driven from another directory:
+     * a scratch checkout of another commit, whose compose commands see that commit's files.
+     */
+    at(checkout) {
+        return new Environment(this.name, this.config, checkout);
     }
     get project() {
         return this.cfg.project;
@@ -56804,6 +57115,8 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.headScript = headScript;
 exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
+exports.scratchCheckout = scratchCheckout;
+exports.removeScratchCheckout = removeScratchCheckout;
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 const validate_1 = __nccwpck_require__(8770);
@@ -56842,6 +57155,28 @@ async function checkoutCommit(host, env, sha) {
         }
         throw e;
     }
+}
+/**
+ * A scratch checkout of `sha` beside the environment's own (a `git worktree`, detached), with the
+ * environment's env file copied in: compose commands run from it see the new commit's files while
+ * the running containers keep the checkout they were started from. Code that the services
+ * bind-mount from the checkout (Makapix's `../../api:/workspace/api`) therefore changes only at the
+ * swap. Returns the directory; `removeScratchCheckout` takes it away again.
+ */
+async function scratchCheckout(host, env, sha, dir) {
+    const { checkout, envFile } = env.cfg;
+    const target = `${dir}/${envFile}`;
+    await host.run((0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune && ` +
+        (0, shell_1.sh) `mkdir -p ${dir.slice(0, dir.lastIndexOf('/')) || '/'} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null && ` +
+        (0, shell_1.sh) `if [ -e ${`${checkout}/${envFile}`} ]; then mkdir -p ${target.slice(0, target.lastIndexOf('/'))} && cp -p ${`${checkout}/${envFile}`} ${target}; fi`, { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
+    return dir;
+}
+async function removeScratchCheckout(host, env, dir) {
+    await host.run((0, shell_1.sh) `git -C ${env.cfg.checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${env.cfg.checkout} worktree prune`, {
+        check: false,
+        quiet: true,
+        timeoutSeconds: 300,
+    });
 }
 
 
@@ -56910,6 +57245,7 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         problems: zod_1.z.array(zod_1.z.string()).optional(),
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional() }),
+    record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string() }),
     record('staging-created', { database: zod_1.z.string() }),
     record('resampled', {}),
     record('swapped', { database: zod_1.z.string() }),
@@ -57346,6 +57682,195 @@ async function undoPending(o, hostLog, base) {
 
 /***/ }),
 
+/***/ 5443:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.lockHolds = lockHolds;
+exports.pointAt = pointAt;
+exports.rehearse = rehearse;
+exports.rehearsalRefusal = rehearsalRefusal;
+const backup_1 = __nccwpck_require__(6230);
+const alembic_1 = __nccwpck_require__(6023);
+const errors_1 = __nccwpck_require__(639);
+const postgres_1 = __nccwpck_require__(263);
+const shell_1 = __nccwpck_require__(2232);
+const sql_1 = __nccwpck_require__(3830);
+const env_file_1 = __nccwpck_require__(2028);
+const SAMPLE_MS = 100;
+/** Samples of `<epoch ms>|<table>` lines into the longest unbroken hold per table. */
+function lockHolds(lines, intervalMs = SAMPLE_MS) {
+    const samples = new Map();
+    for (const l of lines) {
+        const m = /^(\d+)\|(.+)$/.exec(l.trim());
+        if (!m)
+            continue;
+        const t = Number(m[1]);
+        if (!samples.has(t))
+            samples.set(t, new Set());
+        samples.get(t)?.add(m[2]);
+    }
+    // Every sampling instant, also those with no lock (they end a hold): the sampler prints a bare timestamp each round.
+    for (const l of lines) {
+        const m = /^(\d+)$/.exec(l.trim());
+        if (m && !samples.has(Number(m[1])))
+            samples.set(Number(m[1]), new Set());
+    }
+    const times = [...samples.keys()].sort((a, b) => a - b);
+    const open = new Map();
+    const best = new Map();
+    const close = (table, end) => {
+        const start = open.get(table);
+        if (start === undefined)
+            return;
+        best.set(table, Math.max(best.get(table) ?? 0, end - start + intervalMs));
+        open.delete(table);
+    };
+    let last = 0;
+    for (const t of times) {
+        const held = samples.get(t) ?? new Set();
+        for (const table of [...open.keys()])
+            if (!held.has(table))
+                close(table, last);
+        for (const table of held)
+            if (!open.has(table))
+                open.set(table, t);
+        last = t;
+    }
+    for (const table of [...open.keys()])
+        close(table, last);
+    return [...best.entries()].map(([table, ms]) => ({ table, ms })).sort((a, b) => b.ms - a.ms || a.table.localeCompare(b.table));
+}
+/**
+ * The value of the app's database variable for the copy: a URL gets the copy's name as its path, a
+ * bare name is replaced.
+ */
+function pointAt(value, database) {
+    if (!value || !value.includes('://'))
+        return database;
+    const m = /^([^?#]*?:\/\/[^/?#]*)(\/[^?#]*)?(.*)$/.exec(value);
+    return m ? `${m[1]}/${encodeURIComponent(database)}${m[3]}` : database;
+}
+const TABLES_SQL = `SELECT c.oid || '|' || n.nspname || '.' || c.relname || '|' || c.relfilenode || '|' || coalesce(s.n_live_tup, 0) || '|' || coalesce(s.n_tup_upd, 0) ` +
+    `FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid ` +
+    `WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'`;
+function parseTables(text) {
+    const out = new Map();
+    for (const line of text.split('\n')) {
+        const p = line.trim().split('|');
+        if (p.length === 5)
+            out.set(p[0], { name: p[1], filenode: p[2], rows: Number(p[3]) || 0, updated: Number(p[4]) || 0 });
+    }
+    return out;
+}
+async function rehearse(host, config, at, backup, log, opId) {
+    const settings = config.promote;
+    const scratch = `${backup.database}_twinstack_rehearse`.slice(0, 63);
+    const maintenance = (sql, label) => host.run((0, postgres_1.psql)(at, 'postgres'), { stdin: sql, quiet: true, label, timeoutSeconds: 300 });
+    const inScratch = (sql, label) => host.run((0, postgres_1.psql)(at, scratch, { tuples: true, run: [sql] }), { quiet: true, label, timeoutSeconds: 300 });
+    const file = `${(0, backup_1.backupDir)(config, at, backup.id)}/db.dump`;
+    const stopFile = `/tmp/twinstack-rehearse-${opId}.stop`;
+    const result = { ok: false, durationMs: 0, restoreMs: 0, locks: [], rewritten: [], updatedRows: 0, revisionBefore: backup.alembicRevision ?? '', revisionAfter: '' };
+    log.startGroup(`${at.name}: rehearsing the migration on a copy of ${backup.database} (backup ${backup.id})`);
+    try {
+        await maintenance((0, postgres_1.dropDatabaseSql)(scratch), `dropping an old ${scratch}`);
+        const created = await maintenance(`CREATE DATABASE ${(0, sql_1.ident)(scratch)} TEMPLATE template0;\n`, `creating ${scratch}`).catch((e) => e);
+        if (created instanceof errors_1.RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
+            throw new errors_1.OperationFailed(`the database user ${at.cfg.database.user} may not create the copy the rehearsal needs: ALTER ROLE ${at.cfg.database.user} CREATEDB, or set promote.rehearse: never`);
+        }
+        if (created instanceof Error)
+            throw created;
+        let t = Date.now();
+        // On the host the dump restores with parallel jobs; inside the db container it is streamed in (one job).
+        const restore = at.cfg.database.via === 'host'
+            ? at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-j', '4', '-d', scratch, file])
+            : `${at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-d', scratch])} < ${(0, shell_1.sh) `${file}`}`;
+        await host.run(restore, { quiet: true, label: `restoring backup ${backup.id} into ${scratch}`, timeoutSeconds: config.backup['timeout-seconds'] });
+        await inScratch('ANALYZE', `analyzing ${scratch}`);
+        result.restoreMs = Date.now() - t;
+        const before = parseTables((await inScratch(TABLES_SQL, `reading ${scratch}'s tables`)).stdout);
+        // The app's database variable, pointed at the copy. Its value comes from the env file, is masked, and
+        // reaches the container by name only.
+        const envText = (await host.readFile(`${at.cfg.checkout}/${at.cfg.envFile}`)).toString('utf8');
+        const values = (0, env_file_1.parseEnvFile)(envText);
+        const variable = settings['database-env'];
+        if (!values.has(variable)) {
+            throw new errors_1.OperationFailed(`${at.cfg.envFile} does not set ${variable}, the variable promote.database-env names: the rehearsal cannot point the app at its copy. Set promote.database-env to the variable your app reads its database from, or promote.rehearse: never`);
+        }
+        const pointed = pointAt(values.get(variable), scratch);
+        if (pointed.length >= 6)
+            log.secret(pointed);
+        // The sampler: one psql session fed a query every 100 ms until the stop file appears.
+        const sample = `SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint || coalesce((SELECT string_agg(E'\\n' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint || '|' || n.nspname || '.' || c.relname, '') ` +
+            `FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace ` +
+            `WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.mode = 'AccessExclusiveLock' AND l.granted AND c.relkind IN ('r', 'p', 'm') AND l.pid <> pg_backend_pid()), '');`;
+        await host.run((0, shell_1.sh) `rm -f ${stopFile}`, { quiet: true, timeoutSeconds: 30 });
+        let samples = '';
+        const sampler = host.spawn(`while [ ! -e ${(0, shell_1.sh) `${stopFile}`} ]; do printf '%s\\n' ${(0, shell_1.sh) `${sample}`}; sleep 0.1; done | ${(0, postgres_1.psql)(at, scratch, { tuples: true })}`, {
+            quiet: true,
+            label: 'sampling pg_locks',
+            onStdout: (c) => (samples += c.toString()),
+        });
+        t = Date.now();
+        let run;
+        try {
+            run = await (0, alembic_1.oneOffAlembic)(host, at, ['upgrade', 'head'], {
+                env: { [variable]: pointed },
+                timeoutSeconds: config.gate['timeout-seconds'],
+                label: `${at.name}: rehearsal of alembic upgrade head on ${scratch}`,
+                name: `${at.project}-twinstack-rehearse`,
+            });
+        }
+        finally {
+            result.durationMs = Date.now() - t;
+            await host.run((0, shell_1.sh) `touch ${stopFile}`, { quiet: true, timeoutSeconds: 30 }).catch(() => undefined);
+            await Promise.race([sampler.exited, new Promise((r) => setTimeout(r, 15_000))]).catch(() => undefined);
+            await host.run((0, shell_1.sh) `rm -f ${stopFile}`, { check: false, quiet: true, timeoutSeconds: 30 }).catch(() => undefined);
+        }
+        result.locks = lockHolds(samples.split('\n'));
+        const budget = settings['max-exclusive-lock-ms'];
+        if (budget !== undefined)
+            result.overBudget = result.locks.find((l) => l.ms > budget);
+        if (run.exitCode !== 0) {
+            result.error = (0, alembic_1.migrationErrorLine)(`${run.stdout}\n${run.stderr}`) || `alembic exited with code ${run.exitCode}`;
+            log.error(`rehearsal: the migration failed on the copy of prod: ${result.error}`);
+            return result;
+        }
+        const after = parseTables((await inScratch(TABLES_SQL, `reading ${scratch}'s tables again`)).stdout);
+        for (const [oid, b] of before) {
+            const a = after.get(oid);
+            if (!a)
+                continue;
+            if (a.filenode !== b.filenode)
+                result.rewritten.push({ table: b.name, rows: b.rows });
+            result.updatedRows += Math.max(0, a.updated - b.updated);
+        }
+        const rev = await inScratch(`SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version`, 'alembic revision of the copy').catch(() => undefined);
+        result.revisionAfter = rev?.stdout.trim() ?? '';
+        result.ok = result.overBudget === undefined;
+        log.info(`rehearsal: ${result.revisionBefore || 'none'} → ${result.revisionAfter || 'none'} in ${result.durationMs} ms on a copy restored in ${result.restoreMs} ms; ` +
+            `${result.locks.length ? result.locks.map((l) => `${l.table} ACCESS EXCLUSIVE ${l.ms} ms`).join(', ') : 'no table held ACCESS EXCLUSIVE'}`);
+        return result;
+    }
+    finally {
+        await maintenance((0, postgres_1.dropDatabaseSql)(scratch), `dropping ${scratch}`).catch((e) => log.warning(`could not drop the rehearsal copy ${scratch}: ${(0, errors_1.errorMessage)(e)}; drop it by hand`));
+        log.endGroup();
+    }
+}
+/** One line for a failure message: the rehearsal's own words about what stopped it. */
+function rehearsalRefusal(r, budget) {
+    if (r.error)
+        return `the migration failed when rehearsed on a copy of prod: ${r.error}`;
+    if (r.overBudget)
+        return `the migration held table ${r.overBudget.table} ACCESS EXCLUSIVE for ${r.overBudget.ms} ms when rehearsed, more than promote.max-exclusive-lock-ms (${budget ?? '?'})`;
+    return 'the rehearsal did not finish';
+}
+
+
+/***/ }),
+
 /***/ 5817:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -57630,6 +58155,285 @@ async function startRelease(host, config, env, release, log, restore) {
 function lossWindow(backup, restoredAt) {
     const seconds = Math.max(0, Math.round((Date.parse(restoredAt) - Date.parse(backup.time)) / 1000));
     return `writes between ${backup.time} (backup ${backup.id}) and ${restoredAt} (${seconds}s) are lost`;
+}
+
+
+/***/ }),
+
+/***/ 109:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.fingerprintOf = fingerprintOf;
+exports.schemaState = schemaState;
+exports.writeCounters = writeCounters;
+exports.rowsWrittenBetween = rowsWrittenBetween;
+/**
+ * The database's schema as promote judges it: alembic's revision and a fingerprint of the whole
+ * schema (pg_dump --schema-only, without its comments and per-run keys), read before anything
+ * changes and again after a failure. When both are unchanged the failed migration rolled back by
+ * itself (PostgreSQL's DDL is transactional): no restore, no write lost. Also the write counters of
+ * the statistics views, so a restore can say how many rows it is about to lose.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const postgres_1 = __nccwpck_require__(263);
+const REVISION_SQL = `SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN '' ELSE ` +
+    `coalesce((xpath('/row/v/text()', query_to_xml('SELECT string_agg(version_num, '','' ORDER BY version_num) AS v FROM alembic_version', false, true, '')))[1]::text, '') END`;
+/** The schema-only dump as a fingerprint: lines that differ between two dumps of one schema are dropped. */
+function fingerprintOf(dump) {
+    const kept = dump.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^\\(un)?restrict\b/.test(l) && !/^SET /.test(l) && !/^SELECT pg_catalog\.set_config/.test(l));
+    return (0, node_crypto_1.createHash)('sha256').update(kept.join('\n')).digest('hex');
+}
+async function schemaState(host, env, database = env.cfg.database.name) {
+    const rev = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [REVISION_SQL] }), { quiet: true, label: `${env.name}: alembic revision`, timeoutSeconds: 120 });
+    const dump = await host.run(env.dbTool('pg_dump', ['--schema-only', '--no-owner', '--no-privileges', '-d', database]), {
+        quiet: true,
+        label: `${env.name}: schema of ${database}`,
+        timeoutSeconds: 600,
+    });
+    return { revision: rev.stdout.trim(), fingerprint: fingerprintOf(dump.stdout) };
+}
+/** Rows inserted, updated and deleted per table since the statistics were last reset (cumulative). */
+async function writeCounters(host, env, database = env.cfg.database.name) {
+    const r = await host.run((0, postgres_1.psql)(env, database, {
+        tuples: true,
+        run: [`SELECT schemaname || '.' || relname || '|' || (n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables`],
+    }), { quiet: true, label: `${env.name}: write counters`, timeoutSeconds: 120 });
+    const out = {};
+    for (const line of r.stdout.split('\n')) {
+        const i = line.lastIndexOf('|');
+        if (i > 0)
+            out[line.slice(0, i)] = Number(line.slice(i + 1)) || 0;
+    }
+    return out;
+}
+/**
+ * Rows written between two readings of the counters, in the tables that existed at the first (the
+ * ones a restore of a backup taken then puts back). A counter that went down (statistics reset)
+ * counts from zero.
+ */
+function rowsWrittenBetween(before, after) {
+    const tables = [];
+    for (const [table, was] of Object.entries(before)) {
+        const now = after[table];
+        if (now === undefined)
+            continue;
+        const rows = now >= was ? now - was : now;
+        if (rows > 0)
+            tables.push({ table, rows });
+    }
+    tables.sort((a, b) => b.rows - a.rows || a.table.localeCompare(b.table));
+    return { total: tables.reduce((n, t) => n + t.rows, 0), tables };
+}
+
+
+/***/ }),
+
+/***/ 8616:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.buildDefinitions = buildDefinitions;
+exports.buildDifferences = buildDifferences;
+exports.shipPlan = shipPlan;
+exports.defaultImageName = defaultImageName;
+exports.mergedBuilds = mergedBuilds;
+exports.shipImages = shipImages;
+exports.assertImages = assertImages;
+/**
+ * Shipping what was gated: prod runs the image ids the passing gate tested on dev, tagged under
+ * prod's own image names, and started with `up --no-build`. A service is rebuilt (from the same
+ * commit) only where prod's merged build definition differs from dev's — a build arg such as a
+ * `NEXT_PUBLIC_*` URL baked in at build time, another target, dockerfile or context — and the
+ * summary names each one and why. Prod never builds a service that could have been shipped.
+ */
+const path = __importStar(__nccwpck_require__(6760));
+const yaml_1 = __nccwpck_require__(8815);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const state_1 = __nccwpck_require__(781);
+const isObj = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+/**
+ * The build definition of every service in a merged compose configuration (`config` output of v1 or
+ * v2), contexts made relative to `root` so two checkouts of one commit compare equal.
+ */
+function buildDefinitions(configYaml, root) {
+    const doc = (0, yaml_1.parse)(configYaml);
+    if (!isObj(doc) || !isObj(doc.services))
+        throw new errors_1.OperationFailed('the merged compose configuration has no services');
+    const out = new Map();
+    for (const [service, raw] of Object.entries(doc.services)) {
+        const s = isObj(raw) ? raw : {};
+        const entry = { service, image: typeof s.image === 'string' ? s.image : undefined };
+        const b = s.build;
+        if (typeof b === 'string' || isObj(b)) {
+            const o = typeof b === 'string' ? { context: b } : b;
+            const context = typeof o.context === 'string' ? o.context : '.';
+            const args = {};
+            if (isObj(o.args))
+                for (const [k, v] of Object.entries(o.args))
+                    args[k] = v === null || v === undefined ? '' : String(v);
+            else if (Array.isArray(o.args))
+                for (const a of o.args.map(String)) {
+                    const eq = a.indexOf('=');
+                    args[eq < 0 ? a : a.slice(0, eq)] = eq < 0 ? '' : a.slice(eq + 1);
+                }
+            entry.build = {
+                context: path.posix.isAbsolute(context) ? path.posix.relative(root, context) || '.' : context,
+                dockerfile: typeof o.dockerfile === 'string' ? o.dockerfile : 'Dockerfile',
+                target: typeof o.target === 'string' ? o.target : '',
+                args,
+            };
+        }
+        out.set(service, entry);
+    }
+    return out;
+}
+/** Why two build definitions differ, in words that name no value; empty when they are the same. */
+function buildDifferences(prod, dev) {
+    const out = [];
+    if (prod.context !== dev.context)
+        out.push(`build context differs (prod ${prod.context}, dev ${dev.context})`);
+    if (prod.dockerfile !== dev.dockerfile)
+        out.push(`dockerfile differs (prod ${prod.dockerfile}, dev ${dev.dockerfile})`);
+    if (prod.target !== dev.target)
+        out.push(`build target differs (prod ${prod.target || 'none'}, dev ${dev.target || 'none'})`);
+    const names = [...new Set([...Object.keys(prod.args), ...Object.keys(dev.args)])].sort();
+    const differing = names.filter((n) => prod.args[n] !== dev.args[n]);
+    if (differing.length)
+        out.push(`build arg${differing.length > 1 ? 's' : ''} ${differing.join(', ')} differ${differing.length > 1 ? '' : 's'}`);
+    return out;
+}
+/**
+ * What to do with each prod service. `names` is prod's image name per service (from its config, its
+ * current release, or compose's default naming).
+ */
+function shipPlan(prod, dev, gated, names) {
+    const plan = { ship: [], rebuild: [], asConfigured: [] };
+    for (const [service, p] of [...prod.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+        const d = dev.get(service);
+        const id = gated[service];
+        const name = names[service];
+        if (!d || !id) {
+            plan.asConfigured.push({ service, reason: d ? 'the gate recorded no image for it' : 'dev does not run it', builds: !!p.build });
+            continue;
+        }
+        if (p.build && d.build) {
+            const reasons = buildDifferences(p.build, d.build);
+            if (reasons.length)
+                plan.rebuild.push({ service, name, reasons });
+            else
+                plan.ship.push({ service, id, name });
+        }
+        else if (p.build || d.build) {
+            plan.rebuild.push({ service, name, reasons: [p.build ? 'prod builds it, dev pulls it' : 'dev builds it, prod pulls it'] });
+        }
+        else if (p.image !== d.image) {
+            plan.asConfigured.push({ service, reason: `prod runs image ${p.image ?? '?'}, dev ${d.image ?? '?'}`, builds: false });
+        }
+        else {
+            plan.ship.push({ service, id, name });
+        }
+    }
+    return plan;
+}
+/** The image name compose gives a service that sets none: `<project>-<service>` (v2) or `<project>_<service>` (v1). */
+function defaultImageName(project, service, composeCommand) {
+    return composeCommand === 'docker-compose' ? `${project}_${service}` : `${project}-${service}`;
+}
+/** The merged configuration of an environment (its compose files and env file), read quietly: it holds secrets. */
+async function mergedBuilds(host, env) {
+    const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, label: `${env.name}: compose config`, timeoutSeconds: 180 }));
+    return buildDefinitions(r.stdout, env.cfg.checkout);
+}
+/**
+ * Puts the plan on the host: every shipped id tagged under prod's name (the id must still be on the
+ * host), every rebuilt service built from `at` (prod's configuration at the new commit). Returns the
+ * image id each service must run. Running containers keep their image: nothing restarts here.
+ */
+async function shipImages(host, at, plan, log) {
+    const expected = {};
+    if (plan.ship.length) {
+        const ids = plan.ship.map((s) => s.id);
+        const check = await host.run((0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', ids), { check: false, quiet: true, timeoutSeconds: 120 });
+        if (check.exitCode !== 0) {
+            const present = new Set(check.stdout.split('\n').map((l) => l.trim()));
+            const gone = plan.ship.filter((s) => !present.has(s.id));
+            throw new errors_1.OperationFailed(`the gated image${gone.length > 1 ? 's' : ''} ${gone.map((s) => `${s.service} ${(0, state_1.shortId)(s.id)}`).join(', ')} ${gone.length > 1 ? 'are' : 'is'} no longer on the host: deploy dev and run the gate again. Nothing was changed.`);
+        }
+        await host.run(plan.ship.map((s) => (0, shell_1.argv)('docker', 'tag', s.id, s.name)).join(' && '), { label: `${at.name}: tagging the gated images`, quiet: true, timeoutSeconds: 300 });
+        for (const s of plan.ship) {
+            expected[s.service] = s.id;
+            log.info(`${at.name}: ${s.service} ships the gated image ${(0, state_1.shortId)(s.id)} as ${s.name}`);
+        }
+    }
+    if (plan.rebuild.length) {
+        for (const r of plan.rebuild)
+            log.info(`${at.name}: ${r.service} is rebuilt from the same commit: ${r.reasons.join('; ')}`);
+        log.startGroup(`${at.name}: compose build ${plan.rebuild.map((r) => r.service).join(' ')}`);
+        try {
+            await host.run(at.compose('build', ...plan.rebuild.map((r) => r.service)), at.composeOptions({ label: `${at.name} compose build`, timeoutSeconds: 3600 }));
+        }
+        finally {
+            log.endGroup();
+        }
+        const ids = await host.run((0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', plan.rebuild.map((r) => r.name)), { quiet: true, timeoutSeconds: 120 });
+        ids.stdout
+            .trim()
+            .split('\n')
+            .forEach((id, i) => (expected[plan.rebuild[i].service] = id.trim()));
+    }
+    return expected;
+}
+/** Fails naming every service whose container does not run the image it must. */
+function assertImages(containers, expected, envName) {
+    const wrong = [];
+    for (const [service, id] of Object.entries(expected)) {
+        const c = containers.find((x) => x.service === service && !x.oneoff);
+        if (!c)
+            wrong.push(`${service} has no container`);
+        else if (c.imageId !== id)
+            wrong.push(`${service} runs ${(0, state_1.shortId)(c.imageId)}, not ${(0, state_1.shortId)(id)}`);
+    }
+    if (wrong.length)
+        throw new errors_1.OperationFailed(`${envName} does not run the images it was given: ${wrong.join('; ')}`);
 }
 
 
@@ -57951,7 +58755,7 @@ exports.RemoteCommandError = RemoteCommandError;
 function scrubRowValues(text) {
     return text
         .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
-        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
+        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
         .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
 }
 /** The environment's lock could not be taken in time. */

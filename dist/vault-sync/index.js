@@ -55678,6 +55678,51 @@ exports.gateSchema = zod_1.z
 
 /***/ }),
 
+/***/ 5478:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.promoteSchema = void 0;
+const zod_1 = __nccwpck_require__(924);
+const service = zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name');
+/**
+ * `promote:` — how flip-the-switch moves dev's gated commit to prod: which branch it must come from,
+ * the rehearsal of its migrations on a full copy of prod, the real migration's lock timeout, and the
+ * services stopped while it runs (write freeze).
+ */
+exports.promoteSchema = zod_1.z
+    .object({
+    /** The commit promoted must be on this branch of the remote (an ancestor of its tip). */
+    branch: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9._/-]+$/, 'must be a branch name')
+        .default('main'),
+    /** Rehearse the migrations on a copy of prod restored from the fresh backup: when some are pending (auto), always, or never. */
+    rehearse: zod_1.z.enum(['auto', 'always', 'never']).default('auto'),
+    /** Refuse when the rehearsal holds an ACCESS EXCLUSIVE lock on one table longer than this (milliseconds). */
+    'max-exclusive-lock-ms': zod_1.z.number().int().min(1).max(86_400_000).optional(),
+    /** The app's variable naming its database (a URL or a bare name): the rehearsal points it at the copy. */
+    'database-env': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+        .default('DATABASE_URL'),
+    /** lock_timeout of the real migration (through PGOPTIONS), so it never queues behind prod's traffic for long. */
+    'lock-timeout-ms': zod_1.z.number().int().min(100).max(600_000).default(5000),
+    /** Attempts of the real migration when it gives up waiting for a lock. */
+    'migration-attempts': zod_1.z.number().int().min(1).max(10).default(3),
+    /** The person who dispatches the promotion must not be the one who pushed the commit (two-person rule). */
+    'require-different-actor': zod_1.z.boolean().default(false),
+    /** Services that write, stopped from the backup to the end so a restore loses nothing (costs downtime). */
+    'write-freeze': zod_1.z.array(service).default([]),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
 /***/ 1176:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -55693,6 +55738,7 @@ exports.sectionSchemas = void 0;
 const backup_1 = __nccwpck_require__(5618);
 const deploy_1 = __nccwpck_require__(3083);
 const gate_1 = __nccwpck_require__(9991);
+const promote_1 = __nccwpck_require__(5478);
 const config_1 = __nccwpck_require__(30);
 const settings_1 = __nccwpck_require__(813);
 exports.sectionSchemas = {
@@ -55703,6 +55749,7 @@ exports.sectionSchemas = {
     gate: gate_1.gateSchema,
     deploy: deploy_1.deploySchema,
     backup: backup_1.backupSchema,
+    promote: promote_1.promoteSchema,
 };
 
 
@@ -56028,10 +56075,17 @@ class Environment {
     name;
     config;
     cfg;
-    constructor(name, config) {
+    constructor(name, config, checkout) {
         this.name = name;
         this.config = config;
-        this.cfg = config.environments[name];
+        this.cfg = checkout ? { ...config.environments[name], checkout } : config.environments[name];
+    }
+    /**
+     * The same environment (project, compose files, env file, database) driven from another directory:
+     * a scratch checkout of another commit, whose compose commands see that commit's files.
+     */
+    at(checkout) {
+        return new Environment(this.name, this.config, checkout);
     }
     get project() {
         return this.cfg.project;
@@ -56169,6 +56223,7 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         problems: zod_1.z.array(zod_1.z.string()).optional(),
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional() }),
+    record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string() }),
     record('staging-created', { database: zod_1.z.string() }),
     record('resampled', {}),
     record('swapped', { database: zod_1.z.string() }),
@@ -56844,7 +56899,7 @@ exports.RemoteCommandError = RemoteCommandError;
 function scrubRowValues(text) {
     return text
         .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
-        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
+        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
         .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
 }
 /** The environment's lock could not be taken in time. */

@@ -3,8 +3,10 @@
  * call goes through dockerExec, so a time limit or a cancel stops the in-container process too.
  */
 import { dockerExec } from '../infra/docker';
+import { OperationFailed, scrubRowValues } from '../infra/errors';
 import type { Environment } from './environment';
 import type { CommandResult, Host } from '../infra/host';
+import { argv } from '../infra/shell';
 
 export interface MigrationPlan {
   container: string;
@@ -37,4 +39,56 @@ export async function currentRevision(host: Host, env: Environment, service = en
   container ??= await env.serviceContainer(host, service);
   const r = await host.run(dockerExec(container, ['alembic', 'current']), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
   return /^(\w+)/m.exec(r.stdout.trim())?.[1] ?? '';
+}
+
+export interface OneOffOptions {
+  /** Variables for the one-off container, passed by name (`-e NAME`) so no value is on a command line. */
+  env?: Record<string, string>;
+  timeoutSeconds: number;
+  label: string;
+  /** A fixed container name, so a cut run's container can be found and removed. */
+  name: string;
+}
+
+/**
+ * alembic in a one-off container of the environment's api service, started from `at` (a checkout of
+ * the new commit, whose image name points at the new image): the new code's migrations, while the
+ * old containers still serve. Returns the result as is.
+ */
+export async function oneOffAlembic(host: Host, at: Environment, args: readonly string[], o: OneOffOptions): Promise<CommandResult> {
+  const service = at.cfg.apiService;
+  const pass = Object.keys(o.env ?? {}).flatMap((k) => ['-e', k]);
+  await host.run(argv('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
+  try {
+    return await host.run(at.compose('run', '--rm', '--no-deps', '-T', '--name', o.name, ...pass, service, 'alembic', ...args), at.composeOptions({ label: o.label, timeoutSeconds: o.timeoutSeconds, check: false, quiet: true, env: o.env }));
+  } finally {
+    // A time limit or a cancel kills the client; the container must not migrate on unseen.
+    await host.run(argv('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
+  }
+}
+
+/** The head revision(s) of the new code, read in a one-off container. */
+export async function oneOffHeads(host: Host, at: Environment, name: string, timeoutSeconds: number): Promise<string[]> {
+  const r = await oneOffAlembic(host, at, ['heads'], { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+  if (r.exitCode !== 0) throw new OperationFailed(`${at.name}: alembic heads failed in a one-off ${at.cfg.apiService} container of the new image: ${migrationErrorLine(`${r.stdout}\n${r.stderr}`)}`);
+  return [...r.stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
+}
+
+/**
+ * The migration's own error from its output: the exception line that ends a Python traceback (not
+ * the traceback), without the SQL echo, row values replaced by where to look.
+ */
+export function migrationErrorLine(output: string): string {
+  const lines = output.split('\n').map((l) => l.trimEnd());
+  const tb = lines.map((l, i) => (l.startsWith('Traceback (most recent call last)') ? i : -1)).filter((i) => i >= 0);
+  const from = tb.length ? tb[tb.length - 1] : 0;
+  const exc = lines.slice(from).filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
+  const line = exc.at(-1) ?? lines.filter((l) => l.trim()).at(-1) ?? '';
+  const detail = lines.slice(from).find((l) => /^DETAIL: /.test(l));
+  return scrubRowValues(`${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`).slice(0, 500);
+}
+
+/** True when a failed migration gave up waiting for a lock (lock_timeout), which is worth a retry. */
+export function hitLockTimeout(output: string): boolean {
+  return /canceling statement due to lock timeout|LockNotAvailable/.test(output);
 }

@@ -13,6 +13,7 @@ import { argv, raw, sh } from '../infra/shell';
 import { pendingDirOf } from './host-log';
 import { copyDatabaseSettingsSql, dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
 import { ident, literal } from '../infra/sql';
+import { writeCounters } from './schema';
 
 export interface BackupFile {
   bytes: number;
@@ -29,6 +30,8 @@ export interface BackupManifest {
   release?: string;
   sha?: string;
   alembicRevision?: string;
+  /** Rows inserted, updated and deleted per table (statistics views) just before the dump's snapshot. */
+  writeCounters?: Record<string, number>;
   files: Record<string, BackupFile>;
   durationSeconds: number;
   /** Seconds spent in each stage: the dump (with hashing), the globals, the verification. */
@@ -143,6 +146,8 @@ export async function takeBackup(host: Host, config: Config, env: Environment, c
     await host.run(sh`mkdir -p -m 700 ${dir}`, { label: `creating ${dir}`, quiet: true, timeoutSeconds: 60 });
     manifest.tools.pg_dump = (await psqlVersion(host, env)) ?? 'unknown';
     manifest.alembicRevision = await psqlValue(host, env, database, 'SELECT version_num FROM alembic_version LIMIT 1');
+    // Read just before the snapshot: a restore of this backup loses what the counters add after it.
+    manifest.writeCounters = await writeCounters(host, env, database).catch(() => undefined);
     if (verify === 'restore') snapshotSession = await openSnapshot(host, env, database);
     const dumpArgs = ['-Fc', '-d', database, ...(snapshotSession ? [`--snapshot=${snapshotSession.snapshot}`] : [])];
     const seconds = (since: number) => Math.round((Date.now() - since) / 100) / 10;
@@ -323,7 +328,7 @@ export async function usableBackup(host: Host, config: Config, env: Environment,
 export async function restoreBackup(host: Host, config: Config, env: Environment, m: BackupManifest, log?: Logger, opts: { stoppedServices?: string[] } = {}): Promise<void> {
   const file = `${backupDir(config, env, m.id)}/db.dump`;
   const db = m.database;
-  const aside = `${db}_twinstack_pre_restore`.slice(0, 63);
+  const aside = restoreAsideName(db);
   const sql = psql(env, 'postgres');
   const sqlTuples = psql(env, 'postgres', { tuples: true });
   const setAside = `${dropDatabaseSql(aside)}${renameDatabaseSql(db, aside)}`;
@@ -370,6 +375,11 @@ export async function restoreBackup(host: Host, config: Config, env: Environment
     throw new RemoteCommandError(`restore of ${env.name} from ${m.id}`, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `restoring ${env.name} from backup ${m.id}`);
   }
   log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
+}
+
+/** Where a restore keeps the database it replaced (until the next restore). */
+export function restoreAsideName(database: string): string {
+  return `${database}_twinstack_pre_restore`.slice(0, 63);
 }
 
 /** Where multi-step host changes leave the script that undoes them until they finish. */

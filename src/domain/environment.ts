@@ -31,8 +31,17 @@ export class Environment {
   constructor(
     readonly name: EnvironmentName,
     readonly config: Config,
+    checkout?: string,
   ) {
-    this.cfg = config.environments[name];
+    this.cfg = checkout ? { ...config.environments[name], checkout } : config.environments[name];
+  }
+
+  /**
+   * The same environment (project, compose files, env file, database) driven from another directory:
+   * a scratch checkout of another commit, whose compose commands see that commit's files.
+   */
+  at(checkout: string): Environment {
+    return new Environment(this.name, this.config, checkout);
   }
 
   get project(): string {

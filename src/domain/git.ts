@@ -48,3 +48,30 @@ export async function checkoutCommit(host: Host, env: Environment, sha: string):
     throw e;
   }
 }
+
+/**
+ * A scratch checkout of `sha` beside the environment's own (a `git worktree`, detached), with the
+ * environment's env file copied in: compose commands run from it see the new commit's files while
+ * the running containers keep the checkout they were started from. Code that the services
+ * bind-mount from the checkout (Makapix's `../../api:/workspace/api`) therefore changes only at the
+ * swap. Returns the directory; `removeScratchCheckout` takes it away again.
+ */
+export async function scratchCheckout(host: Host, env: Environment, sha: string, dir: string): Promise<string> {
+  const { checkout, envFile } = env.cfg;
+  const target = `${dir}/${envFile}`;
+  await host.run(
+    sh`git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune && ` +
+      sh`mkdir -p ${dir.slice(0, dir.lastIndexOf('/')) || '/'} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null && ` +
+      sh`if [ -e ${`${checkout}/${envFile}`} ]; then mkdir -p ${target.slice(0, target.lastIndexOf('/'))} && cp -p ${`${checkout}/${envFile}`} ${target}; fi`,
+    { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 },
+  );
+  return dir;
+}
+
+export async function removeScratchCheckout(host: Host, env: Environment, dir: string): Promise<void> {
+  await host.run(sh`git -C ${env.cfg.checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${env.cfg.checkout} worktree prune`, {
+    check: false,
+    quiet: true,
+    timeoutSeconds: 300,
+  });
+}

@@ -1,23 +1,27 @@
 /**
- * promote ("flip the switch"): put prod on the exact commit that passed the gate on dev.
+ * promote ("flip the switch"): put on prod exactly what passed the gate on dev.
  *
- *   1. dev's release, and a passing gate for its sha (from the dev host log)   nothing changed yet
- *   2. a verified backup of prod                                               nothing changed yet
- *   3. the rollback point: prod's current release (sha and image tags)
+ *   1. the commit (input sha, or dev's release) and its passing gate, read under dev's lock   nothing changed yet
+ *   2. it is on the configured branch; the dispatcher is not its pusher (when asked)          nothing changed yet
+ *   3. a scratch checkout of the commit; which images ship as gated and which are rebuilt    nothing changed yet
+ *   4. a verified backup of prod (its write counters kept), the schema's fingerprint          nothing changed yet
+ *   5. the gated images tagged under prod's names, the differing ones rebuilt                 old containers still serve
+ *   6. the rehearsal: the migration on a full copy of prod; a failure refuses                 prod untouched
  *   ── point of no return ──
- *   4. checkout, build, up -d    5. alembic upgrade head    6. healthchecks and the prod URL
- *   7. on any failure in 4–6: start the rollback point's images again (no rebuild), and restore the
- *      database from the backup of step 2 if the migration had begun; health checked again
- *   8. the release (or the rollback) recorded in the prod host log
+ *   7. the real migration in a one-off container of the new image, lock_timeout set, while the old containers serve
+ *   8. the swap: checkout, up --no-build; health; prod runs exactly the shipped image ids
+ *   9. on any failure in 7–8: the previous release's images again; the database restored only when
+ *      its schema moved, after counting the rows that restore loses
  *
  * Prod ends on the new release or back on the old one; the outcome says which.
  */
 import type { PromoteInputs, PromoteOutputs } from '../../../action-types';
 import type { ActionDefinition } from '../../domain/action';
-import { takeBackup, usableBackup, type BackupManifest } from '../../domain/backup';
+import { restoreAsideName, takeBackup, usableBackup, type BackupManifest } from '../../domain/backup';
+import type { Config } from '../../domain/config';
 import { Environment, type ContainerState } from '../../domain/environment';
 import { OperationFailed, errorMessage } from '../../infra/errors';
-import { checkoutCommit, resolveRef } from '../../domain/git';
+import { removeScratchCheckout, resolveRef, checkoutCommit, scratchCheckout } from '../../domain/git';
 import { HostLog, latest, type RecordOf } from '../../domain/host-log';
 import type { RunInfo } from '../../infra/actions-io';
 import type { Host } from '../../infra/host';
@@ -25,15 +29,20 @@ import type { Logger } from '../../infra/logger';
 import { EnvironmentLock } from '../../domain/lock';
 import { drift, driftMessage, observe, shortId } from '../../domain/state';
 import { underLock } from '../../domain/operation';
-import { composeBuildAndUp, currentRelease, newReleaseId, probeHealthUrl, pruneReleaseTags, tagRelease, waitHealthy, HealthError, type Release } from '../../domain/release';
-import { migrationPlan, upgradeHead } from '../../domain/alembic';
+import { currentRelease, newReleaseId, probeHealthUrl, pruneReleaseTags, restoreReleaseImages, tagRelease, waitHealthy, HealthError, type Release } from '../../domain/release';
+import { hitLockTimeout, migrationErrorLine, oneOffAlembic, oneOffHeads } from '../../domain/alembic';
 import { lossWindow, startRelease } from '../../domain/rollback';
+import { assertImages, defaultImageName, mergedBuilds, shipImages, shipPlan, type ShipPlan } from '../../domain/ship';
+import { rowsWrittenBetween, schemaState, writeCounters, type SchemaState } from '../../domain/schema';
+import { rehearse, rehearsalRefusal, type RehearsalResult } from '../../domain/rehearsal';
+import { sh } from '../../infra/shell';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
 import { servicesTable } from '../common';
 import { isolationGate } from '../../safety/preflight';
 
 interface Plan {
+  sha?: string;
   requireGate: boolean;
   backupId?: string;
   backupMaxAgeMinutes: number;
@@ -42,16 +51,21 @@ interface Plan {
 /** Time kept for the automatic rollback when the run has a deadline. */
 const ROLLBACK_RESERVE_MS = 30 * 60_000;
 
-type Stage = 'checkout' | 'isolation' | 'build and up' | 'migration' | 'health';
+type Stage = 'checkout' | 'isolation' | 'images' | 'rehearsal' | 'migration' | 'swap' | 'health';
 
-interface Outcome {
-  outcome: 'promoted' | 'rolled-back' | 'unchanged' | 'rollback-failed';
+export interface Outcome {
+  outcome: 'promoted' | 'rolled-back' | 'unchanged' | 'refused' | 'rollback-failed';
   sha: string;
   releaseId: string;
   backup?: BackupManifest;
   previous?: Release;
   failure?: { stage: Stage; message: string; logs?: string; service?: string };
-  restored?: string;
+  ship?: ShipPlan;
+  rehearsal?: RehearsalResult;
+  migration?: { from: string; to: string; ms: number; attempts: number; pending: boolean; entrypoint?: boolean };
+  /** What a failure did to the data. */
+  data?: { schemaMoved: boolean; restored?: string; rowsLost?: number; lostTables?: Array<{ table: string; rows: number }>; aside?: string };
+  frozen?: string[];
   rollbackError?: string;
   containers: ContainerState[];
   interrupted: string[];
@@ -61,7 +75,9 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
   name: 'promote',
   prepare({ io }) {
     const backupId = io.input('backup-id') ? validate.backupId(io.input('backup-id'), 'input backup-id') : undefined;
+    const sha = io.input('sha') ? validate.sha(io.input('sha').trim().toLowerCase(), 'input sha') : undefined;
     return {
+      sha,
       requireGate: validate.boolean(io.input('require-gate') || 'true', 'input require-gate'),
       backupId,
       backupMaxAgeMinutes: validate.positiveInt(io.input('backup-max-age-minutes') || '60', 'input backup-max-age-minutes', 10080),
@@ -70,12 +86,19 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
 
   async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
     const prod = new Environment('prod', config);
+    const dev = new Environment('dev', config);
     io.output('url', prod.cfg.url);
+    const frozenServices = config.promote['write-freeze'];
 
-    // 1. What dev runs, read under dev's lock, and whether exactly that passed the gate.
-    const { devRelease, gate } = await gatedDevRelease(host, config['state-dir'], new Environment('dev', config), plan.requireGate, run, log, lockTimeoutSeconds);
-    const sha = devRelease.sha;
+    // 1. The commit and what passed the gate for it, read under dev's lock.
+    const gated = await gatedRelease(host, config['state-dir'], dev, plan.sha, plan.requireGate, run, log, lockTimeoutSeconds);
+    const sha = gated.sha;
+    // 2. The two-person rule, before the host is touched at all.
+    if (config.promote['require-different-actor'] && gated.pusher && gated.pusher === run.actor) {
+      throw new OperationFailed(`${run.actor} deployed ${sha.slice(0, 12)} to dev and may not also promote it (promote.require-different-actor): ask another person to run flip-the-switch. Nothing was changed.`);
+    }
 
+    const workDir = `${config['state-dir']}/prod/work/promote`;
     const result = await underLock(
       { host, stateDir: config['state-dir'], env: 'prod', action: 'promote', sha, run, log, lockTimeoutSeconds },
       async (op): Promise<Outcome> => {
@@ -94,86 +117,171 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           return { outcome: 'unchanged', sha, releaseId: previous.release, previous, containers: await prod.containers(host), interrupted };
         }
 
-        // 2. A verified backup of prod, or nothing happens.
-        let backup: BackupManifest;
-        if (plan.backupId) {
-          backup = await usableBackup(host, config, prod, plan.backupId, log);
-          const ageMinutes = (Date.now() - Date.parse(backup.time)) / 60000;
-          if (ageMinutes > plan.backupMaxAgeMinutes) {
-            throw new OperationFailed(`backup ${backup.id} is ${Math.round(ageMinutes)} minutes old, more than backup-max-age-minutes (${plan.backupMaxAgeMinutes}); take a new one`);
-          }
-        } else {
-          backup = await takeBackup(host, config, prod, { release: previous?.release, sha: previous?.sha }, log);
+        // The commit must be on the configured branch.
+        await resolveRef(host, prod, sha);
+        const branch = config.promote.branch;
+        const onBranch = await host.run(sh`git merge-base --is-ancestor ${sha} ${`refs/remotes/${prod.cfg.remote}/${branch}`}`, { cwd: prod.cfg.checkout, check: false, quiet: true, timeoutSeconds: 120 });
+        if (onBranch.exitCode !== 0) {
+          throw new OperationFailed(`${sha.slice(0, 12)} is not on ${prod.cfg.remote}/${branch} (promote.branch): only commits merged there are promoted. Nothing was changed.`);
         }
-        await op.record('backup', { backup: backup.id, status: backup.status, bytes: backup.files['db.dump']?.bytes, sha256: backup.files['db.dump']?.sha256 });
 
-        // 3. The rollback point is `previous`. From here on, prod changes. The way forward must end
-        // early enough to leave the rollback its time before the run's deadline.
-        const fullDeadline = host.deadline;
-        if (fullDeadline !== undefined) {
-          if (fullDeadline - Date.now() < 2 * ROLLBACK_RESERVE_MS) {
-            throw new OperationFailed(`too little time is left before the run's deadline to promote and still roll back (${Math.round((fullDeadline - Date.now()) / 60000)} min); nothing was changed. Raise the job's timeout-minutes.`);
-          }
-          host.deadline = fullDeadline - ROLLBACK_RESERVE_MS;
-        }
-        let stage: Stage = 'checkout';
-        let migrationStarted = false;
+        // 3. The new commit beside prod's checkout, and what to ship.
+        const at = prod.at(await scratchCheckout(host, prod, sha, workDir));
+        const freezeStarted: string[] = [];
         try {
-          await resolveRef(host, prod, sha);
-          await checkoutCommit(host, prod, sha);
-          stage = 'isolation';
-          await isolationGate(host, config, log, `prod at ${sha.slice(0, 12)}`);
-          stage = 'build and up';
-          await composeBuildAndUp(host, prod, true, log);
-          stage = 'migration';
-          const migration = await migrationPlan(host, prod, config.gate['timeout-seconds']);
-          if (migration.pending) {
-            // From here a failure may leave the schema half-migrated: the rollback restores the backup.
-            migrationStarted = true;
-            await upgradeHead(host, prod, migration, config.gate['timeout-seconds']);
-          } else {
-            log.info(`prod's database is already at ${migration.current}: no migration to run`);
-          }
-          stage = 'health';
-          const containers = await waitHealthy(host, prod, log);
-          await probeHealthUrl(host, prod, log);
+          await host.run(sh`if [ -e ${`${dev.cfg.checkout}/${dev.cfg.envFile}`} ]; then cp -p ${`${dev.cfg.checkout}/${dev.cfg.envFile}`} ${`${workDir}/.twinstack-dev-env`}; fi`, { quiet: true, timeoutSeconds: 60 });
+          const prodBuilds = await mergedBuilds(host, at);
+          const devAt = new Environment('dev', { ...config, environments: { ...config.environments, dev: { ...dev.cfg, envFile: '.twinstack-dev-env' } } }, workDir);
+          const devBuilds = await mergedBuilds(host, devAt);
+          const names: Record<string, string> = {};
+          for (const [service, b] of prodBuilds) names[service] = b.image ?? previous?.images[service]?.name ?? defaultImageName(prod.project, service, config['compose-command']);
+          const ship = shipPlan(prodBuilds, devBuilds, gated.images, names);
+          for (const r of ship.rebuild) log.info(`${r.service} will be rebuilt for prod: ${r.reasons.join('; ')}`);
 
-          const releaseId = newReleaseId(sha);
-          const images = await tagRelease(host, prod, releaseId, containers);
-          await op.record('release', { release: releaseId, sha, kind: 'promote', images, previous: previous?.release, devRelease: devRelease.release, gate: gate?.op, backup: backup.id });
-          await pruneReleaseTags(host, prod, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
-          return { outcome: 'promoted', sha, releaseId, backup, previous, containers, interrupted };
-        } catch (e) {
-          const failure = {
-            stage,
-            message: errorMessage(e),
-            logs: e instanceof HealthError ? e.logs : undefined,
-            service: e instanceof HealthError ? e.service : undefined,
+          // 4. A verified backup of prod, or nothing happens.
+          if (frozenServices.length) {
+            log.warning(`promote.write-freeze: stopping ${frozenServices.join(', ')} until the end, so a restore would lose no write`);
+            await host.run(prod.compose('stop', ...frozenServices), prod.composeOptions({ label: `prod compose stop (write freeze)` }));
+            freezeStarted.push(...frozenServices);
+          }
+          let backup: BackupManifest;
+          if (plan.backupId) {
+            backup = await usableBackup(host, config, prod, plan.backupId, log);
+            const ageMinutes = (Date.now() - Date.parse(backup.time)) / 60000;
+            if (ageMinutes > plan.backupMaxAgeMinutes) {
+              throw new OperationFailed(`backup ${backup.id} is ${Math.round(ageMinutes)} minutes old, more than backup-max-age-minutes (${plan.backupMaxAgeMinutes}); take a new one`);
+            }
+          } else {
+            backup = await takeBackup(host, config, prod, { release: previous?.release, sha: previous?.sha }, log);
+          }
+          await op.record('backup', { backup: backup.id, status: backup.status, bytes: backup.files['db.dump']?.bytes, sha256: backup.files['db.dump']?.sha256 });
+          const schemaBefore = await schemaState(host, prod);
+
+          const base = { sha, backup, previous, ship, interrupted, frozen: freezeStarted.length ? freezeStarted : undefined };
+          const refuse = async (stage: Stage, message: string, rehearsal?: RehearsalResult): Promise<Outcome> => {
+            // Prod's containers never changed; its image names go back to what they run.
+            if (previous) await restoreReleaseImages(host, prod, previous).catch((e) => log.warning(`could not point prod's image names back at ${previous.release}: ${errorMessage(e)}`));
+            if (freezeStarted.length) await host.run(prod.compose('start', ...freezeStarted), prod.composeOptions({ label: 'prod compose start (end of the write freeze)' }));
+            await op.record('refused', { stage, reason: message, backup: backup.id });
+            return { ...base, outcome: 'refused', releaseId: previous?.release ?? '', failure: { stage, message }, rehearsal, containers: await prod.containers(host), data: { schemaMoved: false } };
           };
-          log.error(`promote failed during ${stage}: ${failure.message}; rolling back`);
-          host.deadline = fullDeadline;
-          if (!previous) {
-            return { outcome: 'rollback-failed', sha, releaseId: '', backup, failure, rollbackError: 'prod had no release recorded by twinstack to return to', containers: await prod.containers(host).catch(() => []), interrupted };
-          }
-          // 7. Automatic rollback.
+
+          // 5. The images: gated ids under prod's names, differing builds rebuilt. Nothing restarts.
+          let stage: Stage = 'isolation';
+          let expected: Record<string, string>;
+          let pending = false;
+          let heads: string[] = [];
           try {
-            const restart = await startRelease(host, config, prod, previous, log, migrationStarted ? backup : undefined);
-            await op.record('release', { release: previous.release, sha: previous.sha, kind: 'rollback', images: previous.images, previous: previous.previous, reason: `promote of ${sha} failed during ${stage}`, restoredBackup: restart.restoredAt ? backup.id : undefined });
-            await op.record('rollback', { release: previous.release, failedSha: sha, stage, restoredBackup: restart.restoredAt ? backup.id : undefined, restoredAt: restart.restoredAt });
-            return {
-              outcome: 'rolled-back',
-              sha,
-              releaseId: previous.release,
-              backup,
-              previous,
-              failure,
-              restored: restart.restoredAt ? lossWindow(backup, restart.restoredAt) : undefined,
-              containers: restart.containers,
-              interrupted,
-            };
-          } catch (re) {
-            return { outcome: 'rollback-failed', sha, releaseId: '', backup, previous, failure, rollbackError: errorMessage(re), containers: await prod.containers(host).catch(() => []), interrupted };
+            await isolationGate(host, { ...config, environments: { ...config.environments, prod: at.cfg } }, log, `prod at ${sha.slice(0, 12)}`);
+            stage = 'images';
+            expected = await shipImages(host, at, ship, log);
+            // 6. The rehearsal on a full copy of prod.
+            heads = config.gate.alembic ? await oneOffHeads(host, at, `${prod.project}-twinstack-heads`, config.gate['timeout-seconds']) : [];
+            pending = config.gate.alembic && !(heads.length === 1 && heads[0] === schemaBefore.revision);
+          } catch (e) {
+            return refuse(stage, errorMessage(e));
           }
+          const mode = config.promote.rehearse;
+          let rehearsal: RehearsalResult | undefined;
+          if (config.gate.alembic && (mode === 'always' || (mode === 'auto' && pending))) {
+            try {
+              rehearsal = await rehearse(host, config, at, backup, log, op.id);
+            } catch (e) {
+              return refuse('rehearsal', `the rehearsal could not run: ${errorMessage(e)}`);
+            }
+            if (!rehearsal.ok) return refuse('rehearsal', rehearsalRefusal(rehearsal, config.promote['max-exclusive-lock-ms']), rehearsal);
+          } else if (pending) {
+            log.info(`promote.rehearse is ${mode}: the migration is not rehearsed`);
+          }
+
+          // ── Point of no return. The way forward must end early enough to leave the rollback its time.
+          const fullDeadline = host.deadline;
+          if (fullDeadline !== undefined) {
+            if (fullDeadline - Date.now() < 2 * ROLLBACK_RESERVE_MS) {
+              return refuse(stage, `too little time is left before the run's deadline to promote and still roll back (${Math.round((fullDeadline - Date.now()) / 60000)} min). Raise the job's timeout-minutes.`);
+            }
+            host.deadline = fullDeadline - ROLLBACK_RESERVE_MS;
+          }
+          let migration: Outcome['migration'] = { from: schemaBefore.revision, to: schemaBefore.revision, ms: 0, attempts: 0, pending };
+          try {
+            // 7. The real migration, in a one-off container of the new image, while the old containers serve.
+            stage = 'migration';
+            if (pending) migration = await migrate(host, config, at, schemaBefore, heads, log);
+            const schemaMigrated = pending ? await schemaState(host, prod) : schemaBefore;
+            // 8. The swap.
+            stage = 'swap';
+            await checkoutCommit(host, prod, sha);
+            log.startGroup('prod: compose up (no build: the shipped images)');
+            try {
+              await host.run(prod.compose('up', '-d', '--no-build', '--remove-orphans'), prod.composeOptions({ label: 'prod compose up' }));
+            } finally {
+              log.endGroup();
+            }
+            stage = 'health';
+            const containers = await waitHealthy(host, prod, log);
+            await probeHealthUrl(host, prod, log);
+            assertImages(containers, expected, 'prod');
+            // An app that migrates when it starts changes the schema after our migration: say so.
+            const schemaAfter = await schemaState(host, prod);
+            if (schemaAfter.fingerprint !== schemaMigrated.fingerprint || schemaAfter.revision !== schemaMigrated.revision) {
+              migration = { ...migration, to: schemaAfter.revision, entrypoint: true };
+              log.warning(`prod's schema changed when the new containers started (${schemaMigrated.revision || 'none'} → ${schemaAfter.revision || 'none'}): the app migrates on start`);
+            }
+            const releaseId = newReleaseId(sha);
+            const images = await tagRelease(host, prod, releaseId, containers);
+            await op.record('release', {
+              release: releaseId,
+              sha,
+              kind: 'promote',
+              images,
+              previous: previous?.release,
+              devRelease: gated.devRelease?.release,
+              gate: gated.gate?.op,
+              backup: backup.id,
+              shipped: ship.ship.map((s) => s.service),
+              rebuilt: ship.rebuild.map((s) => s.service),
+            });
+            await pruneReleaseTags(host, prod, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
+            return { ...base, outcome: 'promoted', releaseId, rehearsal, migration, containers };
+          } catch (e) {
+            const failure = { stage, message: errorMessage(e), logs: e instanceof HealthError ? e.logs : undefined, service: e instanceof HealthError ? e.service : undefined };
+            log.error(`promote failed during ${stage}: ${failure.message}; rolling back`);
+            host.deadline = fullDeadline;
+            // 9. Did the schema move? Only then does the database go back to the backup.
+            const now = await schemaState(host, prod).catch(() => undefined);
+            const schemaMoved = !now || now.revision !== schemaBefore.revision || now.fingerprint !== schemaBefore.fingerprint;
+            const data: NonNullable<Outcome['data']> = { schemaMoved };
+            if (schemaMoved && backup.writeCounters) {
+              const lost = rowsWrittenBetween(backup.writeCounters, await writeCounters(host, prod).catch(() => ({})));
+              data.rowsLost = lost.total;
+              data.lostTables = lost.tables;
+              data.aside = restoreAsideName(backup.database);
+              log.warning(`prod's schema moved (${schemaBefore.revision || 'none'} → ${now?.revision ?? 'unreadable'}): restoring backup ${backup.id} loses ${lost.total} row write(s) made since it; they stay in database ${data.aside}`);
+            } else if (!schemaMoved) {
+              log.info(`prod's schema is unchanged (${schemaBefore.revision || 'none'}): the migration rolled back by itself; no restore, no write lost`);
+            }
+            if (!previous) {
+              return { ...base, outcome: 'rollback-failed', releaseId: '', failure, migration, data, rollbackError: 'prod had no release recorded by twinstack to return to', containers: await prod.containers(host).catch(() => []) };
+            }
+            try {
+              const restart = await startRelease(host, config, prod, previous, log, schemaMoved ? backup : undefined);
+              if (restart.restoredAt) data.restored = lossWindow(backup, restart.restoredAt);
+              await op.record('release', { release: previous.release, sha: previous.sha, kind: 'rollback', images: previous.images, previous: previous.previous, reason: `promote of ${sha} failed during ${stage}`, restoredBackup: restart.restoredAt ? backup.id : undefined });
+              await op.record('rollback', { release: previous.release, failedSha: sha, stage, restoredBackup: restart.restoredAt ? backup.id : undefined, restoredAt: restart.restoredAt, schemaMoved, rowsLost: data.rowsLost });
+              freezeStarted.length = 0;
+              return { ...base, outcome: 'rolled-back', releaseId: previous.release, failure, rehearsal, migration, data, containers: restart.containers };
+            } catch (re) {
+              return { ...base, outcome: 'rollback-failed', releaseId: '', failure, migration, data, rollbackError: errorMessage(re), containers: await prod.containers(host).catch(() => []) };
+            }
+          }
+        } finally {
+          // A freeze the way forward did not end (its `up` starts every service) ends here.
+          if (freezeStarted.length) {
+            const c = await prod.containers(host).catch(() => []);
+            const stopped = freezeStarted.filter((s) => !c.some((x) => x.service === s && x.status === 'running'));
+            if (stopped.length) await host.run(prod.compose('start', ...stopped), prod.composeOptions({ label: 'prod compose start (end of the write freeze)', check: false }));
+          }
+          await removeScratchCheckout(host, prod, workDir);
         }
       },
       (r) => (r.outcome === 'promoted' || r.outcome === 'unchanged' ? 'success' : 'failure'),
@@ -183,25 +291,57 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     io.output('release-id', result.releaseId);
     io.output('backup-id', result.backup?.id ?? '');
     io.output('sha', result.sha);
-    await io.summary(promoteSummary(prod, result, devRelease).toMarkdown());
-    if (result.outcome === 'rolled-back') {
-      throw new OperationFailed(`promotion of ${sha.slice(0, 12)} failed during ${result.failure?.stage} (${result.failure?.message}); prod was rolled back to ${result.releaseId}`);
-    }
-    if (result.outcome === 'rollback-failed') {
-      throw new OperationFailed(`promotion of ${sha.slice(0, 12)} failed during ${result.failure?.stage} (${result.failure?.message}) AND the rollback failed (${result.rollbackError}): prod needs a person now`);
-    }
+    await io.summary(promoteSummary(prod, result, gated).toMarkdown());
+    const short = sha.slice(0, 12);
+    const why = `${result.failure?.stage} (${result.failure?.message})`;
+    if (result.outcome === 'refused') throw new OperationFailed(`promotion of ${short} refused during ${why}; prod was not changed`);
+    if (result.outcome === 'rolled-back') throw new OperationFailed(`promotion of ${short} failed during ${why}; prod was rolled back to ${result.releaseId}`);
+    if (result.outcome === 'rollback-failed') throw new OperationFailed(`promotion of ${short} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
   },
 };
 
-function promoteSummary(prod: Environment, r: Outcome, devRelease: Release): Summary {
+/** The real migration: alembic upgrade head in a one-off container, lock_timeout set, retried when it only waited for a lock. */
+async function migrate(host: Host, config: Config, at: Environment, before: SchemaState, heads: string[], log: Logger): Promise<NonNullable<Outcome['migration']>> {
+  const attempts = config.promote['migration-attempts'];
+  const lockTimeout = config.promote['lock-timeout-ms'];
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    const r = await oneOffAlembic(host, at, ['upgrade', 'head'], {
+      env: { PGOPTIONS: `-c lock_timeout=${lockTimeout}` },
+      timeoutSeconds: config.gate['timeout-seconds'],
+      label: `prod alembic upgrade head (new image, attempt ${attempt})`,
+      name: `${at.project}-twinstack-migrate`,
+    });
+    if (r.exitCode === 0) {
+      log.info(`prod migrated ${before.revision || 'none'} → ${heads.join(',')} in ${Date.now() - started} ms (attempt ${attempt})`);
+      return { from: before.revision, to: heads.join(','), ms: Date.now() - started, attempts: attempt, pending: true };
+    }
+    const output = `${r.stdout}\n${r.stderr}`;
+    if (hitLockTimeout(output) && attempt < attempts) {
+      log.warning(`the migration waited more than ${lockTimeout} ms for a lock (attempt ${attempt} of ${attempts}); retrying in ${attempt * 5} s`);
+      await new Promise((res) => setTimeout(res, attempt * 5000));
+      continue;
+    }
+    throw new OperationFailed(`alembic upgrade head failed${hitLockTimeout(output) ? ` (still waiting for a lock after ${attempts} attempts of ${lockTimeout} ms)` : ''}: ${migrationErrorLine(output)}`);
+  }
+}
+
+function ms(n: number): string {
+  return n >= 10_000 ? `${(n / 1000).toFixed(1)} s` : `${n} ms`;
+}
+
+export function promoteSummary(prod: Environment, r: Outcome, gated: GatedRelease): Summary {
   const s = new Summary().heading('Flip the switch: dev → prod');
   const short = r.sha.slice(0, 12);
   switch (r.outcome) {
     case 'promoted':
-      s.text(`✅ **prod now runs \`${short}\`** (release \`${r.releaseId}\`), the commit that passed on dev (release \`${devRelease.release}\`).`);
+      s.text(`✅ **prod now runs \`${short}\`** (release \`${r.releaseId}\`), the commit that passed on dev${gated.devRelease ? ` (release \`${gated.devRelease.release}\`)` : ''}.`);
       break;
     case 'unchanged':
       s.text(`➖ **prod already runs \`${short}\`** (release \`${r.releaseId}\`). Nothing was changed.`);
+      break;
+    case 'refused':
+      s.text(`🛑 **Refused before anything on prod changed.** prod still runs \`${r.previous?.release ?? '?'}\`: same containers, same database.`);
       break;
     case 'rolled-back':
       s.text(`↩️ **The promotion failed and prod was rolled back.** prod runs its previous release \`${r.releaseId}\` (\`${r.previous?.sha.slice(0, 12)}\`) again, healthy.`);
@@ -211,69 +351,140 @@ function promoteSummary(prod: Environment, r: Outcome, devRelease: Release): Sum
       break;
   }
   const items: string[] = [];
-  if (r.failure) items.push(`failed during **${r.failure.stage}**: ${r.failure.message}`);
-  if (r.outcome === 'rolled-back') items.push(r.restored ? `database restored from backup \`${r.backup?.id}\`: ${r.restored}` : 'database not restored: the migration had not started, no data was lost');
+  if (r.failure) items.push(`${r.outcome === 'refused' ? 'stopped at' : 'failed during'} **${r.failure.stage}**: ${r.failure.message}`);
+  // What was lost: "nothing" unless the schema moved.
+  if (r.outcome === 'rolled-back' || r.outcome === 'rollback-failed') {
+    if (r.data?.schemaMoved) {
+      items.push(
+        `**data:** the schema had moved, so the database was ${r.data.restored ? `restored from backup \`${r.backup?.id}\`: ${r.data.restored}` : 'to be restored'}. ` +
+          `${r.data.rowsLost !== undefined ? `**${r.data.rowsLost} row write(s)** made since the backup ${r.data.restored ? 'are' : 'would be'} lost` : 'The rows written since the backup could not be counted'}` +
+          `${r.data.lostTables?.length ? ` (${r.data.lostTables.slice(0, 10).map((t) => `${t.table}: ${t.rows}`).join(', ')})` : ''}. ` +
+          `${r.data.aside ? `They are kept in database \`${r.data.aside}\` until the next restore: copy them back with \`pg_dump -a -t <table> ${r.data.aside}\` into \`${r.backup?.database}\`.` : ''}`,
+      );
+    } else {
+      items.push(`**data: nothing lost.** The schema is unchanged (the migration rolled back by itself, or never ran): no restore.`);
+    }
+  }
+  if (r.outcome === 'refused') items.push('**data: nothing lost**, nothing restarted.');
   if (r.rollbackError) items.push(`rollback error: ${r.rollbackError}`);
   if (r.backup) items.push(`backup before the change: \`${r.backup.id}\` (${r.backup.files['db.dump']?.bytes ?? 0} bytes, ${r.backup.verification.detail})`);
+  if (r.frozen) items.push(`write freeze (promote.write-freeze): ${r.frozen.join(', ')} were stopped from the backup to the end`);
   if (r.previous && r.outcome === 'promoted') items.push(`previous release (rollback target): \`${r.previous.release}\``);
   for (const i of r.interrupted) items.push(`⚠️ an earlier operation on prod was interrupted: ${i}`);
   if (r.outcome === 'rollback-failed') items.push(`Next: look at the containers below; run the rollback workflow with a release id, or restore backup \`${r.backup?.id}\` by hand.`);
-  if (r.outcome === 'rolled-back') items.push(`Next: fix the cause on dev, gate it, and flip the switch again.`);
+  if (r.outcome === 'rolled-back' || r.outcome === 'refused') items.push(`Next: fix the cause on dev, gate it, and flip the switch again.`);
   s.list(items);
+
+  if (r.ship) {
+    s.heading('Images', 3);
+    s.table(
+      ['service', 'prod gets', 'why'],
+      [
+        ...r.ship.ship.map((x) => [x.service, `gated image \`${shortId(x.id)}\``, 'what the gate tested on dev']),
+        ...r.ship.rebuild.map((x) => [x.service, 'rebuilt from the same commit', x.reasons.join('; ')]),
+        ...r.ship.asConfigured.map((x) => [x.service, x.builds ? 'built for prod' : 'as prod configures it', x.reason]),
+      ],
+    );
+  }
+  if (r.rehearsal || r.migration) {
+    s.heading('Migration', 3);
+    const m: string[] = [];
+    if (r.rehearsal) {
+      const h = r.rehearsal;
+      m.push(
+        h.error
+          ? `rehearsal on a full copy of prod: **failed** after ${ms(h.durationMs)}: \`${h.error}\``
+          : `rehearsal on a full copy of prod (restored in ${ms(h.restoreMs)}): ${h.revisionBefore || 'none'} → ${h.revisionAfter || 'none'} in ${ms(h.durationMs)}`,
+      );
+      m.push(h.locks.length ? `ACCESS EXCLUSIVE locks: ${h.locks.map((l) => `\`${l.table}\` ${ms(l.ms)}`).join(', ')}` : 'ACCESS EXCLUSIVE locks: none seen (sampled every 100 ms)');
+      if (!h.error) m.push(h.rewritten.length ? `tables rewritten: ${h.rewritten.map((t) => `\`${t.table}\` (${t.rows} rows)`).join(', ')}` : 'tables rewritten: none');
+      if (!h.error) m.push(`rows updated: ${h.updatedRows}`);
+    }
+    if (r.migration) {
+      const g = r.migration;
+      if (!g.pending) m.push(`no migration pending: prod's database is at ${g.from || 'none'}`);
+      else if (r.outcome === 'promoted') m.push(`prod migrated ${g.from || 'none'} → ${g.to} in ${ms(g.ms)} before the swap, old containers serving (${g.attempts} attempt${g.attempts > 1 ? 's' : ''})`);
+      if (g.entrypoint) m.push(`⚠️ the schema changed again when the new containers started (now ${g.to}): the app migrates on start`);
+    }
+    s.list(m);
+  }
   s.heading(`${prod.name}`, 3);
   servicesTable(s, r.containers);
   if (r.failure?.logs) s.detailsCode(`last log lines of ${r.failure.service}`, r.failure.logs);
-  s.text(`dev still runs \`${devRelease.release}\`.`);
+  if (gated.devRelease) s.text(`dev still runs \`${gated.devRelease.release}\`.`);
   return s;
 }
 
+export interface GatedRelease {
+  sha: string;
+  /** Service → image id the passing gate tested (or, without a gate, what dev runs). */
+  images: Record<string, string>;
+  gate?: RecordOf<'gate'>;
+  /** dev's release, when it runs this commit. */
+  devRelease?: Release;
+  /** Who deployed the commit to dev (the pusher, for a push-triggered deploy). */
+  pusher?: string;
+}
+
 /**
- * dev's release and the gate that passed for exactly what dev runs: the same commit and the same
- * image ids the tests ran in, with dev not drifted from its record. Read under dev's lock, so no
- * dev deploy changes it halfway through the reading. Refuses in one line otherwise.
+ * The commit to promote and what passed the gate for it: `sha`, or what dev runs. When dev runs the
+ * commit, it must run it undrifted and still run the gated images. Read under dev's lock, so no dev
+ * deploy changes it halfway through the reading. Refuses in one line otherwise.
  */
-export async function gatedDevRelease(
+export async function gatedRelease(
   host: Host,
   stateDir: string,
   dev: Environment,
+  wanted: string | undefined,
   requireGate: boolean,
   run: RunInfo,
   log: Logger,
   lockTimeoutSeconds: number,
-): Promise<{ devRelease: Release; gate?: RecordOf<'gate'> }> {
+): Promise<GatedRelease> {
   const lock = await EnvironmentLock.acquireToRead(host, stateDir, 'dev', run, 'promote (reading dev)', lockTimeoutSeconds, log, '');
   try {
     const devRecords = await new HostLog(host, stateDir, 'dev').read(log);
     const devRelease = currentRelease(devRecords);
-    if (!devRelease) throw new OperationFailed('dev has no release recorded: deploy dev and run the gate first. Nothing was changed.');
-    const observed = await observe(host, dev);
-    const drifted = drift(observed, devRelease);
-    if (drifted.length) {
-      throw new OperationFailed(
-        `${driftMessage('dev', devRelease, drifted)} ` +
-          `What runs on dev was not gated as such. Deploy dev again and run the gate, then promote. Nothing was changed.`,
-      );
+    const sha = wanted ?? devRelease?.sha;
+    if (!sha) throw new OperationFailed('dev has no release recorded: deploy dev and run the gate first. Nothing was changed.');
+    const pusher = devRecords.filter((r) => r.event === 'release' && r.kind === 'deploy' && r.sha === sha).at(-1)?.actor as string | undefined;
+    const gate = latest(devRecords, 'gate', (r) => r.sha === sha);
+    const runsIt = devRelease?.sha === sha ? devRelease : undefined;
+    const observed = runsIt ? await observe(host, dev) : undefined;
+    if (runsIt && observed) {
+      const drifted = drift(observed, runsIt);
+      if (drifted.length) {
+        throw new OperationFailed(`${driftMessage('dev', runsIt, drifted)} What runs on dev was not gated as such. Deploy dev again and run the gate, then promote. Nothing was changed.`);
+      }
     }
-    const gate = latest(devRecords, 'gate', (r) => r.sha === devRelease.sha);
-    if (!requireGate) return { devRelease, gate };
+    if (!requireGate) {
+      const images = gate?.passed ? (gate.images ?? {}) : runsIt ? Object.fromEntries(Object.entries(runsIt.images).map(([s, i]) => [s, i.id])) : undefined;
+      if (!images) throw new OperationFailed(`dev never ran ${sha.slice(0, 12)} as a release twinstack knows, so there are no images to ship: deploy it to dev first. Nothing was changed.`);
+      log.warning(`require-gate is off: promoting ${sha.slice(0, 12)} without a passing gate`);
+      return { sha, images, gate, devRelease: runsIt, pusher };
+    }
     if (gate?.passed !== true) {
       throw new OperationFailed(
-        `commit ${devRelease.sha} (dev release ${devRelease.release}) has no passing gate on dev${gate ? ` (its last gate failed at ${gate.time})` : ''}: run the gate on dev, or fix and deploy again. Nothing was changed.`,
+        `commit ${sha}${runsIt ? ` (dev release ${runsIt.release})` : ''} has no passing gate on dev${gate ? ` (its last gate failed at ${gate.time})` : ''}: ` +
+          `${wanted && !runsIt ? 'only a commit that passed the gate can be promoted; deploy it to dev and run the gate' : 'run the gate on dev, or fix and deploy again'}. Nothing was changed.`,
       );
     }
     const tested = gate.images ?? {};
     if (!Object.keys(tested).length) {
-      throw new OperationFailed(`the passing gate of ${devRelease.sha.slice(0, 12)} (${gate.time}) does not say which images it tested: run the gate on dev again. Nothing was changed.`);
+      throw new OperationFailed(`the passing gate of ${sha.slice(0, 12)} (${gate.time}) does not say which images it tested: run the gate on dev again. Nothing was changed.`);
     }
-    const changed = Object.entries(tested).filter(([svc, id]) => observed.images[svc] !== id);
-    if (changed.length) {
-      throw new OperationFailed(
-        `dev no longer runs what passed the gate at ${gate.time}: ${changed.map(([svc, id]) => `${svc} ran ${shortId(id)}, now ${observed.images[svc] ? shortId(observed.images[svc]) : 'nothing'}`).join('; ')}. ` +
-          `Run the gate on dev again. Nothing was changed.`,
-      );
+    if (observed) {
+      const changed = Object.entries(tested).filter(([svc, id]) => observed.images[svc] !== id);
+      if (changed.length) {
+        throw new OperationFailed(
+          `dev no longer runs what passed the gate at ${gate.time}: ${changed.map(([svc, id]) => `${svc} ran ${shortId(id)}, now ${observed.images[svc] ? shortId(observed.images[svc]) : 'nothing'}`).join('; ')}. ` +
+            `Run the gate on dev again. Nothing was changed.`,
+        );
+      }
     }
-    return { devRelease, gate };
+    return { sha, images: tested, gate, devRelease: runsIt, pusher };
   } finally {
     await lock.release();
   }
 }
+

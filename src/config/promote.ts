@@ -1,0 +1,36 @@
+import { z } from 'zod';
+
+const service = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name');
+
+/**
+ * `promote:` — how flip-the-switch moves dev's gated commit to prod: which branch it must come from,
+ * the rehearsal of its migrations on a full copy of prod, the real migration's lock timeout, and the
+ * services stopped while it runs (write freeze).
+ */
+export const promoteSchema = z
+  .object({
+    /** The commit promoted must be on this branch of the remote (an ancestor of its tip). */
+    branch: z
+      .string()
+      .regex(/^[A-Za-z0-9._/-]+$/, 'must be a branch name')
+      .default('main'),
+    /** Rehearse the migrations on a copy of prod restored from the fresh backup: when some are pending (auto), always, or never. */
+    rehearse: z.enum(['auto', 'always', 'never']).default('auto'),
+    /** Refuse when the rehearsal holds an ACCESS EXCLUSIVE lock on one table longer than this (milliseconds). */
+    'max-exclusive-lock-ms': z.number().int().min(1).max(86_400_000).optional(),
+    /** The app's variable naming its database (a URL or a bare name): the rehearsal points it at the copy. */
+    'database-env': z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      .default('DATABASE_URL'),
+    /** lock_timeout of the real migration (through PGOPTIONS), so it never queues behind prod's traffic for long. */
+    'lock-timeout-ms': z.number().int().min(100).max(600_000).default(5000),
+    /** Attempts of the real migration when it gives up waiting for a lock. */
+    'migration-attempts': z.number().int().min(1).max(10).default(3),
+    /** The person who dispatches the promotion must not be the one who pushed the commit (two-person rule). */
+    'require-different-actor': z.boolean().default(false),
+    /** Services that write, stopped from the backup to the end so a restore loses nothing (costs downtime). */
+    'write-freeze': z.array(service).default([]),
+  })
+  .strict()
+  .default({});

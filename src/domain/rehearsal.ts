@@ -1,0 +1,211 @@
+/**
+ * The rehearsal: the new code's migrations run against a full copy of prod before anything on prod
+ * changes. The fresh verified backup is restored into a scratch database on prod's own server, the
+ * migration runs in a one-off container of the new image pointed at that copy (the app's database
+ * variable rewritten), `pg_locks` is sampled every 100 ms while it runs, and the copy is dropped.
+ * What it reports: the duration, each table held ACCESS EXCLUSIVE and for how long, the tables
+ * rewritten (a new relfilenode) with their rows, the rows updated, and the migration's own error line.
+ */
+import type { BackupManifest } from './backup';
+import { backupDir } from './backup';
+import type { Config } from './config';
+import type { Environment } from './environment';
+import { migrationErrorLine, oneOffAlembic } from './alembic';
+import { OperationFailed, RemoteCommandError, errorMessage } from '../infra/errors';
+import type { Host } from '../infra/host';
+import type { Logger } from '../infra/logger';
+import { dropDatabaseSql, psql } from '../infra/postgres';
+import { sh } from '../infra/shell';
+import { ident } from '../infra/sql';
+import { parseEnvFile } from '../safety/env-file';
+
+export interface LockHold {
+  table: string;
+  /** The longest unbroken time the table was seen held ACCESS EXCLUSIVE, in milliseconds. */
+  ms: number;
+}
+
+export interface RehearsalResult {
+  ok: boolean;
+  /** The migration's own run, in milliseconds (the restore of the copy not counted). */
+  durationMs: number;
+  restoreMs: number;
+  error?: string;
+  locks: LockHold[];
+  rewritten: Array<{ table: string; rows: number }>;
+  updatedRows: number;
+  /** The first lock over the budget, when there is a budget. */
+  overBudget?: LockHold;
+  revisionBefore: string;
+  revisionAfter: string;
+}
+
+const SAMPLE_MS = 100;
+
+/** Samples of `<epoch ms>|<table>` lines into the longest unbroken hold per table. */
+export function lockHolds(lines: string[], intervalMs = SAMPLE_MS): LockHold[] {
+  const samples = new Map<number, Set<string>>();
+  for (const l of lines) {
+    const m = /^(\d+)\|(.+)$/.exec(l.trim());
+    if (!m) continue;
+    const t = Number(m[1]);
+    if (!samples.has(t)) samples.set(t, new Set());
+    samples.get(t)?.add(m[2]);
+  }
+  // Every sampling instant, also those with no lock (they end a hold): the sampler prints a bare timestamp each round.
+  for (const l of lines) {
+    const m = /^(\d+)$/.exec(l.trim());
+    if (m && !samples.has(Number(m[1]))) samples.set(Number(m[1]), new Set());
+  }
+  const times = [...samples.keys()].sort((a, b) => a - b);
+  const open = new Map<string, number>();
+  const best = new Map<string, number>();
+  const close = (table: string, end: number) => {
+    const start = open.get(table);
+    if (start === undefined) return;
+    best.set(table, Math.max(best.get(table) ?? 0, end - start + intervalMs));
+    open.delete(table);
+  };
+  let last = 0;
+  for (const t of times) {
+    const held = samples.get(t) ?? new Set<string>();
+    for (const table of [...open.keys()]) if (!held.has(table)) close(table, last);
+    for (const table of held) if (!open.has(table)) open.set(table, t);
+    last = t;
+  }
+  for (const table of [...open.keys()]) close(table, last);
+  return [...best.entries()].map(([table, ms]) => ({ table, ms })).sort((a, b) => b.ms - a.ms || a.table.localeCompare(b.table));
+}
+
+/**
+ * The value of the app's database variable for the copy: a URL gets the copy's name as its path, a
+ * bare name is replaced.
+ */
+export function pointAt(value: string | undefined, database: string): string {
+  if (!value || !value.includes('://')) return database;
+  const m = /^([^?#]*?:\/\/[^/?#]*)(\/[^?#]*)?(.*)$/.exec(value);
+  return m ? `${m[1]}/${encodeURIComponent(database)}${m[3]}` : database;
+}
+
+const TABLES_SQL =
+  `SELECT c.oid || '|' || n.nspname || '.' || c.relname || '|' || c.relfilenode || '|' || coalesce(s.n_live_tup, 0) || '|' || coalesce(s.n_tup_upd, 0) ` +
+  `FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid ` +
+  `WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'`;
+
+interface TableFacts {
+  name: string;
+  filenode: string;
+  rows: number;
+  updated: number;
+}
+
+function parseTables(text: string): Map<string, TableFacts> {
+  const out = new Map<string, TableFacts>();
+  for (const line of text.split('\n')) {
+    const p = line.trim().split('|');
+    if (p.length === 5) out.set(p[0], { name: p[1], filenode: p[2], rows: Number(p[3]) || 0, updated: Number(p[4]) || 0 });
+  }
+  return out;
+}
+
+export async function rehearse(host: Host, config: Config, at: Environment, backup: BackupManifest, log: Logger, opId: string): Promise<RehearsalResult> {
+  const settings = config.promote;
+  const scratch = `${backup.database}_twinstack_rehearse`.slice(0, 63);
+  const maintenance = (sql: string, label: string) => host.run(psql(at, 'postgres'), { stdin: sql, quiet: true, label, timeoutSeconds: 300 });
+  const inScratch = (sql: string, label: string) => host.run(psql(at, scratch, { tuples: true, run: [sql] }), { quiet: true, label, timeoutSeconds: 300 });
+  const file = `${backupDir(config, at, backup.id)}/db.dump`;
+  const stopFile = `/tmp/twinstack-rehearse-${opId}.stop`;
+  const result: RehearsalResult = { ok: false, durationMs: 0, restoreMs: 0, locks: [], rewritten: [], updatedRows: 0, revisionBefore: backup.alembicRevision ?? '', revisionAfter: '' };
+  log.startGroup(`${at.name}: rehearsing the migration on a copy of ${backup.database} (backup ${backup.id})`);
+  try {
+    await maintenance(dropDatabaseSql(scratch), `dropping an old ${scratch}`);
+    const created = await maintenance(`CREATE DATABASE ${ident(scratch)} TEMPLATE template0;\n`, `creating ${scratch}`).catch((e: unknown) => e);
+    if (created instanceof RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
+      throw new OperationFailed(`the database user ${at.cfg.database.user} may not create the copy the rehearsal needs: ALTER ROLE ${at.cfg.database.user} CREATEDB, or set promote.rehearse: never`);
+    }
+    if (created instanceof Error) throw created;
+    let t = Date.now();
+    // On the host the dump restores with parallel jobs; inside the db container it is streamed in (one job).
+    const restore =
+      at.cfg.database.via === 'host'
+        ? at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-j', '4', '-d', scratch, file])
+        : `${at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-d', scratch])} < ${sh`${file}`}`;
+    await host.run(restore, { quiet: true, label: `restoring backup ${backup.id} into ${scratch}`, timeoutSeconds: config.backup['timeout-seconds'] });
+    await inScratch('ANALYZE', `analyzing ${scratch}`);
+    result.restoreMs = Date.now() - t;
+    const before = parseTables((await inScratch(TABLES_SQL, `reading ${scratch}'s tables`)).stdout);
+
+    // The app's database variable, pointed at the copy. Its value comes from the env file, is masked, and
+    // reaches the container by name only.
+    const envText = (await host.readFile(`${at.cfg.checkout}/${at.cfg.envFile}`)).toString('utf8');
+    const values = parseEnvFile(envText);
+    const variable = settings['database-env'];
+    if (!values.has(variable)) {
+      throw new OperationFailed(`${at.cfg.envFile} does not set ${variable}, the variable promote.database-env names: the rehearsal cannot point the app at its copy. Set promote.database-env to the variable your app reads its database from, or promote.rehearse: never`);
+    }
+    const pointed = pointAt(values.get(variable), scratch);
+    if (pointed.length >= 6) log.secret(pointed);
+
+    // The sampler: one psql session fed a query every 100 ms until the stop file appears.
+    const sample =
+      `SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint || coalesce((SELECT string_agg(E'\\n' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint || '|' || n.nspname || '.' || c.relname, '') ` +
+      `FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace ` +
+      `WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.mode = 'AccessExclusiveLock' AND l.granted AND c.relkind IN ('r', 'p', 'm') AND l.pid <> pg_backend_pid()), '');`;
+    await host.run(sh`rm -f ${stopFile}`, { quiet: true, timeoutSeconds: 30 });
+    let samples = '';
+    const sampler = host.spawn(`while [ ! -e ${sh`${stopFile}`} ]; do printf '%s\\n' ${sh`${sample}`}; sleep 0.1; done | ${psql(at, scratch, { tuples: true })}`, {
+      quiet: true,
+      label: 'sampling pg_locks',
+      onStdout: (c) => (samples += c.toString()),
+    });
+    t = Date.now();
+    let run;
+    try {
+      run = await oneOffAlembic(host, at, ['upgrade', 'head'], {
+        env: { [variable]: pointed },
+        timeoutSeconds: config.gate['timeout-seconds'],
+        label: `${at.name}: rehearsal of alembic upgrade head on ${scratch}`,
+        name: `${at.project}-twinstack-rehearse`,
+      });
+    } finally {
+      result.durationMs = Date.now() - t;
+      await host.run(sh`touch ${stopFile}`, { quiet: true, timeoutSeconds: 30 }).catch(() => undefined);
+      await Promise.race([sampler.exited, new Promise((r) => setTimeout(r, 15_000))]).catch(() => undefined);
+      await host.run(sh`rm -f ${stopFile}`, { check: false, quiet: true, timeoutSeconds: 30 }).catch(() => undefined);
+    }
+    result.locks = lockHolds(samples.split('\n'));
+    const budget = settings['max-exclusive-lock-ms'];
+    if (budget !== undefined) result.overBudget = result.locks.find((l) => l.ms > budget);
+    if (run.exitCode !== 0) {
+      result.error = migrationErrorLine(`${run.stdout}\n${run.stderr}`) || `alembic exited with code ${run.exitCode}`;
+      log.error(`rehearsal: the migration failed on the copy of prod: ${result.error}`);
+      return result;
+    }
+    const after = parseTables((await inScratch(TABLES_SQL, `reading ${scratch}'s tables again`)).stdout);
+    for (const [oid, b] of before) {
+      const a = after.get(oid);
+      if (!a) continue;
+      if (a.filenode !== b.filenode) result.rewritten.push({ table: b.name, rows: b.rows });
+      result.updatedRows += Math.max(0, a.updated - b.updated);
+    }
+    const rev = await inScratch(`SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version`, 'alembic revision of the copy').catch(() => undefined);
+    result.revisionAfter = rev?.stdout.trim() ?? '';
+    result.ok = result.overBudget === undefined;
+    log.info(
+      `rehearsal: ${result.revisionBefore || 'none'} → ${result.revisionAfter || 'none'} in ${result.durationMs} ms on a copy restored in ${result.restoreMs} ms; ` +
+        `${result.locks.length ? result.locks.map((l) => `${l.table} ACCESS EXCLUSIVE ${l.ms} ms`).join(', ') : 'no table held ACCESS EXCLUSIVE'}`,
+    );
+    return result;
+  } finally {
+    await maintenance(dropDatabaseSql(scratch), `dropping ${scratch}`).catch((e) => log.warning(`could not drop the rehearsal copy ${scratch}: ${errorMessage(e)}; drop it by hand`));
+    log.endGroup();
+  }
+}
+
+/** One line for a failure message: the rehearsal's own words about what stopped it. */
+export function rehearsalRefusal(r: RehearsalResult, budget?: number): string {
+  if (r.error) return `the migration failed when rehearsed on a copy of prod: ${r.error}`;
+  if (r.overBudget) return `the migration held table ${r.overBudget.table} ACCESS EXCLUSIVE for ${r.overBudget.ms} ms when rehearsed, more than promote.max-exclusive-lock-ms (${budget ?? '?'})`;
+  return 'the rehearsal did not finish';
+}
+
