@@ -55703,6 +55703,7 @@ exports.promoteAction = {
             throw new errors_1.OperationFailed(`${run.actor} deployed ${sha.slice(0, 12)} to dev and may not also promote it (promote.require-different-actor): ask another person to run flip-the-switch. Nothing was changed.`);
         }
         const workDir = `${config['state-dir']}/prod/work/promote`;
+        const devWorkDir = `${config['state-dir']}/prod/work/promote-dev-config`;
         const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'prod', action: 'promote', sha, run, log, lockTimeoutSeconds }, async (op) => {
             const previous = (0, release_1.currentRelease)(op.records);
             const interrupted = [...op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`), ...op.recovered.map((r) => `a cut host change was put right first: ${r}`)];
@@ -55719,18 +55720,25 @@ exports.promoteAction = {
             // The commit must be on the configured branch.
             await (0, git_1.resolveRef)(host, prod, sha);
             const branch = config.promote.branch;
-            const onBranch = await host.run((0, shell_1.sh) `git merge-base --is-ancestor ${sha} ${`refs/remotes/${prod.cfg.remote}/${branch}`}`, { cwd: prod.cfg.checkout, check: false, quiet: true, timeoutSeconds: 120 });
-            if (onBranch.exitCode !== 0) {
+            const onBranch = await host.run((0, shell_1.sh) `git for-each-ref --contains ${sha} --format='%(refname:strip=3)' ${`refs/remotes/${prod.cfg.remote}/${branch}`}`, {
+                cwd: prod.cfg.checkout,
+                check: false,
+                quiet: true,
+                timeoutSeconds: 120,
+            });
+            if (onBranch.exitCode !== 0 || !onBranch.stdout.trim()) {
                 throw new errors_1.OperationFailed(`${sha.slice(0, 12)} is not on ${prod.cfg.remote}/${branch} (promote.branch): only commits merged there are promoted. Nothing was changed.`);
             }
+            log.info(`${sha.slice(0, 12)} is on ${onBranch.stdout.trim().split('\n').slice(0, 3).join(', ')}`);
             // 3. The new commit beside prod's checkout, and what to ship.
             const at = prod.at(await (0, git_1.scratchCheckout)(host, prod, sha, workDir));
             const freezeStarted = [];
             try {
-                await host.run((0, shell_1.sh) `if [ -e ${`${dev.cfg.checkout}/${dev.cfg.envFile}`} ]; then cp -p ${`${dev.cfg.checkout}/${dev.cfg.envFile}`} ${`${workDir}/.twinstack-dev-env`}; fi`, { quiet: true, timeoutSeconds: 60 });
                 const prodBuilds = await (0, ship_1.mergedBuilds)(host, at);
-                const devAt = new environment_1.Environment('dev', { ...config, environments: { ...config.environments, dev: { ...dev.cfg, envFile: '.twinstack-dev-env' } } }, workDir);
+                // dev's merged configuration of the same commit, from a scratch checkout of dev's own clone.
+                const devAt = dev.at(await (0, git_1.scratchCheckout)(host, dev, sha, devWorkDir));
                 const devBuilds = await (0, ship_1.mergedBuilds)(host, devAt);
+                await (0, git_1.removeScratchCheckout)(host, dev, devWorkDir);
                 const names = {};
                 for (const [service, b] of prodBuilds)
                     names[service] = b.image ?? previous?.images[service]?.name ?? (0, ship_1.defaultImageName)(prod.project, service, config['compose-command']);
@@ -55893,6 +55901,7 @@ exports.promoteAction = {
                         await host.run(prod.compose('start', ...stopped), prod.composeOptions({ label: 'prod compose start (end of the write freeze)', check: false }));
                 }
                 await (0, git_1.removeScratchCheckout)(host, prod, workDir);
+                await (0, git_1.removeScratchCheckout)(host, dev, devWorkDir);
             }
         }, (r) => (r.outcome === 'promoted' || r.outcome === 'unchanged' ? 'success' : 'failure'));
         io.output('outcome', result.outcome);
@@ -56179,10 +56188,10 @@ const service = zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a 
  */
 exports.promoteSchema = zod_1.z
     .object({
-    /** The commit promoted must be on this branch of the remote (an ancestor of its tip). */
+    /** The commit promoted must be on this branch of the remote (an ancestor of its tip); a pattern such as release/* matches several. */
     branch: zod_1.z
         .string()
-        .regex(/^[A-Za-z0-9._/-]+$/, 'must be a branch name')
+        .regex(/^[A-Za-z0-9._/*-]+$/, 'must be a branch name or pattern (letters, digits, . _ / - and *)')
         .default('main'),
     /** Rehearse the migrations on a copy of prod restored from the fresh backup: when some are pending (auto), always, or never. */
     rehearse: zod_1.z.enum(['auto', 'always', 'never']).default('auto'),

@@ -55780,10 +55780,10 @@ const service = zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a 
  */
 exports.promoteSchema = zod_1.z
     .object({
-    /** The commit promoted must be on this branch of the remote (an ancestor of its tip). */
+    /** The commit promoted must be on this branch of the remote (an ancestor of its tip); a pattern such as release/* matches several. */
     branch: zod_1.z
         .string()
-        .regex(/^[A-Za-z0-9._/-]+$/, 'must be a branch name')
+        .regex(/^[A-Za-z0-9._/*-]+$/, 'must be a branch name or pattern (letters, digits, . _ / - and *)')
         .default('main'),
     /** Rehearse the migrations on a copy of prod restored from the fresh backup: when some are pending (auto), always, or never. */
     rehearse: zod_1.z.enum(['auto', 'always', 'never']).default('auto'),

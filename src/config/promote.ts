@@ -9,10 +9,10 @@ const service = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compos
  */
 export const promoteSchema = z
   .object({
-    /** The commit promoted must be on this branch of the remote (an ancestor of its tip). */
+    /** The commit promoted must be on this branch of the remote (an ancestor of its tip); a pattern such as release/* matches several. */
     branch: z
       .string()
-      .regex(/^[A-Za-z0-9._/-]+$/, 'must be a branch name')
+      .regex(/^[A-Za-z0-9._/*-]+$/, 'must be a branch name or pattern (letters, digits, . _ / - and *)')
       .default('main'),
     /** Rehearse the migrations on a copy of prod restored from the fresh backup: when some are pending (auto), always, or never. */
     rehearse: z.enum(['auto', 'always', 'never']).default('auto'),

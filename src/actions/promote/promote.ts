@@ -99,6 +99,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     }
 
     const workDir = `${config['state-dir']}/prod/work/promote`;
+    const devWorkDir = `${config['state-dir']}/prod/work/promote-dev-config`;
     const result = await underLock(
       { host, stateDir: config['state-dir'], env: 'prod', action: 'promote', sha, run, log, lockTimeoutSeconds },
       async (op): Promise<Outcome> => {
@@ -120,19 +121,26 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
         // The commit must be on the configured branch.
         await resolveRef(host, prod, sha);
         const branch = config.promote.branch;
-        const onBranch = await host.run(sh`git merge-base --is-ancestor ${sha} ${`refs/remotes/${prod.cfg.remote}/${branch}`}`, { cwd: prod.cfg.checkout, check: false, quiet: true, timeoutSeconds: 120 });
-        if (onBranch.exitCode !== 0) {
+        const onBranch = await host.run(sh`git for-each-ref --contains ${sha} --format='%(refname:strip=3)' ${`refs/remotes/${prod.cfg.remote}/${branch}`}`, {
+          cwd: prod.cfg.checkout,
+          check: false,
+          quiet: true,
+          timeoutSeconds: 120,
+        });
+        if (onBranch.exitCode !== 0 || !onBranch.stdout.trim()) {
           throw new OperationFailed(`${sha.slice(0, 12)} is not on ${prod.cfg.remote}/${branch} (promote.branch): only commits merged there are promoted. Nothing was changed.`);
         }
+        log.info(`${sha.slice(0, 12)} is on ${onBranch.stdout.trim().split('\n').slice(0, 3).join(', ')}`);
 
         // 3. The new commit beside prod's checkout, and what to ship.
         const at = prod.at(await scratchCheckout(host, prod, sha, workDir));
         const freezeStarted: string[] = [];
         try {
-          await host.run(sh`if [ -e ${`${dev.cfg.checkout}/${dev.cfg.envFile}`} ]; then cp -p ${`${dev.cfg.checkout}/${dev.cfg.envFile}`} ${`${workDir}/.twinstack-dev-env`}; fi`, { quiet: true, timeoutSeconds: 60 });
           const prodBuilds = await mergedBuilds(host, at);
-          const devAt = new Environment('dev', { ...config, environments: { ...config.environments, dev: { ...dev.cfg, envFile: '.twinstack-dev-env' } } }, workDir);
+          // dev's merged configuration of the same commit, from a scratch checkout of dev's own clone.
+          const devAt = dev.at(await scratchCheckout(host, dev, sha, devWorkDir));
           const devBuilds = await mergedBuilds(host, devAt);
+          await removeScratchCheckout(host, dev, devWorkDir);
           const names: Record<string, string> = {};
           for (const [service, b] of prodBuilds) names[service] = b.image ?? previous?.images[service]?.name ?? defaultImageName(prod.project, service, config['compose-command']);
           const ship = shipPlan(prodBuilds, devBuilds, gated.images, names);
@@ -282,6 +290,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             if (stopped.length) await host.run(prod.compose('start', ...stopped), prod.composeOptions({ label: 'prod compose start (end of the write freeze)', check: false }));
           }
           await removeScratchCheckout(host, prod, workDir);
+          await removeScratchCheckout(host, dev, devWorkDir);
         }
       },
       (r) => (r.outcome === 'promoted' || r.outcome === 'unchanged' ? 'success' : 'failure'),

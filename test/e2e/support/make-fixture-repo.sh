@@ -17,6 +17,12 @@
 #   slow-build     the api image build takes 20 s (a RUN sleep step)
 #   dev-escape     dev's overlay runs the worker privileged with the Docker
 #                  socket mounted (what the isolation checks must refuse)
+#   unique-names   migration 0002: a UNIQUE index on items.name (fails only
+#                  where names repeat, rolling back by itself)
+#   slow-half-migration  migration 0002 commits a table, waits 8 s, then fails
+#   entrypoint-migrate  (one ahead of second) the api migrates when it starts;
+#                  the prod overlay's api healthcheck fails
+#   prod-build-arg the prod overlay gives the api build an arg dev lacks
 #
 # Author, committer and dates are fixed, so the shas only change when the
 # fixture files or this script change. Any existing <workdir>/origin.git is
@@ -243,11 +249,109 @@ sed -i 's#^  worker:$#  worker:\n    privileged: true\n    volumes:\n      - /va
 grep -q 'privileged: true' "$scratch/deploy/stack/docker-compose.dev.yml" || { echo "make-fixture-repo: could not edit the dev overlay" >&2; exit 1; }
 commit "2024-01-10T12:00:00+0000" "Dev worker with the Docker socket"
 
+# ---------------------------------------------------------------- unique-names
+# main plus migration 0002: a UNIQUE index over items.name. It fails only where
+# names repeat (tests put duplicates in prod's data only); transactional, so a
+# failure leaves nothing behind.
+branch_from_main unique-names
+cat >"$scratch/migrations/versions/0002_unique_names.py" <<'EOF'
+"""unique item names
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2024-01-11 00:00:00
+"""
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("ALTER TABLE items ADD COLUMN note text")
+    op.execute("CREATE UNIQUE INDEX items_name_unique ON items (name)")
+
+
+def downgrade():
+    op.execute("DROP INDEX IF EXISTS items_name_unique")
+    op.execute("ALTER TABLE items DROP COLUMN IF EXISTS note")
+EOF
+commit "2024-01-11T12:00:00+0000" "Make item names unique"
+
+# ---------------------------------------------------------------- slow-half-migration
+# main plus migration 0002 that commits a new table and a backfill of items
+# (autocommit), waits 8 s, then fails: the schema has moved when it fails, so a
+# restore is needed, and tests can write rows meanwhile.
+branch_from_main slow-half-migration
+cat >"$scratch/migrations/versions/0002_slow_half.py" <<'EOF'
+"""commit part of the work, wait, then fail
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2024-01-12 00:00:00
+"""
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.get_context().autocommit_block():
+        op.execute("CREATE TABLE half_done (id serial PRIMARY KEY, note text)")
+        op.execute("SELECT pg_sleep(8)")
+    op.execute("SELECT no_such_column FROM half_done")
+
+
+def downgrade():
+    op.execute("DROP TABLE IF EXISTS half_done")
+EOF
+commit "2024-01-12T12:00:00+0000" "Add a slow migration that fails halfway"
+
+# ---------------------------------------------------------------- entrypoint-migrate
+# second whose api migrates when it starts (alembic upgrade head before the
+# server), with the prod overlay's healthcheck broken: a promotion fails after
+# the app itself moved the schema.
+g checkout -q -b entrypoint-migrate second
+# shellcheck disable=SC2016 # the Dockerfile text is literal
+sed -i 's#^CMD \["python3", "/app/api/app.py"\]$#CMD ["sh", "-c", "cd /app \&\& alembic upgrade head \&\& exec python3 /app/api/app.py"]#' "$scratch/api/Dockerfile"
+grep -q 'alembic upgrade head' "$scratch/api/Dockerfile" || { echo "make-fixture-repo: could not change the api command" >&2; exit 1; }
+cat >"$scratch/deploy/stack/docker-compose.prod.yml" <<'EOF'
+# Production overlay, with the api healthcheck broken (failure scenario).
+services:
+  db:
+    env_file: .env.prod
+  api:
+    env_file: .env.prod
+    healthcheck:
+      test: ["CMD-SHELL", "curl -fsS -o /dev/null --max-time 3 \"http://127.0.0.1:$$API_PORT/api/health-missing\""]
+      interval: 2s
+      timeout: 5s
+      retries: 3
+  worker:
+    env_file: .env.prod
+EOF
+commit "2024-01-13T12:00:00+0000" "Migrate on start; prod healthcheck broken"
+
+# ---------------------------------------------------------------- prod-build-arg
+# main whose prod overlay gives the api build an arg dev does not have (as a
+# NEXT_PUBLIC_* URL baked in at build time): prod must rebuild that service.
+branch_from_main prod-build-arg
+# shellcheck disable=SC2016 # the Dockerfile text is literal
+printf '\nARG API_FLAVOR=plain\nRUN echo "$API_FLAVOR" > /app/flavor\n' >>"$scratch/api/Dockerfile"
+sed -i 's#^  api:$#  api:\n    build:\n      args:\n        API_FLAVOR: prod#' "$scratch/deploy/stack/docker-compose.prod.yml"
+grep -q 'API_FLAVOR: prod' "$scratch/deploy/stack/docker-compose.prod.yml" || { echo "make-fixture-repo: could not add the build arg" >&2; exit 1; }
+commit "2024-01-14T12:00:00+0000" "Prod-only api build arg"
+
 # ---------------------------------------------------------------- publish
 g checkout -q main
 rm -rf "$origin"
 git init -q --bare -b main "$origin"
-branches=(main second failing-test two-heads bad-health bad-migration prod-bad-health third slow-build dev-escape)
+branches=(main second failing-test two-heads bad-health bad-migration prod-bad-health third slow-build dev-escape unique-names slow-half-migration entrypoint-migrate prod-build-arg)
 g push -q "$origin" "${branches[@]/#/refs/heads/}"
 git -C "$origin" symbolic-ref HEAD refs/heads/main
 

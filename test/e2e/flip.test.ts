@@ -1,0 +1,188 @@
+/**
+ * Flip the switch as issue "without losing a write" asks, end to end on the real engine through the
+ * bundles: the commit as an input, the gated images shipped (a differing build rebuilt and named),
+ * a migration that fails only on prod's data refused by the rehearsal with prod untouched, the same
+ * migration rolling back by itself with no restore and no write lost, a migration that commits part
+ * of its work restored with the lost rows counted, and an app that migrates when it starts.
+ * Every assertion is on the host: container and image ids, the schema, the rows.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
+
+const composeCommand = composeCommands()[0];
+
+function lastError(stdout: string): string {
+  return (
+    stdout
+      .split('\n')
+      .filter((l) => l.startsWith('::error'))
+      .at(-1) ?? ''
+  );
+}
+
+describe(`flip the switch without losing a write, with ${composeCommand}`, () => {
+  let fx: FixtureHost;
+  const configFile = () => path.join(fx.workspace, '.github', 'twinstack.yml');
+  const original = { text: '' };
+
+  /** Replaces the config's promote section (and sets a gate section) for the next runs. */
+  function configure(promote: string, gate = ''): void {
+    const text = original.text.replace(/^promote: .*$/m, `promote: { database-env: DB_NAME, ${promote} }`) + (gate ? `gate: { ${gate} }\n` : '');
+    fs.writeFileSync(configFile(), text);
+  }
+  const prodIds = () => fx.sh(`docker ps -q --no-trunc --filter label=com.docker.compose.project=${fx.project('prod')} | sort`).trim();
+  const imageOf = (env: 'prod' | 'dev', service: string) => fx.sh(`docker inspect -f '{{.Image}}' ${fx.project(env)}-${service}`).trim();
+  const schemaHash = () => fx.sh(`docker exec ${fx.project('prod')}-db pg_dump -s -U owner -p ${fx.dbPort('prod')} makapix | grep -v -e '^--' -e '^\\\\restrict' -e '^\\\\unrestrict' | sha256sum`).trim();
+  const revision = () => fx.psql('prod', 'select version_num from alembic_version').trim();
+  const items = () => fx.psql('prod', 'select name from items order by id').trim().split('\n');
+  const lastGate = (sha: string) => fx.hostLog('dev').filter((r) => r.event === 'gate' && r.sha === sha).at(-1) as { images: Record<string, string> } | undefined;
+  const healthy = () => fx.sh(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${fx.apiPort('prod')}/api/health`) === '200';
+
+  async function devReady(branch: string, gate: boolean): Promise<void> {
+    const d = await fx.run('deploy', { environment: 'dev', ref: branch });
+    assert.equal(d.code, 0, d.visible);
+    if (!gate) return;
+    const g = await fx.run('gate');
+    assert.equal(g.code, 0, g.visible);
+  }
+
+  /** Waits until the running promote has recorded its backup. */
+  async function backupRecorded(since: string): Promise<void> {
+    const deadline = Date.now() + 180_000;
+    while (!fx.hostLog('prod').some((x) => x.event === 'backup' && x.action === 'promote' && x.time > since)) {
+      if (Date.now() > deadline) throw new Error('the promotion never recorded its backup');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  before(async () => {
+    fx = await startFixtureHost(composeCommand);
+    original.text = fs.readFileSync(configFile(), 'utf8');
+    const d = await fx.run('deploy', { environment: 'prod', ref: 'main' });
+    assert.equal(d.code, 0, d.visible);
+    fx.sh(`docker exec ${fx.project('prod')}-api alembic upgrade head`);
+    // Duplicate names exist only in prod's data.
+    fx.psql('prod', "insert into items (name) values ('prod row'), ('duplicate'), ('duplicate')");
+  });
+  after(async () => {
+    await fx?.stop();
+  });
+
+  it('refuses a commit not on promote.branch, a commit that never passed the gate, and a dispatcher who pushed it, before any change', async () => {
+    await devReady('unique-names', true);
+    const ids = prodIds();
+    configure("branch: main");
+    const off = await fx.run('promote', { sha: fx.branches['unique-names'] });
+    assert.equal(off.code, 1);
+    assert.match(lastError(off.stdout), /is not on origin\/main \(promote\.branch\)/);
+    configure("branch: '*'");
+    const ungated = await fx.run('promote', { sha: fx.branches.third });
+    assert.equal(ungated.code, 1);
+    assert.match(lastError(ungated.stdout), new RegExp(`commit ${fx.branches.third} has no passing gate on dev`));
+    configure("branch: '*', require-different-actor: true");
+    const same = await fx.run('promote', { sha: fx.branches['unique-names'] });
+    assert.equal(same.code, 1);
+    assert.match(lastError(same.stdout), /deployed \w{12} to dev and may not also promote it/);
+    assert.equal(prodIds(), ids, "prod's containers changed");
+    assert.equal(revision(), '0001');
+  });
+
+  it('refuses a migration that fails only on prod data in the rehearsal: same containers, same schema', async () => {
+    configure("branch: '*'");
+    const ids = prodIds();
+    const schema = schemaHash();
+    const r = await fx.run('promote', { sha: fx.branches['unique-names'] });
+    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.outputs.outcome, 'refused');
+    assert.match(r.summary, /rehearsal on a full copy of prod: \*\*failed\*\*/);
+    assert.match(r.summary, /could not create unique index/);
+    assert.doesNotMatch(r.summary + r.stdout, /Key \(name\)=\(duplicate\)/, 'a row value reached the log');
+    assert.doesNotMatch(r.summary, /Traceback/);
+    assert.equal(prodIds(), ids, "prod's containers were restarted");
+    assert.equal(schemaHash(), schema, "prod's schema changed");
+    assert.equal(revision(), '0001');
+    assert.equal(fx.psql('prod', "select count(*) from pg_database where datname like '%twinstack_rehearse%'").trim(), '0', 'the rehearsal copy was left behind');
+    assert.equal(imageOf('prod', 'api'), fx.sh(`docker image inspect -f '{{.Id}}' ${fx.project('prod')}-api:local`).trim(), "prod's image name does not point at what it runs");
+  });
+
+  it('with rehearsal off, the same migration fails transactionally: no restore, no write lost', async () => {
+    configure("branch: '*', rehearse: never");
+    const since = new Date().toISOString();
+    const running = fx.start('promote', { sha: fx.branches['unique-names'] });
+    await backupRecorded(since);
+    fx.psql('prod', "insert into items (name) values ('written during the promote')");
+    const r = await running.done;
+    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.outputs.outcome, 'rolled-back');
+    assert.match(r.summary, /\*\*data: nothing lost\.\*\* The schema is unchanged/);
+    assert.ok(items().includes('written during the promote'), 'a write made during the promote was lost');
+    assert.equal(revision(), '0001');
+    const rollback = fx.hostLog('prod').filter((x) => x.event === 'rollback').at(-1);
+    assert.equal(rollback?.restoredBackup, undefined, 'the database was restored');
+    assert.equal(rollback?.schemaMoved, false);
+    assert.ok(healthy());
+  });
+
+  it('a migration that commits part of its work is restored, and the rows lost are counted and kept aside', async () => {
+    configure("branch: '*', rehearse: never");
+    await devReady('slow-half-migration', false);
+    const since = new Date().toISOString();
+    const running = fx.start('promote', { sha: fx.branches['slow-half-migration'], 'require-gate': 'false' });
+    await backupRecorded(since);
+    fx.psql('prod', "insert into items (name) values ('after backup 1'), ('after backup 2'), ('after backup 3')");
+    const r = await running.done;
+    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.outputs.outcome, 'rolled-back');
+    assert.match(r.summary, /\*\*3 row write\(s\)\*\* made since the backup are lost/);
+    assert.match(r.summary, /makapix_twinstack_pre_restore/);
+    assert.equal(fx.psql('prod', "select to_regclass('public.half_done') is null").trim(), 't', 'the half-applied migration was not undone');
+    assert.ok(!items().includes('after backup 1'));
+    const aside = fx.sh(`docker exec ${fx.project('prod')}-db psql -X -A -t -U owner -p ${fx.dbPort('prod')} -d makapix_twinstack_pre_restore -c "select count(*) from items where name like 'after backup %'"`).trim();
+    assert.equal(aside, '3', 'the lost rows are not in the set-aside database');
+    assert.equal(fx.hostLog('prod').filter((x) => x.event === 'rollback').at(-1)?.rowsLost, 3);
+  });
+
+  it('an app that migrates when it starts: the moved schema is detected and restored', async () => {
+    configure("branch: '*'", 'alembic: false');
+    await devReady('entrypoint-migrate', true);
+    const r = await fx.run('promote', { sha: fx.branches['entrypoint-migrate'] });
+    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.outputs.outcome, 'rolled-back');
+    assert.match(r.summary, /the schema had moved, so the database was restored/);
+    assert.equal(revision(), '0001');
+    assert.equal(fx.psql('prod', "select count(*) from information_schema.columns where table_name = 'items' and column_name = 'description'").trim(), '0');
+    assert.ok(healthy());
+  });
+
+  it('ships the gated images, and rebuilds (naming it) a service whose prod build differs', async () => {
+    configure("branch: '*'");
+    await devReady('prod-build-arg', true);
+    const gated = lastGate(fx.branches['prod-build-arg'])?.images ?? {};
+    const r = await fx.run('promote', { sha: fx.branches['prod-build-arg'] });
+    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.outputs.outcome, 'promoted');
+    assert.equal(imageOf('prod', 'db'), gated.db);
+    assert.equal(imageOf('prod', 'worker'), gated.worker);
+    assert.notEqual(imageOf('prod', 'api'), gated.api, 'the api was shipped although its prod build differs');
+    assert.equal(fx.sh(`docker exec ${fx.project('prod')}-api cat /app/flavor`).trim(), 'prod');
+    assert.match(r.summary, /\| api \| rebuilt from the same commit \| build arg API_FLAVOR differs \|/);
+  });
+
+  it('promotes a gated commit with a pending migration: rehearsed, migrated before the swap, the gated ids running', async () => {
+    configure("branch: '*'");
+    await devReady('second', true);
+    const gated = lastGate(fx.branches.second)?.images ?? {};
+    const r = await fx.run('promote', { sha: fx.branches.second });
+    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.outputs.outcome, 'promoted');
+    for (const service of ['api', 'db', 'worker']) assert.equal(imageOf('prod', service), gated[service], `prod's ${service} is not the gated image`);
+    assert.equal(revision(), '0002');
+    assert.match(r.summary, /rehearsal on a full copy of prod \(restored in [\d.]+ m?s\): 0001 → 0002/);
+    assert.match(r.summary, /prod migrated 0001 → 0002 in [\d.]+ m?s before the swap/);
+    assert.ok(items().includes('prod row'));
+    assert.ok(healthy());
+  });
+});
