@@ -42,6 +42,8 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
   const healthy = () => fx.sh(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${fx.apiPort('prod')}/api/health`) === '200';
 
   async function devReady(branch: string, gate: boolean): Promise<void> {
+    // The scenario branches reuse revision ids (each has its own 0002): dev starts each one afresh.
+    fx.psql('dev', 'drop table if exists items, alembic_version, half_done cascade');
     const d = await fx.run('deploy', { environment: 'dev', ref: branch });
     assert.equal(d.code, 0, d.visible);
     if (!gate) return;
