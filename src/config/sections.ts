@@ -6,6 +6,7 @@
 import { backupSchema } from './backup';
 import { deploySchema } from './deploy';
 import { gateSchema } from './gate';
+import { promoteSchema } from './promote';
 import { monitorSchema, preflightSchema } from '../safety/config';
 import { sampleSchema, vaultSyncSchema } from '../resample/settings';
 
@@ -17,4 +18,5 @@ export const sectionSchemas = {
   gate: gateSchema,
   deploy: deploySchema,
   backup: backupSchema,
+  promote: promoteSchema,
 };
