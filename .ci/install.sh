@@ -16,6 +16,7 @@ packages=(
   postgresql-15
   postgresql-client-15
   shellcheck
+  caddy
 )
 
 missing=()
