@@ -74,7 +74,7 @@ export async function rollingReplace(host: Host, env: Environment, services: rea
  * listed service's container, so nothing serves between the old one stopping and the new one
  * listening. Waits until the new containers are healthy.
  */
-export async function replaceInPlace(host: Host, env: Environment, services: readonly string[], log: Logger, healthTimeoutSeconds = env.cfg.healthTimeoutSeconds): Promise<void> {
+export async function replaceInPlace(host: Host, env: Environment, services: readonly string[], log: Logger, healthTimeoutSeconds?: number): Promise<void> {
   await host.run(env.compose('up', '-d', '--no-deps', '--no-build', ...services), env.composeOptions({ label: `${env.name}: compose up ${services.join(' ')}` }));
   for (const service of services) {
     const running = (await serviceContainers(host, env, service)).filter((c) => c.status === 'running');
@@ -97,21 +97,22 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
   log.info(`${env.name}: rolling ${service}: starting a new container beside ${old.length ? old.map((c) => c.name).join(', ') : 'none'}`);
 
   // 1. The new container beside the old ones. --no-recreate keeps the old ones as they are.
-  await host.run(
-    env.compose('up', '-d', '--no-deps', '--no-recreate', '--no-build', '--scale', `${service}=${old.length + 1}`, service),
-    env.composeOptions({ label: `${env.name}: compose up --scale ${service}=${old.length + 1}` }),
-  );
   const known = new Set(before.map((c) => c.id));
-  const fresh = (await serviceContainers(host, env, service)).filter((c) => !known.has(c.id));
-  if (fresh.length !== 1) {
-    throw new OperationFailed(`${env.name}: compose started ${fresh.length} new containers of ${service}, expected 1; the old ones (${old.map((c) => c.name).join(', ') || 'none'}) were left as they are`);
-  }
-  const next = fresh[0];
-
-  // 2. Healthy, and routed to. On failure the new container goes and the old ones keep serving.
+  let next: ContainerState | undefined;
   let healthyAfterMs = 0;
   let routedAfterMs: number | undefined;
   try {
+    await host.run(
+      env.compose('up', '-d', '--no-deps', '--no-recreate', '--no-build', '--scale', `${service}=${old.length + 1}`, service),
+      env.composeOptions({ label: `${env.name}: compose up --scale ${service}=${old.length + 1}` }),
+    );
+    const fresh = (await serviceContainers(host, env, service)).filter((c) => !known.has(c.id));
+    if (fresh.length !== 1) {
+      throw new OperationFailed(`${env.name}: compose started ${fresh.length} new containers of ${service}, expected 1; the old ones (${old.map((c) => c.name).join(', ') || 'none'}) were left as they are`);
+    }
+    next = fresh[0];
+
+    // 2. Healthy, and routed to.
     await waitContainerHealthy(host, env, service, next, opts.healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds);
     healthyAfterMs = Date.now() - started;
     log.info(`${env.name}: rolling ${service}: ${next.name} is healthy after ${(healthyAfterMs / 1000).toFixed(1)} s`);
@@ -123,13 +124,9 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
       await sleep((opts.settleSeconds ?? 3) * 1000);
     }
   } catch (e) {
-    await host.run(sh`docker stop -t ${opts.drainSeconds} ${next.id} >/dev/null; docker rm -f ${next.id} >/dev/null`, {
-      label: `${env.name}: removing the new ${service} container`,
-      check: false,
-      quiet: true,
-      timeoutSeconds: opts.drainSeconds + 120,
-    });
-    log.error(`${env.name}: rolling ${service} stopped: the new container ${next.name} was removed; ${old.map((c) => c.name).join(', ') || 'nothing'} still serves`);
+    // Whatever compose created goes again; the old containers keep serving, untouched.
+    await removeNew(host, env, service, known, opts.drainSeconds, log);
+    log.error(`${env.name}: rolling ${service} stopped before the switch; ${old.map((c) => c.name).join(', ') || 'nothing'} still serves`);
     throw e;
   }
 
@@ -152,6 +149,23 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
   const totalMs = Date.now() - started;
   log.info(`${env.name}: rolling ${service}: ${old.map((c) => c.name).join(', ') || 'nothing'} → ${next.name} (image ${next.imageId.replace(/^sha256:/, '').slice(0, 12)}) in ${(totalMs / 1000).toFixed(1)} s`);
   return { service, from: old.map((c) => c.id), to: next.id, imageId: next.imageId, healthyAfterMs, routedAfterMs, totalMs };
+}
+
+/** Stops (with the drain time: the proxy may have sent it requests) and removes every container of the service not in `known`. */
+async function removeNew(host: Host, env: Environment, service: string, known: Set<string>, drainSeconds: number, log: Logger): Promise<void> {
+  try {
+    const extra = (await serviceContainers(host, env, service)).filter((c) => !known.has(c.id));
+    if (extra.length === 0) return;
+    const ids = extra.map((c) => c.id);
+    await host.run(sh`docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`, {
+      label: `${env.name}: removing the new ${service} container`,
+      quiet: true,
+      timeoutSeconds: drainSeconds + 120,
+    });
+    log.info(`${env.name}: removed the new ${service} container ${extra.map((c) => c.name).join(', ')}`);
+  } catch (e) {
+    log.warning(`${env.name}: the new ${service} container could not be removed (${e instanceof Error ? e.message : String(e)}); the next rolling replacement removes it if it is stopped`);
+  }
 }
 
 /** A rolling service the compose files do not define is a config error, found before anything changes. */
