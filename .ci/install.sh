@@ -16,6 +16,7 @@ packages=(
   postgresql-15
   postgresql-client-15
   shellcheck
+  caddy
 )
 
 missing=()
@@ -45,4 +46,9 @@ echo "install: apt-get update"
 apt-get update -qq
 echo "install: installing ${missing[*]}"
 apt-get install -y -qq "${missing[@]}" >/dev/null
+# The tests run caddy's binary in a container of their own; the package's service (listening on
+# port 80 of every address) is not wanted.
+if [[ " ${missing[*]} " == *" caddy "* ]] && [ -d /run/systemd/system ]; then
+  systemctl disable --now caddy.service >/dev/null 2>&1 || true
+fi
 echo "install: done"

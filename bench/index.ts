@@ -11,6 +11,7 @@ const benches: Record<string, { script: string; args: string[]; what: string }> 
   backup: { script: 'backup.ts', args: [], what: 'backup action vs plain pg_dump -Fc (BENCH_BACKUP_MB, default 300)' },
   resample: { script: 'resample.ts', args: [], what: 'resample vs bare COPY pipes and vs row by row; peak memory at two scales' },
   vault: { script: 'vault.ts', args: [], what: 'vault-sync (rsync) vs a per-file cp loop; a second run copies nothing' },
+  rolling: { script: 'rolling.ts', args: [], what: 'failed requests and longest gap at 20 requests/s through Caddy: rolling switch vs in-place (up -d)' },
 };
 
 const wanted = process.argv.slice(2).filter((a) => a !== '--');

@@ -55591,6 +55591,9 @@ function preflightSummary(report, config) {
     const checked = [];
     checked.push(report.ran.envFiles ? `env files: ${config.preflight['must-differ'].length} keys or groups that must differ, ${config.preflight['environment-key']}, OAuth redirect URIs (values compared by hash, never shown)` : 'env files: not compared (see the errors)');
     checked.push(report.ran.compose ? 'compose: container names, volume names, host ports, domains, vault mounts, dev limits, noindex and basic auth labels' : 'compose: not compared (see the errors)');
+    const rolling = config.promote.rolling;
+    if (rolling.length && report.ran.compose)
+        checked.push(`rolling services on prod (${rolling.join(', ')}): no container_name, no published host ports, no host network, a healthcheck`);
     if (report.devLimits) {
         const p = config.preflight;
         checked.push(`dev's limits: ${(0, units_1.formatCpus)(report.devLimits.cpus)} and ${(0, units_1.formatBytes)(report.devLimits.memoryBytes)} over ${report.devLimits.services} services, share ${(0, units_1.formatCpus)(p['dev-cpus'])} and ${(0, units_1.formatBytes)(p['dev-memory'])}` +
@@ -55716,11 +55719,14 @@ exports.gateSchema = zod_1.z
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.promoteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
-const service = zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name');
+const service = zod_1.z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be a compose service name');
 /**
  * `promote:` — how flip-the-switch moves dev's gated commit to prod: which branch it must come from,
- * the rehearsal of its migrations on a full copy of prod, the real migration's lock timeout, and the
- * services stopped while it runs (write freeze).
+ * the rehearsal of its migrations on a full copy of prod, the real migration's lock timeout, the
+ * services stopped while it runs (write freeze), and how prod's containers are switched. Services in
+ * `rolling` (stateless ones: api, web) are replaced with no failed request: a new container beside
+ * the old one, the old one drained and removed (src/domain/rolling.ts); the rest are recreated in
+ * place by `up -d`. Whether each rolling service fits the technique is checked by preflight.
  */
 exports.promoteSchema = zod_1.z
     .object({
@@ -55746,6 +55752,13 @@ exports.promoteSchema = zod_1.z
     'require-different-actor': zod_1.z.boolean().default(false),
     /** Services that write, stopped from the backup to the end so a restore loses nothing (costs downtime). */
     'write-freeze': zod_1.z.array(service).default([]),
+    /** Stateless services switched with no failed request (see src/domain/rolling.ts). */
+    rolling: zod_1.z
+        .array(service)
+        .default([])
+        .refine((l) => new Set(l).size === l.length, 'names a service twice'),
+    /** How long an old container may finish its requests after SIGTERM before it is killed (`docker stop -t`). */
+    'drain-seconds': zod_1.z.number().int().min(0).max(600).default(10),
 })
     .strict()
     .default({});
@@ -57707,7 +57720,16 @@ function parseService(name, s) {
         image: typeof s.image === 'string' ? s.image : undefined,
         builds: s.build !== undefined && s.build !== null,
         networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
+        healthcheck: parseHealthcheck(s.healthcheck),
     };
+}
+function parseHealthcheck(raw) {
+    if (!isObj(raw))
+        return 'image';
+    const test = Array.isArray(raw.test) ? raw.test.map(String) : typeof raw.test === 'string' ? [raw.test] : [];
+    if (raw.disable === true || test[0] === 'NONE')
+        return 'disabled';
+    return test.length ? 'defined' : 'image';
 }
 const stringList = (v) => (Array.isArray(v) ? v.map(String) : []);
 function minDefined(a, b) {
@@ -57870,6 +57892,7 @@ exports.PREFLIGHT_CHECKS = [
     'noindex',
     'basic-auth',
     'http',
+    'rolling',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -58801,6 +58824,7 @@ const env_file_1 = __nccwpck_require__(2028);
 const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
+const rolling_1 = __nccwpck_require__(3803);
 /** Env file keys whose values are treated as secrets (masked in everything logged). */
 exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
 function preflightSettings(config) {
@@ -58900,6 +58924,10 @@ async function runPreflight(host, config, log, opts = {}) {
     const readings = { prod: prodReading, dev: devReading };
     const result = (0, isolation_1.checkIsolation)({ prod: readings.prod.facts, dev: readings.dev.facts, settings, host: totals, paths: { stateDir: config['state-dir'], backupDir: config.backup.dir } });
     const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
+    // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
+    const prodCompose = readings.prod.facts.compose;
+    if (prodCompose)
+        findings.push(...(0, rolling_1.checkRolling)(prodCompose, config.promote.rolling, 'prod', settings['warn-only']));
     const http = settings.http;
     if (http.enabled && opts.http !== false) {
         const probes = [];
@@ -58964,6 +58992,53 @@ class IsolationRefused extends errors_1.OperationFailed {
     }
 }
 exports.IsolationRefused = IsolationRefused;
+
+
+/***/ }),
+
+/***/ 3803:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.checkRolling = checkRolling;
+function checkRolling(compose, rolling, environment, warnOnly = []) {
+    const out = [];
+    const add = (severity, message, fix) => {
+        const down = severity === 'error' && warnOnly.includes('rolling');
+        out.push({ check: 'rolling', environment, severity: down ? 'warning' : severity, message: down ? `${message} (warn-only)` : message, fix });
+    };
+    const inactive = new Set(compose.inactive);
+    for (const name of rolling) {
+        const s = compose.services.find((x) => x.name === name);
+        if (!s) {
+            const known = compose.services.map((x) => x.name).join(', ');
+            add('error', inactive.has(name) ? `rolling service ${name} is in an inactive profile of ${environment}'s compose configuration` : `promote.rolling names ${name}, which ${environment}'s compose configuration does not define (services: ${known})`, `correct promote.rolling, or define ${name} in ${environment}'s compose files`);
+            continue;
+        }
+        if (s.containerName) {
+            add('error', `rolling service ${name} sets container_name ${s.containerName}: its new container cannot start beside the old one under the same name`, `remove container_name from ${name}`);
+        }
+        if (s.ports.length) {
+            const ports = [...new Set(s.ports.map((p) => `${p.hostIp ? `${p.hostIp}:` : ''}${p.port}`))].join(', ');
+            add('error', `rolling service ${name} publishes host port ${ports}: its new container cannot bind it while the old one holds it`, `remove ports from ${name} and let the proxy reach it over a Docker network (expose the port instead)`);
+        }
+        if (s.networkMode === 'host') {
+            add('error', `rolling service ${name} uses network_mode: host: its new container cannot listen on the port the old one holds`, `give ${name} a Docker network the proxy is on instead of network_mode: host`);
+        }
+        else if (s.networkMode) {
+            add('error', `rolling service ${name} uses network_mode: ${s.networkMode}: the proxy cannot find its containers by name on a network`, `give ${name} a Docker network the proxy is on instead of network_mode`);
+        }
+        if (s.healthcheck === 'disabled') {
+            add('error', `rolling service ${name} has its healthcheck disabled: the switch cannot tell when the new container may take traffic`, `give ${name} a healthcheck`);
+        }
+        else if (s.healthcheck === 'image') {
+            add('warning', `rolling service ${name} has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either`, `add a healthcheck to ${name} in the compose file (or be sure its image has a HEALTHCHECK)`);
+        }
+    }
+    return out;
+}
 
 
 /***/ }),

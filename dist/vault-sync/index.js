@@ -55686,11 +55686,14 @@ exports.gateSchema = zod_1.z
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.promoteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
-const service = zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name');
+const service = zod_1.z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be a compose service name');
 /**
  * `promote:` — how flip-the-switch moves dev's gated commit to prod: which branch it must come from,
- * the rehearsal of its migrations on a full copy of prod, the real migration's lock timeout, and the
- * services stopped while it runs (write freeze).
+ * the rehearsal of its migrations on a full copy of prod, the real migration's lock timeout, the
+ * services stopped while it runs (write freeze), and how prod's containers are switched. Services in
+ * `rolling` (stateless ones: api, web) are replaced with no failed request: a new container beside
+ * the old one, the old one drained and removed (src/domain/rolling.ts); the rest are recreated in
+ * place by `up -d`. Whether each rolling service fits the technique is checked by preflight.
  */
 exports.promoteSchema = zod_1.z
     .object({
@@ -55716,6 +55719,13 @@ exports.promoteSchema = zod_1.z
     'require-different-actor': zod_1.z.boolean().default(false),
     /** Services that write, stopped from the backup to the end so a restore loses nothing (costs downtime). */
     'write-freeze': zod_1.z.array(service).default([]),
+    /** Stateless services switched with no failed request (see src/domain/rolling.ts). */
+    rolling: zod_1.z
+        .array(service)
+        .default([])
+        .refine((l) => new Set(l).size === l.length, 'names a service twice'),
+    /** How long an old container may finish its requests after SIGTERM before it is killed (`docker stop -t`). */
+    'drain-seconds': zod_1.z.number().int().min(0).max(600).default(10),
 })
     .strict()
     .default({});
@@ -58382,6 +58392,7 @@ exports.PREFLIGHT_CHECKS = [
     'noindex',
     'basic-auth',
     'http',
+    'rolling',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the

@@ -11,6 +11,7 @@ import { checkoutCommit } from './git';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { probeHealthUrl, restoreReleaseImages, waitHealthy, type Release } from './release';
+import { switchServices } from './rolling';
 
 export interface RestartResult {
   containers: ContainerState[];
@@ -46,7 +47,7 @@ export async function startRelease(host: Host, config: Config, env: Environment,
       }
       restoredAt = new Date().toISOString();
     }
-    await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up (release ${release.release})` }));
+    await switchServices(host, env, env.name === 'prod' ? config.promote.rolling : [], config.promote['drain-seconds'], log, `${env.name} compose up (release ${release.release})`);
     const containers = await waitHealthy(host, env, log);
     await probeHealthUrl(host, env, log);
     return { containers, restoredAt };

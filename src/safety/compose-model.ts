@@ -45,6 +45,8 @@ export interface ServiceModel {
   builds: boolean;
   /** The networks it joins, by compose key. */
   networks: string[];
+  /** `defined`: the compose files give a healthcheck; `disabled`: they switch it off; `image`: whatever the image has. */
+  healthcheck: 'defined' | 'disabled' | 'image';
 }
 
 export interface ComposeModel {
@@ -133,7 +135,15 @@ function parseService(name: string, s: Obj): ServiceModel {
     image: typeof s.image === 'string' ? s.image : undefined,
     builds: s.build !== undefined && s.build !== null,
     networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
+    healthcheck: parseHealthcheck(s.healthcheck),
   };
+}
+
+function parseHealthcheck(raw: unknown): ServiceModel['healthcheck'] {
+  if (!isObj(raw)) return 'image';
+  const test = Array.isArray(raw.test) ? raw.test.map(String) : typeof raw.test === 'string' ? [raw.test] : [];
+  if (raw.disable === true || test[0] === 'NONE') return 'disabled';
+  return test.length ? 'defined' : 'image';
 }
 
 const stringList = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);

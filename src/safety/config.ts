@@ -40,6 +40,7 @@ export const PREFLIGHT_CHECKS = [
   'noindex',
   'basic-auth',
   'http',
+  'rolling',
 ] as const;
 export type PreflightCheck = (typeof PREFLIGHT_CHECKS)[number];
 

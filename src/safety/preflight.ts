@@ -16,6 +16,7 @@ import { EnvFileError, digestEnv, parseEnvFile, scrub } from './env-file';
 import { counts, sortFindings, type Finding } from './findings';
 import { judgeProbe, parseCurlResponse, type Probe } from './http-probe';
 import { checkIsolation, parseHostTotals, type EnvironmentFacts, type HostTotals } from './isolation';
+import { checkRolling } from './rolling';
 
 export interface PreflightReport {
   findings: Finding[];
@@ -135,6 +136,9 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
   const readings: Record<EnvironmentName, Reading> = { prod: prodReading, dev: devReading };
   const result = checkIsolation({ prod: readings.prod.facts, dev: readings.dev.facts, settings, host: totals, paths: { stateDir: config['state-dir'], backupDir: config.backup.dir } });
   const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
+  // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
+  const prodCompose = readings.prod.facts.compose;
+  if (prodCompose) findings.push(...checkRolling(prodCompose, config.promote.rolling, 'prod', settings['warn-only']));
 
   const http = settings.http;
   if (http.enabled && opts.http !== false) {

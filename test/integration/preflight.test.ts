@@ -116,6 +116,22 @@ describe('preflight over SSH', { skip: composeMissing }, () => {
     assertNothingLeaked(log.text + JSON.stringify(r));
   });
 
+  it('explains, one line each, what the rolling services of promote.rolling must change in prod', async () => {
+    const c = config(checkout('rolling-prod'), checkout('rolling-dev'), 'promote: { rolling: [api, web, frontend] }');
+    const r = await runPreflight(host, c, log);
+    assert.deepEqual(
+      r.findings.filter((f) => f.check === 'rolling').map((f) => `${f.severity} ${f.environment}: ${f.message}. Fix: ${f.fix}`),
+      [
+        'error prod: rolling service api sets container_name makapix-prod-api: its new container cannot start beside the old one under the same name. Fix: remove container_name from api',
+        'error prod: rolling service web sets container_name makapix-prod-web: its new container cannot start beside the old one under the same name. Fix: remove container_name from web',
+        "error prod: promote.rolling names frontend, which prod's compose configuration does not define (services: api, cache, caddy, db, mqtt, web, worker). Fix: correct promote.rolling, or define frontend in prod's compose files",
+        'warning prod: rolling service api has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either. Fix: add a healthcheck to api in the compose file (or be sure its image has a HEALTHCHECK)',
+        'warning prod: rolling service web has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either. Fix: add a healthcheck to web in the compose file (or be sure its image has a HEALTHCHECK)',
+      ],
+    );
+    assert.ok(r.findings.every((f) => f.check === 'rolling'), JSON.stringify(r.findings));
+  });
+
   it('reports a missing env file and a compose file that does not load, without values', async () => {
     const prod = checkout('broken-prod');
     fs.rmSync(path.join(prod, 'deploy/stack/.env.prod'));

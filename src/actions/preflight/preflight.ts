@@ -30,6 +30,8 @@ export function preflightSummary(report: PreflightReport, config: Config): Summa
   const checked: string[] = [];
   checked.push(report.ran.envFiles ? `env files: ${config.preflight['must-differ'].length} keys or groups that must differ, ${config.preflight['environment-key']}, OAuth redirect URIs (values compared by hash, never shown)` : 'env files: not compared (see the errors)');
   checked.push(report.ran.compose ? 'compose: container names, volume names, host ports, domains, vault mounts, dev limits, noindex and basic auth labels' : 'compose: not compared (see the errors)');
+  const rolling = config.promote.rolling;
+  if (rolling.length && report.ran.compose) checked.push(`rolling services on prod (${rolling.join(', ')}): no container_name, no published host ports, no host network, a healthcheck`);
   if (report.devLimits) {
     const p = config.preflight;
     checked.push(

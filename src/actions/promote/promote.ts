@@ -35,6 +35,7 @@ import { lossWindow, startRelease } from '../../domain/rollback';
 import { assertImages, defaultImageName, mergedBuilds, shipImages, shipPlan, type ShipPlan } from '../../domain/ship';
 import { rowsWrittenBetween, schemaState, writeCounters, type SchemaState } from '../../domain/schema';
 import { rehearse, rehearsalRefusal, type RehearsalResult } from '../../domain/rehearsal';
+import { switchServices } from '../../domain/rolling';
 import { sh } from '../../infra/shell';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
@@ -221,7 +222,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             await checkoutCommit(host, prod, sha);
             log.startGroup('prod: compose up (no build: the shipped images)');
             try {
-              await host.run(prod.compose('up', '-d', '--no-build', '--remove-orphans'), prod.composeOptions({ label: 'prod compose up' }));
+              await switchServices(host, prod, config.promote.rolling, config.promote['drain-seconds'], log, 'prod compose up');
             } finally {
               log.endGroup();
             }

@@ -1,0 +1,282 @@
+/**
+ * Replacing a stateless service with no failed request (the technique of docker-rollout): start the
+ * new container beside the old one, wait until it is healthy and the proxy routes to it, stop the
+ * old one gracefully with a drain time, remove it, settle the scale back to one. If the new
+ * container does not come up, it is removed and the old one keeps serving.
+ *
+ * What this needs from the stack (preflight's `rolling` check says so): no `container_name` (two
+ * containers of the service run at once), no published host ports (both would bind the same one),
+ * no `network_mode: host` (same), a healthcheck, and a proxy that finds the service's containers
+ * by name or label (caddy-docker-proxy, or Caddy's `dynamic a` on the Docker network's DNS name).
+ *
+ * The caller puts the new image under the service's compose image name first (a tag or a build):
+ * every compose call here runs with `--no-build`.
+ */
+import { ConfigurationError, OperationFailed, tailLines } from '../infra/errors';
+import type { Host } from '../infra/host';
+import type { Logger } from '../infra/logger';
+import { argv, sh } from '../infra/shell';
+import { parseInspect, type ContainerState, type Environment } from './environment';
+import { HealthError, containerLogs } from './release';
+
+export interface RouteProbe {
+  /** A URL fetched from the host through the proxy (curl), such as the site's health URL. */
+  url: string;
+  /** A response header in which the answering container names itself (its hostname: by default its short id). */
+  header: string;
+  /** How long the proxy may take to route to the new container (default 30 s). */
+  timeoutSeconds?: number;
+}
+
+export interface RollingOptions {
+  /** `docker stop -t`: how long the old container may finish its requests after SIGTERM before it is killed. */
+  drainSeconds: number;
+  /** How long the new container may take to turn healthy (default: the environment's health-timeout-seconds). */
+  healthTimeoutSeconds?: number;
+  /** Makes "the proxy routes to the new container" observable; without it, settleSeconds are waited instead. */
+  routeProbe?: RouteProbe;
+  /** Without a route probe: how long the proxy gets to notice the new container before the old one stops (default 3 s). */
+  settleSeconds?: number;
+}
+
+/** What one service's replacement did. */
+export interface ServiceSwitch {
+  service: string;
+  /** The containers that served before (stopped and removed). */
+  from: string[];
+  /** The container that serves now. */
+  to: string;
+  imageId: string;
+  /** Milliseconds from start until the new container was healthy, and until the proxy routed to it. */
+  healthyAfterMs: number;
+  routedAfterMs?: number;
+  totalMs: number;
+}
+
+const POLL_MS = 1000;
+
+/**
+ * Replaces each listed service in turn with no failed request. Throws a HealthError naming the
+ * service (with the new container's last log lines) when a new container does not turn healthy or
+ * the proxy never routes to it: that container is removed and the old one still serves. Services
+ * already replaced before a failure stay replaced (the returned list is lost with the throw; the
+ * log says which).
+ */
+export async function rollingReplace(host: Host, env: Environment, services: readonly string[], log: Logger, opts: RollingOptions): Promise<ServiceSwitch[]> {
+  await assertKnownServices(host, env, services);
+  const done: ServiceSwitch[] = [];
+  for (const service of services) done.push(await replaceOne(host, env, service, log, opts));
+  return done;
+}
+
+/**
+ * The in-place switch, for comparison (what deploy and promote do today): compose recreates each
+ * listed service's container, so nothing serves between the old one stopping and the new one
+ * listening. Waits until the new containers are healthy.
+ */
+export async function replaceInPlace(host: Host, env: Environment, services: readonly string[], log: Logger, healthTimeoutSeconds?: number): Promise<void> {
+  await host.run(env.compose('up', '-d', '--no-deps', '--no-build', ...services), env.composeOptions({ label: `${env.name}: compose up ${services.join(' ')}` }));
+  for (const service of services) {
+    const running = (await serviceContainers(host, env, service)).filter((c) => c.status === 'running');
+    if (running.length !== 1) throw new OperationFailed(`${env.name}: ${running.length} containers of ${service} run after compose up; expected 1`);
+    await waitContainerHealthy(host, env, service, running[0], healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds);
+    log.info(`${env.name}: ${service} recreated in place (${running[0].name}, healthy)`);
+  }
+}
+
+async function replaceOne(host: Host, env: Environment, service: string, log: Logger, opts: RollingOptions): Promise<ServiceSwitch> {
+  const started = Date.now();
+  const before = await serviceContainers(host, env, service);
+  const old = before.filter((c) => c.status === 'running');
+  // A stopped leftover (of a run cut halfway) would be started again by `--scale` instead of a new container.
+  const leftovers = before.filter((c) => c.status !== 'running');
+  if (leftovers.length) {
+    await host.run(argv('docker', 'rm', '-f', leftovers.map((c) => c.id)), { label: `${env.name}: removing stopped ${service} containers`, quiet: true, timeoutSeconds: 120 });
+    log.info(`${env.name}: removed ${leftovers.length} stopped container(s) of ${service} (${leftovers.map((c) => c.name).join(', ')})`);
+  }
+  log.info(`${env.name}: rolling ${service}: starting a new container beside ${old.length ? old.map((c) => c.name).join(', ') : 'none'}`);
+
+  // 1. The new container beside the old ones. --no-recreate keeps the old ones as they are.
+  const known = new Set(before.map((c) => c.id));
+  let next: ContainerState | undefined;
+  let healthyAfterMs = 0;
+  let routedAfterMs: number | undefined;
+  try {
+    await host.run(
+      env.compose('up', '-d', '--no-deps', '--no-recreate', '--no-build', '--scale', `${service}=${old.length + 1}`, service),
+      env.composeOptions({ label: `${env.name}: compose up --scale ${service}=${old.length + 1}` }),
+    );
+    const fresh = (await serviceContainers(host, env, service)).filter((c) => !known.has(c.id));
+    if (fresh.length !== 1) {
+      throw new OperationFailed(`${env.name}: compose started ${fresh.length} new containers of ${service}, expected 1; the old ones (${old.map((c) => c.name).join(', ') || 'none'}) were left as they are`);
+    }
+    next = fresh[0];
+
+    // 2. Healthy, and routed to.
+    await waitContainerHealthy(host, env, service, next, opts.healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds);
+    healthyAfterMs = Date.now() - started;
+    log.info(`${env.name}: rolling ${service}: ${next.name} is healthy after ${(healthyAfterMs / 1000).toFixed(1)} s`);
+    if (opts.routeProbe) {
+      await waitRouted(host, env, service, next, opts.routeProbe);
+      routedAfterMs = Date.now() - started;
+      log.info(`${env.name}: rolling ${service}: the proxy routes to ${next.name}`);
+    } else {
+      await sleep((opts.settleSeconds ?? 3) * 1000);
+    }
+  } catch (e) {
+    // Whatever compose created goes again; the old containers keep serving, untouched.
+    await removeNew(host, env, service, known, opts.drainSeconds, log);
+    log.error(`${env.name}: rolling ${service} stopped before the switch; ${old.map((c) => c.name).join(', ') || 'nothing'} still serves`);
+    throw e;
+  }
+
+  // 3. The old containers drain and go: SIGTERM, up to drainSeconds to finish, then KILL.
+  if (old.length) {
+    const ids = old.map((c) => c.id);
+    await host.run(argv('docker', 'stop', '-t', opts.drainSeconds, ids), { label: `${env.name}: stopping the old ${service} container`, quiet: true, timeoutSeconds: opts.drainSeconds + 120 });
+    await host.run(argv('docker', 'rm', ids), { label: `${env.name}: removing the old ${service} container`, quiet: true, timeoutSeconds: 120 });
+  }
+
+  // 4. Back to one container in compose's own count (a no-op on the containers: the new one stays).
+  await host.run(
+    env.compose('up', '-d', '--no-deps', '--no-recreate', '--no-build', '--scale', `${service}=1`, service),
+    env.composeOptions({ label: `${env.name}: compose up --scale ${service}=1`, quiet: true }),
+  );
+  const after = (await serviceContainers(host, env, service)).filter((c) => c.status === 'running');
+  if (after.length !== 1 || after[0].id !== next.id) {
+    throw new OperationFailed(`${env.name}: after the rolling replacement of ${service}, ${after.map((c) => c.name).join(', ') || 'no container'} runs instead of ${next.name} alone`);
+  }
+  const totalMs = Date.now() - started;
+  log.info(`${env.name}: rolling ${service}: ${old.map((c) => c.name).join(', ') || 'nothing'} → ${next.name} (image ${next.imageId.replace(/^sha256:/, '').slice(0, 12)}) in ${(totalMs / 1000).toFixed(1)} s`);
+  return { service, from: old.map((c) => c.id), to: next.id, imageId: next.imageId, healthyAfterMs, routedAfterMs, totalMs };
+}
+
+/** Stops (with the drain time: the proxy may have sent it requests) and removes every container of the service not in `known`. */
+async function removeNew(host: Host, env: Environment, service: string, known: Set<string>, drainSeconds: number, log: Logger): Promise<void> {
+  try {
+    const extra = (await serviceContainers(host, env, service)).filter((c) => !known.has(c.id));
+    if (extra.length === 0) return;
+    const ids = extra.map((c) => c.id);
+    await host.run(sh`docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`, {
+      label: `${env.name}: removing the new ${service} container`,
+      quiet: true,
+      timeoutSeconds: drainSeconds + 120,
+    });
+    log.info(`${env.name}: removed the new ${service} container ${extra.map((c) => c.name).join(', ')}`);
+  } catch (e) {
+    log.warning(`${env.name}: the new ${service} container could not be removed (${e instanceof Error ? e.message : String(e)}); the next rolling replacement removes it if it is stopped`);
+  }
+}
+
+/** A rolling service the compose files do not define is a config error, found before anything changes. */
+async function assertKnownServices(host: Host, env: Environment, services: readonly string[]): Promise<void> {
+  if (services.length === 0) return;
+  const r = await host.run(env.compose('config', '--services'), env.composeOptions({ label: `${env.name}: compose config --services`, quiet: true, timeoutSeconds: 180 }));
+  const defined = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const unknown = services.filter((s) => !defined.includes(s));
+  if (unknown.length) {
+    throw new ConfigurationError(
+      `promote.rolling names ${unknown.map((s) => `"${s}"`).join(', ')}, which ${env.name}'s compose files do not define (services: ${defined.join(', ')}): correct promote.rolling`,
+    );
+  }
+}
+
+/** The service's containers (one-off `compose run` containers left out), old ones first. */
+export async function serviceContainers(host: Host, env: Environment, service: string): Promise<ContainerState[]> {
+  const filters = ['--filter', `label=com.docker.compose.project=${env.project}`, '--filter', `label=com.docker.compose.service=${service}`];
+  const r = await host.run(sh`ids=$(docker ps -aq ${filters}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`, {
+    label: `listing the ${service} containers`,
+    quiet: true,
+    timeoutSeconds: 60,
+  });
+  return parseInspect(r.stdout)
+    .filter((c) => !c.oneoff)
+    .sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+}
+
+async function inspectOne(host: Host, id: string): Promise<ContainerState | undefined> {
+  const r = await host.run(argv('docker', 'inspect', id), { check: false, quiet: true, timeoutSeconds: 60 });
+  return r.exitCode === 0 ? parseInspect(r.stdout)[0] : undefined;
+}
+
+/** Waits for the container's own healthcheck; a container without one cannot be judged, so it is refused. */
+async function waitContainerHealthy(host: Host, env: Environment, service: string, c: ContainerState, timeoutSeconds: number): Promise<void> {
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  for (;;) {
+    const now = await inspectOne(host, c.id);
+    const state = !now ? 'gone' : now.status === 'exited' ? `exited with code ${now.exitCode}` : now.status === 'running' ? now.health : now.status;
+    if (now && now.status === 'running' && !now.hasHealthcheck) {
+      throw new HealthError(
+        `${env.name}: ${service} has no healthcheck, so a rolling replacement cannot tell when its new container may take traffic: add a healthcheck to ${service} (compose file or image)`,
+        service,
+        'no healthcheck',
+        '',
+      );
+    }
+    if (now && now.status === 'running' && now.health === 'healthy') return;
+    const failed = !now || now.status === 'exited' || now.status === 'dead' || now.status === 'restarting' || now.health === 'unhealthy';
+    if (failed || Date.now() > deadline) {
+      const logs = now ? await containerLogs(host, now) : '';
+      const why = failed ? `is ${state}` : `is still ${state} after ${timeoutSeconds} s`;
+      throw new HealthError(`${env.name}: the new ${service} container ${c.name} ${why}${logs ? `; its last lines: ${tailLines(logs, 5)}` : ''}`, service, state, logs);
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+/** Fetches the probe URL from the host until the answering container is the new one. */
+async function waitRouted(host: Host, env: Environment, service: string, c: ContainerState, probe: RouteProbe): Promise<void> {
+  const hostname = (await host.run(argv('docker', 'inspect', '--format', '{{.Config.Hostname}}', c.id), { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+  const names = new Set([hostname, c.id.slice(0, 12)].filter(Boolean));
+  const header = probe.header.toLowerCase();
+  const timeout = probe.timeoutSeconds ?? 30;
+  const deadline = Date.now() + timeout * 1000;
+  const seen = new Set<string>();
+  for (;;) {
+    // Several requests a round: a proxy balancing over both containers answers from either.
+    const r = await host.run(
+      sh`for i in 1 2 3 4; do curl -sS -o /dev/null -D - --max-time 5 ${probe.url} | tr -d '\r'; echo; done`,
+      { check: false, quiet: true, label: `probing ${probe.url}`, timeoutSeconds: 60 },
+    );
+    for (const line of r.stdout.split('\n')) {
+      const m = /^([^:\s]+):\s*(.*)$/.exec(line);
+      if (!m || m[1].toLowerCase() !== header) continue;
+      if (names.has(m[2].trim())) return;
+      seen.add(m[2].trim());
+    }
+    if (Date.now() > deadline) {
+      throw new HealthError(
+        `${env.name}: the proxy did not route to the new ${service} container ${c.name} within ${timeout} s (${probe.url} answered from ${[...seen].join(', ') || 'no container naming itself in ' + probe.header}); is the proxy finding containers by name or label?`,
+        service,
+        'not routed',
+        '',
+      );
+    }
+    await sleep(500);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Starts an environment's services from their (already tagged) images: the services in `rolling`
+ * with no failed request, the rest recreated in place by `up -d --no-build`. With no rolling service
+ * this is just `up -d --no-build --remove-orphans`. Used by promote's swap and by every rollback.
+ */
+export async function switchServices(host: Host, env: Environment, rolling: readonly string[], drainSeconds: number, log: Logger, label: string): Promise<void> {
+  const roll: string[] = [];
+  for (const s of rolling) if ((await serviceContainers(host, env, s)).some((c) => c.status === 'running')) roll.push(s);
+  if (!roll.length) {
+    await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label }));
+    return;
+  }
+  const all = await host.run(env.compose('config', '--services'), env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }));
+  const others = all.stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter((s) => s && !roll.includes(s));
+  if (others.length) await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans', ...others), env.composeOptions({ label }));
+  await rollingReplace(host, env, roll, log, { drainSeconds });
+}

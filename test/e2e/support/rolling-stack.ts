@@ -1,0 +1,289 @@
+/**
+ * The rolling fixture (test/fixtures/rolling) on this machine's Docker engine, reached through the
+ * suite's own sshd as the actions reach a VPS: a Docker network the test creates, the service's
+ * compose project on it (prod), a real Caddy in front publishing its port on 127.0.0.1 only, the
+ * images v1, v2 and never-ready, and a load loop through the proxy. Shared by the e2e proof
+ * (test/e2e/rolling.test.ts) and the bench (bench/rolling.ts).
+ *
+ * Every name starts with tsroll-<slot>- (TWINSTACK_E2E_SLOT), and all traffic stays on 127.0.0.1
+ * or inside the network made here.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { stringify } from 'yaml';
+import { parseConfig } from '../../../src/domain/config';
+import { Environment } from '../../../src/domain/environment';
+import type { SshHost } from '../../../src/infra/ssh';
+import { MemoryLogger } from '../../../src/infra/logger';
+import { ROOT } from '../../harness/bundle';
+import { connect } from '../../harness/connect';
+import { freePort, waitForPort } from '../../harness/ports';
+import { startSshd, type TestSshd } from '../../harness/sshd';
+import { BASE_IMAGE, dockerProblem } from './fixture-host';
+
+const SLOT = Number(process.env.TWINSTACK_E2E_SLOT ?? 0) || 0;
+export const PREFIX = `tsroll-${SLOT}`;
+const CADDY = ['/usr/bin/caddy', '/usr/local/bin/caddy'].find((p) => fs.existsSync(p));
+
+export type ImageName = 'v1' | 'v2' | 'never-ready';
+
+export interface RollingStack {
+  dir: string;
+  sshd: TestSshd;
+  host: SshHost;
+  log: MemoryLogger;
+  prod: Environment;
+  /** The port on 127.0.0.1 where Caddy listens. */
+  proxyPort: number;
+  network: string;
+  /** The image ids of v1, v2 and never-ready. */
+  images: Record<ImageName, string>;
+  /** Puts an image under the service's compose image name (what promote does with the gated image). */
+  use(image: ImageName): void;
+  /** The running containers of the service: short id and image id. */
+  running(): Array<{ id: string; imageId: string }>;
+  sh(command: string): string;
+  stop(): Promise<void>;
+}
+
+export function rollingProblem(): string | undefined {
+  return dockerProblem() ?? (CADDY ? undefined : 'caddy is not installed: apt-get install caddy (or run .ci/install.sh)');
+}
+
+function sh(command: string, cwd?: string, env?: Record<string, string>): string {
+  // DOCKER_BUILDKIT=0: the test engine has no bridge network, which BuildKit's RUN needs (see the test sshd).
+  return execFileSync('bash', ['-c', command], { cwd, encoding: 'utf8', env: { ...process.env, DOCKER_BUILDKIT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 16 * 1024 * 1024 });
+}
+
+/** Removes everything named tsroll-<slot>-: containers, the network, the images. */
+export function removeRollingStack(): void {
+  sh(
+    `ids=$(docker ps -aq --filter label=com.docker.compose.project=${PREFIX}-prod; docker ps -aq --filter name=^${PREFIX}-caddy$); [ -z "$ids" ] || docker rm -f $ids >/dev/null;` +
+      ` docker network rm ${PREFIX}-net >/dev/null 2>&1;` +
+      ` tags=$(docker images --format '{{.Repository}}:{{.Tag}}' '${PREFIX}-*'); [ -z "$tags" ] || docker rmi $tags >/dev/null 2>&1; true`,
+  );
+}
+
+export async function startRollingStack(composeCommand: 'docker compose' | 'docker-compose'): Promise<RollingStack> {
+  const problem = rollingProblem();
+  if (problem) throw new Error(problem);
+  removeRollingStack();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-`));
+  const checkout = path.join(dir, 'rolling');
+  fs.cpSync(path.join(ROOT, 'test/fixtures/rolling'), checkout, { recursive: true });
+  const project = `${PREFIX}-prod`;
+  const network = `${PREFIX}-net`;
+  fs.writeFileSync(path.join(checkout, '.env.prod'), `COMPOSE_PROJECT_NAME=${project}\nEDGE_NETWORK=${network}\nSTART_DELAY_MS=1500\n`);
+
+  const repo = `${project}-api`;
+  const images = {} as Record<ImageName, string>;
+  for (const [name, args] of [
+    ['v1', ['--build-arg', 'APP_VERSION=v1']],
+    ['v2', ['--build-arg', 'APP_VERSION=v2']],
+    ['never-ready', ['--build-arg', 'APP_VERSION=never-ready', '--build-arg', 'NEVER_READY=1']],
+  ] as const) {
+    sh(`docker build -q -t ${repo}:${name} ${args.join(' ')} .`, checkout);
+    images[name] = sh(`docker image inspect --format '{{.Id}}' ${repo}:${name}`).trim();
+  }
+  sh(`docker network create ${network} >/dev/null`);
+
+  const proxyPort = await freePort();
+  // The proxy is no part of the app's compose project: like Makapix's caddy-docker-proxy it is shared
+  // infrastructure, on the network the app's services join.
+  sh(
+    `docker run -d --name ${PREFIX}-caddy --network ${network} -p 127.0.0.1:${proxyPort}:8080 -e UPSTREAM_NAME=${repo}` +
+      ` -v ${CADDY}:/usr/bin/caddy:ro -v ${path.join(checkout, 'Caddyfile')}:/etc/caddy/Caddyfile:ro` +
+      ` ${BASE_IMAGE} caddy run --config /etc/caddy/Caddyfile --adapter caddyfile >/dev/null`,
+  );
+
+  const config = parseConfig(
+    stringify({
+      'compose-command': composeCommand,
+      'state-dir': path.join(dir, 'state'),
+      environments: {
+        prod: {
+          checkout,
+          project,
+          'compose-files': ['docker-compose.yml'],
+          'env-file': '.env.prod',
+          url: `http://127.0.0.1:${proxyPort}`,
+          'health-path': '/health',
+          'health-timeout-seconds': 60,
+          database: { name: 'none', user: 'none' },
+        },
+        dev: {
+          checkout: path.join(dir, 'unused-dev'),
+          project: `${PREFIX}-dev`,
+          'compose-files': ['docker-compose.yml'],
+          'env-file': '.env.dev',
+          url: 'http://127.0.0.1:9',
+          database: { name: 'none', user: 'none' },
+        },
+      },
+      promote: { rolling: ['api'], 'drain-seconds': 10 },
+    }),
+    'rolling-stack',
+  );
+  const prod = new Environment('prod', config);
+  const use = (image: ImageName) => sh(`docker tag ${repo}:${image} ${repo}:local`);
+  use('v1');
+  const compose = `${composeCommand} -f docker-compose.yml --env-file .env.prod -p ${project}`;
+  sh(`${compose} up -d --no-build >/dev/null 2>&1`, checkout, { COMPOSE_PROJECT_NAME: project });
+
+  const sshd = await startSshd();
+  const log = new MemoryLogger();
+  const host = await connect(sshd, {}, log);
+  const stack: RollingStack = {
+    dir,
+    sshd,
+    host,
+    log,
+    prod,
+    proxyPort,
+    network,
+    images,
+    use,
+    running() {
+      const out = sh(`docker ps -q --filter label=com.docker.compose.project=${project} --filter label=com.docker.compose.service=api | xargs -r docker inspect --format '{{.Id}} {{.Image}}'`);
+      return out
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => {
+          const [id, imageId] = l.split(' ');
+          return { id: id.slice(0, 12), imageId };
+        });
+    },
+    sh: (command) => sh(command, checkout),
+    async stop() {
+      await host.close().catch(() => undefined);
+      await sshd.stop();
+      removeRollingStack();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await waitForPort(proxyPort);
+    await waitServing(proxyPort, 60_000);
+  } catch (e) {
+    await stack.stop();
+    throw e;
+  }
+  return stack;
+}
+
+/** Waits until a request through the proxy answers 200. */
+async function waitServing(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await request(port, 5000);
+    if (r.ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing answers through the proxy on 127.0.0.1:${port} after ${timeoutMs} ms: ${r.error}`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
+}
+
+interface Answer {
+  ok: boolean;
+  version?: string;
+  servedBy?: string;
+  error?: string;
+}
+
+function request(port: number, timeoutMs: number): Promise<Answer> {
+  return new Promise((resolve) => {
+    // A new connection per request, as from many clients: no keep-alive hides a closed upstream.
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        if (res.statusCode !== 200) return resolve({ ok: false, error: `HTTP ${res.statusCode} ${body.slice(0, 120).trim()}` });
+        try {
+          const j = JSON.parse(body) as { version: string; served_by: string };
+          resolve({ ok: true, version: j.version, servedBy: j.served_by });
+        } catch {
+          resolve({ ok: false, error: `not JSON: ${body.slice(0, 120)}` });
+        }
+      });
+      res.on('error', (e) => resolve({ ok: false, error: e.message }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.on('error', (e) => resolve({ ok: false, error: e.message }));
+  });
+}
+
+export interface LoadResult {
+  sent: number;
+  ok: number;
+  failed: number;
+  /** The first few failures, as text. */
+  failures: string[];
+  /** The longest time without a successful answer (between two consecutive ones, by completion). */
+  longestGapMs: number;
+  /** Answers per version and per answering container. */
+  versions: Record<string, number>;
+  servedBy: Record<string, number>;
+  /** Requests started while the switch ran (between markStart and markEnd). */
+  duringSwitch: number;
+}
+
+export interface LoadLoop {
+  /** Marks the switch's start and end, to count the requests sent while it ran. */
+  markStart(): void;
+  markEnd(): void;
+  stop(): Promise<LoadResult>;
+}
+
+/** Sends `rps` requests a second through the proxy, each on its own, until stopped. */
+export function startLoad(port: number, rps = 20): LoadLoop {
+  const answers: Array<Promise<void>> = [];
+  const okTimes: number[] = [];
+  const failures: string[] = [];
+  const versions: Record<string, number> = {};
+  const servedBy: Record<string, number> = {};
+  let sent = 0;
+  let failed = 0;
+  let switchStart = -1;
+  let switchEnd = -1;
+  const started = Date.now();
+  const tick = setInterval(() => {
+    sent++;
+    answers.push(
+      request(port, 30_000).then((a) => {
+        if (a.ok) {
+          okTimes.push(Date.now());
+          versions[a.version ?? '?'] = (versions[a.version ?? '?'] ?? 0) + 1;
+          servedBy[a.servedBy ?? '?'] = (servedBy[a.servedBy ?? '?'] ?? 0) + 1;
+        } else {
+          failed++;
+          if (failures.length < 10) failures.push(a.error ?? 'failed');
+        }
+      }),
+    );
+  }, 1000 / rps);
+  return {
+    markStart: () => (switchStart = sent),
+    markEnd: () => (switchEnd = sent),
+    async stop() {
+      clearInterval(tick);
+      await Promise.all(answers);
+      const times = [started, ...okTimes.sort((a, b) => a - b)];
+      let longestGapMs = 0;
+      for (let i = 1; i < times.length; i++) longestGapMs = Math.max(longestGapMs, times[i] - times[i - 1]);
+      return {
+        sent,
+        ok: okTimes.length,
+        failed,
+        failures,
+        longestGapMs,
+        versions,
+        servedBy,
+        duringSwitch: switchStart >= 0 && switchEnd >= 0 ? switchEnd - switchStart : 0,
+      };
+    },
+  };
+}

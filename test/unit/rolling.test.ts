@@ -1,0 +1,126 @@
+/**
+ * Rolling services as specifications: the config section (promote.rolling, promote.drain-seconds)
+ * and preflight's findings on what a rolling service may not have. Makapix's real merged compose
+ * configuration (captured from docker-compose 1.29) gives one finding per problem, each saying what to
+ * change; a service set up for rolling (no container_name, no published ports, a Docker network, a
+ * healthcheck) gives none.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { stringify, parse as parseYaml } from 'yaml';
+import { parseConfig } from '../../src/domain/config';
+import { ConfigurationError } from '../../src/infra/errors';
+import { parseComposeConfig } from '../../src/safety/compose-model';
+import { checkRolling } from '../../src/safety/rolling';
+
+const makapix = fs.readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8');
+const PROD_CONFIG = fs.readFileSync(path.join(__dirname, '../fixtures/preflight/config/prod.v1.yml'), 'utf8');
+
+function withPromote(promote: unknown): string {
+  const doc = parseYaml(makapix) as Record<string, unknown>;
+  doc.promote = promote;
+  return stringify(doc);
+}
+
+/** Makapix's prod configuration with the api and web changed as the README says a rolling service must be. */
+function rollingReady(): string {
+  const doc = parseYaml(PROD_CONFIG) as { services: Record<string, Record<string, unknown>> };
+  for (const name of ['api', 'web']) {
+    const s = doc.services[name];
+    delete s.container_name;
+    delete s.ports;
+    s.healthcheck = { test: ['CMD', 'curl', '-f', 'http://127.0.0.1:8000/api/health'], interval: '5s' };
+  }
+  return stringify(doc);
+}
+
+describe('promote.rolling in the config file', () => {
+  it('defaults to no rolling service and a 10 s drain', () => {
+    const c = parseConfig(makapix, 'makapix.yml');
+    assert.deepEqual(c.promote.rolling, []);
+    assert.equal(c.promote['drain-seconds'], 10);
+  });
+
+  it('reads the services and the drain time', () => {
+    const c = parseConfig(withPromote({ rolling: ['api', 'web'], 'drain-seconds': 30 }), 'twinstack.yml');
+    assert.deepEqual(c.promote.rolling, ['api', 'web']);
+    assert.equal(c.promote['drain-seconds'], 30);
+  });
+
+  for (const [what, promote, message] of [
+    ['a name that is no compose service name', { rolling: ['Api Server'] }, /^twinstack\.yml: promote\.rolling\[0\]: must be a compose service name$/],
+    ['a service named twice', { rolling: ['api', 'api'] }, /^twinstack\.yml: promote\.rolling: names a service twice$/],
+    ['a negative drain time', { 'drain-seconds': -1 }, /^twinstack\.yml: promote\.drain-seconds: /],
+    ['a misspelt key', { roling: ['api'] }, /^twinstack\.yml: promote: unknown key "roling"$/],
+  ] as const) {
+    it(`refuses ${what} in one line`, () => {
+      assert.throws(
+        () => parseConfig(withPromote(promote), 'twinstack.yml'),
+        (e: Error) => e instanceof ConfigurationError && !e.message.includes('\n') && message.test(e.message),
+      );
+    });
+  }
+});
+
+describe("preflight's rolling check", () => {
+  it('has nothing to say when no service rolls', () => {
+    assert.deepEqual(checkRolling(parseComposeConfig(PROD_CONFIG, 'makapix-prod'), [], 'prod'), []);
+  });
+
+  it("names each constraint Makapix's api and web break today, with what to change", () => {
+    const findings = checkRolling(parseComposeConfig(PROD_CONFIG, 'makapix-prod'), ['api', 'web'], 'prod');
+    const lines = findings.map((f) => `${f.severity}: ${f.message}. Fix: ${f.fix}`);
+    assert.deepEqual(lines, [
+      'error: rolling service api sets container_name makapix-prod-api: its new container cannot start beside the old one under the same name. Fix: remove container_name from api',
+      'warning: rolling service api has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either. Fix: add a healthcheck to api in the compose file (or be sure its image has a HEALTHCHECK)',
+      'error: rolling service web sets container_name makapix-prod-web: its new container cannot start beside the old one under the same name. Fix: remove container_name from web',
+      'warning: rolling service web has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either. Fix: add a healthcheck to web in the compose file (or be sure its image has a HEALTHCHECK)',
+    ]);
+    assert.ok(findings.every((f) => f.check === 'rolling' && f.environment === 'prod'));
+  });
+
+  it('refuses published host ports, naming them', () => {
+    const [f] = checkRolling(parseComposeConfig(PROD_CONFIG, 'makapix-prod'), ['mqtt'], 'prod').filter((x) => /port/.test(x.message));
+    assert.equal(f.severity, 'error');
+    assert.equal(f.message, 'rolling service mqtt publishes host port 127.0.0.1:1883, 8883: its new container cannot bind it while the old one holds it');
+    assert.match(f.fix, /^remove ports from mqtt /);
+  });
+
+  it('refuses the host network', () => {
+    const doc = parseYaml(rollingReady()) as { services: Record<string, Record<string, unknown>> };
+    delete doc.services.api.networks;
+    doc.services.api.network_mode = 'host';
+    const findings = checkRolling(parseComposeConfig(stringify(doc), 'makapix-prod'), ['api'], 'prod');
+    assert.deepEqual(
+      findings.map((f) => [f.severity, f.message, f.fix]),
+      [['error', 'rolling service api uses network_mode: host: its new container cannot listen on the port the old one holds', 'give api a Docker network the proxy is on instead of network_mode: host']],
+    );
+  });
+
+  it('refuses a disabled healthcheck', () => {
+    const doc = parseYaml(rollingReady()) as { services: Record<string, Record<string, unknown>> };
+    doc.services.web.healthcheck = { disable: true };
+    const findings = checkRolling(parseComposeConfig(stringify(doc), 'makapix-prod'), ['web'], 'prod');
+    assert.deepEqual(findings.map((f) => [f.severity, f.message]), [['error', 'rolling service web has its healthcheck disabled: the switch cannot tell when the new container may take traffic']]);
+  });
+
+  it('names a rolling service the compose configuration does not define, in one line', () => {
+    const findings = checkRolling(parseComposeConfig(rollingReady(), 'makapix-prod'), ['api', 'frontend'], 'prod');
+    assert.equal(findings.length, 1);
+    assert.equal(findings[0].severity, 'error');
+    assert.equal(findings[0].message, "promote.rolling names frontend, which prod's compose configuration does not define (services: api, cache, caddy, db, mqtt, web, worker)");
+    assert.ok(!findings[0].message.includes('\n'));
+  });
+
+  it('passes a stack set up for rolling', () => {
+    assert.deepEqual(checkRolling(parseComposeConfig(rollingReady(), 'makapix-prod'), ['api', 'web'], 'prod'), []);
+  });
+
+  it('reports warn-only errors as warnings', () => {
+    const findings = checkRolling(parseComposeConfig(PROD_CONFIG, 'makapix-prod'), ['api'], 'prod', ['rolling']);
+    assert.ok(findings.every((f) => f.severity === 'warning'));
+    assert.match(findings[0].message, /\(warn-only\)$/);
+  });
+});
