@@ -76,5 +76,11 @@ environments:
 }
 
 if (require.main === module) {
-  benchBackup().then((r) => console.log(JSON.stringify(r, null, 2)));
+  benchBackup().then(
+    (r) => console.log(JSON.stringify(r, null, 2)),
+    (e) => {
+      console.error(e);
+      process.exitCode = 1;
+    },
+  );
 }

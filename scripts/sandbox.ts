@@ -180,7 +180,6 @@ function markdownToText(markdown: string): string {
         );
       }
       i--;
-      const width = (s: string) => s.replace(/\x1b\[\d+m/g, '').length;
       const widths = rows[0].map((_c, k) => Math.max(...rows.map((r) => width(r[k] ?? ''))));
       rows.forEach((r, n) => {
         out.push('  ' + r.map((c, k) => c + ' '.repeat(widths[k] - width(c))).join('  ').trimEnd());
@@ -208,7 +207,9 @@ function markdownToText(markdown: string): string {
     .replace(/\n{3,}/g, '\n\n')
     .trim();
 
+  /** The printed width: ANSI colour codes (ESC [ n m) take no column. */
   function width(s: string): number {
+    // eslint-disable-next-line no-control-regex -- ESC is the character these codes begin with
     return s.replace(/\x1b\[\d+m/g, '').length;
   }
 }

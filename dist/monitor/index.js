@@ -57006,8 +57006,10 @@ function quote(arg) {
         return arg;
     return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
+// Array.isArray narrows a readonly array to any[]; this keeps the element type.
+const isArgList = (value) => Array.isArray(value);
 function render(value) {
-    if (Array.isArray(value))
+    if (isArgList(value))
         return value.map((v) => render(v)).join(' ');
     if (value instanceof Raw)
         return value.text;
@@ -57474,11 +57476,12 @@ class SshHost {
     traffic() {
         return { ...this.traffics };
     }
-    async close() {
+    close() {
         for (const s of this.forwards)
             s.close();
         this.forwards.clear();
         this.ssh.dispose();
+        return Promise.resolve();
     }
 }
 exports.SshHost = SshHost;
@@ -58201,10 +58204,10 @@ function parseDockerStats(text) {
         catch {
             continue;
         }
-        const [used, limit] = String(o.MemUsage ?? '').split('/').map((x) => (0, units_1.parseDockerSize)(x));
+        const [used, limit] = (0, units_1.scalarText)(o.MemUsage).split('/').map((x) => (0, units_1.parseDockerSize)(x));
         out.push({
-            name: String(o.Name ?? '').replace(/^\//, ''),
-            id: String(o.ID ?? o.Container ?? ''),
+            name: (0, units_1.scalarText)(o.Name).replace(/^\//, ''),
+            id: (0, units_1.scalarText)(o.ID ?? o.Container),
             cpuPercent: percent(o.CPUPerc),
             memUsageBytes: used ?? NaN,
             memLimitBytes: limit ?? NaN,
@@ -58402,11 +58405,23 @@ function judgeMetrics(m, s) {
 
 /** Sizes and CPU counts as Docker and compose write them. */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.scalarText = scalarText;
 exports.parseBytes = parseBytes;
 exports.parseDockerSize = parseDockerSize;
 exports.parseCpus = parseCpus;
 exports.formatBytes = formatBytes;
 exports.formatCpus = formatCpus;
+/**
+ * The text of a scalar read from compose's YAML or Docker's JSON (a string, a number, a boolean);
+ * anything else (absent, null, a map, a list) is ''.
+ */
+function scalarText(value) {
+    if (typeof value === 'string')
+        return value;
+    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+        return String(value);
+    return '';
+}
 const BINARY = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 /**
  * Bytes from a compose memory value: a number of bytes (`536870912`, as `docker compose config`

@@ -57254,7 +57254,7 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         previous: zod_1.z.string().optional(),
         rolledBackFrom: zod_1.z.string().optional(),
     }),
-    record('release-failed', { stage: zod_1.z.string(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
+    record('release-failed', { stage: zod_1.z.string(), error: zod_1.z.string().optional(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
     record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
     record('gate', {
         sha: zod_1.z.string(),
@@ -58027,9 +58027,8 @@ function verdict(c) {
  */
 async function waitHealthy(host, env, log, timeoutSeconds = env.cfg.healthTimeoutSeconds) {
     const deadline = Date.now() + timeoutSeconds * 1000;
-    let last = [];
     for (;;) {
-        last = await env.containers(host);
+        const last = await env.containers(host);
         if (last.length === 0)
             throw new errors_1.OperationFailed(`${env.name}: no containers of compose project ${env.project} are running after compose up`);
         const failed = last.find((c) => verdict(c) === 'failed');
@@ -59403,8 +59402,10 @@ function quote(arg) {
         return arg;
     return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
+// Array.isArray narrows a readonly array to any[]; this keeps the element type.
+const isArgList = (value) => Array.isArray(value);
 function render(value) {
-    if (Array.isArray(value))
+    if (isArgList(value))
         return value.map((v) => render(v)).join(' ');
     if (value instanceof Raw)
         return value.text;
@@ -59871,11 +59872,12 @@ class SshHost {
     traffic() {
         return { ...this.traffics };
     }
-    async close() {
+    close() {
         for (const s of this.forwards)
             s.close();
         this.forwards.clear();
         this.ssh.dispose();
+        return Promise.resolve();
     }
 }
 exports.SshHost = SshHost;
@@ -60402,7 +60404,7 @@ function parseService(name, s) {
         ipc: typeof s.ipc === 'string' ? s.ipc : undefined,
         usernsMode: typeof s.userns_mode === 'string' ? s.userns_mode : undefined,
         capAdd: stringList(s.cap_add),
-        devices: (Array.isArray(s.devices) ? s.devices : []).map((d) => (isObj(d) ? String(d.source ?? '') : String(d))),
+        devices: (Array.isArray(s.devices) ? s.devices : []).map((d) => (isObj(d) ? (0, units_1.scalarText)(d.source) : (0, units_1.scalarText)(d))),
         securityOpt: stringList(s.security_opt),
         image: typeof s.image === 'string' ? s.image : undefined,
         builds: s.build !== undefined && s.build !== null,
@@ -60445,7 +60447,7 @@ function parsePort(raw) {
             return [];
         const protocol = typeof raw.protocol === 'string' ? raw.protocol : 'tcp';
         const hostIp = typeof raw.host_ip === 'string' ? raw.host_ip : '';
-        return portRange(String(raw.published)).map((port) => ({ hostIp, port, protocol }));
+        return portRange((0, units_1.scalarText)(raw.published)).map((port) => ({ hostIp, port, protocol }));
     }
     if (typeof raw !== 'string')
         return [];
@@ -60473,7 +60475,7 @@ function parseMount(raw) {
         const type = raw.type === 'bind' || raw.type === 'volume' ? raw.type : 'other';
         if (typeof raw.source !== 'string' || !raw.source)
             return undefined;
-        return { type, source: raw.source, target: String(raw.target ?? ''), readOnly: raw.read_only === true };
+        return { type, source: raw.source, target: (0, units_1.scalarText)(raw.target), readOnly: raw.read_only === true };
     }
     if (typeof raw !== 'string')
         return undefined;
@@ -60488,7 +60490,7 @@ function parseLabels(raw) {
     const out = {};
     if (isObj(raw))
         for (const [k, v] of Object.entries(raw))
-            out[k] = v === null || v === undefined ? '' : String(v);
+            out[k] = (0, units_1.scalarText)(v);
     else if (Array.isArray(raw)) {
         for (const item of raw.map(String)) {
             const eq = item.indexOf('=');
@@ -61737,11 +61739,23 @@ function checkRolling(compose, rolling, environment, warnOnly = []) {
 
 /** Sizes and CPU counts as Docker and compose write them. */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.scalarText = scalarText;
 exports.parseBytes = parseBytes;
 exports.parseDockerSize = parseDockerSize;
 exports.parseCpus = parseCpus;
 exports.formatBytes = formatBytes;
 exports.formatCpus = formatCpus;
+/**
+ * The text of a scalar read from compose's YAML or Docker's JSON (a string, a number, a boolean);
+ * anything else (absent, null, a map, a list) is ''.
+ */
+function scalarText(value) {
+    if (typeof value === 'string')
+        return value;
+    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+        return String(value);
+    return '';
+}
 const BINARY = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 /**
  * Bytes from a compose memory value: a number of bytes (`536870912`, as `docker compose config`

@@ -56222,7 +56222,7 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         previous: zod_1.z.string().optional(),
         rolledBackFrom: zod_1.z.string().optional(),
     }),
-    record('release-failed', { stage: zod_1.z.string(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
+    record('release-failed', { stage: zod_1.z.string(), error: zod_1.z.string().optional(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
     record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
     record('gate', {
         sha: zod_1.z.string(),
@@ -57300,8 +57300,10 @@ function quote(arg) {
         return arg;
     return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
+// Array.isArray narrows a readonly array to any[]; this keeps the element type.
+const isArgList = (value) => Array.isArray(value);
 function render(value) {
-    if (Array.isArray(value))
+    if (isArgList(value))
         return value.map((v) => render(v)).join(' ');
     if (value instanceof Raw)
         return value.text;
@@ -57768,11 +57770,12 @@ class SshHost {
     traffic() {
         return { ...this.traffics };
     }
-    async close() {
+    close() {
         for (const s of this.forwards)
             s.close();
         this.forwards.clear();
         this.ssh.dispose();
+        return Promise.resolve();
     }
 }
 exports.SshHost = SshHost;
@@ -58477,11 +58480,23 @@ exports.monitorSchema = zod_1.z
 
 /** Sizes and CPU counts as Docker and compose write them. */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.scalarText = scalarText;
 exports.parseBytes = parseBytes;
 exports.parseDockerSize = parseDockerSize;
 exports.parseCpus = parseCpus;
 exports.formatBytes = formatBytes;
 exports.formatCpus = formatCpus;
+/**
+ * The text of a scalar read from compose's YAML or Docker's JSON (a string, a number, a boolean);
+ * anything else (absent, null, a map, a list) is ''.
+ */
+function scalarText(value) {
+    if (typeof value === 'string')
+        return value;
+    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+        return String(value);
+    return '';
+}
 const BINARY = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 /**
  * Bytes from a compose memory value: a number of bytes (`536870912`, as `docker compose config`

@@ -44,7 +44,7 @@ export const logRecord = z.discriminatedUnion('event', [
     previous: z.string().optional(),
     rolledBackFrom: z.string().optional(),
   }),
-  record('release-failed', { stage: z.string(), images: z.record(z.string()).optional(), head: z.string().optional(), previous: z.string().optional() }),
+  record('release-failed', { stage: z.string(), error: z.string().optional(), images: z.record(z.string()).optional(), head: z.string().optional(), previous: z.string().optional() }),
   record('rollback', { release: z.string(), rolledBackFrom: z.string().optional() }),
   record('gate', {
     sha: z.string(),
@@ -151,7 +151,7 @@ export function parseLog(text: string, file: string, log?: Logger): LogRecord[] 
 }
 
 function describeIssue(error: z.ZodError, value: unknown): string {
-  const event = value && typeof value === 'object' && 'event' in value ? String((value as { event: unknown }).event).slice(0, 40) : undefined;
+  const event = value && typeof value === 'object' && 'event' in value ? String(value.event).slice(0, 40) : undefined;
   const issue = error.issues[0];
   if (issue?.code === 'invalid_union_discriminator') return `unknown event ${JSON.stringify(event ?? null)}`;
   const where = issue?.path.length ? issue.path.join('.') : 'record';

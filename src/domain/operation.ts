@@ -25,7 +25,7 @@ export interface Operation {
   /** Leftovers of cut multi-step host changes that this operation put right before it began. */
   recovered: string[];
   /** Appends a record for this operation to the environment's host log. */
-  record(event: LogEvent, fields?: Record<string, unknown>): Promise<LogRecord>;
+  record: (event: LogEvent, fields?: Record<string, unknown>) => Promise<LogRecord>;
 }
 
 export interface OperationOptions {

@@ -157,9 +157,8 @@ function verdict(c: ContainerState): 'ok' | 'wait' | 'failed' {
  */
 export async function waitHealthy(host: Host, env: Environment, log: Logger, timeoutSeconds = env.cfg.healthTimeoutSeconds): Promise<ContainerState[]> {
   const deadline = Date.now() + timeoutSeconds * 1000;
-  let last: ContainerState[] = [];
   for (;;) {
-    last = await env.containers(host);
+    const last = await env.containers(host);
     if (last.length === 0) throw new OperationFailed(`${env.name}: no containers of compose project ${env.project} are running after compose up`);
     const failed = last.find((c) => verdict(c) === 'failed');
     if (failed) {

@@ -24,15 +24,18 @@ export function quote(arg: string): string {
 
 export type Arg = string | number | Raw;
 
+// Array.isArray narrows a readonly array to any[]; this keeps the element type.
+const isArgList = (value: Arg | readonly Arg[]): value is readonly Arg[] => Array.isArray(value);
+
 function render(value: Arg | readonly Arg[]): string {
-  if (Array.isArray(value)) return value.map((v) => render(v)).join(' ');
+  if (isArgList(value)) return value.map((v) => render(v)).join(' ');
   if (value instanceof Raw) return value.text;
   return quote(String(value));
 }
 
 /** An argument vector as one quoted command line. */
 export function argv(...args: Array<Arg | readonly Arg[]>): string {
-  return args.map((a) => render(a as Arg | readonly Arg[])).join(' ');
+  return args.map((a) => render(a)).join(' ');
 }
 
 /**

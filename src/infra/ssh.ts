@@ -369,9 +369,10 @@ export class SshHost implements Host {
     return { ...this.traffics };
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     for (const s of this.forwards) s.close();
     this.forwards.clear();
     this.ssh.dispose();
+    return Promise.resolve();
   }
 }

@@ -80,7 +80,7 @@ export class RuleError extends Error {}
  * The SQL expression a rule becomes, cast back to the column's type. `t` is the row's alias; a
  * `sql` rule's expression refers to the row's columns unqualified.
  */
-export function ruleExpression(rule: ColumnRule, column: Column, where: string, secrets: RunSecrets, settings: SampleSettings): string {
+export function ruleExpression(rule: ColumnRule, column: Column, where: string, secrets: RunSecrets): string {
   const col = `t.${ident(column.name)}`;
   const cast = (e: string) => `(${e})::${column.type}`;
   if (rule === 'keep') return col;

@@ -373,7 +373,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           server,
           names,
           services: hooks.services ?? appServices(host, dev, log, sample['health-check']),
-          migrate: hooks.migrate ? () => hooks.migrate!(names.dev) : sample.migrate ? composeMigrate(host, dev, sample['migrate-command'], log) : async () => undefined,
+          migrate: hooks.migrate ? () => hooks.migrate!(names.dev) : sample.migrate ? composeMigrate(host, dev, sample['migrate-command'], log) : () => Promise.resolve(),
           log,
           record: op.record,
           pendingDir: pendingDirOf(config['state-dir'], 'dev'),

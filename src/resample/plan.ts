@@ -335,7 +335,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
             continue;
           }
           try {
-            expression = ruleExpression(rule, c, `columns ${key}`, req.secrets, settings);
+            expression = ruleExpression(rule, c, `columns ${key}`, req.secrets);
           } catch (e) {
             if (e instanceof RuleError) {
               ruleErrors.push(e.message);

@@ -26,9 +26,9 @@ export interface AppServices {
 
 /** With `via: host` there are no containers to stop: the database stands alone (tests, bare setups). */
 export const NO_SERVICES: AppServices = {
-  stop: async () => [],
-  start: async () => undefined,
-  health: async () => undefined,
+  stop: () => Promise.resolve([]),
+  start: () => Promise.resolve(),
+  health: () => Promise.resolve(),
   startScript: () => 'true',
 };
 

@@ -5,7 +5,7 @@
  * form objects and sizes in bytes.
  */
 import { parse as parseYaml } from 'yaml';
-import { parseBytes, parseCpus } from './units';
+import { parseBytes, parseCpus, scalarText } from './units';
 
 export interface PublishedPort {
   /** Host address the port is bound to; '' for every address. */
@@ -130,7 +130,7 @@ function parseService(name: string, s: Obj): ServiceModel {
     ipc: typeof s.ipc === 'string' ? s.ipc : undefined,
     usernsMode: typeof s.userns_mode === 'string' ? s.userns_mode : undefined,
     capAdd: stringList(s.cap_add),
-    devices: (Array.isArray(s.devices) ? s.devices : []).map((d) => (isObj(d) ? String(d.source ?? '') : String(d))),
+    devices: (Array.isArray(s.devices) ? s.devices : []).map((d) => (isObj(d) ? scalarText(d.source) : scalarText(d))),
     securityOpt: stringList(s.security_opt),
     image: typeof s.image === 'string' ? s.image : undefined,
     builds: s.build !== undefined && s.build !== null,
@@ -170,7 +170,7 @@ export function parsePort(raw: unknown): PublishedPort[] {
     if (raw.published === undefined || raw.published === null || raw.published === '') return [];
     const protocol = typeof raw.protocol === 'string' ? raw.protocol : 'tcp';
     const hostIp = typeof raw.host_ip === 'string' ? raw.host_ip : '';
-    return portRange(String(raw.published)).map((port) => ({ hostIp, port, protocol }));
+    return portRange(scalarText(raw.published)).map((port) => ({ hostIp, port, protocol }));
   }
   if (typeof raw !== 'string') return [];
   const [spec, proto = 'tcp'] = raw.split('/');
@@ -194,7 +194,7 @@ export function parseMount(raw: unknown): Mount | undefined {
   if (isObj(raw)) {
     const type = raw.type === 'bind' || raw.type === 'volume' ? raw.type : 'other';
     if (typeof raw.source !== 'string' || !raw.source) return undefined;
-    return { type, source: raw.source, target: String(raw.target ?? ''), readOnly: raw.read_only === true };
+    return { type, source: raw.source, target: scalarText(raw.target), readOnly: raw.read_only === true };
   }
   if (typeof raw !== 'string') return undefined;
   const parts = raw.split(':');
@@ -206,7 +206,7 @@ export function parseMount(raw: unknown): Mount | undefined {
 
 function parseLabels(raw: unknown): Record<string, string> {
   const out: Record<string, string> = {};
-  if (isObj(raw)) for (const [k, v] of Object.entries(raw)) out[k] = v === null || v === undefined ? '' : String(v);
+  if (isObj(raw)) for (const [k, v] of Object.entries(raw)) out[k] = scalarText(v);
   else if (Array.isArray(raw)) {
     for (const item of raw.map(String)) {
       const eq = item.indexOf('=');

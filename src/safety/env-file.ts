@@ -170,14 +170,14 @@ function substitute(expr: string, vars: Map<string, string>, line: number): stri
       return value ?? '';
     case ':-':
     case '-':
-      return unsetOrEmpty ? expandVariables(arg, vars, line) : (value as string);
+      return unsetOrEmpty ? expandVariables(arg, vars, line) : value;
     case ':+':
     case '+':
       return unsetOrEmpty ? '' : expandVariables(arg, vars, line);
     default:
       // `:?` / `?`: compose stops with the message; the key is what preflight can report.
       if (unsetOrEmpty) throw new EnvFileError(`line ${line}: ${name} is required by a \${${name}${op}...} expansion but not set above`);
-      return value as string;
+      return value;
   }
 }
 

@@ -3,7 +3,7 @@
  * `docker inspect`, psql's connection counts, `df -P`, and curl's `-w '%{http_code} %{time_total}\n'`.
  * Each is pure and tested against output captured from the real commands.
  */
-import { parseDockerSize } from './units';
+import { parseDockerSize, scalarText } from './units';
 
 export interface StatsRow {
   name: string;
@@ -30,10 +30,10 @@ export function parseDockerStats(text: string): StatsRow[] {
     } catch {
       continue;
     }
-    const [used, limit] = String(o.MemUsage ?? '').split('/').map((x) => parseDockerSize(x));
+    const [used, limit] = scalarText(o.MemUsage).split('/').map((x) => parseDockerSize(x));
     out.push({
-      name: String(o.Name ?? '').replace(/^\//, ''),
-      id: String(o.ID ?? o.Container ?? ''),
+      name: scalarText(o.Name).replace(/^\//, ''),
+      id: scalarText(o.ID ?? o.Container),
       cpuPercent: percent(o.CPUPerc),
       memUsageBytes: used ?? NaN,
       memLimitBytes: limit ?? NaN,

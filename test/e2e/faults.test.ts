@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { currentRelease, releaseHistory } from '../../src/domain/release';
+import type { BackupManifest } from '../../src/domain/backup';
 import type { LogRecord } from '../../src/domain/host-log';
 import { EnvironmentLock } from '../../src/domain/lock';
 import { MemoryLogger } from '../../src/infra/logger';
@@ -296,7 +297,7 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
       assert.match(errors(r.stdout)[0], /promote: backup b\S+ of prod failed: .*No space left on device/);
 
       const manifests = fx.sh(`find ${backups} -name manifest.json`).trim().split('\n').filter(Boolean);
-      for (const m of manifests) assert.notEqual(JSON.parse(fs.readFileSync(m, 'utf8')).status, 'verified', m);
+      for (const m of manifests) assert.notEqual((JSON.parse(fs.readFileSync(m, 'utf8')) as BackupManifest).status, 'verified', m);
       assert.equal(fx.sh(`find ${backups} -name '*.partial'`).trim(), '', 'a partial dump was left behind');
 
       // Prod is exactly as it was: same commit, same containers, and no release or rollback recorded.

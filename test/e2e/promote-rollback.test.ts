@@ -7,6 +7,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { BackupManifest } from '../../src/domain/backup';
 import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
 
 function lastError(stdout: string): string {
@@ -97,7 +98,7 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     assert.equal(prodRevision(), '0002');
     assert.deepEqual(prodItems(), ['written before any promotion']);
     assert.ok(healthy('prod'));
-    const manifest = JSON.parse(fs.readFileSync(path.join(fx.dir, 'backups', 'prod', r.outputs['backup-id'], 'manifest.json'), 'utf8'));
+    const manifest = JSON.parse(fs.readFileSync(path.join(fx.dir, 'backups', 'prod', r.outputs['backup-id'], 'manifest.json'), 'utf8')) as BackupManifest;
     assert.equal(manifest.status, 'verified');
     assert.equal(manifest.alembicRevision, '0001');
     assert.equal(manifest.release, firstProdRelease);

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
+import type { ResampleReport } from '../../src/resample/engine';
 import { isSampled } from '../../src/resample/plan';
 import { SAMPLE_CONFIG, SCHEMA_SQL, dataSql } from '../fixtures/sample-schema/generate';
 import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
@@ -125,7 +126,7 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
     const r = await fx.run('resample', { 'dry-run': 'true', fraction: '0.5' });
     assert.equal(r.code, 0, r.visible);
     assert.equal(r.outputs.swapped, 'false');
-    const report = JSON.parse(r.outputs.report);
+    const report = JSON.parse(r.outputs.report) as ResampleReport;
     assert.equal(report.dryRun, true);
     assert.equal(report.fraction, 0.5);
     assert.match(r.visible, /Sample of public\.users: fraction 0\.5, seed "test-seed"\. Tables in copy order:/);
@@ -143,13 +144,13 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
     const r = await fx.run('resample', { 'dev-password': PASSWORD });
     assert.equal(r.code, 0, r.visible);
     assert.equal(r.outputs.swapped, 'true');
-    const report = JSON.parse(r.outputs.report);
+    const report = JSON.parse(r.outputs.report) as ResampleReport;
     console.log(`resample: ${report.rowsCopied} rows in ${report.seconds.toFixed(1)} s, ${report.sshBytes.sent + report.sshBytes.received} bytes over SSH; phases ${JSON.stringify(report.phases)}`);
 
     // The sample: exactly the users the seed picks, and everything checked clean.
     assert.equal(devUsers(), expectedUsers('test-seed', 0.25).join(','));
     assert.ok(report.foreignKeys.length >= 20);
-    assert.deepEqual(report.foreignKeys.filter((f: { orphans: number }) => f.orphans !== 0), []);
+    assert.deepEqual(report.foreignKeys.filter((f) => f.orphans !== 0), []);
     assert.deepEqual(report.leaks, []);
     assert.ok(report.probes > 0, 'the leak scan probed nothing');
     assert.equal(sql('dev', "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"), '0');

@@ -66,12 +66,13 @@ export async function startPostgres(): Promise<TestPostgres> {
         encoding: 'utf8',
       });
     },
-    async stop() {
+    stop() {
       try {
         run(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', 'stop']);
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
+      return Promise.resolve();
     },
   };
 }

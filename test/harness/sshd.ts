@@ -75,7 +75,7 @@ export async function startSshd(): Promise<TestSshd> {
     await waitForPort(port);
   } catch (e) {
     child.kill('SIGKILL');
-    throw new Error(`sshd did not start: ${stderr || (e as Error).message}`);
+    throw new Error(`sshd did not start: ${stderr || (e as Error).message}`, { cause: e });
   }
   const line = (t: string) => {
     const [type, key] = fs.readFileSync(path.join(dir, `host_${t}.pub`), 'utf8').trim().split(/\s+/);
@@ -88,10 +88,11 @@ export async function startSshd(): Promise<TestSshd> {
     privateKey: fs.readFileSync(path.join(dir, 'client'), 'utf8'),
     knownHosts: Object.keys(types).map(line).join('\n') + '\n',
     knownHostsFor: line,
-    async stop() {
+    stop() {
       // Open sessions are separate processes and end when their clients disconnect.
       child.kill('SIGTERM');
       fs.rmSync(dir, { recursive: true, force: true });
+      return Promise.resolve();
     },
   };
 }

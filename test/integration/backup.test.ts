@@ -1,10 +1,11 @@
 /** Backups and restores on a real PostgreSQL, driven over the real sshd with the client tools on the host. */
 import { strict as assert } from 'node:assert';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { listBackups, pruneBackups, restoreBackup, takeBackup, usableBackup } from '../../src/domain/backup';
+import { listBackups, pruneBackups, restoreBackup, takeBackup, usableBackup, type BackupManifest } from '../../src/domain/backup';
 import { parseConfig, type Config } from '../../src/domain/config';
 import { Environment } from '../../src/domain/environment';
 import { OperationFailed } from '../../src/infra/errors';
@@ -58,12 +59,12 @@ describe('backups', () => {
     assert.equal(m.verification.tables, 2);
     const files = path.join(dir, 'backups', 'prod', m.id);
     for (const name of ['db.dump', 'globals.sql']) {
-      const actual = require('node:crypto').createHash('sha256').update(fs.readFileSync(path.join(files, name))).digest('hex');
+      const actual = createHash('sha256').update(fs.readFileSync(path.join(files, name))).digest('hex');
       assert.equal(m.files[name].sha256, actual);
       assert.equal(m.files[name].bytes, fs.statSync(path.join(files, name)).size);
     }
     assert.equal((fs.statSync(path.join(files, 'manifest.json')).mode & 0o777).toString(8), '600');
-    assert.equal(JSON.parse(fs.readFileSync(path.join(files, 'manifest.json'), 'utf8')).release, 'r20260101T000000Z-abcdef0');
+    assert.equal((JSON.parse(fs.readFileSync(path.join(files, 'manifest.json'), 'utf8')) as BackupManifest).release, 'r20260101T000000Z-abcdef0');
     assert.equal(pg.psql("select count(*) from pg_database where datname like '%verify%'").trim(), '0');
   });
 

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
+import type { EnvironmentStatus } from '../../src/actions/status/status';
 import { ROOT, bundleNames, runBundle } from '../harness/bundle';
 import { startSshd, type TestSshd } from '../harness/sshd';
 
@@ -37,7 +38,7 @@ function errorLines(stdout: string): string[] {
 describe('every bundle', () => {
   for (const name of bundleNames()) {
     it(`${name}: action.yml runs its own bundle on node24`, () => {
-      const yml = parse(fs.readFileSync(path.join(ROOT, 'actions', name, 'action.yml'), 'utf8'));
+      const yml = parse(fs.readFileSync(path.join(ROOT, 'actions', name, 'action.yml'), 'utf8')) as { runs: { using: string; main: string }; branding?: { icon?: string; color?: string } };
       assert.equal(yml.runs.using, 'node24');
       assert.equal(yml.runs.main, `../../dist/${name}/index.js`);
       assert.ok(fs.existsSync(path.join(ROOT, 'actions', name, yml.runs.main)), `dist/${name}/index.js is missing: run npm run bundle`);
@@ -68,9 +69,9 @@ describe('the status bundle against a real host', () => {
   it('connects, reports both environments and masks the key', async () => {
     const r = await runBundle('status', inputs(), { workspace });
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    const state = JSON.parse(r.outputs.json);
+    const state = JSON.parse(r.outputs.json) as EnvironmentStatus[];
     assert.deepEqual(
-      state.map((e: { environment: string }) => e.environment),
+      state.map((e) => e.environment),
       ['prod', 'dev'],
     );
     assert.match(r.summary, /## twinstack status/);
@@ -98,7 +99,7 @@ describe('the status bundle against a real host', () => {
 
   it('deploy refuses prod unless the config allows it, before connecting', async () => {
     const stateDir = path.join(workspace, 'state');
-    const tree = () => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir, { recursive: true }).map((f) => `${f} ${fs.statSync(path.join(stateDir, String(f))).mtimeMs}`).sort() : []);
+    const tree = () => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir, { recursive: true, encoding: 'utf8' }).map((f) => `${f} ${fs.statSync(path.join(stateDir, f)).mtimeMs}`).sort() : []);
     const before = tree();
     const r = await runBundle('deploy', { ...inputs(), environment: 'prod', ref: 'main' }, { workspace });
     assert.equal(r.code, 1);

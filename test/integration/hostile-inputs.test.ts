@@ -95,7 +95,7 @@ function stateSnapshot(): Record<string, string> {
 
 /** Runs at most `n` promises at once. */
 async function pool<T>(jobs: Array<() => Promise<T>>, n: number): Promise<T[]> {
-  const results: T[] = new Array(jobs.length);
+  const results = new Array<T>(jobs.length);
   let next = 0;
   await Promise.all(
     Array.from({ length: n }, async () => {

@@ -109,7 +109,7 @@ describe('operations and the host log', () => {
     const hostLog = new HostLog(h, stateDir, env);
     const before = await hostLog.read();
     const log = new MemoryLogger();
-    await underLock({ host: h, stateDir, env, action: 'status', run: runInfo('run-big'), log, lockTimeoutSeconds: 5 }, async () => undefined);
+    await underLock({ host: h, stateDir, env, action: 'status', run: runInfo('run-big'), log, lockTimeoutSeconds: 5 }, () => Promise.resolve());
     const after = await hostLog.read();
     assert.ok(after.length < 20_000, `the live log still has ${after.length} records`);
     // Every release and the stack they form, each commit's gate, and the never-finished op7 survive.
@@ -135,9 +135,7 @@ describe('operations and the host log', () => {
       await op.record('release', { release: 'r20260101T000000Z-ccccccc', sha: 'c'.repeat(40), kind: 'deploy', images: {} });
     });
     await assert.rejects(
-      underLock({ ...opts, run: runInfo('run-2') }, async () => {
-        throw new Error('compose up failed');
-      }),
+      underLock({ ...opts, run: runInfo('run-2') }, () => Promise.reject(new Error('compose up failed'))),
       /compose up failed/,
     );
     const records = await new HostLog(h, stateDir, 'prod').read();
@@ -170,7 +168,7 @@ describe('operations and the host log', () => {
 
     const b = await newHost();
     const log = new MemoryLogger();
-    const seen = await underLock({ ...opts, host: b, run: runInfo('run-next'), log }, async (op) => op.interrupted.map((r) => r.run));
+    const seen = await underLock({ ...opts, host: b, run: runInfo('run-next'), log }, (op) => Promise.resolve(op.interrupted.map((r) => r.run)));
     assert.deepEqual(seen, ['run-cut']);
     assert.match(log.text, /Unfinished operation on staging: promote \S+ by run-cut .* never finished/);
     const records = await new HostLog(b, stateDir, 'staging').read();

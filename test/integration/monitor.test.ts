@@ -139,7 +139,7 @@ describe('monitor over SSH', () => {
       for (const e of r.metrics.environments) {
         assert.equal(e.database?.max, 100);
         // Our three sessions and psql's own; PostgreSQL's background workers are not counted.
-        assert.ok(e.database!.connections >= 4 && e.database!.connections < 20, String(e.database!.connections));
+        assert.ok(e.database.connections >= 4 && e.database.connections < 20, String(e.database.connections));
       }
       const disks = Object.fromEntries(r.metrics.disks.map((d) => [d.label, d]));
       assert.deepEqual(Object.keys(disks), ['prod vault', 'dev vault', 'backups', `${root}/not-there`]);

@@ -277,9 +277,9 @@ describe('the swap', () => {
     let migratedOn = '';
     await assert.rejects(
       resample(w.ctx(), { dryRun: false }, {
-        migrate: async (db) => {
+        migrate: (db) => {
           migratedOn = runSql(w.dev, db, "CREATE TABLE half_applied (x int); SELECT count(*) FROM users").trim();
-          throw new Error('alembic upgrade head exited with code 1: relation "gadgets" does not exist');
+          return Promise.reject(new Error('alembic upgrade head exited with code 1: relation "gadgets" does not exist'));
         },
       }),
       /gadgets/,
@@ -293,9 +293,7 @@ describe('the swap', () => {
     const before = w.dump(w.dev, 'makapix_dev');
     w.dev.psql('ALTER DATABASE makapix_dev RENAME TO makapix_dev__ts_previous');
     await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD }, {
-      migrate: async () => {
-        throw new Error('stop here');
-      },
+      migrate: () => Promise.reject(new Error('stop here')),
     }).catch(() => undefined);
     assert.equal(w.dump(w.dev, 'makapix_dev'), before);
     assert.ok(w.log.text.includes('an earlier resample died during its swap'));
@@ -376,7 +374,7 @@ describe('a run cut during its swap', () => {
     assert.notEqual(w.dump(w.dev, 'makapix_dev'), before);
     assert.match(fs.readFileSync(pending, 'utf8'), /^# resample swap of dev started /);
 
-    await underLock({ host: w.host, stateDir: config['state-dir'], env: 'dev', action: 'deploy', run: RUN, log: w.log, lockTimeoutSeconds: 30 }, async () => undefined);
+    await underLock({ host: w.host, stateDir: config['state-dir'], env: 'dev', action: 'deploy', run: RUN, log: w.log, lockTimeoutSeconds: 30 }, () => Promise.resolve());
     assert.equal(w.dump(w.dev, 'makapix_dev'), before);
     assert.deepEqual(w.databases(w.dev).filter((d) => d.includes('__ts_')), []);
     assert.ok(!fs.existsSync(pending));

@@ -105,7 +105,7 @@ describe('commands', () => {
     const written: string[] = [];
     const write = process.stdout.write.bind(process.stdout);
     const actions = await connect(sshd, {}, new ActionsLogger());
-    process.stdout.write = ((chunk: string | Uint8Array) => (written.push(String(chunk)), true)) as typeof process.stdout.write;
+    process.stdout.write = (chunk: string | Uint8Array) => (written.push(String(chunk)), true);
     try {
       await actions.run(`printf '%s\\n' '::error file=app.py,line=1::fake failure' '::add-mask::hidden' '::stop-commands::abc' '::set-output name=outcome::promoted' 'plain line' '  ::warning::indented'`);
     } finally {
@@ -212,7 +212,10 @@ describe('commands', () => {
     secretLog.secret(secret);
     await h.run(argv('echo', secret), { env: { TOKEN: secret } });
     await h.run(`echo "$TOKEN" >&2`, { env: { TOKEN: secret } });
-    const err = await h.run(`echo "$TOKEN" >&2; exit 1`, { env: { TOKEN: secret } }).catch((e: Error) => e);
+    const err = await h.run(`echo "$TOKEN" >&2; exit 1`, { env: { TOKEN: secret } }).then(
+      () => assert.fail('a command that exits 1 must fail'),
+      (e: Error) => e,
+    );
     secretLog.error(String(err));
     await h.close();
     assert.ok(secretLog.text.includes('***'));

@@ -44,7 +44,36 @@ const SECRETS = [
   '$2a$14$HuDhfHqjGJJ3Mm9pamHDwum90R',
 ];
 
-type Edit = (doc: Record<string, any>) => void;
+/**
+ * The parts of a merged compose configuration (as `docker-compose config` prints it) that the
+ * variants below read or edit, typed as the fixtures have them.
+ */
+interface ComposePort {
+  published?: number | string;
+  target?: number;
+  protocol?: string;
+}
+interface ComposeService {
+  container_name?: string;
+  network_mode?: string;
+  environment: Record<string, string | number | boolean>;
+  ports: Array<ComposePort | string>;
+  volumes: string[];
+  labels: Record<string, string>;
+  deploy?: { resources: { limits: { cpus?: number | string; memory?: number | string } } };
+  build?: { context: string };
+  privileged?: boolean;
+  pid?: string;
+  cap_add?: string[];
+  devices?: string[];
+}
+interface ComposeDoc {
+  services: Record<string, ComposeService>;
+  volumes: Record<string, { name?: string }>;
+  networks: Record<string, { name?: string }>;
+}
+
+type Edit = (doc: ComposeDoc) => void;
 
 interface Variant {
   prodEnv?: string;
@@ -57,7 +86,7 @@ interface Variant {
 
 function editYaml(text: string, edit?: Edit): string {
   if (!edit) return text;
-  const doc = parseYaml(text) as Record<string, any>;
+  const doc = parseYaml(text) as ComposeDoc;
   edit(doc);
   return stringify(doc);
 }
@@ -116,7 +145,7 @@ describe('env files are read the way docker compose reads them', () => {
       [DEV_ENV, DEV_CONFIG, 'api'],
     ] as const) {
       const ours = parseEnvFile(envText);
-      const theirs = (parseYaml(configText) as any).services[service].environment as Record<string, string>;
+      const theirs = (parseYaml(configText) as ComposeDoc).services[service].environment;
       for (const [k, v] of ours) assert.equal(String(theirs[k]), v, `${k} differs from compose's reading`);
       assert.ok(ours.size >= 20);
     }
@@ -341,7 +370,7 @@ describe('each broken variant is caught, naming the key or service', () => {
   });
 
   it('host-ports: the same public port published by both', () => {
-    const r = check({ devCompose: (d) => (d.services.mqtt.ports[1].published = 8883) });
+    const r = check({ devCompose: (d) => ((d.services.mqtt.ports[1] as ComposePort).published = 8883) });
     caught(r, 'host-ports', /^host port 8883\/tcp is published by prod's mqtt and dev's mqtt/);
   });
 
@@ -356,7 +385,7 @@ describe('each broken variant is caught, naming the key or service', () => {
   });
 
   it("dev-share: limits that add up to more than dev's share", () => {
-    const r = check({ devCompose: (d) => (d.services.api.deploy.resources.limits.cpus = 1.5) });
+    const r = check({ devCompose: (d) => (d.services.api.deploy!.resources.limits.cpus = 1.5) });
     caught(r, 'dev-share', /^dev's CPU limits add up to 2\.8 CPUs, more than its share \(2 CPUs\)/);
   });
 
@@ -382,18 +411,18 @@ describe('each broken variant is caught, naming the key or service', () => {
   });
 
   it("vault-mounts: the shared proxy may not write dev's vault", () => {
-    const r = check({ prodCompose: (d) => (d.services.caddy.volumes = d.services.caddy.volumes.map((v: string) => v.replace('/mnt/vault-dev:/srv/vault-dev:ro', '/mnt/vault-dev:/srv/vault-dev:rw'))) });
+    const r = check({ prodCompose: (d) => (d.services.caddy.volumes = d.services.caddy.volumes.map((v) => v.replace('/mnt/vault-dev:/srv/vault-dev:ro', '/mnt/vault-dev:/srv/vault-dev:rw'))) });
     caught(r, 'vault-mounts', /^prod service caddy mounts dev's vault .* read-write/);
   });
 
   for (const [what, edit, message] of [
-    ['privileged', (d: any) => (d.services.worker.privileged = true), /^dev service worker runs privileged/],
-    ['the Docker socket', (d: any) => d.services.worker.volumes.push('/var/run/docker.sock:/var/run/docker.sock'), /^dev service worker mounts the Docker socket/],
-    ["the host's root", (d: any) => d.services.worker.volumes.push('/:/host:ro'), /^dev service worker mounts the host's root directory/],
-    ['pid: host', (d: any) => (d.services.worker.pid = 'host'), /host PID namespace/],
-    ['cap_add', (d: any) => (d.services.worker.cap_add = ['SYS_ADMIN']), /adds capabilities SYS_ADMIN/],
-    ['devices', (d: any) => (d.services.worker.devices = ['/dev/sda:/dev/sda']), /maps devices \/dev\/sda/],
-    ["a prod container's network", (d: any) => (d.services.worker.network_mode = 'container:makapix-prod-db'), /shares the network namespace of makapix-prod-db/],
+    ['privileged', (d: ComposeDoc) => (d.services.worker.privileged = true), /^dev service worker runs privileged/],
+    ['the Docker socket', (d: ComposeDoc) => d.services.worker.volumes.push('/var/run/docker.sock:/var/run/docker.sock'), /^dev service worker mounts the Docker socket/],
+    ["the host's root", (d: ComposeDoc) => d.services.worker.volumes.push('/:/host:ro'), /^dev service worker mounts the host's root directory/],
+    ['pid: host', (d: ComposeDoc) => (d.services.worker.pid = 'host'), /host PID namespace/],
+    ['cap_add', (d: ComposeDoc) => (d.services.worker.cap_add = ['SYS_ADMIN']), /adds capabilities SYS_ADMIN/],
+    ['devices', (d: ComposeDoc) => (d.services.worker.devices = ['/dev/sda:/dev/sda']), /maps devices \/dev\/sda/],
+    ["a prod container's network", (d: ComposeDoc) => (d.services.worker.network_mode = 'container:makapix-prod-db'), /shares the network namespace of makapix-prod-db/],
   ] as const) {
     it(`dev-escape: a dev service with ${what}`, () => {
       const r = check({ devCompose: edit });

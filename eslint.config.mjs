@@ -1,0 +1,25 @@
+// Lint for twinstack's TypeScript: eslint's recommended rules and typescript-eslint's type-aware
+// set, so a promise nobody awaits, a promise handed where a callback is expected and a value of
+// type `any` flowing into typed code are errors. Formatting is prettier's job, not eslint's.
+import js from '@eslint/js';
+import { defineConfig } from 'eslint/config';
+import tseslint from 'typescript-eslint';
+
+export default defineConfig(
+  { ignores: ['dist/', 'node_modules/', '.sandbox/', 'action-types.d.ts'] },
+  {
+    files: ['src/**/*.ts', 'test/**/*.ts', 'scripts/**/*.ts', 'bench/**/*.ts'],
+    extends: [js.configs.recommended, tseslint.configs.recommendedTypeChecked],
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      // node:test's describe() and it() return promises that the runner itself tracks and awaits;
+      // only those calls are exempt, every other promise must be awaited or marked with `void`.
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'suite', 'test'] }] },
+      ],
+    },
+  },
+);
