@@ -19,7 +19,10 @@ async function main(): Promise<void> {
   const host = await SshHost.connect(job.target, log);
   try {
     const config = parseConfig(job.configYaml, 'bench config');
-    const report = await resample({ host, config, log, run: { url: 'bench', actor: 'bench', sha: '', workflow: 'bench' }, lockTimeoutSeconds: 60 }, { dryRun: false, fraction: job.fraction, devPassword: 'bench-password' });
+    const report = await resample(
+      { host, config, log, run: { url: 'bench', actor: 'bench', sha: '', workflow: 'bench' }, lockTimeoutSeconds: 60 },
+      { dryRun: false, fraction: job.fraction, devPassword: 'bench-password' },
+    );
     process.stdout.write(
       `${JSON.stringify({
         seconds: report.seconds,

@@ -56,7 +56,14 @@ async function main(): Promise<void> {
             ] as Array<[string, TestPostgres, string]>
           ).map(([name, pg, db]) => [
             name,
-            { checkout: path.join(dir, name), project: `b${name}`, 'compose-files': ['c.yml'], 'env-file': '.env', url: 'http://127.0.0.1:9', database: { name: db, user: pg.user, host: '127.0.0.1', port: pg.port, via: 'host' } },
+            {
+              checkout: path.join(dir, name),
+              project: `b${name}`,
+              'compose-files': ['c.yml'],
+              'env-file': '.env',
+              url: 'http://127.0.0.1:9',
+              database: { name: db, user: pg.user, host: '127.0.0.1', port: pg.port, via: 'host' },
+            },
           ]),
         ),
         sample: SAMPLE_CONFIG,
@@ -66,7 +73,7 @@ async function main(): Promise<void> {
       const t = process.hrtime.bigint();
       prod.psql(`CREATE DATABASE ${db}`);
       runSql(prod, db, `${SCHEMA_SQL}\n${dataSql(users)}`);
-      const rows = Number(prod.psql("SELECT sum(n_live_tup) FROM pg_stat_user_tables", db).trim());
+      const rows = Number(prod.psql('SELECT sum(n_live_tup) FROM pg_stat_user_tables', db).trim());
       const size = prod.psql(`SELECT pg_size_pretty(pg_database_size('${db}'))`).trim();
       console.log(`generated ${db}: ${users} users, ${rows} rows, ${size} in ${seconds(t).toFixed(1)} s`);
       return rows;
@@ -74,9 +81,18 @@ async function main(): Promise<void> {
 
     const resampleOnce = (db: string) => {
       const job = JSON.stringify({ target: target(sshd), configYaml: yaml(db), fraction: FRACTION });
-      const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'resample-run.ts'), job], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+      const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'resample-run.ts'), job], {
+        encoding: 'utf8',
+        maxBuffer: 64 * 1024 * 1024,
+      });
       if (r.status !== 0) throw new Error(`resample failed: ${r.stderr}`);
-      return JSON.parse(r.stdout.trim().split('\n').pop() as string) as { seconds: number; rowsCopied: number; sshBytes: number; maxRssKb: number; phases: Array<[string, number]> };
+      return JSON.parse(r.stdout.trim().split('\n').pop() as string) as {
+        seconds: number;
+        rowsCopied: number;
+        sshBytes: number;
+        maxRssKb: number;
+        phases: Array<[string, number]>;
+      };
     };
 
     createDevDatabase(dev);
@@ -84,25 +100,46 @@ async function main(): Promise<void> {
     const small = resampleOnce('makapix_small');
     const prodRows = generate('makapix', USERS);
     const big = resampleOnce('makapix');
-    console.log(`resample: ${big.rowsCopied} rows in ${big.seconds.toFixed(1)} s, ${big.sshBytes} bytes over SSH; ${big.phases.map(([p, sec]) => `${p} ${sec.toFixed(1)} s`).join(', ')}`);
+    console.log(
+      `resample: ${big.rowsCopied} rows in ${big.seconds.toFixed(1)} s, ${big.sshBytes} bytes over SSH; ${big.phases.map(([p, sec]) => `${p} ${sec.toFixed(1)} s`).join(', ')}`,
+    );
 
     // The floor: the very rows dev now has, parked in production, moved again by bare COPY pipes.
     const config = parseConfig(yaml('makapix'), 'bench');
-    const plan = await planResample({ host, config, log, run: { url: 'bench', actor: 'bench', sha: '', workflow: 'bench' }, lockTimeoutSeconds: 60 }, { dryRun: false, fraction: FRACTION });
+    const plan = await planResample(
+      { host, config, log, run: { url: 'bench', actor: 'bench', sha: '', workflow: 'bench' }, lockTimeoutSeconds: 60 },
+      { dryRun: false, fraction: FRACTION },
+    );
     const tables = copiedTables(plan);
-    const psql = (pg: TestPostgres, db: string, ...a: string[]) => argv('psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', pg.port, '-U', pg.user, '-d', db, ...a);
-    const pgDump = (section: string) => argv('pg_dump', '-h', '127.0.0.1', '-p', prod.port, '-U', prod.user, '--section', section, '--no-owner', '--no-acl', '-d', 'makapix');
-    runSql(prod, 'makapix', `CREATE SCHEMA bench_floor;\n${tables.map((tp) => `CREATE TABLE bench_floor.${ident(tp.table.name)} AS SELECT ${tp.columns.map((c) => ident(c.name)).join(', ')} FROM ${qualified(tp.table.schema, tp.table.name)} WITH NO DATA;`).join('\n')}`);
+    const psql = (pg: TestPostgres, db: string, ...a: string[]) =>
+      argv('psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', pg.port, '-U', pg.user, '-d', db, ...a);
+    const pgDump = (section: string) =>
+      argv('pg_dump', '-h', '127.0.0.1', '-p', prod.port, '-U', prod.user, '--section', section, '--no-owner', '--no-acl', '-d', 'makapix');
+    runSql(
+      prod,
+      'makapix',
+      `CREATE SCHEMA bench_floor;\n${tables.map((tp) => `CREATE TABLE bench_floor.${ident(tp.table.name)} AS SELECT ${tp.columns.map((c) => ident(c.name)).join(', ')} FROM ${qualified(tp.table.schema, tp.table.name)} WITH NO DATA;`).join('\n')}`,
+    );
     const cols = (tp: (typeof tables)[number]) => `(${tp.columns.map((c) => ident(c.name)).join(', ')})`;
     await host.run(
-      tables.map((tp) => `${psql(dev, 'makapix_dev', '-c', `COPY (SELECT ${tp.columns.map((c) => ident(c.name)).join(', ')} FROM ${qualified(tp.table.schema, tp.table.name)}) TO STDOUT`)} | ${psql(prod, 'makapix', '-c', `COPY bench_floor.${ident(tp.table.name)} ${cols(tp)} FROM STDIN`)}`).join(' && '),
+      tables
+        .map(
+          (tp) =>
+            `${psql(dev, 'makapix_dev', '-c', `COPY (SELECT ${tp.columns.map((c) => ident(c.name)).join(', ')} FROM ${qualified(tp.table.schema, tp.table.name)}) TO STDOUT`)} | ${psql(prod, 'makapix', '-c', `COPY bench_floor.${ident(tp.table.name)} ${cols(tp)} FROM STDIN`)}`,
+        )
+        .join(' && '),
       { quiet: true, timeoutSeconds: 7200, label: 'parking the sampled rows in production' },
     );
     dev.psql('CREATE DATABASE floor_target');
     await host.run(`${pgDump('pre-data')} | ${psql(dev, 'floor_target', '-o', '/dev/null')}`, { quiet: true, timeoutSeconds: 600 });
     let t = process.hrtime.bigint();
     await host.run(
-      tables.map((tp) => `${psql(prod, 'makapix', '-c', `COPY bench_floor.${ident(tp.table.name)} ${cols(tp)} TO STDOUT`)} | ${psql(dev, 'floor_target', '-c', `COPY ${qualified(tp.table.schema, tp.table.name)} ${cols(tp)} FROM STDIN`)}`).join(' && '),
+      tables
+        .map(
+          (tp) =>
+            `${psql(prod, 'makapix', '-c', `COPY bench_floor.${ident(tp.table.name)} ${cols(tp)} TO STDOUT`)} | ${psql(dev, 'floor_target', '-c', `COPY ${qualified(tp.table.schema, tp.table.name)} ${cols(tp)} FROM STDIN`)}`,
+        )
+        .join(' && '),
       { quiet: true, timeoutSeconds: 7200, label: 'floor: bare COPY pipes' },
     );
     const floorCopy = seconds(t);
@@ -116,7 +153,11 @@ async function main(): Promise<void> {
       dev.psql('CREATE DATABASE rowbyrow_target');
       await host.run(`${pgDump('pre-data')} | ${psql(dev, 'rowbyrow_target', '-o', '/dev/null')}`, { quiet: true, timeoutSeconds: 600 });
       t = process.hrtime.bigint();
-      const rows = await rowByRow(plan, { port: prod.port, user: prod.user, database: 'makapix' }, { port: dev.port, user: dev.user, database: 'rowbyrow_target' });
+      const rows = await rowByRow(
+        plan,
+        { port: prod.port, user: prod.user, database: 'makapix' },
+        { port: dev.port, user: dev.user, database: 'rowbyrow_target' },
+      );
       rbr = { seconds: seconds(t), rows };
     }
 

@@ -57,7 +57,14 @@ async function main(): Promise<void> {
       );
       if (r.load.failures.length) console.log(`  failures: ${[...new Set(r.load.failures)].join('; ')}`);
     }
-    const sum = (how: string) => rows.filter((r) => r.how === how).reduce((a, r) => ({ failed: a.failed + r.load.failed, sent: a.sent + r.load.sent, gap: Math.max(a.gap, r.load.longestGapMs) }), { failed: 0, sent: 0, gap: 0 });
+    const sum = (how: string) =>
+      rows
+        .filter((r) => r.how === how)
+        .reduce((a, r) => ({ failed: a.failed + r.load.failed, sent: a.sent + r.load.sent, gap: Math.max(a.gap, r.load.longestGapMs) }), {
+          failed: 0,
+          sent: 0,
+          gap: 0,
+        });
     const rolling = sum('rolling');
     const inPlace = sum('in place');
     console.log(

@@ -57,7 +57,10 @@ async function main(): Promise<void> {
       database: { name: 'makapix_dev', user: pg.user, host: '127.0.0.1', port, via: 'host' },
       vault,
     });
-    const config = parseConfig(stringify({ 'state-dir': path.join(dir, 'state'), environments: { prod: env('prod', pg.port + 1, prodVault), dev: env('dev', pg.port, devVault) } }), 'bench');
+    const config = parseConfig(
+      stringify({ 'state-dir': path.join(dir, 'state'), environments: { prod: env('prod', pg.port + 1, prodVault), dev: env('dev', pg.port, devVault) } }),
+      'bench',
+    );
     const ctx = { host, config, log, run: { url: 'bench', actor: 'bench', sha: '', workflow: 'bench' }, lockTimeoutSeconds: 60 };
 
     const first = await vaultSync(ctx, { dryRun: false });

@@ -61,11 +61,13 @@ function succeeds(command: string): boolean {
 function checkMachine(): string {
   const missing = sshdAvailable();
   if (missing) stop(`${missing}`);
-  if (!succeeds('command -v docker')) stop('Docker is not installed: run `bash .ci/install.sh` as root (it installs docker.io, docker-compose and openssh-server)');
+  if (!succeeds('command -v docker'))
+    stop('Docker is not installed: run `bash .ci/install.sh` as root (it installs docker.io, docker-compose and openssh-server)');
   if (!succeeds('docker info')) stop('the Docker engine is not running: start it with `bash .ci/start-docker.sh` (as root)');
   const compose = succeeds('docker-compose version') ? 'docker-compose' : succeeds('docker compose version') ? 'docker compose' : '';
   if (!compose) stop('neither docker-compose nor the docker compose plugin is installed: run `bash .ci/install.sh` as root');
-  if (!succeeds(`docker image inspect ${BASE_IMAGE}`)) stop(`the fixture base image ${BASE_IMAGE} is missing: build it with \`bash test/e2e/support/base-image.sh\` (as root, about 2 minutes)`);
+  if (!succeeds(`docker image inspect ${BASE_IMAGE}`))
+    stop(`the fixture base image ${BASE_IMAGE} is missing: build it with \`bash test/e2e/support/base-image.sh\` (as root, about 2 minutes)`);
   for (const name of ['preflight', 'deploy', 'gate', 'promote', 'monitor', 'rollback', 'status']) {
     if (!fs.existsSync(path.join(ROOT, 'dist', name, 'index.js'))) stop(`the bundle dist/${name}/index.js is missing: run \`npm run bundle\``);
   }
@@ -84,7 +86,9 @@ function prepareHost(compose: string): Record<string, string> {
     sh(`bash ${JSON.stringify(path.join(ROOT, 'test/e2e/support/make-fixture-repo.sh'))} ${JSON.stringify(WORK)}`);
   }
   const branches: Record<string, string> = {};
-  for (const line of sh(`git -C ${JSON.stringify(origin)} for-each-ref --format='%(refname:short) %(objectname)' refs/heads`).trim().split('\n')) {
+  for (const line of sh(`git -C ${JSON.stringify(origin)} for-each-ref --format='%(refname:short) %(objectname)' refs/heads`)
+    .trim()
+    .split('\n')) {
     const [b, s] = line.split(' ');
     branches[b] = s;
   }
@@ -182,7 +186,13 @@ function markdownToText(markdown: string): string {
       i--;
       const widths = rows[0].map((_c, k) => Math.max(...rows.map((r) => width(r[k] ?? ''))));
       rows.forEach((r, n) => {
-        out.push('  ' + r.map((c, k) => c + ' '.repeat(widths[k] - width(c))).join('  ').trimEnd());
+        out.push(
+          '  ' +
+            r
+              .map((c, k) => c + ' '.repeat(widths[k] - width(c)))
+              .join('  ')
+              .trimEnd(),
+        );
         if (n === 0) out.push('  ' + widths.map((w) => '─'.repeat(w)).join('  '));
       });
       continue;
@@ -230,8 +240,25 @@ interface Outcome {
 }
 
 async function runStep(sshd: TestSshd, step: Step, env: Record<string, string>): Promise<Outcome> {
-  const connection = { host: '127.0.0.1', port: String(sshd.port), user: sshd.user, 'ssh-key': sshd.privateKey, 'known-hosts': sshd.knownHosts, config: '.github/twinstack.yml' };
-  console.log(`\n${bold(`▶ ${step.workflow} › ${step.name}`)}  ${dim(`(actions/${step.action}${step.inputs && Object.keys(step.inputs).length ? `, with ${Object.entries(step.inputs).map(([k, v]) => `${k}: ${v || "''"}`).join(', ')}` : ''})`)}`);
+  const connection = {
+    host: '127.0.0.1',
+    port: String(sshd.port),
+    user: sshd.user,
+    'ssh-key': sshd.privateKey,
+    'known-hosts': sshd.knownHosts,
+    config: '.github/twinstack.yml',
+  };
+  console.log(
+    `\n${bold(`▶ ${step.workflow} › ${step.name}`)}  ${dim(
+      `(actions/${step.action}${
+        step.inputs && Object.keys(step.inputs).length
+          ? `, with ${Object.entries(step.inputs)
+              .map(([k, v]) => `${k}: ${v || "''"}`)
+              .join(', ')}`
+          : ''
+      })`,
+    )}`,
+  );
   const started = Date.now();
   const run = await runBundle(step.action, { ...connection, ...step.inputs }, { workspace: path.join(WORK, 'workspace'), env });
   const seconds = (Date.now() - started) / 1000;
@@ -244,7 +271,12 @@ async function runStep(sshd: TestSshd, step: Step, env: Record<string, string>):
 }
 
 function githubEnv(workflow: string, sha: string): Record<string, string> {
-  return { GITHUB_WORKFLOW: workflow, GITHUB_SHA: sha, GITHUB_REF: 'refs/heads/main', GITHUB_EVENT_NAME: workflow === 'twinstack deploy dev' ? 'push' : 'workflow_dispatch' };
+  return {
+    GITHUB_WORKFLOW: workflow,
+    GITHUB_SHA: sha,
+    GITHUB_REF: 'refs/heads/main',
+    GITHUB_EVENT_NAME: workflow === 'twinstack deploy dev' ? 'push' : 'workflow_dispatch',
+  };
 }
 
 function removeProject(project: string): void {
@@ -267,13 +299,21 @@ async function main(): Promise<number> {
   const compose = checkMachine();
   const branches = prepareHost(compose);
   const sshd = await startSshd();
-  console.log(dim(`sandbox: the host is sshd on 127.0.0.1:${sshd.port} (host keys pinned through known-hosts), Docker ${sh("docker version --format '{{.Server.Version}}'").trim()}, ${compose}`));
+  console.log(
+    dim(
+      `sandbox: the host is sshd on 127.0.0.1:${sshd.port} (host keys pinned through known-hosts), Docker ${sh("docker version --format '{{.Server.Version}}'").trim()}, ${compose}`,
+    ),
+  );
   const outcomes: Outcome[] = [];
   try {
     // Production as it stands before twinstack takes over: main deployed and migrated, with its data.
     const prodLog = path.join(WORK, 'state', 'prod', 'log.jsonl');
     if (!fs.existsSync(prodLog) || !fs.readFileSync(prodLog, 'utf8').includes('"event":"release"')) {
-      const o = await runStep(sshd, { workflow: 'setup', name: 'Production before twinstack: main deployed', action: 'deploy', inputs: { environment: 'prod', ref: branches.main } }, githubEnv('setup', branches.main));
+      const o = await runStep(
+        sshd,
+        { workflow: 'setup', name: 'Production before twinstack: main deployed', action: 'deploy', inputs: { environment: 'prod', ref: branches.main } },
+        githubEnv('setup', branches.main),
+      );
       if (o.run.code !== 0) stop('the first deploy of prod failed; see its summary above');
       sh(`docker exec ${PROJECTS.prod}-api alembic upgrade head`);
     }
@@ -293,7 +333,12 @@ async function main(): Promise<number> {
         workflow: 'twinstack resample',
         steps: fs.existsSync(path.join(ROOT, 'dist', 'resample', 'index.js'))
           ? [
-              { workflow: 'nightly resample', name: 'Resample production into dev', action: 'resample', inputs: { 'dry-run': 'false', 'dev-password': 'sandbox-dev-password' } },
+              {
+                workflow: 'nightly resample',
+                name: 'Resample production into dev',
+                action: 'resample',
+                inputs: { 'dry-run': 'false', 'dev-password': 'sandbox-dev-password' },
+              },
               { workflow: 'nightly resample', name: 'Vault sync', action: 'vault-sync', inputs: { 'dry-run': 'false' } },
             ]
           : [],
@@ -308,7 +353,14 @@ async function main(): Promise<number> {
       { workflow: 'twinstack monitor', steps: [{ workflow: 'monitor.yml', name: 'Measure prod and dev', action: 'monitor' }] },
       {
         workflow: 'twinstack rollback',
-        steps: [{ workflow: 'rollback.yml', name: 'Roll prod back', action: 'rollback', inputs: { environment: 'prod', 'release-id': '', 'restore-database': 'false', 'backup-id': '' } }],
+        steps: [
+          {
+            workflow: 'rollback.yml',
+            name: 'Roll prod back',
+            action: 'rollback',
+            inputs: { environment: 'prod', 'release-id': '', 'restore-database': 'false', 'backup-id': '' },
+          },
+        ],
       },
     ];
     if (!jobs[1].steps.length) console.log(`\n${bold('▶ nightly resample')}: skipped: dist/resample/index.js is not built (run \`npm run bundle\`)`);
@@ -326,7 +378,11 @@ async function main(): Promise<number> {
     }
 
     console.log(`\n${bold('▶ Where each environment stands')}`);
-    const status = await runBundle('status', { host: '127.0.0.1', port: String(sshd.port), user: sshd.user, 'ssh-key': sshd.privateKey, 'known-hosts': sshd.knownHosts }, { workspace: path.join(WORK, 'workspace') });
+    const status = await runBundle(
+      'status',
+      { host: '127.0.0.1', port: String(sshd.port), user: sshd.user, 'ssh-key': sshd.privateKey, 'known-hosts': sshd.knownHosts },
+      { workspace: path.join(WORK, 'workspace') },
+    );
     console.log(`\n${markdownToText(status.summary)}`);
   } finally {
     await sshd.stop();
@@ -334,7 +390,9 @@ async function main(): Promise<number> {
   const failed = outcomes.filter((o) => o.run.code !== 0 && !o.step.expectFailure);
   console.log(`\n${bold('Summary')}`);
   for (const o of outcomes) console.log(`  ${o.run.code === 0 ? '✓' : '✗'} ${o.step.workflow} › ${o.step.name} (${o.seconds.toFixed(1)}s)`);
-  console.log(`\nprod: http://127.0.0.1:${PORTS.prod.api}/api/health   dev: http://127.0.0.1:${PORTS.dev.api}/api/health   (the stacks keep running; \`npm run sandbox -- --down\` removes them)`);
+  console.log(
+    `\nprod: http://127.0.0.1:${PORTS.prod.api}/api/health   dev: http://127.0.0.1:${PORTS.dev.api}/api/health   (the stacks keep running; \`npm run sandbox -- --down\` removes them)`,
+  );
   console.log(`sandbox: ${outcomes.length - failed.length} of ${outcomes.length} steps succeeded in ${((Date.now() - began) / 1000).toFixed(0)}s`);
   return failed.length ? 1 : 0;
 }

@@ -55637,7 +55637,12 @@ exports.backupAction = {
             });
         }
         catch (e) {
-            summary.text(`❌ **The backup of ${env.name} failed**: ${(0, errors_1.errorMessage)(e)}`).list(['No backup was marked verified; promote will not start without one.', `Next: check free space in ${config.backup.dir} and the database container, then run the backup again.`]);
+            summary
+                .text(`❌ **The backup of ${env.name} failed**: ${(0, errors_1.errorMessage)(e)}`)
+                .list([
+                'No backup was marked verified; promote will not start without one.',
+                `Next: check free space in ${config.backup.dir} and the database container, then run the backup again.`,
+            ]);
             await io.summary(summary.toMarkdown());
             throw e;
         }
@@ -55649,7 +55654,12 @@ exports.backupAction = {
         io.output('sha256', dump.sha256);
         summary.text(`✅ **Backup \`${manifest.id}\` verified** (${manifest.verification.detail}).`);
         summary.table(['file', 'bytes', 'sha256'], Object.entries(manifest.files).map(([n, f]) => [n, String(f.bytes), f.sha256]));
-        summary.list([`path: \`${path}\``, `release at the time: ${manifest.release ?? 'none recorded'}`, `alembic revision: ${manifest.alembicRevision ?? 'unknown'}`, `took ${manifest.durationSeconds}s`]);
+        summary.list([
+            `path: \`${path}\``,
+            `release at the time: ${manifest.release ?? 'none recorded'}`,
+            `alembic revision: ${manifest.alembicRevision ?? 'unknown'}`,
+            `took ${manifest.durationSeconds}s`,
+        ]);
         await io.summary(summary.toMarkdown());
     },
 };
@@ -55778,7 +55788,10 @@ const zod_1 = __nccwpck_require__(924);
 exports.gateSchema = zod_1.z
     .object({
     /** The service to run in; default: the environment's api-service. */
-    service: zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name').optional(),
+    service: zod_1.z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name')
+        .optional(),
     'pytest-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['pytest']),
     'pytest-args': zod_1.z.array(zod_1.z.string()).default([]),
     alembic: zod_1.z.boolean().default(true),
@@ -56028,7 +56041,10 @@ const postgres_1 = __nccwpck_require__(263);
 const sql_1 = __nccwpck_require__(3830);
 const schema_1 = __nccwpck_require__(109);
 function newBackupId(env, now = new Date()) {
-    return `b${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${env}`;
+    return `b${now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z')}-${env}`;
 }
 function backupDir(config, env, id) {
     const base = `${config.backup.dir}/${env.name}`;
@@ -56144,7 +56160,9 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
         const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
         manifest.timings.verify = seconds(t);
         manifest.verification.ok = !problem;
-        manifest.verification.detail = problem ?? (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
+        manifest.verification.detail =
+            problem ??
+                (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
         if (counts)
             manifest.verification.tables = counts.size;
         manifest.status = problem ? 'failed' : 'verified';
@@ -56159,7 +56177,9 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
         await snapshotSession?.close().catch(() => undefined);
         manifest.finishedAt = new Date().toISOString();
         manifest.durationSeconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
-        await host.writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600).catch((e) => log.warning(`could not write ${dir}/manifest.json: ${(0, errors_1.errorMessage)(e)}`));
+        await host
+            .writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600)
+            .catch((e) => log.warning(`could not write ${dir}/manifest.json: ${(0, errors_1.errorMessage)(e)}`));
         log.endGroup();
     }
     if (manifest.status !== 'verified') {
@@ -56229,7 +56249,11 @@ async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSecond
         if (actual !== f.sha256)
             return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
     }
-    const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`} > /dev/null`, { check: false, quiet: true, timeoutSeconds });
+    const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`} > /dev/null`, {
+        check: false,
+        quiet: true,
+        timeoutSeconds,
+    });
     if (list.exitCode !== 0)
         return `pg_restore --list cannot read db.dump: ${(0, errors_1.tailLines)(list.stderr, 2)}`;
     if (!counts)
@@ -56345,7 +56369,11 @@ async function restoreBackup(host, config, env, m, log, opts = {}) {
         `printf '%s' ${(0, shell_1.sh) `${`COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS NULL;\n`}`} | ${sql}`,
         `ok=1; rm -f ${(0, shell_1.sh) `${marker}`}`,
     ].join('\n');
-    const r = await host.run(`set -e\n${script}`, { label: `restoring ${env.name} from backup ${m.id}`, timeoutSeconds: config.backup['timeout-seconds'], check: false });
+    const r = await host.run(`set -e\n${script}`, {
+        label: `restoring ${env.name} from backup ${m.id}`,
+        timeoutSeconds: config.backup['timeout-seconds'],
+        check: false,
+    });
     if (r.exitCode !== 0 || r.timedOut) {
         throw new errors_1.RemoteCommandError(`restore of ${env.name} from ${m.id}`, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `restoring ${env.name} from backup ${m.id}`);
     }
@@ -56446,7 +56474,10 @@ const databaseSchema = zod_1.z
     service: composeName.default('db'),
     name: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL database name'),
     user: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name'),
-    host: zod_1.z.string().regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address').default('127.0.0.1'),
+    host: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address')
+        .default('127.0.0.1'),
     port: port.default(5432),
     /** The port the server listens on inside its container (differs from `port` only with host networking). */
     'container-port': port.default(5432),
@@ -56461,9 +56492,15 @@ const environmentSchema = zod_1.z
     'compose-files': zod_1.z.array(relPath).min(1, 'needs the base file and the overlay'),
     'env-file': relPath,
     url: zod_1.z.string().url('must be a URL such as https://makapix.club'),
-    'health-path': zod_1.z.string().regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health').default('/api/health'),
+    'health-path': zod_1.z
+        .string()
+        .regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health')
+        .default('/api/health'),
     'api-service': composeName.default('api'),
-    remote: zod_1.z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)').default('origin'),
+    remote: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)')
+        .default('origin'),
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': zod_1.z.number().int().min(5).max(3600).default(300),
@@ -56489,9 +56526,7 @@ exports.configSchema = zod_1.z
     'state-dir': absPath.default('/var/lib/twinstack'),
     'keep-releases': zod_1.z.number().int().min(1).max(100).default(5),
     'command-timeout-seconds': zod_1.z.number().int().min(10).max(86400).default(1800),
-    environments: zod_1.z
-        .object({ prod: environmentSchema, dev: environmentSchema })
-        .strict(),
+    environments: zod_1.z.object({ prod: environmentSchema, dev: environmentSchema }).strict(),
     ...sections_1.sectionSchemas,
 })
     .strict()
@@ -56708,7 +56743,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         previous: zod_1.z.string().optional(),
         rolledBackFrom: zod_1.z.string().optional(),
     }),
-    record('release-failed', { stage: zod_1.z.string(), error: zod_1.z.string().optional(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
+    record('release-failed', {
+        stage: zod_1.z.string(),
+        error: zod_1.z.string().optional(),
+        images: zod_1.z.record(zod_1.z.string()).optional(),
+        head: zod_1.z.string().optional(),
+        previous: zod_1.z.string().optional(),
+    }),
     record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
     record('gate', {
         sha: zod_1.z.string(),
@@ -56764,7 +56805,10 @@ class HostLog {
         if (records.length <= (opts.overLines ?? exports.COMPACT_OVER_LINES))
             return undefined;
         const kept = compactRecords(records, opts.keepRecent ?? exports.KEEP_RECENT);
-        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+        const stamp = new Date()
+            .toISOString()
+            .replace(/[-:]/g, '')
+            .replace(/\.\d+Z$/, 'Z');
         const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
         const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
         await this.host.run((0, shell_1.sh) `gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`, { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 });
@@ -56828,7 +56872,11 @@ function compactRecords(records, keepRecent = exports.KEEP_RECENT) {
             lastGate.set(r.sha, i);
     });
     const recent = records.length - keepRecent;
-    return records.filter((r, i) => i >= recent || r.event === 'release' || r.event === 'rollback' || (r.event === 'gate' && lastGate.get(r.sha) === i) || (r.event === 'started' && unfinished.has(r.op)));
+    return records.filter((r, i) => i >= recent ||
+        r.event === 'release' ||
+        r.event === 'rollback' ||
+        (r.event === 'gate' && lastGate.get(r.sha) === i) ||
+        (r.event === 'started' && unfinished.has(r.op)));
 }
 /** Operations that were started and never finished (their run died or lost the connection). */
 function unfinishedOperations(records) {
@@ -56910,7 +56958,13 @@ class EnvironmentLock {
                 continue;
             try {
                 const e = JSON.parse(line.slice(tab + 1));
-                entries.push({ pgid: Number(line.slice(0, tab)), op: String(e.op ?? ''), run: String(e.run ?? ''), label: String(e.label ?? ''), since: String(e.since ?? '') });
+                entries.push({
+                    pgid: Number(line.slice(0, tab)),
+                    op: String(e.op ?? ''),
+                    run: String(e.run ?? ''),
+                    label: String(e.label ?? ''),
+                    since: String(e.since ?? ''),
+                });
             }
             catch {
                 entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
@@ -57056,7 +57110,10 @@ const shell_1 = __nccwpck_require__(2232);
 const host_log_1 = __nccwpck_require__(131);
 const lock_1 = __nccwpck_require__(8597);
 function newOperationId() {
-    return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
+    return `${new Date()
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
 }
 async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
@@ -57115,7 +57172,9 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             if (cancelling)
                 await new Promise(() => undefined); // the cancel handler records the outcome and exits
             finished = true;
-            await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) }).catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
+            await hostLog
+                .append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) })
+                .catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
             throw e;
         }
         finished = true;
@@ -57177,7 +57236,10 @@ exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 function newReleaseId(sha, now = new Date()) {
-    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
     return `r${stamp}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
@@ -57359,7 +57421,10 @@ async function tagRelease(host, env, releaseId, containers) {
 async function pruneReleaseTags(host, env, keep, protect, log) {
     const r = await host.run((0, shell_1.sh) `docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
-    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))].filter((t) => /^r\d{8}T\d{6}Z-/.test(t)).sort().reverse();
+    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
+        .filter((t) => /^r\d{8}T\d{6}Z-/.test(t))
+        .sort()
+        .reverse();
     const pruned = ids.slice(keep).filter((id) => !protect.includes(id));
     if (pruned.length === 0)
         return [];
@@ -57410,11 +57475,17 @@ const REVISION_SQL = `SELECT CASE WHEN to_regclass('alembic_version') IS NULL TH
     `coalesce((xpath('/row/v/text()', query_to_xml('SELECT string_agg(version_num, '','' ORDER BY version_num) AS v FROM alembic_version', false, true, '')))[1]::text, '') END`;
 /** The schema-only dump as a fingerprint: lines that differ between two dumps of one schema are dropped. */
 function fingerprintOf(dump) {
-    const kept = dump.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^\\(un)?restrict\b/.test(l) && !/^SET /.test(l) && !/^SELECT pg_catalog\.set_config/.test(l));
+    const kept = dump
+        .split('\n')
+        .filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^\\(un)?restrict\b/.test(l) && !/^SET /.test(l) && !/^SELECT pg_catalog\.set_config/.test(l));
     return (0, node_crypto_1.createHash)('sha256').update(kept.join('\n')).digest('hex');
 }
 async function schemaState(host, env, database = env.cfg.database.name) {
-    const rev = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [REVISION_SQL] }), { quiet: true, label: `${env.name}: alembic revision`, timeoutSeconds: 120 });
+    const rev = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [REVISION_SQL] }), {
+        quiet: true,
+        label: `${env.name}: alembic revision`,
+        timeoutSeconds: 120,
+    });
     const dump = await host.run(env.dbTool('pg_dump', ['--schema-only', '--no-owner', '--no-privileges', '-d', database]), {
         quiet: true,
         label: `${env.name}: schema of ${database}`,
@@ -57711,7 +57782,10 @@ class OperationFailed extends Error {
 }
 exports.OperationFailed = OperationFailed;
 function tailLines(text, n) {
-    const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+    const lines = text
+        .split('\n')
+        .map((l) => l.trimEnd())
+        .filter((l) => l.length > 0);
     return lines.slice(-n).join(' | ');
 }
 function shorten(text, max) {
@@ -57806,7 +57880,10 @@ function hostString(host, port) {
     return port === 22 ? host : `[${host}]:${port}`;
 }
 function wildcardMatch(pattern, text) {
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+    const re = new RegExp(`^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`, 'i');
     return re.test(text);
 }
 function hostMatches(hosts, host, port) {
@@ -58732,7 +58809,7 @@ function backupId(value, name = 'backup-id') {
 }
 /** An absolute path on the host, without traversal or shell-special surprises. */
 function absolutePath(value, name = 'path') {
-    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, "use an absolute path of letters, digits and . _ / @ + -");
+    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, 'use an absolute path of letters, digits and . _ / @ + -');
     if (value.split('/').some((seg) => seg === '..'))
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must not contain ".."`);
     return value.length > 1 ? value.replace(/\/+$/, '') : value;
@@ -58783,7 +58860,23 @@ exports.fragmentProblem = fragmentProblem;
 /** Functions an expression may never call: server administration, large objects, other connections. */
 const DENIED_FUNCTION = /^(pg_|lo_|dblink)|^(set_config|query_to_xml|query_to_xml_and_xmlschema|query_to_xmlschema|cursor_to_xml)$/i;
 /** Keywords that would carry an expression past its place in a SELECT list or a WHERE clause. */
-const STATEMENT_WORDS = new Set(['from', 'union', 'intersect', 'except', 'into', 'order', 'limit', 'offset', 'group', 'having', 'window', 'fetch', 'for', 'to', 'returning']);
+const STATEMENT_WORDS = new Set([
+    'from',
+    'union',
+    'intersect',
+    'except',
+    'into',
+    'order',
+    'limit',
+    'offset',
+    'group',
+    'having',
+    'window',
+    'fetch',
+    'for',
+    'to',
+    'returning',
+]);
 /**
  * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined.
  * `expression`: one scalar expression or condition; top-level commas and clause keywords refused.
@@ -58883,13 +58976,9 @@ exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES
 const zod_1 = __nccwpck_require__(924);
 const expression_1 = __nccwpck_require__(309);
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
-const tableName = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
 /** `users.email` or `public.users.email`. */
-const columnRef = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
 /** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
 const foreignKeyRef = zod_1.z
     .string()
@@ -58961,14 +59050,20 @@ exports.sampleSchema = zod_1.z
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
-    'sensitive-names': zod_1.z.array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(exports.DEFAULT_SENSITIVE_NAMES),
+    'sensitive-names': zod_1.z
+        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
+        .min(1)
+        .default(exports.DEFAULT_SENSITIVE_NAMES),
     /** The format of the dev password hash, matching what the app verifies. */
     'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
     /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
     migrate: zod_1.z.boolean().default(true),
     'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
     /** A database on dev's server to connect to while dev's own is renamed. */
-    'maintenance-database': zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name').default('postgres'),
+    'maintenance-database': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
+        .default('postgres'),
     'leak-scan': zod_1.z
         .object({
         'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),

@@ -55725,7 +55725,15 @@ exports.deployAction = {
                     const releaseId = (0, release_1.newReleaseId)(sha);
                     const images = await (0, release_1.tagRelease)(host, env, releaseId, containers);
                     const durationSeconds = Math.round((Date.now() - started) / 1000);
-                    await op.record('release', { release: releaseId, sha, kind: 'deploy', images, previous: previous?.release, durationSeconds, settled: settled.length ? settled : undefined });
+                    await op.record('release', {
+                        release: releaseId,
+                        sha,
+                        kind: 'deploy',
+                        images,
+                        previous: previous?.release,
+                        durationSeconds,
+                        settled: settled.length ? settled : undefined,
+                    });
                     await (0, release_1.pruneReleaseTags)(host, env, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
                     return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers };
                 }
@@ -55734,7 +55742,15 @@ exports.deployAction = {
                     const after = await (0, state_1.observe)(host, env).catch(() => undefined);
                     failedAt = { stage, drift: after ? (0, state_1.drift)(after, previous) : [] };
                     await op
-                        .record('release-failed', { sha: sha || undefined, ref: plan.ref, stage, images: after?.images, head: after?.head, previous: previous?.release, error: log.redact((0, errors_1.errorMessage)(e)).slice(0, 500) })
+                        .record('release-failed', {
+                        sha: sha || undefined,
+                        ref: plan.ref,
+                        stage,
+                        images: after?.images,
+                        head: after?.head,
+                        previous: previous?.release,
+                        error: log.redact((0, errors_1.errorMessage)(e)).slice(0, 500),
+                    })
                         .catch(() => undefined);
                     throw e;
                 }
@@ -55854,7 +55870,10 @@ const zod_1 = __nccwpck_require__(924);
 exports.gateSchema = zod_1.z
     .object({
     /** The service to run in; default: the environment's api-service. */
-    service: zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name').optional(),
+    service: zod_1.z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name')
+        .optional(),
     'pytest-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['pytest']),
     'pytest-args': zod_1.z.array(zod_1.z.string()).default([]),
     alembic: zod_1.z.boolean().default(true),
@@ -56152,7 +56171,9 @@ function migrationErrorLine(output) {
     const lines = output.split('\n').map((l) => l.trimEnd());
     const tb = lines.map((l, i) => (l.startsWith('Traceback (most recent call last)') ? i : -1)).filter((i) => i >= 0);
     const from = tb.length ? tb[tb.length - 1] : 0;
-    const exc = lines.slice(from).filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
+    const exc = lines
+        .slice(from)
+        .filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
     const line = exc.at(-1) ?? lines.filter((l) => l.trim()).at(-1) ?? '';
     const detail = lines.slice(from).find((l) => /^DETAIL: /.test(l));
     return (0, errors_1.scrubRowValues)(`${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`).slice(0, 500);
@@ -56235,7 +56256,10 @@ const databaseSchema = zod_1.z
     service: composeName.default('db'),
     name: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL database name'),
     user: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name'),
-    host: zod_1.z.string().regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address').default('127.0.0.1'),
+    host: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address')
+        .default('127.0.0.1'),
     port: port.default(5432),
     /** The port the server listens on inside its container (differs from `port` only with host networking). */
     'container-port': port.default(5432),
@@ -56250,9 +56274,15 @@ const environmentSchema = zod_1.z
     'compose-files': zod_1.z.array(relPath).min(1, 'needs the base file and the overlay'),
     'env-file': relPath,
     url: zod_1.z.string().url('must be a URL such as https://makapix.club'),
-    'health-path': zod_1.z.string().regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health').default('/api/health'),
+    'health-path': zod_1.z
+        .string()
+        .regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health')
+        .default('/api/health'),
     'api-service': composeName.default('api'),
-    remote: zod_1.z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)').default('origin'),
+    remote: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)')
+        .default('origin'),
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': zod_1.z.number().int().min(5).max(3600).default(300),
@@ -56278,9 +56308,7 @@ exports.configSchema = zod_1.z
     'state-dir': absPath.default('/var/lib/twinstack'),
     'keep-releases': zod_1.z.number().int().min(1).max(100).default(5),
     'command-timeout-seconds': zod_1.z.number().int().min(10).max(86400).default(1800),
-    environments: zod_1.z
-        .object({ prod: environmentSchema, dev: environmentSchema })
-        .strict(),
+    environments: zod_1.z.object({ prod: environmentSchema, dev: environmentSchema }).strict(),
     ...sections_1.sectionSchemas,
 })
     .strict()
@@ -56573,7 +56601,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         previous: zod_1.z.string().optional(),
         rolledBackFrom: zod_1.z.string().optional(),
     }),
-    record('release-failed', { stage: zod_1.z.string(), error: zod_1.z.string().optional(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
+    record('release-failed', {
+        stage: zod_1.z.string(),
+        error: zod_1.z.string().optional(),
+        images: zod_1.z.record(zod_1.z.string()).optional(),
+        head: zod_1.z.string().optional(),
+        previous: zod_1.z.string().optional(),
+    }),
     record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
     record('gate', {
         sha: zod_1.z.string(),
@@ -56629,7 +56663,10 @@ class HostLog {
         if (records.length <= (opts.overLines ?? exports.COMPACT_OVER_LINES))
             return undefined;
         const kept = compactRecords(records, opts.keepRecent ?? exports.KEEP_RECENT);
-        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+        const stamp = new Date()
+            .toISOString()
+            .replace(/[-:]/g, '')
+            .replace(/\.\d+Z$/, 'Z');
         const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
         const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
         await this.host.run((0, shell_1.sh) `gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`, { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 });
@@ -56693,7 +56730,11 @@ function compactRecords(records, keepRecent = exports.KEEP_RECENT) {
             lastGate.set(r.sha, i);
     });
     const recent = records.length - keepRecent;
-    return records.filter((r, i) => i >= recent || r.event === 'release' || r.event === 'rollback' || (r.event === 'gate' && lastGate.get(r.sha) === i) || (r.event === 'started' && unfinished.has(r.op)));
+    return records.filter((r, i) => i >= recent ||
+        r.event === 'release' ||
+        r.event === 'rollback' ||
+        (r.event === 'gate' && lastGate.get(r.sha) === i) ||
+        (r.event === 'started' && unfinished.has(r.op)));
 }
 /** Operations that were started and never finished (their run died or lost the connection). */
 function unfinishedOperations(records) {
@@ -56775,7 +56816,13 @@ class EnvironmentLock {
                 continue;
             try {
                 const e = JSON.parse(line.slice(tab + 1));
-                entries.push({ pgid: Number(line.slice(0, tab)), op: String(e.op ?? ''), run: String(e.run ?? ''), label: String(e.label ?? ''), since: String(e.since ?? '') });
+                entries.push({
+                    pgid: Number(line.slice(0, tab)),
+                    op: String(e.op ?? ''),
+                    run: String(e.run ?? ''),
+                    label: String(e.label ?? ''),
+                    since: String(e.since ?? ''),
+                });
             }
             catch {
                 entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
@@ -56921,7 +56968,10 @@ const shell_1 = __nccwpck_require__(2232);
 const host_log_1 = __nccwpck_require__(131);
 const lock_1 = __nccwpck_require__(8597);
 function newOperationId() {
-    return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
+    return `${new Date()
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
 }
 async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
@@ -56980,7 +57030,9 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             if (cancelling)
                 await new Promise(() => undefined); // the cancel handler records the outcome and exits
             finished = true;
-            await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) }).catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
+            await hostLog
+                .append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) })
+                .catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
             throw e;
         }
         finished = true;
@@ -57042,7 +57094,10 @@ exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 function newReleaseId(sha, now = new Date()) {
-    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
     return `r${stamp}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
@@ -57224,7 +57279,10 @@ async function tagRelease(host, env, releaseId, containers) {
 async function pruneReleaseTags(host, env, keep, protect, log) {
     const r = await host.run((0, shell_1.sh) `docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
-    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))].filter((t) => /^r\d{8}T\d{6}Z-/.test(t)).sort().reverse();
+    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
+        .filter((t) => /^r\d{8}T\d{6}Z-/.test(t))
+        .sort()
+        .reverse();
     const pruned = ids.slice(keep).filter((id) => !protect.includes(id));
     if (pruned.length === 0)
         return [];
@@ -57582,7 +57640,10 @@ class OperationFailed extends Error {
 }
 exports.OperationFailed = OperationFailed;
 function tailLines(text, n) {
-    const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+    const lines = text
+        .split('\n')
+        .map((l) => l.trimEnd())
+        .filter((l) => l.length > 0);
     return lines.slice(-n).join(' | ');
 }
 function shorten(text, max) {
@@ -57677,7 +57738,10 @@ function hostString(host, port) {
     return port === 22 ? host : `[${host}]:${port}`;
 }
 function wildcardMatch(pattern, text) {
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+    const re = new RegExp(`^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`, 'i');
     return re.test(text);
 }
 function hostMatches(hosts, host, port) {
@@ -58486,7 +58550,7 @@ function backupId(value, name = 'backup-id') {
 }
 /** An absolute path on the host, without traversal or shell-special surprises. */
 function absolutePath(value, name = 'path') {
-    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, "use an absolute path of letters, digits and . _ / @ + -");
+    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, 'use an absolute path of letters, digits and . _ / @ + -');
     if (value.split('/').some((seg) => seg === '..'))
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must not contain ".."`);
     return value.length > 1 ? value.replace(/\/+$/, '') : value;
@@ -58537,7 +58601,23 @@ exports.fragmentProblem = fragmentProblem;
 /** Functions an expression may never call: server administration, large objects, other connections. */
 const DENIED_FUNCTION = /^(pg_|lo_|dblink)|^(set_config|query_to_xml|query_to_xml_and_xmlschema|query_to_xmlschema|cursor_to_xml)$/i;
 /** Keywords that would carry an expression past its place in a SELECT list or a WHERE clause. */
-const STATEMENT_WORDS = new Set(['from', 'union', 'intersect', 'except', 'into', 'order', 'limit', 'offset', 'group', 'having', 'window', 'fetch', 'for', 'to', 'returning']);
+const STATEMENT_WORDS = new Set([
+    'from',
+    'union',
+    'intersect',
+    'except',
+    'into',
+    'order',
+    'limit',
+    'offset',
+    'group',
+    'having',
+    'window',
+    'fetch',
+    'for',
+    'to',
+    'returning',
+]);
 /**
  * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined.
  * `expression`: one scalar expression or condition; top-level commas and clause keywords refused.
@@ -58637,13 +58717,9 @@ exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES
 const zod_1 = __nccwpck_require__(924);
 const expression_1 = __nccwpck_require__(309);
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
-const tableName = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
 /** `users.email` or `public.users.email`. */
-const columnRef = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
 /** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
 const foreignKeyRef = zod_1.z
     .string()
@@ -58715,14 +58791,20 @@ exports.sampleSchema = zod_1.z
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
-    'sensitive-names': zod_1.z.array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(exports.DEFAULT_SENSITIVE_NAMES),
+    'sensitive-names': zod_1.z
+        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
+        .min(1)
+        .default(exports.DEFAULT_SENSITIVE_NAMES),
     /** The format of the dev password hash, matching what the app verifies. */
     'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
     /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
     migrate: zod_1.z.boolean().default(true),
     'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
     /** A database on dev's server to connect to while dev's own is renamed. */
-    'maintenance-database': zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name').default('postgres'),
+    'maintenance-database': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
+        .default('postgres'),
     'leak-scan': zod_1.z
         .object({
         'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),
@@ -58964,7 +59046,9 @@ function caddyDomains(labels) {
 }
 /** The service sets an `X-Robots-Tag` header containing noindex through its caddy labels. */
 function hasNoindexLabel(labels) {
-    return Object.entries(labels).some(([k, v]) => /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k) ? /noindex/i.test(v) : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v));
+    return Object.entries(labels).some(([k, v]) => /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k)
+        ? /noindex/i.test(v)
+        : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v));
 }
 /** The service puts basic authentication in front of something (`basicauth`, or Caddy 2.8's `basic_auth`). */
 function hasBasicAuthLabel(labels) {
@@ -59319,7 +59403,10 @@ function hostOf(value) {
     catch {
         return undefined;
     }
-    const d = v.replace(/^[^@\s]*@/, '').replace(/[:/].*$/, '').toLowerCase();
+    const d = v
+        .replace(/^[^@\s]*@/, '')
+        .replace(/[:/].*$/, '')
+        .toLowerCase();
     return /^[a-z0-9.-]+$/.test(d) ? d : undefined;
 }
 function digestEnv(values, hostKeys) {
@@ -59338,7 +59425,10 @@ function digestEnv(values, hostKeys) {
         hashes,
         hosts,
         vaultPath: vault && vault.startsWith('/') ? vault.replace(/\/+$/, '') || '/' : undefined,
-        profiles: (values.get('COMPOSE_PROFILES') ?? '').split(',').map((p) => p.trim()).filter(Boolean),
+        profiles: (values.get('COMPOSE_PROFILES') ?? '')
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean),
     };
 }
 /**
@@ -59456,7 +59546,8 @@ function disallowsEverything(robots) {
 /** noindex in the X-Robots-Tag header or in a robots meta tag of the page. */
 function noindexOf(r) {
     const header = /noindex/i.test(r.headers.get('x-robots-tag') ?? '');
-    const meta = /<meta[^>]+name\s*=\s*["']?(robots|googlebot)["']?[^>]*content\s*=\s*["'][^"']*noindex/i.test(r.body) || /<meta[^>]+content\s*=\s*["'][^"']*noindex[^"']*["'][^>]*name\s*=\s*["']?robots/i.test(r.body);
+    const meta = /<meta[^>]+name\s*=\s*["']?(robots|googlebot)["']?[^>]*content\s*=\s*["'][^"']*noindex/i.test(r.body) ||
+        /<meta[^>]+content\s*=\s*["'][^"']*noindex[^"']*["'][^>]*name\s*=\s*["']?robots/i.test(r.body);
     return { header, meta };
 }
 function judgeProbe(p) {
@@ -59985,7 +60076,9 @@ async function readEnvironment(host, config, name, log) {
             environment: name,
             severity: 'error',
             message: e instanceof env_file_1.EnvFileError ? `${name}'s env file ${path}: ${why}` : `${name}'s env file ${path} could not be read: ${why}`,
-            fix: e instanceof env_file_1.EnvFileError ? `correct that line of ${env.cfg.envFile}` : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
+            fix: e instanceof env_file_1.EnvFileError
+                ? `correct that line of ${env.cfg.envFile}`
+                : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
         });
     }
     // Only to scrub text that came back from the host; never logged.
@@ -60017,7 +60110,13 @@ async function readEnvironment(host, config, name, log) {
         }
         catch (e) {
             const why = e instanceof compose_model_1.ComposeConfigError ? e.message : (0, errors_1.errorMessage)(e);
-            findings.push({ check: 'compose-config', environment: name, severity: 'error', message: `${name}: ${(0, env_file_1.scrub)(why, secrets)}`, fix: 'check the compose command in compose-command' });
+            findings.push({
+                check: 'compose-config',
+                environment: name,
+                severity: 'error',
+                message: `${name}: ${(0, env_file_1.scrub)(why, secrets)}`,
+                fix: 'check the compose command in compose-command',
+            });
         }
     }
     return { facts, findings };
@@ -60049,9 +60148,19 @@ async function probe(host, environment, url, kind, timeout) {
 async function runPreflight(host, config, log, opts = {}) {
     const settings = preflightSettings(config);
     // Both environments at once: each `config` run is a few seconds of compose start-up.
-    const [prodReading, devReading, totals] = await Promise.all([readEnvironment(host, config, 'prod', log), readEnvironment(host, config, 'dev', log), hostTotals(host)]);
+    const [prodReading, devReading, totals] = await Promise.all([
+        readEnvironment(host, config, 'prod', log),
+        readEnvironment(host, config, 'dev', log),
+        hostTotals(host),
+    ]);
     const readings = { prod: prodReading, dev: devReading };
-    const result = (0, isolation_1.checkIsolation)({ prod: readings.prod.facts, dev: readings.dev.facts, settings, host: totals, paths: { stateDir: config['state-dir'], backupDir: config.backup.dir } });
+    const result = (0, isolation_1.checkIsolation)({
+        prod: readings.prod.facts,
+        dev: readings.dev.facts,
+        settings,
+        host: totals,
+        paths: { stateDir: config['state-dir'], backupDir: config.backup.dir },
+    });
     const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
     // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
     const prodCompose = readings.prod.facts.compose;
@@ -60080,7 +60189,11 @@ async function runPreflight(host, config, log, opts = {}) {
         ...(0, findings_1.counts)(findings),
         host: totals,
         devLimits: dev
-            ? { cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0), memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0), services: dev.services.length }
+            ? {
+                cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0),
+                memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0),
+                services: dev.services.length,
+            }
             : undefined,
         ran: {
             envFiles: !!(readings.prod.facts.env && readings.dev.facts.env),
@@ -60143,7 +60256,9 @@ function checkRolling(compose, rolling, environment, warnOnly = []) {
         const s = compose.services.find((x) => x.name === name);
         if (!s) {
             const known = compose.services.map((x) => x.name).join(', ');
-            add('error', inactive.has(name) ? `rolling service ${name} is in an inactive profile of ${environment}'s compose configuration` : `promote.rolling names ${name}, which ${environment}'s compose configuration does not define (services: ${known})`, `correct promote.rolling, or define ${name} in ${environment}'s compose files`);
+            add('error', inactive.has(name)
+                ? `rolling service ${name} is in an inactive profile of ${environment}'s compose configuration`
+                : `promote.rolling names ${name}, which ${environment}'s compose configuration does not define (services: ${known})`, `correct promote.rolling, or define ${name} in ${environment}'s compose files`);
             continue;
         }
         if (s.containerName) {

@@ -55621,7 +55621,9 @@ async function runAlembic(host, env, service, log, timeoutSeconds) {
     const plan = await (0, alembic_1.migrationPlan)(host, env, timeoutSeconds, service);
     log.info(`alembic heads: ${plan.heads.join(', ') || 'none'}; current: ${plan.current || 'none'}`);
     if (plan.heads.length !== 1) {
-        result.problems.push(plan.heads.length === 0 ? 'alembic reports no head revision' : `alembic has ${plan.heads.length} heads (${plan.heads.join(', ')}): merge them with "alembic merge heads" and commit the merge migration`);
+        result.problems.push(plan.heads.length === 0
+            ? 'alembic reports no head revision'
+            : `alembic has ${plan.heads.length} heads (${plan.heads.join(', ')}): merge them with "alembic merge heads" and commit the merge migration`);
         return result;
     }
     result.head = plan.heads[0];
@@ -55657,7 +55659,11 @@ async function runPytest(host, container, config, opId, timeoutSeconds) {
     else if (r.exitCode !== 0 && report.failed === 0)
         problems.push(`pytest exited with code ${r.exitCode}: ${(0, errors_1.tailLines)(r.stderr || r.stdout, 3)}`);
     if (report.failed > 0)
-        problems.push(`${report.failed} test(s) failed: ${report.cases.filter((c) => c.result === 'failed' || c.result === 'error').map((c) => c.id).slice(0, 5).join(', ')}`);
+        problems.push(`${report.failed} test(s) failed: ${report.cases
+            .filter((c) => c.result === 'failed' || c.result === 'error')
+            .map((c) => c.id)
+            .slice(0, 5)
+            .join(', ')}`);
     return { report, problems };
 }
 function gateSummary(env, g) {
@@ -55840,7 +55846,10 @@ const zod_1 = __nccwpck_require__(924);
 exports.gateSchema = zod_1.z
     .object({
     /** The service to run in; default: the environment's api-service. */
-    service: zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name').optional(),
+    service: zod_1.z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name')
+        .optional(),
     'pytest-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['pytest']),
     'pytest-args': zod_1.z.array(zod_1.z.string()).default([]),
     alembic: zod_1.z.boolean().default(true),
@@ -56138,7 +56147,9 @@ function migrationErrorLine(output) {
     const lines = output.split('\n').map((l) => l.trimEnd());
     const tb = lines.map((l, i) => (l.startsWith('Traceback (most recent call last)') ? i : -1)).filter((i) => i >= 0);
     const from = tb.length ? tb[tb.length - 1] : 0;
-    const exc = lines.slice(from).filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
+    const exc = lines
+        .slice(from)
+        .filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
     const line = exc.at(-1) ?? lines.filter((l) => l.trim()).at(-1) ?? '';
     const detail = lines.slice(from).find((l) => /^DETAIL: /.test(l));
     return (0, errors_1.scrubRowValues)(`${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`).slice(0, 500);
@@ -56221,7 +56232,10 @@ const databaseSchema = zod_1.z
     service: composeName.default('db'),
     name: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL database name'),
     user: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name'),
-    host: zod_1.z.string().regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address').default('127.0.0.1'),
+    host: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address')
+        .default('127.0.0.1'),
     port: port.default(5432),
     /** The port the server listens on inside its container (differs from `port` only with host networking). */
     'container-port': port.default(5432),
@@ -56236,9 +56250,15 @@ const environmentSchema = zod_1.z
     'compose-files': zod_1.z.array(relPath).min(1, 'needs the base file and the overlay'),
     'env-file': relPath,
     url: zod_1.z.string().url('must be a URL such as https://makapix.club'),
-    'health-path': zod_1.z.string().regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health').default('/api/health'),
+    'health-path': zod_1.z
+        .string()
+        .regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health')
+        .default('/api/health'),
     'api-service': composeName.default('api'),
-    remote: zod_1.z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)').default('origin'),
+    remote: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)')
+        .default('origin'),
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': zod_1.z.number().int().min(5).max(3600).default(300),
@@ -56264,9 +56284,7 @@ exports.configSchema = zod_1.z
     'state-dir': absPath.default('/var/lib/twinstack'),
     'keep-releases': zod_1.z.number().int().min(1).max(100).default(5),
     'command-timeout-seconds': zod_1.z.number().int().min(10).max(86400).default(1800),
-    environments: zod_1.z
-        .object({ prod: environmentSchema, dev: environmentSchema })
-        .strict(),
+    environments: zod_1.z.object({ prod: environmentSchema, dev: environmentSchema }).strict(),
     ...sections_1.sectionSchemas,
 })
     .strict()
@@ -56559,7 +56577,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         previous: zod_1.z.string().optional(),
         rolledBackFrom: zod_1.z.string().optional(),
     }),
-    record('release-failed', { stage: zod_1.z.string(), error: zod_1.z.string().optional(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
+    record('release-failed', {
+        stage: zod_1.z.string(),
+        error: zod_1.z.string().optional(),
+        images: zod_1.z.record(zod_1.z.string()).optional(),
+        head: zod_1.z.string().optional(),
+        previous: zod_1.z.string().optional(),
+    }),
     record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
     record('gate', {
         sha: zod_1.z.string(),
@@ -56615,7 +56639,10 @@ class HostLog {
         if (records.length <= (opts.overLines ?? exports.COMPACT_OVER_LINES))
             return undefined;
         const kept = compactRecords(records, opts.keepRecent ?? exports.KEEP_RECENT);
-        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+        const stamp = new Date()
+            .toISOString()
+            .replace(/[-:]/g, '')
+            .replace(/\.\d+Z$/, 'Z');
         const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
         const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
         await this.host.run((0, shell_1.sh) `gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`, { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 });
@@ -56679,7 +56706,11 @@ function compactRecords(records, keepRecent = exports.KEEP_RECENT) {
             lastGate.set(r.sha, i);
     });
     const recent = records.length - keepRecent;
-    return records.filter((r, i) => i >= recent || r.event === 'release' || r.event === 'rollback' || (r.event === 'gate' && lastGate.get(r.sha) === i) || (r.event === 'started' && unfinished.has(r.op)));
+    return records.filter((r, i) => i >= recent ||
+        r.event === 'release' ||
+        r.event === 'rollback' ||
+        (r.event === 'gate' && lastGate.get(r.sha) === i) ||
+        (r.event === 'started' && unfinished.has(r.op)));
 }
 /** Operations that were started and never finished (their run died or lost the connection). */
 function unfinishedOperations(records) {
@@ -56761,7 +56792,13 @@ class EnvironmentLock {
                 continue;
             try {
                 const e = JSON.parse(line.slice(tab + 1));
-                entries.push({ pgid: Number(line.slice(0, tab)), op: String(e.op ?? ''), run: String(e.run ?? ''), label: String(e.label ?? ''), since: String(e.since ?? '') });
+                entries.push({
+                    pgid: Number(line.slice(0, tab)),
+                    op: String(e.op ?? ''),
+                    run: String(e.run ?? ''),
+                    label: String(e.label ?? ''),
+                    since: String(e.since ?? ''),
+                });
             }
             catch {
                 entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
@@ -56907,7 +56944,10 @@ const shell_1 = __nccwpck_require__(2232);
 const host_log_1 = __nccwpck_require__(131);
 const lock_1 = __nccwpck_require__(8597);
 function newOperationId() {
-    return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
+    return `${new Date()
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
 }
 async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
@@ -56966,7 +57006,9 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             if (cancelling)
                 await new Promise(() => undefined); // the cancel handler records the outcome and exits
             finished = true;
-            await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) }).catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
+            await hostLog
+                .append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) })
+                .catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
             throw e;
         }
         finished = true;
@@ -57028,7 +57070,10 @@ exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 function newReleaseId(sha, now = new Date()) {
-    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
     return `r${stamp}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
@@ -57210,7 +57255,10 @@ async function tagRelease(host, env, releaseId, containers) {
 async function pruneReleaseTags(host, env, keep, protect, log) {
     const r = await host.run((0, shell_1.sh) `docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
-    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))].filter((t) => /^r\d{8}T\d{6}Z-/.test(t)).sort().reverse();
+    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
+        .filter((t) => /^r\d{8}T\d{6}Z-/.test(t))
+        .sort()
+        .reverse();
     const pruned = ids.slice(keep).filter((id) => !protect.includes(id));
     if (pruned.length === 0)
         return [];
@@ -57568,7 +57616,10 @@ class OperationFailed extends Error {
 }
 exports.OperationFailed = OperationFailed;
 function tailLines(text, n) {
-    const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+    const lines = text
+        .split('\n')
+        .map((l) => l.trimEnd())
+        .filter((l) => l.length > 0);
     return lines.slice(-n).join(' | ');
 }
 function shorten(text, max) {
@@ -57723,7 +57774,10 @@ function hostString(host, port) {
     return port === 22 ? host : `[${host}]:${port}`;
 }
 function wildcardMatch(pattern, text) {
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+    const re = new RegExp(`^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`, 'i');
     return re.test(text);
 }
 function hostMatches(hosts, host, port) {
@@ -58532,7 +58586,7 @@ function backupId(value, name = 'backup-id') {
 }
 /** An absolute path on the host, without traversal or shell-special surprises. */
 function absolutePath(value, name = 'path') {
-    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, "use an absolute path of letters, digits and . _ / @ + -");
+    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, 'use an absolute path of letters, digits and . _ / @ + -');
     if (value.split('/').some((seg) => seg === '..'))
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must not contain ".."`);
     return value.length > 1 ? value.replace(/\/+$/, '') : value;
@@ -58583,7 +58637,23 @@ exports.fragmentProblem = fragmentProblem;
 /** Functions an expression may never call: server administration, large objects, other connections. */
 const DENIED_FUNCTION = /^(pg_|lo_|dblink)|^(set_config|query_to_xml|query_to_xml_and_xmlschema|query_to_xmlschema|cursor_to_xml)$/i;
 /** Keywords that would carry an expression past its place in a SELECT list or a WHERE clause. */
-const STATEMENT_WORDS = new Set(['from', 'union', 'intersect', 'except', 'into', 'order', 'limit', 'offset', 'group', 'having', 'window', 'fetch', 'for', 'to', 'returning']);
+const STATEMENT_WORDS = new Set([
+    'from',
+    'union',
+    'intersect',
+    'except',
+    'into',
+    'order',
+    'limit',
+    'offset',
+    'group',
+    'having',
+    'window',
+    'fetch',
+    'for',
+    'to',
+    'returning',
+]);
 /**
  * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined.
  * `expression`: one scalar expression or condition; top-level commas and clause keywords refused.
@@ -58683,13 +58753,9 @@ exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES
 const zod_1 = __nccwpck_require__(924);
 const expression_1 = __nccwpck_require__(309);
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
-const tableName = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
 /** `users.email` or `public.users.email`. */
-const columnRef = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
 /** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
 const foreignKeyRef = zod_1.z
     .string()
@@ -58761,14 +58827,20 @@ exports.sampleSchema = zod_1.z
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
-    'sensitive-names': zod_1.z.array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(exports.DEFAULT_SENSITIVE_NAMES),
+    'sensitive-names': zod_1.z
+        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
+        .min(1)
+        .default(exports.DEFAULT_SENSITIVE_NAMES),
     /** The format of the dev password hash, matching what the app verifies. */
     'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
     /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
     migrate: zod_1.z.boolean().default(true),
     'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
     /** A database on dev's server to connect to while dev's own is renamed. */
-    'maintenance-database': zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name').default('postgres'),
+    'maintenance-database': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
+        .default('postgres'),
     'leak-scan': zod_1.z
         .object({
         'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),

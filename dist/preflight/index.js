@@ -55589,8 +55589,12 @@ function preflightSummary(report, config) {
     if (report.findings.length)
         s.text((0, findings_1.findingsTable)(report.findings));
     const checked = [];
-    checked.push(report.ran.envFiles ? `env files: ${config.preflight['must-differ'].length} keys or groups that must differ, ${config.preflight['environment-key']}, OAuth redirect URIs (values compared by hash, never shown)` : 'env files: not compared (see the errors)');
-    checked.push(report.ran.compose ? 'compose: container names, volume names, host ports, domains, vault mounts, dev limits, noindex and basic auth labels' : 'compose: not compared (see the errors)');
+    checked.push(report.ran.envFiles
+        ? `env files: ${config.preflight['must-differ'].length} keys or groups that must differ, ${config.preflight['environment-key']}, OAuth redirect URIs (values compared by hash, never shown)`
+        : 'env files: not compared (see the errors)');
+    checked.push(report.ran.compose
+        ? 'compose: container names, volume names, host ports, domains, vault mounts, dev limits, noindex and basic auth labels'
+        : 'compose: not compared (see the errors)');
     const rolling = config.promote.rolling;
     if (rolling.length && report.ran.compose)
         checked.push(`rolling services on prod (${rolling.join(', ')}): no container_name, no published host ports, no host network, a healthcheck`);
@@ -55699,7 +55703,10 @@ const zod_1 = __nccwpck_require__(924);
 exports.gateSchema = zod_1.z
     .object({
     /** The service to run in; default: the environment's api-service. */
-    service: zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name').optional(),
+    service: zod_1.z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name')
+        .optional(),
     'pytest-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['pytest']),
     'pytest-args': zod_1.z.array(zod_1.z.string()).default([]),
     alembic: zod_1.z.boolean().default(true),
@@ -55993,7 +56000,10 @@ const databaseSchema = zod_1.z
     service: composeName.default('db'),
     name: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL database name'),
     user: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name'),
-    host: zod_1.z.string().regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address').default('127.0.0.1'),
+    host: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address')
+        .default('127.0.0.1'),
     port: port.default(5432),
     /** The port the server listens on inside its container (differs from `port` only with host networking). */
     'container-port': port.default(5432),
@@ -56008,9 +56018,15 @@ const environmentSchema = zod_1.z
     'compose-files': zod_1.z.array(relPath).min(1, 'needs the base file and the overlay'),
     'env-file': relPath,
     url: zod_1.z.string().url('must be a URL such as https://makapix.club'),
-    'health-path': zod_1.z.string().regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health').default('/api/health'),
+    'health-path': zod_1.z
+        .string()
+        .regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health')
+        .default('/api/health'),
     'api-service': composeName.default('api'),
-    remote: zod_1.z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)').default('origin'),
+    remote: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)')
+        .default('origin'),
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': zod_1.z.number().int().min(5).max(3600).default(300),
@@ -56036,9 +56052,7 @@ exports.configSchema = zod_1.z
     'state-dir': absPath.default('/var/lib/twinstack'),
     'keep-releases': zod_1.z.number().int().min(1).max(100).default(5),
     'command-timeout-seconds': zod_1.z.number().int().min(10).max(86400).default(1800),
-    environments: zod_1.z
-        .object({ prod: environmentSchema, dev: environmentSchema })
-        .strict(),
+    environments: zod_1.z.object({ prod: environmentSchema, dev: environmentSchema }).strict(),
     ...sections_1.sectionSchemas,
 })
     .strict()
@@ -56456,7 +56470,10 @@ class OperationFailed extends Error {
 }
 exports.OperationFailed = OperationFailed;
 function tailLines(text, n) {
-    const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+    const lines = text
+        .split('\n')
+        .map((l) => l.trimEnd())
+        .filter((l) => l.length > 0);
     return lines.slice(-n).join(' | ');
 }
 function shorten(text, max) {
@@ -56551,7 +56568,10 @@ function hostString(host, port) {
     return port === 22 ? host : `[${host}]:${port}`;
 }
 function wildcardMatch(pattern, text) {
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+    const re = new RegExp(`^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`, 'i');
     return re.test(text);
 }
 function hostMatches(hosts, host, port) {
@@ -57360,7 +57380,7 @@ function backupId(value, name = 'backup-id') {
 }
 /** An absolute path on the host, without traversal or shell-special surprises. */
 function absolutePath(value, name = 'path') {
-    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, "use an absolute path of letters, digits and . _ / @ + -");
+    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, 'use an absolute path of letters, digits and . _ / @ + -');
     if (value.split('/').some((seg) => seg === '..'))
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must not contain ".."`);
     return value.length > 1 ? value.replace(/\/+$/, '') : value;
@@ -57411,7 +57431,23 @@ exports.fragmentProblem = fragmentProblem;
 /** Functions an expression may never call: server administration, large objects, other connections. */
 const DENIED_FUNCTION = /^(pg_|lo_|dblink)|^(set_config|query_to_xml|query_to_xml_and_xmlschema|query_to_xmlschema|cursor_to_xml)$/i;
 /** Keywords that would carry an expression past its place in a SELECT list or a WHERE clause. */
-const STATEMENT_WORDS = new Set(['from', 'union', 'intersect', 'except', 'into', 'order', 'limit', 'offset', 'group', 'having', 'window', 'fetch', 'for', 'to', 'returning']);
+const STATEMENT_WORDS = new Set([
+    'from',
+    'union',
+    'intersect',
+    'except',
+    'into',
+    'order',
+    'limit',
+    'offset',
+    'group',
+    'having',
+    'window',
+    'fetch',
+    'for',
+    'to',
+    'returning',
+]);
 /**
  * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined.
  * `expression`: one scalar expression or condition; top-level commas and clause keywords refused.
@@ -57511,13 +57547,9 @@ exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES
 const zod_1 = __nccwpck_require__(924);
 const expression_1 = __nccwpck_require__(309);
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
-const tableName = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
 /** `users.email` or `public.users.email`. */
-const columnRef = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
 /** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
 const foreignKeyRef = zod_1.z
     .string()
@@ -57589,14 +57621,20 @@ exports.sampleSchema = zod_1.z
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
-    'sensitive-names': zod_1.z.array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(exports.DEFAULT_SENSITIVE_NAMES),
+    'sensitive-names': zod_1.z
+        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
+        .min(1)
+        .default(exports.DEFAULT_SENSITIVE_NAMES),
     /** The format of the dev password hash, matching what the app verifies. */
     'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
     /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
     migrate: zod_1.z.boolean().default(true),
     'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
     /** A database on dev's server to connect to while dev's own is renamed. */
-    'maintenance-database': zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name').default('postgres'),
+    'maintenance-database': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
+        .default('postgres'),
     'leak-scan': zod_1.z
         .object({
         'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),
@@ -57838,7 +57876,9 @@ function caddyDomains(labels) {
 }
 /** The service sets an `X-Robots-Tag` header containing noindex through its caddy labels. */
 function hasNoindexLabel(labels) {
-    return Object.entries(labels).some(([k, v]) => /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k) ? /noindex/i.test(v) : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v));
+    return Object.entries(labels).some(([k, v]) => /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k)
+        ? /noindex/i.test(v)
+        : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v));
 }
 /** The service puts basic authentication in front of something (`basicauth`, or Caddy 2.8's `basic_auth`). */
 function hasBasicAuthLabel(labels) {
@@ -58193,7 +58233,10 @@ function hostOf(value) {
     catch {
         return undefined;
     }
-    const d = v.replace(/^[^@\s]*@/, '').replace(/[:/].*$/, '').toLowerCase();
+    const d = v
+        .replace(/^[^@\s]*@/, '')
+        .replace(/[:/].*$/, '')
+        .toLowerCase();
     return /^[a-z0-9.-]+$/.test(d) ? d : undefined;
 }
 function digestEnv(values, hostKeys) {
@@ -58212,7 +58255,10 @@ function digestEnv(values, hostKeys) {
         hashes,
         hosts,
         vaultPath: vault && vault.startsWith('/') ? vault.replace(/\/+$/, '') || '/' : undefined,
-        profiles: (values.get('COMPOSE_PROFILES') ?? '').split(',').map((p) => p.trim()).filter(Boolean),
+        profiles: (values.get('COMPOSE_PROFILES') ?? '')
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean),
     };
 }
 /**
@@ -58330,7 +58376,8 @@ function disallowsEverything(robots) {
 /** noindex in the X-Robots-Tag header or in a robots meta tag of the page. */
 function noindexOf(r) {
     const header = /noindex/i.test(r.headers.get('x-robots-tag') ?? '');
-    const meta = /<meta[^>]+name\s*=\s*["']?(robots|googlebot)["']?[^>]*content\s*=\s*["'][^"']*noindex/i.test(r.body) || /<meta[^>]+content\s*=\s*["'][^"']*noindex[^"']*["'][^>]*name\s*=\s*["']?robots/i.test(r.body);
+    const meta = /<meta[^>]+name\s*=\s*["']?(robots|googlebot)["']?[^>]*content\s*=\s*["'][^"']*noindex/i.test(r.body) ||
+        /<meta[^>]+content\s*=\s*["'][^"']*noindex[^"']*["'][^>]*name\s*=\s*["']?robots/i.test(r.body);
     return { header, meta };
 }
 function judgeProbe(p) {
@@ -58859,7 +58906,9 @@ async function readEnvironment(host, config, name, log) {
             environment: name,
             severity: 'error',
             message: e instanceof env_file_1.EnvFileError ? `${name}'s env file ${path}: ${why}` : `${name}'s env file ${path} could not be read: ${why}`,
-            fix: e instanceof env_file_1.EnvFileError ? `correct that line of ${env.cfg.envFile}` : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
+            fix: e instanceof env_file_1.EnvFileError
+                ? `correct that line of ${env.cfg.envFile}`
+                : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
         });
     }
     // Only to scrub text that came back from the host; never logged.
@@ -58891,7 +58940,13 @@ async function readEnvironment(host, config, name, log) {
         }
         catch (e) {
             const why = e instanceof compose_model_1.ComposeConfigError ? e.message : (0, errors_1.errorMessage)(e);
-            findings.push({ check: 'compose-config', environment: name, severity: 'error', message: `${name}: ${(0, env_file_1.scrub)(why, secrets)}`, fix: 'check the compose command in compose-command' });
+            findings.push({
+                check: 'compose-config',
+                environment: name,
+                severity: 'error',
+                message: `${name}: ${(0, env_file_1.scrub)(why, secrets)}`,
+                fix: 'check the compose command in compose-command',
+            });
         }
     }
     return { facts, findings };
@@ -58923,9 +58978,19 @@ async function probe(host, environment, url, kind, timeout) {
 async function runPreflight(host, config, log, opts = {}) {
     const settings = preflightSettings(config);
     // Both environments at once: each `config` run is a few seconds of compose start-up.
-    const [prodReading, devReading, totals] = await Promise.all([readEnvironment(host, config, 'prod', log), readEnvironment(host, config, 'dev', log), hostTotals(host)]);
+    const [prodReading, devReading, totals] = await Promise.all([
+        readEnvironment(host, config, 'prod', log),
+        readEnvironment(host, config, 'dev', log),
+        hostTotals(host),
+    ]);
     const readings = { prod: prodReading, dev: devReading };
-    const result = (0, isolation_1.checkIsolation)({ prod: readings.prod.facts, dev: readings.dev.facts, settings, host: totals, paths: { stateDir: config['state-dir'], backupDir: config.backup.dir } });
+    const result = (0, isolation_1.checkIsolation)({
+        prod: readings.prod.facts,
+        dev: readings.dev.facts,
+        settings,
+        host: totals,
+        paths: { stateDir: config['state-dir'], backupDir: config.backup.dir },
+    });
     const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
     // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
     const prodCompose = readings.prod.facts.compose;
@@ -58954,7 +59019,11 @@ async function runPreflight(host, config, log, opts = {}) {
         ...(0, findings_1.counts)(findings),
         host: totals,
         devLimits: dev
-            ? { cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0), memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0), services: dev.services.length }
+            ? {
+                cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0),
+                memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0),
+                services: dev.services.length,
+            }
             : undefined,
         ran: {
             envFiles: !!(readings.prod.facts.env && readings.dev.facts.env),
@@ -59017,7 +59086,9 @@ function checkRolling(compose, rolling, environment, warnOnly = []) {
         const s = compose.services.find((x) => x.name === name);
         if (!s) {
             const known = compose.services.map((x) => x.name).join(', ');
-            add('error', inactive.has(name) ? `rolling service ${name} is in an inactive profile of ${environment}'s compose configuration` : `promote.rolling names ${name}, which ${environment}'s compose configuration does not define (services: ${known})`, `correct promote.rolling, or define ${name} in ${environment}'s compose files`);
+            add('error', inactive.has(name)
+                ? `rolling service ${name} is in an inactive profile of ${environment}'s compose configuration`
+                : `promote.rolling names ${name}, which ${environment}'s compose configuration does not define (services: ${known})`, `correct promote.rolling, or define ${name} in ${environment}'s compose files`);
             continue;
         }
         if (s.containerName) {

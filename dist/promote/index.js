@@ -55707,7 +55707,10 @@ exports.promoteAction = {
         const devWorkDir = `${config['state-dir']}/prod/work/promote-dev-config`;
         const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'prod', action: 'promote', sha, run, log, lockTimeoutSeconds }, async (op) => {
             const previous = (0, release_1.currentRelease)(op.records);
-            const interrupted = [...op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`), ...op.recovered.map((r) => `a cut host change was put right first: ${r}`)];
+            const interrupted = [
+                ...op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`),
+                ...op.recovered.map((r) => `a cut host change was put right first: ${r}`),
+            ];
             // The rollback point must be what prod really runs.
             const prodDrift = (0, state_1.drift)(await (0, state_1.observe)(host, prod), previous);
             if (previous && prodDrift.length) {
@@ -55763,7 +55766,12 @@ exports.promoteAction = {
                 else {
                     backup = await (0, backup_1.takeBackup)(host, config, prod, { release: previous?.release, sha: previous?.sha }, log);
                 }
-                await op.record('backup', { backup: backup.id, status: backup.status, bytes: backup.files['db.dump']?.bytes, sha256: backup.files['db.dump']?.sha256 });
+                await op.record('backup', {
+                    backup: backup.id,
+                    status: backup.status,
+                    bytes: backup.files['db.dump']?.bytes,
+                    sha256: backup.files['db.dump']?.sha256,
+                });
                 const schemaBefore = await (0, schema_1.schemaState)(host, prod);
                 const base = { sha, backup, previous, ship, interrupted, frozen: freezeStarted.length ? freezeStarted : undefined };
                 const refuse = async (stage, message, rehearsal) => {
@@ -55773,7 +55781,15 @@ exports.promoteAction = {
                     if (freezeStarted.length)
                         await host.run(prod.compose('start', ...freezeStarted), prod.composeOptions({ label: 'prod compose start (end of the write freeze)' }));
                     await op.record('refused', { stage, reason: message, backup: backup.id });
-                    return { ...base, outcome: 'refused', releaseId: previous?.release ?? '', failure: { stage, message }, rehearsal, containers: await prod.containers(host), data: { schemaMoved: false } };
+                    return {
+                        ...base,
+                        outcome: 'refused',
+                        releaseId: previous?.release ?? '',
+                        failure: { stage, message },
+                        rehearsal,
+                        containers: await prod.containers(host),
+                        data: { schemaMoved: false },
+                    };
                 };
                 // 5. The images: gated ids under prod's names, differing builds rebuilt. Nothing restarts.
                 let stage = 'isolation';
@@ -55859,7 +55875,12 @@ exports.promoteAction = {
                     return { ...base, outcome: 'promoted', releaseId, rehearsal, migration, containers };
                 }
                 catch (e) {
-                    const failure = { stage, message: (0, errors_1.errorMessage)(e), logs: e instanceof release_1.HealthError ? e.logs : undefined, service: e instanceof release_1.HealthError ? e.service : undefined };
+                    const failure = {
+                        stage,
+                        message: (0, errors_1.errorMessage)(e),
+                        logs: e instanceof release_1.HealthError ? e.logs : undefined,
+                        service: e instanceof release_1.HealthError ? e.service : undefined,
+                    };
                     log.error(`promote failed during ${stage}: ${failure.message}; rolling back`);
                     host.deadline = fullDeadline;
                     // 9. Did the schema move? Only then does the database go back to the backup.
@@ -55877,19 +55898,53 @@ exports.promoteAction = {
                         log.info(`prod's schema is unchanged (${schemaBefore.revision || 'none'}): the migration rolled back by itself; no restore, no write lost`);
                     }
                     if (!previous) {
-                        return { ...base, outcome: 'rollback-failed', releaseId: '', failure, migration, data, rollbackError: 'prod had no release recorded by twinstack to return to', containers: await prod.containers(host).catch(() => []) };
+                        return {
+                            ...base,
+                            outcome: 'rollback-failed',
+                            releaseId: '',
+                            failure,
+                            migration,
+                            data,
+                            rollbackError: 'prod had no release recorded by twinstack to return to',
+                            containers: await prod.containers(host).catch(() => []),
+                        };
                     }
                     try {
                         const restart = await (0, rollback_1.startRelease)(host, config, prod, previous, log, schemaMoved ? backup : undefined);
                         if (restart.restoredAt)
                             data.restored = (0, rollback_1.lossWindow)(backup, restart.restoredAt);
-                        await op.record('release', { release: previous.release, sha: previous.sha, kind: 'rollback', images: previous.images, previous: previous.previous, reason: `promote of ${sha} failed during ${stage}`, restoredBackup: restart.restoredAt ? backup.id : undefined });
-                        await op.record('rollback', { release: previous.release, failedSha: sha, stage, restoredBackup: restart.restoredAt ? backup.id : undefined, restoredAt: restart.restoredAt, schemaMoved, rowsLost: data.rowsLost });
+                        await op.record('release', {
+                            release: previous.release,
+                            sha: previous.sha,
+                            kind: 'rollback',
+                            images: previous.images,
+                            previous: previous.previous,
+                            reason: `promote of ${sha} failed during ${stage}`,
+                            restoredBackup: restart.restoredAt ? backup.id : undefined,
+                        });
+                        await op.record('rollback', {
+                            release: previous.release,
+                            failedSha: sha,
+                            stage,
+                            restoredBackup: restart.restoredAt ? backup.id : undefined,
+                            restoredAt: restart.restoredAt,
+                            schemaMoved,
+                            rowsLost: data.rowsLost,
+                        });
                         freezeStarted.length = 0;
                         return { ...base, outcome: 'rolled-back', releaseId: previous.release, failure, rehearsal, migration, data, containers: restart.containers };
                     }
                     catch (re) {
-                        return { ...base, outcome: 'rollback-failed', releaseId: '', failure, migration, data, rollbackError: (0, errors_1.errorMessage)(re), containers: await prod.containers(host).catch(() => []) };
+                        return {
+                            ...base,
+                            outcome: 'rollback-failed',
+                            releaseId: '',
+                            failure,
+                            migration,
+                            data,
+                            rollbackError: (0, errors_1.errorMessage)(re),
+                            containers: await prod.containers(host).catch(() => []),
+                        };
                     }
                 }
             }
@@ -55976,7 +56031,12 @@ function promoteSummary(prod, r, gated) {
         if (r.data?.schemaMoved) {
             items.push(`**data:** the schema had moved, so the database was ${r.data.restored ? `restored from backup \`${r.backup?.id}\`: ${r.data.restored}` : 'to be restored'}. ` +
                 `${r.data.rowsLost !== undefined ? `**${r.data.rowsLost} row write(s)** made since the backup ${r.data.restored ? 'are' : 'would be'} lost` : 'The rows written since the backup could not be counted'}` +
-                `${r.data.lostTables?.length ? ` (${r.data.lostTables.slice(0, 10).map((t) => `${t.table}: ${t.rows}`).join(', ')})` : ''}. ` +
+                `${r.data.lostTables?.length
+                    ? ` (${r.data.lostTables
+                        .slice(0, 10)
+                        .map((t) => `${t.table}: ${t.rows}`)
+                        .join(', ')})`
+                    : ''}. ` +
                 `${r.data.aside ? `They are kept in database \`${r.data.aside}\` until the next restore: copy them back with \`pg_dump -a -t <table> ${r.data.aside}\` into \`${r.backup?.database}\`.` : ''}`);
         }
         else {
@@ -56016,7 +56076,9 @@ function promoteSummary(prod, r, gated) {
             m.push(h.error
                 ? `rehearsal on a full copy of prod: **failed** after ${ms(h.durationMs)}: \`${h.error}\``
                 : `rehearsal on a full copy of prod (restored in ${ms(h.restoreMs)}): ${h.revisionBefore || 'none'} → ${h.revisionAfter || 'none'} in ${ms(h.durationMs)}`);
-            m.push(h.locks.length ? `ACCESS EXCLUSIVE locks: ${h.locks.map((l) => `\`${l.table}\` ${ms(l.ms)}`).join(', ')}` : 'ACCESS EXCLUSIVE locks: none seen (sampled every 100 ms)');
+            m.push(h.locks.length
+                ? `ACCESS EXCLUSIVE locks: ${h.locks.map((l) => `\`${l.table}\` ${ms(l.ms)}`).join(', ')}`
+                : 'ACCESS EXCLUSIVE locks: none seen (sampled every 100 ms)');
             if (!h.error)
                 m.push(h.rewritten.length ? `tables rewritten: ${h.rewritten.map((t) => `\`${t.table}\` (${t.rows} rows)`).join(', ')}` : 'tables rewritten: none');
             if (!h.error)
@@ -56161,7 +56223,10 @@ const zod_1 = __nccwpck_require__(924);
 exports.gateSchema = zod_1.z
     .object({
     /** The service to run in; default: the environment's api-service. */
-    service: zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name').optional(),
+    service: zod_1.z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name')
+        .optional(),
     'pytest-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['pytest']),
     'pytest-args': zod_1.z.array(zod_1.z.string()).default([]),
     alembic: zod_1.z.boolean().default(true),
@@ -56459,7 +56524,9 @@ function migrationErrorLine(output) {
     const lines = output.split('\n').map((l) => l.trimEnd());
     const tb = lines.map((l, i) => (l.startsWith('Traceback (most recent call last)') ? i : -1)).filter((i) => i >= 0);
     const from = tb.length ? tb[tb.length - 1] : 0;
-    const exc = lines.slice(from).filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
+    const exc = lines
+        .slice(from)
+        .filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
     const line = exc.at(-1) ?? lines.filter((l) => l.trim()).at(-1) ?? '';
     const detail = lines.slice(from).find((l) => /^DETAIL: /.test(l));
     return (0, errors_1.scrubRowValues)(`${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`).slice(0, 500);
@@ -56498,7 +56565,10 @@ const postgres_1 = __nccwpck_require__(263);
 const sql_1 = __nccwpck_require__(3830);
 const schema_1 = __nccwpck_require__(109);
 function newBackupId(env, now = new Date()) {
-    return `b${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${env}`;
+    return `b${now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z')}-${env}`;
 }
 function backupDir(config, env, id) {
     const base = `${config.backup.dir}/${env.name}`;
@@ -56614,7 +56684,9 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
         const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
         manifest.timings.verify = seconds(t);
         manifest.verification.ok = !problem;
-        manifest.verification.detail = problem ?? (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
+        manifest.verification.detail =
+            problem ??
+                (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
         if (counts)
             manifest.verification.tables = counts.size;
         manifest.status = problem ? 'failed' : 'verified';
@@ -56629,7 +56701,9 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
         await snapshotSession?.close().catch(() => undefined);
         manifest.finishedAt = new Date().toISOString();
         manifest.durationSeconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
-        await host.writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600).catch((e) => log.warning(`could not write ${dir}/manifest.json: ${(0, errors_1.errorMessage)(e)}`));
+        await host
+            .writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600)
+            .catch((e) => log.warning(`could not write ${dir}/manifest.json: ${(0, errors_1.errorMessage)(e)}`));
         log.endGroup();
     }
     if (manifest.status !== 'verified') {
@@ -56699,7 +56773,11 @@ async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSecond
         if (actual !== f.sha256)
             return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
     }
-    const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`} > /dev/null`, { check: false, quiet: true, timeoutSeconds });
+    const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`} > /dev/null`, {
+        check: false,
+        quiet: true,
+        timeoutSeconds,
+    });
     if (list.exitCode !== 0)
         return `pg_restore --list cannot read db.dump: ${(0, errors_1.tailLines)(list.stderr, 2)}`;
     if (!counts)
@@ -56815,7 +56893,11 @@ async function restoreBackup(host, config, env, m, log, opts = {}) {
         `printf '%s' ${(0, shell_1.sh) `${`COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS NULL;\n`}`} | ${sql}`,
         `ok=1; rm -f ${(0, shell_1.sh) `${marker}`}`,
     ].join('\n');
-    const r = await host.run(`set -e\n${script}`, { label: `restoring ${env.name} from backup ${m.id}`, timeoutSeconds: config.backup['timeout-seconds'], check: false });
+    const r = await host.run(`set -e\n${script}`, {
+        label: `restoring ${env.name} from backup ${m.id}`,
+        timeoutSeconds: config.backup['timeout-seconds'],
+        check: false,
+    });
     if (r.exitCode !== 0 || r.timedOut) {
         throw new errors_1.RemoteCommandError(`restore of ${env.name} from ${m.id}`, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `restoring ${env.name} from backup ${m.id}`);
     }
@@ -56916,7 +56998,10 @@ const databaseSchema = zod_1.z
     service: composeName.default('db'),
     name: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL database name'),
     user: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name'),
-    host: zod_1.z.string().regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address').default('127.0.0.1'),
+    host: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address')
+        .default('127.0.0.1'),
     port: port.default(5432),
     /** The port the server listens on inside its container (differs from `port` only with host networking). */
     'container-port': port.default(5432),
@@ -56931,9 +57016,15 @@ const environmentSchema = zod_1.z
     'compose-files': zod_1.z.array(relPath).min(1, 'needs the base file and the overlay'),
     'env-file': relPath,
     url: zod_1.z.string().url('must be a URL such as https://makapix.club'),
-    'health-path': zod_1.z.string().regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health').default('/api/health'),
+    'health-path': zod_1.z
+        .string()
+        .regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health')
+        .default('/api/health'),
     'api-service': composeName.default('api'),
-    remote: zod_1.z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)').default('origin'),
+    remote: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)')
+        .default('origin'),
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': zod_1.z.number().int().min(5).max(3600).default(300),
@@ -56959,9 +57050,7 @@ exports.configSchema = zod_1.z
     'state-dir': absPath.default('/var/lib/twinstack'),
     'keep-releases': zod_1.z.number().int().min(1).max(100).default(5),
     'command-timeout-seconds': zod_1.z.number().int().min(10).max(86400).default(1800),
-    environments: zod_1.z
-        .object({ prod: environmentSchema, dev: environmentSchema })
-        .strict(),
+    environments: zod_1.z.object({ prod: environmentSchema, dev: environmentSchema }).strict(),
     ...sections_1.sectionSchemas,
 })
     .strict()
@@ -57254,7 +57343,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         previous: zod_1.z.string().optional(),
         rolledBackFrom: zod_1.z.string().optional(),
     }),
-    record('release-failed', { stage: zod_1.z.string(), error: zod_1.z.string().optional(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
+    record('release-failed', {
+        stage: zod_1.z.string(),
+        error: zod_1.z.string().optional(),
+        images: zod_1.z.record(zod_1.z.string()).optional(),
+        head: zod_1.z.string().optional(),
+        previous: zod_1.z.string().optional(),
+    }),
     record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
     record('gate', {
         sha: zod_1.z.string(),
@@ -57310,7 +57405,10 @@ class HostLog {
         if (records.length <= (opts.overLines ?? exports.COMPACT_OVER_LINES))
             return undefined;
         const kept = compactRecords(records, opts.keepRecent ?? exports.KEEP_RECENT);
-        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+        const stamp = new Date()
+            .toISOString()
+            .replace(/[-:]/g, '')
+            .replace(/\.\d+Z$/, 'Z');
         const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
         const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
         await this.host.run((0, shell_1.sh) `gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`, { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 });
@@ -57374,7 +57472,11 @@ function compactRecords(records, keepRecent = exports.KEEP_RECENT) {
             lastGate.set(r.sha, i);
     });
     const recent = records.length - keepRecent;
-    return records.filter((r, i) => i >= recent || r.event === 'release' || r.event === 'rollback' || (r.event === 'gate' && lastGate.get(r.sha) === i) || (r.event === 'started' && unfinished.has(r.op)));
+    return records.filter((r, i) => i >= recent ||
+        r.event === 'release' ||
+        r.event === 'rollback' ||
+        (r.event === 'gate' && lastGate.get(r.sha) === i) ||
+        (r.event === 'started' && unfinished.has(r.op)));
 }
 /** Operations that were started and never finished (their run died or lost the connection). */
 function unfinishedOperations(records) {
@@ -57456,7 +57558,13 @@ class EnvironmentLock {
                 continue;
             try {
                 const e = JSON.parse(line.slice(tab + 1));
-                entries.push({ pgid: Number(line.slice(0, tab)), op: String(e.op ?? ''), run: String(e.run ?? ''), label: String(e.label ?? ''), since: String(e.since ?? '') });
+                entries.push({
+                    pgid: Number(line.slice(0, tab)),
+                    op: String(e.op ?? ''),
+                    run: String(e.run ?? ''),
+                    label: String(e.label ?? ''),
+                    since: String(e.since ?? ''),
+                });
             }
             catch {
                 entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
@@ -57602,7 +57710,10 @@ const shell_1 = __nccwpck_require__(2232);
 const host_log_1 = __nccwpck_require__(131);
 const lock_1 = __nccwpck_require__(8597);
 function newOperationId() {
-    return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
+    return `${new Date()
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
 }
 async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
@@ -57661,7 +57772,9 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             if (cancelling)
                 await new Promise(() => undefined); // the cancel handler records the outcome and exits
             finished = true;
-            await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) }).catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
+            await hostLog
+                .append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) })
+                .catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
             throw e;
         }
         finished = true;
@@ -57792,7 +57905,16 @@ async function rehearse(host, config, at, backup, log, opId) {
     const inScratch = (sql, label) => host.run((0, postgres_1.psql)(at, scratch, { tuples: true, run: [sql] }), { quiet: true, label, timeoutSeconds: 300 });
     const file = `${(0, backup_1.backupDir)(config, at, backup.id)}/db.dump`;
     const stopFile = `/tmp/twinstack-rehearse-${opId}.stop`;
-    const result = { ok: false, durationMs: 0, restoreMs: 0, locks: [], rewritten: [], updatedRows: 0, revisionBefore: backup.alembicRevision ?? '', revisionAfter: '' };
+    const result = {
+        ok: false,
+        durationMs: 0,
+        restoreMs: 0,
+        locks: [],
+        rewritten: [],
+        updatedRows: 0,
+        revisionBefore: backup.alembicRevision ?? '',
+        revisionAfter: '',
+    };
     log.startGroup(`${at.name}: rehearsing the migration on a copy of ${backup.database} (backup ${backup.id})`);
     try {
         await maintenance((0, postgres_1.dropDatabaseSql)(scratch), `dropping an old ${scratch}`);
@@ -57912,7 +58034,10 @@ exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 function newReleaseId(sha, now = new Date()) {
-    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
     return `r${stamp}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
@@ -58094,7 +58219,10 @@ async function tagRelease(host, env, releaseId, containers) {
 async function pruneReleaseTags(host, env, keep, protect, log) {
     const r = await host.run((0, shell_1.sh) `docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
-    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))].filter((t) => /^r\d{8}T\d{6}Z-/.test(t)).sort().reverse();
+    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
+        .filter((t) => /^r\d{8}T\d{6}Z-/.test(t))
+        .sort()
+        .reverse();
     const pruned = ids.slice(keep).filter((id) => !protect.includes(id));
     if (pruned.length === 0)
         return [];
@@ -58158,7 +58286,9 @@ async function startRelease(host, config, env, release, log, restore) {
             }
             catch (e) {
                 // The database was put back as it was; start the release's services anyway rather than leave them stopped.
-                await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` })).catch(() => undefined);
+                await host
+                    .run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` }))
+                    .catch(() => undefined);
                 throw e;
             }
             restoredAt = new Date().toISOString();
@@ -58252,7 +58382,7 @@ async function replaceOne(host, env, service, log, opts) {
     // 1. The new container beside the old ones. --no-recreate keeps the old ones as they are.
     const known = new Set(before.map((c) => c.id));
     let next;
-    let healthyAfterMs = 0;
+    let healthyAfterMs;
     let routedAfterMs;
     try {
         await host.run(env.compose('up', '-d', '--no-deps', '--no-recreate', '--no-build', '--scale', `${service}=${old.length + 1}`, service), env.composeOptions({ label: `${env.name}: compose up --scale ${service}=${old.length + 1}` }));
@@ -58283,7 +58413,11 @@ async function replaceOne(host, env, service, log, opts) {
     // 3. The old containers drain and go: SIGTERM, up to drainSeconds to finish, then KILL.
     if (old.length) {
         const ids = old.map((c) => c.id);
-        await host.run((0, shell_1.argv)('docker', 'stop', '-t', opts.drainSeconds, ids), { label: `${env.name}: stopping the old ${service} container`, quiet: true, timeoutSeconds: opts.drainSeconds + 120 });
+        await host.run((0, shell_1.argv)('docker', 'stop', '-t', opts.drainSeconds, ids), {
+            label: `${env.name}: stopping the old ${service} container`,
+            quiet: true,
+            timeoutSeconds: opts.drainSeconds + 120,
+        });
         await host.run((0, shell_1.argv)('docker', 'rm', ids), { label: `${env.name}: removing the old ${service} container`, quiet: true, timeoutSeconds: 120 });
     }
     // 4. Back to one container in compose's own count (a no-op on the containers: the new one stays).
@@ -58319,7 +58453,10 @@ async function assertKnownServices(host, env, services) {
     if (services.length === 0)
         return;
     const r = await host.run(env.compose('config', '--services'), env.composeOptions({ label: `${env.name}: compose config --services`, quiet: true, timeoutSeconds: 180 }));
-    const defined = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    const defined = r.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
     const unknown = services.filter((s) => !defined.includes(s));
     if (unknown.length) {
         throw new errors_1.ConfigurationError(`promote.rolling names ${unknown.map((s) => `"${s}"`).join(', ')}, which ${env.name}'s compose files do not define (services: ${defined.join(', ')}): correct promote.rolling`);
@@ -58371,7 +58508,12 @@ async function waitRouted(host, env, service, c, probe) {
     const seen = new Set();
     for (;;) {
         // Several requests a round: a proxy balancing over both containers answers from either.
-        const r = await host.run((0, shell_1.sh) `for i in 1 2 3 4; do curl -sS -o /dev/null -D - --max-time 5 ${probe.url} | tr -d '\r'; echo; done`, { check: false, quiet: true, label: `probing ${probe.url}`, timeoutSeconds: 60 });
+        const r = await host.run((0, shell_1.sh) `for i in 1 2 3 4; do curl -sS -o /dev/null -D - --max-time 5 ${probe.url} | tr -d '\r'; echo; done`, {
+            check: false,
+            quiet: true,
+            label: `probing ${probe.url}`,
+            timeoutSeconds: 60,
+        });
         for (const line of r.stdout.split('\n')) {
             const m = /^([^:\s]+):\s*(.*)$/.exec(line);
             if (!m || m[1].toLowerCase() !== header)
@@ -58439,11 +58581,17 @@ const REVISION_SQL = `SELECT CASE WHEN to_regclass('alembic_version') IS NULL TH
     `coalesce((xpath('/row/v/text()', query_to_xml('SELECT string_agg(version_num, '','' ORDER BY version_num) AS v FROM alembic_version', false, true, '')))[1]::text, '') END`;
 /** The schema-only dump as a fingerprint: lines that differ between two dumps of one schema are dropped. */
 function fingerprintOf(dump) {
-    const kept = dump.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^\\(un)?restrict\b/.test(l) && !/^SET /.test(l) && !/^SELECT pg_catalog\.set_config/.test(l));
+    const kept = dump
+        .split('\n')
+        .filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^\\(un)?restrict\b/.test(l) && !/^SET /.test(l) && !/^SELECT pg_catalog\.set_config/.test(l));
     return (0, node_crypto_1.createHash)('sha256').update(kept.join('\n')).digest('hex');
 }
 async function schemaState(host, env, database = env.cfg.database.name) {
-    const rev = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [REVISION_SQL] }), { quiet: true, label: `${env.name}: alembic revision`, timeoutSeconds: 120 });
+    const rev = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [REVISION_SQL] }), {
+        quiet: true,
+        label: `${env.name}: alembic revision`,
+        timeoutSeconds: 120,
+    });
     const dump = await host.run(env.dbTool('pg_dump', ['--schema-only', '--no-owner', '--no-privileges', '-d', database]), {
         quiet: true,
         label: `${env.name}: schema of ${database}`,
@@ -58544,6 +58692,7 @@ const path = __importStar(__nccwpck_require__(6760));
 const yaml_1 = __nccwpck_require__(8815);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
+const units_1 = __nccwpck_require__(8493);
 const state_1 = __nccwpck_require__(781);
 const isObj = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
 /**
@@ -58565,7 +58714,7 @@ function buildDefinitions(configYaml, root) {
             const args = {};
             if (isObj(o.args))
                 for (const [k, v] of Object.entries(o.args))
-                    args[k] = v === null || v === undefined ? '' : String(v);
+                    args[k] = (0, units_1.scalarText)(v);
             else if (Array.isArray(o.args))
                 for (const a of o.args.map(String)) {
                     const eq = a.indexOf('=');
@@ -58654,7 +58803,11 @@ async function shipImages(host, at, plan, log) {
             const gone = plan.ship.filter((s) => !present.has(s.id));
             throw new errors_1.OperationFailed(`the gated image${gone.length > 1 ? 's' : ''} ${gone.map((s) => `${s.service} ${(0, state_1.shortId)(s.id)}`).join(', ')} ${gone.length > 1 ? 'are' : 'is'} no longer on the host: deploy dev and run the gate again. Nothing was changed.`);
         }
-        await host.run(plan.ship.map((s) => (0, shell_1.argv)('docker', 'tag', s.id, s.name)).join(' && '), { label: `${at.name}: tagging the gated images`, quiet: true, timeoutSeconds: 300 });
+        await host.run(plan.ship.map((s) => (0, shell_1.argv)('docker', 'tag', s.id, s.name)).join(' && '), {
+            label: `${at.name}: tagging the gated images`,
+            quiet: true,
+            timeoutSeconds: 300,
+        });
         for (const s of plan.ship) {
             expected[s.service] = s.id;
             log.info(`${at.name}: ${s.service} ships the gated image ${(0, state_1.shortId)(s.id)} as ${s.name}`);
@@ -59025,7 +59178,10 @@ class OperationFailed extends Error {
 }
 exports.OperationFailed = OperationFailed;
 function tailLines(text, n) {
-    const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+    const lines = text
+        .split('\n')
+        .map((l) => l.trimEnd())
+        .filter((l) => l.length > 0);
     return lines.slice(-n).join(' | ');
 }
 function shorten(text, max) {
@@ -59120,7 +59276,10 @@ function hostString(host, port) {
     return port === 22 ? host : `[${host}]:${port}`;
 }
 function wildcardMatch(pattern, text) {
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+    const re = new RegExp(`^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`, 'i');
     return re.test(text);
 }
 function hostMatches(hosts, host, port) {
@@ -60046,7 +60205,7 @@ function backupId(value, name = 'backup-id') {
 }
 /** An absolute path on the host, without traversal or shell-special surprises. */
 function absolutePath(value, name = 'path') {
-    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, "use an absolute path of letters, digits and . _ / @ + -");
+    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, 'use an absolute path of letters, digits and . _ / @ + -');
     if (value.split('/').some((seg) => seg === '..'))
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must not contain ".."`);
     return value.length > 1 ? value.replace(/\/+$/, '') : value;
@@ -60097,7 +60256,23 @@ exports.fragmentProblem = fragmentProblem;
 /** Functions an expression may never call: server administration, large objects, other connections. */
 const DENIED_FUNCTION = /^(pg_|lo_|dblink)|^(set_config|query_to_xml|query_to_xml_and_xmlschema|query_to_xmlschema|cursor_to_xml)$/i;
 /** Keywords that would carry an expression past its place in a SELECT list or a WHERE clause. */
-const STATEMENT_WORDS = new Set(['from', 'union', 'intersect', 'except', 'into', 'order', 'limit', 'offset', 'group', 'having', 'window', 'fetch', 'for', 'to', 'returning']);
+const STATEMENT_WORDS = new Set([
+    'from',
+    'union',
+    'intersect',
+    'except',
+    'into',
+    'order',
+    'limit',
+    'offset',
+    'group',
+    'having',
+    'window',
+    'fetch',
+    'for',
+    'to',
+    'returning',
+]);
 /**
  * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined.
  * `expression`: one scalar expression or condition; top-level commas and clause keywords refused.
@@ -60197,13 +60372,9 @@ exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES
 const zod_1 = __nccwpck_require__(924);
 const expression_1 = __nccwpck_require__(309);
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
-const tableName = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
 /** `users.email` or `public.users.email`. */
-const columnRef = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
 /** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
 const foreignKeyRef = zod_1.z
     .string()
@@ -60275,14 +60446,20 @@ exports.sampleSchema = zod_1.z
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
-    'sensitive-names': zod_1.z.array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(exports.DEFAULT_SENSITIVE_NAMES),
+    'sensitive-names': zod_1.z
+        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
+        .min(1)
+        .default(exports.DEFAULT_SENSITIVE_NAMES),
     /** The format of the dev password hash, matching what the app verifies. */
     'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
     /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
     migrate: zod_1.z.boolean().default(true),
     'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
     /** A database on dev's server to connect to while dev's own is renamed. */
-    'maintenance-database': zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name').default('postgres'),
+    'maintenance-database': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
+        .default('postgres'),
     'leak-scan': zod_1.z
         .object({
         'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),
@@ -60524,7 +60701,9 @@ function caddyDomains(labels) {
 }
 /** The service sets an `X-Robots-Tag` header containing noindex through its caddy labels. */
 function hasNoindexLabel(labels) {
-    return Object.entries(labels).some(([k, v]) => /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k) ? /noindex/i.test(v) : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v));
+    return Object.entries(labels).some(([k, v]) => /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k)
+        ? /noindex/i.test(v)
+        : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v));
 }
 /** The service puts basic authentication in front of something (`basicauth`, or Caddy 2.8's `basic_auth`). */
 function hasBasicAuthLabel(labels) {
@@ -60879,7 +61058,10 @@ function hostOf(value) {
     catch {
         return undefined;
     }
-    const d = v.replace(/^[^@\s]*@/, '').replace(/[:/].*$/, '').toLowerCase();
+    const d = v
+        .replace(/^[^@\s]*@/, '')
+        .replace(/[:/].*$/, '')
+        .toLowerCase();
     return /^[a-z0-9.-]+$/.test(d) ? d : undefined;
 }
 function digestEnv(values, hostKeys) {
@@ -60898,7 +61080,10 @@ function digestEnv(values, hostKeys) {
         hashes,
         hosts,
         vaultPath: vault && vault.startsWith('/') ? vault.replace(/\/+$/, '') || '/' : undefined,
-        profiles: (values.get('COMPOSE_PROFILES') ?? '').split(',').map((p) => p.trim()).filter(Boolean),
+        profiles: (values.get('COMPOSE_PROFILES') ?? '')
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean),
     };
 }
 /**
@@ -61016,7 +61201,8 @@ function disallowsEverything(robots) {
 /** noindex in the X-Robots-Tag header or in a robots meta tag of the page. */
 function noindexOf(r) {
     const header = /noindex/i.test(r.headers.get('x-robots-tag') ?? '');
-    const meta = /<meta[^>]+name\s*=\s*["']?(robots|googlebot)["']?[^>]*content\s*=\s*["'][^"']*noindex/i.test(r.body) || /<meta[^>]+content\s*=\s*["'][^"']*noindex[^"']*["'][^>]*name\s*=\s*["']?robots/i.test(r.body);
+    const meta = /<meta[^>]+name\s*=\s*["']?(robots|googlebot)["']?[^>]*content\s*=\s*["'][^"']*noindex/i.test(r.body) ||
+        /<meta[^>]+content\s*=\s*["'][^"']*noindex[^"']*["'][^>]*name\s*=\s*["']?robots/i.test(r.body);
     return { header, meta };
 }
 function judgeProbe(p) {
@@ -61545,7 +61731,9 @@ async function readEnvironment(host, config, name, log) {
             environment: name,
             severity: 'error',
             message: e instanceof env_file_1.EnvFileError ? `${name}'s env file ${path}: ${why}` : `${name}'s env file ${path} could not be read: ${why}`,
-            fix: e instanceof env_file_1.EnvFileError ? `correct that line of ${env.cfg.envFile}` : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
+            fix: e instanceof env_file_1.EnvFileError
+                ? `correct that line of ${env.cfg.envFile}`
+                : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
         });
     }
     // Only to scrub text that came back from the host; never logged.
@@ -61577,7 +61765,13 @@ async function readEnvironment(host, config, name, log) {
         }
         catch (e) {
             const why = e instanceof compose_model_1.ComposeConfigError ? e.message : (0, errors_1.errorMessage)(e);
-            findings.push({ check: 'compose-config', environment: name, severity: 'error', message: `${name}: ${(0, env_file_1.scrub)(why, secrets)}`, fix: 'check the compose command in compose-command' });
+            findings.push({
+                check: 'compose-config',
+                environment: name,
+                severity: 'error',
+                message: `${name}: ${(0, env_file_1.scrub)(why, secrets)}`,
+                fix: 'check the compose command in compose-command',
+            });
         }
     }
     return { facts, findings };
@@ -61609,9 +61803,19 @@ async function probe(host, environment, url, kind, timeout) {
 async function runPreflight(host, config, log, opts = {}) {
     const settings = preflightSettings(config);
     // Both environments at once: each `config` run is a few seconds of compose start-up.
-    const [prodReading, devReading, totals] = await Promise.all([readEnvironment(host, config, 'prod', log), readEnvironment(host, config, 'dev', log), hostTotals(host)]);
+    const [prodReading, devReading, totals] = await Promise.all([
+        readEnvironment(host, config, 'prod', log),
+        readEnvironment(host, config, 'dev', log),
+        hostTotals(host),
+    ]);
     const readings = { prod: prodReading, dev: devReading };
-    const result = (0, isolation_1.checkIsolation)({ prod: readings.prod.facts, dev: readings.dev.facts, settings, host: totals, paths: { stateDir: config['state-dir'], backupDir: config.backup.dir } });
+    const result = (0, isolation_1.checkIsolation)({
+        prod: readings.prod.facts,
+        dev: readings.dev.facts,
+        settings,
+        host: totals,
+        paths: { stateDir: config['state-dir'], backupDir: config.backup.dir },
+    });
     const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
     // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
     const prodCompose = readings.prod.facts.compose;
@@ -61640,7 +61844,11 @@ async function runPreflight(host, config, log, opts = {}) {
         ...(0, findings_1.counts)(findings),
         host: totals,
         devLimits: dev
-            ? { cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0), memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0), services: dev.services.length }
+            ? {
+                cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0),
+                memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0),
+                services: dev.services.length,
+            }
             : undefined,
         ran: {
             envFiles: !!(readings.prod.facts.env && readings.dev.facts.env),
@@ -61703,7 +61911,9 @@ function checkRolling(compose, rolling, environment, warnOnly = []) {
         const s = compose.services.find((x) => x.name === name);
         if (!s) {
             const known = compose.services.map((x) => x.name).join(', ');
-            add('error', inactive.has(name) ? `rolling service ${name} is in an inactive profile of ${environment}'s compose configuration` : `promote.rolling names ${name}, which ${environment}'s compose configuration does not define (services: ${known})`, `correct promote.rolling, or define ${name} in ${environment}'s compose files`);
+            add('error', inactive.has(name)
+                ? `rolling service ${name} is in an inactive profile of ${environment}'s compose configuration`
+                : `promote.rolling names ${name}, which ${environment}'s compose configuration does not define (services: ${known})`, `correct promote.rolling, or define ${name} in ${environment}'s compose files`);
             continue;
         }
         if (s.containerName) {

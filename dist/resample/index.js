@@ -57132,7 +57132,10 @@ const zod_1 = __nccwpck_require__(924);
 exports.gateSchema = zod_1.z
     .object({
     /** The service to run in; default: the environment's api-service. */
-    service: zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name').optional(),
+    service: zod_1.z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name')
+        .optional(),
     'pytest-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['pytest']),
     'pytest-args': zod_1.z.array(zod_1.z.string()).default([]),
     alembic: zod_1.z.boolean().default(true),
@@ -57426,7 +57429,10 @@ const databaseSchema = zod_1.z
     service: composeName.default('db'),
     name: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL database name'),
     user: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name'),
-    host: zod_1.z.string().regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address').default('127.0.0.1'),
+    host: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address')
+        .default('127.0.0.1'),
     port: port.default(5432),
     /** The port the server listens on inside its container (differs from `port` only with host networking). */
     'container-port': port.default(5432),
@@ -57441,9 +57447,15 @@ const environmentSchema = zod_1.z
     'compose-files': zod_1.z.array(relPath).min(1, 'needs the base file and the overlay'),
     'env-file': relPath,
     url: zod_1.z.string().url('must be a URL such as https://makapix.club'),
-    'health-path': zod_1.z.string().regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health').default('/api/health'),
+    'health-path': zod_1.z
+        .string()
+        .regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health')
+        .default('/api/health'),
     'api-service': composeName.default('api'),
-    remote: zod_1.z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)').default('origin'),
+    remote: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)')
+        .default('origin'),
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': zod_1.z.number().int().min(5).max(3600).default(300),
@@ -57469,9 +57481,7 @@ exports.configSchema = zod_1.z
     'state-dir': absPath.default('/var/lib/twinstack'),
     'keep-releases': zod_1.z.number().int().min(1).max(100).default(5),
     'command-timeout-seconds': zod_1.z.number().int().min(10).max(86400).default(1800),
-    environments: zod_1.z
-        .object({ prod: environmentSchema, dev: environmentSchema })
-        .strict(),
+    environments: zod_1.z.object({ prod: environmentSchema, dev: environmentSchema }).strict(),
     ...sections_1.sectionSchemas,
 })
     .strict()
@@ -57688,7 +57698,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         previous: zod_1.z.string().optional(),
         rolledBackFrom: zod_1.z.string().optional(),
     }),
-    record('release-failed', { stage: zod_1.z.string(), error: zod_1.z.string().optional(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
+    record('release-failed', {
+        stage: zod_1.z.string(),
+        error: zod_1.z.string().optional(),
+        images: zod_1.z.record(zod_1.z.string()).optional(),
+        head: zod_1.z.string().optional(),
+        previous: zod_1.z.string().optional(),
+    }),
     record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
     record('gate', {
         sha: zod_1.z.string(),
@@ -57744,7 +57760,10 @@ class HostLog {
         if (records.length <= (opts.overLines ?? exports.COMPACT_OVER_LINES))
             return undefined;
         const kept = compactRecords(records, opts.keepRecent ?? exports.KEEP_RECENT);
-        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+        const stamp = new Date()
+            .toISOString()
+            .replace(/[-:]/g, '')
+            .replace(/\.\d+Z$/, 'Z');
         const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
         const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
         await this.host.run((0, shell_1.sh) `gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`, { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 });
@@ -57808,7 +57827,11 @@ function compactRecords(records, keepRecent = exports.KEEP_RECENT) {
             lastGate.set(r.sha, i);
     });
     const recent = records.length - keepRecent;
-    return records.filter((r, i) => i >= recent || r.event === 'release' || r.event === 'rollback' || (r.event === 'gate' && lastGate.get(r.sha) === i) || (r.event === 'started' && unfinished.has(r.op)));
+    return records.filter((r, i) => i >= recent ||
+        r.event === 'release' ||
+        r.event === 'rollback' ||
+        (r.event === 'gate' && lastGate.get(r.sha) === i) ||
+        (r.event === 'started' && unfinished.has(r.op)));
 }
 /** Operations that were started and never finished (their run died or lost the connection). */
 function unfinishedOperations(records) {
@@ -57890,7 +57913,13 @@ class EnvironmentLock {
                 continue;
             try {
                 const e = JSON.parse(line.slice(tab + 1));
-                entries.push({ pgid: Number(line.slice(0, tab)), op: String(e.op ?? ''), run: String(e.run ?? ''), label: String(e.label ?? ''), since: String(e.since ?? '') });
+                entries.push({
+                    pgid: Number(line.slice(0, tab)),
+                    op: String(e.op ?? ''),
+                    run: String(e.run ?? ''),
+                    label: String(e.label ?? ''),
+                    since: String(e.since ?? ''),
+                });
             }
             catch {
                 entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
@@ -58036,7 +58065,10 @@ const shell_1 = __nccwpck_require__(2232);
 const host_log_1 = __nccwpck_require__(131);
 const lock_1 = __nccwpck_require__(8597);
 function newOperationId() {
-    return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
+    return `${new Date()
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
 }
 async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
@@ -58095,7 +58127,9 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             if (cancelling)
                 await new Promise(() => undefined); // the cancel handler records the outcome and exits
             finished = true;
-            await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) }).catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
+            await hostLog
+                .append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) })
+                .catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
             throw e;
         }
         finished = true;
@@ -58157,7 +58191,10 @@ exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 function newReleaseId(sha, now = new Date()) {
-    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
     return `r${stamp}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
@@ -58339,7 +58376,10 @@ async function tagRelease(host, env, releaseId, containers) {
 async function pruneReleaseTags(host, env, keep, protect, log) {
     const r = await host.run((0, shell_1.sh) `docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
-    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))].filter((t) => /^r\d{8}T\d{6}Z-/.test(t)).sort().reverse();
+    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
+        .filter((t) => /^r\d{8}T\d{6}Z-/.test(t))
+        .sort()
+        .reverse();
     const pruned = ids.slice(keep).filter((id) => !protect.includes(id));
     if (pruned.length === 0)
         return [];
@@ -58620,7 +58660,10 @@ class OperationFailed extends Error {
 }
 exports.OperationFailed = OperationFailed;
 function tailLines(text, n) {
-    const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+    const lines = text
+        .split('\n')
+        .map((l) => l.trimEnd())
+        .filter((l) => l.length > 0);
     return lines.slice(-n).join(' | ');
 }
 function shorten(text, max) {
@@ -58715,7 +58758,10 @@ function hostString(host, port) {
     return port === 22 ? host : `[${host}]:${port}`;
 }
 function wildcardMatch(pattern, text) {
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+    const re = new RegExp(`^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`, 'i');
     return re.test(text);
 }
 function hostMatches(hosts, host, port) {
@@ -59641,7 +59687,7 @@ function backupId(value, name = 'backup-id') {
 }
 /** An absolute path on the host, without traversal or shell-special surprises. */
 function absolutePath(value, name = 'path') {
-    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, "use an absolute path of letters, digits and . _ / @ + -");
+    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, 'use an absolute path of letters, digits and . _ / @ + -');
     if (value.split('/').some((seg) => seg === '..'))
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must not contain ".."`);
     return value.length > 1 ? value.replace(/\/+$/, '') : value;
@@ -60002,7 +60048,15 @@ function emptyReport(plan, dryRun) {
             rules: tp.columns.filter((c) => c.rule).map((c) => `${c.name}: ${c.rule}`),
             note: tp.note,
         })),
-        foreignKeys: plan.fks.map((p) => ({ name: p.fk.name, table: p.fk.table, columns: p.fk.columns, refTable: p.fk.refTable, policy: p.policy, source: p.source, orphans: 0 })),
+        foreignKeys: plan.fks.map((p) => ({
+            name: p.fk.name,
+            table: p.fk.table,
+            columns: p.fk.columns,
+            refTable: p.fk.refTable,
+            policy: p.policy,
+            source: p.source,
+            orphans: 0,
+        })),
         leaks: [],
         probes: plan.probes.length,
         warnings: [...plan.warnings],
@@ -60020,7 +60074,10 @@ function jsonObject(pairs) {
         return `'{}'::jsonb`;
     const chunks = [];
     for (let i = 0; i < pairs.length; i += 50)
-        chunks.push(`jsonb_build_object(${pairs.slice(i, i + 50).map(([k, v]) => `${(0, sql_1.literal)(k)}, ${v}`).join(', ')})`);
+        chunks.push(`jsonb_build_object(${pairs
+            .slice(i, i + 50)
+            .map(([k, v]) => `${(0, sql_1.literal)(k)}, ${v}`)
+            .join(', ')})`);
     return chunks.join(' || ');
 }
 /** Row counts of the copied tables in staging. */
@@ -60035,7 +60092,10 @@ function orphansQuery(plan) {
         const r = byId.get(p.fk.refTable);
         const notNull = p.fk.columns.map((col) => `c.${(0, sql_1.ident)(col)} IS NOT NULL`).join(' AND ');
         const match = p.fk.columns.map((col, i) => `r.${(0, sql_1.ident)(p.fk.refColumns[i])} = c.${(0, sql_1.ident)(col)}`).join(' AND ');
-        return [`${p.fk.table}|${p.fk.name}`, `(SELECT count(*) FROM ${(0, plan_1.fromClause)(c)} c WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${(0, sql_1.qualified)(r.schema, r.name)} r WHERE ${match}))`];
+        return [
+            `${p.fk.table}|${p.fk.name}`,
+            `(SELECT count(*) FROM ${(0, plan_1.fromClause)(c)} c WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${(0, sql_1.qualified)(r.schema, r.name)} r WHERE ${match}))`,
+        ];
     });
     return `SELECT 'ts:orphans:' || (${jsonObject(pairs)})::text;`;
 }
@@ -60100,7 +60160,7 @@ BEGIN
   END LOOP;
 END $ts$;`;
 }
-const OBJECT_ACL_LINES = "^(GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) |^ALTER .* OWNER TO .*;$";
+const OBJECT_ACL_LINES = '^(GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) |^ALTER .* OWNER TO .*;$';
 function parseTagged(stdout, tag) {
     const line = stdout.split('\n').find((l) => l.startsWith(`ts:${tag}:`));
     if (!line)
@@ -60137,7 +60197,19 @@ async function resample(ctx, params, hooks = {}) {
     const sample = config.sample;
     const server = new swap_1.DevServer(host, dev, sample['maintenance-database']);
     const names = (0, swap_1.databaseNames)(dev.cfg.database.name);
-    const prodDump = (section) => prod.dbTool('pg_dump', ['--section', section, '--lock-wait-timeout=30s', '--no-owner', '--no-acl', '--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces', '-d', prod.cfg.database.name]);
+    const prodDump = (section) => prod.dbTool('pg_dump', [
+        '--section',
+        section,
+        '--lock-wait-timeout=30s',
+        '--no-owner',
+        '--no-acl',
+        '--no-publications',
+        '--no-subscriptions',
+        '--no-security-labels',
+        '--no-tablespaces',
+        '-d',
+        prod.cfg.database.name,
+    ]);
     await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'dev', action: 'resample', run: ctx.run, log, lockTimeoutSeconds: ctx.lockTimeoutSeconds }, async (op) => {
         report.warnings.push(...(await (0, swap_1.recoverLeftovers)(server, names, log)));
         const devInfo = await server.json(`SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${(0, sql_1.literal)(names.dev)}`, 'reading dev database settings');
@@ -60160,12 +60232,22 @@ async function resample(ctx, params, hooks = {}) {
                 });
             }
             log.info(`Schema: production pre-data into ${names.staging}.`);
-            await host.run(`${prodDump('pre-data')} | ${(0, postgres_1.psql)(dev, names.staging, { tuples: true, output: '/dev/null' })}`, { label: 'restoring the schema (pre-data) into staging', timeoutSeconds: timeout, quiet: true });
+            await host.run(`${prodDump('pre-data')} | ${(0, postgres_1.psql)(dev, names.staging, { tuples: true, output: '/dev/null' })}`, {
+                label: 'restoring the schema (pre-data) into staging',
+                timeoutSeconds: timeout,
+                quiet: true,
+            });
             mark('schema (pre-data)');
             log.info(`Rows: streaming the sample from production into ${names.staging} on the host.`);
             const receive = (0, postgres_1.psql)(dev, names.staging, {
                 tuples: true,
-                run: [`SET synchronous_commit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean)`, postgres_1.STDIN_SCRIPT, countsQuery(plan), orphansQuery(plan), leakQuery(plan)],
+                run: [
+                    `SET synchronous_commit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean)`,
+                    postgres_1.STDIN_SCRIPT,
+                    countsQuery(plan),
+                    orphansQuery(plan),
+                    leakQuery(plan),
+                ],
             });
             const send = (0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true });
             // Production's snapshot is read under prod's lock: a promotion (and its migration, which needs
@@ -60173,7 +60255,12 @@ async function resample(ctx, params, hooks = {}) {
             const prodLock = await lock_1.EnvironmentLock.acquireToRead(host, config['state-dir'], 'prod', ctx.run, 'resample (reading production)', ctx.lockTimeoutSeconds, log);
             let streamed;
             try {
-                streamed = await host.run(`${send} | ${receive}`, { stdin: (0, plan_1.productionScript)(plan), label: 'streaming sampled rows from production into staging', timeoutSeconds: timeout, quiet: true });
+                streamed = await host.run(`${send} | ${receive}`, {
+                    stdin: (0, plan_1.productionScript)(plan),
+                    label: 'streaming sampled rows from production into staging',
+                    timeoutSeconds: timeout,
+                    quiet: true,
+                });
             }
             finally {
                 await prodLock.release().catch((e) => log.warning(`could not release the prod lock: ${(0, errors_1.errorMessage)(e)}`));
@@ -60194,7 +60281,11 @@ async function resample(ctx, params, hooks = {}) {
                 throw new ResampleFailed(`leak scan: real production values found in staging: ${report.leaks.map((l) => `${l.source} found in ${l.table}.${l.column} (${l.rows} row${l.rows === 1 ? '' : 's'})`).join(', ')}; fix the rules in sample.columns`, finish());
             }
             log.info('Constraints and indexes: production post-data into staging.');
-            await host.run(`${prodDump('post-data')} | ${(0, postgres_1.psql)(dev, names.staging, { tuples: true, output: '/dev/null' })}`, { label: 'restoring constraints and indexes (post-data) into staging', timeoutSeconds: timeout, quiet: true });
+            await host.run(`${prodDump('post-data')} | ${(0, postgres_1.psql)(dev, names.staging, { tuples: true, output: '/dev/null' })}`, {
+                label: 'restoring constraints and indexes (post-data) into staging',
+                timeoutSeconds: timeout,
+                quiet: true,
+            });
             mark('constraints and indexes (post-data)');
             const seq = sequencesSql(plan, catalog);
             if (seq)
@@ -60220,7 +60311,11 @@ async function resample(ctx, params, hooks = {}) {
                 server,
                 names,
                 services: hooks.services ?? (0, swap_1.appServices)(host, dev, log, sample['health-check']),
-                migrate: hooks.migrate ? () => hooks.migrate(names.dev) : sample.migrate ? (0, swap_1.composeMigrate)(host, dev, sample['migrate-command'], log) : () => Promise.resolve(),
+                migrate: hooks.migrate
+                    ? () => hooks.migrate(names.dev)
+                    : sample.migrate
+                        ? (0, swap_1.composeMigrate)(host, dev, sample['migrate-command'], log)
+                        : () => Promise.resolve(),
                 log,
                 record: op.record,
                 pendingDir: (0, host_log_1.pendingDirOf)(config['state-dir'], 'dev'),
@@ -60258,7 +60353,23 @@ exports.fragmentProblem = fragmentProblem;
 /** Functions an expression may never call: server administration, large objects, other connections. */
 const DENIED_FUNCTION = /^(pg_|lo_|dblink)|^(set_config|query_to_xml|query_to_xml_and_xmlschema|query_to_xmlschema|cursor_to_xml)$/i;
 /** Keywords that would carry an expression past its place in a SELECT list or a WHERE clause. */
-const STATEMENT_WORDS = new Set(['from', 'union', 'intersect', 'except', 'into', 'order', 'limit', 'offset', 'group', 'having', 'window', 'fetch', 'for', 'to', 'returning']);
+const STATEMENT_WORDS = new Set([
+    'from',
+    'union',
+    'intersect',
+    'except',
+    'into',
+    'order',
+    'limit',
+    'offset',
+    'group',
+    'having',
+    'window',
+    'fetch',
+    'for',
+    'to',
+    'returning',
+]);
 /**
  * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined.
  * `expression`: one scalar expression or condition; top-level commas and clause keywords refused.
@@ -60437,7 +60548,9 @@ function resolveColumnRef(catalog, ref) {
     const parts = ref.split('.');
     const column = parts.pop();
     const tableName = parts.join('.');
-    const table = tableName.includes('.') ? catalog.tables.find((t) => t.id === tableName) : (catalog.tables.filter((t) => t.name === tableName).find((t, _i, all) => all.length === 1 || t.schema === 'public'));
+    const table = tableName.includes('.')
+        ? catalog.tables.find((t) => t.id === tableName)
+        : catalog.tables.filter((t) => t.name === tableName).find((t, _i, all) => all.length === 1 || t.schema === 'public');
     if (!table || !table.columns.some((c) => c.name === column))
         return undefined;
     return { table, column };
@@ -60628,7 +60741,13 @@ function buildPlan(catalog, req) {
     const uncovered = [];
     const ruleErrors = [];
     const probes = [];
-    const order = [root.id, ...ownedOrder, ...catalog.tables.filter((t) => mode.get(t.id) === 'included').map((t) => t.id), ...catalog.tables.filter((t) => mode.get(t.id) === 'reference').map((t) => t.id), ...catalog.tables.filter((t) => ['empty', 'unreached'].includes(mode.get(t.id))).map((t) => t.id)];
+    const order = [
+        root.id,
+        ...ownedOrder,
+        ...catalog.tables.filter((t) => mode.get(t.id) === 'included').map((t) => t.id),
+        ...catalog.tables.filter((t) => mode.get(t.id) === 'reference').map((t) => t.id),
+        ...catalog.tables.filter((t) => ['empty', 'unreached'].includes(mode.get(t.id))).map((t) => t.id),
+    ];
     const tables = order.map((id) => {
         const table = byId.get(id);
         const m = mode.get(id);
@@ -60670,7 +60789,9 @@ function buildPlan(catalog, req) {
                 // A reference nulled by policy when its target row is not in the sample.
                 const nulling = outgoing.find((p) => p.fk.columns.includes(c.name) && !p.strict && p.target !== 'all');
                 if (nulling && (rule === undefined || rule === 'keep')) {
-                    const cond = nulling.target === 'none' ? nullAny('t', nulling.fk.columns) : `${nullAny('t', nulling.fk.columns)} OR ${(0, sql_1.tuple)('t', nulling.fk.columns)} IN (SELECT ${nulling.fk.refColumns.map((r) => `p.${(0, sql_1.ident)(r)}`).join(', ')} FROM pg_temp.${temps.get(nulling.fk.refTable)} p)`;
+                    const cond = nulling.target === 'none'
+                        ? nullAny('t', nulling.fk.columns)
+                        : `${nullAny('t', nulling.fk.columns)} OR ${(0, sql_1.tuple)('t', nulling.fk.columns)} IN (SELECT ${nulling.fk.refColumns.map((r) => `p.${(0, sql_1.ident)(r)}`).join(', ')} FROM pg_temp.${temps.get(nulling.fk.refTable)} p)`;
                     expression = `CASE WHEN ${cond} THEN ${expression} END`;
                     ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
                 }
@@ -60684,7 +60805,10 @@ function buildPlan(catalog, req) {
         const note = m === 'root'
             ? `${Math.round(req.fraction * 1000) / 10}% of rows by hash of (seed, ${root.primaryKey?.join(', ')})${settings.filter ? ` where ${settings.filter}` : ''}${settings.include.length ? `, plus ${settings.include.length} included key(s)` : ''}`
             : m === 'owned'
-                ? `rows whose ${outgoing.filter((p) => p.owning).map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`).join(' or ')} is sampled`
+                ? `rows whose ${outgoing
+                    .filter((p) => p.owning)
+                    .map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`)
+                    .join(' or ')} is sampled`
                 : m === 'included'
                     ? 'only rows that sampled rows include'
                     : m === 'reference'
@@ -60747,7 +60871,9 @@ function rowCondition(plan, tp) {
     const owning = tp.outgoing.filter((p) => p.owning).map((p) => matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
     const strict = tp.outgoing
         .filter((p) => p.strict && p.target !== 'all')
-        .map((p) => (p.target === 'none' ? `(${nullAny('t', p.fk.columns)})` : `(${nullAny('t', p.fk.columns)} OR ${matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)})`));
+        .map((p) => p.target === 'none'
+        ? `(${nullAny('t', p.fk.columns)})`
+        : `(${nullAny('t', p.fk.columns)} OR ${matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)})`);
     return [`(${owning.join(' OR ') || 'false'})`, ...strict].join(' AND ');
 }
 /**
@@ -60911,9 +61037,22 @@ function resampleSummary(r, outcome) {
     if (r.leaks.length)
         s.table(['production column', 'found in', 'rows'], r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows)]));
     s.heading('Tables', 3);
-    s.table(['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'rules'], r.tables.map((t) => [t.table, t.note, `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`, `${r.dryRun ? '≈' : ''}${t.copied}`, pct(t.copied, t.prodRows), t.rules.join('; ')]));
+    s.table(['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'rules'], r.tables.map((t) => [
+        t.table,
+        t.note,
+        `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`,
+        `${r.dryRun ? '≈' : ''}${t.copied}`,
+        pct(t.copied, t.prodRows),
+        t.rules.join('; '),
+    ]));
     s.heading('Foreign keys', 3);
-    s.table(['table', 'columns', 'references', 'policy', r.dryRun ? '' : 'orphans'], r.foreignKeys.map((f) => [f.table, f.columns.join(', '), f.refTable, `${f.policy}${f.source === 'config' ? ' (config)' : ''}`, r.dryRun ? '' : String(f.orphans)]));
+    s.table(['table', 'columns', 'references', 'policy', r.dryRun ? '' : 'orphans'], r.foreignKeys.map((f) => [
+        f.table,
+        f.columns.join(', '),
+        f.refTable,
+        `${f.policy}${f.source === 'config' ? ' (config)' : ''}`,
+        r.dryRun ? '' : String(f.orphans),
+    ]));
     if (!outcome.ok)
         s.text('Next: read the error above; fix sample rules or the failing step, then run resample again. Dev keeps working on its previous data meanwhile.');
     return s;
@@ -60946,13 +61085,9 @@ exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES
 const zod_1 = __nccwpck_require__(924);
 const expression_1 = __nccwpck_require__(309);
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
-const tableName = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
 /** `users.email` or `public.users.email`. */
-const columnRef = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
 /** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
 const foreignKeyRef = zod_1.z
     .string()
@@ -61024,14 +61159,20 @@ exports.sampleSchema = zod_1.z
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
-    'sensitive-names': zod_1.z.array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(exports.DEFAULT_SENSITIVE_NAMES),
+    'sensitive-names': zod_1.z
+        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
+        .min(1)
+        .default(exports.DEFAULT_SENSITIVE_NAMES),
     /** The format of the dev password hash, matching what the app verifies. */
     'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
     /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
     migrate: zod_1.z.boolean().default(true),
     'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
     /** A database on dev's server to connect to while dev's own is renamed. */
-    'maintenance-database': zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name').default('postgres'),
+    'maintenance-database': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
+        .default('postgres'),
     'leak-scan': zod_1.z
         .object({
         'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),
@@ -61515,7 +61656,9 @@ function caddyDomains(labels) {
 }
 /** The service sets an `X-Robots-Tag` header containing noindex through its caddy labels. */
 function hasNoindexLabel(labels) {
-    return Object.entries(labels).some(([k, v]) => /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k) ? /noindex/i.test(v) : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v));
+    return Object.entries(labels).some(([k, v]) => /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k)
+        ? /noindex/i.test(v)
+        : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v));
 }
 /** The service puts basic authentication in front of something (`basicauth`, or Caddy 2.8's `basic_auth`). */
 function hasBasicAuthLabel(labels) {
@@ -61870,7 +62013,10 @@ function hostOf(value) {
     catch {
         return undefined;
     }
-    const d = v.replace(/^[^@\s]*@/, '').replace(/[:/].*$/, '').toLowerCase();
+    const d = v
+        .replace(/^[^@\s]*@/, '')
+        .replace(/[:/].*$/, '')
+        .toLowerCase();
     return /^[a-z0-9.-]+$/.test(d) ? d : undefined;
 }
 function digestEnv(values, hostKeys) {
@@ -61889,7 +62035,10 @@ function digestEnv(values, hostKeys) {
         hashes,
         hosts,
         vaultPath: vault && vault.startsWith('/') ? vault.replace(/\/+$/, '') || '/' : undefined,
-        profiles: (values.get('COMPOSE_PROFILES') ?? '').split(',').map((p) => p.trim()).filter(Boolean),
+        profiles: (values.get('COMPOSE_PROFILES') ?? '')
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean),
     };
 }
 /**
@@ -62007,7 +62156,8 @@ function disallowsEverything(robots) {
 /** noindex in the X-Robots-Tag header or in a robots meta tag of the page. */
 function noindexOf(r) {
     const header = /noindex/i.test(r.headers.get('x-robots-tag') ?? '');
-    const meta = /<meta[^>]+name\s*=\s*["']?(robots|googlebot)["']?[^>]*content\s*=\s*["'][^"']*noindex/i.test(r.body) || /<meta[^>]+content\s*=\s*["'][^"']*noindex[^"']*["'][^>]*name\s*=\s*["']?robots/i.test(r.body);
+    const meta = /<meta[^>]+name\s*=\s*["']?(robots|googlebot)["']?[^>]*content\s*=\s*["'][^"']*noindex/i.test(r.body) ||
+        /<meta[^>]+content\s*=\s*["'][^"']*noindex[^"']*["'][^>]*name\s*=\s*["']?robots/i.test(r.body);
     return { header, meta };
 }
 function judgeProbe(p) {
@@ -62536,7 +62686,9 @@ async function readEnvironment(host, config, name, log) {
             environment: name,
             severity: 'error',
             message: e instanceof env_file_1.EnvFileError ? `${name}'s env file ${path}: ${why}` : `${name}'s env file ${path} could not be read: ${why}`,
-            fix: e instanceof env_file_1.EnvFileError ? `correct that line of ${env.cfg.envFile}` : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
+            fix: e instanceof env_file_1.EnvFileError
+                ? `correct that line of ${env.cfg.envFile}`
+                : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
         });
     }
     // Only to scrub text that came back from the host; never logged.
@@ -62568,7 +62720,13 @@ async function readEnvironment(host, config, name, log) {
         }
         catch (e) {
             const why = e instanceof compose_model_1.ComposeConfigError ? e.message : (0, errors_1.errorMessage)(e);
-            findings.push({ check: 'compose-config', environment: name, severity: 'error', message: `${name}: ${(0, env_file_1.scrub)(why, secrets)}`, fix: 'check the compose command in compose-command' });
+            findings.push({
+                check: 'compose-config',
+                environment: name,
+                severity: 'error',
+                message: `${name}: ${(0, env_file_1.scrub)(why, secrets)}`,
+                fix: 'check the compose command in compose-command',
+            });
         }
     }
     return { facts, findings };
@@ -62600,9 +62758,19 @@ async function probe(host, environment, url, kind, timeout) {
 async function runPreflight(host, config, log, opts = {}) {
     const settings = preflightSettings(config);
     // Both environments at once: each `config` run is a few seconds of compose start-up.
-    const [prodReading, devReading, totals] = await Promise.all([readEnvironment(host, config, 'prod', log), readEnvironment(host, config, 'dev', log), hostTotals(host)]);
+    const [prodReading, devReading, totals] = await Promise.all([
+        readEnvironment(host, config, 'prod', log),
+        readEnvironment(host, config, 'dev', log),
+        hostTotals(host),
+    ]);
     const readings = { prod: prodReading, dev: devReading };
-    const result = (0, isolation_1.checkIsolation)({ prod: readings.prod.facts, dev: readings.dev.facts, settings, host: totals, paths: { stateDir: config['state-dir'], backupDir: config.backup.dir } });
+    const result = (0, isolation_1.checkIsolation)({
+        prod: readings.prod.facts,
+        dev: readings.dev.facts,
+        settings,
+        host: totals,
+        paths: { stateDir: config['state-dir'], backupDir: config.backup.dir },
+    });
     const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
     // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
     const prodCompose = readings.prod.facts.compose;
@@ -62631,7 +62799,11 @@ async function runPreflight(host, config, log, opts = {}) {
         ...(0, findings_1.counts)(findings),
         host: totals,
         devLimits: dev
-            ? { cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0), memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0), services: dev.services.length }
+            ? {
+                cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0),
+                memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0),
+                services: dev.services.length,
+            }
             : undefined,
         ran: {
             envFiles: !!(readings.prod.facts.env && readings.dev.facts.env),
@@ -62694,7 +62866,9 @@ function checkRolling(compose, rolling, environment, warnOnly = []) {
         const s = compose.services.find((x) => x.name === name);
         if (!s) {
             const known = compose.services.map((x) => x.name).join(', ');
-            add('error', inactive.has(name) ? `rolling service ${name} is in an inactive profile of ${environment}'s compose configuration` : `promote.rolling names ${name}, which ${environment}'s compose configuration does not define (services: ${known})`, `correct promote.rolling, or define ${name} in ${environment}'s compose files`);
+            add('error', inactive.has(name)
+                ? `rolling service ${name} is in an inactive profile of ${environment}'s compose configuration`
+                : `promote.rolling names ${name}, which ${environment}'s compose configuration does not define (services: ${known})`, `correct promote.rolling, or define ${name} in ${environment}'s compose files`);
             continue;
         }
         if (s.containerName) {

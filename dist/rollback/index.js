@@ -55699,7 +55699,10 @@ exports.rollbackAction = {
                 if (plan.releaseId) {
                     target = history.find((r) => r.release === plan.releaseId);
                     if (!target)
-                        throw new errors_1.OperationFailed(`${env.name} has no release ${plan.releaseId} in its host log; known: ${history.slice(0, 5).map((r) => r.release).join(', ') || 'none'}`);
+                        throw new errors_1.OperationFailed(`${env.name} has no release ${plan.releaseId} in its host log; known: ${history
+                            .slice(0, 5)
+                            .map((r) => r.release)
+                            .join(', ') || 'none'}`);
                 }
                 else {
                     target = stack.target;
@@ -55707,7 +55710,10 @@ exports.rollbackAction = {
                     if (!target) {
                         throw new errors_1.OperationFailed(`${env.name} has no release to roll back to: ${current ? `${current.release} replaced none` : 'no release is recorded'}` +
                             `${stack.skipped.length ? ` that was not itself rolled back from (passed over: ${stack.skipped.join(', ')})` : ''}. ` +
-                            `Name one with release-id (known: ${history.slice(0, 5).map((r) => r.release).join(', ') || 'none'}). Nothing was changed.`);
+                            `Name one with release-id (known: ${history
+                                .slice(0, 5)
+                                .map((r) => r.release)
+                                .join(', ') || 'none'}). Nothing was changed.`);
                     }
                 }
                 if (skipped.length)
@@ -55717,7 +55723,16 @@ exports.rollbackAction = {
                     log.warning(`The database of ${env.name} will be restored from ${backup.id} (taken ${backup.time}): every write since then will be lost.`);
                 }
                 const r = await (0, rollback_1.startRelease)(host, config, env, target, log, backup);
-                await op.record('release', { release: target.release, sha: target.sha, kind: 'rollback', images: target.images, previous: target.previous, rolledBackFrom: current?.release, restoredBackup: backup?.id, settled: drifted.length ? drifted : undefined });
+                await op.record('release', {
+                    release: target.release,
+                    sha: target.sha,
+                    kind: 'rollback',
+                    images: target.images,
+                    previous: target.previous,
+                    rolledBackFrom: current?.release,
+                    restoredBackup: backup?.id,
+                    settled: drifted.length ? drifted : undefined,
+                });
                 await op.record('rollback', { release: target.release, rolledBackFrom: current?.release, restoredBackup: backup?.id, restoredAt: r.restoredAt });
                 return r;
             });
@@ -55727,7 +55742,9 @@ exports.rollbackAction = {
             io.output('restored-backup-id', backup?.id ?? '');
             summary.text(`↩️ **${env.name} runs release \`${t.release}\`** (\`${t.sha.slice(0, 12)}\`) again, healthy. It ran \`${current?.release ?? '?'}\` before.`);
             summary.list([
-                backup && restart.restoredAt ? `database restored from \`${backup.id}\`: ${(0, rollback_1.lossWindow)(backup, restart.restoredAt)}` : 'database not restored (its schema and data are as they were)',
+                backup && restart.restoredAt
+                    ? `database restored from \`${backup.id}\`: ${(0, rollback_1.lossWindow)(backup, restart.restoredAt)}`
+                    : 'database not restored (its schema and data are as they were)',
                 ...(skipped.length ? [`passed over ${skipped.map((x) => `\`${x}\``).join(', ')}: an earlier rollback left ${skipped.length > 1 ? 'them' : 'it'}`] : []),
                 ...(drifted.length ? [`before the rollback, ${env.name} did not run its recorded release: ${drifted.join('; ')}`] : []),
             ]);
@@ -55812,7 +55829,10 @@ const zod_1 = __nccwpck_require__(924);
 exports.gateSchema = zod_1.z
     .object({
     /** The service to run in; default: the environment's api-service. */
-    service: zod_1.z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name').optional(),
+    service: zod_1.z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name')
+        .optional(),
     'pytest-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['pytest']),
     'pytest-args': zod_1.z.array(zod_1.z.string()).default([]),
     alembic: zod_1.z.boolean().default(true),
@@ -56110,7 +56130,9 @@ function migrationErrorLine(output) {
     const lines = output.split('\n').map((l) => l.trimEnd());
     const tb = lines.map((l, i) => (l.startsWith('Traceback (most recent call last)') ? i : -1)).filter((i) => i >= 0);
     const from = tb.length ? tb[tb.length - 1] : 0;
-    const exc = lines.slice(from).filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
+    const exc = lines
+        .slice(from)
+        .filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
     const line = exc.at(-1) ?? lines.filter((l) => l.trim()).at(-1) ?? '';
     const detail = lines.slice(from).find((l) => /^DETAIL: /.test(l));
     return (0, errors_1.scrubRowValues)(`${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`).slice(0, 500);
@@ -56149,7 +56171,10 @@ const postgres_1 = __nccwpck_require__(263);
 const sql_1 = __nccwpck_require__(3830);
 const schema_1 = __nccwpck_require__(109);
 function newBackupId(env, now = new Date()) {
-    return `b${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${env}`;
+    return `b${now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z')}-${env}`;
 }
 function backupDir(config, env, id) {
     const base = `${config.backup.dir}/${env.name}`;
@@ -56265,7 +56290,9 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
         const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
         manifest.timings.verify = seconds(t);
         manifest.verification.ok = !problem;
-        manifest.verification.detail = problem ?? (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
+        manifest.verification.detail =
+            problem ??
+                (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
         if (counts)
             manifest.verification.tables = counts.size;
         manifest.status = problem ? 'failed' : 'verified';
@@ -56280,7 +56307,9 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
         await snapshotSession?.close().catch(() => undefined);
         manifest.finishedAt = new Date().toISOString();
         manifest.durationSeconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
-        await host.writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600).catch((e) => log.warning(`could not write ${dir}/manifest.json: ${(0, errors_1.errorMessage)(e)}`));
+        await host
+            .writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600)
+            .catch((e) => log.warning(`could not write ${dir}/manifest.json: ${(0, errors_1.errorMessage)(e)}`));
         log.endGroup();
     }
     if (manifest.status !== 'verified') {
@@ -56350,7 +56379,11 @@ async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSecond
         if (actual !== f.sha256)
             return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
     }
-    const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`} > /dev/null`, { check: false, quiet: true, timeoutSeconds });
+    const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`} > /dev/null`, {
+        check: false,
+        quiet: true,
+        timeoutSeconds,
+    });
     if (list.exitCode !== 0)
         return `pg_restore --list cannot read db.dump: ${(0, errors_1.tailLines)(list.stderr, 2)}`;
     if (!counts)
@@ -56466,7 +56499,11 @@ async function restoreBackup(host, config, env, m, log, opts = {}) {
         `printf '%s' ${(0, shell_1.sh) `${`COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS NULL;\n`}`} | ${sql}`,
         `ok=1; rm -f ${(0, shell_1.sh) `${marker}`}`,
     ].join('\n');
-    const r = await host.run(`set -e\n${script}`, { label: `restoring ${env.name} from backup ${m.id}`, timeoutSeconds: config.backup['timeout-seconds'], check: false });
+    const r = await host.run(`set -e\n${script}`, {
+        label: `restoring ${env.name} from backup ${m.id}`,
+        timeoutSeconds: config.backup['timeout-seconds'],
+        check: false,
+    });
     if (r.exitCode !== 0 || r.timedOut) {
         throw new errors_1.RemoteCommandError(`restore of ${env.name} from ${m.id}`, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `restoring ${env.name} from backup ${m.id}`);
     }
@@ -56567,7 +56604,10 @@ const databaseSchema = zod_1.z
     service: composeName.default('db'),
     name: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL database name'),
     user: zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name'),
-    host: zod_1.z.string().regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address').default('127.0.0.1'),
+    host: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address')
+        .default('127.0.0.1'),
     port: port.default(5432),
     /** The port the server listens on inside its container (differs from `port` only with host networking). */
     'container-port': port.default(5432),
@@ -56582,9 +56622,15 @@ const environmentSchema = zod_1.z
     'compose-files': zod_1.z.array(relPath).min(1, 'needs the base file and the overlay'),
     'env-file': relPath,
     url: zod_1.z.string().url('must be a URL such as https://makapix.club'),
-    'health-path': zod_1.z.string().regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health').default('/api/health'),
+    'health-path': zod_1.z
+        .string()
+        .regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health')
+        .default('/api/health'),
     'api-service': composeName.default('api'),
-    remote: zod_1.z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)').default('origin'),
+    remote: zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)')
+        .default('origin'),
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': zod_1.z.number().int().min(5).max(3600).default(300),
@@ -56610,9 +56656,7 @@ exports.configSchema = zod_1.z
     'state-dir': absPath.default('/var/lib/twinstack'),
     'keep-releases': zod_1.z.number().int().min(1).max(100).default(5),
     'command-timeout-seconds': zod_1.z.number().int().min(10).max(86400).default(1800),
-    environments: zod_1.z
-        .object({ prod: environmentSchema, dev: environmentSchema })
-        .strict(),
+    environments: zod_1.z.object({ prod: environmentSchema, dev: environmentSchema }).strict(),
     ...sections_1.sectionSchemas,
 })
     .strict()
@@ -56905,7 +56949,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         previous: zod_1.z.string().optional(),
         rolledBackFrom: zod_1.z.string().optional(),
     }),
-    record('release-failed', { stage: zod_1.z.string(), error: zod_1.z.string().optional(), images: zod_1.z.record(zod_1.z.string()).optional(), head: zod_1.z.string().optional(), previous: zod_1.z.string().optional() }),
+    record('release-failed', {
+        stage: zod_1.z.string(),
+        error: zod_1.z.string().optional(),
+        images: zod_1.z.record(zod_1.z.string()).optional(),
+        head: zod_1.z.string().optional(),
+        previous: zod_1.z.string().optional(),
+    }),
     record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
     record('gate', {
         sha: zod_1.z.string(),
@@ -56961,7 +57011,10 @@ class HostLog {
         if (records.length <= (opts.overLines ?? exports.COMPACT_OVER_LINES))
             return undefined;
         const kept = compactRecords(records, opts.keepRecent ?? exports.KEEP_RECENT);
-        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+        const stamp = new Date()
+            .toISOString()
+            .replace(/[-:]/g, '')
+            .replace(/\.\d+Z$/, 'Z');
         const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
         const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
         await this.host.run((0, shell_1.sh) `gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`, { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 });
@@ -57025,7 +57078,11 @@ function compactRecords(records, keepRecent = exports.KEEP_RECENT) {
             lastGate.set(r.sha, i);
     });
     const recent = records.length - keepRecent;
-    return records.filter((r, i) => i >= recent || r.event === 'release' || r.event === 'rollback' || (r.event === 'gate' && lastGate.get(r.sha) === i) || (r.event === 'started' && unfinished.has(r.op)));
+    return records.filter((r, i) => i >= recent ||
+        r.event === 'release' ||
+        r.event === 'rollback' ||
+        (r.event === 'gate' && lastGate.get(r.sha) === i) ||
+        (r.event === 'started' && unfinished.has(r.op)));
 }
 /** Operations that were started and never finished (their run died or lost the connection). */
 function unfinishedOperations(records) {
@@ -57107,7 +57164,13 @@ class EnvironmentLock {
                 continue;
             try {
                 const e = JSON.parse(line.slice(tab + 1));
-                entries.push({ pgid: Number(line.slice(0, tab)), op: String(e.op ?? ''), run: String(e.run ?? ''), label: String(e.label ?? ''), since: String(e.since ?? '') });
+                entries.push({
+                    pgid: Number(line.slice(0, tab)),
+                    op: String(e.op ?? ''),
+                    run: String(e.run ?? ''),
+                    label: String(e.label ?? ''),
+                    since: String(e.since ?? ''),
+                });
             }
             catch {
                 entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
@@ -57253,7 +57316,10 @@ const shell_1 = __nccwpck_require__(2232);
 const host_log_1 = __nccwpck_require__(131);
 const lock_1 = __nccwpck_require__(8597);
 function newOperationId() {
-    return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
+    return `${new Date()
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
 }
 async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
@@ -57312,7 +57378,9 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
             if (cancelling)
                 await new Promise(() => undefined); // the cancel handler records the outcome and exits
             finished = true;
-            await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) }).catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
+            await hostLog
+                .append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact((0, errors_1.errorMessage)(e)).slice(0, 2000) })
+                .catch((le) => o.log.warning(`could not record the failure in the host log: ${(0, errors_1.errorMessage)(le)}`));
             throw e;
         }
         finished = true;
@@ -57374,7 +57442,10 @@ exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 function newReleaseId(sha, now = new Date()) {
-    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
     return `r${stamp}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
@@ -57556,7 +57627,10 @@ async function tagRelease(host, env, releaseId, containers) {
 async function pruneReleaseTags(host, env, keep, protect, log) {
     const r = await host.run((0, shell_1.sh) `docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
-    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))].filter((t) => /^r\d{8}T\d{6}Z-/.test(t)).sort().reverse();
+    const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
+        .filter((t) => /^r\d{8}T\d{6}Z-/.test(t))
+        .sort()
+        .reverse();
     const pruned = ids.slice(keep).filter((id) => !protect.includes(id));
     if (pruned.length === 0)
         return [];
@@ -57620,7 +57694,9 @@ async function startRelease(host, config, env, release, log, restore) {
             }
             catch (e) {
                 // The database was put back as it was; start the release's services anyway rather than leave them stopped.
-                await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` })).catch(() => undefined);
+                await host
+                    .run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` }))
+                    .catch(() => undefined);
                 throw e;
             }
             restoredAt = new Date().toISOString();
@@ -57714,7 +57790,7 @@ async function replaceOne(host, env, service, log, opts) {
     // 1. The new container beside the old ones. --no-recreate keeps the old ones as they are.
     const known = new Set(before.map((c) => c.id));
     let next;
-    let healthyAfterMs = 0;
+    let healthyAfterMs;
     let routedAfterMs;
     try {
         await host.run(env.compose('up', '-d', '--no-deps', '--no-recreate', '--no-build', '--scale', `${service}=${old.length + 1}`, service), env.composeOptions({ label: `${env.name}: compose up --scale ${service}=${old.length + 1}` }));
@@ -57745,7 +57821,11 @@ async function replaceOne(host, env, service, log, opts) {
     // 3. The old containers drain and go: SIGTERM, up to drainSeconds to finish, then KILL.
     if (old.length) {
         const ids = old.map((c) => c.id);
-        await host.run((0, shell_1.argv)('docker', 'stop', '-t', opts.drainSeconds, ids), { label: `${env.name}: stopping the old ${service} container`, quiet: true, timeoutSeconds: opts.drainSeconds + 120 });
+        await host.run((0, shell_1.argv)('docker', 'stop', '-t', opts.drainSeconds, ids), {
+            label: `${env.name}: stopping the old ${service} container`,
+            quiet: true,
+            timeoutSeconds: opts.drainSeconds + 120,
+        });
         await host.run((0, shell_1.argv)('docker', 'rm', ids), { label: `${env.name}: removing the old ${service} container`, quiet: true, timeoutSeconds: 120 });
     }
     // 4. Back to one container in compose's own count (a no-op on the containers: the new one stays).
@@ -57781,7 +57861,10 @@ async function assertKnownServices(host, env, services) {
     if (services.length === 0)
         return;
     const r = await host.run(env.compose('config', '--services'), env.composeOptions({ label: `${env.name}: compose config --services`, quiet: true, timeoutSeconds: 180 }));
-    const defined = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    const defined = r.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
     const unknown = services.filter((s) => !defined.includes(s));
     if (unknown.length) {
         throw new errors_1.ConfigurationError(`promote.rolling names ${unknown.map((s) => `"${s}"`).join(', ')}, which ${env.name}'s compose files do not define (services: ${defined.join(', ')}): correct promote.rolling`);
@@ -57833,7 +57916,12 @@ async function waitRouted(host, env, service, c, probe) {
     const seen = new Set();
     for (;;) {
         // Several requests a round: a proxy balancing over both containers answers from either.
-        const r = await host.run((0, shell_1.sh) `for i in 1 2 3 4; do curl -sS -o /dev/null -D - --max-time 5 ${probe.url} | tr -d '\r'; echo; done`, { check: false, quiet: true, label: `probing ${probe.url}`, timeoutSeconds: 60 });
+        const r = await host.run((0, shell_1.sh) `for i in 1 2 3 4; do curl -sS -o /dev/null -D - --max-time 5 ${probe.url} | tr -d '\r'; echo; done`, {
+            check: false,
+            quiet: true,
+            label: `probing ${probe.url}`,
+            timeoutSeconds: 60,
+        });
         for (const line of r.stdout.split('\n')) {
             const m = /^([^:\s]+):\s*(.*)$/.exec(line);
             if (!m || m[1].toLowerCase() !== header)
@@ -57901,11 +57989,17 @@ const REVISION_SQL = `SELECT CASE WHEN to_regclass('alembic_version') IS NULL TH
     `coalesce((xpath('/row/v/text()', query_to_xml('SELECT string_agg(version_num, '','' ORDER BY version_num) AS v FROM alembic_version', false, true, '')))[1]::text, '') END`;
 /** The schema-only dump as a fingerprint: lines that differ between two dumps of one schema are dropped. */
 function fingerprintOf(dump) {
-    const kept = dump.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^\\(un)?restrict\b/.test(l) && !/^SET /.test(l) && !/^SELECT pg_catalog\.set_config/.test(l));
+    const kept = dump
+        .split('\n')
+        .filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^\\(un)?restrict\b/.test(l) && !/^SET /.test(l) && !/^SELECT pg_catalog\.set_config/.test(l));
     return (0, node_crypto_1.createHash)('sha256').update(kept.join('\n')).digest('hex');
 }
 async function schemaState(host, env, database = env.cfg.database.name) {
-    const rev = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [REVISION_SQL] }), { quiet: true, label: `${env.name}: alembic revision`, timeoutSeconds: 120 });
+    const rev = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [REVISION_SQL] }), {
+        quiet: true,
+        label: `${env.name}: alembic revision`,
+        timeoutSeconds: 120,
+    });
     const dump = await host.run(env.dbTool('pg_dump', ['--schema-only', '--no-owner', '--no-privileges', '-d', database]), {
         quiet: true,
         label: `${env.name}: schema of ${database}`,
@@ -58279,7 +58373,10 @@ class OperationFailed extends Error {
 }
 exports.OperationFailed = OperationFailed;
 function tailLines(text, n) {
-    const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+    const lines = text
+        .split('\n')
+        .map((l) => l.trimEnd())
+        .filter((l) => l.length > 0);
     return lines.slice(-n).join(' | ');
 }
 function shorten(text, max) {
@@ -58374,7 +58471,10 @@ function hostString(host, port) {
     return port === 22 ? host : `[${host}]:${port}`;
 }
 function wildcardMatch(pattern, text) {
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+    const re = new RegExp(`^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`, 'i');
     return re.test(text);
 }
 function hostMatches(hosts, host, port) {
@@ -59300,7 +59400,7 @@ function backupId(value, name = 'backup-id') {
 }
 /** An absolute path on the host, without traversal or shell-special surprises. */
 function absolutePath(value, name = 'path') {
-    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, "use an absolute path of letters, digits and . _ / @ + -");
+    check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, 'use an absolute path of letters, digits and . _ / @ + -');
     if (value.split('/').some((seg) => seg === '..'))
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must not contain ".."`);
     return value.length > 1 ? value.replace(/\/+$/, '') : value;
@@ -59351,7 +59451,23 @@ exports.fragmentProblem = fragmentProblem;
 /** Functions an expression may never call: server administration, large objects, other connections. */
 const DENIED_FUNCTION = /^(pg_|lo_|dblink)|^(set_config|query_to_xml|query_to_xml_and_xmlschema|query_to_xmlschema|cursor_to_xml)$/i;
 /** Keywords that would carry an expression past its place in a SELECT list or a WHERE clause. */
-const STATEMENT_WORDS = new Set(['from', 'union', 'intersect', 'except', 'into', 'order', 'limit', 'offset', 'group', 'having', 'window', 'fetch', 'for', 'to', 'returning']);
+const STATEMENT_WORDS = new Set([
+    'from',
+    'union',
+    'intersect',
+    'except',
+    'into',
+    'order',
+    'limit',
+    'offset',
+    'group',
+    'having',
+    'window',
+    'fetch',
+    'for',
+    'to',
+    'returning',
+]);
 /**
  * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined.
  * `expression`: one scalar expression or condition; top-level commas and clause keywords refused.
@@ -59451,13 +59567,9 @@ exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES
 const zod_1 = __nccwpck_require__(924);
 const expression_1 = __nccwpck_require__(309);
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
-const tableName = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
 /** `users.email` or `public.users.email`. */
-const columnRef = zod_1.z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
 /** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
 const foreignKeyRef = zod_1.z
     .string()
@@ -59529,14 +59641,20 @@ exports.sampleSchema = zod_1.z
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
-    'sensitive-names': zod_1.z.array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(exports.DEFAULT_SENSITIVE_NAMES),
+    'sensitive-names': zod_1.z
+        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
+        .min(1)
+        .default(exports.DEFAULT_SENSITIVE_NAMES),
     /** The format of the dev password hash, matching what the app verifies. */
     'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
     /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
     migrate: zod_1.z.boolean().default(true),
     'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
     /** A database on dev's server to connect to while dev's own is renamed. */
-    'maintenance-database': zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name').default('postgres'),
+    'maintenance-database': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
+        .default('postgres'),
     'leak-scan': zod_1.z
         .object({
         'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),

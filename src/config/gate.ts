@@ -4,7 +4,10 @@ import { z } from 'zod';
 export const gateSchema = z
   .object({
     /** The service to run in; default: the environment's api-service. */
-    service: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name').optional(),
+    service: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a compose service name')
+      .optional(),
     'pytest-command': z.array(z.string().min(1)).min(1).default(['pytest']),
     'pytest-args': z.array(z.string()).default([]),
     alembic: z.boolean().default(true),

@@ -140,6 +140,7 @@ export function failureLine(action: string, e: unknown): string {
 export function runDeadline(value = process.env.TWINSTACK_DEADLINE): number | undefined {
   if (!value) return undefined;
   const seconds = Number(value);
-  if (!Number.isInteger(seconds) || seconds <= 0) throw new ConfigurationError(`TWINSTACK_DEADLINE "${printable(value)}" must be a time in seconds since the epoch`);
+  if (!Number.isInteger(seconds) || seconds <= 0)
+    throw new ConfigurationError(`TWINSTACK_DEADLINE "${printable(value)}" must be a time in seconds since the epoch`);
   return seconds * 1000;
 }

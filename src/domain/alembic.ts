@@ -19,7 +19,8 @@ export interface MigrationPlan {
 /** Where alembic stands in the environment's api service, before migrating. */
 export async function migrationPlan(host: Host, env: Environment, timeoutSeconds: number, service = env.cfg.apiService): Promise<MigrationPlan> {
   const container = await env.serviceContainer(host, service);
-  const run = (args: string[]) => host.run(dockerExec(container, ['alembic', ...args]), { label: `${env.name} alembic ${args[0]}`, quiet: true, timeoutSeconds });
+  const run = (args: string[]) =>
+    host.run(dockerExec(container, ['alembic', ...args]), { label: `${env.name} alembic ${args[0]}`, quiet: true, timeoutSeconds });
   const heads = [...(await run(['heads'])).stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
   const current = /^(\w+)/m.exec((await run(['current'])).stdout.trim())?.[1] ?? '';
   return { container, current, heads, pending: !(heads.length === 1 && heads[0] === current) };
@@ -60,7 +61,10 @@ export async function oneOffAlembic(host: Host, at: Environment, args: readonly 
   const pass = Object.keys(o.env ?? {}).flatMap((k) => ['-e', k]);
   await host.run(argv('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
   try {
-    return await host.run(at.compose('run', '--rm', '--no-deps', '-T', '--name', o.name, ...pass, service, 'alembic', ...args), at.composeOptions({ label: o.label, timeoutSeconds: o.timeoutSeconds, check: false, quiet: true, env: o.env }));
+    return await host.run(
+      at.compose('run', '--rm', '--no-deps', '-T', '--name', o.name, ...pass, service, 'alembic', ...args),
+      at.composeOptions({ label: o.label, timeoutSeconds: o.timeoutSeconds, check: false, quiet: true, env: o.env }),
+    );
   } finally {
     // A time limit or a cancel kills the client; the container must not migrate on unseen.
     await host.run(argv('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
@@ -70,7 +74,10 @@ export async function oneOffAlembic(host: Host, at: Environment, args: readonly 
 /** The head revision(s) of the new code, read in a one-off container. */
 export async function oneOffHeads(host: Host, at: Environment, name: string, timeoutSeconds: number): Promise<string[]> {
   const r = await oneOffAlembic(host, at, ['heads'], { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
-  if (r.exitCode !== 0) throw new OperationFailed(`${at.name}: alembic heads failed in a one-off ${at.cfg.apiService} container of the new image: ${migrationErrorLine(`${r.stdout}\n${r.stderr}`)}`);
+  if (r.exitCode !== 0)
+    throw new OperationFailed(
+      `${at.name}: alembic heads failed in a one-off ${at.cfg.apiService} container of the new image: ${migrationErrorLine(`${r.stdout}\n${r.stderr}`)}`,
+    );
   return [...r.stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
 }
 
@@ -82,7 +89,9 @@ export function migrationErrorLine(output: string): string {
   const lines = output.split('\n').map((l) => l.trimEnd());
   const tb = lines.map((l, i) => (l.startsWith('Traceback (most recent call last)') ? i : -1)).filter((i) => i >= 0);
   const from = tb.length ? tb[tb.length - 1] : 0;
-  const exc = lines.slice(from).filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
+  const exc = lines
+    .slice(from)
+    .filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
   const line = exc.at(-1) ?? lines.filter((l) => l.trim()).at(-1) ?? '';
   const detail = lines.slice(from).find((l) => /^DETAIL: /.test(l));
   return scrubRowValues(`${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`).slice(0, 500);

@@ -42,7 +42,10 @@ export interface BackupManifest {
 }
 
 export function newBackupId(env: string, now = new Date()): string {
-  return `b${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${env}`;
+  return `b${now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${env}`;
 }
 
 export function backupDir(config: Config, env: Environment, id?: string): string {
@@ -56,7 +59,9 @@ export function checkBackupDir(config: Config): void {
   if (dir === '/') throw new ConfigurationError('backup.dir must not be /');
   for (const [name, e] of Object.entries(config.environments)) {
     if (dir === e.checkout || dir.startsWith(`${e.checkout}/`)) {
-      throw new ConfigurationError(`backup.dir ${dir} is inside the ${name} checkout ${e.checkout}: put backups outside every repository checkout, e.g. /var/backups/twinstack`);
+      throw new ConfigurationError(
+        `backup.dir ${dir} is inside the ${name} checkout ${e.checkout}: put backups outside every repository checkout, e.g. /var/backups/twinstack`,
+      );
     }
   }
 }
@@ -118,7 +123,14 @@ export interface BackupContext {
  * Takes and verifies a backup. Returns its manifest; throws OperationFailed (after writing a
  * `failed` manifest where the disk allows) when the dump or its verification fails.
  */
-export async function takeBackup(host: Host, config: Config, env: Environment, ctx: BackupContext, log: Logger, verify = config.backup.verify): Promise<BackupManifest> {
+export async function takeBackup(
+  host: Host,
+  config: Config,
+  env: Environment,
+  ctx: BackupContext,
+  log: Logger,
+  verify = config.backup.verify,
+): Promise<BackupManifest> {
   checkBackupDir(config);
   const started = new Date();
   const id = newBackupId(env.name, started);
@@ -166,7 +178,9 @@ export async function takeBackup(host: Host, config: Config, env: Environment, c
     const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
     manifest.timings.verify = seconds(t);
     manifest.verification.ok = !problem;
-    manifest.verification.detail = problem ?? (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
+    manifest.verification.detail =
+      problem ??
+      (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
     if (counts) manifest.verification.tables = counts.size;
     manifest.status = problem ? 'failed' : 'verified';
     if (problem) manifest.error = problem;
@@ -177,7 +191,9 @@ export async function takeBackup(host: Host, config: Config, env: Environment, c
     await snapshotSession?.close().catch(() => undefined);
     manifest.finishedAt = new Date().toISOString();
     manifest.durationSeconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
-    await host.writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600).catch((e) => log.warning(`could not write ${dir}/manifest.json: ${errorMessage(e)}`));
+    await host
+      .writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600)
+      .catch((e) => log.warning(`could not write ${dir}/manifest.json: ${errorMessage(e)}`));
     log.endGroup();
   }
   if (manifest.status !== 'verified') {
@@ -198,7 +214,13 @@ async function dumpGlobals(host: Host, env: Environment, file: string, log: Logg
     // Reading role passwords needs a superuser; without them the roles and grants are still saved.
     if (e instanceof RemoteCommandError && /permission denied/i.test(e.stderr)) {
       log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
-      return streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only', '--no-role-passwords']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+      return streamToFile(
+        host,
+        env.dbTool('pg_dumpall', ['--globals-only', '--no-role-passwords']),
+        file,
+        `pg_dumpall --globals-only of ${env.name}`,
+        timeoutSeconds,
+      );
     }
     throw e;
   }
@@ -257,7 +279,11 @@ export async function verifyBackup(
     if (r.exitCode !== 0) return `${name} cannot be read: ${tailLines(r.stderr, 1)}`;
     if (actual !== f.sha256) return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
   }
-  const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${sh`${`${dir}/db.dump`}`} > /dev/null`, { check: false, quiet: true, timeoutSeconds });
+  const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${sh`${`${dir}/db.dump`}`} > /dev/null`, {
+    check: false,
+    quiet: true,
+    timeoutSeconds,
+  });
   if (list.exitCode !== 0) return `pg_restore --list cannot read db.dump: ${tailLines(list.stderr, 2)}`;
   if (!counts) return undefined;
 
@@ -325,7 +351,14 @@ export async function usableBackup(host: Host, config: Config, env: Environment,
  * that fails, the new database is dropped and the old one renamed back. Needs a database user that
  * may create databases (the official postgres image's POSTGRES_USER can).
  */
-export async function restoreBackup(host: Host, config: Config, env: Environment, m: BackupManifest, log?: Logger, opts: { stoppedServices?: string[] } = {}): Promise<void> {
+export async function restoreBackup(
+  host: Host,
+  config: Config,
+  env: Environment,
+  m: BackupManifest,
+  log?: Logger,
+  opts: { stoppedServices?: string[] } = {},
+): Promise<void> {
   const file = `${backupDir(config, env, m.id)}/db.dump`;
   const db = m.database;
   const aside = restoreAsideName(db);
@@ -370,9 +403,21 @@ export async function restoreBackup(host: Host, config: Config, env: Environment
     `printf '%s' ${sh`${`COMMENT ON DATABASE ${ident(db)} IS NULL;\n`}`} | ${sql}`,
     `ok=1; rm -f ${sh`${marker}`}`,
   ].join('\n');
-  const r = await host.run(`set -e\n${script}`, { label: `restoring ${env.name} from backup ${m.id}`, timeoutSeconds: config.backup['timeout-seconds'], check: false });
+  const r = await host.run(`set -e\n${script}`, {
+    label: `restoring ${env.name} from backup ${m.id}`,
+    timeoutSeconds: config.backup['timeout-seconds'],
+    check: false,
+  });
   if (r.exitCode !== 0 || r.timedOut) {
-    throw new RemoteCommandError(`restore of ${env.name} from ${m.id}`, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `restoring ${env.name} from backup ${m.id}`);
+    throw new RemoteCommandError(
+      `restore of ${env.name} from ${m.id}`,
+      r.exitCode,
+      r.signal,
+      r.stdout,
+      r.stderr,
+      r.timedOut,
+      `restoring ${env.name} from backup ${m.id}`,
+    );
   }
   log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
 }
@@ -395,7 +440,14 @@ export async function pruneBackups(host: Host, config: Config, env: Environment,
   const newestVerified = verified[0];
   const doomed = all.filter((b) => !keepIds.has(b.id) && (b.status === 'verified' || (newestVerified && b.id < newestVerified.id)));
   if (doomed.length === 0) return [];
-  await host.run(argv('rm', '-rf', doomed.map((b) => backupDir(config, env, b.id))), { label: 'pruning old backups', quiet: true, timeoutSeconds: 600 });
+  await host.run(
+    argv(
+      'rm',
+      '-rf',
+      doomed.map((b) => backupDir(config, env, b.id)),
+    ),
+    { label: 'pruning old backups', quiet: true, timeoutSeconds: 600 },
+  );
   log.info(`${env.name}: deleted backups ${doomed.map((b) => b.id).join(', ')} (keeping the newest ${config.backup.keep} verified)`);
   return doomed.map((b) => b.id);
 }

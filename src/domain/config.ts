@@ -28,7 +28,10 @@ const databaseSchema = z
     service: composeName.default('db'),
     name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL database name'),
     user: z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name'),
-    host: z.string().regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address').default('127.0.0.1'),
+    host: z
+      .string()
+      .regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address')
+      .default('127.0.0.1'),
     port: port.default(5432),
     /** The port the server listens on inside its container (differs from `port` only with host networking). */
     'container-port': port.default(5432),
@@ -44,9 +47,15 @@ const environmentSchema = z
     'compose-files': z.array(relPath).min(1, 'needs the base file and the overlay'),
     'env-file': relPath,
     url: z.string().url('must be a URL such as https://makapix.club'),
-    'health-path': z.string().regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health').default('/api/health'),
+    'health-path': z
+      .string()
+      .regex(/^\/[A-Za-z0-9._/~-]*$/, 'must be a path such as /api/health')
+      .default('/api/health'),
     'api-service': composeName.default('api'),
-    remote: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)').default('origin'),
+    remote: z
+      .string()
+      .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'must be a git remote name (letters, digits, . _ -, not starting with - or .)')
+      .default('origin'),
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': z.number().int().min(5).max(3600).default(300),
@@ -73,9 +82,7 @@ export const configSchema = z
     'state-dir': absPath.default('/var/lib/twinstack'),
     'keep-releases': z.number().int().min(1).max(100).default(5),
     'command-timeout-seconds': z.number().int().min(10).max(86400).default(1800),
-    environments: z
-      .object({ prod: environmentSchema, dev: environmentSchema })
-      .strict(),
+    environments: z.object({ prod: environmentSchema, dev: environmentSchema }).strict(),
     ...sectionSchemas,
   })
   .strict()
@@ -136,7 +143,9 @@ export function loadConfig(file: string, workspace = process.env.GITHUB_WORKSPAC
   try {
     text = fs.readFileSync(full, 'utf8');
   } catch {
-    throw new ConfigurationError(`config file ${printable(file)} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
+    throw new ConfigurationError(
+      `config file ${printable(file)} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`,
+    );
   }
   return parseConfig(text, file);
 }

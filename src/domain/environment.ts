@@ -90,7 +90,8 @@ export class Environment {
       { quiet: true, label: `finding the ${service} container`, timeoutSeconds: 60 },
     );
     const id = r.stdout.trim().split('\n')[0];
-    if (!id) throw new OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
+    if (!id)
+      throw new OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
     return id;
   }
 

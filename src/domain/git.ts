@@ -19,7 +19,9 @@ export async function resolveRef(host: Host, env: Environment, ref: string): Pro
   const { checkout, remote } = env.cfg;
   const exists = await host.run(sh`test -d ${`${checkout}/.git`}`, { check: false, quiet: true, timeoutSeconds: 30 });
   if (exists.exitCode !== 0) {
-    throw new ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
+    throw new ConfigurationError(
+      `${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`,
+    );
   }
   await host.run(sh`git fetch --prune --tags --force ${remote}`, { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
   // A branch name means the remote's branch; a tag or sha means itself.
@@ -43,7 +45,9 @@ export async function checkoutCommit(host: Host, env: Environment, sha: string):
     });
   } catch (e) {
     if (e instanceof RemoteCommandError && /would be overwritten|local changes/i.test(e.stderr)) {
-      throw new ConfigurationError(`${env.cfg.checkout} has local changes to tracked files: commit or discard them on the host (git -C ${env.cfg.checkout} status), then deploy again`);
+      throw new ConfigurationError(
+        `${env.cfg.checkout} has local changes to tracked files: commit or discard them on the host (git -C ${env.cfg.checkout} status), then deploy again`,
+      );
     }
     throw e;
   }

@@ -22,8 +22,7 @@ const base = {
   actor: z.string().optional(),
   sha: z.string().optional(),
 };
-const record = <E extends string, F extends z.ZodRawShape>(event: E, fields: F) =>
-  z.object({ ...base, event: z.literal(event), ...fields }).passthrough();
+const record = <E extends string, F extends z.ZodRawShape>(event: E, fields: F) => z.object({ ...base, event: z.literal(event), ...fields }).passthrough();
 const serviceImage = z.object({ name: z.string(), id: z.string(), tag: z.string() }).passthrough();
 
 /**
@@ -44,7 +43,13 @@ export const logRecord = z.discriminatedUnion('event', [
     previous: z.string().optional(),
     rolledBackFrom: z.string().optional(),
   }),
-  record('release-failed', { stage: z.string(), error: z.string().optional(), images: z.record(z.string()).optional(), head: z.string().optional(), previous: z.string().optional() }),
+  record('release-failed', {
+    stage: z.string(),
+    error: z.string().optional(),
+    images: z.record(z.string()).optional(),
+    head: z.string().optional(),
+    previous: z.string().optional(),
+  }),
   record('rollback', { release: z.string(), rolledBackFrom: z.string().optional() }),
   record('gate', {
     sha: z.string(),
@@ -109,7 +114,10 @@ export class HostLog {
   async compact(records: LogRecord[], opts: { overLines?: number; keepRecent?: number } = {}): Promise<string | undefined> {
     if (records.length <= (opts.overLines ?? COMPACT_OVER_LINES)) return undefined;
     const kept = compactRecords(records, opts.keepRecent ?? KEEP_RECENT);
-    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z');
     const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
     const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
     await this.host.run(
@@ -174,7 +182,12 @@ export function compactRecords(records: LogRecord[], keepRecent = KEEP_RECENT): 
   });
   const recent = records.length - keepRecent;
   return records.filter(
-    (r, i) => i >= recent || r.event === 'release' || r.event === 'rollback' || (r.event === 'gate' && lastGate.get(r.sha) === i) || (r.event === 'started' && unfinished.has(r.op)),
+    (r, i) =>
+      i >= recent ||
+      r.event === 'release' ||
+      r.event === 'rollback' ||
+      (r.event === 'gate' && lastGate.get(r.sha) === i) ||
+      (r.event === 'started' && unfinished.has(r.op)),
   );
 }
 

@@ -81,7 +81,13 @@ export class EnvironmentLock {
       if (tab < 0) continue;
       try {
         const e = JSON.parse(line.slice(tab + 1)) as Omit<BusyEntry, 'pgid'>;
-        entries.push({ pgid: Number(line.slice(0, tab)), op: String(e.op ?? ''), run: String(e.run ?? ''), label: String(e.label ?? ''), since: String(e.since ?? '') });
+        entries.push({
+          pgid: Number(line.slice(0, tab)),
+          op: String(e.op ?? ''),
+          run: String(e.run ?? ''),
+          label: String(e.label ?? ''),
+          since: String(e.since ?? ''),
+        });
       } catch {
         entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
       }
@@ -111,7 +117,9 @@ export class EnvironmentLock {
       }
       if (Date.now() - lastSaid >= 10_000) {
         lastSaid = Date.now();
-        log.info(`The ${env} lock is free, but remote work of an earlier run is still running: ${what}. Waiting for it to end (waited ${Math.round((Date.now() - started) / 1000)}s of ${waitSeconds}s).`);
+        log.info(
+          `The ${env} lock is free, but remote work of an earlier run is still running: ${what}. Waiting for it to end (waited ${Math.round((Date.now() - started) / 1000)}s of ${waitSeconds}s).`,
+        );
       }
       await new Promise((r) => setTimeout(r, 1000));
     }
@@ -153,18 +161,27 @@ echo "stopped $n process group(s)"`;
   }
 
   /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
-  static acquireToRead(host: Host, stateDir: string, env: string, run: RunInfo, action: string, waitSeconds: number, log: Logger, sha = run.sha): Promise<EnvironmentLock> {
-    return EnvironmentLock.acquire(host, stateDir, env, { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() }, waitSeconds, log);
-  }
-
-  static async acquire(
+  static acquireToRead(
     host: Host,
     stateDir: string,
     env: string,
-    holder: LockHolder,
+    run: RunInfo,
+    action: string,
     waitSeconds: number,
     log: Logger,
+    sha = run.sha,
   ): Promise<EnvironmentLock> {
+    return EnvironmentLock.acquire(
+      host,
+      stateDir,
+      env,
+      { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() },
+      waitSeconds,
+      log,
+    );
+  }
+
+  static async acquire(host: Host, stateDir: string, env: string, holder: LockHolder, waitSeconds: number, log: Logger): Promise<EnvironmentLock> {
     const started = Date.now();
     const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
     await host.run(sh`mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });

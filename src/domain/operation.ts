@@ -40,7 +40,10 @@ export interface OperationOptions {
 }
 
 export function newOperationId(): string {
-  return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+  return `${new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
 }
 
 export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => Promise<T>, outcomeOf: (result: T) => Outcome = () => 'success'): Promise<T> {
@@ -66,7 +69,10 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
   try {
     const records = await hostLog.read(o.log);
     const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${errorMessage(e)}`));
-    if (archived) o.log.info(`The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`);
+    if (archived)
+      o.log.info(
+        `The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`,
+      );
     const interrupted = unfinishedOperations(records);
     for (const r of interrupted) {
       o.log.warning(
@@ -98,9 +104,9 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
     } catch (e) {
       if (cancelling) await new Promise(() => undefined); // the cancel handler records the outcome and exits
       finished = true;
-      await hostLog.append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact(errorMessage(e)).slice(0, 2000) }).catch((le) =>
-        o.log.warning(`could not record the failure in the host log: ${errorMessage(le)}`),
-      );
+      await hostLog
+        .append({ ...base, sha: o.sha, event: 'finished', outcome: 'failure', error: o.log.redact(errorMessage(e)).slice(0, 2000) })
+        .catch((le) => o.log.warning(`could not record the failure in the host log: ${errorMessage(le)}`));
       throw e;
     }
     finished = true;
@@ -131,7 +137,9 @@ async function undoPending(o: OperationOptions, hostLog: HostLog, base: { action
       done.push(`${first}: undone`);
       await hostLog.append({ ...base, event: 'recovered', what: first });
     } catch (e) {
-      throw new OperationFailed(`${o.env}: an earlier run was cut in the middle of a host change (${first}) and undoing it failed: ${errorMessage(e)}. The undo script is ${file} on the host; run it by hand, then retry.`);
+      throw new OperationFailed(
+        `${o.env}: an earlier run was cut in the middle of a host change (${first}) and undoing it failed: ${errorMessage(e)}. The undo script is ${file} on the host; run it by hand, then retry.`,
+      );
     }
   }
   return done;

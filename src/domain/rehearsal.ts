@@ -115,13 +115,24 @@ export async function rehearse(host: Host, config: Config, at: Environment, back
   const inScratch = (sql: string, label: string) => host.run(psql(at, scratch, { tuples: true, run: [sql] }), { quiet: true, label, timeoutSeconds: 300 });
   const file = `${backupDir(config, at, backup.id)}/db.dump`;
   const stopFile = `/tmp/twinstack-rehearse-${opId}.stop`;
-  const result: RehearsalResult = { ok: false, durationMs: 0, restoreMs: 0, locks: [], rewritten: [], updatedRows: 0, revisionBefore: backup.alembicRevision ?? '', revisionAfter: '' };
+  const result: RehearsalResult = {
+    ok: false,
+    durationMs: 0,
+    restoreMs: 0,
+    locks: [],
+    rewritten: [],
+    updatedRows: 0,
+    revisionBefore: backup.alembicRevision ?? '',
+    revisionAfter: '',
+  };
   log.startGroup(`${at.name}: rehearsing the migration on a copy of ${backup.database} (backup ${backup.id})`);
   try {
     await maintenance(dropDatabaseSql(scratch), `dropping an old ${scratch}`);
     const created = await maintenance(`CREATE DATABASE ${ident(scratch)} TEMPLATE template0;\n`, `creating ${scratch}`).catch((e: unknown) => e);
     if (created instanceof RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
-      throw new OperationFailed(`the database user ${at.cfg.database.user} may not create the copy the rehearsal needs: ALTER ROLE ${at.cfg.database.user} CREATEDB, or set promote.rehearse: never`);
+      throw new OperationFailed(
+        `the database user ${at.cfg.database.user} may not create the copy the rehearsal needs: ALTER ROLE ${at.cfg.database.user} CREATEDB, or set promote.rehearse: never`,
+      );
     }
     if (created instanceof Error) throw created;
     let t = Date.now();
@@ -141,7 +152,9 @@ export async function rehearse(host: Host, config: Config, at: Environment, back
     const values = parseEnvFile(envText);
     const variable = settings['database-env'];
     if (!values.has(variable)) {
-      throw new OperationFailed(`${at.cfg.envFile} does not set ${variable}, the variable promote.database-env names: the rehearsal cannot point the app at its copy. Set promote.database-env to the variable your app reads its database from, or promote.rehearse: never`);
+      throw new OperationFailed(
+        `${at.cfg.envFile} does not set ${variable}, the variable promote.database-env names: the rehearsal cannot point the app at its copy. Set promote.database-env to the variable your app reads its database from, or promote.rehearse: never`,
+      );
     }
     const pointed = pointAt(values.get(variable), scratch);
     if (pointed.length >= 6) log.secret(pointed);
@@ -153,11 +166,14 @@ export async function rehearse(host: Host, config: Config, at: Environment, back
       `WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.mode = 'AccessExclusiveLock' AND l.granted AND c.relkind IN ('r', 'p', 'm') AND l.pid <> pg_backend_pid()), '');`;
     await host.run(sh`rm -f ${stopFile}`, { quiet: true, timeoutSeconds: 30 });
     let samples = '';
-    const sampler = host.spawn(`while [ ! -e ${sh`${stopFile}`} ]; do printf '%s\\n' ${sh`${sample}`}; sleep 0.1; done | ${psql(at, scratch, { tuples: true })}`, {
-      quiet: true,
-      label: 'sampling pg_locks',
-      onStdout: (c) => (samples += c.toString()),
-    });
+    const sampler = host.spawn(
+      `while [ ! -e ${sh`${stopFile}`} ]; do printf '%s\\n' ${sh`${sample}`}; sleep 0.1; done | ${psql(at, scratch, { tuples: true })}`,
+      {
+        quiet: true,
+        label: 'sampling pg_locks',
+        onStdout: (c) => (samples += c.toString()),
+      },
+    );
     t = Date.now();
     let run;
     try {
@@ -188,7 +204,9 @@ export async function rehearse(host: Host, config: Config, at: Environment, back
       if (a.filenode !== b.filenode) result.rewritten.push({ table: b.name, rows: b.rows });
       result.updatedRows += Math.max(0, a.updated - b.updated);
     }
-    const rev = await inScratch(`SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version`, 'alembic revision of the copy').catch(() => undefined);
+    const rev = await inScratch(`SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version`, 'alembic revision of the copy').catch(
+      () => undefined,
+    );
     result.revisionAfter = rev?.stdout.trim() ?? '';
     result.ok = result.overBudget === undefined;
     log.info(
@@ -197,7 +215,9 @@ export async function rehearse(host: Host, config: Config, at: Environment, back
     );
     return result;
   } finally {
-    await maintenance(dropDatabaseSql(scratch), `dropping ${scratch}`).catch((e) => log.warning(`could not drop the rehearsal copy ${scratch}: ${errorMessage(e)}; drop it by hand`));
+    await maintenance(dropDatabaseSql(scratch), `dropping ${scratch}`).catch((e) =>
+      log.warning(`could not drop the rehearsal copy ${scratch}: ${errorMessage(e)}; drop it by hand`),
+    );
     log.endGroup();
   }
 }
@@ -205,7 +225,7 @@ export async function rehearse(host: Host, config: Config, at: Environment, back
 /** One line for a failure message: the rehearsal's own words about what stopped it. */
 export function rehearsalRefusal(r: RehearsalResult, budget?: number): string {
   if (r.error) return `the migration failed when rehearsed on a copy of prod: ${r.error}`;
-  if (r.overBudget) return `the migration held table ${r.overBudget.table} ACCESS EXCLUSIVE for ${r.overBudget.ms} ms when rehearsed, more than promote.max-exclusive-lock-ms (${budget ?? '?'})`;
+  if (r.overBudget)
+    return `the migration held table ${r.overBudget.table} ACCESS EXCLUSIVE for ${r.overBudget.ms} ms when rehearsed, more than promote.max-exclusive-lock-ms (${budget ?? '?'})`;
   return 'the rehearsal did not finish';
 }
-

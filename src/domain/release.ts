@@ -31,7 +31,10 @@ export interface Release {
 }
 
 export function newReleaseId(sha: string, now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `r${stamp}-${sha.slice(0, 7)}`;
 }
 
@@ -204,7 +207,9 @@ export async function probeHealthUrl(host: Host, env: Environment, log: Logger, 
     }
     if (i < attempts) await new Promise((res) => setTimeout(res, 3000));
   }
-  throw new OperationFailed(`${env.name}: health URL ${url} answered ${code ? code : `nothing (${detail || 'no response'})`} after ${attempts} tries; expected 2xx`);
+  throw new OperationFailed(
+    `${env.name}: health URL ${url} answered ${code ? code : `nothing (${detail || 'no response'})`} after ${attempts} tries; expected 2xx`,
+  );
 }
 
 function tagRepository(env: Environment, service: string): string {
@@ -229,7 +234,10 @@ export async function tagRelease(host: Host, env: Environment, releaseId: string
 export async function pruneReleaseTags(host: Host, env: Environment, keep: number, protect: string[], log: Logger): Promise<string[]> {
   const r = await host.run(sh`docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
   const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
-  const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))].filter((t) => /^r\d{8}T\d{6}Z-/.test(t)).sort().reverse();
+  const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
+    .filter((t) => /^r\d{8}T\d{6}Z-/.test(t))
+    .sort()
+    .reverse();
   const pruned = ids.slice(keep).filter((id) => !protect.includes(id));
   if (pruned.length === 0) return [];
   const doomed = tags.filter((t) => pruned.includes(t.slice(t.lastIndexOf(':') + 1)));
@@ -244,9 +252,21 @@ export async function pruneReleaseTags(host: Host, env: Environment, keep: numbe
 export async function restoreReleaseImages(host: Host, env: Environment, release: Release): Promise<void> {
   const entries = Object.values(release.images);
   if (entries.length === 0) throw new OperationFailed(`release ${release.release} recorded no images; it cannot be started without a rebuild`);
-  const check = await host.run(argv('docker', 'image', 'inspect', '--format', '{{.Id}}', entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
+  const check = await host.run(
+    argv(
+      'docker',
+      'image',
+      'inspect',
+      '--format',
+      '{{.Id}}',
+      entries.map((i) => i.tag),
+    ),
+    { check: false, quiet: true, timeoutSeconds: 120 },
+  );
   if (check.exitCode !== 0) {
-    throw new OperationFailed(`release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`);
+    throw new OperationFailed(
+      `release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`,
+    );
   }
   const script = entries.map((i) => argv('docker', 'tag', i.tag, i.name)).join(' && ');
   await host.run(script, { label: `restoring ${release.release}'s images`, quiet: true, timeoutSeconds: 300 });

@@ -21,14 +21,24 @@ export interface RestartResult {
 
 /** The compose services other than the database, so the database can be restored under no load. */
 async function appServices(host: Host, env: Environment): Promise<string[]> {
-  const r = await host.run(env.compose('config', '--services'), env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }));
+  const r = await host.run(
+    env.compose('config', '--services'),
+    env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }),
+  );
   return r.stdout
     .split('\n')
     .map((s) => s.trim())
     .filter((s) => s && s !== env.cfg.database.service);
 }
 
-export async function startRelease(host: Host, config: Config, env: Environment, release: Release, log: Logger, restore?: BackupManifest): Promise<RestartResult> {
+export async function startRelease(
+  host: Host,
+  config: Config,
+  env: Environment,
+  release: Release,
+  log: Logger,
+  restore?: BackupManifest,
+): Promise<RestartResult> {
   log.startGroup(`${env.name}: starting release ${release.release} (${release.sha.slice(0, 12)})`);
   try {
     await restoreReleaseImages(host, env, release);
@@ -42,12 +52,21 @@ export async function startRelease(host: Host, config: Config, env: Environment,
         await restoreBackup(host, config, env, restore, log, { stoppedServices: services });
       } catch (e) {
         // The database was put back as it was; start the release's services anyway rather than leave them stopped.
-        await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` })).catch(() => undefined);
+        await host
+          .run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` }))
+          .catch(() => undefined);
         throw e;
       }
       restoredAt = new Date().toISOString();
     }
-    await switchServices(host, env, env.name === 'prod' ? config.promote.rolling : [], config.promote['drain-seconds'], log, `${env.name} compose up (release ${release.release})`);
+    await switchServices(
+      host,
+      env,
+      env.name === 'prod' ? config.promote.rolling : [],
+      config.promote['drain-seconds'],
+      log,
+      `${env.name} compose up (release ${release.release})`,
+    );
     const containers = await waitHealthy(host, env, log);
     await probeHealthUrl(host, env, log);
     return { containers, restoredAt };

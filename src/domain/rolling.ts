@@ -75,7 +75,10 @@ export async function rollingReplace(host: Host, env: Environment, services: rea
  * listening. Waits until the new containers are healthy.
  */
 export async function replaceInPlace(host: Host, env: Environment, services: readonly string[], log: Logger, healthTimeoutSeconds?: number): Promise<void> {
-  await host.run(env.compose('up', '-d', '--no-deps', '--no-build', ...services), env.composeOptions({ label: `${env.name}: compose up ${services.join(' ')}` }));
+  await host.run(
+    env.compose('up', '-d', '--no-deps', '--no-build', ...services),
+    env.composeOptions({ label: `${env.name}: compose up ${services.join(' ')}` }),
+  );
   for (const service of services) {
     const running = (await serviceContainers(host, env, service)).filter((c) => c.status === 'running');
     if (running.length !== 1) throw new OperationFailed(`${env.name}: ${running.length} containers of ${service} run after compose up; expected 1`);
@@ -91,7 +94,15 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
   // A stopped leftover (of a run cut halfway) would be started again by `--scale` instead of a new container.
   const leftovers = before.filter((c) => c.status !== 'running');
   if (leftovers.length) {
-    await host.run(argv('docker', 'rm', '-f', leftovers.map((c) => c.id)), { label: `${env.name}: removing stopped ${service} containers`, quiet: true, timeoutSeconds: 120 });
+    await host.run(
+      argv(
+        'docker',
+        'rm',
+        '-f',
+        leftovers.map((c) => c.id),
+      ),
+      { label: `${env.name}: removing stopped ${service} containers`, quiet: true, timeoutSeconds: 120 },
+    );
     log.info(`${env.name}: removed ${leftovers.length} stopped container(s) of ${service} (${leftovers.map((c) => c.name).join(', ')})`);
   }
   log.info(`${env.name}: rolling ${service}: starting a new container beside ${old.length ? old.map((c) => c.name).join(', ') : 'none'}`);
@@ -99,7 +110,7 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
   // 1. The new container beside the old ones. --no-recreate keeps the old ones as they are.
   const known = new Set(before.map((c) => c.id));
   let next: ContainerState | undefined;
-  let healthyAfterMs = 0;
+  let healthyAfterMs: number;
   let routedAfterMs: number | undefined;
   try {
     await host.run(
@@ -108,7 +119,9 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
     );
     const fresh = (await serviceContainers(host, env, service)).filter((c) => !known.has(c.id));
     if (fresh.length !== 1) {
-      throw new OperationFailed(`${env.name}: compose started ${fresh.length} new containers of ${service}, expected 1; the old ones (${old.map((c) => c.name).join(', ') || 'none'}) were left as they are`);
+      throw new OperationFailed(
+        `${env.name}: compose started ${fresh.length} new containers of ${service}, expected 1; the old ones (${old.map((c) => c.name).join(', ') || 'none'}) were left as they are`,
+      );
     }
     next = fresh[0];
 
@@ -133,7 +146,11 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
   // 3. The old containers drain and go: SIGTERM, up to drainSeconds to finish, then KILL.
   if (old.length) {
     const ids = old.map((c) => c.id);
-    await host.run(argv('docker', 'stop', '-t', opts.drainSeconds, ids), { label: `${env.name}: stopping the old ${service} container`, quiet: true, timeoutSeconds: opts.drainSeconds + 120 });
+    await host.run(argv('docker', 'stop', '-t', opts.drainSeconds, ids), {
+      label: `${env.name}: stopping the old ${service} container`,
+      quiet: true,
+      timeoutSeconds: opts.drainSeconds + 120,
+    });
     await host.run(argv('docker', 'rm', ids), { label: `${env.name}: removing the old ${service} container`, quiet: true, timeoutSeconds: 120 });
   }
 
@@ -144,10 +161,14 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
   );
   const after = (await serviceContainers(host, env, service)).filter((c) => c.status === 'running');
   if (after.length !== 1 || after[0].id !== next.id) {
-    throw new OperationFailed(`${env.name}: after the rolling replacement of ${service}, ${after.map((c) => c.name).join(', ') || 'no container'} runs instead of ${next.name} alone`);
+    throw new OperationFailed(
+      `${env.name}: after the rolling replacement of ${service}, ${after.map((c) => c.name).join(', ') || 'no container'} runs instead of ${next.name} alone`,
+    );
   }
   const totalMs = Date.now() - started;
-  log.info(`${env.name}: rolling ${service}: ${old.map((c) => c.name).join(', ') || 'nothing'} → ${next.name} (image ${next.imageId.replace(/^sha256:/, '').slice(0, 12)}) in ${(totalMs / 1000).toFixed(1)} s`);
+  log.info(
+    `${env.name}: rolling ${service}: ${old.map((c) => c.name).join(', ') || 'nothing'} → ${next.name} (image ${next.imageId.replace(/^sha256:/, '').slice(0, 12)}) in ${(totalMs / 1000).toFixed(1)} s`,
+  );
   return { service, from: old.map((c) => c.id), to: next.id, imageId: next.imageId, healthyAfterMs, routedAfterMs, totalMs };
 }
 
@@ -164,15 +185,23 @@ async function removeNew(host: Host, env: Environment, service: string, known: S
     });
     log.info(`${env.name}: removed the new ${service} container ${extra.map((c) => c.name).join(', ')}`);
   } catch (e) {
-    log.warning(`${env.name}: the new ${service} container could not be removed (${e instanceof Error ? e.message : String(e)}); the next rolling replacement removes it if it is stopped`);
+    log.warning(
+      `${env.name}: the new ${service} container could not be removed (${e instanceof Error ? e.message : String(e)}); the next rolling replacement removes it if it is stopped`,
+    );
   }
 }
 
 /** A rolling service the compose files do not define is a config error, found before anything changes. */
 async function assertKnownServices(host: Host, env: Environment, services: readonly string[]): Promise<void> {
   if (services.length === 0) return;
-  const r = await host.run(env.compose('config', '--services'), env.composeOptions({ label: `${env.name}: compose config --services`, quiet: true, timeoutSeconds: 180 }));
-  const defined = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const r = await host.run(
+    env.compose('config', '--services'),
+    env.composeOptions({ label: `${env.name}: compose config --services`, quiet: true, timeoutSeconds: 180 }),
+  );
+  const defined = r.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const unknown = services.filter((s) => !defined.includes(s));
   if (unknown.length) {
     throw new ConfigurationError(
@@ -218,7 +247,12 @@ async function waitContainerHealthy(host: Host, env: Environment, service: strin
     if (failed || Date.now() > deadline) {
       const logs = now ? await containerLogs(host, now) : '';
       const why = failed ? `is ${state}` : `is still ${state} after ${timeoutSeconds} s`;
-      throw new HealthError(`${env.name}: the new ${service} container ${c.name} ${why}${logs ? `; its last lines: ${tailLines(logs, 5)}` : ''}`, service, state, logs);
+      throw new HealthError(
+        `${env.name}: the new ${service} container ${c.name} ${why}${logs ? `; its last lines: ${tailLines(logs, 5)}` : ''}`,
+        service,
+        state,
+        logs,
+      );
     }
     await sleep(POLL_MS);
   }
@@ -234,10 +268,12 @@ async function waitRouted(host: Host, env: Environment, service: string, c: Cont
   const seen = new Set<string>();
   for (;;) {
     // Several requests a round: a proxy balancing over both containers answers from either.
-    const r = await host.run(
-      sh`for i in 1 2 3 4; do curl -sS -o /dev/null -D - --max-time 5 ${probe.url} | tr -d '\r'; echo; done`,
-      { check: false, quiet: true, label: `probing ${probe.url}`, timeoutSeconds: 60 },
-    );
+    const r = await host.run(sh`for i in 1 2 3 4; do curl -sS -o /dev/null -D - --max-time 5 ${probe.url} | tr -d '\r'; echo; done`, {
+      check: false,
+      quiet: true,
+      label: `probing ${probe.url}`,
+      timeoutSeconds: 60,
+    });
     for (const line of r.stdout.split('\n')) {
       const m = /^([^:\s]+):\s*(.*)$/.exec(line);
       if (!m || m[1].toLowerCase() !== header) continue;
@@ -265,14 +301,24 @@ function sleep(ms: number): Promise<void> {
  * with no failed request, the rest recreated in place by `up -d --no-build`. With no rolling service
  * this is just `up -d --no-build --remove-orphans`. Used by promote's swap and by every rollback.
  */
-export async function switchServices(host: Host, env: Environment, rolling: readonly string[], drainSeconds: number, log: Logger, label: string): Promise<void> {
+export async function switchServices(
+  host: Host,
+  env: Environment,
+  rolling: readonly string[],
+  drainSeconds: number,
+  log: Logger,
+  label: string,
+): Promise<void> {
   const roll: string[] = [];
   for (const s of rolling) if ((await serviceContainers(host, env, s)).some((c) => c.status === 'running')) roll.push(s);
   if (!roll.length) {
     await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label }));
     return;
   }
-  const all = await host.run(env.compose('config', '--services'), env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }));
+  const all = await host.run(
+    env.compose('config', '--services'),
+    env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }),
+  );
   const others = all.stdout
     .split('\n')
     .map((s) => s.trim())

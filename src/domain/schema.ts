@@ -23,12 +23,18 @@ const REVISION_SQL =
 
 /** The schema-only dump as a fingerprint: lines that differ between two dumps of one schema are dropped. */
 export function fingerprintOf(dump: string): string {
-  const kept = dump.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^\\(un)?restrict\b/.test(l) && !/^SET /.test(l) && !/^SELECT pg_catalog\.set_config/.test(l));
+  const kept = dump
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^\\(un)?restrict\b/.test(l) && !/^SET /.test(l) && !/^SELECT pg_catalog\.set_config/.test(l));
   return createHash('sha256').update(kept.join('\n')).digest('hex');
 }
 
 export async function schemaState(host: Host, env: Environment, database = env.cfg.database.name): Promise<SchemaState> {
-  const rev = await host.run(psql(env, database, { tuples: true, run: [REVISION_SQL] }), { quiet: true, label: `${env.name}: alembic revision`, timeoutSeconds: 120 });
+  const rev = await host.run(psql(env, database, { tuples: true, run: [REVISION_SQL] }), {
+    quiet: true,
+    label: `${env.name}: alembic revision`,
+    timeoutSeconds: 120,
+  });
   const dump = await host.run(env.dbTool('pg_dump', ['--schema-only', '--no-owner', '--no-privileges', '-d', database]), {
     quiet: true,
     label: `${env.name}: schema of ${database}`,
@@ -59,7 +65,10 @@ export async function writeCounters(host: Host, env: Environment, database = env
  * ones a restore of a backup taken then puts back). A counter that went down (statistics reset)
  * counts from zero.
  */
-export function rowsWrittenBetween(before: Record<string, number>, after: Record<string, number>): { total: number; tables: Array<{ table: string; rows: number }> } {
+export function rowsWrittenBetween(
+  before: Record<string, number>,
+  after: Record<string, number>,
+): { total: number; tables: Array<{ table: string; rows: number }> } {
   const tables: Array<{ table: string; rows: number }> = [];
   for (const [table, was] of Object.entries(before)) {
     const now = after[table];

@@ -11,6 +11,7 @@ import { OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { argv } from '../infra/shell';
+import { scalarText } from '../safety/units';
 import type { ContainerState, Environment } from './environment';
 import { shortId } from './state';
 
@@ -49,7 +50,7 @@ export function buildDefinitions(configYaml: string, root: string): Map<string, 
       const o: Obj = typeof b === 'string' ? { context: b } : b;
       const context = typeof o.context === 'string' ? o.context : '.';
       const args: Record<string, string> = {};
-      if (isObj(o.args)) for (const [k, v] of Object.entries(o.args)) args[k] = v === null || v === undefined ? '' : String(v);
+      if (isObj(o.args)) for (const [k, v] of Object.entries(o.args)) args[k] = scalarText(v);
       else if (Array.isArray(o.args))
         for (const a of o.args.map(String)) {
           const eq = a.indexOf('=');
@@ -92,7 +93,12 @@ export interface ShipPlan {
  * What to do with each prod service. `names` is prod's image name per service (from its config, its
  * current release, or compose's default naming).
  */
-export function shipPlan(prod: Map<string, ServiceBuild>, dev: Map<string, ServiceBuild>, gated: Record<string, string>, names: Record<string, string>): ShipPlan {
+export function shipPlan(
+  prod: Map<string, ServiceBuild>,
+  dev: Map<string, ServiceBuild>,
+  gated: Record<string, string>,
+  names: Record<string, string>,
+): ShipPlan {
   const plan: ShipPlan = { ship: [], rebuild: [], asConfigured: [] };
   for (const [service, p] of [...prod.entries()].sort(([a], [b]) => a.localeCompare(b))) {
     const d = dev.get(service);
@@ -145,7 +151,11 @@ export async function shipImages(host: Host, at: Environment, plan: ShipPlan, lo
         `the gated image${gone.length > 1 ? 's' : ''} ${gone.map((s) => `${s.service} ${shortId(s.id)}`).join(', ')} ${gone.length > 1 ? 'are' : 'is'} no longer on the host: deploy dev and run the gate again. Nothing was changed.`,
       );
     }
-    await host.run(plan.ship.map((s) => argv('docker', 'tag', s.id, s.name)).join(' && '), { label: `${at.name}: tagging the gated images`, quiet: true, timeoutSeconds: 300 });
+    await host.run(plan.ship.map((s) => argv('docker', 'tag', s.id, s.name)).join(' && '), {
+      label: `${at.name}: tagging the gated images`,
+      quiet: true,
+      timeoutSeconds: 300,
+    });
     for (const s of plan.ship) {
       expected[s.service] = s.id;
       log.info(`${at.name}: ${s.service} ships the gated image ${shortId(s.id)} as ${s.name}`);
@@ -155,11 +165,24 @@ export async function shipImages(host: Host, at: Environment, plan: ShipPlan, lo
     for (const r of plan.rebuild) log.info(`${at.name}: ${r.service} is rebuilt from the same commit: ${r.reasons.join('; ')}`);
     log.startGroup(`${at.name}: compose build ${plan.rebuild.map((r) => r.service).join(' ')}`);
     try {
-      await host.run(at.compose('build', ...plan.rebuild.map((r) => r.service)), at.composeOptions({ label: `${at.name} compose build`, timeoutSeconds: 3600 }));
+      await host.run(
+        at.compose('build', ...plan.rebuild.map((r) => r.service)),
+        at.composeOptions({ label: `${at.name} compose build`, timeoutSeconds: 3600 }),
+      );
     } finally {
       log.endGroup();
     }
-    const ids = await host.run(argv('docker', 'image', 'inspect', '--format', '{{.Id}}', plan.rebuild.map((r) => r.name)), { quiet: true, timeoutSeconds: 120 });
+    const ids = await host.run(
+      argv(
+        'docker',
+        'image',
+        'inspect',
+        '--format',
+        '{{.Id}}',
+        plan.rebuild.map((r) => r.name),
+      ),
+      { quiet: true, timeoutSeconds: 120 },
+    );
     ids.stdout
       .trim()
       .split('\n')

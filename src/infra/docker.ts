@@ -20,7 +20,8 @@ const STOP_IN_CONTAINER = `for f in "${EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*
  */
 export function dockerExec(container: string | { shell: string }, command: readonly Arg[], opts: { stdin?: boolean } = {}): string {
   const c = typeof container === 'string' ? quote(container) : container.shell;
-  const run = argv('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + argv('sh', '-c', IN_CONTAINER, 'sh', command);
+  const run =
+    argv('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + argv('sh', '-c', IN_CONTAINER, 'sh', command);
   const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${quote(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
   return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${quote(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
 }

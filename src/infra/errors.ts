@@ -22,14 +22,7 @@ export class RemoteCommandError extends Error {
     this.stderr = scrubbed;
   }
 
-  static describe(
-    command: string,
-    exitCode: number | null,
-    signal: string | null,
-    stderr: string,
-    timedOut: boolean,
-    label?: string,
-  ): string {
+  static describe(command: string, exitCode: number | null, signal: string | null, stderr: string, timedOut: boolean, label?: string): string {
     const what = label ?? shorten(command, 200);
     const how = timedOut
       ? 'timed out and was killed'
@@ -51,7 +44,10 @@ export class RemoteCommandError extends Error {
 export function scrubRowValues(text: string): string {
   return text
     .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
-    .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
+    .replace(
+      /Key \(([^)]*)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g,
+      'Key ($1)=(values not shown)$3',
+    )
     .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
 }
 
@@ -66,7 +62,10 @@ export class OperationFailed extends Error {
 }
 
 export function tailLines(text: string, n: number): string {
-  const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l.length > 0);
   return lines.slice(-n).join(' | ');
 }
 

@@ -174,12 +174,21 @@ export class SshHost implements Host {
     if (this.deadline !== undefined && timeoutSeconds > 0) {
       const left = Math.floor((this.deadline - Date.now()) / 1000);
       if (left <= 0 && !cleanupScope.getStore()) {
-        throw new RemoteCommandError(script, null, null, '', 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started', false, options.label ?? script.split('\n')[0]);
+        throw new RemoteCommandError(
+          script,
+          null,
+          null,
+          '',
+          'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started',
+          false,
+          options.label ?? script.split('\n')[0],
+        );
       }
       timeoutSeconds = Math.max(1, Math.min(timeoutSeconds, left));
     }
     const label = options.label ?? script.split('\n')[0];
-    if (this.halted && !cleanupScope.getStore()) throw new RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+    if (this.halted && !cleanupScope.getStore())
+      throw new RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
     const nonce = randomBytes(8).toString('hex');
     const command = this.wrap(script, options, timeoutSeconds, label, nonce);
     this.log.debug(`$ ${script}`);
@@ -287,10 +296,7 @@ export class SshHost implements Host {
       waitForLine: (marker: string | RegExp) =>
         new Promise<string>((resolve, reject) => {
           p.lineWaiters.push({ marker, resolve });
-          p.exited.then(
-            (r) => reject(new RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, p.label)),
-            reject,
-          );
+          p.exited.then((r) => reject(new RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, p.label)), reject);
         }),
       write: async (data: string | Buffer) => {
         const ch = await p.channelReady;

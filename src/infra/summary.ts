@@ -66,7 +66,9 @@ export class Summary {
     for (const [i, part] of this.parts.entries()) {
       const size = Buffer.byteLength(part) + 2;
       if (bytes + size > MAX_BYTES) {
-        out.push(`… ${this.parts.length - i} more section(s) cut: the summary reached ${Math.round(MAX_BYTES / 1024)} KiB (GitHub keeps 1 MiB a step). The step's log and outputs have the rest.`);
+        out.push(
+          `… ${this.parts.length - i} more section(s) cut: the summary reached ${Math.round(MAX_BYTES / 1024)} KiB (GitHub keeps 1 MiB a step). The step's log and outputs have the rest.`,
+        );
         break;
       }
       out.push(part);

@@ -58,7 +58,7 @@ export function backupId(value: string, name = 'backup-id'): string {
 
 /** An absolute path on the host, without traversal or shell-special surprises. */
 export function absolutePath(value: string, name = 'path'): string {
-  check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, "use an absolute path of letters, digits and . _ / @ + -");
+  check(name, value, /^\/[A-Za-z0-9._/@+-]*$/, 'use an absolute path of letters, digits and . _ / @ + -');
   if (value.split('/').some((seg) => seg === '..')) throw new ConfigurationError(`${name} "${printable(value)}" must not contain ".."`);
   return value.length > 1 ? value.replace(/\/+$/, '') : value;
 }

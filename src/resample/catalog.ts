@@ -148,7 +148,13 @@ interface RawTable extends Omit<Table, 'rows' | 'rowsExact'> {
 /** Reads production's catalog, and row counts (exact where cheap). Changes nothing. */
 export async function readCatalog(host: Host, env: Environment): Promise<Catalog> {
   const db = env.cfg.database.name;
-  const raw = await queryJson<{ tables: RawTable[]; foreignKeys: ForeignKey[]; sequences: SequenceInfo[] }>(host, env, db, CATALOG_SQL, 'reading the production catalog');
+  const raw = await queryJson<{ tables: RawTable[]; foreignKeys: ForeignKey[]; sequences: SequenceInfo[] }>(
+    host,
+    env,
+    db,
+    CATALOG_SQL,
+    'reading the production catalog',
+  );
   // Never-analyzed tables say -1 (PostgreSQL 14+) or 0: count those, and the small ones, exactly.
   const toCount = raw.tables.filter((t) => t.reltuples <= EXACT_COUNT_LIMIT);
   const exact = new Map<string, number>();

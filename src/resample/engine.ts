@@ -140,7 +140,15 @@ function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
       rules: tp.columns.filter((c) => c.rule).map((c) => `${c.name}: ${c.rule}`),
       note: tp.note,
     })),
-    foreignKeys: plan.fks.map((p) => ({ name: p.fk.name, table: p.fk.table, columns: p.fk.columns, refTable: p.fk.refTable, policy: p.policy, source: p.source, orphans: 0 })),
+    foreignKeys: plan.fks.map((p) => ({
+      name: p.fk.name,
+      table: p.fk.table,
+      columns: p.fk.columns,
+      refTable: p.fk.refTable,
+      policy: p.policy,
+      source: p.source,
+      orphans: 0,
+    })),
     leaks: [],
     probes: plan.probes.length,
     warnings: [...plan.warnings],
@@ -157,7 +165,13 @@ function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
 function jsonObject(pairs: Array<[string, string]>): string {
   if (!pairs.length) return `'{}'::jsonb`;
   const chunks: string[] = [];
-  for (let i = 0; i < pairs.length; i += 50) chunks.push(`jsonb_build_object(${pairs.slice(i, i + 50).map(([k, v]) => `${literal(k)}, ${v}`).join(', ')})`);
+  for (let i = 0; i < pairs.length; i += 50)
+    chunks.push(
+      `jsonb_build_object(${pairs
+        .slice(i, i + 50)
+        .map(([k, v]) => `${literal(k)}, ${v}`)
+        .join(', ')})`,
+    );
   return chunks.join(' || ');
 }
 
@@ -174,7 +188,10 @@ export function orphansQuery(plan: SamplePlan): string {
     const r = byId.get(p.fk.refTable)!;
     const notNull = p.fk.columns.map((col) => `c.${ident(col)} IS NOT NULL`).join(' AND ');
     const match = p.fk.columns.map((col, i) => `r.${ident(p.fk.refColumns[i])} = c.${ident(col)}`).join(' AND ');
-    return [`${p.fk.table}|${p.fk.name}`, `(SELECT count(*) FROM ${fromClause(c)} c WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${qualified(r.schema, r.name)} r WHERE ${match}))`];
+    return [
+      `${p.fk.table}|${p.fk.name}`,
+      `(SELECT count(*) FROM ${fromClause(c)} c WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${qualified(r.schema, r.name)} r WHERE ${match}))`,
+    ];
   });
   return `SELECT 'ts:orphans:' || (${jsonObject(pairs)})::text;`;
 }
@@ -218,9 +235,13 @@ export function sequencesSql(plan: SamplePlan, catalog: Pick<Catalog, 'sequences
     const seq = literal(qualified(s.schema, s.name));
     const cols = s.columns.filter((c) => byId.has(c.table));
     if (cols.length) {
-      const maxes = cols.map((c) => `(SELECT max(${ident(c.column)})::bigint FROM ${qualified(byId.get(c.table)!.table.schema, byId.get(c.table)!.table.name)})`);
+      const maxes = cols.map(
+        (c) => `(SELECT max(${ident(c.column)})::bigint FROM ${qualified(byId.get(c.table)!.table.schema, byId.get(c.table)!.table.name)})`,
+      );
       const m = maxes.length === 1 ? maxes[0] : `greatest(${maxes.join(', ')})`;
-      out.push(`SELECT CASE WHEN m IS NULL THEN setval(${seq}, (SELECT seqmin FROM pg_sequence WHERE seqrelid = ${seq}::regclass), false) ELSE setval(${seq}, m, true) END FROM (SELECT ${m} AS m) s;`);
+      out.push(
+        `SELECT CASE WHEN m IS NULL THEN setval(${seq}, (SELECT seqmin FROM pg_sequence WHERE seqrelid = ${seq}::regclass), false) ELSE setval(${seq}, m, true) END FROM (SELECT ${m} AS m) s;`,
+      );
     } else if (s.lastValue !== null) {
       out.push(`SELECT setval(${seq}, ${literal(s.lastValue)}::bigint, true);`);
     }
@@ -243,7 +264,7 @@ BEGIN
 END $ts$;`;
 }
 
-const OBJECT_ACL_LINES = "^(GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) |^ALTER .* OWNER TO .*;$";
+const OBJECT_ACL_LINES = '^(GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) |^ALTER .* OWNER TO .*;$';
 
 function parseTagged(stdout: string, tag: string): unknown {
   const line = stdout.split('\n').find((l) => l.startsWith(`ts:${tag}:`));
@@ -281,7 +302,19 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
   const server = new DevServer(host, dev, sample['maintenance-database']);
   const names = databaseNames(dev.cfg.database.name);
   const prodDump = (section: string) =>
-    prod.dbTool('pg_dump', ['--section', section, '--lock-wait-timeout=30s', '--no-owner', '--no-acl', '--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces', '-d', prod.cfg.database.name]);
+    prod.dbTool('pg_dump', [
+      '--section',
+      section,
+      '--lock-wait-timeout=30s',
+      '--no-owner',
+      '--no-acl',
+      '--no-publications',
+      '--no-subscriptions',
+      '--no-security-labels',
+      '--no-tablespaces',
+      '-d',
+      prod.cfg.database.name,
+    ]);
 
   await underLock(
     { host, stateDir: config['state-dir'], env: 'dev', action: 'resample', run: ctx.run, log, lockTimeoutSeconds: ctx.lockTimeoutSeconds },
@@ -303,28 +336,54 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           // must be in staging before production's tables are created there, as they were in dev
           // when its migrations created them. Explicit grants follow once every object exists.
           // Errors (a schema production lacks) are reported with the grants below, not fatal here.
-          await host.run(`${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${psql(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`, {
-            label: "applying dev's default privileges to staging",
-            timeoutSeconds: timeout,
-            quiet: true,
-          });
+          await host.run(
+            `${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${psql(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`,
+            {
+              label: "applying dev's default privileges to staging",
+              timeoutSeconds: timeout,
+              quiet: true,
+            },
+          );
         }
         log.info(`Schema: production pre-data into ${names.staging}.`);
-        await host.run(`${prodDump('pre-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`, { label: 'restoring the schema (pre-data) into staging', timeoutSeconds: timeout, quiet: true });
+        await host.run(`${prodDump('pre-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`, {
+          label: 'restoring the schema (pre-data) into staging',
+          timeoutSeconds: timeout,
+          quiet: true,
+        });
         mark('schema (pre-data)');
 
         log.info(`Rows: streaming the sample from production into ${names.staging} on the host.`);
         const receive = psql(dev, names.staging, {
           tuples: true,
-          run: [`SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean)`, STDIN_SCRIPT, countsQuery(plan), orphansQuery(plan), leakQuery(plan)],
+          run: [
+            `SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean)`,
+            STDIN_SCRIPT,
+            countsQuery(plan),
+            orphansQuery(plan),
+            leakQuery(plan),
+          ],
         });
         const send = psql(prod, prod.cfg.database.name, { tuples: true });
         // Production's snapshot is read under prod's lock: a promotion (and its migration, which needs
         // locks this read would hold) waits for it, saying so, and this read waits for a promotion.
-        const prodLock = await EnvironmentLock.acquireToRead(host, config['state-dir'], 'prod', ctx.run, 'resample (reading production)', ctx.lockTimeoutSeconds, log);
+        const prodLock = await EnvironmentLock.acquireToRead(
+          host,
+          config['state-dir'],
+          'prod',
+          ctx.run,
+          'resample (reading production)',
+          ctx.lockTimeoutSeconds,
+          log,
+        );
         let streamed;
         try {
-          streamed = await host.run(`${send} | ${receive}`, { stdin: productionScript(plan), label: 'streaming sampled rows from production into staging', timeoutSeconds: timeout, quiet: true });
+          streamed = await host.run(`${send} | ${receive}`, {
+            stdin: productionScript(plan),
+            label: 'streaming sampled rows from production into staging',
+            timeoutSeconds: timeout,
+            quiet: true,
+          });
         } finally {
           await prodLock.release().catch((e) => log.warning(`could not release the prod lock: ${errorMessage(e)}`));
         }
@@ -336,7 +395,8 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         for (const f of report.foreignKeys) f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
         report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
         const orphaned = report.foreignKeys.filter((f) => f.orphans > 0);
-        if (orphaned.length) throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, finish());
+        if (orphaned.length)
+          throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, finish());
         if (report.leaks.length) {
           throw new ResampleFailed(
             `leak scan: real production values found in staging: ${report.leaks.map((l) => `${l.source} found in ${l.table}.${l.column} (${l.rows} row${l.rows === 1 ? '' : 's'})`).join(', ')}; fix the rules in sample.columns`,
@@ -345,7 +405,11 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         }
 
         log.info('Constraints and indexes: production post-data into staging.');
-        await host.run(`${prodDump('post-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`, { label: 'restoring constraints and indexes (post-data) into staging', timeoutSeconds: timeout, quiet: true });
+        await host.run(`${prodDump('post-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`, {
+          label: 'restoring constraints and indexes (post-data) into staging',
+          timeoutSeconds: timeout,
+          quiet: true,
+        });
         mark('constraints and indexes (post-data)');
         const seq = sequencesSql(plan, catalog);
         if (seq) await server.exec(seq, 'setting sequences past the copied keys', names.staging);
@@ -357,7 +421,10 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
             { label: "re-applying dev's owners and grants to staging", timeoutSeconds: timeout, quiet: true },
           );
           const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
-          if (errors.length) report.warnings.push(`${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`);
+          if (errors.length)
+            report.warnings.push(
+              `${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`,
+            );
           await server.exec(databaseGrantsSql(names.dev, names.staging), "re-applying dev's database grants");
           await server.exec(copyDatabaseSettingsSql(names.dev, names.staging), "copying dev's database settings");
         }
@@ -373,7 +440,11 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           server,
           names,
           services: hooks.services ?? appServices(host, dev, log, sample['health-check']),
-          migrate: hooks.migrate ? () => hooks.migrate!(names.dev) : sample.migrate ? composeMigrate(host, dev, sample['migrate-command'], log) : () => Promise.resolve(),
+          migrate: hooks.migrate
+            ? () => hooks.migrate!(names.dev)
+            : sample.migrate
+              ? composeMigrate(host, dev, sample['migrate-command'], log)
+              : () => Promise.resolve(),
           log,
           record: op.record,
           pendingDir: pendingDirOf(config['state-dir'], 'dev'),

@@ -12,7 +12,23 @@ export type SqlFragmentKind = 'expression' | 'query';
 /** Functions an expression may never call: server administration, large objects, other connections. */
 const DENIED_FUNCTION = /^(pg_|lo_|dblink)|^(set_config|query_to_xml|query_to_xml_and_xmlschema|query_to_xmlschema|cursor_to_xml)$/i;
 /** Keywords that would carry an expression past its place in a SELECT list or a WHERE clause. */
-const STATEMENT_WORDS = new Set(['from', 'union', 'intersect', 'except', 'into', 'order', 'limit', 'offset', 'group', 'having', 'window', 'fetch', 'for', 'to', 'returning']);
+const STATEMENT_WORDS = new Set([
+  'from',
+  'union',
+  'intersect',
+  'except',
+  'into',
+  'order',
+  'limit',
+  'offset',
+  'group',
+  'having',
+  'window',
+  'fetch',
+  'for',
+  'to',
+  'returning',
+]);
 
 /**
  * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined.
@@ -68,7 +84,8 @@ export function fragmentProblem(text: string, kind: SqlFragmentKind): string | u
       const lower = word.toLowerCase();
       // IS [NOT] DISTINCT FROM and SIMILAR TO are operators, not clauses.
       const operator = (lower === 'from' && previous === 'distinct') || (lower === 'to' && previous === 'similar');
-      if (depth === 0 && kind === 'expression' && STATEMENT_WORDS.has(lower) && !operator) return `has ${word.toUpperCase()} outside parentheses: it must be one expression`;
+      if (depth === 0 && kind === 'expression' && STATEMENT_WORDS.has(lower) && !operator)
+        return `has ${word.toUpperCase()} outside parentheses: it must be one expression`;
       previous = lower;
       i = j;
       continue;

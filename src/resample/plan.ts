@@ -135,7 +135,9 @@ function resolveColumnRef(catalog: Catalog, ref: string): { table: Table; column
   const parts = ref.split('.');
   const column = parts.pop() as string;
   const tableName = parts.join('.');
-  const table = tableName.includes('.') ? catalog.tables.find((t) => t.id === tableName) : (catalog.tables.filter((t) => t.name === tableName).find((t, _i, all) => all.length === 1 || t.schema === 'public'));
+  const table = tableName.includes('.')
+    ? catalog.tables.find((t) => t.id === tableName)
+    : catalog.tables.filter((t) => t.name === tableName).find((t, _i, all) => all.length === 1 || t.schema === 'public');
   if (!table || !table.columns.some((c) => c.name === column)) return undefined;
   return { table, column };
 }
@@ -145,7 +147,11 @@ function from(table: Table): string {
 }
 
 /** Tables in an order where every owning parent comes first; cycles are broken by distance from the root. */
-function ownershipOrder(owned: Table[], owningTargets: Map<string, Set<string>>, distance: Map<string, number>): { order: string[]; broken: Array<[string, string]> } {
+function ownershipOrder(
+  owned: Table[],
+  owningTargets: Map<string, Set<string>>,
+  distance: Map<string, number>,
+): { order: string[]; broken: Array<[string, string]> } {
   const remaining = new Set(owned.map((t) => t.id));
   const order: string[] = [];
   const broken: Array<[string, string]> = [];
@@ -224,7 +230,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
 
   // `include` pulls rows into tables no path reaches; they become "included" (and so on, transitively).
   const copies = (id: string) => ['root', 'owned', 'included', 'reference'].includes(mode.get(id) as TableMode);
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     changed = false;
     for (const fk of catalog.foreignKeys) {
       if (!copies(fk.table) || policyOf(fk).policy !== 'include') continue;
@@ -264,7 +270,9 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     const owning = mode.get(fk.table) === 'owned' && (owningTargets.get(fk.table)?.has(fk.refTable) ?? false);
     const strict = policy === 'drop' || (policy === 'include' && !isNullable);
     if (mode.get(fk.table) === 'reference' && strict && target !== 'all') {
-      fail(`reference table ${fk.table} has a required foreign key ${fk.name} to ${fk.refTable}, which is not copied whole: list ${fk.refTable} as a reference table too, or make the key nullable`);
+      fail(
+        `reference table ${fk.table} has a required foreign key ${fk.name} to ${fk.refTable}, which is not copied whole: list ${fk.refTable} as a reference table too, or make the key nullable`,
+      );
     }
     fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict });
   }
@@ -283,7 +291,8 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
       keyed.delete(id);
       continue;
     }
-    if (!t.primaryKey) fail(`${id} has no primary key but its sampled rows are referenced or included; give it a primary key, or list it as a reference or empty table`);
+    if (!t.primaryKey)
+      fail(`${id} has no primary key but its sampled rows are referenced or included; give it a primary key, or list it as a reference or empty table`);
   }
 
   // Column rules.
@@ -310,7 +319,13 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   const uncovered: string[] = [];
   const ruleErrors: string[] = [];
   const probes: ProbeColumn[] = [];
-  const order = [root.id, ...ownedOrder, ...catalog.tables.filter((t) => mode.get(t.id) === 'included').map((t) => t.id), ...catalog.tables.filter((t) => mode.get(t.id) === 'reference').map((t) => t.id), ...catalog.tables.filter((t) => ['empty', 'unreached'].includes(mode.get(t.id) as string)).map((t) => t.id)];
+  const order = [
+    root.id,
+    ...ownedOrder,
+    ...catalog.tables.filter((t) => mode.get(t.id) === 'included').map((t) => t.id),
+    ...catalog.tables.filter((t) => mode.get(t.id) === 'reference').map((t) => t.id),
+    ...catalog.tables.filter((t) => ['empty', 'unreached'].includes(mode.get(t.id) as string)).map((t) => t.id),
+  ];
 
   const tables: TablePlan[] = order.map((id) => {
     const table = byId.get(id) as Table;
@@ -350,7 +365,10 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
         // A reference nulled by policy when its target row is not in the sample.
         const nulling = outgoing.find((p) => p.fk.columns.includes(c.name) && !p.strict && p.target !== 'all');
         if (nulling && (rule === undefined || rule === 'keep')) {
-          const cond = nulling.target === 'none' ? nullAny('t', nulling.fk.columns) : `${nullAny('t', nulling.fk.columns)} OR ${tuple('t', nulling.fk.columns)} IN (SELECT ${nulling.fk.refColumns.map((r) => `p.${ident(r)}`).join(', ')} FROM pg_temp.${temps.get(nulling.fk.refTable)} p)`;
+          const cond =
+            nulling.target === 'none'
+              ? nullAny('t', nulling.fk.columns)
+              : `${nullAny('t', nulling.fk.columns)} OR ${tuple('t', nulling.fk.columns)} IN (SELECT ${nulling.fk.refColumns.map((r) => `p.${ident(r)}`).join(', ')} FROM pg_temp.${temps.get(nulling.fk.refTable)} p)`;
           expression = `CASE WHEN ${cond} THEN ${expression} END`;
           ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
         }
@@ -359,12 +377,16 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
       }
     }
     // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
-    const estimate = m === 'reference' ? table.rows : m === 'root' || m === 'owned' ? Math.round(table.rows * req.fraction) + (m === 'root' ? settings.include.length : 0) : 0;
+    const estimate =
+      m === 'reference' ? table.rows : m === 'root' || m === 'owned' ? Math.round(table.rows * req.fraction) + (m === 'root' ? settings.include.length : 0) : 0;
     const note =
       m === 'root'
         ? `${Math.round(req.fraction * 1000) / 10}% of rows by hash of (seed, ${root.primaryKey?.join(', ')})${settings.filter ? ` where ${settings.filter}` : ''}${settings.include.length ? `, plus ${settings.include.length} included key(s)` : ''}`
         : m === 'owned'
-          ? `rows whose ${outgoing.filter((p) => p.owning).map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`).join(' or ')} is sampled`
+          ? `rows whose ${outgoing
+              .filter((p) => p.owning)
+              .map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`)
+              .join(' or ')} is sampled`
           : m === 'included'
             ? 'only rows that sampled rows include'
             : m === 'reference'
@@ -430,12 +452,17 @@ export function rootCondition(plan: SamplePlan): string {
 /** The WHERE clause selecting a table's copied rows (over alias t). */
 export function rowCondition(plan: SamplePlan, tp: TablePlan): string | undefined {
   if (tp.mode === 'reference') return undefined;
-  if (tp.keyed) return `${tuple('t', tp.table.primaryKey as string[])} IN (SELECT ${(tp.table.primaryKey as string[]).map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${tp.temp} m)`;
+  if (tp.keyed)
+    return `${tuple('t', tp.table.primaryKey as string[])} IN (SELECT ${(tp.table.primaryKey as string[]).map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${tp.temp} m)`;
   // A leaf: owned through any owning key, and every strict key satisfied.
   const owning = tp.outgoing.filter((p) => p.owning).map((p) => matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
   const strict = tp.outgoing
     .filter((p) => p.strict && p.target !== 'all')
-    .map((p) => (p.target === 'none' ? `(${nullAny('t', p.fk.columns)})` : `(${nullAny('t', p.fk.columns)} OR ${matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)})`));
+    .map((p) =>
+      p.target === 'none'
+        ? `(${nullAny('t', p.fk.columns)})`
+        : `(${nullAny('t', p.fk.columns)} OR ${matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)})`,
+    );
   return [`(${owning.join(' OR ') || 'false'})`, ...strict].join(' AND ');
 }
 
@@ -459,7 +486,9 @@ export function membershipProgram(plan: SamplePlan): string {
 
   lines.push('DECLARE ts_n bigint; ts_total bigint; ts_round int := 0;');
   lines.push('BEGIN');
-  lines.push(`  INSERT INTO ${into(rootPlan)} SELECT ${cols(rootPlan, 't')}, true FROM ${from(rootPlan.table)} t WHERE ${rootCondition(plan)} ON CONFLICT DO NOTHING;`);
+  lines.push(
+    `  INSERT INTO ${into(rootPlan)} SELECT ${cols(rootPlan, 't')}, true FROM ${from(rootPlan.table)} t WHERE ${rootCondition(plan)} ON CONFLICT DO NOTHING;`,
+  );
   lines.push('  LOOP');
   lines.push('  ts_total := 0; ts_round := ts_round + 1;');
   for (const tp of keyed) {
@@ -484,7 +513,10 @@ export function membershipProgram(plan: SamplePlan): string {
     for (const p of tp.outgoing) {
       if (!p.strict || p.target === 'all') continue;
       if (p.target === 'none') add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)};`);
-      else add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)} AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)};`);
+      else
+        add(
+          `DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)} AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)};`,
+        );
     }
     if (tp.mode === 'owned') {
       const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
@@ -546,7 +578,9 @@ export function probeSelect(plan: SamplePlan): string | undefined {
 export function productionScript(plan: SamplePlan): string {
   const out: string[] = [];
   // No statement limit (a big sample takes long), but never queued behind a lock for long either.
-  out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
+  out.push(
+    "SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';",
+  );
   out.push(...tempTables(plan));
   // From here the session writes nothing but its temporary tables: every transaction is read-only,
   // and the config's expressions (lexed beforehand, see expression.ts) run inside the snapshot.

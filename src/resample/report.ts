@@ -21,25 +21,46 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
     `duration: ${r.seconds.toFixed(1)} s`,
     ...r.warnings.map((w) => `⚠️ ${w}`),
   ]);
-  if (r.leaks.length) s.table(['production column', 'found in', 'rows'], r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows)]));
+  if (r.leaks.length)
+    s.table(
+      ['production column', 'found in', 'rows'],
+      r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows)]),
+    );
   s.heading('Tables', 3);
   s.table(
     ['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'rules'],
-    r.tables.map((t) => [t.table, t.note, `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`, `${r.dryRun ? '≈' : ''}${t.copied}`, pct(t.copied, t.prodRows), t.rules.join('; ')]),
+    r.tables.map((t) => [
+      t.table,
+      t.note,
+      `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`,
+      `${r.dryRun ? '≈' : ''}${t.copied}`,
+      pct(t.copied, t.prodRows),
+      t.rules.join('; '),
+    ]),
   );
   s.heading('Foreign keys', 3);
   s.table(
     ['table', 'columns', 'references', 'policy', r.dryRun ? '' : 'orphans'],
-    r.foreignKeys.map((f) => [f.table, f.columns.join(', '), f.refTable, `${f.policy}${f.source === 'config' ? ' (config)' : ''}`, r.dryRun ? '' : String(f.orphans)]),
+    r.foreignKeys.map((f) => [
+      f.table,
+      f.columns.join(', '),
+      f.refTable,
+      `${f.policy}${f.source === 'config' ? ' (config)' : ''}`,
+      r.dryRun ? '' : String(f.orphans),
+    ]),
   );
-  if (!outcome.ok) s.text('Next: read the error above; fix sample rules or the failing step, then run resample again. Dev keeps working on its previous data meanwhile.');
+  if (!outcome.ok)
+    s.text('Next: read the error above; fix sample rules or the failing step, then run resample again. Dev keeps working on its previous data meanwhile.');
   return s;
 }
 
 /** The plan as plain lines for the log (dry run). */
 export function planLines(r: ResampleReport): string[] {
   const lines = [`Sample of ${r.root}: fraction ${r.fraction}, seed "${r.seed}". Tables in copy order:`];
-  for (const t of r.tables) lines.push(`  ${t.table} [${t.mode}] prod ${t.prodRowsExact ? '' : '≈'}${t.prodRows}, ${r.dryRun ? 'estimated' : 'copied'} ${t.copied}: ${t.note}${t.rules.length ? ` (rules: ${t.rules.join('; ')})` : ''}`);
+  for (const t of r.tables)
+    lines.push(
+      `  ${t.table} [${t.mode}] prod ${t.prodRowsExact ? '' : '≈'}${t.prodRows}, ${r.dryRun ? 'estimated' : 'copied'} ${t.copied}: ${t.note}${t.rules.length ? ` (rules: ${t.rules.join('; ')})` : ''}`,
+    );
   lines.push('Foreign keys:');
   for (const f of r.foreignKeys) lines.push(`  ${f.table}(${f.columns.join(', ')}) → ${f.refTable}: ${f.policy}${f.source === 'config' ? ' (config)' : ''}`);
   return lines;

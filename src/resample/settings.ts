@@ -6,19 +6,18 @@ import { z } from 'zod';
 import { fragmentProblem, type SqlFragmentKind } from './expression';
 
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
-const tableName = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+const tableName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
 
 /** `users.email` or `public.users.email`. */
-const columnRef = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+const columnRef = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
 
 /** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
 const foreignKeyRef = z
   .string()
-  .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
+  .regex(
+    /^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/,
+    'must be table(column, ...) or a constraint name',
+  );
 
 /** SQL text from the config, refused in one line unless it is one expression (or one query). */
 function sqlFragment(kind: SqlFragmentKind, max = 2000) {
@@ -92,14 +91,20 @@ export const sampleSchema = z
     'foreign-keys': z.record(foreignKeyRef, foreignKeyPolicySchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: z.record(columnRef, columnRuleSchema).default({}),
-    'sensitive-names': z.array(z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(DEFAULT_SENSITIVE_NAMES),
+    'sensitive-names': z
+      .array(z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
+      .min(1)
+      .default(DEFAULT_SENSITIVE_NAMES),
     /** The format of the dev password hash, matching what the app verifies. */
     'password-hash': z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
     /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
     migrate: z.boolean().default(true),
     'migrate-command': z.array(z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
     /** A database on dev's server to connect to while dev's own is renamed. */
-    'maintenance-database': z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name').default('postgres'),
+    'maintenance-database': z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
+      .default('postgres'),
     'leak-scan': z
       .object({
         'values-per-column': z.number().int().min(1).max(1000).default(20),

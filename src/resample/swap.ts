@@ -99,10 +99,7 @@ export class DevServer {
     let last = '';
     for (let attempt = 0; attempt < 20; attempt++) {
       try {
-        await this.exec(
-          renameDatabaseSql(from, to, { settle: true }),
-          `renaming database ${from} to ${to}`,
-        );
+        await this.exec(renameDatabaseSql(from, to, { settle: true }), `renaming database ${from} to ${to}`);
         return;
       } catch (e) {
         last = errorMessage(e);
@@ -114,10 +111,7 @@ export class DevServer {
   }
 
   async drop(name: string): Promise<void> {
-    await this.exec(
-      dropDatabaseSql(name),
-      `dropping database ${name}`,
-    );
+    await this.exec(dropDatabaseSql(name), `dropping database ${name}`);
   }
 }
 
@@ -212,7 +206,9 @@ export async function swapIn(o: SwapOptions): Promise<void> {
   // The point of no return: dev runs on the sample. What is left is finishing, not undoing: a run cut
   // here leaves the next operation to drop the database dev had before.
   if (!hadDev) return clear();
-  await leave(`# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${sh`printf '%s' ${dropDatabaseSql(names.previous)} | `}${psql(server.env, server.maintenance)}\n`);
+  await leave(
+    `# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${sh`printf '%s' ${dropDatabaseSql(names.previous)} | `}${psql(server.env, server.maintenance)}\n`,
+  );
   try {
     await server.drop(names.previous);
     await clear();
@@ -255,6 +251,9 @@ export function composeMigrate(host: Host, env: Environment, command: string[], 
       return;
     }
     log.info(`Running ${command.join(' ')} in a one-off ${env.cfg.apiService} container.`);
-    await host.run(env.compose('run', '--rm', '--no-deps', '-T', env.cfg.apiService, ...command), env.composeOptions({ label: `dev migrations (${argv(...command)})`, timeoutSeconds: 1800 }));
+    await host.run(
+      env.compose('run', '--rm', '--no-deps', '-T', env.cfg.apiService, ...command),
+      env.composeOptions({ label: `dev migrations (${argv(...command)})`, timeoutSeconds: 1800 }),
+    );
   };
 }

@@ -43,7 +43,8 @@ export function checkVaultPaths(prod: string | undefined, dev: string | undefine
   const b = norm(dev);
   if (a === '/' || b === '/') throw new ConfigurationError(`vault-sync refuses to run on / (prod vault ${a}, dev vault ${b})`);
   if (a === b) throw new ConfigurationError(`vault-sync: the prod and dev vaults are the same directory (${a})`);
-  if (a.startsWith(`${b}/`) || b.startsWith(`${a}/`)) throw new ConfigurationError(`vault-sync: one vault is inside the other (${a}, ${b}); they must be separate directories`);
+  if (a.startsWith(`${b}/`) || b.startsWith(`${a}/`))
+    throw new ConfigurationError(`vault-sync: one vault is inside the other (${a}, ${b}); they must be separate directories`);
   return { prod: a, dev: b };
 }
 
@@ -71,7 +72,12 @@ export const SYNC_SCRIPT = fs.readFileSync(__dirname + '/vault-sync.sh', 'utf8')
 export function parseSyncOutput(stdout: string): Omit<VaultSyncReport, 'dryRun' | 'seconds' | 'sshBytes'> {
   const line = stdout.split('\n').find((l) => l.startsWith('ts-vault '));
   if (!line) throw new Error('vault sync printed no summary');
-  const v = Object.fromEntries(line.slice(9).split(' ').map((kv) => kv.split('=') as [string, string]));
+  const v = Object.fromEntries(
+    line
+      .slice(9)
+      .split(' ')
+      .map((kv) => kv.split('=') as [string, string]),
+  );
   const n = (k: string) => Number(v[k] ?? 0);
   return {
     referenced: n('referenced'),
@@ -80,7 +86,10 @@ export function parseSyncOutput(stdout: string): Omit<VaultSyncReport, 'dryRun' 
     deleted: n('deleted'),
     bytesDeleted: n('deleted_bytes'),
     missing: n('missing'),
-    missingExamples: stdout.split('\n').filter((l) => l.startsWith('ts-missing ')).map((l) => l.slice(11)),
+    missingExamples: stdout
+      .split('\n')
+      .filter((l) => l.startsWith('ts-missing '))
+      .map((l) => l.slice(11)),
     invalid: n('invalid'),
     links: n('links'),
     outside: n('outside'),
@@ -113,12 +122,31 @@ export async function vaultSync(ctx: VaultSyncContext, opts: { dryRun: boolean }
   };
   const result = opts.dryRun
     ? await sync()
-    : await underLock({ host: ctx.host, stateDir: ctx.config['state-dir'], env: 'dev', action: 'vault-sync', run: ctx.run, log: ctx.log, lockTimeoutSeconds: ctx.lockTimeoutSeconds }, async (op) => {
-        const r = await sync();
-        await op.record('vault-synced', { copied: r.copied, bytes: r.bytesCopied, deleted: r.deleted, missing: r.missing, links: r.links, outside: r.outside });
-        return r;
-      });
-  if (result.missing) ctx.log.warning(`${result.missing} file(s) referenced by dev are missing from the production vault, e.g. ${result.missingExamples.slice(0, 3).join(', ')}`);
+    : await underLock(
+        {
+          host: ctx.host,
+          stateDir: ctx.config['state-dir'],
+          env: 'dev',
+          action: 'vault-sync',
+          run: ctx.run,
+          log: ctx.log,
+          lockTimeoutSeconds: ctx.lockTimeoutSeconds,
+        },
+        async (op) => {
+          const r = await sync();
+          await op.record('vault-synced', {
+            copied: r.copied,
+            bytes: r.bytesCopied,
+            deleted: r.deleted,
+            missing: r.missing,
+            links: r.links,
+            outside: r.outside,
+          });
+          return r;
+        },
+      );
+  if (result.missing)
+    ctx.log.warning(`${result.missing} file(s) referenced by dev are missing from the production vault, e.g. ${result.missingExamples.slice(0, 3).join(', ')}`);
   if (result.invalid) ctx.log.warning(`${result.invalid} path(s) from the vault query were refused as unsafe (absolute, "..", or control characters)`);
   const t = ctx.host.traffic();
   return { ...result, dryRun: opts.dryRun, seconds: (Date.now() - started) / 1000, sshBytes: t.sent - t0.sent + t.received - t0.received };

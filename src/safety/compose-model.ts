@@ -237,9 +237,10 @@ export function caddyDomains(labels: Record<string, string>): string[] {
 
 /** The service sets an `X-Robots-Tag` header containing noindex through its caddy labels. */
 export function hasNoindexLabel(labels: Record<string, string>): boolean {
-  return Object.entries(labels).some(
-    ([k, v]) =>
-      /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k) ? /noindex/i.test(v) : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v),
+  return Object.entries(labels).some(([k, v]) =>
+    /^caddy(_\d+)?(\.[^.]+)*\.header\.x-robots-tag$/i.test(k)
+      ? /noindex/i.test(v)
+      : /^caddy(_\d+)?(\.[^.]+)*\.header$/i.test(k) && /x-robots-tag\s+"?[^"]*noindex/i.test(v),
   );
 }
 

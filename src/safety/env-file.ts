@@ -161,7 +161,8 @@ function matchingBrace(s: string, open: number): number {
 
 function substitute(expr: string, vars: Map<string, string>, line: number): string {
   const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])([\s\S]*))?$/.exec(expr);
-  if (!m) throw new EnvFileError(`line ${line}: a \${...} is not a valid substitution (\${NAME}, \${NAME:-default}, \${NAME:?message}); write a literal $ as $$`);
+  if (!m)
+    throw new EnvFileError(`line ${line}: a \${...} is not a valid substitution (\${NAME}, \${NAME:-default}, \${NAME:?message}); write a literal $ as $$`);
   const [, name, op, arg = ''] = m;
   const value = vars.get(name);
   const unsetOrEmpty = value === undefined || (op?.startsWith(':') && value === '');
@@ -209,7 +210,10 @@ export function hostOf(value: string): string | undefined {
   } catch {
     return undefined;
   }
-  const d = v.replace(/^[^@\s]*@/, '').replace(/[:/].*$/, '').toLowerCase();
+  const d = v
+    .replace(/^[^@\s]*@/, '')
+    .replace(/[:/].*$/, '')
+    .toLowerCase();
   return /^[a-z0-9.-]+$/.test(d) ? d : undefined;
 }
 
@@ -227,7 +231,10 @@ export function digestEnv(values: Map<string, string>, hostKeys: readonly string
     hashes,
     hosts,
     vaultPath: vault && vault.startsWith('/') ? vault.replace(/\/+$/, '') || '/' : undefined,
-    profiles: (values.get('COMPOSE_PROFILES') ?? '').split(',').map((p) => p.trim()).filter(Boolean),
+    profiles: (values.get('COMPOSE_PROFILES') ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean),
   };
 }
 

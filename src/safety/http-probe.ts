@@ -67,7 +67,9 @@ export function disallowsEverything(robots: string): boolean {
 /** noindex in the X-Robots-Tag header or in a robots meta tag of the page. */
 export function noindexOf(r: HttpResponse): { header: boolean; meta: boolean } {
   const header = /noindex/i.test(r.headers.get('x-robots-tag') ?? '');
-  const meta = /<meta[^>]+name\s*=\s*["']?(robots|googlebot)["']?[^>]*content\s*=\s*["'][^"']*noindex/i.test(r.body) || /<meta[^>]+content\s*=\s*["'][^"']*noindex[^"']*["'][^>]*name\s*=\s*["']?robots/i.test(r.body);
+  const meta =
+    /<meta[^>]+name\s*=\s*["']?(robots|googlebot)["']?[^>]*content\s*=\s*["'][^"']*noindex/i.test(r.body) ||
+    /<meta[^>]+content\s*=\s*["'][^"']*noindex[^"']*["'][^>]*name\s*=\s*["']?robots/i.test(r.body);
   return { header, meta };
 }
 
@@ -90,21 +92,32 @@ export function judgeProbe(p: Probe): Finding[] {
   const r = p.response;
   if (p.environment === 'prod') {
     if (p.kind === 'robots') {
-      if (r.status === 200 && disallowsEverything(r.body)) f('error', `${p.url} tells every crawler "Disallow: /": prod vanishes from search engines`, "serve prod's own robots.txt (the disallow-all one belongs to dev)");
+      if (r.status === 200 && disallowsEverything(r.body))
+        f(
+          'error',
+          `${p.url} tells every crawler "Disallow: /": prod vanishes from search engines`,
+          "serve prod's own robots.txt (the disallow-all one belongs to dev)",
+        );
       return out;
     }
     const n = noindexOf(r);
     if (n.header) f('error', `${p.url} answers with X-Robots-Tag: noindex`, 'remove the X-Robots-Tag header from prod (it belongs to dev only)');
     if (n.meta) f('error', `${p.url} carries a robots noindex meta tag`, "remove the noindex meta tag from prod's pages");
-    if (r.status === 401) f('error', `${p.url} asks for credentials (401): the public cannot open prod`, 'remove basic auth from prod (it belongs to dev only)');
+    if (r.status === 401)
+      f('error', `${p.url} asks for credentials (401): the public cannot open prod`, 'remove basic auth from prod (it belongs to dev only)');
     else if (r.status >= 400) f('warning', `${p.url} answered ${r.status}, so its headers say little`, `check that ${p.url} is a page prod serves`);
     return out;
   }
-  if (r.status !== 401) f('error', `${p.url} answered ${r.status} without credentials: dev is open to anyone`, "put basic auth in front of dev's pages (caddy.basicauth labels)");
+  if (r.status !== 401)
+    f('error', `${p.url} answered ${r.status} without credentials: dev is open to anyone`, "put basic auth in front of dev's pages (caddy.basicauth labels)");
   const n = noindexOf(r);
   if (!n.header && !n.meta) {
     // A 401 page is not indexed anyway; an open page without noindex is.
-    f(r.status === 401 ? 'warning' : 'error', `${p.url} carries no X-Robots-Tag: noindex`, 'add the header X-Robots-Tag: "noindex, nofollow" to dev (caddy.header.X-Robots-Tag label)');
+    f(
+      r.status === 401 ? 'warning' : 'error',
+      `${p.url} carries no X-Robots-Tag: noindex`,
+      'add the header X-Robots-Tag: "noindex, nofollow" to dev (caddy.header.X-Robots-Tag label)',
+    );
   }
   return out;
 }

@@ -123,7 +123,12 @@ function checkMustDiffer(c: Collector, prod: EnvironmentFacts, dev: EnvironmentF
     for (const k of onlyOne) {
       const has = isSet(p, k) ? 'prod' : 'dev';
       const lacks = has === 'prod' ? dev : prod;
-      c.warning('must-differ', lacks.name, `${k} is set in ${has}'s env file but not in ${lacks.name}'s, so it cannot be shown to differ`, `set ${k} in ${envFile(lacks)} (or remove it from preflight.must-differ)`);
+      c.warning(
+        'must-differ',
+        lacks.name,
+        `${k} is set in ${has}'s env file but not in ${lacks.name}'s, so it cannot be shown to differ`,
+        `set ${k} in ${envFile(lacks)} (or remove it from preflight.must-differ)`,
+      );
     }
   }
 }
@@ -175,11 +180,26 @@ function checkRedirects(c: Collector, input: IsolationInput): void {
       const host = self.env.hosts.get(key);
       const expected = urlHost(self) ?? 'its own domain';
       if (!host) {
-        c.error('oauth-redirect', self.name, `${key} in ${self.name}'s env file is not a URL with a host name`, `set ${key} to https://${expected}/<callback path>`);
+        c.error(
+          'oauth-redirect',
+          self.name,
+          `${key} in ${self.name}'s env file is not a URL with a host name`,
+          `set ${key} to https://${expected}/<callback path>`,
+        );
       } else if (theirs.has(host) && !mine.has(host)) {
-        c.error('oauth-redirect', self.name, `${self.name}'s ${key} sends users back to ${other.name}'s domain`, `point ${key} in ${envFile(self)} at ${expected}, and register that callback in ${self.name}'s own OAuth app`);
+        c.error(
+          'oauth-redirect',
+          self.name,
+          `${self.name}'s ${key} sends users back to ${other.name}'s domain`,
+          `point ${key} in ${envFile(self)} at ${expected}, and register that callback in ${self.name}'s own OAuth app`,
+        );
       } else if (!own.has(host)) {
-        c.error('oauth-redirect', self.name, `${self.name}'s ${key} points at a host that is not ${self.name}'s domain (expected ${expected}, from environments.${self.name}.url)`, `point ${key} in ${envFile(self)} at ${expected}`);
+        c.error(
+          'oauth-redirect',
+          self.name,
+          `${self.name}'s ${key} points at a host that is not ${self.name}'s domain (expected ${expected}, from environments.${self.name}.url)`,
+          `point ${key} in ${envFile(self)} at ${expected}`,
+        );
       }
     }
   }
@@ -196,7 +216,12 @@ function checkPortVariables(c: Collector, input: IsolationInput): void {
   const listed = new Set(input.settings['must-differ'].flat());
   for (const key of [...p.hashes.keys()].filter((k) => /(^|_)PORT$/.test(k) && !listed.has(k)).sort()) {
     if (isSet(p, key) && isSet(d, key) && p.hashes.get(key) === d.hashes.get(key)) {
-      c.warning('port-variables', 'both', `${key} is the same in prod's and dev's env files while services share the host's network: both would listen on one port`, `give dev its own ${key} in ${envFile(input.dev)}`);
+      c.warning(
+        'port-variables',
+        'both',
+        `${key} is the same in prod's and dev's env files while services share the host's network: both would listen on one port`,
+        `give dev its own ${key} in ${envFile(input.dev)}`,
+      );
     }
   }
 }
@@ -305,13 +330,23 @@ function checkDevLimits(c: Collector, dev: EnvironmentFacts, input: IsolationInp
   if (host) budgets.push({ cpus: host.cpus, memory: host.memoryBytes, what: 'the whole host', key: 'the size of the host' });
   for (const b of budgets) {
     if (cpus > b.cpus + 1e-9) {
-      c.error('dev-share', 'dev', `dev's CPU limits add up to ${formatCpus(cpus)}, more than ${b.what} (${formatCpus(b.cpus)})`, `lower the cpus limits in dev's overlay, or raise ${b.key}`);
+      c.error(
+        'dev-share',
+        'dev',
+        `dev's CPU limits add up to ${formatCpus(cpus)}, more than ${b.what} (${formatCpus(b.cpus)})`,
+        `lower the cpus limits in dev's overlay, or raise ${b.key}`,
+      );
       break;
     }
   }
   for (const b of budgets) {
     if (memory > b.memory) {
-      c.error('dev-share', 'dev', `dev's memory limits add up to ${formatBytes(memory)}, more than ${b.what} (${formatBytes(b.memory)})`, `lower the memory limits in dev's overlay, or raise ${b.key}`);
+      c.error(
+        'dev-share',
+        'dev',
+        `dev's memory limits add up to ${formatBytes(memory)}, more than ${b.what} (${formatBytes(b.memory)})`,
+        `lower the memory limits in dev's overlay, or raise ${b.key}`,
+      );
       break;
     }
   }
@@ -330,7 +365,9 @@ function checkVaultMounts(c: Collector, prod: EnvironmentFacts, dev: Environment
   const pv = vaultOf(prod);
   const dv = vaultOf(dev);
   if (!pv || !dv) {
-    c.notes.push(`vault mounts not checked: ${!pv ? "prod's" : "dev's"} vault path is unknown (set environments.<env>.vault, or VAULT_HOST_PATH in the env file).`);
+    c.notes.push(
+      `vault mounts not checked: ${!pv ? "prod's" : "dev's"} vault path is unknown (set environments.<env>.vault, or VAULT_HOST_PATH in the env file).`,
+    );
     return;
   }
   for (const [self, own, other, theirs] of [
@@ -371,7 +408,9 @@ function siteServices(e: EnvironmentFacts, s: PreflightSettings): { site: Servic
 function checkSiteLabels(c: Collector, e: EnvironmentFacts, s: PreflightSettings): void {
   const { site, others } = siteServices(e, s);
   if (site.length === 0) {
-    c.notes.push(`${e.name} has no caddy site labels: the noindex and basic auth labels were not checked${s.http.enabled ? '' : ' (preflight.http.enabled checks the live site instead)'}.`);
+    c.notes.push(
+      `${e.name} has no caddy site labels: the noindex and basic auth labels were not checked${s.http.enabled ? '' : ' (preflight.http.enabled checks the live site instead)'}.`,
+    );
     return;
   }
   for (const svc of site) {
@@ -379,20 +418,54 @@ function checkSiteLabels(c: Collector, e: EnvironmentFacts, s: PreflightSettings
     const noindex = hasNoindexLabel(svc.labels);
     const auth = hasBasicAuthLabel(svc.labels);
     if (e.name === 'dev') {
-      if (!noindex) c.error('noindex', 'dev', `dev's site service ${svc.name} (${domains}) sends no X-Robots-Tag: noindex header, so search engines may index dev`, `add the label caddy.header.X-Robots-Tag: "noindex, nofollow" to ${svc.name} in dev's overlay`);
-      if (!auth) c.error('basic-auth', 'dev', `dev's site service ${svc.name} (${domains}) has no basic auth: anyone can open dev`, `add caddy.basicauth labels (a user and a bcrypt hash) to ${svc.name} in dev's overlay`);
+      if (!noindex)
+        c.error(
+          'noindex',
+          'dev',
+          `dev's site service ${svc.name} (${domains}) sends no X-Robots-Tag: noindex header, so search engines may index dev`,
+          `add the label caddy.header.X-Robots-Tag: "noindex, nofollow" to ${svc.name} in dev's overlay`,
+        );
+      if (!auth)
+        c.error(
+          'basic-auth',
+          'dev',
+          `dev's site service ${svc.name} (${domains}) has no basic auth: anyone can open dev`,
+          `add caddy.basicauth labels (a user and a bcrypt hash) to ${svc.name} in dev's overlay`,
+        );
     } else {
-      if (noindex) c.error('noindex', 'prod', `prod's site service ${svc.name} (${domains}) sends X-Robots-Tag: noindex: search engines will drop the site`, `remove the X-Robots-Tag label from ${svc.name} (it belongs in dev's overlay only)`);
-      if (auth) c.error('basic-auth', 'prod', `prod's site service ${svc.name} (${domains}) asks for basic auth: the public cannot open the site`, `remove the basicauth labels from ${svc.name} (they belong in dev's overlay only)`);
+      if (noindex)
+        c.error(
+          'noindex',
+          'prod',
+          `prod's site service ${svc.name} (${domains}) sends X-Robots-Tag: noindex: search engines will drop the site`,
+          `remove the X-Robots-Tag label from ${svc.name} (it belongs in dev's overlay only)`,
+        );
+      if (auth)
+        c.error(
+          'basic-auth',
+          'prod',
+          `prod's site service ${svc.name} (${domains}) asks for basic auth: the public cannot open the site`,
+          `remove the basicauth labels from ${svc.name} (they belong in dev's overlay only)`,
+        );
     }
   }
   for (const svc of others) {
     const domains = caddyDomains(svc.labels).join(', ');
     if (e.name === 'dev' && !hasNoindexLabel(svc.labels)) {
-      c.warning('noindex', 'dev', `dev service ${svc.name} (${domains}) sends no X-Robots-Tag: noindex header`, `add caddy.header.X-Robots-Tag: "noindex, nofollow" to ${svc.name} in dev's overlay`);
+      c.warning(
+        'noindex',
+        'dev',
+        `dev service ${svc.name} (${domains}) sends no X-Robots-Tag: noindex header`,
+        `add caddy.header.X-Robots-Tag: "noindex, nofollow" to ${svc.name} in dev's overlay`,
+      );
     }
     if (e.name === 'prod' && hasNoindexLabel(svc.labels)) {
-      c.warning('noindex', 'prod', `prod service ${svc.name} (${domains}) sends X-Robots-Tag: noindex (right for a private subdomain, wrong for a public one)`, `remove the label if ${domains} should be found by search engines`);
+      c.warning(
+        'noindex',
+        'prod',
+        `prod service ${svc.name} (${domains}) sends X-Robots-Tag: noindex (right for a private subdomain, wrong for a public one)`,
+        `remove the label if ${domains} should be found by search engines`,
+      );
     }
   }
 }
@@ -436,7 +509,12 @@ function checkDevEscape(c: Collector, dev: ComposeModel, prod: ComposeModel | un
       why.push(`shares the network namespace of ${shared[2]} (network_mode: ${mode}), which is not a dev container`);
     }
     for (const w of why) {
-      c.error('dev-escape', 'dev', `dev service ${s.name} ${w}: anything running on dev (any branch) could then reach prod`, `remove it from ${s.name} in dev's overlay`);
+      c.error(
+        'dev-escape',
+        'dev',
+        `dev service ${s.name} ${w}: anything running on dev (any branch) could then reach prod`,
+        `remove it from ${s.name} in dev's overlay`,
+      );
     }
   }
 }
@@ -444,12 +522,18 @@ function checkDevEscape(c: Collector, dev: ComposeModel, prod: ComposeModel | un
 /** Dev may not mount prod's checkout, twinstack's state or backups, in any mode. */
 function checkDevMounts(c: Collector, dev: ComposeModel, prod: EnvironmentFacts, paths: IsolationInput['paths']): void {
   const guarded: Array<[string, string]> = [[prod.config.checkout, "prod's checkout"]];
-  if (paths) guarded.push([paths.stateDir, "twinstack's state directory (locks, host logs)"], [paths.backupDir, "the backup directory (prod's database dumps)"]);
+  if (paths)
+    guarded.push([paths.stateDir, "twinstack's state directory (locks, host logs)"], [paths.backupDir, "the backup directory (prod's database dumps)"]);
   for (const s of dev.services) {
     for (const m of s.mounts.filter((x) => x.type === 'bind')) {
       for (const [dir, what] of guarded) {
         if (m.source !== '/' && reaches(m.source, dir)) {
-          c.error('dev-mounts', 'dev', `dev service ${s.name} mounts ${m.source} at ${m.target}${m.readOnly ? ' read-only' : ''}, which reaches ${what}`, `mount only dev's own checkout and data in ${s.name}`);
+          c.error(
+            'dev-mounts',
+            'dev',
+            `dev service ${s.name} mounts ${m.source} at ${m.target}${m.readOnly ? ' read-only' : ''}, which reaches ${what}`,
+            `mount only dev's own checkout and data in ${s.name}`,
+          );
         }
       }
     }
@@ -463,7 +547,12 @@ function checkSharedImages(c: Collector, prod: ComposeModel, dev: ComposeModel):
     const other = s.image ? prodImages.get(s.image) : undefined;
     // A pulled image both use read-only is harmless; one either of them builds is not.
     if (other && (s.image as string) && (builds(dev, s.name) || builds(prod, other))) {
-      c.error('shared-images', 'dev', `dev service ${s.name} builds or runs image ${s.image}, which prod's ${other} also uses: a build or retag in one changes the other`, `give dev's ${s.name} its own image name (e.g. ${s.image?.replace(/(:[^/:]+)?$/, '-dev$1')}) in dev's overlay`);
+      c.error(
+        'shared-images',
+        'dev',
+        `dev service ${s.name} builds or runs image ${s.image}, which prod's ${other} also uses: a build or retag in one changes the other`,
+        `give dev's ${s.name} its own image name (e.g. ${s.image?.replace(/(:[^/:]+)?$/, '-dev$1')}) in dev's overlay`,
+      );
     }
   }
 }
@@ -479,7 +568,12 @@ function checkDevNetworks(c: Collector, prod: ComposeModel, dev: ComposeModel): 
     for (const key of s.networks) {
       const n = dev.networks.get(key);
       if (n && prodOwn.has(n.name)) {
-        c.error('dev-networks', 'dev', `dev service ${s.name} joins network ${n.name}, which is prod's own (not an external network both share on purpose)`, `give dev its own network, or declare a shared network external in both overlays`);
+        c.error(
+          'dev-networks',
+          'dev',
+          `dev service ${s.name} joins network ${n.name}, which is prod's own (not an external network both share on purpose)`,
+          `give dev its own network, or declare a shared network external in both overlays`,
+        );
       }
     }
   }

@@ -30,7 +30,9 @@ export function parseDockerStats(text: string): StatsRow[] {
     } catch {
       continue;
     }
-    const [used, limit] = scalarText(o.MemUsage).split('/').map((x) => parseDockerSize(x));
+    const [used, limit] = scalarText(o.MemUsage)
+      .split('/')
+      .map((x) => parseDockerSize(x));
     out.push({
       name: scalarText(o.Name).replace(/^\//, ''),
       id: scalarText(o.ID ?? o.Container),

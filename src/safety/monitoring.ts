@@ -78,54 +78,136 @@ export function combineContainers(stats: readonly StatsRow[], limits: readonly C
 
 export function judgeMetrics(m: Metrics, s: MonitorSettings): Finding[] {
   const out: Finding[] = [];
-  const add = (check: string, environment: Finding['environment'], severity: Finding['severity'], message: string, fix: string) => out.push({ check, environment, severity, message, fix });
+  const add = (check: string, environment: Finding['environment'], severity: Finding['severity'], message: string, fix: string) =>
+    out.push({ check, environment, severity, message, fix });
 
   if (!m.docker.available) {
-    add('docker', 'host', 'error', `docker did not answer on the host, so container and database metrics are missing: ${m.docker.error ?? 'no reason given'}`, 'start the Docker engine on the host (systemctl start docker), or let the SSH user run docker');
+    add(
+      'docker',
+      'host',
+      'error',
+      `docker did not answer on the host, so container and database metrics are missing: ${m.docker.error ?? 'no reason given'}`,
+      'start the Docker engine on the host (systemctl start docker), or let the SSH user run docker',
+    );
   }
   for (const e of m.environments) {
     if (e.containersError) {
-      add('containers', e.environment, 'error', `${e.environment}'s containers could not be measured: ${e.containersError}`, 'run docker stats on the host to see why');
+      add(
+        'containers',
+        e.environment,
+        'error',
+        `${e.environment}'s containers could not be measured: ${e.containersError}`,
+        'run docker stats on the host to see why',
+      );
     } else if (m.docker.available && e.containers.length === 0) {
-      add('containers', e.environment, 'warning', `no containers found for compose project ${e.project}`, `deploy ${e.environment}, or check environments.${e.environment}.project`);
+      add(
+        'containers',
+        e.environment,
+        'warning',
+        `no containers found for compose project ${e.project}`,
+        `deploy ${e.environment}, or check environments.${e.environment}.project`,
+      );
     }
     for (const c of e.containers) {
-      if (c.status !== 'running') add('containers', e.environment, e.environment === 'prod' ? 'error' : 'warning', `${e.environment} ${c.service} (${c.name}) is ${c.status}`, `look at its logs: docker logs ${c.name}`);
-      if (c.oomKilled) add('memory', e.environment, 'error', `${e.environment} ${c.service} was killed for running out of memory${c.memLimitBytes ? ` (limit ${formatBytes(c.memLimitBytes)})` : ''}`, `raise its memory limit or find what grows; docker logs ${c.name}`);
+      if (c.status !== 'running')
+        add(
+          'containers',
+          e.environment,
+          e.environment === 'prod' ? 'error' : 'warning',
+          `${e.environment} ${c.service} (${c.name}) is ${c.status}`,
+          `look at its logs: docker logs ${c.name}`,
+        );
+      if (c.oomKilled)
+        add(
+          'memory',
+          e.environment,
+          'error',
+          `${e.environment} ${c.service} was killed for running out of memory${c.memLimitBytes ? ` (limit ${formatBytes(c.memLimitBytes)})` : ''}`,
+          `raise its memory limit or find what grows; docker logs ${c.name}`,
+        );
       if (e.environment !== 'dev' || c.status !== 'running') continue;
       if (c.cpuLimit === undefined || c.memLimitBytes === undefined) {
         const missing = [c.cpuLimit === undefined ? 'CPU' : '', c.memLimitBytes === undefined ? 'memory' : ''].filter(Boolean).join(' and ');
-        add('dev-limits', 'dev', 'warning', `dev ${c.service} runs without a ${missing} limit: it can take the host from prod`, `set deploy.resources.limits for ${c.service} in dev's overlay and redeploy dev (preflight checks this too)`);
+        add(
+          'dev-limits',
+          'dev',
+          'warning',
+          `dev ${c.service} runs without a ${missing} limit: it can take the host from prod`,
+          `set deploy.resources.limits for ${c.service} in dev's overlay and redeploy dev (preflight checks this too)`,
+        );
       }
       if (c.cpuOfLimit !== undefined && c.cpuOfLimit >= s['dev-limit-percent']) {
-        add('dev-limits', 'dev', 'error', `dev ${c.service} uses ${c.cpuOfLimit} % of its ${formatCpus(c.cpuLimit as number)} limit (${c.cpuPercent} % of one CPU): it is throttled at its limit`, `find what keeps ${c.service} busy, or give it more CPU within dev's share`);
+        add(
+          'dev-limits',
+          'dev',
+          'error',
+          `dev ${c.service} uses ${c.cpuOfLimit} % of its ${formatCpus(c.cpuLimit as number)} limit (${c.cpuPercent} % of one CPU): it is throttled at its limit`,
+          `find what keeps ${c.service} busy, or give it more CPU within dev's share`,
+        );
       }
       if (c.memOfLimit !== undefined && c.memOfLimit >= s['dev-limit-percent']) {
-        add('dev-limits', 'dev', 'error', `dev ${c.service} uses ${c.memOfLimit} % of its ${formatBytes(c.memLimitBytes as number)} memory limit: it is about to be killed`, `find what grows in ${c.service}, or give it more memory within dev's share`);
+        add(
+          'dev-limits',
+          'dev',
+          'error',
+          `dev ${c.service} uses ${c.memOfLimit} % of its ${formatBytes(c.memLimitBytes as number)} memory limit: it is about to be killed`,
+          `find what grows in ${c.service}, or give it more memory within dev's share`,
+        );
       }
     }
     if (e.database) {
       const over = e.database.percent > s['db-connections-percent'];
       if (over) {
-        add('db-connections', e.environment, e.environment === 'prod' ? 'error' : 'warning', `${e.environment}'s database has ${e.database.connections} of ${e.database.max} connections in use (${e.database.percent} %, limit ${s['db-connections-percent']} %)`, 'look for connection leaks or a pool sized above max_connections; raise max_connections only with the memory to back it');
+        add(
+          'db-connections',
+          e.environment,
+          e.environment === 'prod' ? 'error' : 'warning',
+          `${e.environment}'s database has ${e.database.connections} of ${e.database.max} connections in use (${e.database.percent} %, limit ${s['db-connections-percent']} %)`,
+          'look for connection leaks or a pool sized above max_connections; raise max_connections only with the memory to back it',
+        );
       }
     } else if (e.databaseError) {
-      add('db-connections', e.environment, e.environment === 'prod' ? 'error' : 'warning', `${e.environment}'s database connections could not be counted: ${e.databaseError}`, `check environments.${e.environment}.database and that the db container runs`);
+      add(
+        'db-connections',
+        e.environment,
+        e.environment === 'prod' ? 'error' : 'warning',
+        `${e.environment}'s database connections could not be counted: ${e.databaseError}`,
+        `check environments.${e.environment}.database and that the db container runs`,
+      );
     }
   }
   for (const d of m.disks) {
-    if (d.error) add('disk', d.environment, 'warning', `${d.label} (${d.path}) could not be measured: ${d.error}`, `create ${d.path}, or correct the path in the config`);
+    if (d.error)
+      add('disk', d.environment, 'warning', `${d.label} (${d.path}) could not be measured: ${d.error}`, `create ${d.path}, or correct the path in the config`);
     else if (d.use && d.use.percent > s['disk-percent']) {
-      add('disk', d.environment, 'error', `the file system of ${d.label} (${d.path}, on ${d.use.mountedOn}) is ${d.use.percent} % full, ${formatBytes(d.use.availableBytes)} left (limit ${s['disk-percent']} %)`, 'free space (old backups, old images: docker image prune) or grow the disk');
+      add(
+        'disk',
+        d.environment,
+        'error',
+        `the file system of ${d.label} (${d.path}, on ${d.use.mountedOn}) is ${d.use.percent} % full, ${formatBytes(d.use.availableBytes)} left (limit ${s['disk-percent']} %)`,
+        'free space (old backups, old images: docker image prune) or grow the disk',
+      );
     }
   }
   if (m.latency) {
     const st = m.latency.stats;
     if (st.p99Ms !== undefined && st.p99Ms > s['latency-p99-ms']) {
-      add('latency', 'prod', 'error', `prod's ${m.latency.url} P99 is ${st.p99Ms} ms over ${st.requests} requests (limit ${s['latency-p99-ms']} ms; P50 ${st.p50Ms} ms)`, "look at prod's load and at dev's containers (dev must not starve prod)");
+      add(
+        'latency',
+        'prod',
+        'error',
+        `prod's ${m.latency.url} P99 is ${st.p99Ms} ms over ${st.requests} requests (limit ${s['latency-p99-ms']} ms; P50 ${st.p50Ms} ms)`,
+        "look at prod's load and at dev's containers (dev must not starve prod)",
+      );
     }
     if (st.errorRatePercent > s['error-rate-percent']) {
-      add('error-rate', 'prod', 'error', `${st.errors} of ${st.requests} requests to prod's ${m.latency.url} failed (${st.errorRatePercent} %, limit ${s['error-rate-percent']} %)`, "look at prod's api logs and container states");
+      add(
+        'error-rate',
+        'prod',
+        'error',
+        `${st.errors} of ${st.requests} requests to prod's ${m.latency.url} failed (${st.errorRatePercent} %, limit ${s['error-rate-percent']} %)`,
+        "look at prod's api logs and container states",
+      );
     }
   } else if (m.latencyError) {
     add('latency', 'prod', 'error', `prod's health URL could not be measured: ${m.latencyError}`, 'check that curl is installed on the host');

@@ -66,7 +66,10 @@ async function readEnvironment(host: Host, config: Config, name: EnvironmentName
       environment: name,
       severity: 'error',
       message: e instanceof EnvFileError ? `${name}'s env file ${path}: ${why}` : `${name}'s env file ${path} could not be read: ${why}`,
-      fix: e instanceof EnvFileError ? `correct that line of ${env.cfg.envFile}` : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
+      fix:
+        e instanceof EnvFileError
+          ? `correct that line of ${env.cfg.envFile}`
+          : `create ${env.cfg.envFile} in ${env.cfg.checkout}, or correct environments.${name}.env-file`,
     });
   }
   // Only to scrub text that came back from the host; never logged.
@@ -94,10 +97,18 @@ async function readEnvironment(host: Host, config: Config, name: EnvironmentName
   } else {
     try {
       facts.compose = parseComposeConfig(r.stdout, env.project, facts.env?.profiles ?? []);
-      log.info(`${name}: ${facts.compose.services.length} services in the merged compose configuration${facts.compose.inactive.length ? ` (${facts.compose.inactive.join(', ')} not started: inactive profile)` : ''}`);
+      log.info(
+        `${name}: ${facts.compose.services.length} services in the merged compose configuration${facts.compose.inactive.length ? ` (${facts.compose.inactive.join(', ')} not started: inactive profile)` : ''}`,
+      );
     } catch (e) {
       const why = e instanceof ComposeConfigError ? e.message : errorMessage(e);
-      findings.push({ check: 'compose-config', environment: name, severity: 'error', message: `${name}: ${scrub(why, secrets)}`, fix: 'check the compose command in compose-command' });
+      findings.push({
+        check: 'compose-config',
+        environment: name,
+        severity: 'error',
+        message: `${name}: ${scrub(why, secrets)}`,
+        fix: 'check the compose command in compose-command',
+      });
     }
   }
   return { facts, findings };
@@ -132,9 +143,19 @@ async function probe(host: Host, environment: EnvironmentName, url: string, kind
 export async function runPreflight(host: Host, config: Config, log: Logger, opts: { http?: boolean } = {}): Promise<PreflightReport> {
   const settings = preflightSettings(config);
   // Both environments at once: each `config` run is a few seconds of compose start-up.
-  const [prodReading, devReading, totals] = await Promise.all([readEnvironment(host, config, 'prod', log), readEnvironment(host, config, 'dev', log), hostTotals(host)]);
+  const [prodReading, devReading, totals] = await Promise.all([
+    readEnvironment(host, config, 'prod', log),
+    readEnvironment(host, config, 'dev', log),
+    hostTotals(host),
+  ]);
   const readings: Record<EnvironmentName, Reading> = { prod: prodReading, dev: devReading };
-  const result = checkIsolation({ prod: readings.prod.facts, dev: readings.dev.facts, settings, host: totals, paths: { stateDir: config['state-dir'], backupDir: config.backup.dir } });
+  const result = checkIsolation({
+    prod: readings.prod.facts,
+    dev: readings.dev.facts,
+    settings,
+    host: totals,
+    paths: { stateDir: config['state-dir'], backupDir: config.backup.dir },
+  });
   const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
   // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
   const prodCompose = readings.prod.facts.compose;
@@ -162,7 +183,11 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
     ...counts(findings),
     host: totals,
     devLimits: dev
-      ? { cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0), memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0), services: dev.services.length }
+      ? {
+          cpus: dev.services.reduce((a, s) => a + (s.cpus ?? 0), 0),
+          memoryBytes: dev.services.reduce((a, s) => a + (s.memoryBytes ?? 0), 0),
+          services: dev.services.length,
+        }
       : undefined,
     ran: {
       envFiles: !!(readings.prod.facts.env && readings.dev.facts.env),
@@ -171,7 +196,6 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
     },
   };
 }
-
 
 /**
  * The isolation checks as a gate: run on the merged configuration of what the caller is about to

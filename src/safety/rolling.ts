@@ -22,27 +22,53 @@ export function checkRolling(compose: ComposeModel, rolling: readonly string[], 
       const known = compose.services.map((x) => x.name).join(', ');
       add(
         'error',
-        inactive.has(name) ? `rolling service ${name} is in an inactive profile of ${environment}'s compose configuration` : `promote.rolling names ${name}, which ${environment}'s compose configuration does not define (services: ${known})`,
+        inactive.has(name)
+          ? `rolling service ${name} is in an inactive profile of ${environment}'s compose configuration`
+          : `promote.rolling names ${name}, which ${environment}'s compose configuration does not define (services: ${known})`,
         `correct promote.rolling, or define ${name} in ${environment}'s compose files`,
       );
       continue;
     }
     if (s.containerName) {
-      add('error', `rolling service ${name} sets container_name ${s.containerName}: its new container cannot start beside the old one under the same name`, `remove container_name from ${name}`);
+      add(
+        'error',
+        `rolling service ${name} sets container_name ${s.containerName}: its new container cannot start beside the old one under the same name`,
+        `remove container_name from ${name}`,
+      );
     }
     if (s.ports.length) {
       const ports = [...new Set(s.ports.map((p) => `${p.hostIp ? `${p.hostIp}:` : ''}${p.port}`))].join(', ');
-      add('error', `rolling service ${name} publishes host port ${ports}: its new container cannot bind it while the old one holds it`, `remove ports from ${name} and let the proxy reach it over a Docker network (expose the port instead)`);
+      add(
+        'error',
+        `rolling service ${name} publishes host port ${ports}: its new container cannot bind it while the old one holds it`,
+        `remove ports from ${name} and let the proxy reach it over a Docker network (expose the port instead)`,
+      );
     }
     if (s.networkMode === 'host') {
-      add('error', `rolling service ${name} uses network_mode: host: its new container cannot listen on the port the old one holds`, `give ${name} a Docker network the proxy is on instead of network_mode: host`);
+      add(
+        'error',
+        `rolling service ${name} uses network_mode: host: its new container cannot listen on the port the old one holds`,
+        `give ${name} a Docker network the proxy is on instead of network_mode: host`,
+      );
     } else if (s.networkMode) {
-      add('error', `rolling service ${name} uses network_mode: ${s.networkMode}: the proxy cannot find its containers by name on a network`, `give ${name} a Docker network the proxy is on instead of network_mode`);
+      add(
+        'error',
+        `rolling service ${name} uses network_mode: ${s.networkMode}: the proxy cannot find its containers by name on a network`,
+        `give ${name} a Docker network the proxy is on instead of network_mode`,
+      );
     }
     if (s.healthcheck === 'disabled') {
-      add('error', `rolling service ${name} has its healthcheck disabled: the switch cannot tell when the new container may take traffic`, `give ${name} a healthcheck`);
+      add(
+        'error',
+        `rolling service ${name} has its healthcheck disabled: the switch cannot tell when the new container may take traffic`,
+        `give ${name} a healthcheck`,
+      );
     } else if (s.healthcheck === 'image') {
-      add('warning', `rolling service ${name} has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either`, `add a healthcheck to ${name} in the compose file (or be sure its image has a HEALTHCHECK)`);
+      add(
+        'warning',
+        `rolling service ${name} has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either`,
+        `add a healthcheck to ${name} in the compose file (or be sure its image has a HEALTHCHECK)`,
+      );
     }
   }
   return out;

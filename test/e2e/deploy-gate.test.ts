@@ -39,7 +39,11 @@ for (const composeCommand of composeCommands()) {
       releases.push(r.outputs['release-id']);
       assert.equal(fx.sh('git rev-parse HEAD', fx.checkout('dev')).trim(), sha);
       assert.equal(fx.sh(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${fx.apiPort('dev')}/api/health`), '200');
-      const tags = fx.sh(`docker images --format '{{.Repository}}:{{.Tag}}' 'twinstack/${fx.project('dev')}-*'`).trim().split('\n').sort();
+      const tags = fx
+        .sh(`docker images --format '{{.Repository}}:{{.Tag}}' 'twinstack/${fx.project('dev')}-*'`)
+        .trim()
+        .split('\n')
+        .sort();
       assert.deepEqual(tags, ['db', 'api', 'worker'].map((s) => `twinstack/${fx.project('dev')}-${s}:${r.outputs['release-id']}`).sort());
       const rel = hostLog('dev').find((x) => x.event === 'release');
       assert.equal(rel?.sha, sha);
@@ -73,7 +77,9 @@ for (const composeCommand of composeCommands()) {
       assert.ok(annotation, errors(r.stdout).join('\n'));
       assert.match(annotation, /line=4::AssertionError: this fixture test fails on purpose/);
       assert.match(errors(r.stdout).at(-1) ?? '', /gate: commit \w+ did not pass: 1 test\(s\) failed: tests\.test_fail::/);
-      const gate = hostLog('dev').filter((x) => x.event === 'gate').at(-1);
+      const gate = hostLog('dev')
+        .filter((x) => x.event === 'gate')
+        .at(-1);
       assert.equal(gate?.passed, false);
       assert.equal(gate?.sha, fx.branches['failing-test']);
     });

@@ -70,7 +70,10 @@ function assertNoOverlap(list: Interval[]): void {
   for (let i = 1; i < list.length; i++) {
     const prev = list[i - 1];
     if (!prev.finished) continue; // a run that died: its end is when the next run found it
-    assert.ok(list[i].started > prev.finished, `${list[i].action} ${list[i].op} started at ${list[i].started}, before ${prev.action} ${prev.op} finished at ${prev.finished}`);
+    assert.ok(
+      list[i].started > prev.finished,
+      `${list[i].action} ${list[i].op} started at ${list[i].started}, before ${prev.action} ${prev.op} finished at ${prev.finished}`,
+    );
   }
 }
 
@@ -167,7 +170,10 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
       const second = await fx.run('deploy', { environment: 'dev', ref: 'second', 'lock-timeout': '2' });
       assert.equal(second.code, 1, second.visible);
       assert.equal(errors(second.stdout).length, 1, second.visible);
-      assert.match(errors(second.stdout)[0], /deploy: the dev environment is locked by deploy run (\S+) \(actor octocat, sha \w+, since [^)]+\); gave up after 2s \(wait for it, or raise lock-timeout\)/);
+      assert.match(
+        errors(second.stdout)[0],
+        /deploy: the dev environment is locked by deploy run (\S+) \(actor octocat, sha \w+, since [^)]+\); gave up after 2s \(wait for it, or raise lock-timeout\)/,
+      );
       assert.ok(errors(second.stdout)[0].includes(holderRun), `the error line does not name the holder ${holderRun}`);
       // The refused run wrote nothing and changed nothing.
       assert.equal(fx.hostLog('dev').length, logBefore);
@@ -240,7 +246,10 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
     assert.equal(fx.sh(`pgrep -af '[f]lock .*${fx.dir}/state/dev/lock' || true`).trim(), '', 'a flock process is left behind');
 
     // Every line of the host log parses; every operation of the cycles started and finished, successfully.
-    const raw = fs.readFileSync(path.join(fx.dir, 'state', 'dev', 'log.jsonl'), 'utf8').trim().split('\n');
+    const raw = fs
+      .readFileSync(path.join(fx.dir, 'state', 'dev', 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n');
     for (const line of raw) assert.equal((JSON.parse(line) as LogRecord).v, 1, line);
     const cycleRecords = fx.hostLog('dev').slice(logStart);
     const ops = intervals(cycleRecords);
@@ -254,10 +263,22 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
 
     // Release tags: the newest keep-releases, plus the release dev could be rolled back to.
     const keep = 3;
-    const tags = fx.sh(`docker images --format '{{.Repository}}:{{.Tag}}' 'twinstack/${fx.project('dev')}-*'`).trim().split('\n');
+    const tags = fx
+      .sh(`docker images --format '{{.Repository}}:{{.Tag}}' 'twinstack/${fx.project('dev')}-*'`)
+      .trim()
+      .split('\n');
     const tagged = [...new Set(tags.map((x) => x.slice(x.lastIndexOf(':') + 1)))].sort().reverse();
     const history = releaseHistory(fx.hostLog('dev'));
-    const deployed = [...new Set(fx.hostLog('dev').filter((x) => x.event === 'release' && x.kind === 'deploy').map((x) => String(x.release)))].sort().reverse();
+    const deployed = [
+      ...new Set(
+        fx
+          .hostLog('dev')
+          .filter((x) => x.event === 'release' && x.kind === 'deploy')
+          .map((x) => String(x.release)),
+      ),
+    ]
+      .sort()
+      .reverse();
     const allowed = new Set([...deployed.slice(0, keep), history[0].release, history[1].release]);
     assert.ok(tagged.length <= keep + 1, `${tagged.length} releases still tagged: ${tagged.join(', ')}`);
     assert.deepEqual(
@@ -269,77 +290,96 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
     assert.equal(tags.length, tagged.length * SERVICES.length);
   });
 
-  it('a full backup filesystem: the backup fails saying so, no backup is marked verified, and promote does not start', { skip: process.getuid?.() === 0 ? false : 'mounting the small filesystem needs root' }, async () => {
-    // Prod on main with real rows, too many for a 1 MiB filesystem even compressed; dev gated on second.
-    const p = await fx.run('deploy', { environment: 'prod', ref: 'main' });
-    assert.equal(p.code, 0, p.visible);
-    fx.sh(`docker exec ${fx.project('prod')}-api alembic upgrade head`);
-    fx.psql('prod', "insert into items (name) select md5(random()::text) || md5(random()::text) from generate_series(1, 100000)");
-    await deploy('second');
-    const g = await fx.run('gate');
-    assert.equal(g.code, 0, g.visible);
+  it(
+    'a full backup filesystem: the backup fails saying so, no backup is marked verified, and promote does not start',
+    { skip: process.getuid?.() === 0 ? false : 'mounting the small filesystem needs root' },
+    async () => {
+      // Prod on main with real rows, too many for a 1 MiB filesystem even compressed; dev gated on second.
+      const p = await fx.run('deploy', { environment: 'prod', ref: 'main' });
+      assert.equal(p.code, 0, p.visible);
+      fx.sh(`docker exec ${fx.project('prod')}-api alembic upgrade head`);
+      fx.psql('prod', 'insert into items (name) select md5(random()::text) || md5(random()::text) from generate_series(1, 100000)');
+      await deploy('second');
+      const g = await fx.run('gate');
+      assert.equal(g.code, 0, g.visible);
 
-    const backups = path.join(fx.dir, 'backups');
-    fs.mkdirSync(backups, { recursive: true });
-    fx.sh(`mount -t tmpfs -o size=1m twinstack-faults ${backups}`);
-    try {
-      const prodBefore = { head: head('prod'), images: projectContainers('prod').map((c) => c.Image).sort(), log: fx.hostLog('prod').length };
+      const backups = path.join(fx.dir, 'backups');
+      fs.mkdirSync(backups, { recursive: true });
+      fx.sh(`mount -t tmpfs -o size=1m twinstack-faults ${backups}`);
+      try {
+        const prodBefore = {
+          head: head('prod'),
+          images: projectContainers('prod')
+            .map((c) => c.Image)
+            .sort(),
+          log: fx.hostLog('prod').length,
+        };
 
-      const b = await fx.run('backup', { environment: 'prod' });
-      assert.equal(b.code, 1, b.visible);
-      assert.equal(errors(b.stdout).length, 1, b.visible);
-      assert.match(errors(b.stdout)[0], /backup: backup b\S+ of prod failed: .*No space left on device/);
-      assert.match(b.summary, /No backup was marked verified; promote will not start without one/);
+        const b = await fx.run('backup', { environment: 'prod' });
+        assert.equal(b.code, 1, b.visible);
+        assert.equal(errors(b.stdout).length, 1, b.visible);
+        assert.match(errors(b.stdout)[0], /backup: backup b\S+ of prod failed: .*No space left on device/);
+        assert.match(b.summary, /No backup was marked verified; promote will not start without one/);
 
-      const r = await fx.run('promote');
-      assert.equal(r.code, 1, r.visible);
-      assert.equal(errors(r.stdout).length, 1, r.visible);
-      assert.match(errors(r.stdout)[0], /promote: backup b\S+ of prod failed: .*No space left on device/);
+        const r = await fx.run('promote');
+        assert.equal(r.code, 1, r.visible);
+        assert.equal(errors(r.stdout).length, 1, r.visible);
+        assert.match(errors(r.stdout)[0], /promote: backup b\S+ of prod failed: .*No space left on device/);
 
-      const manifests = fx.sh(`find ${backups} -name manifest.json`).trim().split('\n').filter(Boolean);
-      for (const m of manifests) assert.notEqual((JSON.parse(fs.readFileSync(m, 'utf8')) as BackupManifest).status, 'verified', m);
-      assert.equal(fx.sh(`find ${backups} -name '*.partial'`).trim(), '', 'a partial dump was left behind');
+        const manifests = fx.sh(`find ${backups} -name manifest.json`).trim().split('\n').filter(Boolean);
+        for (const m of manifests) assert.notEqual((JSON.parse(fs.readFileSync(m, 'utf8')) as BackupManifest).status, 'verified', m);
+        assert.equal(fx.sh(`find ${backups} -name '*.partial'`).trim(), '', 'a partial dump was left behind');
 
-      // Prod is exactly as it was: same commit, same containers, and no release or rollback recorded.
-      assert.equal(head('prod'), prodBefore.head);
-      assert.deepEqual(projectContainers('prod').map((c) => c.Image).sort(), prodBefore.images);
-      const added = fx.hostLog('prod').slice(prodBefore.log);
-      assert.deepEqual(
-        added.filter((x) => x.event === 'release' || x.event === 'rollback'),
-        [],
-      );
-      assert.deepEqual(
-        added.filter((x) => x.event === 'finished').map((x) => [x.action, x.outcome]),
-        [
-          ['backup', 'failure'],
-          ['promote', 'failure'],
-        ],
-      );
-      assertOnWholeRelease('prod');
-    } finally {
-      fx.sh(`umount ${backups}`);
-    }
-  });
+        // Prod is exactly as it was: same commit, same containers, and no release or rollback recorded.
+        assert.equal(head('prod'), prodBefore.head);
+        assert.deepEqual(
+          projectContainers('prod')
+            .map((c) => c.Image)
+            .sort(),
+          prodBefore.images,
+        );
+        const added = fx.hostLog('prod').slice(prodBefore.log);
+        assert.deepEqual(
+          added.filter((x) => x.event === 'release' || x.event === 'rollback'),
+          [],
+        );
+        assert.deepEqual(
+          added.filter((x) => x.event === 'finished').map((x) => [x.action, x.outcome]),
+          [
+            ['backup', 'failure'],
+            ['promote', 'failure'],
+          ],
+        );
+        assertOnWholeRelease('prod');
+      } finally {
+        fx.sh(`umount ${backups}`);
+      }
+    },
+  );
 
-  it('the Docker engine restarted under a running deploy: the deploy fails clearly or succeeds, and the next deploy succeeds', { skip: DOCKER_RESTART ? false : 'restarts the shared Docker engine: set TWINSTACK_E2E_DOCKER_RESTART=1 (CI runs it)' }, async () => {
-    if (head('dev') !== fx.branches.second) await deploy('second');
-    const running = fx.start('deploy', { environment: 'dev', ref: 'main' });
-    await waitFor('the deploy to start compose build or up on the host', () => fx.hostLog('dev').at(-1)?.event === 'started' && composeBusy('dev'));
-    restartDockerEngine();
-    const r = await running.done;
-    if (r.code !== 0) {
-      assert.equal(r.code, 1);
-      assert.equal(errors(r.stdout).length, 1, r.visible);
-      assert.match(errors(r.stdout)[0], /^::error::deploy: /);
-      const last = fx.hostLog('dev').at(-1);
-      assert.equal(last?.event, 'finished');
-      assert.equal(last?.outcome, 'failure');
-    }
-    const again = await deploy('main');
-    assert.equal(again.outputs.sha, fx.branches.main);
-    assertOnWholeRelease('dev');
-    assertNoOverlap(intervals(fx.hostLog('dev')));
-  });
+  it(
+    'the Docker engine restarted under a running deploy: the deploy fails clearly or succeeds, and the next deploy succeeds',
+    { skip: DOCKER_RESTART ? false : 'restarts the shared Docker engine: set TWINSTACK_E2E_DOCKER_RESTART=1 (CI runs it)' },
+    async () => {
+      if (head('dev') !== fx.branches.second) await deploy('second');
+      const running = fx.start('deploy', { environment: 'dev', ref: 'main' });
+      await waitFor('the deploy to start compose build or up on the host', () => fx.hostLog('dev').at(-1)?.event === 'started' && composeBusy('dev'));
+      restartDockerEngine();
+      const r = await running.done;
+      if (r.code !== 0) {
+        assert.equal(r.code, 1);
+        assert.equal(errors(r.stdout).length, 1, r.visible);
+        assert.match(errors(r.stdout)[0], /^::error::deploy: /);
+        const last = fx.hostLog('dev').at(-1);
+        assert.equal(last?.event, 'finished');
+        assert.equal(last?.outcome, 'failure');
+      }
+      const again = await deploy('main');
+      assert.equal(again.outputs.sha, fx.branches.main);
+      assertOnWholeRelease('dev');
+      assertNoOverlap(intervals(fx.hostLog('dev')));
+    },
+  );
 });
 
 /** Stops dockerd and starts it again the way CI does (.ci/start-docker.sh), or through systemd where it runs it. */

@@ -35,10 +35,19 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
   }
   const prodIds = () => fx.sh(`docker ps -q --no-trunc --filter label=com.docker.compose.project=${fx.project('prod')} | sort`).trim();
   const imageOf = (env: 'prod' | 'dev', service: string) => fx.sh(`docker inspect -f '{{.Image}}' ${fx.project(env)}-${service}`).trim();
-  const schemaHash = () => fx.sh(`docker exec ${fx.project('prod')}-db pg_dump -s -U owner -p ${fx.dbPort('prod')} makapix | grep -v -e '^--' -e '^\\\\restrict' -e '^\\\\unrestrict' | sha256sum`).trim();
+  const schemaHash = () =>
+    fx
+      .sh(
+        `docker exec ${fx.project('prod')}-db pg_dump -s -U owner -p ${fx.dbPort('prod')} makapix | grep -v -e '^--' -e '^\\\\restrict' -e '^\\\\unrestrict' | sha256sum`,
+      )
+      .trim();
   const revision = () => fx.psql('prod', 'select version_num from alembic_version').trim();
   const items = () => fx.psql('prod', 'select name from items order by id').trim().split('\n');
-  const lastGate = (sha: string) => fx.hostLog('dev').filter((r) => r.event === 'gate' && r.sha === sha).at(-1) as { images: Record<string, string> } | undefined;
+  const lastGate = (sha: string) =>
+    fx
+      .hostLog('dev')
+      .filter((r) => r.event === 'gate' && r.sha === sha)
+      .at(-1) as { images: Record<string, string> } | undefined;
   const healthy = () => fx.sh(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${fx.apiPort('prod')}/api/health`) === '200';
 
   async function devReady(branch: string, gate: boolean): Promise<void> {
@@ -76,7 +85,7 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
   it('refuses a commit not on promote.branch, a commit that never passed the gate, and a dispatcher who pushed it, before any change', async () => {
     await devReady('unique-names', true);
     const ids = prodIds();
-    configure("branch: main");
+    configure('branch: main');
     const off = await fx.run('promote', { sha: fx.branches['unique-names'] });
     assert.equal(off.code, 1);
     assert.match(lastError(off.stdout), /is not on origin\/main \(promote\.branch\)/);
@@ -106,8 +115,16 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     assert.equal(prodIds(), ids, "prod's containers were restarted");
     assert.equal(schemaHash(), schema, "prod's schema changed");
     assert.equal(revision(), '0001');
-    assert.equal(fx.psql('prod', "select count(*) from pg_database where datname like '%twinstack_rehearse%'").trim(), '0', 'the rehearsal copy was left behind');
-    assert.equal(imageOf('prod', 'api'), fx.sh(`docker image inspect -f '{{.Id}}' ${fx.project('prod')}-api:local`).trim(), "prod's image name does not point at what it runs");
+    assert.equal(
+      fx.psql('prod', "select count(*) from pg_database where datname like '%twinstack_rehearse%'").trim(),
+      '0',
+      'the rehearsal copy was left behind',
+    );
+    assert.equal(
+      imageOf('prod', 'api'),
+      fx.sh(`docker image inspect -f '{{.Id}}' ${fx.project('prod')}-api:local`).trim(),
+      "prod's image name does not point at what it runs",
+    );
   });
 
   it('with rehearsal off, the same migration fails transactionally: no restore, no write lost', async () => {
@@ -122,7 +139,10 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     assert.match(r.summary, /\*\*data: nothing lost\.\*\* The schema is unchanged/);
     assert.ok(items().includes('written during the promote'), 'a write made during the promote was lost');
     assert.equal(revision(), '0001');
-    const rollback = fx.hostLog('prod').filter((x) => x.event === 'rollback').at(-1);
+    const rollback = fx
+      .hostLog('prod')
+      .filter((x) => x.event === 'rollback')
+      .at(-1);
     assert.equal(rollback?.restoredBackup, undefined, 'the database was restored');
     assert.equal(rollback?.schemaMoved, false);
     assert.ok(healthy());
@@ -142,9 +162,19 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     assert.match(r.summary, /makapix_twinstack_pre_restore/);
     assert.equal(fx.psql('prod', "select to_regclass('public.half_done') is null").trim(), 't', 'the half-applied migration was not undone');
     assert.ok(!items().includes('after backup 1'));
-    const aside = fx.sh(`docker exec ${fx.project('prod')}-db psql -X -A -t -U owner -p ${fx.dbPort('prod')} -d makapix_twinstack_pre_restore -c "select count(*) from items where name like 'after backup %'"`).trim();
+    const aside = fx
+      .sh(
+        `docker exec ${fx.project('prod')}-db psql -X -A -t -U owner -p ${fx.dbPort('prod')} -d makapix_twinstack_pre_restore -c "select count(*) from items where name like 'after backup %'"`,
+      )
+      .trim();
     assert.equal(aside, '3', 'the lost rows are not in the set-aside database');
-    assert.equal(fx.hostLog('prod').filter((x) => x.event === 'rollback').at(-1)?.rowsLost, 3);
+    assert.equal(
+      fx
+        .hostLog('prod')
+        .filter((x) => x.event === 'rollback')
+        .at(-1)?.rowsLost,
+      3,
+    );
   });
 
   it('an app that migrates when it starts: the moved schema is detected and restored', async () => {

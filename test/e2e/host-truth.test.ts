@@ -47,7 +47,10 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
   /** service → image id, as docker reports it. */
   const images = (env: 'prod' | 'dev') => Object.fromEntries(containers(env).map((c) => [c.Config.Labels['com.docker.compose.service'], c.Image]));
   /** container id → image id, to see whether anything was recreated. */
-  const snapshot = (env: 'prod' | 'dev') => containers(env).map((c) => `${c.Name} ${c.Id} ${c.Image} ${c.State.Status}`).sort();
+  const snapshot = (env: 'prod' | 'dev') =>
+    containers(env)
+      .map((c) => `${c.Name} ${c.Id} ${c.Image} ${c.State.Status}`)
+      .sort();
   /** The pids of compose processes working on an environment's project right now. */
   const composePids = (env: 'prod' | 'dev', verb = 'build|up'): number[] =>
     fx
@@ -68,7 +71,8 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     assert.ok(release, `${env} has no release recorded`);
     assert.equal(head(env), release.sha, `${env}'s checkout is not on its release's commit`);
     const running = images(env);
-    for (const [service, image] of Object.entries(release.images)) assert.equal(running[service], image.id, `${env} ${service} does not run release ${release.release}'s image`);
+    for (const [service, image] of Object.entries(release.images))
+      assert.equal(running[service], image.id, `${env} ${service} does not run release ${release.release}'s image`);
   }
   async function ok(action: string, inputs: Record<string, string> = {}) {
     const r = await fx.run(action, inputs);
@@ -95,7 +99,10 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     const broken = await fx.run('deploy', { environment: 'dev', ref: 'bad-health' });
     assert.equal(broken.code, 1, broken.visible);
     assert.equal(head('dev'), fx.branches['bad-health']);
-    const failedRecord = fx.hostLog('dev').filter((r) => r.event === 'release-failed').at(-1);
+    const failedRecord = fx
+      .hostLog('dev')
+      .filter((r) => r.event === 'release-failed')
+      .at(-1);
     assert.equal(failedRecord?.sha, fx.branches['bad-health'], 'the failed deploy is not recorded with its commit');
     assert.equal((failedRecord?.images as Record<string, string>)?.api, images('dev').api, 'the failed deploy does not record the api image that runs');
 
@@ -103,7 +110,10 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     assert.match(status.summary, /drift/);
     assert.match(status.summary, /last deploy FAILED/);
     const state = JSON.parse(status.outputs.json) as Array<{ drift: string[] }>;
-    assert.ok(state[0].drift.some((d) => d.includes(fx.branches['bad-health'].slice(0, 12))), JSON.stringify(state[0].drift));
+    assert.ok(
+      state[0].drift.some((d) => d.includes(fx.branches['bad-health'].slice(0, 12))),
+      JSON.stringify(state[0].drift),
+    );
 
     // The gate without sha would have tested bad-health's container and recorded a pass for failing-test.
     const gatesBefore = fx.hostLog('dev').filter((r) => r.event === 'gate');
@@ -139,8 +149,14 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     assert.match(status.summary, /drift/);
     const state = JSON.parse(status.outputs.json) as Array<{ drift: string[]; head: string }>;
     assert.equal(state[0].head, fx.branches.third);
-    assert.ok(state[0].drift.some((d) => /checkout is at/.test(d)), JSON.stringify(state[0].drift));
-    assert.ok(state[0].drift.some((d) => /service api runs image/.test(d)), JSON.stringify(state[0].drift));
+    assert.ok(
+      state[0].drift.some((d) => /checkout is at/.test(d)),
+      JSON.stringify(state[0].drift),
+    );
+    assert.ok(
+      state[0].drift.some((d) => /service api runs image/.test(d)),
+      JSON.stringify(state[0].drift),
+    );
 
     const gate = await fx.run('gate');
     assert.equal(gate.code, 1, gate.visible);
@@ -155,7 +171,11 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     const settled = await ok('status', { environments: 'dev' });
     assert.deepEqual((JSON.parse(settled.outputs.json) as Array<{ drift: string[] }>)[0].drift, []);
     // The schema as the api container's alembic reads it, beside the record.
-    const revision = fx.sh(`docker exec ${fx.project('dev')}-api alembic current`).trim().split(/\s/)[0] ?? '';
+    const revision =
+      fx
+        .sh(`docker exec ${fx.project('dev')}-api alembic current`)
+        .trim()
+        .split(/\s/)[0] ?? '';
     assert.equal((JSON.parse(settled.outputs.json) as Array<{ alembic?: string }>)[0].alembic, revision);
     assert.match(settled.summary, new RegExp(`database schema at alembic revision \`${revision || 'none'}\``));
   });
@@ -176,7 +196,8 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     const r1 = await ok('deploy', { environment: 'dev', ref: 'main' });
     const r2 = await ok('deploy', { environment: 'dev', ref: 'second' });
     const r3 = await ok('deploy', { environment: 'dev', ref: 'third' });
-    const release = (id: string) => fx.hostLog('dev').find((r) => r.event === 'release' && r.release === id) as unknown as { images: Record<string, { id: string }>; sha: string };
+    const release = (id: string) =>
+      fx.hostLog('dev').find((r) => r.event === 'release' && r.release === id) as unknown as { images: Record<string, { id: string }>; sha: string };
 
     const first = await ok('rollback', { environment: 'dev' });
     assert.equal(first.outputs['release-id'], r2.outputs['release-id']);
@@ -184,7 +205,11 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     assert.equal(images('dev').api, release(r2.outputs['release-id']).images.api.id);
 
     const second = await ok('rollback', { environment: 'dev' });
-    assert.equal(second.outputs['release-id'], r1.outputs['release-id'], `the second rollback went to ${second.outputs['release-id']}, not to the release before ${r2.outputs['release-id']}`);
+    assert.equal(
+      second.outputs['release-id'],
+      r1.outputs['release-id'],
+      `the second rollback went to ${second.outputs['release-id']}, not to the release before ${r2.outputs['release-id']}`,
+    );
     assert.notEqual(second.outputs['release-id'], r3.outputs['release-id']);
     assert.equal(head('dev'), fx.branches.main);
     assert.equal(images('dev').api, release(r1.outputs['release-id']).images.api.id);
@@ -206,7 +231,10 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     dying.kill('SIGKILL');
     assert.equal((await dying.done).code, null);
     await waitFor('the dead run to release the flock', () => !lockState('dev').held, 30_000);
-    assert.ok(orphans.some((p) => fs.existsSync(`/proc/${p}`)), 'the build died with the runner: this case needs it to outlive the run');
+    assert.ok(
+      orphans.some((p) => fs.existsSync(`/proc/${p}`)),
+      'the build died with the runner: this case needs it to outlive the run',
+    );
     assert.equal(lockState('dev').busy, true, 'the orphaned build does not hold the busy lease');
 
     const next = fx.start('deploy', { environment: 'dev', ref: 'main', 'lock-timeout': '300' });
@@ -225,7 +253,10 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     );
     const r = await next.done;
     assert.equal(r.code, 0, r.visible);
-    assert.ok(orphanEnded > 0 && orphanEnded <= nextStarted, `the next deploy started compose at ${nextStarted}, the orphaned build ended at ${orphanEnded || 'never'}`);
+    assert.ok(
+      orphanEnded > 0 && orphanEnded <= nextStarted,
+      `the next deploy started compose at ${nextStarted}, the orphaned build ended at ${orphanEnded || 'never'}`,
+    );
     assert.match(r.visible, /remote work of an earlier run is still running: .*compose build/);
     assertRunsRecordedRelease('dev');
     assert.equal(head('dev'), fx.branches.main);
@@ -241,7 +272,10 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     assert.equal(r.code, 1, r.visible);
     // When the run has exited, none of its remote work is left, and the host log says cancelled.
     assert.deepEqual(composePids('dev'), [], 'compose still runs after the run was cancelled');
-    const last = fx.hostLog('dev').filter((x) => x.event === 'finished').at(-1);
+    const last = fx
+      .hostLog('dev')
+      .filter((x) => x.event === 'finished')
+      .at(-1);
     assert.equal(last?.outcome, 'cancelled');
     assert.deepEqual(lockState('dev'), { holderFile: false, held: false, busy: false });
     const atExit = snapshot('dev');
@@ -264,17 +298,28 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     const before = snapshot('dev');
     const r = await fx.run('deploy', { environment: 'dev', ref: 'dev-escape' });
     assert.equal(r.code, 1, r.visible);
-    assert.match(errors(r.stdout).at(-1) ?? '', new RegExp(`isolation checks refuse dev at ${fx.branches['dev-escape'].slice(0, 12)}: 2 errors; first: dev-escape \\(dev\\): dev service worker`));
+    assert.match(
+      errors(r.stdout).at(-1) ?? '',
+      new RegExp(`isolation checks refuse dev at ${fx.branches['dev-escape'].slice(0, 12)}: 2 errors; first: dev-escape \\(dev\\): dev service worker`),
+    );
     assert.ok(errors(r.stdout).some((l) => /dev service worker mounts the Docker socket/.test(l)));
     assert.match(r.summary, /Nothing was started/);
     // On the host: nothing was recreated, no container runs privileged, the checkout is where it was.
     assert.deepEqual(snapshot('dev'), before);
     assert.equal(head('dev'), headBefore);
     assert.deepEqual(
-      containers('dev').filter((c) => (JSON.parse(fx.sh(`docker inspect --format '{{json .HostConfig.Privileged}}' ${c.Id}`)) as boolean) === true).map((c) => c.Name),
+      containers('dev')
+        .filter((c) => (JSON.parse(fx.sh(`docker inspect --format '{{json .HostConfig.Privileged}}' ${c.Id}`)) as boolean) === true)
+        .map((c) => c.Name),
       [],
     );
-    assert.equal(fx.hostLog('dev').filter((x) => x.event === 'release-failed').at(-1)?.stage, 'isolation');
+    assert.equal(
+      fx
+        .hostLog('dev')
+        .filter((x) => x.event === 'release-failed')
+        .at(-1)?.stage,
+      'isolation',
+    );
     assertRunsRecordedRelease('dev');
   });
 });

@@ -58,7 +58,10 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     const before = fx.hostLog('prod').length;
     const r = await fx.run('promote');
     assert.equal(r.code, 1);
-    assert.match(lastError(r.stdout), new RegExp(`commit ${fx.branches['failing-test']} \\(dev release r\\S+\\) has no passing gate on dev .*Nothing was changed`));
+    assert.match(
+      lastError(r.stdout),
+      new RegExp(`commit ${fx.branches['failing-test']} \\(dev release r\\S+\\) has no passing gate on dev .*Nothing was changed`),
+    );
     assert.equal(fx.hostLog('prod').length, before, 'prod was touched');
     assert.equal(prodHead(), fx.branches.main);
   });
@@ -71,7 +74,10 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     assert.equal(r.code, 1, r.visible);
     assert.equal(r.outputs.outcome, 'refused');
     assert.equal(r.outputs['release-id'], firstProdRelease);
-    assert.match(lastError(r.stdout), /refused during rehearsal \(the migration failed when rehearsed on a copy of prod: .*no_such_column.*\); prod was not changed/);
+    assert.match(
+      lastError(r.stdout),
+      /refused during rehearsal \(the migration failed when rehearsed on a copy of prod: .*no_such_column.*\); prod was not changed/,
+    );
     assert.equal(prodHead(), fx.branches.main);
     assert.equal(fx.sh(`docker inspect -f {{.Image}} ${fx.project('prod')}-api`).trim(), apiImageBefore, 'prod does not run the old api image');
     assert.equal(fx.sh(`docker inspect -f {{.Id}} ${fx.project('prod')}-api`).trim(), apiContainerBefore, "prod's api was restarted");
@@ -134,7 +140,10 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     fs.appendFileSync(file, 'corruption');
     const r = await fx.run('promote', { 'backup-id': b.outputs['backup-id'] });
     assert.equal(r.code, 1);
-    assert.match(lastError(r.stdout), new RegExp(`backup ${b.outputs['backup-id']} cannot be used: db\\.dump is corrupted: its sha256 is \\w+, the manifest says ${b.outputs.sha256}`));
+    assert.match(
+      lastError(r.stdout),
+      new RegExp(`backup ${b.outputs['backup-id']} cannot be used: db\\.dump is corrupted: its sha256 is \\w+, the manifest says ${b.outputs.sha256}`),
+    );
     assert.equal(prodHead(), fx.branches.second);
   });
 
@@ -180,7 +189,10 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
 
   it('after the SSH connection dies mid-promote, the next run reports the stale lock and the unfinished promotion, and refuses until prod is settled', async () => {
     await devReady('third', 'pass');
-    const recorded = fx.hostLog('prod').filter((x) => x.event === 'release').at(-1)?.release as string;
+    const recorded = fx
+      .hostLog('prod')
+      .filter((x) => x.event === 'release')
+      .at(-1)?.release as string;
     assert.ok(recorded, 'prod has a release on record');
     const status0 = new Date().toISOString();
     const running = fx.start('promote');

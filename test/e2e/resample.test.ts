@@ -53,15 +53,41 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
   const db = (env: 'prod' | 'dev') => (env === 'prod' ? 'makapix' : 'makapix_dev');
   /** SQL through psql inside an environment's db container (a role other than owner on request). */
   const sql = (env: 'prod' | 'dev', text: string, user = 'owner') =>
-    execFileSync('docker', ['exec', '-i', `${fx.project(env)}-db`, 'psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-p', String(fx.dbPort(env)), '-U', user, '-d', db(env), '-f', '-'], {
-      input: text,
-      encoding: 'utf8',
-      maxBuffer: 64 * 1024 * 1024,
-    }).trim();
+    execFileSync(
+      'docker',
+      [
+        'exec',
+        '-i',
+        `${fx.project(env)}-db`,
+        'psql',
+        '-X',
+        '-q',
+        '-A',
+        '-t',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-p',
+        String(fx.dbPort(env)),
+        '-U',
+        user,
+        '-d',
+        db(env),
+        '-f',
+        '-',
+      ],
+      {
+        input: text,
+        encoding: 'utf8',
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    ).trim();
   // pg_dump 15.14+ wraps its output in \restrict <random key>: not part of the database.
   const dump = (env: 'prod' | 'dev') =>
-    execFileSync('docker', ['exec', `${fx.project(env)}-db`, 'pg_dump', '-p', String(fx.dbPort(env)), '-U', 'owner', '-d', db(env)], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }).replace(/^\\(un)?restrict .*$/gm, '');
-  const databases = (env: 'prod' | 'dev') => sql(env, 'SELECT string_agg(datname, \',\' ORDER BY datname) FROM pg_database');
+    execFileSync('docker', ['exec', `${fx.project(env)}-db`, 'pg_dump', '-p', String(fx.dbPort(env)), '-U', 'owner', '-d', db(env)], {
+      encoding: 'utf8',
+      maxBuffer: 256 * 1024 * 1024,
+    }).replace(/^\\(un)?restrict .*$/gm, '');
+  const databases = (env: 'prod' | 'dev') => sql(env, "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database");
   const devUsers = () => sql('dev', "SELECT string_agg(id::text, ',' ORDER BY id) FROM users");
   const containers = (env: 'prod' | 'dev') =>
     fx
@@ -69,7 +95,8 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
       .trim()
       .split('\n')
       .sort();
-  const status = (env: 'prod' | 'dev', urlPath: string) => fx.sh(`curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:${fx.apiPort(env)}${urlPath}`);
+  const status = (env: 'prod' | 'dev', urlPath: string) =>
+    fx.sh(`curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:${fx.apiPort(env)}${urlPath}`);
   async function waitForHealth(env: 'prod' | 'dev'): Promise<string> {
     const deadline = Date.now() + 60_000;
     let code = '';
@@ -114,7 +141,13 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
     }
 
     const config = path.join(fx.workspace, '.github', 'twinstack.yml');
-    fs.appendFileSync(config, stringify({ sample: SAMPLE_CONFIG, 'vault-sync': { query: "SELECT storage_shard || '/' || storage_key || '.' || format FROM posts", variants: ['{stem}_upscaled.webp'] } }));
+    fs.appendFileSync(
+      config,
+      stringify({
+        sample: SAMPLE_CONFIG,
+        'vault-sync': { query: "SELECT storage_shard || '/' || storage_key || '.' || format FROM posts", variants: ['{stem}_upscaled.webp'] },
+      }),
+    );
   });
   after(async () => {
     await fx?.stop();
@@ -145,12 +178,17 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
     assert.equal(r.code, 0, r.visible);
     assert.equal(r.outputs.swapped, 'true');
     const report = JSON.parse(r.outputs.report) as ResampleReport;
-    console.log(`resample: ${report.rowsCopied} rows in ${report.seconds.toFixed(1)} s, ${report.sshBytes.sent + report.sshBytes.received} bytes over SSH; phases ${JSON.stringify(report.phases)}`);
+    console.log(
+      `resample: ${report.rowsCopied} rows in ${report.seconds.toFixed(1)} s, ${report.sshBytes.sent + report.sshBytes.received} bytes over SSH; phases ${JSON.stringify(report.phases)}`,
+    );
 
     // The sample: exactly the users the seed picks, and everything checked clean.
     assert.equal(devUsers(), expectedUsers('test-seed', 0.25).join(','));
     assert.ok(report.foreignKeys.length >= 20);
-    assert.deepEqual(report.foreignKeys.filter((f) => f.orphans !== 0), []);
+    assert.deepEqual(
+      report.foreignKeys.filter((f) => f.orphans !== 0),
+      [],
+    );
     assert.deepEqual(report.leaks, []);
     assert.ok(report.probes > 0, 'the leak scan probed nothing');
     assert.equal(sql('dev', "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"), '0');
@@ -177,7 +215,10 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
     assert.equal(status('dev', '/api/items'), '200');
     assert.equal(sql('dev', 'SELECT count(*) FROM users', 'app'), String(expectedUsers('test-seed', 0.25).length));
     assert.equal(sql('dev', "SELECT has_table_privilege('app', 'comments', 'INSERT'), has_database_privilege('app', 'makapix_dev', 'CONNECT')"), 't|t');
-    assert.ok(containers('dev').every((c) => c.endsWith(' running')), containers('dev').join('\n'));
+    assert.ok(
+      containers('dev').every((c) => c.endsWith(' running')),
+      containers('dev').join('\n'),
+    );
     assert.deepEqual(
       lastRun('dev').map((x) => x.event),
       ['started', 'staging-created', 'swapped', 'resampled', 'finished'],
@@ -232,7 +273,10 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
     });
 
     it('removes a file the dev database no longer references', async () => {
-      const [id, rel] = sql('dev', "SELECT id || ' ' || storage_shard || '/' || storage_key || '.' || format FROM posts WHERE id % 3 = 0 AND id % 40 <> 0 ORDER BY id LIMIT 1").split(' ');
+      const [id, rel] = sql(
+        'dev',
+        "SELECT id || ' ' || storage_shard || '/' || storage_key || '.' || format FROM posts WHERE id % 3 = 0 AND id % 40 <> 0 ORDER BY id LIMIT 1",
+      ).split(' ');
       const variant = rel.replace(/\.[^.]+$/, '_upscaled.webp');
       assert.ok(fs.existsSync(path.join(devVault, rel)) && fs.existsSync(path.join(devVault, variant)));
       sql('dev', `DELETE FROM posts WHERE id = ${Number(id)}`);

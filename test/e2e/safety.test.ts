@@ -296,7 +296,10 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
         const w = metrics(r).environments[1].containers.find((c) => c.service === 'worker');
         assert.ok(w && (w.cpuOfLimit as number) >= 90, JSON.stringify(w));
         t.diagnostic(`dev worker: ${w.cpuPercent} % of one CPU, ${w.cpuOfLimit} % of its limit`);
-        assert.ok(errorLines(r.stdout).some((l) => l.includes('dev-limits (dev): dev worker uses')), r.visible);
+        assert.ok(
+          errorLines(r.stdout).some((l) => l.includes('dev-limits (dev): dev worker uses')),
+          r.visible,
+        );
         assert.match(r.summary, /\| dev-limits \| dev \| ❌ error \| dev worker uses/);
         assertNoSecrets(r);
       } finally {
@@ -325,14 +328,26 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
         assert.ok(f, JSON.stringify(m.findings));
         assert.equal(f.severity, 'error');
         assert.equal(f.environment, 'prod');
-        assert.match(f.message, new RegExp(`^prod's http://127\\.0\\.0\\.1:${fx.apiPort('prod')}/api/health P99 is [\\d.]+ ms over 20 requests \\(limit 500 ms; P50 [\\d.]+ ms\\)$`));
-        assert.ok(m.findings.every((x) => x.check !== 'dev-limits'), 'the burner was not stopped');
+        assert.match(
+          f.message,
+          new RegExp(`^prod's http://127\\.0\\.0\\.1:${fx.apiPort('prod')}/api/health P99 is [\\d.]+ ms over 20 requests \\(limit 500 ms; P50 [\\d.]+ ms\\)$`),
+        );
+        assert.ok(
+          m.findings.every((x) => x.check !== 'dev-limits'),
+          'the burner was not stopped',
+        );
         assert.match(errorLines(r.stdout).at(-1) ?? '', /threshold.* breached; first: .*P99 is/);
         // The summary's chart: 20 bars and the 500 ms line, which GitHub draws from Mermaid.
         const mermaid = /```mermaid\n([\s\S]*?)```/.exec(r.summary)?.[1] ?? '';
         assert.match(mermaid, /xychart-beta/);
         assert.equal(/bar \[([^\]]*)\]/.exec(mermaid)?.[1].split(', ').length, 20);
-        assert.ok(/bar \[([^\]]*)\]/.exec(mermaid)?.[1].split(', ').every((v) => Number(v) >= 650), mermaid);
+        assert.ok(
+          /bar \[([^\]]*)\]/
+            .exec(mermaid)?.[1]
+            .split(', ')
+            .every((v) => Number(v) >= 650),
+          mermaid,
+        );
         assert.match(mermaid, /line \[500(, 500){19}\]/);
         assert.match(r.summary, /\| latency \| prod \| ❌ error \|/);
         // And the SVG file for an artifact.

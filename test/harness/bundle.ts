@@ -36,7 +36,11 @@ export interface RunningBundle {
 }
 
 /** Starts a bundle; `done` resolves when it exits. */
-export function startBundle(name: string, inputs: Record<string, string>, opts: { workspace?: string; env?: Record<string, string>; timeoutMs?: number } = {}): RunningBundle {
+export function startBundle(
+  name: string,
+  inputs: Record<string, string>,
+  opts: { workspace?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+): RunningBundle {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `twinstack-run-${name}-`));
   const outputFile = path.join(dir, 'output');
   const summaryFile = path.join(dir, 'summary');
@@ -81,10 +85,17 @@ export function startBundle(name: string, inputs: Record<string, string>, opts: 
   return { pid: child.pid ?? 0, kill: (signal = 'SIGKILL') => child.kill(signal), done };
 }
 
-export async function runBundle(name: string, inputs: Record<string, string>, opts: { workspace?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<BundleRun> {
+export async function runBundle(
+  name: string,
+  inputs: Record<string, string>,
+  opts: { workspace?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<BundleRun> {
   return startBundle(name, inputs, opts).done;
 }
 
 export function bundleNames(): string[] {
-  return fs.readdirSync(path.join(ROOT, 'actions')).filter((n) => fs.existsSync(path.join(ROOT, 'actions', n, 'action.yml'))).sort();
+  return fs
+    .readdirSync(path.join(ROOT, 'actions'))
+    .filter((n) => fs.existsSync(path.join(ROOT, 'actions', n, 'action.yml')))
+    .sort();
 }

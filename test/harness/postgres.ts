@@ -62,9 +62,13 @@ export async function startPostgres(): Promise<TestPostgres> {
     user,
     bin,
     psql(sql: string, db = 'postgres') {
-      return execFileSync(path.join(bin, 'psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(port), '-U', user, '-d', db, '-c', sql], {
-        encoding: 'utf8',
-      });
+      return execFileSync(
+        path.join(bin, 'psql'),
+        ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(port), '-U', user, '-d', db, '-c', sql],
+        {
+          encoding: 'utf8',
+        },
+      );
     },
     stop() {
       try {

@@ -78,7 +78,10 @@ export async function startSshd(): Promise<TestSshd> {
     throw new Error(`sshd did not start: ${stderr || (e as Error).message}`, { cause: e });
   }
   const line = (t: string) => {
-    const [type, key] = fs.readFileSync(path.join(dir, `host_${t}.pub`), 'utf8').trim().split(/\s+/);
+    const [type, key] = fs
+      .readFileSync(path.join(dir, `host_${t}.pub`), 'utf8')
+      .trim()
+      .split(/\s+/);
     return `[127.0.0.1]:${port} ${type} ${key}`;
   };
   return {

@@ -59,7 +59,9 @@ describe('backups', () => {
     assert.equal(m.verification.tables, 2);
     const files = path.join(dir, 'backups', 'prod', m.id);
     for (const name of ['db.dump', 'globals.sql']) {
-      const actual = createHash('sha256').update(fs.readFileSync(path.join(files, name))).digest('hex');
+      const actual = createHash('sha256')
+        .update(fs.readFileSync(path.join(files, name)))
+        .digest('hex');
       assert.equal(m.files[name].sha256, actual);
       assert.equal(m.files[name].bytes, fs.statSync(path.join(files, name)).size);
     }
@@ -70,7 +72,9 @@ describe('backups', () => {
 
   const settingsOf = (db: string) =>
     pg
-      .psql(`select coalesce(r.rolname, '-') || ' ' || c from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase left join pg_roles r on r.oid = s.setrole, unnest(s.setconfig) c where d.datname = '${db}' order by 1`)
+      .psql(
+        `select coalesce(r.rolname, '-') || ' ' || c from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase left join pg_roles r on r.oid = s.setrole, unnest(s.setconfig) c where d.datname = '${db}' order by 1`,
+      )
       .trim();
 
   it('restores exactly the backed-up database: later tables gone, later rows gone, grants kept', async () => {
@@ -79,13 +83,17 @@ describe('backups', () => {
     // Database-level settings belong to the database, not to its dump.
     pg.psql("alter database makapix set work_mem = '7MB'; alter role app in database makapix set statement_timeout = '5s'");
     await restoreBackup(host, config, prod, m, new MemoryLogger());
-    assert.equal(settingsOf('makapix'), "- work_mem=7MB\napp statement_timeout=5s");
+    assert.equal(settingsOf('makapix'), '- work_mem=7MB\napp statement_timeout=5s');
     assert.equal(pg.psql("select to_regclass('public.half_done') is null", 'makapix').trim(), 't');
     assert.equal(pg.psql('select count(*) from users', 'makapix').trim(), '300');
     assert.equal(pg.psql("select has_database_privilege('app', 'makapix', 'CONNECT')").trim(), 't');
     assert.equal(pg.psql("select has_database_privilege('public', 'makapix', 'CONNECT')").trim(), 'f');
     assert.equal(pg.psql("select has_table_privilege('app', 'posts', 'SELECT')", 'makapix').trim(), 't');
-    assert.equal(pg.psql("select count(*) from pg_database where datname = 'makapix_twinstack_pre_restore'").trim(), '1', 'the database before the restore is kept aside');
+    assert.equal(
+      pg.psql("select count(*) from pg_database where datname = 'makapix_twinstack_pre_restore'").trim(),
+      '1',
+      'the database before the restore is kept aside',
+    );
   });
 
   it('puts the database back untouched when the restore fails', async () => {

@@ -38,7 +38,10 @@ function errorLines(stdout: string): string[] {
 describe('every bundle', () => {
   for (const name of bundleNames()) {
     it(`${name}: action.yml runs its own bundle on node24`, () => {
-      const yml = parse(fs.readFileSync(path.join(ROOT, 'actions', name, 'action.yml'), 'utf8')) as { runs: { using: string; main: string }; branding?: { icon?: string; color?: string } };
+      const yml = parse(fs.readFileSync(path.join(ROOT, 'actions', name, 'action.yml'), 'utf8')) as {
+        runs: { using: string; main: string };
+        branding?: { icon?: string; color?: string };
+      };
       assert.equal(yml.runs.using, 'node24');
       assert.equal(yml.runs.main, `../../dist/${name}/index.js`);
       assert.ok(fs.existsSync(path.join(ROOT, 'actions', name, yml.runs.main)), `dist/${name}/index.js is missing: run npm run bundle`);
@@ -99,7 +102,13 @@ describe('the status bundle against a real host', () => {
 
   it('deploy refuses prod unless the config allows it, before connecting', async () => {
     const stateDir = path.join(workspace, 'state');
-    const tree = () => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir, { recursive: true, encoding: 'utf8' }).map((f) => `${f} ${fs.statSync(path.join(stateDir, f)).mtimeMs}`).sort() : []);
+    const tree = () =>
+      fs.existsSync(stateDir)
+        ? fs
+            .readdirSync(stateDir, { recursive: true, encoding: 'utf8' })
+            .map((f) => `${f} ${fs.statSync(path.join(stateDir, f)).mtimeMs}`)
+            .sort()
+        : [];
     const before = tree();
     const r = await runBundle('deploy', { ...inputs(), environment: 'prod', ref: 'main' }, { workspace });
     assert.equal(r.code, 1);

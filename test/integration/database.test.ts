@@ -47,10 +47,13 @@ describe('databases on the host', () => {
     const prod = new Environment('prod', config);
     const r = await host.run(prod.dbTool('psql', ['-X', '-A', '-t', '-d', 'makapix', '-f', '-']), { stdin: 'select max(id) from users;', quiet: true });
     assert.equal(r.stdout.trim(), '500');
-    await assert.rejects(host.run(prod.dbTool('psql', ['-X', '-d', 'makapix', '-v', 'ON_ERROR_STOP=1', '-c', 'select * from missing_table']), { label: 'psql' }), (e: Error) => {
-      assert.ok(e instanceof RemoteCommandError);
-      assert.match(e.message, /psql exited with code 1: .*relation "missing_table" does not exist/);
-      return true;
-    });
+    await assert.rejects(
+      host.run(prod.dbTool('psql', ['-X', '-d', 'makapix', '-v', 'ON_ERROR_STOP=1', '-c', 'select * from missing_table']), { label: 'psql' }),
+      (e: Error) => {
+        assert.ok(e instanceof RemoteCommandError);
+        assert.match(e.message, /psql exited with code 1: .*relation "missing_table" does not exist/);
+        return true;
+      },
+    );
   });
 });

@@ -175,7 +175,12 @@ describe('hostile inputs', () => {
       assert.ok(mine.length >= CONNECTION_INPUTS.length * SPOT_CHECKS.length);
       const loginsBefore = loginCount();
       const stateBefore = stateSnapshot();
-      const problems = (await pool(mine.map((c) => () => refusedBeforeConnecting(c)), 4)).filter((p): p is string => !!p);
+      const problems = (
+        await pool(
+          mine.map((c) => () => refusedBeforeConnecting(c)),
+          4,
+        )
+      ).filter((p): p is string => !!p);
       assert.deepEqual(problems, []);
       assert.equal(fs.existsSync(canary), false, 'a hostile value ran a command: the canary exists');
       assert.equal(loginCount(), loginsBefore, 'a run with a hostile input logged in to the host');

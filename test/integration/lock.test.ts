@@ -95,11 +95,13 @@ describe('operations and the host log', () => {
     const dir = path.join(stateDir, env);
     fs.mkdirSync(dir, { recursive: true });
     const lines: string[] = [];
-    const rec = (i: number, fields: Record<string, unknown>) => JSON.stringify({ v: 1, time: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(), env, action: 'deploy', op: `op${i}`, ...fields });
+    const rec = (i: number, fields: Record<string, unknown>) =>
+      JSON.stringify({ v: 1, time: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(), env, action: 'deploy', op: `op${i}`, ...fields });
     const sha = (n: number) => n.toString(16).padStart(40, '0');
     for (let i = 0; lines.length < 100_000; i++) {
       lines.push(rec(i, { event: 'started' }));
-      if (i % 10 === 0) lines.push(rec(i, { event: 'release', release: `r${i}`, sha: sha(i), kind: 'deploy', images: {}, previous: i ? `r${i - 10}` : undefined }));
+      if (i % 10 === 0)
+        lines.push(rec(i, { event: 'release', release: `r${i}`, sha: sha(i), kind: 'deploy', images: {}, previous: i ? `r${i - 10}` : undefined }));
       if (i % 10 === 0) lines.push(rec(i, { event: 'gate', sha: sha(i), passed: i % 20 === 0 }));
       if (i !== 7) lines.push(rec(i, { event: 'finished', outcome: 'success' }));
     }
@@ -117,9 +119,18 @@ describe('operations and the host log', () => {
     assert.deepEqual(releases(after), releases(before));
     const gates = (rs: typeof before) => rs.filter((r) => r.event === 'gate').map((r) => (r.event === 'gate' ? `${r.sha} ${r.passed}` : ''));
     assert.deepEqual(gates(after), gates(before));
-    assert.deepEqual(unfinishedOperations(before).map((r) => r.op), ['op7']);
-    assert.ok(after.some((r) => r.event === 'started' && r.op === 'op7'), "the never-finished operation's start is kept");
-    assert.ok(after.some((r) => r.event === 'interrupted' && r.op === 'op7'), 'and reported by this run');
+    assert.deepEqual(
+      unfinishedOperations(before).map((r) => r.op),
+      ['op7'],
+    );
+    assert.ok(
+      after.some((r) => r.event === 'started' && r.op === 'op7'),
+      "the never-finished operation's start is kept",
+    );
+    assert.ok(
+      after.some((r) => r.event === 'interrupted' && r.op === 'op7'),
+      'and reported by this run',
+    );
     assert.deepEqual(unfinishedOperations(after), []);
     // The archive holds the whole log as it was, byte for byte.
     const archives = fs.readdirSync(dir).filter((f) => /^log-\d{8}T\d{6}Z\.jsonl\.gz$/.test(f));
@@ -130,7 +141,16 @@ describe('operations and the host log', () => {
 
   it('records started and finished with the outcome, and reads back as JSON lines', async () => {
     const h = await newHost();
-    const opts = { host: h, stateDir, env: 'prod', action: 'deploy', sha: 'c'.repeat(40), run: runInfo('run-1'), log: new MemoryLogger(), lockTimeoutSeconds: 5 };
+    const opts = {
+      host: h,
+      stateDir,
+      env: 'prod',
+      action: 'deploy',
+      sha: 'c'.repeat(40),
+      run: runInfo('run-1'),
+      log: new MemoryLogger(),
+      lockTimeoutSeconds: 5,
+    };
     await underLock(opts, async (op) => {
       await op.record('release', { release: 'r20260101T000000Z-ccccccc', sha: 'c'.repeat(40), kind: 'deploy', images: {} });
     });
@@ -150,12 +170,25 @@ describe('operations and the host log', () => {
       ],
     );
     assert.equal(records[4].error, 'compose up failed');
-    for (const line of fs.readFileSync(path.join(stateDir, 'prod', 'log.jsonl'), 'utf8').trim().split('\n')) JSON.parse(line);
+    for (const line of fs
+      .readFileSync(path.join(stateDir, 'prod', 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n'))
+      JSON.parse(line);
   });
 
   it('reports an operation whose run died, and marks it interrupted once', async () => {
     const a = await newHost();
-    const opts = { host: a, stateDir, env: 'staging', action: 'promote', sha: 'd'.repeat(40), run: runInfo('run-cut'), log: new MemoryLogger(), lockTimeoutSeconds: 5 };
+    const opts = {
+      host: a,
+      stateDir,
+      env: 'staging',
+      action: 'promote',
+      sha: 'd'.repeat(40),
+      run: runInfo('run-cut'),
+      log: new MemoryLogger(),
+      lockTimeoutSeconds: 5,
+    };
     let reached!: () => void;
     const inside = new Promise<void>((r) => (reached = r));
     const dying = underLock(opts, async () => {
@@ -179,7 +212,10 @@ describe('operations and the host log', () => {
   it('skips lines that are not records instead of failing', async () => {
     const h = await newHost();
     fs.mkdirSync(path.join(stateDir, 'broken'), { recursive: true });
-    fs.writeFileSync(path.join(stateDir, 'broken', 'log.jsonl'), '{"v":1,"event":"started","op":"x","time":"t","env":"broken","action":"a"}\nnot json\n{"v":1,"event":"fini');
+    fs.writeFileSync(
+      path.join(stateDir, 'broken', 'log.jsonl'),
+      '{"v":1,"event":"started","op":"x","time":"t","env":"broken","action":"a"}\nnot json\n{"v":1,"event":"fini',
+    );
     const log = new MemoryLogger();
     const records = await new HostLog(h, stateDir, 'broken').read(log);
     assert.equal(records.length, 1);

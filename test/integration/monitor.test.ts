@@ -114,7 +114,10 @@ describe('monitor over SSH', () => {
       const lat = r.metrics.latency!;
       assert.equal(lat.url, `${slow.url}/api/health`);
       assert.equal(lat.samples.length, 6);
-      assert.ok(lat.samples.every((s) => s.code === 200 && s.ms >= 600), JSON.stringify(lat.samples));
+      assert.ok(
+        lat.samples.every((s) => s.code === 200 && s.ms >= 600),
+        JSON.stringify(lat.samples),
+      );
       const f = r.findings.find((x) => x.check === 'latency')!;
       assert.equal(f.severity, 'error');
       assert.match(f.message, new RegExp(`^prod's ${slow.url}/api/health P99 is \\d+(\\.\\d+)? ms over 6 requests \\(limit 500 ms; P50 `));
@@ -196,7 +199,17 @@ describe('containers on a real Docker engine', { skip: dockerMissing }, () => {
     const run = (service: string, args: string[], cmd: string[]) => {
       const r = spawnSync(
         'docker',
-        ['run', '-d', '--label', `com.docker.compose.project=twinstack-it-dev-${id}`, '--label', `com.docker.compose.service=${service}`, ...args, IMAGE, ...cmd],
+        [
+          'run',
+          '-d',
+          '--label',
+          `com.docker.compose.project=twinstack-it-dev-${id}`,
+          '--label',
+          `com.docker.compose.service=${service}`,
+          ...args,
+          IMAGE,
+          ...cmd,
+        ],
         { encoding: 'utf8' },
       );
       assert.equal(r.status, 0, r.stderr);

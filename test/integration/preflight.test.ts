@@ -19,7 +19,8 @@ import { connect } from '../harness/connect';
 import { startSshd, type TestSshd } from '../harness/sshd';
 
 const fixture = path.join(__dirname, '../fixtures/preflight/stack');
-const composeMissing = spawnSync('docker-compose', ['version', '--short']).status === 0 ? undefined : 'docker-compose (v1) is not installed: apt-get install docker-compose';
+const composeMissing =
+  spawnSync('docker-compose', ['version', '--short']).status === 0 ? undefined : 'docker-compose (v1) is not installed: apt-get install docker-compose';
 
 let sshd: TestSshd;
 let host: SshHost;
@@ -28,7 +29,9 @@ const log = new MemoryLogger();
 
 /** The secret values of both fixture env files (passwords, secrets, keys, client ids): none may be logged. */
 const values = ['.env.prod', '.env.dev'].flatMap((f) =>
-  [...parseEnvFile(fs.readFileSync(path.join(fixture, f), 'utf8'))].filter(([k, v]) => /PASSWORD|SECRET|_KEY|CLIENT_ID/.test(k) && v.length > 0).map(([, v]) => v),
+  [...parseEnvFile(fs.readFileSync(path.join(fixture, f), 'utf8'))]
+    .filter(([k, v]) => /PASSWORD|SECRET|_KEY|CLIENT_ID/.test(k) && v.length > 0)
+    .map(([, v]) => v),
 );
 
 function checkout(name: string): string {
@@ -108,7 +111,10 @@ describe('preflight over SSH', { skip: composeMissing }, () => {
     assert.deepEqual(
       r.findings.map((f) => [f.check, f.message]),
       [
-        ['container-names', "container name makapix-prod-db is used by prod's db and dev's db: the second project to start replaces or fails on the first's container"],
+        [
+          'container-names',
+          "container name makapix-prod-db is used by prod's db and dev's db: the second project to start replaces or fails on the first's container",
+        ],
         ['must-differ', "JWT_SECRET_KEY has the same value in prod's and dev's env files"],
       ],
     );
@@ -129,7 +135,10 @@ describe('preflight over SSH', { skip: composeMissing }, () => {
         'warning prod: rolling service web has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either. Fix: add a healthcheck to web in the compose file (or be sure its image has a HEALTHCHECK)',
       ],
     );
-    assert.ok(r.findings.every((f) => f.check === 'rolling'), JSON.stringify(r.findings));
+    assert.ok(
+      r.findings.every((f) => f.check === 'rolling'),
+      JSON.stringify(r.findings),
+    );
   });
 
   it('reports a missing env file and a compose file that does not load, without values', async () => {
@@ -140,7 +149,10 @@ describe('preflight over SSH', { skip: composeMissing }, () => {
     const r = await runPreflight(host, config(prod, dev), log);
     const byCheck = (c: string) => r.findings.filter((f) => f.check === c);
     assert.equal(byCheck('env-file').length, 1);
-    assert.match(byCheck('env-file')[0].message, /^prod's env file \/.+\/broken-prod\/deploy\/stack\/\.env\.prod could not be read: No such file or directory$/);
+    assert.match(
+      byCheck('env-file')[0].message,
+      /^prod's env file \/.+\/broken-prod\/deploy\/stack\/\.env\.prod could not be read: No such file or directory$/,
+    );
     const compose = byCheck('compose-config').filter((f) => f.severity === 'error');
     assert.deepEqual(
       compose.map((f) => f.environment),
@@ -184,7 +196,11 @@ describe('HTTP checks from the host', { skip: composeMissing }, () => {
   it('passes a public prod and a private dev', async () => {
     const [prod, dev] = await Promise.all([serve(publicSite), serve(privateSite)]);
     try {
-      const r = await runPreflight(host, config(checkout('http-ok-prod'), checkout('http-ok-dev'), 'preflight:\n  http: {enabled: true, prod-pages: [/, /about]}\n', [prod.url, dev.url]), log);
+      const r = await runPreflight(
+        host,
+        config(checkout('http-ok-prod'), checkout('http-ok-dev'), 'preflight:\n  http: {enabled: true, prod-pages: [/, /about]}\n', [prod.url, dev.url]),
+        log,
+      );
       assert.deepEqual(r.findings, []);
       assert.equal(r.ran.http, true);
     } finally {
@@ -204,7 +220,11 @@ describe('HTTP checks from the host', { skip: composeMissing }, () => {
     };
     const [prod, dev] = await Promise.all([serve(hidden), serve(publicSite)]);
     try {
-      const r = await runPreflight(host, config(checkout('http-bad-prod'), checkout('http-bad-dev'), 'preflight:\n  http: {enabled: true}\n', [prod.url, dev.url]), log);
+      const r = await runPreflight(
+        host,
+        config(checkout('http-bad-prod'), checkout('http-bad-dev'), 'preflight:\n  http: {enabled: true}\n', [prod.url, dev.url]),
+        log,
+      );
       assert.deepEqual(
         r.findings.map((f) => [f.environment, f.severity, f.message]),
         [
@@ -224,7 +244,11 @@ describe('HTTP checks from the host', { skip: composeMissing }, () => {
     const gone = await serve(privateSite);
     await gone.close();
     try {
-      const r = await runPreflight(host, config(checkout('http-gone-prod'), checkout('http-gone-dev'), 'preflight:\n  http: {enabled: true, timeout-seconds: 5}\n', [prod.url, gone.url]), log);
+      const r = await runPreflight(
+        host,
+        config(checkout('http-gone-prod'), checkout('http-gone-dev'), 'preflight:\n  http: {enabled: true, timeout-seconds: 5}\n', [prod.url, gone.url]),
+        log,
+      );
       assert.equal(r.errors, 0);
       assert.deepEqual(
         r.findings.map((f) => [f.environment, f.severity]),

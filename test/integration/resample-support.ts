@@ -36,16 +36,22 @@ export interface World {
 export const RUN: RunInfo = { url: 'local test run', actor: 'tester', sha: '0'.repeat(40), workflow: 'test' };
 
 export function runSql(pg: TestPostgres, db: string, sql: string, user = pg.user): string {
-  return execFileSync(path.join(pg.bin, 'psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(pg.port), '-U', user, '-d', db, '-f', '-'], {
-    input: sql,
-    encoding: 'utf8',
-    maxBuffer: 256 * 1024 * 1024,
-  });
+  return execFileSync(
+    path.join(pg.bin, 'psql'),
+    ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(pg.port), '-U', user, '-d', db, '-f', '-'],
+    {
+      input: sql,
+      encoding: 'utf8',
+      maxBuffer: 256 * 1024 * 1024,
+    },
+  );
 }
 
 /** The dev database as the app's migrations left it: owned by app_owner, used by app_rw. */
 export function createDevDatabase(dev: TestPostgres, name = 'makapix_dev'): void {
-  dev.psql(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_owner') THEN CREATE ROLE app_owner LOGIN; CREATE ROLE app_rw LOGIN; END IF; END $$`);
+  dev.psql(
+    `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_owner') THEN CREATE ROLE app_owner LOGIN; CREATE ROLE app_rw LOGIN; END IF; END $$`,
+  );
   dev.psql(`CREATE DATABASE ${name} OWNER app_owner`);
   runSql(
     dev,
@@ -67,7 +73,10 @@ export async function startWorld(users = 400): Promise<World> {
   const log = new MemoryLogger();
   const host = await connect(sshd, {}, log);
   const dump = (pg: TestPostgres, db: string) =>
-    execFileSync(path.join(pg.bin, 'pg_dump'), ['-h', '127.0.0.1', '-p', String(pg.port), '-U', pg.user, '--no-sync', '-d', db], { encoding: 'utf8', maxBuffer: 512 * 1024 * 1024 })
+    execFileSync(path.join(pg.bin, 'pg_dump'), ['-h', '127.0.0.1', '-p', String(pg.port), '-U', pg.user, '--no-sync', '-d', db], {
+      encoding: 'utf8',
+      maxBuffer: 512 * 1024 * 1024,
+    })
       // pg_dump 15.14+ wraps its output in \restrict <random key>: not part of the database.
       .replace(/^\\(un)?restrict .*$/gm, '');
   const world: World = {
@@ -88,7 +97,12 @@ export async function startWorld(users = 400): Promise<World> {
         vault: path.join(dir, `vault-${name}`),
       });
       return parseConfig(
-        stringify({ 'state-dir': path.join(dir, 'state'), environments: { prod: env('prod', prod, 'makapix'), dev: env('dev', dev, 'makapix_dev') }, sample, ...extra }),
+        stringify({
+          'state-dir': path.join(dir, 'state'),
+          environments: { prod: env('prod', prod, 'makapix'), dev: env('dev', dev, 'makapix_dev') },
+          sample,
+          ...extra,
+        }),
         'test config',
       );
     },

@@ -51,7 +51,10 @@ describe('the sample', () => {
 
   it('is referentially complete: zero orphans, and every production constraint exists in dev', () => {
     assert.ok(first.foreignKeys.length >= 20);
-    assert.deepEqual(first.foreignKeys.filter((f) => f.orphans !== 0), []);
+    assert.deepEqual(
+      first.foreignKeys.filter((f) => f.orphans !== 0),
+      [],
+    );
     const prodFks = prodRows("SELECT conname FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 ORDER BY 1");
     assert.equal(devRows("SELECT conname FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 ORDER BY 1"), prodFks);
     assert.equal(devRows("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"), '0');
@@ -62,15 +65,25 @@ describe('the sample', () => {
     const sampledPosts = prodRows(`SELECT count(*) FROM posts WHERE owner_id IN (${expectedUsers('test-seed', 0.25).join(',')})`);
     assert.equal(devRows('SELECT count(*) FROM posts'), sampledPosts);
     // Comments on sampled posts all come, whoever wrote them.
-    const onSampled = prodRows(`SELECT count(*) FROM comments WHERE post_id IN (SELECT id FROM posts WHERE owner_id IN (${expectedUsers('test-seed', 0.25).join(',')}))`);
+    const onSampled = prodRows(
+      `SELECT count(*) FROM comments WHERE post_id IN (SELECT id FROM posts WHERE owner_id IN (${expectedUsers('test-seed', 0.25).join(',')}))`,
+    );
     assert.equal(devRows('SELECT count(*) FROM comments'), onSampled);
   });
 
   it('keeps a comment by an unsampled user on a sampled post, with its author cleared', () => {
     const ids = expectedUsers('test-seed', 0.25);
-    const foreign = prodRows(`SELECT count(*) FROM comments c JOIN posts p ON p.id = c.post_id WHERE p.owner_id IN (${ids.join(',')}) AND c.author_id IS NOT NULL AND c.author_id NOT IN (${ids.join(',')})`);
+    const foreign = prodRows(
+      `SELECT count(*) FROM comments c JOIN posts p ON p.id = c.post_id WHERE p.owner_id IN (${ids.join(',')}) AND c.author_id IS NOT NULL AND c.author_id NOT IN (${ids.join(',')})`,
+    );
     assert.ok(Number(foreign) > 0, 'the fixture has such comments');
-    assert.equal(devRows('SELECT count(*) FROM comments WHERE author_id IS NULL'), String(Number(foreign) + Number(prodRows(`SELECT count(*) FROM comments c JOIN posts p ON p.id = c.post_id WHERE p.owner_id IN (${ids.join(',')}) AND c.author_id IS NULL`))));
+    assert.equal(
+      devRows('SELECT count(*) FROM comments WHERE author_id IS NULL'),
+      String(
+        Number(foreign) +
+          Number(prodRows(`SELECT count(*) FROM comments c JOIN posts p ON p.id = c.post_id WHERE p.owner_id IN (${ids.join(',')}) AND c.author_id IS NULL`)),
+      ),
+    );
   });
 
   it('drops a follow between a sampled and an unsampled user, keeps follows within the sample', () => {
@@ -92,7 +105,12 @@ describe('the sample', () => {
 
   it('follows composite keys: every playlist play has its playlist item', () => {
     assert.ok(Number(devRows('SELECT count(*) FROM playlist_item_plays')) > 0);
-    assert.equal(devRows('SELECT count(*) FROM playlist_item_plays p WHERE NOT EXISTS (SELECT 1 FROM playlist_items i WHERE (i.playlist_id, i.position) = (p.playlist_id, p.position))'), '0');
+    assert.equal(
+      devRows(
+        'SELECT count(*) FROM playlist_item_plays p WHERE NOT EXISTS (SELECT 1 FROM playlist_items i WHERE (i.playlist_id, i.position) = (p.playlist_id, p.position))',
+      ),
+      '0',
+    );
   });
 
   it('copies reference tables whole, token tables and unreached tables empty', () => {
@@ -106,8 +124,12 @@ describe('the sample', () => {
 
   it('sets sequences past the copied keys, so dev can insert', () => {
     const max = Number(devRows('SELECT max(id) FROM posts'));
-    assert.ok(Number(devRows("SELECT last_value FROM posts_id_seq")) >= max);
-    assert.ok(Number(devRows("INSERT INTO posts (owner_id, title, storage_shard, storage_key, format) SELECT min(id), 'new', '00', 'k', 'png' FROM users RETURNING id")) > max);
+    assert.ok(Number(devRows('SELECT last_value FROM posts_id_seq')) >= max);
+    assert.ok(
+      Number(
+        devRows("INSERT INTO posts (owner_id, title, storage_shard, storage_key, format) SELECT min(id), 'new', '00', 'k', 'png' FROM users RETURNING id"),
+      ) > max,
+    );
   });
 });
 
@@ -124,7 +146,10 @@ describe('anonymization happens in production', () => {
     assert.match(hashes[0], /^\$2a\$10\$[./A-Za-z0-9]{53}$/);
     // The app checks a password with pgcrypto's crypt(password, hash) = hash: the hash works there.
     runSql(w.dev, 'postgres', 'CREATE EXTENSION IF NOT EXISTS pgcrypto');
-    assert.equal(runSql(w.dev, 'postgres', `SELECT crypt('${PASSWORD}', '${hashes[0]}') = '${hashes[0]}', crypt('wrong', '${hashes[0]}') = '${hashes[0]}'`).trim(), 't|f');
+    assert.equal(
+      runSql(w.dev, 'postgres', `SELECT crypt('${PASSWORD}', '${hashes[0]}') = '${hashes[0]}', crypt('wrong', '${hashes[0]}') = '${hashes[0]}'`).trim(),
+      't|f',
+    );
     // Back to the suite's sample for the cases that follow.
     first = await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD });
   });
@@ -147,7 +172,25 @@ describe('anonymization happens in production', () => {
 
   it('moves the data on the host: bytes over SSH are a small fraction of the rows moved', async () => {
     const plan = await planResample(w.ctx(), { dryRun: false });
-    const sender = argv('psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', w.prod.port, '-U', w.prod.user, '-d', 'makapix', '-f', '-');
+    const sender = argv(
+      'psql',
+      '-X',
+      '-q',
+      '-A',
+      '-t',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      w.prod.port,
+      '-U',
+      w.prod.user,
+      '-d',
+      'makapix',
+      '-f',
+      '-',
+    );
     const moved = Number((await w.host.run(`${sender} | wc -c`, { stdin: productionScript(plan), quiet: true })).stdout.trim());
     const ssh = first.sshBytes.sent + first.sshBytes.received;
     console.log(`resample bytes: ${moved} streamed on the host, ${ssh} over SSH (${((ssh / moved) * 100).toFixed(1)}%)`);
@@ -161,15 +204,18 @@ describe('grants and roles', () => {
     assert.equal(devRows("SELECT tableowner FROM pg_tables WHERE tablename = 'posts'"), 'app_owner');
     assert.equal(runSql(w.dev, 'makapix_dev', 'SELECT count(*) > 0 FROM users', 'app_rw').trim(), 't');
     assert.equal(devRows("SELECT has_table_privilege('app_rw', 'comments', 'INSERT')"), 't');
-    assert.equal(devRows("SELECT has_database_privilege('app_rw', 'makapix_dev', 'CONNECT'), has_database_privilege('public', 'makapix_dev', 'CONNECT')"), 't|f');
+    assert.equal(
+      devRows("SELECT has_database_privilege('app_rw', 'makapix_dev', 'CONNECT'), has_database_privilege('public', 'makapix_dev', 'CONNECT')"),
+      't|f',
+    );
   });
 });
 
 describe('repeatability', () => {
   it('picks the same users with the same seed, and others with another seed', async () => {
-    const before = devRows('SELECT string_agg(id::text, \',\' ORDER BY id) FROM users');
+    const before = devRows("SELECT string_agg(id::text, ',' ORDER BY id) FROM users");
     await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD });
-    assert.equal(devRows('SELECT string_agg(id::text, \',\' ORDER BY id) FROM users'), before);
+    assert.equal(devRows("SELECT string_agg(id::text, ',' ORDER BY id) FROM users"), before);
     await resample(w.ctx(), { dryRun: false, seed: 'another-seed', fraction: 0.1 });
     const ids = devRows('SELECT id FROM users ORDER BY id').split('\n').map(Number);
     assert.deepEqual(ids, expectedUsers('another-seed', 0.1));
@@ -210,7 +256,10 @@ describe('fail-closed', () => {
     for (const [column, sql, problem] of attacks) {
       let error: unknown;
       try {
-        await resample(w.ctx(w.config({ ...SAMPLE_CONFIG, columns: { ...SAMPLE_CONFIG.columns, [column]: { sql } } })), { dryRun: false, devPassword: PASSWORD });
+        await resample(w.ctx(w.config({ ...SAMPLE_CONFIG, columns: { ...SAMPLE_CONFIG.columns, [column]: { sql } } })), {
+          dryRun: false,
+          devPassword: PASSWORD,
+        });
       } catch (e) {
         error = e;
       }
@@ -219,12 +268,19 @@ describe('fail-closed', () => {
       assert.match(error.message, problem);
       assert.equal(error.message.split('\n').length, 1);
     }
-    await assert.rejects(async () => resample(w.ctx(w.config({ ...SAMPLE_CONFIG, filter: 'true; DELETE FROM users' })), { dryRun: false }), /sample\.filter: contains ";"/);
+    await assert.rejects(
+      async () => resample(w.ctx(w.config({ ...SAMPLE_CONFIG, filter: 'true; DELETE FROM users' })), { dryRun: false }),
+      /sample\.filter: contains ";"/,
+    );
     assert.equal(w.dump(w.prod, 'makapix'), prodBefore, 'production unchanged, byte for byte');
     assert.equal(w.dump(w.dev, 'makapix_dev'), devBefore);
     assert.ok(!fs.existsSync(marker), 'no shell ran');
     // Expressions that are only expressions still work: operators that read like clauses, subqueries.
-    const fine = w.config({ ...SAMPLE_CONFIG, filter: "id IS DISTINCT FROM 0 AND handle NOT SIMILAR TO 'x%' AND substring(handle FROM 1 FOR 1) <> ';'", columns: { ...SAMPLE_CONFIG.columns, 'users.email': { sql: "'user' || id::text || '@dev.example.test'" } } });
+    const fine = w.config({
+      ...SAMPLE_CONFIG,
+      filter: "id IS DISTINCT FROM 0 AND handle NOT SIMILAR TO 'x%' AND substring(handle FROM 1 FOR 1) <> ';'",
+      columns: { ...SAMPLE_CONFIG.columns, 'users.email': { sql: "'user' || id::text || '@dev.example.test'" } },
+    });
     assert.ok(fine.sample.filter);
   });
 
@@ -235,7 +291,10 @@ describe('fail-closed', () => {
     const before = w.dump(w.dev, 'makapix_dev');
     await assert.rejects(resample(w.ctx(w.config({ ...SAMPLE_CONFIG, columns })), { dryRun: false }), (e: Error) => {
       assert.ok(e instanceof ConfigurationError);
-      assert.match(e.message, /refusing to start: 2 copied columns look sensitive and have no rule: public\.players\.private_key \(matches "\w+"\), public\.view_events\.ip_hash \(matches "ip"\)/);
+      assert.match(
+        e.message,
+        /refusing to start: 2 copied columns look sensitive and have no rule: public\.players\.private_key \(matches "\w+"\), public\.view_events\.ip_hash \(matches "ip"\)/,
+      );
       return true;
     });
     assert.equal(w.dump(w.dev, 'makapix_dev'), before);
@@ -261,7 +320,9 @@ describe('fail-closed', () => {
   });
 
   it('finds a real value copied inside a JSON payload', async () => {
-    prodRows("UPDATE social_notifications SET payload = payload || jsonb_build_object('actor_email', (SELECT email FROM users WHERE id = social_notifications.user_id))");
+    prodRows(
+      "UPDATE social_notifications SET payload = payload || jsonb_build_object('actor_email', (SELECT email FROM users WHERE id = social_notifications.user_id))",
+    );
     try {
       await assert.rejects(resample(w.ctx(), { dryRun: false }), /leak scan: .*public\.users\.email found in public\.social_notifications\.payload/);
     } finally {
@@ -276,12 +337,16 @@ describe('the swap', () => {
     const dbs = w.databases(w.dev);
     let migratedOn = '';
     await assert.rejects(
-      resample(w.ctx(), { dryRun: false }, {
-        migrate: (db) => {
-          migratedOn = runSql(w.dev, db, "CREATE TABLE half_applied (x int); SELECT count(*) FROM users").trim();
-          return Promise.reject(new Error('alembic upgrade head exited with code 1: relation "gadgets" does not exist'));
+      resample(
+        w.ctx(),
+        { dryRun: false },
+        {
+          migrate: (db) => {
+            migratedOn = runSql(w.dev, db, 'CREATE TABLE half_applied (x int); SELECT count(*) FROM users').trim();
+            return Promise.reject(new Error('alembic upgrade head exited with code 1: relation "gadgets" does not exist'));
+          },
         },
-      }),
+      ),
       /gadgets/,
     );
     assert.ok(Number(migratedOn) > 0, 'the migration ran on the swapped-in sample');
@@ -292,9 +357,13 @@ describe('the swap', () => {
   it('recovers from a run that died mid-swap: the database dev had comes back', async () => {
     const before = w.dump(w.dev, 'makapix_dev');
     w.dev.psql('ALTER DATABASE makapix_dev RENAME TO makapix_dev__ts_previous');
-    await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD }, {
-      migrate: () => Promise.reject(new Error('stop here')),
-    }).catch(() => undefined);
+    await resample(
+      w.ctx(),
+      { dryRun: false, devPassword: PASSWORD },
+      {
+        migrate: () => Promise.reject(new Error('stop here')),
+      },
+    ).catch(() => undefined);
     assert.equal(w.dump(w.dev, 'makapix_dev'), before);
     assert.ok(w.log.text.includes('an earlier resample died during its swap'));
   });
@@ -304,7 +373,11 @@ describe('errors from PostgreSQL', () => {
   it('never carry row values: a failing row, a duplicate key, a COPY line', async () => {
     const secret = 'my private message to bob';
     runSql(w.dev, 'postgres', 'DROP DATABASE IF EXISTS scrub_test; CREATE DATABASE scrub_test');
-    runSql(w.dev, 'scrub_test', `CREATE TABLE dm (id int PRIMARY KEY, body text NOT NULL, CHECK (length(body) < 10)); CREATE TABLE u (email text UNIQUE); INSERT INTO u VALUES ('${secret}')`);
+    runSql(
+      w.dev,
+      'scrub_test',
+      `CREATE TABLE dm (id int PRIMARY KEY, body text NOT NULL, CHECK (length(body) < 10)); CREATE TABLE u (email text UNIQUE); INSERT INTO u VALUES ('${secret}')`,
+    );
     const dev = new Environment('dev', w.config());
     for (const [sql, where] of [
       [`INSERT INTO dm VALUES (1, '${secret}')`, /violates check constraint "dm_body_check"/],
@@ -326,8 +399,16 @@ describe('errors from PostgreSQL', () => {
 describe("dev's database settings", () => {
   it('survive the swap: ALTER DATABASE and ALTER ROLE ... IN DATABASE values move to the new database', async () => {
     const settings = () =>
-      runSql(w.dev, 'postgres', `SELECT coalesce(r.rolname, '-') || ' ' || c FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c WHERE d.datname = 'makapix_dev' ORDER BY 1`).trim();
-    runSql(w.dev, 'postgres', "ALTER DATABASE makapix_dev SET work_mem = '7MB'; ALTER DATABASE makapix_dev SET search_path = public, extensions; ALTER ROLE app_rw IN DATABASE makapix_dev SET statement_timeout = '5s'");
+      runSql(
+        w.dev,
+        'postgres',
+        `SELECT coalesce(r.rolname, '-') || ' ' || c FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c WHERE d.datname = 'makapix_dev' ORDER BY 1`,
+      ).trim();
+    runSql(
+      w.dev,
+      'postgres',
+      "ALTER DATABASE makapix_dev SET work_mem = '7MB'; ALTER DATABASE makapix_dev SET search_path = public, extensions; ALTER ROLE app_rw IN DATABASE makapix_dev SET statement_timeout = '5s'",
+    );
     const before = settings();
     assert.equal(before.split('\n').length, 3);
     await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD });
@@ -341,16 +422,30 @@ describe('a promotion and a resample', () => {
     const config = w.config();
     const devBefore = w.dump(w.dev, 'makapix_dev');
     const holder = await connect(w.sshd, {}, new MemoryLogger());
-    const lock = await EnvironmentLock.acquire(holder, config['state-dir'], 'prod', { run: 'https://ci.test/runs/77', actor: 'octocat', sha: 'f'.repeat(40), action: 'promote', op: 'p77', since: new Date().toISOString() }, 5, new MemoryLogger());
+    const lock = await EnvironmentLock.acquire(
+      holder,
+      config['state-dir'],
+      'prod',
+      { run: 'https://ci.test/runs/77', actor: 'octocat', sha: 'f'.repeat(40), action: 'promote', op: 'p77', since: new Date().toISOString() },
+      5,
+      new MemoryLogger(),
+    );
     try {
-      await assert.rejects(resample({ ...w.ctx(config), lockTimeoutSeconds: 2 }, { dryRun: false, devPassword: PASSWORD }), /the prod environment is locked by promote run https:\/\/ci\.test\/runs\/77.*gave up after 2s/);
+      await assert.rejects(
+        resample({ ...w.ctx(config), lockTimeoutSeconds: 2 }, { dryRun: false, devPassword: PASSWORD }),
+        /the prod environment is locked by promote run https:\/\/ci\.test\/runs\/77.*gave up after 2s/,
+      );
     } finally {
       await lock.release();
       await holder.close();
     }
     assert.match(w.log.text, /The prod lock is held or was left by promote run https:\/\/ci\.test\/runs\/77/);
     assert.equal(w.dump(w.dev, 'makapix_dev'), devBefore, 'dev unchanged');
-    assert.deepEqual(w.databases(w.dev).filter((d) => d.includes('__ts_')), [], 'no staging database left');
+    assert.deepEqual(
+      w.databases(w.dev).filter((d) => d.includes('__ts_')),
+      [],
+      'no staging database left',
+    );
   });
 });
 
@@ -362,21 +457,30 @@ describe('a run cut during its swap', () => {
     const before = w.dump(w.dev, 'makapix_dev');
     const cut = await connect(w.sshd, {}, w.log);
     await assert.rejects(
-      resample({ ...w.ctx(config), host: cut }, { dryRun: false, devPassword: PASSWORD }, {
-        migrate: async () => {
-          await cut.close();
-          throw new Error('the runner lost its connection');
+      resample(
+        { ...w.ctx(config), host: cut },
+        { dryRun: false, devPassword: PASSWORD },
+        {
+          migrate: async () => {
+            await cut.close();
+            throw new Error('the runner lost its connection');
+          },
         },
-      }),
+      ),
     );
     // On the host: the sample holds dev's name, dev's own database is set aside, the undo waits.
     assert.ok(w.databases(w.dev).includes('makapix_dev__ts_previous'));
     assert.notEqual(w.dump(w.dev, 'makapix_dev'), before);
     assert.match(fs.readFileSync(pending, 'utf8'), /^# resample swap of dev started /);
 
-    await underLock({ host: w.host, stateDir: config['state-dir'], env: 'dev', action: 'deploy', run: RUN, log: w.log, lockTimeoutSeconds: 30 }, () => Promise.resolve());
+    await underLock({ host: w.host, stateDir: config['state-dir'], env: 'dev', action: 'deploy', run: RUN, log: w.log, lockTimeoutSeconds: 30 }, () =>
+      Promise.resolve(),
+    );
     assert.equal(w.dump(w.dev, 'makapix_dev'), before);
-    assert.deepEqual(w.databases(w.dev).filter((d) => d.includes('__ts_')), []);
+    assert.deepEqual(
+      w.databases(w.dev).filter((d) => d.includes('__ts_')),
+      [],
+    );
     assert.ok(!fs.existsSync(pending));
     const records = parseLog(fs.readFileSync(path.join(config['state-dir'], 'dev', 'log.jsonl'), 'utf8'), 'log.jsonl');
     assert.ok(records.some((r) => r.event === 'recovered' && /resample swap of dev/.test(r.what)));
@@ -390,7 +494,13 @@ describe('dry run', () => {
     const report = await resample(w.ctx(), { dryRun: true, fraction: 0.5 });
     assert.equal(report.dryRun, true);
     assert.equal(report.fraction, 0.5);
-    assert.deepEqual(report.tables.slice(0, 2).map((t) => [t.table, t.mode]), [['public.users', 'root'], ['public.badge_grants', 'owned']]);
+    assert.deepEqual(
+      report.tables.slice(0, 2).map((t) => [t.table, t.mode]),
+      [
+        ['public.users', 'root'],
+        ['public.badge_grants', 'owned'],
+      ],
+    );
     assert.ok(report.foreignKeys.some((f) => f.table === 'public.follows' && f.policy === 'drop'));
     assert.ok(report.foreignKeys.some((f) => f.table === 'public.comments' && f.columns[0] === 'author_id' && f.policy === 'null'));
     assert.equal(w.dump(w.dev, 'makapix_dev'), devBefore);

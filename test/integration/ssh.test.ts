@@ -107,7 +107,9 @@ describe('commands', () => {
     const actions = await connect(sshd, {}, new ActionsLogger());
     process.stdout.write = (chunk: string | Uint8Array) => (written.push(String(chunk)), true);
     try {
-      await actions.run(`printf '%s\\n' '::error file=app.py,line=1::fake failure' '::add-mask::hidden' '::stop-commands::abc' '::set-output name=outcome::promoted' 'plain line' '  ::warning::indented'`);
+      await actions.run(
+        `printf '%s\\n' '::error file=app.py,line=1::fake failure' '::add-mask::hidden' '::stop-commands::abc' '::set-output name=outcome::promoted' 'plain line' '  ::warning::indented'`,
+      );
     } finally {
       process.stdout.write = write;
       await actions.close();

@@ -33,7 +33,10 @@ function config(extra: Record<string, unknown> = {}): Config {
     database: { name: 'makapix_dev', user: pg.user, host: '127.0.0.1', port, via: 'host' },
     vault: name === 'prod' ? prodVault : devVault,
   });
-  return parseConfig(stringify({ 'state-dir': path.join(dir, 'state'), environments: { prod: env('prod', pg.port + 1), dev: env('dev', pg.port) }, ...extra }), 'test config');
+  return parseConfig(
+    stringify({ 'state-dir': path.join(dir, 'state'), environments: { prod: env('prod', pg.port + 1), dev: env('dev', pg.port) }, ...extra }),
+    'test config',
+  );
 }
 
 const ctx = (c = config()) => ({ host, config: c, log, run: RUN, lockTimeoutSeconds: 30 });

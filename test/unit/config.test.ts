@@ -9,12 +9,15 @@ import * as validate from '../../src/infra/validate';
 const makapix = fs.readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8');
 
 function rejects(text: string, message: RegExp): void {
-  assert.throws(() => parseConfig(text, '.github/twinstack.yml'), (e: Error) => {
-    assert.ok(e instanceof ConfigurationError, String(e));
-    assert.ok(!e.message.includes('\n'), 'the error is more than one line');
-    assert.match(e.message, message);
-    return true;
-  });
+  assert.throws(
+    () => parseConfig(text, '.github/twinstack.yml'),
+    (e: Error) => {
+      assert.ok(e instanceof ConfigurationError, String(e));
+      assert.ok(!e.message.includes('\n'), 'the error is more than one line');
+      assert.match(e.message, message);
+      return true;
+    },
+  );
 }
 
 describe('the config file', () => {
@@ -29,7 +32,10 @@ describe('the config file', () => {
   });
 
   it('names a misspelt key with its path', () => {
-    rejects(makapix.replace('    env-file: deploy/stack/.env.dev', '    envfile: deploy/stack/.env.dev'), /^\.github\/twinstack\.yml: environments\.dev\.env-file: Required; environments\.dev: unknown key "envfile"$/);
+    rejects(
+      makapix.replace('    env-file: deploy/stack/.env.dev', '    envfile: deploy/stack/.env.dev'),
+      /^\.github\/twinstack\.yml: environments\.dev\.env-file: Required; environments\.dev: unknown key "envfile"$/,
+    );
   });
 
   it('names a wrong type with its path', () => {
@@ -47,9 +53,18 @@ describe('the config file', () => {
   });
 
   it('refuses a git remote that git would read as an option', () => {
-    rejects(makapix.replace('    checkout: /opt/makapix-dev', '    checkout: /opt/makapix-dev\n    remote: --upload-pack=touch /tmp/x'), /environments\.dev\.remote: must be a git remote name/);
-    rejects(makapix.replace('    checkout: /opt/makapix-dev', '    checkout: /opt/makapix-dev\n    remote: -x'), /environments\.dev\.remote: must be a git remote name/);
-    assert.equal(parseConfig(makapix.replace('    checkout: /opt/makapix-dev', '    checkout: /opt/makapix-dev\n    remote: upstream'), 'x').environments.dev.remote, 'upstream');
+    rejects(
+      makapix.replace('    checkout: /opt/makapix-dev', '    checkout: /opt/makapix-dev\n    remote: --upload-pack=touch /tmp/x'),
+      /environments\.dev\.remote: must be a git remote name/,
+    );
+    rejects(
+      makapix.replace('    checkout: /opt/makapix-dev', '    checkout: /opt/makapix-dev\n    remote: -x'),
+      /environments\.dev\.remote: must be a git remote name/,
+    );
+    assert.equal(
+      parseConfig(makapix.replace('    checkout: /opt/makapix-dev', '    checkout: /opt/makapix-dev\n    remote: upstream'), 'x').environments.dev.remote,
+      'upstream',
+    );
   });
 
   it('refuses an unknown compose command', () => {
@@ -74,14 +89,17 @@ describe('inputs that name things on the host', () => {
   for (const v of hostile) {
     it(`refuses ${JSON.stringify(v.slice(0, 30))} in one line`, () => {
       for (const f of [validate.gitRef, validate.releaseId, validate.environmentName, validate.backupId]) {
-        assert.throws(() => f(v), (e: Error) => e instanceof ConfigurationError && !e.message.includes('\n'));
+        assert.throws(
+          () => f(v),
+          (e: Error) => e instanceof ConfigurationError && !e.message.includes('\n'),
+        );
       }
     });
   }
 });
 
 describe('the README', () => {
-  it("shows a config that the schema accepts", () => {
+  it('shows a config that the schema accepts', () => {
     const readme = fs.readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
     const section = readme.slice(readme.indexOf('### The config file'));
     const block = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];

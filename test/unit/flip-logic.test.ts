@@ -37,17 +37,23 @@ describe('ship plan', () => {
 
   it('ships what builds the same from two checkouts, rebuilds a differing build arg by name only, leaves what dev does not run', () => {
     const plan = shipPlan(prod, dev, gated, names);
-    assert.deepEqual(plan.ship.map((s) => [s.service, s.id, s.name]), [
-      ['api', 'sha256:a', 'p-api:local'],
-      ['redis', 'sha256:r', 'redis:7'],
-    ]);
+    assert.deepEqual(
+      plan.ship.map((s) => [s.service, s.id, s.name]),
+      [
+        ['api', 'sha256:a', 'p-api:local'],
+        ['redis', 'sha256:r', 'redis:7'],
+      ],
+    );
     assert.deepEqual(plan.rebuild, [{ service: 'web', name: 'p-web', reasons: ['build arg NEXT_PUBLIC_API_BASE_URL differs'] }]);
     assert.deepEqual(plan.asConfigured, [{ service: 'caddy', reason: 'dev does not run it', builds: false }]);
     assert.ok(!JSON.stringify(plan).includes('makapix.club'), 'a build arg value is in the plan');
   });
 
   it('reads v1 list-form args and string contexts', () => {
-    const defs = buildDefinitions('services:\n  api:\n    build: /srv/x/api\n  web:\n    build:\n      context: /srv/x\n      target: prod\n      args: ["A=1", "B"]\n', '/srv/x');
+    const defs = buildDefinitions(
+      'services:\n  api:\n    build: /srv/x/api\n  web:\n    build:\n      context: /srv/x\n      target: prod\n      args: ["A=1", "B"]\n',
+      '/srv/x',
+    );
     assert.deepEqual(defs.get('api')?.build, { context: 'api', dockerfile: 'Dockerfile', target: '', args: {} });
     assert.deepEqual(defs.get('web')?.build, { context: '.', dockerfile: 'Dockerfile', target: 'prod', args: { A: '1', B: '' } });
   });
@@ -64,7 +70,10 @@ describe('rehearsal measurements', () => {
   });
 
   it("points the app's database variable at the copy: a URL keeps its credentials and options", () => {
-    assert.equal(pointAt('postgresql://u:p@db:5432/makapix?sslmode=disable', 'makapix_twinstack_rehearse'), 'postgresql://u:p@db:5432/makapix_twinstack_rehearse?sslmode=disable');
+    assert.equal(
+      pointAt('postgresql://u:p@db:5432/makapix?sslmode=disable', 'makapix_twinstack_rehearse'),
+      'postgresql://u:p@db:5432/makapix_twinstack_rehearse?sslmode=disable',
+    );
     assert.equal(pointAt('postgresql+psycopg://u:p@db/makapix', 'c'), 'postgresql+psycopg://u:p@db/c');
     assert.equal(pointAt('makapix', 'c'), 'c');
   });
@@ -101,7 +110,10 @@ describe('schema and data', () => {
       '[SQL: CREATE UNIQUE INDEX items_name_unique ON items (name)]',
     ].join('\n');
     const line = migrationErrorLine(out);
-    assert.equal(line, 'sqlalchemy.exc.IntegrityError: (psycopg2.errors.UniqueViolation) could not create unique index "items_name_unique" (DETAIL:  Key (name)=(values not shown) is duplicated.)');
+    assert.equal(
+      line,
+      'sqlalchemy.exc.IntegrityError: (psycopg2.errors.UniqueViolation) could not create unique index "items_name_unique" (DETAIL:  Key (name)=(values not shown) is duplicated.)',
+    );
     assert.ok(hitLockTimeout('psycopg2.errors.LockNotAvailable: canceling statement due to lock timeout'));
     assert.ok(!hitLockTimeout(out));
   });

@@ -18,7 +18,10 @@ const img = (id: string) => ({ api: { name: 'p-api:local', id, tag: `twinstack/p
 
 describe('releaseStack', () => {
   it('promote A→B, rollback (→A), rollback again: never back to B', () => {
-    const records = [rec({ release: 'A', sha: 'a', kind: 'deploy', images: img('a') }), rec({ release: 'B', sha: 'b', kind: 'promote', images: img('b'), previous: 'A' })];
+    const records = [
+      rec({ release: 'A', sha: 'a', kind: 'deploy', images: img('a') }),
+      rec({ release: 'B', sha: 'b', kind: 'promote', images: img('b'), previous: 'A' }),
+    ];
     let s = releaseStack(records);
     assert.equal(s.current?.release, 'B');
     assert.equal(s.target?.release, 'A');
@@ -81,8 +84,19 @@ describe('releaseStack', () => {
 });
 
 describe('drift', () => {
-  const observed = (over: Partial<ObservedState> = {}): ObservedState => ({ environment: 'dev', head: 'a'.repeat(40), containers: [], images: { api: 'sha256:1111', db: 'sha256:2222' }, time: '', ...over });
-  const release = { release: 'R1', sha: 'a'.repeat(40), images: { api: { name: 'x', id: 'sha256:1111', tag: 't' }, db: { name: 'y', id: 'sha256:2222', tag: 'u' } } };
+  const observed = (over: Partial<ObservedState> = {}): ObservedState => ({
+    environment: 'dev',
+    head: 'a'.repeat(40),
+    containers: [],
+    images: { api: 'sha256:1111', db: 'sha256:2222' },
+    time: '',
+    ...over,
+  });
+  const release = {
+    release: 'R1',
+    sha: 'a'.repeat(40),
+    images: { api: { name: 'x', id: 'sha256:1111', tag: 't' }, db: { name: 'y', id: 'sha256:2222', tag: 'u' } },
+  };
 
   it('none when the checkout and every image match', () => {
     assert.deepEqual(drift(observed(), release), []);
@@ -112,7 +126,9 @@ describe('the run deadline', () => {
     const dir = path.resolve(__dirname, '../../.github/workflows');
     let checked = 0;
     for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.yml'))) {
-      const wf = parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { jobs: Record<string, { 'timeout-minutes'?: number; steps?: Array<{ uses?: string; run?: string }> }> };
+      const wf = parse(fs.readFileSync(path.join(dir, file), 'utf8')) as {
+        jobs: Record<string, { 'timeout-minutes'?: number; steps?: Array<{ uses?: string; run?: string }> }>;
+      };
       for (const [name, job] of Object.entries(wf.jobs)) {
         const steps = job.steps ?? [];
         if (!steps.some((s) => /\/twinstack\/actions\//.test(s.uses ?? ''))) continue;

@@ -34,15 +34,21 @@ describe('known_hosts lines', () => {
     assert.deepEqual(policy.verify(keyBlob(ED)), { ok: true });
     const v = policy.verify(keyBlob(ED2));
     assert.equal(v.ok, false);
-    assert.match((v as { reason: string }).reason, /host key mismatch for vps: the server offered ssh-ed25519 SHA256:\S+, known-hosts pins ssh-ed25519 SHA256:\S+/);
+    assert.match(
+      (v as { reason: string }).reason,
+      /host key mismatch for vps: the server offered ssh-ed25519 SHA256:\S+, known-hosts pins ssh-ed25519 SHA256:\S+/,
+    );
   });
 
   it('says which line to add when the host has no key', () => {
-    assert.throws(() => hostKeyPolicy(`other ssh-ed25519 ${ED}`, 'vps', 2222), (e: Error) => {
-      assert.ok(e instanceof ConfigurationError);
-      assert.match(e.message, /known-hosts has no key for \[vps\]:2222: add the line from the host's \/etc\/ssh\/ssh_host_\*_key\.pub/);
-      return true;
-    });
+    assert.throws(
+      () => hostKeyPolicy(`other ssh-ed25519 ${ED}`, 'vps', 2222),
+      (e: Error) => {
+        assert.ok(e instanceof ConfigurationError);
+        assert.match(e.message, /known-hosts has no key for \[vps\]:2222: add the line from the host's \/etc\/ssh\/ssh_host_\*_key\.pub/);
+        return true;
+      },
+    );
   });
 
   it('reports a malformed line by number', () => {

@@ -10,7 +10,16 @@ import { diskPaths, monitorSummary, type MonitorReport } from '../../src/actions
 import { parseConfig, type Config } from '../../src/domain/config';
 import { latencyMermaid, latencySvg, niceCeiling, sparkline } from '../../src/safety/chart';
 import { counts } from '../../src/safety/findings';
-import { latencyStats, parseConnections, parseContainerLimits, parseDf, parseDockerStats, parseTimings, percentile, type Sample } from '../../src/safety/metrics';
+import {
+  latencyStats,
+  parseConnections,
+  parseContainerLimits,
+  parseDf,
+  parseDockerStats,
+  parseTimings,
+  percentile,
+  type Sample,
+} from '../../src/safety/metrics';
 import { combineContainers, judgeMetrics, type EnvironmentMetrics, type Metrics } from '../../src/safety/monitoring';
 import { parseDockerSize } from '../../src/safety/units';
 
@@ -143,8 +152,14 @@ describe("judging against the design's thresholds", () => {
     const containers = combineContainers(parseDockerStats(read('docker-stats.jsonl')), parseContainerLimits(read('docker-inspect.json')));
     const f = judge(metrics({ environments: [env('prod'), env('dev', { containers })] }));
     const msgs = f.map((x) => `${x.severity} ${x.check}: ${x.message}`);
-    assert.ok(msgs.includes('error dev-limits: dev burner uses 102.1 % of its 0.2 CPUs limit (20.41 % of one CPU): it is throttled at its limit'), msgs.join('\n'));
-    assert.ok(msgs.some((m) => /^error dev-limits: dev hog uses 92\.2 % of its 64 MiB memory limit/.test(m)), msgs.join('\n'));
+    assert.ok(
+      msgs.includes('error dev-limits: dev burner uses 102.1 % of its 0.2 CPUs limit (20.41 % of one CPU): it is throttled at its limit'),
+      msgs.join('\n'),
+    );
+    assert.ok(
+      msgs.some((m) => /^error dev-limits: dev hog uses 92\.2 % of its 64 MiB memory limit/.test(m)),
+      msgs.join('\n'),
+    );
     assert.ok(msgs.some((m) => /^error memory: dev oom was killed for running out of memory \(limit 32 MiB\)/.test(m)));
     assert.ok(msgs.some((m) => /^warning dev-limits: dev idle runs without a CPU and memory limit/.test(m)));
     assert.ok(msgs.some((m) => /^warning containers: dev oom \(twinstack-sample-oom\) is exited/.test(m)));
@@ -166,11 +181,21 @@ describe("judging against the design's thresholds", () => {
   it('flags an error rate over the limit', () => {
     const s: Sample[] = [...Array.from({ length: 18 }, () => ({ code: 200, ms: 10 })), { code: 503, ms: 5 }, { code: 0, ms: 0.2 }];
     const f = judge(metrics({ latency: { url: 'u', samples: s, stats: latencyStats(s) } }));
-    assert.deepEqual(f.map((x) => x.message), ["2 of 20 requests to prod's u failed (10 %, limit 5 %)"]);
+    assert.deepEqual(
+      f.map((x) => x.message),
+      ["2 of 20 requests to prod's u failed (10 %, limit 5 %)"],
+    );
   });
 
   it('flags prod database connections over 80 % of the pool, and only warns for dev', () => {
-    const f = judge(metrics({ environments: [env('prod', { database: { connections: 81, max: 100, percent: 81 } }), env('dev', { database: { connections: 45, max: 50, percent: 90 } })] }));
+    const f = judge(
+      metrics({
+        environments: [
+          env('prod', { database: { connections: 81, max: 100, percent: 81 } }),
+          env('dev', { database: { connections: 45, max: 50, percent: 90 } }),
+        ],
+      }),
+    );
     assert.deepEqual(
       f.map((x) => [x.environment, x.severity]),
       [
@@ -191,14 +216,20 @@ describe("judging against the design's thresholds", () => {
 
   it('reports a missing backup directory as a warning', () => {
     const f = judge(metrics({ disks: [{ label: 'backups', environment: 'host', path: '/var/lib/twinstack/backups', error: 'No such file or directory' }] }));
-    assert.deepEqual(f.map((x) => x.severity), ['warning']);
+    assert.deepEqual(
+      f.map((x) => x.severity),
+      ['warning'],
+    );
   });
 
   it('reports docker not answering as a finding, not a crash', () => {
     const f = judge(
       metrics({
         docker: { available: false, error: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' },
-        environments: [env('prod', { database: undefined, databaseError: 'not measured: docker did not answer' }), env('dev', { database: undefined, databaseError: 'not measured: docker did not answer' })],
+        environments: [
+          env('prod', { database: undefined, databaseError: 'not measured: docker did not answer' }),
+          env('dev', { database: undefined, databaseError: 'not measured: docker did not answer' }),
+        ],
       }),
     );
     assert.equal(f[0].check, 'docker');
@@ -249,7 +280,19 @@ describe('pictures of the latency samples', () => {
 
   it('writes a Mermaid chart GitHub can draw in a job summary', () => {
     const m = latencyMermaid(s.slice(0, 3), { thresholdMs: 500, title: 'prod "health"' });
-    assert.equal(m, ['```mermaid', 'xychart-beta', `    title "prod 'health'"`, '    x-axis "request" [1, 2, 3]', '    y-axis "ms" 0 --> 1000', '    bar [13, 6, 6]', '    line [500, 500, 500]', '```'].join('\n'));
+    assert.equal(
+      m,
+      [
+        '```mermaid',
+        'xychart-beta',
+        `    title "prod 'health'"`,
+        '    x-axis "request" [1, 2, 3]',
+        '    y-axis "ms" 0 --> 1000',
+        '    bar [13, 6, 6]',
+        '    line [500, 500, 500]',
+        '```',
+      ].join('\n'),
+    );
   });
 
   it('writes a sparkline with failures marked', () => {

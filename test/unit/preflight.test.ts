@@ -102,8 +102,18 @@ function check(v: Variant = {}): IsolationResult & { config: Config } {
   const prodDigest = digestEnv(parseEnvFile(v.prodEnv ?? PROD_ENV), hostKeys);
   const devDigest = digestEnv(parseEnvFile(v.devEnv ?? DEV_ENV), hostKeys);
   const result = checkIsolation({
-    prod: { name: 'prod', config: config.environments.prod, env: prodDigest, compose: parseComposeConfig(editYaml(PROD_CONFIG, v.prodCompose), 'makapix-prod', prodDigest.profiles) },
-    dev: { name: 'dev', config: config.environments.dev, env: devDigest, compose: parseComposeConfig(editYaml(DEV_CONFIG, v.devCompose), 'makapix-dev', devDigest.profiles) },
+    prod: {
+      name: 'prod',
+      config: config.environments.prod,
+      env: prodDigest,
+      compose: parseComposeConfig(editYaml(PROD_CONFIG, v.prodCompose), 'makapix-prod', prodDigest.profiles),
+    },
+    dev: {
+      name: 'dev',
+      config: config.environments.dev,
+      env: devDigest,
+      compose: parseComposeConfig(editYaml(DEV_CONFIG, v.devCompose), 'makapix-dev', devDigest.profiles),
+    },
     settings: s,
     host: v.host ?? HOST,
     paths: { stateDir: '/var/lib/twinstack', backupDir: '/var/backups/twinstack' },
@@ -188,20 +198,29 @@ describe('env files are read the way docker compose reads them', () => {
   });
 
   it('reports a broken line by number and never by value', () => {
-    assert.throws(() => parseEnvFile('OK=1\nTOKEN="s3cr3t-unclosed\n'), (e: Error) => {
-      assert.ok(e instanceof EnvFileError);
-      assert.match(e.message, /^line 2: a quoted value is not closed$/);
-      return true;
-    });
-    assert.throws(() => parseEnvFile('bad key=s3cr3t'), (e: Error) => !e.message.includes('s3cr3t'));
+    assert.throws(
+      () => parseEnvFile('OK=1\nTOKEN="s3cr3t-unclosed\n'),
+      (e: Error) => {
+        assert.ok(e instanceof EnvFileError);
+        assert.match(e.message, /^line 2: a quoted value is not closed$/);
+        return true;
+      },
+    );
+    assert.throws(
+      () => parseEnvFile('bad key=s3cr3t'),
+      (e: Error) => !e.message.includes('s3cr3t'),
+    );
     // A secret pasted on a line of its own, and one holding "${": the error names the line only.
     for (const text of ['OK=1\nghp_pasted/Token+With spaces\n', 'OK=1\nP=${ab&cd}\n']) {
-      assert.throws(() => parseEnvFile(text), (e: Error) => {
-        assert.ok(e instanceof EnvFileError);
-        assert.match(e.message, /^line 2: /);
-        assert.ok(!/ghp_|pasted|ab&cd/.test(e.message), e.message);
-        return true;
-      });
+      assert.throws(
+        () => parseEnvFile(text),
+        (e: Error) => {
+          assert.ok(e instanceof EnvFileError);
+          assert.match(e.message, /^line 2: /);
+          assert.ok(!/ghp_|pasted|ab&cd/.test(e.message), e.message);
+          return true;
+        },
+      );
     }
     assert.throws(() => parseEnvFile('X=${NOPE:?needs it}'), /line 1: NOPE is required/);
   });
@@ -269,7 +288,10 @@ describe('merged compose configurations', () => {
   it('parses every port and mount notation', () => {
     assert.deepEqual(parsePort('8080:80'), [{ hostIp: '', port: 8080, protocol: 'tcp' }]);
     assert.deepEqual(parsePort('[::1]:53:53/udp'), [{ hostIp: '::1', port: 53, protocol: 'udp' }]);
-    assert.deepEqual(parsePort('9000-9001:9000-9001').map((p) => p.port), [9000, 9001]);
+    assert.deepEqual(
+      parsePort('9000-9001:9000-9001').map((p) => p.port),
+      [9000, 9001],
+    );
     assert.deepEqual(parsePort('3000'), []);
     assert.deepEqual(parsePort({ target: 80 }), []);
     assert.deepEqual(parseMount('/srv/a:/a:ro,z'), { type: 'bind', source: '/srv/a', target: '/a', readOnly: true });
@@ -281,11 +303,10 @@ describe('merged compose configurations', () => {
   });
 
   it('reads the domains a service claims through caddy labels', () => {
-    assert.deepEqual(caddyDomains({ caddy: 'makapix.club, www.makapix.club', caddy_1: 'https://vault.makapix.club:443', 'caddy.reverse_proxy': '{{upstreams 3000}}' }), [
-      'makapix.club',
-      'vault.makapix.club',
-      'www.makapix.club',
-    ]);
+    assert.deepEqual(
+      caddyDomains({ caddy: 'makapix.club, www.makapix.club', caddy_1: 'https://vault.makapix.club:443', 'caddy.reverse_proxy': '{{upstreams 3000}}' }),
+      ['makapix.club', 'vault.makapix.club', 'www.makapix.club'],
+    );
     assert.ok(hasNoindexLabel({ 'caddy.header': 'X-Robots-Tag "noindex, nofollow"' }));
     assert.ok(!hasNoindexLabel({ 'caddy.header.X-Robots-Tag': 'all' }));
   });
@@ -332,9 +353,17 @@ describe('each broken variant is caught, naming the key or service', () => {
     assert.equal(counts(r.findings).errors, 0);
   });
 
-  it("environment-flag: dev without ENVIRONMENT=development", () => {
-    caught(check({ devEnv: replaceLine(DEV_ENV, 'ENVIRONMENT', 'ENVIRONMENT=staging') }), 'environment-flag', /dev's env file does not set ENVIRONMENT=development/);
-    caught(check({ prodEnv: replaceLine(PROD_ENV, 'ENVIRONMENT', 'ENVIRONMENT=development') }), 'environment-flag', /prod's env file sets ENVIRONMENT=development/);
+  it('environment-flag: dev without ENVIRONMENT=development', () => {
+    caught(
+      check({ devEnv: replaceLine(DEV_ENV, 'ENVIRONMENT', 'ENVIRONMENT=staging') }),
+      'environment-flag',
+      /dev's env file does not set ENVIRONMENT=development/,
+    );
+    caught(
+      check({ prodEnv: replaceLine(PROD_ENV, 'ENVIRONMENT', 'ENVIRONMENT=development') }),
+      'environment-flag',
+      /prod's env file sets ENVIRONMENT=development/,
+    );
   });
 
   it("oauth-redirect: dev's callback on prod's domain", () => {
@@ -411,18 +440,29 @@ describe('each broken variant is caught, naming the key or service', () => {
   });
 
   it("vault-mounts: the shared proxy may not write dev's vault", () => {
-    const r = check({ prodCompose: (d) => (d.services.caddy.volumes = d.services.caddy.volumes.map((v) => v.replace('/mnt/vault-dev:/srv/vault-dev:ro', '/mnt/vault-dev:/srv/vault-dev:rw'))) });
+    const r = check({
+      prodCompose: (d) =>
+        (d.services.caddy.volumes = d.services.caddy.volumes.map((v) => v.replace('/mnt/vault-dev:/srv/vault-dev:ro', '/mnt/vault-dev:/srv/vault-dev:rw'))),
+    });
     caught(r, 'vault-mounts', /^prod service caddy mounts dev's vault .* read-write/);
   });
 
   for (const [what, edit, message] of [
     ['privileged', (d: ComposeDoc) => (d.services.worker.privileged = true), /^dev service worker runs privileged/],
-    ['the Docker socket', (d: ComposeDoc) => d.services.worker.volumes.push('/var/run/docker.sock:/var/run/docker.sock'), /^dev service worker mounts the Docker socket/],
+    [
+      'the Docker socket',
+      (d: ComposeDoc) => d.services.worker.volumes.push('/var/run/docker.sock:/var/run/docker.sock'),
+      /^dev service worker mounts the Docker socket/,
+    ],
     ["the host's root", (d: ComposeDoc) => d.services.worker.volumes.push('/:/host:ro'), /^dev service worker mounts the host's root directory/],
     ['pid: host', (d: ComposeDoc) => (d.services.worker.pid = 'host'), /host PID namespace/],
     ['cap_add', (d: ComposeDoc) => (d.services.worker.cap_add = ['SYS_ADMIN']), /adds capabilities SYS_ADMIN/],
     ['devices', (d: ComposeDoc) => (d.services.worker.devices = ['/dev/sda:/dev/sda']), /maps devices \/dev\/sda/],
-    ["a prod container's network", (d: ComposeDoc) => (d.services.worker.network_mode = 'container:makapix-prod-db'), /shares the network namespace of makapix-prod-db/],
+    [
+      "a prod container's network",
+      (d: ComposeDoc) => (d.services.worker.network_mode = 'container:makapix-prod-db'),
+      /shares the network namespace of makapix-prod-db/,
+    ],
   ] as const) {
     it(`dev-escape: a dev service with ${what}`, () => {
       const r = check({ devCompose: edit });
@@ -431,10 +471,18 @@ describe('each broken variant is caught, naming the key or service', () => {
   }
 
   it("dev-mounts: prod's checkout, the state directory, the backups, in any mode", () => {
-    caught(check({ devCompose: (d) => d.services.worker.volumes.push('/opt/makapix/api:/workspace/api:ro') }), 'dev-mounts', /mounts \/opt\/makapix\/api at \/workspace\/api read-only, which reaches prod's checkout/);
+    caught(
+      check({ devCompose: (d) => d.services.worker.volumes.push('/opt/makapix/api:/workspace/api:ro') }),
+      'dev-mounts',
+      /mounts \/opt\/makapix\/api at \/workspace\/api read-only, which reaches prod's checkout/,
+    );
     caught(check({ devCompose: (d) => d.services.worker.volumes.push('/var/lib/twinstack:/state') }), 'dev-mounts', /reaches twinstack's state directory/);
     caught(check({ devCompose: (d) => d.services.worker.volumes.push('/var/backups:/b') }), 'dev-mounts', /reaches the backup directory/);
-    assert.deepEqual(check({ devCompose: (d) => d.services.worker.volumes.push('/opt/makapix-dev/api:/workspace/api') }).findings, [], "dev's own checkout is fine (a path that only starts like prod's)");
+    assert.deepEqual(
+      check({ devCompose: (d) => d.services.worker.volumes.push('/opt/makapix-dev/api:/workspace/api') }).findings,
+      [],
+      "dev's own checkout is fine (a path that only starts like prod's)",
+    );
   });
 
   it('shared-images: dev builds an image under the name prod runs', () => {
@@ -491,7 +539,10 @@ describe('each broken variant is caught, naming the key or service', () => {
 describe('what compose says on the side', () => {
   it('names variables compose could not find, from both versions', () => {
     assert.deepEqual(unsetVariables('WARNING: The VAULT_HOST_PATH variable is not set. Defaulting to a blank string.\n'), ['VAULT_HOST_PATH']);
-    assert.deepEqual(unsetVariables('time="2026-01-01T00:00:00Z" level=warning msg="The \\"JWT_SECRET_KEY\\" variable is not set. Defaulting to a blank string."'), ['JWT_SECRET_KEY']);
+    assert.deepEqual(
+      unsetVariables('time="2026-01-01T00:00:00Z" level=warning msg="The \\"JWT_SECRET_KEY\\" variable is not set. Defaulting to a blank string."'),
+      ['JWT_SECRET_KEY'],
+    );
   });
 
   it("reads the host's size from nproc and /proc/meminfo", () => {
@@ -514,7 +565,7 @@ describe('HTTP checks (judged on curl output captured from a local server)', () 
     assert.deepEqual(noindexOf(unauthorized), { header: true, meta: false });
   });
 
-  it("flags a prod robots.txt that shuts out every crawler, and nothing narrower", () => {
+  it('flags a prod robots.txt that shuts out every crawler, and nothing narrower', () => {
     assert.ok(disallowsEverything(robots.body));
     assert.ok(!disallowsEverything('User-agent: *\nDisallow: /admin\n'));
     assert.ok(!disallowsEverything('User-agent: BadBot\nDisallow: /\n\nUser-agent: *\nAllow: /\n'));

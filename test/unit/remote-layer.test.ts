@@ -27,7 +27,10 @@ describe('host log schema', () => {
       line({ event: 'finished', outcome: 'success' }),
     ].join('\n');
     const records = parseLog(text, 'log.jsonl');
-    assert.deepEqual(records.map((r) => r.event), ['started', 'gate', 'finished']);
+    assert.deepEqual(
+      records.map((r) => r.event),
+      ['started', 'gate', 'finished'],
+    );
     const gate = latest(records, 'gate');
     assert.equal(gate?.images?.api, 'sha256:1');
     assert.deepEqual(gate?.tests, { passed: 3 });
@@ -43,7 +46,11 @@ describe('host log schema', () => {
       line({ event: 'release', release: 'r2', sha: 'c'.repeat(40), kind: 'promote', images: { api: { name: 'x', id: 'sha256:2', tag: 't' } } }),
     ].join('\n');
     const records = parseLog(text, 'log.jsonl', log);
-    assert.deepEqual(records.map((r) => (r.event === 'release' ? r.release : r.event)), ['r2'], 'a gate that did not say passed: true, a release without images: never trusted');
+    assert.deepEqual(
+      records.map((r) => (r.event === 'release' ? r.release : r.event)),
+      ['r2'],
+      'a gate that did not say passed: true, a release without images: never trusted',
+    );
     const warning = log.lines.find((l) => /warning/.test(l)) ?? '';
     assert.match(warning, /4 line\(s\) are not twinstack records/);
     assert.match(warning, /line 1: gate: passed: Expected boolean/);
@@ -60,7 +67,10 @@ describe('psql wrapper', () => {
   });
 
   it('keeps the order of commands and the stdin script, and may replay lines expected to fail', () => {
-    assert.equal(psql(client, 'st', { tuples: true, run: ['SET x = 1', STDIN_SCRIPT, 'SELECT 1'] }), 'psql -X -q -v ON_ERROR_STOP=1 -A -t -d st -c SET standard_conforming_strings = on -c SET x = 1 -f - -c SELECT 1');
+    assert.equal(
+      psql(client, 'st', { tuples: true, run: ['SET x = 1', STDIN_SCRIPT, 'SELECT 1'] }),
+      'psql -X -q -v ON_ERROR_STOP=1 -A -t -d st -c SET standard_conforming_strings = on -c SET x = 1 -f - -c SELECT 1',
+    );
     assert.equal(psql(client, 'st', { output: '/dev/null', stopOnError: false }), 'psql -X -q -o /dev/null -d st -c SET standard_conforming_strings = on -f -');
     assert.equal(psql(client, 'st', { run: [] }), 'psql -X -q -v ON_ERROR_STOP=1 -d st');
   });
@@ -85,7 +95,7 @@ describe('job summaries', () => {
   });
 });
 
-describe('the biggest job summaries stay under GitHub\'s 1 MiB a step', () => {
+describe("the biggest job summaries stay under GitHub's 1 MiB a step", () => {
   const MiB = 1024 * 1024;
 
   it('a failing gate with 500 failed tests, each with a long message', () => {
@@ -112,9 +122,40 @@ describe('the biggest job summaries stay under GitHub\'s 1 MiB a step', () => {
   });
 
   it('a resample report of a 60-table schema with 200 foreign keys', () => {
-    const tables = Array.from({ length: 60 }, (_, i) => ({ table: `public.table_${i}`, mode: 'owned', prodRows: 1e6, prodRowsExact: true, copied: 1e5, rules: [`email: sql: ${'y'.repeat(800)}`], note: 'rows of sampled users' }));
-    const foreignKeys = Array.from({ length: 200 }, (_, i) => ({ name: `fk_${i}`, table: `public.table_${i % 60}`, columns: ['user_id'], refTable: 'public.users', policy: 'include', source: 'catalog', orphans: 0 }));
-    const report = { dryRun: false, root: 'public.users', fraction: 0.1, seed: 's', tables, foreignKeys, leaks: [], probes: 10, warnings: [], swapped: true, sshBytes: { sent: 1, received: 1 }, rowsCopied: 6e6, seconds: 100, phases: [] } as unknown as ResampleReport;
+    const tables = Array.from({ length: 60 }, (_, i) => ({
+      table: `public.table_${i}`,
+      mode: 'owned',
+      prodRows: 1e6,
+      prodRowsExact: true,
+      copied: 1e5,
+      rules: [`email: sql: ${'y'.repeat(800)}`],
+      note: 'rows of sampled users',
+    }));
+    const foreignKeys = Array.from({ length: 200 }, (_, i) => ({
+      name: `fk_${i}`,
+      table: `public.table_${i % 60}`,
+      columns: ['user_id'],
+      refTable: 'public.users',
+      policy: 'include',
+      source: 'catalog',
+      orphans: 0,
+    }));
+    const report = {
+      dryRun: false,
+      root: 'public.users',
+      fraction: 0.1,
+      seed: 's',
+      tables,
+      foreignKeys,
+      leaks: [],
+      probes: 10,
+      warnings: [],
+      swapped: true,
+      sshBytes: { sent: 1, received: 1 },
+      rowsCopied: 6e6,
+      seconds: 100,
+      phases: [],
+    } as unknown as ResampleReport;
     const md = resampleSummary(report, { ok: true }).toMarkdown();
     assert.ok(Buffer.byteLength(md) < MiB / 2, `${Buffer.byteLength(md)} bytes`);
     assert.match(md, /public\.table_59/);

@@ -14,7 +14,13 @@ const base = `environments:\n  prod: ${JSON.stringify(ENV)}\n  dev: ${JSON.strin
 function prepared(inputs: Record<string, string>) {
   for (const [k, v] of Object.entries(inputs)) process.env[`INPUT_${k.replace(/ /g, '_').toUpperCase()}`] = v;
   const log = new MemoryLogger();
-  return { io: new ActionIO<ResampleInputs, ResampleOutputs>(log), log, config: parseConfig(base, 't'), run: { url: '', actor: '', sha: '', workflow: '' }, lockTimeoutSeconds: 60 };
+  return {
+    io: new ActionIO<ResampleInputs, ResampleOutputs>(log),
+    log,
+    config: parseConfig(base, 't'),
+    run: { url: '', actor: '', sha: '', workflow: '' },
+    lockTimeoutSeconds: 60,
+  };
 }
 
 afterEach(() => {
@@ -34,7 +40,10 @@ describe('resample inputs', () => {
   });
 
   it('refuse a fraction outside 0..1 in one line', () => {
-    assert.throws(() => readParams(prepared({ fraction: '10%' })), (e: Error) => e instanceof ConfigurationError && /input fraction "10%" must be a number from 0 to 1/.test(e.message));
+    assert.throws(
+      () => readParams(prepared({ fraction: '10%' })),
+      (e: Error) => e instanceof ConfigurationError && /input fraction "10%" must be a number from 0 to 1/.test(e.message),
+    );
     assert.throws(() => readParams(prepared({ fraction: '1.5' })), ConfigurationError);
   });
 });

@@ -106,7 +106,11 @@ describe('sensitive columns', () => {
   it('refuses to start, listing every copied column that looks sensitive and has no rule', () => {
     assert.throws(
       () => plan(makapix(), { columns: { 'posts.storage_key': 'keep' } }),
-      (e: Error) => e instanceof ConfigurationError && /refusing to start: 2 copied columns look sensitive and have no rule: public\.users\.email \(matches "email"\), public\.view_events\.ip_hash \(matches "ip"\)/.test(e.message),
+      (e: Error) =>
+        e instanceof ConfigurationError &&
+        /refusing to start: 2 copied columns look sensitive and have no rule: public\.users\.email \(matches "email"\), public\.view_events\.ip_hash \(matches "ip"\)/.test(
+          e.message,
+        ),
     );
   });
 
@@ -117,9 +121,15 @@ describe('sensitive columns', () => {
   });
 
   it('refuses rules that would break references or NOT NULL', () => {
-    assert.throws(() => plan(makapix(), { columns: { ...settings().columns, 'posts.owner_id': null } }), /public\.posts\.owner_id is part of a primary or foreign key/);
+    assert.throws(
+      () => plan(makapix(), { columns: { ...settings().columns, 'posts.owner_id': null } }),
+      /public\.posts\.owner_id is part of a primary or foreign key/,
+    );
     assert.throws(() => plan(makapix(), { columns: { ...settings().columns, 'users.email': null } }), /rule null on a NOT NULL column/);
-    assert.throws(() => plan(makapix(), { columns: { ...settings().columns, 'users.email': 'dev-password' } }), /NOT NULL and gets the dev password hash: give the dev-password input/);
+    assert.throws(
+      () => plan(makapix(), { columns: { ...settings().columns, 'users.email': 'dev-password' } }),
+      /NOT NULL and gets the dev password hash: give the dev-password input/,
+    );
   });
 });
 
@@ -174,7 +184,10 @@ describe('the closure', () => {
     cat.foreignKeys.push(fk('users', ['badge_id'], 'badges'));
     assert.equal(modeOf(plan(cat), 'badges'), 'unreached');
     assert.equal(modeOf(plan(cat, { 'foreign-keys': { 'users(badge_id)': 'include' } }), 'badges'), 'included');
-    assert.throws(() => plan(cat, { 'foreign-keys': { 'users(badge_id)': 'include' }, 'empty-tables': ['refresh_tokens', 'badges'] }), /include into public\.badges, which is listed in empty-tables/);
+    assert.throws(
+      () => plan(cat, { 'foreign-keys': { 'users(badge_id)': 'include' }, 'empty-tables': ['refresh_tokens', 'badges'] }),
+      /include into public\.badges, which is listed in empty-tables/,
+    );
   });
 
   it('refuses a reference table with a required key into sampled rows', () => {

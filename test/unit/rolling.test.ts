@@ -95,7 +95,13 @@ describe("preflight's rolling check", () => {
     const findings = checkRolling(parseComposeConfig(stringify(doc), 'makapix-prod'), ['api'], 'prod');
     assert.deepEqual(
       findings.map((f) => [f.severity, f.message, f.fix]),
-      [['error', 'rolling service api uses network_mode: host: its new container cannot listen on the port the old one holds', 'give api a Docker network the proxy is on instead of network_mode: host']],
+      [
+        [
+          'error',
+          'rolling service api uses network_mode: host: its new container cannot listen on the port the old one holds',
+          'give api a Docker network the proxy is on instead of network_mode: host',
+        ],
+      ],
     );
   });
 
@@ -103,14 +109,20 @@ describe("preflight's rolling check", () => {
     const doc = parseYaml(rollingReady()) as { services: Record<string, Record<string, unknown>> };
     doc.services.web.healthcheck = { disable: true };
     const findings = checkRolling(parseComposeConfig(stringify(doc), 'makapix-prod'), ['web'], 'prod');
-    assert.deepEqual(findings.map((f) => [f.severity, f.message]), [['error', 'rolling service web has its healthcheck disabled: the switch cannot tell when the new container may take traffic']]);
+    assert.deepEqual(
+      findings.map((f) => [f.severity, f.message]),
+      [['error', 'rolling service web has its healthcheck disabled: the switch cannot tell when the new container may take traffic']],
+    );
   });
 
   it('names a rolling service the compose configuration does not define, in one line', () => {
     const findings = checkRolling(parseComposeConfig(rollingReady(), 'makapix-prod'), ['api', 'frontend'], 'prod');
     assert.equal(findings.length, 1);
     assert.equal(findings[0].severity, 'error');
-    assert.equal(findings[0].message, "promote.rolling names frontend, which prod's compose configuration does not define (services: api, cache, caddy, db, mqtt, web, worker)");
+    assert.equal(
+      findings[0].message,
+      "promote.rolling names frontend, which prod's compose configuration does not define (services: api, cache, caddy, db, mqtt, web, worker)",
+    );
     assert.ok(!findings[0].message.includes('\n'));
   });
 

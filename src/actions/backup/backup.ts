@@ -47,7 +47,12 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
         }
       });
     } catch (e) {
-      summary.text(`❌ **The backup of ${env.name} failed**: ${errorMessage(e)}`).list(['No backup was marked verified; promote will not start without one.', `Next: check free space in ${config.backup.dir} and the database container, then run the backup again.`]);
+      summary
+        .text(`❌ **The backup of ${env.name} failed**: ${errorMessage(e)}`)
+        .list([
+          'No backup was marked verified; promote will not start without one.',
+          `Next: check free space in ${config.backup.dir} and the database container, then run the backup again.`,
+        ]);
       await io.summary(summary.toMarkdown());
       throw e;
     }
@@ -62,7 +67,12 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
       ['file', 'bytes', 'sha256'],
       Object.entries(manifest.files).map(([n, f]) => [n, String(f.bytes), f.sha256]),
     );
-    summary.list([`path: \`${path}\``, `release at the time: ${manifest.release ?? 'none recorded'}`, `alembic revision: ${manifest.alembicRevision ?? 'unknown'}`, `took ${manifest.durationSeconds}s`]);
+    summary.list([
+      `path: \`${path}\``,
+      `release at the time: ${manifest.release ?? 'none recorded'}`,
+      `alembic revision: ${manifest.alembicRevision ?? 'unknown'}`,
+      `took ${manifest.durationSeconds}s`,
+    ]);
     await io.summary(summary.toMarkdown());
   },
 };

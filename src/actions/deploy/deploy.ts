@@ -13,16 +13,7 @@ import { ConfigurationError, errorMessage } from '../../infra/errors';
 import { checkoutCommit, resolveRef } from '../../domain/git';
 import { underLock } from '../../domain/operation';
 import { drift, observe } from '../../domain/state';
-import {
-  HealthError,
-  composeBuildAndUp,
-  currentRelease,
-  newReleaseId,
-  probeHealthUrl,
-  pruneReleaseTags,
-  tagRelease,
-  waitHealthy,
-} from '../../domain/release';
+import { HealthError, composeBuildAndUp, currentRelease, newReleaseId, probeHealthUrl, pruneReleaseTags, tagRelease, waitHealthy } from '../../domain/release';
 import { Summary } from '../../infra/summary';
 import { IsolationRefused, isolationGate } from '../../safety/preflight';
 import * as validate from '../../infra/validate';
@@ -47,7 +38,9 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
   prepare({ io, run, config }) {
     const environment = environmentInput(io.required('environment', 'prod or dev'));
     if (environment === 'prod' && !config.deploy['allow-prod']) {
-      throw new ConfigurationError('deploy refuses environment prod: prod changes through the flip-the-switch workflow (promote), which ships what passed on dev; for a first install or a repair set deploy.allow-prod: true in the config');
+      throw new ConfigurationError(
+        'deploy refuses environment prod: prod changes through the flip-the-switch workflow (promote), which ships what passed on dev; for a first install or a repair set deploy.allow-prod: true in the config',
+      );
     }
     const ref = io.input('ref') || run.sha;
     if (!ref) throw new ConfigurationError('input ref is required when the workflow has no commit (GITHUB_SHA)');
@@ -72,7 +65,8 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
           // Start from what runs, not from the record: a deploy settles any drift.
           const before = await observe(host, env);
           settled = drift(before, previous);
-          if (settled.length) log.info(`${env.name} had drifted from its recorded release ${previous?.release ?? '(none)'}: ${settled.join('; ')}. This deploy settles it.`);
+          if (settled.length)
+            log.info(`${env.name} had drifted from its recorded release ${previous?.release ?? '(none)'}: ${settled.join('; ')}. This deploy settles it.`);
 
           let stage: 'checkout' | 'isolation' | 'build and up' | 'health' = 'checkout';
           try {
@@ -91,7 +85,10 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
               await isolationGate(host, config, log, `${env.name} at ${sha.slice(0, 12)}`);
             } catch (e) {
               // Nothing was started: the checkout goes back to what runs, so the refusal changes nothing.
-              if (before.head && before.head !== sha) await checkoutCommit(host, env, before.head).catch((ce) => log.warning(`could not put the checkout back at ${before.head.slice(0, 12)}: ${errorMessage(ce)}`));
+              if (before.head && before.head !== sha)
+                await checkoutCommit(host, env, before.head).catch((ce) =>
+                  log.warning(`could not put the checkout back at ${before.head.slice(0, 12)}: ${errorMessage(ce)}`),
+                );
               throw e;
             }
 
@@ -104,7 +101,15 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
             const releaseId = newReleaseId(sha);
             const images = await tagRelease(host, env, releaseId, containers);
             const durationSeconds = Math.round((Date.now() - started) / 1000);
-            await op.record('release', { release: releaseId, sha, kind: 'deploy', images, previous: previous?.release, durationSeconds, settled: settled.length ? settled : undefined });
+            await op.record('release', {
+              release: releaseId,
+              sha,
+              kind: 'deploy',
+              images,
+              previous: previous?.release,
+              durationSeconds,
+              settled: settled.length ? settled : undefined,
+            });
             await pruneReleaseTags(host, env, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
             return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers };
           } catch (e) {
@@ -112,7 +117,15 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
             const after = await observe(host, env).catch(() => undefined);
             failedAt = { stage, drift: after ? drift(after, previous) : [] };
             await op
-              .record('release-failed', { sha: sha || undefined, ref: plan.ref, stage, images: after?.images, head: after?.head, previous: previous?.release, error: log.redact(errorMessage(e)).slice(0, 500) })
+              .record('release-failed', {
+                sha: sha || undefined,
+                ref: plan.ref,
+                stage,
+                images: after?.images,
+                head: after?.head,
+                previous: previous?.release,
+                error: log.redact(errorMessage(e)).slice(0, 500),
+              })
               .catch(() => undefined);
             throw e;
           }

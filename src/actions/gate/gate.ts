@@ -53,7 +53,9 @@ export async function runAlembic(host: Host, env: Environment, service: string, 
   log.info(`alembic heads: ${plan.heads.join(', ') || 'none'}; current: ${plan.current || 'none'}`);
   if (plan.heads.length !== 1) {
     result.problems.push(
-      plan.heads.length === 0 ? 'alembic reports no head revision' : `alembic has ${plan.heads.length} heads (${plan.heads.join(', ')}): merge them with "alembic merge heads" and commit the merge migration`,
+      plan.heads.length === 0
+        ? 'alembic reports no head revision'
+        : `alembic has ${plan.heads.length} heads (${plan.heads.join(', ')}): merge them with "alembic merge heads" and commit the merge migration`,
     );
     return result;
   }
@@ -63,7 +65,9 @@ export async function runAlembic(host: Host, env: Environment, service: string, 
   if (check.exitCode !== 0) {
     if (/invalid choice: 'check'|No such command/i.test(check.stderr)) {
       result.checkSupported = false;
-      log.warning('alembic check is not available in this alembic (it came in 1.9): model changes without a migration are not detected; upgrade alembic in the api image');
+      log.warning(
+        'alembic check is not available in this alembic (it came in 1.9): model changes without a migration are not detected; upgrade alembic in the api image',
+      );
     } else {
       result.problems.push(`alembic check failed: ${tailLines(check.stderr || check.stdout, 3)}`);
     }
@@ -74,7 +78,13 @@ export async function runAlembic(host: Host, env: Environment, service: string, 
 }
 
 /** pytest inside the container with a JUnit report, brought out and parsed. */
-export async function runPytest(host: Host, container: string, config: Config, opId: string, timeoutSeconds: number): Promise<{ report: TestReport; problems: string[] }> {
+export async function runPytest(
+  host: Host,
+  container: string,
+  config: Config,
+  opId: string,
+  timeoutSeconds: number,
+): Promise<{ report: TestReport; problems: string[] }> {
   const xml = `/tmp/twinstack-junit-${opId}.xml`;
   const cmd = [...config.gate['pytest-command'], `--junitxml=${xml}`, '-o', 'junit_family=xunit1', '-p', 'no:cacheprovider', ...config.gate['pytest-args']];
   const r = await host.run(exec(container, cmd), { label: 'pytest', timeoutSeconds, check: false });
@@ -86,23 +96,42 @@ export async function runPytest(host: Host, container: string, config: Config, o
   const report = parseJUnit(out.stdout);
   if (r.exitCode === 5 || report.cases.length === 0) problems.push('pytest collected no tests');
   else if (r.exitCode !== 0 && report.failed === 0) problems.push(`pytest exited with code ${r.exitCode}: ${tailLines(r.stderr || r.stdout, 3)}`);
-  if (report.failed > 0) problems.push(`${report.failed} test(s) failed: ${report.cases.filter((c) => c.result === 'failed' || c.result === 'error').map((c) => c.id).slice(0, 5).join(', ')}`);
+  if (report.failed > 0)
+    problems.push(
+      `${report.failed} test(s) failed: ${report.cases
+        .filter((c) => c.result === 'failed' || c.result === 'error')
+        .map((c) => c.id)
+        .slice(0, 5)
+        .join(', ')}`,
+    );
   return { report, problems };
 }
 
 export function gateSummary(env: Environment, g: GateResult): Summary {
   const ok = g.problems.length === 0;
   const s = new Summary().heading(`Gate on ${env.name}`);
-  s.text(`${ok ? '✅' : '❌'} **Commit \`${g.sha.slice(0, 12)}\` (release \`${g.release}\`) ${ok ? 'passed' : 'did not pass'} the gate.** ${ok ? 'It can be promoted to prod as long as dev keeps running exactly these images.' : 'Promote will refuse it.'}`);
+  s.text(
+    `${ok ? '✅' : '❌'} **Commit \`${g.sha.slice(0, 12)}\` (release \`${g.release}\`) ${ok ? 'passed' : 'did not pass'} the gate.** ${ok ? 'It can be promoted to prod as long as dev keeps running exactly these images.' : 'Promote will refuse it.'}`,
+  );
   const tested = Object.entries(g.images);
   if (tested.length) s.list([`tested images: ${tested.map(([svc, id]) => `${svc} \`${shortId(id)}\``).join(', ')}`]);
   if (!ok) s.list(g.problems);
   if (g.tests) {
-    s.table(['passed', 'failed', 'skipped', 'total'], [[String(g.tests.passed), String(g.tests.failed), String(g.tests.skipped), String(g.tests.cases.length)]]);
+    s.table(
+      ['passed', 'failed', 'skipped', 'total'],
+      [[String(g.tests.passed), String(g.tests.failed), String(g.tests.skipped), String(g.tests.cases.length)]],
+    );
     const failed = g.tests.cases.filter((c) => c.result === 'failed' || c.result === 'error');
-    if (failed.length) s.table(['failed test', 'where', 'message'], failed.map((c) => [c.id, c.file ? `${c.file}${c.line ? `:${c.line}` : ''}` : '', c.message ?? '']));
+    if (failed.length)
+      s.table(
+        ['failed test', 'where', 'message'],
+        failed.map((c) => [c.id, c.file ? `${c.file}${c.line ? `:${c.line}` : ''}` : '', c.message ?? '']),
+      );
     const slowest = [...g.tests.cases].sort((a, b) => b.seconds - a.seconds).slice(0, 5);
-    s.table(['slowest tests', 'seconds'], slowest.map((c) => [c.id, c.seconds.toFixed(2)]));
+    s.table(
+      ['slowest tests', 'seconds'],
+      slowest.map((c) => [c.id, c.seconds.toFixed(2)]),
+    );
   }
   if (g.alembic) {
     s.list([
@@ -139,7 +168,9 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
           );
         }
         if (plan.sha && plan.sha !== release.sha) {
-          throw new OperationFailed(`dev runs ${release.sha.slice(0, 12)} (release ${release.release}), not the requested ${plan.sha.slice(0, 12)}: deploy it first`);
+          throw new OperationFailed(
+            `dev runs ${release.sha.slice(0, 12)} (release ${release.release}), not the requested ${plan.sha.slice(0, 12)}: deploy it first`,
+          );
         }
         const g: GateResult = { sha: release.sha, release: release.release, problems: [], images: observed.images };
         try {
@@ -171,7 +202,9 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
         // What was tested: the commit and the image ids (the api's first), read again after the tests.
         const after = await observe(host, env).catch(() => undefined);
         if (after && (after.head !== g.sha || after.images[service] !== g.images[service])) {
-          g.problems.push(`dev changed while the gate ran (checkout ${after.head.slice(0, 12)}, ${service} image ${after.images[service] ?? 'none'}): the result cannot be bound to one release`);
+          g.problems.push(
+            `dev changed while the gate ran (checkout ${after.head.slice(0, 12)}, ${service} image ${after.images[service] ?? 'none'}): the result cannot be bound to one release`,
+          );
         }
         await op.record('gate', {
           sha: g.sha,
@@ -187,7 +220,8 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
       },
     );
     for (const c of result.tests?.cases ?? []) {
-      if (c.result === 'failed' || c.result === 'error') log.error(c.message ?? `${c.id} failed`, { title: `test failed: ${c.id}`, file: c.file, startLine: c.line });
+      if (c.result === 'failed' || c.result === 'error')
+        log.error(c.message ?? `${c.id} failed`, { title: `test failed: ${c.id}`, file: c.file, startLine: c.line });
     }
     io.output('passed', result.tests?.passed ?? 0);
     io.output('failed', result.tests?.failed ?? 0);

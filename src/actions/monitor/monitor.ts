@@ -125,7 +125,9 @@ export async function runMonitor(host: Host, config: Config, log: Logger): Promi
   await latency(host, config, metrics);
   if (metrics.latency) {
     const st = metrics.latency.stats;
-    log.info(`prod ${metrics.latency.url}: ${st.p50Ms === undefined ? 'no answers' : `P50 ${st.p50Ms} ms, P99 ${st.p99Ms} ms`}, ${st.errors}/${st.requests} failed`);
+    log.info(
+      `prod ${metrics.latency.url}: ${st.p50Ms === undefined ? 'no answers' : `P50 ${st.p50Ms} ms, P99 ${st.p99Ms} ms`}, ${st.errors}/${st.requests} failed`,
+    );
   }
   const findings = sortFindings(judgeMetrics(metrics, config.monitor));
   const c = counts(findings);
@@ -150,7 +152,16 @@ export function monitorSummary(report: MonitorReport, config: Config): Summary {
     s.heading(`prod latency: ${m.latency.url}`, 3);
     s.table(
       ['requests', 'P50', 'P99', 'slowest', 'failed', 'samples'],
-      [[String(st.requests), `${st.p50Ms ?? '–'} ms`, `${st.p99Ms ?? '–'} ms (limit ${limit})`, `${st.maxMs ?? '–'} ms`, `${st.errors} (${st.errorRatePercent} %)`, sparkline(m.latency.samples)]],
+      [
+        [
+          String(st.requests),
+          `${st.p50Ms ?? '–'} ms`,
+          `${st.p99Ms ?? '–'} ms (limit ${limit})`,
+          `${st.maxMs ?? '–'} ms`,
+          `${st.errors} (${st.errorRatePercent} %)`,
+          sparkline(m.latency.samples),
+        ],
+      ],
     );
     s.text(latencyMermaid(m.latency.samples, { thresholdMs: limit, title: `prod ${config.environments.prod.healthPath} response times (ms)` }));
   }
@@ -185,7 +196,14 @@ export function monitorSummary(report: MonitorReport, config: Config): Summary {
     ['what', 'path', 'file system', 'used', 'free', 'use'],
     m.disks.map((d) =>
       d.use
-        ? [d.label, d.path, d.use.mountedOn, formatBytes(d.use.usedBytes), formatBytes(d.use.availableBytes), `${d.use.percent} % (limit ${config.monitor['disk-percent']} %)`]
+        ? [
+            d.label,
+            d.path,
+            d.use.mountedOn,
+            formatBytes(d.use.usedBytes),
+            formatBytes(d.use.availableBytes),
+            `${d.use.percent} % (limit ${config.monitor['disk-percent']} %)`,
+          ]
         : [d.label, d.path, '–', '–', '–', `not measured: ${d.error}`],
     ),
   );
@@ -199,7 +217,10 @@ function writeChart(report: MonitorReport, config: Config): string | undefined {
   if (!lat) return undefined;
   const dir = process.env.RUNNER_TEMP || os.tmpdir();
   const file = path.join(dir, `twinstack-latency-${process.env.GITHUB_RUN_ID ?? process.pid}.svg`);
-  fs.writeFileSync(file, latencySvg(lat.samples, { thresholdMs: config.monitor['latency-p99-ms'], title: `prod ${lat.url}: ${lat.stats.requests} requests from the host` }));
+  fs.writeFileSync(
+    file,
+    latencySvg(lat.samples, { thresholdMs: config.monitor['latency-p99-ms'], title: `prod ${lat.url}: ${lat.stats.requests} requests from the host` }),
+  );
   return file;
 }
 

@@ -20,7 +20,9 @@ export { runPreflight, unsetVariables, type PreflightReport } from '../../safety
 export function preflightSummary(report: PreflightReport, config: Config): Summary {
   const s = new Summary().heading('twinstack preflight: are prod and dev kept apart?');
   if (report.errors > 0) {
-    s.text(`❌ **${report.errors} error${report.errors === 1 ? '' : 's'}**${report.warnings ? `, ${report.warnings} warning${report.warnings === 1 ? '' : 's'}` : ''}: nothing was changed on the host. Fix the errors below, then run again.`);
+    s.text(
+      `❌ **${report.errors} error${report.errors === 1 ? '' : 's'}**${report.warnings ? `, ${report.warnings} warning${report.warnings === 1 ? '' : 's'}` : ''}: nothing was changed on the host. Fix the errors below, then run again.`,
+    );
   } else if (report.warnings > 0) {
     s.text(`✅ No errors; ⚠️ ${report.warnings} warning${report.warnings === 1 ? '' : 's'} worth a look. Nothing was changed on the host.`);
   } else {
@@ -28,10 +30,19 @@ export function preflightSummary(report: PreflightReport, config: Config): Summa
   }
   if (report.findings.length) s.text(findingsTable(report.findings));
   const checked: string[] = [];
-  checked.push(report.ran.envFiles ? `env files: ${config.preflight['must-differ'].length} keys or groups that must differ, ${config.preflight['environment-key']}, OAuth redirect URIs (values compared by hash, never shown)` : 'env files: not compared (see the errors)');
-  checked.push(report.ran.compose ? 'compose: container names, volume names, host ports, domains, vault mounts, dev limits, noindex and basic auth labels' : 'compose: not compared (see the errors)');
+  checked.push(
+    report.ran.envFiles
+      ? `env files: ${config.preflight['must-differ'].length} keys or groups that must differ, ${config.preflight['environment-key']}, OAuth redirect URIs (values compared by hash, never shown)`
+      : 'env files: not compared (see the errors)',
+  );
+  checked.push(
+    report.ran.compose
+      ? 'compose: container names, volume names, host ports, domains, vault mounts, dev limits, noindex and basic auth labels'
+      : 'compose: not compared (see the errors)',
+  );
   const rolling = config.promote.rolling;
-  if (rolling.length && report.ran.compose) checked.push(`rolling services on prod (${rolling.join(', ')}): no container_name, no published host ports, no host network, a healthcheck`);
+  if (rolling.length && report.ran.compose)
+    checked.push(`rolling services on prod (${rolling.join(', ')}): no container_name, no published host ports, no host network, a healthcheck`);
   if (report.devLimits) {
     const p = config.preflight;
     checked.push(

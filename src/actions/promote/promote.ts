@@ -29,7 +29,17 @@ import type { Logger } from '../../infra/logger';
 import { EnvironmentLock } from '../../domain/lock';
 import { drift, driftMessage, observe, shortId } from '../../domain/state';
 import { underLock } from '../../domain/operation';
-import { currentRelease, newReleaseId, probeHealthUrl, pruneReleaseTags, restoreReleaseImages, tagRelease, waitHealthy, HealthError, type Release } from '../../domain/release';
+import {
+  currentRelease,
+  newReleaseId,
+  probeHealthUrl,
+  pruneReleaseTags,
+  restoreReleaseImages,
+  tagRelease,
+  waitHealthy,
+  HealthError,
+  type Release,
+} from '../../domain/release';
 import { hitLockTimeout, migrationErrorLine, oneOffAlembic, oneOffHeads } from '../../domain/alembic';
 import { lossWindow, startRelease } from '../../domain/rollback';
 import { assertImages, defaultImageName, mergedBuilds, shipImages, shipPlan, type ShipPlan } from '../../domain/ship';
@@ -96,7 +106,9 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     const sha = gated.sha;
     // 2. The two-person rule, before the host is touched at all.
     if (config.promote['require-different-actor'] && gated.pusher && gated.pusher === run.actor) {
-      throw new OperationFailed(`${run.actor} deployed ${sha.slice(0, 12)} to dev and may not also promote it (promote.require-different-actor): ask another person to run flip-the-switch. Nothing was changed.`);
+      throw new OperationFailed(
+        `${run.actor} deployed ${sha.slice(0, 12)} to dev and may not also promote it (promote.require-different-actor): ask another person to run flip-the-switch. Nothing was changed.`,
+      );
     }
 
     const workDir = `${config['state-dir']}/prod/work/promote`;
@@ -105,7 +117,10 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
       { host, stateDir: config['state-dir'], env: 'prod', action: 'promote', sha, run, log, lockTimeoutSeconds },
       async (op): Promise<Outcome> => {
         const previous = currentRelease(op.records);
-        const interrupted = [...op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`), ...op.recovered.map((r) => `a cut host change was put right first: ${r}`)];
+        const interrupted = [
+          ...op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`),
+          ...op.recovered.map((r) => `a cut host change was put right first: ${r}`),
+        ];
         // The rollback point must be what prod really runs.
         const prodDrift = drift(await observe(host, prod), previous);
         if (previous && prodDrift.length) {
@@ -129,7 +144,9 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           timeoutSeconds: 120,
         });
         if (onBranch.exitCode !== 0 || !onBranch.stdout.trim()) {
-          throw new OperationFailed(`${sha.slice(0, 12)} is not on ${prod.cfg.remote}/${branch} (promote.branch): only commits merged there are promoted. Nothing was changed.`);
+          throw new OperationFailed(
+            `${sha.slice(0, 12)} is not on ${prod.cfg.remote}/${branch} (promote.branch): only commits merged there are promoted. Nothing was changed.`,
+          );
         }
         log.info(`${sha.slice(0, 12)} is on ${onBranch.stdout.trim().split('\n').slice(0, 3).join(', ')}`);
 
@@ -143,7 +160,8 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           const devBuilds = await mergedBuilds(host, devAt);
           await removeScratchCheckout(host, dev, devWorkDir);
           const names: Record<string, string> = {};
-          for (const [service, b] of prodBuilds) names[service] = b.image ?? previous?.images[service]?.name ?? defaultImageName(prod.project, service, config['compose-command']);
+          for (const [service, b] of prodBuilds)
+            names[service] = b.image ?? previous?.images[service]?.name ?? defaultImageName(prod.project, service, config['compose-command']);
           const ship = shipPlan(prodBuilds, devBuilds, gated.images, names);
           for (const r of ship.rebuild) log.info(`${r.service} will be rebuilt for prod: ${r.reasons.join('; ')}`);
 
@@ -158,21 +176,40 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             backup = await usableBackup(host, config, prod, plan.backupId, log);
             const ageMinutes = (Date.now() - Date.parse(backup.time)) / 60000;
             if (ageMinutes > plan.backupMaxAgeMinutes) {
-              throw new OperationFailed(`backup ${backup.id} is ${Math.round(ageMinutes)} minutes old, more than backup-max-age-minutes (${plan.backupMaxAgeMinutes}); take a new one`);
+              throw new OperationFailed(
+                `backup ${backup.id} is ${Math.round(ageMinutes)} minutes old, more than backup-max-age-minutes (${plan.backupMaxAgeMinutes}); take a new one`,
+              );
             }
           } else {
             backup = await takeBackup(host, config, prod, { release: previous?.release, sha: previous?.sha }, log);
           }
-          await op.record('backup', { backup: backup.id, status: backup.status, bytes: backup.files['db.dump']?.bytes, sha256: backup.files['db.dump']?.sha256 });
+          await op.record('backup', {
+            backup: backup.id,
+            status: backup.status,
+            bytes: backup.files['db.dump']?.bytes,
+            sha256: backup.files['db.dump']?.sha256,
+          });
           const schemaBefore = await schemaState(host, prod);
 
           const base = { sha, backup, previous, ship, interrupted, frozen: freezeStarted.length ? freezeStarted : undefined };
           const refuse = async (stage: Stage, message: string, rehearsal?: RehearsalResult): Promise<Outcome> => {
             // Prod's containers never changed; its image names go back to what they run.
-            if (previous) await restoreReleaseImages(host, prod, previous).catch((e) => log.warning(`could not point prod's image names back at ${previous.release}: ${errorMessage(e)}`));
-            if (freezeStarted.length) await host.run(prod.compose('start', ...freezeStarted), prod.composeOptions({ label: 'prod compose start (end of the write freeze)' }));
+            if (previous)
+              await restoreReleaseImages(host, prod, previous).catch((e) =>
+                log.warning(`could not point prod's image names back at ${previous.release}: ${errorMessage(e)}`),
+              );
+            if (freezeStarted.length)
+              await host.run(prod.compose('start', ...freezeStarted), prod.composeOptions({ label: 'prod compose start (end of the write freeze)' }));
             await op.record('refused', { stage, reason: message, backup: backup.id });
-            return { ...base, outcome: 'refused', releaseId: previous?.release ?? '', failure: { stage, message }, rehearsal, containers: await prod.containers(host), data: { schemaMoved: false } };
+            return {
+              ...base,
+              outcome: 'refused',
+              releaseId: previous?.release ?? '',
+              failure: { stage, message },
+              rehearsal,
+              containers: await prod.containers(host),
+              data: { schemaMoved: false },
+            };
           };
 
           // 5. The images: gated ids under prod's names, differing builds rebuilt. Nothing restarts.
@@ -207,7 +244,10 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           const fullDeadline = host.deadline;
           if (fullDeadline !== undefined) {
             if (fullDeadline - Date.now() < 2 * ROLLBACK_RESERVE_MS) {
-              return refuse(stage, `too little time is left before the run's deadline to promote and still roll back (${Math.round((fullDeadline - Date.now()) / 60000)} min). Raise the job's timeout-minutes.`);
+              return refuse(
+                stage,
+                `too little time is left before the run's deadline to promote and still roll back (${Math.round((fullDeadline - Date.now()) / 60000)} min). Raise the job's timeout-minutes.`,
+              );
             }
             host.deadline = fullDeadline - ROLLBACK_RESERVE_MS;
           }
@@ -234,7 +274,9 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             const schemaAfter = await schemaState(host, prod);
             if (schemaAfter.fingerprint !== schemaMigrated.fingerprint || schemaAfter.revision !== schemaMigrated.revision) {
               migration = { ...migration, to: schemaAfter.revision, entrypoint: true };
-              log.warning(`prod's schema changed when the new containers started (${schemaMigrated.revision || 'none'} → ${schemaAfter.revision || 'none'}): the app migrates on start`);
+              log.warning(
+                `prod's schema changed when the new containers started (${schemaMigrated.revision || 'none'} → ${schemaAfter.revision || 'none'}): the app migrates on start`,
+              );
             }
             const releaseId = newReleaseId(sha);
             const images = await tagRelease(host, prod, releaseId, containers);
@@ -253,7 +295,12 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             await pruneReleaseTags(host, prod, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
             return { ...base, outcome: 'promoted', releaseId, rehearsal, migration, containers };
           } catch (e) {
-            const failure = { stage, message: errorMessage(e), logs: e instanceof HealthError ? e.logs : undefined, service: e instanceof HealthError ? e.service : undefined };
+            const failure = {
+              stage,
+              message: errorMessage(e),
+              logs: e instanceof HealthError ? e.logs : undefined,
+              service: e instanceof HealthError ? e.service : undefined,
+            };
             log.error(`promote failed during ${stage}: ${failure.message}; rolling back`);
             host.deadline = fullDeadline;
             // 9. Did the schema move? Only then does the database go back to the backup.
@@ -265,22 +312,58 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
               data.rowsLost = lost.total;
               data.lostTables = lost.tables;
               data.aside = restoreAsideName(backup.database);
-              log.warning(`prod's schema moved (${schemaBefore.revision || 'none'} → ${now?.revision ?? 'unreadable'}): restoring backup ${backup.id} loses ${lost.total} row write(s) made since it; they stay in database ${data.aside}`);
+              log.warning(
+                `prod's schema moved (${schemaBefore.revision || 'none'} → ${now?.revision ?? 'unreadable'}): restoring backup ${backup.id} loses ${lost.total} row write(s) made since it; they stay in database ${data.aside}`,
+              );
             } else if (!schemaMoved) {
               log.info(`prod's schema is unchanged (${schemaBefore.revision || 'none'}): the migration rolled back by itself; no restore, no write lost`);
             }
             if (!previous) {
-              return { ...base, outcome: 'rollback-failed', releaseId: '', failure, migration, data, rollbackError: 'prod had no release recorded by twinstack to return to', containers: await prod.containers(host).catch(() => []) };
+              return {
+                ...base,
+                outcome: 'rollback-failed',
+                releaseId: '',
+                failure,
+                migration,
+                data,
+                rollbackError: 'prod had no release recorded by twinstack to return to',
+                containers: await prod.containers(host).catch(() => []),
+              };
             }
             try {
               const restart = await startRelease(host, config, prod, previous, log, schemaMoved ? backup : undefined);
               if (restart.restoredAt) data.restored = lossWindow(backup, restart.restoredAt);
-              await op.record('release', { release: previous.release, sha: previous.sha, kind: 'rollback', images: previous.images, previous: previous.previous, reason: `promote of ${sha} failed during ${stage}`, restoredBackup: restart.restoredAt ? backup.id : undefined });
-              await op.record('rollback', { release: previous.release, failedSha: sha, stage, restoredBackup: restart.restoredAt ? backup.id : undefined, restoredAt: restart.restoredAt, schemaMoved, rowsLost: data.rowsLost });
+              await op.record('release', {
+                release: previous.release,
+                sha: previous.sha,
+                kind: 'rollback',
+                images: previous.images,
+                previous: previous.previous,
+                reason: `promote of ${sha} failed during ${stage}`,
+                restoredBackup: restart.restoredAt ? backup.id : undefined,
+              });
+              await op.record('rollback', {
+                release: previous.release,
+                failedSha: sha,
+                stage,
+                restoredBackup: restart.restoredAt ? backup.id : undefined,
+                restoredAt: restart.restoredAt,
+                schemaMoved,
+                rowsLost: data.rowsLost,
+              });
               freezeStarted.length = 0;
               return { ...base, outcome: 'rolled-back', releaseId: previous.release, failure, rehearsal, migration, data, containers: restart.containers };
             } catch (re) {
-              return { ...base, outcome: 'rollback-failed', releaseId: '', failure, migration, data, rollbackError: errorMessage(re), containers: await prod.containers(host).catch(() => []) };
+              return {
+                ...base,
+                outcome: 'rollback-failed',
+                releaseId: '',
+                failure,
+                migration,
+                data,
+                rollbackError: errorMessage(re),
+                containers: await prod.containers(host).catch(() => []),
+              };
             }
           }
         } finally {
@@ -288,7 +371,8 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           if (freezeStarted.length) {
             const c = await prod.containers(host).catch(() => []);
             const stopped = freezeStarted.filter((s) => !c.some((x) => x.service === s && x.status === 'running'));
-            if (stopped.length) await host.run(prod.compose('start', ...stopped), prod.composeOptions({ label: 'prod compose start (end of the write freeze)', check: false }));
+            if (stopped.length)
+              await host.run(prod.compose('start', ...stopped), prod.composeOptions({ label: 'prod compose start (end of the write freeze)', check: false }));
           }
           await removeScratchCheckout(host, prod, workDir);
           await removeScratchCheckout(host, dev, devWorkDir);
@@ -306,12 +390,20 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     const why = `${result.failure?.stage} (${result.failure?.message})`;
     if (result.outcome === 'refused') throw new OperationFailed(`promotion of ${short} refused during ${why}; prod was not changed`);
     if (result.outcome === 'rolled-back') throw new OperationFailed(`promotion of ${short} failed during ${why}; prod was rolled back to ${result.releaseId}`);
-    if (result.outcome === 'rollback-failed') throw new OperationFailed(`promotion of ${short} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
+    if (result.outcome === 'rollback-failed')
+      throw new OperationFailed(`promotion of ${short} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
   },
 };
 
 /** The real migration: alembic upgrade head in a one-off container, lock_timeout set, retried when it only waited for a lock. */
-async function migrate(host: Host, config: Config, at: Environment, before: SchemaState, heads: string[], log: Logger): Promise<NonNullable<Outcome['migration']>> {
+async function migrate(
+  host: Host,
+  config: Config,
+  at: Environment,
+  before: SchemaState,
+  heads: string[],
+  log: Logger,
+): Promise<NonNullable<Outcome['migration']>> {
   const attempts = config.promote['migration-attempts'];
   const lockTimeout = config.promote['lock-timeout-ms'];
   const started = Date.now();
@@ -332,7 +424,9 @@ async function migrate(host: Host, config: Config, at: Environment, before: Sche
       await new Promise((res) => setTimeout(res, attempt * 5000));
       continue;
     }
-    throw new OperationFailed(`alembic upgrade head failed${hitLockTimeout(output) ? ` (still waiting for a lock after ${attempts} attempts of ${lockTimeout} ms)` : ''}: ${migrationErrorLine(output)}`);
+    throw new OperationFailed(
+      `alembic upgrade head failed${hitLockTimeout(output) ? ` (still waiting for a lock after ${attempts} attempts of ${lockTimeout} ms)` : ''}: ${migrationErrorLine(output)}`,
+    );
   }
 }
 
@@ -345,7 +439,9 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
   const short = r.sha.slice(0, 12);
   switch (r.outcome) {
     case 'promoted':
-      s.text(`✅ **prod now runs \`${short}\`** (release \`${r.releaseId}\`), the commit that passed on dev${gated.devRelease ? ` (release \`${gated.devRelease.release}\`)` : ''}.`);
+      s.text(
+        `✅ **prod now runs \`${short}\`** (release \`${r.releaseId}\`), the commit that passed on dev${gated.devRelease ? ` (release \`${gated.devRelease.release}\`)` : ''}.`,
+      );
       break;
     case 'unchanged':
       s.text(`➖ **prod already runs \`${short}\`** (release \`${r.releaseId}\`). Nothing was changed.`);
@@ -354,7 +450,9 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
       s.text(`🛑 **Refused before anything on prod changed.** prod still runs \`${r.previous?.release ?? '?'}\`: same containers, same database.`);
       break;
     case 'rolled-back':
-      s.text(`↩️ **The promotion failed and prod was rolled back.** prod runs its previous release \`${r.releaseId}\` (\`${r.previous?.sha.slice(0, 12)}\`) again, healthy.`);
+      s.text(
+        `↩️ **The promotion failed and prod was rolled back.** prod runs its previous release \`${r.releaseId}\` (\`${r.previous?.sha.slice(0, 12)}\`) again, healthy.`,
+      );
       break;
     case 'rollback-failed':
       s.text(`🚨 **The promotion failed and the rollback did not complete. prod needs a person now.**`);
@@ -368,7 +466,14 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
       items.push(
         `**data:** the schema had moved, so the database was ${r.data.restored ? `restored from backup \`${r.backup?.id}\`: ${r.data.restored}` : 'to be restored'}. ` +
           `${r.data.rowsLost !== undefined ? `**${r.data.rowsLost} row write(s)** made since the backup ${r.data.restored ? 'are' : 'would be'} lost` : 'The rows written since the backup could not be counted'}` +
-          `${r.data.lostTables?.length ? ` (${r.data.lostTables.slice(0, 10).map((t) => `${t.table}: ${t.rows}`).join(', ')})` : ''}. ` +
+          `${
+            r.data.lostTables?.length
+              ? ` (${r.data.lostTables
+                  .slice(0, 10)
+                  .map((t) => `${t.table}: ${t.rows}`)
+                  .join(', ')})`
+              : ''
+          }. ` +
           `${r.data.aside ? `They are kept in database \`${r.data.aside}\` until the next restore: copy them back with \`pg_dump -a -t <table> ${r.data.aside}\` into \`${r.backup?.database}\`.` : ''}`,
       );
     } else {
@@ -381,7 +486,8 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
   if (r.frozen) items.push(`write freeze (promote.write-freeze): ${r.frozen.join(', ')} were stopped from the backup to the end`);
   if (r.previous && r.outcome === 'promoted') items.push(`previous release (rollback target): \`${r.previous.release}\``);
   for (const i of r.interrupted) items.push(`⚠️ an earlier operation on prod was interrupted: ${i}`);
-  if (r.outcome === 'rollback-failed') items.push(`Next: look at the containers below; run the rollback workflow with a release id, or restore backup \`${r.backup?.id}\` by hand.`);
+  if (r.outcome === 'rollback-failed')
+    items.push(`Next: look at the containers below; run the rollback workflow with a release id, or restore backup \`${r.backup?.id}\` by hand.`);
   if (r.outcome === 'rolled-back' || r.outcome === 'refused') items.push(`Next: fix the cause on dev, gate it, and flip the switch again.`);
   s.list(items);
 
@@ -406,14 +512,22 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
           ? `rehearsal on a full copy of prod: **failed** after ${ms(h.durationMs)}: \`${h.error}\``
           : `rehearsal on a full copy of prod (restored in ${ms(h.restoreMs)}): ${h.revisionBefore || 'none'} → ${h.revisionAfter || 'none'} in ${ms(h.durationMs)}`,
       );
-      m.push(h.locks.length ? `ACCESS EXCLUSIVE locks: ${h.locks.map((l) => `\`${l.table}\` ${ms(l.ms)}`).join(', ')}` : 'ACCESS EXCLUSIVE locks: none seen (sampled every 100 ms)');
-      if (!h.error) m.push(h.rewritten.length ? `tables rewritten: ${h.rewritten.map((t) => `\`${t.table}\` (${t.rows} rows)`).join(', ')}` : 'tables rewritten: none');
+      m.push(
+        h.locks.length
+          ? `ACCESS EXCLUSIVE locks: ${h.locks.map((l) => `\`${l.table}\` ${ms(l.ms)}`).join(', ')}`
+          : 'ACCESS EXCLUSIVE locks: none seen (sampled every 100 ms)',
+      );
+      if (!h.error)
+        m.push(h.rewritten.length ? `tables rewritten: ${h.rewritten.map((t) => `\`${t.table}\` (${t.rows} rows)`).join(', ')}` : 'tables rewritten: none');
       if (!h.error) m.push(`rows updated: ${h.updatedRows}`);
     }
     if (r.migration) {
       const g = r.migration;
       if (!g.pending) m.push(`no migration pending: prod's database is at ${g.from || 'none'}`);
-      else if (r.outcome === 'promoted') m.push(`prod migrated ${g.from || 'none'} → ${g.to} in ${ms(g.ms)} before the swap, old containers serving (${g.attempts} attempt${g.attempts > 1 ? 's' : ''})`);
+      else if (r.outcome === 'promoted')
+        m.push(
+          `prod migrated ${g.from || 'none'} → ${g.to} in ${ms(g.ms)} before the swap, old containers serving (${g.attempts} attempt${g.attempts > 1 ? 's' : ''})`,
+        );
       if (g.entrypoint) m.push(`⚠️ the schema changed again when the new containers started (now ${g.to}): the app migrates on start`);
     }
     s.list(m);
@@ -457,19 +571,24 @@ export async function gatedRelease(
     const devRelease = currentRelease(devRecords);
     const sha = wanted ?? devRelease?.sha;
     if (!sha) throw new OperationFailed('dev has no release recorded: deploy dev and run the gate first. Nothing was changed.');
-    const pusher = devRecords.filter((r) => r.event === 'release' && r.kind === 'deploy' && r.sha === sha).at(-1)?.actor as string | undefined;
+    const pusher = devRecords.filter((r) => r.event === 'release' && r.kind === 'deploy' && r.sha === sha).at(-1)?.actor;
     const gate = latest(devRecords, 'gate', (r) => r.sha === sha);
     const runsIt = devRelease?.sha === sha ? devRelease : undefined;
     const observed = runsIt ? await observe(host, dev) : undefined;
     if (runsIt && observed) {
       const drifted = drift(observed, runsIt);
       if (drifted.length) {
-        throw new OperationFailed(`${driftMessage('dev', runsIt, drifted)} What runs on dev was not gated as such. Deploy dev again and run the gate, then promote. Nothing was changed.`);
+        throw new OperationFailed(
+          `${driftMessage('dev', runsIt, drifted)} What runs on dev was not gated as such. Deploy dev again and run the gate, then promote. Nothing was changed.`,
+        );
       }
     }
     if (!requireGate) {
       const images = gate?.passed ? (gate.images ?? {}) : runsIt ? Object.fromEntries(Object.entries(runsIt.images).map(([s, i]) => [s, i.id])) : undefined;
-      if (!images) throw new OperationFailed(`dev never ran ${sha.slice(0, 12)} as a release twinstack knows, so there are no images to ship: deploy it to dev first. Nothing was changed.`);
+      if (!images)
+        throw new OperationFailed(
+          `dev never ran ${sha.slice(0, 12)} as a release twinstack knows, so there are no images to ship: deploy it to dev first. Nothing was changed.`,
+        );
       log.warning(`require-gate is off: promoting ${sha.slice(0, 12)} without a passing gate`);
       return { sha, images, gate, devRelease: runsIt, pusher };
     }
@@ -481,7 +600,9 @@ export async function gatedRelease(
     }
     const tested = gate.images ?? {};
     if (!Object.keys(tested).length) {
-      throw new OperationFailed(`the passing gate of ${sha.slice(0, 12)} (${gate.time}) does not say which images it tested: run the gate on dev again. Nothing was changed.`);
+      throw new OperationFailed(
+        `the passing gate of ${sha.slice(0, 12)} (${gate.time}) does not say which images it tested: run the gate on dev again. Nothing was changed.`,
+      );
     }
     if (observed) {
       const changed = Object.entries(tested).filter(([svc, id]) => observed.images[svc] !== id);
@@ -497,4 +618,3 @@ export async function gatedRelease(
     await lock.release();
   }
 }
-

@@ -17,7 +17,8 @@ export function readParams(ctx: Prepared<ResampleInputs, ResampleOutputs>): Resa
   const params: ResampleParams = { dryRun: boolean(io.input('dry-run'), 'input dry-run') };
   const fraction = io.input('fraction');
   if (fraction) {
-    if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(fraction)) throw new ConfigurationError(`input fraction "${printable(fraction)}" must be a number from 0 to 1, such as 0.1`);
+    if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(fraction))
+      throw new ConfigurationError(`input fraction "${printable(fraction)}" must be a number from 0 to 1, such as 0.1`);
     params.fraction = Number(fraction);
   }
   const seed = io.input('seed');
@@ -50,7 +51,9 @@ export const resampleAction: ActionDefinition<ResampleInputs, ResampleOutputs, R
     } catch (e) {
       if (e instanceof IsolationRefused) {
         io.output('swapped', false);
-        await io.summary(`## Resample refused\n\n**❌ ${errorMessage(e)}**\n\nNothing was read from production and dev is unchanged. Fix the findings (the preflight step lists them all), then run again.\n`);
+        await io.summary(
+          `## Resample refused\n\n**❌ ${errorMessage(e)}**\n\nNothing was read from production and dev is unchanged. Fix the findings (the preflight step lists them all), then run again.\n`,
+        );
         throw e;
       }
       if (e instanceof ResampleFailed) {
@@ -62,9 +65,13 @@ export const resampleAction: ActionDefinition<ResampleInputs, ResampleOutputs, R
       if (e instanceof ConfigurationError) throw e;
       io.output('swapped', false);
       if (e instanceof SwapBackFailed) {
-        await io.summary(`## Resample failed, and dev's database could not be put back\n\n**❌ ${errorMessage(e)}**\n\nDev's services may be stopped. Run resample again (it restores dev's own database before anything else), or rename the database by hand.\n`);
+        await io.summary(
+          `## Resample failed, and dev's database could not be put back\n\n**❌ ${errorMessage(e)}**\n\nDev's services may be stopped. Run resample again (it restores dev's own database before anything else), or rename the database by hand.\n`,
+        );
       } else {
-        await io.summary(`## Resample failed\n\n**❌ ${errorMessage(e)}**\n\nDev keeps its previous database (a failure after the swap began is undone). Run resample again once the cause is fixed.\n`);
+        await io.summary(
+          `## Resample failed\n\n**❌ ${errorMessage(e)}**\n\nDev keeps its previous database (a failure after the swap began is undone). Run resample again once the cause is fixed.\n`,
+        );
       }
       throw e;
     }

@@ -85,9 +85,7 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
       e.release?.sha.slice(0, 12) ?? '',
       e.release?.time ?? '',
       e.containersError ? 'unknown' : e.drift.length ? `NO: drifted (checkout at ${e.head ? e.head.slice(0, 12) : '?'})` : 'yes',
-      e.containersError
-        ? 'unknown (docker did not answer)'
-        : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
+      e.containersError ? 'unknown (docker did not answer)' : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
       e.lock ? `held by ${describeHolder(e.lock)}` : 'free',
     ]),
   );
@@ -101,11 +99,17 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
       );
     }
     for (const w of e.remoteWork) notes.push(`⏳ remote work still running: ${describeBusy(w)}; the next run waits for it`);
-    if (e.failedDeploy) notes.push(`last deploy FAILED: \`${e.failedDeploy.sha.slice(0, 12)}\` at stage ${e.failedDeploy.stage}, ${e.failedDeploy.time}: ${e.failedDeploy.error}`);
+    if (e.failedDeploy)
+      notes.push(
+        `last deploy FAILED: \`${e.failedDeploy.sha.slice(0, 12)}\` at stage ${e.failedDeploy.stage}, ${e.failedDeploy.time}: ${e.failedDeploy.error}`,
+      );
     if (e.rollbackTarget) notes.push(`a rollback without release-id goes to \`${e.rollbackTarget}\``);
     if (e.alembic !== undefined) notes.push(`database schema at alembic revision \`${e.alembic || 'none'}\` (read in the ${e.environment} api container)`);
     if (e.lastGate) notes.push(`last gate: ${e.lastGate.passed ? 'passed' : 'FAILED'} for ${e.lastGate.sha.slice(0, 12)} at ${e.lastGate.time}`);
-    for (const u of e.unfinished) notes.push(`⚠️ unfinished ${u.action} (${u.op}) started ${u.time} by ${u.run ?? 'unknown run'}: the run died; run status again after the next action, or deploy/rollback to settle it`);
+    for (const u of e.unfinished)
+      notes.push(
+        `⚠️ unfinished ${u.action} (${u.op}) started ${u.time} by ${u.run ?? 'unknown run'}: the run died; run status again after the next action, or deploy/rollback to settle it`,
+      );
     if (e.containersError) notes.push(`containers: ${e.containersError}`);
     s.list(notes);
     if (e.containers.length) {

@@ -18,7 +18,9 @@ export const vaultSyncAction: ActionDefinition<VaultSyncInputs, VaultSyncOutputs
   async execute(ctx) {
     const r = await vaultSync(ctx, ctx.plan);
     const verb = r.dryRun ? 'would copy' : 'copied';
-    ctx.log.info(`Vault: ${r.referenced} referenced files; ${verb} ${r.copied} (${r.bytesCopied} bytes); ${r.dryRun ? 'would delete' : 'deleted'} ${r.deleted} (${r.bytesDeleted} bytes); ${r.missing} missing in production.`);
+    ctx.log.info(
+      `Vault: ${r.referenced} referenced files; ${verb} ${r.copied} (${r.bytesCopied} bytes); ${r.dryRun ? 'would delete' : 'deleted'} ${r.deleted} (${r.bytesDeleted} bytes); ${r.missing} missing in production.`,
+    );
     ctx.io.output('files-copied', r.copied);
     ctx.io.output('bytes-copied', r.bytesCopied);
     ctx.io.output('files-deleted', r.deleted);
@@ -28,7 +30,10 @@ export const vaultSyncAction: ActionDefinition<VaultSyncInputs, VaultSyncOutputs
       ['referenced', verb, 'bytes', r.dryRun ? 'would delete' : 'deleted', 'bytes deleted', 'missing in prod'],
       [[String(r.referenced), String(r.copied), String(r.bytesCopied), String(r.deleted), String(r.bytesDeleted), String(r.missing)]],
     );
-    if (r.missing) s.text(`⚠️ ${r.missing} referenced file(s) are not in the production vault (dev shows them as broken images), e.g. ${r.missingExamples.slice(0, 5).join(', ')}.`);
+    if (r.missing)
+      s.text(
+        `⚠️ ${r.missing} referenced file(s) are not in the production vault (dev shows them as broken images), e.g. ${r.missingExamples.slice(0, 5).join(', ')}.`,
+      );
     if (r.invalid) s.text(`⚠️ ${r.invalid} path(s) from the vault query were refused as unsafe.`);
     if (r.links) s.text(`⚠️ ${r.links} symlink(s) were found in the dev vault and removed: a vault holds files only, and something on dev created them.`);
     if (r.outside) s.text(`🛑 ${r.outside} unreferenced name(s) in the dev vault resolve outside it and were left alone: check what on dev created them.`);

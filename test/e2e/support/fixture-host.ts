@@ -86,7 +86,13 @@ const PROJECTS = SLOT ? { prod: `makapix${SLOT}-prod`, dev: `makapix${SLOT}-dev`
 function sh(command: string, cwd?: string, env?: Record<string, string>): string {
   // DOCKER_BUILDKIT=0: as for the actions (see the test sshd), the tests' own builds use the classic
   // builder, which works on the test engine without a bridge network.
-  return execFileSync('bash', ['-c', command], { cwd, encoding: 'utf8', env: { ...process.env, DOCKER_BUILDKIT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
+  return execFileSync('bash', ['-c', command], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, DOCKER_BUILDKIT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 64 * 1024 * 1024,
+  });
 }
 
 export async function startFixtureHost(composeCommand: 'docker-compose' | 'docker compose' = 'docker-compose'): Promise<FixtureHost> {
@@ -134,7 +140,14 @@ export async function startFixtureHost(composeCommand: 'docker-compose' | 'docke
     `compose-command: ${composeCommand}\ndeploy: { allow-prod: true }\nstate-dir: ${path.join(dir, 'state')}\nkeep-releases: 3\nbackup: { dir: ${path.join(dir, 'backups')}, keep: 3 }\npromote: { database-env: DB_NAME, branch: '*' }\nenvironments:\n${envBlock('prod')}${envBlock('dev')}`,
   );
   const sshd = await startSshd();
-  const connection = () => ({ host: '127.0.0.1', port: String(sshd.port), user: sshd.user, 'ssh-key': sshd.privateKey, 'known-hosts': sshd.knownHosts, 'lock-timeout': '60' });
+  const connection = () => ({
+    host: '127.0.0.1',
+    port: String(sshd.port),
+    user: sshd.user,
+    'ssh-key': sshd.privateKey,
+    'known-hosts': sshd.knownHosts,
+    'lock-timeout': '60',
+  });
   const host: FixtureHost = {
     dir,
     sshd,
@@ -159,7 +172,29 @@ export async function startFixtureHost(composeCommand: 'docker-compose' | 'docke
     },
     psql(env, sql) {
       const db = env === 'prod' ? 'makapix' : 'makapix_dev';
-      return execFileSync('docker', ['exec', '-i', `${PROJECTS[env]}-db`, 'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-p', String(PORTS[env].db), '-U', 'owner', '-d', db, '-c', sql], { encoding: 'utf8' });
+      return execFileSync(
+        'docker',
+        [
+          'exec',
+          '-i',
+          `${PROJECTS[env]}-db`,
+          'psql',
+          '-X',
+          '-A',
+          '-t',
+          '-v',
+          'ON_ERROR_STOP=1',
+          '-p',
+          String(PORTS[env].db),
+          '-U',
+          'owner',
+          '-d',
+          db,
+          '-c',
+          sql,
+        ],
+        { encoding: 'utf8' },
+      );
     },
     async stop() {
       await sshd.stop();

@@ -55,7 +55,13 @@ export function rollingProblem(): string | undefined {
 
 function sh(command: string, cwd?: string, env?: Record<string, string>): string {
   // DOCKER_BUILDKIT=0: the test engine has no bridge network, which BuildKit's RUN needs (see the test sshd).
-  return execFileSync('bash', ['-c', command], { cwd, encoding: 'utf8', env: { ...process.env, DOCKER_BUILDKIT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 16 * 1024 * 1024 });
+  return execFileSync('bash', ['-c', command], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, DOCKER_BUILDKIT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 16 * 1024 * 1024,
+  });
 }
 
 /** Removes everything named tsroll-<slot>-: containers, the network, the images. */
@@ -147,7 +153,9 @@ export async function startRollingStack(composeCommand: 'docker compose' | 'dock
     images,
     use,
     running() {
-      const out = sh(`docker ps -q --filter label=com.docker.compose.project=${project} --filter label=com.docker.compose.service=api | xargs -r docker inspect --format '{{.Id}} {{.Image}}'`);
+      const out = sh(
+        `docker ps -q --filter label=com.docker.compose.project=${project} --filter label=com.docker.compose.service=api | xargs -r docker inspect --format '{{.Id}} {{.Image}}'`,
+      );
       return out
         .trim()
         .split('\n')
