@@ -59761,6 +59761,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.CATALOG_SQL = exports.EXACT_COUNT_LIMIT = void 0;
 exports.queryJson = queryJson;
 exports.readCatalog = readCatalog;
+exports.mergePartitionKeys = mergePartitionKeys;
 const errors_1 = __nccwpck_require__(639);
 const sql_1 = __nccwpck_require__(3830);
 const postgres_1 = __nccwpck_require__(263);
@@ -59803,13 +59804,20 @@ pk AS (
 fk AS (
   SELECT json_agg(json_build_object(
       'name', con.conname, 'table', ct.schema || '.' || ct.name, 'refTable', rt.schema || '.' || rt.name,
+      'partition', CASE WHEN cc.relispartition THEN cn.nspname || '.' || cc.relname END,
       'columns', array_to_json(array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
           JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)),
       'refColumns', array_to_json(array(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
           JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i)),
       'onDelete', CASE con.confdeltype WHEN 'r' THEN 'restrict' WHEN 'c' THEN 'cascade' WHEN 'n' THEN 'set null' WHEN 'd' THEN 'set default' ELSE 'no action' END
     ) ORDER BY ct.schema, ct.name, con.conname) AS list
-  FROM pg_constraint con JOIN tbl ct ON ct.oid = con.conrelid JOIN tbl rt ON rt.oid = con.confrelid
+  -- Keys declared on a partition itself (not cloned from its parent's) belong to the partitioned
+  -- table at the top of its tree: rows are read through that parent.
+  FROM pg_constraint con
+  JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+  JOIN pg_class rc ON rc.oid = con.confrelid
+  JOIN tbl ct ON ct.oid = CASE WHEN cc.relispartition THEN pg_partition_root(cc.oid) ELSE cc.oid END
+  JOIN tbl rt ON rt.oid = CASE WHEN rc.relispartition THEN pg_partition_root(rc.oid) ELSE rc.oid END
   WHERE con.contype = 'f' AND con.conparentid = 0
 ),
 seq_cols AS (
@@ -59862,7 +59870,32 @@ async function readCatalog(host, env) {
         rows: exact.get(t.id) ?? Math.max(0, Math.round(reltuples)),
         rowsExact: exact.has(t.id),
     }));
-    return { tables, foreignKeys: raw.foreignKeys, sequences: raw.sequences };
+    return { tables, foreignKeys: mergePartitionKeys(raw.foreignKeys), sequences: raw.sequences };
+}
+/**
+ * Keys declared partition by partition become one key of their parent: the same columns to the
+ * same referenced columns, whatever each partition's constraint is called.
+ */
+function mergePartitionKeys(raw) {
+    const out = [];
+    const merged = new Map();
+    for (const { partition, ...fk } of raw) {
+        if (!partition) {
+            out.push(fk);
+            continue;
+        }
+        const key = JSON.stringify([fk.table, fk.columns, fk.refTable, fk.refColumns]);
+        const seen = merged.get(key);
+        if (seen) {
+            seen.partitions?.push(partition);
+            seen.names?.push(fk.name);
+            continue;
+        }
+        const one = { ...fk, partitions: [partition], names: [fk.name] };
+        merged.set(key, one);
+        out.push(one);
+    }
+    return out;
 }
 
 
@@ -59878,6 +59911,7 @@ exports.ResampleFailed = void 0;
 exports.effectiveParams = effectiveParams;
 exports.makeSecrets = makeSecrets;
 exports.planResample = planResample;
+exports.emptyTableWarnings = emptyTableWarnings;
 exports.countsQuery = countsQuery;
 exports.orphansQuery = orphansQuery;
 exports.leakQuery = leakQuery;
@@ -59935,7 +59969,7 @@ function emptyReport(plan, dryRun) {
             rules: tp.columns.filter((c) => c.rule).map((c) => `${c.name}: ${c.rule}`),
             note: tp.note,
         })),
-        foreignKeys: plan.fks.map((p) => ({ name: p.fk.name, table: p.fk.table, columns: p.fk.columns, refTable: p.fk.refTable, policy: p.policy, source: p.source, orphans: 0 })),
+        foreignKeys: plan.fks.map((p) => ({ name: p.fk.name, table: p.fk.table, columns: p.fk.columns, refTable: p.fk.refTable, policy: p.policy, source: p.source, orphans: 0, ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}) })),
         leaks: [],
         probes: plan.probes.length,
         warnings: [...plan.warnings],
@@ -59946,6 +59980,32 @@ function emptyReport(plan, dryRun) {
         phases: [],
         plan,
     };
+}
+/**
+ * Tables that have rows in production and none in dev although no one asked for that (they are
+ * not in empty-tables), each with the reason: a table silently copied empty is how a sample stops
+ * being complete without anyone noticing.
+ */
+function emptyTableWarnings(plan, tables) {
+    const out = [];
+    for (const t of tables) {
+        if (t.mode === 'empty' || t.prodRows === 0 || t.copied > 0)
+            continue;
+        const tp = plan.tables.find((x) => x.table.id === t.table);
+        const rows = `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`;
+        const owners = tp?.outgoing.filter((p) => p.owning).map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`) ?? [];
+        const reason = t.mode === 'unreached'
+            ? 'no foreign key leads from it to the sampled rows, so nothing brings its rows along; list it in sample.reference-tables to copy it whole, or in sample.empty-tables if dev should not have them'
+            : t.mode === 'owned'
+                ? `none of its rows belongs to a sampled row (through ${owners.join(' or ')}) or they were dropped by a drop policy; a larger fraction, include keys or a foreign-keys policy may bring some`
+                : t.mode === 'included'
+                    ? 'no copied row includes any of its rows'
+                    : t.mode === 'root'
+                        ? 'no row passed the sample (fraction, filter, include)'
+                        : 'it was copied whole and production had no rows at the snapshot';
+        out.push(`${t.table} has ${rows} rows in production and none in dev: ${reason}`);
+    }
+    return out;
 }
 /** json_build_object takes at most 100 arguments: one object per 50 pairs, merged. */
 function jsonObject(pairs) {
@@ -60064,8 +60124,14 @@ async function resample(ctx, params, hooks = {}) {
     };
     for (const w of plan.warnings)
         log.warning(w);
-    if (params.dryRun)
+    if (params.dryRun) {
+        // Before a run only the tables nothing reaches are known to end up empty.
+        for (const w of emptyTableWarnings(plan, report.tables.filter((t) => t.mode === 'unreached'))) {
+            report.warnings.push(w);
+            log.warning(w);
+        }
         return finish();
+    }
     const timeout = config['command-timeout-seconds'];
     const sample = config.sample;
     const server = new swap_1.DevServer(host, dev, sample['maintenance-database']);
@@ -60120,6 +60186,10 @@ async function resample(ctx, params, hooks = {}) {
             for (const f of report.foreignKeys)
                 f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
             report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
+            for (const w of emptyTableWarnings(plan, report.tables)) {
+                report.warnings.push(w);
+                log.warning(w);
+            }
             const orphaned = report.foreignKeys.filter((f) => f.orphans > 0);
             if (orphaned.length)
                 throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, finish());
@@ -60359,7 +60429,7 @@ function resolveForeignKey(catalog, key) {
             fail(`foreign-keys "${key}": ${table.id} has no foreign key on (${cols.join(', ')})`);
         return fk;
     }
-    const byName = catalog.foreignKeys.filter((f) => f.name === key);
+    const byName = catalog.foreignKeys.filter((f) => f.name === key || f.names?.includes(key));
     if (byName.length === 1)
         return byName[0];
     if (byName.length === 0)
@@ -60846,7 +60916,7 @@ function resampleSummary(r, outcome) {
     s.heading('Tables', 3);
     s.table(['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'rules'], r.tables.map((t) => [t.table, t.note, `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`, `${r.dryRun ? '≈' : ''}${t.copied}`, pct(t.copied, t.prodRows), t.rules.join('; ')]));
     s.heading('Foreign keys', 3);
-    s.table(['table', 'columns', 'references', 'policy', r.dryRun ? '' : 'orphans'], r.foreignKeys.map((f) => [f.table, f.columns.join(', '), f.refTable, `${f.policy}${f.source === 'config' ? ' (config)' : ''}`, r.dryRun ? '' : String(f.orphans)]));
+    s.table(['table', 'columns', 'references', 'policy', r.dryRun ? '' : 'orphans'], r.foreignKeys.map((f) => [f.partitions ? `${f.table} (declared on ${f.partitions.length} partition${f.partitions.length > 1 ? 's' : ''})` : f.table, f.columns.join(', '), f.refTable, `${f.policy}${f.source === 'config' ? ' (config)' : ''}`, r.dryRun ? '' : String(f.orphans)]));
     if (!outcome.ok)
         s.text('Next: read the error above; fix sample rules or the failing step, then run resample again. Dev keeps working on its previous data meanwhile.');
     return s;

@@ -1,6 +1,7 @@
 /**
  * What production's catalog says: tables (partitioned parents, not their partitions), columns,
- * primary keys, foreign keys (composite, self-referencing, cyclic) and sequences. Read with psql on
+ * primary keys, foreign keys (composite, self-referencing, cyclic, declared on the parent or on
+ * each partition) and sequences. Read with psql on
  * the host, which works whether the database runs in a container or not and needs no password.
  */
 import type { Host } from '../infra/host';
@@ -37,11 +38,19 @@ export interface Table {
 
 export interface ForeignKey {
   name: string;
+  /** The table it constrains; for a key declared on partitions, their partitioned parent. */
   table: string;
   columns: string[];
   refTable: string;
   refColumns: string[];
   onDelete: 'no action' | 'restrict' | 'cascade' | 'set null' | 'set default';
+  /**
+   * Set when the key is declared on partitions rather than on their parent (as some schemas do,
+   * one constraint per partition): the partitions that declare it, and their constraints' names.
+   * The sample treats it as a key of the whole parent.
+   */
+  partitions?: string[];
+  names?: string[];
 }
 
 export interface SequenceInfo {
@@ -103,13 +112,20 @@ pk AS (
 fk AS (
   SELECT json_agg(json_build_object(
       'name', con.conname, 'table', ct.schema || '.' || ct.name, 'refTable', rt.schema || '.' || rt.name,
+      'partition', CASE WHEN cc.relispartition THEN cn.nspname || '.' || cc.relname END,
       'columns', array_to_json(array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
           JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)),
       'refColumns', array_to_json(array(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
           JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i)),
       'onDelete', CASE con.confdeltype WHEN 'r' THEN 'restrict' WHEN 'c' THEN 'cascade' WHEN 'n' THEN 'set null' WHEN 'd' THEN 'set default' ELSE 'no action' END
     ) ORDER BY ct.schema, ct.name, con.conname) AS list
-  FROM pg_constraint con JOIN tbl ct ON ct.oid = con.conrelid JOIN tbl rt ON rt.oid = con.confrelid
+  -- Keys declared on a partition itself (not cloned from its parent's) belong to the partitioned
+  -- table at the top of its tree: rows are read through that parent.
+  FROM pg_constraint con
+  JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+  JOIN pg_class rc ON rc.oid = con.confrelid
+  JOIN tbl ct ON ct.oid = CASE WHEN cc.relispartition THEN pg_partition_root(cc.oid) ELSE cc.oid END
+  JOIN tbl rt ON rt.oid = CASE WHEN rc.relispartition THEN pg_partition_root(rc.oid) ELSE rc.oid END
   WHERE con.contype = 'f' AND con.conparentid = 0
 ),
 seq_cols AS (
@@ -148,7 +164,7 @@ interface RawTable extends Omit<Table, 'rows' | 'rowsExact'> {
 /** Reads production's catalog, and row counts (exact where cheap). Changes nothing. */
 export async function readCatalog(host: Host, env: Environment): Promise<Catalog> {
   const db = env.cfg.database.name;
-  const raw = await queryJson<{ tables: RawTable[]; foreignKeys: ForeignKey[]; sequences: SequenceInfo[] }>(host, env, db, CATALOG_SQL, 'reading the production catalog');
+  const raw = await queryJson<{ tables: RawTable[]; foreignKeys: RawForeignKey[]; sequences: SequenceInfo[] }>(host, env, db, CATALOG_SQL, 'reading the production catalog');
   // Never-analyzed tables say -1 (PostgreSQL 14+) or 0: count those, and the small ones, exactly.
   const toCount = raw.tables.filter((t) => t.reltuples <= EXACT_COUNT_LIMIT);
   const exact = new Map<string, number>();
@@ -165,5 +181,33 @@ export async function readCatalog(host: Host, env: Environment): Promise<Catalog
     rows: exact.get(t.id) ?? Math.max(0, Math.round(reltuples)),
     rowsExact: exact.has(t.id),
   }));
-  return { tables, foreignKeys: raw.foreignKeys, sequences: raw.sequences };
+  return { tables, foreignKeys: mergePartitionKeys(raw.foreignKeys), sequences: raw.sequences };
+}
+
+type RawForeignKey = ForeignKey & { partition?: string | null };
+
+/**
+ * Keys declared partition by partition become one key of their parent: the same columns to the
+ * same referenced columns, whatever each partition's constraint is called.
+ */
+export function mergePartitionKeys(raw: RawForeignKey[]): ForeignKey[] {
+  const out: ForeignKey[] = [];
+  const merged = new Map<string, ForeignKey>();
+  for (const { partition, ...fk } of raw) {
+    if (!partition) {
+      out.push(fk);
+      continue;
+    }
+    const key = JSON.stringify([fk.table, fk.columns, fk.refTable, fk.refColumns]);
+    const seen = merged.get(key);
+    if (seen) {
+      seen.partitions?.push(partition);
+      seen.names?.push(fk.name);
+      continue;
+    }
+    const one: ForeignKey = { ...fk, partitions: [partition], names: [fk.name] };
+    merged.set(key, one);
+    out.push(one);
+  }
+  return out;
 }

@@ -65,6 +65,8 @@ export interface ForeignKeyReport {
   policy: string;
   source: string;
   orphans: number;
+  /** The partitions that declare it, when it is declared on partitions rather than the parent. */
+  partitions?: string[];
 }
 
 export interface LeakHit {
@@ -140,7 +142,7 @@ function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
       rules: tp.columns.filter((c) => c.rule).map((c) => `${c.name}: ${c.rule}`),
       note: tp.note,
     })),
-    foreignKeys: plan.fks.map((p) => ({ name: p.fk.name, table: p.fk.table, columns: p.fk.columns, refTable: p.fk.refTable, policy: p.policy, source: p.source, orphans: 0 })),
+    foreignKeys: plan.fks.map((p) => ({ name: p.fk.name, table: p.fk.table, columns: p.fk.columns, refTable: p.fk.refTable, policy: p.policy, source: p.source, orphans: 0, ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}) })),
     leaks: [],
     probes: plan.probes.length,
     warnings: [...plan.warnings],
@@ -151,6 +153,33 @@ function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
     phases: [],
     plan,
   };
+}
+
+/**
+ * Tables that have rows in production and none in dev although no one asked for that (they are
+ * not in empty-tables), each with the reason: a table silently copied empty is how a sample stops
+ * being complete without anyone noticing.
+ */
+export function emptyTableWarnings(plan: SamplePlan, tables: TableReport[]): string[] {
+  const out: string[] = [];
+  for (const t of tables) {
+    if (t.mode === 'empty' || t.prodRows === 0 || t.copied > 0) continue;
+    const tp = plan.tables.find((x) => x.table.id === t.table);
+    const rows = `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`;
+    const owners = tp?.outgoing.filter((p) => p.owning).map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`) ?? [];
+    const reason =
+      t.mode === 'unreached'
+        ? 'no foreign key leads from it to the sampled rows, so nothing brings its rows along; list it in sample.reference-tables to copy it whole, or in sample.empty-tables if dev should not have them'
+        : t.mode === 'owned'
+          ? `none of its rows belongs to a sampled row (through ${owners.join(' or ')}) or they were dropped by a drop policy; a larger fraction, include keys or a foreign-keys policy may bring some`
+          : t.mode === 'included'
+            ? 'no copied row includes any of its rows'
+            : t.mode === 'root'
+              ? 'no row passed the sample (fraction, filter, include)'
+              : 'it was copied whole and production had no rows at the snapshot';
+    out.push(`${t.table} has ${rows} rows in production and none in dev: ${reason}`);
+  }
+  return out;
 }
 
 /** json_build_object takes at most 100 arguments: one object per 50 pairs, merged. */
@@ -274,7 +303,14 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
     return report;
   };
   for (const w of plan.warnings) log.warning(w);
-  if (params.dryRun) return finish();
+  if (params.dryRun) {
+    // Before a run only the tables nothing reaches are known to end up empty.
+    for (const w of emptyTableWarnings(plan, report.tables.filter((t) => t.mode === 'unreached'))) {
+      report.warnings.push(w);
+      log.warning(w);
+    }
+    return finish();
+  }
 
   const timeout = config['command-timeout-seconds'];
   const sample = config.sample;
@@ -335,6 +371,10 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         for (const t of report.tables) t.copied = Number(counts[t.table] ?? 0);
         for (const f of report.foreignKeys) f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
         report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
+        for (const w of emptyTableWarnings(plan, report.tables)) {
+          report.warnings.push(w);
+          log.warning(w);
+        }
         const orphaned = report.foreignKeys.filter((f) => f.orphans > 0);
         if (orphaned.length) throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, finish());
         if (report.leaks.length) {

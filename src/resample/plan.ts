@@ -125,7 +125,7 @@ function resolveForeignKey(catalog: Catalog, key: string): ForeignKey {
     if (!fk) fail(`foreign-keys "${key}": ${table.id} has no foreign key on (${cols.join(', ')})`);
     return fk;
   }
-  const byName = catalog.foreignKeys.filter((f) => f.name === key);
+  const byName = catalog.foreignKeys.filter((f) => f.name === key || f.names?.includes(key));
   if (byName.length === 1) return byName[0];
   if (byName.length === 0) fail(`foreign-keys "${key}": production has no foreign key of that name; write table(column)`);
   fail(`foreign-keys "${key}": several tables have a constraint of that name; write table(column)`);

@@ -30,7 +30,7 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
   s.heading('Foreign keys', 3);
   s.table(
     ['table', 'columns', 'references', 'policy', r.dryRun ? '' : 'orphans'],
-    r.foreignKeys.map((f) => [f.table, f.columns.join(', '), f.refTable, `${f.policy}${f.source === 'config' ? ' (config)' : ''}`, r.dryRun ? '' : String(f.orphans)]),
+    r.foreignKeys.map((f) => [f.partitions ? `${f.table} (declared on ${f.partitions.length} partition${f.partitions.length > 1 ? 's' : ''})` : f.table, f.columns.join(', '), f.refTable, `${f.policy}${f.source === 'config' ? ' (config)' : ''}`, r.dryRun ? '' : String(f.orphans)]),
   );
   if (!outcome.ok) s.text('Next: read the error above; fix sample rules or the failing step, then run resample again. Dev keeps working on its previous data meanwhile.');
   return s;

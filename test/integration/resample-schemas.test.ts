@@ -1,0 +1,94 @@
+/**
+ * The resample on schemas the fixture does not have, each loaded into a real production server:
+ * foreign keys declared on partitions, non-owning keys, a schema with names, bios and JSON for
+ * `init`, masking across tables and under unique indexes.
+ */
+import { strict as assert } from 'node:assert';
+import { after, before, describe, it } from 'node:test';
+import { ConfigurationError } from '../../src/infra/errors';
+import { resample } from '../../src/resample/engine';
+import { isSampled } from '../../src/resample/plan';
+import { resampleSummary } from '../../src/resample/report';
+import { loadScenario, runSql, startWorld, type World } from './resample-support';
+
+let w: World;
+
+before(async () => {
+  w = await startWorld(20);
+});
+after(async () => {
+  await w?.stop();
+});
+
+const devRows = (sql: string) => runSql(w.dev, 'makapix_dev', sql).trim();
+const prodRows = (sql: string) => runSql(w.prod, 'makapix', sql).trim();
+
+function sampledKeys(seed: string, fraction: number, n: number): number[] {
+  const ids: number[] = [];
+  for (let id = 1; id <= n; id++) if (isSampled(seed, fraction, String(id))) ids.push(id);
+  return ids;
+}
+
+describe('foreign keys declared on partitions', () => {
+  // The issue's reproduction, with a second partition declaring the same key under another name,
+  // and a settings table nothing reaches.
+  const SCHEMA = `
+CREATE TABLE customer (id int PRIMARY KEY, email text);
+CREATE TABLE payment (id int, customer_id int NOT NULL, paid date NOT NULL, PRIMARY KEY (id, paid)) PARTITION BY RANGE (paid);
+CREATE TABLE payment_2022 PARTITION OF payment FOR VALUES FROM ('2022-01-01') TO ('2023-01-01');
+CREATE TABLE payment_2023 PARTITION OF payment FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+ALTER TABLE payment_2022 ADD FOREIGN KEY (customer_id) REFERENCES customer(id);
+ALTER TABLE payment_2023 ADD CONSTRAINT payment_2023_customer FOREIGN KEY (customer_id) REFERENCES customer(id);
+CREATE TABLE app_setting (id int PRIMARY KEY, value int NOT NULL);
+INSERT INTO customer SELECT g, 'customer' || g || '@mail.example.org' FROM generate_series(1, 200) g;
+INSERT INTO payment SELECT g, 1 + (g * 7) % 200, date '2022-01-01' + (g % 700) FROM generate_series(1, 2224) g;
+INSERT INTO app_setting VALUES (1, 10), (2, 20);
+`;
+  const sample = { root: 'customer', fraction: 0.2, seed: 'pay', columns: { 'customer.email': { sql: "'c' || id || '@dev.example.test'" } } };
+
+  it('brings every payment of a sampled customer, from every partition', async () => {
+    loadScenario(w, SCHEMA);
+    const ids = sampledKeys('pay', 0.2, 200);
+    const report = await resample(w.ctx(w.config(sample)), { dryRun: false });
+    const expected = prodRows(`SELECT count(*) FROM payment WHERE customer_id IN (${ids.join(',')})`);
+    assert.ok(Number(expected) > 100, `the fixture has payments of sampled customers (${expected})`);
+    assert.equal(devRows('SELECT count(*) FROM payment'), expected);
+    assert.ok(Number(devRows('SELECT count(*) FROM ONLY payment_2023')) > 0);
+    assert.equal(devRows(`SELECT count(*) FROM payment WHERE customer_id NOT IN (${ids.join(',')})`), '0');
+    // One key of the parent, declared on both partitions; no orphans, both constraints in dev.
+    const fk = report.foreignKeys.filter((f) => f.table === 'public.payment');
+    assert.equal(fk.length, 1);
+    assert.equal(fk[0].orphans, 0);
+    assert.equal(devRows("SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE contype = 'f'"), 'payment_2022_customer_id_fkey,payment_2023_customer');
+  });
+
+  it('warns in the summary about a table with rows that ends up empty without being in empty-tables, saying why', async () => {
+    const report = await resample(w.ctx(w.config(sample)), { dryRun: false });
+    const warning = report.warnings.find((x) => x.startsWith('public.app_setting'));
+    assert.ok(warning, report.warnings.join('\n'));
+    assert.match(warning, /has 2 rows in production and none in dev: no foreign key leads from it to the sampled rows.*sample\.reference-tables/);
+    assert.match(resampleSummary(report, { ok: true }).toMarkdown(), /⚠️ public\.app_setting has 2 rows in production and none in dev/);
+    // Listed in empty-tables, it is a choice and no longer a warning.
+    const quiet = await resample(w.ctx(w.config({ ...sample, 'empty-tables': ['app_setting'] })), { dryRun: false });
+    assert.deepEqual(quiet.warnings.filter((x) => x.includes('app_setting')), []);
+    // An owned table whose rows all belong to unsampled owners is named too.
+    const none = await resample(w.ctx(w.config({ ...sample, fraction: 0, 'empty-tables': ['app_setting'] })), { dryRun: false });
+    assert.ok(none.warnings.some((x) => /^public\.payment has 2224 rows in production and none in dev: none of its rows belongs to a sampled row \(through customer_id → public\.customer\)/.test(x)), none.warnings.join('\n'));
+  });
+
+  it('refuses, before anything runs, a partitioned table listed as a reference table whose partitions reference sampled rows', async () => {
+    const dbs = w.databases(w.dev);
+    await assert.rejects(resample(w.ctx(w.config({ ...sample, 'reference-tables': ['payment'] })), { dryRun: false }), (e: Error) => {
+      assert.ok(e instanceof ConfigurationError);
+      assert.match(e.message, /reference table public\.payment has a required foreign key payment_2022_customer_id_fkey to public\.customer/);
+      assert.equal(e.message.split('\n').length, 1);
+      return true;
+    });
+    assert.deepEqual(w.databases(w.dev), dbs);
+  });
+
+  it('accepts a policy for such a key under any of its partitions\' constraint names', async () => {
+    const report = await resample(w.ctx(w.config({ ...sample, 'foreign-keys': { payment_2023_customer: 'drop' } })), { dryRun: true });
+    assert.equal(report.foreignKeys.find((f) => f.table === 'public.payment')?.source, 'config');
+  });
+});
