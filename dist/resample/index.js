@@ -59968,8 +59968,9 @@ function emptyReport(plan, dryRun) {
             copied: dryRun ? tp.estimate : 0,
             rules: tp.columns.filter((c) => c.rule).map((c) => `${c.name}: ${c.rule}`),
             note: tp.note,
+            ownersCleared: [],
         })),
-        foreignKeys: plan.fks.map((p) => ({ name: p.fk.name, table: p.fk.table, columns: p.fk.columns, refTable: p.fk.refTable, policy: p.policy, source: p.source, orphans: 0, ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}) })),
+        foreignKeys: plan.fks.map((p) => ({ name: p.fk.name, table: p.fk.table, columns: p.fk.columns, refTable: p.fk.refTable, policy: p.ownsNothing ? `${p.policy}, owns nothing` : p.policy, source: p.source, orphans: 0, ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}) })),
         leaks: [],
         probes: plan.probes.length,
         warnings: [...plan.warnings],
@@ -60164,7 +60165,14 @@ async function resample(ctx, params, hooks = {}) {
             log.info(`Rows: streaming the sample from production into ${names.staging} on the host.`);
             const receive = (0, postgres_1.psql)(dev, names.staging, {
                 tuples: true,
-                run: [`SET synchronous_commit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean)`, postgres_1.STDIN_SCRIPT, countsQuery(plan), orphansQuery(plan), leakQuery(plan)],
+                run: [
+                    `SET synchronous_commit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${plan_1.CLEARED_TABLE} (tbl text, fk text, n bigint)`,
+                    postgres_1.STDIN_SCRIPT,
+                    countsQuery(plan),
+                    orphansQuery(plan),
+                    `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n)), '[]')::text FROM pg_temp.${plan_1.CLEARED_TABLE};`,
+                    leakQuery(plan),
+                ],
             });
             const send = (0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true });
             // Production's snapshot is read under prod's lock: a promotion (and its migration, which needs
@@ -60185,6 +60193,12 @@ async function resample(ctx, params, hooks = {}) {
                 t.copied = Number(counts[t.table] ?? 0);
             for (const f of report.foreignKeys)
                 f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
+            for (const c of parseTagged(streamed.stdout, 'cleared')) {
+                const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
+                report.tables.find((t) => t.table === c.table)?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
+            }
+            for (const t of report.tables)
+                t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
             report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
             for (const w of emptyTableWarnings(plan, report.tables)) {
                 report.warnings.push(w);
@@ -60353,7 +60367,7 @@ function fragmentProblem(text, kind) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.PROBE_TABLE = void 0;
+exports.CLEARED_TABLE = exports.PROBE_TABLE = void 0;
 exports.thresholdFor = thresholdFor;
 exports.memberHash = memberHash;
 exports.isSampled = isSampled;
@@ -60365,6 +60379,8 @@ exports.membershipProgram = membershipProgram;
 exports.tempTables = tempTables;
 exports.selectFor = selectFor;
 exports.copyHeader = copyHeader;
+exports.clearableOwners = clearableOwners;
+exports.clearedSelect = clearedSelect;
 exports.probeSelect = probeSelect;
 exports.productionScript = productionScript;
 exports.copiedTables = copiedTables;
@@ -60491,7 +60507,18 @@ function buildPlan(catalog, req) {
             fail(`${id} is listed both in empty-tables and reference-tables`);
     if (empty.has(root.id) || reference.has(root.id))
         fail(`the root ${root.id} cannot be an empty or reference table`);
-    // Tables reached from the root by following foreign keys backwards.
+    // The config's entries per foreign key: a policy, and keys that own nothing.
+    const configured = new Map();
+    const notOwning = new Set();
+    for (const [key, setting] of Object.entries(settings['foreign-keys'])) {
+        const fk = resolveForeignKey(catalog, key);
+        const policy = typeof setting === 'object' ? setting.policy : setting;
+        if (policy !== undefined)
+            configured.set(fk, policy);
+        if (typeof setting === 'object' && setting.owns === false)
+            notOwning.add(fk);
+    }
+    // Tables reached from the root by following owning foreign keys backwards.
     const mode = new Map();
     const distance = new Map([[root.id, 0]]);
     mode.set(root.id, 'root');
@@ -60499,7 +60526,7 @@ function buildPlan(catalog, req) {
     while (frontier.length) {
         const next = [];
         for (const fk of catalog.foreignKeys) {
-            if (!frontier.includes(fk.refTable) || fk.table === fk.refTable || mode.has(fk.table))
+            if (!frontier.includes(fk.refTable) || fk.table === fk.refTable || mode.has(fk.table) || notOwning.has(fk))
                 continue;
             if (empty.has(fk.table) || reference.has(fk.table))
                 continue;
@@ -60515,9 +60542,6 @@ function buildPlan(catalog, req) {
         mode.set(t.id, empty.has(t.id) ? 'empty' : reference.has(t.id) ? 'reference' : 'unreached');
     }
     // Policies: the config's, else null where every column of the key is nullable, else drop.
-    const configured = new Map();
-    for (const [key, policy] of Object.entries(settings['foreign-keys']))
-        configured.set(resolveForeignKey(catalog, key), policy);
     const nullable = (fk) => {
         const t = byId.get(fk.table);
         return fk.columns.every((c) => !t.columns.find((x) => x.name === c)?.notNull);
@@ -60526,7 +60550,7 @@ function buildPlan(catalog, req) {
         const p = configured.get(fk);
         if (p)
             return { policy: p, source: 'config' };
-        return { policy: nullable(fk) ? 'null' : 'drop', source: 'default' };
+        return { policy: nullable(fk) ? 'null' : 'drop', source: notOwning.has(fk) ? 'config' : 'default' };
     };
     for (const [fk, p] of configured) {
         if (p === 'null' && !nullable(fk))
@@ -60555,7 +60579,7 @@ function buildPlan(catalog, req) {
     // Owning links: an owned table's keys into the root or other owned tables (not into itself).
     const owningTargets = new Map();
     for (const fk of catalog.foreignKeys) {
-        if (mode.get(fk.table) !== 'owned' || fk.table === fk.refTable)
+        if (mode.get(fk.table) !== 'owned' || fk.table === fk.refTable || notOwning.has(fk))
             continue;
         const m = mode.get(fk.refTable);
         if (m !== 'root' && m !== 'owned')
@@ -60580,7 +60604,7 @@ function buildPlan(catalog, req) {
         if (mode.get(fk.table) === 'reference' && strict && target !== 'all') {
             fail(`reference table ${fk.table} has a required foreign key ${fk.name} to ${fk.refTable}, which is not copied whole: list ${fk.refTable} as a reference table too, or make the key nullable`);
         }
-        fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict });
+        fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict, ownsNothing: notOwning.has(fk) });
     }
     // Keyed tables: those whose member keys other tables look up.
     const keyed = new Set([root.id]);
@@ -60831,6 +60855,29 @@ function copyHeader(tp) {
     return `COPY ${(0, sql_1.qualified)(tp.table.schema, tp.table.name)} (${tp.columns.map((c) => (0, sql_1.ident)(c.name)).join(', ')}) FROM stdin;`;
 }
 exports.PROBE_TABLE = 'ts_probe';
+exports.CLEARED_TABLE = 'ts_cleared';
+/**
+ * Owning keys whose reference a copied row may lose: the row came along through another of its
+ * keys (a comment on a sampled post) while this owner (its author) is outside the sample, so the
+ * reference is cleared. Counted per table and key for the report.
+ */
+function clearableOwners(plan) {
+    return plan.tables
+        .filter((tp) => tp.mode === 'owned')
+        .map((tp) => ({ tp, fks: tp.outgoing.filter((p) => p.owning && !p.strict && p.target === 'members') }))
+        .filter((x) => x.fks.length > 0 && x.tp.outgoing.filter((p) => p.owning).length > 1);
+}
+/** Rows (table, key, count) of copied rows whose owner was cleared, read in the same snapshot. */
+function clearedSelect(plan) {
+    const parts = clearableOwners(plan).map(({ tp, fks }) => {
+        const cleared = fks.map((p, i) => `count(*) FILTER (WHERE NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}) AS n${i}`);
+        // A keyed table's members (and their keys) are already in its temporary table.
+        const source = tp.keyed ? `pg_temp.${tp.temp} t` : `${from(tp.table)} t WHERE ${rowCondition(plan, tp)}`;
+        const values = fks.map((p, i) => `(${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(p.fk.name)}, s.n${i})`).join(', ');
+        return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM ${source}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n)`;
+    });
+    return parts.length ? parts.join(' UNION ALL ') : undefined;
+}
 /** Real values of sensitive columns among the copied rows, for the leak scan (unique ones only). */
 function probeSelect(plan) {
     const limit = plan.settings['leak-scan']['values-per-column'];
@@ -60865,6 +60912,12 @@ function productionScript(plan) {
             continue;
         out.push(`SELECT ${(0, sql_1.literal)(copyHeader(tp))};`);
         out.push(`COPY (${selectFor(plan, tp)}) TO STDOUT;`);
+        out.push(`SELECT ${(0, sql_1.literal)('\\.')};`);
+    }
+    const cleared = clearedSelect(plan);
+    if (cleared) {
+        out.push(`SELECT ${(0, sql_1.literal)(`COPY pg_temp.${exports.CLEARED_TABLE} (tbl, fk, n) FROM stdin;`)};`);
+        out.push(`COPY (${cleared}) TO STDOUT;`);
         out.push(`SELECT ${(0, sql_1.literal)('\\.')};`);
     }
     const probes = probeSelect(plan);
@@ -60911,10 +60964,21 @@ function resampleSummary(r, outcome) {
         `duration: ${r.seconds.toFixed(1)} s`,
         ...r.warnings.map((w) => `⚠️ ${w}`),
     ]);
+    const cleared = r.tables.flatMap((t) => t.ownersCleared.filter((o) => o.rows > 0).map((o) => `${t.table}: ${o.rows} row(s) came along through another key with their owner ${o.key} cleared`));
+    if (cleared.length)
+        s.text(`Rows whose owner is outside the sample (set \`owns: false\` on the key that brought them under sample.foreign-keys if they should not come): ${cleared.join('; ')}.`);
     if (r.leaks.length)
         s.table(['production column', 'found in', 'rows'], r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows)]));
     s.heading('Tables', 3);
-    s.table(['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'rules'], r.tables.map((t) => [t.table, t.note, `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`, `${r.dryRun ? '≈' : ''}${t.copied}`, pct(t.copied, t.prodRows), t.rules.join('; ')]));
+    s.table(['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'owner cleared', 'rules'], r.tables.map((t) => [
+        t.table,
+        t.note,
+        `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`,
+        `${r.dryRun ? '≈' : ''}${t.copied}`,
+        pct(t.copied, t.prodRows),
+        t.ownersCleared.map((o) => `${o.rows} (${o.key})`).join('; '),
+        t.rules.join('; '),
+    ]));
     s.heading('Foreign keys', 3);
     s.table(['table', 'columns', 'references', 'policy', r.dryRun ? '' : 'orphans'], r.foreignKeys.map((f) => [f.partitions ? `${f.table} (declared on ${f.partitions.length} partition${f.partitions.length > 1 ? 's' : ''})` : f.table, f.columns.join(', '), f.refTable, `${f.policy}${f.source === 'config' ? ' (config)' : ''}`, r.dryRun ? '' : String(f.orphans)]));
     if (!outcome.ok)
@@ -60941,7 +61005,7 @@ function planLines(r) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -60985,6 +61049,18 @@ exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
 exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);
+/**
+ * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
+ * not come along through this key (a player's current post does not make the player part of the
+ * sample); only its owning keys bring them. The policy still resolves the reference.
+ */
+exports.foreignKeySettingSchema = zod_1.z.union([
+    exports.foreignKeyPolicySchema,
+    zod_1.z
+        .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
+        .strict()
+        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
+]);
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -61023,8 +61099,11 @@ exports.sampleSchema = zod_1.z
     'reference-tables': zod_1.z.array(tableName).default([]),
     /** Tables copied empty whatever reaches them (token tables, sessions). */
     'empty-tables': zod_1.z.array(tableName).default([]),
-    /** Per foreign key: include the referenced row, null the column, or drop the referencing row. */
-    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
+    /**
+     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
+     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
+     */
+    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z.array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(exports.DEFAULT_SENSITIVE_NAMES),

@@ -58269,7 +58269,7 @@ function fragmentProblem(text, kind) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -58313,6 +58313,18 @@ exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
 exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);
+/**
+ * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
+ * not come along through this key (a player's current post does not make the player part of the
+ * sample); only its owning keys bring them. The policy still resolves the reference.
+ */
+exports.foreignKeySettingSchema = zod_1.z.union([
+    exports.foreignKeyPolicySchema,
+    zod_1.z
+        .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
+        .strict()
+        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
+]);
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -58351,8 +58363,11 @@ exports.sampleSchema = zod_1.z
     'reference-tables': zod_1.z.array(tableName).default([]),
     /** Tables copied empty whatever reaches them (token tables, sessions). */
     'empty-tables': zod_1.z.array(tableName).default([]),
-    /** Per foreign key: include the referenced row, null the column, or drop the referencing row. */
-    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
+    /**
+     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
+     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
+     */
+    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z.array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(exports.DEFAULT_SENSITIVE_NAMES),

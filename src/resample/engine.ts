@@ -21,7 +21,7 @@ import { EnvironmentLock } from '../domain/lock';
 import { quote } from '../infra/shell';
 import { hashDevPassword, isTextual, newSalt, type RunSecrets } from './anonymize';
 import { readCatalog, type Catalog } from './catalog';
-import { PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
+import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from '../infra/sql';
 import { copyDatabaseSettingsSql, psql, STDIN_SCRIPT } from '../infra/postgres';
@@ -55,6 +55,8 @@ export interface TableReport {
   copied: number;
   rules: string[];
   note: string;
+  /** Copied rows whose owner (an owning key's target) is outside the sample, so the key was cleared: they came along through another key. */
+  ownersCleared: Array<{ key: string; rows: number }>;
 }
 
 export interface ForeignKeyReport {
@@ -141,8 +143,9 @@ function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
       copied: dryRun ? tp.estimate : 0,
       rules: tp.columns.filter((c) => c.rule).map((c) => `${c.name}: ${c.rule}`),
       note: tp.note,
+      ownersCleared: [],
     })),
-    foreignKeys: plan.fks.map((p) => ({ name: p.fk.name, table: p.fk.table, columns: p.fk.columns, refTable: p.fk.refTable, policy: p.policy, source: p.source, orphans: 0, ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}) })),
+    foreignKeys: plan.fks.map((p) => ({ name: p.fk.name, table: p.fk.table, columns: p.fk.columns, refTable: p.fk.refTable, policy: p.ownsNothing ? `${p.policy}, owns nothing` : p.policy, source: p.source, orphans: 0, ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}) })),
     leaks: [],
     probes: plan.probes.length,
     warnings: [...plan.warnings],
@@ -352,7 +355,14 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         log.info(`Rows: streaming the sample from production into ${names.staging} on the host.`);
         const receive = psql(dev, names.staging, {
           tuples: true,
-          run: [`SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean)`, STDIN_SCRIPT, countsQuery(plan), orphansQuery(plan), leakQuery(plan)],
+          run: [
+            `SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${CLEARED_TABLE} (tbl text, fk text, n bigint)`,
+            STDIN_SCRIPT,
+            countsQuery(plan),
+            orphansQuery(plan),
+            `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n)), '[]')::text FROM pg_temp.${CLEARED_TABLE};`,
+            leakQuery(plan),
+          ],
         });
         const send = psql(prod, prod.cfg.database.name, { tuples: true });
         // Production's snapshot is read under prod's lock: a promotion (and its migration, which needs
@@ -370,6 +380,11 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         report.leaks = parseTagged(streamed.stdout, 'leaks') as LeakHit[];
         for (const t of report.tables) t.copied = Number(counts[t.table] ?? 0);
         for (const f of report.foreignKeys) f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
+        for (const c of parseTagged(streamed.stdout, 'cleared') as Array<{ table: string; fk: string; rows: number }>) {
+          const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
+          report.tables.find((t) => t.table === c.table)?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
+        }
+        for (const t of report.tables) t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
         report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
         for (const w of emptyTableWarnings(plan, report.tables)) {
           report.warnings.push(w);

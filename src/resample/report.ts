@@ -21,11 +21,21 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
     `duration: ${r.seconds.toFixed(1)} s`,
     ...r.warnings.map((w) => `⚠️ ${w}`),
   ]);
+  const cleared = r.tables.flatMap((t) => t.ownersCleared.filter((o) => o.rows > 0).map((o) => `${t.table}: ${o.rows} row(s) came along through another key with their owner ${o.key} cleared`));
+  if (cleared.length) s.text(`Rows whose owner is outside the sample (set \`owns: false\` on the key that brought them under sample.foreign-keys if they should not come): ${cleared.join('; ')}.`);
   if (r.leaks.length) s.table(['production column', 'found in', 'rows'], r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows)]));
   s.heading('Tables', 3);
   s.table(
-    ['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'rules'],
-    r.tables.map((t) => [t.table, t.note, `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`, `${r.dryRun ? '≈' : ''}${t.copied}`, pct(t.copied, t.prodRows), t.rules.join('; ')]),
+    ['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'owner cleared', 'rules'],
+    r.tables.map((t) => [
+      t.table,
+      t.note,
+      `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`,
+      `${r.dryRun ? '≈' : ''}${t.copied}`,
+      pct(t.copied, t.prodRows),
+      t.ownersCleared.map((o) => `${o.rows} (${o.key})`).join('; '),
+      t.rules.join('; '),
+    ]),
   );
   s.heading('Foreign keys', 3);
   s.table(

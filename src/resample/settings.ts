@@ -49,6 +49,20 @@ export type ColumnRule = z.output<typeof columnRuleSchema>;
 export const foreignKeyPolicySchema = z.union([z.null().transform(() => 'null' as const), z.enum(['include', 'null', 'drop'])]);
 export type ForeignKeyPolicy = z.output<typeof foreignKeyPolicySchema>;
 
+/**
+ * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
+ * not come along through this key (a player's current post does not make the player part of the
+ * sample); only its owning keys bring them. The policy still resolves the reference.
+ */
+export const foreignKeySettingSchema = z.union([
+  foreignKeyPolicySchema,
+  z
+    .object({ policy: foreignKeyPolicySchema.optional(), owns: z.boolean().optional() })
+    .strict()
+    .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
+]);
+export type ForeignKeySetting = z.output<typeof foreignKeySettingSchema>;
+
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 export const DEFAULT_SENSITIVE_NAMES = [
   'email',
@@ -88,8 +102,11 @@ export const sampleSchema = z
     'reference-tables': z.array(tableName).default([]),
     /** Tables copied empty whatever reaches them (token tables, sessions). */
     'empty-tables': z.array(tableName).default([]),
-    /** Per foreign key: include the referenced row, null the column, or drop the referencing row. */
-    'foreign-keys': z.record(foreignKeyRef, foreignKeyPolicySchema).default({}),
+    /**
+     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
+     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
+     */
+    'foreign-keys': z.record(foreignKeyRef, foreignKeySettingSchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: z.record(columnRef, columnRuleSchema).default({}),
     'sensitive-names': z.array(z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word')).min(1).default(DEFAULT_SENSITIVE_NAMES),

@@ -92,3 +92,51 @@ INSERT INTO app_setting VALUES (1, 10), (2, 20);
     assert.equal(report.foreignKeys.find((f) => f.table === 'public.payment')?.source, 'config');
   });
 });
+
+describe('owning and non-owning foreign keys', () => {
+  // A player belongs to its owner; it also points at the post it currently shows, which may be
+  // another user's. Only the owner should bring a player (and its device name) into the sample.
+  const SCHEMA = `
+CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL);
+CREATE TABLE posts (id int PRIMARY KEY, owner_id int NOT NULL REFERENCES users(id));
+CREATE TABLE players (id int PRIMARY KEY, owner_id int REFERENCES users(id), current_post_id int REFERENCES posts(id), device_name text);
+INSERT INTO users SELECT g, 'u' || g || '@mail.example.org' FROM generate_series(1, 400) g;
+INSERT INTO posts SELECT g, 1 + (g * 13) % 400 FROM generate_series(1, 1200) g;
+INSERT INTO players SELECT g, 1 + (g * 7) % 400, 1 + (g * 31) % 1200, 'Frame of ' || g FROM generate_series(1, 1000) g;
+`;
+  const sample = { root: 'users', fraction: 0.3, seed: 'own', columns: { 'users.email': { sql: "'u' || id || '@dev.example.test'" }, 'players.device_name': 'keep' } };
+  const ids = () => sampledKeys('own', 0.3, 400).join(',');
+
+  it('by default, any key brings a row: players of unsampled users arrive through their post, the owner cleared and counted', async () => {
+    loadScenario(w, SCHEMA);
+    const report = await resample(w.ctx(w.config(sample)), { dryRun: false });
+    const foreign = prodRows(`SELECT count(*) FROM players p JOIN posts q ON q.id = p.current_post_id WHERE p.owner_id NOT IN (${ids()}) AND q.owner_id IN (${ids()})`);
+    assert.ok(Number(foreign) > 50, `the fixture has such players (${foreign})`);
+    assert.equal(devRows('SELECT count(*) FROM players WHERE owner_id IS NULL'), foreign);
+    const players = report.tables.find((t) => t.table === 'public.players');
+    assert.deepEqual(players?.ownersCleared, [
+      { key: 'current_post_id → public.posts', rows: Number(prodRows(`SELECT count(*) FROM players p JOIN posts q ON q.id = p.current_post_id WHERE p.owner_id IN (${ids()}) AND q.owner_id NOT IN (${ids()})`)) },
+      { key: 'owner_id → public.users', rows: Number(foreign) },
+    ]);
+    assert.match(resampleSummary(report, { ok: true }).toMarkdown(), new RegExp(`public\\.players: ${foreign} row\\(s\\) came along through another key with their owner owner_id → public\\.users cleared`));
+  });
+
+  it('with owns: false on the post key, only the owner brings a player: no device name of an unsampled user reaches dev', async () => {
+    const config = w.config({ ...sample, 'foreign-keys': { 'players(current_post_id)': { owns: false } } });
+    const report = await resample(w.ctx(config), { dryRun: false });
+    assert.equal(devRows('SELECT count(*) FROM players'), prodRows(`SELECT count(*) FROM players WHERE owner_id IN (${ids()})`));
+    assert.equal(devRows('SELECT count(*) FROM players WHERE owner_id IS NULL'), '0');
+    // The post key still resolves its reference: a post outside the sample is cleared, never an orphan.
+    assert.ok(Number(devRows('SELECT count(*) FROM players WHERE current_post_id IS NULL')) > 0);
+    assert.deepEqual(report.foreignKeys.filter((f) => f.orphans > 0), []);
+    assert.equal(report.foreignKeys.find((f) => f.columns[0] === 'current_post_id')?.policy, 'null, owns nothing');
+    assert.deepEqual(report.tables.find((t) => t.table === 'public.players')?.ownersCleared, []);
+  });
+
+  it('refuses an entry that says nothing, in one line naming the key', () => {
+    assert.throws(() => w.config({ ...sample, 'foreign-keys': { 'players(current_post_id)': {} } }), (e: Error) => {
+      assert.match(e.message, /sample\.foreign-keys\.players\(current_post_id\).*give policy \(include, null or drop\), owns \(true or false\), or both/);
+      return true;
+    });
+  });
+});
