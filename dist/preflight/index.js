@@ -56375,7 +56375,8 @@ exports.RemoteCommandError = RemoteCommandError;
 function scrubRowValues(text) {
     return text
         .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
-        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
+        // The key may be an expression (lower(email)); "is duplicated" comes from building a unique index.
+        .replace(/Key \((.*?)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
         .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
 }
 /** The environment's lock could not be taken in time. */
@@ -57467,13 +57468,18 @@ function sqlFragment(kind, max = 2000) {
 /**
  * What happens to a column's value on its way out of production. YAML's bare `null` means the
  * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
- * key); `rehash` is an md5 of the value with a per-run salt; `dev-password` is one hash of the
- * dev password input; `sql` is one expression over the row's columns, evaluated in production
- * (lexed by fragmentProblem: no statements, psql commands, comments or server functions).
+ * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
+ * comes from the seed): the same value gives the same masked value in every table and every run
+ * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
+ * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
+ * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
+ * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
+ * row's columns, evaluated in production (lexed by fragmentProblem: no statements, psql commands,
+ * comments or server functions).
  */
 exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.null().transform(() => 'null'),
-    zod_1.z.enum(['keep', 'null', 'rehash', 'dev-password']),
+    zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
     zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
 exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);

@@ -57014,6 +57014,9 @@ function readParams(ctx) {
     const password = io.secret('dev-password');
     if (password)
         params.devPassword = password;
+    const maskKey = io.secret('mask-key');
+    if (maskKey)
+        params.maskKey = maskKey;
     return params;
 }
 exports.resampleAction = {
@@ -58542,7 +58545,8 @@ exports.RemoteCommandError = RemoteCommandError;
 function scrubRowValues(text) {
     return text
         .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
-        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
+        // The key may be an expression (lower(email)); "is duplicated" comes from building a unique index.
+        .replace(/Key \((.*?)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
         .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
 }
 /** The environment's lock could not be taken in time. */
@@ -59651,9 +59655,10 @@ exports.nameWords = nameWords;
 exports.sensitiveMatch = sensitiveMatch;
 exports.isTextual = isTextual;
 exports.describeRule = describeRule;
-exports.newSalt = newSalt;
+exports.maskKeyFor = maskKeyFor;
 exports.hashDevPassword = hashDevPassword;
 exports.ruleExpression = ruleExpression;
+exports.maskedValue = maskedValue;
 /**
  * Anonymization: which columns look sensitive, what each rule becomes as a SQL expression in the
  * production-side SELECT (so real values never leave production), and the dev password hash.
@@ -59687,8 +59692,12 @@ exports.PERSONAL_SHAPE = '^([^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+|[0-9]
 function describeRule(rule) {
     return typeof rule === 'string' ? rule : `sql: ${rule.sql}`;
 }
-function newSalt() {
-    return (0, node_crypto_1.randomBytes)(12).toString('hex');
+/**
+ * The same seed (and secret) give the same key, so masked values are the same in every run with
+ * that seed. The key is sent to production's session; dev never sees it.
+ */
+function maskKeyFor(seed, secret = '') {
+    return (0, node_crypto_1.createHmac)('sha256', `twinstack masking key:${secret}`).update(seed).digest('hex');
 }
 /** passlib's adapted base64: '+' becomes '.', no padding. */
 function ab64(buf) {
@@ -59729,14 +59738,23 @@ function ruleExpression(rule, column, where, secrets, settings) {
             throw new RuleError(`${where}: rule null on a NOT NULL column; use {sql: ...} to give it a harmless value`);
         return `NULL::${column.type}`;
     }
-    if (rule === 'rehash') {
-        if (column.category !== 'S')
-            throw new RuleError(`${where}: rehash makes text and ${column.type} is not a text type; use null or {sql: ...}`);
-        return cast(`CASE WHEN ${col} IS NULL THEN NULL ELSE md5(${(0, sql_1.literal)(secrets.salt)} || ${col}::text) END`);
+    if (rule === 'rehash' || rule === 'fake-email' || rule === 'fake-name') {
+        const inet = ['inet', 'cidr'].includes(column.baseType);
+        if (column.category !== 'S' && !(rule === 'rehash' && inet)) {
+            throw new RuleError(`${where}: ${rule} makes text and ${column.type} is not a text type; use null or {sql: ...}`);
+        }
+        const made = maskedValue(rule, col, secrets.maskKey, inet, column.unique ?? false);
+        const max = maxLength(column);
+        if (column.unique && max !== undefined && max < made.length) {
+            throw new RuleError(`${where}: ${rule} needs ${made.length} characters to keep this unique column unique and ${column.type} holds ${max}; use {sql: ...}`);
+        }
+        return cast(`CASE WHEN ${col} IS NULL THEN NULL ELSE ${made.sql} END`);
     }
     if (rule === 'dev-password') {
         if (column.category !== 'S')
             throw new RuleError(`${where}: dev-password writes a text hash and ${column.type} is not a text type`);
+        if (column.unique)
+            throw new RuleError(`${where}: dev-password gives every row the same hash and the column is unique; use rehash or null`);
         const hash = secrets.devPasswordHash !== undefined ? (0, sql_1.literal)(secrets.devPasswordHash) : undefined;
         if (hash === undefined) {
             if (column.notNull)
@@ -59747,6 +59765,38 @@ function ruleExpression(rule, column, where, secrets, settings) {
         return cast(`CASE WHEN ${col} IS NULL THEN NULL ELSE ${hash} END`);
     }
     return cast(rule.sql);
+}
+/** Invented syllables: fake names that no real person is likely to have, so no probe matches one. */
+const SYLLABLES = ['ka', 'lo', 'mi', 'ren', 'ta', 'vu', 'shi', 'no', 'ber', 'dal', 'fen', 'gro', 'hal', 'ix', 'jo', 'kel', 'lum', 'mar', 'nev', 'ost', 'pra', 'qui', 'ros', 'sel', 'tor', 'ul', 'vin', 'wex', 'yar', 'zed', 'bri', 'cas'];
+/** varchar(n)/char(n): the most characters the column holds. */
+function maxLength(column) {
+    const m = /^(character varying|varchar|character|char)\((\d+)\)/.exec(column.type);
+    return m ? Number(m[2]) : undefined;
+}
+/**
+ * A masked value from the keyed hash of the value's text (sha256 of key and value, computed in
+ * production). `length` is the longest text it makes, to check it fits a unique column.
+ */
+function maskedValue(rule, col, key, inet, unique) {
+    const digest = `sha256(convert_to(${(0, sql_1.literal)(`${key}:`)} || ${col}::text, 'UTF8'))`;
+    const hex = `encode(${digest}, 'hex')`;
+    if (rule === 'rehash' && inet) {
+        // An address in the private fd00::/8 range, 120 bits of the hash.
+        const groups = [`'fd' || substr(h, 1, 2)`, ...[3, 7, 11, 15, 19, 23, 27].map((i) => `substr(h, ${i}, 4)`)];
+        return { sql: `(SELECT (${groups.join(" || ':' || ")})::inet FROM (SELECT ${hex} AS h) x)`, length: 39 };
+    }
+    if (rule === 'rehash')
+        return { sql: `substr(${hex}, 1, 32)`, length: 32 };
+    if (rule === 'fake-email')
+        return { sql: `('u' || substr(${hex}, 1, 20) || '@example.invalid')`, length: 37 };
+    const syl = `ARRAY[${SYLLABLES.map((x) => (0, sql_1.literal)(x)).join(', ')}]`;
+    const pick = (i) => `a[1 + get_byte(d, ${i}) % ${SYLLABLES.length}]`;
+    // Unique columns (user names) get 12 hex digits of the hash: names alone would collide.
+    const suffix = unique ? ` || ' ' || substr(encode(d, 'hex'), 1, 12)` : '';
+    return {
+        sql: `(SELECT initcap(${pick(0)} || ${pick(1)}) || ' ' || initcap(${pick(2)} || ${pick(3)} || ${pick(4)})${suffix} FROM (SELECT ${digest} AS d, ${syl} AS a) x)`,
+        length: 6 + 1 + 9 + (unique ? 13 : 0),
+    };
 }
 
 
@@ -59791,7 +59841,10 @@ cols AS (
   SELECT a.attrelid, json_agg(json_build_object(
       'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'notNull', a.attnotnull,
       'generated', a.attgenerated <> '', 'category', coalesce(bt.typcategory, t.typcategory)::text,
-      'baseType', coalesce(bt.typname, t.typname)::text) ORDER BY a.attnum) AS columns
+      'baseType', coalesce(bt.typname, t.typname)::text,
+      'unique', EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
+          AND (a.attnum = ANY (i.indkey) OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum)))) ORDER BY a.attnum) AS columns
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
   WHERE a.attrelid IN (SELECT oid FROM tbl) AND a.attnum > 0 AND NOT a.attisdropped
   GROUP BY a.attrelid
@@ -59941,10 +59994,10 @@ exports.ResampleFailed = ResampleFailed;
 function effectiveParams(config, params) {
     return { fraction: params.fraction ?? config.sample.fraction, seed: params.seed ?? config.sample.seed };
 }
-function makeSecrets(config, devPassword) {
+function makeSecrets(config, devPassword, seed, maskSecret) {
     const scheme = config.sample['password-hash'];
     return {
-        salt: (0, anonymize_1.newSalt)(),
+        maskKey: (0, anonymize_1.maskKeyFor)(seed, maskSecret),
         devPasswordHash: devPassword ? (0, anonymize_1.hashDevPassword)(devPassword, scheme) : undefined,
     };
 }
@@ -59952,7 +60005,11 @@ async function planResample(ctx, params, catalog) {
     const prod = new environment_1.Environment('prod', ctx.config);
     const cat = catalog ?? (await (0, catalog_1.readCatalog)(ctx.host, prod));
     const { fraction, seed } = effectiveParams(ctx.config, params);
-    return (0, plan_1.buildPlan)(cat, { settings: ctx.config.sample, fraction, seed, secrets: makeSecrets(ctx.config, params.devPassword) });
+    const plan = (0, plan_1.buildPlan)(cat, { settings: ctx.config.sample, fraction, seed, secrets: makeSecrets(ctx.config, params.devPassword, seed, params.maskKey) });
+    if (!params.maskKey && Object.values(ctx.config.sample.columns).some((r) => r === 'rehash' || r === 'fake-email' || r === 'fake-name')) {
+        plan.warnings.push('masking key from the seed alone: anyone who knows the seed can recover short masked values (IP addresses, phone numbers) by trying them all; pass the mask-key input from a secret');
+    }
+    return plan;
 }
 function emptyReport(plan, dryRun) {
     return {
@@ -61039,13 +61096,18 @@ function sqlFragment(kind, max = 2000) {
 /**
  * What happens to a column's value on its way out of production. YAML's bare `null` means the
  * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
- * key); `rehash` is an md5 of the value with a per-run salt; `dev-password` is one hash of the
- * dev password input; `sql` is one expression over the row's columns, evaluated in production
- * (lexed by fragmentProblem: no statements, psql commands, comments or server functions).
+ * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
+ * comes from the seed): the same value gives the same masked value in every table and every run
+ * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
+ * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
+ * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
+ * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
+ * row's columns, evaluated in production (lexed by fragmentProblem: no statements, psql commands,
+ * comments or server functions).
  */
 exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.null().transform(() => 'null'),
-    zod_1.z.enum(['keep', 'null', 'rehash', 'dev-password']),
+    zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
     zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
 exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);

@@ -21,6 +21,8 @@ export interface Column {
   category: string;
   /** The base type's name (for domains, the type underneath): text, jsonb, inet... */
   baseType: string;
+  /** Part of a unique index or constraint (as a column or inside an expression such as lower(email)). */
+  unique?: boolean;
 }
 
 export interface Table {
@@ -99,7 +101,10 @@ cols AS (
   SELECT a.attrelid, json_agg(json_build_object(
       'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'notNull', a.attnotnull,
       'generated', a.attgenerated <> '', 'category', coalesce(bt.typcategory, t.typcategory)::text,
-      'baseType', coalesce(bt.typname, t.typname)::text) ORDER BY a.attnum) AS columns
+      'baseType', coalesce(bt.typname, t.typname)::text,
+      'unique', EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
+          AND (a.attnum = ANY (i.indkey) OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum)))) ORDER BY a.attnum) AS columns
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
   WHERE a.attrelid IN (SELECT oid FROM tbl) AND a.attnum > 0 AND NOT a.attisdropped
   GROUP BY a.attrelid

@@ -19,7 +19,7 @@ import { pendingDirOf } from '../domain/host-log';
 import { underLock } from '../domain/operation';
 import { EnvironmentLock } from '../domain/lock';
 import { quote } from '../infra/shell';
-import { hashDevPassword, isTextual, newSalt, type RunSecrets } from './anonymize';
+import { hashDevPassword, isTextual, maskKeyFor, type RunSecrets } from './anonymize';
 import { readCatalog, type Catalog } from './catalog';
 import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
@@ -31,6 +31,8 @@ export interface ResampleParams {
   seed?: string;
   dryRun: boolean;
   devPassword?: string;
+  /** The secret mixed into the masking hash's key (input mask-key). */
+  maskKey?: string;
 }
 
 export interface ResampleContext {
@@ -114,10 +116,10 @@ export function effectiveParams(config: Config, params: ResampleParams): { fract
   return { fraction: params.fraction ?? config.sample.fraction, seed: params.seed ?? config.sample.seed };
 }
 
-export function makeSecrets(config: Config, devPassword: string | undefined): RunSecrets {
+export function makeSecrets(config: Config, devPassword: string | undefined, seed: string, maskSecret?: string): RunSecrets {
   const scheme = config.sample['password-hash'];
   return {
-    salt: newSalt(),
+    maskKey: maskKeyFor(seed, maskSecret),
     devPasswordHash: devPassword ? hashDevPassword(devPassword, scheme) : undefined,
   };
 }
@@ -126,7 +128,11 @@ export async function planResample(ctx: ResampleContext, params: ResampleParams,
   const prod = new Environment('prod', ctx.config);
   const cat = catalog ?? (await readCatalog(ctx.host, prod));
   const { fraction, seed } = effectiveParams(ctx.config, params);
-  return buildPlan(cat, { settings: ctx.config.sample, fraction, seed, secrets: makeSecrets(ctx.config, params.devPassword) });
+  const plan = buildPlan(cat, { settings: ctx.config.sample, fraction, seed, secrets: makeSecrets(ctx.config, params.devPassword, seed, params.maskKey) });
+  if (!params.maskKey && Object.values(ctx.config.sample.columns).some((r) => r === 'rehash' || r === 'fake-email' || r === 'fake-name')) {
+    plan.warnings.push('masking key from the seed alone: anyone who knows the seed can recover short masked values (IP addresses, phone numbers) by trying them all; pass the mask-key input from a secret');
+  }
+  return plan;
 }
 
 function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {

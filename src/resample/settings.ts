@@ -35,13 +35,18 @@ function sqlFragment(kind: SqlFragmentKind, max = 2000) {
 /**
  * What happens to a column's value on its way out of production. YAML's bare `null` means the
  * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
- * key); `rehash` is an md5 of the value with a per-run salt; `dev-password` is one hash of the
- * dev password input; `sql` is one expression over the row's columns, evaluated in production
- * (lexed by fragmentProblem: no statements, psql commands, comments or server functions).
+ * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
+ * comes from the seed): the same value gives the same masked value in every table and every run
+ * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
+ * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
+ * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
+ * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
+ * row's columns, evaluated in production (lexed by fragmentProblem: no statements, psql commands,
+ * comments or server functions).
  */
 export const columnRuleSchema = z.union([
   z.null().transform(() => 'null' as const),
-  z.enum(['keep', 'null', 'rehash', 'dev-password']),
+  z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
   z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
 export type ColumnRule = z.output<typeof columnRuleSchema>;

@@ -140,3 +140,77 @@ INSERT INTO players SELECT g, 1 + (g * 7) % 400, 1 + (g * 31) % 1200, 'Frame of 
     });
   });
 });
+
+describe('consistent, unique masking', () => {
+  // The same e-mail, name and IP in two tables; handles unique under lower(), e-mails unique.
+  const SCHEMA = `
+CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL UNIQUE, handle text NOT NULL, display_name text, last_ip inet, short_code varchar(12) UNIQUE);
+CREATE UNIQUE INDEX users_handle_lower ON users (lower(handle));
+CREATE TABLE invites (id int PRIMARY KEY, user_id int NOT NULL REFERENCES users(id), email text NOT NULL, display_name text, ip inet);
+INSERT INTO users SELECT g, 'person' || g || '@mail.example.org', 'Artist' || g, 'Real Name ' || (g % 500), ('10.' || (g / 65536) % 256 || '.' || (g / 256) % 256 || '.' || g % 256)::inet, 'c' || g FROM generate_series(1, 30000) g;
+INSERT INTO invites SELECT g, 1 + (g * 7) % 30000, CASE WHEN g % 4 = 0 THEN 'other' || g || '@mail.example.org' ELSE 'person' || (1 + (g * 7) % 30000) || '@mail.example.org' END,
+  'Real Name ' || ((1 + (g * 7) % 30000) % 500), ('10.' || ((1 + (g * 7) % 30000) / 65536) % 256 || '.' || ((1 + (g * 7) % 30000) / 256) % 256 || '.' || (1 + (g * 7) % 30000) % 256)::inet
+FROM generate_series(1, 6000) g;
+`;
+  const sample = {
+    root: 'users',
+    fraction: 1,
+    seed: 'mask',
+    columns: {
+      'users.email': 'fake-email',
+      'users.handle': 'fake-name',
+      'users.display_name': 'fake-name',
+      'users.last_ip': 'rehash',
+      'users.short_code': 'null',
+      'invites.email': 'fake-email',
+      'invites.display_name': 'fake-name',
+      'invites.ip': 'rehash',
+    },
+  };
+  const emails = () => devRows('SELECT md5(string_agg(email, \',\' ORDER BY id)) FROM users');
+  let first = '';
+
+  it('gives the same input the same masked value in every table: e-mails, names, IP addresses', async () => {
+    loadScenario(w, SCHEMA);
+    const report = await resample(w.ctx(w.config(sample)), { dryRun: false });
+    assert.equal(report.leaks.length, 0);
+    assert.equal(devRows('SELECT count(*) FROM users'), '30000');
+    assert.equal(devRows("SELECT count(*) FROM users WHERE email LIKE '%@mail.example.org' OR display_name LIKE 'Real Name%' OR handle LIKE 'Artist%' OR last_ip << '10.0.0.0/8'"), '0');
+    // Where production had the same value in both tables, dev has the same masked value.
+    const same = (col: string) => `SELECT count(*) FROM invites i JOIN users u ON u.id = i.user_id WHERE i.${col} = u.${col}`;
+    assert.equal(devRows(same('email')), prodRows(same('email')));
+    assert.equal(devRows(same('display_name')), prodRows(same('display_name')));
+    const sameIp = 'SELECT count(*) FROM invites i JOIN users u ON u.id = i.user_id WHERE i.ip = u.last_ip';
+    assert.equal(devRows(sameIp), prodRows(sameIp));
+    assert.ok(Number(prodRows(sameIp)) > 4000);
+    assert.ok(Number(prodRows(same('email'))) > 4000 && Number(devRows('SELECT count(*) FROM invites i JOIN users u ON u.id = i.user_id WHERE i.email <> u.email')) > 1000);
+    assert.match(devRows('SELECT email FROM users WHERE id = 1'), /^u[0-9a-f]{20}@example\.invalid$/);
+    assert.match(devRows('SELECT display_name FROM users WHERE id = 1'), /^[A-Z][a-z]+ [A-Z][a-z]+$/);
+    assert.match(devRows('SELECT host(last_ip) FROM users WHERE id = 1'), /^fd[0-9a-f]{2}:/);
+    first = emails();
+  });
+
+  it('keeps unique columns unique: the unique indexes are rebuilt in dev over the masked values', () => {
+    assert.equal(devRows('SELECT count(DISTINCT email) FROM users'), '30000');
+    assert.equal(devRows('SELECT count(DISTINCT lower(handle)) FROM users'), '30000');
+    assert.equal(devRows("SELECT count(*) FROM pg_indexes WHERE indexname IN ('users_handle_lower', 'users_email_key')"), '2');
+    // A unique handle's fake name carries part of its hash; a plain name does not need to.
+    assert.match(devRows('SELECT handle FROM users WHERE id = 1'), /^[A-Z][a-z]+ [A-Z][a-z]+ [0-9a-f]{12}$/);
+  });
+
+  it('gives the same masked values in the next run with the same seed, and others with another seed', async () => {
+    await resample(w.ctx(w.config(sample)), { dryRun: false });
+    assert.equal(emails(), first);
+    await resample(w.ctx(w.config(sample)), { dryRun: false, seed: 'another' });
+    assert.notEqual(emails(), first);
+  });
+
+  it('refuses, in one line before anything runs, a rule that cannot keep a unique column unique', async () => {
+    await assert.rejects(resample(w.ctx(w.config({ ...sample, columns: { ...sample.columns, 'users.short_code': 'rehash' } })), { dryRun: false }), (e: Error) => {
+      assert.ok(e instanceof ConfigurationError);
+      assert.match(e.message, /columns public\.users\.short_code: rehash needs 32 characters to keep this unique column unique and character varying\(12\) holds 12/);
+      assert.equal(e.message.split('\n').length, 1);
+      return true;
+    });
+  });
+});
