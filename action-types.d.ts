@@ -242,6 +242,8 @@ export interface ResampleInputs {
   'dry-run': string;
   /** Password every sampled user gets in dev (hashed in the format of sample.password-hash). Pass it from a secret. Without it, password hashes become NULL. */
   'dev-password': string;
+  /** Secret key of the masking hash (rehash, fake-email, fake-name), mixed with the seed: the same key and seed give the same masked values every run. Pass it from a secret. Without it the key comes from the seed alone, and whoever knows the seed can recover short values (IP addresses, phone numbers) by trying them all. */
+  'mask-key': string;
 }
 
 /** Outputs of twinstack resample (actions/resample). */

@@ -56639,10 +56639,11 @@ exports.RemoteCommandError = RemoteCommandError;
  * public: the values are replaced by where to look, and the table, constraint and line stay.
  */
 function scrubRowValues(text) {
-    return text
+    return (text
         .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
-        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
-        .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
+        // The key may be an expression (lower(email)); "is duplicated" comes from building a unique index.
+        .replace(/Key \((.*?)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
+        .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)'));
 }
 /** The environment's lock could not be taken in time. */
 class LockTimeoutError extends Error {
@@ -57841,7 +57842,7 @@ function fragmentProblem(text, kind) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -57871,16 +57872,33 @@ function sqlFragment(kind, max = 2000) {
 /**
  * What happens to a column's value on its way out of production. YAML's bare `null` means the
  * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
- * key); `rehash` is an md5 of the value with a per-run salt; `dev-password` is one hash of the
- * dev password input; `sql` is one expression over the row's columns, evaluated in production
- * (lexed by fragmentProblem: no statements, psql commands, comments or server functions).
+ * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
+ * comes from the seed): the same value gives the same masked value in every table and every run
+ * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
+ * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
+ * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
+ * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
+ * row's columns, evaluated in production (lexed by fragmentProblem: no statements, psql commands,
+ * comments or server functions).
  */
 exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.null().transform(() => 'null'),
-    zod_1.z.enum(['keep', 'null', 'rehash', 'dev-password']),
+    zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
     zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
 exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);
+/**
+ * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
+ * not come along through this key (a player's current post does not make the player part of the
+ * sample); only its owning keys bring them. The policy still resolves the reference.
+ */
+exports.foreignKeySettingSchema = zod_1.z.union([
+    exports.foreignKeyPolicySchema,
+    zod_1.z
+        .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
+        .strict()
+        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
+]);
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -57919,8 +57937,11 @@ exports.sampleSchema = zod_1.z
     'reference-tables': zod_1.z.array(tableName).default([]),
     /** Tables copied empty whatever reaches them (token tables, sessions). */
     'empty-tables': zod_1.z.array(tableName).default([]),
-    /** Per foreign key: include the referenced row, null the column, or drop the referencing row. */
-    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
+    /**
+     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
+     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
+     */
+    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z

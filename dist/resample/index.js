@@ -57014,6 +57014,9 @@ function readParams(ctx) {
     const password = io.secret('dev-password');
     if (password)
         params.devPassword = password;
+    const maskKey = io.secret('mask-key');
+    if (maskKey)
+        params.maskKey = maskKey;
     return params;
 }
 exports.resampleAction = {
@@ -58644,10 +58647,11 @@ exports.RemoteCommandError = RemoteCommandError;
  * public: the values are replaced by where to look, and the table, constraint and line stay.
  */
 function scrubRowValues(text) {
-    return text
+    return (text
         .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
-        .replace(/Key \(([^)]*)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
-        .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
+        // The key may be an expression (lower(email)); "is duplicated" comes from building a unique index.
+        .replace(/Key \((.*?)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
+        .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)'));
 }
 /** The environment's lock could not be taken in time. */
 class LockTimeoutError extends Error {
@@ -59764,9 +59768,10 @@ exports.nameWords = nameWords;
 exports.sensitiveMatch = sensitiveMatch;
 exports.isTextual = isTextual;
 exports.describeRule = describeRule;
-exports.newSalt = newSalt;
+exports.maskKeyFor = maskKeyFor;
 exports.hashDevPassword = hashDevPassword;
 exports.ruleExpression = ruleExpression;
+exports.maskedValue = maskedValue;
 /**
  * Anonymization: which columns look sensitive, what each rule becomes as a SQL expression in the
  * production-side SELECT (so real values never leave production), and the dev password hash.
@@ -59800,8 +59805,12 @@ exports.PERSONAL_SHAPE = '^([^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+|[0-9]
 function describeRule(rule) {
     return typeof rule === 'string' ? rule : `sql: ${rule.sql}`;
 }
-function newSalt() {
-    return (0, node_crypto_1.randomBytes)(12).toString('hex');
+/**
+ * The same seed (and secret) give the same key, so masked values are the same in every run with
+ * that seed. The key is sent to production's session; dev never sees it.
+ */
+function maskKeyFor(seed, secret = '') {
+    return (0, node_crypto_1.createHmac)('sha256', `twinstack masking key:${secret}`).update(seed).digest('hex');
 }
 /** passlib's adapted base64: '+' becomes '.', no padding. */
 function ab64(buf) {
@@ -59842,14 +59851,23 @@ function ruleExpression(rule, column, where, secrets) {
             throw new RuleError(`${where}: rule null on a NOT NULL column; use {sql: ...} to give it a harmless value`);
         return `NULL::${column.type}`;
     }
-    if (rule === 'rehash') {
-        if (column.category !== 'S')
-            throw new RuleError(`${where}: rehash makes text and ${column.type} is not a text type; use null or {sql: ...}`);
-        return cast(`CASE WHEN ${col} IS NULL THEN NULL ELSE md5(${(0, sql_1.literal)(secrets.salt)} || ${col}::text) END`);
+    if (rule === 'rehash' || rule === 'fake-email' || rule === 'fake-name') {
+        const inet = ['inet', 'cidr'].includes(column.baseType);
+        if (column.category !== 'S' && !(rule === 'rehash' && inet)) {
+            throw new RuleError(`${where}: ${rule} makes text and ${column.type} is not a text type; use null or {sql: ...}`);
+        }
+        const made = maskedValue(rule, col, secrets.maskKey, inet, column.unique ?? false);
+        const max = maxLength(column);
+        if (column.unique && max !== undefined && max < made.length) {
+            throw new RuleError(`${where}: ${rule} needs ${made.length} characters to keep this unique column unique and ${column.type} holds ${max}; use {sql: ...}`);
+        }
+        return cast(`CASE WHEN ${col} IS NULL THEN NULL ELSE ${made.sql} END`);
     }
     if (rule === 'dev-password') {
         if (column.category !== 'S')
             throw new RuleError(`${where}: dev-password writes a text hash and ${column.type} is not a text type`);
+        if (column.unique)
+            throw new RuleError(`${where}: dev-password gives every row the same hash and the column is unique; use rehash or null`);
         const hash = secrets.devPasswordHash !== undefined ? (0, sql_1.literal)(secrets.devPasswordHash) : undefined;
         if (hash === undefined) {
             if (column.notNull)
@@ -59860,6 +59878,71 @@ function ruleExpression(rule, column, where, secrets) {
         return cast(`CASE WHEN ${col} IS NULL THEN NULL ELSE ${hash} END`);
     }
     return cast(rule.sql);
+}
+/** Invented syllables: fake names that no real person is likely to have, so no probe matches one. */
+const SYLLABLES = [
+    'ka',
+    'lo',
+    'mi',
+    'ren',
+    'ta',
+    'vu',
+    'shi',
+    'no',
+    'ber',
+    'dal',
+    'fen',
+    'gro',
+    'hal',
+    'ix',
+    'jo',
+    'kel',
+    'lum',
+    'mar',
+    'nev',
+    'ost',
+    'pra',
+    'qui',
+    'ros',
+    'sel',
+    'tor',
+    'ul',
+    'vin',
+    'wex',
+    'yar',
+    'zed',
+    'bri',
+    'cas',
+];
+/** varchar(n)/char(n): the most characters the column holds. */
+function maxLength(column) {
+    const m = /^(character varying|varchar|character|char)\((\d+)\)/.exec(column.type);
+    return m ? Number(m[2]) : undefined;
+}
+/**
+ * A masked value from the keyed hash of the value's text (sha256 of key and value, computed in
+ * production). `length` is the longest text it makes, to check it fits a unique column.
+ */
+function maskedValue(rule, col, key, inet, unique) {
+    const digest = `sha256(convert_to(${(0, sql_1.literal)(`${key}:`)} || ${col}::text, 'UTF8'))`;
+    const hex = `encode(${digest}, 'hex')`;
+    if (rule === 'rehash' && inet) {
+        // An address in the private fd00::/8 range, 120 bits of the hash.
+        const groups = [`'fd' || substr(h, 1, 2)`, ...[3, 7, 11, 15, 19, 23, 27].map((i) => `substr(h, ${i}, 4)`)];
+        return { sql: `(SELECT (${groups.join(" || ':' || ")})::inet FROM (SELECT ${hex} AS h) x)`, length: 39 };
+    }
+    if (rule === 'rehash')
+        return { sql: `substr(${hex}, 1, 32)`, length: 32 };
+    if (rule === 'fake-email')
+        return { sql: `('u' || substr(${hex}, 1, 20) || '@example.invalid')`, length: 37 };
+    const syl = `ARRAY[${SYLLABLES.map((x) => (0, sql_1.literal)(x)).join(', ')}]`;
+    const pick = (i) => `a[1 + get_byte(d, ${i}) % ${SYLLABLES.length}]`;
+    // Unique columns (user names) get 12 hex digits of the hash: names alone would collide.
+    const suffix = unique ? ` || ' ' || substr(encode(d, 'hex'), 1, 12)` : '';
+    return {
+        sql: `(SELECT initcap(${pick(0)} || ${pick(1)}) || ' ' || initcap(${pick(2)} || ${pick(3)} || ${pick(4)})${suffix} FROM (SELECT ${digest} AS d, ${syl} AS a) x)`,
+        length: 6 + 1 + 9 + (unique ? 13 : 0),
+    };
 }
 
 
@@ -59874,6 +59957,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.CATALOG_SQL = exports.EXACT_COUNT_LIMIT = void 0;
 exports.queryJson = queryJson;
 exports.readCatalog = readCatalog;
+exports.mergePartitionKeys = mergePartitionKeys;
 const errors_1 = __nccwpck_require__(639);
 const sql_1 = __nccwpck_require__(3830);
 const postgres_1 = __nccwpck_require__(263);
@@ -59903,7 +59987,10 @@ cols AS (
   SELECT a.attrelid, json_agg(json_build_object(
       'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'notNull', a.attnotnull,
       'generated', a.attgenerated <> '', 'category', coalesce(bt.typcategory, t.typcategory)::text,
-      'baseType', coalesce(bt.typname, t.typname)::text) ORDER BY a.attnum) AS columns
+      'baseType', coalesce(bt.typname, t.typname)::text,
+      'unique', EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
+          AND (a.attnum = ANY (i.indkey) OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum)))) ORDER BY a.attnum) AS columns
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
   WHERE a.attrelid IN (SELECT oid FROM tbl) AND a.attnum > 0 AND NOT a.attisdropped
   GROUP BY a.attrelid
@@ -59916,13 +60003,20 @@ pk AS (
 fk AS (
   SELECT json_agg(json_build_object(
       'name', con.conname, 'table', ct.schema || '.' || ct.name, 'refTable', rt.schema || '.' || rt.name,
+      'partition', CASE WHEN cc.relispartition THEN cn.nspname || '.' || cc.relname END,
       'columns', array_to_json(array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
           JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)),
       'refColumns', array_to_json(array(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
           JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i)),
       'onDelete', CASE con.confdeltype WHEN 'r' THEN 'restrict' WHEN 'c' THEN 'cascade' WHEN 'n' THEN 'set null' WHEN 'd' THEN 'set default' ELSE 'no action' END
     ) ORDER BY ct.schema, ct.name, con.conname) AS list
-  FROM pg_constraint con JOIN tbl ct ON ct.oid = con.conrelid JOIN tbl rt ON rt.oid = con.confrelid
+  -- Keys declared on a partition itself (not cloned from its parent's) belong to the partitioned
+  -- table at the top of its tree: rows are read through that parent.
+  FROM pg_constraint con
+  JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+  JOIN pg_class rc ON rc.oid = con.confrelid
+  JOIN tbl ct ON ct.oid = CASE WHEN cc.relispartition THEN pg_partition_root(cc.oid) ELSE cc.oid END
+  JOIN tbl rt ON rt.oid = CASE WHEN rc.relispartition THEN pg_partition_root(rc.oid) ELSE rc.oid END
   WHERE con.contype = 'f' AND con.conparentid = 0
 ),
 seq_cols AS (
@@ -59975,7 +60069,32 @@ async function readCatalog(host, env) {
         rows: exact.get(t.id) ?? Math.max(0, Math.round(reltuples)),
         rowsExact: exact.has(t.id),
     }));
-    return { tables, foreignKeys: raw.foreignKeys, sequences: raw.sequences };
+    return { tables, foreignKeys: mergePartitionKeys(raw.foreignKeys), sequences: raw.sequences };
+}
+/**
+ * Keys declared partition by partition become one key of their parent: the same columns to the
+ * same referenced columns, whatever each partition's constraint is called.
+ */
+function mergePartitionKeys(raw) {
+    const out = [];
+    const merged = new Map();
+    for (const { partition, ...fk } of raw) {
+        if (!partition) {
+            out.push(fk);
+            continue;
+        }
+        const key = JSON.stringify([fk.table, fk.columns, fk.refTable, fk.refColumns]);
+        const seen = merged.get(key);
+        if (seen) {
+            seen.partitions?.push(partition);
+            seen.names?.push(fk.name);
+            continue;
+        }
+        const one = { ...fk, partitions: [partition], names: [fk.name] };
+        merged.set(key, one);
+        out.push(one);
+    }
+    return out;
 }
 
 
@@ -59991,6 +60110,7 @@ exports.ResampleFailed = void 0;
 exports.effectiveParams = effectiveParams;
 exports.makeSecrets = makeSecrets;
 exports.planResample = planResample;
+exports.emptyTableWarnings = emptyTableWarnings;
 exports.countsQuery = countsQuery;
 exports.orphansQuery = orphansQuery;
 exports.leakQuery = leakQuery;
@@ -60020,10 +60140,10 @@ exports.ResampleFailed = ResampleFailed;
 function effectiveParams(config, params) {
     return { fraction: params.fraction ?? config.sample.fraction, seed: params.seed ?? config.sample.seed };
 }
-function makeSecrets(config, devPassword) {
+function makeSecrets(config, devPassword, seed, maskSecret) {
     const scheme = config.sample['password-hash'];
     return {
-        salt: (0, anonymize_1.newSalt)(),
+        maskKey: (0, anonymize_1.maskKeyFor)(seed, maskSecret),
         devPasswordHash: devPassword ? (0, anonymize_1.hashDevPassword)(devPassword, scheme) : undefined,
     };
 }
@@ -60031,7 +60151,11 @@ async function planResample(ctx, params, catalog) {
     const prod = new environment_1.Environment('prod', ctx.config);
     const cat = catalog ?? (await (0, catalog_1.readCatalog)(ctx.host, prod));
     const { fraction, seed } = effectiveParams(ctx.config, params);
-    return (0, plan_1.buildPlan)(cat, { settings: ctx.config.sample, fraction, seed, secrets: makeSecrets(ctx.config, params.devPassword) });
+    const plan = (0, plan_1.buildPlan)(cat, { settings: ctx.config.sample, fraction, seed, secrets: makeSecrets(ctx.config, params.devPassword, seed, params.maskKey) });
+    if (!params.maskKey && Object.values(ctx.config.sample.columns).some((r) => r === 'rehash' || r === 'fake-email' || r === 'fake-name')) {
+        plan.warnings.push('masking key from the seed alone: anyone who knows the seed can recover short masked values (IP addresses, phone numbers) by trying them all; pass the mask-key input from a secret');
+    }
+    return plan;
 }
 function emptyReport(plan, dryRun) {
     return {
@@ -60047,15 +60171,17 @@ function emptyReport(plan, dryRun) {
             copied: dryRun ? tp.estimate : 0,
             rules: tp.columns.filter((c) => c.rule).map((c) => `${c.name}: ${c.rule}`),
             note: tp.note,
+            ownersCleared: [],
         })),
         foreignKeys: plan.fks.map((p) => ({
             name: p.fk.name,
             table: p.fk.table,
             columns: p.fk.columns,
             refTable: p.fk.refTable,
-            policy: p.policy,
+            policy: p.ownsNothing ? `${p.policy}, owns nothing` : p.policy,
             source: p.source,
             orphans: 0,
+            ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}),
         })),
         leaks: [],
         probes: plan.probes.length,
@@ -60067,6 +60193,32 @@ function emptyReport(plan, dryRun) {
         phases: [],
         plan,
     };
+}
+/**
+ * Tables that have rows in production and none in dev although no one asked for that (they are
+ * not in empty-tables), each with the reason: a table silently copied empty is how a sample stops
+ * being complete without anyone noticing.
+ */
+function emptyTableWarnings(plan, tables) {
+    const out = [];
+    for (const t of tables) {
+        if (t.mode === 'empty' || t.prodRows === 0 || t.copied > 0)
+            continue;
+        const tp = plan.tables.find((x) => x.table.id === t.table);
+        const rows = `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`;
+        const owners = tp?.outgoing.filter((p) => p.owning).map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`) ?? [];
+        const reason = t.mode === 'unreached'
+            ? 'no foreign key leads from it to the sampled rows, so nothing brings its rows along; list it in sample.reference-tables to copy it whole, or in sample.empty-tables if dev should not have them'
+            : t.mode === 'owned'
+                ? `none of its rows belongs to a sampled row (through ${owners.join(' or ')}) or they were dropped by a drop policy; a larger fraction, include keys or a foreign-keys policy may bring some`
+                : t.mode === 'included'
+                    ? 'no copied row includes any of its rows'
+                    : t.mode === 'root'
+                        ? 'no row passed the sample (fraction, filter, include)'
+                        : 'it was copied whole and production had no rows at the snapshot';
+        out.push(`${t.table} has ${rows} rows in production and none in dev: ${reason}`);
+    }
+    return out;
 }
 /** json_build_object takes at most 100 arguments: one object per 50 pairs, merged. */
 function jsonObject(pairs) {
@@ -60191,8 +60343,14 @@ async function resample(ctx, params, hooks = {}) {
     };
     for (const w of plan.warnings)
         log.warning(w);
-    if (params.dryRun)
+    if (params.dryRun) {
+        // Before a run only the tables nothing reaches are known to end up empty.
+        for (const w of emptyTableWarnings(plan, report.tables.filter((t) => t.mode === 'unreached'))) {
+            report.warnings.push(w);
+            log.warning(w);
+        }
         return finish();
+    }
     const timeout = config['command-timeout-seconds'];
     const sample = config.sample;
     const server = new swap_1.DevServer(host, dev, sample['maintenance-database']);
@@ -60242,10 +60400,11 @@ async function resample(ctx, params, hooks = {}) {
             const receive = (0, postgres_1.psql)(dev, names.staging, {
                 tuples: true,
                 run: [
-                    `SET synchronous_commit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean)`,
+                    `SET synchronous_commit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${plan_1.CLEARED_TABLE} (tbl text, fk text, n bigint)`,
                     postgres_1.STDIN_SCRIPT,
                     countsQuery(plan),
                     orphansQuery(plan),
+                    `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n)), '[]')::text FROM pg_temp.${plan_1.CLEARED_TABLE};`,
                     leakQuery(plan),
                 ],
             });
@@ -60273,7 +60432,19 @@ async function resample(ctx, params, hooks = {}) {
                 t.copied = Number(counts[t.table] ?? 0);
             for (const f of report.foreignKeys)
                 f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
+            for (const c of parseTagged(streamed.stdout, 'cleared')) {
+                const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
+                report.tables
+                    .find((t) => t.table === c.table)
+                    ?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
+            }
+            for (const t of report.tables)
+                t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
             report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
+            for (const w of emptyTableWarnings(plan, report.tables)) {
+                report.warnings.push(w);
+                log.warning(w);
+            }
             const orphaned = report.foreignKeys.filter((f) => f.orphans > 0);
             if (orphaned.length)
                 throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, finish());
@@ -60461,7 +60632,7 @@ function fragmentProblem(text, kind) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.PROBE_TABLE = void 0;
+exports.CLEARED_TABLE = exports.PROBE_TABLE = void 0;
 exports.thresholdFor = thresholdFor;
 exports.memberHash = memberHash;
 exports.isSampled = isSampled;
@@ -60473,6 +60644,8 @@ exports.membershipProgram = membershipProgram;
 exports.tempTables = tempTables;
 exports.selectFor = selectFor;
 exports.copyHeader = copyHeader;
+exports.clearableOwners = clearableOwners;
+exports.clearedSelect = clearedSelect;
 exports.probeSelect = probeSelect;
 exports.productionScript = productionScript;
 exports.copiedTables = copiedTables;
@@ -60537,7 +60710,7 @@ function resolveForeignKey(catalog, key) {
             fail(`foreign-keys "${key}": ${table.id} has no foreign key on (${cols.join(', ')})`);
         return fk;
     }
-    const byName = catalog.foreignKeys.filter((f) => f.name === key);
+    const byName = catalog.foreignKeys.filter((f) => f.name === key || f.names?.includes(key));
     if (byName.length === 1)
         return byName[0];
     if (byName.length === 0)
@@ -60601,7 +60774,18 @@ function buildPlan(catalog, req) {
             fail(`${id} is listed both in empty-tables and reference-tables`);
     if (empty.has(root.id) || reference.has(root.id))
         fail(`the root ${root.id} cannot be an empty or reference table`);
-    // Tables reached from the root by following foreign keys backwards.
+    // The config's entries per foreign key: a policy, and keys that own nothing.
+    const configured = new Map();
+    const notOwning = new Set();
+    for (const [key, setting] of Object.entries(settings['foreign-keys'])) {
+        const fk = resolveForeignKey(catalog, key);
+        const policy = typeof setting === 'object' ? setting.policy : setting;
+        if (policy !== undefined)
+            configured.set(fk, policy);
+        if (typeof setting === 'object' && setting.owns === false)
+            notOwning.add(fk);
+    }
+    // Tables reached from the root by following owning foreign keys backwards.
     const mode = new Map();
     const distance = new Map([[root.id, 0]]);
     mode.set(root.id, 'root');
@@ -60609,7 +60793,7 @@ function buildPlan(catalog, req) {
     while (frontier.length) {
         const next = [];
         for (const fk of catalog.foreignKeys) {
-            if (!frontier.includes(fk.refTable) || fk.table === fk.refTable || mode.has(fk.table))
+            if (!frontier.includes(fk.refTable) || fk.table === fk.refTable || mode.has(fk.table) || notOwning.has(fk))
                 continue;
             if (empty.has(fk.table) || reference.has(fk.table))
                 continue;
@@ -60625,9 +60809,6 @@ function buildPlan(catalog, req) {
         mode.set(t.id, empty.has(t.id) ? 'empty' : reference.has(t.id) ? 'reference' : 'unreached');
     }
     // Policies: the config's, else null where every column of the key is nullable, else drop.
-    const configured = new Map();
-    for (const [key, policy] of Object.entries(settings['foreign-keys']))
-        configured.set(resolveForeignKey(catalog, key), policy);
     const nullable = (fk) => {
         const t = byId.get(fk.table);
         return fk.columns.every((c) => !t.columns.find((x) => x.name === c)?.notNull);
@@ -60636,7 +60817,7 @@ function buildPlan(catalog, req) {
         const p = configured.get(fk);
         if (p)
             return { policy: p, source: 'config' };
-        return { policy: nullable(fk) ? 'null' : 'drop', source: 'default' };
+        return { policy: nullable(fk) ? 'null' : 'drop', source: notOwning.has(fk) ? 'config' : 'default' };
     };
     for (const [fk, p] of configured) {
         if (p === 'null' && !nullable(fk))
@@ -60665,7 +60846,7 @@ function buildPlan(catalog, req) {
     // Owning links: an owned table's keys into the root or other owned tables (not into itself).
     const owningTargets = new Map();
     for (const fk of catalog.foreignKeys) {
-        if (mode.get(fk.table) !== 'owned' || fk.table === fk.refTable)
+        if (mode.get(fk.table) !== 'owned' || fk.table === fk.refTable || notOwning.has(fk))
             continue;
         const m = mode.get(fk.refTable);
         if (m !== 'root' && m !== 'owned')
@@ -60690,7 +60871,7 @@ function buildPlan(catalog, req) {
         if (mode.get(fk.table) === 'reference' && strict && target !== 'all') {
             fail(`reference table ${fk.table} has a required foreign key ${fk.name} to ${fk.refTable}, which is not copied whole: list ${fk.refTable} as a reference table too, or make the key nullable`);
         }
-        fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict });
+        fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict, ownsNothing: notOwning.has(fk) });
     }
     // Keyed tables: those whose member keys other tables look up.
     const keyed = new Set([root.id]);
@@ -60954,6 +61135,29 @@ function copyHeader(tp) {
     return `COPY ${(0, sql_1.qualified)(tp.table.schema, tp.table.name)} (${tp.columns.map((c) => (0, sql_1.ident)(c.name)).join(', ')}) FROM stdin;`;
 }
 exports.PROBE_TABLE = 'ts_probe';
+exports.CLEARED_TABLE = 'ts_cleared';
+/**
+ * Owning keys whose reference a copied row may lose: the row came along through another of its
+ * keys (a comment on a sampled post) while this owner (its author) is outside the sample, so the
+ * reference is cleared. Counted per table and key for the report.
+ */
+function clearableOwners(plan) {
+    return plan.tables
+        .filter((tp) => tp.mode === 'owned')
+        .map((tp) => ({ tp, fks: tp.outgoing.filter((p) => p.owning && !p.strict && p.target === 'members') }))
+        .filter((x) => x.fks.length > 0 && x.tp.outgoing.filter((p) => p.owning).length > 1);
+}
+/** Rows (table, key, count) of copied rows whose owner was cleared, read in the same snapshot. */
+function clearedSelect(plan) {
+    const parts = clearableOwners(plan).map(({ tp, fks }) => {
+        const cleared = fks.map((p, i) => `count(*) FILTER (WHERE NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}) AS n${i}`);
+        // A keyed table's members (and their keys) are already in its temporary table.
+        const source = tp.keyed ? `pg_temp.${tp.temp} t` : `${from(tp.table)} t WHERE ${rowCondition(plan, tp)}`;
+        const values = fks.map((p, i) => `(${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(p.fk.name)}, s.n${i})`).join(', ');
+        return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM ${source}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n)`;
+    });
+    return parts.length ? parts.join(' UNION ALL ') : undefined;
+}
 /** Real values of sensitive columns among the copied rows, for the leak scan (unique ones only). */
 function probeSelect(plan) {
     const limit = plan.settings['leak-scan']['values-per-column'];
@@ -60988,6 +61192,12 @@ function productionScript(plan) {
             continue;
         out.push(`SELECT ${(0, sql_1.literal)(copyHeader(tp))};`);
         out.push(`COPY (${selectFor(plan, tp)}) TO STDOUT;`);
+        out.push(`SELECT ${(0, sql_1.literal)('\\.')};`);
+    }
+    const cleared = clearedSelect(plan);
+    if (cleared) {
+        out.push(`SELECT ${(0, sql_1.literal)(`COPY pg_temp.${exports.CLEARED_TABLE} (tbl, fk, n) FROM stdin;`)};`);
+        out.push(`COPY (${cleared}) TO STDOUT;`);
         out.push(`SELECT ${(0, sql_1.literal)('\\.')};`);
     }
     const probes = probeSelect(plan);
@@ -61034,20 +61244,24 @@ function resampleSummary(r, outcome) {
         `duration: ${r.seconds.toFixed(1)} s`,
         ...r.warnings.map((w) => `⚠️ ${w}`),
     ]);
+    const cleared = r.tables.flatMap((t) => t.ownersCleared.filter((o) => o.rows > 0).map((o) => `${t.table}: ${o.rows} row(s) came along through another key with their owner ${o.key} cleared`));
+    if (cleared.length)
+        s.text(`Rows whose owner is outside the sample (set \`owns: false\` on the key that brought them under sample.foreign-keys if they should not come): ${cleared.join('; ')}.`);
     if (r.leaks.length)
         s.table(['production column', 'found in', 'rows'], r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows)]));
     s.heading('Tables', 3);
-    s.table(['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'rules'], r.tables.map((t) => [
+    s.table(['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'owner cleared', 'rules'], r.tables.map((t) => [
         t.table,
         t.note,
         `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`,
         `${r.dryRun ? '≈' : ''}${t.copied}`,
         pct(t.copied, t.prodRows),
+        t.ownersCleared.map((o) => `${o.rows} (${o.key})`).join('; '),
         t.rules.join('; '),
     ]));
     s.heading('Foreign keys', 3);
     s.table(['table', 'columns', 'references', 'policy', r.dryRun ? '' : 'orphans'], r.foreignKeys.map((f) => [
-        f.table,
+        f.partitions ? `${f.table} (declared on ${f.partitions.length} partition${f.partitions.length > 1 ? 's' : ''})` : f.table,
         f.columns.join(', '),
         f.refTable,
         `${f.policy}${f.source === 'config' ? ' (config)' : ''}`,
@@ -61077,7 +61291,7 @@ function planLines(r) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -61107,16 +61321,33 @@ function sqlFragment(kind, max = 2000) {
 /**
  * What happens to a column's value on its way out of production. YAML's bare `null` means the
  * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
- * key); `rehash` is an md5 of the value with a per-run salt; `dev-password` is one hash of the
- * dev password input; `sql` is one expression over the row's columns, evaluated in production
- * (lexed by fragmentProblem: no statements, psql commands, comments or server functions).
+ * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
+ * comes from the seed): the same value gives the same masked value in every table and every run
+ * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
+ * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
+ * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
+ * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
+ * row's columns, evaluated in production (lexed by fragmentProblem: no statements, psql commands,
+ * comments or server functions).
  */
 exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.null().transform(() => 'null'),
-    zod_1.z.enum(['keep', 'null', 'rehash', 'dev-password']),
+    zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
     zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
 exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);
+/**
+ * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
+ * not come along through this key (a player's current post does not make the player part of the
+ * sample); only its owning keys bring them. The policy still resolves the reference.
+ */
+exports.foreignKeySettingSchema = zod_1.z.union([
+    exports.foreignKeyPolicySchema,
+    zod_1.z
+        .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
+        .strict()
+        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
+]);
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -61155,8 +61386,11 @@ exports.sampleSchema = zod_1.z
     'reference-tables': zod_1.z.array(tableName).default([]),
     /** Tables copied empty whatever reaches them (token tables, sessions). */
     'empty-tables': zod_1.z.array(tableName).default([]),
-    /** Per foreign key: include the referenced row, null the column, or drop the referencing row. */
-    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeyPolicySchema).default({}),
+    /**
+     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
+     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
+     */
+    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z

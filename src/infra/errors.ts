@@ -42,13 +42,16 @@ export class RemoteCommandError extends Error {
  * public: the values are replaced by where to look, and the table, constraint and line stay.
  */
 export function scrubRowValues(text: string): string {
-  return text
-    .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
-    .replace(
-      /Key \(([^)]*)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g,
-      'Key ($1)=(values not shown)$3',
-    )
-    .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
+  return (
+    text
+      .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
+      // The key may be an expression (lower(email)); "is duplicated" comes from building a unique index.
+      .replace(
+        /Key \((.*?)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g,
+        'Key ($1)=(values not shown)$3',
+      )
+      .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)')
+  );
 }
 
 /** The environment's lock could not be taken in time. */

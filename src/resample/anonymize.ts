@@ -3,7 +3,7 @@
  * production-side SELECT (so real values never leave production), and the dev password hash.
  */
 import * as bcrypt from 'bcryptjs';
-import { createHash, pbkdf2Sync, randomBytes } from 'node:crypto';
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import type { Column } from './catalog';
 import type { ColumnRule, SampleSettings } from './settings';
 import { ident, literal } from '../infra/sql';
@@ -42,12 +42,16 @@ export function describeRule(rule: ColumnRule): string {
 export interface RunSecrets {
   /** The dev password's hash in the configured format, or undefined when no password was given. */
   devPasswordHash?: string;
-  /** Per-run salt for `rehash`. */
-  salt: string;
+  /** The key of the masking hash (rehash, fake-email, fake-name), from the seed. */
+  maskKey: string;
 }
 
-export function newSalt(): string {
-  return randomBytes(12).toString('hex');
+/**
+ * The same seed (and secret) give the same key, so masked values are the same in every run with
+ * that seed. The key is sent to production's session; dev never sees it.
+ */
+export function maskKeyFor(seed: string, secret = ''): string {
+  return createHmac('sha256', `twinstack masking key:${secret}`).update(seed).digest('hex');
 }
 
 /** passlib's adapted base64: '+' becomes '.', no padding. */
@@ -88,12 +92,23 @@ export function ruleExpression(rule: ColumnRule, column: Column, where: string, 
     if (column.notNull) throw new RuleError(`${where}: rule null on a NOT NULL column; use {sql: ...} to give it a harmless value`);
     return `NULL::${column.type}`;
   }
-  if (rule === 'rehash') {
-    if (column.category !== 'S') throw new RuleError(`${where}: rehash makes text and ${column.type} is not a text type; use null or {sql: ...}`);
-    return cast(`CASE WHEN ${col} IS NULL THEN NULL ELSE md5(${literal(secrets.salt)} || ${col}::text) END`);
+  if (rule === 'rehash' || rule === 'fake-email' || rule === 'fake-name') {
+    const inet = ['inet', 'cidr'].includes(column.baseType);
+    if (column.category !== 'S' && !(rule === 'rehash' && inet)) {
+      throw new RuleError(`${where}: ${rule} makes text and ${column.type} is not a text type; use null or {sql: ...}`);
+    }
+    const made = maskedValue(rule, col, secrets.maskKey, inet, column.unique ?? false);
+    const max = maxLength(column);
+    if (column.unique && max !== undefined && max < made.length) {
+      throw new RuleError(
+        `${where}: ${rule} needs ${made.length} characters to keep this unique column unique and ${column.type} holds ${max}; use {sql: ...}`,
+      );
+    }
+    return cast(`CASE WHEN ${col} IS NULL THEN NULL ELSE ${made.sql} END`);
   }
   if (rule === 'dev-password') {
     if (column.category !== 'S') throw new RuleError(`${where}: dev-password writes a text hash and ${column.type} is not a text type`);
+    if (column.unique) throw new RuleError(`${where}: dev-password gives every row the same hash and the column is unique; use rehash or null`);
     const hash = secrets.devPasswordHash !== undefined ? literal(secrets.devPasswordHash) : undefined;
     if (hash === undefined) {
       if (column.notNull) throw new RuleError(`${where} is NOT NULL and gets the dev password hash: give the dev-password input`);
@@ -103,4 +118,76 @@ export function ruleExpression(rule: ColumnRule, column: Column, where: string, 
     return cast(`CASE WHEN ${col} IS NULL THEN NULL ELSE ${hash} END`);
   }
   return cast(rule.sql);
+}
+
+/** Invented syllables: fake names that no real person is likely to have, so no probe matches one. */
+const SYLLABLES = [
+  'ka',
+  'lo',
+  'mi',
+  'ren',
+  'ta',
+  'vu',
+  'shi',
+  'no',
+  'ber',
+  'dal',
+  'fen',
+  'gro',
+  'hal',
+  'ix',
+  'jo',
+  'kel',
+  'lum',
+  'mar',
+  'nev',
+  'ost',
+  'pra',
+  'qui',
+  'ros',
+  'sel',
+  'tor',
+  'ul',
+  'vin',
+  'wex',
+  'yar',
+  'zed',
+  'bri',
+  'cas',
+];
+
+/** varchar(n)/char(n): the most characters the column holds. */
+function maxLength(column: Pick<Column, 'type'>): number | undefined {
+  const m = /^(character varying|varchar|character|char)\((\d+)\)/.exec(column.type);
+  return m ? Number(m[2]) : undefined;
+}
+
+/**
+ * A masked value from the keyed hash of the value's text (sha256 of key and value, computed in
+ * production). `length` is the longest text it makes, to check it fits a unique column.
+ */
+export function maskedValue(
+  rule: 'rehash' | 'fake-email' | 'fake-name',
+  col: string,
+  key: string,
+  inet: boolean,
+  unique: boolean,
+): { sql: string; length: number } {
+  const digest = `sha256(convert_to(${literal(`${key}:`)} || ${col}::text, 'UTF8'))`;
+  const hex = `encode(${digest}, 'hex')`;
+  if (rule === 'rehash' && inet) {
+    // An address in the private fd00::/8 range, 120 bits of the hash.
+    const groups = [`'fd' || substr(h, 1, 2)`, ...[3, 7, 11, 15, 19, 23, 27].map((i) => `substr(h, ${i}, 4)`)];
+    return { sql: `(SELECT (${groups.join(" || ':' || ")})::inet FROM (SELECT ${hex} AS h) x)`, length: 39 };
+  }
+  if (rule === 'rehash') return { sql: `substr(${hex}, 1, 32)`, length: 32 };
+  if (rule === 'fake-email') return { sql: `('u' || substr(${hex}, 1, 20) || '@example.invalid')`, length: 37 };
+  const syl = `ARRAY[${SYLLABLES.map((x) => literal(x)).join(', ')}]`;
+  const pick = (i: number) => `a[1 + get_byte(d, ${i}) % ${SYLLABLES.length}]`;
+  // Unique columns (user names) get 12 hex digits of the hash: names alone would collide.
+  const suffix = unique ? ` || ' ' || substr(encode(d, 'hex'), 1, 12)` : '';
+  return {
+    sql: `(SELECT initcap(${pick(0)} || ${pick(1)}) || ' ' || initcap(${pick(2)} || ${pick(3)} || ${pick(4)})${suffix} FROM (SELECT ${digest} AS d, ${syl} AS a) x)`,
+    length: 6 + 1 + 9 + (unique ? 13 : 0),
+  };
 }

@@ -1,6 +1,7 @@
 /**
  * What production's catalog says: tables (partitioned parents, not their partitions), columns,
- * primary keys, foreign keys (composite, self-referencing, cyclic) and sequences. Read with psql on
+ * primary keys, foreign keys (composite, self-referencing, cyclic, declared on the parent or on
+ * each partition) and sequences. Read with psql on
  * the host, which works whether the database runs in a container or not and needs no password.
  */
 import type { Host } from '../infra/host';
@@ -20,6 +21,8 @@ export interface Column {
   category: string;
   /** The base type's name (for domains, the type underneath): text, jsonb, inet... */
   baseType: string;
+  /** Part of a unique index or constraint (as a column or inside an expression such as lower(email)). */
+  unique?: boolean;
 }
 
 export interface Table {
@@ -37,11 +40,19 @@ export interface Table {
 
 export interface ForeignKey {
   name: string;
+  /** The table it constrains; for a key declared on partitions, their partitioned parent. */
   table: string;
   columns: string[];
   refTable: string;
   refColumns: string[];
   onDelete: 'no action' | 'restrict' | 'cascade' | 'set null' | 'set default';
+  /**
+   * Set when the key is declared on partitions rather than on their parent (as some schemas do,
+   * one constraint per partition): the partitions that declare it, and their constraints' names.
+   * The sample treats it as a key of the whole parent.
+   */
+  partitions?: string[];
+  names?: string[];
 }
 
 export interface SequenceInfo {
@@ -90,7 +101,10 @@ cols AS (
   SELECT a.attrelid, json_agg(json_build_object(
       'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'notNull', a.attnotnull,
       'generated', a.attgenerated <> '', 'category', coalesce(bt.typcategory, t.typcategory)::text,
-      'baseType', coalesce(bt.typname, t.typname)::text) ORDER BY a.attnum) AS columns
+      'baseType', coalesce(bt.typname, t.typname)::text,
+      'unique', EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
+          AND (a.attnum = ANY (i.indkey) OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum)))) ORDER BY a.attnum) AS columns
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
   WHERE a.attrelid IN (SELECT oid FROM tbl) AND a.attnum > 0 AND NOT a.attisdropped
   GROUP BY a.attrelid
@@ -103,13 +117,20 @@ pk AS (
 fk AS (
   SELECT json_agg(json_build_object(
       'name', con.conname, 'table', ct.schema || '.' || ct.name, 'refTable', rt.schema || '.' || rt.name,
+      'partition', CASE WHEN cc.relispartition THEN cn.nspname || '.' || cc.relname END,
       'columns', array_to_json(array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
           JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)),
       'refColumns', array_to_json(array(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
           JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i)),
       'onDelete', CASE con.confdeltype WHEN 'r' THEN 'restrict' WHEN 'c' THEN 'cascade' WHEN 'n' THEN 'set null' WHEN 'd' THEN 'set default' ELSE 'no action' END
     ) ORDER BY ct.schema, ct.name, con.conname) AS list
-  FROM pg_constraint con JOIN tbl ct ON ct.oid = con.conrelid JOIN tbl rt ON rt.oid = con.confrelid
+  -- Keys declared on a partition itself (not cloned from its parent's) belong to the partitioned
+  -- table at the top of its tree: rows are read through that parent.
+  FROM pg_constraint con
+  JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+  JOIN pg_class rc ON rc.oid = con.confrelid
+  JOIN tbl ct ON ct.oid = CASE WHEN cc.relispartition THEN pg_partition_root(cc.oid) ELSE cc.oid END
+  JOIN tbl rt ON rt.oid = CASE WHEN rc.relispartition THEN pg_partition_root(rc.oid) ELSE rc.oid END
   WHERE con.contype = 'f' AND con.conparentid = 0
 ),
 seq_cols AS (
@@ -148,7 +169,7 @@ interface RawTable extends Omit<Table, 'rows' | 'rowsExact'> {
 /** Reads production's catalog, and row counts (exact where cheap). Changes nothing. */
 export async function readCatalog(host: Host, env: Environment): Promise<Catalog> {
   const db = env.cfg.database.name;
-  const raw = await queryJson<{ tables: RawTable[]; foreignKeys: ForeignKey[]; sequences: SequenceInfo[] }>(
+  const raw = await queryJson<{ tables: RawTable[]; foreignKeys: RawForeignKey[]; sequences: SequenceInfo[] }>(
     host,
     env,
     db,
@@ -171,5 +192,33 @@ export async function readCatalog(host: Host, env: Environment): Promise<Catalog
     rows: exact.get(t.id) ?? Math.max(0, Math.round(reltuples)),
     rowsExact: exact.has(t.id),
   }));
-  return { tables, foreignKeys: raw.foreignKeys, sequences: raw.sequences };
+  return { tables, foreignKeys: mergePartitionKeys(raw.foreignKeys), sequences: raw.sequences };
+}
+
+type RawForeignKey = ForeignKey & { partition?: string | null };
+
+/**
+ * Keys declared partition by partition become one key of their parent: the same columns to the
+ * same referenced columns, whatever each partition's constraint is called.
+ */
+export function mergePartitionKeys(raw: RawForeignKey[]): ForeignKey[] {
+  const out: ForeignKey[] = [];
+  const merged = new Map<string, ForeignKey>();
+  for (const { partition, ...fk } of raw) {
+    if (!partition) {
+      out.push(fk);
+      continue;
+    }
+    const key = JSON.stringify([fk.table, fk.columns, fk.refTable, fk.refColumns]);
+    const seen = merged.get(key);
+    if (seen) {
+      seen.partitions?.push(partition);
+      seen.names?.push(fk.name);
+      continue;
+    }
+    const one: ForeignKey = { ...fk, partitions: [partition], names: [fk.name] };
+    merged.set(key, one);
+    out.push(one);
+  }
+  return out;
 }

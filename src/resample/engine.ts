@@ -19,9 +19,9 @@ import { pendingDirOf } from '../domain/host-log';
 import { underLock } from '../domain/operation';
 import { EnvironmentLock } from '../domain/lock';
 import { quote } from '../infra/shell';
-import { hashDevPassword, isTextual, newSalt, type RunSecrets } from './anonymize';
+import { hashDevPassword, isTextual, maskKeyFor, type RunSecrets } from './anonymize';
 import { readCatalog, type Catalog } from './catalog';
-import { PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
+import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from '../infra/sql';
 import { copyDatabaseSettingsSql, psql, STDIN_SCRIPT } from '../infra/postgres';
@@ -31,6 +31,8 @@ export interface ResampleParams {
   seed?: string;
   dryRun: boolean;
   devPassword?: string;
+  /** The secret mixed into the masking hash's key (input mask-key). */
+  maskKey?: string;
 }
 
 export interface ResampleContext {
@@ -55,6 +57,8 @@ export interface TableReport {
   copied: number;
   rules: string[];
   note: string;
+  /** Copied rows whose owner (an owning key's target) is outside the sample, so the key was cleared: they came along through another key. */
+  ownersCleared: Array<{ key: string; rows: number }>;
 }
 
 export interface ForeignKeyReport {
@@ -65,6 +69,8 @@ export interface ForeignKeyReport {
   policy: string;
   source: string;
   orphans: number;
+  /** The partitions that declare it, when it is declared on partitions rather than the parent. */
+  partitions?: string[];
 }
 
 export interface LeakHit {
@@ -110,10 +116,10 @@ export function effectiveParams(config: Config, params: ResampleParams): { fract
   return { fraction: params.fraction ?? config.sample.fraction, seed: params.seed ?? config.sample.seed };
 }
 
-export function makeSecrets(config: Config, devPassword: string | undefined): RunSecrets {
+export function makeSecrets(config: Config, devPassword: string | undefined, seed: string, maskSecret?: string): RunSecrets {
   const scheme = config.sample['password-hash'];
   return {
-    salt: newSalt(),
+    maskKey: maskKeyFor(seed, maskSecret),
     devPasswordHash: devPassword ? hashDevPassword(devPassword, scheme) : undefined,
   };
 }
@@ -122,7 +128,13 @@ export async function planResample(ctx: ResampleContext, params: ResampleParams,
   const prod = new Environment('prod', ctx.config);
   const cat = catalog ?? (await readCatalog(ctx.host, prod));
   const { fraction, seed } = effectiveParams(ctx.config, params);
-  return buildPlan(cat, { settings: ctx.config.sample, fraction, seed, secrets: makeSecrets(ctx.config, params.devPassword) });
+  const plan = buildPlan(cat, { settings: ctx.config.sample, fraction, seed, secrets: makeSecrets(ctx.config, params.devPassword, seed, params.maskKey) });
+  if (!params.maskKey && Object.values(ctx.config.sample.columns).some((r) => r === 'rehash' || r === 'fake-email' || r === 'fake-name')) {
+    plan.warnings.push(
+      'masking key from the seed alone: anyone who knows the seed can recover short masked values (IP addresses, phone numbers) by trying them all; pass the mask-key input from a secret',
+    );
+  }
+  return plan;
 }
 
 function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
@@ -139,15 +151,17 @@ function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
       copied: dryRun ? tp.estimate : 0,
       rules: tp.columns.filter((c) => c.rule).map((c) => `${c.name}: ${c.rule}`),
       note: tp.note,
+      ownersCleared: [],
     })),
     foreignKeys: plan.fks.map((p) => ({
       name: p.fk.name,
       table: p.fk.table,
       columns: p.fk.columns,
       refTable: p.fk.refTable,
-      policy: p.policy,
+      policy: p.ownsNothing ? `${p.policy}, owns nothing` : p.policy,
       source: p.source,
       orphans: 0,
+      ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}),
     })),
     leaks: [],
     probes: plan.probes.length,
@@ -159,6 +173,33 @@ function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
     phases: [],
     plan,
   };
+}
+
+/**
+ * Tables that have rows in production and none in dev although no one asked for that (they are
+ * not in empty-tables), each with the reason: a table silently copied empty is how a sample stops
+ * being complete without anyone noticing.
+ */
+export function emptyTableWarnings(plan: SamplePlan, tables: TableReport[]): string[] {
+  const out: string[] = [];
+  for (const t of tables) {
+    if (t.mode === 'empty' || t.prodRows === 0 || t.copied > 0) continue;
+    const tp = plan.tables.find((x) => x.table.id === t.table);
+    const rows = `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`;
+    const owners = tp?.outgoing.filter((p) => p.owning).map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`) ?? [];
+    const reason =
+      t.mode === 'unreached'
+        ? 'no foreign key leads from it to the sampled rows, so nothing brings its rows along; list it in sample.reference-tables to copy it whole, or in sample.empty-tables if dev should not have them'
+        : t.mode === 'owned'
+          ? `none of its rows belongs to a sampled row (through ${owners.join(' or ')}) or they were dropped by a drop policy; a larger fraction, include keys or a foreign-keys policy may bring some`
+          : t.mode === 'included'
+            ? 'no copied row includes any of its rows'
+            : t.mode === 'root'
+              ? 'no row passed the sample (fraction, filter, include)'
+              : 'it was copied whole and production had no rows at the snapshot';
+    out.push(`${t.table} has ${rows} rows in production and none in dev: ${reason}`);
+  }
+  return out;
 }
 
 /** json_build_object takes at most 100 arguments: one object per 50 pairs, merged. */
@@ -295,7 +336,17 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
     return report;
   };
   for (const w of plan.warnings) log.warning(w);
-  if (params.dryRun) return finish();
+  if (params.dryRun) {
+    // Before a run only the tables nothing reaches are known to end up empty.
+    for (const w of emptyTableWarnings(
+      plan,
+      report.tables.filter((t) => t.mode === 'unreached'),
+    )) {
+      report.warnings.push(w);
+      log.warning(w);
+    }
+    return finish();
+  }
 
   const timeout = config['command-timeout-seconds'];
   const sample = config.sample;
@@ -357,10 +408,11 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         const receive = psql(dev, names.staging, {
           tuples: true,
           run: [
-            `SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean)`,
+            `SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${CLEARED_TABLE} (tbl text, fk text, n bigint)`,
             STDIN_SCRIPT,
             countsQuery(plan),
             orphansQuery(plan),
+            `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n)), '[]')::text FROM pg_temp.${CLEARED_TABLE};`,
             leakQuery(plan),
           ],
         });
@@ -393,7 +445,18 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         report.leaks = parseTagged(streamed.stdout, 'leaks') as LeakHit[];
         for (const t of report.tables) t.copied = Number(counts[t.table] ?? 0);
         for (const f of report.foreignKeys) f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
+        for (const c of parseTagged(streamed.stdout, 'cleared') as Array<{ table: string; fk: string; rows: number }>) {
+          const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
+          report.tables
+            .find((t) => t.table === c.table)
+            ?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
+        }
+        for (const t of report.tables) t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
         report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
+        for (const w of emptyTableWarnings(plan, report.tables)) {
+          report.warnings.push(w);
+          log.warning(w);
+        }
         const orphaned = report.foreignKeys.filter((f) => f.orphans > 0);
         if (orphaned.length)
           throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, finish());

@@ -33,6 +33,8 @@ export interface FkPlan {
   nullable: boolean;
   /** A dangling reference removes the row (drop, or include where the column cannot be nulled). */
   strict: boolean;
+  /** The config says `owns: false`: rows never come along through it. */
+  ownsNothing: boolean;
 }
 
 export interface ColumnPlan {
@@ -125,7 +127,7 @@ function resolveForeignKey(catalog: Catalog, key: string): ForeignKey {
     if (!fk) fail(`foreign-keys "${key}": ${table.id} has no foreign key on (${cols.join(', ')})`);
     return fk;
   }
-  const byName = catalog.foreignKeys.filter((f) => f.name === key);
+  const byName = catalog.foreignKeys.filter((f) => f.name === key || f.names?.includes(key));
   if (byName.length === 1) return byName[0];
   if (byName.length === 0) fail(`foreign-keys "${key}": production has no foreign key of that name; write table(column)`);
   fail(`foreign-keys "${key}": several tables have a constraint of that name; write table(column)`);
@@ -191,7 +193,17 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   for (const id of empty) if (reference.has(id)) fail(`${id} is listed both in empty-tables and reference-tables`);
   if (empty.has(root.id) || reference.has(root.id)) fail(`the root ${root.id} cannot be an empty or reference table`);
 
-  // Tables reached from the root by following foreign keys backwards.
+  // The config's entries per foreign key: a policy, and keys that own nothing.
+  const configured = new Map<ForeignKey, ForeignKeyPolicy>();
+  const notOwning = new Set<ForeignKey>();
+  for (const [key, setting] of Object.entries(settings['foreign-keys'])) {
+    const fk = resolveForeignKey(catalog, key);
+    const policy = typeof setting === 'object' ? setting.policy : setting;
+    if (policy !== undefined) configured.set(fk, policy);
+    if (typeof setting === 'object' && setting.owns === false) notOwning.add(fk);
+  }
+
+  // Tables reached from the root by following owning foreign keys backwards.
   const mode = new Map<string, TableMode>();
   const distance = new Map<string, number>([[root.id, 0]]);
   mode.set(root.id, 'root');
@@ -199,7 +211,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   while (frontier.length) {
     const next: string[] = [];
     for (const fk of catalog.foreignKeys) {
-      if (!frontier.includes(fk.refTable) || fk.table === fk.refTable || mode.has(fk.table)) continue;
+      if (!frontier.includes(fk.refTable) || fk.table === fk.refTable || mode.has(fk.table) || notOwning.has(fk)) continue;
       if (empty.has(fk.table) || reference.has(fk.table)) continue;
       mode.set(fk.table, 'owned');
       distance.set(fk.table, (distance.get(fk.refTable) ?? 0) + 1);
@@ -213,8 +225,6 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   }
 
   // Policies: the config's, else null where every column of the key is nullable, else drop.
-  const configured = new Map<ForeignKey, ForeignKeyPolicy>();
-  for (const [key, policy] of Object.entries(settings['foreign-keys'])) configured.set(resolveForeignKey(catalog, key), policy);
   const nullable = (fk: ForeignKey) => {
     const t = byId.get(fk.table) as Table;
     return fk.columns.every((c) => !t.columns.find((x) => x.name === c)?.notNull);
@@ -222,7 +232,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   const policyOf = (fk: ForeignKey): { policy: ForeignKeyPolicy; source: 'default' | 'config' } => {
     const p = configured.get(fk);
     if (p) return { policy: p, source: 'config' };
-    return { policy: nullable(fk) ? 'null' : 'drop', source: 'default' };
+    return { policy: nullable(fk) ? 'null' : 'drop', source: notOwning.has(fk) ? 'config' : 'default' };
   };
   for (const [fk, p] of configured) {
     if (p === 'null' && !nullable(fk)) fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): null needs nullable columns; use drop or include`);
@@ -251,7 +261,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   // Owning links: an owned table's keys into the root or other owned tables (not into itself).
   const owningTargets = new Map<string, Set<string>>();
   for (const fk of catalog.foreignKeys) {
-    if (mode.get(fk.table) !== 'owned' || fk.table === fk.refTable) continue;
+    if (mode.get(fk.table) !== 'owned' || fk.table === fk.refTable || notOwning.has(fk)) continue;
     const m = mode.get(fk.refTable);
     if (m !== 'root' && m !== 'owned') continue;
     if (!owningTargets.has(fk.table)) owningTargets.set(fk.table, new Set());
@@ -274,7 +284,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
         `reference table ${fk.table} has a required foreign key ${fk.name} to ${fk.refTable}, which is not copied whole: list ${fk.refTable} as a reference table too, or make the key nullable`,
       );
     }
-    fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict });
+    fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict, ownsNothing: notOwning.has(fk) });
   }
 
   // Keyed tables: those whose member keys other tables look up.
@@ -552,6 +562,34 @@ export function copyHeader(tp: TablePlan): string {
 }
 
 export const PROBE_TABLE = 'ts_probe';
+export const CLEARED_TABLE = 'ts_cleared';
+
+/**
+ * Owning keys whose reference a copied row may lose: the row came along through another of its
+ * keys (a comment on a sampled post) while this owner (its author) is outside the sample, so the
+ * reference is cleared. Counted per table and key for the report.
+ */
+export function clearableOwners(plan: SamplePlan): Array<{ tp: TablePlan; fks: FkPlan[] }> {
+  return plan.tables
+    .filter((tp) => tp.mode === 'owned')
+    .map((tp) => ({ tp, fks: tp.outgoing.filter((p) => p.owning && !p.strict && p.target === 'members') }))
+    .filter((x) => x.fks.length > 0 && x.tp.outgoing.filter((p) => p.owning).length > 1);
+}
+
+/** Rows (table, key, count) of copied rows whose owner was cleared, read in the same snapshot. */
+export function clearedSelect(plan: SamplePlan): string | undefined {
+  const parts = clearableOwners(plan).map(({ tp, fks }) => {
+    const cleared = fks.map(
+      (p, i) =>
+        `count(*) FILTER (WHERE NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}) AS n${i}`,
+    );
+    // A keyed table's members (and their keys) are already in its temporary table.
+    const source = tp.keyed ? `pg_temp.${tp.temp} t` : `${from(tp.table)} t WHERE ${rowCondition(plan, tp)}`;
+    const values = fks.map((p, i) => `(${literal(tp.table.id)}, ${literal(p.fk.name)}, s.n${i})`).join(', ');
+    return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM ${source}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n)`;
+  });
+  return parts.length ? parts.join(' UNION ALL ') : undefined;
+}
 
 /** Real values of sensitive columns among the copied rows, for the leak scan (unique ones only). */
 export function probeSelect(plan: SamplePlan): string | undefined {
@@ -591,6 +629,12 @@ export function productionScript(plan: SamplePlan): string {
     if (!['root', 'owned', 'included', 'reference'].includes(tp.mode) || tp.columns.length === 0) continue;
     out.push(`SELECT ${literal(copyHeader(tp))};`);
     out.push(`COPY (${selectFor(plan, tp)}) TO STDOUT;`);
+    out.push(`SELECT ${literal('\\.')};`);
+  }
+  const cleared = clearedSelect(plan);
+  if (cleared) {
+    out.push(`SELECT ${literal(`COPY pg_temp.${CLEARED_TABLE} (tbl, fk, n) FROM stdin;`)};`);
+    out.push(`COPY (${cleared}) TO STDOUT;`);
     out.push(`SELECT ${literal('\\.')};`);
   }
   const probes = probeSelect(plan);

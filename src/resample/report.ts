@@ -21,6 +21,13 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
     `duration: ${r.seconds.toFixed(1)} s`,
     ...r.warnings.map((w) => `⚠️ ${w}`),
   ]);
+  const cleared = r.tables.flatMap((t) =>
+    t.ownersCleared.filter((o) => o.rows > 0).map((o) => `${t.table}: ${o.rows} row(s) came along through another key with their owner ${o.key} cleared`),
+  );
+  if (cleared.length)
+    s.text(
+      `Rows whose owner is outside the sample (set \`owns: false\` on the key that brought them under sample.foreign-keys if they should not come): ${cleared.join('; ')}.`,
+    );
   if (r.leaks.length)
     s.table(
       ['production column', 'found in', 'rows'],
@@ -28,13 +35,14 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
     );
   s.heading('Tables', 3);
   s.table(
-    ['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'rules'],
+    ['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'owner cleared', 'rules'],
     r.tables.map((t) => [
       t.table,
       t.note,
       `${t.prodRowsExact ? '' : '≈'}${t.prodRows}`,
       `${r.dryRun ? '≈' : ''}${t.copied}`,
       pct(t.copied, t.prodRows),
+      t.ownersCleared.map((o) => `${o.rows} (${o.key})`).join('; '),
       t.rules.join('; '),
     ]),
   );
@@ -42,7 +50,7 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
   s.table(
     ['table', 'columns', 'references', 'policy', r.dryRun ? '' : 'orphans'],
     r.foreignKeys.map((f) => [
-      f.table,
+      f.partitions ? `${f.table} (declared on ${f.partitions.length} partition${f.partitions.length > 1 ? 's' : ''})` : f.table,
       f.columns.join(', '),
       f.refTable,
       `${f.policy}${f.source === 'config' ? ' (config)' : ''}`,

@@ -34,19 +34,38 @@ function sqlFragment(kind: SqlFragmentKind, max = 2000) {
 /**
  * What happens to a column's value on its way out of production. YAML's bare `null` means the
  * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
- * key); `rehash` is an md5 of the value with a per-run salt; `dev-password` is one hash of the
- * dev password input; `sql` is one expression over the row's columns, evaluated in production
- * (lexed by fragmentProblem: no statements, psql commands, comments or server functions).
+ * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
+ * comes from the seed): the same value gives the same masked value in every table and every run
+ * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
+ * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
+ * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
+ * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
+ * row's columns, evaluated in production (lexed by fragmentProblem: no statements, psql commands,
+ * comments or server functions).
  */
 export const columnRuleSchema = z.union([
   z.null().transform(() => 'null' as const),
-  z.enum(['keep', 'null', 'rehash', 'dev-password']),
+  z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
   z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
 export type ColumnRule = z.output<typeof columnRuleSchema>;
 
 export const foreignKeyPolicySchema = z.union([z.null().transform(() => 'null' as const), z.enum(['include', 'null', 'drop'])]);
 export type ForeignKeyPolicy = z.output<typeof foreignKeyPolicySchema>;
+
+/**
+ * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
+ * not come along through this key (a player's current post does not make the player part of the
+ * sample); only its owning keys bring them. The policy still resolves the reference.
+ */
+export const foreignKeySettingSchema = z.union([
+  foreignKeyPolicySchema,
+  z
+    .object({ policy: foreignKeyPolicySchema.optional(), owns: z.boolean().optional() })
+    .strict()
+    .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
+]);
+export type ForeignKeySetting = z.output<typeof foreignKeySettingSchema>;
 
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 export const DEFAULT_SENSITIVE_NAMES = [
@@ -87,8 +106,11 @@ export const sampleSchema = z
     'reference-tables': z.array(tableName).default([]),
     /** Tables copied empty whatever reaches them (token tables, sessions). */
     'empty-tables': z.array(tableName).default([]),
-    /** Per foreign key: include the referenced row, null the column, or drop the referencing row. */
-    'foreign-keys': z.record(foreignKeyRef, foreignKeyPolicySchema).default({}),
+    /**
+     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
+     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
+     */
+    'foreign-keys': z.record(foreignKeyRef, foreignKeySettingSchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: z.record(columnRef, columnRuleSchema).default({}),
     'sensitive-names': z

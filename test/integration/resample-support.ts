@@ -121,3 +121,15 @@ export async function startWorld(users = 400): Promise<World> {
   };
   return world;
 }
+
+/**
+ * Replaces production's database with another schema and its rows, and dev's with an empty
+ * database owned as the app's migrations would own it: for schemas other than the fixture's.
+ */
+export function loadScenario(world: World, prodSql: string): void {
+  world.prod.psql('DROP DATABASE IF EXISTS makapix WITH (FORCE)');
+  world.prod.psql('CREATE DATABASE makapix');
+  runSql(world.prod, 'makapix', `SET client_min_messages = warning;\n${prodSql}\nANALYZE;`);
+  world.dev.psql('DROP DATABASE IF EXISTS makapix_dev WITH (FORCE)');
+  world.dev.psql('CREATE DATABASE makapix_dev OWNER app_owner');
+}

@@ -130,6 +130,7 @@ describe("the biggest job summaries stay under GitHub's 1 MiB a step", () => {
       copied: 1e5,
       rules: [`email: sql: ${'y'.repeat(800)}`],
       note: 'rows of sampled users',
+      ownersCleared: [{ key: 'author_id → public.users', rows: 12 }],
     }));
     const foreignKeys = Array.from({ length: 200 }, (_, i) => ({
       name: `fk_${i}`,
@@ -168,5 +169,15 @@ describe("the biggest job summaries stay under GitHub's 1 MiB a step", () => {
     const md = s.toMarkdown();
     assert.ok(Buffer.byteLength(md) <= 512 * 1024 + 1024);
     assert.match(md, /more section\(s\) cut: the summary reached 512 KiB/);
+  });
+});
+
+describe('errors from PostgreSQL in remote command errors', () => {
+  it('never carry the values of a duplicated key, even under an expression index', async () => {
+    const { scrubRowValues } = await import('../../src/infra/errors');
+    const out = scrubRowValues('ERROR:  could not create unique index "users_handle_lower"\nDETAIL:  Key (lower(handle))=(ada lovelace) is duplicated.');
+    assert.ok(!out.includes('ada lovelace'), out);
+    assert.match(out, /Key \(lower\(handle\)\)=\(values not shown\) is duplicated/);
+    assert.match(scrubRowValues('DETAIL:  Key (email)=(a@b.c) already exists.'), /Key \(email\)=\(values not shown\) already exists/);
   });
 });

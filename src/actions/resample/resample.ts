@@ -28,6 +28,8 @@ export function readParams(ctx: Prepared<ResampleInputs, ResampleOutputs>): Resa
   }
   const password = io.secret('dev-password');
   if (password) params.devPassword = password;
+  const maskKey = io.secret('mask-key');
+  if (maskKey) params.maskKey = maskKey;
   return params;
 }
 
