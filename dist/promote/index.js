@@ -56050,7 +56050,7 @@ function promoteSummary(prod, r, gated) {
     if (r.backup)
         items.push(`backup before the change: \`${r.backup.id}\` (${r.backup.files['db.dump']?.bytes ?? 0} bytes, ${r.backup.verification.detail})`);
     if (r.frozen)
-        items.push(`write freeze (promote.write-freeze): ${r.frozen.join(', ')} were stopped from the backup to the end`);
+        items.push(`write freeze (promote.write-freeze): ${r.frozen.join(', ')} ${r.frozen.length > 1 ? 'were' : 'was'} stopped from the backup to the end`);
     if (r.previous && r.outcome === 'promoted')
         items.push(`previous release (rollback target): \`${r.previous.release}\``);
     for (const i of r.interrupted)

@@ -7,6 +7,7 @@
  * Every assertion is on the host: container and image ids, the schema, the rows.
  */
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -215,6 +216,52 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     assert.match(r.summary, /rehearsal on a full copy of prod \(restored in [\d.]+ m?s\): 0001 → 0002/);
     assert.match(r.summary, /prod migrated 0001 → 0002 in [\d.]+ m?s before the swap/);
     assert.ok(items().includes('prod row'));
+    assert.ok(healthy());
+  });
+  it('refuses a migration that holds a table ACCESS EXCLUSIVE longer than the budget when rehearsed, naming the table', async () => {
+    configure("branch: '*', max-exclusive-lock-ms: 500");
+    await devReady('slow-lock', true);
+    const ids = prodIds();
+    const r = await fx.run('promote', { sha: fx.branches['slow-lock'] });
+    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.outputs.outcome, 'refused');
+    assert.match(lastError(r.stdout), /held table public\.items ACCESS EXCLUSIVE for \d+ ms when rehearsed, more than promote\.max-exclusive-lock-ms \(500\)/);
+    const held = Number(/held table public\.items ACCESS EXCLUSIVE for (\d+) ms/.exec(r.stdout)?.[1]);
+    assert.ok(held >= 1000, `the sampler saw the 1.5 s lock as ${held} ms`);
+    assert.equal(prodIds(), ids);
+    assert.equal(revision(), '0002');
+  });
+
+  it('retries the real migration when it only waited for a lock, with the write freeze stopping the worker from the backup to the end', async () => {
+    configure("branch: '*', rehearse: never, lock-timeout-ms: 1000, migration-attempts: 3, write-freeze: [worker]");
+    const db = `${fx.project('prod')}-db`;
+    const workerStarted = fx.sh(`docker inspect -f '{{.State.StartedAt}}' ${fx.project('prod')}-worker`).trim();
+    const since = new Date().toISOString();
+    const running = fx.start('promote', { sha: fx.branches['slow-lock'] });
+    await backupRecorded(since);
+    // A long transaction of prod's traffic holds items; the migration's first attempt must give up on it.
+    const holder = spawn('docker', ['exec', '-i', db, 'psql', '-X', '-q', '-U', 'owner', '-p', String(fx.dbPort('prod')), '-d', 'makapix'], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    holder.stdin.write('BEGIN; LOCK TABLE items IN ACCESS SHARE MODE; SELECT pg_sleep(300) /* twinstack-test-holder */;\n');
+    const waiting = () => fx.psql('prod', "select count(*) from pg_locks where relation = 'items'::regclass and not granted").trim() !== '0';
+    const deadline = Date.now() + 120_000;
+    while (!waiting()) {
+      if (Date.now() > deadline) throw new Error('the migration never waited for the lock');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    while (waiting()) await new Promise((r) => setTimeout(r, 100));
+    fx.psql('prod', "select pg_terminate_backend(pid) from pg_stat_activity where query like '%twinstack-test-holder%' and pid <> pg_backend_pid()");
+    holder.kill();
+    const r = await running.done;
+    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.outputs.outcome, 'promoted');
+    assert.match(r.summary, /prod migrated 0002 → 0003 in [\d.]+ m?s before the swap, old containers serving \([23] attempts\)/);
+    assert.equal(revision(), '0003');
+    assert.match(r.summary, /write freeze \(promote\.write-freeze\): worker was stopped from the backup to the end/);
+    const workerNow = fx.sh(`docker inspect -f '{{.State.StartedAt}} {{.State.Status}}' ${fx.project('prod')}-worker`).trim();
+    assert.notEqual(workerNow.split(' ')[0], workerStarted, 'the worker was not stopped');
+    assert.equal(workerNow.split(' ')[1], 'running');
     assert.ok(healthy());
   });
 });

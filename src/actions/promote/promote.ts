@@ -483,7 +483,8 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
   if (r.outcome === 'refused') items.push('**data: nothing lost**, nothing restarted.');
   if (r.rollbackError) items.push(`rollback error: ${r.rollbackError}`);
   if (r.backup) items.push(`backup before the change: \`${r.backup.id}\` (${r.backup.files['db.dump']?.bytes ?? 0} bytes, ${r.backup.verification.detail})`);
-  if (r.frozen) items.push(`write freeze (promote.write-freeze): ${r.frozen.join(', ')} were stopped from the backup to the end`);
+  if (r.frozen)
+    items.push(`write freeze (promote.write-freeze): ${r.frozen.join(', ')} ${r.frozen.length > 1 ? 'were' : 'was'} stopped from the backup to the end`);
   if (r.previous && r.outcome === 'promoted') items.push(`previous release (rollback target): \`${r.previous.release}\``);
   for (const i of r.interrupted) items.push(`⚠️ an earlier operation on prod was interrupted: ${i}`);
   if (r.outcome === 'rollback-failed')

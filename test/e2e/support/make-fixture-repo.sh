@@ -23,6 +23,8 @@
 #   entrypoint-migrate  (one ahead of second) the api migrates when it starts;
 #                  the prod overlay's api healthcheck fails
 #   prod-build-arg the prod overlay gives the api build an arg dev lacks
+#   slow-lock      (one ahead of second) migration 0003 holds items ACCESS
+#                  EXCLUSIVE for 1.5 s, then adds a column
 #
 # Author, committer and dates are fixed, so the shas only change when the
 # fixture files or this script change. Any existing <workdir>/origin.git is
@@ -347,11 +349,42 @@ sed -i 's#^  api:$#  api:\n    build:\n      args:\n        API_FLAVOR: prod#' "
 grep -q 'API_FLAVOR: prod' "$scratch/deploy/stack/docker-compose.prod.yml" || { echo "make-fixture-repo: could not add the build arg" >&2; exit 1; }
 commit "2024-01-14T12:00:00+0000" "Prod-only api build arg"
 
+# ---------------------------------------------------------------- slow-lock
+# One commit ahead of second: migration 0003 holds items ACCESS EXCLUSIVE for
+# 1.5 s, then adds a column. Over a lock budget when rehearsed; and it waits
+# for any lock a test holds on items.
+g checkout -q -b slow-lock second
+cat >"$scratch/migrations/versions/0003_slow_lock.py" <<'EOF'
+"""hold items exclusively for a while, then add a column
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2024-01-15 00:00:00
+"""
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+    op.execute("SELECT pg_sleep(1.5)")
+    op.execute("ALTER TABLE items ADD COLUMN slow_note text")
+
+
+def downgrade():
+    op.execute("ALTER TABLE items DROP COLUMN IF EXISTS slow_note")
+EOF
+commit "2024-01-15T12:00:00+0000" "Add a migration that holds a long exclusive lock"
+
 # ---------------------------------------------------------------- publish
 g checkout -q main
 rm -rf "$origin"
 git init -q --bare -b main "$origin"
-branches=(main second failing-test two-heads bad-health bad-migration prod-bad-health third slow-build dev-escape unique-names slow-half-migration entrypoint-migrate prod-build-arg)
+branches=(main second failing-test two-heads bad-health bad-migration prod-bad-health third slow-build dev-escape unique-names slow-half-migration entrypoint-migrate prod-build-arg slow-lock)
 g push -q "$origin" "${branches[@]/#/refs/heads/}"
 git -C "$origin" symbolic-ref HEAD refs/heads/main
 
