@@ -57001,7 +57001,9 @@ const swap_1 = __nccwpck_require__(9048);
 const preflight_1 = __nccwpck_require__(6997);
 function readParams(ctx) {
     const { io } = ctx;
-    const params = { dryRun: (0, validate_1.boolean)(io.input('dry-run'), 'input dry-run'), init: (0, validate_1.boolean)(io.input('init'), 'input init') };
+    const params = { dryRun: (0, validate_1.boolean)(io.input('dry-run'), 'input dry-run') };
+    if ((0, validate_1.boolean)(io.input('init'), 'input init'))
+        params.init = true;
     const fraction = io.input('fraction');
     if (fraction) {
         if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(fraction))

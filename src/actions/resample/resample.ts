@@ -17,7 +17,8 @@ import { IsolationRefused, isolationGate } from '../../safety/preflight';
 
 export function readParams(ctx: Prepared<ResampleInputs, ResampleOutputs>): ResampleParams {
   const { io } = ctx;
-  const params: ResampleParams = { dryRun: boolean(io.input('dry-run'), 'input dry-run'), init: boolean(io.input('init'), 'input init') };
+  const params: ResampleParams = { dryRun: boolean(io.input('dry-run'), 'input dry-run') };
+  if (boolean(io.input('init'), 'input init')) params.init = true;
   const fraction = io.input('fraction');
   if (fraction) {
     if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(fraction)) throw new ConfigurationError(`input fraction "${printable(fraction)}" must be a number from 0 to 1, such as 0.1`);
