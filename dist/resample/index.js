@@ -61166,7 +61166,10 @@ function probeSelect(plan) {
 function productionScript(plan) {
     const out = [];
     // No statement limit (a big sample takes long), but never queued behind a lock for long either.
-    out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
+    // work_mem: membership lookups inside OR'd conditions and CASE expressions are subplans, hashed
+    // only when the member keys fit; at the default 4MB they stop fitting and cost grows with rows².
+    // 32MB holds millions of keys and is a session setting (the bench shows the difference).
+    out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET work_mem = '32MB'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
     out.push(...tempTables(plan));
     // From here the session writes nothing but its temporary tables: every transaction is read-only,
     // and the config's expressions (lexed beforehand, see expression.ts) run inside the snapshot.
