@@ -240,6 +240,8 @@ export interface ResampleInputs {
   'seed': string;
   /** true: print the plan (tables in order, policy of each foreign key, estimated rows) and change nothing. Default: "false". */
   'dry-run': string;
+  /** true: read production's catalog and write a starter sample: section (a rule for every copied text column, reference and empty tables) to the log, the summary and the output sample-config; nothing else runs and nothing changes. Default: "false". */
+  'init': string;
   /** Password every sampled user gets in dev (hashed in the format of sample.password-hash). Pass it from a secret. Without it, password hashes become NULL. */
   'dev-password': string;
   /** Secret key of the masking hash (rehash, fake-email, fake-name), mixed with the seed: the same key and seed give the same masked values every run. Pass it from a secret. Without it the key comes from the seed alone, and whoever knows the seed can recover short values (IP addresses, phone numbers) by trying them all. */
@@ -254,6 +256,8 @@ export interface ResampleOutputs {
   'rows-copied': string;
   /** true when dev now runs on the new sample. */
   'swapped': string;
+  /** With init: the starter sample: section, as YAML text to paste into the config file. */
+  'sample-config': string;
   /** The run report as JSON: tables, rows, foreign keys and orphans, leak scan hits. */
   'report': string;
 }

@@ -3,8 +3,9 @@
  *   - the resample (its own process, through SSH, as the action runs it),
  *   - the floor: the same rows moved by bare COPY pipes between the same two servers,
  *   - the seed design's row-by-row copy of the same rows,
- *   - the action process's peak memory at two scales.
- * Usage: npx tsx bench/resample.ts [--users 50000] [--small 12500] [--fraction 0.1] [--skip-rowbyrow]
+ *   - the action process's peak memory,
+ * each at two scales (the second 10x the rows), with how each figure grows between them.
+ * Usage: npx tsx bench/resample.ts [--small 5000] [--users 50000] [--fraction 0.1] [--skip-rowbyrow]
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -29,8 +30,9 @@ function arg(name: string, fallback: number): number {
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
-const USERS = arg('users', 50_000);
-const SMALL = arg('small', Math.round(USERS / 4));
+/** Two scales, the second 10x the first (--small, --users). */
+const SMALL = arg('small', 5_000);
+const USERS = arg('users', SMALL * 10);
 const FRACTION = arg('fraction', 0.1);
 const ROW_BY_ROW = !process.argv.includes('--skip-rowbyrow');
 
@@ -96,83 +98,95 @@ async function main(): Promise<void> {
     };
 
     createDevDatabase(dev);
-    const smallRows = generate('makapix_small', SMALL);
-    const small = resampleOnce('makapix_small');
-    const prodRows = generate('makapix', USERS);
-    const big = resampleOnce('makapix');
-    console.log(
-      `resample: ${big.rowsCopied} rows in ${big.seconds.toFixed(1)} s, ${big.sshBytes} bytes over SSH; ${big.phases.map(([p, sec]) => `${p} ${sec.toFixed(1)} s`).join(', ')}`,
-    );
-
-    // The floor: the very rows dev now has, parked in production, moved again by bare COPY pipes.
-    const config = parseConfig(yaml('makapix'), 'bench');
-    const plan = await planResample(
-      { host, config, log, run: { url: 'bench', actor: 'bench', sha: '', workflow: 'bench' }, lockTimeoutSeconds: 60 },
-      { dryRun: false, fraction: FRACTION },
-    );
-    const tables = copiedTables(plan);
     const psql = (pg: TestPostgres, db: string, ...a: string[]) =>
       argv('psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', pg.port, '-U', pg.user, '-d', db, ...a);
-    const pgDump = (section: string) =>
-      argv('pg_dump', '-h', '127.0.0.1', '-p', prod.port, '-U', prod.user, '--section', section, '--no-owner', '--no-acl', '-d', 'makapix');
-    runSql(
-      prod,
-      'makapix',
-      `CREATE SCHEMA bench_floor;\n${tables.map((tp) => `CREATE TABLE bench_floor.${ident(tp.table.name)} AS SELECT ${tp.columns.map((c) => ident(c.name)).join(', ')} FROM ${qualified(tp.table.schema, tp.table.name)} WITH NO DATA;`).join('\n')}`,
-    );
-    const cols = (tp: (typeof tables)[number]) => `(${tp.columns.map((c) => ident(c.name)).join(', ')})`;
-    await host.run(
-      tables
-        .map(
-          (tp) =>
-            `${psql(dev, 'makapix_dev', '-c', `COPY (SELECT ${tp.columns.map((c) => ident(c.name)).join(', ')} FROM ${qualified(tp.table.schema, tp.table.name)}) TO STDOUT`)} | ${psql(prod, 'makapix', '-c', `COPY bench_floor.${ident(tp.table.name)} ${cols(tp)} FROM STDIN`)}`,
-        )
-        .join(' && '),
-      { quiet: true, timeoutSeconds: 7200, label: 'parking the sampled rows in production' },
-    );
-    dev.psql('CREATE DATABASE floor_target');
-    await host.run(`${pgDump('pre-data')} | ${psql(dev, 'floor_target', '-o', '/dev/null')}`, { quiet: true, timeoutSeconds: 600 });
-    let t = process.hrtime.bigint();
-    await host.run(
-      tables
-        .map(
-          (tp) =>
-            `${psql(prod, 'makapix', '-c', `COPY bench_floor.${ident(tp.table.name)} ${cols(tp)} TO STDOUT`)} | ${psql(dev, 'floor_target', '-c', `COPY ${qualified(tp.table.schema, tp.table.name)} ${cols(tp)} FROM STDIN`)}`,
-        )
-        .join(' && '),
-      { quiet: true, timeoutSeconds: 7200, label: 'floor: bare COPY pipes' },
-    );
-    const floorCopy = seconds(t);
-    t = process.hrtime.bigint();
-    await host.run(`${pgDump('post-data')} | ${psql(dev, 'floor_target', '-o', '/dev/null')}`, { quiet: true, timeoutSeconds: 7200 });
-    const floorWithConstraints = floorCopy + seconds(t);
-    runSql(prod, 'makapix', 'DROP SCHEMA bench_floor CASCADE;');
 
-    let rbr: { seconds: number; rows: number } | undefined;
-    if (ROW_BY_ROW) {
-      dev.psql('CREATE DATABASE rowbyrow_target');
-      await host.run(`${pgDump('pre-data')} | ${psql(dev, 'rowbyrow_target', '-o', '/dev/null')}`, { quiet: true, timeoutSeconds: 600 });
-      t = process.hrtime.bigint();
-      const rows = await rowByRow(
-        plan,
-        { port: prod.port, user: prod.user, database: 'makapix' },
-        { port: dev.port, user: dev.user, database: 'rowbyrow_target' },
+    /** One scale: the resample, the bare-COPY floor and the row-by-row copy of the very same rows. */
+    const measure = async (db: string, users: number) => {
+      const prodRows = generate(db, users);
+      const run = resampleOnce(db);
+      console.log(
+        `resample of ${db}: ${run.rowsCopied} rows in ${run.seconds.toFixed(1)} s, ${run.sshBytes} bytes over SSH; ${run.phases.map(([p, sec]) => `${p} ${sec.toFixed(1)} s`).join(', ')}`,
       );
-      rbr = { seconds: seconds(t), rows };
-    }
+      const pgDump = (section: string) =>
+        argv('pg_dump', '-h', '127.0.0.1', '-p', prod.port, '-U', prod.user, '--section', section, '--no-owner', '--no-acl', '-d', db);
+      // The floor: the very rows dev now has, parked in production, moved again by bare COPY pipes.
+      const config = parseConfig(yaml(db), 'bench');
+      const plan = await planResample(
+        { host, config, log, run: { url: 'bench', actor: 'bench', sha: '', workflow: 'bench' }, lockTimeoutSeconds: 60 },
+        { dryRun: false, fraction: FRACTION },
+      );
+      const tables = copiedTables(plan);
+      runSql(
+        prod,
+        db,
+        `CREATE SCHEMA bench_floor;\n${tables.map((tp) => `CREATE TABLE bench_floor.${ident(tp.table.name)} AS SELECT ${tp.columns.map((c) => ident(c.name)).join(', ')} FROM ${qualified(tp.table.schema, tp.table.name)} WITH NO DATA;`).join('\n')}`,
+      );
+      const cols = (tp: (typeof tables)[number]) => `(${tp.columns.map((c) => ident(c.name)).join(', ')})`;
+      await host.run(
+        tables
+          .map(
+            (tp) =>
+              `${psql(dev, 'makapix_dev', '-c', `COPY (SELECT ${tp.columns.map((c) => ident(c.name)).join(', ')} FROM ${qualified(tp.table.schema, tp.table.name)}) TO STDOUT`)} | ${psql(prod, db, '-c', `COPY bench_floor.${ident(tp.table.name)} ${cols(tp)} FROM STDIN`)}`,
+          )
+          .join(' && '),
+        { quiet: true, timeoutSeconds: 7200, label: 'parking the sampled rows in production' },
+      );
+      const target = `floor_${db}`;
+      dev.psql(`CREATE DATABASE ${target}`);
+      await host.run(`${pgDump('pre-data')} | ${psql(dev, target, '-o', '/dev/null')}`, { quiet: true, timeoutSeconds: 600 });
+      let t = process.hrtime.bigint();
+      await host.run(
+        tables
+          .map(
+            (tp) =>
+              `${psql(prod, db, '-c', `COPY bench_floor.${ident(tp.table.name)} ${cols(tp)} TO STDOUT`)} | ${psql(dev, target, '-c', `COPY ${qualified(tp.table.schema, tp.table.name)} ${cols(tp)} FROM STDIN`)}`,
+          )
+          .join(' && '),
+        { quiet: true, timeoutSeconds: 7200, label: 'floor: bare COPY pipes' },
+      );
+      const floor = seconds(t);
+      t = process.hrtime.bigint();
+      await host.run(`${pgDump('post-data')} | ${psql(dev, target, '-o', '/dev/null')}`, { quiet: true, timeoutSeconds: 7200 });
+      const floorWithConstraints = floor + seconds(t);
+      runSql(prod, db, 'DROP SCHEMA bench_floor CASCADE;');
+      dev.psql(`DROP DATABASE ${target}`);
 
+      let rbr: { seconds: number; rows: number } | undefined;
+      if (ROW_BY_ROW) {
+        const rbrTarget = `rowbyrow_${db}`;
+        dev.psql(`CREATE DATABASE ${rbrTarget}`);
+        await host.run(`${pgDump('pre-data')} | ${psql(dev, rbrTarget, '-o', '/dev/null')}`, { quiet: true, timeoutSeconds: 600 });
+        t = process.hrtime.bigint();
+        const rows = await rowByRow(plan, { port: prod.port, user: prod.user, database: db }, { port: dev.port, user: dev.user, database: rbrTarget });
+        rbr = { seconds: seconds(t), rows };
+        dev.psql(`DROP DATABASE ${rbrTarget}`);
+      }
+      // The next scale needs the room: production's copy at this scale is no longer read.
+      prod.psql(`DROP DATABASE ${db}`);
+      return { users, prodRows, run, floor, floorWithConstraints, rbr };
+    };
+
+    const scales = [await measure('makapix_small', SMALL), await measure('makapix', USERS)];
     const lines = [
       '',
-      `Resample bench (${os.cpus().length} cores): production ${USERS} users / ${prodRows} rows, fraction ${FRACTION}`,
-      `  resample (plan, schema, snapshot copy, checks, constraints, leak scan, swap): ${big.seconds.toFixed(1)} s for ${big.rowsCopied} rows`,
-      `  floor, bare COPY pipes of the same rows:            ${floorCopy.toFixed(1)} s  -> resample / floor = ${(big.seconds / floorCopy).toFixed(2)}x (aim <= 1.5x)`,
-      `  floor plus constraints and indexes (post-data):    ${floorWithConstraints.toFixed(1)} s  -> resample / floor = ${(big.seconds / floorWithConstraints).toFixed(2)}x`,
-      rbr
-        ? `  row-by-row baseline (seed design), same rows:       ${rbr.seconds.toFixed(1)} s for ${rbr.rows} rows -> row-by-row / resample = ${(rbr.seconds / big.seconds).toFixed(1)}x (aim >= 10x)`
-        : '  row-by-row baseline: skipped',
-      `  peak memory of the resample process: ${(small.maxRssKb / 1024).toFixed(0)} MB at ${SMALL} users (${smallRows} rows), ${(big.maxRssKb / 1024).toFixed(0)} MB at ${USERS} users (${prodRows} rows) -> ratio ${(big.maxRssKb / small.maxRssKb).toFixed(2)} for ${(prodRows / smallRows).toFixed(1)}x the data`,
-      `  bytes over SSH: ${small.sshBytes} (small) vs ${big.sshBytes} (large)`,
+      `Resample bench (${os.cpus().length} cores), fraction ${FRACTION}, two scales (${(scales[1].prodRows / scales[0].prodRows).toFixed(1)}x the rows):`,
     ];
+    for (const m of scales) {
+      lines.push(
+        `  ${m.users} users / ${m.prodRows} rows: resample ${m.run.seconds.toFixed(1)} s for ${m.run.rowsCopied} rows (plan, schema, snapshot copy, checks, constraints, leak scan, swap)`,
+        `    floor, bare COPY pipes of the same rows: ${m.floor.toFixed(1)} s -> resample / floor = ${(m.run.seconds / m.floor).toFixed(2)}x (aim <= 1.5x); with post-data ${m.floorWithConstraints.toFixed(1)} s -> ${(m.run.seconds / m.floorWithConstraints).toFixed(2)}x`,
+        m.rbr
+          ? `    row by row (seed design), same rows: ${m.rbr.seconds.toFixed(1)} s for ${m.rbr.rows} rows -> row-by-row / resample = ${(m.rbr.seconds / m.run.seconds).toFixed(1)}x (aim >= 10x)`
+          : '    row by row: skipped',
+        `    peak memory of the resample process ${(m.run.maxRssKb / 1024).toFixed(0)} MB, ${m.run.sshBytes} bytes over SSH`,
+      );
+    }
+    const [a, b] = scales;
+    lines.push(
+      `  growth from the first scale to the second (${(b.prodRows / a.prodRows).toFixed(1)}x the rows): resample time ${(b.run.seconds / a.run.seconds).toFixed(1)}x, floor ${(b.floor / a.floor).toFixed(1)}x` +
+        `${a.rbr && b.rbr ? `, row by row ${(b.rbr.seconds / a.rbr.seconds).toFixed(1)}x` : ''}, peak memory ${(b.run.maxRssKb / a.run.maxRssKb).toFixed(2)}x, bytes over SSH ${(b.run.sshBytes / a.run.sshBytes).toFixed(2)}x`,
+    );
     console.log(lines.join('\n'));
   } finally {
     await host.close();

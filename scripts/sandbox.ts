@@ -130,7 +130,7 @@ function prepareHost(compose: string): Record<string, string> {
       ...SAMPLE_CONFIG,
       seed: 'sandbox',
       'reference-tables': [...SAMPLE_CONFIG['reference-tables'], 'site_settings', 'items'],
-      columns: { ...SAMPLE_CONFIG.columns, 'site_settings.key': 'keep' },
+      columns: { ...SAMPLE_CONFIG.columns, 'site_settings.value': 'keep', 'items.name': 'keep' },
     },
   };
   fs.mkdirSync(path.join(WORK, 'workspace', '.github'), { recursive: true });

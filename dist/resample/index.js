@@ -56994,11 +56994,16 @@ const errors_1 = __nccwpck_require__(639);
 const validate_1 = __nccwpck_require__(8770);
 const engine_1 = __nccwpck_require__(3365);
 const report_1 = __nccwpck_require__(421);
+const catalog_1 = __nccwpck_require__(5876);
+const init_1 = __nccwpck_require__(1389);
+const environment_1 = __nccwpck_require__(2309);
 const swap_1 = __nccwpck_require__(9048);
 const preflight_1 = __nccwpck_require__(6997);
 function readParams(ctx) {
     const { io } = ctx;
     const params = { dryRun: (0, validate_1.boolean)(io.input('dry-run'), 'input dry-run') };
+    if ((0, validate_1.boolean)(io.input('init'), 'input init'))
+        params.init = true;
     const fraction = io.input('fraction');
     if (fraction) {
         if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(fraction))
@@ -57025,6 +57030,16 @@ exports.resampleAction = {
     async execute(ctx) {
         const { log, io } = ctx;
         io.output('url', ctx.config.environments.dev.url);
+        if (ctx.plan.init) {
+            // Reads production's catalog only: no lock, no staging, dev untouched.
+            const { yaml } = (0, init_1.initSample)(await (0, catalog_1.readCatalog)(ctx.host, new environment_1.Environment('prod', ctx.config)), ctx.config.sample);
+            for (const line of yaml.trimEnd().split('\n'))
+                log.info(line);
+            io.output('sample-config', yaml);
+            io.output('swapped', false);
+            await io.summary(`## Resample init: a starter sample section\n\nNothing ran and nothing changed. Paste this into the config file, review each line marked "keep only if", then run resample with dry-run: true.\n\n\`\`\`\`yaml\n${yaml}\`\`\`\`\n`);
+            return;
+        }
         try {
             // Production's data goes into dev only while the two are kept apart (dev's running
             // configuration, as the isolation checks see it). A dry run changes nothing and skips it.
@@ -59767,6 +59782,7 @@ exports.RuleError = exports.PERSONAL_SHAPE = void 0;
 exports.nameWords = nameWords;
 exports.sensitiveMatch = sensitiveMatch;
 exports.isTextual = isTextual;
+exports.needsRule = needsRule;
 exports.describeRule = describeRule;
 exports.maskKeyFor = maskKeyFor;
 exports.hashDevPassword = hashDevPassword;
@@ -59799,6 +59815,10 @@ function sensitiveMatch(column, patterns) {
 /** Types whose text form can carry a personal value (and can be searched for one). */
 function isTextual(column) {
     return column.category === 'S' || ['citext', 'inet', 'cidr', 'macaddr', 'macaddr8', 'json', 'jsonb', 'xml'].includes(column.baseType);
+}
+/** Columns that must have a rule when copied: text of any kind, JSON, XML, addresses and arrays of those. */
+function needsRule(column) {
+    return (isTextual(column) || (column.category === 'A' && ['_text', '_varchar', '_bpchar', '_citext', '_json', '_jsonb', '_xml', '_inet'].includes(column.baseType)));
 }
 /** Values that are personal by their shape alone: e-mail addresses, IP addresses, phone numbers. */
 exports.PERSONAL_SHAPE = '^([^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+|[0-9]{1,3}(\\.[0-9]{1,3}){3}(/[0-9]+)?|[0-9a-fA-F]*:[0-9a-fA-F]*:[0-9a-fA-F:.]*(/[0-9]+)?|\\+?[0-9 ().-]{7,20})$';
@@ -59990,8 +60010,11 @@ cols AS (
       'baseType', coalesce(bt.typname, t.typname)::text,
       'unique', EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
           AND (a.attnum = ANY (i.indkey) OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
-              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum)))) ORDER BY a.attnum) AS columns
+              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum))),
+      'distinct', (SELECT s.n_distinct FROM pg_stats s WHERE s.schemaname = tn.nspname AND s.tablename = tc.relname AND s.attname = a.attname ORDER BY s.inherited DESC LIMIT 1)
+    ) ORDER BY a.attnum) AS columns
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+  JOIN pg_class tc ON tc.oid = a.attrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
   WHERE a.attrelid IN (SELECT oid FROM tbl) AND a.attnum > 0 AND NOT a.attisdropped
   GROUP BY a.attrelid
 ),
@@ -60626,6 +60649,218 @@ function fragmentProblem(text, kind) {
 
 /***/ }),
 
+/***/ 1389:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.suggestRule = suggestRule;
+exports.initSample = initSample;
+const anonymize_1 = __nccwpck_require__(5297);
+const ROOT_NAMES = ['users', 'user', 'accounts', 'account', 'customers', 'customer', 'members', 'member', 'people', 'persons', 'person'];
+const MIGRATION_TABLES = ['alembic_version', 'schema_migrations', 'django_migrations', 'flyway_schema_history', 'knex_migrations', 'ar_internal_metadata'];
+/** Tables whose rows are credentials or sessions: dev starts without them. */
+const SECRET_TABLE_WORDS = ['token', 'tokens', 'session', 'sessions', 'otp', 'otps', 'nonce', 'nonces', 'credential', 'credentials', 'secret', 'secrets'];
+/** What a column's name says it holds, in the order the words are tried. */
+const KINDS = [
+    { words: ['email', 'mail'], kind: 'email' },
+    { words: ['password', 'passwd', 'pwd'], kind: 'password' },
+    { words: ['ip'], kind: 'ip' },
+    { words: ['secret', 'token', 'key', 'cert', 'salt', 'private', 'credential', 'otp', 'totp', 'hash', 'signature'], kind: 'secret' },
+    { words: ['name', 'first', 'last', 'full', 'display', 'nick', 'nickname', 'surname', 'given', 'handle', 'username', 'login'], kind: 'name' },
+    {
+        words: [
+            'phone',
+            'mobile',
+            'address',
+            'street',
+            'city',
+            'zip',
+            'postcode',
+            'location',
+            'iban',
+            'ssn',
+            'birth',
+            'birthday',
+            'dob',
+            'geo',
+            'lat',
+            'lon',
+            'latitude',
+            'longitude',
+        ],
+        kind: 'contact',
+    },
+];
+function pickRoot(catalog, wanted) {
+    const named = wanted
+        ? (catalog.tables.find((t) => t.id === wanted || (t.name === wanted && t.schema === 'public')) ?? catalog.tables.find((t) => t.name === wanted))
+        : undefined;
+    if (named)
+        return named;
+    for (const n of ROOT_NAMES) {
+        const t = catalog.tables.find((x) => x.name === n && x.primaryKey);
+        if (t)
+            return t;
+    }
+    // The table most foreign keys point at.
+    const incoming = new Map();
+    for (const fk of catalog.foreignKeys)
+        incoming.set(fk.refTable, (incoming.get(fk.refTable) ?? 0) + 1);
+    const best = [...catalog.tables].filter((t) => t.primaryKey).sort((a, b) => (incoming.get(b.id) ?? 0) - (incoming.get(a.id) ?? 0))[0];
+    if (!best)
+        throw new Error('production has no table with a primary key to sample by');
+    return best;
+}
+/** A rule that keeps no value: null where allowed, else a value derived from the hash. */
+function erase(column) {
+    if (!column.notNull)
+        return 'null';
+    if (column.category === 'S' || ['inet', 'cidr'].includes(column.baseType))
+        return 'rehash';
+    if (['json', 'jsonb'].includes(column.baseType))
+        return { sql: "'{}'" };
+    if (column.category === 'A')
+        return { sql: "'{}'" };
+    return { sql: "''" };
+}
+/** Few distinct values over many rows (a format, a status, an emoji): nothing that tells people apart. */
+function categorical(column, table) {
+    const d = column.distinct;
+    if (d === undefined || d === null || d <= 0 || d > 20 || table.rows < 100)
+        return undefined;
+    return d;
+}
+function suggestRule(column, table, reference) {
+    const words = (0, anonymize_1.nameWords)(column.name);
+    const kind = KINDS.find((k) => words.some((w) => k.words.includes(w)))?.kind;
+    const json = ['json', 'jsonb', 'xml'].includes(column.baseType);
+    if (kind === 'email')
+        return column.category === 'S'
+            ? { rule: 'fake-email', why: 'e-mail: an address at example.invalid from the keyed hash' }
+            : { rule: erase(column), why: 'e-mail' };
+    if (kind === 'password')
+        return column.category === 'S' && !column.unique
+            ? { rule: 'dev-password', why: 'password: the hash of the dev-password input' }
+            : { rule: erase(column), why: 'password' };
+    if (kind === 'ip')
+        return { rule: column.category === 'S' || ['inet', 'cidr'].includes(column.baseType) ? 'rehash' : erase(column), why: 'IP address: keyed hash' };
+    if (kind === 'secret')
+        return { rule: erase(column), why: 'secret: nothing of it reaches dev' };
+    // A small table the sample points at is a lookup (licenses, countries): its text is the app's own.
+    if (reference && table.rows <= 1000)
+        return { rule: 'keep', why: 'reference table, copied whole' };
+    if (kind === 'name' && column.category === 'S' && !json)
+        return { rule: 'fake-name', why: 'name: an invented name from the keyed hash' };
+    if (kind === 'contact')
+        return { rule: erase(column), why: 'contact or location' };
+    const few = categorical(column, table);
+    if (few !== undefined && !json)
+        return { rule: 'keep', why: `${few} distinct values in production: a category, not a person's` };
+    return { rule: erase(column), why: json ? 'JSON: keep only if it holds nothing personal' : 'free text: keep only if it holds nothing personal' };
+}
+function yamlRule(rule) {
+    if (typeof rule === 'object')
+        return `{ sql: "${rule.sql.replace(/"/g, '\\"')}" }`;
+    return rule === 'null' ? "'null'" : rule;
+}
+function shortName(catalog, t) {
+    return t.schema === 'public' || catalog.tables.filter((x) => x.name === t.name).length === 1 ? t.name : t.id;
+}
+/** The starter `sample:` section for production's catalog; `settings` supplies root, fraction and seed when set. */
+function initSample(catalog, settings) {
+    const root = pickRoot(catalog, settings.root);
+    const byId = new Map(catalog.tables.map((t) => [t.id, t]));
+    const name = (id) => shortName(catalog, byId.get(id));
+    const secretTable = (t) => (0, anonymize_1.nameWords)(t.name).some((w) => SECRET_TABLE_WORDS.includes(w));
+    // Reached from the root backwards, as the sample will (credential tables stop the walk).
+    const owned = new Set([root.id]);
+    const empty = new Map();
+    for (let frontier = [root.id]; frontier.length;) {
+        const next = [];
+        for (const fk of catalog.foreignKeys) {
+            if (!frontier.includes(fk.refTable) || owned.has(fk.table) || empty.has(fk.table))
+                continue;
+            const t = byId.get(fk.table);
+            if (secretTable(t)) {
+                empty.set(t.id, 'credentials or sessions: dev starts without them');
+                continue;
+            }
+            owned.add(t.id);
+            next.push(t.id);
+        }
+        frontier = next;
+    }
+    // Tables the copied rows point at and the sample does not reach: lookups, copied whole.
+    const reference = new Set();
+    for (const t of catalog.tables)
+        if (MIGRATION_TABLES.includes(t.name) && !owned.has(t.id))
+            reference.add(t.id);
+    for (let changed = true; changed;) {
+        changed = false;
+        for (const fk of catalog.foreignKeys) {
+            if ((owned.has(fk.table) || reference.has(fk.table)) && !owned.has(fk.refTable) && !reference.has(fk.refTable) && !empty.has(fk.refTable)) {
+                reference.add(fk.refTable);
+                changed = true;
+            }
+        }
+    }
+    for (const t of catalog.tables) {
+        if (owned.has(t.id) || reference.has(t.id) || empty.has(t.id) || t.rows === 0)
+            continue;
+        empty.set(t.id, 'nothing leads from it to the sampled rows; move it to reference-tables to copy it whole');
+    }
+    const keyColumns = new Set();
+    for (const t of catalog.tables)
+        for (const c of t.primaryKey ?? [])
+            keyColumns.add(`${t.id}.${c}`);
+    for (const fk of catalog.foreignKeys) {
+        for (const c of fk.columns)
+            keyColumns.add(`${fk.table}.${c}`);
+        for (const c of fk.refColumns)
+            keyColumns.add(`${fk.refTable}.${c}`);
+    }
+    const columns = [];
+    for (const t of catalog.tables) {
+        if (!owned.has(t.id) && !reference.has(t.id))
+            continue;
+        for (const c of t.columns) {
+            if (c.generated || !(0, anonymize_1.needsRule)(c) || keyColumns.has(`${t.id}.${c.name}`))
+                continue;
+            const { rule, why } = suggestRule(c, t, reference.has(t.id));
+            columns.push({ ref: `${name(t.id)}.${c.name}`, rule, why });
+        }
+    }
+    const refs = [...reference].map(name);
+    const lines = [
+        `# Written by twinstack resample (init) from production's catalog: ${catalog.tables.length} tables, ${catalog.foreignKeys.length} foreign keys.`,
+        '# Review every rule marked "keep only if": the run refuses a copied text column without a rule.',
+        'sample:',
+        `  root: ${name(root.id)}`,
+        `  fraction: ${settings.fraction}`,
+        `  seed: ${settings.seed}`,
+        `  reference-tables: [${refs.join(', ')}]`,
+        ...(empty.size ? ['  empty-tables:', ...[...empty].map(([id, why]) => `    - ${name(id)}   # ${why}`)] : ['  empty-tables: []']),
+        ...(columns.length ? ['  columns:'] : ['  columns: {}']),
+    ];
+    const width = Math.max(0, ...columns.map((c) => `    ${c.ref}: ${yamlRule(c.rule)}`.length));
+    for (const c of columns) {
+        const line = `    ${c.ref}: ${yamlRule(c.rule)}`;
+        lines.push(`${line.padEnd(width)}   # ${c.why}`);
+    }
+    return {
+        root: root.id,
+        referenceTables: [...reference],
+        emptyTables: [...empty].map(([table, why]) => ({ table, why })),
+        columns,
+        yaml: `${lines.join('\n')}\n`,
+    };
+}
+
+
+/***/ }),
+
 /***/ 6884:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -60944,7 +61179,10 @@ function buildPlan(catalog, req) {
                     continue;
                 const key = `${id}.${c.name}`;
                 const rule = rules.get(key);
-                const sensitive = (0, anonymize_1.sensitiveMatch)(c, settings['sensitive-names']);
+                // Key columns can only be kept (rewriting them breaks references), and numbers, dates or
+                // booleans hold no name or address: name matching applies to the other text columns.
+                const isKey = keyColumns.has(key);
+                const sensitive = isKey || !(0, anonymize_1.needsRule)(c) ? undefined : (0, anonymize_1.sensitiveMatch)(c, settings['sensitive-names']);
                 let expression = `t.${(0, sql_1.ident)(c.name)}`;
                 let ruleText;
                 if (rule !== undefined) {
@@ -60967,6 +61205,10 @@ function buildPlan(catalog, req) {
                 else if (sensitive) {
                     uncovered.push(`${key} (matches "${sensitive}")`);
                 }
+                else if (!isKey && (0, anonymize_1.needsRule)(c)) {
+                    // Fail closed: free text (names, bios, comments, JSON) is kept only when the config says so.
+                    uncovered.push(`${key} (${c.baseType})`);
+                }
                 // A reference nulled by policy when its target row is not in the sample.
                 const nulling = outgoing.find((p) => p.fk.columns.includes(c.name) && !p.strict && p.target !== 'all');
                 if (nulling && (rule === undefined || rule === 'keep')) {
@@ -60976,7 +61218,8 @@ function buildPlan(catalog, req) {
                     expression = `CASE WHEN ${cond} THEN ${expression} END`;
                     ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
                 }
-                if (sensitive && (0, anonymize_1.isTextual)(c) && rule !== undefined)
+                // Every masked column's real values are searched for in staging; kept sensitive-looking ones by shape.
+                if ((0, anonymize_1.isTextual)(c) && rule !== undefined && (rule !== 'keep' || sensitive))
                     probes.push({ table: id, column: c.name, shapedOnly: rule === 'keep' });
                 columns.push({ name: c.name, expression, rule: ruleText, sensitive });
             }
@@ -61002,8 +61245,8 @@ function buildPlan(catalog, req) {
     if (ruleErrors.length)
         fail(ruleErrors.join('; '));
     if (uncovered.length) {
-        fail(`refusing to start: ${uncovered.length} copied column${uncovered.length > 1 ? 's look' : ' looks'} sensitive and ha${uncovered.length > 1 ? 've' : 's'} no rule: ${uncovered.join(', ')}. ` +
-            'Add a rule for each under sample.columns (null, rehash, dev-password, {sql: ...}) or keep if it holds nothing personal.');
+        fail(`refusing to start: ${uncovered.length} copied text column${uncovered.length > 1 ? 's have' : ' has'} no rule: ${uncovered.join(', ')}. ` +
+            "Add a rule for each under sample.columns (null, rehash, fake-email, fake-name, dev-password, {sql: ...}) or keep if it holds nothing personal; resample with init: true writes a starter section from production's catalog.");
     }
     if (settings.filter && /;/.test(settings.filter.replace(/'[^']*'/g, '')))
         fail('filter must be one SQL condition, without ";"');
@@ -61180,7 +61423,10 @@ function probeSelect(plan) {
 function productionScript(plan) {
     const out = [];
     // No statement limit (a big sample takes long), but never queued behind a lock for long either.
-    out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
+    // work_mem: membership lookups inside OR'd conditions and CASE expressions are subplans, hashed
+    // only when the member keys fit; at the default 4MB they stop fitting and cost grows with rows².
+    // 32MB holds millions of keys and is a session setting (the bench shows the difference).
+    out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET work_mem = '32MB'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
     out.push(...tempTables(plan));
     // From here the session writes nothing but its temporary tables: every transaction is read-only,
     // and the config's expressions (lexed beforehand, see expression.ts) run inside the snapshot.

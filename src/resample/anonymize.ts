@@ -31,6 +31,13 @@ export function isTextual(column: Pick<Column, 'category' | 'baseType'>): boolea
   return column.category === 'S' || ['citext', 'inet', 'cidr', 'macaddr', 'macaddr8', 'json', 'jsonb', 'xml'].includes(column.baseType);
 }
 
+/** Columns that must have a rule when copied: text of any kind, JSON, XML, addresses and arrays of those. */
+export function needsRule(column: Pick<Column, 'category' | 'baseType'>): boolean {
+  return (
+    isTextual(column) || (column.category === 'A' && ['_text', '_varchar', '_bpchar', '_citext', '_json', '_jsonb', '_xml', '_inet'].includes(column.baseType))
+  );
+}
+
 /** Values that are personal by their shape alone: e-mail addresses, IP addresses, phone numbers. */
 export const PERSONAL_SHAPE =
   '^([^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+|[0-9]{1,3}(\\.[0-9]{1,3}){3}(/[0-9]+)?|[0-9a-fA-F]*:[0-9a-fA-F]*:[0-9a-fA-F:.]*(/[0-9]+)?|\\+?[0-9 ().-]{7,20})$';

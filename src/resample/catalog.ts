@@ -23,6 +23,8 @@ export interface Column {
   baseType: string;
   /** Part of a unique index or constraint (as a column or inside an expression such as lower(email)). */
   unique?: boolean;
+  /** pg_stats.n_distinct when production was analyzed: distinct values (negative: a fraction of the rows). */
+  distinct?: number | null;
 }
 
 export interface Table {
@@ -104,8 +106,11 @@ cols AS (
       'baseType', coalesce(bt.typname, t.typname)::text,
       'unique', EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
           AND (a.attnum = ANY (i.indkey) OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
-              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum)))) ORDER BY a.attnum) AS columns
+              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum))),
+      'distinct', (SELECT s.n_distinct FROM pg_stats s WHERE s.schemaname = tn.nspname AND s.tablename = tc.relname AND s.attname = a.attname ORDER BY s.inherited DESC LIMIT 1)
+    ) ORDER BY a.attnum) AS columns
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+  JOIN pg_class tc ON tc.oid = a.attrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
   WHERE a.attrelid IN (SELECT oid FROM tbl) AND a.attnum > 0 AND NOT a.attisdropped
   GROUP BY a.attrelid
 ),

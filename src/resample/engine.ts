@@ -30,6 +30,8 @@ export interface ResampleParams {
   fraction?: number;
   seed?: string;
   dryRun: boolean;
+  /** Write a starter sample section from production's catalog instead of resampling. */
+  init?: boolean;
   devPassword?: string;
   /** The secret mixed into the masking hash's key (input mask-key). */
   maskKey?: string;

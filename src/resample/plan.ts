@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { ConfigurationError } from '../infra/errors';
 import type { Catalog, Column, ForeignKey, Table } from './catalog';
-import { PERSONAL_SHAPE, RuleError, describeRule, isTextual, ruleExpression, sensitiveMatch, type RunSecrets } from './anonymize';
+import { PERSONAL_SHAPE, RuleError, describeRule, isTextual, needsRule, ruleExpression, sensitiveMatch, type RunSecrets } from './anonymize';
 import type { ColumnRule, ForeignKeyPolicy, SampleSettings } from './settings';
 import { dollarTag, ident, literal, qualified, tuple } from '../infra/sql';
 
@@ -351,7 +351,10 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
         if (c.generated) continue;
         const key = `${id}.${c.name}`;
         const rule = rules.get(key);
-        const sensitive = sensitiveMatch(c, settings['sensitive-names']);
+        // Key columns can only be kept (rewriting them breaks references), and numbers, dates or
+        // booleans hold no name or address: name matching applies to the other text columns.
+        const isKey = keyColumns.has(key);
+        const sensitive = isKey || !needsRule(c) ? undefined : sensitiveMatch(c, settings['sensitive-names']);
         let expression = `t.${ident(c.name)}`;
         let ruleText: string | undefined;
         if (rule !== undefined) {
@@ -371,6 +374,9 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
           ruleText = describeRule(rule);
         } else if (sensitive) {
           uncovered.push(`${key} (matches "${sensitive}")`);
+        } else if (!isKey && needsRule(c)) {
+          // Fail closed: free text (names, bios, comments, JSON) is kept only when the config says so.
+          uncovered.push(`${key} (${c.baseType})`);
         }
         // A reference nulled by policy when its target row is not in the sample.
         const nulling = outgoing.find((p) => p.fk.columns.includes(c.name) && !p.strict && p.target !== 'all');
@@ -382,7 +388,8 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
           expression = `CASE WHEN ${cond} THEN ${expression} END`;
           ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
         }
-        if (sensitive && isTextual(c) && rule !== undefined) probes.push({ table: id, column: c.name, shapedOnly: rule === 'keep' });
+        // Every masked column's real values are searched for in staging; kept sensitive-looking ones by shape.
+        if (isTextual(c) && rule !== undefined && (rule !== 'keep' || sensitive)) probes.push({ table: id, column: c.name, shapedOnly: rule === 'keep' });
         columns.push({ name: c.name, expression, rule: ruleText, sensitive });
       }
     }
@@ -410,8 +417,8 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   if (ruleErrors.length) fail(ruleErrors.join('; '));
   if (uncovered.length) {
     fail(
-      `refusing to start: ${uncovered.length} copied column${uncovered.length > 1 ? 's look' : ' looks'} sensitive and ha${uncovered.length > 1 ? 've' : 's'} no rule: ${uncovered.join(', ')}. ` +
-        'Add a rule for each under sample.columns (null, rehash, dev-password, {sql: ...}) or keep if it holds nothing personal.',
+      `refusing to start: ${uncovered.length} copied text column${uncovered.length > 1 ? 's have' : ' has'} no rule: ${uncovered.join(', ')}. ` +
+        "Add a rule for each under sample.columns (null, rehash, fake-email, fake-name, dev-password, {sql: ...}) or keep if it holds nothing personal; resample with init: true writes a starter section from production's catalog.",
     );
   }
   if (settings.filter && /;/.test(settings.filter.replace(/'[^']*'/g, ''))) fail('filter must be one SQL condition, without ";"');
@@ -616,8 +623,11 @@ export function probeSelect(plan: SamplePlan): string | undefined {
 export function productionScript(plan: SamplePlan): string {
   const out: string[] = [];
   // No statement limit (a big sample takes long), but never queued behind a lock for long either.
+  // work_mem: membership lookups inside OR'd conditions and CASE expressions are subplans, hashed
+  // only when the member keys fit; at the default 4MB they stop fitting and cost grows with rows².
+  // 32MB holds millions of keys and is a session setting (the bench shows the difference).
   out.push(
-    "SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';",
+    "SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET work_mem = '32MB'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';",
   );
   out.push(...tempTables(plan));
   // From here the session writes nothing but its temporary tables: every transaction is read-only,

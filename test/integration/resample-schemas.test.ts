@@ -10,6 +10,14 @@ import { resample } from '../../src/resample/engine';
 import { isSampled } from '../../src/resample/plan';
 import { resampleSummary } from '../../src/resample/report';
 import { loadScenario, runSql, startWorld, type World } from './resample-support';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parse } from 'yaml';
+import { Environment } from '../../src/domain/environment';
+import { readCatalog } from '../../src/resample/catalog';
+import { initSample } from '../../src/resample/init';
+import { runBundle } from '../harness/bundle';
+import { SCHEMA_SQL, dataSql } from '../fixtures/sample-schema/generate';
 
 let w: World;
 
@@ -260,5 +268,104 @@ FROM generate_series(1, 6000) g;
         return true;
       },
     );
+  });
+});
+
+describe('init: rules from the catalog', () => {
+  // Names, bios, locations and JSON, a lookup table, a session table, an integer address_id.
+  const SCHEMA = `
+CREATE TABLE countries (code text PRIMARY KEY, name text NOT NULL);
+CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL UNIQUE, display_name text, bio text, location text, prefs jsonb NOT NULL, kind text NOT NULL,
+  country text REFERENCES countries(code), address_id int, last_ip inet, created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE posts (id int PRIMARY KEY, account_id int NOT NULL REFERENCES accounts(id), body text NOT NULL, meta json);
+CREATE TABLE comments (id int PRIMARY KEY, post_id int NOT NULL REFERENCES posts(id), author_id int REFERENCES accounts(id), body text NOT NULL, author_name text);
+CREATE TABLE sessions (id int PRIMARY KEY, account_id int NOT NULL REFERENCES accounts(id), token text NOT NULL);
+INSERT INTO countries VALUES ('fr', 'France'), ('de', 'Germany'), ('jp', 'Japan');
+INSERT INTO accounts SELECT g, 'member' || g || '@mail.example.org', 'Jane Doe-' || g, 'My real bio, number ' || g, 'Rue ' || g || ', Paris',
+  jsonb_build_object('theme', 'dark', 'contact', 'member' || g || '@mail.example.org'), (ARRAY['free', 'pro', 'staff'])[1 + g % 3],
+  (ARRAY['fr', 'de', 'jp'])[1 + g % 3], g, ('192.168.' || g / 256 || '.' || g % 256)::inet
+FROM generate_series(1, 500) g;
+-- Every account has one post whose body is its bio, quoted.
+INSERT INTO posts SELECT g, 1 + g % 500, CASE WHEN g <= 500 THEN 'My real bio, number ' || (1 + g % 500) ELSE 'Post ' || g END, json_build_object('n', g) FROM generate_series(1, 1500) g;
+INSERT INTO comments SELECT g, 1 + g % 1500, 1 + (g * 7) % 500, 'Comment ' || g, 'Jane Doe-' || (1 + (g * 7) % 500) FROM generate_series(1, 3000) g;
+INSERT INTO sessions SELECT g, 1 + g % 500, md5('s' || g) FROM generate_series(1, 500) g;
+`;
+  let yaml = '';
+  const run = async (sample: unknown) => resample(w.ctx(w.config(sample as Record<string, unknown>)), { dryRun: false, devPassword: 'pw' });
+
+  it('writes a rule for every copied text column: fake names and e-mails, nothing kept of free text, lookups whole, sessions empty', async () => {
+    loadScenario(w, SCHEMA);
+    const catalog = await readCatalog(w.host, new Environment('prod', w.config()));
+    yaml = initSample(catalog, { root: 'users', fraction: 0.2, seed: 'init' }).yaml;
+    const rules = Object.fromEntries([...yaml.matchAll(/^ {4}(\S+): (.+?)\s+#/gm)].map((m) => [m[1], m[2]]));
+    assert.deepEqual(rules, {
+      'accounts.email': 'fake-email',
+      'accounts.display_name': 'fake-name',
+      'accounts.bio': "'null'",
+      'accounts.location': "'null'",
+      'accounts.prefs': `{ sql: "'{}'" }`,
+      'accounts.kind': 'keep',
+      'accounts.last_ip': 'rehash',
+      'comments.body': 'rehash',
+      'comments.author_name': 'fake-name',
+      'countries.name': 'keep',
+      'posts.body': 'rehash',
+      'posts.meta': "'null'",
+    });
+    assert.match(yaml, /^ {2}root: accounts$/m);
+    assert.match(yaml, /^ {2}reference-tables: \[countries\]$/m);
+    assert.match(yaml, /^ {4}- sessions +# credentials or sessions/m);
+    assert.ok(!/address_id|country:|created_at/.test(yaml), 'key, integer and date columns need no rule');
+  });
+
+  it("init's output runs clean: every masked column probed, 0 leaks, no personal value in dev", async () => {
+    const sample = (parse(yaml) as { sample: unknown }).sample;
+    const report = await run(sample);
+    assert.deepEqual(report.leaks, []);
+    // Every textual column with a masking rule had its real values probed.
+    assert.equal(report.probes, 10);
+    const dump = w.dump(w.dev, 'makapix_dev');
+    for (const personal of ['@mail.example.org', 'Jane Doe', 'My real bio', 'Rue ', '192.168.']) assert.ok(!dump.includes(personal), `${personal} reached dev`);
+    assert.ok(Number(devRows('SELECT count(*) FROM accounts')) > 50);
+    assert.equal(devRows('SELECT count(*) FROM sessions'), '0');
+    assert.equal(devRows('SELECT count(*) FROM countries'), '3');
+  });
+
+  it('probes free text that has a masking rule: a bio quoted verbatim in a kept column is a leak', async () => {
+    const sample = (parse(yaml) as { sample: { columns: Record<string, unknown> } }).sample;
+    await assert.rejects(
+      run({ ...sample, columns: { ...sample.columns, 'posts.body': 'keep' } }),
+      /leak scan: real production values found in staging: public\.accounts\.bio found in public\.posts\.body/,
+    );
+  });
+
+  it('is an input of the action: the bundled resample with init: true prints the section and changes nothing', async () => {
+    const before = w.dump(w.dev, 'makapix_dev');
+    const workspace = path.join(w.dir, 'workspace');
+    fs.mkdirSync(path.join(workspace, '.github'), { recursive: true });
+    fs.writeFileSync(path.join(workspace, '.github', 'twinstack.yml'), w.configYaml({ root: 'accounts' }));
+    const r = await runBundle(
+      'resample',
+      { host: '127.0.0.1', port: String(w.sshd.port), user: w.sshd.user, 'ssh-key': w.sshd.privateKey, 'known-hosts': w.sshd.knownHosts, init: 'true' },
+      { workspace },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.outputs['sample-config'] ?? '', /accounts\.email: fake-email/);
+    assert.equal(w.dump(w.dev, 'makapix_dev'), before);
+  });
+});
+
+describe("the README's example sample section", () => {
+  it('is what init writes for the fixture schema', async () => {
+    loadScenario(w, `${SCHEMA_SQL}\n${dataSql(400)}`);
+    const catalog = await readCatalog(w.host, new Environment('prod', w.config()));
+    const { yaml } = initSample(catalog, { root: 'users', fraction: 0.1, seed: 'makapix-dev' });
+    const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const block = /```yaml\n(# Written by twinstack resample \(init\)[\s\S]*?)```/.exec(readme)?.[1];
+    assert.equal(block, yaml);
+    // And it runs clean as it is.
+    const report = await resample(w.ctx(w.config((parse(yaml) as { sample: Record<string, unknown> }).sample)), { dryRun: false, devPassword: 'pw' });
+    assert.deepEqual(report.leaks, []);
+    assert.ok(report.probes >= 10, `${report.probes} probes`);
   });
 });

@@ -26,6 +26,8 @@ export interface World {
   dir: string;
   log: MemoryLogger;
   config(sample?: Record<string, unknown>, extra?: Record<string, unknown>): Config;
+  /** The same config as the YAML text of a config file. */
+  configYaml(sample?: Record<string, unknown>, extra?: Record<string, unknown>): string;
   ctx(config?: Config): ResampleContext;
   /** pg_dump of a database (schema and data), for before/after comparisons. */
   dump(pg: TestPostgres, db: string): string;
@@ -87,6 +89,9 @@ export async function startWorld(users = 400): Promise<World> {
     dir,
     log,
     config(sample = SAMPLE_CONFIG, extra = {}) {
+      return parseConfig(world.configYaml(sample, extra), 'test config');
+    },
+    configYaml(sample = SAMPLE_CONFIG, extra = {}) {
       const env = (name: string, pg: TestPostgres, db: string) => ({
         checkout: path.join(dir, name),
         project: `mk${name}`,
@@ -96,15 +101,12 @@ export async function startWorld(users = 400): Promise<World> {
         database: { name: db, user: pg.user, host: '127.0.0.1', port: pg.port, via: 'host' },
         vault: path.join(dir, `vault-${name}`),
       });
-      return parseConfig(
-        stringify({
-          'state-dir': path.join(dir, 'state'),
-          environments: { prod: env('prod', prod, 'makapix'), dev: env('dev', dev, 'makapix_dev') },
-          sample,
-          ...extra,
-        }),
-        'test config',
-      );
+      return stringify({
+        'state-dir': path.join(dir, 'state'),
+        environments: { prod: env('prod', prod, 'makapix'), dev: env('dev', dev, 'makapix_dev') },
+        sample,
+        ...extra,
+      });
     },
     ctx(config) {
       return { host, config: config ?? world.config(), log, run: RUN, lockTimeoutSeconds: 30 };

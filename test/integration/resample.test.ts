@@ -284,16 +284,17 @@ describe('fail-closed', () => {
     assert.ok(fine.sample.filter);
   });
 
-  it('refuses to start when a copied column looks sensitive and has no rule, and lists it', async () => {
+  it('refuses to start when a copied text column has no rule, sensitive-looking or free text, and lists it', async () => {
     const columns: Record<string, unknown> = { ...SAMPLE_CONFIG.columns };
     delete columns['players.private_key'];
     delete columns['view_events.ip_hash'];
+    delete columns['users.bio'];
     const before = w.dump(w.dev, 'makapix_dev');
     await assert.rejects(resample(w.ctx(w.config({ ...SAMPLE_CONFIG, columns })), { dryRun: false }), (e: Error) => {
       assert.ok(e instanceof ConfigurationError);
       assert.match(
         e.message,
-        /refusing to start: 2 copied columns look sensitive and have no rule: public\.players\.private_key \(matches "\w+"\), public\.view_events\.ip_hash \(matches "ip"\)/,
+        /refusing to start: 3 copied text columns have no rule: public\.users\.bio \(text\), public\.players\.private_key \(matches "\w+"\), public\.view_events\.ip_hash \(matches "ip"\)/,
       );
       return true;
     });

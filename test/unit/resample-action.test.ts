@@ -29,10 +29,10 @@ afterEach(() => {
 
 describe('resample inputs', () => {
   it('override fraction and seed for one run, and mask the dev password', () => {
-    const ctx = prepared({ fraction: '0.25', seed: 'tuesday', 'dry-run': 'true', 'dev-password': 'sekret-pass' });
-    assert.deepEqual(readParams(ctx), { dryRun: true, fraction: 0.25, seed: 'tuesday', devPassword: 'sekret-pass' });
-    ctx.log.info('the password is sekret-pass');
-    assert.ok(!ctx.log.text.includes('sekret-pass'));
+    const ctx = prepared({ fraction: '0.25', seed: 'tuesday', 'dry-run': 'true', 'dev-password': 'sekret-pass', 'mask-key': 'masking-sekret', init: 'true' });
+    assert.deepEqual(readParams(ctx), { dryRun: true, init: true, fraction: 0.25, seed: 'tuesday', devPassword: 'sekret-pass', maskKey: 'masking-sekret' });
+    ctx.log.info('the password is sekret-pass, the key masking-sekret');
+    assert.ok(!ctx.log.text.includes('sekret-pass') && !ctx.log.text.includes('masking-sekret'));
   });
 
   it('fall back to the config when not given', () => {

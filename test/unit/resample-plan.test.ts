@@ -60,7 +60,13 @@ function settings(over: Record<string, unknown> = {}): SampleSettings {
     root: 'users',
     'reference-tables': ['licenses'],
     'empty-tables': ['refresh_tokens'],
-    columns: { 'users.email': { sql: "'user' || id || '@dev.local'" }, 'posts.storage_key': 'keep', 'view_events.ip_hash': 'rehash' },
+    columns: {
+      'users.email': { sql: "'user' || id || '@dev.local'" },
+      'posts.storage_key': 'keep',
+      'view_events.ip_hash': 'rehash',
+      'comments.body': 'keep',
+      'licenses.title': 'keep',
+    },
     ...over,
   });
 }
@@ -103,15 +109,24 @@ describe('sensitive columns', () => {
     assert.equal(sensitiveMatch(col('email_verified', 'boolean'), p), undefined, 'a boolean holds nothing personal');
   });
 
-  it('refuses to start, listing every copied column that looks sensitive and has no rule', () => {
+  it('refuses to start, listing every copied text column without a rule: sensitive-looking ones and free text alike', () => {
     assert.throws(
-      () => plan(makapix(), { columns: { 'posts.storage_key': 'keep' } }),
+      () => plan(makapix(), { columns: { 'posts.storage_key': 'keep', 'licenses.title': 'keep' } }),
       (e: Error) =>
         e instanceof ConfigurationError &&
-        /refusing to start: 2 copied columns look sensitive and have no rule: public\.users\.email \(matches "email"\), public\.view_events\.ip_hash \(matches "ip"\)/.test(
+        /refusing to start: 3 copied text columns have no rule: public\.users\.email \(matches "email"\), public\.comments\.body \(text\), public\.view_events\.ip_hash \(matches "ip"\)/.test(
           e.message,
         ),
     );
+  });
+
+  it('exempts key columns and non-text columns from name matching: address_id needs no rule', () => {
+    const cat = makapix();
+    cat.tables.push(table('addresses', [col('id', 'bigint', true), col('user_id', 'bigint', true)]));
+    (cat.tables.find((t) => t.name === 'users') as Table).columns.push(col('address_id'), col('phone_verified_at', 'timestamptz', false, 'D'));
+    cat.foreignKeys.push(fk('users', ['address_id'], 'addresses'), fk('addresses', ['user_id'], 'users'));
+    const p = plan(cat);
+    assert.equal(p.tables.find((t) => t.table.name === 'users')?.columns.find((c) => c.name === 'address_id')?.sensitive, undefined);
   });
 
   it('does not ask for rules on tables copied empty (tokens, unreached)', () => {
@@ -183,7 +198,10 @@ describe('the closure', () => {
     cat.tables.find((t) => t.name === 'users')?.columns.push(col('badge_id'));
     cat.foreignKeys.push(fk('users', ['badge_id'], 'badges'));
     assert.equal(modeOf(plan(cat), 'badges'), 'unreached');
-    assert.equal(modeOf(plan(cat, { 'foreign-keys': { 'users(badge_id)': 'include' } }), 'badges'), 'included');
+    assert.equal(
+      modeOf(plan(cat, { 'foreign-keys': { 'users(badge_id)': 'include' }, columns: { ...settings().columns, 'badges.title': 'keep' } }), 'badges'),
+      'included',
+    );
     assert.throws(
       () => plan(cat, { 'foreign-keys': { 'users(badge_id)': 'include' }, 'empty-tables': ['refresh_tokens', 'badges'] }),
       /include into public\.badges, which is listed in empty-tables/,

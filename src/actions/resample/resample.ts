@@ -9,12 +9,16 @@ import { ConfigurationError, errorMessage } from '../../infra/errors';
 import { boolean, printable } from '../../infra/validate';
 import { ResampleFailed, resample, type ResampleParams } from '../../resample/engine';
 import { planLines, resampleSummary } from '../../resample/report';
+import { readCatalog } from '../../resample/catalog';
+import { initSample } from '../../resample/init';
+import { Environment } from '../../domain/environment';
 import { SwapBackFailed } from '../../resample/swap';
 import { IsolationRefused, isolationGate } from '../../safety/preflight';
 
 export function readParams(ctx: Prepared<ResampleInputs, ResampleOutputs>): ResampleParams {
   const { io } = ctx;
   const params: ResampleParams = { dryRun: boolean(io.input('dry-run'), 'input dry-run') };
+  if (boolean(io.input('init'), 'input init')) params.init = true;
   const fraction = io.input('fraction');
   if (fraction) {
     if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(fraction))
@@ -39,6 +43,17 @@ export const resampleAction: ActionDefinition<ResampleInputs, ResampleOutputs, R
   async execute(ctx) {
     const { log, io } = ctx;
     io.output('url', ctx.config.environments.dev.url);
+    if (ctx.plan.init) {
+      // Reads production's catalog only: no lock, no staging, dev untouched.
+      const { yaml } = initSample(await readCatalog(ctx.host, new Environment('prod', ctx.config)), ctx.config.sample);
+      for (const line of yaml.trimEnd().split('\n')) log.info(line);
+      io.output('sample-config', yaml);
+      io.output('swapped', false);
+      await io.summary(
+        `## Resample init: a starter sample section\n\nNothing ran and nothing changed. Paste this into the config file, review each line marked "keep only if", then run resample with dry-run: true.\n\n\`\`\`\`yaml\n${yaml}\`\`\`\`\n`,
+      );
+      return;
+    }
     try {
       // Production's data goes into dev only while the two are kept apart (dev's running
       // configuration, as the isolation checks see it). A dry run changes nothing and skips it.

@@ -1,0 +1,209 @@
+/**
+ * `resample` with `init: true`: a starter `sample:` section written from production's catalog, so
+ * nobody has to list a schema's columns by hand. Every copied text, JSON or address column gets a
+ * rule (the run refuses any without one); free text gets a masking rule, never `keep`, until a
+ * person decides it holds nothing personal. Pure: catalog in, YAML text out.
+ */
+import type { Catalog, Column, Table } from './catalog';
+import { nameWords, needsRule } from './anonymize';
+import type { ColumnRule, SampleSettings } from './settings';
+
+const ROOT_NAMES = ['users', 'user', 'accounts', 'account', 'customers', 'customer', 'members', 'member', 'people', 'persons', 'person'];
+const MIGRATION_TABLES = ['alembic_version', 'schema_migrations', 'django_migrations', 'flyway_schema_history', 'knex_migrations', 'ar_internal_metadata'];
+/** Tables whose rows are credentials or sessions: dev starts without them. */
+const SECRET_TABLE_WORDS = ['token', 'tokens', 'session', 'sessions', 'otp', 'otps', 'nonce', 'nonces', 'credential', 'credentials', 'secret', 'secrets'];
+
+/** What a column's name says it holds, in the order the words are tried. */
+const KINDS: Array<{ words: string[]; kind: 'email' | 'password' | 'ip' | 'secret' | 'name' | 'contact' }> = [
+  { words: ['email', 'mail'], kind: 'email' },
+  { words: ['password', 'passwd', 'pwd'], kind: 'password' },
+  { words: ['ip'], kind: 'ip' },
+  { words: ['secret', 'token', 'key', 'cert', 'salt', 'private', 'credential', 'otp', 'totp', 'hash', 'signature'], kind: 'secret' },
+  { words: ['name', 'first', 'last', 'full', 'display', 'nick', 'nickname', 'surname', 'given', 'handle', 'username', 'login'], kind: 'name' },
+  {
+    words: [
+      'phone',
+      'mobile',
+      'address',
+      'street',
+      'city',
+      'zip',
+      'postcode',
+      'location',
+      'iban',
+      'ssn',
+      'birth',
+      'birthday',
+      'dob',
+      'geo',
+      'lat',
+      'lon',
+      'latitude',
+      'longitude',
+    ],
+    kind: 'contact',
+  },
+];
+
+export interface InitColumn {
+  ref: string;
+  rule: ColumnRule;
+  why: string;
+}
+
+export interface InitResult {
+  root: string;
+  referenceTables: string[];
+  emptyTables: Array<{ table: string; why: string }>;
+  columns: InitColumn[];
+  yaml: string;
+}
+
+function pickRoot(catalog: Catalog, wanted?: string): Table {
+  const named = wanted
+    ? (catalog.tables.find((t) => t.id === wanted || (t.name === wanted && t.schema === 'public')) ?? catalog.tables.find((t) => t.name === wanted))
+    : undefined;
+  if (named) return named;
+  for (const n of ROOT_NAMES) {
+    const t = catalog.tables.find((x) => x.name === n && x.primaryKey);
+    if (t) return t;
+  }
+  // The table most foreign keys point at.
+  const incoming = new Map<string, number>();
+  for (const fk of catalog.foreignKeys) incoming.set(fk.refTable, (incoming.get(fk.refTable) ?? 0) + 1);
+  const best = [...catalog.tables].filter((t) => t.primaryKey).sort((a, b) => (incoming.get(b.id) ?? 0) - (incoming.get(a.id) ?? 0))[0];
+  if (!best) throw new Error('production has no table with a primary key to sample by');
+  return best;
+}
+
+/** A rule that keeps no value: null where allowed, else a value derived from the hash. */
+function erase(column: Column): ColumnRule {
+  if (!column.notNull) return 'null';
+  if (column.category === 'S' || ['inet', 'cidr'].includes(column.baseType)) return 'rehash';
+  if (['json', 'jsonb'].includes(column.baseType)) return { sql: "'{}'" };
+  if (column.category === 'A') return { sql: "'{}'" };
+  return { sql: "''" };
+}
+
+/** Few distinct values over many rows (a format, a status, an emoji): nothing that tells people apart. */
+function categorical(column: Column, table: Table): number | undefined {
+  const d = column.distinct;
+  if (d === undefined || d === null || d <= 0 || d > 20 || table.rows < 100) return undefined;
+  return d;
+}
+
+export function suggestRule(column: Column, table: Table, reference: boolean): { rule: ColumnRule; why: string } {
+  const words = nameWords(column.name);
+  const kind = KINDS.find((k) => words.some((w) => k.words.includes(w)))?.kind;
+  const json = ['json', 'jsonb', 'xml'].includes(column.baseType);
+  if (kind === 'email')
+    return column.category === 'S'
+      ? { rule: 'fake-email', why: 'e-mail: an address at example.invalid from the keyed hash' }
+      : { rule: erase(column), why: 'e-mail' };
+  if (kind === 'password')
+    return column.category === 'S' && !column.unique
+      ? { rule: 'dev-password', why: 'password: the hash of the dev-password input' }
+      : { rule: erase(column), why: 'password' };
+  if (kind === 'ip')
+    return { rule: column.category === 'S' || ['inet', 'cidr'].includes(column.baseType) ? 'rehash' : erase(column), why: 'IP address: keyed hash' };
+  if (kind === 'secret') return { rule: erase(column), why: 'secret: nothing of it reaches dev' };
+  // A small table the sample points at is a lookup (licenses, countries): its text is the app's own.
+  if (reference && table.rows <= 1000) return { rule: 'keep', why: 'reference table, copied whole' };
+  if (kind === 'name' && column.category === 'S' && !json) return { rule: 'fake-name', why: 'name: an invented name from the keyed hash' };
+  if (kind === 'contact') return { rule: erase(column), why: 'contact or location' };
+  const few = categorical(column, table);
+  if (few !== undefined && !json) return { rule: 'keep', why: `${few} distinct values in production: a category, not a person's` };
+  return { rule: erase(column), why: json ? 'JSON: keep only if it holds nothing personal' : 'free text: keep only if it holds nothing personal' };
+}
+
+function yamlRule(rule: ColumnRule): string {
+  if (typeof rule === 'object') return `{ sql: "${rule.sql.replace(/"/g, '\\"')}" }`;
+  return rule === 'null' ? "'null'" : rule;
+}
+
+function shortName(catalog: Catalog, t: Table): string {
+  return t.schema === 'public' || catalog.tables.filter((x) => x.name === t.name).length === 1 ? t.name : t.id;
+}
+
+/** The starter `sample:` section for production's catalog; `settings` supplies root, fraction and seed when set. */
+export function initSample(catalog: Catalog, settings: Pick<SampleSettings, 'root' | 'fraction' | 'seed'>): InitResult {
+  const root = pickRoot(catalog, settings.root);
+  const byId = new Map(catalog.tables.map((t) => [t.id, t]));
+  const name = (id: string) => shortName(catalog, byId.get(id) as Table);
+  const secretTable = (t: Table) => nameWords(t.name).some((w) => SECRET_TABLE_WORDS.includes(w));
+
+  // Reached from the root backwards, as the sample will (credential tables stop the walk).
+  const owned = new Set([root.id]);
+  const empty = new Map<string, string>();
+  for (let frontier = [root.id]; frontier.length;) {
+    const next: string[] = [];
+    for (const fk of catalog.foreignKeys) {
+      if (!frontier.includes(fk.refTable) || owned.has(fk.table) || empty.has(fk.table)) continue;
+      const t = byId.get(fk.table) as Table;
+      if (secretTable(t)) {
+        empty.set(t.id, 'credentials or sessions: dev starts without them');
+        continue;
+      }
+      owned.add(t.id);
+      next.push(t.id);
+    }
+    frontier = next;
+  }
+  // Tables the copied rows point at and the sample does not reach: lookups, copied whole.
+  const reference = new Set<string>();
+  for (const t of catalog.tables) if (MIGRATION_TABLES.includes(t.name) && !owned.has(t.id)) reference.add(t.id);
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const fk of catalog.foreignKeys) {
+      if ((owned.has(fk.table) || reference.has(fk.table)) && !owned.has(fk.refTable) && !reference.has(fk.refTable) && !empty.has(fk.refTable)) {
+        reference.add(fk.refTable);
+        changed = true;
+      }
+    }
+  }
+  for (const t of catalog.tables) {
+    if (owned.has(t.id) || reference.has(t.id) || empty.has(t.id) || t.rows === 0) continue;
+    empty.set(t.id, 'nothing leads from it to the sampled rows; move it to reference-tables to copy it whole');
+  }
+
+  const keyColumns = new Set<string>();
+  for (const t of catalog.tables) for (const c of t.primaryKey ?? []) keyColumns.add(`${t.id}.${c}`);
+  for (const fk of catalog.foreignKeys) {
+    for (const c of fk.columns) keyColumns.add(`${fk.table}.${c}`);
+    for (const c of fk.refColumns) keyColumns.add(`${fk.refTable}.${c}`);
+  }
+  const columns: InitColumn[] = [];
+  for (const t of catalog.tables) {
+    if (!owned.has(t.id) && !reference.has(t.id)) continue;
+    for (const c of t.columns) {
+      if (c.generated || !needsRule(c) || keyColumns.has(`${t.id}.${c.name}`)) continue;
+      const { rule, why } = suggestRule(c, t, reference.has(t.id));
+      columns.push({ ref: `${name(t.id)}.${c.name}`, rule, why });
+    }
+  }
+
+  const refs = [...reference].map(name);
+  const lines = [
+    `# Written by twinstack resample (init) from production's catalog: ${catalog.tables.length} tables, ${catalog.foreignKeys.length} foreign keys.`,
+    '# Review every rule marked "keep only if": the run refuses a copied text column without a rule.',
+    'sample:',
+    `  root: ${name(root.id)}`,
+    `  fraction: ${settings.fraction}`,
+    `  seed: ${settings.seed}`,
+    `  reference-tables: [${refs.join(', ')}]`,
+    ...(empty.size ? ['  empty-tables:', ...[...empty].map(([id, why]) => `    - ${name(id)}   # ${why}`)] : ['  empty-tables: []']),
+    ...(columns.length ? ['  columns:'] : ['  columns: {}']),
+  ];
+  const width = Math.max(0, ...columns.map((c) => `    ${c.ref}: ${yamlRule(c.rule)}`.length));
+  for (const c of columns) {
+    const line = `    ${c.ref}: ${yamlRule(c.rule)}`;
+    lines.push(`${line.padEnd(width)}   # ${c.why}`);
+  }
+  return {
+    root: root.id,
+    referenceTables: [...reference],
+    emptyTables: [...empty].map(([table, why]) => ({ table, why })),
+    columns,
+    yaml: `${lines.join('\n')}\n`,
+  };
+}
