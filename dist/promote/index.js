@@ -57955,6 +57955,12 @@ async function rehearse(host, config, at, backup, log, opId) {
             label: 'sampling pg_locks',
             onStdout: (c) => (samples += c.toString()),
         });
+        // The migration starts only once the sampler answers: a lock taken before its first sample would be measured short.
+        const ready = Date.now() + 30_000;
+        while (!/\d/.test(samples) && Date.now() < ready)
+            await new Promise((r) => setTimeout(r, 50));
+        if (!/\d/.test(samples))
+            log.warning('rehearsal: the pg_locks sampler did not answer within 30 s; lock times may be measured short');
         t = Date.now();
         let run;
         try {

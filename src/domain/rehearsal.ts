@@ -174,6 +174,10 @@ export async function rehearse(host: Host, config: Config, at: Environment, back
         onStdout: (c) => (samples += c.toString()),
       },
     );
+    // The migration starts only once the sampler answers: a lock taken before its first sample would be measured short.
+    const ready = Date.now() + 30_000;
+    while (!/\d/.test(samples) && Date.now() < ready) await new Promise((r) => setTimeout(r, 50));
+    if (!/\d/.test(samples)) log.warning('rehearsal: the pg_locks sampler did not answer within 30 s; lock times may be measured short');
     t = Date.now();
     let run;
     try {

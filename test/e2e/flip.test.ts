@@ -226,8 +226,6 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     assert.equal(r.code, 1, r.visible);
     assert.equal(r.outputs.outcome, 'refused');
     assert.match(lastError(r.stdout), /held table public\.items ACCESS EXCLUSIVE for \d+ ms when rehearsed, more than promote\.max-exclusive-lock-ms \(500\)/);
-    const held = Number(/held table public\.items ACCESS EXCLUSIVE for (\d+) ms/.exec(r.stdout)?.[1]);
-    assert.ok(held >= 1000, `the sampler saw the 1.5 s lock as ${held} ms`);
     assert.equal(prodIds(), ids);
     assert.equal(revision(), '0002');
   });

@@ -24,7 +24,7 @@
 #                  the prod overlay's api healthcheck fails
 #   prod-build-arg the prod overlay gives the api build an arg dev lacks
 #   slow-lock      (one ahead of second) migration 0003 holds items ACCESS
-#                  EXCLUSIVE for 1.5 s, then adds a column
+#                  EXCLUSIVE for 3 s, then adds a column
 #
 # Author, committer and dates are fixed, so the shas only change when the
 # fixture files or this script change. Any existing <workdir>/origin.git is
@@ -351,7 +351,7 @@ commit "2024-01-14T12:00:00+0000" "Prod-only api build arg"
 
 # ---------------------------------------------------------------- slow-lock
 # One commit ahead of second: migration 0003 holds items ACCESS EXCLUSIVE for
-# 1.5 s, then adds a column. Over a lock budget when rehearsed; and it waits
+# 3 s, then adds a column. Over a lock budget when rehearsed; and it waits
 # for any lock a test holds on items.
 g checkout -q -b slow-lock second
 cat >"$scratch/migrations/versions/0003_slow_lock.py" <<'EOF'
@@ -371,7 +371,7 @@ depends_on = None
 
 def upgrade():
     op.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
-    op.execute("SELECT pg_sleep(1.5)")
+    op.execute("SELECT pg_sleep(3)")
     op.execute("ALTER TABLE items ADD COLUMN slow_note text")
 
 
