@@ -12,6 +12,11 @@ const benches: Record<string, { script: string; args: string[]; what: string }> 
   resample: { script: 'resample.ts', args: [], what: 'resample vs bare COPY pipes and vs row by row; peak memory at two scales' },
   vault: { script: 'vault.ts', args: [], what: 'vault-sync (rsync) vs a per-file cp loop; a second run copies nothing' },
   rolling: { script: 'rolling.ts', args: [], what: 'failed requests and longest gap at 20 requests/s through Caddy: rolling switch vs in-place (up -d)' },
+  'flip-rolling': {
+    script: 'flip-rolling.ts',
+    args: [],
+    what: 'failed requests at 20 requests/s through Caddy while the promote and rollback actions switch prod: rolling vs in place',
+  },
 };
 
 const wanted = process.argv.slice(2).filter((a) => a !== '--');

@@ -25,6 +25,13 @@
 #   prod-build-arg the prod overlay gives the api build an arg dev lacks
 #   slow-lock      (one ahead of second) migration 0003 holds items ACCESS
 #                  EXCLUSIVE for 3 s, then adds a column
+#   rolling        main set up for a rolling api: db and api on a Docker network
+#                  ($EDGE_NETWORK, made by the test) instead of the host
+#                  network, the api with no container_name and no host port,
+#                  served by api/serve.py (listens on the network, 4 s to
+#                  start, drains on SIGTERM); the db listens on its network
+#                  too (password logins from that subnet only)
+#   rolling-next   (one ahead of rolling) a test more: a new api image
 #
 # Author, committer and dates are fixed, so the shas only change when the
 # fixture files or this script change. Any existing <workdir>/origin.git is
@@ -379,12 +386,159 @@ def downgrade():
     op.execute("ALTER TABLE items DROP COLUMN IF EXISTS slow_note")
 EOF
 commit "2024-01-15T12:00:00+0000" "Add a migration that holds a long exclusive lock"
+# ---------------------------------------------------------------- rolling
+# main set up so the api can be replaced with no failed request (promote.rolling):
+# db and api on a Docker network the test creates, a proxy on that network in
+# front of the api. The worker stays on the host network (it talks to nobody).
+branch_from_main rolling
+cat >"$scratch/deploy/stack/docker-compose.yml" <<'EOF'
+# Base stack for a rolling api: db and api on the network $EDGE_NETWORK (made
+# outside the stack, shared with the proxy), each under an alias of its own
+# project, so prod and dev can share it. The api has no container_name and no
+# published port: a proxy on the network finds its containers by the alias.
+# The db keeps its container name (it is not rolled) and publishes nothing.
+
+services:
+  db:
+    build:
+      context: ../..
+      dockerfile: db/Dockerfile
+    image: ${COMPOSE_PROJECT_NAME:-makapix}-db:local
+    container_name: ${COMPOSE_PROJECT_NAME:-makapix}-db
+    restart: unless-stopped
+    networks:
+      edge:
+        aliases:
+          - ${COMPOSE_PROJECT_NAME:-makapix}-db
+    volumes:
+      - pg_data:/var/lib/postgresql/data
+    healthcheck:
+      test: ["CMD-SHELL", "pg_isready -q -h 127.0.0.1 -p \"$$DB_PORT\" -d \"$$DB_NAME\" -U \"$${DB_USER:-owner}\""]
+      interval: 1s
+      timeout: 5s
+      retries: 10
+      start_period: 30s
+
+  api:
+    build:
+      context: ../..
+      dockerfile: api/Dockerfile
+    image: ${COMPOSE_PROJECT_NAME:-makapix}-api:local
+    restart: unless-stopped
+    depends_on:
+      db:
+        condition: service_healthy
+    # Listens on the network, takes 4 s to start, drains on SIGTERM (api/serve.py).
+    command: ["python3", "/app/api/serve.py"]
+    environment:
+      DB_HOST: ${COMPOSE_PROJECT_NAME:-makapix}-db
+      START_DELAY_S: "4"
+    networks:
+      edge:
+        aliases:
+          - ${COMPOSE_PROJECT_NAME:-makapix}-api
+    volumes:
+      - ${VAULT_HOST_PATH:?VAULT_HOST_PATH must be set in the env file}:/vault
+    healthcheck:
+      test: ["CMD-SHELL", "curl -fsS -o /dev/null --max-time 3 \"http://127.0.0.1:$$API_PORT/api/health\""]
+      interval: 1s
+      timeout: 5s
+      retries: 3
+      start_period: 5s
+    labels:
+      caddy: ${WEB_DOMAIN}
+      caddy.reverse_proxy: "{{upstreams ${API_PORT}}}"
+
+  # No healthcheck on purpose: covers "services without healthchecks".
+  worker:
+    image: twinstack-fixture-base:latest
+    container_name: ${COMPOSE_PROJECT_NAME:-makapix}-worker
+    network_mode: host
+    restart: unless-stopped
+    depends_on:
+      - db
+    command:
+      - bash
+      - -c
+      - |
+        trap 'echo "worker: stopping"; exit 0' TERM INT
+        echo "worker: started for $${ENVIRONMENT:-unknown} ($${MQTT_TOPIC_PREFIX:-})"
+        while true; do sleep 5 & wait $$!; done
+
+networks:
+  edge:
+    name: ${EDGE_NETWORK:?EDGE_NETWORK must name the proxy's network}
+    external: true
+
+volumes:
+  pg_data:
+    name: ${COMPOSE_PROJECT_NAME:-makapix}_pg_data
+EOF
+cat >"$scratch/api/serve.py" <<'EOF'
+"""Serves the fixture api the way a rolling replacement needs, as uvicorn does.
+
+It listens on every address of its container (a proxy on the Docker network
+reaches it), takes START_DELAY_S seconds to start (a real app loads for
+seconds), and drains on SIGTERM: stops accepting new connections at once,
+finishes the requests it has, then exits.
+"""
+
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from app import Handler  # noqa: E402
+
+
+def main():
+    time.sleep(float(os.environ.get("START_DELAY_S", "0")))
+    port = int(os.environ["API_PORT"])
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    server.daemon_threads = False  # server_close() waits for the requests in flight
+
+    def drain(*_):
+        # serve_forever() must be stopped from another thread than the one it runs in.
+        threading.Thread(target=server.shutdown).start()
+
+    signal.signal(signal.SIGTERM, drain)
+    print(f"api: listening on 0.0.0.0:{port}", flush=True)
+    server.serve_forever(poll_interval=0.1)
+    server.server_close()  # closes the listening socket, then joins the request threads
+    print("api: drained, exiting", flush=True)
+
+
+if __name__ == "__main__":
+    main()
+EOF
+sed -i 's#^  -c listen_addresses=127.0.0.1 \\$#  -c listen_addresses=0.0.0.0 \\#' "$scratch/db/entrypoint.sh"
+sed -i 's#^host    all       all       ::1/128        scram-sha-256$#&\nhost    all       all       samenet        scram-sha-256#' "$scratch/db/entrypoint.sh"
+for word in listen_addresses=0.0.0.0 samenet; do
+  grep -qF "$word" "$scratch/db/entrypoint.sh" || { echo "make-fixture-repo: could not make the db listen on its network ($word)" >&2; exit 1; }
+done
+commit "2024-01-15T12:00:00+0000" "db and api on a Docker network, the api ready to roll"
+
+# ---------------------------------------------------------------- rolling-next
+# One commit ahead of rolling, no migration: a new api image to promote.
+g checkout -q -b rolling-next rolling
+cat >"$scratch/tests/test_rolling_next.py" <<'EOF'
+"""Added in the release after rolling."""
+
+
+def test_items_answer(api):
+    status, _ = api("/api/items")
+    assert status == 200
+EOF
+commit "2024-01-16T12:00:00+0000" "Add an items test"
 
 # ---------------------------------------------------------------- publish
 g checkout -q main
 rm -rf "$origin"
 git init -q --bare -b main "$origin"
-branches=(main second failing-test two-heads bad-health bad-migration prod-bad-health third slow-build dev-escape unique-names slow-half-migration entrypoint-migrate prod-build-arg slow-lock)
+branches=(main second failing-test two-heads bad-health bad-migration prod-bad-health third slow-build dev-escape unique-names slow-half-migration entrypoint-migrate prod-build-arg slow-lock rolling rolling-next)
 g push -q "$origin" "${branches[@]/#/refs/heads/}"
 git -C "$origin" symbolic-ref HEAD refs/heads/main
 

@@ -99,11 +99,7 @@ export async function startRollingStack(composeCommand: 'docker compose' | 'dock
   const proxyPort = await freePort();
   // The proxy is no part of the app's compose project: like Makapix's caddy-docker-proxy it is shared
   // infrastructure, on the network the app's services join.
-  sh(
-    `docker run -d --name ${PREFIX}-caddy --network ${network} -p 127.0.0.1:${proxyPort}:8080 -e UPSTREAM_NAME=${repo}` +
-      ` -v ${CADDY}:/usr/bin/caddy:ro -v ${path.join(checkout, 'Caddyfile')}:/etc/caddy/Caddyfile:ro` +
-      ` ${BASE_IMAGE} caddy run --config /etc/caddy/Caddyfile --adapter caddyfile >/dev/null`,
-  );
+  runCaddy(`${PREFIX}-caddy`, network, path.join(checkout, 'Caddyfile'), { [proxyPort]: 8080 }, { UPSTREAM_NAME: repo });
 
   const config = parseConfig(
     stringify({
@@ -183,11 +179,28 @@ export async function startRollingStack(composeCommand: 'docker compose' | 'dock
   return stack;
 }
 
-/** Waits until a request through the proxy answers 200. */
-async function waitServing(port: number, timeoutMs: number): Promise<void> {
+/**
+ * Starts Debian's Caddy (the host's binary, bind-mounted) in a container of the fixture base image
+ * on a network the test made, with the given Caddyfile; `publish` maps ports on 127.0.0.1 (only) to
+ * ports in the container. Remove it with `docker rm -f <name>`.
+ */
+export function runCaddy(name: string, network: string, caddyfile: string, publish: Record<number, number>, env: Record<string, string> = {}): void {
+  const problem = rollingProblem();
+  if (problem) throw new Error(problem);
+  const ports = Object.entries(publish).map(([hostPort, port]) => `-p 127.0.0.1:${hostPort}:${port}`);
+  const vars = Object.entries(env).map(([k, v]) => `-e ${k}=${v}`);
+  sh(
+    `docker run -d --name ${name} --network ${network} ${ports.join(' ')} ${vars.join(' ')}` +
+      ` -v ${CADDY}:/usr/bin/caddy:ro -v ${caddyfile}:/etc/caddy/Caddyfile:ro` +
+      ` ${BASE_IMAGE} caddy run --config /etc/caddy/Caddyfile --adapter caddyfile >/dev/null`,
+  );
+}
+
+/** Waits until a request through the proxy to `urlPath` answers 200. */
+export async function waitServing(port: number, timeoutMs: number, urlPath = '/'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const r = await request(port, 5000);
+    const r = await request(port, 5000, urlPath);
     if (r.ok) return;
     if (Date.now() > deadline) throw new Error(`nothing answers through the proxy on 127.0.0.1:${port} after ${timeoutMs} ms: ${r.error}`);
     await new Promise((res) => setTimeout(res, 250));
@@ -201,10 +214,10 @@ interface Answer {
   error?: string;
 }
 
-function request(port: number, timeoutMs: number): Promise<Answer> {
+function request(port: number, timeoutMs: number, urlPath = '/'): Promise<Answer> {
   return new Promise((resolve) => {
     // A new connection per request, as from many clients: no keep-alive hides a closed upstream.
-    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent: false, timeout: timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => (body += d));
@@ -246,8 +259,8 @@ export interface LoadLoop {
   stop(): Promise<LoadResult>;
 }
 
-/** Sends `rps` requests a second through the proxy, each on its own, until stopped. */
-export function startLoad(port: number, rps = 20): LoadLoop {
+/** Sends `rps` requests a second through the proxy (to `urlPath`), each on its own, until stopped. */
+export function startLoad(port: number, rps = 20, urlPath = '/'): LoadLoop {
   const answers: Array<Promise<void>> = [];
   const okTimes: number[] = [];
   const failures: string[] = [];
@@ -261,7 +274,7 @@ export function startLoad(port: number, rps = 20): LoadLoop {
   const tick = setInterval(() => {
     sent++;
     answers.push(
-      request(port, 30_000).then((a) => {
+      request(port, 30_000, urlPath).then((a) => {
         if (a.ok) {
           okTimes.push(Date.now());
           versions[a.version ?? '?'] = (versions[a.version ?? '?'] ?? 0) + 1;
