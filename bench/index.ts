@@ -14,7 +14,7 @@ const benches: Record<string, { script: string; args: string[]; what: string }> 
   rehearsal: {
     script: 'rehearsal.ts',
     args: [],
-    what: 'promote rehearsal (restore of the copy, migration in a one-off container, ACCESS EXCLUSIVE holds) at two database sizes (BENCH_REHEARSAL_ROWS, default 100,000; 10x)',
+    what: 'promote rehearsal (restore of the copy, migration in a one-off container, ACCESS EXCLUSIVE holds) at two database sizes (BENCH_REHEARSAL_ROWS, default 200,000; 10x)',
   },
   rolling: { script: 'rolling.ts', args: [], what: 'failed requests and longest gap at 20 requests/s through Caddy: rolling switch vs in-place (up -d)' },
 };

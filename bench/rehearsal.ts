@@ -1,7 +1,7 @@
 /**
  * Rehearsal bench: promote's rehearsal (rehearse(), the real function) on a database at two sizes,
  * the larger BENCH_REHEARSAL_FACTOR (default 10) times the smaller (BENCH_REHEARSAL_ROWS rows,
- * default 100,000 rows of about 200 bytes). Real parts only: PostgreSQL from the harness, reached
+ * default 200,000 rows of about 200 bytes). Real parts only: PostgreSQL from the harness, reached
  * through the harness's sshd, a verified backup by takeBackup, and the migration in a one-off
  * `compose run` container of the fixture base image (python, alembic, psycopg2) on this machine's
  * Docker engine, on the host's network so it reaches the harness PostgreSQL on 127.0.0.1. The
@@ -72,7 +72,7 @@ interface Row {
 async function main(): Promise<void> {
   const problem = dockerProblem();
   if (problem) throw new Error(problem);
-  const small = Number(process.env.BENCH_REHEARSAL_ROWS ?? 100_000);
+  const small = Number(process.env.BENCH_REHEARSAL_ROWS ?? 200_000);
   const factor = Number(process.env.BENCH_REHEARSAL_FACTOR ?? 10);
   const project = process.env.TWINSTACK_BENCH_PROJECT ?? 'tsrb-rehearsal';
   if (!project.startsWith('tsrb-')) throw new Error('TWINSTACK_BENCH_PROJECT must start with tsrb-');
@@ -129,9 +129,10 @@ environments:
       // Rows of about 200 bytes, as in the backup bench: ids, a timestamp, text that compresses like real content.
       pg.psql(
         `insert into posts select g, g % 5000, now() - g * interval '1 second', 'post ' || g, md5(g::text) || repeat(md5((g * 7)::text), 4)
-         from generate_series(${have + 1}, ${n}) g; vacuum analyze posts; checkpoint;`,
+         from generate_series(${have + 1}, ${n}) g`,
         'makapix',
       );
+      pg.psql('vacuum analyze posts', 'makapix');
       have = n;
       const bytes = Number(pg.psql("select pg_database_size('makapix')", 'makapix').trim());
       const backup = await takeBackup(host, config, prod, {}, new MemoryLogger(), 'list');
@@ -173,6 +174,7 @@ environments:
     line('migration minus one-off start', (r) => Math.max(0, r.migrationS - oneOffS), s);
     line('whole rehearsal', (r) => r.totalS, s);
     line('longest ACCESS EXCLUSIVE', longest, s);
+    console.log('(locks are sampled every 100 ms: 0.1 s means seen in one sample)');
     for (const r of rows)
       console.log(
         `ACCESS EXCLUSIVE at ${r.rows.toLocaleString('en')} rows: ${holds(r)}; rewritten: ${r.result.rewritten.map((w) => `${w.table} (${w.rows} rows)`).join(', ') || 'none'}`,
