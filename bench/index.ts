@@ -11,6 +11,11 @@ const benches: Record<string, { script: string; args: string[]; what: string }> 
   backup: { script: 'backup.ts', args: [], what: 'backup action vs plain pg_dump -Fc (BENCH_BACKUP_MB, default 300)' },
   resample: { script: 'resample.ts', args: [], what: 'resample vs bare COPY pipes and vs row by row; peak memory at two scales' },
   vault: { script: 'vault.ts', args: [], what: 'vault-sync (rsync) vs a per-file cp loop; a second run copies nothing' },
+  rehearsal: {
+    script: 'rehearsal.ts',
+    args: [],
+    what: 'promote rehearsal (restore of the copy, migration in a one-off container, ACCESS EXCLUSIVE holds) at two database sizes (BENCH_REHEARSAL_ROWS, default 200,000; 10x)',
+  },
   rolling: { script: 'rolling.ts', args: [], what: 'failed requests and longest gap at 20 requests/s through Caddy: rolling switch vs in-place (up -d)' },
   'flip-rolling': {
     script: 'flip-rolling.ts',

@@ -57821,6 +57821,7 @@ async function undoPending(o, hostLog, base) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.LOCK_SAMPLE_SQL = void 0;
 exports.lockHolds = lockHolds;
 exports.pointAt = pointAt;
 exports.rehearse = rehearse;
@@ -57886,6 +57887,16 @@ function pointAt(value, database) {
     const m = /^([^?#]*?:\/\/[^/?#]*)(\/[^?#]*)?(.*)$/.exec(value);
     return m ? `${m[1]}/${encodeURIComponent(database)}${m[3]}` : database;
 }
+/**
+ * One sample of the ACCESS EXCLUSIVE locks other sessions hold in the current database: a line with
+ * the sample's time in epoch milliseconds, then one `<time>|<schema>.<table>` line per table held.
+ * Every line carries the same time, the statement's: clock_timestamp() moves while the statement
+ * runs, and a lock line stamped a millisecond after its sample read as a sample of its own in which
+ * the other tables were free, cutting their holds short.
+ */
+exports.LOCK_SAMPLE_SQL = `SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint || coalesce((SELECT string_agg(E'\\n' || (extract(epoch FROM statement_timestamp()) * 1000)::bigint || '|' || n.nspname || '.' || c.relname, '') ` +
+    `FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace ` +
+    `WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.mode = 'AccessExclusiveLock' AND l.granted AND c.relkind IN ('r', 'p', 'm') AND l.pid <> pg_backend_pid()), '');`;
 const TABLES_SQL = `SELECT c.oid || '|' || n.nspname || '.' || c.relname || '|' || c.relfilenode || '|' || coalesce(s.n_live_tup, 0) || '|' || coalesce(s.n_tup_upd, 0) ` +
     `FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid ` +
     `WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'`;
@@ -57944,10 +57955,8 @@ async function rehearse(host, config, at, backup, log, opId) {
         const pointed = pointAt(values.get(variable), scratch);
         if (pointed.length >= 6)
             log.secret(pointed);
-        // The sampler: one psql session fed a query every 100 ms until the stop file appears.
-        const sample = `SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint || coalesce((SELECT string_agg(E'\\n' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint || '|' || n.nspname || '.' || c.relname, '') ` +
-            `FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace ` +
-            `WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.mode = 'AccessExclusiveLock' AND l.granted AND c.relkind IN ('r', 'p', 'm') AND l.pid <> pg_backend_pid()), '');`;
+        // The sampler: one psql session fed LOCK_SAMPLE_SQL every 100 ms until the stop file appears.
+        const sample = exports.LOCK_SAMPLE_SQL;
         await host.run((0, shell_1.sh) `rm -f ${stopFile}`, { quiet: true, timeoutSeconds: 30 });
         let samples = '';
         const sampler = host.spawn(`while [ ! -e ${(0, shell_1.sh) `${stopFile}`} ]; do printf '%s\\n' ${(0, shell_1.sh) `${sample}`}; sleep 0.1; done | ${(0, postgres_1.psql)(at, scratch, { tuples: true })}`, {

@@ -87,6 +87,18 @@ export function pointAt(value: string | undefined, database: string): string {
   return m ? `${m[1]}/${encodeURIComponent(database)}${m[3]}` : database;
 }
 
+/**
+ * One sample of the ACCESS EXCLUSIVE locks other sessions hold in the current database: a line with
+ * the sample's time in epoch milliseconds, then one `<time>|<schema>.<table>` line per table held.
+ * Every line carries the same time, the statement's: clock_timestamp() moves while the statement
+ * runs, and a lock line stamped a millisecond after its sample read as a sample of its own in which
+ * the other tables were free, cutting their holds short.
+ */
+export const LOCK_SAMPLE_SQL =
+  `SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint || coalesce((SELECT string_agg(E'\\n' || (extract(epoch FROM statement_timestamp()) * 1000)::bigint || '|' || n.nspname || '.' || c.relname, '') ` +
+  `FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace ` +
+  `WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.mode = 'AccessExclusiveLock' AND l.granted AND c.relkind IN ('r', 'p', 'm') AND l.pid <> pg_backend_pid()), '');`;
+
 const TABLES_SQL =
   `SELECT c.oid || '|' || n.nspname || '.' || c.relname || '|' || c.relfilenode || '|' || coalesce(s.n_live_tup, 0) || '|' || coalesce(s.n_tup_upd, 0) ` +
   `FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid ` +
@@ -159,11 +171,8 @@ export async function rehearse(host: Host, config: Config, at: Environment, back
     const pointed = pointAt(values.get(variable), scratch);
     if (pointed.length >= 6) log.secret(pointed);
 
-    // The sampler: one psql session fed a query every 100 ms until the stop file appears.
-    const sample =
-      `SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint || coalesce((SELECT string_agg(E'\\n' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint || '|' || n.nspname || '.' || c.relname, '') ` +
-      `FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace ` +
-      `WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.mode = 'AccessExclusiveLock' AND l.granted AND c.relkind IN ('r', 'p', 'm') AND l.pid <> pg_backend_pid()), '');`;
+    // The sampler: one psql session fed LOCK_SAMPLE_SQL every 100 ms until the stop file appears.
+    const sample = LOCK_SAMPLE_SQL;
     await host.run(sh`rm -f ${stopFile}`, { quiet: true, timeoutSeconds: 30 });
     let samples = '';
     const sampler = host.spawn(
