@@ -56079,6 +56079,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.OneOffUnavailable = void 0;
 exports.migrationPlan = migrationPlan;
 exports.upgradeHead = upgradeHead;
 exports.alembicCheck = alembicCheck;
@@ -56132,9 +56133,17 @@ async function oneOffAlembic(host, at, args, o) {
         await host.run((0, shell_1.argv)('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
     }
 }
+/** compose cannot start a one-off container of the api service (docker-compose v1 with host networking and depends_on). */
+class OneOffUnavailable extends errors_1.OperationFailed {
+    name = 'OneOffUnavailable';
+}
+exports.OneOffUnavailable = OneOffUnavailable;
 /** The head revision(s) of the new code, read in a one-off container. */
 async function oneOffHeads(host, at, name, timeoutSeconds) {
     const r = await oneOffAlembic(host, at, ['heads'], { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+    if (r.exitCode !== 0 && /host type networking can't be used with links/.test(`${r.stdout}\n${r.stderr}`)) {
+        throw new OneOffUnavailable(`${at.name}: docker-compose v1 cannot start a one-off ${at.cfg.apiService} container (host networking with depends_on): the migration runs in the new container after the swap, unrehearsed. docker compose v2 does not have this limit.`);
+    }
     if (r.exitCode !== 0)
         throw new errors_1.OperationFailed(`${at.name}: alembic heads failed in a one-off ${at.cfg.apiService} container of the new image: ${migrationErrorLine(`${r.stdout}\n${r.stderr}`)}`);
     return [...r.stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);

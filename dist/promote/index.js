@@ -55796,20 +55796,32 @@ exports.promoteAction = {
                 let expected;
                 let pending = false;
                 let heads = [];
+                /** Why the migration runs in the new api container after the swap instead of before it (compose v1's limit). */
+                let inPlace = '';
                 try {
                     await (0, preflight_1.isolationGate)(host, { ...config, environments: { ...config.environments, prod: at.cfg } }, log, `prod at ${sha.slice(0, 12)}`);
                     stage = 'images';
                     expected = await (0, ship_1.shipImages)(host, at, ship, log);
                     // 6. The rehearsal on a full copy of prod.
-                    heads = config.gate.alembic ? await (0, alembic_1.oneOffHeads)(host, at, `${prod.project}-twinstack-heads`, config.gate['timeout-seconds']) : [];
-                    pending = config.gate.alembic && !(heads.length === 1 && heads[0] === schemaBefore.revision);
+                    if (config.gate.alembic) {
+                        try {
+                            heads = await (0, alembic_1.oneOffHeads)(host, at, `${prod.project}-twinstack-heads`, config.gate['timeout-seconds']);
+                        }
+                        catch (e) {
+                            if (!(e instanceof alembic_1.OneOffUnavailable))
+                                throw e;
+                            inPlace = e.message;
+                            log.warning(e.message);
+                        }
+                    }
+                    pending = config.gate.alembic && !inPlace && !(heads.length === 1 && heads[0] === schemaBefore.revision);
                 }
                 catch (e) {
                     return refuse(stage, (0, errors_1.errorMessage)(e));
                 }
                 const mode = config.promote.rehearse;
                 let rehearsal;
-                if (config.gate.alembic && (mode === 'always' || (mode === 'auto' && pending))) {
+                if (config.gate.alembic && !inPlace && (mode === 'always' || (mode === 'auto' && pending))) {
                     try {
                         rehearsal = await (0, rehearsal_1.rehearse)(host, config, at, backup, log, op.id);
                     }
@@ -55830,7 +55842,14 @@ exports.promoteAction = {
                     }
                     host.deadline = fullDeadline - ROLLBACK_RESERVE_MS;
                 }
-                let migration = { from: schemaBefore.revision, to: schemaBefore.revision, ms: 0, attempts: 0, pending };
+                let migration = {
+                    from: schemaBefore.revision,
+                    to: schemaBefore.revision,
+                    ms: 0,
+                    attempts: 0,
+                    pending,
+                    inPlace: inPlace || undefined,
+                };
                 try {
                     // 7. The real migration, in a one-off container of the new image, while the old containers serve.
                     stage = 'migration';
@@ -55847,13 +55866,24 @@ exports.promoteAction = {
                     finally {
                         log.endGroup();
                     }
+                    let schemaSwapped = schemaMigrated;
+                    if (inPlace) {
+                        stage = 'migration';
+                        const t = Date.now();
+                        const plan = await (0, alembic_1.migrationPlan)(host, prod, config.gate['timeout-seconds']);
+                        if (plan.pending) {
+                            await (0, alembic_1.upgradeHead)(host, prod, plan, config.gate['timeout-seconds']);
+                            migration = { from: plan.current, to: plan.heads.join(','), ms: Date.now() - t, attempts: 1, pending: true, inPlace };
+                            schemaSwapped = await (0, schema_1.schemaState)(host, prod);
+                        }
+                    }
                     stage = 'health';
                     const containers = await (0, release_1.waitHealthy)(host, prod, log);
                     await (0, release_1.probeHealthUrl)(host, prod, log);
                     (0, ship_1.assertImages)(containers, expected, 'prod');
                     // An app that migrates when it starts changes the schema after our migration: say so.
                     const schemaAfter = await (0, schema_1.schemaState)(host, prod);
-                    if (schemaAfter.fingerprint !== schemaMigrated.fingerprint || schemaAfter.revision !== schemaMigrated.revision) {
+                    if (schemaAfter.fingerprint !== schemaSwapped.fingerprint || schemaAfter.revision !== schemaSwapped.revision) {
                         migration = { ...migration, to: schemaAfter.revision, entrypoint: true };
                         log.warning(`prod's schema changed when the new containers started (${schemaMigrated.revision || 'none'} → ${schemaAfter.revision || 'none'}): the app migrates on start`);
                     }
@@ -56086,8 +56116,12 @@ function promoteSummary(prod, r, gated) {
         }
         if (r.migration) {
             const g = r.migration;
+            if (g.inPlace)
+                m.push(`⚠️ ${g.inPlace}`);
             if (!g.pending)
                 m.push(`no migration pending: prod's database is at ${g.from || 'none'}`);
+            else if (g.inPlace && r.outcome === 'promoted')
+                m.push(`prod migrated ${g.from || 'none'} → ${g.to} in ${ms(g.ms)} in the new api container, after the swap`);
             else if (r.outcome === 'promoted')
                 m.push(`prod migrated ${g.from || 'none'} → ${g.to} in ${ms(g.ms)} before the swap, old containers serving (${g.attempts} attempt${g.attempts > 1 ? 's' : ''})`);
             if (g.entrypoint)
@@ -56456,6 +56490,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.OneOffUnavailable = void 0;
 exports.migrationPlan = migrationPlan;
 exports.upgradeHead = upgradeHead;
 exports.alembicCheck = alembicCheck;
@@ -56509,9 +56544,17 @@ async function oneOffAlembic(host, at, args, o) {
         await host.run((0, shell_1.argv)('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
     }
 }
+/** compose cannot start a one-off container of the api service (docker-compose v1 with host networking and depends_on). */
+class OneOffUnavailable extends errors_1.OperationFailed {
+    name = 'OneOffUnavailable';
+}
+exports.OneOffUnavailable = OneOffUnavailable;
 /** The head revision(s) of the new code, read in a one-off container. */
 async function oneOffHeads(host, at, name, timeoutSeconds) {
     const r = await oneOffAlembic(host, at, ['heads'], { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+    if (r.exitCode !== 0 && /host type networking can't be used with links/.test(`${r.stdout}\n${r.stderr}`)) {
+        throw new OneOffUnavailable(`${at.name}: docker-compose v1 cannot start a one-off ${at.cfg.apiService} container (host networking with depends_on): the migration runs in the new container after the swap, unrehearsed. docker compose v2 does not have this limit.`);
+    }
     if (r.exitCode !== 0)
         throw new errors_1.OperationFailed(`${at.name}: alembic heads failed in a one-off ${at.cfg.apiService} container of the new image: ${migrationErrorLine(`${r.stdout}\n${r.stderr}`)}`);
     return [...r.stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);

@@ -71,9 +71,19 @@ export async function oneOffAlembic(host: Host, at: Environment, args: readonly 
   }
 }
 
+/** compose cannot start a one-off container of the api service (docker-compose v1 with host networking and depends_on). */
+export class OneOffUnavailable extends OperationFailed {
+  override name = 'OneOffUnavailable';
+}
+
 /** The head revision(s) of the new code, read in a one-off container. */
 export async function oneOffHeads(host: Host, at: Environment, name: string, timeoutSeconds: number): Promise<string[]> {
   const r = await oneOffAlembic(host, at, ['heads'], { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+  if (r.exitCode !== 0 && /host type networking can't be used with links/.test(`${r.stdout}\n${r.stderr}`)) {
+    throw new OneOffUnavailable(
+      `${at.name}: docker-compose v1 cannot start a one-off ${at.cfg.apiService} container (host networking with depends_on): the migration runs in the new container after the swap, unrehearsed. docker compose v2 does not have this limit.`,
+    );
+  }
   if (r.exitCode !== 0)
     throw new OperationFailed(
       `${at.name}: alembic heads failed in a one-off ${at.cfg.apiService} container of the new image: ${migrationErrorLine(`${r.stdout}\n${r.stderr}`)}`,

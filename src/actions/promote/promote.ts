@@ -40,7 +40,7 @@ import {
   HealthError,
   type Release,
 } from '../../domain/release';
-import { hitLockTimeout, migrationErrorLine, oneOffAlembic, oneOffHeads } from '../../domain/alembic';
+import { hitLockTimeout, migrationErrorLine, migrationPlan, oneOffAlembic, oneOffHeads, OneOffUnavailable, upgradeHead } from '../../domain/alembic';
 import { lossWindow, startRelease } from '../../domain/rollback';
 import { assertImages, defaultImageName, mergedBuilds, shipImages, shipPlan, type ShipPlan } from '../../domain/ship';
 import { rowsWrittenBetween, schemaState, writeCounters, type SchemaState } from '../../domain/schema';
@@ -73,7 +73,7 @@ export interface Outcome {
   failure?: { stage: Stage; message: string; logs?: string; service?: string };
   ship?: ShipPlan;
   rehearsal?: RehearsalResult;
-  migration?: { from: string; to: string; ms: number; attempts: number; pending: boolean; entrypoint?: boolean };
+  migration?: { from: string; to: string; ms: number; attempts: number; pending: boolean; entrypoint?: boolean; inPlace?: string };
   /** What a failure did to the data. */
   data?: { schemaMoved: boolean; restored?: string; rowsLost?: number; lostTables?: Array<{ table: string; rows: number }>; aside?: string };
   frozen?: string[];
@@ -217,19 +217,29 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           let expected: Record<string, string>;
           let pending = false;
           let heads: string[] = [];
+          /** Why the migration runs in the new api container after the swap instead of before it (compose v1's limit). */
+          let inPlace = '';
           try {
             await isolationGate(host, { ...config, environments: { ...config.environments, prod: at.cfg } }, log, `prod at ${sha.slice(0, 12)}`);
             stage = 'images';
             expected = await shipImages(host, at, ship, log);
             // 6. The rehearsal on a full copy of prod.
-            heads = config.gate.alembic ? await oneOffHeads(host, at, `${prod.project}-twinstack-heads`, config.gate['timeout-seconds']) : [];
-            pending = config.gate.alembic && !(heads.length === 1 && heads[0] === schemaBefore.revision);
+            if (config.gate.alembic) {
+              try {
+                heads = await oneOffHeads(host, at, `${prod.project}-twinstack-heads`, config.gate['timeout-seconds']);
+              } catch (e) {
+                if (!(e instanceof OneOffUnavailable)) throw e;
+                inPlace = e.message;
+                log.warning(e.message);
+              }
+            }
+            pending = config.gate.alembic && !inPlace && !(heads.length === 1 && heads[0] === schemaBefore.revision);
           } catch (e) {
             return refuse(stage, errorMessage(e));
           }
           const mode = config.promote.rehearse;
           let rehearsal: RehearsalResult | undefined;
-          if (config.gate.alembic && (mode === 'always' || (mode === 'auto' && pending))) {
+          if (config.gate.alembic && !inPlace && (mode === 'always' || (mode === 'auto' && pending))) {
             try {
               rehearsal = await rehearse(host, config, at, backup, log, op.id);
             } catch (e) {
@@ -251,7 +261,14 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             }
             host.deadline = fullDeadline - ROLLBACK_RESERVE_MS;
           }
-          let migration: Outcome['migration'] = { from: schemaBefore.revision, to: schemaBefore.revision, ms: 0, attempts: 0, pending };
+          let migration: Outcome['migration'] = {
+            from: schemaBefore.revision,
+            to: schemaBefore.revision,
+            ms: 0,
+            attempts: 0,
+            pending,
+            inPlace: inPlace || undefined,
+          };
           try {
             // 7. The real migration, in a one-off container of the new image, while the old containers serve.
             stage = 'migration';
@@ -266,13 +283,24 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             } finally {
               log.endGroup();
             }
+            let schemaSwapped = schemaMigrated;
+            if (inPlace) {
+              stage = 'migration';
+              const t = Date.now();
+              const plan = await migrationPlan(host, prod, config.gate['timeout-seconds']);
+              if (plan.pending) {
+                await upgradeHead(host, prod, plan, config.gate['timeout-seconds']);
+                migration = { from: plan.current, to: plan.heads.join(','), ms: Date.now() - t, attempts: 1, pending: true, inPlace };
+                schemaSwapped = await schemaState(host, prod);
+              }
+            }
             stage = 'health';
             const containers = await waitHealthy(host, prod, log);
             await probeHealthUrl(host, prod, log);
             assertImages(containers, expected, 'prod');
             // An app that migrates when it starts changes the schema after our migration: say so.
             const schemaAfter = await schemaState(host, prod);
-            if (schemaAfter.fingerprint !== schemaMigrated.fingerprint || schemaAfter.revision !== schemaMigrated.revision) {
+            if (schemaAfter.fingerprint !== schemaSwapped.fingerprint || schemaAfter.revision !== schemaSwapped.revision) {
               migration = { ...migration, to: schemaAfter.revision, entrypoint: true };
               log.warning(
                 `prod's schema changed when the new containers started (${schemaMigrated.revision || 'none'} → ${schemaAfter.revision || 'none'}): the app migrates on start`,
@@ -524,7 +552,10 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
     }
     if (r.migration) {
       const g = r.migration;
+      if (g.inPlace) m.push(`⚠️ ${g.inPlace}`);
       if (!g.pending) m.push(`no migration pending: prod's database is at ${g.from || 'none'}`);
+      else if (g.inPlace && r.outcome === 'promoted')
+        m.push(`prod migrated ${g.from || 'none'} → ${g.to} in ${ms(g.ms)} in the new api container, after the swap`);
       else if (r.outcome === 'promoted')
         m.push(
           `prod migrated ${g.from || 'none'} → ${g.to} in ${ms(g.ms)} before the swap, old containers serving (${g.attempts} attempt${g.attempts > 1 ? 's' : ''})`,
