@@ -58844,6 +58844,11 @@ exports.sampleSchema = zod_1.z
         .default({}),
     /** After the swap, wait for dev's services to be healthy and its health URL to answer. */
     'health-check': zod_1.z.boolean().default(true),
+    /**
+     * SQL run in the staging database after the rows, constraints and sequences are in and before the
+     * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
+     */
+    'after-load': zod_1.z.array(zod_1.z.string().min(1, 'must be an SQL statement')).max(100).default([]),
 })
     .strict()
     .default({});

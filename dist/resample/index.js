@@ -60182,6 +60182,7 @@ async function planResample(ctx, params, catalog) {
 }
 function emptyReport(plan, dryRun) {
     return {
+        afterLoad: [],
         dryRun,
         root: plan.root,
         fraction: plan.fraction,
@@ -60493,6 +60494,16 @@ async function resample(ctx, params, hooks = {}) {
                 await server.exec(databaseGrantsSql(names.dev, names.staging), "re-applying dev's database grants");
                 await server.exec((0, postgres_1.copyDatabaseSettingsSql)(names.dev, names.staging), "copying dev's database settings");
             }
+            // Derived data the load bypassed (triggers fire on no copied row), made true in staging before the swap.
+            for (const [i, sql] of sample['after-load'].entries()) {
+                const t = Date.now();
+                const out = await server.exec(`${sql.replace(/;\s*$/, '')};\n\\echo twinstack-after-load-rows :ROW_COUNT`, `sample.after-load[${i}] in staging`, names.staging);
+                const rows = Number(/twinstack-after-load-rows (\d+)/.exec(out)?.[1] ?? 0);
+                report.afterLoad.push({ sql, rows, ms: Date.now() - t });
+                log.info(`after-load[${i}]: ${rows} row(s) in ${Date.now() - t} ms`);
+            }
+            if (sample['after-load'].length)
+                mark('after-load');
             await server.exec('ANALYZE;', 'analyzing staging', names.staging);
             mark('sequences, grants, analyze');
         }
@@ -61495,6 +61506,8 @@ function resampleSummary(r, outcome) {
         s.text(`Rows whose owner is outside the sample (set \`owns: false\` on the key that brought them under sample.foreign-keys if they should not come): ${cleared.join('; ')}.`);
     if (r.leaks.length)
         s.table(['production column', 'found in', 'rows'], r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows)]));
+    if (r.afterLoad.length)
+        s.table(['after-load statement (sample.after-load)', 'rows', 'ms'], r.afterLoad.map((a) => [a.sql, String(a.rows), String(a.ms)]));
     s.heading('Tables', 3);
     s.table(['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'owner cleared', 'rules'], r.tables.map((t) => [
         t.table,
@@ -61662,6 +61675,11 @@ exports.sampleSchema = zod_1.z
         .default({}),
     /** After the swap, wait for dev's services to be healthy and its health URL to answer. */
     'health-check': zod_1.z.boolean().default(true),
+    /**
+     * SQL run in the staging database after the rows, constraints and sequences are in and before the
+     * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
+     */
+    'after-load': zod_1.z.array(zod_1.z.string().min(1, 'must be an SQL statement')).max(100).default([]),
 })
     .strict()
     .default({});

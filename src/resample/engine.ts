@@ -101,6 +101,8 @@ export interface ResampleReport {
   seconds: number;
   /** Seconds per step, in order. */
   phases: Array<[string, number]>;
+  /** sample.after-load statements as run in staging: rows each affected, and its time. */
+  afterLoad: Array<{ sql: string; rows: number; ms: number }>;
   plan: SamplePlan;
 }
 
@@ -141,6 +143,7 @@ export async function planResample(ctx: ResampleContext, params: ResampleParams,
 
 function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
   return {
+    afterLoad: [],
     dryRun,
     root: plan.root,
     fraction: plan.fraction,
@@ -493,6 +496,19 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           await server.exec(databaseGrantsSql(names.dev, names.staging), "re-applying dev's database grants");
           await server.exec(copyDatabaseSettingsSql(names.dev, names.staging), "copying dev's database settings");
         }
+        // Derived data the load bypassed (triggers fire on no copied row), made true in staging before the swap.
+        for (const [i, sql] of sample['after-load'].entries()) {
+          const t = Date.now();
+          const out = await server.exec(
+            `${sql.replace(/;\s*$/, '')};\n\\echo twinstack-after-load-rows :ROW_COUNT`,
+            `sample.after-load[${i}] in staging`,
+            names.staging,
+          );
+          const rows = Number(/twinstack-after-load-rows (\d+)/.exec(out)?.[1] ?? 0);
+          report.afterLoad.push({ sql, rows, ms: Date.now() - t });
+          log.info(`after-load[${i}]: ${rows} row(s) in ${Date.now() - t} ms`);
+        }
+        if (sample['after-load'].length) mark('after-load');
         await server.exec('ANALYZE;', 'analyzing staging', names.staging);
         mark('sequences, grants, analyze');
       } catch (e) {

@@ -33,6 +33,11 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
       ['production column', 'found in', 'rows'],
       r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows)]),
     );
+  if (r.afterLoad.length)
+    s.table(
+      ['after-load statement (sample.after-load)', 'rows', 'ms'],
+      r.afterLoad.map((a) => [a.sql, String(a.rows), String(a.ms)]),
+    );
   s.heading('Tables', 3);
   s.table(
     ['table', 'how', 'rows in prod', r.dryRun ? 'estimated rows' : 'rows copied', 'fraction', 'owner cleared', 'rules'],

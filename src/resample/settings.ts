@@ -136,6 +136,11 @@ export const sampleSchema = z
       .default({}),
     /** After the swap, wait for dev's services to be healthy and its health URL to answer. */
     'health-check': z.boolean().default(true),
+    /**
+     * SQL run in the staging database after the rows, constraints and sequences are in and before the
+     * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
+     */
+    'after-load': z.array(z.string().min(1, 'must be an SQL statement')).max(100).default([]),
   })
   .strict()
   .default({});
