@@ -156,6 +156,7 @@ describe("the biggest job summaries stay under GitHub's 1 MiB a step", () => {
       rowsCopied: 6e6,
       seconds: 100,
       phases: [],
+      afterLoad: [],
     } as unknown as ResampleReport;
     const md = resampleSummary(report, { ok: true }).toMarkdown();
     assert.ok(Buffer.byteLength(md) < MiB / 2, `${Buffer.byteLength(md)} bytes`);
