@@ -55927,18 +55927,18 @@ exports.promoteAction = {
                     else if (!schemaMoved) {
                         log.info(`prod's schema is unchanged (${schemaBefore.revision || 'none'}): the migration rolled back by itself; no restore, no write lost`);
                     }
-                    if (!previous) {
-                        return {
-                            ...base,
-                            outcome: 'rollback-failed',
-                            releaseId: '',
-                            failure,
-                            migration,
-                            data,
-                            rollbackError: 'prod had no release recorded by twinstack to return to',
-                            containers: await prod.containers(host).catch(() => []),
-                        };
-                    }
+                    const rollbackFailed = async (rollbackError) => ({
+                        ...base,
+                        outcome: 'rollback-failed',
+                        releaseId: '',
+                        failure,
+                        migration,
+                        data,
+                        rollbackError,
+                        containers: await prod.containers(host).catch(() => []),
+                    });
+                    if (!previous)
+                        return rollbackFailed('prod had no release recorded by twinstack to return to');
                     try {
                         const restart = await (0, rollback_1.startRelease)(host, config, prod, previous, log, schemaMoved ? backup : undefined);
                         if (restart.restoredAt)
@@ -55965,16 +55965,7 @@ exports.promoteAction = {
                         return { ...base, outcome: 'rolled-back', releaseId: previous.release, failure, rehearsal, migration, data, containers: restart.containers };
                     }
                     catch (re) {
-                        return {
-                            ...base,
-                            outcome: 'rollback-failed',
-                            releaseId: '',
-                            failure,
-                            migration,
-                            data,
-                            rollbackError: (0, errors_1.errorMessage)(re),
-                            containers: await prod.containers(host).catch(() => []),
-                        };
+                        return rollbackFailed((0, errors_1.errorMessage)(re));
                     }
                 }
             }
@@ -57226,6 +57217,14 @@ class Environment {
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
         return id;
     }
+    /** The services of the merged compose configuration (inactive profiles left out), one `config --services`. */
+    async services(host) {
+        const r = await host.run(this.compose('config', '--services'), this.composeOptions({ quiet: true, label: `${this.name} compose config --services`, timeoutSeconds: 180 }));
+        return r.stdout
+            .split('\n')
+            .map((l) => l.trim())
+            .filter(Boolean);
+    }
     async containers(host) {
         const script = (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${this.cfg.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
         const r = await host.run(script, { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
@@ -58322,11 +58321,7 @@ const release_1 = __nccwpck_require__(5817);
 const rolling_1 = __nccwpck_require__(8613);
 /** The compose services other than the database, so the database can be restored under no load. */
 async function appServices(host, env) {
-    const r = await host.run(env.compose('config', '--services'), env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }));
-    return r.stdout
-        .split('\n')
-        .map((s) => s.trim())
-        .filter((s) => s && s !== env.cfg.database.service);
+    return (await env.services(host)).filter((s) => s !== env.cfg.database.service);
 }
 async function startRelease(host, config, env, release, log, restore) {
     log.startGroup(`${env.name}: starting release ${release.release} (${release.sha.slice(0, 12)})`);
@@ -58510,11 +58505,7 @@ async function removeNew(host, env, service, known, drainSeconds, log) {
 async function assertKnownServices(host, env, services) {
     if (services.length === 0)
         return;
-    const r = await host.run(env.compose('config', '--services'), env.composeOptions({ label: `${env.name}: compose config --services`, quiet: true, timeoutSeconds: 180 }));
-    const defined = r.stdout
-        .split('\n')
-        .map((l) => l.trim())
-        .filter(Boolean);
+    const defined = await env.services(host);
     const unknown = services.filter((s) => !defined.includes(s));
     if (unknown.length) {
         throw new errors_1.ConfigurationError(`promote.rolling names ${unknown.map((s) => `"${s}"`).join(', ')}, which ${env.name}'s compose files do not define (services: ${defined.join(', ')}): correct promote.rolling`);
@@ -58595,19 +58586,14 @@ function sleep(ms) {
  * this is just `up -d --no-build --remove-orphans`. Used by promote's swap and by every rollback.
  */
 async function switchServices(host, env, rolling, drainSeconds, log, label) {
-    const roll = [];
-    for (const s of rolling)
-        if ((await serviceContainers(host, env, s)).some((c) => c.status === 'running'))
-            roll.push(s);
+    // One read of the project's containers: a rolling service that runs nothing yet simply starts.
+    const running = (await env.containers(host)).filter((c) => c.status === 'running' && !c.oneoff);
+    const roll = rolling.filter((s) => running.some((c) => c.service === s));
     if (!roll.length) {
         await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label }));
         return;
     }
-    const all = await host.run(env.compose('config', '--services'), env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }));
-    const others = all.stdout
-        .split('\n')
-        .map((s) => s.trim())
-        .filter((s) => s && !roll.includes(s));
+    const others = (await env.services(host)).filter((s) => !roll.includes(s));
     if (others.length)
         await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans', ...others), env.composeOptions({ label }));
     await rollingReplace(host, env, roll, log, { drainSeconds });

@@ -21,14 +21,7 @@ export interface RestartResult {
 
 /** The compose services other than the database, so the database can be restored under no load. */
 async function appServices(host: Host, env: Environment): Promise<string[]> {
-  const r = await host.run(
-    env.compose('config', '--services'),
-    env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }),
-  );
-  return r.stdout
-    .split('\n')
-    .map((s) => s.trim())
-    .filter((s) => s && s !== env.cfg.database.service);
+  return (await env.services(host)).filter((s) => s !== env.cfg.database.service);
 }
 
 export async function startRelease(

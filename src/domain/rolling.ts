@@ -194,14 +194,7 @@ async function removeNew(host: Host, env: Environment, service: string, known: S
 /** A rolling service the compose files do not define is a config error, found before anything changes. */
 async function assertKnownServices(host: Host, env: Environment, services: readonly string[]): Promise<void> {
   if (services.length === 0) return;
-  const r = await host.run(
-    env.compose('config', '--services'),
-    env.composeOptions({ label: `${env.name}: compose config --services`, quiet: true, timeoutSeconds: 180 }),
-  );
-  const defined = r.stdout
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean);
+  const defined = await env.services(host);
   const unknown = services.filter((s) => !defined.includes(s));
   if (unknown.length) {
     throw new ConfigurationError(
@@ -309,20 +302,14 @@ export async function switchServices(
   log: Logger,
   label: string,
 ): Promise<void> {
-  const roll: string[] = [];
-  for (const s of rolling) if ((await serviceContainers(host, env, s)).some((c) => c.status === 'running')) roll.push(s);
+  // One read of the project's containers: a rolling service that runs nothing yet simply starts.
+  const running = (await env.containers(host)).filter((c) => c.status === 'running' && !c.oneoff);
+  const roll = rolling.filter((s) => running.some((c) => c.service === s));
   if (!roll.length) {
     await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label }));
     return;
   }
-  const all = await host.run(
-    env.compose('config', '--services'),
-    env.composeOptions({ quiet: true, label: `${env.name} compose config --services`, timeoutSeconds: 120 }),
-  );
-  const others = all.stdout
-    .split('\n')
-    .map((s) => s.trim())
-    .filter((s) => s && !roll.includes(s));
+  const others = (await env.services(host)).filter((s) => !roll.includes(s));
   if (others.length) await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans', ...others), env.composeOptions({ label }));
   await rollingReplace(host, env, roll, log, { drainSeconds });
 }

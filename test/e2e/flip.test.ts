@@ -11,18 +11,9 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
+import { composeCommands, startFixtureHost, type FixtureHost, lastError } from './support/fixture-host';
 
 const composeCommand = composeCommands()[0];
-
-function lastError(stdout: string): string {
-  return (
-    stdout
-      .split('\n')
-      .filter((l) => l.startsWith('::error'))
-      .at(-1) ?? ''
-  );
-}
 
 describe(`flip the switch without losing a write, with ${composeCommand}`, () => {
   let fx: FixtureHost;

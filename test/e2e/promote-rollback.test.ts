@@ -8,16 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BackupManifest } from '../../src/domain/backup';
-import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
-
-function lastError(stdout: string): string {
-  return (
-    stdout
-      .split('\n')
-      .filter((l) => l.startsWith('::error'))
-      .at(-1) ?? ''
-  );
-}
+import { composeCommands, startFixtureHost, type FixtureHost, lastError } from './support/fixture-host';
 
 const composeCommand = composeCommands()[0];
 

@@ -12,21 +12,12 @@ import { stringify } from 'yaml';
 import type { ResampleReport } from '../../src/resample/engine';
 import { isSampled } from '../../src/resample/plan';
 import { SAMPLE_CONFIG, SCHEMA_SQL, dataSql } from '../fixtures/sample-schema/generate';
-import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
+import { composeCommands, startFixtureHost, type FixtureHost, lastError } from './support/fixture-host';
 
 /** Users in the production dataset (3 posts, 8 comments, 20 view events each). */
 const USERS = 300;
 const PASSWORD = 'every-dev-user-signs-in-with-this';
 const composeCommand = composeCommands()[0];
-
-function lastError(stdout: string): string {
-  return (
-    stdout
-      .split('\n')
-      .filter((l) => l.startsWith('::error'))
-      .at(-1) ?? ''
-  );
-}
 
 /** The users the hash picks, computed apart from the engine's SQL: not banned (id % 17) and below the threshold, or included (5). */
 function expectedUsers(seed: string, fraction: number): number[] {

@@ -346,18 +346,17 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             } else if (!schemaMoved) {
               log.info(`prod's schema is unchanged (${schemaBefore.revision || 'none'}): the migration rolled back by itself; no restore, no write lost`);
             }
-            if (!previous) {
-              return {
-                ...base,
-                outcome: 'rollback-failed',
-                releaseId: '',
-                failure,
-                migration,
-                data,
-                rollbackError: 'prod had no release recorded by twinstack to return to',
-                containers: await prod.containers(host).catch(() => []),
-              };
-            }
+            const rollbackFailed = async (rollbackError: string): Promise<Outcome> => ({
+              ...base,
+              outcome: 'rollback-failed',
+              releaseId: '',
+              failure,
+              migration,
+              data,
+              rollbackError,
+              containers: await prod.containers(host).catch(() => []),
+            });
+            if (!previous) return rollbackFailed('prod had no release recorded by twinstack to return to');
             try {
               const restart = await startRelease(host, config, prod, previous, log, schemaMoved ? backup : undefined);
               if (restart.restoredAt) data.restored = lossWindow(backup, restart.restoredAt);
@@ -382,16 +381,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
               freezeStarted.length = 0;
               return { ...base, outcome: 'rolled-back', releaseId: previous.release, failure, rehearsal, migration, data, containers: restart.containers };
             } catch (re) {
-              return {
-                ...base,
-                outcome: 'rollback-failed',
-                releaseId: '',
-                failure,
-                migration,
-                data,
-                rollbackError: errorMessage(re),
-                containers: await prod.containers(host).catch(() => []),
-              };
+              return rollbackFailed(errorMessage(re));
             }
           }
         } finally {

@@ -37,6 +37,16 @@ export interface FixtureHost {
   stop(): Promise<void>;
 }
 
+/** The last `::error` line a bundle printed: the one-line reason an action gives for failing. */
+export function lastError(stdout: string): string {
+  return (
+    stdout
+      .split('\n')
+      .filter((l) => l.startsWith('::error'))
+      .at(-1) ?? ''
+  );
+}
+
 export function dockerProblem(): string | undefined {
   try {
     execFileSync('docker', ['info'], { stdio: 'ignore', timeout: 20_000 });
