@@ -20,7 +20,7 @@ const WORK = path.join(ROOT, '.sandbox');
 const BASE_IMAGE = 'twinstack-fixture-base:latest';
 /** The sandbox's own names and ports, apart from the end-to-end suites' slots 0–8. */
 const SLOT = 9;
-const PORTS = { prod: { db: 55410 + 20 * SLOT, api: 18410 + 20 * SLOT }, dev: { db: 55420 + 20 * SLOT, api: 18420 + 20 * SLOT } } as const;
+const PORTS = { prod: { db: 25410 + 20 * SLOT, api: 18410 + 20 * SLOT }, dev: { db: 25420 + 20 * SLOT, api: 18420 + 20 * SLOT } } as const;
 const PROJECTS = { prod: 'twinstack-sandbox-prod', dev: 'twinstack-sandbox-dev' } as const;
 const DATABASES = { prod: 'makapix', dev: 'makapix_dev' } as const;
 const USERS = 400;

@@ -28,6 +28,9 @@ fi
 pass=$(awk '/^# pass /{s+=$3} END{print s+0}' "$log")
 fail=$(awk '/^# fail /{s+=$3} END{print s+0}' "$log")
 skip=$(awk '/^# skipped /{s+=$3} END{print s+0}' "$log")
+# A test cancelled because its suite's set-up failed counts as failed.
+cancelled=$(awk '/^# cancelled /{s+=$3} END{print s+0}' "$log")
+fail=$((fail + cancelled))
 rm -f "$log"
 if [ $((pass + fail)) -eq 0 ]; then echo "no tests ran" >&2; status=1; fi
 echo "tests: ${pass} passed, ${fail} failed, ${skip} skipped"

@@ -57548,9 +57548,25 @@ async function composeBuildAndUp(host, env, build, log) {
     try {
         await host.run(env.compose('up', '-d', '--remove-orphans', ...(build ? [] : ['--no-build'])), env.composeOptions({ label: `${env.name} compose up` }));
     }
+    catch (e) {
+        // compose v2 gives up when a dependency turns unhealthy ("dependency failed to start"): name the
+        // container and show its own last lines, which say why, instead of compose's progress lines.
+        throw (await failedContainerError(host, env, 'compose up failed')) ?? e;
+    }
     finally {
         log.endGroup();
     }
+}
+/** A HealthError for the first container of the project that has failed, with its last log lines; undefined when none has. */
+async function failedContainerError(host, env, what) {
+    const containers = await env.containers(host).catch(() => []);
+    const failed = containers.find((c) => verdict(c) === 'failed');
+    return failed ? healthError(host, env, failed, `${env.name}: ${what}`) : undefined;
+}
+async function healthError(host, env, failed, prefix) {
+    const logs = await containerLogs(host, failed);
+    const state = failed.status === 'exited' ? `exited with code ${failed.exitCode}` : failed.status === 'running' ? failed.health : failed.status;
+    return new HealthError(`${prefix}: service ${failed.service} is ${state} (container ${failed.name})`, failed.service, state, logs);
 }
 async function containerLogs(host, c, lines = 30) {
     const r = await host.run((0, shell_1.sh) `docker logs --tail ${lines} ${c.id} 2>&1`, { check: false, quiet: true, timeoutSeconds: 60 });
@@ -57582,11 +57598,8 @@ async function waitHealthy(host, env, log, timeoutSeconds = env.cfg.healthTimeou
         if (last.length === 0)
             throw new errors_1.OperationFailed(`${env.name}: no containers of compose project ${env.project} are running after compose up`);
         const failed = last.find((c) => verdict(c) === 'failed');
-        if (failed) {
-            const logs = await containerLogs(host, failed);
-            const state = failed.status === 'exited' ? `exited with code ${failed.exitCode}` : failed.status === 'running' ? failed.health : failed.status;
-            throw new HealthError(`${env.name}: service ${failed.service} is ${state} (container ${failed.name})`, failed.service, state, logs);
-        }
+        if (failed)
+            throw await healthError(host, env, failed, env.name);
         if (last.every((c) => verdict(c) === 'ok')) {
             log.info(`${env.name}: all ${last.length} services are up (${last.filter((c) => c.hasHealthcheck).length} with healthy healthchecks)`);
             return last;

@@ -134,9 +134,26 @@ export async function composeBuildAndUp(host: Host, env: Environment, build: boo
   log.startGroup(`${env.name}: compose up`);
   try {
     await host.run(env.compose('up', '-d', '--remove-orphans', ...(build ? [] : ['--no-build'])), env.composeOptions({ label: `${env.name} compose up` }));
+  } catch (e) {
+    // compose v2 gives up when a dependency turns unhealthy ("dependency failed to start"): name the
+    // container and show its own last lines, which say why, instead of compose's progress lines.
+    throw (await failedContainerError(host, env, 'compose up failed')) ?? e;
   } finally {
     log.endGroup();
   }
+}
+
+/** A HealthError for the first container of the project that has failed, with its last log lines; undefined when none has. */
+async function failedContainerError(host: Host, env: Environment, what: string): Promise<HealthError | undefined> {
+  const containers = await env.containers(host).catch(() => [] as ContainerState[]);
+  const failed = containers.find((c) => verdict(c) === 'failed');
+  return failed ? healthError(host, env, failed, `${env.name}: ${what}`) : undefined;
+}
+
+async function healthError(host: Host, env: Environment, failed: ContainerState, prefix: string): Promise<HealthError> {
+  const logs = await containerLogs(host, failed);
+  const state = failed.status === 'exited' ? `exited with code ${failed.exitCode}` : failed.status === 'running' ? failed.health : failed.status;
+  return new HealthError(`${prefix}: service ${failed.service} is ${state} (container ${failed.name})`, failed.service, state, logs);
 }
 
 export async function containerLogs(host: Host, c: ContainerState, lines = 30): Promise<string> {
@@ -164,11 +181,7 @@ export async function waitHealthy(host: Host, env: Environment, log: Logger, tim
     const last = await env.containers(host);
     if (last.length === 0) throw new OperationFailed(`${env.name}: no containers of compose project ${env.project} are running after compose up`);
     const failed = last.find((c) => verdict(c) === 'failed');
-    if (failed) {
-      const logs = await containerLogs(host, failed);
-      const state = failed.status === 'exited' ? `exited with code ${failed.exitCode}` : failed.status === 'running' ? failed.health : failed.status;
-      throw new HealthError(`${env.name}: service ${failed.service} is ${state} (container ${failed.name})`, failed.service, state, logs);
-    }
+    if (failed) throw await healthError(host, env, failed, env.name);
     if (last.every((c) => verdict(c) === 'ok')) {
       log.info(`${env.name}: all ${last.length} services are up (${last.filter((c) => c.hasHealthcheck).length} with healthy healthchecks)`);
       return last;

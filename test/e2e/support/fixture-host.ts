@@ -84,12 +84,14 @@ export function composeCommands(): Array<'docker-compose' | 'docker compose'> {
 
 /**
  * Fixture hosts in different slots (TWINSTACK_E2E_SLOT=0, 1, 2…) use their own project names and
- * ports, so suites can run side by side on one Docker engine.
+ * ports, so suites can run side by side on one Docker engine. The ports stay below the kernel's
+ * ephemeral range (32768 and up), where an outgoing connection's source port or a test's freePort()
+ * could already hold one when a database starts.
  */
 const SLOT = Number(process.env.TWINSTACK_E2E_SLOT ?? 0) || 0;
 const PORTS = {
-  prod: { db: 55410 + 20 * SLOT, api: 18410 + 20 * SLOT },
-  dev: { db: 55420 + 20 * SLOT, api: 18420 + 20 * SLOT },
+  prod: { db: 25410 + 20 * SLOT, api: 18410 + 20 * SLOT },
+  dev: { db: 25420 + 20 * SLOT, api: 18420 + 20 * SLOT },
 } as const;
 const PROJECTS = SLOT ? { prod: `makapix${SLOT}-prod`, dev: `makapix${SLOT}-dev` } : { prod: 'makapix-prod', dev: 'makapix-dev' };
 
