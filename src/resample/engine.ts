@@ -73,6 +73,8 @@ export interface ForeignKeyReport {
   orphans: number;
   /** The partitions that declare it, when it is declared on partitions rather than the parent. */
   partitions?: string[];
+  /** A reference without a foreign key (sample.references): `columns` holds its keys expression. */
+  virtual?: boolean;
 }
 
 export interface LeakHit {
@@ -158,16 +160,28 @@ function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
       note: tp.note,
       ownersCleared: [],
     })),
-    foreignKeys: plan.fks.map((p) => ({
-      name: p.fk.name,
-      table: p.fk.table,
-      columns: p.fk.columns,
-      refTable: p.fk.refTable,
-      policy: p.ownsNothing ? `${p.policy}, owns nothing` : p.policy,
-      source: p.source,
-      orphans: 0,
-      ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}),
-    })),
+    foreignKeys: [
+      ...plan.fks.map((p) => ({
+        name: p.fk.name,
+        table: p.fk.table,
+        columns: p.fk.columns,
+        refTable: p.fk.refTable,
+        policy: p.ownsNothing ? `${p.policy}, owns nothing` : p.policy,
+        source: p.source,
+        orphans: 0,
+        ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}),
+      })),
+      ...plan.references.map((r, i) => ({
+        name: referenceName(i),
+        table: r.table,
+        columns: [r.keys],
+        refTable: `${r.refTable}(${r.refColumn})`,
+        policy: r.column ? `${r.policy}, clears ${r.column}` : r.policy,
+        source: 'config',
+        orphans: 0,
+        virtual: true,
+      })),
+    ],
     leaks: [],
     probes: plan.probes.length,
     warnings: [...plan.warnings],
@@ -221,6 +235,11 @@ function jsonObject(pairs: Array<[string, string]>): string {
   return chunks.join(' || ');
 }
 
+/** The report's name for the i-th sample.references entry. */
+export function referenceName(i: number): string {
+  return `sample.references[${i}]`;
+}
+
 /** Row counts of the copied tables in staging. */
 export function countsQuery(plan: SamplePlan): string {
   return `SELECT 'ts:counts:' || (${jsonObject(copiedTables(plan).map((tp) => [tp.table.id, `(SELECT count(*) FROM ${fromClause(tp.table)})`]))})::text;`;
@@ -238,6 +257,15 @@ export function orphansQuery(plan: SamplePlan): string {
       `${p.fk.table}|${p.fk.name}`,
       `(SELECT count(*) FROM ${fromClause(c)} c WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${qualified(r.schema, r.name)} r WHERE ${match}))`,
     ];
+  });
+  // References without a foreign key: rows naming a parent key that staging does not have.
+  plan.references.forEach((r, i) => {
+    const c = byId.get(r.table)!;
+    pairs.push([
+      `${r.table}|${referenceName(i)}`,
+      `(SELECT count(*) FROM ${fromClause(c)} c WHERE EXISTS (SELECT 1 FROM unnest(ARRAY[(${r.keys})]::${r.keyType}[]) ts_k(v) ` +
+        `WHERE ts_k.v IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${r.refFrom} r WHERE r.${ident(r.refColumn)} = ts_k.v)))`,
+    ]);
   });
   return `SELECT 'ts:orphans:' || (${jsonObject(pairs)})::text;`;
 }

@@ -37,6 +37,27 @@ export interface FkPlan {
   ownsNothing: boolean;
 }
 
+/** A reference without a foreign key (sample.references), resolved like one. */
+export interface ReferencePlan {
+  /** `child: keys → parent(column)`, for the report. */
+  label: string;
+  table: string;
+  /** The expression yielding the parent key(s), over the child's columns (unqualified). */
+  keys: string;
+  refTable: string;
+  refColumn: string;
+  /** The parent key's type: the expression's values are cast to it. */
+  keyType: string;
+  policy: ForeignKeyPolicy;
+  /** The column cleared when a parent is missing (policy null, or include with a column). */
+  column?: string;
+  target: TargetKind;
+  /** A missing parent removes the row (drop, or include without a column to clear). */
+  strict: boolean;
+  /** The parent table as read (`ONLY schema.name`). */
+  refFrom: string;
+}
+
 export interface ColumnPlan {
   name: string;
   expression: string;
@@ -78,6 +99,7 @@ export interface SamplePlan {
   seed: string;
   tables: TablePlan[];
   fks: FkPlan[];
+  references: ReferencePlan[];
   probes: ProbeColumn[];
   warnings: string[];
   settings: SampleSettings;
@@ -142,6 +164,57 @@ function resolveColumnRef(catalog: Catalog, ref: string): { table: Table; column
     : catalog.tables.filter((t) => t.name === tableName).find((t, _i, all) => all.length === 1 || t.schema === 'public');
   if (!table || !table.columns.some((c) => c.name === column)) return undefined;
   return { table, column };
+}
+
+/** A sample.references entry checked against the catalog. */
+function resolveReference(catalog: Catalog, r: SampleSettings['references'][number], i: number): Omit<ReferencePlan, 'target' | 'strict'> {
+  const where = `references[${i}]`;
+  const child = resolveTable(catalog, r.table, `${where}.table`);
+  const m = /^(.+?)\((.*)\)$/.exec(r.to);
+  const parent = resolveTable(catalog, m ? m[1] : r.to, `${where}.to`);
+  let refColumn: string;
+  if (m) {
+    refColumn = m[2].trim();
+    if (refColumn.includes(',')) fail(`${where}.to: a reference without a foreign key points at one column; ${r.to} names several`);
+  } else {
+    if (parent.primaryKey?.length !== 1) fail(`${where}.to: ${parent.id} has no one-column primary key; write ${parent.name}(column)`);
+    refColumn = parent.primaryKey[0];
+  }
+  const refCol = parent.columns.find((c) => c.name === refColumn);
+  if (!refCol) fail(`${where}.to: ${parent.id} has no column ${refColumn}`);
+  if (r.column !== undefined) {
+    const col = child.columns.find((c) => c.name === r.column);
+    if (!col) fail(`${where}.column: ${child.id} has no column ${r.column}`);
+    if (col.notNull) fail(`${where}.column: ${child.id}.${r.column} is NOT NULL and cannot be cleared; use policy drop`);
+  }
+  return {
+    label: `${child.id}: ${r.keys} → ${parent.id}(${refColumn})`,
+    table: child.id,
+    keys: r.keys,
+    refTable: parent.id,
+    refColumn,
+    keyType: refCol.type,
+    policy: r.policy,
+    column: r.column,
+    refFrom: from(parent),
+  };
+}
+
+/** The parent keys a child row names, as rows of ts_k(v): one key or an array of them, cast to the key's type. */
+function parentKeys(r: Pick<ReferencePlan, 'keys' | 'keyType'>): string {
+  return `unnest(ARRAY[(${r.keys})]::${r.keyType}[]) ts_k(v)`;
+}
+
+/**
+ * True when every parent key the row names is in the sample (over the child's columns, unqualified:
+ * used where the child table is the nearest FROM item). `temp` holds the parent's member keys.
+ */
+function parentsPresent(r: Omit<ReferencePlan, 'label'>, temp: string | undefined): string {
+  const found =
+    r.target === 'none'
+      ? 'false'
+      : `EXISTS (SELECT 1 FROM ${r.target === 'all' ? r.refFrom : `pg_temp.${temp}`} ts_p WHERE ts_p.${ident(r.refColumn)} = ts_k.v)`;
+  return `NOT EXISTS (SELECT 1 FROM ${parentKeys(r)} WHERE ts_k.v IS NOT NULL AND NOT ${found})`;
 }
 
 function from(table: Table): string {
@@ -238,16 +311,24 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     if (p === 'null' && !nullable(fk)) fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): null needs nullable columns; use drop or include`);
   }
 
+  const virtual = settings.references.map((r, i) => resolveReference(catalog, r, i));
+
   // `include` pulls rows into tables no path reaches; they become "included" (and so on, transitively).
   const copies = (id: string) => ['root', 'owned', 'included', 'reference'].includes(mode.get(id) as TableMode);
+  const includes = [
+    ...catalog.foreignKeys
+      .filter((fk) => policyOf(fk).policy === 'include')
+      .map((fk) => ({ from: fk.table, to: fk.refTable, what: `foreign-keys ${fk.table}(${fk.columns.join(', ')})` })),
+    ...virtual.filter((r) => r.policy === 'include').map((r) => ({ from: r.table, to: r.refTable, what: `references ${r.label}` })),
+  ];
   for (let changed = true; changed;) {
     changed = false;
-    for (const fk of catalog.foreignKeys) {
-      if (!copies(fk.table) || policyOf(fk).policy !== 'include') continue;
-      const m = mode.get(fk.refTable);
-      if (m === 'empty') fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): include into ${fk.refTable}, which is listed in empty-tables`);
+    for (const inc of includes) {
+      if (!copies(inc.from)) continue;
+      const m = mode.get(inc.to);
+      if (m === 'empty') fail(`${inc.what}: include into ${inc.to}, which is listed in empty-tables`);
       if (m === 'unreached') {
-        mode.set(fk.refTable, 'included');
+        mode.set(inc.to, 'included');
         changed = true;
       }
     }
@@ -287,12 +368,26 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict, ownsNothing: notOwning.has(fk) });
   }
 
+  const refPlans: ReferencePlan[] = [];
+  for (const r of virtual) {
+    if (!copies(r.table)) continue;
+    const target = targetOf(r.refTable);
+    const strict = r.policy === 'drop' || (r.policy === 'include' && r.column === undefined);
+    if (mode.get(r.table) === 'reference' && target !== 'all')
+      fail(`references ${r.label}: ${r.table} is copied whole but ${r.refTable} is not; list ${r.refTable} as a reference table too`);
+    refPlans.push({ ...r, target, strict });
+  }
+
   // Keyed tables: those whose member keys other tables look up.
   const keyed = new Set<string>([root.id]);
   for (const p of fkPlans) {
     // Every reference into sampled rows is looked up: to own, to drop, to null or to include.
     if (p.target === 'members') keyed.add(p.fk.refTable);
     if (p.policy === 'include') keyed.add(p.fk.table);
+  }
+  for (const r of refPlans) {
+    if (r.target === 'members') keyed.add(r.refTable);
+    if (r.policy === 'include') keyed.add(r.table);
   }
   for (const t of catalog.tables) if (mode.get(t.id) === 'included') keyed.add(t.id);
   for (const id of keyed) {
@@ -343,7 +438,12 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     const outgoing = fkPlans.filter((p) => p.fk.table === id);
     const incoming = fkPlans.filter((p) => p.fk.refTable === id);
     const memberColumns = keyed.has(id)
-      ? unique([...(table.primaryKey ?? []), ...incoming.flatMap((p) => p.fk.refColumns), ...outgoing.flatMap((p) => p.fk.columns)])
+      ? unique([
+          ...(table.primaryKey ?? []),
+          ...incoming.flatMap((p) => p.fk.refColumns),
+          ...refPlans.filter((r) => r.refTable === id).map((r) => r.refColumn),
+          ...outgoing.flatMap((p) => p.fk.columns),
+        ])
       : [];
     const columns: ColumnPlan[] = [];
     if (copies(id)) {
@@ -388,6 +488,12 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
           expression = `CASE WHEN ${cond} THEN ${expression} END`;
           ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
         }
+        // A column cleared when a reference without a foreign key finds a parent outside the sample.
+        for (const r of refPlans) {
+          if (r.table !== id || r.strict || r.column !== c.name) continue;
+          expression = `CASE WHEN ${parentsPresent(r, temps.get(r.refTable))} THEN ${expression} END`;
+          ruleText = `${ruleText ? `${ruleText}, ` : ''}reference ${r.policy === 'include' ? 'include (cleared if not kept)' : 'null'}`;
+        }
         // Every masked column's real values are searched for in staging; kept sensitive-looking ones by shape.
         if (isTextual(c) && rule !== undefined && (rule !== 'keep' || sensitive)) probes.push({ table: id, column: c.name, shapedOnly: rule === 'keep' });
         columns.push({ name: c.name, expression, rule: ruleText, sensitive });
@@ -422,7 +528,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     );
   }
   if (settings.filter && /;/.test(settings.filter.replace(/'[^']*'/g, ''))) fail('filter must be one SQL condition, without ";"');
-  return { root: root.id, fraction: req.fraction, seed: req.seed, tables, fks: fkPlans, probes, warnings, settings };
+  return { root: root.id, fraction: req.fraction, seed: req.seed, tables, fks: fkPlans, references: refPlans, probes, warnings, settings };
 }
 
 function unique<T>(xs: T[]): T[] {
@@ -480,7 +586,12 @@ export function rowCondition(plan: SamplePlan, tp: TablePlan): string | undefine
         ? `(${nullAny('t', p.fk.columns)})`
         : `(${nullAny('t', p.fk.columns)} OR ${matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)})`,
     );
-  return [`(${owning.join(' OR ') || 'false'})`, ...strict].join(' AND ');
+  const virtual = plan.references.filter((r) => r.table === tp.table.id && r.strict).map((r) => parentsPresent(r, tempOf(plan, r.refTable)));
+  return [`(${owning.join(' OR ') || 'false'})`, ...strict, ...virtual].join(' AND ');
+}
+
+function tempOf(plan: SamplePlan, id: string): string | undefined {
+  return plan.tables.find((t) => t.table.id === id)?.temp || undefined;
 }
 
 /**
@@ -522,11 +633,32 @@ export function membershipProgram(plan: SamplePlan): string {
         `ON CONFLICT (${pk.map(ident).join(', ')}) DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep;`,
     );
   }
-  lines.push(`  EXIT WHEN ts_total = 0${includes.length ? '' : ' OR true'};`);
+  // Parents named by references without a foreign key: an included row's own parents follow in the next round.
+  const virtualIncludes = plan.references.filter((r) => r.policy === 'include' && r.target === 'members');
+  for (const r of virtualIncludes) {
+    const src = tableById(plan, r.table);
+    const dst = tableById(plan, r.refTable);
+    const srcPk = src.table.primaryKey as string[];
+    const pk = dst.table.primaryKey as string[];
+    add(
+      `INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE t.${ident(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
+        `WHERE ${tuple('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} m)) ` +
+        `ON CONFLICT (${pk.map(ident).join(', ')}) DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep;`,
+    );
+  }
+  lines.push(`  EXIT WHEN ts_total = 0${includes.length || virtualIncludes.length ? '' : ' OR true'};`);
   lines.push('  END LOOP;');
   lines.push('  LOOP');
   lines.push('  ts_total := 0;');
   for (const tp of keyed) {
+    const pk = tp.table.primaryKey as string[];
+    for (const r of plan.references) {
+      if (r.table !== tp.table.id || !r.strict) continue;
+      add(
+        `DELETE FROM pg_temp.${tp.temp} m WHERE ${tuple('m', pk)} IN (SELECT ${pk.map((c) => `t.${ident(c)}`).join(', ')} FROM ${from(tp.table)} t ` +
+          `WHERE ${tuple('t', pk)} IN (SELECT ${pk.map((c) => `x.${ident(c)}`).join(', ')} FROM pg_temp.${tp.temp} x) AND NOT ${parentsPresent(r, tempOf(plan, r.refTable))});`,
+      );
+    }
     for (const p of tp.outgoing) {
       if (!p.strict || p.target === 'all') continue;
       if (p.target === 'none') add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)};`);

@@ -67,6 +67,32 @@ export const foreignKeySettingSchema = z.union([
 ]);
 export type ForeignKeySetting = z.output<typeof foreignKeySettingSchema>;
 
+/**
+ * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
+ * table's columns that yields the parent key, or an array of them (ids in an array column, the
+ * labels of an ltree path as `string_to_array(ltree2text(path), '.')`). `to` is the parent table,
+ * matched on its one-column primary key, or `table(column)`. The sample treats it as a foreign key
+ * that owns nothing: `drop` (default) leaves out a child with a parent outside the sample, `include`
+ * brings the parents along (an ancestor's ancestors too), `null` clears `column` instead.
+ */
+export const referenceSchema = z
+  .object({
+    table: tableName,
+    keys: sqlFragment('expression'),
+    to: foreignKeyRef,
+    policy: z.enum(['include', 'null', 'drop']).default('drop'),
+    column: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
+      .optional(),
+  })
+  .strict()
+  .refine((r) => r.policy !== 'null' || r.column !== undefined, {
+    message: 'policy null needs column: the column to clear when a parent is missing',
+    path: ['column'],
+  });
+export type ReferenceSetting = z.output<typeof referenceSchema>;
+
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 export const DEFAULT_SENSITIVE_NAMES = [
   'email',
@@ -111,6 +137,8 @@ export const sampleSchema = z
      * and whether the key owns its rows (`owns: false`: rows do not come along through it).
      */
     'foreign-keys': z.record(foreignKeyRef, foreignKeySettingSchema).default({}),
+    /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
+    references: z.array(referenceSchema).max(200).default([]),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: z.record(columnRef, columnRuleSchema).default({}),
     'sensitive-names': z

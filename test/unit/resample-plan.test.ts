@@ -222,6 +222,53 @@ describe('the closure', () => {
   });
 });
 
+describe('references without a foreign key', () => {
+  const withTags = () => {
+    const cat = makapix();
+    cat.tables.push(table('tags', [col('id', 'bigint', true), col('label', 'text')]));
+    cat.tables.find((t) => t.name === 'posts')?.columns.push(col('tag_ids', 'bigint[]', false, 'A'));
+    return cat;
+  };
+  const over = (ref: Record<string, unknown>, columns: Record<string, unknown> = {}) => ({
+    references: [{ table: 'posts', keys: 'tag_ids', to: 'tags', ...ref }],
+    columns: { ...settings().columns, 'tags.label': 'keep', ...columns },
+  });
+
+  it('include brings a table nothing else reaches into the sample, looked up by its members', () => {
+    const p = plan(withTags(), over({ policy: 'include' }));
+    assert.equal(modeOf(p, 'tags'), 'included');
+    assert.equal(p.references[0].target, 'members');
+    assert.ok(p.tables.find((t) => t.table.name === 'posts')?.keyed, 'the child is keyed: its parents are looked up from its members');
+    assert.match(productionScript(p), /unnest\(ARRAY\[\(tag_ids\)\]::bigint\[\]\) ts_k\(v\)/);
+  });
+
+  it('drop into a table copied empty leaves out every row naming a parent; null clears the column instead', () => {
+    const drop = plan(withTags(), over({}));
+    assert.equal(drop.references[0].target, 'none');
+    assert.ok(drop.references[0].strict);
+    const cleared = plan(withTags(), over({ policy: 'null', column: 'tag_ids' }));
+    assert.ok(!cleared.references[0].strict);
+    const tagIds = cleared.tables.find((t) => t.table.name === 'posts')?.columns.find((c) => c.name === 'tag_ids');
+    assert.match(
+      tagIds?.expression ?? '',
+      /^CASE WHEN NOT EXISTS \(SELECT 1 FROM unnest\(ARRAY\[\(tag_ids\)\]::bigint\[\]\) ts_k\(v\) WHERE ts_k\.v IS NOT NULL AND NOT false\) THEN t\."tag_ids" END$/,
+    );
+    assert.equal(tagIds?.rule, 'reference null');
+  });
+
+  it('refuses a parent without a one-column key, and a child copied whole pointing at sampled rows', () => {
+    const cat = withTags();
+    (cat.tables.find((t) => t.name === 'tags') as Table).primaryKey = null;
+    assert.throws(() => plan(cat, over({})), /references\[0\]\.to: public\.tags has no one-column primary key; write tags\(column\)/);
+    const cat2 = withTags();
+    cat2.tables.find((t) => t.name === 'licenses')?.columns.push(col('post_ids', 'bigint[]', false, 'A'));
+    assert.throws(
+      () => plan(cat2, { references: [{ table: 'licenses', keys: 'post_ids', to: 'posts' }] }),
+      /public\.licenses is copied whole but public\.posts is not/,
+    );
+  });
+});
+
 describe('the production script', () => {
   const script = productionScript(plan());
 
