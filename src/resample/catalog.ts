@@ -1,7 +1,7 @@
 /**
  * What production's catalog says: tables (partitioned parents, not their partitions), columns,
  * primary keys, foreign keys (composite, self-referencing, cyclic, declared on the parent or on
- * each partition) and sequences. Read with psql on
+ * each partition), CHECK constraints and sequences. Read with psql on
  * the host, which works whether the database runs in a container or not and needs no password.
  */
 import type { Host } from '../infra/host';
@@ -38,6 +38,18 @@ export interface Table {
   /** Rows in production: exact for small tables, pg_class.reltuples for large ones. */
   rows: number;
   rowsExact: boolean;
+  /**
+   * Validated CHECK constraints (pg_dump creates them with the table, before the rows load; NOT
+   * VALID ones come after and check no existing row). A partitioned parent's own are enough.
+   */
+  checks?: Check[];
+}
+
+export interface Check {
+  name: string;
+  /** pg_get_expr: unqualified column names of its table. */
+  expression: string;
+  columns: string[];
 }
 
 export interface ForeignKey {
@@ -119,6 +131,15 @@ pk AS (
       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)) AS cols
   FROM pg_constraint con WHERE con.contype = 'p' AND con.conrelid IN (SELECT oid FROM tbl)
 ),
+chk AS (
+  SELECT con.conrelid, json_agg(json_build_object(
+      'name', con.conname, 'expression', pg_get_expr(con.conbin, con.conrelid),
+      'columns', array_to_json(array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i))
+    ) ORDER BY con.conname) AS list
+  FROM pg_constraint con WHERE con.contype = 'c' AND con.convalidated AND con.conrelid IN (SELECT oid FROM tbl)
+  GROUP BY con.conrelid
+),
 fk AS (
   SELECT json_agg(json_build_object(
       'name', con.conname, 'table', ct.schema || '.' || ct.name, 'refTable', rt.schema || '.' || rt.name,
@@ -161,8 +182,9 @@ seqs AS (
 SELECT json_build_object(
   'tables', coalesce((SELECT json_agg(json_build_object(
       'id', t.schema || '.' || t.name, 'schema', t.schema, 'name', t.name, 'partitioned', t.partitioned,
-      'columns', coalesce(c.columns, '[]'::json), 'primaryKey', p.cols, 'reltuples', t.reltuples) ORDER BY t.schema, t.name)
-    FROM tbl t LEFT JOIN cols c ON c.attrelid = t.oid LEFT JOIN pk p ON p.conrelid = t.oid), '[]'::json),
+      'columns', coalesce(c.columns, '[]'::json), 'primaryKey', p.cols, 'reltuples', t.reltuples,
+      'checks', coalesce(k.list, '[]'::json)) ORDER BY t.schema, t.name)
+    FROM tbl t LEFT JOIN cols c ON c.attrelid = t.oid LEFT JOIN pk p ON p.conrelid = t.oid LEFT JOIN chk k ON k.conrelid = t.oid), '[]'::json),
   'foreignKeys', coalesce((SELECT list FROM fk), '[]'::json),
   'sequences', coalesce((SELECT list FROM seqs), '[]'::json)
 )`;

@@ -61,6 +61,8 @@ export interface TableReport {
   note: string;
   /** Copied rows whose owner (an owning key's target) is outside the sample, so the key was cleared: they came along through another key. */
   ownersCleared: Array<{ key: string; rows: number }>;
+  /** CHECK constraints that drop rows whose nulled reference would break them; rows counted by a real run. */
+  checkDrops: Array<{ check: string; rows?: number }>;
 }
 
 export interface ForeignKeyReport {
@@ -159,6 +161,7 @@ function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
       rules: tp.columns.filter((c) => c.rule).map((c) => `${c.name}: ${c.rule}`),
       note: tp.note,
       ownersCleared: [],
+      checkDrops: tp.checkDrops.map((check) => ({ check })),
     })),
     foreignKeys: [
       ...plan.fks.map((p) => ({
@@ -441,11 +444,11 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         const receive = psql(dev, names.staging, {
           tuples: true,
           run: [
-            `SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${CLEARED_TABLE} (tbl text, fk text, n bigint)`,
+            `SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${CLEARED_TABLE} (tbl text, fk text, n bigint, kind text)`,
             STDIN_SCRIPT,
             countsQuery(plan),
             orphansQuery(plan),
-            `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n)), '[]')::text FROM pg_temp.${CLEARED_TABLE};`,
+            `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n, 'kind', kind)), '[]')::text FROM pg_temp.${CLEARED_TABLE};`,
             leakQuery(plan),
           ],
         });
@@ -478,11 +481,16 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         report.leaks = parseTagged(streamed.stdout, 'leaks') as LeakHit[];
         for (const t of report.tables) t.copied = Number(counts[t.table] ?? 0);
         for (const f of report.foreignKeys) f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
-        for (const c of parseTagged(streamed.stdout, 'cleared') as Array<{ table: string; fk: string; rows: number }>) {
+        for (const t of report.tables) for (const d of t.checkDrops) d.rows = 0;
+        for (const c of parseTagged(streamed.stdout, 'cleared') as Array<{ table: string; fk: string; rows: number; kind: string }>) {
+          const table = report.tables.find((t) => t.table === c.table);
+          if (c.kind === 'check') {
+            const drop = table?.checkDrops.find((d) => d.check === c.fk);
+            if (drop) drop.rows = Number(c.rows);
+            continue;
+          }
           const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
-          report.tables
-            .find((t) => t.table === c.table)
-            ?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
+          table?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
         }
         for (const t of report.tables) t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
         report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);

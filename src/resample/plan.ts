@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ConfigurationError } from '../infra/errors';
-import type { Catalog, Column, ForeignKey, Table } from './catalog';
+import type { Catalog, Check, Column, ForeignKey, Table } from './catalog';
 import { PERSONAL_SHAPE, RuleError, describeRule, isTextual, needsRule, ruleExpression, sensitiveMatch, type RunSecrets } from './anonymize';
 import type { ColumnRule, ForeignKeyPolicy, SampleSettings } from './settings';
 import { dollarTag, ident, literal, qualified, tuple } from '../infra/sql';
@@ -77,6 +77,11 @@ export interface TablePlan {
   columns: ColumnPlan[];
   estimate: number;
   note: string;
+  /**
+   * CHECK constraints over a column nulled by policy: a row whose nulled version would break one
+   * is dropped rather than copied (the load would refuse it).
+   */
+  checkDrops: string[];
 }
 
 export interface ProbeColumn {
@@ -479,13 +484,9 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
           uncovered.push(`${key} (${c.baseType})`);
         }
         // A reference nulled by policy when its target row is not in the sample.
-        const nulling = outgoing.find((p) => p.fk.columns.includes(c.name) && !p.strict && p.target !== 'all');
+        const nulling = nullingKey(outgoing, c.name);
         if (nulling && (rule === undefined || rule === 'keep')) {
-          const cond =
-            nulling.target === 'none'
-              ? nullAny('t', nulling.fk.columns)
-              : `${nullAny('t', nulling.fk.columns)} OR ${tuple('t', nulling.fk.columns)} IN (SELECT ${nulling.fk.refColumns.map((r) => `p.${ident(r)}`).join(', ')} FROM pg_temp.${temps.get(nulling.fk.refTable)} p)`;
-          expression = `CASE WHEN ${cond} THEN ${expression} END`;
+          expression = nulledValue(nulling, temps.get(nulling.fk.refTable) ?? '', expression);
           ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
         }
         // A column cleared when a reference without a foreign key finds a parent outside the sample.
@@ -499,6 +500,10 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
         columns.push({ name: c.name, expression, rule: ruleText, sensitive });
       }
     }
+    // Key columns are only ever kept, so every copied column under a nulling key is nulled as above.
+    const checkDrops = copies(id)
+      ? (table.checks ?? []).filter((k) => k.columns.some((c) => !columnType(table, c)?.generated && nullingKey(outgoing, c))).map((k) => k.name)
+      : [];
     // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
     const estimate =
       m === 'reference' ? table.rows : m === 'root' || m === 'owned' ? Math.round(table.rows * req.fraction) + (m === 'root' ? settings.include.length : 0) : 0;
@@ -517,7 +522,19 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
               : m === 'empty'
                 ? 'copied empty (empty-tables)'
                 : 'copied empty (no foreign-key path from the root; list it in reference-tables to copy it whole)';
-    return { table, mode: m, keyed: keyed.has(id), temp: temps.get(id) ?? '', memberColumns, outgoing, columns, estimate, note };
+    const checkNote = checkDrops.length ? `; rows whose nulled reference would break CHECK ${checkDrops.join(', ')} are dropped` : '';
+    return {
+      table,
+      mode: m,
+      keyed: keyed.has(id),
+      temp: temps.get(id) ?? '',
+      memberColumns,
+      outgoing,
+      columns,
+      estimate,
+      note: `${note}${checkNote}`,
+      checkDrops,
+    };
   });
 
   if (ruleErrors.length) fail(ruleErrors.join('; '));
@@ -560,6 +577,37 @@ function columnType(table: Table, name: string): Column {
   return table.columns.find((c) => c.name === name) as Column;
 }
 
+/** The key that nulls a column when its target row is not in the sample (policy null, or include on a nullable key). */
+function nullingKey(outgoing: readonly FkPlan[], column: string): FkPlan | undefined {
+  return outgoing.find((p) => p.fk.columns.includes(column) && !p.strict && p.target !== 'all');
+}
+
+/** A column under a nulling key as copied (over alias t): its value while the key is null or its target a member, else null. */
+function nulledValue(p: FkPlan, refTemp: string, value: string): string {
+  const cond =
+    p.target === 'none'
+      ? nullAny('t', p.fk.columns)
+      : `${nullAny('t', p.fk.columns)} OR ${tuple('t', p.fk.columns)} IN (SELECT ${p.fk.refColumns.map((r) => `p.${ident(r)}`).join(', ')} FROM pg_temp.${refTemp} p)`;
+  return `CASE WHEN ${cond} THEN ${value} END`;
+}
+
+/**
+ * Per CHECK in checkDrops, the condition (over alias t) that the row as copied, its references
+ * nulled, still passes it: a CHECK passes unless FALSE. The expression's unqualified column names
+ * resolve to the innermost scope, the row with the nulled values.
+ */
+export function checkGuards(plan: SamplePlan, tp: TablePlan): Array<{ name: string; guard: string }> {
+  return tp.checkDrops.map((name) => {
+    const check = (tp.table.checks ?? []).find((k) => k.name === name) as Check;
+    const values = check.columns.map((c) => {
+      const p = columnType(tp.table, c)?.generated ? undefined : nullingKey(tp.outgoing, c);
+      const value = `t.${ident(c)}`;
+      return `${p ? nulledValue(p, tableById(plan, p.fk.refTable).temp, value) : value} AS ${ident(c)}`;
+    });
+    return { name, guard: `(SELECT (${check.expression}) IS NOT FALSE FROM (SELECT ${values.join(', ')}) n)` };
+  });
+}
+
 /** The root's sampling condition, over alias t. */
 export function rootCondition(plan: SamplePlan): string {
   const root = tableById(plan, plan.root).table;
@@ -572,11 +620,20 @@ export function rootCondition(plan: SamplePlan): string {
   return `(${filtered})${include}`;
 }
 
-/** The WHERE clause selecting a table's copied rows (over alias t). */
+/**
+ * The WHERE clause selecting a table's copied rows (over alias t). A keyed table's CHECK guards act
+ * on its member keys (membershipProgram), a leaf's here.
+ */
 export function rowCondition(plan: SamplePlan, tp: TablePlan): string | undefined {
-  if (tp.mode === 'reference') return undefined;
   if (tp.keyed)
     return `${tuple('t', tp.table.primaryKey as string[])} IN (SELECT ${(tp.table.primaryKey as string[]).map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${tp.temp} m)`;
+  const parts = [leafCondition(plan, tp), ...checkGuards(plan, tp).map((g) => g.guard)].filter((x) => x !== undefined);
+  return parts.length ? parts.join(' AND ') : undefined;
+}
+
+/** A table without member keys: every row of a reference table, else owned rows whose strict keys hold. */
+function leafCondition(plan: SamplePlan, tp: TablePlan): string | undefined {
+  if (tp.mode === 'reference') return undefined;
   // A leaf: owned through any owning key, and every strict key satisfied.
   const owning = tp.outgoing.filter((p) => p.owning).map((p) => matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
   const strict = tp.outgoing
@@ -671,6 +728,14 @@ export function membershipProgram(plan: SamplePlan): string {
       const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
       add(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`);
     }
+    // Members whose nulled references would break a CHECK: gone before anything looks them up.
+    const pk = tp.table.primaryKey as string[];
+    for (const g of checkGuards(plan, tp)) {
+      add(
+        `DELETE FROM pg_temp.${tp.temp} m USING ${from(tp.table)} t WHERE ${pk.map((c) => `m.${ident(c)} = t.${ident(c)}`).join(' AND ')} AND NOT ${g.guard};`,
+      );
+      lines.push(`  IF ts_n > 0 THEN INSERT INTO pg_temp.${CHECK_DROPS_TABLE} VALUES (${literal(tp.table.id)}, ${literal(g.name)}, ts_n); END IF;`);
+    }
   }
   lines.push('  EXIT WHEN ts_total = 0;');
   lines.push('  END LOOP;');
@@ -680,14 +745,15 @@ export function membershipProgram(plan: SamplePlan): string {
   return `DO ${tag}\n${body}\n${tag};`;
 }
 
-/** `CREATE TEMP TABLE` statements for the member keys (run before the read-only transaction). */
+/** `CREATE TEMP TABLE` statements for the member keys, and the members dropped by a CHECK (run before the read-only transaction). */
 export function tempTables(plan: SamplePlan): string[] {
-  return plan.tables
-    .filter((t) => t.keyed)
-    .map((tp) => {
-      const defs = tp.memberColumns.map((c) => `${ident(c)} ${columnType(tp.table, c).type}`);
-      return `CREATE TEMP TABLE ${tp.temp} (${defs.join(', ')}, ts_keep boolean NOT NULL, PRIMARY KEY (${(tp.table.primaryKey as string[]).map(ident).join(', ')}));`;
-    });
+  const keyed = plan.tables.filter((t) => t.keyed);
+  const out = keyed.map((tp) => {
+    const defs = tp.memberColumns.map((c) => `${ident(c)} ${columnType(tp.table, c).type}`);
+    return `CREATE TEMP TABLE ${tp.temp} (${defs.join(', ')}, ts_keep boolean NOT NULL, PRIMARY KEY (${(tp.table.primaryKey as string[]).map(ident).join(', ')}));`;
+  });
+  if (keyed.some((tp) => tp.checkDrops.length)) out.push(`CREATE TEMP TABLE ${CHECK_DROPS_TABLE} (tbl text, con text, n bigint);`);
+  return out;
 }
 
 /** The SELECT producing a table's rows as they land in dev: only member rows, rules applied. */
@@ -702,6 +768,8 @@ export function copyHeader(tp: TablePlan): string {
 
 export const PROBE_TABLE = 'ts_probe';
 export const CLEARED_TABLE = 'ts_cleared';
+/** Production side: member rows each CHECK dropped, per pruning round. */
+export const CHECK_DROPS_TABLE = 'ts_check_drops';
 
 /**
  * Owning keys whose reference a copied row may lose: the row came along through another of its
@@ -715,7 +783,11 @@ export function clearableOwners(plan: SamplePlan): Array<{ tp: TablePlan; fks: F
     .filter((x) => x.fks.length > 0 && x.tp.outgoing.filter((p) => p.owning).length > 1);
 }
 
-/** Rows (table, key, count) of copied rows whose owner was cleared, read in the same snapshot. */
+/**
+ * Rows (table, name, count, kind), read in the same snapshot: per owning key, copied rows whose
+ * owner was cleared (kind owner); per CHECK in checkDrops, rows it dropped (kind check; a row
+ * breaking several is counted under the first).
+ */
 export function clearedSelect(plan: SamplePlan): string | undefined {
   const parts = clearableOwners(plan).map(({ tp, fks }) => {
     const cleared = fks.map(
@@ -724,9 +796,20 @@ export function clearedSelect(plan: SamplePlan): string | undefined {
     );
     // A keyed table's members (and their keys) are already in its temporary table.
     const source = tp.keyed ? `pg_temp.${tp.temp} t` : `${from(tp.table)} t WHERE ${rowCondition(plan, tp)}`;
-    const values = fks.map((p, i) => `(${literal(tp.table.id)}, ${literal(p.fk.name)}, s.n${i})`).join(', ');
-    return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM ${source}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n)`;
+    const values = fks.map((p, i) => `(${literal(tp.table.id)}, ${literal(p.fk.name)}, s.n${i}, 'owner')`).join(', ');
+    return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM ${source}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`;
   });
+  for (const tp of plan.tables.filter((t) => !t.keyed && t.checkDrops.length)) {
+    const guards = checkGuards(plan, tp).map((g) => g.guard);
+    const counts = guards.map((g, i) => `count(*) FILTER (WHERE ${[...guards.slice(0, i), `NOT ${g}`].join(' AND ')}) AS n${i}`);
+    const where = leafCondition(plan, tp);
+    const values = tp.checkDrops.map((name, i) => `(${literal(tp.table.id)}, ${literal(name)}, s.n${i}, 'check')`).join(', ');
+    parts.push(
+      `SELECT v.* FROM (SELECT ${counts.join(', ')} FROM ${from(tp.table)} t${where ? ` WHERE ${where}` : ''}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`,
+    );
+  }
+  if (plan.tables.some((t) => t.keyed && t.checkDrops.length))
+    parts.push(`SELECT tbl, con, sum(n)::bigint, 'check' FROM pg_temp.${CHECK_DROPS_TABLE} GROUP BY tbl, con`);
   return parts.length ? parts.join(' UNION ALL ') : undefined;
 }
 
@@ -775,7 +858,7 @@ export function productionScript(plan: SamplePlan): string {
   }
   const cleared = clearedSelect(plan);
   if (cleared) {
-    out.push(`SELECT ${literal(`COPY pg_temp.${CLEARED_TABLE} (tbl, fk, n) FROM stdin;`)};`);
+    out.push(`SELECT ${literal(`COPY pg_temp.${CLEARED_TABLE} (tbl, fk, n, kind) FROM stdin;`)};`);
     out.push(`COPY (${cleared}) TO STDOUT;`);
     out.push(`SELECT ${literal('\\.')};`);
   }

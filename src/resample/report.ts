@@ -28,6 +28,10 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
     s.text(
       `Rows whose owner is outside the sample (set \`owns: false\` on the key that brought them under sample.foreign-keys if they should not come): ${cleared.join('; ')}.`,
     );
+  const checked = r.tables.flatMap((t) =>
+    t.checkDrops.filter((d) => d.rows).map((d) => `${t.table}: ${d.rows} row(s) dropped, their nulled reference would break CHECK ${d.check}`),
+  );
+  if (checked.length) s.text(`Rows left out because nulling a reference outside the sample would break a CHECK constraint: ${checked.join('; ')}.`);
   if (r.leaks.length)
     s.table(
       ['production column', 'found in', 'rows'],

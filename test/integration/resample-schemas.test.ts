@@ -183,6 +183,80 @@ INSERT INTO players SELECT g, 1 + (g * 7) % 400, 1 + (g * 31) % 1200, 'Frame of 
   });
 });
 
+describe('CHECK constraints over nullable references', () => {
+  // Issue 15's reproduction: a like points at a post or at another user, exactly one of them. A
+  // like of a sampled user on an unsampled post would arrive with its post nulled and break it.
+  const SCHEMA = `
+CREATE TABLE users (id int PRIMARY KEY);
+CREATE TABLE posts (id int PRIMARY KEY, user_id int NOT NULL REFERENCES users);
+CREATE TABLE likes (id int PRIMARY KEY, user_id int NOT NULL REFERENCES users, post_id int REFERENCES posts, other_user_id int REFERENCES users, CHECK (num_nonnulls(post_id, other_user_id) = 1));
+INSERT INTO users SELECT g FROM generate_series(1,100) g;
+INSERT INTO posts SELECT g, g FROM generate_series(1,100) g;
+`;
+  const LEAF = `${SCHEMA}INSERT INTO likes SELECT g, g, 1 + g*37 % 100, NULL FROM generate_series(1,100) g;\n`;
+  // Events of a like make likes a keyed table: its members are pruned before events look them up.
+  // Every fifth like points at another user instead of a post.
+  const KEYED = `${SCHEMA}
+INSERT INTO likes SELECT g, g, CASE WHEN g % 5 <> 0 THEN 1 + g*37 % 100 END, CASE WHEN g % 5 = 0 THEN 1 + g*53 % 100 END FROM generate_series(1,100) g;
+CREATE TABLE like_events (id int PRIMARY KEY, like_id int NOT NULL REFERENCES likes);
+INSERT INTO like_events SELECT g, 1 + g % 100 FROM generate_series(1,300) g;
+`;
+  const CHECK_HOLDS = 'SELECT count(*) FROM likes WHERE NOT (num_nonnulls(post_id, other_user_id) = 1)';
+  const NOTE = /^rows whose .* is sampled; rows whose nulled reference would break CHECK likes_check are dropped$/;
+
+  it('drops a leaf like whose post is outside the sample instead of copying it with the post nulled; the dry run says so', async () => {
+    loadScenario(w, LEAF);
+    const sample = { root: 'users', fraction: 0.1, seed: 'chk' };
+    const ids = sampledKeys('chk', 0.1, 100);
+    const kept = ids.filter((g) => ids.includes(1 + ((g * 37) % 100)));
+    assert.ok(kept.length > 0 && kept.length < ids.length, `the fixture keeps some likes and drops others (${kept.length} of ${ids.length})`);
+    const dry = await resample(w.ctx(w.config(sample)), { dryRun: true });
+    const report = await resample(w.ctx(w.config(sample)), { dryRun: false });
+    assert.equal(report.swapped, true);
+    assert.equal(devRows(CHECK_HOLDS), '0');
+    assert.equal(devRows("SELECT string_agg(id::text, ',' ORDER BY id) FROM likes"), kept.join(','));
+    assert.equal(devRows('SELECT count(*) FROM likes WHERE post_id IS NULL'), '0');
+    const likes = report.tables.find((t) => t.table === 'public.likes');
+    assert.match(likes?.note ?? '', NOTE);
+    assert.deepEqual(likes?.checkDrops, [{ check: 'likes_check', rows: ids.length - kept.length }]);
+    assert.match(
+      resampleSummary(report, { ok: true }).toMarkdown(),
+      new RegExp(`public\\.likes: ${ids.length - kept.length} row\\(s\\) dropped, their nulled reference would break CHECK likes_check`),
+    );
+    // The dry run plans the same: same note, same check, nothing counted.
+    const planned = dry.tables.find((t) => t.table === 'public.likes');
+    assert.equal(planned?.note, likes?.note);
+    assert.deepEqual(planned?.checkDrops, [{ check: 'likes_check' }]);
+    assert.deepEqual(dry.plan.tables.find((t) => t.table.id === 'public.likes')?.checkDrops, ['likes_check']);
+  });
+
+  it('prunes a keyed like before its events look it up: no orphans, no broken check', async () => {
+    loadScenario(w, KEYED);
+    const sample = { root: 'users', fraction: 0.3, seed: 'chk' };
+    const ids = sampledKeys('chk', 0.3, 100);
+    const target = (g: number) => (g % 5 === 0 ? 1 + ((g * 53) % 100) : 1 + ((g * 37) % 100));
+    const kept = ids.filter((g) => ids.includes(target(g)));
+    assert.ok(kept.some((g) => g % 5 === 0) && kept.length < ids.length, `the fixture keeps likes of both kinds and drops others (${kept.join(',')})`);
+    const dry = await resample(w.ctx(w.config(sample)), { dryRun: true });
+    const report = await resample(w.ctx(w.config(sample)), { dryRun: false });
+    assert.equal(report.swapped, true);
+    assert.equal(report.plan.tables.find((t) => t.table.id === 'public.likes')?.keyed, true);
+    assert.equal(devRows(CHECK_HOLDS), '0');
+    assert.equal(devRows("SELECT string_agg(id::text, ',' ORDER BY id) FROM likes"), kept.join(','));
+    // Events come only with the likes that stayed; post-data's foreign keys found no orphan either.
+    assert.equal(devRows('SELECT count(*) FROM like_events WHERE like_id NOT IN (SELECT id FROM likes)'), '0');
+    assert.equal(devRows('SELECT count(*) FROM like_events'), prodRows(`SELECT count(*) FROM like_events WHERE like_id IN (${kept.join(',')})`));
+    assert.deepEqual(
+      report.foreignKeys.filter((f) => f.orphans > 0),
+      [],
+    );
+    const likes = report.tables.find((t) => t.table === 'public.likes');
+    assert.match(likes?.note ?? '', NOTE);
+    assert.deepEqual(likes?.checkDrops, [{ check: 'likes_check', rows: ids.length - kept.length }]);
+    assert.equal(dry.tables.find((t) => t.table === 'public.likes')?.note, likes?.note);
+  });
+});
+
 describe('consistent, unique masking', () => {
   // The same e-mail, name and IP in two tables; handles unique under lower(), e-mails unique.
   const SCHEMA = `

@@ -131,6 +131,7 @@ describe("the biggest job summaries stay under GitHub's 1 MiB a step", () => {
       rules: [`email: sql: ${'y'.repeat(800)}`],
       note: 'rows of sampled users',
       ownersCleared: [{ key: 'author_id → public.users', rows: 12 }],
+      checkDrops: [],
     }));
     const foreignKeys = Array.from({ length: 200 }, (_, i) => ({
       name: `fk_${i}`,

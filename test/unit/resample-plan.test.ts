@@ -5,7 +5,18 @@ import { describe, it } from 'node:test';
 import { ConfigurationError } from '../../src/infra/errors';
 import { hashDevPassword, nameWords, sensitiveMatch } from '../../src/resample/anonymize';
 import type { Catalog, Column, ForeignKey, Table } from '../../src/resample/catalog';
-import { buildPlan, isSampled, memberHash, productionScript, thresholdFor, type SamplePlan } from '../../src/resample/plan';
+import {
+  buildPlan,
+  clearedSelect,
+  isSampled,
+  memberHash,
+  membershipProgram,
+  productionScript,
+  rowCondition,
+  tempTables,
+  thresholdFor,
+  type SamplePlan,
+} from '../../src/resample/plan';
 import { sampleSchema, type SampleSettings } from '../../src/resample/settings';
 
 const col = (name: string, type = 'bigint', notNull = false, category = type === 'text' ? 'S' : type === 'boolean' ? 'B' : 'N'): Column => ({
@@ -285,6 +296,97 @@ describe('the production script', () => {
     assert.match(script, /'user' \|\| id \|\| '@dev\.local'/);
     assert.match(script, /substr\(encode\(sha256\(convert_to\('k:' \|\| t\."ip_hash"::text, 'UTF8'\)\), 'hex'\), 1, 32\)/);
     assert.ok(!script.includes('"refresh_tokens" ('), 'token tables are not copied');
+  });
+});
+
+describe('CHECK constraints over nullable references', () => {
+  // Issue 15's reproduction: a like points at a post or at another user, never both nor neither.
+  function likes(keyed = false): Catalog {
+    const t = table('likes', [col('id', 'bigint', true), col('user_id', 'bigint', true), col('post_id'), col('other_user_id'), col('weight')]);
+    t.checks = [
+      { name: 'likes_check', expression: '(num_nonnulls(post_id, other_user_id) = 1)', columns: ['post_id', 'other_user_id'] },
+      { name: 'likes_weight_check', expression: '(weight > 0)', columns: ['weight'] },
+      { name: 'likes_user_check', expression: '(user_id > 0)', columns: ['user_id'] },
+    ];
+    const cat: Catalog = {
+      tables: [table('users', [col('id', 'bigint', true)]), table('posts', [col('id', 'bigint', true), col('user_id', 'bigint', true)]), t],
+      foreignKeys: [
+        fk('posts', ['user_id'], 'users'),
+        fk('likes', ['user_id'], 'users'),
+        fk('likes', ['post_id'], 'posts'),
+        fk('likes', ['other_user_id'], 'users'),
+      ],
+      sequences: [],
+    };
+    if (keyed) {
+      cat.tables.push(table('like_events', [col('id', 'bigint', true), col('like_id', 'bigint', true)]));
+      cat.foreignKeys.push(fk('like_events', ['like_id'], 'likes'));
+    }
+    return cat;
+  }
+  const checkPlan = (cat: Catalog, over: Record<string, unknown> = {}) =>
+    buildPlan(cat, { settings: sampleSchema.parse({ root: 'users', ...over }), fraction: 0.1, seed: 's', secrets: { maskKey: 'k' } });
+  const tp = (p: SamplePlan, name: string) => p.tables.find((t) => t.table.name === name)!;
+
+  it('guards a leaf: only checks over a column nulled by policy, evaluated on the row as copied', () => {
+    const p = checkPlan(likes());
+    const l = tp(p, 'likes');
+    assert.equal(l.keyed, false);
+    assert.deepEqual(l.checkDrops, ['likes_check'], 'weight is no reference, user_id is dropped rather than nulled');
+    assert.match(l.note, /; rows whose nulled reference would break CHECK likes_check are dropped$/);
+    const where = rowCondition(p, l) as string;
+    // The check's own expression, over both nulled columns with the same CASE the COPY uses.
+    const postCase = l.columns.find((c) => c.name === 'post_id')!.expression;
+    const otherCase = l.columns.find((c) => c.name === 'other_user_id')!.expression;
+    assert.match(postCase, /^CASE WHEN /);
+    assert.ok(
+      where.endsWith(
+        ` AND (SELECT ((num_nonnulls(post_id, other_user_id) = 1)) IS NOT FALSE FROM (SELECT ${postCase} AS "post_id", ${otherCase} AS "other_user_id") n)`,
+      ),
+      where,
+    );
+    assert.ok(!where.includes('weight') && !where.includes('user_id > 0'));
+    // Rows dropped are counted in the same snapshot, under the check's name.
+    assert.match(clearedSelect(p) as string, /count\(\*\) FILTER \(WHERE NOT \(SELECT \(\(num_nonnulls.*'public\.likes', 'likes_check', s\.n0, 'check'/);
+    assert.ok(!productionScript(p).includes('ts_check_drops'), 'no member table to prune');
+    assert.deepEqual(tp(p, 'posts').checkDrops, []);
+    assert.ok(!tp(p, 'posts').note.includes('CHECK'));
+  });
+
+  it('leaves a check alone when no column of it can be nulled: drop policies, references into tables copied whole', () => {
+    assert.deepEqual(tp(checkPlan(likes(), { 'foreign-keys': { 'likes(post_id)': 'drop', 'likes(other_user_id)': 'drop' } }), 'likes').checkDrops, []);
+    const cat = likes();
+    cat.foreignKeys = cat.foreignKeys.filter((f) => f.columns[0] !== 'other_user_id');
+    cat.tables.push(table('colors', [col('id', 'bigint', true)]));
+    (cat.tables.find((t) => t.name === 'likes') as Table).checks = [
+      { name: 'likes_color_check', expression: '(num_nonnulls(color_id, weight) = 1)', columns: ['color_id', 'weight'] },
+    ];
+    cat.tables.find((t) => t.name === 'likes')!.columns.push(col('color_id'));
+    cat.foreignKeys.push(fk('likes', ['color_id'], 'colors'));
+    assert.deepEqual(tp(checkPlan(cat, { 'reference-tables': ['colors'] }), 'likes').checkDrops, []);
+    assert.deepEqual(tp(checkPlan(cat), 'likes').checkDrops, ['likes_color_check'], 'colors not copied: every color_id is nulled');
+  });
+
+  it('prunes a keyed table in the pruning loop and counts the members each check drops', () => {
+    const p = checkPlan(likes(true));
+    const l = tp(p, 'likes');
+    assert.equal(l.keyed, true);
+    assert.deepEqual(l.checkDrops, ['likes_check']);
+    assert.ok(!(rowCondition(p, l) as string).includes('num_nonnulls'), 'the COPY reads the pruned members');
+    const program = membershipProgram(p);
+    const pruning = program.slice(program.lastIndexOf('  LOOP'));
+    assert.ok(
+      pruning.includes(
+        `DELETE FROM pg_temp.${l.temp} m USING ONLY "public"."likes" t WHERE m."id" = t."id" AND NOT (SELECT ((num_nonnulls(post_id, other_user_id) = 1)) IS NOT FALSE FROM`,
+      ),
+      pruning,
+    );
+    assert.match(
+      pruning,
+      /GET DIAGNOSTICS ts_n = ROW_COUNT; ts_total := ts_total \+ ts_n;\n {2}IF ts_n > 0 THEN INSERT INTO pg_temp\.ts_check_drops VALUES \('public\.likes', 'likes_check', ts_n\)/,
+    );
+    assert.ok(tempTables(p).includes('CREATE TEMP TABLE ts_check_drops (tbl text, con text, n bigint);'));
+    assert.match(clearedSelect(p) as string, /SELECT tbl, con, sum\(n\)::bigint, 'check' FROM pg_temp\.ts_check_drops GROUP BY tbl, con/);
   });
 });
 
