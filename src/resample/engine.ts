@@ -289,16 +289,21 @@ export function leakQuery(plan: SamplePlan): string {
     const values = (cols: typeof textual) => cols.map((c) => `(${literal(c.name)}, t.${ident(c.name)}::text)`).join(', ');
     const src = `FROM ${fromClause(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(textual)}) x(col, v)`;
     parts.push(`SELECT p.src, ${literal(tp.table.id)} AS tbl, x.col, count(*) AS n ${src} JOIN pg_temp.${PROBE_TABLE} p ON p.v = x.v GROUP BY 1, 2, 3`);
-    const containers = textual.filter((c) => {
+    // Values that can hold another value inside them: JSON, XML and arrays may carry any table's
+    // values; a sql rule's expression sees only its own row, so only this table's probes can be in it.
+    const container = (c: (typeof textual)[number]) => {
       const col = tp.table.columns.find((x) => x.name === c.name)!;
-      return ['json', 'jsonb', 'xml'].includes(col.baseType) || col.category === 'A' || (c.rule ?? '').startsWith('sql:');
-    });
-    if (containers.length) {
-      parts.push(
-        `SELECT p.src, ${literal(tp.table.id)}, x.col, count(*) FROM ${fromClause(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(containers)}) x(col, v) ` +
-          `JOIN pg_temp.${PROBE_TABLE} p ON x.v <> p.v AND strpos(x.v, p.v) > 0 GROUP BY 1, 2, 3`,
-      );
-    }
+      return ['json', 'jsonb', 'xml'].includes(col.baseType) || col.category === 'A';
+    };
+    const anyTable = textual.filter(container);
+    const ownRow = textual.filter((c) => !container(c) && (c.rule ?? '').startsWith('sql:'));
+    // Each distinct value is searched once (a rule's constant such as '{}' is one value, not one per row).
+    const inside = (cols: typeof textual, probes: string) =>
+      `SELECT p.src, ${literal(tp.table.id)}, d.col, sum(d.n)::bigint FROM (SELECT x.col, x.v, count(*) AS n FROM ${fromClause(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(cols)}) x(col, v) GROUP BY 1, 2) d ` +
+      `JOIN ${probes} p ON d.v <> p.v AND strpos(d.v, p.v) > 0 GROUP BY 1, 2, 3`;
+    if (anyTable.length) parts.push(inside(anyTable, `pg_temp.${PROBE_TABLE}`));
+    if (ownRow.length)
+      parts.push(inside(ownRow, `(SELECT * FROM pg_temp.${PROBE_TABLE} WHERE left(src, ${tp.table.id.length + 1}) = ${literal(`${tp.table.id}.`)})`));
   }
   const body = parts.length ? parts.join(' UNION ALL ') : `SELECT NULL::text, NULL::text, NULL::text, 0::bigint WHERE false`;
   return `SELECT 'ts:leaks:' || coalesce(json_agg(json_build_object('source', h.src, 'table', h.tbl, 'column', h.col, 'rows', h.n)), '[]')::text FROM (${body}) h(src, tbl, col, n);`;
@@ -444,7 +449,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         const receive = psql(dev, names.staging, {
           tuples: true,
           run: [
-            `SET synchronous_commit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${CLEARED_TABLE} (tbl text, fk text, n bigint, kind text)`,
+            `SET synchronous_commit = off; SET jit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${CLEARED_TABLE} (tbl text, fk text, n bigint, kind text)`,
             STDIN_SCRIPT,
             countsQuery(plan),
             orphansQuery(plan),

@@ -486,7 +486,10 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
         // A reference nulled by policy when its target row is not in the sample.
         const nulling = nullingKey(outgoing, c.name);
         if (nulling && (rule === undefined || rule === 'keep')) {
-          expression = nulledValue(nulling, temps.get(nulling.fk.refTable) ?? '', expression);
+          // An owner cleared on a row that came along through another key is counted as the row is
+          // written (a leaf has no member table to count it from afterwards).
+          const counted = !keyed.has(id) && c.name === nulling.fk.columns[0] && clearableKeys(m, outgoing).includes(nulling);
+          expression = nulledValue(nulling, temps.get(nulling.fk.refTable) ?? '', expression, counted ? clearedCounter(id, nulling) : undefined);
           ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
         }
         // A column cleared when a reference without a foreign key finds a parent outside the sample.
@@ -582,13 +585,28 @@ function nullingKey(outgoing: readonly FkPlan[], column: string): FkPlan | undef
   return outgoing.find((p) => p.fk.columns.includes(column) && !p.strict && p.target !== 'all');
 }
 
-/** A column under a nulling key as copied (over alias t): its value while the key is null or its target a member, else null. */
-function nulledValue(p: FkPlan, refTemp: string, value: string): string {
+/**
+ * A column under a nulling key as copied (over alias t): its value while the key is null or its
+ * target a member, else null. With `counter`, each nulled row also advances that temporary sequence
+ * (allowed in the read-only snapshot), so the COPY itself counts them.
+ */
+function nulledValue(p: FkPlan, refTemp: string, value: string, counter?: string): string {
   const cond =
     p.target === 'none'
       ? nullAny('t', p.fk.columns)
       : `${nullAny('t', p.fk.columns)} OR ${tuple('t', p.fk.columns)} IN (SELECT ${p.fk.refColumns.map((r) => `p.${ident(r)}`).join(', ')} FROM pg_temp.${refTemp} p)`;
-  return `CASE WHEN ${cond} THEN ${value} END`;
+  return `CASE WHEN ${cond} THEN ${value}${counter ? ` WHEN nextval(${literal(`pg_temp.${counter}`)}) > 0 THEN NULL` : ''} END`;
+}
+
+/** Owning keys of an owned table with several owners whose reference a copied row may lose (see clearableOwners). */
+function clearableKeys(mode: TableMode, outgoing: readonly FkPlan[]): FkPlan[] {
+  if (mode !== 'owned' || outgoing.filter((p) => p.owning).length < 2) return [];
+  return outgoing.filter((p) => p.owning && !p.strict && p.target === 'members');
+}
+
+/** The temporary sequence counting a leaf table's rows copied with this owner cleared. */
+function clearedCounter(table: string, p: FkPlan): string {
+  return `ts_c${createHash('md5').update(`${table}|${p.fk.name}`).digest('hex').slice(0, 12)}`;
 }
 
 /**
@@ -729,7 +747,6 @@ export function membershipProgram(plan: SamplePlan): string {
       add(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`);
     }
     // Members whose nulled references would break a CHECK: gone before anything looks them up.
-    const pk = tp.table.primaryKey as string[];
     for (const g of checkGuards(plan, tp)) {
       add(
         `DELETE FROM pg_temp.${tp.temp} m USING ${from(tp.table)} t WHERE ${pk.map((c) => `m.${ident(c)} = t.${ident(c)}`).join(' AND ')} AND NOT ${g.guard};`,
@@ -753,6 +770,7 @@ export function tempTables(plan: SamplePlan): string[] {
     return `CREATE TEMP TABLE ${tp.temp} (${defs.join(', ')}, ts_keep boolean NOT NULL, PRIMARY KEY (${(tp.table.primaryKey as string[]).map(ident).join(', ')}));`;
   });
   if (keyed.some((tp) => tp.checkDrops.length)) out.push(`CREATE TEMP TABLE ${CHECK_DROPS_TABLE} (tbl text, con text, n bigint);`);
+  for (const { tp, fks } of clearableOwners(plan)) if (!tp.keyed) for (const p of fks) out.push(`CREATE TEMP SEQUENCE ${clearedCounter(tp.table.id, p)};`);
   return out;
 }
 
@@ -777,10 +795,7 @@ export const CHECK_DROPS_TABLE = 'ts_check_drops';
  * reference is cleared. Counted per table and key for the report.
  */
 export function clearableOwners(plan: SamplePlan): Array<{ tp: TablePlan; fks: FkPlan[] }> {
-  return plan.tables
-    .filter((tp) => tp.mode === 'owned')
-    .map((tp) => ({ tp, fks: tp.outgoing.filter((p) => p.owning && !p.strict && p.target === 'members') }))
-    .filter((x) => x.fks.length > 0 && x.tp.outgoing.filter((p) => p.owning).length > 1);
+  return plan.tables.map((tp) => ({ tp, fks: clearableKeys(tp.mode, tp.outgoing) })).filter((x) => x.fks.length > 0);
 }
 
 /**
@@ -790,12 +805,20 @@ export function clearableOwners(plan: SamplePlan): Array<{ tp: TablePlan; fks: F
  */
 export function clearedSelect(plan: SamplePlan): string | undefined {
   const parts = clearableOwners(plan).map(({ tp, fks }) => {
+    // A leaf counted its cleared owners while its rows were copied (clearedCounter).
+    if (!tp.keyed)
+      return fks
+        .map(
+          (p) =>
+            `SELECT ${literal(tp.table.id)}, ${literal(p.fk.name)}, CASE WHEN is_called THEN last_value ELSE 0 END, 'owner' FROM pg_temp.${clearedCounter(tp.table.id, p)}`,
+        )
+        .join(' UNION ALL ');
     const cleared = fks.map(
       (p, i) =>
         `count(*) FILTER (WHERE NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}) AS n${i}`,
     );
     // A keyed table's members (and their keys) are already in its temporary table.
-    const source = tp.keyed ? `pg_temp.${tp.temp} t` : `${from(tp.table)} t WHERE ${rowCondition(plan, tp)}`;
+    const source = `pg_temp.${tp.temp} t`;
     const values = fks.map((p, i) => `(${literal(tp.table.id)}, ${literal(p.fk.name)}, s.n${i}, 'owner')`).join(', ');
     return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM ${source}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`;
   });
@@ -813,7 +836,13 @@ export function clearedSelect(plan: SamplePlan): string | undefined {
   return parts.length ? parts.join(' UNION ALL ') : undefined;
 }
 
-/** Real values of sensitive columns among the copied rows, for the leak scan (unique ones only). */
+/**
+ * Probes are drawn from the first copied values of each column, this many per probe wanted: the
+ * scan stops there instead of reading a large table's copied rows again.
+ */
+const PROBE_POOL = 50;
+
+/** Real values of sensitive columns among the copied rows, for the leak scan (values unique among those read). */
 export function probeSelect(plan: SamplePlan): string | undefined {
   const limit = plan.settings['leak-scan']['values-per-column'];
   const minLength = plan.settings['leak-scan']['min-length'];
@@ -823,7 +852,7 @@ export function probeSelect(plan: SamplePlan): string | undefined {
     const c = `t.${ident(p.column)}`;
     const shaped = p.shapedOnly ? ` AND v ~ ${literal(PERSONAL_SHAPE)}` : '';
     return (
-      `(SELECT ${literal(`${p.table}.${p.column}`)}, v, ${p.shapedOnly} FROM (SELECT ${c}::text AS v FROM ${from(tp.table)} t WHERE ${where ? `(${where}) AND ` : ''}${c} IS NOT NULL GROUP BY 1 HAVING count(*) = 1) s ` +
+      `(SELECT ${literal(`${p.table}.${p.column}`)}, v, ${p.shapedOnly} FROM (SELECT v FROM (SELECT ${c}::text AS v FROM ${from(tp.table)} t WHERE ${where ? `(${where}) AND ` : ''}${c} IS NOT NULL LIMIT ${limit * PROBE_POOL}) r GROUP BY 1 HAVING count(*) = 1) s ` +
       `WHERE length(v) >= ${minLength}${shaped} ORDER BY md5(v) LIMIT ${limit})`
     );
   });
@@ -842,7 +871,7 @@ export function productionScript(plan: SamplePlan): string {
   // only when the member keys fit; at the default 4MB they stop fitting and cost grows with rows².
   // 32MB holds millions of keys and is a session setting (the bench shows the difference).
   out.push(
-    "SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET work_mem = '32MB'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';",
+    "SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET work_mem = '32MB'; SET jit = off; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';",
   );
   out.push(...tempTables(plan));
   // From here the session writes nothing but its temporary tables: every transaction is read-only,
