@@ -459,7 +459,11 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
         // Key columns can only be kept (rewriting them breaks references), and numbers, dates or
         // booleans hold no name or address: name matching applies to the other text columns.
         const isKey = keyColumns.has(key);
-        const sensitive = isKey || !needsRule(c) ? undefined : sensitiveMatch(c, settings['sensitive-names']);
+        const ownName = isKey || !needsRule(c) ? undefined : sensitiveMatch(c, settings['sensitive-names']);
+        // The table's name counts too: private_message.content is as private as its table says.
+        const tableName =
+          isKey || !needsRule(c) || ownName ? undefined : sensitiveMatch({ name: table.name, category: c.category }, settings['sensitive-names']);
+        const sensitive = ownName ?? tableName;
         let expression = `t.${ident(c.name)}`;
         let ruleText: string | undefined;
         if (rule !== undefined) {
@@ -478,7 +482,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
           }
           ruleText = describeRule(rule);
         } else if (sensitive) {
-          uncovered.push(`${key} (matches "${sensitive}")`);
+          uncovered.push(ownName ? `${key} (matches "${sensitive}")` : `${key} (its table's name matches "${sensitive}")`);
         } else if (!isKey && needsRule(c)) {
           // Fail closed: free text (names, bios, comments, JSON) is kept only when the config says so.
           uncovered.push(`${key} (${c.baseType})`);

@@ -131,6 +131,23 @@ describe('sensitive columns', () => {
     );
   });
 
+  it("sees the table's name too: private_messages.content is sensitive, and a kept one is probed by shape", () => {
+    const cat = makapix();
+    cat.tables.push(
+      table('private_messages', [col('id', 'bigint', true), col('sender_id', 'bigint', true), col('content', 'text'), col('is_read', 'boolean')]),
+    );
+    cat.foreignKeys.push(fk('private_messages', ['sender_id'], 'users'));
+    assert.throws(
+      () => plan(cat),
+      (e: Error) => /public\.private_messages\.content \(its table's name matches "private"\)/.test(e.message) && !/is_read/.test(e.message),
+    );
+    const p = plan(cat, { columns: { ...settings().columns, 'private_messages.content': 'keep' } });
+    assert.deepEqual(
+      p.probes.filter((x) => x.table === 'public.private_messages'),
+      [{ table: 'public.private_messages', column: 'content', shapedOnly: true }],
+    );
+  });
+
   it('exempts key columns and non-text columns from name matching: address_id needs no rule', () => {
     const cat = makapix();
     cat.tables.push(table('addresses', [col('id', 'bigint', true), col('user_id', 'bigint', true)]));
