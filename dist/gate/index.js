@@ -55907,6 +55907,21 @@ exports.promoteSchema = zod_1.z
         .array(service)
         .default([])
         .refine((l) => new Set(l).size === l.length, 'names a service twice'),
+    /**
+     * Run prod's containers from a directory of their own release (`<state-dir>/releases/prod/<sha>`,
+     * a git worktree with the env file copied in) instead of the checkout: code the services
+     * bind-mount from the checkout (Makapix's `../../api:/workspace/api`) then never changes under a
+     * running container, old and new containers run side by side during a rolling switch, and a
+     * rollback starts the previous release from its own directory.
+     */
+    'release-dirs': zod_1.z.boolean().default(false),
+    /** Files the stack needs that git does not hold (beside the env file, always copied), copied from the checkout into each release directory. */
+    'release-files': zod_1.z
+        .array(zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9._@+-][A-Za-z0-9._@+/-]*$/, 'must be a path relative to the checkout')
+        .refine((f) => !f.split('/').includes('..'), 'must stay inside the checkout'))
+        .default([]),
     /** How long an old container may finish its requests after SIGTERM before it is killed (`docker stop -t`). */
     'drain-seconds': zod_1.z.number().int().min(0).max(600).default(10),
 })
@@ -56476,6 +56491,9 @@ exports.headScript = headScript;
 exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
 exports.scratchCheckout = scratchCheckout;
+exports.releaseDir = releaseDir;
+exports.ensureReleaseDir = ensureReleaseDir;
+exports.pruneReleaseDirs = pruneReleaseDirs;
 exports.removeScratchCheckout = removeScratchCheckout;
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
@@ -56530,6 +56548,60 @@ async function scratchCheckout(host, env, sha, dir) {
         (0, shell_1.sh) `mkdir -p ${dir.slice(0, dir.lastIndexOf('/')) || '/'} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null && ` +
         (0, shell_1.sh) `if [ -e ${`${checkout}/${envFile}`} ]; then mkdir -p ${target.slice(0, target.lastIndexOf('/'))} && cp -p ${`${checkout}/${envFile}`} ${target}; fi`, { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
     return dir;
+}
+/** Where a release of `sha` runs from when promote.release-dirs is on. */
+function releaseDir(stateDir, env, sha) {
+    return `${stateDir}/releases/${env.name}/${sha}`;
+}
+/**
+ * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
+ * containers started from it bind-mount its files. An existing one at the same commit is kept as it
+ * is (its containers may be running), with the env file and `files` copied in again from the checkout.
+ */
+async function ensureReleaseDir(host, env, sha, dir, files) {
+    const { checkout } = env.cfg;
+    if (files.length) {
+        const missing = await host.run(files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${f}`).join('; '), {
+            check: false,
+            quiet: true,
+            timeoutSeconds: 60,
+        });
+        if (missing.stdout.trim())
+            throw new errors_1.ConfigurationError(`promote.release-files: ${missing.stdout.trim().split('\n').join(', ')} not found in ${checkout}; fix the list or put the files there`);
+    }
+    const head = await host.run((0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
+    if (head.stdout.trim() !== sha)
+        await scratchCheckout(host, env, sha, dir);
+    const copies = [env.cfg.envFile, ...files].map((f) => {
+        const to = `${dir}/${f}`;
+        return (0, shell_1.sh) `if [ -e ${`${checkout}/${f}`} ]; then mkdir -p ${to.slice(0, to.lastIndexOf('/'))} && rm -rf ${to} && cp -pR ${`${checkout}/${f}`} ${to}; fi`;
+    });
+    await host.run(copies.join(' && '), {
+        label: `${env.name}: files outside git into the release directory of ${sha.slice(0, 12)}`,
+        quiet: true,
+        timeoutSeconds: 300,
+    });
+    return env.at(dir);
+}
+/**
+ * Removes the release directories of `env` that no kept release needs: a directory stays while a
+ * release tag of its commit exists (a rollback may start it) or its commit is in `protect`.
+ */
+async function pruneReleaseDirs(host, stateDir, env, protect) {
+    const root = `${stateDir}/releases/${env.name}`;
+    const r = await host.run((0, shell_1.sh) `ls -1 ${root} 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
+    const tags = await host.run((0, shell_1.sh) `docker images --format '{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+    const kept = tags.stdout
+        .split('\n')
+        .map((t) => /^r\d{8}T\d{6}Z-([0-9a-f]{7,40})$/.exec(t.trim())?.[1])
+        .filter((x) => !!x);
+    const gone = r.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((d) => /^[0-9a-f]{40}$/.test(d) && !protect.includes(d) && !kept.some((k) => d.startsWith(k)));
+    for (const d of gone)
+        await removeScratchCheckout(host, env, `${root}/${d}`);
+    return gone;
 }
 async function removeScratchCheckout(host, env, dir) {
     await host.run((0, shell_1.sh) `git -C ${env.cfg.checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${env.cfg.checkout} worktree prune`, {
@@ -58776,7 +58848,7 @@ function fragmentProblem(text, kind) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -58833,6 +58905,30 @@ exports.foreignKeySettingSchema = zod_1.z.union([
         .strict()
         .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
 ]);
+/**
+ * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
+ * table's columns that yields the parent key, or an array of them (ids in an array column, the
+ * labels of an ltree path as `string_to_array(ltree2text(path), '.')`). `to` is the parent table,
+ * matched on its one-column primary key, or `table(column)`. The sample treats it as a foreign key
+ * that owns nothing: `drop` (default) leaves out a child with a parent outside the sample, `include`
+ * brings the parents along (an ancestor's ancestors too), `null` clears `column` instead.
+ */
+exports.referenceSchema = zod_1.z
+    .object({
+    table: tableName,
+    keys: sqlFragment('expression'),
+    to: foreignKeyRef,
+    policy: zod_1.z.enum(['include', 'null', 'drop']).default('drop'),
+    column: zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
+        .optional(),
+})
+    .strict()
+    .refine((r) => r.policy !== 'null' || r.column !== undefined, {
+    message: 'policy null needs column: the column to clear when a parent is missing',
+    path: ['column'],
+});
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -58876,6 +58972,8 @@ exports.sampleSchema = zod_1.z
      * and whether the key owns its rows (`owns: false`: rows do not come along through it).
      */
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
+    /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
+    references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z

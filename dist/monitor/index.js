@@ -55949,6 +55949,21 @@ exports.promoteSchema = zod_1.z
         .array(service)
         .default([])
         .refine((l) => new Set(l).size === l.length, 'names a service twice'),
+    /**
+     * Run prod's containers from a directory of their own release (`<state-dir>/releases/prod/<sha>`,
+     * a git worktree with the env file copied in) instead of the checkout: code the services
+     * bind-mount from the checkout (Makapix's `../../api:/workspace/api`) then never changes under a
+     * running container, old and new containers run side by side during a rolling switch, and a
+     * rollback starts the previous release from its own directory.
+     */
+    'release-dirs': zod_1.z.boolean().default(false),
+    /** Files the stack needs that git does not hold (beside the env file, always copied), copied from the checkout into each release directory. */
+    'release-files': zod_1.z
+        .array(zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9._@+-][A-Za-z0-9._@+/-]*$/, 'must be a path relative to the checkout')
+        .refine((f) => !f.split('/').includes('..'), 'must stay inside the checkout'))
+        .default([]),
     /** How long an old container may finish its requests after SIGTERM before it is killed (`docker stop -t`). */
     'drain-seconds': zod_1.z.number().int().min(0).max(600).default(10),
 })
@@ -57850,7 +57865,7 @@ function fragmentProblem(text, kind) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -57907,6 +57922,30 @@ exports.foreignKeySettingSchema = zod_1.z.union([
         .strict()
         .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
 ]);
+/**
+ * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
+ * table's columns that yields the parent key, or an array of them (ids in an array column, the
+ * labels of an ltree path as `string_to_array(ltree2text(path), '.')`). `to` is the parent table,
+ * matched on its one-column primary key, or `table(column)`. The sample treats it as a foreign key
+ * that owns nothing: `drop` (default) leaves out a child with a parent outside the sample, `include`
+ * brings the parents along (an ancestor's ancestors too), `null` clears `column` instead.
+ */
+exports.referenceSchema = zod_1.z
+    .object({
+    table: tableName,
+    keys: sqlFragment('expression'),
+    to: foreignKeyRef,
+    policy: zod_1.z.enum(['include', 'null', 'drop']).default('drop'),
+    column: zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
+        .optional(),
+})
+    .strict()
+    .refine((r) => r.policy !== 'null' || r.column !== undefined, {
+    message: 'policy null needs column: the column to clear when a parent is missing',
+    path: ['column'],
+});
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -57950,6 +57989,8 @@ exports.sampleSchema = zod_1.z
      * and whether the key owns its rows (`owns: false`: rows do not come along through it).
      */
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
+    /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
+    references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z

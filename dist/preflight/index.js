@@ -55764,6 +55764,21 @@ exports.promoteSchema = zod_1.z
         .array(service)
         .default([])
         .refine((l) => new Set(l).size === l.length, 'names a service twice'),
+    /**
+     * Run prod's containers from a directory of their own release (`<state-dir>/releases/prod/<sha>`,
+     * a git worktree with the env file copied in) instead of the checkout: code the services
+     * bind-mount from the checkout (Makapix's `../../api:/workspace/api`) then never changes under a
+     * running container, old and new containers run side by side during a rolling switch, and a
+     * rollback starts the previous release from its own directory.
+     */
+    'release-dirs': zod_1.z.boolean().default(false),
+    /** Files the stack needs that git does not hold (beside the env file, always copied), copied from the checkout into each release directory. */
+    'release-files': zod_1.z
+        .array(zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9._@+-][A-Za-z0-9._@+/-]*$/, 'must be a path relative to the checkout')
+        .refine((f) => !f.split('/').includes('..'), 'must stay inside the checkout'))
+        .default([]),
     /** How long an old container may finish its requests after SIGTERM before it is killed (`docker stop -t`). */
     'drain-seconds': zod_1.z.number().int().min(0).max(600).default(10),
 })
@@ -57548,7 +57563,7 @@ function fragmentProblem(text, kind) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -57605,6 +57620,30 @@ exports.foreignKeySettingSchema = zod_1.z.union([
         .strict()
         .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
 ]);
+/**
+ * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
+ * table's columns that yields the parent key, or an array of them (ids in an array column, the
+ * labels of an ltree path as `string_to_array(ltree2text(path), '.')`). `to` is the parent table,
+ * matched on its one-column primary key, or `table(column)`. The sample treats it as a foreign key
+ * that owns nothing: `drop` (default) leaves out a child with a parent outside the sample, `include`
+ * brings the parents along (an ancestor's ancestors too), `null` clears `column` instead.
+ */
+exports.referenceSchema = zod_1.z
+    .object({
+    table: tableName,
+    keys: sqlFragment('expression'),
+    to: foreignKeyRef,
+    policy: zod_1.z.enum(['include', 'null', 'drop']).default('drop'),
+    column: zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
+        .optional(),
+})
+    .strict()
+    .refine((r) => r.policy !== 'null' || r.column !== undefined, {
+    message: 'policy null needs column: the column to clear when a parent is missing',
+    path: ['column'],
+});
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -57648,6 +57687,8 @@ exports.sampleSchema = zod_1.z
      * and whether the key owns its rows (`owns: false`: rows do not come along through it).
      */
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
+    /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
+    references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z
@@ -59029,7 +59070,10 @@ async function runPreflight(host, config, log, opts = {}) {
     // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
     const prodCompose = readings.prod.facts.compose;
     if (prodCompose)
-        findings.push(...(0, rolling_1.checkRolling)(prodCompose, config.promote.rolling, 'prod', settings['warn-only']));
+        findings.push(...(0, rolling_1.checkRolling)(prodCompose, config.promote.rolling, 'prod', settings['warn-only'], {
+            checkout: config.environments.prod.checkout,
+            releaseDirs: config.promote['release-dirs'],
+        }));
     const http = settings.http;
     if (http.enabled && opts.http !== false) {
         const probes = [];
@@ -59109,7 +59153,7 @@ exports.IsolationRefused = IsolationRefused;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.checkRolling = checkRolling;
-function checkRolling(compose, rolling, environment, warnOnly = []) {
+function checkRolling(compose, rolling, environment, warnOnly = [], code) {
     const out = [];
     const add = (severity, message, fix) => {
         const down = severity === 'error' && warnOnly.includes('rolling');
@@ -59137,6 +59181,12 @@ function checkRolling(compose, rolling, environment, warnOnly = []) {
         }
         else if (s.networkMode) {
             add('error', `rolling service ${name} uses network_mode: ${s.networkMode}: the proxy cannot find its containers by name on a network`, `give ${name} a Docker network the proxy is on instead of network_mode`);
+        }
+        // Code mounted from the checkout changes under the old container when the checkout moves: the
+        // two containers of a switch only run their own code from release directories.
+        const fromCheckout = code && !code.releaseDirs ? s.mounts.filter((m) => m.type === 'bind' && (m.source === code.checkout || m.source.startsWith(`${code.checkout}/`))) : [];
+        if (fromCheckout.length) {
+            add('warning', `rolling service ${name} bind-mounts ${fromCheckout.map((m) => `${m.source}:${m.target}`).join(', ')} from ${environment}'s checkout: during a switch the old container would read the new commit's files`, 'set promote.release-dirs: true, so each release runs from its own directory');
         }
         if (s.healthcheck === 'disabled') {
             add('error', `rolling service ${name} has its healthcheck disabled: the switch cannot tell when the new container may take traffic`, `give ${name} a healthcheck`);

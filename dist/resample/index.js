@@ -57211,6 +57211,21 @@ exports.promoteSchema = zod_1.z
         .array(service)
         .default([])
         .refine((l) => new Set(l).size === l.length, 'names a service twice'),
+    /**
+     * Run prod's containers from a directory of their own release (`<state-dir>/releases/prod/<sha>`,
+     * a git worktree with the env file copied in) instead of the checkout: code the services
+     * bind-mount from the checkout (Makapix's `../../api:/workspace/api`) then never changes under a
+     * running container, old and new containers run side by side during a rolling switch, and a
+     * rollback starts the previous release from its own directory.
+     */
+    'release-dirs': zod_1.z.boolean().default(false),
+    /** Files the stack needs that git does not hold (beside the env file, always copied), copied from the checkout into each release directory. */
+    'release-files': zod_1.z
+        .array(zod_1.z
+        .string()
+        .regex(/^[A-Za-z0-9._@+-][A-Za-z0-9._@+/-]*$/, 'must be a path relative to the checkout')
+        .refine((f) => !f.split('/').includes('..'), 'must stay inside the checkout'))
+        .default([]),
     /** How long an old container may finish its requests after SIGTERM before it is killed (`docker stop -t`). */
     'drain-seconds': zod_1.z.number().int().min(0).max(600).default(10),
 })
@@ -60044,6 +60059,15 @@ pk AS (
       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)) AS cols
   FROM pg_constraint con WHERE con.contype = 'p' AND con.conrelid IN (SELECT oid FROM tbl)
 ),
+chk AS (
+  SELECT con.conrelid, json_agg(json_build_object(
+      'name', con.conname, 'expression', pg_get_expr(con.conbin, con.conrelid),
+      'columns', array_to_json(array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i))
+    ) ORDER BY con.conname) AS list
+  FROM pg_constraint con WHERE con.contype = 'c' AND con.convalidated AND con.conrelid IN (SELECT oid FROM tbl)
+  GROUP BY con.conrelid
+),
 fk AS (
   SELECT json_agg(json_build_object(
       'name', con.conname, 'table', ct.schema || '.' || ct.name, 'refTable', rt.schema || '.' || rt.name,
@@ -60086,8 +60110,9 @@ seqs AS (
 SELECT json_build_object(
   'tables', coalesce((SELECT json_agg(json_build_object(
       'id', t.schema || '.' || t.name, 'schema', t.schema, 'name', t.name, 'partitioned', t.partitioned,
-      'columns', coalesce(c.columns, '[]'::json), 'primaryKey', p.cols, 'reltuples', t.reltuples) ORDER BY t.schema, t.name)
-    FROM tbl t LEFT JOIN cols c ON c.attrelid = t.oid LEFT JOIN pk p ON p.conrelid = t.oid), '[]'::json),
+      'columns', coalesce(c.columns, '[]'::json), 'primaryKey', p.cols, 'reltuples', t.reltuples,
+      'checks', coalesce(k.list, '[]'::json)) ORDER BY t.schema, t.name)
+    FROM tbl t LEFT JOIN cols c ON c.attrelid = t.oid LEFT JOIN pk p ON p.conrelid = t.oid LEFT JOIN chk k ON k.conrelid = t.oid), '[]'::json),
   'foreignKeys', coalesce((SELECT list FROM fk), '[]'::json),
   'sequences', coalesce((SELECT list FROM seqs), '[]'::json)
 )`;
@@ -60155,6 +60180,7 @@ exports.effectiveParams = effectiveParams;
 exports.makeSecrets = makeSecrets;
 exports.planResample = planResample;
 exports.emptyTableWarnings = emptyTableWarnings;
+exports.referenceName = referenceName;
 exports.countsQuery = countsQuery;
 exports.orphansQuery = orphansQuery;
 exports.leakQuery = leakQuery;
@@ -60217,17 +60243,30 @@ function emptyReport(plan, dryRun) {
             rules: tp.columns.filter((c) => c.rule).map((c) => `${c.name}: ${c.rule}`),
             note: tp.note,
             ownersCleared: [],
+            checkDrops: tp.checkDrops.map((check) => ({ check })),
         })),
-        foreignKeys: plan.fks.map((p) => ({
-            name: p.fk.name,
-            table: p.fk.table,
-            columns: p.fk.columns,
-            refTable: p.fk.refTable,
-            policy: p.ownsNothing ? `${p.policy}, owns nothing` : p.policy,
-            source: p.source,
-            orphans: 0,
-            ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}),
-        })),
+        foreignKeys: [
+            ...plan.fks.map((p) => ({
+                name: p.fk.name,
+                table: p.fk.table,
+                columns: p.fk.columns,
+                refTable: p.fk.refTable,
+                policy: p.ownsNothing ? `${p.policy}, owns nothing` : p.policy,
+                source: p.source,
+                orphans: 0,
+                ...(p.fk.partitions ? { partitions: p.fk.partitions } : {}),
+            })),
+            ...plan.references.map((r, i) => ({
+                name: referenceName(i),
+                table: r.table,
+                columns: [r.keys],
+                refTable: `${r.refTable}(${r.refColumn})`,
+                policy: r.column ? `${r.policy}, clears ${r.column}` : r.policy,
+                source: 'config',
+                orphans: 0,
+                virtual: true,
+            })),
+        ],
         leaks: [],
         probes: plan.probes.length,
         warnings: [...plan.warnings],
@@ -60277,6 +60316,10 @@ function jsonObject(pairs) {
             .join(', ')})`);
     return chunks.join(' || ');
 }
+/** The report's name for the i-th sample.references entry. */
+function referenceName(i) {
+    return `sample.references[${i}]`;
+}
 /** Row counts of the copied tables in staging. */
 function countsQuery(plan) {
     return `SELECT 'ts:counts:' || (${jsonObject((0, plan_1.copiedTables)(plan).map((tp) => [tp.table.id, `(SELECT count(*) FROM ${(0, plan_1.fromClause)(tp.table)})`]))})::text;`;
@@ -60293,6 +60336,15 @@ function orphansQuery(plan) {
             `${p.fk.table}|${p.fk.name}`,
             `(SELECT count(*) FROM ${(0, plan_1.fromClause)(c)} c WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${(0, sql_1.qualified)(r.schema, r.name)} r WHERE ${match}))`,
         ];
+    });
+    // References without a foreign key: rows naming a parent key that staging does not have.
+    plan.references.forEach((r, i) => {
+        const c = byId.get(r.table);
+        pairs.push([
+            `${r.table}|${referenceName(i)}`,
+            `(SELECT count(*) FROM ${(0, plan_1.fromClause)(c)} c WHERE EXISTS (SELECT 1 FROM unnest(ARRAY[(${r.keys})]::${r.keyType}[]) ts_k(v) ` +
+                `WHERE ts_k.v IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${r.refFrom} r WHERE r.${(0, sql_1.ident)(r.refColumn)} = ts_k.v)))`,
+        ]);
     });
     return `SELECT 'ts:orphans:' || (${jsonObject(pairs)})::text;`;
 }
@@ -60313,14 +60365,21 @@ function leakQuery(plan) {
         const values = (cols) => cols.map((c) => `(${(0, sql_1.literal)(c.name)}, t.${(0, sql_1.ident)(c.name)}::text)`).join(', ');
         const src = `FROM ${(0, plan_1.fromClause)(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(textual)}) x(col, v)`;
         parts.push(`SELECT p.src, ${(0, sql_1.literal)(tp.table.id)} AS tbl, x.col, count(*) AS n ${src} JOIN pg_temp.${plan_1.PROBE_TABLE} p ON p.v = x.v GROUP BY 1, 2, 3`);
-        const containers = textual.filter((c) => {
+        // Values that can hold another value inside them: JSON, XML and arrays may carry any table's
+        // values; a sql rule's expression sees only its own row, so only this table's probes can be in it.
+        const container = (c) => {
             const col = tp.table.columns.find((x) => x.name === c.name);
-            return ['json', 'jsonb', 'xml'].includes(col.baseType) || col.category === 'A' || (c.rule ?? '').startsWith('sql:');
-        });
-        if (containers.length) {
-            parts.push(`SELECT p.src, ${(0, sql_1.literal)(tp.table.id)}, x.col, count(*) FROM ${(0, plan_1.fromClause)(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(containers)}) x(col, v) ` +
-                `JOIN pg_temp.${plan_1.PROBE_TABLE} p ON x.v <> p.v AND strpos(x.v, p.v) > 0 GROUP BY 1, 2, 3`);
-        }
+            return ['json', 'jsonb', 'xml'].includes(col.baseType) || col.category === 'A';
+        };
+        const anyTable = textual.filter(container);
+        const ownRow = textual.filter((c) => !container(c) && (c.rule ?? '').startsWith('sql:'));
+        // Each distinct value is searched once (a rule's constant such as '{}' is one value, not one per row).
+        const inside = (cols, probes) => `SELECT p.src, ${(0, sql_1.literal)(tp.table.id)}, d.col, sum(d.n)::bigint FROM (SELECT x.col, x.v, count(*) AS n FROM ${(0, plan_1.fromClause)(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(cols)}) x(col, v) GROUP BY 1, 2) d ` +
+            `JOIN ${probes} p ON d.v <> p.v AND strpos(d.v, p.v) > 0 GROUP BY 1, 2, 3`;
+        if (anyTable.length)
+            parts.push(inside(anyTable, `pg_temp.${plan_1.PROBE_TABLE}`));
+        if (ownRow.length)
+            parts.push(inside(ownRow, `(SELECT * FROM pg_temp.${plan_1.PROBE_TABLE} WHERE left(src, ${tp.table.id.length + 1}) = ${(0, sql_1.literal)(`${tp.table.id}.`)})`));
     }
     const body = parts.length ? parts.join(' UNION ALL ') : `SELECT NULL::text, NULL::text, NULL::text, 0::bigint WHERE false`;
     return `SELECT 'ts:leaks:' || coalesce(json_agg(json_build_object('source', h.src, 'table', h.tbl, 'column', h.col, 'rows', h.n)), '[]')::text FROM (${body}) h(src, tbl, col, n);`;
@@ -60445,11 +60504,11 @@ async function resample(ctx, params, hooks = {}) {
             const receive = (0, postgres_1.psql)(dev, names.staging, {
                 tuples: true,
                 run: [
-                    `SET synchronous_commit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${plan_1.CLEARED_TABLE} (tbl text, fk text, n bigint)`,
+                    `SET synchronous_commit = off; SET jit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${plan_1.CLEARED_TABLE} (tbl text, fk text, n bigint, kind text)`,
                     postgres_1.STDIN_SCRIPT,
                     countsQuery(plan),
                     orphansQuery(plan),
-                    `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n)), '[]')::text FROM pg_temp.${plan_1.CLEARED_TABLE};`,
+                    `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n, 'kind', kind)), '[]')::text FROM pg_temp.${plan_1.CLEARED_TABLE};`,
                     leakQuery(plan),
                 ],
             });
@@ -60477,11 +60536,19 @@ async function resample(ctx, params, hooks = {}) {
                 t.copied = Number(counts[t.table] ?? 0);
             for (const f of report.foreignKeys)
                 f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
+            for (const t of report.tables)
+                for (const d of t.checkDrops)
+                    d.rows = 0;
             for (const c of parseTagged(streamed.stdout, 'cleared')) {
+                const table = report.tables.find((t) => t.table === c.table);
+                if (c.kind === 'check') {
+                    const drop = table?.checkDrops.find((d) => d.check === c.fk);
+                    if (drop)
+                        drop.rows = Number(c.rows);
+                    continue;
+                }
                 const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
-                report.tables
-                    .find((t) => t.table === c.table)
-                    ?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
+                table?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
             }
             for (const t of report.tables)
                 t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -60899,12 +60966,13 @@ function initSample(catalog, settings) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.CLEARED_TABLE = exports.PROBE_TABLE = void 0;
+exports.CHECK_DROPS_TABLE = exports.CLEARED_TABLE = exports.PROBE_TABLE = void 0;
 exports.thresholdFor = thresholdFor;
 exports.memberHash = memberHash;
 exports.isSampled = isSampled;
 exports.resolveTable = resolveTable;
 exports.buildPlan = buildPlan;
+exports.checkGuards = checkGuards;
 exports.rootCondition = rootCondition;
 exports.rowCondition = rowCondition;
 exports.membershipProgram = membershipProgram;
@@ -60994,6 +61062,59 @@ function resolveColumnRef(catalog, ref) {
     if (!table || !table.columns.some((c) => c.name === column))
         return undefined;
     return { table, column };
+}
+/** A sample.references entry checked against the catalog. */
+function resolveReference(catalog, r, i) {
+    const where = `references[${i}]`;
+    const child = resolveTable(catalog, r.table, `${where}.table`);
+    const m = /^(.+?)\((.*)\)$/.exec(r.to);
+    const parent = resolveTable(catalog, m ? m[1] : r.to, `${where}.to`);
+    let refColumn;
+    if (m) {
+        refColumn = m[2].trim();
+        if (refColumn.includes(','))
+            fail(`${where}.to: a reference without a foreign key points at one column; ${r.to} names several`);
+    }
+    else {
+        if (parent.primaryKey?.length !== 1)
+            fail(`${where}.to: ${parent.id} has no one-column primary key; write ${parent.name}(column)`);
+        refColumn = parent.primaryKey[0];
+    }
+    const refCol = parent.columns.find((c) => c.name === refColumn);
+    if (!refCol)
+        fail(`${where}.to: ${parent.id} has no column ${refColumn}`);
+    if (r.column !== undefined) {
+        const col = child.columns.find((c) => c.name === r.column);
+        if (!col)
+            fail(`${where}.column: ${child.id} has no column ${r.column}`);
+        if (col.notNull)
+            fail(`${where}.column: ${child.id}.${r.column} is NOT NULL and cannot be cleared; use policy drop`);
+    }
+    return {
+        label: `${child.id}: ${r.keys} → ${parent.id}(${refColumn})`,
+        table: child.id,
+        keys: r.keys,
+        refTable: parent.id,
+        refColumn,
+        keyType: refCol.type,
+        policy: r.policy,
+        column: r.column,
+        refFrom: from(parent),
+    };
+}
+/** The parent keys a child row names, as rows of ts_k(v): one key or an array of them, cast to the key's type. */
+function parentKeys(r) {
+    return `unnest(ARRAY[(${r.keys})]::${r.keyType}[]) ts_k(v)`;
+}
+/**
+ * True when every parent key the row names is in the sample (over the child's columns, unqualified:
+ * used where the child table is the nearest FROM item). `temp` holds the parent's member keys.
+ */
+function parentsPresent(r, temp) {
+    const found = r.target === 'none'
+        ? 'false'
+        : `EXISTS (SELECT 1 FROM ${r.target === 'all' ? r.refFrom : `pg_temp.${temp}`} ts_p WHERE ts_p.${(0, sql_1.ident)(r.refColumn)} = ts_k.v)`;
+    return `NOT EXISTS (SELECT 1 FROM ${parentKeys(r)} WHERE ts_k.v IS NOT NULL AND NOT ${found})`;
 }
 function from(table) {
     return `${table.partitioned ? '' : 'ONLY '}${(0, sql_1.qualified)(table.schema, table.name)}`;
@@ -61090,18 +61211,25 @@ function buildPlan(catalog, req) {
         if (p === 'null' && !nullable(fk))
             fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): null needs nullable columns; use drop or include`);
     }
+    const virtual = settings.references.map((r, i) => resolveReference(catalog, r, i));
     // `include` pulls rows into tables no path reaches; they become "included" (and so on, transitively).
     const copies = (id) => ['root', 'owned', 'included', 'reference'].includes(mode.get(id));
+    const includes = [
+        ...catalog.foreignKeys
+            .filter((fk) => policyOf(fk).policy === 'include')
+            .map((fk) => ({ from: fk.table, to: fk.refTable, what: `foreign-keys ${fk.table}(${fk.columns.join(', ')})` })),
+        ...virtual.filter((r) => r.policy === 'include').map((r) => ({ from: r.table, to: r.refTable, what: `references ${r.label}` })),
+    ];
     for (let changed = true; changed;) {
         changed = false;
-        for (const fk of catalog.foreignKeys) {
-            if (!copies(fk.table) || policyOf(fk).policy !== 'include')
+        for (const inc of includes) {
+            if (!copies(inc.from))
                 continue;
-            const m = mode.get(fk.refTable);
+            const m = mode.get(inc.to);
             if (m === 'empty')
-                fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): include into ${fk.refTable}, which is listed in empty-tables`);
+                fail(`${inc.what}: include into ${inc.to}, which is listed in empty-tables`);
             if (m === 'unreached') {
-                mode.set(fk.refTable, 'included');
+                mode.set(inc.to, 'included');
                 changed = true;
             }
         }
@@ -61140,6 +61268,16 @@ function buildPlan(catalog, req) {
         }
         fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict, ownsNothing: notOwning.has(fk) });
     }
+    const refPlans = [];
+    for (const r of virtual) {
+        if (!copies(r.table))
+            continue;
+        const target = targetOf(r.refTable);
+        const strict = r.policy === 'drop' || (r.policy === 'include' && r.column === undefined);
+        if (mode.get(r.table) === 'reference' && target !== 'all')
+            fail(`references ${r.label}: ${r.table} is copied whole but ${r.refTable} is not; list ${r.refTable} as a reference table too`);
+        refPlans.push({ ...r, target, strict });
+    }
     // Keyed tables: those whose member keys other tables look up.
     const keyed = new Set([root.id]);
     for (const p of fkPlans) {
@@ -61148,6 +61286,12 @@ function buildPlan(catalog, req) {
             keyed.add(p.fk.refTable);
         if (p.policy === 'include')
             keyed.add(p.fk.table);
+    }
+    for (const r of refPlans) {
+        if (r.target === 'members')
+            keyed.add(r.refTable);
+        if (r.policy === 'include')
+            keyed.add(r.table);
     }
     for (const t of catalog.tables)
         if (mode.get(t.id) === 'included')
@@ -61202,7 +61346,12 @@ function buildPlan(catalog, req) {
         const outgoing = fkPlans.filter((p) => p.fk.table === id);
         const incoming = fkPlans.filter((p) => p.fk.refTable === id);
         const memberColumns = keyed.has(id)
-            ? unique([...(table.primaryKey ?? []), ...incoming.flatMap((p) => p.fk.refColumns), ...outgoing.flatMap((p) => p.fk.columns)])
+            ? unique([
+                ...(table.primaryKey ?? []),
+                ...incoming.flatMap((p) => p.fk.refColumns),
+                ...refPlans.filter((r) => r.refTable === id).map((r) => r.refColumn),
+                ...outgoing.flatMap((p) => p.fk.columns),
+            ])
             : [];
         const columns = [];
         if (copies(id)) {
@@ -61214,7 +61363,10 @@ function buildPlan(catalog, req) {
                 // Key columns can only be kept (rewriting them breaks references), and numbers, dates or
                 // booleans hold no name or address: name matching applies to the other text columns.
                 const isKey = keyColumns.has(key);
-                const sensitive = isKey || !(0, anonymize_1.needsRule)(c) ? undefined : (0, anonymize_1.sensitiveMatch)(c, settings['sensitive-names']);
+                const ownName = isKey || !(0, anonymize_1.needsRule)(c) ? undefined : (0, anonymize_1.sensitiveMatch)(c, settings['sensitive-names']);
+                // The table's name counts too: private_message.content is as private as its table says.
+                const tableName = isKey || !(0, anonymize_1.needsRule)(c) || ownName ? undefined : (0, anonymize_1.sensitiveMatch)({ name: table.name, category: c.category }, settings['sensitive-names']);
+                const sensitive = ownName ?? tableName;
                 let expression = `t.${(0, sql_1.ident)(c.name)}`;
                 let ruleText;
                 if (rule !== undefined) {
@@ -61235,20 +61387,27 @@ function buildPlan(catalog, req) {
                     ruleText = (0, anonymize_1.describeRule)(rule);
                 }
                 else if (sensitive) {
-                    uncovered.push(`${key} (matches "${sensitive}")`);
+                    uncovered.push(ownName ? `${key} (matches "${sensitive}")` : `${key} (its table's name matches "${sensitive}")`);
                 }
                 else if (!isKey && (0, anonymize_1.needsRule)(c)) {
                     // Fail closed: free text (names, bios, comments, JSON) is kept only when the config says so.
                     uncovered.push(`${key} (${c.baseType})`);
                 }
                 // A reference nulled by policy when its target row is not in the sample.
-                const nulling = outgoing.find((p) => p.fk.columns.includes(c.name) && !p.strict && p.target !== 'all');
+                const nulling = nullingKey(outgoing, c.name);
                 if (nulling && (rule === undefined || rule === 'keep')) {
-                    const cond = nulling.target === 'none'
-                        ? nullAny('t', nulling.fk.columns)
-                        : `${nullAny('t', nulling.fk.columns)} OR ${(0, sql_1.tuple)('t', nulling.fk.columns)} IN (SELECT ${nulling.fk.refColumns.map((r) => `p.${(0, sql_1.ident)(r)}`).join(', ')} FROM pg_temp.${temps.get(nulling.fk.refTable)} p)`;
-                    expression = `CASE WHEN ${cond} THEN ${expression} END`;
+                    // An owner cleared on a row that came along through another key is counted as the row is
+                    // written (a leaf has no member table to count it from afterwards).
+                    const counted = !keyed.has(id) && c.name === nulling.fk.columns[0] && clearableKeys(m, outgoing).includes(nulling);
+                    expression = nulledValue(nulling, temps.get(nulling.fk.refTable) ?? '', expression, counted ? clearedCounter(id, nulling) : undefined);
                     ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
+                }
+                // A column cleared when a reference without a foreign key finds a parent outside the sample.
+                for (const r of refPlans) {
+                    if (r.table !== id || r.strict || r.column !== c.name)
+                        continue;
+                    expression = `CASE WHEN ${parentsPresent(r, temps.get(r.refTable))} THEN ${expression} END`;
+                    ruleText = `${ruleText ? `${ruleText}, ` : ''}reference ${r.policy === 'include' ? 'include (cleared if not kept)' : 'null'}`;
                 }
                 // Every masked column's real values are searched for in staging; kept sensitive-looking ones by shape.
                 if ((0, anonymize_1.isTextual)(c) && rule !== undefined && (rule !== 'keep' || sensitive))
@@ -61256,6 +61415,10 @@ function buildPlan(catalog, req) {
                 columns.push({ name: c.name, expression, rule: ruleText, sensitive });
             }
         }
+        // Key columns are only ever kept, so every copied column under a nulling key is nulled as above.
+        const checkDrops = copies(id)
+            ? (table.checks ?? []).filter((k) => k.columns.some((c) => !columnType(table, c)?.generated && nullingKey(outgoing, c))).map((k) => k.name)
+            : [];
         // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
         const estimate = m === 'reference' ? table.rows : m === 'root' || m === 'owned' ? Math.round(table.rows * req.fraction) + (m === 'root' ? settings.include.length : 0) : 0;
         const note = m === 'root'
@@ -61272,7 +61435,19 @@ function buildPlan(catalog, req) {
                         : m === 'empty'
                             ? 'copied empty (empty-tables)'
                             : 'copied empty (no foreign-key path from the root; list it in reference-tables to copy it whole)';
-        return { table, mode: m, keyed: keyed.has(id), temp: temps.get(id) ?? '', memberColumns, outgoing, columns, estimate, note };
+        const checkNote = checkDrops.length ? `; rows whose nulled reference would break CHECK ${checkDrops.join(', ')} are dropped` : '';
+        return {
+            table,
+            mode: m,
+            keyed: keyed.has(id),
+            temp: temps.get(id) ?? '',
+            memberColumns,
+            outgoing,
+            columns,
+            estimate,
+            note: `${note}${checkNote}`,
+            checkDrops,
+        };
     });
     if (ruleErrors.length)
         fail(ruleErrors.join('; '));
@@ -61282,7 +61457,7 @@ function buildPlan(catalog, req) {
     }
     if (settings.filter && /;/.test(settings.filter.replace(/'[^']*'/g, '')))
         fail('filter must be one SQL condition, without ";"');
-    return { root: root.id, fraction: req.fraction, seed: req.seed, tables, fks: fkPlans, probes, warnings, settings };
+    return { root: root.id, fraction: req.fraction, seed: req.seed, tables, fks: fkPlans, references: refPlans, probes, warnings, settings };
 }
 function unique(xs) {
     return [...new Set(xs)];
@@ -61306,6 +61481,47 @@ function tableById(plan, id) {
 function columnType(table, name) {
     return table.columns.find((c) => c.name === name);
 }
+/** The key that nulls a column when its target row is not in the sample (policy null, or include on a nullable key). */
+function nullingKey(outgoing, column) {
+    return outgoing.find((p) => p.fk.columns.includes(column) && !p.strict && p.target !== 'all');
+}
+/**
+ * A column under a nulling key as copied (over alias t): its value while the key is null or its
+ * target a member, else null. With `counter`, each nulled row also advances that temporary sequence
+ * (allowed in the read-only snapshot), so the COPY itself counts them.
+ */
+function nulledValue(p, refTemp, value, counter) {
+    const cond = p.target === 'none'
+        ? nullAny('t', p.fk.columns)
+        : `${nullAny('t', p.fk.columns)} OR ${(0, sql_1.tuple)('t', p.fk.columns)} IN (SELECT ${p.fk.refColumns.map((r) => `p.${(0, sql_1.ident)(r)}`).join(', ')} FROM pg_temp.${refTemp} p)`;
+    return `CASE WHEN ${cond} THEN ${value}${counter ? ` WHEN nextval(${(0, sql_1.literal)(`pg_temp.${counter}`)}) > 0 THEN NULL` : ''} END`;
+}
+/** Owning keys of an owned table with several owners whose reference a copied row may lose (see clearableOwners). */
+function clearableKeys(mode, outgoing) {
+    if (mode !== 'owned' || outgoing.filter((p) => p.owning).length < 2)
+        return [];
+    return outgoing.filter((p) => p.owning && !p.strict && p.target === 'members');
+}
+/** The temporary sequence counting a leaf table's rows copied with this owner cleared. */
+function clearedCounter(table, p) {
+    return `ts_c${(0, node_crypto_1.createHash)('md5').update(`${table}|${p.fk.name}`).digest('hex').slice(0, 12)}`;
+}
+/**
+ * Per CHECK in checkDrops, the condition (over alias t) that the row as copied, its references
+ * nulled, still passes it: a CHECK passes unless FALSE. The expression's unqualified column names
+ * resolve to the innermost scope, the row with the nulled values.
+ */
+function checkGuards(plan, tp) {
+    return tp.checkDrops.map((name) => {
+        const check = (tp.table.checks ?? []).find((k) => k.name === name);
+        const values = check.columns.map((c) => {
+            const p = columnType(tp.table, c)?.generated ? undefined : nullingKey(tp.outgoing, c);
+            const value = `t.${(0, sql_1.ident)(c)}`;
+            return `${p ? nulledValue(p, tableById(plan, p.fk.refTable).temp, value) : value} AS ${(0, sql_1.ident)(c)}`;
+        });
+        return { name, guard: `(SELECT (${check.expression}) IS NOT FALSE FROM (SELECT ${values.join(', ')}) n)` };
+    });
+}
 /** The root's sampling condition, over alias t. */
 function rootCondition(plan) {
     const root = tableById(plan, plan.root).table;
@@ -61317,12 +61533,20 @@ function rootCondition(plan) {
     const include = plan.settings.include.length ? ` OR ${keyText} IN (${plan.settings.include.map(sql_1.literal).join(', ')})` : '';
     return `(${filtered})${include}`;
 }
-/** The WHERE clause selecting a table's copied rows (over alias t). */
+/**
+ * The WHERE clause selecting a table's copied rows (over alias t). A keyed table's CHECK guards act
+ * on its member keys (membershipProgram), a leaf's here.
+ */
 function rowCondition(plan, tp) {
-    if (tp.mode === 'reference')
-        return undefined;
     if (tp.keyed)
         return `${(0, sql_1.tuple)('t', tp.table.primaryKey)} IN (SELECT ${tp.table.primaryKey.map((c) => `m.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${tp.temp} m)`;
+    const parts = [leafCondition(plan, tp), ...checkGuards(plan, tp).map((g) => g.guard)].filter((x) => x !== undefined);
+    return parts.length ? parts.join(' AND ') : undefined;
+}
+/** A table without member keys: every row of a reference table, else owned rows whose strict keys hold. */
+function leafCondition(plan, tp) {
+    if (tp.mode === 'reference')
+        return undefined;
     // A leaf: owned through any owning key, and every strict key satisfied.
     const owning = tp.outgoing.filter((p) => p.owning).map((p) => matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
     const strict = tp.outgoing
@@ -61330,7 +61554,11 @@ function rowCondition(plan, tp) {
         .map((p) => p.target === 'none'
         ? `(${nullAny('t', p.fk.columns)})`
         : `(${nullAny('t', p.fk.columns)} OR ${matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)})`);
-    return [`(${owning.join(' OR ') || 'false'})`, ...strict].join(' AND ');
+    const virtual = plan.references.filter((r) => r.table === tp.table.id && r.strict).map((r) => parentsPresent(r, tempOf(plan, r.refTable)));
+    return [`(${owning.join(' OR ') || 'false'})`, ...strict, ...virtual].join(' AND ');
+}
+function tempOf(plan, id) {
+    return plan.tables.find((t) => t.table.id === id)?.temp || undefined;
 }
 /**
  * The membership program: fills each keyed table's temporary table, growing the sample along
@@ -61367,11 +61595,29 @@ function membershipProgram(plan) {
         add(`INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE ${(0, sql_1.tuple)('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} s) ` +
             `ON CONFLICT (${pk.map(sql_1.ident).join(', ')}) DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep;`);
     }
-    lines.push(`  EXIT WHEN ts_total = 0${includes.length ? '' : ' OR true'};`);
+    // Parents named by references without a foreign key: an included row's own parents follow in the next round.
+    const virtualIncludes = plan.references.filter((r) => r.policy === 'include' && r.target === 'members');
+    for (const r of virtualIncludes) {
+        const src = tableById(plan, r.table);
+        const dst = tableById(plan, r.refTable);
+        const srcPk = src.table.primaryKey;
+        const pk = dst.table.primaryKey;
+        add(`INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE t.${(0, sql_1.ident)(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
+            `WHERE ${(0, sql_1.tuple)('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} m)) ` +
+            `ON CONFLICT (${pk.map(sql_1.ident).join(', ')}) DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep;`);
+    }
+    lines.push(`  EXIT WHEN ts_total = 0${includes.length || virtualIncludes.length ? '' : ' OR true'};`);
     lines.push('  END LOOP;');
     lines.push('  LOOP');
     lines.push('  ts_total := 0;');
     for (const tp of keyed) {
+        const pk = tp.table.primaryKey;
+        for (const r of plan.references) {
+            if (r.table !== tp.table.id || !r.strict)
+                continue;
+            add(`DELETE FROM pg_temp.${tp.temp} m WHERE ${(0, sql_1.tuple)('m', pk)} IN (SELECT ${pk.map((c) => `t.${(0, sql_1.ident)(c)}`).join(', ')} FROM ${from(tp.table)} t ` +
+                `WHERE ${(0, sql_1.tuple)('t', pk)} IN (SELECT ${pk.map((c) => `x.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${tp.temp} x) AND NOT ${parentsPresent(r, tempOf(plan, r.refTable))});`);
+        }
         for (const p of tp.outgoing) {
             if (!p.strict || p.target === 'all')
                 continue;
@@ -61384,6 +61630,11 @@ function membershipProgram(plan) {
             const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
             add(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`);
         }
+        // Members whose nulled references would break a CHECK: gone before anything looks them up.
+        for (const g of checkGuards(plan, tp)) {
+            add(`DELETE FROM pg_temp.${tp.temp} m USING ${from(tp.table)} t WHERE ${pk.map((c) => `m.${(0, sql_1.ident)(c)} = t.${(0, sql_1.ident)(c)}`).join(' AND ')} AND NOT ${g.guard};`);
+            lines.push(`  IF ts_n > 0 THEN INSERT INTO pg_temp.${exports.CHECK_DROPS_TABLE} VALUES (${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(g.name)}, ts_n); END IF;`);
+        }
     }
     lines.push('  EXIT WHEN ts_total = 0;');
     lines.push('  END LOOP;');
@@ -61392,14 +61643,20 @@ function membershipProgram(plan) {
     const tag = (0, sql_1.dollarTag)(body);
     return `DO ${tag}\n${body}\n${tag};`;
 }
-/** `CREATE TEMP TABLE` statements for the member keys (run before the read-only transaction). */
+/** `CREATE TEMP TABLE` statements for the member keys, and the members dropped by a CHECK (run before the read-only transaction). */
 function tempTables(plan) {
-    return plan.tables
-        .filter((t) => t.keyed)
-        .map((tp) => {
+    const keyed = plan.tables.filter((t) => t.keyed);
+    const out = keyed.map((tp) => {
         const defs = tp.memberColumns.map((c) => `${(0, sql_1.ident)(c)} ${columnType(tp.table, c).type}`);
         return `CREATE TEMP TABLE ${tp.temp} (${defs.join(', ')}, ts_keep boolean NOT NULL, PRIMARY KEY (${tp.table.primaryKey.map(sql_1.ident).join(', ')}));`;
     });
+    if (keyed.some((tp) => tp.checkDrops.length))
+        out.push(`CREATE TEMP TABLE ${exports.CHECK_DROPS_TABLE} (tbl text, con text, n bigint);`);
+    for (const { tp, fks } of clearableOwners(plan))
+        if (!tp.keyed)
+            for (const p of fks)
+                out.push(`CREATE TEMP SEQUENCE ${clearedCounter(tp.table.id, p)};`);
+    return out;
 }
 /** The SELECT producing a table's rows as they land in dev: only member rows, rules applied. */
 function selectFor(plan, tp) {
@@ -61411,29 +61668,51 @@ function copyHeader(tp) {
 }
 exports.PROBE_TABLE = 'ts_probe';
 exports.CLEARED_TABLE = 'ts_cleared';
+/** Production side: member rows each CHECK dropped, per pruning round. */
+exports.CHECK_DROPS_TABLE = 'ts_check_drops';
 /**
  * Owning keys whose reference a copied row may lose: the row came along through another of its
  * keys (a comment on a sampled post) while this owner (its author) is outside the sample, so the
  * reference is cleared. Counted per table and key for the report.
  */
 function clearableOwners(plan) {
-    return plan.tables
-        .filter((tp) => tp.mode === 'owned')
-        .map((tp) => ({ tp, fks: tp.outgoing.filter((p) => p.owning && !p.strict && p.target === 'members') }))
-        .filter((x) => x.fks.length > 0 && x.tp.outgoing.filter((p) => p.owning).length > 1);
+    return plan.tables.map((tp) => ({ tp, fks: clearableKeys(tp.mode, tp.outgoing) })).filter((x) => x.fks.length > 0);
 }
-/** Rows (table, key, count) of copied rows whose owner was cleared, read in the same snapshot. */
+/**
+ * Rows (table, name, count, kind), read in the same snapshot: per owning key, copied rows whose
+ * owner was cleared (kind owner); per CHECK in checkDrops, rows it dropped (kind check; a row
+ * breaking several is counted under the first).
+ */
 function clearedSelect(plan) {
     const parts = clearableOwners(plan).map(({ tp, fks }) => {
+        // A leaf counted its cleared owners while its rows were copied (clearedCounter).
+        if (!tp.keyed)
+            return fks
+                .map((p) => `SELECT ${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(p.fk.name)}, CASE WHEN is_called THEN last_value ELSE 0 END, 'owner' FROM pg_temp.${clearedCounter(tp.table.id, p)}`)
+                .join(' UNION ALL ');
         const cleared = fks.map((p, i) => `count(*) FILTER (WHERE NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}) AS n${i}`);
         // A keyed table's members (and their keys) are already in its temporary table.
-        const source = tp.keyed ? `pg_temp.${tp.temp} t` : `${from(tp.table)} t WHERE ${rowCondition(plan, tp)}`;
-        const values = fks.map((p, i) => `(${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(p.fk.name)}, s.n${i})`).join(', ');
-        return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM ${source}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n)`;
+        const source = `pg_temp.${tp.temp} t`;
+        const values = fks.map((p, i) => `(${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(p.fk.name)}, s.n${i}, 'owner')`).join(', ');
+        return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM ${source}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`;
     });
+    for (const tp of plan.tables.filter((t) => !t.keyed && t.checkDrops.length)) {
+        const guards = checkGuards(plan, tp).map((g) => g.guard);
+        const counts = guards.map((g, i) => `count(*) FILTER (WHERE ${[...guards.slice(0, i), `NOT ${g}`].join(' AND ')}) AS n${i}`);
+        const where = leafCondition(plan, tp);
+        const values = tp.checkDrops.map((name, i) => `(${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(name)}, s.n${i}, 'check')`).join(', ');
+        parts.push(`SELECT v.* FROM (SELECT ${counts.join(', ')} FROM ${from(tp.table)} t${where ? ` WHERE ${where}` : ''}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`);
+    }
+    if (plan.tables.some((t) => t.keyed && t.checkDrops.length))
+        parts.push(`SELECT tbl, con, sum(n)::bigint, 'check' FROM pg_temp.${exports.CHECK_DROPS_TABLE} GROUP BY tbl, con`);
     return parts.length ? parts.join(' UNION ALL ') : undefined;
 }
-/** Real values of sensitive columns among the copied rows, for the leak scan (unique ones only). */
+/**
+ * Probes are drawn from the first copied values of each column, this many per probe wanted: the
+ * scan stops there instead of reading a large table's copied rows again.
+ */
+const PROBE_POOL = 50;
+/** Real values of sensitive columns among the copied rows, for the leak scan (values unique among those read). */
 function probeSelect(plan) {
     const limit = plan.settings['leak-scan']['values-per-column'];
     const minLength = plan.settings['leak-scan']['min-length'];
@@ -61442,7 +61721,7 @@ function probeSelect(plan) {
         const where = rowCondition(plan, tp);
         const c = `t.${(0, sql_1.ident)(p.column)}`;
         const shaped = p.shapedOnly ? ` AND v ~ ${(0, sql_1.literal)(anonymize_1.PERSONAL_SHAPE)}` : '';
-        return (`(SELECT ${(0, sql_1.literal)(`${p.table}.${p.column}`)}, v, ${p.shapedOnly} FROM (SELECT ${c}::text AS v FROM ${from(tp.table)} t WHERE ${where ? `(${where}) AND ` : ''}${c} IS NOT NULL GROUP BY 1 HAVING count(*) = 1) s ` +
+        return (`(SELECT ${(0, sql_1.literal)(`${p.table}.${p.column}`)}, v, ${p.shapedOnly} FROM (SELECT v FROM (SELECT ${c}::text AS v FROM ${from(tp.table)} t WHERE ${where ? `(${where}) AND ` : ''}${c} IS NOT NULL LIMIT ${limit * PROBE_POOL}) r GROUP BY 1 HAVING count(*) = 1) s ` +
             `WHERE length(v) >= ${minLength}${shaped} ORDER BY md5(v) LIMIT ${limit})`);
     });
     return parts.length ? parts.join(' UNION ALL ') : undefined;
@@ -61458,7 +61737,7 @@ function productionScript(plan) {
     // work_mem: membership lookups inside OR'd conditions and CASE expressions are subplans, hashed
     // only when the member keys fit; at the default 4MB they stop fitting and cost grows with rows².
     // 32MB holds millions of keys and is a session setting (the bench shows the difference).
-    out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET work_mem = '32MB'; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
+    out.push("SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET work_mem = '32MB'; SET jit = off; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';");
     out.push(...tempTables(plan));
     // From here the session writes nothing but its temporary tables: every transaction is read-only,
     // and the config's expressions (lexed beforehand, see expression.ts) run inside the snapshot.
@@ -61474,7 +61753,7 @@ function productionScript(plan) {
     }
     const cleared = clearedSelect(plan);
     if (cleared) {
-        out.push(`SELECT ${(0, sql_1.literal)(`COPY pg_temp.${exports.CLEARED_TABLE} (tbl, fk, n) FROM stdin;`)};`);
+        out.push(`SELECT ${(0, sql_1.literal)(`COPY pg_temp.${exports.CLEARED_TABLE} (tbl, fk, n, kind) FROM stdin;`)};`);
         out.push(`COPY (${cleared}) TO STDOUT;`);
         out.push(`SELECT ${(0, sql_1.literal)('\\.')};`);
     }
@@ -61525,6 +61804,9 @@ function resampleSummary(r, outcome) {
     const cleared = r.tables.flatMap((t) => t.ownersCleared.filter((o) => o.rows > 0).map((o) => `${t.table}: ${o.rows} row(s) came along through another key with their owner ${o.key} cleared`));
     if (cleared.length)
         s.text(`Rows whose owner is outside the sample (set \`owns: false\` on the key that brought them under sample.foreign-keys if they should not come): ${cleared.join('; ')}.`);
+    const checked = r.tables.flatMap((t) => t.checkDrops.filter((d) => d.rows).map((d) => `${t.table}: ${d.rows} row(s) dropped, their nulled reference would break CHECK ${d.check}`));
+    if (checked.length)
+        s.text(`Rows left out because nulling a reference outside the sample would break a CHECK constraint: ${checked.join('; ')}.`);
     if (r.leaks.length)
         s.table(['production column', 'found in', 'rows'], r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows)]));
     if (r.afterLoad.length)
@@ -61571,7 +61853,7 @@ function planLines(r) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -61628,6 +61910,30 @@ exports.foreignKeySettingSchema = zod_1.z.union([
         .strict()
         .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
 ]);
+/**
+ * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
+ * table's columns that yields the parent key, or an array of them (ids in an array column, the
+ * labels of an ltree path as `string_to_array(ltree2text(path), '.')`). `to` is the parent table,
+ * matched on its one-column primary key, or `table(column)`. The sample treats it as a foreign key
+ * that owns nothing: `drop` (default) leaves out a child with a parent outside the sample, `include`
+ * brings the parents along (an ancestor's ancestors too), `null` clears `column` instead.
+ */
+exports.referenceSchema = zod_1.z
+    .object({
+    table: tableName,
+    keys: sqlFragment('expression'),
+    to: foreignKeyRef,
+    policy: zod_1.z.enum(['include', 'null', 'drop']).default('drop'),
+    column: zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
+        .optional(),
+})
+    .strict()
+    .refine((r) => r.policy !== 'null' || r.column !== undefined, {
+    message: 'policy null needs column: the column to clear when a parent is missing',
+    path: ['column'],
+});
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -61671,6 +61977,8 @@ exports.sampleSchema = zod_1.z
      * and whether the key owns its rows (`owns: false`: rows do not come along through it).
      */
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
+    /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
+    references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z
@@ -63294,7 +63602,10 @@ async function runPreflight(host, config, log, opts = {}) {
     // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
     const prodCompose = readings.prod.facts.compose;
     if (prodCompose)
-        findings.push(...(0, rolling_1.checkRolling)(prodCompose, config.promote.rolling, 'prod', settings['warn-only']));
+        findings.push(...(0, rolling_1.checkRolling)(prodCompose, config.promote.rolling, 'prod', settings['warn-only'], {
+            checkout: config.environments.prod.checkout,
+            releaseDirs: config.promote['release-dirs'],
+        }));
     const http = settings.http;
     if (http.enabled && opts.http !== false) {
         const probes = [];
@@ -63374,7 +63685,7 @@ exports.IsolationRefused = IsolationRefused;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.checkRolling = checkRolling;
-function checkRolling(compose, rolling, environment, warnOnly = []) {
+function checkRolling(compose, rolling, environment, warnOnly = [], code) {
     const out = [];
     const add = (severity, message, fix) => {
         const down = severity === 'error' && warnOnly.includes('rolling');
@@ -63402,6 +63713,12 @@ function checkRolling(compose, rolling, environment, warnOnly = []) {
         }
         else if (s.networkMode) {
             add('error', `rolling service ${name} uses network_mode: ${s.networkMode}: the proxy cannot find its containers by name on a network`, `give ${name} a Docker network the proxy is on instead of network_mode`);
+        }
+        // Code mounted from the checkout changes under the old container when the checkout moves: the
+        // two containers of a switch only run their own code from release directories.
+        const fromCheckout = code && !code.releaseDirs ? s.mounts.filter((m) => m.type === 'bind' && (m.source === code.checkout || m.source.startsWith(`${code.checkout}/`))) : [];
+        if (fromCheckout.length) {
+            add('warning', `rolling service ${name} bind-mounts ${fromCheckout.map((m) => `${m.source}:${m.target}`).join(', ')} from ${environment}'s checkout: during a switch the old container would read the new commit's files`, 'set promote.release-dirs: true, so each release runs from its own directory');
         }
         if (s.healthcheck === 'disabled') {
             add('error', `rolling service ${name} has its healthcheck disabled: the switch cannot tell when the new container may take traffic`, `give ${name} a healthcheck`);

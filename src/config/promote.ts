@@ -39,6 +39,23 @@ export const promoteSchema = z
       .array(service)
       .default([])
       .refine((l) => new Set(l).size === l.length, 'names a service twice'),
+    /**
+     * Run prod's containers from a directory of their own release (`<state-dir>/releases/prod/<sha>`,
+     * a git worktree with the env file copied in) instead of the checkout: code the services
+     * bind-mount from the checkout (Makapix's `../../api:/workspace/api`) then never changes under a
+     * running container, old and new containers run side by side during a rolling switch, and a
+     * rollback starts the previous release from its own directory.
+     */
+    'release-dirs': z.boolean().default(false),
+    /** Files the stack needs that git does not hold (beside the env file, always copied), copied from the checkout into each release directory. */
+    'release-files': z
+      .array(
+        z
+          .string()
+          .regex(/^[A-Za-z0-9._@+-][A-Za-z0-9._@+/-]*$/, 'must be a path relative to the checkout')
+          .refine((f) => !f.split('/').includes('..'), 'must stay inside the checkout'),
+      )
+      .default([]),
     /** How long an old container may finish its requests after SIGTERM before it is killed (`docker stop -t`). */
     'drain-seconds': z.number().int().min(0).max(600).default(10),
   })

@@ -72,6 +72,63 @@ export async function scratchCheckout(host: Host, env: Environment, sha: string,
   return dir;
 }
 
+/** Where a release of `sha` runs from when promote.release-dirs is on. */
+export function releaseDir(stateDir: string, env: Environment, sha: string): string {
+  return `${stateDir}/releases/${env.name}/${sha}`;
+}
+
+/**
+ * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
+ * containers started from it bind-mount its files. An existing one at the same commit is kept as it
+ * is (its containers may be running), with the env file and `files` copied in again from the checkout.
+ */
+export async function ensureReleaseDir(host: Host, env: Environment, sha: string, dir: string, files: readonly string[]): Promise<Environment> {
+  const { checkout } = env.cfg;
+  if (files.length) {
+    const missing = await host.run(files.map((f) => sh`[ -e ${`${checkout}/${f}`} ] || echo ${f}`).join('; '), {
+      check: false,
+      quiet: true,
+      timeoutSeconds: 60,
+    });
+    if (missing.stdout.trim())
+      throw new ConfigurationError(
+        `promote.release-files: ${missing.stdout.trim().split('\n').join(', ')} not found in ${checkout}; fix the list or put the files there`,
+      );
+  }
+  const head = await host.run(sh`git -C ${dir} rev-parse HEAD 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
+  if (head.stdout.trim() !== sha) await scratchCheckout(host, env, sha, dir);
+  const copies = [env.cfg.envFile, ...files].map((f) => {
+    const to = `${dir}/${f}`;
+    return sh`if [ -e ${`${checkout}/${f}`} ]; then mkdir -p ${to.slice(0, to.lastIndexOf('/'))} && rm -rf ${to} && cp -pR ${`${checkout}/${f}`} ${to}; fi`;
+  });
+  await host.run(copies.join(' && '), {
+    label: `${env.name}: files outside git into the release directory of ${sha.slice(0, 12)}`,
+    quiet: true,
+    timeoutSeconds: 300,
+  });
+  return env.at(dir);
+}
+
+/**
+ * Removes the release directories of `env` that no kept release needs: a directory stays while a
+ * release tag of its commit exists (a rollback may start it) or its commit is in `protect`.
+ */
+export async function pruneReleaseDirs(host: Host, stateDir: string, env: Environment, protect: readonly string[]): Promise<string[]> {
+  const root = `${stateDir}/releases/${env.name}`;
+  const r = await host.run(sh`ls -1 ${root} 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
+  const tags = await host.run(sh`docker images --format '{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+  const kept = tags.stdout
+    .split('\n')
+    .map((t) => /^r\d{8}T\d{6}Z-([0-9a-f]{7,40})$/.exec(t.trim())?.[1])
+    .filter((x): x is string => !!x);
+  const gone = r.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((d) => /^[0-9a-f]{40}$/.test(d) && !protect.includes(d) && !kept.some((k) => d.startsWith(k)));
+  for (const d of gone) await removeScratchCheckout(host, env, `${root}/${d}`);
+  return gone;
+}
+
 export async function removeScratchCheckout(host: Host, env: Environment, dir: string): Promise<void> {
   await host.run(sh`git -C ${env.cfg.checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${env.cfg.checkout} worktree prune`, {
     check: false,

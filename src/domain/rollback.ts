@@ -7,7 +7,7 @@ import type { BackupManifest } from './backup';
 import { restoreBackup } from './backup';
 import type { Config } from './config';
 import type { ContainerState, Environment } from './environment';
-import { checkoutCommit } from './git';
+import { checkoutCommit, ensureReleaseDir, releaseDir } from './git';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { probeHealthUrl, restoreReleaseImages, waitHealthy, type Release } from './release';
@@ -35,7 +35,13 @@ export async function startRelease(
   log.startGroup(`${env.name}: starting release ${release.release} (${release.sha.slice(0, 12)})`);
   try {
     await restoreReleaseImages(host, env, release);
-    await checkoutCommit(host, env, release.sha);
+    // With promote.release-dirs the release starts from its own directory (made again if it was
+    // removed), so its containers mount its code and nothing moves under them later.
+    const runAt =
+      env.name === 'prod' && config.promote['release-dirs']
+        ? await ensureReleaseDir(host, env, release.sha, releaseDir(config['state-dir'], env, release.sha), config.promote['release-files'])
+        : env;
+    if (runAt === env) await checkoutCommit(host, env, release.sha);
     let restoredAt: string | undefined;
     if (restore) {
       const services = await appServices(host, env);
@@ -46,7 +52,7 @@ export async function startRelease(
       } catch (e) {
         // The database was put back as it was; start the release's services anyway rather than leave them stopped.
         await host
-          .run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label: `${env.name} compose up after a failed restore` }))
+          .run(runAt.compose('up', '-d', '--no-build', '--remove-orphans'), runAt.composeOptions({ label: `${env.name} compose up after a failed restore` }))
           .catch(() => undefined);
         throw e;
       }
@@ -54,12 +60,14 @@ export async function startRelease(
     }
     await switchServices(
       host,
-      env,
+      runAt,
       env.name === 'prod' ? config.promote.rolling : [],
       config.promote['drain-seconds'],
       log,
       `${env.name} compose up (release ${release.release})`,
     );
+    // The checkout follows once no container mounts it (see promote's swap).
+    if (runAt !== env) await checkoutCommit(host, env, release.sha);
     const containers = await waitHealthy(host, env, log);
     await probeHealthUrl(host, env, log);
     return { containers, restoredAt };

@@ -159,7 +159,13 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
   const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
   // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
   const prodCompose = readings.prod.facts.compose;
-  if (prodCompose) findings.push(...checkRolling(prodCompose, config.promote.rolling, 'prod', settings['warn-only']));
+  if (prodCompose)
+    findings.push(
+      ...checkRolling(prodCompose, config.promote.rolling, 'prod', settings['warn-only'], {
+        checkout: config.environments.prod.checkout,
+        releaseDirs: config.promote['release-dirs'],
+      }),
+    );
 
   const http = settings.http;
   if (http.enabled && opts.http !== false) {

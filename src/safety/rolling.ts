@@ -9,7 +9,13 @@ import type { EnvironmentName } from '../domain/config';
 import type { ComposeModel } from './compose-model';
 import type { Finding } from './findings';
 
-export function checkRolling(compose: ComposeModel, rolling: readonly string[], environment: EnvironmentName, warnOnly: readonly string[] = []): Finding[] {
+export function checkRolling(
+  compose: ComposeModel,
+  rolling: readonly string[],
+  environment: EnvironmentName,
+  warnOnly: readonly string[] = [],
+  code?: { checkout: string; releaseDirs: boolean },
+): Finding[] {
   const out: Finding[] = [];
   const add = (severity: Finding['severity'], message: string, fix: string) => {
     const down = severity === 'error' && warnOnly.includes('rolling');
@@ -55,6 +61,16 @@ export function checkRolling(compose: ComposeModel, rolling: readonly string[], 
         'error',
         `rolling service ${name} uses network_mode: ${s.networkMode}: the proxy cannot find its containers by name on a network`,
         `give ${name} a Docker network the proxy is on instead of network_mode`,
+      );
+    }
+    // Code mounted from the checkout changes under the old container when the checkout moves: the
+    // two containers of a switch only run their own code from release directories.
+    const fromCheckout = code && !code.releaseDirs ? s.mounts.filter((m) => m.type === 'bind' && (m.source === code.checkout || m.source.startsWith(`${code.checkout}/`))) : [];
+    if (fromCheckout.length) {
+      add(
+        'warning',
+        `rolling service ${name} bind-mounts ${fromCheckout.map((m) => `${m.source}:${m.target}`).join(', ')} from ${environment}'s checkout: during a switch the old container would read the new commit's files`,
+        'set promote.release-dirs: true, so each release runs from its own directory',
       );
     }
     if (s.healthcheck === 'disabled') {

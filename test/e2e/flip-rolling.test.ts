@@ -34,7 +34,38 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
 
   before(async () => {
     host = await startRollingFixtureHost(composeCommand);
+    // prod's containers run from release directories (promote.release-dirs): the api mounts its code
+    // from the checkout (../../api:/app/api), so an old container keeps its own code while a new one starts.
+    host.setRolling(['api'], 'release-dirs: true');
   });
+
+  /** api/VERSION as each api container answers it through the proxy, sampled every 50 ms while `body` runs. */
+  async function versionsDuring<T>(body: () => Promise<T>): Promise<{ result: T; answers: Array<{ host: string; version: string }> }> {
+    const answers: Array<{ host: string; version: string }> = [];
+    let on = true;
+    const loop = (async () => {
+      while (on) {
+        try {
+          const r = await fetch(`http://127.0.0.1:${host.proxy.prod}/api/version`, { signal: AbortSignal.timeout(5000) });
+          if (r.ok) answers.push((await r.json()) as { host: string; version: string });
+        } catch {
+          // Failed requests are the load loop's business; this one only reads versions.
+        }
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    })();
+    try {
+      return { result: await body(), answers };
+    } finally {
+      on = false;
+      await loop;
+    }
+  }
+
+  /** The host directory prod's api container mounts at /app/api. */
+  function apiCodeDir(id: string): string {
+    return host.fx.sh(`docker inspect --format '{{range .Mounts}}{{if eq .Destination "/app/api"}}{{.Source}}{{end}}{{end}}' ${id}`).trim();
+  }
   after(async () => {
     if (figures.length) console.log(`# ${figures.join('\n# ')}`);
     await host?.stop();
@@ -51,7 +82,10 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     assert.ok(gated, 'dev recorded no gated api image');
     assert.notEqual(gated, before.imageId, 'the new commit has the same api image');
 
-    const { run, load } = await host.underLoad('promote', { sha: fx.branches['rolling-next'] });
+    const {
+      result: { run, load },
+      answers,
+    } = await versionsDuring(() => host.underLoad('promote', { sha: fx.branches['rolling-next'] }));
     assert.equal(run.code, 0, run.visible);
     assert.equal(run.outputs.outcome, 'promoted');
     assert.match(run.visible, ROLLED, 'the api was not rolled');
@@ -61,11 +95,23 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     assert.equal(now.length, 1, 'one api container runs');
     assert.notEqual(now[0].id, before.id, 'the api container was not replaced');
     assert.equal(now[0].imageId, gated, 'prod does not run the gated api image');
+    // The old container answered with its own code to the end, the new one with the new code, from
+    // the new release's directory; the checkout followed once nothing mounted it.
+    const byOld = answers.filter((a) => before.id.startsWith(a.host));
+    const byNew = answers.filter((a) => now[0].id.startsWith(a.host));
+    assert.ok(byOld.length > 10 && byNew.length > 0, `answers: ${byOld.length} from the old container, ${byNew.length} from the new`);
+    assert.deepEqual([...new Set(byOld.map((a) => a.version))], ['rolling'], 'the old container served code it was not started with');
+    assert.deepEqual([...new Set(byNew.map((a) => a.version))], ['rolling-next']);
+    assert.equal(apiCodeDir(now[0].id), `${fx.dir}/state/releases/prod/${fx.branches['rolling-next']}/api`);
+    assert.equal(fx.sh(`git -C ${fx.checkout('prod')} rev-parse HEAD`).trim(), fx.branches['rolling-next']);
   });
 
   it('rollback returns prod to the previous release with 0 failed requests through the proxy', async () => {
     const [before] = host.prodApi();
-    const { run, load } = await host.underLoad('rollback', { 'release-id': host.firstRelease });
+    const {
+      result: { run, load },
+      answers,
+    } = await versionsDuring(() => host.underLoad('rollback', { 'release-id': host.firstRelease }));
     assert.equal(run.code, 0, run.visible);
     assert.match(run.visible, ROLLED, 'the api was not rolled');
     noFailures('rollback', load);
@@ -74,5 +120,11 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     assert.equal(now.length, 1, 'one api container runs');
     assert.notEqual(now[0].id, before.id, 'the api container was not replaced');
     assert.equal(now[0].imageId, host.firstImage, "prod does not run the first release's api image");
+    // The first release starts from a release directory of its own commit; the promoted one kept its code while it drained.
+    const byOld = answers.filter((a) => before.id.startsWith(a.host));
+    assert.ok(byOld.length > 10, `${byOld.length} answers from the old container`);
+    assert.deepEqual([...new Set(byOld.map((a) => a.version))], ['rolling-next'], 'the old container served code it was not started with');
+    assert.deepEqual([...new Set(answers.filter((a) => now[0].id.startsWith(a.host)).map((a) => a.version))], ['rolling']);
+    assert.equal(apiCodeDir(now[0].id), `${host.fx.dir}/state/releases/prod/${host.fx.branches.rolling}/api`);
   });
 });

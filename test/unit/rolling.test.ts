@@ -130,6 +130,20 @@ describe("preflight's rolling check", () => {
     assert.deepEqual(checkRolling(parseComposeConfig(rollingReady(), 'makapix-prod'), ['api', 'web'], 'prod'), []);
   });
 
+  it('warns when a rolling service mounts code from the checkout and release directories are off', () => {
+    const doc = parseYaml(rollingReady()) as { services: Record<string, { volumes?: string[] }> };
+    doc.services.api.volumes = [...(doc.services.api.volumes ?? []), '/opt/makapix/api:/workspace/api:rw'];
+    const compose = parseComposeConfig(stringify(doc), 'makapix-prod');
+    const findings = checkRolling(compose, ['api', 'web'], 'prod', [], { checkout: '/opt/makapix', releaseDirs: false });
+    assert.equal(findings.length, 1, JSON.stringify(findings));
+    assert.equal(findings[0].severity, 'warning');
+    assert.match(findings[0].message, /rolling service api bind-mounts \/opt\/makapix\/api:\/workspace\/api from prod's checkout/);
+    assert.match(findings[0].fix, /promote\.release-dirs: true/);
+    assert.deepEqual(checkRolling(compose, ['api', 'web'], 'prod', [], { checkout: '/opt/makapix', releaseDirs: true }), []);
+    // The vault is mounted from outside the checkout: nothing to say about it.
+    assert.deepEqual(checkRolling(compose, ['api', 'web'], 'prod', [], { checkout: '/opt/other', releaseDirs: false }), []);
+  });
+
   it('reports warn-only errors as warnings', () => {
     const findings = checkRolling(parseComposeConfig(PROD_CONFIG, 'makapix-prod'), ['api'], 'prod', ['rolling']);
     assert.ok(findings.every((f) => f.severity === 'warning'));

@@ -21,7 +21,7 @@ import { restoreAsideName, takeBackup, usableBackup, type BackupManifest } from 
 import type { Config } from '../../domain/config';
 import { Environment, type ContainerState } from '../../domain/environment';
 import { OperationFailed, errorMessage } from '../../infra/errors';
-import { removeScratchCheckout, resolveRef, checkoutCommit, scratchCheckout } from '../../domain/git';
+import { checkoutCommit, ensureReleaseDir, pruneReleaseDirs, releaseDir, removeScratchCheckout, resolveRef, scratchCheckout } from '../../domain/git';
 import { HostLog, latest, type RecordOf } from '../../domain/host-log';
 import type { RunInfo } from '../../infra/actions-io';
 import type { Host } from '../../infra/host';
@@ -151,7 +151,11 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
         log.info(`${sha.slice(0, 12)} is on ${onBranch.stdout.trim().split('\n').slice(0, 3).join(', ')}`);
 
         // 3. The new commit beside prod's checkout, and what to ship.
-        const at = prod.at(await scratchCheckout(host, prod, sha, workDir));
+        // With promote.release-dirs it is the release's own directory, which its containers will mount.
+        const releaseDirs = config.promote['release-dirs'];
+        const at = releaseDirs
+          ? await ensureReleaseDir(host, prod, sha, releaseDir(config['state-dir'], prod, sha), config.promote['release-files'])
+          : prod.at(await scratchCheckout(host, prod, sha, workDir));
         const freezeStarted: string[] = [];
         try {
           const prodBuilds = await mergedBuilds(host, at);
@@ -276,13 +280,16 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             const schemaMigrated = pending ? await schemaState(host, prod) : schemaBefore;
             // 8. The swap.
             stage = 'swap';
-            await checkoutCommit(host, prod, sha);
+            // From release directories the checkout moves only once no container mounts it any more
+            // (the first release may have been started from it); otherwise the containers are started from it.
+            if (!releaseDirs) await checkoutCommit(host, prod, sha);
             log.startGroup('prod: compose up (no build: the shipped images)');
             try {
-              await switchServices(host, prod, config.promote.rolling, config.promote['drain-seconds'], log, 'prod compose up');
+              await switchServices(host, releaseDirs ? at : prod, config.promote.rolling, config.promote['drain-seconds'], log, 'prod compose up');
             } finally {
               log.endGroup();
             }
+            if (releaseDirs) await checkoutCommit(host, prod, sha);
             let schemaSwapped = schemaMigrated;
             if (inPlace) {
               stage = 'migration';
@@ -321,6 +328,11 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
               rebuilt: ship.rebuild.map((s) => s.service),
             });
             await pruneReleaseTags(host, prod, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
+            if (releaseDirs) {
+              const pruned = await pruneReleaseDirs(host, config['state-dir'], prod, [sha, previous?.sha ?? '']);
+              if (pruned.length)
+                log.info(`prod: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
+            }
             return { ...base, outcome: 'promoted', releaseId, rehearsal, migration, containers };
           } catch (e) {
             const failure = {

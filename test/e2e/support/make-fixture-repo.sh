@@ -28,10 +28,13 @@
 #   rolling        main set up for a rolling api: db and api on a Docker network
 #                  ($EDGE_NETWORK, made by the test) instead of the host
 #                  network, the api with no container_name and no host port,
+#                  its code bind-mounted from the checkout (api/VERSION says
+#                  "rolling", served at /api/version),
 #                  served by api/serve.py (listens on the network, 4 s to
 #                  start, drains on SIGTERM); the db listens on its network
 #                  too (password logins from that subnet only)
-#   rolling-next   (one ahead of rolling) a test more: a new api image
+#   rolling-next   (one ahead of rolling) a test more and api/VERSION
+#                  "rolling-next": a new api image
 #
 # Author, committer and dates are fixed, so the shas only change when the
 # fixture files or this script change. Any existing <workdir>/origin.git is
@@ -439,6 +442,8 @@ services:
           - ${COMPOSE_PROJECT_NAME:-makapix}-api
     volumes:
       - ${VAULT_HOST_PATH:?VAULT_HOST_PATH must be set in the env file}:/vault
+      # The code from the checkout, as Makapix mounts it (../../api:/workspace/api).
+      - ../../api:/app/api:ro
     healthcheck:
       test: ["CMD-SHELL", "curl -fsS -o /dev/null --max-time 3 \"http://127.0.0.1:$$API_PORT/api/health\""]
       interval: 1s
@@ -519,6 +524,7 @@ sed -i 's#^host    all       all       ::1/128        scram-sha-256$#&\nhost    
 for word in listen_addresses=0.0.0.0 samenet; do
   grep -qF "$word" "$scratch/db/entrypoint.sh" || { echo "make-fixture-repo: could not make the db listen on its network ($word)" >&2; exit 1; }
 done
+echo rolling >"$scratch/api/VERSION"
 commit "2024-01-15T12:00:00+0000" "db and api on a Docker network, the api ready to roll"
 
 # ---------------------------------------------------------------- rolling-next
@@ -532,6 +538,7 @@ def test_items_answer(api):
     status, _ = api("/api/items")
     assert status == 200
 EOF
+echo rolling-next >"$scratch/api/VERSION"
 commit "2024-01-16T12:00:00+0000" "Add an items test"
 
 # ---------------------------------------------------------------- publish

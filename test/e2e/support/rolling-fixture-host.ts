@@ -35,8 +35,8 @@ export interface RollingFixtureHost {
   firstImage: string;
   /** The running api containers of prod: full id and image id. */
   prodApi(): Array<{ id: string; imageId: string }>;
-  /** Sets promote.rolling in the config for the next runs. */
-  setRolling(services: string[]): void;
+  /** Sets promote.rolling (and other promote settings, as `key: value, ...`) in the config for the next runs. */
+  setRolling(services: string[], more?: string): void;
   /** Runs an action with 20 requests a second through prod's proxy: 1 s of traffic before it, 1 s after. */
   underLoad(action: string, inputs: Record<string, string>): Promise<{ run: BundleRun; load: LoadResult }>;
   stop(): Promise<void>;
@@ -103,8 +103,8 @@ async function setUp(fx: FixtureHost): Promise<RollingFixtureHost> {
     .readFileSync(configFile, 'utf8')
     .replace(`url: http://127.0.0.1:${fx.apiPort('prod')}`, `url: http://127.0.0.1:${proxy.prod}`)
     .replace(`url: http://127.0.0.1:${fx.apiPort('dev')}`, `url: http://127.0.0.1:${proxy.dev}`);
-  const setRolling = (services: string[]) => {
-    const text = original.replace(/^promote: \{ (.*) \}$/m, `promote: { $1, rolling: [${services.join(', ')}], drain-seconds: 5 }`);
+  const setRolling = (services: string[], more?: string) => {
+    const text = original.replace(/^promote: \{ (.*) \}$/m, `promote: { $1, rolling: [${services.join(', ')}], drain-seconds: 5${more ? `, ${more}` : ''} }`);
     assert.match(text, /rolling: \[/, 'the config has no promote section to extend');
     fs.writeFileSync(configFile, text);
   };
