@@ -65,7 +65,8 @@ export function checkRolling(
     }
     // Code mounted from the checkout changes under the old container when the checkout moves: the
     // two containers of a switch only run their own code from release directories.
-    const fromCheckout = code && !code.releaseDirs ? s.mounts.filter((m) => m.type === 'bind' && (m.source === code.checkout || m.source.startsWith(`${code.checkout}/`))) : [];
+    const fromCheckout =
+      code && !code.releaseDirs ? s.mounts.filter((m) => m.type === 'bind' && (m.source === code.checkout || m.source.startsWith(`${code.checkout}/`))) : [];
     if (fromCheckout.length) {
       add(
         'warning',
