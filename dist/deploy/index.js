@@ -55718,7 +55718,11 @@ exports.deployAction = {
                         throw e;
                     }
                     stage = 'build and up';
-                    await (0, release_1.composeBuildAndUp)(host, env, plan.build, log);
+                    // prod with promote.release-dirs: started from the release's own directory, as promote and rollback do.
+                    const runAt = env.name === 'prod' && config.promote['release-dirs']
+                        ? await (0, git_1.ensureReleaseDir)(host, env, sha, (0, git_1.releaseDir)(config['state-dir'], env, sha), config.promote['release-files'])
+                        : env;
+                    await (0, release_1.composeBuildAndUp)(host, runAt, plan.build, log);
                     stage = 'health';
                     const containers = await (0, release_1.waitHealthy)(host, env, log);
                     await (0, release_1.probeHealthUrl)(host, env, log);

@@ -127,4 +127,13 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     assert.deepEqual([...new Set(answers.filter((a) => now[0].id.startsWith(a.host)).map((a) => a.version))], ['rolling']);
     assert.equal(apiCodeDir(now[0].id), `${host.fx.dir}/state/releases/prod/${host.fx.branches.rolling}/api`);
   });
+
+  it("a deploy to prod (deploy.allow-prod) starts from the commit's release directory too", async () => {
+    const { fx } = host;
+    const run = await fx.run('deploy', { environment: 'prod', ref: 'rolling-next' });
+    assert.equal(run.code, 0, run.visible);
+    const [api] = host.prodApi();
+    assert.equal(apiCodeDir(api.id), `${fx.dir}/state/releases/prod/${fx.branches['rolling-next']}/api`);
+    assert.equal(fx.sh(`git -C ${fx.checkout('prod')} rev-parse HEAD`).trim(), fx.branches['rolling-next']);
+  });
 });
