@@ -61417,7 +61417,9 @@ function buildPlan(catalog, req) {
         }
         // Key columns are only ever kept, so every copied column under a nulling key is nulled as above.
         const checkDrops = copies(id)
-            ? (table.checks ?? []).filter((k) => k.columns.some((c) => !columnType(table, c)?.generated && nullingKey(outgoing, c))).map((k) => k.name)
+            ? (table.checks ?? [])
+                .filter((k) => k.columns.some((c) => !columnType(table, c)?.generated && (nullingKey(outgoing, c) || refPlans.some((r) => r.table === id && !r.strict && r.column === c))))
+                .map((k) => k.name)
             : [];
         // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
         const estimate = m === 'reference' ? table.rows : m === 'root' || m === 'owned' ? Math.round(table.rows * req.fraction) + (m === 'root' ? settings.include.length : 0) : 0;
@@ -61515,9 +61517,16 @@ function checkGuards(plan, tp) {
     return tp.checkDrops.map((name) => {
         const check = (tp.table.checks ?? []).find((k) => k.name === name);
         const values = check.columns.map((c) => {
-            const p = columnType(tp.table, c)?.generated ? undefined : nullingKey(tp.outgoing, c);
-            const value = `t.${(0, sql_1.ident)(c)}`;
-            return `${p ? nulledValue(p, tableById(plan, p.fk.refTable).temp, value) : value} AS ${(0, sql_1.ident)(c)}`;
+            const generated = columnType(tp.table, c)?.generated;
+            const p = generated ? undefined : nullingKey(tp.outgoing, c);
+            let value = `t.${(0, sql_1.ident)(c)}`;
+            if (p)
+                value = nulledValue(p, tableById(plan, p.fk.refTable).temp, value);
+            // A column a reference without a foreign key clears, as the COPY clears it.
+            for (const r of plan.references)
+                if (!generated && r.table === tp.table.id && !r.strict && r.column === c)
+                    value = `CASE WHEN ${parentsPresent(r, tempOf(plan, r.refTable))} THEN ${value} END`;
+            return `${value} AS ${(0, sql_1.ident)(c)}`;
         });
         return { name, guard: `(SELECT (${check.expression}) IS NOT FALSE FROM (SELECT ${values.join(', ')}) n)` };
     });

@@ -509,7 +509,13 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     }
     // Key columns are only ever kept, so every copied column under a nulling key is nulled as above.
     const checkDrops = copies(id)
-      ? (table.checks ?? []).filter((k) => k.columns.some((c) => !columnType(table, c)?.generated && nullingKey(outgoing, c))).map((k) => k.name)
+      ? (table.checks ?? [])
+          .filter((k) =>
+            k.columns.some(
+              (c) => !columnType(table, c)?.generated && (nullingKey(outgoing, c) || refPlans.some((r) => r.table === id && !r.strict && r.column === c)),
+            ),
+          )
+          .map((k) => k.name)
       : [];
     // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
     const estimate =
@@ -622,9 +628,15 @@ export function checkGuards(plan: SamplePlan, tp: TablePlan): Array<{ name: stri
   return tp.checkDrops.map((name) => {
     const check = (tp.table.checks ?? []).find((k) => k.name === name) as Check;
     const values = check.columns.map((c) => {
-      const p = columnType(tp.table, c)?.generated ? undefined : nullingKey(tp.outgoing, c);
-      const value = `t.${ident(c)}`;
-      return `${p ? nulledValue(p, tableById(plan, p.fk.refTable).temp, value) : value} AS ${ident(c)}`;
+      const generated = columnType(tp.table, c)?.generated;
+      const p = generated ? undefined : nullingKey(tp.outgoing, c);
+      let value = `t.${ident(c)}`;
+      if (p) value = nulledValue(p, tableById(plan, p.fk.refTable).temp, value);
+      // A column a reference without a foreign key clears, as the COPY clears it.
+      for (const r of plan.references)
+        if (!generated && r.table === tp.table.id && !r.strict && r.column === c)
+          value = `CASE WHEN ${parentsPresent(r, tempOf(plan, r.refTable))} THEN ${value} END`;
+      return `${value} AS ${ident(c)}`;
     });
     return { name, guard: `(SELECT (${check.expression}) IS NOT FALSE FROM (SELECT ${values.join(', ')}) n)` };
   });

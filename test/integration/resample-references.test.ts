@@ -38,12 +38,14 @@ INSERT INTO post SELECT g, 1 + (g * 7) % 200, ARRAY[1 + (g * 11) % 300, 1 + (g *
 INSERT INTO comment SELECT g, 1 + (g * 3) % 200, g, text2ltree('0.' || g) FROM generate_series(1, 400) g;
 INSERT INTO comment SELECT 400 + g, 1 + (g * 31) % 200, c.post_id, c.path || (400 + g)::text FROM generate_series(1, 400) g JOIN comment c ON c.id = g;
 INSERT INTO comment SELECT 800 + g, 1 + (g * 37) % 200, c.post_id, c.path || (800 + g)::text FROM generate_series(1, 400) g JOIN comment c ON c.id = 400 + g;
+CREATE TABLE note (id int PRIMARY KEY, person_id int NOT NULL REFERENCES person(id), post_ids int[], url text, CHECK (post_ids IS NOT NULL OR url IS NOT NULL));
+INSERT INTO note SELECT g, 1 + g % 200, ARRAY[1 + (g * 7) % 400], CASE WHEN g % 2 = 0 THEN 'https://example.org/' || g END FROM generate_series(1, 2000) g;
 CREATE TABLE bookmark (id int PRIMARY KEY, person_id int NOT NULL REFERENCES person(id), comment_ids int[] NOT NULL);
 INSERT INTO bookmark SELECT g, 1 + g % 200, CASE WHEN g % 2 = 0 THEN ARRAY[1 + (g * 7) % 1600] ELSE ARRAY[1 + (g * 7) % 1600, 1 + (g * 19) % 1600] END FROM generate_series(1, 4000) g;
 INSERT INTO comment SELECT 1200 + g, 1 + (g * 41) % 200, c.post_id, c.path || (1200 + g)::text FROM generate_series(1, 400) g JOIN comment c ON c.id = 800 + g;
 `;
 const ANCESTORS = "string_to_array(ltree2text(subpath(path, 1)), '.')";
-const base = { root: 'person', fraction: 0.3, seed: 'tree', columns: { 'person.name': { sql: "'someone ' || id" }, 'tag.label': 'keep' } };
+const base = { root: 'person', fraction: 0.3, seed: 'tree', columns: { 'person.name': { sql: "'someone ' || id" }, 'tag.label': 'keep', 'note.url': 'keep' } };
 const tree = { table: 'comment', keys: ANCESTORS, to: 'comment' };
 
 /** Comments in dev with an ancestor dev does not have. */
@@ -138,6 +140,25 @@ describe('references without a foreign key (sample.references)', () => {
     assert.equal(devRows('SELECT count(*) FROM post WHERE related IS NOT NULL'), kept);
     const cleared = prodRows(`SELECT count(*) FROM post p WHERE p.id IN (${ids}) AND p.related IS NOT NULL AND NOT p.related <@ ARRAY[${ids}]`);
     assert.ok(Number(cleared) > 0, 'the fixture clears some related arrays');
+  });
+
+  it('null under a CHECK: a row the cleared column would break is dropped, the others keep their row with the column cleared', async () => {
+    const notes = { table: 'note', keys: 'post_ids', to: 'post', policy: 'null', column: 'post_ids' };
+    const dry = await resample(w.ctx(w.config({ ...base, 'reference-tables': ['tag'], references: [tree, notes] })), { dryRun: true });
+    assert.match(dry.tables.find((t) => t.table === 'public.note')?.note ?? '', /would break CHECK note_check are dropped/);
+    const report = await resample(w.ctx(w.config({ ...base, 'reference-tables': ['tag'], references: [tree, notes] })), { dryRun: false });
+    assert.equal(report.tables.find((t) => t.table === 'public.note')?.note, dry.tables.find((t) => t.table === 'public.note')?.note);
+    const persons = devRows("SELECT string_agg(id::text, ',') FROM person");
+    const posts = devRows("SELECT string_agg(id::text, ',') FROM post");
+    // Notes of sampled persons: kept whole when their post is in dev, kept with post_ids cleared when they have a url, else dropped.
+    const q = (where: string) => Number(prodRows(`SELECT count(*) FROM note WHERE person_id IN (${persons}) AND ${where}`));
+    const whole = q(`post_ids <@ ARRAY[${posts}]`);
+    const cleared = q(`NOT post_ids <@ ARRAY[${posts}] AND url IS NOT NULL`);
+    const dropped = q(`NOT post_ids <@ ARRAY[${posts}] AND url IS NULL`);
+    assert.ok(whole > 0 && cleared > 0 && dropped > 0, `the fixture has all three kinds (${whole}, ${cleared}, ${dropped})`);
+    assert.equal(devRows('SELECT count(*) FROM note WHERE post_ids IS NOT NULL'), String(whole));
+    assert.equal(devRows('SELECT count(*) FROM note WHERE post_ids IS NULL'), String(cleared));
+    assert.equal(report.tables.find((t) => t.table === 'public.note')?.copied, whole + cleared);
   });
 
   it('the dry run lists the entry with its policy, as the real run does', async () => {
