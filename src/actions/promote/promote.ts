@@ -327,11 +327,16 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
               shipped: ship.ship.map((s) => s.service),
               rebuilt: ship.rebuild.map((s) => s.service),
             });
-            await pruneReleaseTags(host, prod, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
-            if (releaseDirs) {
-              const pruned = await pruneReleaseDirs(host, config['state-dir'], prod, [sha, previous?.sha ?? '']);
-              if (pruned.length)
-                log.info(`prod: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
+            // Housekeeping once the release is recorded: a failure here is a warning, never a rollback.
+            try {
+              await pruneReleaseTags(host, prod, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
+              if (releaseDirs) {
+                const pruned = await pruneReleaseDirs(host, config['state-dir'], prod, [sha, previous?.sha ?? '']);
+                if (pruned.length)
+                  log.info(`prod: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
+              }
+            } catch (e) {
+              log.warning(`prod: could not prune old releases (${errorMessage(e)}); they stay until the next promote`);
             }
             return { ...base, outcome: 'promoted', releaseId, rehearsal, migration, containers };
           } catch (e) {
