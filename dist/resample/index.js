@@ -60300,7 +60300,12 @@ function emptyTableWarnings(plan, tables) {
                     : t.mode === 'root'
                         ? 'no row passed the sample (fraction, filter, include)'
                         : 'it was copied whole and production had no rows at the snapshot';
-        out.push(`${t.table} has ${rows} rows in production and none in dev: ${reason}`);
+        // Rows a CHECK removed (their nulled reference would have broken it) are a reason of their own.
+        const byCheck = (t.checkDrops ?? []).filter((d) => (d.rows ?? 0) > 0);
+        const checks = byCheck.length
+            ? `; ${byCheck.map((d) => `${d.rows} row(s) were dropped because nulling their reference would break CHECK ${d.check}`).join('; ')}`
+            : '';
+        out.push(`${t.table} has ${rows} rows in production and none in dev: ${reason}${checks}`);
     }
     return out;
 }

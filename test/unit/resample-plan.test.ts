@@ -3,6 +3,7 @@ import { strict as assert } from 'node:assert';
 import { pbkdf2Sync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { ConfigurationError } from '../../src/infra/errors';
+import { emptyTableWarnings } from '../../src/resample/engine';
 import { hashDevPassword, nameWords, sensitiveMatch } from '../../src/resample/anonymize';
 import type { Catalog, Column, ForeignKey, Table } from '../../src/resample/catalog';
 import {
@@ -247,6 +248,19 @@ describe('the closure', () => {
     const cat = makapix();
     (cat.tables.find((t) => t.name === 'comments') as Table).primaryKey = null;
     assert.throws(() => plan(cat), /public\.comments has no primary key/);
+  });
+});
+
+describe('a table left empty', () => {
+  it('says when a CHECK dropped its rows', () => {
+    const p = plan();
+    const report = { table: 'public.comments', mode: 'owned', prodRows: 10, prodRowsExact: true, copied: 0, rules: [], note: '', ownersCleared: [] };
+    const [w] = emptyTableWarnings(p, [{ ...report, checkDrops: [{ check: 'comments_check', rows: 3 }] }]);
+    assert.match(
+      w,
+      /^public\.comments has 10 rows in production and none in dev: .*; 3 row\(s\) were dropped because nulling their reference would break CHECK comments_check$/,
+    );
+    assert.doesNotMatch(emptyTableWarnings(p, [{ ...report, checkDrops: [{ check: 'comments_check', rows: 0 }] }])[0], /CHECK/);
   });
 });
 
