@@ -57257,6 +57257,7 @@ exports.tagRelease = tagRelease;
 exports.pruneReleaseTags = pruneReleaseTags;
 exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 function newReleaseId(sha, now = new Date()) {
     const stamp = now
@@ -57477,7 +57478,7 @@ async function restoreReleaseImages(host, env, release) {
     const entries = Object.values(release.images);
     if (entries.length === 0)
         throw new errors_1.OperationFailed(`release ${release.release} recorded no images; it cannot be started without a rebuild`);
-    const check = await host.run((0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
+    const check = await host.run((0, docker_1.imageIdsCommand)(entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
     if (check.exitCode !== 0) {
         throw new errors_1.OperationFailed(`release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`);
     }
@@ -57717,6 +57718,7 @@ exports.ActionIO = ActionIO;
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EXEC_PID_PREFIX = void 0;
 exports.dockerExec = dockerExec;
+exports.imageIdsCommand = imageIdsCommand;
 /**
  * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
  * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
@@ -57739,6 +57741,10 @@ function dockerExec(container, command, opts = {}) {
     const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
     const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
     return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
+}
+/** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
+function imageIdsCommand(refs) {
+    return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', refs);
 }
 
 

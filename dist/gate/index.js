@@ -56492,6 +56492,7 @@ exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
 exports.scratchCheckout = scratchCheckout;
 exports.releaseDir = releaseDir;
+exports.releaseEnvironment = releaseEnvironment;
 exports.ensureReleaseDir = ensureReleaseDir;
 exports.pruneReleaseDirs = pruneReleaseDirs;
 exports.removeScratchCheckout = removeScratchCheckout;
@@ -56554,23 +56555,32 @@ function releaseDir(stateDir, env, sha) {
     return `${stateDir}/releases/${env.name}/${sha}`;
 }
 /**
+ * Where `env`'s containers of `sha` are started from: prod's release directory with
+ * promote.release-dirs (made or refreshed here), else the environment's own checkout.
+ */
+async function releaseEnvironment(host, config, env, sha) {
+    if (env.name !== 'prod' || !config.promote['release-dirs'])
+        return env;
+    return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
+}
+/**
  * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
  * containers started from it bind-mount its files. An existing one at the same commit is kept as it
  * is (its containers may be running), with the env file and `files` copied in again from the checkout.
  */
 async function ensureReleaseDir(host, env, sha, dir, files) {
     const { checkout } = env.cfg;
-    if (files.length) {
-        const missing = await host.run(files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${f}`).join('; '), {
-            check: false,
-            quiet: true,
-            timeoutSeconds: 60,
-        });
-        if (missing.stdout.trim())
-            throw new errors_1.ConfigurationError(`promote.release-files: ${missing.stdout.trim().split('\n').join(', ')} not found in ${checkout}; fix the list or put the files there`);
-    }
-    const head = await host.run((0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
-    if (head.stdout.trim() !== sha)
+    // One round trip: the listed files missing from the checkout, and the directory's commit if it exists.
+    const probe = await host.run([...files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`), (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`].join('; '), {
+        check: false,
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    const lines = probe.stdout.split('\n').map((l) => l.trim());
+    const missing = lines.filter((l) => l.startsWith('missing ')).map((l) => l.slice('missing '.length));
+    if (missing.length)
+        throw new errors_1.ConfigurationError(`promote.release-files: ${missing.join(', ')} not found in ${checkout}; fix the list or put the files there`);
+    if (!lines.includes(sha))
         await scratchCheckout(host, env, sha, dir);
     const copies = [env.cfg.envFile, ...files].map((f) => {
         const to = `${dir}/${f}`;
@@ -57157,6 +57167,7 @@ exports.tagRelease = tagRelease;
 exports.pruneReleaseTags = pruneReleaseTags;
 exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 function newReleaseId(sha, now = new Date()) {
     const stamp = now
@@ -57377,7 +57388,7 @@ async function restoreReleaseImages(host, env, release) {
     const entries = Object.values(release.images);
     if (entries.length === 0)
         throw new errors_1.OperationFailed(`release ${release.release} recorded no images; it cannot be started without a rebuild`);
-    const check = await host.run((0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
+    const check = await host.run((0, docker_1.imageIdsCommand)(entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
     if (check.exitCode !== 0) {
         throw new errors_1.OperationFailed(`release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`);
     }
@@ -57617,6 +57628,7 @@ exports.ActionIO = ActionIO;
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EXEC_PID_PREFIX = void 0;
 exports.dockerExec = dockerExec;
+exports.imageIdsCommand = imageIdsCommand;
 /**
  * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
  * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
@@ -57639,6 +57651,10 @@ function dockerExec(container, command, opts = {}) {
     const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
     const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
     return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
+}
+/** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
+function imageIdsCommand(refs) {
+    return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', refs);
 }
 
 

@@ -56577,6 +56577,7 @@ exports.ActionIO = ActionIO;
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EXEC_PID_PREFIX = void 0;
 exports.dockerExec = dockerExec;
+exports.imageIdsCommand = imageIdsCommand;
 /**
  * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
  * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
@@ -56599,6 +56600,10 @@ function dockerExec(container, command, opts = {}) {
     const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
     const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
     return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
+}
+/** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
+function imageIdsCommand(refs) {
+    return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', refs);
 }
 
 

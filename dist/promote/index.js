@@ -55737,9 +55737,7 @@ exports.promoteAction = {
             // 3. The new commit beside prod's checkout, and what to ship.
             // With promote.release-dirs it is the release's own directory, which its containers will mount.
             const releaseDirs = config.promote['release-dirs'];
-            const at = releaseDirs
-                ? await (0, git_1.ensureReleaseDir)(host, prod, sha, (0, git_1.releaseDir)(config['state-dir'], prod, sha), config.promote['release-files'])
-                : prod.at(await (0, git_1.scratchCheckout)(host, prod, sha, workDir));
+            const at = releaseDirs ? await (0, git_1.releaseEnvironment)(host, config, prod, sha) : prod.at(await (0, git_1.scratchCheckout)(host, prod, sha, workDir));
             const freezeStarted = [];
             try {
                 const prodBuilds = await (0, ship_1.mergedBuilds)(host, at);
@@ -57303,6 +57301,7 @@ exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
 exports.scratchCheckout = scratchCheckout;
 exports.releaseDir = releaseDir;
+exports.releaseEnvironment = releaseEnvironment;
 exports.ensureReleaseDir = ensureReleaseDir;
 exports.pruneReleaseDirs = pruneReleaseDirs;
 exports.removeScratchCheckout = removeScratchCheckout;
@@ -57365,23 +57364,32 @@ function releaseDir(stateDir, env, sha) {
     return `${stateDir}/releases/${env.name}/${sha}`;
 }
 /**
+ * Where `env`'s containers of `sha` are started from: prod's release directory with
+ * promote.release-dirs (made or refreshed here), else the environment's own checkout.
+ */
+async function releaseEnvironment(host, config, env, sha) {
+    if (env.name !== 'prod' || !config.promote['release-dirs'])
+        return env;
+    return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
+}
+/**
  * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
  * containers started from it bind-mount its files. An existing one at the same commit is kept as it
  * is (its containers may be running), with the env file and `files` copied in again from the checkout.
  */
 async function ensureReleaseDir(host, env, sha, dir, files) {
     const { checkout } = env.cfg;
-    if (files.length) {
-        const missing = await host.run(files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${f}`).join('; '), {
-            check: false,
-            quiet: true,
-            timeoutSeconds: 60,
-        });
-        if (missing.stdout.trim())
-            throw new errors_1.ConfigurationError(`promote.release-files: ${missing.stdout.trim().split('\n').join(', ')} not found in ${checkout}; fix the list or put the files there`);
-    }
-    const head = await host.run((0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
-    if (head.stdout.trim() !== sha)
+    // One round trip: the listed files missing from the checkout, and the directory's commit if it exists.
+    const probe = await host.run([...files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`), (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`].join('; '), {
+        check: false,
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    const lines = probe.stdout.split('\n').map((l) => l.trim());
+    const missing = lines.filter((l) => l.startsWith('missing ')).map((l) => l.slice('missing '.length));
+    if (missing.length)
+        throw new errors_1.ConfigurationError(`promote.release-files: ${missing.join(', ')} not found in ${checkout}; fix the list or put the files there`);
+    if (!lines.includes(sha))
         await scratchCheckout(host, env, sha, dir);
     const copies = [env.cfg.envFile, ...files].map((f) => {
         const to = `${dir}/${f}`;
@@ -58181,6 +58189,7 @@ exports.tagRelease = tagRelease;
 exports.pruneReleaseTags = pruneReleaseTags;
 exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 function newReleaseId(sha, now = new Date()) {
     const stamp = now
@@ -58401,7 +58410,7 @@ async function restoreReleaseImages(host, env, release) {
     const entries = Object.values(release.images);
     if (entries.length === 0)
         throw new errors_1.OperationFailed(`release ${release.release} recorded no images; it cannot be started without a rebuild`);
-    const check = await host.run((0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
+    const check = await host.run((0, docker_1.imageIdsCommand)(entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
     if (check.exitCode !== 0) {
         throw new errors_1.OperationFailed(`release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`);
     }
@@ -58434,9 +58443,7 @@ async function startRelease(host, config, env, release, log, restore) {
         await (0, release_1.restoreReleaseImages)(host, env, release);
         // With promote.release-dirs the release starts from its own directory (made again if it was
         // removed), so its containers mount its code and nothing moves under them later.
-        const runAt = env.name === 'prod' && config.promote['release-dirs']
-            ? await (0, git_1.ensureReleaseDir)(host, env, release.sha, (0, git_1.releaseDir)(config['state-dir'], env, release.sha), config.promote['release-files'])
-            : env;
+        const runAt = await (0, git_1.releaseEnvironment)(host, config, env, release.sha);
         if (runAt === env)
             await (0, git_1.checkoutCommit)(host, env, release.sha);
         let restoredAt;
@@ -58849,6 +58856,7 @@ exports.assertImages = assertImages;
 const path = __importStar(__nccwpck_require__(6760));
 const yaml_1 = __nccwpck_require__(8815);
 const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 const units_1 = __nccwpck_require__(8493);
 const state_1 = __nccwpck_require__(781);
@@ -58955,7 +58963,7 @@ async function shipImages(host, at, plan, log) {
     const expected = {};
     if (plan.ship.length) {
         const ids = plan.ship.map((s) => s.id);
-        const check = await host.run((0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', ids), { check: false, quiet: true, timeoutSeconds: 120 });
+        const check = await host.run((0, docker_1.imageIdsCommand)(ids), { check: false, quiet: true, timeoutSeconds: 120 });
         if (check.exitCode !== 0) {
             const present = new Set(check.stdout.split('\n').map((l) => l.trim()));
             const gone = plan.ship.filter((s) => !present.has(s.id));
@@ -58981,7 +58989,7 @@ async function shipImages(host, at, plan, log) {
         finally {
             log.endGroup();
         }
-        const ids = await host.run((0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', plan.rebuild.map((r) => r.name)), { quiet: true, timeoutSeconds: 120 });
+        const ids = await host.run((0, docker_1.imageIdsCommand)(plan.rebuild.map((r) => r.name)), { quiet: true, timeoutSeconds: 120 });
         ids.stdout
             .trim()
             .split('\n')
@@ -59235,6 +59243,7 @@ exports.ActionIO = ActionIO;
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EXEC_PID_PREFIX = void 0;
 exports.dockerExec = dockerExec;
+exports.imageIdsCommand = imageIdsCommand;
 /**
  * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
  * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
@@ -59257,6 +59266,10 @@ function dockerExec(container, command, opts = {}) {
     const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
     const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
     return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
+}
+/** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
+function imageIdsCommand(refs) {
+    return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', refs);
 }
 
 

@@ -58230,6 +58230,7 @@ exports.tagRelease = tagRelease;
 exports.pruneReleaseTags = pruneReleaseTags;
 exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 function newReleaseId(sha, now = new Date()) {
     const stamp = now
@@ -58450,7 +58451,7 @@ async function restoreReleaseImages(host, env, release) {
     const entries = Object.values(release.images);
     if (entries.length === 0)
         throw new errors_1.OperationFailed(`release ${release.release} recorded no images; it cannot be started without a rebuild`);
-    const check = await host.run((0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
+    const check = await host.run((0, docker_1.imageIdsCommand)(entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
     if (check.exitCode !== 0) {
         throw new errors_1.OperationFailed(`release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`);
     }
@@ -58613,6 +58614,7 @@ exports.ActionIO = ActionIO;
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EXEC_PID_PREFIX = void 0;
 exports.dockerExec = dockerExec;
+exports.imageIdsCommand = imageIdsCommand;
 /**
  * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
  * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
@@ -58635,6 +58637,10 @@ function dockerExec(container, command, opts = {}) {
     const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
     const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
     return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
+}
+/** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
+function imageIdsCommand(refs) {
+    return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', refs);
 }
 
 
@@ -60301,7 +60307,7 @@ function emptyTableWarnings(plan, tables) {
                         ? 'no row passed the sample (fraction, filter, include)'
                         : 'it was copied whole and production had no rows at the snapshot';
         // Rows a CHECK removed (their nulled reference would have broken it) are a reason of their own.
-        const byCheck = (t.checkDrops ?? []).filter((d) => (d.rows ?? 0) > 0);
+        const byCheck = t.checkDrops.filter((d) => (d.rows ?? 0) > 0);
         const checks = byCheck.length
             ? `; ${byCheck.map((d) => `${d.rows} row(s) were dropped because nulling their reference would break CHECK ${d.check}`).join('; ')}`
             : '';
@@ -61121,6 +61127,14 @@ function parentsPresent(r, temp) {
         : `EXISTS (SELECT 1 FROM ${r.target === 'all' ? r.refFrom : `pg_temp.${temp}`} ts_p WHERE ts_p.${(0, sql_1.ident)(r.refColumn)} = ts_k.v)`;
     return `NOT EXISTS (SELECT 1 FROM ${parentKeys(r)} WHERE ts_k.v IS NOT NULL AND NOT ${found})`;
 }
+/** The references without a foreign key that clear this column (policy null, or include with a column) when a parent is missing. */
+function clearingReferences(refs, table, column) {
+    return refs.filter((r) => r.table === table && !r.strict && r.column === column);
+}
+/** A column's value as copied under those references (over the child's row): null when one of them names a parent outside the sample. */
+function referenceCleared(refs, tempOf, value) {
+    return refs.reduce((v, r) => `CASE WHEN ${parentsPresent(r, tempOf(r.refTable))} THEN ${v} END`, value);
+}
 function from(table) {
     return `${table.partitioned ? '' : 'ONLY '}${(0, sql_1.qualified)(table.schema, table.name)}`;
 }
@@ -61408,12 +61422,10 @@ function buildPlan(catalog, req) {
                     ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
                 }
                 // A column cleared when a reference without a foreign key finds a parent outside the sample.
-                for (const r of refPlans) {
-                    if (r.table !== id || r.strict || r.column !== c.name)
-                        continue;
-                    expression = `CASE WHEN ${parentsPresent(r, temps.get(r.refTable))} THEN ${expression} END`;
+                const clearing = clearingReferences(refPlans, id, c.name);
+                expression = referenceCleared(clearing, (t) => temps.get(t), expression);
+                for (const r of clearing)
                     ruleText = `${ruleText ? `${ruleText}, ` : ''}reference ${r.policy === 'include' ? 'include (cleared if not kept)' : 'null'}`;
-                }
                 // Every masked column's real values are searched for in staging; kept sensitive-looking ones by shape.
                 if ((0, anonymize_1.isTextual)(c) && rule !== undefined && (rule !== 'keep' || sensitive))
                     probes.push({ table: id, column: c.name, shapedOnly: rule === 'keep' });
@@ -61423,7 +61435,7 @@ function buildPlan(catalog, req) {
         // Key columns are only ever kept, so every copied column under a nulling key is nulled as above.
         const checkDrops = copies(id)
             ? (table.checks ?? [])
-                .filter((k) => k.columns.some((c) => !columnType(table, c)?.generated && (nullingKey(outgoing, c) || refPlans.some((r) => r.table === id && !r.strict && r.column === c))))
+                .filter((k) => k.columns.some((c) => !columnType(table, c)?.generated && (nullingKey(outgoing, c) || clearingReferences(refPlans, id, c).length > 0)))
                 .map((k) => k.name)
             : [];
         // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
@@ -61528,9 +61540,8 @@ function checkGuards(plan, tp) {
             if (p)
                 value = nulledValue(p, tableById(plan, p.fk.refTable).temp, value);
             // A column a reference without a foreign key clears, as the COPY clears it.
-            for (const r of plan.references)
-                if (!generated && r.table === tp.table.id && !r.strict && r.column === c)
-                    value = `CASE WHEN ${parentsPresent(r, tempOf(plan, r.refTable))} THEN ${value} END`;
+            if (!generated)
+                value = referenceCleared(clearingReferences(plan.references, tp.table.id, c), (t) => tempOf(plan, t), value);
             return `${value} AS ${(0, sql_1.ident)(c)}`;
         });
         return { name, guard: `(SELECT (${check.expression}) IS NOT FALSE FROM (SELECT ${values.join(', ')}) n)` };
@@ -61706,9 +61717,8 @@ function clearedSelect(plan) {
                 .join(' UNION ALL ');
         const cleared = fks.map((p, i) => `count(*) FILTER (WHERE NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}) AS n${i}`);
         // A keyed table's members (and their keys) are already in its temporary table.
-        const source = `pg_temp.${tp.temp} t`;
         const values = fks.map((p, i) => `(${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(p.fk.name)}, s.n${i}, 'owner')`).join(', ');
-        return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM ${source}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`;
+        return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM pg_temp.${tp.temp} t) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`;
     });
     for (const tp of plan.tables.filter((t) => !t.keyed && t.checkDrops.length)) {
         const guards = checkGuards(plan, tp).map((g) => g.guard);

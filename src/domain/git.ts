@@ -2,6 +2,7 @@
  * The environment's checkout on the host: fetched, then put on exactly one commit, detached.
  * Untracked files (the env files) are left alone; local changes to tracked files stop the deploy.
  */
+import type { Config } from './config';
 import type { Environment } from './environment';
 import { ConfigurationError, RemoteCommandError } from '../infra/errors';
 import type { Host } from '../infra/host';
@@ -78,25 +79,35 @@ export function releaseDir(stateDir: string, env: Environment, sha: string): str
 }
 
 /**
+ * Where `env`'s containers of `sha` are started from: prod's release directory with
+ * promote.release-dirs (made or refreshed here), else the environment's own checkout.
+ */
+export async function releaseEnvironment(host: Host, config: Config, env: Environment, sha: string): Promise<Environment> {
+  if (env.name !== 'prod' || !config.promote['release-dirs']) return env;
+  return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
+}
+
+/**
  * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
  * containers started from it bind-mount its files. An existing one at the same commit is kept as it
  * is (its containers may be running), with the env file and `files` copied in again from the checkout.
  */
 export async function ensureReleaseDir(host: Host, env: Environment, sha: string, dir: string, files: readonly string[]): Promise<Environment> {
   const { checkout } = env.cfg;
-  if (files.length) {
-    const missing = await host.run(files.map((f) => sh`[ -e ${`${checkout}/${f}`} ] || echo ${f}`).join('; '), {
+  // One round trip: the listed files missing from the checkout, and the directory's commit if it exists.
+  const probe = await host.run(
+    [...files.map((f) => sh`[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`), sh`git -C ${dir} rev-parse HEAD 2>/dev/null`].join('; '),
+    {
       check: false,
       quiet: true,
       timeoutSeconds: 60,
-    });
-    if (missing.stdout.trim())
-      throw new ConfigurationError(
-        `promote.release-files: ${missing.stdout.trim().split('\n').join(', ')} not found in ${checkout}; fix the list or put the files there`,
-      );
-  }
-  const head = await host.run(sh`git -C ${dir} rev-parse HEAD 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
-  if (head.stdout.trim() !== sha) await scratchCheckout(host, env, sha, dir);
+    },
+  );
+  const lines = probe.stdout.split('\n').map((l) => l.trim());
+  const missing = lines.filter((l) => l.startsWith('missing ')).map((l) => l.slice('missing '.length));
+  if (missing.length)
+    throw new ConfigurationError(`promote.release-files: ${missing.join(', ')} not found in ${checkout}; fix the list or put the files there`);
+  if (!lines.includes(sha)) await scratchCheckout(host, env, sha, dir);
   const copies = [env.cfg.envFile, ...files].map((f) => {
     const to = `${dir}/${f}`;
     return sh`if [ -e ${`${checkout}/${f}`} ]; then mkdir -p ${to.slice(0, to.lastIndexOf('/'))} && rm -rf ${to} && cp -pR ${`${checkout}/${f}`} ${to}; fi`;

@@ -8,6 +8,7 @@ import { OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { LogRecord, RecordOf } from './host-log';
 import type { Logger } from '../infra/logger';
+import { imageIdsCommand } from '../infra/docker';
 import { argv, sh } from '../infra/shell';
 
 export interface ServiceImage {
@@ -265,17 +266,7 @@ export async function pruneReleaseTags(host: Host, env: Environment, keep: numbe
 export async function restoreReleaseImages(host: Host, env: Environment, release: Release): Promise<void> {
   const entries = Object.values(release.images);
   if (entries.length === 0) throw new OperationFailed(`release ${release.release} recorded no images; it cannot be started without a rebuild`);
-  const check = await host.run(
-    argv(
-      'docker',
-      'image',
-      'inspect',
-      '--format',
-      '{{.Id}}',
-      entries.map((i) => i.tag),
-    ),
-    { check: false, quiet: true, timeoutSeconds: 120 },
-  );
+  const check = await host.run(imageIdsCommand(entries.map((i) => i.tag)), { check: false, quiet: true, timeoutSeconds: 120 });
   if (check.exitCode !== 0) {
     throw new OperationFailed(
       `release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`,

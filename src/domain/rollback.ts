@@ -7,7 +7,7 @@ import type { BackupManifest } from './backup';
 import { restoreBackup } from './backup';
 import type { Config } from './config';
 import type { ContainerState, Environment } from './environment';
-import { checkoutCommit, ensureReleaseDir, releaseDir } from './git';
+import { checkoutCommit, releaseEnvironment } from './git';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { probeHealthUrl, restoreReleaseImages, waitHealthy, type Release } from './release';
@@ -37,10 +37,7 @@ export async function startRelease(
     await restoreReleaseImages(host, env, release);
     // With promote.release-dirs the release starts from its own directory (made again if it was
     // removed), so its containers mount its code and nothing moves under them later.
-    const runAt =
-      env.name === 'prod' && config.promote['release-dirs']
-        ? await ensureReleaseDir(host, env, release.sha, releaseDir(config['state-dir'], env, release.sha), config.promote['release-files'])
-        : env;
+    const runAt = await releaseEnvironment(host, config, env, release.sha);
     if (runAt === env) await checkoutCommit(host, env, release.sha);
     let restoredAt: string | undefined;
     if (restore) {

@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
+import { imageIdsCommand } from '../infra/docker';
 import { argv } from '../infra/shell';
 import { scalarText } from '../safety/units';
 import type { ContainerState, Environment } from './environment';
@@ -143,7 +144,7 @@ export async function shipImages(host: Host, at: Environment, plan: ShipPlan, lo
   const expected: Record<string, string> = {};
   if (plan.ship.length) {
     const ids = plan.ship.map((s) => s.id);
-    const check = await host.run(argv('docker', 'image', 'inspect', '--format', '{{.Id}}', ids), { check: false, quiet: true, timeoutSeconds: 120 });
+    const check = await host.run(imageIdsCommand(ids), { check: false, quiet: true, timeoutSeconds: 120 });
     if (check.exitCode !== 0) {
       const present = new Set(check.stdout.split('\n').map((l) => l.trim()));
       const gone = plan.ship.filter((s) => !present.has(s.id));
@@ -172,17 +173,7 @@ export async function shipImages(host: Host, at: Environment, plan: ShipPlan, lo
     } finally {
       log.endGroup();
     }
-    const ids = await host.run(
-      argv(
-        'docker',
-        'image',
-        'inspect',
-        '--format',
-        '{{.Id}}',
-        plan.rebuild.map((r) => r.name),
-      ),
-      { quiet: true, timeoutSeconds: 120 },
-    );
+    const ids = await host.run(imageIdsCommand(plan.rebuild.map((r) => r.name)), { quiet: true, timeoutSeconds: 120 });
     ids.stdout
       .trim()
       .split('\n')

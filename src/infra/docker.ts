@@ -25,3 +25,8 @@ export function dockerExec(container: string | { shell: string }, command: reado
   const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${quote(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
   return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${quote(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
 }
+
+/** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
+export function imageIdsCommand(refs: readonly string[]): string {
+  return argv('docker', 'image', 'inspect', '--format', '{{.Id}}', refs);
+}

@@ -220,7 +220,7 @@ export function emptyTableWarnings(plan: SamplePlan, tables: TableReport[]): str
               ? 'no row passed the sample (fraction, filter, include)'
               : 'it was copied whole and production had no rows at the snapshot';
     // Rows a CHECK removed (their nulled reference would have broken it) are a reason of their own.
-    const byCheck = (t.checkDrops ?? []).filter((d) => (d.rows ?? 0) > 0);
+    const byCheck = t.checkDrops.filter((d) => (d.rows ?? 0) > 0);
     const checks = byCheck.length
       ? `; ${byCheck.map((d) => `${d.rows} row(s) were dropped because nulling their reference would break CHECK ${d.check}`).join('; ')}`
       : '';

@@ -222,6 +222,16 @@ function parentsPresent(r: Omit<ReferencePlan, 'label'>, temp: string | undefine
   return `NOT EXISTS (SELECT 1 FROM ${parentKeys(r)} WHERE ts_k.v IS NOT NULL AND NOT ${found})`;
 }
 
+/** The references without a foreign key that clear this column (policy null, or include with a column) when a parent is missing. */
+function clearingReferences(refs: readonly ReferencePlan[], table: string, column: string): ReferencePlan[] {
+  return refs.filter((r) => r.table === table && !r.strict && r.column === column);
+}
+
+/** A column's value as copied under those references (over the child's row): null when one of them names a parent outside the sample. */
+function referenceCleared(refs: readonly ReferencePlan[], tempOf: (table: string) => string | undefined, value: string): string {
+  return refs.reduce((v, r) => `CASE WHEN ${parentsPresent(r, tempOf(r.refTable))} THEN ${v} END`, value);
+}
+
 function from(table: Table): string {
   return `${table.partitioned ? '' : 'ONLY '}${qualified(table.schema, table.name)}`;
 }
@@ -497,11 +507,9 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
           ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
         }
         // A column cleared when a reference without a foreign key finds a parent outside the sample.
-        for (const r of refPlans) {
-          if (r.table !== id || r.strict || r.column !== c.name) continue;
-          expression = `CASE WHEN ${parentsPresent(r, temps.get(r.refTable))} THEN ${expression} END`;
-          ruleText = `${ruleText ? `${ruleText}, ` : ''}reference ${r.policy === 'include' ? 'include (cleared if not kept)' : 'null'}`;
-        }
+        const clearing = clearingReferences(refPlans, id, c.name);
+        expression = referenceCleared(clearing, (t) => temps.get(t), expression);
+        for (const r of clearing) ruleText = `${ruleText ? `${ruleText}, ` : ''}reference ${r.policy === 'include' ? 'include (cleared if not kept)' : 'null'}`;
         // Every masked column's real values are searched for in staging; kept sensitive-looking ones by shape.
         if (isTextual(c) && rule !== undefined && (rule !== 'keep' || sensitive)) probes.push({ table: id, column: c.name, shapedOnly: rule === 'keep' });
         columns.push({ name: c.name, expression, rule: ruleText, sensitive });
@@ -510,11 +518,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     // Key columns are only ever kept, so every copied column under a nulling key is nulled as above.
     const checkDrops = copies(id)
       ? (table.checks ?? [])
-          .filter((k) =>
-            k.columns.some(
-              (c) => !columnType(table, c)?.generated && (nullingKey(outgoing, c) || refPlans.some((r) => r.table === id && !r.strict && r.column === c)),
-            ),
-          )
+          .filter((k) => k.columns.some((c) => !columnType(table, c)?.generated && (nullingKey(outgoing, c) || clearingReferences(refPlans, id, c).length > 0)))
           .map((k) => k.name)
       : [];
     // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
@@ -633,9 +637,7 @@ export function checkGuards(plan: SamplePlan, tp: TablePlan): Array<{ name: stri
       let value = `t.${ident(c)}`;
       if (p) value = nulledValue(p, tableById(plan, p.fk.refTable).temp, value);
       // A column a reference without a foreign key clears, as the COPY clears it.
-      for (const r of plan.references)
-        if (!generated && r.table === tp.table.id && !r.strict && r.column === c)
-          value = `CASE WHEN ${parentsPresent(r, tempOf(plan, r.refTable))} THEN ${value} END`;
+      if (!generated) value = referenceCleared(clearingReferences(plan.references, tp.table.id, c), (t) => tempOf(plan, t), value);
       return `${value} AS ${ident(c)}`;
     });
     return { name, guard: `(SELECT (${check.expression}) IS NOT FALSE FROM (SELECT ${values.join(', ')}) n)` };
@@ -834,9 +836,8 @@ export function clearedSelect(plan: SamplePlan): string | undefined {
         `count(*) FILTER (WHERE NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}) AS n${i}`,
     );
     // A keyed table's members (and their keys) are already in its temporary table.
-    const source = `pg_temp.${tp.temp} t`;
     const values = fks.map((p, i) => `(${literal(tp.table.id)}, ${literal(p.fk.name)}, s.n${i}, 'owner')`).join(', ');
-    return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM ${source}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`;
+    return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM pg_temp.${tp.temp} t) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`;
   });
   for (const tp of plan.tables.filter((t) => !t.keyed && t.checkDrops.length)) {
     const guards = checkGuards(plan, tp).map((g) => g.guard);

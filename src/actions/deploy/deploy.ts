@@ -10,7 +10,7 @@ import type { ActionDefinition } from '../../domain/action';
 import type { EnvironmentName } from '../../domain/config';
 import { Environment, type ContainerState } from '../../domain/environment';
 import { ConfigurationError, errorMessage } from '../../infra/errors';
-import { checkoutCommit, ensureReleaseDir, releaseDir, resolveRef } from '../../domain/git';
+import { checkoutCommit, releaseEnvironment, resolveRef } from '../../domain/git';
 import { underLock } from '../../domain/operation';
 import { drift, observe } from '../../domain/state';
 import { HealthError, composeBuildAndUp, currentRelease, newReleaseId, probeHealthUrl, pruneReleaseTags, tagRelease, waitHealthy } from '../../domain/release';
@@ -94,11 +94,7 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
 
             stage = 'build and up';
             // prod with promote.release-dirs: started from the release's own directory, as promote and rollback do.
-            const runAt =
-              env.name === 'prod' && config.promote['release-dirs']
-                ? await ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files'])
-                : env;
-            await composeBuildAndUp(host, runAt, plan.build, log);
+            await composeBuildAndUp(host, await releaseEnvironment(host, config, env, sha), plan.build, log);
             stage = 'health';
             const containers = await waitHealthy(host, env, log);
             await probeHealthUrl(host, env, log);

@@ -21,7 +21,7 @@ import { restoreAsideName, takeBackup, usableBackup, type BackupManifest } from 
 import type { Config } from '../../domain/config';
 import { Environment, type ContainerState } from '../../domain/environment';
 import { OperationFailed, errorMessage } from '../../infra/errors';
-import { checkoutCommit, ensureReleaseDir, pruneReleaseDirs, releaseDir, removeScratchCheckout, resolveRef, scratchCheckout } from '../../domain/git';
+import { checkoutCommit, pruneReleaseDirs, releaseEnvironment, removeScratchCheckout, resolveRef, scratchCheckout } from '../../domain/git';
 import { HostLog, latest, type RecordOf } from '../../domain/host-log';
 import type { RunInfo } from '../../infra/actions-io';
 import type { Host } from '../../infra/host';
@@ -153,9 +153,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
         // 3. The new commit beside prod's checkout, and what to ship.
         // With promote.release-dirs it is the release's own directory, which its containers will mount.
         const releaseDirs = config.promote['release-dirs'];
-        const at = releaseDirs
-          ? await ensureReleaseDir(host, prod, sha, releaseDir(config['state-dir'], prod, sha), config.promote['release-files'])
-          : prod.at(await scratchCheckout(host, prod, sha, workDir));
+        const at = releaseDirs ? await releaseEnvironment(host, config, prod, sha) : prod.at(await scratchCheckout(host, prod, sha, workDir));
         const freezeStarted: string[] = [];
         try {
           const prodBuilds = await mergedBuilds(host, at);
