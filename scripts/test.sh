@@ -17,13 +17,19 @@ for s in "${suites[@]}"; do
   esac
 done
 
+# No test file may hang the run: node's runner ends a file that runs longer than this (its tests
+# count as cancelled, so failed, and the run goes on). Unit and integration files take under a
+# minute here, end-to-end files under eight.
+parallel_timeout_ms=${TWINSTACK_TEST_FILE_TIMEOUT_MS:-600000}
+serial_timeout_ms=${TWINSTACK_E2E_FILE_TIMEOUT_MS:-1800000}
+
 log=$(mktemp)
 status=0
 if [ ${#parallel[@]} -gt 0 ]; then
-  node --import tsx --test --test-concurrency=4 "${parallel[@]}" 2>&1 | tee -a "$log" || status=1
+  node --import tsx --test --test-concurrency=4 --test-timeout="$parallel_timeout_ms" "${parallel[@]}" 2>&1 | tee -a "$log" || status=1
 fi
 if [ ${#serial[@]} -gt 0 ]; then
-  node --import tsx --test --test-concurrency=1 "${serial[@]}" 2>&1 | tee -a "$log" || status=1
+  node --import tsx --test --test-concurrency=1 --test-timeout="$serial_timeout_ms" "${serial[@]}" 2>&1 | tee -a "$log" || status=1
 fi
 pass=$(awk '/^# pass /{s+=$3} END{print s+0}' "$log")
 fail=$(awk '/^# fail /{s+=$3} END{print s+0}' "$log")

@@ -36,7 +36,7 @@ for (const composeCommand of composeCommands()) {
     }
 
     function noFailures(load: LoadResult): void {
-      assert.equal(load.failed, 0, `${load.failed} of ${load.sent} requests failed: ${load.failures.join('; ')}`);
+      assert.equal(load.failed, 0, `${load.failed} of ${load.sent} requests failed: ${load.failures.join('; ')}; the proxy said: ${stack.proxyErrors()}`);
       // The loop covered the whole switch: it starts a new container that takes 1.5 s to listen and
       // then a healthcheck, so well over 20 requests were sent while the switch ran.
       assert.ok(load.duringSwitch >= 20, `only ${load.duringSwitch} requests were sent during the switch`);

@@ -46,6 +46,8 @@ export interface RollingStack {
   /** The running containers of the service: short id and image id. */
   running(): Array<{ id: string; imageId: string }>;
   sh(command: string): string;
+  /** The proxy's own error lines (the last few), to say why a request failed. */
+  proxyErrors(): string;
   stop(): Promise<void>;
 }
 
@@ -162,6 +164,7 @@ export async function startRollingStack(composeCommand: 'docker compose' | 'dock
         });
     },
     sh: (command) => sh(command, checkout),
+    proxyErrors: () => sh(`docker logs ${PREFIX}-caddy 2>&1 | grep -i error | tail -n 5 || true`),
     async stop() {
       await host.close().catch(() => undefined);
       await sshd.stop();
