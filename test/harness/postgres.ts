@@ -31,6 +31,12 @@ export function postgresAvailable(): string | undefined {
   return findBin() ? undefined : 'PostgreSQL server binaries not found: apt-get install postgresql-15 (or run .ci/install.sh)';
 }
 
+/**
+ * A synchronous call blocks the whole test process, so no test timeout can end it: each one gives
+ * up on its own after this long, with an error naming the command.
+ */
+export const SYNC_TIMEOUT_MS = 300_000;
+
 export async function startPostgres(): Promise<TestPostgres> {
   const bin = findBin();
   if (!bin) throw new Error(postgresAvailable());
@@ -39,7 +45,7 @@ export async function startPostgres(): Promise<TestPostgres> {
   const data = path.join(dir, 'data');
   const run = (cmd: string, args: string[]) => {
     const full = asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
-    return execFileSync(full[0] as string, full[1] as string[], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return execFileSync(full[0] as string, full[1] as string[], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: SYNC_TIMEOUT_MS });
   };
   if (asRoot) execFileSync('chown', ['postgres:postgres', dir]);
   fs.chmodSync(dir, 0o755);
@@ -65,9 +71,7 @@ export async function startPostgres(): Promise<TestPostgres> {
       return execFileSync(
         path.join(bin, 'psql'),
         ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(port), '-U', user, '-d', db, '-c', sql],
-        {
-          encoding: 'utf8',
-        },
+        { encoding: 'utf8', timeout: SYNC_TIMEOUT_MS },
       );
     },
     stop() {

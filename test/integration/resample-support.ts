@@ -14,7 +14,7 @@ import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
 import type { ResampleContext } from '../../src/resample/engine';
 import { connect } from '../harness/connect';
-import { startPostgres, type TestPostgres } from '../harness/postgres';
+import { SYNC_TIMEOUT_MS, startPostgres, type TestPostgres } from '../harness/postgres';
 import { startSshd, type TestSshd } from '../harness/sshd';
 import { SAMPLE_CONFIG, SCHEMA_SQL, dataSql } from '../fixtures/sample-schema/generate';
 
@@ -45,6 +45,7 @@ export function runSql(pg: TestPostgres, db: string, sql: string, user = pg.user
       input: sql,
       encoding: 'utf8',
       maxBuffer: 256 * 1024 * 1024,
+      timeout: SYNC_TIMEOUT_MS,
     },
   );
 }
@@ -78,6 +79,7 @@ export async function startWorld(users = 400): Promise<World> {
     execFileSync(path.join(pg.bin, 'pg_dump'), ['-h', '127.0.0.1', '-p', String(pg.port), '-U', pg.user, '--no-sync', '-d', db], {
       encoding: 'utf8',
       maxBuffer: 512 * 1024 * 1024,
+      timeout: SYNC_TIMEOUT_MS,
     })
       // pg_dump 15.14+ wraps its output in \restrict <random key>: not part of the database.
       .replace(/^\\(un)?restrict .*$/gm, '');
