@@ -56417,6 +56417,7 @@ function parseInspect(json) {
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
             oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
+            workingDir: c.Config?.Labels?.['com.docker.compose.project.working_dir'] ?? '',
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));

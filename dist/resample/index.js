@@ -57679,9 +57679,153 @@ function parseInspect(json) {
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
             oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
+            workingDir: c.Config?.Labels?.['com.docker.compose.project.working_dir'] ?? '',
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
+}
+
+
+/***/ }),
+
+/***/ 6048:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.headScript = headScript;
+exports.resolveRef = resolveRef;
+exports.checkoutCommit = checkoutCommit;
+exports.scratchCheckout = scratchCheckout;
+exports.releaseDir = releaseDir;
+exports.releaseEnvironment = releaseEnvironment;
+exports.ensureReleaseDir = ensureReleaseDir;
+exports.pruneReleaseDirs = pruneReleaseDirs;
+exports.removeScratchCheckout = removeScratchCheckout;
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const validate_1 = __nccwpck_require__(8770);
+/** A script line printing the checkout's HEAD commit, or nothing when it cannot be read. */
+function headScript(checkout) {
+    return (0, shell_1.sh) `git -C ${checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true`;
+}
+/** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
+async function resolveRef(host, env, ref) {
+    (0, validate_1.gitRef)(ref);
+    const { checkout, remote } = env.cfg;
+    const exists = await host.run((0, shell_1.sh) `test -d ${`${checkout}/.git`}`, { check: false, quiet: true, timeoutSeconds: 30 });
+    if (exists.exitCode !== 0) {
+        throw new errors_1.ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
+    }
+    await host.run((0, shell_1.sh) `git fetch --prune --tags --force ${remote}`, { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+    // A branch name means the remote's branch; a tag or sha means itself.
+    const r = await host.run((0, shell_1.sh) `git rev-parse --verify --quiet ${`refs/remotes/${remote}/${ref}^{commit}`} || git rev-parse --verify --quiet ${`refs/tags/${ref}^{commit}`} || git rev-parse --verify --quiet ${`${ref}^{commit}`}`, { cwd: checkout, check: false, quiet: true, timeoutSeconds: 60 });
+    const sha = r.stdout.trim().split('\n')[0];
+    if (r.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(sha)) {
+        throw new errors_1.ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
+    }
+    return sha;
+}
+async function checkoutCommit(host, env, sha) {
+    try {
+        await host.run((0, shell_1.sh) `git -c advice.detachedHead=false checkout --quiet --detach ${sha}`, {
+            cwd: env.cfg.checkout,
+            label: `git checkout ${sha.slice(0, 12)} in ${env.cfg.checkout}`,
+            timeoutSeconds: 300,
+        });
+    }
+    catch (e) {
+        if (e instanceof errors_1.RemoteCommandError && /would be overwritten|local changes/i.test(e.stderr)) {
+            throw new errors_1.ConfigurationError(`${env.cfg.checkout} has local changes to tracked files: commit or discard them on the host (git -C ${env.cfg.checkout} status), then deploy again`);
+        }
+        throw e;
+    }
+}
+/**
+ * A scratch checkout of `sha` beside the environment's own (a `git worktree`, detached), with the
+ * environment's env file copied in: compose commands run from it see the new commit's files while
+ * the running containers keep the checkout they were started from. Code that the services
+ * bind-mount from the checkout (Makapix's `../../api:/workspace/api`) therefore changes only at the
+ * swap. Returns the directory; `removeScratchCheckout` takes it away again.
+ */
+async function scratchCheckout(host, env, sha, dir) {
+    const { checkout, envFile } = env.cfg;
+    const target = `${dir}/${envFile}`;
+    await host.run((0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune && ` +
+        (0, shell_1.sh) `mkdir -p ${dir.slice(0, dir.lastIndexOf('/')) || '/'} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null && ` +
+        (0, shell_1.sh) `if [ -e ${`${checkout}/${envFile}`} ]; then mkdir -p ${target.slice(0, target.lastIndexOf('/'))} && cp -p ${`${checkout}/${envFile}`} ${target}; fi`, { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
+    return dir;
+}
+/** Where a release of `sha` runs from when promote.release-dirs is on. */
+function releaseDir(stateDir, env, sha) {
+    return `${stateDir}/releases/${env.name}/${sha}`;
+}
+/**
+ * Where `env`'s containers of `sha` are started from: prod's release directory with
+ * promote.release-dirs (made or refreshed here), else the environment's own checkout.
+ */
+async function releaseEnvironment(host, config, env, sha) {
+    if (env.name !== 'prod' || !config.promote['release-dirs'])
+        return env;
+    return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
+}
+/**
+ * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
+ * containers started from it bind-mount its files. An existing one at the same commit is kept as it
+ * is (its containers may be running), with the env file and `files` copied in again from the checkout.
+ */
+async function ensureReleaseDir(host, env, sha, dir, files) {
+    const { checkout } = env.cfg;
+    // One round trip: the listed files missing from the checkout, and the directory's commit if it exists.
+    const probe = await host.run([...files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`), (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`].join('; '), {
+        check: false,
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    const lines = probe.stdout.split('\n').map((l) => l.trim());
+    const missing = lines.filter((l) => l.startsWith('missing ')).map((l) => l.slice('missing '.length));
+    if (missing.length)
+        throw new errors_1.ConfigurationError(`promote.release-files: ${missing.join(', ')} not found in ${checkout}; fix the list or put the files there`);
+    if (!lines.includes(sha))
+        await scratchCheckout(host, env, sha, dir);
+    const copies = [env.cfg.envFile, ...files].map((f) => {
+        const to = `${dir}/${f}`;
+        return (0, shell_1.sh) `if [ -e ${`${checkout}/${f}`} ]; then mkdir -p ${to.slice(0, to.lastIndexOf('/'))} && rm -rf ${to} && cp -pR ${`${checkout}/${f}`} ${to}; fi`;
+    });
+    await host.run(copies.join(' && '), {
+        label: `${env.name}: files outside git into the release directory of ${sha.slice(0, 12)}`,
+        quiet: true,
+        timeoutSeconds: 300,
+    });
+    return env.at(dir);
+}
+/**
+ * Removes the release directories of `env` that no kept release needs: a directory stays while a
+ * release tag of its commit exists (a rollback may start it) or its commit is in `protect`.
+ */
+async function pruneReleaseDirs(host, stateDir, env, protect) {
+    const root = `${stateDir}/releases/${env.name}`;
+    const r = await host.run((0, shell_1.sh) `ls -1 ${root} 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
+    const tags = await host.run((0, shell_1.sh) `docker images --format '{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+    const kept = tags.stdout
+        .split('\n')
+        .map((t) => /^r\d{8}T\d{6}Z-([0-9a-f]{7,40})$/.exec(t.trim())?.[1])
+        .filter((x) => !!x);
+    const gone = r.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((d) => /^[0-9a-f]{40}$/.test(d) && !protect.includes(d) && !kept.some((k) => d.startsWith(k)));
+    for (const d of gone)
+        await removeScratchCheckout(host, env, `${root}/${d}`);
+    return gone;
+}
+async function removeScratchCheckout(host, env, dir) {
+    await host.run((0, shell_1.sh) `git -C ${env.cfg.checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${env.cfg.checkout} worktree prune`, {
+        check: false,
+        quiet: true,
+        timeoutSeconds: 300,
+    });
 }
 
 
@@ -58228,10 +58372,13 @@ exports.waitHealthy = waitHealthy;
 exports.probeHealthUrl = probeHealthUrl;
 exports.tagRelease = tagRelease;
 exports.pruneReleaseTags = pruneReleaseTags;
+exports.pruneOldReleases = pruneOldReleases;
 exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
+const git_1 = __nccwpck_require__(6048);
+const errors_2 = __nccwpck_require__(639);
 function newReleaseId(sha, now = new Date()) {
     const stamp = now
         .toISOString()
@@ -58445,6 +58592,24 @@ async function pruneReleaseTags(host, env, keep, protect, log) {
         log.warning(`${env.name}: some old release images were kept: ${rm.stderr.trim().split('\n').slice(-1)[0]}`);
     log.info(`${env.name}: pruned release tags ${pruned.join(', ')} (keeping the newest ${keep})`);
     return pruned;
+}
+/**
+ * Housekeeping once a release is recorded (deploy and promote): old release tags beyond
+ * keep-releases, and on prod with promote.release-dirs the directories of releases no longer kept.
+ * A failure here is a warning, never a failed deploy or a rollback.
+ */
+async function pruneOldReleases(host, config, env, current, previous, log) {
+    try {
+        await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
+        if (env.name === 'prod' && config.promote['release-dirs']) {
+            const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
+            if (pruned.length)
+                log.info(`${env.name}: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
+        }
+    }
+    catch (e) {
+        log.warning(`${env.name}: could not prune old releases (${(0, errors_2.errorMessage)(e)}); they stay until the next deploy or promote`);
+    }
 }
 /** Points each service's image name back at a release's images, so `up --no-build` starts them unchanged. */
 async function restoreReleaseImages(host, env, release) {

@@ -55620,7 +55620,7 @@ function statusSummary(all) {
         e.release?.id ?? 'none recorded',
         e.release?.sha.slice(0, 12) ?? '',
         e.release?.time ?? '',
-        e.containersError ? 'unknown' : e.drift.length ? `NO: drifted (checkout at ${e.head ? e.head.slice(0, 12) : '?'})` : 'yes',
+        e.containersError ? 'unknown' : e.drift.length ? `NO: drifted (${e.drift.length} difference${e.drift.length === 1 ? '' : 's'}, below; checkout at ${e.head ? e.head.slice(0, 12) : '?'})` : 'yes',
         e.containersError ? 'unknown (docker did not answer)' : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
         e.lock ? `held by ${(0, lock_1.describeHolder)(e.lock)}` : 'free',
     ]));
@@ -56377,6 +56377,7 @@ function parseInspect(json) {
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
             oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
+            workingDir: c.Config?.Labels?.['com.docker.compose.project.working_dir'] ?? '',
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
@@ -56944,10 +56945,13 @@ exports.waitHealthy = waitHealthy;
 exports.probeHealthUrl = probeHealthUrl;
 exports.tagRelease = tagRelease;
 exports.pruneReleaseTags = pruneReleaseTags;
+exports.pruneOldReleases = pruneOldReleases;
 exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
+const git_1 = __nccwpck_require__(6048);
+const errors_2 = __nccwpck_require__(639);
 function newReleaseId(sha, now = new Date()) {
     const stamp = now
         .toISOString()
@@ -57162,6 +57166,24 @@ async function pruneReleaseTags(host, env, keep, protect, log) {
     log.info(`${env.name}: pruned release tags ${pruned.join(', ')} (keeping the newest ${keep})`);
     return pruned;
 }
+/**
+ * Housekeeping once a release is recorded (deploy and promote): old release tags beyond
+ * keep-releases, and on prod with promote.release-dirs the directories of releases no longer kept.
+ * A failure here is a warning, never a failed deploy or a rollback.
+ */
+async function pruneOldReleases(host, config, env, current, previous, log) {
+    try {
+        await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
+        if (env.name === 'prod' && config.promote['release-dirs']) {
+            const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
+            if (pruned.length)
+                log.info(`${env.name}: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
+        }
+    }
+    catch (e) {
+        log.warning(`${env.name}: could not prune old releases (${(0, errors_2.errorMessage)(e)}); they stay until the next deploy or promote`);
+    }
+}
 /** Points each service's image name back at a release's images, so `up --no-build` starts them unchanged. */
 async function restoreReleaseImages(host, env, release) {
     const entries = Object.values(release.images);
@@ -57199,13 +57221,17 @@ const git_1 = __nccwpck_require__(6048);
 const environment_1 = __nccwpck_require__(2309);
 const shell_1 = __nccwpck_require__(2232);
 const SEP = '@twinstack-state@';
+const WORKING_DIR = 'com.docker.compose.project.working_dir';
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 async function observe(host, env, opts = {}) {
     const script = `${(0, git_1.headScript)(env.cfg.checkout)}; ` +
         (0, shell_1.sh) `echo ${SEP}; ` +
-        (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
+        (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi; ` +
+        // Where the containers were started from, and the commit each of those directories is at.
+        (0, shell_1.sh) `echo ${SEP}; [ -z "$ids" ] || docker inspect --format ${`{{index .Config.Labels "${WORKING_DIR}"}}`} $ids | sort -u | ` +
+        `while IFS= read -r d; do [ -n "$d" ] || continue; if [ -d "$d" ]; then h=$(git -C "$d" rev-parse HEAD 2>/dev/null); else h=missing; fi; printf '%s\t%s\n' "$d" "$h"; done`;
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
-    const [headPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+    const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
     const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
     const containers = (0, environment_1.parseInspect)(inspectPart ?? '[]').filter((c) => !c.oneoff);
     const images = {};
@@ -57213,6 +57239,15 @@ async function observe(host, env, opts = {}) {
         if (c.service && !images[c.service])
             images[c.service] = c.imageId;
     const state = { environment: env.name, head, containers, images, time: new Date().toISOString() };
+    const checkout = env.cfg.checkout.replace(/\/+$/, '');
+    const runsFrom = (dirsPart ?? '')
+        .split('\n')
+        .map((l) => l.split('\t'))
+        .filter(([dir]) => dir && dir !== checkout && !dir.startsWith(`${checkout}/`))
+        .map(([dir, h]) => ({ dir, head: h?.trim() ?? '', services: containers.filter((c) => c.workingDir === dir).map((c) => c.service) }))
+        .filter((x) => x.services.length > 0);
+    if (runsFrom.length)
+        state.runsFrom = runsFrom;
     // The api container was just read: alembic runs in it directly, and not at all when none runs.
     const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
     if (opts.alembic && api)
@@ -57241,6 +57276,16 @@ function drift(observed, release) {
     for (const service of Object.keys(observed.images)) {
         if (!release.images[service])
             out.push(`service ${service} runs, but is not part of the release`);
+    }
+    // A release directory is what the containers' bind mounts serve: its commit is the code they run.
+    for (const r of observed.runsFrom ?? []) {
+        const who = r.services.length === 1 ? `service ${r.services[0]} runs` : `services ${r.services.join(', ')} run`;
+        if (r.head === 'missing')
+            out.push(`${who} from ${r.dir}, which no longer exists`);
+        else if (!r.head)
+            out.push(`${who} from ${r.dir}, which has no readable HEAD`);
+        else if (r.head !== release.sha)
+            out.push(`${who} from ${r.dir}, at ${r.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
     }
     return out;
 }

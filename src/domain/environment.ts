@@ -23,6 +23,8 @@ export interface ContainerState {
   hasHealthcheck: boolean;
   /** A one-off container (`compose run`), not a service's container. */
   oneoff: boolean;
+  /** The directory compose started it from (its project directory), '' when not recorded. */
+  workingDir: string;
 }
 
 export class Environment {
@@ -140,6 +142,7 @@ export function parseInspect(json: string): ContainerState[] {
         startedAt: c.State?.StartedAt ?? '',
         hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
         oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
+        workingDir: c.Config?.Labels?.['com.docker.compose.project.working_dir'] ?? '',
       };
     })
     .sort((a, b) => a.service.localeCompare(b.service));

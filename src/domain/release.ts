@@ -10,6 +10,9 @@ import type { LogRecord, RecordOf } from './host-log';
 import type { Logger } from '../infra/logger';
 import { imageIdsCommand } from '../infra/docker';
 import { argv, sh } from '../infra/shell';
+import type { Config } from './config';
+import { pruneReleaseDirs } from './git';
+import { errorMessage } from '../infra/errors';
 
 export interface ServiceImage {
   /** The image name compose runs the service from (Config.Image). */
@@ -260,6 +263,31 @@ export async function pruneReleaseTags(host: Host, env: Environment, keep: numbe
   if (rm.exitCode !== 0) log.warning(`${env.name}: some old release images were kept: ${rm.stderr.trim().split('\n').slice(-1)[0]}`);
   log.info(`${env.name}: pruned release tags ${pruned.join(', ')} (keeping the newest ${keep})`);
   return pruned;
+}
+
+/**
+ * Housekeeping once a release is recorded (deploy and promote): old release tags beyond
+ * keep-releases, and on prod with promote.release-dirs the directories of releases no longer kept.
+ * A failure here is a warning, never a failed deploy or a rollback.
+ */
+export async function pruneOldReleases(
+  host: Host,
+  config: Config,
+  env: Environment,
+  current: { release: string; sha: string },
+  previous: { release: string; sha: string } | undefined,
+  log: Logger,
+): Promise<void> {
+  try {
+    await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
+    if (env.name === 'prod' && config.promote['release-dirs']) {
+      const pruned = await pruneReleaseDirs(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
+      if (pruned.length)
+        log.info(`${env.name}: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
+    }
+  } catch (e) {
+    log.warning(`${env.name}: could not prune old releases (${errorMessage(e)}); they stay until the next deploy or promote`);
+  }
 }
 
 /** Points each service's image name back at a release's images, so `up --no-build` starts them unchanged. */

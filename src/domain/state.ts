@@ -21,24 +21,42 @@ export interface ObservedState {
   images: Record<string, string>;
   /** alembic's current revision in the api container, when asked for and readable. */
   alembic?: string;
+  /**
+   * The directories outside the checkout that the containers were started from (compose's project
+   * directory: a release directory of promote.release-dirs), each with its HEAD, or 'missing' when
+   * the directory is gone. Their code is what the containers' bind mounts serve.
+   */
+  runsFrom?: Array<{ dir: string; head: string; services: string[] }>;
   time: string;
 }
 
 const SEP = '@twinstack-state@';
+const WORKING_DIR = 'com.docker.compose.project.working_dir';
 
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 export async function observe(host: Host, env: Environment, opts: { alembic?: boolean } = {}): Promise<ObservedState> {
   const script =
     `${headScript(env.cfg.checkout)}; ` +
     sh`echo ${SEP}; ` +
-    sh`ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
+    sh`ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi; ` +
+    // Where the containers were started from, and the commit each of those directories is at.
+    sh`echo ${SEP}; [ -z "$ids" ] || docker inspect --format ${`{{index .Config.Labels "${WORKING_DIR}"}}`} $ids | sort -u | ` +
+    `while IFS= read -r d; do [ -n "$d" ] || continue; if [ -d "$d" ]; then h=$(git -C "$d" rev-parse HEAD 2>/dev/null); else h=missing; fi; printf '%s\t%s\n' "$d" "$h"; done`;
   const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
-  const [headPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+  const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
   const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
   const containers = parseInspect(inspectPart ?? '[]').filter((c) => !c.oneoff);
   const images: Record<string, string> = {};
   for (const c of containers) if (c.service && !images[c.service]) images[c.service] = c.imageId;
   const state: ObservedState = { environment: env.name, head, containers, images, time: new Date().toISOString() };
+  const checkout = env.cfg.checkout.replace(/\/+$/, '');
+  const runsFrom = (dirsPart ?? '')
+    .split('\n')
+    .map((l) => l.split('\t'))
+    .filter(([dir]) => dir && dir !== checkout && !dir.startsWith(`${checkout}/`))
+    .map(([dir, h]) => ({ dir, head: h?.trim() ?? '', services: containers.filter((c) => c.workingDir === dir).map((c) => c.service) }))
+    .filter((x) => x.services.length > 0);
+  if (runsFrom.length) state.runsFrom = runsFrom;
   // The api container was just read: alembic runs in it directly, and not at all when none runs.
   const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
   if (opts.alembic && api) state.alembic = await currentRevision(host, env, env.cfg.apiService, 120, api.id).catch(() => undefined);
@@ -61,6 +79,13 @@ export function drift(observed: ObservedState, release: Pick<Release, 'release' 
   }
   for (const service of Object.keys(observed.images)) {
     if (!release.images[service]) out.push(`service ${service} runs, but is not part of the release`);
+  }
+  // A release directory is what the containers' bind mounts serve: its commit is the code they run.
+  for (const r of observed.runsFrom ?? []) {
+    const who = r.services.length === 1 ? `service ${r.services[0]} runs` : `services ${r.services.join(', ')} run`;
+    if (r.head === 'missing') out.push(`${who} from ${r.dir}, which no longer exists`);
+    else if (!r.head) out.push(`${who} from ${r.dir}, which has no readable HEAD`);
+    else if (r.head !== release.sha) out.push(`${who} from ${r.dir}, at ${r.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
   }
   return out;
 }

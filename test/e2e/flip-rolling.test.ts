@@ -136,4 +136,34 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     assert.equal(apiCodeDir(api.id), `${fx.dir}/state/releases/prod/${fx.branches['rolling-next']}/api`);
     assert.equal(fx.sh(`git -C ${fx.checkout('prod')} rev-parse HEAD`).trim(), fx.branches['rolling-next']);
   });
+
+  it('status sees drift in the release directory prod runs from: moved to another commit, then gone', async () => {
+    const { fx } = host;
+    const [api] = host.prodApi();
+    const dir = `${fx.dir}/state/releases/prod/${fx.branches['rolling-next']}`;
+    // The api container mounts its code from this directory; the checkout stays where the record says.
+    assert.equal(apiCodeDir(api.id), `${dir}/api`);
+    const clean = await fx.run('status', { environments: 'prod' });
+    assert.equal(clean.code, 0, clean.visible);
+    assert.doesNotMatch(clean.summary, /drift/);
+
+    fx.sh(`git -C ${dir} checkout -q --detach ${fx.branches.rolling}`);
+    try {
+      const moved = await fx.run('status', { environments: 'prod' });
+      assert.equal(fx.sh(`git -C ${fx.checkout('prod')} rev-parse HEAD`).trim(), fx.branches['rolling-next'], 'the checkout itself did not move');
+      assert.match(
+        moved.summary,
+        new RegExp(`services? [\\w, -]*\\bapi\\b[\\w, -]* runs? from ${dir}/deploy/stack, at ${fx.branches.rolling.slice(0, 12)}, not at the release's commit`),
+      );
+    } finally {
+      fx.sh(`git -C ${dir} checkout -q --detach ${fx.branches['rolling-next']}`);
+    }
+    fx.sh(`mv ${dir} ${dir}.away`);
+    try {
+      const gone = await fx.run('status', { environments: 'prod' });
+      assert.match(gone.summary, new RegExp(`services? [\\w, -]*\\bapi\\b[\\w, -]* runs? from ${dir}/deploy/stack, which no longer exists`));
+    } finally {
+      fx.sh(`mv ${dir}.away ${dir}`);
+    }
+  });
 });

@@ -109,6 +109,14 @@ describe('drift', () => {
     assert.match(d.join('\n'), /service db has no container/);
     assert.match(d.join('\n'), /service worker runs, but is not part of the release/);
   });
+  it('names a release directory the containers run from when it moved to another commit, or is gone', () => {
+    const dir = '/srv/state/releases/prod/' + 'a'.repeat(40);
+    assert.deepEqual(drift(observed({ runsFrom: [{ dir, head: 'a'.repeat(40), services: ['api', 'db'] }] }), release), []);
+    const moved = drift(observed({ runsFrom: [{ dir, head: 'c'.repeat(40), services: ['api', 'db'] }] }), release);
+    assert.deepEqual(moved, [`services api, db run from ${dir}, at cccccccccccc, not at the release's commit aaaaaaaaaaaa`]);
+    const gone = drift(observed({ runsFrom: [{ dir, head: 'missing', services: ['api'] }] }), release);
+    assert.deepEqual(gone, [`service api runs from ${dir}, which no longer exists`]);
+  });
   it('containers without any release on record are drift; an empty host with no record is not', () => {
     assert.equal(drift(observed({ containers: [{} as never] }), undefined).length, 1);
     assert.deepEqual(drift(observed({ containers: [], images: {} }), undefined), []);

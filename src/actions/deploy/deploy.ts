@@ -13,7 +13,7 @@ import { ConfigurationError, errorMessage } from '../../infra/errors';
 import { checkoutCommit, releaseEnvironment, resolveRef } from '../../domain/git';
 import { underLock } from '../../domain/operation';
 import { drift, observe } from '../../domain/state';
-import { HealthError, composeBuildAndUp, currentRelease, newReleaseId, probeHealthUrl, pruneReleaseTags, tagRelease, waitHealthy } from '../../domain/release';
+import { HealthError, composeBuildAndUp, currentRelease, newReleaseId, probeHealthUrl, pruneOldReleases, tagRelease, waitHealthy } from '../../domain/release';
 import { Summary } from '../../infra/summary';
 import { IsolationRefused, isolationGate } from '../../safety/preflight';
 import * as validate from '../../infra/validate';
@@ -111,7 +111,7 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
               durationSeconds,
               settled: settled.length ? settled : undefined,
             });
-            await pruneReleaseTags(host, env, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
+            await pruneOldReleases(host, config, env, { release: releaseId, sha }, previous, log);
             return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers };
           } catch (e) {
             // The record must never claim that the older release still runs: what runs now is written down.

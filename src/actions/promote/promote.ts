@@ -21,7 +21,7 @@ import { restoreAsideName, takeBackup, usableBackup, type BackupManifest } from 
 import type { Config } from '../../domain/config';
 import { Environment, type ContainerState } from '../../domain/environment';
 import { OperationFailed, errorMessage } from '../../infra/errors';
-import { checkoutCommit, pruneReleaseDirs, releaseEnvironment, removeScratchCheckout, resolveRef, scratchCheckout } from '../../domain/git';
+import { checkoutCommit, releaseEnvironment, removeScratchCheckout, resolveRef, scratchCheckout } from '../../domain/git';
 import { HostLog, latest, type RecordOf } from '../../domain/host-log';
 import type { RunInfo } from '../../infra/actions-io';
 import type { Host } from '../../infra/host';
@@ -33,7 +33,7 @@ import {
   currentRelease,
   newReleaseId,
   probeHealthUrl,
-  pruneReleaseTags,
+  pruneOldReleases,
   restoreReleaseImages,
   tagRelease,
   waitHealthy,
@@ -326,16 +326,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
               rebuilt: ship.rebuild.map((s) => s.service),
             });
             // Housekeeping once the release is recorded: a failure here is a warning, never a rollback.
-            try {
-              await pruneReleaseTags(host, prod, config['keep-releases'], [releaseId, previous?.release ?? ''], log);
-              if (releaseDirs) {
-                const pruned = await pruneReleaseDirs(host, config['state-dir'], prod, [sha, previous?.sha ?? '']);
-                if (pruned.length)
-                  log.info(`prod: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
-              }
-            } catch (e) {
-              log.warning(`prod: could not prune old releases (${errorMessage(e)}); they stay until the next promote`);
-            }
+            await pruneOldReleases(host, config, prod, { release: releaseId, sha }, previous, log);
             return { ...base, outcome: 'promoted', releaseId, rehearsal, migration, containers };
           } catch (e) {
             const failure = {

@@ -84,7 +84,11 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
       e.release?.id ?? 'none recorded',
       e.release?.sha.slice(0, 12) ?? '',
       e.release?.time ?? '',
-      e.containersError ? 'unknown' : e.drift.length ? `NO: drifted (checkout at ${e.head ? e.head.slice(0, 12) : '?'})` : 'yes',
+      e.containersError
+        ? 'unknown'
+        : e.drift.length
+          ? `NO: drifted (${e.drift.length} difference${e.drift.length === 1 ? '' : 's'}, below; checkout at ${e.head ? e.head.slice(0, 12) : '?'})`
+          : 'yes',
       e.containersError ? 'unknown (docker did not answer)' : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
       e.lock ? `held by ${describeHolder(e.lock)}` : 'free',
     ]),
