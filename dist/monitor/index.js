@@ -57006,8 +57006,12 @@ function endSessionsSql(database) {
 }
 /** Ends the database's sessions, then renames it (one script; the rename is its last statement). */
 function renameDatabaseSql(from, to, opts = {}) {
-    // A short pause lets terminated backends leave pg_stat_activity before the rename looks.
-    return `${endSessionsSql(from)}\n${opts.settle ? 'SELECT pg_sleep(0.2);\n' : ''}ALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};\n`;
+    // Terminated backends take a moment to leave: wait until none is left (at most 2 s, looking every
+    // 10 ms with a fresh statistics snapshot) before the rename looks; a caller retries what remains.
+    const settle = `DO $ts_settle$ BEGIN FOR i IN 1..200 LOOP PERFORM pg_stat_clear_snapshot(); ` +
+        `EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = ${(0, sql_1.literal)(from)} AND pid <> pg_backend_pid()); ` +
+        `PERFORM pg_sleep(0.01); END LOOP; END $ts_settle$;\n`;
+    return `${endSessionsSql(from)}\n${opts.settle ? settle : ''}ALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};\n`;
 }
 /**
  * Copies the settings that belong to a database rather than to its dump (`ALTER DATABASE … SET`,

@@ -59207,8 +59207,12 @@ function endSessionsSql(database) {
 }
 /** Ends the database's sessions, then renames it (one script; the rename is its last statement). */
 function renameDatabaseSql(from, to, opts = {}) {
-    // A short pause lets terminated backends leave pg_stat_activity before the rename looks.
-    return `${endSessionsSql(from)}\n${opts.settle ? 'SELECT pg_sleep(0.2);\n' : ''}ALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};\n`;
+    // Terminated backends take a moment to leave: wait until none is left (at most 2 s, looking every
+    // 10 ms with a fresh statistics snapshot) before the rename looks; a caller retries what remains.
+    const settle = `DO $ts_settle$ BEGIN FOR i IN 1..200 LOOP PERFORM pg_stat_clear_snapshot(); ` +
+        `EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = ${(0, sql_1.literal)(from)} AND pid <> pg_backend_pid()); ` +
+        `PERFORM pg_sleep(0.01); END LOOP; END $ts_settle$;\n`;
+    return `${endSessionsSql(from)}\n${opts.settle ? settle : ''}ALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};\n`;
 }
 /**
  * Copies the settings that belong to a database rather than to its dump (`ALTER DATABASE … SET`,
@@ -60352,6 +60356,7 @@ exports.makeSecrets = makeSecrets;
 exports.planResample = planResample;
 exports.emptyTableWarnings = emptyTableWarnings;
 exports.referenceName = referenceName;
+exports.schemaThenRows = schemaThenRows;
 exports.countsQuery = countsQuery;
 exports.orphansQuery = orphansQuery;
 exports.leakQuery = leakQuery;
@@ -60495,6 +60500,20 @@ function jsonObject(pairs) {
 /** The report's name for the i-th sample.references entry. */
 function referenceName(i) {
     return `sample.references[${i}]`;
+}
+/**
+ * One shell script: `schema` runs in the background while `send` (the production session, reading
+ * the script on stdin) computes its membership; `receive` starts once the schema is in, and the
+ * rows wait in the pipe meanwhile. A failed schema ends the script with its own error, exit 3.
+ */
+function schemaThenRows(schema, send, receive) {
+    return (`st=$(mktemp -d) || exit 1\n` +
+        `{ ( ${schema} ) </dev/null >/dev/null 2>"$st/err"; echo $? > "$st/rc"; } &\n` +
+        `schema_pid=$!\n` +
+        // The receiver waits for the schema's status; a schema job that died without one is a failure too.
+        `${send} | { while [ ! -s "$st/rc" ] && kill -0 "$schema_pid" 2>/dev/null; do sleep 0.02; done; ` +
+        `if [ "$(cat "$st/rc" 2>/dev/null)" != 0 ]; then cat "$st/err" >&2; echo 'the schema (pre-data) could not be restored into staging' >&2; exit 3; fi; ${receive}; }\n` +
+        `rc=$?; wait; rm -rf "$st"; exit $rc`);
 }
 /** Row counts of the copied tables in staging. */
 function countsQuery(plan) {
@@ -60658,25 +60677,21 @@ async function resample(ctx, params, hooks = {}) {
         await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
         const devAcl = dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev]);
         try {
-            if (devInfo) {
-                // Default privileges are per database: dev's (the owner's tables readable by the app role)
-                // must be in staging before production's tables are created there, as they were in dev
-                // when its migrations created them. Explicit grants follow once every object exists.
-                // Errors (a schema production lacks) are reported with the grants below, not fatal here.
-                await host.run(`${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${(0, postgres_1.psql)(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`, {
-                    label: "applying dev's default privileges to staging",
-                    timeoutSeconds: timeout,
-                    quiet: true,
-                });
-            }
-            log.info(`Schema: production pre-data into ${names.staging}.`);
-            await host.run(`${prodDump('pre-data')} | ${(0, postgres_1.psql)(dev, names.staging, { tuples: true, output: '/dev/null' })}`, {
-                label: 'restoring the schema (pre-data) into staging',
-                timeoutSeconds: timeout,
-                quiet: true,
-            });
-            mark('schema (pre-data)');
-            log.info(`Rows: streaming the sample from production into ${names.staging} on the host.`);
+            // The schema first: dev's default privileges (they are per database: the owner's tables
+            // readable by the app role must be so in staging before production's tables are created
+            // there, as they were in dev when its migrations created them; errors, such as a schema
+            // production lacks, are reported with the grants below, not fatal here), then production's
+            // pre-data. Both run beside the production session, whose membership program takes as long
+            // before its first row; the rows wait for the schema (see schemaThenRows).
+            const schema = [
+                ...(devInfo
+                    ? [
+                        `${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${(0, postgres_1.psql)(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`,
+                    ]
+                    : []),
+                `${prodDump('pre-data')} | ${(0, postgres_1.psql)(dev, names.staging, { tuples: true, output: '/dev/null' })}`,
+            ];
+            log.info(`Schema and rows: production's pre-data into ${names.staging}, and the sample streamed from production into it, on the host.`);
             const receive = (0, postgres_1.psql)(dev, names.staging, {
                 tuples: true,
                 run: [
@@ -60689,14 +60704,15 @@ async function resample(ctx, params, hooks = {}) {
                 ],
             });
             const send = (0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true });
-            // Production's snapshot is read under prod's lock: a promotion (and its migration, which needs
-            // locks this read would hold) waits for it, saying so, and this read waits for a promotion.
+            // Production's snapshot, and the schema read with it, under prod's lock: a promotion (and its
+            // migration, which needs locks this read would hold) waits for it, saying so, and this read
+            // waits for a promotion.
             const prodLock = await lock_1.EnvironmentLock.acquireToRead(host, config['state-dir'], 'prod', ctx.run, 'resample (reading production)', ctx.lockTimeoutSeconds, log);
             let streamed;
             try {
-                streamed = await host.run(`${send} | ${receive}`, {
+                streamed = await host.run(schemaThenRows(schema.join(' && '), send, receive), {
                     stdin: (0, plan_1.productionScript)(plan),
-                    label: 'streaming sampled rows from production into staging',
+                    label: 'restoring the schema (pre-data) into staging and streaming the sampled rows from production into it',
                     timeoutSeconds: timeout,
                     quiet: true,
                 });
@@ -60704,7 +60720,7 @@ async function resample(ctx, params, hooks = {}) {
             finally {
                 await prodLock.release().catch((e) => log.warning(`could not release the prod lock: ${(0, errors_1.errorMessage)(e)}`));
             }
-            mark('rows, counts, orphans, leak scan');
+            mark('schema (pre-data), rows, counts, orphans, leak scan');
             const counts = parseTagged(streamed.stdout, 'counts');
             const orphans = parseTagged(streamed.stdout, 'orphans');
             report.leaks = parseTagged(streamed.stdout, 'leaks');

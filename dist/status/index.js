@@ -55620,7 +55620,11 @@ function statusSummary(all) {
         e.release?.id ?? 'none recorded',
         e.release?.sha.slice(0, 12) ?? '',
         e.release?.time ?? '',
-        e.containersError ? 'unknown' : e.drift.length ? `NO: drifted (${e.drift.length} difference${e.drift.length === 1 ? '' : 's'}, below; checkout at ${e.head ? e.head.slice(0, 12) : '?'})` : 'yes',
+        e.containersError
+            ? 'unknown'
+            : e.drift.length
+                ? `NO: drifted (${e.drift.length} difference${e.drift.length === 1 ? '' : 's'}, below; checkout at ${e.head ? e.head.slice(0, 12) : '?'})`
+                : 'yes',
         e.containersError ? 'unknown (docker did not answer)' : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
         e.lock ? `held by ${(0, lock_1.describeHolder)(e.lock)}` : 'free',
     ]));

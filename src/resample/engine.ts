@@ -248,6 +248,23 @@ export function referenceName(i: number): string {
   return `sample.references[${i}]`;
 }
 
+/**
+ * One shell script: `schema` runs in the background while `send` (the production session, reading
+ * the script on stdin) computes its membership; `receive` starts once the schema is in, and the
+ * rows wait in the pipe meanwhile. A failed schema ends the script with its own error, exit 3.
+ */
+export function schemaThenRows(schema: string, send: string, receive: string): string {
+  return (
+    `st=$(mktemp -d) || exit 1\n` +
+    `{ ( ${schema} ) </dev/null >/dev/null 2>"$st/err"; echo $? > "$st/rc"; } &\n` +
+    `schema_pid=$!\n` +
+    // The receiver waits for the schema's status; a schema job that died without one is a failure too.
+    `${send} | { while [ ! -s "$st/rc" ] && kill -0 "$schema_pid" 2>/dev/null; do sleep 0.02; done; ` +
+    `if [ "$(cat "$st/rc" 2>/dev/null)" != 0 ]; then cat "$st/err" >&2; echo 'the schema (pre-data) could not be restored into staging' >&2; exit 3; fi; ${receive}; }\n` +
+    `rc=$?; wait; rm -rf "$st"; exit $rc`
+  );
+}
+
 /** Row counts of the copied tables in staging. */
 export function countsQuery(plan: SamplePlan): string {
   return `SELECT 'ts:counts:' || (${jsonObject(copiedTables(plan).map((tp) => [tp.table.id, `(SELECT count(*) FROM ${fromClause(tp.table)})`]))})::text;`;
@@ -428,29 +445,21 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
       await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
       const devAcl = dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev]);
       try {
-        if (devInfo) {
-          // Default privileges are per database: dev's (the owner's tables readable by the app role)
-          // must be in staging before production's tables are created there, as they were in dev
-          // when its migrations created them. Explicit grants follow once every object exists.
-          // Errors (a schema production lacks) are reported with the grants below, not fatal here.
-          await host.run(
-            `${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${psql(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`,
-            {
-              label: "applying dev's default privileges to staging",
-              timeoutSeconds: timeout,
-              quiet: true,
-            },
-          );
-        }
-        log.info(`Schema: production pre-data into ${names.staging}.`);
-        await host.run(`${prodDump('pre-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`, {
-          label: 'restoring the schema (pre-data) into staging',
-          timeoutSeconds: timeout,
-          quiet: true,
-        });
-        mark('schema (pre-data)');
-
-        log.info(`Rows: streaming the sample from production into ${names.staging} on the host.`);
+        // The schema first: dev's default privileges (they are per database: the owner's tables
+        // readable by the app role must be so in staging before production's tables are created
+        // there, as they were in dev when its migrations created them; errors, such as a schema
+        // production lacks, are reported with the grants below, not fatal here), then production's
+        // pre-data. Both run beside the production session, whose membership program takes as long
+        // before its first row; the rows wait for the schema (see schemaThenRows).
+        const schema = [
+          ...(devInfo
+            ? [
+                `${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${psql(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`,
+              ]
+            : []),
+          `${prodDump('pre-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`,
+        ];
+        log.info(`Schema and rows: production's pre-data into ${names.staging}, and the sample streamed from production into it, on the host.`);
         const receive = psql(dev, names.staging, {
           tuples: true,
           run: [
@@ -463,8 +472,9 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           ],
         });
         const send = psql(prod, prod.cfg.database.name, { tuples: true });
-        // Production's snapshot is read under prod's lock: a promotion (and its migration, which needs
-        // locks this read would hold) waits for it, saying so, and this read waits for a promotion.
+        // Production's snapshot, and the schema read with it, under prod's lock: a promotion (and its
+        // migration, which needs locks this read would hold) waits for it, saying so, and this read
+        // waits for a promotion.
         const prodLock = await EnvironmentLock.acquireToRead(
           host,
           config['state-dir'],
@@ -476,16 +486,16 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         );
         let streamed;
         try {
-          streamed = await host.run(`${send} | ${receive}`, {
+          streamed = await host.run(schemaThenRows(schema.join(' && '), send, receive), {
             stdin: productionScript(plan),
-            label: 'streaming sampled rows from production into staging',
+            label: 'restoring the schema (pre-data) into staging and streaming the sampled rows from production into it',
             timeoutSeconds: timeout,
             quiet: true,
           });
         } finally {
           await prodLock.release().catch((e) => log.warning(`could not release the prod lock: ${errorMessage(e)}`));
         }
-        mark('rows, counts, orphans, leak scan');
+        mark('schema (pre-data), rows, counts, orphans, leak scan');
         const counts = parseTagged(streamed.stdout, 'counts') as Record<string, number>;
         const orphans = parseTagged(streamed.stdout, 'orphans') as Record<string, number>;
         report.leaks = parseTagged(streamed.stdout, 'leaks') as LeakHit[];

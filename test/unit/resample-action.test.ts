@@ -1,6 +1,11 @@
 /** The resample action's inputs, and the sample config section's defaults. */
 import { strict as assert } from 'node:assert';
 import { afterEach, describe, it } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { schemaThenRows } from '../../src/resample/engine';
 import type { ResampleInputs, ResampleOutputs } from '../../action-types';
 import { readParams } from '../../src/actions/resample/resample';
 import { ActionIO } from '../../src/infra/actions-io';
@@ -63,5 +68,32 @@ describe('the sample config section', () => {
     assert.equal(c.sample['foreign-keys']['comments(author_id)'], 'null');
     assert.throws(() => parseConfig(`${base}sample:\n  fractoin: 0.2\n`, 't'), /sample: unknown key "fractoin"/);
     assert.throws(() => parseConfig(`${base}sample:\n  columns:\n    users.email: scramble\n`, 't'), ConfigurationError);
+  });
+});
+
+describe('the schema beside the production session (schemaThenRows)', () => {
+  const run = (schema: string, send: string, receive: string) =>
+    spawnSync('bash', ['-c', `set -o pipefail\n${schemaThenRows(schema, send, receive)}`], { encoding: 'utf8' });
+
+  it('starts the rows only once the schema is in, while the sender has already begun', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-str-'));
+    const r = run(`sleep 0.3; touch ${dir}/schema`, `touch ${dir}/sent; echo row`, `[ -e ${dir}/schema ] && cat && echo received`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'row\nreceived\n');
+    // The sender started before the schema was done: its file is older.
+    assert.ok(fs.statSync(`${dir}/sent`).mtimeMs < fs.statSync(`${dir}/schema`).mtimeMs);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("ends with exit 3 and the schema's own error when the schema fails; the receiver never runs", () => {
+    const r = run('echo "ERROR: type ltree does not exist" >&2; exit 1', 'yes row | head -n 100000', 'echo received');
+    assert.equal(r.status, 3);
+    assert.match(r.stderr, /ERROR: type ltree does not exist\nthe schema \(pre-data\) could not be restored into staging/);
+    assert.doesNotMatch(r.stdout, /received/);
+  });
+
+  it("fails with the sender's status when the production session fails", () => {
+    const r = run('true', 'echo partial; exit 5', 'cat >/dev/null');
+    assert.equal(r.status, 5);
   });
 });
