@@ -55966,6 +55966,23 @@ exports.promoteSchema = zod_1.z
         .default([]),
     /** How long an old container may finish its requests after SIGTERM before it is killed (`docker stop -t`). */
     'drain-seconds': zod_1.z.number().int().min(0).max(600).default(10),
+    /**
+     * Before an old container of a rolling service stops, wait until requests through the proxy
+     * (prod's url + path, curl on the host) come back with `header` naming the new container: its
+     * hostname, short id or address (Caddy: `header_down X-Upstream {http.reverse_proxy.upstream.hostport}`).
+     * Without it, the proxy gets a fixed 3 s to notice the new container.
+     */
+    'route-probe': zod_1.z
+        .object({
+        header: zod_1.z.string().regex(/^[A-Za-z0-9-]+$/, 'must be an HTTP header name'),
+        path: zod_1.z
+            .string()
+            .regex(/^\/[^\s]*$/, 'must be a path starting with /')
+            .optional(),
+        'timeout-seconds': zod_1.z.number().int().min(1).max(600).default(30),
+    })
+        .strict()
+        .optional(),
 })
     .strict()
     .default({});

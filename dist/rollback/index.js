@@ -55907,6 +55907,23 @@ exports.promoteSchema = zod_1.z
         .default([]),
     /** How long an old container may finish its requests after SIGTERM before it is killed (`docker stop -t`). */
     'drain-seconds': zod_1.z.number().int().min(0).max(600).default(10),
+    /**
+     * Before an old container of a rolling service stops, wait until requests through the proxy
+     * (prod's url + path, curl on the host) come back with `header` naming the new container: its
+     * hostname, short id or address (Caddy: `header_down X-Upstream {http.reverse_proxy.upstream.hostport}`).
+     * Without it, the proxy gets a fixed 3 s to notice the new container.
+     */
+    'route-probe': zod_1.z
+        .object({
+        header: zod_1.z.string().regex(/^[A-Za-z0-9-]+$/, 'must be an HTTP header name'),
+        path: zod_1.z
+            .string()
+            .regex(/^\/[^\s]*$/, 'must be a path starting with /')
+            .optional(),
+        'timeout-seconds': zod_1.z.number().int().min(1).max(600).default(30),
+    })
+        .strict()
+        .optional(),
 })
     .strict()
     .default({});
@@ -57836,7 +57853,7 @@ async function startRelease(host, config, env, release, log, restore) {
             }
             restoredAt = new Date().toISOString();
         }
-        await (0, rolling_1.switchServices)(host, runAt, env.name === 'prod' ? config.promote.rolling : [], config.promote['drain-seconds'], log, `${env.name} compose up (release ${release.release})`);
+        await (0, rolling_1.switchServices)(host, runAt, env.name === 'prod' ? config.promote.rolling : [], (0, rolling_1.rollingOptions)(config, env), log, `${env.name} compose up (release ${release.release})`);
         // The checkout follows once no container mounts it (see promote's swap).
         if (runAt !== env)
             await (0, git_1.checkoutCommit)(host, env, release.sha);
@@ -57865,6 +57882,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.rollingReplace = rollingReplace;
 exports.replaceInPlace = replaceInPlace;
 exports.serviceContainers = serviceContainers;
+exports.rollingOptions = rollingOptions;
 exports.switchServices = switchServices;
 /**
  * Replacing a stateless service with no failed request (the technique of docker-rollout): start the
@@ -58042,8 +58060,12 @@ async function waitContainerHealthy(host, env, service, c, timeoutSeconds) {
 }
 /** Fetches the probe URL from the host until the answering container is the new one. */
 async function waitRouted(host, env, service, c, probe) {
-    const hostname = (await host.run((0, shell_1.argv)('docker', 'inspect', '--format', '{{.Config.Hostname}}', c.id), { quiet: true, timeoutSeconds: 60 })).stdout.trim();
-    const names = new Set([hostname, c.id.slice(0, 12)].filter(Boolean));
+    // The container answers to its hostname, its short id and each of its addresses (a proxy may name the upstream by ip:port).
+    const inspect = await host.run((0, shell_1.argv)('docker', 'inspect', '--format', '{{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', c.id), {
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    const names = new Set([...inspect.stdout.trim().split(/\s+/), c.id.slice(0, 12)].filter(Boolean));
     const header = probe.header.toLowerCase();
     const timeout = probe.timeoutSeconds ?? 30;
     const deadline = Date.now() + timeout * 1000;
@@ -58060,7 +58082,7 @@ async function waitRouted(host, env, service, c, probe) {
             const m = /^([^:\s]+):\s*(.*)$/.exec(line);
             if (!m || m[1].toLowerCase() !== header)
                 continue;
-            if (names.has(m[2].trim()))
+            if (names.has(m[2].trim()) || names.has(m[2].trim().replace(/:\d+$/, '')))
                 return;
             seen.add(m[2].trim());
         }
@@ -58073,12 +58095,22 @@ async function waitRouted(host, env, service, c, probe) {
 function sleep(ms) {
     return new Promise((r) => setTimeout(r, ms));
 }
+/** promote's settings for a rolling switch of `env`: drain time, and the route probe through its url when configured. */
+function rollingOptions(config, env) {
+    const probe = config.promote['route-probe'];
+    return {
+        drainSeconds: config.promote['drain-seconds'],
+        routeProbe: probe
+            ? { url: `${env.cfg.url.replace(/\/+$/, '')}${probe.path ?? env.cfg.healthPath}`, header: probe.header, timeoutSeconds: probe['timeout-seconds'] }
+            : undefined,
+    };
+}
 /**
  * Starts an environment's services from their (already tagged) images: the services in `rolling`
  * with no failed request, the rest recreated in place by `up -d --no-build`. With no rolling service
  * this is just `up -d --no-build --remove-orphans`. Used by promote's swap and by every rollback.
  */
-async function switchServices(host, env, rolling, drainSeconds, log, label) {
+async function switchServices(host, env, rolling, options, log, label) {
     // One read of the project's containers: a rolling service that runs nothing yet simply starts.
     const running = (await env.containers(host)).filter((c) => c.status === 'running' && !c.oneoff);
     const roll = rolling.filter((s) => running.some((c) => c.service === s));
@@ -58089,7 +58121,7 @@ async function switchServices(host, env, rolling, drainSeconds, log, label) {
     const others = (await env.services(host)).filter((s) => !roll.includes(s));
     if (others.length)
         await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans', ...others), env.composeOptions({ label }));
-    await rollingReplace(host, env, roll, log, { drainSeconds });
+    await rollingReplace(host, env, roll, log, options);
 }
 
 

@@ -11,7 +11,7 @@ import { checkoutCommit, releaseEnvironment } from './git';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { probeHealthUrl, restoreReleaseImages, waitHealthy, type Release } from './release';
-import { switchServices } from './rolling';
+import { rollingOptions, switchServices } from './rolling';
 
 export interface RestartResult {
   containers: ContainerState[];
@@ -59,7 +59,7 @@ export async function startRelease(
       host,
       runAt,
       env.name === 'prod' ? config.promote.rolling : [],
-      config.promote['drain-seconds'],
+      rollingOptions(config, env),
       log,
       `${env.name} compose up (release ${release.release})`,
     );

@@ -18,6 +18,7 @@ import type { Logger } from '../infra/logger';
 import { argv, sh } from '../infra/shell';
 import { parseInspect, type ContainerState, type Environment } from './environment';
 import { HealthError, containerLogs } from './release';
+import type { Config } from './config';
 
 export interface RouteProbe {
   /** A URL fetched from the host through the proxy (curl), such as the site's health URL. */
@@ -253,8 +254,15 @@ async function waitContainerHealthy(host: Host, env: Environment, service: strin
 
 /** Fetches the probe URL from the host until the answering container is the new one. */
 async function waitRouted(host: Host, env: Environment, service: string, c: ContainerState, probe: RouteProbe): Promise<void> {
-  const hostname = (await host.run(argv('docker', 'inspect', '--format', '{{.Config.Hostname}}', c.id), { quiet: true, timeoutSeconds: 60 })).stdout.trim();
-  const names = new Set([hostname, c.id.slice(0, 12)].filter(Boolean));
+  // The container answers to its hostname, its short id and each of its addresses (a proxy may name the upstream by ip:port).
+  const inspect = await host.run(
+    argv('docker', 'inspect', '--format', '{{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', c.id),
+    {
+      quiet: true,
+      timeoutSeconds: 60,
+    },
+  );
+  const names = new Set([...inspect.stdout.trim().split(/\s+/), c.id.slice(0, 12)].filter(Boolean));
   const header = probe.header.toLowerCase();
   const timeout = probe.timeoutSeconds ?? 30;
   const deadline = Date.now() + timeout * 1000;
@@ -270,7 +278,7 @@ async function waitRouted(host: Host, env: Environment, service: string, c: Cont
     for (const line of r.stdout.split('\n')) {
       const m = /^([^:\s]+):\s*(.*)$/.exec(line);
       if (!m || m[1].toLowerCase() !== header) continue;
-      if (names.has(m[2].trim())) return;
+      if (names.has(m[2].trim()) || names.has(m[2].trim().replace(/:\d+$/, ''))) return;
       seen.add(m[2].trim());
     }
     if (Date.now() > deadline) {
@@ -289,6 +297,17 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** promote's settings for a rolling switch of `env`: drain time, and the route probe through its url when configured. */
+export function rollingOptions(config: Config, env: Environment): RollingOptions {
+  const probe = config.promote['route-probe'];
+  return {
+    drainSeconds: config.promote['drain-seconds'],
+    routeProbe: probe
+      ? { url: `${env.cfg.url.replace(/\/+$/, '')}${probe.path ?? env.cfg.healthPath}`, header: probe.header, timeoutSeconds: probe['timeout-seconds'] }
+      : undefined,
+  };
+}
+
 /**
  * Starts an environment's services from their (already tagged) images: the services in `rolling`
  * with no failed request, the rest recreated in place by `up -d --no-build`. With no rolling service
@@ -298,7 +317,7 @@ export async function switchServices(
   host: Host,
   env: Environment,
   rolling: readonly string[],
-  drainSeconds: number,
+  options: RollingOptions,
   log: Logger,
   label: string,
 ): Promise<void> {
@@ -311,5 +330,5 @@ export async function switchServices(
   }
   const others = (await env.services(host)).filter((s) => !roll.includes(s));
   if (others.length) await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans', ...others), env.composeOptions({ label }));
-  await rollingReplace(host, env, roll, log, { drainSeconds });
+  await rollingReplace(host, env, roll, log, options);
 }

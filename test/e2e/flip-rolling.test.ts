@@ -36,7 +36,8 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     host = await startRollingFixtureHost(composeCommand);
     // prod's containers run from release directories (promote.release-dirs): the api mounts its code
     // from the checkout (../../api:/app/api), so an old container keeps its own code while a new one starts.
-    host.setRolling(['api'], 'release-dirs: true');
+    // promote.route-probe: the old container stops only once requests through the proxy reach the new one.
+    host.setRolling(['api'], 'release-dirs: true, route-probe: { header: X-Upstream }');
   });
 
   /** api/VERSION as each api container answers it through the proxy, sampled every 50 ms while `body` runs. */
@@ -60,6 +61,13 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
       on = false;
       await loop;
     }
+  }
+
+  /** The route probe saw the new container answer through the proxy (by its address) before the switch ended. */
+  function routedBeforeSwitch(visible: string): void {
+    const routed = visible.search(/prod: rolling api: the proxy routes to \S+/);
+    assert.ok(routed >= 0, 'the route probe did not run');
+    assert.ok(routed < visible.search(ROLLED), 'the proxy was seen routing only after the switch');
   }
 
   /** The host directory prod's api container mounts at /app/api. */
@@ -89,6 +97,8 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     assert.equal(run.code, 0, run.visible);
     assert.equal(run.outputs.outcome, 'promoted');
     assert.match(run.visible, ROLLED, 'the api was not rolled');
+    // The route probe saw the new container answer through the proxy (by its address) before the old one stopped.
+    routedBeforeSwitch(run.visible);
     noFailures('promote', load);
 
     const now = host.prodApi();
@@ -114,6 +124,7 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     } = await versionsDuring(() => host.underLoad('rollback', { 'release-id': host.firstRelease }));
     assert.equal(run.code, 0, run.visible);
     assert.match(run.visible, ROLLED, 'the api was not rolled');
+    routedBeforeSwitch(run.visible);
     noFailures('rollback', load);
 
     const now = host.prodApi();

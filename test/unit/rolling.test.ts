@@ -14,6 +14,8 @@ import { parseConfig } from '../../src/domain/config';
 import { ConfigurationError } from '../../src/infra/errors';
 import { parseComposeConfig } from '../../src/safety/compose-model';
 import { checkRolling } from '../../src/safety/rolling';
+import { Environment } from '../../src/domain/environment';
+import { rollingOptions } from '../../src/domain/rolling';
 
 const makapix = fs.readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8');
 const PROD_CONFIG = fs.readFileSync(path.join(__dirname, '../fixtures/preflight/config/prod.v1.yml'), 'utf8');
@@ -49,11 +51,36 @@ describe('promote.rolling in the config file', () => {
     assert.equal(c.promote['drain-seconds'], 30);
   });
 
+  it("builds the route probe from prod's url and health path, or the path given", () => {
+    const c = parseConfig(withPromote({ rolling: ['api'], 'route-probe': { header: 'X-Upstream' } }), 'twinstack.yml');
+    const prod = new Environment('prod', c);
+    assert.deepEqual(rollingOptions(c, prod), {
+      drainSeconds: 10,
+      routeProbe: { url: `${prod.cfg.url.replace(/\/+$/, '')}${prod.cfg.healthPath}`, header: 'X-Upstream', timeoutSeconds: 30 },
+    });
+    const other = parseConfig(
+      withPromote({ rolling: ['api'], 'route-probe': { header: 'X-Upstream', path: '/api/health', 'timeout-seconds': 5 } }),
+      'twinstack.yml',
+    );
+    assert.equal(rollingOptions(other, prod).routeProbe?.url, `${prod.cfg.url.replace(/\/+$/, '')}/api/health`);
+    assert.equal(rollingOptions(parseConfig(makapix, 'makapix.yml'), prod).routeProbe, undefined);
+  });
+
   for (const [what, promote, message] of [
     ['a name that is no compose service name', { rolling: ['Api Server'] }, /^twinstack\.yml: promote\.rolling\[0\]: must be a compose service name$/],
     ['a service named twice', { rolling: ['api', 'api'] }, /^twinstack\.yml: promote\.rolling: names a service twice$/],
     ['a negative drain time', { 'drain-seconds': -1 }, /^twinstack\.yml: promote\.drain-seconds: /],
     ['a misspelt key', { roling: ['api'] }, /^twinstack\.yml: promote: unknown key "roling"$/],
+    [
+      'a route probe header that is no header name',
+      { 'route-probe': { header: 'X Served' } },
+      /^twinstack\.yml: promote\.route-probe\.header: must be an HTTP header name$/,
+    ],
+    [
+      'a route probe path without its leading slash',
+      { 'route-probe': { header: 'X-Upstream', path: 'health' } },
+      /^twinstack\.yml: promote\.route-probe\.path: must be a path starting with \/$/,
+    ],
   ] as const) {
     it(`refuses ${what} in one line`, () => {
       assert.throws(

@@ -45,7 +45,7 @@ import { lossWindow, startRelease } from '../../domain/rollback';
 import { assertImages, defaultImageName, mergedBuilds, shipImages, shipPlan, type ShipPlan } from '../../domain/ship';
 import { rowsWrittenBetween, schemaState, writeCounters, type SchemaState } from '../../domain/schema';
 import { rehearse, rehearsalRefusal, type RehearsalResult } from '../../domain/rehearsal';
-import { switchServices } from '../../domain/rolling';
+import { rollingOptions, switchServices } from '../../domain/rolling';
 import { sh } from '../../infra/shell';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
@@ -283,7 +283,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             if (!releaseDirs) await checkoutCommit(host, prod, sha);
             log.startGroup('prod: compose up (no build: the shipped images)');
             try {
-              await switchServices(host, releaseDirs ? at : prod, config.promote.rolling, config.promote['drain-seconds'], log, 'prod compose up');
+              await switchServices(host, releaseDirs ? at : prod, config.promote.rolling, rollingOptions(config, prod), log, 'prod compose up');
             } finally {
               log.endGroup();
             }

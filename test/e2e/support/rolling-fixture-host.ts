@@ -56,6 +56,8 @@ function caddyfile(sites: Array<{ listen: number; upstream: string; port: number
 			refresh 1s
 		}
 		lb_policy round_robin
+		# Names the container that answered (its address), for promote.route-probe.
+		header_down X-Upstream {http.reverse_proxy.upstream.hostport}
 		# Shorter than the api's 4 s start: a switch that leaves nothing listening fails requests.
 		lb_try_duration 3s
 		lb_try_interval 100ms
