@@ -101,6 +101,22 @@ for (const composeCommand of composeCommands()) {
       assert.deepEqual(all, [old.id], 'the failed container was removed');
     });
 
+    it('keeps the old container serving when the proxy never routes to the new one (route probe)', async () => {
+      const [old] = stack.running();
+      stack.use('v2');
+      // A header no response carries: the probe never sees the new container answer through the proxy.
+      const probe = { ...opts, routeProbe: { url: `http://127.0.0.1:${stack.proxyPort}/health`, header: 'X-Never-Sent', timeoutSeconds: 3 } };
+      const { error, load } = await underLoad(() => rollingReplace(stack.host, stack.prod, ['api'], stack.log, probe));
+      stack.use('v1');
+      assert.ok(error instanceof HealthError, `expected a HealthError, got ${String(error)}`);
+      assert.equal(error.state, 'not routed');
+      assert.match(error.message, /^prod: the proxy did not route to the new api container \S+ within 3 s/);
+      assert.equal(load.failed, 0, `${load.failed} of ${load.sent} requests failed: ${load.failures.join('; ')}; the proxy said: ${stack.proxyErrors()}`);
+      assert.deepEqual(stack.running(), [old], 'the same old container runs, alone');
+      const all = stack.sh(`docker ps -aq --filter label=com.docker.compose.project=${stack.prod.project}`).trim().split('\n');
+      assert.deepEqual(all, [old.id], 'the new container was removed');
+    });
+
     it('refuses a rolling service the compose files do not define, in one line, before changing anything', async () => {
       const [old] = stack.running();
       await assert.rejects(rollingReplace(stack.host, stack.prod, ['api', 'web'], stack.log, opts), (e: Error) => {
