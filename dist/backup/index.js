@@ -56742,6 +56742,7 @@ exports.headScript = headScript;
 exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
 exports.scratchCheckout = scratchCheckout;
+exports.usesReleaseDirs = usesReleaseDirs;
 exports.releaseDir = releaseDir;
 exports.releaseEnvironment = releaseEnvironment;
 exports.ensureReleaseDir = ensureReleaseDir;
@@ -56801,6 +56802,10 @@ async function scratchCheckout(host, env, sha, dir) {
         (0, shell_1.sh) `if [ -e ${`${checkout}/${envFile}`} ]; then mkdir -p ${target.slice(0, target.lastIndexOf('/'))} && cp -p ${`${checkout}/${envFile}`} ${target}; fi`, { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
     return dir;
 }
+/** Whether `env`'s containers run from release directories (promote.release-dirs, prod only). */
+function usesReleaseDirs(config, env) {
+    return env.name === 'prod' && config.promote['release-dirs'];
+}
 /** Where a release of `sha` runs from when promote.release-dirs is on. */
 function releaseDir(stateDir, env, sha) {
     return `${stateDir}/releases/${env.name}/${sha}`;
@@ -56810,7 +56815,7 @@ function releaseDir(stateDir, env, sha) {
  * promote.release-dirs (made or refreshed here), else the environment's own checkout.
  */
 async function releaseEnvironment(host, config, env, sha) {
-    if (env.name !== 'prod' || !config.promote['release-dirs'])
+    if (!usesReleaseDirs(config, env))
         return env;
     return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
 }
@@ -57645,7 +57650,7 @@ async function pruneReleaseTags(host, env, keep, protect, log) {
 async function pruneOldReleases(host, config, env, current, previous, log) {
     try {
         await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
-        if (env.name === 'prod' && config.promote['release-dirs']) {
+        if ((0, git_1.usesReleaseDirs)(config, env)) {
             const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
             if (pruned.length)
                 log.info(`${env.name}: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);

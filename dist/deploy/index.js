@@ -56534,6 +56534,7 @@ exports.headScript = headScript;
 exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
 exports.scratchCheckout = scratchCheckout;
+exports.usesReleaseDirs = usesReleaseDirs;
 exports.releaseDir = releaseDir;
 exports.releaseEnvironment = releaseEnvironment;
 exports.ensureReleaseDir = ensureReleaseDir;
@@ -56593,6 +56594,10 @@ async function scratchCheckout(host, env, sha, dir) {
         (0, shell_1.sh) `if [ -e ${`${checkout}/${envFile}`} ]; then mkdir -p ${target.slice(0, target.lastIndexOf('/'))} && cp -p ${`${checkout}/${envFile}`} ${target}; fi`, { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
     return dir;
 }
+/** Whether `env`'s containers run from release directories (promote.release-dirs, prod only). */
+function usesReleaseDirs(config, env) {
+    return env.name === 'prod' && config.promote['release-dirs'];
+}
 /** Where a release of `sha` runs from when promote.release-dirs is on. */
 function releaseDir(stateDir, env, sha) {
     return `${stateDir}/releases/${env.name}/${sha}`;
@@ -56602,7 +56607,7 @@ function releaseDir(stateDir, env, sha) {
  * promote.release-dirs (made or refreshed here), else the environment's own checkout.
  */
 async function releaseEnvironment(host, config, env, sha) {
-    if (env.name !== 'prod' || !config.promote['release-dirs'])
+    if (!usesReleaseDirs(config, env))
         return env;
     return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
 }
@@ -57437,7 +57442,7 @@ async function pruneReleaseTags(host, env, keep, protect, log) {
 async function pruneOldReleases(host, config, env, current, previous, log) {
     try {
         await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
-        if (env.name === 'prod' && config.promote['release-dirs']) {
+        if ((0, git_1.usesReleaseDirs)(config, env)) {
             const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
             if (pruned.length)
                 log.info(`${env.name}: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
@@ -57487,12 +57492,14 @@ const SEP = '@twinstack-state@';
 const WORKING_DIR = 'com.docker.compose.project.working_dir';
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 async function observe(host, env, opts = {}) {
+    const checkout = env.cfg.checkout.replace(/\/+$/, '');
     const script = `${(0, git_1.headScript)(env.cfg.checkout)}; ` +
         (0, shell_1.sh) `echo ${SEP}; ` +
         (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi; ` +
-        // Where the containers were started from, and the commit each of those directories is at.
-        (0, shell_1.sh) `echo ${SEP}; [ -z "$ids" ] || docker inspect --format ${`{{index .Config.Labels "${WORKING_DIR}"}}`} $ids | sort -u | ` +
-        `while IFS= read -r d; do [ -n "$d" ] || continue; if [ -d "$d" ]; then h=$(git -C "$d" rev-parse HEAD 2>/dev/null); else h=missing; fi; printf '%s\t%s\n' "$d" "$h"; done`;
+        // Where the containers were started from, outside the checkout (whose HEAD is read above), and the commit each is at.
+        (0, shell_1.sh) `echo ${SEP}; co=${checkout}; [ -z "$ids" ] || docker inspect --format ${`{{index .Config.Labels "${WORKING_DIR}"}}`} $ids | sort -u | ` +
+        `while IFS= read -r d; do case "$d" in ''|"$co"|"$co"/*) continue ;; esac; ` +
+        `if [ -d "$d" ]; then h=$(git -C "$d" rev-parse --verify --quiet HEAD 2>/dev/null); else h=missing; fi; printf '%s\t%s\n' "$d" "$h"; done`;
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
     const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
     const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
@@ -57502,11 +57509,10 @@ async function observe(host, env, opts = {}) {
         if (c.service && !images[c.service])
             images[c.service] = c.imageId;
     const state = { environment: env.name, head, containers, images, time: new Date().toISOString() };
-    const checkout = env.cfg.checkout.replace(/\/+$/, '');
     const runsFrom = (dirsPart ?? '')
         .split('\n')
+        .filter(Boolean)
         .map((l) => l.split('\t'))
-        .filter(([dir]) => dir && dir !== checkout && !dir.startsWith(`${checkout}/`))
         .map(([dir, h]) => ({ dir, head: h?.trim() ?? '', services: containers.filter((c) => c.workingDir === dir).map((c) => c.service) }))
         .filter((x) => x.services.length > 0);
     if (runsFrom.length)

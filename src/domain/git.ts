@@ -73,6 +73,11 @@ export async function scratchCheckout(host: Host, env: Environment, sha: string,
   return dir;
 }
 
+/** Whether `env`'s containers run from release directories (promote.release-dirs, prod only). */
+export function usesReleaseDirs(config: Config, env: Environment): boolean {
+  return env.name === 'prod' && config.promote['release-dirs'];
+}
+
 /** Where a release of `sha` runs from when promote.release-dirs is on. */
 export function releaseDir(stateDir: string, env: Environment, sha: string): string {
   return `${stateDir}/releases/${env.name}/${sha}`;
@@ -83,7 +88,7 @@ export function releaseDir(stateDir: string, env: Environment, sha: string): str
  * promote.release-dirs (made or refreshed here), else the environment's own checkout.
  */
 export async function releaseEnvironment(host: Host, config: Config, env: Environment, sha: string): Promise<Environment> {
-  if (env.name !== 'prod' || !config.promote['release-dirs']) return env;
+  if (!usesReleaseDirs(config, env)) return env;
   return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
 }
 

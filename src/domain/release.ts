@@ -11,7 +11,7 @@ import type { Logger } from '../infra/logger';
 import { imageIdsCommand } from '../infra/docker';
 import { argv, sh } from '../infra/shell';
 import type { Config } from './config';
-import { pruneReleaseDirs } from './git';
+import { pruneReleaseDirs, usesReleaseDirs } from './git';
 import { errorMessage } from '../infra/errors';
 
 export interface ServiceImage {
@@ -280,7 +280,7 @@ export async function pruneOldReleases(
 ): Promise<void> {
   try {
     await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
-    if (env.name === 'prod' && config.promote['release-dirs']) {
+    if (usesReleaseDirs(config, env)) {
       const pruned = await pruneReleaseDirs(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
       if (pruned.length)
         log.info(`${env.name}: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);

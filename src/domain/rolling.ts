@@ -278,8 +278,9 @@ async function waitRouted(host: Host, env: Environment, service: string, c: Cont
     for (const line of r.stdout.split('\n')) {
       const m = /^([^:\s]+):\s*(.*)$/.exec(line);
       if (!m || m[1].toLowerCase() !== header) continue;
-      if (names.has(m[2].trim()) || names.has(m[2].trim().replace(/:\d+$/, ''))) return;
-      seen.add(m[2].trim());
+      const named = m[2].trim();
+      if (names.has(named) || names.has(named.replace(/:\d+$/, ''))) return;
+      seen.add(named);
     }
     if (Date.now() > deadline) {
       throw new HealthError(

@@ -35,13 +35,15 @@ const WORKING_DIR = 'com.docker.compose.project.working_dir';
 
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 export async function observe(host: Host, env: Environment, opts: { alembic?: boolean } = {}): Promise<ObservedState> {
+  const checkout = env.cfg.checkout.replace(/\/+$/, '');
   const script =
     `${headScript(env.cfg.checkout)}; ` +
     sh`echo ${SEP}; ` +
     sh`ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi; ` +
-    // Where the containers were started from, and the commit each of those directories is at.
-    sh`echo ${SEP}; [ -z "$ids" ] || docker inspect --format ${`{{index .Config.Labels "${WORKING_DIR}"}}`} $ids | sort -u | ` +
-    `while IFS= read -r d; do [ -n "$d" ] || continue; if [ -d "$d" ]; then h=$(git -C "$d" rev-parse HEAD 2>/dev/null); else h=missing; fi; printf '%s\t%s\n' "$d" "$h"; done`;
+    // Where the containers were started from, outside the checkout (whose HEAD is read above), and the commit each is at.
+    sh`echo ${SEP}; co=${checkout}; [ -z "$ids" ] || docker inspect --format ${`{{index .Config.Labels "${WORKING_DIR}"}}`} $ids | sort -u | ` +
+    `while IFS= read -r d; do case "$d" in ''|"$co"|"$co"/*) continue ;; esac; ` +
+    `if [ -d "$d" ]; then h=$(git -C "$d" rev-parse --verify --quiet HEAD 2>/dev/null); else h=missing; fi; printf '%s\t%s\n' "$d" "$h"; done`;
   const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
   const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
   const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
@@ -49,11 +51,10 @@ export async function observe(host: Host, env: Environment, opts: { alembic?: bo
   const images: Record<string, string> = {};
   for (const c of containers) if (c.service && !images[c.service]) images[c.service] = c.imageId;
   const state: ObservedState = { environment: env.name, head, containers, images, time: new Date().toISOString() };
-  const checkout = env.cfg.checkout.replace(/\/+$/, '');
   const runsFrom = (dirsPart ?? '')
     .split('\n')
+    .filter(Boolean)
     .map((l) => l.split('\t'))
-    .filter(([dir]) => dir && dir !== checkout && !dir.startsWith(`${checkout}/`))
     .map(([dir, h]) => ({ dir, head: h?.trim() ?? '', services: containers.filter((c) => c.workingDir === dir).map((c) => c.service) }))
     .filter((x) => x.services.length > 0);
   if (runsFrom.length) state.runsFrom = runsFrom;
