@@ -26,10 +26,10 @@ serial_timeout_ms=${TWINSTACK_E2E_FILE_TIMEOUT_MS:-1800000}
 log=$(mktemp)
 status=0
 if [ ${#parallel[@]} -gt 0 ]; then
-  node --import tsx --test --test-concurrency=4 --test-timeout="$parallel_timeout_ms" "${parallel[@]}" 2>&1 | tee -a "$log" || status=1
+  node --import tsx --import ./test/harness/preload.mjs --test --test-concurrency=4 --test-timeout="$parallel_timeout_ms" "${parallel[@]}" 2>&1 | tee -a "$log" || status=1
 fi
 if [ ${#serial[@]} -gt 0 ]; then
-  node --import tsx --test --test-concurrency=1 --test-timeout="$serial_timeout_ms" "${serial[@]}" 2>&1 | tee -a "$log" || status=1
+  node --import tsx --import ./test/harness/preload.mjs --test --test-concurrency=1 --test-timeout="$serial_timeout_ms" "${serial[@]}" 2>&1 | tee -a "$log" || status=1
 fi
 pass=$(awk '/^# pass /{s+=$3} END{print s+0}' "$log")
 fail=$(awk '/^# fail /{s+=$3} END{print s+0}' "$log")

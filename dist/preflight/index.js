@@ -7150,6 +7150,52 @@ var request = withDefaults(import_endpoint.endpoint, {
 
 /***/ }),
 
+/***/ 4115:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+
+
+/***/ }),
+
+/***/ 9461:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __exportStar = (this && this.__exportStar) || function(m, exports) {
+    for (var p in m) if (p !== "default" && !Object.prototype.hasOwnProperty.call(exports, p)) __createBinding(exports, m, p);
+};
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+__exportStar(__nccwpck_require__(2124), exports);
+__exportStar(__nccwpck_require__(4115), exports);
+
+
+/***/ }),
+
+/***/ 2124:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+
+
+/***/ }),
+
 /***/ 6656:
 /***/ ((module) => {
 
@@ -8685,6 +8731,15 @@ isStream.transform = stream =>
 	typeof stream._transform === 'function';
 
 module.exports = isStream;
+
+
+/***/ }),
+
+/***/ 3995:
+/***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
+
+var PgQueryModule=(()=>{var _scriptName=globalThis.document?.currentScript?.src;return async function(moduleArg={}){var Module=moduleArg;var ENVIRONMENT_IS_WEB=!!globalThis.window;var ENVIRONMENT_IS_WORKER=!!globalThis.WorkerGlobalScope;var ENVIRONMENT_IS_NODE=globalThis.process?.versions?.node&&globalThis.process?.type!="renderer";var programArgs=[];var thisProgram="./this.program";var quit_=(status,toThrow)=>{throw toThrow};if(typeof __filename!="undefined"){_scriptName=__filename}else if(ENVIRONMENT_IS_WORKER){_scriptName=self.location.href}var scriptDirectory="";function locateFile(path){if(Module["locateFile"]){return Module["locateFile"](path,scriptDirectory)}return scriptDirectory+path}var readAsync,readBinary;if(ENVIRONMENT_IS_NODE){var fs=__nccwpck_require__(3024);scriptDirectory=__dirname+"/";readBinary=filename=>{filename=isFileURI(filename)?new URL(filename):filename;var ret=fs.readFileSync(filename);return ret};readAsync=async(filename,binary=true)=>{filename=isFileURI(filename)?new URL(filename):filename;var ret=fs.readFileSync(filename,binary?undefined:"utf8");return ret};if(process.argv.length>1){thisProgram=process.argv[1].replace(/\\/g,"/")}programArgs=process.argv.slice(2);quit_=(status,toThrow)=>{process.exitCode=status;throw toThrow}}else if(ENVIRONMENT_IS_WEB||ENVIRONMENT_IS_WORKER){try{scriptDirectory=new URL(".",_scriptName).href}catch{}{if(ENVIRONMENT_IS_WORKER){readBinary=url=>{var xhr=new XMLHttpRequest;xhr.open("GET",url,false);xhr.responseType="arraybuffer";xhr.send(null);return new Uint8Array(xhr.response)}}readAsync=async url=>{var response=await fetch(url,{credentials:"same-origin"});if(response.ok){return response.arrayBuffer()}throw new Error(response.status+" : "+response.url)}}}else{}var out=console.log.bind(console);var err=console.error.bind(console);var wasmBinary;var ABORT=false;var EXITSTATUS;var isFileURI=filename=>filename.startsWith("file://");class EmscriptenEH{}class EmscriptenSjLj extends EmscriptenEH{}var runtimeInitialized=false;function getMemoryBuffer(){return wasmMemory.buffer}function updateMemoryViews(){if(HEAP8?.buffer?.resizable)return;var b=getMemoryBuffer();HEAP8=new Int8Array(b);HEAP16=new Int16Array(b);Module["HEAPU8"]=HEAPU8=new Uint8Array(b);HEAPU16=new Uint16Array(b);HEAP32=new Int32Array(b);Module["HEAPU32"]=HEAPU32=new Uint32Array(b);HEAPF32=new Float32Array(b);HEAPF64=new Float64Array(b);HEAP64=new BigInt64Array(b);HEAPU64=new BigUint64Array(b)}function preRun(){var preRun=Module["preRun"];if(preRun){if(typeof preRun=="function")preRun=[preRun];onPreRuns.push(...preRun)}callRuntimeCallbacks(onPreRuns)}function initRuntime(){runtimeInitialized=true;if(!Module["noFSInit"]&&!FS.initialized)FS.init();TTY.init();wasmExports["q"]();FS.ignorePermissions=false}function postRun(){var postRun=Module["postRun"];if(postRun){if(typeof postRun=="function")postRun=[postRun];onPostRuns.push(...postRun)}callRuntimeCallbacks(onPostRuns)}function abort(what){Module["onAbort"]?.(what);what=`Aborted(${what})`;err(what);ABORT=true;what+=". Build with -sASSERTIONS for more info.";var e=new WebAssembly.RuntimeError(what);throw e}var wasmBinaryFile;function findWasmBinary(){return locateFile("libpg-query.wasm")}function getBinarySync(file){if(readBinary){return readBinary(file)}throw"both async and sync fetching of the wasm failed"}async function getWasmBinary(binaryFile){if(!wasmBinary){try{var response=await readAsync(binaryFile);return new Uint8Array(response)}catch{}}return getBinarySync(binaryFile)}async function instantiateArrayBuffer(binaryFile,imports){try{var binary=await getWasmBinary(binaryFile);var instance=await WebAssembly.instantiate(binary,imports);return instance}catch(reason){err(`failed to asynchronously prepare wasm: ${reason}`);abort(reason)}}async function instantiateAsync(binary,binaryFile,imports){if(!binary&&!ENVIRONMENT_IS_NODE){try{var response=fetch(binaryFile,{credentials:"same-origin"});var instantiationResult=await WebAssembly.instantiateStreaming(response,imports);return instantiationResult}catch(reason){err(`wasm streaming compile failed: ${reason}`);err("falling back to ArrayBuffer instantiation")}}return instantiateArrayBuffer(binaryFile,imports)}function getWasmImports(){var imports={a:wasmImports};return imports}async function createWasm(){function receiveInstance(instance){wasmExports=instance.exports;assignWasmExports(wasmExports);updateMemoryViews();return wasmExports}function receiveInstantiationResult(result){return receiveInstance(result["instance"])}var info=getWasmImports();var instantiateWasm=Module["instantiateWasm"];if(instantiateWasm){return new Promise(resolve=>{instantiateWasm(info,inst=>resolve(receiveInstance(inst)))})}wasmBinaryFile??=findWasmBinary();var result=await instantiateAsync(wasmBinary,wasmBinaryFile,info);var exports=receiveInstantiationResult(result);return exports}class ExitStatus{name="ExitStatus";constructor(status){this.message=`Program terminated with exit(${status})`;this.status=status}}var HEAP16;var HEAP32;var HEAP64;var HEAP8;var HEAPF32;var HEAPF64;var HEAPU16;var HEAPU32;var HEAPU64;var HEAPU8;var callRuntimeCallbacks=callbacks=>{while(callbacks.length>0){callbacks.shift()(Module)}};var onPostRuns=[];var onPreRuns=[];function getValue(ptr,type="i8"){if(type.endsWith("*"))type="*";switch(type){case"i1":return HEAP8[ptr];case"i8":return HEAP8[ptr];case"i16":return HEAP16[ptr>>1];case"i32":return HEAP32[ptr>>2];case"i64":return HEAP64[ptr>>3];case"float":return HEAPF32[ptr>>2];case"double":return HEAPF64[ptr>>3];case"*":return HEAPU32[ptr>>2];default:abort(`invalid type for getValue: ${type}`)}}var noExitRuntime=true;var stackRestore=val=>__emscripten_stack_restore(val);var stackSave=()=>_emscripten_stack_get_current();var __abort_js=()=>abort("");var runtimeKeepaliveCounter=0;var __emscripten_runtime_keepalive_clear=()=>{noExitRuntime=false;runtimeKeepaliveCounter=0};var __emscripten_throw_longjmp=()=>{throw new EmscriptenSjLj};var timers={};var handleException=e=>{if(e instanceof ExitStatus||e=="unwind"){return EXITSTATUS}quit_(1,e)};var keepRuntimeAlive=()=>noExitRuntime||runtimeKeepaliveCounter>0;var _proc_exit=code=>{EXITSTATUS=code;if(!keepRuntimeAlive()){Module["onExit"]?.(code);ABORT=true}quit_(code,new ExitStatus(code))};var exitJS=(status,implicit)=>{EXITSTATUS=status;_proc_exit(status)};var _exit=exitJS;var maybeExit=()=>{if(!keepRuntimeAlive()){try{_exit(EXITSTATUS)}catch(e){handleException(e)}}};var callUserCallback=func=>{if(ABORT){return}try{return func()}catch(e){handleException(e)}finally{maybeExit()}};var _emscripten_get_now=()=>performance.now();var __setitimer_js=(which,timeout_ms)=>{if(timers[which]){clearTimeout(timers[which].id);delete timers[which]}if(!timeout_ms)return 0;var id=setTimeout(()=>{delete timers[which];callUserCallback(()=>__emscripten_timeout(which,_emscripten_get_now()))},timeout_ms);timers[which]={id,timeout_ms};return 0};var getHeapMax=()=>1073741824;var alignMemory=(size,alignment)=>Math.ceil(size/alignment)*alignment;var growMemory=size=>{var oldHeapSize=wasmMemory.buffer.byteLength;var pages=(size-oldHeapSize+65535)/65536|0;try{wasmMemory.grow(pages);updateMemoryViews();return 1}catch(e){}};var _emscripten_resize_heap=requestedSize=>{var oldSize=HEAPU8.length;requestedSize>>>=0;var maxHeapSize=getHeapMax();if(requestedSize>maxHeapSize){return false}for(var cutDown=1;cutDown<=4;cutDown*=2){var overGrownHeapSize=oldSize*(1+.2/cutDown);overGrownHeapSize=Math.min(overGrownHeapSize,requestedSize+100663296);var newSize=Math.min(maxHeapSize,alignMemory(Math.max(requestedSize,overGrownHeapSize),65536));var replacement=growMemory(newSize);if(replacement){return true}}return false};var PATH={isAbs:path=>path.charAt(0)==="/",splitPath:filename=>{var splitPathRe=/^(\/?|)([\s\S]*?)((?:\.{1,2}|[^\/]+?|)(\.[^.\/]*|))(?:[\/]*)$/;return splitPathRe.exec(filename).slice(1)},normalizeArray:(parts,allowAboveRoot)=>{var up=0;for(var i=parts.length-1;i>=0;i--){var last=parts[i];if(last==="."){parts.splice(i,1)}else if(last===".."){parts.splice(i,1);up++}else if(up){parts.splice(i,1);up--}}if(allowAboveRoot){for(;up;up--){parts.unshift("..")}}return parts},normalize:path=>{var isAbsolute=PATH.isAbs(path),trailingSlash=path.slice(-1)==="/";path=PATH.normalizeArray(path.split("/").filter(p=>!!p),!isAbsolute).join("/");if(!path&&!isAbsolute){path="."}if(path&&trailingSlash){path+="/"}return(isAbsolute?"/":"")+path},dirname:path=>{var result=PATH.splitPath(path),root=result[0],dir=result[1];if(!root&&!dir){return"."}if(dir){dir=dir.slice(0,-1)}return root+dir},basename:path=>path&&path.match(/([^\/]+|\/)\/*$/)[1],join:(...paths)=>PATH.normalize(paths.join("/")),join2:(l,r)=>PATH.normalize(l+"/"+r)};var initRandomFill=()=>{if(ENVIRONMENT_IS_NODE){var nodeCrypto=__nccwpck_require__(7598);return view=>(nodeCrypto.randomFillSync(view),0)}return view=>(crypto.getRandomValues(view),0)};var randomFill=view=>(randomFill=initRandomFill())(view);var PATH_FS={resolve:(...args)=>{var resolvedPath="",resolvedAbsolute=false;for(var i=args.length-1;i>=-1&&!resolvedAbsolute;i--){var path=i>=0?args[i]:FS.cwd();if(typeof path!="string"){throw new TypeError("Arguments to path.resolve must be strings")}else if(!path){return""}resolvedPath=path+"/"+resolvedPath;resolvedAbsolute=PATH.isAbs(path)}resolvedPath=PATH.normalizeArray(resolvedPath.split("/").filter(p=>!!p),!resolvedAbsolute).join("/");return(resolvedAbsolute?"/":"")+resolvedPath||"."},relative:(from,to)=>{from=PATH_FS.resolve(from).slice(1);to=PATH_FS.resolve(to).slice(1);function trim(arr){var start=0;for(;start<arr.length;start++){if(arr[start]!=="")break}var end=arr.length-1;for(;end>=0;end--){if(arr[end]!=="")break}if(start>end)return[];return arr.slice(start,end-start+1)}var fromParts=trim(from.split("/"));var toParts=trim(to.split("/"));var length=Math.min(fromParts.length,toParts.length);var samePartsLength=length;for(var i=0;i<length;i++){if(fromParts[i]!==toParts[i]){samePartsLength=i;break}}var outputParts=[];for(var i=samePartsLength;i<fromParts.length;i++){outputParts.push("..")}outputParts=outputParts.concat(toParts.slice(samePartsLength));return outputParts.join("/")}};var UTF8Decoder=globalThis.TextDecoder&&new TextDecoder;var findStringEnd=(heapOrArray,idx,maxBytesToRead,ignoreNul)=>{var maxIdx=idx+maxBytesToRead;if(ignoreNul)return maxIdx;while(heapOrArray[idx]&&!(idx>=maxIdx))++idx;return idx};var UTF8ArrayToString=(heapOrArray,idx=0,maxBytesToRead,ignoreNul)=>{var endPtr=findStringEnd(heapOrArray,idx,maxBytesToRead,ignoreNul);if(endPtr-idx>16&&heapOrArray.buffer&&UTF8Decoder){return UTF8Decoder.decode(heapOrArray.subarray(idx,endPtr))}var str="";while(idx<endPtr){var u0=heapOrArray[idx++];if(!(u0&128)){str+=String.fromCharCode(u0);continue}var u1=heapOrArray[idx++]&63;if((u0&224)==192){str+=String.fromCharCode((u0&31)<<6|u1);continue}var u2=heapOrArray[idx++]&63;if((u0&240)==224){u0=(u0&15)<<12|u1<<6|u2}else{u0=(u0&7)<<18|u1<<12|u2<<6|heapOrArray[idx++]&63}if(u0<65536){str+=String.fromCharCode(u0)}else{var ch=u0-65536;str+=String.fromCharCode(55296|ch>>10,56320|ch&1023)}}return str};var FS_stdin_getChar_buffer=[];var lengthBytesUTF8=str=>{var len=0;for(var i=0;i<str.length;++i){var c=str.charCodeAt(i);if(c<=127){len++}else if(c<=2047){len+=2}else if(c>=55296&&c<=57343){len+=4;++i}else{len+=3}}return len};var stringToUTF8Array=(str,heap,outIdx,maxBytesToWrite)=>{if(!(maxBytesToWrite>0))return 0;var startIdx=outIdx;var endIdx=outIdx+maxBytesToWrite-1;for(var i=0;i<str.length;++i){var u=str.codePointAt(i);if(u<=127){if(outIdx>=endIdx)break;heap[outIdx++]=u}else if(u<=2047){if(outIdx+1>=endIdx)break;heap[outIdx++]=192|u>>6;heap[outIdx++]=128|u&63}else if(u<=65535){if(outIdx+2>=endIdx)break;heap[outIdx++]=224|u>>12;heap[outIdx++]=128|u>>6&63;heap[outIdx++]=128|u&63}else{if(outIdx+3>=endIdx)break;heap[outIdx++]=240|u>>18;heap[outIdx++]=128|u>>12&63;heap[outIdx++]=128|u>>6&63;heap[outIdx++]=128|u&63;i++}}heap[outIdx]=0;return outIdx-startIdx};var intArrayFromString=(stringy,dontAddNull,length)=>{var len=length>0?length:lengthBytesUTF8(stringy)+1;var u8array=new Array(len);var numBytesWritten=stringToUTF8Array(stringy,u8array,0,u8array.length);if(dontAddNull)u8array.length=numBytesWritten;return u8array};var FS_stdin_getChar=()=>{if(!FS_stdin_getChar_buffer.length){var result=null;if(ENVIRONMENT_IS_NODE){var BUFSIZE=256;var buf=Buffer.alloc(BUFSIZE);var bytesRead=0;var fd=process.stdin.fd;try{bytesRead=fs.readSync(fd,buf,0,BUFSIZE)}catch(e){if(e.toString().includes("EOF"))bytesRead=0;else throw e}if(bytesRead>0){result=buf.slice(0,bytesRead).toString("utf-8")}}else if(globalThis.window?.prompt){result=window.prompt("Input: ");if(result!==null){result+="\n"}}else{}if(!result){return null}FS_stdin_getChar_buffer=intArrayFromString(result,true)}return FS_stdin_getChar_buffer.shift()};var TTY={ttys:[],init(){},shutdown(){},register(dev,ops){TTY.ttys[dev]={input:[],output:[],ops};FS.registerDevice(dev,TTY.stream_ops)},stream_ops:{open(stream){var tty=TTY.ttys[stream.node.rdev];if(!tty){throw new FS.ErrnoError(43)}stream.tty=tty;stream.seekable=false},close(stream){stream.tty.ops.fsync(stream.tty)},fsync(stream){stream.tty.ops.fsync(stream.tty)},read(stream,buffer,offset,length,pos){if(!stream.tty||!stream.tty.ops.get_char){throw new FS.ErrnoError(60)}var bytesRead=0;for(var i=0;i<length;i++){var result;try{result=stream.tty.ops.get_char(stream.tty)}catch(e){throw new FS.ErrnoError(29)}if(result===undefined&&bytesRead===0){throw new FS.ErrnoError(6)}if(result===null||result===undefined)break;bytesRead++;buffer[offset+i]=result}if(bytesRead){stream.node.atime=Date.now()}return bytesRead},write(stream,buffer,offset,length,pos){if(!stream.tty||!stream.tty.ops.put_char){throw new FS.ErrnoError(60)}try{for(var i=0;i<length;i++){stream.tty.ops.put_char(stream.tty,buffer[offset+i])}}catch(e){throw new FS.ErrnoError(29)}if(length){stream.node.mtime=stream.node.ctime=Date.now()}return i}},default_tty_ops:{get_char(tty){return FS_stdin_getChar()},put_char(tty,val){if(val===null||val===10){out(UTF8ArrayToString(tty.output));tty.output=[]}else{if(val!=0)tty.output.push(val)}},fsync(tty){if(tty.output?.length>0){out(UTF8ArrayToString(tty.output));tty.output=[]}},ioctl_tcgets(tty){return{c_iflag:25856,c_oflag:5,c_cflag:191,c_lflag:35387,c_cc:[3,28,127,21,4,0,1,0,17,19,26,0,18,15,23,22,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}},ioctl_tcsets(tty,optional_actions,data){return 0},ioctl_tiocgwinsz(tty){return[24,80]}},default_tty1_ops:{put_char(tty,val){if(val===null||val===10){err(UTF8ArrayToString(tty.output));tty.output=[]}else{if(val!=0)tty.output.push(val)}},fsync(tty){if(tty.output?.length>0){err(UTF8ArrayToString(tty.output));tty.output=[]}}}};var mmapAlloc=size=>{abort()};var MEMFS={ops_table:null,mount(mount){return MEMFS.createNode(null,"/",16895,0)},createNode(parent,name,mode,dev){if(FS.isBlkdev(mode)||FS.isFIFO(mode)){throw new FS.ErrnoError(63)}MEMFS.ops_table||={dir:{node:{getattr:MEMFS.node_ops.getattr,setattr:MEMFS.node_ops.setattr,lookup:MEMFS.node_ops.lookup,mknod:MEMFS.node_ops.mknod,rename:MEMFS.node_ops.rename,unlink:MEMFS.node_ops.unlink,rmdir:MEMFS.node_ops.rmdir,readdir:MEMFS.node_ops.readdir,symlink:MEMFS.node_ops.symlink},stream:{llseek:MEMFS.stream_ops.llseek}},file:{node:{getattr:MEMFS.node_ops.getattr,setattr:MEMFS.node_ops.setattr},stream:{llseek:MEMFS.stream_ops.llseek,read:MEMFS.stream_ops.read,write:MEMFS.stream_ops.write,mmap:MEMFS.stream_ops.mmap,msync:MEMFS.stream_ops.msync}},link:{node:{getattr:MEMFS.node_ops.getattr,setattr:MEMFS.node_ops.setattr,readlink:MEMFS.node_ops.readlink},stream:{}},chrdev:{node:{getattr:MEMFS.node_ops.getattr,setattr:MEMFS.node_ops.setattr},stream:FS.chrdev_stream_ops}};var node=FS.createNode(parent,name,mode,dev);if(FS.isDir(node.mode)){node.node_ops=MEMFS.ops_table.dir.node;node.stream_ops=MEMFS.ops_table.dir.stream;node.contents={}}else if(FS.isFile(node.mode)){node.node_ops=MEMFS.ops_table.file.node;node.stream_ops=MEMFS.ops_table.file.stream;node.usedBytes=0;node.contents=MEMFS.emptyFileContents??=new Uint8Array(0)}else if(FS.isLink(node.mode)){node.node_ops=MEMFS.ops_table.link.node;node.stream_ops=MEMFS.ops_table.link.stream}else if(FS.isChrdev(node.mode)){node.node_ops=MEMFS.ops_table.chrdev.node;node.stream_ops=MEMFS.ops_table.chrdev.stream}node.atime=node.mtime=node.ctime=Date.now();if(parent){parent.contents[name]=node;parent.atime=parent.mtime=parent.ctime=node.atime}return node},getFileDataAsTypedArray(node){return node.contents.subarray(0,node.usedBytes)},expandFileStorage(node,newCapacity){var prevCapacity=node.contents.length;if(prevCapacity>=newCapacity)return;var CAPACITY_DOUBLING_MAX=1024*1024;newCapacity=Math.max(newCapacity,prevCapacity*(prevCapacity<CAPACITY_DOUBLING_MAX?2:1.125)>>>0);if(prevCapacity)newCapacity=Math.max(newCapacity,256);var oldContents=MEMFS.getFileDataAsTypedArray(node);node.contents=new Uint8Array(newCapacity);node.contents.set(oldContents)},resizeFileStorage(node,newSize){if(node.usedBytes==newSize)return;var oldContents=node.contents;node.contents=new Uint8Array(newSize);node.contents.set(oldContents.subarray(0,Math.min(newSize,node.usedBytes)));node.usedBytes=newSize},node_ops:{getattr(node){var attr={};attr.dev=FS.isChrdev(node.mode)?node.id:1;attr.ino=node.id;attr.mode=node.mode;attr.nlink=1;attr.uid=0;attr.gid=0;attr.rdev=node.rdev;if(FS.isDir(node.mode)){attr.size=4096}else if(FS.isFile(node.mode)){attr.size=node.usedBytes}else if(FS.isLink(node.mode)){attr.size=node.link.length}else{attr.size=0}attr.atime=new Date(node.atime);attr.mtime=new Date(node.mtime);attr.ctime=new Date(node.ctime);attr.blksize=4096;attr.blocks=Math.ceil(attr.size/attr.blksize);return attr},setattr(node,attr){for(const key of["mode","atime","mtime","ctime"]){if(attr[key]!=null){node[key]=attr[key]}}if(attr.size!==undefined){MEMFS.resizeFileStorage(node,attr.size)}},lookup(parent,name){if(!MEMFS.doesNotExistError){MEMFS.doesNotExistError=new FS.ErrnoError(44);MEMFS.doesNotExistError.stack="<generic error, no stack>"}throw MEMFS.doesNotExistError},mknod(parent,name,mode,dev){return MEMFS.createNode(parent,name,mode,dev)},rename(old_node,new_dir,new_name){var new_node;try{new_node=FS.lookupNode(new_dir,new_name)}catch(e){}if(new_node){if(FS.isDir(old_node.mode)){for(var i in new_node.contents){throw new FS.ErrnoError(55)}}FS.hashRemoveNode(new_node)}delete old_node.parent.contents[old_node.name];new_dir.contents[new_name]=old_node;old_node.name=new_name;new_dir.ctime=new_dir.mtime=old_node.parent.ctime=old_node.parent.mtime=Date.now()},unlink(parent,name){delete parent.contents[name];parent.ctime=parent.mtime=Date.now()},rmdir(parent,name){var node=FS.lookupNode(parent,name);for(var i in node.contents){throw new FS.ErrnoError(55)}delete parent.contents[name];parent.ctime=parent.mtime=Date.now()},readdir(node){return[".","..",...Object.keys(node.contents)]},symlink(parent,newname,oldpath){var node=MEMFS.createNode(parent,newname,511|40960,0);node.link=oldpath;return node},readlink(node){if(!FS.isLink(node.mode)){throw new FS.ErrnoError(28)}return node.link}},stream_ops:{read(stream,buffer,offset,length,position){var contents=stream.node.contents;if(position>=stream.node.usedBytes)return 0;var size=Math.min(stream.node.usedBytes-position,length);buffer.set(contents.subarray(position,position+size),offset);return size},write(stream,buffer,offset,length,position,canOwn){if(buffer.buffer===HEAP8.buffer){canOwn=false}if(!length)return 0;var node=stream.node;node.mtime=node.ctime=Date.now();if(canOwn){node.contents=buffer.subarray(offset,offset+length);node.usedBytes=length}else if(node.usedBytes===0&&position===0){node.contents=buffer.slice(offset,offset+length);node.usedBytes=length}else{MEMFS.expandFileStorage(node,position+length);node.contents.set(buffer.subarray(offset,offset+length),position);node.usedBytes=Math.max(node.usedBytes,position+length)}return length},llseek(stream,offset,whence){var position=offset;if(whence===1){position+=stream.position}else if(whence===2){if(FS.isFile(stream.node.mode)){position+=stream.node.usedBytes}}if(position<0){throw new FS.ErrnoError(28)}return position},mmap(stream,length,position,prot,flags){if(!FS.isFile(stream.node.mode)){throw new FS.ErrnoError(43)}var ptr;var allocated;var contents=stream.node.contents;if(!(flags&2)&&contents.buffer===HEAP8.buffer){allocated=false;ptr=contents.byteOffset}else{allocated=true;ptr=mmapAlloc(length);if(!ptr){throw new FS.ErrnoError(48)}if(contents){if(position>0||position+length<contents.length){if(contents.subarray){contents=contents.subarray(position,position+length)}else{contents=Array.prototype.slice.call(contents,position,position+length)}}HEAP8.set(contents,ptr)}}return{ptr,allocated}},msync(stream,buffer,offset,length,mmapFlags){MEMFS.stream_ops.write(stream,buffer,0,length,offset,false);return 0}}};var FS_modeStringToFlags=str=>{if(typeof str!="string")return str;var flagModes={r:0,"r+":2,w:512|64|1,"w+":512|64|2,a:1024|64|1,"a+":1024|64|2};var flags=flagModes[str];if(typeof flags=="undefined"){throw new Error(`Unknown file open mode: ${str}`)}return flags};var FS_fileDataToTypedArray=data=>{if(typeof data=="string"){data=intArrayFromString(data,true)}if(!data.subarray){data=new Uint8Array(data)}return data};var FS_getMode=(canRead,canWrite)=>{var mode=0;if(canRead)mode|=292|73;if(canWrite)mode|=146;return mode};var asyncLoad=async url=>{var arrayBuffer=await readAsync(url);return new Uint8Array(arrayBuffer)};var FS_createDataFile=(...args)=>FS.createDataFile(...args);var getUniqueRunDependency=id=>id;var dependenciesPromise=null;var resolveRunDependencies=async()=>dependenciesPromise;var runDependencies=0;var dependenciesPromiseResolve=null;var removeRunDependency=id=>{runDependencies--;Module["monitorRunDependencies"]?.(runDependencies);if(!runDependencies){dependenciesPromiseResolve()}};var addRunDependency=id=>{if(!runDependencies){dependenciesPromise=new Promise(resolve=>dependenciesPromiseResolve=resolve)}runDependencies++;Module["monitorRunDependencies"]?.(runDependencies)};var preloadPlugins=[];var FS_handledByPreloadPlugin=async(byteArray,fullname)=>{if(typeof Browser!="undefined")Browser.init();for(var plugin of preloadPlugins){if(plugin["canHandle"](fullname)){return plugin["handle"](byteArray,fullname)}}return byteArray};var FS_preloadFile=async(parent,name,url,canRead,canWrite,dontCreateFile,canOwn,preFinish)=>{var fullname=name?PATH_FS.resolve(PATH.join2(parent,name)):parent;var dep=getUniqueRunDependency(`cp ${fullname}`);addRunDependency(dep);try{var byteArray=url;if(typeof url=="string"){byteArray=await asyncLoad(url)}byteArray=await FS_handledByPreloadPlugin(byteArray,fullname);preFinish?.();if(!dontCreateFile){FS_createDataFile(parent,name,byteArray,canRead,canWrite,canOwn)}}finally{removeRunDependency(dep)}};var FS_createPreloadedFile=(parent,name,url,canRead,canWrite,onload,onerror,dontCreateFile,canOwn,preFinish)=>{FS_preloadFile(parent,name,url,canRead,canWrite,dontCreateFile,canOwn,preFinish).then(onload).catch(onerror)};var FS={root:null,mounts:[],devices:{},streams:[],nextInode:1,nameTable:null,currentPath:"/",initialized:false,ignorePermissions:true,filesystems:null,syncFSRequests:0,ErrnoError:class{name="ErrnoError";constructor(errno){this.errno=errno}},FSStream:class{shared={};get object(){return this.node}set object(val){this.node=val}get isRead(){return(this.flags&2097155)!==1}get isWrite(){return(this.flags&2097155)!==0}get isAppend(){return this.flags&1024}get flags(){return this.shared.flags}set flags(val){this.shared.flags=val}get position(){return this.shared.position}set position(val){this.shared.position=val}},FSNode:class{node_ops={};stream_ops={};readMode=292|73;writeMode=146;mounted=null;constructor(parent,name,mode,rdev){if(!parent){parent=this}this.parent=parent;this.mount=parent.mount;this.id=FS.nextInode++;this.name=name;this.mode=mode;this.rdev=rdev;this.atime=this.mtime=this.ctime=Date.now()}get read(){return(this.mode&this.readMode)===this.readMode}set read(val){val?this.mode|=this.readMode:this.mode&=~this.readMode}get write(){return(this.mode&this.writeMode)===this.writeMode}set write(val){val?this.mode|=this.writeMode:this.mode&=~this.writeMode}get isFolder(){return FS.isDir(this.mode)}get isDevice(){return FS.isChrdev(this.mode)}addListener(cb,exclusive=false){var entry={cb,exclusive};var listeners=this.listeners??=new Set;listeners.add(entry);return{listeners,entry}}notifyListeners(flags){if(!this.listeners)return;var excl;for(var entry of this.listeners){if(entry.exclusive)(excl||=[]).push(entry);else entry.cb(flags)}if(excl){var i=(this.exclTurn||0)%excl.length;this.exclTurn=i+1;excl[i].cb(flags)}}},lookupPath(path,opts={}){if(!path){throw new FS.ErrnoError(44)}opts.follow_mount??=true;if(!PATH.isAbs(path)){path=FS.cwd()+"/"+path}linkloop:for(var nlinks=0;nlinks<40;nlinks++){var parts=path.split("/").filter(p=>!!p);var current=FS.root;var current_path="/";for(var i=0;i<parts.length;i++){var islast=i===parts.length-1;if(islast&&opts.parent){break}if(parts[i]==="."){continue}if(parts[i]===".."){current_path=PATH.dirname(current_path);if(FS.isRoot(current)){path=current_path+"/"+parts.slice(i+1).join("/");nlinks--;continue linkloop}else{current=current.parent}continue}current_path=PATH.join2(current_path,parts[i]);try{current=FS.lookupNode(current,parts[i])}catch(e){if(e?.errno===44&&islast&&opts.noent_okay){return{path:current_path}}throw e}if(FS.isMountpoint(current)&&(!islast||opts.follow_mount)){current=current.mounted.root}if(FS.isLink(current.mode)&&(!islast||opts.follow)){if(!current.node_ops.readlink){throw new FS.ErrnoError(52)}var link=current.node_ops.readlink(current);if(!PATH.isAbs(link)){link=PATH.dirname(current_path)+"/"+link}path=link+"/"+parts.slice(i+1).join("/");continue linkloop}}return{path:current_path,node:current}}throw new FS.ErrnoError(32)},getPath(node){var path;while(true){if(FS.isRoot(node)){var mount=node.mount.mountpoint;if(!path)return mount;return mount[mount.length-1]!=="/"?`${mount}/${path}`:mount+path}path=path?`${node.name}/${path}`:node.name;node=node.parent}},hashName(parentid,name){var hash=0;for(var i=0;i<name.length;i++){hash=(hash<<5)-hash+name.charCodeAt(i)|0}return(parentid+hash>>>0)%FS.nameTable.length},hashAddNode(node){var hash=FS.hashName(node.parent.id,node.name);node.name_next=FS.nameTable[hash];FS.nameTable[hash]=node},hashRemoveNode(node){var hash=FS.hashName(node.parent.id,node.name);if(FS.nameTable[hash]===node){FS.nameTable[hash]=node.name_next}else{var current=FS.nameTable[hash];while(current){if(current.name_next===node){current.name_next=node.name_next;break}current=current.name_next}}},lookupNode(parent,name){var errCode=FS.mayLookup(parent);if(errCode){throw new FS.ErrnoError(errCode)}var hash=FS.hashName(parent.id,name);for(var node=FS.nameTable[hash];node;node=node.name_next){var nodeName=node.name;if(node.parent.id===parent.id&&nodeName===name){return node}}return FS.lookup(parent,name)},createNode(parent,name,mode,rdev){var node=new FS.FSNode(parent,name,mode,rdev);FS.hashAddNode(node);return node},destroyNode(node){FS.hashRemoveNode(node)},isRoot(node){return node===node.parent},isMountpoint(node){return!!node.mounted},isFile(mode){return(mode&61440)===32768},isDir(mode){return(mode&61440)===16384},isLink(mode){return(mode&61440)===40960},isChrdev(mode){return(mode&61440)===8192},isBlkdev(mode){return(mode&61440)===24576},isFIFO(mode){return(mode&61440)===4096},isSocket(mode){return(mode&49152)===49152},flagsToPermissionString(flag){var perms=["r","w","rw"][flag&3];if(flag&512){perms+="w"}return perms},nodePermissions(node,perms){if(FS.ignorePermissions){return 0}if(perms.includes("r")&&!(node.mode&292)){return 2}if(perms.includes("w")&&!(node.mode&146)){return 2}if(perms.includes("x")&&!(node.mode&73)){return 2}return 0},mayLookup(dir){if(!FS.isDir(dir.mode))return 54;var errCode=FS.nodePermissions(dir,"x");if(errCode)return errCode;if(!dir.node_ops.lookup)return 2;return 0},mayCreate(dir,name){if(!FS.isDir(dir.mode)){return 54}try{var node=FS.lookupNode(dir,name);return 20}catch(e){}return FS.nodePermissions(dir,"wx")},mayDelete(dir,name,isdir){var node;try{node=FS.lookupNode(dir,name)}catch(e){return e.errno}var errCode=FS.nodePermissions(dir,"wx");if(errCode){return errCode}if(isdir){if(!FS.isDir(node.mode)){return 54}if(FS.isRoot(node)||FS.getPath(node)===FS.cwd()){return 10}}else if(FS.isDir(node.mode)){return 31}return 0},mayOpen(node,flags){if(!node){return 44}if(FS.isLink(node.mode)){return 32}var mode=FS.flagsToPermissionString(flags);if(FS.isDir(node.mode)){if(mode!=="r"||flags&(512|64)){return 31}}return FS.nodePermissions(node,mode)},checkOpExists(op,err){if(!op){throw new FS.ErrnoError(err)}return op},MAX_OPEN_FDS:4096,nextfd(){for(var fd=0;fd<=FS.MAX_OPEN_FDS;fd++){if(!FS.streams[fd]){return fd}}throw new FS.ErrnoError(33)},getStreamChecked(fd){var stream=FS.getStream(fd);if(!stream){throw new FS.ErrnoError(8)}return stream},getStream:fd=>FS.streams[fd],createStream(stream,fd=-1){stream=Object.assign(new FS.FSStream,stream);if(fd==-1){fd=FS.nextfd()}stream.fd=fd;FS.streams[fd]=stream;return stream},closeStream(fd){FS.streams[fd]=null},dupStream(origStream,fd=-1){var stream=FS.createStream(origStream,fd);stream.stream_ops?.dup?.(stream);return stream},doSetAttr(stream,node,attr){var setattr=stream?.stream_ops.setattr;var arg=setattr?stream:node;setattr??=node.node_ops.setattr;FS.checkOpExists(setattr,63);try{setattr(arg,attr)}catch(e){if(e instanceof RangeError){throw new FS.ErrnoError(22)}throw e}},chrdev_stream_ops:{open(stream){var device=FS.getDevice(stream.node.rdev);stream.stream_ops=device.stream_ops;stream.stream_ops.open?.(stream)},llseek(){throw new FS.ErrnoError(70)}},major:dev=>dev>>8,minor:dev=>dev&255,makedev:(ma,mi)=>ma<<8|mi,registerDevice(dev,ops){FS.devices[dev]={stream_ops:ops}},getDevice:dev=>FS.devices[dev],getMounts(mount){var mounts=[];var check=[mount];while(check.length){var m=check.pop();mounts.push(m);check.push(...m.mounts)}return mounts},syncfs(populate,callback){if(typeof populate=="function"){callback=populate;populate=false}FS.syncFSRequests++;if(FS.syncFSRequests>1){err(`warning: ${FS.syncFSRequests} FS.syncfs operations in flight at once, probably just doing extra work`)}var mounts=FS.getMounts(FS.root.mount);var completed=0;function doCallback(errCode){FS.syncFSRequests--;return callback(errCode)}function done(errCode){if(errCode){if(!done.errored){done.errored=true;return doCallback(errCode)}return}if(++completed>=mounts.length){doCallback(null)}}for(var mount of mounts){if(mount.type.syncfs){mount.type.syncfs(mount,populate,done)}else{done(null)}}},mount(type,opts,mountpoint){var root=mountpoint==="/";var pseudo=!mountpoint;var node;if(root&&FS.root){throw new FS.ErrnoError(10)}else if(!root&&!pseudo){var lookup=FS.lookupPath(mountpoint,{follow_mount:false});mountpoint=lookup.path;node=lookup.node;if(FS.isMountpoint(node)){throw new FS.ErrnoError(10)}if(!FS.isDir(node.mode)){throw new FS.ErrnoError(54)}}var mount={type,opts,mountpoint,mounts:[]};var mountRoot=type.mount(mount);mountRoot.mount=mount;mount.root=mountRoot;if(root){FS.root=mountRoot}else if(node){node.mounted=mount;if(node.mount){node.mount.mounts.push(mount)}}return mountRoot},unmount(mountpoint){var lookup=FS.lookupPath(mountpoint,{follow_mount:false});if(!FS.isMountpoint(lookup.node)){throw new FS.ErrnoError(28)}var node=lookup.node;var mount=node.mounted;var mounts=FS.getMounts(mount);for(var[hash,current]of Object.entries(FS.nameTable)){while(current){var next=current.name_next;if(mounts.includes(current.mount)){FS.destroyNode(current)}current=next}}node.mounted=null;var idx=node.mount.mounts.indexOf(mount);node.mount.mounts.splice(idx,1)},lookup(parent,name){return parent.node_ops.lookup(parent,name)},mknod(path,mode,dev){var lookup=FS.lookupPath(path,{parent:true});var parent=lookup.node;var name=PATH.basename(path);if(!name){throw new FS.ErrnoError(28)}if(name==="."||name===".."){throw new FS.ErrnoError(20)}var errCode=FS.mayCreate(parent,name);if(errCode){throw new FS.ErrnoError(errCode)}if(!parent.node_ops.mknod){throw new FS.ErrnoError(63)}return parent.node_ops.mknod(parent,name,mode,dev)},statfs(path){return FS.statfsNode(FS.lookupPath(path,{follow:true}).node)},statfsStream(stream){return FS.statfsNode(stream.node)},statfsNode(node){var rtn={bsize:4096,frsize:4096,blocks:1e6,bfree:5e5,bavail:5e5,files:FS.nextInode,ffree:FS.nextInode-1,fsid:42,flags:2,namelen:255};if(node.node_ops.statfs){Object.assign(rtn,node.node_ops.statfs(node.mount.opts.root))}return rtn},create(path,mode=438){mode&=4095;mode|=32768;return FS.mknod(path,mode,0)},mkdir(path,mode=511){mode&=511|512;mode|=16384;return FS.mknod(path,mode,0)},mkdirTree(path,mode){var dirs=path.split("/");var d="";for(var dir of dirs){if(!dir)continue;if(d||PATH.isAbs(path))d+="/";d+=dir;try{FS.mkdir(d,mode)}catch(e){if(e.errno!=20)throw e}}},mkdev(path,mode,dev){if(typeof dev=="undefined"){dev=mode;mode=438}mode|=8192;return FS.mknod(path,mode,dev)},symlink(oldpath,newpath){if(!PATH_FS.resolve(oldpath)){throw new FS.ErrnoError(44)}var lookup=FS.lookupPath(newpath,{parent:true});var parent=lookup.node;if(!parent){throw new FS.ErrnoError(44)}var newname=PATH.basename(newpath);var errCode=FS.mayCreate(parent,newname);if(errCode){throw new FS.ErrnoError(errCode)}if(!parent.node_ops.symlink){throw new FS.ErrnoError(63)}return parent.node_ops.symlink(parent,newname,oldpath)},link(oldpath,newpath,flags){var lookup=FS.lookupPath(newpath,{parent:true});var parent=lookup.node;if(!parent){throw new FS.ErrnoError(44)}var newname=PATH.basename(newpath);var errCode=FS.mayCreate(parent,newname);if(errCode){throw new FS.ErrnoError(errCode)}if(!parent.node_ops.link){throw new FS.ErrnoError(34)}return parent.node_ops.link(parent,newname,oldpath,flags)},rename(old_path,new_path){var old_dirname=PATH.dirname(old_path);var new_dirname=PATH.dirname(new_path);var old_name=PATH.basename(old_path);var new_name=PATH.basename(new_path);var lookup,old_dir,new_dir;lookup=FS.lookupPath(old_path,{parent:true});old_dir=lookup.node;lookup=FS.lookupPath(new_path,{parent:true});new_dir=lookup.node;if(!old_dir||!new_dir)throw new FS.ErrnoError(44);if(old_dir.mount!==new_dir.mount){throw new FS.ErrnoError(75)}var old_node=FS.lookupNode(old_dir,old_name);var relative=PATH_FS.relative(old_path,new_dirname);if(relative.charAt(0)!=="."){throw new FS.ErrnoError(28)}relative=PATH_FS.relative(new_path,old_dirname);if(relative.charAt(0)!=="."){throw new FS.ErrnoError(55)}var new_node;try{new_node=FS.lookupNode(new_dir,new_name)}catch(e){}if(old_node===new_node){return}var isdir=FS.isDir(old_node.mode);var errCode=FS.mayDelete(old_dir,old_name,isdir);if(errCode){throw new FS.ErrnoError(errCode)}errCode=new_node?FS.mayDelete(new_dir,new_name,isdir):FS.mayCreate(new_dir,new_name);if(errCode){throw new FS.ErrnoError(errCode)}if(!old_dir.node_ops.rename){throw new FS.ErrnoError(63)}if(FS.isMountpoint(old_node)||new_node&&FS.isMountpoint(new_node)){throw new FS.ErrnoError(10)}if(new_dir!==old_dir){errCode=FS.nodePermissions(old_dir,"w");if(errCode){throw new FS.ErrnoError(errCode)}}FS.hashRemoveNode(old_node);try{old_dir.node_ops.rename(old_node,new_dir,new_name);old_node.parent=new_dir}catch(e){throw e}finally{FS.hashAddNode(old_node)}},rmdir(path){var lookup=FS.lookupPath(path,{parent:true});var parent=lookup.node;var name=PATH.basename(path);var node=FS.lookupNode(parent,name);var errCode=FS.mayDelete(parent,name,true);if(errCode){throw new FS.ErrnoError(errCode)}if(!parent.node_ops.rmdir){throw new FS.ErrnoError(63)}if(FS.isMountpoint(node)){throw new FS.ErrnoError(10)}parent.node_ops.rmdir(parent,name);FS.destroyNode(node)},readdir(path){var lookup=FS.lookupPath(path,{follow:true});var node=lookup.node;var readdir=FS.checkOpExists(node.node_ops.readdir,54);return readdir(node)},unlink(path){var lookup=FS.lookupPath(path,{parent:true});var parent=lookup.node;if(!parent){throw new FS.ErrnoError(44)}var name=PATH.basename(path);var node=FS.lookupNode(parent,name);var errCode=FS.mayDelete(parent,name,false);if(errCode){throw new FS.ErrnoError(errCode)}if(!parent.node_ops.unlink){throw new FS.ErrnoError(63)}if(FS.isMountpoint(node)){throw new FS.ErrnoError(10)}parent.node_ops.unlink(parent,name);FS.destroyNode(node)},readlink(path){var lookup=FS.lookupPath(path);var link=lookup.node;if(!link){throw new FS.ErrnoError(44)}if(!link.node_ops.readlink){throw new FS.ErrnoError(28)}return link.node_ops.readlink(link)},stat(path,dontFollow){var lookup=FS.lookupPath(path,{follow:!dontFollow});var node=lookup.node;var getattr=FS.checkOpExists(node.node_ops.getattr,63);return getattr(node)},fstat(fd){var stream=FS.getStreamChecked(fd);var node=stream.node;var getattr=stream.stream_ops.getattr;var arg=getattr?stream:node;getattr??=node.node_ops.getattr;FS.checkOpExists(getattr,63);return getattr(arg)},lstat(path){return FS.stat(path,true)},doChmod(stream,node,mode,dontFollow){FS.doSetAttr(stream,node,{mode:mode&4095|node.mode&~4095,ctime:Date.now(),dontFollow})},chmod(path,mode,dontFollow){var node;if(typeof path=="string"){var lookup=FS.lookupPath(path,{follow:!dontFollow});node=lookup.node}else{node=path}FS.doChmod(null,node,mode,dontFollow)},lchmod(path,mode){FS.chmod(path,mode,true)},fchmod(fd,mode){var stream=FS.getStreamChecked(fd);FS.doChmod(stream,stream.node,mode,false)},doChown(stream,node,dontFollow){FS.doSetAttr(stream,node,{timestamp:Date.now(),dontFollow})},chown(path,uid,gid,dontFollow){var node;if(typeof path=="string"){var lookup=FS.lookupPath(path,{follow:!dontFollow});node=lookup.node}else{node=path}FS.doChown(null,node,dontFollow)},lchown(path,uid,gid){FS.chown(path,uid,gid,true)},fchown(fd,uid,gid){var stream=FS.getStreamChecked(fd);FS.doChown(stream,stream.node,false)},doTruncate(stream,node,len){if(FS.isDir(node.mode)){throw new FS.ErrnoError(31)}if(!FS.isFile(node.mode)){throw new FS.ErrnoError(28)}var errCode=FS.nodePermissions(node,"w");if(errCode){throw new FS.ErrnoError(errCode)}FS.doSetAttr(stream,node,{size:len,timestamp:Date.now()})},truncate(path,len){if(len<0){throw new FS.ErrnoError(28)}var node;if(typeof path=="string"){var lookup=FS.lookupPath(path,{follow:true});node=lookup.node}else{node=path}FS.doTruncate(null,node,len)},ftruncate(fd,len){var stream=FS.getStreamChecked(fd);if(len<0||(stream.flags&2097155)===0){throw new FS.ErrnoError(28)}FS.doTruncate(stream,stream.node,len)},utime(path,atime,mtime,dontFollow){var lookup=FS.lookupPath(path,{follow:!dontFollow});FS.doSetAttr(null,lookup.node,{atime,mtime,dontFollow})},open(path,flags,mode=438){if(path===""){throw new FS.ErrnoError(44)}flags=FS_modeStringToFlags(flags);if(flags&64){mode=mode&4095|32768}else{mode=0}var node;var isDirPath;if(typeof path=="object"){node=path}else{isDirPath=path.endsWith("/");var lookup=FS.lookupPath(path,{follow:!(flags&131072),noent_okay:true});node=lookup.node;path=lookup.path}var created=false;if(flags&64){if(node){if(flags&128){throw new FS.ErrnoError(20)}}else if(isDirPath){throw new FS.ErrnoError(31)}else{node=FS.mknod(path,mode|511,0);created=true}}if(!node){throw new FS.ErrnoError(44)}if(FS.isChrdev(node.mode)){flags&=~512}if(flags&65536&&!FS.isDir(node.mode)){throw new FS.ErrnoError(54)}if(!created){var errCode=FS.mayOpen(node,flags);if(errCode){throw new FS.ErrnoError(errCode)}}if(flags&512&&!created){FS.truncate(node,0)}flags&=~(128|512|131072);var stream=FS.createStream({node,path:FS.getPath(node),flags,seekable:true,position:0,stream_ops:node.stream_ops,ungotten:[],error:false});if(stream.stream_ops.open){stream.stream_ops.open(stream)}if(created){FS.chmod(node,mode&511)}return stream},close(stream){if(FS.isClosed(stream)){throw new FS.ErrnoError(8)}if(stream.getdents)stream.getdents=null;stream.node?.notifyListeners(32);try{if(stream.stream_ops.close){stream.stream_ops.close(stream)}}catch(e){throw e}finally{FS.closeStream(stream.fd)}stream.fd=null},isClosed(stream){return stream.fd===null},llseek(stream,offset,whence){if(FS.isClosed(stream)){throw new FS.ErrnoError(8)}if(!stream.seekable||!stream.stream_ops.llseek){throw new FS.ErrnoError(70)}if(whence!=0&&whence!=1&&whence!=2){throw new FS.ErrnoError(28)}stream.position=stream.stream_ops.llseek(stream,offset,whence);stream.ungotten=[];return stream.position},read(stream,buffer,offset,length,position){if(length<0||position<0){throw new FS.ErrnoError(28)}if(FS.isClosed(stream)){throw new FS.ErrnoError(8)}if((stream.flags&2097155)===1){throw new FS.ErrnoError(8)}if(FS.isDir(stream.node.mode)){throw new FS.ErrnoError(31)}if(!stream.stream_ops.read){throw new FS.ErrnoError(28)}var seeking=typeof position!="undefined";if(!seeking){position=stream.position}else if(!stream.seekable){throw new FS.ErrnoError(70)}var bytesRead=stream.stream_ops.read(stream,buffer,offset,length,position);if(!seeking)stream.position+=bytesRead;return bytesRead},write(stream,buffer,offset,length,position,canOwn){if(length<0||position<0){throw new FS.ErrnoError(28)}if(FS.isClosed(stream)){throw new FS.ErrnoError(8)}if((stream.flags&2097155)===0){throw new FS.ErrnoError(8)}if(FS.isDir(stream.node.mode)){throw new FS.ErrnoError(31)}if(!stream.stream_ops.write){throw new FS.ErrnoError(28)}if(stream.seekable&&stream.flags&1024){FS.llseek(stream,0,2)}var seeking=typeof position!="undefined";if(!seeking){position=stream.position}else if(!stream.seekable){throw new FS.ErrnoError(70)}var bytesWritten=stream.stream_ops.write(stream,buffer,offset,length,position,canOwn);if(!seeking)stream.position+=bytesWritten;return bytesWritten},mmap(stream,length,position,prot,flags){if((prot&2)!==0&&(flags&2)===0&&(stream.flags&2097155)!==2){throw new FS.ErrnoError(2)}if((stream.flags&2097155)===1){throw new FS.ErrnoError(2)}if(!stream.stream_ops.mmap){throw new FS.ErrnoError(43)}if(!length){throw new FS.ErrnoError(28)}return stream.stream_ops.mmap(stream,length,position,prot,flags)},msync(stream,buffer,offset,length,mmapFlags){if(!stream.stream_ops.msync){return 0}return stream.stream_ops.msync(stream,buffer,offset,length,mmapFlags)},ioctl(stream,cmd,arg){if(!stream.stream_ops.ioctl){throw new FS.ErrnoError(59)}return stream.stream_ops.ioctl(stream,cmd,arg)},readFile(path,opts={}){opts.flags=opts.flags??0;opts.encoding=opts.encoding??"binary";if(opts.encoding!=="utf8"&&opts.encoding!=="binary"){abort(`Invalid encoding type "${opts.encoding}"`)}var stream=FS.open(path,opts.flags);var stat=FS.stat(path);var length=stat.size;var buf=new Uint8Array(length);FS.read(stream,buf,0,length,0);if(opts.encoding==="utf8"){buf=UTF8ArrayToString(buf)}FS.close(stream);return buf},writeFile(path,data,opts={}){opts.flags=opts.flags??577;var stream=FS.open(path,opts.flags,opts.mode);data=FS_fileDataToTypedArray(data);FS.write(stream,data,0,data.byteLength,undefined,opts.canOwn);FS.close(stream)},cwd:()=>FS.currentPath,chdir(path){var lookup=FS.lookupPath(path,{follow:true});if(lookup.node===null){throw new FS.ErrnoError(44)}if(!FS.isDir(lookup.node.mode)){throw new FS.ErrnoError(54)}var errCode=FS.nodePermissions(lookup.node,"x");if(errCode){throw new FS.ErrnoError(errCode)}FS.currentPath=lookup.path},createDefaultDirectories(){FS.mkdir("/tmp");FS.mkdir("/home");FS.mkdir("/home/web_user")},createDefaultDevices(){FS.mkdir("/dev");FS.registerDevice(FS.makedev(1,3),{read:()=>0,write:(stream,buffer,offset,length,pos)=>length,llseek:()=>0});FS.mkdev("/dev/null",FS.makedev(1,3));TTY.register(FS.makedev(5,0),TTY.default_tty_ops);TTY.register(FS.makedev(6,0),TTY.default_tty1_ops);FS.mkdev("/dev/tty",FS.makedev(5,0));FS.mkdev("/dev/tty1",FS.makedev(6,0));var randomBuffer=new Uint8Array(1024),randomLeft=0;var randomByte=()=>{if(randomLeft===0){randomFill(randomBuffer);randomLeft=randomBuffer.byteLength}return randomBuffer[--randomLeft]};FS.createDevice("/dev","random",randomByte);FS.createDevice("/dev","urandom",randomByte);FS.mkdir("/dev/shm");FS.mkdir("/dev/shm/tmp")},createSpecialDirectories(){FS.mkdir("/proc");var proc_self=FS.mkdir("/proc/self");FS.mkdir("/proc/self/fd");FS.mount({mount(){var node=FS.createNode(proc_self,"fd",16895,73);node.stream_ops={llseek:MEMFS.stream_ops.llseek};node.node_ops={lookup(parent,name){var fd=+name;var stream=FS.getStreamChecked(fd);var ret={parent:null,mount:{mountpoint:"fake"},node_ops:{readlink:()=>stream.path},id:fd+1};ret.parent=ret;return ret},readdir(){return Array.from(FS.streams.entries()).filter(([k,v])=>v).map(([k,v])=>k.toString())}};return node}},{},"/proc/self/fd")},createStandardStreams(input,output,error){if(input){FS.createDevice("/dev","stdin",input)}else{FS.symlink("/dev/tty","/dev/stdin")}if(output){FS.createDevice("/dev","stdout",null,output)}else{FS.symlink("/dev/tty","/dev/stdout")}if(error){FS.createDevice("/dev","stderr",null,error)}else{FS.symlink("/dev/tty1","/dev/stderr")}var stdin=FS.open("/dev/stdin",0);var stdout=FS.open("/dev/stdout",1);var stderr=FS.open("/dev/stderr",1)},staticInit(){FS.nameTable=new Array(4096);FS.mount(MEMFS,{},"/");FS.createDefaultDirectories();FS.createDefaultDevices();FS.createSpecialDirectories();FS.filesystems={MEMFS}},init(input,output,error){FS.initialized=true;input??=Module["stdin"];output??=Module["stdout"];error??=Module["stderr"];FS.createStandardStreams(input,output,error)},quit(){FS.initialized=false;for(var stream of FS.streams){if(stream){FS.close(stream)}}},findObject(path,dontResolveLastLink){var ret=FS.analyzePath(path,dontResolveLastLink);if(!ret.exists){return null}return ret.object},analyzePath(path,dontResolveLastLink){try{var lookup=FS.lookupPath(path,{follow:!dontResolveLastLink});path=lookup.path}catch(e){}var ret={isRoot:false,exists:false,error:0,name:null,path:null,object:null,parentExists:false,parentPath:null,parentObject:null};try{var lookup=FS.lookupPath(path,{parent:true});ret.parentExists=true;ret.parentPath=lookup.path;ret.parentObject=lookup.node;ret.name=PATH.basename(path);lookup=FS.lookupPath(path,{follow:!dontResolveLastLink});ret.exists=true;ret.path=lookup.path;ret.object=lookup.node;ret.name=lookup.node.name;ret.isRoot=lookup.path==="/"}catch(e){ret.error=e.errno}return ret},createPath(parent,path,canRead,canWrite){parent=typeof parent=="string"?parent:FS.getPath(parent);var parts=path.split("/").reverse();while(parts.length){var part=parts.pop();if(!part)continue;var current=PATH.join2(parent,part);try{FS.mkdir(current)}catch(e){if(e.errno!=20)throw e}parent=current}return current},createFile(parent,name,properties,canRead,canWrite){var path=PATH.join2(typeof parent=="string"?parent:FS.getPath(parent),name);var mode=FS_getMode(canRead,canWrite);return FS.create(path,mode)},createDataFile(parent,name,data,canRead,canWrite,canOwn){var path=name;if(parent){parent=typeof parent=="string"?parent:FS.getPath(parent);path=name?PATH.join2(parent,name):parent}var mode=FS_getMode(canRead,canWrite);var node=FS.create(path,mode);if(data){data=FS_fileDataToTypedArray(data);FS.chmod(node,mode|146);var stream=FS.open(node,577);FS.write(stream,data,0,data.length,0,canOwn);FS.close(stream);FS.chmod(node,mode)}},createDevice(parent,name,input,output){var path=PATH.join2(typeof parent=="string"?parent:FS.getPath(parent),name);var mode=FS_getMode(!!input,!!output);FS.createDevice.major??=64;var dev=FS.makedev(FS.createDevice.major++,0);FS.registerDevice(dev,{open(stream){stream.seekable=false},close(stream){if(output?.buffer?.length){output(10)}},read(stream,buffer,offset,length,pos){var bytesRead=0;for(var i=0;i<length;i++){var result;try{result=input()}catch(e){throw new FS.ErrnoError(29)}if(result===undefined&&bytesRead===0){throw new FS.ErrnoError(6)}if(result===null||result===undefined)break;bytesRead++;buffer[offset+i]=result}if(bytesRead){stream.node.atime=Date.now()}return bytesRead},write(stream,buffer,offset,length,pos){for(var i=0;i<length;i++){try{output(buffer[offset+i])}catch(e){throw new FS.ErrnoError(29)}}if(length){stream.node.mtime=stream.node.ctime=Date.now()}return i}});return FS.mkdev(path,mode,dev)},forceLoadFile(obj){if(obj.isDevice||obj.isFolder||obj.link||obj.contents)return true;if(globalThis.XMLHttpRequest){abort("Lazy loading should have been performed (contents set) in createLazyFile, but it was not. Lazy loading only works in web workers. Use --embed-file or --preload-file in emcc on the main thread.")}else{try{obj.contents=readBinary(obj.url)}catch(e){throw new FS.ErrnoError(29)}}},createLazyFile(parent,name,url,canRead,canWrite){class LazyUint8Array{lengthKnown=false;chunks=[];get(idx){if(idx>this.length-1||idx<0){return undefined}var chunkOffset=idx%this.chunkSize;var chunkNum=idx/this.chunkSize|0;return this.getter(chunkNum)[chunkOffset]}setDataGetter(getter){this.getter=getter}cacheLength(){var xhr=new XMLHttpRequest;xhr.open("HEAD",url,false);xhr.send(null);if(!(xhr.status>=200&&xhr.status<300||xhr.status===304))abort("Couldn't load "+url+". Status: "+xhr.status);var datalength=Number(xhr.getResponseHeader("Content-length"));var header;var hasByteServing=(header=xhr.getResponseHeader("Accept-Ranges"))&&header==="bytes";var usesGzip=(header=xhr.getResponseHeader("Content-Encoding"))&&header==="gzip";var chunkSize=1024*1024;if(!hasByteServing)chunkSize=datalength;var doXHR=(from,to)=>{if(from>to)abort(`invalid range (${from}, ${to}) or no bytes requested!`);if(to>datalength-1)abort(`only ${datalength} bytes available! programmer error!`);var xhr=new XMLHttpRequest;xhr.open("GET",url,false);if(datalength!==chunkSize)xhr.setRequestHeader("Range","bytes="+from+"-"+to);xhr.responseType="arraybuffer";if(xhr.overrideMimeType){xhr.overrideMimeType("text/plain; charset=x-user-defined")}xhr.send(null);if(!(xhr.status>=200&&xhr.status<300||xhr.status===304))abort("Couldn't load "+url+". Status: "+xhr.status);if(xhr.response!==undefined){return new Uint8Array(xhr.response||[])}return intArrayFromString(xhr.responseText??"",true)};var lazyArray=this;lazyArray.setDataGetter(chunkNum=>{var start=chunkNum*chunkSize;var end=(chunkNum+1)*chunkSize-1;end=Math.min(end,datalength-1);if(typeof lazyArray.chunks[chunkNum]=="undefined"){lazyArray.chunks[chunkNum]=doXHR(start,end)}if(typeof lazyArray.chunks[chunkNum]=="undefined")abort("doXHR failed!");return lazyArray.chunks[chunkNum]});if(usesGzip||!datalength){chunkSize=datalength=1;datalength=this.getter(0).length;chunkSize=datalength;out("LazyFiles on gzip forces download of the whole file when length is accessed")}this._length=datalength;this._chunkSize=chunkSize;this.lengthKnown=true}get length(){if(!this.lengthKnown){this.cacheLength()}return this._length}get chunkSize(){if(!this.lengthKnown){this.cacheLength()}return this._chunkSize}}if(globalThis.XMLHttpRequest){if(!ENVIRONMENT_IS_WORKER)abort("Cannot do synchronous binary XHRs outside webworkers in modern browsers. Use --embed-file or --preload-file in emcc");var lazyArray=new LazyUint8Array;var properties={isDevice:false,contents:lazyArray}}else{var properties={isDevice:false,url}}var node=FS.createFile(parent,name,properties,canRead,canWrite);if(properties.contents){node.contents=properties.contents}else if(properties.url){node.contents=null;node.url=properties.url}Object.defineProperties(node,{usedBytes:{get:function(){return this.contents.length}}});var stream_ops={};for(const[key,fn]of Object.entries(node.stream_ops)){stream_ops[key]=(...args)=>{FS.forceLoadFile(node);return fn(...args)}}function writeChunks(stream,buffer,offset,length,position){var contents=stream.node.contents;if(position>=contents.length)return 0;var size=Math.min(contents.length-position,length);if(contents.slice){for(var i=0;i<size;i++){buffer[offset+i]=contents[position+i]}}else{for(var i=0;i<size;i++){buffer[offset+i]=contents.get(position+i)}}return size}stream_ops.read=(stream,buffer,offset,length,position)=>{FS.forceLoadFile(node);return writeChunks(stream,buffer,offset,length,position)};stream_ops.mmap=(stream,length,position,prot,flags)=>{FS.forceLoadFile(node);var ptr=mmapAlloc(length);if(!ptr){throw new FS.ErrnoError(48)}writeChunks(stream,HEAP8,ptr,length,position);return{ptr,allocated:true}};node.stream_ops=stream_ops;return node}};var UTF8ToString=(ptr,maxBytesToRead,ignoreNul)=>ptr?UTF8ArrayToString(HEAPU8,ptr,maxBytesToRead,ignoreNul):"";var SYSCALLS={currentUmask:18,calculateAt(dirfd,path,allowEmpty){if(PATH.isAbs(path)){return path}var dir;if(dirfd===-100){dir=FS.cwd()}else{var dirstream=SYSCALLS.getStreamFromFD(dirfd);dir=dirstream.path}if(path.length==0){if(!allowEmpty){throw new FS.ErrnoError(44)}return dir}return dir+"/"+path},writeStat(buf,stat){HEAPU32[buf>>2]=stat.dev;HEAPU32[buf+4>>2]=stat.mode;HEAPU32[buf+8>>2]=stat.nlink;HEAPU32[buf+12>>2]=stat.uid;HEAPU32[buf+16>>2]=stat.gid;HEAPU32[buf+20>>2]=stat.rdev;HEAP64[buf+24>>3]=BigInt(stat.size);HEAP32[buf+32>>2]=4096;HEAP32[buf+36>>2]=stat.blocks;var atime=stat.atime.getTime();var mtime=stat.mtime.getTime();var ctime=stat.ctime.getTime();HEAP64[buf+40>>3]=BigInt(Math.floor(atime/1e3));HEAPU32[buf+48>>2]=atime%1e3*1e3*1e3;HEAP64[buf+56>>3]=BigInt(Math.floor(mtime/1e3));HEAPU32[buf+64>>2]=mtime%1e3*1e3*1e3;HEAP64[buf+72>>3]=BigInt(Math.floor(ctime/1e3));HEAPU32[buf+80>>2]=ctime%1e3*1e3*1e3;HEAP64[buf+88>>3]=BigInt(stat.ino);return 0},writeStatFs(buf,stats){HEAPU32[buf+4>>2]=stats.bsize;HEAPU32[buf+60>>2]=stats.bsize;HEAP64[buf+8>>3]=BigInt(stats.blocks);HEAP64[buf+16>>3]=BigInt(stats.bfree);HEAP64[buf+24>>3]=BigInt(stats.bavail);HEAP64[buf+32>>3]=BigInt(stats.files);HEAP64[buf+40>>3]=BigInt(stats.ffree);HEAPU32[buf+48>>2]=stats.fsid;HEAPU32[buf+64>>2]=stats.flags;HEAPU32[buf+56>>2]=stats.namelen},doMsync(addr,stream,len,flags,offset){if(!FS.isFile(stream.node.mode)){throw new FS.ErrnoError(43)}if(flags&2){return 0}var buffer=HEAPU8.subarray(addr,addr+len);FS.msync(stream,buffer,offset,len,flags)},getStreamFromFD(fd){var stream=FS.getStreamChecked(fd);return stream},varargs:undefined,getStr(ptr){var ret=UTF8ToString(ptr);return ret}};function _fd_close(fd){try{var stream=SYSCALLS.getStreamFromFD(fd);FS.close(stream);return 0}catch(e){if(typeof FS=="undefined"||!(e.name==="ErrnoError"))throw e;return e.errno}}var doReadv=(stream,iov,iovcnt,offset)=>{var ret=0;for(var i=0;i<iovcnt;i++){var ptr=HEAPU32[iov>>2];var len=HEAPU32[iov+4>>2];iov+=8;try{var curr=FS.read(stream,HEAP8,ptr,len,offset)}catch(e){if(ret>0&&e instanceof FS.ErrnoError&&(e.errno==6||e.errno==6)){break}throw e}if(curr<0)return-1;ret+=curr;if(curr<len)break;if(typeof offset!="undefined"){offset+=curr}}return ret};function _fd_read(fd,iov,iovcnt,pnum){try{var stream=SYSCALLS.getStreamFromFD(fd);var num=doReadv(stream,iov,iovcnt);HEAPU32[pnum>>2]=num;return 0}catch(e){if(typeof FS=="undefined"||!(e.name==="ErrnoError"))throw e;return e.errno}}var INT53_MAX=9007199254740992;var INT53_MIN=-9007199254740992;var bigintToI53Checked=num=>num<INT53_MIN||num>INT53_MAX?NaN:Number(num);function _fd_seek(fd,offset,whence,newOffset){offset=bigintToI53Checked(offset);try{if(isNaN(offset))return 22;var stream=SYSCALLS.getStreamFromFD(fd);FS.llseek(stream,offset,whence);HEAP64[newOffset>>3]=BigInt(stream.position);if(stream.getdents&&offset===0&&whence===0)stream.getdents=null;return 0}catch(e){if(typeof FS=="undefined"||!(e.name==="ErrnoError"))throw e;return e.errno}}var doWritev=(stream,iov,iovcnt,offset)=>{if(iovcnt==1){return FS.write(stream,HEAP8,HEAPU32[iov>>2],HEAPU32[iov+4>>2],offset)}var total=0;for(var i=0,p=iov;i<iovcnt;i++,p+=8){total+=HEAPU32[p+4>>2]}var view=new Uint8Array(total);var voff=0;for(var i=0;i<iovcnt;i++,iov+=8){var ptr=HEAPU32[iov>>2];var len=HEAPU32[iov+4>>2];view.set(HEAPU8.subarray(ptr,ptr+len),voff);voff+=len}return FS.write(stream,view,0,total,offset)};function _fd_write(fd,iov,iovcnt,pnum){try{var stream=SYSCALLS.getStreamFromFD(fd);var num=doWritev(stream,iov,iovcnt);HEAPU32[pnum>>2]=num;return 0}catch(e){if(typeof FS=="undefined"||!(e.name==="ErrnoError"))throw e;return e.errno}}var wasmTableMirror=[];var getWasmTableEntry=funcPtr=>{var func=wasmTableMirror[funcPtr];if(!func){wasmTableMirror[funcPtr]=func=wasmTable.get(funcPtr)}return func};var stringToUTF8=(str,outPtr,maxBytesToWrite)=>stringToUTF8Array(str,HEAPU8,outPtr,maxBytesToWrite);FS.createPreloadedFile=FS_createPreloadedFile;FS.preloadFile=FS_preloadFile;FS.staticInit();{if(Module["noExitRuntime"])noExitRuntime=Module["noExitRuntime"];if(Module["print"])out=Module["print"];if(Module["printErr"])err=Module["printErr"];if(Module["arguments"])programArgs=Module["arguments"];if(Module["thisProgram"])thisProgram=Module["thisProgram"];var preInit=Module["preInit"];if(preInit){if(typeof preInit=="function")Module["preInit"]=preInit=[preInit];while(preInit.length>0){preInit.shift()()}}}Module["getValue"]=getValue;Module["UTF8ToString"]=UTF8ToString;Module["stringToUTF8"]=stringToUTF8;Module["lengthBytesUTF8"]=lengthBytesUTF8;var _wasm_parse_query_raw,_malloc,_free,_wasm_free_parse_result,__emscripten_timeout,_setThrew,__emscripten_stack_restore,_emscripten_stack_get_current,memory,__indirect_function_table,wasmMemory,wasmTable;function assignWasmExports(wasmExports){_wasm_parse_query_raw=Module["_wasm_parse_query_raw"]=wasmExports["r"];_malloc=Module["_malloc"]=wasmExports["s"];_free=Module["_free"]=wasmExports["u"];_wasm_free_parse_result=Module["_wasm_free_parse_result"]=wasmExports["v"];__emscripten_timeout=wasmExports["w"];_setThrew=wasmExports["x"];__emscripten_stack_restore=wasmExports["y"];_emscripten_stack_get_current=wasmExports["z"];memory=wasmMemory=wasmExports["p"];__indirect_function_table=wasmTable=wasmExports["t"]}var wasmImports={g:__abort_js,f:__emscripten_runtime_keepalive_clear,k:__emscripten_throw_longjmp,j:__setitimer_js,l:_emscripten_resize_heap,b:_exit,d:_fd_close,m:_fd_read,n:_fd_seek,c:_fd_write,i:invoke_i,a:invoke_ii,o:invoke_iii,h:invoke_v,e:_proc_exit};function invoke_iii(index,a1,a2){var sp=stackSave();try{return getWasmTableEntry(index)(a1,a2)}catch(e){stackRestore(sp);if(!(e instanceof EmscriptenEH))throw e;_setThrew(1,0)}}function invoke_ii(index,a1){var sp=stackSave();try{return getWasmTableEntry(index)(a1)}catch(e){stackRestore(sp);if(!(e instanceof EmscriptenEH))throw e;_setThrew(1,0)}}function invoke_i(index){var sp=stackSave();try{return getWasmTableEntry(index)()}catch(e){stackRestore(sp);if(!(e instanceof EmscriptenEH))throw e;_setThrew(1,0)}}function invoke_v(index){var sp=stackSave();try{getWasmTableEntry(index)()}catch(e){stackRestore(sp);if(!(e instanceof EmscriptenEH))throw e;_setThrew(1,0)}}async function run(){preRun();if(runDependencies){await resolveRunDependencies()}var setStatus=Module["setStatus"];if(setStatus){setStatus("Running...");await new Promise(resolve=>setTimeout(resolve,1));setTimeout(setStatus,1,"")}if(ABORT)return;initRuntime();Module["onRuntimeInitialized"]?.();postRun()}var wasmExports;wasmExports=await createWasm();await run();
+;return Module}})();if(true){module.exports=PgQueryModule;module.exports["default"]=PgQueryModule}else {}
 
 
 /***/ }),
@@ -55855,6 +55910,7 @@ exports.runDeadline = runDeadline;
  */
 const actions_io_1 = __nccwpck_require__(5842);
 const config_1 = __nccwpck_require__(912);
+const pg_parser_1 = __nccwpck_require__(9073);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const ssh_1 = __nccwpck_require__(7496);
@@ -55911,6 +55967,7 @@ function runAction(def) {
 async function main(def, io, log) {
     let host;
     try {
+        await pg_parser_1.sqlParserReady; // the config's SQL is checked by PostgreSQL's parser as it is read
         const config = (0, config_1.loadConfig)(io.input('config') || '.github/twinstack.yml');
         const target = connectionTarget(io, config);
         const lockTimeoutSeconds = (0, validate_1.positiveInt)(io.input('lock-timeout') || '600', 'input lock-timeout', 86400);
@@ -56175,6 +56232,11 @@ class Environment {
      */
     at(checkout) {
         return new Environment(this.name, this.config, checkout);
+    }
+    /** The same environment, its database reached as another role (production's read-only reader). */
+    withDatabaseUser(user) {
+        const cfg = { ...this.cfg, database: { ...this.cfg.database, user } };
+        return new Environment(this.name, { ...this.config, environments: { ...this.config.environments, [this.name]: cfg } });
     }
     get project() {
         return this.cfg.project;
@@ -56785,6 +56847,52 @@ class MemoryLogger extends StreamLogger {
     }
 }
 exports.MemoryLogger = MemoryLogger;
+
+
+/***/ }),
+
+/***/ 9073:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.sqlParserReady = exports.SqlSyntaxError = void 0;
+exports.parseSql = parseSql;
+/**
+ * The one adapter of `libpg-query`: PostgreSQL's own parser (the server's gram.y, compiled to
+ * WebAssembly), so SQL from the config is read exactly as the server would read it. The module
+ * loads asynchronously once per process; the config schemas parse synchronously, so every entry
+ * point awaits `sqlParserReady` before it reads a config (the action runner, the test preload, the
+ * bench and the sandbox).
+ */
+const libpg_query_1 = __nccwpck_require__(2627);
+/** SQL the parser refused: its message, and the 0-based character where it stopped. */
+class SqlSyntaxError extends Error {
+    position;
+    constructor(message, position, options) {
+        super(message, options);
+        this.position = position;
+        this.name = 'SqlSyntaxError';
+    }
+}
+exports.SqlSyntaxError = SqlSyntaxError;
+exports.sqlParserReady = (0, libpg_query_1.loadModule)();
+/** Parses SQL text into its statements; throws SqlSyntaxError when PostgreSQL would not accept it. */
+function parseSql(text) {
+    let tree;
+    try {
+        tree = (0, libpg_query_1.parseSync)(text);
+    }
+    catch (e) {
+        const err = e;
+        // The module's state lives in libpg-query itself (one per process, whoever loaded it).
+        if (/not initialized/i.test(err.message))
+            throw new Error('the SQL parser is not loaded yet: await sqlParserReady (src/infra/pg-parser.ts) before reading a config', { cause: e });
+        throw new SqlSyntaxError(err.message, err.sqlDetails?.cursorPosition, { cause: e });
+    }
+    return { statements: (tree.stmts ?? []).map((s) => s.stmt ?? {}) };
+}
 
 
 /***/ }),
@@ -57460,126 +57568,6 @@ function boolean(value, name) {
 
 /***/ }),
 
-/***/ 309:
-/***/ ((__unused_webpack_module, exports) => {
-
-"use strict";
-
-/**
- * SQL text from the config that twinstack pastes into generated scripts: a column rule's `sql:`
- * expression and the sample `filter` (both run in production, inside the read-only snapshot), and
- * vault-sync's `query` (on dev). The config comes from whatever branch dispatched the workflow, so
- * that text is lexed here and must be one expression (or one query) and nothing else: it cannot end
- * its statement, reach psql's backslash commands or variables, hide text in a comment or a dollar
- * quote, or call the server functions that act outside the transaction.
- */
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.fragmentProblem = fragmentProblem;
-/** Functions an expression may never call: server administration, large objects, other connections. */
-const DENIED_FUNCTION = /^(pg_|lo_|dblink)|^(set_config|query_to_xml|query_to_xml_and_xmlschema|query_to_xmlschema|cursor_to_xml)$/i;
-/** Keywords that would carry an expression past its place in a SELECT list or a WHERE clause. */
-const STATEMENT_WORDS = new Set([
-    'from',
-    'union',
-    'intersect',
-    'except',
-    'into',
-    'order',
-    'limit',
-    'offset',
-    'group',
-    'having',
-    'window',
-    'fetch',
-    'for',
-    'to',
-    'returning',
-]);
-/**
- * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined.
- * `expression`: one scalar expression or condition; top-level commas and clause keywords refused.
- * `query`: one SELECT; clause keywords allowed, statements still cannot be chained.
- */
-function fragmentProblem(text, kind) {
-    // eslint-disable-next-line no-control-regex
-    if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text))
-        return 'contains a control character';
-    let depth = 0;
-    let i = 0;
-    let previous = '';
-    while (i < text.length) {
-        const c = text[i];
-        const next = text[i + 1] ?? '';
-        if (c === "'" || c === '"') {
-            // A quoted literal or identifier; a doubled quote is the quote itself.
-            let j = i + 1;
-            for (;;) {
-                if (j >= text.length)
-                    return `has an unterminated ${c === "'" ? 'string' : 'quoted identifier'}`;
-                if (text[j] === c) {
-                    if (text[j + 1] === c) {
-                        j += 2;
-                        continue;
-                    }
-                    break;
-                }
-                if (text[j] === '\\')
-                    return 'contains a backslash (psql would read it as a command)';
-                j++;
-            }
-            i = j + 1;
-            continue;
-        }
-        if (c === ';')
-            return 'contains ";": it must be one expression, not statements';
-        if (c === '\\')
-            return 'contains a backslash (psql would read it as a command)';
-        if (c === '$')
-            return 'contains "$" (dollar quoting and parameters are not allowed)';
-        if (c === '-' && next === '-')
-            return 'contains a comment ("--")';
-        if (c === '/' && next === '*')
-            return 'contains a comment ("/*")';
-        if (c === ':' && next !== ':' && text[i - 1] !== ':' && /[A-Za-z_'"{]/.test(next))
-            return `contains a psql variable (":${next}…")`;
-        if (c === '(')
-            depth++;
-        if (c === ')') {
-            depth--;
-            if (depth < 0)
-                return 'has a ")" without its "(" (it would close the surrounding SQL)';
-        }
-        if (c === ',' && depth === 0 && kind === 'expression')
-            return 'has a comma outside parentheses: it must be one expression';
-        if (/[A-Za-z_]/.test(c)) {
-            let j = i;
-            while (j < text.length && /[A-Za-z0-9_]/.test(text[j]))
-                j++;
-            const word = text.slice(i, j);
-            let k = j;
-            while (k < text.length && /\s/.test(text[k]))
-                k++;
-            if (text[k] === '(' && DENIED_FUNCTION.test(word))
-                return `calls ${word}(), which is not allowed in twinstack's SQL`;
-            const lower = word.toLowerCase();
-            // IS [NOT] DISTINCT FROM and SIMILAR TO are operators, not clauses.
-            const operator = (lower === 'from' && previous === 'distinct') || (lower === 'to' && previous === 'similar');
-            if (depth === 0 && kind === 'expression' && STATEMENT_WORDS.has(lower) && !operator)
-                return `has ${word.toUpperCase()} outside parentheses: it must be one expression`;
-            previous = lower;
-            i = j;
-            continue;
-        }
-        i++;
-    }
-    if (depth !== 0)
-        return 'has a "(" that is never closed';
-    return undefined;
-}
-
-
-/***/ }),
-
 /***/ 813:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -57592,7 +57580,7 @@ exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
  */
 const zod_1 = __nccwpck_require__(924);
-const expression_1 = __nccwpck_require__(309);
+const sql_guard_1 = __nccwpck_require__(6687);
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
 const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
 /** `users.email` or `public.users.email`. */
@@ -57601,16 +57589,21 @@ const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A
 const foreignKeyRef = zod_1.z
     .string()
     .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
-/** SQL text from the config, refused in one line unless it is one expression (or one query). */
+const WRITE = {
+    expression: 'one SQL expression over the row (columns, constants, operators, casts, CASE and read-only functions)',
+    query: "one SELECT over dev's tables",
+    statement: 'one UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW',
+};
+/** SQL text from the config, parsed by PostgreSQL's parser and refused in one line unless every node is allowed (sql-guard.ts). */
 function sqlFragment(kind, max = 2000) {
     return zod_1.z
         .string()
         .min(1)
         .max(max)
         .superRefine((text, ctx) => {
-        const problem = (0, expression_1.fragmentProblem)(text, kind);
+        const problem = (0, sql_guard_1.fragmentProblem)(text, kind);
         if (problem)
-            ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write one ${kind === 'expression' ? 'SQL expression' : 'SELECT'}` });
+            ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write ${WRITE[kind]}` });
     });
 }
 /**
@@ -57622,8 +57615,8 @@ function sqlFragment(kind, max = 2000) {
  * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
  * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
  * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
- * row's columns, evaluated in production (lexed by fragmentProblem: no statements, psql commands,
- * comments or server functions).
+ * row's columns, evaluated in production (parsed by PostgreSQL's parser and walked against an
+ * allowlist in sql-guard.ts: columns, constants, operators, allowed casts and read-only functions).
  */
 exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.null().transform(() => 'null'),
@@ -57723,6 +57716,14 @@ exports.sampleSchema = zod_1.z
     /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
     migrate: zod_1.z.boolean().default(true),
     'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
+    /**
+     * The role production is read through: the server keeps it read-only (reader.ts). Created by
+     * twinstack through production's user when missing; a role that could write is refused.
+     */
+    'reader-role': zod_1.z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a role name of lower-case letters, digits and _')
+        .default('twinstack_reader'),
     /** A database on dev's server to connect to while dev's own is renamed. */
     'maintenance-database': zod_1.z
         .string()
@@ -57741,14 +57742,18 @@ exports.sampleSchema = zod_1.z
      * SQL run in the staging database after the rows, constraints and sequences are in and before the
      * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
      */
-    'after-load': zod_1.z.array(zod_1.z.string().min(1, 'must be an SQL statement')).max(100).default([]),
+    'after-load': zod_1.z.array(sqlFragment('statement', 8000)).max(100).default([]),
 })
     .strict()
     .default({});
+/** Checked like any query when written in the config; the default needs no parser (a config without SQL parses before it loads). */
+const DEFAULT_VAULT_QUERY = "SELECT storage_shard || '/' || storage_key || '.' || format FROM posts";
 exports.vaultSyncSchema = zod_1.z
     .object({
     /** SQL on the refreshed dev database returning one relative vault path per row. */
-    query: sqlFragment('query', 4000).default("SELECT storage_shard || '/' || storage_key || '.' || format FROM posts"),
+    query: sqlFragment('query', 4000)
+        .optional()
+        .transform((q) => q ?? DEFAULT_VAULT_QUERY),
     /**
      * Other files derived from each path, copied when they exist in production: `{stem}` is the
      * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.
@@ -57759,6 +57764,387 @@ exports.vaultSyncSchema = zod_1.z
 })
     .strict()
     .default({});
+
+
+/***/ }),
+
+/***/ 6687:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.fragmentProblem = fragmentProblem;
+/**
+ * SQL from the config, admitted only when it is known to be harmless. The config comes from
+ * whatever branch dispatched the workflow, and its SQL runs in production's snapshot (a column's
+ * `sql:` rule, the sample `filter`, a reference's `keys`) or in dev (vault-sync's `query`,
+ * `sample.after-load`). Each piece is parsed by PostgreSQL's own parser and its tree walked against
+ * an allowlist: node types, functions, types and tables twinstack knows to be read-only and local.
+ * Anything else is refused, in one line that names the node and where it stands. Names are compared
+ * as the parser resolved them, so quoting (`"pg_read_file"`), Unicode escapes (`U&"lo\005fimport"`)
+ * and schema qualification (`pg_catalog.lo_export`) change nothing.
+ *
+ * The text is also pasted into psql scripts, so psql's own syntax is refused around it: backslash
+ * commands, `:variables`, control characters, and a trailing comment that would swallow what
+ * twinstack writes after the fragment.
+ */
+const pg_parser_1 = __nccwpck_require__(9073);
+/** Functions without side effects outside the expression: text, numbers, dates, hashing, JSON, arrays. */
+const SCALAR_FUNCTIONS = new Set(
+// text
+('lower upper initcap length char_length character_length octet_length bit_length substr substring left right lpad rpad ' +
+    'ltrim rtrim btrim trim replace translate concat concat_ws format split_part strpos position overlay repeat reverse ' +
+    'starts_with ascii chr to_hex quote_ident quote_literal quote_nullable regexp_replace regexp_match regexp_like ' +
+    'regexp_count regexp_instr regexp_substr regexp_split_to_array similar_to_escape like_escape textcat normalize ' +
+    'unistr string_to_array array_to_string md5 sha224 sha256 sha384 sha512 encode decode convert_to convert_from ' +
+    'hashtext hashtextextended uuid_in text ' +
+    // numbers
+    'abs ceil ceiling floor round trunc mod div power pow sqrt cbrt exp ln log log10 sign width_bucket greatest least ' +
+    'gcd lcm factorial scale min_scale trim_scale random ' +
+    // dates and times
+    'now current_date current_time current_timestamp localtime localtimestamp clock_timestamp statement_timestamp ' +
+    'transaction_timestamp date_trunc date_part date_bin extract make_date make_time make_timestamp make_timestamptz ' +
+    'make_interval age justify_days justify_hours justify_interval to_char to_date to_timestamp to_number timezone ' +
+    'isfinite overlaps ' +
+    // JSON
+    'to_json to_jsonb json_build_object jsonb_build_object json_build_array jsonb_build_array json_object jsonb_object ' +
+    'jsonb_set jsonb_set_lax jsonb_insert jsonb_strip_nulls json_strip_nulls jsonb_extract_path jsonb_extract_path_text ' +
+    'json_extract_path json_extract_path_text jsonb_typeof json_typeof jsonb_array_length json_array_length ' +
+    'jsonb_pretty row_to_json array_to_json ' +
+    // arrays
+    'array_length array_lower array_upper array_ndims array_dims cardinality array_position array_positions ' +
+    'array_remove array_replace array_append array_prepend array_cat array_fill trim_array ' +
+    // network addresses
+    'host hostmask masklen netmask network set_masklen family abbrev broadcast inet_same_family inet_merge ' +
+    // uuid and hashing extensions twinstack's users have (pgcrypto, uuid-ossp): their calls fail where not installed
+    'gen_random_uuid uuid_generate_v4 digest hmac crypt gen_salt ' +
+    // ltree (thread-shaped data: a reply tree's path)
+    'ltree2text text2ltree subpath subltree nlevel index lca').split(' '));
+/** Aggregates: allowed where rows are grouped (vault-sync's query, after-load), never in a row's expression. */
+const AGGREGATES = new Set('count sum min max avg string_agg array_agg bool_and bool_or every jsonb_agg json_agg jsonb_object_agg json_object_agg'.split(' '));
+/** Types a value may be cast to: casts to reg* types, or to a type with an input function of the app's own, are refused. */
+const CAST_TYPES = new Set(('text varchar bpchar char name int2 int4 int8 smallint integer int bigint numeric decimal float4 float8 real ' +
+    'bool boolean date time timetz timestamp timestamptz interval uuid json jsonb inet cidr macaddr bytea bit varbit ' +
+    'ltree citext').split(' '));
+/** Schemas whose tables a query may never read, and a qualifier no function or type may carry but pg_catalog. */
+const CATALOG_SCHEMAS = new Set(['pg_catalog', 'information_schema', 'pg_toast']);
+class Refusal extends Error {
+}
+function where(node, w) {
+    const loc = typeof node.location === 'number' && node.location >= 0 ? node.location - w.offset : undefined;
+    return loc !== undefined && loc >= 0 ? ` at character ${loc + 1}` : '';
+}
+/** Stops the walk: `what` the node is, where it stands, and why it is refused (when not obvious). */
+function refuse(what, node, w, why) {
+    throw new Refusal(`${what}${where(node, w)}${why ? `, ${why}` : ''}`);
+}
+/** The names of a node list of String nodes (`funcname`, `names`, `fields`), as the parser resolved them. */
+function names(list) {
+    return (Array.isArray(list) ? list : []).map((n) => {
+        const s = n.String;
+        return s?.sval ?? '*';
+    });
+}
+function each(list, w) {
+    if (Array.isArray(list))
+        for (const item of list)
+            node(item, w);
+}
+/** One parse-tree node: its single key is its type. */
+function node(n, w) {
+    if (!n)
+        return;
+    const [type] = Object.keys(n);
+    if (type === undefined)
+        return; // an empty node (a plain DISTINCT's marker)
+    const v = n[type];
+    const grouped = w.kind !== 'expression';
+    switch (type) {
+        case 'A_Const':
+        case 'SQLValueFunction':
+        case 'String':
+        case 'Integer':
+        case 'Float':
+        case 'Boolean':
+            return;
+        case 'ColumnRef': {
+            const fields = names(v.fields);
+            if (fields.includes('*') && !grouped)
+                refuse('a * in a row expression', v, w);
+            if (fields.length > 3)
+                refuse(`the name ${fields.join('.')}`, v, w);
+            return;
+        }
+        case 'TypeCast':
+            node(v.arg, w);
+            return typeName(v.typeName, w);
+        case 'A_Expr': {
+            const op = names(v.name);
+            if (op.length > 1 && op[0] !== 'pg_catalog')
+                refuse(`the operator OPERATOR(${op.join('.')})`, v, w);
+            node(v.lexpr, w);
+            return node(v.rexpr, w);
+        }
+        case 'List':
+            return each(v.items, w);
+        case 'BoolExpr':
+        case 'CoalesceExpr':
+        case 'MinMaxExpr':
+        case 'RowExpr':
+        case 'A_ArrayExpr':
+            return each(v.args ?? v.elements, w);
+        case 'NullTest':
+        case 'BooleanTest':
+        case 'CollateClause':
+            return node(v.arg, w);
+        case 'CaseExpr':
+            node(v.arg, w);
+            each(v.args, w);
+            return node(v.defresult, w);
+        case 'CaseWhen':
+            node(v.expr, w);
+            return node(v.result, w);
+        case 'A_Indirection':
+            node(v.arg, w);
+            for (const i of v.indirection ?? []) {
+                if ('A_Star' in i)
+                    refuse('a .* selection', v, w);
+                if ('A_Indices' in i) {
+                    const ix = i.A_Indices;
+                    node(ix.lidx, w);
+                    node(ix.uidx, w);
+                }
+            }
+            return;
+        case 'FuncCall':
+            return funcCall(v, w);
+        case 'NamedArgExpr':
+            return node(v.arg, w);
+        case 'SubLink':
+            if (!grouped)
+                refuse('a subquery', v, w, 'and an expression here reads one row only');
+            node(v.testexpr, w);
+            return select(v.subselect, w);
+        case 'SortBy':
+            return node(v.node, w);
+        case 'ResTarget':
+            each(v.indirection, w);
+            return node(v.val, w);
+        case 'SetToDefault':
+            if (w.kind !== 'statement')
+                refuse('DEFAULT', v, w);
+            return;
+        case 'SelectStmt':
+            if (!grouped)
+                refuse('a SELECT', v, w);
+            return select(n, w);
+        default:
+            return refuse(`a ${type} node`, v, w, 'which is not one of the expressions twinstack allows');
+    }
+}
+function typeName(t, w) {
+    const parts = names(t.names);
+    const name = parts[parts.length - 1];
+    if ((parts.length === 2 && parts[0] !== 'pg_catalog') || parts.length > 2 || !CAST_TYPES.has(name))
+        refuse(`a cast to ${parts.join('.')}`, t, w, 'and only text, numbers, dates, json, uuid, inet, bytea and ltree (and their arrays) are allowed');
+    each(t.typmods, w);
+}
+function funcCall(v, w) {
+    const parts = names(v.funcname);
+    const name = parts[parts.length - 1];
+    const qualified = parts.join('.');
+    if (parts.length > 2 || (parts.length === 2 && parts[0] !== 'pg_catalog'))
+        refuse(`a call of ${qualified}()`, v, w, 'and only pg_catalog may qualify a function');
+    const aggregate = AGGREGATES.has(name);
+    if (aggregate && w.kind === 'expression')
+        refuse(`the aggregate ${qualified}()`, v, w, 'and an expression here reads one row');
+    if (!aggregate && !SCALAR_FUNCTIONS.has(name))
+        refuse(`a call of ${qualified}()`, v, w, "which is not on twinstack's list of read-only functions");
+    if (v.over)
+        refuse(`the window function call ${qualified}() OVER`, v, w);
+    if (v.agg_star && !aggregate)
+        refuse(`${qualified}(*)`, v, w);
+    if (v.func_variadic)
+        refuse(`VARIADIC in ${qualified}()`, v, w);
+    each(v.args, w);
+    each(v.agg_order, w);
+    node(v.agg_filter, w);
+}
+function rangeVar(r, w) {
+    const schema = typeof r.schemaname === 'string' ? r.schemaname : undefined;
+    const rel = typeof r.relname === 'string' ? r.relname : '';
+    if (typeof r.catalogname === 'string' || (schema && CATALOG_SCHEMAS.has(schema)) || (!schema && rel.startsWith('pg_')))
+        refuse(`the table ${[schema, rel].filter(Boolean).join('.')}`, r, w, 'a system catalog');
+}
+function fromItem(n, w) {
+    const [type] = Object.keys(n);
+    const v = n[type];
+    if (type === 'RangeVar')
+        return rangeVar(v, w);
+    if (type === 'RangeSubselect')
+        return select(v.subquery, w);
+    if (type === 'JoinExpr') {
+        fromItem(v.larg, w);
+        fromItem(v.rarg, w);
+        return node(v.quals, w);
+    }
+    refuse(`a ${type} in FROM`, v, w, 'where only tables, joins and subqueries are allowed');
+}
+/** WITH: only SELECTs (a data-modifying CTE would write wherever the statement runs). */
+function withClause(c, w) {
+    if (!c)
+        return;
+    if (c.recursive)
+        refuse('WITH RECURSIVE', c, w);
+    for (const cte of c.ctes ?? []) {
+        const v = cte.CommonTableExpr;
+        select(v.ctequery, w);
+    }
+}
+function select(n, w) {
+    if (!n)
+        return;
+    const s = n.SelectStmt;
+    if (!s)
+        refuse(`a ${Object.keys(n)[0]} where a SELECT was expected`, (Object.values(n)[0] ?? {}), w);
+    if (s.intoClause)
+        refuse('SELECT INTO', s, w);
+    if (s.lockingClause)
+        refuse('a locking clause (FOR UPDATE/SHARE)', s, w);
+    if (s.windowClause)
+        refuse('a WINDOW clause', s, w);
+    withClause(s.withClause, w);
+    if (s.op && s.op !== 'SETOP_NONE') {
+        select(s.larg, w);
+        return select(s.rarg, w);
+    }
+    for (const f of s.fromClause ?? [])
+        fromItem(f, w);
+    for (const key of ['targetList', 'distinctClause', 'groupClause', 'sortClause', 'valuesLists'])
+        each(s[key], w);
+    for (const key of ['whereClause', 'havingClause', 'limitCount', 'limitOffset'])
+        node(s[key], w);
+}
+/** One after-load statement: the writes that make derived data true for the sample, nothing else. */
+function statement(n, w) {
+    const [type] = Object.keys(n);
+    const v = n[type];
+    switch (type) {
+        case 'UpdateStmt':
+        case 'DeleteStmt':
+        case 'InsertStmt':
+            withClause(v.withClause, w);
+            rangeVar(v.relation, w);
+            for (const f of [...(v.fromClause ?? []), ...(v.usingClause ?? [])])
+                fromItem(f, w);
+            each(v.targetList, w);
+            each(v.returningList, w);
+            node(v.whereClause, w);
+            if (v.selectStmt)
+                select(v.selectStmt, w);
+            if (v.onConflictClause) {
+                const oc = v.onConflictClause;
+                each(oc.targetList, w);
+                node(oc.whereClause, w);
+            }
+            return;
+        case 'RefreshMatViewStmt':
+            return rangeVar(v.relation, w);
+        default:
+            refuse(`a ${type}`, v, w, 'and after-load takes UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW');
+    }
+}
+/**
+ * psql's own syntax around the fragment: it reads backslash commands and `:name` variables outside
+ * quotes before the server sees the text. Returns the problem, or undefined.
+ */
+function psqlProblem(text) {
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text))
+        return 'contains a control character';
+    if (text.includes('\\'))
+        return 'contains a backslash (psql would read it as a command)';
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c === "'" || c === '"') {
+            const end = text.indexOf(c, i + 1);
+            if (end < 0)
+                return undefined; // the parser reports it
+            i = end; // a doubled quote closes and reopens: the same regions
+            continue;
+        }
+        if (c === '$')
+            return 'contains "$" outside a string (dollar quoting and parameters are not allowed)';
+        if (c === ':' && text[i + 1] !== ':' && text[i - 1] !== ':' && /[A-Za-z_'"{]/.test(text[i + 1] ?? ''))
+            return `contains a psql variable (":${text[i + 1]}…")`;
+    }
+    return undefined;
+}
+/** Statements of `sql` as parsed, or a SqlSyntaxError. */
+function statements(sql) {
+    return (0, pg_parser_1.parseSql)(sql).statements;
+}
+function syntaxProblem(e, offset) {
+    if (e instanceof pg_parser_1.SqlSyntaxError) {
+        const at = e.position !== undefined && e.position >= offset ? ` at character ${e.position - offset + 1}` : '';
+        return `does not parse as PostgreSQL: ${e.message}${at}`;
+    }
+    throw e;
+}
+/**
+ * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined when
+ * every node of its parse tree is on the allowlist for its kind.
+ */
+function fragmentProblem(text, kind) {
+    const psql = psqlProblem(text);
+    if (psql)
+        return psql;
+    const prefix = kind === 'expression' ? 'SELECT ' : '';
+    let parsed;
+    try {
+        parsed = statements(prefix + text);
+    }
+    catch (e) {
+        return syntaxProblem(e, prefix.length);
+    }
+    if (parsed.length !== 1)
+        return `holds ${parsed.length} statements: it must be one ${kind === 'statement' ? 'statement' : kind}`;
+    const w = { kind, offset: prefix.length };
+    try {
+        const [stmt] = parsed;
+        if (kind === 'statement')
+            statement(stmt, w);
+        else if (kind === 'query')
+            select(stmt, w);
+        else {
+            const s = stmt.SelectStmt;
+            const targets = s?.targetList ?? [];
+            const extra = s && Object.keys(s).filter((k) => !['targetList', 'limitOption', 'op'].includes(k));
+            if (!s || targets.length !== 1 || extra?.length)
+                return 'must be one expression (no FROM, WHERE, commas or other clauses)';
+            const target = targets[0].ResTarget;
+            if (target.name)
+                return 'must be one expression (no AS)';
+            node(target.val, w);
+        }
+    }
+    catch (e) {
+        if (e instanceof Refusal)
+            return `holds ${e.message}`;
+        throw e;
+    }
+    // Pasted into twinstack's own SQL, the fragment is followed by more text on the same line: a
+    // trailing comment would swallow it. Parsed again with something after it, it must still be whole.
+    try {
+        if ((kind === 'statement' ? statements(`${text} ;SELECT 1`).length : statements(`SELECT (${text}) + 1`).length + 1) !== 2)
+            throw new Error();
+    }
+    catch {
+        return 'ends in a comment that would swallow the SQL after it';
+    }
+    return undefined;
+}
 
 
 /***/ }),
@@ -70876,6 +71262,292 @@ function replaceNode(key, path, node) {
 
 exports.visit = visit;
 exports.visitAsync = visitAsync;
+
+
+/***/ }),
+
+/***/ 2627:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+/**
+ * DO NOT MODIFY MANUALLY — this is generated from the templates dir
+ *
+ * To make changes, edit the files in the templates/ directory and run:
+ * npm run copy:templates
+ */
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __exportStar = (this && this.__exportStar) || function(m, exports) {
+    for (var p in m) if (p !== "default" && !Object.prototype.hasOwnProperty.call(exports, p)) __createBinding(exports, m, p);
+};
+var __importDefault = (this && this.__importDefault) || function (mod) {
+    return (mod && mod.__esModule) ? mod : { "default": mod };
+};
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parse = exports.SqlError = void 0;
+exports.formatSqlError = formatSqlError;
+exports.hasSqlDetails = hasSqlDetails;
+exports.loadModule = loadModule;
+exports.parseSync = parseSync;
+__exportStar(__nccwpck_require__(9461), exports);
+// @ts-ignore
+const libpg_query_js_1 = __importDefault(__nccwpck_require__(3995));
+let wasmModule;
+class SqlError extends Error {
+    sqlDetails;
+    constructor(message, details) {
+        super(message);
+        this.name = 'SqlError';
+        this.sqlDetails = details;
+    }
+}
+exports.SqlError = SqlError;
+// Helper function to classify error source
+function getErrorSource(filename) {
+    if (!filename)
+        return 'unknown';
+    if (filename === 'scan.l')
+        return 'lexer'; // Lexical analysis errors
+    if (filename === 'gram.y')
+        return 'parser'; // Grammar/parsing errors  
+    return filename;
+}
+// Format SQL error with visual position indicator
+function formatSqlError(error, query, options = {}) {
+    const { showPosition = true, showQuery = true, color = false, maxQueryLength } = options;
+    const lines = [];
+    // ANSI color codes
+    const red = color ? '\x1b[31m' : '';
+    const yellow = color ? '\x1b[33m' : '';
+    const reset = color ? '\x1b[0m' : '';
+    // Add error message
+    lines.push(`${red}Error: ${error.message}${reset}`);
+    // Add SQL details if available
+    if (error.sqlDetails) {
+        const { cursorPosition, fileName, functionName, lineNumber } = error.sqlDetails;
+        if (cursorPosition !== undefined && cursorPosition >= 0) {
+            lines.push(`Position: ${cursorPosition}`);
+        }
+        if (fileName || functionName || lineNumber) {
+            const details = [];
+            if (fileName)
+                details.push(`file: ${fileName}`);
+            if (functionName)
+                details.push(`function: ${functionName}`);
+            if (lineNumber)
+                details.push(`line: ${lineNumber}`);
+            lines.push(`Source: ${details.join(', ')}`);
+        }
+        // Show query with position marker
+        if (showQuery && showPosition && cursorPosition !== undefined && cursorPosition >= 0) {
+            let displayQuery = query;
+            // Truncate if needed
+            if (maxQueryLength && query.length > maxQueryLength) {
+                const start = Math.max(0, cursorPosition - Math.floor(maxQueryLength / 2));
+                const end = Math.min(query.length, start + maxQueryLength);
+                displayQuery = (start > 0 ? '...' : '') +
+                    query.substring(start, end) +
+                    (end < query.length ? '...' : '');
+                // Adjust cursor position for truncation
+                const adjustedPosition = cursorPosition - start + (start > 0 ? 3 : 0);
+                lines.push(displayQuery);
+                lines.push(' '.repeat(adjustedPosition) + `${yellow}^${reset}`);
+            }
+            else {
+                lines.push(displayQuery);
+                lines.push(' '.repeat(cursorPosition) + `${yellow}^${reset}`);
+            }
+        }
+    }
+    else if (showQuery) {
+        // No SQL details, just show the query if requested
+        let displayQuery = query;
+        if (maxQueryLength && query.length > maxQueryLength) {
+            displayQuery = query.substring(0, maxQueryLength) + '...';
+        }
+        lines.push(`Query: ${displayQuery}`);
+    }
+    return lines.join('\n');
+}
+// Check if an error has SQL details
+function hasSqlDetails(error) {
+    return error instanceof Error &&
+        'sqlDetails' in error &&
+        typeof error.sqlDetails === 'object' &&
+        error.sqlDetails !== null &&
+        'message' in error.sqlDetails &&
+        'cursorPosition' in error.sqlDetails;
+}
+const initPromise = (0, libpg_query_js_1.default)().then((module) => {
+    wasmModule = module;
+});
+function ensureLoaded() {
+    if (!wasmModule)
+        throw new Error("WASM module not initialized. Call `loadModule()` first.");
+}
+async function loadModule() {
+    if (!wasmModule) {
+        await initPromise;
+    }
+}
+function awaitInit(fn) {
+    return (async (...args) => {
+        await initPromise;
+        return fn(...args);
+    });
+}
+function stringToPtr(str) {
+    ensureLoaded();
+    if (typeof str !== 'string') {
+        throw new TypeError(`Expected a string, got ${typeof str}`);
+    }
+    const len = wasmModule.lengthBytesUTF8(str) + 1;
+    const ptr = wasmModule._malloc(len);
+    try {
+        wasmModule.stringToUTF8(str, ptr, len);
+        return ptr;
+    }
+    catch (error) {
+        wasmModule._free(ptr);
+        throw error;
+    }
+}
+function ptrToString(ptr) {
+    ensureLoaded();
+    if (typeof ptr !== 'number') {
+        throw new TypeError(`Expected a number, got ${typeof ptr}`);
+    }
+    return wasmModule.UTF8ToString(ptr);
+}
+exports.parse = awaitInit(async (query) => {
+    // Pre-validation
+    if (query === null || query === undefined) {
+        throw new Error('Query cannot be null or undefined');
+    }
+    if (typeof query !== 'string') {
+        throw new Error(`Query must be a string, got ${typeof query}`);
+    }
+    if (query.trim() === '') {
+        throw new Error('Query cannot be empty');
+    }
+    const queryPtr = stringToPtr(query);
+    let resultPtr = 0;
+    try {
+        // Call the raw function that returns a struct pointer
+        resultPtr = wasmModule._wasm_parse_query_raw(queryPtr);
+        if (!resultPtr) {
+            throw new Error('Failed to allocate memory for parse result');
+        }
+        // Read the PgQueryParseResult struct fields
+        // struct { char* parse_tree; char* stderr_buffer; PgQueryError* error; }
+        const parseTreePtr = wasmModule.getValue(resultPtr, 'i32'); // offset 0
+        const stderrBufferPtr = wasmModule.getValue(resultPtr + 4, 'i32'); // offset 4
+        const errorPtr = wasmModule.getValue(resultPtr + 8, 'i32'); // offset 8
+        // Check for error
+        if (errorPtr) {
+            // Read PgQueryError struct fields
+            // struct { char* message; char* funcname; char* filename; int lineno; int cursorpos; char* context; }
+            const messagePtr = wasmModule.getValue(errorPtr, 'i32'); // offset 0
+            const funcnamePtr = wasmModule.getValue(errorPtr + 4, 'i32'); // offset 4
+            const filenamePtr = wasmModule.getValue(errorPtr + 8, 'i32'); // offset 8
+            const lineno = wasmModule.getValue(errorPtr + 12, 'i32'); // offset 12
+            const cursorpos = wasmModule.getValue(errorPtr + 16, 'i32'); // offset 16
+            const contextPtr = wasmModule.getValue(errorPtr + 20, 'i32'); // offset 20
+            const message = messagePtr ? wasmModule.UTF8ToString(messagePtr) : 'Unknown error';
+            const filename = filenamePtr ? wasmModule.UTF8ToString(filenamePtr) : null;
+            const errorDetails = {
+                message: message,
+                cursorPosition: cursorpos > 0 ? cursorpos - 1 : 0, // Convert to 0-based
+                fileName: filename || undefined,
+                functionName: funcnamePtr ? wasmModule.UTF8ToString(funcnamePtr) : undefined,
+                lineNumber: lineno > 0 ? lineno : undefined,
+                context: contextPtr ? wasmModule.UTF8ToString(contextPtr) : undefined
+            };
+            throw new SqlError(message, errorDetails);
+        }
+        if (!parseTreePtr) {
+            throw new Error('Parse result is null');
+        }
+        const parseTree = wasmModule.UTF8ToString(parseTreePtr);
+        return JSON.parse(parseTree);
+    }
+    finally {
+        wasmModule._free(queryPtr);
+        if (resultPtr) {
+            wasmModule._wasm_free_parse_result(resultPtr);
+        }
+    }
+});
+function parseSync(query) {
+    // Pre-validation
+    if (query === null || query === undefined) {
+        throw new Error('Query cannot be null or undefined');
+    }
+    if (typeof query !== 'string') {
+        throw new Error(`Query must be a string, got ${typeof query}`);
+    }
+    if (query.trim() === '') {
+        throw new Error('Query cannot be empty');
+    }
+    const queryPtr = stringToPtr(query);
+    let resultPtr = 0;
+    try {
+        // Call the raw function that returns a struct pointer
+        resultPtr = wasmModule._wasm_parse_query_raw(queryPtr);
+        if (!resultPtr) {
+            throw new Error('Failed to allocate memory for parse result');
+        }
+        // Read the PgQueryParseResult struct fields
+        // struct { char* parse_tree; char* stderr_buffer; PgQueryError* error; }
+        const parseTreePtr = wasmModule.getValue(resultPtr, 'i32'); // offset 0
+        const stderrBufferPtr = wasmModule.getValue(resultPtr + 4, 'i32'); // offset 4
+        const errorPtr = wasmModule.getValue(resultPtr + 8, 'i32'); // offset 8
+        // Check for error
+        if (errorPtr) {
+            // Read PgQueryError struct fields
+            // struct { char* message; char* funcname; char* filename; int lineno; int cursorpos; char* context; }
+            const messagePtr = wasmModule.getValue(errorPtr, 'i32'); // offset 0
+            const funcnamePtr = wasmModule.getValue(errorPtr + 4, 'i32'); // offset 4
+            const filenamePtr = wasmModule.getValue(errorPtr + 8, 'i32'); // offset 8
+            const lineno = wasmModule.getValue(errorPtr + 12, 'i32'); // offset 12
+            const cursorpos = wasmModule.getValue(errorPtr + 16, 'i32'); // offset 16
+            const contextPtr = wasmModule.getValue(errorPtr + 20, 'i32'); // offset 20
+            const message = messagePtr ? wasmModule.UTF8ToString(messagePtr) : 'Unknown error';
+            const filename = filenamePtr ? wasmModule.UTF8ToString(filenamePtr) : null;
+            const errorDetails = {
+                message: message,
+                cursorPosition: cursorpos > 0 ? cursorpos - 1 : 0, // Convert to 0-based
+                fileName: filename || undefined,
+                functionName: funcnamePtr ? wasmModule.UTF8ToString(funcnamePtr) : undefined,
+                lineNumber: lineno > 0 ? lineno : undefined,
+                context: contextPtr ? wasmModule.UTF8ToString(contextPtr) : undefined
+            };
+            throw new SqlError(message, errorDetails);
+        }
+        if (!parseTreePtr) {
+            throw new Error('Parse result is null');
+        }
+        const parseTree = wasmModule.UTF8ToString(parseTreePtr);
+        return JSON.parse(parseTree);
+    }
+    finally {
+        wasmModule._free(queryPtr);
+        if (resultPtr) {
+            wasmModule._wasm_free_parse_result(resultPtr);
+        }
+    }
+}
 
 
 /***/ }),

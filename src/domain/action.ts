@@ -6,6 +6,7 @@
  */
 import { ActionIO, ActionsLogger, runInfo, type RunInfo } from '../infra/actions-io';
 import { loadConfig, type Config } from './config';
+import { sqlParserReady } from '../infra/pg-parser';
 import { ConfigurationError, LockTimeoutError, OperationFailed, RemoteCommandError, errorMessage } from '../infra/errors';
 import { cleanupScope, type Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
@@ -102,6 +103,7 @@ export function runAction<I extends ConnectionInputs, O, P>(def: ActionDefinitio
 async function main<I extends ConnectionInputs, O, P>(def: ActionDefinition<I, O, P>, io: ActionIO<I, O>, log: Logger): Promise<number> {
   let host: Host | undefined;
   try {
+    await sqlParserReady; // the config's SQL is checked by PostgreSQL's parser as it is read
     const config = loadConfig(io.input('config') || '.github/twinstack.yml');
     const target = connectionTarget(io, config);
     const lockTimeoutSeconds = positiveInt(io.input('lock-timeout') || '600', 'input lock-timeout', 86400);

@@ -46,6 +46,12 @@ export class Environment {
     return new Environment(this.name, this.config, checkout);
   }
 
+  /** The same environment, its database reached as another role (production's read-only reader). */
+  withDatabaseUser(user: string): Environment {
+    const cfg = { ...this.cfg, database: { ...this.cfg.database, user } };
+    return new Environment(this.name, { ...this.config, environments: { ...this.config.environments, [this.name]: cfg } });
+  }
+
   get project(): string {
     return this.cfg.project;
   }

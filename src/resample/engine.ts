@@ -21,6 +21,7 @@ import { EnvironmentLock } from '../domain/lock';
 import { quote } from '../infra/shell';
 import { hashDevPassword, isTextual, maskKeyFor, type RunSecrets } from './anonymize';
 import { readCatalog, type Catalog } from './catalog';
+import { productionReader } from './reader';
 import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from '../infra/sql';
@@ -133,8 +134,7 @@ export function makeSecrets(config: Config, devPassword: string | undefined, see
 }
 
 export async function planResample(ctx: ResampleContext, params: ResampleParams, catalog?: Catalog): Promise<SamplePlan> {
-  const prod = new Environment('prod', ctx.config);
-  const cat = catalog ?? (await readCatalog(ctx.host, prod));
+  const cat = catalog ?? (await readCatalog(ctx.host, await productionReader(ctx.host, ctx.config, ctx.log)));
   const { fraction, seed } = effectiveParams(ctx.config, params);
   const plan = buildPlan(cat, { settings: ctx.config.sample, fraction, seed, secrets: makeSecrets(ctx.config, params.devPassword, seed, params.maskKey) });
   if (!params.maskKey && Object.values(ctx.config.sample.columns).some((r) => r === 'rehash' || r === 'fake-email' || r === 'fake-name')) {
@@ -380,7 +380,8 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
   const started = Date.now();
   const traffic0 = ctx.host.traffic();
   const { host, config, log } = ctx;
-  const prod = new Environment('prod', config);
+  // Every read of production goes through its read-only role (the server's own wall behind the SQL guard).
+  const prod = await productionReader(host, config, log);
   const dev = new Environment('dev', config);
   const catalog = await readCatalog(host, prod);
   const plan = await planResample(ctx, params, catalog);

@@ -890,6 +890,9 @@ export function productionScript(plan: SamplePlan): string {
   out.push(
     "SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = '30s'; SET work_mem = '32MB'; SET jit = off; SET idle_in_transaction_session_timeout = 0; SET application_name = 'twinstack resample';",
   );
+  // The read-only role starts every transaction read-only; its temporary tables are the one thing
+  // it writes (a role without rights on production's tables can write nothing else).
+  out.push('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE;');
   out.push(...tempTables(plan));
   // From here the session writes nothing but its temporary tables: every transaction is read-only,
   // and the config's expressions (lexed beforehand, see expression.ts) run inside the snapshot.

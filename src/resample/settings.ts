@@ -3,7 +3,7 @@
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
  */
 import { z } from 'zod';
-import { fragmentProblem, type SqlFragmentKind } from './expression';
+import { fragmentProblem, type SqlFragmentKind } from './sql-guard';
 
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
 const tableName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
@@ -19,7 +19,13 @@ const foreignKeyRef = z
     'must be table(column, ...) or a constraint name',
   );
 
-/** SQL text from the config, refused in one line unless it is one expression (or one query). */
+const WRITE: Record<SqlFragmentKind, string> = {
+  expression: 'one SQL expression over the row (columns, constants, operators, casts, CASE and read-only functions)',
+  query: "one SELECT over dev's tables",
+  statement: 'one UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW',
+};
+
+/** SQL text from the config, parsed by PostgreSQL's parser and refused in one line unless every node is allowed (sql-guard.ts). */
 function sqlFragment(kind: SqlFragmentKind, max = 2000) {
   return z
     .string()
@@ -27,7 +33,7 @@ function sqlFragment(kind: SqlFragmentKind, max = 2000) {
     .max(max)
     .superRefine((text, ctx) => {
       const problem = fragmentProblem(text, kind);
-      if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${problem}; write one ${kind === 'expression' ? 'SQL expression' : 'SELECT'}` });
+      if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${problem}; write ${WRITE[kind]}` });
     });
 }
 
@@ -40,8 +46,8 @@ function sqlFragment(kind: SqlFragmentKind, max = 2000) {
  * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
  * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
  * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
- * row's columns, evaluated in production (lexed by fragmentProblem: no statements, psql commands,
- * comments or server functions).
+ * row's columns, evaluated in production (parsed by PostgreSQL's parser and walked against an
+ * allowlist in sql-guard.ts: columns, constants, operators, allowed casts and read-only functions).
  */
 export const columnRuleSchema = z.union([
   z.null().transform(() => 'null' as const),
@@ -150,6 +156,14 @@ export const sampleSchema = z
     /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
     migrate: z.boolean().default(true),
     'migrate-command': z.array(z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
+    /**
+     * The role production is read through: the server keeps it read-only (reader.ts). Created by
+     * twinstack through production's user when missing; a role that could write is refused.
+     */
+    'reader-role': z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a role name of lower-case letters, digits and _')
+      .default('twinstack_reader'),
     /** A database on dev's server to connect to while dev's own is renamed. */
     'maintenance-database': z
       .string()
@@ -168,16 +182,21 @@ export const sampleSchema = z
      * SQL run in the staging database after the rows, constraints and sequences are in and before the
      * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
      */
-    'after-load': z.array(z.string().min(1, 'must be an SQL statement')).max(100).default([]),
+    'after-load': z.array(sqlFragment('statement', 8000)).max(100).default([]),
   })
   .strict()
   .default({});
 export type SampleSettings = z.output<typeof sampleSchema>;
 
+/** Checked like any query when written in the config; the default needs no parser (a config without SQL parses before it loads). */
+const DEFAULT_VAULT_QUERY = "SELECT storage_shard || '/' || storage_key || '.' || format FROM posts";
+
 export const vaultSyncSchema = z
   .object({
     /** SQL on the refreshed dev database returning one relative vault path per row. */
-    query: sqlFragment('query', 4000).default("SELECT storage_shard || '/' || storage_key || '.' || format FROM posts"),
+    query: sqlFragment('query', 4000)
+      .optional()
+      .transform((q) => q ?? DEFAULT_VAULT_QUERY),
     /**
      * Other files derived from each path, copied when they exist in production: `{stem}` is the
      * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.

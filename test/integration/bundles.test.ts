@@ -66,6 +66,27 @@ describe('every bundle', () => {
   }
 });
 
+describe("PostgreSQL's parser inside the bundles", () => {
+  it('every bundle carries the parser: a quoted server function in a column rule is refused in one line, before connecting', async () => {
+    const hostile = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-sql-'));
+    writeConfig(hostile, path.join(hostile, 'state'));
+    const file = path.join(hostile, '.github', 'twinstack.yml');
+    fs.appendFileSync(file, `sample:\n  columns:\n    users.email: { sql: '"pg_read_file"(''/etc/passwd'')' }\n`);
+    try {
+      for (const name of bundleNames()) {
+        assert.ok(fs.existsSync(path.join(ROOT, 'dist', name, 'libpg-query.wasm')), `dist/${name}/libpg-query.wasm is missing: run npm run bundle`);
+        const r = await runBundle(name, { host: '127.0.0.1', port: String(sshd.port) }, { workspace: hostile });
+        assert.equal(r.code, 1, `${name}: ${r.stdout}${r.stderr}`);
+        assert.equal(errorLines(r.stdout).length, 1, `${name}: ${r.stdout}`);
+        assert.match(errorLines(r.stdout)[0], /sample\.columns\.users\.email\.sql: holds a call of pg_read_file\(\) at character 1/, name);
+        assert.ok(!/connecting to|connected to/.test(r.stdout), `${name} connected to the host`);
+      }
+    } finally {
+      fs.rmSync(hostile, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('the status bundle against a real host', () => {
   const inputs = () => ({ host: '127.0.0.1', port: String(sshd.port), user: sshd.user, 'ssh-key': sshd.privateKey, 'known-hosts': sshd.knownHosts });
 

@@ -235,6 +235,59 @@ describe('production is only read', () => {
   });
 });
 
+describe('production is read through a role the server keeps read-only', () => {
+  const asReader = (sql: string) => {
+    try {
+      return runSql(w.prod, 'makapix', sql, 'twinstack_reader').trim();
+    } catch (e) {
+      return `ERROR ${String((e as { stderr?: string }).stderr ?? e)}`;
+    }
+  };
+
+  it('creates the role, and the server refuses what the SQL guard would have to catch', async () => {
+    await resample(w.ctx(), { dryRun: false, devPassword: PASSWORD });
+    const role = prodRows(
+      "SELECT rolsuper || ',' || rolcreaterole || ',' || rolreplication || ',' || rolconnlimit FROM pg_roles WHERE rolname = 'twinstack_reader'",
+    );
+    assert.equal(role, 'false,false,false,4');
+    assert.equal(prodRows("SELECT pg_has_role('twinstack_reader', 'pg_read_all_data', 'MEMBER')"), 't');
+    const before = w.dump(w.prod, 'makapix');
+    // Writes, server settings, replication slots, other sessions: each refused by the server itself.
+    assert.match(asReader("INSERT INTO licenses (code, title) VALUES ('x', 'x')"), /read-only transaction/);
+    assert.match(asReader("SET default_transaction_read_only = off; UPDATE users SET handle = 'owned'"), /permission denied for table users/);
+    assert.match(asReader('ALTER SYSTEM SET default_transaction_read_only = on'), /ERROR/);
+    assert.match(asReader("SELECT pg_create_physical_replication_slot('twinstack_attack')"), /must be superuser or replication role/);
+    assert.match(asReader("SELECT pg_read_file('/etc/passwd')"), /permission denied for function pg_read_file/);
+    assert.match(asReader('SELECT pg_reload_conf()'), /permission denied for function pg_reload_conf/);
+    assert.match(asReader(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${w.prod.user}'`), /f|must be a (superuser|member)/);
+    assert.equal(w.dump(w.prod, 'makapix'), before, 'production unchanged');
+    assert.equal(prodRows('SELECT count(*) FROM pg_replication_slots'), '0');
+    assert.equal(prodRows("SELECT count(*) FROM pg_file_settings WHERE name = 'default_transaction_read_only'"), '0');
+  });
+
+  it('refuses to read through a role that could write, naming what it may do and the SQL that makes one that cannot', async () => {
+    w.prod.psql(
+      'DROP ROLE IF EXISTS reader_super; CREATE ROLE reader_super LOGIN SUPERUSER; DROP ROLE IF EXISTS reader_owner; CREATE ROLE reader_owner LOGIN IN ROLE pg_read_all_data, pg_write_all_data CONNECTION LIMIT 4; ALTER ROLE reader_owner SET default_transaction_read_only = on',
+    );
+    const devBefore = w.dump(w.dev, 'makapix_dev');
+    for (const [role, why] of [
+      [
+        'reader_super',
+        /production's read role reader_super is a superuser: the server would not stop a write; .*run: CREATE ROLE reader_super LOGIN NOSUPERUSER/,
+      ],
+      ['reader_owner', /reader_owner is a member of pg_write_all_data .*may write \d+ table/],
+      [w.prod.user, /is production's own database user/],
+    ] as const) {
+      await assert.rejects(resample(w.ctx(w.config({ ...SAMPLE_CONFIG, 'reader-role': role })), { dryRun: false, devPassword: PASSWORD }), (e: Error) => {
+        assert.match(e.message, why);
+        assert.equal(e.message.split('\n').length, 1);
+        return true;
+      });
+    }
+    assert.equal(w.dump(w.dev, 'makapix_dev'), devBefore, 'dev untouched');
+  });
+});
+
 describe('fail-closed', () => {
   it('never lets a column rule or the filter write to production or run a shell there', async () => {
     const prodBefore = w.dump(w.prod, 'makapix');
@@ -242,15 +295,22 @@ describe('fail-closed', () => {
     const marker = path.join(w.dir, 'a-shell-ran');
     const attacks: Array<[string, string, RegExp]> = [
       // The reported attack: close the COPY's select, write, then psql's shell escape.
-      ['users.email', `email) TO STDOUT; UPDATE users SET email = 'owned@example.test'; \\! touch ${marker}\nSELECT (email`, /without its "\("/],
-      ['users.email', `(email) || 'x'; UPDATE users SET email = 'owned@example.test'`, /contains ";"/],
+      ['users.email', `email) TO STDOUT; UPDATE users SET email = 'owned@example.test'; \\! touch ${marker}\nSELECT (email`, /backslash/],
+      ['users.email', `(email) || 'x'; UPDATE users SET email = 'owned@example.test'`, /holds 2 statements/],
       ['users.email', `email || (SELECT 1) || '\\! touch ${marker}'`, /backslash/],
       ['users.email', `$x$a$x$`, /"\$"/],
       ['users.email', `email -- hide the rest`, /comment/],
-      ['users.email', `pg_terminate_backend(pg_backend_pid())::text`, /calls pg_terminate_backend\(\)/],
-      ['users.email', `email, password_hash`, /comma outside parentheses/],
-      ['users.email', `email FROM users UNION SELECT password_hash`, /FROM outside parentheses/],
-      ['users.email', `email)`, /"\)" without its "\("/],
+      ['users.email', `pg_terminate_backend(pg_backend_pid())::text`, /a call of pg_terminate_backend\(\)/],
+      ['users.email', `email, password_hash`, /must be one expression/],
+      ['users.email', `email FROM users UNION SELECT password_hash`, /must be one expression/],
+      ['users.email', `email)`, /does not parse as PostgreSQL/],
+      // The attack review's: quoted, schema-qualified and Unicode-escaped names of functions that act
+      // outside the snapshot (a file read, a large object, a server setting, a replication slot).
+      ['users.email', `"pg_read_file"('/etc/passwd')`, /a call of pg_read_file\(\)/],
+      ['users.email', `pg_catalog."lo_export"(lo_from_bytea(0, 'x'), '${marker}')::text`, /a call of pg_catalog\.lo_export\(\)/],
+      ['users.email', `U&"lo!005fcreate" UESCAPE '!' (424242)::text`, /a call of lo_create\(\)/],
+      ['users.email', `"set_config"('default_transaction_read_only', 'on', false)`, /a call of set_config\(\)/],
+      ['users.email', `(pg_catalog."pg_create_physical_replication_slot"('twinstack_attack')).slot_name::text`, /pg_create_physical_replication_slot\(\)/],
       ['users.email', `:'ON_ERROR_STOP'`, /psql variable/],
     ];
     for (const [column, sql, problem] of attacks) {
@@ -270,11 +330,14 @@ describe('fail-closed', () => {
     }
     await assert.rejects(
       async () => resample(w.ctx(w.config({ ...SAMPLE_CONFIG, filter: 'true; DELETE FROM users' })), { dryRun: false }),
-      /sample\.filter: contains ";"/,
+      /sample\.filter: holds 2 statements/,
     );
     assert.equal(w.dump(w.prod, 'makapix'), prodBefore, 'production unchanged, byte for byte');
     assert.equal(w.dump(w.dev, 'makapix_dev'), devBefore);
-    assert.ok(!fs.existsSync(marker), 'no shell ran');
+    assert.ok(!fs.existsSync(marker), 'no shell ran, no file written');
+    assert.equal(prodRows('SELECT count(*) FROM pg_largeobject_metadata'), '0', 'no large object in production');
+    assert.equal(prodRows('SELECT count(*) FROM pg_replication_slots'), '0', 'no replication slot in production');
+    assert.equal(prodRows("SELECT count(*) FROM pg_file_settings WHERE name = 'default_transaction_read_only'"), '0', 'no server setting written');
     // Expressions that are only expressions still work: operators that read like clauses, subqueries.
     const fine = w.config({
       ...SAMPLE_CONFIG,

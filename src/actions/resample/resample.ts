@@ -11,7 +11,7 @@ import { ResampleFailed, resample, type ResampleParams } from '../../resample/en
 import { planLines, resampleSummary } from '../../resample/report';
 import { readCatalog } from '../../resample/catalog';
 import { initSample } from '../../resample/init';
-import { Environment } from '../../domain/environment';
+import { productionReader } from '../../resample/reader';
 import { SwapBackFailed } from '../../resample/swap';
 import { IsolationRefused, isolationGate } from '../../safety/preflight';
 
@@ -45,7 +45,7 @@ export const resampleAction: ActionDefinition<ResampleInputs, ResampleOutputs, R
     io.output('url', ctx.config.environments.dev.url);
     if (ctx.plan.init) {
       // Reads production's catalog only: no lock, no staging, dev untouched.
-      const { yaml } = initSample(await readCatalog(ctx.host, new Environment('prod', ctx.config)), ctx.config.sample);
+      const { yaml } = initSample(await readCatalog(ctx.host, await productionReader(ctx.host, ctx.config, ctx.log)), ctx.config.sample);
       for (const line of yaml.trimEnd().split('\n')) log.info(line);
       io.output('sample-config', yaml);
       io.output('swapped', false);

@@ -1,0 +1,123 @@
+/**
+ * Production is read through a role the server itself keeps read-only, so what slips past the
+ * config's SQL guard still meets a wall: `sample.reader-role` (default `twinstack_reader`), a
+ * LOGIN role that is not a superuser, may not create roles, databases or replication slots, is a
+ * member of `pg_read_all_data` and of nothing else, owns nothing, may create nothing in production's
+ * database, has `default_transaction_read_only = on`, and a connection limit. twinstack creates it
+ * through production's configured user when it is missing (that user must be a superuser, as
+ * `POSTGRES_USER` is in the official postgres image), and checks it before every read; a role that
+ * could write is refused, with the SQL that makes one that cannot.
+ */
+import type { Host } from '../infra/host';
+import { OperationFailed } from '../infra/errors';
+import type { Logger } from '../infra/logger';
+import { ident, literal } from '../infra/sql';
+import { Environment } from '../domain/environment';
+import type { Config } from '../domain/config';
+import { queryJson } from './catalog';
+
+/** Sessions at once: the rows and the schema read side by side, with room for one more. */
+export const READER_CONNECTION_LIMIT = 4;
+
+/** The SQL that makes the role, for the log and for a refusal's one line. */
+export function createReaderSql(role: string): string {
+  // sample.reader-role is a plain lower-case name (settings.ts): written as it is, so the line reads as typed.
+  const name = /^[a-z_][a-z0-9_]*$/.test(role) ? role : ident(role);
+  return (
+    `CREATE ROLE ${name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
+    `CONNECTION LIMIT ${READER_CONNECTION_LIMIT} IN ROLE pg_read_all_data; ALTER ROLE ${name} SET default_transaction_read_only = on;`
+  );
+}
+
+interface ReaderFacts {
+  user: string;
+  superuser: boolean;
+  createrole: boolean;
+  createdb: boolean;
+  replication: boolean;
+  bypassrls: boolean;
+  connlimit: number;
+  readAll: boolean;
+  /** Roles it belongs to other than pg_read_all_data (their rights would be its rights). */
+  memberOf: string[];
+  readOnly: string;
+  createOnDatabase: boolean;
+  createOnSchemas: string[];
+  owns: number;
+  writableTables: number;
+}
+
+const FACTS_SQL = `SELECT json_build_object(
+  'user', current_user, 'superuser', r.rolsuper, 'createrole', r.rolcreaterole, 'createdb', r.rolcreatedb,
+  'replication', r.rolreplication, 'bypassrls', r.rolbypassrls, 'connlimit', r.rolconnlimit,
+  'readAll', pg_has_role(r.oid, 'pg_read_all_data', 'MEMBER'),
+  'memberOf', (SELECT coalesce(json_agg(b.rolname ORDER BY b.rolname), '[]') FROM pg_roles b
+               WHERE pg_has_role(r.oid, b.oid, 'MEMBER') AND b.oid <> r.oid AND b.rolname <> 'pg_read_all_data'),
+  'readOnly', current_setting('default_transaction_read_only'),
+  'createOnDatabase', has_database_privilege(current_database(), 'CREATE'),
+  'createOnSchemas', (SELECT coalesce(json_agg(nspname ORDER BY nspname), '[]') FROM pg_namespace
+                      WHERE has_schema_privilege(oid, 'CREATE') AND nspname NOT LIKE 'pg\\_temp\\_%' AND nspname NOT LIKE 'pg\\_toast\\_temp\\_%'),
+  'owns', (SELECT count(*) FROM pg_class WHERE relowner = r.oid) + (SELECT count(*) FROM pg_namespace WHERE nspowner = r.oid),
+  'writableTables', (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                     AND (has_table_privilege(r.oid, c.oid, 'INSERT') OR has_table_privilege(r.oid, c.oid, 'UPDATE')
+                          OR has_table_privilege(r.oid, c.oid, 'DELETE') OR has_table_privilege(r.oid, c.oid, 'TRUNCATE'))))
+FROM pg_roles r WHERE r.rolname = current_user`;
+
+/** What makes the role able to write or act on the server, one phrase each; empty when it only reads. */
+export function readerProblems(f: ReaderFacts): string[] {
+  // A superuser may do everything else on the list too: that one phrase says it all.
+  if (f.superuser) return ['is a superuser'];
+  const out: string[] = [];
+  if (f.createrole) out.push('may create roles');
+  if (f.createdb) out.push('may create databases');
+  if (f.replication) out.push('may replicate (and create replication slots)');
+  if (f.bypassrls) out.push('bypasses row security');
+  if (!f.readAll) out.push('is not a member of pg_read_all_data');
+  if (f.memberOf.length) out.push(`is a member of ${f.memberOf.join(', ')} (their rights are its rights)`);
+  if (f.readOnly !== 'on') out.push('does not have default_transaction_read_only = on');
+  if (f.createOnDatabase) out.push("may create schemas in production's database");
+  if (f.createOnSchemas.length) out.push(`may create objects in schema ${f.createOnSchemas.join(', ')}`);
+  if (f.owns > 0) out.push(`owns ${f.owns} table(s) or schema(s)`);
+  if (f.writableTables > 0) out.push(`may write ${f.writableTables} table(s)`);
+  if (f.connlimit < 0 || f.connlimit > READER_CONNECTION_LIMIT * 4) out.push(`has no connection limit (${f.connlimit})`);
+  return out;
+}
+
+/**
+ * Production as its read-only role sees it: checked, created first when missing. Every read of
+ * production by the resample goes through the environment this returns.
+ */
+export async function productionReader(host: Host, config: Config, log: Logger): Promise<Environment> {
+  const prod = new Environment('prod', config);
+  const role = config.sample['reader-role'];
+  const db = prod.cfg.database.name;
+  const fix = `as a superuser of production's database ${db} (e.g. ${config['compose-command']} -p ${prod.cfg.project} exec ${prod.cfg.database.service} psql -U ${prod.cfg.database.user} -d ${db}), run: ${createReaderSql(role)}`;
+  if (role === prod.cfg.database.user)
+    throw new OperationFailed(
+      `sample.reader-role is production's own database user ${role}, which may write: name a role of its own (default twinstack_reader); ${fix}`,
+    );
+  const admin = await queryJson<{ exists: boolean; can: boolean; server: number }>(
+    host,
+    prod,
+    db,
+    `SELECT json_build_object('exists', EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${literal(role)}), ` +
+      `'can', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), 'server', current_setting('server_version_num')::int)`,
+    "checking production's read-only role",
+  );
+  if (admin.server < 140000)
+    throw new OperationFailed(`production's PostgreSQL is older than 14: it has no pg_read_all_data role, which the resample's read-only session needs`);
+  if (!admin.exists) {
+    if (!admin.can) throw new OperationFailed(`production has no role ${role} to read through, and ${prod.cfg.database.user} may not create it: ${fix}`);
+    await queryJson(host, prod, db, `${createReaderSql(role)} SELECT 'null'`, `creating production's read-only role ${role}`);
+    log.info(`Created production's read-only role ${role} (pg_read_all_data, default_transaction_read_only, connection limit ${READER_CONNECTION_LIMIT}).`);
+  }
+  const reader = prod.withDatabaseUser(role);
+  const facts = await queryJson<ReaderFacts>(host, reader, db, FACTS_SQL, `checking what ${role} may do in production`);
+  const problems = readerProblems(facts);
+  if (problems.length)
+    throw new OperationFailed(
+      `production's read role ${role} ${problems.join(', ')}: the server would not stop a write; use a role that may only read: ${fix}`,
+    );
+  return reader;
+}
