@@ -62009,11 +62009,13 @@ const catalog_1 = __nccwpck_require__(5876);
 /** Sessions at once: the rows and the schema read side by side, with room for one more. */
 exports.READER_CONNECTION_LIMIT = 4;
 /** The SQL that makes the role, for the log and for a refusal's one line. */
-function createReaderSql(role) {
+function createReaderSql(role, database) {
     // sample.reader-role is a plain lower-case name (settings.ts): written as it is, so the line reads as typed.
     const name = /^[a-z_][a-z0-9_]*$/.test(role) ? role : (0, sql_1.ident)(role);
     return (`CREATE ROLE ${name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
-        `CONNECTION LIMIT ${exports.READER_CONNECTION_LIMIT} IN ROLE pg_read_all_data; ALTER ROLE ${name} SET default_transaction_read_only = on;`);
+        `CONNECTION LIMIT ${exports.READER_CONNECTION_LIMIT} IN ROLE pg_read_all_data; ALTER ROLE ${name} SET default_transaction_read_only = on; ` +
+        // Where PUBLIC lost CONNECT or TEMPORARY on the database (a hardened server), the role gets them back.
+        `GRANT CONNECT, TEMPORARY ON DATABASE ${(0, sql_1.ident)(database)} TO ${name};`);
 }
 const FACTS_SQL = `SELECT json_build_object(
   'user', current_user, 'superuser', r.rolsuper, 'createrole', r.rolcreaterole, 'createdb', r.rolcreatedb,
@@ -62071,7 +62073,7 @@ async function productionReader(host, config, log) {
     const prod = new environment_1.Environment('prod', config);
     const role = config.sample['reader-role'];
     const db = prod.cfg.database.name;
-    const fix = `as a superuser of production's database ${db} (e.g. ${config['compose-command']} -p ${prod.cfg.project} exec ${prod.cfg.database.service} psql -U ${prod.cfg.database.user} -d ${db}), run: ${createReaderSql(role)}`;
+    const fix = `as a superuser of production's database ${db} (e.g. ${config['compose-command']} -p ${prod.cfg.project} exec ${prod.cfg.database.service} psql -U <superuser> -d ${db}), run: ${createReaderSql(role, db)}`;
     if (role === prod.cfg.database.user)
         throw new errors_1.OperationFailed(`sample.reader-role is production's own database user ${role}, which may write: name a role of its own (default twinstack_reader); ${fix}`);
     const admin = await (0, catalog_1.queryJson)(host, prod, db, `SELECT json_build_object('exists', EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${(0, sql_1.literal)(role)}), ` +
@@ -62081,7 +62083,7 @@ async function productionReader(host, config, log) {
     if (!admin.exists) {
         if (!admin.can)
             throw new errors_1.OperationFailed(`production has no role ${role} to read through, and ${prod.cfg.database.user} may not create it: ${fix}`);
-        await (0, catalog_1.queryJson)(host, prod, db, `${createReaderSql(role)} SELECT 'null'`, `creating production's read-only role ${role}`);
+        await (0, catalog_1.queryJson)(host, prod, db, `${createReaderSql(role, db)} SELECT 'null'`, `creating production's read-only role ${role}`);
         log.info(`Created production's read-only role ${role} (pg_read_all_data, default_transaction_read_only, connection limit ${exports.READER_CONNECTION_LIMIT}).`);
     }
     const reader = prod.withDatabaseUser(role);

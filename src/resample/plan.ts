@@ -895,7 +895,7 @@ export function productionScript(plan: SamplePlan): string {
   out.push('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE;');
   out.push(...tempTables(plan));
   // From here the session writes nothing but its temporary tables: every transaction is read-only,
-  // and the config's expressions (lexed beforehand, see expression.ts) run inside the snapshot.
+  // and the config's expressions (parsed and allowlisted beforehand, see sql-guard.ts) run inside the snapshot.
   out.push('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET standard_conforming_strings = on;');
   out.push('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;');
   out.push(membershipProgram(plan));

@@ -20,12 +20,14 @@ import { queryJson } from './catalog';
 export const READER_CONNECTION_LIMIT = 4;
 
 /** The SQL that makes the role, for the log and for a refusal's one line. */
-export function createReaderSql(role: string): string {
+export function createReaderSql(role: string, database: string): string {
   // sample.reader-role is a plain lower-case name (settings.ts): written as it is, so the line reads as typed.
   const name = /^[a-z_][a-z0-9_]*$/.test(role) ? role : ident(role);
   return (
     `CREATE ROLE ${name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
-    `CONNECTION LIMIT ${READER_CONNECTION_LIMIT} IN ROLE pg_read_all_data; ALTER ROLE ${name} SET default_transaction_read_only = on;`
+    `CONNECTION LIMIT ${READER_CONNECTION_LIMIT} IN ROLE pg_read_all_data; ALTER ROLE ${name} SET default_transaction_read_only = on; ` +
+    // Where PUBLIC lost CONNECT or TEMPORARY on the database (a hardened server), the role gets them back.
+    `GRANT CONNECT, TEMPORARY ON DATABASE ${ident(database)} TO ${name};`
   );
 }
 
@@ -92,7 +94,7 @@ export async function productionReader(host: Host, config: Config, log: Logger):
   const prod = new Environment('prod', config);
   const role = config.sample['reader-role'];
   const db = prod.cfg.database.name;
-  const fix = `as a superuser of production's database ${db} (e.g. ${config['compose-command']} -p ${prod.cfg.project} exec ${prod.cfg.database.service} psql -U ${prod.cfg.database.user} -d ${db}), run: ${createReaderSql(role)}`;
+  const fix = `as a superuser of production's database ${db} (e.g. ${config['compose-command']} -p ${prod.cfg.project} exec ${prod.cfg.database.service} psql -U <superuser> -d ${db}), run: ${createReaderSql(role, db)}`;
   if (role === prod.cfg.database.user)
     throw new OperationFailed(
       `sample.reader-role is production's own database user ${role}, which may write: name a role of its own (default twinstack_reader); ${fix}`,
@@ -109,7 +111,7 @@ export async function productionReader(host: Host, config: Config, log: Logger):
     throw new OperationFailed(`production's PostgreSQL is older than 14: it has no pg_read_all_data role, which the resample's read-only session needs`);
   if (!admin.exists) {
     if (!admin.can) throw new OperationFailed(`production has no role ${role} to read through, and ${prod.cfg.database.user} may not create it: ${fix}`);
-    await queryJson(host, prod, db, `${createReaderSql(role)} SELECT 'null'`, `creating production's read-only role ${role}`);
+    await queryJson(host, prod, db, `${createReaderSql(role, db)} SELECT 'null'`, `creating production's read-only role ${role}`);
     log.info(`Created production's read-only role ${role} (pg_read_all_data, default_transaction_read_only, connection limit ${READER_CONNECTION_LIMIT}).`);
   }
   const reader = prod.withDatabaseUser(role);
