@@ -41,7 +41,11 @@ function checkout(name: string): string {
   return dir;
 }
 
+/** Makapix's worker reads the shared proxy's logs (/var/log/caddy, read-only): its config lists that path as dev's. */
+const DEV_PATHS = '  dev-paths: [/var/log/caddy]\n';
+
 function config(prod: string, dev: string, extra = '', urls = ['https://makapix.club', 'https://development.makapix.club']): Config {
+  extra = extra.includes('preflight:\n') ? extra.replace('preflight:\n', `preflight:\n${DEV_PATHS}`) : `${extra}\npreflight:\n${DEV_PATHS}`;
   return parseConfig(
     `compose-command: docker-compose
 environments:
