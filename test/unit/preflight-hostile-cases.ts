@@ -113,7 +113,7 @@ export const HOSTILE: HostileCase[] = [
     overlay: () => svc('worker', 'network_mode: "container:makapix-prod-db"\nnetworks: !reset []'),
     expect: () => dev('worker', 'network_mode: container:makapix-prod-db', "prod's"),
   },
-  // Prod's files and twinstack's own directories.
+  // Prod's files and twinstack's own directories. (Dev's builds tag their own image names, so only the path is wrong.)
   { name: "a bind of prod's checkout", overlay: (d) => bind(d.prod, '/prod', ':ro'), expect: (d) => reaches('api', 'volumes[', d.prod, "prod's checkout") },
   {
     name: "a bind of prod's env file",
@@ -155,22 +155,22 @@ export const HOSTILE: HostileCase[] = [
   },
   {
     name: "a build context in prod's checkout",
-    overlay: (d) => svc('api', `build:\n  context: ${d.prod}/deploy`),
+    overlay: (d) => svc('api', `image: makapix-dev-api:local\nbuild:\n  context: ${d.prod}/deploy`),
     expect: (d) => reaches('api', 'build.context', `${d.prod}/deploy`, "prod's checkout"),
   },
   {
     name: "a dockerfile that climbs out of dev's checkout into prod's",
-    overlay: () => svc('api', 'build:\n  context: ..\n  dockerfile: ../../makapix/deploy/Dockerfile'),
+    overlay: () => svc('api', 'image: makapix-dev-api:local\nbuild:\n  context: ..\n  dockerfile: ../../makapix/deploy/Dockerfile'),
     expect: (d) => reaches('api', 'build.dockerfile', `${d.prod}/deploy/Dockerfile`),
   },
   {
     name: 'an additional build context on /root',
-    overlay: () => svc('api', 'build:\n  context: .\n  additional_contexts:\n    keys: /root'),
+    overlay: () => svc('api', 'image: makapix-dev-api:local\nbuild:\n  context: .\n  additional_contexts:\n    keys: /root'),
     expect: () => outside('api', 'build.additional_contexts.keys', '/root'),
   },
   {
     name: 'a build context that is a git URL',
-    overlay: () => svc('worker', 'build: https://github.com/example/tool.git#main'),
+    overlay: () => svc('worker', 'image: makapix-dev-worker:local\nbuild: https://github.com/example/tool.git#main'),
     expect: () => outside('worker', 'build.context', 'https://github.com/example/tool.git', 'URL'),
   },
   // Symlinks in dev's checkout: compose prints them as paths inside the checkout; only the host can see where they go.
@@ -198,7 +198,7 @@ export const HOSTILE: HostileCase[] = [
   {
     name: "a symlinked directory in dev's checkout as a build context in twinstack's state directory",
     setup: (d) => fs.symlinkSync(STATE_DIR, path.join(d.dev, 'ctx')),
-    overlay: () => svc('api', 'build:\n  context: ../../ctx'),
+    overlay: () => svc('api', 'image: makapix-dev-api:local\nbuild:\n  context: ../../ctx'),
     expect: (d) => reaches('api', 'build.context', `${d.dev}/ctx (resolved ${STATE_DIR})`),
     host: true,
   },
