@@ -524,7 +524,7 @@ function checkDevEscape(c: Collector, dev: ComposeModel, prod: ComposeModel | un
     svc.hostPaths.forEach((u) => {
       const r = u.url ? undefined : real(u.path);
       for (const p of new Set([u.path, r ?? u.path])) {
-        if (/(^|\/)docker\.sock$/.test(p) || p === '/var/run' || p === '/run') {
+        if (isDockerSocket(p)) {
           fail(
             `${u.key} ${u.verb} ${u.path} (resolved ${r ?? u.path}): the Docker socket, which controls every container on the host`,
             remove(`the Docker socket from ${u.key}`),
@@ -594,6 +594,8 @@ function checkDevEscape(c: Collector, dev: ComposeModel, prod: ComposeModel | un
       fail("gpus (or deploy.resources.reservations.devices) hands it the host's GPUs, which preflight.dev-devices does not list (gpu)", listFix('gpu'));
   }
 }
+
+const isDockerSocket = (p: string) => /(^|\/)docker\.sock$/.test(p) || p === '/var/run' || p === '/run';
 
 /** The real path of each path pathsToResolve() gave, or (no host) the path normalized. */
 function resolver(input: IsolationInput): (p: string) => string | undefined {
@@ -669,6 +671,9 @@ function checkDevPaths(c: Collector, dev: ComposeModel, input: IsolationInput): 
   for (const svc of dev.services) {
     for (const u of svc.hostPaths) {
       const at = `dev service ${svc.name}: ${u.key}`;
+      // The Docker socket and the host's root are refused by dev-escape already, in words that say why.
+      const r0 = u.url ? undefined : real(u.path);
+      if ([u.path, r0].some((p) => p !== undefined && (isDockerSocket(p) || (p === '/' && u.key.startsWith('volumes['))))) continue;
       if (u.url) {
         if (!input.settings['dev-build-urls'])
           c.error(
