@@ -124,6 +124,8 @@ function prepareHost(compose: string): Record<string, string> {
     // The sandbox installs prod before twinstack's first promotion, as a first install does.
     deploy: { 'allow-prod': true },
     backup: { dir: path.join(WORK, 'backups'), keep: 3 },
+    // The fixture app runs every container with host networking.
+    preflight: { 'dev-host-network': true },
     // The fixture's next release lives on its own branch (second), not merged into main; the app reads DB_NAME.
     promote: { branch: 'second', 'database-env': 'DB_NAME' },
     environments: { prod: environment('prod'), dev: environment('dev') },

@@ -4,6 +4,7 @@
  * in short string form where it can and sizes as written (`512M`), docker compose v2 writes long
  * form objects and sizes in bytes.
  */
+import { posix } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseBytes, parseCpus, scalarText } from './units';
 
@@ -22,6 +23,19 @@ export interface Mount {
   readOnly: boolean;
 }
 
+/**
+ * A host path a service mounts or reads, with the compose key it came from (as the merged
+ * configuration prints it, e.g. `volumes[2]`, `build.context`, `secrets[0] (db_password)`).
+ */
+export interface HostPathUse {
+  key: string;
+  /** What the key does with the path, for messages: `binds`, `reads`, `builds from`... */
+  verb: string;
+  path: string;
+  /** A build context that is a URL (git) rather than a host path. */
+  url?: boolean;
+}
+
 export interface ServiceModel {
   name: string;
   containerName?: string;
@@ -37,8 +51,18 @@ export interface ServiceModel {
   ipc?: string;
   usernsMode?: string;
   capAdd: string[];
+  /** Host device paths (`devices`, source side). */
   devices: string[];
+  deviceCgroupRules: string[];
+  /** `gpus`, or device reservations under deploy.resources.reservations.devices. */
+  gpus: boolean;
   securityOpt: string[];
+  cgroup?: string;
+  uts?: string;
+  /** `volumes_from` entries as printed (`container:x`, `service:x:rw`, `x`). */
+  volumesFrom: string[];
+  /** Every host path the service touches: binds, volume devices, env files, secrets, configs, build inputs. */
+  hostPaths: HostPathUse[];
   /** The image name the service runs or is tagged with. */
   image?: string;
   /** Whether compose builds that image (a `build` section). */
@@ -76,6 +100,7 @@ export function parseComposeConfig(text: string, project: string, activeProfiles
     throw new ComposeConfigError(`the merged compose configuration is not YAML: ${(e as Error).message.split('\n')[0]}`);
   }
   if (!isObj(doc) || !isObj(doc.services)) throw new ComposeConfigError('the merged compose configuration has no services');
+  const top: TopLevel = { volumes: topLevel(doc.volumes), secrets: topLevel(doc.secrets), configs: topLevel(doc.configs) };
   const services: ServiceModel[] = [];
   const inactive: string[] = [];
   for (const [name, raw] of Object.entries(doc.services)) {
@@ -85,7 +110,7 @@ export function parseComposeConfig(text: string, project: string, activeProfiles
       inactive.push(name);
       continue;
     }
-    services.push(parseService(name, s));
+    services.push(parseService(name, s, top));
   }
   const volumeNames = new Map<string, string>();
   const volumes = isObj(doc.volumes) ? doc.volumes : {};
@@ -112,7 +137,19 @@ export function parseComposeConfig(text: string, project: string, activeProfiles
   return { project, services: services.sort((a, b) => a.name.localeCompare(b.name)), inactive, volumeNames, networks };
 }
 
-function parseService(name: string, s: Obj): ServiceModel {
+interface TopLevel {
+  volumes: Record<string, Obj>;
+  secrets: Record<string, Obj>;
+  configs: Record<string, Obj>;
+}
+
+function topLevel(raw: unknown): Record<string, Obj> {
+  const out: Record<string, Obj> = {};
+  if (isObj(raw)) for (const [k, v] of Object.entries(raw)) out[k] = isObj(v) ? v : {};
+  return out;
+}
+
+function parseService(name: string, s: Obj, top: TopLevel): ServiceModel {
   const limits = isObj(s.deploy) && isObj(s.deploy.resources) && isObj(s.deploy.resources.limits) ? s.deploy.resources.limits : {};
   const cpus = minDefined(parseCpus(limits.cpus), parseCpus(s.cpus));
   const memoryBytes = minDefined(parseBytes(limits.memory), parseBytes(s.mem_limit));
@@ -130,13 +167,117 @@ function parseService(name: string, s: Obj): ServiceModel {
     ipc: typeof s.ipc === 'string' ? s.ipc : undefined,
     usernsMode: typeof s.userns_mode === 'string' ? s.userns_mode : undefined,
     capAdd: stringList(s.cap_add),
-    devices: (Array.isArray(s.devices) ? s.devices : []).map((d) => (isObj(d) ? scalarText(d.source) : scalarText(d))),
+    // Short form `host[:container[:permissions]]`, long form `{source, target, permissions}`.
+    devices: (Array.isArray(s.devices) ? s.devices : []).map((d) => (isObj(d) ? scalarText(d.source) : scalarText(d).split(':')[0])),
+    deviceCgroupRules: stringList(s.device_cgroup_rules),
+    gpus: (s.gpus !== undefined && s.gpus !== null) || deviceReservations(s),
     securityOpt: stringList(s.security_opt),
+    cgroup: typeof s.cgroup === 'string' ? s.cgroup : undefined,
+    uts: typeof s.uts === 'string' ? s.uts : undefined,
+    volumesFrom: stringList(s.volumes_from),
+    hostPaths: hostPathUses(s, top),
     image: typeof s.image === 'string' ? s.image : undefined,
     builds: s.build !== undefined && s.build !== null,
     networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
     healthcheck: parseHealthcheck(s.healthcheck),
   };
+}
+
+function deviceReservations(s: Obj): boolean {
+  const r = isObj(s.deploy) && isObj(s.deploy.resources) && isObj(s.deploy.resources.reservations) ? s.deploy.resources.reservations : {};
+  return Array.isArray(r.devices) && r.devices.length > 0;
+}
+
+/** A build context or additional context given as a URL: git over https or ssh, or a remote tarball. */
+export const isUrl = (v: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(v) || /^git@/.test(v) || /^github\.com\//.test(v);
+
+/**
+ * Every host path a service touches, after compose's merge (which makes relative paths absolute).
+ * Named volumes count when their top-level entry gives `driver_opts.device` (a bind in disguise).
+ */
+function hostPathUses(s: Obj, top: TopLevel): HostPathUse[] {
+  const out: HostPathUse[] = [];
+  (Array.isArray(s.volumes) ? s.volumes : []).forEach((raw, i) => {
+    const m = parseMount(raw);
+    if (!m) return;
+    if (m.type === 'bind') out.push({ key: `volumes[${i}]`, verb: `binds${m.readOnly ? ' (read-only)' : ''}`, path: m.source });
+    if (m.type === 'volume') {
+      const v = top.volumes[m.source];
+      const device = v && isObj(v.driver_opts) ? v.driver_opts.device : undefined;
+      if (device !== undefined) out.push({ key: `volumes[${i}]`, verb: `mounts volume ${m.source}, whose driver_opts.device is`, path: scalarText(device) });
+    }
+  });
+  envFileList(s.env_file).forEach((p, i) => out.push({ key: `env_file[${i}]`, verb: 'reads', path: p }));
+  for (const [kind, defs] of [
+    ['secrets', top.secrets],
+    ['configs', top.configs],
+  ] as const) {
+    (Array.isArray(s[kind]) ? s[kind] : []).forEach((raw, i) => {
+      const source = isObj(raw) ? scalarText(raw.source) : scalarText(raw);
+      const file = defs[source]?.file;
+      if (typeof file === 'string') out.push({ key: `${kind}[${i}] (${source})`, verb: 'reads', path: file });
+    });
+  }
+  const build = typeof s.build === 'string' ? { context: s.build } : isObj(s.build) ? s.build : undefined;
+  if (build) {
+    const context = scalarText(build.context ?? '.');
+    out.push({ key: 'build.context', verb: 'builds from', path: context, url: isUrl(context) });
+    const dockerfile = typeof build.dockerfile === 'string' ? build.dockerfile : undefined;
+    // A relative dockerfile is read from the context (a URL context carries its own).
+    if (dockerfile && (dockerfile.startsWith('/') || !isUrl(context))) {
+      out.push({ key: 'build.dockerfile', verb: 'reads', path: dockerfile.startsWith('/') ? dockerfile : posix.join(context, dockerfile) });
+    }
+    const extra: Array<[string, string]> = isObj(build.additional_contexts)
+      ? Object.entries(build.additional_contexts).map(([k, v]) => [k, scalarText(v)])
+      : stringList(build.additional_contexts).map((x) => [x.split('=')[0], x.slice(x.indexOf('=') + 1)]);
+    for (const [k, v] of extra) {
+      // Images and other services are no host paths; an OCI layout directory is.
+      if (/^(docker-image|service|target):/.test(v)) continue;
+      const oci = /^oci-layout:\/\/(.*?)(?:[@:][^/]*)?$/.exec(v);
+      out.push({ key: `build.additional_contexts.${k}`, verb: 'builds from', path: oci ? oci[1] : v, url: !oci && isUrl(v) });
+    }
+    (Array.isArray(build.secrets) ? build.secrets : []).forEach((raw, i) => {
+      const source = isObj(raw) ? scalarText(raw.source) : scalarText(raw);
+      const file = top.secrets[source]?.file;
+      if (typeof file === 'string') out.push({ key: `build.secrets[${i}] (${source})`, verb: 'reads', path: file });
+    });
+    // `ssh: [default=/path/to/key]` hands a host key file to the build.
+    const ssh = isObj(build.ssh)
+      ? Object.values(build.ssh).map(scalarText)
+      : stringList(build.ssh).map((x) => (x.includes('=') ? x.slice(x.indexOf('=') + 1) : ''));
+    ssh.forEach((p, i) => {
+      if (p) out.push({ key: `build.ssh[${i}]`, verb: 'hands the build the key file', path: p });
+    });
+  }
+  return out;
+}
+
+/** `env_file` as a string, a list of strings, or (v2) a list of `{path, required}`. */
+export function envFileList(raw: unknown): string[] {
+  const items = Array.isArray(raw) ? raw : raw === undefined || raw === null ? [] : [raw];
+  return items.map((x) => (isObj(x) ? scalarText(x.path) : scalarText(x))).filter((x) => x !== '');
+}
+
+/**
+ * docker compose v2's `config` inlines env files into `environment` and drops the key; its
+ * `config --no-interpolate` keeps the list, each path made absolute. Adds those paths to the model.
+ */
+export function addEnvFiles(model: ComposeModel, noInterpolateText: string): void {
+  let doc: unknown;
+  try {
+    doc = parseYaml(noInterpolateText);
+  } catch (e) {
+    throw new ComposeConfigError(`the compose configuration without interpolation is not YAML: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (!isObj(doc) || !isObj(doc.services)) throw new ComposeConfigError('the compose configuration without interpolation has no services');
+  for (const svc of model.services) {
+    const raw = doc.services[svc.name];
+    if (!isObj(raw)) continue;
+    const have = new Set(svc.hostPaths.filter((u) => u.key.startsWith('env_file[')).map((u) => u.path));
+    envFileList(raw.env_file).forEach((p, i) => {
+      if (!have.has(p)) svc.hostPaths.push({ key: `env_file[${i}]`, verb: 'reads', path: p });
+    });
+  }
 }
 
 function parseHealthcheck(raw: unknown): ServiceModel['healthcheck'] {

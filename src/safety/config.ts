@@ -12,6 +12,8 @@ const absPath = z
   .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
   .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
   .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p));
+/** A device cgroup rule as docker takes it: `c 189:* rmw`. */
+const cgroupRule = z.string().regex(/^[abc] (\d+|\*):(\d+|\*) [rwm]{1,3}$/, 'must be a host device path, a device cgroup rule such as "c 189:* rmw", or gpu');
 const percent = z.number().min(1).max(100);
 const memory = z
   .union([z.string(), z.number()])
@@ -34,6 +36,7 @@ export const PREFLIGHT_CHECKS = [
   'vault-mounts',
   'dev-escape',
   'dev-mounts',
+  'dev-paths',
   'shared-images',
   'dev-networks',
   'domains',
@@ -80,6 +83,24 @@ export const preflightSchema = z
     'dev-host-share': percent.optional(),
     /** Services that serve each environment's site; default: those whose caddy label claims the url's host. */
     'site-services': z.array(z.string().regex(/^[a-zA-Z0-9._-]+$/)).optional(),
+    /**
+     * Host paths that belong to dev alone, besides environments.dev.checkout and .vault: every host
+     * path a dev service touches (binds, volume devices, env files, secrets, configs, build inputs)
+     * must lie under one of them once symlinks are resolved on the host.
+     */
+    'dev-paths': z.array(absPath).default([]),
+    /** Whether dev's services may use network_mode: host (they then share the host's network with prod). */
+    'dev-host-network': z.boolean().default(false),
+    /** Host devices (paths; a directory covers what is under it), device cgroup rules, and `gpu`, that dev's services may use. */
+    'dev-devices': z
+      .array(
+        z.union([z.literal('gpu'), absPath, cgroupRule], {
+          errorMap: () => ({ message: 'must be a host device path such as /dev/dri, a device cgroup rule such as "c 189:* rmw", or gpu' }),
+        }),
+      )
+      .default([]),
+    /** Whether a dev build context may be a URL (a git repository): what it builds cannot be checked beforehand. */
+    'dev-build-urls': z.boolean().default(false),
     /** Checks whose errors are reported as warnings (they do not fail the step). */
     'warn-only': z.array(z.enum(PREFLIGHT_CHECKS)).default([]),
     http: z

@@ -8,6 +8,7 @@
  * listens wherever its program is told to, which compose cannot show. For such stacks only env file
  * keys ending in _PORT are compared (a warning when equal), and the summary says so.
  */
+import { posix } from 'node:path';
 import type { EnvironmentConfig, EnvironmentName } from '../domain/config';
 import { caddyDomains, hasBasicAuthLabel, hasNoindexLabel, type ComposeModel, type ServiceModel } from './compose-model';
 import type { PreflightCheck, PreflightSettings } from './config';
@@ -22,6 +23,8 @@ export interface EnvironmentFacts {
   env?: EnvDigest;
   /** Undefined when `config` failed (reported already). */
   compose?: ComposeModel;
+  /** docker-compose v1 prints no env_file lists at all: they could not be checked. */
+  envFilesUnread?: boolean;
 }
 
 export interface HostTotals {
@@ -36,6 +39,11 @@ export interface IsolationInput {
   host?: HostTotals;
   /** twinstack's own directories on the host: nothing in dev may mount them. */
   paths?: { stateDir: string; backupDir: string };
+  /**
+   * Each path of pathsToResolve() as `realpath -m` gave it on the host (symlinks followed). Without
+   * it (no host at hand) paths are only normalized, so a symlink is not seen through.
+   */
+  realPaths?: ReadonlyMap<string, string>;
 }
 
 export interface IsolationResult {
@@ -79,8 +87,8 @@ export function checkIsolation(input: IsolationInput): IsolationResult {
     checkDomains(c, prod.compose, dev.compose);
   }
   if (dev.compose) checkDevLimits(c, dev, input);
-  if (dev.compose) checkDevEscape(c, dev.compose, prod.compose);
-  if (dev.compose) checkDevMounts(c, dev.compose, prod, input.paths);
+  if (dev.compose) checkDevEscape(c, dev.compose, prod.compose, input);
+  if (dev.compose) checkDevPaths(c, dev.compose, input);
   if (prod.compose && dev.compose) {
     checkSharedImages(c, prod.compose, dev.compose);
     checkDevNetworks(c, prod.compose, dev.compose);
@@ -484,59 +492,240 @@ export function parseHostTotals(text: string): HostTotals | undefined {
 }
 
 /**
- * Whatever lets a dev container act on the host, and so on prod: privileged mode, the host's
- * process, IPC or user namespaces, added capabilities, devices, the Docker socket, the host's root,
- * or another container's network namespace that belongs to prod.
+ * Whatever lets a dev container act on the host, and so on prod: privileged mode, added
+ * capabilities, a loosened security profile, the Docker socket or the host's root; a namespace
+ * (network, PID, IPC, cgroup, UTS, user) of the host or of any container that is not dev's own;
+ * another container's volumes; devices, device cgroup rules and GPUs not listed in preflight.dev-devices.
  */
-function checkDevEscape(c: Collector, dev: ComposeModel, prod: ComposeModel | undefined): void {
-  const prodContainers = new Set((prod?.services ?? []).flatMap((s) => [s.name, s.containerName].filter((x): x is string => !!x)));
-  for (const s of dev.services) {
-    const why: string[] = [];
-    if (s.privileged) why.push('runs privileged');
-    if (s.pid === 'host') why.push('uses the host PID namespace (pid: host)');
-    if (s.ipc === 'host') why.push('uses the host IPC namespace (ipc: host)');
-    if (s.usernsMode === 'host') why.push('turns off user namespace remapping (userns_mode: host)');
-    if (s.capAdd.length) why.push(`adds capabilities ${s.capAdd.join(', ')}`);
-    if (s.devices.length) why.push(`maps devices ${s.devices.join(', ')}`);
-    if (s.securityOpt.some((o) => /unconfined|no-new-privileges[:=]false/i.test(o))) why.push(`loosens its security profile (${s.securityOpt.join(', ')})`);
-    for (const m of s.mounts.filter((x) => x.type === 'bind')) {
-      if (/(^|\/)docker\.sock$/.test(m.source) || m.source === '/var/run' || m.source === '/run') why.push(`mounts the Docker socket (${m.source})`);
-      else if (m.source === '/') why.push("mounts the host's root directory");
+function checkDevEscape(c: Collector, dev: ComposeModel, prod: ComposeModel | undefined, input: IsolationInput): void {
+  const s = input.settings;
+  const prodContainers = new Set((prod?.services ?? []).flatMap((x) => [x.name, x.containerName].filter((n): n is string => !!n)));
+  const services = new Set(dev.services.map((x) => x.name));
+  const containers = new Set(dev.services.flatMap((x) => (x.containerName ? [x.containerName] : [])));
+  // Containers compose names itself: <project>-<service>-<n> (v2) or <project>_<service>_<n> (v1).
+  const ownDefault = (name: string) =>
+    dev.services.some(
+      (x) =>
+        !x.containerName && [`${dev.project}-${x.name}-`, `${dev.project}_${x.name}_`].some((p) => name.startsWith(p) && /^\d+$/.test(name.slice(p.length))),
+    );
+  const own = (kind: string, name: string) => (kind === 'service' ? services.has(name) : containers.has(name) || ownDefault(name));
+  const whose = (name: string) => (prodContainers.has(name) ? "prod's" : "not one of dev's running services or containers");
+  const real = resolver(input);
+  const allowed = s['dev-devices'];
+  const deviceRoots = allowed.filter((d) => d.startsWith('/')).map((d) => real(d) ?? d);
+  for (const svc of dev.services) {
+    const at = `dev service ${svc.name}`;
+    const fail = (message: string, fix: string) => c.error('dev-escape', 'dev', `${at}: ${message}`, fix);
+    const remove = (key: string) => `remove ${key} from ${svc.name} in dev's overlay`;
+    if (svc.privileged) fail('privileged: true gives it every capability and every host device', remove('privileged'));
+    if (svc.capAdd.length) fail(`cap_add adds capabilities ${svc.capAdd.join(', ')}`, remove('cap_add'));
+    if (svc.securityOpt.some((o) => /unconfined|no-new-privileges[:=]false/i.test(o)))
+      fail(`security_opt loosens its security profile (${svc.securityOpt.join(', ')})`, remove('the unconfined security_opt entries'));
+    svc.hostPaths.forEach((u) => {
+      const r = u.url ? undefined : real(u.path);
+      for (const p of new Set([u.path, r ?? u.path])) {
+        if (isDockerSocket(p)) {
+          fail(
+            `${u.key} ${u.verb} ${u.path} (resolved ${r ?? u.path}): the Docker socket, which controls every container on the host`,
+            remove(`the Docker socket from ${u.key}`),
+          );
+          break;
+        }
+        if (p === '/' && u.key.startsWith('volumes[')) {
+          fail(`${u.key} ${u.verb} the host's root directory${r && r !== u.path ? ` (through ${u.path})` : ''}`, remove(`the mount of / from ${u.key}`));
+          break;
+        }
+      }
+    });
+    // Namespaces: the host's are refused (network only when the config allows it), a container's only when it is dev's own.
+    const namespaces: Array<[string, string | undefined, string, readonly string[]]> = [
+      ['network_mode', svc.networkMode, 'network', ['bridge', 'none', 'default']],
+      ['pid', svc.pid, 'PID', []],
+      ['ipc', svc.ipc, 'IPC', ['private', 'shareable', 'none']],
+      ['cgroup', svc.cgroup, 'cgroup', ['private']],
+      ['uts', svc.uts, 'UTS (host name)', []],
+      ['userns_mode', svc.usernsMode, 'user', []],
+    ];
+    for (const [key, value, ns, plain] of namespaces) {
+      if (value === undefined || value === '' || plain.includes(value)) continue;
+      const target = /^(service|container):(.+)$/.exec(value);
+      if (value === 'host') {
+        if (key === 'network_mode' && s['dev-host-network']) continue;
+        fail(
+          `${key}: host shares the host's ${ns} namespace with prod`,
+          key === 'network_mode'
+            ? `remove network_mode: host from ${svc.name}, or set preflight.dev-host-network: true if dev's services must use the host's network`
+            : remove(`${key}: host`),
+        );
+      } else if (target) {
+        if (own(target[1], target[2])) continue;
+        fail(
+          `${key}: ${value} joins the ${ns} namespace of ${target[2]}, which is ${whose(target[2])}`,
+          `name one of dev's own services (service:<name>) in ${key}, or remove it`,
+        );
+      } else {
+        fail(
+          `${key}: ${value} is not a namespace twinstack can tell is dev's own`,
+          `use ${[...plain, 'service:<dev service>'].join(', ')} for ${key}, or remove it`,
+        );
+      }
     }
-    const mode = s.networkMode ?? '';
-    const shared = /^(container|service):(.+)$/.exec(mode);
-    if (shared && prod && (prodContainers.has(shared[2]) || !dev.services.some((d) => d.name === shared[2] || d.containerName === shared[2]))) {
-      why.push(`shares the network namespace of ${shared[2]} (network_mode: ${mode}), which is not a dev container`);
-    }
-    for (const w of why) {
+    svc.volumesFrom.forEach((v, i) => {
+      const m = /^(?:(service|container):)?(.+?)(?::(?:ro|rw))?$/.exec(v) as RegExpExecArray;
+      const kind = m[1] ?? 'service';
+      if (!own(kind, m[2])) {
+        fail(
+          `volumes_from[${i}] takes every volume of ${m[2]}, which is ${whose(m[2])}`,
+          `mount dev's own volumes in ${svc.name} instead of volumes_from ${m[2]}`,
+        );
+      }
+    });
+    const listFix = (what: string) => `remove ${what} from ${svc.name}, or add it to preflight.dev-devices if dev alone uses it`;
+    svc.devices.forEach((d, i) => {
+      const r = real(d) ?? d;
+      if (!deviceRoots.some((root) => within(r, root)))
+        fail(`devices[${i}] maps host device ${d} (resolved ${r}), which preflight.dev-devices does not list`, listFix(d));
+    });
+    svc.deviceCgroupRules.forEach((rule, i) => {
+      if (!allowed.includes(rule.trim().replace(/\s+/g, ' ')))
+        fail(`device_cgroup_rules[${i}] allows devices "${rule}", which preflight.dev-devices does not list`, listFix(`"${rule}"`));
+    });
+    if (svc.gpus && !allowed.includes('gpu'))
+      fail("gpus (or deploy.resources.reservations.devices) hands it the host's GPUs, which preflight.dev-devices does not list (gpu)", listFix('gpu'));
+  }
+}
+
+const isDockerSocket = (p: string) => /(^|\/)docker\.sock$/.test(p) || p === '/var/run' || p === '/run';
+
+/** The real path of each path pathsToResolve() gave, or (no host) the path normalized. */
+function resolver(input: IsolationInput): (p: string) => string | undefined {
+  const map = input.realPaths;
+  return (p) => (map ? map.get(p) : posix.normalize(p).replace(/(.)\/+$/, '$1'));
+}
+
+interface Root {
+  path: string;
+  source: string;
+}
+
+/** The host paths that are dev's: its checkout, its vault, and preflight.dev-paths. */
+function devRoots(input: IsolationInput): Root[] {
+  const cfg = input.dev.config;
+  const roots: Root[] = [{ path: cfg.checkout, source: 'environments.dev.checkout' }];
+  if (cfg.vault) roots.push({ path: cfg.vault, source: 'environments.dev.vault' });
+  input.settings['dev-paths'].forEach((p, i) => roots.push({ path: p, source: `preflight.dev-paths[${i}]` }));
+  return roots;
+}
+
+/** What dev may never reach, even under a path listed as dev's: prod's checkout and vault, twinstack's state and backups. */
+function guarded(input: IsolationInput): Array<{ path: string; what: string }> {
+  const out = [{ path: input.prod.config.checkout, what: "prod's checkout" }];
+  if (input.prod.config.vault) out.push({ path: input.prod.config.vault, what: "prod's vault" });
+  if (input.paths)
+    out.push(
+      { path: input.paths.stateDir, what: "twinstack's state directory (locks, host logs, scripts run as the operator)" },
+      { path: input.paths.backupDir, what: "the backup directory (prod's database dumps)" },
+    );
+  return out;
+}
+
+/** Every path the checks compare, to be resolved on the host in one go. */
+export function pathsToResolve(input: IsolationInput): string[] {
+  const out = new Set<string>();
+  for (const r of devRoots(input)) out.add(r.path);
+  for (const g of guarded(input)) out.add(g.path);
+  for (const d of input.settings['dev-devices']) if (d.startsWith('/')) out.add(d);
+  for (const s of input.dev.compose?.services ?? []) {
+    for (const u of s.hostPaths) if (!u.url && u.path.startsWith('/')) out.add(u.path);
+    for (const d of s.devices) if (d.startsWith('/')) out.add(d);
+  }
+  return [...out].sort();
+}
+
+/**
+ * Deny by default: every host path a dev service touches must lie, symlinks resolved, under one of
+ * dev's own paths; and none, wherever it lies, may reach prod's checkout or vault, the state
+ * directory or the backups (check dev-mounts, also when a listed dev path holds them).
+ */
+function checkDevPaths(c: Collector, dev: ComposeModel, input: IsolationInput): void {
+  const real = resolver(input);
+  const guards = guarded(input).map((g) => ({ ...g, real: real(g.path) ?? g.path }));
+  const roots: Array<Root & { real: string }> = [];
+  for (const root of devRoots(input)) {
+    const r = real(root.path) ?? root.path;
+    const hit = guards.find((g) => reaches(r, g.real));
+    if (hit) {
       c.error(
-        'dev-escape',
+        'dev-paths',
         'dev',
-        `dev service ${s.name} ${w}: anything running on dev (any branch) could then reach prod`,
-        `remove it from ${s.name} in dev's overlay`,
+        `${root.source} (${root.path}${r !== root.path ? `, resolved ${r}` : ''}) reaches ${hit.what} (${hit.path}), so it cannot count as dev's own`,
+        root.source.startsWith('preflight.')
+          ? `list only directories that belong to dev alone in preflight.dev-paths`
+          : `give dev a ${root.source.split('.').pop()} of its own, apart from prod's`,
       );
+    } else roots.push({ ...root, real: r });
+  }
+  const list = roots.map((r) => r.path).join(', ') || 'none';
+  if (input.dev.envFilesUnread)
+    c.notes.push("dev's env_file paths were not checked: docker-compose v1 prints no env_file lists (docker compose v2's config --no-interpolate does).");
+  for (const svc of dev.services) {
+    for (const u of svc.hostPaths) {
+      const at = `dev service ${svc.name}: ${u.key}`;
+      // The Docker socket and the host's root are refused by dev-escape already, in words that say why.
+      const r0 = u.url ? undefined : real(u.path);
+      if ([u.path, r0].some((p) => p !== undefined && (isDockerSocket(p) || (p === '/' && u.key.startsWith('volumes['))))) continue;
+      if (u.url) {
+        if (!input.settings['dev-build-urls'])
+          c.error(
+            'dev-paths',
+            'dev',
+            `${at} builds from ${safeUrl(u.path)}, a URL: what it holds cannot be checked before the build`,
+            `build ${svc.name} from a directory in dev's checkout, or set preflight.dev-build-urls: true to allow URL contexts`,
+          );
+        continue;
+      }
+      if (u.path.includes('$') || !u.path.startsWith('/')) {
+        c.error(
+          'dev-paths',
+          'dev',
+          `${at} ${u.verb} ${u.path}, which is not an absolute host path after compose's merge${u.path.includes('$') ? ' (a variable in an env_file path is not interpolated where twinstack reads it)' : ''}`,
+          `write the path out in ${svc.name}'s ${u.key.replace(/\[.*$/, '')}, relative to the compose file or absolute`,
+        );
+        continue;
+      }
+      const r = real(u.path);
+      if (r === undefined) {
+        c.error(
+          'dev-paths',
+          'dev',
+          `${at} ${u.verb} ${u.path}, which could not be resolved on the host`,
+          `check that ${u.path} is a path the host can resolve`,
+        );
+        continue;
+      }
+      const shown = `${at} ${u.verb} ${u.path} (resolved ${r})`;
+      const hit = guards.find((g) => reaches(r, g.real));
+      if (hit) {
+        c.error('dev-mounts', 'dev', `${shown}, which reaches ${hit.what}`, `use only dev's own paths (${list}) in ${svc.name}`);
+      } else if (!roots.some((root) => within(r, root.real))) {
+        c.error(
+          'dev-paths',
+          'dev',
+          `${shown}, outside dev's own paths (${list})`,
+          `use a path under ${list} in ${svc.name}, or add a directory that belongs to dev alone to preflight.dev-paths`,
+        );
+      }
     }
   }
 }
 
-/** Dev may not mount prod's checkout, twinstack's state or backups, in any mode. */
-function checkDevMounts(c: Collector, dev: ComposeModel, prod: EnvironmentFacts, paths: IsolationInput['paths']): void {
-  const guarded: Array<[string, string]> = [[prod.config.checkout, "prod's checkout"]];
-  if (paths)
-    guarded.push([paths.stateDir, "twinstack's state directory (locks, host logs)"], [paths.backupDir, "the backup directory (prod's database dumps)"]);
-  for (const s of dev.services) {
-    for (const m of s.mounts.filter((x) => x.type === 'bind')) {
-      for (const [dir, what] of guarded) {
-        if (m.source !== '/' && reaches(m.source, dir)) {
-          c.error(
-            'dev-mounts',
-            'dev',
-            `dev service ${s.name} mounts ${m.source} at ${m.target}${m.readOnly ? ' read-only' : ''}, which reaches ${what}`,
-            `mount only dev's own checkout and data in ${s.name}`,
-          );
-        }
-      }
-    }
+/** A URL without its user, password, query or fragment (a token can ride in any of them). */
+function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return url.replace(/[?#].*$/, '').replace(/\/\/[^/@]*@/, '//');
   }
 }
 

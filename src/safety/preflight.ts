@@ -9,13 +9,13 @@ import { Environment } from '../domain/environment';
 import { OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
-import { sh } from '../infra/shell';
-import { ComposeConfigError, parseComposeConfig } from './compose-model';
+import { argv, sh } from '../infra/shell';
+import { ComposeConfigError, addEnvFiles, parseComposeConfig } from './compose-model';
 import type { PreflightSettings } from './config';
 import { EnvFileError, digestEnv, parseEnvFile, scrub } from './env-file';
 import { counts, sortFindings, type Finding } from './findings';
 import { judgeProbe, parseCurlResponse, type Probe } from './http-probe';
-import { checkIsolation, parseHostTotals, type EnvironmentFacts, type HostTotals } from './isolation';
+import { checkIsolation, parseHostTotals, pathsToResolve, type EnvironmentFacts, type HostTotals, type IsolationInput } from './isolation';
 import { checkRolling } from './rolling';
 
 export interface PreflightReport {
@@ -33,7 +33,11 @@ export interface PreflightReport {
 interface Reading {
   facts: EnvironmentFacts;
   findings: Finding[];
+  /** The env files' values: only to scrub text that came back from the host, never logged. */
+  secrets: string[];
 }
+
+const secretsOf = (r: Record<EnvironmentName, Reading>) => [...r.prod.secrets, ...r.dev.secrets];
 
 /** Env file keys whose values are treated as secrets (masked in everything logged). */
 export const SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
@@ -76,7 +80,18 @@ async function readEnvironment(host: Host, config: Config, name: EnvironmentName
   const secrets = [...values.values()];
 
   // The merged compose configuration. Its output holds every env value: it is parsed, never printed.
-  const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, check: false, label: `${name}: compose config`, timeoutSeconds: 180 }));
+  // docker compose v2 drops env_file from it (the values are inlined); `config --no-interpolate` keeps
+  // the list, with absolute paths. Dev's files are checked against dev's own paths, so dev needs it.
+  const v2 = config['compose-command'] === 'docker compose';
+  const [r, raw] = await Promise.all([
+    host.run(env.compose('config'), env.composeOptions({ quiet: true, check: false, label: `${name}: compose config`, timeoutSeconds: 180 })),
+    name === 'dev' && v2
+      ? host.run(
+          env.compose('config', '--no-interpolate'),
+          env.composeOptions({ quiet: true, check: false, label: `${name}: compose config --no-interpolate`, timeoutSeconds: 180 }),
+        )
+      : undefined,
+  ]);
   for (const v of unsetVariables(r.stderr)) {
     findings.push({
       check: 'compose-config',
@@ -97,6 +112,10 @@ async function readEnvironment(host: Host, config: Config, name: EnvironmentName
   } else {
     try {
       facts.compose = parseComposeConfig(r.stdout, env.project, facts.env?.profiles ?? []);
+      if (raw && raw.exitCode === 0) addEnvFiles(facts.compose, raw.stdout);
+      else if (raw)
+        throw new ComposeConfigError(`"config --no-interpolate" (for the env_file lists) failed (exit ${raw.exitCode}): ${tailLines(raw.stderr, 1)}`);
+      else if (name === 'dev') facts.envFilesUnread = true;
       log.info(
         `${name}: ${facts.compose.services.length} services in the merged compose configuration${facts.compose.inactive.length ? ` (${facts.compose.inactive.join(', ')} not started: inactive profile)` : ''}`,
       );
@@ -111,7 +130,7 @@ async function readEnvironment(host: Host, config: Config, name: EnvironmentName
       });
     }
   }
-  return { facts, findings };
+  return { facts, findings, secrets };
 }
 
 /** Variables compose reports as unset: v1 `The FOO variable is not set.`, v2 `The "FOO" variable is not set.` */
@@ -119,6 +138,19 @@ export function unsetVariables(stderr: string): string[] {
   const out = new Set<string>();
   for (const m of stderr.matchAll(/The \\?"?([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set/g)) out.add(m[1]);
   return [...out].sort();
+}
+
+/**
+ * Each path as the host resolves it (`realpath -m`: every symlink followed, missing parts allowed),
+ * all in one round trip; NUL-separated, as a path may hold a newline. A string says why it failed.
+ */
+export async function resolvePaths(host: Host, paths: readonly string[]): Promise<Map<string, string> | string> {
+  if (paths.length === 0) return new Map();
+  const r = await host.run(argv('realpath', '-m', '-z', '--', paths), { quiet: true, check: false, label: 'resolving host paths', timeoutSeconds: 60 });
+  const out = r.stdout.split('\0').slice(0, -1);
+  if (r.exitCode !== 0 || out.length !== paths.length)
+    return `realpath exited with ${r.exitCode}: ${tailLines(r.stderr, 1) || `${out.length} of ${paths.length} paths`}`;
+  return new Map(paths.map((p, i) => [p, out[i]]));
 }
 
 async function hostTotals(host: Host): Promise<HostTotals | undefined> {
@@ -149,14 +181,26 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
     hostTotals(host),
   ]);
   const readings: Record<EnvironmentName, Reading> = { prod: prodReading, dev: devReading };
-  const result = checkIsolation({
+  const input: IsolationInput = {
     prod: readings.prod.facts,
     dev: readings.dev.facts,
     settings,
     host: totals,
     paths: { stateDir: config['state-dir'], backupDir: config.backup.dir },
-  });
-  const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
+  };
+  const resolved = await resolvePaths(host, pathsToResolve(input));
+  const findings = [...readings.prod.findings, ...readings.dev.findings];
+  if (resolved instanceof Map) input.realPaths = resolved;
+  else
+    findings.push({
+      check: 'dev-paths',
+      environment: 'host',
+      severity: 'error',
+      message: `the host paths dev's services use could not be resolved on the host: ${scrub(resolved, secretsOf(readings))}`,
+      fix: 'check that the host has GNU realpath (coreutils) and that the SSH user can run it',
+    });
+  const result = checkIsolation(input);
+  findings.push(...result.findings);
   // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
   const prodCompose = readings.prod.facts.compose;
   if (prodCompose)

@@ -16,6 +16,7 @@ import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
 import { parseEnvFile } from '../../src/safety/env-file';
 import { connect } from '../harness/connect';
+import { HOSTILE, HOSTILE_FILE, hostileConfig, makeCheckouts } from '../unit/preflight-hostile-cases';
 import { startSshd, type TestSshd } from '../harness/sshd';
 
 const fixture = path.join(__dirname, '../fixtures/preflight/stack');
@@ -41,7 +42,11 @@ function checkout(name: string): string {
   return dir;
 }
 
+/** Makapix's worker reads the shared proxy's logs (/var/log/caddy, read-only): its config lists that path as dev's. */
+const DEV_PATHS = '  dev-paths: [/var/log/caddy]\n';
+
 function config(prod: string, dev: string, extra = '', urls = ['https://makapix.club', 'https://development.makapix.club']): Config {
+  extra = extra.includes('preflight:\n') ? extra.replace('preflight:\n', `preflight:\n${DEV_PATHS}`) : `${extra}\npreflight:\n${DEV_PATHS}`;
   return parseConfig(
     `compose-command: docker-compose
 environments:
@@ -162,6 +167,53 @@ describe('preflight over SSH', { skip: composeMissing }, () => {
     // Isolation checks that need both sides are skipped, not guessed.
     assert.deepEqual(r.ran, { envFiles: false, compose: false, http: false });
     assertNothingLeaked(log.text + JSON.stringify(r));
+  });
+});
+
+const composeV2Missing = spawnSync('docker', ['compose', 'version', '--short']).status === 0 ? undefined : 'the docker compose v2 plugin is not installed';
+
+describe('hostile dev overlays, resolved on the host over SSH', { skip: composeV2Missing }, () => {
+  it('passes the Makapix-style overlay (docker compose v2, env_file lists read, paths resolved)', async () => {
+    const d = makeCheckouts(root, 'hostile-clean');
+    fs.writeFileSync(path.join(d.dev, HOSTILE_FILE), 'services: {}\n');
+    const before = log.text.length;
+    const r = await runPreflight(host, hostileConfig(d), log);
+    assert.deepEqual(r.findings, []);
+    const text = log.text.slice(before);
+    // dev's env file came from config --no-interpolate (v2 drops env_file from config) and was resolved with the rest, in one call.
+    assert.match(text, /\$ realpath -m -z -- .*\/makapix-dev\/deploy\/stack\/\.env\.dev /);
+    assert.equal(text.match(/\$ realpath /g)?.length, 1);
+  });
+
+  HOSTILE.forEach((c, i) => {
+    it(`refuses: ${c.name}`, async () => {
+      const d = makeCheckouts(root, `hostile-${i}`);
+      c.setup?.(d);
+      fs.writeFileSync(path.join(d.dev, HOSTILE_FILE), c.overlay(d));
+      const r = await runPreflight(host, hostileConfig(d), log);
+      const want = c.expect(d);
+      const show = r.findings.map((f) => `${f.severity} ${f.check}: ${f.message}`).join('\n');
+      const hit = r.findings.find((f) => f.severity === 'error' && f.check === want.check && want.names.every((n) => f.message.includes(n)));
+      assert.ok(hit, `expected a ${want.check} error naming ${want.names.join(' | ')}; got:\n${show}`);
+      assertNothingLeaked(log.text + JSON.stringify(r));
+    });
+  });
+
+  it('compares against the real path of a symlinked dev checkout, and refuses a symlink out of it', async () => {
+    const d = makeCheckouts(root, 'hostile-linked');
+    // dev's checkout reached through a symlink, as /opt/makapix-dev -> /srv/makapix-dev would be.
+    const linked = path.join(root, 'hostile-linked', 'dev-link');
+    fs.symlinkSync(d.dev, linked);
+    fs.mkdirSync(path.join(d.dev, 'data'));
+    fs.symlinkSync('/root', path.join(d.dev, 'deploy/stack/home'));
+    fs.writeFileSync(path.join(d.dev, HOSTILE_FILE), 'services:\n  api:\n    volumes: [../../data:/data, ./home:/home-root]\n');
+    const r = await runPreflight(host, hostileConfig({ prod: d.prod, dev: linked }), log);
+    assert.deepEqual(
+      r.findings.map((f) => `${f.check}: ${f.message}`),
+      [
+        `dev-paths: dev service api: volumes[2] binds ${linked}/deploy/stack/home (resolved /root), outside dev's own paths (${linked}, /mnt/vault-dev, /var/log/caddy)`,
+      ],
+    );
   });
 });
 

@@ -91,8 +91,14 @@ function editYaml(text: string, edit?: Edit): string {
   return stringify(doc);
 }
 
+/** Makapix's worker reads the shared proxy's logs (/var/log/caddy, read-only): its config lists that path as dev's. */
+const MAKAPIX_DEV_PATHS = '  dev-paths: [/var/log/caddy]\n';
+
 function configWith(extra = ''): Config {
-  return parseConfig(BASE_CONFIG + extra, 'makapix.yml');
+  const withPaths = extra.includes('preflight:\n')
+    ? extra.replace('preflight:\n', `preflight:\n${MAKAPIX_DEV_PATHS}`)
+    : `${extra}\npreflight:\n${MAKAPIX_DEV_PATHS}`;
+  return parseConfig(BASE_CONFIG + withPaths, 'makapix.yml');
 }
 
 function check(v: Variant = {}): IsolationResult & { config: Config } {
@@ -448,20 +454,28 @@ describe('each broken variant is caught, naming the key or service', () => {
   });
 
   for (const [what, edit, message] of [
-    ['privileged', (d: ComposeDoc) => (d.services.worker.privileged = true), /^dev service worker runs privileged/],
+    ['privileged', (d: ComposeDoc) => (d.services.worker.privileged = true), /^dev service worker: privileged: true gives it every capability/],
     [
       'the Docker socket',
       (d: ComposeDoc) => d.services.worker.volumes.push('/var/run/docker.sock:/var/run/docker.sock'),
-      /^dev service worker mounts the Docker socket/,
+      /^dev service worker: volumes\[\d\] binds \/var\/run\/docker\.sock \(resolved \/var\/run\/docker\.sock\): the Docker socket/,
     ],
-    ["the host's root", (d: ComposeDoc) => d.services.worker.volumes.push('/:/host:ro'), /^dev service worker mounts the host's root directory/],
-    ['pid: host', (d: ComposeDoc) => (d.services.worker.pid = 'host'), /host PID namespace/],
-    ['cap_add', (d: ComposeDoc) => (d.services.worker.cap_add = ['SYS_ADMIN']), /adds capabilities SYS_ADMIN/],
-    ['devices', (d: ComposeDoc) => (d.services.worker.devices = ['/dev/sda:/dev/sda']), /maps devices \/dev\/sda/],
+    [
+      "the host's root",
+      (d: ComposeDoc) => d.services.worker.volumes.push('/:/host:ro'),
+      /^dev service worker: volumes\[\d\] binds \(read-only\) the host's root directory/,
+    ],
+    ['pid: host', (d: ComposeDoc) => (d.services.worker.pid = 'host'), /^dev service worker: pid: host shares the host's PID namespace with prod$/],
+    ['cap_add', (d: ComposeDoc) => (d.services.worker.cap_add = ['SYS_ADMIN']), /^dev service worker: cap_add adds capabilities SYS_ADMIN$/],
+    [
+      'devices',
+      (d: ComposeDoc) => (d.services.worker.devices = ['/dev/sda:/dev/sda']),
+      /^dev service worker: devices\[0\] maps host device \/dev\/sda \(resolved \/dev\/sda\), which preflight\.dev-devices does not list$/,
+    ],
     [
       "a prod container's network",
       (d: ComposeDoc) => (d.services.worker.network_mode = 'container:makapix-prod-db'),
-      /shares the network namespace of makapix-prod-db/,
+      /^dev service worker: network_mode: container:makapix-prod-db joins the network namespace of makapix-prod-db, which is prod's$/,
     ],
   ] as const) {
     it(`dev-escape: a dev service with ${what}`, () => {
@@ -474,7 +488,7 @@ describe('each broken variant is caught, naming the key or service', () => {
     caught(
       check({ devCompose: (d) => d.services.worker.volumes.push('/opt/makapix/api:/workspace/api:ro') }),
       'dev-mounts',
-      /mounts \/opt\/makapix\/api at \/workspace\/api read-only, which reaches prod's checkout/,
+      /^dev service worker: volumes\[2\] binds \(read-only\) \/opt\/makapix\/api \(resolved \/opt\/makapix\/api\), which reaches prod's checkout$/,
     );
     caught(check({ devCompose: (d) => d.services.worker.volumes.push('/var/lib/twinstack:/state') }), 'dev-mounts', /reaches twinstack's state directory/);
     caught(check({ devCompose: (d) => d.services.worker.volumes.push('/var/backups:/b') }), 'dev-mounts', /reaches the backup directory/);

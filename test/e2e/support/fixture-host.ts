@@ -149,7 +149,7 @@ export async function startFixtureHost(composeCommand: 'docker-compose' | 'docke
 `;
   fs.writeFileSync(
     path.join(workspace, '.github', 'twinstack.yml'),
-    `compose-command: ${composeCommand}\ndeploy: { allow-prod: true }\nstate-dir: ${path.join(dir, 'state')}\nkeep-releases: 3\nbackup: { dir: ${path.join(dir, 'backups')}, keep: 3 }\npromote: { database-env: DB_NAME, branch: '*' }\nenvironments:\n${envBlock('prod')}${envBlock('dev')}`,
+    `compose-command: ${composeCommand}\ndeploy: { allow-prod: true }\n# The fixture app runs every container with host networking.\npreflight: { dev-host-network: true }\nstate-dir: ${path.join(dir, 'state')}\nkeep-releases: 3\nbackup: { dir: ${path.join(dir, 'backups')}, keep: 3 }\npromote: { database-env: DB_NAME, branch: '*' }\nenvironments:\n${envBlock('prod')}${envBlock('dev')}`,
   );
   const sshd = await startSshd();
   const connection = () => ({
