@@ -59466,8 +59466,10 @@ function fragmentProblem(text, kind) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.ComposeConfigError = void 0;
+exports.isUrl = exports.ComposeConfigError = void 0;
 exports.parseComposeConfig = parseComposeConfig;
+exports.envFileList = envFileList;
+exports.addEnvFiles = addEnvFiles;
 exports.parsePort = parsePort;
 exports.parseMount = parseMount;
 exports.caddyDomains = caddyDomains;
@@ -59479,6 +59481,7 @@ exports.hasBasicAuthLabel = hasBasicAuthLabel;
  * in short string form where it can and sizes as written (`512M`), docker compose v2 writes long
  * form objects and sizes in bytes.
  */
+const node_path_1 = __nccwpck_require__(6760);
 const yaml_1 = __nccwpck_require__(8815);
 const units_1 = __nccwpck_require__(8493);
 class ComposeConfigError extends Error {
@@ -59496,6 +59499,7 @@ function parseComposeConfig(text, project, activeProfiles = []) {
     }
     if (!isObj(doc) || !isObj(doc.services))
         throw new ComposeConfigError('the merged compose configuration has no services');
+    const top = { volumes: topLevel(doc.volumes), secrets: topLevel(doc.secrets), configs: topLevel(doc.configs) };
     const services = [];
     const inactive = [];
     for (const [name, raw] of Object.entries(doc.services)) {
@@ -59505,7 +59509,7 @@ function parseComposeConfig(text, project, activeProfiles = []) {
             inactive.push(name);
             continue;
         }
-        services.push(parseService(name, s));
+        services.push(parseService(name, s, top));
     }
     const volumeNames = new Map();
     const volumes = isObj(doc.volumes) ? doc.volumes : {};
@@ -59533,7 +59537,14 @@ function parseComposeConfig(text, project, activeProfiles = []) {
             s.networks.push('default');
     return { project, services: services.sort((a, b) => a.name.localeCompare(b.name)), inactive, volumeNames, networks };
 }
-function parseService(name, s) {
+function topLevel(raw) {
+    const out = {};
+    if (isObj(raw))
+        for (const [k, v] of Object.entries(raw))
+            out[k] = isObj(v) ? v : {};
+    return out;
+}
+function parseService(name, s, top) {
     const limits = isObj(s.deploy) && isObj(s.deploy.resources) && isObj(s.deploy.resources.limits) ? s.deploy.resources.limits : {};
     const cpus = minDefined((0, units_1.parseCpus)(limits.cpus), (0, units_1.parseCpus)(s.cpus));
     const memoryBytes = minDefined((0, units_1.parseBytes)(limits.memory), (0, units_1.parseBytes)(s.mem_limit));
@@ -59551,13 +59562,124 @@ function parseService(name, s) {
         ipc: typeof s.ipc === 'string' ? s.ipc : undefined,
         usernsMode: typeof s.userns_mode === 'string' ? s.userns_mode : undefined,
         capAdd: stringList(s.cap_add),
-        devices: (Array.isArray(s.devices) ? s.devices : []).map((d) => (isObj(d) ? (0, units_1.scalarText)(d.source) : (0, units_1.scalarText)(d))),
+        // Short form `host[:container[:permissions]]`, long form `{source, target, permissions}`.
+        devices: (Array.isArray(s.devices) ? s.devices : []).map((d) => (isObj(d) ? (0, units_1.scalarText)(d.source) : (0, units_1.scalarText)(d).split(':')[0])),
+        deviceCgroupRules: stringList(s.device_cgroup_rules),
+        gpus: (s.gpus !== undefined && s.gpus !== null) || deviceReservations(s),
         securityOpt: stringList(s.security_opt),
+        cgroup: typeof s.cgroup === 'string' ? s.cgroup : undefined,
+        uts: typeof s.uts === 'string' ? s.uts : undefined,
+        volumesFrom: stringList(s.volumes_from),
+        hostPaths: hostPathUses(s, top),
         image: typeof s.image === 'string' ? s.image : undefined,
         builds: s.build !== undefined && s.build !== null,
         networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
         healthcheck: parseHealthcheck(s.healthcheck),
     };
+}
+function deviceReservations(s) {
+    const r = isObj(s.deploy) && isObj(s.deploy.resources) && isObj(s.deploy.resources.reservations) ? s.deploy.resources.reservations : {};
+    return Array.isArray(r.devices) && r.devices.length > 0;
+}
+/** A build context or additional context given as a URL: git over https or ssh, or a remote tarball. */
+const isUrl = (v) => /^[a-z][a-z0-9+.-]*:\/\//i.test(v) || /^git@/.test(v) || /^github\.com\//.test(v);
+exports.isUrl = isUrl;
+/**
+ * Every host path a service touches, after compose's merge (which makes relative paths absolute).
+ * Named volumes count when their top-level entry gives `driver_opts.device` (a bind in disguise).
+ */
+function hostPathUses(s, top) {
+    const out = [];
+    (Array.isArray(s.volumes) ? s.volumes : []).forEach((raw, i) => {
+        const m = parseMount(raw);
+        if (!m)
+            return;
+        if (m.type === 'bind')
+            out.push({ key: `volumes[${i}]`, verb: `binds${m.readOnly ? ' (read-only)' : ''}`, path: m.source });
+        if (m.type === 'volume') {
+            const v = top.volumes[m.source];
+            const device = v && isObj(v.driver_opts) ? v.driver_opts.device : undefined;
+            if (device !== undefined)
+                out.push({ key: `volumes[${i}]`, verb: `mounts volume ${m.source}, whose driver_opts.device is`, path: (0, units_1.scalarText)(device) });
+        }
+    });
+    envFileList(s.env_file).forEach((p, i) => out.push({ key: `env_file[${i}]`, verb: 'reads', path: p }));
+    for (const [kind, defs] of [
+        ['secrets', top.secrets],
+        ['configs', top.configs],
+    ]) {
+        (Array.isArray(s[kind]) ? s[kind] : []).forEach((raw, i) => {
+            const source = isObj(raw) ? (0, units_1.scalarText)(raw.source) : (0, units_1.scalarText)(raw);
+            const file = defs[source]?.file;
+            if (typeof file === 'string')
+                out.push({ key: `${kind}[${i}] (${source})`, verb: 'reads', path: file });
+        });
+    }
+    const build = typeof s.build === 'string' ? { context: s.build } : isObj(s.build) ? s.build : undefined;
+    if (build) {
+        const context = (0, units_1.scalarText)(build.context ?? '.');
+        out.push({ key: 'build.context', verb: 'builds from', path: context, url: (0, exports.isUrl)(context) });
+        const dockerfile = typeof build.dockerfile === 'string' ? build.dockerfile : undefined;
+        // A relative dockerfile is read from the context (a URL context carries its own).
+        if (dockerfile && (dockerfile.startsWith('/') || !(0, exports.isUrl)(context))) {
+            out.push({ key: 'build.dockerfile', verb: 'reads', path: dockerfile.startsWith('/') ? dockerfile : node_path_1.posix.join(context, dockerfile) });
+        }
+        const extra = isObj(build.additional_contexts)
+            ? Object.entries(build.additional_contexts).map(([k, v]) => [k, (0, units_1.scalarText)(v)])
+            : stringList(build.additional_contexts).map((x) => [x.split('=')[0], x.slice(x.indexOf('=') + 1)]);
+        for (const [k, v] of extra) {
+            // Images and other services are no host paths; an OCI layout directory is.
+            if (/^(docker-image|service|target):/.test(v))
+                continue;
+            const oci = /^oci-layout:\/\/(.*?)(?:[@:][^/]*)?$/.exec(v);
+            out.push({ key: `build.additional_contexts.${k}`, verb: 'builds from', path: oci ? oci[1] : v, url: !oci && (0, exports.isUrl)(v) });
+        }
+        (Array.isArray(build.secrets) ? build.secrets : []).forEach((raw, i) => {
+            const source = isObj(raw) ? (0, units_1.scalarText)(raw.source) : (0, units_1.scalarText)(raw);
+            const file = top.secrets[source]?.file;
+            if (typeof file === 'string')
+                out.push({ key: `build.secrets[${i}] (${source})`, verb: 'reads', path: file });
+        });
+        // `ssh: [default=/path/to/key]` hands a host key file to the build.
+        const ssh = isObj(build.ssh)
+            ? Object.values(build.ssh).map(units_1.scalarText)
+            : stringList(build.ssh).map((x) => (x.includes('=') ? x.slice(x.indexOf('=') + 1) : ''));
+        ssh.forEach((p, i) => {
+            if (p)
+                out.push({ key: `build.ssh[${i}]`, verb: 'hands the build the key file', path: p });
+        });
+    }
+    return out;
+}
+/** `env_file` as a string, a list of strings, or (v2) a list of `{path, required}`. */
+function envFileList(raw) {
+    const items = Array.isArray(raw) ? raw : raw === undefined || raw === null ? [] : [raw];
+    return items.map((x) => (isObj(x) ? (0, units_1.scalarText)(x.path) : (0, units_1.scalarText)(x))).filter((x) => x !== '');
+}
+/**
+ * docker compose v2's `config` inlines env files into `environment` and drops the key; its
+ * `config --no-interpolate` keeps the list, each path made absolute. Adds those paths to the model.
+ */
+function addEnvFiles(model, noInterpolateText) {
+    let doc;
+    try {
+        doc = (0, yaml_1.parse)(noInterpolateText);
+    }
+    catch (e) {
+        throw new ComposeConfigError(`the compose configuration without interpolation is not YAML: ${e.message.split('\n')[0]}`);
+    }
+    if (!isObj(doc) || !isObj(doc.services))
+        throw new ComposeConfigError('the compose configuration without interpolation has no services');
+    for (const svc of model.services) {
+        const raw = doc.services[svc.name];
+        if (!isObj(raw))
+            continue;
+        const have = new Set(svc.hostPaths.filter((u) => u.key.startsWith('env_file[')).map((u) => u.path));
+        envFileList(raw.env_file).forEach((p, i) => {
+            if (!have.has(p))
+                svc.hostPaths.push({ key: `env_file[${i}]`, verb: 'reads', path: p });
+        });
+    }
 }
 function parseHealthcheck(raw) {
     if (!isObj(raw))
@@ -59703,6 +59825,8 @@ const absPath = zod_1.z
     .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
     .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
     .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p));
+/** A device cgroup rule as docker takes it: `c 189:* rmw`. */
+const cgroupRule = zod_1.z.string().regex(/^[abc] (\d+|\*):(\d+|\*) [rwm]{1,3}$/, 'must be a host device path, a device cgroup rule such as "c 189:* rmw", or gpu');
 const percent = zod_1.z.number().min(1).max(100);
 const memory = zod_1.z
     .union([zod_1.z.string(), zod_1.z.number()])
@@ -59724,6 +59848,7 @@ exports.PREFLIGHT_CHECKS = [
     'vault-mounts',
     'dev-escape',
     'dev-mounts',
+    'dev-paths',
     'shared-images',
     'dev-networks',
     'domains',
@@ -59767,6 +59892,22 @@ exports.preflightSchema = zod_1.z
     'dev-host-share': percent.optional(),
     /** Services that serve each environment's site; default: those whose caddy label claims the url's host. */
     'site-services': zod_1.z.array(zod_1.z.string().regex(/^[a-zA-Z0-9._-]+$/)).optional(),
+    /**
+     * Host paths that belong to dev alone, besides environments.dev.checkout and .vault: every host
+     * path a dev service touches (binds, volume devices, env files, secrets, configs, build inputs)
+     * must lie under one of them once symlinks are resolved on the host.
+     */
+    'dev-paths': zod_1.z.array(absPath).default([]),
+    /** Whether dev's services may use network_mode: host (they then share the host's network with prod). */
+    'dev-host-network': zod_1.z.boolean().default(false),
+    /** Host devices (paths; a directory covers what is under it), device cgroup rules, and `gpu`, that dev's services may use. */
+    'dev-devices': zod_1.z
+        .array(zod_1.z.union([zod_1.z.literal('gpu'), absPath, cgroupRule], {
+        errorMap: () => ({ message: 'must be a host device path such as /dev/dri, a device cgroup rule such as "c 189:* rmw", or gpu' }),
+    }))
+        .default([]),
+    /** Whether a dev build context may be a URL (a git repository): what it builds cannot be checked beforehand. */
+    'dev-build-urls': zod_1.z.boolean().default(false),
     /** Checks whose errors are reported as warnings (they do not fail the step). */
     'warn-only': zod_1.z.array(zod_1.z.enum(exports.PREFLIGHT_CHECKS)).default([]),
     http: zod_1.z
@@ -60221,6 +60362,18 @@ function judgeProbe(p) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.checkIsolation = checkIsolation;
 exports.parseHostTotals = parseHostTotals;
+exports.pathsToResolve = pathsToResolve;
+/**
+ * The isolation invariants between prod and dev on one host, as pure functions over what preflight
+ * read: the two env files (as digests: hashes only), the two merged compose configurations, and the
+ * host's size. Each check returns findings that name the key, service, port or path and say what
+ * to change; none contains an env file value.
+ *
+ * Known limit: a service with `network_mode: host` publishes no ports in the compose file; it
+ * listens wherever its program is told to, which compose cannot show. For such stacks only env file
+ * keys ending in _PORT are compared (a warning when equal), and the summary says so.
+ */
+const node_path_1 = __nccwpck_require__(6760);
 const compose_model_1 = __nccwpck_require__(7550);
 const env_file_1 = __nccwpck_require__(2028);
 const units_1 = __nccwpck_require__(8493);
@@ -60261,9 +60414,9 @@ function checkIsolation(input) {
     if (dev.compose)
         checkDevLimits(c, dev, input);
     if (dev.compose)
-        checkDevEscape(c, dev.compose, prod.compose);
+        checkDevEscape(c, dev.compose, prod.compose, input);
     if (dev.compose)
-        checkDevMounts(c, dev.compose, prod, input.paths);
+        checkDevPaths(c, dev.compose, input);
     if (prod.compose && dev.compose) {
         checkSharedImages(c, prod.compose, dev.compose);
         checkDevNetworks(c, prod.compose, dev.compose);
@@ -60567,57 +60720,203 @@ function parseHostTotals(text) {
     return { cpus, memoryBytes: kb * 1024 };
 }
 /**
- * Whatever lets a dev container act on the host, and so on prod: privileged mode, the host's
- * process, IPC or user namespaces, added capabilities, devices, the Docker socket, the host's root,
- * or another container's network namespace that belongs to prod.
+ * Whatever lets a dev container act on the host, and so on prod: privileged mode, added
+ * capabilities, a loosened security profile, the Docker socket or the host's root; a namespace
+ * (network, PID, IPC, cgroup, UTS, user) of the host or of any container that is not dev's own;
+ * another container's volumes; devices, device cgroup rules and GPUs not listed in preflight.dev-devices.
  */
-function checkDevEscape(c, dev, prod) {
-    const prodContainers = new Set((prod?.services ?? []).flatMap((s) => [s.name, s.containerName].filter((x) => !!x)));
-    for (const s of dev.services) {
-        const why = [];
-        if (s.privileged)
-            why.push('runs privileged');
-        if (s.pid === 'host')
-            why.push('uses the host PID namespace (pid: host)');
-        if (s.ipc === 'host')
-            why.push('uses the host IPC namespace (ipc: host)');
-        if (s.usernsMode === 'host')
-            why.push('turns off user namespace remapping (userns_mode: host)');
-        if (s.capAdd.length)
-            why.push(`adds capabilities ${s.capAdd.join(', ')}`);
-        if (s.devices.length)
-            why.push(`maps devices ${s.devices.join(', ')}`);
-        if (s.securityOpt.some((o) => /unconfined|no-new-privileges[:=]false/i.test(o)))
-            why.push(`loosens its security profile (${s.securityOpt.join(', ')})`);
-        for (const m of s.mounts.filter((x) => x.type === 'bind')) {
-            if (/(^|\/)docker\.sock$/.test(m.source) || m.source === '/var/run' || m.source === '/run')
-                why.push(`mounts the Docker socket (${m.source})`);
-            else if (m.source === '/')
-                why.push("mounts the host's root directory");
+function checkDevEscape(c, dev, prod, input) {
+    const s = input.settings;
+    const prodContainers = new Set((prod?.services ?? []).flatMap((x) => [x.name, x.containerName].filter((n) => !!n)));
+    const services = new Set(dev.services.map((x) => x.name));
+    const containers = new Set(dev.services.flatMap((x) => (x.containerName ? [x.containerName] : [])));
+    // Containers compose names itself: <project>-<service>-<n> (v2) or <project>_<service>_<n> (v1).
+    const ownDefault = (name) => dev.services.some((x) => !x.containerName && [`${dev.project}-${x.name}-`, `${dev.project}_${x.name}_`].some((p) => name.startsWith(p) && /^\d+$/.test(name.slice(p.length))));
+    const own = (kind, name) => (kind === 'service' ? services.has(name) : containers.has(name) || ownDefault(name));
+    const whose = (name) => (prodContainers.has(name) ? "prod's" : "not one of dev's running services or containers");
+    const real = resolver(input);
+    const allowed = s['dev-devices'];
+    const deviceRoots = allowed.filter((d) => d.startsWith('/')).map((d) => real(d) ?? d);
+    for (const svc of dev.services) {
+        const at = `dev service ${svc.name}`;
+        const fail = (message, fix) => c.error('dev-escape', 'dev', `${at}: ${message}`, fix);
+        const remove = (key) => `remove ${key} from ${svc.name} in dev's overlay`;
+        if (svc.privileged)
+            fail('privileged: true gives it every capability and every host device', remove('privileged'));
+        if (svc.capAdd.length)
+            fail(`cap_add adds capabilities ${svc.capAdd.join(', ')}`, remove('cap_add'));
+        if (svc.securityOpt.some((o) => /unconfined|no-new-privileges[:=]false/i.test(o)))
+            fail(`security_opt loosens its security profile (${svc.securityOpt.join(', ')})`, remove('the unconfined security_opt entries'));
+        svc.hostPaths.forEach((u) => {
+            const r = u.url ? undefined : real(u.path);
+            for (const p of new Set([u.path, r ?? u.path])) {
+                if (isDockerSocket(p)) {
+                    fail(`${u.key} ${u.verb} ${u.path} (resolved ${r ?? u.path}): the Docker socket, which controls every container on the host`, remove(`the Docker socket from ${u.key}`));
+                    break;
+                }
+                if (p === '/' && u.key.startsWith('volumes[')) {
+                    fail(`${u.key} ${u.verb} the host's root directory${r && r !== u.path ? ` (through ${u.path})` : ''}`, remove(`the mount of / from ${u.key}`));
+                    break;
+                }
+            }
+        });
+        // Namespaces: the host's are refused (network only when the config allows it), a container's only when it is dev's own.
+        const namespaces = [
+            ['network_mode', svc.networkMode, 'network', ['bridge', 'none', 'default']],
+            ['pid', svc.pid, 'PID', []],
+            ['ipc', svc.ipc, 'IPC', ['private', 'shareable', 'none']],
+            ['cgroup', svc.cgroup, 'cgroup', ['private']],
+            ['uts', svc.uts, 'UTS (host name)', []],
+            ['userns_mode', svc.usernsMode, 'user', []],
+        ];
+        for (const [key, value, ns, plain] of namespaces) {
+            if (value === undefined || value === '' || plain.includes(value))
+                continue;
+            const target = /^(service|container):(.+)$/.exec(value);
+            if (value === 'host') {
+                if (key === 'network_mode' && s['dev-host-network'])
+                    continue;
+                fail(`${key}: host shares the host's ${ns} namespace with prod`, key === 'network_mode'
+                    ? `remove network_mode: host from ${svc.name}, or set preflight.dev-host-network: true if dev's services must use the host's network`
+                    : remove(`${key}: host`));
+            }
+            else if (target) {
+                if (own(target[1], target[2]))
+                    continue;
+                fail(`${key}: ${value} joins the ${ns} namespace of ${target[2]}, which is ${whose(target[2])}`, `name one of dev's own services (service:<name>) in ${key}, or remove it`);
+            }
+            else {
+                fail(`${key}: ${value} is not a namespace twinstack can tell is dev's own`, `use ${[...plain, 'service:<dev service>'].join(', ')} for ${key}, or remove it`);
+            }
         }
-        const mode = s.networkMode ?? '';
-        const shared = /^(container|service):(.+)$/.exec(mode);
-        if (shared && prod && (prodContainers.has(shared[2]) || !dev.services.some((d) => d.name === shared[2] || d.containerName === shared[2]))) {
-            why.push(`shares the network namespace of ${shared[2]} (network_mode: ${mode}), which is not a dev container`);
+        svc.volumesFrom.forEach((v, i) => {
+            const m = /^(?:(service|container):)?(.+?)(?::(?:ro|rw))?$/.exec(v);
+            const kind = m[1] ?? 'service';
+            if (!own(kind, m[2])) {
+                fail(`volumes_from[${i}] takes every volume of ${m[2]}, which is ${whose(m[2])}`, `mount dev's own volumes in ${svc.name} instead of volumes_from ${m[2]}`);
+            }
+        });
+        const listFix = (what) => `remove ${what} from ${svc.name}, or add it to preflight.dev-devices if dev alone uses it`;
+        svc.devices.forEach((d, i) => {
+            const r = real(d) ?? d;
+            if (!deviceRoots.some((root) => within(r, root)))
+                fail(`devices[${i}] maps host device ${d} (resolved ${r}), which preflight.dev-devices does not list`, listFix(d));
+        });
+        svc.deviceCgroupRules.forEach((rule, i) => {
+            if (!allowed.includes(rule.trim().replace(/\s+/g, ' ')))
+                fail(`device_cgroup_rules[${i}] allows devices "${rule}", which preflight.dev-devices does not list`, listFix(`"${rule}"`));
+        });
+        if (svc.gpus && !allowed.includes('gpu'))
+            fail("gpus (or deploy.resources.reservations.devices) hands it the host's GPUs, which preflight.dev-devices does not list (gpu)", listFix('gpu'));
+    }
+}
+const isDockerSocket = (p) => /(^|\/)docker\.sock$/.test(p) || p === '/var/run' || p === '/run';
+/** The real path of each path pathsToResolve() gave, or (no host) the path normalized. */
+function resolver(input) {
+    const map = input.realPaths;
+    return (p) => (map ? map.get(p) : node_path_1.posix.normalize(p).replace(/(.)\/+$/, '$1'));
+}
+/** The host paths that are dev's: its checkout, its vault, and preflight.dev-paths. */
+function devRoots(input) {
+    const cfg = input.dev.config;
+    const roots = [{ path: cfg.checkout, source: 'environments.dev.checkout' }];
+    if (cfg.vault)
+        roots.push({ path: cfg.vault, source: 'environments.dev.vault' });
+    input.settings['dev-paths'].forEach((p, i) => roots.push({ path: p, source: `preflight.dev-paths[${i}]` }));
+    return roots;
+}
+/** What dev may never reach, even under a path listed as dev's: prod's checkout and vault, twinstack's state and backups. */
+function guarded(input) {
+    const out = [{ path: input.prod.config.checkout, what: "prod's checkout" }];
+    if (input.prod.config.vault)
+        out.push({ path: input.prod.config.vault, what: "prod's vault" });
+    if (input.paths)
+        out.push({ path: input.paths.stateDir, what: "twinstack's state directory (locks, host logs, scripts run as the operator)" }, { path: input.paths.backupDir, what: "the backup directory (prod's database dumps)" });
+    return out;
+}
+/** Every path the checks compare, to be resolved on the host in one go. */
+function pathsToResolve(input) {
+    const out = new Set();
+    for (const r of devRoots(input))
+        out.add(r.path);
+    for (const g of guarded(input))
+        out.add(g.path);
+    for (const d of input.settings['dev-devices'])
+        if (d.startsWith('/'))
+            out.add(d);
+    for (const s of input.dev.compose?.services ?? []) {
+        for (const u of s.hostPaths)
+            if (!u.url && u.path.startsWith('/'))
+                out.add(u.path);
+        for (const d of s.devices)
+            if (d.startsWith('/'))
+                out.add(d);
+    }
+    return [...out].sort();
+}
+/**
+ * Deny by default: every host path a dev service touches must lie, symlinks resolved, under one of
+ * dev's own paths; and none, wherever it lies, may reach prod's checkout or vault, the state
+ * directory or the backups (check dev-mounts, also when a listed dev path holds them).
+ */
+function checkDevPaths(c, dev, input) {
+    const real = resolver(input);
+    const guards = guarded(input).map((g) => ({ ...g, real: real(g.path) ?? g.path }));
+    const roots = [];
+    for (const root of devRoots(input)) {
+        const r = real(root.path) ?? root.path;
+        const hit = guards.find((g) => reaches(r, g.real));
+        if (hit) {
+            c.error('dev-paths', 'dev', `${root.source} (${root.path}${r !== root.path ? `, resolved ${r}` : ''}) reaches ${hit.what} (${hit.path}), so it cannot count as dev's own`, root.source.startsWith('preflight.')
+                ? `list only directories that belong to dev alone in preflight.dev-paths`
+                : `give dev a ${root.source.split('.').pop()} of its own, apart from prod's`);
         }
-        for (const w of why) {
-            c.error('dev-escape', 'dev', `dev service ${s.name} ${w}: anything running on dev (any branch) could then reach prod`, `remove it from ${s.name} in dev's overlay`);
+        else
+            roots.push({ ...root, real: r });
+    }
+    const list = roots.map((r) => r.path).join(', ') || 'none';
+    if (input.dev.envFilesUnread)
+        c.notes.push("dev's env_file paths were not checked: docker-compose v1 prints no env_file lists (docker compose v2's config --no-interpolate does).");
+    for (const svc of dev.services) {
+        for (const u of svc.hostPaths) {
+            const at = `dev service ${svc.name}: ${u.key}`;
+            // The Docker socket and the host's root are refused by dev-escape already, in words that say why.
+            const r0 = u.url ? undefined : real(u.path);
+            if ([u.path, r0].some((p) => p !== undefined && (isDockerSocket(p) || (p === '/' && u.key.startsWith('volumes[')))))
+                continue;
+            if (u.url) {
+                if (!input.settings['dev-build-urls'])
+                    c.error('dev-paths', 'dev', `${at} builds from ${safeUrl(u.path)}, a URL: what it holds cannot be checked before the build`, `build ${svc.name} from a directory in dev's checkout, or set preflight.dev-build-urls: true to allow URL contexts`);
+                continue;
+            }
+            if (u.path.includes('$') || !u.path.startsWith('/')) {
+                c.error('dev-paths', 'dev', `${at} ${u.verb} ${u.path}, which is not an absolute host path after compose's merge${u.path.includes('$') ? ' (a variable in an env_file path is not interpolated where twinstack reads it)' : ''}`, `write the path out in ${svc.name}'s ${u.key.replace(/\[.*$/, '')}, relative to the compose file or absolute`);
+                continue;
+            }
+            const r = real(u.path);
+            if (r === undefined) {
+                c.error('dev-paths', 'dev', `${at} ${u.verb} ${u.path}, which could not be resolved on the host`, `check that ${u.path} is a path the host can resolve`);
+                continue;
+            }
+            const shown = `${at} ${u.verb} ${u.path} (resolved ${r})`;
+            const hit = guards.find((g) => reaches(r, g.real));
+            if (hit) {
+                c.error('dev-mounts', 'dev', `${shown}, which reaches ${hit.what}`, `use only dev's own paths (${list}) in ${svc.name}`);
+            }
+            else if (!roots.some((root) => within(r, root.real))) {
+                c.error('dev-paths', 'dev', `${shown}, outside dev's own paths (${list})`, `use a path under ${list} in ${svc.name}, or add a directory that belongs to dev alone to preflight.dev-paths`);
+            }
         }
     }
 }
-/** Dev may not mount prod's checkout, twinstack's state or backups, in any mode. */
-function checkDevMounts(c, dev, prod, paths) {
-    const guarded = [[prod.config.checkout, "prod's checkout"]];
-    if (paths)
-        guarded.push([paths.stateDir, "twinstack's state directory (locks, host logs)"], [paths.backupDir, "the backup directory (prod's database dumps)"]);
-    for (const s of dev.services) {
-        for (const m of s.mounts.filter((x) => x.type === 'bind')) {
-            for (const [dir, what] of guarded) {
-                if (m.source !== '/' && reaches(m.source, dir)) {
-                    c.error('dev-mounts', 'dev', `dev service ${s.name} mounts ${m.source} at ${m.target}${m.readOnly ? ' read-only' : ''}, which reaches ${what}`, `mount only dev's own checkout and data in ${s.name}`);
-                }
-            }
-        }
+/** A URL without its user, password, query or fragment (a token can ride in any of them). */
+function safeUrl(url) {
+    try {
+        const u = new URL(url);
+        return `${u.protocol}//${u.host}${u.pathname}`;
+    }
+    catch {
+        return url.replace(/[?#].*$/, '').replace(/\/\/[^/@]*@/, '//');
     }
 }
 /** The same image name in both: a rollback's retag or a build of one would change what the other runs. */
@@ -60659,6 +60958,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.IsolationRefused = exports.SECRET_KEY = void 0;
 exports.preflightSettings = preflightSettings;
 exports.unsetVariables = unsetVariables;
+exports.resolvePaths = resolvePaths;
 exports.runPreflight = runPreflight;
 exports.isolationGate = isolationGate;
 const environment_1 = __nccwpck_require__(2309);
@@ -60670,6 +60970,7 @@ const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
 const rolling_1 = __nccwpck_require__(3803);
+const secretsOf = (r) => [...r.prod.secrets, ...r.dev.secrets];
 /** Env file keys whose values are treated as secrets (masked in everything logged). */
 exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
 function preflightSettings(config) {
@@ -60709,7 +61010,15 @@ async function readEnvironment(host, config, name, log) {
     // Only to scrub text that came back from the host; never logged.
     const secrets = [...values.values()];
     // The merged compose configuration. Its output holds every env value: it is parsed, never printed.
-    const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, check: false, label: `${name}: compose config`, timeoutSeconds: 180 }));
+    // docker compose v2 drops env_file from it (the values are inlined); `config --no-interpolate` keeps
+    // the list, with absolute paths. Dev's files are checked against dev's own paths, so dev needs it.
+    const v2 = config['compose-command'] === 'docker compose';
+    const [r, raw] = await Promise.all([
+        host.run(env.compose('config'), env.composeOptions({ quiet: true, check: false, label: `${name}: compose config`, timeoutSeconds: 180 })),
+        name === 'dev' && v2
+            ? host.run(env.compose('config', '--no-interpolate'), env.composeOptions({ quiet: true, check: false, label: `${name}: compose config --no-interpolate`, timeoutSeconds: 180 }))
+            : undefined,
+    ]);
     for (const v of unsetVariables(r.stderr)) {
         findings.push({
             check: 'compose-config',
@@ -60731,6 +61040,12 @@ async function readEnvironment(host, config, name, log) {
     else {
         try {
             facts.compose = (0, compose_model_1.parseComposeConfig)(r.stdout, env.project, facts.env?.profiles ?? []);
+            if (raw && raw.exitCode === 0)
+                (0, compose_model_1.addEnvFiles)(facts.compose, raw.stdout);
+            else if (raw)
+                throw new compose_model_1.ComposeConfigError(`"config --no-interpolate" (for the env_file lists) failed (exit ${raw.exitCode}): ${(0, errors_1.tailLines)(raw.stderr, 1)}`);
+            else if (name === 'dev')
+                facts.envFilesUnread = true;
             log.info(`${name}: ${facts.compose.services.length} services in the merged compose configuration${facts.compose.inactive.length ? ` (${facts.compose.inactive.join(', ')} not started: inactive profile)` : ''}`);
         }
         catch (e) {
@@ -60744,7 +61059,7 @@ async function readEnvironment(host, config, name, log) {
             });
         }
     }
-    return { facts, findings };
+    return { facts, findings, secrets };
 }
 /** Variables compose reports as unset: v1 `The FOO variable is not set.`, v2 `The "FOO" variable is not set.` */
 function unsetVariables(stderr) {
@@ -60752,6 +61067,19 @@ function unsetVariables(stderr) {
     for (const m of stderr.matchAll(/The \\?"?([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set/g))
         out.add(m[1]);
     return [...out].sort();
+}
+/**
+ * Each path as the host resolves it (`realpath -m`: every symlink followed, missing parts allowed),
+ * all in one round trip; NUL-separated, as a path may hold a newline. A string says why it failed.
+ */
+async function resolvePaths(host, paths) {
+    if (paths.length === 0)
+        return new Map();
+    const r = await host.run((0, shell_1.argv)('realpath', '-m', '-z', '--', paths), { quiet: true, check: false, label: 'resolving host paths', timeoutSeconds: 60 });
+    const out = r.stdout.split('\0').slice(0, -1);
+    if (r.exitCode !== 0 || out.length !== paths.length)
+        return `realpath exited with ${r.exitCode}: ${(0, errors_1.tailLines)(r.stderr, 1) || `${out.length} of ${paths.length} paths`}`;
+    return new Map(paths.map((p, i) => [p, out[i]]));
 }
 async function hostTotals(host) {
     const r = await host.run('nproc && cat /proc/meminfo', { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
@@ -60779,14 +61107,27 @@ async function runPreflight(host, config, log, opts = {}) {
         hostTotals(host),
     ]);
     const readings = { prod: prodReading, dev: devReading };
-    const result = (0, isolation_1.checkIsolation)({
+    const input = {
         prod: readings.prod.facts,
         dev: readings.dev.facts,
         settings,
         host: totals,
         paths: { stateDir: config['state-dir'], backupDir: config.backup.dir },
-    });
-    const findings = [...readings.prod.findings, ...readings.dev.findings, ...result.findings];
+    };
+    const resolved = await resolvePaths(host, (0, isolation_1.pathsToResolve)(input));
+    const findings = [...readings.prod.findings, ...readings.dev.findings];
+    if (resolved instanceof Map)
+        input.realPaths = resolved;
+    else
+        findings.push({
+            check: 'dev-paths',
+            environment: 'host',
+            severity: 'error',
+            message: `the host paths dev's services use could not be resolved on the host: ${(0, env_file_1.scrub)(resolved, secretsOf(readings))}`,
+            fix: 'check that the host has GNU realpath (coreutils) and that the SSH user can run it',
+        });
+    const result = (0, isolation_1.checkIsolation)(input);
+    findings.push(...result.findings);
     // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
     const prodCompose = readings.prod.facts.compose;
     if (prodCompose)

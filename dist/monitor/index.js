@@ -58568,6 +58568,8 @@ const absPath = zod_1.z
     .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
     .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
     .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p));
+/** A device cgroup rule as docker takes it: `c 189:* rmw`. */
+const cgroupRule = zod_1.z.string().regex(/^[abc] (\d+|\*):(\d+|\*) [rwm]{1,3}$/, 'must be a host device path, a device cgroup rule such as "c 189:* rmw", or gpu');
 const percent = zod_1.z.number().min(1).max(100);
 const memory = zod_1.z
     .union([zod_1.z.string(), zod_1.z.number()])
@@ -58589,6 +58591,7 @@ exports.PREFLIGHT_CHECKS = [
     'vault-mounts',
     'dev-escape',
     'dev-mounts',
+    'dev-paths',
     'shared-images',
     'dev-networks',
     'domains',
@@ -58632,6 +58635,22 @@ exports.preflightSchema = zod_1.z
     'dev-host-share': percent.optional(),
     /** Services that serve each environment's site; default: those whose caddy label claims the url's host. */
     'site-services': zod_1.z.array(zod_1.z.string().regex(/^[a-zA-Z0-9._-]+$/)).optional(),
+    /**
+     * Host paths that belong to dev alone, besides environments.dev.checkout and .vault: every host
+     * path a dev service touches (binds, volume devices, env files, secrets, configs, build inputs)
+     * must lie under one of them once symlinks are resolved on the host.
+     */
+    'dev-paths': zod_1.z.array(absPath).default([]),
+    /** Whether dev's services may use network_mode: host (they then share the host's network with prod). */
+    'dev-host-network': zod_1.z.boolean().default(false),
+    /** Host devices (paths; a directory covers what is under it), device cgroup rules, and `gpu`, that dev's services may use. */
+    'dev-devices': zod_1.z
+        .array(zod_1.z.union([zod_1.z.literal('gpu'), absPath, cgroupRule], {
+        errorMap: () => ({ message: 'must be a host device path such as /dev/dri, a device cgroup rule such as "c 189:* rmw", or gpu' }),
+    }))
+        .default([]),
+    /** Whether a dev build context may be a URL (a git repository): what it builds cannot be checked beforehand. */
+    'dev-build-urls': zod_1.z.boolean().default(false),
     /** Checks whose errors are reported as warnings (they do not fail the step). */
     'warn-only': zod_1.z.array(zod_1.z.enum(exports.PREFLIGHT_CHECKS)).default([]),
     http: zod_1.z
