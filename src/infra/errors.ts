@@ -133,6 +133,28 @@ export function scrubRowValues(text: string): string {
   return out.replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
 }
 
+/**
+ * A command printed more than twinstack keeps of one command's output (MAX_CAPTURE_BYTES): it was
+ * stopped, and its output is not used cut short.
+ */
+export class CaptureLimitError extends Error {
+  override name = 'CaptureLimitError';
+  constructor(
+    readonly label: string,
+    readonly stream: 'stdout' | 'stderr',
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super(
+      `${label} printed more than ${mib(limit)} on ${stream} (${mib(bytes)} read when it was stopped), more than twinstack keeps of one command's output; its output was not used cut short: make what it prints smaller on the host (rotate or archive the file it reads)`,
+    );
+  }
+}
+
+export function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
 /** The environment's lock could not be taken in time. */
 export class LockTimeoutError extends Error {
   override name = 'LockTimeoutError';
