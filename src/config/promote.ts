@@ -61,7 +61,8 @@ export const promoteSchema = z
     /**
      * Before an old container of a rolling service stops, wait until requests through the proxy
      * (prod's url + path, curl on the host) come back with `header` naming the new container: its
-     * hostname, short id or address (Caddy: `header_down X-Upstream {http.reverse_proxy.upstream.hostport}`).
+     * short id or address, or its hostname unless the old container has the same one (a fixed
+     * `hostname:`) (Caddy: `header_down X-Upstream {http.reverse_proxy.upstream.hostport}`).
      * Without it, the proxy gets a fixed 3 s to notice the new container.
      */
     'route-probe': z

@@ -96,7 +96,10 @@ export async function oneOffHeads(host: Host, at: Environment, name: string, tim
  * the traceback), without the SQL echo, row values replaced by where to look.
  */
 export function migrationErrorLine(output: string): string {
-  const lines = output.split('\n').map((l) => l.trimEnd());
+  // Scrubbed whole before it is split: a row value may span lines.
+  const lines = scrubRowValues(output)
+    .split('\n')
+    .map((l) => l.trimEnd());
   const tb = lines.map((l, i) => (l.startsWith('Traceback (most recent call last)') ? i : -1)).filter((i) => i >= 0);
   const from = tb.length ? tb[tb.length - 1] : 0;
   const exc = lines
@@ -104,7 +107,7 @@ export function migrationErrorLine(output: string): string {
     .filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
   const line = exc.at(-1) ?? lines.filter((l) => l.trim()).at(-1) ?? '';
   const detail = lines.slice(from).find((l) => /^DETAIL: /.test(l));
-  return scrubRowValues(`${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`).slice(0, 500);
+  return `${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`.slice(0, 500);
 }
 
 /** True when a failed migration gave up waiting for a lock (lock_timeout), which is worth a retry. */

@@ -7,7 +7,7 @@ import type { Environment } from './environment';
 import { ConfigurationError, RemoteCommandError } from '../infra/errors';
 import type { Host } from '../infra/host';
 import { sh } from '../infra/shell';
-import { gitRef } from '../infra/validate';
+import { gitRef, printable } from '../infra/validate';
 
 /** A script line printing the checkout's HEAD commit, or nothing when it cannot be read. */
 export function headScript(checkout: string): string {
@@ -62,15 +62,83 @@ export async function checkoutCommit(host: Host, env: Environment, sha: string):
  * swap. Returns the directory; `removeScratchCheckout` takes it away again.
  */
 export async function scratchCheckout(host: Host, env: Environment, sha: string, dir: string): Promise<string> {
-  const { checkout, envFile } = env.cfg;
-  const target = `${dir}/${envFile}`;
+  await addWorktree(host, env, sha, dir);
+  await copyUntracked(host, env, sha, dir, []);
+  return dir;
+}
+
+async function addWorktree(host: Host, env: Environment, sha: string, dir: string): Promise<void> {
+  const { checkout } = env.cfg;
   await host.run(
     sh`git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune && ` +
-      sh`mkdir -p ${dir.slice(0, dir.lastIndexOf('/')) || '/'} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null && ` +
-      sh`if [ -e ${`${checkout}/${envFile}`} ]; then mkdir -p ${target.slice(0, target.lastIndexOf('/'))} && cp -p ${`${checkout}/${envFile}`} ${target}; fi`,
+      sh`mkdir -p ${parentOf(dir)} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null`,
     { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 },
   );
-  return dir;
+}
+
+function parentOf(path: string): string {
+  return path.slice(0, path.lastIndexOf('/')) || '/';
+}
+
+/** Every path from `root` down to `root/rel`, one component more each: the ones a copy to `root/rel` goes through. */
+function componentPaths(root: string, rel: string): string[] {
+  const parts = rel.split('/').filter((c) => c && c !== '.');
+  return parts.map((_, i) => `${root}/${parts.slice(0, i + 1).join('/')}`);
+}
+
+const LINK = '@twinstack-link';
+
+/**
+ * Copies the env file and `files` (promote.release-files; each must exist) from the environment's
+ * checkout to the same paths under `dir`, a checkout of `sha`. That commit decides what its tree
+ * holds: a directory it tracks as a symlink (to dev's vault, say) would carry prod's secrets out of
+ * `dir`. So no component of a source or destination path may be a symlink: the first one found is
+ * refused in one line and nothing is copied. cp never dereferences (-P), and the copies are private
+ * (files 0600, directories 0700; an executable keeps its owner's x bit).
+ */
+async function copyUntracked(host: Host, env: Environment, sha: string, dir: string, files: readonly string[]): Promise<void> {
+  const { checkout, envFile } = env.cfg;
+  const all = [envFile, ...files];
+  // Every path that must not be a link, with what to say when it is one.
+  const watched: Array<{ path: string; file: string; side: 'source' | 'destination' }> = [];
+  for (const f of all) {
+    for (const p of componentPaths(checkout, f)) watched.push({ path: p, file: f, side: 'source' });
+    for (const p of componentPaths(dir, f)) watched.push({ path: p, file: f, side: 'destination' });
+  }
+  // All checks run before the first copy; a link found prints its index and target and stops the script.
+  const checks = watched.map(
+    (w, i) => sh`if [ -L ${w.path} ]; then printf '%s %s ' ${LINK} ${i}; readlink -- ${w.path} | head -c 300 | tr '\\n' ' '; echo; exit 3; fi`,
+  );
+  const copies = all.map((f) => {
+    const from = `${checkout}/${f}`;
+    const to = `${dir}/${f}`;
+    return sh`if [ -e ${from} ]; then mkdir -p ${parentOf(to)} && rm -rf ${to} && cp -PpR -- ${from} ${to} && chmod -R u=rwX,go= ${to}; fi`;
+  });
+  const r = await host.run(['umask 077', ...checks, ...copies].join('\n'), {
+    label: `${env.name}: files outside git into ${dir}`,
+    check: false,
+    quiet: true,
+    timeoutSeconds: 300,
+  });
+  const m = new RegExp(`^${LINK} (\\d+) ?(.*)$`, 'm').exec(r.stdout);
+  const hit = m ? watched[Number(m[1])] : undefined;
+  if (hit) {
+    const target = printable(m?.[2]?.trim() ?? '');
+    const isEnvFile = hit.file === envFile;
+    const what = isEnvFile ? `the env file ${envFile}` : `promote.release-files entry ${hit.file}`;
+    const rel = hit.path.slice(dir.length + 1);
+    const fix =
+      hit.path === componentPaths(dir, hit.file).at(-1)
+        ? `remove ${rel} from the commit (it comes from the checkout, outside git)`
+        : `make ${rel} a real directory in the commit${isEnvFile ? '' : ' (or drop the entry)'}`;
+    throw new ConfigurationError(
+      hit.side === 'destination'
+        ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${sha.slice(0, 12)}, and files outside git never go through a link; ${fix}`
+        : `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}), and files outside git are copied, never followed; put the file itself at ${hit.path}`,
+    );
+  }
+  if (r.exitCode !== 0 || r.timedOut)
+    throw new RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `${env.name}: files outside git into ${dir}`);
 }
 
 /** Whether `env`'s containers run from release directories (promote.release-dirs, prod only). */
@@ -95,13 +163,22 @@ export async function releaseEnvironment(host: Host, config: Config, env: Enviro
 /**
  * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
  * containers started from it bind-mount its files. An existing one at the same commit is kept as it
- * is (its containers may be running), with the env file and `files` copied in again from the checkout.
+ * is (its containers may be running), with the env file and `files` copied in again from the checkout
+ * (copyUntracked: never through a symlink). `<state-dir>/releases` and its environment's directory are
+ * 0700: a release directory holds prod's env file and secrets.
  */
 export async function ensureReleaseDir(host: Host, env: Environment, sha: string, dir: string, files: readonly string[]): Promise<Environment> {
   const { checkout } = env.cfg;
-  // One round trip: the listed files missing from the checkout, and the directory's commit if it exists.
+  const envRoot = parentOf(dir);
+  const roots = [parentOf(envRoot), envRoot];
+  // One round trip: the listed files missing from the checkout, a link where a releases directory
+  // belongs, and the directory's commit if it exists.
   const probe = await host.run(
-    [...files.map((f) => sh`[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`), sh`git -C ${dir} rev-parse HEAD 2>/dev/null`].join('; '),
+    [
+      ...files.map((f) => sh`[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`),
+      ...roots.map((d) => sh`[ ! -L ${d} ] || echo ${`link ${d}`}`),
+      sh`git -C ${dir} rev-parse HEAD 2>/dev/null`,
+    ].join('; '),
     {
       check: false,
       quiet: true,
@@ -112,16 +189,14 @@ export async function ensureReleaseDir(host: Host, env: Environment, sha: string
   const missing = lines.filter((l) => l.startsWith('missing ')).map((l) => l.slice('missing '.length));
   if (missing.length)
     throw new ConfigurationError(`promote.release-files: ${missing.join(', ')} not found in ${checkout}; fix the list or put the files there`);
-  if (!lines.includes(sha)) await scratchCheckout(host, env, sha, dir);
-  const copies = [env.cfg.envFile, ...files].map((f) => {
-    const to = `${dir}/${f}`;
-    return sh`if [ -e ${`${checkout}/${f}`} ]; then mkdir -p ${to.slice(0, to.lastIndexOf('/'))} && rm -rf ${to} && cp -pR ${`${checkout}/${f}`} ${to}; fi`;
-  });
-  await host.run(copies.join(' && '), {
-    label: `${env.name}: files outside git into the release directory of ${sha.slice(0, 12)}`,
-    quiet: true,
-    timeoutSeconds: 300,
-  });
+  const link = lines.find((l) => l.startsWith('link '));
+  if (link)
+    throw new ConfigurationError(
+      `${link.slice('link '.length)} is a symlink: release directories hold prod's secrets and go in a real directory; remove the link`,
+    );
+  await host.run(sh`mkdir -p ${envRoot} && chmod 700 ${roots}`, { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
+  if (!lines.includes(sha)) await addWorktree(host, env, sha, dir);
+  await copyUntracked(host, env, sha, dir, files);
   return env.at(dir);
 }
 

@@ -4,7 +4,8 @@
  * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
  */
 import { z } from 'zod';
-import type { Host } from '../infra/host';
+import { ConfigurationError, RemoteCommandError, mib } from '../infra/errors';
+import { MAX_CAPTURE_BYTES, type Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { sh } from '../infra/shell';
 
@@ -127,13 +128,24 @@ export class HostLog {
     return archive;
   }
 
-  /** All records, oldest first. Lines that do not parse are counted and skipped, never fatal. */
+  /**
+   * All records, oldest first. Lines that do not parse are counted and skipped, never fatal. A log
+   * bigger than a command's output may be (MAX_CAPTURE_BYTES) is refused, never read in part: its
+   * newest records are the ones that decide, and they are at the end.
+   */
   async read(log?: Logger): Promise<LogRecord[]> {
-    const r = await this.host.run(sh`if [ -f ${this.file} ]; then cat ${this.file}; fi`, {
-      label: `reading the ${this.env} host log`,
-      quiet: true,
-      timeoutSeconds: 120,
-    });
+    const label = `reading the ${this.env} host log`;
+    const r = await this.host.run(
+      sh`if [ -f ${this.file} ]; then size=$(wc -c < ${this.file}) || exit 1; if [ "$size" -gt ${MAX_CAPTURE_BYTES} ]; then echo "$size" >&2; exit ${TOO_BIG}; fi; cat ${this.file}; fi`,
+      { label, quiet: true, timeoutSeconds: 120, check: false },
+    );
+    const size = Number(r.stderr.trim());
+    if (r.exitCode === TOO_BIG && Number.isInteger(size)) {
+      throw new ConfigurationError(
+        `the ${this.env} host log ${this.file} is ${mib(size)} (${size} bytes), more than the ${mib(MAX_CAPTURE_BYTES)} twinstack reads whole: archive it on the host, keeping the records decisions need (cd ${stateDirOf(this.stateDir, this.env)} && mv log.jsonl log-old.jsonl && grep -E '"event":"(release|rollback|gate)"' log-old.jsonl > log.jsonl && gzip log-old.jsonl)`,
+      );
+    }
+    if (r.exitCode !== 0 || r.timedOut) throw new RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, label);
     return parseLog(r.stdout, this.file, log);
   }
 }
@@ -167,6 +179,8 @@ function describeIssue(error: z.ZodError, value: unknown): string {
 }
 
 export const COMPACT_OVER_LINES = 20_000;
+/** read()'s exit status for a log too big to read whole. */
+const TOO_BIG = 3;
 export const KEEP_RECENT = 2_000;
 
 /**

@@ -23,7 +23,7 @@ import type { Config } from './config';
 export interface RouteProbe {
   /** A URL fetched from the host through the proxy (curl), such as the site's health URL. */
   url: string;
-  /** A response header in which the answering container names itself (its hostname: by default its short id). */
+  /** A response header in which the answering container names itself (its hostname, by default its short id; or its ip:port). */
   header: string;
   /** How long the proxy may take to route to the new container (default 30 s). */
   timeoutSeconds?: number;
@@ -131,7 +131,7 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
     healthyAfterMs = Date.now() - started;
     log.info(`${env.name}: rolling ${service}: ${next.name} is healthy after ${(healthyAfterMs / 1000).toFixed(1)} s`);
     if (opts.routeProbe) {
-      await waitRouted(host, env, service, next, opts.routeProbe);
+      await waitRouted(host, env, service, next, old, opts.routeProbe, log);
       routedAfterMs = Date.now() - started;
       log.info(`${env.name}: rolling ${service}: the proxy routes to ${next.name}`);
     } else {
@@ -252,17 +252,76 @@ async function waitContainerHealthy(host: Host, env: Environment, service: strin
   }
 }
 
+/** How a container can be named in the route probe's header: its hostname, its short id, its addresses. */
+export interface ContainerNames {
+  id: string;
+  hostname: string;
+  addresses: string[];
+}
+
+/** Parses `docker inspect --format '{{.Id}} {{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}'`, one container a line. */
+export function parseContainerNames(text: string): ContainerNames[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((w) => w.length >= 2 && /^[0-9a-f]{12,64}$/.test(w[0]))
+    .map(([id, hostname, ...addresses]) => ({ id, hostname, addresses: addresses.filter(Boolean) }));
+}
+
+/**
+ * The names in a response header that prove the new container answered: its short id, its addresses,
+ * and its hostname unless an old container has the same one (a fixed `hostname:` in the compose file
+ * gives every container of the service the same): a name that also fits an old container proves nothing.
+ */
+export function routeProof(next: ContainerNames, old: readonly ContainerNames[]): { names: Set<string>; sharedHostname: boolean } {
+  const oldNames = new Set(old.flatMap((c) => [c.id.slice(0, 12), c.hostname.toLowerCase(), ...c.addresses]));
+  const sharedHostname = oldNames.has(next.hostname.toLowerCase());
+  const names = new Set(
+    [next.id.slice(0, 12), ...next.addresses, ...(sharedHostname ? [] : [next.hostname.toLowerCase()])].filter((n) => n && !oldNames.has(n)),
+  );
+  return { names, sharedHostname };
+}
+
+/** Whether a header value (a name, or name:port as Caddy's upstream.hostport gives) is one of `names`. */
+export function namesContainer(value: string, names: ReadonlySet<string>): boolean {
+  const v = value.trim().toLowerCase();
+  return names.has(v) || names.has(v.replace(/:\d+$/, ''));
+}
+
 /** Fetches the probe URL from the host until the answering container is the new one. */
-async function waitRouted(host: Host, env: Environment, service: string, c: ContainerState, probe: RouteProbe): Promise<void> {
+async function waitRouted(
+  host: Host,
+  env: Environment,
+  service: string,
+  c: ContainerState,
+  old: readonly ContainerState[],
+  probe: RouteProbe,
+  log: Logger,
+): Promise<void> {
   // The container answers to its hostname, its short id and each of its addresses (a proxy may name the upstream by ip:port).
   const inspect = await host.run(
-    argv('docker', 'inspect', '--format', '{{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', c.id),
-    {
-      quiet: true,
-      timeoutSeconds: 60,
-    },
+    argv(
+      'docker',
+      'inspect',
+      '--format',
+      '{{.Id}} {{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}',
+      c.id,
+      old.map((o) => o.id),
+    ),
+    // An old container gone meanwhile makes inspect fail for it alone; the others are still printed.
+    { check: false, quiet: true, timeoutSeconds: 60 },
   );
-  const names = new Set([...inspect.stdout.trim().split(/\s+/), c.id.slice(0, 12)].filter(Boolean));
+  const all = parseContainerNames(inspect.stdout);
+  const next = all.find((n) => n.id === c.id || c.id.startsWith(n.id) || n.id.startsWith(c.id)) ?? { id: c.id, hostname: '', addresses: [] };
+  const { names, sharedHostname } = routeProof(
+    next,
+    all.filter((n) => n !== next),
+  );
+  if (sharedHostname) {
+    log.info(
+      `${env.name}: rolling ${service}: the old and the new container share the hostname ${next.hostname} (a fixed hostname: in the compose file), so only ${[...names].join(' or ')} in ${probe.header} counts as the new one answering`,
+    );
+  }
   const header = probe.header.toLowerCase();
   const timeout = probe.timeoutSeconds ?? 30;
   const deadline = Date.now() + timeout * 1000;
@@ -279,7 +338,7 @@ async function waitRouted(host: Host, env: Environment, service: string, c: Cont
       const m = /^([^:\s]+):\s*(.*)$/.exec(line);
       if (!m || m[1].toLowerCase() !== header) continue;
       const named = m[2].trim();
-      if (names.has(named) || names.has(named.replace(/:\d+$/, ''))) return;
+      if (namesContainer(named, names)) return;
       seen.add(named);
     }
     if (Date.now() > deadline) {

@@ -30,7 +30,15 @@ export interface CommandResult {
   stderr: string;
   timedOut: boolean;
   durationMs: number;
+  /**
+   * Set when a stream passed MAX_CAPTURE_BYTES: the command was stopped there and what was captured
+   * is not its whole output (run() throws a CaptureLimitError instead of returning it).
+   */
+  overflow?: { stream: 'stdout' | 'stderr'; bytes: number };
 }
+
+/** The most of one command's stdout (and of its stderr) kept in memory; more is an error, never a silent cut. */
+export const MAX_CAPTURE_BYTES = 32 * 1024 * 1024;
 
 /** A long-running remote command whose standard input stays open until `end()`. */
 export interface RemoteProcess {

@@ -7,8 +7,18 @@ import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
-import { ConfigurationError, RemoteCommandError, errorMessage } from './errors';
-import { cleanupScope, type CommandResult, type Fence, type Forward, type Host, type RemoteProcess, type RunOptions, type Traffic } from './host';
+import { CaptureLimitError, ConfigurationError, RemoteCommandError, errorMessage } from './errors';
+import {
+  MAX_CAPTURE_BYTES,
+  cleanupScope,
+  type CommandResult,
+  type Fence,
+  type Forward,
+  type Host,
+  type RemoteProcess,
+  type RunOptions,
+  type Traffic,
+} from './host';
 import { hostKeyAlgorithms, hostKeyPolicy } from './known-hosts';
 import type { Logger } from './logger';
 import { argv, quote, sh } from './shell';
@@ -25,21 +35,31 @@ export interface SshTarget {
   commandTimeoutSeconds?: number;
 }
 
-const MAX_CAPTURE = 32 * 1024 * 1024;
 /** The in-band exit status line: its nonce is new for every command, so the command cannot fake it. */
 const EXIT_MARKER = '@twinstack-exit-';
 const exitTrailer = (nonce: string) => new RegExp(`\\n${EXIT_MARKER}${nonce}:(\\d+)\\n$`);
 const KILL_GRACE_SECONDS = 10;
 
-/** Keeps the last `max` bytes of a stream. */
+/**
+ * A stream's bytes, up to `max`: past that it keeps counting but stores nothing more (memory stays
+ * bounded) and says it overflowed, so the command's output is never taken for whole when it was cut.
+ */
 class Capture {
   private chunks: Buffer[] = [];
   private size = 0;
-  constructor(private readonly max = MAX_CAPTURE) {}
-  push(chunk: Buffer): void {
+  total = 0;
+  overflowed = false;
+  constructor(private readonly max = MAX_CAPTURE_BYTES) {}
+  /** False once the stream has passed `max`. */
+  push(chunk: Buffer): boolean {
+    this.total += chunk.length;
+    if (this.overflowed || this.size + chunk.length > this.max) {
+      this.overflowed = true;
+      return false;
+    }
     this.chunks.push(chunk);
     this.size += chunk.length;
-    while (this.size > this.max && this.chunks.length > 1) this.size -= (this.chunks.shift() as Buffer).length;
+    return true;
   }
   text(): string {
     return Buffer.concat(this.chunks).toString('utf8');
@@ -215,20 +235,26 @@ export class SshHost implements Host {
       let exitCode: number | null = null;
       let signal: string | null = null;
       let localTimer: NodeJS.Timeout | undefined;
+      let stopped = false;
       if (timeoutSeconds > 0) {
         // The remote `timeout` kills the process; this only guards against a host that stops answering.
         localTimer = setTimeout(() => ch.close(), (timeoutSeconds + KILL_GRACE_SECONDS + 20) * 1000);
       }
+      // A stream past the limit stops the command: reading on would only cost time and transfer.
+      const stop = () => {
+        if (!stopped) ch.close();
+        stopped = true;
+      };
       ch.on('data', (d: Buffer) => {
         this.traffics.received += d.length;
-        out.push(d);
+        if (!out.push(d)) stop();
         markerLines.push(d);
         options.onStdout?.(d);
         if (!options.quiet) outLines.push(d);
       });
       ch.stderr.on('data', (d: Buffer) => {
         this.traffics.received += d.length;
-        err.push(d);
+        if (!err.push(d)) stop();
         if (!options.quiet) errLines.push(d);
       });
       ch.on('exit', (code: number | null, sig?: string) => {
@@ -250,7 +276,12 @@ export class SshHost implements Host {
         // counts as timed out only once the time limit has passed (else sshd or the link ended it).
         const overdue = elapsed >= timeoutSeconds * 1000;
         const timedOut = timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
-        finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut, durationMs: elapsed });
+        const overflow = out.overflowed
+          ? { stream: 'stdout' as const, bytes: out.total }
+          : err.overflowed
+            ? { stream: 'stderr' as const, bytes: err.total }
+            : undefined;
+        finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut: timedOut && !overflow, durationMs: elapsed, overflow });
       });
       if (options.stdin !== undefined) {
         const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
@@ -283,6 +314,8 @@ export class SshHost implements Host {
   async run(script: string, options: RunOptions = {}): Promise<CommandResult> {
     const { exited, label } = this.exec(script, options, false);
     const result = await exited;
+    // Checked or not: a caller never gets output that was cut without knowing.
+    if (result.overflow) throw new CaptureLimitError(options.label ?? label, result.overflow.stream, result.overflow.bytes, MAX_CAPTURE_BYTES);
     if (options.check !== false && (result.exitCode !== 0 || result.timedOut)) {
       throw new RemoteCommandError(script, result.exitCode, result.signal, result.stdout, result.stderr, result.timedOut, options.label ?? label);
     }

@@ -5,7 +5,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ConfigurationError, RemoteCommandError } from '../../src/infra/errors';
+import { CaptureLimitError, ConfigurationError, RemoteCommandError } from '../../src/infra/errors';
+import { HostLog } from '../../src/domain/host-log';
+import { MAX_CAPTURE_BYTES } from '../../src/infra/host';
 import { MemoryLogger } from '../../src/infra/logger';
 import { ActionsLogger } from '../../src/infra/actions-io';
 import { argv, sh } from '../../src/infra/shell';
@@ -241,5 +243,59 @@ describe('files and forwarding', () => {
     await host.run('head -c 100000 /dev/zero', { quiet: true });
     const afterRun = host.traffic();
     assert.ok(afterRun.received - before.received >= 100000);
+  });
+});
+
+describe('output past the capture limit', () => {
+  it('fails the command in one line naming it and the size, checked or not, instead of returning it cut short', async () => {
+    for (const check of [true, false]) {
+      await assert.rejects(host.run(`head -c ${MAX_CAPTURE_BYTES + 1} /dev/zero; echo done`, { label: 'a big read', quiet: true, check }), (e: Error) => {
+        assert.ok(e instanceof CaptureLimitError, String(e));
+        assert.equal(e.stream, 'stdout');
+        assert.ok(e.bytes > MAX_CAPTURE_BYTES);
+        assert.match(e.message, /^a big read printed more than 32\.0 MiB on stdout \(32\.\d MiB read when it was stopped\), .*: make what it prints smaller/);
+        assert.doesNotMatch(e.message, /\n/);
+        return true;
+      });
+    }
+    await assert.rejects(host.run(`head -c ${MAX_CAPTURE_BYTES + 1} /dev/zero >&2`, { quiet: true }), /printed more than 32\.0 MiB on stderr/);
+    // Exactly at the limit is whole, and the connection still serves.
+    const r = await host.run(`head -c ${MAX_CAPTURE_BYTES} /dev/zero`, { quiet: true });
+    assert.equal(r.stdout.length, MAX_CAPTURE_BYTES);
+    assert.equal((await host.run('echo ok')).stdout, 'ok\n');
+  });
+
+  it('refuses a host log bigger than the limit, naming the file and its size, and reads a smaller one whole', async () => {
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-big-log-'));
+    try {
+      fs.mkdirSync(path.join(stateDir, 'prod'));
+      const file = path.join(stateDir, 'prod', 'log.jsonl');
+      const line = (i: number) =>
+        JSON.stringify({ v: 1, time: '2026-01-01T00:00:00Z', env: 'prod', action: 'monitor', op: `op-${i}`, event: 'started', pad: 'x'.repeat(200) }) + '\n';
+      const newest =
+        JSON.stringify({ v: 1, time: '2026-01-02T00:00:00Z', env: 'prod', action: 'deploy', op: 'last', event: 'finished', outcome: 'success' }) + '\n';
+      const fd = fs.openSync(file, 'w');
+      let size = 0;
+      for (let i = 0; size <= MAX_CAPTURE_BYTES; i++) size += fs.writeSync(fd, line(i));
+      size += fs.writeSync(fd, newest);
+      fs.closeSync(fd);
+      await assert.rejects(new HostLog(host, stateDir, 'prod').read(), (e: Error) => {
+        assert.ok(e instanceof ConfigurationError, String(e));
+        assert.ok(
+          e.message.startsWith(`the prod host log ${file} is 32.0 MiB (${size} bytes), more than the 32.0 MiB twinstack reads whole: archive it on the host`),
+          e.message,
+        );
+        return true;
+      });
+      fs.truncateSync(file, 0);
+      fs.appendFileSync(file, line(1) + newest);
+      const records = await new HostLog(host, stateDir, 'prod').read();
+      assert.deepEqual(
+        records.map((r) => r.op),
+        ['op-1', 'last'],
+      );
+    } finally {
+      fs.rmSync(stateDir, { recursive: true, force: true });
+    }
   });
 });

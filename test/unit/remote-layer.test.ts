@@ -182,4 +182,27 @@ describe('errors from PostgreSQL in remote command errors', () => {
     assert.match(out, /Key \(lower\(handle\)\)=\(values not shown\) is duplicated/);
     assert.match(scrubRowValues('DETAIL:  Key (email)=(a@b.c) already exists.'), /Key \(email\)=\(values not shown\) already exists/);
   });
+
+  it('never carry a value that holds newlines, in the message, the stderr, a tail of lines or a migration line', async () => {
+    const { RemoteCommandError, scrubRowValues, tailLines } = await import('../../src/infra/errors');
+    const { migrationErrorLine } = await import('../../src/domain/alembic');
+    // As PostgreSQL 15 prints it (psql), a row whose text value and PEM key span lines.
+    const stderr = [
+      'ERROR:  new row for relation "keys" violates check constraint "keys_note_check"',
+      'DETAIL:  Failing row contains (2, null, first line | second line, t, null, -----BEGIN PUBLIC KEY-----',
+      'MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo',
+      '-----END PUBLIC KEY-----).',
+      'ERROR:  duplicate key value violates unique constraint "u_handle_key"',
+      'DETAIL:  Key (handle)=(ada',
+      'lovelace) already exists.',
+    ].join('\n');
+    const e = new RemoteCommandError('psql', 3, null, '', stderr);
+    const outputs = [scrubRowValues(stderr), e.message, e.stderr, tailLines(stderr, 5), migrationErrorLine(`sqlalchemy.exc.IntegrityError: ${stderr}`)];
+    for (const out of outputs) {
+      for (const fragment of ['first line', 'second line', 'BEGIN PUBLIC KEY', 'MIIBIjAN', 'END PUBLIC KEY', 'ada', 'lovelace']) {
+        assert.ok(!out.includes(fragment), `"${fragment}" in ${out}`);
+      }
+    }
+    assert.match(e.message, /violates check constraint "keys_note_check" \| DETAIL: {2}Failing row contains \(values not shown;/);
+  });
 });

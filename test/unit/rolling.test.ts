@@ -15,7 +15,7 @@ import { ConfigurationError } from '../../src/infra/errors';
 import { parseComposeConfig } from '../../src/safety/compose-model';
 import { checkRolling } from '../../src/safety/rolling';
 import { Environment } from '../../src/domain/environment';
-import { rollingOptions } from '../../src/domain/rolling';
+import { namesContainer, parseContainerNames, rollingOptions, routeProof } from '../../src/domain/rolling';
 
 const makapix = fs.readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8');
 const PROD_CONFIG = fs.readFileSync(path.join(__dirname, '../fixtures/preflight/config/prod.v1.yml'), 'utf8');
@@ -175,5 +175,41 @@ describe("preflight's rolling check", () => {
     const findings = checkRolling(parseComposeConfig(PROD_CONFIG, 'makapix-prod'), ['api'], 'prod', ['rolling']);
     assert.ok(findings.every((f) => f.severity === 'warning'));
     assert.match(findings[0].message, /\(warn-only\)$/);
+  });
+});
+
+describe('the route probe: which header value proves the new container answered', () => {
+  // docker inspect --format '{{.Id}} {{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' new old
+  const inspect = (newHost: string, oldHost: string) =>
+    `${'a'.repeat(12)}${'0'.repeat(52)} ${newHost} 172.18.0.7 \n${'b'.repeat(12)}${'0'.repeat(52)} ${oldHost} 172.18.0.5 \n`;
+
+  it('counts the hostname when each container has its own (the default: its short id)', () => {
+    const [next, ...old] = parseContainerNames(inspect('aaaaaaaaaaaa', 'bbbbbbbbbbbb'));
+    const { names, sharedHostname } = routeProof(next, old);
+    assert.equal(sharedHostname, false);
+    assert.ok(namesContainer('aaaaaaaaaaaa', names));
+    assert.ok(namesContainer('172.18.0.7:8000', names));
+    assert.ok(!namesContainer('bbbbbbbbbbbb', names));
+    assert.ok(!namesContainer('172.18.0.5:8000', names));
+  });
+
+  it('does not count a hostname the old container has too (a fixed hostname: in the compose file); the short id and address still do', () => {
+    const [next, ...old] = parseContainerNames(inspect('api', 'api'));
+    const { names, sharedHostname } = routeProof(next, old);
+    assert.equal(sharedHostname, true);
+    // The old container answering under the shared name proves nothing, in any case or with a port.
+    for (const header of ['api', 'API', 'api:8000']) assert.ok(!namesContainer(header, names), header);
+    assert.ok(namesContainer('aaaaaaaaaaaa', names));
+    assert.ok(namesContainer('172.18.0.7:8000', names));
+    // A hostname of its own still counts.
+    const [other, ...rest] = parseContainerNames(inspect('api-next', 'api'));
+    assert.ok(namesContainer('api-next:8000', routeProof(other, rest).names));
+  });
+
+  it('never counts a name that fits an old container, whatever the new hostname is set to', () => {
+    const [next, ...old] = parseContainerNames(inspect('bbbbbbbbbbbb', 'api'));
+    const { names } = routeProof(next, old);
+    assert.ok(!namesContainer('bbbbbbbbbbbb', names));
+    assert.ok(namesContainer('aaaaaaaaaaaa', names));
   });
 });
