@@ -55965,7 +55965,8 @@ exports.promoteSchema = zod_1.z
     /**
      * Before an old container of a rolling service stops, wait until requests through the proxy
      * (prod's url + path, curl on the host) come back with `header` naming the new container: its
-     * hostname, short id or address (Caddy: `header_down X-Upstream {http.reverse_proxy.upstream.hostport}`).
+     * short id or address, or its hostname unless the old container has the same one (a fixed
+     * `hostname:`) (Caddy: `header_down X-Upstream {http.reverse_proxy.upstream.hostport}`).
      * Without it, the proxy gets a fixed 3 s to notice the new container.
      */
     'route-probe': zod_1.z
@@ -56225,7 +56226,10 @@ async function oneOffHeads(host, at, name, timeoutSeconds) {
  * the traceback), without the SQL echo, row values replaced by where to look.
  */
 function migrationErrorLine(output) {
-    const lines = output.split('\n').map((l) => l.trimEnd());
+    // Scrubbed whole before it is split: a row value may span lines.
+    const lines = (0, errors_1.scrubRowValues)(output)
+        .split('\n')
+        .map((l) => l.trimEnd());
     const tb = lines.map((l, i) => (l.startsWith('Traceback (most recent call last)') ? i : -1)).filter((i) => i >= 0);
     const from = tb.length ? tb[tb.length - 1] : 0;
     const exc = lines
@@ -56233,7 +56237,7 @@ function migrationErrorLine(output) {
         .filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
     const line = exc.at(-1) ?? lines.filter((l) => l.trim()).at(-1) ?? '';
     const detail = lines.slice(from).find((l) => /^DETAIL: /.test(l));
-    return (0, errors_1.scrubRowValues)(`${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`).slice(0, 500);
+    return `${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`.slice(0, 500);
 }
 /** True when a failed migration gave up waiting for a lock (lock_timeout), which is worth a retry. */
 function hitLockTimeout(output) {
@@ -56996,12 +57000,72 @@ async function checkoutCommit(host, env, sha) {
  * swap. Returns the directory; `removeScratchCheckout` takes it away again.
  */
 async function scratchCheckout(host, env, sha, dir) {
-    const { checkout, envFile } = env.cfg;
-    const target = `${dir}/${envFile}`;
-    await host.run((0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune && ` +
-        (0, shell_1.sh) `mkdir -p ${dir.slice(0, dir.lastIndexOf('/')) || '/'} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null && ` +
-        (0, shell_1.sh) `if [ -e ${`${checkout}/${envFile}`} ]; then mkdir -p ${target.slice(0, target.lastIndexOf('/'))} && cp -p ${`${checkout}/${envFile}`} ${target}; fi`, { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
+    await addWorktree(host, env, sha, dir);
+    await copyUntracked(host, env, sha, dir, []);
     return dir;
+}
+async function addWorktree(host, env, sha, dir) {
+    const { checkout } = env.cfg;
+    await host.run((0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune && ` +
+        (0, shell_1.sh) `mkdir -p ${parentOf(dir)} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null`, { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
+}
+function parentOf(path) {
+    return path.slice(0, path.lastIndexOf('/')) || '/';
+}
+/** Every path from `root` down to `root/rel`, one component more each: the ones a copy to `root/rel` goes through. */
+function componentPaths(root, rel) {
+    const parts = rel.split('/').filter((c) => c && c !== '.');
+    return parts.map((_, i) => `${root}/${parts.slice(0, i + 1).join('/')}`);
+}
+const LINK = '@twinstack-link';
+/**
+ * Copies the env file and `files` (promote.release-files; each must exist) from the environment's
+ * checkout to the same paths under `dir`, a checkout of `sha`. That commit decides what its tree
+ * holds: a directory it tracks as a symlink (to dev's vault, say) would carry prod's secrets out of
+ * `dir`. So no component of a source or destination path may be a symlink: the first one found is
+ * refused in one line and nothing is copied. cp never dereferences (-P), and the copies are private
+ * (files 0600, directories 0700; an executable keeps its owner's x bit).
+ */
+async function copyUntracked(host, env, sha, dir, files) {
+    const { checkout, envFile } = env.cfg;
+    const all = [envFile, ...files];
+    // Every path that must not be a link, with what to say when it is one.
+    const watched = [];
+    for (const f of all) {
+        for (const p of componentPaths(checkout, f))
+            watched.push({ path: p, file: f, side: 'source' });
+        for (const p of componentPaths(dir, f))
+            watched.push({ path: p, file: f, side: 'destination' });
+    }
+    // All checks run before the first copy; a link found prints its index and target and stops the script.
+    const checks = watched.map((w, i) => (0, shell_1.sh) `if [ -L ${w.path} ]; then printf '%s %s ' ${LINK} ${i}; readlink -- ${w.path} | head -c 300 | tr '\\n' ' '; echo; exit 3; fi`);
+    const copies = all.map((f) => {
+        const from = `${checkout}/${f}`;
+        const to = `${dir}/${f}`;
+        return (0, shell_1.sh) `if [ -e ${from} ]; then mkdir -p ${parentOf(to)} && rm -rf ${to} && cp -PpR -- ${from} ${to} && chmod -R u=rwX,go= ${to}; fi`;
+    });
+    const r = await host.run(['umask 077', ...checks, ...copies].join('\n'), {
+        label: `${env.name}: files outside git into ${dir}`,
+        check: false,
+        quiet: true,
+        timeoutSeconds: 300,
+    });
+    const m = new RegExp(`^${LINK} (\\d+) ?(.*)$`, 'm').exec(r.stdout);
+    const hit = m ? watched[Number(m[1])] : undefined;
+    if (hit) {
+        const target = (0, validate_1.printable)(m?.[2]?.trim() ?? '');
+        const isEnvFile = hit.file === envFile;
+        const what = isEnvFile ? `the env file ${envFile}` : `promote.release-files entry ${hit.file}`;
+        const rel = hit.path.slice(dir.length + 1);
+        const fix = hit.path === componentPaths(dir, hit.file).at(-1)
+            ? `remove ${rel} from the commit (it comes from the checkout, outside git)`
+            : `make ${rel} a real directory in the commit${isEnvFile ? '' : ' (or drop the entry)'}`;
+        throw new errors_1.ConfigurationError(hit.side === 'destination'
+            ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${sha.slice(0, 12)}, and files outside git never go through a link; ${fix}`
+            : `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}), and files outside git are copied, never followed; put the file itself at ${hit.path}`);
+    }
+    if (r.exitCode !== 0 || r.timedOut)
+        throw new errors_1.RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `${env.name}: files outside git into ${dir}`);
 }
 /** Whether `env`'s containers run from release directories (promote.release-dirs, prod only). */
 function usesReleaseDirs(config, env) {
@@ -57023,12 +57087,21 @@ async function releaseEnvironment(host, config, env, sha) {
 /**
  * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
  * containers started from it bind-mount its files. An existing one at the same commit is kept as it
- * is (its containers may be running), with the env file and `files` copied in again from the checkout.
+ * is (its containers may be running), with the env file and `files` copied in again from the checkout
+ * (copyUntracked: never through a symlink). `<state-dir>/releases` and its environment's directory are
+ * 0700: a release directory holds prod's env file and secrets.
  */
 async function ensureReleaseDir(host, env, sha, dir, files) {
     const { checkout } = env.cfg;
-    // One round trip: the listed files missing from the checkout, and the directory's commit if it exists.
-    const probe = await host.run([...files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`), (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`].join('; '), {
+    const envRoot = parentOf(dir);
+    const roots = [parentOf(envRoot), envRoot];
+    // One round trip: the listed files missing from the checkout, a link where a releases directory
+    // belongs, and the directory's commit if it exists.
+    const probe = await host.run([
+        ...files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`),
+        ...roots.map((d) => (0, shell_1.sh) `[ ! -L ${d} ] || echo ${`link ${d}`}`),
+        (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`,
+    ].join('; '), {
         check: false,
         quiet: true,
         timeoutSeconds: 60,
@@ -57037,17 +57110,13 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     const missing = lines.filter((l) => l.startsWith('missing ')).map((l) => l.slice('missing '.length));
     if (missing.length)
         throw new errors_1.ConfigurationError(`promote.release-files: ${missing.join(', ')} not found in ${checkout}; fix the list or put the files there`);
+    const link = lines.find((l) => l.startsWith('link '));
+    if (link)
+        throw new errors_1.ConfigurationError(`${link.slice('link '.length)} is a symlink: release directories hold prod's secrets and go in a real directory; remove the link`);
+    await host.run((0, shell_1.sh) `mkdir -p ${envRoot} && chmod 700 ${roots}`, { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
     if (!lines.includes(sha))
-        await scratchCheckout(host, env, sha, dir);
-    const copies = [env.cfg.envFile, ...files].map((f) => {
-        const to = `${dir}/${f}`;
-        return (0, shell_1.sh) `if [ -e ${`${checkout}/${f}`} ]; then mkdir -p ${to.slice(0, to.lastIndexOf('/'))} && rm -rf ${to} && cp -pR ${`${checkout}/${f}`} ${to}; fi`;
-    });
-    await host.run(copies.join(' && '), {
-        label: `${env.name}: files outside git into the release directory of ${sha.slice(0, 12)}`,
-        quiet: true,
-        timeoutSeconds: 300,
-    });
+        await addWorktree(host, env, sha, dir);
+    await copyUntracked(host, env, sha, dir, files);
     return env.at(dir);
 }
 /**
@@ -57100,6 +57169,8 @@ exports.latest = latest;
  * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
  */
 const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(639);
+const host_1 = __nccwpck_require__(6342);
 const shell_1 = __nccwpck_require__(2232);
 const outcome = zod_1.z.enum(['success', 'failure', 'cancelled', 'interrupted']);
 /** What every record has: which environment, which action and operation, which run, when. */
@@ -57204,13 +57275,20 @@ class HostLog {
         await this.host.run((0, shell_1.sh) `gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`, { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 });
         return archive;
     }
-    /** All records, oldest first. Lines that do not parse are counted and skipped, never fatal. */
+    /**
+     * All records, oldest first. Lines that do not parse are counted and skipped, never fatal. A log
+     * bigger than a command's output may be (MAX_CAPTURE_BYTES) is refused, never read in part: its
+     * newest records are the ones that decide, and they are at the end.
+     */
     async read(log) {
-        const r = await this.host.run((0, shell_1.sh) `if [ -f ${this.file} ]; then cat ${this.file}; fi`, {
-            label: `reading the ${this.env} host log`,
-            quiet: true,
-            timeoutSeconds: 120,
-        });
+        const label = `reading the ${this.env} host log`;
+        const r = await this.host.run((0, shell_1.sh) `if [ -f ${this.file} ]; then size=$(wc -c < ${this.file}) || exit 1; if [ "$size" -gt ${host_1.MAX_CAPTURE_BYTES} ]; then echo "$size" >&2; exit ${TOO_BIG}; fi; cat ${this.file}; fi`, { label, quiet: true, timeoutSeconds: 120, check: false });
+        const size = Number(r.stderr.trim());
+        if (r.exitCode === TOO_BIG && Number.isInteger(size)) {
+            throw new errors_1.ConfigurationError(`the ${this.env} host log ${this.file} is ${(0, errors_1.mib)(size)} (${size} bytes), more than the ${(0, errors_1.mib)(host_1.MAX_CAPTURE_BYTES)} twinstack reads whole: archive it on the host, keeping the records decisions need (cd ${stateDirOf(this.stateDir, this.env)} && mv log.jsonl log-old.jsonl && grep -E '"event":"(release|rollback|gate)"' log-old.jsonl > log.jsonl && gzip log-old.jsonl)`);
+        }
+        if (r.exitCode !== 0 || r.timedOut)
+            throw new errors_1.RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, label);
         return parseLog(r.stdout, this.file, log);
     }
 }
@@ -57248,6 +57326,8 @@ function describeIssue(error, value) {
     return `${event ?? 'record'}: ${where}: ${issue?.message ?? 'invalid'}`;
 }
 exports.COMPACT_OVER_LINES = 20_000;
+/** read()'s exit status for a log too big to read whole. */
+const TOO_BIG = 3;
 exports.KEEP_RECENT = 2_000;
 /**
  * What the live log keeps when compacted: every release and rollback (the release stack), the
@@ -57949,6 +58029,9 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.rollingReplace = rollingReplace;
 exports.replaceInPlace = replaceInPlace;
 exports.serviceContainers = serviceContainers;
+exports.parseContainerNames = parseContainerNames;
+exports.routeProof = routeProof;
+exports.namesContainer = namesContainer;
 exports.rollingOptions = rollingOptions;
 exports.switchServices = switchServices;
 /**
@@ -58027,7 +58110,7 @@ async function replaceOne(host, env, service, log, opts) {
         healthyAfterMs = Date.now() - started;
         log.info(`${env.name}: rolling ${service}: ${next.name} is healthy after ${(healthyAfterMs / 1000).toFixed(1)} s`);
         if (opts.routeProbe) {
-            await waitRouted(host, env, service, next, opts.routeProbe);
+            await waitRouted(host, env, service, next, old, opts.routeProbe, log);
             routedAfterMs = Date.now() - started;
             log.info(`${env.name}: rolling ${service}: the proxy routes to ${next.name}`);
         }
@@ -58125,14 +58208,42 @@ async function waitContainerHealthy(host, env, service, c, timeoutSeconds) {
         await sleep(POLL_MS);
     }
 }
+/** Parses `docker inspect --format '{{.Id}} {{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}'`, one container a line. */
+function parseContainerNames(text) {
+    return text
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .filter((w) => w.length >= 2 && /^[0-9a-f]{12,64}$/.test(w[0]))
+        .map(([id, hostname, ...addresses]) => ({ id, hostname, addresses: addresses.filter(Boolean) }));
+}
+/**
+ * The names in a response header that prove the new container answered: its short id, its addresses,
+ * and its hostname unless an old container has the same one (a fixed `hostname:` in the compose file
+ * gives every container of the service the same): a name that also fits an old container proves nothing.
+ */
+function routeProof(next, old) {
+    const oldNames = new Set(old.flatMap((c) => [c.id.slice(0, 12), c.hostname.toLowerCase(), ...c.addresses]));
+    const sharedHostname = oldNames.has(next.hostname.toLowerCase());
+    const names = new Set([next.id.slice(0, 12), ...next.addresses, ...(sharedHostname ? [] : [next.hostname.toLowerCase()])].filter((n) => n && !oldNames.has(n)));
+    return { names, sharedHostname };
+}
+/** Whether a header value (a name, or name:port as Caddy's upstream.hostport gives) is one of `names`. */
+function namesContainer(value, names) {
+    const v = value.trim().toLowerCase();
+    return names.has(v) || names.has(v.replace(/:\d+$/, ''));
+}
 /** Fetches the probe URL from the host until the answering container is the new one. */
-async function waitRouted(host, env, service, c, probe) {
+async function waitRouted(host, env, service, c, old, probe, log) {
     // The container answers to its hostname, its short id and each of its addresses (a proxy may name the upstream by ip:port).
-    const inspect = await host.run((0, shell_1.argv)('docker', 'inspect', '--format', '{{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', c.id), {
-        quiet: true,
-        timeoutSeconds: 60,
-    });
-    const names = new Set([...inspect.stdout.trim().split(/\s+/), c.id.slice(0, 12)].filter(Boolean));
+    const inspect = await host.run((0, shell_1.argv)('docker', 'inspect', '--format', '{{.Id}} {{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', c.id, old.map((o) => o.id)), 
+    // An old container gone meanwhile makes inspect fail for it alone; the others are still printed.
+    { check: false, quiet: true, timeoutSeconds: 60 });
+    const all = parseContainerNames(inspect.stdout);
+    const next = all.find((n) => n.id === c.id || c.id.startsWith(n.id) || n.id.startsWith(c.id)) ?? { id: c.id, hostname: '', addresses: [] };
+    const { names, sharedHostname } = routeProof(next, all.filter((n) => n !== next));
+    if (sharedHostname) {
+        log.info(`${env.name}: rolling ${service}: the old and the new container share the hostname ${next.hostname} (a fixed hostname: in the compose file), so only ${[...names].join(' or ')} in ${probe.header} counts as the new one answering`);
+    }
     const header = probe.header.toLowerCase();
     const timeout = probe.timeoutSeconds ?? 30;
     const deadline = Date.now() + timeout * 1000;
@@ -58150,7 +58261,7 @@ async function waitRouted(host, env, service, c, probe) {
             if (!m || m[1].toLowerCase() !== header)
                 continue;
             const named = m[2].trim();
-            if (names.has(named) || names.has(named.replace(/:\d+$/, '')))
+            if (namesContainer(named, names))
                 return;
             seen.add(named);
         }
@@ -58563,8 +58674,9 @@ function imageIdsCommand(refs) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.OperationFailed = exports.LockTimeoutError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
+exports.OperationFailed = exports.LockTimeoutError = exports.CaptureLimitError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
 exports.scrubRowValues = scrubRowValues;
+exports.mib = mib;
 exports.tailLines = tailLines;
 exports.shorten = shorten;
 exports.errorMessage = errorMessage;
@@ -58604,22 +58716,121 @@ class RemoteCommandError extends Error {
                 : exitCode === null
                     ? 'ended without an exit status (sshd or the connection closed it)'
                     : `exited with code ${exitCode}`;
-        const tail = tailLines(stderr, 5);
+        // stderr is scrubbed already (the constructor): a second scrub could only cut more.
+        const tail = lastLines(stderr, 5);
         return `${what} ${how}${tail ? `: ${tail}` : ''}`;
     }
 }
 exports.RemoteCommandError = RemoteCommandError;
+const AT_LINE_END = '(?=[ \\t\\r]*(?:\\n|$))';
+const ROW_END = new RegExp(`\\)\\.?${AT_LINE_END}`, 'g');
+const QUOTE_END = new RegExp(`"${AT_LINE_END}`, 'g');
+const VALUE_QUOTES = [
+    {
+        start: /Failing row contains \(/g,
+        end: ROW_END,
+        shown: () => 'Failing row contains (values not shown; find the row on the host with the constraint named above).',
+    },
+    {
+        start: /Partition key of the failing row contains \(([^\n]*?)\) = \(/g,
+        end: ROW_END,
+        shown: (s) => `Partition key of the failing row contains (${s[1]}) = (values not shown).`,
+    },
+    // The key may be an expression (lower(email)); "is duplicated" comes from building a unique index.
+    {
+        start: /Key \(([^\n]*?)\)=\(/g,
+        end: /\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g,
+        shown: (s, e) => `Key (${s[1]})=(values not shown)${e?.[1] ?? ''}`,
+    },
+    // An exclusion constraint quotes the existing row's key too.
+    {
+        start: /(?<=conflicts with (?:existing )?)key \(([^\n]*?)\)=\(/g,
+        end: ROW_END,
+        shown: (s) => `key (${s[1]})=(values not shown).`,
+    },
+    {
+        start: /(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: "/g,
+        end: QUOTE_END,
+        shown: (s) => `${s[1]}${s[2] ?? ''} (line content not shown)`,
+    },
+    {
+        start: /(invalid input (?:syntax|value) for [^:\n]+): "/g,
+        end: QUOTE_END,
+        shown: (s) => `${s[1]} (value not shown)`,
+    },
+];
 /**
  * PostgreSQL quotes row values in its errors ("Failing row contains (...)", "Key (email)=(...)",
  * a COPY's failing line). An error goes to the job log, the summary and the host log, which may be
  * public: the values are replaced by where to look, and the table, constraint and line stay.
+ *
+ * A value may hold newlines and anything else, a fake end of the quote or the start of another one
+ * included, so this runs on the whole text, before it is split into lines or joined: each quote is cut
+ * up to the last place in the text where it could end (to the end of the text when nothing ends it),
+ * and further while a quote starting inside the cut could end later. What is cut too much is
+ * diagnostics, never a value left behind.
  */
 function scrubRowValues(text) {
-    return (text
-        .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
-        // The key may be an expression (lower(email)); "is duplicated" comes from building a unique index.
-        .replace(/Key \((.*?)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
-        .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)'));
+    // The last place each kind of quote could end, in the whole text.
+    const lastEnd = VALUE_QUOTES.map((q) => {
+        let last;
+        q.end.lastIndex = 0;
+        for (let m = q.end.exec(text); m; m = q.end.exec(text))
+            last = m;
+        return last;
+    });
+    const endOf = (k, after) => {
+        const e = lastEnd[k];
+        return e && e.index >= after ? { at: e.index + e[0].length, own: e } : { at: text.length };
+    };
+    const nextStart = (from) => {
+        let first;
+        VALUE_QUOTES.forEach((q, k) => {
+            q.start.lastIndex = from;
+            const m = q.start.exec(text);
+            if (m && (!first || m.index < first.m.index))
+                first = { k, m };
+        });
+        return first;
+    };
+    let out = '';
+    let from = 0;
+    for (let s = nextStart(0); s; s = nextStart(from)) {
+        let end = endOf(s.k, s.m.index + s.m[0].length);
+        // A quote that starts inside the cut may end after it: the cut goes on to there.
+        for (let inner = nextStart(s.m.index + 1); inner && inner.m.index < end.at; inner = nextStart(inner.m.index + 1)) {
+            const e = endOf(inner.k, inner.m.index + inner.m[0].length);
+            if (e.at > end.at)
+                end = { at: e.at };
+        }
+        out += text.slice(from, s.m.index) + VALUE_QUOTES[s.k].shown(s.m, end.own);
+        from = end.at;
+    }
+    out += text.slice(from);
+    // A COPY line with no quoted value ("column b: null input").
+    return out.replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
+}
+/**
+ * A command printed more than twinstack keeps of one command's output (MAX_CAPTURE_BYTES): it was
+ * stopped, and its output is not used cut short.
+ */
+class CaptureLimitError extends Error {
+    label;
+    stream;
+    bytes;
+    limit;
+    name = 'CaptureLimitError';
+    constructor(label, stream, bytes, limit) {
+        super(`${label} printed more than ${mib(limit)} on ${stream} (${mib(bytes)} read when it was stopped), more than twinstack keeps of one command's output; its output was not used cut short: make what it prints smaller on the host (rotate or archive the file it reads)`);
+        this.label = label;
+        this.stream = stream;
+        this.bytes = bytes;
+        this.limit = limit;
+    }
+}
+exports.CaptureLimitError = CaptureLimitError;
+function mib(bytes) {
+    return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 /** The environment's lock could not be taken in time. */
 class LockTimeoutError extends Error {
@@ -58631,7 +58842,11 @@ class OperationFailed extends Error {
     name = 'OperationFailed';
 }
 exports.OperationFailed = OperationFailed;
+/** The last `n` non-empty lines of a command's output, joined with " | ", row values taken out first (scrubRowValues). */
 function tailLines(text, n) {
+    return lastLines(scrubRowValues(text), n);
+}
+function lastLines(text, n) {
     const lines = text
         .split('\n')
         .map((l) => l.trimEnd())
@@ -58661,7 +58876,9 @@ function errorMessage(err) {
  * interface only; src/infra/ssh.ts is the SSH implementation.
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.cleanupScope = void 0;
+exports.cleanupScope = exports.MAX_CAPTURE_BYTES = void 0;
+/** The most of one command's stdout (and of its stderr) kept in memory; more is an error, never a silent cut. */
+exports.MAX_CAPTURE_BYTES = 32 * 1024 * 1024;
 const node_async_hooks_1 = __nccwpck_require__(6698);
 /** Set while the cancel clean-ups run: their commands still go to a halted host. */
 exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
@@ -59188,24 +59405,33 @@ const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
 const shell_1 = __nccwpck_require__(2232);
-const MAX_CAPTURE = 32 * 1024 * 1024;
 /** The in-band exit status line: its nonce is new for every command, so the command cannot fake it. */
 const EXIT_MARKER = '@twinstack-exit-';
 const exitTrailer = (nonce) => new RegExp(`\\n${EXIT_MARKER}${nonce}:(\\d+)\\n$`);
 const KILL_GRACE_SECONDS = 10;
-/** Keeps the last `max` bytes of a stream. */
+/**
+ * A stream's bytes, up to `max`: past that it keeps counting but stores nothing more (memory stays
+ * bounded) and says it overflowed, so the command's output is never taken for whole when it was cut.
+ */
 class Capture {
     max;
     chunks = [];
     size = 0;
-    constructor(max = MAX_CAPTURE) {
+    total = 0;
+    overflowed = false;
+    constructor(max = host_1.MAX_CAPTURE_BYTES) {
         this.max = max;
     }
+    /** False once the stream has passed `max`. */
     push(chunk) {
+        this.total += chunk.length;
+        if (this.overflowed || this.size + chunk.length > this.max) {
+            this.overflowed = true;
+            return false;
+        }
         this.chunks.push(chunk);
         this.size += chunk.length;
-        while (this.size > this.max && this.chunks.length > 1)
-            this.size -= this.chunks.shift().length;
+        return true;
     }
     text() {
         return Buffer.concat(this.chunks).toString('utf8');
@@ -59377,13 +59603,21 @@ class SshHost {
             let exitCode = null;
             let signal = null;
             let localTimer;
+            let stopped = false;
             if (timeoutSeconds > 0) {
                 // The remote `timeout` kills the process; this only guards against a host that stops answering.
                 localTimer = setTimeout(() => ch.close(), (timeoutSeconds + KILL_GRACE_SECONDS + 20) * 1000);
             }
+            // A stream past the limit stops the command: reading on would only cost time and transfer.
+            const stop = () => {
+                if (!stopped)
+                    ch.close();
+                stopped = true;
+            };
             ch.on('data', (d) => {
                 this.traffics.received += d.length;
-                out.push(d);
+                if (!out.push(d))
+                    stop();
                 markerLines.push(d);
                 options.onStdout?.(d);
                 if (!options.quiet)
@@ -59391,7 +59625,8 @@ class SshHost {
             });
             ch.stderr.on('data', (d) => {
                 this.traffics.received += d.length;
-                err.push(d);
+                if (!err.push(d))
+                    stop();
                 if (!options.quiet)
                     errLines.push(d);
             });
@@ -59416,7 +59651,12 @@ class SshHost {
                 // counts as timed out only once the time limit has passed (else sshd or the link ended it).
                 const overdue = elapsed >= timeoutSeconds * 1000;
                 const timedOut = timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
-                finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut, durationMs: elapsed });
+                const overflow = out.overflowed
+                    ? { stream: 'stdout', bytes: out.total }
+                    : err.overflowed
+                        ? { stream: 'stderr', bytes: err.total }
+                        : undefined;
+                finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut: timedOut && !overflow, durationMs: elapsed, overflow });
             });
             if (options.stdin !== undefined) {
                 const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
@@ -59451,6 +59691,9 @@ class SshHost {
     async run(script, options = {}) {
         const { exited, label } = this.exec(script, options, false);
         const result = await exited;
+        // Checked or not: a caller never gets output that was cut without knowing.
+        if (result.overflow)
+            throw new errors_1.CaptureLimitError(options.label ?? label, result.overflow.stream, result.overflow.bytes, host_1.MAX_CAPTURE_BYTES);
         if (options.check !== false && (result.exitCode !== 0 || result.timedOut)) {
             throw new errors_1.RemoteCommandError(script, result.exitCode, result.signal, result.stdout, result.stderr, result.timedOut, options.label ?? label);
         }

@@ -55802,7 +55802,8 @@ exports.promoteSchema = zod_1.z
     /**
      * Before an old container of a rolling service stops, wait until requests through the proxy
      * (prod's url + path, curl on the host) come back with `header` naming the new container: its
-     * hostname, short id or address (Caddy: `header_down X-Upstream {http.reverse_proxy.upstream.hostport}`).
+     * short id or address, or its hostname unless the old container has the same one (a fixed
+     * `hostname:`) (Caddy: `header_down X-Upstream {http.reverse_proxy.upstream.hostport}`).
      * Without it, the proxy gets a fixed 3 s to notice the new container.
      */
     'route-probe': zod_1.z
@@ -56302,6 +56303,8 @@ exports.latest = latest;
  * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
  */
 const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(639);
+const host_1 = __nccwpck_require__(6342);
 const shell_1 = __nccwpck_require__(2232);
 const outcome = zod_1.z.enum(['success', 'failure', 'cancelled', 'interrupted']);
 /** What every record has: which environment, which action and operation, which run, when. */
@@ -56406,13 +56409,20 @@ class HostLog {
         await this.host.run((0, shell_1.sh) `gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`, { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 });
         return archive;
     }
-    /** All records, oldest first. Lines that do not parse are counted and skipped, never fatal. */
+    /**
+     * All records, oldest first. Lines that do not parse are counted and skipped, never fatal. A log
+     * bigger than a command's output may be (MAX_CAPTURE_BYTES) is refused, never read in part: its
+     * newest records are the ones that decide, and they are at the end.
+     */
     async read(log) {
-        const r = await this.host.run((0, shell_1.sh) `if [ -f ${this.file} ]; then cat ${this.file}; fi`, {
-            label: `reading the ${this.env} host log`,
-            quiet: true,
-            timeoutSeconds: 120,
-        });
+        const label = `reading the ${this.env} host log`;
+        const r = await this.host.run((0, shell_1.sh) `if [ -f ${this.file} ]; then size=$(wc -c < ${this.file}) || exit 1; if [ "$size" -gt ${host_1.MAX_CAPTURE_BYTES} ]; then echo "$size" >&2; exit ${TOO_BIG}; fi; cat ${this.file}; fi`, { label, quiet: true, timeoutSeconds: 120, check: false });
+        const size = Number(r.stderr.trim());
+        if (r.exitCode === TOO_BIG && Number.isInteger(size)) {
+            throw new errors_1.ConfigurationError(`the ${this.env} host log ${this.file} is ${(0, errors_1.mib)(size)} (${size} bytes), more than the ${(0, errors_1.mib)(host_1.MAX_CAPTURE_BYTES)} twinstack reads whole: archive it on the host, keeping the records decisions need (cd ${stateDirOf(this.stateDir, this.env)} && mv log.jsonl log-old.jsonl && grep -E '"event":"(release|rollback|gate)"' log-old.jsonl > log.jsonl && gzip log-old.jsonl)`);
+        }
+        if (r.exitCode !== 0 || r.timedOut)
+            throw new errors_1.RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, label);
         return parseLog(r.stdout, this.file, log);
     }
 }
@@ -56450,6 +56460,8 @@ function describeIssue(error, value) {
     return `${event ?? 'record'}: ${where}: ${issue?.message ?? 'invalid'}`;
 }
 exports.COMPACT_OVER_LINES = 20_000;
+/** read()'s exit status for a log too big to read whole. */
+const TOO_BIG = 3;
 exports.KEEP_RECENT = 2_000;
 /**
  * What the live log keeps when compacted: every release and rollback (the release stack), the
@@ -56997,8 +57009,9 @@ function imageIdsCommand(refs) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.OperationFailed = exports.LockTimeoutError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
+exports.OperationFailed = exports.LockTimeoutError = exports.CaptureLimitError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
 exports.scrubRowValues = scrubRowValues;
+exports.mib = mib;
 exports.tailLines = tailLines;
 exports.shorten = shorten;
 exports.errorMessage = errorMessage;
@@ -57038,22 +57051,121 @@ class RemoteCommandError extends Error {
                 : exitCode === null
                     ? 'ended without an exit status (sshd or the connection closed it)'
                     : `exited with code ${exitCode}`;
-        const tail = tailLines(stderr, 5);
+        // stderr is scrubbed already (the constructor): a second scrub could only cut more.
+        const tail = lastLines(stderr, 5);
         return `${what} ${how}${tail ? `: ${tail}` : ''}`;
     }
 }
 exports.RemoteCommandError = RemoteCommandError;
+const AT_LINE_END = '(?=[ \\t\\r]*(?:\\n|$))';
+const ROW_END = new RegExp(`\\)\\.?${AT_LINE_END}`, 'g');
+const QUOTE_END = new RegExp(`"${AT_LINE_END}`, 'g');
+const VALUE_QUOTES = [
+    {
+        start: /Failing row contains \(/g,
+        end: ROW_END,
+        shown: () => 'Failing row contains (values not shown; find the row on the host with the constraint named above).',
+    },
+    {
+        start: /Partition key of the failing row contains \(([^\n]*?)\) = \(/g,
+        end: ROW_END,
+        shown: (s) => `Partition key of the failing row contains (${s[1]}) = (values not shown).`,
+    },
+    // The key may be an expression (lower(email)); "is duplicated" comes from building a unique index.
+    {
+        start: /Key \(([^\n]*?)\)=\(/g,
+        end: /\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g,
+        shown: (s, e) => `Key (${s[1]})=(values not shown)${e?.[1] ?? ''}`,
+    },
+    // An exclusion constraint quotes the existing row's key too.
+    {
+        start: /(?<=conflicts with (?:existing )?)key \(([^\n]*?)\)=\(/g,
+        end: ROW_END,
+        shown: (s) => `key (${s[1]})=(values not shown).`,
+    },
+    {
+        start: /(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: "/g,
+        end: QUOTE_END,
+        shown: (s) => `${s[1]}${s[2] ?? ''} (line content not shown)`,
+    },
+    {
+        start: /(invalid input (?:syntax|value) for [^:\n]+): "/g,
+        end: QUOTE_END,
+        shown: (s) => `${s[1]} (value not shown)`,
+    },
+];
 /**
  * PostgreSQL quotes row values in its errors ("Failing row contains (...)", "Key (email)=(...)",
  * a COPY's failing line). An error goes to the job log, the summary and the host log, which may be
  * public: the values are replaced by where to look, and the table, constraint and line stay.
+ *
+ * A value may hold newlines and anything else, a fake end of the quote or the start of another one
+ * included, so this runs on the whole text, before it is split into lines or joined: each quote is cut
+ * up to the last place in the text where it could end (to the end of the text when nothing ends it),
+ * and further while a quote starting inside the cut could end later. What is cut too much is
+ * diagnostics, never a value left behind.
  */
 function scrubRowValues(text) {
-    return (text
-        .replace(/Failing row contains \(.*\)\.?/g, 'Failing row contains (values not shown; find the row on the host with the constraint named above).')
-        // The key may be an expression (lower(email)); "is duplicated" comes from building a unique index.
-        .replace(/Key \((.*?)\)=\((.*?)\)( already exists| is duplicated| is not present in table| is still referenced from table| conflicts with)/g, 'Key ($1)=(values not shown)$3')
-        .replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)'));
+    // The last place each kind of quote could end, in the whole text.
+    const lastEnd = VALUE_QUOTES.map((q) => {
+        let last;
+        q.end.lastIndex = 0;
+        for (let m = q.end.exec(text); m; m = q.end.exec(text))
+            last = m;
+        return last;
+    });
+    const endOf = (k, after) => {
+        const e = lastEnd[k];
+        return e && e.index >= after ? { at: e.index + e[0].length, own: e } : { at: text.length };
+    };
+    const nextStart = (from) => {
+        let first;
+        VALUE_QUOTES.forEach((q, k) => {
+            q.start.lastIndex = from;
+            const m = q.start.exec(text);
+            if (m && (!first || m.index < first.m.index))
+                first = { k, m };
+        });
+        return first;
+    };
+    let out = '';
+    let from = 0;
+    for (let s = nextStart(0); s; s = nextStart(from)) {
+        let end = endOf(s.k, s.m.index + s.m[0].length);
+        // A quote that starts inside the cut may end after it: the cut goes on to there.
+        for (let inner = nextStart(s.m.index + 1); inner && inner.m.index < end.at; inner = nextStart(inner.m.index + 1)) {
+            const e = endOf(inner.k, inner.m.index + inner.m[0].length);
+            if (e.at > end.at)
+                end = { at: e.at };
+        }
+        out += text.slice(from, s.m.index) + VALUE_QUOTES[s.k].shown(s.m, end.own);
+        from = end.at;
+    }
+    out += text.slice(from);
+    // A COPY line with no quoted value ("column b: null input").
+    return out.replace(/(COPY [^,\n]+, line \d+)(, column [^:\n]+)?: .*/g, '$1$2 (line content not shown)');
+}
+/**
+ * A command printed more than twinstack keeps of one command's output (MAX_CAPTURE_BYTES): it was
+ * stopped, and its output is not used cut short.
+ */
+class CaptureLimitError extends Error {
+    label;
+    stream;
+    bytes;
+    limit;
+    name = 'CaptureLimitError';
+    constructor(label, stream, bytes, limit) {
+        super(`${label} printed more than ${mib(limit)} on ${stream} (${mib(bytes)} read when it was stopped), more than twinstack keeps of one command's output; its output was not used cut short: make what it prints smaller on the host (rotate or archive the file it reads)`);
+        this.label = label;
+        this.stream = stream;
+        this.bytes = bytes;
+        this.limit = limit;
+    }
+}
+exports.CaptureLimitError = CaptureLimitError;
+function mib(bytes) {
+    return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 /** The environment's lock could not be taken in time. */
 class LockTimeoutError extends Error {
@@ -57065,7 +57177,11 @@ class OperationFailed extends Error {
     name = 'OperationFailed';
 }
 exports.OperationFailed = OperationFailed;
+/** The last `n` non-empty lines of a command's output, joined with " | ", row values taken out first (scrubRowValues). */
 function tailLines(text, n) {
+    return lastLines(scrubRowValues(text), n);
+}
+function lastLines(text, n) {
     const lines = text
         .split('\n')
         .map((l) => l.trimEnd())
@@ -57095,7 +57211,9 @@ function errorMessage(err) {
  * interface only; src/infra/ssh.ts is the SSH implementation.
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.cleanupScope = void 0;
+exports.cleanupScope = exports.MAX_CAPTURE_BYTES = void 0;
+/** The most of one command's stdout (and of its stderr) kept in memory; more is an error, never a silent cut. */
+exports.MAX_CAPTURE_BYTES = 32 * 1024 * 1024;
 const node_async_hooks_1 = __nccwpck_require__(6698);
 /** Set while the cancel clean-ups run: their commands still go to a halted host. */
 exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
@@ -57622,24 +57740,33 @@ const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
 const shell_1 = __nccwpck_require__(2232);
-const MAX_CAPTURE = 32 * 1024 * 1024;
 /** The in-band exit status line: its nonce is new for every command, so the command cannot fake it. */
 const EXIT_MARKER = '@twinstack-exit-';
 const exitTrailer = (nonce) => new RegExp(`\\n${EXIT_MARKER}${nonce}:(\\d+)\\n$`);
 const KILL_GRACE_SECONDS = 10;
-/** Keeps the last `max` bytes of a stream. */
+/**
+ * A stream's bytes, up to `max`: past that it keeps counting but stores nothing more (memory stays
+ * bounded) and says it overflowed, so the command's output is never taken for whole when it was cut.
+ */
 class Capture {
     max;
     chunks = [];
     size = 0;
-    constructor(max = MAX_CAPTURE) {
+    total = 0;
+    overflowed = false;
+    constructor(max = host_1.MAX_CAPTURE_BYTES) {
         this.max = max;
     }
+    /** False once the stream has passed `max`. */
     push(chunk) {
+        this.total += chunk.length;
+        if (this.overflowed || this.size + chunk.length > this.max) {
+            this.overflowed = true;
+            return false;
+        }
         this.chunks.push(chunk);
         this.size += chunk.length;
-        while (this.size > this.max && this.chunks.length > 1)
-            this.size -= this.chunks.shift().length;
+        return true;
     }
     text() {
         return Buffer.concat(this.chunks).toString('utf8');
@@ -57811,13 +57938,21 @@ class SshHost {
             let exitCode = null;
             let signal = null;
             let localTimer;
+            let stopped = false;
             if (timeoutSeconds > 0) {
                 // The remote `timeout` kills the process; this only guards against a host that stops answering.
                 localTimer = setTimeout(() => ch.close(), (timeoutSeconds + KILL_GRACE_SECONDS + 20) * 1000);
             }
+            // A stream past the limit stops the command: reading on would only cost time and transfer.
+            const stop = () => {
+                if (!stopped)
+                    ch.close();
+                stopped = true;
+            };
             ch.on('data', (d) => {
                 this.traffics.received += d.length;
-                out.push(d);
+                if (!out.push(d))
+                    stop();
                 markerLines.push(d);
                 options.onStdout?.(d);
                 if (!options.quiet)
@@ -57825,7 +57960,8 @@ class SshHost {
             });
             ch.stderr.on('data', (d) => {
                 this.traffics.received += d.length;
-                err.push(d);
+                if (!err.push(d))
+                    stop();
                 if (!options.quiet)
                     errLines.push(d);
             });
@@ -57850,7 +57986,12 @@ class SshHost {
                 // counts as timed out only once the time limit has passed (else sshd or the link ended it).
                 const overdue = elapsed >= timeoutSeconds * 1000;
                 const timedOut = timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
-                finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut, durationMs: elapsed });
+                const overflow = out.overflowed
+                    ? { stream: 'stdout', bytes: out.total }
+                    : err.overflowed
+                        ? { stream: 'stderr', bytes: err.total }
+                        : undefined;
+                finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut: timedOut && !overflow, durationMs: elapsed, overflow });
             });
             if (options.stdin !== undefined) {
                 const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
@@ -57885,6 +58026,9 @@ class SshHost {
     async run(script, options = {}) {
         const { exited, label } = this.exec(script, options, false);
         const result = await exited;
+        // Checked or not: a caller never gets output that was cut without knowing.
+        if (result.overflow)
+            throw new errors_1.CaptureLimitError(options.label ?? label, result.overflow.stream, result.overflow.bytes, host_1.MAX_CAPTURE_BYTES);
         if (options.check !== false && (result.exitCode !== 0 || result.timedOut)) {
             throw new errors_1.RemoteCommandError(script, result.exitCode, result.signal, result.stdout, result.stderr, result.timedOut, options.label ?? label);
         }

@@ -39,6 +39,8 @@ export interface HostPathUse {
 export interface ServiceModel {
   name: string;
   containerName?: string;
+  /** A fixed `hostname:`: every container of the service then answers to the same name. */
+  hostname?: string;
   ports: PublishedPort[];
   mounts: Mount[];
   labels: Record<string, string>;
@@ -156,6 +158,7 @@ function parseService(name: string, s: Obj, top: TopLevel): ServiceModel {
   return {
     name,
     containerName: typeof s.container_name === 'string' ? s.container_name : undefined,
+    hostname: typeof s.hostname === 'string' && s.hostname ? s.hostname : undefined,
     ports: (Array.isArray(s.ports) ? s.ports : []).flatMap(parsePort),
     mounts: (Array.isArray(s.volumes) ? s.volumes : []).map(parseMount).filter((m): m is Mount => m !== undefined),
     labels: parseLabels(s.labels),

@@ -42,6 +42,13 @@ export function checkRolling(
         `remove container_name from ${name}`,
       );
     }
+    if (s.hostname) {
+      add(
+        'warning',
+        `rolling service ${name} sets hostname ${s.hostname}: the old and the new container answer to the same name, so a route probe cannot tell them apart by it (only by short id or ip:port)`,
+        `remove hostname from ${name}, or have promote.route-probe's header give the upstream's ip:port`,
+      );
+    }
     if (s.ports.length) {
       const ports = [...new Set(s.ports.map((p) => `${p.hostIp ? `${p.hostIp}:` : ''}${p.port}`))].join(', ');
       add(

@@ -115,6 +115,22 @@ describe("preflight's rolling check", () => {
     assert.match(f.fix, /^remove ports from mqtt /);
   });
 
+  it('warns that a fixed hostname makes the old and new container indistinguishable by name', () => {
+    const doc = parseYaml(rollingReady()) as { services: Record<string, Record<string, unknown>> };
+    assert.deepEqual(checkRolling(parseComposeConfig(stringify(doc), 'makapix-prod'), ['api'], 'prod'), []);
+    doc.services.api.hostname = 'api';
+    const findings = checkRolling(parseComposeConfig(stringify(doc), 'makapix-prod'), ['api'], 'prod');
+    assert.deepEqual(
+      findings.map((f) => [f.severity, f.message]),
+      [
+        [
+          'warning',
+          'rolling service api sets hostname api: the old and the new container answer to the same name, so a route probe cannot tell them apart by it (only by short id or ip:port)',
+        ],
+      ],
+    );
+  });
+
   it('refuses the host network', () => {
     const doc = parseYaml(rollingReady()) as { services: Record<string, Record<string, unknown>> };
     delete doc.services.api.networks;
