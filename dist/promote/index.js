@@ -55760,7 +55760,7 @@ exports.promoteAction = {
         }
         const workDir = `${config['state-dir']}/prod/work/promote`;
         const devWorkDir = `${config['state-dir']}/prod/work/promote-dev-config`;
-        const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'prod', action: 'promote', sha, run, log, lockTimeoutSeconds }, async (op) => {
+        const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'prod', project: config.environments.prod.project, action: 'promote', sha, run, log, lockTimeoutSeconds }, async (op) => {
             const previous = (0, release_1.currentRelease)(op.records);
             const interrupted = [
                 ...op.interrupted.map((r) => `${r.action} ${r.op} by ${r.run} (started ${r.time}) never finished`),
@@ -57897,24 +57897,27 @@ class EnvironmentLock {
     }
     /**
      * Stops the remote work of one operation: TERM to each of its process groups (and to the
-     * processes it started inside containers with docker exec), then KILL to what is left after the
-     * grace time. Returns when the busy file is free of that work, or after the grace times.
+     * processes it started with docker exec inside the containers of its environment's compose
+     * project, and no other's), then KILL to what is left after the grace time. Returns when the busy
+     * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
+     * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork(host, stateDir, env, op, graceSeconds = 8) {
+    static async stopWork(host, stateDir, env, op, project, graceSeconds = 3) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
-        const script = (0, shell_1.sh) `op=${op}; dir=${entriesDir}; busy=${busyFile}; grace=${graceSeconds}\n` +
-            String.raw `groups() { for f in "$dir"/*.json; do [ -e "$f" ] || continue; grep -q ""op":"$op"" "$f" || continue; pg=${'$'}{f##*/}; echo "${'$'}{pg%.json}"; done; }
-containers() { for c in $(docker ps -q 2>/dev/null); do docker exec "$c" sh -c 'for f in /tmp/.twinstack-exec-'"$op"'-*; do [ -e "$f" ] || continue; kill -'"$1"' "$(cat "$f")" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null; done; }
+        const script = (0, shell_1.sh) `op=${op}; dir=${entriesDir}; busy=${busyFile}; grace=${graceSeconds}; project=${`label=com.docker.compose.project=${project}`}\n` +
+            // An entry is the JSON line twinstack wrote ({"op":"<id>",...}): matched on that exact pair, as fixed text.
+            String.raw `groups() { for f in "$dir"/*.json; do [ -e "$f" ] || continue; grep -qF -- "\"op\":\"$op\"" "$f" || continue; pg=${'$'}{f##*/}; echo "${'$'}{pg%.json}"; done; }
+containers() { for c in $(docker ps -q --filter "$project" 2>/dev/null); do docker exec "$c" sh -c 'for f in /tmp/.twinstack-exec-'"$op"'-*; do [ -e "$f" ] || continue; kill -'"$1"' "$(cat "$f")" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null & done; wait; }
 n=0; for pg in $(groups); do kill -TERM -- "-$pg" 2>/dev/null && n=$((n+1)); done
 containers TERM >/dev/null
 if ! flock -x -w "$grace" "$busy" true; then
   for pg in $(groups); do kill -KILL -- "-$pg" 2>/dev/null; done
   containers KILL >/dev/null
-  flock -x -w 5 "$busy" true || echo "still-busy"
+  flock -x -w 2 "$busy" true || echo "still-busy"
 fi
 for pg in $(groups); do kill -0 -- "-$pg" 2>/dev/null || rm -f "$dir/$pg.json"; done
 echo "stopped $n process group(s)"`;
-        const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 40 });
+        const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 20 });
         return r.stdout.trim();
     }
     static async readHolder(host, stateDir, env) {
@@ -58027,7 +58030,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id, o.project).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch(() => undefined);

@@ -32,6 +32,8 @@ export interface OperationOptions {
   host: Host;
   stateDir: string;
   env: string;
+  /** The environment's compose project: a cancel signals work inside its containers, and no other's. */
+  project: string;
   action: string;
   sha?: string;
   run: RunInfo;
@@ -61,7 +63,7 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
     o.host.halt();
     unfence();
     // The remote work of this run ends before the host log says so and the lock is freed.
-    const stopped = await EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id).catch((e) => `could not stop it: ${errorMessage(e)}`);
+    const stopped = await EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id, o.project).catch((e) => `could not stop it: ${errorMessage(e)}`);
     o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
     if (!finished) await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch(() => undefined);
     await lock.release();

@@ -126,6 +126,7 @@ export async function vaultSync(ctx: VaultSyncContext, opts: { dryRun: boolean }
         {
           host: ctx.host,
           stateDir: ctx.config['state-dir'],
+          project: ctx.config.environments.dev.project,
           env: 'dev',
           action: 'vault-sync',
           run: ctx.run,

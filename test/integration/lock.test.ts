@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import type { RunInfo } from '../../src/infra/actions-io';
 import { LockTimeoutError } from '../../src/infra/errors';
@@ -89,6 +90,52 @@ describe('the environment lock', () => {
   });
 });
 
+describe('a cancel', () => {
+  const exists = (pgid: number) => {
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  /** Whether the group still has a process a moment later (sshd reaps a killed session's shell shortly after). */
+  const alive = (pgid: number) => {
+    const until = Date.now() + 3000;
+    while (exists(pgid) && Date.now() < until) spawnSync('sleep', ['0.05']);
+    return exists(pgid);
+  };
+  /** Starts `sleep` on the host under a fence of operation `op`; returns its process group (the host is this machine). */
+  async function fencedSleep(env: string, op: string): Promise<{ pgid: number; done: Promise<unknown> }> {
+    const h = await newHost();
+    const lock = await EnvironmentLock.acquire(h, stateDir, env, holder(op), 5, new MemoryLogger());
+    h.addFence(lock.fence(op, `run-${op}`));
+    const done = h.run('sleep 300', { check: false, quiet: true, label: `sleeping for ${op}`, timeoutSeconds: 0 }).catch((e: unknown) => e);
+    const dir = path.join(stateDir, env, 'busy.d');
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const mine = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => fs.readFileSync(path.join(dir, f), 'utf8').includes(`"op":"${op}"`)) : [];
+      if (mine.length) return { pgid: Number(mine[0].replace(/\.json$/, '')), done };
+      if (Date.now() > deadline) throw new Error(`no busy entry of ${op} appeared in ${dir}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  it("stops exactly its own operation's process groups on the host, and no other's", async () => {
+    const mine = await fencedSleep('cancel-a', 'op-mine');
+    const other = await fencedSleep('cancel-b', 'op-other');
+    assert.ok(exists(mine.pgid) && exists(other.pgid));
+    const h = await newHost();
+    const out = await EnvironmentLock.stopWork(h, stateDir, 'cancel-a', 'op-mine', 'twinstack-test-no-such-project');
+    assert.match(out, /stopped 1 process group/);
+    assert.ok(!alive(mine.pgid), `process group ${mine.pgid} of the cancelled operation is still running`);
+    assert.ok(exists(other.pgid), "another operation's work was stopped");
+    assert.deepEqual(fs.readdirSync(path.join(stateDir, 'cancel-a', 'busy.d')), [], "the stopped group's entry is left");
+    assert.equal(await EnvironmentLock.stopWork(h, stateDir, 'cancel-b', 'op-other', 'twinstack-test-no-such-project'), 'stopped 1 process group(s)');
+    assert.ok(!alive(other.pgid));
+  });
+});
+
 describe('operations and the host log', () => {
   it('compacts a 100,000-line host log: everything archived, the release stack, gates and unfinished operations kept', async () => {
     const env = 'big';
@@ -111,7 +158,9 @@ describe('operations and the host log', () => {
     const hostLog = new HostLog(h, stateDir, env);
     const before = await hostLog.read();
     const log = new MemoryLogger();
-    await underLock({ host: h, stateDir, env, action: 'status', run: runInfo('run-big'), log, lockTimeoutSeconds: 5 }, () => Promise.resolve());
+    await underLock({ host: h, stateDir, env, project: 'twinstack-test-big', action: 'status', run: runInfo('run-big'), log, lockTimeoutSeconds: 5 }, () =>
+      Promise.resolve(),
+    );
     const after = await hostLog.read();
     assert.ok(after.length < 20_000, `the live log still has ${after.length} records`);
     // Every release and the stack they form, each commit's gate, and the never-finished op7 survive.
@@ -145,6 +194,7 @@ describe('operations and the host log', () => {
       host: h,
       stateDir,
       env: 'prod',
+      project: 'twinstack-test-prod',
       action: 'deploy',
       sha: 'c'.repeat(40),
       run: runInfo('run-1'),
@@ -183,6 +233,7 @@ describe('operations and the host log', () => {
       host: a,
       stateDir,
       env: 'staging',
+      project: 'twinstack-test-staging',
       action: 'promote',
       sha: 'd'.repeat(40),
       run: runInfo('run-cut'),

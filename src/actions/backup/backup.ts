@@ -34,7 +34,7 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
     const summary = new Summary().heading(`Backup of ${env.name}`);
     let manifest: BackupManifest | undefined;
     try {
-      manifest = await underLock({ host, stateDir: config['state-dir'], env: env.name, action: 'backup', run, log, lockTimeoutSeconds }, async (op) => {
+      manifest = await underLock({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'backup', run, log, lockTimeoutSeconds }, async (op) => {
         const release = currentRelease(op.records);
         try {
           const m = await takeBackup(host, config, env, { release: release?.release, sha: release?.sha }, log, plan.verify);

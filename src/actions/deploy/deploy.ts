@@ -59,7 +59,7 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
     let failedAt: { stage: string; drift: string[] } | undefined;
     try {
       const result = await underLock(
-        { host, stateDir: config['state-dir'], env: env.name, action: 'deploy', run, log, lockTimeoutSeconds },
+        { host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'deploy', run, log, lockTimeoutSeconds },
         async (op): Promise<DeployResult> => {
           const previous = currentRelease(op.records);
           // Start from what runs, not from the record: a deploy settles any drift.

@@ -114,7 +114,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     const workDir = `${config['state-dir']}/prod/work/promote`;
     const devWorkDir = `${config['state-dir']}/prod/work/promote-dev-config`;
     const result = await underLock(
-      { host, stateDir: config['state-dir'], env: 'prod', action: 'promote', sha, run, log, lockTimeoutSeconds },
+      { host, stateDir: config['state-dir'], env: 'prod', project: config.environments.prod.project, action: 'promote', sha, run, log, lockTimeoutSeconds },
       async (op): Promise<Outcome> => {
         const previous = currentRelease(op.records);
         const interrupted = [

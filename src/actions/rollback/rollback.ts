@@ -52,7 +52,7 @@ export const rollbackAction: ActionDefinition<RollbackInputs, RollbackOutputs, P
     let skipped: string[] = [];
     try {
       const restart: RestartResult = await underLock(
-        { host, stateDir: config['state-dir'], env: env.name, action: 'rollback', run, log, lockTimeoutSeconds },
+        { host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'rollback', run, log, lockTimeoutSeconds },
         async (op) => {
           const history = releaseHistory(op.records);
           const stack = releaseStack(op.records);
