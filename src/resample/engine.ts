@@ -432,7 +432,16 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
     ]);
 
   await underLock(
-    { host, stateDir: config['state-dir'], env: 'dev', project: dev.cfg.project, action: 'resample', run: ctx.run, log, lockTimeoutSeconds: ctx.lockTimeoutSeconds },
+    {
+      host,
+      stateDir: config['state-dir'],
+      env: 'dev',
+      project: dev.cfg.project,
+      action: 'resample',
+      run: ctx.run,
+      log,
+      lockTimeoutSeconds: ctx.lockTimeoutSeconds,
+    },
     async (op) => {
       report.warnings.push(...(await recoverLeftovers(server, names, log)));
       const devInfo = await server.json<{ owner: string; encoding: string; collate: string; ctype: string } | null>(

@@ -537,8 +537,18 @@ describe('a run cut during its swap', () => {
     assert.notEqual(w.dump(w.dev, 'makapix_dev'), before);
     assert.match(fs.readFileSync(pending, 'utf8'), /^# resample swap of dev started /);
 
-    await underLock({ host: w.host, stateDir: config['state-dir'], env: 'dev', project: config.environments.dev.project, action: 'deploy', run: RUN, log: w.log, lockTimeoutSeconds: 30 }, () =>
-      Promise.resolve(),
+    await underLock(
+      {
+        host: w.host,
+        stateDir: config['state-dir'],
+        env: 'dev',
+        project: config.environments.dev.project,
+        action: 'deploy',
+        run: RUN,
+        log: w.log,
+        lockTimeoutSeconds: 30,
+      },
+      () => Promise.resolve(),
     );
     assert.equal(w.dump(w.dev, 'makapix_dev'), before);
     assert.deepEqual(

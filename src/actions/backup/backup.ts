@@ -34,18 +34,21 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
     const summary = new Summary().heading(`Backup of ${env.name}`);
     let manifest: BackupManifest | undefined;
     try {
-      manifest = await underLock({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'backup', run, log, lockTimeoutSeconds }, async (op) => {
-        const release = currentRelease(op.records);
-        try {
-          const m = await takeBackup(host, config, env, { release: release?.release, sha: release?.sha }, log, plan.verify);
-          await op.record('backup', { backup: m.id, status: m.status, bytes: m.files['db.dump'].bytes, sha256: m.files['db.dump'].sha256 });
-          await pruneBackups(host, config, env, log);
-          return m;
-        } catch (e) {
-          await op.record('backup', { status: 'failed', error: errorMessage(e) });
-          throw e;
-        }
-      });
+      manifest = await underLock(
+        { host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'backup', run, log, lockTimeoutSeconds },
+        async (op) => {
+          const release = currentRelease(op.records);
+          try {
+            const m = await takeBackup(host, config, env, { release: release?.release, sha: release?.sha }, log, plan.verify);
+            await op.record('backup', { backup: m.id, status: m.status, bytes: m.files['db.dump'].bytes, sha256: m.files['db.dump'].sha256 });
+            await pruneBackups(host, config, env, log);
+            return m;
+          } catch (e) {
+            await op.record('backup', { status: 'failed', error: errorMessage(e) });
+            throw e;
+          }
+        },
+      );
     } catch (e) {
       summary
         .text(`❌ **The backup of ${env.name} failed**: ${errorMessage(e)}`)
