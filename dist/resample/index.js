@@ -61010,7 +61010,16 @@ async function resample(ctx, params, hooks = {}) {
         '-d',
         prod.cfg.database.name,
     ]);
-    await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'dev', project: dev.cfg.project, action: 'resample', run: ctx.run, log, lockTimeoutSeconds: ctx.lockTimeoutSeconds }, async (op) => {
+    await (0, operation_1.underLock)({
+        host,
+        stateDir: config['state-dir'],
+        env: 'dev',
+        project: dev.cfg.project,
+        action: 'resample',
+        run: ctx.run,
+        log,
+        lockTimeoutSeconds: ctx.lockTimeoutSeconds,
+    }, async (op) => {
         report.warnings.push(...(await (0, swap_1.recoverLeftovers)(server, names, log)));
         const devInfo = await server.json(`SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${(0, sql_1.literal)(names.dev)}`, 'reading dev database settings');
         const owner = devInfo?.owner ?? dev.cfg.database.user;
