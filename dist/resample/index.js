@@ -59747,21 +59747,29 @@ class Capture {
 /** Splits chunks into lines for the log; keeps the incomplete tail until it is complete. */
 class LineSplitter {
     onLine;
-    rest = '';
+    // The unfinished line's chunks, joined once its newline arrives: a long line (32 MiB without a
+    // newline) costs its length, not its length squared. Split on the byte 0x0a, which never occurs
+    // inside a UTF-8 sequence, so a character cut between chunks decodes whole.
+    rest = [];
     constructor(onLine) {
         this.onLine = onLine;
     }
     push(chunk) {
-        const text = this.rest + chunk.toString('utf8');
-        const lines = text.split('\n');
-        this.rest = lines.pop() ?? '';
-        for (const l of lines)
-            this.onLine(l.replace(/\r$/, ''));
+        let start = 0;
+        for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+            const piece = chunk.subarray(start, nl);
+            const line = this.rest.length ? Buffer.concat([...this.rest, piece]) : piece;
+            this.rest = [];
+            this.onLine(line.toString('utf8').replace(/\r$/, ''));
+            start = nl + 1;
+        }
+        if (start < chunk.length)
+            this.rest.push(chunk.subarray(start));
     }
     flush() {
-        if (this.rest)
-            this.onLine(this.rest);
-        this.rest = '';
+        if (this.rest.length)
+            this.onLine(Buffer.concat(this.rest).toString('utf8'));
+        this.rest = [];
     }
 }
 class SshHost {
