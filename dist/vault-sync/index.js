@@ -56622,8 +56622,8 @@ if ! flock -x -w "$grace" "$busy" true; then
   containers KILL >/dev/null
   flock -x -w 2 "$busy" true || echo "still-busy"
 fi
-# A stopped group's leader may linger a moment until its parent reaps it: its entry goes once it has.
-for pg in $(groups); do for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done; kill -0 -- "-$pg" 2>/dev/null || rm -f "$dir/$pg.json"; done
+# A stopped group's leader may linger until its parent reaps it: its entry goes once it has (or at the next busyWork).
+for pg in $(groups); do for _ in 1 2 3 4 5; do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done; kill -0 -- "-$pg" 2>/dev/null || rm -f "$dir/$pg.json"; done
 echo "stopped $n process group(s)"`;
         const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 20 });
         return r.stdout.trim();

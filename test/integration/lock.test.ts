@@ -130,6 +130,8 @@ describe('a cancel', () => {
     assert.match(out, /stopped 1 process group/);
     assert.ok(!alive(mine.pgid), `process group ${mine.pgid} of the cancelled operation is still running`);
     assert.ok(exists(other.pgid), "another operation's work was stopped");
+    // Its entry goes with it (at once, or, when sshd reaps the session's shell late, at the next look).
+    assert.deepEqual((await EnvironmentLock.busyWork(h, stateDir, 'cancel-a')).entries, []);
     assert.deepEqual(fs.readdirSync(path.join(stateDir, 'cancel-a', 'busy.d')), [], "the stopped group's entry is left");
     assert.equal(await EnvironmentLock.stopWork(h, stateDir, 'cancel-b', 'op-other', 'twinstack-test-no-such-project'), 'stopped 1 process group(s)');
     assert.ok(!alive(other.pgid));
