@@ -59918,10 +59918,6 @@ function psqlProblem(text) {
     }
     return undefined;
 }
-/** Statements of `sql` as parsed, or a SqlSyntaxError. */
-function statements(sql) {
-    return (0, pg_parser_1.parseSql)(sql).statements;
-}
 function syntaxProblem(e, offset) {
     if (e instanceof pg_parser_1.SqlSyntaxError) {
         const at = e.position !== undefined && e.position >= offset ? ` at character ${e.position - offset + 1}` : '';
@@ -59940,7 +59936,7 @@ function fragmentProblem(text, kind) {
     const prefix = kind === 'expression' ? 'SELECT ' : '';
     let parsed;
     try {
-        parsed = statements(prefix + text);
+        parsed = (0, pg_parser_1.parseSql)(prefix + text).statements;
     }
     catch (e) {
         return syntaxProblem(e, prefix.length);
@@ -59974,8 +59970,9 @@ function fragmentProblem(text, kind) {
     // Pasted into twinstack's own SQL, the fragment is followed by more text on the same line: a
     // trailing comment would swallow it. Parsed again with something after it, it must still be whole.
     try {
-        if ((kind === 'statement' ? statements(`${text} ;SELECT 1`).length : statements(`SELECT (${text}) + 1`).length + 1) !== 2)
-            throw new Error();
+        const [followed, expected] = kind === 'statement' ? [`${text} ;SELECT 1`, 2] : [`SELECT (${text}) + 1`, 1];
+        if ((0, pg_parser_1.parseSql)(followed).statements.length !== expected)
+            throw new Error('swallowed');
     }
     catch {
         return 'ends in a comment that would swallow the SQL after it';

@@ -308,11 +308,6 @@ function psqlProblem(text: string): string | undefined {
   return undefined;
 }
 
-/** Statements of `sql` as parsed, or a SqlSyntaxError. */
-function statements(sql: string): PgNode[] {
-  return parseSql(sql).statements;
-}
-
 function syntaxProblem(e: unknown, offset: number): string {
   if (e instanceof SqlSyntaxError) {
     const at = e.position !== undefined && e.position >= offset ? ` at character ${e.position - offset + 1}` : '';
@@ -331,7 +326,7 @@ export function fragmentProblem(text: string, kind: SqlFragmentKind): string | u
   const prefix = kind === 'expression' ? 'SELECT ' : '';
   let parsed: PgNode[];
   try {
-    parsed = statements(prefix + text);
+    parsed = parseSql(prefix + text).statements;
   } catch (e) {
     return syntaxProblem(e, prefix.length);
   }
@@ -357,7 +352,8 @@ export function fragmentProblem(text: string, kind: SqlFragmentKind): string | u
   // Pasted into twinstack's own SQL, the fragment is followed by more text on the same line: a
   // trailing comment would swallow it. Parsed again with something after it, it must still be whole.
   try {
-    if ((kind === 'statement' ? statements(`${text} ;SELECT 1`).length : statements(`SELECT (${text}) + 1`).length + 1) !== 2) throw new Error();
+    const [followed, expected] = kind === 'statement' ? [`${text} ;SELECT 1`, 2] : [`SELECT (${text}) + 1`, 1];
+    if (parseSql(followed).statements.length !== expected) throw new Error('swallowed');
   } catch {
     return 'ends in a comment that would swallow the SQL after it';
   }
