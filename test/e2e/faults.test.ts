@@ -7,7 +7,7 @@
  *
  * The Docker engine restart stops every container on the engine, other suites' too, so it runs
  * only where nothing else shares the engine: in CI (suites run one at a time), or when
- * TWINSTACK_E2E_DOCKER_RESTART=1 is set.
+ * TWINSTACK_E2E_DOCKER_RESTART=1 is set; and it refuses when any container there is not a test's.
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
@@ -22,6 +22,7 @@ import { MemoryLogger } from '../../src/infra/logger';
 import { ROOT } from '../harness/bundle';
 import { connect } from '../harness/connect';
 import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
+import { foreignContainers } from './support/test-resources';
 
 const CYCLES = Number(process.env.TWINSTACK_E2E_CYCLES ?? 50);
 const DOCKER_RESTART = process.env.TWINSTACK_E2E_DOCKER_RESTART === '1' || process.env.CI === 'true';
@@ -382,8 +383,15 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
   );
 });
 
-/** Stops dockerd and starts it again the way CI does (.ci/start-docker.sh), or through systemd where it runs it. */
+/**
+ * Stops dockerd and starts it again the way CI does (.ci/start-docker.sh), or through systemd where
+ * it runs it. Refuses when any container on the engine is not a test's: a restart stops them all.
+ */
 function restartDockerEngine(): void {
+  const foreign = foreignContainers();
+  if (foreign.length) {
+    throw new Error(`refusing to restart dockerd: it runs ${foreign.length} container(s) no test made (${foreign.slice(0, 3).join(', ')})`);
+  }
   const systemd = (() => {
     try {
       return execFileSync('systemctl', ['is-active', 'docker'], { encoding: 'utf8' }).trim() === 'active';

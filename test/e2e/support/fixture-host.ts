@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { ROOT, runBundle, startBundle, type BundleRun, type RunningBundle } from '../../harness/bundle';
 import { startSshd, type TestSshd } from '../../harness/sshd';
 import { parseLog, type LogRecord } from '../../../src/domain/host-log';
+import { labelEnvLines, refuseRealStacks, removeTestResources, SLOT, testName } from './test-resources';
 
 export const BASE_IMAGE = 'twinstack-fixture-base:latest';
 
@@ -83,17 +84,17 @@ export function composeCommands(): Array<'docker-compose' | 'docker compose'> {
 }
 
 /**
- * Fixture hosts in different slots (TWINSTACK_E2E_SLOT=0, 1, 2…) use their own project names and
- * ports, so suites can run side by side on one Docker engine. The ports stay below the kernel's
- * ephemeral range (32768 and up), where an outgoing connection's source port or a test's freePort()
- * could already hold one when a database starts.
+ * Fixture hosts in different slots (TWINSTACK_E2E_SLOT=0, 1, 2…) use their own ports, so suites can
+ * run side by side on one Docker engine; their project names are this run's own
+ * (twinstack-test-<run>-prod, see test-resources.ts). The ports stay below the kernel's ephemeral
+ * range (32768 and up), where an outgoing connection's source port or a test's freePort() could
+ * already hold one when a database starts.
  */
-const SLOT = Number(process.env.TWINSTACK_E2E_SLOT ?? 0) || 0;
 const PORTS = {
   prod: { db: 25410 + 20 * SLOT, api: 18410 + 20 * SLOT },
   dev: { db: 25420 + 20 * SLOT, api: 18420 + 20 * SLOT },
 } as const;
-const PROJECTS = SLOT ? { prod: `makapix${SLOT}-prod`, dev: `makapix${SLOT}-dev` } : { prod: 'makapix-prod', dev: 'makapix-dev' };
+const PROJECTS = { prod: testName('prod'), dev: testName('dev') } as const;
 
 function sh(command: string, cwd?: string, env?: Record<string, string>): string {
   // DOCKER_BUILDKIT=0: as for the actions (see the test sshd), the tests' own builds use the classic
@@ -111,8 +112,9 @@ export async function startFixtureHost(composeCommand: 'docker-compose' | 'docke
   const problem = dockerProblem();
   if (problem) throw new Error(problem);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-e2e-'));
-  // Leftovers of an earlier, killed run would hold the ports and names.
-  for (const p of Object.values(PROJECTS)) removeProject(p);
+  refuseRealStacks();
+  // Leftovers of an earlier, killed run in this slot would hold the ports.
+  removeTestResources();
   const out = sh(`bash ${JSON.stringify(path.join(ROOT, 'test/e2e/support/make-fixture-repo.sh'))} ${JSON.stringify(dir)}`);
   const branches: Record<string, string> = {};
   for (const line of out.trim().split('\n')) {
@@ -130,7 +132,8 @@ export async function startFixtureHost(composeCommand: 'docker-compose' | 'docke
       .replace(/^VAULT_HOST_PATH=.*$/m, `VAULT_HOST_PATH=${vault}`)
       .replace(/^COMPOSE_PROJECT_NAME=.*$/m, `COMPOSE_PROJECT_NAME=${PROJECTS[env]}`)
       .replace(/^DB_PORT=.*$/m, `DB_PORT=${PORTS[env].db}`)
-      .replace(/^API_PORT=.*$/m, `API_PORT=${PORTS[env].api}`);
+      .replace(/^API_PORT=.*$/m, `API_PORT=${PORTS[env].api}`)
+      .concat(`\n${labelEnvLines()}`);
     fs.writeFileSync(envFile(env), text, { mode: 0o600 });
   }
   const workspace = path.join(dir, 'workspace');
@@ -210,18 +213,9 @@ export async function startFixtureHost(composeCommand: 'docker-compose' | 'docke
     },
     async stop() {
       await sshd.stop();
-      for (const p of Object.values(PROJECTS)) removeProject(p);
+      removeTestResources();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
   return host;
-}
-
-/** Removes a project's containers, volumes and twinstack's release tags. */
-export function removeProject(project: string): void {
-  sh(
-    `ids=$(docker ps -aq --filter label=com.docker.compose.project=${project}); [ -z "$ids" ] || docker rm -f $ids >/dev/null;` +
-      ` vols=$(docker volume ls -q --filter name=${project}_); [ -z "$vols" ] || docker volume rm -f $vols >/dev/null;` +
-      ` tags=$(docker images --format '{{.Repository}}:{{.Tag}}' 'twinstack/${project}-*'); [ -z "$tags" ] || docker rmi $tags >/dev/null 2>&1; true`,
-  );
 }

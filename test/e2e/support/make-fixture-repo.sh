@@ -415,6 +415,9 @@ services:
           - ${COMPOSE_PROJECT_NAME:-makapix}-db
     volumes:
       - pg_data:/var/lib/postgresql/data
+    labels:
+      twinstack.test-run: ${TWINSTACK_TEST_RUN:-}
+      twinstack.test-slot: ${TWINSTACK_TEST_SLOT:-}
     healthcheck:
       test: ["CMD-SHELL", "pg_isready -q -h 127.0.0.1 -p \"$$DB_PORT\" -d \"$$DB_NAME\" -U \"$${DB_USER:-owner}\""]
       interval: 1s
@@ -453,6 +456,8 @@ services:
     labels:
       caddy: ${WEB_DOMAIN}
       caddy.reverse_proxy: "{{upstreams ${API_PORT}}}"
+      twinstack.test-run: ${TWINSTACK_TEST_RUN:-}
+      twinstack.test-slot: ${TWINSTACK_TEST_SLOT:-}
 
   # No healthcheck on purpose: covers "services without healthchecks".
   worker:
@@ -462,6 +467,9 @@ services:
     restart: unless-stopped
     depends_on:
       - db
+    labels:
+      twinstack.test-run: ${TWINSTACK_TEST_RUN:-}
+      twinstack.test-slot: ${TWINSTACK_TEST_SLOT:-}
     command:
       - bash
       - -c
@@ -478,6 +486,9 @@ networks:
 volumes:
   pg_data:
     name: ${COMPOSE_PROJECT_NAME:-makapix}_pg_data
+    labels:
+      twinstack.test-run: ${TWINSTACK_TEST_RUN:-}
+      twinstack.test-slot: ${TWINSTACK_TEST_SLOT:-}
 EOF
 cat >"$scratch/api/serve.py" <<'EOF'
 """Serves the fixture api the way a rolling replacement needs, as uvicorn does.

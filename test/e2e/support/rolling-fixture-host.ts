@@ -7,8 +7,8 @@
  * on SIGTERM; the proxy retries a failed dial for 3 s, less than that start, so a switch that leaves
  * nothing listening fails requests.
  *
- * Every name of its own starts with tszd-<slot>- (TWINSTACK_E2E_SLOT), and all traffic stays on
- * 127.0.0.1 or inside the network made here.
+ * Every name of its own starts with twinstack-test-<run>-zd- and carries the suites' test labels
+ * (test-resources.ts), and all traffic stays on 127.0.0.1 or inside the network made here.
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
@@ -17,10 +17,10 @@ import * as path from 'node:path';
 import type { BundleRun } from '../../harness/bundle';
 import { freePort } from '../../harness/ports';
 import { startFixtureHost, type FixtureHost } from './fixture-host';
+import { labelFlags, testName } from './test-resources';
 import { rollingProblem, runCaddy, startLoad, waitServing, type LoadResult } from './rolling-stack';
 
-const SLOT = Number(process.env.TWINSTACK_E2E_SLOT ?? 0) || 0;
-const PREFIX = `tszd-${SLOT}`;
+const PREFIX = testName('zd');
 const NETWORK = `${PREFIX}-net`;
 const CADDY = `${PREFIX}-caddy`;
 /** What the load loop requests: the api's health, which reads the database. */
@@ -75,7 +75,7 @@ export async function startRollingFixtureHost(composeCommand: 'docker compose' |
   const problem = rollingProblem();
   if (problem) throw new Error(problem);
   removeProxy();
-  execFileSync('docker', ['network', 'create', NETWORK], { stdio: 'ignore' });
+  execFileSync('docker', ['network', 'create', ...labelFlags(), NETWORK], { stdio: 'ignore' });
   let fx: FixtureHost | undefined;
   try {
     fx = await startFixtureHost(composeCommand);

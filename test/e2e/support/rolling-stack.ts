@@ -5,8 +5,8 @@
  * images v1, v2 and never-ready, and a load loop through the proxy. Shared by the e2e proof
  * (test/e2e/rolling.test.ts) and the bench (bench/rolling.ts).
  *
- * Every name starts with tsroll-<slot>- (TWINSTACK_E2E_SLOT), and all traffic stays on 127.0.0.1
- * or inside the network made here.
+ * Every name starts with twinstack-test-<run>-roll- and carries the suites' test labels
+ * (test-resources.ts), and all traffic stays on 127.0.0.1 or inside the network made here.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -23,9 +23,9 @@ import { connect } from '../../harness/connect';
 import { freePort, waitForPort } from '../../harness/ports';
 import { startSshd, type TestSshd } from '../../harness/sshd';
 import { BASE_IMAGE, dockerProblem } from './fixture-host';
+import { labelEnvLines, labelFlags, refuseRealStacks, removeTestResources, testName } from './test-resources';
 
-const SLOT = Number(process.env.TWINSTACK_E2E_SLOT ?? 0) || 0;
-export const PREFIX = `tsroll-${SLOT}`;
+export const PREFIX = testName('roll');
 const CADDY = ['/usr/bin/caddy', '/usr/local/bin/caddy'].find((p) => fs.existsSync(p));
 
 export type ImageName = 'v1' | 'v2' | 'never-ready';
@@ -66,25 +66,17 @@ function sh(command: string, cwd?: string, env?: Record<string, string>): string
   });
 }
 
-/** Removes everything named tsroll-<slot>-: containers, the network, the images. */
-export function removeRollingStack(): void {
-  sh(
-    `ids=$(docker ps -aq --filter label=com.docker.compose.project=${PREFIX}-prod; docker ps -aq --filter name=^${PREFIX}-caddy$); [ -z "$ids" ] || docker rm -f $ids >/dev/null;` +
-      ` docker network rm ${PREFIX}-net >/dev/null 2>&1;` +
-      ` tags=$(docker images --format '{{.Repository}}:{{.Tag}}' '${PREFIX}-*'); [ -z "$tags" ] || docker rmi $tags >/dev/null 2>&1; true`,
-  );
-}
-
 export async function startRollingStack(composeCommand: 'docker compose' | 'docker-compose'): Promise<RollingStack> {
   const problem = rollingProblem();
   if (problem) throw new Error(problem);
-  removeRollingStack();
+  refuseRealStacks();
+  removeTestResources();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-`));
   const checkout = path.join(dir, 'rolling');
   fs.cpSync(path.join(ROOT, 'test/fixtures/rolling'), checkout, { recursive: true });
   const project = `${PREFIX}-prod`;
   const network = `${PREFIX}-net`;
-  fs.writeFileSync(path.join(checkout, '.env.prod'), `COMPOSE_PROJECT_NAME=${project}\nEDGE_NETWORK=${network}\nSTART_DELAY_MS=1500\n`);
+  fs.writeFileSync(path.join(checkout, '.env.prod'), `COMPOSE_PROJECT_NAME=${project}\nEDGE_NETWORK=${network}\nSTART_DELAY_MS=1500\n${labelEnvLines()}`);
 
   const repo = `${project}-api`;
   const images = {} as Record<ImageName, string>;
@@ -93,10 +85,10 @@ export async function startRollingStack(composeCommand: 'docker compose' | 'dock
     ['v2', ['--build-arg', 'APP_VERSION=v2']],
     ['never-ready', ['--build-arg', 'APP_VERSION=never-ready', '--build-arg', 'NEVER_READY=1']],
   ] as const) {
-    sh(`docker build -q -t ${repo}:${name} ${args.join(' ')} .`, checkout);
+    sh(`docker build -q -t ${repo}:${name} ${labelFlags().join(' ')} ${args.join(' ')} .`, checkout);
     images[name] = sh(`docker image inspect --format '{{.Id}}' ${repo}:${name}`).trim();
   }
-  sh(`docker network create ${network} >/dev/null`);
+  sh(`docker network create ${labelFlags().join(' ')} ${network} >/dev/null`);
 
   const proxyPort = await freePort();
   // The proxy is no part of the app's compose project: like Makapix's caddy-docker-proxy it is shared
@@ -168,7 +160,7 @@ export async function startRollingStack(composeCommand: 'docker compose' | 'dock
     async stop() {
       await host.close().catch(() => undefined);
       await sshd.stop();
-      removeRollingStack();
+      removeTestResources();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -193,7 +185,7 @@ export function runCaddy(name: string, network: string, caddyfile: string, publi
   const ports = Object.entries(publish).map(([hostPort, port]) => `-p 127.0.0.1:${hostPort}:${port}`);
   const vars = Object.entries(env).map(([k, v]) => `-e ${k}=${v}`);
   sh(
-    `docker run -d --name ${name} --network ${network} ${ports.join(' ')} ${vars.join(' ')}` +
+    `docker run -d --name ${name} ${labelFlags().join(' ')} --network ${network} ${ports.join(' ')} ${vars.join(' ')}` +
       ` -v ${CADDY}:/usr/bin/caddy:ro -v ${caddyfile}:/etc/caddy/Caddyfile:ro` +
       ` ${BASE_IMAGE} caddy run --config /etc/caddy/Caddyfile --adapter caddyfile >/dev/null`,
   );
