@@ -37,7 +37,8 @@ before(async () => {
     'makapix',
   );
   config = parseConfig(
-    `backup: { dir: ${dir}/backups, keep: 2 }
+    `state-dir: ${dir}/state
+backup: { dir: ${dir}/backups, keep: 2 }
 environments:
   prod: {checkout: /srv/p, project: p, compose-files: [a.yml], env-file: .env, url: http://127.0.0.1:1, database: {name: makapix, user: ${pg.user}, port: ${pg.port}, via: host}}
   dev: {checkout: /srv/d, project: d, compose-files: [a.yml], env-file: .env, url: http://127.0.0.1:2, database: {name: makapix_dev, user: ${pg.user}, port: 1, via: host}}
