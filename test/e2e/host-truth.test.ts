@@ -7,7 +7,7 @@
  *   2. a checkout and containers changed by hand: status, gate and promote see it
  *   3. a second rollback that returned to the release the first one left
  *   4. the lock freed while a dead run's build went on (runner SIGKILLed during compose build)
- *   5. a cancel (SIGTERM) during compose up that let compose carry on after `cancelled`
+ *   5. a cancel (GitHub's SIGINT, SIGTERM, SIGKILL) during compose up that let compose carry on after `cancelled`
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { currentRelease } from '../../src/domain/release';
 import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
+import type { BundleRun, RunningBundle } from '../harness/bundle';
 
 function errors(stdout: string): string[] {
   return stdout.split('\n').filter((l) => l.startsWith('::error'));
@@ -263,13 +264,12 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     assert.deepEqual(lockState('dev'), { holderFile: false, held: false, busy: false });
   });
 
-  it('a cancel (SIGTERM) during compose up stops the remote work before it records cancelled; nothing changes afterwards', async () => {
+  it('a cancel as GitHub sends it (SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after) during compose up stops the remote work and records cancelled; nothing changes afterwards', async () => {
     assert.equal(head('dev'), fx.branches.main);
     const cancelled = fx.start('deploy', { environment: 'dev', ref: 'second' });
     await waitFor('the deploy to run compose up on the host', () => composePids('dev', 'up').length > 0, 180_000, 20);
-    cancelled.kill('SIGTERM');
-    const r = await cancelled.done;
-    assert.equal(r.code, 1, r.visible);
+    const { run: r, sent } = await cancelAsGitHubDoes(cancelled);
+    assert.equal(r.code, sent.includes('SIGKILL') ? null : 1, `${sent.join(', ')}\n${r.visible}`);
     // When the run has exited, none of its remote work is left, and the host log says cancelled.
     assert.deepEqual(composePids('dev'), [], 'compose still runs after the run was cancelled');
     const last = fx
@@ -323,3 +323,22 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     assertRunsRecordedRelease('dev');
   });
 });
+
+/**
+ * Cancels a run the way GitHub's runner does: SIGINT, then SIGTERM 7.5 s later if it still runs,
+ * then SIGKILL 2.5 s after that. Returns the run and the signals sent.
+ */
+async function cancelAsGitHubDoes(running: RunningBundle): Promise<{ run: BundleRun; sent: NodeJS.Signals[] }> {
+  const exitedWithin = (ms: number) => Promise.race([running.done.then(() => true), new Promise<boolean>((res) => setTimeout(() => res(false), ms))]);
+  const sent: NodeJS.Signals[] = [];
+  for (const [signal, wait] of [
+    ['SIGINT', 7500],
+    ['SIGTERM', 2500],
+    ['SIGKILL', 0],
+  ] as const) {
+    running.kill(signal);
+    sent.push(signal);
+    if (await exitedWithin(wait || 60_000)) break;
+  }
+  return { run: await running.done, sent };
+}
