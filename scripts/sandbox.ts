@@ -64,8 +64,8 @@ function checkMachine(): string {
   if (!succeeds('command -v docker'))
     stop('Docker is not installed: run `bash .ci/install.sh` as root (it installs docker.io, docker-compose and openssh-server)');
   if (!succeeds('docker info')) stop('the Docker engine is not running: start it with `bash .ci/start-docker.sh` (as root)');
-  const compose = succeeds('docker-compose version') ? 'docker-compose' : succeeds('docker compose version') ? 'docker compose' : '';
-  if (!compose) stop('neither docker-compose nor the docker compose plugin is installed: run `bash .ci/install.sh` as root');
+  const compose = succeeds('docker compose version') ? 'docker compose' : succeeds('docker-compose version') ? 'docker-compose' : '';
+  if (!compose) stop('neither the docker compose plugin nor docker-compose is installed: run `bash .ci/install.sh` as root');
   if (!succeeds(`docker image inspect ${BASE_IMAGE}`))
     stop(`the fixture base image ${BASE_IMAGE} is missing: build it with \`bash test/e2e/support/base-image.sh\` (as root, about 2 minutes)`);
   for (const name of ['preflight', 'deploy', 'gate', 'promote', 'monitor', 'rollback', 'status']) {
