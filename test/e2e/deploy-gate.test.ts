@@ -113,6 +113,22 @@ for (const composeCommand of composeCommands()) {
       const last = hostLog('dev').at(-1);
       assert.equal(last?.event, 'finished');
       assert.equal(last?.outcome, 'failure');
+      // On the host: the checkout is at the commit that failed, its api runs and is unhealthy, and the
+      // failed release on record names exactly the image and HEAD the host has.
+      const head = fx.sh('git rev-parse HEAD', fx.checkout('dev')).trim();
+      assert.equal(head, fx.branches['bad-health']);
+      const [image, health] = fx
+        .sh(`docker inspect -f '{{.Image}} {{.State.Health.Status}}' ${fx.project('dev')}-api`)
+        .trim()
+        .split(' ');
+      assert.equal(health, 'unhealthy');
+      const failed = hostLog('dev')
+        .filter((x) => x.event === 'release-failed')
+        .at(-1);
+      assert.ok(failed?.event === 'release-failed', 'no release-failed record');
+      assert.equal(failed.sha, head);
+      assert.equal(failed.head, head);
+      assert.equal(failed.images?.api, image);
     });
 
     it('prunes release tags to the newest releases kept', async () => {

@@ -86,9 +86,10 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
     const ids = fx.sh(`docker ps -aq --filter label=com.docker.compose.project=${fx.project(env)}`).trim();
     if (!ids) return [];
     return JSON.parse(fx.sh(`docker inspect ${ids.split('\n').join(' ')}`)) as Array<{
+      Id: string;
       Name: string;
       Image: string;
-      State: { Status: string; Health?: { Status: string } };
+      State: { Status: string; StartedAt: string; Health?: { Status: string } };
       Config: { Labels: Record<string, string> };
     }>;
   };
@@ -166,6 +167,8 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
       new MemoryLogger(),
     );
     const headBefore = head('dev');
+    const containersNow = () => projectContainers('dev').map((c) => `${c.Name} ${c.Id} ${c.Image} ${c.State.StartedAt}`);
+    const containersBefore = containersNow();
     try {
       const logBefore = fx.hostLog('dev').length;
       const second = await fx.run('deploy', { environment: 'dev', ref: 'second', 'lock-timeout': '2' });
@@ -179,6 +182,7 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
       // The refused run wrote nothing and changed nothing.
       assert.equal(fx.hostLog('dev').length, logBefore);
       assert.equal(head('dev'), headBefore);
+      assert.deepEqual(containersNow(), containersBefore, 'the refused run touched the containers');
     } finally {
       await lock.release();
       await other.close();

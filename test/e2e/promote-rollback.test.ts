@@ -21,6 +21,16 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
   const prodItems = () => fx.psql('prod', 'select name from items order by id').trim().split('\n');
   const prodRevision = () => fx.psql('prod', 'select version_num from alembic_version').trim();
   const tableExists = (t: string) => fx.psql('prod', `select to_regclass('public.${t}') is not null`).trim() === 't';
+  /** prod's containers as the engine sees them: name, id, image id, when it started; and the checkout's HEAD. */
+  const prodOnHost = () => ({
+    head: prodHead(),
+    containers: fx
+      .sh(
+        `docker ps -aq --no-trunc --filter label=com.docker.compose.project=${fx.project('prod')} | xargs -r docker inspect -f '{{.Name}} {{.Id}} {{.Image}} {{.State.StartedAt}}' | sort`,
+      )
+      .trim(),
+  });
+  const imageOf = (service: string) => fx.sh(`docker inspect -f {{.Image}} ${fx.project('prod')}-${service}`).trim();
   const healthy = (env: 'prod' | 'dev') => fx.sh(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${fx.apiPort(env)}/api/health`) === '200';
 
   async function devReady(branch: string, gate: 'pass' | 'fail' | 'skip'): Promise<void> {
@@ -46,14 +56,14 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
 
   it('refuses a commit without a passing gate on dev, before any change', async () => {
     await devReady('failing-test', 'fail');
-    const before = fx.hostLog('prod').length;
+    const before = prodOnHost();
     const r = await fx.run('promote');
     assert.equal(r.code, 1);
     assert.match(
       lastError(r.stdout),
       new RegExp(`commit ${fx.branches['failing-test']} \\(dev release r\\S+\\) has no passing gate on dev .*Nothing was changed`),
     );
-    assert.equal(fx.hostLog('prod').length, before, 'prod was touched');
+    assert.deepEqual(prodOnHost(), before, 'prod was touched');
     assert.equal(prodHead(), fx.branches.main);
   });
 
@@ -103,15 +113,19 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
   });
 
   it('changes nothing when prod already runs the commit', async () => {
+    const before = prodOnHost();
     const r = await fx.run('promote');
     assert.equal(r.code, 0, r.visible);
     assert.equal(r.outputs.outcome, 'unchanged');
     assert.equal(r.outputs['release-id'], secondProdRelease);
+    assert.deepEqual(prodOnHost(), before, 'prod was touched');
+    assert.equal(before.head, fx.branches.second);
   });
 
   it('rolls back a promotion whose prod healthcheck fails, without a database restore', async () => {
     await devReady('prod-bad-health', 'pass');
     fx.psql('prod', "insert into items (name, description) values ('written after the promotion', 'kept')");
+    const imagesBefore = ['api', 'db', 'worker'].map(imageOf);
     const r = await fx.run('promote');
     assert.equal(r.code, 1, r.visible);
     assert.equal(r.outputs.outcome, 'rolled-back');
@@ -119,6 +133,7 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     assert.match(lastError(r.stdout), /failed during health \(prod: service api is unhealthy/);
     assert.match(r.summary, /\*\*data: nothing lost\.\*\* The schema is unchanged/);
     assert.equal(prodHead(), fx.branches.second);
+    assert.deepEqual(['api', 'db', 'worker'].map(imageOf), imagesBefore, 'prod does not run the images it ran before the promotion');
     assert.deepEqual(prodItems(), ['written before any promotion', 'written after the promotion']);
     assert.ok(healthy('prod'));
   });
@@ -204,11 +219,13 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     // The cut run moved prod's checkout: prod no longer runs its release on record, so a new promotion
     // refuses (its rollback point would be a guess) and names the rollback that settles prod.
     const releasesBefore = fx.hostLog('prod').filter((x) => x.event === 'release').length;
+    const hostBefore = prodOnHost();
     const refused = await fx.run('promote');
     assert.match(refused.visible, /Stale prod lock: promote run .* died while holding it|Unfinished operation on prod: promote/);
     assert.equal(refused.code, 1, refused.visible);
     assert.match(lastError(refused.stdout), new RegExp(`prod does not run its recorded release ${recorded}.*rollback workflow with release-id ${recorded}`));
     assert.equal(fx.hostLog('prod').filter((x) => x.event === 'release').length, releasesBefore);
+    assert.deepEqual(prodOnHost(), hostBefore, 'the refused promotion touched prod');
     const settled = await fx.run('rollback', { 'release-id': recorded });
     assert.equal(settled.code, 0, settled.visible);
     assert.notEqual(prodHead(), fx.branches.third);
