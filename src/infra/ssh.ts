@@ -90,6 +90,62 @@ class LineSplitter {
   }
 }
 
+/** The captured streams of one command, its output lines to the log, and the waiters for marker lines. */
+class CommandStreams {
+  readonly out = new Capture();
+  readonly err = new Capture();
+  readonly outLines: LineSplitter;
+  readonly errLines: LineSplitter;
+  readonly lineWaiters: Array<{ marker: string | RegExp; resolve: (line: string) => void }> = [];
+  readonly markerLines = new LineSplitter((l) => {
+    for (const w of this.lineWaiters.filter((x) => (typeof x.marker === 'string' ? x.marker === l : x.marker.test(l)))) {
+      this.lineWaiters.splice(this.lineWaiters.indexOf(w), 1);
+      w.resolve(l);
+    }
+  });
+
+  constructor(log: Logger, nonce: string) {
+    this.outLines = new LineSplitter((l) => log.output(l));
+    this.errLines = new LineSplitter((l) => {
+      if (!l.startsWith(`${EXIT_MARKER}${nonce}:`) && l !== '') log.output(l);
+    });
+  }
+}
+
+interface ChannelRun {
+  script: string;
+  options: RunOptions;
+  keepStdinOpen: boolean;
+  timeoutSeconds: number;
+  nonce: string;
+  started: number;
+  streams: CommandStreams;
+  finish: (r: CommandResult) => void;
+}
+
+/** A closed channel's result: the exit status (from the channel, else the in-band trailer), timed out or overflowed. */
+function closedResult(run: ChannelRun, exitStatus: number | null, signal: string | null): CommandResult {
+  const { out, err } = run.streams;
+  const elapsed = Date.now() - run.started;
+  let exitCode = exitStatus;
+  let stderr = err.text();
+  const trailer = exitTrailer(run.nonce).exec(stderr);
+  if (trailer) {
+    stderr = stderr.slice(0, trailer.index);
+    if (exitCode === null && signal === null) exitCode = Number(trailer[1]);
+  }
+  // `timeout` exits 124 (or 137 after its KILL); a channel closed with no status at all counts as
+  // timed out only once the time limit has passed (else sshd or the link ended it).
+  const overdue = elapsed >= run.timeoutSeconds * 1000;
+  const timedOut = run.timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
+  const overflow = out.overflowed
+    ? { stream: 'stdout' as const, bytes: out.total }
+    : err.overflowed
+      ? { stream: 'stderr' as const, bytes: err.total }
+      : undefined;
+  return { command: run.script, exitCode, signal, stdout: out.text(), stderr, timedOut: timedOut && !overflow, durationMs: elapsed, overflow };
+}
+
 export class SshHost implements Host {
   private readonly traffics: Traffic = { received: 0, sent: 0 };
   private readonly forwards = new Set<net.Server>();
@@ -197,108 +253,32 @@ export class SshHost implements Host {
     return `${command}; s=$?; printf '\\n${EXIT_MARKER}${nonce}:%d\\n' "$s" >&2; exit "$s"`;
   }
 
-  private exec(script: string, options: RunOptions, keepStdinOpen: boolean) {
+  /** The command's time limit, cut to the run's deadline; throws when no new command may start. */
+  private startable(script: string, options: RunOptions, label: string): number {
     let timeoutSeconds = options.timeoutSeconds ?? this.defaultTimeout;
+    const cleanup = cleanupScope.getStore();
     if (this.deadline !== undefined && timeoutSeconds > 0) {
       const left = Math.floor((this.deadline - Date.now()) / 1000);
-      if (left <= 0 && !cleanupScope.getStore()) {
-        throw new RemoteCommandError(
-          script,
-          null,
-          null,
-          '',
-          'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started',
-          false,
-          options.label ?? script.split('\n')[0],
-        );
+      if (left <= 0 && !cleanup) {
+        throw new RemoteCommandError(script, null, null, '', 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started', false, label);
       }
       timeoutSeconds = Math.max(1, Math.min(timeoutSeconds, left));
     }
+    if (this.halted && !cleanup) throw new RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+    return timeoutSeconds;
+  }
+
+  private exec(script: string, options: RunOptions, keepStdinOpen: boolean) {
     const label = options.label ?? script.split('\n')[0];
-    if (this.halted && !cleanupScope.getStore())
-      throw new RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+    const timeoutSeconds = this.startable(script, options, label);
     const nonce = randomBytes(8).toString('hex');
     const command = this.wrap(script, options, timeoutSeconds, label, nonce);
     this.log.debug(`$ ${script}`);
-    const out = new Capture();
-    const err = new Capture();
-    const outLines = new LineSplitter((l) => this.log.output(l));
-    const errLines = new LineSplitter((l) => {
-      if (!l.startsWith(`${EXIT_MARKER}${nonce}:`) && l !== '') this.log.output(l);
-    });
-    const lineWaiters: Array<{ marker: string | RegExp; resolve: (line: string) => void }> = [];
-    const markerLines = new LineSplitter((l) => {
-      for (const w of lineWaiters.filter((x) => (typeof x.marker === 'string' ? x.marker === l : x.marker.test(l)))) {
-        lineWaiters.splice(lineWaiters.indexOf(w), 1);
-        w.resolve(l);
-      }
-    });
+    const streams = new CommandStreams(this.log, nonce);
     const started = Date.now();
     let finish!: (r: CommandResult) => void;
     const exited = new Promise<CommandResult>((resolve) => (finish = resolve));
-    // Every listener is attached inside exec's callback, in the same tick the channel opens: the
-    // exit status can arrive in the same read as the channel confirmation, and a listener added a
-    // promise tick later would miss it.
-    const attach = (ch: ClientChannel) => {
-      let exitCode: number | null = null;
-      let signal: string | null = null;
-      let localTimer: NodeJS.Timeout | undefined;
-      let stopped = false;
-      if (timeoutSeconds > 0) {
-        // The remote `timeout` kills the process; this only guards against a host that stops answering.
-        localTimer = setTimeout(() => ch.close(), (timeoutSeconds + KILL_GRACE_SECONDS + 20) * 1000);
-      }
-      // A stream past the limit stops the command: reading on would only cost time and transfer.
-      const stop = () => {
-        if (!stopped) ch.close();
-        stopped = true;
-      };
-      ch.on('data', (d: Buffer) => {
-        this.traffics.received += d.length;
-        if (!out.push(d)) stop();
-        markerLines.push(d);
-        options.onStdout?.(d);
-        if (!options.quiet) outLines.push(d);
-      });
-      ch.stderr.on('data', (d: Buffer) => {
-        this.traffics.received += d.length;
-        if (!err.push(d)) stop();
-        if (!options.quiet) errLines.push(d);
-      });
-      ch.on('exit', (code: number | null, sig?: string) => {
-        exitCode = code ?? null;
-        signal = sig ?? null;
-      });
-      ch.on('close', () => {
-        if (localTimer) clearTimeout(localTimer);
-        outLines.flush();
-        errLines.flush();
-        const elapsed = Date.now() - started;
-        let stderr = err.text();
-        const trailer = exitTrailer(nonce).exec(stderr);
-        if (trailer) {
-          stderr = stderr.slice(0, trailer.index);
-          if (exitCode === null && signal === null) exitCode = Number(trailer[1]);
-        }
-        // `timeout` exits 124 (or 137 after its KILL); a channel closed with no status at all
-        // counts as timed out only once the time limit has passed (else sshd or the link ended it).
-        const overdue = elapsed >= timeoutSeconds * 1000;
-        const timedOut = timeoutSeconds > 0 && (exitCode === 124 || ((exitCode === 137 || (exitCode === null && signal === null)) && overdue));
-        const overflow = out.overflowed
-          ? { stream: 'stdout' as const, bytes: out.total }
-          : err.overflowed
-            ? { stream: 'stderr' as const, bytes: err.total }
-            : undefined;
-        finish({ command: script, exitCode, signal, stdout: out.text(), stderr, timedOut: timedOut && !overflow, durationMs: elapsed, overflow });
-      });
-      if (options.stdin !== undefined) {
-        const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
-        this.traffics.sent += data.length;
-        ch.end(data);
-      } else if (!keepStdinOpen) {
-        ch.end();
-      }
-    };
+    const run: ChannelRun = { script, options, keepStdinOpen, timeoutSeconds, nonce, started, streams, finish };
     const channelReady = new Promise<ClientChannel>((resolve, reject) => {
       // A command that cannot start (the connection is gone) ends at once, never waits forever.
       const fail = (e: unknown) => {
@@ -308,7 +288,7 @@ export class SshHost implements Host {
       try {
         this.connection().exec(command, (e, ch) => {
           if (e) return fail(e);
-          attach(ch);
+          this.attach(ch, run);
           resolve(ch);
         });
       } catch (e) {
@@ -316,7 +296,54 @@ export class SshHost implements Host {
       }
     });
     channelReady.catch(() => undefined);
-    return { exited, channelReady, lineWaiters, label };
+    return { exited, channelReady, lineWaiters: streams.lineWaiters, label };
+  }
+
+  /**
+   * Every listener is attached inside exec's callback, in the same tick the channel opens: the exit
+   * status can arrive in the same read as the channel confirmation, and a listener added a promise
+   * tick later would miss it.
+   */
+  private attach(ch: ClientChannel, run: ChannelRun): void {
+    const { options, streams } = run;
+    const status: { exitCode: number | null; signal: string | null } = { exitCode: null, signal: null };
+    let stopped = false;
+    // The remote `timeout` kills the process; this only guards against a host that stops answering.
+    const localTimer = run.timeoutSeconds > 0 ? setTimeout(() => ch.close(), (run.timeoutSeconds + KILL_GRACE_SECONDS + 20) * 1000) : undefined;
+    // A stream past the limit stops the command: reading on would only cost time and transfer.
+    const stop = () => {
+      if (!stopped) ch.close();
+      stopped = true;
+    };
+    ch.on('data', (d: Buffer) => {
+      this.traffics.received += d.length;
+      if (!streams.out.push(d)) stop();
+      streams.markerLines.push(d);
+      options.onStdout?.(d);
+      if (!options.quiet) streams.outLines.push(d);
+    });
+    ch.stderr.on('data', (d: Buffer) => {
+      this.traffics.received += d.length;
+      if (!streams.err.push(d)) stop();
+      if (!options.quiet) streams.errLines.push(d);
+    });
+    ch.on('exit', (code: number | null, sig?: string) => {
+      status.exitCode = code ?? null;
+      status.signal = sig ?? null;
+    });
+    ch.on('close', () => {
+      if (localTimer) clearTimeout(localTimer);
+      streams.outLines.flush();
+      streams.errLines.flush();
+      run.finish(closedResult(run, status.exitCode, status.signal));
+    });
+    if (options.stdin !== undefined) {
+      const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
+      this.traffics.sent += data.length;
+      ch.end(data);
+    } else if (!run.keepStdinOpen) {
+      ch.end();
+    }
   }
 
   async run(script: string, options: RunOptions = {}): Promise<CommandResult> {
