@@ -498,7 +498,47 @@ export function parseHostTotals(text: string): HostTotals | undefined {
  * another container's volumes; devices, device cgroup rules and GPUs not listed in preflight.dev-devices.
  */
 function checkDevEscape(c: Collector, dev: ComposeModel, prod: ComposeModel | undefined, input: IsolationInput): void {
-  const s = input.settings;
+  const { own, whose } = devOwnership(dev, prod);
+  const real = resolver(input);
+  const allowed = input.settings['dev-devices'];
+  const deviceRoots = allowed.filter((d) => d.startsWith('/')).map((d) => real(d) ?? d);
+  for (const svc of dev.services) {
+    const e: EscapeCheck = {
+      svc,
+      settings: input.settings,
+      own,
+      whose,
+      real,
+      allowed,
+      deviceRoots,
+      fail: (message, fix) => c.error('dev-escape', 'dev', `dev service ${svc.name}: ${message}`, fix),
+      remove: (key) => `remove ${key} from ${svc.name} in dev's overlay`,
+    };
+    escapePrivileges(e);
+    escapeHostPaths(e);
+    escapeNamespaces(e);
+    escapeVolumesFrom(e);
+    escapeDevices(e);
+  }
+}
+
+type ComposeService = ComposeModel['services'][number];
+
+/** What each check of one dev service needs: who owns a name, how paths resolve, how to report. */
+interface EscapeCheck {
+  svc: ComposeService;
+  settings: IsolationInput['settings'];
+  own: (kind: string, name: string) => boolean;
+  whose: (name: string) => string;
+  real: ReturnType<typeof resolver>;
+  allowed: string[];
+  deviceRoots: string[];
+  fail: (message: string, fix: string) => void;
+  remove: (key: string) => string;
+}
+
+/** Which service and container names are dev's own, and how to describe one that is not. */
+function devOwnership(dev: ComposeModel, prod: ComposeModel | undefined): Pick<EscapeCheck, 'own' | 'whose'> {
   const prodContainers = new Set((prod?.services ?? []).flatMap((x) => [x.name, x.containerName].filter((n): n is string => !!n)));
   const services = new Set(dev.services.map((x) => x.name));
   const containers = new Set(dev.services.flatMap((x) => (x.containerName ? [x.containerName] : [])));
@@ -508,91 +548,102 @@ function checkDevEscape(c: Collector, dev: ComposeModel, prod: ComposeModel | un
       (x) =>
         !x.containerName && [`${dev.project}-${x.name}-`, `${dev.project}_${x.name}_`].some((p) => name.startsWith(p) && /^\d+$/.test(name.slice(p.length))),
     );
-  const own = (kind: string, name: string) => (kind === 'service' ? services.has(name) : containers.has(name) || ownDefault(name));
-  const whose = (name: string) => (prodContainers.has(name) ? "prod's" : "not one of dev's running services or containers");
-  const real = resolver(input);
-  const allowed = s['dev-devices'];
-  const deviceRoots = allowed.filter((d) => d.startsWith('/')).map((d) => real(d) ?? d);
-  for (const svc of dev.services) {
-    const at = `dev service ${svc.name}`;
-    const fail = (message: string, fix: string) => c.error('dev-escape', 'dev', `${at}: ${message}`, fix);
-    const remove = (key: string) => `remove ${key} from ${svc.name} in dev's overlay`;
-    if (svc.privileged) fail('privileged: true gives it every capability and every host device', remove('privileged'));
-    if (svc.capAdd.length) fail(`cap_add adds capabilities ${svc.capAdd.join(', ')}`, remove('cap_add'));
-    if (svc.securityOpt.some((o) => /unconfined|no-new-privileges[:=]false/i.test(o)))
-      fail(`security_opt loosens its security profile (${svc.securityOpt.join(', ')})`, remove('the unconfined security_opt entries'));
-    svc.hostPaths.forEach((u) => {
-      const r = u.url ? undefined : real(u.path);
-      for (const p of new Set([u.path, r ?? u.path])) {
-        if (isDockerSocket(p)) {
-          fail(
-            `${u.key} ${u.verb} ${u.path} (resolved ${r ?? u.path}): the Docker socket, which controls every container on the host`,
-            remove(`the Docker socket from ${u.key}`),
-          );
-          break;
-        }
-        if (p === '/' && u.key.startsWith('volumes[')) {
-          fail(`${u.key} ${u.verb} the host's root directory${r && r !== u.path ? ` (through ${u.path})` : ''}`, remove(`the mount of / from ${u.key}`));
-          break;
-        }
+  return {
+    own: (kind, name) => (kind === 'service' ? services.has(name) : containers.has(name) || ownDefault(name)),
+    whose: (name) => (prodContainers.has(name) ? "prod's" : "not one of dev's running services or containers"),
+  };
+}
+
+function escapePrivileges({ svc, fail, remove }: EscapeCheck): void {
+  if (svc.privileged) fail('privileged: true gives it every capability and every host device', remove('privileged'));
+  if (svc.capAdd.length) fail(`cap_add adds capabilities ${svc.capAdd.join(', ')}`, remove('cap_add'));
+  if (svc.securityOpt.some((o) => /unconfined|no-new-privileges[:=]false/i.test(o)))
+    fail(`security_opt loosens its security profile (${svc.securityOpt.join(', ')})`, remove('the unconfined security_opt entries'));
+}
+
+/** The Docker socket and the host's root, by the path written and by the path it resolves to on the host. */
+function escapeHostPaths({ svc, real, fail, remove }: EscapeCheck): void {
+  svc.hostPaths.forEach((u) => {
+    const r = u.url ? undefined : real(u.path);
+    for (const p of new Set([u.path, r ?? u.path])) {
+      if (isDockerSocket(p)) {
+        fail(
+          `${u.key} ${u.verb} ${u.path} (resolved ${r ?? u.path}): the Docker socket, which controls every container on the host`,
+          remove(`the Docker socket from ${u.key}`),
+        );
+        break;
       }
-    });
-    // Namespaces: the host's are refused (network only when the config allows it), a container's only when it is dev's own.
-    const namespaces: Array<[string, string | undefined, string, readonly string[]]> = [
-      ['network_mode', svc.networkMode, 'network', ['bridge', 'none', 'default']],
-      ['pid', svc.pid, 'PID', []],
-      ['ipc', svc.ipc, 'IPC', ['private', 'shareable', 'none']],
-      ['cgroup', svc.cgroup, 'cgroup', ['private']],
-      ['uts', svc.uts, 'UTS (host name)', []],
-      ['userns_mode', svc.usernsMode, 'user', []],
-    ];
-    for (const [key, value, ns, plain] of namespaces) {
-      if (value === undefined || value === '' || plain.includes(value)) continue;
-      const target = /^(service|container):(.+)$/.exec(value);
-      if (value === 'host') {
-        if (key === 'network_mode' && s['dev-host-network']) continue;
-        fail(
-          `${key}: host shares the host's ${ns} namespace with prod`,
-          key === 'network_mode'
-            ? `remove network_mode: host from ${svc.name}, or set preflight.dev-host-network: true if dev's services must use the host's network`
-            : remove(`${key}: host`),
-        );
-      } else if (target) {
-        if (own(target[1], target[2])) continue;
-        fail(
-          `${key}: ${value} joins the ${ns} namespace of ${target[2]}, which is ${whose(target[2])}`,
-          `name one of dev's own services (service:<name>) in ${key}, or remove it`,
-        );
-      } else {
-        fail(
-          `${key}: ${value} is not a namespace twinstack can tell is dev's own`,
-          `use ${[...plain, 'service:<dev service>'].join(', ')} for ${key}, or remove it`,
-        );
+      if (p === '/' && u.key.startsWith('volumes[')) {
+        fail(`${u.key} ${u.verb} the host's root directory${r && r !== u.path ? ` (through ${u.path})` : ''}`, remove(`the mount of / from ${u.key}`));
+        break;
       }
     }
-    svc.volumesFrom.forEach((v, i) => {
-      const m = /^(?:(service|container):)?(.+?)(?::(?:ro|rw))?$/.exec(v) as RegExpExecArray;
-      const kind = m[1] ?? 'service';
-      if (!own(kind, m[2])) {
-        fail(
-          `volumes_from[${i}] takes every volume of ${m[2]}, which is ${whose(m[2])}`,
-          `mount dev's own volumes in ${svc.name} instead of volumes_from ${m[2]}`,
-        );
-      }
-    });
-    const listFix = (what: string) => `remove ${what} from ${svc.name}, or add it to preflight.dev-devices if dev alone uses it`;
-    svc.devices.forEach((d, i) => {
-      const r = real(d) ?? d;
-      if (!deviceRoots.some((root) => within(r, root)))
-        fail(`devices[${i}] maps host device ${d} (resolved ${r}), which preflight.dev-devices does not list`, listFix(d));
-    });
-    svc.deviceCgroupRules.forEach((rule, i) => {
-      if (!allowed.includes(rule.trim().replace(/\s+/g, ' ')))
-        fail(`device_cgroup_rules[${i}] allows devices "${rule}", which preflight.dev-devices does not list`, listFix(`"${rule}"`));
-    });
-    if (svc.gpus && !allowed.includes('gpu'))
-      fail("gpus (or deploy.resources.reservations.devices) hands it the host's GPUs, which preflight.dev-devices does not list (gpu)", listFix('gpu'));
+  });
+}
+
+/** Namespaces: the host's are refused (network only when the config allows it), a container's only when it is dev's own. */
+function escapeNamespaces({ svc, settings, own, whose, fail, remove }: EscapeCheck): void {
+  const namespaces: Array<[string, string | undefined, string, readonly string[]]> = [
+    ['network_mode', svc.networkMode, 'network', ['bridge', 'none', 'default']],
+    ['pid', svc.pid, 'PID', []],
+    ['ipc', svc.ipc, 'IPC', ['private', 'shareable', 'none']],
+    ['cgroup', svc.cgroup, 'cgroup', ['private']],
+    ['uts', svc.uts, 'UTS (host name)', []],
+    ['userns_mode', svc.usernsMode, 'user', []],
+  ];
+  for (const [key, value, ns, plain] of namespaces) {
+    if (value === undefined || value === '' || plain.includes(value)) continue;
+    const target = /^(service|container):(.+)$/.exec(value);
+    if (value === 'host') {
+      if (key === 'network_mode' && settings['dev-host-network']) continue;
+      fail(
+        `${key}: host shares the host's ${ns} namespace with prod`,
+        key === 'network_mode'
+          ? `remove network_mode: host from ${svc.name}, or set preflight.dev-host-network: true if dev's services must use the host's network`
+          : remove(`${key}: host`),
+      );
+    } else if (target) {
+      if (own(target[1], target[2])) continue;
+      fail(
+        `${key}: ${value} joins the ${ns} namespace of ${target[2]}, which is ${whose(target[2])}`,
+        `name one of dev's own services (service:<name>) in ${key}, or remove it`,
+      );
+    } else {
+      fail(
+        `${key}: ${value} is not a namespace twinstack can tell is dev's own`,
+        `use ${[...plain, 'service:<dev service>'].join(', ')} for ${key}, or remove it`,
+      );
+    }
   }
+}
+
+function escapeVolumesFrom({ svc, own, whose, fail }: EscapeCheck): void {
+  svc.volumesFrom.forEach((v, i) => {
+    const m = /^(?:(service|container):)?(.+?)(?::(?:ro|rw))?$/.exec(v) as RegExpExecArray;
+    const kind = m[1] ?? 'service';
+    if (!own(kind, m[2])) {
+      fail(
+        `volumes_from[${i}] takes every volume of ${m[2]}, which is ${whose(m[2])}`,
+        `mount dev's own volumes in ${svc.name} instead of volumes_from ${m[2]}`,
+      );
+    }
+  });
+}
+
+/** Devices, device cgroup rules and GPUs: only those preflight.dev-devices lists. */
+function escapeDevices({ svc, real, allowed, deviceRoots, fail }: EscapeCheck): void {
+  const listFix = (what: string) => `remove ${what} from ${svc.name}, or add it to preflight.dev-devices if dev alone uses it`;
+  svc.devices.forEach((d, i) => {
+    const r = real(d) ?? d;
+    if (!deviceRoots.some((root) => within(r, root)))
+      fail(`devices[${i}] maps host device ${d} (resolved ${r}), which preflight.dev-devices does not list`, listFix(d));
+  });
+  svc.deviceCgroupRules.forEach((rule, i) => {
+    if (!allowed.includes(rule.trim().replace(/\s+/g, ' ')))
+      fail(`device_cgroup_rules[${i}] allows devices "${rule}", which preflight.dev-devices does not list`, listFix(`"${rule}"`));
+  });
+  if (svc.gpus && !allowed.includes('gpu'))
+    fail("gpus (or deploy.resources.reservations.devices) hands it the host's GPUs, which preflight.dev-devices does not list (gpu)", listFix('gpu'));
 }
 
 const isDockerSocket = (p: string) => /(^|\/)docker\.sock$/.test(p) || p === '/var/run' || p === '/run';
