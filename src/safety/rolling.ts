@@ -9,6 +9,9 @@ import type { EnvironmentName } from '../domain/config';
 import type { ComposeModel } from './compose-model';
 import type { Finding } from './findings';
 
+type Add = (severity: Finding['severity'], message: string, fix: string) => void;
+type Service = ComposeModel['services'][number];
+
 export function checkRolling(
   compose: ComposeModel,
   rolling: readonly string[],
@@ -17,7 +20,7 @@ export function checkRolling(
   code?: { checkout: string; releaseDirs: boolean },
 ): Finding[] {
   const out: Finding[] = [];
-  const add = (severity: Finding['severity'], message: string, fix: string) => {
+  const add: Add = (severity, message, fix) => {
     const down = severity === 'error' && warnOnly.includes('rolling');
     out.push({ check: 'rolling', environment, severity: down ? 'warning' : severity, message: down ? `${message} (warn-only)` : message, fix });
   };
@@ -35,65 +38,87 @@ export function checkRolling(
       );
       continue;
     }
-    if (s.containerName) {
-      add(
-        'error',
-        `rolling service ${name} sets container_name ${s.containerName}: its new container cannot start beside the old one under the same name`,
-        `remove container_name from ${name}`,
-      );
-    }
-    if (s.hostname) {
-      add(
-        'warning',
-        `rolling service ${name} sets hostname ${s.hostname}: the old and the new container answer to the same name, so a route probe cannot tell them apart by it (only by short id or ip:port)`,
-        `remove hostname from ${name}, or have promote.route-probe's header give the upstream's ip:port`,
-      );
-    }
-    if (s.ports.length) {
-      const ports = [...new Set(s.ports.map((p) => `${p.hostIp ? `${p.hostIp}:` : ''}${p.port}`))].join(', ');
-      add(
-        'error',
-        `rolling service ${name} publishes host port ${ports}: its new container cannot bind it while the old one holds it`,
-        `remove ports from ${name} and let the proxy reach it over a Docker network (expose the port instead)`,
-      );
-    }
-    if (s.networkMode === 'host') {
-      add(
-        'error',
-        `rolling service ${name} uses network_mode: host: its new container cannot listen on the port the old one holds`,
-        `give ${name} a Docker network the proxy is on instead of network_mode: host`,
-      );
-    } else if (s.networkMode) {
-      add(
-        'error',
-        `rolling service ${name} uses network_mode: ${s.networkMode}: the proxy cannot find its containers by name on a network`,
-        `give ${name} a Docker network the proxy is on instead of network_mode`,
-      );
-    }
-    // Code mounted from the checkout changes under the old container when the checkout moves: the
-    // two containers of a switch only run their own code from release directories.
-    const fromCheckout =
-      code && !code.releaseDirs ? s.mounts.filter((m) => m.type === 'bind' && (m.source === code.checkout || m.source.startsWith(`${code.checkout}/`))) : [];
-    if (fromCheckout.length) {
-      add(
-        'warning',
-        `rolling service ${name} bind-mounts ${fromCheckout.map((m) => `${m.source}:${m.target}`).join(', ')} from ${environment}'s checkout: during a switch the old container would read the new commit's files`,
-        'set promote.release-dirs: true, so each release runs from its own directory',
-      );
-    }
-    if (s.healthcheck === 'disabled') {
-      add(
-        'error',
-        `rolling service ${name} has its healthcheck disabled: the switch cannot tell when the new container may take traffic`,
-        `give ${name} a healthcheck`,
-      );
-    } else if (s.healthcheck === 'image') {
-      add(
-        'warning',
-        `rolling service ${name} has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either`,
-        `add a healthcheck to ${name} in the compose file (or be sure its image has a HEALTHCHECK)`,
-      );
-    }
+    checkOncePerHost(s, add);
+    checkNetwork(s, add);
+    checkCode(s, environment, add, code);
+    checkHealthcheck(s, add);
   }
   return out;
+}
+
+/** A fixed container name, a host name, a published host port: what exists once per host. */
+function checkOncePerHost(s: Service, add: Add): void {
+  const name = s.name;
+  if (s.containerName) {
+    add(
+      'error',
+      `rolling service ${name} sets container_name ${s.containerName}: its new container cannot start beside the old one under the same name`,
+      `remove container_name from ${name}`,
+    );
+  }
+  if (s.hostname) {
+    add(
+      'warning',
+      `rolling service ${name} sets hostname ${s.hostname}: the old and the new container answer to the same name, so a route probe cannot tell them apart by it (only by short id or ip:port)`,
+      `remove hostname from ${name}, or have promote.route-probe's header give the upstream's ip:port`,
+    );
+  }
+  if (s.ports.length) {
+    const ports = [...new Set(s.ports.map((p) => `${p.hostIp ? `${p.hostIp}:` : ''}${p.port}`))].join(', ');
+    add(
+      'error',
+      `rolling service ${name} publishes host port ${ports}: its new container cannot bind it while the old one holds it`,
+      `remove ports from ${name} and let the proxy reach it over a Docker network (expose the port instead)`,
+    );
+  }
+}
+
+function checkNetwork(s: Service, add: Add): void {
+  const name = s.name;
+  if (s.networkMode === 'host') {
+    add(
+      'error',
+      `rolling service ${name} uses network_mode: host: its new container cannot listen on the port the old one holds`,
+      `give ${name} a Docker network the proxy is on instead of network_mode: host`,
+    );
+  } else if (s.networkMode) {
+    add(
+      'error',
+      `rolling service ${name} uses network_mode: ${s.networkMode}: the proxy cannot find its containers by name on a network`,
+      `give ${name} a Docker network the proxy is on instead of network_mode`,
+    );
+  }
+}
+
+/**
+ * Code mounted from the checkout changes under the old container when the checkout moves: the two
+ * containers of a switch only run their own code from release directories.
+ */
+function checkCode(s: Service, environment: EnvironmentName, add: Add, code?: { checkout: string; releaseDirs: boolean }): void {
+  const fromCheckout =
+    code && !code.releaseDirs ? s.mounts.filter((m) => m.type === 'bind' && (m.source === code.checkout || m.source.startsWith(`${code.checkout}/`))) : [];
+  if (fromCheckout.length) {
+    add(
+      'warning',
+      `rolling service ${s.name} bind-mounts ${fromCheckout.map((m) => `${m.source}:${m.target}`).join(', ')} from ${environment}'s checkout: during a switch the old container would read the new commit's files`,
+      'set promote.release-dirs: true, so each release runs from its own directory',
+    );
+  }
+}
+
+function checkHealthcheck(s: Service, add: Add): void {
+  const name = s.name;
+  if (s.healthcheck === 'disabled') {
+    add(
+      'error',
+      `rolling service ${name} has its healthcheck disabled: the switch cannot tell when the new container may take traffic`,
+      `give ${name} a healthcheck`,
+    );
+  } else if (s.healthcheck === 'image') {
+    add(
+      'warning',
+      `rolling service ${name} has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either`,
+      `add a healthcheck to ${name} in the compose file (or be sure its image has a HEALTHCHECK)`,
+    );
+  }
 }
