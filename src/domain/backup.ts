@@ -8,7 +8,7 @@ import type { Config } from './config';
 import type { Environment } from './environment';
 import { ConfigurationError, OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
-import type { Logger } from '../infra/logger';
+import { ignored, type Logger } from '../infra/logger';
 import { argv, raw, sh } from '../infra/shell';
 import { pendingDirOf } from './host-log';
 import { copyDatabaseSettingsSql, dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
@@ -159,8 +159,8 @@ export async function takeBackup(
     manifest.tools.pg_dump = (await psqlVersion(host, env)) ?? 'unknown';
     manifest.alembicRevision = await psqlValue(host, env, database, 'SELECT version_num FROM alembic_version LIMIT 1');
     // Read just before the snapshot: a restore of this backup loses what the counters add after it.
-    manifest.writeCounters = await writeCounters(host, env, database).catch(() => undefined);
-    if (verify === 'restore') snapshotSession = await openSnapshot(host, env, database);
+    manifest.writeCounters = await writeCounters(host, env, database).catch(ignored(log, 'reading the write counters'));
+    if (verify === 'restore') snapshotSession = await openSnapshot(host, env, database, log);
     const dumpArgs = ['-Fc', '-d', database, ...(snapshotSession ? [`--snapshot=${snapshotSession.snapshot}`] : [])];
     const seconds = (since: number) => Math.round((Date.now() - since) / 100) / 10;
     let t = Date.now();
@@ -188,7 +188,7 @@ export async function takeBackup(
     manifest.error = e instanceof RemoteCommandError ? e.message : errorMessage(e);
     manifest.status = 'failed';
   } finally {
-    await snapshotSession?.close().catch(() => undefined);
+    await snapshotSession?.close().catch(ignored(log, 'closing the snapshot session'));
     manifest.finishedAt = new Date().toISOString();
     manifest.durationSeconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
     await host
@@ -227,7 +227,7 @@ async function dumpGlobals(host: Host, env: Environment, file: string, log: Logg
 }
 
 /** A REPEATABLE READ session whose snapshot pg_dump shares, so the row counts are of the same data. */
-async function openSnapshot(host: Host, env: Environment, database: string) {
+async function openSnapshot(host: Host, env: Environment, database: string, log: Logger) {
   let out = '';
   // No -f: psql reads the session's statements from standard input as they are written.
   const proc = host.spawn(psql(env, database, { tuples: true, run: [] }), {
@@ -247,7 +247,7 @@ async function openSnapshot(host: Host, env: Environment, database: string) {
       return parseCounts(out);
     },
     async close(): Promise<void> {
-      await proc.write('COMMIT;\n').catch(() => undefined);
+      await proc.write('COMMIT;\n').catch(ignored(log, 'ending the snapshot transaction'));
       await proc.end();
     },
   };

@@ -11,7 +11,7 @@ import { sh } from '../infra/shell';
 import type { Host } from '../infra/host';
 import { HostLog, pendingDirOf, unfinishedOperations, type LogEvent, type LogRecord, type Outcome } from './host-log';
 import { EnvironmentLock, describeHolder, type LockHolder } from './lock';
-import type { Logger } from '../infra/logger';
+import { ignored, type Logger } from '../infra/logger';
 
 export interface Operation {
   id: string;
@@ -65,7 +65,7 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
     // The remote work of this run ends before the host log says so and the lock is freed.
     const stopped = await EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id, o.project).catch((e) => `could not stop it: ${errorMessage(e)}`);
     o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
-    if (!finished) await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch(() => undefined);
+    if (!finished) await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch(ignored(o.log, 'recording cancelled'));
     await lock.release();
   });
   try {

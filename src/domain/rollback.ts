@@ -9,7 +9,7 @@ import type { Config } from './config';
 import type { ContainerState, Environment } from './environment';
 import { checkoutCommit, releaseEnvironment } from './git';
 import type { Host } from '../infra/host';
-import type { Logger } from '../infra/logger';
+import { ignored, type Logger } from '../infra/logger';
 import { probeHealthUrl, restoreReleaseImages, waitHealthy, type Release } from './release';
 import { rollingOptions, switchServices } from './rolling';
 
@@ -50,7 +50,7 @@ export async function startRelease(
         // The database was put back as it was; start the release's services anyway rather than leave them stopped.
         await host
           .run(runAt.compose('up', '-d', '--no-build', '--remove-orphans'), runAt.composeOptions({ label: `${env.name} compose up after a failed restore` }))
-          .catch(() => undefined);
+          .catch(ignored(log, `starting ${env.name}'s services after a failed restore`));
         throw e;
       }
       restoredAt = new Date().toISOString();

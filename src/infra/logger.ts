@@ -109,3 +109,14 @@ export class MemoryLogger extends StreamLogger {
     return this.lines.join('\n');
   }
 }
+
+/**
+ * A catch handler for a failure that must not stop the work around it (a best-effort read, a clean-up
+ * after an error already reported): the failure is logged at debug with what was tried, never lost.
+ */
+export function ignored(log: Pick<Logger, 'debug'>, what: string): (e: unknown) => undefined {
+  return (e: unknown) => {
+    log.debug(`${what} failed (ignored): ${e instanceof Error ? e.message : String(e)}`);
+    return undefined;
+  };
+}

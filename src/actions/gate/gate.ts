@@ -12,7 +12,7 @@ import { Environment } from '../../domain/environment';
 import { OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../../infra/errors';
 import type { Host } from '../../infra/host';
 import { parseJUnit, type TestReport } from '../../infra/junit';
-import type { Logger } from '../../infra/logger';
+import { ignored, type Logger } from '../../infra/logger';
 import { underLock } from '../../domain/operation';
 import { currentRelease } from '../../domain/release';
 import { drift, driftMessage, observe, shortId } from '../../domain/state';
@@ -200,7 +200,7 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
           g.problems.push(e instanceof RemoteCommandError || e instanceof OperationFailed ? e.message : errorMessage(e));
         }
         // What was tested: the commit and the image ids (the api's first), read again after the tests.
-        const after = await observe(host, env).catch(() => undefined);
+        const after = await observe(host, env).catch(ignored(log, 'reading dev again after the tests'));
         if (after && (after.head !== g.sha || after.images[service] !== g.images[service])) {
           g.problems.push(
             `dev changed while the gate ran (checkout ${after.head.slice(0, 12)}, ${service} image ${after.images[service] ?? 'none'}): the result cannot be bound to one release`,

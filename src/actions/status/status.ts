@@ -7,6 +7,7 @@ import type { ActionContext, ActionDefinition, Prepared } from '../../domain/act
 import { ENVIRONMENTS, type EnvironmentName } from '../../domain/config';
 import { Environment, type ContainerState } from '../../domain/environment';
 import { ConfigurationError, errorMessage } from '../../infra/errors';
+import { ignored } from '../../infra/logger';
 import { HostLog, latest, unfinishedOperations, type LogRecord } from '../../domain/host-log';
 import { EnvironmentLock, describeBusy, describeHolder, type BusyEntry, type LockHolder } from '../../domain/lock';
 import { releaseStack } from '../../domain/release';
@@ -61,7 +62,7 @@ export async function readStatus(ctx: ActionContext<StatusInputs, StatusOutputs,
   if (failed && (!rel || failed.time > rel.time)) {
     status.failedDeploy = { sha: failed.sha ?? '', stage: failed.stage, time: failed.time, error: failed.error ?? '' };
   }
-  const work = await EnvironmentLock.busyWork(host, config['state-dir'], name).catch(() => undefined);
+  const work = await EnvironmentLock.busyWork(host, config['state-dir'], name).catch(ignored(log, `reading ${name}'s busy file`));
   if (work?.busy) status.remoteWork = work.entries.length ? work.entries : [{ pgid: 0, op: '', run: '', label: 'unrecorded process', since: '' }];
   try {
     const observed = await observe(host, new Environment(name, config), { alembic: true });
