@@ -4,6 +4,7 @@
  * --globals-only`, a manifest beside them, and a verification. Only a backup whose manifest says
  * `verified` is ever restored or relied on by promote.
  */
+import { z } from 'zod';
 import type { Config } from './config';
 import type { Environment } from './environment';
 import { ConfigurationError, OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../infra/errors';
@@ -15,31 +16,34 @@ import { copyDatabaseSettingsSql, dropDatabaseSql, psql, renameDatabaseSql } fro
 import { ident, literal } from '../infra/sql';
 import { writeCounters } from './schema';
 
-export interface BackupFile {
-  bytes: number;
-  sha256: string;
-}
+const backupFile = z.object({ bytes: z.number(), sha256: z.string() }).passthrough();
 
-export interface BackupManifest {
-  id: string;
-  env: string;
-  status: 'verified' | 'failed';
-  time: string;
-  finishedAt: string;
-  database: string;
-  release?: string;
-  sha?: string;
-  alembicRevision?: string;
-  /** Rows inserted, updated and deleted per table (statistics views) just before the dump's snapshot. */
-  writeCounters?: Record<string, number>;
-  files: Record<string, BackupFile>;
-  durationSeconds: number;
-  /** Seconds spent in each stage: the dump (with hashing), the globals, the verification. */
-  timings: { dump: number; globals: number; verify: number };
-  tools: Record<string, string>;
-  verification: { method: 'list' | 'restore'; ok: boolean; detail: string; tables?: number };
-  error?: string;
-}
+/** A backup's manifest.json, as written by takeBackup and parsed (never cast) when read back from the host. */
+export const backupManifest = z
+  .object({
+    id: z.string(),
+    env: z.string(),
+    status: z.enum(['verified', 'failed']),
+    time: z.string(),
+    finishedAt: z.string(),
+    database: z.string(),
+    release: z.string().optional(),
+    sha: z.string().optional(),
+    alembicRevision: z.string().optional(),
+    /** Rows inserted, updated and deleted per table (statistics views) just before the dump's snapshot. */
+    writeCounters: z.record(z.number()).optional(),
+    files: z.record(backupFile),
+    durationSeconds: z.number(),
+    /** Seconds spent in each stage: the dump (with hashing), the globals, the verification. */
+    timings: z.object({ dump: z.number(), globals: z.number(), verify: z.number() }),
+    tools: z.record(z.string()),
+    verification: z.object({ method: z.enum(['list', 'restore']), ok: z.boolean(), detail: z.string(), tables: z.number().optional() }),
+    error: z.string().optional(),
+  })
+  .passthrough();
+
+export type BackupFile = z.infer<typeof backupFile>;
+export type BackupManifest = z.infer<typeof backupManifest>;
 
 export function newBackupId(env: string, now = new Date()): string {
   return `b${now
@@ -324,7 +328,9 @@ export async function listBackups(host: Host, config: Config, env: Environment):
   for (const chunk of r.stdout.split('@@twinstack-manifest@@')) {
     if (!chunk.trim()) continue;
     try {
-      out.push(JSON.parse(chunk) as BackupManifest);
+      const parsed = backupManifest.safeParse(JSON.parse(chunk));
+      // A manifest of another shape (edited by hand, another version's): not a backup twinstack can vouch for.
+      if (parsed.success) out.push(parsed.data);
     } catch {
       /* a manifest cut short by a full disk: not a usable backup */
     }

@@ -117,6 +117,28 @@ describe('backups', () => {
     });
   });
 
+  it('reads manifests by their schema: one of another shape is no backup, and a good one reads back whole', async () => {
+    const m = await takeBackup(host, config, prod, {}, new MemoryLogger());
+    const odd = path.join(dir, 'backups', 'prod', 'b20990101T000000Z-prod');
+    fs.mkdirSync(odd, { recursive: true });
+    fs.writeFileSync(path.join(odd, 'manifest.json'), JSON.stringify({ id: 'b20990101T000000Z-prod', env: 'prod', status: 'verified', files: 'db.dump' }));
+    try {
+      const listed = await listBackups(host, config, prod);
+      assert.deepEqual(
+        listed.map((b) => b.id),
+        listed.map((b) => b.id).filter((id) => id !== 'b20990101T000000Z-prod'),
+      );
+      const read = listed.find((b) => b.id === m.id);
+      assert.deepEqual(read, JSON.parse(fs.readFileSync(path.join(dir, 'backups', 'prod', m.id, 'manifest.json'), 'utf8')));
+      await assert.rejects(
+        usableBackup(host, config, prod, 'b20990101T000000Z-prod', new MemoryLogger()),
+        /backup b20990101T000000Z-prod of prod does not exist/,
+      );
+    } finally {
+      fs.rmSync(odd, { recursive: true, force: true });
+    }
+  });
+
   it('keeps the newest verified backups and never the failed ones past them', async () => {
     const log = new MemoryLogger();
     await pruneBackups(host, config, prod, log);
