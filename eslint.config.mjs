@@ -22,4 +22,39 @@ export default defineConfig(
       ],
     },
   },
+  // The layers, from the top: actions → resample and safety → domain → infra. An import never runs
+  // upward: infra knows nothing of twinstack's environments, and the domain nothing of the actions,
+  // the checks or the resample built on it.
+  {
+    files: ['src/infra/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/domain/*', '**/actions/*', '**/safety/*', '**/resample/*', '**/config/*'],
+              message: 'infra is the lowest layer: it imports nothing of twinstack above it',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/domain/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/actions/*', '**/safety/*', '**/resample/*'],
+              message: 'the domain sits below the actions, safety and resample: move what it needs down, or the code up',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

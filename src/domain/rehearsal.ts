@@ -17,7 +17,7 @@ import type { Logger } from '../infra/logger';
 import { dropDatabaseSql, psql } from '../infra/postgres';
 import { sh } from '../infra/shell';
 import { ident } from '../infra/sql';
-import { parseEnvFile } from '../safety/env-file';
+import { parseEnvFile } from './env-file';
 
 export interface LockHold {
   table: string;

@@ -12,9 +12,9 @@ import { posix } from 'node:path';
 import type { EnvironmentConfig, EnvironmentName } from '../domain/config';
 import { caddyDomains, hasBasicAuthLabel, hasNoindexLabel, type ComposeModel, type ServiceModel } from './compose-model';
 import type { PreflightCheck, PreflightSettings } from './config';
-import { sha256, type EnvDigest } from './env-file';
+import { sha256, type EnvDigest } from '../domain/env-file';
 import type { Finding, Severity } from './findings';
-import { formatBytes, formatCpus } from './units';
+import { formatBytes, formatCpus } from '../domain/units';
 
 export interface EnvironmentFacts {
   name: EnvironmentName;

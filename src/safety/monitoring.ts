@@ -8,7 +8,7 @@ import type { EnvironmentName } from '../domain/config';
 import type { MonitorSettings } from './config';
 import type { Finding } from './findings';
 import type { ContainerLimits, DiskUse, LatencyStats, Sample, StatsRow } from './metrics';
-import { formatBytes, formatCpus } from './units';
+import { formatBytes, formatCpus } from '../domain/units';
 
 export interface ContainerMetric {
   service: string;

@@ -12,7 +12,7 @@ import type { Logger } from '../infra/logger';
 import { argv, sh } from '../infra/shell';
 import { ComposeConfigError, addEnvFiles, parseComposeConfig } from './compose-model';
 import type { PreflightSettings } from './config';
-import { EnvFileError, digestEnv, parseEnvFile, scrub } from './env-file';
+import { EnvFileError, digestEnv, parseEnvFile, scrub } from '../domain/env-file';
 import { counts, sortFindings, type Finding } from './findings';
 import { judgeProbe, parseCurlResponse, type Probe } from './http-probe';
 import { checkIsolation, parseHostTotals, pathsToResolve, type EnvironmentFacts, type HostTotals, type IsolationInput } from './isolation';

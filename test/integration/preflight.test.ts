@@ -14,7 +14,7 @@ import { runPreflight } from '../../src/actions/preflight/preflight';
 import { parseConfig, type Config } from '../../src/domain/config';
 import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
-import { parseEnvFile } from '../../src/safety/env-file';
+import { parseEnvFile } from '../../src/domain/env-file';
 import { connect } from '../harness/connect';
 import { HOSTILE, HOSTILE_FILE, hostileConfig, makeCheckouts } from '../unit/preflight-hostile-cases';
 import { startSshd, type TestSshd } from '../harness/sshd';

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Config } from '../../src/domain/config';
 import { Environment } from '../../src/domain/environment';
 import { addEnvFiles, parseComposeConfig } from '../../src/safety/compose-model';
-import { digestEnv, parseEnvFile } from '../../src/safety/env-file';
+import { digestEnv, parseEnvFile } from '../../src/domain/env-file';
 import type { Finding } from '../../src/safety/findings';
 import { checkIsolation, type EnvironmentFacts } from '../../src/safety/isolation';
 import { BACKUP_DIR, HOSTILE, HOSTILE_FILE, STATE_DIR, hostileConfig, makeCheckouts, type Dirs } from './preflight-hostile-cases';

@@ -12,11 +12,11 @@ import { preflightSummary, unsetVariables, type PreflightReport } from '../../sr
 import { parseConfig, type Config } from '../../src/domain/config';
 import { caddyDomains, hasBasicAuthLabel, hasNoindexLabel, parseComposeConfig, parseMount, parsePort } from '../../src/safety/compose-model';
 import { DEFAULT_MUST_DIFFER } from '../../src/safety/config';
-import { EnvFileError, digestEnv, hostOf, parseEnvFile, scrub, sha256 } from '../../src/safety/env-file';
+import { EnvFileError, digestEnv, hostOf, parseEnvFile, scrub, sha256 } from '../../src/domain/env-file';
 import { counts, type Finding } from '../../src/safety/findings';
 import { disallowsEverything, judgeProbe, noindexOf, parseCurlResponse } from '../../src/safety/http-probe';
 import { checkIsolation, parseHostTotals, type HostTotals, type IsolationResult } from '../../src/safety/isolation';
-import { parseBytes, parseCpus } from '../../src/safety/units';
+import { parseBytes, parseCpus } from '../../src/domain/units';
 
 const dir = path.join(__dirname, '../fixtures/preflight');
 const read = (p: string) => fs.readFileSync(path.join(dir, p), 'utf8');

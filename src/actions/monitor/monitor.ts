@@ -22,7 +22,7 @@ import { latencyMermaid, latencySvg, sparkline } from '../../safety/chart';
 import { counts, findingsTable, sortFindings, type Finding } from '../../safety/findings';
 import { latencyStats, parseConnections, parseContainerLimits, parseDf, parseDockerStats, parseTimings } from '../../safety/metrics';
 import { combineContainers, judgeMetrics, type DiskMetric, type EnvironmentMetrics, type Metrics } from '../../safety/monitoring';
-import { formatBytes, formatCpus } from '../../safety/units';
+import { formatBytes, formatCpus } from '../../domain/units';
 import { psql } from '../../infra/postgres';
 
 const SPLIT = '--twinstack-inspect--';

@@ -13,7 +13,7 @@ import { OperationFailed } from '../../infra/errors';
 import { Summary } from '../../infra/summary';
 import { findingsTable } from '../../safety/findings';
 import { runPreflight, type PreflightReport } from '../../safety/preflight';
-import { formatBytes, formatCpus } from '../../safety/units';
+import { formatBytes, formatCpus } from '../../domain/units';
 
 export { runPreflight, unsetVariables, type PreflightReport } from '../../safety/preflight';
 
