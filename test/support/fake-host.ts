@@ -35,7 +35,7 @@ export interface Call {
   fencedBy?: string;
 }
 
-export type Matcher = RegExp | ((script: string) => boolean);
+export type Matcher = RegExp | ((script: string, call: Call) => boolean);
 export type Responder = Reply | ((call: Call, match: RegExpMatchArray | null) => Reply);
 
 interface Rule {
@@ -84,9 +84,15 @@ export class FakeHost implements Host {
     return this.calls.filter((c) => c.rule === rule);
   }
 
-  /** Index of the first call answered by a rule, after `from` (-1: none). */
-  indexOf(rule: string, from = 0): number {
-    return this.calls.findIndex((c, i) => i >= from && c.rule === rule);
+  /** Index of the first recorded call whose script matches, at or after `from` (-1: none). */
+  indexOf(script: RegExp, from = 0): number {
+    return this.calls.findIndex((c, i) => i >= from && script.test(c.script));
+  }
+
+  /** Index of the last recorded call whose script matches (-1: none). */
+  lastIndexOf(script: RegExp): number {
+    for (let i = this.calls.length - 1; i >= 0; i--) if (script.test(this.calls[i].script)) return i;
+    return -1;
   }
 
   /** Fails naming every command that no rule answered. */
@@ -128,7 +134,7 @@ export class FakeHost implements Host {
       if (rule.match instanceof RegExp) {
         m = script.match(rule.match);
         if (!m) continue;
-      } else if (!rule.match(script)) continue;
+      } else if (!rule.match(script, call)) continue;
       if (rule.times !== undefined) rule.times--;
       call.rule = rule.name;
       const r = typeof rule.reply === 'function' ? rule.reply(call, m) : rule.reply;
@@ -139,17 +145,12 @@ export class FakeHost implements Host {
     throw new UnscriptedCommand(`the fake host has no rule for: ${options.label ?? ''} ${script.slice(0, 300)}`);
   }
 
-  run(script: string, options: RunOptions = {}): Promise<CommandResult> {
-    try {
-      const call = this.answer('run', script, options);
-      const r = call.result;
-      if (r.stdout) options.onStdout?.(Buffer.from(r.stdout));
-      if ((options.check ?? true) && r.exitCode !== 0)
-        return Promise.reject(new RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, options.label));
-      return Promise.resolve(r);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+  // eslint-disable-next-line @typescript-eslint/require-await -- async so a refused command rejects, as the real one does
+  async run(script: string, options: RunOptions = {}): Promise<CommandResult> {
+    const r = this.answer('run', script, options).result;
+    if (r.stdout) options.onStdout?.(Buffer.from(r.stdout));
+    if ((options.check ?? true) && r.exitCode !== 0) throw new RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, options.label);
+    return r;
   }
 
   /**

@@ -129,7 +129,12 @@ export class FakeVps {
   }
 
   /** The release records of an environment running `commit`, every service's image tagged for it; returns the release id. */
-  runRelease(name: EnvironmentName, commit: string, release: string, opts: { kind?: string; previous?: string; actor?: string; ids?: Record<string, string> } = {}) {
+  runRelease(
+    name: EnvironmentName,
+    commit: string,
+    release: string,
+    opts: { kind?: string; previous?: string; actor?: string; ids?: Record<string, string> } = {},
+  ) {
     const e = this.env[name];
     const images: Record<string, { name: string; id: string; tag: string }> = {};
     for (const s of SERVICES) {
@@ -140,7 +145,16 @@ export class FakeVps {
       this.images.set(id, id);
     }
     this.commit(commit);
-    this.log(name, { event: 'release', action: opts.kind ?? 'deploy', release, sha: commit, kind: opts.kind ?? 'deploy', images, previous: opts.previous, actor: opts.actor });
+    this.log(name, {
+      event: 'release',
+      action: opts.kind ?? 'deploy',
+      release,
+      sha: commit,
+      kind: opts.kind ?? 'deploy',
+      images,
+      previous: opts.previous,
+      actor: opts.actor,
+    });
     // It runs: the checkout is at the commit and every service runs its image.
     e.head = commit;
     e.containers = SERVICES.map((s) => this.container(name, s.service, s.image, images[s.service].id, e.checkout));
@@ -245,10 +259,14 @@ export class FakeVps {
     h.on('list containers', /^ids=\$\(docker ps -aq --filter label=com\.docker\.compose\.project=(\S+)\) && if/, (c) => ({
       stdout: this.inspect(this.envNamed(c.script)),
     }));
-    h.on('find service container', /^docker ps -q --filter label=com\.docker\.compose\.project=(\S+) --filter label=com\.docker\.compose\.service=(\S+)$/, (c, m) => {
-      const x = this.env[this.envNamed(c.script)].containers.find((k) => k.service === m?.[2] && k.status === 'running');
-      return { stdout: x ? `${x.id}\n` : '' };
-    });
+    h.on(
+      'find service container',
+      /^docker ps -q --filter label=com\.docker\.compose\.project=(\S+) --filter label=com\.docker\.compose\.service=(\S+)$/,
+      (c, m) => {
+        const x = this.env[this.envNamed(c.script)].containers.find((k) => k.service === m?.[2] && k.status === 'running');
+        return { stdout: x ? `${x.id}\n` : '' };
+      },
+    );
     h.on('container logs', /^docker logs --tail \d+ (\S+) 2>&1$/, { stdout: 'Traceback (most recent call last):\nRuntimeError: the fake says no\n' });
 
     // git (src/domain/git.ts).
@@ -344,10 +362,14 @@ export class FakeVps {
     h.on('write counters', db(/pg_stat_user_tables/), { stdout: 'public.users|10\n' });
     h.on('pg_dump version', db(/pg_dump .*--version/), { stdout: 'pg_dump (PostgreSQL) 17.2\n' });
     h.on('backup alembic value', db(/SELECT version_num FROM alembic_version LIMIT 1/), () => ({ stdout: `${this.schema.revision}\n` }));
-    h.on('backup dump', (s) => /pg_dump .*-Fc/.test(s) && /\| tee \S+db\.dump\.partial \| sha256sum/.test(s), () => {
-      this.backupSchema = { ...this.schema };
-      return { stdout: `${'d'.repeat(64)}  -\n1024\n` };
-    });
+    h.on(
+      'backup dump',
+      (s) => /pg_dump .*-Fc/.test(s) && /\| tee \S+db\.dump\.partial \| sha256sum/.test(s),
+      () => {
+        this.backupSchema = { ...this.schema };
+        return { stdout: `${'d'.repeat(64)}  -\n1024\n` };
+      },
+    );
     h.on('backup globals', (s) => /pg_dumpall .*--globals-only/.test(s) && /\| sha256sum/.test(s), { stdout: `${'e'.repeat(64)}  -\n64\n` });
     h.on('checksum', /^sha256sum (\S+)$/, (_c, m) => ({ stdout: `${(m?.[1] ?? '').endsWith('db.dump') ? 'd'.repeat(64) : 'e'.repeat(64)}  ${m?.[1]}\n` }));
     h.on('pg_restore --list', db(/pg_restore .*--list/), {});
