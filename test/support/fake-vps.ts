@@ -128,12 +128,12 @@ export class FakeVps {
     return this;
   }
 
-  /** The release records of an environment running `commit`, every service's image tagged for it; returns the release id. */
+  /** The release records of an environment running `commit`, every service's image tagged for it; returns its images. */
   runRelease(
     name: EnvironmentName,
     commit: string,
     release: string,
-    opts: { kind?: string; previous?: string; actor?: string; ids?: Record<string, string> } = {},
+    opts: { kind?: string; previous?: string; actor?: string; rolledBackFrom?: string; ids?: Record<string, string> } = {},
   ) {
     const e = this.env[name];
     const images: Record<string, { name: string; id: string; tag: string }> = {};
@@ -154,6 +154,7 @@ export class FakeVps {
       images,
       previous: opts.previous,
       actor: opts.actor,
+      rolledBackFrom: opts.rolledBackFrom,
     });
     // It runs: the checkout is at the commit and every service runs its image.
     e.head = commit;
@@ -301,7 +302,11 @@ export class FakeVps {
         case 'config':
           return { stdout: args[1] === '--services' ? SERVICES.map((s) => s.service).join('\n') + '\n' : COMPOSE_CONFIG[name] };
         case 'build':
-          for (const s of SERVICES) if (s.image.endsWith(':local')) this.images.set(s.image, this.built(this.env[name].head, s.service));
+          for (const s of SERVICES.filter((x) => x.image.endsWith(':local'))) {
+            const id = this.built(this.env[name].head, s.service);
+            this.images.set(s.image, id);
+            this.images.set(id, id);
+          }
           return {};
         case 'up':
           this.composeUp(name, c.cwd);
