@@ -61,10 +61,10 @@ describe('deploy', () => {
     assert.ok(order[0] >= 0);
     assert.equal(vps.env.dev.head, NEW);
     assert.deepEqual(vps.running('dev'), builtIds(vps, NEW));
-    const release = vps.records('dev').findLast((x) => x.event === 'release');
-    assert.equal(release?.event === 'release' && release.kind, 'deploy');
-    assert.equal(release?.event === 'release' && release.previous, DEV_RELEASE);
-    assert.equal(r.outputs['release-id'], release?.event === 'release' ? release.release : '?');
+    const release = vps.last('dev', 'release');
+    assert.equal(release?.kind, 'deploy');
+    assert.equal(release?.previous, DEV_RELEASE);
+    assert.equal(r.outputs['release-id'], release?.release);
     assert.equal(r.outputs['previous-release-id'], DEV_RELEASE);
     // prod is only read (its merged configuration, for the isolation checks), never locked or changed.
     assert.deepEqual(
@@ -86,7 +86,7 @@ describe('deploy', () => {
     vps.env.dev.containers.find((c) => c.service === 'web')!.imageId = imageId('hand-built');
     const r = await deploy(vps);
     assert.equal(r.error, undefined, r.failure);
-    const release = vps.records('dev').findLast((x) => x.event === 'release');
+    const release = vps.last('dev', 'release');
     assert.match(JSON.stringify(release), /"settled":\["service web runs image/);
     assert.match(r.summary, /had drifted from its record/);
   });

@@ -57,10 +57,7 @@ function withBackup(vps: FakeVps, status: 'verified' | 'failed' = 'verified'): F
   return vps;
 }
 
-function lastRelease(vps: FakeVps) {
-  const r = vps.records('prod').findLast((x) => x.event === 'release');
-  return r?.event === 'release' ? r : undefined;
-}
+const lastRelease = (vps: FakeVps) => vps.last('prod', 'release');
 
 describe('rollback: where it goes', () => {
   it('goes back to the release the current one replaced: its tagged images, its commit, no rebuild, no restore', async () => {
@@ -209,6 +206,6 @@ describe('rollback: failures', () => {
     assert.ok(r.error instanceof HealthError, r.failure);
     assert.match(r.failure, /service worker is restarting/);
     assert.equal(lastRelease(vps)?.release, R3);
-    assert.equal(vps.records('prod').findLast((x) => x.event === 'finished')?.outcome, 'failure');
+    assert.equal(vps.last('prod', 'finished')?.outcome, 'failure');
   });
 });

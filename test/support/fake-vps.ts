@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseConfig, type Config, type EnvironmentName } from '../../src/domain/config';
-import type { LogRecord } from '../../src/domain/host-log';
+import { latest, type LogEvent, type LogRecord, type RecordOf } from '../../src/domain/host-log';
 import { FakeHost, shellWords, type Call } from './fake-host';
 
 const FIXTURES = path.join(__dirname, '../fixtures');
@@ -175,6 +175,11 @@ export class FakeVps {
       .split('\n')
       .filter(Boolean)
       .map((l) => JSON.parse(l) as LogRecord);
+  }
+
+  /** The newest record of an event in an environment's host log. */
+  last<E extends LogEvent>(name: EnvironmentName, event: E): RecordOf<E> | undefined {
+    return latest(this.records(name), event);
   }
 
   /** Service → image id of the containers an environment runs. */
