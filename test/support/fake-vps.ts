@@ -77,6 +77,8 @@ export class FakeVps {
   readonly onBranch = new Set<string>();
   /** prod's database: its alembic revision and its tables (what the schema dump shows). */
   schema: Schema = { revision: 'r1', tables: 'CREATE TABLE users (id int);' };
+  /** The databases on each environment's server (resample's swap renames and drops them). */
+  readonly databases: Record<EnvironmentName, Set<string>> = { prod: new Set(['postgres', 'makapix']), dev: new Set(['postgres', 'makapix_dev']) };
   /** What the backup taken by this run holds. */
   backupSchema?: Schema;
   /** The head revision(s) of the new code's migrations, and what `upgrade head` makes of the schema. */
@@ -249,6 +251,10 @@ export class FakeVps {
     h.on('read lock holder', /^if \[ -f (\S+lock-holder\.json) \]; then cat/, (_c, m) => ({ stdout: files.get(m?.[1] ?? '')?.toString() ?? '' }));
     h.on('take lock', /^flock -w \d+ -E 75 \S+\/lock bash -c/, { stdout: 'twinstack-lock-acquired\n' });
     h.on('busy check', /flock -x -n \S+\/busy true; then echo IDLE/, { stdout: 'IDLE\n' });
+    h.on('remove file', /^rm -f (\S+)$/, (_c, m) => {
+      files.delete(m?.[1] ?? '');
+      return {};
+    });
     h.on('release lock', /^rm -f (\S+lock-holder\.json)$/, (_c, m) => {
       files.delete(m?.[1] ?? '');
       return {};
@@ -320,13 +326,13 @@ export class FakeVps {
           for (const k of this.env[name].containers) if (args.includes(k.service)) k.status = 'exited';
           return {};
         case 'start':
-          for (const k of this.env[name].containers) if (args.includes(k.service)) k.status = 'running';
+          for (const k of this.env[name].containers) if (args.includes(k.service)) Object.assign(k, this.health(name, k.service, k.imageId));
           return {};
         case 'run': {
           const alembic = args.slice(args.indexOf('alembic') + 1);
           if (alembic[0] === 'heads') return { stdout: this.newHeads.map((x) => `${x} (head)`).join('\n') + '\n' };
           if (alembic.join(' ') === 'upgrade head') {
-            this.schema = { ...this.migratedSchema };
+            if (name === 'prod') this.schema = { ...this.migratedSchema };
             return {};
           }
           return { exitCode: 2, stderr: `the fake knows no alembic ${alembic.join(' ')}` };
@@ -383,6 +389,24 @@ export class FakeVps {
     h.on('backup globals', (s) => /pg_dumpall .*--globals-only/.test(s) && /\| sha256sum/.test(s), { stdout: `${'e'.repeat(64)}  -\n64\n` });
     h.on('checksum', /^sha256sum (\S+)$/, (_c, m) => ({ stdout: `${(m?.[1] ?? '').endsWith('db.dump') ? 'd'.repeat(64) : 'e'.repeat(64)}  ${m?.[1]}\n` }));
     h.on('pg_restore --list', db(/pg_restore .*--list/), {});
+    // Database-level SQL on the maintenance database, as psql reads it from standard input.
+    const onServer = (re: RegExp) => (s: string, c: Call) => s.startsWith('{ c=$(docker ps -q') && / psql .* -f -/.test(s) && re.test(c.stdin ?? '');
+    h.on('list databases', onServer(/json_agg\(datname ORDER BY datname\)/), (c) => ({
+      stdout: JSON.stringify([...this.databases[this.envNamed(c.script)]].sort()),
+    }));
+    h.on('rename database', onServer(/ALTER DATABASE "?\w+"? RENAME TO "?\w+"?;/), (c) => {
+      const m = /ALTER DATABASE "?(\w+)"? RENAME TO "?(\w+)"?;/.exec(c.stdin ?? '') as RegExpExecArray;
+      const dbs = this.databases[this.envNamed(c.script)];
+      if (!dbs.has(m[1])) return { exitCode: 1, stderr: `ERROR:  database "${m[1]}" does not exist` };
+      if (dbs.has(m[2])) return { exitCode: 1, stderr: `ERROR:  database "${m[2]}" already exists` };
+      dbs.delete(m[1]);
+      dbs.add(m[2]);
+      return {};
+    });
+    h.on('drop database', onServer(/DROP DATABASE IF EXISTS "?\w+"?;/), (c) => {
+      this.databases[this.envNamed(c.script)].delete(/DROP DATABASE IF EXISTS "?(\w+)"?;/.exec(c.stdin ?? '')?.[1] ?? '');
+      return {};
+    });
     h.on('list backups', /^for f in (\S+)\/b\*\/manifest\.json; do/, (_c, m) => ({
       stdout: [...files.entries()]
         .filter(([f]) => f.startsWith(`${m?.[1]}/b`) && f.endsWith('/manifest.json'))
