@@ -22,6 +22,9 @@ const BACKUP = /pg_dump .*-Fc .*\| tee /;
 const RESTORE = /^set -e\n.*pg_restore .*--single-transaction/s;
 const OLD_IMAGES_BACK = new RegExp(`^docker tag twinstack/makapix-prod-api:${OLD_RELEASE} makapix-api:local`);
 const GATED_TAGGED = /^docker tag sha256:\S+ makapix-api:local/;
+const REHEARSE = /-p makapix-prod run .*--name makapix-prod-twinstack-rehearse .* api alembic upgrade head$/;
+/** The fixture's env file names its database in DB_DATABASE: the rehearsal points it at the copy. */
+const REHEARSED = 'promote: { database-env: DB_DATABASE }\n';
 
 /** prod runs OLD (a deploy); dev runs NEW, deployed by bob and gated with the images it runs. */
 function scene(extra = ''): FakeVps {
@@ -102,6 +105,26 @@ describe('promote: forward', () => {
     assert.match(r.summary, /prod migrated r1 → r2/);
   });
 
+  it('rehearses a pending migration on a copy of prod first (promote.rehearse: auto), then migrates prod', async () => {
+    const vps = withMigration(scene(REHEARSED));
+    const r = await promote(vps);
+    assert.equal(r.outputs.outcome, 'promoted', r.failure);
+    const h = vps.host;
+    const restoreCopy = h.indexOf(/pg_restore .*-d makapix_twinstack_rehearse/);
+    const rehearsal = h.indexOf(REHEARSE);
+    const dropCopy = h.calls.findIndex((c, i) => i > rehearsal && /DROP DATABASE IF EXISTS "?makapix_twinstack_rehearse"?;/.test(c.stdin ?? ''));
+    const migrate = h.indexOf(MIGRATE);
+    assert.ok(
+      h.indexOf(BACKUP) < restoreCopy && restoreCopy < rehearsal && rehearsal < dropCopy && dropCopy < migrate,
+      `${restoreCopy} ${rehearsal} ${dropCopy} ${migrate}`,
+    );
+    // The copy's migration reaches the copy through the app's database variable, passed by name only.
+    assert.match(h.calls[rehearsal].script, / -e DB_DATABASE api alembic upgrade head$/);
+    assert.equal(h.calls[rehearsal].env?.DB_DATABASE, 'makapix_twinstack_rehearse');
+    assert.ok(!vps.databases.prod.has('makapix_twinstack_rehearse'));
+    assert.match(r.summary, /rehearsal on a full copy of prod/);
+  });
+
   it('changes nothing when prod already runs the commit: no backup, no image tagged, no up', async () => {
     const vps = new Vps();
     vps.runRelease('prod', NEW, 'r20260102T000000Z-bbbbbbb', { kind: 'promote' });
@@ -150,7 +173,7 @@ describe('promote: refused before prod changes', () => {
   });
 
   it('refuses when the rehearsal cannot run: the real migration never starts', async () => {
-    const vps = withMigration(scene());
+    const vps = withMigration(scene(REHEARSED));
     const scratch = (sql: RegExp) => (s: string, c: { stdin?: string }) => / -d postgres .*-f -/.test(s) && sql.test(c.stdin ?? '');
     vps.host.on('drop rehearsal copy', scratch(/makapix_twinstack_rehearse/), {});
     vps.host.on('create rehearsal copy', scratch(/CREATE DATABASE \W?makapix_twinstack_rehearse/), {
@@ -161,6 +184,26 @@ describe('promote: refused before prod changes', () => {
     assertUntouched(vps, r, 'rehearsal');
     assert.match(r.failure, /may not create the copy the rehearsal needs/);
     assert.equal(vps.schema.revision, 'r1');
+  });
+
+  it('refuses when the migration fails on the copy of prod: the real migration never starts', async () => {
+    const vps = withMigration(scene(REHEARSED));
+    vps.host.on('rehearsal fails', REHEARSE, {
+      exitCode: 1,
+      stderr: 'Traceback (most recent call last):\npsycopg.errors.NotNullViolation: column "name" contains null values\n',
+    });
+    const r = await promote(vps);
+    assertUntouched(vps, r, 'rehearsal');
+    assert.match(r.failure, /the migration failed when rehearsed on a copy of prod: psycopg\.errors\.NotNullViolation/);
+    assert.ok(!vps.databases.prod.has('makapix_twinstack_rehearse'), 'the copy was dropped');
+  });
+
+  it('refuses when the rehearsal holds a table ACCESS EXCLUSIVE longer than promote.max-exclusive-lock-ms', async () => {
+    const vps = withMigration(scene('promote: { database-env: DB_DATABASE, max-exclusive-lock-ms: 150 }\n'));
+    vps.lockSamples = ['1000', '1100|public.users', '1200|public.users', '1300|public.users', '1400'].join('\n') + '\n';
+    const r = await promote(vps);
+    assertUntouched(vps, r, 'rehearsal');
+    assert.match(r.failure, /held table public\.users ACCESS EXCLUSIVE for 300 ms when rehearsed, more than promote\.max-exclusive-lock-ms \(150\)/);
   });
 
   it('refuses when too little time is left before the deadline to roll back', async () => {

@@ -79,6 +79,8 @@ export class FakeVps {
   schema: Schema = { revision: 'r1', tables: 'CREATE TABLE users (id int);' };
   /** The databases on each environment's server (resample's swap renames and drops them). */
   readonly databases: Record<EnvironmentName, Set<string>> = { prod: new Set(['postgres', 'makapix']), dev: new Set(['postgres', 'makapix_dev']) };
+  /** What the rehearsal's pg_locks sampler prints: `<epoch ms>` or `<epoch ms>|<table>` per line. */
+  lockSamples = '1000\n1100\n';
   /** What the backup taken by this run holds. */
   backupSchema?: Schema;
   /** The head revision(s) of the new code's migrations, and what `upgrade head` makes of the schema. */
@@ -331,8 +333,10 @@ export class FakeVps {
         case 'run': {
           const alembic = args.slice(args.indexOf('alembic') + 1);
           if (alembic[0] === 'heads') return { stdout: this.newHeads.map((x) => `${x} (head)`).join('\n') + '\n' };
+          // The rehearsal migrates a copy (its one-off container is named …-rehearse), never prod's database.
+          const rehearsal = args[args.indexOf('--name') + 1]?.endsWith('-rehearse');
           if (alembic.join(' ') === 'upgrade head') {
-            if (name === 'prod') this.schema = { ...this.migratedSchema };
+            if (name === 'prod' && !rehearsal) this.schema = { ...this.migratedSchema };
             return {};
           }
           return { exitCode: 2, stderr: `the fake knows no alembic ${alembic.join(' ')}` };
@@ -407,6 +411,18 @@ export class FakeVps {
       this.databases[this.envNamed(c.script)].delete(/DROP DATABASE IF EXISTS "?(\w+)"?;/.exec(c.stdin ?? '')?.[1] ?? '');
       return {};
     });
+    h.on('create database', onServer(/CREATE DATABASE "?\w+"?/), (c) => {
+      this.databases[this.envNamed(c.script)].add(/CREATE DATABASE "?(\w+)"?/.exec(c.stdin ?? '')?.[1] ?? '');
+      return {};
+    });
+
+    // promote's rehearsal (src/domain/rehearsal.ts): the backup restored into a copy, pg_locks sampled while it migrates.
+    h.on('restore into the copy', db(/pg_restore .*--no-owner --exit-on-error -d makapix_twinstack_rehearse/), {});
+    h.on('read the copy', db(/psql .* -d makapix_twinstack_rehearse -c /), (c) => ({
+      stdout: /FROM alembic_version/.test(c.script) ? `${this.newHeads.join(',')}\n` : '',
+    }));
+    h.on('sample pg_locks', /^while \[ ! -e \S+\.stop \]; do/, () => ({ stdout: this.lockSamples }));
+    h.on('stop the sampler', /^touch \S+\.stop$/, {});
     h.on('list backups', /^for f in (\S+)\/b\*\/manifest\.json; do/, (_c, m) => ({
       stdout: [...files.entries()]
         .filter(([f]) => f.startsWith(`${m?.[1]}/b`) && f.endsWith('/manifest.json'))
