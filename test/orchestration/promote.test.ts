@@ -35,6 +35,8 @@ function scene(extra = ''): FakeVps {
   return vps;
 }
 
+const BACKUP_ID = 'b20260101T000000Z-prod';
+
 /** A new release whose migration moves the schema from r1 to r2. */
 function withMigration(vps: FakeVps): FakeVps {
   vps.newHeads = ['r2'];
@@ -123,6 +125,45 @@ describe('promote: forward', () => {
     assert.equal(h.calls[rehearsal].env?.DB_DATABASE, 'makapix_twinstack_rehearse');
     assert.ok(!vps.databases.prod.has('makapix_twinstack_rehearse'));
     assert.match(r.summary, /rehearsal on a full copy of prod/);
+  });
+
+  it('migrates in the new api container after the swap when compose v1 cannot start a one-off container', async () => {
+    const vps = withMigration(scene());
+    vps.host.on('one-off refused', /-p makapix-prod run .*--name makapix-prod-twinstack-heads /, {
+      exitCode: 1,
+      stderr: "ERROR: host type networking can't be used with links",
+    });
+    const r = await promote(vps);
+    assert.equal(r.outputs.outcome, 'promoted', r.failure);
+    const h = vps.host;
+    assert.equal(h.indexOf(REHEARSE), -1, 'not rehearsed: no one-off container can run it');
+    assert.equal(h.indexOf(MIGRATE), -1);
+    const inPlace = h.indexOf(/sh alembic upgrade head <\/dev\/null/);
+    assert.ok(inPlace > h.indexOf(PROD_UP), 'the migration ran in the new api container, after the swap');
+    assert.equal(vps.schema.revision, 'r2');
+    assert.match(r.summary, /in the new api container, after the swap/);
+  });
+
+  it('keeps a write freeze from the backup to the end of a promotion', async () => {
+    const vps = scene('promote: { write-freeze: [worker] }\n');
+    const r = await promote(vps);
+    assert.equal(r.outputs.outcome, 'promoted', r.failure);
+    const stop = vps.host.indexOf(/-p makapix-prod stop worker$/);
+    assert.ok(stop >= 0 && stop < vps.host.indexOf(BACKUP));
+    // The swap's up starts every service, the frozen one too: no separate start is needed.
+    assert.equal(vps.host.indexOf(/-p makapix-prod start worker$/), -1);
+    assert.equal(vps.env.prod.containers.find((c) => c.service === 'worker')?.status, 'running');
+    assert.match(r.summary, /write freeze \(promote\.write-freeze\): worker was stopped/);
+  });
+
+  it('uses a named backup instead of taking one, after checking it on disk', async () => {
+    const vps = scene();
+    vps.putBackup(BACKUP_ID, new Date(Date.now() - 10 * 60_000));
+    const r = await promote(vps, { 'backup-id': BACKUP_ID });
+    assert.equal(r.outputs.outcome, 'promoted', r.failure);
+    assert.equal(r.outputs['backup-id'], BACKUP_ID);
+    assert.equal(vps.host.indexOf(BACKUP), -1, 'no new backup was taken');
+    assert.ok(vps.host.indexOf(/^sha256sum \S+\/b20260101T000000Z-prod\/db\.dump$/) >= 0, 'its dump was checked');
   });
 
   it('changes nothing when prod already runs the commit: no backup, no image tagged, no up', async () => {
@@ -261,6 +302,16 @@ describe('promote: refused before the prod lock', () => {
 });
 
 describe('promote: refused under the prod lock, before anything changes', () => {
+  it('refuses a named backup older than backup-max-age-minutes', async () => {
+    const vps = scene();
+    vps.putBackup(BACKUP_ID, new Date(Date.now() - 3 * 3600_000));
+    const r = await promote(vps, { 'backup-id': BACKUP_ID });
+    assert.match(r.failure, /backup b20260101T000000Z-prod is 180 minutes old, more than backup-max-age-minutes \(60\); take a new one/);
+    assert.equal(r.outputs.outcome, undefined);
+    assert.equal(vps.host.indexOf(GATED_TAGGED), -1);
+    assert.equal(vps.host.indexOf(PROD_UP), -1);
+  });
+
   it('refuses when prod does not run its recorded release: no rollback point', async () => {
     const vps = scene();
     vps.env.prod.head = sha('c');

@@ -37,22 +37,9 @@ async function rollback(vps: FakeVps, inputs: Record<string, string> = {}): Prom
   return r;
 }
 
-/** A verified backup on disk, as the backup action leaves it. */
+/** A backup on disk, and what restoring it puts back. */
 function withBackup(vps: FakeVps, status: 'verified' | 'failed' = 'verified'): FakeVps {
-  const manifest = {
-    id: BACKUP_ID,
-    env: 'prod',
-    status,
-    time: '2026-01-03T00:00:00.000Z',
-    finishedAt: '2026-01-03T00:00:10.000Z',
-    database: 'makapix',
-    files: { 'db.dump': { bytes: 1024, sha256: 'd'.repeat(64) }, 'globals.sql': { bytes: 64, sha256: 'e'.repeat(64) } },
-    durationSeconds: 10,
-    timings: { dump: 8, globals: 1, verify: 1 },
-    tools: {},
-    verification: { method: 'list', ok: status === 'verified', detail: 'pg_restore --list read the dump; checksum matches' },
-  };
-  vps.host.files.set(`/var/backups/twinstack/prod/${BACKUP_ID}/manifest.json`, Buffer.from(JSON.stringify(manifest)));
+  vps.putBackup(BACKUP_ID, new Date('2026-01-03T00:00:00Z'), status);
   vps.backupSchema = { revision: 'r0', tables: 'CREATE TABLE users (id int);' };
   return vps;
 }

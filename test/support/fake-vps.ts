@@ -172,6 +172,25 @@ export class FakeVps {
     return this.log('dev', { event: 'gate', action: 'gate', sha: commit, passed, images });
   }
 
+  /** A backup of prod on disk as the backup action leaves it (its manifest; the checksums the fake answers match it). */
+  putBackup(id: string, time: Date, status: 'verified' | 'failed' = 'verified'): this {
+    const manifest = {
+      id,
+      env: 'prod',
+      status,
+      time: time.toISOString(),
+      finishedAt: time.toISOString(),
+      database: 'makapix',
+      files: { 'db.dump': { bytes: 1024, sha256: 'd'.repeat(64) }, 'globals.sql': { bytes: 64, sha256: 'e'.repeat(64) } },
+      durationSeconds: 10,
+      timings: { dump: 8, globals: 1, verify: 1 },
+      tools: {},
+      verification: { method: 'list', ok: status === 'verified', detail: 'pg_restore --list read the dump; checksum matches' },
+    };
+    this.host.files.set(`${this.config.backup.dir}/prod/${id}/manifest.json`, Buffer.from(JSON.stringify(manifest)));
+    return this;
+  }
+
   /** The records of an environment's host log now. */
   records(name: EnvironmentName): LogRecord[] {
     const text = this.host.files.get(this.env[name].logFile)?.toString() ?? '';
@@ -344,6 +363,18 @@ export class FakeVps {
       }
       return { exitCode: 2, stderr: `the fake knows no compose ${args.join(' ')}` };
     });
+    // alembic inside a running api container (src/domain/alembic.ts: docker exec).
+    h.on(
+      'alembic in the api container',
+      /^\{ docker exec -e "TWINSTACK_OP=\$TWINSTACK_OP" (\w+) sh -c .* sh alembic (heads|current|upgrade head) <\/dev\/null/,
+      (c, m) => {
+        const name = this.env.dev.containers.some((k) => k.id === m?.[1]) ? 'dev' : 'prod';
+        if (m?.[2] === 'heads') return { stdout: this.newHeads.map((x) => `${x} (head)`).join('\n') + '\n' };
+        if (m?.[2] === 'current') return { stdout: name === 'prod' ? `${this.schema.revision} (head)\n` : '' };
+        if (name === 'prod') this.schema = { ...this.migratedSchema };
+        return {};
+      },
+    );
     h.on('remove one-off container', /^docker rm -f \S+$/, {});
 
     // preflight's host facts.
