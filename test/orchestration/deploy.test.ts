@@ -108,6 +108,20 @@ describe('deploy', () => {
     assert.equal(releaseFailed(vps)?.event === 'release-failed' && releaseFailed(vps)?.stage, 'checkout');
   });
 
+  it('refuses a checkout with local changes to tracked files, naming the fix: nothing started', async () => {
+    const vps = scene();
+    vps.host.on('local changes', CHECKOUT_NEW, {
+      exitCode: 1,
+      stderr: 'error: Your local changes to the following files would be overwritten by checkout:\n\tapi/app.py',
+    });
+    const r = await deploy(vps);
+    assert.ok(r.error instanceof ConfigurationError, r.failure);
+    assert.match(r.failure, /\/opt\/makapix-dev has local changes to tracked files: commit or discard them on the host/);
+    assert.equal(vps.host.indexOf(BUILD), -1);
+    assert.equal(vps.host.indexOf(UP), -1);
+    assert.equal(vps.last('dev', 'release-failed')?.stage, 'checkout');
+  });
+
   it('refused by the isolation checks: nothing starts and the checkout goes back to what runs', async () => {
     const vps = scene();
     vps.host.files.delete('/opt/makapix/deploy/stack/.env.prod');
