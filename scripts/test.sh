@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
-# Runs the test suites with node's test runner: unit and integration files side by side, then the
-# end-to-end files one at a time (they share one Docker engine). Prints one closing line with the
-# totals of both runs. Usage: scripts/test.sh [unit] [integration] [e2e]  (default: all three)
+# Runs the test suites with node's test runner: unit, orchestration and integration files side by
+# side, then the end-to-end files one at a time (they share one Docker engine). Prints one closing
+# line with the totals of both runs.
+# Usage: scripts/test.sh [unit] [orchestration] [integration] [e2e]  (default: all four)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(unit integration e2e)
+[ ${#suites[@]} -gt 0 ] || suites=(unit orchestration integration e2e)
 
 parallel=()
 serial=()
 for s in "${suites[@]}"; do
   case "$s" in
-    unit|integration) for f in test/"$s"/*.test.ts; do [ -e "$f" ] && parallel+=("$f"); done ;;
+    unit|orchestration|integration) for f in test/"$s"/*.test.ts; do [ -e "$f" ] && parallel+=("$f"); done ;;
     e2e) for f in test/e2e/*.test.ts; do [ -e "$f" ] && serial+=("$f"); done ;;
-    *) echo "unknown suite: $s (use unit, integration, e2e)" >&2; exit 2 ;;
+    *) echo "unknown suite: $s (use unit, orchestration, integration, e2e)" >&2; exit 2 ;;
   esac
 done
 
 # No test file may hang the run: node's runner ends a file that runs longer than this (its tests
-# count as cancelled, so failed, and the run goes on). Unit and integration files take under a
-# minute here, end-to-end files under eight.
+# count as cancelled, so failed, and the run goes on). Unit, orchestration and integration files
+# take under a minute here, end-to-end files under eight.
 parallel_timeout_ms=${TWINSTACK_TEST_FILE_TIMEOUT_MS:-600000}
 serial_timeout_ms=${TWINSTACK_E2E_FILE_TIMEOUT_MS:-1800000}
 
