@@ -13,7 +13,7 @@ import type { Environment } from './environment';
 import { migrationErrorLine, oneOffAlembic } from './alembic';
 import { OperationFailed, RemoteCommandError, errorMessage } from '../infra/errors';
 import type { Host } from '../infra/host';
-import type { Logger } from '../infra/logger';
+import { ignored, type Logger } from '../infra/logger';
 import { dropDatabaseSql, psql } from '../infra/postgres';
 import { sh } from '../infra/shell';
 import { ident } from '../infra/sql';
@@ -198,9 +198,12 @@ export async function rehearse(host: Host, config: Config, at: Environment, back
       });
     } finally {
       result.durationMs = Date.now() - t;
-      await host.run(sh`touch ${stopFile}`, { quiet: true, timeoutSeconds: 30 }).catch(() => undefined);
-      await Promise.race([sampler.exited, new Promise((r) => setTimeout(r, 15_000))]).catch(() => undefined);
-      await host.run(sh`rm -f ${stopFile}`, { check: false, quiet: true, timeoutSeconds: 30 }).catch(() => undefined);
+      await host.run(sh`touch ${stopFile}`, { quiet: true, timeoutSeconds: 30 }).catch(ignored(log, 'asking the lock sampler to stop'));
+      // At most 15 s for the sampler to end; the backstop timer is cleared, so it never holds the process open.
+      let backstop: NodeJS.Timeout | undefined;
+      await Promise.race([sampler.exited, new Promise((r) => (backstop = setTimeout(r, 15_000)))]).catch(ignored(log, 'waiting for the lock sampler'));
+      clearTimeout(backstop);
+      await host.run(sh`rm -f ${stopFile}`, { check: false, quiet: true, timeoutSeconds: 30 }).catch(ignored(log, `removing ${stopFile}`));
     }
     result.locks = lockHolds(samples.split('\n'));
     const budget = settings['max-exclusive-lock-ms'];

@@ -5,7 +5,7 @@
  * swap and the rollback work on a real host is proven in test/e2e (flip, promote-rollback).
  */
 import { strict as assert } from 'node:assert';
-import { describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import { promoteAction } from '../../src/actions/promote/promote';
 import type { FakeVps } from '../support/fake-vps';
 import { FakeVps as Vps, SERVICES, imageId, sha } from '../support/fake-vps';
@@ -36,15 +36,6 @@ function scene(extra = ''): FakeVps {
 }
 
 const BACKUP_ID = 'b20260101T000000Z-prod';
-
-/**
- * The rehearsal waits for its pg_locks sampler to end with a 15 s timer as a backstop, and leaves
- * that timer pending after the sampler has ended (src/domain/rehearsal.ts): it would hold the test
- * process open for 15 s. Mocked, it never fires; nothing the fake host answers waits on a timer.
- */
-function quietRehearsal(t: TestContext): void {
-  t.mock.timers.enable({ apis: ['setTimeout'] });
-}
 
 /** A new release whose migration moves the schema from r1 to r2. */
 function withMigration(vps: FakeVps): FakeVps {
@@ -116,8 +107,7 @@ describe('promote: forward', () => {
     assert.match(r.summary, /prod migrated r1 → r2/);
   });
 
-  it('rehearses a pending migration on a copy of prod first (promote.rehearse: auto), then migrates prod', async (t) => {
-    quietRehearsal(t);
+  it('rehearses a pending migration on a copy of prod first (promote.rehearse: auto), then migrates prod', async () => {
     const vps = withMigration(scene(REHEARSED));
     const r = await promote(vps);
     assert.equal(r.outputs.outcome, 'promoted', r.failure);
@@ -237,8 +227,7 @@ describe('promote: refused before prod changes', () => {
     assert.equal(vps.schema.revision, 'r1');
   });
 
-  it('refuses when the migration fails on the copy of prod: the real migration never starts', async (t) => {
-    quietRehearsal(t);
+  it('refuses when the migration fails on the copy of prod: the real migration never starts', async () => {
     const vps = withMigration(scene(REHEARSED));
     vps.host.on('rehearsal fails', REHEARSE, {
       exitCode: 1,
@@ -250,8 +239,7 @@ describe('promote: refused before prod changes', () => {
     assert.ok(!vps.databases.prod.has('makapix_twinstack_rehearse'), 'the copy was dropped');
   });
 
-  it('refuses when the rehearsal holds a table ACCESS EXCLUSIVE longer than promote.max-exclusive-lock-ms', async (t) => {
-    quietRehearsal(t);
+  it('refuses when the rehearsal holds a table ACCESS EXCLUSIVE longer than promote.max-exclusive-lock-ms', async () => {
     const vps = withMigration(scene('promote: { database-env: DB_DATABASE, max-exclusive-lock-ms: 150 }\n'));
     vps.lockSamples = ['1000', '1100|public.users', '1200|public.users', '1300|public.users', '1400'].join('\n') + '\n';
     const r = await promote(vps);
