@@ -16,4 +16,3 @@ export const representativenessSchema = z
   .strict()
   .default({});
 export type RepresentativenessSettings = z.output<typeof representativenessSchema>;
-

@@ -149,12 +149,24 @@ function tableFraction(t: CopiedTable, target: number, s: RepresentativenessSett
   const judged = target > 0 && t.prodRows > 0 && target * t.prodRows >= s['min-expected-rows'];
   const [low, high] = s.bounds;
   const outside = !judged ? undefined : ratio < low ? 'low' : ratio > high ? 'high' : undefined;
-  return { table: t.table, mode: t.mode, prodRows: t.prodRows, prodRowsExact: t.prodRowsExact, copied: t.copied, fraction, ratio, judged, ...(outside ? { outside } : {}) };
+  return {
+    table: t.table,
+    mode: t.mode,
+    prodRows: t.prodRows,
+    prodRowsExact: t.prodRowsExact,
+    copied: t.copied,
+    fraction,
+    ratio,
+    judged,
+    ...(outside ? { outside } : {}),
+  };
 }
 
 /** Why a key's policy is what it is: the config's, or the default for its columns. */
 function policySource(p: FkPlan): string {
-  if (p.source === 'config') return 'set in sample.foreign-keys';
+  // An entry with only owns: false is a config entry whose policy is still the default.
+  const isDefault = p.policy === (p.nullable ? 'null' : 'drop') && (p.source === 'default' || p.ownsNothing);
+  if (!isDefault) return 'set in sample.foreign-keys';
   return p.policy === 'drop' ? `the default: ${p.fk.columns.join(', ')} NOT NULL` : 'the default';
 }
 
@@ -190,11 +202,14 @@ function highCause(plan: SamplePlan, tp: TablePlan): string {
   const includes = plan.fks.filter((p) => p.policy === 'include' && p.fk.refTable === tp.table.id);
   for (const p of includes) causes.push(`the include policy of ${keyLabel(p)} (${policySource(p)}) brings in every ${short(tp.table.id)} a copied row names`);
   plan.references.forEach((r, i) => {
-    if (r.refTable === tp.table.id && r.policy === 'include') causes.push(`the include policy of sample.references[${i}] (${r.label}) brings in every parent it names`);
+    if (r.refTable === tp.table.id && r.policy === 'include')
+      causes.push(`the include policy of sample.references[${i}] (${r.label}) brings in every parent it names`);
   });
   const owning = tp.outgoing.filter((p) => p.owning);
   if (owning.length > 1)
-    causes.push(`its rows come along through any of ${owning.map(keyLabel).join(', ')}; owns: false (sample.foreign-keys) on the one that should not bring rows narrows it`);
+    causes.push(
+      `its rows come along through any of ${owning.map(keyLabel).join(', ')}; owns: false (sample.foreign-keys) on the one that should not bring rows narrows it`,
+    );
   if (tp.mode === 'root' && plan.settings.include.length) causes.push(`sample.include adds ${plan.settings.include.length} root row(s)`);
   return causes.length ? causes.join('; ') : 'no policy brings extra rows: they are unevenly spread over their owners (a few sampled owners hold many of them)';
 }
@@ -212,7 +227,15 @@ export function representativeness(
   for (const r of rows) {
     if (!r.outside) continue;
     const tp = plan.tables.find((x) => x.table.id === r.table)!;
-    r.cause = r.outside === 'low' ? lowCause(plan, tp, tables.find((t) => t.table === r.table)!, byTable) : highCause(plan, tp);
+    r.cause =
+      r.outside === 'low'
+        ? lowCause(
+            plan,
+            tp,
+            tables.find((t) => t.table === r.table)!,
+            byTable,
+          )
+        : highCause(plan, tp);
   }
   const keys = fanout.keys.map((p) => {
     const key = keyLabel(p);
@@ -240,7 +263,13 @@ export function representativenessSection(s: Summary, r: Representativeness): vo
   s.text(`Each sampled table's copied fraction against the target ${pct(r.target)}; outside ${r.bounds[0]}x–${r.bounds[1]}x is a warning above.`);
   s.table(
     ['table', 'copied', 'fraction', 'against target', ''],
-    r.tables.map((t) => [t.table, String(t.copied), pct(t.fraction), times(t.ratio), t.outside ? `⚠️ ${t.outside}` : t.judged ? 'ok' : 'too few rows to judge']),
+    r.tables.map((t) => [
+      t.table,
+      String(t.copied),
+      pct(t.fraction),
+      times(t.ratio),
+      t.outside ? `⚠️ ${t.outside}` : t.judged ? 'ok' : 'too few rows to judge',
+    ]),
   );
   if (!r.keys.length) return;
   const f = (x?: Fanout) => (x ? `${x.median} / ${x.p90}` : 'not read');
