@@ -258,7 +258,7 @@ export interface ResampleOutputs {
   'swapped': string;
   /** With init: the starter sample: section, as YAML text to paste into the config file. */
   'sample-config': string;
-  /** The run report as JSON: tables, rows, foreign keys and orphans, leak scan hits. */
+  /** The run report as JSON: tables, rows, foreign keys and orphans, leak scan hits, and representativeness (each sampled table's fraction against the target, children per parent of the busiest keys in prod and sample). */
   'report': string;
 }
 

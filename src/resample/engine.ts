@@ -26,6 +26,15 @@ import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, produc
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from '../infra/sql';
 import { copyDatabaseSettingsSql, psql, STDIN_SCRIPT } from '../infra/postgres';
+import {
+  busiestKeys,
+  fanoutTagged,
+  readProductionFanout,
+  representativeness,
+  representativenessWarnings,
+  type Fanout,
+  type Representativeness,
+} from './representativeness';
 
 export interface ResampleParams {
   fraction?: number;
@@ -108,6 +117,8 @@ export interface ResampleReport {
   phases: Array<[string, number]>;
   /** sample.after-load statements as run in staging: rows each affected, and its time. */
   afterLoad: Array<{ sql: string; rows: number; ms: number }>;
+  /** Each sampled table's copied fraction against the target, and the busiest keys' children per parent (a real run's). */
+  representativeness?: Representativeness;
   plan: SamplePlan;
 }
 
@@ -376,6 +387,28 @@ function parseTagged(stdout: string, tag: string): unknown {
   return JSON.parse(line.slice(tag.length + 4));
 }
 
+/** The representativeness report from the copied counts and both sides' children per parent; its warnings name the policy responsible. */
+function addRepresentativeness(
+  report: ResampleReport,
+  plan: SamplePlan,
+  fanout: { prod: Awaited<ReturnType<typeof readProductionFanout>>; sample: Record<string, Fanout>; busy: ReturnType<typeof busiestKeys> },
+  log: Logger,
+): void {
+  const prod = 'error' in fanout.prod ? { values: {}, ms: 0 } : fanout.prod;
+  report.representativeness = representativeness(
+    plan,
+    report.tables,
+    { prod: prod.values, sample: fanout.sample, keys: fanout.busy, prodMs: prod.ms },
+    plan.settings.representativeness,
+  );
+  const warnings = representativenessWarnings(report.representativeness);
+  if ('error' in fanout.prod) warnings.push(`representativeness: production's children per parent could not be read: ${fanout.prod.error}`);
+  for (const w of warnings) {
+    report.warnings.push(w);
+    log.warning(w);
+  }
+}
+
 export async function resample(ctx: ResampleContext, params: ResampleParams, hooks: ResampleHooks = {}): Promise<ResampleReport> {
   const started = Date.now();
   const traffic0 = ctx.host.traffic();
@@ -470,6 +503,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           `${prodDump('pre-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`,
         ];
         log.info(`Schema and rows: production's pre-data into ${names.staging}, and the sample streamed from production into it, on the host.`);
+        const busy = busiestKeys(plan, sample.representativeness['busiest-keys']);
         const receive = psql(dev, names.staging, {
           tuples: true,
           run: [
@@ -477,6 +511,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
             STDIN_SCRIPT,
             countsQuery(plan),
             orphansQuery(plan),
+            fanoutTagged(plan, busy),
             `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n, 'kind', kind)), '[]')::text FROM pg_temp.${CLEARED_TABLE};`,
             leakQuery(plan),
           ],
@@ -494,6 +529,8 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           ctx.lockTimeoutSeconds,
           log,
         );
+        // Production's children per parent, beside the stream and inside the same lock.
+        const prodFanout = readProductionFanout(host, prod, plan, busy);
         let streamed;
         try {
           streamed = await host.run(schemaThenRows(schema.join(' && '), send, receive), {
@@ -503,6 +540,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
             quiet: true,
           });
         } finally {
+          await prodFanout;
           await prodLock.release().catch((e) => log.warning(`could not release the prod lock: ${errorMessage(e)}`));
         }
         mark('schema (pre-data), rows, counts, orphans, leak scan');
@@ -524,6 +562,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         }
         for (const t of report.tables) t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
         report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
+        addRepresentativeness(report, plan, { prod: await prodFanout, sample: parseTagged(streamed.stdout, 'fanout') as Record<string, Fanout>, busy }, log);
         for (const w of emptyTableWarnings(plan, report.tables)) {
           report.warnings.push(w);
           log.warning(w);

@@ -1,6 +1,7 @@
 /** The resample's job summary: what was copied, how every reference was resolved, what dev runs now. */
 import { Summary } from '../infra/summary';
 import type { ResampleReport } from './engine';
+import { representativenessSection } from './representativeness';
 
 function pct(copied: number, prod: number): string {
   return prod > 0 ? `${((copied / prod) * 100).toFixed(1)}%` : '';
@@ -55,6 +56,8 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
       t.rules.join('; '),
     ]),
   );
+  if (r.representativeness) representativenessSection(s, r.representativeness);
+  referencesSection(s, r);
   s.heading('Foreign keys', 3);
   s.table(
     ['table', 'columns', 'references', 'policy', r.dryRun ? '' : 'orphans'],
@@ -69,6 +72,17 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
   if (!outcome.ok)
     s.text('Next: read the error above; fix sample rules or the failing step, then run resample again. Dev keeps working on its previous data meanwhile.');
   return s;
+}
+
+/** Every sample.references entry with its orphans in dev, apart from the foreign keys (whose table a large schema cuts). */
+function referencesSection(s: Summary, r: ResampleReport): void {
+  const refs = r.foreignKeys.filter((f) => f.virtual);
+  if (!refs.length) return;
+  s.heading('References without a foreign key (sample.references)', 3);
+  s.table(
+    ['entry', 'child', 'keys', 'parent', 'policy', 'orphans in dev'],
+    refs.map((f) => [f.name, f.table, f.columns.join(', '), f.refTable, f.policy, r.dryRun ? 'not checked (dry run)' : String(f.orphans)]),
+  );
 }
 
 /** The plan as plain lines for the log (dry run). */

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { fragmentProblem, type SqlFragmentKind } from './sql-guard';
+import { representativenessSchema } from './representativeness-settings';
 
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
 const tableName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
@@ -183,6 +184,8 @@ export const sampleSchema = z
      * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
      */
     'after-load': z.array(sqlFragment('statement', 8000)).max(100).default([]),
+    /** A sampled table whose copied fraction is outside bounds × fraction is a warning naming the policy responsible. */
+    representativeness: representativenessSchema,
   })
   .strict()
   .default({});
