@@ -178,8 +178,9 @@ export function proposeRule(column: Column, table: Table, reference: boolean): {
     if (!(e instanceof RuleError)) throw e;
   }
   const derived = keyDerived(column, table, suggested.rule === 'fake-email');
-  if (derived) return { rule: derived, why: `${suggested.why}; unique and ${column.type}: its row's key in hex stays unique and fits` };
-  if (!column.notNull) return { rule: 'null', why: `${suggested.why}; unique and ${column.type}: too short for a masked value` };
+  const what = suggested.why.split(':')[0];
+  if (derived) return { rule: derived, why: `${what}: unique and ${column.type}, too short for the keyed hash: its row's key in hex` };
+  if (!column.notNull) return { rule: 'null', why: `${what}: unique and ${column.type}, too short for the keyed hash` };
   return { rule: 'keep', why: `unique, ${column.type} and no integer key to mask it by: keep only if it holds nothing personal` };
 }
 
