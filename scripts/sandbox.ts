@@ -9,6 +9,7 @@
  * second run reuses them and is fast. `npm run sandbox -- --down` removes the stacks and .sandbox/.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
@@ -341,7 +342,8 @@ async function main(): Promise<number> {
                 workflow: 'nightly resample',
                 name: 'Resample production into dev',
                 action: 'resample',
-                inputs: { 'dry-run': 'false', 'dev-password': 'sandbox-dev-password' },
+                // The masking key's secret, as TWINSTACK_MASK_KEY passes it in the app repository: fresh for each sandbox.
+                inputs: { 'dry-run': 'false', 'dev-password': 'sandbox-dev-password', 'mask-key': randomBytes(32).toString('hex') },
               },
               { workflow: 'nightly resample', name: 'Vault sync', action: 'vault-sync', inputs: { 'dry-run': 'false' } },
             ]

@@ -164,7 +164,7 @@ const SYLLABLES = [
 ];
 
 /** varchar(n)/char(n): the most characters the column holds. */
-function maxLength(column: Pick<Column, 'type'>): number | undefined {
+export function maxLength(column: Pick<Column, 'type'>): number | undefined {
   const m = /^(character varying|varchar|character|char)\((\d+)\)/.exec(column.type);
   return m ? Number(m[2]) : undefined;
 }

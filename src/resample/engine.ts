@@ -22,6 +22,7 @@ import { quote } from '../infra/shell';
 import { hashDevPassword, isTextual, maskKeyFor, type RunSecrets } from './anonymize';
 import { readCatalog, type Catalog } from './catalog';
 import { productionReader } from './reader';
+import { leakFix, leakLine } from './leak-advice';
 import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from '../infra/sql';
@@ -96,6 +97,8 @@ export interface LeakHit {
   table: string;
   column: string;
   rows: number;
+  /** The rule to add or the marker to set, in one line (leak-advice.ts). */
+  fix?: string;
 }
 
 export interface ResampleReport {
@@ -314,7 +317,9 @@ export function orphansQuery(plan: SamplePlan): string {
 export function leakQuery(plan: SamplePlan): string {
   const parts: string[] = [];
   for (const tp of copiedTables(plan)) {
+    // Values declared public are not searched: a probe found there is the catalog's own value.
     const textual = tp.columns.filter((c) => {
+      if (c.public) return false;
       const col = tp.table.columns.find((x) => x.name === c.name)!;
       return isTextual(col) || col.category === 'A';
     });
@@ -546,7 +551,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         mark('schema (pre-data), rows, counts, orphans, leak scan');
         const counts = parseTagged(streamed.stdout, 'counts') as Record<string, number>;
         const orphans = parseTagged(streamed.stdout, 'orphans') as Record<string, number>;
-        report.leaks = parseTagged(streamed.stdout, 'leaks') as LeakHit[];
+        report.leaks = (parseTagged(streamed.stdout, 'leaks') as LeakHit[]).map((l) => ({ ...l, fix: leakFix(plan, l) }));
         for (const t of report.tables) t.copied = Number(counts[t.table] ?? 0);
         for (const f of report.foreignKeys) f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
         for (const t of report.tables) for (const d of t.checkDrops) d.rows = 0;
@@ -571,10 +576,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         if (orphaned.length)
           throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, finish());
         if (report.leaks.length) {
-          throw new ResampleFailed(
-            `leak scan: real production values found in staging: ${report.leaks.map((l) => `${l.source} found in ${l.table}.${l.column} (${l.rows} row${l.rows === 1 ? '' : 's'})`).join(', ')}; fix the rules in sample.columns`,
-            finish(),
-          );
+          throw new ResampleFailed(`leak scan: real production values found in staging: ${report.leaks.map((l) => leakLine(plan, l)).join('; ')}`, finish());
         }
 
         log.info('Constraints and indexes: production post-data into staging.');

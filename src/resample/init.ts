@@ -4,9 +4,12 @@
  * rule (the run refuses any without one); free text gets a masking rule, never `keep`, until a
  * person decides it holds nothing personal. Pure: catalog in, YAML text out.
  */
+import { parse as parseYaml } from 'yaml';
 import type { Catalog, Column, Table } from './catalog';
-import { nameWords, needsRule } from './anonymize';
-import type { ColumnRule, SampleSettings } from './settings';
+import { maxLength, nameWords, needsRule, RuleError, ruleExpression, sensitiveMatch } from './anonymize';
+import { buildPlan } from './plan';
+import { DEFAULT_SENSITIVE_NAMES, sampleSchema, type ColumnRule, type SampleSettings } from './settings';
+import { ident } from '../infra/sql';
 
 const ROOT_NAMES = ['users', 'user', 'accounts', 'account', 'customers', 'customer', 'members', 'member', 'people', 'persons', 'person'];
 const MIGRATION_TABLES = ['alembic_version', 'schema_migrations', 'django_migrations', 'flyway_schema_history', 'knex_migrations', 'ar_internal_metadata'];
@@ -45,6 +48,33 @@ const KINDS: Array<{ words: string[]; kind: 'email' | 'password' | 'ip' | 'secre
   },
 ];
 
+/** Contact words that name a person's own data even in a lookup table (a store's address row holds a phone). */
+const PERSONAL_CONTACT = ['phone', 'mobile', 'address', 'street', 'zip', 'postcode', 'postal', 'iban', 'ssn', 'birth', 'birthday', 'dob'];
+
+/** What the column's name says it holds. */
+function kindOf(column: Pick<Column, 'name'>): (typeof KINDS)[number]['kind'] | undefined {
+  const words = nameWords(column.name);
+  return KINDS.find((k) => words.some((w) => k.words.includes(w)))?.kind;
+}
+
+/** A column that holds a person's data by its name: an address's phone, a staff member's e-mail. */
+function personalByName(column: Pick<Column, 'name' | 'category'>): boolean {
+  const kind = kindOf(column);
+  if (kind === 'email' || kind === 'password' || kind === 'ip' || kind === 'secret') return true;
+  return kind === 'contact' && nameWords(column.name).some((w) => PERSONAL_CONTACT.includes(w));
+}
+
+/**
+ * A lookup table's column that is personal all the same: personal by its name, named like a
+ * sensitive column or in a table so named (the run probes those), or a name in a table that holds
+ * people (a phone or an e-mail beside it).
+ */
+function personalInReference(column: Column, table: Table): boolean {
+  if (personalByName(column)) return true;
+  if (sensitiveMatch(column, DEFAULT_SENSITIVE_NAMES) || sensitiveMatch({ name: table.name, category: column.category }, DEFAULT_SENSITIVE_NAMES)) return true;
+  return kindOf(column) === 'name' && table.columns.some((c) => needsRule(c) && personalByName(c));
+}
+
 export interface InitColumn {
   ref: string;
   rule: ColumnRule;
@@ -54,6 +84,8 @@ export interface InitColumn {
 export interface InitResult {
   root: string;
   referenceTables: string[];
+  /** Reference tables whose text init keeps whole: declared public (sample.public-tables). */
+  publicTables: string[];
   emptyTables: Array<{ table: string; why: string }>;
   columns: InitColumn[];
   yaml: string;
@@ -93,8 +125,7 @@ function categorical(column: Column, table: Table): number | undefined {
 }
 
 export function suggestRule(column: Column, table: Table, reference: boolean): { rule: ColumnRule; why: string } {
-  const words = nameWords(column.name);
-  const kind = KINDS.find((k) => words.some((w) => k.words.includes(w)))?.kind;
+  const kind = kindOf(column);
   const json = ['json', 'jsonb', 'xml'].includes(column.baseType);
   if (kind === 'email')
     return column.category === 'S'
@@ -108,12 +139,61 @@ export function suggestRule(column: Column, table: Table, reference: boolean): {
     return { rule: column.category === 'S' || ['inet', 'cidr'].includes(column.baseType) ? 'rehash' : erase(column), why: 'IP address: keyed hash' };
   if (kind === 'secret') return { rule: erase(column), why: 'secret: nothing of it reaches dev' };
   // A small table the sample points at is a lookup (licenses, countries): its text is the app's own.
-  if (reference && table.rows <= 1000) return { rule: 'keep', why: 'reference table, copied whole' };
+  if (reference && table.rows <= 1000 && !personalInReference(column, table)) return { rule: 'keep', why: 'reference table, copied whole' };
   if (kind === 'name' && column.category === 'S' && !json) return { rule: 'fake-name', why: 'name: an invented name from the keyed hash' };
   if (kind === 'contact') return { rule: erase(column), why: 'contact or location' };
   const few = categorical(column, table);
   if (few !== undefined && !json) return { rule: 'keep', why: `${few} distinct values in production: a category, not a person's` };
   return { rule: erase(column), why: json ? 'JSON: keep only if it holds nothing personal' : 'free text: keep only if it holds nothing personal' };
+}
+
+/** Secrets for checking rules as the run builds them: their values do not matter here. */
+const CHECK_SECRETS = { maskKey: 'init', devPasswordHash: 'init' };
+
+/**
+ * A value that stays unique and fits a short unique column: the row's integer key in hex (8 digits
+ * for an integer, 16 for a bigint), an address at example.invalid for an e-mail when it fits.
+ */
+function keyDerived(column: Column, table: Table, email: boolean): ColumnRule | undefined {
+  const pk = table.primaryKey;
+  const key = pk?.length === 1 ? table.columns.find((c) => c.name === pk[0]) : undefined;
+  const digits = key ? ({ int2: 8, int4: 8, int8: 16 } as Record<string, number>)[key.baseType] : undefined;
+  const max = maxLength(column);
+  if (!key || digits === undefined || max === undefined || max < digits) return undefined;
+  const hex = `to_hex(${ident(key.name)})`;
+  const value = email && max >= digits + 17 ? `'u' || ${hex} || '@example.invalid'` : hex;
+  return { sql: column.notNull ? value : `CASE WHEN ${ident(column.name)} IS NULL THEN NULL ELSE ${value} END` };
+}
+
+/**
+ * suggestRule's rule, checked as the run checks it: a unique column too short for the keyed hash
+ * (rehash needs 32 characters) gets its row's key instead, or null.
+ */
+export function proposeRule(column: Column, table: Table, reference: boolean): { rule: ColumnRule; why: string } {
+  const suggested = suggestRule(column, table, reference);
+  try {
+    ruleExpression(suggested.rule, column, column.name, CHECK_SECRETS);
+    return suggested;
+  } catch (e) {
+    if (!(e instanceof RuleError)) throw e;
+  }
+  const derived = keyDerived(column, table, suggested.rule === 'fake-email');
+  const what = suggested.why.split(':')[0];
+  if (derived) return { rule: derived, why: `${what}: unique and ${column.type}, too short for the keyed hash: its row's key in hex` };
+  if (!column.notNull) return { rule: 'null', why: `${what}: unique and ${column.type}, too short for the keyed hash` };
+  return { rule: 'keep', why: `unique, ${column.type} and no integer key to mask it by: keep only if it holds nothing personal` };
+}
+
+/** The run's own checks (schema, then plan) on the written section: init never writes what the run refuses. */
+function checkProposal(catalog: Catalog, yaml: string): void {
+  const parsed = sampleSchema.safeParse((parseYaml(yaml) as { sample?: unknown }).sample);
+  const refused = (why: string) => new Error(`init would write a sample section its own run refuses (a twinstack bug; please report it): ${why}`);
+  if (!parsed.success) throw refused(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+  try {
+    buildPlan(catalog, { settings: parsed.data, fraction: parsed.data.fraction, seed: parsed.data.seed, secrets: CHECK_SECRETS });
+  } catch (e) {
+    throw refused(e instanceof Error ? e.message : String(e));
+  }
 }
 
 function yamlRule(rule: ColumnRule): string {
@@ -123,6 +203,36 @@ function yamlRule(rule: ColumnRule): string {
 
 function shortName(catalog: Catalog, t: Table): string {
   return t.schema === 'public' || catalog.tables.filter((x) => x.name === t.name).length === 1 ? t.name : t.id;
+}
+
+/** A rule for every copied text column, and the reference tables whose text is kept whole (declared public). */
+function proposeColumns(
+  catalog: Catalog,
+  owned: ReadonlySet<string>,
+  reference: ReadonlySet<string>,
+  name: (id: string) => string,
+): { columns: InitColumn[]; publicTables: string[] } {
+  const keyColumns = new Set<string>();
+  for (const t of catalog.tables) for (const c of t.primaryKey ?? []) keyColumns.add(`${t.id}.${c}`);
+  for (const fk of catalog.foreignKeys) {
+    for (const c of fk.columns) keyColumns.add(`${fk.table}.${c}`);
+    for (const c of fk.refColumns) keyColumns.add(`${fk.refTable}.${c}`);
+  }
+  const columns: InitColumn[] = [];
+  const kept = new Set<string>();
+  const masked = new Set<string>();
+  for (const t of catalog.tables) {
+    if (!owned.has(t.id) && !reference.has(t.id)) continue;
+    for (const c of t.columns) {
+      if (c.generated || !needsRule(c) || keyColumns.has(`${t.id}.${c.name}`)) continue;
+      const { rule, why } = proposeRule(c, t, reference.has(t.id));
+      (rule === 'keep' ? kept : masked).add(t.id);
+      columns.push({ ref: `${name(t.id)}.${c.name}`, rule, why });
+    }
+  }
+  // Lookups whose text is kept whole are declared public: a customer's surname that is also a city's name is no leak.
+  const publicTables = [...reference].filter((id) => kept.has(id) && !masked.has(id));
+  return { columns, publicTables };
 }
 
 /** The starter `sample:` section for production's catalog; `settings` supplies root, fraction and seed when set. */
@@ -166,21 +276,7 @@ export function initSample(catalog: Catalog, settings: Pick<SampleSettings, 'roo
     empty.set(t.id, 'nothing leads from it to the sampled rows; move it to reference-tables to copy it whole');
   }
 
-  const keyColumns = new Set<string>();
-  for (const t of catalog.tables) for (const c of t.primaryKey ?? []) keyColumns.add(`${t.id}.${c}`);
-  for (const fk of catalog.foreignKeys) {
-    for (const c of fk.columns) keyColumns.add(`${fk.table}.${c}`);
-    for (const c of fk.refColumns) keyColumns.add(`${fk.refTable}.${c}`);
-  }
-  const columns: InitColumn[] = [];
-  for (const t of catalog.tables) {
-    if (!owned.has(t.id) && !reference.has(t.id)) continue;
-    for (const c of t.columns) {
-      if (c.generated || !needsRule(c) || keyColumns.has(`${t.id}.${c.name}`)) continue;
-      const { rule, why } = suggestRule(c, t, reference.has(t.id));
-      columns.push({ ref: `${name(t.id)}.${c.name}`, rule, why });
-    }
-  }
+  const { columns, publicTables } = proposeColumns(catalog, owned, reference, name);
 
   const refs = [...reference].map(name);
   const lines = [
@@ -191,6 +287,7 @@ export function initSample(catalog: Catalog, settings: Pick<SampleSettings, 'roo
     `  fraction: ${settings.fraction}`,
     `  seed: ${settings.seed}`,
     `  reference-tables: [${refs.join(', ')}]`,
+    `  public-tables: [${publicTables.map(name).join(', ')}]${publicTables.length ? "   # lookups: no one's values; the leak scan neither probes nor reports them" : ''}`,
     ...(empty.size ? ['  empty-tables:', ...[...empty].map(([id, why]) => `    - ${name(id)}   # ${why}`)] : ['  empty-tables: []']),
     ...(columns.length ? ['  columns:'] : ['  columns: {}']),
   ];
@@ -199,11 +296,14 @@ export function initSample(catalog: Catalog, settings: Pick<SampleSettings, 'roo
     const line = `    ${c.ref}: ${yamlRule(c.rule)}`;
     lines.push(`${line.padEnd(width)}   # ${c.why}`);
   }
+  const yaml = `${lines.join('\n')}\n`;
+  checkProposal(catalog, yaml);
   return {
     root: root.id,
     referenceTables: [...reference],
+    publicTables,
     emptyTables: [...empty].map(([table, why]) => ({ table, why })),
     columns,
-    yaml: `${lines.join('\n')}\n`,
+    yaml,
   };
 }

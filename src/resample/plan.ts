@@ -64,6 +64,8 @@ export interface ColumnPlan {
   /** The config rule applied, or `fk null` for a reference nulled by policy. */
   rule?: string;
   sensitive?: string;
+  /** Declared public (sample.public-tables or public-columns): never probed, and a probe found in it is no leak. */
+  public?: boolean;
 }
 
 export interface TablePlan {
@@ -158,6 +160,21 @@ function resolveForeignKey(catalog: Catalog, key: string): ForeignKey {
   if (byName.length === 1) return byName[0];
   if (byName.length === 0) fail(`foreign-keys "${key}": production has no foreign key of that name; write table(column)`);
   fail(`foreign-keys "${key}": several tables have a constraint of that name; write table(column)`);
+}
+
+/**
+ * The public markers checked against the catalog: a table that does not exist is refused (as in
+ * reference-tables), a column that does not exist is warned about (as in columns).
+ */
+function publicMarkers(catalog: Catalog, settings: SampleSettings, warnings: string[]): (table: string, column: string) => boolean {
+  const tables = new Set(settings['public-tables'].map((n) => resolveTable(catalog, n, 'public-tables').id));
+  const columns = new Set<string>();
+  for (const ref of settings['public-columns']) {
+    const r = resolveColumnRef(catalog, ref);
+    if (r) columns.add(`${r.table.id}.${r.column}`);
+    else warnings.push(`public-columns: ${ref} names no column in production; the marker is ignored`);
+  }
+  return (table, column) => tables.has(table) || columns.has(`${table}.${column}`);
 }
 
 function resolveColumnRef(catalog: Catalog, ref: string): { table: Table; column: string } | undefined {
@@ -425,6 +442,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     }
     rules.set(`${r.table.id}.${r.column}`, rule);
   }
+  const isPublic = publicMarkers(catalog, settings, warnings);
   const keyColumns = new Set<string>();
   for (const t of catalog.tables) for (const c of t.primaryKey ?? []) keyColumns.add(`${t.id}.${c}`);
   for (const fk of catalog.foreignKeys) {
@@ -474,6 +492,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
         const tableName =
           isKey || !needsRule(c) || ownName ? undefined : sensitiveMatch({ name: table.name, category: c.category }, settings['sensitive-names']);
         const sensitive = ownName ?? tableName;
+        const declaredPublic = needsRule(c) && isPublic(id, c.name);
         let expression = `t.${ident(c.name)}`;
         let ruleText: string | undefined;
         if (rule !== undefined) {
@@ -491,6 +510,9 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
             throw e;
           }
           ruleText = describeRule(rule);
+        } else if (declaredPublic) {
+          // Declared public: kept as it is, the declaration stands for the rule.
+          ruleText = 'keep';
         } else if (sensitive) {
           uncovered.push(ownName ? `${key} (matches "${sensitive}")` : `${key} (its table's name matches "${sensitive}")`);
         } else if (!isKey && needsRule(c)) {
@@ -510,9 +532,12 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
         const clearing = clearingReferences(refPlans, id, c.name);
         expression = referenceCleared(clearing, (t) => temps.get(t), expression);
         for (const r of clearing) ruleText = `${ruleText ? `${ruleText}, ` : ''}reference ${r.policy === 'include' ? 'include (cleared if not kept)' : 'null'}`;
-        // Every masked column's real values are searched for in staging; kept sensitive-looking ones by shape.
-        if (isTextual(c) && rule !== undefined && (rule !== 'keep' || sensitive)) probes.push({ table: id, column: c.name, shapedOnly: rule === 'keep' });
-        columns.push({ name: c.name, expression, rule: ruleText, sensitive });
+        if (declaredPublic) ruleText = `${ruleText ?? 'keep'}, public`;
+        // Probes come only from columns classified personal: masked, or kept under a sensitive name
+        // (searched by shape), and never declared public.
+        if (!declaredPublic && isTextual(c) && rule !== undefined && (rule !== 'keep' || sensitive))
+          probes.push({ table: id, column: c.name, shapedOnly: rule === 'keep' });
+        columns.push({ name: c.name, expression, rule: ruleText, sensitive, ...(declaredPublic ? { public: true } : {}) });
       }
     }
     // Key columns are only ever kept, so every copied column under a nulling key is nulled as above.

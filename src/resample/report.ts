@@ -35,8 +35,8 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
   if (checked.length) s.text(`Rows left out because nulling a reference outside the sample would break a CHECK constraint: ${checked.join('; ')}.`);
   if (r.leaks.length)
     s.table(
-      ['production column', 'found in', 'rows'],
-      r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows)]),
+      ['production column', 'found in', 'rows', 'what to change'],
+      r.leaks.map((l) => [l.source, `${l.table}.${l.column}`, String(l.rows), l.fix ?? '']),
     );
   if (r.afterLoad.length)
     s.table(

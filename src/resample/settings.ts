@@ -140,6 +140,14 @@ export const sampleSchema = z
     /** Tables copied empty whatever reaches them (token tables, sessions). */
     'empty-tables': z.array(tableName).default([]),
     /**
+     * Public values, declared (catalog data, enums, lookup tables): every column of these tables,
+     * and these columns, hold nothing personal. They are kept unless a rule says otherwise, never
+     * probed by the leak scan, and a probe found in them is not a leak (an actor's surname that is
+     * also a customer's).
+     */
+    'public-tables': z.array(tableName).default([]),
+    'public-columns': z.array(columnRef).default([]),
+    /**
      * Per foreign key: include the referenced row, null the column, or drop the referencing row;
      * and whether the key owns its rows (`owns: false`: rows do not come along through it).
      */

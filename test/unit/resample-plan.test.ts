@@ -454,3 +454,36 @@ describe('the dev password', () => {
     assert.equal(sum, ab64(pbkdf2Sync('letmein', salt, Number(rounds), 32, 'sha256')));
   });
 });
+
+describe('public values (sample.public-tables, sample.public-columns)', () => {
+  const columns = { 'users.email': 'fake-email', 'posts.storage_key': 'keep', 'view_events.ip_hash': 'rehash', 'comments.body': 'rehash' };
+
+  it('keeps a declared column without a rule, never probes it, and marks it for the leak scan', () => {
+    const p = plan(makapix(), { columns, 'public-tables': ['licenses'] });
+    const title = p.tables.find((t) => t.table.name === 'licenses')?.columns.find((c) => c.name === 'title');
+    assert.equal(title?.expression, 't."title"');
+    assert.equal(title?.rule, 'keep, public');
+    assert.equal(title?.public, true);
+    assert.deepEqual(p.probes.map((x) => `${x.table}.${x.column}`).sort(), [
+      'public.comments.body',
+      'public.posts.storage_key',
+      'public.users.email',
+      'public.view_events.ip_hash',
+    ]);
+  });
+
+  it('draws no probe from a declared column even when it has a masking rule', () => {
+    const p = plan(makapix(), { columns, 'reference-tables': ['licenses'], 'public-columns': ['comments.body', 'licenses.title'] });
+    assert.deepEqual(p.probes.map((x) => `${x.table}.${x.column}`).sort(), ['public.posts.storage_key', 'public.users.email', 'public.view_events.ip_hash']);
+    assert.equal(p.tables.find((t) => t.table.name === 'comments')?.columns.find((c) => c.name === 'body')?.rule, 'rehash, public');
+  });
+
+  it('refuses a public table production lacks in one line, and warns about a column it lacks', () => {
+    assert.throws(
+      () => plan(makapix(), { columns, 'public-tables': ['licences'] }),
+      (e: Error) => e instanceof ConfigurationError && /^sample: public-tables: production has no table licences$/.test(e.message),
+    );
+    const p = plan(makapix(), { columns: { ...columns, 'licenses.title': 'keep' }, 'public-columns': ['licenses.name'] });
+    assert.ok(p.warnings.includes('public-columns: licenses.name names no column in production; the marker is ignored'), p.warnings.join('\n'));
+  });
+});

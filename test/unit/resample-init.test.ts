@@ -1,0 +1,66 @@
+/** init's rules, checked as the run checks them: short unique columns and lookup tables that hold people. */
+import { strict as assert } from 'node:assert';
+import { describe, it } from 'node:test';
+import type { Column, Table } from '../../src/resample/catalog';
+import { proposeRule } from '../../src/resample/init';
+
+const col = (name: string, type: string, notNull = false, unique = false): Column => ({
+  name,
+  type,
+  notNull,
+  generated: false,
+  category: ['text', 'uuid'].includes(type) || type.startsWith('character') ? (type === 'uuid' ? 'U' : 'S') : 'N',
+  baseType: type.startsWith('character varying') ? 'varchar' : type === 'integer' ? 'int4' : type === 'bigint' ? 'int8' : type,
+  unique,
+});
+const table = (name: string, columns: Column[], rows = 500): Table => ({
+  id: `public.${name}`,
+  schema: 'public',
+  name,
+  partitioned: false,
+  columns,
+  primaryKey: [columns[0].name],
+  rows,
+  rowsExact: true,
+});
+
+describe('init on a unique column too short for the keyed hash', () => {
+  it("uses the row's integer key in hex, which stays unique and fits", () => {
+    const code = col('short_code', 'character varying(12)', true, true);
+    assert.deepEqual(proposeRule(code, table('users', [col('id', 'integer', true), code]), false).rule, { sql: 'to_hex("id")' });
+    const email = col('email', 'character varying(30)', false, true);
+    assert.deepEqual(proposeRule(email, table('users', [col('id', 'integer', true), email]), false).rule, {
+      sql: `CASE WHEN "email" IS NULL THEN NULL ELSE 'u' || to_hex("id") || '@example.invalid' END`,
+    });
+  });
+
+  it('without an integer key: null where it may be null, else keep for a person to decide', () => {
+    const nullable = col('handle', 'character varying(12)', false, true);
+    assert.equal(proposeRule(nullable, table('accounts', [col('id', 'uuid', true), nullable]), false).rule, 'null');
+    const required = col('sqid', 'character varying(6)', true, true);
+    const r = proposeRule(required, table('links', [col('id', 'integer', true), required]), false);
+    assert.equal(r.rule, 'keep');
+    assert.match(r.why, /keep only if it holds nothing personal/);
+  });
+
+  it('leaves a rule that fits as it is', () => {
+    const code = col('code', 'character varying(40)', true, true);
+    assert.equal(proposeRule(code, table('users', [col('id', 'integer', true), code]), false).rule, 'rehash');
+  });
+});
+
+describe('init on a lookup table', () => {
+  it("masks a lookup's personal columns: an address's phone, a staff member's name beside an e-mail", () => {
+    const address = table('address', [col('address_id', 'integer', true), col('phone', 'text', true), col('district', 'text', true)], 600);
+    assert.equal(proposeRule(address.columns[1], address, true).rule, 'rehash');
+    const staff = table('staff', [col('staff_id', 'integer', true), col('first_name', 'text', true), col('email', 'text')], 2);
+    assert.equal(proposeRule(staff.columns[1], staff, true).rule, 'fake-name');
+  });
+
+  it("keeps a catalog's names and places: a city, an actor", () => {
+    const city = table('city', [col('city_id', 'integer', true), col('city', 'text', true)], 600);
+    assert.equal(proposeRule(city.columns[1], city, true).rule, 'keep');
+    const actor = table('actor', [col('actor_id', 'integer', true), col('last_name', 'text', true)], 200);
+    assert.equal(proposeRule(actor.columns[1], actor, true).rule, 'keep');
+  });
+});
