@@ -20,7 +20,7 @@ const benches: Record<string, { script: string; args: string[]; what: string }> 
   'in-place': {
     script: 'in-place.ts',
     args: [],
-    what: 'seconds without an answer from the api while its containers are recreated in place: docker compose v2 vs docker-compose v1, one up -d vs the staged switch',
+    what: 'polls refused and the longest gap while the api and a slow-stopping worker are recreated in place (switchServices): docker compose v2 vs docker-compose v1',
   },
   'flip-rolling': {
     script: 'flip-rolling.ts',

@@ -19,7 +19,6 @@ import { argv, sh } from '../infra/shell';
 import { parseInspect, type ContainerState, type Environment } from './environment';
 import { HealthError, containerLogs } from './release';
 import type { Config } from './config';
-import { parseComposeConfig, type ServiceModel } from '../safety/compose-model';
 
 export interface RouteProbe {
   /** A URL fetched from the host through the proxy (curl), such as the site's health URL. */
@@ -371,8 +370,8 @@ export function rollingOptions(config: Config, env: Environment): RollingOptions
 
 /**
  * Starts an environment's services from their (already tagged) images: the services in `rolling`
- * with no failed request, the rest recreated in place (see upInPlace). Used by promote's swap and
- * by every rollback.
+ * with no failed request, the rest recreated in place by `up -d --no-build`. With no rolling service
+ * this is just `up -d --no-build --remove-orphans`. Used by promote's swap and by every rollback.
  */
 export async function switchServices(
   host: Host,
@@ -386,109 +385,10 @@ export async function switchServices(
   const running = (await env.containers(host)).filter((c) => c.status === 'running' && !c.oneoff);
   const roll = rolling.filter((s) => running.some((c) => c.service === s));
   if (!roll.length) {
-    await upInPlace(host, env, log, label);
+    await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label }));
     return;
   }
   const others = (await env.services(host)).filter((s) => !roll.includes(s));
-  if (others.length) await upInPlace(host, env, log, label, others);
+  if (others.length) await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans', ...others), env.composeOptions({ label }));
   await rollingReplace(host, env, roll, log, options);
-}
-
-/**
- * The in-place switch, one service at a time as docker-compose v1 does it: each service's old
- * container stops only when its new one is about to start.
- *
- * One `docker compose up` (v2) first replaces every changed container (stopping each old one) and
- * starts the new ones only once all are replaced, and then after polling (every 500 ms) the health
- * of each service's dependencies: every service is down for the slowest stop among them. A worker
- * that takes its 10 s stop grace period kept the api down about 11 s; v1 stops and starts each
- * service on its own (about 1 s).
- *
- * So: stage by stage in dependency order, each service of a stage by its own `up -d --no-deps`
- * (side by side, so a slow stop delays no other service); before the next stage, the services a
- * later one waits for (`condition: service_healthy`) are healthy. A last `up -d` over `services`
- * (or all) changes nothing that is already right and removes orphans. A dependency graph this
- * cannot order (a cycle, `service_completed_successfully`) gets the one `up -d` as before.
- */
-export async function upInPlace(host: Host, env: Environment, log: Logger, label: string, services?: readonly string[]): Promise<void> {
-  const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, label: `${env.name} compose config`, timeoutSeconds: 180 }));
-  const plan = switchStages(parseComposeConfig(r.stdout, env.project).services, services);
-  if (plan) {
-    for (const stage of plan) {
-      await Promise.all(
-        stage.services.map((s) => host.run(env.compose('up', '-d', '--no-deps', '--no-build', s), env.composeOptions({ label: `${label}: ${s}` }))),
-      );
-      for (const s of stage.awaited) await waitServiceHealthy(host, env, s);
-    }
-  } else {
-    log.info(`${env.name}: the services' dependencies cannot be ordered stage by stage: one compose up switches them all`);
-  }
-  await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans', ...(services ?? [])), env.composeOptions({ label }));
-}
-
-export interface SwitchStage {
-  /** Services recreated side by side, each by its own `up -d --no-deps`. */
-  services: string[];
-  /** Services of this stage that a later one waits for (`service_healthy`): healthy before the next stage. */
-  awaited: string[];
-}
-
-/**
- * The stages of an in-place switch: each service after every service it depends on, services of
- * one stage side by side. Only `only` (default: all) are switched; the others are ordered but left
- * to the last `up -d`. Undefined when the graph has a cycle or a condition other than
- * service_started and service_healthy.
- */
-export function switchStages(
-  model: ReadonlyArray<Pick<ServiceModel, 'name' | 'dependsOn' | 'networkMode' | 'volumesFrom'>>,
-  only?: readonly string[],
-): SwitchStage[] | undefined {
-  const names = new Set(model.map((s) => s.name));
-  const deps = new Map<string, Array<{ service: string; condition: string }>>();
-  for (const s of model) {
-    const d = s.dependsOn.filter((x) => names.has(x.service));
-    // Implicit dependencies: compose starts these first too.
-    const net = /^service:(.+)$/.exec(s.networkMode ?? '');
-    if (net && names.has(net[1])) d.push({ service: net[1], condition: 'service_started' });
-    for (const v of s.volumesFrom) {
-      const name = v.startsWith('container:') ? '' : v.replace(/^service:/, '').split(':')[0];
-      if (names.has(name)) d.push({ service: name, condition: 'service_started' });
-    }
-    if (d.some((x) => x.condition !== 'service_started' && x.condition !== 'service_healthy')) return undefined;
-    deps.set(s.name, d);
-  }
-  const switched = new Set(only ?? names);
-  const placed = new Set<string>();
-  const stages: SwitchStage[] = [];
-  while (placed.size < names.size) {
-    const ready = [...names].filter((n) => !placed.has(n) && deps.get(n)!.every((d) => placed.has(d.service))).sort();
-    if (!ready.length) return undefined;
-    for (const n of ready) placed.add(n);
-    const awaited = ready.filter((n) => [...deps.values()].some((d) => d.some((x) => x.service === n && x.condition === 'service_healthy')));
-    stages.push({ services: ready.filter((n) => switched.has(n)), awaited });
-  }
-  return stages.filter((s) => s.services.length || s.awaited.length);
-}
-
-/** Waits until the service's running container is healthy (compose's own condition for service_healthy). */
-async function waitServiceHealthy(host: Host, env: Environment, service: string): Promise<void> {
-  const timeout = env.cfg.healthTimeoutSeconds;
-  const deadline = Date.now() + timeout * 1000;
-  for (;;) {
-    const running = (await serviceContainers(host, env, service)).filter((c) => c.status === 'running');
-    if (running.length && running.every((c) => c.health === 'healthy' || !c.hasHealthcheck)) return;
-    const sick = running.find((c) => c.health === 'unhealthy');
-    if (sick || Date.now() > deadline) {
-      const c = sick ?? running[0];
-      const logs = c ? await containerLogs(host, c) : '';
-      const state = sick ? 'unhealthy' : c ? `still ${c.health} after ${timeout} s` : `not running after ${timeout} s`;
-      throw new HealthError(
-        `${env.name}: ${service}, which other services wait for, is ${state}${logs ? `; its last lines: ${tailLines(logs, 5)}` : ''}`,
-        service,
-        sick ? 'unhealthy' : c ? c.health : 'not running',
-        logs,
-      );
-    }
-    await sleep(250);
-  }
 }

@@ -73,8 +73,6 @@ export interface ServiceModel {
   networks: string[];
   /** `defined`: the compose files give a healthcheck; `disabled`: they switch it off; `image`: whatever the image has. */
   healthcheck: 'defined' | 'disabled' | 'image';
-  /** The services it starts after (`depends_on`, list or map form), with the condition it waits for. */
-  dependsOn: Array<{ service: string; condition: string }>;
 }
 
 export interface ComposeModel {
@@ -185,18 +183,7 @@ function parseService(name: string, s: Obj, top: TopLevel): ServiceModel {
     builds: s.build !== undefined && s.build !== null,
     networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
     healthcheck: parseHealthcheck(s.healthcheck),
-    dependsOn: parseDependsOn(s.depends_on),
   };
-}
-
-/** `depends_on` as a list (each `service_started`) or as a map with conditions, as v1 and v2 print it. */
-function parseDependsOn(raw: unknown): Array<{ service: string; condition: string }> {
-  if (Array.isArray(raw)) return raw.map((d) => ({ service: scalarText(d), condition: 'service_started' }));
-  if (!isObj(raw)) return [];
-  return Object.entries(raw).map(([service, c]) => ({
-    service,
-    condition: isObj(c) && typeof c.condition === 'string' ? c.condition : 'service_started',
-  }));
 }
 
 function deviceReservations(s: Obj): boolean {

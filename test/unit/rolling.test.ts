@@ -15,7 +15,7 @@ import { ConfigurationError } from '../../src/infra/errors';
 import { parseComposeConfig } from '../../src/safety/compose-model';
 import { checkRolling } from '../../src/safety/rolling';
 import { Environment } from '../../src/domain/environment';
-import { namesContainer, parseContainerNames, rollingOptions, routeProof, switchStages } from '../../src/domain/rolling';
+import { namesContainer, parseContainerNames, rollingOptions, routeProof } from '../../src/domain/rolling';
 
 const makapix = fs.readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8');
 const PROD_CONFIG = fs.readFileSync(path.join(__dirname, '../fixtures/preflight/config/prod.v1.yml'), 'utf8');
@@ -227,74 +227,5 @@ describe('the route probe: which header value proves the new container answered'
     const { names } = routeProof(next, old);
     assert.ok(!namesContainer('bbbbbbbbbbbb', names));
     assert.ok(namesContainer('aaaaaaaaaaaa', names));
-  });
-});
-
-describe('the in-place switch, stage by stage', () => {
-  const stages = (yaml: string, only?: string[]) => switchStages(parseComposeConfig(yaml, 'makapix').services, only);
-  // The fixture app's depends_on as each compose prints its merged configuration.
-  const v1Printed = `services:
-  api:
-    depends_on:
-      db:
-        condition: service_healthy
-  db: {}
-  worker:
-    depends_on:
-      db:
-        condition: service_started
-`;
-  const v2Printed = `services:
-  api:
-    depends_on:
-      db: { condition: service_healthy, required: true }
-  db: {}
-  worker:
-    depends_on:
-      db: { condition: service_started, required: true }
-`;
-
-  it('recreates the db first and waits for it to be healthy, then the api and the worker side by side', () => {
-    const expected = [
-      { services: ['db'], awaited: ['db'] },
-      { services: ['api', 'worker'], awaited: [] },
-    ];
-    assert.deepEqual(stages(v1Printed), expected);
-    assert.deepEqual(stages(v2Printed), expected);
-  });
-
-  it('reads the list form of depends_on, network_mode service: and volumes_from as dependencies without a health wait', () => {
-    const yaml = `services:
-  db: {}
-  api: { depends_on: [db] }
-  sidecar: { network_mode: "service:api" }
-  backup: { volumes_from: ["db:ro"] }
-`;
-    assert.deepEqual(stages(yaml), [
-      { services: ['db'], awaited: [] },
-      { services: ['api', 'backup'], awaited: [] },
-      { services: ['sidecar'], awaited: [] },
-    ]);
-  });
-
-  it("switches every service of Makapix's real configuration side by side (no depends_on)", () => {
-    const all = parseComposeConfig(PROD_CONFIG, 'makapix').services.map((s) => s.name);
-    assert.deepEqual(stages(PROD_CONFIG), [{ services: all, awaited: [] }]);
-  });
-
-  it('switches only the services asked for, still waiting for a healthy dependency it leaves alone', () => {
-    assert.deepEqual(stages(v2Printed, ['worker', 'db']), [
-      { services: ['db'], awaited: ['db'] },
-      { services: ['worker'], awaited: [] },
-    ]);
-    assert.deepEqual(stages(v2Printed, ['api']), [
-      { services: [], awaited: ['db'] },
-      { services: ['api'], awaited: [] },
-    ]);
-  });
-
-  it('gives no stages (one compose up instead) for a cycle or a service_completed_successfully dependency', () => {
-    assert.equal(stages(`services:\n  a: { depends_on: [b] }\n  b: { depends_on: [a] }\n`), undefined);
-    assert.equal(stages(`services:\n  init: {}\n  api: { depends_on: { init: { condition: service_completed_successfully } } }\n`), undefined);
   });
 });
