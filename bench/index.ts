@@ -17,6 +17,11 @@ const benches: Record<string, { script: string; args: string[]; what: string }> 
     what: 'promote rehearsal (restore of the copy, migration in a one-off container, ACCESS EXCLUSIVE holds) at two database sizes (BENCH_REHEARSAL_ROWS, default 200,000; 10x)',
   },
   rolling: { script: 'rolling.ts', args: [], what: 'failed requests and longest gap at 20 requests/s through Caddy: rolling switch vs in-place (up -d)' },
+  'in-place': {
+    script: 'in-place.ts',
+    args: [],
+    what: 'polls refused and the longest gap while the api and a slow-stopping worker are recreated in place (switchServices): docker compose v2 vs docker-compose v1',
+  },
   'flip-rolling': {
     script: 'flip-rolling.ts',
     args: [],
