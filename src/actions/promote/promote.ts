@@ -73,7 +73,18 @@ export interface Outcome {
   failure?: { stage: Stage; message: string; logs?: string; service?: string };
   ship?: ShipPlan;
   rehearsal?: RehearsalResult;
-  migration?: { from: string; to: string; ms: number; attempts: number; pending: boolean; entrypoint?: boolean; inPlace?: string };
+  migration?: {
+    from: string;
+    to: string;
+    ms: number;
+    attempts: number;
+    pending: boolean;
+    entrypoint?: boolean;
+    /** Why the migration runs in the new api container after the swap (compose v1). */
+    inPlace?: string;
+    /** In place: whether alembic was asked, after the swap, what is pending (until then `pending` is unknown). */
+    planRead?: boolean;
+  };
   /** What a failure did to the data. */
   data?: { schemaMoved: boolean; restored?: string; rowsLost?: number; lostTables?: Array<{ table: string; rows: number }>; aside?: string };
   frozen?: string[];
@@ -265,7 +276,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           }
           let migration: Outcome['migration'] = {
             from: schemaBefore.revision,
-            to: schemaBefore.revision,
+            to: pending ? heads.join(',') : schemaBefore.revision,
             ms: 0,
             attempts: 0,
             pending,
@@ -293,9 +304,19 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
               stage = 'migration';
               const t = Date.now();
               const plan = await migrationPlan(host, prod, config.gate['timeout-seconds']);
+              // Recorded before it runs: a migration that fails here is reported as one, never as "none pending".
+              migration = {
+                from: plan.current,
+                to: plan.heads.join(','),
+                ms: 0,
+                attempts: plan.pending ? 1 : 0,
+                pending: plan.pending,
+                inPlace,
+                planRead: true,
+              };
               if (plan.pending) {
                 await upgradeHead(host, prod, plan, config.gate['timeout-seconds']);
-                migration = { from: plan.current, to: plan.heads.join(','), ms: Date.now() - t, attempts: 1, pending: true, inPlace };
+                migration.ms = Date.now() - t;
                 schemaSwapped = await schemaState(host, prod);
               }
             }
@@ -518,8 +539,9 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
 
   if (r.ship) {
     s.heading('Images', 3);
+    if (r.outcome === 'refused') s.text(`None of these reached prod's containers: prod still runs \`${r.previous?.release ?? '?'}\`.`);
     s.table(
-      ['service', 'prod gets', 'why'],
+      ['service', imagesColumn(r.outcome), 'why'],
       [
         ...r.ship.ship.map((x) => [x.service, `gated image \`${shortId(x.id)}\``, 'what the gate tested on dev']),
         ...r.ship.rebuild.map((x) => [x.service, 'rebuilt from the same commit', x.reasons.join('; ')]),
@@ -549,7 +571,9 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
     if (r.migration) {
       const g = r.migration;
       if (g.inPlace) m.push(`⚠️ ${g.inPlace}`);
-      if (!g.pending) m.push(`no migration pending: prod's database is at ${g.from || 'none'}`);
+      if (!g.pending && g.inPlace && !g.planRead) m.push(`the migration was to run in the new api container after the swap; it never ran`);
+      else if (!g.pending) m.push(`no migration pending: prod's database is at ${g.from || 'none'}`);
+      else if (r.outcome !== 'promoted') m.push(unfinishedMigration(g, r.failure?.stage));
       else if (g.inPlace && r.outcome === 'promoted')
         m.push(`prod migrated ${g.from || 'none'} → ${g.to} in ${ms(g.ms)} in the new api container, after the swap`);
       else if (r.outcome === 'promoted')
@@ -565,6 +589,21 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
   if (r.failure?.logs) s.detailsCode(`last log lines of ${r.failure.service}`, r.failure.logs);
   if (gated.devRelease) s.text(`dev still runs \`${gated.devRelease.release}\`.`);
   return s;
+}
+
+/** A pending migration of a promotion that did not end promoted: whether it failed itself or ran before the failure. */
+function unfinishedMigration(g: NonNullable<Outcome['migration']>, stage: Stage | undefined): string {
+  const where = g.inPlace ? ' in the new api container, after the swap' : ' before the swap';
+  if (stage === 'migration') return `prod's migration ${g.from || 'none'} → ${g.to || '?'} **failed**${where}`;
+  if (stage === 'swap' || stage === 'health') return `prod migrated ${g.from || 'none'} → ${g.to || '?'}${where}, then the ${stage} failed`;
+  return `the migration ${g.from || 'none'} → ${g.to || '?'} did not run`;
+}
+
+/** What the images table says prod did with each image: only a promotion ships them for good. */
+function imagesColumn(outcome: Outcome['outcome']): string {
+  if (outcome === 'refused') return 'prod would have got (not shipped)';
+  if (outcome === 'rolled-back' || outcome === 'rollback-failed') return 'prod got, until the rollback';
+  return 'prod gets';
 }
 
 export interface GatedRelease {
