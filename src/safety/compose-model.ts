@@ -392,3 +392,27 @@ export function hasNoindexLabel(labels: Record<string, string>): boolean {
 export function hasBasicAuthLabel(labels: Record<string, string>): boolean {
   return Object.keys(labels).some((k) => /^caddy(_\d+)?(\.[^.]+)*\.basic_?auth(\.|$)/i.test(k));
 }
+
+/**
+ * One service's environment in a merged compose configuration, as its containers get it: v2 prints
+ * the values of its env files there too, v1 only what the compose files set. Values are secrets to
+ * the caller (a database URL holds a password). The mapping and the `KEY=value` list form are read.
+ */
+export function serviceEnvironment(text: string, service: string): Map<string, string> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new ComposeConfigError(`the merged compose configuration is not YAML: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const s = isObj(doc) && isObj(doc.services) ? doc.services[service] : undefined;
+  const env = isObj(s) ? s.environment : undefined;
+  const out = new Map<string, string>();
+  if (isObj(env)) for (const [k, v] of Object.entries(env)) if (v !== null && v !== undefined) out.set(k, scalarText(v));
+  if (Array.isArray(env))
+    for (const entry of env.map(String)) {
+      const eq = entry.indexOf('=');
+      if (eq > 0) out.set(entry.slice(0, eq), entry.slice(eq + 1));
+    }
+  return out;
+}

@@ -44,7 +44,7 @@ import { hitLockTimeout, migrationErrorLine, migrationPlan, oneOffAlembic, oneOf
 import { lossWindow, startRelease } from '../../domain/rollback';
 import { assertImages, defaultImageName, mergedBuilds, shipImages, shipPlan, type ShipPlan } from '../../domain/ship';
 import { rowsWrittenBetween, schemaState, writeCounters, type SchemaState } from '../../domain/schema';
-import { rehearse, rehearsalRefusal, type RehearsalResult } from '../../domain/rehearsal';
+import { databaseEnvValue, rehearse, rehearsalRefusal, type RehearsalResult } from '../../domain/rehearsal';
 import { rollingOptions, switchServices } from '../../domain/rolling';
 import { sh } from '../../infra/shell';
 import { Summary } from '../../infra/summary';
@@ -178,6 +178,9 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           const ship = shipPlan(prodBuilds, devBuilds, gated.images, names);
           for (const r of ship.rebuild) log.info(`${r.service} will be rebuilt for prod: ${r.reasons.join('; ')}`);
 
+          // The app's database variable, which the rehearsal points at its copy: looked up before anything changes.
+          const databaseValue = await rehearsalDatabase(host, config, at, log);
+
           // 4. A verified backup of prod, or nothing happens.
           if (frozenServices.length) {
             log.warning(`promote.write-freeze: stopping ${frozenServices.join(', ')} until the end, so a restore would lose no write`);
@@ -253,8 +256,9 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           const mode = config.promote.rehearse;
           let rehearsal: RehearsalResult | undefined;
           if (config.gate.alembic && !inPlace && (mode === 'always' || (mode === 'auto' && pending))) {
+            if (databaseValue instanceof Error) return refuse('rehearsal', errorMessage(databaseValue));
             try {
-              rehearsal = await rehearse(host, config, at, backup, log, op.id);
+              rehearsal = await rehearse(host, config, at, backup, log, op.id, databaseValue);
             } catch (e) {
               return refuse('rehearsal', `the rehearsal could not run: ${errorMessage(e)}`);
             }
@@ -439,6 +443,17 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
       throw new OperationFailed(`promotion of ${short} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
   },
 };
+
+/**
+ * promote.database-env's value for the rehearsal, when one may run. Not found, it refuses at once
+ * under `rehearse: always`; under `auto` the error is kept and refuses only if a migration is pending.
+ */
+async function rehearsalDatabase(host: Host, config: Config, at: Environment, log: Logger): Promise<string | Error | undefined> {
+  if (!config.gate.alembic || config.promote.rehearse === 'never') return undefined;
+  const value = await databaseEnvValue(host, at, config.promote['database-env'], log).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+  if (value instanceof Error && config.promote.rehearse === 'always') throw new OperationFailed(`${value.message}. Nothing was changed.`);
+  return value;
+}
 
 /** The real migration: alembic upgrade head in a one-off container, lock_timeout set, retried when it only waited for a lock. */
 async function migrate(
