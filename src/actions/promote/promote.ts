@@ -43,7 +43,7 @@ import {
 import { hitLockTimeout, migrationErrorLine, migrationPlan, oneOffAlembic, oneOffHeads, OneOffUnavailable, upgradeHead } from '../../domain/alembic';
 import { lossWindow, startRelease } from '../../domain/rollback';
 import { assertImages, defaultImageName, mergedBuilds, shipImages, shipPlan, type ShipPlan } from '../../domain/ship';
-import { rowsWrittenBetween, schemaState, writeCounters, type SchemaState } from '../../domain/schema';
+import { rowsLostToRestore, schemaState, writeCounters, type MigrationWindow, type SchemaState } from '../../domain/schema';
 import { databaseEnvValue, rehearse, rehearsalRefusal, type RehearsalResult } from '../../domain/rehearsal';
 import { rollingOptions, switchServices } from '../../domain/rolling';
 import { sh } from '../../infra/shell';
@@ -86,7 +86,16 @@ export interface Outcome {
     planRead?: boolean;
   };
   /** What a failure did to the data. */
-  data?: { schemaMoved: boolean; restored?: string; rowsLost?: number; lostTables?: Array<{ table: string; rows: number }>; aside?: string };
+  data?: {
+    schemaMoved: boolean;
+    restored?: string;
+    /** Writes since the backup, the ones made while the migration ran left out. */
+    rowsLost?: number;
+    lostTables?: Array<{ table: string; rows: number }>;
+    /** Writes made while the migration ran: its own, and any of the app's in that time. */
+    duringMigration?: number;
+    aside?: string;
+  };
   frozen?: string[];
   rollbackError?: string;
   containers: ContainerState[];
@@ -286,10 +295,12 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             pending,
             inPlace: inPlace || undefined,
           };
+          // The write counters around the migration: a restore leaves the migration's own writes out of the rows it loses.
+          const counted: Partial<MigrationWindow> = {};
           try {
             // 7. The real migration, in a one-off container of the new image, while the old containers serve.
             stage = 'migration';
-            if (pending) migration = await migrate(host, config, at, schemaBefore, heads, log);
+            if (pending) migration = await countedAround(host, prod, counted, () => migrate(host, config, at, schemaBefore, heads, log));
             const schemaMigrated = pending ? await schemaState(host, prod) : schemaBefore;
             // 8. The swap.
             stage = 'swap';
@@ -319,7 +330,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
                 planRead: true,
               };
               if (plan.pending) {
-                await upgradeHead(host, prod, plan, config.gate['timeout-seconds']);
+                await countedAround(host, prod, counted, () => upgradeHead(host, prod, plan, config.gate['timeout-seconds']));
                 migration.ms = Date.now() - t;
                 schemaSwapped = await schemaState(host, prod);
               }
@@ -367,9 +378,11 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             const schemaMoved = !now || now.revision !== schemaBefore.revision || now.fingerprint !== schemaBefore.fingerprint;
             const data: NonNullable<Outcome['data']> = { schemaMoved };
             if (schemaMoved && backup.writeCounters) {
-              const lost = rowsWrittenBetween(backup.writeCounters, await writeCounters(host, prod).catch(() => ({})));
+              const window = counted.before && counted.after ? { before: counted.before, after: counted.after } : undefined;
+              const lost = rowsLostToRestore(backup.writeCounters, await writeCounters(host, prod).catch(() => ({})), window);
               data.rowsLost = lost.total;
               data.lostTables = lost.tables;
+              if (window) data.duringMigration = lost.duringMigration;
               data.aside = restoreAsideName(backup.database);
               log.warning(
                 `prod's schema moved (${schemaBefore.revision || 'none'} → ${now?.revision ?? 'unreadable'}): restoring backup ${backup.id} loses ${lost.total} row write(s) made since it; they stay in database ${data.aside}`,
@@ -455,6 +468,16 @@ async function rehearsalDatabase(host: Host, config: Config, at: Environment, lo
   return value;
 }
 
+/** Runs a migration step between two readings of prod's write counters, the second also when it fails. */
+async function countedAround<T>(host: Host, prod: Environment, counted: Partial<MigrationWindow>, step: () => Promise<T>): Promise<T> {
+  counted.before = await writeCounters(host, prod).catch(() => undefined);
+  try {
+    return await step();
+  } finally {
+    counted.after = await writeCounters(host, prod).catch(() => undefined);
+  }
+}
+
 /** The real migration: alembic upgrade head in a one-off container, lock_timeout set, retried when it only waited for a lock. */
 async function migrate(
   host: Host,
@@ -534,6 +557,7 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
                   .join(', ')})`
               : ''
           }. ` +
+          `${r.data.duringMigration ? `${r.data.duringMigration} more were made while the migration ran: its own, left out of that count, and any the app made meanwhile, which are lost too. ` : ''}` +
           `${r.data.aside ? `They are kept in database \`${r.data.aside}\` until the next restore: copy them back with \`pg_dump -a -t <table> ${r.data.aside}\` into \`${r.backup?.database}\`.` : ''}`,
       );
     } else {
