@@ -4,6 +4,8 @@
  * summary, outputs) ever contains one; findings name keys only.
  */
 import { createHash } from 'node:crypto';
+import { parse as parseYaml } from 'yaml';
+import { scalarText } from './units';
 
 export class EnvFileError extends Error {
   override name = 'EnvFileError';
@@ -246,5 +248,31 @@ export function scrub(text: string, values: Iterable<string>, min = 6): string {
   const list = [...new Set([...values].map((v) => v.trim()).filter((v) => v.length >= min))].sort((a, b) => b.length - a.length);
   let out = text;
   for (const v of list) out = out.split(v).join('***');
+  return out;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * One service's environment in a merged compose configuration, as its containers get it: v2 prints
+ * the values of its env files there too, v1 only what the compose files set. Values are secrets to
+ * the caller (a database URL holds a password). The mapping and the `KEY=value` list form are read.
+ */
+export function serviceEnvironment(text: string, service: string): Map<string, string> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new Error(`the merged compose configuration is not YAML: ${(e as Error).message.split('\n')[0]}`, { cause: e });
+  }
+  const s = isRecord(doc) && isRecord(doc.services) ? doc.services[service] : undefined;
+  const env = isRecord(s) ? s.environment : undefined;
+  const out = new Map<string, string>();
+  if (isRecord(env)) for (const [k, v] of Object.entries(env)) if (v !== null && v !== undefined) out.set(k, scalarText(v));
+  if (Array.isArray(env))
+    for (const entry of env.map(String)) {
+      const eq = entry.indexOf('=');
+      if (eq > 0) out.set(entry.slice(0, eq), entry.slice(eq + 1));
+    }
   return out;
 }

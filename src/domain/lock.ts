@@ -9,6 +9,7 @@ import type { RunInfo } from '../infra/actions-io';
 import { LockTimeoutError, RemoteCommandError } from '../infra/errors';
 import type { Fence, Host, RemoteProcess } from '../infra/host';
 import { stateDirOf } from './host-log';
+import { onCancel } from './action';
 import type { Logger } from '../infra/logger';
 import { argv, sh } from '../infra/shell';
 
@@ -39,6 +40,10 @@ const TIMEOUT_EXIT = 75;
 
 export class EnvironmentLock {
   private released = false;
+  /** Unregisters the clean-up that frees this lock when the run is cancelled. */
+  private forgetCancel: () => void = () => undefined;
+  /** The holder file being written, which a release waits for before removing it. */
+  private writing: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly host: Host,
@@ -215,17 +220,32 @@ echo "stopped $n process group(s)"`;
     }
     // A holder file still present means its run died while holding the lock.
     const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-    await host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
+    const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir);
+    // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
+    // the lock goes with its holder file: a holder file left behind would read as a run that died.
+    lock.forgetCancel = onCancel(() => lock.release());
+    lock.writing = host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
+    await lock.writing;
     if (stale) {
       log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
     }
-    return new EnvironmentLock(host, proc, holderFile, env, stale, stateDir);
+    return lock;
+  }
+
+  /**
+   * The caller frees the lock itself when the run is cancelled (an operation first stops its remote
+   * work and records the cancel): the lock's own clean-up is dropped. Call it right after acquire.
+   */
+  leaveCancelToCaller(): void {
+    this.forgetCancel();
   }
 
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
+    this.forgetCancel();
     try {
+      await this.writing.catch(() => undefined);
       await this.host.run(sh`rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
     } finally {
       await this.process.end();

@@ -53,6 +53,8 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
   const hostLog = new HostLog(o.host, o.stateDir, o.env);
   const holder: LockHolder = { run: o.run.url, actor: o.run.actor, sha: o.sha ?? o.run.sha, action: o.action, op: id, since: new Date().toISOString() };
   const lock = await EnvironmentLock.acquire(o.host, o.stateDir, o.env, holder, o.lockTimeoutSeconds, o.log);
+  // A cancel from here on first stops this run's remote work and records it, then frees the lock (below).
+  lock.leaveCancelToCaller();
   // From here every command runs inside this run's lease (see EnvironmentLock.fence).
   const unfence = o.host.addFence(lock.fence(id, o.run.url));
   let finished = false;
@@ -69,37 +71,14 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
     await lock.release();
   });
   try {
-    const records = await hostLog.read(o.log);
-    const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${errorMessage(e)}`));
-    if (archived)
-      o.log.info(
-        `The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`,
-      );
-    const interrupted = unfinishedOperations(records);
-    for (const r of interrupted) {
-      o.log.warning(
-        `Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${String(r.sha ?? '?').slice(0, 12)}, started ${r.time}) never finished; ` +
-          `its run died or lost the connection. Check the ${o.env} state in this run's summary.`,
-      );
-      await hostLog.append({ action: r.action, op: r.op, event: 'interrupted', outcome: 'interrupted', run: r.run, reportedBy: o.run.url });
+    let op: Operation;
+    try {
+      op = await openOperation(o, hostLog, lock, id, base);
+    } catch (e) {
+      // Cut short by the cancel (the host is halted): the cancel handler records it and frees the lock.
+      if (cancelling) await new Promise(() => undefined);
+      throw e;
     }
-    // Multi-step host changes (a database restore) leave the script that undoes them until they
-    // finish; one still there was cut halfway, and is undone before anything else happens.
-    const recovered = await undoPending(o, hostLog, base);
-    if (lock.stale && !interrupted.some((r) => r.op === lock.stale?.op)) {
-      o.log.warning(`The ${o.env} lock was left by ${describeHolder(lock.stale)}.`);
-    }
-    const op: Operation = {
-      id,
-      env: o.env,
-      log: hostLog,
-      records,
-      interrupted,
-      recovered,
-      staleHolder: lock.stale,
-      record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),
-    };
-    await hostLog.append({ ...base, sha: o.sha, event: 'started', staleLock: lock.stale ? lock.stale.run : undefined });
     let result: T;
     try {
       result = await fn(op);
@@ -121,7 +100,45 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
   }
 }
 
-async function undoPending(o: OperationOptions, hostLog: HostLog, base: { action: string; op: string; run: string; actor: string }): Promise<string[]> {
+/** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
+async function openOperation(o: OperationOptions, hostLog: HostLog, lock: EnvironmentLock, id: string, base: OperationBase): Promise<Operation> {
+  const records = await hostLog.read(o.log);
+  const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${errorMessage(e)}`));
+  if (archived)
+    o.log.info(
+      `The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`,
+    );
+  const interrupted = unfinishedOperations(records);
+  for (const r of interrupted) {
+    o.log.warning(
+      `Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${String(r.sha ?? '?').slice(0, 12)}, started ${r.time}) never finished; ` +
+        `its run died or lost the connection. Check the ${o.env} state in this run's summary.`,
+    );
+    await hostLog.append({ action: r.action, op: r.op, event: 'interrupted', outcome: 'interrupted', run: r.run, reportedBy: o.run.url });
+  }
+  // Multi-step host changes (a database restore) leave the script that undoes them until they
+  // finish; one still there was cut halfway, and is undone before anything else happens.
+  const recovered = await undoPending(o, hostLog, base);
+  if (lock.stale && !interrupted.some((r) => r.op === lock.stale?.op)) {
+    o.log.warning(`The ${o.env} lock was left by ${describeHolder(lock.stale)}.`);
+  }
+  const op: Operation = {
+    id,
+    env: o.env,
+    log: hostLog,
+    records,
+    interrupted,
+    recovered,
+    staleHolder: lock.stale,
+    record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),
+  };
+  await hostLog.append({ ...base, sha: o.sha, event: 'started', staleLock: lock.stale ? lock.stale.run : undefined });
+  return op;
+}
+
+type OperationBase = { action: string; op: string; run: string; actor: string };
+
+async function undoPending(o: OperationOptions, hostLog: HostLog, base: OperationBase): Promise<string[]> {
   const dir = pendingDirOf(o.stateDir, o.env);
   // One round trip: each leftover undo script with its first line (what it undoes).
   const list = await o.host.run(sh`for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {

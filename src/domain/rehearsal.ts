@@ -17,7 +17,7 @@ import { ignored, type Logger } from '../infra/logger';
 import { dropDatabaseSql, psql } from '../infra/postgres';
 import { sh } from '../infra/shell';
 import { ident } from '../infra/sql';
-import { parseEnvFile } from './env-file';
+import { parseEnvFile, serviceEnvironment } from './env-file';
 
 export interface LockHold {
   table: string;
@@ -120,8 +120,41 @@ function parseTables(text: string): Map<string, TableFacts> {
   return out;
 }
 
-export async function rehearse(host: Host, config: Config, at: Environment, backup: BackupManifest, log: Logger, opId: string): Promise<RehearsalResult> {
+/**
+ * The value of the app's database variable (promote.database-env) as the api service's containers
+ * get it: from the merged compose configuration of `at` (a URL built there from other variables
+ * included), else from the env file. Masked once read. Refuses in one line, naming the setting,
+ * when neither sets it.
+ */
+export async function databaseEnvValue(host: Host, at: Environment, variable: string, log: Logger): Promise<string> {
+  const merged = await host.run(
+    at.compose('config'),
+    at.composeOptions({ quiet: true, label: `${at.name}: compose config (${variable})`, timeoutSeconds: 180 }),
+  );
+  const envText = (await host.readFile(`${at.cfg.checkout}/${at.cfg.envFile}`)).toString('utf8');
+  const value = serviceEnvironment(merged.stdout, at.cfg.apiService).get(variable) ?? parseEnvFile(envText).get(variable);
+  if (value === undefined) {
+    throw new OperationFailed(
+      `neither service ${at.cfg.apiService}'s environment in the compose files nor ${at.cfg.envFile} sets ${variable} (promote.database-env), so the rehearsal cannot point the app at its copy: set promote.database-env to the variable your app reads its database from, or promote.rehearse: never`,
+    );
+  }
+  if (value.length >= 6) log.secret(value);
+  return value;
+}
+
+export async function rehearse(
+  host: Host,
+  config: Config,
+  at: Environment,
+  backup: BackupManifest,
+  log: Logger,
+  opId: string,
+  databaseValue?: string,
+): Promise<RehearsalResult> {
   const settings = config.promote;
+  const variable = settings['database-env'];
+  // Read before the copy is made: a rehearsal that cannot point the app at it refuses at once.
+  databaseValue ??= await databaseEnvValue(host, at, variable, log);
   const scratch = `${backup.database}_twinstack_rehearse`.slice(0, 63);
   const maintenance = (sql: string, label: string) => host.run(psql(at, 'postgres'), { stdin: sql, quiet: true, label, timeoutSeconds: 300 });
   const inScratch = (sql: string, label: string) => host.run(psql(at, scratch, { tuples: true, run: [sql] }), { quiet: true, label, timeoutSeconds: 300 });
@@ -158,17 +191,8 @@ export async function rehearse(host: Host, config: Config, at: Environment, back
     result.restoreMs = Date.now() - t;
     const before = parseTables((await inScratch(TABLES_SQL, `reading ${scratch}'s tables`)).stdout);
 
-    // The app's database variable, pointed at the copy. Its value comes from the env file, is masked, and
-    // reaches the container by name only.
-    const envText = (await host.readFile(`${at.cfg.checkout}/${at.cfg.envFile}`)).toString('utf8');
-    const values = parseEnvFile(envText);
-    const variable = settings['database-env'];
-    if (!values.has(variable)) {
-      throw new OperationFailed(
-        `${at.cfg.envFile} does not set ${variable}, the variable promote.database-env names: the rehearsal cannot point the app at its copy. Set promote.database-env to the variable your app reads its database from, or promote.rehearse: never`,
-      );
-    }
-    const pointed = pointAt(values.get(variable), scratch);
+    // The app's database variable, pointed at the copy: masked, and passed to the container by name only.
+    const pointed = pointAt(databaseValue, scratch);
     if (pointed.length >= 6) log.secret(pointed);
 
     // The sampler: one psql session fed LOCK_SAMPLE_SQL every 100 ms until the stop file appears.

@@ -79,3 +79,31 @@ export function rowsWrittenBetween(
   tables.sort((a, b) => b.rows - a.rows || a.table.localeCompare(b.table));
   return { total: tables.reduce((n, t) => n + t.rows, 0), tables };
 }
+
+/** Write counters read just before the migration began and just after it ended. */
+export interface MigrationWindow {
+  before: Record<string, number>;
+  after: Record<string, number>;
+}
+
+/**
+ * The row writes a restore of the backup loses: every write since the backup, less the ones made
+ * while the migration ran. Those are the migration's own (its backfills and updates, which the
+ * restore is meant to undo) and can be told apart from the app's only by when they happened: the
+ * app's writes in that window are counted apart, in `duringMigration`, never in `total`.
+ */
+export function rowsLostToRestore(
+  backup: Record<string, number>,
+  now: Record<string, number>,
+  migration?: MigrationWindow,
+): { total: number; tables: Array<{ table: string; rows: number }>; duringMigration: number } {
+  const all = rowsWrittenBetween(backup, now);
+  if (!migration) return { ...all, duringMigration: 0 };
+  const during = new Map(rowsWrittenBetween(migration.before, migration.after).tables.map((t) => [t.table, t.rows]));
+  const tables = all.tables
+    .map((t) => ({ table: t.table, rows: Math.max(0, t.rows - (during.get(t.table) ?? 0)) }))
+    .filter((t) => t.rows > 0)
+    .sort((a, b) => b.rows - a.rows || a.table.localeCompare(b.table));
+  const total = tables.reduce((n, t) => n + t.rows, 0);
+  return { total, tables, duringMigration: all.total - total };
+}

@@ -43,8 +43,8 @@ import {
 import { hitLockTimeout, migrationErrorLine, migrationPlan, oneOffAlembic, oneOffHeads, OneOffUnavailable, upgradeHead } from '../../domain/alembic';
 import { lossWindow, startRelease } from '../../domain/rollback';
 import { assertImages, defaultImageName, mergedBuilds, shipImages, shipPlan, type ShipPlan } from '../../domain/ship';
-import { rowsWrittenBetween, schemaState, writeCounters, type SchemaState } from '../../domain/schema';
-import { rehearse, rehearsalRefusal, type RehearsalResult } from '../../domain/rehearsal';
+import { rowsLostToRestore, schemaState, writeCounters, type MigrationWindow, type SchemaState } from '../../domain/schema';
+import { databaseEnvValue, rehearse, rehearsalRefusal, type RehearsalResult } from '../../domain/rehearsal';
 import { rollingOptions, switchServices } from '../../domain/rolling';
 import { sh } from '../../infra/shell';
 import { Summary } from '../../infra/summary';
@@ -73,9 +73,29 @@ export interface Outcome {
   failure?: { stage: Stage; message: string; logs?: string; service?: string };
   ship?: ShipPlan;
   rehearsal?: RehearsalResult;
-  migration?: { from: string; to: string; ms: number; attempts: number; pending: boolean; entrypoint?: boolean; inPlace?: string };
+  migration?: {
+    from: string;
+    to: string;
+    ms: number;
+    attempts: number;
+    pending: boolean;
+    entrypoint?: boolean;
+    /** Why the migration runs in the new api container after the swap (compose v1). */
+    inPlace?: string;
+    /** In place: whether alembic was asked, after the swap, what is pending (until then `pending` is unknown). */
+    planRead?: boolean;
+  };
   /** What a failure did to the data. */
-  data?: { schemaMoved: boolean; restored?: string; rowsLost?: number; lostTables?: Array<{ table: string; rows: number }>; aside?: string };
+  data?: {
+    schemaMoved: boolean;
+    restored?: string;
+    /** Writes since the backup, the ones made while the migration ran left out. */
+    rowsLost?: number;
+    lostTables?: Array<{ table: string; rows: number }>;
+    /** Writes made while the migration ran: its own, and any of the app's in that time. */
+    duringMigration?: number;
+    aside?: string;
+  };
   frozen?: string[];
   rollbackError?: string;
   containers: ContainerState[];
@@ -167,6 +187,9 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           const ship = shipPlan(prodBuilds, devBuilds, gated.images, names);
           for (const r of ship.rebuild) log.info(`${r.service} will be rebuilt for prod: ${r.reasons.join('; ')}`);
 
+          // The app's database variable, which the rehearsal points at its copy: looked up before anything changes.
+          const databaseValue = await rehearsalDatabase(host, config, at, log);
+
           // 4. A verified backup of prod, or nothing happens.
           if (frozenServices.length) {
             log.warning(`promote.write-freeze: stopping ${frozenServices.join(', ')} until the end, so a restore would lose no write`);
@@ -242,8 +265,9 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           const mode = config.promote.rehearse;
           let rehearsal: RehearsalResult | undefined;
           if (config.gate.alembic && !inPlace && (mode === 'always' || (mode === 'auto' && pending))) {
+            if (databaseValue instanceof Error) return refuse('rehearsal', errorMessage(databaseValue));
             try {
-              rehearsal = await rehearse(host, config, at, backup, log, op.id);
+              rehearsal = await rehearse(host, config, at, backup, log, op.id, databaseValue);
             } catch (e) {
               return refuse('rehearsal', `the rehearsal could not run: ${errorMessage(e)}`);
             }
@@ -265,16 +289,18 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           }
           let migration: Outcome['migration'] = {
             from: schemaBefore.revision,
-            to: schemaBefore.revision,
+            to: pending ? heads.join(',') : schemaBefore.revision,
             ms: 0,
             attempts: 0,
             pending,
             inPlace: inPlace || undefined,
           };
+          // The write counters around the migration: a restore leaves the migration's own writes out of the rows it loses.
+          const counted: Partial<MigrationWindow> = {};
           try {
             // 7. The real migration, in a one-off container of the new image, while the old containers serve.
             stage = 'migration';
-            if (pending) migration = await migrate(host, config, at, schemaBefore, heads, log);
+            if (pending) migration = await countedAround(host, prod, counted, () => migrate(host, config, at, schemaBefore, heads, log));
             const schemaMigrated = pending ? await schemaState(host, prod) : schemaBefore;
             // 8. The swap.
             stage = 'swap';
@@ -293,9 +319,19 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
               stage = 'migration';
               const t = Date.now();
               const plan = await migrationPlan(host, prod, config.gate['timeout-seconds']);
+              // Recorded before it runs: a migration that fails here is reported as one, never as "none pending".
+              migration = {
+                from: plan.current,
+                to: plan.heads.join(','),
+                ms: 0,
+                attempts: plan.pending ? 1 : 0,
+                pending: plan.pending,
+                inPlace,
+                planRead: true,
+              };
               if (plan.pending) {
-                await upgradeHead(host, prod, plan, config.gate['timeout-seconds']);
-                migration = { from: plan.current, to: plan.heads.join(','), ms: Date.now() - t, attempts: 1, pending: true, inPlace };
+                await countedAround(host, prod, counted, () => upgradeHead(host, prod, plan, config.gate['timeout-seconds']));
+                migration.ms = Date.now() - t;
                 schemaSwapped = await schemaState(host, prod);
               }
             }
@@ -342,9 +378,11 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
             const schemaMoved = !now || now.revision !== schemaBefore.revision || now.fingerprint !== schemaBefore.fingerprint;
             const data: NonNullable<Outcome['data']> = { schemaMoved };
             if (schemaMoved && backup.writeCounters) {
-              const lost = rowsWrittenBetween(backup.writeCounters, await writeCounters(host, prod).catch(() => ({})));
+              const window = counted.before && counted.after ? { before: counted.before, after: counted.after } : undefined;
+              const lost = rowsLostToRestore(backup.writeCounters, await writeCounters(host, prod).catch(() => ({})), window);
               data.rowsLost = lost.total;
               data.lostTables = lost.tables;
+              if (window) data.duringMigration = lost.duringMigration;
               data.aside = restoreAsideName(backup.database);
               log.warning(
                 `prod's schema moved (${schemaBefore.revision || 'none'} → ${now?.revision ?? 'unreadable'}): restoring backup ${backup.id} loses ${lost.total} row write(s) made since it; they stay in database ${data.aside}`,
@@ -418,6 +456,27 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
       throw new OperationFailed(`promotion of ${short} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
   },
 };
+
+/**
+ * promote.database-env's value for the rehearsal, when one may run. Not found, it refuses at once
+ * under `rehearse: always`; under `auto` the error is kept and refuses only if a migration is pending.
+ */
+async function rehearsalDatabase(host: Host, config: Config, at: Environment, log: Logger): Promise<string | Error | undefined> {
+  if (!config.gate.alembic || config.promote.rehearse === 'never') return undefined;
+  const value = await databaseEnvValue(host, at, config.promote['database-env'], log).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+  if (value instanceof Error && config.promote.rehearse === 'always') throw new OperationFailed(`${value.message}. Nothing was changed.`);
+  return value;
+}
+
+/** Runs a migration step between two readings of prod's write counters, the second also when it fails. */
+async function countedAround<T>(host: Host, prod: Environment, counted: Partial<MigrationWindow>, step: () => Promise<T>): Promise<T> {
+  counted.before = await writeCounters(host, prod).catch(() => undefined);
+  try {
+    return await step();
+  } finally {
+    counted.after = await writeCounters(host, prod).catch(() => undefined);
+  }
+}
 
 /** The real migration: alembic upgrade head in a one-off container, lock_timeout set, retried when it only waited for a lock. */
 async function migrate(
@@ -498,6 +557,7 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
                   .join(', ')})`
               : ''
           }. ` +
+          `${r.data.duringMigration ? `${r.data.duringMigration} more were made while the migration ran: its own, left out of that count, and any the app made meanwhile, which are lost too. ` : ''}` +
           `${r.data.aside ? `They are kept in database \`${r.data.aside}\` until the next restore: copy them back with \`pg_dump -a -t <table> ${r.data.aside}\` into \`${r.backup?.database}\`.` : ''}`,
       );
     } else {
@@ -518,8 +578,9 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
 
   if (r.ship) {
     s.heading('Images', 3);
+    if (r.outcome === 'refused') s.text(`None of these reached prod's containers: prod still runs \`${r.previous?.release ?? '?'}\`.`);
     s.table(
-      ['service', 'prod gets', 'why'],
+      ['service', imagesColumn(r.outcome), 'why'],
       [
         ...r.ship.ship.map((x) => [x.service, `gated image \`${shortId(x.id)}\``, 'what the gate tested on dev']),
         ...r.ship.rebuild.map((x) => [x.service, 'rebuilt from the same commit', x.reasons.join('; ')]),
@@ -549,7 +610,9 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
     if (r.migration) {
       const g = r.migration;
       if (g.inPlace) m.push(`⚠️ ${g.inPlace}`);
-      if (!g.pending) m.push(`no migration pending: prod's database is at ${g.from || 'none'}`);
+      if (!g.pending && g.inPlace && !g.planRead) m.push(`the migration was to run in the new api container after the swap; it never ran`);
+      else if (!g.pending) m.push(`no migration pending: prod's database is at ${g.from || 'none'}`);
+      else if (r.outcome !== 'promoted') m.push(unfinishedMigration(g, r.failure?.stage));
       else if (g.inPlace && r.outcome === 'promoted')
         m.push(`prod migrated ${g.from || 'none'} → ${g.to} in ${ms(g.ms)} in the new api container, after the swap`);
       else if (r.outcome === 'promoted')
@@ -565,6 +628,21 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
   if (r.failure?.logs) s.detailsCode(`last log lines of ${r.failure.service}`, r.failure.logs);
   if (gated.devRelease) s.text(`dev still runs \`${gated.devRelease.release}\`.`);
   return s;
+}
+
+/** A pending migration of a promotion that did not end promoted: whether it failed itself or ran before the failure. */
+function unfinishedMigration(g: NonNullable<Outcome['migration']>, stage: Stage | undefined): string {
+  const where = g.inPlace ? ' in the new api container, after the swap' : ' before the swap';
+  if (stage === 'migration') return `prod's migration ${g.from || 'none'} → ${g.to || '?'} **failed**${where}`;
+  if (stage === 'swap' || stage === 'health') return `prod migrated ${g.from || 'none'} → ${g.to || '?'}${where}, then the ${stage} failed`;
+  return `the migration ${g.from || 'none'} → ${g.to || '?'} did not run`;
+}
+
+/** What the images table says prod did with each image: only a promotion ships them for good. */
+function imagesColumn(outcome: Outcome['outcome']): string {
+  if (outcome === 'refused') return 'prod would have got (not shipped)';
+  if (outcome === 'rolled-back' || outcome === 'rollback-failed') return 'prod got, until the rollback';
+  return 'prod gets';
 }
 
 export interface GatedRelease {

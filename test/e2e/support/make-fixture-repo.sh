@@ -315,6 +315,7 @@ depends_on = None
 def upgrade():
     with op.get_context().autocommit_block():
         op.execute("CREATE TABLE half_done (id serial PRIMARY KEY, note text)")
+        op.execute("UPDATE items SET name = name")
         op.execute("SELECT pg_sleep(8)")
     op.execute("SELECT no_such_column FROM half_done")
 
