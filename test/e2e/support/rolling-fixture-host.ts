@@ -75,10 +75,11 @@ export async function startRollingFixtureHost(composeCommand: 'docker compose' |
   const problem = rollingProblem();
   if (problem) throw new Error(problem);
   removeProxy();
-  execFileSync('docker', ['network', 'create', ...labelFlags(), NETWORK], { stdio: 'ignore' });
   let fx: FixtureHost | undefined;
   try {
+    // After the fixture host: its start removes this slot's leftovers, the network among them.
     fx = await startFixtureHost(composeCommand);
+    execFileSync('docker', ['network', 'create', ...labelFlags(), NETWORK], { stdio: 'ignore' });
     return await setUp(fx);
   } catch (e) {
     await fx?.stop();
