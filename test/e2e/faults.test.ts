@@ -1,6 +1,6 @@
 /**
  * Fault injection, end to end: the failures real hosts have, made real on the fixture host. The SSH
- * connection cut in the middle of a deploy, two workflows racing for one environment, fifty deploy
+ * connection cut in the middle of a deploy, two workflows racing for one environment, thirty deploy
  * and rollback cycles, a full backup filesystem, and the Docker engine restarted under a deploy.
  * After each, the environment must be on a whole release (its commit checked out, its images
  * running, healthy) and the host log must tell what happened.
@@ -24,7 +24,7 @@ import { connect } from '../harness/connect';
 import { composeCommands, startFixtureHost, type FixtureHost } from './support/fixture-host';
 import { foreignContainers } from './support/test-resources';
 
-const CYCLES = Number(process.env.TWINSTACK_E2E_CYCLES ?? 50);
+const CYCLES = Number(process.env.TWINSTACK_E2E_CYCLES ?? 30);
 const DOCKER_RESTART = process.env.TWINSTACK_E2E_DOCKER_RESTART === '1' || process.env.CI === 'true';
 const SERVICES = ['api', 'db', 'worker'];
 
