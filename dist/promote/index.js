@@ -55717,6 +55717,7 @@ const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
 const git_1 = __nccwpck_require__(6048);
 const host_log_1 = __nccwpck_require__(131);
+const logger_1 = __nccwpck_require__(8828);
 const lock_1 = __nccwpck_require__(8597);
 const state_1 = __nccwpck_require__(781);
 const operation_1 = __nccwpck_require__(4201);
@@ -55795,7 +55796,9 @@ exports.promoteAction = {
             const at = releaseDirs ? await (0, git_1.releaseEnvironment)(host, config, prod, sha) : prod.at(await (0, git_1.scratchCheckout)(host, prod, sha, workDir));
             const freezeStarted = [];
             try {
-                const prodBuilds = await (0, ship_1.mergedBuilds)(host, at);
+                // Read once: the builds and promote.database-env's value both come from it.
+                const prodConfig = await (0, ship_1.mergedConfig)(host, at);
+                const prodBuilds = (0, ship_1.buildDefinitions)(prodConfig, at.cfg.checkout);
                 // dev's merged configuration of the same commit, from a scratch checkout of dev's own clone.
                 const devAt = dev.at(await (0, git_1.scratchCheckout)(host, dev, sha, devWorkDir));
                 const devBuilds = await (0, ship_1.mergedBuilds)(host, devAt);
@@ -55807,7 +55810,7 @@ exports.promoteAction = {
                 for (const r of ship.rebuild)
                     log.info(`${r.service} will be rebuilt for prod: ${r.reasons.join('; ')}`);
                 // The app's database variable, which the rehearsal points at its copy: looked up before anything changes.
-                const databaseValue = await rehearsalDatabase(host, config, at, log);
+                const databaseValue = await rehearsalDatabase(host, config, at, log, prodConfig);
                 // 4. A verified backup of prod, or nothing happens.
                 if (frozenServices.length) {
                     log.warning(`promote.write-freeze: stopping ${frozenServices.join(', ')} until the end, so a restore would lose no write`);
@@ -55917,7 +55920,7 @@ exports.promoteAction = {
                     // 7. The real migration, in a one-off container of the new image, while the old containers serve.
                     stage = 'migration';
                     if (pending)
-                        migration = await countedAround(host, prod, counted, () => migrate(host, config, at, schemaBefore, heads, log));
+                        migration = await countedAround(host, prod, counted, log, () => migrate(host, config, at, schemaBefore, heads, log));
                     const schemaMigrated = pending ? await (0, schema_1.schemaState)(host, prod) : schemaBefore;
                     // 8. The swap.
                     stage = 'swap';
@@ -55950,7 +55953,7 @@ exports.promoteAction = {
                             planRead: true,
                         };
                         if (plan.pending) {
-                            await countedAround(host, prod, counted, () => (0, alembic_1.upgradeHead)(host, prod, plan, config.gate['timeout-seconds']));
+                            await countedAround(host, prod, counted, log, () => (0, alembic_1.upgradeHead)(host, prod, plan, config.gate['timeout-seconds']));
                             migration.ms = Date.now() - t;
                             schemaSwapped = await (0, schema_1.schemaState)(host, prod);
                         }
@@ -56082,22 +56085,22 @@ exports.promoteAction = {
  * promote.database-env's value for the rehearsal, when one may run. Not found, it refuses at once
  * under `rehearse: always`; under `auto` the error is kept and refuses only if a migration is pending.
  */
-async function rehearsalDatabase(host, config, at, log) {
+async function rehearsalDatabase(host, config, at, log, mergedYaml) {
     if (!config.gate.alembic || config.promote.rehearse === 'never')
         return undefined;
-    const value = await (0, rehearsal_1.databaseEnvValue)(host, at, config.promote['database-env'], log).catch((e) => (e instanceof Error ? e : new Error(String(e))));
+    const value = await (0, rehearsal_1.databaseEnvValue)(host, at, config.promote['database-env'], log, mergedYaml).catch((e) => e instanceof Error ? e : new Error(String(e)));
     if (value instanceof Error && config.promote.rehearse === 'always')
         throw new errors_1.OperationFailed(`${value.message}. Nothing was changed.`);
     return value;
 }
 /** Runs a migration step between two readings of prod's write counters, the second also when it fails. */
-async function countedAround(host, prod, counted, step) {
-    counted.before = await (0, schema_1.writeCounters)(host, prod).catch(() => undefined);
+async function countedAround(host, prod, counted, log, step) {
+    counted.before = await (0, schema_1.writeCounters)(host, prod).catch((0, logger_1.ignored)(log, 'reading the write counters before the migration'));
     try {
         return await step();
     }
     finally {
-        counted.after = await (0, schema_1.writeCounters)(host, prod).catch(() => undefined);
+        counted.after = await (0, schema_1.writeCounters)(host, prod).catch((0, logger_1.ignored)(log, 'reading the write counters after the migration'));
     }
 }
 /** The real migration: alembic upgrade head in a one-off container, lock_timeout set, retried when it only waited for a lock. */
@@ -58564,6 +58567,7 @@ const backup_1 = __nccwpck_require__(6230);
 const alembic_1 = __nccwpck_require__(6023);
 const errors_1 = __nccwpck_require__(639);
 const logger_1 = __nccwpck_require__(8828);
+const ship_1 = __nccwpck_require__(8616);
 const postgres_1 = __nccwpck_require__(263);
 const shell_1 = __nccwpck_require__(2232);
 const sql_1 = __nccwpck_require__(3830);
@@ -58650,10 +58654,10 @@ function parseTables(text) {
  * included), else from the env file. Masked once read. Refuses in one line, naming the setting,
  * when neither sets it.
  */
-async function databaseEnvValue(host, at, variable, log) {
-    const merged = await host.run(at.compose('config'), at.composeOptions({ quiet: true, label: `${at.name}: compose config (${variable})`, timeoutSeconds: 180 }));
+async function databaseEnvValue(host, at, variable, log, mergedYaml) {
+    const merged = mergedYaml ?? (await (0, ship_1.mergedConfig)(host, at));
     const envText = (await host.readFile(`${at.cfg.checkout}/${at.cfg.envFile}`)).toString('utf8');
-    const value = (0, env_file_1.serviceEnvironment)(merged.stdout, at.cfg.apiService).get(variable) ?? (0, env_file_1.parseEnvFile)(envText).get(variable);
+    const value = (0, env_file_1.serviceEnvironment)(merged, at.cfg.apiService).get(variable) ?? (0, env_file_1.parseEnvFile)(envText).get(variable);
     if (value === undefined) {
         throw new errors_1.OperationFailed(`neither service ${at.cfg.apiService}'s environment in the compose files nor ${at.cfg.envFile} sets ${variable} (promote.database-env), so the rehearsal cannot point the app at its copy: set promote.database-env to the variable your app reads its database from, or promote.rehearse: never`);
     }
@@ -59541,6 +59545,7 @@ exports.buildDifferences = buildDifferences;
 exports.shipPlan = shipPlan;
 exports.defaultImageName = defaultImageName;
 exports.mergedBuilds = mergedBuilds;
+exports.mergedConfig = mergedConfig;
 exports.shipImages = shipImages;
 exports.assertImages = assertImages;
 /**
@@ -59648,8 +59653,12 @@ function defaultImageName(project, service, composeCommand) {
 }
 /** The merged configuration of an environment (its compose files and env file), read quietly: it holds secrets. */
 async function mergedBuilds(host, env) {
+    return buildDefinitions(await mergedConfig(host, env), env.cfg.checkout);
+}
+/** An environment's merged compose configuration (`compose config`), as YAML text. It may hold secrets: never logged. */
+async function mergedConfig(host, env) {
     const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, label: `${env.name}: compose config`, timeoutSeconds: 180 }));
-    return buildDefinitions(r.stdout, env.cfg.checkout);
+    return r.stdout;
 }
 /**
  * Puts the plan on the host: every shipped id tagged under prod's name (the id must still be on the

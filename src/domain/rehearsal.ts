@@ -14,6 +14,7 @@ import { migrationErrorLine, oneOffAlembic } from './alembic';
 import { OperationFailed, RemoteCommandError, errorMessage } from '../infra/errors';
 import type { Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
+import { mergedConfig } from './ship';
 import { dropDatabaseSql, psql } from '../infra/postgres';
 import { sh } from '../infra/shell';
 import { ident } from '../infra/sql';
@@ -126,13 +127,10 @@ function parseTables(text: string): Map<string, TableFacts> {
  * included), else from the env file. Masked once read. Refuses in one line, naming the setting,
  * when neither sets it.
  */
-export async function databaseEnvValue(host: Host, at: Environment, variable: string, log: Logger): Promise<string> {
-  const merged = await host.run(
-    at.compose('config'),
-    at.composeOptions({ quiet: true, label: `${at.name}: compose config (${variable})`, timeoutSeconds: 180 }),
-  );
+export async function databaseEnvValue(host: Host, at: Environment, variable: string, log: Logger, mergedYaml?: string): Promise<string> {
+  const merged = mergedYaml ?? (await mergedConfig(host, at));
   const envText = (await host.readFile(`${at.cfg.checkout}/${at.cfg.envFile}`)).toString('utf8');
-  const value = serviceEnvironment(merged.stdout, at.cfg.apiService).get(variable) ?? parseEnvFile(envText).get(variable);
+  const value = serviceEnvironment(merged, at.cfg.apiService).get(variable) ?? parseEnvFile(envText).get(variable);
   if (value === undefined) {
     throw new OperationFailed(
       `neither service ${at.cfg.apiService}'s environment in the compose files nor ${at.cfg.envFile} sets ${variable} (promote.database-env), so the rehearsal cannot point the app at its copy: set promote.database-env to the variable your app reads its database from, or promote.rehearse: never`,

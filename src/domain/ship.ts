@@ -131,8 +131,13 @@ export function defaultImageName(project: string, service: string, composeComman
 
 /** The merged configuration of an environment (its compose files and env file), read quietly: it holds secrets. */
 export async function mergedBuilds(host: Host, env: Environment): Promise<Map<string, ServiceBuild>> {
+  return buildDefinitions(await mergedConfig(host, env), env.cfg.checkout);
+}
+
+/** An environment's merged compose configuration (`compose config`), as YAML text. It may hold secrets: never logged. */
+export async function mergedConfig(host: Host, env: Environment): Promise<string> {
   const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, label: `${env.name}: compose config`, timeoutSeconds: 180 }));
-  return buildDefinitions(r.stdout, env.cfg.checkout);
+  return r.stdout;
 }
 
 /**

@@ -25,7 +25,7 @@ import { checkoutCommit, releaseEnvironment, removeScratchCheckout, resolveRef, 
 import { HostLog, latest, type RecordOf } from '../../domain/host-log';
 import type { RunInfo } from '../../infra/actions-io';
 import type { Host } from '../../infra/host';
-import type { Logger } from '../../infra/logger';
+import { ignored, type Logger } from '../../infra/logger';
 import { EnvironmentLock } from '../../domain/lock';
 import { drift, driftMessage, observe, shortId } from '../../domain/state';
 import { underLock } from '../../domain/operation';
@@ -42,7 +42,7 @@ import {
 } from '../../domain/release';
 import { hitLockTimeout, migrationErrorLine, migrationPlan, oneOffAlembic, oneOffHeads, OneOffUnavailable, upgradeHead } from '../../domain/alembic';
 import { lossWindow, startRelease } from '../../domain/rollback';
-import { assertImages, defaultImageName, mergedBuilds, shipImages, shipPlan, type ShipPlan } from '../../domain/ship';
+import { assertImages, buildDefinitions, defaultImageName, mergedBuilds, mergedConfig, shipImages, shipPlan, type ShipPlan } from '../../domain/ship';
 import { rowsLostToRestore, schemaState, writeCounters, type MigrationWindow, type SchemaState } from '../../domain/schema';
 import { databaseEnvValue, rehearse, rehearsalRefusal, type RehearsalResult } from '../../domain/rehearsal';
 import { rollingOptions, switchServices } from '../../domain/rolling';
@@ -176,7 +176,9 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
         const at = releaseDirs ? await releaseEnvironment(host, config, prod, sha) : prod.at(await scratchCheckout(host, prod, sha, workDir));
         const freezeStarted: string[] = [];
         try {
-          const prodBuilds = await mergedBuilds(host, at);
+          // Read once: the builds and promote.database-env's value both come from it.
+          const prodConfig = await mergedConfig(host, at);
+          const prodBuilds = buildDefinitions(prodConfig, at.cfg.checkout);
           // dev's merged configuration of the same commit, from a scratch checkout of dev's own clone.
           const devAt = dev.at(await scratchCheckout(host, dev, sha, devWorkDir));
           const devBuilds = await mergedBuilds(host, devAt);
@@ -188,7 +190,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           for (const r of ship.rebuild) log.info(`${r.service} will be rebuilt for prod: ${r.reasons.join('; ')}`);
 
           // The app's database variable, which the rehearsal points at its copy: looked up before anything changes.
-          const databaseValue = await rehearsalDatabase(host, config, at, log);
+          const databaseValue = await rehearsalDatabase(host, config, at, log, prodConfig);
 
           // 4. A verified backup of prod, or nothing happens.
           if (frozenServices.length) {
@@ -300,7 +302,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
           try {
             // 7. The real migration, in a one-off container of the new image, while the old containers serve.
             stage = 'migration';
-            if (pending) migration = await countedAround(host, prod, counted, () => migrate(host, config, at, schemaBefore, heads, log));
+            if (pending) migration = await countedAround(host, prod, counted, log, () => migrate(host, config, at, schemaBefore, heads, log));
             const schemaMigrated = pending ? await schemaState(host, prod) : schemaBefore;
             // 8. The swap.
             stage = 'swap';
@@ -330,7 +332,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
                 planRead: true,
               };
               if (plan.pending) {
-                await countedAround(host, prod, counted, () => upgradeHead(host, prod, plan, config.gate['timeout-seconds']));
+                await countedAround(host, prod, counted, log, () => upgradeHead(host, prod, plan, config.gate['timeout-seconds']));
                 migration.ms = Date.now() - t;
                 schemaSwapped = await schemaState(host, prod);
               }
@@ -461,20 +463,22 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
  * promote.database-env's value for the rehearsal, when one may run. Not found, it refuses at once
  * under `rehearse: always`; under `auto` the error is kept and refuses only if a migration is pending.
  */
-async function rehearsalDatabase(host: Host, config: Config, at: Environment, log: Logger): Promise<string | Error | undefined> {
+async function rehearsalDatabase(host: Host, config: Config, at: Environment, log: Logger, mergedYaml: string): Promise<string | Error | undefined> {
   if (!config.gate.alembic || config.promote.rehearse === 'never') return undefined;
-  const value = await databaseEnvValue(host, at, config.promote['database-env'], log).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+  const value = await databaseEnvValue(host, at, config.promote['database-env'], log, mergedYaml).catch((e: unknown) =>
+    e instanceof Error ? e : new Error(String(e)),
+  );
   if (value instanceof Error && config.promote.rehearse === 'always') throw new OperationFailed(`${value.message}. Nothing was changed.`);
   return value;
 }
 
 /** Runs a migration step between two readings of prod's write counters, the second also when it fails. */
-async function countedAround<T>(host: Host, prod: Environment, counted: Partial<MigrationWindow>, step: () => Promise<T>): Promise<T> {
-  counted.before = await writeCounters(host, prod).catch(() => undefined);
+async function countedAround<T>(host: Host, prod: Environment, counted: Partial<MigrationWindow>, log: Logger, step: () => Promise<T>): Promise<T> {
+  counted.before = await writeCounters(host, prod).catch(ignored(log, 'reading the write counters before the migration'));
   try {
     return await step();
   } finally {
-    counted.after = await writeCounters(host, prod).catch(() => undefined);
+    counted.after = await writeCounters(host, prod).catch(ignored(log, 'reading the write counters after the migration'));
   }
 }
 
