@@ -59393,13 +59393,31 @@ async function switchServices(host, env, rolling, options, log, label) {
     const running = (await env.containers(host)).filter((c) => c.status === 'running' && !c.oneoff);
     const roll = rolling.filter((s) => running.some((c) => c.service === s));
     if (!roll.length) {
-        await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans'), env.composeOptions({ label }));
+        await upInPlace(host, env, undefined, label);
         return;
     }
     const others = (await env.services(host)).filter((s) => !roll.includes(s));
     if (others.length)
-        await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans', ...others), env.composeOptions({ label }));
+        await upInPlace(host, env, others, label);
     await rollingReplace(host, env, roll, log, options);
+}
+/**
+ * Recreates changed services in place. docker-compose v1 stops and starts one service after another
+ * in a single `up`. Compose v2 first replaces every changed container (stopping each old one) and
+ * starts the new ones only when all are replaced: one slow stop (a worker finishing its task, on the
+ * api's image so changed with it) keeps every other service down meanwhile. So under v2 each
+ * service gets an `up` of its own, in dependency order (`config --services` prints them so): a
+ * service is down only for its own stop and start. Without --no-deps, so each call converges the
+ * same project and the containers' config hash matches the next plain `up`.
+ */
+async function upInPlace(host, env, services, label) {
+    if (env.config['compose-command'] === 'docker-compose') {
+        await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans', ...(services ?? [])), env.composeOptions({ label }));
+        return;
+    }
+    for (const service of services ?? (await env.services(host))) {
+        await host.run(env.compose('up', '-d', '--no-build', '--remove-orphans', service), env.composeOptions({ label: `${label} ${service}` }));
+    }
 }
 
 

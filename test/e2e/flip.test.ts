@@ -209,6 +209,12 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     assert.match(r.summary, /prod migrated 0001 → 0002 in [\d.]+ m?s before the swap/);
     assert.ok(items().includes('prod row'));
     assert.ok(healthy());
+    // The swap recreated each service with an `up` of its own (under v2); the containers' config hash is
+    // still what a plain `up` computes, so an operator's next `up -d` recreates nothing.
+    const ids = () => fx.sh(`docker ps -q --no-trunc --filter label=com.docker.compose.project=${fx.project('prod')} | sort`);
+    const before = ids();
+    fx.compose('prod', 'up -d --no-build');
+    assert.equal(ids(), before, 'a plain up after the promotion recreated containers');
   });
   it('refuses a migration that holds a table ACCESS EXCLUSIVE longer than the budget when rehearsed, naming the table', async () => {
     configure("branch: '*', max-exclusive-lock-ms: 500");
