@@ -227,7 +227,7 @@ export async function rehearseMigrations(p: Promotion, s: Shipped): Promise<Rehe
  * The last check before the point of no return: the way forward must end early enough to leave the
  * rollback its time, so it runs under a deadline that much earlier (restored for the rollback).
  */
-export function reserveRollbackTime(p: Promotion, r: Rehearsed): Committed | Refusal {
+export function reserveRollbackTime<R extends object>(p: Pick<Promotion, 'host'>, r: R): (R & Pick<Committed, 'fullDeadline'>) | Refusal {
   const fullDeadline = p.host.deadline;
   if (fullDeadline === undefined) return { ...r, fullDeadline };
   if (fullDeadline - Date.now() < 2 * ROLLBACK_RESERVE_MS) {
