@@ -3,15 +3,18 @@
  * as `started` and `finished` (with the outcome), and released on success, failure and cancellation.
  * Before it starts, operations left unfinished by dead runs are reported and marked interrupted.
  */
+import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { RunInfo } from '../infra/actions-io';
 import { onCancel } from './action';
 import { OperationFailed, errorMessage } from '../infra/errors';
-import { sh } from '../infra/shell';
+import { hostScript, sh } from '../infra/shell';
 import type { Host } from '../infra/host';
 import { HostLog, pendingDirOf, unfinishedOperations, type LogEvent, type LogRecord, type Outcome } from './host-log';
 import { EnvironmentLock, describeHolder, type LockHolder } from './lock';
 import { ignored, type Logger } from '../infra/logger';
+
+const PENDING_UNDO = fs.readFileSync(__dirname + '/pending-undo.sh', 'utf8');
 
 export interface Operation {
   id: string;
@@ -141,7 +144,7 @@ type OperationBase = { action: string; op: string; run: string; actor: string };
 async function undoPending(o: OperationOptions, hostLog: HostLog, base: OperationBase): Promise<string[]> {
   const dir = pendingDirOf(o.stateDir, o.env);
   // One round trip: each leftover undo script with its first line (what it undoes).
-  const list = await o.host.run(sh`for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {
+  const list = await o.host.run(hostScript(PENDING_UNDO, { PENDING_DIR: dir }), {
     quiet: true,
     label: 'looking for cut host changes',
     timeoutSeconds: 60,

@@ -15,6 +15,7 @@
 import { ConfigurationError, OperationFailed, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
+import { inspectProjectContainers, stopAndRemove } from '../infra/docker';
 import { argv, sh } from '../infra/shell';
 import { parseInspect, type ContainerState, type Environment } from './environment';
 import { HealthError, containerLogs } from './release';
@@ -179,7 +180,7 @@ async function removeNew(host: Host, env: Environment, service: string, known: S
     const extra = (await serviceContainers(host, env, service)).filter((c) => !known.has(c.id));
     if (extra.length === 0) return;
     const ids = extra.map((c) => c.id);
-    await host.run(sh`docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`, {
+    await host.run(stopAndRemove(ids, drainSeconds), {
       label: `${env.name}: removing the new ${service} container`,
       quiet: true,
       timeoutSeconds: drainSeconds + 120,
@@ -206,8 +207,7 @@ async function assertKnownServices(host: Host, env: Environment, services: reado
 
 /** The service's containers (one-off `compose run` containers left out), old ones first. */
 export async function serviceContainers(host: Host, env: Environment, service: string): Promise<ContainerState[]> {
-  const filters = ['--filter', `label=com.docker.compose.project=${env.project}`, '--filter', `label=com.docker.compose.service=${service}`];
-  const r = await host.run(sh`ids=$(docker ps -aq ${filters}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`, {
+  const r = await host.run(inspectProjectContainers(env.project, service), {
     label: `listing the ${service} containers`,
     quiet: true,
     timeoutSeconds: 60,

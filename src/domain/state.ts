@@ -4,12 +4,13 @@
  * truth; the host log is its history. Every action that changes or judges an environment starts
  * here and compares what runs with the release on record: a difference is drift.
  */
+import * as fs from 'node:fs';
 import { currentRevision } from './alembic';
-import { headScript } from './git';
 import { parseInspect, type ContainerState, type Environment } from './environment';
 import type { Host } from '../infra/host';
 import type { Release } from './release';
-import { sh } from '../infra/shell';
+import { COMPOSE_LABELS, projectLabel } from '../infra/docker';
+import { hostScript } from '../infra/shell';
 
 export interface ObservedState {
   environment: string;
@@ -31,19 +32,12 @@ export interface ObservedState {
 }
 
 const SEP = '@twinstack-state@';
-const WORKING_DIR = 'com.docker.compose.project.working_dir';
+
+const OBSERVE = fs.readFileSync(__dirname + '/observe.sh', 'utf8');
 
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 export async function observe(host: Host, env: Environment, opts: { alembic?: boolean } = {}): Promise<ObservedState> {
-  const checkout = env.cfg.checkout.replace(/\/+$/, '');
-  const script =
-    `${headScript(env.cfg.checkout)}; ` +
-    sh`echo ${SEP}; ` +
-    sh`ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi; ` +
-    // Where the containers were started from, outside the checkout (whose HEAD is read above), and the commit each is at.
-    sh`echo ${SEP}; co=${checkout}; [ -z "$ids" ] || docker inspect --format ${`{{index .Config.Labels "${WORKING_DIR}"}}`} $ids | sort -u | ` +
-    `while IFS= read -r d; do case "$d" in ''|"$co"|"$co"/*) continue ;; esac; ` +
-    `if [ -d "$d" ]; then h=$(git -C "$d" rev-parse --verify --quiet HEAD 2>/dev/null); else h=missing; fi; printf '%s\t%s\n' "$d" "$h"; done`;
+  const script = hostScript(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: projectLabel(env.project), WORKING_DIR: COMPOSE_LABELS.workingDir });
   const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
   const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
   const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
