@@ -7,7 +7,7 @@ import type { DbTool } from '../infra/postgres';
 import type { Config, EnvironmentConfig, EnvironmentName } from './config';
 import { OperationFailed } from '../infra/errors';
 import { compose, composeLine, type ComposeProject } from '../infra/compose';
-import { COMPOSE_LABELS, dockerExec, inspectProjectContainers, psIds } from '../infra/docker';
+import { COMPOSE_LABELS, dockerExec, inspectProjectContainers, psIds, shortId } from '../infra/docker';
 import type { Host, RunOptions } from '../infra/host';
 import { argv, sh, type Arg } from '../infra/shell';
 
@@ -140,7 +140,7 @@ export function parseInspect(json: string): ContainerState[] {
     .map((c) => {
       const test = c.Config?.Healthcheck?.Test;
       return {
-        id: c.Id.slice(0, 12),
+        id: shortId(c.Id),
         name: c.Name.replace(/^\//, ''),
         service: c.Config?.Labels?.[COMPOSE_LABELS.service] ?? '',
         image: c.Config?.Image ?? '',

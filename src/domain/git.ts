@@ -8,11 +8,12 @@ import { ConfigurationError, RemoteCommandError } from '../infra/errors';
 import type { Host } from '../infra/host';
 import { listImages } from '../infra/docker';
 import * as git from '../infra/git';
+import { isSha, short, type Sha } from '../infra/sha';
 import { sh } from '../infra/shell';
 import { gitRef, printable } from '../infra/validate';
 
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
-export async function resolveRef(host: Host, env: Environment, ref: string): Promise<string> {
+export async function resolveRef(host: Host, env: Environment, ref: string): Promise<Sha> {
   gitRef(ref);
   const { checkout, remote } = env.cfg;
   const exists = await host.run(git.isRepository(checkout), { check: false, quiet: true, timeoutSeconds: 30 });
@@ -29,8 +30,9 @@ export async function resolveRef(host: Host, env: Environment, ref: string): Pro
     quiet: true,
     timeoutSeconds: 60,
   });
-  const sha = r.stdout.trim().split('\n')[0];
-  if (r.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(sha)) {
+  const line = r.stdout.trim().split('\n')[0];
+  const sha = isSha(line) ? line : undefined;
+  if (r.exitCode !== 0 || !sha) {
     throw new ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
   }
   return sha;
@@ -40,7 +42,7 @@ export async function checkoutCommit(host: Host, env: Environment, sha: string):
   try {
     await host.run(git.checkoutDetached(sha), {
       cwd: env.cfg.checkout,
-      label: `git checkout ${sha.slice(0, 12)} in ${env.cfg.checkout}`,
+      label: `git checkout ${short(sha)} in ${env.cfg.checkout}`,
       timeoutSeconds: 300,
     });
   } catch (e) {
@@ -68,7 +70,7 @@ export async function scratchCheckout(host: Host, env: Environment, sha: string,
 
 async function addWorktree(host: Host, env: Environment, sha: string, dir: string): Promise<void> {
   const { checkout } = env.cfg;
-  await host.run(git.addWorktree(checkout, dir, sha), { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
+  await host.run(git.addWorktree(checkout, dir, sha), { label: `${env.name}: scratch checkout of ${short(sha)}`, quiet: true, timeoutSeconds: 600 });
 }
 
 function parentOf(path: string): string {
@@ -128,7 +130,7 @@ async function copyUntracked(host: Host, env: Environment, sha: string, dir: str
         : `make ${rel} a real directory in the commit${isEnvFile ? '' : ' (or drop the entry)'}`;
     throw new ConfigurationError(
       hit.side === 'destination'
-        ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${sha.slice(0, 12)}, and files outside git never go through a link; ${fix}`
+        ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${short(sha)}, and files outside git never go through a link; ${fix}`
         : `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}), and files outside git are copied, never followed; put the file itself at ${hit.path}`,
     );
   }

@@ -13,6 +13,7 @@ import { stateDirOf } from './host-log';
 import { onCancel } from './action';
 import type { Logger } from '../infra/logger';
 import { EXEC_PID_PREFIX, projectLabel } from '../infra/docker';
+import { short } from '../infra/sha';
 import { argv, hostScript, sh } from '../infra/shell';
 
 export interface LockHolder {
@@ -250,5 +251,5 @@ export class EnvironmentLock {
 }
 
 export function describeHolder(h: LockHolder): string {
-  return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? h.sha.slice(0, 12) : '?'}, since ${h.since})`;
+  return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? short(h.sha) : '?'}, since ${h.since})`;
 }

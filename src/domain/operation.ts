@@ -9,6 +9,7 @@ import type { RunInfo } from '../infra/actions-io';
 import { onCancel } from './action';
 import { OperationFailed, errorMessage } from '../infra/errors';
 import { hostScript, sh } from '../infra/shell';
+import { short } from '../infra/sha';
 import type { Host } from '../infra/host';
 import { HostLog, pendingDirOf, unfinishedOperations, type LogEvent, type LogRecord, type Outcome } from './host-log';
 import { EnvironmentLock, describeHolder, type LockHolder } from './lock';
@@ -114,7 +115,7 @@ async function openOperation(o: OperationOptions, hostLog: HostLog, lock: Enviro
   const interrupted = unfinishedOperations(records);
   for (const r of interrupted) {
     o.log.warning(
-      `Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${String(r.sha ?? '?').slice(0, 12)}, started ${r.time}) never finished; ` +
+      `Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${short(String(r.sha ?? '?'))}, started ${r.time}) never finished; ` +
         `its run died or lost the connection. Check the ${o.env} state in this run's summary.`,
     );
     await hostLog.append({ action: r.action, op: r.op, event: 'interrupted', outcome: 'interrupted', run: r.run, reportedBy: o.run.url });

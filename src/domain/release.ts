@@ -9,6 +9,7 @@ import type { Host } from '../infra/host';
 import type { LogRecord, RecordOf } from './host-log';
 import type { Logger } from '../infra/logger';
 import { imageIdsCommand, listImages, logsTail, tagImages } from '../infra/docker';
+import { short } from '../infra/sha';
 import { argv } from '../infra/shell';
 import type { Config } from './config';
 import { pruneReleaseDirs, usesReleaseDirs } from './git';
@@ -280,8 +281,7 @@ export async function pruneOldReleases(
     await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
     if (usesReleaseDirs(config, env)) {
       const pruned = await pruneReleaseDirs(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
-      if (pruned.length)
-        log.info(`${env.name}: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
+      if (pruned.length) log.info(`${env.name}: removed the release directories of ${pruned.map((d) => short(d)).join(', ')} (no release of theirs is kept)`);
     }
   } catch (e) {
     log.warning(`${env.name}: could not prune old releases (${errorMessage(e)}); they stay until the next deploy or promote`);

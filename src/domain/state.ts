@@ -9,7 +9,8 @@ import { currentRevision } from './alembic';
 import { parseInspect, type ContainerState, type Environment } from './environment';
 import type { Host } from '../infra/host';
 import type { Release } from './release';
-import { COMPOSE_LABELS, projectLabel } from '../infra/docker';
+import { COMPOSE_LABELS, projectLabel, shortId } from '../infra/docker';
+import { short } from '../infra/sha';
 import { hostScript } from '../infra/shell';
 
 export interface ObservedState {
@@ -66,7 +67,7 @@ export function drift(observed: ObservedState, release: Pick<Release, 'release' 
     return out;
   }
   if (!observed.head) out.push('the checkout has no readable HEAD');
-  else if (observed.head !== release.sha) out.push(`the checkout is at ${observed.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+  else if (observed.head !== release.sha) out.push(`the checkout is at ${short(observed.head)}, not at the release's commit ${short(release.sha)}`);
   for (const [service, image] of Object.entries(release.images)) {
     const running = observed.images[service];
     if (!running) out.push(`service ${service} has no container`);
@@ -80,16 +81,14 @@ export function drift(observed: ObservedState, release: Pick<Release, 'release' 
     const who = r.services.length === 1 ? `service ${r.services[0]} runs` : `services ${r.services.join(', ')} run`;
     if (r.head === 'missing') out.push(`${who} from ${r.dir}, which no longer exists`);
     else if (!r.head) out.push(`${who} from ${r.dir}, which has no readable HEAD`);
-    else if (r.head !== release.sha) out.push(`${who} from ${r.dir}, at ${r.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+    else if (r.head !== release.sha) out.push(`${who} from ${r.dir}, at ${short(r.head)}, not at the release's commit ${short(release.sha)}`);
   }
   return out;
 }
 
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
 export function driftMessage(environment: string, release: Pick<Release, 'release' | 'sha'>, lines: string[]): string {
-  return `${environment} does not run its recorded release ${release.release} (${release.sha.slice(0, 12)}): ${lines.join('; ')}.`;
+  return `${environment} does not run its recorded release ${release.release} (${short(release.sha)}): ${lines.join('; ')}.`;
 }
 
-export function shortId(id: string): string {
-  return id.replace(/^sha256:/, '').slice(0, 12);
-}
+export { shortId };

@@ -86,3 +86,8 @@ export function tagImages(pairs: ReadonlyArray<{ from: string; to: string }>): s
 export function stopAndRemove(ids: readonly string[], drainSeconds: number): string {
   return sh`docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`;
 }
+
+/** Docker's 12-character form of a container or image id (`sha256:` left out). */
+export function shortId(id: string): string {
+  return id.replace(/^sha256:/, '').slice(0, 12);
+}
