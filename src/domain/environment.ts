@@ -6,7 +6,8 @@
 import type { DbTool } from '../infra/postgres';
 import type { Config, EnvironmentConfig, EnvironmentName } from './config';
 import { OperationFailed } from '../infra/errors';
-import { dockerExec } from '../infra/docker';
+import { compose, composeLine, type ComposeProject } from '../infra/compose';
+import { COMPOSE_LABELS, dockerExec, inspectProjectContainers, psIds, shortId } from '../infra/docker';
 import type { Host, RunOptions } from '../infra/host';
 import { argv, sh, type Arg } from '../infra/shell';
 
@@ -58,14 +59,17 @@ export class Environment {
 
   /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
   compose(...args: Arg[]): string {
-    const cmd = this.config['compose-command'] === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
-    const files = this.cfg.composeFiles.flatMap((f) => ['-f', f]);
-    return argv(cmd, files, '--env-file', this.cfg.envFile, '-p', this.cfg.project, args);
+    return compose(this.composeProject, args);
+  }
+
+  /** What names this environment's compose project for the compose builder. */
+  get composeProject(): ComposeProject {
+    return { command: this.config['compose-command'], files: this.cfg.composeFiles, envFile: this.cfg.envFile, project: this.cfg.project };
   }
 
   /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
   composeScript(...args: Arg[]): string {
-    return sh`cd ${this.cfg.checkout} && COMPOSE_PROJECT_NAME=${this.cfg.project} ` + this.compose(...args);
+    return composeLine(this.cfg.checkout, this.composeProject, args);
   }
 
   /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
@@ -82,10 +86,9 @@ export class Environment {
   dbTool(tool: DbTool, args: readonly Arg[]): string {
     const db = this.cfg.database;
     if (db.via === 'host') return argv(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
-    const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
     // One braced group, so the whole command can sit in a pipe or take a redirection.
     return (
-      sh`{ c=$(docker ps -q ${filters} | head -n 1); ` +
+      `{ c=$(${psIds(this.cfg.project, { service: db.service })} | head -n 1); ` +
       sh`[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
       `${dockerExec({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`
     );
@@ -93,10 +96,11 @@ export class Environment {
 
   /** The id of the running container of a service; fails naming the service when there is none. */
   async serviceContainer(host: Host, service: string): Promise<string> {
-    const r = await host.run(
-      argv('docker', 'ps', '-q', '--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${service}`),
-      { quiet: true, label: `finding the ${service} container`, timeoutSeconds: 60 },
-    );
+    const r = await host.run(psIds(this.cfg.project, { service }), {
+      quiet: true,
+      label: `finding the ${service} container`,
+      timeoutSeconds: 60,
+    });
     const id = r.stdout.trim().split('\n')[0];
     if (!id)
       throw new OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
@@ -116,8 +120,7 @@ export class Environment {
   }
 
   async containers(host: Host): Promise<ContainerState[]> {
-    const script = sh`ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${this.cfg.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
-    const r = await host.run(script, { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
+    const r = await host.run(inspectProjectContainers(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
     return parseInspect(r.stdout);
   }
 }
@@ -137,9 +140,9 @@ export function parseInspect(json: string): ContainerState[] {
     .map((c) => {
       const test = c.Config?.Healthcheck?.Test;
       return {
-        id: c.Id.slice(0, 12),
+        id: shortId(c.Id),
         name: c.Name.replace(/^\//, ''),
-        service: c.Config?.Labels?.['com.docker.compose.service'] ?? '',
+        service: c.Config?.Labels?.[COMPOSE_LABELS.service] ?? '',
         image: c.Config?.Image ?? '',
         imageId: c.Image,
         status: c.State?.Status ?? 'unknown',
@@ -147,8 +150,8 @@ export function parseInspect(json: string): ContainerState[] {
         exitCode: c.State?.ExitCode ?? 0,
         startedAt: c.State?.StartedAt ?? '',
         hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-        oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
-        workingDir: c.Config?.Labels?.['com.docker.compose.project.working_dir'] ?? '',
+        oneoff: c.Config?.Labels?.[COMPOSE_LABELS.oneoff] === 'True',
+        workingDir: c.Config?.Labels?.[COMPOSE_LABELS.workingDir] ?? '',
       };
     })
     .sort((a, b) => a.service.localeCompare(b.service));

@@ -6,32 +6,33 @@ import type { Config } from './config';
 import type { Environment } from './environment';
 import { ConfigurationError, RemoteCommandError } from '../infra/errors';
 import type { Host } from '../infra/host';
+import { listImages } from '../infra/docker';
+import * as git from '../infra/git';
+import { isSha, short, type Sha } from '../infra/sha';
 import { sh } from '../infra/shell';
 import { gitRef, printable } from '../infra/validate';
 
-/** A script line printing the checkout's HEAD commit, or nothing when it cannot be read. */
-export function headScript(checkout: string): string {
-  return sh`git -C ${checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true`;
-}
-
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
-export async function resolveRef(host: Host, env: Environment, ref: string): Promise<string> {
+export async function resolveRef(host: Host, env: Environment, ref: string): Promise<Sha> {
   gitRef(ref);
   const { checkout, remote } = env.cfg;
-  const exists = await host.run(sh`test -d ${`${checkout}/.git`}`, { check: false, quiet: true, timeoutSeconds: 30 });
+  const exists = await host.run(git.isRepository(checkout), { check: false, quiet: true, timeoutSeconds: 30 });
   if (exists.exitCode !== 0) {
     throw new ConfigurationError(
       `${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`,
     );
   }
-  await host.run(sh`git fetch --prune --tags --force ${remote}`, { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+  await host.run(git.fetch(remote), { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
   // A branch name means the remote's branch; a tag or sha means itself.
-  const r = await host.run(
-    sh`git rev-parse --verify --quiet ${`refs/remotes/${remote}/${ref}^{commit}`} || git rev-parse --verify --quiet ${`refs/tags/${ref}^{commit}`} || git rev-parse --verify --quiet ${`${ref}^{commit}`}`,
-    { cwd: checkout, check: false, quiet: true, timeoutSeconds: 60 },
-  );
-  const sha = r.stdout.trim().split('\n')[0];
-  if (r.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(sha)) {
+  const r = await host.run(git.resolveCommit(remote, ref), {
+    cwd: checkout,
+    check: false,
+    quiet: true,
+    timeoutSeconds: 60,
+  });
+  const line = r.stdout.trim().split('\n')[0];
+  const sha = isSha(line) ? line : undefined;
+  if (r.exitCode !== 0 || !sha) {
     throw new ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
   }
   return sha;
@@ -39,9 +40,9 @@ export async function resolveRef(host: Host, env: Environment, ref: string): Pro
 
 export async function checkoutCommit(host: Host, env: Environment, sha: string): Promise<void> {
   try {
-    await host.run(sh`git -c advice.detachedHead=false checkout --quiet --detach ${sha}`, {
+    await host.run(git.checkoutDetached(sha), {
       cwd: env.cfg.checkout,
-      label: `git checkout ${sha.slice(0, 12)} in ${env.cfg.checkout}`,
+      label: `git checkout ${short(sha)} in ${env.cfg.checkout}`,
       timeoutSeconds: 300,
     });
   } catch (e) {
@@ -69,11 +70,7 @@ export async function scratchCheckout(host: Host, env: Environment, sha: string,
 
 async function addWorktree(host: Host, env: Environment, sha: string, dir: string): Promise<void> {
   const { checkout } = env.cfg;
-  await host.run(
-    sh`git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune && ` +
-      sh`mkdir -p ${parentOf(dir)} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null`,
-    { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 },
-  );
+  await host.run(git.addWorktree(checkout, dir, sha), { label: `${env.name}: scratch checkout of ${short(sha)}`, quiet: true, timeoutSeconds: 600 });
 }
 
 function parentOf(path: string): string {
@@ -133,7 +130,7 @@ async function copyUntracked(host: Host, env: Environment, sha: string, dir: str
         : `make ${rel} a real directory in the commit${isEnvFile ? '' : ' (or drop the entry)'}`;
     throw new ConfigurationError(
       hit.side === 'destination'
-        ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${sha.slice(0, 12)}, and files outside git never go through a link; ${fix}`
+        ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${short(sha)}, and files outside git never go through a link; ${fix}`
         : `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}), and files outside git are copied, never followed; put the file itself at ${hit.path}`,
     );
   }
@@ -177,7 +174,7 @@ export async function ensureReleaseDir(host: Host, env: Environment, sha: string
     [
       ...files.map((f) => sh`[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`),
       ...roots.map((d) => sh`[ ! -L ${d} ] || echo ${`link ${d}`}`),
-      sh`git -C ${dir} rev-parse HEAD 2>/dev/null`,
+      git.head(dir),
     ].join('; '),
     {
       check: false,
@@ -207,7 +204,7 @@ export async function ensureReleaseDir(host: Host, env: Environment, sha: string
 export async function pruneReleaseDirs(host: Host, stateDir: string, env: Environment, protect: readonly string[]): Promise<string[]> {
   const root = `${stateDir}/releases/${env.name}`;
   const r = await host.run(sh`ls -1 ${root} 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
-  const tags = await host.run(sh`docker images --format '{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+  const tags = await host.run(listImages(`twinstack/${env.project}-*`, '{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
   const kept = tags.stdout
     .split('\n')
     .map((t) => /^r\d{8}T\d{6}Z-([0-9a-f]{7,40})$/.exec(t.trim())?.[1])
@@ -221,7 +218,7 @@ export async function pruneReleaseDirs(host: Host, stateDir: string, env: Enviro
 }
 
 export async function removeScratchCheckout(host: Host, env: Environment, dir: string): Promise<void> {
-  await host.run(sh`git -C ${env.cfg.checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${env.cfg.checkout} worktree prune`, {
+  await host.run(git.removeWorktree(env.cfg.checkout, dir), {
     check: false,
     quiet: true,
     timeoutSeconds: 300,

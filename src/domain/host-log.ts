@@ -3,11 +3,14 @@
  * Every action that changes the host records what it did, for which sha, by which run, and how it
  * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
  */
+import * as fs from 'node:fs';
 import { z } from 'zod';
 import { ConfigurationError, RemoteCommandError, mib } from '../infra/errors';
 import { MAX_CAPTURE_BYTES, type Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
-import { sh } from '../infra/shell';
+import { hostScript, sh } from '../infra/shell';
+
+const READ_LOG = fs.readFileSync(__dirname + '/read-log.sh', 'utf8');
 
 const outcome = z.enum(['success', 'failure', 'cancelled', 'interrupted']);
 export type Outcome = z.infer<typeof outcome>;
@@ -135,10 +138,12 @@ export class HostLog {
    */
   async read(log?: Logger): Promise<LogRecord[]> {
     const label = `reading the ${this.env} host log`;
-    const r = await this.host.run(
-      sh`if [ -f ${this.file} ]; then size=$(wc -c < ${this.file}) || exit 1; if [ "$size" -gt ${MAX_CAPTURE_BYTES} ]; then echo "$size" >&2; exit ${TOO_BIG}; fi; cat ${this.file}; fi`,
-      { label, quiet: true, timeoutSeconds: 120, check: false },
-    );
+    const r = await this.host.run(hostScript(READ_LOG, { FILE: this.file, MAX_BYTES: MAX_CAPTURE_BYTES, TOO_BIG }), {
+      label,
+      quiet: true,
+      timeoutSeconds: 120,
+      check: false,
+    });
     const size = Number(r.stderr.trim());
     if (r.exitCode === TOO_BIG && Number.isInteger(size)) {
       throw new ConfigurationError(

@@ -5,13 +5,16 @@
  * holds the lock; a holder file found by the next run that takes the lock is the trace of a run
  * that died holding it (a stale lock), and is reported.
  */
+import * as fs from 'node:fs';
 import type { RunInfo } from '../infra/actions-io';
 import { LockTimeoutError, RemoteCommandError } from '../infra/errors';
 import type { Fence, Host, RemoteProcess } from '../infra/host';
 import { stateDirOf } from './host-log';
 import { onCancel } from './action';
 import type { Logger } from '../infra/logger';
-import { argv, sh } from '../infra/shell';
+import { EXEC_PID_PREFIX, projectLabel } from '../infra/docker';
+import { short } from '../infra/sha';
+import { argv, hostScript, sh } from '../infra/shell';
 
 export interface LockHolder {
   run: string;
@@ -37,6 +40,8 @@ export function describeBusy(e: BusyEntry): string {
 
 const ACQUIRED = 'twinstack-lock-acquired';
 const TIMEOUT_EXIT = 75;
+const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
+const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 
 export class EnvironmentLock {
   private released = false;
@@ -73,12 +78,11 @@ export class EnvironmentLock {
    */
   static async busyWork(host: Host, stateDir: string, env: string): Promise<{ busy: boolean; entries: BusyEntry[] }> {
     const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
-    const r = await host.run(
-      sh`mkdir -p -m 700 ${entriesDir} && touch ${busyFile} && if flock -x -n ${busyFile} true; then echo IDLE; else echo BUSY; fi; ` +
-        sh`for f in ${entriesDir}/*.json; do [ -e "$f" ] || continue; pg=\${f##*/}; pg=\${pg%.json}; ` +
-        `if kill -0 -- "-$pg" 2>/dev/null; then printf '%s\t' "$pg"; head -c 2000 "$f"; else rm -f "$f"; fi; done`,
-      { quiet: true, label: `checking ${env} for remote work of earlier runs`, timeoutSeconds: 60 },
-    );
+    const r = await host.run(hostScript(BUSY_WORK, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile }), {
+      quiet: true,
+      label: `checking ${env} for remote work of earlier runs`,
+      timeoutSeconds: 60,
+    });
     const lines = r.stdout.split('\n');
     const entries: BusyEntry[] = [];
     for (const line of lines.slice(1)) {
@@ -139,21 +143,14 @@ export class EnvironmentLock {
    */
   static async stopWork(host: Host, stateDir: string, env: string, op: string, project: string, graceSeconds = 3): Promise<string> {
     const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
-    const script =
-      sh`op=${op}; dir=${entriesDir}; busy=${busyFile}; grace=${graceSeconds}; project=${`label=com.docker.compose.project=${project}`}\n` +
-      // An entry is the JSON line twinstack wrote ({"op":"<id>",...}): matched on that exact pair, as fixed text.
-      String.raw`groups() { for f in "$dir"/*.json; do [ -e "$f" ] || continue; grep -qF -- "\"op\":\"$op\"" "$f" || continue; pg=${'$'}{f##*/}; echo "${'$'}{pg%.json}"; done; }
-containers() { for c in $(docker ps -q --filter "$project" 2>/dev/null); do docker exec "$c" sh -c 'for f in /tmp/.twinstack-exec-'"$op"'-*; do [ -e "$f" ] || continue; kill -'"$1"' "$(cat "$f")" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null & done; wait; }
-n=0; for pg in $(groups); do kill -TERM -- "-$pg" 2>/dev/null && n=$((n+1)); done
-containers TERM >/dev/null
-if ! flock -x -w "$grace" "$busy" true; then
-  for pg in $(groups); do kill -KILL -- "-$pg" 2>/dev/null; done
-  containers KILL >/dev/null
-  flock -x -w 2 "$busy" true || echo "still-busy"
-fi
-# A stopped group's leader may linger until its parent reaps it: its entry goes once it has (or at the next busyWork).
-for pg in $(groups); do for _ in 1 2 3 4 5; do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done; kill -0 -- "-$pg" 2>/dev/null || rm -f "$dir/$pg.json"; done
-echo "stopped $n process group(s)"`;
+    const script = hostScript(STOP_WORK, {
+      OP: op,
+      ENTRIES_DIR: entriesDir,
+      BUSY_FILE: busyFile,
+      GRACE: graceSeconds,
+      PROJECT_LABEL: projectLabel(project),
+      PID_PREFIX: EXEC_PID_PREFIX,
+    });
     const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 20 });
     return r.stdout.trim();
   }
@@ -254,5 +251,5 @@ echo "stopped $n process group(s)"`;
 }
 
 export function describeHolder(h: LockHolder): string {
-  return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? h.sha.slice(0, 12) : '?'}, since ${h.since})`;
+  return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? short(h.sha) : '?'}, since ${h.since})`;
 }

@@ -3,15 +3,19 @@
  * as `started` and `finished` (with the outcome), and released on success, failure and cancellation.
  * Before it starts, operations left unfinished by dead runs are reported and marked interrupted.
  */
+import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { RunInfo } from '../infra/actions-io';
 import { onCancel } from './action';
 import { OperationFailed, errorMessage } from '../infra/errors';
-import { sh } from '../infra/shell';
+import { hostScript, sh } from '../infra/shell';
+import { short } from '../infra/sha';
 import type { Host } from '../infra/host';
 import { HostLog, pendingDirOf, unfinishedOperations, type LogEvent, type LogRecord, type Outcome } from './host-log';
 import { EnvironmentLock, describeHolder, type LockHolder } from './lock';
 import { ignored, type Logger } from '../infra/logger';
+
+const PENDING_UNDO = fs.readFileSync(__dirname + '/pending-undo.sh', 'utf8');
 
 export interface Operation {
   id: string;
@@ -111,7 +115,7 @@ async function openOperation(o: OperationOptions, hostLog: HostLog, lock: Enviro
   const interrupted = unfinishedOperations(records);
   for (const r of interrupted) {
     o.log.warning(
-      `Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${String(r.sha ?? '?').slice(0, 12)}, started ${r.time}) never finished; ` +
+      `Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${short(String(r.sha ?? '?'))}, started ${r.time}) never finished; ` +
         `its run died or lost the connection. Check the ${o.env} state in this run's summary.`,
     );
     await hostLog.append({ action: r.action, op: r.op, event: 'interrupted', outcome: 'interrupted', run: r.run, reportedBy: o.run.url });
@@ -141,7 +145,7 @@ type OperationBase = { action: string; op: string; run: string; actor: string };
 async function undoPending(o: OperationOptions, hostLog: HostLog, base: OperationBase): Promise<string[]> {
   const dir = pendingDirOf(o.stateDir, o.env);
   // One round trip: each leftover undo script with its first line (what it undoes).
-  const list = await o.host.run(sh`for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {
+  const list = await o.host.run(hostScript(PENDING_UNDO, { PENDING_DIR: dir }), {
     quiet: true,
     label: 'looking for cut host changes',
     timeoutSeconds: 60,

@@ -6,6 +6,7 @@
  * What it reports: the duration, each table held ACCESS EXCLUSIVE and for how long, the tables
  * rewritten (a new relfilenode) with their rows, the rows updated, and the migration's own error line.
  */
+import * as fs from 'node:fs';
 import type { BackupManifest } from './backup';
 import { backupDir } from './backup';
 import type { Config } from './config';
@@ -17,7 +18,7 @@ import { ignored, type Logger } from '../infra/logger';
 import { mergedConfig } from './ship';
 import { dropDatabaseSql, psql } from '../infra/postgres';
 import { sh } from '../infra/shell';
-import { ident } from '../infra/sql';
+import { ident, sqlFile } from '../infra/sql';
 import { parseEnvFile, serviceEnvironment } from './env-file';
 
 export interface LockHold {
@@ -88,22 +89,10 @@ export function pointAt(value: string | undefined, database: string): string {
   return m ? `${m[1]}/${encodeURIComponent(database)}${m[3]}` : database;
 }
 
-/**
- * One sample of the ACCESS EXCLUSIVE locks other sessions hold in the current database: a line with
- * the sample's time in epoch milliseconds, then one `<time>|<schema>.<table>` line per table held.
- * Every line carries the same time, the statement's: clock_timestamp() moves while the statement
- * runs, and a lock line stamped a millisecond after its sample read as a sample of its own in which
- * the other tables were free, cutting their holds short.
- */
-export const LOCK_SAMPLE_SQL =
-  `SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint || coalesce((SELECT string_agg(E'\\n' || (extract(epoch FROM statement_timestamp()) * 1000)::bigint || '|' || n.nspname || '.' || c.relname, '') ` +
-  `FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace ` +
-  `WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.mode = 'AccessExclusiveLock' AND l.granted AND c.relkind IN ('r', 'p', 'm') AND l.pid <> pg_backend_pid()), '');`;
+/** One sample of the ACCESS EXCLUSIVE locks other sessions hold (see lock-sample.sql). */
+export const LOCK_SAMPLE_SQL = sqlFile(fs.readFileSync(__dirname + '/lock-sample.sql', 'utf8'));
 
-const TABLES_SQL =
-  `SELECT c.oid || '|' || n.nspname || '.' || c.relname || '|' || c.relfilenode || '|' || coalesce(s.n_live_tup, 0) || '|' || coalesce(s.n_tup_upd, 0) ` +
-  `FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid ` +
-  `WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'`;
+const TABLES_SQL = sqlFile(fs.readFileSync(__dirname + '/rehearsal-tables.sql', 'utf8'));
 
 interface TableFacts {
   name: string;

@@ -8,8 +8,9 @@ import { OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { LogRecord, RecordOf } from './host-log';
 import type { Logger } from '../infra/logger';
-import { imageIdsCommand } from '../infra/docker';
-import { argv, sh } from '../infra/shell';
+import { imageIdsCommand, listImages, logsTail, tagImages } from '../infra/docker';
+import { short } from '../infra/sha';
+import { argv } from '../infra/shell';
 import type { Config } from './config';
 import { pruneReleaseDirs, usesReleaseDirs } from './git';
 import { errorMessage } from '../infra/errors';
@@ -161,7 +162,7 @@ async function healthError(host: Host, env: Environment, failed: ContainerState,
 }
 
 export async function containerLogs(host: Host, c: ContainerState, lines = 30): Promise<string> {
-  const r = await host.run(sh`docker logs --tail ${lines} ${c.id} 2>&1`, { check: false, quiet: true, timeoutSeconds: 60 });
+  const r = await host.run(logsTail(c.id, lines), { check: false, quiet: true, timeoutSeconds: 60 });
   return r.stdout.trimEnd();
 }
 
@@ -240,16 +241,14 @@ export async function tagRelease(host: Host, env: Environment, releaseId: string
     if (!c.service || images[c.service]) continue;
     images[c.service] = { name: c.image, id: c.imageId, tag: `${tagRepository(env, c.service)}:${releaseId}` };
   }
-  const script = Object.values(images)
-    .map((i) => argv('docker', 'tag', i.id, i.tag))
-    .join(' && ');
+  const script = tagImages(Object.values(images).map((i) => ({ from: i.id, to: i.tag })));
   if (script) await host.run(script, { label: `tagging ${env.name} images as ${releaseId}`, quiet: true, timeoutSeconds: 300 });
   return images;
 }
 
 /** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
 export async function pruneReleaseTags(host: Host, env: Environment, keep: number, protect: string[], log: Logger): Promise<string[]> {
-  const r = await host.run(sh`docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+  const r = await host.run(listImages(`twinstack/${env.project}-*`, '{{.Repository}}:{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
   const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
   const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
     .filter((t) => /^r\d{8}T\d{6}Z-/.test(t))
@@ -282,8 +281,7 @@ export async function pruneOldReleases(
     await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
     if (usesReleaseDirs(config, env)) {
       const pruned = await pruneReleaseDirs(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
-      if (pruned.length)
-        log.info(`${env.name}: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
+      if (pruned.length) log.info(`${env.name}: removed the release directories of ${pruned.map((d) => short(d)).join(', ')} (no release of theirs is kept)`);
     }
   } catch (e) {
     log.warning(`${env.name}: could not prune old releases (${errorMessage(e)}); they stay until the next deploy or promote`);
@@ -300,6 +298,6 @@ export async function restoreReleaseImages(host: Host, env: Environment, release
       `release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`,
     );
   }
-  const script = entries.map((i) => argv('docker', 'tag', i.tag, i.name)).join(' && ');
+  const script = tagImages(entries.map((i) => ({ from: i.tag, to: i.name })));
   await host.run(script, { label: `restoring ${release.release}'s images`, quiet: true, timeoutSeconds: 300 });
 }

@@ -10,6 +10,7 @@ import type { ContainerState, Environment } from './environment';
 import { checkoutCommit, releaseEnvironment } from './git';
 import type { Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
+import { short } from '../infra/sha';
 import { probeHealthUrl, restoreReleaseImages, waitHealthy, type Release } from './release';
 import { rollingOptions, switchServices } from './rolling';
 
@@ -32,7 +33,7 @@ export async function startRelease(
   log: Logger,
   restore?: BackupManifest,
 ): Promise<RestartResult> {
-  log.startGroup(`${env.name}: starting release ${release.release} (${release.sha.slice(0, 12)})`);
+  log.startGroup(`${env.name}: starting release ${release.release} (${short(release.sha)})`);
   try {
     await restoreReleaseImages(host, env, release);
     // With promote.release-dirs the release starts from its own directory (made again if it was

@@ -15,6 +15,7 @@
 import { ConfigurationError, OperationFailed, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
+import { inspectProjectContainers, shortId, stopAndRemove } from '../infra/docker';
 import { argv, sh } from '../infra/shell';
 import { parseInspect, type ContainerState, type Environment } from './environment';
 import { HealthError, containerLogs } from './release';
@@ -168,7 +169,7 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
   }
   const totalMs = Date.now() - started;
   log.info(
-    `${env.name}: rolling ${service}: ${old.map((c) => c.name).join(', ') || 'nothing'} → ${next.name} (image ${next.imageId.replace(/^sha256:/, '').slice(0, 12)}) in ${(totalMs / 1000).toFixed(1)} s`,
+    `${env.name}: rolling ${service}: ${old.map((c) => c.name).join(', ') || 'nothing'} → ${next.name} (image ${shortId(next.imageId)}) in ${(totalMs / 1000).toFixed(1)} s`,
   );
   return { service, from: old.map((c) => c.id), to: next.id, imageId: next.imageId, healthyAfterMs, routedAfterMs, totalMs };
 }
@@ -179,7 +180,7 @@ async function removeNew(host: Host, env: Environment, service: string, known: S
     const extra = (await serviceContainers(host, env, service)).filter((c) => !known.has(c.id));
     if (extra.length === 0) return;
     const ids = extra.map((c) => c.id);
-    await host.run(sh`docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`, {
+    await host.run(stopAndRemove(ids, drainSeconds), {
       label: `${env.name}: removing the new ${service} container`,
       quiet: true,
       timeoutSeconds: drainSeconds + 120,
@@ -206,8 +207,7 @@ async function assertKnownServices(host: Host, env: Environment, services: reado
 
 /** The service's containers (one-off `compose run` containers left out), old ones first. */
 export async function serviceContainers(host: Host, env: Environment, service: string): Promise<ContainerState[]> {
-  const filters = ['--filter', `label=com.docker.compose.project=${env.project}`, '--filter', `label=com.docker.compose.service=${service}`];
-  const r = await host.run(sh`ids=$(docker ps -aq ${filters}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`, {
+  const r = await host.run(inspectProjectContainers(env.project, service), {
     label: `listing the ${service} containers`,
     quiet: true,
     timeoutSeconds: 60,
@@ -274,11 +274,9 @@ export function parseContainerNames(text: string): ContainerNames[] {
  * gives every container of the service the same): a name that also fits an old container proves nothing.
  */
 export function routeProof(next: ContainerNames, old: readonly ContainerNames[]): { names: Set<string>; sharedHostname: boolean } {
-  const oldNames = new Set(old.flatMap((c) => [c.id.slice(0, 12), c.hostname.toLowerCase(), ...c.addresses]));
+  const oldNames = new Set(old.flatMap((c) => [shortId(c.id), c.hostname.toLowerCase(), ...c.addresses]));
   const sharedHostname = oldNames.has(next.hostname.toLowerCase());
-  const names = new Set(
-    [next.id.slice(0, 12), ...next.addresses, ...(sharedHostname ? [] : [next.hostname.toLowerCase()])].filter((n) => n && !oldNames.has(n)),
-  );
+  const names = new Set([shortId(next.id), ...next.addresses, ...(sharedHostname ? [] : [next.hostname.toLowerCase()])].filter((n) => n && !oldNames.has(n)));
   return { names, sharedHostname };
 }
 

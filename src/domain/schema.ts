@@ -6,8 +6,10 @@
  * the statistics views, so a restore can say how many rows it is about to lose.
  */
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import type { Host } from '../infra/host';
 import { psql } from '../infra/postgres';
+import { sqlFile } from '../infra/sql';
 import type { Environment } from './environment';
 
 export interface SchemaState {
@@ -17,9 +19,7 @@ export interface SchemaState {
   fingerprint: string;
 }
 
-const REVISION_SQL =
-  `SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN '' ELSE ` +
-  `coalesce((xpath('/row/v/text()', query_to_xml('SELECT string_agg(version_num, '','' ORDER BY version_num) AS v FROM alembic_version', false, true, '')))[1]::text, '') END`;
+const REVISION_SQL = sqlFile(fs.readFileSync(__dirname + '/alembic-revision.sql', 'utf8'));
 
 /** The schema-only dump as a fingerprint: lines that differ between two dumps of one schema are dropped. */
 export function fingerprintOf(dump: string): string {

@@ -4,12 +4,14 @@
  * truth; the host log is its history. Every action that changes or judges an environment starts
  * here and compares what runs with the release on record: a difference is drift.
  */
+import * as fs from 'node:fs';
 import { currentRevision } from './alembic';
-import { headScript } from './git';
 import { parseInspect, type ContainerState, type Environment } from './environment';
 import type { Host } from '../infra/host';
 import type { Release } from './release';
-import { sh } from '../infra/shell';
+import { COMPOSE_LABELS, projectLabel, shortId } from '../infra/docker';
+import { short } from '../infra/sha';
+import { hostScript } from '../infra/shell';
 
 export interface ObservedState {
   environment: string;
@@ -31,19 +33,12 @@ export interface ObservedState {
 }
 
 const SEP = '@twinstack-state@';
-const WORKING_DIR = 'com.docker.compose.project.working_dir';
+
+const OBSERVE = fs.readFileSync(__dirname + '/observe.sh', 'utf8');
 
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 export async function observe(host: Host, env: Environment, opts: { alembic?: boolean } = {}): Promise<ObservedState> {
-  const checkout = env.cfg.checkout.replace(/\/+$/, '');
-  const script =
-    `${headScript(env.cfg.checkout)}; ` +
-    sh`echo ${SEP}; ` +
-    sh`ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi; ` +
-    // Where the containers were started from, outside the checkout (whose HEAD is read above), and the commit each is at.
-    sh`echo ${SEP}; co=${checkout}; [ -z "$ids" ] || docker inspect --format ${`{{index .Config.Labels "${WORKING_DIR}"}}`} $ids | sort -u | ` +
-    `while IFS= read -r d; do case "$d" in ''|"$co"|"$co"/*) continue ;; esac; ` +
-    `if [ -d "$d" ]; then h=$(git -C "$d" rev-parse --verify --quiet HEAD 2>/dev/null); else h=missing; fi; printf '%s\t%s\n' "$d" "$h"; done`;
+  const script = hostScript(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: projectLabel(env.project), WORKING_DIR: COMPOSE_LABELS.workingDir });
   const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
   const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
   const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
@@ -72,7 +67,7 @@ export function drift(observed: ObservedState, release: Pick<Release, 'release' 
     return out;
   }
   if (!observed.head) out.push('the checkout has no readable HEAD');
-  else if (observed.head !== release.sha) out.push(`the checkout is at ${observed.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+  else if (observed.head !== release.sha) out.push(`the checkout is at ${short(observed.head)}, not at the release's commit ${short(release.sha)}`);
   for (const [service, image] of Object.entries(release.images)) {
     const running = observed.images[service];
     if (!running) out.push(`service ${service} has no container`);
@@ -86,16 +81,14 @@ export function drift(observed: ObservedState, release: Pick<Release, 'release' 
     const who = r.services.length === 1 ? `service ${r.services[0]} runs` : `services ${r.services.join(', ')} run`;
     if (r.head === 'missing') out.push(`${who} from ${r.dir}, which no longer exists`);
     else if (!r.head) out.push(`${who} from ${r.dir}, which has no readable HEAD`);
-    else if (r.head !== release.sha) out.push(`${who} from ${r.dir}, at ${r.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+    else if (r.head !== release.sha) out.push(`${who} from ${r.dir}, at ${short(r.head)}, not at the release's commit ${short(release.sha)}`);
   }
   return out;
 }
 
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
 export function driftMessage(environment: string, release: Pick<Release, 'release' | 'sha'>, lines: string[]): string {
-  return `${environment} does not run its recorded release ${release.release} (${release.sha.slice(0, 12)}): ${lines.join('; ')}.`;
+  return `${environment} does not run its recorded release ${release.release} (${short(release.sha)}): ${lines.join('; ')}.`;
 }
 
-export function shortId(id: string): string {
-  return id.replace(/^sha256:/, '').slice(0, 12);
-}
+export { shortId };

@@ -5,7 +5,8 @@
  * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
  * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
  */
-import { argv, quote, type Arg } from './shell';
+import * as fs from 'node:fs';
+import { argv, hostScript, quote, sh, type Arg } from './shell';
 
 /** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
 export const EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
@@ -29,4 +30,64 @@ export function dockerExec(container: string | { shell: string }, command: reado
 /** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
 export function imageIdsCommand(refs: readonly string[]): string {
   return argv('docker', 'image', 'inspect', '--format', '{{.Id}}', refs);
+}
+
+/** The labels compose puts on the containers it starts (v1 and v2 alike). */
+export const COMPOSE_LABELS = {
+  project: 'com.docker.compose.project',
+  service: 'com.docker.compose.service',
+  workingDir: 'com.docker.compose.project.working_dir',
+  oneoff: 'com.docker.compose.oneoff',
+} as const;
+
+/** The `docker ps` filter value for the containers of a compose project. */
+export function projectLabel(project: string): string {
+  return `label=${COMPOSE_LABELS.project}=${project}`;
+}
+
+/** The `docker ps` filter value for the containers of one compose service. */
+export function serviceLabel(service: string): string {
+  return `label=${COMPOSE_LABELS.service}=${service}`;
+}
+
+/** `--filter` words selecting a compose project's containers (one service's, when given). */
+export function projectFilter(project: string, service?: string): string[] {
+  return ['--filter', projectLabel(project), ...(service === undefined ? [] : ['--filter', serviceLabel(service)])];
+}
+
+/** `docker ps -q` (`-aq` with `all`): the ids of a compose project's (or one service's) containers. */
+export function psIds(project: string, o: { service?: string; all?: boolean } = {}): string {
+  return argv('docker', 'ps', o.all ? '-aq' : '-q', projectFilter(project, o.service));
+}
+
+const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh', 'utf8');
+
+/** `docker inspect` of every container of a compose project (or of one service), `[]` when there is none. */
+export function inspectProjectContainers(project: string, service?: string): string {
+  return hostScript(PROJECT_CONTAINERS, { PROJECT_LABEL: projectLabel(project), SERVICE_LABEL: service === undefined ? '' : serviceLabel(service) });
+}
+
+/** The last `lines` lines of a container's log, standard error folded into standard output. */
+export function logsTail(container: string, lines: number): string {
+  return sh`docker logs --tail ${lines} ${container} 2>&1`;
+}
+
+/** `docker images` listing the images whose repository matches `pattern`, in the given Go template. */
+export function listImages(pattern: string, format: string): string {
+  return argv('docker', 'images', '--format', format, pattern);
+}
+
+/** `docker tag` of each pair, stopping at the first that fails. */
+export function tagImages(pairs: ReadonlyArray<{ from: string; to: string }>): string {
+  return pairs.map((p) => argv('docker', 'tag', p.from, p.to)).join(' && ');
+}
+
+/** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
+export function stopAndRemove(ids: readonly string[], drainSeconds: number): string {
+  return sh`docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`;
+}
+
+/** Docker's 12-character form of a container or image id (`sha256:` left out). */
+export function shortId(id: string): string {
+  return id.replace(/^sha256:/, '').slice(0, 12);
 }

@@ -49,3 +49,19 @@ export function sh(strings: TemplateStringsArray, ...values: Array<Arg | readonl
   });
   return out;
 }
+
+/**
+ * A host script from a `.sh` file under src/ (checked by shellcheck, shipped beside the bundles),
+ * its parameters set in front as upper-case shell variables. Every value is quoted, and stays
+ * visible in the command and the debug log; the file's opening comment is not sent.
+ */
+export function hostScript(file: string, params: Record<string, string | number>): string {
+  const lines = file.split('\n');
+  let start = 0;
+  while (start < lines.length && (lines[start].startsWith('#') || lines[start].trim() === '')) start++;
+  const prelude = Object.entries(params).map(([name, value]) => {
+    if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new Error(`bad host script parameter name ${name}`);
+    return `${name}=${quote(String(value))}`;
+  });
+  return [prelude.join('; '), ...lines.slice(start)].join('\n').replace(/\n+$/, '');
+}

@@ -28,3 +28,19 @@ export function dollarTag(body: string, base = 'ts'): string {
   for (let i = 0; body.includes(tag); i++) tag = `$${base}${i}$`;
   return tag;
 }
+
+/**
+ * A statement from a `.sql` file under src/ (shipped beside the bundles), as one line: its `--`
+ * comment lines left out, the others trimmed and joined by a space. The files hold no string
+ * literal that spans lines, so the statement means what the file says.
+ */
+export function sqlFile(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('--'));
+  // Joined, a comment at the end of a line would swallow the rest of the statement.
+  const commented = lines.find((l) => l.includes('--'));
+  if (commented) throw new Error(`a .sql file has a comment after SQL on one line (put it on a line of its own): ${commented}`);
+  return lines.join(' ');
+}

@@ -3,6 +3,7 @@
  * one line saying what to change; all of them run before anything is sent to the host.
  */
 import { ConfigurationError } from './errors';
+import { parseSha, type Sha } from './sha';
 
 const MAX = 200;
 
@@ -43,8 +44,11 @@ export function gitRef(value: string, name = 'ref'): string {
   return value;
 }
 
-export function sha(value: string, name = 'sha'): string {
-  return check(name, value, /^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a full 40-character hexadecimal commit id');
+/** A full commit id (40 hexadecimal characters; upper case is read as lower), as resolveRef gives it. */
+export function sha(value: string, name = 'sha'): Sha {
+  const parsed = parseSha(check(name, value.trim(), /^[0-9a-fA-F]{40}$/, 'expected a full 40-character hexadecimal commit id'));
+  if (!parsed) throw new ConfigurationError(`${name} "${printable(value)}" is not valid: expected a full 40-character hexadecimal commit id`);
+  return parsed;
 }
 
 /** Release ids are made by twinstack: r<UTC time>-<short sha>. */

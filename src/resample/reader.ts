@@ -8,10 +8,11 @@
  * `POSTGRES_USER` is in the official postgres image), and checks it before every read; a role that
  * could write is refused, with the SQL that makes one that cannot.
  */
+import * as fs from 'node:fs';
 import type { Host } from '../infra/host';
 import { OperationFailed } from '../infra/errors';
 import type { Logger } from '../infra/logger';
-import { ident, literal } from '../infra/sql';
+import { ident, literal, sqlFile } from '../infra/sql';
 import { Environment } from '../domain/environment';
 import type { Config } from '../domain/config';
 import { queryJson } from './catalog';
@@ -49,22 +50,7 @@ interface ReaderFacts {
   writableTables: number;
 }
 
-const FACTS_SQL = `SELECT json_build_object(
-  'user', current_user, 'superuser', r.rolsuper, 'createrole', r.rolcreaterole, 'createdb', r.rolcreatedb,
-  'replication', r.rolreplication, 'bypassrls', r.rolbypassrls, 'connlimit', r.rolconnlimit,
-  'readAll', pg_has_role(r.oid, 'pg_read_all_data', 'MEMBER'),
-  'memberOf', (SELECT coalesce(json_agg(b.rolname ORDER BY b.rolname), '[]') FROM pg_roles b
-               WHERE pg_has_role(r.oid, b.oid, 'MEMBER') AND b.oid <> r.oid AND b.rolname <> 'pg_read_all_data'),
-  'readOnly', current_setting('default_transaction_read_only'),
-  'createOnDatabase', has_database_privilege(current_database(), 'CREATE'),
-  'createOnSchemas', (SELECT coalesce(json_agg(nspname ORDER BY nspname), '[]') FROM pg_namespace
-                      WHERE has_schema_privilege(oid, 'CREATE') AND nspname NOT LIKE 'pg\\_temp\\_%' AND nspname NOT LIKE 'pg\\_toast\\_temp\\_%'),
-  'owns', (SELECT count(*) FROM pg_class WHERE relowner = r.oid) + (SELECT count(*) FROM pg_namespace WHERE nspowner = r.oid),
-  'writableTables', (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                     AND (has_table_privilege(r.oid, c.oid, 'INSERT') OR has_table_privilege(r.oid, c.oid, 'UPDATE')
-                          OR has_table_privilege(r.oid, c.oid, 'DELETE') OR has_table_privilege(r.oid, c.oid, 'TRUNCATE'))))
-FROM pg_roles r WHERE r.rolname = current_user`;
+const FACTS_SQL = sqlFile(fs.readFileSync(__dirname + '/reader-facts.sql', 'utf8'));
 
 /** What makes the role able to write or act on the server, one phrase each; empty when it only reads. */
 export function readerProblems(f: ReaderFacts): string[] {

@@ -4,6 +4,7 @@
  * Each is pure and tested against output captured from the real commands.
  */
 import { parseDockerSize, scalarText } from '../domain/units';
+import { shortId } from '../infra/docker';
 
 export interface StatsRow {
   name: string;
@@ -75,7 +76,7 @@ export function parseContainerLimits(json: string): ContainerLimits[] {
       const nano = h.NanoCpus && h.NanoCpus > 0 ? h.NanoCpus / 1e9 : undefined;
       return {
         name: c.Name.replace(/^\//, ''),
-        id: c.Id.slice(0, 12),
+        id: shortId(c.Id),
         service: c.Config?.Labels?.['com.docker.compose.service'] ?? '',
         status: c.State?.Status ?? 'unknown',
         cpus: nano ?? quota,

@@ -9,6 +9,7 @@ import type { MonitorSettings } from './config';
 import type { Finding } from './findings';
 import type { ContainerLimits, DiskUse, LatencyStats, Sample, StatsRow } from './metrics';
 import { formatBytes, formatCpus } from '../domain/units';
+import { shortId } from '../infra/docker';
 
 export interface ContainerMetric {
   service: string;
@@ -56,7 +57,7 @@ const round1 = (n: number) => Math.round(n * 10) / 10;
 /** Joins `docker stats` rows (running containers) with their limits from `docker inspect` (all containers). */
 export function combineContainers(stats: readonly StatsRow[], limits: readonly ContainerLimits[]): ContainerMetric[] {
   return limits.map((l) => {
-    const s = stats.find((r) => r.name === l.name || (r.id && l.id.startsWith(r.id.slice(0, 12))));
+    const s = stats.find((r) => r.name === l.name || (r.id && l.id.startsWith(shortId(r.id))));
     const cpuOfLimit = s && l.cpus ? round1(s.cpuPercent / l.cpus) : undefined;
     const memLimit = l.memoryBytes;
     const memOfLimit = s && memLimit ? round1(Number.isFinite(s.memUsageBytes) ? (s.memUsageBytes / memLimit) * 100 : s.memPercent) : undefined;

@@ -271,7 +271,7 @@ export class FakeVps {
     h.on('mkdir', /^mkdir -p -m 700 \S+$/, {});
     h.on('read lock holder', /^if \[ -f (\S+lock-holder\.json) \]; then cat/, (_c, m) => ({ stdout: files.get(m?.[1] ?? '')?.toString() ?? '' }));
     h.on('take lock', /^flock -w \d+ -E 75 \S+\/lock bash -c/, { stdout: 'twinstack-lock-acquired\n' });
-    h.on('busy check', /flock -x -n \S+\/busy true; then echo IDLE/, { stdout: 'IDLE\n' });
+    h.on('busy check', /^ENTRIES_DIR=\S+; BUSY_FILE=\S+\/busy\n/, { stdout: 'IDLE\n' });
     h.on('remove file', /^rm -f (\S+)$/, (_c, m) => {
       files.delete(m?.[1] ?? '');
       return {};
@@ -280,16 +280,16 @@ export class FakeVps {
       files.delete(m?.[1] ?? '');
       return {};
     });
-    h.on('read host log', /^if \[ -f (\S+\/log\.jsonl) \]; then size=/, (_c, m) => ({ stdout: files.get(m?.[1] ?? '')?.toString() ?? '' }));
+    h.on('read host log', /^FILE=(\S+\/log\.jsonl); MAX_BYTES=\d+; TOO_BIG=\d+\n/, (_c, m) => ({ stdout: files.get(m?.[1] ?? '')?.toString() ?? '' }));
     h.on('host log append', /^mkdir -p -m 700 \S+ && printf '%s\n' .* >> \S+\/log\.jsonl$/s, (c) => this.appendLog(c));
-    h.on('cut host changes', /^for f in \S+\/pending\/\*\.sh;/, {});
+    h.on('cut host changes', /^PENDING_DIR=\S+\/pending\n/, {});
 
     // What runs (src/domain/state.ts, environment.ts).
     h.on('observe', /@twinstack-state@/, (c) => {
       const name = this.envNamed(c.script);
       return { stdout: `${this.env[name].head}\n@twinstack-state@\n${this.inspect(name)}\n@twinstack-state@\n` };
     });
-    h.on('list containers', /^ids=\$\(docker ps -aq --filter label=com\.docker\.compose\.project=(\S+)\) && if/, (c) => ({
+    h.on('list containers', /^PROJECT_LABEL=label=com\.docker\.compose\.project=(\S+); SERVICE_LABEL=''\n/, (c) => ({
       stdout: this.inspect(this.envNamed(c.script)),
     }));
     h.on(
@@ -315,7 +315,7 @@ export class FakeVps {
       this.env[this.envNamed(c.cwd ?? '')].head = m?.[1] ?? '';
       return {};
     });
-    h.on('scratch checkout', /worktree add --force --detach (\S+) [0-9a-f]{40} >\/dev\/null$/, {});
+    h.on('scratch checkout', /^CHECKOUT=\S+; DIR=(\S+); PARENT=\S+; SHA=[0-9a-f]{40}\n.*worktree add/s, {});
     h.on('copy files outside git', /^umask 077\n/, (c) => {
       for (const m of c.script.matchAll(/cp -PpR -- (\S+) (\S+) &&/g)) {
         const [from, to] = [shellWords(m[1])[0], shellWords(m[2])[0]];

@@ -18,6 +18,7 @@ import { currentRelease } from '../../domain/release';
 import { drift, driftMessage, observe, shortId } from '../../domain/state';
 import { alembicCheck, migrationPlan, upgradeHead } from '../../domain/alembic';
 import { dockerExec } from '../../infra/docker';
+import { short } from '../../infra/sha';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
 
@@ -111,7 +112,7 @@ export function gateSummary(env: Environment, g: GateResult): Summary {
   const ok = g.problems.length === 0;
   const s = new Summary().heading(`Gate on ${env.name}`);
   s.text(
-    `${ok ? '✅' : '❌'} **Commit \`${g.sha.slice(0, 12)}\` (release \`${g.release}\`) ${ok ? 'passed' : 'did not pass'} the gate.** ${ok ? 'It can be promoted to prod as long as dev keeps running exactly these images.' : 'Promote will refuse it.'}`,
+    `${ok ? '✅' : '❌'} **Commit \`${short(g.sha)}\` (release \`${g.release}\`) ${ok ? 'passed' : 'did not pass'} the gate.** ${ok ? 'It can be promoted to prod as long as dev keeps running exactly these images.' : 'Promote will refuse it.'}`,
   );
   const tested = Object.entries(g.images);
   if (tested.length) s.list([`tested images: ${tested.map(([svc, id]) => `${svc} \`${shortId(id)}\``).join(', ')}`]);
@@ -168,9 +169,7 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
           );
         }
         if (plan.sha && plan.sha !== release.sha) {
-          throw new OperationFailed(
-            `dev runs ${release.sha.slice(0, 12)} (release ${release.release}), not the requested ${plan.sha.slice(0, 12)}: deploy it first`,
-          );
+          throw new OperationFailed(`dev runs ${short(release.sha)} (release ${release.release}), not the requested ${short(plan.sha)}: deploy it first`);
         }
         const g: GateResult = { sha: release.sha, release: release.release, problems: [], images: observed.images };
         try {
@@ -203,7 +202,7 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
         const after = await observe(host, env).catch(ignored(log, 'reading dev again after the tests'));
         if (after && (after.head !== g.sha || after.images[service] !== g.images[service])) {
           g.problems.push(
-            `dev changed while the gate ran (checkout ${after.head.slice(0, 12)}, ${service} image ${after.images[service] ?? 'none'}): the result cannot be bound to one release`,
+            `dev changed while the gate ran (checkout ${short(after.head)}, ${service} image ${after.images[service] ?? 'none'}): the result cannot be bound to one release`,
           );
         }
         await op.record('gate', {
@@ -229,6 +228,6 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
     io.output('alembic-head', result.alembic?.head ?? '');
     io.output('sha', result.sha);
     await io.summary(gateSummary(env, result).toMarkdown());
-    if (result.problems.length) throw new OperationFailed(`commit ${result.sha.slice(0, 12)} did not pass: ${result.problems.join('; ')}`);
+    if (result.problems.length) throw new OperationFailed(`commit ${short(result.sha)} did not pass: ${result.problems.join('; ')}`);
   },
 };

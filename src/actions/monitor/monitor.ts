@@ -16,7 +16,8 @@ import { Environment } from '../../domain/environment';
 import { OperationFailed, errorMessage, tailLines } from '../../infra/errors';
 import type { Host } from '../../infra/host';
 import type { Logger } from '../../infra/logger';
-import { sh } from '../../infra/shell';
+import { projectLabel } from '../../infra/docker';
+import { hostScript, sh } from '../../infra/shell';
 import { Summary } from '../../infra/summary';
 import { latencyMermaid, latencySvg, sparkline } from '../../safety/chart';
 import { counts, findingsTable, sortFindings, type Finding } from '../../safety/findings';
@@ -26,6 +27,8 @@ import { formatBytes, formatCpus } from '../../domain/units';
 import { psql } from '../../infra/postgres';
 
 const SPLIT = '--twinstack-inspect--';
+const CONTAINER_STATS = fs.readFileSync(__dirname + '/container-stats.sh', 'utf8');
+const LATENCY = fs.readFileSync(__dirname + '/latency.sh', 'utf8');
 /** Counted like max_connections counts them: client sessions, not PostgreSQL's own background workers. */
 const CONNECTIONS_SQL = "select count(*) from pg_stat_activity where backend_type = 'client backend'";
 
@@ -43,11 +46,7 @@ async function dockerState(host: Host): Promise<Metrics['docker']> {
 }
 
 async function containerMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
-  const label = `label=com.docker.compose.project=${env.project}`;
-  const script =
-    sh`running=$(docker ps -q --filter ${label}) && all=$(docker ps -aq --filter ${label}) && ` +
-    sh`if [ -n "$running" ]; then docker stats --no-stream --format ${'{{json .}}'} $running; fi && echo ${SPLIT} && ` +
-    sh`if [ -n "$all" ]; then docker inspect $all; else echo '[]'; fi`;
+  const script = hostScript(CONTAINER_STATS, { PROJECT_LABEL: projectLabel(env.project), SPLIT });
   const r = await host.run(script, { quiet: true, check: false, label: `${env.name}: docker stats`, timeoutSeconds: 120 });
   if (r.exitCode !== 0) {
     into.containersError = tailLines(r.stderr, 2) || `exit ${r.exitCode}`;
@@ -96,7 +95,7 @@ async function latency(host: Host, config: Config, into: Metrics): Promise<void>
   const n = config.monitor.requests;
   const t = config.monitor['request-timeout-seconds'];
   // One remote command: the requests are made from the host, one after another, so SSH adds nothing to the times.
-  const script = sh`command -v curl >/dev/null || { echo 'curl is not installed on the host' >&2; exit 127; }; i=0; while [ "$i" -lt ${n} ]; do curl -s -o /dev/null --max-time ${t} -w ${'%{http_code} %{time_total}\\n'} ${url} || true; i=$((i+1)); done`;
+  const script = hostScript(LATENCY, { REQUESTS: n, TIMEOUT: t, URL: url });
   const r = await host.run(script, { quiet: true, check: false, label: `GET ${url} x${n}`, timeoutSeconds: n * (t + 5) + 30 });
   const samples = parseTimings(r.stdout);
   if (r.exitCode !== 0 || samples.length === 0) {

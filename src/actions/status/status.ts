@@ -12,6 +12,7 @@ import { HostLog, latest, unfinishedOperations, type LogRecord } from '../../dom
 import { EnvironmentLock, describeBusy, describeHolder, type BusyEntry, type LockHolder } from '../../domain/lock';
 import { releaseStack } from '../../domain/release';
 import { drift, observe } from '../../domain/state';
+import { short } from '../../infra/sha';
 import { Summary } from '../../infra/summary';
 import { printable } from '../../infra/validate';
 
@@ -83,12 +84,12 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
     all.map((e) => [
       e.environment,
       e.release?.id ?? 'none recorded',
-      e.release?.sha.slice(0, 12) ?? '',
+      e.release ? short(e.release.sha) : '',
       e.release?.time ?? '',
       e.containersError
         ? 'unknown'
         : e.drift.length
-          ? `NO: drifted (${e.drift.length} difference${e.drift.length === 1 ? '' : 's'}, below; checkout at ${e.head ? e.head.slice(0, 12) : '?'})`
+          ? `NO: drifted (${e.drift.length} difference${e.drift.length === 1 ? '' : 's'}, below; checkout at ${e.head ? short(e.head) : '?'})`
           : 'yes',
       e.containersError ? 'unknown (docker did not answer)' : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
       e.lock ? `held by ${describeHolder(e.lock)}` : 'free',
@@ -99,18 +100,16 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
     const notes: string[] = [];
     if (e.drift.length) {
       notes.push(
-        `🚨 **drift**: the record says ${e.release ? `release \`${e.release.id}\` (\`${e.release.sha.slice(0, 12)}\`)` : 'no release'}, but the host runs something else: ${e.drift.join('; ')}. ` +
+        `🚨 **drift**: the record says ${e.release ? `release \`${e.release.id}\` (\`${short(e.release.sha)}\`)` : 'no release'}, but the host runs something else: ${e.drift.join('; ')}. ` +
           `gate and promote refuse ${e.environment} until a deploy or a rollback settles it.`,
       );
     }
     for (const w of e.remoteWork) notes.push(`⏳ remote work still running: ${describeBusy(w)}; the next run waits for it`);
     if (e.failedDeploy)
-      notes.push(
-        `last deploy FAILED: \`${e.failedDeploy.sha.slice(0, 12)}\` at stage ${e.failedDeploy.stage}, ${e.failedDeploy.time}: ${e.failedDeploy.error}`,
-      );
+      notes.push(`last deploy FAILED: \`${short(e.failedDeploy.sha)}\` at stage ${e.failedDeploy.stage}, ${e.failedDeploy.time}: ${e.failedDeploy.error}`);
     if (e.rollbackTarget) notes.push(`a rollback without release-id goes to \`${e.rollbackTarget}\``);
     if (e.alembic !== undefined) notes.push(`database schema at alembic revision \`${e.alembic || 'none'}\` (read in the ${e.environment} api container)`);
-    if (e.lastGate) notes.push(`last gate: ${e.lastGate.passed ? 'passed' : 'FAILED'} for ${e.lastGate.sha.slice(0, 12)} at ${e.lastGate.time}`);
+    if (e.lastGate) notes.push(`last gate: ${e.lastGate.passed ? 'passed' : 'FAILED'} for ${short(e.lastGate.sha)} at ${e.lastGate.time}`);
     for (const u of e.unfinished)
       notes.push(
         `⚠️ unfinished ${u.action} (${u.op}) started ${u.time} by ${u.run ?? 'unknown run'}: the run died; run status again after the next action, or deploy/rollback to settle it`,
@@ -144,7 +143,7 @@ export const statusAction: ActionDefinition<StatusInputs, StatusOutputs, Plan> =
     for (const name of ctx.plan.environments) all.push(await readStatus(ctx, name));
     for (const e of all) {
       ctx.log.info(
-        `${e.environment}: ${e.release ? `release ${e.release.id} (${e.release.sha.slice(0, 12)})` : 'no release recorded'}; ` +
+        `${e.environment}: ${e.release ? `release ${e.release.id} (${short(e.release.sha)})` : 'no release recorded'}; ` +
           `${e.containersError ? 'containers unknown' : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} containers running`}` +
           `${e.drift.length ? `; DRIFT: ${e.drift.join('; ')}` : ''}` +
           `${e.lock ? `; locked by ${describeHolder(e.lock)}` : ''}`,

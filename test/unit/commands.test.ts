@@ -1,0 +1,148 @@
+/**
+ * The command builders of src/infra: each remote tool's flags are written in one place, and what
+ * they build is checked here as text (the real tools run in the integration and end-to-end suites).
+ */
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { compose, composeLine, type ComposeProject } from '../../src/infra/compose';
+import * as docker from '../../src/infra/docker';
+import * as git from '../../src/infra/git';
+import { hostScript } from '../../src/infra/shell';
+
+const v2: ComposeProject = { command: 'docker compose', files: ['compose.yml', 'compose.prod.yml'], envFile: '.env.prod', project: 'app-prod' };
+
+describe('compose', () => {
+  it('names the files, the env file and the project before the subcommand', () => {
+    assert.equal(
+      compose(v2, ['up', '-d', '--no-build']),
+      'docker compose -f compose.yml -f compose.prod.yml --env-file .env.prod -p app-prod up -d --no-build',
+    );
+  });
+
+  it('runs v1 as docker-compose, with the same flags', () => {
+    assert.equal(
+      compose({ ...v2, command: 'docker-compose' }, ['config', '--services']),
+      'docker-compose -f compose.yml -f compose.prod.yml --env-file .env.prod -p app-prod config --services',
+    );
+  });
+
+  it('quotes what the shell would split', () => {
+    assert.equal(
+      compose({ ...v2, files: ['my compose.yml'] }, ['logs', "it's"]),
+      `docker compose -f 'my compose.yml' --env-file .env.prod -p app-prod logs 'it'\\''s'`,
+    );
+  });
+
+  it('writes a line for a script run later: in the directory, the project name set, not at all when cd fails', () => {
+    assert.equal(
+      composeLine('/srv/app', v2, ['start', 'api']),
+      'cd /srv/app && COMPOSE_PROJECT_NAME=app-prod docker compose -f compose.yml -f compose.prod.yml --env-file .env.prod -p app-prod start api',
+    );
+  });
+});
+
+describe('docker', () => {
+  it('writes the compose project filter, and the service filter beside it', () => {
+    assert.equal(docker.projectLabel('app-prod'), 'label=com.docker.compose.project=app-prod');
+    assert.deepEqual(docker.projectFilter('app-prod'), ['--filter', 'label=com.docker.compose.project=app-prod']);
+    assert.deepEqual(docker.projectFilter('app-prod', 'db'), [
+      '--filter',
+      'label=com.docker.compose.project=app-prod',
+      '--filter',
+      'label=com.docker.compose.service=db',
+    ]);
+  });
+
+  it('lists the ids of running containers, or of all of them', () => {
+    assert.equal(
+      docker.psIds('app-prod', { service: 'api' }),
+      'docker ps -q --filter label=com.docker.compose.project=app-prod --filter label=com.docker.compose.service=api',
+    );
+    assert.equal(docker.psIds('app-prod', { all: true }), 'docker ps -aq --filter label=com.docker.compose.project=app-prod');
+  });
+
+  it("inspects a project's containers with the script, its labels set in front", () => {
+    const all = docker.inspectProjectContainers('app-prod');
+    assert.match(all, /^PROJECT_LABEL=label=com\.docker\.compose\.project=app-prod; SERVICE_LABEL=''\n/);
+    assert.match(docker.inspectProjectContainers('app-prod', 'api'), /^PROJECT_LABEL=\S+; SERVICE_LABEL=label=com\.docker\.compose\.service=api\n/);
+    assert.doesNotMatch(all, /#!\/usr\/bin\/env bash|Prints/, 'the opening comment is not sent');
+  });
+
+  it('reads the tail of a log, lists, tags, stops and removes', () => {
+    assert.equal(docker.logsTail('0123456789ab', 30), 'docker logs --tail 30 0123456789ab 2>&1');
+    assert.equal(docker.listImages('twinstack/app-prod-*', '{{.Tag}}'), `docker images --format '{{.Tag}}' 'twinstack/app-prod-*'`);
+    assert.equal(
+      docker.tagImages([
+        { from: 'sha256:1', to: 'twinstack/app-prod-api:r1' },
+        { from: 'sha256:2', to: 'twinstack/app-prod-web:r1' },
+      ]),
+      'docker tag sha256:1 twinstack/app-prod-api:r1 && docker tag sha256:2 twinstack/app-prod-web:r1',
+    );
+    assert.equal(docker.tagImages([]), '');
+    assert.equal(docker.stopAndRemove(['a1', 'b2'], 10), 'docker stop -t 10 a1 b2 >/dev/null; docker rm -f a1 b2 >/dev/null');
+    assert.equal(docker.imageIdsCommand(['app:1', 'db:2']), `docker image inspect --format '{{.Id}}' app:1 db:2`);
+  });
+});
+
+describe('git', () => {
+  const sha = '0123456789abcdef0123456789abcdef01234567';
+
+  it('fetches, resolves a ref (branch, then tag, then anything) and checks out detached', () => {
+    assert.equal(git.isRepository('/srv/app'), 'test -d /srv/app/.git');
+    assert.equal(git.fetch('origin'), 'git fetch --prune --tags --force origin');
+    assert.equal(
+      git.resolveCommit('origin', 'main'),
+      "git rev-parse --verify --quiet 'refs/remotes/origin/main^{commit}' || git rev-parse --verify --quiet 'refs/tags/main^{commit}' || git rev-parse --verify --quiet 'main^{commit}'",
+    );
+    assert.equal(git.checkoutDetached(sha), `git -c advice.detachedHead=false checkout --quiet --detach ${sha}`);
+    assert.equal(git.head('/srv/rel'), 'git -C /srv/rel rev-parse HEAD 2>/dev/null');
+  });
+
+  it('asks whether a branch contains a commit, printing the branch name', () => {
+    assert.equal(
+      git.branchContains(sha, 'refs/remotes/origin/main'),
+      `git for-each-ref --contains ${sha} --format='%(refname:strip=3)' refs/remotes/origin/main`,
+    );
+  });
+
+  it('adds a worktree with the script and removes one with one line', () => {
+    assert.match(
+      git.addWorktree('/srv/app', '/var/lib/ts/work/x', sha),
+      new RegExp(`^CHECKOUT=/srv/app; DIR=/var/lib/ts/work/x; PARENT=/var/lib/ts/work; SHA=${sha}\n`),
+    );
+    assert.equal(
+      git.removeWorktree('/srv/app', '/var/lib/ts/work/x'),
+      'git -C /srv/app worktree remove --force /var/lib/ts/work/x 2>/dev/null; rm -rf /var/lib/ts/work/x; git -C /srv/app worktree prune',
+    );
+  });
+});
+
+describe('host scripts', () => {
+  it('set their parameters quoted, in front of the file without its opening comment', () => {
+    const file = '#!/usr/bin/env bash\n# what it does\n\necho "$NAME" "$N"\n';
+    assert.equal(hostScript(file, { NAME: "it's me", N: 3 }), `NAME='it'\\''s me'; N=3\necho "$NAME" "$N"`);
+  });
+
+  it('refuse a parameter name that is not an upper-case shell variable', () => {
+    assert.throws(() => hostScript('true\n', { 'a;b': 'x' }), /bad host script parameter name/);
+    assert.throws(() => hostScript('true\n', { lower: 'x' }), /bad host script parameter name/);
+  });
+
+  it('run as bash runs them: the project containers, with docker answered by a stub', () => {
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-docker-'));
+    try {
+      // The stub prints its arguments, and two ids for `ps`.
+      fs.writeFileSync(path.join(bin, 'docker'), '#!/bin/sh\nif [ "$1" = ps ]; then echo a1; echo b2; else echo "$*"; fi\n', { mode: 0o755 });
+      const run = (script: string) => spawnSync('bash', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+      assert.equal(run(docker.inspectProjectContainers('app-prod', 'api')).stdout, 'inspect a1 b2\n');
+      fs.writeFileSync(path.join(bin, 'docker'), '#!/bin/sh\n[ "$1" = ps ] || echo "$*"\n', { mode: 0o755 });
+      assert.equal(run(docker.inspectProjectContainers('app-prod')).stdout, '[]\n');
+    } finally {
+      fs.rmSync(bin, { recursive: true, force: true });
+    }
+  });
+});
