@@ -5,6 +5,7 @@
  * A failure after `up` leaves the environment on the new, unhealthy containers; the summary says so
  * and names the rollback to run.
  */
+import { short } from '../../infra/sha';
 import type { DeployInputs, DeployOutputs } from '../../../action-types';
 import type { ActionDefinition } from '../../domain/action';
 import type { Config, EnvironmentName } from '../../domain/config';
@@ -177,12 +178,12 @@ export async function checkIsolation(d: Deployment, opened: Opened, sha: string)
   const { before } = opened;
   await inStage('isolation', sha, async () => {
     try {
-      await isolationGate(host, d.config, log, `${env.name} at ${sha.slice(0, 12)}`);
+      await isolationGate(host, d.config, log, `${env.name} at ${short(sha)}`);
     } catch (e) {
       // Nothing was started: the checkout goes back to what runs, so the refusal changes nothing.
       if (before.head && before.head !== sha)
         await checkoutCommit(host, env, before.head).catch((ce) =>
-          log.warning(`could not put the checkout back at ${before.head.slice(0, 12)}: ${errorMessage(ce)}`),
+          log.warning(`could not put the checkout back at ${short(before.head)}: ${errorMessage(ce)}`),
         );
       throw e;
     }
@@ -248,7 +249,7 @@ async function reportDeployed(io: ActionIO<DeployInputs, DeployOutputs>, env: En
   io.output('duration-seconds', result.durationSeconds);
   const summary = new Summary()
     .heading(`Deploy to ${env.name}`)
-    .text(`✅ **${env.name} runs release \`${result.releaseId}\`** (commit \`${result.sha.slice(0, 12)}\`), deployed in ${result.durationSeconds}s.`)
+    .text(`✅ **${env.name} runs release \`${result.releaseId}\`** (commit \`${short(result.sha)}\`), deployed in ${result.durationSeconds}s.`)
     .list([
       `previous release: ${result.previousReleaseId ? `\`${result.previousReleaseId}\`` : 'none'}`,
       `health: ${env.cfg.url}${env.cfg.healthPath} answered 2xx`,
@@ -273,7 +274,7 @@ function failureSummary(env: Environment, e: unknown, failed: DeployFailed | und
   } else if (e instanceof HealthError) {
     summary.list([
       `service \`${e.service}\` is ${e.state}`,
-      `${env.name} now runs the new containers of ${sha ? `\`${sha.slice(0, 12)}\`` : 'the new commit'}, which are not healthy.`,
+      `${env.name} now runs the new containers of ${sha ? `\`${short(sha)}\`` : 'the new commit'}, which are not healthy.`,
       `Next: fix and push again, or run the rollback workflow to return ${env.name} to its previous release.`,
     ]);
     if (e.logs) summary.detailsCode(`last log lines of ${e.service}`, e.logs);

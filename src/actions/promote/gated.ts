@@ -3,6 +3,7 @@
  * gate for it, read under dev's lock; and the two-person rule. Both refuse in one line, having
  * changed nothing.
  */
+import { short } from '../../infra/sha';
 import type { Config } from '../../domain/config';
 import type { Environment } from '../../domain/environment';
 import { HostLog, latest, type RecordOf } from '../../domain/host-log';
@@ -62,9 +63,9 @@ export async function gatedRelease(
       const images = gate?.passed ? (gate.images ?? {}) : runsIt ? Object.fromEntries(Object.entries(runsIt.images).map(([s, i]) => [s, i.id])) : undefined;
       if (!images)
         throw new OperationFailed(
-          `dev never ran ${sha.slice(0, 12)} as a release twinstack knows, so there are no images to ship: deploy it to dev first. Nothing was changed.`,
+          `dev never ran ${short(sha)} as a release twinstack knows, so there are no images to ship: deploy it to dev first. Nothing was changed.`,
         );
-      log.warning(`require-gate is off: promoting ${sha.slice(0, 12)} without a passing gate`);
+      log.warning(`require-gate is off: promoting ${short(sha)} without a passing gate`);
       return { sha, images, gate, devRelease: runsIt, pusher };
     }
     if (gate?.passed !== true) {
@@ -76,7 +77,7 @@ export async function gatedRelease(
     const tested = gate.images ?? {};
     if (!Object.keys(tested).length) {
       throw new OperationFailed(
-        `the passing gate of ${sha.slice(0, 12)} (${gate.time}) does not say which images it tested: run the gate on dev again. Nothing was changed.`,
+        `the passing gate of ${short(sha)} (${gate.time}) does not say which images it tested: run the gate on dev again. Nothing was changed.`,
       );
     }
     if (observed) {
@@ -98,7 +99,7 @@ export async function gatedRelease(
 export function checkTwoPersonRule(config: Config, gated: GatedRelease, run: RunInfo): void {
   if (config.promote['require-different-actor'] && gated.pusher && gated.pusher === run.actor) {
     throw new OperationFailed(
-      `${run.actor} deployed ${gated.sha.slice(0, 12)} to dev and may not also promote it (promote.require-different-actor): ask another person to run flip-the-switch. Nothing was changed.`,
+      `${run.actor} deployed ${short(gated.sha)} to dev and may not also promote it (promote.require-different-actor): ask another person to run flip-the-switch. Nothing was changed.`,
     );
   }
 }

@@ -3,6 +3,8 @@
  * backup, the images under prod's names, the rehearsal. None of them changes what prod runs or its
  * database; one that says no returns a Refusal, and refusePromotion leaves prod as it was.
  */
+import { branchContains } from '../../infra/git';
+import { short } from '../../infra/sha';
 import { takeBackup, usableBackup, type BackupManifest } from '../../domain/backup';
 import { releaseEnvironment, removeScratchCheckout, resolveRef, scratchCheckout } from '../../domain/git';
 import type { Environment } from '../../domain/environment';
@@ -13,7 +15,6 @@ import { schemaState } from '../../domain/schema';
 import { buildDefinitions, defaultImageName, mergedBuilds, mergedConfig, shipImages, shipPlan } from '../../domain/ship';
 import { drift, driftMessage, observe } from '../../domain/state';
 import { OperationFailed, errorMessage } from '../../infra/errors';
-import { sh } from '../../infra/shell';
 import { isolationGate } from '../../safety/preflight';
 import type { Outcome } from './outcome';
 import type { BackedUp, Committed, Opened, Promotion, Refusal, Rehearsed, Shipped, Staged } from './promotion';
@@ -44,7 +45,7 @@ export async function openPromotion(p: Promotion): Promise<Opened> {
 /** prod already runs the commit. */
 export async function unchangedOutcome(p: Promotion, opened: Opened & { previous: NonNullable<Opened['previous']> }): Promise<Outcome> {
   const { previous, interrupted } = opened;
-  p.log.info(`prod already runs ${p.sha.slice(0, 12)} (release ${previous.release}); nothing to do`);
+  p.log.info(`prod already runs ${short(p.sha)} (release ${previous.release}); nothing to do`);
   return { outcome: 'unchanged', sha: p.sha, releaseId: previous.release, previous, containers: await p.prod.containers(p.host), interrupted };
 }
 
@@ -53,7 +54,7 @@ export async function checkOnBranch(p: Promotion): Promise<void> {
   const { host, prod, sha } = p;
   await resolveRef(host, prod, sha);
   const branch = p.config.promote.branch;
-  const onBranch = await host.run(sh`git for-each-ref --contains ${sha} --format='%(refname:strip=3)' ${`refs/remotes/${prod.cfg.remote}/${branch}`}`, {
+  const onBranch = await host.run(branchContains(sha, `refs/remotes/${prod.cfg.remote}/${branch}`), {
     cwd: prod.cfg.checkout,
     check: false,
     quiet: true,
@@ -61,10 +62,10 @@ export async function checkOnBranch(p: Promotion): Promise<void> {
   });
   if (onBranch.exitCode !== 0 || !onBranch.stdout.trim()) {
     throw new OperationFailed(
-      `${sha.slice(0, 12)} is not on ${prod.cfg.remote}/${branch} (promote.branch): only commits merged there are promoted. Nothing was changed.`,
+      `${short(sha)} is not on ${prod.cfg.remote}/${branch} (promote.branch): only commits merged there are promoted. Nothing was changed.`,
     );
   }
-  p.log.info(`${sha.slice(0, 12)} is on ${onBranch.stdout.trim().split('\n').slice(0, 3).join(', ')}`);
+  p.log.info(`${short(sha)} is on ${onBranch.stdout.trim().split('\n').slice(0, 3).join(', ')}`);
 }
 
 /** The new commit beside prod's checkout: with promote.release-dirs the release's own directory, which its containers will mount. */
@@ -180,7 +181,7 @@ export async function shipToProd(p: Promotion, b: BackedUp): Promise<Shipped | R
   const { host, config, prod, log, sha } = p;
   const { at } = b;
   try {
-    await isolationGate(host, { ...config, environments: { ...config.environments, prod: at.cfg } }, log, `prod at ${sha.slice(0, 12)}`);
+    await isolationGate(host, { ...config, environments: { ...config.environments, prod: at.cfg } }, log, `prod at ${short(sha)}`);
   } catch (e) {
     return { refused: 'isolation', message: errorMessage(e) };
   }

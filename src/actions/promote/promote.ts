@@ -17,6 +17,7 @@
  * is that runbook; its steps live in gated.ts (1–2), prepare.ts (3–6), forward.ts (7–8),
  * recover.ts (9) and summary.ts.
  */
+import { short } from '../../infra/sha';
 import type { PromoteInputs, PromoteOutputs } from '../../../action-types';
 import type { ActionDefinition } from '../../domain/action';
 import { Environment } from '../../domain/environment';
@@ -122,11 +123,11 @@ async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, prod: 
   io.output('backup-id', result.backup?.id ?? '');
   io.output('sha', result.sha);
   await io.summary(promoteSummary(prod, result, gated).toMarkdown());
-  const short = result.sha.slice(0, 12);
+  const shown = short(result.sha);
   const failure = failureOf(result);
   const why = `${failure?.stage} (${failure?.message})`;
-  if (result.outcome === 'refused') throw new OperationFailed(`promotion of ${short} refused during ${why}; prod was not changed`);
-  if (result.outcome === 'rolled-back') throw new OperationFailed(`promotion of ${short} failed during ${why}; prod was rolled back to ${result.releaseId}`);
+  if (result.outcome === 'refused') throw new OperationFailed(`promotion of ${shown} refused during ${why}; prod was not changed`);
+  if (result.outcome === 'rolled-back') throw new OperationFailed(`promotion of ${shown} failed during ${why}; prod was rolled back to ${result.releaseId}`);
   if (result.outcome === 'rollback-failed')
-    throw new OperationFailed(`promotion of ${short} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
+    throw new OperationFailed(`promotion of ${shown} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
 }

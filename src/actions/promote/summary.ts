@@ -2,6 +2,7 @@
  * promote's job summary, for a person at 3 a.m.: what happened, what prod and dev run now, what
  * happened to the data, and what to do next. Read from the outcome alone.
  */
+import { short } from '../../infra/sha';
 import type { Environment } from '../../domain/environment';
 import type { RehearsalResult } from '../../domain/rehearsal';
 import type { ShipPlan } from '../../domain/ship';
@@ -30,16 +31,16 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
 
 /** The first line: the outcome, and what prod runs now. */
 function headline(r: Outcome, gated: GatedRelease): string {
-  const short = r.sha.slice(0, 12);
+  const shown = short(r.sha);
   switch (r.outcome) {
     case 'promoted':
-      return `✅ **prod now runs \`${short}\`** (release \`${r.releaseId}\`), the commit that passed on dev${gated.devRelease ? ` (release \`${gated.devRelease.release}\`)` : ''}.`;
+      return `✅ **prod now runs \`${shown}\`** (release \`${r.releaseId}\`), the commit that passed on dev${gated.devRelease ? ` (release \`${gated.devRelease.release}\`)` : ''}.`;
     case 'unchanged':
-      return `➖ **prod already runs \`${short}\`** (release \`${r.releaseId}\`). Nothing was changed.`;
+      return `➖ **prod already runs \`${shown}\`** (release \`${r.releaseId}\`). Nothing was changed.`;
     case 'refused':
       return `🛑 **Refused before anything on prod changed.** prod still runs \`${r.previous?.release ?? '?'}\`: same containers, same database.`;
     case 'rolled-back':
-      return `↩️ **The promotion failed and prod was rolled back.** prod runs its previous release \`${r.releaseId}\` (\`${r.previous?.sha.slice(0, 12)}\`) again, healthy.`;
+      return `↩️ **The promotion failed and prod was rolled back.** prod runs its previous release \`${r.releaseId}\` (\`${r.previous ? short(r.previous.sha) : '?'}\`) again, healthy.`;
     case 'rollback-failed':
       return `🚨 **The promotion failed and the rollback did not complete. prod needs a person now.**`;
   }

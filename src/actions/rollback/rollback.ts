@@ -4,6 +4,7 @@
  * is restored only with restore-database and a backup-id; the data-loss window is logged before the
  * restore and stated in the summary.
  */
+import { short } from '../../infra/sha';
 import type { RollbackInputs, RollbackOutputs } from '../../../action-types';
 import type { ActionDefinition } from '../../domain/action';
 import { usableBackup, type BackupManifest } from '../../domain/backup';
@@ -171,9 +172,7 @@ async function reportRolledBack(io: ActionIO<RollbackInputs, RollbackOutputs>, e
   io.output('sha', t.sha);
   io.output('restored-backup-id', backup?.id ?? '');
   const summary = new Summary().heading(`Rollback of ${env.name}`);
-  summary.text(
-    `↩️ **${env.name} runs release \`${t.release}\`** (\`${t.sha.slice(0, 12)}\`) again, healthy. It ran \`${done.current?.release ?? '?'}\` before.`,
-  );
+  summary.text(`↩️ **${env.name} runs release \`${t.release}\`** (\`${short(t.sha)}\`) again, healthy. It ran \`${done.current?.release ?? '?'}\` before.`);
   summary.list([
     backup && done.restoredAt
       ? `database restored from \`${backup.id}\`: ${lossWindow(backup, done.restoredAt)}`
