@@ -9,6 +9,8 @@ const absPath = z
   .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
   .transform((p) => p.replace(/\/+$/, ''));
 
+const HOST = /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$|^\[?[0-9A-Fa-f:.]+\]?$/;
+
 const recipient = z.string().superRefine((r, ctx) => {
   if (AGE_SECRET_KEY.test(r.trim())) {
     ctx.addIssue({
@@ -27,7 +29,7 @@ const recipient = z.string().superRefine((r, ctx) => {
  */
 export const offsiteSchema = z
   .object({
-    host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$|^\[?[0-9A-Fa-f:.]+\]?$/, 'must be a host name or an IP address'),
+    host: z.string().regex(HOST, 'must be a host name or an IP address'),
     port: z.number().int().min(1).max(65535).default(22),
     user: z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/i, 'must be a user name on the backup host'),
     /** The directory on the backup host, the one rrsync is confined to; each environment gets a subdirectory. */
@@ -51,6 +53,8 @@ export const offsiteSchema = z
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['known-hosts'], message: errorMessage(e).replace(/^known-hosts /, '') });
       return;
     }
+    // A bad host or port is reported on its own line above; which key it needs cannot be said yet.
+    if (!HOST.test(o.host) || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535) return;
     const host = o.host.replace(/^\[|\]$/g, '');
     if (!entries.some((e) => e.marker === '' && hostMatches(e.hosts, host, o.port))) {
       const name = o.port === 22 ? host : `[${host}]:${o.port}`;
