@@ -27,6 +27,7 @@ import { ignored, type Logger } from '../infra/logger';
 import { knownHostsFile, remoteSpec, rsyncAddOnly, rsyncList, type SshTransport } from '../infra/rsync';
 import { argv, sh } from '../infra/shell';
 import { SshHost } from '../infra/ssh';
+import { onCancel } from './action';
 import { backupDir, type BackupManifest } from './backup';
 import type { Config } from './config';
 import type { Environment } from './environment';
@@ -132,13 +133,16 @@ export async function copyOffsite(
   try {
     let upload: UploadRecord;
     let writeOnly: boolean;
+    const removeStage = () => host.run(sh`rm -rf ${stage}`, { check: false, quiet: true, timeoutSeconds: 300 }).then(() => undefined);
+    const unregister = onCancel(removeStage);
     try {
       // 1. Seal on the VPS, with public keys only.
       upload = await seal(host, o, env.name, manifest, local, `${stage}/${env.name}/${manifest.id}`, log);
       // 2. Push from the VPS with the write-only key.
       writeOnly = await push(host, o, env.name, manifest.id, stage, keys.write, log);
     } finally {
-      await host.run(sh`rm -rf ${stage}`, { check: false, quiet: true, timeoutSeconds: 300 }).catch(ignored(log, `removing ${stage}`));
+      unregister();
+      await removeStage().catch(ignored(log, `removing ${stage}`));
     }
     if (!writeOnly) {
       log.warning(
@@ -239,6 +243,9 @@ const RRSYNC_BUSY_WAIT_MS = 15_000;
 async function push(host: Host, o: OffsiteSettings, env: string, id: string, stage: string, writeKey: string, log: Logger): Promise<boolean> {
   const tmp = (await host.run('umask 077 && mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
   if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp)) throw new OffsiteFailed('push', `mktemp on the VPS returned "${shorten(tmp, 80)}"`);
+  // The key file goes in every case: at the end of the push, and on a cancel (src/domain/action.ts).
+  const removeKey = () => host.run(sh`rm -rf ${tmp}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
+  const unregister = onCancel(removeKey);
   try {
     const transport: SshTransport = { keyFile: `${tmp}/key`, knownHostsFile: `${tmp}/known_hosts`, port: o.port };
     await host.writeFile(transport.keyFile, writeKey, 0o600);
@@ -263,7 +270,8 @@ async function push(host: Host, o: OffsiteSettings, env: string, id: string, sta
     const read = await host.run(rsyncList(remoteSpec(o.user, o.host, `${env}/${id}/`), transport), { check: false, quiet: true, timeoutSeconds: 120 });
     return read.exitCode !== 0;
   } finally {
-    await host.run(sh`rm -rf ${tmp}`, { check: false, quiet: true, timeoutSeconds: 60 }).catch(ignored(log, `removing ${tmp} on the VPS`));
+    unregister();
+    await removeKey().catch(ignored(log, `removing ${tmp} on the VPS`));
   }
 }
 
