@@ -130,6 +130,7 @@ export async function copyOffsite(
   const stage = `${backupDir(config, env)}/.offsite-${manifest.id}`;
   log.startGroup(`${env.name}: off-host copy of ${manifest.id} to ${location}`);
   let copy: OffsiteCopy;
+  let at: OffsiteStage = 'seal';
   try {
     let upload: UploadRecord;
     let writeOnly: boolean;
@@ -139,6 +140,7 @@ export async function copyOffsite(
       // 1. Seal on the VPS, with public keys only.
       upload = await seal(host, o, env.name, manifest, local, `${stage}/${env.name}/${manifest.id}`, log);
       // 2. Push from the VPS with the write-only key.
+      at = 'push';
       writeOnly = await push(host, o, env.name, manifest.id, stage, keys.write, log);
     } finally {
       unregister();
@@ -154,6 +156,7 @@ export async function copyOffsite(
     let pruned: string[] | undefined;
     let pruneError: string | undefined;
     if (keys.admin) {
+      at = 'arrival';
       let admin: Host;
       try {
         admin = await connectBackupHost(o, keys.admin, log);
@@ -180,7 +183,7 @@ export async function copyOffsite(
     }
     copy = { status: 'copied', location, files: upload.files, arrival, writeOnly, pruned, pruneError, seconds: seconds() };
   } catch (e) {
-    const stageOf = e instanceof OffsiteFailed ? e.stage : 'seal';
+    const stageOf = e instanceof OffsiteFailed ? e.stage : at;
     copy = { status: 'failed', location, stage: stageOf, error: shorten(errorMessage(e), 600), seconds: seconds() };
     log.warning(`the off-host copy of ${manifest.id} failed: ${copy.error}`);
   } finally {
@@ -197,7 +200,10 @@ export async function copyOffsite(
 async function seal(host: Host, o: OffsiteSettings, env: string, manifest: BackupManifest, local: string, out: string, log: Logger): Promise<UploadRecord> {
   const tools = await host.run('for t in age rsync ssh; do command -v "$t" >/dev/null || echo "$t"; done', { quiet: true, timeoutSeconds: 60 });
   const missing = tools.stdout.split('\n').filter(Boolean);
-  if (missing.length) throw new OffsiteFailed('seal', `${missing.join(', ')} not installed on the VPS: apt-get install ${missing.join(' ')}`);
+  const packages: Record<string, string> = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
+  if (missing.length) {
+    throw new OffsiteFailed('seal', `${missing.join(', ')} not installed on the VPS: apt-get install ${missing.map((t) => packages[t] ?? t).join(' ')}`);
+  }
   await host.run(sh`umask 077 && rm -rf ${out} && mkdir -p ${out}`, { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
   const files: Record<string, SealedFile> = {};
   for (const name of [...Object.keys(manifest.files), 'manifest.json']) {
