@@ -22,6 +22,10 @@ export interface BackupInputs {
   'environment': string;
   /** list (pg_restore --list and checksums) or restore (also restore into a scratch database and compare every table's row count). Default: the config's backup.verify. */
   'verify': string;
+  /** Private key (unencrypted) of the backup host named in the config's backup.offsite, confined there to rrsync -wo (README, Off-host copies). Written to a 0600 file on the VPS for the copy only, removed after it. Required when backup.offsite is set. Pass it from a secret; it is masked as soon as it is read. */
+  'offsite-ssh-key': string;
+  /** A second key of the backup host, used only from the runner (never sent to the VPS): it checks each copy on arrival (sha256sum there) and keeps the newest backup.offsite.keep copies. Optional; pass it from a secret. */
+  'offsite-admin-key': string;
 }
 
 /** Outputs of twinstack backup (actions/backup). */
@@ -34,6 +38,10 @@ export interface BackupOutputs {
   'bytes': string;
   /** sha256 of the dump. */
   'sha256': string;
+  /** The off-host copy: copied, failed, or off (no backup.offsite in the config). */
+  'offsite': string;
+  /** Where the encrypted copy is: user@host[ port N]:/path/<environment>/<backup-id> (empty when off). */
+  'offsite-path': string;
 }
 
 /** Inputs of twinstack deploy (actions/deploy). Values arrive as strings. */

@@ -9,6 +9,7 @@ packages=(
   docker-compose
   debootstrap
   rsync
+  age
   git
   curl
   util-linux

@@ -64,6 +64,7 @@ export const logRecord = z.discriminatedUnion('event', [
     problems: z.array(z.string()).optional(),
   }),
   record('backup', { status: z.string(), backup: z.string().optional() }),
+  record('offsite', { backup: z.string(), status: z.enum(['copied', 'failed']), location: z.string(), error: z.string().optional() }),
   record('refused', { stage: z.string(), reason: z.string() }),
   record('staging-created', { database: z.string() }),
   record('resampled', {}),

@@ -6,7 +6,7 @@
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { NodeSSH } from 'node-ssh';
-import type { ClientChannel } from 'ssh2';
+import { utils as ssh2Utils, type ClientChannel, type ParsedKey } from 'ssh2';
 import { CaptureLimitError, ConfigurationError, RemoteCommandError, errorMessage } from './errors';
 import {
   MAX_CAPTURE_BYTES,
@@ -449,4 +449,22 @@ export class SshHost implements Host {
     this.ssh.dispose();
     return Promise.resolve();
   }
+}
+
+/**
+ * A private key handed to another program (ssh on the VPS, which cannot ask for a passphrase):
+ * it must be a whole, unencrypted private key. Returns the key with its line ends normalized and
+ * its public half (to tell two keys apart); throws a ConfigurationError naming the input.
+ */
+export function unencryptedPrivateKey(text: string, input: string): { key: string; publicKey: string } {
+  const key = text.replace(/\r\n/g, '\n').trim() + '\n';
+  const parsed = ssh2Utils.parseKey(key);
+  const first = Array.isArray(parsed) ? (parsed[0] as unknown) : parsed;
+  if (first instanceof Error) {
+    const why = /Encrypted/i.test(first.message) ? 'it is encrypted; give a key without a passphrase (ssh-keygen -p -N "" -f key)' : first.message;
+    throw new ConfigurationError(`input ${input} is not a usable private key: ${why}`);
+  }
+  const k = first as ParsedKey;
+  if (!k.isPrivateKey()) throw new ConfigurationError(`input ${input} is a public key: give the private key (the file without .pub)`);
+  return { key, publicKey: `${k.type} ${k.getPublicSSH().toString('base64')}` };
 }

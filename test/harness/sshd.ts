@@ -1,6 +1,7 @@
 /**
  * A real OpenSSH server for tests: its own sshd on a free 127.0.0.1 port, with freshly generated
- * host keys (ed25519, ecdsa, rsa) and a client key. Logs in as the user running the tests.
+ * host keys (ed25519, ecdsa, rsa) and a client key. Logs in as the user running the tests. Several
+ * can run side by side (a VPS and a backup host), each with its own keys and authorized_keys.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -30,14 +31,22 @@ function keygen(file: string, type: string, extra: string[] = []): void {
   execFileSync('ssh-keygen', ['-q', '-t', type, ...extra, '-N', '', '-C', 'twinstack-test', '-f', file], { stdio: 'ignore' });
 }
 
-export async function startSshd(): Promise<TestSshd> {
+export interface SshdOptions {
+  /** More authorized_keys lines after the client key's (e.g. a key confined by command="rrsync ..."). */
+  authorizedKeys?: string[];
+}
+
+export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   if (!SSHD) throw new Error(sshdAvailable());
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-sshd-'));
   fs.chmodSync(dir, 0o755);
   const types = { ed25519: [], ecdsa: ['-b', '256'], rsa: ['-b', '3072'] } as const;
   for (const [t, extra] of Object.entries(types)) keygen(path.join(dir, `host_${t}`), t, [...extra]);
   keygen(path.join(dir, 'client'), 'ed25519');
-  fs.copyFileSync(path.join(dir, 'client.pub'), path.join(dir, 'authorized_keys'));
+  fs.writeFileSync(
+    path.join(dir, 'authorized_keys'),
+    [fs.readFileSync(path.join(dir, 'client.pub'), 'utf8').trim(), ...(options.authorizedKeys ?? [])].join('\n') + '\n',
+  );
   fs.chmodSync(path.join(dir, 'authorized_keys'), 0o600);
   fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const port = await freePort();

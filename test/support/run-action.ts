@@ -7,6 +7,8 @@ import type { ActionDefinition, ConnectionInputs, Prepared } from '../../src/dom
 import { failureLine } from '../../src/domain/action';
 import { ActionIO, type RunInfo } from '../../src/infra/actions-io';
 import { MemoryLogger } from '../../src/infra/logger';
+import type { Config } from '../../src/domain/config';
+import type { Host } from '../../src/infra/host';
 import type { FakeVps } from './fake-vps';
 
 class FakeIO<I, O> extends ActionIO<I, O> {
@@ -49,9 +51,10 @@ export interface ActionRun {
 
 export const RUN: RunInfo = { url: 'https://github.com/makapix/makapix/actions/runs/1', actor: 'carol', sha: '', workflow: 'test' };
 
+/** Runs an action on the fake VPS, or on any host with its config (a real sshd in the integration tests). */
 export async function runOnFake<I extends ConnectionInputs, O, P>(
   def: ActionDefinition<I, O, P>,
-  vps: FakeVps,
+  vps: Pick<FakeVps, 'config' | 'host'> | { config: Config; host: Host },
   inputs: Record<string, string> = {},
   run: RunInfo = RUN,
 ): Promise<ActionRun> {

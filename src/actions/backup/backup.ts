@@ -1,22 +1,27 @@
 /**
  * backup: a verified pg_dump of one environment's database, under its lock; then old backups are
- * pruned (the newest verified one is never deleted).
+ * pruned (the newest verified one is never deleted); then, with backup.offsite, an encrypted copy
+ * goes from the VPS to the backup host (src/domain/offsite.ts). A copy that fails never undoes the
+ * local backup: it fails the step, or only warns when backup.offsite.required is false.
  */
 import type { BackupInputs, BackupOutputs } from '../../../action-types';
 import type { ActionDefinition } from '../../domain/action';
 import { backupDir, checkBackupDir, pruneBackups, takeBackup, type BackupManifest } from '../../domain/backup';
-import { ConfigurationError, errorMessage } from '../../infra/errors';
+import { copyOffsite, type OffsiteCopy, type OffsiteKeys } from '../../domain/offsite';
+import { ConfigurationError, OperationFailed, errorMessage } from '../../infra/errors';
 import { Environment } from '../../domain/environment';
 import { underLock } from '../../domain/operation';
 import { currentRelease } from '../../domain/release';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
-import { environmentInput } from '../common';
+import { environmentInput, offsiteKeysInput, offsiteSummary } from '../common';
 import type { EnvironmentName } from '../../domain/config';
 
 interface Plan {
   environment: EnvironmentName;
   verify?: 'list' | 'restore';
+  /** The backup host's keys, when the config has backup.offsite. */
+  offsite?: OffsiteKeys;
 }
 
 export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> = {
@@ -26,27 +31,34 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
     const v = io.input('verify');
     if (v && v !== 'list' && v !== 'restore') throw new ConfigurationError(`input verify "${validate.printable(v)}" must be list or restore`);
     checkBackupDir(config);
-    return { environment, verify: (v || undefined) as Plan['verify'] };
+    const offsite = offsiteKeysInput(io, config);
+    return { environment, verify: (v || undefined) as Plan['verify'], offsite };
   },
 
   async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
     const env = new Environment(plan.environment, config);
     const summary = new Summary().heading(`Backup of ${env.name}`);
     let manifest: BackupManifest | undefined;
+    let copy: OffsiteCopy | undefined;
     try {
-      manifest = await underLock(
+      [manifest, copy] = await underLock(
         { host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'backup', run, log, lockTimeoutSeconds },
         async (op) => {
           const release = currentRelease(op.records);
+          let m: BackupManifest;
           try {
-            const m = await takeBackup(host, config, env, { release: release?.release, sha: release?.sha }, log, plan.verify);
+            m = await takeBackup(host, config, env, { release: release?.release, sha: release?.sha }, log, plan.verify);
             await op.record('backup', { backup: m.id, status: m.status, bytes: m.files['db.dump'].bytes, sha256: m.files['db.dump'].sha256 });
             await pruneBackups(host, config, env, log);
-            return m;
           } catch (e) {
             await op.record('backup', { status: 'failed', error: errorMessage(e) });
             throw e;
           }
+          // The verified local backup stands whatever happens to its copy.
+          if (!plan.offsite) return [m, undefined] as const;
+          const c = await copyOffsite(host, config, env, m, plan.offsite, log);
+          await op.record('offsite', { backup: m.id, status: c.status, location: c.location, error: c.status === 'failed' ? c.error : undefined });
+          return [m, c] as const;
         },
       );
     } catch (e) {
@@ -65,6 +77,8 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
     io.output('path', path);
     io.output('bytes', dump.bytes);
     io.output('sha256', dump.sha256);
+    io.output('offsite', copy?.status ?? 'off');
+    io.output('offsite-path', copy?.status === 'copied' ? copy.location : '');
     summary.text(`✅ **Backup \`${manifest.id}\` verified** (${manifest.verification.detail}).`);
     summary.table(
       ['file', 'bytes', 'sha256'],
@@ -76,6 +90,12 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
       `alembic revision: ${manifest.alembicRevision ?? 'unknown'}`,
       `took ${manifest.durationSeconds}s`,
     ]);
+    if (copy) offsiteSummary(summary, config, env.name, backupDir(config, env, manifest.id), copy);
     await io.summary(summary.toMarkdown());
+    if (copy?.status === 'failed') {
+      const line = `backup ${manifest.id} of ${env.name} is verified on the VPS, but its off-host copy failed: ${copy.error}`;
+      if (config.backup.offsite?.required !== false) throw new OperationFailed(line);
+      log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
+    }
   },
 };
