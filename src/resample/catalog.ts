@@ -17,6 +17,8 @@ export interface Column {
   notNull: boolean;
   /** A stored generated column: never copied (the restore computes it). */
   generated: boolean;
+  /** It has a default (a serial, now(), a constant): an INSERT may leave it out. */
+  hasDefault?: boolean;
   /** pg_type.typcategory of the (base) type: S string, N numeric, A array, U user-defined... */
   category: string;
   /** The base type's name (for domains, the type underneath): text, jsonb, inet... */
@@ -114,7 +116,7 @@ WITH tbl AS (
 cols AS (
   SELECT a.attrelid, json_agg(json_build_object(
       'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'notNull', a.attnotnull,
-      'generated', a.attgenerated <> '', 'category', coalesce(bt.typcategory, t.typcategory)::text,
+      'generated', a.attgenerated <> '', 'hasDefault', a.atthasdef, 'category', coalesce(bt.typcategory, t.typcategory)::text,
       'baseType', coalesce(bt.typname, t.typname)::text,
       'unique', EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
           AND (a.attnum = ANY (i.indkey) OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
