@@ -838,7 +838,7 @@ export function membershipProgram(plan: SamplePlan): string {
   const virtualStructures = plan.references.filter((r) => r.policy === 'structure' && r.target === 'members');
   const anyStructure = structures.length + virtualStructures.length > 0;
 
-  lines.push('DECLARE ts_n bigint; ts_total bigint; ts_round int := 0; ts_added bigint;');
+  lines.push(`DECLARE ts_n bigint; ts_total bigint; ts_round int := 0;${anyStructure ? ' ts_added bigint;' : ''}`);
   lines.push('BEGIN');
   // A placeholder's key must be no real row's, or dev could not tell the two apart.
   for (const ph of plan.placeholders) {
