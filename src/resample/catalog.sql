@@ -10,7 +10,7 @@ WITH tbl AS (
 cols AS (
   SELECT a.attrelid, json_agg(json_build_object(
       'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'notNull', a.attnotnull,
-      'generated', a.attgenerated <> '', 'category', coalesce(bt.typcategory, t.typcategory)::text,
+      'generated', a.attgenerated <> '', 'hasDefault', a.atthasdef, 'category', coalesce(bt.typcategory, t.typcategory)::text,
       'baseType', coalesce(bt.typname, t.typname)::text,
       'unique', EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
           AND (a.attnum = ANY (i.indkey) OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid

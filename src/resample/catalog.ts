@@ -18,6 +18,8 @@ export interface Column {
   notNull: boolean;
   /** A stored generated column: never copied (the restore computes it). */
   generated: boolean;
+  /** It has a default (a serial, now(), a constant): an INSERT may leave it out. */
+  hasDefault?: boolean;
   /** pg_type.typcategory of the (base) type: S string, N numeric, A array, U user-defined... */
   category: string;
   /** The base type's name (for domains, the type underneath): text, jsonb, inet... */

@@ -23,7 +23,7 @@ import { hashDevPassword, isTextual, maskKeyFor, type RunSecrets } from './anony
 import { readCatalog, type Catalog } from './catalog';
 import { productionReader } from './reader';
 import { leakFix, leakLine } from './leak-advice';
-import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, productionScript, type SamplePlan } from './plan';
+import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, placeholderInserts, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from '../infra/sql';
 import { copyDatabaseSettingsSql, psql, STDIN_SCRIPT } from '../infra/postgres';
@@ -74,6 +74,11 @@ export interface TableReport {
   ownersCleared: Array<{ key: string; rows: number }>;
   /** CHECK constraints that drop rows whose nulled reference would break them; rows counted by a real run. */
   checkDrops: Array<{ check: string; rows?: number }>;
+  /**
+   * Rows that came along for structure (policy structure), and per key how many of them point at
+   * the placeholder of an owner outside the sample; counted by a real run.
+   */
+  structure?: { rows: number; placeholder: Array<{ key: string; rows: number }> };
 }
 
 export interface ForeignKeyReport {
@@ -176,6 +181,7 @@ function emptyReport(plan: SamplePlan, dryRun: boolean): ResampleReport {
       note: tp.note,
       ownersCleared: [],
       checkDrops: tp.checkDrops.map((check) => ({ check })),
+      ...(tp.structural ? { structure: { rows: 0, placeholder: [] } } : {}),
     })),
     foreignKeys: [
       ...plan.fks.map((p) => ({
@@ -514,6 +520,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
           run: [
             `SET synchronous_commit = off; SET jit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${CLEARED_TABLE} (tbl text, fk text, n bigint, kind text)`,
             STDIN_SCRIPT,
+            ...(placeholderInserts(plan) ? [placeholderInserts(plan) as string] : []),
             countsQuery(plan),
             orphansQuery(plan),
             fanoutTagged(plan, busy),
@@ -557,6 +564,14 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         for (const t of report.tables) for (const d of t.checkDrops) d.rows = 0;
         for (const c of parseTagged(streamed.stdout, 'cleared') as Array<{ table: string; fk: string; rows: number; kind: string }>) {
           const table = report.tables.find((t) => t.table === c.table);
+          if (c.kind === 'structure' || c.kind === 'placeholder') {
+            const s = table?.structure;
+            const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
+            if (s && c.kind === 'structure') s.rows = Number(c.rows);
+            else if (s)
+              s.placeholder.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.placeholder?.table} ${fk?.placeholder?.keyText}`, rows: Number(c.rows) });
+            continue;
+          }
           if (c.kind === 'check') {
             const drop = table?.checkDrops.find((d) => d.check === c.fk);
             if (drop) drop.rows = Number(c.rows);

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { ConfigurationError } from '../infra/errors';
 import type { Catalog, Check, Column, ForeignKey, Table } from './catalog';
 import { PERSONAL_SHAPE, RuleError, describeRule, isTextual, needsRule, ruleExpression, sensitiveMatch, type RunSecrets } from './anonymize';
-import type { ColumnRule, ForeignKeyPolicy, SampleSettings } from './settings';
+import type { ColumnRule, ForeignKeyPolicy, PlaceholderSetting, SampleSettings } from './settings';
 import { dollarTag, ident, literal, qualified, tuple } from '../infra/sql';
 
 export type TableMode = 'root' | 'owned' | 'included' | 'reference' | 'empty' | 'unreached';
@@ -35,6 +35,23 @@ export interface FkPlan {
   strict: boolean;
   /** The config says `owns: false`: rows never come along through it. */
   ownsNothing: boolean;
+  /**
+   * On a table whose rows can come along for structure: the placeholder its key points at on such a
+   * row when the real target is outside the sample (instead of dropping or nulling).
+   */
+  placeholder?: PlaceholderPlan;
+}
+
+/** A placeholder row (sample.placeholders), inserted into dev for rows that came along for structure. */
+export interface PlaceholderPlan {
+  table: string;
+  keyColumn: string;
+  /** The key as a typed SQL constant. */
+  key: string;
+  /** The key as written in the config. */
+  keyText: string;
+  /** Columns and their SQL expressions, the key first. */
+  values: Array<[string, string]>;
 }
 
 /** A reference without a foreign key (sample.references), resolved like one. */
@@ -79,6 +96,8 @@ export interface TablePlan {
   columns: ColumnPlan[];
   estimate: number;
   note: string;
+  /** Rows of it can come along for structure (policy structure): its member keys mark them (ts_struct). */
+  structural: boolean;
   /**
    * CHECK constraints over a column nulled by policy: a row whose nulled version would break one
    * is dropped rather than copied (the load would refuse it).
@@ -110,6 +129,7 @@ export interface SamplePlan {
   probes: ProbeColumn[];
   warnings: string[];
   settings: SampleSettings;
+  placeholders: PlaceholderPlan[];
 }
 
 const HASH_BITS = 52;
@@ -341,17 +361,25 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   };
   for (const [fk, p] of configured) {
     if (p === 'null' && !nullable(fk)) fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): null needs nullable columns; use drop or include`);
+    if (p === 'structure' && fk.refTable === root.id)
+      fail(
+        `foreign-keys ${fk.table}(${fk.columns.join(', ')}): structure cannot bring root rows (${root.id}), whose rows are owners; give sample.placeholders a ${root.name} row for such keys to point at`,
+      );
   }
 
   const virtual = settings.references.map((r, i) => resolveReference(catalog, r, i));
+  virtual.forEach((r, i) => {
+    if (r.policy === 'structure' && r.refTable === root.id)
+      fail(`references[${i}]: structure cannot bring root rows (${root.id}), whose rows are owners; give sample.placeholders a ${root.name} row instead`);
+  });
 
   // `include` pulls rows into tables no path reaches; they become "included" (and so on, transitively).
   const copies = (id: string) => ['root', 'owned', 'included', 'reference'].includes(mode.get(id) as TableMode);
   const includes = [
     ...catalog.foreignKeys
-      .filter((fk) => policyOf(fk).policy === 'include')
+      .filter((fk) => bringsParent(policyOf(fk).policy))
       .map((fk) => ({ from: fk.table, to: fk.refTable, what: `foreign-keys ${fk.table}(${fk.columns.join(', ')})` })),
-    ...virtual.filter((r) => r.policy === 'include').map((r) => ({ from: r.table, to: r.refTable, what: `references ${r.label}` })),
+    ...virtual.filter((r) => bringsParent(r.policy)).map((r) => ({ from: r.table, to: r.refTable, what: `references ${r.label}` })),
   ];
   for (let changed = true; changed;) {
     changed = false;
@@ -391,7 +419,8 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     const target = targetOf(fk.refTable);
     const isNullable = nullable(fk);
     const owning = mode.get(fk.table) === 'owned' && (owningTargets.get(fk.table)?.has(fk.refTable) ?? false);
-    const strict = policy === 'drop' || (policy === 'include' && !isNullable);
+    // structure never clears: a row whose parent cannot come is left out, not kept half-null.
+    const strict = policy === 'drop' || policy === 'structure' || (policy === 'include' && !isNullable);
     if (mode.get(fk.table) === 'reference' && strict && target !== 'all') {
       fail(
         `reference table ${fk.table} has a required foreign key ${fk.name} to ${fk.refTable}, which is not copied whole: list ${fk.refTable} as a reference table too, or make the key nullable`,
@@ -404,7 +433,7 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   for (const r of virtual) {
     if (!copies(r.table)) continue;
     const target = targetOf(r.refTable);
-    const strict = r.policy === 'drop' || (r.policy === 'include' && r.column === undefined);
+    const strict = r.policy === 'drop' || r.policy === 'structure' || (r.policy === 'include' && r.column === undefined);
     if (mode.get(r.table) === 'reference' && target !== 'all')
       fail(`references ${r.label}: ${r.table} is copied whole but ${r.refTable} is not; list ${r.refTable} as a reference table too`);
     refPlans.push({ ...r, target, strict });
@@ -415,11 +444,11 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   for (const p of fkPlans) {
     // Every reference into sampled rows is looked up: to own, to drop, to null or to include.
     if (p.target === 'members') keyed.add(p.fk.refTable);
-    if (p.policy === 'include') keyed.add(p.fk.table);
+    if (bringsParent(p.policy)) keyed.add(p.fk.table);
   }
   for (const r of refPlans) {
     if (r.target === 'members') keyed.add(r.refTable);
-    if (r.policy === 'include') keyed.add(r.table);
+    if (bringsParent(r.policy)) keyed.add(r.table);
   }
   for (const t of catalog.tables) if (mode.get(t.id) === 'included') keyed.add(t.id);
   for (const id of keyed) {
@@ -431,6 +460,23 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     if (!t.primaryKey)
       fail(`${id} has no primary key but its sampled rows are referenced or included; give it a primary key, or list it as a reference or empty table`);
   }
+
+  // Tables whose rows can come along for structure, and the placeholder rows their keys may point at.
+  const structural = new Set<string>([
+    ...fkPlans.filter((p) => p.policy === 'structure' && p.target === 'members').map((p) => p.fk.refTable),
+    ...refPlans.filter((r) => r.policy === 'structure' && r.target === 'members').map((r) => r.refTable),
+  ]);
+  const placeholders = Object.entries(settings.placeholders).map(([name, ph]) => resolvePlaceholder(catalog, name, ph, mode));
+  for (const p of fkPlans) {
+    const ph = placeholders.find((x) => x.table === p.fk.refTable);
+    if (!structural.has(p.fk.table) || !ph || p.target !== 'members') continue;
+    if (p.fk.refColumns.length === 1 && p.fk.refColumns[0] === ph.keyColumn) p.placeholder = ph;
+  }
+  for (const id of structural)
+    for (const p of fkPlans.filter((x) => x.fk.table === id && x.strict && !x.placeholder && x.fk.refTable === root.id && x.target === 'members'))
+      warnings.push(
+        `${id} rows come along for structure, but their ${p.fk.columns.join(', ')} → ${root.id} cannot be cleared: a row whose ${root.name} is outside the sample is left out; give sample.placeholders a ${root.name} row to point at`,
+      );
 
   // Column rules.
   const rules = new Map<string, ColumnRule>();
@@ -528,6 +574,12 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
           expression = nulledValue(nulling, temps.get(nulling.fk.refTable) ?? '', expression, counted ? clearedCounter(id, nulling) : undefined);
           ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
         }
+        // On a row that came along for structure, a key whose owner is outside the sample points at the placeholder.
+        const repointing = outgoing.find((p) => p.placeholder && p.fk.columns[0] === c.name);
+        if (repointing?.placeholder && (rule === undefined || rule === 'keep')) {
+          expression = placeholderValue(repointing, temps.get(id) ?? '', temps.get(repointing.fk.refTable) ?? '', table, expression);
+          ruleText = `${ruleText ? `${ruleText}, ` : ''}placeholder ${repointing.placeholder.table} ${repointing.placeholder.key} on rows brought for structure`;
+        }
         // A column cleared when a reference without a foreign key finds a parent outside the sample.
         const clearing = clearingReferences(refPlans, id, c.name);
         expression = referenceCleared(clearing, (t) => temps.get(t), expression);
@@ -558,13 +610,16 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
               .map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`)
               .join(' or ')} is sampled`
           : m === 'included'
-            ? 'only rows that sampled rows include'
+            ? structural.has(id)
+              ? 'only rows that sampled rows name for structure or include'
+              : 'only rows that sampled rows include'
             : m === 'reference'
               ? 'copied whole (reference table)'
               : m === 'empty'
                 ? 'copied empty (empty-tables)'
                 : 'copied empty (no foreign-key path from the root; list it in reference-tables to copy it whole)';
     const checkNote = checkDrops.length ? `; rows whose nulled reference would break CHECK ${checkDrops.join(', ')} are dropped` : '';
+    const structureNote = structural.has(id) ? '; rows named by a structure policy come along for structure, without their owners' : '';
     return {
       table,
       mode: m,
@@ -574,8 +629,9 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
       outgoing,
       columns,
       estimate,
-      note: `${note}${checkNote}`,
+      note: `${note}${checkNote}${structureNote}`,
       checkDrops,
+      structural: structural.has(id) && keyed.has(id),
     };
   });
 
@@ -587,7 +643,49 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     );
   }
   if (settings.filter && /;/.test(settings.filter.replace(/'[^']*'/g, ''))) fail('filter must be one SQL condition, without ";"');
-  return { root: root.id, fraction: req.fraction, seed: req.seed, tables, fks: fkPlans, references: refPlans, probes, warnings, settings };
+  return { root: root.id, fraction: req.fraction, seed: req.seed, tables, fks: fkPlans, references: refPlans, probes, warnings, settings, placeholders };
+}
+
+/** Policies that bring the named parent along: as a member (include), or for structure only. */
+function bringsParent(policy: ForeignKeyPolicy): boolean {
+  return policy === 'include' || policy === 'structure';
+}
+
+/** A sample.placeholders entry checked against the catalog: one line per problem. */
+function resolvePlaceholder(catalog: Catalog, name: string, ph: PlaceholderSetting, mode: Map<string, TableMode>): PlaceholderPlan {
+  const where = `placeholders.${name}`;
+  const table = resolveTable(catalog, name, where);
+  if (table.primaryKey?.length !== 1) fail(`${where}: ${table.id} has no one-column primary key for the placeholder's key`);
+  const m = mode.get(table.id) as TableMode;
+  if (!['root', 'owned', 'included'].includes(m))
+    fail(`${where}: ${table.id} is ${m === 'reference' ? 'copied whole' : 'copied empty'}, so no row needs a placeholder there; remove the entry`);
+  const keyColumn = table.primaryKey[0];
+  const values: Array<[string, string]> = [[keyColumn, `${literal(ph.key)}::${columnType(table, keyColumn).type}`]];
+  for (const [column, sql] of Object.entries(ph.values)) {
+    const c = table.columns.find((x) => x.name === column);
+    if (!c) fail(`${where}.values: ${table.id} has no column ${column}`);
+    if (column === keyColumn) fail(`${where}.values: ${column} is the primary key; give it as key`);
+    if (c.generated) fail(`${where}.values: ${table.id}.${column} is generated; leave it out`);
+    values.push([column, `(${sql})::${c.type}`]);
+  }
+  const missing = table.columns.filter((c) => c.notNull && !c.generated && !c.hasDefault && !values.some(([n]) => n === c.name)).map((c) => c.name);
+  if (missing.length) fail(`${where}: ${table.id}.${missing.join(', ')} NOT NULL without a default; give ${missing.length > 1 ? 'them' : 'it'} under values`);
+  return { table: table.id, keyColumn, key: values[0][1], keyText: ph.key, values };
+}
+
+/**
+ * A key column on a table whose rows can come along for structure (over alias t): on such a row
+ * whose target is outside the sample, the placeholder's key; else the value as the policy leaves it.
+ */
+function placeholderValue(p: FkPlan, ownTemp: string, refTemp: string, table: Table, value: string): string {
+  const col = `t.${ident(p.fk.columns[0])}`;
+  return `CASE WHEN ${col} IS NOT NULL AND ${structuralRow('t', table, ownTemp)} AND NOT ${col} IN (SELECT p.${ident(p.fk.refColumns[0])} FROM pg_temp.${refTemp} p) THEN ${p.placeholder?.key} ELSE ${value} END`;
+}
+
+/** True for a row (over alias) that came along for structure. */
+function structuralRow(alias: string, table: Table, temp: string): string {
+  const pk = table.primaryKey as string[];
+  return `${tuple(alias, pk)} IN (SELECT ${pk.map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${temp} m WHERE m.ts_struct)`;
 }
 
 function unique<T>(xs: T[]): T[] {
@@ -729,12 +827,34 @@ export function membershipProgram(plan: SamplePlan): string {
   const into = (tp: TablePlan) => `pg_temp.${tp.temp} (${tp.memberColumns.map(ident).join(', ')}, ts_keep)`;
   const rootPlan = tableById(plan, plan.root);
   const includes = plan.fks.filter((p) => p.policy === 'include' && p.target === 'members');
+  // Structural rows include nothing: their owners stay outside the sample.
+  const members = (src: TablePlan) => (src.structural ? ' WHERE NOT s.ts_struct' : '');
+  // An include makes a row a member, even one that came for structure before.
+  const upgrade = (dst: TablePlan) =>
+    dst.structural
+      ? `DO UPDATE SET ts_keep = true, ts_struct = false WHERE NOT pg_temp.${dst.temp}.ts_keep OR pg_temp.${dst.temp}.ts_struct`
+      : `DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
+  const structures = plan.fks.filter((p) => p.policy === 'structure' && p.target === 'members');
+  const virtualStructures = plan.references.filter((r) => r.policy === 'structure' && r.target === 'members');
+  const anyStructure = structures.length + virtualStructures.length > 0;
 
-  lines.push('DECLARE ts_n bigint; ts_total bigint; ts_round int := 0;');
+  lines.push(`DECLARE ts_n bigint; ts_total bigint; ts_round int := 0;${anyStructure ? ' ts_added bigint;' : ''}`);
   lines.push('BEGIN');
+  // A placeholder's key must be no real row's, or dev could not tell the two apart.
+  for (const ph of plan.placeholders) {
+    const tp = tableById(plan, ph.table);
+    lines.push(
+      `  IF EXISTS (SELECT 1 FROM ${from(tp.table)} t WHERE t.${ident(ph.keyColumn)} = ${ph.key}) THEN RAISE EXCEPTION '%', ${literal(
+        `sample.placeholders.${tp.table.name}: production has a row with key ${ph.keyText}; pick a key production does not use`,
+      )}; END IF;`,
+    );
+  }
   lines.push(
     `  INSERT INTO ${into(rootPlan)} SELECT ${cols(rootPlan, 't')}, true FROM ${from(rootPlan.table)} t WHERE ${rootCondition(plan)} ON CONFLICT DO NOTHING;`,
   );
+  // Grow and prune the sample; then bring the ancestors of what survived for structure, and again
+  // until they bring nothing new (rows they own come along and are pruned like any other).
+  if (anyStructure) lines.push('  LOOP');
   lines.push('  LOOP');
   lines.push('  ts_total := 0; ts_round := ts_round + 1;');
   for (const tp of keyed) {
@@ -747,8 +867,8 @@ export function membershipProgram(plan: SamplePlan): string {
     const dst = tableById(plan, p.fk.refTable);
     const pk = dst.table.primaryKey as string[];
     add(
-      `INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE ${tuple('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} s) ` +
-        `ON CONFLICT (${pk.map(ident).join(', ')}) DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep;`,
+      `INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE ${tuple('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} s${members(src)}) ` +
+        `ON CONFLICT (${pk.map(ident).join(', ')}) ${upgrade(dst)};`,
     );
   }
   // Parents named by references without a foreign key: an included row's own parents follow in the next round.
@@ -760,49 +880,114 @@ export function membershipProgram(plan: SamplePlan): string {
     const pk = dst.table.primaryKey as string[];
     add(
       `INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE t.${ident(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
-        `WHERE ${tuple('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} m)) ` +
-        `ON CONFLICT (${pk.map(ident).join(', ')}) DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep;`,
+        `WHERE ${tuple('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} m${src.structural ? ' WHERE NOT m.ts_struct' : ''})) ` +
+        `ON CONFLICT (${pk.map(ident).join(', ')}) ${upgrade(dst)};`,
     );
   }
   lines.push(`  EXIT WHEN ts_total = 0${includes.length || virtualIncludes.length ? '' : ' OR true'};`);
   lines.push('  END LOOP;');
+  // Prunes rows whose strict references dangle, until nothing changes. Before the parents named for
+  // structure are in, a structure reference is not checked (the parent may still come).
+  const prune = (withStructure: boolean) => {
+    lines.push('  LOOP');
+    lines.push('  ts_total := 0;');
+    for (const tp of keyed) {
+      const pk = tp.table.primaryKey as string[];
+      for (const r of plan.references) {
+        if (r.table !== tp.table.id || !r.strict || (r.policy === 'structure' && !withStructure)) continue;
+        add(
+          `DELETE FROM pg_temp.${tp.temp} m WHERE ${tuple('m', pk)} IN (SELECT ${pk.map((c) => `t.${ident(c)}`).join(', ')} FROM ${from(tp.table)} t ` +
+            `WHERE ${tuple('t', pk)} IN (SELECT ${pk.map((c) => `x.${ident(c)}`).join(', ')} FROM pg_temp.${tp.temp} x) AND NOT ${parentsPresent(r, tempOf(plan, r.refTable))});`,
+        );
+      }
+      for (const p of tp.outgoing) {
+        if (!p.strict || p.target === 'all' || (p.policy === 'structure' && !withStructure)) continue;
+        // A row that came for structure keeps a key the placeholder stands in for.
+        const repointed = p.placeholder ? ' AND NOT t.ts_struct' : '';
+        if (p.target === 'none') add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)};`);
+        else
+          add(
+            `DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)} AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}${repointed};`,
+          );
+      }
+      if (tp.mode === 'owned') {
+        const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
+        add(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`);
+      }
+      // Members whose nulled references would break a CHECK: gone before anything looks them up.
+      for (const g of checkGuards(plan, tp)) {
+        add(
+          `DELETE FROM pg_temp.${tp.temp} m USING ${from(tp.table)} t WHERE ${pk.map((c) => `m.${ident(c)} = t.${ident(c)}`).join(' AND ')} AND NOT ${g.guard};`,
+        );
+        lines.push(`  IF ts_n > 0 THEN INSERT INTO pg_temp.${CHECK_DROPS_TABLE} VALUES (${literal(tp.table.id)}, ${literal(g.name)}, ts_n); END IF;`);
+      }
+    }
+    lines.push('  EXIT WHEN ts_total = 0;');
+    lines.push('  END LOOP;');
+  };
+  prune(!anyStructure);
+  if (!anyStructure) {
+    lines.push('END');
+    return doBlock(lines.join('\n'));
+  }
+  // Parents named for structure by the rows that survived (an owned row about to be pruned names none),
+  // kept whatever their owners; a row already owned but not kept becomes one of them.
+  lines.push('  ts_added := 0;');
   lines.push('  LOOP');
   lines.push('  ts_total := 0;');
-  for (const tp of keyed) {
-    const pk = tp.table.primaryKey as string[];
-    for (const r of plan.references) {
-      if (r.table !== tp.table.id || !r.strict) continue;
-      add(
-        `DELETE FROM pg_temp.${tp.temp} m WHERE ${tuple('m', pk)} IN (SELECT ${pk.map((c) => `t.${ident(c)}`).join(', ')} FROM ${from(tp.table)} t ` +
-          `WHERE ${tuple('t', pk)} IN (SELECT ${pk.map((c) => `x.${ident(c)}`).join(', ')} FROM pg_temp.${tp.temp} x) AND NOT ${parentsPresent(r, tempOf(plan, r.refTable))});`,
-      );
-    }
-    for (const p of tp.outgoing) {
-      if (!p.strict || p.target === 'all') continue;
-      if (p.target === 'none') add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)};`);
-      else
-        add(
-          `DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)} AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)};`,
-        );
-    }
-    if (tp.mode === 'owned') {
-      const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
-      add(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`);
-    }
-    // Members whose nulled references would break a CHECK: gone before anything looks them up.
-    for (const g of checkGuards(plan, tp)) {
-      add(
-        `DELETE FROM pg_temp.${tp.temp} m USING ${from(tp.table)} t WHERE ${pk.map((c) => `m.${ident(c)} = t.${ident(c)}`).join(' AND ')} AND NOT ${g.guard};`,
-      );
-      lines.push(`  IF ts_n > 0 THEN INSERT INTO pg_temp.${CHECK_DROPS_TABLE} VALUES (${literal(tp.table.id)}, ${literal(g.name)}, ts_n); END IF;`);
-    }
+  const structureConflict = (dst: TablePlan) =>
+    `ON CONFLICT (${(dst.table.primaryKey as string[]).map(ident).join(', ')}) DO UPDATE SET ts_keep = true, ts_struct = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
+  for (const p of structures) {
+    const src = tableById(plan, p.fk.table);
+    const dst = tableById(plan, p.fk.refTable);
+    add(
+      `INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(ident).join(', ')}, ts_keep, ts_struct) SELECT ${cols(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
+        `WHERE ${tuple('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} s)${structureReady(plan, dst)} ${structureConflict(dst)};`,
+    );
   }
+  for (const r of virtualStructures) {
+    const src = tableById(plan, r.table);
+    const dst = tableById(plan, r.refTable);
+    const srcPk = src.table.primaryKey as string[];
+    add(
+      `INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(ident).join(', ')}, ts_keep, ts_struct) SELECT ${cols(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
+        `WHERE t.${ident(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
+        `WHERE ${tuple('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} m))${structureReady(plan, dst)} ${structureConflict(dst)};`,
+    );
+  }
+  lines.push('  ts_added := ts_added + ts_total;');
   lines.push('  EXIT WHEN ts_total = 0;');
   lines.push('  END LOOP;');
+  lines.push('  EXIT WHEN ts_added = 0;');
+  lines.push('  END LOOP;');
+  // Now every parent that could come for structure is in: a row naming one that could not is left out.
+  prune(true);
   lines.push('END');
-  const body = lines.join('\n');
+  return doBlock(lines.join('\n'));
+}
+
+function doBlock(body: string): string {
   const tag = dollarTag(body);
   return `DO ${tag}\n${body}\n${tag};`;
+}
+
+/**
+ * ` AND ...` over a parent row (alias t) about to come for structure: its strict keys hold, except
+ * those a placeholder stands in for and structure references (checked once all such parents are
+ * in). A parent that could not stay is never brought, so bringing and pruning cannot alternate.
+ */
+function structureReady(plan: SamplePlan, dst: TablePlan): string {
+  const keys = dst.outgoing
+    .filter((p) => p.strict && p.target !== 'all' && !p.placeholder && p.policy !== 'structure')
+    .map((p) =>
+      p.target === 'none'
+        ? `(${nullAny('t', p.fk.columns)})`
+        : `(${nullAny('t', p.fk.columns)} OR ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)})`,
+    );
+  const refs = plan.references
+    .filter((r) => r.table === dst.table.id && r.strict && r.policy !== 'structure')
+    .map((r) => parentsPresent(r, tempOf(plan, r.refTable)));
+  return [...keys, ...refs].map((c) => ` AND ${c}`).join('');
 }
 
 /** `CREATE TEMP TABLE` statements for the member keys, and the members dropped by a CHECK (run before the read-only transaction). */
@@ -810,7 +995,8 @@ export function tempTables(plan: SamplePlan): string[] {
   const keyed = plan.tables.filter((t) => t.keyed);
   const out = keyed.map((tp) => {
     const defs = tp.memberColumns.map((c) => `${ident(c)} ${columnType(tp.table, c).type}`);
-    return `CREATE TEMP TABLE ${tp.temp} (${defs.join(', ')}, ts_keep boolean NOT NULL, PRIMARY KEY (${(tp.table.primaryKey as string[]).map(ident).join(', ')}));`;
+    const struct = tp.structural ? ', ts_struct boolean NOT NULL DEFAULT false' : '';
+    return `CREATE TEMP TABLE ${tp.temp} (${defs.join(', ')}, ts_keep boolean NOT NULL${struct}, PRIMARY KEY (${(tp.table.primaryKey as string[]).map(ident).join(', ')}));`;
   });
   if (keyed.some((tp) => tp.checkDrops.length)) out.push(`CREATE TEMP TABLE ${CHECK_DROPS_TABLE} (tbl text, con text, n bigint);`);
   for (const { tp, fks } of clearableOwners(plan)) if (!tp.keyed) for (const p of fks) out.push(`CREATE TEMP SEQUENCE ${clearedCounter(tp.table.id, p)};`);
@@ -856,9 +1042,10 @@ export function clearedSelect(plan: SamplePlan): string | undefined {
             `SELECT ${literal(tp.table.id)}, ${literal(p.fk.name)}, CASE WHEN is_called THEN last_value ELSE 0 END, 'owner' FROM pg_temp.${clearedCounter(tp.table.id, p)}`,
         )
         .join(' UNION ALL ');
+    // A row that came for structure points at the placeholder instead (counted below).
     const cleared = fks.map(
       (p, i) =>
-        `count(*) FILTER (WHERE NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}) AS n${i}`,
+        `count(*) FILTER (WHERE NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}${p.placeholder ? ' AND NOT t.ts_struct' : ''}) AS n${i}`,
     );
     // A keyed table's members (and their keys) are already in its temporary table.
     const values = fks.map((p, i) => `(${literal(tp.table.id)}, ${literal(p.fk.name)}, s.n${i}, 'owner')`).join(', ');
@@ -872,6 +1059,22 @@ export function clearedSelect(plan: SamplePlan): string | undefined {
     parts.push(
       `SELECT v.* FROM (SELECT ${counts.join(', ')} FROM ${from(tp.table)} t${where ? ` WHERE ${where}` : ''}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`,
     );
+  }
+  // Rows that came for structure (kind structure), and those of them pointing at a placeholder, per key (kind placeholder).
+  for (const tp of plan.tables.filter((t) => t.structural)) {
+    const repointed = tp.outgoing.filter((p) => p.placeholder);
+    const counts = [
+      'count(*) FILTER (WHERE t.ts_struct) AS n0',
+      ...repointed.map(
+        (p, i) =>
+          `count(*) FILTER (WHERE t.ts_struct AND NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}) AS n${i + 1}`,
+      ),
+    ];
+    const values = [
+      `(${literal(tp.table.id)}, '', s.n0, 'structure')`,
+      ...repointed.map((p, i) => `(${literal(tp.table.id)}, ${literal(p.fk.name)}, s.n${i + 1}, 'placeholder')`),
+    ].join(', ');
+    parts.push(`SELECT v.* FROM (SELECT ${counts.join(', ')} FROM pg_temp.${tp.temp} t) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`);
   }
   if (plan.tables.some((t) => t.keyed && t.checkDrops.length))
     parts.push(`SELECT tbl, con, sum(n)::bigint, 'check' FROM pg_temp.${CHECK_DROPS_TABLE} GROUP BY tbl, con`);
@@ -944,6 +1147,17 @@ export function productionScript(plan: SamplePlan): string {
   }
   out.push('COMMIT;');
   return `${out.join('\n')}\n`;
+}
+
+/** The placeholder rows, inserted in staging after the rows (their columns not given take their defaults). */
+export function placeholderInserts(plan: SamplePlan): string | undefined {
+  if (!plan.placeholders.length) return undefined;
+  return plan.placeholders
+    .map((ph) => {
+      const t = tableById(plan, ph.table).table;
+      return `INSERT INTO ${qualified(t.schema, t.name)} (${ph.values.map(([c]) => ident(c)).join(', ')}) VALUES (${ph.values.map(([, v]) => v).join(', ')});`;
+    })
+    .join(' ');
 }
 
 export function copiedTables(plan: SamplePlan): TablePlan[] {

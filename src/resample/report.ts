@@ -29,6 +29,17 @@ export function resampleSummary(r: ResampleReport, outcome: { ok: boolean; error
     s.text(
       `Rows whose owner is outside the sample (set \`owns: false\` on the key that brought them under sample.foreign-keys if they should not come): ${cleared.join('; ')}.`,
     );
+  const structural = r.tables.filter((t) => t.structure && (r.dryRun || t.structure.rows > 0));
+  if (structural.length)
+    s.text(
+      `Rows brought along for structure (policy structure: present for the rows that name them, their owners outside the sample): ${structural
+        .map((t) =>
+          r.dryRun
+            ? `${t.table}: counted by a real run`
+            : `${t.table}: ${t.structure?.rows} row(s)${t.structure?.placeholder.length ? `, ${t.structure.placeholder.map((p) => `${p.rows} pointing at the placeholder (${p.key})`).join(', ')}` : ''}`,
+        )
+        .join('; ')}.`,
+    );
   const checked = r.tables.flatMap((t) =>
     t.checkDrops.filter((d) => d.rows).map((d) => `${t.table}: ${d.rows} row(s) dropped, their nulled reference would break CHECK ${d.check}`),
   );
@@ -90,7 +101,8 @@ export function planLines(r: ResampleReport): string[] {
   const lines = [`Sample of ${r.root}: fraction ${r.fraction}, seed "${r.seed}". Tables in copy order:`];
   for (const t of r.tables)
     lines.push(
-      `  ${t.table} [${t.mode}] prod ${t.prodRowsExact ? '' : '≈'}${t.prodRows}, ${r.dryRun ? 'estimated' : 'copied'} ${t.copied}: ${t.note}${t.rules.length ? ` (rules: ${t.rules.join('; ')})` : ''}`,
+      `  ${t.table} [${t.mode}] prod ${t.prodRowsExact ? '' : '≈'}${t.prodRows}, ${r.dryRun ? 'estimated' : 'copied'} ${t.copied}: ${t.note}${t.rules.length ? ` (rules: ${t.rules.join('; ')})` : ''}` +
+        (t.structure && !r.dryRun ? `; ${t.structure.rows} for structure` : ''),
     );
   lines.push('Foreign keys:');
   for (const f of r.foreignKeys) lines.push(`  ${f.table}(${f.columns.join(', ')}) → ${f.refTable}: ${f.policy}${f.source === 'config' ? ' (config)' : ''}`);

@@ -199,11 +199,12 @@ function lowCause(plan: SamplePlan, tp: TablePlan, t: CopiedTable, byTable: Map<
 /** A table above the target: what brings in more than its share. */
 function highCause(plan: SamplePlan, tp: TablePlan): string {
   const causes: string[] = [];
-  const includes = plan.fks.filter((p) => p.policy === 'include' && p.fk.refTable === tp.table.id);
-  for (const p of includes) causes.push(`the include policy of ${keyLabel(p)} (${policySource(p)}) brings in every ${short(tp.table.id)} a copied row names`);
+  const includes = plan.fks.filter((p) => (p.policy === 'include' || p.policy === 'structure') && p.fk.refTable === tp.table.id);
+  for (const p of includes)
+    causes.push(`the ${p.policy} policy of ${keyLabel(p)} (${policySource(p)}) brings in every ${short(tp.table.id)} a copied row names`);
   plan.references.forEach((r, i) => {
-    if (r.refTable === tp.table.id && r.policy === 'include')
-      causes.push(`the include policy of sample.references[${i}] (${r.label}) brings in every parent it names`);
+    if (r.refTable === tp.table.id && (r.policy === 'include' || r.policy === 'structure'))
+      causes.push(`the ${r.policy} policy of sample.references[${i}] (${r.label}) brings in every parent it names`);
   });
   const owning = tp.outgoing.filter((p) => p.owning);
   if (owning.length > 1)

@@ -57,7 +57,14 @@ export const columnRuleSchema = z.union([
 ]);
 export type ColumnRule = z.output<typeof columnRuleSchema>;
 
-export const foreignKeyPolicySchema = z.union([z.null().transform(() => 'null' as const), z.enum(['include', 'null', 'drop'])]);
+/**
+ * `structure` sits between `drop` and `include`: the parent comes along for the shape of the data
+ * (an ancestor comment of a sampled reply) but is no member of the sample: its keys to owners
+ * outside the sample point at the owner table's placeholder row (sample.placeholders), or are
+ * nulled where nullable, and nothing else of those owners follows. A row whose parent cannot come
+ * is left out, never copied with the reference cleared.
+ */
+export const foreignKeyPolicySchema = z.union([z.null().transform(() => 'null' as const), z.enum(['include', 'structure', 'null', 'drop'])]);
 export type ForeignKeyPolicy = z.output<typeof foreignKeyPolicySchema>;
 
 /**
@@ -70,7 +77,7 @@ export const foreignKeySettingSchema = z.union([
   z
     .object({ policy: foreignKeyPolicySchema.optional(), owns: z.boolean().optional() })
     .strict()
-    .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
+    .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, structure, null or drop), owns (true or false), or both'),
 ]);
 export type ForeignKeySetting = z.output<typeof foreignKeySettingSchema>;
 
@@ -87,7 +94,7 @@ export const referenceSchema = z
     table: tableName,
     keys: sqlFragment('expression'),
     to: foreignKeyRef,
-    policy: z.enum(['include', 'null', 'drop']).default('drop'),
+    policy: z.enum(['include', 'structure', 'null', 'drop']).default('drop'),
     column: z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
@@ -97,8 +104,29 @@ export const referenceSchema = z
   .refine((r) => r.policy !== 'null' || r.column !== undefined, {
     message: 'policy null needs column: the column to clear when a parent is missing',
     path: ['column'],
+  })
+  .refine((r) => r.policy !== 'structure' || r.column === undefined, {
+    message: 'policy structure clears nothing (a row whose parent cannot come is left out); remove column, or use policy null',
+    path: ['column'],
   });
 export type ReferenceSetting = z.output<typeof referenceSchema>;
+
+/** A column name, unquoted. */
+const columnName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+
+/**
+ * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
+ * rows brought along for structure point at it instead of at their real owner, who stays outside
+ * the sample. `key` is its primary key (a value production does not use); `values` gives other
+ * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ */
+export const placeholderSchema = z
+  .object({
+    key: z.union([z.number().int(), z.string().min(1).max(200)]).transform(String),
+    values: z.record(columnName, sqlFragment('expression', 500)).default({}),
+  })
+  .strict();
+export type PlaceholderSetting = z.output<typeof placeholderSchema>;
 
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 export const DEFAULT_SENSITIVE_NAMES = [
@@ -154,6 +182,8 @@ export const sampleSchema = z
     'foreign-keys': z.record(foreignKeyRef, foreignKeySettingSchema).default({}),
     /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
     references: z.array(referenceSchema).max(200).default([]),
+    /** Per owner table: the placeholder row that rows brought along for structure point at (policy structure). */
+    placeholders: z.record(tableName, placeholderSchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: z.record(columnRef, columnRuleSchema).default({}),
     'sensitive-names': z

@@ -176,7 +176,10 @@ INSERT INTO players SELECT g, 1 + (g * 7) % 400, 1 + (g * 31) % 1200, 'Frame of 
     assert.throws(
       () => w.config({ ...sample, 'foreign-keys': { 'players(current_post_id)': {} } }),
       (e: Error) => {
-        assert.match(e.message, /sample\.foreign-keys\.players\(current_post_id\).*give policy \(include, null or drop\), owns \(true or false\), or both/);
+        assert.match(
+          e.message,
+          /sample\.foreign-keys\.players\(current_post_id\).*give policy \(include, structure, null or drop\), owns \(true or false\), or both/,
+        );
         return true;
       },
     );

@@ -1,0 +1,144 @@
+/**
+ * Policy structure on a real production server: a reply tree whose middle comment belongs to a
+ * person outside the sample arrives whole, that comment pointing at the placeholder person
+ * (sample.placeholders) with its text masked, and nothing else of that person reaches dev.
+ */
+import { strict as assert } from 'node:assert';
+import { after, before, describe, it } from 'node:test';
+import { resample, ResampleFailed } from '../../src/resample/engine';
+import { isSampled } from '../../src/resample/plan';
+import { resampleSummary } from '../../src/resample/report';
+import { loadScenario, runSql, startWorld, type World } from './resample-support';
+
+let w: World;
+
+before(async () => {
+  w = await startWorld(20);
+});
+after(async () => {
+  await w?.stop();
+});
+
+const devRows = (sql: string) => runSql(w.dev, 'makapix_dev', sql).trim();
+const SEED = 'ghost';
+const FRACTION = 0.3;
+const persons = Array.from({ length: 200 }, (_, i) => i + 1);
+// A (sampled) starts a thread on their post; B (outside the sample) replies; A replies to B.
+const A = persons.find((p) => isSampled(SEED, FRACTION, String(p))) as number;
+const B = persons.find((p) => !isSampled(SEED, FRACTION, String(p))) as number;
+
+// A forum: a comment's path is '0.<ancestor ids>.<own id>' (no foreign key); a like names a post
+// or a comment (exactly one, by convention: no CHECK says so).
+const SCHEMA = `
+CREATE EXTENSION ltree;
+CREATE TABLE person (id int PRIMARY KEY, name text NOT NULL, bio text, joined date NOT NULL DEFAULT '2020-01-01');
+CREATE TABLE post (id int PRIMARY KEY, person_id int NOT NULL REFERENCES person(id), title text NOT NULL);
+CREATE TABLE comment (id int PRIMARY KEY, person_id int NOT NULL REFERENCES person(id), post_id int NOT NULL REFERENCES post(id), path ltree NOT NULL, content text NOT NULL);
+CREATE TABLE comment_like (id int PRIMARY KEY, person_id int NOT NULL REFERENCES person(id), post_id int REFERENCES post(id), comment_id int REFERENCES comment(id));
+INSERT INTO person SELECT g, 'Realname ' || md5('name' || g), 'bio of ' || md5('bio' || g) FROM generate_series(1, 200) g;
+INSERT INTO post SELECT g, 1 + (g * 7) % 200, 'title ' || g FROM generate_series(1, 400) g;
+INSERT INTO comment SELECT g, 1 + (g * 3) % 200, g, text2ltree('0.' || g), 'words ' || md5('c' || g) FROM generate_series(1, 400) g;
+INSERT INTO comment SELECT 400 + g, 1 + (g * 31) % 200, c.post_id, c.path || (400 + g)::text, 'words ' || md5('c' || (400 + g)) FROM generate_series(1, 400) g JOIN comment c ON c.id = g;
+INSERT INTO comment SELECT 800 + g, 1 + (g * 37) % 200, c.post_id, c.path || (800 + g)::text, 'words ' || md5('c' || (800 + g)) FROM generate_series(1, 400) g JOIN comment c ON c.id = 400 + g;
+INSERT INTO post VALUES (1000, ${A}, 'the thread');
+INSERT INTO comment VALUES
+  (5001, ${A}, 1000, '0.5001', 'the question'),
+  (5002, ${B}, 1000, '0.5001.5002', 'middle comment by the person outside the sample'),
+  (5003, ${A}, 1000, '0.5001.5002.5003', 'the answer'),
+  (5004, ${B}, 1000, '0.5004', 'another comment by the person outside the sample');
+INSERT INTO comment_like SELECT g, 1 + (g * 11) % 200, CASE WHEN g % 2 = 0 THEN 1 + (g * 13) % 400 END, CASE WHEN g % 2 = 1 THEN 1 + (g * 17) % 1200 END FROM generate_series(1, 3000) g;
+INSERT INTO comment_like VALUES (5001, ${A}, NULL, 5002), (5002, ${B}, NULL, 5003), (5003, ${B}, NULL, 5001);
+`;
+const ANCESTORS = "string_to_array(ltree2text(subpath(path, 1)), '.')";
+const tree = { table: 'comment', keys: ANCESTORS, to: 'comment' };
+const base = {
+  root: 'person',
+  fraction: FRACTION,
+  seed: SEED,
+  columns: {
+    'person.name': { sql: "'someone ' || id" },
+    'person.bio': 'null',
+    'post.title': { sql: "'post ' || id" },
+    'comment.content': { sql: "'comment ' || id" },
+  },
+};
+const structure = {
+  ...base,
+  placeholders: { person: { key: 0, values: { name: "'deleted'", bio: "'account not in the sample'" } } },
+  references: [{ ...tree, policy: 'structure' }],
+  'foreign-keys': { 'comment_like(comment_id)': 'structure', 'comment_like(post_id)': 'drop' },
+};
+
+/** Comments in dev with an ancestor dev does not have. */
+const brokenPaths = () =>
+  devRows(
+    `SELECT count(*) FROM comment c WHERE EXISTS (SELECT 1 FROM unnest(string_to_array(ltree2text(subpath(c.path, 1)), '.')::int[]) a WHERE NOT EXISTS (SELECT 1 FROM comment p WHERE p.id = a))`,
+  );
+
+describe('policy structure: ancestors whole without their authors (sample.placeholders)', () => {
+  before(() => loadScenario(w, SCHEMA));
+
+  it('include loses the reply: the ancestor by a person outside the sample is pruned, and the reply with it (the problem)', async () => {
+    await resample(w.ctx(w.config({ ...base, references: [{ ...tree, policy: 'include' }] })), { dryRun: false });
+    assert.equal(devRows('SELECT count(*) FROM comment WHERE id IN (5002, 5003)'), '0');
+    assert.equal(devRows('SELECT count(*) FROM comment WHERE id = 5001'), '1');
+  });
+
+  it('structure: the tree arrives whole, its middle comment pointing at the placeholder with its text masked; nothing else of its author', async () => {
+    const report = await resample(w.ctx(w.config(structure)), { dryRun: false });
+    assert.equal(
+      devRows("SELECT string_agg(id || ':' || person_id, ',' ORDER BY id) FROM comment WHERE id IN (5001, 5002, 5003)"),
+      `5001:${A},5002:0,5003:${A}`,
+    );
+    assert.equal(devRows('SELECT content FROM comment WHERE id = 5002'), 'comment 5002');
+    assert.equal(devRows("SELECT name || '|' || bio FROM person WHERE id = 0"), 'deleted|account not in the sample');
+    // The placeholder's columns not given take their defaults.
+    assert.equal(devRows('SELECT joined FROM person WHERE id = 0'), '2020-01-01');
+    // B's own row, B's other comment on the same (sampled) post, every row of B: absent.
+    assert.equal(devRows(`SELECT count(*) FROM person WHERE id = ${B}`), '0');
+    assert.equal(devRows('SELECT count(*) FROM comment WHERE id = 5004'), '0');
+    assert.equal(
+      devRows(
+        `SELECT (SELECT count(*) FROM comment WHERE person_id = ${B}) + (SELECT count(*) FROM post WHERE person_id = ${B}) + (SELECT count(*) FROM comment_like WHERE person_id = ${B})`,
+      ),
+      '0',
+    );
+    // Every comment's author is sampled or the placeholder; every comment on the placeholder came for structure.
+    const sampled = persons.filter((p) => isSampled(SEED, FRACTION, String(p)));
+    assert.equal(devRows(`SELECT count(*) FROM comment WHERE person_id <> 0 AND person_id <> ALL (ARRAY[${sampled.join(',')}])`), '0');
+    const onPlaceholder = Number(devRows('SELECT count(*) FROM comment WHERE person_id = 0'));
+    const comment = report.tables.find((t) => t.table === 'public.comment');
+    assert.equal(
+      comment?.structure?.placeholder.reduce((a, p) => a + p.rows, 0),
+      onPlaceholder,
+    );
+    assert.ok((comment?.structure?.rows ?? 0) >= onPlaceholder && onPlaceholder >= 1, JSON.stringify(comment?.structure));
+    assert.equal(brokenPaths(), '0');
+    assert.deepEqual(
+      report.foreignKeys.filter((f) => f.orphans > 0),
+      [],
+    );
+    assert.deepEqual(report.leaks, []);
+    // A derived row naming a comment: kept with it (A's like of the middle comment), or left out; never half-null.
+    assert.equal(devRows('SELECT comment_id FROM comment_like WHERE id = 5001'), '5002');
+    assert.equal(devRows('SELECT count(*) FROM comment_like WHERE post_id IS NULL AND comment_id IS NULL'), '0');
+    assert.ok(Number(devRows('SELECT count(*) FROM comment_like WHERE comment_id IS NOT NULL')) > 20, 'likes of comments arrive');
+    // No real value of B reaches dev, whatever the table.
+    const dump = w.dump(w.dev, 'makapix_dev');
+    const bName = runSql(w.prod, 'makapix', `SELECT name FROM person WHERE id = ${B}`).trim();
+    for (const real of [bName, 'middle comment by the person outside the sample', 'another comment by the person']) assert.ok(!dump.includes(real), real);
+    const summary = resampleSummary(report, { ok: true }).toMarkdown();
+    assert.match(summary, /public\.comment: \d+ row\(s\), \d+ pointing at the placeholder \(person_id → public\.person 0\)/);
+  });
+
+  it('refuses a placeholder key production uses, naming the entry, and dev keeps its data', async () => {
+    const before = devRows('SELECT count(*) FROM comment');
+    const err = await resample(w.ctx(w.config({ ...structure, placeholders: { person: { key: B, values: { name: "'deleted'" } } } })), { dryRun: false }).then(
+      () => assert.fail('not refused'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof ResampleFailed, String(err));
+    assert.match(err.message, new RegExp(`sample\\.placeholders\\.person: production has a row with key ${B}; pick a key production does not use`));
+    assert.equal(devRows('SELECT count(*) FROM comment'), before);
+  });
+});
