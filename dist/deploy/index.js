@@ -55655,7 +55655,11 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.environmentInput = environmentInput;
 exports.servicesTable = servicesTable;
+exports.offsiteKeysInput = offsiteKeysInput;
+exports.offsiteSummary = offsiteSummary;
+const offsite_1 = __nccwpck_require__(2298);
 const errors_1 = __nccwpck_require__(639);
+const ssh_1 = __nccwpck_require__(7496);
 const validate = __importStar(__nccwpck_require__(8770));
 function environmentInput(value) {
     if (value !== 'prod' && value !== 'dev') {
@@ -55665,6 +55669,85 @@ function environmentInput(value) {
 }
 function servicesTable(s, containers) {
     return s.table(['service', 'container', 'state', 'health', 'image'], containers.map((c) => [c.service, c.name, c.status + (c.status === 'exited' ? ` (${c.exitCode})` : ''), c.health, c.image]));
+}
+/**
+ * Reads offsite-ssh-key and offsite-admin-key (masked the moment they are read) and checks them
+ * against the config before anything runs on the host: both or neither of backup.offsite and
+ * offsite-ssh-key, unencrypted private keys, and three different keys (the VPS's login, the
+ * backup host's write-only key, the runner's admin key), so each can be revoked alone.
+ */
+function offsiteKeysInput(io, config) {
+    const write = io.secret('offsite-ssh-key');
+    const admin = io.secret('offsite-admin-key');
+    const o = config.backup.offsite;
+    if (!o) {
+        if (write.trim() || admin.trim()) {
+            throw new errors_1.ConfigurationError(`input ${write.trim() ? 'offsite-ssh-key' : 'offsite-admin-key'} is given but the config has no backup.offsite: add that section (host, user, path, known-hosts, recipients) or drop the input`);
+        }
+        return undefined;
+    }
+    if (!write.trim()) {
+        throw new errors_1.ConfigurationError(`input offsite-ssh-key is required: backup.offsite sends copies to ${o.host}; pass the backup host's write-only key from a secret (README, Off-host copies)`);
+    }
+    const w = (0, ssh_1.unencryptedPrivateKey)(write, 'offsite-ssh-key');
+    const a = admin.trim() ? (0, ssh_1.unencryptedPrivateKey)(admin, 'offsite-admin-key') : undefined;
+    const login = io.secret('ssh-key');
+    const loginPublic = login.trim() ? publicOrUndefined(login) : undefined;
+    if (loginPublic && loginPublic === w.publicKey) {
+        throw new errors_1.ConfigurationError("input offsite-ssh-key is the same key as ssh-key: give the backup host a key of its own, so neither host can be reached with the other's");
+    }
+    if (a && a.publicKey === w.publicKey) {
+        throw new errors_1.ConfigurationError('input offsite-admin-key is the same key as offsite-ssh-key: the admin key (which may delete copies) must be another key, kept off the VPS');
+    }
+    if (a && loginPublic && a.publicKey === loginPublic) {
+        throw new errors_1.ConfigurationError('input offsite-admin-key is the same key as ssh-key: the key that may delete off-host copies must never be one the VPS accepts');
+    }
+    return { write: w.key, admin: a?.key };
+}
+function publicOrUndefined(key) {
+    try {
+        return (0, ssh_1.unencryptedPrivateKey)(key, 'ssh-key').publicKey;
+    }
+    catch {
+        return undefined; // an encrypted login key (with ssh-passphrase) cannot be the write-only key, which may not be encrypted
+    }
+}
+/** The off-host copy's part of a job summary: what happened, where the copies are, what to do next. */
+function offsiteSummary(s, config, env, localPath, copy) {
+    const o = config.backup.offsite;
+    if (!o)
+        return s;
+    const required = o.required
+        ? 'required (backup.offsite.required: true), so this step fails'
+        : 'not required (backup.offsite.required: false), so this step only warns';
+    s.heading('Off-host copy', 3);
+    if (copy.status === 'failed') {
+        s.text(`❌ **The off-host copy failed** at ${copy.stage}: ${copy.error}`);
+        s.list([
+            `The local backup is verified and untouched: \`${localPath}\` on the VPS. Promote and rollback can use it.`,
+            `No new copy is on the backup host; the older ones there are as they were (\`${(0, offsite_1.offsiteLocation)(o, env)}\`).`,
+            `The copy is ${required}.`,
+            'Next: fix the cause above, then run the backup action again (a new backup, copied as it is taken).',
+        ]);
+        return s;
+    }
+    const checked = copy.arrival === 'checked'
+        ? "checked on arrival: sha256sum on the backup host, with the runner's own key, matches every hash computed on the VPS"
+        : 'not checked on the backup host (no offsite-admin-key; rsync checked each file as it arrived)';
+    s.text(`✅ **Encrypted copy on the backup host**: \`${copy.location}\` (${checked}, ${copy.seconds}s).`);
+    s.table(['file', 'bytes', 'sha256 (encrypted)'], Object.entries(copy.files).map(([n, f]) => [n, String(f.bytes), f.sha256]));
+    const notes = [
+        `Encrypted with age to ${o.recipients.length} public key(s); only the matching private key reads it: \`age -d -i key.txt db.dump.age > db.dump\`, then compare its sha256 with the manifest's.`,
+    ];
+    if (!copy.writeOnly)
+        notes.push("⚠️ The backup host let the VPS's key read the copy: it is not confined to rrsync -wo, so a stolen VPS could delete the copies. Put the authorized_keys line from the README (Off-host copies) on the backup host.");
+    if (copy.arrival === 'unchecked')
+        notes.push('Set offsite-admin-key to have each copy checked on the backup host and old copies pruned there.');
+    if (copy.pruned?.length)
+        notes.push(`Removed from the backup host (older than the newest ${o.keep}): ${copy.pruned.join(', ')}.`);
+    if (copy.pruneError)
+        notes.push(`⚠️ The retention on the backup host failed (the new copy is kept): ${copy.pruneError}. Check free space in \`${(0, offsite_1.offsiteDir)(o, env)}\`.`);
+    return s.list(notes);
 }
 
 
@@ -55709,7 +55792,20 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.deployAction = void 0;
+exports.DeployFailed = exports.deployAction = void 0;
+exports.runDeploy = runDeploy;
+exports.openDeploy = openDeploy;
+exports.checkOut = checkOut;
+exports.checkIsolation = checkIsolation;
+exports.startCommit = startCommit;
+/**
+ * deploy: put one environment on exactly one commit. Under the environment's lock:
+ * fetch and check out the commit (detached) → compose build → up -d → wait for healthchecks →
+ * probe the health URL → tag the images with the release id and record the release → prune old tags.
+ * A failure after `up` leaves the environment on the new, unhealthy containers; the summary says so
+ * and names the rollback to run.
+ */
+const sha_1 = __nccwpck_require__(3828);
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
 const git_1 = __nccwpck_require__(6048);
@@ -55737,126 +55833,199 @@ exports.deployAction = {
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
         const env = new environment_1.Environment(plan.environment, config);
         io.output('url', env.cfg.url);
-        const started = Date.now();
-        const summary = new summary_1.Summary().heading(`Deploy to ${env.name}`);
-        let sha = '';
-        let settled = [];
-        let failedAt;
+        const d = { host, config, log, env, plan, started: Date.now() };
+        let deployed;
         try {
-            const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'deploy', run, log, lockTimeoutSeconds }, async (op) => {
-                const previous = (0, release_1.currentRelease)(op.records);
-                // Start from what runs, not from the record: a deploy settles any drift.
-                const before = await (0, state_1.observe)(host, env);
-                settled = (0, state_1.drift)(before, previous);
-                if (settled.length)
-                    log.info(`${env.name} had drifted from its recorded release ${previous?.release ?? '(none)'}: ${settled.join('; ')}. This deploy settles it.`);
-                let stage = 'checkout';
-                try {
-                    log.startGroup(`${env.name}: checkout ${plan.ref}`);
-                    try {
-                        sha = await (0, git_1.resolveRef)(host, env, plan.ref);
-                        log.info(`${plan.ref} is ${sha}`);
-                        await (0, git_1.checkoutCommit)(host, env, sha);
-                    }
-                    finally {
-                        log.endGroup();
-                    }
-                    // The isolation checks on the merged configuration of exactly this commit, before anything starts.
-                    stage = 'isolation';
-                    try {
-                        await (0, preflight_1.isolationGate)(host, config, log, `${env.name} at ${sha.slice(0, 12)}`);
-                    }
-                    catch (e) {
-                        // Nothing was started: the checkout goes back to what runs, so the refusal changes nothing.
-                        if (before.head && before.head !== sha)
-                            await (0, git_1.checkoutCommit)(host, env, before.head).catch((ce) => log.warning(`could not put the checkout back at ${before.head.slice(0, 12)}: ${(0, errors_1.errorMessage)(ce)}`));
-                        throw e;
-                    }
-                    stage = 'build and up';
-                    // prod with promote.release-dirs: started from the release's own directory, as promote and rollback do.
-                    await (0, release_1.composeBuildAndUp)(host, await (0, git_1.releaseEnvironment)(host, config, env, sha), plan.build, log);
-                    stage = 'health';
-                    const containers = await (0, release_1.waitHealthy)(host, env, log);
-                    await (0, release_1.probeHealthUrl)(host, env, log);
-                    const releaseId = (0, release_1.newReleaseId)(sha);
-                    const images = await (0, release_1.tagRelease)(host, env, releaseId, containers);
-                    const durationSeconds = Math.round((Date.now() - started) / 1000);
-                    await op.record('release', {
-                        release: releaseId,
-                        sha,
-                        kind: 'deploy',
-                        images,
-                        previous: previous?.release,
-                        durationSeconds,
-                        settled: settled.length ? settled : undefined,
-                    });
-                    await (0, release_1.pruneOldReleases)(host, config, env, { release: releaseId, sha }, previous, log);
-                    return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers };
-                }
-                catch (e) {
-                    // The record must never claim that the older release still runs: what runs now is written down.
-                    const after = await (0, state_1.observe)(host, env).catch(() => undefined);
-                    failedAt = { stage, drift: after ? (0, state_1.drift)(after, previous) : [] };
-                    await op
-                        .record('release-failed', {
-                        sha: sha || undefined,
-                        ref: plan.ref,
-                        stage,
-                        images: after?.images,
-                        head: after?.head,
-                        previous: previous?.release,
-                        error: log.redact((0, errors_1.errorMessage)(e)).slice(0, 500),
-                    })
-                        .catch(() => undefined);
-                    throw e;
-                }
-            });
-            io.output('release-id', result.releaseId);
-            io.output('sha', result.sha);
-            io.output('previous-release-id', result.previousReleaseId);
-            io.output('duration-seconds', result.durationSeconds);
-            summary
-                .text(`✅ **${env.name} runs release \`${result.releaseId}\`** (commit \`${result.sha.slice(0, 12)}\`), deployed in ${result.durationSeconds}s.`)
-                .list([
-                `previous release: ${result.previousReleaseId ? `\`${result.previousReleaseId}\`` : 'none'}`,
-                `health: ${env.cfg.url}${env.cfg.healthPath} answered 2xx`,
-                ...(settled.length ? [`before this deploy, ${env.name} had drifted from its record (${settled.join('; ')}); it now runs this release exactly`] : []),
-            ]);
-            (0, common_1.servicesTable)(summary, result.containers);
+            deployed = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'deploy', run, log, lockTimeoutSeconds }, (op) => runDeploy(d, op));
         }
         catch (e) {
-            summary.text(`❌ **The deploy to ${env.name} failed**: ${(0, errors_1.errorMessage)(e)}`);
-            if (e instanceof preflight_1.IsolationRefused) {
-                summary.list([
-                    `Nothing was started: ${env.name} still runs what it ran before, and its checkout is back where it was.`,
-                    ...e.findings.map((f) => `${f.check}: ${f.message}. Fix: ${f.fix}`),
-                    `Next: fix the compose files or env file of this commit and push again (a check in preflight.warn-only only warns).`,
-                ]);
-            }
-            else if (e instanceof release_1.HealthError) {
-                summary.list([
-                    `service \`${e.service}\` is ${e.state}`,
-                    `${env.name} now runs the new containers of ${sha ? `\`${sha.slice(0, 12)}\`` : 'the new commit'}, which are not healthy.`,
-                    `Next: fix and push again, or run the rollback workflow to return ${env.name} to its previous release.`,
-                ]);
-                if (e.logs)
-                    summary.detailsCode(`last log lines of ${e.service}`, e.logs);
-            }
-            else {
-                summary.list([`Next: read the error above; the ${env.name} host log records this failed run.`]);
-            }
-            if (failedAt?.drift.length) {
-                summary.list([
-                    `The failed deploy (stage: ${failedAt.stage}) is recorded; ${env.name} no longer runs its recorded release: ${failedAt.drift.join('; ')}.`,
-                    `gate and promote refuse ${env.name} until a deploy or a rollback settles it.`,
-                ]);
-            }
-            await io.summary(summary.toMarkdown());
-            throw e;
+            // The step fails with the error itself: its kind decides how the runner reports it.
+            const failed = e instanceof DeployFailed ? e : undefined;
+            const error = failed ? failed.error : e;
+            await io.summary(failureSummary(env, error, failed).toMarkdown());
+            throw error;
         }
-        await io.summary(summary.toMarkdown());
+        await reportDeployed(io, env, deployed);
     },
 };
+/** A deploy that failed in a step: the stage, the commit (once resolved), and how what runs now differs from the record. */
+class DeployFailed extends Error {
+    stage;
+    sha;
+    error;
+    drift;
+    constructor(stage, sha, error, drift = []) {
+        super((0, errors_1.errorMessage)(error));
+        this.stage = stage;
+        this.sha = sha;
+        this.error = error;
+        this.drift = drift;
+    }
+}
+exports.DeployFailed = DeployFailed;
+/**
+ * The runbook under the environment's lock: what runs → checkout → isolation checks → build and up
+ * → health → tag and record. A failure in any step is recorded as what runs now, then fails the run.
+ */
+async function runDeploy(d, op) {
+    const opened = await openDeploy(d, op);
+    try {
+        const sha = await checkOut(d);
+        await checkIsolation(d, opened, sha);
+        const containers = await startCommit(d, sha);
+        return await recordDeploy(d, op, opened, sha, containers);
+    }
+    catch (e) {
+        throw await recordFailedDeploy(d, op, opened, e);
+    }
+}
+/** Start from what runs, not from the record: a deploy settles any drift. */
+async function openDeploy(d, op) {
+    const { env, log } = d;
+    const previous = (0, release_1.currentRelease)(op.records);
+    const before = await (0, state_1.observe)(d.host, env);
+    const settled = (0, state_1.drift)(before, previous);
+    if (settled.length)
+        log.info(`${env.name} had drifted from its recorded release ${previous?.release ?? '(none)'}: ${settled.join('; ')}. This deploy settles it.`);
+    return { previous, before, settled };
+}
+/** Runs one step; a failure carries its stage and the commit. */
+async function inStage(stage, sha, step) {
+    try {
+        return await step();
+    }
+    catch (e) {
+        throw e instanceof DeployFailed ? e : new DeployFailed(stage, sha, e);
+    }
+}
+/** The ref resolved to a commit, checked out detached. */
+async function checkOut(d) {
+    const { host, env, plan, log } = d;
+    log.startGroup(`${env.name}: checkout ${plan.ref}`);
+    try {
+        const sha = await inStage('checkout', '', () => (0, git_1.resolveRef)(host, env, plan.ref));
+        log.info(`${plan.ref} is ${sha}`);
+        await inStage('checkout', sha, () => (0, git_1.checkoutCommit)(host, env, sha));
+        return sha;
+    }
+    finally {
+        log.endGroup();
+    }
+}
+/** The isolation checks on the merged configuration of exactly this commit, before anything starts. */
+async function checkIsolation(d, opened, sha) {
+    const { host, env, log } = d;
+    const { before } = opened;
+    await inStage('isolation', sha, async () => {
+        try {
+            await (0, preflight_1.isolationGate)(host, d.config, log, `${env.name} at ${(0, sha_1.short)(sha)}`);
+        }
+        catch (e) {
+            // Nothing was started: the checkout goes back to what runs, so the refusal changes nothing.
+            if (before.head && before.head !== sha)
+                await (0, git_1.checkoutCommit)(host, env, before.head).catch((ce) => log.warning(`could not put the checkout back at ${(0, sha_1.short)(before.head)}: ${(0, errors_1.errorMessage)(ce)}`));
+            throw e;
+        }
+    });
+}
+/** compose build and up, then every container healthy and the health URL answering. */
+async function startCommit(d, sha) {
+    const { host, config, env, log } = d;
+    // prod with promote.release-dirs: started from the release's own directory, as promote and rollback do.
+    await inStage('build and up', sha, async () => (0, release_1.composeBuildAndUp)(host, await (0, git_1.releaseEnvironment)(host, config, env, sha), d.plan.build, log));
+    return inStage('health', sha, async () => {
+        const containers = await (0, release_1.waitHealthy)(host, env, log);
+        await (0, release_1.probeHealthUrl)(host, env, log);
+        return containers;
+    });
+}
+/** The images tagged with the new release id, the release recorded, old release tags pruned. */
+async function recordDeploy(d, op, opened, sha, containers) {
+    const { host, config, env, log } = d;
+    const { previous, settled } = opened;
+    return inStage('health', sha, async () => {
+        const releaseId = (0, release_1.newReleaseId)(sha);
+        const images = await (0, release_1.tagRelease)(host, env, releaseId, containers);
+        const durationSeconds = Math.round((Date.now() - d.started) / 1000);
+        await op.record('release', {
+            release: releaseId,
+            sha,
+            kind: 'deploy',
+            images,
+            previous: previous?.release,
+            durationSeconds,
+            settled: settled.length ? settled : undefined,
+        });
+        await (0, release_1.pruneOldReleases)(host, config, env, { release: releaseId, sha }, previous, log);
+        return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers, settled };
+    });
+}
+/** The record must never claim that the older release still runs: what runs now is written down. */
+async function recordFailedDeploy(d, op, opened, e) {
+    const failed = e instanceof DeployFailed ? e : new DeployFailed('checkout', '', e);
+    const after = await (0, state_1.observe)(d.host, d.env).catch(() => undefined);
+    await op
+        .record('release-failed', {
+        sha: failed.sha || undefined,
+        ref: d.plan.ref,
+        stage: failed.stage,
+        images: after?.images,
+        head: after?.head,
+        previous: opened.previous?.release,
+        error: d.log.redact((0, errors_1.errorMessage)(failed.error)).slice(0, 500),
+    })
+        .catch(() => undefined);
+    return new DeployFailed(failed.stage, failed.sha, failed.error, after ? (0, state_1.drift)(after, opened.previous) : []);
+}
+async function reportDeployed(io, env, result) {
+    io.output('release-id', result.releaseId);
+    io.output('sha', result.sha);
+    io.output('previous-release-id', result.previousReleaseId);
+    io.output('duration-seconds', result.durationSeconds);
+    const summary = new summary_1.Summary()
+        .heading(`Deploy to ${env.name}`)
+        .text(`✅ **${env.name} runs release \`${result.releaseId}\`** (commit \`${(0, sha_1.short)(result.sha)}\`), deployed in ${result.durationSeconds}s.`)
+        .list([
+        `previous release: ${result.previousReleaseId ? `\`${result.previousReleaseId}\`` : 'none'}`,
+        `health: ${env.cfg.url}${env.cfg.healthPath} answered 2xx`,
+        ...(result.settled.length
+            ? [`before this deploy, ${env.name} had drifted from its record (${result.settled.join('; ')}); it now runs this release exactly`]
+            : []),
+    ]);
+    (0, common_1.servicesTable)(summary, result.containers);
+    await io.summary(summary.toMarkdown());
+}
+/** What failed, what the environment runs now, and what to do next. */
+function failureSummary(env, e, failed) {
+    const summary = new summary_1.Summary().heading(`Deploy to ${env.name}`).text(`❌ **The deploy to ${env.name} failed**: ${(0, errors_1.errorMessage)(e)}`);
+    const sha = failed?.sha ?? '';
+    if (e instanceof preflight_1.IsolationRefused) {
+        summary.list([
+            `Nothing was started: ${env.name} still runs what it ran before, and its checkout is back where it was.`,
+            ...e.findings.map((f) => `${f.check}: ${f.message}. Fix: ${f.fix}`),
+            `Next: fix the compose files or env file of this commit and push again (a check in preflight.warn-only only warns).`,
+        ]);
+    }
+    else if (e instanceof release_1.HealthError) {
+        summary.list([
+            `service \`${e.service}\` is ${e.state}`,
+            `${env.name} now runs the new containers of ${sha ? `\`${(0, sha_1.short)(sha)}\`` : 'the new commit'}, which are not healthy.`,
+            `Next: fix and push again, or run the rollback workflow to return ${env.name} to its previous release.`,
+        ]);
+        if (e.logs)
+            summary.detailsCode(`last log lines of ${e.service}`, e.logs);
+    }
+    else {
+        summary.list([`Next: read the error above; the ${env.name} host log records this failed run.`]);
+    }
+    if (failed?.drift.length) {
+        summary.list([
+            `The failed deploy (stage: ${failed.stage}) is recorded; ${env.name} no longer runs its recorded release: ${failed.drift.join('; ')}.`,
+            `gate and promote refuse ${env.name} until a deploy or a rollback settles it.`,
+        ]);
+    }
+    return summary;
+}
 
 
 /***/ }),
@@ -55867,8 +56036,73 @@ exports.deployAction = {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = void 0;
+exports.backupSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
+const age_1 = __nccwpck_require__(3997);
+const known_hosts_1 = __nccwpck_require__(1379);
+const errors_1 = __nccwpck_require__(639);
+const absPath = zod_1.z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
+    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
+    .transform((p) => p.replace(/\/+$/, ''));
+const HOST = /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$|^\[?[0-9A-Fa-f:.]+\]?$/;
+const recipient = zod_1.z.string().superRefine((r, ctx) => {
+    if (age_1.AGE_SECRET_KEY.test(r.trim())) {
+        ctx.addIssue({
+            code: zod_1.z.ZodIssueCode.custom,
+            message: 'is an age private key: put its public key here (age-keygen -y key.txt), and keep the private key off the VPS and out of the repository',
+        });
+    }
+    else if (!age_1.AGE_RECIPIENT.test(r)) {
+        ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: 'must be an age public key: "age1" and 58 letters and digits, as age-keygen -y prints it' });
+    }
+});
+/**
+ * `backup.offsite:` — a second host that receives an encrypted copy of every verified backup,
+ * straight from the VPS over rsync+ssh, with a key that may only add files there (rrsync -wo
+ * -no-del -no-overwrite in that host's authorized_keys). See src/domain/offsite.ts.
+ */
+exports.offsiteSchema = zod_1.z
+    .object({
+    host: zod_1.z.string().regex(HOST, 'must be a host name or an IP address'),
+    port: zod_1.z.number().int().min(1).max(65535).default(22),
+    user: zod_1.z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/i, 'must be a user name on the backup host'),
+    /** The directory on the backup host, the one rrsync is confined to; each environment gets a subdirectory. */
+    path: absPath.refine((p) => p !== '', 'must not be /'),
+    /** The backup host's public key line(s), as in ~/.ssh/known_hosts: pinned on the VPS and on the runner. */
+    'known-hosts': zod_1.z.union([zod_1.z.string(), zod_1.z.array(zod_1.z.string()).min(1)]).transform((k) => (Array.isArray(k) ? k.join('\n') : k)),
+    /** age public keys the copies are encrypted to; the private keys stay off the VPS. */
+    recipients: zod_1.z.array(recipient).min(1, 'needs at least one age public key (age-keygen -y key.txt)'),
+    /** true: a copy that fails fails the step (the local backup stays); false: it only warns. */
+    required: zod_1.z.boolean().default(true),
+    /** Copies kept per environment on the backup host, pruned from the runner with offsite-admin-key. */
+    keep: zod_1.z.number().int().min(1).max(1000).default(14),
+    'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
+})
+    .strict()
+    .superRefine((o, ctx) => {
+    let entries;
+    try {
+        entries = (0, known_hosts_1.parseKnownHosts)(o['known-hosts']);
+    }
+    catch (e) {
+        ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, path: ['known-hosts'], message: (0, errors_1.errorMessage)(e).replace(/^known-hosts /, '') });
+        return;
+    }
+    // A bad host or port is reported on its own line above; which key it needs cannot be said yet.
+    if (!HOST.test(o.host) || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535)
+        return;
+    const host = o.host.replace(/^\[|\]$/g, '');
+    if (!entries.some((e) => e.marker === '' && (0, known_hosts_1.hostMatches)(e.hosts, host, o.port))) {
+        const name = o.port === 22 ? host : `[${host}]:${o.port}`;
+        ctx.addIssue({
+            code: zod_1.z.ZodIssueCode.custom,
+            path: ['known-hosts'],
+            message: `has no key for ${name}: give that host's line(s), e.g. from ssh-keyscan -p ${o.port} ${host} checked against its /etc/ssh/ssh_host_*_key.pub`,
+        });
+    }
+});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -55884,6 +56118,8 @@ exports.backupSchema = zod_1.z
     /** `list`: pg_restore --list and the checksum; `restore`: also restore into a scratch database and compare row counts. */
     verify: zod_1.z.enum(['list', 'restore']).default('list'),
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
+    /** An encrypted copy of every verified backup on a second host (off by default). */
+    offsite: exports.offsiteSchema.optional(),
 })
     .strict()
     .default({});
@@ -56284,6 +56520,431 @@ function migrationErrorLine(output) {
 /** True when a failed migration gave up waiting for a lock (lock_timeout), which is worth a retry. */
 function hitLockTimeout(output) {
     return /canceling statement due to lock timeout|LockNotAvailable/.test(output);
+}
+
+
+/***/ }),
+
+/***/ 6230:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.backupManifest = void 0;
+exports.newBackupId = newBackupId;
+exports.backupDir = backupDir;
+exports.checkBackupDir = checkBackupDir;
+exports.parseCounts = parseCounts;
+exports.compareCounts = compareCounts;
+exports.takeBackup = takeBackup;
+exports.verifyBackup = verifyBackup;
+exports.listBackups = listBackups;
+exports.usableBackup = usableBackup;
+exports.restoreBackup = restoreBackup;
+exports.restoreAsideName = restoreAsideName;
+exports.pendingDir = pendingDir;
+exports.pruneBackups = pruneBackups;
+/**
+ * Backups of an environment's database: `pg_dump -Fc` run by the db container's own tools, streamed
+ * to a file in the backup directory on the host (hashed on the way), plus `pg_dumpall
+ * --globals-only`, a manifest beside them, and a verification. Only a backup whose manifest says
+ * `verified` is ever restored or relied on by promote.
+ */
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const shell_1 = __nccwpck_require__(2232);
+const host_log_1 = __nccwpck_require__(131);
+const postgres_1 = __nccwpck_require__(263);
+const sql_1 = __nccwpck_require__(3830);
+const schema_1 = __nccwpck_require__(109);
+const backupFile = zod_1.z.object({ bytes: zod_1.z.number(), sha256: zod_1.z.string() }).passthrough();
+/** A backup's manifest.json, as written by takeBackup and parsed (never cast) when read back from the host. */
+exports.backupManifest = zod_1.z
+    .object({
+    id: zod_1.z.string(),
+    env: zod_1.z.string(),
+    status: zod_1.z.enum(['verified', 'failed']),
+    time: zod_1.z.string(),
+    finishedAt: zod_1.z.string(),
+    database: zod_1.z.string(),
+    release: zod_1.z.string().optional(),
+    sha: zod_1.z.string().optional(),
+    alembicRevision: zod_1.z.string().optional(),
+    /** Rows inserted, updated and deleted per table (statistics views) just before the dump's snapshot. */
+    writeCounters: zod_1.z.record(zod_1.z.number()).optional(),
+    files: zod_1.z.record(backupFile),
+    durationSeconds: zod_1.z.number(),
+    /** Seconds spent in each stage: the dump (with hashing), the globals, the verification. */
+    timings: zod_1.z.object({ dump: zod_1.z.number(), globals: zod_1.z.number(), verify: zod_1.z.number() }),
+    tools: zod_1.z.record(zod_1.z.string()),
+    verification: zod_1.z.object({ method: zod_1.z.enum(['list', 'restore']), ok: zod_1.z.boolean(), detail: zod_1.z.string(), tables: zod_1.z.number().optional() }),
+    error: zod_1.z.string().optional(),
+})
+    .passthrough();
+function newBackupId(env, now = new Date()) {
+    return `b${now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z')}-${env}`;
+}
+function backupDir(config, env, id) {
+    const base = `${config.backup.dir}/${env.name}`;
+    return id ? `${base}/${id}` : base;
+}
+/** The backup directory must never be inside a checkout (where git or compose could touch it). */
+function checkBackupDir(config) {
+    const dir = config.backup.dir;
+    if (dir === '/')
+        throw new errors_1.ConfigurationError('backup.dir must not be /');
+    for (const [name, e] of Object.entries(config.environments)) {
+        if (dir === e.checkout || dir.startsWith(`${e.checkout}/`)) {
+            throw new errors_1.ConfigurationError(`backup.dir ${dir} is inside the ${name} checkout ${e.checkout}: put backups outside every repository checkout, e.g. /var/backups/twinstack`);
+        }
+    }
+}
+/** SQL that, run through psql's \gexec, prints `count:<schema.table>:<rows>` for every table. */
+const COUNT_ALL = `SELECT format('SELECT %L || count(*) FROM %I.%I', 'count:' || n.nspname || '.' || c.relname || ':', n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY n.nspname, c.relname
+\\gexec
+`;
+function parseCounts(text) {
+    const counts = new Map();
+    for (const line of text.split('\n')) {
+        const m = /^count:(.+):(\d+)$/.exec(line.trim());
+        if (m)
+            counts.set(m[1], Number(m[2]));
+    }
+    return counts;
+}
+function compareCounts(source, restored) {
+    const problems = [];
+    for (const [t, n] of source) {
+        if (!restored.has(t))
+            problems.push(`${t} is missing from the restore`);
+        else if (restored.get(t) !== n)
+            problems.push(`${t} has ${restored.get(t)} rows restored, ${n} in the source`);
+    }
+    return problems;
+}
+async function psqlValue(host, env, database, sql) {
+    const r = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [sql] }), { check: false, quiet: true, timeoutSeconds: 120 });
+    return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+/** Streams a client tool's output into a file on the host, hashing it on the way; returns size and hash. */
+async function streamToFile(host, command, file, label, timeoutSeconds) {
+    const partial = `${file}.partial`;
+    try {
+        const r = await host.run(`${command} | tee ${(0, shell_1.sh) `${partial}`} | sha256sum && mv -f ${(0, shell_1.sh) `${partial} ${file}`} && stat -c %s ${(0, shell_1.sh) `${file}`}`, {
+            label,
+            quiet: true,
+            timeoutSeconds,
+        });
+        const [hashLine, sizeLine] = r.stdout.trim().split('\n');
+        return { sha256: hashLine.split(/\s+/)[0], bytes: Number(sizeLine) };
+    }
+    catch (e) {
+        await host.run((0, shell_1.sh) `rm -f ${partial}`, { check: false, quiet: true, timeoutSeconds: 60 });
+        throw e;
+    }
+}
+/**
+ * Takes and verifies a backup. Returns its manifest; throws OperationFailed (after writing a
+ * `failed` manifest where the disk allows) when the dump or its verification fails.
+ */
+async function takeBackup(host, config, env, ctx, log, verify = config.backup.verify) {
+    checkBackupDir(config);
+    const started = new Date();
+    const id = newBackupId(env.name, started);
+    const dir = backupDir(config, env, id);
+    const database = env.cfg.database.name;
+    const timeoutSeconds = config.backup['timeout-seconds'];
+    const manifest = {
+        id,
+        env: env.name,
+        status: 'failed',
+        time: started.toISOString(),
+        finishedAt: '',
+        database,
+        release: ctx.release,
+        sha: ctx.sha,
+        files: {},
+        durationSeconds: 0,
+        timings: { dump: 0, globals: 0, verify: 0 },
+        tools: {},
+        verification: { method: verify, ok: false, detail: '' },
+    };
+    log.startGroup(`${env.name}: backup ${id}`);
+    let snapshotSession;
+    try {
+        await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { label: `creating ${dir}`, quiet: true, timeoutSeconds: 60 });
+        manifest.tools.pg_dump = (await psqlVersion(host, env)) ?? 'unknown';
+        manifest.alembicRevision = await psqlValue(host, env, database, 'SELECT version_num FROM alembic_version LIMIT 1');
+        // Read just before the snapshot: a restore of this backup loses what the counters add after it.
+        manifest.writeCounters = await (0, schema_1.writeCounters)(host, env, database).catch((0, logger_1.ignored)(log, 'reading the write counters'));
+        if (verify === 'restore')
+            snapshotSession = await openSnapshot(host, env, database, log);
+        const dumpArgs = ['-Fc', '-d', database, ...(snapshotSession ? [`--snapshot=${snapshotSession.snapshot}`] : [])];
+        const seconds = (since) => Math.round((Date.now() - since) / 100) / 10;
+        let t = Date.now();
+        manifest.files['db.dump'] = await streamToFile(host, env.dbTool('pg_dump', dumpArgs), `${dir}/db.dump`, `pg_dump of ${env.name}`, timeoutSeconds);
+        manifest.timings.dump = seconds(t);
+        log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
+        const counts = snapshotSession ? await snapshotSession.counts() : undefined;
+        await snapshotSession?.close();
+        snapshotSession = undefined;
+        t = Date.now();
+        manifest.files['globals.sql'] = await dumpGlobals(host, env, `${dir}/globals.sql`, log, timeoutSeconds);
+        manifest.timings.globals = seconds(t);
+        t = Date.now();
+        const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
+        manifest.timings.verify = seconds(t);
+        manifest.verification.ok = !problem;
+        manifest.verification.detail =
+            problem ??
+                (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
+        if (counts)
+            manifest.verification.tables = counts.size;
+        manifest.status = problem ? 'failed' : 'verified';
+        if (problem)
+            manifest.error = problem;
+    }
+    catch (e) {
+        manifest.error = e instanceof errors_1.RemoteCommandError ? e.message : (0, errors_1.errorMessage)(e);
+        manifest.status = 'failed';
+    }
+    finally {
+        await snapshotSession?.close().catch((0, logger_1.ignored)(log, 'closing the snapshot session'));
+        manifest.finishedAt = new Date().toISOString();
+        manifest.durationSeconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
+        await host
+            .writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600)
+            .catch((e) => log.warning(`could not write ${dir}/manifest.json: ${(0, errors_1.errorMessage)(e)}`));
+        log.endGroup();
+    }
+    if (manifest.status !== 'verified') {
+        throw new errors_1.OperationFailed(`backup ${id} of ${env.name} failed: ${manifest.error}`);
+    }
+    return manifest;
+}
+async function psqlVersion(host, env) {
+    const r = await host.run(env.dbTool('pg_dump', ['--version']), { check: false, quiet: true, timeoutSeconds: 60 });
+    return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+async function dumpGlobals(host, env, file, log, timeoutSeconds) {
+    try {
+        return await streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+    }
+    catch (e) {
+        // Reading role passwords needs a superuser; without them the roles and grants are still saved.
+        if (e instanceof errors_1.RemoteCommandError && /permission denied/i.test(e.stderr)) {
+            log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
+            return streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only', '--no-role-passwords']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+        }
+        throw e;
+    }
+}
+/** A REPEATABLE READ session whose snapshot pg_dump shares, so the row counts are of the same data. */
+async function openSnapshot(host, env, database, log) {
+    let out = '';
+    // No -f: psql reads the session's statements from standard input as they are written.
+    const proc = host.spawn((0, postgres_1.psql)(env, database, { tuples: true, run: [] }), {
+        quiet: true,
+        label: 'snapshot session',
+        onStdout: (c) => (out += c.toString()),
+    });
+    const snap = proc.waitForLine(/^snap:/);
+    await proc.write(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT 'snap:' || pg_export_snapshot();\n`);
+    const snapshot = (await snap).slice('snap:'.length);
+    return {
+        snapshot,
+        async counts() {
+            const done = proc.waitForLine('counts:done');
+            await proc.write(`${COUNT_ALL}SELECT 'counts:done';\n`);
+            await done;
+            return parseCounts(out);
+        },
+        async close() {
+            await proc.write('COMMIT;\n').catch((0, logger_1.ignored)(log, 'ending the snapshot transaction'));
+            await proc.end();
+        },
+    };
+}
+async function rowCounts(host, env, database, timeoutSeconds) {
+    const r = await host.run((0, postgres_1.psql)(env, database, { tuples: true }), {
+        stdin: COUNT_ALL,
+        quiet: true,
+        label: `counting rows in ${database}`,
+        timeoutSeconds,
+    });
+    return parseCounts(r.stdout);
+}
+/** Checks a backup on disk: checksum, pg_restore --list, and (with counts) a scratch restore. Returns the problem, if any. */
+async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds = 3600) {
+    for (const [name, f] of Object.entries(manifest.files)) {
+        const r = await host.run((0, shell_1.sh) `sha256sum ${`${dir}/${name}`}`, { check: false, quiet: true, timeoutSeconds });
+        const actual = r.stdout.split(/\s+/)[0];
+        if (r.exitCode !== 0)
+            return `${name} cannot be read: ${(0, errors_1.tailLines)(r.stderr, 1)}`;
+        if (actual !== f.sha256)
+            return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
+    }
+    const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`} > /dev/null`, {
+        check: false,
+        quiet: true,
+        timeoutSeconds,
+    });
+    if (list.exitCode !== 0)
+        return `pg_restore --list cannot read db.dump: ${(0, errors_1.tailLines)(list.stderr, 2)}`;
+    if (!counts)
+        return undefined;
+    const scratch = `${manifest.database}_twinstack_verify`.slice(0, 63);
+    const maintenance = (sql, label) => host.run((0, postgres_1.psql)(env, 'postgres'), { stdin: sql, quiet: true, label, timeoutSeconds: 300 });
+    const dropScratch = () => maintenance((0, postgres_1.dropDatabaseSql)(scratch), `dropping the scratch database ${scratch}`);
+    try {
+        await dropScratch();
+        const created = await maintenance(`CREATE DATABASE ${(0, sql_1.ident)(scratch)};\n`, `creating the scratch database ${scratch}`).catch((e) => e);
+        if (created instanceof errors_1.RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
+            return `the database user ${env.cfg.database.user} may not create the scratch database that verify: restore needs: ALTER ROLE ${env.cfg.database.user} CREATEDB, or use verify: list`;
+        }
+        if (created instanceof Error)
+            throw created;
+        const restore = await host.run(`${env.dbTool('pg_restore', ['--exit-on-error', '--no-owner', '-d', scratch])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`}`, {
+            check: false,
+            quiet: true,
+            timeoutSeconds,
+        });
+        if (restore.exitCode !== 0)
+            return `the dump does not restore: ${(0, errors_1.tailLines)(restore.stderr, 2)}`;
+        const restored = await rowCounts(host, env, scratch, timeoutSeconds);
+        const problems = compareCounts(counts, restored);
+        if (problems.length)
+            return `the restored row counts differ: ${problems.slice(0, 5).join('; ')}`;
+        log.info(`verified by restore: ${counts.size} tables, row counts equal`);
+        return undefined;
+    }
+    finally {
+        await dropScratch().catch((e) => log.warning(`could not drop the scratch database ${scratch}: ${(0, errors_1.errorMessage)(e)}`));
+    }
+}
+/** Every backup of an environment, newest first, read from the manifests. */
+async function listBackups(host, config, env) {
+    const base = backupDir(config, env);
+    const r = await host.run((0, shell_1.sh) `for f in ${(0, shell_1.raw)(`${(0, shell_1.sh) `${base}`}/b*/manifest.json`)}; do [ -f "$f" ] && cat "$f" && echo '@@twinstack-manifest@@'; done; true`, {
+        quiet: true,
+        timeoutSeconds: 120,
+    });
+    const out = [];
+    for (const chunk of r.stdout.split('@@twinstack-manifest@@')) {
+        if (!chunk.trim())
+            continue;
+        try {
+            const parsed = exports.backupManifest.safeParse(JSON.parse(chunk));
+            // A manifest of another shape (edited by hand, another version's): not a backup twinstack can vouch for.
+            if (parsed.success)
+                out.push(parsed.data);
+        }
+        catch {
+            /* a manifest cut short by a full disk: not a usable backup */
+        }
+    }
+    return out.sort((a, b) => (a.id < b.id ? 1 : -1));
+}
+/** Finds one backup by id and re-checks it on disk (checksums and pg_restore --list). */
+async function usableBackup(host, config, env, id, log) {
+    const m = (await listBackups(host, config, env)).find((b) => b.id === id);
+    if (!m)
+        throw new errors_1.OperationFailed(`backup ${id} of ${env.name} does not exist in ${backupDir(config, env)}`);
+    if (m.status !== 'verified')
+        throw new errors_1.OperationFailed(`backup ${id} failed when it was taken (${m.error ?? 'not verified'}); it is never used`);
+    const problem = await verifyBackup(host, env, m, backupDir(config, env, id), log);
+    if (problem)
+        throw new errors_1.OperationFailed(`backup ${id} cannot be used: ${problem}`);
+    return m;
+}
+/**
+ * Restores a verified backup as the environment's database. `pg_restore --clean` would leave behind
+ * whatever the dump does not know of (a table a half-applied migration created), so the restore
+ * goes into a new, empty database instead: the current one is renamed aside to
+ * `<name>_twinstack_pre_restore` (kept until the next restore), a new one is created with the same
+ * owner, encoding and database privileges, and the dump is restored into it in one transaction. If
+ * that fails, the new database is dropped and the old one renamed back. Needs a database user that
+ * may create databases (the official postgres image's POSTGRES_USER can).
+ */
+async function restoreBackup(host, config, env, m, log, opts = {}) {
+    const file = `${backupDir(config, env, m.id)}/db.dump`;
+    const db = m.database;
+    const aside = restoreAsideName(db);
+    const sql = (0, postgres_1.psql)(env, 'postgres');
+    const sqlTuples = (0, postgres_1.psql)(env, 'postgres', { tuples: true });
+    const setAside = `${(0, postgres_1.dropDatabaseSql)(aside)}${(0, postgres_1.renameDatabaseSql)(db, aside)}`;
+    // Same owner, encoding and collation as the database it replaces; database-level privileges
+    // (e.g. the app role's CONNECT) are not part of the dump, so they are copied.
+    const create = `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${(0, sql_1.literal)(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${(0, sql_1.literal)(aside)} \\gexec\n` +
+        `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${(0, sql_1.literal)(db)}) FROM pg_database WHERE datname = ${(0, sql_1.literal)(aside)} AND datacl IS NOT NULL \\gexec\n` +
+        `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${(0, sql_1.literal)(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${(0, sql_1.literal)(aside)} \\gexec\n`;
+    // Settings belong to the database, not to the dump: they move from the set-aside one once the
+    // restore is in (a setting such as default_transaction_read_only must not apply to pg_restore).
+    const settings = (0, postgres_1.copyDatabaseSettingsSql)(aside, db);
+    const putBack = `${(0, postgres_1.dropDatabaseSql)(db)}${(0, postgres_1.renameDatabaseSql)(aside, db)}`;
+    const tag = `twinstack restore ${m.id} in progress`;
+    const undoCheck = `SELECT 1 FROM pg_database a WHERE a.datname = ${(0, sql_1.literal)(aside)} AND NOT EXISTS ` +
+        `(SELECT 1 FROM pg_database d WHERE d.datname = ${(0, sql_1.literal)(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${(0, sql_1.literal)(tag)});`;
+    const restart = opts.stoppedServices?.length ? env.composeScript('start', ...opts.stoppedServices) : 'true';
+    // What undoes a cut restore: written before anything moves, run by the next operation if this
+    // script never gets to remove it (see pendingUndo in operation.ts).
+    const undo = `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
+        // Only when the database was set aside and what holds its name is missing or this restore's
+        // unfinished one: an older set-aside copy must never replace a live database.
+        `if printf '%s' ${(0, shell_1.sh) `${undoCheck}`} | ${sqlTuples} | grep -q 1; then printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${sql}; fi\n` +
+        `${restart}\n`;
+    const marker = `${pendingDir(config, env)}/restore.sh`;
+    const script = [
+        (0, shell_1.sh) `mkdir -p -m 700 ${pendingDir(config, env)}`,
+        (0, shell_1.sh) `printf '%s' ${undo} > ${marker}.tmp && mv -f ${marker}.tmp ${marker}`,
+        // The rename is the last statement: if anything before it fails, nothing was moved.
+        `if ! printf '%s' ${(0, shell_1.sh) `${setAside}`} | ${sql}; then rm -f ${(0, shell_1.sh) `${marker}`}; exit 3; fi`,
+        `ok=0; put_back() { if [ "$ok" != 1 ]; then echo ${(0, shell_1.sh) `${`restore failed: putting ${db} back`}`} >&2; printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${sql} && rm -f ${(0, shell_1.sh) `${marker}`}; fi; }`,
+        `trap put_back EXIT; trap 'exit 143' TERM INT HUP`,
+        `printf '%s' ${(0, shell_1.sh) `${create + `COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS ${(0, sql_1.literal)(tag)};\n`}`} | ${sql}`,
+        `${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${(0, shell_1.sh) `${file}`}`,
+        `printf '%s' ${(0, shell_1.sh) `${settings}`} | ${sql}`,
+        `printf '%s' ${(0, shell_1.sh) `${`COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS NULL;\n`}`} | ${sql}`,
+        `ok=1; rm -f ${(0, shell_1.sh) `${marker}`}`,
+    ].join('\n');
+    const r = await host.run(`set -e\n${script}`, {
+        label: `restoring ${env.name} from backup ${m.id}`,
+        timeoutSeconds: config.backup['timeout-seconds'],
+        check: false,
+    });
+    if (r.exitCode !== 0 || r.timedOut) {
+        throw new errors_1.RemoteCommandError(`restore of ${env.name} from ${m.id}`, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `restoring ${env.name} from backup ${m.id}`);
+    }
+    log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
+}
+/** Where a restore keeps the database it replaced (until the next restore). */
+function restoreAsideName(database) {
+    return `${database}_twinstack_pre_restore`.slice(0, 63);
+}
+/** Where multi-step host changes leave the script that undoes them until they finish. */
+function pendingDir(config, env) {
+    return (0, host_log_1.pendingDirOf)(config['state-dir'], env.name);
+}
+/** Keeps the newest `keep` verified backups and deletes older ones (and failed ones older than the newest verified). */
+async function pruneBackups(host, config, env, log) {
+    const all = await listBackups(host, config, env);
+    const verified = all.filter((b) => b.status === 'verified');
+    const keepIds = new Set(verified.slice(0, config.backup.keep).map((b) => b.id));
+    const newestVerified = verified[0];
+    const doomed = all.filter((b) => !keepIds.has(b.id) && (b.status === 'verified' || (newestVerified && b.id < newestVerified.id)));
+    if (doomed.length === 0)
+        return [];
+    await host.run((0, shell_1.argv)('rm', '-rf', doomed.map((b) => backupDir(config, env, b.id))), { label: 'pruning old backups', quiet: true, timeoutSeconds: 600 });
+    log.info(`${env.name}: deleted backups ${doomed.map((b) => b.id).join(', ')} (keeping the newest ${config.backup.keep} verified)`);
+    return doomed.map((b) => b.id);
 }
 
 
@@ -56780,6 +57441,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
 const errors_1 = __nccwpck_require__(639);
+const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 class Environment {
@@ -56808,13 +57470,15 @@ class Environment {
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
-        const cmd = this.config['compose-command'] === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
-        const files = this.cfg.composeFiles.flatMap((f) => ['-f', f]);
-        return (0, shell_1.argv)(cmd, files, '--env-file', this.cfg.envFile, '-p', this.cfg.project, args);
+        return (0, compose_1.compose)(this.composeProject, args);
+    }
+    /** What names this environment's compose project for the compose builder. */
+    get composeProject() {
+        return { command: this.config['compose-command'], files: this.cfg.composeFiles, envFile: this.cfg.envFile, project: this.cfg.project };
     }
     /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
     composeScript(...args) {
-        return (0, shell_1.sh) `cd ${this.cfg.checkout} && COMPOSE_PROJECT_NAME=${this.cfg.project} ` + this.compose(...args);
+        return (0, compose_1.composeLine)(this.cfg.checkout, this.composeProject, args);
     }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
@@ -56830,15 +57494,18 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
-        const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
         // One braced group, so the whole command can sit in a pipe or take a redirection.
-        return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
+        return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
             `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
-        const r = await host.run((0, shell_1.argv)('docker', 'ps', '-q', '--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${service}`), { quiet: true, label: `finding the ${service} container`, timeoutSeconds: 60 });
+        const r = await host.run((0, docker_1.psIds)(this.cfg.project, { service }), {
+            quiet: true,
+            label: `finding the ${service} container`,
+            timeoutSeconds: 60,
+        });
         const id = r.stdout.trim().split('\n')[0];
         if (!id)
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
@@ -56853,8 +57520,7 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
-        const script = (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${this.cfg.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
-        const r = await host.run(script, { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
+        const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
     }
 }
@@ -56865,9 +57531,9 @@ function parseInspect(json) {
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
         return {
-            id: c.Id.slice(0, 12),
+            id: (0, docker_1.shortId)(c.Id),
             name: c.Name.replace(/^\//, ''),
-            service: c.Config?.Labels?.['com.docker.compose.service'] ?? '',
+            service: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.service] ?? '',
             image: c.Config?.Image ?? '',
             imageId: c.Image,
             status: c.State?.Status ?? 'unknown',
@@ -56875,8 +57541,8 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-            oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
-            workingDir: c.Config?.Labels?.['com.docker.compose.project.working_dir'] ?? '',
+            oneoff: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.oneoff] === 'True',
+            workingDir: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.workingDir] ?? '',
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
@@ -56886,12 +57552,44 @@ function parseInspect(json) {
 /***/ }),
 
 /***/ 6048:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.headScript = headScript;
 exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
 exports.scratchCheckout = scratchCheckout;
@@ -56902,34 +57600,39 @@ exports.ensureReleaseDir = ensureReleaseDir;
 exports.pruneReleaseDirs = pruneReleaseDirs;
 exports.removeScratchCheckout = removeScratchCheckout;
 const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
+const git = __importStar(__nccwpck_require__(9938));
+const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 const validate_1 = __nccwpck_require__(8770);
-/** A script line printing the checkout's HEAD commit, or nothing when it cannot be read. */
-function headScript(checkout) {
-    return (0, shell_1.sh) `git -C ${checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true`;
-}
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
 async function resolveRef(host, env, ref) {
     (0, validate_1.gitRef)(ref);
     const { checkout, remote } = env.cfg;
-    const exists = await host.run((0, shell_1.sh) `test -d ${`${checkout}/.git`}`, { check: false, quiet: true, timeoutSeconds: 30 });
+    const exists = await host.run(git.isRepository(checkout), { check: false, quiet: true, timeoutSeconds: 30 });
     if (exists.exitCode !== 0) {
         throw new errors_1.ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
     }
-    await host.run((0, shell_1.sh) `git fetch --prune --tags --force ${remote}`, { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+    await host.run(git.fetch(remote), { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
     // A branch name means the remote's branch; a tag or sha means itself.
-    const r = await host.run((0, shell_1.sh) `git rev-parse --verify --quiet ${`refs/remotes/${remote}/${ref}^{commit}`} || git rev-parse --verify --quiet ${`refs/tags/${ref}^{commit}`} || git rev-parse --verify --quiet ${`${ref}^{commit}`}`, { cwd: checkout, check: false, quiet: true, timeoutSeconds: 60 });
-    const sha = r.stdout.trim().split('\n')[0];
-    if (r.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(sha)) {
+    const r = await host.run(git.resolveCommit(remote, ref), {
+        cwd: checkout,
+        check: false,
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    const line = r.stdout.trim().split('\n')[0];
+    const sha = (0, sha_1.isSha)(line) ? line : undefined;
+    if (r.exitCode !== 0 || !sha) {
         throw new errors_1.ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
     }
     return sha;
 }
 async function checkoutCommit(host, env, sha) {
     try {
-        await host.run((0, shell_1.sh) `git -c advice.detachedHead=false checkout --quiet --detach ${sha}`, {
+        await host.run(git.checkoutDetached(sha), {
             cwd: env.cfg.checkout,
-            label: `git checkout ${sha.slice(0, 12)} in ${env.cfg.checkout}`,
+            label: `git checkout ${(0, sha_1.short)(sha)} in ${env.cfg.checkout}`,
             timeoutSeconds: 300,
         });
     }
@@ -56954,8 +57657,7 @@ async function scratchCheckout(host, env, sha, dir) {
 }
 async function addWorktree(host, env, sha, dir) {
     const { checkout } = env.cfg;
-    await host.run((0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune && ` +
-        (0, shell_1.sh) `mkdir -p ${parentOf(dir)} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null`, { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
+    await host.run(git.addWorktree(checkout, dir, sha), { label: `${env.name}: scratch checkout of ${(0, sha_1.short)(sha)}`, quiet: true, timeoutSeconds: 600 });
 }
 function parentOf(path) {
     return path.slice(0, path.lastIndexOf('/')) || '/';
@@ -57009,7 +57711,7 @@ async function copyUntracked(host, env, sha, dir, files) {
             ? `remove ${rel} from the commit (it comes from the checkout, outside git)`
             : `make ${rel} a real directory in the commit${isEnvFile ? '' : ' (or drop the entry)'}`;
         throw new errors_1.ConfigurationError(hit.side === 'destination'
-            ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${sha.slice(0, 12)}, and files outside git never go through a link; ${fix}`
+            ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${(0, sha_1.short)(sha)}, and files outside git never go through a link; ${fix}`
             : `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}), and files outside git are copied, never followed; put the file itself at ${hit.path}`);
     }
     if (r.exitCode !== 0 || r.timedOut)
@@ -57048,7 +57750,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     const probe = await host.run([
         ...files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`),
         ...roots.map((d) => (0, shell_1.sh) `[ ! -L ${d} ] || echo ${`link ${d}`}`),
-        (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`,
+        git.head(dir),
     ].join('; '), {
         check: false,
         quiet: true,
@@ -57074,7 +57776,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
 async function pruneReleaseDirs(host, stateDir, env, protect) {
     const root = `${stateDir}/releases/${env.name}`;
     const r = await host.run((0, shell_1.sh) `ls -1 ${root} 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
-    const tags = await host.run((0, shell_1.sh) `docker images --format '{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+    const tags = await host.run((0, docker_1.listImages)(`twinstack/${env.project}-*`, '{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
     const kept = tags.stdout
         .split('\n')
         .map((t) => /^r\d{8}T\d{6}Z-([0-9a-f]{7,40})$/.exec(t.trim())?.[1])
@@ -57088,7 +57790,7 @@ async function pruneReleaseDirs(host, stateDir, env, protect) {
     return gone;
 }
 async function removeScratchCheckout(host, env, dir) {
-    await host.run((0, shell_1.sh) `git -C ${env.cfg.checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${env.cfg.checkout} worktree prune`, {
+    await host.run(git.removeWorktree(env.cfg.checkout, dir), {
         check: false,
         quiet: true,
         timeoutSeconds: 300,
@@ -57099,10 +57801,43 @@ async function removeScratchCheckout(host, env, dir) {
 /***/ }),
 
 /***/ 131:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.KEEP_RECENT = exports.COMPACT_OVER_LINES = exports.HostLog = exports.logRecord = void 0;
 exports.stateDirOf = stateDirOf;
@@ -57116,10 +57851,12 @@ exports.latest = latest;
  * Every action that changes the host records what it did, for which sha, by which run, and how it
  * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const shell_1 = __nccwpck_require__(2232);
+const READ_LOG = fs.readFileSync(__dirname + '/read-log.sh', 'utf8');
 const outcome = zod_1.z.enum(['success', 'failure', 'cancelled', 'interrupted']);
 /** What every record has: which environment, which action and operation, which run, when. */
 const base = {
@@ -57169,6 +57906,7 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         problems: zod_1.z.array(zod_1.z.string()).optional(),
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional() }),
+    record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
     record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string() }),
     record('staging-created', { database: zod_1.z.string() }),
     record('resampled', {}),
@@ -57230,7 +57968,12 @@ class HostLog {
      */
     async read(log) {
         const label = `reading the ${this.env} host log`;
-        const r = await this.host.run((0, shell_1.sh) `if [ -f ${this.file} ]; then size=$(wc -c < ${this.file}) || exit 1; if [ "$size" -gt ${host_1.MAX_CAPTURE_BYTES} ]; then echo "$size" >&2; exit ${TOO_BIG}; fi; cat ${this.file}; fi`, { label, quiet: true, timeoutSeconds: 120, check: false });
+        const r = await this.host.run((0, shell_1.hostScript)(READ_LOG, { FILE: this.file, MAX_BYTES: host_1.MAX_CAPTURE_BYTES, TOO_BIG }), {
+            label,
+            quiet: true,
+            timeoutSeconds: 120,
+            check: false,
+        });
         const size = Number(r.stderr.trim());
         if (r.exitCode === TOO_BIG && Number.isInteger(size)) {
             throw new errors_1.ConfigurationError(`the ${this.env} host log ${this.file} is ${(0, errors_1.mib)(size)} (${size} bytes), more than the ${(0, errors_1.mib)(host_1.MAX_CAPTURE_BYTES)} twinstack reads whole: archive it on the host, keeping the records decisions need (cd ${stateDirOf(this.stateDir, this.env)} && mv log.jsonl log-old.jsonl && grep -E '"event":"(release|rollback|gate)"' log-old.jsonl > log.jsonl && gzip log-old.jsonl)`);
@@ -57315,23 +58058,68 @@ function latest(records, event, where = () => true) {
 /***/ }),
 
 /***/ 8597:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EnvironmentLock = void 0;
 exports.describeBusy = describeBusy;
 exports.describeHolder = describeHolder;
+/**
+ * The per-environment lock on the host. A `flock` held by a process inside our SSH session: if the
+ * run dies or loses its connection, sshd ends the session, the process exits and the kernel drops
+ * the lock, so a dead run can never block the host for ever. The holder file beside it says who
+ * holds the lock; a holder file found by the next run that takes the lock is the trace of a run
+ * that died holding it (a stale lock), and is reported.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const errors_1 = __nccwpck_require__(639);
 const host_log_1 = __nccwpck_require__(131);
 const action_1 = __nccwpck_require__(2512);
+const docker_1 = __nccwpck_require__(580);
+const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 function describeBusy(e) {
     return `${e.label || 'a command'} (process group ${e.pgid}${e.op ? `, operation ${e.op}` : ''}${e.run ? ` of run ${e.run}` : ''}${e.since ? `, since ${e.since}` : ''})`;
 }
 const ACQUIRED = 'twinstack-lock-acquired';
 const TIMEOUT_EXIT = 75;
+const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
+const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 class EnvironmentLock {
     host;
     process;
@@ -57370,9 +58158,11 @@ class EnvironmentLock {
      */
     static async busyWork(host, stateDir, env) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
-        const r = await host.run((0, shell_1.sh) `mkdir -p -m 700 ${entriesDir} && touch ${busyFile} && if flock -x -n ${busyFile} true; then echo IDLE; else echo BUSY; fi; ` +
-            (0, shell_1.sh) `for f in ${entriesDir}/*.json; do [ -e "$f" ] || continue; pg=\${f##*/}; pg=\${pg%.json}; ` +
-            `if kill -0 -- "-$pg" 2>/dev/null; then printf '%s\t' "$pg"; head -c 2000 "$f"; else rm -f "$f"; fi; done`, { quiet: true, label: `checking ${env} for remote work of earlier runs`, timeoutSeconds: 60 });
+        const r = await host.run((0, shell_1.hostScript)(BUSY_WORK, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile }), {
+            quiet: true,
+            label: `checking ${env} for remote work of earlier runs`,
+            timeoutSeconds: 60,
+        });
         const lines = r.stdout.split('\n');
         const entries = [];
         for (const line of lines.slice(1)) {
@@ -57430,20 +58220,14 @@ class EnvironmentLock {
      */
     static async stopWork(host, stateDir, env, op, project, graceSeconds = 3) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
-        const script = (0, shell_1.sh) `op=${op}; dir=${entriesDir}; busy=${busyFile}; grace=${graceSeconds}; project=${`label=com.docker.compose.project=${project}`}\n` +
-            // An entry is the JSON line twinstack wrote ({"op":"<id>",...}): matched on that exact pair, as fixed text.
-            String.raw `groups() { for f in "$dir"/*.json; do [ -e "$f" ] || continue; grep -qF -- "\"op\":\"$op\"" "$f" || continue; pg=${'$'}{f##*/}; echo "${'$'}{pg%.json}"; done; }
-containers() { for c in $(docker ps -q --filter "$project" 2>/dev/null); do docker exec "$c" sh -c 'for f in /tmp/.twinstack-exec-'"$op"'-*; do [ -e "$f" ] || continue; kill -'"$1"' "$(cat "$f")" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null & done; wait; }
-n=0; for pg in $(groups); do kill -TERM -- "-$pg" 2>/dev/null && n=$((n+1)); done
-containers TERM >/dev/null
-if ! flock -x -w "$grace" "$busy" true; then
-  for pg in $(groups); do kill -KILL -- "-$pg" 2>/dev/null; done
-  containers KILL >/dev/null
-  flock -x -w 2 "$busy" true || echo "still-busy"
-fi
-# A stopped group's leader may linger until its parent reaps it: its entry goes once it has (or at the next busyWork).
-for pg in $(groups); do for _ in 1 2 3 4 5; do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done; kill -0 -- "-$pg" 2>/dev/null || rm -f "$dir/$pg.json"; done
-echo "stopped $n process group(s)"`;
+        const script = (0, shell_1.hostScript)(STOP_WORK, {
+            OP: op,
+            ENTRIES_DIR: entriesDir,
+            BUSY_FILE: busyFile,
+            GRACE: graceSeconds,
+            PROJECT_LABEL: (0, docker_1.projectLabel)(project),
+            PID_PREFIX: docker_1.EXEC_PID_PREFIX,
+        });
         const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 20 });
         return r.stdout.trim();
     }
@@ -57525,17 +58309,372 @@ echo "stopped $n process group(s)"`;
 }
 exports.EnvironmentLock = EnvironmentLock;
 function describeHolder(h) {
-    return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? h.sha.slice(0, 12) : '?'}, since ${h.since})`;
+    return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? (0, sha_1.short)(h.sha) : '?'}, since ${h.since})`;
+}
+
+
+/***/ }),
+
+/***/ 2298:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.writeOnlyAuthorizedKey = writeOnlyAuthorizedKey;
+exports.offsiteDir = offsiteDir;
+exports.offsiteLocation = offsiteLocation;
+exports.copyOffsite = copyOffsite;
+exports.pushFailure = pushFailure;
+exports.connectWithAdminKey = connectWithAdminKey;
+exports.checkArrival = checkArrival;
+exports.listOffsite = listOffsite;
+exports.pruneOffsite = pruneOffsite;
+/**
+ * Off-host copies of verified backups (`backup.offsite`). The runbook of one copy:
+ *
+ *   1. Seal, on the VPS: each file of the verified backup (db.dump, globals.sql, manifest.json) is
+ *      encrypted with age to the config's public keys, into a staging directory beside the
+ *      backups; the sha256 of every sealed file is computed there and written into upload.json.
+ *      The private key is never on the VPS, so a stolen VPS cannot read what it sent.
+ *   2. Push, from the VPS straight to the backup host (the data never passes through the runner):
+ *      rsync over ssh with the write-only key (a 0600 file in a private temp directory, removed in
+ *      a finally), that host's key pinned (StrictHostKeyChecking=yes, a known_hosts of its own).
+ *      The backup host confines that key to `rrsync -wo -no-del -no-overwrite <path>`: the VPS can
+ *      add backups there, never read, delete or overwrite one. The VPS then tries a read with the
+ *      same key, which must be refused; if it is not, the copy says the key is not write-only.
+ *   3. Check on arrival, from the runner with a key of its own (offsite-admin-key): sha256sum on
+ *      the backup host, every hash equal to the one computed on the VPS before the push. The VPS's
+ *      key cannot read back, so the check is made by a party that did not send the files.
+ *   4. Retention, from the runner with that key: the newest `keep` copies are kept.
+ *
+ * The local backup is never touched: a copy that fails leaves it verified where it was.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const age_1 = __nccwpck_require__(3997);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const rsync_1 = __nccwpck_require__(1907);
+const shell_1 = __nccwpck_require__(2232);
+const ssh_1 = __nccwpck_require__(7496);
+const action_1 = __nccwpck_require__(2512);
+const backup_1 = __nccwpck_require__(6230);
+/**
+ * The line the backup host's authorized_keys holds for offsite-ssh-key: rsync only, confined to
+ * `path`, writing only (-wo), with no --delete or --remove-* (-no-del) and no file replaced
+ * (-no-overwrite); `restrict` turns off forwarding, a pty and the rest. -wo alone would still
+ * let a stolen VPS delete or overwrite copies (test/integration/offsite.test.ts shows it).
+ */
+function writeOnlyAuthorizedKey(path, publicKey) {
+    return `command="rrsync -wo -no-del -no-overwrite ${path}",restrict ${publicKey.trim()}`;
+}
+/** Where the copies of an environment (or of one backup) are on the backup host. */
+function offsiteDir(o, env, id) {
+    return id ? `${o.path}/${env}/${id}` : `${o.path}/${env}`;
+}
+/** The copy's address as a person would type it: user@host[:port]:/path/<env>/<id>. */
+function offsiteLocation(o, env, id) {
+    const host = o.host.replace(/^\[|\]$/g, '');
+    const where = o.port === 22 ? host : `${host.includes(':') ? `[${host}]` : host} port ${o.port}`;
+    return `${o.user}@${where}:${offsiteDir(o, env, id)}`;
+}
+class OffsiteFailed extends errors_1.OperationFailed {
+    stage;
+    constructor(stage, message) {
+        super(message);
+        this.stage = stage;
+    }
+}
+/**
+ * Seals, pushes, checks and prunes one verified backup's off-host copy (see the top of this file).
+ * Never throws for the copy itself: the outcome says what happened; the caller decides whether a
+ * failed copy fails the step (`required`).
+ */
+async function copyOffsite(host, config, env, manifest, keys, log, connectBackupHost = connectWithAdminKey) {
+    const o = config.backup.offsite;
+    if (!o)
+        throw new Error('copyOffsite without backup.offsite');
+    if (manifest.status !== 'verified')
+        throw new Error(`copyOffsite of backup ${manifest.id}, which is not verified`);
+    const started = Date.now();
+    const seconds = () => Math.round((Date.now() - started) / 100) / 10;
+    const location = offsiteLocation(o, env.name, manifest.id);
+    const local = (0, backup_1.backupDir)(config, env, manifest.id);
+    const stage = `${(0, backup_1.backupDir)(config, env)}/.offsite-${manifest.id}`;
+    log.startGroup(`${env.name}: off-host copy of ${manifest.id} to ${location}`);
+    let copy;
+    let at = 'seal';
+    try {
+        let upload;
+        let writeOnly;
+        const removeStage = () => host.run((0, shell_1.sh) `rm -rf ${stage}`, { check: false, quiet: true, timeoutSeconds: 300 }).then(() => undefined);
+        const unregister = (0, action_1.onCancel)(removeStage);
+        try {
+            // 1. Seal on the VPS, with public keys only.
+            upload = await seal(host, o, env.name, manifest, local, `${stage}/${env.name}/${manifest.id}`, log);
+            // 2. Push from the VPS with the write-only key.
+            at = 'push';
+            writeOnly = await push(host, o, env.name, manifest.id, stage, keys.write, log);
+        }
+        finally {
+            unregister();
+            await removeStage().catch((0, logger_1.ignored)(log, `removing ${stage}`));
+        }
+        if (!writeOnly) {
+            log.warning(`the backup host let offsite-ssh-key read ${offsiteDir(o, env.name, manifest.id)}: that key is not confined to rrsync -wo, so a stolen VPS could read, delete or overwrite the copies; put the authorized_keys line from the README (Off-host copies) on the backup host`);
+        }
+        // 3 and 4. With the runner's own key: the check on arrival, then the retention.
+        let arrival = 'unchecked';
+        let pruned;
+        let pruneError;
+        if (keys.admin) {
+            at = 'arrival';
+            let admin;
+            try {
+                admin = await connectBackupHost(o, keys.admin, log);
+            }
+            catch (e) {
+                throw new OffsiteFailed('arrival', `the runner cannot log in to the backup host with offsite-admin-key to check the copy: ${(0, errors_1.errorMessage)(e)}`);
+            }
+            try {
+                await checkArrival(admin, o, env.name, upload);
+                arrival = 'checked';
+                log.info(`checked on arrival: ${Object.keys(upload.files).length} sealed files and upload.json, sha256 as computed on the VPS`);
+                try {
+                    pruned = await pruneOffsite(admin, o, env.name, log);
+                }
+                catch (e) {
+                    pruneError = (0, errors_1.errorMessage)(e);
+                    log.warning(`the retention of the off-host copies failed (the new copy is kept): ${pruneError}`);
+                }
+            }
+            finally {
+                await admin.close().catch((0, logger_1.ignored)(log, 'closing the connection to the backup host'));
+            }
+        }
+        else {
+            log.warning('no offsite-admin-key: the copy was not checked on the backup host (rsync checked each file as it arrived) and old copies are not pruned there');
+        }
+        copy = { status: 'copied', location, files: upload.files, arrival, writeOnly, pruned, pruneError, seconds: seconds() };
+    }
+    catch (e) {
+        const stageOf = e instanceof OffsiteFailed ? e.stage : at;
+        copy = { status: 'failed', location, stage: stageOf, error: (0, errors_1.shorten)((0, errors_1.errorMessage)(e), 600), seconds: seconds() };
+        log.warning(`the off-host copy of ${manifest.id} failed: ${copy.error}`);
+    }
+    finally {
+        log.endGroup();
+    }
+    // The local record of where the copy went (or why not), beside the backup it is of.
+    await host
+        .writeFile(`${local}/offsite.json`, `${JSON.stringify({ id: manifest.id, time: new Date().toISOString(), ...copy }, null, 2)}\n`, 0o600)
+        .catch((e) => log.warning(`could not write ${local}/offsite.json: ${(0, errors_1.errorMessage)(e)}`));
+    return copy;
+}
+/** Encrypts each file of the backup to the recipients into `out`, and writes upload.json there. */
+async function seal(host, o, env, manifest, local, out, log) {
+    const tools = await host.run('for t in age rsync ssh; do command -v "$t" >/dev/null || echo "$t"; done', { quiet: true, timeoutSeconds: 60 });
+    const missing = tools.stdout.split('\n').filter(Boolean);
+    const packages = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
+    if (missing.length) {
+        throw new OffsiteFailed('seal', `${missing.join(', ')} not installed on the VPS: apt-get install ${missing.map((t) => packages[t] ?? t).join(' ')}`);
+    }
+    await host.run((0, shell_1.sh) `umask 077 && rm -rf ${out} && mkdir -p ${out}`, { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
+    const files = {};
+    for (const name of [...Object.keys(manifest.files), 'manifest.json']) {
+        const plain = `${local}/${name}`;
+        const sealed = `${out}/${name}.age`;
+        const r = await host.run(`umask 077 && ${(0, age_1.ageEncrypt)(o.recipients, plain, sealed)} && ${(0, shell_1.argv)('sha256sum', '--', plain, sealed)} && ${(0, shell_1.argv)('stat', '-c', '%s', '--', plain, sealed)}`, {
+            label: `encrypting ${name} with age`,
+            quiet: true,
+            timeoutSeconds: o['timeout-seconds'],
+        });
+        const [plainHash, sealedHash, plainBytes, sealedBytes] = r.stdout.trim().split('\n');
+        const file = {
+            bytes: Number(sealedBytes),
+            sha256: sealedHash.split(/\s+/)[0],
+            plain: { bytes: Number(plainBytes), sha256: plainHash.split(/\s+/)[0] },
+        };
+        const expected = manifest.files[name]?.sha256;
+        if (expected && expected !== file.plain.sha256) {
+            throw new OffsiteFailed('seal', `${local}/${name} changed since it was verified (sha256 ${file.plain.sha256}, the manifest says ${expected}); nothing was copied`);
+        }
+        files[`${name}.age`] = file;
+        log.info(`sealed ${name}: ${file.bytes} bytes, sha256 ${file.sha256}`);
+    }
+    const upload = { id: manifest.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files };
+    await host.writeFile(`${out}/upload.json`, uploadJson(upload), 0o600);
+    return upload;
+}
+function uploadJson(u) {
+    return `${JSON.stringify(u, null, 2)}\n`;
+}
+const RRSYNC_BUSY_ATTEMPTS = 20;
+const RRSYNC_BUSY_WAIT_MS = 15_000;
+/** rsync from the VPS to the backup host; returns whether a read with the same key was refused. */
+async function push(host, o, env, id, stage, writeKey, log) {
+    const tmp = (await host.run('umask 077 && mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+    if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
+        throw new OffsiteFailed('push', `mktemp on the VPS returned "${(0, errors_1.shorten)(tmp, 80)}"`);
+    // The key file goes in every case: at the end of the push, and on a cancel (src/domain/action.ts).
+    const removeKey = () => host.run((0, shell_1.sh) `rm -rf ${tmp}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
+    const unregister = (0, action_1.onCancel)(removeKey);
+    try {
+        const transport = { keyFile: `${tmp}/key`, knownHostsFile: `${tmp}/known_hosts`, port: o.port };
+        await host.writeFile(transport.keyFile, writeKey, 0o600);
+        await host.writeFile(transport.knownHostsFile, (0, rsync_1.knownHostsFile)(o['known-hosts']), 0o600);
+        // The staged `<env>` directory lands in the directory rrsync confines the key to (backup.offsite.path).
+        const pushOnce = () => host.run((0, rsync_1.rsyncAddOnly)({ sources: [`${stage}/${env}`], destination: (0, rsync_1.remoteSpec)(o.user, o.host, ''), transport }), {
+            check: false,
+            quiet: true,
+            label: `rsync to ${o.host}`,
+            timeoutSeconds: o['timeout-seconds'],
+        });
+        let r = await pushOnce();
+        // rrsync lets one transfer at a time into its directory: prod's and dev's copies may meet there.
+        for (let attempt = 1; r.exitCode !== 0 && /Another instance of rrsync/.test(r.stderr) && attempt <= RRSYNC_BUSY_ATTEMPTS; attempt++) {
+            log.info(`the backup host is receiving another copy; trying again in ${RRSYNC_BUSY_WAIT_MS / 1000} s`);
+            await new Promise((resolve) => setTimeout(resolve, RRSYNC_BUSY_WAIT_MS));
+            r = await pushOnce();
+        }
+        if (r.exitCode !== 0)
+            throw new OffsiteFailed('push', pushFailure(o, r));
+        log.info(`copied to ${offsiteLocation(o, env, id)}`);
+        const read = await host.run((0, rsync_1.rsyncList)((0, rsync_1.remoteSpec)(o.user, o.host, `${env}/${id}/`), transport), { check: false, quiet: true, timeoutSeconds: 120 });
+        return read.exitCode !== 0;
+    }
+    finally {
+        unregister();
+        await removeKey().catch((0, logger_1.ignored)(log, `removing ${tmp} on the VPS`));
+    }
+}
+/** One line saying why rsync from the VPS failed, and what to change. */
+function pushFailure(o, r) {
+    const where = `${o.host}:${o.port}`;
+    const err = r.stderr;
+    // ssh's own line says why; rsync's "unexplained error (code 255)" after it says nothing.
+    const last = err
+        .split('\n')
+        .find((l) => /^ssh: |^ssh_exchange|^kex_exchange|^Connection |Connection refused|timed out/i.test(l.trim()))
+        ?.trim() ?? (0, errors_1.tailLines)(err, 1);
+    if (r.timedOut)
+        return `the copy to the backup host ${where} took longer than backup.offsite.timeout-seconds (${o['timeout-seconds']} s)`;
+    if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key for .* has changed|No .*host key is known/i.test(err)) {
+        return `the backup host ${where} showed a host key that is not in backup.offsite.known-hosts: compare that host's /etc/ssh/ssh_host_*_key.pub with the config (nothing was copied)`;
+    }
+    if (/Permission denied \(/i.test(err)) {
+        return `the backup host ${where} refused offsite-ssh-key for user ${o.user}: add its public key to that user's authorized_keys with the rrsync line (README, Off-host copies)`;
+    }
+    if (/Connection refused|Connection timed out|timed out|No route to host|Could not resolve|Network is unreachable|Connection closed by|kex_exchange/i.test(err)) {
+        return `the VPS cannot reach the backup host ${where}: ${last}`;
+    }
+    return `rsync from the VPS to ${where} exited with ${r.exitCode ?? 'no status'}: ${last || 'no message'}`;
+}
+/** The runner's own connection to the backup host (host key pinned from backup.offsite.known-hosts). */
+async function connectWithAdminKey(o, adminKey, log) {
+    return ssh_1.SshHost.connect({
+        host: o.host.replace(/^\[|\]$/g, ''),
+        port: o.port,
+        user: o.user,
+        privateKey: adminKey,
+        knownHosts: o['known-hosts'],
+        connectTimeoutSeconds: 20,
+        commandTimeoutSeconds: o['timeout-seconds'],
+    }, log);
+}
+/** sha256sum on the backup host: every sealed file and upload.json as the VPS computed and wrote them. */
+async function checkArrival(admin, o, env, upload) {
+    const dir = offsiteDir(o, env, upload.id);
+    const expected = Object.fromEntries(Object.entries(upload.files).map(([n, f]) => [n, f.sha256]));
+    expected['upload.json'] = (0, node_crypto_1.createHash)('sha256').update(uploadJson(upload)).digest('hex');
+    const names = Object.keys(expected);
+    const r = await admin.run(`cd ${(0, shell_1.sh) `${dir}`} && ${(0, shell_1.argv)('sha256sum', '--', names)}`, {
+        check: false,
+        quiet: true,
+        label: `sha256sum in ${dir} on the backup host`,
+        timeoutSeconds: o['timeout-seconds'],
+    });
+    if (r.exitCode !== 0) {
+        throw new OffsiteFailed('arrival', `the copy is not complete in ${dir} on the backup host (${(0, errors_1.tailLines)(r.stderr, 1) || `sha256sum exited with ${r.exitCode}`}): is backup.offsite.path the directory rrsync is confined to?`);
+    }
+    const actual = new Map(r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => {
+        const [hash, ...rest] = l.split(/\s+/);
+        return [rest.join(' ').replace(/^\*/, ''), hash];
+    }));
+    for (const n of names) {
+        if (actual.get(n) !== expected[n]) {
+            throw new OffsiteFailed('arrival', `${dir}/${n} on the backup host has sha256 ${actual.get(n) ?? 'none'}, the VPS sent ${expected[n]}`);
+        }
+    }
+}
+async function listOffsite(admin, o, env) {
+    const base = offsiteDir(o, env);
+    const r = await admin.run(`cd ${(0, shell_1.sh) `${base}`} 2>/dev/null || exit 0; for d in b*/; do [ -d "$d" ] || continue; if [ -f "$d/upload.json" ]; then echo "complete \${d%/}"; else echo "partial \${d%/}"; fi; done`, { quiet: true, label: `listing ${base} on the backup host`, timeoutSeconds: 120 });
+    return r.stdout
+        .split('\n')
+        .map((l) => l.split(' '))
+        .filter(([state, id]) => id && /^b\d{8}T\d{6}Z-[a-z][a-z0-9-]{0,30}$/.test(id) && (state === 'complete' || state === 'partial'))
+        .map(([state, id]) => ({ id, complete: state === 'complete' }))
+        .sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+}
+/** Keeps the newest `keep` complete copies; removes older ones, and broken pushes older than the newest complete copy. */
+async function pruneOffsite(admin, o, env, log) {
+    const all = await listOffsite(admin, o, env);
+    const complete = all.filter((e) => e.complete);
+    const keepIds = new Set(complete.slice(0, o.keep).map((e) => e.id));
+    const newest = complete[0];
+    const doomed = all.filter((e) => !keepIds.has(e.id) && (e.complete || (newest && e.id < newest.id)));
+    if (doomed.length === 0)
+        return [];
+    await admin.run((0, shell_1.argv)('rm', '-rf', '--', doomed.map((e) => offsiteDir(o, env, e.id))), { quiet: true, label: 'pruning old off-host copies', timeoutSeconds: 600 });
+    log.info(`${env}: removed off-host copies ${doomed.map((e) => e.id).join(', ')} (keeping the newest ${o.keep})`);
+    return doomed.map((e) => e.id);
 }
 
 
 /***/ }),
 
 /***/ 4201:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.newOperationId = newOperationId;
 exports.underLock = underLock;
@@ -57544,13 +58683,16 @@ exports.underLock = underLock;
  * as `started` and `finished` (with the outcome), and released on success, failure and cancellation.
  * Before it starts, operations left unfinished by dead runs are reported and marked interrupted.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const node_crypto_1 = __nccwpck_require__(7598);
 const action_1 = __nccwpck_require__(2512);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
+const sha_1 = __nccwpck_require__(3828);
 const host_log_1 = __nccwpck_require__(131);
 const lock_1 = __nccwpck_require__(8597);
 const logger_1 = __nccwpck_require__(8828);
+const PENDING_UNDO = fs.readFileSync(__nccwpck_require__.ab + "pending-undo.sh", 'utf8');
 function newOperationId() {
     return `${new Date()
         .toISOString()
@@ -57622,7 +58764,7 @@ async function openOperation(o, hostLog, lock, id, base) {
         o.log.info(`The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`);
     const interrupted = (0, host_log_1.unfinishedOperations)(records);
     for (const r of interrupted) {
-        o.log.warning(`Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${String(r.sha ?? '?').slice(0, 12)}, started ${r.time}) never finished; ` +
+        o.log.warning(`Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${(0, sha_1.short)(String(r.sha ?? '?'))}, started ${r.time}) never finished; ` +
             `its run died or lost the connection. Check the ${o.env} state in this run's summary.`);
         await hostLog.append({ action: r.action, op: r.op, event: 'interrupted', outcome: 'interrupted', run: r.run, reportedBy: o.run.url });
     }
@@ -57648,7 +58790,7 @@ async function openOperation(o, hostLog, lock, id, base) {
 async function undoPending(o, hostLog, base) {
     const dir = (0, host_log_1.pendingDirOf)(o.stateDir, o.env);
     // One round trip: each leftover undo script with its first line (what it undoes).
-    const list = await o.host.run((0, shell_1.sh) `for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {
+    const list = await o.host.run((0, shell_1.hostScript)(PENDING_UNDO, { PENDING_DIR: dir }), {
         quiet: true,
         label: 'looking for cut host changes',
         timeoutSeconds: 60,
@@ -57694,6 +58836,7 @@ exports.pruneOldReleases = pruneOldReleases;
 exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
 const docker_1 = __nccwpck_require__(580);
+const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 const git_1 = __nccwpck_require__(6048);
 const errors_2 = __nccwpck_require__(639);
@@ -57808,7 +58951,7 @@ async function healthError(host, env, failed, prefix) {
     return new HealthError(`${prefix}: service ${failed.service} is ${state} (container ${failed.name})`, failed.service, state, logs);
 }
 async function containerLogs(host, c, lines = 30) {
-    const r = await host.run((0, shell_1.sh) `docker logs --tail ${lines} ${c.id} 2>&1`, { check: false, quiet: true, timeoutSeconds: 60 });
+    const r = await host.run((0, docker_1.logsTail)(c.id, lines), { check: false, quiet: true, timeoutSeconds: 60 });
     return r.stdout.trimEnd();
 }
 function verdict(c) {
@@ -57885,16 +59028,14 @@ async function tagRelease(host, env, releaseId, containers) {
             continue;
         images[c.service] = { name: c.image, id: c.imageId, tag: `${tagRepository(env, c.service)}:${releaseId}` };
     }
-    const script = Object.values(images)
-        .map((i) => (0, shell_1.argv)('docker', 'tag', i.id, i.tag))
-        .join(' && ');
+    const script = (0, docker_1.tagImages)(Object.values(images).map((i) => ({ from: i.id, to: i.tag })));
     if (script)
         await host.run(script, { label: `tagging ${env.name} images as ${releaseId}`, quiet: true, timeoutSeconds: 300 });
     return images;
 }
 /** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
 async function pruneReleaseTags(host, env, keep, protect, log) {
-    const r = await host.run((0, shell_1.sh) `docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+    const r = await host.run((0, docker_1.listImages)(`twinstack/${env.project}-*`, '{{.Repository}}:{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
     const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
         .filter((t) => /^r\d{8}T\d{6}Z-/.test(t))
@@ -57922,7 +59063,7 @@ async function pruneOldReleases(host, config, env, current, previous, log) {
         if ((0, git_1.usesReleaseDirs)(config, env)) {
             const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
             if (pruned.length)
-                log.info(`${env.name}: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
+                log.info(`${env.name}: removed the release directories of ${pruned.map((d) => (0, sha_1.short)(d)).join(', ')} (no release of theirs is kept)`);
         }
     }
     catch (e) {
@@ -57938,45 +59079,204 @@ async function restoreReleaseImages(host, env, release) {
     if (check.exitCode !== 0) {
         throw new errors_1.OperationFailed(`release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`);
     }
-    const script = entries.map((i) => (0, shell_1.argv)('docker', 'tag', i.tag, i.name)).join(' && ');
+    const script = (0, docker_1.tagImages)(entries.map((i) => ({ from: i.tag, to: i.name })));
     await host.run(script, { label: `restoring ${release.release}'s images`, quiet: true, timeoutSeconds: 300 });
 }
 
 
 /***/ }),
 
-/***/ 781:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ 109:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.fingerprintOf = fingerprintOf;
+exports.schemaState = schemaState;
+exports.writeCounters = writeCounters;
+exports.rowsWrittenBetween = rowsWrittenBetween;
+exports.rowsLostToRestore = rowsLostToRestore;
+/**
+ * The database's schema as promote judges it: alembic's revision and a fingerprint of the whole
+ * schema (pg_dump --schema-only, without its comments and per-run keys), read before anything
+ * changes and again after a failure. When both are unchanged the failed migration rolled back by
+ * itself (PostgreSQL's DDL is transactional): no restore, no write lost. Also the write counters of
+ * the statistics views, so a restore can say how many rows it is about to lose.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
+const postgres_1 = __nccwpck_require__(263);
+const sql_1 = __nccwpck_require__(3830);
+const REVISION_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "alembic-revision.sql", 'utf8'));
+/** The schema-only dump as a fingerprint: lines that differ between two dumps of one schema are dropped. */
+function fingerprintOf(dump) {
+    const kept = dump
+        .split('\n')
+        .filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^\\(un)?restrict\b/.test(l) && !/^SET /.test(l) && !/^SELECT pg_catalog\.set_config/.test(l));
+    return (0, node_crypto_1.createHash)('sha256').update(kept.join('\n')).digest('hex');
+}
+async function schemaState(host, env, database = env.cfg.database.name) {
+    const rev = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [REVISION_SQL] }), {
+        quiet: true,
+        label: `${env.name}: alembic revision`,
+        timeoutSeconds: 120,
+    });
+    const dump = await host.run(env.dbTool('pg_dump', ['--schema-only', '--no-owner', '--no-privileges', '-d', database]), {
+        quiet: true,
+        label: `${env.name}: schema of ${database}`,
+        timeoutSeconds: 600,
+    });
+    return { revision: rev.stdout.trim(), fingerprint: fingerprintOf(dump.stdout) };
+}
+/** Rows inserted, updated and deleted per table since the statistics were last reset (cumulative). */
+async function writeCounters(host, env, database = env.cfg.database.name) {
+    const r = await host.run((0, postgres_1.psql)(env, database, {
+        tuples: true,
+        run: [`SELECT schemaname || '.' || relname || '|' || (n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables`],
+    }), { quiet: true, label: `${env.name}: write counters`, timeoutSeconds: 120 });
+    const out = {};
+    for (const line of r.stdout.split('\n')) {
+        const i = line.lastIndexOf('|');
+        if (i > 0)
+            out[line.slice(0, i)] = Number(line.slice(i + 1)) || 0;
+    }
+    return out;
+}
+/**
+ * Rows written between two readings of the counters, in the tables that existed at the first (the
+ * ones a restore of a backup taken then puts back). A counter that went down (statistics reset)
+ * counts from zero.
+ */
+function rowsWrittenBetween(before, after) {
+    const tables = [];
+    for (const [table, was] of Object.entries(before)) {
+        const now = after[table];
+        if (now === undefined)
+            continue;
+        const rows = now >= was ? now - was : now;
+        if (rows > 0)
+            tables.push({ table, rows });
+    }
+    tables.sort((a, b) => b.rows - a.rows || a.table.localeCompare(b.table));
+    return { total: tables.reduce((n, t) => n + t.rows, 0), tables };
+}
+/**
+ * The row writes a restore of the backup loses: every write since the backup, less the ones made
+ * while the migration ran. Those are the migration's own (its backfills and updates, which the
+ * restore is meant to undo) and can be told apart from the app's only by when they happened: the
+ * app's writes in that window are counted apart, in `duringMigration`, never in `total`.
+ */
+function rowsLostToRestore(backup, now, migration) {
+    const all = rowsWrittenBetween(backup, now);
+    if (!migration)
+        return { ...all, duringMigration: 0 };
+    const during = new Map(rowsWrittenBetween(migration.before, migration.after).tables.map((t) => [t.table, t.rows]));
+    const tables = all.tables
+        .map((t) => ({ table: t.table, rows: Math.max(0, t.rows - (during.get(t.table) ?? 0)) }))
+        .filter((t) => t.rows > 0)
+        .sort((a, b) => b.rows - a.rows || a.table.localeCompare(b.table));
+    const total = tables.reduce((n, t) => n + t.rows, 0);
+    return { total, tables, duringMigration: all.total - total };
+}
+
+
+/***/ }),
+
+/***/ 781:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.shortId = void 0;
 exports.observe = observe;
 exports.drift = drift;
 exports.driftMessage = driftMessage;
-exports.shortId = shortId;
 /**
  * What an environment really runs, read from the host: the checkout's HEAD, every service's
  * container and image id, health, and (when asked) the alembic revision. The host is the source of
  * truth; the host log is its history. Every action that changes or judges an environment starts
  * here and compares what runs with the release on record: a difference is drift.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const alembic_1 = __nccwpck_require__(6023);
-const git_1 = __nccwpck_require__(6048);
 const environment_1 = __nccwpck_require__(2309);
+const docker_1 = __nccwpck_require__(580);
+Object.defineProperty(exports, "shortId", ({ enumerable: true, get: function () { return docker_1.shortId; } }));
+const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 const SEP = '@twinstack-state@';
-const WORKING_DIR = 'com.docker.compose.project.working_dir';
+const OBSERVE = fs.readFileSync(__nccwpck_require__.ab + "observe.sh", 'utf8');
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 async function observe(host, env, opts = {}) {
-    const checkout = env.cfg.checkout.replace(/\/+$/, '');
-    const script = `${(0, git_1.headScript)(env.cfg.checkout)}; ` +
-        (0, shell_1.sh) `echo ${SEP}; ` +
-        (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi; ` +
-        // Where the containers were started from, outside the checkout (whose HEAD is read above), and the commit each is at.
-        (0, shell_1.sh) `echo ${SEP}; co=${checkout}; [ -z "$ids" ] || docker inspect --format ${`{{index .Config.Labels "${WORKING_DIR}"}}`} $ids | sort -u | ` +
-        `while IFS= read -r d; do case "$d" in ''|"$co"|"$co"/*) continue ;; esac; ` +
-        `if [ -d "$d" ]; then h=$(git -C "$d" rev-parse --verify --quiet HEAD 2>/dev/null); else h=missing; fi; printf '%s\t%s\n' "$d" "$h"; done`;
+    const script = (0, shell_1.hostScript)(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: (0, docker_1.projectLabel)(env.project), WORKING_DIR: docker_1.COMPOSE_LABELS.workingDir });
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
     const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
     const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
@@ -58011,13 +59311,13 @@ function drift(observed, release) {
     if (!observed.head)
         out.push('the checkout has no readable HEAD');
     else if (observed.head !== release.sha)
-        out.push(`the checkout is at ${observed.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+        out.push(`the checkout is at ${(0, sha_1.short)(observed.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
     for (const [service, image] of Object.entries(release.images)) {
         const running = observed.images[service];
         if (!running)
             out.push(`service ${service} has no container`);
         else if (running !== image.id)
-            out.push(`service ${service} runs image ${shortId(running)}, not the release's ${shortId(image.id)}`);
+            out.push(`service ${service} runs image ${(0, docker_1.shortId)(running)}, not the release's ${(0, docker_1.shortId)(image.id)}`);
     }
     for (const service of Object.keys(observed.images)) {
         if (!release.images[service])
@@ -58031,16 +59331,13 @@ function drift(observed, release) {
         else if (!r.head)
             out.push(`${who} from ${r.dir}, which has no readable HEAD`);
         else if (r.head !== release.sha)
-            out.push(`${who} from ${r.dir}, at ${r.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+            out.push(`${who} from ${r.dir}, at ${(0, sha_1.short)(r.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
     }
     return out;
 }
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
 function driftMessage(environment, release, lines) {
-    return `${environment} does not run its recorded release ${release.release} (${release.sha.slice(0, 12)}): ${lines.join('; ')}.`;
-}
-function shortId(id) {
-    return id.replace(/^sha256:/, '').slice(0, 12);
+    return `${environment} does not run its recorded release ${release.release} (${(0, sha_1.short)(release.sha)}): ${lines.join('; ')}.`;
 }
 
 
@@ -58261,15 +59558,118 @@ exports.ActionIO = ActionIO;
 
 /***/ }),
 
-/***/ 580:
+/***/ 3997:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.EXEC_PID_PREFIX = void 0;
+exports.AGE_SECRET_KEY = exports.AGE_RECIPIENT = void 0;
+exports.ageEncrypt = ageEncrypt;
+/**
+ * age (Debian's `age` package), the file encryption tool: the one builder of its command lines.
+ * Only recipients (public keys) are ever given to it: what it writes on the VPS can be read
+ * only where the private key is, and that is never the VPS.
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** An age X25519 public key: "age1" and 58 bech32 characters, as `age-keygen -y` prints it. */
+exports.AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
+/** An age private key, refused wherever a recipient is expected. */
+exports.AGE_SECRET_KEY = /^AGE-SECRET-KEY-1/i;
+/** `age --encrypt` of one file to every recipient, written to `output`. */
+function ageEncrypt(recipients, input, output) {
+    if (recipients.length === 0)
+        throw new Error('age needs at least one recipient');
+    for (const r of recipients)
+        if (!exports.AGE_RECIPIENT.test(r))
+            throw new Error(`not an age recipient: ${r.slice(0, 12)}…`);
+    return (0, shell_1.argv)('age', '--encrypt', recipients.flatMap((r) => ['-r', r]), '-o', output, '--', input);
+}
+
+
+/***/ }),
+
+/***/ 7130:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.compose = compose;
+exports.composeLine = composeLine;
+/**
+ * The one place a compose command line is built. Only subcommands and flags that both
+ * `docker compose` (v2) and `docker-compose` (v1) have are used.
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`. */
+function compose(p, args) {
+    const cmd = p.command === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
+    return (0, shell_1.argv)(cmd, p.files.flatMap((f) => ['-f', f]), '--env-file', p.envFile, '-p', p.project, args);
+}
+/**
+ * A compose command as one line of a script the host runs later (an undo file): it runs in `dir`,
+ * with COMPOSE_PROJECT_NAME set for v1's interpolation, and not at all when `cd` fails.
+ */
+function composeLine(dir, p, args) {
+    return (0, shell_1.sh) `cd ${dir} && COMPOSE_PROJECT_NAME=${p.project} ` + compose(p, args);
+}
+
+
+/***/ }),
+
+/***/ 580:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.COMPOSE_LABELS = exports.EXEC_PID_PREFIX = void 0;
 exports.dockerExec = dockerExec;
 exports.imageIdsCommand = imageIdsCommand;
+exports.projectLabel = projectLabel;
+exports.serviceLabel = serviceLabel;
+exports.projectFilter = projectFilter;
+exports.psIds = psIds;
+exports.inspectProjectContainers = inspectProjectContainers;
+exports.logsTail = logsTail;
+exports.listImages = listImages;
+exports.tagImages = tagImages;
+exports.stopAndRemove = stopAndRemove;
+exports.shortId = shortId;
 /**
  * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
  * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
@@ -58277,6 +59677,7 @@ exports.imageIdsCommand = imageIdsCommand;
  * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
  * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const shell_1 = __nccwpck_require__(2232);
 /** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
 exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
@@ -58296,6 +59697,54 @@ function dockerExec(container, command, opts = {}) {
 /** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
 function imageIdsCommand(refs) {
     return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', refs);
+}
+/** The labels compose puts on the containers it starts (v1 and v2 alike). */
+exports.COMPOSE_LABELS = {
+    project: 'com.docker.compose.project',
+    service: 'com.docker.compose.service',
+    workingDir: 'com.docker.compose.project.working_dir',
+    oneoff: 'com.docker.compose.oneoff',
+};
+/** The `docker ps` filter value for the containers of a compose project. */
+function projectLabel(project) {
+    return `label=${exports.COMPOSE_LABELS.project}=${project}`;
+}
+/** The `docker ps` filter value for the containers of one compose service. */
+function serviceLabel(service) {
+    return `label=${exports.COMPOSE_LABELS.service}=${service}`;
+}
+/** `--filter` words selecting a compose project's containers (one service's, when given). */
+function projectFilter(project, service) {
+    return ['--filter', projectLabel(project), ...(service === undefined ? [] : ['--filter', serviceLabel(service)])];
+}
+/** `docker ps -q` (`-aq` with `all`): the ids of a compose project's (or one service's) containers. */
+function psIds(project, o = {}) {
+    return (0, shell_1.argv)('docker', 'ps', o.all ? '-aq' : '-q', projectFilter(project, o.service));
+}
+const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
+/** `docker inspect` of every container of a compose project (or of one service), `[]` when there is none. */
+function inspectProjectContainers(project, service) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: projectLabel(project), SERVICE_LABEL: service === undefined ? '' : serviceLabel(service) });
+}
+/** The last `lines` lines of a container's log, standard error folded into standard output. */
+function logsTail(container, lines) {
+    return (0, shell_1.sh) `docker logs --tail ${lines} ${container} 2>&1`;
+}
+/** `docker images` listing the images whose repository matches `pattern`, in the given Go template. */
+function listImages(pattern, format) {
+    return (0, shell_1.argv)('docker', 'images', '--format', format, pattern);
+}
+/** `docker tag` of each pair, stopping at the first that fails. */
+function tagImages(pairs) {
+    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+}
+/** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
+function stopAndRemove(ids, drainSeconds) {
+    return (0, shell_1.sh) `docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`;
+}
+/** Docker's 12-character form of a container or image id (`sha256:` left out). */
+function shortId(id) {
+    return id.replace(/^sha256:/, '').slice(0, 12);
 }
 
 
@@ -58494,6 +59943,105 @@ function errorMessage(err) {
     if (err instanceof Error)
         return err.message;
     return String(err);
+}
+
+
+/***/ }),
+
+/***/ 9938:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.isRepository = isRepository;
+exports.fetch = fetch;
+exports.resolveCommit = resolveCommit;
+exports.checkoutDetached = checkoutDetached;
+exports.head = head;
+exports.branchContains = branchContains;
+exports.addWorktree = addWorktree;
+exports.removeWorktree = removeWorktree;
+/**
+ * The one place a git command line is built. Every command names its repository (`-C <dir>`) or
+ * is run with the checkout as its working directory (RunOptions.cwd), as its doc says.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const shell_1 = __nccwpck_require__(2232);
+/** Whether `dir` is a git checkout (it has a .git directory). */
+function isRepository(dir) {
+    return (0, shell_1.argv)('test', '-d', `${dir}/.git`);
+}
+/** Fetches every branch and tag of `remote`, moving tags that moved and dropping branches that are gone. Run in the checkout. */
+function fetch(remote) {
+    return (0, shell_1.argv)('git', 'fetch', '--prune', '--tags', '--force', remote);
+}
+/**
+ * Prints the commit `ref` names, in this order: the remote's branch of that name, a tag, anything
+ * else git resolves (a sha). Exits non-zero when none does. Run in the checkout.
+ */
+function resolveCommit(remote, ref) {
+    return [`refs/remotes/${remote}/${ref}^{commit}`, `refs/tags/${ref}^{commit}`, `${ref}^{commit}`]
+        .map((r) => (0, shell_1.argv)('git', 'rev-parse', '--verify', '--quiet', r))
+        .join(' || ');
+}
+/** Puts the checkout on `sha`, detached; refuses to overwrite local changes. Run in the checkout. */
+function checkoutDetached(sha) {
+    return (0, shell_1.argv)('git', '-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', sha);
+}
+/** The commit `dir` is at; fails when it is not a checkout. */
+function head(dir) {
+    return (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`;
+}
+/**
+ * Prints the name (after `refs/remotes/<remote>/`) of `branchRef` when it contains `sha`, nothing
+ * when it does not. Run in the checkout.
+ */
+function branchContains(sha, branchRef) {
+    return (0, shell_1.sh) `git for-each-ref --contains ${sha} --format='%(refname:strip=3)' ${branchRef}`;
+}
+const WORKTREE_ADD = fs.readFileSync(__nccwpck_require__.ab + "worktree-add.sh", 'utf8');
+/** Makes `dir` a detached worktree of `checkout` at `sha`, replacing what was there. */
+function addWorktree(checkout, dir, sha) {
+    const parent = dir.slice(0, dir.lastIndexOf('/')) || '/';
+    return (0, shell_1.hostScript)(WORKTREE_ADD, { CHECKOUT: checkout, DIR: dir, PARENT: parent, SHA: sha });
+}
+/** Removes the worktree `dir` of `checkout` (or whatever is there) and forgets it in the checkout. */
+function removeWorktree(checkout, dir) {
+    return (0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune`;
 }
 
 
@@ -58811,6 +60359,168 @@ function parseSql(text) {
 
 /***/ }),
 
+/***/ 263:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.STDIN_SCRIPT = void 0;
+exports.psql = psql;
+exports.endSessionsSql = endSessionsSql;
+exports.renameDatabaseSql = renameDatabaseSql;
+exports.copyDatabaseSettingsSql = copyDatabaseSettingsSql;
+exports.dropDatabaseSql = dropDatabaseSql;
+const sql_1 = __nccwpck_require__(3830);
+/** In `PsqlOptions.run`: the script psql reads from its standard input (`-f -`). */
+exports.STDIN_SCRIPT = Symbol('stdin script');
+/** A shell command running psql on `database` through the client's connection. */
+function psql(client, database, o = {}) {
+    const args = ['-X', '-q'];
+    if (o.stopOnError !== false)
+        args.push('-v', 'ON_ERROR_STOP=1');
+    if (o.tuples)
+        args.push('-A', '-t');
+    if (o.output)
+        args.push('-o', o.output);
+    args.push('-d', database);
+    const steps = o.run ?? [exports.STDIN_SCRIPT];
+    // literal() doubles quotes and relies on this; set it rather than trust the server's default.
+    if (steps.length)
+        args.push('-c', 'SET standard_conforming_strings = on');
+    for (const step of steps) {
+        if (step === exports.STDIN_SCRIPT)
+            args.push('-f', '-');
+        else
+            args.push('-c', step);
+    }
+    return client.dbTool('psql', args);
+}
+/**
+ * Ends the sessions on a database that the connected role may end. A non-superuser owner (the
+ * usual `via: container` login) may only signal its own roles' sessions: asking for others would be
+ * an error, so those are left to the caller's retry ("being accessed by other users").
+ */
+function endSessionsSql(database) {
+    return (`SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid ` +
+        `WHERE a.datname = ${(0, sql_1.literal)(database)} AND a.pid <> pg_backend_pid() ` +
+        `AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT r.rolsuper AND (pg_has_role(r.oid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))));`);
+}
+/** Ends the database's sessions, then renames it (one script; the rename is its last statement). */
+function renameDatabaseSql(from, to, opts = {}) {
+    // Terminated backends take a moment to leave: wait until none is left (at most 2 s, looking every
+    // 10 ms with a fresh statistics snapshot) before the rename looks; a caller retries what remains.
+    const settle = `DO $ts_settle$ BEGIN FOR i IN 1..200 LOOP PERFORM pg_stat_clear_snapshot(); ` +
+        `EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = ${(0, sql_1.literal)(from)} AND pid <> pg_backend_pid()); ` +
+        `PERFORM pg_sleep(0.01); END LOOP; END $ts_settle$;\n`;
+    return `${endSessionsSql(from)}\n${opts.settle ? settle : ''}ALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};\n`;
+}
+/**
+ * Copies the settings that belong to a database rather than to its dump (`ALTER DATABASE … SET`,
+ * `ALTER ROLE … IN DATABASE … SET`) from one database to another. A psql script (\gexec).
+ */
+function copyDatabaseSettingsSql(from, to) {
+    // List settings are stored as their elements, each already quoted where needed ("$user",
+    // public): written back as they are. Every other value is one literal.
+    const value = "CASE WHEN lower(split_part(c, '=', 1)) IN ('search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries', 'shared_preload_libraries') " +
+        "THEN substr(c, strpos(c, '=') + 1) ELSE quote_literal(substr(c, strpos(c, '=') + 1)) END";
+    return (`SELECT CASE WHEN s.setrole = 0 THEN format('ALTER DATABASE %I SET %s = %s', ${(0, sql_1.literal)(to)}, split_part(c, '=', 1), ${value}) ` +
+        `ELSE format('ALTER ROLE %I IN DATABASE %I SET %s = %s', r.rolname, ${(0, sql_1.literal)(to)}, split_part(c, '=', 1), ${value}) END ` +
+        `FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c ` +
+        `WHERE d.datname = ${(0, sql_1.literal)(from)} AND split_part(c, '=', 1) ~ '^[A-Za-z_][A-Za-z0-9_.]*$' \\gexec\n`);
+}
+/** Ends the database's sessions, then drops it if it exists. */
+function dropDatabaseSql(name) {
+    return `${endSessionsSql(name)}\nDROP DATABASE IF EXISTS ${(0, sql_1.ident)(name)};\n`;
+}
+
+
+/***/ }),
+
+/***/ 1907:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.sshTransport = sshTransport;
+exports.remoteSpec = remoteSpec;
+exports.rsyncAddOnly = rsyncAddOnly;
+exports.rsyncList = rsyncList;
+exports.knownHostsFile = knownHostsFile;
+/**
+ * rsync over ssh, run on the VPS toward another host: the one builder of those command lines. The
+ * ssh under rsync reads no user or system config, uses only the key it is given, and trusts only
+ * the host keys in the known_hosts file it is given (StrictHostKeyChecking=yes): no trust on first use.
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** The `-e` command rsync runs to reach the other host. */
+function sshTransport(t) {
+    return (0, shell_1.argv)('ssh', '-F', '/dev/null', '-p', String(t.port), '-i', t.keyFile, '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${t.knownHostsFile}`, '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'UpdateHostKeys=no', '-o', `ConnectTimeout=${t.connectTimeoutSeconds ?? 20}`, '-o', 'ServerAliveInterval=15');
+}
+/** `user@host:path` as rsync reads it (an IPv6 address in brackets). */
+function remoteSpec(user, host, path) {
+    const h = host.includes(':') ? `[${host.replace(/^\[|\]$/g, '')}]` : host;
+    return `${user}@${h}:${path}`;
+}
+/**
+ * Adds files to the other host and never changes one already there: no --delete, and
+ * --ignore-existing (the backup host's rrsync -no-overwrite enforces the same on its side).
+ */
+function rsyncAddOnly(p) {
+    return (0, shell_1.argv)('rsync', '--recursive', '--times', '--ignore-existing', `--timeout=${p.ioTimeoutSeconds ?? 120}`, '-e', sshTransport(p.transport), '--', p.sources, p.destination);
+}
+/** Lists a remote path (a read): used to prove the key cannot read, so it must fail. */
+function rsyncList(source, transport) {
+    return (0, shell_1.argv)('rsync', '--list-only', '--timeout=60', '-e', sshTransport(transport), '--', source);
+}
+/** A known_hosts file's content: the given lines, one per line, nothing else. */
+function knownHostsFile(lines) {
+    return (lines
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('#'))
+        .join('\n') + '\n');
+}
+
+
+/***/ }),
+
+/***/ 3828:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/**
+ * A commit id as twinstack records and compares it: the full 40 hexadecimal characters of a
+ * SHA-1 repository, lower case. Made only by parsing (an input, git's own output), so a value of
+ * type Sha has been checked once and is never checked again; `short()` is how it is shown.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SHORT_LENGTH = void 0;
+exports.isSha = isSha;
+exports.parseSha = parseSha;
+exports.short = short;
+const FULL = /^[0-9a-f]{40}$/;
+/** How many characters of a commit id are shown to people (git's `--abbrev=12`). */
+exports.SHORT_LENGTH = 12;
+/** Whether `value` is already a full, lower-case commit id. */
+function isSha(value) {
+    return FULL.test(value);
+}
+/** The commit id in `value` (surrounding blanks and upper case allowed), or undefined when it is not one. */
+function parseSha(value) {
+    const v = value.trim().toLowerCase();
+    return isSha(v) ? v : undefined;
+}
+/** The 12-character form of a commit id, for messages and labels; a shorter value is shown whole. */
+function short(sha) {
+    return sha.slice(0, exports.SHORT_LENGTH);
+}
+
+
+/***/ }),
+
 /***/ 2232:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -58826,6 +60536,7 @@ exports.raw = raw;
 exports.quote = quote;
 exports.argv = argv;
 exports.sh = sh;
+exports.hostScript = hostScript;
 const SAFE = /^[A-Za-z0-9_\-./:=@%+,]+$/;
 class Raw {
     text;
@@ -58872,6 +60583,83 @@ function sh(strings, ...values) {
     });
     return out;
 }
+/**
+ * A host script from a `.sh` file under src/ (checked by shellcheck, shipped beside the bundles),
+ * its parameters set in front as upper-case shell variables. Every value is quoted, and stays
+ * visible in the command and the debug log; the file's opening comment is not sent.
+ */
+function hostScript(file, params) {
+    const lines = file.split('\n');
+    let start = 0;
+    while (start < lines.length && (lines[start].startsWith('#') || lines[start].trim() === ''))
+        start++;
+    const prelude = Object.entries(params).map(([name, value]) => {
+        if (!/^[A-Z][A-Z0-9_]*$/.test(name))
+            throw new Error(`bad host script parameter name ${name}`);
+        return `${name}=${quote(String(value))}`;
+    });
+    return [prelude.join('; '), ...lines.slice(start)].join('\n').replace(/\n+$/, '');
+}
+
+
+/***/ }),
+
+/***/ 3830:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Quoting for SQL text that twinstack generates (identifiers and literals from the catalog and the config). */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ident = ident;
+exports.literal = literal;
+exports.qualified = qualified;
+exports.tuple = tuple;
+exports.dollarTag = dollarTag;
+exports.sqlFile = sqlFile;
+function ident(name) {
+    if (name.includes('\0'))
+        throw new Error('an identifier contains a NUL byte');
+    return `"${name.replace(/"/g, '""')}"`;
+}
+function literal(value) {
+    if (value.includes('\0'))
+        throw new Error('a SQL literal contains a NUL byte');
+    // E'' syntax is not needed: standard_conforming_strings is on in every supported version.
+    return `'${value.replace(/'/g, "''")}'`;
+}
+/** `"schema"."table"` for a table id `schema.table`. */
+function qualified(schema, name) {
+    return `${ident(schema)}.${ident(name)}`;
+}
+/** `t.a` or `(t.a, t.b)`: a column tuple for IN comparisons. */
+function tuple(alias, columns) {
+    const cols = columns.map((c) => `${alias}.${ident(c)}`);
+    return cols.length === 1 ? cols[0] : `(${cols.join(', ')})`;
+}
+/** A dollar-quote tag that does not occur in the body. */
+function dollarTag(body, base = 'ts') {
+    let tag = `$${base}$`;
+    for (let i = 0; body.includes(tag); i++)
+        tag = `$${base}${i}$`;
+    return tag;
+}
+/**
+ * A statement from a `.sql` file under src/ (shipped beside the bundles), as one line: its `--`
+ * comment lines left out, the others trimmed and joined by a space. The files hold no string
+ * literal that spans lines, so the statement means what the file says.
+ */
+function sqlFile(text) {
+    const lines = text
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('--'));
+    // Joined, a comment at the end of a line would swallow the rest of the statement.
+    const commented = lines.find((l) => l.includes('--'));
+    if (commented)
+        throw new Error(`a .sql file has a comment after SQL on one line (put it on a line of its own): ${commented}`);
+    return lines.join(' ');
+}
 
 
 /***/ }),
@@ -58916,6 +60704,7 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.SshHost = void 0;
+exports.unencryptedPrivateKey = unencryptedPrivateKey;
 /**
  * The SSH implementation of Host: the one adapter for node-ssh (and ssh2 beneath it).
  * One connection per action run, pinned host keys, commands run under bash with a remote
@@ -58924,6 +60713,7 @@ exports.SshHost = void 0;
 const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_ssh_1 = __nccwpck_require__(1227);
+const ssh2_1 = __nccwpck_require__(5472);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -59338,6 +61128,24 @@ class SshHost {
     }
 }
 exports.SshHost = SshHost;
+/**
+ * A private key handed to another program (ssh on the VPS, which cannot ask for a passphrase):
+ * it must be a whole, unencrypted private key. Returns the key with its line ends normalized and
+ * its public half (to tell two keys apart); throws a ConfigurationError naming the input.
+ */
+function unencryptedPrivateKey(text, input) {
+    const key = text.replace(/\r\n/g, '\n').trim() + '\n';
+    const parsed = ssh2_1.utils.parseKey(key);
+    const first = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (first instanceof Error) {
+        const why = /Encrypted/i.test(first.message) ? 'it is encrypted; give a key without a passphrase (ssh-keygen -p -N "" -f key)' : first.message;
+        throw new errors_1.ConfigurationError(`input ${input} is not a usable private key: ${why}`);
+    }
+    const k = first;
+    if (!k.isPrivateKey())
+        throw new errors_1.ConfigurationError(`input ${input} is a public key: give the private key (the file without .pub)`);
+    return { key, publicKey: `${k.type} ${k.getPublicSSH().toString('base64')}` };
+}
 
 
 /***/ }),
@@ -59454,6 +61262,7 @@ exports.boolean = boolean;
  * one line saying what to change; all of them run before anything is sent to the host.
  */
 const errors_1 = __nccwpck_require__(639);
+const sha_1 = __nccwpck_require__(3828);
 const MAX = 200;
 function check(name, value, re, what) {
     if (value.length > MAX)
@@ -59491,8 +61300,12 @@ function gitRef(value, name = 'ref') {
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not a git branch, tag or commit sha: use letters, digits, '.', '_', '-' and '/'`);
     return value;
 }
+/** A full commit id (40 hexadecimal characters; upper case is read as lower), as resolveRef gives it. */
 function sha(value, name = 'sha') {
-    return check(name, value, /^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a full 40-character hexadecimal commit id');
+    const parsed = (0, sha_1.parseSha)(check(name, value.trim(), /^[0-9a-fA-F]{40}$/, 'expected a full 40-character hexadecimal commit id'));
+    if (!parsed)
+        throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: expected a full 40-character hexadecimal commit id`);
+    return parsed;
 }
 /** Release ids are made by twinstack: r<UTC time>-<short sha>. */
 function releaseId(value, name = 'release-id') {
@@ -59569,7 +61382,7 @@ exports.representativenessSchema = zod_1.z
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.placeholderSchema = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -59619,7 +61432,14 @@ exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
     zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
-exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);
+/**
+ * `structure` sits between `drop` and `include`: the parent comes along for the shape of the data
+ * (an ancestor comment of a sampled reply) but is no member of the sample: its keys to owners
+ * outside the sample point at the owner table's placeholder row (sample.placeholders), or are
+ * nulled where nullable, and nothing else of those owners follows. A row whose parent cannot come
+ * is left out, never copied with the reference cleared.
+ */
+exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'structure', 'null', 'drop'])]);
 /**
  * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
  * not come along through this key (a player's current post does not make the player part of the
@@ -59630,7 +61450,7 @@ exports.foreignKeySettingSchema = zod_1.z.union([
     zod_1.z
         .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
         .strict()
-        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
+        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, structure, null or drop), owns (true or false), or both'),
 ]);
 /**
  * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
@@ -59645,7 +61465,7 @@ exports.referenceSchema = zod_1.z
     table: tableName,
     keys: sqlFragment('expression'),
     to: foreignKeyRef,
-    policy: zod_1.z.enum(['include', 'null', 'drop']).default('drop'),
+    policy: zod_1.z.enum(['include', 'structure', 'null', 'drop']).default('drop'),
     column: zod_1.z
         .string()
         .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
@@ -59655,7 +61475,25 @@ exports.referenceSchema = zod_1.z
     .refine((r) => r.policy !== 'null' || r.column !== undefined, {
     message: 'policy null needs column: the column to clear when a parent is missing',
     path: ['column'],
+})
+    .refine((r) => r.policy !== 'structure' || r.column === undefined, {
+    message: 'policy structure clears nothing (a row whose parent cannot come is left out); remove column, or use policy null',
+    path: ['column'],
 });
+/** A column name, unquoted. */
+const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+/**
+ * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
+ * rows brought along for structure point at it instead of at their real owner, who stays outside
+ * the sample. `key` is its primary key (a value production does not use); `values` gives other
+ * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ */
+exports.placeholderSchema = zod_1.z
+    .object({
+    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
+})
+    .strict();
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -59709,6 +61547,8 @@ exports.sampleSchema = zod_1.z
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
     /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
     references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
+    /** Per owner table: the placeholder row that rows brought along for structure point at (policy structure). */
+    placeholders: zod_1.z.record(tableName, exports.placeholderSchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z

@@ -55671,6 +55671,7 @@ const path = __importStar(__nccwpck_require__(6760));
 const config_1 = __nccwpck_require__(912);
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 const summary_1 = __nccwpck_require__(5018);
 const chart_1 = __nccwpck_require__(802);
@@ -55680,6 +55681,8 @@ const monitoring_1 = __nccwpck_require__(6062);
 const units_1 = __nccwpck_require__(3503);
 const postgres_1 = __nccwpck_require__(263);
 const SPLIT = '--twinstack-inspect--';
+const CONTAINER_STATS = fs.readFileSync(__nccwpck_require__.ab + "container-stats.sh", 'utf8');
+const LATENCY = fs.readFileSync(__nccwpck_require__.ab + "latency.sh", 'utf8');
 /** Counted like max_connections counts them: client sessions, not PostgreSQL's own background workers. */
 const CONNECTIONS_SQL = "select count(*) from pg_stat_activity where backend_type = 'client backend'";
 async function dockerState(host) {
@@ -55689,10 +55692,7 @@ async function dockerState(host) {
     return { available: false, error: (0, errors_1.tailLines)(r.stderr || r.stdout, 2) || `docker info exited with ${r.exitCode}` };
 }
 async function containerMetrics(host, env, into) {
-    const label = `label=com.docker.compose.project=${env.project}`;
-    const script = (0, shell_1.sh) `running=$(docker ps -q --filter ${label}) && all=$(docker ps -aq --filter ${label}) && ` +
-        (0, shell_1.sh) `if [ -n "$running" ]; then docker stats --no-stream --format ${'{{json .}}'} $running; fi && echo ${SPLIT} && ` +
-        (0, shell_1.sh) `if [ -n "$all" ]; then docker inspect $all; else echo '[]'; fi`;
+    const script = (0, shell_1.hostScript)(CONTAINER_STATS, { PROJECT_LABEL: (0, docker_1.projectLabel)(env.project), SPLIT });
     const r = await host.run(script, { quiet: true, check: false, label: `${env.name}: docker stats`, timeoutSeconds: 120 });
     if (r.exitCode !== 0) {
         into.containersError = (0, errors_1.tailLines)(r.stderr, 2) || `exit ${r.exitCode}`;
@@ -55742,7 +55742,7 @@ async function latency(host, config, into) {
     const n = config.monitor.requests;
     const t = config.monitor['request-timeout-seconds'];
     // One remote command: the requests are made from the host, one after another, so SSH adds nothing to the times.
-    const script = (0, shell_1.sh) `command -v curl >/dev/null || { echo 'curl is not installed on the host' >&2; exit 127; }; i=0; while [ "$i" -lt ${n} ]; do curl -s -o /dev/null --max-time ${t} -w ${'%{http_code} %{time_total}\\n'} ${url} || true; i=$((i+1)); done`;
+    const script = (0, shell_1.hostScript)(LATENCY, { REQUESTS: n, TIMEOUT: t, URL: url });
     const r = await host.run(script, { quiet: true, check: false, label: `GET ${url} x${n}`, timeoutSeconds: n * (t + 5) + 30 });
     const samples = (0, metrics_1.parseTimings)(r.stdout);
     if (r.exitCode !== 0 || samples.length === 0) {
@@ -55884,8 +55884,73 @@ exports.monitorAction = {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = void 0;
+exports.backupSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
+const age_1 = __nccwpck_require__(3997);
+const known_hosts_1 = __nccwpck_require__(1379);
+const errors_1 = __nccwpck_require__(639);
+const absPath = zod_1.z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
+    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
+    .transform((p) => p.replace(/\/+$/, ''));
+const HOST = /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$|^\[?[0-9A-Fa-f:.]+\]?$/;
+const recipient = zod_1.z.string().superRefine((r, ctx) => {
+    if (age_1.AGE_SECRET_KEY.test(r.trim())) {
+        ctx.addIssue({
+            code: zod_1.z.ZodIssueCode.custom,
+            message: 'is an age private key: put its public key here (age-keygen -y key.txt), and keep the private key off the VPS and out of the repository',
+        });
+    }
+    else if (!age_1.AGE_RECIPIENT.test(r)) {
+        ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: 'must be an age public key: "age1" and 58 letters and digits, as age-keygen -y prints it' });
+    }
+});
+/**
+ * `backup.offsite:` — a second host that receives an encrypted copy of every verified backup,
+ * straight from the VPS over rsync+ssh, with a key that may only add files there (rrsync -wo
+ * -no-del -no-overwrite in that host's authorized_keys). See src/domain/offsite.ts.
+ */
+exports.offsiteSchema = zod_1.z
+    .object({
+    host: zod_1.z.string().regex(HOST, 'must be a host name or an IP address'),
+    port: zod_1.z.number().int().min(1).max(65535).default(22),
+    user: zod_1.z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/i, 'must be a user name on the backup host'),
+    /** The directory on the backup host, the one rrsync is confined to; each environment gets a subdirectory. */
+    path: absPath.refine((p) => p !== '', 'must not be /'),
+    /** The backup host's public key line(s), as in ~/.ssh/known_hosts: pinned on the VPS and on the runner. */
+    'known-hosts': zod_1.z.union([zod_1.z.string(), zod_1.z.array(zod_1.z.string()).min(1)]).transform((k) => (Array.isArray(k) ? k.join('\n') : k)),
+    /** age public keys the copies are encrypted to; the private keys stay off the VPS. */
+    recipients: zod_1.z.array(recipient).min(1, 'needs at least one age public key (age-keygen -y key.txt)'),
+    /** true: a copy that fails fails the step (the local backup stays); false: it only warns. */
+    required: zod_1.z.boolean().default(true),
+    /** Copies kept per environment on the backup host, pruned from the runner with offsite-admin-key. */
+    keep: zod_1.z.number().int().min(1).max(1000).default(14),
+    'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
+})
+    .strict()
+    .superRefine((o, ctx) => {
+    let entries;
+    try {
+        entries = (0, known_hosts_1.parseKnownHosts)(o['known-hosts']);
+    }
+    catch (e) {
+        ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, path: ['known-hosts'], message: (0, errors_1.errorMessage)(e).replace(/^known-hosts /, '') });
+        return;
+    }
+    // A bad host or port is reported on its own line above; which key it needs cannot be said yet.
+    if (!HOST.test(o.host) || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535)
+        return;
+    const host = o.host.replace(/^\[|\]$/g, '');
+    if (!entries.some((e) => e.marker === '' && (0, known_hosts_1.hostMatches)(e.hosts, host, o.port))) {
+        const name = o.port === 22 ? host : `[${host}]:${o.port}`;
+        ctx.addIssue({
+            code: zod_1.z.ZodIssueCode.custom,
+            path: ['known-hosts'],
+            message: `has no key for ${name}: give that host's line(s), e.g. from ssh-keyscan -p ${o.port} ${host} checked against its /etc/ssh/ssh_host_*_key.pub`,
+        });
+    }
+});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -55901,6 +55966,8 @@ exports.backupSchema = zod_1.z
     /** `list`: pg_restore --list and the checksum; `restore`: also restore into a scratch database and compare row counts. */
     verify: zod_1.z.enum(['list', 'restore']).default('list'),
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
+    /** An encrypted copy of every verified backup on a second host (off by default). */
+    offsite: exports.offsiteSchema.optional(),
 })
     .strict()
     .default({});
@@ -56401,6 +56468,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
 const errors_1 = __nccwpck_require__(639);
+const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 class Environment {
@@ -56429,13 +56497,15 @@ class Environment {
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
-        const cmd = this.config['compose-command'] === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
-        const files = this.cfg.composeFiles.flatMap((f) => ['-f', f]);
-        return (0, shell_1.argv)(cmd, files, '--env-file', this.cfg.envFile, '-p', this.cfg.project, args);
+        return (0, compose_1.compose)(this.composeProject, args);
+    }
+    /** What names this environment's compose project for the compose builder. */
+    get composeProject() {
+        return { command: this.config['compose-command'], files: this.cfg.composeFiles, envFile: this.cfg.envFile, project: this.cfg.project };
     }
     /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
     composeScript(...args) {
-        return (0, shell_1.sh) `cd ${this.cfg.checkout} && COMPOSE_PROJECT_NAME=${this.cfg.project} ` + this.compose(...args);
+        return (0, compose_1.composeLine)(this.cfg.checkout, this.composeProject, args);
     }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
@@ -56451,15 +56521,18 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
-        const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
         // One braced group, so the whole command can sit in a pipe or take a redirection.
-        return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
+        return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
             `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
-        const r = await host.run((0, shell_1.argv)('docker', 'ps', '-q', '--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${service}`), { quiet: true, label: `finding the ${service} container`, timeoutSeconds: 60 });
+        const r = await host.run((0, docker_1.psIds)(this.cfg.project, { service }), {
+            quiet: true,
+            label: `finding the ${service} container`,
+            timeoutSeconds: 60,
+        });
         const id = r.stdout.trim().split('\n')[0];
         if (!id)
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
@@ -56474,8 +56547,7 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
-        const script = (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${this.cfg.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
-        const r = await host.run(script, { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
+        const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
     }
 }
@@ -56486,9 +56558,9 @@ function parseInspect(json) {
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
         return {
-            id: c.Id.slice(0, 12),
+            id: (0, docker_1.shortId)(c.Id),
             name: c.Name.replace(/^\//, ''),
-            service: c.Config?.Labels?.['com.docker.compose.service'] ?? '',
+            service: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.service] ?? '',
             image: c.Config?.Image ?? '',
             imageId: c.Image,
             status: c.State?.Status ?? 'unknown',
@@ -56496,8 +56568,8 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-            oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
-            workingDir: c.Config?.Labels?.['com.docker.compose.project.working_dir'] ?? '',
+            oneoff: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.oneoff] === 'True',
+            workingDir: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.workingDir] ?? '',
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
@@ -56721,15 +56793,118 @@ exports.ActionIO = ActionIO;
 
 /***/ }),
 
-/***/ 580:
+/***/ 3997:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.EXEC_PID_PREFIX = void 0;
+exports.AGE_SECRET_KEY = exports.AGE_RECIPIENT = void 0;
+exports.ageEncrypt = ageEncrypt;
+/**
+ * age (Debian's `age` package), the file encryption tool: the one builder of its command lines.
+ * Only recipients (public keys) are ever given to it: what it writes on the VPS can be read
+ * only where the private key is, and that is never the VPS.
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** An age X25519 public key: "age1" and 58 bech32 characters, as `age-keygen -y` prints it. */
+exports.AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
+/** An age private key, refused wherever a recipient is expected. */
+exports.AGE_SECRET_KEY = /^AGE-SECRET-KEY-1/i;
+/** `age --encrypt` of one file to every recipient, written to `output`. */
+function ageEncrypt(recipients, input, output) {
+    if (recipients.length === 0)
+        throw new Error('age needs at least one recipient');
+    for (const r of recipients)
+        if (!exports.AGE_RECIPIENT.test(r))
+            throw new Error(`not an age recipient: ${r.slice(0, 12)}…`);
+    return (0, shell_1.argv)('age', '--encrypt', recipients.flatMap((r) => ['-r', r]), '-o', output, '--', input);
+}
+
+
+/***/ }),
+
+/***/ 7130:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.compose = compose;
+exports.composeLine = composeLine;
+/**
+ * The one place a compose command line is built. Only subcommands and flags that both
+ * `docker compose` (v2) and `docker-compose` (v1) have are used.
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`. */
+function compose(p, args) {
+    const cmd = p.command === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
+    return (0, shell_1.argv)(cmd, p.files.flatMap((f) => ['-f', f]), '--env-file', p.envFile, '-p', p.project, args);
+}
+/**
+ * A compose command as one line of a script the host runs later (an undo file): it runs in `dir`,
+ * with COMPOSE_PROJECT_NAME set for v1's interpolation, and not at all when `cd` fails.
+ */
+function composeLine(dir, p, args) {
+    return (0, shell_1.sh) `cd ${dir} && COMPOSE_PROJECT_NAME=${p.project} ` + compose(p, args);
+}
+
+
+/***/ }),
+
+/***/ 580:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.COMPOSE_LABELS = exports.EXEC_PID_PREFIX = void 0;
 exports.dockerExec = dockerExec;
 exports.imageIdsCommand = imageIdsCommand;
+exports.projectLabel = projectLabel;
+exports.serviceLabel = serviceLabel;
+exports.projectFilter = projectFilter;
+exports.psIds = psIds;
+exports.inspectProjectContainers = inspectProjectContainers;
+exports.logsTail = logsTail;
+exports.listImages = listImages;
+exports.tagImages = tagImages;
+exports.stopAndRemove = stopAndRemove;
+exports.shortId = shortId;
 /**
  * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
  * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
@@ -56737,6 +56912,7 @@ exports.imageIdsCommand = imageIdsCommand;
  * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
  * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const shell_1 = __nccwpck_require__(2232);
 /** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
 exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
@@ -56756,6 +56932,54 @@ function dockerExec(container, command, opts = {}) {
 /** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
 function imageIdsCommand(refs) {
     return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', refs);
+}
+/** The labels compose puts on the containers it starts (v1 and v2 alike). */
+exports.COMPOSE_LABELS = {
+    project: 'com.docker.compose.project',
+    service: 'com.docker.compose.service',
+    workingDir: 'com.docker.compose.project.working_dir',
+    oneoff: 'com.docker.compose.oneoff',
+};
+/** The `docker ps` filter value for the containers of a compose project. */
+function projectLabel(project) {
+    return `label=${exports.COMPOSE_LABELS.project}=${project}`;
+}
+/** The `docker ps` filter value for the containers of one compose service. */
+function serviceLabel(service) {
+    return `label=${exports.COMPOSE_LABELS.service}=${service}`;
+}
+/** `--filter` words selecting a compose project's containers (one service's, when given). */
+function projectFilter(project, service) {
+    return ['--filter', projectLabel(project), ...(service === undefined ? [] : ['--filter', serviceLabel(service)])];
+}
+/** `docker ps -q` (`-aq` with `all`): the ids of a compose project's (or one service's) containers. */
+function psIds(project, o = {}) {
+    return (0, shell_1.argv)('docker', 'ps', o.all ? '-aq' : '-q', projectFilter(project, o.service));
+}
+const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
+/** `docker inspect` of every container of a compose project (or of one service), `[]` when there is none. */
+function inspectProjectContainers(project, service) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: projectLabel(project), SERVICE_LABEL: service === undefined ? '' : serviceLabel(service) });
+}
+/** The last `lines` lines of a container's log, standard error folded into standard output. */
+function logsTail(container, lines) {
+    return (0, shell_1.sh) `docker logs --tail ${lines} ${container} 2>&1`;
+}
+/** `docker images` listing the images whose repository matches `pattern`, in the given Go template. */
+function listImages(pattern, format) {
+    return (0, shell_1.argv)('docker', 'images', '--format', format, pattern);
+}
+/** `docker tag` of each pair, stopping at the first that fails. */
+function tagImages(pairs) {
+    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+}
+/** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
+function stopAndRemove(ids, drainSeconds) {
+    return (0, shell_1.sh) `docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`;
+}
+/** Docker's 12-character form of a container or image id (`sha256:` left out). */
+function shortId(id) {
+    return id.replace(/^sha256:/, '').slice(0, 12);
 }
 
 
@@ -57349,6 +57573,41 @@ function dropDatabaseSql(name) {
 
 /***/ }),
 
+/***/ 3828:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/**
+ * A commit id as twinstack records and compares it: the full 40 hexadecimal characters of a
+ * SHA-1 repository, lower case. Made only by parsing (an input, git's own output), so a value of
+ * type Sha has been checked once and is never checked again; `short()` is how it is shown.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SHORT_LENGTH = void 0;
+exports.isSha = isSha;
+exports.parseSha = parseSha;
+exports.short = short;
+const FULL = /^[0-9a-f]{40}$/;
+/** How many characters of a commit id are shown to people (git's `--abbrev=12`). */
+exports.SHORT_LENGTH = 12;
+/** Whether `value` is already a full, lower-case commit id. */
+function isSha(value) {
+    return FULL.test(value);
+}
+/** The commit id in `value` (surrounding blanks and upper case allowed), or undefined when it is not one. */
+function parseSha(value) {
+    const v = value.trim().toLowerCase();
+    return isSha(v) ? v : undefined;
+}
+/** The 12-character form of a commit id, for messages and labels; a shorter value is shown whole. */
+function short(sha) {
+    return sha.slice(0, exports.SHORT_LENGTH);
+}
+
+
+/***/ }),
+
 /***/ 2232:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -57364,6 +57623,7 @@ exports.raw = raw;
 exports.quote = quote;
 exports.argv = argv;
 exports.sh = sh;
+exports.hostScript = hostScript;
 const SAFE = /^[A-Za-z0-9_\-./:=@%+,]+$/;
 class Raw {
     text;
@@ -57410,6 +57670,23 @@ function sh(strings, ...values) {
     });
     return out;
 }
+/**
+ * A host script from a `.sh` file under src/ (checked by shellcheck, shipped beside the bundles),
+ * its parameters set in front as upper-case shell variables. Every value is quoted, and stays
+ * visible in the command and the debug log; the file's opening comment is not sent.
+ */
+function hostScript(file, params) {
+    const lines = file.split('\n');
+    let start = 0;
+    while (start < lines.length && (lines[start].startsWith('#') || lines[start].trim() === ''))
+        start++;
+    const prelude = Object.entries(params).map(([name, value]) => {
+        if (!/^[A-Z][A-Z0-9_]*$/.test(name))
+            throw new Error(`bad host script parameter name ${name}`);
+        return `${name}=${quote(String(value))}`;
+    });
+    return [prelude.join('; '), ...lines.slice(start)].join('\n').replace(/\n+$/, '');
+}
 
 
 /***/ }),
@@ -57426,6 +57703,7 @@ exports.literal = literal;
 exports.qualified = qualified;
 exports.tuple = tuple;
 exports.dollarTag = dollarTag;
+exports.sqlFile = sqlFile;
 function ident(name) {
     if (name.includes('\0'))
         throw new Error('an identifier contains a NUL byte');
@@ -57452,6 +57730,22 @@ function dollarTag(body, base = 'ts') {
     for (let i = 0; body.includes(tag); i++)
         tag = `$${base}${i}$`;
     return tag;
+}
+/**
+ * A statement from a `.sql` file under src/ (shipped beside the bundles), as one line: its `--`
+ * comment lines left out, the others trimmed and joined by a space. The files hold no string
+ * literal that spans lines, so the statement means what the file says.
+ */
+function sqlFile(text) {
+    const lines = text
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('--'));
+    // Joined, a comment at the end of a line would swallow the rest of the statement.
+    const commented = lines.find((l) => l.includes('--'));
+    if (commented)
+        throw new Error(`a .sql file has a comment after SQL on one line (put it on a line of its own): ${commented}`);
+    return lines.join(' ');
 }
 
 
@@ -57497,6 +57791,7 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.SshHost = void 0;
+exports.unencryptedPrivateKey = unencryptedPrivateKey;
 /**
  * The SSH implementation of Host: the one adapter for node-ssh (and ssh2 beneath it).
  * One connection per action run, pinned host keys, commands run under bash with a remote
@@ -57505,6 +57800,7 @@ exports.SshHost = void 0;
 const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_ssh_1 = __nccwpck_require__(1227);
+const ssh2_1 = __nccwpck_require__(5472);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -57919,6 +58215,24 @@ class SshHost {
     }
 }
 exports.SshHost = SshHost;
+/**
+ * A private key handed to another program (ssh on the VPS, which cannot ask for a passphrase):
+ * it must be a whole, unencrypted private key. Returns the key with its line ends normalized and
+ * its public half (to tell two keys apart); throws a ConfigurationError naming the input.
+ */
+function unencryptedPrivateKey(text, input) {
+    const key = text.replace(/\r\n/g, '\n').trim() + '\n';
+    const parsed = ssh2_1.utils.parseKey(key);
+    const first = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (first instanceof Error) {
+        const why = /Encrypted/i.test(first.message) ? 'it is encrypted; give a key without a passphrase (ssh-keygen -p -N "" -f key)' : first.message;
+        throw new errors_1.ConfigurationError(`input ${input} is not a usable private key: ${why}`);
+    }
+    const k = first;
+    if (!k.isPrivateKey())
+        throw new errors_1.ConfigurationError(`input ${input} is a public key: give the private key (the file without .pub)`);
+    return { key, publicKey: `${k.type} ${k.getPublicSSH().toString('base64')}` };
+}
 
 
 /***/ }),
@@ -58035,6 +58349,7 @@ exports.boolean = boolean;
  * one line saying what to change; all of them run before anything is sent to the host.
  */
 const errors_1 = __nccwpck_require__(639);
+const sha_1 = __nccwpck_require__(3828);
 const MAX = 200;
 function check(name, value, re, what) {
     if (value.length > MAX)
@@ -58072,8 +58387,12 @@ function gitRef(value, name = 'ref') {
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not a git branch, tag or commit sha: use letters, digits, '.', '_', '-' and '/'`);
     return value;
 }
+/** A full commit id (40 hexadecimal characters; upper case is read as lower), as resolveRef gives it. */
 function sha(value, name = 'sha') {
-    return check(name, value, /^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a full 40-character hexadecimal commit id');
+    const parsed = (0, sha_1.parseSha)(check(name, value.trim(), /^[0-9a-fA-F]{40}$/, 'expected a full 40-character hexadecimal commit id'));
+    if (!parsed)
+        throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: expected a full 40-character hexadecimal commit id`);
+    return parsed;
 }
 /** Release ids are made by twinstack: r<UTC time>-<short sha>. */
 function releaseId(value, name = 'release-id') {
@@ -58150,7 +58469,7 @@ exports.representativenessSchema = zod_1.z
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.placeholderSchema = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -58200,7 +58519,14 @@ exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
     zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
-exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);
+/**
+ * `structure` sits between `drop` and `include`: the parent comes along for the shape of the data
+ * (an ancestor comment of a sampled reply) but is no member of the sample: its keys to owners
+ * outside the sample point at the owner table's placeholder row (sample.placeholders), or are
+ * nulled where nullable, and nothing else of those owners follows. A row whose parent cannot come
+ * is left out, never copied with the reference cleared.
+ */
+exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'structure', 'null', 'drop'])]);
 /**
  * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
  * not come along through this key (a player's current post does not make the player part of the
@@ -58211,7 +58537,7 @@ exports.foreignKeySettingSchema = zod_1.z.union([
     zod_1.z
         .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
         .strict()
-        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
+        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, structure, null or drop), owns (true or false), or both'),
 ]);
 /**
  * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
@@ -58226,7 +58552,7 @@ exports.referenceSchema = zod_1.z
     table: tableName,
     keys: sqlFragment('expression'),
     to: foreignKeyRef,
-    policy: zod_1.z.enum(['include', 'null', 'drop']).default('drop'),
+    policy: zod_1.z.enum(['include', 'structure', 'null', 'drop']).default('drop'),
     column: zod_1.z
         .string()
         .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
@@ -58236,7 +58562,25 @@ exports.referenceSchema = zod_1.z
     .refine((r) => r.policy !== 'null' || r.column !== undefined, {
     message: 'policy null needs column: the column to clear when a parent is missing',
     path: ['column'],
+})
+    .refine((r) => r.policy !== 'structure' || r.column === undefined, {
+    message: 'policy structure clears nothing (a row whose parent cannot come is left out); remove column, or use policy null',
+    path: ['column'],
 });
+/** A column name, unquoted. */
+const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+/**
+ * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
+ * rows brought along for structure point at it instead of at their real owner, who stays outside
+ * the sample. `key` is its primary key (a value production does not use); `values` gives other
+ * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ */
+exports.placeholderSchema = zod_1.z
+    .object({
+    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
+})
+    .strict();
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -58290,6 +58634,8 @@ exports.sampleSchema = zod_1.z
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
     /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
     references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
+    /** Per owner table: the placeholder row that rows brought along for structure point at (policy structure). */
+    placeholders: zod_1.z.record(tableName, exports.placeholderSchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z
@@ -59024,6 +59370,7 @@ exports.latencyStats = latencyStats;
  * Each is pure and tested against output captured from the real commands.
  */
 const units_1 = __nccwpck_require__(3503);
+const docker_1 = __nccwpck_require__(580);
 const percent = (s) => (typeof s === 'string' && /^\s*[\d.]+\s*%\s*$/.test(s) ? Number(s.replace('%', '')) : NaN);
 /** One JSON object per line; lines that are not (warnings, blank) are skipped. */
 function parseDockerStats(text) {
@@ -59062,7 +59409,7 @@ function parseContainerLimits(json) {
         const nano = h.NanoCpus && h.NanoCpus > 0 ? h.NanoCpus / 1e9 : undefined;
         return {
             name: c.Name.replace(/^\//, ''),
-            id: c.Id.slice(0, 12),
+            id: (0, docker_1.shortId)(c.Id),
             service: c.Config?.Labels?.['com.docker.compose.service'] ?? '',
             status: c.State?.Status ?? 'unknown',
             cpus: nano ?? quota,
@@ -59146,11 +59493,12 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.combineContainers = combineContainers;
 exports.judgeMetrics = judgeMetrics;
 const units_1 = __nccwpck_require__(3503);
+const docker_1 = __nccwpck_require__(580);
 const round1 = (n) => Math.round(n * 10) / 10;
 /** Joins `docker stats` rows (running containers) with their limits from `docker inspect` (all containers). */
 function combineContainers(stats, limits) {
     return limits.map((l) => {
-        const s = stats.find((r) => r.name === l.name || (r.id && l.id.startsWith(r.id.slice(0, 12))));
+        const s = stats.find((r) => r.name === l.name || (r.id && l.id.startsWith((0, docker_1.shortId)(r.id))));
         const cpuOfLimit = s && l.cpus ? round1(s.cpuPercent / l.cpus) : undefined;
         const memLimit = l.memoryBytes;
         const memOfLimit = s && memLimit ? round1(Number.isFinite(s.memUsageBytes) ? (s.memUsageBytes / memLimit) * 100 : s.memPercent) : undefined;

@@ -57146,8 +57146,73 @@ exports.resampleAction = {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = void 0;
+exports.backupSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
+const age_1 = __nccwpck_require__(3997);
+const known_hosts_1 = __nccwpck_require__(1379);
+const errors_1 = __nccwpck_require__(639);
+const absPath = zod_1.z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
+    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
+    .transform((p) => p.replace(/\/+$/, ''));
+const HOST = /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$|^\[?[0-9A-Fa-f:.]+\]?$/;
+const recipient = zod_1.z.string().superRefine((r, ctx) => {
+    if (age_1.AGE_SECRET_KEY.test(r.trim())) {
+        ctx.addIssue({
+            code: zod_1.z.ZodIssueCode.custom,
+            message: 'is an age private key: put its public key here (age-keygen -y key.txt), and keep the private key off the VPS and out of the repository',
+        });
+    }
+    else if (!age_1.AGE_RECIPIENT.test(r)) {
+        ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: 'must be an age public key: "age1" and 58 letters and digits, as age-keygen -y prints it' });
+    }
+});
+/**
+ * `backup.offsite:` — a second host that receives an encrypted copy of every verified backup,
+ * straight from the VPS over rsync+ssh, with a key that may only add files there (rrsync -wo
+ * -no-del -no-overwrite in that host's authorized_keys). See src/domain/offsite.ts.
+ */
+exports.offsiteSchema = zod_1.z
+    .object({
+    host: zod_1.z.string().regex(HOST, 'must be a host name or an IP address'),
+    port: zod_1.z.number().int().min(1).max(65535).default(22),
+    user: zod_1.z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/i, 'must be a user name on the backup host'),
+    /** The directory on the backup host, the one rrsync is confined to; each environment gets a subdirectory. */
+    path: absPath.refine((p) => p !== '', 'must not be /'),
+    /** The backup host's public key line(s), as in ~/.ssh/known_hosts: pinned on the VPS and on the runner. */
+    'known-hosts': zod_1.z.union([zod_1.z.string(), zod_1.z.array(zod_1.z.string()).min(1)]).transform((k) => (Array.isArray(k) ? k.join('\n') : k)),
+    /** age public keys the copies are encrypted to; the private keys stay off the VPS. */
+    recipients: zod_1.z.array(recipient).min(1, 'needs at least one age public key (age-keygen -y key.txt)'),
+    /** true: a copy that fails fails the step (the local backup stays); false: it only warns. */
+    required: zod_1.z.boolean().default(true),
+    /** Copies kept per environment on the backup host, pruned from the runner with offsite-admin-key. */
+    keep: zod_1.z.number().int().min(1).max(1000).default(14),
+    'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
+})
+    .strict()
+    .superRefine((o, ctx) => {
+    let entries;
+    try {
+        entries = (0, known_hosts_1.parseKnownHosts)(o['known-hosts']);
+    }
+    catch (e) {
+        ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, path: ['known-hosts'], message: (0, errors_1.errorMessage)(e).replace(/^known-hosts /, '') });
+        return;
+    }
+    // A bad host or port is reported on its own line above; which key it needs cannot be said yet.
+    if (!HOST.test(o.host) || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535)
+        return;
+    const host = o.host.replace(/^\[|\]$/g, '');
+    if (!entries.some((e) => e.marker === '' && (0, known_hosts_1.hostMatches)(e.hosts, host, o.port))) {
+        const name = o.port === 22 ? host : `[${host}]:${o.port}`;
+        ctx.addIssue({
+            code: zod_1.z.ZodIssueCode.custom,
+            path: ['known-hosts'],
+            message: `has no key for ${name}: give that host's line(s), e.g. from ssh-keyscan -p ${o.port} ${host} checked against its /etc/ssh/ssh_host_*_key.pub`,
+        });
+    }
+});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -57163,6 +57228,8 @@ exports.backupSchema = zod_1.z
     /** `list`: pg_restore --list and the checksum; `restore`: also restore into a scratch database and compare row counts. */
     verify: zod_1.z.enum(['list', 'restore']).default('list'),
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
+    /** An encrypted copy of every verified backup on a second host (off by default). */
+    offsite: exports.offsiteSchema.optional(),
 })
     .strict()
     .default({});
@@ -57958,6 +58025,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
 const errors_1 = __nccwpck_require__(639);
+const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 class Environment {
@@ -57986,13 +58054,15 @@ class Environment {
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
-        const cmd = this.config['compose-command'] === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
-        const files = this.cfg.composeFiles.flatMap((f) => ['-f', f]);
-        return (0, shell_1.argv)(cmd, files, '--env-file', this.cfg.envFile, '-p', this.cfg.project, args);
+        return (0, compose_1.compose)(this.composeProject, args);
+    }
+    /** What names this environment's compose project for the compose builder. */
+    get composeProject() {
+        return { command: this.config['compose-command'], files: this.cfg.composeFiles, envFile: this.cfg.envFile, project: this.cfg.project };
     }
     /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
     composeScript(...args) {
-        return (0, shell_1.sh) `cd ${this.cfg.checkout} && COMPOSE_PROJECT_NAME=${this.cfg.project} ` + this.compose(...args);
+        return (0, compose_1.composeLine)(this.cfg.checkout, this.composeProject, args);
     }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
@@ -58008,15 +58078,18 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
-        const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
         // One braced group, so the whole command can sit in a pipe or take a redirection.
-        return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
+        return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
             `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
-        const r = await host.run((0, shell_1.argv)('docker', 'ps', '-q', '--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${service}`), { quiet: true, label: `finding the ${service} container`, timeoutSeconds: 60 });
+        const r = await host.run((0, docker_1.psIds)(this.cfg.project, { service }), {
+            quiet: true,
+            label: `finding the ${service} container`,
+            timeoutSeconds: 60,
+        });
         const id = r.stdout.trim().split('\n')[0];
         if (!id)
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
@@ -58031,8 +58104,7 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
-        const script = (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${this.cfg.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
-        const r = await host.run(script, { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
+        const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
     }
 }
@@ -58043,9 +58115,9 @@ function parseInspect(json) {
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
         return {
-            id: c.Id.slice(0, 12),
+            id: (0, docker_1.shortId)(c.Id),
             name: c.Name.replace(/^\//, ''),
-            service: c.Config?.Labels?.['com.docker.compose.service'] ?? '',
+            service: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.service] ?? '',
             image: c.Config?.Image ?? '',
             imageId: c.Image,
             status: c.State?.Status ?? 'unknown',
@@ -58053,8 +58125,8 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-            oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
-            workingDir: c.Config?.Labels?.['com.docker.compose.project.working_dir'] ?? '',
+            oneoff: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.oneoff] === 'True',
+            workingDir: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.workingDir] ?? '',
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
@@ -58064,12 +58136,44 @@ function parseInspect(json) {
 /***/ }),
 
 /***/ 6048:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.headScript = headScript;
 exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
 exports.scratchCheckout = scratchCheckout;
@@ -58080,34 +58184,39 @@ exports.ensureReleaseDir = ensureReleaseDir;
 exports.pruneReleaseDirs = pruneReleaseDirs;
 exports.removeScratchCheckout = removeScratchCheckout;
 const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
+const git = __importStar(__nccwpck_require__(9938));
+const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 const validate_1 = __nccwpck_require__(8770);
-/** A script line printing the checkout's HEAD commit, or nothing when it cannot be read. */
-function headScript(checkout) {
-    return (0, shell_1.sh) `git -C ${checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true`;
-}
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
 async function resolveRef(host, env, ref) {
     (0, validate_1.gitRef)(ref);
     const { checkout, remote } = env.cfg;
-    const exists = await host.run((0, shell_1.sh) `test -d ${`${checkout}/.git`}`, { check: false, quiet: true, timeoutSeconds: 30 });
+    const exists = await host.run(git.isRepository(checkout), { check: false, quiet: true, timeoutSeconds: 30 });
     if (exists.exitCode !== 0) {
         throw new errors_1.ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
     }
-    await host.run((0, shell_1.sh) `git fetch --prune --tags --force ${remote}`, { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+    await host.run(git.fetch(remote), { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
     // A branch name means the remote's branch; a tag or sha means itself.
-    const r = await host.run((0, shell_1.sh) `git rev-parse --verify --quiet ${`refs/remotes/${remote}/${ref}^{commit}`} || git rev-parse --verify --quiet ${`refs/tags/${ref}^{commit}`} || git rev-parse --verify --quiet ${`${ref}^{commit}`}`, { cwd: checkout, check: false, quiet: true, timeoutSeconds: 60 });
-    const sha = r.stdout.trim().split('\n')[0];
-    if (r.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(sha)) {
+    const r = await host.run(git.resolveCommit(remote, ref), {
+        cwd: checkout,
+        check: false,
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    const line = r.stdout.trim().split('\n')[0];
+    const sha = (0, sha_1.isSha)(line) ? line : undefined;
+    if (r.exitCode !== 0 || !sha) {
         throw new errors_1.ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
     }
     return sha;
 }
 async function checkoutCommit(host, env, sha) {
     try {
-        await host.run((0, shell_1.sh) `git -c advice.detachedHead=false checkout --quiet --detach ${sha}`, {
+        await host.run(git.checkoutDetached(sha), {
             cwd: env.cfg.checkout,
-            label: `git checkout ${sha.slice(0, 12)} in ${env.cfg.checkout}`,
+            label: `git checkout ${(0, sha_1.short)(sha)} in ${env.cfg.checkout}`,
             timeoutSeconds: 300,
         });
     }
@@ -58132,8 +58241,7 @@ async function scratchCheckout(host, env, sha, dir) {
 }
 async function addWorktree(host, env, sha, dir) {
     const { checkout } = env.cfg;
-    await host.run((0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune && ` +
-        (0, shell_1.sh) `mkdir -p ${parentOf(dir)} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null`, { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
+    await host.run(git.addWorktree(checkout, dir, sha), { label: `${env.name}: scratch checkout of ${(0, sha_1.short)(sha)}`, quiet: true, timeoutSeconds: 600 });
 }
 function parentOf(path) {
     return path.slice(0, path.lastIndexOf('/')) || '/';
@@ -58187,7 +58295,7 @@ async function copyUntracked(host, env, sha, dir, files) {
             ? `remove ${rel} from the commit (it comes from the checkout, outside git)`
             : `make ${rel} a real directory in the commit${isEnvFile ? '' : ' (or drop the entry)'}`;
         throw new errors_1.ConfigurationError(hit.side === 'destination'
-            ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${sha.slice(0, 12)}, and files outside git never go through a link; ${fix}`
+            ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${(0, sha_1.short)(sha)}, and files outside git never go through a link; ${fix}`
             : `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}), and files outside git are copied, never followed; put the file itself at ${hit.path}`);
     }
     if (r.exitCode !== 0 || r.timedOut)
@@ -58226,7 +58334,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     const probe = await host.run([
         ...files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`),
         ...roots.map((d) => (0, shell_1.sh) `[ ! -L ${d} ] || echo ${`link ${d}`}`),
-        (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`,
+        git.head(dir),
     ].join('; '), {
         check: false,
         quiet: true,
@@ -58252,7 +58360,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
 async function pruneReleaseDirs(host, stateDir, env, protect) {
     const root = `${stateDir}/releases/${env.name}`;
     const r = await host.run((0, shell_1.sh) `ls -1 ${root} 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
-    const tags = await host.run((0, shell_1.sh) `docker images --format '{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+    const tags = await host.run((0, docker_1.listImages)(`twinstack/${env.project}-*`, '{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
     const kept = tags.stdout
         .split('\n')
         .map((t) => /^r\d{8}T\d{6}Z-([0-9a-f]{7,40})$/.exec(t.trim())?.[1])
@@ -58266,7 +58374,7 @@ async function pruneReleaseDirs(host, stateDir, env, protect) {
     return gone;
 }
 async function removeScratchCheckout(host, env, dir) {
-    await host.run((0, shell_1.sh) `git -C ${env.cfg.checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${env.cfg.checkout} worktree prune`, {
+    await host.run(git.removeWorktree(env.cfg.checkout, dir), {
         check: false,
         quiet: true,
         timeoutSeconds: 300,
@@ -58277,10 +58385,43 @@ async function removeScratchCheckout(host, env, dir) {
 /***/ }),
 
 /***/ 131:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.KEEP_RECENT = exports.COMPACT_OVER_LINES = exports.HostLog = exports.logRecord = void 0;
 exports.stateDirOf = stateDirOf;
@@ -58294,10 +58435,12 @@ exports.latest = latest;
  * Every action that changes the host records what it did, for which sha, by which run, and how it
  * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const shell_1 = __nccwpck_require__(2232);
+const READ_LOG = fs.readFileSync(__dirname + '/read-log.sh', 'utf8');
 const outcome = zod_1.z.enum(['success', 'failure', 'cancelled', 'interrupted']);
 /** What every record has: which environment, which action and operation, which run, when. */
 const base = {
@@ -58347,6 +58490,7 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         problems: zod_1.z.array(zod_1.z.string()).optional(),
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional() }),
+    record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
     record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string() }),
     record('staging-created', { database: zod_1.z.string() }),
     record('resampled', {}),
@@ -58408,7 +58552,12 @@ class HostLog {
      */
     async read(log) {
         const label = `reading the ${this.env} host log`;
-        const r = await this.host.run((0, shell_1.sh) `if [ -f ${this.file} ]; then size=$(wc -c < ${this.file}) || exit 1; if [ "$size" -gt ${host_1.MAX_CAPTURE_BYTES} ]; then echo "$size" >&2; exit ${TOO_BIG}; fi; cat ${this.file}; fi`, { label, quiet: true, timeoutSeconds: 120, check: false });
+        const r = await this.host.run((0, shell_1.hostScript)(READ_LOG, { FILE: this.file, MAX_BYTES: host_1.MAX_CAPTURE_BYTES, TOO_BIG }), {
+            label,
+            quiet: true,
+            timeoutSeconds: 120,
+            check: false,
+        });
         const size = Number(r.stderr.trim());
         if (r.exitCode === TOO_BIG && Number.isInteger(size)) {
             throw new errors_1.ConfigurationError(`the ${this.env} host log ${this.file} is ${(0, errors_1.mib)(size)} (${size} bytes), more than the ${(0, errors_1.mib)(host_1.MAX_CAPTURE_BYTES)} twinstack reads whole: archive it on the host, keeping the records decisions need (cd ${stateDirOf(this.stateDir, this.env)} && mv log.jsonl log-old.jsonl && grep -E '"event":"(release|rollback|gate)"' log-old.jsonl > log.jsonl && gzip log-old.jsonl)`);
@@ -58493,23 +58642,68 @@ function latest(records, event, where = () => true) {
 /***/ }),
 
 /***/ 8597:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EnvironmentLock = void 0;
 exports.describeBusy = describeBusy;
 exports.describeHolder = describeHolder;
+/**
+ * The per-environment lock on the host. A `flock` held by a process inside our SSH session: if the
+ * run dies or loses its connection, sshd ends the session, the process exits and the kernel drops
+ * the lock, so a dead run can never block the host for ever. The holder file beside it says who
+ * holds the lock; a holder file found by the next run that takes the lock is the trace of a run
+ * that died holding it (a stale lock), and is reported.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const errors_1 = __nccwpck_require__(639);
 const host_log_1 = __nccwpck_require__(131);
 const action_1 = __nccwpck_require__(2512);
+const docker_1 = __nccwpck_require__(580);
+const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 function describeBusy(e) {
     return `${e.label || 'a command'} (process group ${e.pgid}${e.op ? `, operation ${e.op}` : ''}${e.run ? ` of run ${e.run}` : ''}${e.since ? `, since ${e.since}` : ''})`;
 }
 const ACQUIRED = 'twinstack-lock-acquired';
 const TIMEOUT_EXIT = 75;
+const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
+const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 class EnvironmentLock {
     host;
     process;
@@ -58548,9 +58742,11 @@ class EnvironmentLock {
      */
     static async busyWork(host, stateDir, env) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
-        const r = await host.run((0, shell_1.sh) `mkdir -p -m 700 ${entriesDir} && touch ${busyFile} && if flock -x -n ${busyFile} true; then echo IDLE; else echo BUSY; fi; ` +
-            (0, shell_1.sh) `for f in ${entriesDir}/*.json; do [ -e "$f" ] || continue; pg=\${f##*/}; pg=\${pg%.json}; ` +
-            `if kill -0 -- "-$pg" 2>/dev/null; then printf '%s\t' "$pg"; head -c 2000 "$f"; else rm -f "$f"; fi; done`, { quiet: true, label: `checking ${env} for remote work of earlier runs`, timeoutSeconds: 60 });
+        const r = await host.run((0, shell_1.hostScript)(BUSY_WORK, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile }), {
+            quiet: true,
+            label: `checking ${env} for remote work of earlier runs`,
+            timeoutSeconds: 60,
+        });
         const lines = r.stdout.split('\n');
         const entries = [];
         for (const line of lines.slice(1)) {
@@ -58608,20 +58804,14 @@ class EnvironmentLock {
      */
     static async stopWork(host, stateDir, env, op, project, graceSeconds = 3) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
-        const script = (0, shell_1.sh) `op=${op}; dir=${entriesDir}; busy=${busyFile}; grace=${graceSeconds}; project=${`label=com.docker.compose.project=${project}`}\n` +
-            // An entry is the JSON line twinstack wrote ({"op":"<id>",...}): matched on that exact pair, as fixed text.
-            String.raw `groups() { for f in "$dir"/*.json; do [ -e "$f" ] || continue; grep -qF -- "\"op\":\"$op\"" "$f" || continue; pg=${'$'}{f##*/}; echo "${'$'}{pg%.json}"; done; }
-containers() { for c in $(docker ps -q --filter "$project" 2>/dev/null); do docker exec "$c" sh -c 'for f in /tmp/.twinstack-exec-'"$op"'-*; do [ -e "$f" ] || continue; kill -'"$1"' "$(cat "$f")" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null & done; wait; }
-n=0; for pg in $(groups); do kill -TERM -- "-$pg" 2>/dev/null && n=$((n+1)); done
-containers TERM >/dev/null
-if ! flock -x -w "$grace" "$busy" true; then
-  for pg in $(groups); do kill -KILL -- "-$pg" 2>/dev/null; done
-  containers KILL >/dev/null
-  flock -x -w 2 "$busy" true || echo "still-busy"
-fi
-# A stopped group's leader may linger until its parent reaps it: its entry goes once it has (or at the next busyWork).
-for pg in $(groups); do for _ in 1 2 3 4 5; do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done; kill -0 -- "-$pg" 2>/dev/null || rm -f "$dir/$pg.json"; done
-echo "stopped $n process group(s)"`;
+        const script = (0, shell_1.hostScript)(STOP_WORK, {
+            OP: op,
+            ENTRIES_DIR: entriesDir,
+            BUSY_FILE: busyFile,
+            GRACE: graceSeconds,
+            PROJECT_LABEL: (0, docker_1.projectLabel)(project),
+            PID_PREFIX: docker_1.EXEC_PID_PREFIX,
+        });
         const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 20 });
         return r.stdout.trim();
     }
@@ -58703,17 +58893,50 @@ echo "stopped $n process group(s)"`;
 }
 exports.EnvironmentLock = EnvironmentLock;
 function describeHolder(h) {
-    return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? h.sha.slice(0, 12) : '?'}, since ${h.since})`;
+    return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? (0, sha_1.short)(h.sha) : '?'}, since ${h.since})`;
 }
 
 
 /***/ }),
 
 /***/ 4201:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.newOperationId = newOperationId;
 exports.underLock = underLock;
@@ -58722,13 +58945,16 @@ exports.underLock = underLock;
  * as `started` and `finished` (with the outcome), and released on success, failure and cancellation.
  * Before it starts, operations left unfinished by dead runs are reported and marked interrupted.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const node_crypto_1 = __nccwpck_require__(7598);
 const action_1 = __nccwpck_require__(2512);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
+const sha_1 = __nccwpck_require__(3828);
 const host_log_1 = __nccwpck_require__(131);
 const lock_1 = __nccwpck_require__(8597);
 const logger_1 = __nccwpck_require__(8828);
+const PENDING_UNDO = fs.readFileSync(__nccwpck_require__.ab + "pending-undo.sh", 'utf8');
 function newOperationId() {
     return `${new Date()
         .toISOString()
@@ -58800,7 +59026,7 @@ async function openOperation(o, hostLog, lock, id, base) {
         o.log.info(`The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`);
     const interrupted = (0, host_log_1.unfinishedOperations)(records);
     for (const r of interrupted) {
-        o.log.warning(`Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${String(r.sha ?? '?').slice(0, 12)}, started ${r.time}) never finished; ` +
+        o.log.warning(`Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${(0, sha_1.short)(String(r.sha ?? '?'))}, started ${r.time}) never finished; ` +
             `its run died or lost the connection. Check the ${o.env} state in this run's summary.`);
         await hostLog.append({ action: r.action, op: r.op, event: 'interrupted', outcome: 'interrupted', run: r.run, reportedBy: o.run.url });
     }
@@ -58826,7 +59052,7 @@ async function openOperation(o, hostLog, lock, id, base) {
 async function undoPending(o, hostLog, base) {
     const dir = (0, host_log_1.pendingDirOf)(o.stateDir, o.env);
     // One round trip: each leftover undo script with its first line (what it undoes).
-    const list = await o.host.run((0, shell_1.sh) `for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {
+    const list = await o.host.run((0, shell_1.hostScript)(PENDING_UNDO, { PENDING_DIR: dir }), {
         quiet: true,
         label: 'looking for cut host changes',
         timeoutSeconds: 60,
@@ -58872,6 +59098,7 @@ exports.pruneOldReleases = pruneOldReleases;
 exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
 const docker_1 = __nccwpck_require__(580);
+const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 const git_1 = __nccwpck_require__(6048);
 const errors_2 = __nccwpck_require__(639);
@@ -58986,7 +59213,7 @@ async function healthError(host, env, failed, prefix) {
     return new HealthError(`${prefix}: service ${failed.service} is ${state} (container ${failed.name})`, failed.service, state, logs);
 }
 async function containerLogs(host, c, lines = 30) {
-    const r = await host.run((0, shell_1.sh) `docker logs --tail ${lines} ${c.id} 2>&1`, { check: false, quiet: true, timeoutSeconds: 60 });
+    const r = await host.run((0, docker_1.logsTail)(c.id, lines), { check: false, quiet: true, timeoutSeconds: 60 });
     return r.stdout.trimEnd();
 }
 function verdict(c) {
@@ -59063,16 +59290,14 @@ async function tagRelease(host, env, releaseId, containers) {
             continue;
         images[c.service] = { name: c.image, id: c.imageId, tag: `${tagRepository(env, c.service)}:${releaseId}` };
     }
-    const script = Object.values(images)
-        .map((i) => (0, shell_1.argv)('docker', 'tag', i.id, i.tag))
-        .join(' && ');
+    const script = (0, docker_1.tagImages)(Object.values(images).map((i) => ({ from: i.id, to: i.tag })));
     if (script)
         await host.run(script, { label: `tagging ${env.name} images as ${releaseId}`, quiet: true, timeoutSeconds: 300 });
     return images;
 }
 /** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
 async function pruneReleaseTags(host, env, keep, protect, log) {
-    const r = await host.run((0, shell_1.sh) `docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+    const r = await host.run((0, docker_1.listImages)(`twinstack/${env.project}-*`, '{{.Repository}}:{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
     const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
         .filter((t) => /^r\d{8}T\d{6}Z-/.test(t))
@@ -59100,7 +59325,7 @@ async function pruneOldReleases(host, config, env, current, previous, log) {
         if ((0, git_1.usesReleaseDirs)(config, env)) {
             const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
             if (pruned.length)
-                log.info(`${env.name}: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
+                log.info(`${env.name}: removed the release directories of ${pruned.map((d) => (0, sha_1.short)(d)).join(', ')} (no release of theirs is kept)`);
         }
     }
     catch (e) {
@@ -59116,7 +59341,7 @@ async function restoreReleaseImages(host, env, release) {
     if (check.exitCode !== 0) {
         throw new errors_1.OperationFailed(`release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`);
     }
-    const script = entries.map((i) => (0, shell_1.argv)('docker', 'tag', i.tag, i.name)).join(' && ');
+    const script = (0, docker_1.tagImages)(entries.map((i) => ({ from: i.tag, to: i.name })));
     await host.run(script, { label: `restoring ${release.release}'s images`, quiet: true, timeoutSeconds: 300 });
 }
 
@@ -59338,15 +59563,118 @@ exports.ActionIO = ActionIO;
 
 /***/ }),
 
-/***/ 580:
+/***/ 3997:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.EXEC_PID_PREFIX = void 0;
+exports.AGE_SECRET_KEY = exports.AGE_RECIPIENT = void 0;
+exports.ageEncrypt = ageEncrypt;
+/**
+ * age (Debian's `age` package), the file encryption tool: the one builder of its command lines.
+ * Only recipients (public keys) are ever given to it: what it writes on the VPS can be read
+ * only where the private key is, and that is never the VPS.
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** An age X25519 public key: "age1" and 58 bech32 characters, as `age-keygen -y` prints it. */
+exports.AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
+/** An age private key, refused wherever a recipient is expected. */
+exports.AGE_SECRET_KEY = /^AGE-SECRET-KEY-1/i;
+/** `age --encrypt` of one file to every recipient, written to `output`. */
+function ageEncrypt(recipients, input, output) {
+    if (recipients.length === 0)
+        throw new Error('age needs at least one recipient');
+    for (const r of recipients)
+        if (!exports.AGE_RECIPIENT.test(r))
+            throw new Error(`not an age recipient: ${r.slice(0, 12)}…`);
+    return (0, shell_1.argv)('age', '--encrypt', recipients.flatMap((r) => ['-r', r]), '-o', output, '--', input);
+}
+
+
+/***/ }),
+
+/***/ 7130:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.compose = compose;
+exports.composeLine = composeLine;
+/**
+ * The one place a compose command line is built. Only subcommands and flags that both
+ * `docker compose` (v2) and `docker-compose` (v1) have are used.
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`. */
+function compose(p, args) {
+    const cmd = p.command === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
+    return (0, shell_1.argv)(cmd, p.files.flatMap((f) => ['-f', f]), '--env-file', p.envFile, '-p', p.project, args);
+}
+/**
+ * A compose command as one line of a script the host runs later (an undo file): it runs in `dir`,
+ * with COMPOSE_PROJECT_NAME set for v1's interpolation, and not at all when `cd` fails.
+ */
+function composeLine(dir, p, args) {
+    return (0, shell_1.sh) `cd ${dir} && COMPOSE_PROJECT_NAME=${p.project} ` + compose(p, args);
+}
+
+
+/***/ }),
+
+/***/ 580:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.COMPOSE_LABELS = exports.EXEC_PID_PREFIX = void 0;
 exports.dockerExec = dockerExec;
 exports.imageIdsCommand = imageIdsCommand;
+exports.projectLabel = projectLabel;
+exports.serviceLabel = serviceLabel;
+exports.projectFilter = projectFilter;
+exports.psIds = psIds;
+exports.inspectProjectContainers = inspectProjectContainers;
+exports.logsTail = logsTail;
+exports.listImages = listImages;
+exports.tagImages = tagImages;
+exports.stopAndRemove = stopAndRemove;
+exports.shortId = shortId;
 /**
  * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
  * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
@@ -59354,6 +59682,7 @@ exports.imageIdsCommand = imageIdsCommand;
  * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
  * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const shell_1 = __nccwpck_require__(2232);
 /** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
 exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
@@ -59373,6 +59702,54 @@ function dockerExec(container, command, opts = {}) {
 /** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
 function imageIdsCommand(refs) {
     return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', refs);
+}
+/** The labels compose puts on the containers it starts (v1 and v2 alike). */
+exports.COMPOSE_LABELS = {
+    project: 'com.docker.compose.project',
+    service: 'com.docker.compose.service',
+    workingDir: 'com.docker.compose.project.working_dir',
+    oneoff: 'com.docker.compose.oneoff',
+};
+/** The `docker ps` filter value for the containers of a compose project. */
+function projectLabel(project) {
+    return `label=${exports.COMPOSE_LABELS.project}=${project}`;
+}
+/** The `docker ps` filter value for the containers of one compose service. */
+function serviceLabel(service) {
+    return `label=${exports.COMPOSE_LABELS.service}=${service}`;
+}
+/** `--filter` words selecting a compose project's containers (one service's, when given). */
+function projectFilter(project, service) {
+    return ['--filter', projectLabel(project), ...(service === undefined ? [] : ['--filter', serviceLabel(service)])];
+}
+/** `docker ps -q` (`-aq` with `all`): the ids of a compose project's (or one service's) containers. */
+function psIds(project, o = {}) {
+    return (0, shell_1.argv)('docker', 'ps', o.all ? '-aq' : '-q', projectFilter(project, o.service));
+}
+const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
+/** `docker inspect` of every container of a compose project (or of one service), `[]` when there is none. */
+function inspectProjectContainers(project, service) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: projectLabel(project), SERVICE_LABEL: service === undefined ? '' : serviceLabel(service) });
+}
+/** The last `lines` lines of a container's log, standard error folded into standard output. */
+function logsTail(container, lines) {
+    return (0, shell_1.sh) `docker logs --tail ${lines} ${container} 2>&1`;
+}
+/** `docker images` listing the images whose repository matches `pattern`, in the given Go template. */
+function listImages(pattern, format) {
+    return (0, shell_1.argv)('docker', 'images', '--format', format, pattern);
+}
+/** `docker tag` of each pair, stopping at the first that fails. */
+function tagImages(pairs) {
+    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+}
+/** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
+function stopAndRemove(ids, drainSeconds) {
+    return (0, shell_1.sh) `docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`;
+}
+/** Docker's 12-character form of a container or image id (`sha256:` left out). */
+function shortId(id) {
+    return id.replace(/^sha256:/, '').slice(0, 12);
 }
 
 
@@ -59571,6 +59948,105 @@ function errorMessage(err) {
     if (err instanceof Error)
         return err.message;
     return String(err);
+}
+
+
+/***/ }),
+
+/***/ 9938:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.isRepository = isRepository;
+exports.fetch = fetch;
+exports.resolveCommit = resolveCommit;
+exports.checkoutDetached = checkoutDetached;
+exports.head = head;
+exports.branchContains = branchContains;
+exports.addWorktree = addWorktree;
+exports.removeWorktree = removeWorktree;
+/**
+ * The one place a git command line is built. Every command names its repository (`-C <dir>`) or
+ * is run with the checkout as its working directory (RunOptions.cwd), as its doc says.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const shell_1 = __nccwpck_require__(2232);
+/** Whether `dir` is a git checkout (it has a .git directory). */
+function isRepository(dir) {
+    return (0, shell_1.argv)('test', '-d', `${dir}/.git`);
+}
+/** Fetches every branch and tag of `remote`, moving tags that moved and dropping branches that are gone. Run in the checkout. */
+function fetch(remote) {
+    return (0, shell_1.argv)('git', 'fetch', '--prune', '--tags', '--force', remote);
+}
+/**
+ * Prints the commit `ref` names, in this order: the remote's branch of that name, a tag, anything
+ * else git resolves (a sha). Exits non-zero when none does. Run in the checkout.
+ */
+function resolveCommit(remote, ref) {
+    return [`refs/remotes/${remote}/${ref}^{commit}`, `refs/tags/${ref}^{commit}`, `${ref}^{commit}`]
+        .map((r) => (0, shell_1.argv)('git', 'rev-parse', '--verify', '--quiet', r))
+        .join(' || ');
+}
+/** Puts the checkout on `sha`, detached; refuses to overwrite local changes. Run in the checkout. */
+function checkoutDetached(sha) {
+    return (0, shell_1.argv)('git', '-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', sha);
+}
+/** The commit `dir` is at; fails when it is not a checkout. */
+function head(dir) {
+    return (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`;
+}
+/**
+ * Prints the name (after `refs/remotes/<remote>/`) of `branchRef` when it contains `sha`, nothing
+ * when it does not. Run in the checkout.
+ */
+function branchContains(sha, branchRef) {
+    return (0, shell_1.sh) `git for-each-ref --contains ${sha} --format='%(refname:strip=3)' ${branchRef}`;
+}
+const WORKTREE_ADD = fs.readFileSync(__nccwpck_require__.ab + "worktree-add.sh", 'utf8');
+/** Makes `dir` a detached worktree of `checkout` at `sha`, replacing what was there. */
+function addWorktree(checkout, dir, sha) {
+    const parent = dir.slice(0, dir.lastIndexOf('/')) || '/';
+    return (0, shell_1.hostScript)(WORKTREE_ADD, { CHECKOUT: checkout, DIR: dir, PARENT: parent, SHA: sha });
+}
+/** Removes the worktree `dir` of `checkout` (or whatever is there) and forgets it in the checkout. */
+function removeWorktree(checkout, dir) {
+    return (0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune`;
 }
 
 
@@ -59966,6 +60442,41 @@ function dropDatabaseSql(name) {
 
 /***/ }),
 
+/***/ 3828:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/**
+ * A commit id as twinstack records and compares it: the full 40 hexadecimal characters of a
+ * SHA-1 repository, lower case. Made only by parsing (an input, git's own output), so a value of
+ * type Sha has been checked once and is never checked again; `short()` is how it is shown.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SHORT_LENGTH = void 0;
+exports.isSha = isSha;
+exports.parseSha = parseSha;
+exports.short = short;
+const FULL = /^[0-9a-f]{40}$/;
+/** How many characters of a commit id are shown to people (git's `--abbrev=12`). */
+exports.SHORT_LENGTH = 12;
+/** Whether `value` is already a full, lower-case commit id. */
+function isSha(value) {
+    return FULL.test(value);
+}
+/** The commit id in `value` (surrounding blanks and upper case allowed), or undefined when it is not one. */
+function parseSha(value) {
+    const v = value.trim().toLowerCase();
+    return isSha(v) ? v : undefined;
+}
+/** The 12-character form of a commit id, for messages and labels; a shorter value is shown whole. */
+function short(sha) {
+    return sha.slice(0, exports.SHORT_LENGTH);
+}
+
+
+/***/ }),
+
 /***/ 2232:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -59981,6 +60492,7 @@ exports.raw = raw;
 exports.quote = quote;
 exports.argv = argv;
 exports.sh = sh;
+exports.hostScript = hostScript;
 const SAFE = /^[A-Za-z0-9_\-./:=@%+,]+$/;
 class Raw {
     text;
@@ -60027,6 +60539,23 @@ function sh(strings, ...values) {
     });
     return out;
 }
+/**
+ * A host script from a `.sh` file under src/ (checked by shellcheck, shipped beside the bundles),
+ * its parameters set in front as upper-case shell variables. Every value is quoted, and stays
+ * visible in the command and the debug log; the file's opening comment is not sent.
+ */
+function hostScript(file, params) {
+    const lines = file.split('\n');
+    let start = 0;
+    while (start < lines.length && (lines[start].startsWith('#') || lines[start].trim() === ''))
+        start++;
+    const prelude = Object.entries(params).map(([name, value]) => {
+        if (!/^[A-Z][A-Z0-9_]*$/.test(name))
+            throw new Error(`bad host script parameter name ${name}`);
+        return `${name}=${quote(String(value))}`;
+    });
+    return [prelude.join('; '), ...lines.slice(start)].join('\n').replace(/\n+$/, '');
+}
 
 
 /***/ }),
@@ -60043,6 +60572,7 @@ exports.literal = literal;
 exports.qualified = qualified;
 exports.tuple = tuple;
 exports.dollarTag = dollarTag;
+exports.sqlFile = sqlFile;
 function ident(name) {
     if (name.includes('\0'))
         throw new Error('an identifier contains a NUL byte');
@@ -60069,6 +60599,22 @@ function dollarTag(body, base = 'ts') {
     for (let i = 0; body.includes(tag); i++)
         tag = `$${base}${i}$`;
     return tag;
+}
+/**
+ * A statement from a `.sql` file under src/ (shipped beside the bundles), as one line: its `--`
+ * comment lines left out, the others trimmed and joined by a space. The files hold no string
+ * literal that spans lines, so the statement means what the file says.
+ */
+function sqlFile(text) {
+    const lines = text
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('--'));
+    // Joined, a comment at the end of a line would swallow the rest of the statement.
+    const commented = lines.find((l) => l.includes('--'));
+    if (commented)
+        throw new Error(`a .sql file has a comment after SQL on one line (put it on a line of its own): ${commented}`);
+    return lines.join(' ');
 }
 
 
@@ -60114,6 +60660,7 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.SshHost = void 0;
+exports.unencryptedPrivateKey = unencryptedPrivateKey;
 /**
  * The SSH implementation of Host: the one adapter for node-ssh (and ssh2 beneath it).
  * One connection per action run, pinned host keys, commands run under bash with a remote
@@ -60122,6 +60669,7 @@ exports.SshHost = void 0;
 const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_ssh_1 = __nccwpck_require__(1227);
+const ssh2_1 = __nccwpck_require__(5472);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -60536,6 +61084,24 @@ class SshHost {
     }
 }
 exports.SshHost = SshHost;
+/**
+ * A private key handed to another program (ssh on the VPS, which cannot ask for a passphrase):
+ * it must be a whole, unencrypted private key. Returns the key with its line ends normalized and
+ * its public half (to tell two keys apart); throws a ConfigurationError naming the input.
+ */
+function unencryptedPrivateKey(text, input) {
+    const key = text.replace(/\r\n/g, '\n').trim() + '\n';
+    const parsed = ssh2_1.utils.parseKey(key);
+    const first = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (first instanceof Error) {
+        const why = /Encrypted/i.test(first.message) ? 'it is encrypted; give a key without a passphrase (ssh-keygen -p -N "" -f key)' : first.message;
+        throw new errors_1.ConfigurationError(`input ${input} is not a usable private key: ${why}`);
+    }
+    const k = first;
+    if (!k.isPrivateKey())
+        throw new errors_1.ConfigurationError(`input ${input} is a public key: give the private key (the file without .pub)`);
+    return { key, publicKey: `${k.type} ${k.getPublicSSH().toString('base64')}` };
+}
 
 
 /***/ }),
@@ -60652,6 +61218,7 @@ exports.boolean = boolean;
  * one line saying what to change; all of them run before anything is sent to the host.
  */
 const errors_1 = __nccwpck_require__(639);
+const sha_1 = __nccwpck_require__(3828);
 const MAX = 200;
 function check(name, value, re, what) {
     if (value.length > MAX)
@@ -60689,8 +61256,12 @@ function gitRef(value, name = 'ref') {
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not a git branch, tag or commit sha: use letters, digits, '.', '_', '-' and '/'`);
     return value;
 }
+/** A full commit id (40 hexadecimal characters; upper case is read as lower), as resolveRef gives it. */
 function sha(value, name = 'sha') {
-    return check(name, value, /^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a full 40-character hexadecimal commit id');
+    const parsed = (0, sha_1.parseSha)(check(name, value.trim(), /^[0-9a-fA-F]{40}$/, 'expected a full 40-character hexadecimal commit id'));
+    if (!parsed)
+        throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: expected a full 40-character hexadecimal commit id`);
+    return parsed;
 }
 /** Release ids are made by twinstack: r<UTC time>-<short sha>. */
 function releaseId(value, name = 'release-id') {
@@ -60965,15 +61536,55 @@ function maskedValue(rule, col, key, inet, unique) {
 /***/ }),
 
 /***/ 5876:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.CATALOG_SQL = exports.EXACT_COUNT_LIMIT = void 0;
 exports.queryJson = queryJson;
 exports.readCatalog = readCatalog;
 exports.mergePartitionKeys = mergePartitionKeys;
+/**
+ * What production's catalog says: tables (partitioned parents, not their partitions), columns,
+ * primary keys, foreign keys (composite, self-referencing, cyclic, declared on the parent or on
+ * each partition), CHECK constraints and sequences. Read with psql on
+ * the host, which works whether the database runs in a container or not and needs no password.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const errors_1 = __nccwpck_require__(639);
 const sql_1 = __nccwpck_require__(3830);
 const postgres_1 = __nccwpck_require__(263);
@@ -60989,93 +61600,10 @@ async function queryJson(host, env, database, sql, label) {
         throw new errors_1.OperationFailed(`${label}: psql printed something that is not JSON: ${text.slice(0, 200)}`);
     }
 }
-const USER_SCHEMAS = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'`;
-const NOT_EXTENSION_MEMBER = (oid) => `NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
 /** Tables at or below this many estimated rows are counted exactly. */
 exports.EXACT_COUNT_LIMIT = 200_000;
-exports.CATALOG_SQL = `
-WITH tbl AS (
-  SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind = 'p' AS partitioned, c.reltuples::float8 AS reltuples
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND ${USER_SCHEMAS} AND ${NOT_EXTENSION_MEMBER('c.oid')}
-),
-cols AS (
-  SELECT a.attrelid, json_agg(json_build_object(
-      'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'notNull', a.attnotnull,
-      'generated', a.attgenerated <> '', 'category', coalesce(bt.typcategory, t.typcategory)::text,
-      'baseType', coalesce(bt.typname, t.typname)::text,
-      'unique', EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
-          AND (a.attnum = ANY (i.indkey) OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
-              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum))),
-      'distinct', (SELECT s.n_distinct FROM pg_stats s WHERE s.schemaname = tn.nspname AND s.tablename = tc.relname AND s.attname = a.attname ORDER BY s.inherited DESC LIMIT 1)
-    ) ORDER BY a.attnum) AS columns
-  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
-  JOIN pg_class tc ON tc.oid = a.attrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-  WHERE a.attrelid IN (SELECT oid FROM tbl) AND a.attnum > 0 AND NOT a.attisdropped
-  GROUP BY a.attrelid
-),
-pk AS (
-  SELECT con.conrelid, array_to_json(array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
-      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)) AS cols
-  FROM pg_constraint con WHERE con.contype = 'p' AND con.conrelid IN (SELECT oid FROM tbl)
-),
-chk AS (
-  SELECT con.conrelid, json_agg(json_build_object(
-      'name', con.conname, 'expression', pg_get_expr(con.conbin, con.conrelid),
-      'columns', array_to_json(array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
-          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i))
-    ) ORDER BY con.conname) AS list
-  FROM pg_constraint con WHERE con.contype = 'c' AND con.convalidated AND con.conrelid IN (SELECT oid FROM tbl)
-  GROUP BY con.conrelid
-),
-fk AS (
-  SELECT json_agg(json_build_object(
-      'name', con.conname, 'table', ct.schema || '.' || ct.name, 'refTable', rt.schema || '.' || rt.name,
-      'partition', CASE WHEN cc.relispartition THEN cn.nspname || '.' || cc.relname END,
-      'columns', array_to_json(array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
-          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)),
-      'refColumns', array_to_json(array(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
-          JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i)),
-      'onDelete', CASE con.confdeltype WHEN 'r' THEN 'restrict' WHEN 'c' THEN 'cascade' WHEN 'n' THEN 'set null' WHEN 'd' THEN 'set default' ELSE 'no action' END
-    ) ORDER BY ct.schema, ct.name, con.conname) AS list
-  -- Keys declared on a partition itself (not cloned from its parent's) belong to the partitioned
-  -- table at the top of its tree: rows are read through that parent.
-  FROM pg_constraint con
-  JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
-  JOIN pg_class rc ON rc.oid = con.confrelid
-  JOIN tbl ct ON ct.oid = CASE WHEN cc.relispartition THEN pg_partition_root(cc.oid) ELSE cc.oid END
-  JOIN tbl rt ON rt.oid = CASE WHEN rc.relispartition THEN pg_partition_root(rc.oid) ELSE rc.oid END
-  WHERE con.contype = 'f' AND con.conparentid = 0
-),
-seq_cols AS (
-  SELECT s.oid AS seq, d.refobjid AS rel, d.refobjsubid AS attnum
-  FROM pg_class s JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-  WHERE s.relkind = 'S'
-  UNION
-  SELECT s.oid, ad.adrelid, ad.adnum
-  FROM pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
-  JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
-),
-seqs AS (
-  SELECT json_agg(json_build_object(
-      'id', n.nspname || '.' || s.relname, 'schema', n.nspname, 'name', s.relname,
-      'lastValue', (SELECT ps.last_value::text FROM pg_sequences ps WHERE ps.schemaname = n.nspname AND ps.sequencename = s.relname),
-      'columns', coalesce((SELECT json_agg(json_build_object('table', t.schema || '.' || t.name, 'column', a.attname::text))
-          FROM seq_cols sc JOIN tbl t ON t.oid = sc.rel JOIN pg_attribute a ON a.attrelid = sc.rel AND a.attnum = sc.attnum
-          WHERE sc.seq = s.oid), '[]'::json)
-    ) ORDER BY n.nspname, s.relname) AS list
-  FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace
-  WHERE s.relkind = 'S' AND ${USER_SCHEMAS} AND ${NOT_EXTENSION_MEMBER('s.oid')}
-)
-SELECT json_build_object(
-  'tables', coalesce((SELECT json_agg(json_build_object(
-      'id', t.schema || '.' || t.name, 'schema', t.schema, 'name', t.name, 'partitioned', t.partitioned,
-      'columns', coalesce(c.columns, '[]'::json), 'primaryKey', p.cols, 'reltuples', t.reltuples,
-      'checks', coalesce(k.list, '[]'::json)) ORDER BY t.schema, t.name)
-    FROM tbl t LEFT JOIN cols c ON c.attrelid = t.oid LEFT JOIN pk p ON p.conrelid = t.oid LEFT JOIN chk k ON k.conrelid = t.oid), '[]'::json),
-  'foreignKeys', coalesce((SELECT list FROM fk), '[]'::json),
-  'sequences', coalesce((SELECT list FROM seqs), '[]'::json)
-)`;
+/** Production's catalog as one JSON object (see catalog.sql). */
+exports.CATALOG_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__dirname + '/catalog.sql', 'utf8'));
 /** Reads production's catalog, and row counts (exact where cheap). Changes nothing. */
 async function readCatalog(host, env) {
     const db = env.cfg.database.name;
@@ -61207,6 +61735,7 @@ function emptyReport(plan, dryRun) {
             note: tp.note,
             ownersCleared: [],
             checkDrops: tp.checkDrops.map((check) => ({ check })),
+            ...(tp.structural ? { structure: { rows: 0, placeholder: [] } } : {}),
         })),
         foreignKeys: [
             ...plan.fks.map((p) => ({
@@ -61510,6 +62039,7 @@ async function resample(ctx, params, hooks = {}) {
                 run: [
                     `SET synchronous_commit = off; SET jit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${plan_1.CLEARED_TABLE} (tbl text, fk text, n bigint, kind text)`,
                     postgres_1.STDIN_SCRIPT,
+                    ...((0, plan_1.placeholderInserts)(plan) ? [(0, plan_1.placeholderInserts)(plan)] : []),
                     countsQuery(plan),
                     orphansQuery(plan),
                     (0, representativeness_1.fanoutTagged)(plan, busy),
@@ -61550,6 +62080,15 @@ async function resample(ctx, params, hooks = {}) {
                     d.rows = 0;
             for (const c of parseTagged(streamed.stdout, 'cleared')) {
                 const table = report.tables.find((t) => t.table === c.table);
+                if (c.kind === 'structure' || c.kind === 'placeholder') {
+                    const s = table?.structure;
+                    const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
+                    if (s && c.kind === 'structure')
+                        s.rows = Number(c.rows);
+                    else if (s)
+                        s.placeholder.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.placeholder?.table} ${fk?.placeholder?.keyText}`, rows: Number(c.rows) });
+                    continue;
+                }
                 if (c.kind === 'check') {
                     const drop = table?.checkDrops.find((d) => d.check === c.fk);
                     if (drop)
@@ -62018,6 +62557,7 @@ exports.clearableOwners = clearableOwners;
 exports.clearedSelect = clearedSelect;
 exports.probeSelect = probeSelect;
 exports.productionScript = productionScript;
+exports.placeholderInserts = placeholderInserts;
 exports.copiedTables = copiedTables;
 exports.fromClause = from;
 /**
@@ -62269,15 +62809,21 @@ function buildPlan(catalog, req) {
     for (const [fk, p] of configured) {
         if (p === 'null' && !nullable(fk))
             fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): null needs nullable columns; use drop or include`);
+        if (p === 'structure' && fk.refTable === root.id)
+            fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): structure cannot bring root rows (${root.id}), whose rows are owners; give sample.placeholders a ${root.name} row for such keys to point at`);
     }
     const virtual = settings.references.map((r, i) => resolveReference(catalog, r, i));
+    virtual.forEach((r, i) => {
+        if (r.policy === 'structure' && r.refTable === root.id)
+            fail(`references[${i}]: structure cannot bring root rows (${root.id}), whose rows are owners; give sample.placeholders a ${root.name} row instead`);
+    });
     // `include` pulls rows into tables no path reaches; they become "included" (and so on, transitively).
     const copies = (id) => ['root', 'owned', 'included', 'reference'].includes(mode.get(id));
     const includes = [
         ...catalog.foreignKeys
-            .filter((fk) => policyOf(fk).policy === 'include')
+            .filter((fk) => bringsParent(policyOf(fk).policy))
             .map((fk) => ({ from: fk.table, to: fk.refTable, what: `foreign-keys ${fk.table}(${fk.columns.join(', ')})` })),
-        ...virtual.filter((r) => r.policy === 'include').map((r) => ({ from: r.table, to: r.refTable, what: `references ${r.label}` })),
+        ...virtual.filter((r) => bringsParent(r.policy)).map((r) => ({ from: r.table, to: r.refTable, what: `references ${r.label}` })),
     ];
     for (let changed = true; changed;) {
         changed = false;
@@ -62321,7 +62867,8 @@ function buildPlan(catalog, req) {
         const target = targetOf(fk.refTable);
         const isNullable = nullable(fk);
         const owning = mode.get(fk.table) === 'owned' && (owningTargets.get(fk.table)?.has(fk.refTable) ?? false);
-        const strict = policy === 'drop' || (policy === 'include' && !isNullable);
+        // structure never clears: a row whose parent cannot come is left out, not kept half-null.
+        const strict = policy === 'drop' || policy === 'structure' || (policy === 'include' && !isNullable);
         if (mode.get(fk.table) === 'reference' && strict && target !== 'all') {
             fail(`reference table ${fk.table} has a required foreign key ${fk.name} to ${fk.refTable}, which is not copied whole: list ${fk.refTable} as a reference table too, or make the key nullable`);
         }
@@ -62332,7 +62879,7 @@ function buildPlan(catalog, req) {
         if (!copies(r.table))
             continue;
         const target = targetOf(r.refTable);
-        const strict = r.policy === 'drop' || (r.policy === 'include' && r.column === undefined);
+        const strict = r.policy === 'drop' || r.policy === 'structure' || (r.policy === 'include' && r.column === undefined);
         if (mode.get(r.table) === 'reference' && target !== 'all')
             fail(`references ${r.label}: ${r.table} is copied whole but ${r.refTable} is not; list ${r.refTable} as a reference table too`);
         refPlans.push({ ...r, target, strict });
@@ -62343,13 +62890,13 @@ function buildPlan(catalog, req) {
         // Every reference into sampled rows is looked up: to own, to drop, to null or to include.
         if (p.target === 'members')
             keyed.add(p.fk.refTable);
-        if (p.policy === 'include')
+        if (bringsParent(p.policy))
             keyed.add(p.fk.table);
     }
     for (const r of refPlans) {
         if (r.target === 'members')
             keyed.add(r.refTable);
-        if (r.policy === 'include')
+        if (bringsParent(r.policy))
             keyed.add(r.table);
     }
     for (const t of catalog.tables)
@@ -62364,6 +62911,22 @@ function buildPlan(catalog, req) {
         if (!t.primaryKey)
             fail(`${id} has no primary key but its sampled rows are referenced or included; give it a primary key, or list it as a reference or empty table`);
     }
+    // Tables whose rows can come along for structure, and the placeholder rows their keys may point at.
+    const structural = new Set([
+        ...fkPlans.filter((p) => p.policy === 'structure' && p.target === 'members').map((p) => p.fk.refTable),
+        ...refPlans.filter((r) => r.policy === 'structure' && r.target === 'members').map((r) => r.refTable),
+    ]);
+    const placeholders = Object.entries(settings.placeholders).map(([name, ph]) => resolvePlaceholder(catalog, name, ph, mode));
+    for (const p of fkPlans) {
+        const ph = placeholders.find((x) => x.table === p.fk.refTable);
+        if (!structural.has(p.fk.table) || !ph || p.target !== 'members')
+            continue;
+        if (p.fk.refColumns.length === 1 && p.fk.refColumns[0] === ph.keyColumn)
+            p.placeholder = ph;
+    }
+    for (const id of structural)
+        for (const p of fkPlans.filter((x) => x.fk.table === id && x.strict && !x.placeholder && x.fk.refTable === root.id && x.target === 'members'))
+            warnings.push(`${id} rows come along for structure, but their ${p.fk.columns.join(', ')} → ${root.id} cannot be cleared: a row whose ${root.name} is outside the sample is left out; give sample.placeholders a ${root.name} row to point at`);
     // Column rules.
     const rules = new Map();
     for (const [ref, rule] of Object.entries(settings.columns)) {
@@ -62467,6 +63030,12 @@ function buildPlan(catalog, req) {
                     expression = nulledValue(nulling, temps.get(nulling.fk.refTable) ?? '', expression, counted ? clearedCounter(id, nulling) : undefined);
                     ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
                 }
+                // On a row that came along for structure, a key whose owner is outside the sample points at the placeholder.
+                const repointing = outgoing.find((p) => p.placeholder && p.fk.columns[0] === c.name);
+                if (repointing?.placeholder && (rule === undefined || rule === 'keep')) {
+                    expression = placeholderValue(repointing, temps.get(id) ?? '', temps.get(repointing.fk.refTable) ?? '', table, expression);
+                    ruleText = `${ruleText ? `${ruleText}, ` : ''}placeholder ${repointing.placeholder.table} ${repointing.placeholder.key} on rows brought for structure`;
+                }
                 // A column cleared when a reference without a foreign key finds a parent outside the sample.
                 const clearing = clearingReferences(refPlans, id, c.name);
                 expression = referenceCleared(clearing, (t) => temps.get(t), expression);
@@ -62497,13 +63066,16 @@ function buildPlan(catalog, req) {
                     .map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`)
                     .join(' or ')} is sampled`
                 : m === 'included'
-                    ? 'only rows that sampled rows include'
+                    ? structural.has(id)
+                        ? 'only rows that sampled rows name for structure or include'
+                        : 'only rows that sampled rows include'
                     : m === 'reference'
                         ? 'copied whole (reference table)'
                         : m === 'empty'
                             ? 'copied empty (empty-tables)'
                             : 'copied empty (no foreign-key path from the root; list it in reference-tables to copy it whole)';
         const checkNote = checkDrops.length ? `; rows whose nulled reference would break CHECK ${checkDrops.join(', ')} are dropped` : '';
+        const structureNote = structural.has(id) ? '; rows named by a structure policy come along for structure, without their owners' : '';
         return {
             table,
             mode: m,
@@ -62513,8 +63085,9 @@ function buildPlan(catalog, req) {
             outgoing,
             columns,
             estimate,
-            note: `${note}${checkNote}`,
+            note: `${note}${checkNote}${structureNote}`,
             checkDrops,
+            structural: structural.has(id) && keyed.has(id),
         };
     });
     if (ruleErrors.length)
@@ -62525,7 +63098,50 @@ function buildPlan(catalog, req) {
     }
     if (settings.filter && /;/.test(settings.filter.replace(/'[^']*'/g, '')))
         fail('filter must be one SQL condition, without ";"');
-    return { root: root.id, fraction: req.fraction, seed: req.seed, tables, fks: fkPlans, references: refPlans, probes, warnings, settings };
+    return { root: root.id, fraction: req.fraction, seed: req.seed, tables, fks: fkPlans, references: refPlans, probes, warnings, settings, placeholders };
+}
+/** Policies that bring the named parent along: as a member (include), or for structure only. */
+function bringsParent(policy) {
+    return policy === 'include' || policy === 'structure';
+}
+/** A sample.placeholders entry checked against the catalog: one line per problem. */
+function resolvePlaceholder(catalog, name, ph, mode) {
+    const where = `placeholders.${name}`;
+    const table = resolveTable(catalog, name, where);
+    if (table.primaryKey?.length !== 1)
+        fail(`${where}: ${table.id} has no one-column primary key for the placeholder's key`);
+    const m = mode.get(table.id);
+    if (!['root', 'owned', 'included'].includes(m))
+        fail(`${where}: ${table.id} is ${m === 'reference' ? 'copied whole' : 'copied empty'}, so no row needs a placeholder there; remove the entry`);
+    const keyColumn = table.primaryKey[0];
+    const values = [[keyColumn, `${(0, sql_1.literal)(ph.key)}::${columnType(table, keyColumn).type}`]];
+    for (const [column, sql] of Object.entries(ph.values)) {
+        const c = table.columns.find((x) => x.name === column);
+        if (!c)
+            fail(`${where}.values: ${table.id} has no column ${column}`);
+        if (column === keyColumn)
+            fail(`${where}.values: ${column} is the primary key; give it as key`);
+        if (c.generated)
+            fail(`${where}.values: ${table.id}.${column} is generated; leave it out`);
+        values.push([column, `(${sql})::${c.type}`]);
+    }
+    const missing = table.columns.filter((c) => c.notNull && !c.generated && !c.hasDefault && !values.some(([n]) => n === c.name)).map((c) => c.name);
+    if (missing.length)
+        fail(`${where}: ${table.id}.${missing.join(', ')} NOT NULL without a default; give ${missing.length > 1 ? 'them' : 'it'} under values`);
+    return { table: table.id, keyColumn, key: values[0][1], keyText: ph.key, values };
+}
+/**
+ * A key column on a table whose rows can come along for structure (over alias t): on such a row
+ * whose target is outside the sample, the placeholder's key; else the value as the policy leaves it.
+ */
+function placeholderValue(p, ownTemp, refTemp, table, value) {
+    const col = `t.${(0, sql_1.ident)(p.fk.columns[0])}`;
+    return `CASE WHEN ${col} IS NOT NULL AND ${structuralRow('t', table, ownTemp)} AND NOT ${col} IN (SELECT p.${(0, sql_1.ident)(p.fk.refColumns[0])} FROM pg_temp.${refTemp} p) THEN ${p.placeholder?.key} ELSE ${value} END`;
+}
+/** True for a row (over alias) that came along for structure. */
+function structuralRow(alias, table, temp) {
+    const pk = table.primaryKey;
+    return `${(0, sql_1.tuple)(alias, pk)} IN (SELECT ${pk.map((c) => `m.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${temp} m WHERE m.ts_struct)`;
 }
 function unique(xs) {
     return [...new Set(xs)];
@@ -62651,9 +63267,27 @@ function membershipProgram(plan) {
     const into = (tp) => `pg_temp.${tp.temp} (${tp.memberColumns.map(sql_1.ident).join(', ')}, ts_keep)`;
     const rootPlan = tableById(plan, plan.root);
     const includes = plan.fks.filter((p) => p.policy === 'include' && p.target === 'members');
-    lines.push('DECLARE ts_n bigint; ts_total bigint; ts_round int := 0;');
+    // Structural rows include nothing: their owners stay outside the sample.
+    const members = (src) => (src.structural ? ' WHERE NOT s.ts_struct' : '');
+    // An include makes a row a member, even one that came for structure before.
+    const upgrade = (dst) => dst.structural
+        ? `DO UPDATE SET ts_keep = true, ts_struct = false WHERE NOT pg_temp.${dst.temp}.ts_keep OR pg_temp.${dst.temp}.ts_struct`
+        : `DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
+    const structures = plan.fks.filter((p) => p.policy === 'structure' && p.target === 'members');
+    const virtualStructures = plan.references.filter((r) => r.policy === 'structure' && r.target === 'members');
+    const anyStructure = structures.length + virtualStructures.length > 0;
+    lines.push(`DECLARE ts_n bigint; ts_total bigint; ts_round int := 0;${anyStructure ? ' ts_added bigint;' : ''}`);
     lines.push('BEGIN');
+    // A placeholder's key must be no real row's, or dev could not tell the two apart.
+    for (const ph of plan.placeholders) {
+        const tp = tableById(plan, ph.table);
+        lines.push(`  IF EXISTS (SELECT 1 FROM ${from(tp.table)} t WHERE t.${(0, sql_1.ident)(ph.keyColumn)} = ${ph.key}) THEN RAISE EXCEPTION '%', ${(0, sql_1.literal)(`sample.placeholders.${tp.table.name}: production has a row with key ${ph.keyText}; pick a key production does not use`)}; END IF;`);
+    }
     lines.push(`  INSERT INTO ${into(rootPlan)} SELECT ${cols(rootPlan, 't')}, true FROM ${from(rootPlan.table)} t WHERE ${rootCondition(plan)} ON CONFLICT DO NOTHING;`);
+    // Grow and prune the sample; then bring the ancestors of what survived for structure, and again
+    // until they bring nothing new (rows they own come along and are pruned like any other).
+    if (anyStructure)
+        lines.push('  LOOP');
     lines.push('  LOOP');
     lines.push('  ts_total := 0; ts_round := ts_round + 1;');
     for (const tp of keyed) {
@@ -62666,8 +63300,8 @@ function membershipProgram(plan) {
         const src = tableById(plan, p.fk.table);
         const dst = tableById(plan, p.fk.refTable);
         const pk = dst.table.primaryKey;
-        add(`INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE ${(0, sql_1.tuple)('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} s) ` +
-            `ON CONFLICT (${pk.map(sql_1.ident).join(', ')}) DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep;`);
+        add(`INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE ${(0, sql_1.tuple)('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} s${members(src)}) ` +
+            `ON CONFLICT (${pk.map(sql_1.ident).join(', ')}) ${upgrade(dst)};`);
     }
     // Parents named by references without a foreign key: an included row's own parents follow in the next round.
     const virtualIncludes = plan.references.filter((r) => r.policy === 'include' && r.target === 'members');
@@ -62677,52 +63311,109 @@ function membershipProgram(plan) {
         const srcPk = src.table.primaryKey;
         const pk = dst.table.primaryKey;
         add(`INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE t.${(0, sql_1.ident)(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
-            `WHERE ${(0, sql_1.tuple)('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} m)) ` +
-            `ON CONFLICT (${pk.map(sql_1.ident).join(', ')}) DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep;`);
+            `WHERE ${(0, sql_1.tuple)('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} m${src.structural ? ' WHERE NOT m.ts_struct' : ''})) ` +
+            `ON CONFLICT (${pk.map(sql_1.ident).join(', ')}) ${upgrade(dst)};`);
     }
     lines.push(`  EXIT WHEN ts_total = 0${includes.length || virtualIncludes.length ? '' : ' OR true'};`);
     lines.push('  END LOOP;');
+    // Prunes rows whose strict references dangle, until nothing changes. Before the parents named for
+    // structure are in, a structure reference is not checked (the parent may still come).
+    const prune = (withStructure) => {
+        lines.push('  LOOP');
+        lines.push('  ts_total := 0;');
+        for (const tp of keyed) {
+            const pk = tp.table.primaryKey;
+            for (const r of plan.references) {
+                if (r.table !== tp.table.id || !r.strict || (r.policy === 'structure' && !withStructure))
+                    continue;
+                add(`DELETE FROM pg_temp.${tp.temp} m WHERE ${(0, sql_1.tuple)('m', pk)} IN (SELECT ${pk.map((c) => `t.${(0, sql_1.ident)(c)}`).join(', ')} FROM ${from(tp.table)} t ` +
+                    `WHERE ${(0, sql_1.tuple)('t', pk)} IN (SELECT ${pk.map((c) => `x.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${tp.temp} x) AND NOT ${parentsPresent(r, tempOf(plan, r.refTable))});`);
+            }
+            for (const p of tp.outgoing) {
+                if (!p.strict || p.target === 'all' || (p.policy === 'structure' && !withStructure))
+                    continue;
+                // A row that came for structure keeps a key the placeholder stands in for.
+                const repointed = p.placeholder ? ' AND NOT t.ts_struct' : '';
+                if (p.target === 'none')
+                    add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)};`);
+                else
+                    add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)} AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}${repointed};`);
+            }
+            if (tp.mode === 'owned') {
+                const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
+                add(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`);
+            }
+            // Members whose nulled references would break a CHECK: gone before anything looks them up.
+            for (const g of checkGuards(plan, tp)) {
+                add(`DELETE FROM pg_temp.${tp.temp} m USING ${from(tp.table)} t WHERE ${pk.map((c) => `m.${(0, sql_1.ident)(c)} = t.${(0, sql_1.ident)(c)}`).join(' AND ')} AND NOT ${g.guard};`);
+                lines.push(`  IF ts_n > 0 THEN INSERT INTO pg_temp.${exports.CHECK_DROPS_TABLE} VALUES (${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(g.name)}, ts_n); END IF;`);
+            }
+        }
+        lines.push('  EXIT WHEN ts_total = 0;');
+        lines.push('  END LOOP;');
+    };
+    prune(!anyStructure);
+    if (!anyStructure) {
+        lines.push('END');
+        return doBlock(lines.join('\n'));
+    }
+    // Parents named for structure by the rows that survived (an owned row about to be pruned names none),
+    // kept whatever their owners; a row already owned but not kept becomes one of them.
+    lines.push('  ts_added := 0;');
     lines.push('  LOOP');
     lines.push('  ts_total := 0;');
-    for (const tp of keyed) {
-        const pk = tp.table.primaryKey;
-        for (const r of plan.references) {
-            if (r.table !== tp.table.id || !r.strict)
-                continue;
-            add(`DELETE FROM pg_temp.${tp.temp} m WHERE ${(0, sql_1.tuple)('m', pk)} IN (SELECT ${pk.map((c) => `t.${(0, sql_1.ident)(c)}`).join(', ')} FROM ${from(tp.table)} t ` +
-                `WHERE ${(0, sql_1.tuple)('t', pk)} IN (SELECT ${pk.map((c) => `x.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${tp.temp} x) AND NOT ${parentsPresent(r, tempOf(plan, r.refTable))});`);
-        }
-        for (const p of tp.outgoing) {
-            if (!p.strict || p.target === 'all')
-                continue;
-            if (p.target === 'none')
-                add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)};`);
-            else
-                add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)} AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)};`);
-        }
-        if (tp.mode === 'owned') {
-            const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
-            add(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`);
-        }
-        // Members whose nulled references would break a CHECK: gone before anything looks them up.
-        for (const g of checkGuards(plan, tp)) {
-            add(`DELETE FROM pg_temp.${tp.temp} m USING ${from(tp.table)} t WHERE ${pk.map((c) => `m.${(0, sql_1.ident)(c)} = t.${(0, sql_1.ident)(c)}`).join(' AND ')} AND NOT ${g.guard};`);
-            lines.push(`  IF ts_n > 0 THEN INSERT INTO pg_temp.${exports.CHECK_DROPS_TABLE} VALUES (${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(g.name)}, ts_n); END IF;`);
-        }
+    const structureConflict = (dst) => `ON CONFLICT (${dst.table.primaryKey.map(sql_1.ident).join(', ')}) DO UPDATE SET ts_keep = true, ts_struct = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
+    for (const p of structures) {
+        const src = tableById(plan, p.fk.table);
+        const dst = tableById(plan, p.fk.refTable);
+        add(`INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(sql_1.ident).join(', ')}, ts_keep, ts_struct) SELECT ${cols(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
+            `WHERE ${(0, sql_1.tuple)('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} s)${structureReady(plan, dst)} ${structureConflict(dst)};`);
     }
+    for (const r of virtualStructures) {
+        const src = tableById(plan, r.table);
+        const dst = tableById(plan, r.refTable);
+        const srcPk = src.table.primaryKey;
+        add(`INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(sql_1.ident).join(', ')}, ts_keep, ts_struct) SELECT ${cols(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
+            `WHERE t.${(0, sql_1.ident)(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
+            `WHERE ${(0, sql_1.tuple)('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} m))${structureReady(plan, dst)} ${structureConflict(dst)};`);
+    }
+    lines.push('  ts_added := ts_added + ts_total;');
     lines.push('  EXIT WHEN ts_total = 0;');
     lines.push('  END LOOP;');
+    lines.push('  EXIT WHEN ts_added = 0;');
+    lines.push('  END LOOP;');
+    // Now every parent that could come for structure is in: a row naming one that could not is left out.
+    prune(true);
     lines.push('END');
-    const body = lines.join('\n');
+    return doBlock(lines.join('\n'));
+}
+function doBlock(body) {
     const tag = (0, sql_1.dollarTag)(body);
     return `DO ${tag}\n${body}\n${tag};`;
+}
+/**
+ * ` AND ...` over a parent row (alias t) about to come for structure: its strict keys hold, except
+ * those a placeholder stands in for and structure references (checked once all such parents are
+ * in). A parent that could not stay is never brought, so bringing and pruning cannot alternate.
+ */
+function structureReady(plan, dst) {
+    const keys = dst.outgoing
+        .filter((p) => p.strict && p.target !== 'all' && !p.placeholder && p.policy !== 'structure')
+        .map((p) => p.target === 'none'
+        ? `(${nullAny('t', p.fk.columns)})`
+        : `(${nullAny('t', p.fk.columns)} OR ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)})`);
+    const refs = plan.references
+        .filter((r) => r.table === dst.table.id && r.strict && r.policy !== 'structure')
+        .map((r) => parentsPresent(r, tempOf(plan, r.refTable)));
+    return [...keys, ...refs].map((c) => ` AND ${c}`).join('');
 }
 /** `CREATE TEMP TABLE` statements for the member keys, and the members dropped by a CHECK (run before the read-only transaction). */
 function tempTables(plan) {
     const keyed = plan.tables.filter((t) => t.keyed);
     const out = keyed.map((tp) => {
         const defs = tp.memberColumns.map((c) => `${(0, sql_1.ident)(c)} ${columnType(tp.table, c).type}`);
-        return `CREATE TEMP TABLE ${tp.temp} (${defs.join(', ')}, ts_keep boolean NOT NULL, PRIMARY KEY (${tp.table.primaryKey.map(sql_1.ident).join(', ')}));`;
+        const struct = tp.structural ? ', ts_struct boolean NOT NULL DEFAULT false' : '';
+        return `CREATE TEMP TABLE ${tp.temp} (${defs.join(', ')}, ts_keep boolean NOT NULL${struct}, PRIMARY KEY (${tp.table.primaryKey.map(sql_1.ident).join(', ')}));`;
     });
     if (keyed.some((tp) => tp.checkDrops.length))
         out.push(`CREATE TEMP TABLE ${exports.CHECK_DROPS_TABLE} (tbl text, con text, n bigint);`);
@@ -62764,7 +63455,8 @@ function clearedSelect(plan) {
             return fks
                 .map((p) => `SELECT ${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(p.fk.name)}, CASE WHEN is_called THEN last_value ELSE 0 END, 'owner' FROM pg_temp.${clearedCounter(tp.table.id, p)}`)
                 .join(' UNION ALL ');
-        const cleared = fks.map((p, i) => `count(*) FILTER (WHERE NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}) AS n${i}`);
+        // A row that came for structure points at the placeholder instead (counted below).
+        const cleared = fks.map((p, i) => `count(*) FILTER (WHERE NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}${p.placeholder ? ' AND NOT t.ts_struct' : ''}) AS n${i}`);
         // A keyed table's members (and their keys) are already in its temporary table.
         const values = fks.map((p, i) => `(${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(p.fk.name)}, s.n${i}, 'owner')`).join(', ');
         return `SELECT v.* FROM (SELECT ${cleared.join(', ')} FROM pg_temp.${tp.temp} t) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`;
@@ -62775,6 +63467,19 @@ function clearedSelect(plan) {
         const where = leafCondition(plan, tp);
         const values = tp.checkDrops.map((name, i) => `(${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(name)}, s.n${i}, 'check')`).join(', ');
         parts.push(`SELECT v.* FROM (SELECT ${counts.join(', ')} FROM ${from(tp.table)} t${where ? ` WHERE ${where}` : ''}) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`);
+    }
+    // Rows that came for structure (kind structure), and those of them pointing at a placeholder, per key (kind placeholder).
+    for (const tp of plan.tables.filter((t) => t.structural)) {
+        const repointed = tp.outgoing.filter((p) => p.placeholder);
+        const counts = [
+            'count(*) FILTER (WHERE t.ts_struct) AS n0',
+            ...repointed.map((p, i) => `count(*) FILTER (WHERE t.ts_struct AND NOT (${nullAny('t', p.fk.columns)}) AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}) AS n${i + 1}`),
+        ];
+        const values = [
+            `(${(0, sql_1.literal)(tp.table.id)}, '', s.n0, 'structure')`,
+            ...repointed.map((p, i) => `(${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(p.fk.name)}, s.n${i + 1}, 'placeholder')`),
+        ].join(', ');
+        parts.push(`SELECT v.* FROM (SELECT ${counts.join(', ')} FROM pg_temp.${tp.temp} t) s CROSS JOIN LATERAL (VALUES ${values}) v(tbl, fk, n, kind)`);
     }
     if (plan.tables.some((t) => t.keyed && t.checkDrops.length))
         parts.push(`SELECT tbl, con, sum(n)::bigint, 'check' FROM pg_temp.${exports.CHECK_DROPS_TABLE} GROUP BY tbl, con`);
@@ -62842,6 +63547,17 @@ function productionScript(plan) {
     out.push('COMMIT;');
     return `${out.join('\n')}\n`;
 }
+/** The placeholder rows, inserted in staging after the rows (their columns not given take their defaults). */
+function placeholderInserts(plan) {
+    if (!plan.placeholders.length)
+        return undefined;
+    return plan.placeholders
+        .map((ph) => {
+        const t = tableById(plan, ph.table).table;
+        return `INSERT INTO ${(0, sql_1.qualified)(t.schema, t.name)} (${ph.values.map(([c]) => (0, sql_1.ident)(c)).join(', ')}) VALUES (${ph.values.map(([, v]) => v).join(', ')});`;
+    })
+        .join(' ');
+}
 function copiedTables(plan) {
     return plan.tables.filter((t) => ['root', 'owned', 'included', 'reference'].includes(t.mode));
 }
@@ -62850,15 +63566,59 @@ function copiedTables(plan) {
 /***/ }),
 
 /***/ 7456:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.READER_CONNECTION_LIMIT = void 0;
 exports.createReaderSql = createReaderSql;
 exports.readerProblems = readerProblems;
 exports.productionReader = productionReader;
+/**
+ * Production is read through a role the server itself keeps read-only, so what slips past the
+ * config's SQL guard still meets a wall: `sample.reader-role` (default `twinstack_reader`), a
+ * LOGIN role that is not a superuser, may not create roles, databases or replication slots, is a
+ * member of `pg_read_all_data` and of nothing else, owns nothing, may create nothing in production's
+ * database, has `default_transaction_read_only = on`, and a connection limit. twinstack creates it
+ * through production's configured user when it is missing (that user must be a superuser, as
+ * `POSTGRES_USER` is in the official postgres image), and checks it before every read; a role that
+ * could write is refused, with the SQL that makes one that cannot.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const errors_1 = __nccwpck_require__(639);
 const sql_1 = __nccwpck_require__(3830);
 const environment_1 = __nccwpck_require__(2309);
@@ -62874,22 +63634,7 @@ function createReaderSql(role, database) {
         // Where PUBLIC lost CONNECT or TEMPORARY on the database (a hardened server), the role gets them back.
         `GRANT CONNECT, TEMPORARY ON DATABASE ${(0, sql_1.ident)(database)} TO ${name};`);
 }
-const FACTS_SQL = `SELECT json_build_object(
-  'user', current_user, 'superuser', r.rolsuper, 'createrole', r.rolcreaterole, 'createdb', r.rolcreatedb,
-  'replication', r.rolreplication, 'bypassrls', r.rolbypassrls, 'connlimit', r.rolconnlimit,
-  'readAll', pg_has_role(r.oid, 'pg_read_all_data', 'MEMBER'),
-  'memberOf', (SELECT coalesce(json_agg(b.rolname ORDER BY b.rolname), '[]') FROM pg_roles b
-               WHERE pg_has_role(r.oid, b.oid, 'MEMBER') AND b.oid <> r.oid AND b.rolname <> 'pg_read_all_data'),
-  'readOnly', current_setting('default_transaction_read_only'),
-  'createOnDatabase', has_database_privilege(current_database(), 'CREATE'),
-  'createOnSchemas', (SELECT coalesce(json_agg(nspname ORDER BY nspname), '[]') FROM pg_namespace
-                      WHERE has_schema_privilege(oid, 'CREATE') AND nspname NOT LIKE 'pg\\_temp\\_%' AND nspname NOT LIKE 'pg\\_toast\\_temp\\_%'),
-  'owns', (SELECT count(*) FROM pg_class WHERE relowner = r.oid) + (SELECT count(*) FROM pg_namespace WHERE nspowner = r.oid),
-  'writableTables', (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                     AND (has_table_privilege(r.oid, c.oid, 'INSERT') OR has_table_privilege(r.oid, c.oid, 'UPDATE')
-                          OR has_table_privilege(r.oid, c.oid, 'DELETE') OR has_table_privilege(r.oid, c.oid, 'TRUNCATE'))))
-FROM pg_roles r WHERE r.rolname = current_user`;
+const FACTS_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "reader-facts.sql", 'utf8'));
 /** What makes the role able to write or act on the server, one phrase each; empty when it only reads. */
 function readerProblems(f) {
     // A superuser may do everything else on the list too: that one phrase says it all.
@@ -62986,6 +63731,13 @@ function resampleSummary(r, outcome) {
     const cleared = r.tables.flatMap((t) => t.ownersCleared.filter((o) => o.rows > 0).map((o) => `${t.table}: ${o.rows} row(s) came along through another key with their owner ${o.key} cleared`));
     if (cleared.length)
         s.text(`Rows whose owner is outside the sample (set \`owns: false\` on the key that brought them under sample.foreign-keys if they should not come): ${cleared.join('; ')}.`);
+    const structural = r.tables.filter((t) => t.structure && (r.dryRun || t.structure.rows > 0));
+    if (structural.length)
+        s.text(`Rows brought along for structure (policy structure: present for the rows that name them, their owners outside the sample): ${structural
+            .map((t) => r.dryRun
+            ? `${t.table}: counted by a real run`
+            : `${t.table}: ${t.structure?.rows} row(s)${t.structure?.placeholder.length ? `, ${t.structure.placeholder.map((p) => `${p.rows} pointing at the placeholder (${p.key})`).join(', ')}` : ''}`)
+            .join('; ')}.`);
     const checked = r.tables.flatMap((t) => t.checkDrops.filter((d) => d.rows).map((d) => `${t.table}: ${d.rows} row(s) dropped, their nulled reference would break CHECK ${d.check}`));
     if (checked.length)
         s.text(`Rows left out because nulling a reference outside the sample would break a CHECK constraint: ${checked.join('; ')}.`);
@@ -63030,7 +63782,8 @@ function referencesSection(s, r) {
 function planLines(r) {
     const lines = [`Sample of ${r.root}: fraction ${r.fraction}, seed "${r.seed}". Tables in copy order:`];
     for (const t of r.tables)
-        lines.push(`  ${t.table} [${t.mode}] prod ${t.prodRowsExact ? '' : '≈'}${t.prodRows}, ${r.dryRun ? 'estimated' : 'copied'} ${t.copied}: ${t.note}${t.rules.length ? ` (rules: ${t.rules.join('; ')})` : ''}`);
+        lines.push(`  ${t.table} [${t.mode}] prod ${t.prodRowsExact ? '' : '≈'}${t.prodRows}, ${r.dryRun ? 'estimated' : 'copied'} ${t.copied}: ${t.note}${t.rules.length ? ` (rules: ${t.rules.join('; ')})` : ''}` +
+            (t.structure && !r.dryRun ? `; ${t.structure.rows} for structure` : ''));
     lines.push('Foreign keys:');
     for (const f of r.foreignKeys)
         lines.push(`  ${f.table}(${f.columns.join(', ')}) → ${f.refTable}: ${f.policy}${f.source === 'config' ? ' (config)' : ''}`);
@@ -63196,12 +63949,12 @@ function lowCause(plan, tp, t, byTable) {
 /** A table above the target: what brings in more than its share. */
 function highCause(plan, tp) {
     const causes = [];
-    const includes = plan.fks.filter((p) => p.policy === 'include' && p.fk.refTable === tp.table.id);
+    const includes = plan.fks.filter((p) => (p.policy === 'include' || p.policy === 'structure') && p.fk.refTable === tp.table.id);
     for (const p of includes)
-        causes.push(`the include policy of ${keyLabel(p)} (${policySource(p)}) brings in every ${short(tp.table.id)} a copied row names`);
+        causes.push(`the ${p.policy} policy of ${keyLabel(p)} (${policySource(p)}) brings in every ${short(tp.table.id)} a copied row names`);
     plan.references.forEach((r, i) => {
-        if (r.refTable === tp.table.id && r.policy === 'include')
-            causes.push(`the include policy of sample.references[${i}] (${r.label}) brings in every parent it names`);
+        if (r.refTable === tp.table.id && (r.policy === 'include' || r.policy === 'structure'))
+            causes.push(`the ${r.policy} policy of sample.references[${i}] (${r.label}) brings in every parent it names`);
     });
     const owning = tp.outgoing.filter((p) => p.owning);
     if (owning.length > 1)
@@ -63265,7 +64018,7 @@ function representativenessSection(s, r) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.placeholderSchema = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -63315,7 +64068,14 @@ exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
     zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
-exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);
+/**
+ * `structure` sits between `drop` and `include`: the parent comes along for the shape of the data
+ * (an ancestor comment of a sampled reply) but is no member of the sample: its keys to owners
+ * outside the sample point at the owner table's placeholder row (sample.placeholders), or are
+ * nulled where nullable, and nothing else of those owners follows. A row whose parent cannot come
+ * is left out, never copied with the reference cleared.
+ */
+exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'structure', 'null', 'drop'])]);
 /**
  * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
  * not come along through this key (a player's current post does not make the player part of the
@@ -63326,7 +64086,7 @@ exports.foreignKeySettingSchema = zod_1.z.union([
     zod_1.z
         .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
         .strict()
-        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
+        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, structure, null or drop), owns (true or false), or both'),
 ]);
 /**
  * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
@@ -63341,7 +64101,7 @@ exports.referenceSchema = zod_1.z
     table: tableName,
     keys: sqlFragment('expression'),
     to: foreignKeyRef,
-    policy: zod_1.z.enum(['include', 'null', 'drop']).default('drop'),
+    policy: zod_1.z.enum(['include', 'structure', 'null', 'drop']).default('drop'),
     column: zod_1.z
         .string()
         .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
@@ -63351,7 +64111,25 @@ exports.referenceSchema = zod_1.z
     .refine((r) => r.policy !== 'null' || r.column !== undefined, {
     message: 'policy null needs column: the column to clear when a parent is missing',
     path: ['column'],
+})
+    .refine((r) => r.policy !== 'structure' || r.column === undefined, {
+    message: 'policy structure clears nothing (a row whose parent cannot come is left out); remove column, or use policy null',
+    path: ['column'],
 });
+/** A column name, unquoted. */
+const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+/**
+ * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
+ * rows brought along for structure point at it instead of at their real owner, who stays outside
+ * the sample. `key` is its primary key (a value production does not use); `values` gives other
+ * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ */
+exports.placeholderSchema = zod_1.z
+    .object({
+    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
+})
+    .strict();
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -63405,6 +64183,8 @@ exports.sampleSchema = zod_1.z
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
     /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
     references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
+    /** Per owner table: the placeholder row that rows brought along for structure point at (policy structure). */
+    placeholders: zod_1.z.record(tableName, exports.placeholderSchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z

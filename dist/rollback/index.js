@@ -55655,7 +55655,11 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.environmentInput = environmentInput;
 exports.servicesTable = servicesTable;
+exports.offsiteKeysInput = offsiteKeysInput;
+exports.offsiteSummary = offsiteSummary;
+const offsite_1 = __nccwpck_require__(2298);
 const errors_1 = __nccwpck_require__(639);
+const ssh_1 = __nccwpck_require__(7496);
 const validate = __importStar(__nccwpck_require__(8770));
 function environmentInput(value) {
     if (value !== 'prod' && value !== 'dev') {
@@ -55665,6 +55669,85 @@ function environmentInput(value) {
 }
 function servicesTable(s, containers) {
     return s.table(['service', 'container', 'state', 'health', 'image'], containers.map((c) => [c.service, c.name, c.status + (c.status === 'exited' ? ` (${c.exitCode})` : ''), c.health, c.image]));
+}
+/**
+ * Reads offsite-ssh-key and offsite-admin-key (masked the moment they are read) and checks them
+ * against the config before anything runs on the host: both or neither of backup.offsite and
+ * offsite-ssh-key, unencrypted private keys, and three different keys (the VPS's login, the
+ * backup host's write-only key, the runner's admin key), so each can be revoked alone.
+ */
+function offsiteKeysInput(io, config) {
+    const write = io.secret('offsite-ssh-key');
+    const admin = io.secret('offsite-admin-key');
+    const o = config.backup.offsite;
+    if (!o) {
+        if (write.trim() || admin.trim()) {
+            throw new errors_1.ConfigurationError(`input ${write.trim() ? 'offsite-ssh-key' : 'offsite-admin-key'} is given but the config has no backup.offsite: add that section (host, user, path, known-hosts, recipients) or drop the input`);
+        }
+        return undefined;
+    }
+    if (!write.trim()) {
+        throw new errors_1.ConfigurationError(`input offsite-ssh-key is required: backup.offsite sends copies to ${o.host}; pass the backup host's write-only key from a secret (README, Off-host copies)`);
+    }
+    const w = (0, ssh_1.unencryptedPrivateKey)(write, 'offsite-ssh-key');
+    const a = admin.trim() ? (0, ssh_1.unencryptedPrivateKey)(admin, 'offsite-admin-key') : undefined;
+    const login = io.secret('ssh-key');
+    const loginPublic = login.trim() ? publicOrUndefined(login) : undefined;
+    if (loginPublic && loginPublic === w.publicKey) {
+        throw new errors_1.ConfigurationError("input offsite-ssh-key is the same key as ssh-key: give the backup host a key of its own, so neither host can be reached with the other's");
+    }
+    if (a && a.publicKey === w.publicKey) {
+        throw new errors_1.ConfigurationError('input offsite-admin-key is the same key as offsite-ssh-key: the admin key (which may delete copies) must be another key, kept off the VPS');
+    }
+    if (a && loginPublic && a.publicKey === loginPublic) {
+        throw new errors_1.ConfigurationError('input offsite-admin-key is the same key as ssh-key: the key that may delete off-host copies must never be one the VPS accepts');
+    }
+    return { write: w.key, admin: a?.key };
+}
+function publicOrUndefined(key) {
+    try {
+        return (0, ssh_1.unencryptedPrivateKey)(key, 'ssh-key').publicKey;
+    }
+    catch {
+        return undefined; // an encrypted login key (with ssh-passphrase) cannot be the write-only key, which may not be encrypted
+    }
+}
+/** The off-host copy's part of a job summary: what happened, where the copies are, what to do next. */
+function offsiteSummary(s, config, env, localPath, copy) {
+    const o = config.backup.offsite;
+    if (!o)
+        return s;
+    const required = o.required
+        ? 'required (backup.offsite.required: true), so this step fails'
+        : 'not required (backup.offsite.required: false), so this step only warns';
+    s.heading('Off-host copy', 3);
+    if (copy.status === 'failed') {
+        s.text(`❌ **The off-host copy failed** at ${copy.stage}: ${copy.error}`);
+        s.list([
+            `The local backup is verified and untouched: \`${localPath}\` on the VPS. Promote and rollback can use it.`,
+            `No new copy is on the backup host; the older ones there are as they were (\`${(0, offsite_1.offsiteLocation)(o, env)}\`).`,
+            `The copy is ${required}.`,
+            'Next: fix the cause above, then run the backup action again (a new backup, copied as it is taken).',
+        ]);
+        return s;
+    }
+    const checked = copy.arrival === 'checked'
+        ? "checked on arrival: sha256sum on the backup host, with the runner's own key, matches every hash computed on the VPS"
+        : 'not checked on the backup host (no offsite-admin-key; rsync checked each file as it arrived)';
+    s.text(`✅ **Encrypted copy on the backup host**: \`${copy.location}\` (${checked}, ${copy.seconds}s).`);
+    s.table(['file', 'bytes', 'sha256 (encrypted)'], Object.entries(copy.files).map(([n, f]) => [n, String(f.bytes), f.sha256]));
+    const notes = [
+        `Encrypted with age to ${o.recipients.length} public key(s); only the matching private key reads it: \`age -d -i key.txt db.dump.age > db.dump\`, then compare its sha256 with the manifest's.`,
+    ];
+    if (!copy.writeOnly)
+        notes.push("⚠️ The backup host let the VPS's key read the copy: it is not confined to rrsync -wo, so a stolen VPS could delete the copies. Put the authorized_keys line from the README (Off-host copies) on the backup host.");
+    if (copy.arrival === 'unchecked')
+        notes.push('Set offsite-admin-key to have each copy checked on the backup host and old copies pruned there.');
+    if (copy.pruned?.length)
+        notes.push(`Removed from the backup host (older than the newest ${o.keep}): ${copy.pruned.join(', ')}.`);
+    if (copy.pruneError)
+        notes.push(`⚠️ The retention on the backup host failed (the new copy is kept): ${copy.pruneError}. Check free space in \`${(0, offsite_1.offsiteDir)(o, env)}\`.`);
+    return s.list(notes);
 }
 
 
@@ -55709,7 +55792,16 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.rollbackAction = void 0;
+exports.RollbackFailed = exports.rollbackAction = void 0;
+exports.runRollback = runRollback;
+exports.chooseTarget = chooseTarget;
+/**
+ * rollback: return an environment to an earlier release: the previous one by default, or a named
+ * one. Its tagged images start again without a rebuild and its commit is checked out. The database
+ * is restored only with restore-database and a backup-id; the data-loss window is logged before the
+ * restore and stated in the summary.
+ */
+const sha_1 = __nccwpck_require__(3828);
 const backup_1 = __nccwpck_require__(6230);
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
@@ -55736,85 +55828,119 @@ exports.rollbackAction = {
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
         const env = new environment_1.Environment(plan.environment, config);
         io.output('url', env.cfg.url);
-        const summary = new summary_1.Summary().heading(`Rollback of ${env.name}`);
-        let target;
-        let backup;
-        let current;
-        let drifted = [];
-        let skipped = [];
+        let done;
         try {
-            const restart = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'rollback', run, log, lockTimeoutSeconds }, async (op) => {
-                const history = (0, release_1.releaseHistory)(op.records);
-                const stack = (0, release_1.releaseStack)(op.records);
-                current = stack.current;
-                const before = await (0, state_1.observe)(host, env);
-                drifted = (0, state_1.drift)(before, current);
-                if (drifted.length)
-                    log.warning(`${env.name} does not run its recorded release ${current?.release ?? '(none)'}: ${drifted.join('; ')}. The rollback settles it.`);
-                if (plan.releaseId) {
-                    target = history.find((r) => r.release === plan.releaseId);
-                    if (!target)
-                        throw new errors_1.OperationFailed(`${env.name} has no release ${plan.releaseId} in its host log; known: ${history
-                            .slice(0, 5)
-                            .map((r) => r.release)
-                            .join(', ') || 'none'}`);
-                }
-                else {
-                    target = stack.target;
-                    skipped = stack.skipped;
-                    if (!target) {
-                        throw new errors_1.OperationFailed(`${env.name} has no release to roll back to: ${current ? `${current.release} replaced none` : 'no release is recorded'}` +
-                            `${stack.skipped.length ? ` that was not itself rolled back from (passed over: ${stack.skipped.join(', ')})` : ''}. ` +
-                            `Name one with release-id (known: ${history
-                                .slice(0, 5)
-                                .map((r) => r.release)
-                                .join(', ') || 'none'}). Nothing was changed.`);
-                    }
-                }
-                if (skipped.length)
-                    log.info(`passing over ${skipped.join(', ')}: a rollback already left ${skipped.length > 1 ? 'them' : 'it'}`);
-                if (plan.backupId) {
-                    backup = await (0, backup_1.usableBackup)(host, config, env, plan.backupId, log);
-                    log.warning(`The database of ${env.name} will be restored from ${backup.id} (taken ${backup.time}): every write since then will be lost.`);
-                }
-                const r = await (0, rollback_1.startRelease)(host, config, env, target, log, backup);
-                await op.record('release', {
-                    release: target.release,
-                    sha: target.sha,
-                    kind: 'rollback',
-                    images: target.images,
-                    previous: target.previous,
-                    rolledBackFrom: current?.release,
-                    restoredBackup: backup?.id,
-                    settled: drifted.length ? drifted : undefined,
-                });
-                await op.record('rollback', { release: target.release, rolledBackFrom: current?.release, restoredBackup: backup?.id, restoredAt: r.restoredAt });
-                return r;
-            });
-            const t = target;
-            io.output('release-id', t.release);
-            io.output('sha', t.sha);
-            io.output('restored-backup-id', backup?.id ?? '');
-            summary.text(`↩️ **${env.name} runs release \`${t.release}\`** (\`${t.sha.slice(0, 12)}\`) again, healthy. It ran \`${current?.release ?? '?'}\` before.`);
-            summary.list([
-                backup && restart.restoredAt
-                    ? `database restored from \`${backup.id}\`: ${(0, rollback_1.lossWindow)(backup, restart.restoredAt)}`
-                    : 'database not restored (its schema and data are as they were)',
-                ...(skipped.length ? [`passed over ${skipped.map((x) => `\`${x}\``).join(', ')}: an earlier rollback left ${skipped.length > 1 ? 'them' : 'it'}`] : []),
-                ...(drifted.length ? [`before the rollback, ${env.name} did not run its recorded release: ${drifted.join('; ')}`] : []),
-            ]);
-            (0, common_1.servicesTable)(summary, restart.containers);
+            done = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'rollback', run, log, lockTimeoutSeconds }, (op) => runRollback({ host, config, log, env, plan }, op));
         }
         catch (e) {
-            summary.text(`❌ **The rollback of ${env.name} failed**: ${(0, errors_1.errorMessage)(e)}`);
-            if (target)
-                summary.list([`target release: \`${target.release}\``, `Next: run the status action to see the containers, then retry or pick another release-id.`]);
-            await io.summary(summary.toMarkdown());
-            throw e;
+            // The step fails with the error itself: its kind decides how the runner reports it.
+            const failed = e instanceof RollbackFailed ? e : undefined;
+            const error = failed ? failed.error : e;
+            await io.summary(failureSummary(env, error, failed?.target).toMarkdown());
+            throw error;
         }
-        await io.summary(summary.toMarkdown());
+        await reportRolledBack(io, env, done);
     },
 };
+/** A rollback that failed once its target was chosen. */
+class RollbackFailed extends Error {
+    target;
+    error;
+    constructor(target, error) {
+        super((0, errors_1.errorMessage)(error));
+        this.target = target;
+        this.error = error;
+    }
+}
+exports.RollbackFailed = RollbackFailed;
+/** The runbook under the environment's lock: what runs → which release → the backup to restore, if asked → start it → record. */
+async function runRollback(r, op) {
+    const chosen = await chooseTarget(r, op);
+    try {
+        const backup = await backupToRestore(r);
+        const restart = await (0, rollback_1.startRelease)(r.host, r.config, r.env, chosen.target, r.log, backup);
+        await recordRollback(op, chosen, backup, restart);
+        return { ...chosen, ...restart, backup };
+    }
+    catch (e) {
+        throw new RollbackFailed(chosen.target, e);
+    }
+}
+/** What runs, and the release to go to: the one named, or the one the current release replaced that no rollback left. */
+async function chooseTarget(r, op) {
+    const { env, log, plan } = r;
+    const history = (0, release_1.releaseHistory)(op.records);
+    const stack = (0, release_1.releaseStack)(op.records);
+    const current = stack.current;
+    const drifted = (0, state_1.drift)(await (0, state_1.observe)(r.host, env), current);
+    if (drifted.length)
+        log.warning(`${env.name} does not run its recorded release ${current?.release ?? '(none)'}: ${drifted.join('; ')}. The rollback settles it.`);
+    const known = history
+        .slice(0, 5)
+        .map((x) => x.release)
+        .join(', ') || 'none';
+    if (plan.releaseId) {
+        const target = history.find((x) => x.release === plan.releaseId);
+        if (!target)
+            throw new errors_1.OperationFailed(`${env.name} has no release ${plan.releaseId} in its host log; known: ${known}`);
+        return { target, current, drifted, skipped: [] };
+    }
+    if (!stack.target) {
+        throw new errors_1.OperationFailed(`${env.name} has no release to roll back to: ${current ? `${current.release} replaced none` : 'no release is recorded'}` +
+            `${stack.skipped.length ? ` that was not itself rolled back from (passed over: ${stack.skipped.join(', ')})` : ''}. ` +
+            `Name one with release-id (known: ${known}). Nothing was changed.`);
+    }
+    const { skipped } = stack;
+    if (skipped.length)
+        log.info(`passing over ${skipped.join(', ')}: a rollback already left ${skipped.length > 1 ? 'them' : 'it'}`);
+    return { target: stack.target, current, drifted, skipped };
+}
+/** The verified backup to restore, only when restore-database named one. */
+async function backupToRestore(r) {
+    if (!r.plan.backupId)
+        return undefined;
+    const backup = await (0, backup_1.usableBackup)(r.host, r.config, r.env, r.plan.backupId, r.log);
+    r.log.warning(`The database of ${r.env.name} will be restored from ${backup.id} (taken ${backup.time}): every write since then will be lost.`);
+    return backup;
+}
+/** Recorded as a release (a rollback) and as a rollback from the current release. */
+async function recordRollback(op, chosen, backup, restart) {
+    const { target, current, drifted } = chosen;
+    await op.record('release', {
+        release: target.release,
+        sha: target.sha,
+        kind: 'rollback',
+        images: target.images,
+        previous: target.previous,
+        rolledBackFrom: current?.release,
+        restoredBackup: backup?.id,
+        settled: drifted.length ? drifted : undefined,
+    });
+    await op.record('rollback', { release: target.release, rolledBackFrom: current?.release, restoredBackup: backup?.id, restoredAt: restart.restoredAt });
+}
+async function reportRolledBack(io, env, done) {
+    const { target: t, backup, skipped, drifted } = done;
+    io.output('release-id', t.release);
+    io.output('sha', t.sha);
+    io.output('restored-backup-id', backup?.id ?? '');
+    const summary = new summary_1.Summary().heading(`Rollback of ${env.name}`);
+    summary.text(`↩️ **${env.name} runs release \`${t.release}\`** (\`${(0, sha_1.short)(t.sha)}\`) again, healthy. It ran \`${done.current?.release ?? '?'}\` before.`);
+    summary.list([
+        backup && done.restoredAt
+            ? `database restored from \`${backup.id}\`: ${(0, rollback_1.lossWindow)(backup, done.restoredAt)}`
+            : 'database not restored (its schema and data are as they were)',
+        ...(skipped.length ? [`passed over ${skipped.map((x) => `\`${x}\``).join(', ')}: an earlier rollback left ${skipped.length > 1 ? 'them' : 'it'}`] : []),
+        ...(drifted.length ? [`before the rollback, ${env.name} did not run its recorded release: ${drifted.join('; ')}`] : []),
+    ]);
+    (0, common_1.servicesTable)(summary, done.containers);
+    await io.summary(summary.toMarkdown());
+}
+function failureSummary(env, e, target) {
+    const summary = new summary_1.Summary().heading(`Rollback of ${env.name}`).text(`❌ **The rollback of ${env.name} failed**: ${(0, errors_1.errorMessage)(e)}`);
+    if (target)
+        summary.list([`target release: \`${target.release}\``, `Next: run the status action to see the containers, then retry or pick another release-id.`]);
+    return summary;
+}
 
 
 /***/ }),
@@ -55825,8 +55951,73 @@ exports.rollbackAction = {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = void 0;
+exports.backupSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
+const age_1 = __nccwpck_require__(3997);
+const known_hosts_1 = __nccwpck_require__(1379);
+const errors_1 = __nccwpck_require__(639);
+const absPath = zod_1.z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
+    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
+    .transform((p) => p.replace(/\/+$/, ''));
+const HOST = /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$|^\[?[0-9A-Fa-f:.]+\]?$/;
+const recipient = zod_1.z.string().superRefine((r, ctx) => {
+    if (age_1.AGE_SECRET_KEY.test(r.trim())) {
+        ctx.addIssue({
+            code: zod_1.z.ZodIssueCode.custom,
+            message: 'is an age private key: put its public key here (age-keygen -y key.txt), and keep the private key off the VPS and out of the repository',
+        });
+    }
+    else if (!age_1.AGE_RECIPIENT.test(r)) {
+        ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: 'must be an age public key: "age1" and 58 letters and digits, as age-keygen -y prints it' });
+    }
+});
+/**
+ * `backup.offsite:` — a second host that receives an encrypted copy of every verified backup,
+ * straight from the VPS over rsync+ssh, with a key that may only add files there (rrsync -wo
+ * -no-del -no-overwrite in that host's authorized_keys). See src/domain/offsite.ts.
+ */
+exports.offsiteSchema = zod_1.z
+    .object({
+    host: zod_1.z.string().regex(HOST, 'must be a host name or an IP address'),
+    port: zod_1.z.number().int().min(1).max(65535).default(22),
+    user: zod_1.z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/i, 'must be a user name on the backup host'),
+    /** The directory on the backup host, the one rrsync is confined to; each environment gets a subdirectory. */
+    path: absPath.refine((p) => p !== '', 'must not be /'),
+    /** The backup host's public key line(s), as in ~/.ssh/known_hosts: pinned on the VPS and on the runner. */
+    'known-hosts': zod_1.z.union([zod_1.z.string(), zod_1.z.array(zod_1.z.string()).min(1)]).transform((k) => (Array.isArray(k) ? k.join('\n') : k)),
+    /** age public keys the copies are encrypted to; the private keys stay off the VPS. */
+    recipients: zod_1.z.array(recipient).min(1, 'needs at least one age public key (age-keygen -y key.txt)'),
+    /** true: a copy that fails fails the step (the local backup stays); false: it only warns. */
+    required: zod_1.z.boolean().default(true),
+    /** Copies kept per environment on the backup host, pruned from the runner with offsite-admin-key. */
+    keep: zod_1.z.number().int().min(1).max(1000).default(14),
+    'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
+})
+    .strict()
+    .superRefine((o, ctx) => {
+    let entries;
+    try {
+        entries = (0, known_hosts_1.parseKnownHosts)(o['known-hosts']);
+    }
+    catch (e) {
+        ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, path: ['known-hosts'], message: (0, errors_1.errorMessage)(e).replace(/^known-hosts /, '') });
+        return;
+    }
+    // A bad host or port is reported on its own line above; which key it needs cannot be said yet.
+    if (!HOST.test(o.host) || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535)
+        return;
+    const host = o.host.replace(/^\[|\]$/g, '');
+    if (!entries.some((e) => e.marker === '' && (0, known_hosts_1.hostMatches)(e.hosts, host, o.port))) {
+        const name = o.port === 22 ? host : `[${host}]:${o.port}`;
+        ctx.addIssue({
+            code: zod_1.z.ZodIssueCode.custom,
+            path: ['known-hosts'],
+            message: `has no key for ${name}: give that host's line(s), e.g. from ssh-keyscan -p ${o.port} ${host} checked against its /etc/ssh/ssh_host_*_key.pub`,
+        });
+    }
+});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -55842,6 +56033,8 @@ exports.backupSchema = zod_1.z
     /** `list`: pg_restore --list and the checksum; `restore`: also restore into a scratch database and compare row counts. */
     verify: zod_1.z.enum(['list', 'restore']).default('list'),
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
+    /** An encrypted copy of every verified backup on a second host (off by default). */
+    offsite: exports.offsiteSchema.optional(),
 })
     .strict()
     .default({});
@@ -56868,6 +57061,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
 const errors_1 = __nccwpck_require__(639);
+const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 class Environment {
@@ -56896,13 +57090,15 @@ class Environment {
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
-        const cmd = this.config['compose-command'] === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
-        const files = this.cfg.composeFiles.flatMap((f) => ['-f', f]);
-        return (0, shell_1.argv)(cmd, files, '--env-file', this.cfg.envFile, '-p', this.cfg.project, args);
+        return (0, compose_1.compose)(this.composeProject, args);
+    }
+    /** What names this environment's compose project for the compose builder. */
+    get composeProject() {
+        return { command: this.config['compose-command'], files: this.cfg.composeFiles, envFile: this.cfg.envFile, project: this.cfg.project };
     }
     /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
     composeScript(...args) {
-        return (0, shell_1.sh) `cd ${this.cfg.checkout} && COMPOSE_PROJECT_NAME=${this.cfg.project} ` + this.compose(...args);
+        return (0, compose_1.composeLine)(this.cfg.checkout, this.composeProject, args);
     }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
@@ -56918,15 +57114,18 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
-        const filters = ['--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${db.service}`];
         // One braced group, so the whole command can sit in a pipe or take a redirection.
-        return ((0, shell_1.sh) `{ c=$(docker ps -q ${filters} | head -n 1); ` +
+        return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
             `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
-        const r = await host.run((0, shell_1.argv)('docker', 'ps', '-q', '--filter', `label=com.docker.compose.project=${this.cfg.project}`, '--filter', `label=com.docker.compose.service=${service}`), { quiet: true, label: `finding the ${service} container`, timeoutSeconds: 60 });
+        const r = await host.run((0, docker_1.psIds)(this.cfg.project, { service }), {
+            quiet: true,
+            label: `finding the ${service} container`,
+            timeoutSeconds: 60,
+        });
         const id = r.stdout.trim().split('\n')[0];
         if (!id)
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
@@ -56941,8 +57140,7 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
-        const script = (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${this.cfg.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
-        const r = await host.run(script, { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
+        const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
     }
 }
@@ -56953,9 +57151,9 @@ function parseInspect(json) {
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
         return {
-            id: c.Id.slice(0, 12),
+            id: (0, docker_1.shortId)(c.Id),
             name: c.Name.replace(/^\//, ''),
-            service: c.Config?.Labels?.['com.docker.compose.service'] ?? '',
+            service: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.service] ?? '',
             image: c.Config?.Image ?? '',
             imageId: c.Image,
             status: c.State?.Status ?? 'unknown',
@@ -56963,8 +57161,8 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-            oneoff: c.Config?.Labels?.['com.docker.compose.oneoff'] === 'True',
-            workingDir: c.Config?.Labels?.['com.docker.compose.project.working_dir'] ?? '',
+            oneoff: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.oneoff] === 'True',
+            workingDir: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.workingDir] ?? '',
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
@@ -56974,12 +57172,44 @@ function parseInspect(json) {
 /***/ }),
 
 /***/ 6048:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.headScript = headScript;
 exports.resolveRef = resolveRef;
 exports.checkoutCommit = checkoutCommit;
 exports.scratchCheckout = scratchCheckout;
@@ -56990,34 +57220,39 @@ exports.ensureReleaseDir = ensureReleaseDir;
 exports.pruneReleaseDirs = pruneReleaseDirs;
 exports.removeScratchCheckout = removeScratchCheckout;
 const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
+const git = __importStar(__nccwpck_require__(9938));
+const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 const validate_1 = __nccwpck_require__(8770);
-/** A script line printing the checkout's HEAD commit, or nothing when it cannot be read. */
-function headScript(checkout) {
-    return (0, shell_1.sh) `git -C ${checkout} rev-parse --verify --quiet HEAD 2>/dev/null || true`;
-}
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
 async function resolveRef(host, env, ref) {
     (0, validate_1.gitRef)(ref);
     const { checkout, remote } = env.cfg;
-    const exists = await host.run((0, shell_1.sh) `test -d ${`${checkout}/.git`}`, { check: false, quiet: true, timeoutSeconds: 30 });
+    const exists = await host.run(git.isRepository(checkout), { check: false, quiet: true, timeoutSeconds: 30 });
     if (exists.exitCode !== 0) {
         throw new errors_1.ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
     }
-    await host.run((0, shell_1.sh) `git fetch --prune --tags --force ${remote}`, { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+    await host.run(git.fetch(remote), { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
     // A branch name means the remote's branch; a tag or sha means itself.
-    const r = await host.run((0, shell_1.sh) `git rev-parse --verify --quiet ${`refs/remotes/${remote}/${ref}^{commit}`} || git rev-parse --verify --quiet ${`refs/tags/${ref}^{commit}`} || git rev-parse --verify --quiet ${`${ref}^{commit}`}`, { cwd: checkout, check: false, quiet: true, timeoutSeconds: 60 });
-    const sha = r.stdout.trim().split('\n')[0];
-    if (r.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(sha)) {
+    const r = await host.run(git.resolveCommit(remote, ref), {
+        cwd: checkout,
+        check: false,
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    const line = r.stdout.trim().split('\n')[0];
+    const sha = (0, sha_1.isSha)(line) ? line : undefined;
+    if (r.exitCode !== 0 || !sha) {
         throw new errors_1.ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
     }
     return sha;
 }
 async function checkoutCommit(host, env, sha) {
     try {
-        await host.run((0, shell_1.sh) `git -c advice.detachedHead=false checkout --quiet --detach ${sha}`, {
+        await host.run(git.checkoutDetached(sha), {
             cwd: env.cfg.checkout,
-            label: `git checkout ${sha.slice(0, 12)} in ${env.cfg.checkout}`,
+            label: `git checkout ${(0, sha_1.short)(sha)} in ${env.cfg.checkout}`,
             timeoutSeconds: 300,
         });
     }
@@ -57042,8 +57277,7 @@ async function scratchCheckout(host, env, sha, dir) {
 }
 async function addWorktree(host, env, sha, dir) {
     const { checkout } = env.cfg;
-    await host.run((0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune && ` +
-        (0, shell_1.sh) `mkdir -p ${parentOf(dir)} && git -C ${checkout} worktree add --force --detach ${dir} ${sha} >/dev/null`, { label: `${env.name}: scratch checkout of ${sha.slice(0, 12)}`, quiet: true, timeoutSeconds: 600 });
+    await host.run(git.addWorktree(checkout, dir, sha), { label: `${env.name}: scratch checkout of ${(0, sha_1.short)(sha)}`, quiet: true, timeoutSeconds: 600 });
 }
 function parentOf(path) {
     return path.slice(0, path.lastIndexOf('/')) || '/';
@@ -57097,7 +57331,7 @@ async function copyUntracked(host, env, sha, dir, files) {
             ? `remove ${rel} from the commit (it comes from the checkout, outside git)`
             : `make ${rel} a real directory in the commit${isEnvFile ? '' : ' (or drop the entry)'}`;
         throw new errors_1.ConfigurationError(hit.side === 'destination'
-            ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${sha.slice(0, 12)}, and files outside git never go through a link; ${fix}`
+            ? `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}) in commit ${(0, sha_1.short)(sha)}, and files outside git never go through a link; ${fix}`
             : `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}), and files outside git are copied, never followed; put the file itself at ${hit.path}`);
     }
     if (r.exitCode !== 0 || r.timedOut)
@@ -57136,7 +57370,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     const probe = await host.run([
         ...files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`),
         ...roots.map((d) => (0, shell_1.sh) `[ ! -L ${d} ] || echo ${`link ${d}`}`),
-        (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`,
+        git.head(dir),
     ].join('; '), {
         check: false,
         quiet: true,
@@ -57162,7 +57396,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
 async function pruneReleaseDirs(host, stateDir, env, protect) {
     const root = `${stateDir}/releases/${env.name}`;
     const r = await host.run((0, shell_1.sh) `ls -1 ${root} 2>/dev/null`, { check: false, quiet: true, timeoutSeconds: 60 });
-    const tags = await host.run((0, shell_1.sh) `docker images --format '{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+    const tags = await host.run((0, docker_1.listImages)(`twinstack/${env.project}-*`, '{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
     const kept = tags.stdout
         .split('\n')
         .map((t) => /^r\d{8}T\d{6}Z-([0-9a-f]{7,40})$/.exec(t.trim())?.[1])
@@ -57176,7 +57410,7 @@ async function pruneReleaseDirs(host, stateDir, env, protect) {
     return gone;
 }
 async function removeScratchCheckout(host, env, dir) {
-    await host.run((0, shell_1.sh) `git -C ${env.cfg.checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${env.cfg.checkout} worktree prune`, {
+    await host.run(git.removeWorktree(env.cfg.checkout, dir), {
         check: false,
         quiet: true,
         timeoutSeconds: 300,
@@ -57187,10 +57421,43 @@ async function removeScratchCheckout(host, env, dir) {
 /***/ }),
 
 /***/ 131:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.KEEP_RECENT = exports.COMPACT_OVER_LINES = exports.HostLog = exports.logRecord = void 0;
 exports.stateDirOf = stateDirOf;
@@ -57204,10 +57471,12 @@ exports.latest = latest;
  * Every action that changes the host records what it did, for which sha, by which run, and how it
  * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const shell_1 = __nccwpck_require__(2232);
+const READ_LOG = fs.readFileSync(__dirname + '/read-log.sh', 'utf8');
 const outcome = zod_1.z.enum(['success', 'failure', 'cancelled', 'interrupted']);
 /** What every record has: which environment, which action and operation, which run, when. */
 const base = {
@@ -57257,6 +57526,7 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         problems: zod_1.z.array(zod_1.z.string()).optional(),
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional() }),
+    record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
     record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string() }),
     record('staging-created', { database: zod_1.z.string() }),
     record('resampled', {}),
@@ -57318,7 +57588,12 @@ class HostLog {
      */
     async read(log) {
         const label = `reading the ${this.env} host log`;
-        const r = await this.host.run((0, shell_1.sh) `if [ -f ${this.file} ]; then size=$(wc -c < ${this.file}) || exit 1; if [ "$size" -gt ${host_1.MAX_CAPTURE_BYTES} ]; then echo "$size" >&2; exit ${TOO_BIG}; fi; cat ${this.file}; fi`, { label, quiet: true, timeoutSeconds: 120, check: false });
+        const r = await this.host.run((0, shell_1.hostScript)(READ_LOG, { FILE: this.file, MAX_BYTES: host_1.MAX_CAPTURE_BYTES, TOO_BIG }), {
+            label,
+            quiet: true,
+            timeoutSeconds: 120,
+            check: false,
+        });
         const size = Number(r.stderr.trim());
         if (r.exitCode === TOO_BIG && Number.isInteger(size)) {
             throw new errors_1.ConfigurationError(`the ${this.env} host log ${this.file} is ${(0, errors_1.mib)(size)} (${size} bytes), more than the ${(0, errors_1.mib)(host_1.MAX_CAPTURE_BYTES)} twinstack reads whole: archive it on the host, keeping the records decisions need (cd ${stateDirOf(this.stateDir, this.env)} && mv log.jsonl log-old.jsonl && grep -E '"event":"(release|rollback|gate)"' log-old.jsonl > log.jsonl && gzip log-old.jsonl)`);
@@ -57403,23 +57678,68 @@ function latest(records, event, where = () => true) {
 /***/ }),
 
 /***/ 8597:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EnvironmentLock = void 0;
 exports.describeBusy = describeBusy;
 exports.describeHolder = describeHolder;
+/**
+ * The per-environment lock on the host. A `flock` held by a process inside our SSH session: if the
+ * run dies or loses its connection, sshd ends the session, the process exits and the kernel drops
+ * the lock, so a dead run can never block the host for ever. The holder file beside it says who
+ * holds the lock; a holder file found by the next run that takes the lock is the trace of a run
+ * that died holding it (a stale lock), and is reported.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const errors_1 = __nccwpck_require__(639);
 const host_log_1 = __nccwpck_require__(131);
 const action_1 = __nccwpck_require__(2512);
+const docker_1 = __nccwpck_require__(580);
+const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 function describeBusy(e) {
     return `${e.label || 'a command'} (process group ${e.pgid}${e.op ? `, operation ${e.op}` : ''}${e.run ? ` of run ${e.run}` : ''}${e.since ? `, since ${e.since}` : ''})`;
 }
 const ACQUIRED = 'twinstack-lock-acquired';
 const TIMEOUT_EXIT = 75;
+const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
+const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 class EnvironmentLock {
     host;
     process;
@@ -57458,9 +57778,11 @@ class EnvironmentLock {
      */
     static async busyWork(host, stateDir, env) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
-        const r = await host.run((0, shell_1.sh) `mkdir -p -m 700 ${entriesDir} && touch ${busyFile} && if flock -x -n ${busyFile} true; then echo IDLE; else echo BUSY; fi; ` +
-            (0, shell_1.sh) `for f in ${entriesDir}/*.json; do [ -e "$f" ] || continue; pg=\${f##*/}; pg=\${pg%.json}; ` +
-            `if kill -0 -- "-$pg" 2>/dev/null; then printf '%s\t' "$pg"; head -c 2000 "$f"; else rm -f "$f"; fi; done`, { quiet: true, label: `checking ${env} for remote work of earlier runs`, timeoutSeconds: 60 });
+        const r = await host.run((0, shell_1.hostScript)(BUSY_WORK, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile }), {
+            quiet: true,
+            label: `checking ${env} for remote work of earlier runs`,
+            timeoutSeconds: 60,
+        });
         const lines = r.stdout.split('\n');
         const entries = [];
         for (const line of lines.slice(1)) {
@@ -57518,20 +57840,14 @@ class EnvironmentLock {
      */
     static async stopWork(host, stateDir, env, op, project, graceSeconds = 3) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
-        const script = (0, shell_1.sh) `op=${op}; dir=${entriesDir}; busy=${busyFile}; grace=${graceSeconds}; project=${`label=com.docker.compose.project=${project}`}\n` +
-            // An entry is the JSON line twinstack wrote ({"op":"<id>",...}): matched on that exact pair, as fixed text.
-            String.raw `groups() { for f in "$dir"/*.json; do [ -e "$f" ] || continue; grep -qF -- "\"op\":\"$op\"" "$f" || continue; pg=${'$'}{f##*/}; echo "${'$'}{pg%.json}"; done; }
-containers() { for c in $(docker ps -q --filter "$project" 2>/dev/null); do docker exec "$c" sh -c 'for f in /tmp/.twinstack-exec-'"$op"'-*; do [ -e "$f" ] || continue; kill -'"$1"' "$(cat "$f")" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null & done; wait; }
-n=0; for pg in $(groups); do kill -TERM -- "-$pg" 2>/dev/null && n=$((n+1)); done
-containers TERM >/dev/null
-if ! flock -x -w "$grace" "$busy" true; then
-  for pg in $(groups); do kill -KILL -- "-$pg" 2>/dev/null; done
-  containers KILL >/dev/null
-  flock -x -w 2 "$busy" true || echo "still-busy"
-fi
-# A stopped group's leader may linger until its parent reaps it: its entry goes once it has (or at the next busyWork).
-for pg in $(groups); do for _ in 1 2 3 4 5; do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done; kill -0 -- "-$pg" 2>/dev/null || rm -f "$dir/$pg.json"; done
-echo "stopped $n process group(s)"`;
+        const script = (0, shell_1.hostScript)(STOP_WORK, {
+            OP: op,
+            ENTRIES_DIR: entriesDir,
+            BUSY_FILE: busyFile,
+            GRACE: graceSeconds,
+            PROJECT_LABEL: (0, docker_1.projectLabel)(project),
+            PID_PREFIX: docker_1.EXEC_PID_PREFIX,
+        });
         const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 20 });
         return r.stdout.trim();
     }
@@ -57613,17 +57929,372 @@ echo "stopped $n process group(s)"`;
 }
 exports.EnvironmentLock = EnvironmentLock;
 function describeHolder(h) {
-    return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? h.sha.slice(0, 12) : '?'}, since ${h.since})`;
+    return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? (0, sha_1.short)(h.sha) : '?'}, since ${h.since})`;
+}
+
+
+/***/ }),
+
+/***/ 2298:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.writeOnlyAuthorizedKey = writeOnlyAuthorizedKey;
+exports.offsiteDir = offsiteDir;
+exports.offsiteLocation = offsiteLocation;
+exports.copyOffsite = copyOffsite;
+exports.pushFailure = pushFailure;
+exports.connectWithAdminKey = connectWithAdminKey;
+exports.checkArrival = checkArrival;
+exports.listOffsite = listOffsite;
+exports.pruneOffsite = pruneOffsite;
+/**
+ * Off-host copies of verified backups (`backup.offsite`). The runbook of one copy:
+ *
+ *   1. Seal, on the VPS: each file of the verified backup (db.dump, globals.sql, manifest.json) is
+ *      encrypted with age to the config's public keys, into a staging directory beside the
+ *      backups; the sha256 of every sealed file is computed there and written into upload.json.
+ *      The private key is never on the VPS, so a stolen VPS cannot read what it sent.
+ *   2. Push, from the VPS straight to the backup host (the data never passes through the runner):
+ *      rsync over ssh with the write-only key (a 0600 file in a private temp directory, removed in
+ *      a finally), that host's key pinned (StrictHostKeyChecking=yes, a known_hosts of its own).
+ *      The backup host confines that key to `rrsync -wo -no-del -no-overwrite <path>`: the VPS can
+ *      add backups there, never read, delete or overwrite one. The VPS then tries a read with the
+ *      same key, which must be refused; if it is not, the copy says the key is not write-only.
+ *   3. Check on arrival, from the runner with a key of its own (offsite-admin-key): sha256sum on
+ *      the backup host, every hash equal to the one computed on the VPS before the push. The VPS's
+ *      key cannot read back, so the check is made by a party that did not send the files.
+ *   4. Retention, from the runner with that key: the newest `keep` copies are kept.
+ *
+ * The local backup is never touched: a copy that fails leaves it verified where it was.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const age_1 = __nccwpck_require__(3997);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const rsync_1 = __nccwpck_require__(1907);
+const shell_1 = __nccwpck_require__(2232);
+const ssh_1 = __nccwpck_require__(7496);
+const action_1 = __nccwpck_require__(2512);
+const backup_1 = __nccwpck_require__(6230);
+/**
+ * The line the backup host's authorized_keys holds for offsite-ssh-key: rsync only, confined to
+ * `path`, writing only (-wo), with no --delete or --remove-* (-no-del) and no file replaced
+ * (-no-overwrite); `restrict` turns off forwarding, a pty and the rest. -wo alone would still
+ * let a stolen VPS delete or overwrite copies (test/integration/offsite.test.ts shows it).
+ */
+function writeOnlyAuthorizedKey(path, publicKey) {
+    return `command="rrsync -wo -no-del -no-overwrite ${path}",restrict ${publicKey.trim()}`;
+}
+/** Where the copies of an environment (or of one backup) are on the backup host. */
+function offsiteDir(o, env, id) {
+    return id ? `${o.path}/${env}/${id}` : `${o.path}/${env}`;
+}
+/** The copy's address as a person would type it: user@host[:port]:/path/<env>/<id>. */
+function offsiteLocation(o, env, id) {
+    const host = o.host.replace(/^\[|\]$/g, '');
+    const where = o.port === 22 ? host : `${host.includes(':') ? `[${host}]` : host} port ${o.port}`;
+    return `${o.user}@${where}:${offsiteDir(o, env, id)}`;
+}
+class OffsiteFailed extends errors_1.OperationFailed {
+    stage;
+    constructor(stage, message) {
+        super(message);
+        this.stage = stage;
+    }
+}
+/**
+ * Seals, pushes, checks and prunes one verified backup's off-host copy (see the top of this file).
+ * Never throws for the copy itself: the outcome says what happened; the caller decides whether a
+ * failed copy fails the step (`required`).
+ */
+async function copyOffsite(host, config, env, manifest, keys, log, connectBackupHost = connectWithAdminKey) {
+    const o = config.backup.offsite;
+    if (!o)
+        throw new Error('copyOffsite without backup.offsite');
+    if (manifest.status !== 'verified')
+        throw new Error(`copyOffsite of backup ${manifest.id}, which is not verified`);
+    const started = Date.now();
+    const seconds = () => Math.round((Date.now() - started) / 100) / 10;
+    const location = offsiteLocation(o, env.name, manifest.id);
+    const local = (0, backup_1.backupDir)(config, env, manifest.id);
+    const stage = `${(0, backup_1.backupDir)(config, env)}/.offsite-${manifest.id}`;
+    log.startGroup(`${env.name}: off-host copy of ${manifest.id} to ${location}`);
+    let copy;
+    let at = 'seal';
+    try {
+        let upload;
+        let writeOnly;
+        const removeStage = () => host.run((0, shell_1.sh) `rm -rf ${stage}`, { check: false, quiet: true, timeoutSeconds: 300 }).then(() => undefined);
+        const unregister = (0, action_1.onCancel)(removeStage);
+        try {
+            // 1. Seal on the VPS, with public keys only.
+            upload = await seal(host, o, env.name, manifest, local, `${stage}/${env.name}/${manifest.id}`, log);
+            // 2. Push from the VPS with the write-only key.
+            at = 'push';
+            writeOnly = await push(host, o, env.name, manifest.id, stage, keys.write, log);
+        }
+        finally {
+            unregister();
+            await removeStage().catch((0, logger_1.ignored)(log, `removing ${stage}`));
+        }
+        if (!writeOnly) {
+            log.warning(`the backup host let offsite-ssh-key read ${offsiteDir(o, env.name, manifest.id)}: that key is not confined to rrsync -wo, so a stolen VPS could read, delete or overwrite the copies; put the authorized_keys line from the README (Off-host copies) on the backup host`);
+        }
+        // 3 and 4. With the runner's own key: the check on arrival, then the retention.
+        let arrival = 'unchecked';
+        let pruned;
+        let pruneError;
+        if (keys.admin) {
+            at = 'arrival';
+            let admin;
+            try {
+                admin = await connectBackupHost(o, keys.admin, log);
+            }
+            catch (e) {
+                throw new OffsiteFailed('arrival', `the runner cannot log in to the backup host with offsite-admin-key to check the copy: ${(0, errors_1.errorMessage)(e)}`);
+            }
+            try {
+                await checkArrival(admin, o, env.name, upload);
+                arrival = 'checked';
+                log.info(`checked on arrival: ${Object.keys(upload.files).length} sealed files and upload.json, sha256 as computed on the VPS`);
+                try {
+                    pruned = await pruneOffsite(admin, o, env.name, log);
+                }
+                catch (e) {
+                    pruneError = (0, errors_1.errorMessage)(e);
+                    log.warning(`the retention of the off-host copies failed (the new copy is kept): ${pruneError}`);
+                }
+            }
+            finally {
+                await admin.close().catch((0, logger_1.ignored)(log, 'closing the connection to the backup host'));
+            }
+        }
+        else {
+            log.warning('no offsite-admin-key: the copy was not checked on the backup host (rsync checked each file as it arrived) and old copies are not pruned there');
+        }
+        copy = { status: 'copied', location, files: upload.files, arrival, writeOnly, pruned, pruneError, seconds: seconds() };
+    }
+    catch (e) {
+        const stageOf = e instanceof OffsiteFailed ? e.stage : at;
+        copy = { status: 'failed', location, stage: stageOf, error: (0, errors_1.shorten)((0, errors_1.errorMessage)(e), 600), seconds: seconds() };
+        log.warning(`the off-host copy of ${manifest.id} failed: ${copy.error}`);
+    }
+    finally {
+        log.endGroup();
+    }
+    // The local record of where the copy went (or why not), beside the backup it is of.
+    await host
+        .writeFile(`${local}/offsite.json`, `${JSON.stringify({ id: manifest.id, time: new Date().toISOString(), ...copy }, null, 2)}\n`, 0o600)
+        .catch((e) => log.warning(`could not write ${local}/offsite.json: ${(0, errors_1.errorMessage)(e)}`));
+    return copy;
+}
+/** Encrypts each file of the backup to the recipients into `out`, and writes upload.json there. */
+async function seal(host, o, env, manifest, local, out, log) {
+    const tools = await host.run('for t in age rsync ssh; do command -v "$t" >/dev/null || echo "$t"; done', { quiet: true, timeoutSeconds: 60 });
+    const missing = tools.stdout.split('\n').filter(Boolean);
+    const packages = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
+    if (missing.length) {
+        throw new OffsiteFailed('seal', `${missing.join(', ')} not installed on the VPS: apt-get install ${missing.map((t) => packages[t] ?? t).join(' ')}`);
+    }
+    await host.run((0, shell_1.sh) `umask 077 && rm -rf ${out} && mkdir -p ${out}`, { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
+    const files = {};
+    for (const name of [...Object.keys(manifest.files), 'manifest.json']) {
+        const plain = `${local}/${name}`;
+        const sealed = `${out}/${name}.age`;
+        const r = await host.run(`umask 077 && ${(0, age_1.ageEncrypt)(o.recipients, plain, sealed)} && ${(0, shell_1.argv)('sha256sum', '--', plain, sealed)} && ${(0, shell_1.argv)('stat', '-c', '%s', '--', plain, sealed)}`, {
+            label: `encrypting ${name} with age`,
+            quiet: true,
+            timeoutSeconds: o['timeout-seconds'],
+        });
+        const [plainHash, sealedHash, plainBytes, sealedBytes] = r.stdout.trim().split('\n');
+        const file = {
+            bytes: Number(sealedBytes),
+            sha256: sealedHash.split(/\s+/)[0],
+            plain: { bytes: Number(plainBytes), sha256: plainHash.split(/\s+/)[0] },
+        };
+        const expected = manifest.files[name]?.sha256;
+        if (expected && expected !== file.plain.sha256) {
+            throw new OffsiteFailed('seal', `${local}/${name} changed since it was verified (sha256 ${file.plain.sha256}, the manifest says ${expected}); nothing was copied`);
+        }
+        files[`${name}.age`] = file;
+        log.info(`sealed ${name}: ${file.bytes} bytes, sha256 ${file.sha256}`);
+    }
+    const upload = { id: manifest.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files };
+    await host.writeFile(`${out}/upload.json`, uploadJson(upload), 0o600);
+    return upload;
+}
+function uploadJson(u) {
+    return `${JSON.stringify(u, null, 2)}\n`;
+}
+const RRSYNC_BUSY_ATTEMPTS = 20;
+const RRSYNC_BUSY_WAIT_MS = 15_000;
+/** rsync from the VPS to the backup host; returns whether a read with the same key was refused. */
+async function push(host, o, env, id, stage, writeKey, log) {
+    const tmp = (await host.run('umask 077 && mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+    if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
+        throw new OffsiteFailed('push', `mktemp on the VPS returned "${(0, errors_1.shorten)(tmp, 80)}"`);
+    // The key file goes in every case: at the end of the push, and on a cancel (src/domain/action.ts).
+    const removeKey = () => host.run((0, shell_1.sh) `rm -rf ${tmp}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
+    const unregister = (0, action_1.onCancel)(removeKey);
+    try {
+        const transport = { keyFile: `${tmp}/key`, knownHostsFile: `${tmp}/known_hosts`, port: o.port };
+        await host.writeFile(transport.keyFile, writeKey, 0o600);
+        await host.writeFile(transport.knownHostsFile, (0, rsync_1.knownHostsFile)(o['known-hosts']), 0o600);
+        // The staged `<env>` directory lands in the directory rrsync confines the key to (backup.offsite.path).
+        const pushOnce = () => host.run((0, rsync_1.rsyncAddOnly)({ sources: [`${stage}/${env}`], destination: (0, rsync_1.remoteSpec)(o.user, o.host, ''), transport }), {
+            check: false,
+            quiet: true,
+            label: `rsync to ${o.host}`,
+            timeoutSeconds: o['timeout-seconds'],
+        });
+        let r = await pushOnce();
+        // rrsync lets one transfer at a time into its directory: prod's and dev's copies may meet there.
+        for (let attempt = 1; r.exitCode !== 0 && /Another instance of rrsync/.test(r.stderr) && attempt <= RRSYNC_BUSY_ATTEMPTS; attempt++) {
+            log.info(`the backup host is receiving another copy; trying again in ${RRSYNC_BUSY_WAIT_MS / 1000} s`);
+            await new Promise((resolve) => setTimeout(resolve, RRSYNC_BUSY_WAIT_MS));
+            r = await pushOnce();
+        }
+        if (r.exitCode !== 0)
+            throw new OffsiteFailed('push', pushFailure(o, r));
+        log.info(`copied to ${offsiteLocation(o, env, id)}`);
+        const read = await host.run((0, rsync_1.rsyncList)((0, rsync_1.remoteSpec)(o.user, o.host, `${env}/${id}/`), transport), { check: false, quiet: true, timeoutSeconds: 120 });
+        return read.exitCode !== 0;
+    }
+    finally {
+        unregister();
+        await removeKey().catch((0, logger_1.ignored)(log, `removing ${tmp} on the VPS`));
+    }
+}
+/** One line saying why rsync from the VPS failed, and what to change. */
+function pushFailure(o, r) {
+    const where = `${o.host}:${o.port}`;
+    const err = r.stderr;
+    // ssh's own line says why; rsync's "unexplained error (code 255)" after it says nothing.
+    const last = err
+        .split('\n')
+        .find((l) => /^ssh: |^ssh_exchange|^kex_exchange|^Connection |Connection refused|timed out/i.test(l.trim()))
+        ?.trim() ?? (0, errors_1.tailLines)(err, 1);
+    if (r.timedOut)
+        return `the copy to the backup host ${where} took longer than backup.offsite.timeout-seconds (${o['timeout-seconds']} s)`;
+    if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key for .* has changed|No .*host key is known/i.test(err)) {
+        return `the backup host ${where} showed a host key that is not in backup.offsite.known-hosts: compare that host's /etc/ssh/ssh_host_*_key.pub with the config (nothing was copied)`;
+    }
+    if (/Permission denied \(/i.test(err)) {
+        return `the backup host ${where} refused offsite-ssh-key for user ${o.user}: add its public key to that user's authorized_keys with the rrsync line (README, Off-host copies)`;
+    }
+    if (/Connection refused|Connection timed out|timed out|No route to host|Could not resolve|Network is unreachable|Connection closed by|kex_exchange/i.test(err)) {
+        return `the VPS cannot reach the backup host ${where}: ${last}`;
+    }
+    return `rsync from the VPS to ${where} exited with ${r.exitCode ?? 'no status'}: ${last || 'no message'}`;
+}
+/** The runner's own connection to the backup host (host key pinned from backup.offsite.known-hosts). */
+async function connectWithAdminKey(o, adminKey, log) {
+    return ssh_1.SshHost.connect({
+        host: o.host.replace(/^\[|\]$/g, ''),
+        port: o.port,
+        user: o.user,
+        privateKey: adminKey,
+        knownHosts: o['known-hosts'],
+        connectTimeoutSeconds: 20,
+        commandTimeoutSeconds: o['timeout-seconds'],
+    }, log);
+}
+/** sha256sum on the backup host: every sealed file and upload.json as the VPS computed and wrote them. */
+async function checkArrival(admin, o, env, upload) {
+    const dir = offsiteDir(o, env, upload.id);
+    const expected = Object.fromEntries(Object.entries(upload.files).map(([n, f]) => [n, f.sha256]));
+    expected['upload.json'] = (0, node_crypto_1.createHash)('sha256').update(uploadJson(upload)).digest('hex');
+    const names = Object.keys(expected);
+    const r = await admin.run(`cd ${(0, shell_1.sh) `${dir}`} && ${(0, shell_1.argv)('sha256sum', '--', names)}`, {
+        check: false,
+        quiet: true,
+        label: `sha256sum in ${dir} on the backup host`,
+        timeoutSeconds: o['timeout-seconds'],
+    });
+    if (r.exitCode !== 0) {
+        throw new OffsiteFailed('arrival', `the copy is not complete in ${dir} on the backup host (${(0, errors_1.tailLines)(r.stderr, 1) || `sha256sum exited with ${r.exitCode}`}): is backup.offsite.path the directory rrsync is confined to?`);
+    }
+    const actual = new Map(r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => {
+        const [hash, ...rest] = l.split(/\s+/);
+        return [rest.join(' ').replace(/^\*/, ''), hash];
+    }));
+    for (const n of names) {
+        if (actual.get(n) !== expected[n]) {
+            throw new OffsiteFailed('arrival', `${dir}/${n} on the backup host has sha256 ${actual.get(n) ?? 'none'}, the VPS sent ${expected[n]}`);
+        }
+    }
+}
+async function listOffsite(admin, o, env) {
+    const base = offsiteDir(o, env);
+    const r = await admin.run(`cd ${(0, shell_1.sh) `${base}`} 2>/dev/null || exit 0; for d in b*/; do [ -d "$d" ] || continue; if [ -f "$d/upload.json" ]; then echo "complete \${d%/}"; else echo "partial \${d%/}"; fi; done`, { quiet: true, label: `listing ${base} on the backup host`, timeoutSeconds: 120 });
+    return r.stdout
+        .split('\n')
+        .map((l) => l.split(' '))
+        .filter(([state, id]) => id && /^b\d{8}T\d{6}Z-[a-z][a-z0-9-]{0,30}$/.test(id) && (state === 'complete' || state === 'partial'))
+        .map(([state, id]) => ({ id, complete: state === 'complete' }))
+        .sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+}
+/** Keeps the newest `keep` complete copies; removes older ones, and broken pushes older than the newest complete copy. */
+async function pruneOffsite(admin, o, env, log) {
+    const all = await listOffsite(admin, o, env);
+    const complete = all.filter((e) => e.complete);
+    const keepIds = new Set(complete.slice(0, o.keep).map((e) => e.id));
+    const newest = complete[0];
+    const doomed = all.filter((e) => !keepIds.has(e.id) && (e.complete || (newest && e.id < newest.id)));
+    if (doomed.length === 0)
+        return [];
+    await admin.run((0, shell_1.argv)('rm', '-rf', '--', doomed.map((e) => offsiteDir(o, env, e.id))), { quiet: true, label: 'pruning old off-host copies', timeoutSeconds: 600 });
+    log.info(`${env}: removed off-host copies ${doomed.map((e) => e.id).join(', ')} (keeping the newest ${o.keep})`);
+    return doomed.map((e) => e.id);
 }
 
 
 /***/ }),
 
 /***/ 4201:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.newOperationId = newOperationId;
 exports.underLock = underLock;
@@ -57632,13 +58303,16 @@ exports.underLock = underLock;
  * as `started` and `finished` (with the outcome), and released on success, failure and cancellation.
  * Before it starts, operations left unfinished by dead runs are reported and marked interrupted.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const node_crypto_1 = __nccwpck_require__(7598);
 const action_1 = __nccwpck_require__(2512);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
+const sha_1 = __nccwpck_require__(3828);
 const host_log_1 = __nccwpck_require__(131);
 const lock_1 = __nccwpck_require__(8597);
 const logger_1 = __nccwpck_require__(8828);
+const PENDING_UNDO = fs.readFileSync(__nccwpck_require__.ab + "pending-undo.sh", 'utf8');
 function newOperationId() {
     return `${new Date()
         .toISOString()
@@ -57710,7 +58384,7 @@ async function openOperation(o, hostLog, lock, id, base) {
         o.log.info(`The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`);
     const interrupted = (0, host_log_1.unfinishedOperations)(records);
     for (const r of interrupted) {
-        o.log.warning(`Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${String(r.sha ?? '?').slice(0, 12)}, started ${r.time}) never finished; ` +
+        o.log.warning(`Unfinished operation on ${o.env}: ${r.action} ${r.op} by ${r.run ?? 'an unknown run'} (sha ${(0, sha_1.short)(String(r.sha ?? '?'))}, started ${r.time}) never finished; ` +
             `its run died or lost the connection. Check the ${o.env} state in this run's summary.`);
         await hostLog.append({ action: r.action, op: r.op, event: 'interrupted', outcome: 'interrupted', run: r.run, reportedBy: o.run.url });
     }
@@ -57736,7 +58410,7 @@ async function openOperation(o, hostLog, lock, id, base) {
 async function undoPending(o, hostLog, base) {
     const dir = (0, host_log_1.pendingDirOf)(o.stateDir, o.env);
     // One round trip: each leftover undo script with its first line (what it undoes).
-    const list = await o.host.run((0, shell_1.sh) `for f in ${dir}/*.sh; do [ -e "$f" ] && printf '%s\t%s\n' "$f" "$(head -n 1 "$f")"; done; true`, {
+    const list = await o.host.run((0, shell_1.hostScript)(PENDING_UNDO, { PENDING_DIR: dir }), {
         quiet: true,
         label: 'looking for cut host changes',
         timeoutSeconds: 60,
@@ -57782,6 +58456,7 @@ exports.pruneOldReleases = pruneOldReleases;
 exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
 const docker_1 = __nccwpck_require__(580);
+const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 const git_1 = __nccwpck_require__(6048);
 const errors_2 = __nccwpck_require__(639);
@@ -57896,7 +58571,7 @@ async function healthError(host, env, failed, prefix) {
     return new HealthError(`${prefix}: service ${failed.service} is ${state} (container ${failed.name})`, failed.service, state, logs);
 }
 async function containerLogs(host, c, lines = 30) {
-    const r = await host.run((0, shell_1.sh) `docker logs --tail ${lines} ${c.id} 2>&1`, { check: false, quiet: true, timeoutSeconds: 60 });
+    const r = await host.run((0, docker_1.logsTail)(c.id, lines), { check: false, quiet: true, timeoutSeconds: 60 });
     return r.stdout.trimEnd();
 }
 function verdict(c) {
@@ -57973,16 +58648,14 @@ async function tagRelease(host, env, releaseId, containers) {
             continue;
         images[c.service] = { name: c.image, id: c.imageId, tag: `${tagRepository(env, c.service)}:${releaseId}` };
     }
-    const script = Object.values(images)
-        .map((i) => (0, shell_1.argv)('docker', 'tag', i.id, i.tag))
-        .join(' && ');
+    const script = (0, docker_1.tagImages)(Object.values(images).map((i) => ({ from: i.id, to: i.tag })));
     if (script)
         await host.run(script, { label: `tagging ${env.name} images as ${releaseId}`, quiet: true, timeoutSeconds: 300 });
     return images;
 }
 /** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
 async function pruneReleaseTags(host, env, keep, protect, log) {
-    const r = await host.run((0, shell_1.sh) `docker images --format '{{.Repository}}:{{.Tag}}' ${`twinstack/${env.project}-*`}`, { quiet: true, timeoutSeconds: 120 });
+    const r = await host.run((0, docker_1.listImages)(`twinstack/${env.project}-*`, '{{.Repository}}:{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
     const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
         .filter((t) => /^r\d{8}T\d{6}Z-/.test(t))
@@ -58010,7 +58683,7 @@ async function pruneOldReleases(host, config, env, current, previous, log) {
         if ((0, git_1.usesReleaseDirs)(config, env)) {
             const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
             if (pruned.length)
-                log.info(`${env.name}: removed the release directories of ${pruned.map((d) => d.slice(0, 12)).join(', ')} (no release of theirs is kept)`);
+                log.info(`${env.name}: removed the release directories of ${pruned.map((d) => (0, sha_1.short)(d)).join(', ')} (no release of theirs is kept)`);
         }
     }
     catch (e) {
@@ -58026,7 +58699,7 @@ async function restoreReleaseImages(host, env, release) {
     if (check.exitCode !== 0) {
         throw new errors_1.OperationFailed(`release ${release.release}'s images are gone from the host (${check.stderr.trim().split('\n')[0]}); it was pruned or never tagged`);
     }
-    const script = entries.map((i) => (0, shell_1.argv)('docker', 'tag', i.tag, i.name)).join(' && ');
+    const script = (0, docker_1.tagImages)(entries.map((i) => ({ from: i.tag, to: i.name })));
     await host.run(script, { label: `restoring ${release.release}'s images`, quiet: true, timeoutSeconds: 300 });
 }
 
@@ -58044,6 +58717,7 @@ exports.lossWindow = lossWindow;
 const backup_1 = __nccwpck_require__(6230);
 const git_1 = __nccwpck_require__(6048);
 const logger_1 = __nccwpck_require__(8828);
+const sha_1 = __nccwpck_require__(3828);
 const release_1 = __nccwpck_require__(5817);
 const rolling_1 = __nccwpck_require__(8613);
 /** The compose services other than the database, so the database can be restored under no load. */
@@ -58051,7 +58725,7 @@ async function appServices(host, env) {
     return (await env.services(host)).filter((s) => s !== env.cfg.database.service);
 }
 async function startRelease(host, config, env, release, log, restore) {
-    log.startGroup(`${env.name}: starting release ${release.release} (${release.sha.slice(0, 12)})`);
+    log.startGroup(`${env.name}: starting release ${release.release} (${(0, sha_1.short)(release.sha)})`);
     try {
         await (0, release_1.restoreReleaseImages)(host, env, release);
         // With promote.release-dirs the release starts from its own directory (made again if it was
@@ -58126,6 +58800,7 @@ exports.switchServices = switchServices;
  * every compose call here runs with `--no-build`.
  */
 const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 const environment_1 = __nccwpck_require__(2309);
 const release_1 = __nccwpck_require__(5817);
@@ -58218,7 +58893,7 @@ async function replaceOne(host, env, service, log, opts) {
         throw new errors_1.OperationFailed(`${env.name}: after the rolling replacement of ${service}, ${after.map((c) => c.name).join(', ') || 'no container'} runs instead of ${next.name} alone`);
     }
     const totalMs = Date.now() - started;
-    log.info(`${env.name}: rolling ${service}: ${old.map((c) => c.name).join(', ') || 'nothing'} → ${next.name} (image ${next.imageId.replace(/^sha256:/, '').slice(0, 12)}) in ${(totalMs / 1000).toFixed(1)} s`);
+    log.info(`${env.name}: rolling ${service}: ${old.map((c) => c.name).join(', ') || 'nothing'} → ${next.name} (image ${(0, docker_1.shortId)(next.imageId)}) in ${(totalMs / 1000).toFixed(1)} s`);
     return { service, from: old.map((c) => c.id), to: next.id, imageId: next.imageId, healthyAfterMs, routedAfterMs, totalMs };
 }
 /** Stops (with the drain time: the proxy may have sent it requests) and removes every container of the service not in `known`. */
@@ -58228,7 +58903,7 @@ async function removeNew(host, env, service, known, drainSeconds, log) {
         if (extra.length === 0)
             return;
         const ids = extra.map((c) => c.id);
-        await host.run((0, shell_1.sh) `docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`, {
+        await host.run((0, docker_1.stopAndRemove)(ids, drainSeconds), {
             label: `${env.name}: removing the new ${service} container`,
             quiet: true,
             timeoutSeconds: drainSeconds + 120,
@@ -58251,8 +58926,7 @@ async function assertKnownServices(host, env, services) {
 }
 /** The service's containers (one-off `compose run` containers left out), old ones first. */
 async function serviceContainers(host, env, service) {
-    const filters = ['--filter', `label=com.docker.compose.project=${env.project}`, '--filter', `label=com.docker.compose.service=${service}`];
-    const r = await host.run((0, shell_1.sh) `ids=$(docker ps -aq ${filters}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`, {
+    const r = await host.run((0, docker_1.inspectProjectContainers)(env.project, service), {
         label: `listing the ${service} containers`,
         quiet: true,
         timeoutSeconds: 60,
@@ -58299,9 +58973,9 @@ function parseContainerNames(text) {
  * gives every container of the service the same): a name that also fits an old container proves nothing.
  */
 function routeProof(next, old) {
-    const oldNames = new Set(old.flatMap((c) => [c.id.slice(0, 12), c.hostname.toLowerCase(), ...c.addresses]));
+    const oldNames = new Set(old.flatMap((c) => [(0, docker_1.shortId)(c.id), c.hostname.toLowerCase(), ...c.addresses]));
     const sharedHostname = oldNames.has(next.hostname.toLowerCase());
-    const names = new Set([next.id.slice(0, 12), ...next.addresses, ...(sharedHostname ? [] : [next.hostname.toLowerCase()])].filter((n) => n && !oldNames.has(n)));
+    const names = new Set([(0, docker_1.shortId)(next.id), ...next.addresses, ...(sharedHostname ? [] : [next.hostname.toLowerCase()])].filter((n) => n && !oldNames.has(n)));
     return { names, sharedHostname };
 }
 /** Whether a header value (a name, or name:port as Caddy's upstream.hostport gives) is one of `names`. */
@@ -58402,10 +59076,43 @@ async function upInPlace(host, env, services, label) {
 /***/ }),
 
 /***/ 109:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.fingerprintOf = fingerprintOf;
 exports.schemaState = schemaState;
@@ -58420,9 +59127,10 @@ exports.rowsLostToRestore = rowsLostToRestore;
  * the statistics views, so a restore can say how many rows it is about to lose.
  */
 const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
 const postgres_1 = __nccwpck_require__(263);
-const REVISION_SQL = `SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN '' ELSE ` +
-    `coalesce((xpath('/row/v/text()', query_to_xml('SELECT string_agg(version_num, '','' ORDER BY version_num) AS v FROM alembic_version', false, true, '')))[1]::text, '') END`;
+const sql_1 = __nccwpck_require__(3830);
+const REVISION_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "alembic-revision.sql", 'utf8'));
 /** The schema-only dump as a fingerprint: lines that differ between two dumps of one schema are dropped. */
 function fingerprintOf(dump) {
     const kept = dump
@@ -58498,37 +59206,66 @@ function rowsLostToRestore(backup, now, migration) {
 /***/ }),
 
 /***/ 781:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.shortId = void 0;
 exports.observe = observe;
 exports.drift = drift;
 exports.driftMessage = driftMessage;
-exports.shortId = shortId;
 /**
  * What an environment really runs, read from the host: the checkout's HEAD, every service's
  * container and image id, health, and (when asked) the alembic revision. The host is the source of
  * truth; the host log is its history. Every action that changes or judges an environment starts
  * here and compares what runs with the release on record: a difference is drift.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const alembic_1 = __nccwpck_require__(6023);
-const git_1 = __nccwpck_require__(6048);
 const environment_1 = __nccwpck_require__(2309);
+const docker_1 = __nccwpck_require__(580);
+Object.defineProperty(exports, "shortId", ({ enumerable: true, get: function () { return docker_1.shortId; } }));
+const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 const SEP = '@twinstack-state@';
-const WORKING_DIR = 'com.docker.compose.project.working_dir';
+const OBSERVE = fs.readFileSync(__nccwpck_require__.ab + "observe.sh", 'utf8');
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 async function observe(host, env, opts = {}) {
-    const checkout = env.cfg.checkout.replace(/\/+$/, '');
-    const script = `${(0, git_1.headScript)(env.cfg.checkout)}; ` +
-        (0, shell_1.sh) `echo ${SEP}; ` +
-        (0, shell_1.sh) `ids=$(docker ps -aq --filter ${`label=com.docker.compose.project=${env.project}`}) && if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi; ` +
-        // Where the containers were started from, outside the checkout (whose HEAD is read above), and the commit each is at.
-        (0, shell_1.sh) `echo ${SEP}; co=${checkout}; [ -z "$ids" ] || docker inspect --format ${`{{index .Config.Labels "${WORKING_DIR}"}}`} $ids | sort -u | ` +
-        `while IFS= read -r d; do case "$d" in ''|"$co"|"$co"/*) continue ;; esac; ` +
-        `if [ -d "$d" ]; then h=$(git -C "$d" rev-parse --verify --quiet HEAD 2>/dev/null); else h=missing; fi; printf '%s\t%s\n' "$d" "$h"; done`;
+    const script = (0, shell_1.hostScript)(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: (0, docker_1.projectLabel)(env.project), WORKING_DIR: docker_1.COMPOSE_LABELS.workingDir });
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
     const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
     const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
@@ -58563,13 +59300,13 @@ function drift(observed, release) {
     if (!observed.head)
         out.push('the checkout has no readable HEAD');
     else if (observed.head !== release.sha)
-        out.push(`the checkout is at ${observed.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+        out.push(`the checkout is at ${(0, sha_1.short)(observed.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
     for (const [service, image] of Object.entries(release.images)) {
         const running = observed.images[service];
         if (!running)
             out.push(`service ${service} has no container`);
         else if (running !== image.id)
-            out.push(`service ${service} runs image ${shortId(running)}, not the release's ${shortId(image.id)}`);
+            out.push(`service ${service} runs image ${(0, docker_1.shortId)(running)}, not the release's ${(0, docker_1.shortId)(image.id)}`);
     }
     for (const service of Object.keys(observed.images)) {
         if (!release.images[service])
@@ -58583,16 +59320,13 @@ function drift(observed, release) {
         else if (!r.head)
             out.push(`${who} from ${r.dir}, which has no readable HEAD`);
         else if (r.head !== release.sha)
-            out.push(`${who} from ${r.dir}, at ${r.head.slice(0, 12)}, not at the release's commit ${release.sha.slice(0, 12)}`);
+            out.push(`${who} from ${r.dir}, at ${(0, sha_1.short)(r.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
     }
     return out;
 }
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
 function driftMessage(environment, release, lines) {
-    return `${environment} does not run its recorded release ${release.release} (${release.sha.slice(0, 12)}): ${lines.join('; ')}.`;
-}
-function shortId(id) {
-    return id.replace(/^sha256:/, '').slice(0, 12);
+    return `${environment} does not run its recorded release ${release.release} (${(0, sha_1.short)(release.sha)}): ${lines.join('; ')}.`;
 }
 
 
@@ -58813,15 +59547,118 @@ exports.ActionIO = ActionIO;
 
 /***/ }),
 
-/***/ 580:
+/***/ 3997:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.EXEC_PID_PREFIX = void 0;
+exports.AGE_SECRET_KEY = exports.AGE_RECIPIENT = void 0;
+exports.ageEncrypt = ageEncrypt;
+/**
+ * age (Debian's `age` package), the file encryption tool: the one builder of its command lines.
+ * Only recipients (public keys) are ever given to it: what it writes on the VPS can be read
+ * only where the private key is, and that is never the VPS.
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** An age X25519 public key: "age1" and 58 bech32 characters, as `age-keygen -y` prints it. */
+exports.AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
+/** An age private key, refused wherever a recipient is expected. */
+exports.AGE_SECRET_KEY = /^AGE-SECRET-KEY-1/i;
+/** `age --encrypt` of one file to every recipient, written to `output`. */
+function ageEncrypt(recipients, input, output) {
+    if (recipients.length === 0)
+        throw new Error('age needs at least one recipient');
+    for (const r of recipients)
+        if (!exports.AGE_RECIPIENT.test(r))
+            throw new Error(`not an age recipient: ${r.slice(0, 12)}…`);
+    return (0, shell_1.argv)('age', '--encrypt', recipients.flatMap((r) => ['-r', r]), '-o', output, '--', input);
+}
+
+
+/***/ }),
+
+/***/ 7130:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.compose = compose;
+exports.composeLine = composeLine;
+/**
+ * The one place a compose command line is built. Only subcommands and flags that both
+ * `docker compose` (v2) and `docker-compose` (v1) have are used.
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`. */
+function compose(p, args) {
+    const cmd = p.command === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
+    return (0, shell_1.argv)(cmd, p.files.flatMap((f) => ['-f', f]), '--env-file', p.envFile, '-p', p.project, args);
+}
+/**
+ * A compose command as one line of a script the host runs later (an undo file): it runs in `dir`,
+ * with COMPOSE_PROJECT_NAME set for v1's interpolation, and not at all when `cd` fails.
+ */
+function composeLine(dir, p, args) {
+    return (0, shell_1.sh) `cd ${dir} && COMPOSE_PROJECT_NAME=${p.project} ` + compose(p, args);
+}
+
+
+/***/ }),
+
+/***/ 580:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.COMPOSE_LABELS = exports.EXEC_PID_PREFIX = void 0;
 exports.dockerExec = dockerExec;
 exports.imageIdsCommand = imageIdsCommand;
+exports.projectLabel = projectLabel;
+exports.serviceLabel = serviceLabel;
+exports.projectFilter = projectFilter;
+exports.psIds = psIds;
+exports.inspectProjectContainers = inspectProjectContainers;
+exports.logsTail = logsTail;
+exports.listImages = listImages;
+exports.tagImages = tagImages;
+exports.stopAndRemove = stopAndRemove;
+exports.shortId = shortId;
 /**
  * `docker exec` that a run can stop. A process started with a plain `docker exec` lives on inside
  * the container when the client is killed (by a time limit, or by a cancel), so the lease would end
@@ -58829,6 +59666,7 @@ exports.imageIdsCommand = imageIdsCommand;
  * `/tmp/.twinstack-exec-<operation>-<pid>` inside the container, and a TERM or HUP to the host-side
  * command is passed on to it; a cancel finds the pid files of its operation (EnvironmentLock.stopWork).
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const shell_1 = __nccwpck_require__(2232);
 /** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
 exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
@@ -58848,6 +59686,54 @@ function dockerExec(container, command, opts = {}) {
 /** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
 function imageIdsCommand(refs) {
     return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{.Id}}', refs);
+}
+/** The labels compose puts on the containers it starts (v1 and v2 alike). */
+exports.COMPOSE_LABELS = {
+    project: 'com.docker.compose.project',
+    service: 'com.docker.compose.service',
+    workingDir: 'com.docker.compose.project.working_dir',
+    oneoff: 'com.docker.compose.oneoff',
+};
+/** The `docker ps` filter value for the containers of a compose project. */
+function projectLabel(project) {
+    return `label=${exports.COMPOSE_LABELS.project}=${project}`;
+}
+/** The `docker ps` filter value for the containers of one compose service. */
+function serviceLabel(service) {
+    return `label=${exports.COMPOSE_LABELS.service}=${service}`;
+}
+/** `--filter` words selecting a compose project's containers (one service's, when given). */
+function projectFilter(project, service) {
+    return ['--filter', projectLabel(project), ...(service === undefined ? [] : ['--filter', serviceLabel(service)])];
+}
+/** `docker ps -q` (`-aq` with `all`): the ids of a compose project's (or one service's) containers. */
+function psIds(project, o = {}) {
+    return (0, shell_1.argv)('docker', 'ps', o.all ? '-aq' : '-q', projectFilter(project, o.service));
+}
+const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
+/** `docker inspect` of every container of a compose project (or of one service), `[]` when there is none. */
+function inspectProjectContainers(project, service) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: projectLabel(project), SERVICE_LABEL: service === undefined ? '' : serviceLabel(service) });
+}
+/** The last `lines` lines of a container's log, standard error folded into standard output. */
+function logsTail(container, lines) {
+    return (0, shell_1.sh) `docker logs --tail ${lines} ${container} 2>&1`;
+}
+/** `docker images` listing the images whose repository matches `pattern`, in the given Go template. */
+function listImages(pattern, format) {
+    return (0, shell_1.argv)('docker', 'images', '--format', format, pattern);
+}
+/** `docker tag` of each pair, stopping at the first that fails. */
+function tagImages(pairs) {
+    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+}
+/** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
+function stopAndRemove(ids, drainSeconds) {
+    return (0, shell_1.sh) `docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`;
+}
+/** Docker's 12-character form of a container or image id (`sha256:` left out). */
+function shortId(id) {
+    return id.replace(/^sha256:/, '').slice(0, 12);
 }
 
 
@@ -59046,6 +59932,105 @@ function errorMessage(err) {
     if (err instanceof Error)
         return err.message;
     return String(err);
+}
+
+
+/***/ }),
+
+/***/ 9938:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.isRepository = isRepository;
+exports.fetch = fetch;
+exports.resolveCommit = resolveCommit;
+exports.checkoutDetached = checkoutDetached;
+exports.head = head;
+exports.branchContains = branchContains;
+exports.addWorktree = addWorktree;
+exports.removeWorktree = removeWorktree;
+/**
+ * The one place a git command line is built. Every command names its repository (`-C <dir>`) or
+ * is run with the checkout as its working directory (RunOptions.cwd), as its doc says.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const shell_1 = __nccwpck_require__(2232);
+/** Whether `dir` is a git checkout (it has a .git directory). */
+function isRepository(dir) {
+    return (0, shell_1.argv)('test', '-d', `${dir}/.git`);
+}
+/** Fetches every branch and tag of `remote`, moving tags that moved and dropping branches that are gone. Run in the checkout. */
+function fetch(remote) {
+    return (0, shell_1.argv)('git', 'fetch', '--prune', '--tags', '--force', remote);
+}
+/**
+ * Prints the commit `ref` names, in this order: the remote's branch of that name, a tag, anything
+ * else git resolves (a sha). Exits non-zero when none does. Run in the checkout.
+ */
+function resolveCommit(remote, ref) {
+    return [`refs/remotes/${remote}/${ref}^{commit}`, `refs/tags/${ref}^{commit}`, `${ref}^{commit}`]
+        .map((r) => (0, shell_1.argv)('git', 'rev-parse', '--verify', '--quiet', r))
+        .join(' || ');
+}
+/** Puts the checkout on `sha`, detached; refuses to overwrite local changes. Run in the checkout. */
+function checkoutDetached(sha) {
+    return (0, shell_1.argv)('git', '-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', sha);
+}
+/** The commit `dir` is at; fails when it is not a checkout. */
+function head(dir) {
+    return (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`;
+}
+/**
+ * Prints the name (after `refs/remotes/<remote>/`) of `branchRef` when it contains `sha`, nothing
+ * when it does not. Run in the checkout.
+ */
+function branchContains(sha, branchRef) {
+    return (0, shell_1.sh) `git for-each-ref --contains ${sha} --format='%(refname:strip=3)' ${branchRef}`;
+}
+const WORKTREE_ADD = fs.readFileSync(__nccwpck_require__.ab + "worktree-add.sh", 'utf8');
+/** Makes `dir` a detached worktree of `checkout` at `sha`, replacing what was there. */
+function addWorktree(checkout, dir, sha) {
+    const parent = dir.slice(0, dir.lastIndexOf('/')) || '/';
+    return (0, shell_1.hostScript)(WORKTREE_ADD, { CHECKOUT: checkout, DIR: dir, PARENT: parent, SHA: sha });
+}
+/** Removes the worktree `dir` of `checkout` (or whatever is there) and forgets it in the checkout. */
+function removeWorktree(checkout, dir) {
+    return (0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune`;
 }
 
 
@@ -59441,6 +60426,90 @@ function dropDatabaseSql(name) {
 
 /***/ }),
 
+/***/ 1907:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.sshTransport = sshTransport;
+exports.remoteSpec = remoteSpec;
+exports.rsyncAddOnly = rsyncAddOnly;
+exports.rsyncList = rsyncList;
+exports.knownHostsFile = knownHostsFile;
+/**
+ * rsync over ssh, run on the VPS toward another host: the one builder of those command lines. The
+ * ssh under rsync reads no user or system config, uses only the key it is given, and trusts only
+ * the host keys in the known_hosts file it is given (StrictHostKeyChecking=yes): no trust on first use.
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** The `-e` command rsync runs to reach the other host. */
+function sshTransport(t) {
+    return (0, shell_1.argv)('ssh', '-F', '/dev/null', '-p', String(t.port), '-i', t.keyFile, '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${t.knownHostsFile}`, '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'UpdateHostKeys=no', '-o', `ConnectTimeout=${t.connectTimeoutSeconds ?? 20}`, '-o', 'ServerAliveInterval=15');
+}
+/** `user@host:path` as rsync reads it (an IPv6 address in brackets). */
+function remoteSpec(user, host, path) {
+    const h = host.includes(':') ? `[${host.replace(/^\[|\]$/g, '')}]` : host;
+    return `${user}@${h}:${path}`;
+}
+/**
+ * Adds files to the other host and never changes one already there: no --delete, and
+ * --ignore-existing (the backup host's rrsync -no-overwrite enforces the same on its side).
+ */
+function rsyncAddOnly(p) {
+    return (0, shell_1.argv)('rsync', '--recursive', '--times', '--ignore-existing', `--timeout=${p.ioTimeoutSeconds ?? 120}`, '-e', sshTransport(p.transport), '--', p.sources, p.destination);
+}
+/** Lists a remote path (a read): used to prove the key cannot read, so it must fail. */
+function rsyncList(source, transport) {
+    return (0, shell_1.argv)('rsync', '--list-only', '--timeout=60', '-e', sshTransport(transport), '--', source);
+}
+/** A known_hosts file's content: the given lines, one per line, nothing else. */
+function knownHostsFile(lines) {
+    return (lines
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('#'))
+        .join('\n') + '\n');
+}
+
+
+/***/ }),
+
+/***/ 3828:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/**
+ * A commit id as twinstack records and compares it: the full 40 hexadecimal characters of a
+ * SHA-1 repository, lower case. Made only by parsing (an input, git's own output), so a value of
+ * type Sha has been checked once and is never checked again; `short()` is how it is shown.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SHORT_LENGTH = void 0;
+exports.isSha = isSha;
+exports.parseSha = parseSha;
+exports.short = short;
+const FULL = /^[0-9a-f]{40}$/;
+/** How many characters of a commit id are shown to people (git's `--abbrev=12`). */
+exports.SHORT_LENGTH = 12;
+/** Whether `value` is already a full, lower-case commit id. */
+function isSha(value) {
+    return FULL.test(value);
+}
+/** The commit id in `value` (surrounding blanks and upper case allowed), or undefined when it is not one. */
+function parseSha(value) {
+    const v = value.trim().toLowerCase();
+    return isSha(v) ? v : undefined;
+}
+/** The 12-character form of a commit id, for messages and labels; a shorter value is shown whole. */
+function short(sha) {
+    return sha.slice(0, exports.SHORT_LENGTH);
+}
+
+
+/***/ }),
+
 /***/ 2232:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -59456,6 +60525,7 @@ exports.raw = raw;
 exports.quote = quote;
 exports.argv = argv;
 exports.sh = sh;
+exports.hostScript = hostScript;
 const SAFE = /^[A-Za-z0-9_\-./:=@%+,]+$/;
 class Raw {
     text;
@@ -59502,6 +60572,23 @@ function sh(strings, ...values) {
     });
     return out;
 }
+/**
+ * A host script from a `.sh` file under src/ (checked by shellcheck, shipped beside the bundles),
+ * its parameters set in front as upper-case shell variables. Every value is quoted, and stays
+ * visible in the command and the debug log; the file's opening comment is not sent.
+ */
+function hostScript(file, params) {
+    const lines = file.split('\n');
+    let start = 0;
+    while (start < lines.length && (lines[start].startsWith('#') || lines[start].trim() === ''))
+        start++;
+    const prelude = Object.entries(params).map(([name, value]) => {
+        if (!/^[A-Z][A-Z0-9_]*$/.test(name))
+            throw new Error(`bad host script parameter name ${name}`);
+        return `${name}=${quote(String(value))}`;
+    });
+    return [prelude.join('; '), ...lines.slice(start)].join('\n').replace(/\n+$/, '');
+}
 
 
 /***/ }),
@@ -59518,6 +60605,7 @@ exports.literal = literal;
 exports.qualified = qualified;
 exports.tuple = tuple;
 exports.dollarTag = dollarTag;
+exports.sqlFile = sqlFile;
 function ident(name) {
     if (name.includes('\0'))
         throw new Error('an identifier contains a NUL byte');
@@ -59544,6 +60632,22 @@ function dollarTag(body, base = 'ts') {
     for (let i = 0; body.includes(tag); i++)
         tag = `$${base}${i}$`;
     return tag;
+}
+/**
+ * A statement from a `.sql` file under src/ (shipped beside the bundles), as one line: its `--`
+ * comment lines left out, the others trimmed and joined by a space. The files hold no string
+ * literal that spans lines, so the statement means what the file says.
+ */
+function sqlFile(text) {
+    const lines = text
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('--'));
+    // Joined, a comment at the end of a line would swallow the rest of the statement.
+    const commented = lines.find((l) => l.includes('--'));
+    if (commented)
+        throw new Error(`a .sql file has a comment after SQL on one line (put it on a line of its own): ${commented}`);
+    return lines.join(' ');
 }
 
 
@@ -59589,6 +60693,7 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.SshHost = void 0;
+exports.unencryptedPrivateKey = unencryptedPrivateKey;
 /**
  * The SSH implementation of Host: the one adapter for node-ssh (and ssh2 beneath it).
  * One connection per action run, pinned host keys, commands run under bash with a remote
@@ -59597,6 +60702,7 @@ exports.SshHost = void 0;
 const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_ssh_1 = __nccwpck_require__(1227);
+const ssh2_1 = __nccwpck_require__(5472);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -60011,6 +61117,24 @@ class SshHost {
     }
 }
 exports.SshHost = SshHost;
+/**
+ * A private key handed to another program (ssh on the VPS, which cannot ask for a passphrase):
+ * it must be a whole, unencrypted private key. Returns the key with its line ends normalized and
+ * its public half (to tell two keys apart); throws a ConfigurationError naming the input.
+ */
+function unencryptedPrivateKey(text, input) {
+    const key = text.replace(/\r\n/g, '\n').trim() + '\n';
+    const parsed = ssh2_1.utils.parseKey(key);
+    const first = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (first instanceof Error) {
+        const why = /Encrypted/i.test(first.message) ? 'it is encrypted; give a key without a passphrase (ssh-keygen -p -N "" -f key)' : first.message;
+        throw new errors_1.ConfigurationError(`input ${input} is not a usable private key: ${why}`);
+    }
+    const k = first;
+    if (!k.isPrivateKey())
+        throw new errors_1.ConfigurationError(`input ${input} is a public key: give the private key (the file without .pub)`);
+    return { key, publicKey: `${k.type} ${k.getPublicSSH().toString('base64')}` };
+}
 
 
 /***/ }),
@@ -60127,6 +61251,7 @@ exports.boolean = boolean;
  * one line saying what to change; all of them run before anything is sent to the host.
  */
 const errors_1 = __nccwpck_require__(639);
+const sha_1 = __nccwpck_require__(3828);
 const MAX = 200;
 function check(name, value, re, what) {
     if (value.length > MAX)
@@ -60164,8 +61289,12 @@ function gitRef(value, name = 'ref') {
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not a git branch, tag or commit sha: use letters, digits, '.', '_', '-' and '/'`);
     return value;
 }
+/** A full commit id (40 hexadecimal characters; upper case is read as lower), as resolveRef gives it. */
 function sha(value, name = 'sha') {
-    return check(name, value, /^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a full 40-character hexadecimal commit id');
+    const parsed = (0, sha_1.parseSha)(check(name, value.trim(), /^[0-9a-fA-F]{40}$/, 'expected a full 40-character hexadecimal commit id'));
+    if (!parsed)
+        throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: expected a full 40-character hexadecimal commit id`);
+    return parsed;
 }
 /** Release ids are made by twinstack: r<UTC time>-<short sha>. */
 function releaseId(value, name = 'release-id') {
@@ -60242,7 +61371,7 @@ exports.representativenessSchema = zod_1.z
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.placeholderSchema = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
 /**
  * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
  * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
@@ -60292,7 +61421,14 @@ exports.columnRuleSchema = zod_1.z.union([
     zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
     zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
 ]);
-exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'null', 'drop'])]);
+/**
+ * `structure` sits between `drop` and `include`: the parent comes along for the shape of the data
+ * (an ancestor comment of a sampled reply) but is no member of the sample: its keys to owners
+ * outside the sample point at the owner table's placeholder row (sample.placeholders), or are
+ * nulled where nullable, and nothing else of those owners follows. A row whose parent cannot come
+ * is left out, never copied with the reference cleared.
+ */
+exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'structure', 'null', 'drop'])]);
 /**
  * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
  * not come along through this key (a player's current post does not make the player part of the
@@ -60303,7 +61439,7 @@ exports.foreignKeySettingSchema = zod_1.z.union([
     zod_1.z
         .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
         .strict()
-        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, null or drop), owns (true or false), or both'),
+        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, structure, null or drop), owns (true or false), or both'),
 ]);
 /**
  * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
@@ -60318,7 +61454,7 @@ exports.referenceSchema = zod_1.z
     table: tableName,
     keys: sqlFragment('expression'),
     to: foreignKeyRef,
-    policy: zod_1.z.enum(['include', 'null', 'drop']).default('drop'),
+    policy: zod_1.z.enum(['include', 'structure', 'null', 'drop']).default('drop'),
     column: zod_1.z
         .string()
         .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
@@ -60328,7 +61464,25 @@ exports.referenceSchema = zod_1.z
     .refine((r) => r.policy !== 'null' || r.column !== undefined, {
     message: 'policy null needs column: the column to clear when a parent is missing',
     path: ['column'],
+})
+    .refine((r) => r.policy !== 'structure' || r.column === undefined, {
+    message: 'policy structure clears nothing (a row whose parent cannot come is left out); remove column, or use policy null',
+    path: ['column'],
 });
+/** A column name, unquoted. */
+const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+/**
+ * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
+ * rows brought along for structure point at it instead of at their real owner, who stays outside
+ * the sample. `key` is its primary key (a value production does not use); `values` gives other
+ * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ */
+exports.placeholderSchema = zod_1.z
+    .object({
+    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
+})
+    .strict();
 /** Name fragments that make a column count as sensitive (matched against the words of its name). */
 exports.DEFAULT_SENSITIVE_NAMES = [
     'email',
@@ -60382,6 +61536,8 @@ exports.sampleSchema = zod_1.z
     'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
     /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
     references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
+    /** Per owner table: the placeholder row that rows brought along for structure point at (policy structure). */
+    placeholders: zod_1.z.record(tableName, exports.placeholderSchema).default({}),
     /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
     columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
     'sensitive-names': zod_1.z
