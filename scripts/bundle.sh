@@ -13,11 +13,12 @@ for dir in actions/*/; do
   # Host scripts and SQL live in files of their own, read beside the module that uses them
   # (`__dirname + '/x.sh'`). ncc relocates some of those reads and leaves others as they are; every
   # file the bundle reads is copied beside it here, so none is missing at run time.
-  for asset in $(grep -oE "(__dirname \+ '/|__nccwpck_require__\.ab \+ \")[A-Za-z0-9_.-]+\.(sh|sql)" "dist/$name/index.js" | sed -E "s/.*[\"'/]//" | sort -u); do
-    [ -f "dist/$name/$asset" ] && continue
-    found=$(find src -name "$asset" -type f)
-    [ "$(printf '%s\n' "$found" | grep -c .)" = 1 ] || { echo "dist/$name reads $asset, found ${found:-nowhere} in src (it must be exactly one file)" >&2; exit 1; }
-    cp "$found" "dist/$name/$asset"
-  done
+  grep -oE "(__dirname \+ '/|__nccwpck_require__\.ab \+ \")[A-Za-z0-9_.-]+\.(sh|sql)" "dist/$name/index.js" | sed -E "s/.*[\"'/]//" | sort -u |
+    while read -r asset; do
+      [ -f "dist/$name/$asset" ] && continue
+      found=$(find src -name "$asset" -type f)
+      [ "$(printf '%s\n' "$found" | grep -c .)" = 1 ] || { echo "dist/$name reads $asset, found ${found:-nowhere} in src (it must be exactly one file)" >&2; exit 1; }
+      cp "$found" "dist/$name/$asset"
+    done
 done
 echo "bundled: $(find dist -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort | tr '\n' ' ')"
