@@ -208,6 +208,10 @@ export interface PromoteInputs {
   'backup-id': string;
   /** The oldest backup-id accepted, in minutes. Default: "60". */
   'backup-max-age-minutes': string;
+  /** Private key (unencrypted) of the backup host named in the config's backup.offsite, confined there to rrsync -wo (README, Off-host copies). The backup this promotion takes is copied there once prod has settled. Required when backup.offsite is set. Pass it from a secret; it is masked as soon as it is read. */
+  'offsite-ssh-key': string;
+  /** A second key of the backup host, used only from the runner (never sent to the VPS): it checks the copy on arrival and keeps the newest backup.offsite.keep copies. Optional; pass it from a secret. */
+  'offsite-admin-key': string;
 }
 
 /** Outputs of twinstack promote (actions/promote). */
@@ -222,6 +226,10 @@ export interface PromoteOutputs {
   'backup-id': string;
   /** The commit that was promoted (or attempted). */
   'sha': string;
+  /** The off-host copy of the backup this promotion took: copied, failed, or off (no backup.offsite in the config, no backup taken, or a named backup-id, which the backup action copied when it took it). */
+  'offsite': string;
+  /** Where the copy is on the backup host (user@host:path), when copied. */
+  'offsite-path': string;
 }
 
 /** Inputs of twinstack resample (actions/resample). Values arrive as strings. */

@@ -20,10 +20,15 @@
 import { short } from '../../infra/sha';
 import type { PromoteInputs, PromoteOutputs } from '../../../action-types';
 import type { ActionDefinition } from '../../domain/action';
+import { backupDir } from '../../domain/backup';
+import type { Config } from '../../domain/config';
 import { Environment } from '../../domain/environment';
+import type { OffsiteCopy } from '../../domain/offsite';
 import { underLock } from '../../domain/operation';
 import type { ActionIO } from '../../infra/actions-io';
 import { OperationFailed } from '../../infra/errors';
+import type { Logger } from '../../infra/logger';
+import { offsiteKeysInput, offsiteSummary } from '../common';
 import * as validate from '../../infra/validate';
 import { checkHealth, ForwardFailed, migrateInPlace, migrateProd, recordPromotion, swapProd } from './forward';
 import { checkTwoPersonRule, gatedRelease, type GatedRelease } from './gated';
@@ -42,6 +47,7 @@ import {
   withScratchCheckouts,
   withWriteFreeze,
 } from './prepare';
+import { copyBackupOffsite } from './offsite';
 import { isRefusal, type Plan, type Promotion } from './promotion';
 import { rollBackPromotion } from './recover';
 import { promoteSummary } from './summary';
@@ -52,7 +58,7 @@ export { promoteSummary } from './summary';
 
 export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan> = {
   name: 'promote',
-  prepare({ io }) {
+  prepare({ io, config }) {
     const backupId = io.input('backup-id') ? validate.backupId(io.input('backup-id'), 'input backup-id') : undefined;
     const sha = io.input('sha') ? validate.sha(io.input('sha').trim().toLowerCase(), 'input sha') : undefined;
     return {
@@ -60,6 +66,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
       requireGate: validate.boolean(io.input('require-gate') || 'true', 'input require-gate'),
       backupId,
       backupMaxAgeMinutes: validate.positiveInt(io.input('backup-max-age-minutes') || '60', 'input backup-max-age-minutes', 10080),
+      offsite: offsiteKeysInput(io, config),
     };
   },
 
@@ -72,12 +79,17 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     // 2. The two-person rule, before the host is touched at all.
     checkTwoPersonRule(config, gated, run);
     const { sha } = gated;
-    const result = await underLock(
+    const { result, copy } = await underLock(
       { host, stateDir: config['state-dir'], env: 'prod', project: config.environments.prod.project, action: 'promote', sha, run, log, lockTimeoutSeconds },
-      (op) => runPromotion({ host, config, log, plan, prod, dev, op, gated, sha }),
-      (r) => (r.outcome === 'promoted' || r.outcome === 'unchanged' ? 'success' : 'failure'),
+      async (op) => {
+        const p: Promotion = { host, config, log, plan, prod, dev, op, gated, sha };
+        const r = await runPromotion(p);
+        // 10. Still under the lock, so no other run prunes the backup while it is copied.
+        return { result: r, copy: await copyBackupOffsite(p, r) };
+      },
+      ({ result: r }) => (r.outcome === 'promoted' || r.outcome === 'unchanged' ? 'success' : 'failure'),
     );
-    await reportOutcome(io, prod, result, gated);
+    await reportOutcome(io, { prod, config, result, gated, copy, log });
   },
 };
 
@@ -116,13 +128,30 @@ export async function runPromotion(p: Promotion): Promise<Outcome> {
   });
 }
 
-/** The outputs and the job summary; a promotion that did not end on the commit fails the step. */
-async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, prod: Environment, result: Outcome, gated: GatedRelease): Promise<void> {
+interface Report {
+  prod: Environment;
+  config: Config;
+  result: Outcome;
+  gated: GatedRelease;
+  copy?: OffsiteCopy;
+  log: Logger;
+}
+
+/**
+ * The outputs and the job summary. A promotion that did not end on the commit fails the step; so
+ * does a failed off-host copy unless backup.offsite.required is false (prod keeps the new release
+ * either way: the copy is of a backup, not part of the change).
+ */
+async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, { prod, config, result, gated, copy, log }: Report): Promise<void> {
   io.output('outcome', result.outcome);
   io.output('release-id', result.releaseId);
   io.output('backup-id', result.backup?.id ?? '');
   io.output('sha', result.sha);
-  await io.summary(promoteSummary(prod, result, gated).toMarkdown());
+  io.output('offsite', copy?.status ?? 'off');
+  io.output('offsite-path', copy?.status === 'copied' ? copy.location : '');
+  const summary = promoteSummary(prod, result, gated);
+  if (copy && result.backup) offsiteSummary(summary, config, prod.name, backupDir(config, prod, result.backup.id), copy);
+  await io.summary(summary.toMarkdown());
   const shown = short(result.sha);
   const failure = failureOf(result);
   const why = `${failure?.stage} (${failure?.message})`;
@@ -130,4 +159,9 @@ async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, prod: 
   if (result.outcome === 'rolled-back') throw new OperationFailed(`promotion of ${shown} failed during ${why}; prod was rolled back to ${result.releaseId}`);
   if (result.outcome === 'rollback-failed')
     throw new OperationFailed(`promotion of ${shown} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
+  if (copy?.status === 'failed' && result.backup) {
+    const line = `prod runs release ${result.releaseId}, but the off-host copy of backup ${result.backup.id} failed: ${copy.error}`;
+    if (config.backup.offsite?.required !== false) throw new OperationFailed(line);
+    log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
+  }
 }

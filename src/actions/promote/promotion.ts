@@ -10,6 +10,7 @@ import type { RehearsalResult } from '../../domain/rehearsal';
 import type { Release } from '../../domain/release';
 import type { SchemaState } from '../../domain/schema';
 import type { ShipPlan } from '../../domain/ship';
+import type { OffsiteKeys } from '../../domain/offsite';
 import type { Host } from '../../infra/host';
 import type { Logger } from '../../infra/logger';
 import type { GatedRelease } from './gated';
@@ -21,6 +22,8 @@ export interface Plan {
   requireGate: boolean;
   backupId?: string;
   backupMaxAgeMinutes: number;
+  /** The backup host's keys, when the config has backup.offsite. */
+  offsite?: OffsiteKeys;
 }
 
 /** One promotion, under prod's lock: fixed for its whole run. */
