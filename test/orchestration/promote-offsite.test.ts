@@ -83,7 +83,7 @@ describe('promote with backup.offsite', () => {
     const push = h.indexOf(PUSH);
     assert.ok(up >= 0 && push > up, `the copy ran after the swap (up ${up}, push ${push})`);
     // Before the lock was released, and the write-only key left the VPS again.
-    const released = h.calls.findLastIndex((c) => /^rm -f \S+\/prod\/lock-holder\.json$/.test(c.script));
+    const released = Math.max(...h.calls.map((c, n) => (/^rm -f \S+\/prod\/lock-holder\.json$/.test(c.script) ? n : -1)));
     assert.ok(push < released, `the copy ran after prod's lock was released (push ${push}, release ${released})`);
     assert.ok(h.calls.some((c) => c.rule === 'writeFile' && c.script.includes(`${KEY_DIR}/key`)));
     assert.ok(h.indexOf(new RegExp(`^rm -rf ${KEY_DIR}$`)) > push, 'the key file was not removed after the push');
@@ -105,7 +105,10 @@ describe('promote with backup.offsite', () => {
     assert.deepEqual(vps.running('prod'), idsOf(NEW), 'the failed copy undid the promotion');
     assert.equal(vps.env.prod.head, NEW);
     assert.equal(r.outputs.offsite, 'failed');
-    assert.match(r.failure, /prod runs release r\S+, but the off-host copy of backup b\S+ failed: the backup host backups\.example\.net:22 refused offsite-ssh-key/);
+    assert.match(
+      r.failure,
+      /prod runs release r\S+, but the off-host copy of backup b\S+ failed: the backup host backups\.example\.net:22 refused offsite-ssh-key/,
+    );
     assert.match(r.summary, /The off-host copy failed/);
   });
 
