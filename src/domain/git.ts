@@ -16,13 +16,7 @@ import { gitRef, printable } from '../infra/validate';
 export async function resolveRef(host: Host, env: Environment, ref: string): Promise<Sha> {
   gitRef(ref);
   const { checkout, remote } = env.cfg;
-  const exists = await host.run(git.isRepository(checkout), { check: false, quiet: true, timeoutSeconds: 30 });
-  if (exists.exitCode !== 0) {
-    throw new ConfigurationError(
-      `${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`,
-    );
-  }
-  await host.run(git.fetch(remote), { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+  await fetchRemote(host, env);
   // A branch name means the remote's branch; a tag or sha means itself.
   const r = await host.run(git.resolveCommit(remote, ref), {
     cwd: checkout,
@@ -36,6 +30,31 @@ export async function resolveRef(host: Host, env: Environment, ref: string): Pro
     throw new ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
   }
   return sha;
+}
+
+/** The environment's checkout is a repository, and has fetched its remote's branches and tags. */
+async function fetchRemote(host: Host, env: Environment): Promise<void> {
+  const { checkout, remote } = env.cfg;
+  const exists = await host.run(git.isRepository(checkout), { check: false, quiet: true, timeoutSeconds: 30 });
+  if (exists.exitCode !== 0) {
+    throw new ConfigurationError(
+      `${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`,
+    );
+  }
+  await host.run(git.fetch(remote), { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+}
+
+/**
+ * Checks that the environment's checkout has the commit `sha` after a fetch of its remote: for a
+ * commit already known by its full id (promote's gated commit), where resolveRef would look up a
+ * branch or tag by that name first.
+ */
+export async function ensureCommit(host: Host, env: Environment, sha: Sha): Promise<void> {
+  await fetchRemote(host, env);
+  const r = await host.run(git.hasCommit(sha), { cwd: env.cfg.checkout, check: false, quiet: true, timeoutSeconds: 60 });
+  if (r.exitCode !== 0) {
+    throw new ConfigurationError(`commit ${short(sha)} is not in ${env.cfg.checkout} after fetching ${env.cfg.remote}: push it there first`);
+  }
 }
 
 export async function checkoutCommit(host: Host, env: Environment, sha: string): Promise<void> {
@@ -212,7 +231,8 @@ export async function pruneReleaseDirs(host: Host, stateDir: string, env: Enviro
   const gone = r.stdout
     .split('\n')
     .map((l) => l.trim())
-    .filter((d) => /^[0-9a-f]{40}$/.test(d) && !protect.includes(d) && !kept.some((k) => d.startsWith(k)));
+    // A release directory is named by its commit's full id.
+    .filter((d) => isSha(d) && !protect.includes(d) && !kept.some((k) => d.startsWith(k)));
   for (const d of gone) await removeScratchCheckout(host, env, `${root}/${d}`);
   return gone;
 }

@@ -10,7 +10,7 @@ import { parseInspect, type ContainerState, type Environment } from './environme
 import type { Host } from '../infra/host';
 import type { Release } from './release';
 import { COMPOSE_LABELS, projectLabel, shortId } from '../infra/docker';
-import { short } from '../infra/sha';
+import { parseSha, short } from '../infra/sha';
 import { hostScript } from '../infra/shell';
 
 export interface ObservedState {
@@ -41,7 +41,7 @@ export async function observe(host: Host, env: Environment, opts: { alembic?: bo
   const script = hostScript(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: projectLabel(env.project), WORKING_DIR: COMPOSE_LABELS.workingDir });
   const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
   const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
-  const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
+  const head = parseSha(headPart) ?? '';
   const containers = parseInspect(inspectPart ?? '[]').filter((c) => !c.oneoff);
   const images: Record<string, string> = {};
   for (const c of containers) if (c.service && !images[c.service]) images[c.service] = c.imageId;

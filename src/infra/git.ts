@@ -35,6 +35,11 @@ export function head(dir: string): string {
   return sh`git -C ${dir} rev-parse HEAD 2>/dev/null`;
 }
 
+/** Succeeds when the repository has `sha` as a commit (not only as some object). */
+export function hasCommit(sha: string): string {
+  return argv('git', 'cat-file', '-e', `${sha}^{commit}`);
+}
+
 /**
  * Prints the name (after `refs/remotes/<remote>/`) of `branchRef` when it contains `sha`, nothing
  * when it does not. Run in the checkout.

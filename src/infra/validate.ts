@@ -44,10 +44,12 @@ export function gitRef(value: string, name = 'ref'): string {
   return value;
 }
 
-/** A full commit id (40 hexadecimal characters; upper case is read as lower), as resolveRef gives it. */
+const FULL_COMMIT = 'expected a full hexadecimal commit id (40 characters, or 64 in a SHA-256 repository)';
+
+/** A full commit id (40 hexadecimal characters, or 64 in a SHA-256 repository; upper case is read as lower), as resolveRef gives it. */
 export function sha(value: string, name = 'sha'): Sha {
-  const parsed = parseSha(check(name, value.trim(), /^[0-9a-fA-F]{40}$/, 'expected a full 40-character hexadecimal commit id'));
-  if (!parsed) throw new ConfigurationError(`${name} "${printable(value)}" is not valid: expected a full 40-character hexadecimal commit id`);
+  const parsed = parseSha(check(name, value.trim(), /^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$/, FULL_COMMIT));
+  if (!parsed) throw new ConfigurationError(`${name} "${printable(value)}" is not valid: ${FULL_COMMIT}`);
   return parsed;
 }
 

@@ -310,6 +310,7 @@ export class FakeVps {
       const full = [...this.commits].find((s) => s === ref || (ref.length >= 7 && s.startsWith(ref)));
       return full ? { stdout: `${full}\n` } : { exitCode: 1 };
     });
+    h.on('has commit', /^git cat-file -e '([0-9a-f]+)\^\{commit\}'$/, (_c, m) => (this.commits.has(m?.[1] ?? '') ? {} : { exitCode: 1 }));
     h.on('on branch', /^git for-each-ref --contains ([0-9a-f]{40}) /, (_c, m) => ({ stdout: this.onBranch.has(m?.[1] ?? '') ? 'main\n' : '' }));
     h.on('git checkout', /^git -c advice\.detachedHead=false checkout --quiet --detach ([0-9a-f]{40})$/, (c, m) => {
       this.env[this.envNamed(c.cwd ?? '')].head = m?.[1] ?? '';

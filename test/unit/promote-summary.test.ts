@@ -10,10 +10,11 @@ import { promoteSummary, type Outcome } from '../../src/actions/promote/promote'
 import { parseConfig } from '../../src/domain/config';
 import { Environment } from '../../src/domain/environment';
 import type { Release } from '../../src/domain/release';
+import { parseSha } from '../../src/infra/sha';
 
 const config = parseConfig(fs.readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8'), 'makapix.yml');
 const prod = new Environment('prod', config);
-const sha = 'c'.repeat(40);
+const sha = parseSha('c'.repeat(40))!;
 const previous: Release = { release: 'r-old', sha: 'a'.repeat(40), kind: 'deploy', images: {}, time: '2026-01-01T00:00:00Z' };
 const ship: Outcome['ship'] = {
   ship: [{ service: 'api', id: `sha256:${'1'.repeat(64)}`, name: 'makapix-prod-api:local' }],

@@ -3,7 +3,7 @@
  * gate for it, read under dev's lock; and the two-person rule. Both refuse in one line, having
  * changed nothing.
  */
-import { short } from '../../infra/sha';
+import { parseSha, short, type Sha } from '../../infra/sha';
 import type { Config } from '../../domain/config';
 import type { Environment } from '../../domain/environment';
 import { HostLog, latest, type RecordOf } from '../../domain/host-log';
@@ -11,12 +11,12 @@ import { EnvironmentLock } from '../../domain/lock';
 import { currentRelease, type Release } from '../../domain/release';
 import { drift, driftMessage, observe, shortId } from '../../domain/state';
 import type { RunInfo } from '../../infra/actions-io';
-import { OperationFailed } from '../../infra/errors';
+import { OperationFailed, shorten } from '../../infra/errors';
 import type { Host } from '../../infra/host';
 import type { Logger } from '../../infra/logger';
 
 export interface GatedRelease {
-  sha: string;
+  sha: Sha;
   /** Service → image id the passing gate tested (or, without a gate, what dev runs). */
   images: Record<string, string>;
   gate?: RecordOf<'gate'>;
@@ -45,8 +45,10 @@ export async function gatedRelease(
   try {
     const devRecords = await new HostLog(host, stateDir, 'dev').read(log);
     const devRelease = currentRelease(devRecords);
-    const sha = wanted ?? devRelease?.sha;
-    if (!sha) throw new OperationFailed('dev has no release recorded: deploy dev and run the gate first. Nothing was changed.');
+    const found = wanted ?? devRelease?.sha;
+    if (!found) throw new OperationFailed('dev has no release recorded: deploy dev and run the gate first. Nothing was changed.');
+    const sha = parseSha(found);
+    if (!sha) throw new OperationFailed(`dev's host log names "${shorten(found, 80)}" as its commit, which is not a commit id: deploy dev again. Nothing was changed.`);
     const pusher = devRecords.filter((r) => r.event === 'release' && r.kind === 'deploy' && r.sha === sha).at(-1)?.actor;
     const gate = latest(devRecords, 'gate', (r) => r.sha === sha);
     const runsIt = devRelease?.sha === sha ? devRelease : undefined;

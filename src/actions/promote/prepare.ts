@@ -6,7 +6,7 @@
 import { branchContains } from '../../infra/git';
 import { short } from '../../infra/sha';
 import { takeBackup, usableBackup, type BackupManifest } from '../../domain/backup';
-import { releaseEnvironment, removeScratchCheckout, resolveRef, scratchCheckout } from '../../domain/git';
+import { ensureCommit, releaseEnvironment, removeScratchCheckout, scratchCheckout } from '../../domain/git';
 import type { Environment } from '../../domain/environment';
 import { oneOffHeads, OneOffUnavailable } from '../../domain/alembic';
 import { databaseEnvValue, rehearsalRefusal, rehearse, type RehearsalResult } from '../../domain/rehearsal';
@@ -52,7 +52,7 @@ export async function unchangedOutcome(p: Promotion, opened: Opened & { previous
 /** Only commits merged on promote.branch are promoted. */
 export async function checkOnBranch(p: Promotion): Promise<void> {
   const { host, prod, sha } = p;
-  await resolveRef(host, prod, sha);
+  await ensureCommit(host, prod, sha);
   const branch = p.config.promote.branch;
   const onBranch = await host.run(branchContains(sha, `refs/remotes/${prod.cfg.remote}/${branch}`), {
     cwd: prod.cfg.checkout,

@@ -60,7 +60,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
   name: 'promote',
   prepare({ io, config }) {
     const backupId = io.input('backup-id') ? validate.backupId(io.input('backup-id'), 'input backup-id') : undefined;
-    const sha = io.input('sha') ? validate.sha(io.input('sha').trim().toLowerCase(), 'input sha') : undefined;
+    const sha = io.input('sha') ? validate.sha(io.input('sha'), 'input sha') : undefined;
     return {
       sha,
       requireGate: validate.boolean(io.input('require-gate') || 'true', 'input require-gate'),

@@ -12,13 +12,14 @@ import type { SchemaState } from '../../domain/schema';
 import type { ShipPlan } from '../../domain/ship';
 import type { OffsiteKeys } from '../../domain/offsite';
 import type { Host } from '../../infra/host';
+import type { Sha } from '../../infra/sha';
 import type { Logger } from '../../infra/logger';
 import type { GatedRelease } from './gated';
 import type { Stage } from './outcome';
 
 /** promote's inputs, checked once. */
 export interface Plan {
-  sha?: string;
+  sha?: Sha;
   requireGate: boolean;
   backupId?: string;
   backupMaxAgeMinutes: number;
@@ -38,7 +39,7 @@ export interface Promotion {
   op: Operation;
   /** The commit, and what passed the gate for it on dev. */
   gated: GatedRelease;
-  sha: string;
+  sha: Sha;
 }
 
 /** prod as found under its lock. */
