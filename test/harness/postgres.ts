@@ -76,11 +76,30 @@ export async function startPostgres(): Promise<TestPostgres> {
     },
     stop() {
       try {
-        run(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', 'stop']);
+        // pg_ctl sends SIGQUIT to the pid in postmaster.pid. When this server has already gone, that
+        // pid may since belong to another process (a container's PostgreSQL backend, as pids are
+        // shared with Docker's containers): stop only a postmaster that runs on this data directory.
+        if (ownPostmasterRuns(data)) run(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', 'stop']);
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
       return Promise.resolve();
     },
   };
+}
+
+/** Whether postmaster.pid in `data` names a live process started on `data` (its command line says so). */
+function ownPostmasterRuns(data: string): boolean {
+  let pid: string;
+  try {
+    pid = fs.readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0].trim();
+  } catch {
+    return false;
+  }
+  if (!/^\d+$/.test(pid)) return false;
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(data);
+  } catch {
+    return false;
+  }
 }
