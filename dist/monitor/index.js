@@ -57579,16 +57579,18 @@ function dropDatabaseSql(name) {
 "use strict";
 
 /**
- * A commit id as twinstack records and compares it: the full 40 hexadecimal characters of a
- * SHA-1 repository, lower case. Made only by parsing (an input, git's own output), so a value of
+ * A commit id as twinstack records and compares it: the full id, lower case: 40 hexadecimal
+ * characters in a SHA-1 repository, 64 in a SHA-256 one (git init --object-format=sha256). Made only by parsing (an input, git's own output), so a value of
  * type Sha has been checked once and is never checked again; `short()` is how it is shown.
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.SHORT_LENGTH = void 0;
+exports.SHORT_LENGTH = exports.SHA_PATTERN = void 0;
 exports.isSha = isSha;
 exports.parseSha = parseSha;
 exports.short = short;
-const FULL = /^[0-9a-f]{40}$/;
+const FULL = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+/** The same rule as a regular expression's source, for the places that find ids in text. */
+exports.SHA_PATTERN = '(?:[0-9a-f]{40}|[0-9a-f]{64})';
 /** How many characters of a commit id are shown to people (git's `--abbrev=12`). */
 exports.SHORT_LENGTH = 12;
 /** Whether `value` is already a full, lower-case commit id. */
@@ -58387,11 +58389,12 @@ function gitRef(value, name = 'ref') {
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not a git branch, tag or commit sha: use letters, digits, '.', '_', '-' and '/'`);
     return value;
 }
-/** A full commit id (40 hexadecimal characters; upper case is read as lower), as resolveRef gives it. */
+const FULL_COMMIT = 'expected a full hexadecimal commit id (40 characters, or 64 in a SHA-256 repository)';
+/** A full commit id (40 hexadecimal characters, or 64 in a SHA-256 repository; upper case is read as lower), as resolveRef gives it. */
 function sha(value, name = 'sha') {
-    const parsed = (0, sha_1.parseSha)(check(name, value.trim(), /^[0-9a-fA-F]{40}$/, 'expected a full 40-character hexadecimal commit id'));
+    const parsed = (0, sha_1.parseSha)(check(name, value.trim(), /^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$/, FULL_COMMIT));
     if (!parsed)
-        throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: expected a full 40-character hexadecimal commit id`);
+        throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: ${FULL_COMMIT}`);
     return parsed;
 }
 /** Release ids are made by twinstack: r<UTC time>-<short sha>. */

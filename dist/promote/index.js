@@ -55989,9 +55989,12 @@ async function gatedRelease(host, stateDir, dev, wanted, requireGate, run, log, 
     try {
         const devRecords = await new host_log_1.HostLog(host, stateDir, 'dev').read(log);
         const devRelease = (0, release_1.currentRelease)(devRecords);
-        const sha = wanted ?? devRelease?.sha;
-        if (!sha)
+        const found = wanted ?? devRelease?.sha;
+        if (!found)
             throw new errors_1.OperationFailed('dev has no release recorded: deploy dev and run the gate first. Nothing was changed.');
+        const sha = (0, sha_1.parseSha)(found);
+        if (!sha)
+            throw new errors_1.OperationFailed(`dev's host log names "${(0, errors_1.shorten)(found, 80)}" as its commit, which is not a commit id: deploy dev again. Nothing was changed.`);
         const pusher = devRecords.filter((r) => r.event === 'release' && r.kind === 'deploy' && r.sha === sha).at(-1)?.actor;
         const gate = (0, host_log_1.latest)(devRecords, 'gate', (r) => r.sha === sha);
         const runsIt = devRelease?.sha === sha ? devRelease : undefined;
@@ -56035,6 +56038,32 @@ function checkTwoPersonRule(config, gated, run) {
     if (config.promote['require-different-actor'] && gated.pusher && gated.pusher === run.actor) {
         throw new errors_1.OperationFailed(`${run.actor} deployed ${(0, sha_1.short)(gated.sha)} to dev and may not also promote it (promote.require-different-actor): ask another person to run flip-the-switch. Nothing was changed.`);
     }
+}
+
+
+/***/ }),
+
+/***/ 2714:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.copyBackupOffsite = copyBackupOffsite;
+/**
+ * 10. The backup this promotion took goes off the host (backup.offsite), once prod has settled on
+ * the new release or back on the old one. It runs last so it never lengthens the write freeze or
+ * the promotion itself; the verified backup is on the VPS for a rollback the whole time. A named
+ * backup-id is not copied again: the backup action copied it when it took it.
+ */
+const offsite_1 = __nccwpck_require__(2298);
+async function copyBackupOffsite(p, r) {
+    const backup = r.backup;
+    if (!p.plan.offsite || !backup || p.plan.backupId || backup.status !== 'verified')
+        return undefined;
+    const copy = await (0, offsite_1.copyOffsite)(p.host, p.config, p.prod, backup, p.plan.offsite, p.log);
+    await p.op.record('offsite', { backup: backup.id, status: copy.status, location: copy.location, error: copy.status === 'failed' ? copy.error : undefined });
+    return copy;
 }
 
 
@@ -56119,7 +56148,7 @@ async function unchangedOutcome(p, opened) {
 /** Only commits merged on promote.branch are promoted. */
 async function checkOnBranch(p) {
     const { host, prod, sha } = p;
-    await (0, git_2.resolveRef)(host, prod, sha);
+    await (0, git_2.ensureCommit)(host, prod, sha);
     const branch = p.config.promote.branch;
     const onBranch = await host.run((0, git_1.branchContains)(sha, `refs/remotes/${prod.cfg.remote}/${branch}`), {
         cwd: prod.cfg.checkout,
@@ -56398,14 +56427,17 @@ exports.runPromotion = runPromotion;
  * recover.ts (9) and summary.ts.
  */
 const sha_1 = __nccwpck_require__(3828);
+const backup_1 = __nccwpck_require__(6230);
 const environment_1 = __nccwpck_require__(2309);
 const operation_1 = __nccwpck_require__(4201);
 const errors_1 = __nccwpck_require__(639);
+const common_1 = __nccwpck_require__(5650);
 const validate = __importStar(__nccwpck_require__(8770));
 const forward_1 = __nccwpck_require__(4849);
 const gated_1 = __nccwpck_require__(9225);
 const outcome_1 = __nccwpck_require__(8000);
 const prepare_1 = __nccwpck_require__(7735);
+const offsite_1 = __nccwpck_require__(2714);
 const promotion_1 = __nccwpck_require__(2057);
 const recover_1 = __nccwpck_require__(5152);
 const summary_1 = __nccwpck_require__(4828);
@@ -56415,14 +56447,15 @@ var summary_2 = __nccwpck_require__(4828);
 Object.defineProperty(exports, "promoteSummary", ({ enumerable: true, get: function () { return summary_2.promoteSummary; } }));
 exports.promoteAction = {
     name: 'promote',
-    prepare({ io }) {
+    prepare({ io, config }) {
         const backupId = io.input('backup-id') ? validate.backupId(io.input('backup-id'), 'input backup-id') : undefined;
-        const sha = io.input('sha') ? validate.sha(io.input('sha').trim().toLowerCase(), 'input sha') : undefined;
+        const sha = io.input('sha') ? validate.sha(io.input('sha'), 'input sha') : undefined;
         return {
             sha,
             requireGate: validate.boolean(io.input('require-gate') || 'true', 'input require-gate'),
             backupId,
             backupMaxAgeMinutes: validate.positiveInt(io.input('backup-max-age-minutes') || '60', 'input backup-max-age-minutes', 10080),
+            offsite: (0, common_1.offsiteKeysInput)(io, config),
         };
     },
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
@@ -56434,8 +56467,13 @@ exports.promoteAction = {
         // 2. The two-person rule, before the host is touched at all.
         (0, gated_1.checkTwoPersonRule)(config, gated, run);
         const { sha } = gated;
-        const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'prod', project: config.environments.prod.project, action: 'promote', sha, run, log, lockTimeoutSeconds }, (op) => runPromotion({ host, config, log, plan, prod, dev, op, gated, sha }), (r) => (r.outcome === 'promoted' || r.outcome === 'unchanged' ? 'success' : 'failure'));
-        await reportOutcome(io, prod, result, gated);
+        const { result, copy } = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'prod', project: config.environments.prod.project, action: 'promote', sha, run, log, lockTimeoutSeconds }, async (op) => {
+            const p = { host, config, log, plan, prod, dev, op, gated, sha };
+            const r = await runPromotion(p);
+            // 10. Still under the lock, so no other run prunes the backup while it is copied.
+            return { result: r, copy: await (0, offsite_1.copyBackupOffsite)(p, r) };
+        }, ({ result: r }) => (r.outcome === 'promoted' || r.outcome === 'unchanged' ? 'success' : 'failure'));
+        await reportOutcome(io, { prod, config, result, gated, copy, log });
     },
 };
 /**
@@ -56478,13 +56516,22 @@ async function runPromotion(p) {
         });
     });
 }
-/** The outputs and the job summary; a promotion that did not end on the commit fails the step. */
-async function reportOutcome(io, prod, result, gated) {
+/**
+ * The outputs and the job summary. A promotion that did not end on the commit fails the step; so
+ * does a failed off-host copy unless backup.offsite.required is false (prod keeps the new release
+ * either way: the copy is of a backup, not part of the change).
+ */
+async function reportOutcome(io, { prod, config, result, gated, copy, log }) {
     io.output('outcome', result.outcome);
     io.output('release-id', result.releaseId);
     io.output('backup-id', result.backup?.id ?? '');
     io.output('sha', result.sha);
-    await io.summary((0, summary_1.promoteSummary)(prod, result, gated).toMarkdown());
+    io.output('offsite', copy?.status ?? 'off');
+    io.output('offsite-path', copy?.status === 'copied' ? copy.location : '');
+    const summary = (0, summary_1.promoteSummary)(prod, result, gated);
+    if (copy && result.backup)
+        (0, common_1.offsiteSummary)(summary, config, prod.name, (0, backup_1.backupDir)(config, prod, result.backup.id), copy);
+    await io.summary(summary.toMarkdown());
     const shown = (0, sha_1.short)(result.sha);
     const failure = (0, outcome_1.failureOf)(result);
     const why = `${failure?.stage} (${failure?.message})`;
@@ -56494,6 +56541,12 @@ async function reportOutcome(io, prod, result, gated) {
         throw new errors_1.OperationFailed(`promotion of ${shown} failed during ${why}; prod was rolled back to ${result.releaseId}`);
     if (result.outcome === 'rollback-failed')
         throw new errors_1.OperationFailed(`promotion of ${shown} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
+    if (copy?.status === 'failed' && result.backup) {
+        const line = `prod runs release ${result.releaseId}, but the off-host copy of backup ${result.backup.id} failed: ${copy.error}`;
+        if (config.backup.offsite?.required !== false)
+            throw new errors_1.OperationFailed(line);
+        log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
+    }
 }
 
 
@@ -58348,6 +58401,7 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.resolveRef = resolveRef;
+exports.ensureCommit = ensureCommit;
 exports.checkoutCommit = checkoutCommit;
 exports.scratchCheckout = scratchCheckout;
 exports.usesReleaseDirs = usesReleaseDirs;
@@ -58366,11 +58420,7 @@ const validate_1 = __nccwpck_require__(8770);
 async function resolveRef(host, env, ref) {
     (0, validate_1.gitRef)(ref);
     const { checkout, remote } = env.cfg;
-    const exists = await host.run(git.isRepository(checkout), { check: false, quiet: true, timeoutSeconds: 30 });
-    if (exists.exitCode !== 0) {
-        throw new errors_1.ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
-    }
-    await host.run(git.fetch(remote), { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+    await fetchRemote(host, env);
     // A branch name means the remote's branch; a tag or sha means itself.
     const r = await host.run(git.resolveCommit(remote, ref), {
         cwd: checkout,
@@ -58384,6 +58434,27 @@ async function resolveRef(host, env, ref) {
         throw new errors_1.ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
     }
     return sha;
+}
+/** The environment's checkout is a repository, and has fetched its remote's branches and tags. */
+async function fetchRemote(host, env) {
+    const { checkout, remote } = env.cfg;
+    const exists = await host.run(git.isRepository(checkout), { check: false, quiet: true, timeoutSeconds: 30 });
+    if (exists.exitCode !== 0) {
+        throw new errors_1.ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
+    }
+    await host.run(git.fetch(remote), { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+}
+/**
+ * Checks that the environment's checkout has the commit `sha` after a fetch of its remote: for a
+ * commit already known by its full id (promote's gated commit), where resolveRef would look up a
+ * branch or tag by that name first.
+ */
+async function ensureCommit(host, env, sha) {
+    await fetchRemote(host, env);
+    const r = await host.run(git.hasCommit(sha), { cwd: env.cfg.checkout, check: false, quiet: true, timeoutSeconds: 60 });
+    if (r.exitCode !== 0) {
+        throw new errors_1.ConfigurationError(`commit ${(0, sha_1.short)(sha)} is not in ${env.cfg.checkout} after fetching ${env.cfg.remote}: push it there first`);
+    }
 }
 async function checkoutCommit(host, env, sha) {
     try {
@@ -58541,7 +58612,8 @@ async function pruneReleaseDirs(host, stateDir, env, protect) {
     const gone = r.stdout
         .split('\n')
         .map((l) => l.trim())
-        .filter((d) => /^[0-9a-f]{40}$/.test(d) && !protect.includes(d) && !kept.some((k) => d.startsWith(k)));
+        // A release directory is named by its commit's full id.
+        .filter((d) => (0, sha_1.isSha)(d) && !protect.includes(d) && !kept.some((k) => d.startsWith(k)));
     for (const d of gone)
         await removeScratchCheckout(host, env, `${root}/${d}`);
     return gone;
@@ -60888,7 +60960,7 @@ async function observe(host, env, opts = {}) {
     const script = (0, shell_1.hostScript)(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: (0, docker_1.projectLabel)(env.project), WORKING_DIR: docker_1.COMPOSE_LABELS.workingDir });
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
     const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
-    const head = /^[0-9a-f]{40}$/.test(headPart.trim()) ? headPart.trim() : '';
+    const head = (0, sha_1.parseSha)(headPart) ?? '';
     const containers = (0, environment_1.parseInspect)(inspectPart ?? '[]').filter((c) => !c.oneoff);
     const images = {};
     for (const c of containers)
@@ -61601,6 +61673,7 @@ exports.fetch = fetch;
 exports.resolveCommit = resolveCommit;
 exports.checkoutDetached = checkoutDetached;
 exports.head = head;
+exports.hasCommit = hasCommit;
 exports.branchContains = branchContains;
 exports.addWorktree = addWorktree;
 exports.removeWorktree = removeWorktree;
@@ -61634,6 +61707,10 @@ function checkoutDetached(sha) {
 /** The commit `dir` is at; fails when it is not a checkout. */
 function head(dir) {
     return (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`;
+}
+/** Succeeds when the repository has `sha` as a commit (not only as some object). */
+function hasCommit(sha) {
+    return (0, shell_1.argv)('git', 'cat-file', '-e', `${sha}^{commit}`);
 }
 /**
  * Prints the name (after `refs/remotes/<remote>/`) of `branchRef` when it contains `sha`, nothing
@@ -62101,16 +62178,18 @@ function knownHostsFile(lines) {
 "use strict";
 
 /**
- * A commit id as twinstack records and compares it: the full 40 hexadecimal characters of a
- * SHA-1 repository, lower case. Made only by parsing (an input, git's own output), so a value of
+ * A commit id as twinstack records and compares it: the full id, lower case: 40 hexadecimal
+ * characters in a SHA-1 repository, 64 in a SHA-256 one (git init --object-format=sha256). Made only by parsing (an input, git's own output), so a value of
  * type Sha has been checked once and is never checked again; `short()` is how it is shown.
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.SHORT_LENGTH = void 0;
+exports.SHORT_LENGTH = exports.SHA_PATTERN = void 0;
 exports.isSha = isSha;
 exports.parseSha = parseSha;
 exports.short = short;
-const FULL = /^[0-9a-f]{40}$/;
+const FULL = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+/** The same rule as a regular expression's source, for the places that find ids in text. */
+exports.SHA_PATTERN = '(?:[0-9a-f]{40}|[0-9a-f]{64})';
 /** How many characters of a commit id are shown to people (git's `--abbrev=12`). */
 exports.SHORT_LENGTH = 12;
 /** Whether `value` is already a full, lower-case commit id. */
@@ -62909,11 +62988,12 @@ function gitRef(value, name = 'ref') {
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not a git branch, tag or commit sha: use letters, digits, '.', '_', '-' and '/'`);
     return value;
 }
-/** A full commit id (40 hexadecimal characters; upper case is read as lower), as resolveRef gives it. */
+const FULL_COMMIT = 'expected a full hexadecimal commit id (40 characters, or 64 in a SHA-256 repository)';
+/** A full commit id (40 hexadecimal characters, or 64 in a SHA-256 repository; upper case is read as lower), as resolveRef gives it. */
 function sha(value, name = 'sha') {
-    const parsed = (0, sha_1.parseSha)(check(name, value.trim(), /^[0-9a-fA-F]{40}$/, 'expected a full 40-character hexadecimal commit id'));
+    const parsed = (0, sha_1.parseSha)(check(name, value.trim(), /^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$/, FULL_COMMIT));
     if (!parsed)
-        throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: expected a full 40-character hexadecimal commit id`);
+        throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: ${FULL_COMMIT}`);
     return parsed;
 }
 /** Release ids are made by twinstack: r<UTC time>-<short sha>. */

@@ -58175,6 +58175,7 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.resolveRef = resolveRef;
+exports.ensureCommit = ensureCommit;
 exports.checkoutCommit = checkoutCommit;
 exports.scratchCheckout = scratchCheckout;
 exports.usesReleaseDirs = usesReleaseDirs;
@@ -58193,11 +58194,7 @@ const validate_1 = __nccwpck_require__(8770);
 async function resolveRef(host, env, ref) {
     (0, validate_1.gitRef)(ref);
     const { checkout, remote } = env.cfg;
-    const exists = await host.run(git.isRepository(checkout), { check: false, quiet: true, timeoutSeconds: 30 });
-    if (exists.exitCode !== 0) {
-        throw new errors_1.ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
-    }
-    await host.run(git.fetch(remote), { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+    await fetchRemote(host, env);
     // A branch name means the remote's branch; a tag or sha means itself.
     const r = await host.run(git.resolveCommit(remote, ref), {
         cwd: checkout,
@@ -58211,6 +58208,27 @@ async function resolveRef(host, env, ref) {
         throw new errors_1.ConfigurationError(`ref ${ref} is not a branch, tag or commit of ${remote} in ${checkout}: push it first, or check the ref input`);
     }
     return sha;
+}
+/** The environment's checkout is a repository, and has fetched its remote's branches and tags. */
+async function fetchRemote(host, env) {
+    const { checkout, remote } = env.cfg;
+    const exists = await host.run(git.isRepository(checkout), { check: false, quiet: true, timeoutSeconds: 30 });
+    if (exists.exitCode !== 0) {
+        throw new errors_1.ConfigurationError(`${env.name} checkout ${checkout} is not a git repository on the host: clone the app there first (git clone <repo> ${checkout})`);
+    }
+    await host.run(git.fetch(remote), { cwd: checkout, label: `git fetch in ${checkout}`, timeoutSeconds: 600 });
+}
+/**
+ * Checks that the environment's checkout has the commit `sha` after a fetch of its remote: for a
+ * commit already known by its full id (promote's gated commit), where resolveRef would look up a
+ * branch or tag by that name first.
+ */
+async function ensureCommit(host, env, sha) {
+    await fetchRemote(host, env);
+    const r = await host.run(git.hasCommit(sha), { cwd: env.cfg.checkout, check: false, quiet: true, timeoutSeconds: 60 });
+    if (r.exitCode !== 0) {
+        throw new errors_1.ConfigurationError(`commit ${(0, sha_1.short)(sha)} is not in ${env.cfg.checkout} after fetching ${env.cfg.remote}: push it there first`);
+    }
 }
 async function checkoutCommit(host, env, sha) {
     try {
@@ -58368,7 +58386,8 @@ async function pruneReleaseDirs(host, stateDir, env, protect) {
     const gone = r.stdout
         .split('\n')
         .map((l) => l.trim())
-        .filter((d) => /^[0-9a-f]{40}$/.test(d) && !protect.includes(d) && !kept.some((k) => d.startsWith(k)));
+        // A release directory is named by its commit's full id.
+        .filter((d) => (0, sha_1.isSha)(d) && !protect.includes(d) && !kept.some((k) => d.startsWith(k)));
     for (const d of gone)
         await removeScratchCheckout(host, env, `${root}/${d}`);
     return gone;
@@ -59997,6 +60016,7 @@ exports.fetch = fetch;
 exports.resolveCommit = resolveCommit;
 exports.checkoutDetached = checkoutDetached;
 exports.head = head;
+exports.hasCommit = hasCommit;
 exports.branchContains = branchContains;
 exports.addWorktree = addWorktree;
 exports.removeWorktree = removeWorktree;
@@ -60030,6 +60050,10 @@ function checkoutDetached(sha) {
 /** The commit `dir` is at; fails when it is not a checkout. */
 function head(dir) {
     return (0, shell_1.sh) `git -C ${dir} rev-parse HEAD 2>/dev/null`;
+}
+/** Succeeds when the repository has `sha` as a commit (not only as some object). */
+function hasCommit(sha) {
+    return (0, shell_1.argv)('git', 'cat-file', '-e', `${sha}^{commit}`);
 }
 /**
  * Prints the name (after `refs/remotes/<remote>/`) of `branchRef` when it contains `sha`, nothing
@@ -60448,16 +60472,18 @@ function dropDatabaseSql(name) {
 "use strict";
 
 /**
- * A commit id as twinstack records and compares it: the full 40 hexadecimal characters of a
- * SHA-1 repository, lower case. Made only by parsing (an input, git's own output), so a value of
+ * A commit id as twinstack records and compares it: the full id, lower case: 40 hexadecimal
+ * characters in a SHA-1 repository, 64 in a SHA-256 one (git init --object-format=sha256). Made only by parsing (an input, git's own output), so a value of
  * type Sha has been checked once and is never checked again; `short()` is how it is shown.
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.SHORT_LENGTH = void 0;
+exports.SHORT_LENGTH = exports.SHA_PATTERN = void 0;
 exports.isSha = isSha;
 exports.parseSha = parseSha;
 exports.short = short;
-const FULL = /^[0-9a-f]{40}$/;
+const FULL = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+/** The same rule as a regular expression's source, for the places that find ids in text. */
+exports.SHA_PATTERN = '(?:[0-9a-f]{40}|[0-9a-f]{64})';
 /** How many characters of a commit id are shown to people (git's `--abbrev=12`). */
 exports.SHORT_LENGTH = 12;
 /** Whether `value` is already a full, lower-case commit id. */
@@ -61256,11 +61282,12 @@ function gitRef(value, name = 'ref') {
         throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not a git branch, tag or commit sha: use letters, digits, '.', '_', '-' and '/'`);
     return value;
 }
-/** A full commit id (40 hexadecimal characters; upper case is read as lower), as resolveRef gives it. */
+const FULL_COMMIT = 'expected a full hexadecimal commit id (40 characters, or 64 in a SHA-256 repository)';
+/** A full commit id (40 hexadecimal characters, or 64 in a SHA-256 repository; upper case is read as lower), as resolveRef gives it. */
 function sha(value, name = 'sha') {
-    const parsed = (0, sha_1.parseSha)(check(name, value.trim(), /^[0-9a-fA-F]{40}$/, 'expected a full 40-character hexadecimal commit id'));
+    const parsed = (0, sha_1.parseSha)(check(name, value.trim(), /^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$/, FULL_COMMIT));
     if (!parsed)
-        throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: expected a full 40-character hexadecimal commit id`);
+        throw new errors_1.ConfigurationError(`${name} "${printable(value)}" is not valid: ${FULL_COMMIT}`);
     return parsed;
 }
 /** Release ids are made by twinstack: r<UTC time>-<short sha>. */

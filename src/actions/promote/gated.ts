@@ -48,7 +48,8 @@ export async function gatedRelease(
     const found = wanted ?? devRelease?.sha;
     if (!found) throw new OperationFailed('dev has no release recorded: deploy dev and run the gate first. Nothing was changed.');
     const sha = parseSha(found);
-    if (!sha) throw new OperationFailed(`dev's host log names "${shorten(found, 80)}" as its commit, which is not a commit id: deploy dev again. Nothing was changed.`);
+    if (!sha)
+      throw new OperationFailed(`dev's host log names "${shorten(found, 80)}" as its commit, which is not a commit id: deploy dev again. Nothing was changed.`);
     const pusher = devRecords.filter((r) => r.event === 'release' && r.kind === 'deploy' && r.sha === sha).at(-1)?.actor;
     const gate = latest(devRecords, 'gate', (r) => r.sha === sha);
     const runsIt = devRelease?.sha === sha ? devRelease : undefined;
