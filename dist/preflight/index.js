@@ -57003,6 +57003,7 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.COMPOSE_LABELS = exports.EXEC_PID_PREFIX = void 0;
+exports.signalExecs = signalExecs;
 exports.dockerExec = dockerExec;
 exports.imageIdsCommand = imageIdsCommand;
 exports.projectLabel = projectLabel;
@@ -57026,8 +57027,16 @@ const fs = __importStar(__nccwpck_require__(3024));
 const shell_1 = __nccwpck_require__(2232);
 /** The pid-file prefix inside containers; the operation id comes from TWINSTACK_OP (set by the fence). */
 exports.EXEC_PID_PREFIX = '/tmp/.twinstack-exec-';
-const IN_CONTAINER = `echo $$ > "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}-$$"; exec "$@"`;
-const STOP_IN_CONTAINER = `for f in "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*; do [ -e "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; rm -f "$f"; done; true`;
+// A pid file holds the pid and its start time (field 22 of /proc/<pid>/stat, kept across exec). A
+// file outlives its process (exec leaves nothing to remove it), and a container reuses its small
+// pids fast: a stop signals a pid only while that same process still runs, never a PostgreSQL
+// backend that took the number since.
+const IN_CONTAINER = `echo "$$ $(cut -d' ' -f22 /proc/$$/stat)" > "${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}-$$"; exec "$@"`;
+/** The in-container loop that signals (SIG) the processes whose pid files match PATTERN, each only while it is still the process that wrote it. */
+function signalExecs(pattern, signal) {
+    return `for f in ${pattern}; do [ -e "$f" ] || continue; read -r p s < "$f"; [ -n "$s" ] && [ "$(cut -d" " -f22 /proc/"$p"/stat 2>/dev/null)" = "$s" ] && kill -${signal} "$p" 2>/dev/null && echo "$f"; rm -f "$f"; done; true`;
+}
+const STOP_IN_CONTAINER = `{ ${signalExecs(`"${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*`, 'TERM')}; } >/dev/null`;
 /**
  * A shell command that runs `command` in a container (a container id or name, or a shell word such
  * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the

@@ -21,7 +21,9 @@ groups() {
 containers() {
   for c in $(docker ps -q --filter "$PROJECT_LABEL" 2>/dev/null); do
     # shellcheck disable=SC2016 # $f is the inner shell's
-    docker exec "$c" sh -c 'for f in '"$PID_PREFIX$OP"'-*; do [ -e "$f" ] || continue; kill -'"$1"' "$(cat "$f")" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null &
+    # Each pid file holds "<pid> <start time>": the pid is signalled only while the process that
+    # wrote it still runs (src/infra/docker.ts), never one that took the number since.
+    docker exec "$c" sh -c 'for f in '"$PID_PREFIX$OP"'-*; do [ -e "$f" ] || continue; read -r p s < "$f"; [ -n "$s" ] && [ "$(cut -d" " -f22 /proc/"$p"/stat 2>/dev/null)" = "$s" ] && kill -'"$1"' "$p" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null &
   done
   wait
 }
