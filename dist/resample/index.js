@@ -58829,7 +58829,8 @@ class EnvironmentLock {
             BUSY_FILE: busyFile,
             GRACE: graceSeconds,
             PROJECT_LABEL: (0, docker_1.projectLabel)(project),
-            PID_PREFIX: docker_1.EXEC_PID_PREFIX,
+            SIGNAL_TERM: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'TERM'),
+            SIGNAL_KILL: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'KILL'),
         });
         const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 20 });
         return r.stdout.trim();

@@ -6,7 +6,8 @@
 #   ENTRIES_DIR   where each fenced command wrote its process group (<pgid>.json)
 #   BUSY_FILE     the environment's busy file, held (shared) by every fenced command
 #   PROJECT_LABEL the compose project's `label=` filter (src/infra/docker.ts)
-#   PID_PREFIX    the pid files' prefix inside the containers (src/infra/docker.ts)
+#   SIGNAL_TERM   the in-container script that sends TERM to the operation's docker exec processes,
+#   SIGNAL_KILL   and KILL (src/infra/docker.ts, signalExecs: each only while it is the process that wrote its pid file)
 # Prints `still-busy` when the busy file is still held after the KILL, then how many groups it stopped.
 
 # An entry is the JSON line twinstack wrote ({"op":"<id>",...}): matched on that exact pair, as fixed text.
@@ -20,19 +21,16 @@ groups() {
 }
 containers() {
   for c in $(docker ps -q --filter "$PROJECT_LABEL" 2>/dev/null); do
-    # shellcheck disable=SC2016 # $f is the inner shell's
-    # Each pid file holds "<pid> <start time>": the pid is signalled only while the process that
-    # wrote it still runs (src/infra/docker.ts), never one that took the number since.
-    docker exec "$c" sh -c 'for f in '"$PID_PREFIX$OP"'-*; do [ -e "$f" ] || continue; read -r p s < "$f"; [ -n "$s" ] && [ "$(cut -d" " -f22 /proc/"$p"/stat 2>/dev/null)" = "$s" ] && kill -'"$1"' "$p" 2>/dev/null && echo "$f"; rm -f "$f"; done' 2>/dev/null &
+    docker exec "$c" sh -c "$1" 2>/dev/null &
   done
   wait
 }
 n=0
 for pg in $(groups); do kill -TERM -- "-$pg" 2>/dev/null && n=$((n + 1)); done
-containers TERM >/dev/null
+containers "$SIGNAL_TERM" >/dev/null
 if ! flock -x -w "$GRACE" "$BUSY_FILE" true; then
   for pg in $(groups); do kill -KILL -- "-$pg" 2>/dev/null; done
-  containers KILL >/dev/null
+  containers "$SIGNAL_KILL" >/dev/null
   flock -x -w 2 "$BUSY_FILE" true || echo "still-busy"
 fi
 # A stopped group's leader may linger until its parent reaps it: its entry goes once it has (or at the next busyWork).

@@ -12,9 +12,9 @@ import type { Fence, Host, RemoteProcess } from '../infra/host';
 import { stateDirOf } from './host-log';
 import { onCancel } from './action';
 import type { Logger } from '../infra/logger';
-import { EXEC_PID_PREFIX, projectLabel } from '../infra/docker';
+import { EXEC_PID_PREFIX, projectLabel, signalExecs } from '../infra/docker';
 import { short } from '../infra/sha';
-import { argv, hostScript, sh } from '../infra/shell';
+import { argv, hostScript, quote, sh } from '../infra/shell';
 
 export interface LockHolder {
   run: string;
@@ -149,7 +149,8 @@ export class EnvironmentLock {
       BUSY_FILE: busyFile,
       GRACE: graceSeconds,
       PROJECT_LABEL: projectLabel(project),
-      PID_PREFIX: EXEC_PID_PREFIX,
+      SIGNAL_TERM: signalExecs(`${quote(EXEC_PID_PREFIX + op)}-*`, 'TERM'),
+      SIGNAL_KILL: signalExecs(`${quote(EXEC_PID_PREFIX + op)}-*`, 'KILL'),
     });
     const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 20 });
     return r.stdout.trim();
