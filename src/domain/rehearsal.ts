@@ -13,7 +13,7 @@ import type { Config } from './config';
 import type { Environment } from './environment';
 import { migrationErrorLine, oneOffAlembic } from './alembic';
 import { OperationFailed, RemoteCommandError, errorMessage } from '../infra/errors';
-import type { Host } from '../infra/host';
+import type { CommandResult, Host, RemoteProcess } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
 import { mergedConfig } from './ship';
 import { dropDatabaseSql, psql } from '../infra/postgres';
@@ -138,115 +138,182 @@ export async function rehearse(
   opId: string,
   databaseValue?: string,
 ): Promise<RehearsalResult> {
-  const settings = config.promote;
-  const variable = settings['database-env'];
+  const variable = config.promote['database-env'];
   // Read before the copy is made: a rehearsal that cannot point the app at it refuses at once.
-  databaseValue ??= await databaseEnvValue(host, at, variable, log);
-  const scratch = `${backup.database}_twinstack_rehearse`.slice(0, 63);
-  const maintenance = (sql: string, label: string) => host.run(psql(at, 'postgres'), { stdin: sql, quiet: true, label, timeoutSeconds: 300 });
-  const inScratch = (sql: string, label: string) => host.run(psql(at, scratch, { tuples: true, run: [sql] }), { quiet: true, label, timeoutSeconds: 300 });
-  const file = `${backupDir(config, at, backup.id)}/db.dump`;
-  const stopFile = `/tmp/twinstack-rehearse-${opId}.stop`;
-  const result: RehearsalResult = {
-    ok: false,
-    durationMs: 0,
-    restoreMs: 0,
-    locks: [],
-    rewritten: [],
-    updatedRows: 0,
-    revisionBefore: backup.alembicRevision ?? '',
-    revisionAfter: '',
-  };
+  const value = databaseValue ?? (await databaseEnvValue(host, at, variable, log));
+  const copy = scratchCopy(host, at, backup);
   log.startGroup(`${at.name}: rehearsing the migration on a copy of ${backup.database} (backup ${backup.id})`);
   try {
-    await maintenance(dropDatabaseSql(scratch), `dropping an old ${scratch}`);
-    const created = await maintenance(`CREATE DATABASE ${ident(scratch)} TEMPLATE template0;\n`, `creating ${scratch}`).catch((e: unknown) => e);
-    if (created instanceof RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
-      throw new OperationFailed(
-        `the database user ${at.cfg.database.user} may not create the copy the rehearsal needs: ALTER ROLE ${at.cfg.database.user} CREATEDB, or set promote.rehearse: never`,
-      );
-    }
-    if (created instanceof Error) throw created;
-    let t = Date.now();
-    // On the host the dump restores with parallel jobs; inside the db container it is streamed in (one job).
-    const restore =
-      at.cfg.database.via === 'host'
-        ? at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-j', '4', '-d', scratch, file])
-        : `${at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-d', scratch])} < ${sh`${file}`}`;
-    await host.run(restore, { quiet: true, label: `restoring backup ${backup.id} into ${scratch}`, timeoutSeconds: config.backup['timeout-seconds'] });
-    await inScratch('ANALYZE', `analyzing ${scratch}`);
-    result.restoreMs = Date.now() - t;
-    const before = parseTables((await inScratch(TABLES_SQL, `reading ${scratch}'s tables`)).stdout);
-
+    await createScratch(copy, at);
+    const restored = await restoreBackup(host, config, at, backup, copy);
     // The app's database variable, pointed at the copy: masked, and passed to the container by name only.
-    const pointed = pointAt(databaseValue, scratch);
+    const pointed = pointAt(value, copy.name);
     if (pointed.length >= 6) log.secret(pointed);
-
-    // The sampler: one psql session fed LOCK_SAMPLE_SQL every 100 ms until the stop file appears.
-    const sample = LOCK_SAMPLE_SQL;
-    await host.run(sh`rm -f ${stopFile}`, { quiet: true, timeoutSeconds: 30 });
-    let samples = '';
-    const sampler = host.spawn(
-      `while [ ! -e ${sh`${stopFile}`} ]; do printf '%s\\n' ${sh`${sample}`}; sleep 0.1; done | ${psql(at, scratch, { tuples: true })}`,
-      {
-        quiet: true,
-        label: 'sampling pg_locks',
-        onStdout: (c) => (samples += c.toString()),
-      },
-    );
-    // The migration starts only once the sampler answers: a lock taken before its first sample would be measured short.
-    const ready = Date.now() + 30_000;
-    while (!/\d/.test(samples) && Date.now() < ready) await new Promise((r) => setTimeout(r, 50));
-    if (!/\d/.test(samples)) log.warning('rehearsal: the pg_locks sampler did not answer within 30 s; lock times may be measured short');
-    t = Date.now();
-    let run;
-    try {
-      run = await oneOffAlembic(host, at, ['upgrade', 'head'], {
-        env: { [variable]: pointed },
-        timeoutSeconds: config.gate['timeout-seconds'],
-        label: `${at.name}: rehearsal of alembic upgrade head on ${scratch}`,
-        name: `${at.project}-twinstack-rehearse`,
-      });
-    } finally {
-      result.durationMs = Date.now() - t;
-      await host.run(sh`touch ${stopFile}`, { quiet: true, timeoutSeconds: 30 }).catch(ignored(log, 'asking the lock sampler to stop'));
-      // At most 15 s for the sampler to end; the backstop timer is cleared, so it never holds the process open.
-      let backstop: NodeJS.Timeout | undefined;
-      await Promise.race([sampler.exited, new Promise((r) => (backstop = setTimeout(r, 15_000)))]).catch(ignored(log, 'waiting for the lock sampler'));
-      clearTimeout(backstop);
-      await host.run(sh`rm -f ${stopFile}`, { check: false, quiet: true, timeoutSeconds: 30 }).catch(ignored(log, `removing ${stopFile}`));
-    }
-    result.locks = lockHolds(samples.split('\n'));
-    const budget = settings['max-exclusive-lock-ms'];
-    if (budget !== undefined) result.overBudget = result.locks.find((l) => l.ms > budget);
+    const migrated = await migrateSampled(host, config, at, copy, { [variable]: pointed }, `/tmp/twinstack-rehearse-${opId}.stop`, log);
+    const locks = lockHolds(migrated.samples.split('\n'));
+    const budget = config.promote['max-exclusive-lock-ms'];
+    const measured = {
+      durationMs: migrated.durationMs,
+      restoreMs: restored.restoreMs,
+      locks,
+      ...(budget !== undefined ? { overBudget: locks.find((l) => l.ms > budget) } : {}),
+      revisionBefore: backup.alembicRevision ?? '',
+    };
+    const { run } = migrated;
     if (run.exitCode !== 0) {
-      result.error = migrationErrorLine(`${run.stdout}\n${run.stderr}`) || `alembic exited with code ${run.exitCode}`;
-      log.error(`rehearsal: the migration failed on the copy of prod: ${result.error}`);
-      return result;
+      const error = migrationErrorLine(`${run.stdout}\n${run.stderr}`) || `alembic exited with code ${run.exitCode}`;
+      log.error(`rehearsal: the migration failed on the copy of prod: ${error}`);
+      return { ok: false, error, rewritten: [], updatedRows: 0, revisionAfter: '', ...measured };
     }
-    const after = parseTables((await inScratch(TABLES_SQL, `reading ${scratch}'s tables again`)).stdout);
-    for (const [oid, b] of before) {
-      const a = after.get(oid);
-      if (!a) continue;
-      if (a.filenode !== b.filenode) result.rewritten.push({ table: b.name, rows: b.rows });
-      result.updatedRows += Math.max(0, a.updated - b.updated);
-    }
-    const rev = await inScratch(`SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version`, 'alembic revision of the copy').catch(
-      () => undefined,
-    );
-    result.revisionAfter = rev?.stdout.trim() ?? '';
-    result.ok = result.overBudget === undefined;
+    const changes = compareTables(restored.before, parseTables((await copy.query(TABLES_SQL, `reading ${copy.name}'s tables again`)).stdout));
+    const rev = await copy
+      .query(`SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version`, 'alembic revision of the copy')
+      .catch(() => undefined);
+    const result: RehearsalResult = { ok: measured.overBudget === undefined, ...measured, ...changes, revisionAfter: rev?.stdout.trim() ?? '' };
     log.info(
       `rehearsal: ${result.revisionBefore || 'none'} → ${result.revisionAfter || 'none'} in ${result.durationMs} ms on a copy restored in ${result.restoreMs} ms; ` +
         `${result.locks.length ? result.locks.map((l) => `${l.table} ACCESS EXCLUSIVE ${l.ms} ms`).join(', ') : 'no table held ACCESS EXCLUSIVE'}`,
     );
     return result;
   } finally {
-    await maintenance(dropDatabaseSql(scratch), `dropping ${scratch}`).catch((e) =>
-      log.warning(`could not drop the rehearsal copy ${scratch}: ${errorMessage(e)}; drop it by hand`),
-    );
+    await copy
+      .maintenance(dropDatabaseSql(copy.name), `dropping ${copy.name}`)
+      .catch((e) => log.warning(`could not drop the rehearsal copy ${copy.name}: ${errorMessage(e)}; drop it by hand`));
     log.endGroup();
   }
+}
+
+/** The scratch database the rehearsal migrates, beside prod's on its server, and the sessions that reach it. */
+interface ScratchCopy {
+  name: string;
+  /** A script on the server's maintenance database. */
+  maintenance: (sql: string, label: string) => Promise<CommandResult>;
+  /** A query in the copy, its rows as tuples. */
+  query: (sql: string, label: string) => Promise<CommandResult>;
+}
+
+function scratchCopy(host: Host, at: Environment, backup: BackupManifest): ScratchCopy {
+  const name = `${backup.database}_twinstack_rehearse`.slice(0, 63);
+  return {
+    name,
+    maintenance: (sql, label) => host.run(psql(at, 'postgres'), { stdin: sql, quiet: true, label, timeoutSeconds: 300 }),
+    query: (sql, label) => host.run(psql(at, name, { tuples: true, run: [sql] }), { quiet: true, label, timeoutSeconds: 300 }),
+  };
+}
+
+/** An empty copy, an old one dropped first; a user who may not create databases is told what to change. */
+async function createScratch(copy: ScratchCopy, at: Environment): Promise<void> {
+  await copy.maintenance(dropDatabaseSql(copy.name), `dropping an old ${copy.name}`);
+  const created = await copy.maintenance(`CREATE DATABASE ${ident(copy.name)} TEMPLATE template0;\n`, `creating ${copy.name}`).catch((e: unknown) => e);
+  if (created instanceof RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
+    throw new OperationFailed(
+      `the database user ${at.cfg.database.user} may not create the copy the rehearsal needs: ALTER ROLE ${at.cfg.database.user} CREATEDB, or set promote.rehearse: never`,
+    );
+  }
+  if (created instanceof Error) throw created;
+}
+
+/** The backup restored into the copy and analyzed: how long it took, and its tables before the migration. */
+async function restoreBackup(
+  host: Host,
+  config: Config,
+  at: Environment,
+  backup: BackupManifest,
+  copy: ScratchCopy,
+): Promise<{ restoreMs: number; before: Map<string, TableFacts> }> {
+  const t = Date.now();
+  const file = `${backupDir(config, at, backup.id)}/db.dump`;
+  // On the host the dump restores with parallel jobs; inside the db container it is streamed in (one job).
+  const restore =
+    at.cfg.database.via === 'host'
+      ? at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-j', '4', '-d', copy.name, file])
+      : `${at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-d', copy.name])} < ${sh`${file}`}`;
+  await host.run(restore, { quiet: true, label: `restoring backup ${backup.id} into ${copy.name}`, timeoutSeconds: config.backup['timeout-seconds'] });
+  await copy.query('ANALYZE', `analyzing ${copy.name}`);
+  const restoreMs = Date.now() - t;
+  return { restoreMs, before: parseTables((await copy.query(TABLES_SQL, `reading ${copy.name}'s tables`)).stdout) };
+}
+
+/** The migration in a one-off container of the new image, with pg_locks sampled all the while. */
+async function migrateSampled(
+  host: Host,
+  config: Config,
+  at: Environment,
+  copy: ScratchCopy,
+  env: Record<string, string>,
+  stopFile: string,
+  log: Logger,
+): Promise<{ run: CommandResult; durationMs: number; samples: string }> {
+  const sampler = await startLockSampler(host, at, copy, stopFile, log);
+  const t = Date.now();
+  let durationMs: number;
+  let run;
+  try {
+    run = await oneOffAlembic(host, at, ['upgrade', 'head'], {
+      env,
+      timeoutSeconds: config.gate['timeout-seconds'],
+      label: `${at.name}: rehearsal of alembic upgrade head on ${copy.name}`,
+      name: `${at.project}-twinstack-rehearse`,
+    });
+  } finally {
+    // The migration's own time, before the wait for the sampler to end.
+    durationMs = Date.now() - t;
+    await stopLockSampler(host, sampler.process, stopFile, log);
+  }
+  return { run, durationMs, samples: sampler.output() };
+}
+
+/**
+ * The sampler: one psql session on the copy fed LOCK_SAMPLE_SQL every 100 ms until the stop file
+ * appears. Resolves once it answers: a lock taken before its first sample would be measured short.
+ */
+async function startLockSampler(
+  host: Host,
+  at: Environment,
+  copy: ScratchCopy,
+  stopFile: string,
+  log: Logger,
+): Promise<{ process: RemoteProcess; output: () => string }> {
+  await host.run(sh`rm -f ${stopFile}`, { quiet: true, timeoutSeconds: 30 });
+  let samples = '';
+  const process = host.spawn(
+    `while [ ! -e ${sh`${stopFile}`} ]; do printf '%s\\n' ${sh`${LOCK_SAMPLE_SQL}`}; sleep 0.1; done | ${psql(at, copy.name, { tuples: true })}`,
+    {
+      quiet: true,
+      label: 'sampling pg_locks',
+      onStdout: (c) => (samples += c.toString()),
+    },
+  );
+  const ready = Date.now() + 30_000;
+  while (!/\d/.test(samples) && Date.now() < ready) await new Promise((r) => setTimeout(r, 50));
+  if (!/\d/.test(samples)) log.warning('rehearsal: the pg_locks sampler did not answer within 30 s; lock times may be measured short');
+  return { process, output: () => samples };
+}
+
+/** Asks the sampler to stop, and waits at most 15 s for it to end. */
+async function stopLockSampler(host: Host, sampler: RemoteProcess, stopFile: string, log: Logger): Promise<void> {
+  await host.run(sh`touch ${stopFile}`, { quiet: true, timeoutSeconds: 30 }).catch(ignored(log, 'asking the lock sampler to stop'));
+  // The backstop timer is cleared, so it never holds the process open.
+  let backstop: NodeJS.Timeout | undefined;
+  await Promise.race([sampler.exited, new Promise((r) => (backstop = setTimeout(r, 15_000)))]).catch(ignored(log, 'waiting for the lock sampler'));
+  clearTimeout(backstop);
+  await host.run(sh`rm -f ${stopFile}`, { check: false, quiet: true, timeoutSeconds: 30 }).catch(ignored(log, `removing ${stopFile}`));
+}
+
+/** Tables the migration rewrote (a new relfilenode), with their rows before, and the rows it updated. */
+function compareTables(
+  before: ReadonlyMap<string, TableFacts>,
+  after: ReadonlyMap<string, TableFacts>,
+): { rewritten: Array<{ table: string; rows: number }>; updatedRows: number } {
+  const rewritten: Array<{ table: string; rows: number }> = [];
+  let updatedRows = 0;
+  for (const [oid, b] of before) {
+    const a = after.get(oid);
+    if (!a) continue;
+    if (a.filenode !== b.filenode) rewritten.push({ table: b.name, rows: b.rows });
+    updatedRows += Math.max(0, a.updated - b.updated);
+  }
+  return { rewritten, updatedRows };
 }
 
 /** One line for a failure message: the rehearsal's own words about what stopped it. */

@@ -16,7 +16,7 @@ import { errorMessage, OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { pendingDirOf } from '../domain/host-log';
-import { underLock } from '../domain/operation';
+import { underLock, type Operation } from '../domain/operation';
 import { EnvironmentLock } from '../domain/lock';
 import { quote } from '../infra/shell';
 import { hashDevPassword, isTextual, maskKeyFor, type RunSecrets } from './anonymize';
@@ -420,246 +420,366 @@ function addRepresentativeness(
   }
 }
 
-export async function resample(ctx: ResampleContext, params: ResampleParams, hooks: ResampleHooks = {}): Promise<ResampleReport> {
-  const started = Date.now();
-  const traffic0 = ctx.host.traffic();
-  const { host, config, log } = ctx;
-  // Every read of production goes through its read-only role (the server's own wall behind the SQL guard).
-  const prod = await productionReader(host, config, log);
-  const dev = new Environment('dev', config);
-  const catalog = await readCatalog(host, prod);
-  const plan = await planResample(ctx, params, catalog);
-  const report = emptyReport(plan, params.dryRun);
-  let last = started;
-  const mark = (phase: string) => {
-    const now = Date.now();
-    report.phases.push([phase, (now - last) / 1000]);
-    last = now;
-  };
-  mark('catalog and plan');
-  const finish = () => {
-    const t = host.traffic();
-    report.sshBytes = { sent: t.sent - traffic0.sent, received: t.received - traffic0.received };
-    report.seconds = (Date.now() - started) / 1000;
-    return report;
-  };
-  for (const w of plan.warnings) log.warning(w);
-  if (params.dryRun) {
-    // Before a run only the tables nothing reaches are known to end up empty.
-    for (const w of emptyTableWarnings(
-      plan,
-      report.tables.filter((t) => t.mode === 'unreached'),
-    )) {
-      report.warnings.push(w);
-      log.warning(w);
-    }
-    return finish();
+/** The run's totals are measured from here: its clock and the SSH connection's traffic. */
+interface RunStart {
+  started: number;
+  traffic: { sent: number; received: number };
+}
+
+/** What one run carries from step to step: the plan, the report it fills, and the clock of its phases. */
+class ResampleRun {
+  readonly dev: Environment;
+  private last: number;
+
+  constructor(
+    readonly ctx: ResampleContext,
+    private readonly start: RunStart,
+    readonly prod: Environment,
+    readonly catalog: Catalog,
+    readonly plan: SamplePlan,
+    readonly report: ResampleReport,
+  ) {
+    this.dev = new Environment('dev', ctx.config);
+    this.last = start.started;
   }
 
-  const timeout = config['command-timeout-seconds'];
-  const sample = config.sample;
-  const server = new DevServer(host, dev, sample['maintenance-database']);
-  const names = databaseNames(dev.cfg.database.name);
-  const prodDump = (section: string) =>
-    prod.dbTool('pg_dump', [
-      '--section',
-      section,
-      '--lock-wait-timeout=30s',
-      '--no-owner',
-      '--no-acl',
-      '--no-publications',
-      '--no-subscriptions',
-      '--no-security-labels',
-      '--no-tablespaces',
-      '-d',
-      prod.cfg.database.name,
-    ]);
+  /** Records the seconds since the previous phase ended. */
+  mark(phase: string): void {
+    const now = Date.now();
+    this.report.phases.push([phase, (now - this.last) / 1000]);
+    this.last = now;
+  }
 
+  warn(warnings: readonly string[]): void {
+    for (const w of warnings) {
+      this.report.warnings.push(w);
+      this.ctx.log.warning(w);
+    }
+  }
+
+  /** The report with the run's totals so far: a failure carries it too. */
+  finish(): ResampleReport {
+    const t = this.ctx.host.traffic();
+    this.report.sshBytes = { sent: t.sent - this.start.traffic.sent, received: t.received - this.start.traffic.received };
+    this.report.seconds = (Date.now() - this.start.started) / 1000;
+    return this.report;
+  }
+}
+
+export async function resample(ctx: ResampleContext, params: ResampleParams, hooks: ResampleHooks = {}): Promise<ResampleReport> {
+  const start: RunStart = { started: Date.now(), traffic: ctx.host.traffic() };
+  // Every read of production goes through its read-only role (the server's own wall behind the SQL guard).
+  const prod = await productionReader(ctx.host, ctx.config, ctx.log);
+  const catalog = await readCatalog(ctx.host, prod);
+  const plan = await planResample(ctx, params, catalog);
+  const run = new ResampleRun(ctx, start, prod, catalog, plan, emptyReport(plan, params.dryRun));
+  run.mark('catalog and plan');
+  for (const w of plan.warnings) ctx.log.warning(w);
+  if (params.dryRun) {
+    // Before a run only the tables nothing reaches are known to end up empty.
+    run.warn(
+      emptyTableWarnings(
+        plan,
+        run.report.tables.filter((t) => t.mode === 'unreached'),
+      ),
+    );
+    return run.finish();
+  }
   await underLock(
     {
-      host,
-      stateDir: config['state-dir'],
+      host: ctx.host,
+      stateDir: ctx.config['state-dir'],
       env: 'dev',
-      project: dev.cfg.project,
+      project: run.dev.cfg.project,
       action: 'resample',
       run: ctx.run,
-      log,
+      log: ctx.log,
       lockTimeoutSeconds: ctx.lockTimeoutSeconds,
     },
     async (op) => {
-      report.warnings.push(...(await recoverLeftovers(server, names, log)));
-      const devInfo = await server.json<{ owner: string; encoding: string; collate: string; ctype: string } | null>(
-        `SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${literal(names.dev)}`,
-        'reading dev database settings',
-      );
-      const owner = devInfo?.owner ?? dev.cfg.database.user;
-      const locale = devInfo ? ` ENCODING ${literal(devInfo.encoding)} LC_COLLATE ${literal(devInfo.collate)} LC_CTYPE ${literal(devInfo.ctype)}` : '';
-      await server.exec(`CREATE DATABASE ${ident(names.staging)} OWNER ${ident(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
-      mark('lock, recovery, staging database');
-      await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
-      const devAcl = dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev]);
+      const staging = await createStaging(run, op);
       try {
-        // The schema first: dev's default privileges (they are per database: the owner's tables
-        // readable by the app role must be so in staging before production's tables are created
-        // there, as they were in dev when its migrations created them; errors, such as a schema
-        // production lacks, are reported with the grants below, not fatal here), then production's
-        // pre-data. Both run beside the production session, whose membership program takes as long
-        // before its first row; the rows wait for the schema (see schemaThenRows).
-        const schema = [
-          ...(devInfo
-            ? [
-                `${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${psql(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`,
-              ]
-            : []),
-          `${prodDump('pre-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`,
-        ];
-        log.info(`Schema and rows: production's pre-data into ${names.staging}, and the sample streamed from production into it, on the host.`);
-        const busy = busiestKeys(plan, sample.representativeness['busiest-keys']);
-        const receive = psql(dev, names.staging, {
-          tuples: true,
-          run: [
-            `SET synchronous_commit = off; SET jit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${CLEARED_TABLE} (tbl text, fk text, n bigint, kind text)`,
-            STDIN_SCRIPT,
-            ...(placeholderInserts(plan) ? [placeholderInserts(plan) as string] : []),
-            countsQuery(plan),
-            orphansQuery(plan),
-            fanoutTagged(plan, busy),
-            `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n, 'kind', kind)), '[]')::text FROM pg_temp.${CLEARED_TABLE};`,
-            leakQuery(plan),
-          ],
-        });
-        const send = psql(prod, prod.cfg.database.name, { tuples: true });
-        // Production's snapshot, and the schema read with it, under prod's lock: a promotion (and its
-        // migration, which needs locks this read would hold) waits for it, saying so, and this read
-        // waits for a promotion.
-        const prodLock = await EnvironmentLock.acquireToRead(
-          host,
-          config['state-dir'],
-          'prod',
-          ctx.run,
-          'resample (reading production)',
-          ctx.lockTimeoutSeconds,
-          log,
-        );
-        // Production's children per parent, beside the stream and inside the same lock.
-        const prodFanout = readProductionFanout(host, prod, plan, busy);
-        let streamed;
-        try {
-          streamed = await host.run(schemaThenRows(schema.join(' && '), send, receive), {
-            stdin: productionScript(plan),
-            label: 'restoring the schema (pre-data) into staging and streaming the sampled rows from production into it',
-            timeoutSeconds: timeout,
-            quiet: true,
-          });
-        } finally {
-          await prodFanout;
-          await prodLock.release().catch((e) => log.warning(`could not release the prod lock: ${errorMessage(e)}`));
-        }
-        mark('schema (pre-data), rows, counts, orphans, leak scan');
-        const counts = parseTagged(streamed.stdout, 'counts') as Record<string, number>;
-        const orphans = parseTagged(streamed.stdout, 'orphans') as Record<string, number>;
-        report.leaks = (parseTagged(streamed.stdout, 'leaks') as LeakHit[]).map((l) => ({ ...l, fix: leakFix(plan, l) }));
-        for (const t of report.tables) t.copied = Number(counts[t.table] ?? 0);
-        for (const f of report.foreignKeys) f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
-        for (const t of report.tables) for (const d of t.checkDrops) d.rows = 0;
-        for (const c of parseTagged(streamed.stdout, 'cleared') as Array<{ table: string; fk: string; rows: number; kind: string }>) {
-          const table = report.tables.find((t) => t.table === c.table);
-          if (c.kind === 'structure' || c.kind === 'placeholder') {
-            const s = table?.structure;
-            const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
-            if (s && c.kind === 'structure') s.rows = Number(c.rows);
-            else if (s)
-              s.placeholder.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.placeholder?.table} ${fk?.placeholder?.keyText}`, rows: Number(c.rows) });
-            continue;
-          }
-          if (c.kind === 'check') {
-            const drop = table?.checkDrops.find((d) => d.check === c.fk);
-            if (drop) drop.rows = Number(c.rows);
-            continue;
-          }
-          const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
-          table?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
-        }
-        for (const t of report.tables) t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-        report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
-        addRepresentativeness(report, plan, { prod: await prodFanout, sample: parseTagged(streamed.stdout, 'fanout') as Record<string, Fanout>, busy }, log);
-        for (const w of emptyTableWarnings(plan, report.tables)) {
-          report.warnings.push(w);
-          log.warning(w);
-        }
-        const orphaned = report.foreignKeys.filter((f) => f.orphans > 0);
-        if (orphaned.length)
-          throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, finish());
-        if (report.leaks.length) {
-          throw new ResampleFailed(`leak scan: real production values found in staging: ${report.leaks.map((l) => leakLine(plan, l)).join('; ')}`, finish());
-        }
-
-        log.info('Constraints and indexes: production post-data into staging.');
-        await host.run(`${prodDump('post-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`, {
-          label: 'restoring constraints and indexes (post-data) into staging',
-          timeoutSeconds: timeout,
-          quiet: true,
-        });
-        mark('constraints and indexes (post-data)');
-        const seq = sequencesSql(plan, catalog);
-        if (seq) await server.exec(seq, 'setting sequences past the copied keys', names.staging);
-
-        // Dev's owners and grants: the app role is not the owner, and roles are per server.
-        if (devInfo) {
-          const grants = await host.run(
-            `${devAcl} | { grep -E ${quote(OBJECT_ACL_LINES)} || true; } | ${psql(dev, names.staging, { output: '/dev/null', stopOnError: false })}`,
-            { label: "re-applying dev's owners and grants to staging", timeoutSeconds: timeout, quiet: true },
-          );
-          const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
-          if (errors.length)
-            report.warnings.push(
-              `${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`,
-            );
-          await server.exec(databaseGrantsSql(names.dev, names.staging), "re-applying dev's database grants");
-          await server.exec(copyDatabaseSettingsSql(names.dev, names.staging), "copying dev's database settings");
-        }
-        // Derived data the load bypassed (triggers fire on no copied row), made true in staging before the swap.
-        for (const [i, sql] of sample['after-load'].entries()) {
-          const t = Date.now();
-          const out = await server.exec(
-            `${sql.replace(/;\s*$/, '')};\n\\echo twinstack-after-load-rows :ROW_COUNT`,
-            `sample.after-load[${i}] in staging`,
-            names.staging,
-          );
-          const rows = Number(/twinstack-after-load-rows (\d+)/.exec(out)?.[1] ?? 0);
-          report.afterLoad.push({ sql, rows, ms: Date.now() - t });
-          log.info(`after-load[${i}]: ${rows} row(s) in ${Date.now() - t} ms`);
-        }
-        if (sample['after-load'].length) mark('after-load');
-        await server.exec('ANALYZE;', 'analyzing staging', names.staging);
-        mark('sequences, grants, analyze');
+        await fillStaging(run, staging);
       } catch (e) {
-        await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${String(de)}`));
-        throw e instanceof ResampleFailed ? e : new ResampleFailed(errorMessage(e), finish());
+        await staging.server.drop(staging.names.staging).catch((de) => ctx.log.warning(`could not drop ${staging.names.staging}: ${String(de)}`));
+        throw e instanceof ResampleFailed ? e : new ResampleFailed(errorMessage(e), run.finish());
       }
-
-      try {
-        await swapIn({
-          server,
-          names,
-          services: hooks.services ?? appServices(host, dev, log, sample['health-check']),
-          migrate: hooks.migrate
-            ? () => hooks.migrate!(names.dev)
-            : sample.migrate
-              ? composeMigrate(host, dev, sample['migrate-command'], log)
-              : () => Promise.resolve(),
-          log,
-          record: op.record,
-          pendingDir: pendingDirOf(config['state-dir'], 'dev'),
-        });
-      } catch (e) {
-        // Swapped back: dev is as it was, and the report says what the sample would have been.
-        throw e instanceof SwapBackFailed ? e : new ResampleFailed(errorMessage(e), finish());
-      }
-      mark('swap');
-      report.swapped = true;
-      await op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
+      await swapStaging(run, staging, op, hooks);
     },
   );
-  return finish();
+  return run.finish();
+}
+
+/** Dev's database as the staging database copies it: owner and locale. */
+interface DevDatabase {
+  owner: string;
+  encoding: string;
+  collate: string;
+  ctype: string;
+}
+
+/** The staging database beside dev's, and what of dev's it takes over. */
+interface Staging {
+  server: DevServer;
+  names: ReturnType<typeof databaseNames>;
+  /** Dev's database, or null when dev has none yet. */
+  devInfo: DevDatabase | null;
+  /** Dev's schema dump: its default privileges, owners and grants are re-applied to staging. */
+  devAcl: string;
+}
+
+/** Recovers a dead run's leftovers and creates the empty staging database with dev's owner and locale. */
+async function createStaging(run: ResampleRun, op: Operation): Promise<Staging> {
+  const { plan, dev } = run;
+  const server = new DevServer(run.ctx.host, dev, run.ctx.config.sample['maintenance-database']);
+  const names = databaseNames(dev.cfg.database.name);
+  run.report.warnings.push(...(await recoverLeftovers(server, names, run.ctx.log)));
+  const devInfo = await server.json<DevDatabase | null>(
+    `SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${literal(names.dev)}`,
+    'reading dev database settings',
+  );
+  const owner = devInfo?.owner ?? dev.cfg.database.user;
+  const locale = devInfo ? ` ENCODING ${literal(devInfo.encoding)} LC_COLLATE ${literal(devInfo.collate)} LC_CTYPE ${literal(devInfo.ctype)}` : '';
+  await server.exec(`CREATE DATABASE ${ident(names.staging)} OWNER ${ident(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
+  run.mark('lock, recovery, staging database');
+  await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
+  return { server, names, devInfo, devAcl: dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev]) };
+}
+
+/** Schema, rows, checks of the sample, constraints, sequences, grants and after-load: staging ready to swap in. */
+async function fillStaging(run: ResampleRun, staging: Staging): Promise<void> {
+  const streamed = await streamSample(run, staging);
+  run.mark('schema (pre-data), rows, counts, orphans, leak scan');
+  reportSample(run, streamed);
+  refuseFlawedSample(run);
+  run.ctx.log.info('Constraints and indexes: production post-data into staging.');
+  const { dev, plan } = run;
+  await run.ctx.host.run(`${prodDump(run.prod, 'post-data')} | ${psql(dev, staging.names.staging, { tuples: true, output: '/dev/null' })}`, {
+    label: 'restoring constraints and indexes (post-data) into staging',
+    timeoutSeconds: run.ctx.config['command-timeout-seconds'],
+    quiet: true,
+  });
+  run.mark('constraints and indexes (post-data)');
+  const seq = sequencesSql(plan, run.catalog);
+  if (seq) await staging.server.exec(seq, 'setting sequences past the copied keys', staging.names.staging);
+  await applyDevGrants(run, staging);
+  await runAfterLoad(run, staging);
+  await staging.server.exec('ANALYZE;', 'analyzing staging', staging.names.staging);
+  run.mark('sequences, grants, analyze');
+}
+
+/** A pg_dump of one section of production's schema, through its read-only role. */
+function prodDump(prod: Environment, section: string): string {
+  return prod.dbTool('pg_dump', [
+    '--section',
+    section,
+    '--lock-wait-timeout=30s',
+    '--no-owner',
+    '--no-acl',
+    '--no-publications',
+    '--no-subscriptions',
+    '--no-security-labels',
+    '--no-tablespaces',
+    '-d',
+    prod.cfg.database.name,
+  ]);
+}
+
+/** What the staging session printed after the rows were in, and production's children per parent read beside it. */
+interface Streamed {
+  stdout: string;
+  prodFanout: Awaited<ReturnType<typeof readProductionFanout>>;
+  busy: ReturnType<typeof busiestKeys>;
+}
+
+/**
+ * The schema first: dev's default privileges (they are per database: the owner's tables readable
+ * by the app role must be so in staging before production's tables are created there, as they were
+ * in dev when its migrations created them; errors, such as a schema production lacks, are reported
+ * with the grants below, not fatal here), then production's pre-data. Both run beside the
+ * production session, whose membership program takes as long before its first row; the rows wait
+ * for the schema (see schemaThenRows).
+ */
+function schemaScript(run: ResampleRun, staging: Staging): string {
+  const { dev } = run;
+  const { names, devInfo, devAcl } = staging;
+  return [
+    ...(devInfo
+      ? [`${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${psql(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`]
+      : []),
+    `${prodDump(run.prod, 'pre-data')} | ${psql(dev, names.staging, { tuples: true, output: '/dev/null' })}`,
+  ].join(' && ');
+}
+
+/** The staging session: it loads the rows from stdin, then counts rows, orphans, fan-out, cleared keys and leaks. */
+function receiveScript(run: ResampleRun, staging: Staging, busy: ReturnType<typeof busiestKeys>): string {
+  const { plan } = run;
+  return psql(run.dev, staging.names.staging, {
+    tuples: true,
+    run: [
+      `SET synchronous_commit = off; SET jit = off; CREATE TEMP TABLE ${PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${CLEARED_TABLE} (tbl text, fk text, n bigint, kind text)`,
+      STDIN_SCRIPT,
+      ...(placeholderInserts(plan) ? [placeholderInserts(plan) as string] : []),
+      countsQuery(plan),
+      orphansQuery(plan),
+      fanoutTagged(plan, busy),
+      `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n, 'kind', kind)), '[]')::text FROM pg_temp.${CLEARED_TABLE};`,
+      leakQuery(plan),
+    ],
+  });
+}
+
+/** Production's pre-data and sampled rows into staging, on the host, under prod's read lock. */
+async function streamSample(run: ResampleRun, staging: Staging): Promise<Streamed> {
+  const { host, config, log } = run.ctx;
+  const { plan, prod } = run;
+  log.info(`Schema and rows: production's pre-data into ${staging.names.staging}, and the sample streamed from production into it, on the host.`);
+  const busy = busiestKeys(plan, config.sample.representativeness['busiest-keys']);
+  const receive = receiveScript(run, staging, busy);
+  const send = psql(prod, prod.cfg.database.name, { tuples: true });
+  // Production's snapshot, and the schema read with it, under prod's lock: a promotion (and its
+  // migration, which needs locks this read would hold) waits for it, saying so, and this read
+  // waits for a promotion.
+  const prodLock = await EnvironmentLock.acquireToRead(
+    host,
+    config['state-dir'],
+    'prod',
+    run.ctx.run,
+    'resample (reading production)',
+    run.ctx.lockTimeoutSeconds,
+    log,
+  );
+  // Production's children per parent, beside the stream and inside the same lock.
+  const prodFanout = readProductionFanout(host, prod, plan, busy);
+  let streamed;
+  try {
+    streamed = await host.run(schemaThenRows(schemaScript(run, staging), send, receive), {
+      stdin: productionScript(plan),
+      label: 'restoring the schema (pre-data) into staging and streaming the sampled rows from production into it',
+      timeoutSeconds: config['command-timeout-seconds'],
+      quiet: true,
+    });
+  } finally {
+    await prodFanout;
+    await prodLock.release().catch((e) => log.warning(`could not release the prod lock: ${errorMessage(e)}`));
+  }
+  return { stdout: streamed.stdout, prodFanout: await prodFanout, busy };
+}
+
+/** The staging session's counts into the report: rows copied, orphans, leaks, cleared keys, representativeness. */
+function reportSample(run: ResampleRun, streamed: Streamed): void {
+  const { plan, report } = run;
+  const counts = parseTagged(streamed.stdout, 'counts') as Record<string, number>;
+  const orphans = parseTagged(streamed.stdout, 'orphans') as Record<string, number>;
+  report.leaks = (parseTagged(streamed.stdout, 'leaks') as LeakHit[]).map((l) => ({ ...l, fix: leakFix(plan, l) }));
+  for (const t of report.tables) t.copied = Number(counts[t.table] ?? 0);
+  for (const f of report.foreignKeys) f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
+  for (const t of report.tables) for (const d of t.checkDrops) d.rows = 0;
+  reportCleared(report, plan, parseTagged(streamed.stdout, 'cleared') as ClearedCount[]);
+  for (const t of report.tables) t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
+  const fanout = { prod: streamed.prodFanout, sample: parseTagged(streamed.stdout, 'fanout') as Record<string, Fanout>, busy: streamed.busy };
+  addRepresentativeness(report, plan, fanout, run.ctx.log);
+  run.warn(emptyTableWarnings(plan, report.tables));
+}
+
+/** A count of rows the load changed: owners cleared, rows brought for structure or repointed, rows a CHECK dropped. */
+interface ClearedCount {
+  table: string;
+  fk: string;
+  rows: number;
+  kind: string;
+}
+
+function reportCleared(report: ResampleReport, plan: SamplePlan, cleared: readonly ClearedCount[]): void {
+  for (const c of cleared) {
+    const table = report.tables.find((t) => t.table === c.table);
+    if (c.kind === 'structure' || c.kind === 'placeholder') {
+      const s = table?.structure;
+      const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
+      if (s && c.kind === 'structure') s.rows = Number(c.rows);
+      else if (s) s.placeholder.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.placeholder?.table} ${fk?.placeholder?.keyText}`, rows: Number(c.rows) });
+      continue;
+    }
+    if (c.kind === 'check') {
+      const drop = table?.checkDrops.find((d) => d.check === c.fk);
+      if (drop) drop.rows = Number(c.rows);
+      continue;
+    }
+    const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
+    table?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
+  }
+}
+
+/** A sample with an orphaned reference or a real production value in it never reaches dev. */
+function refuseFlawedSample(run: ResampleRun): void {
+  const { report, plan } = run;
+  const orphaned = report.foreignKeys.filter((f) => f.orphans > 0);
+  if (orphaned.length)
+    throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, run.finish());
+  if (report.leaks.length) {
+    throw new ResampleFailed(`leak scan: real production values found in staging: ${report.leaks.map((l) => leakLine(plan, l)).join('; ')}`, run.finish());
+  }
+}
+
+/** Dev's owners and grants: the app role is not the owner, and roles are per server. */
+async function applyDevGrants(run: ResampleRun, staging: Staging): Promise<void> {
+  const { server, names, devInfo, devAcl } = staging;
+  if (!devInfo) return;
+  const grants = await run.ctx.host.run(
+    `${devAcl} | { grep -E ${quote(OBJECT_ACL_LINES)} || true; } | ${psql(run.dev, names.staging, { output: '/dev/null', stopOnError: false })}`,
+    { label: "re-applying dev's owners and grants to staging", timeoutSeconds: run.ctx.config['command-timeout-seconds'], quiet: true },
+  );
+  const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
+  if (errors.length)
+    run.report.warnings.push(
+      `${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`,
+    );
+  await server.exec(databaseGrantsSql(names.dev, names.staging), "re-applying dev's database grants");
+  await server.exec(copyDatabaseSettingsSql(names.dev, names.staging), "copying dev's database settings");
+}
+
+/** Derived data the load bypassed (triggers fire on no copied row), made true in staging before the swap. */
+async function runAfterLoad(run: ResampleRun, staging: Staging): Promise<void> {
+  const statements = run.ctx.config.sample['after-load'];
+  for (const [i, sql] of statements.entries()) {
+    const t = Date.now();
+    const out = await staging.server.exec(
+      `${sql.replace(/;\s*$/, '')};\n\\echo twinstack-after-load-rows :ROW_COUNT`,
+      `sample.after-load[${i}] in staging`,
+      staging.names.staging,
+    );
+    const rows = Number(/twinstack-after-load-rows (\d+)/.exec(out)?.[1] ?? 0);
+    run.report.afterLoad.push({ sql, rows, ms: Date.now() - t });
+    run.ctx.log.info(`after-load[${i}]: ${rows} row(s) in ${Date.now() - t} ms`);
+  }
+  if (statements.length) run.mark('after-load');
+}
+
+/** Staging into dev's place (stop the app, rename, migrate, start, health), or dev swapped back as it was. */
+async function swapStaging(run: ResampleRun, staging: Staging, op: Operation, hooks: ResampleHooks): Promise<void> {
+  const { host, config, log } = run.ctx;
+  const { dev, plan, report } = run;
+  const sample = config.sample;
+  try {
+    await swapIn({
+      server: staging.server,
+      names: staging.names,
+      services: hooks.services ?? appServices(host, dev, log, sample['health-check']),
+      migrate: hooks.migrate
+        ? () => hooks.migrate!(staging.names.dev)
+        : sample.migrate
+          ? composeMigrate(host, dev, sample['migrate-command'], log)
+          : () => Promise.resolve(),
+      log,
+      record: op.record,
+      pendingDir: pendingDirOf(config['state-dir'], 'dev'),
+    });
+  } catch (e) {
+    // Swapped back: dev is as it was, and the report says what the sample would have been.
+    throw e instanceof SwapBackFailed ? e : new ResampleFailed(errorMessage(e), run.finish());
+  }
+  run.mark('swap');
+  report.swapped = true;
+  await op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
 }

@@ -277,7 +277,7 @@ function from(table: Table): string {
 function ownershipOrder(
   owned: Table[],
   owningTargets: Map<string, Set<string>>,
-  distance: Map<string, number>,
+  distance: ReadonlyMap<string, number>,
 ): { order: string[]; broken: Array<[string, string]> } {
   const remaining = new Set(owned.map((t) => t.id));
   const order: string[] = [];
@@ -307,9 +307,66 @@ function ownershipOrder(
   return { order, broken };
 }
 
+/**
+ * The plan, drawn in the order its rules depend on: the tables the config names, the tables the
+ * root reaches, the policies and what they include, the owners' order, the keys and references,
+ * the tables whose member keys are looked up, structure, then each table's columns.
+ */
 export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   const { settings } = req;
-  const warnings: string[] = [];
+  const scope = resolveScope(catalog, settings);
+  const reached = reachFromRoot(catalog, scope);
+  refuseImpossiblePolicies(scope);
+  const virtual = resolveReferences(catalog, settings, scope.root);
+  const mode = includeParents(catalog, scope, reached.mode, virtual);
+  const owners = ownership(catalog, scope, mode, reached.distance);
+  const keys = planForeignKeys(catalog, scope, mode, owners.owningTargets);
+  const references = planReferences(virtual, mode);
+  const keyed = keyedTables(catalog, scope, mode, keys, references);
+  const structure = planStructure(catalog, settings, scope.root, mode, keys, references);
+  const columns = columnContext(catalog, settings);
+  const ctx: TableContext = {
+    req,
+    root: scope.root,
+    byId: scope.byId,
+    mode,
+    keyed,
+    temps: memberTables(catalog, scope.root, owners.ownedOrder, keyed),
+    fks: structure.fks,
+    references,
+    structural: structure.structural,
+    columns,
+  };
+  const outcomes = copyOrder(catalog, scope.root, owners.ownedOrder, mode).map((id) => planTable(ctx, id));
+  refuseUncoveredColumns(outcomes);
+  if (settings.filter && /;/.test(settings.filter.replace(/'[^']*'/g, ''))) fail('filter must be one SQL condition, without ";"');
+  return {
+    root: scope.root.id,
+    fraction: req.fraction,
+    seed: req.seed,
+    tables: outcomes.map((o) => o.plan),
+    fks: structure.fks,
+    references,
+    probes: outcomes.flatMap((o) => o.probes),
+    warnings: [...owners.warnings, ...structure.warnings, ...columns.warnings],
+    settings,
+    placeholders: structure.placeholders,
+  };
+}
+
+/** The tables the config names, checked against the catalog, and its entries per foreign key. */
+interface Scope {
+  root: Table;
+  byId: ReadonlyMap<string, Table>;
+  empty: ReadonlySet<string>;
+  reference: ReadonlySet<string>;
+  /** The config's policy per foreign key. */
+  configured: ReadonlyMap<ForeignKey, ForeignKeyPolicy>;
+  /** Keys the config says own nothing. */
+  notOwning: ReadonlySet<ForeignKey>;
+}
+
+function resolveScope(catalog: Catalog, settings: SampleSettings): Scope {
   const byId = new Map(catalog.tables.map((t) => [t.id, t]));
   const root = resolveTable(catalog, settings.root, 'root');
   if (!root.primaryKey) fail(`root table ${root.id} has no primary key to sample by`);
@@ -318,7 +375,6 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   for (const id of empty) if (reference.has(id)) fail(`${id} is listed both in empty-tables and reference-tables`);
   if (empty.has(root.id) || reference.has(root.id)) fail(`the root ${root.id} cannot be an empty or reference table`);
 
-  // The config's entries per foreign key: a policy, and keys that own nothing.
   const configured = new Map<ForeignKey, ForeignKeyPolicy>();
   const notOwning = new Set<ForeignKey>();
   for (const [key, setting] of Object.entries(settings['foreign-keys'])) {
@@ -327,8 +383,12 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     if (policy !== undefined) configured.set(fk, policy);
     if (typeof setting === 'object' && setting.owns === false) notOwning.add(fk);
   }
+  return { root, byId, empty, reference, configured, notOwning };
+}
 
-  // Tables reached from the root by following owning foreign keys backwards.
+/** Tables reached from the root by following owning foreign keys backwards; the rest as the config lists them. */
+function reachFromRoot(catalog: Catalog, scope: Scope): { mode: ReadonlyMap<string, TableMode>; distance: ReadonlyMap<string, number> } {
+  const { root, empty, reference, notOwning } = scope;
   const mode = new Map<string, TableMode>();
   const distance = new Map<string, number>([[root.id, 0]]);
   mode.set(root.id, 'root');
@@ -348,43 +408,69 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     if (mode.has(t.id)) continue;
     mode.set(t.id, empty.has(t.id) ? 'empty' : reference.has(t.id) ? 'reference' : 'unreached');
   }
+  return { mode, distance };
+}
 
-  // Policies: the config's, else null where every column of the key is nullable, else drop.
-  const nullable = (fk: ForeignKey) => {
-    const t = byId.get(fk.table) as Table;
-    return fk.columns.every((c) => !t.columns.find((x) => x.name === c)?.notNull);
-  };
-  const policyOf = (fk: ForeignKey): { policy: ForeignKeyPolicy; source: 'default' | 'config' } => {
-    const p = configured.get(fk);
-    if (p) return { policy: p, source: 'config' };
-    return { policy: nullable(fk) ? 'null' : 'drop', source: notOwning.has(fk) ? 'config' : 'default' };
-  };
-  for (const [fk, p] of configured) {
-    if (p === 'null' && !nullable(fk)) fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): null needs nullable columns; use drop or include`);
+/** True when every column of the key is nullable. */
+function fkNullable(scope: Scope, fk: ForeignKey): boolean {
+  const t = scope.byId.get(fk.table) as Table;
+  return fk.columns.every((c) => !t.columns.find((x) => x.name === c)?.notNull);
+}
+
+/** A key's policy: the config's, else null where every column of the key is nullable, else drop. */
+function policyOf(scope: Scope, fk: ForeignKey): { policy: ForeignKeyPolicy; source: 'default' | 'config' } {
+  const p = scope.configured.get(fk);
+  if (p) return { policy: p, source: 'config' };
+  return { policy: fkNullable(scope, fk) ? 'null' : 'drop', source: scope.notOwning.has(fk) ? 'config' : 'default' };
+}
+
+/** Configured policies the schema cannot honour. */
+function refuseImpossiblePolicies(scope: Scope): void {
+  const { root } = scope;
+  for (const [fk, p] of scope.configured) {
+    if (p === 'null' && !fkNullable(scope, fk)) fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): null needs nullable columns; use drop or include`);
     if (p === 'structure' && fk.refTable === root.id)
       fail(
         `foreign-keys ${fk.table}(${fk.columns.join(', ')}): structure cannot bring root rows (${root.id}), whose rows are owners; give sample.placeholders a ${root.name} row for such keys to point at`,
       );
   }
+}
 
+/** A sample.references entry resolved, before the sample says what of its parent exists. */
+type ResolvedReference = Omit<ReferencePlan, 'target' | 'strict'>;
+
+function resolveReferences(catalog: Catalog, settings: SampleSettings, root: Table): ResolvedReference[] {
   const virtual = settings.references.map((r, i) => resolveReference(catalog, r, i));
   virtual.forEach((r, i) => {
     if (r.policy === 'structure' && r.refTable === root.id)
       fail(`references[${i}]: structure cannot bring root rows (${root.id}), whose rows are owners; give sample.placeholders a ${root.name} row instead`);
   });
+  return virtual;
+}
 
-  // `include` pulls rows into tables no path reaches; they become "included" (and so on, transitively).
-  const copies = (id: string) => ['root', 'owned', 'included', 'reference'].includes(mode.get(id) as TableMode);
+/** True for a table whose rows are copied (some or all). */
+function copiesRows(mode: ReadonlyMap<string, TableMode>, id: string): boolean {
+  return ['root', 'owned', 'included', 'reference'].includes(mode.get(id) as TableMode);
+}
+
+/** `include` pulls rows into tables no path reaches; they become "included" (and so on, transitively). */
+function includeParents(
+  catalog: Catalog,
+  scope: Scope,
+  reached: ReadonlyMap<string, TableMode>,
+  virtual: readonly ResolvedReference[],
+): ReadonlyMap<string, TableMode> {
+  const mode = new Map(reached);
   const includes = [
     ...catalog.foreignKeys
-      .filter((fk) => bringsParent(policyOf(fk).policy))
+      .filter((fk) => bringsParent(policyOf(scope, fk).policy))
       .map((fk) => ({ from: fk.table, to: fk.refTable, what: `foreign-keys ${fk.table}(${fk.columns.join(', ')})` })),
     ...virtual.filter((r) => bringsParent(r.policy)).map((r) => ({ from: r.table, to: r.refTable, what: `references ${r.label}` })),
   ];
   for (let changed = true; changed;) {
     changed = false;
     for (const inc of includes) {
-      if (!copies(inc.from)) continue;
+      if (!copiesRows(mode, inc.from)) continue;
       const m = mode.get(inc.to);
       if (m === 'empty') fail(`${inc.what}: include into ${inc.to}, which is listed in empty-tables`);
       if (m === 'unreached') {
@@ -393,31 +479,49 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
       }
     }
   }
+  return mode;
+}
 
-  const targetOf = (id: string): TargetKind => {
-    const m = mode.get(id);
-    return m === 'reference' ? 'all' : m === 'empty' || m === 'unreached' ? 'none' : 'members';
-  };
+function targetOf(mode: ReadonlyMap<string, TableMode>, id: string): TargetKind {
+  const m = mode.get(id);
+  return m === 'reference' ? 'all' : m === 'empty' || m === 'unreached' ? 'none' : 'members';
+}
 
-  // Owning links: an owned table's keys into the root or other owned tables (not into itself).
+/** Owning links (an owned table's keys into the root or other owned tables, not into itself) and the owned tables' order. */
+function ownership(
+  catalog: Catalog,
+  scope: Scope,
+  mode: ReadonlyMap<string, TableMode>,
+  distance: ReadonlyMap<string, number>,
+): { owningTargets: ReadonlyMap<string, ReadonlySet<string>>; ownedOrder: string[]; warnings: string[] } {
   const owningTargets = new Map<string, Set<string>>();
   for (const fk of catalog.foreignKeys) {
-    if (mode.get(fk.table) !== 'owned' || fk.table === fk.refTable || notOwning.has(fk)) continue;
+    if (mode.get(fk.table) !== 'owned' || fk.table === fk.refTable || scope.notOwning.has(fk)) continue;
     const m = mode.get(fk.refTable);
     if (m !== 'root' && m !== 'owned') continue;
     if (!owningTargets.has(fk.table)) owningTargets.set(fk.table, new Set());
     owningTargets.get(fk.table)?.add(fk.refTable);
   }
   const ownedTables = catalog.tables.filter((t) => mode.get(t.id) === 'owned');
-  const { order: ownedOrder, broken } = ownershipOrder(ownedTables, owningTargets, distance);
-  for (const [a, b] of broken) warnings.push(`cycle between owned tables: rows of ${a} do not come along through their reference to ${b}`);
+  // ownershipOrder drops the links that close a cycle from owningTargets.
+  const { order, broken } = ownershipOrder(ownedTables, owningTargets, distance);
+  const warnings = broken.map(([a, b]) => `cycle between owned tables: rows of ${a} do not come along through their reference to ${b}`);
+  return { owningTargets, ownedOrder: order, warnings };
+}
 
+/** The plan of every foreign key on a copied table. */
+function planForeignKeys(
+  catalog: Catalog,
+  scope: Scope,
+  mode: ReadonlyMap<string, TableMode>,
+  owningTargets: ReadonlyMap<string, ReadonlySet<string>>,
+): FkPlan[] {
   const fkPlans: FkPlan[] = [];
   for (const fk of catalog.foreignKeys) {
-    if (!copies(fk.table)) continue;
-    const { policy, source } = policyOf(fk);
-    const target = targetOf(fk.refTable);
-    const isNullable = nullable(fk);
+    if (!copiesRows(mode, fk.table)) continue;
+    const { policy, source } = policyOf(scope, fk);
+    const target = targetOf(mode, fk.refTable);
+    const isNullable = fkNullable(scope, fk);
     const owning = mode.get(fk.table) === 'owned' && (owningTargets.get(fk.table)?.has(fk.refTable) ?? false);
     // structure never clears: a row whose parent cannot come is left out, not kept half-null.
     const strict = policy === 'drop' || policy === 'structure' || (policy === 'include' && !isNullable);
@@ -426,21 +530,34 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
         `reference table ${fk.table} has a required foreign key ${fk.name} to ${fk.refTable}, which is not copied whole: list ${fk.refTable} as a reference table too, or make the key nullable`,
       );
     }
-    fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict, ownsNothing: notOwning.has(fk) });
+    fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict, ownsNothing: scope.notOwning.has(fk) });
   }
+  return fkPlans;
+}
 
+/** The plan of every reference without a foreign key from a copied table. */
+function planReferences(virtual: readonly ResolvedReference[], mode: ReadonlyMap<string, TableMode>): ReferencePlan[] {
   const refPlans: ReferencePlan[] = [];
   for (const r of virtual) {
-    if (!copies(r.table)) continue;
-    const target = targetOf(r.refTable);
+    if (!copiesRows(mode, r.table)) continue;
+    const target = targetOf(mode, r.refTable);
     const strict = r.policy === 'drop' || r.policy === 'structure' || (r.policy === 'include' && r.column === undefined);
     if (mode.get(r.table) === 'reference' && target !== 'all')
       fail(`references ${r.label}: ${r.table} is copied whole but ${r.refTable} is not; list ${r.refTable} as a reference table too`);
     refPlans.push({ ...r, target, strict });
   }
+  return refPlans;
+}
 
-  // Keyed tables: those whose member keys other tables look up.
-  const keyed = new Set<string>([root.id]);
+/** Keyed tables: those whose member keys other tables look up. */
+function keyedTables(
+  catalog: Catalog,
+  scope: Scope,
+  mode: ReadonlyMap<string, TableMode>,
+  fkPlans: readonly FkPlan[],
+  refPlans: readonly ReferencePlan[],
+): ReadonlySet<string> {
+  const keyed = new Set<string>([scope.root.id]);
   for (const p of fkPlans) {
     // Every reference into sampled rows is looked up: to own, to drop, to null or to include.
     if (p.target === 'members') keyed.add(p.fk.refTable);
@@ -452,33 +569,58 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   }
   for (const t of catalog.tables) if (mode.get(t.id) === 'included') keyed.add(t.id);
   for (const id of keyed) {
-    const t = byId.get(id) as Table;
-    if (!copies(id) || mode.get(id) === 'reference') {
+    const t = scope.byId.get(id) as Table;
+    if (!copiesRows(mode, id) || mode.get(id) === 'reference') {
       keyed.delete(id);
       continue;
     }
     if (!t.primaryKey)
       fail(`${id} has no primary key but its sampled rows are referenced or included; give it a primary key, or list it as a reference or empty table`);
   }
+  return keyed;
+}
 
-  // Tables whose rows can come along for structure, and the placeholder rows their keys may point at.
+/**
+ * Tables whose rows can come along for structure, the placeholder rows their keys may point at, and
+ * the foreign-key plans with those placeholders attached.
+ */
+function planStructure(
+  catalog: Catalog,
+  settings: SampleSettings,
+  root: Table,
+  mode: ReadonlyMap<string, TableMode>,
+  fkPlans: readonly FkPlan[],
+  refPlans: readonly ReferencePlan[],
+): { structural: ReadonlySet<string>; placeholders: PlaceholderPlan[]; fks: FkPlan[]; warnings: string[] } {
   const structural = new Set<string>([
     ...fkPlans.filter((p) => p.policy === 'structure' && p.target === 'members').map((p) => p.fk.refTable),
     ...refPlans.filter((r) => r.policy === 'structure' && r.target === 'members').map((r) => r.refTable),
   ]);
   const placeholders = Object.entries(settings.placeholders).map(([name, ph]) => resolvePlaceholder(catalog, name, ph, mode));
-  for (const p of fkPlans) {
+  const fks = fkPlans.map((p) => {
     const ph = placeholders.find((x) => x.table === p.fk.refTable);
-    if (!structural.has(p.fk.table) || !ph || p.target !== 'members') continue;
-    if (p.fk.refColumns.length === 1 && p.fk.refColumns[0] === ph.keyColumn) p.placeholder = ph;
-  }
+    if (!structural.has(p.fk.table) || !ph || p.target !== 'members') return p;
+    return p.fk.refColumns.length === 1 && p.fk.refColumns[0] === ph.keyColumn ? { ...p, placeholder: ph } : p;
+  });
+  const warnings: string[] = [];
   for (const id of structural)
-    for (const p of fkPlans.filter((x) => x.fk.table === id && x.strict && !x.placeholder && x.fk.refTable === root.id && x.target === 'members'))
+    for (const p of fks.filter((x) => x.fk.table === id && x.strict && !x.placeholder && x.fk.refTable === root.id && x.target === 'members'))
       warnings.push(
         `${id} rows come along for structure, but their ${p.fk.columns.join(', ')} → ${root.id} cannot be cleared: a row whose ${root.name} is outside the sample is left out; give sample.placeholders a ${root.name} row to point at`,
       );
+  return { structural, placeholders, fks, warnings };
+}
 
-  // Column rules.
+/** The config's column rules and public markers, and the key columns (which may only be kept). */
+interface ColumnContext {
+  rules: ReadonlyMap<string, ColumnRule>;
+  isPublic: (table: string, column: string) => boolean;
+  keyColumns: ReadonlySet<string>;
+  warnings: string[];
+}
+
+function columnContext(catalog: Catalog, settings: SampleSettings): ColumnContext {
+  const warnings: string[] = [];
   const rules = new Map<string, ColumnRule>();
   for (const [ref, rule] of Object.entries(settings.columns)) {
     const r = resolveColumnRef(catalog, ref);
@@ -495,146 +637,248 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
     for (const c of fk.columns) keyColumns.add(`${fk.table}.${c}`);
     for (const c of fk.refColumns) keyColumns.add(`${fk.refTable}.${c}`);
   }
+  return { rules, isPublic, keyColumns, warnings };
+}
 
+/** The temporary table holding each keyed table's member keys, numbered in copy order. */
+function memberTables(catalog: Catalog, root: Table, ownedOrder: readonly string[], keyed: ReadonlySet<string>): ReadonlyMap<string, string> {
   const temps = new Map<string, string>();
   let n = 0;
   for (const id of [root.id, ...ownedOrder, ...catalog.tables.map((t) => t.id)]) if (keyed.has(id) && !temps.has(id)) temps.set(id, `ts_m${++n}`);
+  return temps;
+}
 
-  const uncovered: string[] = [];
-  const ruleErrors: string[] = [];
-  const probes: ProbeColumn[] = [];
-  const order = [
+/** The order tables are copied in: owners before what they own, then included, reference and empty tables. */
+function copyOrder(catalog: Catalog, root: Table, ownedOrder: readonly string[], mode: ReadonlyMap<string, TableMode>): string[] {
+  return [
     root.id,
     ...ownedOrder,
     ...catalog.tables.filter((t) => mode.get(t.id) === 'included').map((t) => t.id),
     ...catalog.tables.filter((t) => mode.get(t.id) === 'reference').map((t) => t.id),
     ...catalog.tables.filter((t) => ['empty', 'unreached'].includes(mode.get(t.id) as string)).map((t) => t.id),
   ];
+}
 
-  const tables: TablePlan[] = order.map((id) => {
-    const table = byId.get(id) as Table;
-    const m = mode.get(id) as TableMode;
-    const outgoing = fkPlans.filter((p) => p.fk.table === id);
-    const incoming = fkPlans.filter((p) => p.fk.refTable === id);
-    const memberColumns = keyed.has(id)
-      ? unique([
-          ...(table.primaryKey ?? []),
-          ...incoming.flatMap((p) => p.fk.refColumns),
-          ...refPlans.filter((r) => r.refTable === id).map((r) => r.refColumn),
-          ...outgoing.flatMap((p) => p.fk.columns),
-        ])
-      : [];
-    const columns: ColumnPlan[] = [];
-    if (copies(id)) {
-      for (const c of table.columns) {
-        if (c.generated) continue;
-        const key = `${id}.${c.name}`;
-        const rule = rules.get(key);
-        // Key columns can only be kept (rewriting them breaks references), and numbers, dates or
-        // booleans hold no name or address: name matching applies to the other text columns.
-        const isKey = keyColumns.has(key);
-        const ownName = isKey || !needsRule(c) ? undefined : sensitiveMatch(c, settings['sensitive-names']);
-        // The table's name counts too: private_message.content is as private as its table says.
-        const tableName =
-          isKey || !needsRule(c) || ownName ? undefined : sensitiveMatch({ name: table.name, category: c.category }, settings['sensitive-names']);
-        const sensitive = ownName ?? tableName;
-        const declaredPublic = needsRule(c) && isPublic(id, c.name);
-        let expression = `t.${ident(c.name)}`;
-        let ruleText: string | undefined;
-        if (rule !== undefined) {
-          if (rule !== 'keep' && keyColumns.has(key)) {
-            ruleErrors.push(`${key} is part of a primary or foreign key; only keep is allowed there (rewriting it would break references)`);
-            continue;
-          }
-          try {
-            expression = ruleExpression(rule, c, `columns ${key}`, req.secrets);
-          } catch (e) {
-            if (e instanceof RuleError) {
-              ruleErrors.push(e.message);
-              continue;
-            }
-            throw e;
-          }
-          ruleText = describeRule(rule);
-        } else if (declaredPublic) {
-          // Declared public: kept as it is, the declaration stands for the rule.
-          ruleText = 'keep';
-        } else if (sensitive) {
-          uncovered.push(ownName ? `${key} (matches "${sensitive}")` : `${key} (its table's name matches "${sensitive}")`);
-        } else if (!isKey && needsRule(c)) {
-          // Fail closed: free text (names, bios, comments, JSON) is kept only when the config says so.
-          uncovered.push(`${key} (${c.baseType})`);
-        }
-        // A reference nulled by policy when its target row is not in the sample.
-        const nulling = nullingKey(outgoing, c.name);
-        if (nulling && (rule === undefined || rule === 'keep')) {
-          // An owner cleared on a row that came along through another key is counted as the row is
-          // written (a leaf has no member table to count it from afterwards).
-          const counted = !keyed.has(id) && c.name === nulling.fk.columns[0] && clearableKeys(m, outgoing).includes(nulling);
-          expression = nulledValue(nulling, temps.get(nulling.fk.refTable) ?? '', expression, counted ? clearedCounter(id, nulling) : undefined);
-          ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
-        }
-        // On a row that came along for structure, a key whose owner is outside the sample points at the placeholder.
-        const repointing = outgoing.find((p) => p.placeholder && p.fk.columns[0] === c.name);
-        if (repointing?.placeholder && (rule === undefined || rule === 'keep')) {
-          expression = placeholderValue(repointing, temps.get(id) ?? '', temps.get(repointing.fk.refTable) ?? '', table, expression);
-          ruleText = `${ruleText ? `${ruleText}, ` : ''}placeholder ${repointing.placeholder.table} ${repointing.placeholder.key} on rows brought for structure`;
-        }
-        // A column cleared when a reference without a foreign key finds a parent outside the sample.
-        const clearing = clearingReferences(refPlans, id, c.name);
-        expression = referenceCleared(clearing, (t) => temps.get(t), expression);
-        for (const r of clearing) ruleText = `${ruleText ? `${ruleText}, ` : ''}reference ${r.policy === 'include' ? 'include (cleared if not kept)' : 'null'}`;
-        if (declaredPublic) ruleText = `${ruleText ?? 'keep'}, public`;
-        // Probes come only from columns classified personal: masked, or kept under a sensitive name
-        // (searched by shape), and never declared public.
-        if (!declaredPublic && isTextual(c) && rule !== undefined && (rule !== 'keep' || sensitive))
-          probes.push({ table: id, column: c.name, shapedOnly: rule === 'keep' });
-        columns.push({ name: c.name, expression, rule: ruleText, sensitive, ...(declaredPublic ? { public: true } : {}) });
-      }
+/** What each table's plan is drawn from. */
+interface TableContext {
+  req: SampleRequest;
+  root: Table;
+  byId: ReadonlyMap<string, Table>;
+  mode: ReadonlyMap<string, TableMode>;
+  keyed: ReadonlySet<string>;
+  temps: ReadonlyMap<string, string>;
+  fks: readonly FkPlan[];
+  references: readonly ReferencePlan[];
+  structural: ReadonlySet<string>;
+  columns: ColumnContext;
+}
+
+/** A table's plan, and what its columns refuse or report. */
+interface TableOutcome {
+  plan: TablePlan;
+  ruleErrors: string[];
+  uncovered: string[];
+  probes: ProbeColumn[];
+}
+
+function planTable(ctx: TableContext, id: string): TableOutcome {
+  const table = ctx.byId.get(id) as Table;
+  const m = ctx.mode.get(id) as TableMode;
+  const keyed = ctx.keyed.has(id);
+  const outgoing = ctx.fks.filter((p) => p.fk.table === id);
+  const incoming = ctx.fks.filter((p) => p.fk.refTable === id);
+  const memberColumns = keyed
+    ? unique([
+        ...(table.primaryKey ?? []),
+        ...incoming.flatMap((p) => p.fk.refColumns),
+        ...ctx.references.filter((r) => r.refTable === id).map((r) => r.refColumn),
+        ...outgoing.flatMap((p) => p.fk.columns),
+      ])
+    : [];
+  const copied = copiesRows(ctx.mode, id);
+  const outcomes = copied ? table.columns.filter((c) => !c.generated).map((c) => planColumn(ctx, table, outgoing, c)) : [];
+  // Key columns are only ever kept, so every copied column under a nulling key is nulled as planned.
+  const checkDrops = copied
+    ? (table.checks ?? [])
+        .filter((k) =>
+          k.columns.some((c) => !columnType(table, c)?.generated && (nullingKey(outgoing, c) || clearingReferences(ctx.references, id, c).length > 0)),
+        )
+        .map((k) => k.name)
+    : [];
+  // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
+  const { fraction, settings } = ctx.req;
+  const estimate =
+    m === 'reference' ? table.rows : m === 'root' || m === 'owned' ? Math.round(table.rows * fraction) + (m === 'root' ? settings.include.length : 0) : 0;
+  const checkNote = checkDrops.length ? `; rows whose nulled reference would break CHECK ${checkDrops.join(', ')} are dropped` : '';
+  const structureNote = ctx.structural.has(id) ? '; rows named by a structure policy come along for structure, without their owners' : '';
+  const columns: ColumnPlan[] = [];
+  const ruleErrors: string[] = [];
+  const uncovered: string[] = [];
+  const probes: ProbeColumn[] = [];
+  for (const o of outcomes) {
+    if (o.kind === 'refused') {
+      ruleErrors.push(o.error);
+      continue;
     }
-    // Key columns are only ever kept, so every copied column under a nulling key is nulled as above.
-    const checkDrops = copies(id)
-      ? (table.checks ?? [])
-          .filter((k) => k.columns.some((c) => !columnType(table, c)?.generated && (nullingKey(outgoing, c) || clearingReferences(refPlans, id, c).length > 0)))
-          .map((k) => k.name)
-      : [];
-    // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
-    const estimate =
-      m === 'reference' ? table.rows : m === 'root' || m === 'owned' ? Math.round(table.rows * req.fraction) + (m === 'root' ? settings.include.length : 0) : 0;
-    const note =
-      m === 'root'
-        ? `${Math.round(req.fraction * 1000) / 10}% of rows by hash of (seed, ${root.primaryKey?.join(', ')})${settings.filter ? ` where ${settings.filter}` : ''}${settings.include.length ? `, plus ${settings.include.length} included key(s)` : ''}`
-        : m === 'owned'
-          ? `rows whose ${outgoing
-              .filter((p) => p.owning)
-              .map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`)
-              .join(' or ')} is sampled`
-          : m === 'included'
-            ? structural.has(id)
-              ? 'only rows that sampled rows name for structure or include'
-              : 'only rows that sampled rows include'
-            : m === 'reference'
-              ? 'copied whole (reference table)'
-              : m === 'empty'
-                ? 'copied empty (empty-tables)'
-                : 'copied empty (no foreign-key path from the root; list it in reference-tables to copy it whole)';
-    const checkNote = checkDrops.length ? `; rows whose nulled reference would break CHECK ${checkDrops.join(', ')} are dropped` : '';
-    const structureNote = structural.has(id) ? '; rows named by a structure policy come along for structure, without their owners' : '';
-    return {
-      table,
-      mode: m,
-      keyed: keyed.has(id),
-      temp: temps.get(id) ?? '',
-      memberColumns,
-      outgoing,
-      columns,
-      estimate,
-      note: `${note}${checkNote}${structureNote}`,
-      checkDrops,
-      structural: structural.has(id) && keyed.has(id),
-    };
-  });
+    columns.push(o.column);
+    if (o.uncovered) uncovered.push(o.uncovered);
+    if (o.probe) probes.push(o.probe);
+  }
+  const plan: TablePlan = {
+    table,
+    mode: m,
+    keyed,
+    temp: ctx.temps.get(id) ?? '',
+    memberColumns,
+    outgoing,
+    columns,
+    estimate,
+    note: `${tableNote(ctx, id, m, outgoing)}${checkNote}${structureNote}`,
+    checkDrops,
+    structural: ctx.structural.has(id) && keyed,
+  };
+  return { plan, ruleErrors, uncovered, probes };
+}
 
+/** How a table's rows are chosen, in words for the report. */
+function tableNote(ctx: TableContext, id: string, m: TableMode, outgoing: readonly FkPlan[]): string {
+  const { fraction, settings } = ctx.req;
+  switch (m) {
+    case 'root':
+      return `${Math.round(fraction * 1000) / 10}% of rows by hash of (seed, ${ctx.root.primaryKey?.join(', ')})${settings.filter ? ` where ${settings.filter}` : ''}${settings.include.length ? `, plus ${settings.include.length} included key(s)` : ''}`;
+    case 'owned':
+      return `rows whose ${outgoing
+        .filter((p) => p.owning)
+        .map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`)
+        .join(' or ')} is sampled`;
+    case 'included':
+      return ctx.structural.has(id) ? 'only rows that sampled rows name for structure or include' : 'only rows that sampled rows include';
+    case 'reference':
+      return 'copied whole (reference table)';
+    case 'empty':
+      return 'copied empty (empty-tables)';
+    default:
+      return 'copied empty (no foreign-key path from the root; list it in reference-tables to copy it whole)';
+  }
+}
+
+/** A copied column's plan, or the reason its rule is refused. */
+type ColumnOutcome = { kind: 'refused'; error: string } | { kind: 'copied'; column: ColumnPlan; uncovered?: string; probe?: ProbeColumn };
+
+/** What the config and the names say of one column. */
+interface ColumnClass {
+  key: string;
+  rule: ColumnRule | undefined;
+  isKey: boolean;
+  /** The sensitive name the column's own name matches. */
+  ownName: string | undefined;
+  /** The sensitive name its own name or its table's matches. */
+  sensitive: string | undefined;
+  declaredPublic: boolean;
+}
+
+function classifyColumn(ctx: TableContext, table: Table, c: Column): ColumnClass {
+  const names = ctx.req.settings['sensitive-names'];
+  const key = `${table.id}.${c.name}`;
+  // Key columns can only be kept (rewriting them breaks references), and numbers, dates or
+  // booleans hold no name or address: name matching applies to the other text columns.
+  const isKey = ctx.columns.keyColumns.has(key);
+  const ownName = isKey || !needsRule(c) ? undefined : sensitiveMatch(c, names);
+  // The table's name counts too: private_message.content is as private as its table says.
+  const tableName = isKey || !needsRule(c) || ownName ? undefined : sensitiveMatch({ name: table.name, category: c.category }, names);
+  const declaredPublic = needsRule(c) && ctx.columns.isPublic(table.id, c.name);
+  return { key, rule: ctx.columns.rules.get(key), isKey, ownName, sensitive: ownName ?? tableName, declaredPublic };
+}
+
+function planColumn(ctx: TableContext, table: Table, outgoing: readonly FkPlan[], c: Column): ColumnOutcome {
+  const cls = classifyColumn(ctx, table, c);
+  const ruled = applyRule(ctx, c, cls);
+  if (ruled.kind === 'refused') return ruled;
+  const rewritten = referenceRewrites(ctx, table, outgoing, c, cls.rule, ruled.expression);
+  const { rule, sensitive, declaredPublic } = cls;
+  const described = [ruled.ruleText, ...rewritten.notes].filter((x) => x !== undefined);
+  const ruleText = declaredPublic ? `${described.join(', ') || 'keep'}, public` : described.join(', ') || undefined;
+  // Probes come only from columns classified personal: masked, or kept under a sensitive name
+  // (searched by shape), and never declared public.
+  const probe =
+    !declaredPublic && isTextual(c) && rule !== undefined && (rule !== 'keep' || sensitive)
+      ? { table: table.id, column: c.name, shapedOnly: rule === 'keep' }
+      : undefined;
+  const column = { name: c.name, expression: rewritten.expression, rule: ruleText, sensitive, ...(declaredPublic ? { public: true } : {}) };
+  return { kind: 'copied', column, uncovered: ruled.uncovered, probe };
+}
+
+/** The column's value under its rule, or why it is uncovered (no rule on a column that needs one). */
+function applyRule(
+  ctx: TableContext,
+  c: Column,
+  cls: ColumnClass,
+): { kind: 'refused'; error: string } | { kind: 'ruled'; expression: string; ruleText?: string; uncovered?: string } {
+  const { key, rule, sensitive, ownName, declaredPublic } = cls;
+  const kept = `t.${ident(c.name)}`;
+  if (rule !== undefined) {
+    if (rule !== 'keep' && cls.isKey)
+      return { kind: 'refused', error: `${key} is part of a primary or foreign key; only keep is allowed there (rewriting it would break references)` };
+    try {
+      return { kind: 'ruled', expression: ruleExpression(rule, c, `columns ${key}`, ctx.req.secrets), ruleText: describeRule(rule) };
+    } catch (e) {
+      if (e instanceof RuleError) return { kind: 'refused', error: e.message };
+      throw e;
+    }
+  }
+  // Declared public: kept as it is, the declaration stands for the rule.
+  if (declaredPublic) return { kind: 'ruled', expression: kept, ruleText: 'keep' };
+  if (sensitive)
+    return { kind: 'ruled', expression: kept, uncovered: ownName ? `${key} (matches "${sensitive}")` : `${key} (its table's name matches "${sensitive}")` };
+  // Fail closed: free text (names, bios, comments, JSON) is kept only when the config says so.
+  if (!cls.isKey && needsRule(c)) return { kind: 'ruled', expression: kept, uncovered: `${key} (${c.baseType})` };
+  return { kind: 'ruled', expression: kept };
+}
+
+/**
+ * The column's value as its references leave it: nulled by policy, repointed at a placeholder on a
+ * row brought for structure, cleared by a reference without a foreign key; with a note per rewrite
+ * for the report.
+ */
+function referenceRewrites(
+  ctx: TableContext,
+  table: Table,
+  outgoing: readonly FkPlan[],
+  c: Column,
+  rule: ColumnRule | undefined,
+  value: string,
+): { expression: string; notes: string[] } {
+  const id = table.id;
+  const kept = rule === undefined || rule === 'keep';
+  const notes: string[] = [];
+  let expression = value;
+  // A reference nulled by policy when its target row is not in the sample.
+  const nulling = nullingKey(outgoing, c.name);
+  if (nulling && kept) {
+    // An owner cleared on a row that came along through another key is counted as the row is
+    // written (a leaf has no member table to count it from afterwards).
+    const m = ctx.mode.get(id) as TableMode;
+    const counted = !ctx.keyed.has(id) && c.name === nulling.fk.columns[0] && clearableKeys(m, outgoing).includes(nulling);
+    expression = nulledValue(nulling, ctx.temps.get(nulling.fk.refTable) ?? '', expression, counted ? clearedCounter(id, nulling) : undefined);
+    notes.push(`fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`);
+  }
+  // On a row that came along for structure, a key whose owner is outside the sample points at the placeholder.
+  const repointing = outgoing.find((p) => p.placeholder && p.fk.columns[0] === c.name);
+  if (repointing?.placeholder && kept) {
+    expression = placeholderValue(repointing, ctx.temps.get(id) ?? '', ctx.temps.get(repointing.fk.refTable) ?? '', table, expression);
+    notes.push(`placeholder ${repointing.placeholder.table} ${repointing.placeholder.key} on rows brought for structure`);
+  }
+  // A column cleared when a reference without a foreign key finds a parent outside the sample.
+  const clearing = clearingReferences(ctx.references, id, c.name);
+  expression = referenceCleared(clearing, (t) => ctx.temps.get(t), expression);
+  for (const r of clearing) notes.push(`reference ${r.policy === 'include' ? 'include (cleared if not kept)' : 'null'}`);
+  return { expression, notes };
+}
+
+/** Refuses a plan with a rule that cannot apply, or a copied text column without a rule. */
+function refuseUncoveredColumns(outcomes: readonly TableOutcome[]): void {
+  const ruleErrors = outcomes.flatMap((o) => o.ruleErrors);
+  const uncovered = outcomes.flatMap((o) => o.uncovered);
   if (ruleErrors.length) fail(ruleErrors.join('; '));
   if (uncovered.length) {
     fail(
@@ -642,8 +886,6 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
         "Add a rule for each under sample.columns (null, rehash, fake-email, fake-name, dev-password, {sql: ...}) or keep if it holds nothing personal; resample with init: true writes a starter section from production's catalog.",
     );
   }
-  if (settings.filter && /;/.test(settings.filter.replace(/'[^']*'/g, ''))) fail('filter must be one SQL condition, without ";"');
-  return { root: root.id, fraction: req.fraction, seed: req.seed, tables, fks: fkPlans, references: refPlans, probes, warnings, settings, placeholders };
 }
 
 /** Policies that bring the named parent along: as a member (include), or for structure only. */
@@ -652,7 +894,7 @@ function bringsParent(policy: ForeignKeyPolicy): boolean {
 }
 
 /** A sample.placeholders entry checked against the catalog: one line per problem. */
-function resolvePlaceholder(catalog: Catalog, name: string, ph: PlaceholderSetting, mode: Map<string, TableMode>): PlaceholderPlan {
+function resolvePlaceholder(catalog: Catalog, name: string, ph: PlaceholderSetting, mode: ReadonlyMap<string, TableMode>): PlaceholderPlan {
   const where = `placeholders.${name}`;
   const table = resolveTable(catalog, name, where);
   if (table.primaryKey?.length !== 1) fail(`${where}: ${table.id} has no one-column primary key for the placeholder's key`);
@@ -817,153 +1059,209 @@ function tempOf(plan: SamplePlan, id: string): string | undefined {
  * only temporary tables are written.
  */
 export function membershipProgram(plan: SamplePlan): string {
-  const keyed = plan.tables.filter((t) => t.keyed);
-  const lines: string[] = [];
-  const add = (sql: string) => {
-    lines.push(`  ${sql}`);
-    lines.push('  GET DIAGNOSTICS ts_n = ROW_COUNT; ts_total := ts_total + ts_n;');
-  };
-  const cols = (tp: TablePlan, alias: string) => tp.memberColumns.map((c) => `${alias}.${ident(c)}`).join(', ');
-  const into = (tp: TablePlan) => `pg_temp.${tp.temp} (${tp.memberColumns.map(ident).join(', ')}, ts_keep)`;
-  const rootPlan = tableById(plan, plan.root);
-  const includes = plan.fks.filter((p) => p.policy === 'include' && p.target === 'members');
-  // Structural rows include nothing: their owners stay outside the sample.
-  const members = (src: TablePlan) => (src.structural ? ' WHERE NOT s.ts_struct' : '');
-  // An include makes a row a member, even one that came for structure before.
-  const upgrade = (dst: TablePlan) =>
-    dst.structural
-      ? `DO UPDATE SET ts_keep = true, ts_struct = false WHERE NOT pg_temp.${dst.temp}.ts_keep OR pg_temp.${dst.temp}.ts_struct`
-      : `DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
-  const structures = plan.fks.filter((p) => p.policy === 'structure' && p.target === 'members');
-  const virtualStructures = plan.references.filter((r) => r.policy === 'structure' && r.target === 'members');
-  const anyStructure = structures.length + virtualStructures.length > 0;
+  const anyStructure = structureKeys(plan).length + structureReferences(plan).length > 0;
+  const lines = [
+    `DECLARE ts_n bigint; ts_total bigint; ts_round int := 0;${anyStructure ? ' ts_added bigint;' : ''}`,
+    'BEGIN',
+    ...placeholderGuards(plan),
+    seedRoot(plan),
+    // Grow and prune the sample; then bring the ancestors of what survived for structure, and again
+    // until they bring nothing new (rows they own come along and are pruned like any other).
+    ...(anyStructure ? ['  LOOP'] : []),
+    ...growLoop(plan),
+    // Before the parents named for structure are in, a structure reference is not checked (the
+    // parent may still come).
+    ...pruneLoop(plan, !anyStructure),
+    ...(anyStructure
+      ? [
+          ...structureLoop(plan),
+          '  EXIT WHEN ts_added = 0;',
+          '  END LOOP;',
+          // Now every parent that could come for structure is in: a row naming one that could not is left out.
+          ...pruneLoop(plan, true),
+        ]
+      : []),
+    'END',
+  ];
+  return doBlock(lines.join('\n'));
+}
 
-  lines.push(`DECLARE ts_n bigint; ts_total bigint; ts_round int := 0;${anyStructure ? ' ts_added bigint;' : ''}`);
-  lines.push('BEGIN');
-  // A placeholder's key must be no real row's, or dev could not tell the two apart.
-  for (const ph of plan.placeholders) {
+/** A statement of the program, and the count of the rows it changed added to ts_total. */
+function counted(sql: string): string[] {
+  return [`  ${sql}`, '  GET DIAGNOSTICS ts_n = ROW_COUNT; ts_total := ts_total + ts_n;'];
+}
+
+function memberColumnsOf(tp: TablePlan, alias: string): string {
+  return tp.memberColumns.map((c) => `${alias}.${ident(c)}`).join(', ');
+}
+
+function memberTarget(tp: TablePlan): string {
+  return `pg_temp.${tp.temp} (${tp.memberColumns.map(ident).join(', ')}, ts_keep)`;
+}
+
+function structureKeys(plan: SamplePlan): FkPlan[] {
+  return plan.fks.filter((p) => p.policy === 'structure' && p.target === 'members');
+}
+
+function structureReferences(plan: SamplePlan): ReferencePlan[] {
+  return plan.references.filter((r) => r.policy === 'structure' && r.target === 'members');
+}
+
+/** A placeholder's key must be no real row's, or dev could not tell the two apart. */
+function placeholderGuards(plan: SamplePlan): string[] {
+  return plan.placeholders.map((ph) => {
     const tp = tableById(plan, ph.table);
-    lines.push(
-      `  IF EXISTS (SELECT 1 FROM ${from(tp.table)} t WHERE t.${ident(ph.keyColumn)} = ${ph.key}) THEN RAISE EXCEPTION '%', ${literal(
-        `sample.placeholders.${tp.table.name}: production has a row with key ${ph.keyText}; pick a key production does not use`,
-      )}; END IF;`,
-    );
-  }
-  lines.push(
-    `  INSERT INTO ${into(rootPlan)} SELECT ${cols(rootPlan, 't')}, true FROM ${from(rootPlan.table)} t WHERE ${rootCondition(plan)} ON CONFLICT DO NOTHING;`,
-  );
-  // Grow and prune the sample; then bring the ancestors of what survived for structure, and again
-  // until they bring nothing new (rows they own come along and are pruned like any other).
-  if (anyStructure) lines.push('  LOOP');
-  lines.push('  LOOP');
-  lines.push('  ts_total := 0; ts_round := ts_round + 1;');
-  for (const tp of keyed) {
-    if (tp.mode !== 'owned') continue;
-    const owning = tp.outgoing.filter((p) => p.owning).map((p) => matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
-    add(`INSERT INTO ${into(tp)} SELECT ${cols(tp, 't')}, false FROM ${from(tp.table)} t WHERE ${owning.join(' OR ')} ON CONFLICT DO NOTHING;`);
-  }
-  for (const p of includes) {
-    const src = tableById(plan, p.fk.table);
-    const dst = tableById(plan, p.fk.refTable);
-    const pk = dst.table.primaryKey as string[];
-    add(
-      `INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE ${tuple('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} s${members(src)}) ` +
-        `ON CONFLICT (${pk.map(ident).join(', ')}) ${upgrade(dst)};`,
-    );
-  }
+    return `  IF EXISTS (SELECT 1 FROM ${from(tp.table)} t WHERE t.${ident(ph.keyColumn)} = ${ph.key}) THEN RAISE EXCEPTION '%', ${literal(
+      `sample.placeholders.${tp.table.name}: production has a row with key ${ph.keyText}; pick a key production does not use`,
+    )}; END IF;`;
+  });
+}
+
+function seedRoot(plan: SamplePlan): string {
+  const rootPlan = tableById(plan, plan.root);
+  return `  INSERT INTO ${memberTarget(rootPlan)} SELECT ${memberColumnsOf(rootPlan, 't')}, true FROM ${from(rootPlan.table)} t WHERE ${rootCondition(plan)} ON CONFLICT DO NOTHING;`;
+}
+
+/** One round after another, owned rows follow their owners and included parents come, until nothing changes. */
+function growLoop(plan: SamplePlan): string[] {
+  const includes = plan.fks.filter((p) => p.policy === 'include' && p.target === 'members');
   // Parents named by references without a foreign key: an included row's own parents follow in the next round.
   const virtualIncludes = plan.references.filter((r) => r.policy === 'include' && r.target === 'members');
-  for (const r of virtualIncludes) {
-    const src = tableById(plan, r.table);
-    const dst = tableById(plan, r.refTable);
-    const srcPk = src.table.primaryKey as string[];
-    const pk = dst.table.primaryKey as string[];
-    add(
-      `INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE t.${ident(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
-        `WHERE ${tuple('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} m${src.structural ? ' WHERE NOT m.ts_struct' : ''})) ` +
-        `ON CONFLICT (${pk.map(ident).join(', ')}) ${upgrade(dst)};`,
+  return [
+    '  LOOP',
+    '  ts_total := 0; ts_round := ts_round + 1;',
+    ...plan.tables.filter((tp) => tp.keyed && tp.mode === 'owned').flatMap((tp) => counted(ownedRows(plan, tp))),
+    ...includes.flatMap((p) => counted(includedByKey(plan, p))),
+    ...virtualIncludes.flatMap((r) => counted(includedByReference(plan, r))),
+    `  EXIT WHEN ts_total = 0${includes.length || virtualIncludes.length ? '' : ' OR true'};`,
+    '  END LOOP;',
+  ];
+}
+
+function ownedRows(plan: SamplePlan, tp: TablePlan): string {
+  const owning = tp.outgoing.filter((p) => p.owning).map((p) => matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
+  return `INSERT INTO ${memberTarget(tp)} SELECT ${memberColumnsOf(tp, 't')}, false FROM ${from(tp.table)} t WHERE ${owning.join(' OR ')} ON CONFLICT DO NOTHING;`;
+}
+
+/** Structural rows include nothing: their owners stay outside the sample. */
+function membersOnly(src: TablePlan, alias: string): string {
+  return src.structural ? ` WHERE NOT ${alias}.ts_struct` : '';
+}
+
+/** An include makes a row a member, even one that came for structure before. */
+function includeConflict(dst: TablePlan): string {
+  const upgrade = dst.structural
+    ? `DO UPDATE SET ts_keep = true, ts_struct = false WHERE NOT pg_temp.${dst.temp}.ts_keep OR pg_temp.${dst.temp}.ts_struct`
+    : `DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
+  return `ON CONFLICT (${(dst.table.primaryKey as string[]).map(ident).join(', ')}) ${upgrade}`;
+}
+
+function includedByKey(plan: SamplePlan, p: FkPlan): string {
+  const src = tableById(plan, p.fk.table);
+  const dst = tableById(plan, p.fk.refTable);
+  return (
+    `INSERT INTO ${memberTarget(dst)} SELECT ${memberColumnsOf(dst, 't')}, true FROM ${from(dst.table)} t WHERE ${tuple('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} s${membersOnly(src, 's')}) ` +
+    `${includeConflict(dst)};`
+  );
+}
+
+function includedByReference(plan: SamplePlan, r: ReferencePlan): string {
+  const src = tableById(plan, r.table);
+  const dst = tableById(plan, r.refTable);
+  const srcPk = src.table.primaryKey as string[];
+  return (
+    `INSERT INTO ${memberTarget(dst)} SELECT ${memberColumnsOf(dst, 't')}, true FROM ${from(dst.table)} t WHERE t.${ident(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
+    `WHERE ${tuple('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} m${membersOnly(src, 'm')})) ` +
+    `${includeConflict(dst)};`
+  );
+}
+
+/** Prunes rows whose strict references dangle, until nothing changes; structure references only `withStructure`. */
+function pruneLoop(plan: SamplePlan, withStructure: boolean): string[] {
+  return [
+    '  LOOP',
+    '  ts_total := 0;',
+    ...plan.tables.filter((t) => t.keyed).flatMap((tp) => pruneTable(plan, tp, withStructure)),
+    '  EXIT WHEN ts_total = 0;',
+    '  END LOOP;',
+  ];
+}
+
+function pruneTable(plan: SamplePlan, tp: TablePlan, withStructure: boolean): string[] {
+  const pk = tp.table.primaryKey as string[];
+  const lines: string[] = [];
+  for (const r of plan.references) {
+    if (r.table !== tp.table.id || !r.strict || (r.policy === 'structure' && !withStructure)) continue;
+    lines.push(
+      ...counted(
+        `DELETE FROM pg_temp.${tp.temp} m WHERE ${tuple('m', pk)} IN (SELECT ${pk.map((c) => `t.${ident(c)}`).join(', ')} FROM ${from(tp.table)} t ` +
+          `WHERE ${tuple('t', pk)} IN (SELECT ${pk.map((c) => `x.${ident(c)}`).join(', ')} FROM pg_temp.${tp.temp} x) AND NOT ${parentsPresent(r, tempOf(plan, r.refTable))});`,
+      ),
     );
   }
-  lines.push(`  EXIT WHEN ts_total = 0${includes.length || virtualIncludes.length ? '' : ' OR true'};`);
-  lines.push('  END LOOP;');
-  // Prunes rows whose strict references dangle, until nothing changes. Before the parents named for
-  // structure are in, a structure reference is not checked (the parent may still come).
-  const prune = (withStructure: boolean) => {
-    lines.push('  LOOP');
-    lines.push('  ts_total := 0;');
-    for (const tp of keyed) {
-      const pk = tp.table.primaryKey as string[];
-      for (const r of plan.references) {
-        if (r.table !== tp.table.id || !r.strict || (r.policy === 'structure' && !withStructure)) continue;
-        add(
-          `DELETE FROM pg_temp.${tp.temp} m WHERE ${tuple('m', pk)} IN (SELECT ${pk.map((c) => `t.${ident(c)}`).join(', ')} FROM ${from(tp.table)} t ` +
-            `WHERE ${tuple('t', pk)} IN (SELECT ${pk.map((c) => `x.${ident(c)}`).join(', ')} FROM pg_temp.${tp.temp} x) AND NOT ${parentsPresent(r, tempOf(plan, r.refTable))});`,
-        );
-      }
-      for (const p of tp.outgoing) {
-        if (!p.strict || p.target === 'all' || (p.policy === 'structure' && !withStructure)) continue;
-        // A row that came for structure keeps a key the placeholder stands in for.
-        const repointed = p.placeholder ? ' AND NOT t.ts_struct' : '';
-        if (p.target === 'none') add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)};`);
-        else
-          add(
-            `DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)} AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}${repointed};`,
-          );
-      }
-      if (tp.mode === 'owned') {
-        const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
-        add(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`);
-      }
-      // Members whose nulled references would break a CHECK: gone before anything looks them up.
-      for (const g of checkGuards(plan, tp)) {
-        add(
-          `DELETE FROM pg_temp.${tp.temp} m USING ${from(tp.table)} t WHERE ${pk.map((c) => `m.${ident(c)} = t.${ident(c)}`).join(' AND ')} AND NOT ${g.guard};`,
-        );
-        lines.push(`  IF ts_n > 0 THEN INSERT INTO pg_temp.${CHECK_DROPS_TABLE} VALUES (${literal(tp.table.id)}, ${literal(g.name)}, ts_n); END IF;`);
-      }
-    }
-    lines.push('  EXIT WHEN ts_total = 0;');
-    lines.push('  END LOOP;');
-  };
-  prune(!anyStructure);
-  if (!anyStructure) {
-    lines.push('END');
-    return doBlock(lines.join('\n'));
+  for (const p of tp.outgoing) {
+    if (!p.strict || p.target === 'all' || (p.policy === 'structure' && !withStructure)) continue;
+    // A row that came for structure keeps a key the placeholder stands in for.
+    const repointed = p.placeholder ? ' AND NOT t.ts_struct' : '';
+    const dangling = p.target === 'none' ? '' : ` AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}${repointed}`;
+    lines.push(...counted(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)}${dangling};`));
   }
-  // Parents named for structure by the rows that survived (an owned row about to be pruned names none),
-  // kept whatever their owners; a row already owned but not kept becomes one of them.
-  lines.push('  ts_added := 0;');
-  lines.push('  LOOP');
-  lines.push('  ts_total := 0;');
-  const structureConflict = (dst: TablePlan) =>
-    `ON CONFLICT (${(dst.table.primaryKey as string[]).map(ident).join(', ')}) DO UPDATE SET ts_keep = true, ts_struct = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
-  for (const p of structures) {
-    const src = tableById(plan, p.fk.table);
-    const dst = tableById(plan, p.fk.refTable);
-    add(
-      `INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(ident).join(', ')}, ts_keep, ts_struct) SELECT ${cols(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
-        `WHERE ${tuple('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} s)${structureReady(plan, dst)} ${structureConflict(dst)};`,
+  if (tp.mode === 'owned') {
+    const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
+    lines.push(...counted(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`));
+  }
+  // Members whose nulled references would break a CHECK: gone before anything looks them up.
+  for (const g of checkGuards(plan, tp)) {
+    lines.push(
+      ...counted(
+        `DELETE FROM pg_temp.${tp.temp} m USING ${from(tp.table)} t WHERE ${pk.map((c) => `m.${ident(c)} = t.${ident(c)}`).join(' AND ')} AND NOT ${g.guard};`,
+      ),
+      `  IF ts_n > 0 THEN INSERT INTO pg_temp.${CHECK_DROPS_TABLE} VALUES (${literal(tp.table.id)}, ${literal(g.name)}, ts_n); END IF;`,
     );
   }
-  for (const r of virtualStructures) {
-    const src = tableById(plan, r.table);
-    const dst = tableById(plan, r.refTable);
-    const srcPk = src.table.primaryKey as string[];
-    add(
-      `INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(ident).join(', ')}, ts_keep, ts_struct) SELECT ${cols(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
-        `WHERE t.${ident(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
-        `WHERE ${tuple('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} m))${structureReady(plan, dst)} ${structureConflict(dst)};`,
-    );
-  }
-  lines.push('  ts_added := ts_added + ts_total;');
-  lines.push('  EXIT WHEN ts_total = 0;');
-  lines.push('  END LOOP;');
-  lines.push('  EXIT WHEN ts_added = 0;');
-  lines.push('  END LOOP;');
-  // Now every parent that could come for structure is in: a row naming one that could not is left out.
-  prune(true);
-  lines.push('END');
-  return doBlock(lines.join('\n'));
+  return lines;
+}
+
+/**
+ * Parents named for structure by the rows that survived (an owned row about to be pruned names
+ * none), kept whatever their owners; a row already owned but not kept becomes one of them. Again
+ * until they bring nothing new.
+ */
+function structureLoop(plan: SamplePlan): string[] {
+  return [
+    '  ts_added := 0;',
+    '  LOOP',
+    '  ts_total := 0;',
+    ...structureKeys(plan).flatMap((p) => counted(structureByKey(plan, p))),
+    ...structureReferences(plan).flatMap((r) => counted(structureByReference(plan, r))),
+    '  ts_added := ts_added + ts_total;',
+    '  EXIT WHEN ts_total = 0;',
+    '  END LOOP;',
+  ];
+}
+
+function structureConflict(dst: TablePlan): string {
+  return `ON CONFLICT (${(dst.table.primaryKey as string[]).map(ident).join(', ')}) DO UPDATE SET ts_keep = true, ts_struct = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
+}
+
+function structureByKey(plan: SamplePlan, p: FkPlan): string {
+  const src = tableById(plan, p.fk.table);
+  const dst = tableById(plan, p.fk.refTable);
+  return (
+    `INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(ident).join(', ')}, ts_keep, ts_struct) SELECT ${memberColumnsOf(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
+    `WHERE ${tuple('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} s)${structureReady(plan, dst)} ${structureConflict(dst)};`
+  );
+}
+
+function structureByReference(plan: SamplePlan, r: ReferencePlan): string {
+  const src = tableById(plan, r.table);
+  const dst = tableById(plan, r.refTable);
+  const srcPk = src.table.primaryKey as string[];
+  return (
+    `INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(ident).join(', ')}, ts_keep, ts_struct) SELECT ${memberColumnsOf(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
+    `WHERE t.${ident(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
+    `WHERE ${tuple('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${ident(c)}`).join(', ')} FROM pg_temp.${src.temp} m))${structureReady(plan, dst)} ${structureConflict(dst)};`
+  );
 }
 
 function doBlock(body: string): string {

@@ -116,12 +116,8 @@ function node(n: PgNode | undefined, w: Walk): void {
     case 'Float':
     case 'Boolean':
       return;
-    case 'ColumnRef': {
-      const fields = names(v.fields);
-      if (fields.includes('*') && !grouped) refuse('a * in a row expression', v, w);
-      if (fields.length > 3) refuse(`the name ${fields.join('.')}`, v, w);
-      return;
-    }
+    case 'ColumnRef':
+      return columnRef(v, w);
     case 'TypeCast':
       node(v.arg as PgNode, w);
       return typeName(v.typeName as Record<string, unknown>, w);
@@ -151,16 +147,7 @@ function node(n: PgNode | undefined, w: Walk): void {
       node(v.expr as PgNode, w);
       return node(v.result as PgNode, w);
     case 'A_Indirection':
-      node(v.arg as PgNode, w);
-      for (const i of (v.indirection as PgNode[]) ?? []) {
-        if ('A_Star' in i) refuse('a .* selection', v, w);
-        if ('A_Indices' in i) {
-          const ix = i.A_Indices as Record<string, unknown>;
-          node(ix.lidx as PgNode, w);
-          node(ix.uidx as PgNode, w);
-        }
-      }
-      return;
+      return indirection(v, w);
     case 'FuncCall':
       return funcCall(v, w);
     case 'NamedArgExpr':
@@ -182,6 +169,25 @@ function node(n: PgNode | undefined, w: Walk): void {
       return select(n, w);
     default:
       return refuse(`a ${type} node`, v, w, 'which is not one of the expressions twinstack allows');
+  }
+}
+
+function columnRef(v: Record<string, unknown>, w: Walk): void {
+  const fields = names(v.fields);
+  if (fields.includes('*') && w.kind === 'expression') refuse('a * in a row expression', v, w);
+  if (fields.length > 3) refuse(`the name ${fields.join('.')}`, v, w);
+}
+
+/** A subscript or a field of a value: `a[1]`, `(row).field`; never `.*`. */
+function indirection(v: Record<string, unknown>, w: Walk): void {
+  node(v.arg as PgNode, w);
+  for (const i of (v.indirection as PgNode[]) ?? []) {
+    if ('A_Star' in i) refuse('a .* selection', v, w);
+    if ('A_Indices' in i) {
+      const ix = i.A_Indices as Record<string, unknown>;
+      node(ix.lidx as PgNode, w);
+      node(ix.uidx as PgNode, w);
+    }
   }
 }
 
