@@ -4,17 +4,24 @@
  * --globals-only`, a manifest beside them, and a verification. Only a backup whose manifest says
  * `verified` is ever restored or relied on by promote.
  */
+import * as fs from 'node:fs';
 import { z } from 'zod';
 import type { Config } from './config';
 import type { Environment } from './environment';
 import { ConfigurationError, OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
-import { argv, raw, sh } from '../infra/shell';
+import { hostScript, argv, sh } from '../infra/shell';
+import { NOTHING_LATER } from '../infra/compose';
 import { pendingDirOf } from './host-log';
 import { copyDatabaseSettingsSql, dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
 import { ident, literal } from '../infra/sql';
 import { writeCounters } from './schema';
+
+const STREAM_TO_FILE = fs.readFileSync(__dirname + '/stream-to-file.sh', 'utf8');
+const LIST_MANIFESTS = fs.readFileSync(__dirname + '/list-manifests.sh', 'utf8');
+const RESTORE_BACKUP = fs.readFileSync(__dirname + '/restore-backup.sh', 'utf8');
+const RESTORE_UNDO = fs.readFileSync(__dirname + '/restore-undo.sh', 'utf8');
 
 const backupFile = z.object({ bytes: z.number(), sha256: z.string() }).passthrough();
 
@@ -105,7 +112,7 @@ async function psqlValue(host: Host, env: Environment, database: string, sql: st
 async function streamToFile(host: Host, command: string, file: string, label: string, timeoutSeconds: number): Promise<BackupFile> {
   const partial = `${file}.partial`;
   try {
-    const r = await host.run(`${command} | tee ${sh`${partial}`} | sha256sum && mv -f ${sh`${partial} ${file}`} && stat -c %s ${sh`${file}`}`, {
+    const r = await host.run(hostScript(STREAM_TO_FILE, { COMMAND: command, PARTIAL: partial, FILE: file }), {
       label,
       quiet: true,
       timeoutSeconds,
@@ -320,7 +327,7 @@ export async function verifyBackup(
 /** Every backup of an environment, newest first, read from the manifests. */
 export async function listBackups(host: Host, config: Config, env: Environment): Promise<BackupManifest[]> {
   const base = backupDir(config, env);
-  const r = await host.run(sh`for f in ${raw(`${sh`${base}`}/b*/manifest.json`)}; do [ -f "$f" ] && cat "$f" && echo '@@twinstack-manifest@@'; done; true`, {
+  const r = await host.run(hostScript(LIST_MANIFESTS, { BASE: base }), {
     quiet: true,
     timeoutSeconds: 120,
   });
@@ -385,31 +392,29 @@ export async function restoreBackup(
   const undoCheck =
     `SELECT 1 FROM pg_database a WHERE a.datname = ${literal(aside)} AND NOT EXISTS ` +
     `(SELECT 1 FROM pg_database d WHERE d.datname = ${literal(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${literal(tag)});`;
-  const restart = opts.stoppedServices?.length ? env.composeScript('start', ...opts.stoppedServices) : 'true';
+  const restart = opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : NOTHING_LATER;
 
   // What undoes a cut restore: written before anything moves, run by the next operation if this
   // script never gets to remove it (see pendingUndo in operation.ts).
   const undo =
     `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
-    // Only when the database was set aside and what holds its name is missing or this restore's
-    // unfinished one: an older set-aside copy must never replace a live database.
-    `if printf '%s' ${sh`${undoCheck}`} | ${sqlTuples} | grep -q 1; then printf '%s' ${sh`${putBack}`} | ${sql}; fi\n` +
-    `${restart}\n`;
-  const marker = `${pendingDir(config, env)}/restore.sh`;
-  const script = [
-    sh`mkdir -p -m 700 ${pendingDir(config, env)}`,
-    sh`printf '%s' ${undo} > ${marker}.tmp && mv -f ${marker}.tmp ${marker}`,
-    // The rename is the last statement: if anything before it fails, nothing was moved.
-    `if ! printf '%s' ${sh`${setAside}`} | ${sql}; then rm -f ${sh`${marker}`}; exit 3; fi`,
-    `ok=0; put_back() { if [ "$ok" != 1 ]; then echo ${sh`${`restore failed: putting ${db} back`}`} >&2; printf '%s' ${sh`${putBack}`} | ${sql} && rm -f ${sh`${marker}`}; fi; }`,
-    `trap put_back EXIT; trap 'exit 143' TERM INT HUP`,
-    `printf '%s' ${sh`${create + `COMMENT ON DATABASE ${ident(db)} IS ${literal(tag)};\n`}`} | ${sql}`,
-    `${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${sh`${file}`}`,
-    `printf '%s' ${sh`${settings}`} | ${sql}`,
-    `printf '%s' ${sh`${`COMMENT ON DATABASE ${ident(db)} IS NULL;\n`}`} | ${sql}`,
-    `ok=1; rm -f ${sh`${marker}`}`,
-  ].join('\n');
-  const r = await host.run(`set -e\n${script}`, {
+    hostScript(RESTORE_UNDO, { PSQL: sql, PSQL_TUPLES: sqlTuples, UNDO_CHECK: undoCheck, PUT_BACK: putBack, ...restart }) +
+    '\n';
+  const script = hostScript(RESTORE_BACKUP, {
+    PENDING_DIR: pendingDir(config, env),
+    MARKER: `${pendingDir(config, env)}/restore.sh`,
+    UNDO: undo,
+    DB: db,
+    PSQL: sql,
+    SET_ASIDE: setAside,
+    PUT_BACK: putBack,
+    CREATE: create + `COMMENT ON DATABASE ${ident(db)} IS ${literal(tag)};\n`,
+    RESTORE: env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db]),
+    FILE: file,
+    SETTINGS: settings,
+    UNTAG: `COMMENT ON DATABASE ${ident(db)} IS NULL;\n`,
+  });
+  const r = await host.run(script, {
     label: `restoring ${env.name} from backup ${m.id}`,
     timeoutSeconds: config.backup['timeout-seconds'],
     check: false,
