@@ -19,18 +19,22 @@
  * The local backup is never touched: a copy that fails leaves it verified where it was.
  */
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import type { OffsiteSettings } from '../config/backup';
 import { ageEncrypt } from '../infra/age';
 import { OperationFailed, errorMessage, shorten, tailLines } from '../infra/errors';
 import type { CommandResult, Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
 import { knownHostsFile, remoteSpec, rsyncAddOnly, rsyncList, type SshTransport } from '../infra/rsync';
-import { argv, sh } from '../infra/shell';
+import { argv, hostScript, sh } from '../infra/shell';
 import { SshHost } from '../infra/ssh';
 import { onCancel } from './action';
 import { backupDir, type BackupManifest } from './backup';
 import type { Config } from './config';
 import type { Environment } from './environment';
+
+const FRESH_DIR = fs.readFileSync(__dirname + '/fresh-dir.sh', 'utf8');
+const LIST_OFFSITE = fs.readFileSync(__dirname + '/list-offsite.sh', 'utf8');
 
 /** The two keys of the backup host, read from the action's secret inputs. */
 export interface OffsiteKeys {
@@ -204,7 +208,7 @@ async function seal(host: Host, o: OffsiteSettings, env: string, manifest: Backu
   if (missing.length) {
     throw new OffsiteFailed('seal', `${missing.join(', ')} not installed on the VPS: apt-get install ${missing.map((t) => packages[t] ?? t).join(' ')}`);
   }
-  await host.run(sh`umask 077 && rm -rf ${out} && mkdir -p ${out}`, { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
+  await host.run(hostScript(FRESH_DIR, { DIR: out }), { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
   const files: Record<string, SealedFile> = {};
   for (const name of [...Object.keys(manifest.files), 'manifest.json']) {
     const plain = `${local}/${name}`;
@@ -328,7 +332,8 @@ export async function checkArrival(admin: Host, o: OffsiteSettings, env: string,
   const expected: Record<string, string> = Object.fromEntries(Object.entries(upload.files).map(([n, f]) => [n, f.sha256]));
   expected['upload.json'] = createHash('sha256').update(uploadJson(upload)).digest('hex');
   const names = Object.keys(expected);
-  const r = await admin.run(`cd ${sh`${dir}`} && ${argv('sha256sum', '--', names)}`, {
+  const r = await admin.run(argv('sha256sum', '--', names), {
+    cwd: dir,
     check: false,
     quiet: true,
     label: `sha256sum in ${dir} on the backup host`,
@@ -365,10 +370,7 @@ export interface OffsiteEntry {
 
 export async function listOffsite(admin: Host, o: OffsiteSettings, env: string): Promise<OffsiteEntry[]> {
   const base = offsiteDir(o, env);
-  const r = await admin.run(
-    `cd ${sh`${base}`} 2>/dev/null || exit 0; for d in b*/; do [ -d "$d" ] || continue; if [ -f "$d/upload.json" ]; then echo "complete \${d%/}"; else echo "partial \${d%/}"; fi; done`,
-    { quiet: true, label: `listing ${base} on the backup host`, timeoutSeconds: 120 },
-  );
+  const r = await admin.run(hostScript(LIST_OFFSITE, { BASE: base }), { quiet: true, label: `listing ${base} on the backup host`, timeoutSeconds: 120 });
   return r.stdout
     .split('\n')
     .map((l) => l.split(' '))

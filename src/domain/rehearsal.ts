@@ -17,7 +17,7 @@ import type { Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
 import { mergedConfig } from './ship';
 import { dropDatabaseSql, psql } from '../infra/postgres';
-import { sh } from '../infra/shell';
+import { hostScript, sh } from '../infra/shell';
 import { ident, sqlFile } from '../infra/sql';
 import { parseEnvFile, serviceEnvironment } from './env-file';
 
@@ -93,6 +93,7 @@ export function pointAt(value: string | undefined, database: string): string {
 export const LOCK_SAMPLE_SQL = sqlFile(fs.readFileSync(__dirname + '/lock-sample.sql', 'utf8'));
 
 const TABLES_SQL = sqlFile(fs.readFileSync(__dirname + '/rehearsal-tables.sql', 'utf8'));
+const LOCK_SAMPLER = fs.readFileSync(__dirname + '/lock-sampler.sh', 'utf8');
 
 interface TableFacts {
   name: string;
@@ -183,17 +184,13 @@ export async function rehearse(
     if (pointed.length >= 6) log.secret(pointed);
 
     // The sampler: one psql session fed LOCK_SAMPLE_SQL every 100 ms until the stop file appears.
-    const sample = LOCK_SAMPLE_SQL;
     await host.run(sh`rm -f ${stopFile}`, { quiet: true, timeoutSeconds: 30 });
     let samples = '';
-    const sampler = host.spawn(
-      `while [ ! -e ${sh`${stopFile}`} ]; do printf '%s\\n' ${sh`${sample}`}; sleep 0.1; done | ${psql(at, scratch, { tuples: true })}`,
-      {
-        quiet: true,
-        label: 'sampling pg_locks',
-        onStdout: (c) => (samples += c.toString()),
-      },
-    );
+    const sampler = host.spawn(hostScript(LOCK_SAMPLER, { STOP_FILE: stopFile, SAMPLE: LOCK_SAMPLE_SQL, PSQL: psql(at, scratch, { tuples: true }) }), {
+      quiet: true,
+      label: 'sampling pg_locks',
+      onStdout: (c) => (samples += c.toString()),
+    });
     // The migration starts only once the sampler answers: a lock taken before its first sample would be measured short.
     const ready = Date.now() + 30_000;
     while (!/\d/.test(samples) && Date.now() < ready) await new Promise((r) => setTimeout(r, 50));
