@@ -13,6 +13,7 @@ for dir in actions/*/; do
   # Host scripts and SQL live in files of their own, read beside the module that uses them
   # (`__dirname + '/x.sh'`). ncc relocates some of those reads and leaves others as they are; every
   # file the bundle reads is copied beside it here, so none is missing at run time.
+  # shellcheck disable=SC2013 # the names are [A-Za-z0-9_.-]: one a word
   for asset in $(grep -oE "(__dirname \+ '/|__nccwpck_require__\.ab \+ \")[A-Za-z0-9_.-]+\.(sh|sql)" "dist/$name/index.js" | sed -E "s/.*[\"'/]//" | sort -u); do
     [ -f "dist/$name/$asset" ] && continue
     found=$(find src -name "$asset" -type f)
