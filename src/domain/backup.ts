@@ -14,7 +14,17 @@ import { ignored, type Logger } from '../infra/logger';
 import { hostScript, argv, sh } from '../infra/shell';
 import { NOTHING_LATER } from '../infra/compose';
 import { pendingDirOf } from './host-log';
-import { copyDatabaseSettingsSql, dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
+import {
+  copyDatabaseSettingsSql,
+  dropDatabaseSql,
+  pgDump,
+  pgDumpGlobals,
+  pgDumpVersion,
+  pgRestore,
+  pgRestoreReads,
+  psql,
+  renameDatabaseSql,
+} from '../infra/postgres';
 import { ident, literal } from '../infra/sql';
 import { writeCounters } from './schema';
 
@@ -172,10 +182,15 @@ export async function takeBackup(
     // Read just before the snapshot: a restore of this backup loses what the counters add after it.
     manifest.writeCounters = await writeCounters(host, env, database).catch(ignored(log, 'reading the write counters'));
     if (verify === 'restore') snapshotSession = await openSnapshot(host, env, database, log);
-    const dumpArgs = ['-Fc', '-d', database, ...(snapshotSession ? [`--snapshot=${snapshotSession.snapshot}`] : [])];
     const seconds = (since: number) => Math.round((Date.now() - since) / 100) / 10;
     let t = Date.now();
-    manifest.files['db.dump'] = await streamToFile(host, env.dbTool('pg_dump', dumpArgs), `${dir}/db.dump`, `pg_dump of ${env.name}`, timeoutSeconds);
+    manifest.files['db.dump'] = await streamToFile(
+      host,
+      pgDump(env, database, { custom: true, snapshot: snapshotSession?.snapshot }),
+      `${dir}/db.dump`,
+      `pg_dump of ${env.name}`,
+      timeoutSeconds,
+    );
     manifest.timings.dump = seconds(t);
     log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
     const counts = snapshotSession ? await snapshotSession.counts() : undefined;
@@ -214,24 +229,18 @@ export async function takeBackup(
 }
 
 async function psqlVersion(host: Host, env: Environment): Promise<string | undefined> {
-  const r = await host.run(env.dbTool('pg_dump', ['--version']), { check: false, quiet: true, timeoutSeconds: 60 });
+  const r = await host.run(pgDumpVersion(env), { check: false, quiet: true, timeoutSeconds: 60 });
   return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 
 async function dumpGlobals(host: Host, env: Environment, file: string, log: Logger, timeoutSeconds: number): Promise<BackupFile> {
   try {
-    return await streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+    return await streamToFile(host, pgDumpGlobals(env, { rolePasswords: true }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
   } catch (e) {
     // Reading role passwords needs a superuser; without them the roles and grants are still saved.
     if (e instanceof RemoteCommandError && /permission denied/i.test(e.stderr)) {
       log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
-      return streamToFile(
-        host,
-        env.dbTool('pg_dumpall', ['--globals-only', '--no-role-passwords']),
-        file,
-        `pg_dumpall --globals-only of ${env.name}`,
-        timeoutSeconds,
-      );
+      return streamToFile(host, pgDumpGlobals(env, { rolePasswords: false }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
     }
     throw e;
   }
@@ -290,7 +299,7 @@ export async function verifyBackup(
     if (r.exitCode !== 0) return `${name} cannot be read: ${tailLines(r.stderr, 1)}`;
     if (actual !== f.sha256) return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
   }
-  const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${sh`${`${dir}/db.dump`}`} > /dev/null`, {
+  const list = await host.run(pgRestoreReads(env, { stdin: `${dir}/db.dump` }), {
     check: false,
     quiet: true,
     timeoutSeconds,
@@ -308,7 +317,7 @@ export async function verifyBackup(
       return `the database user ${env.cfg.database.user} may not create the scratch database that verify: restore needs: ALTER ROLE ${env.cfg.database.user} CREATEDB, or use verify: list`;
     }
     if (created instanceof Error) throw created;
-    const restore = await host.run(`${env.dbTool('pg_restore', ['--exit-on-error', '--no-owner', '-d', scratch])} < ${sh`${`${dir}/db.dump`}`}`, {
+    const restore = await host.run(pgRestore(env, scratch, { stdin: `${dir}/db.dump` }, { noOwner: true }), {
       check: false,
       quiet: true,
       timeoutSeconds,
@@ -409,8 +418,7 @@ export async function restoreBackup(
     SET_ASIDE: setAside,
     PUT_BACK: putBack,
     CREATE: create + `COMMENT ON DATABASE ${ident(db)} IS ${literal(tag)};\n`,
-    RESTORE: env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db]),
-    FILE: file,
+    RESTORE: pgRestore(env, db, { stdin: file }, { singleTransaction: true }),
     SETTINGS: settings,
     UNTAG: `COMMENT ON DATABASE ${ident(db)} IS NULL;\n`,
   });

@@ -12,11 +12,12 @@ import { backupDir } from './backup';
 import type { Config } from './config';
 import type { Environment } from './environment';
 import { migrationErrorLine, oneOffAlembic } from './alembic';
+import * as alembic from '../infra/alembic';
 import { OperationFailed, RemoteCommandError, errorMessage } from '../infra/errors';
 import type { Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
 import { mergedConfig } from './ship';
-import { dropDatabaseSql, psql } from '../infra/postgres';
+import { dropDatabaseSql, pgRestore, psql } from '../infra/postgres';
 import { hostScript, sh } from '../infra/shell';
 import { ident, sqlFile } from '../infra/sql';
 import { parseEnvFile, serviceEnvironment } from './env-file';
@@ -172,8 +173,8 @@ export async function rehearse(
     // On the host the dump restores with parallel jobs; inside the db container it is streamed in (one job).
     const restore =
       at.cfg.database.via === 'host'
-        ? at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-j', '4', '-d', scratch, file])
-        : `${at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-d', scratch])} < ${sh`${file}`}`;
+        ? pgRestore(at, scratch, { file }, { noOwner: true, jobs: 4 })
+        : pgRestore(at, scratch, { stdin: file }, { noOwner: true });
     await host.run(restore, { quiet: true, label: `restoring backup ${backup.id} into ${scratch}`, timeoutSeconds: config.backup['timeout-seconds'] });
     await inScratch('ANALYZE', `analyzing ${scratch}`);
     result.restoreMs = Date.now() - t;
@@ -198,7 +199,7 @@ export async function rehearse(
     t = Date.now();
     let run;
     try {
-      run = await oneOffAlembic(host, at, ['upgrade', 'head'], {
+      run = await oneOffAlembic(host, at, alembic.upgradeHead(), {
         env: { [variable]: pointed },
         timeoutSeconds: config.gate['timeout-seconds'],
         label: `${at.name}: rehearsal of alembic upgrade head on ${scratch}`,

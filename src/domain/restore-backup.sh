@@ -2,8 +2,7 @@
 # Restores a backup as the environment's database (src/domain/backup.ts, restoreBackup): the undo
 # ($UNDO) is left at $MARKER in $PENDING_DIR before anything moves; the database is set aside
 # ($SET_ASIDE, its rename the last statement: if anything before it fails, nothing was moved, exit
-# 3), a new one is created ($CREATE), the dump $FILE restored into it ($RESTORE reads it from
-# standard input), the settings copied ($SETTINGS) and the restore's tag removed ($UNTAG). If any
+# 3), a new one is created ($CREATE), the dump restored into it ($RESTORE), the settings copied ($SETTINGS) and the restore's tag removed ($UNTAG). If any
 # step after the set-aside fails, or the run is stopped, the database $DB is put back ($PUT_BACK).
 # The marker goes once the database is in either state. $PSQL is psql on the maintenance database;
 # it and $RESTORE are commands twinstack built.
@@ -25,7 +24,7 @@ put_back() {
 trap put_back EXIT
 trap 'exit 143' TERM INT HUP
 printf '%s' "$CREATE" | eval "$PSQL"
-eval "$RESTORE" <"$FILE"
+eval "$RESTORE"
 printf '%s' "$SETTINGS" | eval "$PSQL"
 printf '%s' "$UNTAG" | eval "$PSQL"
 ok=1

@@ -26,7 +26,7 @@ import { leakFix, leakLine } from './leak-advice';
 import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, placeholderInserts, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from '../infra/sql';
-import { copyDatabaseSettingsSql, psql, STDIN_SCRIPT } from '../infra/postgres';
+import { copyDatabaseSettingsSql, pgDump, psql, STDIN_SCRIPT } from '../infra/postgres';
 import {
   busiestKeys,
   fanoutTagged,
@@ -460,20 +460,8 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
   const sample = config.sample;
   const server = new DevServer(host, dev, sample['maintenance-database']);
   const names = databaseNames(dev.cfg.database.name);
-  const prodDump = (section: string) =>
-    prod.dbTool('pg_dump', [
-      '--section',
-      section,
-      '--lock-wait-timeout=30s',
-      '--no-owner',
-      '--no-acl',
-      '--no-publications',
-      '--no-subscriptions',
-      '--no-security-labels',
-      '--no-tablespaces',
-      '-d',
-      prod.cfg.database.name,
-    ]);
+  const prodDump = (section: 'pre-data' | 'post-data') =>
+    pgDump(prod, prod.cfg.database.name, { section, lockWaitTimeout: '30s', noOwnership: true, noServerObjects: true });
 
   await underLock(
     {
@@ -497,7 +485,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
       await server.exec(`CREATE DATABASE ${ident(names.staging)} OWNER ${ident(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
       mark('lock, recovery, staging database');
       await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
-      const devAcl = dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev]);
+      const devAcl = pgDump(dev, names.dev, { schemaOnly: true });
       try {
         // The schema first: dev's default privileges (they are per database: the owner's tables
         // readable by the app role must be so in staging before production's tables are created

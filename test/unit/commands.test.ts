@@ -11,7 +11,9 @@ import { describe, it } from 'node:test';
 import { compose, composeLater, type ComposeProject } from '../../src/infra/compose';
 import * as docker from '../../src/infra/docker';
 import * as git from '../../src/infra/git';
-import { hostScript } from '../../src/infra/shell';
+import * as alembic from '../../src/infra/alembic';
+import { pgDump, pgDumpGlobals, pgDumpVersion, pgRestore, pgRestoreReads, psql, type DbClient } from '../../src/infra/postgres';
+import { argv, hostScript } from '../../src/infra/shell';
 
 const v2: ComposeProject = { command: 'docker compose', files: ['compose.yml', 'compose.prod.yml'], envFile: '.env.prod', project: 'app-prod' };
 
@@ -119,6 +121,68 @@ describe('git', () => {
       new RegExp(`^CHECKOUT=/srv/app; DIR=/var/lib/ts/work/x; PARENT=/var/lib/ts/work; SHA=${sha}\n`),
     );
     assert.match(git.removeWorktree('/srv/app', '/var/lib/ts/work/x'), /^CHECKOUT=\/srv\/app; DIR=\/var\/lib\/ts\/work\/x\n.*worktree prune$/s);
+  });
+});
+
+/** A database client that runs the tools on the host as they are (an environment wraps them in docker exec). */
+const client: DbClient = { dbTool: (tool, args) => argv(tool, args) };
+
+describe('PostgreSQL client tools', () => {
+  it('runs psql without psqlrc, quiet, stopping at the first error, reading the script from standard input', () => {
+    assert.equal(psql(client, 'app'), "psql -X -q -v ON_ERROR_STOP=1 -d app -c 'SET standard_conforming_strings = on' -f -");
+    assert.equal(
+      psql(client, 'app', { tuples: true, output: '/dev/null', stopOnError: false, run: ['select 1'] }),
+      "psql -X -q -A -t -o /dev/null -d app -c 'SET standard_conforming_strings = on' -c 'select 1'",
+    );
+  });
+
+  it('dumps a database in the custom format, as of a snapshot, or its schema without owners and privileges', () => {
+    assert.equal(pgDump(client, 'app', { custom: true }), 'pg_dump -Fc -d app');
+    assert.equal(pgDump(client, 'app', { custom: true, snapshot: '00000003-1B-1' }), 'pg_dump -Fc --snapshot=00000003-1B-1 -d app');
+    assert.equal(pgDump(client, 'app', { schemaOnly: true, noOwnership: true }), 'pg_dump --schema-only --no-owner --no-privileges -d app');
+    assert.equal(pgDump(client, 'app_dev', { schemaOnly: true }), 'pg_dump --schema-only -d app_dev');
+  });
+
+  it("dumps one section of production's schema with only what another server can recreate", () => {
+    assert.equal(
+      pgDump(client, 'app', { section: 'pre-data', lockWaitTimeout: '30s', noOwnership: true, noServerObjects: true }),
+      'pg_dump --section pre-data --lock-wait-timeout=30s --no-owner --no-privileges --no-publications --no-subscriptions --no-security-labels --no-tablespaces -d app',
+    );
+  });
+
+  it('reads the version and the globals, with or without role passwords', () => {
+    assert.equal(pgDumpVersion(client), 'pg_dump --version');
+    assert.equal(pgDumpGlobals(client, { rolePasswords: true }), 'pg_dumpall --globals-only');
+    assert.equal(pgDumpGlobals(client, { rolePasswords: false }), 'pg_dumpall --globals-only --no-role-passwords');
+  });
+
+  it('restores from standard input or from a file it opens (parallel jobs), always stopping at the first error', () => {
+    assert.equal(
+      pgRestore(client, 'app', { stdin: '/backups/b 1/db.dump' }, { singleTransaction: true }),
+      "pg_restore --single-transaction --exit-on-error -d app < '/backups/b 1/db.dump'",
+    );
+    assert.equal(pgRestore(client, 'copy', { stdin: '/b/db.dump' }, { noOwner: true }), 'pg_restore --no-owner --exit-on-error -d copy < /b/db.dump');
+    assert.equal(
+      pgRestore(client, 'copy', { file: '/b/db.dump' }, { noOwner: true, jobs: 4 }),
+      'pg_restore --no-owner --exit-on-error -j 4 -d copy /b/db.dump',
+    );
+    assert.equal(pgRestoreReads(client, { stdin: '/b/db.dump' }), 'pg_restore --list < /b/db.dump > /dev/null');
+  });
+});
+
+describe('alembic', () => {
+  it('writes its commands', () => {
+    assert.deepEqual(alembic.heads(), ['alembic', 'heads']);
+    assert.deepEqual(alembic.current(), ['alembic', 'current']);
+    assert.deepEqual(alembic.upgradeHead(), ['alembic', 'upgrade', 'head']);
+    assert.deepEqual(alembic.check(), ['alembic', 'check']);
+  });
+
+  it('reads the heads and the current revision from their output', () => {
+    assert.deepEqual(alembic.parseHeads('0002 (head)\n0002b (branchb) (head)\n'), ['0002', '0002b']);
+    assert.deepEqual(alembic.parseHeads('INFO  [alembic] no heads\n'), []);
+    assert.equal(alembic.parseCurrent('0001 (head)\n'), '0001');
+    assert.equal(alembic.parseCurrent(''), '');
   });
 });
 
