@@ -35,6 +35,8 @@ import type { Environment } from './environment';
 
 const FRESH_DIR = fs.readFileSync(__dirname + '/fresh-dir.sh', 'utf8');
 const LIST_OFFSITE = fs.readFileSync(__dirname + '/list-offsite.sh', 'utf8');
+const MISSING_TOOLS = fs.readFileSync(__dirname + '/missing-tools.sh', 'utf8');
+const SEAL_FILE = fs.readFileSync(__dirname + '/seal-file.sh', 'utf8');
 
 /** The two keys of the backup host, read from the action's secret inputs. */
 export interface OffsiteKeys {
@@ -202,7 +204,7 @@ export async function copyOffsite(
 
 /** Encrypts each file of the backup to the recipients into `out`, and writes upload.json there. */
 async function seal(host: Host, o: OffsiteSettings, env: string, manifest: BackupManifest, local: string, out: string, log: Logger): Promise<UploadRecord> {
-  const tools = await host.run('for t in age rsync ssh; do command -v "$t" >/dev/null || echo "$t"; done', { quiet: true, timeoutSeconds: 60 });
+  const tools = await host.run(hostScript(MISSING_TOOLS, {}, ['age', 'rsync', 'ssh']), { quiet: true, timeoutSeconds: 60 });
   const missing = tools.stdout.split('\n').filter(Boolean);
   const packages: Record<string, string> = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
   if (missing.length) {
@@ -213,14 +215,11 @@ async function seal(host: Host, o: OffsiteSettings, env: string, manifest: Backu
   for (const name of [...Object.keys(manifest.files), 'manifest.json']) {
     const plain = `${local}/${name}`;
     const sealed = `${out}/${name}.age`;
-    const r = await host.run(
-      `umask 077 && ${ageEncrypt(o.recipients, plain, sealed)} && ${argv('sha256sum', '--', plain, sealed)} && ${argv('stat', '-c', '%s', '--', plain, sealed)}`,
-      {
-        label: `encrypting ${name} with age`,
-        quiet: true,
-        timeoutSeconds: o['timeout-seconds'],
-      },
-    );
+    const r = await host.run(hostScript(SEAL_FILE, { ENCRYPT: ageEncrypt(o.recipients, plain, sealed), PLAIN: plain, SEALED: sealed }), {
+      label: `encrypting ${name} with age`,
+      quiet: true,
+      timeoutSeconds: o['timeout-seconds'],
+    });
     const [plainHash, sealedHash, plainBytes, sealedBytes] = r.stdout.trim().split('\n');
     const file: SealedFile = {
       bytes: Number(sealedBytes),
