@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { compose, composeLater, type ComposeProject } from '../../src/infra/compose';
+import { compose, composeLater, NOTHING_LATER, type ComposeProject } from '../../src/infra/compose';
 import * as docker from '../../src/infra/docker';
 import * as git from '../../src/infra/git';
 import * as alembic from '../../src/infra/alembic';
@@ -208,6 +208,39 @@ describe('host scripts', () => {
       assert.equal(run(docker.inspectProjectContainers('app-prod')).stdout, '[]\n');
     } finally {
       fs.rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
+  it('run the undo of a cut restore as the next operation would: the database back only when the check says so, then the services in their directory', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-undo-'));
+    try {
+      const undo = (check: string, restart = composeLater(dir, v2, ['start', 'api'])) => {
+        const file = path.join(dir, 'restore.sh');
+        const params = {
+          // psql stands in as a command that records the SQL it reads; the check's answer is given.
+          PSQL: `cat >> ${path.join(dir, 'sql.log')}`,
+          PSQL_TUPLES: `cat > /dev/null; echo ${check}`,
+          UNDO_CHECK: 'SELECT 1;',
+          PUT_BACK: 'ALTER DATABASE app_aside RENAME TO app;',
+          ...restart,
+          RESTART: restart.RESTART && 'echo "$PWD $COMPOSE_PROJECT_NAME" > started',
+        };
+        fs.writeFileSync(
+          file,
+          `# restore of prod: put app back\n${hostScript(fs.readFileSync(path.join(__dirname, '../../src/domain/restore-undo.sh'), 'utf8'), params)}\n`,
+        );
+        return spawnSync('bash', ['-o', 'pipefail', '-e', file], { cwd: '/', encoding: 'utf8' });
+      };
+      assert.equal(undo('1').status, 0);
+      assert.equal(fs.readFileSync(path.join(dir, 'sql.log'), 'utf8'), 'ALTER DATABASE app_aside RENAME TO app;');
+      assert.equal(fs.readFileSync(path.join(dir, 'started'), 'utf8'), `${dir} app-prod\n`);
+      fs.rmSync(path.join(dir, 'sql.log'));
+      assert.equal(undo('0', NOTHING_LATER).status, 0);
+      assert.equal(fs.existsSync(path.join(dir, 'sql.log')), false, 'a database the check does not name is left alone');
+      const gone = undo('0', composeLater(path.join(dir, 'missing'), v2, ['start', 'api']));
+      assert.notEqual(gone.status, 0, 'nothing starts outside the directory');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
