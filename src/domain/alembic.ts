@@ -2,6 +2,8 @@
  * alembic inside an environment's api container: where the schema stands and the upgrade. Every
  * call goes through dockerExec, so a time limit or a cancel stops the in-container process too.
  */
+import * as alembic from '../infra/alembic';
+import type { AlembicCommand } from '../infra/alembic';
 import { dockerExec } from '../infra/docker';
 import { OperationFailed, scrubRowValues } from '../infra/errors';
 import type { Environment } from './environment';
@@ -19,27 +21,26 @@ export interface MigrationPlan {
 /** Where alembic stands in the environment's api service, before migrating. */
 export async function migrationPlan(host: Host, env: Environment, timeoutSeconds: number, service = env.cfg.apiService): Promise<MigrationPlan> {
   const container = await env.serviceContainer(host, service);
-  const run = (args: string[]) =>
-    host.run(dockerExec(container, ['alembic', ...args]), { label: `${env.name} alembic ${args[0]}`, quiet: true, timeoutSeconds });
-  const heads = [...(await run(['heads'])).stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
-  const current = /^(\w+)/m.exec((await run(['current'])).stdout.trim())?.[1] ?? '';
+  const run = (command: AlembicCommand) => host.run(dockerExec(container, command), { label: `${env.name} ${command.join(' ')}`, quiet: true, timeoutSeconds });
+  const heads = alembic.parseHeads((await run(alembic.heads())).stdout);
+  const current = alembic.parseCurrent((await run(alembic.current())).stdout);
   return { container, current, heads, pending: !(heads.length === 1 && heads[0] === current) };
 }
 
 export async function upgradeHead(host: Host, env: Environment, plan: MigrationPlan, timeoutSeconds: number): Promise<void> {
-  await host.run(dockerExec(plan.container, ['alembic', 'upgrade', 'head']), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
+  await host.run(dockerExec(plan.container, alembic.upgradeHead()), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
 }
 
 /** `alembic check` (models without a migration); its result as is, for the caller to judge. */
 export function alembicCheck(host: Host, env: Environment, plan: MigrationPlan, timeoutSeconds: number): Promise<CommandResult> {
-  return host.run(dockerExec(plan.container, ['alembic', 'check']), { label: `${env.name} alembic check`, timeoutSeconds, check: false });
+  return host.run(dockerExec(plan.container, alembic.check()), { label: `${env.name} alembic check`, timeoutSeconds, check: false });
 }
 
 /** alembic's current revision in the environment's api container ('' when there is none yet). */
 export async function currentRevision(host: Host, env: Environment, service = env.cfg.apiService, timeoutSeconds = 120, container?: string): Promise<string> {
   container ??= await env.serviceContainer(host, service);
-  const r = await host.run(dockerExec(container, ['alembic', 'current']), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
-  return /^(\w+)/m.exec(r.stdout.trim())?.[1] ?? '';
+  const r = await host.run(dockerExec(container, alembic.current()), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
+  return alembic.parseCurrent(r.stdout);
 }
 
 export interface OneOffOptions {
@@ -56,13 +57,13 @@ export interface OneOffOptions {
  * the new commit, whose image name points at the new image): the new code's migrations, while the
  * old containers still serve. Returns the result as is.
  */
-export async function oneOffAlembic(host: Host, at: Environment, args: readonly string[], o: OneOffOptions): Promise<CommandResult> {
+export async function oneOffAlembic(host: Host, at: Environment, command: AlembicCommand, o: OneOffOptions): Promise<CommandResult> {
   const service = at.cfg.apiService;
   const pass = Object.keys(o.env ?? {}).flatMap((k) => ['-e', k]);
   await host.run(argv('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
   try {
     return await host.run(
-      at.compose('run', '--rm', '--no-deps', '-T', '--name', o.name, ...pass, service, 'alembic', ...args),
+      at.compose('run', '--rm', '--no-deps', '-T', '--name', o.name, ...pass, service, ...command),
       at.composeOptions({ label: o.label, timeoutSeconds: o.timeoutSeconds, check: false, quiet: true, env: o.env }),
     );
   } finally {
@@ -78,7 +79,7 @@ export class OneOffUnavailable extends OperationFailed {
 
 /** The head revision(s) of the new code, read in a one-off container. */
 export async function oneOffHeads(host: Host, at: Environment, name: string, timeoutSeconds: number): Promise<string[]> {
-  const r = await oneOffAlembic(host, at, ['heads'], { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+  const r = await oneOffAlembic(host, at, alembic.heads(), { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
   if (r.exitCode !== 0 && /host type networking can't be used with links/.test(`${r.stdout}\n${r.stderr}`)) {
     throw new OneOffUnavailable(
       `${at.name}: docker-compose v1 cannot start a one-off ${at.cfg.apiService} container (host networking with depends_on): the migration runs in the new container after the swap, unrehearsed. docker compose v2 does not have this limit.`,
@@ -88,7 +89,7 @@ export async function oneOffHeads(host: Host, at: Environment, name: string, tim
     throw new OperationFailed(
       `${at.name}: alembic heads failed in a one-off ${at.cfg.apiService} container of the new image: ${migrationErrorLine(`${r.stdout}\n${r.stderr}`)}`,
     );
-  return [...r.stdout.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
+  return alembic.parseHeads(r.stdout);
 }
 
 /**

@@ -4,17 +4,34 @@
  * --globals-only`, a manifest beside them, and a verification. Only a backup whose manifest says
  * `verified` is ever restored or relied on by promote.
  */
+import * as fs from 'node:fs';
 import { z } from 'zod';
 import type { Config } from './config';
 import type { Environment } from './environment';
 import { ConfigurationError, OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
-import { argv, raw, sh } from '../infra/shell';
+import { hostScript, argv, sh } from '../infra/shell';
+import { NOTHING_LATER } from '../infra/compose';
 import { pendingDirOf } from './host-log';
-import { copyDatabaseSettingsSql, dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
+import {
+  copyDatabaseSettingsSql,
+  dropDatabaseSql,
+  pgDump,
+  pgDumpGlobals,
+  pgDumpVersion,
+  pgRestore,
+  pgRestoreReads,
+  psql,
+  renameDatabaseSql,
+} from '../infra/postgres';
 import { ident, literal } from '../infra/sql';
 import { writeCounters } from './schema';
+
+const STREAM_TO_FILE = fs.readFileSync(__dirname + '/stream-to-file.sh', 'utf8');
+const LIST_MANIFESTS = fs.readFileSync(__dirname + '/list-manifests.sh', 'utf8');
+const RESTORE_BACKUP = fs.readFileSync(__dirname + '/restore-backup.sh', 'utf8');
+const RESTORE_UNDO = fs.readFileSync(__dirname + '/restore-undo.sh', 'utf8');
 
 const backupFile = z.object({ bytes: z.number(), sha256: z.string() }).passthrough();
 
@@ -105,7 +122,7 @@ async function psqlValue(host: Host, env: Environment, database: string, sql: st
 async function streamToFile(host: Host, command: string, file: string, label: string, timeoutSeconds: number): Promise<BackupFile> {
   const partial = `${file}.partial`;
   try {
-    const r = await host.run(`${command} | tee ${sh`${partial}`} | sha256sum && mv -f ${sh`${partial} ${file}`} && stat -c %s ${sh`${file}`}`, {
+    const r = await host.run(hostScript(STREAM_TO_FILE, { COMMAND: command, PARTIAL: partial, FILE: file }), {
       label,
       quiet: true,
       timeoutSeconds,
@@ -141,21 +158,7 @@ export async function takeBackup(
   const dir = backupDir(config, env, id);
   const database = env.cfg.database.name;
   const timeoutSeconds = config.backup['timeout-seconds'];
-  const manifest: BackupManifest = {
-    id,
-    env: env.name,
-    status: 'failed',
-    time: started.toISOString(),
-    finishedAt: '',
-    database,
-    release: ctx.release,
-    sha: ctx.sha,
-    files: {},
-    durationSeconds: 0,
-    timings: { dump: 0, globals: 0, verify: 0 },
-    tools: {},
-    verification: { method: verify, ok: false, detail: '' },
-  };
+  const manifest = openManifest(id, env, ctx, started, verify);
   log.startGroup(`${env.name}: backup ${id}`);
   let snapshotSession: Awaited<ReturnType<typeof openSnapshot>> | undefined;
   try {
@@ -165,10 +168,15 @@ export async function takeBackup(
     // Read just before the snapshot: a restore of this backup loses what the counters add after it.
     manifest.writeCounters = await writeCounters(host, env, database).catch(ignored(log, 'reading the write counters'));
     if (verify === 'restore') snapshotSession = await openSnapshot(host, env, database, log);
-    const dumpArgs = ['-Fc', '-d', database, ...(snapshotSession ? [`--snapshot=${snapshotSession.snapshot}`] : [])];
     const seconds = (since: number) => Math.round((Date.now() - since) / 100) / 10;
     let t = Date.now();
-    manifest.files['db.dump'] = await streamToFile(host, env.dbTool('pg_dump', dumpArgs), `${dir}/db.dump`, `pg_dump of ${env.name}`, timeoutSeconds);
+    manifest.files['db.dump'] = await streamToFile(
+      host,
+      pgDump(env, database, { custom: true, snapshot: snapshotSession?.snapshot }),
+      `${dir}/db.dump`,
+      `pg_dump of ${env.name}`,
+      timeoutSeconds,
+    );
     manifest.timings.dump = seconds(t);
     log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
     const counts = snapshotSession ? await snapshotSession.counts() : undefined;
@@ -206,25 +214,38 @@ export async function takeBackup(
   return manifest;
 }
 
+/** The manifest of a backup just started: failed until its verification says otherwise. */
+function openManifest(id: string, env: Environment, ctx: BackupContext, started: Date, verify: BackupManifest['verification']['method']): BackupManifest {
+  return {
+    id,
+    env: env.name,
+    status: 'failed',
+    time: started.toISOString(),
+    finishedAt: '',
+    database: env.cfg.database.name,
+    release: ctx.release,
+    sha: ctx.sha,
+    files: {},
+    durationSeconds: 0,
+    timings: { dump: 0, globals: 0, verify: 0 },
+    tools: {},
+    verification: { method: verify, ok: false, detail: '' },
+  };
+}
+
 async function psqlVersion(host: Host, env: Environment): Promise<string | undefined> {
-  const r = await host.run(env.dbTool('pg_dump', ['--version']), { check: false, quiet: true, timeoutSeconds: 60 });
+  const r = await host.run(pgDumpVersion(env), { check: false, quiet: true, timeoutSeconds: 60 });
   return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 
 async function dumpGlobals(host: Host, env: Environment, file: string, log: Logger, timeoutSeconds: number): Promise<BackupFile> {
   try {
-    return await streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+    return await streamToFile(host, pgDumpGlobals(env, { rolePasswords: true }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
   } catch (e) {
     // Reading role passwords needs a superuser; without them the roles and grants are still saved.
     if (e instanceof RemoteCommandError && /permission denied/i.test(e.stderr)) {
       log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
-      return streamToFile(
-        host,
-        env.dbTool('pg_dumpall', ['--globals-only', '--no-role-passwords']),
-        file,
-        `pg_dumpall --globals-only of ${env.name}`,
-        timeoutSeconds,
-      );
+      return streamToFile(host, pgDumpGlobals(env, { rolePasswords: false }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
     }
     throw e;
   }
@@ -283,7 +304,7 @@ export async function verifyBackup(
     if (r.exitCode !== 0) return `${name} cannot be read: ${tailLines(r.stderr, 1)}`;
     if (actual !== f.sha256) return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
   }
-  const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${sh`${`${dir}/db.dump`}`} > /dev/null`, {
+  const list = await host.run(pgRestoreReads(env, { stdin: `${dir}/db.dump` }), {
     check: false,
     quiet: true,
     timeoutSeconds,
@@ -301,7 +322,7 @@ export async function verifyBackup(
       return `the database user ${env.cfg.database.user} may not create the scratch database that verify: restore needs: ALTER ROLE ${env.cfg.database.user} CREATEDB, or use verify: list`;
     }
     if (created instanceof Error) throw created;
-    const restore = await host.run(`${env.dbTool('pg_restore', ['--exit-on-error', '--no-owner', '-d', scratch])} < ${sh`${`${dir}/db.dump`}`}`, {
+    const restore = await host.run(pgRestore(env, scratch, { stdin: `${dir}/db.dump` }, { noOwner: true }), {
       check: false,
       quiet: true,
       timeoutSeconds,
@@ -320,7 +341,7 @@ export async function verifyBackup(
 /** Every backup of an environment, newest first, read from the manifests. */
 export async function listBackups(host: Host, config: Config, env: Environment): Promise<BackupManifest[]> {
   const base = backupDir(config, env);
-  const r = await host.run(sh`for f in ${raw(`${sh`${base}`}/b*/manifest.json`)}; do [ -f "$f" ] && cat "$f" && echo '@@twinstack-manifest@@'; done; true`, {
+  const r = await host.run(hostScript(LIST_MANIFESTS, { BASE: base }), {
     quiet: true,
     timeoutSeconds: 120,
   });
@@ -385,31 +406,28 @@ export async function restoreBackup(
   const undoCheck =
     `SELECT 1 FROM pg_database a WHERE a.datname = ${literal(aside)} AND NOT EXISTS ` +
     `(SELECT 1 FROM pg_database d WHERE d.datname = ${literal(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${literal(tag)});`;
-  const restart = opts.stoppedServices?.length ? env.composeScript('start', ...opts.stoppedServices) : 'true';
+  const restart = opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : NOTHING_LATER;
 
   // What undoes a cut restore: written before anything moves, run by the next operation if this
   // script never gets to remove it (see pendingUndo in operation.ts).
   const undo =
     `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
-    // Only when the database was set aside and what holds its name is missing or this restore's
-    // unfinished one: an older set-aside copy must never replace a live database.
-    `if printf '%s' ${sh`${undoCheck}`} | ${sqlTuples} | grep -q 1; then printf '%s' ${sh`${putBack}`} | ${sql}; fi\n` +
-    `${restart}\n`;
-  const marker = `${pendingDir(config, env)}/restore.sh`;
-  const script = [
-    sh`mkdir -p -m 700 ${pendingDir(config, env)}`,
-    sh`printf '%s' ${undo} > ${marker}.tmp && mv -f ${marker}.tmp ${marker}`,
-    // The rename is the last statement: if anything before it fails, nothing was moved.
-    `if ! printf '%s' ${sh`${setAside}`} | ${sql}; then rm -f ${sh`${marker}`}; exit 3; fi`,
-    `ok=0; put_back() { if [ "$ok" != 1 ]; then echo ${sh`${`restore failed: putting ${db} back`}`} >&2; printf '%s' ${sh`${putBack}`} | ${sql} && rm -f ${sh`${marker}`}; fi; }`,
-    `trap put_back EXIT; trap 'exit 143' TERM INT HUP`,
-    `printf '%s' ${sh`${create + `COMMENT ON DATABASE ${ident(db)} IS ${literal(tag)};\n`}`} | ${sql}`,
-    `${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${sh`${file}`}`,
-    `printf '%s' ${sh`${settings}`} | ${sql}`,
-    `printf '%s' ${sh`${`COMMENT ON DATABASE ${ident(db)} IS NULL;\n`}`} | ${sql}`,
-    `ok=1; rm -f ${sh`${marker}`}`,
-  ].join('\n');
-  const r = await host.run(`set -e\n${script}`, {
+    hostScript(RESTORE_UNDO, { PSQL: sql, PSQL_TUPLES: sqlTuples, UNDO_CHECK: undoCheck, PUT_BACK: putBack, ...restart }) +
+    '\n';
+  const script = hostScript(RESTORE_BACKUP, {
+    PENDING_DIR: pendingDir(config, env),
+    MARKER: `${pendingDir(config, env)}/restore.sh`,
+    UNDO: undo,
+    DB: db,
+    PSQL: sql,
+    SET_ASIDE: setAside,
+    PUT_BACK: putBack,
+    CREATE: create + `COMMENT ON DATABASE ${ident(db)} IS ${literal(tag)};\n`,
+    RESTORE: pgRestore(env, db, { stdin: file }, { singleTransaction: true }),
+    SETTINGS: settings,
+    UNTAG: `COMMENT ON DATABASE ${ident(db)} IS NULL;\n`,
+  });
+  const r = await host.run(script, {
     label: `restoring ${env.name} from backup ${m.id}`,
     timeoutSeconds: config.backup['timeout-seconds'],
     check: false,

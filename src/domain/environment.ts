@@ -6,7 +6,7 @@
 import type { DbTool } from '../infra/postgres';
 import type { Config, EnvironmentConfig, EnvironmentName } from './config';
 import { OperationFailed } from '../infra/errors';
-import { compose, composeLine, type ComposeProject } from '../infra/compose';
+import { compose, composeLater, type ComposeProject, type LaterCompose } from '../infra/compose';
 import { COMPOSE_LABELS, dockerExec, inspectProjectContainers, psIds, shortId } from '../infra/docker';
 import type { Host, RunOptions } from '../infra/host';
 import { argv, sh, type Arg } from '../infra/shell';
@@ -67,9 +67,9 @@ export class Environment {
     return { command: this.config['compose-command'], files: this.cfg.composeFiles, envFile: this.cfg.envFile, project: this.cfg.project };
   }
 
-  /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
-  composeScript(...args: Arg[]): string {
-    return composeLine(this.cfg.checkout, this.composeProject, args);
+  /** A compose command for a script the host runs later (in the checkout, project name set): that script's parameters. */
+  composeLater(...args: Arg[]): LaterCompose {
+    return composeLater(this.cfg.checkout, this.composeProject, args);
   }
 
   /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */

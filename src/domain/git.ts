@@ -2,6 +2,7 @@
  * The environment's checkout on the host: fetched, then put on exactly one commit, detached.
  * Untracked files (the env files) are left alone; local changes to tracked files stop the deploy.
  */
+import * as fs from 'node:fs';
 import type { Config } from './config';
 import type { Environment } from './environment';
 import { ConfigurationError, RemoteCommandError } from '../infra/errors';
@@ -9,8 +10,11 @@ import type { Host } from '../infra/host';
 import { listImages } from '../infra/docker';
 import * as git from '../infra/git';
 import { isSha, short, type Sha } from '../infra/sha';
-import { sh } from '../infra/shell';
+import { argv, hostScript, sh } from '../infra/shell';
 import { gitRef, printable } from '../infra/validate';
+
+const COPY_UNTRACKED = fs.readFileSync(__dirname + '/copy-untracked.sh', 'utf8');
+const RELEASE_PROBE = fs.readFileSync(__dirname + '/release-probe.sh', 'utf8');
 
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
 export async function resolveRef(host: Host, env: Environment, ref: string): Promise<Sha> {
@@ -122,15 +126,8 @@ async function copyUntracked(host: Host, env: Environment, sha: string, dir: str
     for (const p of componentPaths(dir, f)) watched.push({ path: p, file: f, side: 'destination' });
   }
   // All checks run before the first copy; a link found prints its index and target and stops the script.
-  const checks = watched.map(
-    (w, i) => sh`if [ -L ${w.path} ]; then printf '%s %s ' ${LINK} ${i}; readlink -- ${w.path} | head -c 300 | tr '\\n' ' '; echo; exit 3; fi`,
-  );
-  const copies = all.map((f) => {
-    const from = `${checkout}/${f}`;
-    const to = `${dir}/${f}`;
-    return sh`if [ -e ${from} ]; then mkdir -p ${parentOf(to)} && rm -rf ${to} && cp -PpR -- ${from} ${to} && chmod -R u=rwX,go= ${to}; fi`;
-  });
-  const r = await host.run(['umask 077', ...checks, ...copies].join('\n'), {
+  const copies = all.flatMap((f) => [`${checkout}/${f}`, `${dir}/${f}`, parentOf(`${dir}/${f}`)]);
+  const r = await host.run(hostScript(COPY_UNTRACKED, { LINK }, [...watched.map((w) => w.path), '--', ...copies]), {
     label: `${env.name}: files outside git into ${dir}`,
     check: false,
     quiet: true,
@@ -189,18 +186,11 @@ export async function ensureReleaseDir(host: Host, env: Environment, sha: string
   const roots = [parentOf(envRoot), envRoot];
   // One round trip: the listed files missing from the checkout, a link where a releases directory
   // belongs, and the directory's commit if it exists.
-  const probe = await host.run(
-    [
-      ...files.map((f) => sh`[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`),
-      ...roots.map((d) => sh`[ ! -L ${d} ] || echo ${`link ${d}`}`),
-      git.head(dir),
-    ].join('; '),
-    {
-      check: false,
-      quiet: true,
-      timeoutSeconds: 60,
-    },
-  );
+  const probe = await host.run(hostScript(RELEASE_PROBE, { CHECKOUT: checkout, RELEASES: roots[0], ENV_ROOT: roots[1], DIR: dir }, files), {
+    check: false,
+    quiet: true,
+    timeoutSeconds: 60,
+  });
   const lines = probe.stdout.split('\n').map((l) => l.trim());
   const missing = lines.filter((l) => l.startsWith('missing ')).map((l) => l.slice('missing '.length));
   if (missing.length)
@@ -210,7 +200,8 @@ export async function ensureReleaseDir(host: Host, env: Environment, sha: string
     throw new ConfigurationError(
       `${link.slice('link '.length)} is a symlink: release directories hold prod's secrets and go in a real directory; remove the link`,
     );
-  await host.run(sh`mkdir -p ${envRoot} && chmod 700 ${roots}`, { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
+  await host.run(argv('mkdir', '-p', envRoot), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
+  await host.run(argv('chmod', '700', roots), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
   if (!lines.includes(sha)) await addWorktree(host, env, sha, dir);
   await copyUntracked(host, env, sha, dir, files);
   return env.at(dir);

@@ -8,9 +8,11 @@ import { z } from 'zod';
 import { ConfigurationError, RemoteCommandError, mib } from '../infra/errors';
 import { MAX_CAPTURE_BYTES, type Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
-import { hostScript, sh } from '../infra/shell';
+import { hostScript } from '../infra/shell';
 
 const READ_LOG = fs.readFileSync(__dirname + '/read-log.sh', 'utf8');
+const APPEND_LOG = fs.readFileSync(__dirname + '/append-log.sh', 'utf8');
+const COMPACT_LOG = fs.readFileSync(__dirname + '/compact-log.sh', 'utf8');
 
 const outcome = z.enum(['success', 'failure', 'cancelled', 'interrupted']);
 export type Outcome = z.infer<typeof outcome>;
@@ -102,7 +104,7 @@ export class HostLog {
   async append(record: NewRecord): Promise<LogRecord> {
     const full = { v: 1, time: new Date().toISOString(), env: this.env, ...record } as LogRecord;
     const line = JSON.stringify(full);
-    await this.host.run(sh`mkdir -p -m 700 ${stateDirOf(this.stateDir, this.env)} && printf '%s\n' ${line} >> ${this.file}`, {
+    await this.host.run(hostScript(APPEND_LOG, { DIR: stateDirOf(this.stateDir, this.env), LINE: line, FILE: this.file }), {
       label: `appending to the ${this.env} host log`,
       quiet: true,
       timeoutSeconds: 60,
@@ -125,10 +127,12 @@ export class HostLog {
       .replace(/\.\d+Z$/, 'Z');
     const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
     const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
-    await this.host.run(
-      sh`gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`,
-      { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 },
-    );
+    await this.host.run(hostScript(COMPACT_LOG, { FILE: this.file, ARCHIVE: archive }), {
+      stdin: text,
+      label: `compacting the ${this.env} host log`,
+      quiet: true,
+      timeoutSeconds: 300,
+    });
     return archive;
   }
 

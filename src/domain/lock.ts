@@ -42,6 +42,7 @@ const ACQUIRED = 'twinstack-lock-acquired';
 const TIMEOUT_EXIT = 75;
 const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
+const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
 
 export class EnvironmentLock {
   private released = false;
@@ -158,7 +159,7 @@ export class EnvironmentLock {
 
   static async readHolder(host: Host, stateDir: string, env: string): Promise<LockHolder | undefined> {
     const { holderFile } = EnvironmentLock.paths(stateDir, env);
-    const r = await host.run(sh`if [ -f ${holderFile} ]; then cat ${holderFile}; fi`, { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
+    const r = await host.run(hostScript(READ_HOLDER, { FILE: holderFile }), { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
     if (!r.stdout.trim()) return undefined;
     try {
       return JSON.parse(r.stdout) as LockHolder;

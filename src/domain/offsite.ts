@@ -19,18 +19,24 @@
  * The local backup is never touched: a copy that fails leaves it verified where it was.
  */
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import type { OffsiteSettings } from '../config/backup';
 import { ageEncrypt } from '../infra/age';
 import { OperationFailed, errorMessage, shorten, tailLines } from '../infra/errors';
 import type { CommandResult, Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
 import { knownHostsFile, remoteSpec, rsyncAddOnly, rsyncList, type SshTransport } from '../infra/rsync';
-import { argv, sh } from '../infra/shell';
+import { argv, hostScript, sh } from '../infra/shell';
 import { SshHost } from '../infra/ssh';
 import { onCancel } from './action';
 import { backupDir, type BackupManifest } from './backup';
 import type { Config } from './config';
 import type { Environment } from './environment';
+
+const FRESH_DIR = fs.readFileSync(__dirname + '/fresh-dir.sh', 'utf8');
+const LIST_OFFSITE = fs.readFileSync(__dirname + '/list-offsite.sh', 'utf8');
+const MISSING_TOOLS = fs.readFileSync(__dirname + '/missing-tools.sh', 'utf8');
+const SEAL_FILE = fs.readFileSync(__dirname + '/seal-file.sh', 'utf8');
 
 /** The two keys of the backup host, read from the action's secret inputs. */
 export interface OffsiteKeys {
@@ -198,25 +204,22 @@ export async function copyOffsite(
 
 /** Encrypts each file of the backup to the recipients into `out`, and writes upload.json there. */
 async function seal(host: Host, o: OffsiteSettings, env: string, manifest: BackupManifest, local: string, out: string, log: Logger): Promise<UploadRecord> {
-  const tools = await host.run('for t in age rsync ssh; do command -v "$t" >/dev/null || echo "$t"; done', { quiet: true, timeoutSeconds: 60 });
+  const tools = await host.run(hostScript(MISSING_TOOLS, {}, ['age', 'rsync', 'ssh']), { quiet: true, timeoutSeconds: 60 });
   const missing = tools.stdout.split('\n').filter(Boolean);
   const packages: Record<string, string> = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
   if (missing.length) {
     throw new OffsiteFailed('seal', `${missing.join(', ')} not installed on the VPS: apt-get install ${missing.map((t) => packages[t] ?? t).join(' ')}`);
   }
-  await host.run(sh`umask 077 && rm -rf ${out} && mkdir -p ${out}`, { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
+  await host.run(hostScript(FRESH_DIR, { DIR: out }), { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
   const files: Record<string, SealedFile> = {};
   for (const name of [...Object.keys(manifest.files), 'manifest.json']) {
     const plain = `${local}/${name}`;
     const sealed = `${out}/${name}.age`;
-    const r = await host.run(
-      `umask 077 && ${ageEncrypt(o.recipients, plain, sealed)} && ${argv('sha256sum', '--', plain, sealed)} && ${argv('stat', '-c', '%s', '--', plain, sealed)}`,
-      {
-        label: `encrypting ${name} with age`,
-        quiet: true,
-        timeoutSeconds: o['timeout-seconds'],
-      },
-    );
+    const r = await host.run(hostScript(SEAL_FILE, { ENCRYPT: ageEncrypt(o.recipients, plain, sealed), PLAIN: plain, SEALED: sealed }), {
+      label: `encrypting ${name} with age`,
+      quiet: true,
+      timeoutSeconds: o['timeout-seconds'],
+    });
     const [plainHash, sealedHash, plainBytes, sealedBytes] = r.stdout.trim().split('\n');
     const file: SealedFile = {
       bytes: Number(sealedBytes),
@@ -328,7 +331,8 @@ export async function checkArrival(admin: Host, o: OffsiteSettings, env: string,
   const expected: Record<string, string> = Object.fromEntries(Object.entries(upload.files).map(([n, f]) => [n, f.sha256]));
   expected['upload.json'] = createHash('sha256').update(uploadJson(upload)).digest('hex');
   const names = Object.keys(expected);
-  const r = await admin.run(`cd ${sh`${dir}`} && ${argv('sha256sum', '--', names)}`, {
+  const r = await admin.run(argv('sha256sum', '--', names), {
+    cwd: dir,
     check: false,
     quiet: true,
     label: `sha256sum in ${dir} on the backup host`,
@@ -365,10 +369,7 @@ export interface OffsiteEntry {
 
 export async function listOffsite(admin: Host, o: OffsiteSettings, env: string): Promise<OffsiteEntry[]> {
   const base = offsiteDir(o, env);
-  const r = await admin.run(
-    `cd ${sh`${base}`} 2>/dev/null || exit 0; for d in b*/; do [ -d "$d" ] || continue; if [ -f "$d/upload.json" ]; then echo "complete \${d%/}"; else echo "partial \${d%/}"; fi; done`,
-    { quiet: true, label: `listing ${base} on the backup host`, timeoutSeconds: 120 },
-  );
+  const r = await admin.run(hostScript(LIST_OFFSITE, { BASE: base }), { quiet: true, label: `listing ${base} on the backup host`, timeoutSeconds: 120 });
   return r.stdout
     .split('\n')
     .map((l) => l.split(' '))

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { RunInfo } from '../infra/actions-io';
 import { onCancel } from './action';
 import { OperationFailed, errorMessage } from '../infra/errors';
-import { hostScript, sh } from '../infra/shell';
+import { argv, hostScript } from '../infra/shell';
 import { short } from '../infra/sha';
 import type { Host } from '../infra/host';
 import { HostLog, pendingDirOf, unfinishedOperations, type LogEvent, type LogRecord, type Outcome } from './host-log';
@@ -156,7 +156,9 @@ async function undoPending(o: OperationOptions, hostLog: HostLog, base: Operatio
     const first = head.replace(/^#\s*/, '').trim();
     o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
     try {
-      await o.host.run(sh`bash -o pipefail -e ${file} && rm -f ${file}`, { label: `undoing the cut change ${file}`, timeoutSeconds: 900 });
+      await o.host.run(argv('bash', '-o', 'pipefail', '-e', file), { label: `undoing the cut change ${file}`, timeoutSeconds: 900 });
+      // Only once it has run through: a failed undo stays for the next run (or a person) to retry.
+      await o.host.run(argv('rm', '-f', file), { label: `undoing the cut change ${file}`, quiet: true, timeoutSeconds: 60 });
       done.push(`${first}: undone`);
       await hostLog.append({ ...base, event: 'recovered', what: first });
     } catch (e) {

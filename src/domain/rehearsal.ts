@@ -12,12 +12,13 @@ import { backupDir } from './backup';
 import type { Config } from './config';
 import type { Environment } from './environment';
 import { migrationErrorLine, oneOffAlembic } from './alembic';
+import * as alembic from '../infra/alembic';
 import { OperationFailed, RemoteCommandError, errorMessage } from '../infra/errors';
 import type { CommandResult, Host, RemoteProcess } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
 import { mergedConfig } from './ship';
-import { dropDatabaseSql, psql } from '../infra/postgres';
-import { sh } from '../infra/shell';
+import { dropDatabaseSql, pgRestore, psql } from '../infra/postgres';
+import { hostScript, sh } from '../infra/shell';
 import { ident, sqlFile } from '../infra/sql';
 import { parseEnvFile, serviceEnvironment } from './env-file';
 
@@ -93,6 +94,7 @@ export function pointAt(value: string | undefined, database: string): string {
 export const LOCK_SAMPLE_SQL = sqlFile(fs.readFileSync(__dirname + '/lock-sample.sql', 'utf8'));
 
 const TABLES_SQL = sqlFile(fs.readFileSync(__dirname + '/rehearsal-tables.sql', 'utf8'));
+const LOCK_SAMPLER = fs.readFileSync(__dirname + '/lock-sampler.sh', 'utf8');
 
 interface TableFacts {
   name: string;
@@ -226,8 +228,8 @@ async function restoreBackup(
   // On the host the dump restores with parallel jobs; inside the db container it is streamed in (one job).
   const restore =
     at.cfg.database.via === 'host'
-      ? at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-j', '4', '-d', copy.name, file])
-      : `${at.dbTool('pg_restore', ['--no-owner', '--exit-on-error', '-d', copy.name])} < ${sh`${file}`}`;
+      ? pgRestore(at, copy.name, { file }, { noOwner: true, jobs: 4 })
+      : pgRestore(at, copy.name, { stdin: file }, { noOwner: true });
   await host.run(restore, { quiet: true, label: `restoring backup ${backup.id} into ${copy.name}`, timeoutSeconds: config.backup['timeout-seconds'] });
   await copy.query('ANALYZE', `analyzing ${copy.name}`);
   const restoreMs = Date.now() - t;
@@ -249,7 +251,7 @@ async function migrateSampled(
   let durationMs: number;
   let run;
   try {
-    run = await oneOffAlembic(host, at, ['upgrade', 'head'], {
+    run = await oneOffAlembic(host, at, alembic.upgradeHead(), {
       env,
       timeoutSeconds: config.gate['timeout-seconds'],
       label: `${at.name}: rehearsal of alembic upgrade head on ${copy.name}`,
@@ -276,14 +278,11 @@ async function startLockSampler(
 ): Promise<{ process: RemoteProcess; output: () => string }> {
   await host.run(sh`rm -f ${stopFile}`, { quiet: true, timeoutSeconds: 30 });
   let samples = '';
-  const process = host.spawn(
-    `while [ ! -e ${sh`${stopFile}`} ]; do printf '%s\\n' ${sh`${LOCK_SAMPLE_SQL}`}; sleep 0.1; done | ${psql(at, copy.name, { tuples: true })}`,
-    {
-      quiet: true,
-      label: 'sampling pg_locks',
-      onStdout: (c) => (samples += c.toString()),
-    },
-  );
+  const process = host.spawn(hostScript(LOCK_SAMPLER, { STOP_FILE: stopFile, SAMPLE: LOCK_SAMPLE_SQL, PSQL: psql(at, copy.name, { tuples: true }) }), {
+    quiet: true,
+    label: 'sampling pg_locks',
+    onStdout: (c) => (samples += c.toString()),
+  });
   const ready = Date.now() + 30_000;
   while (!/\d/.test(samples) && Date.now() < ready) await new Promise((r) => setTimeout(r, 50));
   if (!/\d/.test(samples)) log.warning('rehearsal: the pg_locks sampler did not answer within 30 s; lock times may be measured short');

@@ -12,14 +12,17 @@
  * The caller puts the new image under the service's compose image name first (a tag or a build):
  * every compose call here runs with `--no-build`.
  */
+import * as fs from 'node:fs';
 import { ConfigurationError, OperationFailed, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { inspectProjectContainers, shortId, stopAndRemove } from '../infra/docker';
-import { argv, sh } from '../infra/shell';
+import { argv, hostScript } from '../infra/shell';
 import { parseInspect, type ContainerState, type Environment } from './environment';
 import { HealthError, containerLogs } from './release';
 import type { Config } from './config';
+
+const PROBE_ROUTING = fs.readFileSync(__dirname + '/probe-routing.sh', 'utf8');
 
 export interface RouteProbe {
   /** A URL fetched from the host through the proxy (curl), such as the site's health URL. */
@@ -326,7 +329,7 @@ async function waitRouted(
   const seen = new Set<string>();
   for (;;) {
     // Several requests a round: a proxy balancing over both containers answers from either.
-    const r = await host.run(sh`for i in 1 2 3 4; do curl -sS -o /dev/null -D - --max-time 5 ${probe.url} | tr -d '\r'; echo; done`, {
+    const r = await host.run(hostScript(PROBE_ROUTING, { URL: probe.url }), {
       check: false,
       quiet: true,
       label: `probing ${probe.url}`,

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { Host } from '../infra/host';
-import { psql } from '../infra/postgres';
+import { pgDump, psql } from '../infra/postgres';
 import { sqlFile } from '../infra/sql';
 import type { Environment } from './environment';
 
@@ -35,7 +35,7 @@ export async function schemaState(host: Host, env: Environment, database = env.c
     label: `${env.name}: alembic revision`,
     timeoutSeconds: 120,
   });
-  const dump = await host.run(env.dbTool('pg_dump', ['--schema-only', '--no-owner', '--no-privileges', '-d', database]), {
+  const dump = await host.run(pgDump(env, database, { schemaOnly: true, noOwnership: true }), {
     quiet: true,
     label: `${env.name}: schema of ${database}`,
     timeoutSeconds: 600,

@@ -2,7 +2,7 @@
  * The one place a compose command line is built. Only subcommands and flags that both
  * `docker compose` (v2) and `docker-compose` (v1) have are used.
  */
-import { argv, sh, type Arg } from './shell';
+import { argv, type Arg } from './shell';
 
 export type ComposeCommand = 'docker compose' | 'docker-compose';
 
@@ -30,9 +30,18 @@ export function compose(p: ComposeProject, args: readonly Arg[]): string {
 }
 
 /**
- * A compose command as one line of a script the host runs later (an undo file): it runs in `dir`,
- * with COMPOSE_PROJECT_NAME set for v1's interpolation, and not at all when `cd` fails.
+ * A compose command for a host script that runs it later (an undo file), as that script's
+ * parameters: it runs in RESTART_DIR with COMPOSE_PROJECT_NAME set to RESTART_PROJECT (v1's
+ * interpolation), and not at all when `cd` fails. RESTART is '' when there is nothing to run.
  */
-export function composeLine(dir: string, p: ComposeProject, args: readonly Arg[]): string {
-  return sh`cd ${dir} && COMPOSE_PROJECT_NAME=${p.project} ` + compose(p, args);
+export interface LaterCompose {
+  RESTART_DIR: string;
+  RESTART_PROJECT: string;
+  RESTART: string;
+}
+
+export const NOTHING_LATER: LaterCompose = { RESTART_DIR: '', RESTART_PROJECT: '', RESTART: '' };
+
+export function composeLater(dir: string, p: ComposeProject, args: readonly Arg[]): LaterCompose {
+  return { RESTART_DIR: dir, RESTART_PROJECT: p.project, RESTART: compose(p, args) };
 }

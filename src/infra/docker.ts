@@ -90,9 +90,11 @@ export function tagImages(pairs: ReadonlyArray<{ from: string; to: string }>): s
   return pairs.map((p) => argv('docker', 'tag', p.from, p.to)).join(' && ');
 }
 
+const STOP_REMOVE = fs.readFileSync(__dirname + '/stop-remove.sh', 'utf8');
+
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 export function stopAndRemove(ids: readonly string[], drainSeconds: number): string {
-  return sh`docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`;
+  return hostScript(STOP_REMOVE, { DRAIN_SECONDS: drainSeconds }, ids);
 }
 
 /** Docker's 12-character form of a container or image id (`sha256:` left out). */

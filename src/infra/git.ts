@@ -56,7 +56,9 @@ export function addWorktree(checkout: string, dir: string, sha: string): string 
   return hostScript(WORKTREE_ADD, { CHECKOUT: checkout, DIR: dir, PARENT: parent, SHA: sha });
 }
 
+const WORKTREE_REMOVE = fs.readFileSync(__dirname + '/worktree-remove.sh', 'utf8');
+
 /** Removes the worktree `dir` of `checkout` (or whatever is there) and forgets it in the checkout. */
 export function removeWorktree(checkout: string, dir: string): string {
-  return sh`git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune`;
+  return hostScript(WORKTREE_REMOVE, { CHECKOUT: checkout, DIR: dir });
 }

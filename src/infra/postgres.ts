@@ -1,10 +1,11 @@
 /**
- * The one place twinstack builds a psql command line, and the database-level SQL that more than one
- * operation needs (ending sessions, renaming and dropping a database). Every psql twinstack runs
- * has the same base: no psqlrc (`-X`), quiet, and stopping at the first error unless a caller
- * replays lines that are expected to fail.
+ * The one place twinstack writes the flags of PostgreSQL's client tools (psql, pg_dump, pg_restore,
+ * pg_dumpall), and the database-level SQL that more than one operation needs (ending sessions,
+ * renaming and dropping a database). Every psql twinstack runs has the same base: no psqlrc (`-X`),
+ * quiet, and stopping at the first error unless a caller replays lines that are expected to fail.
+ * Where a tool runs (in the db container or on the host) is the client's business (DbClient.dbTool).
  */
-import type { Arg } from './shell';
+import { quote, type Arg } from './shell';
 import { ident, literal } from './sql';
 
 export type DbTool = 'psql' | 'pg_dump' | 'pg_restore' | 'pg_dumpall' | 'pg_isready';
@@ -43,6 +44,79 @@ export function psql(client: DbClient, database: string, o: PsqlOptions = {}): s
     else args.push('-c', step);
   }
   return client.dbTool('psql', args);
+}
+
+export interface PgDumpOptions {
+  /** The custom format (`-Fc`) that pg_restore reads; else plain SQL. */
+  custom?: boolean;
+  /** Definitions only, no rows (`--schema-only`). */
+  schemaOnly?: boolean;
+  /** One section of the dump: pre-data (tables without constraints), data or post-data (constraints, indexes). */
+  section?: 'pre-data' | 'data' | 'post-data';
+  /** How long to wait for a table's lock before giving up (`--lock-wait-timeout`), e.g. '30s'. */
+  lockWaitTimeout?: string;
+  /** Leave out owners and privileges (`--no-owner --no-privileges`): objects as another role recreates them. */
+  noOwnership?: boolean;
+  /** Leave out what belongs to the server rather than the database: publications, subscriptions, security labels, tablespaces. */
+  noServerObjects?: boolean;
+  /** Dump as of an exported snapshot (`--snapshot`), shared with another session. */
+  snapshot?: string;
+}
+
+/** A shell command running pg_dump of `database`, the dump on standard output. */
+export function pgDump(client: DbClient, database: string, o: PgDumpOptions = {}): string {
+  const args: string[] = [];
+  if (o.custom) args.push('-Fc');
+  if (o.schemaOnly) args.push('--schema-only');
+  if (o.section) args.push('--section', o.section);
+  if (o.lockWaitTimeout) args.push(`--lock-wait-timeout=${o.lockWaitTimeout}`);
+  if (o.noOwnership) args.push('--no-owner', '--no-privileges');
+  if (o.noServerObjects) args.push('--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces');
+  if (o.snapshot) args.push(`--snapshot=${o.snapshot}`);
+  return client.dbTool('pg_dump', [...args, '-d', database]);
+}
+
+/** `pg_dump --version`: the client tools' version, as the dump records it. */
+export function pgDumpVersion(client: DbClient): string {
+  return client.dbTool('pg_dump', ['--version']);
+}
+
+/** pg_dumpall of the roles and tablespaces (`--globals-only`); without role passwords when they cannot be read. */
+export function pgDumpGlobals(client: DbClient, o: { rolePasswords: boolean }): string {
+  return client.dbTool('pg_dumpall', ['--globals-only', ...(o.rolePasswords ? [] : ['--no-role-passwords'])]);
+}
+
+/** Where pg_restore reads a custom-format dump: a file it opens (needed for parallel jobs), or standard input redirected from a file on the host. */
+export type DumpSource = { file: string } | { stdin: string };
+
+function fromSource(command: string, from: DumpSource): string {
+  return 'stdin' in from ? `${command} < ${quote(from.stdin)}` : command;
+}
+
+export interface PgRestoreOptions {
+  /** All or nothing (`--single-transaction`). */
+  singleTransaction?: boolean;
+  /** Objects owned by the connecting role (`--no-owner`), as in a copy. */
+  noOwner?: boolean;
+  /** Parallel jobs (`-j`); only with a dump file pg_restore opens itself. */
+  jobs?: number;
+}
+
+/** A shell command restoring a dump into `database`, stopping at the first error. */
+export function pgRestore(client: DbClient, database: string, from: DumpSource, o: PgRestoreOptions = {}): string {
+  const args: string[] = [];
+  if (o.singleTransaction) args.push('--single-transaction');
+  if (o.noOwner) args.push('--no-owner');
+  args.push('--exit-on-error');
+  if (o.jobs) args.push('-j', String(o.jobs));
+  args.push('-d', database);
+  if ('file' in from) args.push(from.file);
+  return fromSource(client.dbTool('pg_restore', args), from);
+}
+
+/** `pg_restore --list` of a dump, the listing thrown away: whether the dump can be read whole. */
+export function pgRestoreReads(client: DbClient, from: DumpSource): string {
+  return `${fromSource(client.dbTool('pg_restore', ['--list', ...('file' in from ? [from.file] : [])]), from)} > /dev/null`;
 }
 
 /**

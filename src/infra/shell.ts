@@ -52,10 +52,11 @@ export function sh(strings: TemplateStringsArray, ...values: Array<Arg | readonl
 
 /**
  * A host script from a `.sh` file under src/ (checked by shellcheck, shipped beside the bundles),
- * its parameters set in front as upper-case shell variables. Every value is quoted, and stays
- * visible in the command and the debug log; the file's opening comment is not sent.
+ * its parameters set in front as upper-case shell variables and `args`, when given, as its
+ * positional parameters ("$@"). Every value is quoted, and stays visible in the command and the
+ * debug log; the file's opening comment is not sent.
  */
-export function hostScript(file: string, params: Record<string, string | number>): string {
+export function hostScript(file: string, params: Record<string, string | number>, args?: readonly string[]): string {
   const lines = file.split('\n');
   let start = 0;
   while (start < lines.length && (lines[start].startsWith('#') || lines[start].trim() === '')) start++;
@@ -63,5 +64,8 @@ export function hostScript(file: string, params: Record<string, string | number>
     if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new Error(`bad host script parameter name ${name}`);
     return `${name}=${quote(String(value))}`;
   });
-  return [prelude.join('; '), ...lines.slice(start)].join('\n').replace(/\n+$/, '');
+  // A list (paths, ids) becomes the script's positional parameters, each one quoted word.
+  if (args) prelude.push(args.length ? `set -- ${argv(args)}` : 'set --');
+  const body = lines.slice(start);
+  return (prelude.length ? [prelude.join('; '), ...body] : body).join('\n').replace(/\n+$/, '');
 }

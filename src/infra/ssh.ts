@@ -3,6 +3,7 @@
  * One connection per action run, pinned host keys, commands run under bash with a remote
  * `timeout` so that a time limit kills the remote process group, not only our wait.
  */
+import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { NodeSSH } from 'node-ssh';
@@ -21,7 +22,7 @@ import {
 } from './host';
 import { hostKeyAlgorithms, hostKeyPolicy } from './known-hosts';
 import type { Logger } from './logger';
-import { argv, quote, sh } from './shell';
+import { argv, hostScript, quote, sh } from './shell';
 
 export interface SshTarget {
   host: string;
@@ -39,6 +40,8 @@ export interface SshTarget {
 const EXIT_MARKER = '@twinstack-exit-';
 const exitTrailer = (nonce: string) => new RegExp(`\\n${EXIT_MARKER}${nonce}:(\\d+)\\n$`);
 const KILL_GRACE_SECONDS = 10;
+const FENCE_REGISTER = fs.readFileSync(__dirname + '/fence-register.sh', 'utf8');
+const WRITE_FILE = fs.readFileSync(__dirname + '/write-file.sh', 'utf8');
 
 /**
  * A stream's bytes, up to `max`: past that it keeps counting but stores nothing more (memory stays
@@ -234,10 +237,10 @@ export class SshHost implements Host {
       // Each command's process group (its `timeout`'s, or the session's) is written where the next
       // run looks when it finds the busy file still held; it is what a cancel kills.
       env.TWINSTACK_OP = this.fences[this.fences.length - 1].op;
-      register = 'read -r _ _ _ _ __twinstack_pg _ < /proc/$$/stat\n';
+      register = hostScript(FENCE_REGISTER, {}) + '\n';
       for (const f of this.fences) {
         const entry = JSON.stringify({ op: f.op, run: f.run, label: label.slice(0, 120), since: new Date().toISOString() });
-        register += sh`printf '%s\n' ${entry} > ${f.entriesDir}/"$__twinstack_pg".json 2>/dev/null || true` + '\n';
+        register += argv('__twinstack_register', f.entriesDir, entry) + '\n';
       }
       fenced = this.fences.map((f) => argv('flock', '-s', f.busyFile)).join(' ') + ' ';
     }
@@ -388,7 +391,7 @@ export class SshHost implements Host {
     const tmp = `${path}.twinstack-${randomBytes(6).toString('hex')}`;
     const dir = path.slice(0, path.lastIndexOf('/')) || '/';
     const octal = mode.toString(8);
-    await this.run(sh`umask 077 && mkdir -p ${dir} && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
+    await this.run(hostScript(WRITE_FILE, { DIR: dir, TMP: tmp, MODE: octal, FILE: path }), {
       stdin: content,
       label: `writing ${path}`,
       quiet: true,

@@ -26,7 +26,7 @@ import { leakFix, leakLine } from './leak-advice';
 import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, placeholderInserts, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from '../infra/sql';
-import { copyDatabaseSettingsSql, psql, STDIN_SCRIPT } from '../infra/postgres';
+import { copyDatabaseSettingsSql, pgDump, psql, STDIN_SCRIPT } from '../infra/postgres';
 import {
   busiestKeys,
   fanoutTagged,
@@ -543,7 +543,7 @@ async function createStaging(run: ResampleRun, op: Operation): Promise<Staging> 
   await server.exec(`CREATE DATABASE ${ident(names.staging)} OWNER ${ident(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
   run.mark('lock, recovery, staging database');
   await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
-  return { server, names, devInfo, devAcl: dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev]) };
+  return { server, names, devInfo, devAcl: pgDump(dev, names.dev, { schemaOnly: true }) };
 }
 
 /** Schema, rows, checks of the sample, constraints, sequences, grants and after-load: staging ready to swap in. */
@@ -569,20 +569,8 @@ async function fillStaging(run: ResampleRun, staging: Staging): Promise<void> {
 }
 
 /** A pg_dump of one section of production's schema, through its read-only role. */
-function prodDump(prod: Environment, section: string): string {
-  return prod.dbTool('pg_dump', [
-    '--section',
-    section,
-    '--lock-wait-timeout=30s',
-    '--no-owner',
-    '--no-acl',
-    '--no-publications',
-    '--no-subscriptions',
-    '--no-security-labels',
-    '--no-tablespaces',
-    '-d',
-    prod.cfg.database.name,
-  ]);
+function prodDump(prod: Environment, section: 'pre-data' | 'post-data'): string {
+  return pgDump(prod, prod.cfg.database.name, { section, lockWaitTimeout: '30s', noOwnership: true, noServerObjects: true });
 }
 
 /** What the staging session printed after the rows were in, and production's children per parent read beside it. */

@@ -3,15 +3,20 @@
  * that: dev is either fully refreshed or exactly as it was. Database renames are instant and keep
  * every byte, so the way back is a rename too.
  */
+import * as fs from 'node:fs';
 import type { LogEvent } from '../domain/host-log';
 import type { Environment } from '../domain/environment';
 import { errorMessage, OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { probeHealthUrl, waitHealthy } from '../domain/release';
-import { argv, sh } from '../infra/shell';
+import { argv, hostScript, sh } from '../infra/shell';
+import { NOTHING_LATER, type LaterCompose } from '../infra/compose';
 import { queryJson } from './catalog';
 import { dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
+
+const SWAP_UNDO = fs.readFileSync(__dirname + '/swap-undo.sh', 'utf8');
+const SWAP_FINISH = fs.readFileSync(__dirname + '/swap-finish.sh', 'utf8');
 
 /** Dev's app services (everything in its compose project but the database). */
 export interface AppServices {
@@ -20,8 +25,8 @@ export interface AppServices {
   start(services: string[]): Promise<void>;
   /** Waits until the started services are healthy and the health URL answers; throws otherwise. */
   health(services: string[]): Promise<void>;
-  /** The shell line that starts them again, for an undo script the next run may have to run. */
-  startScript(services: string[]): string;
+  /** The compose command that starts them again, for an undo script the next run may have to run. */
+  startLater(services: string[]): LaterCompose;
 }
 
 /** With `via: host` there are no containers to stop: the database stands alone (tests, bare setups). */
@@ -29,7 +34,7 @@ export const NO_SERVICES: AppServices = {
   stop: () => Promise.resolve([]),
   start: () => Promise.resolve(),
   health: () => Promise.resolve(),
-  startScript: () => 'true',
+  startLater: () => NOTHING_LATER,
 };
 
 export function appServices(host: Host, env: Environment, log: Logger, checkHealth: boolean): AppServices {
@@ -50,8 +55,8 @@ export function appServices(host: Host, env: Environment, log: Logger, checkHeal
       log.info(`Starting dev services ${services.join(', ')}.`);
       await host.run(env.compose('start', ...services), env.composeOptions({ label: `starting dev ${services.join(', ')}`, timeoutSeconds: 600 }));
     },
-    startScript(services) {
-      return services.length ? env.composeScript('start', ...services) : 'true';
+    startLater(services) {
+      return services.length ? env.composeLater('start', ...services) : NOTHING_LATER;
     },
     async health(services) {
       if (!checkHealth || !services.length) return;
@@ -135,25 +140,19 @@ export interface SwapOptions {
  * operation on dev runs it before anything else (see undoPending in operation.ts). It only acts while
  * `previous` exists, which is from the first rename until the swap has passed.
  */
-export function swapUndoScript(server: DevServer, names: ReturnType<typeof databaseNames>, restart: string): string {
-  const run = psql(server.env, server.maintenance);
-  const list = psql(server.env, server.maintenance, { tuples: true });
-  const exec = (sql: string) => sh`printf '%s' ${sql} | ` + run;
-  return [
-    `# resample swap of dev started ${new Date().toISOString()}: put dev's database back`,
-    `dbs=$(printf '%s' 'SELECT datname FROM pg_database;' | ${list})`,
-    `has() { printf '%s\n' "$dbs" | grep -qxF -- "$1"; }`,
-    sh`if has ${names.previous}; then`,
-    sh`  if has ${names.dev}; then`,
-    sh`    if has ${names.staging}; then ` + exec(dropDatabaseSql(names.staging)) + '; fi',
-    `    ${exec(renameDatabaseSql(names.dev, names.staging, { settle: true }))}`,
-    '  fi',
-    `  ${exec(renameDatabaseSql(names.previous, names.dev, { settle: true }))}`,
-    `  ${exec(dropDatabaseSql(names.staging))}`,
-    'fi',
-    restart,
-    '',
-  ].join('\n');
+export function swapUndoScript(server: DevServer, names: ReturnType<typeof databaseNames>, restart: LaterCompose): string {
+  const body = hostScript(SWAP_UNDO, {
+    PSQL: psql(server.env, server.maintenance),
+    PSQL_TUPLES: psql(server.env, server.maintenance, { tuples: true }),
+    DEV: names.dev,
+    STAGING: names.staging,
+    PREVIOUS: names.previous,
+    DROP_STAGING: dropDatabaseSql(names.staging),
+    DEV_TO_STAGING: renameDatabaseSql(names.dev, names.staging, { settle: true }),
+    PREVIOUS_TO_DEV: renameDatabaseSql(names.previous, names.dev, { settle: true }),
+    ...restart,
+  });
+  return `# resample swap of dev started ${new Date().toISOString()}: put dev's database back\n${body}\n`;
 }
 
 /**
@@ -171,7 +170,7 @@ export async function swapIn(o: SwapOptions): Promise<void> {
   };
   const stopped = await services.stop();
   // Written before any database moves: a run cut from here on leaves the way back to the next operation on dev.
-  await leave(swapUndoScript(server, names, services.startScript(stopped)));
+  await leave(swapUndoScript(server, names, services.startLater(stopped)));
   let movedAside = false;
   let swapped = false;
   try {
@@ -206,9 +205,8 @@ export async function swapIn(o: SwapOptions): Promise<void> {
   // The point of no return: dev runs on the sample. What is left is finishing, not undoing: a run cut
   // here leaves the next operation to drop the database dev had before.
   if (!hadDev) return clear();
-  await leave(
-    `# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${sh`printf '%s' ${dropDatabaseSql(names.previous)} | `}${psql(server.env, server.maintenance)}\n`,
-  );
+  const finish = hostScript(SWAP_FINISH, { DROP: dropDatabaseSql(names.previous), PSQL: psql(server.env, server.maintenance) });
+  await leave(`# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${finish}\n`);
   try {
     await server.drop(names.previous);
     await clear();

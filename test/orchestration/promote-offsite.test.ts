@@ -52,10 +52,10 @@ function scene(extra = '', push: { exitCode: number; stderr?: string } = { exitC
   vps.gate(NEW, idsOf(NEW));
   const h = vps.host;
   h.on('offsite tools', /command -v "\$t"/, { stdout: '' });
-  h.on('offsite staging', /mkdir -p \S+\/\.offsite-b\S+$/, {});
+  h.on('offsite staging', /^DIR='?\S+\/\.offsite-b[^\s']+'?\n.*mkdir -p "\$DIR"$/s, {});
   // The fake's backup answers d… for db.dump and e… for globals.sql: the sealed file's plain hash must match.
   h.on('offsite seal', SEAL, (c) => {
-    const [, plain, sealed] = /sha256sum -- (\S+) (\S+)/.exec(c.script) ?? [];
+    const [, plain, sealed] = /\bPLAIN='?([^\s';]+)'?; SEALED='?([^\s';]+)'?/.exec(c.script) ?? [];
     const plainHash = plain.endsWith('db.dump') ? 'd'.repeat(64) : plain.endsWith('globals.sql') ? 'e'.repeat(64) : 'f'.repeat(64);
     return { stdout: `${plainHash}  ${plain}\n${'a'.repeat(64)}  ${sealed}\n1024\n1200\n` };
   });

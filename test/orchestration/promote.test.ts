@@ -18,8 +18,8 @@ const idsOf = (commit: string) => Object.fromEntries(SERVICES.map((s) => [s.serv
 
 const PROD_UP = /^docker-compose .* -p makapix-prod up -d --no-build --remove-orphans$/;
 const MIGRATE = /-p makapix-prod run .*--name makapix-prod-twinstack-migrate .* api alembic upgrade head$/;
-const BACKUP = /pg_dump .*-Fc .*\| tee /;
-const RESTORE = /^set -e\n.*pg_restore .*--single-transaction/s;
+const BACKUP = /pg_dump .*-Fc .*db\.dump\.partial/s;
+const RESTORE = /^PENDING_DIR=.*pg_restore .*--single-transaction/s;
 const OLD_IMAGES_BACK = new RegExp(`^docker tag twinstack/makapix-prod-api:${OLD_RELEASE} makapix-api:local`);
 const GATED_TAGGED = /^docker tag sha256:\S+ makapix-api:local/;
 const REHEARSE = /-p makapix-prod run .*--name makapix-prod-twinstack-rehearse .* api alembic upgrade head$/;

@@ -19,7 +19,7 @@ const idsOf = (commit: string) => Object.fromEntries(SERVICES.map((s) => [s.serv
 const BACKUP_ID = 'b20260103T000000Z-prod';
 
 const UP = /^docker-compose .* -p makapix-prod up -d --no-build --remove-orphans$/;
-const RESTORE = /^set -e\n.*pg_restore .*--single-transaction/s;
+const RESTORE = /^PENDING_DIR=.*pg_restore .*--single-transaction/s;
 const imagesBack = (release: string) => new RegExp(`^docker tag twinstack/makapix-prod-api:${release} makapix-api:local`);
 
 /** prod ran R1 (A), then R2 (B), then R3 (C): each replaced the one before. */

@@ -241,9 +241,8 @@ export class FakeVps {
   }
 
   private appendLog(call: Call): { stdout: string } {
-    const words = shellWords(call.script);
-    const file = words.at(-1) as string;
-    const line = words[words.indexOf('>>') - 1];
+    const m = /^DIR=\S+; LINE=(.*); FILE=(\S+)\n/.exec(call.script) as RegExpExecArray;
+    const [line, file] = [shellWords(m[1])[0], shellWords(m[2])[0]];
     this.host.files.set(file, Buffer.concat([this.host.files.get(file) ?? Buffer.alloc(0), Buffer.from(`${line}\n`)]));
     return { stdout: '' };
   }
@@ -269,7 +268,7 @@ export class FakeVps {
 
     // The lock and the host log (src/domain/lock.ts, host-log.ts, operation.ts).
     h.on('mkdir', /^mkdir -p -m 700 \S+$/, {});
-    h.on('read lock holder', /^if \[ -f (\S+lock-holder\.json) \]; then cat/, (_c, m) => ({ stdout: files.get(m?.[1] ?? '')?.toString() ?? '' }));
+    h.on('read lock holder', /^FILE=(\S+lock-holder\.json)\n/, (_c, m) => ({ stdout: files.get(m?.[1] ?? '')?.toString() ?? '' }));
     h.on('take lock', /^flock -w \d+ -E 75 \S+\/lock bash -c/, { stdout: 'twinstack-lock-acquired\n' });
     h.on('busy check', /^ENTRIES_DIR=\S+; BUSY_FILE=\S+\/busy\n/, { stdout: 'IDLE\n' });
     h.on('remove file', /^rm -f (\S+)$/, (_c, m) => {
@@ -281,7 +280,7 @@ export class FakeVps {
       return {};
     });
     h.on('read host log', /^FILE=(\S+\/log\.jsonl); MAX_BYTES=\d+; TOO_BIG=\d+\n/, (_c, m) => ({ stdout: files.get(m?.[1] ?? '')?.toString() ?? '' }));
-    h.on('host log append', /^mkdir -p -m 700 \S+ && printf '%s\n' .* >> \S+\/log\.jsonl$/s, (c) => this.appendLog(c));
+    h.on('host log append', /^DIR=\S+; LINE=.*; FILE=\S+\/log\.jsonl\n/, (c) => this.appendLog(c));
     h.on('cut host changes', /^PENDING_DIR=\S+\/pending\n/, {});
 
     // What runs (src/domain/state.ts, environment.ts).
@@ -317,15 +316,16 @@ export class FakeVps {
       return {};
     });
     h.on('scratch checkout', /^CHECKOUT=\S+; DIR=(\S+); PARENT=\S+; SHA=[0-9a-f]{40}\n.*worktree add/s, {});
-    h.on('copy files outside git', /^umask 077\n/, (c) => {
-      for (const m of c.script.matchAll(/cp -PpR -- (\S+) (\S+) &&/g)) {
-        const [from, to] = [shellWords(m[1])[0], shellWords(m[2])[0]];
-        const f = files.get(from);
-        if (f) files.set(to, f);
+    h.on('copy files outside git', /^LINK=\S+; set -- (.*)\n/, (_c, m) => {
+      const words = shellWords(m?.[1] ?? '');
+      const copies = words.slice(words.indexOf('--') + 1);
+      for (let i = 0; i + 2 < copies.length; i += 3) {
+        const f = files.get(copies[i]);
+        if (f) files.set(copies[i + 1], f);
       }
       return {};
     });
-    h.on('remove scratch checkout', /^git -C \S+ worktree remove --force \S+ 2>\/dev\/null; rm -rf \S+; git -C \S+ worktree prune$/, {});
+    h.on('remove scratch checkout', /^CHECKOUT=\S+; DIR=\S+\n.*worktree prune$/s, {});
 
     // compose (the fixture's merged configurations; up starts what the image names point at).
     h.on('compose', /^docker-compose (?:-f \S+ )+--env-file \S+ -p (\S+) (.*)$/s, (c, m) => {
@@ -416,7 +416,7 @@ export class FakeVps {
     h.on('backup alembic value', db(/SELECT version_num FROM alembic_version LIMIT 1/), () => ({ stdout: `${this.schema.revision}\n` }));
     h.on(
       'backup dump',
-      (s) => /pg_dump .*-Fc/.test(s) && /\| tee \S+db\.dump\.partial \| sha256sum/.test(s),
+      (s) => /pg_dump .*-Fc/.test(s) && /PARTIAL=\S+db\.dump\.partial/.test(s),
       () => {
         this.backupSchema = { ...this.schema };
         return { stdout: `${'d'.repeat(64)}  -\n1024\n` };
@@ -453,15 +453,15 @@ export class FakeVps {
     h.on('read the copy', db(/psql .* -d makapix_twinstack_rehearse -c /), (c) => ({
       stdout: /FROM alembic_version/.test(c.script) ? `${this.newHeads.join(',')}\n` : '',
     }));
-    h.on('sample pg_locks', /^while \[ ! -e \S+\.stop \]; do/, () => ({ stdout: this.lockSamples }));
+    h.on('sample pg_locks', /^STOP_FILE=\S+\.stop; SAMPLE=/, () => ({ stdout: this.lockSamples }));
     h.on('stop the sampler', /^touch \S+\.stop$/, {});
-    h.on('list backups', /^for f in (\S+)\/b\*\/manifest\.json; do/, (_c, m) => ({
+    h.on('list backups', /^BASE=(\S+)\n/, (_c, m) => ({
       stdout: [...files.entries()]
         .filter(([f]) => f.startsWith(`${m?.[1]}/b`) && f.endsWith('/manifest.json'))
         .map(([, t]) => `${t.toString()}@@twinstack-manifest@@\n`)
         .join(''),
     }));
-    h.on('restore database', /^set -e\n.*pg_restore .*--single-transaction/s, () => {
+    h.on('restore database', /^PENDING_DIR=.*pg_restore .*--single-transaction/s, () => {
       if (this.backupSchema) this.schema = { ...this.backupSchema };
       return {};
     });

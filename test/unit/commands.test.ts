@@ -8,10 +8,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { compose, composeLine, type ComposeProject } from '../../src/infra/compose';
+import { compose, composeLater, NOTHING_LATER, type ComposeProject } from '../../src/infra/compose';
 import * as docker from '../../src/infra/docker';
 import * as git from '../../src/infra/git';
-import { hostScript } from '../../src/infra/shell';
+import * as alembic from '../../src/infra/alembic';
+import { pgDump, pgDumpGlobals, pgDumpVersion, pgRestore, pgRestoreReads, psql, type DbClient } from '../../src/infra/postgres';
+import { argv, hostScript } from '../../src/infra/shell';
 
 const v2: ComposeProject = { command: 'docker compose', files: ['compose.yml', 'compose.prod.yml'], envFile: '.env.prod', project: 'app-prod' };
 
@@ -37,11 +39,12 @@ describe('compose', () => {
     );
   });
 
-  it('writes a line for a script run later: in the directory, the project name set, not at all when cd fails', () => {
-    assert.equal(
-      composeLine('/srv/app', v2, ['start', 'api']),
-      'cd /srv/app && COMPOSE_PROJECT_NAME=app-prod docker compose -f compose.yml -f compose.prod.yml --env-file .env.prod -p app-prod start api',
-    );
+  it('gives a script that runs it later the directory, the project name and the command', () => {
+    assert.deepEqual(composeLater('/srv/app', v2, ['start', 'api']), {
+      RESTART_DIR: '/srv/app',
+      RESTART_PROJECT: 'app-prod',
+      RESTART: 'docker compose -f compose.yml -f compose.prod.yml --env-file .env.prod -p app-prod start api',
+    });
   });
 });
 
@@ -83,7 +86,10 @@ describe('docker', () => {
       'docker tag sha256:1 twinstack/app-prod-api:r1 && docker tag sha256:2 twinstack/app-prod-web:r1',
     );
     assert.equal(docker.tagImages([]), '');
-    assert.equal(docker.stopAndRemove(['a1', 'b2'], 10), 'docker stop -t 10 a1 b2 >/dev/null; docker rm -f a1 b2 >/dev/null');
+    assert.match(
+      docker.stopAndRemove(['a1', 'b2'], 10),
+      /^DRAIN_SECONDS=10; set -- a1 b2\ndocker stop -t "\$DRAIN_SECONDS" "\$@" >\/dev\/null\ndocker rm -f "\$@" >\/dev\/null$/,
+    );
     assert.equal(docker.imageIdsCommand(['app:1', 'db:2']), `docker image inspect --format '{{.Id}}' app:1 db:2`);
   });
 });
@@ -109,15 +115,74 @@ describe('git', () => {
     );
   });
 
-  it('adds a worktree with the script and removes one with one line', () => {
+  it('adds a worktree and removes one with the scripts', () => {
     assert.match(
       git.addWorktree('/srv/app', '/var/lib/ts/work/x', sha),
       new RegExp(`^CHECKOUT=/srv/app; DIR=/var/lib/ts/work/x; PARENT=/var/lib/ts/work; SHA=${sha}\n`),
     );
+    assert.match(git.removeWorktree('/srv/app', '/var/lib/ts/work/x'), /^CHECKOUT=\/srv\/app; DIR=\/var\/lib\/ts\/work\/x\n.*worktree prune$/s);
+  });
+});
+
+/** A database client that runs the tools on the host as they are (an environment wraps them in docker exec). */
+const client: DbClient = { dbTool: (tool, args) => argv(tool, args) };
+
+describe('PostgreSQL client tools', () => {
+  it('runs psql without psqlrc, quiet, stopping at the first error, reading the script from standard input', () => {
+    assert.equal(psql(client, 'app'), "psql -X -q -v ON_ERROR_STOP=1 -d app -c 'SET standard_conforming_strings = on' -f -");
     assert.equal(
-      git.removeWorktree('/srv/app', '/var/lib/ts/work/x'),
-      'git -C /srv/app worktree remove --force /var/lib/ts/work/x 2>/dev/null; rm -rf /var/lib/ts/work/x; git -C /srv/app worktree prune',
+      psql(client, 'app', { tuples: true, output: '/dev/null', stopOnError: false, run: ['select 1'] }),
+      "psql -X -q -A -t -o /dev/null -d app -c 'SET standard_conforming_strings = on' -c 'select 1'",
     );
+  });
+
+  it('dumps a database in the custom format, as of a snapshot, or its schema without owners and privileges', () => {
+    assert.equal(pgDump(client, 'app', { custom: true }), 'pg_dump -Fc -d app');
+    assert.equal(pgDump(client, 'app', { custom: true, snapshot: '00000003-1B-1' }), 'pg_dump -Fc --snapshot=00000003-1B-1 -d app');
+    assert.equal(pgDump(client, 'app', { schemaOnly: true, noOwnership: true }), 'pg_dump --schema-only --no-owner --no-privileges -d app');
+    assert.equal(pgDump(client, 'app_dev', { schemaOnly: true }), 'pg_dump --schema-only -d app_dev');
+  });
+
+  it("dumps one section of production's schema with only what another server can recreate", () => {
+    assert.equal(
+      pgDump(client, 'app', { section: 'pre-data', lockWaitTimeout: '30s', noOwnership: true, noServerObjects: true }),
+      'pg_dump --section pre-data --lock-wait-timeout=30s --no-owner --no-privileges --no-publications --no-subscriptions --no-security-labels --no-tablespaces -d app',
+    );
+  });
+
+  it('reads the version and the globals, with or without role passwords', () => {
+    assert.equal(pgDumpVersion(client), 'pg_dump --version');
+    assert.equal(pgDumpGlobals(client, { rolePasswords: true }), 'pg_dumpall --globals-only');
+    assert.equal(pgDumpGlobals(client, { rolePasswords: false }), 'pg_dumpall --globals-only --no-role-passwords');
+  });
+
+  it('restores from standard input or from a file it opens (parallel jobs), always stopping at the first error', () => {
+    assert.equal(
+      pgRestore(client, 'app', { stdin: '/backups/b 1/db.dump' }, { singleTransaction: true }),
+      "pg_restore --single-transaction --exit-on-error -d app < '/backups/b 1/db.dump'",
+    );
+    assert.equal(pgRestore(client, 'copy', { stdin: '/b/db.dump' }, { noOwner: true }), 'pg_restore --no-owner --exit-on-error -d copy < /b/db.dump');
+    assert.equal(
+      pgRestore(client, 'copy', { file: '/b/db.dump' }, { noOwner: true, jobs: 4 }),
+      'pg_restore --no-owner --exit-on-error -j 4 -d copy /b/db.dump',
+    );
+    assert.equal(pgRestoreReads(client, { stdin: '/b/db.dump' }), 'pg_restore --list < /b/db.dump > /dev/null');
+  });
+});
+
+describe('alembic', () => {
+  it('writes its commands', () => {
+    assert.deepEqual(alembic.heads(), ['alembic', 'heads']);
+    assert.deepEqual(alembic.current(), ['alembic', 'current']);
+    assert.deepEqual(alembic.upgradeHead(), ['alembic', 'upgrade', 'head']);
+    assert.deepEqual(alembic.check(), ['alembic', 'check']);
+  });
+
+  it('reads the heads and the current revision from their output', () => {
+    assert.deepEqual(alembic.parseHeads('0002 (head)\n0002b (branchb) (head)\n'), ['0002', '0002b']);
+    assert.deepEqual(alembic.parseHeads('INFO  [alembic] no heads\n'), []);
+    assert.equal(alembic.parseCurrent('0001 (head)\n'), '0001');
+    assert.equal(alembic.parseCurrent(''), '');
   });
 });
 
@@ -143,6 +208,39 @@ describe('host scripts', () => {
       assert.equal(run(docker.inspectProjectContainers('app-prod')).stdout, '[]\n');
     } finally {
       fs.rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
+  it('run the undo of a cut restore as the next operation would: the database back only when the check says so, then the services in their directory', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-undo-'));
+    try {
+      const undo = (check: string, restart = composeLater(dir, v2, ['start', 'api'])) => {
+        const file = path.join(dir, 'restore.sh');
+        const params = {
+          // psql stands in as a command that records the SQL it reads; the check's answer is given.
+          PSQL: `cat >> ${path.join(dir, 'sql.log')}`,
+          PSQL_TUPLES: `cat > /dev/null; echo ${check}`,
+          UNDO_CHECK: 'SELECT 1;',
+          PUT_BACK: 'ALTER DATABASE app_aside RENAME TO app;',
+          ...restart,
+          RESTART: restart.RESTART && 'echo "$PWD $COMPOSE_PROJECT_NAME" > started',
+        };
+        fs.writeFileSync(
+          file,
+          `# restore of prod: put app back\n${hostScript(fs.readFileSync(path.join(__dirname, '../../src/domain/restore-undo.sh'), 'utf8'), params)}\n`,
+        );
+        return spawnSync('bash', ['-o', 'pipefail', '-e', file], { cwd: '/', encoding: 'utf8' });
+      };
+      assert.equal(undo('1').status, 0);
+      assert.equal(fs.readFileSync(path.join(dir, 'sql.log'), 'utf8'), 'ALTER DATABASE app_aside RENAME TO app;');
+      assert.equal(fs.readFileSync(path.join(dir, 'started'), 'utf8'), `${dir} app-prod\n`);
+      fs.rmSync(path.join(dir, 'sql.log'));
+      assert.equal(undo('0', NOTHING_LATER).status, 0);
+      assert.equal(fs.existsSync(path.join(dir, 'sql.log')), false, 'a database the check does not name is left alone');
+      const gone = undo('0', composeLater(path.join(dir, 'missing'), v2, ['start', 'api']));
+      assert.notEqual(gone.status, 0, 'nothing starts outside the directory');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -4,6 +4,7 @@
  * release recorded. Each step returns how far it got (Progress); a failure throws ForwardFailed,
  * which carries the stage and that progress to the rollback.
  */
+import { upgradeHead as upgradeHeadCommand } from '../../infra/alembic';
 import { hitLockTimeout, migrationErrorLine, migrationPlan, oneOffAlembic, upgradeHead } from '../../domain/alembic';
 import type { ContainerState } from '../../domain/environment';
 import { checkoutCommit } from '../../domain/git';
@@ -172,7 +173,7 @@ async function migrate(p: Promotion, c: Committed): Promise<MigrationReport> {
   const lockTimeout = config.promote['lock-timeout-ms'];
   const started = Date.now();
   for (let attempt = 1; ; attempt++) {
-    const r = await oneOffAlembic(host, at, ['upgrade', 'head'], {
+    const r = await oneOffAlembic(host, at, upgradeHeadCommand(), {
       env: { PGOPTIONS: `-c lock_timeout=${lockTimeout}` },
       timeoutSeconds: config.gate['timeout-seconds'],
       label: `prod alembic upgrade head (new image, attempt ${attempt})`,

@@ -1,0 +1,129 @@
+/**
+ * Shell logic lives in .sh files (under shellcheck, shipped beside the bundles), never in
+ * TypeScript strings: an `sh` template in src/ is one command. This reads every source file with
+ * TypeScript's own parser and looks at the shell text written in the code around each `sh` template
+ * (its literal parts, the string literals it is concatenated with, and the template it is pasted
+ * into); the values interpolated into it are data and are not looked at.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import ts from 'typescript';
+
+const root = path.join(__dirname, '..', '..');
+
+/** What makes a line more than one command: a list, a pipe, a condition, a loop, a substitution. */
+const LOGIC = /&&|\|\||\||;|\$\(|(?:^|[\s;&|({])(?:if|for|while|until|case)\s/;
+
+/**
+ * The only templates that may hold logic, each with the reason. Keyed by file and the template's
+ * first line as written in the source.
+ */
+const ALLOWED: Record<string, string> = {
+  ['src/domain/environment.ts sh`[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; `']:
+    "dbTool: one braced group that callers put inside pipes and give redirections (`… | psql`, `pg_restore < dump`); a script file run from the host cannot stand there, and its `exit 3` must end the caller's script",
+  ['src/infra/ssh.ts sh`cd ${options.cwd}`']:
+    "the Host's cwd option itself (SshHost.wrap): the caller's command runs inside `cd <dir> && { … }`, so it does not run at all when cd fails",
+};
+
+interface Finding {
+  where: string;
+  source: string;
+}
+
+/** The shell text written in the code of a template: its literal parts, interpolations left out. */
+function literalText(t: ts.TemplateLiteral): string {
+  if (ts.isNoSubstitutionTemplateLiteral(t)) return t.text;
+  return [t.head.text, ...t.templateSpans.map((s) => s.literal.text)].join(' X ');
+}
+
+/** The outermost `a + b + …` the node is an operand of (the node itself when none). */
+function concatenation(node: ts.Node): ts.Node {
+  let n = node;
+  while (n.parent && (ts.isParenthesizedExpression(n.parent) || (ts.isBinaryExpression(n.parent) && n.parent.operatorToken.kind === ts.SyntaxKind.PlusToken))) {
+    n = n.parent;
+  }
+  return n;
+}
+
+/** The string and plain template literals of a `+` chain, `sh` templates included. */
+function chainTexts(node: ts.Node): string[] {
+  if (ts.isParenthesizedExpression(node)) return chainTexts(node.expression);
+  if (ts.isBinaryExpression(node) && node.operatorToken.kind === ts.SyntaxKind.PlusToken) return [...chainTexts(node.left), ...chainTexts(node.right)];
+  if (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node)) return [node.text];
+  if (ts.isTemplateExpression(node)) return [literalText(node)];
+  if (ts.isTaggedTemplateExpression(node)) return [literalText(node.template)];
+  return [];
+}
+
+/** Every `sh` template of a file whose surrounding shell text holds logic. */
+export function shellLogic(file: string, text: string): Finding[] {
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.ES2022, true);
+  const found: Finding[] = [];
+  const visit = (node: ts.Node): void => {
+    if (ts.isTaggedTemplateExpression(node) && ts.isIdentifier(node.tag) && node.tag.text === 'sh') {
+      const texts = chainTexts(concatenation(node));
+      // Pasted into a plain template (`…${sh`${x}`} | …`): that template is the script.
+      const span = node.parent;
+      if (ts.isTemplateSpan(span) && ts.isTemplateExpression(span.parent) && !ts.isTaggedTemplateExpression(span.parent.parent)) {
+        texts.push(literalText(span.parent));
+      }
+      if (texts.some((t) => LOGIC.test(t))) {
+        const { line } = source.getLineAndCharacterOfPosition(node.getStart());
+        found.push({ where: `${file}:${line + 1}`, source: node.getText().split('\n')[0] });
+      }
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return found;
+}
+
+function sourceFiles(dir: string): string[] {
+  return fs
+    .readdirSync(path.join(root, dir), { recursive: true })
+    .map((f) => path.join(dir, String(f)))
+    .filter((f) => f.endsWith('.ts'))
+    .sort();
+}
+
+describe('sh templates in src/', () => {
+  const files = sourceFiles('src');
+  const findings = files.flatMap((f) => shellLogic(f, fs.readFileSync(path.join(root, f), 'utf8')));
+
+  it('are each one command: anything with a list, a pipe, a condition, a loop or $(…) is a .sh file', () => {
+    const unexplained = findings.filter((f) => !(`${f.where.replace(/:\d+$/, '')} ${f.source}` in ALLOWED));
+    assert.deepEqual(
+      unexplained.map((f) => `${f.where}: ${f.source}`),
+      [],
+      'move these into a .sh file beside the module (read with hostScript), or split them into single commands',
+    );
+  });
+
+  it('allow logic only where the list above says why, and every entry there is still needed', () => {
+    for (const [key, why] of Object.entries(ALLOWED)) {
+      assert.ok(why.length > 20, `${key}: say why`);
+      assert.ok(
+        findings.some((f) => `${f.where.replace(/:\d+$/, '')} ${f.source}` === key),
+        `${key} is allowed but no longer found`,
+      );
+    }
+  });
+
+  it('the check catches a list, a pipe, a condition and a pasted quote, and passes one command', () => {
+    const sample = [
+      'const a = sh`mkdir -p ${dir} && chmod 700 ${dir}`;',
+      "const b = sh`printf '%s' ${sql} | ` + run;",
+      'const c = sh`if [ -f ${f} ]; then cat ${f}; fi`;',
+      'const d = `cd ${sh`${dir}`} 2>/dev/null || exit 0`;',
+      "const e = sh`cat -- ${path}` + '\\n' + sh`rm -f ${path}` + '; true';",
+      'const ok = sh`docker logs --tail ${n} ${c} 2>&1`;',
+      "const ok2 = sh`git for-each-ref --contains ${sha} --format='%(refname:strip=3)' ${ref}`;",
+    ].join('\n');
+    assert.deepEqual(
+      shellLogic('sample.ts', sample).map((f) => f.where),
+      ['sample.ts:1', 'sample.ts:2', 'sample.ts:3', 'sample.ts:4', 'sample.ts:5', 'sample.ts:5'],
+    );
+  });
+});
