@@ -10,7 +10,7 @@ import type { RunInfo } from '../infra/actions-io';
 import { LockTimeoutError, RemoteCommandError } from '../infra/errors';
 import type { Fence, Host, RemoteProcess } from '../infra/host';
 import { stateDirOf } from './host-log';
-import { onCancel } from './action';
+import { onCancel } from '../infra/cancel';
 import type { Logger } from '../infra/logger';
 import { EXEC_PID_PREFIX, projectLabel } from '../infra/docker';
 import { short } from '../infra/sha';

@@ -27,7 +27,7 @@ import { ignored, type Logger } from '../infra/logger';
 import { knownHostsFile, remoteSpec, rsyncAddOnly, rsyncList, type SshTransport } from '../infra/rsync';
 import { argv, sh } from '../infra/shell';
 import { SshHost } from '../infra/ssh';
-import { onCancel } from './action';
+import { onCancel } from '../infra/cancel';
 import { backupDir, type BackupManifest } from './backup';
 import type { Config } from './config';
 import type { Environment } from './environment';
@@ -249,7 +249,7 @@ const RRSYNC_BUSY_WAIT_MS = 15_000;
 async function push(host: Host, o: OffsiteSettings, env: string, id: string, stage: string, writeKey: string, log: Logger): Promise<boolean> {
   const tmp = (await host.run('umask 077 && mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
   if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp)) throw new OffsiteFailed('push', `mktemp on the VPS returned "${shorten(tmp, 80)}"`);
-  // The key file goes in every case: at the end of the push, and on a cancel (src/domain/action.ts).
+  // The key file goes in every case: at the end of the push, and on a cancel (src/infra/cancel.ts).
   const removeKey = () => host.run(sh`rm -rf ${tmp}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
   const unregister = onCancel(removeKey);
   try {

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { RunInfo } from '../infra/actions-io';
-import { onCancel } from './action';
+import { onCancel } from '../infra/cancel';
 import { OperationFailed, errorMessage } from '../infra/errors';
 import { hostScript, sh } from '../infra/shell';
 import { short } from '../infra/sha';

@@ -3,7 +3,7 @@
  * `docker inspect`, psql's connection counts, `df -P`, and curl's `-w '%{http_code} %{time_total}\n'`.
  * Each is pure and tested against output captured from the real commands.
  */
-import { parseDockerSize, scalarText } from '../domain/units';
+import { parseDockerSize, scalarText } from '../infra/units';
 import { shortId } from '../infra/docker';
 
 export interface StatsRow {

@@ -1,10 +1,10 @@
 /**
- * Runs an action's prepare and execute against a fake host, as src/domain/action.ts runs them
+ * Runs an action's prepare and execute against a fake host, as src/actions/runner.ts runs them
  * against the real one: inputs from a map, outputs and the job summary kept, the failure line as
  * the runner would print it.
  */
-import type { ActionDefinition, ConnectionInputs, Prepared } from '../../src/domain/action';
-import { failureLine } from '../../src/domain/action';
+import type { ActionDefinition, ConnectionInputs, Prepared } from '../../src/actions/runner';
+import { failureLine } from '../../src/actions/runner';
 import { ActionIO, type RunInfo } from '../../src/infra/actions-io';
 import { MemoryLogger } from '../../src/infra/logger';
 import type { Config } from '../../src/domain/config';

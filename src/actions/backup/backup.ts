@@ -5,7 +5,7 @@
  * local backup: it fails the step, or only warns when backup.offsite.required is false.
  */
 import type { BackupInputs, BackupOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import { backupDir, checkBackupDir, pruneBackups, takeBackup, type BackupManifest } from '../../domain/backup';
 import { copyOffsite, type OffsiteCopy, type OffsiteKeys } from '../../domain/offsite';
 import { ConfigurationError, OperationFailed, errorMessage } from '../../infra/errors';

@@ -7,7 +7,7 @@
  */
 import { short } from '../../infra/sha';
 import type { DeployInputs, DeployOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import type { Config, EnvironmentName } from '../../domain/config';
 import { Environment, type ContainerState } from '../../domain/environment';
 import { ConfigurationError, errorMessage } from '../../infra/errors';

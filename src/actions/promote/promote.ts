@@ -19,7 +19,7 @@
  */
 import { short } from '../../infra/sha';
 import type { PromoteInputs, PromoteOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import { Environment } from '../../domain/environment';
 import { underLock } from '../../domain/operation';
 import type { ActionIO } from '../../infra/actions-io';

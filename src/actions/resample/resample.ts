@@ -4,7 +4,7 @@
  * this file reads the inputs and reports.
  */
 import type { ResampleInputs, ResampleOutputs } from '../../../action-types';
-import type { ActionDefinition, Prepared } from '../../domain/action';
+import type { ActionDefinition, Prepared } from '../runner';
 import { ConfigurationError, errorMessage } from '../../infra/errors';
 import { boolean, printable } from '../../infra/validate';
 import { ResampleFailed, resample, type ResampleParams } from '../../resample/engine';

@@ -6,7 +6,7 @@
  */
 import { short } from '../../infra/sha';
 import type { RollbackInputs, RollbackOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import { usableBackup, type BackupManifest } from '../../domain/backup';
 import type { Config, EnvironmentName } from '../../domain/config';
 import { Environment } from '../../domain/environment';

@@ -3,7 +3,7 @@
  * operations), the lock holder, and the containers' states; changes nothing on the host.
  */
 import type { StatusInputs, StatusOutputs } from '../../../action-types';
-import type { ActionContext, ActionDefinition, Prepared } from '../../domain/action';
+import type { ActionContext, ActionDefinition, Prepared } from '../runner';
 import { ENVIRONMENTS, type EnvironmentName } from '../../domain/config';
 import { Environment, type ContainerState } from '../../domain/environment';
 import { ConfigurationError, errorMessage } from '../../infra/errors';

@@ -3,7 +3,7 @@
  * from the production vault on the host; files nothing references any more are removed.
  */
 import type { VaultSyncInputs, VaultSyncOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import { Summary } from '../../infra/summary';
 import { boolean } from '../../infra/validate';
 import { checkVaultPaths, vaultSync } from '../../resample/vault';

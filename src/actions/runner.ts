@@ -5,10 +5,11 @@
  * says the run was cancelled.
  */
 import { ActionIO, ActionsLogger, runInfo, type RunInfo } from '../infra/actions-io';
-import { loadConfig, type Config } from './config';
+import { loadConfig, type Config } from '../domain/config';
 import { sqlParserReady } from '../infra/pg-parser';
 import { ConfigurationError, LockTimeoutError, OperationFailed, RemoteCommandError, errorMessage } from '../infra/errors';
-import { cleanupScope, type Host } from '../infra/host';
+import type { Host } from '../infra/host';
+import { runCancelCleanups } from '../infra/cancel';
 import type { Logger } from '../infra/logger';
 import { SshHost } from '../infra/ssh';
 import { positiveInt, printable } from '../infra/validate';
@@ -47,15 +48,6 @@ export interface ActionDefinition<I extends ConnectionInputs, O, P> {
   execute(ctx: ActionContext<I, O, P>): Promise<void>;
 }
 
-type Cleanup = () => Promise<void>;
-const cleanups = new Set<Cleanup>();
-
-/** Registers work to do if the run is cancelled; returns a function that unregisters it. */
-export function onCancel(fn: Cleanup): () => void {
-  cleanups.add(fn);
-  return () => cleanups.delete(fn);
-}
-
 function installSignalHandlers(log: Logger): void {
   let cancelling = false;
   const handler = (signal: string) => {
@@ -63,7 +55,7 @@ function installSignalHandlers(log: Logger): void {
     cancelling = true;
     log.warning(`Received ${signal}: cancelling, releasing locks.`);
     const deadline = new Promise((r) => setTimeout(r, 20_000));
-    void Promise.race([Promise.allSettled([...cleanups].map((c) => cleanupScope.run(true, c))), deadline]).finally(() => process.exit(1));
+    void Promise.race([runCancelCleanups(), deadline]).finally(() => process.exit(1));
   };
   process.once('SIGINT', () => handler('SIGINT'));
   process.once('SIGTERM', () => handler('SIGTERM'));
