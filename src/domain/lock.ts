@@ -7,7 +7,8 @@
  */
 import * as fs from 'node:fs';
 import type { RunInfo } from '../infra/actions-io';
-import { LockTimeoutError, RemoteCommandError } from '../infra/errors';
+import { LockTimeoutError, RemoteCommandError, errorMessage } from '../infra/errors';
+import { parseBusyEntry, parseLockHolder } from './lock-records';
 import type { Fence, Host, RemoteProcess } from '../infra/host';
 import { stateDirOf } from './host-log';
 import { onCancel } from '../infra/cancel';
@@ -23,6 +24,8 @@ export interface LockHolder {
   action: string;
   op: string;
   since: string;
+  /** Set when the holder file could not be read as one: what was wrong with it. */
+  problem?: string;
 }
 
 /** A process group that holds an environment's busy file, as its command registered it. */
@@ -86,19 +89,12 @@ export class EnvironmentLock {
     const lines = r.stdout.split('\n');
     const entries: BusyEntry[] = [];
     for (const line of lines.slice(1)) {
-      const tab = line.indexOf('\t');
-      if (tab < 0) continue;
+      if (!line.includes('\t')) continue;
       try {
-        const e = JSON.parse(line.slice(tab + 1)) as Omit<BusyEntry, 'pgid'>;
-        entries.push({
-          pgid: Number(line.slice(0, tab)),
-          op: String(e.op ?? ''),
-          run: String(e.run ?? ''),
-          label: String(e.label ?? ''),
-          since: String(e.since ?? ''),
-        });
-      } catch {
-        entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
+        entries.push(parseBusyEntry(line, entriesDir));
+      } catch (e) {
+        // The process group is alive whatever its entry says: it is waited for, named by the problem.
+        entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${errorMessage(e)})`, since: '' });
       }
     }
     return { busy: lines[0]?.trim() === 'BUSY', entries };
@@ -160,9 +156,10 @@ export class EnvironmentLock {
     const r = await host.run(sh`if [ -f ${holderFile} ]; then cat ${holderFile}; fi`, { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
     if (!r.stdout.trim()) return undefined;
     try {
-      return JSON.parse(r.stdout) as LockHolder;
-    } catch {
-      return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '' };
+      return parseLockHolder(r.stdout, holderFile);
+    } catch (e) {
+      // Most likely cut short by a run that died writing it: reported, never a reason to block the environment.
+      return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '', problem: errorMessage(e) };
     }
   }
 
@@ -251,5 +248,6 @@ export class EnvironmentLock {
 }
 
 export function describeHolder(h: LockHolder): string {
+  if (h.problem) return `an unknown run (${h.problem})`;
   return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? short(h.sha) : '?'}, since ${h.since})`;
 }

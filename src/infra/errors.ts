@@ -165,6 +165,14 @@ export class OperationFailed extends Error {
   override name = 'OperationFailed';
 }
 
+/**
+ * JSON read from the host (a manifest, the lock holder, docker inspect) that is not what twinstack
+ * wrote or expects; the message names where it was read and what is wrong (src/infra/json.ts).
+ */
+export class HostDataError extends Error {
+  override name = 'HostDataError';
+}
+
 /** The last `n` non-empty lines of a command's output, joined with " | ", row values taken out first (scrubRowValues). */
 export function tailLines(text: string, n: number): string {
   return lastLines(scrubRowValues(text), n);

@@ -3,7 +3,7 @@
  * that: dev is either fully refreshed or exactly as it was. Database renames are instant and keep
  * every byte, so the way back is a rename too.
  */
-import type { LogEvent } from '../domain/host-log';
+import type { LogEvent, RecordFields } from '../domain/host-log';
 import type { Environment } from '../domain/environment';
 import { errorMessage, OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
@@ -125,7 +125,7 @@ export interface SwapOptions {
   /** Dev's migrations on the swapped-in database (alembic upgrade head in the api container). */
   migrate: () => Promise<void>;
   log: Logger;
-  record: (event: LogEvent, fields?: Record<string, unknown>) => Promise<unknown>;
+  record: <E extends LogEvent>(event: E, fields: RecordFields<E>) => Promise<unknown>;
   /** Where the swap leaves its undo until it has finished (the environment's pending directory). */
   pendingDir: string;
 }
