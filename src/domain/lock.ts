@@ -12,7 +12,7 @@ import { parseBusyEntry, parseLockHolder } from './lock-records';
 import type { Fence, Host, RemoteProcess } from '../infra/host';
 import { stateDirOf } from './host-log';
 import { onCancel } from '../infra/cancel';
-import type { Logger } from '../infra/logger';
+import { ignored, type Logger } from '../infra/logger';
 import { EXEC_PID_PREFIX, projectLabel } from '../infra/docker';
 import { short } from '../infra/sha';
 import { argv, hostScript, sh } from '../infra/shell';
@@ -61,6 +61,7 @@ export class EnvironmentLock {
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
     readonly stale: LockHolder | undefined,
     readonly stateDir: string,
+    private readonly log: Logger,
   ) {}
 
   static paths(stateDir: string, env: string) {
@@ -198,7 +199,8 @@ export class EnvironmentLock {
       await proc.waitForLine(ACQUIRED);
     } catch (e) {
       if (e instanceof RemoteCommandError && e.exitCode === TIMEOUT_EXIT) {
-        const now = await EnvironmentLock.readHolder(host, stateDir, env).catch(() => undefined);
+        // Only names the holder in the message: the timeout is what is reported.
+        const now = await EnvironmentLock.readHolder(host, stateDir, env).catch(ignored(log, `reading the ${env} lock holder after the timeout`));
         throw new LockTimeoutError(
           `the ${env} environment is locked by ${now ? describeHolder(now) : 'another run'}; gave up after ${waitSeconds}s (wait for it, or raise lock-timeout)`,
         );
@@ -209,12 +211,12 @@ export class EnvironmentLock {
     try {
       await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
     } catch (e) {
-      await proc.end().catch(() => undefined);
+      await proc.end().catch(ignored(log, `freeing the ${env} lock after the wait for earlier work failed`));
       throw e;
     }
     // A holder file still present means its run died while holding the lock.
     const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-    const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir);
+    const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir, log);
     // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
     // the lock goes with its holder file: a holder file left behind would read as a run that died.
     lock.forgetCancel = onCancel(() => lock.release());
@@ -239,7 +241,8 @@ export class EnvironmentLock {
     this.released = true;
     this.forgetCancel();
     try {
-      await this.writing.catch(() => undefined);
+      // A failed write was thrown by acquire already; the holder file goes either way.
+      await this.writing.catch(ignored(this.log, `writing the ${this.env} lock holder`));
       await this.host.run(sh`rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
     } finally {
       await this.process.end();

@@ -20,7 +20,7 @@ import {
   type Traffic,
 } from './host';
 import { hostKeyAlgorithms, hostKeyPolicy } from './known-hosts';
-import type { Logger } from './logger';
+import { ignored, type Logger } from './logger';
 import { argv, quote, sh } from './shell';
 
 export interface SshTarget {
@@ -295,7 +295,8 @@ export class SshHost implements Host {
         fail(e);
       }
     });
-    channelReady.catch(() => undefined);
+    // Callers that only wait for the exit never look at channelReady: its failure reaches them through exited.
+    channelReady.catch(ignored(this.log, `opening a channel for ${label}`));
     return { exited, channelReady, lineWaiters: streams.lineWaiters, label };
   }
 

@@ -66,7 +66,7 @@ export async function readStatus(ctx: ActionContext<StatusInputs, StatusOutputs,
   const work = await EnvironmentLock.busyWork(host, config['state-dir'], name).catch(ignored(log, `reading ${name}'s busy file`));
   if (work?.busy) status.remoteWork = work.entries.length ? work.entries : [{ pgid: 0, op: '', run: '', label: 'unrecorded process', since: '' }];
   try {
-    const observed = await observe(host, new Environment(name, config), { alembic: true });
+    const observed = await observe(host, new Environment(name, config), { alembic: true, log });
     status.containers = observed.containers;
     status.head = observed.head;
     status.alembic = observed.alembic;
