@@ -420,15 +420,7 @@ export async function restoreBackup(
     check: false,
   });
   if (r.exitCode !== 0 || r.timedOut) {
-    throw new RemoteCommandError(
-      `restore of ${env.name} from ${m.id}`,
-      r.exitCode,
-      r.signal,
-      r.stdout,
-      r.stderr,
-      r.timedOut,
-      `restoring ${env.name} from backup ${m.id}`,
-    );
+    throw new RemoteCommandError({ ...r, command: `restore of ${env.name} from ${m.id}`, label: `restoring ${env.name} from backup ${m.id}` });
   }
   log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
 }

@@ -185,7 +185,7 @@ export class HostLog {
         `the ${this.env} host log ${this.file} is ${mib(size)} (${size} bytes), more than the ${mib(MAX_CAPTURE_BYTES)} twinstack reads whole: archive it on the host, keeping the records decisions need (cd ${stateDirOf(this.stateDir, this.env)} && mv log.jsonl log-old.jsonl && grep -E '"event":"(release|rollback|gate)"' log-old.jsonl > log.jsonl && gzip log-old.jsonl)`,
       );
     }
-    if (r.exitCode !== 0 || r.timedOut) throw new RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, label);
+    if (r.exitCode !== 0 || r.timedOut) throw new RemoteCommandError({ ...r, label });
     return parseLog(r.stdout, this.file, log);
   }
 }

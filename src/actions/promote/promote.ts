@@ -68,7 +68,16 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     const dev = new Environment('dev', config);
     io.output('url', prod.cfg.url);
     // 1. The commit and what passed the gate for it, read under dev's lock.
-    const gated = await gatedRelease(host, config['state-dir'], dev, plan.sha, plan.requireGate, run, log, lockTimeoutSeconds);
+    const gated = await gatedRelease({
+      host,
+      stateDir: config['state-dir'],
+      dev,
+      wanted: plan.sha,
+      requireGate: plan.requireGate,
+      run,
+      log,
+      lockTimeoutSeconds,
+    });
     // 2. The two-person rule, before the host is touched at all.
     checkTwoPersonRule(config, gated, run);
     const { sha } = gated;
