@@ -66,8 +66,8 @@ const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9.-]*$|^\[?[0-9A-Fa-f:.]+\]?$/;
 function connectionTarget<I extends ConnectionInputs, O>(io: ActionIO<I, O>, config: Config) {
   const host = io.required('host', 'the VPS address, e.g. from a repository secret');
   if (!HOST_RE.test(host) || host.length > 253) throw new ConfigurationError(`input host "${printable(host)}" is not a host name or IP address`);
-  const port = positiveInt(io.input('port') || '22', 'input port', 65535);
-  const user = io.input('user') || 'root';
+  const port = positiveInt(io.defaulted('port'), 'input port', 65535);
+  const user = io.defaulted('user');
   if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user)) throw new ConfigurationError(`input user "${printable(user)}" is not a valid user name`);
   const privateKey = io.secret('ssh-key', true, 'the private key twinstack logs in with (a repository secret)');
   const passphrase = io.secret('ssh-passphrase') || undefined;
@@ -96,9 +96,9 @@ async function main<I extends ConnectionInputs, O, P>(def: ActionDefinition<I, O
   let host: Host | undefined;
   try {
     await sqlParserReady; // the config's SQL is checked by PostgreSQL's parser as it is read
-    const config = loadConfig(io.input('config') || '.github/twinstack.yml');
+    const config = loadConfig(io.defaulted('config'));
     const target = connectionTarget(io, config);
-    const lockTimeoutSeconds = positiveInt(io.input('lock-timeout') || '600', 'input lock-timeout', 86400);
+    const lockTimeoutSeconds = positiveInt(io.defaulted('lock-timeout'), 'input lock-timeout', 86400);
     const prepared: Prepared<I, O> = { io, log, config, run: runInfo(), lockTimeoutSeconds };
     const plan = await def.prepare(prepared);
     if (def.connect && !def.connect(plan)) {

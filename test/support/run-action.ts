@@ -10,6 +10,7 @@ import { MemoryLogger } from '../../src/infra/logger';
 import type { Config } from '../../src/domain/config';
 import type { Host } from '../../src/infra/host';
 import type { FakeVps } from './fake-vps';
+import { withDefaults } from '../harness/action-defaults';
 
 class FakeIO<I, O> extends ActionIO<I, O> {
   readonly outputs: Record<string, string> = {};
@@ -59,7 +60,7 @@ export async function runOnFake<I extends ConnectionInputs, O, P>(
   run: RunInfo = RUN,
 ): Promise<ActionRun> {
   const log = new MemoryLogger();
-  const io = new FakeIO<I, O>(log, inputs);
+  const io = new FakeIO<I, O>(log, withDefaults(def.name, inputs));
   const prepared: Prepared<I, O> = { io, log, config: vps.config, run, lockTimeoutSeconds: 5 };
   let error: unknown;
   try {

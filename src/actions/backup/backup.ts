@@ -27,7 +27,7 @@ interface Plan {
 export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> = {
   name: 'backup',
   prepare({ io, config }) {
-    const environment = environmentInput(io.input('environment') || 'prod');
+    const environment = environmentInput(io.defaulted('environment'));
     const v = io.input('verify');
     if (v && v !== 'list' && v !== 'restore') throw new ConfigurationError(`input verify "${validate.printable(v)}" must be list or restore`);
     checkBackupDir(config);

@@ -59,7 +59,7 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
     const ref = io.input('ref') || run.sha;
     if (!ref) throw new ConfigurationError('input ref is required when the workflow has no commit (GITHUB_SHA)');
     validate.gitRef(ref);
-    const build = validate.boolean(io.input('build') || 'true', 'input build');
+    const build = validate.boolean(io.defaulted('build'), 'input build');
     return { environment, ref, build };
   },
 

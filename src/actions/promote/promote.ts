@@ -57,9 +57,9 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     const sha = io.input('sha') ? validate.sha(io.input('sha').trim().toLowerCase(), 'input sha') : undefined;
     return {
       sha,
-      requireGate: validate.boolean(io.input('require-gate') || 'true', 'input require-gate'),
+      requireGate: validate.boolean(io.defaulted('require-gate'), 'input require-gate'),
       backupId,
-      backupMaxAgeMinutes: validate.positiveInt(io.input('backup-max-age-minutes') || '60', 'input backup-max-age-minutes', 10080),
+      backupMaxAgeMinutes: validate.positiveInt(io.defaulted('backup-max-age-minutes'), 'input backup-max-age-minutes', 10080),
     };
   },
 

@@ -32,9 +32,9 @@ interface Plan {
 export const rollbackAction: ActionDefinition<RollbackInputs, RollbackOutputs, Plan> = {
   name: 'rollback',
   prepare({ io }) {
-    const environment = environmentInput(io.input('environment') || 'prod');
+    const environment = environmentInput(io.defaulted('environment'));
     const releaseId = io.input('release-id') ? validate.releaseId(io.input('release-id')) : undefined;
-    const restoreDatabase = validate.boolean(io.input('restore-database') || 'false', 'input restore-database');
+    const restoreDatabase = validate.boolean(io.defaulted('restore-database'), 'input restore-database');
     const backupId = io.input('backup-id') ? validate.backupId(io.input('backup-id')) : undefined;
     if (restoreDatabase && !backupId)
       throw new ConfigurationError(

@@ -129,7 +129,7 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
 export const statusAction: ActionDefinition<StatusInputs, StatusOutputs, Plan> = {
   name: 'status',
   prepare(ctx: Prepared<StatusInputs, StatusOutputs>): Plan {
-    const raw = ctx.io.input('environments') || 'prod,dev';
+    const raw = ctx.io.defaulted('environments');
     const names = raw.split(/[\s,]+/).filter(Boolean);
     for (const n of names) {
       if (!(ENVIRONMENTS as readonly string[]).includes(n)) {
