@@ -106,20 +106,25 @@ class OffsiteFailed extends OperationFailed {
   }
 }
 
+export interface OffsiteCopyOptions {
+  host: Host;
+  config: Config;
+  env: Environment;
+  /** The verified backup to copy. */
+  manifest: BackupManifest;
+  keys: OffsiteKeys;
+  log: Logger;
+  /** How the runner reaches the backup host with the admin key (tests replace it). */
+  connectBackupHost?: (o: OffsiteSettings, adminKey: string, log: Logger) => Promise<Host>;
+}
+
 /**
  * Seals, pushes, checks and prunes one verified backup's off-host copy (see the top of this file).
  * Never throws for the copy itself: the outcome says what happened; the caller decides whether a
  * failed copy fails the step (`required`).
  */
-export async function copyOffsite(
-  host: Host,
-  config: Config,
-  env: Environment,
-  manifest: BackupManifest,
-  keys: OffsiteKeys,
-  log: Logger,
-  connectBackupHost: (o: OffsiteSettings, adminKey: string, log: Logger) => Promise<Host> = connectWithAdminKey,
-): Promise<OffsiteCopy> {
+export async function copyOffsite(c: OffsiteCopyOptions): Promise<OffsiteCopy> {
+  const { host, config, env, manifest, keys, log, connectBackupHost = connectWithAdminKey } = c;
   const o = config.backup.offsite;
   if (!o) throw new Error('copyOffsite without backup.offsite');
   if (manifest.status !== 'verified') throw new Error(`copyOffsite of backup ${manifest.id}, which is not verified`);

@@ -56,7 +56,7 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
           }
           // The verified local backup stands whatever happens to its copy.
           if (!plan.offsite) return [m, undefined] as const;
-          const c = await copyOffsite(host, config, env, m, plan.offsite, log);
+          const c = await copyOffsite({ host, config, env, manifest: m, keys: plan.offsite, log });
           await op.record('offsite', { backup: m.id, status: c.status, location: c.location, error: c.status === 'failed' ? c.error : undefined });
           return [m, c] as const;
         },

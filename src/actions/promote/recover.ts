@@ -31,7 +31,7 @@ export async function rollBackPromotion(p: Promotion, c: Committed, failed: Forw
   const { previous } = c;
   if (!previous) return rollbackFailed(p, c, { failure, migration, data }, 'prod had no release recorded by twinstack to return to');
   try {
-    const restart = await startRelease(host, config, prod, previous, log, data.schemaMoved ? c.backup : undefined);
+    const restart = await startRelease({ host, config, env: prod, release: previous, log, restore: data.schemaMoved ? c.backup : undefined });
     if (restart.restoredAt) data = { ...data, restored: lossWindow(c.backup, restart.restoredAt) };
     await recordRollback(p, c, previous, stage, restart, data);
     return {

@@ -103,7 +103,7 @@ export async function runRollback(r: RollbackRun, op: Operation): Promise<Rolled
   const chosen = await chooseTarget(r, op);
   try {
     const backup = await backupToRestore(r);
-    const restart = await startRelease(r.host, r.config, r.env, chosen.target, r.log, backup);
+    const restart = await startRelease({ host: r.host, config: r.config, env: r.env, release: chosen.target, log: r.log, restore: backup });
     await recordRollback(op, chosen, backup, restart);
     return { ...chosen, ...restart, backup };
   } catch (e) {
