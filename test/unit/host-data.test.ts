@@ -3,7 +3,9 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { parseBackupManifest } from '../../src/domain/backup';
 import { parseLog } from '../../src/domain/host-log';
+import { EnvironmentLock, describeHolder } from '../../src/domain/lock';
 import { parseBusyEntry, parseLockHolder } from '../../src/domain/lock-records';
+import type { Host } from '../../src/infra/host';
 import { parseContainerInspect } from '../../src/infra/docker-inspect';
 import { HostDataError } from '../../src/infra/errors';
 import { MemoryLogger } from '../../src/infra/logger';
@@ -85,6 +87,20 @@ describe('JSON read from the host', () => {
     assert.match(
       log.lines.join('\n'),
       /\/s\/prod\/log\.jsonl: 1 line\(s\) are not twinstack records and were skipped \(line 1: finished: outcome: Invalid enum value/,
+    );
+  });
+
+  it('an unreadable lock holder or busy entry is reported by what is wrong with it, never blocking the environment', async () => {
+    const answering = (stdout: string) => ({ run: () => Promise.resolve({ stdout, stderr: '', exitCode: 0 }) }) as unknown as Host;
+    const h = await EnvironmentLock.readHolder(answering('{"run":"https://github.com/o/r/act'), '/var/lib/twinstack', 'prod');
+    assert.ok(h);
+    assert.match(describeHolder(h), /^an unknown run \(the lock holder \/var\/lib\/twinstack\/prod\/lock-holder\.json is not JSON/);
+    const work = await EnvironmentLock.busyWork(answering('BUSY\n4242\t{"op":3}\n'), '/var/lib/twinstack', 'dev');
+    assert.equal(work.busy, true);
+    assert.equal(work.entries[0].pgid, 4242);
+    assert.match(
+      work.entries[0].label,
+      /^unknown \(the busy entry \/var\/lib\/twinstack\/dev\/busy\.d\/4242\.json is not what twinstack expects: op: Expected string/,
     );
   });
 });
