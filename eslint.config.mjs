@@ -59,39 +59,26 @@ export default defineConfig(
       'twinstack/long-function-says-why': 'error',
     },
   },
-  // The layers, from the top: actions → resample and safety → domain → infra. An import never runs
-  // upward: infra knows nothing of twinstack's environments, and the domain nothing of the actions,
-  // the checks or the resample built on it.
-  {
-    files: ['src/infra/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['**/domain/*', '**/actions/*', '**/safety/*', '**/resample/*', '**/config/*'],
-              message: 'infra is the lowest layer: it imports nothing of twinstack above it',
-            },
-          ],
-        },
-      ],
-    },
-  },
-  {
-    files: ['src/domain/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['**/actions/*', '**/safety/*', '**/resample/*'],
-              message: 'the domain sits below the actions, safety and resample: move what it needs down, or the code up',
-            },
-          ],
-        },
-      ],
-    },
-  },
+  // The layers, from the top: src/actions → src/resample and src/safety → src/domain → src/config →
+  // src/infra. An import never runs upward: infra (ssh, shell, the command builders, the Actions
+  // adapter) knows nothing of twinstack; config (the config file's schemas) knows only infra; the
+  // domain (environments, releases, locks, backups) knows nothing of the checks, the resample or the
+  // actions built on it. The runner that owns the process (signals, exit code) is in src/actions/.
+  layer('src/infra/**/*.ts', ['domain', 'config', 'safety', 'resample', 'actions'], 'infra is the lowest layer: it imports nothing of twinstack above it'),
+  layer('src/config/**/*.ts', ['domain', 'safety', 'resample', 'actions'], 'the config schemas sit just above infra: they import only infra'),
+  layer(
+    'src/domain/**/*.ts',
+    ['safety', 'resample', 'actions'],
+    'the domain sits below the actions, safety and resample: move what it needs down, or the code up',
+  ),
+  layer(['src/safety/**/*.ts', 'src/resample/**/*.ts'], ['actions'], 'safety and resample sit below the actions: move what they need down'),
 );
+
+/** An import rule for one layer: nothing from the folders above it, by any relative path. */
+function layer(files, above, message) {
+  const group = above.flatMap((dir) => [`**/${dir}/*`, `**/${dir}/**`, `../${dir}`]);
+  return {
+    files: Array.isArray(files) ? files : [files],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group, message }] }] },
+  };
+}

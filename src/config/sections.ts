@@ -7,8 +7,8 @@ import { backupSchema } from './backup';
 import { deploySchema } from './deploy';
 import { gateSchema } from './gate';
 import { promoteSchema } from './promote';
-import { monitorSchema, preflightSchema } from '../safety/config';
-import { sampleSchema, vaultSyncSchema } from '../resample/settings';
+import { monitorSchema, preflightSchema } from './checks';
+import { sampleSchema, vaultSyncSchema } from './sample';
 
 export const sectionSchemas = {
   sample: sampleSchema,

@@ -11,7 +11,8 @@ import type { Environment } from './environment';
 import { ConfigurationError, OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
-import { hostScript, argv, sh } from '../infra/shell';
+import { parseHostJson } from '../infra/json';
+import { argv, hostScript, sh } from '../infra/shell';
 import { NOTHING_LATER } from '../infra/compose';
 import { pendingDirOf } from './host-log';
 import {
@@ -61,6 +62,11 @@ export const backupManifest = z
 
 export type BackupFile = z.infer<typeof backupFile>;
 export type BackupManifest = z.infer<typeof backupManifest>;
+
+/** A manifest.json read from the host; throws HostDataError naming `what` when it is not one. */
+export function parseBackupManifest(text: string, what: string): BackupManifest {
+  return parseHostJson(backupManifest, text, what);
+}
 
 export function newBackupId(env: string, now = new Date()): string {
   return `b${now
@@ -339,7 +345,7 @@ export async function verifyBackup(
 }
 
 /** Every backup of an environment, newest first, read from the manifests. */
-export async function listBackups(host: Host, config: Config, env: Environment): Promise<BackupManifest[]> {
+export async function listBackups(host: Host, config: Config, env: Environment, log?: Pick<Logger, 'warning'>): Promise<BackupManifest[]> {
   const base = backupDir(config, env);
   const r = await host.run(hostScript(LIST_MANIFESTS, { BASE: base }), {
     quiet: true,
@@ -349,11 +355,10 @@ export async function listBackups(host: Host, config: Config, env: Environment):
   for (const chunk of r.stdout.split('@@twinstack-manifest@@')) {
     if (!chunk.trim()) continue;
     try {
-      const parsed = backupManifest.safeParse(JSON.parse(chunk));
-      // A manifest of another shape (edited by hand, another version's): not a backup twinstack can vouch for.
-      if (parsed.success) out.push(parsed.data);
-    } catch {
-      /* a manifest cut short by a full disk: not a usable backup */
+      out.push(parseBackupManifest(chunk, `a manifest under ${base}`));
+    } catch (e) {
+      // Cut short by a full disk, edited by hand, another version's: not a backup twinstack can vouch for.
+      log?.warning(`Skipped ${errorMessage(e)}; that backup is neither used nor pruned.`);
     }
   }
   return out.sort((a, b) => (a.id < b.id ? 1 : -1));
@@ -361,7 +366,7 @@ export async function listBackups(host: Host, config: Config, env: Environment):
 
 /** Finds one backup by id and re-checks it on disk (checksums and pg_restore --list). */
 export async function usableBackup(host: Host, config: Config, env: Environment, id: string, log: Logger): Promise<BackupManifest> {
-  const m = (await listBackups(host, config, env)).find((b) => b.id === id);
+  const m = (await listBackups(host, config, env, log)).find((b) => b.id === id);
   if (!m) throw new OperationFailed(`backup ${id} of ${env.name} does not exist in ${backupDir(config, env)}`);
   if (m.status !== 'verified') throw new OperationFailed(`backup ${id} failed when it was taken (${m.error ?? 'not verified'}); it is never used`);
   const problem = await verifyBackup(host, env, m, backupDir(config, env, id), log);
@@ -433,15 +438,7 @@ export async function restoreBackup(
     check: false,
   });
   if (r.exitCode !== 0 || r.timedOut) {
-    throw new RemoteCommandError(
-      `restore of ${env.name} from ${m.id}`,
-      r.exitCode,
-      r.signal,
-      r.stdout,
-      r.stderr,
-      r.timedOut,
-      `restoring ${env.name} from backup ${m.id}`,
-    );
+    throw new RemoteCommandError({ ...r, command: `restore of ${env.name} from ${m.id}`, label: `restoring ${env.name} from backup ${m.id}` });
   }
   log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
 }
@@ -458,7 +455,7 @@ export function pendingDir(config: Config, env: Environment): string {
 
 /** Keeps the newest `keep` verified backups and deletes older ones (and failed ones older than the newest verified). */
 export async function pruneBackups(host: Host, config: Config, env: Environment, log: Logger): Promise<string[]> {
-  const all = await listBackups(host, config, env);
+  const all = await listBackups(host, config, env, log);
   const verified = all.filter((b) => b.status === 'verified');
   const keepIds = new Set(verified.slice(0, config.backup.keep).map((b) => b.id));
   const newestVerified = verified[0];

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
-import { scalarText } from './units';
+import { scalarText } from '../infra/units';
 
 export class EnvFileError extends Error {
   override name = 'EnvFileError';

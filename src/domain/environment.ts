@@ -10,6 +10,7 @@ import { compose, composeLater, type ComposeProject, type LaterCompose } from '.
 import { COMPOSE_LABELS, dockerExec, inspectProjectContainers, psIds, shortId } from '../infra/docker';
 import type { Host, RunOptions } from '../infra/host';
 import { argv, sh, type Arg } from '../infra/shell';
+import { parseContainerInspect } from '../infra/docker-inspect';
 
 export interface ContainerState {
   id: string;
@@ -125,18 +126,8 @@ export class Environment {
   }
 }
 
-// The parts of `docker inspect` output that twinstack reads.
-interface Inspect {
-  Id: string;
-  Name: string;
-  Image: string;
-  Config?: { Image?: string; Labels?: Record<string, string>; Healthcheck?: { Test?: string[] } };
-  State?: { Status?: string; ExitCode?: number; StartedAt?: string; Health?: { Status?: string } };
-}
-
 export function parseInspect(json: string): ContainerState[] {
-  const list = JSON.parse(json || '[]') as Inspect[];
-  return list
+  return parseContainerInspect(json)
     .map((c) => {
       const test = c.Config?.Healthcheck?.Test;
       return {

@@ -150,8 +150,7 @@ async function copyUntracked(host: Host, env: Environment, sha: string, dir: str
         : `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}), and files outside git are copied, never followed; put the file itself at ${hit.path}`,
     );
   }
-  if (r.exitCode !== 0 || r.timedOut)
-    throw new RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `${env.name}: files outside git into ${dir}`);
+  if (r.exitCode !== 0 || r.timedOut) throw new RemoteCommandError({ ...r, label: `${env.name}: files outside git into ${dir}` });
 }
 
 /** Whether `env`'s containers run from release directories (promote.release-dirs, prod only). */

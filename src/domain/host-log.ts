@@ -29,7 +29,15 @@ const base = {
   sha: z.string().optional(),
 };
 const record = <E extends string, F extends z.ZodRawShape>(event: E, fields: F) => z.object({ ...base, event: z.literal(event), ...fields }).passthrough();
-const serviceImage = z.object({ name: z.string(), id: z.string(), tag: z.string() }).passthrough();
+const serviceImage = z.object({ name: z.string(), id: z.string(), tag: z.string() });
+/**
+ * A field that only informs (a size, a count, what was shipped): typed when written, and when read
+ * a value of another shape is dropped rather than costing the record, which may decide a rollback.
+ */
+const info = <T extends z.ZodTypeAny>(type: T) => type.optional().catch(undefined);
+const count = info(z.number());
+const text = info(z.string());
+const names = info(z.array(z.string()));
 
 /**
  * The host log's records: a tagged union on `event`. Fields twinstack decides on (a release's
@@ -38,7 +46,7 @@ const serviceImage = z.object({ name: z.string(), id: z.string(), tag: z.string(
  */
 export const logRecord = z.discriminatedUnion('event', [
   record('started', { staleLock: z.string().optional() }),
-  record('finished', { outcome, error: z.string().optional() }),
+  record('finished', { outcome, error: z.string().optional(), stopped: text }),
   record('interrupted', { outcome: z.literal('interrupted').optional(), reportedBy: z.string().optional() }),
   record('recovered', { what: z.string() }),
   record('release', {
@@ -48,6 +56,16 @@ export const logRecord = z.discriminatedUnion('event', [
     images: z.record(serviceImage),
     previous: z.string().optional(),
     rolledBackFrom: z.string().optional(),
+    durationSeconds: count,
+    /** Services found changed by hand beforehand, put back as the release says. */
+    settled: names,
+    reason: text,
+    restoredBackup: text,
+    devRelease: text,
+    gate: text,
+    backup: text,
+    shipped: names,
+    rebuilt: names,
   }),
   record('release-failed', {
     stage: z.string(),
@@ -55,8 +73,18 @@ export const logRecord = z.discriminatedUnion('event', [
     images: z.record(z.string()).optional(),
     head: z.string().optional(),
     previous: z.string().optional(),
+    ref: text,
   }),
-  record('rollback', { release: z.string(), rolledBackFrom: z.string().optional() }),
+  record('rollback', {
+    release: z.string(),
+    rolledBackFrom: z.string().optional(),
+    failedSha: text,
+    stage: text,
+    restoredBackup: text,
+    restoredAt: text,
+    schemaMoved: info(z.boolean()),
+    rowsLost: count,
+  }),
   record('gate', {
     sha: z.string(),
     release: z.string().optional(),
@@ -64,22 +92,28 @@ export const logRecord = z.discriminatedUnion('event', [
     images: z.record(z.string()).optional(),
     apiImage: z.string().optional(),
     problems: z.array(z.string()).optional(),
+    tests: info(z.object({ passed: count, failed: count, skipped: count })),
+    alembicHead: text,
   }),
-  record('backup', { status: z.string(), backup: z.string().optional() }),
+  record('backup', { status: z.string(), backup: z.string().optional(), bytes: count, sha256: text, error: text }),
   record('offsite', { backup: z.string(), status: z.enum(['copied', 'failed']), location: z.string(), error: z.string().optional() }),
-  record('refused', { stage: z.string(), reason: z.string() }),
-  record('staging-created', { database: z.string() }),
-  record('resampled', {}),
-  record('swapped', { database: z.string() }),
+  record('refused', { stage: z.string(), reason: z.string(), backup: text }),
+  record('staging-created', { database: z.string(), fraction: count, seed: text }),
+  record('resampled', { rows: count, fraction: count, seed: text }),
+  record('swapped', { database: z.string(), previous: text }),
   record('swapped-back', { database: z.string() }),
-  record('vault-synced', {}),
+  record('vault-synced', { copied: count, bytes: count, deleted: count, missing: count, links: count, outside: count }),
 ]);
 export type LogRecord = z.infer<typeof logRecord>;
 export type LogEvent = LogRecord['event'];
 /** A record of one event, narrowed. */
 export type RecordOf<E extends LogEvent> = Extract<LogRecord, { event: E }>;
-/** What a caller appends: the fields of one event; version, time and environment are added. */
-export type NewRecord = { event: LogEvent; action: string; op: string; time?: string; [key: string]: unknown };
+/** A record's own fields, without the index signature passthrough adds (so a misspelt field is an error when written). */
+type KnownFields<R> = { [K in keyof R as string extends K ? never : K]: R[K] };
+/** What a caller appends: the fields of one event, typed by its schema; version, time and environment are added. */
+export type NewRecord = LogRecord extends infer R ? (R extends LogRecord ? Omit<KnownFields<R>, 'v' | 'time' | 'env'> & { time?: string } : never) : never;
+/** The fields of one event that an operation records (its action, operation and run are added). */
+export type RecordFields<E extends LogEvent> = Omit<Extract<NewRecord, { event: E }>, 'event' | 'action' | 'op'>;
 
 export function stateDirOf(stateDir: string, env: string): string {
   return `${stateDir}/${env}`;
@@ -155,7 +189,7 @@ export class HostLog {
         `the ${this.env} host log ${this.file} is ${mib(size)} (${size} bytes), more than the ${mib(MAX_CAPTURE_BYTES)} twinstack reads whole: archive it on the host, keeping the records decisions need (cd ${stateDirOf(this.stateDir, this.env)} && mv log.jsonl log-old.jsonl && grep -E '"event":"(release|rollback|gate)"' log-old.jsonl > log.jsonl && gzip log-old.jsonl)`,
       );
     }
-    if (r.exitCode !== 0 || r.timedOut) throw new RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, label);
+    if (r.exitCode !== 0 || r.timedOut) throw new RemoteCommandError({ ...r, label });
     return parseLog(r.stdout, this.file, log);
   }
 }

@@ -7,11 +7,12 @@
  */
 import * as fs from 'node:fs';
 import type { RunInfo } from '../infra/actions-io';
-import { LockTimeoutError, RemoteCommandError } from '../infra/errors';
+import { LockTimeoutError, RemoteCommandError, errorMessage } from '../infra/errors';
+import { parseBusyEntry, parseLockHolder } from './lock-records';
 import type { Fence, Host, RemoteProcess } from '../infra/host';
 import { stateDirOf } from './host-log';
-import { onCancel } from './action';
-import type { Logger } from '../infra/logger';
+import { onCancel } from '../infra/cancel';
+import { ignored, type Logger } from '../infra/logger';
 import { EXEC_PID_PREFIX, projectLabel, signalExecs } from '../infra/docker';
 import { short } from '../infra/sha';
 import { argv, hostScript, quote, sh } from '../infra/shell';
@@ -23,6 +24,8 @@ export interface LockHolder {
   action: string;
   op: string;
   since: string;
+  /** Set when the holder file could not be read as one: what was wrong with it. */
+  problem?: string;
 }
 
 /** A process group that holds an environment's busy file, as its command registered it. */
@@ -59,6 +62,7 @@ export class EnvironmentLock {
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
     readonly stale: LockHolder | undefined,
     readonly stateDir: string,
+    private readonly log: Logger,
   ) {}
 
   static paths(stateDir: string, env: string) {
@@ -87,19 +91,12 @@ export class EnvironmentLock {
     const lines = r.stdout.split('\n');
     const entries: BusyEntry[] = [];
     for (const line of lines.slice(1)) {
-      const tab = line.indexOf('\t');
-      if (tab < 0) continue;
+      if (!line.includes('\t')) continue;
       try {
-        const e = JSON.parse(line.slice(tab + 1)) as Omit<BusyEntry, 'pgid'>;
-        entries.push({
-          pgid: Number(line.slice(0, tab)),
-          op: String(e.op ?? ''),
-          run: String(e.run ?? ''),
-          label: String(e.label ?? ''),
-          since: String(e.since ?? ''),
-        });
-      } catch {
-        entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
+        entries.push(parseBusyEntry(line, entriesDir));
+      } catch (e) {
+        // The process group is alive whatever its entry says: it is waited for, named by the problem.
+        entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${errorMessage(e)})`, since: '' });
       }
     }
     return { busy: lines[0]?.trim() === 'BUSY', entries };
@@ -162,9 +159,10 @@ export class EnvironmentLock {
     const r = await host.run(hostScript(READ_HOLDER, { FILE: holderFile }), { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
     if (!r.stdout.trim()) return undefined;
     try {
-      return JSON.parse(r.stdout) as LockHolder;
-    } catch {
-      return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '' };
+      return parseLockHolder(r.stdout, holderFile);
+    } catch (e) {
+      // Most likely cut short by a run that died writing it: reported, never a reason to block the environment.
+      return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '', problem: errorMessage(e) };
     }
   }
 
@@ -203,7 +201,8 @@ export class EnvironmentLock {
       await proc.waitForLine(ACQUIRED);
     } catch (e) {
       if (e instanceof RemoteCommandError && e.exitCode === TIMEOUT_EXIT) {
-        const now = await EnvironmentLock.readHolder(host, stateDir, env).catch(() => undefined);
+        // Only names the holder in the message: the timeout is what is reported.
+        const now = await EnvironmentLock.readHolder(host, stateDir, env).catch(ignored(log, `reading the ${env} lock holder after the timeout`));
         throw new LockTimeoutError(
           `the ${env} environment is locked by ${now ? describeHolder(now) : 'another run'}; gave up after ${waitSeconds}s (wait for it, or raise lock-timeout)`,
         );
@@ -214,12 +213,12 @@ export class EnvironmentLock {
     try {
       await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
     } catch (e) {
-      await proc.end().catch(() => undefined);
+      await proc.end().catch(ignored(log, `freeing the ${env} lock after the wait for earlier work failed`));
       throw e;
     }
     // A holder file still present means its run died while holding the lock.
     const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-    const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir);
+    const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir, log);
     // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
     // the lock goes with its holder file: a holder file left behind would read as a run that died.
     lock.forgetCancel = onCancel(() => lock.release());
@@ -244,7 +243,8 @@ export class EnvironmentLock {
     this.released = true;
     this.forgetCancel();
     try {
-      await this.writing.catch(() => undefined);
+      // A failed write was thrown by acquire already; the holder file goes either way.
+      await this.writing.catch(ignored(this.log, `writing the ${this.env} lock holder`));
       await this.host.run(sh`rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
     } finally {
       await this.process.end();
@@ -253,5 +253,6 @@ export class EnvironmentLock {
 }
 
 export function describeHolder(h: LockHolder): string {
+  if (h.problem) return `an unknown run (${h.problem})`;
   return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? short(h.sha) : '?'}, since ${h.since})`;
 }

@@ -28,7 +28,7 @@ import { ignored, type Logger } from '../infra/logger';
 import { knownHostsFile, remoteSpec, rsyncAddOnly, rsyncList, type SshTransport } from '../infra/rsync';
 import { argv, hostScript, sh } from '../infra/shell';
 import { SshHost } from '../infra/ssh';
-import { onCancel } from './action';
+import { onCancel } from '../infra/cancel';
 import { backupDir, type BackupManifest } from './backup';
 import type { Config } from './config';
 import type { Environment } from './environment';
@@ -112,20 +112,25 @@ class OffsiteFailed extends OperationFailed {
   }
 }
 
+export interface OffsiteCopyOptions {
+  host: Host;
+  config: Config;
+  env: Environment;
+  /** The verified backup to copy. */
+  manifest: BackupManifest;
+  keys: OffsiteKeys;
+  log: Logger;
+  /** How the runner reaches the backup host with the admin key (tests replace it). */
+  connectBackupHost?: (o: OffsiteSettings, adminKey: string, log: Logger) => Promise<Host>;
+}
+
 /**
  * Seals, pushes, checks and prunes one verified backup's off-host copy (see the top of this file).
  * Never throws for the copy itself: the outcome says what happened; the caller decides whether a
  * failed copy fails the step (`required`).
  */
-export async function copyOffsite(
-  host: Host,
-  config: Config,
-  env: Environment,
-  manifest: BackupManifest,
-  keys: OffsiteKeys,
-  log: Logger,
-  connectBackupHost: (o: OffsiteSettings, adminKey: string, log: Logger) => Promise<Host> = connectWithAdminKey,
-): Promise<OffsiteCopy> {
+export async function copyOffsite(c: OffsiteCopyOptions): Promise<OffsiteCopy> {
+  const { host, config, env, manifest, keys, log, connectBackupHost = connectWithAdminKey } = c;
   const o = config.backup.offsite;
   if (!o) throw new Error('copyOffsite without backup.offsite');
   if (manifest.status !== 'verified') throw new Error(`copyOffsite of backup ${manifest.id}, which is not verified`);
@@ -252,7 +257,7 @@ const RRSYNC_BUSY_WAIT_MS = 15_000;
 async function push(host: Host, o: OffsiteSettings, env: string, id: string, stage: string, writeKey: string, log: Logger): Promise<boolean> {
   const tmp = (await host.run('umask 077 && mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
   if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp)) throw new OffsiteFailed('push', `mktemp on the VPS returned "${shorten(tmp, 80)}"`);
-  // The key file goes in every case: at the end of the push, and on a cancel (src/domain/action.ts).
+  // The key file goes in every case: at the end of the push, and on a cancel (src/infra/cancel.ts).
   const removeKey = () => host.run(sh`rm -rf ${tmp}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
   const unregister = onCancel(removeKey);
   try {

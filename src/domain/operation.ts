@@ -6,12 +6,12 @@
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { RunInfo } from '../infra/actions-io';
-import { onCancel } from './action';
+import { onCancel } from '../infra/cancel';
 import { OperationFailed, errorMessage } from '../infra/errors';
 import { argv, hostScript } from '../infra/shell';
 import { short } from '../infra/sha';
 import type { Host } from '../infra/host';
-import { HostLog, pendingDirOf, unfinishedOperations, type LogEvent, type LogRecord, type Outcome } from './host-log';
+import { HostLog, pendingDirOf, unfinishedOperations, type LogEvent, type LogRecord, type NewRecord, type Outcome, type RecordFields } from './host-log';
 import { EnvironmentLock, describeHolder, type LockHolder } from './lock';
 import { ignored, type Logger } from '../infra/logger';
 
@@ -29,7 +29,7 @@ export interface Operation {
   /** Leftovers of cut multi-step host changes that this operation put right before it began. */
   recovered: string[];
   /** Appends a record for this operation to the environment's host log. */
-  record: (event: LogEvent, fields?: Record<string, unknown>) => Promise<LogRecord>;
+  record: <E extends LogEvent>(event: E, fields: RecordFields<E>) => Promise<LogRecord>;
 }
 
 export interface OperationOptions {
@@ -134,7 +134,8 @@ async function openOperation(o: OperationOptions, hostLog: HostLog, lock: Enviro
     interrupted,
     recovered,
     staleHolder: lock.stale,
-    record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),
+    // One event's fields with the operation's own: TypeScript cannot follow E through the spread.
+    record: (event, fields) => hostLog.append({ ...base, sha: o.sha, ...fields, event } as NewRecord),
   };
   await hostLog.append({ ...base, sha: o.sha, event: 'started', staleLock: lock.stale ? lock.stale.run : undefined });
   return op;

@@ -170,7 +170,7 @@ export async function rehearse(
     const changes = compareTables(restored.before, parseTables((await copy.query(TABLES_SQL, `reading ${copy.name}'s tables again`)).stdout));
     const rev = await copy
       .query(`SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version`, 'alembic revision of the copy')
-      .catch(() => undefined);
+      .catch(ignored(log, "reading the copy's alembic revision"));
     const result: RehearsalResult = { ok: measured.overBudget === undefined, ...measured, ...changes, revisionAfter: rev?.stdout.trim() ?? '' };
     log.info(
       `rehearsal: ${result.revisionBefore || 'none'} → ${result.revisionAfter || 'none'} in ${result.durationMs} ms on a copy restored in ${result.restoreMs} ms; ` +

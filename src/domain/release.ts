@@ -7,7 +7,7 @@ import type { Environment, ContainerState } from './environment';
 import { OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { LogRecord, RecordOf } from './host-log';
-import type { Logger } from '../infra/logger';
+import { ignored, type Logger } from '../infra/logger';
 import { imageIdsCommand, listImages, logsTail, tagImages } from '../infra/docker';
 import { short } from '../infra/sha';
 import { argv } from '../infra/shell';
@@ -142,15 +142,16 @@ export async function composeBuildAndUp(host: Host, env: Environment, build: boo
   } catch (e) {
     // compose v2 gives up when a dependency turns unhealthy ("dependency failed to start"): name the
     // container and show its own last lines, which say why, instead of compose's progress lines.
-    throw (await failedContainerError(host, env, 'compose up failed')) ?? e;
+    throw (await failedContainerError(host, env, 'compose up failed', log)) ?? e;
   } finally {
     log.endGroup();
   }
 }
 
 /** A HealthError for the first container of the project that has failed, with its last log lines; undefined when none has. */
-async function failedContainerError(host: Host, env: Environment, what: string): Promise<HealthError | undefined> {
-  const containers = await env.containers(host).catch(() => [] as ContainerState[]);
+async function failedContainerError(host: Host, env: Environment, what: string, log: Logger): Promise<HealthError | undefined> {
+  // Only sharpens the error already being raised: without the list, the caller's own error stands.
+  const containers = await env.containers(host).catch(ignored(log, `listing ${env.name}'s containers`, [] as ContainerState[]));
   const failed = containers.find((c) => verdict(c) === 'failed');
   return failed ? healthError(host, env, failed, `${env.name}: ${what}`) : undefined;
 }

@@ -25,14 +25,18 @@ async function appServices(host: Host, env: Environment): Promise<string[]> {
   return (await env.services(host)).filter((s) => s !== env.cfg.database.service);
 }
 
-export async function startRelease(
-  host: Host,
-  config: Config,
-  env: Environment,
-  release: Release,
-  log: Logger,
-  restore?: BackupManifest,
-): Promise<RestartResult> {
+export interface StartReleaseOptions {
+  host: Host;
+  config: Config;
+  env: Environment;
+  /** The release to run again: its images, its commit. */
+  release: Release;
+  log: Logger;
+  /** A backup to restore the database from, under no load, before the release starts. */
+  restore?: BackupManifest;
+}
+
+export async function startRelease({ host, config, env, release, log, restore }: StartReleaseOptions): Promise<RestartResult> {
   log.startGroup(`${env.name}: starting release ${release.release} (${short(release.sha)})`);
   try {
     await restoreReleaseImages(host, env, release);

@@ -12,7 +12,7 @@ import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { imageIdsCommand } from '../infra/docker';
 import { argv } from '../infra/shell';
-import { scalarText } from './units';
+import { scalarText } from '../infra/units';
 import type { ContainerState, Environment } from './environment';
 import { shortId } from './state';
 

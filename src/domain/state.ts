@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import { currentRevision } from './alembic';
 import { parseInspect, type ContainerState, type Environment } from './environment';
 import type { Host } from '../infra/host';
+import { ignored, type Logger } from '../infra/logger';
 import type { Release } from './release';
 import { COMPOSE_LABELS, projectLabel, shortId } from '../infra/docker';
 import { parseSha, short } from '../infra/sha';
@@ -37,7 +38,11 @@ const SEP = '@twinstack-state@';
 const OBSERVE = fs.readFileSync(__dirname + '/observe.sh', 'utf8');
 
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
-export async function observe(host: Host, env: Environment, opts: { alembic?: boolean } = {}): Promise<ObservedState> {
+export async function observe(
+  host: Host,
+  env: Environment,
+  opts: { alembic?: false } | { alembic: true; log: Pick<Logger, 'debug'> } = {},
+): Promise<ObservedState> {
   const script = hostScript(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: projectLabel(env.project), WORKING_DIR: COMPOSE_LABELS.workingDir });
   const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
   const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
@@ -55,7 +60,9 @@ export async function observe(host: Host, env: Environment, opts: { alembic?: bo
   if (runsFrom.length) state.runsFrom = runsFrom;
   // The api container was just read: alembic runs in it directly, and not at all when none runs.
   const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
-  if (opts.alembic && api) state.alembic = await currentRevision(host, env, env.cfg.apiService, 120, api.id).catch(() => undefined);
+  // The revision completes the picture and is not needed for it: a failed read leaves it out.
+  if (opts.alembic && api)
+    state.alembic = await currentRevision(host, env, env.cfg.apiService, 120, api.id).catch(ignored(opts.log, `reading ${env.name}'s alembic revision`));
   return state;
 }
 

@@ -71,6 +71,17 @@ export class ActionIO<I, O> {
     return core.getInput(name, { trimWhitespace: true });
   }
 
+  /**
+   * An input whose default is written in action.yml, and only there: the runner passes that default
+   * when a workflow leaves the input out, so it is empty only when a workflow passed '' (an unset
+   * secret or variable, say). That is refused rather than read as some default of the code's own.
+   */
+  defaulted(name: keyof I & string): string {
+    const v = this.input(name);
+    if (!v) throw new ConfigurationError(`input ${name} is empty: give it a value, or leave it out of the step's with: to use its default (action.yml)`);
+    return v;
+  }
+
   required(name: keyof I & string, hint = ''): string {
     const v = this.input(name);
     if (!v) throw new ConfigurationError(`input ${name} is required${hint ? `: ${hint}` : ''}`);

@@ -3,26 +3,43 @@ export class ConfigurationError extends Error {
   override name = 'ConfigurationError';
 }
 
+/** How a command on the host ended; a CommandResult is one (`new RemoteCommandError({ ...r, label })`). */
+export interface RemoteFailure {
+  command: string;
+  exitCode: number | null;
+  signal: string | null;
+  stdout?: string;
+  stderr: string;
+  timedOut?: boolean;
+  /** What the command was for, shown instead of the command line. */
+  label?: string;
+}
+
 /** A command on the host exited non-zero (or was killed). Carries what an operator needs to see. */
 export class RemoteCommandError extends Error {
   override name = 'RemoteCommandError';
+  readonly command: string;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly stdout: string;
   /** The command's stderr, with the row values PostgreSQL quotes taken out (scrubRowValues). */
   readonly stderr: string;
-  constructor(
-    readonly command: string,
-    readonly exitCode: number | null,
-    readonly signal: string | null,
-    readonly stdout: string,
-    stderr: string,
-    readonly timedOut = false,
-    readonly label?: string,
-  ) {
-    const scrubbed = scrubRowValues(stderr);
-    super(RemoteCommandError.describe(command, exitCode, signal, scrubbed, timedOut, label));
-    this.stderr = scrubbed;
+  readonly timedOut: boolean;
+  readonly label?: string;
+
+  constructor(f: RemoteFailure) {
+    const failure = { ...f, stderr: scrubRowValues(f.stderr) };
+    super(RemoteCommandError.describe(failure));
+    this.command = f.command;
+    this.exitCode = f.exitCode;
+    this.signal = f.signal;
+    this.stdout = f.stdout ?? '';
+    this.stderr = failure.stderr;
+    this.timedOut = f.timedOut ?? false;
+    this.label = f.label;
   }
 
-  static describe(command: string, exitCode: number | null, signal: string | null, stderr: string, timedOut: boolean, label?: string): string {
+  static describe({ command, exitCode, signal, stderr, timedOut, label }: RemoteFailure): string {
     const what = label ?? shorten(command, 200);
     const how = timedOut
       ? 'timed out and was killed'
@@ -163,6 +180,14 @@ export class LockTimeoutError extends Error {
 /** A failure of the operation itself that has been reported already (summary written); ends the run. */
 export class OperationFailed extends Error {
   override name = 'OperationFailed';
+}
+
+/**
+ * JSON read from the host (a manifest, the lock holder, docker inspect) that is not what twinstack
+ * wrote or expects; the message names where it was read and what is wrong (src/infra/json.ts).
+ */
+export class HostDataError extends Error {
+  override name = 'HostDataError';
 }
 
 /** The last `n` non-empty lines of a command's output, joined with " | ", row values taken out first (scrubRowValues). */

@@ -114,9 +114,12 @@ export class MemoryLogger extends StreamLogger {
  * A catch handler for a failure that must not stop the work around it (a best-effort read, a clean-up
  * after an error already reported): the failure is logged at debug with what was tried, never lost.
  */
-export function ignored(log: Pick<Logger, 'debug'>, what: string): (e: unknown) => undefined {
+export function ignored(log: Pick<Logger, 'debug'>, what: string): (e: unknown) => undefined;
+/** The same, standing in `fallback` (an empty list, an empty map) for what could not be read. */
+export function ignored<T>(log: Pick<Logger, 'debug'>, what: string, fallback: T): (e: unknown) => T;
+export function ignored<T>(log: Pick<Logger, 'debug'>, what: string, fallback?: T): (e: unknown) => T | undefined {
   return (e: unknown) => {
     log.debug(`${what} failed (ignored): ${e instanceof Error ? e.message : String(e)}`);
-    return undefined;
+    return fallback;
   };
 }

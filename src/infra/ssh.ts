@@ -21,7 +21,7 @@ import {
   type Traffic,
 } from './host';
 import { hostKeyAlgorithms, hostKeyPolicy } from './known-hosts';
-import type { Logger } from './logger';
+import { ignored, type Logger } from './logger';
 import { argv, hostScript, quote, sh } from './shell';
 
 export interface SshTarget {
@@ -263,11 +263,18 @@ export class SshHost implements Host {
     if (this.deadline !== undefined && timeoutSeconds > 0) {
       const left = Math.floor((this.deadline - Date.now()) / 1000);
       if (left <= 0 && !cleanup) {
-        throw new RemoteCommandError(script, null, null, '', 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started', false, label);
+        throw new RemoteCommandError({
+          command: script,
+          exitCode: null,
+          signal: null,
+          stderr: 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started',
+          label,
+        });
       }
       timeoutSeconds = Math.max(1, Math.min(timeoutSeconds, left));
     }
-    if (this.halted && !cleanup) throw new RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+    if (this.halted && !cleanup)
+      throw new RemoteCommandError({ command: script, exitCode: null, signal: null, stderr: 'the run is being cancelled: no new command is started', label });
     return timeoutSeconds;
   }
 
@@ -286,7 +293,7 @@ export class SshHost implements Host {
       // A command that cannot start (the connection is gone) ends at once, never waits forever.
       const fail = (e: unknown) => {
         finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: errorMessage(e), timedOut: false, durationMs: Date.now() - started });
-        reject(new RemoteCommandError(label, null, null, '', errorMessage(e), false, label));
+        reject(new RemoteCommandError({ command: label, exitCode: null, signal: null, stderr: errorMessage(e), label }));
       };
       try {
         this.connection().exec(command, (e, ch) => {
@@ -298,7 +305,8 @@ export class SshHost implements Host {
         fail(e);
       }
     });
-    channelReady.catch(() => undefined);
+    // Callers that only wait for the exit never look at channelReady: its failure reaches them through exited.
+    channelReady.catch(ignored(this.log, `opening a channel for ${label}`));
     return { exited, channelReady, lineWaiters: streams.lineWaiters, label };
   }
 
@@ -355,7 +363,7 @@ export class SshHost implements Host {
     // Checked or not: a caller never gets output that was cut without knowing.
     if (result.overflow) throw new CaptureLimitError(options.label ?? label, result.overflow.stream, result.overflow.bytes, MAX_CAPTURE_BYTES);
     if (options.check !== false && (result.exitCode !== 0 || result.timedOut)) {
-      throw new RemoteCommandError(script, result.exitCode, result.signal, result.stdout, result.stderr, result.timedOut, options.label ?? label);
+      throw new RemoteCommandError({ ...result, command: script, label: options.label ?? label });
     }
     return result;
   }
@@ -367,7 +375,7 @@ export class SshHost implements Host {
       waitForLine: (marker: string | RegExp) =>
         new Promise<string>((resolve, reject) => {
           p.lineWaiters.push({ marker, resolve });
-          p.exited.then((r) => reject(new RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, p.label)), reject);
+          p.exited.then((r) => reject(new RemoteCommandError({ ...r, command: script, label: p.label })), reject);
         }),
       write: async (data: string | Buffer) => {
         const ch = await p.channelReady;

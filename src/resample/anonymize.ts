@@ -5,7 +5,7 @@
 import * as bcrypt from 'bcryptjs';
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import type { Column } from './catalog';
-import type { ColumnRule, SampleSettings } from './settings';
+import type { ColumnRule, SampleSettings } from '../config/sample';
 import { ident, literal } from '../infra/sql';
 
 /** The words of a column name: `lastLoginIP_hash` → last, login, ip, hash. */

@@ -8,7 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import type { Catalog, Column, Table } from './catalog';
 import { maxLength, nameWords, needsRule, RuleError, ruleExpression, sensitiveMatch } from './anonymize';
 import { buildPlan } from './plan';
-import { DEFAULT_SENSITIVE_NAMES, sampleSchema, type ColumnRule, type SampleSettings } from './settings';
+import { DEFAULT_SENSITIVE_NAMES, sampleSchema, type ColumnRule, type SampleSettings } from '../config/sample';
 import { ident } from '../infra/sql';
 
 const ROOT_NAMES = ['users', 'user', 'accounts', 'account', 'customers', 'customer', 'members', 'member', 'people', 'persons', 'person'];

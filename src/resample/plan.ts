@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { ConfigurationError } from '../infra/errors';
 import type { Catalog, Check, Column, ForeignKey, Table } from './catalog';
 import { PERSONAL_SHAPE, RuleError, describeRule, isTextual, needsRule, ruleExpression, sensitiveMatch, type RunSecrets } from './anonymize';
-import type { ColumnRule, ForeignKeyPolicy, PlaceholderSetting, SampleSettings } from './settings';
+import type { ColumnRule, ForeignKeyPolicy, PlaceholderSetting, SampleSettings } from '../config/sample';
 import { dollarTag, ident, literal, qualified, tuple } from '../infra/sql';
 
 export type TableMode = 'root' | 'owned' | 'included' | 'reference' | 'empty' | 'unreached';

@@ -22,7 +22,7 @@ export const READER_CONNECTION_LIMIT = 4;
 
 /** The SQL that makes the role, for the log and for a refusal's one line. */
 export function createReaderSql(role: string, database: string): string {
-  // sample.reader-role is a plain lower-case name (settings.ts): written as it is, so the line reads as typed.
+  // sample.reader-role is a plain lower-case name (src/config/sample.ts): written as it is, so the line reads as typed.
   const name = /^[a-z_][a-z0-9_]*$/.test(role) ? role : ident(role);
   return (
     `CREATE ROLE ${name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +

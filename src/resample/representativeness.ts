@@ -16,7 +16,7 @@ import { ident, literal } from '../infra/sql';
 import type { Summary } from '../infra/summary';
 import { queryJson } from './catalog';
 import { fromClause, type FkPlan, type SamplePlan, type TablePlan } from './plan';
-import type { RepresentativenessSettings } from './representativeness-settings';
+import type { RepresentativenessSettings } from '../config/representativeness';
 
 export interface TableFraction {
   table: string;

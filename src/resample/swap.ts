@@ -4,7 +4,7 @@
  * every byte, so the way back is a rename too.
  */
 import * as fs from 'node:fs';
-import type { LogEvent } from '../domain/host-log';
+import type { LogEvent, RecordFields } from '../domain/host-log';
 import type { Environment } from '../domain/environment';
 import { errorMessage, OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
@@ -130,7 +130,7 @@ export interface SwapOptions {
   /** Dev's migrations on the swapped-in database (alembic upgrade head in the api container). */
   migrate: () => Promise<void>;
   log: Logger;
-  record: (event: LogEvent, fields?: Record<string, unknown>) => Promise<unknown>;
+  record: <E extends LogEvent>(event: E, fields: RecordFields<E>) => Promise<unknown>;
   /** Where the swap leaves its undo until it has finished (the environment's pending directory). */
   pendingDir: string;
 }

@@ -11,7 +11,7 @@ import { ConfigurationError } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { underLock } from '../domain/operation';
-import type { VaultSyncSettings } from './settings';
+import type { VaultSyncSettings } from '../config/sample';
 import { literal } from '../infra/sql';
 import { psql } from '../infra/postgres';
 

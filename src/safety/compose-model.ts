@@ -6,7 +6,7 @@
  */
 import { posix } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { parseBytes, parseCpus, scalarText } from '../domain/units';
+import { parseBytes, parseCpus, scalarText } from '../infra/units';
 
 export interface PublishedPort {
   /** Host address the port is bound to; '' for every address. */

@@ -11,10 +11,10 @@
 import { posix } from 'node:path';
 import type { EnvironmentConfig, EnvironmentName } from '../domain/config';
 import { caddyDomains, hasBasicAuthLabel, hasNoindexLabel, type ComposeModel, type ServiceModel } from './compose-model';
-import type { PreflightCheck, PreflightSettings } from './config';
+import type { PreflightCheck, PreflightSettings } from '../config/checks';
 import { sha256, type EnvDigest } from '../domain/env-file';
 import type { Finding, Severity } from './findings';
-import { formatBytes, formatCpus } from '../domain/units';
+import { formatBytes, formatCpus } from '../infra/units';
 
 export interface EnvironmentFacts {
   name: EnvironmentName;

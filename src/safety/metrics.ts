@@ -3,8 +3,9 @@
  * `docker inspect`, psql's connection counts, `df -P`, and curl's `-w '%{http_code} %{time_total}\n'`.
  * Each is pure and tested against output captured from the real commands.
  */
-import { parseDockerSize, scalarText } from '../domain/units';
+import { parseDockerSize, scalarText } from '../infra/units';
 import { shortId } from '../infra/docker';
+import { parseContainerInspect } from '../infra/docker-inspect';
 
 export interface StatsRow {
   name: string;
@@ -58,18 +59,8 @@ export interface ContainerLimits {
   restartCount: number;
 }
 
-interface InspectLimits {
-  Id: string;
-  Name: string;
-  RestartCount?: number;
-  Config?: { Labels?: Record<string, string> };
-  State?: { Status?: string; OOMKilled?: boolean };
-  HostConfig?: { NanoCpus?: number; CpuQuota?: number; CpuPeriod?: number; Memory?: number };
-}
-
 export function parseContainerLimits(json: string): ContainerLimits[] {
-  const list = JSON.parse(json.trim() || '[]') as InspectLimits[];
-  return list
+  return parseContainerInspect(json)
     .map((c) => {
       const h = c.HostConfig ?? {};
       const quota = h.CpuQuota && h.CpuQuota > 0 ? h.CpuQuota / (h.CpuPeriod && h.CpuPeriod > 0 ? h.CpuPeriod : 100_000) : undefined;

@@ -5,10 +5,10 @@
  * collects, this decides.
  */
 import type { EnvironmentName } from '../domain/config';
-import type { MonitorSettings } from './config';
+import type { MonitorSettings } from '../config/checks';
 import type { Finding } from './findings';
 import type { ContainerLimits, DiskUse, LatencyStats, Sample, StatsRow } from './metrics';
-import { formatBytes, formatCpus } from '../domain/units';
+import { formatBytes, formatCpus } from '../infra/units';
 import { shortId } from '../infra/docker';
 
 export interface ContainerMetric {

@@ -11,7 +11,7 @@ import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { argv, sh } from '../infra/shell';
 import { ComposeConfigError, addEnvFiles, parseComposeConfig } from './compose-model';
-import type { PreflightSettings } from './config';
+import type { PreflightSettings } from '../config/checks';
 import { EnvFileError, digestEnv, parseEnvFile, scrub } from '../domain/env-file';
 import { counts, sortFindings, type Finding } from './findings';
 import { judgeProbe, parseCurlResponse, type Probe } from './http-probe';

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { withDefaults } from './action-defaults';
 
 export const ROOT = path.resolve(__dirname, '../..');
 
@@ -59,7 +60,7 @@ export function startBundle(
     GITHUB_SHA: '0'.repeat(40),
     ...opts.env,
   };
-  for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
+  for (const [k, v] of Object.entries(withDefaults(name, inputs))) env[`INPUT_${k.toUpperCase()}`] = v;
   const child = spawn(process.execPath, [path.join(ROOT, 'dist', name, 'index.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

@@ -3,7 +3,7 @@
  * signal handling included). Takes dev's lock to read it, as promote's first step does, touches the
  * marker on the host and waits there until the test sends SIGTERM.
  */
-import { runAction, type ActionDefinition, type ConnectionInputs } from '../../src/domain/action';
+import { runAction, type ActionDefinition, type ConnectionInputs } from '../../src/actions/runner';
 import { EnvironmentLock } from '../../src/domain/lock';
 import { sh } from '../../src/infra/shell';
 

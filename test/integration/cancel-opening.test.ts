@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { withDefaults } from '../harness/action-defaults';
 import { ROOT, startBundle } from '../harness/bundle';
 import { startSshd, type TestSshd } from '../harness/sshd';
 
@@ -79,7 +80,7 @@ describe('a run cancelled before its work begins', () => {
         GITHUB_ACTOR: 'octocat',
         GITHUB_SHA: '0'.repeat(40),
         TWINSTACK_TEST_MARKER: marker,
-        ...Object.fromEntries(Object.entries(inputs()).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v])),
+        ...Object.fromEntries(Object.entries(withDefaults('status', inputs())).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v])),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

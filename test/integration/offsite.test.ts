@@ -249,7 +249,14 @@ describe('off-host copies', () => {
       await nextSecond();
       const m = await takeBackup(host, c, prod, {}, new MemoryLogger());
       const before = snapshot(localDir(m.id));
-      const copy = await copyOffsite(host, c, prod, m, { write: writeKey, admin: backupHost.privateKey }, new MemoryLogger());
+      const copy = await copyOffsite({
+        host,
+        config: c,
+        env: prod,
+        manifest: m,
+        keys: { write: writeKey, admin: backupHost.privateKey },
+        log: new MemoryLogger(),
+      });
       assert.equal(copy.status, 'failed');
       assert.ok(copy.status === 'failed' && copy.stage === 'push');
       assert.match(copy.status === 'failed' ? copy.error : '', /^the VPS cannot reach the backup host 127\.0\.0\.1:\d+: .*Connection refused/);
@@ -266,7 +273,14 @@ describe('off-host copies', () => {
       const c = makeConfig({ 'known-hosts': vps.knownHosts.replaceAll(`]:${vps.port} `, `]:${backupHost.port} `) });
       await nextSecond();
       const m = await takeBackup(host, c, prod, {}, new MemoryLogger());
-      const copy = await copyOffsite(host, c, prod, m, { write: writeKey, admin: backupHost.privateKey }, new MemoryLogger());
+      const copy = await copyOffsite({
+        host,
+        config: c,
+        env: prod,
+        manifest: m,
+        keys: { write: writeKey, admin: backupHost.privateKey },
+        log: new MemoryLogger(),
+      });
       assert.equal(copy.status, 'failed');
       assert.match(copy.status === 'failed' ? copy.error : '', /showed a host key that is not in backup\.offsite\.known-hosts/);
       assert.ok(!fs.existsSync(remoteDir(m.id)));

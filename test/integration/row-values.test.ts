@@ -37,7 +37,7 @@ async function failing(sql: string): Promise<{ e: RemoteCommandError; raw: strin
   const psql = argv(`${pg.bin}/psql`, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', pg.port, '-U', pg.user, '-d', 'rows');
   const r = await host.run(psql, { stdin: sql, quiet: true, check: false });
   assert.notEqual(r.exitCode, 0, `expected psql to fail: ${r.stdout}`);
-  return { e: new RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, 'psql'), raw: r.stderr };
+  return { e: new RemoteCommandError({ ...r, label: 'psql' }), raw: r.stderr };
 }
 
 /** Every piece of a value worth finding: each line of it, and each word of 4 characters or more. */

@@ -149,7 +149,7 @@ export class FakeHost implements Host {
   async run(script: string, options: RunOptions = {}): Promise<CommandResult> {
     const r = this.answer('run', script, options).result;
     if (r.stdout) options.onStdout?.(Buffer.from(r.stdout));
-    if ((options.check ?? true) && r.exitCode !== 0) throw new RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, options.label);
+    if ((options.check ?? true) && r.exitCode !== 0) throw new RemoteCommandError({ ...r, command: script, label: options.label });
     return r;
   }
 
@@ -162,7 +162,7 @@ export class FakeHost implements Host {
     const r = call.result;
     if (r.stdout) options.onStdout?.(Buffer.from(r.stdout));
     const exited = Promise.resolve(r);
-    const failed = () => new RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, options.label);
+    const failed = () => new RemoteCommandError({ ...r, command: script, label: options.label });
     return {
       waitForLine: (marker) => {
         const line = r.stdout.split('\n').find((l) => (typeof marker === 'string' ? l === marker : marker.test(l)));
@@ -190,7 +190,8 @@ export class FakeHost implements Host {
 
   readFile(path: string): Promise<Buffer> {
     const f = this.files.get(path);
-    if (!f) return Promise.reject(new RemoteCommandError(`cat ${path}`, 1, null, '', `cat: ${path}: No such file or directory`));
+    if (!f)
+      return Promise.reject(new RemoteCommandError({ command: `cat ${path}`, exitCode: 1, signal: null, stderr: `cat: ${path}: No such file or directory` }));
     return Promise.resolve(f);
   }
 

@@ -1,15 +1,16 @@
 /**
- * Runs an action's prepare and execute against a fake host, as src/domain/action.ts runs them
+ * Runs an action's prepare and execute against a fake host, as src/actions/runner.ts runs them
  * against the real one: inputs from a map, outputs and the job summary kept, the failure line as
  * the runner would print it.
  */
-import type { ActionDefinition, ConnectionInputs, Prepared } from '../../src/domain/action';
-import { failureLine } from '../../src/domain/action';
+import type { ActionDefinition, ConnectionInputs, Prepared } from '../../src/actions/runner';
+import { failureLine } from '../../src/actions/runner';
 import { ActionIO, type RunInfo } from '../../src/infra/actions-io';
 import { MemoryLogger } from '../../src/infra/logger';
 import type { Config } from '../../src/domain/config';
 import type { Host } from '../../src/infra/host';
 import type { FakeVps } from './fake-vps';
+import { withDefaults } from '../harness/action-defaults';
 
 class FakeIO<I, O> extends ActionIO<I, O> {
   readonly outputs: Record<string, string> = {};
@@ -59,7 +60,7 @@ export async function runOnFake<I extends ConnectionInputs, O, P>(
   run: RunInfo = RUN,
 ): Promise<ActionRun> {
   const log = new MemoryLogger();
-  const io = new FakeIO<I, O>(log, inputs);
+  const io = new FakeIO<I, O>(log, withDefaults(def.name, inputs));
   const prepared: Prepared<I, O> = { io, log, config: vps.config, run, lockTimeoutSeconds: 5 };
   let error: unknown;
   try {

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
-import { runDeadline } from '../../src/domain/action';
+import { runDeadline } from '../../src/actions/runner';
 import type { LogRecord } from '../../src/domain/host-log';
 import { releaseStack } from '../../src/domain/release';
 import { drift, type ObservedState } from '../../src/domain/state';

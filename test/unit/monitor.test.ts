@@ -21,7 +21,7 @@ import {
   type Sample,
 } from '../../src/safety/metrics';
 import { combineContainers, judgeMetrics, type EnvironmentMetrics, type Metrics } from '../../src/safety/monitoring';
-import { parseDockerSize } from '../../src/domain/units';
+import { parseDockerSize } from '../../src/infra/units';
 
 const samples = path.join(__dirname, '../fixtures/preflight/samples');
 const read = (f: string) => fs.readFileSync(path.join(samples, f), 'utf8');

@@ -11,12 +11,12 @@ import { stringify, parse as parseYaml } from 'yaml';
 import { preflightSummary, unsetVariables, type PreflightReport } from '../../src/actions/preflight/preflight';
 import { parseConfig, type Config } from '../../src/domain/config';
 import { caddyDomains, hasBasicAuthLabel, hasNoindexLabel, parseComposeConfig, parseMount, parsePort } from '../../src/safety/compose-model';
-import { DEFAULT_MUST_DIFFER } from '../../src/safety/config';
+import { DEFAULT_MUST_DIFFER } from '../../src/config/checks';
 import { EnvFileError, digestEnv, hostOf, parseEnvFile, scrub, sha256 } from '../../src/domain/env-file';
 import { counts, type Finding } from '../../src/safety/findings';
 import { disallowsEverything, judgeProbe, noindexOf, parseCurlResponse } from '../../src/safety/http-probe';
 import { checkIsolation, parseHostTotals, type HostTotals, type IsolationResult } from '../../src/safety/isolation';
-import { parseBytes, parseCpus } from '../../src/domain/units';
+import { parseBytes, parseCpus } from '../../src/infra/units';
 
 const dir = path.join(__dirname, '../fixtures/preflight');
 const read = (p: string) => fs.readFileSync(path.join(dir, p), 'utf8');

@@ -196,7 +196,7 @@ describe('errors from PostgreSQL in remote command errors', () => {
       'DETAIL:  Key (handle)=(ada',
       'lovelace) already exists.',
     ].join('\n');
-    const e = new RemoteCommandError('psql', 3, null, '', stderr);
+    const e = new RemoteCommandError({ command: 'psql', exitCode: 3, signal: null, stderr });
     const outputs = [scrubRowValues(stderr), e.message, e.stderr, tailLines(stderr, 5), migrationErrorLine(`sqlalchemy.exc.IntegrityError: ${stderr}`)];
     for (const out of outputs) {
       for (const fragment of ['first line', 'second line', 'BEGIN PUBLIC KEY', 'MIIBIjAN', 'END PUBLIC KEY', 'ada', 'lovelace']) {

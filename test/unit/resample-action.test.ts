@@ -12,12 +12,13 @@ import { ActionIO } from '../../src/infra/actions-io';
 import { parseConfig } from '../../src/domain/config';
 import { ConfigurationError } from '../../src/infra/errors';
 import { MemoryLogger } from '../../src/infra/logger';
+import { withDefaults } from '../harness/action-defaults';
 
 const ENV = { checkout: '/srv/x', project: 'x', 'compose-files': ['a.yml'], 'env-file': '.env', url: 'https://x.example', database: { name: 'x', user: 'x' } };
 const base = `environments:\n  prod: ${JSON.stringify(ENV)}\n  dev: ${JSON.stringify({ ...ENV, checkout: '/srv/y', project: 'y', database: { name: 'y', user: 'y' } })}\n`;
 
 function prepared(inputs: Record<string, string>) {
-  for (const [k, v] of Object.entries(inputs)) process.env[`INPUT_${k.replace(/ /g, '_').toUpperCase()}`] = v;
+  for (const [k, v] of Object.entries(withDefaults('resample', inputs))) process.env[`INPUT_${k.replace(/ /g, '_').toUpperCase()}`] = v;
   const log = new MemoryLogger();
   return {
     io: new ActionIO<ResampleInputs, ResampleOutputs>(log),

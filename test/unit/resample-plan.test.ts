@@ -18,7 +18,7 @@ import {
   thresholdFor,
   type SamplePlan,
 } from '../../src/resample/plan';
-import { sampleSchema, type SampleSettings } from '../../src/resample/settings';
+import { sampleSchema, type SampleSettings } from '../../src/config/sample';
 
 const col = (name: string, type = 'bigint', notNull = false, category = type === 'text' ? 'S' : type === 'boolean' ? 'B' : 'N'): Column => ({
   name,

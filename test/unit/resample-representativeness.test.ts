@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import type { Catalog, Column, ForeignKey, Table } from '../../src/resample/catalog';
 import { buildPlan } from '../../src/resample/plan';
 import { busiestKeys, fanoutSql, representativeness, representativenessWarnings, type CopiedTable } from '../../src/resample/representativeness';
-import { sampleSchema } from '../../src/resample/settings';
+import { sampleSchema } from '../../src/config/sample';
 
 const col = (name: string, notNull = false): Column => ({ name, type: 'bigint', notNull, generated: false, category: 'N', baseType: 'bigint' });
 const table = (name: string, columns: Column[], rows: number): Table => ({

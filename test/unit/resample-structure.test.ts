@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { ConfigurationError } from '../../src/infra/errors';
 import type { Catalog, Column, ForeignKey, Table } from '../../src/resample/catalog';
 import { buildPlan, clearedSelect, membershipProgram, placeholderInserts, selectFor, tempTables, type SamplePlan } from '../../src/resample/plan';
-import { sampleSchema } from '../../src/resample/settings';
+import { sampleSchema } from '../../src/config/sample';
 
 const col = (name: string, type = 'integer', notNull = false, hasDefault = false): Column => ({
   name,

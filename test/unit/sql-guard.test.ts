@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { sqlParserReady } from '../../src/infra/pg-parser';
-import { fragmentProblem, type SqlFragmentKind } from '../../src/resample/sql-guard';
+import { fragmentProblem, type SqlFragmentKind } from '../../src/config/sql-guard';
 import { SAMPLE_CONFIG } from '../fixtures/sample-schema/generate';
 
 before(() => sqlParserReady);

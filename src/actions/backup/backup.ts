@@ -5,7 +5,7 @@
  * local backup: it fails the step, or only warns when backup.offsite.required is false.
  */
 import type { BackupInputs, BackupOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import { backupDir, checkBackupDir, pruneBackups, takeBackup, type BackupManifest } from '../../domain/backup';
 import { copyOffsite, type OffsiteCopy, type OffsiteKeys } from '../../domain/offsite';
 import { ConfigurationError, OperationFailed, errorMessage } from '../../infra/errors';
@@ -27,7 +27,7 @@ interface Plan {
 export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> = {
   name: 'backup',
   prepare({ io, config }) {
-    const environment = environmentInput(io.input('environment') || 'prod');
+    const environment = environmentInput(io.defaulted('environment'));
     const v = io.input('verify');
     if (v && v !== 'list' && v !== 'restore') throw new ConfigurationError(`input verify "${validate.printable(v)}" must be list or restore`);
     checkBackupDir(config);
@@ -56,7 +56,7 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
           }
           // The verified local backup stands whatever happens to its copy.
           if (!plan.offsite) return [m, undefined] as const;
-          const c = await copyOffsite(host, config, env, m, plan.offsite, log);
+          const c = await copyOffsite({ host, config, env, manifest: m, keys: plan.offsite, log });
           await op.record('offsite', { backup: m.id, status: c.status, location: c.location, error: c.status === 'failed' ? c.error : undefined });
           return [m, c] as const;
         },

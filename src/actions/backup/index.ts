@@ -1,4 +1,4 @@
-import { runAction } from '../../domain/action';
+import { runAction } from '../runner';
 import { backupAction } from './backup';
 
 runAction(backupAction);

@@ -7,7 +7,7 @@
  */
 import { short } from '../../infra/sha';
 import type { DeployInputs, DeployOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import type { Config, EnvironmentName } from '../../domain/config';
 import { Environment, type ContainerState } from '../../domain/environment';
 import { ConfigurationError, errorMessage } from '../../infra/errors';
@@ -27,7 +27,7 @@ import {
 } from '../../domain/release';
 import type { ActionIO } from '../../infra/actions-io';
 import type { Host } from '../../infra/host';
-import type { Logger } from '../../infra/logger';
+import { ignored, type Logger } from '../../infra/logger';
 import { Summary } from '../../infra/summary';
 import { IsolationRefused, isolationGate } from '../../safety/preflight';
 import * as validate from '../../infra/validate';
@@ -59,7 +59,7 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
     const ref = io.input('ref') || run.sha;
     if (!ref) throw new ConfigurationError('input ref is required when the workflow has no commit (GITHUB_SHA)');
     validate.gitRef(ref);
-    const build = validate.boolean(io.input('build') || 'true', 'input build');
+    const build = validate.boolean(io.defaulted('build'), 'input build');
     return { environment, ref, build };
   },
 
@@ -227,7 +227,8 @@ async function recordDeploy(d: Deployment, op: Operation, opened: Opened, sha: s
 /** The record must never claim that the older release still runs: what runs now is written down. */
 async function recordFailedDeploy(d: Deployment, op: Operation, opened: Opened, e: unknown): Promise<DeployFailed> {
   const failed = e instanceof DeployFailed ? e : new DeployFailed('checkout', '', e);
-  const after = await observe(d.host, d.env).catch(() => undefined);
+  // What runs now is read for the record; a host that cannot be read leaves the record without it.
+  const after = await observe(d.host, d.env).catch(ignored(d.log, `reading what ${d.env.name} runs after the failed deploy`));
   await op
     .record('release-failed', {
       sha: failed.sha || undefined,
@@ -238,7 +239,8 @@ async function recordFailedDeploy(d: Deployment, op: Operation, opened: Opened, 
       previous: opened.previous?.release,
       error: d.log.redact(errorMessage(failed.error)).slice(0, 500),
     })
-    .catch(() => undefined);
+    // The deploy's own error is the one reported; a record that cannot be written must not hide it.
+    .catch(ignored(d.log, 'recording the failed deploy in the host log'));
   return new DeployFailed(failed.stage, failed.sha, failed.error, after ? drift(after, opened.previous) : []);
 }
 

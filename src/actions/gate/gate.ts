@@ -6,7 +6,7 @@
  * is what promote checks.
  */
 import type { GateInputs, GateOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import type { Config } from '../../domain/config';
 import { Environment } from '../../domain/environment';
 import { OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../../infra/errors';

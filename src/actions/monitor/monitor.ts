@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { MonitorInputs, MonitorOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import { ENVIRONMENTS, type Config } from '../../domain/config';
 import { Environment } from '../../domain/environment';
 import { OperationFailed, errorMessage, tailLines } from '../../infra/errors';
@@ -23,7 +23,7 @@ import { latencyMermaid, latencySvg, sparkline } from '../../safety/chart';
 import { counts, findingsTable, sortFindings, type Finding } from '../../safety/findings';
 import { latencyStats, parseConnections, parseContainerLimits, parseDf, parseDockerStats, parseTimings } from '../../safety/metrics';
 import { combineContainers, judgeMetrics, type DiskMetric, type EnvironmentMetrics, type Metrics } from '../../safety/monitoring';
-import { formatBytes, formatCpus } from '../../domain/units';
+import { formatBytes, formatCpus } from '../../infra/units';
 import { psql } from '../../infra/postgres';
 
 const SPLIT = '--twinstack-inspect--';

@@ -7,13 +7,13 @@
  * deploy and promote run the same checks as a gate (isolationGate in src/safety/preflight.ts).
  */
 import type { PreflightInputs, PreflightOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import type { Config } from '../../domain/config';
 import { OperationFailed } from '../../infra/errors';
 import { Summary } from '../../infra/summary';
 import { findingsTable } from '../../safety/findings';
 import { runPreflight, type PreflightReport } from '../../safety/preflight';
-import { formatBytes, formatCpus } from '../../domain/units';
+import { formatBytes, formatCpus } from '../../infra/units';
 
 export { runPreflight, unsetVariables, type PreflightReport } from '../../safety/preflight';
 

@@ -26,21 +26,26 @@ export interface GatedRelease {
   pusher?: string;
 }
 
+export interface GatedReleaseOptions {
+  host: Host;
+  stateDir: string;
+  dev: Environment;
+  /** The commit asked for (the sha input); undefined: the commit dev runs. */
+  wanted: string | undefined;
+  /** Without a passing gate, refuse (true) or warn and promote what dev runs (false). */
+  requireGate: boolean;
+  run: RunInfo;
+  log: Logger;
+  lockTimeoutSeconds: number;
+}
+
 /**
  * The commit to promote and what passed the gate for it: `sha`, or what dev runs. When dev runs the
  * commit, it must run it undrifted and still run the gated images. Read under dev's lock, so no dev
  * deploy changes it halfway through the reading. Refuses in one line otherwise.
  */
-export async function gatedRelease(
-  host: Host,
-  stateDir: string,
-  dev: Environment,
-  wanted: string | undefined,
-  requireGate: boolean,
-  run: RunInfo,
-  log: Logger,
-  lockTimeoutSeconds: number,
-): Promise<GatedRelease> {
+export async function gatedRelease(o: GatedReleaseOptions): Promise<GatedRelease> {
+  const { host, stateDir, dev, wanted, requireGate, run, log, lockTimeoutSeconds } = o;
   const lock = await EnvironmentLock.acquireToRead(host, stateDir, 'dev', run, 'promote (reading dev)', lockTimeoutSeconds, log, '');
   try {
     const devRecords = await new HostLog(host, stateDir, 'dev').read(log);

@@ -11,7 +11,7 @@ import type { Promotion } from './promotion';
 export async function copyBackupOffsite(p: Promotion, r: Outcome): Promise<OffsiteCopy | undefined> {
   const backup = r.backup;
   if (!p.plan.offsite || !backup || p.plan.backupId || backup.status !== 'verified') return undefined;
-  const copy = await copyOffsite(p.host, p.config, p.prod, backup, p.plan.offsite, p.log);
+  const copy = await copyOffsite({ host: p.host, config: p.config, env: p.prod, manifest: backup, keys: p.plan.offsite, log: p.log });
   await p.op.record('offsite', { backup: backup.id, status: copy.status, location: copy.location, error: copy.status === 'failed' ? copy.error : undefined });
   return copy;
 }

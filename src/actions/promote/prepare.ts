@@ -15,6 +15,7 @@ import { schemaState } from '../../domain/schema';
 import { buildDefinitions, defaultImageName, mergedBuilds, mergedConfig, shipImages, shipPlan } from '../../domain/ship';
 import { drift, driftMessage, observe } from '../../domain/state';
 import { OperationFailed, errorMessage } from '../../infra/errors';
+import { ignored } from '../../infra/logger';
 import { isolationGate } from '../../safety/preflight';
 import type { Outcome } from './outcome';
 import type { BackedUp, Committed, Opened, Promotion, Refusal, Rehearsed, Shipped, Staged } from './promotion';
@@ -143,7 +144,8 @@ export async function withWriteFreeze(p: Promotion, rest: (frozen: string[]) => 
 /** Starts the frozen services that are not running (a freeze the way forward did not end). */
 async function endWriteFreeze(p: Promotion, frozen: string[]): Promise<void> {
   if (!frozen.length) return;
-  const c = await p.prod.containers(p.host).catch(() => []);
+  // Unreadable, every frozen service counts as stopped: starting one that runs changes nothing.
+  const c = await p.prod.containers(p.host).catch(ignored(p.log, "listing prod's containers to end the write freeze", []));
   const stopped = frozen.filter((s) => !c.some((x) => x.service === s && x.status === 'running'));
   if (stopped.length)
     await p.host.run(p.prod.compose('start', ...stopped), p.prod.composeOptions({ label: 'prod compose start (end of the write freeze)', check: false }));

@@ -19,7 +19,7 @@
  */
 import { short } from '../../infra/sha';
 import type { PromoteInputs, PromoteOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import { backupDir } from '../../domain/backup';
 import type { Config } from '../../domain/config';
 import { Environment } from '../../domain/environment';
@@ -63,9 +63,9 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     const sha = io.input('sha') ? validate.sha(io.input('sha'), 'input sha') : undefined;
     return {
       sha,
-      requireGate: validate.boolean(io.input('require-gate') || 'true', 'input require-gate'),
+      requireGate: validate.boolean(io.defaulted('require-gate'), 'input require-gate'),
       backupId,
-      backupMaxAgeMinutes: validate.positiveInt(io.input('backup-max-age-minutes') || '60', 'input backup-max-age-minutes', 10080),
+      backupMaxAgeMinutes: validate.positiveInt(io.defaulted('backup-max-age-minutes'), 'input backup-max-age-minutes', 10080),
       offsite: offsiteKeysInput(io, config),
     };
   },
@@ -75,7 +75,16 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     const dev = new Environment('dev', config);
     io.output('url', prod.cfg.url);
     // 1. The commit and what passed the gate for it, read under dev's lock.
-    const gated = await gatedRelease(host, config['state-dir'], dev, plan.sha, plan.requireGate, run, log, lockTimeoutSeconds);
+    const gated = await gatedRelease({
+      host,
+      stateDir: config['state-dir'],
+      dev,
+      wanted: plan.sha,
+      requireGate: plan.requireGate,
+      run,
+      log,
+      lockTimeoutSeconds,
+    });
     // 2. The two-person rule, before the host is touched at all.
     checkTwoPersonRule(config, gated, run);
     const { sha } = gated;

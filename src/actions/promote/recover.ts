@@ -8,6 +8,7 @@ import { HealthError, type Release } from '../../domain/release';
 import { lossWindow, startRelease, type RestartResult } from '../../domain/rollback';
 import { rowsLostToRestore, schemaState, writeCounters } from '../../domain/schema';
 import { errorMessage } from '../../infra/errors';
+import { ignored } from '../../infra/logger';
 import type { ForwardFailed, Progress } from './forward';
 import type { DataReport, Failure, MigrationReport, Outcome, Stage } from './outcome';
 import { outcomeBase } from './prepare';
@@ -30,7 +31,7 @@ export async function rollBackPromotion(p: Promotion, c: Committed, failed: Forw
   const { previous } = c;
   if (!previous) return rollbackFailed(p, c, { failure, migration, data }, 'prod had no release recorded by twinstack to return to');
   try {
-    const restart = await startRelease(host, config, prod, previous, log, data.schemaMoved ? c.backup : undefined);
+    const restart = await startRelease({ host, config, env: prod, release: previous, log, restore: data.schemaMoved ? c.backup : undefined });
     if (restart.restoredAt) data = { ...data, restored: lossWindow(c.backup, restart.restoredAt) };
     await recordRollback(p, c, previous, stage, restart, data);
     return {
@@ -52,7 +53,8 @@ export async function rollBackPromotion(p: Promotion, c: Committed, failed: Forw
 async function dataAfterFailure(p: Promotion, c: Committed, progress: Progress): Promise<DataReport> {
   const { host, prod, log } = p;
   const { backup, schemaBefore } = c;
-  const now = await schemaState(host, prod).catch(() => undefined);
+  // A schema that cannot be read counts as moved: the restore is the safe side.
+  const now = await schemaState(host, prod).catch(ignored(log, "reading prod's schema after the failure (taken as moved)"));
   const schemaMoved = !now || now.revision !== schemaBefore.revision || now.fingerprint !== schemaBefore.fingerprint;
   if (!schemaMoved) {
     log.info(`prod's schema is unchanged (${schemaBefore.revision || 'none'}): the migration rolled back by itself; no restore, no write lost`);
@@ -61,7 +63,11 @@ async function dataAfterFailure(p: Promotion, c: Committed, progress: Progress):
   if (!backup.writeCounters) return { schemaMoved };
   const { before, after } = progress.window;
   const window = before && after ? { before, after } : undefined;
-  const lost = rowsLostToRestore(backup.writeCounters, await writeCounters(host, prod).catch(() => ({})), window);
+  const lost = rowsLostToRestore(
+    backup.writeCounters,
+    await writeCounters(host, prod).catch(ignored(log, "reading prod's write counters (rows lost not counted)", {})),
+    window,
+  );
   const aside = restoreAsideName(backup.database);
   log.warning(
     `prod's schema moved (${schemaBefore.revision || 'none'} → ${now?.revision ?? 'unreadable'}): restoring backup ${backup.id} loses ${lost.total} row write(s) made since it; they stay in database ${aside}`,
@@ -105,6 +111,6 @@ async function rollbackFailed(
     releaseId: '',
     ...failed,
     rollbackError,
-    containers: await p.prod.containers(p.host).catch(() => []),
+    containers: await p.prod.containers(p.host).catch(ignored(p.log, "listing prod's containers for the summary", [])),
   };
 }

@@ -1,4 +1,4 @@
-import { runAction } from '../../domain/action';
+import { runAction } from '../runner';
 import { resampleAction } from './resample';
 
 runAction(resampleAction);

@@ -4,7 +4,7 @@
  * this file reads the inputs and reports.
  */
 import type { ResampleInputs, ResampleOutputs } from '../../../action-types';
-import type { ActionDefinition, Prepared } from '../../domain/action';
+import type { ActionDefinition, Prepared } from '../runner';
 import { ConfigurationError, errorMessage } from '../../infra/errors';
 import { boolean, printable } from '../../infra/validate';
 import { ResampleFailed, resample, type ResampleParams } from '../../resample/engine';
@@ -17,8 +17,8 @@ import { IsolationRefused, isolationGate } from '../../safety/preflight';
 
 export function readParams(ctx: Prepared<ResampleInputs, ResampleOutputs>): ResampleParams {
   const { io } = ctx;
-  const params: ResampleParams = { dryRun: boolean(io.input('dry-run'), 'input dry-run') };
-  if (boolean(io.input('init'), 'input init')) params.init = true;
+  const params: ResampleParams = { dryRun: boolean(io.defaulted('dry-run'), 'input dry-run') };
+  if (boolean(io.defaulted('init'), 'input init')) params.init = true;
   const fraction = io.input('fraction');
   if (fraction) {
     if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(fraction))

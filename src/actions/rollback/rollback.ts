@@ -6,7 +6,7 @@
  */
 import { short } from '../../infra/sha';
 import type { RollbackInputs, RollbackOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import { usableBackup, type BackupManifest } from '../../domain/backup';
 import type { Config, EnvironmentName } from '../../domain/config';
 import { Environment } from '../../domain/environment';
@@ -32,9 +32,9 @@ interface Plan {
 export const rollbackAction: ActionDefinition<RollbackInputs, RollbackOutputs, Plan> = {
   name: 'rollback',
   prepare({ io }) {
-    const environment = environmentInput(io.input('environment') || 'prod');
+    const environment = environmentInput(io.defaulted('environment'));
     const releaseId = io.input('release-id') ? validate.releaseId(io.input('release-id')) : undefined;
-    const restoreDatabase = validate.boolean(io.input('restore-database') || 'false', 'input restore-database');
+    const restoreDatabase = validate.boolean(io.defaulted('restore-database'), 'input restore-database');
     const backupId = io.input('backup-id') ? validate.backupId(io.input('backup-id')) : undefined;
     if (restoreDatabase && !backupId)
       throw new ConfigurationError(
@@ -103,7 +103,7 @@ export async function runRollback(r: RollbackRun, op: Operation): Promise<Rolled
   const chosen = await chooseTarget(r, op);
   try {
     const backup = await backupToRestore(r);
-    const restart = await startRelease(r.host, r.config, r.env, chosen.target, r.log, backup);
+    const restart = await startRelease({ host: r.host, config: r.config, env: r.env, release: chosen.target, log: r.log, restore: backup });
     await recordRollback(op, chosen, backup, restart);
     return { ...chosen, ...restart, backup };
   } catch (e) {

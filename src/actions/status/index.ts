@@ -1,4 +1,4 @@
-import { runAction } from '../../domain/action';
+import { runAction } from '../runner';
 import { statusAction } from './status';
 
 runAction(statusAction);

@@ -3,7 +3,7 @@
  * operations), the lock holder, and the containers' states; changes nothing on the host.
  */
 import type { StatusInputs, StatusOutputs } from '../../../action-types';
-import type { ActionContext, ActionDefinition, Prepared } from '../../domain/action';
+import type { ActionContext, ActionDefinition, Prepared } from '../runner';
 import { ENVIRONMENTS, type EnvironmentName } from '../../domain/config';
 import { Environment, type ContainerState } from '../../domain/environment';
 import { ConfigurationError, errorMessage } from '../../infra/errors';
@@ -66,7 +66,7 @@ export async function readStatus(ctx: ActionContext<StatusInputs, StatusOutputs,
   const work = await EnvironmentLock.busyWork(host, config['state-dir'], name).catch(ignored(log, `reading ${name}'s busy file`));
   if (work?.busy) status.remoteWork = work.entries.length ? work.entries : [{ pgid: 0, op: '', run: '', label: 'unrecorded process', since: '' }];
   try {
-    const observed = await observe(host, new Environment(name, config), { alembic: true });
+    const observed = await observe(host, new Environment(name, config), { alembic: true, log });
     status.containers = observed.containers;
     status.head = observed.head;
     status.alembic = observed.alembic;
@@ -129,7 +129,7 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
 export const statusAction: ActionDefinition<StatusInputs, StatusOutputs, Plan> = {
   name: 'status',
   prepare(ctx: Prepared<StatusInputs, StatusOutputs>): Plan {
-    const raw = ctx.io.input('environments') || 'prod,dev';
+    const raw = ctx.io.defaulted('environments');
     const names = raw.split(/[\s,]+/).filter(Boolean);
     for (const n of names) {
       if (!(ENVIRONMENTS as readonly string[]).includes(n)) {

@@ -3,7 +3,7 @@
  * from the production vault on the host; files nothing references any more are removed.
  */
 import type { VaultSyncInputs, VaultSyncOutputs } from '../../../action-types';
-import type { ActionDefinition } from '../../domain/action';
+import type { ActionDefinition } from '../runner';
 import { Summary } from '../../infra/summary';
 import { boolean } from '../../infra/validate';
 import { checkVaultPaths, vaultSync } from '../../resample/vault';
@@ -13,7 +13,7 @@ export const vaultSyncAction: ActionDefinition<VaultSyncInputs, VaultSyncOutputs
   prepare(ctx) {
     // Refuse equal, nested or root vaults before connecting.
     checkVaultPaths(ctx.config.environments.prod.vault, ctx.config.environments.dev.vault);
-    return { dryRun: boolean(ctx.io.input('dry-run'), 'input dry-run') };
+    return { dryRun: boolean(ctx.io.defaulted('dry-run'), 'input dry-run') };
   },
   async execute(ctx) {
     const r = await vaultSync(ctx, ctx.plan);

@@ -3,7 +3,7 @@
  * so a config without these sections checks and measures what the design asks for.
  */
 import { z } from 'zod';
-import { parseBytes } from '../domain/units';
+import { parseBytes } from '../infra/units';
 
 const envKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'must be an env file key such as JWT_SECRET_KEY');
 const pagePath = z.string().regex(/^\/[A-Za-z0-9._/~%?=&-]*$/, 'must be a path such as / or /about');

@@ -5,10 +5,11 @@
  * says the run was cancelled.
  */
 import { ActionIO, ActionsLogger, runInfo, type RunInfo } from '../infra/actions-io';
-import { loadConfig, type Config } from './config';
+import { loadConfig, type Config } from '../domain/config';
 import { sqlParserReady } from '../infra/pg-parser';
 import { ConfigurationError, LockTimeoutError, OperationFailed, RemoteCommandError, errorMessage } from '../infra/errors';
-import { cleanupScope, type Host } from '../infra/host';
+import type { Host } from '../infra/host';
+import { runCancelCleanups } from '../infra/cancel';
 import type { Logger } from '../infra/logger';
 import { SshHost } from '../infra/ssh';
 import { positiveInt, printable } from '../infra/validate';
@@ -47,15 +48,6 @@ export interface ActionDefinition<I extends ConnectionInputs, O, P> {
   execute(ctx: ActionContext<I, O, P>): Promise<void>;
 }
 
-type Cleanup = () => Promise<void>;
-const cleanups = new Set<Cleanup>();
-
-/** Registers work to do if the run is cancelled; returns a function that unregisters it. */
-export function onCancel(fn: Cleanup): () => void {
-  cleanups.add(fn);
-  return () => cleanups.delete(fn);
-}
-
 function installSignalHandlers(log: Logger): void {
   let cancelling = false;
   const handler = (signal: string) => {
@@ -63,7 +55,7 @@ function installSignalHandlers(log: Logger): void {
     cancelling = true;
     log.warning(`Received ${signal}: cancelling, releasing locks.`);
     const deadline = new Promise((r) => setTimeout(r, 20_000));
-    void Promise.race([Promise.allSettled([...cleanups].map((c) => cleanupScope.run(true, c))), deadline]).finally(() => process.exit(1));
+    void Promise.race([runCancelCleanups(), deadline]).finally(() => process.exit(1));
   };
   process.once('SIGINT', () => handler('SIGINT'));
   process.once('SIGTERM', () => handler('SIGTERM'));
@@ -74,8 +66,8 @@ const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9.-]*$|^\[?[0-9A-Fa-f:.]+\]?$/;
 function connectionTarget<I extends ConnectionInputs, O>(io: ActionIO<I, O>, config: Config) {
   const host = io.required('host', 'the VPS address, e.g. from a repository secret');
   if (!HOST_RE.test(host) || host.length > 253) throw new ConfigurationError(`input host "${printable(host)}" is not a host name or IP address`);
-  const port = positiveInt(io.input('port') || '22', 'input port', 65535);
-  const user = io.input('user') || 'root';
+  const port = positiveInt(io.defaulted('port'), 'input port', 65535);
+  const user = io.defaulted('user');
   if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user)) throw new ConfigurationError(`input user "${printable(user)}" is not a valid user name`);
   const privateKey = io.secret('ssh-key', true, 'the private key twinstack logs in with (a repository secret)');
   const passphrase = io.secret('ssh-passphrase') || undefined;
@@ -104,9 +96,9 @@ async function main<I extends ConnectionInputs, O, P>(def: ActionDefinition<I, O
   let host: Host | undefined;
   try {
     await sqlParserReady; // the config's SQL is checked by PostgreSQL's parser as it is read
-    const config = loadConfig(io.input('config') || '.github/twinstack.yml');
+    const config = loadConfig(io.defaulted('config'));
     const target = connectionTarget(io, config);
-    const lockTimeoutSeconds = positiveInt(io.input('lock-timeout') || '600', 'input lock-timeout', 86400);
+    const lockTimeoutSeconds = positiveInt(io.defaulted('lock-timeout'), 'input lock-timeout', 86400);
     const prepared: Prepared<I, O> = { io, log, config, run: runInfo(), lockTimeoutSeconds };
     const plan = await def.prepare(prepared);
     if (def.connect && !def.connect(plan)) {

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { fragmentProblem, type SqlFragmentKind } from './sql-guard';
-import { representativenessSchema } from './representativeness-settings';
+import { representativenessSchema } from './representativeness';
 
 /** `users` or `schema.users`: an unquoted PostgreSQL table name. */
 const tableName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
