@@ -55666,7 +55666,7 @@ const common_1 = __nccwpck_require__(5650);
 exports.backupAction = {
     name: 'backup',
     prepare({ io, config }) {
-        const environment = (0, common_1.environmentInput)(io.input('environment') || 'prod');
+        const environment = (0, common_1.environmentInput)(io.defaulted('environment'));
         const v = io.input('verify');
         if (v && v !== 'list' && v !== 'restore')
             throw new errors_1.ConfigurationError(`input verify "${validate.printable(v)}" must be list or restore`);
@@ -55695,7 +55695,7 @@ exports.backupAction = {
                 // The verified local backup stands whatever happens to its copy.
                 if (!plan.offsite)
                     return [m, undefined];
-                const c = await (0, offsite_1.copyOffsite)(host, config, env, m, plan.offsite, log);
+                const c = await (0, offsite_1.copyOffsite)({ host, config, env, manifest: m, keys: plan.offsite, log });
                 await op.record('offsite', { backup: m.id, status: c.status, location: c.location, error: c.status === 'failed' ? c.error : undefined });
                 return [m, c];
             });
@@ -55880,6 +55880,126 @@ function offsiteSummary(s, config, env, localPath, copy) {
 
 /***/ }),
 
+/***/ 3197:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.runAction = runAction;
+exports.failureLine = failureLine;
+exports.runDeadline = runDeadline;
+/**
+ * The one wrapper every action runs through: read and check inputs (nothing touches the host yet),
+ * connect once, do the work, and turn any error into one clear failure line. Cancellation (SIGINT,
+ * SIGTERM from the runner) runs the registered clean-ups, so locks are released and the host log
+ * says the run was cancelled.
+ */
+const actions_io_1 = __nccwpck_require__(5842);
+const config_1 = __nccwpck_require__(912);
+const pg_parser_1 = __nccwpck_require__(9073);
+const errors_1 = __nccwpck_require__(639);
+const cancel_1 = __nccwpck_require__(2082);
+const ssh_1 = __nccwpck_require__(7496);
+const validate_1 = __nccwpck_require__(8770);
+function installSignalHandlers(log) {
+    let cancelling = false;
+    const handler = (signal) => {
+        if (cancelling)
+            return;
+        cancelling = true;
+        log.warning(`Received ${signal}: cancelling, releasing locks.`);
+        const deadline = new Promise((r) => setTimeout(r, 20_000));
+        void Promise.race([(0, cancel_1.runCancelCleanups)(), deadline]).finally(() => process.exit(1));
+    };
+    process.once('SIGINT', () => handler('SIGINT'));
+    process.once('SIGTERM', () => handler('SIGTERM'));
+}
+const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9.-]*$|^\[?[0-9A-Fa-f:.]+\]?$/;
+function connectionTarget(io, config) {
+    const host = io.required('host', 'the VPS address, e.g. from a repository secret');
+    if (!HOST_RE.test(host) || host.length > 253)
+        throw new errors_1.ConfigurationError(`input host "${(0, validate_1.printable)(host)}" is not a host name or IP address`);
+    const port = (0, validate_1.positiveInt)(io.defaulted('port'), 'input port', 65535);
+    const user = io.defaulted('user');
+    if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user))
+        throw new errors_1.ConfigurationError(`input user "${(0, validate_1.printable)(user)}" is not a valid user name`);
+    const privateKey = io.secret('ssh-key', true, 'the private key twinstack logs in with (a repository secret)');
+    const passphrase = io.secret('ssh-passphrase') || undefined;
+    const knownHosts = io.required('known-hosts', "the host's public key line(s) as in ~/.ssh/known_hosts; twinstack never trusts an unknown host key");
+    return {
+        host: host.replace(/^\[|\]$/g, ''),
+        port,
+        user,
+        privateKey: privateKey.replace(/\r\n/g, '\n').trim() + '\n',
+        passphrase,
+        knownHosts,
+        commandTimeoutSeconds: config['command-timeout-seconds'],
+    };
+}
+function runAction(def) {
+    const log = new actions_io_1.ActionsLogger();
+    const io = new actions_io_1.ActionIO(log);
+    installSignalHandlers(log);
+    void main(def, io, log).then((code) => {
+        process.exitCode = code;
+    });
+}
+async function main(def, io, log) {
+    let host;
+    try {
+        await pg_parser_1.sqlParserReady; // the config's SQL is checked by PostgreSQL's parser as it is read
+        const config = (0, config_1.loadConfig)(io.defaulted('config'));
+        const target = connectionTarget(io, config);
+        const lockTimeoutSeconds = (0, validate_1.positiveInt)(io.defaulted('lock-timeout'), 'input lock-timeout', 86400);
+        const prepared = { io, log, config, run: (0, actions_io_1.runInfo)(), lockTimeoutSeconds };
+        const plan = await def.prepare(prepared);
+        if (def.connect && !def.connect(plan)) {
+            await def.execute({ ...prepared, plan, host: undefined });
+            return 0;
+        }
+        host = await ssh_1.SshHost.connect(target, log);
+        host.deadline = runDeadline();
+        await def.execute({ ...prepared, plan, host });
+        return 0;
+    }
+    catch (e) {
+        io.fail(failureLine(def.name, e));
+        if (!(e instanceof errors_1.ConfigurationError) && !(e instanceof errors_1.OperationFailed) && e instanceof Error && e.stack)
+            log.debug(e.stack);
+        return 1;
+    }
+    finally {
+        await host?.close();
+    }
+}
+function failureLine(action, e) {
+    if (e instanceof errors_1.ConfigurationError)
+        return e.message;
+    if (e instanceof errors_1.LockTimeoutError || e instanceof errors_1.OperationFailed)
+        return `${action}: ${e.message}`;
+    if (e instanceof errors_1.RemoteCommandError)
+        return `${action}: ${e.message}`;
+    return `${action} failed: ${(0, errors_1.errorMessage)(e)}`;
+}
+/**
+ * The run's deadline: TWINSTACK_DEADLINE, in seconds since the epoch, which each workflow job sets
+ * in its first step to a few minutes before its timeout-minutes. Every remote command's time limit
+ * is cut to end by then, so GitHub never cancels a job whose remote work still runs (a unit test
+ * checks every workflow job).
+ */
+function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
+    if (!value)
+        return undefined;
+    const seconds = Number(value);
+    if (!Number.isInteger(seconds) || seconds <= 0)
+        throw new errors_1.ConfigurationError(`TWINSTACK_DEADLINE "${(0, validate_1.printable)(value)}" must be a time in seconds since the epoch`);
+    return seconds * 1000;
+}
+
+
+/***/ }),
+
 /***/ 5618:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -55970,6 +56090,150 @@ exports.backupSchema = zod_1.z
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: exports.offsiteSchema.optional(),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
+/***/ 1625:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.monitorSchema = exports.preflightSchema = exports.DEFAULT_MUST_DIFFER = exports.PREFLIGHT_CHECKS = void 0;
+/**
+ * The `preflight` and `monitor` sections of the config file. Every key has the design's default,
+ * so a config without these sections checks and measures what the design asks for.
+ */
+const zod_1 = __nccwpck_require__(924);
+const units_1 = __nccwpck_require__(4477);
+const envKey = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'must be an env file key such as JWT_SECRET_KEY');
+const pagePath = zod_1.z.string().regex(/^\/[A-Za-z0-9._/~%?=&-]*$/, 'must be a path such as / or /about');
+const absPath = zod_1.z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
+    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
+    .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p));
+/** A device cgroup rule as docker takes it: `c 189:* rmw`. */
+const cgroupRule = zod_1.z.string().regex(/^[abc] (\d+|\*):(\d+|\*) [rwm]{1,3}$/, 'must be a host device path, a device cgroup rule such as "c 189:* rmw", or gpu');
+const percent = zod_1.z.number().min(1).max(100);
+const memory = zod_1.z
+    .union([zod_1.z.string(), zod_1.z.number()])
+    .refine((v) => (0, units_1.parseBytes)(v) !== undefined, 'must be a size such as 2G, 1536M or a number of bytes')
+    .transform((v) => (0, units_1.parseBytes)(v));
+/** The checks preflight runs; names used in findings and in `warn-only`. */
+exports.PREFLIGHT_CHECKS = [
+    'env-file',
+    'must-differ',
+    'environment-flag',
+    'oauth-redirect',
+    'port-variables',
+    'compose-config',
+    'container-names',
+    'volume-names',
+    'host-ports',
+    'dev-limits',
+    'dev-share',
+    'vault-mounts',
+    'dev-escape',
+    'dev-mounts',
+    'dev-paths',
+    'shared-images',
+    'dev-networks',
+    'domains',
+    'noindex',
+    'basic-auth',
+    'http',
+    'rolling',
+];
+/**
+ * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
+ * database is told apart by its name, its host or its port, so one of them differing is enough.
+ */
+exports.DEFAULT_MUST_DIFFER = [
+    ['DB_DATABASE', 'DB_NAME', 'DB_HOST', 'DB_PORT'],
+    'VAULT_HOST_PATH',
+    'VAULT_DOMAIN',
+    'MQTT_PUBLIC_PORT',
+    'MQTT_TOPIC_PREFIX',
+    'JWT_SECRET_KEY',
+    'GITHUB_OAUTH_CLIENT_ID',
+    'GITHUB_REDIRECT_URI',
+    'BASE_URL',
+    'ROOT_DOMAIN',
+    'WEB_DOMAIN',
+    'NEXT_PUBLIC_API_BASE_URL',
+    'RESEND_FROM_EMAIL',
+];
+exports.preflightSchema = zod_1.z
+    .object({
+    'must-differ': zod_1.z.array(zod_1.z.union([envKey, zod_1.z.array(envKey).min(1)])).default(exports.DEFAULT_MUST_DIFFER),
+    /** Keys holding OAuth redirect URIs: each must point at its own environment's domain. */
+    'redirect-uri-keys': zod_1.z.array(envKey).default(['GITHUB_REDIRECT_URI']),
+    /** Keys naming an environment's own domains (besides its url and its caddy labels). */
+    'domain-keys': zod_1.z.array(envKey).default(['ROOT_DOMAIN', 'WEB_DOMAIN']),
+    'environment-key': envKey.default('ENVIRONMENT'),
+    'dev-environment': zod_1.z.string().min(1).default('development'),
+    /** The share of the host dev may take (design, section 11: 2 CPUs and 2 GB). */
+    'dev-cpus': zod_1.z.number().positive().default(2),
+    'dev-memory': memory.default('2G'),
+    /** Optionally also a percentage of the host's CPUs and memory (nproc, /proc/meminfo). */
+    'dev-host-share': percent.optional(),
+    /** Services that serve each environment's site; default: those whose caddy label claims the url's host. */
+    'site-services': zod_1.z.array(zod_1.z.string().regex(/^[a-zA-Z0-9._-]+$/)).optional(),
+    /**
+     * Host paths that belong to dev alone, besides environments.dev.checkout and .vault: every host
+     * path a dev service touches (binds, volume devices, env files, secrets, configs, build inputs)
+     * must lie under one of them once symlinks are resolved on the host.
+     */
+    'dev-paths': zod_1.z.array(absPath).default([]),
+    /** Whether dev's services may use network_mode: host (they then share the host's network with prod). */
+    'dev-host-network': zod_1.z.boolean().default(false),
+    /** Host devices (paths; a directory covers what is under it), device cgroup rules, and `gpu`, that dev's services may use. */
+    'dev-devices': zod_1.z
+        .array(zod_1.z.union([zod_1.z.literal('gpu'), absPath, cgroupRule], {
+        errorMap: () => ({ message: 'must be a host device path such as /dev/dri, a device cgroup rule such as "c 189:* rmw", or gpu' }),
+    }))
+        .default([]),
+    /** Whether a dev build context may be a URL (a git repository): what it builds cannot be checked beforehand. */
+    'dev-build-urls': zod_1.z.boolean().default(false),
+    /** Checks whose errors are reported as warnings (they do not fail the step). */
+    'warn-only': zod_1.z.array(zod_1.z.enum(exports.PREFLIGHT_CHECKS)).default([]),
+    http: zod_1.z
+        .object({
+        /** Requests from the host with curl against each environment's url; off unless asked for. */
+        enabled: zod_1.z.boolean().default(false),
+        'prod-pages': zod_1.z.array(pagePath).min(1).default(['/']),
+        'dev-pages': zod_1.z.array(pagePath).min(1).default(['/']),
+        'timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
+    })
+        .strict()
+        .default({}),
+})
+    .strict()
+    .default({});
+exports.monitorSchema = zod_1.z
+    .object({
+    /** Requests made to prod's health URL from the host, one after another. */
+    requests: zod_1.z.number().int().min(1).max(1000).default(20),
+    'request-timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
+    /** Design, section 12: production API latency P99 over 500 ms. */
+    'latency-p99-ms': zod_1.z.number().positive().default(500),
+    /** Failed health requests (no answer or a status of 400 or more) as a share of all; twinstack's default. */
+    'error-rate-percent': zod_1.z.number().min(0).max(100).default(5),
+    /** Design: production database connections over 80 % of the pool. */
+    'db-connections-percent': percent.default(80),
+    /** Design: disk usage over 80 % on either vault (and the backup directory). */
+    'disk-percent': percent.default(80),
+    /** Design: development containers using more than their limits; at this share of a limit a container is pinned to it. */
+    'dev-limit-percent': percent.default(90),
+    /** Where backups are kept; default: backup.dir. */
+    'backup-dir': absPath.optional(),
+    /** More paths whose file systems are watched like the vaults. */
+    'disk-paths': zod_1.z.array(absPath).default([]),
 })
     .strict()
     .default({});
@@ -56115,6 +56379,271 @@ exports.promoteSchema = zod_1.z
 
 /***/ }),
 
+/***/ 1146:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.representativenessSchema = void 0;
+/** `sample.representativeness`: how far from the target a table's copied fraction may be before the run warns (representativeness.ts). */
+const zod_1 = __nccwpck_require__(924);
+exports.representativenessSchema = zod_1.z
+    .object({
+    /** A table whose copied fraction, divided by the target, falls outside [low, high] is a warning. */
+    bounds: zod_1.z
+        .tuple([zod_1.z.number().positive(), zod_1.z.number().positive()])
+        .refine(([low, high]) => low <= 1 && high >= 1, 'must be [low, high] with low at most 1 and high at least 1, such as [0.5, 2]')
+        .default([0.5, 2]),
+    /** Tables expected to receive fewer rows than this (target × production's rows) are shown but not judged: chance alone moves them. */
+    'min-expected-rows': zod_1.z.number().int().min(0).default(30),
+    /** Foreign keys (those with the most child rows in production) whose children per parent are compared. */
+    'busiest-keys': zod_1.z.number().int().min(0).max(20).default(5),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
+/***/ 4522:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.placeholderSchema = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+/**
+ * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
+ * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
+ */
+const zod_1 = __nccwpck_require__(924);
+const sql_guard_1 = __nccwpck_require__(9738);
+const representativeness_1 = __nccwpck_require__(1146);
+/** `users` or `schema.users`: an unquoted PostgreSQL table name. */
+const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+/** `users.email` or `public.users.email`. */
+const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+/** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
+const foreignKeyRef = zod_1.z
+    .string()
+    .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
+const WRITE = {
+    expression: 'one SQL expression over the row (columns, constants, operators, casts, CASE and read-only functions)',
+    query: "one SELECT over dev's tables",
+    statement: 'one UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW',
+};
+/** SQL text from the config, parsed by PostgreSQL's parser and refused in one line unless every node is allowed (sql-guard.ts). */
+function sqlFragment(kind, max = 2000) {
+    return zod_1.z
+        .string()
+        .min(1)
+        .max(max)
+        .superRefine((text, ctx) => {
+        const problem = (0, sql_guard_1.fragmentProblem)(text, kind);
+        if (problem)
+            ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write ${WRITE[kind]}` });
+    });
+}
+/**
+ * What happens to a column's value on its way out of production. YAML's bare `null` means the
+ * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
+ * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
+ * comes from the seed): the same value gives the same masked value in every table and every run
+ * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
+ * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
+ * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
+ * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
+ * row's columns, evaluated in production (parsed by PostgreSQL's parser and walked against an
+ * allowlist in sql-guard.ts: columns, constants, operators, allowed casts and read-only functions).
+ */
+exports.columnRuleSchema = zod_1.z.union([
+    zod_1.z.null().transform(() => 'null'),
+    zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
+    zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
+]);
+/**
+ * `structure` sits between `drop` and `include`: the parent comes along for the shape of the data
+ * (an ancestor comment of a sampled reply) but is no member of the sample: its keys to owners
+ * outside the sample point at the owner table's placeholder row (sample.placeholders), or are
+ * nulled where nullable, and nothing else of those owners follows. A row whose parent cannot come
+ * is left out, never copied with the reference cleared.
+ */
+exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'structure', 'null', 'drop'])]);
+/**
+ * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
+ * not come along through this key (a player's current post does not make the player part of the
+ * sample); only its owning keys bring them. The policy still resolves the reference.
+ */
+exports.foreignKeySettingSchema = zod_1.z.union([
+    exports.foreignKeyPolicySchema,
+    zod_1.z
+        .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
+        .strict()
+        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, structure, null or drop), owns (true or false), or both'),
+]);
+/**
+ * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
+ * table's columns that yields the parent key, or an array of them (ids in an array column, the
+ * labels of an ltree path as `string_to_array(ltree2text(path), '.')`). `to` is the parent table,
+ * matched on its one-column primary key, or `table(column)`. The sample treats it as a foreign key
+ * that owns nothing: `drop` (default) leaves out a child with a parent outside the sample, `include`
+ * brings the parents along (an ancestor's ancestors too), `null` clears `column` instead.
+ */
+exports.referenceSchema = zod_1.z
+    .object({
+    table: tableName,
+    keys: sqlFragment('expression'),
+    to: foreignKeyRef,
+    policy: zod_1.z.enum(['include', 'structure', 'null', 'drop']).default('drop'),
+    column: zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
+        .optional(),
+})
+    .strict()
+    .refine((r) => r.policy !== 'null' || r.column !== undefined, {
+    message: 'policy null needs column: the column to clear when a parent is missing',
+    path: ['column'],
+})
+    .refine((r) => r.policy !== 'structure' || r.column === undefined, {
+    message: 'policy structure clears nothing (a row whose parent cannot come is left out); remove column, or use policy null',
+    path: ['column'],
+});
+/** A column name, unquoted. */
+const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+/**
+ * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
+ * rows brought along for structure point at it instead of at their real owner, who stays outside
+ * the sample. `key` is its primary key (a value production does not use); `values` gives other
+ * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ */
+exports.placeholderSchema = zod_1.z
+    .object({
+    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
+})
+    .strict();
+/** Name fragments that make a column count as sensitive (matched against the words of its name). */
+exports.DEFAULT_SENSITIVE_NAMES = [
+    'email',
+    'password',
+    'passwd',
+    'pwd',
+    'secret',
+    'token',
+    'key',
+    'cert',
+    'ip',
+    'phone',
+    'mobile',
+    'address',
+    'salt',
+    'private',
+    'credential',
+    'otp',
+    'totp',
+    'iban',
+    'ssn',
+    'birth',
+];
+exports.sampleSchema = zod_1.z
+    .object({
+    /** The table whose rows are sampled; everything that belongs to a sampled row comes along. */
+    root: tableName.default('users'),
+    fraction: zod_1.z.number().min(0).max(1).default(0.1),
+    /** Membership is a hash of (seed, key): the same seed picks the same rows every night. */
+    seed: zod_1.z.string().min(1).max(200).default('twinstack'),
+    /** A SQL condition over the root's columns, e.g. `banned_until IS NULL`. */
+    filter: sqlFragment('expression').optional(),
+    /** Root keys (as text) always sampled: developers' own and test accounts. */
+    include: zod_1.z.array(zod_1.z.union([zod_1.z.string().min(1).max(200), zod_1.z.number()]).transform(String)).default([]),
+    /** Tables copied whole (licenses, badge definitions, alembic_version). */
+    'reference-tables': zod_1.z.array(tableName).default([]),
+    /** Tables copied empty whatever reaches them (token tables, sessions). */
+    'empty-tables': zod_1.z.array(tableName).default([]),
+    /**
+     * Public values, declared (catalog data, enums, lookup tables): every column of these tables,
+     * and these columns, hold nothing personal. They are kept unless a rule says otherwise, never
+     * probed by the leak scan, and a probe found in them is not a leak (an actor's surname that is
+     * also a customer's).
+     */
+    'public-tables': zod_1.z.array(tableName).default([]),
+    'public-columns': zod_1.z.array(columnRef).default([]),
+    /**
+     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
+     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
+     */
+    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
+    /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
+    references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
+    /** Per owner table: the placeholder row that rows brought along for structure point at (policy structure). */
+    placeholders: zod_1.z.record(tableName, exports.placeholderSchema).default({}),
+    /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
+    columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
+    'sensitive-names': zod_1.z
+        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
+        .min(1)
+        .default(exports.DEFAULT_SENSITIVE_NAMES),
+    /** The format of the dev password hash, matching what the app verifies. */
+    'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
+    /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
+    migrate: zod_1.z.boolean().default(true),
+    'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
+    /**
+     * The role production is read through: the server keeps it read-only (reader.ts). Created by
+     * twinstack through production's user when missing; a role that could write is refused.
+     */
+    'reader-role': zod_1.z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a role name of lower-case letters, digits and _')
+        .default('twinstack_reader'),
+    /** A database on dev's server to connect to while dev's own is renamed. */
+    'maintenance-database': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
+        .default('postgres'),
+    'leak-scan': zod_1.z
+        .object({
+        'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),
+        'min-length': zod_1.z.number().int().min(3).max(100).default(6),
+    })
+        .strict()
+        .default({}),
+    /** After the swap, wait for dev's services to be healthy and its health URL to answer. */
+    'health-check': zod_1.z.boolean().default(true),
+    /**
+     * SQL run in the staging database after the rows, constraints and sequences are in and before the
+     * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
+     */
+    'after-load': zod_1.z.array(sqlFragment('statement', 8000)).max(100).default([]),
+    /** A sampled table whose copied fraction is outside bounds × fraction is a warning naming the policy responsible. */
+    representativeness: representativeness_1.representativenessSchema,
+})
+    .strict()
+    .default({});
+/** Checked like any query when written in the config; the default needs no parser (a config without SQL parses before it loads). */
+const DEFAULT_VAULT_QUERY = "SELECT storage_shard || '/' || storage_key || '.' || format FROM posts";
+exports.vaultSyncSchema = zod_1.z
+    .object({
+    /** SQL on the refreshed dev database returning one relative vault path per row. */
+    query: sqlFragment('query', 4000)
+        .optional()
+        .transform((q) => q ?? DEFAULT_VAULT_QUERY),
+    /**
+     * Other files derived from each path, copied when they exist in production: `{stem}` is the
+     * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.
+     */
+    variants: zod_1.z.array(zod_1.z.string().regex(/^[A-Za-z0-9{}._/@+-]+$/, 'must be a pattern such as {stem}_upscaled.webp')).default(['{stem}_upscaled.webp']),
+    /** Remove files from the dev vault that the dev database no longer references. */
+    delete: zod_1.z.boolean().default(true),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
 /***/ 1176:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -56131,13 +56660,13 @@ const backup_1 = __nccwpck_require__(5618);
 const deploy_1 = __nccwpck_require__(3083);
 const gate_1 = __nccwpck_require__(9991);
 const promote_1 = __nccwpck_require__(5478);
-const config_1 = __nccwpck_require__(30);
-const settings_1 = __nccwpck_require__(813);
+const checks_1 = __nccwpck_require__(1625);
+const sample_1 = __nccwpck_require__(4522);
 exports.sectionSchemas = {
-    sample: settings_1.sampleSchema,
-    'vault-sync': settings_1.vaultSyncSchema,
-    preflight: config_1.preflightSchema,
-    monitor: config_1.monitorSchema,
+    sample: sample_1.sampleSchema,
+    'vault-sync': sample_1.vaultSyncSchema,
+    preflight: checks_1.preflightSchema,
+    monitor: checks_1.monitorSchema,
     gate: gate_1.gateSchema,
     deploy: deploy_1.deploySchema,
     backup: backup_1.backupSchema,
@@ -56147,140 +56676,429 @@ exports.sectionSchemas = {
 
 /***/ }),
 
-/***/ 2512:
+/***/ 9738:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.onCancel = onCancel;
-exports.runAction = runAction;
-exports.failureLine = failureLine;
-exports.runDeadline = runDeadline;
+exports.fragmentProblem = fragmentProblem;
 /**
- * The one wrapper every action runs through: read and check inputs (nothing touches the host yet),
- * connect once, do the work, and turn any error into one clear failure line. Cancellation (SIGINT,
- * SIGTERM from the runner) runs the registered clean-ups, so locks are released and the host log
- * says the run was cancelled.
+ * SQL from the config, admitted only when it is known to be harmless. The config comes from
+ * whatever branch dispatched the workflow, and its SQL runs in production's snapshot (a column's
+ * `sql:` rule, the sample `filter`, a reference's `keys`) or in dev (vault-sync's `query`,
+ * `sample.after-load`). Each piece is parsed by PostgreSQL's own parser and its tree walked against
+ * an allowlist: node types, functions, types and tables twinstack knows to be read-only and local.
+ * Anything else is refused, in one line that names the node and where it stands. Names are compared
+ * as the parser resolved them, so quoting (`"pg_read_file"`), Unicode escapes (`U&"lo\005fimport"`)
+ * and schema qualification (`pg_catalog.lo_export`) change nothing.
+ *
+ * The text is also pasted into psql scripts, so psql's own syntax is refused around it: backslash
+ * commands, `:variables`, control characters, and a trailing comment that would swallow what
+ * twinstack writes after the fragment.
  */
-const actions_io_1 = __nccwpck_require__(5842);
-const config_1 = __nccwpck_require__(912);
 const pg_parser_1 = __nccwpck_require__(9073);
-const errors_1 = __nccwpck_require__(639);
-const host_1 = __nccwpck_require__(6342);
-const ssh_1 = __nccwpck_require__(7496);
-const validate_1 = __nccwpck_require__(8770);
-const cleanups = new Set();
-/** Registers work to do if the run is cancelled; returns a function that unregisters it. */
-function onCancel(fn) {
-    cleanups.add(fn);
-    return () => cleanups.delete(fn);
+/** Functions without side effects outside the expression: text, numbers, dates, hashing, JSON, arrays. */
+const SCALAR_FUNCTIONS = new Set(
+// text
+('lower upper initcap length char_length character_length octet_length bit_length substr substring left right lpad rpad ' +
+    'ltrim rtrim btrim trim replace translate concat concat_ws format split_part strpos position overlay repeat reverse ' +
+    'starts_with ascii chr to_hex quote_ident quote_literal quote_nullable regexp_replace regexp_match regexp_like ' +
+    'regexp_count regexp_instr regexp_substr regexp_split_to_array similar_to_escape like_escape textcat normalize ' +
+    'unistr string_to_array array_to_string md5 sha224 sha256 sha384 sha512 encode decode convert_to convert_from ' +
+    'hashtext hashtextextended uuid_in text ' +
+    // numbers
+    'abs ceil ceiling floor round trunc mod div power pow sqrt cbrt exp ln log log10 sign width_bucket greatest least ' +
+    'gcd lcm factorial scale min_scale trim_scale random ' +
+    // dates and times
+    'now current_date current_time current_timestamp localtime localtimestamp clock_timestamp statement_timestamp ' +
+    'transaction_timestamp date_trunc date_part date_bin extract make_date make_time make_timestamp make_timestamptz ' +
+    'make_interval age justify_days justify_hours justify_interval to_char to_date to_timestamp to_number timezone ' +
+    'isfinite overlaps ' +
+    // JSON
+    'to_json to_jsonb json_build_object jsonb_build_object json_build_array jsonb_build_array json_object jsonb_object ' +
+    'jsonb_set jsonb_set_lax jsonb_insert jsonb_strip_nulls json_strip_nulls jsonb_extract_path jsonb_extract_path_text ' +
+    'json_extract_path json_extract_path_text jsonb_typeof json_typeof jsonb_array_length json_array_length ' +
+    'jsonb_pretty row_to_json array_to_json ' +
+    // arrays
+    'array_length array_lower array_upper array_ndims array_dims cardinality array_position array_positions ' +
+    'array_remove array_replace array_append array_prepend array_cat array_fill trim_array ' +
+    // network addresses
+    'host hostmask masklen netmask network set_masklen family abbrev broadcast inet_same_family inet_merge ' +
+    // uuid and hashing extensions twinstack's users have (pgcrypto, uuid-ossp): their calls fail where not installed
+    'gen_random_uuid uuid_generate_v4 digest hmac crypt gen_salt ' +
+    // ltree (thread-shaped data: a reply tree's path)
+    'ltree2text text2ltree subpath subltree nlevel index lca').split(' '));
+/** Aggregates: allowed where rows are grouped (vault-sync's query, after-load), never in a row's expression. */
+const AGGREGATES = new Set('count sum min max avg string_agg array_agg bool_and bool_or every jsonb_agg json_agg jsonb_object_agg json_object_agg'.split(' '));
+/** Types a value may be cast to: casts to reg* types, or to a type with an input function of the app's own, are refused. */
+const CAST_TYPES = new Set(('text varchar bpchar char name int2 int4 int8 smallint integer int bigint numeric decimal float4 float8 real ' +
+    'bool boolean date time timetz timestamp timestamptz interval uuid json jsonb inet cidr macaddr bytea bit varbit ' +
+    'ltree citext').split(' '));
+/** Schemas whose tables a query may never read, and a qualifier no function or type may carry but pg_catalog. */
+const CATALOG_SCHEMAS = new Set(['pg_catalog', 'information_schema', 'pg_toast']);
+class Refusal extends Error {
 }
-function installSignalHandlers(log) {
-    let cancelling = false;
-    const handler = (signal) => {
-        if (cancelling)
-            return;
-        cancelling = true;
-        log.warning(`Received ${signal}: cancelling, releasing locks.`);
-        const deadline = new Promise((r) => setTimeout(r, 20_000));
-        void Promise.race([Promise.allSettled([...cleanups].map((c) => host_1.cleanupScope.run(true, c))), deadline]).finally(() => process.exit(1));
-    };
-    process.once('SIGINT', () => handler('SIGINT'));
-    process.once('SIGTERM', () => handler('SIGTERM'));
+function where(node, w) {
+    const loc = typeof node.location === 'number' && node.location >= 0 ? node.location - w.offset : undefined;
+    return loc !== undefined && loc >= 0 ? ` at character ${loc + 1}` : '';
 }
-const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9.-]*$|^\[?[0-9A-Fa-f:.]+\]?$/;
-function connectionTarget(io, config) {
-    const host = io.required('host', 'the VPS address, e.g. from a repository secret');
-    if (!HOST_RE.test(host) || host.length > 253)
-        throw new errors_1.ConfigurationError(`input host "${(0, validate_1.printable)(host)}" is not a host name or IP address`);
-    const port = (0, validate_1.positiveInt)(io.input('port') || '22', 'input port', 65535);
-    const user = io.input('user') || 'root';
-    if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user))
-        throw new errors_1.ConfigurationError(`input user "${(0, validate_1.printable)(user)}" is not a valid user name`);
-    const privateKey = io.secret('ssh-key', true, 'the private key twinstack logs in with (a repository secret)');
-    const passphrase = io.secret('ssh-passphrase') || undefined;
-    const knownHosts = io.required('known-hosts', "the host's public key line(s) as in ~/.ssh/known_hosts; twinstack never trusts an unknown host key");
-    return {
-        host: host.replace(/^\[|\]$/g, ''),
-        port,
-        user,
-        privateKey: privateKey.replace(/\r\n/g, '\n').trim() + '\n',
-        passphrase,
-        knownHosts,
-        commandTimeoutSeconds: config['command-timeout-seconds'],
-    };
+/** Stops the walk: `what` the node is, where it stands, and why it is refused (when not obvious). */
+function refuse(what, node, w, why) {
+    throw new Refusal(`${what}${where(node, w)}${why ? `, ${why}` : ''}`);
 }
-function runAction(def) {
-    const log = new actions_io_1.ActionsLogger();
-    const io = new actions_io_1.ActionIO(log);
-    installSignalHandlers(log);
-    void main(def, io, log).then((code) => {
-        process.exitCode = code;
+/** The names of a node list of String nodes (`funcname`, `names`, `fields`), as the parser resolved them. */
+function names(list) {
+    return (Array.isArray(list) ? list : []).map((n) => {
+        const s = n.String;
+        return s?.sval ?? '*';
     });
 }
-async function main(def, io, log) {
-    let host;
-    try {
-        await pg_parser_1.sqlParserReady; // the config's SQL is checked by PostgreSQL's parser as it is read
-        const config = (0, config_1.loadConfig)(io.input('config') || '.github/twinstack.yml');
-        const target = connectionTarget(io, config);
-        const lockTimeoutSeconds = (0, validate_1.positiveInt)(io.input('lock-timeout') || '600', 'input lock-timeout', 86400);
-        const prepared = { io, log, config, run: (0, actions_io_1.runInfo)(), lockTimeoutSeconds };
-        const plan = await def.prepare(prepared);
-        if (def.connect && !def.connect(plan)) {
-            await def.execute({ ...prepared, plan, host: undefined });
-            return 0;
+function each(list, w) {
+    if (Array.isArray(list))
+        for (const item of list)
+            node(item, w);
+}
+/** One parse-tree node: its single key is its type. */
+function node(n, w) {
+    if (!n)
+        return;
+    const [type] = Object.keys(n);
+    if (type === undefined)
+        return; // an empty node (a plain DISTINCT's marker)
+    const v = n[type];
+    const grouped = w.kind !== 'expression';
+    switch (type) {
+        case 'A_Const':
+        case 'SQLValueFunction':
+        case 'String':
+        case 'Integer':
+        case 'Float':
+        case 'Boolean':
+            return;
+        case 'ColumnRef':
+            return columnRef(v, w);
+        case 'TypeCast':
+            node(v.arg, w);
+            return typeName(v.typeName, w);
+        case 'A_Expr': {
+            const op = names(v.name);
+            if (op.length > 1 && op[0] !== 'pg_catalog')
+                refuse(`the operator OPERATOR(${op.join('.')})`, v, w);
+            node(v.lexpr, w);
+            return node(v.rexpr, w);
         }
-        host = await ssh_1.SshHost.connect(target, log);
-        host.deadline = runDeadline();
-        await def.execute({ ...prepared, plan, host });
-        return 0;
-    }
-    catch (e) {
-        io.fail(failureLine(def.name, e));
-        if (!(e instanceof errors_1.ConfigurationError) && !(e instanceof errors_1.OperationFailed) && e instanceof Error && e.stack)
-            log.debug(e.stack);
-        return 1;
-    }
-    finally {
-        await host?.close();
+        case 'List':
+            return each(v.items, w);
+        case 'BoolExpr':
+        case 'CoalesceExpr':
+        case 'MinMaxExpr':
+        case 'RowExpr':
+        case 'A_ArrayExpr':
+            return each(v.args ?? v.elements, w);
+        case 'NullTest':
+        case 'BooleanTest':
+        case 'CollateClause':
+            return node(v.arg, w);
+        case 'CaseExpr':
+            node(v.arg, w);
+            each(v.args, w);
+            return node(v.defresult, w);
+        case 'CaseWhen':
+            node(v.expr, w);
+            return node(v.result, w);
+        case 'A_Indirection':
+            return indirection(v, w);
+        case 'FuncCall':
+            return funcCall(v, w);
+        case 'NamedArgExpr':
+            return node(v.arg, w);
+        case 'SubLink':
+            if (!grouped)
+                refuse('a subquery', v, w, 'and an expression here reads one row only');
+            node(v.testexpr, w);
+            return select(v.subselect, w);
+        case 'SortBy':
+            return node(v.node, w);
+        case 'ResTarget':
+            each(v.indirection, w);
+            return node(v.val, w);
+        case 'SetToDefault':
+            if (w.kind !== 'statement')
+                refuse('DEFAULT', v, w);
+            return;
+        case 'SelectStmt':
+            if (!grouped)
+                refuse('a SELECT', v, w);
+            return select(n, w);
+        default:
+            return refuse(`a ${type} node`, v, w, 'which is not one of the expressions twinstack allows');
     }
 }
-function failureLine(action, e) {
-    if (e instanceof errors_1.ConfigurationError)
-        return e.message;
-    if (e instanceof errors_1.LockTimeoutError || e instanceof errors_1.OperationFailed)
-        return `${action}: ${e.message}`;
-    if (e instanceof errors_1.RemoteCommandError)
-        return `${action}: ${e.message}`;
-    return `${action} failed: ${(0, errors_1.errorMessage)(e)}`;
+function columnRef(v, w) {
+    const fields = names(v.fields);
+    if (fields.includes('*') && w.kind === 'expression')
+        refuse('a * in a row expression', v, w);
+    if (fields.length > 3)
+        refuse(`the name ${fields.join('.')}`, v, w);
+}
+/** A subscript or a field of a value: `a[1]`, `(row).field`; never `.*`. */
+function indirection(v, w) {
+    node(v.arg, w);
+    for (const i of v.indirection ?? []) {
+        if ('A_Star' in i)
+            refuse('a .* selection', v, w);
+        if ('A_Indices' in i) {
+            const ix = i.A_Indices;
+            node(ix.lidx, w);
+            node(ix.uidx, w);
+        }
+    }
+}
+function typeName(t, w) {
+    const parts = names(t.names);
+    const name = parts[parts.length - 1];
+    if ((parts.length === 2 && parts[0] !== 'pg_catalog') || parts.length > 2 || !CAST_TYPES.has(name))
+        refuse(`a cast to ${parts.join('.')}`, t, w, 'and only text, numbers, dates, json, uuid, inet, bytea and ltree (and their arrays) are allowed');
+    each(t.typmods, w);
+}
+function funcCall(v, w) {
+    const parts = names(v.funcname);
+    const name = parts[parts.length - 1];
+    const qualified = parts.join('.');
+    if (parts.length > 2 || (parts.length === 2 && parts[0] !== 'pg_catalog'))
+        refuse(`a call of ${qualified}()`, v, w, 'and only pg_catalog may qualify a function');
+    const aggregate = AGGREGATES.has(name);
+    if (aggregate && w.kind === 'expression')
+        refuse(`the aggregate ${qualified}()`, v, w, 'and an expression here reads one row');
+    if (!aggregate && !SCALAR_FUNCTIONS.has(name))
+        refuse(`a call of ${qualified}()`, v, w, "which is not on twinstack's list of read-only functions");
+    if (v.over)
+        refuse(`the window function call ${qualified}() OVER`, v, w);
+    if (v.agg_star && !aggregate)
+        refuse(`${qualified}(*)`, v, w);
+    if (v.func_variadic)
+        refuse(`VARIADIC in ${qualified}()`, v, w);
+    each(v.args, w);
+    each(v.agg_order, w);
+    node(v.agg_filter, w);
+}
+function rangeVar(r, w) {
+    const schema = typeof r.schemaname === 'string' ? r.schemaname : undefined;
+    const rel = typeof r.relname === 'string' ? r.relname : '';
+    if (typeof r.catalogname === 'string' || (schema && CATALOG_SCHEMAS.has(schema)) || (!schema && rel.startsWith('pg_')))
+        refuse(`the table ${[schema, rel].filter(Boolean).join('.')}`, r, w, 'a system catalog');
+}
+function fromItem(n, w) {
+    const [type] = Object.keys(n);
+    const v = n[type];
+    if (type === 'RangeVar')
+        return rangeVar(v, w);
+    if (type === 'RangeSubselect')
+        return select(v.subquery, w);
+    if (type === 'JoinExpr') {
+        fromItem(v.larg, w);
+        fromItem(v.rarg, w);
+        return node(v.quals, w);
+    }
+    refuse(`a ${type} in FROM`, v, w, 'where only tables, joins and subqueries are allowed');
+}
+/** WITH: only SELECTs (a data-modifying CTE would write wherever the statement runs). */
+function withClause(c, w) {
+    if (!c)
+        return;
+    if (c.recursive)
+        refuse('WITH RECURSIVE', c, w);
+    for (const cte of c.ctes ?? []) {
+        const v = cte.CommonTableExpr;
+        select(v.ctequery, w);
+    }
+}
+function select(n, w) {
+    if (!n)
+        return;
+    const s = n.SelectStmt;
+    if (!s)
+        refuse(`a ${Object.keys(n)[0]} where a SELECT was expected`, (Object.values(n)[0] ?? {}), w);
+    if (s.intoClause)
+        refuse('SELECT INTO', s, w);
+    if (s.lockingClause)
+        refuse('a locking clause (FOR UPDATE/SHARE)', s, w);
+    if (s.windowClause)
+        refuse('a WINDOW clause', s, w);
+    withClause(s.withClause, w);
+    if (s.op && s.op !== 'SETOP_NONE') {
+        select(s.larg, w);
+        return select(s.rarg, w);
+    }
+    for (const f of s.fromClause ?? [])
+        fromItem(f, w);
+    for (const key of ['targetList', 'distinctClause', 'groupClause', 'sortClause', 'valuesLists'])
+        each(s[key], w);
+    for (const key of ['whereClause', 'havingClause', 'limitCount', 'limitOffset'])
+        node(s[key], w);
+}
+/** One after-load statement: the writes that make derived data true for the sample, nothing else. */
+function statement(n, w) {
+    const [type] = Object.keys(n);
+    const v = n[type];
+    switch (type) {
+        case 'UpdateStmt':
+        case 'DeleteStmt':
+        case 'InsertStmt':
+            withClause(v.withClause, w);
+            rangeVar(v.relation, w);
+            for (const f of [...(v.fromClause ?? []), ...(v.usingClause ?? [])])
+                fromItem(f, w);
+            each(v.targetList, w);
+            each(v.returningList, w);
+            node(v.whereClause, w);
+            if (v.selectStmt)
+                select(v.selectStmt, w);
+            if (v.onConflictClause) {
+                const oc = v.onConflictClause;
+                each(oc.targetList, w);
+                node(oc.whereClause, w);
+            }
+            return;
+        case 'RefreshMatViewStmt':
+            return rangeVar(v.relation, w);
+        default:
+            refuse(`a ${type}`, v, w, 'and after-load takes UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW');
+    }
 }
 /**
- * The run's deadline: TWINSTACK_DEADLINE, in seconds since the epoch, which each workflow job sets
- * in its first step to a few minutes before its timeout-minutes. Every remote command's time limit
- * is cut to end by then, so GitHub never cancels a job whose remote work still runs (a unit test
- * checks every workflow job).
+ * psql's own syntax around the fragment: it reads backslash commands and `:name` variables outside
+ * quotes before the server sees the text. Returns the problem, or undefined.
  */
-function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
-    if (!value)
-        return undefined;
-    const seconds = Number(value);
-    if (!Number.isInteger(seconds) || seconds <= 0)
-        throw new errors_1.ConfigurationError(`TWINSTACK_DEADLINE "${(0, validate_1.printable)(value)}" must be a time in seconds since the epoch`);
-    return seconds * 1000;
+function psqlProblem(text) {
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text))
+        return 'contains a control character';
+    if (text.includes('\\'))
+        return 'contains a backslash (psql would read it as a command)';
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c === "'" || c === '"') {
+            const end = text.indexOf(c, i + 1);
+            if (end < 0)
+                return undefined; // the parser reports it
+            i = end; // a doubled quote closes and reopens: the same regions
+            continue;
+        }
+        if (c === '$')
+            return 'contains "$" outside a string (dollar quoting and parameters are not allowed)';
+        if (c === ':' && text[i + 1] !== ':' && text[i - 1] !== ':' && /[A-Za-z_'"{]/.test(text[i + 1] ?? ''))
+            return `contains a psql variable (":${text[i + 1]}…")`;
+    }
+    return undefined;
+}
+function syntaxProblem(e, offset) {
+    if (e instanceof pg_parser_1.SqlSyntaxError) {
+        const at = e.position !== undefined && e.position >= offset ? ` at character ${e.position - offset + 1}` : '';
+        return `does not parse as PostgreSQL: ${e.message}${at}`;
+    }
+    throw e;
+}
+/**
+ * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined when
+ * every node of its parse tree is on the allowlist for its kind.
+ */
+function fragmentProblem(text, kind) {
+    const psql = psqlProblem(text);
+    if (psql)
+        return psql;
+    const prefix = kind === 'expression' ? 'SELECT ' : '';
+    let parsed;
+    try {
+        parsed = (0, pg_parser_1.parseSql)(prefix + text).statements;
+    }
+    catch (e) {
+        return syntaxProblem(e, prefix.length);
+    }
+    if (parsed.length !== 1)
+        return `holds ${parsed.length} statements: it must be one ${kind === 'statement' ? 'statement' : kind}`;
+    const w = { kind, offset: prefix.length };
+    try {
+        const [stmt] = parsed;
+        if (kind === 'statement')
+            statement(stmt, w);
+        else if (kind === 'query')
+            select(stmt, w);
+        else {
+            const s = stmt.SelectStmt;
+            const targets = s?.targetList ?? [];
+            const extra = s && Object.keys(s).filter((k) => !['targetList', 'limitOption', 'op'].includes(k));
+            if (!s || targets.length !== 1 || extra?.length)
+                return 'must be one expression (no FROM, WHERE, commas or other clauses)';
+            const target = targets[0].ResTarget;
+            if (target.name)
+                return 'must be one expression (no AS)';
+            node(target.val, w);
+        }
+    }
+    catch (e) {
+        if (e instanceof Refusal)
+            return `holds ${e.message}`;
+        throw e;
+    }
+    // Pasted into twinstack's own SQL, the fragment is followed by more text on the same line: a
+    // trailing comment would swallow it. Parsed again with something after it, it must still be whole.
+    try {
+        const [followed, expected] = kind === 'statement' ? [`${text} ;SELECT 1`, 2] : [`SELECT (${text}) + 1`, 1];
+        if ((0, pg_parser_1.parseSql)(followed).statements.length !== expected)
+            throw new Error('swallowed');
+    }
+    catch {
+        return 'ends in a comment that would swallow the SQL after it';
+    }
+    return undefined;
 }
 
 
 /***/ }),
 
 /***/ 6230:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.backupManifest = void 0;
+exports.parseBackupManifest = parseBackupManifest;
 exports.newBackupId = newBackupId;
 exports.backupDir = backupDir;
 exports.checkBackupDir = checkBackupDir;
@@ -56300,14 +57118,21 @@ exports.pruneBackups = pruneBackups;
  * --globals-only`, a manifest beside them, and a verification. Only a backup whose manifest says
  * `verified` is ever restored or relied on by promote.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(639);
 const logger_1 = __nccwpck_require__(8828);
+const json_1 = __nccwpck_require__(8634);
 const shell_1 = __nccwpck_require__(2232);
+const compose_1 = __nccwpck_require__(7130);
 const host_log_1 = __nccwpck_require__(131);
 const postgres_1 = __nccwpck_require__(263);
 const sql_1 = __nccwpck_require__(3830);
 const schema_1 = __nccwpck_require__(109);
+const STREAM_TO_FILE = fs.readFileSync(__nccwpck_require__.ab + "stream-to-file.sh", 'utf8');
+const LIST_MANIFESTS = fs.readFileSync(__nccwpck_require__.ab + "list-manifests.sh", 'utf8');
+const RESTORE_BACKUP = fs.readFileSync(__nccwpck_require__.ab + "restore-backup.sh", 'utf8');
+const RESTORE_UNDO = fs.readFileSync(__nccwpck_require__.ab + "restore-undo.sh", 'utf8');
 const backupFile = zod_1.z.object({ bytes: zod_1.z.number(), sha256: zod_1.z.string() }).passthrough();
 /** A backup's manifest.json, as written by takeBackup and parsed (never cast) when read back from the host. */
 exports.backupManifest = zod_1.z
@@ -56332,6 +57157,10 @@ exports.backupManifest = zod_1.z
     error: zod_1.z.string().optional(),
 })
     .passthrough();
+/** A manifest.json read from the host; throws HostDataError naming `what` when it is not one. */
+function parseBackupManifest(text, what) {
+    return (0, json_1.parseHostJson)(exports.backupManifest, text, what);
+}
 function newBackupId(env, now = new Date()) {
     return `b${now
         .toISOString()
@@ -56387,7 +57216,7 @@ async function psqlValue(host, env, database, sql) {
 async function streamToFile(host, command, file, label, timeoutSeconds) {
     const partial = `${file}.partial`;
     try {
-        const r = await host.run(`${command} | tee ${(0, shell_1.sh) `${partial}`} | sha256sum && mv -f ${(0, shell_1.sh) `${partial} ${file}`} && stat -c %s ${(0, shell_1.sh) `${file}`}`, {
+        const r = await host.run((0, shell_1.hostScript)(STREAM_TO_FILE, { COMMAND: command, PARTIAL: partial, FILE: file }), {
             label,
             quiet: true,
             timeoutSeconds,
@@ -56411,21 +57240,7 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
     const dir = backupDir(config, env, id);
     const database = env.cfg.database.name;
     const timeoutSeconds = config.backup['timeout-seconds'];
-    const manifest = {
-        id,
-        env: env.name,
-        status: 'failed',
-        time: started.toISOString(),
-        finishedAt: '',
-        database,
-        release: ctx.release,
-        sha: ctx.sha,
-        files: {},
-        durationSeconds: 0,
-        timings: { dump: 0, globals: 0, verify: 0 },
-        tools: {},
-        verification: { method: verify, ok: false, detail: '' },
-    };
+    const manifest = openManifest(id, env, ctx, started, verify);
     log.startGroup(`${env.name}: backup ${id}`);
     let snapshotSession;
     try {
@@ -56436,10 +57251,9 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
         manifest.writeCounters = await (0, schema_1.writeCounters)(host, env, database).catch((0, logger_1.ignored)(log, 'reading the write counters'));
         if (verify === 'restore')
             snapshotSession = await openSnapshot(host, env, database, log);
-        const dumpArgs = ['-Fc', '-d', database, ...(snapshotSession ? [`--snapshot=${snapshotSession.snapshot}`] : [])];
         const seconds = (since) => Math.round((Date.now() - since) / 100) / 10;
         let t = Date.now();
-        manifest.files['db.dump'] = await streamToFile(host, env.dbTool('pg_dump', dumpArgs), `${dir}/db.dump`, `pg_dump of ${env.name}`, timeoutSeconds);
+        manifest.files['db.dump'] = await streamToFile(host, (0, postgres_1.pgDump)(env, database, { custom: true, snapshot: snapshotSession?.snapshot }), `${dir}/db.dump`, `pg_dump of ${env.name}`, timeoutSeconds);
         manifest.timings.dump = seconds(t);
         log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
         const counts = snapshotSession ? await snapshotSession.counts() : undefined;
@@ -56479,19 +57293,37 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
     }
     return manifest;
 }
+/** The manifest of a backup just started: failed until its verification says otherwise. */
+function openManifest(id, env, ctx, started, verify) {
+    return {
+        id,
+        env: env.name,
+        status: 'failed',
+        time: started.toISOString(),
+        finishedAt: '',
+        database: env.cfg.database.name,
+        release: ctx.release,
+        sha: ctx.sha,
+        files: {},
+        durationSeconds: 0,
+        timings: { dump: 0, globals: 0, verify: 0 },
+        tools: {},
+        verification: { method: verify, ok: false, detail: '' },
+    };
+}
 async function psqlVersion(host, env) {
-    const r = await host.run(env.dbTool('pg_dump', ['--version']), { check: false, quiet: true, timeoutSeconds: 60 });
+    const r = await host.run((0, postgres_1.pgDumpVersion)(env), { check: false, quiet: true, timeoutSeconds: 60 });
     return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 async function dumpGlobals(host, env, file, log, timeoutSeconds) {
     try {
-        return await streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+        return await streamToFile(host, (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: true }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
     }
     catch (e) {
         // Reading role passwords needs a superuser; without them the roles and grants are still saved.
         if (e instanceof errors_1.RemoteCommandError && /permission denied/i.test(e.stderr)) {
             log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
-            return streamToFile(host, env.dbTool('pg_dumpall', ['--globals-only', '--no-role-passwords']), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+            return streamToFile(host, (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: false }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
         }
         throw e;
     }
@@ -56541,7 +57373,7 @@ async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSecond
         if (actual !== f.sha256)
             return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
     }
-    const list = await host.run(`${env.dbTool('pg_restore', ['--list'])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`} > /dev/null`, {
+    const list = await host.run((0, postgres_1.pgRestoreReads)(env, { stdin: `${dir}/db.dump` }), {
         check: false,
         quiet: true,
         timeoutSeconds,
@@ -56561,7 +57393,7 @@ async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSecond
         }
         if (created instanceof Error)
             throw created;
-        const restore = await host.run(`${env.dbTool('pg_restore', ['--exit-on-error', '--no-owner', '-d', scratch])} < ${(0, shell_1.sh) `${`${dir}/db.dump`}`}`, {
+        const restore = await host.run((0, postgres_1.pgRestore)(env, scratch, { stdin: `${dir}/db.dump` }, { noOwner: true }), {
             check: false,
             quiet: true,
             timeoutSeconds,
@@ -56580,9 +57412,9 @@ async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSecond
     }
 }
 /** Every backup of an environment, newest first, read from the manifests. */
-async function listBackups(host, config, env) {
+async function listBackups(host, config, env, log) {
     const base = backupDir(config, env);
-    const r = await host.run((0, shell_1.sh) `for f in ${(0, shell_1.raw)(`${(0, shell_1.sh) `${base}`}/b*/manifest.json`)}; do [ -f "$f" ] && cat "$f" && echo '@@twinstack-manifest@@'; done; true`, {
+    const r = await host.run((0, shell_1.hostScript)(LIST_MANIFESTS, { BASE: base }), {
         quiet: true,
         timeoutSeconds: 120,
     });
@@ -56591,20 +57423,18 @@ async function listBackups(host, config, env) {
         if (!chunk.trim())
             continue;
         try {
-            const parsed = exports.backupManifest.safeParse(JSON.parse(chunk));
-            // A manifest of another shape (edited by hand, another version's): not a backup twinstack can vouch for.
-            if (parsed.success)
-                out.push(parsed.data);
+            out.push(parseBackupManifest(chunk, `a manifest under ${base}`));
         }
-        catch {
-            /* a manifest cut short by a full disk: not a usable backup */
+        catch (e) {
+            // Cut short by a full disk, edited by hand, another version's: not a backup twinstack can vouch for.
+            log?.warning(`Skipped ${(0, errors_1.errorMessage)(e)}; that backup is neither used nor pruned.`);
         }
     }
     return out.sort((a, b) => (a.id < b.id ? 1 : -1));
 }
 /** Finds one backup by id and re-checks it on disk (checksums and pg_restore --list). */
 async function usableBackup(host, config, env, id, log) {
-    const m = (await listBackups(host, config, env)).find((b) => b.id === id);
+    const m = (await listBackups(host, config, env, log)).find((b) => b.id === id);
     if (!m)
         throw new errors_1.OperationFailed(`backup ${id} of ${env.name} does not exist in ${backupDir(config, env)}`);
     if (m.status !== 'verified')
@@ -56642,35 +57472,32 @@ async function restoreBackup(host, config, env, m, log, opts = {}) {
     const tag = `twinstack restore ${m.id} in progress`;
     const undoCheck = `SELECT 1 FROM pg_database a WHERE a.datname = ${(0, sql_1.literal)(aside)} AND NOT EXISTS ` +
         `(SELECT 1 FROM pg_database d WHERE d.datname = ${(0, sql_1.literal)(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${(0, sql_1.literal)(tag)});`;
-    const restart = opts.stoppedServices?.length ? env.composeScript('start', ...opts.stoppedServices) : 'true';
+    const restart = opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : compose_1.NOTHING_LATER;
     // What undoes a cut restore: written before anything moves, run by the next operation if this
     // script never gets to remove it (see pendingUndo in operation.ts).
     const undo = `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
-        // Only when the database was set aside and what holds its name is missing or this restore's
-        // unfinished one: an older set-aside copy must never replace a live database.
-        `if printf '%s' ${(0, shell_1.sh) `${undoCheck}`} | ${sqlTuples} | grep -q 1; then printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${sql}; fi\n` +
-        `${restart}\n`;
-    const marker = `${pendingDir(config, env)}/restore.sh`;
-    const script = [
-        (0, shell_1.sh) `mkdir -p -m 700 ${pendingDir(config, env)}`,
-        (0, shell_1.sh) `printf '%s' ${undo} > ${marker}.tmp && mv -f ${marker}.tmp ${marker}`,
-        // The rename is the last statement: if anything before it fails, nothing was moved.
-        `if ! printf '%s' ${(0, shell_1.sh) `${setAside}`} | ${sql}; then rm -f ${(0, shell_1.sh) `${marker}`}; exit 3; fi`,
-        `ok=0; put_back() { if [ "$ok" != 1 ]; then echo ${(0, shell_1.sh) `${`restore failed: putting ${db} back`}`} >&2; printf '%s' ${(0, shell_1.sh) `${putBack}`} | ${sql} && rm -f ${(0, shell_1.sh) `${marker}`}; fi; }`,
-        `trap put_back EXIT; trap 'exit 143' TERM INT HUP`,
-        `printf '%s' ${(0, shell_1.sh) `${create + `COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS ${(0, sql_1.literal)(tag)};\n`}`} | ${sql}`,
-        `${env.dbTool('pg_restore', ['--single-transaction', '--exit-on-error', '-d', db])} < ${(0, shell_1.sh) `${file}`}`,
-        `printf '%s' ${(0, shell_1.sh) `${settings}`} | ${sql}`,
-        `printf '%s' ${(0, shell_1.sh) `${`COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS NULL;\n`}`} | ${sql}`,
-        `ok=1; rm -f ${(0, shell_1.sh) `${marker}`}`,
-    ].join('\n');
-    const r = await host.run(`set -e\n${script}`, {
+        (0, shell_1.hostScript)(RESTORE_UNDO, { PSQL: sql, PSQL_TUPLES: sqlTuples, UNDO_CHECK: undoCheck, PUT_BACK: putBack, ...restart }) +
+        '\n';
+    const script = (0, shell_1.hostScript)(RESTORE_BACKUP, {
+        PENDING_DIR: pendingDir(config, env),
+        MARKER: `${pendingDir(config, env)}/restore.sh`,
+        UNDO: undo,
+        DB: db,
+        PSQL: sql,
+        SET_ASIDE: setAside,
+        PUT_BACK: putBack,
+        CREATE: create + `COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS ${(0, sql_1.literal)(tag)};\n`,
+        RESTORE: (0, postgres_1.pgRestore)(env, db, { stdin: file }, { singleTransaction: true }),
+        SETTINGS: settings,
+        UNTAG: `COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS NULL;\n`,
+    });
+    const r = await host.run(script, {
         label: `restoring ${env.name} from backup ${m.id}`,
         timeoutSeconds: config.backup['timeout-seconds'],
         check: false,
     });
     if (r.exitCode !== 0 || r.timedOut) {
-        throw new errors_1.RemoteCommandError(`restore of ${env.name} from ${m.id}`, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `restoring ${env.name} from backup ${m.id}`);
+        throw new errors_1.RemoteCommandError({ ...r, command: `restore of ${env.name} from ${m.id}`, label: `restoring ${env.name} from backup ${m.id}` });
     }
     log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
 }
@@ -56684,7 +57511,7 @@ function pendingDir(config, env) {
 }
 /** Keeps the newest `keep` verified backups and deletes older ones (and failed ones older than the newest verified). */
 async function pruneBackups(host, config, env, log) {
-    const all = await listBackups(host, config, env);
+    const all = await listBackups(host, config, env, log);
     const verified = all.filter((b) => b.status === 'verified');
     const keepIds = new Set(verified.slice(0, config.backup.keep).map((b) => b.id));
     const newestVerified = verified[0];
@@ -56898,6 +57725,7 @@ const errors_1 = __nccwpck_require__(639);
 const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
+const docker_inspect_1 = __nccwpck_require__(3045);
 class Environment {
     name;
     config;
@@ -56930,9 +57758,9 @@ class Environment {
     get composeProject() {
         return { command: this.config['compose-command'], files: this.cfg.composeFiles, envFile: this.cfg.envFile, project: this.cfg.project };
     }
-    /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
-    composeScript(...args) {
-        return (0, compose_1.composeLine)(this.cfg.checkout, this.composeProject, args);
+    /** A compose command for a script the host runs later (in the checkout, project name set): that script's parameters. */
+    composeLater(...args) {
+        return (0, compose_1.composeLater)(this.cfg.checkout, this.composeProject, args);
     }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
@@ -56980,8 +57808,7 @@ class Environment {
 }
 exports.Environment = Environment;
 function parseInspect(json) {
-    const list = JSON.parse(json || '[]');
-    return list
+    return (0, docker_inspect_1.parseContainerInspect)(json)
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
         return {
@@ -57054,12 +57881,19 @@ exports.releaseEnvironment = releaseEnvironment;
 exports.ensureReleaseDir = ensureReleaseDir;
 exports.pruneReleaseDirs = pruneReleaseDirs;
 exports.removeScratchCheckout = removeScratchCheckout;
+/**
+ * The environment's checkout on the host: fetched, then put on exactly one commit, detached.
+ * Untracked files (the env files) are left alone; local changes to tracked files stop the deploy.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const errors_1 = __nccwpck_require__(639);
 const docker_1 = __nccwpck_require__(580);
 const git = __importStar(__nccwpck_require__(9938));
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 const validate_1 = __nccwpck_require__(8770);
+const COPY_UNTRACKED = fs.readFileSync(__nccwpck_require__.ab + "copy-untracked.sh", 'utf8');
+const RELEASE_PROBE = fs.readFileSync(__nccwpck_require__.ab + "release-probe.sh", 'utf8');
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
 async function resolveRef(host, env, ref) {
     (0, validate_1.gitRef)(ref);
@@ -57160,13 +57994,8 @@ async function copyUntracked(host, env, sha, dir, files) {
             watched.push({ path: p, file: f, side: 'destination' });
     }
     // All checks run before the first copy; a link found prints its index and target and stops the script.
-    const checks = watched.map((w, i) => (0, shell_1.sh) `if [ -L ${w.path} ]; then printf '%s %s ' ${LINK} ${i}; readlink -- ${w.path} | head -c 300 | tr '\\n' ' '; echo; exit 3; fi`);
-    const copies = all.map((f) => {
-        const from = `${checkout}/${f}`;
-        const to = `${dir}/${f}`;
-        return (0, shell_1.sh) `if [ -e ${from} ]; then mkdir -p ${parentOf(to)} && rm -rf ${to} && cp -PpR -- ${from} ${to} && chmod -R u=rwX,go= ${to}; fi`;
-    });
-    const r = await host.run(['umask 077', ...checks, ...copies].join('\n'), {
+    const copies = all.flatMap((f) => [`${checkout}/${f}`, `${dir}/${f}`, parentOf(`${dir}/${f}`)]);
+    const r = await host.run((0, shell_1.hostScript)(COPY_UNTRACKED, { LINK }, [...watched.map((w) => w.path), '--', ...copies]), {
         label: `${env.name}: files outside git into ${dir}`,
         check: false,
         quiet: true,
@@ -57187,7 +58016,7 @@ async function copyUntracked(host, env, sha, dir, files) {
             : `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}), and files outside git are copied, never followed; put the file itself at ${hit.path}`);
     }
     if (r.exitCode !== 0 || r.timedOut)
-        throw new errors_1.RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `${env.name}: files outside git into ${dir}`);
+        throw new errors_1.RemoteCommandError({ ...r, label: `${env.name}: files outside git into ${dir}` });
 }
 /** Whether `env`'s containers run from release directories (promote.release-dirs, prod only). */
 function usesReleaseDirs(config, env) {
@@ -57219,11 +58048,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     const roots = [parentOf(envRoot), envRoot];
     // One round trip: the listed files missing from the checkout, a link where a releases directory
     // belongs, and the directory's commit if it exists.
-    const probe = await host.run([
-        ...files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`),
-        ...roots.map((d) => (0, shell_1.sh) `[ ! -L ${d} ] || echo ${`link ${d}`}`),
-        git.head(dir),
-    ].join('; '), {
+    const probe = await host.run((0, shell_1.hostScript)(RELEASE_PROBE, { CHECKOUT: checkout, RELEASES: roots[0], ENV_ROOT: roots[1], DIR: dir }, files), {
         check: false,
         quiet: true,
         timeoutSeconds: 60,
@@ -57235,7 +58060,8 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     const link = lines.find((l) => l.startsWith('link '));
     if (link)
         throw new errors_1.ConfigurationError(`${link.slice('link '.length)} is a symlink: release directories hold prod's secrets and go in a real directory; remove the link`);
-    await host.run((0, shell_1.sh) `mkdir -p ${envRoot} && chmod 700 ${roots}`, { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
+    await host.run((0, shell_1.argv)('mkdir', '-p', envRoot), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
+    await host.run((0, shell_1.argv)('chmod', '700', roots), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
     if (!lines.includes(sha))
         await addWorktree(host, env, sha, dir);
     await copyUntracked(host, env, sha, dir, files);
@@ -57330,6 +58156,8 @@ const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const shell_1 = __nccwpck_require__(2232);
 const READ_LOG = fs.readFileSync(__dirname + '/read-log.sh', 'utf8');
+const APPEND_LOG = fs.readFileSync(__dirname + '/append-log.sh', 'utf8');
+const COMPACT_LOG = fs.readFileSync(__dirname + '/compact-log.sh', 'utf8');
 const outcome = zod_1.z.enum(['success', 'failure', 'cancelled', 'interrupted']);
 /** What every record has: which environment, which action and operation, which run, when. */
 const base = {
@@ -57343,7 +58171,15 @@ const base = {
     sha: zod_1.z.string().optional(),
 };
 const record = (event, fields) => zod_1.z.object({ ...base, event: zod_1.z.literal(event), ...fields }).passthrough();
-const serviceImage = zod_1.z.object({ name: zod_1.z.string(), id: zod_1.z.string(), tag: zod_1.z.string() }).passthrough();
+const serviceImage = zod_1.z.object({ name: zod_1.z.string(), id: zod_1.z.string(), tag: zod_1.z.string() });
+/**
+ * A field that only informs (a size, a count, what was shipped): typed when written, and when read
+ * a value of another shape is dropped rather than costing the record, which may decide a rollback.
+ */
+const info = (type) => type.optional().catch(undefined);
+const count = info(zod_1.z.number());
+const text = info(zod_1.z.string());
+const names = info(zod_1.z.array(zod_1.z.string()));
 /**
  * The host log's records: a tagged union on `event`. Fields twinstack decides on (a release's
  * commit and images, a gate's verdict and what it tested) are checked when the log is read; a line
@@ -57351,7 +58187,7 @@ const serviceImage = zod_1.z.object({ name: zod_1.z.string(), id: zod_1.z.string
  */
 exports.logRecord = zod_1.z.discriminatedUnion('event', [
     record('started', { staleLock: zod_1.z.string().optional() }),
-    record('finished', { outcome, error: zod_1.z.string().optional() }),
+    record('finished', { outcome, error: zod_1.z.string().optional(), stopped: text }),
     record('interrupted', { outcome: zod_1.z.literal('interrupted').optional(), reportedBy: zod_1.z.string().optional() }),
     record('recovered', { what: zod_1.z.string() }),
     record('release', {
@@ -57361,6 +58197,16 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         images: zod_1.z.record(serviceImage),
         previous: zod_1.z.string().optional(),
         rolledBackFrom: zod_1.z.string().optional(),
+        durationSeconds: count,
+        /** Services found changed by hand beforehand, put back as the release says. */
+        settled: names,
+        reason: text,
+        restoredBackup: text,
+        devRelease: text,
+        gate: text,
+        backup: text,
+        shipped: names,
+        rebuilt: names,
     }),
     record('release-failed', {
         stage: zod_1.z.string(),
@@ -57368,8 +58214,18 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         images: zod_1.z.record(zod_1.z.string()).optional(),
         head: zod_1.z.string().optional(),
         previous: zod_1.z.string().optional(),
+        ref: text,
     }),
-    record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
+    record('rollback', {
+        release: zod_1.z.string(),
+        rolledBackFrom: zod_1.z.string().optional(),
+        failedSha: text,
+        stage: text,
+        restoredBackup: text,
+        restoredAt: text,
+        schemaMoved: info(zod_1.z.boolean()),
+        rowsLost: count,
+    }),
     record('gate', {
         sha: zod_1.z.string(),
         release: zod_1.z.string().optional(),
@@ -57377,15 +58233,17 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         images: zod_1.z.record(zod_1.z.string()).optional(),
         apiImage: zod_1.z.string().optional(),
         problems: zod_1.z.array(zod_1.z.string()).optional(),
+        tests: info(zod_1.z.object({ passed: count, failed: count, skipped: count })),
+        alembicHead: text,
     }),
-    record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional() }),
+    record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional(), bytes: count, sha256: text, error: text }),
     record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
-    record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string() }),
-    record('staging-created', { database: zod_1.z.string() }),
-    record('resampled', {}),
-    record('swapped', { database: zod_1.z.string() }),
+    record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string(), backup: text }),
+    record('staging-created', { database: zod_1.z.string(), fraction: count, seed: text }),
+    record('resampled', { rows: count, fraction: count, seed: text }),
+    record('swapped', { database: zod_1.z.string(), previous: text }),
     record('swapped-back', { database: zod_1.z.string() }),
-    record('vault-synced', {}),
+    record('vault-synced', { copied: count, bytes: count, deleted: count, missing: count, links: count, outside: count }),
 ]);
 function stateDirOf(stateDir, env) {
     return `${stateDir}/${env}`;
@@ -57408,7 +58266,7 @@ class HostLog {
     async append(record) {
         const full = { v: 1, time: new Date().toISOString(), env: this.env, ...record };
         const line = JSON.stringify(full);
-        await this.host.run((0, shell_1.sh) `mkdir -p -m 700 ${stateDirOf(this.stateDir, this.env)} && printf '%s\n' ${line} >> ${this.file}`, {
+        await this.host.run((0, shell_1.hostScript)(APPEND_LOG, { DIR: stateDirOf(this.stateDir, this.env), LINE: line, FILE: this.file }), {
             label: `appending to the ${this.env} host log`,
             quiet: true,
             timeoutSeconds: 60,
@@ -57431,7 +58289,12 @@ class HostLog {
             .replace(/\.\d+Z$/, 'Z');
         const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
         const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
-        await this.host.run((0, shell_1.sh) `gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`, { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 });
+        await this.host.run((0, shell_1.hostScript)(COMPACT_LOG, { FILE: this.file, ARCHIVE: archive }), {
+            stdin: text,
+            label: `compacting the ${this.env} host log`,
+            quiet: true,
+            timeoutSeconds: 300,
+        });
         return archive;
     }
     /**
@@ -57452,7 +58315,7 @@ class HostLog {
             throw new errors_1.ConfigurationError(`the ${this.env} host log ${this.file} is ${(0, errors_1.mib)(size)} (${size} bytes), more than the ${(0, errors_1.mib)(host_1.MAX_CAPTURE_BYTES)} twinstack reads whole: archive it on the host, keeping the records decisions need (cd ${stateDirOf(this.stateDir, this.env)} && mv log.jsonl log-old.jsonl && grep -E '"event":"(release|rollback|gate)"' log-old.jsonl > log.jsonl && gzip log-old.jsonl)`);
         }
         if (r.exitCode !== 0 || r.timedOut)
-            throw new errors_1.RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, label);
+            throw new errors_1.RemoteCommandError({ ...r, label });
         return parseLog(r.stdout, this.file, log);
     }
 }
@@ -57530,6 +58393,51 @@ function latest(records, event, where = () => true) {
 
 /***/ }),
 
+/***/ 1458:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parseLockHolder = parseLockHolder;
+exports.parseBusyEntry = parseBusyEntry;
+/**
+ * What the lock leaves on the host, read back with a schema: the holder file (who holds or last
+ * held the lock) and the busy entries (which process group of which run holds the busy file). A
+ * file of another shape is refused with a message naming it; lock.ts then reports it as such
+ * rather than block the environment, since a run that died while writing one leaves it cut short.
+ */
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(639);
+const json_1 = __nccwpck_require__(8634);
+const lockHolder = zod_1.z.object({
+    run: zod_1.z.string(),
+    actor: zod_1.z.string(),
+    sha: zod_1.z.string(),
+    action: zod_1.z.string(),
+    op: zod_1.z.string(),
+    since: zod_1.z.string(),
+});
+/** The holder file's JSON; `file` is its path on the host. Throws HostDataError naming the file. */
+function parseLockHolder(text, file) {
+    return (0, json_1.parseHostJson)(lockHolder, text, `the lock holder ${file}`);
+}
+const busyEntry = zod_1.z.object({ op: zod_1.z.string(), run: zod_1.z.string(), label: zod_1.z.string(), since: zod_1.z.string() });
+/**
+ * One line of busy-work.sh: `<process group><TAB><entry JSON>`; `dir` is the entries directory the
+ * line was read from. Throws HostDataError naming the entry.
+ */
+function parseBusyEntry(line, dir) {
+    const tab = line.indexOf('\t');
+    const group = tab < 0 ? '' : line.slice(0, tab);
+    if (!/^[1-9]\d*$/.test(group))
+        throw new errors_1.HostDataError(`a busy entry in ${dir} does not start with a process group and a tab: ${line.slice(0, 80)}`);
+    return { pgid: Number(group), ...(0, json_1.parseHostJson)(busyEntry, line.slice(tab + 1), `the busy entry ${dir}/${group}.json`) };
+}
+
+
+/***/ }),
+
 /***/ 8597:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -57581,8 +58489,10 @@ exports.describeHolder = describeHolder;
  */
 const fs = __importStar(__nccwpck_require__(3024));
 const errors_1 = __nccwpck_require__(639);
+const lock_records_1 = __nccwpck_require__(1458);
 const host_log_1 = __nccwpck_require__(131);
-const action_1 = __nccwpck_require__(2512);
+const cancel_1 = __nccwpck_require__(2082);
+const logger_1 = __nccwpck_require__(8828);
 const docker_1 = __nccwpck_require__(580);
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
@@ -57593,6 +58503,7 @@ const ACQUIRED = 'twinstack-lock-acquired';
 const TIMEOUT_EXIT = 75;
 const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
+const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
 class EnvironmentLock {
     host;
     process;
@@ -57600,6 +58511,7 @@ class EnvironmentLock {
     env;
     stale;
     stateDir;
+    log;
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
@@ -57607,13 +58519,14 @@ class EnvironmentLock {
     writing = Promise.resolve();
     constructor(host, process, holderFile, env, 
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    stale, stateDir) {
+    stale, stateDir, log) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
         this.env = env;
         this.stale = stale;
         this.stateDir = stateDir;
+        this.log = log;
     }
     static paths(stateDir, env) {
         const dir = (0, host_log_1.stateDirOf)(stateDir, env);
@@ -57639,21 +58552,14 @@ class EnvironmentLock {
         const lines = r.stdout.split('\n');
         const entries = [];
         for (const line of lines.slice(1)) {
-            const tab = line.indexOf('\t');
-            if (tab < 0)
+            if (!line.includes('\t'))
                 continue;
             try {
-                const e = JSON.parse(line.slice(tab + 1));
-                entries.push({
-                    pgid: Number(line.slice(0, tab)),
-                    op: String(e.op ?? ''),
-                    run: String(e.run ?? ''),
-                    label: String(e.label ?? ''),
-                    since: String(e.since ?? ''),
-                });
+                entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
             }
-            catch {
-                entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
+            catch (e) {
+                // The process group is alive whatever its entry says: it is waited for, named by the problem.
+                entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
             }
         }
         return { busy: lines[0]?.trim() === 'BUSY', entries };
@@ -57707,14 +58613,15 @@ class EnvironmentLock {
     }
     static async readHolder(host, stateDir, env) {
         const { holderFile } = EnvironmentLock.paths(stateDir, env);
-        const r = await host.run((0, shell_1.sh) `if [ -f ${holderFile} ]; then cat ${holderFile}; fi`, { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
+        const r = await host.run((0, shell_1.hostScript)(READ_HOLDER, { FILE: holderFile }), { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
         if (!r.stdout.trim())
             return undefined;
         try {
-            return JSON.parse(r.stdout);
+            return (0, lock_records_1.parseLockHolder)(r.stdout, holderFile);
         }
-        catch {
-            return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '' };
+        catch (e) {
+            // Most likely cut short by a run that died writing it: reported, never a reason to block the environment.
+            return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '', problem: (0, errors_1.errorMessage)(e) };
         }
     }
     /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
@@ -57734,7 +58641,8 @@ class EnvironmentLock {
         }
         catch (e) {
             if (e instanceof errors_1.RemoteCommandError && e.exitCode === TIMEOUT_EXIT) {
-                const now = await EnvironmentLock.readHolder(host, stateDir, env).catch(() => undefined);
+                // Only names the holder in the message: the timeout is what is reported.
+                const now = await EnvironmentLock.readHolder(host, stateDir, env).catch((0, logger_1.ignored)(log, `reading the ${env} lock holder after the timeout`));
                 throw new errors_1.LockTimeoutError(`the ${env} environment is locked by ${now ? describeHolder(now) : 'another run'}; gave up after ${waitSeconds}s (wait for it, or raise lock-timeout)`);
             }
             throw e;
@@ -57744,15 +58652,15 @@ class EnvironmentLock {
             await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
         }
         catch (e) {
-            await proc.end().catch(() => undefined);
+            await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
             throw e;
         }
         // A holder file still present means its run died while holding the lock.
         const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir);
+        const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir, log);
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
-        lock.forgetCancel = (0, action_1.onCancel)(() => lock.release());
+        lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
         lock.writing = host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
         await lock.writing;
         if (stale) {
@@ -57773,7 +58681,8 @@ class EnvironmentLock {
         this.released = true;
         this.forgetCancel();
         try {
-            await this.writing.catch(() => undefined);
+            // A failed write was thrown by acquire already; the holder file goes either way.
+            await this.writing.catch((0, logger_1.ignored)(this.log, `writing the ${this.env} lock holder`));
             await this.host.run((0, shell_1.sh) `rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
         }
         finally {
@@ -57783,6 +58692,8 @@ class EnvironmentLock {
 }
 exports.EnvironmentLock = EnvironmentLock;
 function describeHolder(h) {
+    if (h.problem)
+        return `an unknown run (${h.problem})`;
     return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? (0, sha_1.short)(h.sha) : '?'}, since ${h.since})`;
 }
 
@@ -57790,10 +58701,43 @@ function describeHolder(h) {
 /***/ }),
 
 /***/ 2298:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.writeOnlyAuthorizedKey = writeOnlyAuthorizedKey;
 exports.offsiteDir = offsiteDir;
@@ -57825,14 +58769,19 @@ exports.pruneOffsite = pruneOffsite;
  * The local backup is never touched: a copy that fails leaves it verified where it was.
  */
 const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
 const age_1 = __nccwpck_require__(3997);
 const errors_1 = __nccwpck_require__(639);
 const logger_1 = __nccwpck_require__(8828);
 const rsync_1 = __nccwpck_require__(1907);
 const shell_1 = __nccwpck_require__(2232);
 const ssh_1 = __nccwpck_require__(7496);
-const action_1 = __nccwpck_require__(2512);
+const cancel_1 = __nccwpck_require__(2082);
 const backup_1 = __nccwpck_require__(6230);
+const FRESH_DIR = fs.readFileSync(__dirname + '/fresh-dir.sh', 'utf8');
+const LIST_OFFSITE = fs.readFileSync(__dirname + '/list-offsite.sh', 'utf8');
+const MISSING_TOOLS = fs.readFileSync(__dirname + '/missing-tools.sh', 'utf8');
+const SEAL_FILE = fs.readFileSync(__dirname + '/seal-file.sh', 'utf8');
 /**
  * The line the backup host's authorized_keys holds for offsite-ssh-key: rsync only, confined to
  * `path`, writing only (-wo), with no --delete or --remove-* (-no-del) and no file replaced
@@ -57864,7 +58813,8 @@ class OffsiteFailed extends errors_1.OperationFailed {
  * Never throws for the copy itself: the outcome says what happened; the caller decides whether a
  * failed copy fails the step (`required`).
  */
-async function copyOffsite(host, config, env, manifest, keys, log, connectBackupHost = connectWithAdminKey) {
+async function copyOffsite(c) {
+    const { host, config, env, manifest, keys, log, connectBackupHost = connectWithAdminKey } = c;
     const o = config.backup.offsite;
     if (!o)
         throw new Error('copyOffsite without backup.offsite');
@@ -57882,7 +58832,7 @@ async function copyOffsite(host, config, env, manifest, keys, log, connectBackup
         let upload;
         let writeOnly;
         const removeStage = () => host.run((0, shell_1.sh) `rm -rf ${stage}`, { check: false, quiet: true, timeoutSeconds: 300 }).then(() => undefined);
-        const unregister = (0, action_1.onCancel)(removeStage);
+        const unregister = (0, cancel_1.onCancel)(removeStage);
         try {
             // 1. Seal on the VPS, with public keys only.
             upload = await seal(host, o, env.name, manifest, local, `${stage}/${env.name}/${manifest.id}`, log);
@@ -57947,18 +58897,18 @@ async function copyOffsite(host, config, env, manifest, keys, log, connectBackup
 }
 /** Encrypts each file of the backup to the recipients into `out`, and writes upload.json there. */
 async function seal(host, o, env, manifest, local, out, log) {
-    const tools = await host.run('for t in age rsync ssh; do command -v "$t" >/dev/null || echo "$t"; done', { quiet: true, timeoutSeconds: 60 });
+    const tools = await host.run((0, shell_1.hostScript)(MISSING_TOOLS, {}, ['age', 'rsync', 'ssh']), { quiet: true, timeoutSeconds: 60 });
     const missing = tools.stdout.split('\n').filter(Boolean);
     const packages = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
     if (missing.length) {
         throw new OffsiteFailed('seal', `${missing.join(', ')} not installed on the VPS: apt-get install ${missing.map((t) => packages[t] ?? t).join(' ')}`);
     }
-    await host.run((0, shell_1.sh) `umask 077 && rm -rf ${out} && mkdir -p ${out}`, { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
+    await host.run((0, shell_1.hostScript)(FRESH_DIR, { DIR: out }), { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
     const files = {};
     for (const name of [...Object.keys(manifest.files), 'manifest.json']) {
         const plain = `${local}/${name}`;
         const sealed = `${out}/${name}.age`;
-        const r = await host.run(`umask 077 && ${(0, age_1.ageEncrypt)(o.recipients, plain, sealed)} && ${(0, shell_1.argv)('sha256sum', '--', plain, sealed)} && ${(0, shell_1.argv)('stat', '-c', '%s', '--', plain, sealed)}`, {
+        const r = await host.run((0, shell_1.hostScript)(SEAL_FILE, { ENCRYPT: (0, age_1.ageEncrypt)(o.recipients, plain, sealed), PLAIN: plain, SEALED: sealed }), {
             label: `encrypting ${name} with age`,
             quiet: true,
             timeoutSeconds: o['timeout-seconds'],
@@ -57990,9 +58940,9 @@ async function push(host, o, env, id, stage, writeKey, log) {
     const tmp = (await host.run('umask 077 && mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
     if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
         throw new OffsiteFailed('push', `mktemp on the VPS returned "${(0, errors_1.shorten)(tmp, 80)}"`);
-    // The key file goes in every case: at the end of the push, and on a cancel (src/domain/action.ts).
+    // The key file goes in every case: at the end of the push, and on a cancel (src/infra/cancel.ts).
     const removeKey = () => host.run((0, shell_1.sh) `rm -rf ${tmp}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
-    const unregister = (0, action_1.onCancel)(removeKey);
+    const unregister = (0, cancel_1.onCancel)(removeKey);
     try {
         const transport = { keyFile: `${tmp}/key`, knownHostsFile: `${tmp}/known_hosts`, port: o.port };
         await host.writeFile(transport.keyFile, writeKey, 0o600);
@@ -58062,7 +59012,8 @@ async function checkArrival(admin, o, env, upload) {
     const expected = Object.fromEntries(Object.entries(upload.files).map(([n, f]) => [n, f.sha256]));
     expected['upload.json'] = (0, node_crypto_1.createHash)('sha256').update(uploadJson(upload)).digest('hex');
     const names = Object.keys(expected);
-    const r = await admin.run(`cd ${(0, shell_1.sh) `${dir}`} && ${(0, shell_1.argv)('sha256sum', '--', names)}`, {
+    const r = await admin.run((0, shell_1.argv)('sha256sum', '--', names), {
+        cwd: dir,
         check: false,
         quiet: true,
         label: `sha256sum in ${dir} on the backup host`,
@@ -58086,7 +59037,7 @@ async function checkArrival(admin, o, env, upload) {
 }
 async function listOffsite(admin, o, env) {
     const base = offsiteDir(o, env);
-    const r = await admin.run(`cd ${(0, shell_1.sh) `${base}`} 2>/dev/null || exit 0; for d in b*/; do [ -d "$d" ] || continue; if [ -f "$d/upload.json" ]; then echo "complete \${d%/}"; else echo "partial \${d%/}"; fi; done`, { quiet: true, label: `listing ${base} on the backup host`, timeoutSeconds: 120 });
+    const r = await admin.run((0, shell_1.hostScript)(LIST_OFFSITE, { BASE: base }), { quiet: true, label: `listing ${base} on the backup host`, timeoutSeconds: 120 });
     return r.stdout
         .split('\n')
         .map((l) => l.split(' '))
@@ -58159,7 +59110,7 @@ exports.underLock = underLock;
  */
 const fs = __importStar(__nccwpck_require__(3024));
 const node_crypto_1 = __nccwpck_require__(7598);
-const action_1 = __nccwpck_require__(2512);
+const cancel_1 = __nccwpck_require__(2082);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 const sha_1 = __nccwpck_require__(3828);
@@ -58185,7 +59136,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     let finished = false;
     let cancelling = false;
     const base = { action: o.action, op: id, run: o.run.url, actor: o.run.actor };
-    const unregister = (0, action_1.onCancel)(async () => {
+    const unregister = (0, cancel_1.onCancel)(async () => {
         cancelling = true;
         o.host.halt();
         unfence();
@@ -58256,7 +59207,8 @@ async function openOperation(o, hostLog, lock, id, base) {
         interrupted,
         recovered,
         staleHolder: lock.stale,
-        record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),
+        // One event's fields with the operation's own: TypeScript cannot follow E through the spread.
+        record: (event, fields) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),
     };
     await hostLog.append({ ...base, sha: o.sha, event: 'started', staleLock: lock.stale ? lock.stale.run : undefined });
     return op;
@@ -58275,7 +59227,9 @@ async function undoPending(o, hostLog, base) {
         const first = head.replace(/^#\s*/, '').trim();
         o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
         try {
-            await o.host.run((0, shell_1.sh) `bash -o pipefail -e ${file} && rm -f ${file}`, { label: `undoing the cut change ${file}`, timeoutSeconds: 900 });
+            await o.host.run((0, shell_1.argv)('bash', '-o', 'pipefail', '-e', file), { label: `undoing the cut change ${file}`, timeoutSeconds: 900 });
+            // Only once it has run through: a failed undo stays for the next run (or a person) to retry.
+            await o.host.run((0, shell_1.argv)('rm', '-f', file), { label: `undoing the cut change ${file}`, quiet: true, timeoutSeconds: 60 });
             done.push(`${first}: undone`);
             await hostLog.append({ ...base, event: 'recovered', what: first });
         }
@@ -58309,6 +59263,7 @@ exports.pruneReleaseTags = pruneReleaseTags;
 exports.pruneOldReleases = pruneOldReleases;
 exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
 const docker_1 = __nccwpck_require__(580);
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
@@ -58407,15 +59362,16 @@ async function composeBuildAndUp(host, env, build, log) {
     catch (e) {
         // compose v2 gives up when a dependency turns unhealthy ("dependency failed to start"): name the
         // container and show its own last lines, which say why, instead of compose's progress lines.
-        throw (await failedContainerError(host, env, 'compose up failed')) ?? e;
+        throw (await failedContainerError(host, env, 'compose up failed', log)) ?? e;
     }
     finally {
         log.endGroup();
     }
 }
 /** A HealthError for the first container of the project that has failed, with its last log lines; undefined when none has. */
-async function failedContainerError(host, env, what) {
-    const containers = await env.containers(host).catch(() => []);
+async function failedContainerError(host, env, what, log) {
+    // Only sharpens the error already being raised: without the list, the caller's own error stands.
+    const containers = await env.containers(host).catch((0, logger_1.ignored)(log, `listing ${env.name}'s containers`, []));
     const failed = containers.find((c) => verdict(c) === 'failed');
     return failed ? healthError(host, env, failed, `${env.name}: ${what}`) : undefined;
 }
@@ -58629,7 +59585,7 @@ async function schemaState(host, env, database = env.cfg.database.name) {
         label: `${env.name}: alembic revision`,
         timeoutSeconds: 120,
     });
-    const dump = await host.run(env.dbTool('pg_dump', ['--schema-only', '--no-owner', '--no-privileges', '-d', database]), {
+    const dump = await host.run((0, postgres_1.pgDump)(env, database, { schemaOnly: true, noOwnership: true }), {
         quiet: true,
         label: `${env.name}: schema of ${database}`,
         timeoutSeconds: 600,
@@ -58685,77 +59641,6 @@ function rowsLostToRestore(backup, now, migration) {
         .sort((a, b) => b.rows - a.rows || a.table.localeCompare(b.table));
     const total = tables.reduce((n, t) => n + t.rows, 0);
     return { total, tables, duringMigration: all.total - total };
-}
-
-
-/***/ }),
-
-/***/ 3503:
-/***/ ((__unused_webpack_module, exports) => {
-
-"use strict";
-
-/** Sizes and CPU counts as Docker and compose write them. */
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.scalarText = scalarText;
-exports.parseBytes = parseBytes;
-exports.parseDockerSize = parseDockerSize;
-exports.parseCpus = parseCpus;
-exports.formatBytes = formatBytes;
-exports.formatCpus = formatCpus;
-/**
- * The text of a scalar read from compose's YAML or Docker's JSON (a string, a number, a boolean);
- * anything else (absent, null, a map, a list) is ''.
- */
-function scalarText(value) {
-    if (typeof value === 'string')
-        return value;
-    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
-        return String(value);
-    return '';
-}
-const BINARY = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
-/**
- * Bytes from a compose memory value: a number of bytes (`536870912`, as `docker compose config`
- * prints it) or a size with a unit (`512M`, `1g`, `384mb`, as written and as v1 prints it).
- * Docker's units are binary: 1M is 1024 * 1024 bytes. Undefined for anything else.
- */
-function parseBytes(value) {
-    if (typeof value === 'number')
-        return Number.isFinite(value) && value >= 0 ? Math.round(value) : undefined;
-    if (typeof value !== 'string')
-        return undefined;
-    const m = /^\s*(\d+(?:\.\d+)?)\s*([bkmgtp]?)(?:i?b)?\s*$/i.exec(value);
-    if (!m)
-        return undefined;
-    return Math.round(Number(m[1]) * BINARY[m[2].toLowerCase()]);
-}
-/** Sizes in `docker stats` output: `12.5MiB`, `1.944GiB`, `0B`, `1.2kB` (decimal units appear too). */
-function parseDockerSize(value) {
-    const m = /^\s*(\d+(?:\.\d+)?)\s*([kKMGTP]?)(i?)B\s*$/.exec(value);
-    if (!m)
-        return undefined;
-    const base = m[3] ? 1024 : 1000;
-    const power = ['', 'K', 'M', 'G', 'T', 'P'].indexOf(m[2].toUpperCase());
-    return Math.round(Number(m[1]) * base ** power);
-}
-/** CPUs from a compose value: `0.5`, `'1.0'`, 2. */
-function parseCpus(value) {
-    const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
-    return Number.isFinite(n) && n >= 0 ? n : undefined;
-}
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let v = bytes;
-    let i = 0;
-    while (v >= 1024 && i < units.length - 1) {
-        v /= 1024;
-        i++;
-    }
-    return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2).replace(/\.0+$|(\.\d*?)0+$/, '$1')} ${units[i]}`;
-}
-function formatCpus(cpus) {
-    return `${Number(cpus.toFixed(2))} CPU${cpus === 1 ? '' : 's'}`;
 }
 
 
@@ -58868,6 +59753,17 @@ class ActionIO {
     input(name) {
         return core.getInput(name, { trimWhitespace: true });
     }
+    /**
+     * An input whose default is written in action.yml, and only there: the runner passes that default
+     * when a workflow leaves the input out, so it is empty only when a workflow passed '' (an unset
+     * secret or variable, say). That is refused rather than read as some default of the code's own.
+     */
+    defaulted(name) {
+        const v = this.input(name);
+        if (!v)
+            throw new errors_1.ConfigurationError(`input ${name} is empty: give it a value, or leave it out of the step's with: to use its default (action.yml)`);
+        return v;
+    }
     required(name, hint = '') {
         const v = this.input(name);
         if (!v)
@@ -58936,14 +59832,43 @@ function ageEncrypt(recipients, input, output) {
 
 /***/ }),
 
+/***/ 2082:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.onCancel = onCancel;
+exports.runCancelCleanups = runCancelCleanups;
+/**
+ * Work to do if the run is cancelled (SIGINT, SIGTERM from the runner): release a lock, stop a
+ * fenced remote process, remove a key file. Modules register here; the action runner
+ * (src/actions/runner.ts) owns the signals and runs what is registered.
+ */
+const host_1 = __nccwpck_require__(6342);
+const cleanups = new Set();
+/** Registers work to do if the run is cancelled; returns a function that unregisters it. */
+function onCancel(fn) {
+    cleanups.add(fn);
+    return () => cleanups.delete(fn);
+}
+/** Runs every registered clean-up, each in the clean-up scope (its commands ignore the run's cancellation). */
+function runCancelCleanups() {
+    return Promise.allSettled([...cleanups].map((c) => host_1.cleanupScope.run(true, c)));
+}
+
+
+/***/ }),
+
 /***/ 7130:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NOTHING_LATER = void 0;
 exports.compose = compose;
-exports.composeLine = composeLine;
+exports.composeLater = composeLater;
 /**
  * The one place a compose command line is built. Only subcommands and flags that both
  * `docker compose` (v2) and `docker-compose` (v1) have are used.
@@ -58954,12 +59879,58 @@ function compose(p, args) {
     const cmd = p.command === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
     return (0, shell_1.argv)(cmd, p.files.flatMap((f) => ['-f', f]), '--env-file', p.envFile, '-p', p.project, args);
 }
+exports.NOTHING_LATER = { RESTART_DIR: '', RESTART_PROJECT: '', RESTART: '' };
+function composeLater(dir, p, args) {
+    return { RESTART_DIR: dir, RESTART_PROJECT: p.project, RESTART: compose(p, args) };
+}
+
+
+/***/ }),
+
+/***/ 3045:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.containerInspect = void 0;
+exports.parseContainerInspect = parseContainerInspect;
 /**
- * A compose command as one line of a script the host runs later (an undo file): it runs in `dir`,
- * with COMPOSE_PROJECT_NAME set for v1's interpolation, and not at all when `cd` fails.
+ * The parts of `docker inspect` output that twinstack reads (containers: image, labels, state,
+ * health, limits), as a schema: an answer of another shape is refused naming the field, never read
+ * through a cast. Fields docker leaves out or sets to null are optional; the rest is ignored.
  */
-function composeLine(dir, p, args) {
-    return (0, shell_1.sh) `cd ${dir} && COMPOSE_PROJECT_NAME=${p.project} ` + compose(p, args);
+const zod_1 = __nccwpck_require__(924);
+const json_1 = __nccwpck_require__(8634);
+const labels = zod_1.z.record(zod_1.z.string()).nullish();
+exports.containerInspect = zod_1.z.object({
+    Id: zod_1.z.string(),
+    Name: zod_1.z.string(),
+    Image: zod_1.z.string(),
+    RestartCount: zod_1.z.number().nullish(),
+    Config: zod_1.z
+        .object({
+        Image: zod_1.z.string().nullish(),
+        Labels: labels,
+        Healthcheck: zod_1.z.object({ Test: zod_1.z.array(zod_1.z.string()).nullish() }).nullish(),
+    })
+        .nullish(),
+    State: zod_1.z
+        .object({
+        Status: zod_1.z.string().nullish(),
+        ExitCode: zod_1.z.number().nullish(),
+        StartedAt: zod_1.z.string().nullish(),
+        OOMKilled: zod_1.z.boolean().nullish(),
+        Health: zod_1.z.object({ Status: zod_1.z.string().nullish() }).nullish(),
+    })
+        .nullish(),
+    HostConfig: zod_1.z
+        .object({ NanoCpus: zod_1.z.number().nullish(), CpuQuota: zod_1.z.number().nullish(), CpuPeriod: zod_1.z.number().nullish(), Memory: zod_1.z.number().nullish() })
+        .nullish(),
+});
+/** `docker inspect <container>...`'s JSON array; empty output (no container) is an empty list. */
+function parseContainerInspect(json) {
+    return (0, json_1.parseHostJson)(zod_1.z.array(exports.containerInspect), json.trim() || '[]', 'docker inspect output');
 }
 
 
@@ -59094,9 +60065,10 @@ function listImages(pattern, format) {
 function tagImages(pairs) {
     return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
 }
+const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 function stopAndRemove(ids, drainSeconds) {
-    return (0, shell_1.sh) `docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`;
+    return (0, shell_1.hostScript)(STOP_REMOVE, { DRAIN_SECONDS: drainSeconds }, ids);
 }
 /** Docker's 12-character form of a container or image id (`sha256:` left out). */
 function shortId(id) {
@@ -59112,7 +60084,7 @@ function shortId(id) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.OperationFailed = exports.LockTimeoutError = exports.CaptureLimitError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
+exports.HostDataError = exports.OperationFailed = exports.LockTimeoutError = exports.CaptureLimitError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
 exports.scrubRowValues = scrubRowValues;
 exports.mib = mib;
 exports.tailLines = tailLines;
@@ -59125,27 +60097,27 @@ class ConfigurationError extends Error {
 exports.ConfigurationError = ConfigurationError;
 /** A command on the host exited non-zero (or was killed). Carries what an operator needs to see. */
 class RemoteCommandError extends Error {
+    name = 'RemoteCommandError';
     command;
     exitCode;
     signal;
     stdout;
-    timedOut;
-    label;
-    name = 'RemoteCommandError';
     /** The command's stderr, with the row values PostgreSQL quotes taken out (scrubRowValues). */
     stderr;
-    constructor(command, exitCode, signal, stdout, stderr, timedOut = false, label) {
-        const scrubbed = scrubRowValues(stderr);
-        super(RemoteCommandError.describe(command, exitCode, signal, scrubbed, timedOut, label));
-        this.command = command;
-        this.exitCode = exitCode;
-        this.signal = signal;
-        this.stdout = stdout;
-        this.timedOut = timedOut;
-        this.label = label;
-        this.stderr = scrubbed;
+    timedOut;
+    label;
+    constructor(f) {
+        const failure = { ...f, stderr: scrubRowValues(f.stderr) };
+        super(RemoteCommandError.describe(failure));
+        this.command = f.command;
+        this.exitCode = f.exitCode;
+        this.signal = f.signal;
+        this.stdout = f.stdout ?? '';
+        this.stderr = failure.stderr;
+        this.timedOut = f.timedOut ?? false;
+        this.label = f.label;
     }
-    static describe(command, exitCode, signal, stderr, timedOut, label) {
+    static describe({ command, exitCode, signal, stderr, timedOut, label }) {
         const what = label ?? shorten(command, 200);
         const how = timedOut
             ? 'timed out and was killed'
@@ -59280,6 +60252,14 @@ class OperationFailed extends Error {
     name = 'OperationFailed';
 }
 exports.OperationFailed = OperationFailed;
+/**
+ * JSON read from the host (a manifest, the lock holder, docker inspect) that is not what twinstack
+ * wrote or expects; the message names where it was read and what is wrong (src/infra/json.ts).
+ */
+class HostDataError extends Error {
+    name = 'HostDataError';
+}
+exports.HostDataError = HostDataError;
 /** The last `n` non-empty lines of a command's output, joined with " | ", row values taken out first (scrubRowValues). */
 function tailLines(text, n) {
     return lastLines(scrubRowValues(text), n);
@@ -59400,9 +60380,10 @@ function addWorktree(checkout, dir, sha) {
     const parent = dir.slice(0, dir.lastIndexOf('/')) || '/';
     return (0, shell_1.hostScript)(WORKTREE_ADD, { CHECKOUT: checkout, DIR: dir, PARENT: parent, SHA: sha });
 }
+const WORKTREE_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "worktree-remove.sh", 'utf8');
 /** Removes the worktree `dir` of `checkout` (or whatever is there) and forgets it in the checkout. */
 function removeWorktree(checkout, dir) {
-    return (0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune`;
+    return (0, shell_1.hostScript)(WORKTREE_REMOVE, { CHECKOUT: checkout, DIR: dir });
 }
 
 
@@ -59424,6 +60405,46 @@ exports.MAX_CAPTURE_BYTES = 32 * 1024 * 1024;
 const node_async_hooks_1 = __nccwpck_require__(6698);
 /** Set while the cancel clean-ups run: their commands still go to a halted host. */
 exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
+
+
+/***/ }),
+
+/***/ 8634:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parseHostJson = parseHostJson;
+exports.checkHostValue = checkHostValue;
+exports.describeIssues = describeIssues;
+const errors_1 = __nccwpck_require__(639);
+/** Parses `text` as JSON and checks it against `schema`; `what` names the file or record, e.g. "the lock holder /var/lib/twinstack/prod/lock-holder.json". */
+function parseHostJson(schema, text, what) {
+    let value;
+    try {
+        value = JSON.parse(text);
+    }
+    catch (e) {
+        throw new errors_1.HostDataError(`${what} is not JSON (${(0, errors_1.errorMessage)(e)}): ${(0, errors_1.shorten)(text, 120) || 'empty'}`);
+    }
+    return checkHostValue(schema, value, what);
+}
+/** Checks a value already parsed from JSON against `schema`, refusing it as parseHostJson does. */
+function checkHostValue(schema, value, what) {
+    const r = schema.safeParse(value);
+    if (!r.success)
+        throw new errors_1.HostDataError(`${what} is not what twinstack expects: ${describeIssues(r.error)}`);
+    return r.data;
+}
+/** The first problem of a failed parse, in one line: where in the value, and what is wrong there. */
+function describeIssues(error) {
+    const [first, ...rest] = error.issues;
+    if (!first)
+        return 'invalid';
+    const where = first.path.length ? first.path.join('.') : 'the value';
+    return `${where}: ${first.message}${rest.length ? ` (and ${rest.length} more problem${rest.length > 1 ? 's' : ''})` : ''}`;
+}
 
 
 /***/ }),
@@ -59660,14 +60681,10 @@ class MemoryLogger extends StreamLogger {
     }
 }
 exports.MemoryLogger = MemoryLogger;
-/**
- * A catch handler for a failure that must not stop the work around it (a best-effort read, a clean-up
- * after an error already reported): the failure is logged at debug with what was tried, never lost.
- */
-function ignored(log, what) {
+function ignored(log, what, fallback) {
     return (e) => {
         log.debug(`${what} failed (ignored): ${e instanceof Error ? e.message : String(e)}`);
-        return undefined;
+        return fallback;
     };
 }
 
@@ -59728,10 +60745,23 @@ function parseSql(text) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.STDIN_SCRIPT = void 0;
 exports.psql = psql;
+exports.pgDump = pgDump;
+exports.pgDumpVersion = pgDumpVersion;
+exports.pgDumpGlobals = pgDumpGlobals;
+exports.pgRestore = pgRestore;
+exports.pgRestoreReads = pgRestoreReads;
 exports.endSessionsSql = endSessionsSql;
 exports.renameDatabaseSql = renameDatabaseSql;
 exports.copyDatabaseSettingsSql = copyDatabaseSettingsSql;
 exports.dropDatabaseSql = dropDatabaseSql;
+/**
+ * The one place twinstack writes the flags of PostgreSQL's client tools (psql, pg_dump, pg_restore,
+ * pg_dumpall), and the database-level SQL that more than one operation needs (ending sessions,
+ * renaming and dropping a database). Every psql twinstack runs has the same base: no psqlrc (`-X`),
+ * quiet, and stopping at the first error unless a caller replays lines that are expected to fail.
+ * Where a tool runs (in the db container or on the host) is the client's business (DbClient.dbTool).
+ */
+const shell_1 = __nccwpck_require__(2232);
 const sql_1 = __nccwpck_require__(3830);
 /** In `PsqlOptions.run`: the script psql reads from its standard input (`-f -`). */
 exports.STDIN_SCRIPT = Symbol('stdin script');
@@ -59756,6 +60786,55 @@ function psql(client, database, o = {}) {
             args.push('-c', step);
     }
     return client.dbTool('psql', args);
+}
+/** A shell command running pg_dump of `database`, the dump on standard output. */
+function pgDump(client, database, o = {}) {
+    const args = [];
+    if (o.custom)
+        args.push('-Fc');
+    if (o.schemaOnly)
+        args.push('--schema-only');
+    if (o.section)
+        args.push('--section', o.section);
+    if (o.lockWaitTimeout)
+        args.push(`--lock-wait-timeout=${o.lockWaitTimeout}`);
+    if (o.noOwnership)
+        args.push('--no-owner', '--no-privileges');
+    if (o.noServerObjects)
+        args.push('--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces');
+    if (o.snapshot)
+        args.push(`--snapshot=${o.snapshot}`);
+    return client.dbTool('pg_dump', [...args, '-d', database]);
+}
+/** `pg_dump --version`: the client tools' version, as the dump records it. */
+function pgDumpVersion(client) {
+    return client.dbTool('pg_dump', ['--version']);
+}
+/** pg_dumpall of the roles and tablespaces (`--globals-only`); without role passwords when they cannot be read. */
+function pgDumpGlobals(client, o) {
+    return client.dbTool('pg_dumpall', ['--globals-only', ...(o.rolePasswords ? [] : ['--no-role-passwords'])]);
+}
+function fromSource(command, from) {
+    return 'stdin' in from ? `${command} < ${(0, shell_1.quote)(from.stdin)}` : command;
+}
+/** A shell command restoring a dump into `database`, stopping at the first error. */
+function pgRestore(client, database, from, o = {}) {
+    const args = [];
+    if (o.singleTransaction)
+        args.push('--single-transaction');
+    if (o.noOwner)
+        args.push('--no-owner');
+    args.push('--exit-on-error');
+    if (o.jobs)
+        args.push('-j', String(o.jobs));
+    args.push('-d', database);
+    if ('file' in from)
+        args.push(from.file);
+    return fromSource(client.dbTool('pg_restore', args), from);
+}
+/** `pg_restore --list` of a dump, the listing thrown away: whether the dump can be read whole. */
+function pgRestoreReads(client, from) {
+    return `${fromSource(client.dbTool('pg_restore', ['--list', ...('file' in from ? [from.file] : [])]), from)} > /dev/null`;
 }
 /**
  * Ends the sessions on a database that the connected role may end. A non-superuser owner (the
@@ -59948,10 +61027,11 @@ function sh(strings, ...values) {
 }
 /**
  * A host script from a `.sh` file under src/ (checked by shellcheck, shipped beside the bundles),
- * its parameters set in front as upper-case shell variables. Every value is quoted, and stays
- * visible in the command and the debug log; the file's opening comment is not sent.
+ * its parameters set in front as upper-case shell variables and `args`, when given, as its
+ * positional parameters ("$@"). Every value is quoted, and stays visible in the command and the
+ * debug log; the file's opening comment is not sent.
  */
-function hostScript(file, params) {
+function hostScript(file, params, args) {
     const lines = file.split('\n');
     let start = 0;
     while (start < lines.length && (lines[start].startsWith('#') || lines[start].trim() === ''))
@@ -59961,7 +61041,11 @@ function hostScript(file, params) {
             throw new Error(`bad host script parameter name ${name}`);
         return `${name}=${quote(String(value))}`;
     });
-    return [prelude.join('; '), ...lines.slice(start)].join('\n').replace(/\n+$/, '');
+    // A list (paths, ids) becomes the script's positional parameters, each one quoted word.
+    if (args)
+        prelude.push(args.length ? `set -- ${argv(args)}` : 'set --');
+    const body = lines.slice(start);
+    return (prelude.length ? [prelude.join('; '), ...body] : body).join('\n').replace(/\n+$/, '');
 }
 
 
@@ -60073,6 +61157,7 @@ exports.unencryptedPrivateKey = unencryptedPrivateKey;
  * One connection per action run, pinned host keys, commands run under bash with a remote
  * `timeout` so that a time limit kills the remote process group, not only our wait.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_ssh_1 = __nccwpck_require__(1227);
@@ -60080,11 +61165,14 @@ const ssh2_1 = __nccwpck_require__(5472);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
+const logger_1 = __nccwpck_require__(8828);
 const shell_1 = __nccwpck_require__(2232);
 /** The in-band exit status line: its nonce is new for every command, so the command cannot fake it. */
 const EXIT_MARKER = '@twinstack-exit-';
 const exitTrailer = (nonce) => new RegExp(`\\n${EXIT_MARKER}${nonce}:(\\d+)\\n$`);
 const KILL_GRACE_SECONDS = 10;
+const FENCE_REGISTER = fs.readFileSync(__dirname + '/fence-register.sh', 'utf8');
+const WRITE_FILE = fs.readFileSync(__dirname + '/write-file.sh', 'utf8');
 /**
  * A stream's bytes, up to `max`: past that it keeps counting but stores nothing more (memory stays
  * bounded) and says it overflowed, so the command's output is never taken for whole when it was cut.
@@ -60273,10 +61361,10 @@ class SshHost {
             // Each command's process group (its `timeout`'s, or the session's) is written where the next
             // run looks when it finds the busy file still held; it is what a cancel kills.
             env.TWINSTACK_OP = this.fences[this.fences.length - 1].op;
-            register = 'read -r _ _ _ _ __twinstack_pg _ < /proc/$$/stat\n';
+            register = (0, shell_1.hostScript)(FENCE_REGISTER, {}) + '\n';
             for (const f of this.fences) {
                 const entry = JSON.stringify({ op: f.op, run: f.run, label: label.slice(0, 120), since: new Date().toISOString() });
-                register += (0, shell_1.sh) `printf '%s\n' ${entry} > ${f.entriesDir}/"$__twinstack_pg".json 2>/dev/null || true` + '\n';
+                register += (0, shell_1.argv)('__twinstack_register', f.entriesDir, entry) + '\n';
             }
             fenced = this.fences.map((f) => (0, shell_1.argv)('flock', '-s', f.busyFile)).join(' ') + ' ';
         }
@@ -60299,12 +61387,18 @@ class SshHost {
         if (this.deadline !== undefined && timeoutSeconds > 0) {
             const left = Math.floor((this.deadline - Date.now()) / 1000);
             if (left <= 0 && !cleanup) {
-                throw new errors_1.RemoteCommandError(script, null, null, '', 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started', false, label);
+                throw new errors_1.RemoteCommandError({
+                    command: script,
+                    exitCode: null,
+                    signal: null,
+                    stderr: 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started',
+                    label,
+                });
             }
             timeoutSeconds = Math.max(1, Math.min(timeoutSeconds, left));
         }
         if (this.halted && !cleanup)
-            throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+            throw new errors_1.RemoteCommandError({ command: script, exitCode: null, signal: null, stderr: 'the run is being cancelled: no new command is started', label });
         return timeoutSeconds;
     }
     exec(script, options, keepStdinOpen) {
@@ -60322,7 +61416,7 @@ class SshHost {
             // A command that cannot start (the connection is gone) ends at once, never waits forever.
             const fail = (e) => {
                 finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
-                reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
+                reject(new errors_1.RemoteCommandError({ command: label, exitCode: null, signal: null, stderr: (0, errors_1.errorMessage)(e), label }));
             };
             try {
                 this.connection().exec(command, (e, ch) => {
@@ -60336,7 +61430,8 @@ class SshHost {
                 fail(e);
             }
         });
-        channelReady.catch(() => undefined);
+        // Callers that only wait for the exit never look at channelReady: its failure reaches them through exited.
+        channelReady.catch((0, logger_1.ignored)(this.log, `opening a channel for ${label}`));
         return { exited, channelReady, lineWaiters: streams.lineWaiters, label };
     }
     /**
@@ -60399,7 +61494,7 @@ class SshHost {
         if (result.overflow)
             throw new errors_1.CaptureLimitError(options.label ?? label, result.overflow.stream, result.overflow.bytes, host_1.MAX_CAPTURE_BYTES);
         if (options.check !== false && (result.exitCode !== 0 || result.timedOut)) {
-            throw new errors_1.RemoteCommandError(script, result.exitCode, result.signal, result.stdout, result.stderr, result.timedOut, options.label ?? label);
+            throw new errors_1.RemoteCommandError({ ...result, command: script, label: options.label ?? label });
         }
         return result;
     }
@@ -60409,7 +61504,7 @@ class SshHost {
             exited: p.exited,
             waitForLine: (marker) => new Promise((resolve, reject) => {
                 p.lineWaiters.push({ marker, resolve });
-                p.exited.then((r) => reject(new errors_1.RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, p.label)), reject);
+                p.exited.then((r) => reject(new errors_1.RemoteCommandError({ ...r, command: script, label: p.label })), reject);
             }),
             write: async (data) => {
                 const ch = await p.channelReady;
@@ -60432,7 +61527,7 @@ class SshHost {
         const tmp = `${path}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
         const dir = path.slice(0, path.lastIndexOf('/')) || '/';
         const octal = mode.toString(8);
-        await this.run((0, shell_1.sh) `umask 077 && mkdir -p ${dir} && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
+        await this.run((0, shell_1.hostScript)(WRITE_FILE, { DIR: dir, TMP: tmp, MODE: octal, FILE: path }), {
             stdin: content,
             label: `writing ${path}`,
             quiet: true,
@@ -60603,6 +61698,77 @@ exports.Summary = Summary;
 
 /***/ }),
 
+/***/ 4477:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Sizes and CPU counts as Docker and compose write them. */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.scalarText = scalarText;
+exports.parseBytes = parseBytes;
+exports.parseDockerSize = parseDockerSize;
+exports.parseCpus = parseCpus;
+exports.formatBytes = formatBytes;
+exports.formatCpus = formatCpus;
+/**
+ * The text of a scalar read from compose's YAML or Docker's JSON (a string, a number, a boolean);
+ * anything else (absent, null, a map, a list) is ''.
+ */
+function scalarText(value) {
+    if (typeof value === 'string')
+        return value;
+    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+        return String(value);
+    return '';
+}
+const BINARY = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+/**
+ * Bytes from a compose memory value: a number of bytes (`536870912`, as `docker compose config`
+ * prints it) or a size with a unit (`512M`, `1g`, `384mb`, as written and as v1 prints it).
+ * Docker's units are binary: 1M is 1024 * 1024 bytes. Undefined for anything else.
+ */
+function parseBytes(value) {
+    if (typeof value === 'number')
+        return Number.isFinite(value) && value >= 0 ? Math.round(value) : undefined;
+    if (typeof value !== 'string')
+        return undefined;
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([bkmgtp]?)(?:i?b)?\s*$/i.exec(value);
+    if (!m)
+        return undefined;
+    return Math.round(Number(m[1]) * BINARY[m[2].toLowerCase()]);
+}
+/** Sizes in `docker stats` output: `12.5MiB`, `1.944GiB`, `0B`, `1.2kB` (decimal units appear too). */
+function parseDockerSize(value) {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kKMGTP]?)(i?)B\s*$/.exec(value);
+    if (!m)
+        return undefined;
+    const base = m[3] ? 1024 : 1000;
+    const power = ['', 'K', 'M', 'G', 'T', 'P'].indexOf(m[2].toUpperCase());
+    return Math.round(Number(m[1]) * base ** power);
+}
+/** CPUs from a compose value: `0.5`, `'1.0'`, 2. */
+function parseCpus(value) {
+    const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
+    return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let v = bytes;
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) {
+        v /= 1024;
+        i++;
+    }
+    return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2).replace(/\.0+$|(\.\d*?)0+$/, '$1')} ${units[i]}`;
+}
+function formatCpus(cpus) {
+    return `${Number(cpus.toFixed(2))} CPU${cpus === 1 ? '' : 's'}`;
+}
+
+
+/***/ }),
+
 /***/ 8770:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -60709,793 +61875,6 @@ function boolean(value, name) {
         return false;
     throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must be true or false`);
 }
-
-
-/***/ }),
-
-/***/ 5031:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.representativenessSchema = void 0;
-/** `sample.representativeness`: how far from the target a table's copied fraction may be before the run warns (representativeness.ts). */
-const zod_1 = __nccwpck_require__(924);
-exports.representativenessSchema = zod_1.z
-    .object({
-    /** A table whose copied fraction, divided by the target, falls outside [low, high] is a warning. */
-    bounds: zod_1.z
-        .tuple([zod_1.z.number().positive(), zod_1.z.number().positive()])
-        .refine(([low, high]) => low <= 1 && high >= 1, 'must be [low, high] with low at most 1 and high at least 1, such as [0.5, 2]')
-        .default([0.5, 2]),
-    /** Tables expected to receive fewer rows than this (target × production's rows) are shown but not judged: chance alone moves them. */
-    'min-expected-rows': zod_1.z.number().int().min(0).default(30),
-    /** Foreign keys (those with the most child rows in production) whose children per parent are compared. */
-    'busiest-keys': zod_1.z.number().int().min(0).max(20).default(5),
-})
-    .strict()
-    .default({});
-
-
-/***/ }),
-
-/***/ 813:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.placeholderSchema = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
-/**
- * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
- * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
- */
-const zod_1 = __nccwpck_require__(924);
-const sql_guard_1 = __nccwpck_require__(6687);
-const representativeness_settings_1 = __nccwpck_require__(5031);
-/** `users` or `schema.users`: an unquoted PostgreSQL table name. */
-const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
-/** `users.email` or `public.users.email`. */
-const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
-/** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
-const foreignKeyRef = zod_1.z
-    .string()
-    .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
-const WRITE = {
-    expression: 'one SQL expression over the row (columns, constants, operators, casts, CASE and read-only functions)',
-    query: "one SELECT over dev's tables",
-    statement: 'one UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW',
-};
-/** SQL text from the config, parsed by PostgreSQL's parser and refused in one line unless every node is allowed (sql-guard.ts). */
-function sqlFragment(kind, max = 2000) {
-    return zod_1.z
-        .string()
-        .min(1)
-        .max(max)
-        .superRefine((text, ctx) => {
-        const problem = (0, sql_guard_1.fragmentProblem)(text, kind);
-        if (problem)
-            ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write ${WRITE[kind]}` });
-    });
-}
-/**
- * What happens to a column's value on its way out of production. YAML's bare `null` means the
- * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
- * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
- * comes from the seed): the same value gives the same masked value in every table and every run
- * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
- * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
- * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
- * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
- * row's columns, evaluated in production (parsed by PostgreSQL's parser and walked against an
- * allowlist in sql-guard.ts: columns, constants, operators, allowed casts and read-only functions).
- */
-exports.columnRuleSchema = zod_1.z.union([
-    zod_1.z.null().transform(() => 'null'),
-    zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
-    zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
-]);
-/**
- * `structure` sits between `drop` and `include`: the parent comes along for the shape of the data
- * (an ancestor comment of a sampled reply) but is no member of the sample: its keys to owners
- * outside the sample point at the owner table's placeholder row (sample.placeholders), or are
- * nulled where nullable, and nothing else of those owners follows. A row whose parent cannot come
- * is left out, never copied with the reference cleared.
- */
-exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'structure', 'null', 'drop'])]);
-/**
- * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
- * not come along through this key (a player's current post does not make the player part of the
- * sample); only its owning keys bring them. The policy still resolves the reference.
- */
-exports.foreignKeySettingSchema = zod_1.z.union([
-    exports.foreignKeyPolicySchema,
-    zod_1.z
-        .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
-        .strict()
-        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, structure, null or drop), owns (true or false), or both'),
-]);
-/**
- * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
- * table's columns that yields the parent key, or an array of them (ids in an array column, the
- * labels of an ltree path as `string_to_array(ltree2text(path), '.')`). `to` is the parent table,
- * matched on its one-column primary key, or `table(column)`. The sample treats it as a foreign key
- * that owns nothing: `drop` (default) leaves out a child with a parent outside the sample, `include`
- * brings the parents along (an ancestor's ancestors too), `null` clears `column` instead.
- */
-exports.referenceSchema = zod_1.z
-    .object({
-    table: tableName,
-    keys: sqlFragment('expression'),
-    to: foreignKeyRef,
-    policy: zod_1.z.enum(['include', 'structure', 'null', 'drop']).default('drop'),
-    column: zod_1.z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
-        .optional(),
-})
-    .strict()
-    .refine((r) => r.policy !== 'null' || r.column !== undefined, {
-    message: 'policy null needs column: the column to clear when a parent is missing',
-    path: ['column'],
-})
-    .refine((r) => r.policy !== 'structure' || r.column === undefined, {
-    message: 'policy structure clears nothing (a row whose parent cannot come is left out); remove column, or use policy null',
-    path: ['column'],
-});
-/** A column name, unquoted. */
-const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
-/**
- * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
- * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
- */
-exports.placeholderSchema = zod_1.z
-    .object({
-    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
-    values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
-})
-    .strict();
-/** Name fragments that make a column count as sensitive (matched against the words of its name). */
-exports.DEFAULT_SENSITIVE_NAMES = [
-    'email',
-    'password',
-    'passwd',
-    'pwd',
-    'secret',
-    'token',
-    'key',
-    'cert',
-    'ip',
-    'phone',
-    'mobile',
-    'address',
-    'salt',
-    'private',
-    'credential',
-    'otp',
-    'totp',
-    'iban',
-    'ssn',
-    'birth',
-];
-exports.sampleSchema = zod_1.z
-    .object({
-    /** The table whose rows are sampled; everything that belongs to a sampled row comes along. */
-    root: tableName.default('users'),
-    fraction: zod_1.z.number().min(0).max(1).default(0.1),
-    /** Membership is a hash of (seed, key): the same seed picks the same rows every night. */
-    seed: zod_1.z.string().min(1).max(200).default('twinstack'),
-    /** A SQL condition over the root's columns, e.g. `banned_until IS NULL`. */
-    filter: sqlFragment('expression').optional(),
-    /** Root keys (as text) always sampled: developers' own and test accounts. */
-    include: zod_1.z.array(zod_1.z.union([zod_1.z.string().min(1).max(200), zod_1.z.number()]).transform(String)).default([]),
-    /** Tables copied whole (licenses, badge definitions, alembic_version). */
-    'reference-tables': zod_1.z.array(tableName).default([]),
-    /** Tables copied empty whatever reaches them (token tables, sessions). */
-    'empty-tables': zod_1.z.array(tableName).default([]),
-    /**
-     * Public values, declared (catalog data, enums, lookup tables): every column of these tables,
-     * and these columns, hold nothing personal. They are kept unless a rule says otherwise, never
-     * probed by the leak scan, and a probe found in them is not a leak (an actor's surname that is
-     * also a customer's).
-     */
-    'public-tables': zod_1.z.array(tableName).default([]),
-    'public-columns': zod_1.z.array(columnRef).default([]),
-    /**
-     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
-     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
-     */
-    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
-    /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
-    references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
-    /** Per owner table: the placeholder row that rows brought along for structure point at (policy structure). */
-    placeholders: zod_1.z.record(tableName, exports.placeholderSchema).default({}),
-    /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
-    columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
-    'sensitive-names': zod_1.z
-        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
-        .min(1)
-        .default(exports.DEFAULT_SENSITIVE_NAMES),
-    /** The format of the dev password hash, matching what the app verifies. */
-    'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
-    /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
-    migrate: zod_1.z.boolean().default(true),
-    'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
-    /**
-     * The role production is read through: the server keeps it read-only (reader.ts). Created by
-     * twinstack through production's user when missing; a role that could write is refused.
-     */
-    'reader-role': zod_1.z
-        .string()
-        .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a role name of lower-case letters, digits and _')
-        .default('twinstack_reader'),
-    /** A database on dev's server to connect to while dev's own is renamed. */
-    'maintenance-database': zod_1.z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
-        .default('postgres'),
-    'leak-scan': zod_1.z
-        .object({
-        'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),
-        'min-length': zod_1.z.number().int().min(3).max(100).default(6),
-    })
-        .strict()
-        .default({}),
-    /** After the swap, wait for dev's services to be healthy and its health URL to answer. */
-    'health-check': zod_1.z.boolean().default(true),
-    /**
-     * SQL run in the staging database after the rows, constraints and sequences are in and before the
-     * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
-     */
-    'after-load': zod_1.z.array(sqlFragment('statement', 8000)).max(100).default([]),
-    /** A sampled table whose copied fraction is outside bounds × fraction is a warning naming the policy responsible. */
-    representativeness: representativeness_settings_1.representativenessSchema,
-})
-    .strict()
-    .default({});
-/** Checked like any query when written in the config; the default needs no parser (a config without SQL parses before it loads). */
-const DEFAULT_VAULT_QUERY = "SELECT storage_shard || '/' || storage_key || '.' || format FROM posts";
-exports.vaultSyncSchema = zod_1.z
-    .object({
-    /** SQL on the refreshed dev database returning one relative vault path per row. */
-    query: sqlFragment('query', 4000)
-        .optional()
-        .transform((q) => q ?? DEFAULT_VAULT_QUERY),
-    /**
-     * Other files derived from each path, copied when they exist in production: `{stem}` is the
-     * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.
-     */
-    variants: zod_1.z.array(zod_1.z.string().regex(/^[A-Za-z0-9{}._/@+-]+$/, 'must be a pattern such as {stem}_upscaled.webp')).default(['{stem}_upscaled.webp']),
-    /** Remove files from the dev vault that the dev database no longer references. */
-    delete: zod_1.z.boolean().default(true),
-})
-    .strict()
-    .default({});
-
-
-/***/ }),
-
-/***/ 6687:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.fragmentProblem = fragmentProblem;
-/**
- * SQL from the config, admitted only when it is known to be harmless. The config comes from
- * whatever branch dispatched the workflow, and its SQL runs in production's snapshot (a column's
- * `sql:` rule, the sample `filter`, a reference's `keys`) or in dev (vault-sync's `query`,
- * `sample.after-load`). Each piece is parsed by PostgreSQL's own parser and its tree walked against
- * an allowlist: node types, functions, types and tables twinstack knows to be read-only and local.
- * Anything else is refused, in one line that names the node and where it stands. Names are compared
- * as the parser resolved them, so quoting (`"pg_read_file"`), Unicode escapes (`U&"lo\005fimport"`)
- * and schema qualification (`pg_catalog.lo_export`) change nothing.
- *
- * The text is also pasted into psql scripts, so psql's own syntax is refused around it: backslash
- * commands, `:variables`, control characters, and a trailing comment that would swallow what
- * twinstack writes after the fragment.
- */
-const pg_parser_1 = __nccwpck_require__(9073);
-/** Functions without side effects outside the expression: text, numbers, dates, hashing, JSON, arrays. */
-const SCALAR_FUNCTIONS = new Set(
-// text
-('lower upper initcap length char_length character_length octet_length bit_length substr substring left right lpad rpad ' +
-    'ltrim rtrim btrim trim replace translate concat concat_ws format split_part strpos position overlay repeat reverse ' +
-    'starts_with ascii chr to_hex quote_ident quote_literal quote_nullable regexp_replace regexp_match regexp_like ' +
-    'regexp_count regexp_instr regexp_substr regexp_split_to_array similar_to_escape like_escape textcat normalize ' +
-    'unistr string_to_array array_to_string md5 sha224 sha256 sha384 sha512 encode decode convert_to convert_from ' +
-    'hashtext hashtextextended uuid_in text ' +
-    // numbers
-    'abs ceil ceiling floor round trunc mod div power pow sqrt cbrt exp ln log log10 sign width_bucket greatest least ' +
-    'gcd lcm factorial scale min_scale trim_scale random ' +
-    // dates and times
-    'now current_date current_time current_timestamp localtime localtimestamp clock_timestamp statement_timestamp ' +
-    'transaction_timestamp date_trunc date_part date_bin extract make_date make_time make_timestamp make_timestamptz ' +
-    'make_interval age justify_days justify_hours justify_interval to_char to_date to_timestamp to_number timezone ' +
-    'isfinite overlaps ' +
-    // JSON
-    'to_json to_jsonb json_build_object jsonb_build_object json_build_array jsonb_build_array json_object jsonb_object ' +
-    'jsonb_set jsonb_set_lax jsonb_insert jsonb_strip_nulls json_strip_nulls jsonb_extract_path jsonb_extract_path_text ' +
-    'json_extract_path json_extract_path_text jsonb_typeof json_typeof jsonb_array_length json_array_length ' +
-    'jsonb_pretty row_to_json array_to_json ' +
-    // arrays
-    'array_length array_lower array_upper array_ndims array_dims cardinality array_position array_positions ' +
-    'array_remove array_replace array_append array_prepend array_cat array_fill trim_array ' +
-    // network addresses
-    'host hostmask masklen netmask network set_masklen family abbrev broadcast inet_same_family inet_merge ' +
-    // uuid and hashing extensions twinstack's users have (pgcrypto, uuid-ossp): their calls fail where not installed
-    'gen_random_uuid uuid_generate_v4 digest hmac crypt gen_salt ' +
-    // ltree (thread-shaped data: a reply tree's path)
-    'ltree2text text2ltree subpath subltree nlevel index lca').split(' '));
-/** Aggregates: allowed where rows are grouped (vault-sync's query, after-load), never in a row's expression. */
-const AGGREGATES = new Set('count sum min max avg string_agg array_agg bool_and bool_or every jsonb_agg json_agg jsonb_object_agg json_object_agg'.split(' '));
-/** Types a value may be cast to: casts to reg* types, or to a type with an input function of the app's own, are refused. */
-const CAST_TYPES = new Set(('text varchar bpchar char name int2 int4 int8 smallint integer int bigint numeric decimal float4 float8 real ' +
-    'bool boolean date time timetz timestamp timestamptz interval uuid json jsonb inet cidr macaddr bytea bit varbit ' +
-    'ltree citext').split(' '));
-/** Schemas whose tables a query may never read, and a qualifier no function or type may carry but pg_catalog. */
-const CATALOG_SCHEMAS = new Set(['pg_catalog', 'information_schema', 'pg_toast']);
-class Refusal extends Error {
-}
-function where(node, w) {
-    const loc = typeof node.location === 'number' && node.location >= 0 ? node.location - w.offset : undefined;
-    return loc !== undefined && loc >= 0 ? ` at character ${loc + 1}` : '';
-}
-/** Stops the walk: `what` the node is, where it stands, and why it is refused (when not obvious). */
-function refuse(what, node, w, why) {
-    throw new Refusal(`${what}${where(node, w)}${why ? `, ${why}` : ''}`);
-}
-/** The names of a node list of String nodes (`funcname`, `names`, `fields`), as the parser resolved them. */
-function names(list) {
-    return (Array.isArray(list) ? list : []).map((n) => {
-        const s = n.String;
-        return s?.sval ?? '*';
-    });
-}
-function each(list, w) {
-    if (Array.isArray(list))
-        for (const item of list)
-            node(item, w);
-}
-/** One parse-tree node: its single key is its type. */
-function node(n, w) {
-    if (!n)
-        return;
-    const [type] = Object.keys(n);
-    if (type === undefined)
-        return; // an empty node (a plain DISTINCT's marker)
-    const v = n[type];
-    const grouped = w.kind !== 'expression';
-    switch (type) {
-        case 'A_Const':
-        case 'SQLValueFunction':
-        case 'String':
-        case 'Integer':
-        case 'Float':
-        case 'Boolean':
-            return;
-        case 'ColumnRef': {
-            const fields = names(v.fields);
-            if (fields.includes('*') && !grouped)
-                refuse('a * in a row expression', v, w);
-            if (fields.length > 3)
-                refuse(`the name ${fields.join('.')}`, v, w);
-            return;
-        }
-        case 'TypeCast':
-            node(v.arg, w);
-            return typeName(v.typeName, w);
-        case 'A_Expr': {
-            const op = names(v.name);
-            if (op.length > 1 && op[0] !== 'pg_catalog')
-                refuse(`the operator OPERATOR(${op.join('.')})`, v, w);
-            node(v.lexpr, w);
-            return node(v.rexpr, w);
-        }
-        case 'List':
-            return each(v.items, w);
-        case 'BoolExpr':
-        case 'CoalesceExpr':
-        case 'MinMaxExpr':
-        case 'RowExpr':
-        case 'A_ArrayExpr':
-            return each(v.args ?? v.elements, w);
-        case 'NullTest':
-        case 'BooleanTest':
-        case 'CollateClause':
-            return node(v.arg, w);
-        case 'CaseExpr':
-            node(v.arg, w);
-            each(v.args, w);
-            return node(v.defresult, w);
-        case 'CaseWhen':
-            node(v.expr, w);
-            return node(v.result, w);
-        case 'A_Indirection':
-            node(v.arg, w);
-            for (const i of v.indirection ?? []) {
-                if ('A_Star' in i)
-                    refuse('a .* selection', v, w);
-                if ('A_Indices' in i) {
-                    const ix = i.A_Indices;
-                    node(ix.lidx, w);
-                    node(ix.uidx, w);
-                }
-            }
-            return;
-        case 'FuncCall':
-            return funcCall(v, w);
-        case 'NamedArgExpr':
-            return node(v.arg, w);
-        case 'SubLink':
-            if (!grouped)
-                refuse('a subquery', v, w, 'and an expression here reads one row only');
-            node(v.testexpr, w);
-            return select(v.subselect, w);
-        case 'SortBy':
-            return node(v.node, w);
-        case 'ResTarget':
-            each(v.indirection, w);
-            return node(v.val, w);
-        case 'SetToDefault':
-            if (w.kind !== 'statement')
-                refuse('DEFAULT', v, w);
-            return;
-        case 'SelectStmt':
-            if (!grouped)
-                refuse('a SELECT', v, w);
-            return select(n, w);
-        default:
-            return refuse(`a ${type} node`, v, w, 'which is not one of the expressions twinstack allows');
-    }
-}
-function typeName(t, w) {
-    const parts = names(t.names);
-    const name = parts[parts.length - 1];
-    if ((parts.length === 2 && parts[0] !== 'pg_catalog') || parts.length > 2 || !CAST_TYPES.has(name))
-        refuse(`a cast to ${parts.join('.')}`, t, w, 'and only text, numbers, dates, json, uuid, inet, bytea and ltree (and their arrays) are allowed');
-    each(t.typmods, w);
-}
-function funcCall(v, w) {
-    const parts = names(v.funcname);
-    const name = parts[parts.length - 1];
-    const qualified = parts.join('.');
-    if (parts.length > 2 || (parts.length === 2 && parts[0] !== 'pg_catalog'))
-        refuse(`a call of ${qualified}()`, v, w, 'and only pg_catalog may qualify a function');
-    const aggregate = AGGREGATES.has(name);
-    if (aggregate && w.kind === 'expression')
-        refuse(`the aggregate ${qualified}()`, v, w, 'and an expression here reads one row');
-    if (!aggregate && !SCALAR_FUNCTIONS.has(name))
-        refuse(`a call of ${qualified}()`, v, w, "which is not on twinstack's list of read-only functions");
-    if (v.over)
-        refuse(`the window function call ${qualified}() OVER`, v, w);
-    if (v.agg_star && !aggregate)
-        refuse(`${qualified}(*)`, v, w);
-    if (v.func_variadic)
-        refuse(`VARIADIC in ${qualified}()`, v, w);
-    each(v.args, w);
-    each(v.agg_order, w);
-    node(v.agg_filter, w);
-}
-function rangeVar(r, w) {
-    const schema = typeof r.schemaname === 'string' ? r.schemaname : undefined;
-    const rel = typeof r.relname === 'string' ? r.relname : '';
-    if (typeof r.catalogname === 'string' || (schema && CATALOG_SCHEMAS.has(schema)) || (!schema && rel.startsWith('pg_')))
-        refuse(`the table ${[schema, rel].filter(Boolean).join('.')}`, r, w, 'a system catalog');
-}
-function fromItem(n, w) {
-    const [type] = Object.keys(n);
-    const v = n[type];
-    if (type === 'RangeVar')
-        return rangeVar(v, w);
-    if (type === 'RangeSubselect')
-        return select(v.subquery, w);
-    if (type === 'JoinExpr') {
-        fromItem(v.larg, w);
-        fromItem(v.rarg, w);
-        return node(v.quals, w);
-    }
-    refuse(`a ${type} in FROM`, v, w, 'where only tables, joins and subqueries are allowed');
-}
-/** WITH: only SELECTs (a data-modifying CTE would write wherever the statement runs). */
-function withClause(c, w) {
-    if (!c)
-        return;
-    if (c.recursive)
-        refuse('WITH RECURSIVE', c, w);
-    for (const cte of c.ctes ?? []) {
-        const v = cte.CommonTableExpr;
-        select(v.ctequery, w);
-    }
-}
-function select(n, w) {
-    if (!n)
-        return;
-    const s = n.SelectStmt;
-    if (!s)
-        refuse(`a ${Object.keys(n)[0]} where a SELECT was expected`, (Object.values(n)[0] ?? {}), w);
-    if (s.intoClause)
-        refuse('SELECT INTO', s, w);
-    if (s.lockingClause)
-        refuse('a locking clause (FOR UPDATE/SHARE)', s, w);
-    if (s.windowClause)
-        refuse('a WINDOW clause', s, w);
-    withClause(s.withClause, w);
-    if (s.op && s.op !== 'SETOP_NONE') {
-        select(s.larg, w);
-        return select(s.rarg, w);
-    }
-    for (const f of s.fromClause ?? [])
-        fromItem(f, w);
-    for (const key of ['targetList', 'distinctClause', 'groupClause', 'sortClause', 'valuesLists'])
-        each(s[key], w);
-    for (const key of ['whereClause', 'havingClause', 'limitCount', 'limitOffset'])
-        node(s[key], w);
-}
-/** One after-load statement: the writes that make derived data true for the sample, nothing else. */
-function statement(n, w) {
-    const [type] = Object.keys(n);
-    const v = n[type];
-    switch (type) {
-        case 'UpdateStmt':
-        case 'DeleteStmt':
-        case 'InsertStmt':
-            withClause(v.withClause, w);
-            rangeVar(v.relation, w);
-            for (const f of [...(v.fromClause ?? []), ...(v.usingClause ?? [])])
-                fromItem(f, w);
-            each(v.targetList, w);
-            each(v.returningList, w);
-            node(v.whereClause, w);
-            if (v.selectStmt)
-                select(v.selectStmt, w);
-            if (v.onConflictClause) {
-                const oc = v.onConflictClause;
-                each(oc.targetList, w);
-                node(oc.whereClause, w);
-            }
-            return;
-        case 'RefreshMatViewStmt':
-            return rangeVar(v.relation, w);
-        default:
-            refuse(`a ${type}`, v, w, 'and after-load takes UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW');
-    }
-}
-/**
- * psql's own syntax around the fragment: it reads backslash commands and `:name` variables outside
- * quotes before the server sees the text. Returns the problem, or undefined.
- */
-function psqlProblem(text) {
-    // eslint-disable-next-line no-control-regex
-    if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text))
-        return 'contains a control character';
-    if (text.includes('\\'))
-        return 'contains a backslash (psql would read it as a command)';
-    for (let i = 0; i < text.length; i++) {
-        const c = text[i];
-        if (c === "'" || c === '"') {
-            const end = text.indexOf(c, i + 1);
-            if (end < 0)
-                return undefined; // the parser reports it
-            i = end; // a doubled quote closes and reopens: the same regions
-            continue;
-        }
-        if (c === '$')
-            return 'contains "$" outside a string (dollar quoting and parameters are not allowed)';
-        if (c === ':' && text[i + 1] !== ':' && text[i - 1] !== ':' && /[A-Za-z_'"{]/.test(text[i + 1] ?? ''))
-            return `contains a psql variable (":${text[i + 1]}…")`;
-    }
-    return undefined;
-}
-function syntaxProblem(e, offset) {
-    if (e instanceof pg_parser_1.SqlSyntaxError) {
-        const at = e.position !== undefined && e.position >= offset ? ` at character ${e.position - offset + 1}` : '';
-        return `does not parse as PostgreSQL: ${e.message}${at}`;
-    }
-    throw e;
-}
-/**
- * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined when
- * every node of its parse tree is on the allowlist for its kind.
- */
-function fragmentProblem(text, kind) {
-    const psql = psqlProblem(text);
-    if (psql)
-        return psql;
-    const prefix = kind === 'expression' ? 'SELECT ' : '';
-    let parsed;
-    try {
-        parsed = (0, pg_parser_1.parseSql)(prefix + text).statements;
-    }
-    catch (e) {
-        return syntaxProblem(e, prefix.length);
-    }
-    if (parsed.length !== 1)
-        return `holds ${parsed.length} statements: it must be one ${kind === 'statement' ? 'statement' : kind}`;
-    const w = { kind, offset: prefix.length };
-    try {
-        const [stmt] = parsed;
-        if (kind === 'statement')
-            statement(stmt, w);
-        else if (kind === 'query')
-            select(stmt, w);
-        else {
-            const s = stmt.SelectStmt;
-            const targets = s?.targetList ?? [];
-            const extra = s && Object.keys(s).filter((k) => !['targetList', 'limitOption', 'op'].includes(k));
-            if (!s || targets.length !== 1 || extra?.length)
-                return 'must be one expression (no FROM, WHERE, commas or other clauses)';
-            const target = targets[0].ResTarget;
-            if (target.name)
-                return 'must be one expression (no AS)';
-            node(target.val, w);
-        }
-    }
-    catch (e) {
-        if (e instanceof Refusal)
-            return `holds ${e.message}`;
-        throw e;
-    }
-    // Pasted into twinstack's own SQL, the fragment is followed by more text on the same line: a
-    // trailing comment would swallow it. Parsed again with something after it, it must still be whole.
-    try {
-        const [followed, expected] = kind === 'statement' ? [`${text} ;SELECT 1`, 2] : [`SELECT (${text}) + 1`, 1];
-        if ((0, pg_parser_1.parseSql)(followed).statements.length !== expected)
-            throw new Error('swallowed');
-    }
-    catch {
-        return 'ends in a comment that would swallow the SQL after it';
-    }
-    return undefined;
-}
-
-
-/***/ }),
-
-/***/ 30:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.monitorSchema = exports.preflightSchema = exports.DEFAULT_MUST_DIFFER = exports.PREFLIGHT_CHECKS = void 0;
-/**
- * The `preflight` and `monitor` sections of the config file. Every key has the design's default,
- * so a config without these sections checks and measures what the design asks for.
- */
-const zod_1 = __nccwpck_require__(924);
-const units_1 = __nccwpck_require__(3503);
-const envKey = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'must be an env file key such as JWT_SECRET_KEY');
-const pagePath = zod_1.z.string().regex(/^\/[A-Za-z0-9._/~%?=&-]*$/, 'must be a path such as / or /about');
-const absPath = zod_1.z
-    .string()
-    .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
-    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
-    .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p));
-/** A device cgroup rule as docker takes it: `c 189:* rmw`. */
-const cgroupRule = zod_1.z.string().regex(/^[abc] (\d+|\*):(\d+|\*) [rwm]{1,3}$/, 'must be a host device path, a device cgroup rule such as "c 189:* rmw", or gpu');
-const percent = zod_1.z.number().min(1).max(100);
-const memory = zod_1.z
-    .union([zod_1.z.string(), zod_1.z.number()])
-    .refine((v) => (0, units_1.parseBytes)(v) !== undefined, 'must be a size such as 2G, 1536M or a number of bytes')
-    .transform((v) => (0, units_1.parseBytes)(v));
-/** The checks preflight runs; names used in findings and in `warn-only`. */
-exports.PREFLIGHT_CHECKS = [
-    'env-file',
-    'must-differ',
-    'environment-flag',
-    'oauth-redirect',
-    'port-variables',
-    'compose-config',
-    'container-names',
-    'volume-names',
-    'host-ports',
-    'dev-limits',
-    'dev-share',
-    'vault-mounts',
-    'dev-escape',
-    'dev-mounts',
-    'dev-paths',
-    'shared-images',
-    'dev-networks',
-    'domains',
-    'noindex',
-    'basic-auth',
-    'http',
-    'rolling',
-];
-/**
- * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
- * database is told apart by its name, its host or its port, so one of them differing is enough.
- */
-exports.DEFAULT_MUST_DIFFER = [
-    ['DB_DATABASE', 'DB_NAME', 'DB_HOST', 'DB_PORT'],
-    'VAULT_HOST_PATH',
-    'VAULT_DOMAIN',
-    'MQTT_PUBLIC_PORT',
-    'MQTT_TOPIC_PREFIX',
-    'JWT_SECRET_KEY',
-    'GITHUB_OAUTH_CLIENT_ID',
-    'GITHUB_REDIRECT_URI',
-    'BASE_URL',
-    'ROOT_DOMAIN',
-    'WEB_DOMAIN',
-    'NEXT_PUBLIC_API_BASE_URL',
-    'RESEND_FROM_EMAIL',
-];
-exports.preflightSchema = zod_1.z
-    .object({
-    'must-differ': zod_1.z.array(zod_1.z.union([envKey, zod_1.z.array(envKey).min(1)])).default(exports.DEFAULT_MUST_DIFFER),
-    /** Keys holding OAuth redirect URIs: each must point at its own environment's domain. */
-    'redirect-uri-keys': zod_1.z.array(envKey).default(['GITHUB_REDIRECT_URI']),
-    /** Keys naming an environment's own domains (besides its url and its caddy labels). */
-    'domain-keys': zod_1.z.array(envKey).default(['ROOT_DOMAIN', 'WEB_DOMAIN']),
-    'environment-key': envKey.default('ENVIRONMENT'),
-    'dev-environment': zod_1.z.string().min(1).default('development'),
-    /** The share of the host dev may take (design, section 11: 2 CPUs and 2 GB). */
-    'dev-cpus': zod_1.z.number().positive().default(2),
-    'dev-memory': memory.default('2G'),
-    /** Optionally also a percentage of the host's CPUs and memory (nproc, /proc/meminfo). */
-    'dev-host-share': percent.optional(),
-    /** Services that serve each environment's site; default: those whose caddy label claims the url's host. */
-    'site-services': zod_1.z.array(zod_1.z.string().regex(/^[a-zA-Z0-9._-]+$/)).optional(),
-    /**
-     * Host paths that belong to dev alone, besides environments.dev.checkout and .vault: every host
-     * path a dev service touches (binds, volume devices, env files, secrets, configs, build inputs)
-     * must lie under one of them once symlinks are resolved on the host.
-     */
-    'dev-paths': zod_1.z.array(absPath).default([]),
-    /** Whether dev's services may use network_mode: host (they then share the host's network with prod). */
-    'dev-host-network': zod_1.z.boolean().default(false),
-    /** Host devices (paths; a directory covers what is under it), device cgroup rules, and `gpu`, that dev's services may use. */
-    'dev-devices': zod_1.z
-        .array(zod_1.z.union([zod_1.z.literal('gpu'), absPath, cgroupRule], {
-        errorMap: () => ({ message: 'must be a host device path such as /dev/dri, a device cgroup rule such as "c 189:* rmw", or gpu' }),
-    }))
-        .default([]),
-    /** Whether a dev build context may be a URL (a git repository): what it builds cannot be checked beforehand. */
-    'dev-build-urls': zod_1.z.boolean().default(false),
-    /** Checks whose errors are reported as warnings (they do not fail the step). */
-    'warn-only': zod_1.z.array(zod_1.z.enum(exports.PREFLIGHT_CHECKS)).default([]),
-    http: zod_1.z
-        .object({
-        /** Requests from the host with curl against each environment's url; off unless asked for. */
-        enabled: zod_1.z.boolean().default(false),
-        'prod-pages': zod_1.z.array(pagePath).min(1).default(['/']),
-        'dev-pages': zod_1.z.array(pagePath).min(1).default(['/']),
-        'timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
-    })
-        .strict()
-        .default({}),
-})
-    .strict()
-    .default({});
-exports.monitorSchema = zod_1.z
-    .object({
-    /** Requests made to prod's health URL from the host, one after another. */
-    requests: zod_1.z.number().int().min(1).max(1000).default(20),
-    'request-timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
-    /** Design, section 12: production API latency P99 over 500 ms. */
-    'latency-p99-ms': zod_1.z.number().positive().default(500),
-    /** Failed health requests (no answer or a status of 400 or more) as a share of all; twinstack's default. */
-    'error-rate-percent': zod_1.z.number().min(0).max(100).default(5),
-    /** Design: production database connections over 80 % of the pool. */
-    'db-connections-percent': percent.default(80),
-    /** Design: disk usage over 80 % on either vault (and the backup directory). */
-    'disk-percent': percent.default(80),
-    /** Design: development containers using more than their limits; at this share of a limit a container is pinned to it. */
-    'dev-limit-percent': percent.default(90),
-    /** Where backups are kept; default: backup.dir. */
-    'backup-dir': absPath.optional(),
-    /** More paths whose file systems are watched like the vaults. */
-    'disk-paths': zod_1.z.array(absPath).default([]),
-})
-    .strict()
-    .default({});
 
 
 /***/ }),
@@ -77871,9 +78250,9 @@ var __webpack_exports__ = {};
 var exports = __webpack_exports__;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-const action_1 = __nccwpck_require__(2512);
+const runner_1 = __nccwpck_require__(3197);
 const backup_1 = __nccwpck_require__(1053);
-(0, action_1.runAction)(backup_1.backupAction);
+(0, runner_1.runAction)(backup_1.backupAction);
 
 })();
 

@@ -55626,7 +55626,7 @@ const errors_1 = __nccwpck_require__(639);
 const summary_1 = __nccwpck_require__(5018);
 const findings_1 = __nccwpck_require__(70);
 const preflight_1 = __nccwpck_require__(6997);
-const units_1 = __nccwpck_require__(3503);
+const units_1 = __nccwpck_require__(4477);
 var preflight_2 = __nccwpck_require__(6997);
 Object.defineProperty(exports, "runPreflight", ({ enumerable: true, get: function () { return preflight_2.runPreflight; } }));
 Object.defineProperty(exports, "unsetVariables", ({ enumerable: true, get: function () { return preflight_2.unsetVariables; } }));
@@ -55689,6 +55689,126 @@ exports.preflightAction = {
         ctx.log.info(`preflight: no isolation errors (${report.warnings} warning${report.warnings === 1 ? '' : 's'})`);
     },
 };
+
+
+/***/ }),
+
+/***/ 3197:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.runAction = runAction;
+exports.failureLine = failureLine;
+exports.runDeadline = runDeadline;
+/**
+ * The one wrapper every action runs through: read and check inputs (nothing touches the host yet),
+ * connect once, do the work, and turn any error into one clear failure line. Cancellation (SIGINT,
+ * SIGTERM from the runner) runs the registered clean-ups, so locks are released and the host log
+ * says the run was cancelled.
+ */
+const actions_io_1 = __nccwpck_require__(5842);
+const config_1 = __nccwpck_require__(912);
+const pg_parser_1 = __nccwpck_require__(9073);
+const errors_1 = __nccwpck_require__(639);
+const cancel_1 = __nccwpck_require__(2082);
+const ssh_1 = __nccwpck_require__(7496);
+const validate_1 = __nccwpck_require__(8770);
+function installSignalHandlers(log) {
+    let cancelling = false;
+    const handler = (signal) => {
+        if (cancelling)
+            return;
+        cancelling = true;
+        log.warning(`Received ${signal}: cancelling, releasing locks.`);
+        const deadline = new Promise((r) => setTimeout(r, 20_000));
+        void Promise.race([(0, cancel_1.runCancelCleanups)(), deadline]).finally(() => process.exit(1));
+    };
+    process.once('SIGINT', () => handler('SIGINT'));
+    process.once('SIGTERM', () => handler('SIGTERM'));
+}
+const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9.-]*$|^\[?[0-9A-Fa-f:.]+\]?$/;
+function connectionTarget(io, config) {
+    const host = io.required('host', 'the VPS address, e.g. from a repository secret');
+    if (!HOST_RE.test(host) || host.length > 253)
+        throw new errors_1.ConfigurationError(`input host "${(0, validate_1.printable)(host)}" is not a host name or IP address`);
+    const port = (0, validate_1.positiveInt)(io.defaulted('port'), 'input port', 65535);
+    const user = io.defaulted('user');
+    if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user))
+        throw new errors_1.ConfigurationError(`input user "${(0, validate_1.printable)(user)}" is not a valid user name`);
+    const privateKey = io.secret('ssh-key', true, 'the private key twinstack logs in with (a repository secret)');
+    const passphrase = io.secret('ssh-passphrase') || undefined;
+    const knownHosts = io.required('known-hosts', "the host's public key line(s) as in ~/.ssh/known_hosts; twinstack never trusts an unknown host key");
+    return {
+        host: host.replace(/^\[|\]$/g, ''),
+        port,
+        user,
+        privateKey: privateKey.replace(/\r\n/g, '\n').trim() + '\n',
+        passphrase,
+        knownHosts,
+        commandTimeoutSeconds: config['command-timeout-seconds'],
+    };
+}
+function runAction(def) {
+    const log = new actions_io_1.ActionsLogger();
+    const io = new actions_io_1.ActionIO(log);
+    installSignalHandlers(log);
+    void main(def, io, log).then((code) => {
+        process.exitCode = code;
+    });
+}
+async function main(def, io, log) {
+    let host;
+    try {
+        await pg_parser_1.sqlParserReady; // the config's SQL is checked by PostgreSQL's parser as it is read
+        const config = (0, config_1.loadConfig)(io.defaulted('config'));
+        const target = connectionTarget(io, config);
+        const lockTimeoutSeconds = (0, validate_1.positiveInt)(io.defaulted('lock-timeout'), 'input lock-timeout', 86400);
+        const prepared = { io, log, config, run: (0, actions_io_1.runInfo)(), lockTimeoutSeconds };
+        const plan = await def.prepare(prepared);
+        if (def.connect && !def.connect(plan)) {
+            await def.execute({ ...prepared, plan, host: undefined });
+            return 0;
+        }
+        host = await ssh_1.SshHost.connect(target, log);
+        host.deadline = runDeadline();
+        await def.execute({ ...prepared, plan, host });
+        return 0;
+    }
+    catch (e) {
+        io.fail(failureLine(def.name, e));
+        if (!(e instanceof errors_1.ConfigurationError) && !(e instanceof errors_1.OperationFailed) && e instanceof Error && e.stack)
+            log.debug(e.stack);
+        return 1;
+    }
+    finally {
+        await host?.close();
+    }
+}
+function failureLine(action, e) {
+    if (e instanceof errors_1.ConfigurationError)
+        return e.message;
+    if (e instanceof errors_1.LockTimeoutError || e instanceof errors_1.OperationFailed)
+        return `${action}: ${e.message}`;
+    if (e instanceof errors_1.RemoteCommandError)
+        return `${action}: ${e.message}`;
+    return `${action} failed: ${(0, errors_1.errorMessage)(e)}`;
+}
+/**
+ * The run's deadline: TWINSTACK_DEADLINE, in seconds since the epoch, which each workflow job sets
+ * in its first step to a few minutes before its timeout-minutes. Every remote command's time limit
+ * is cut to end by then, so GitHub never cancels a job whose remote work still runs (a unit test
+ * checks every workflow job).
+ */
+function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
+    if (!value)
+        return undefined;
+    const seconds = Number(value);
+    if (!Number.isInteger(seconds) || seconds <= 0)
+        throw new errors_1.ConfigurationError(`TWINSTACK_DEADLINE "${(0, validate_1.printable)(value)}" must be a time in seconds since the epoch`);
+    return seconds * 1000;
+}
 
 
 /***/ }),
@@ -55783,6 +55903,150 @@ exports.backupSchema = zod_1.z
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: exports.offsiteSchema.optional(),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
+/***/ 1625:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.monitorSchema = exports.preflightSchema = exports.DEFAULT_MUST_DIFFER = exports.PREFLIGHT_CHECKS = void 0;
+/**
+ * The `preflight` and `monitor` sections of the config file. Every key has the design's default,
+ * so a config without these sections checks and measures what the design asks for.
+ */
+const zod_1 = __nccwpck_require__(924);
+const units_1 = __nccwpck_require__(4477);
+const envKey = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'must be an env file key such as JWT_SECRET_KEY');
+const pagePath = zod_1.z.string().regex(/^\/[A-Za-z0-9._/~%?=&-]*$/, 'must be a path such as / or /about');
+const absPath = zod_1.z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
+    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
+    .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p));
+/** A device cgroup rule as docker takes it: `c 189:* rmw`. */
+const cgroupRule = zod_1.z.string().regex(/^[abc] (\d+|\*):(\d+|\*) [rwm]{1,3}$/, 'must be a host device path, a device cgroup rule such as "c 189:* rmw", or gpu');
+const percent = zod_1.z.number().min(1).max(100);
+const memory = zod_1.z
+    .union([zod_1.z.string(), zod_1.z.number()])
+    .refine((v) => (0, units_1.parseBytes)(v) !== undefined, 'must be a size such as 2G, 1536M or a number of bytes')
+    .transform((v) => (0, units_1.parseBytes)(v));
+/** The checks preflight runs; names used in findings and in `warn-only`. */
+exports.PREFLIGHT_CHECKS = [
+    'env-file',
+    'must-differ',
+    'environment-flag',
+    'oauth-redirect',
+    'port-variables',
+    'compose-config',
+    'container-names',
+    'volume-names',
+    'host-ports',
+    'dev-limits',
+    'dev-share',
+    'vault-mounts',
+    'dev-escape',
+    'dev-mounts',
+    'dev-paths',
+    'shared-images',
+    'dev-networks',
+    'domains',
+    'noindex',
+    'basic-auth',
+    'http',
+    'rolling',
+];
+/**
+ * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
+ * database is told apart by its name, its host or its port, so one of them differing is enough.
+ */
+exports.DEFAULT_MUST_DIFFER = [
+    ['DB_DATABASE', 'DB_NAME', 'DB_HOST', 'DB_PORT'],
+    'VAULT_HOST_PATH',
+    'VAULT_DOMAIN',
+    'MQTT_PUBLIC_PORT',
+    'MQTT_TOPIC_PREFIX',
+    'JWT_SECRET_KEY',
+    'GITHUB_OAUTH_CLIENT_ID',
+    'GITHUB_REDIRECT_URI',
+    'BASE_URL',
+    'ROOT_DOMAIN',
+    'WEB_DOMAIN',
+    'NEXT_PUBLIC_API_BASE_URL',
+    'RESEND_FROM_EMAIL',
+];
+exports.preflightSchema = zod_1.z
+    .object({
+    'must-differ': zod_1.z.array(zod_1.z.union([envKey, zod_1.z.array(envKey).min(1)])).default(exports.DEFAULT_MUST_DIFFER),
+    /** Keys holding OAuth redirect URIs: each must point at its own environment's domain. */
+    'redirect-uri-keys': zod_1.z.array(envKey).default(['GITHUB_REDIRECT_URI']),
+    /** Keys naming an environment's own domains (besides its url and its caddy labels). */
+    'domain-keys': zod_1.z.array(envKey).default(['ROOT_DOMAIN', 'WEB_DOMAIN']),
+    'environment-key': envKey.default('ENVIRONMENT'),
+    'dev-environment': zod_1.z.string().min(1).default('development'),
+    /** The share of the host dev may take (design, section 11: 2 CPUs and 2 GB). */
+    'dev-cpus': zod_1.z.number().positive().default(2),
+    'dev-memory': memory.default('2G'),
+    /** Optionally also a percentage of the host's CPUs and memory (nproc, /proc/meminfo). */
+    'dev-host-share': percent.optional(),
+    /** Services that serve each environment's site; default: those whose caddy label claims the url's host. */
+    'site-services': zod_1.z.array(zod_1.z.string().regex(/^[a-zA-Z0-9._-]+$/)).optional(),
+    /**
+     * Host paths that belong to dev alone, besides environments.dev.checkout and .vault: every host
+     * path a dev service touches (binds, volume devices, env files, secrets, configs, build inputs)
+     * must lie under one of them once symlinks are resolved on the host.
+     */
+    'dev-paths': zod_1.z.array(absPath).default([]),
+    /** Whether dev's services may use network_mode: host (they then share the host's network with prod). */
+    'dev-host-network': zod_1.z.boolean().default(false),
+    /** Host devices (paths; a directory covers what is under it), device cgroup rules, and `gpu`, that dev's services may use. */
+    'dev-devices': zod_1.z
+        .array(zod_1.z.union([zod_1.z.literal('gpu'), absPath, cgroupRule], {
+        errorMap: () => ({ message: 'must be a host device path such as /dev/dri, a device cgroup rule such as "c 189:* rmw", or gpu' }),
+    }))
+        .default([]),
+    /** Whether a dev build context may be a URL (a git repository): what it builds cannot be checked beforehand. */
+    'dev-build-urls': zod_1.z.boolean().default(false),
+    /** Checks whose errors are reported as warnings (they do not fail the step). */
+    'warn-only': zod_1.z.array(zod_1.z.enum(exports.PREFLIGHT_CHECKS)).default([]),
+    http: zod_1.z
+        .object({
+        /** Requests from the host with curl against each environment's url; off unless asked for. */
+        enabled: zod_1.z.boolean().default(false),
+        'prod-pages': zod_1.z.array(pagePath).min(1).default(['/']),
+        'dev-pages': zod_1.z.array(pagePath).min(1).default(['/']),
+        'timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
+    })
+        .strict()
+        .default({}),
+})
+    .strict()
+    .default({});
+exports.monitorSchema = zod_1.z
+    .object({
+    /** Requests made to prod's health URL from the host, one after another. */
+    requests: zod_1.z.number().int().min(1).max(1000).default(20),
+    'request-timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
+    /** Design, section 12: production API latency P99 over 500 ms. */
+    'latency-p99-ms': zod_1.z.number().positive().default(500),
+    /** Failed health requests (no answer or a status of 400 or more) as a share of all; twinstack's default. */
+    'error-rate-percent': zod_1.z.number().min(0).max(100).default(5),
+    /** Design: production database connections over 80 % of the pool. */
+    'db-connections-percent': percent.default(80),
+    /** Design: disk usage over 80 % on either vault (and the backup directory). */
+    'disk-percent': percent.default(80),
+    /** Design: development containers using more than their limits; at this share of a limit a container is pinned to it. */
+    'dev-limit-percent': percent.default(90),
+    /** Where backups are kept; default: backup.dir. */
+    'backup-dir': absPath.optional(),
+    /** More paths whose file systems are watched like the vaults. */
+    'disk-paths': zod_1.z.array(absPath).default([]),
 })
     .strict()
     .default({});
@@ -55928,6 +56192,271 @@ exports.promoteSchema = zod_1.z
 
 /***/ }),
 
+/***/ 1146:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.representativenessSchema = void 0;
+/** `sample.representativeness`: how far from the target a table's copied fraction may be before the run warns (representativeness.ts). */
+const zod_1 = __nccwpck_require__(924);
+exports.representativenessSchema = zod_1.z
+    .object({
+    /** A table whose copied fraction, divided by the target, falls outside [low, high] is a warning. */
+    bounds: zod_1.z
+        .tuple([zod_1.z.number().positive(), zod_1.z.number().positive()])
+        .refine(([low, high]) => low <= 1 && high >= 1, 'must be [low, high] with low at most 1 and high at least 1, such as [0.5, 2]')
+        .default([0.5, 2]),
+    /** Tables expected to receive fewer rows than this (target × production's rows) are shown but not judged: chance alone moves them. */
+    'min-expected-rows': zod_1.z.number().int().min(0).default(30),
+    /** Foreign keys (those with the most child rows in production) whose children per parent are compared. */
+    'busiest-keys': zod_1.z.number().int().min(0).max(20).default(5),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
+/***/ 4522:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.placeholderSchema = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+/**
+ * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
+ * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
+ */
+const zod_1 = __nccwpck_require__(924);
+const sql_guard_1 = __nccwpck_require__(9738);
+const representativeness_1 = __nccwpck_require__(1146);
+/** `users` or `schema.users`: an unquoted PostgreSQL table name. */
+const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+/** `users.email` or `public.users.email`. */
+const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+/** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
+const foreignKeyRef = zod_1.z
+    .string()
+    .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
+const WRITE = {
+    expression: 'one SQL expression over the row (columns, constants, operators, casts, CASE and read-only functions)',
+    query: "one SELECT over dev's tables",
+    statement: 'one UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW',
+};
+/** SQL text from the config, parsed by PostgreSQL's parser and refused in one line unless every node is allowed (sql-guard.ts). */
+function sqlFragment(kind, max = 2000) {
+    return zod_1.z
+        .string()
+        .min(1)
+        .max(max)
+        .superRefine((text, ctx) => {
+        const problem = (0, sql_guard_1.fragmentProblem)(text, kind);
+        if (problem)
+            ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write ${WRITE[kind]}` });
+    });
+}
+/**
+ * What happens to a column's value on its way out of production. YAML's bare `null` means the
+ * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
+ * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
+ * comes from the seed): the same value gives the same masked value in every table and every run
+ * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
+ * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
+ * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
+ * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
+ * row's columns, evaluated in production (parsed by PostgreSQL's parser and walked against an
+ * allowlist in sql-guard.ts: columns, constants, operators, allowed casts and read-only functions).
+ */
+exports.columnRuleSchema = zod_1.z.union([
+    zod_1.z.null().transform(() => 'null'),
+    zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
+    zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
+]);
+/**
+ * `structure` sits between `drop` and `include`: the parent comes along for the shape of the data
+ * (an ancestor comment of a sampled reply) but is no member of the sample: its keys to owners
+ * outside the sample point at the owner table's placeholder row (sample.placeholders), or are
+ * nulled where nullable, and nothing else of those owners follows. A row whose parent cannot come
+ * is left out, never copied with the reference cleared.
+ */
+exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'structure', 'null', 'drop'])]);
+/**
+ * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
+ * not come along through this key (a player's current post does not make the player part of the
+ * sample); only its owning keys bring them. The policy still resolves the reference.
+ */
+exports.foreignKeySettingSchema = zod_1.z.union([
+    exports.foreignKeyPolicySchema,
+    zod_1.z
+        .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
+        .strict()
+        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, structure, null or drop), owns (true or false), or both'),
+]);
+/**
+ * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
+ * table's columns that yields the parent key, or an array of them (ids in an array column, the
+ * labels of an ltree path as `string_to_array(ltree2text(path), '.')`). `to` is the parent table,
+ * matched on its one-column primary key, or `table(column)`. The sample treats it as a foreign key
+ * that owns nothing: `drop` (default) leaves out a child with a parent outside the sample, `include`
+ * brings the parents along (an ancestor's ancestors too), `null` clears `column` instead.
+ */
+exports.referenceSchema = zod_1.z
+    .object({
+    table: tableName,
+    keys: sqlFragment('expression'),
+    to: foreignKeyRef,
+    policy: zod_1.z.enum(['include', 'structure', 'null', 'drop']).default('drop'),
+    column: zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
+        .optional(),
+})
+    .strict()
+    .refine((r) => r.policy !== 'null' || r.column !== undefined, {
+    message: 'policy null needs column: the column to clear when a parent is missing',
+    path: ['column'],
+})
+    .refine((r) => r.policy !== 'structure' || r.column === undefined, {
+    message: 'policy structure clears nothing (a row whose parent cannot come is left out); remove column, or use policy null',
+    path: ['column'],
+});
+/** A column name, unquoted. */
+const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+/**
+ * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
+ * rows brought along for structure point at it instead of at their real owner, who stays outside
+ * the sample. `key` is its primary key (a value production does not use); `values` gives other
+ * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ */
+exports.placeholderSchema = zod_1.z
+    .object({
+    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
+})
+    .strict();
+/** Name fragments that make a column count as sensitive (matched against the words of its name). */
+exports.DEFAULT_SENSITIVE_NAMES = [
+    'email',
+    'password',
+    'passwd',
+    'pwd',
+    'secret',
+    'token',
+    'key',
+    'cert',
+    'ip',
+    'phone',
+    'mobile',
+    'address',
+    'salt',
+    'private',
+    'credential',
+    'otp',
+    'totp',
+    'iban',
+    'ssn',
+    'birth',
+];
+exports.sampleSchema = zod_1.z
+    .object({
+    /** The table whose rows are sampled; everything that belongs to a sampled row comes along. */
+    root: tableName.default('users'),
+    fraction: zod_1.z.number().min(0).max(1).default(0.1),
+    /** Membership is a hash of (seed, key): the same seed picks the same rows every night. */
+    seed: zod_1.z.string().min(1).max(200).default('twinstack'),
+    /** A SQL condition over the root's columns, e.g. `banned_until IS NULL`. */
+    filter: sqlFragment('expression').optional(),
+    /** Root keys (as text) always sampled: developers' own and test accounts. */
+    include: zod_1.z.array(zod_1.z.union([zod_1.z.string().min(1).max(200), zod_1.z.number()]).transform(String)).default([]),
+    /** Tables copied whole (licenses, badge definitions, alembic_version). */
+    'reference-tables': zod_1.z.array(tableName).default([]),
+    /** Tables copied empty whatever reaches them (token tables, sessions). */
+    'empty-tables': zod_1.z.array(tableName).default([]),
+    /**
+     * Public values, declared (catalog data, enums, lookup tables): every column of these tables,
+     * and these columns, hold nothing personal. They are kept unless a rule says otherwise, never
+     * probed by the leak scan, and a probe found in them is not a leak (an actor's surname that is
+     * also a customer's).
+     */
+    'public-tables': zod_1.z.array(tableName).default([]),
+    'public-columns': zod_1.z.array(columnRef).default([]),
+    /**
+     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
+     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
+     */
+    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
+    /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
+    references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
+    /** Per owner table: the placeholder row that rows brought along for structure point at (policy structure). */
+    placeholders: zod_1.z.record(tableName, exports.placeholderSchema).default({}),
+    /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
+    columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
+    'sensitive-names': zod_1.z
+        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
+        .min(1)
+        .default(exports.DEFAULT_SENSITIVE_NAMES),
+    /** The format of the dev password hash, matching what the app verifies. */
+    'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
+    /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
+    migrate: zod_1.z.boolean().default(true),
+    'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
+    /**
+     * The role production is read through: the server keeps it read-only (reader.ts). Created by
+     * twinstack through production's user when missing; a role that could write is refused.
+     */
+    'reader-role': zod_1.z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a role name of lower-case letters, digits and _')
+        .default('twinstack_reader'),
+    /** A database on dev's server to connect to while dev's own is renamed. */
+    'maintenance-database': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
+        .default('postgres'),
+    'leak-scan': zod_1.z
+        .object({
+        'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),
+        'min-length': zod_1.z.number().int().min(3).max(100).default(6),
+    })
+        .strict()
+        .default({}),
+    /** After the swap, wait for dev's services to be healthy and its health URL to answer. */
+    'health-check': zod_1.z.boolean().default(true),
+    /**
+     * SQL run in the staging database after the rows, constraints and sequences are in and before the
+     * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
+     */
+    'after-load': zod_1.z.array(sqlFragment('statement', 8000)).max(100).default([]),
+    /** A sampled table whose copied fraction is outside bounds × fraction is a warning naming the policy responsible. */
+    representativeness: representativeness_1.representativenessSchema,
+})
+    .strict()
+    .default({});
+/** Checked like any query when written in the config; the default needs no parser (a config without SQL parses before it loads). */
+const DEFAULT_VAULT_QUERY = "SELECT storage_shard || '/' || storage_key || '.' || format FROM posts";
+exports.vaultSyncSchema = zod_1.z
+    .object({
+    /** SQL on the refreshed dev database returning one relative vault path per row. */
+    query: sqlFragment('query', 4000)
+        .optional()
+        .transform((q) => q ?? DEFAULT_VAULT_QUERY),
+    /**
+     * Other files derived from each path, copied when they exist in production: `{stem}` is the
+     * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.
+     */
+    variants: zod_1.z.array(zod_1.z.string().regex(/^[A-Za-z0-9{}._/@+-]+$/, 'must be a pattern such as {stem}_upscaled.webp')).default(['{stem}_upscaled.webp']),
+    /** Remove files from the dev vault that the dev database no longer references. */
+    delete: zod_1.z.boolean().default(true),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
 /***/ 1176:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -55944,13 +56473,13 @@ const backup_1 = __nccwpck_require__(5618);
 const deploy_1 = __nccwpck_require__(3083);
 const gate_1 = __nccwpck_require__(9991);
 const promote_1 = __nccwpck_require__(5478);
-const config_1 = __nccwpck_require__(30);
-const settings_1 = __nccwpck_require__(813);
+const checks_1 = __nccwpck_require__(1625);
+const sample_1 = __nccwpck_require__(4522);
 exports.sectionSchemas = {
-    sample: settings_1.sampleSchema,
-    'vault-sync': settings_1.vaultSyncSchema,
-    preflight: config_1.preflightSchema,
-    monitor: config_1.monitorSchema,
+    sample: sample_1.sampleSchema,
+    'vault-sync': sample_1.vaultSyncSchema,
+    preflight: checks_1.preflightSchema,
+    monitor: checks_1.monitorSchema,
     gate: gate_1.gateSchema,
     deploy: deploy_1.deploySchema,
     backup: backup_1.backupSchema,
@@ -55960,128 +56489,383 @@ exports.sectionSchemas = {
 
 /***/ }),
 
-/***/ 2512:
+/***/ 9738:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.onCancel = onCancel;
-exports.runAction = runAction;
-exports.failureLine = failureLine;
-exports.runDeadline = runDeadline;
+exports.fragmentProblem = fragmentProblem;
 /**
- * The one wrapper every action runs through: read and check inputs (nothing touches the host yet),
- * connect once, do the work, and turn any error into one clear failure line. Cancellation (SIGINT,
- * SIGTERM from the runner) runs the registered clean-ups, so locks are released and the host log
- * says the run was cancelled.
+ * SQL from the config, admitted only when it is known to be harmless. The config comes from
+ * whatever branch dispatched the workflow, and its SQL runs in production's snapshot (a column's
+ * `sql:` rule, the sample `filter`, a reference's `keys`) or in dev (vault-sync's `query`,
+ * `sample.after-load`). Each piece is parsed by PostgreSQL's own parser and its tree walked against
+ * an allowlist: node types, functions, types and tables twinstack knows to be read-only and local.
+ * Anything else is refused, in one line that names the node and where it stands. Names are compared
+ * as the parser resolved them, so quoting (`"pg_read_file"`), Unicode escapes (`U&"lo\005fimport"`)
+ * and schema qualification (`pg_catalog.lo_export`) change nothing.
+ *
+ * The text is also pasted into psql scripts, so psql's own syntax is refused around it: backslash
+ * commands, `:variables`, control characters, and a trailing comment that would swallow what
+ * twinstack writes after the fragment.
  */
-const actions_io_1 = __nccwpck_require__(5842);
-const config_1 = __nccwpck_require__(912);
 const pg_parser_1 = __nccwpck_require__(9073);
-const errors_1 = __nccwpck_require__(639);
-const host_1 = __nccwpck_require__(6342);
-const ssh_1 = __nccwpck_require__(7496);
-const validate_1 = __nccwpck_require__(8770);
-const cleanups = new Set();
-/** Registers work to do if the run is cancelled; returns a function that unregisters it. */
-function onCancel(fn) {
-    cleanups.add(fn);
-    return () => cleanups.delete(fn);
+/** Functions without side effects outside the expression: text, numbers, dates, hashing, JSON, arrays. */
+const SCALAR_FUNCTIONS = new Set(
+// text
+('lower upper initcap length char_length character_length octet_length bit_length substr substring left right lpad rpad ' +
+    'ltrim rtrim btrim trim replace translate concat concat_ws format split_part strpos position overlay repeat reverse ' +
+    'starts_with ascii chr to_hex quote_ident quote_literal quote_nullable regexp_replace regexp_match regexp_like ' +
+    'regexp_count regexp_instr regexp_substr regexp_split_to_array similar_to_escape like_escape textcat normalize ' +
+    'unistr string_to_array array_to_string md5 sha224 sha256 sha384 sha512 encode decode convert_to convert_from ' +
+    'hashtext hashtextextended uuid_in text ' +
+    // numbers
+    'abs ceil ceiling floor round trunc mod div power pow sqrt cbrt exp ln log log10 sign width_bucket greatest least ' +
+    'gcd lcm factorial scale min_scale trim_scale random ' +
+    // dates and times
+    'now current_date current_time current_timestamp localtime localtimestamp clock_timestamp statement_timestamp ' +
+    'transaction_timestamp date_trunc date_part date_bin extract make_date make_time make_timestamp make_timestamptz ' +
+    'make_interval age justify_days justify_hours justify_interval to_char to_date to_timestamp to_number timezone ' +
+    'isfinite overlaps ' +
+    // JSON
+    'to_json to_jsonb json_build_object jsonb_build_object json_build_array jsonb_build_array json_object jsonb_object ' +
+    'jsonb_set jsonb_set_lax jsonb_insert jsonb_strip_nulls json_strip_nulls jsonb_extract_path jsonb_extract_path_text ' +
+    'json_extract_path json_extract_path_text jsonb_typeof json_typeof jsonb_array_length json_array_length ' +
+    'jsonb_pretty row_to_json array_to_json ' +
+    // arrays
+    'array_length array_lower array_upper array_ndims array_dims cardinality array_position array_positions ' +
+    'array_remove array_replace array_append array_prepend array_cat array_fill trim_array ' +
+    // network addresses
+    'host hostmask masklen netmask network set_masklen family abbrev broadcast inet_same_family inet_merge ' +
+    // uuid and hashing extensions twinstack's users have (pgcrypto, uuid-ossp): their calls fail where not installed
+    'gen_random_uuid uuid_generate_v4 digest hmac crypt gen_salt ' +
+    // ltree (thread-shaped data: a reply tree's path)
+    'ltree2text text2ltree subpath subltree nlevel index lca').split(' '));
+/** Aggregates: allowed where rows are grouped (vault-sync's query, after-load), never in a row's expression. */
+const AGGREGATES = new Set('count sum min max avg string_agg array_agg bool_and bool_or every jsonb_agg json_agg jsonb_object_agg json_object_agg'.split(' '));
+/** Types a value may be cast to: casts to reg* types, or to a type with an input function of the app's own, are refused. */
+const CAST_TYPES = new Set(('text varchar bpchar char name int2 int4 int8 smallint integer int bigint numeric decimal float4 float8 real ' +
+    'bool boolean date time timetz timestamp timestamptz interval uuid json jsonb inet cidr macaddr bytea bit varbit ' +
+    'ltree citext').split(' '));
+/** Schemas whose tables a query may never read, and a qualifier no function or type may carry but pg_catalog. */
+const CATALOG_SCHEMAS = new Set(['pg_catalog', 'information_schema', 'pg_toast']);
+class Refusal extends Error {
 }
-function installSignalHandlers(log) {
-    let cancelling = false;
-    const handler = (signal) => {
-        if (cancelling)
-            return;
-        cancelling = true;
-        log.warning(`Received ${signal}: cancelling, releasing locks.`);
-        const deadline = new Promise((r) => setTimeout(r, 20_000));
-        void Promise.race([Promise.allSettled([...cleanups].map((c) => host_1.cleanupScope.run(true, c))), deadline]).finally(() => process.exit(1));
-    };
-    process.once('SIGINT', () => handler('SIGINT'));
-    process.once('SIGTERM', () => handler('SIGTERM'));
+function where(node, w) {
+    const loc = typeof node.location === 'number' && node.location >= 0 ? node.location - w.offset : undefined;
+    return loc !== undefined && loc >= 0 ? ` at character ${loc + 1}` : '';
 }
-const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9.-]*$|^\[?[0-9A-Fa-f:.]+\]?$/;
-function connectionTarget(io, config) {
-    const host = io.required('host', 'the VPS address, e.g. from a repository secret');
-    if (!HOST_RE.test(host) || host.length > 253)
-        throw new errors_1.ConfigurationError(`input host "${(0, validate_1.printable)(host)}" is not a host name or IP address`);
-    const port = (0, validate_1.positiveInt)(io.input('port') || '22', 'input port', 65535);
-    const user = io.input('user') || 'root';
-    if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user))
-        throw new errors_1.ConfigurationError(`input user "${(0, validate_1.printable)(user)}" is not a valid user name`);
-    const privateKey = io.secret('ssh-key', true, 'the private key twinstack logs in with (a repository secret)');
-    const passphrase = io.secret('ssh-passphrase') || undefined;
-    const knownHosts = io.required('known-hosts', "the host's public key line(s) as in ~/.ssh/known_hosts; twinstack never trusts an unknown host key");
-    return {
-        host: host.replace(/^\[|\]$/g, ''),
-        port,
-        user,
-        privateKey: privateKey.replace(/\r\n/g, '\n').trim() + '\n',
-        passphrase,
-        knownHosts,
-        commandTimeoutSeconds: config['command-timeout-seconds'],
-    };
+/** Stops the walk: `what` the node is, where it stands, and why it is refused (when not obvious). */
+function refuse(what, node, w, why) {
+    throw new Refusal(`${what}${where(node, w)}${why ? `, ${why}` : ''}`);
 }
-function runAction(def) {
-    const log = new actions_io_1.ActionsLogger();
-    const io = new actions_io_1.ActionIO(log);
-    installSignalHandlers(log);
-    void main(def, io, log).then((code) => {
-        process.exitCode = code;
+/** The names of a node list of String nodes (`funcname`, `names`, `fields`), as the parser resolved them. */
+function names(list) {
+    return (Array.isArray(list) ? list : []).map((n) => {
+        const s = n.String;
+        return s?.sval ?? '*';
     });
 }
-async function main(def, io, log) {
-    let host;
-    try {
-        await pg_parser_1.sqlParserReady; // the config's SQL is checked by PostgreSQL's parser as it is read
-        const config = (0, config_1.loadConfig)(io.input('config') || '.github/twinstack.yml');
-        const target = connectionTarget(io, config);
-        const lockTimeoutSeconds = (0, validate_1.positiveInt)(io.input('lock-timeout') || '600', 'input lock-timeout', 86400);
-        const prepared = { io, log, config, run: (0, actions_io_1.runInfo)(), lockTimeoutSeconds };
-        const plan = await def.prepare(prepared);
-        if (def.connect && !def.connect(plan)) {
-            await def.execute({ ...prepared, plan, host: undefined });
-            return 0;
+function each(list, w) {
+    if (Array.isArray(list))
+        for (const item of list)
+            node(item, w);
+}
+/** One parse-tree node: its single key is its type. */
+function node(n, w) {
+    if (!n)
+        return;
+    const [type] = Object.keys(n);
+    if (type === undefined)
+        return; // an empty node (a plain DISTINCT's marker)
+    const v = n[type];
+    const grouped = w.kind !== 'expression';
+    switch (type) {
+        case 'A_Const':
+        case 'SQLValueFunction':
+        case 'String':
+        case 'Integer':
+        case 'Float':
+        case 'Boolean':
+            return;
+        case 'ColumnRef':
+            return columnRef(v, w);
+        case 'TypeCast':
+            node(v.arg, w);
+            return typeName(v.typeName, w);
+        case 'A_Expr': {
+            const op = names(v.name);
+            if (op.length > 1 && op[0] !== 'pg_catalog')
+                refuse(`the operator OPERATOR(${op.join('.')})`, v, w);
+            node(v.lexpr, w);
+            return node(v.rexpr, w);
         }
-        host = await ssh_1.SshHost.connect(target, log);
-        host.deadline = runDeadline();
-        await def.execute({ ...prepared, plan, host });
-        return 0;
-    }
-    catch (e) {
-        io.fail(failureLine(def.name, e));
-        if (!(e instanceof errors_1.ConfigurationError) && !(e instanceof errors_1.OperationFailed) && e instanceof Error && e.stack)
-            log.debug(e.stack);
-        return 1;
-    }
-    finally {
-        await host?.close();
+        case 'List':
+            return each(v.items, w);
+        case 'BoolExpr':
+        case 'CoalesceExpr':
+        case 'MinMaxExpr':
+        case 'RowExpr':
+        case 'A_ArrayExpr':
+            return each(v.args ?? v.elements, w);
+        case 'NullTest':
+        case 'BooleanTest':
+        case 'CollateClause':
+            return node(v.arg, w);
+        case 'CaseExpr':
+            node(v.arg, w);
+            each(v.args, w);
+            return node(v.defresult, w);
+        case 'CaseWhen':
+            node(v.expr, w);
+            return node(v.result, w);
+        case 'A_Indirection':
+            return indirection(v, w);
+        case 'FuncCall':
+            return funcCall(v, w);
+        case 'NamedArgExpr':
+            return node(v.arg, w);
+        case 'SubLink':
+            if (!grouped)
+                refuse('a subquery', v, w, 'and an expression here reads one row only');
+            node(v.testexpr, w);
+            return select(v.subselect, w);
+        case 'SortBy':
+            return node(v.node, w);
+        case 'ResTarget':
+            each(v.indirection, w);
+            return node(v.val, w);
+        case 'SetToDefault':
+            if (w.kind !== 'statement')
+                refuse('DEFAULT', v, w);
+            return;
+        case 'SelectStmt':
+            if (!grouped)
+                refuse('a SELECT', v, w);
+            return select(n, w);
+        default:
+            return refuse(`a ${type} node`, v, w, 'which is not one of the expressions twinstack allows');
     }
 }
-function failureLine(action, e) {
-    if (e instanceof errors_1.ConfigurationError)
-        return e.message;
-    if (e instanceof errors_1.LockTimeoutError || e instanceof errors_1.OperationFailed)
-        return `${action}: ${e.message}`;
-    if (e instanceof errors_1.RemoteCommandError)
-        return `${action}: ${e.message}`;
-    return `${action} failed: ${(0, errors_1.errorMessage)(e)}`;
+function columnRef(v, w) {
+    const fields = names(v.fields);
+    if (fields.includes('*') && w.kind === 'expression')
+        refuse('a * in a row expression', v, w);
+    if (fields.length > 3)
+        refuse(`the name ${fields.join('.')}`, v, w);
+}
+/** A subscript or a field of a value: `a[1]`, `(row).field`; never `.*`. */
+function indirection(v, w) {
+    node(v.arg, w);
+    for (const i of v.indirection ?? []) {
+        if ('A_Star' in i)
+            refuse('a .* selection', v, w);
+        if ('A_Indices' in i) {
+            const ix = i.A_Indices;
+            node(ix.lidx, w);
+            node(ix.uidx, w);
+        }
+    }
+}
+function typeName(t, w) {
+    const parts = names(t.names);
+    const name = parts[parts.length - 1];
+    if ((parts.length === 2 && parts[0] !== 'pg_catalog') || parts.length > 2 || !CAST_TYPES.has(name))
+        refuse(`a cast to ${parts.join('.')}`, t, w, 'and only text, numbers, dates, json, uuid, inet, bytea and ltree (and their arrays) are allowed');
+    each(t.typmods, w);
+}
+function funcCall(v, w) {
+    const parts = names(v.funcname);
+    const name = parts[parts.length - 1];
+    const qualified = parts.join('.');
+    if (parts.length > 2 || (parts.length === 2 && parts[0] !== 'pg_catalog'))
+        refuse(`a call of ${qualified}()`, v, w, 'and only pg_catalog may qualify a function');
+    const aggregate = AGGREGATES.has(name);
+    if (aggregate && w.kind === 'expression')
+        refuse(`the aggregate ${qualified}()`, v, w, 'and an expression here reads one row');
+    if (!aggregate && !SCALAR_FUNCTIONS.has(name))
+        refuse(`a call of ${qualified}()`, v, w, "which is not on twinstack's list of read-only functions");
+    if (v.over)
+        refuse(`the window function call ${qualified}() OVER`, v, w);
+    if (v.agg_star && !aggregate)
+        refuse(`${qualified}(*)`, v, w);
+    if (v.func_variadic)
+        refuse(`VARIADIC in ${qualified}()`, v, w);
+    each(v.args, w);
+    each(v.agg_order, w);
+    node(v.agg_filter, w);
+}
+function rangeVar(r, w) {
+    const schema = typeof r.schemaname === 'string' ? r.schemaname : undefined;
+    const rel = typeof r.relname === 'string' ? r.relname : '';
+    if (typeof r.catalogname === 'string' || (schema && CATALOG_SCHEMAS.has(schema)) || (!schema && rel.startsWith('pg_')))
+        refuse(`the table ${[schema, rel].filter(Boolean).join('.')}`, r, w, 'a system catalog');
+}
+function fromItem(n, w) {
+    const [type] = Object.keys(n);
+    const v = n[type];
+    if (type === 'RangeVar')
+        return rangeVar(v, w);
+    if (type === 'RangeSubselect')
+        return select(v.subquery, w);
+    if (type === 'JoinExpr') {
+        fromItem(v.larg, w);
+        fromItem(v.rarg, w);
+        return node(v.quals, w);
+    }
+    refuse(`a ${type} in FROM`, v, w, 'where only tables, joins and subqueries are allowed');
+}
+/** WITH: only SELECTs (a data-modifying CTE would write wherever the statement runs). */
+function withClause(c, w) {
+    if (!c)
+        return;
+    if (c.recursive)
+        refuse('WITH RECURSIVE', c, w);
+    for (const cte of c.ctes ?? []) {
+        const v = cte.CommonTableExpr;
+        select(v.ctequery, w);
+    }
+}
+function select(n, w) {
+    if (!n)
+        return;
+    const s = n.SelectStmt;
+    if (!s)
+        refuse(`a ${Object.keys(n)[0]} where a SELECT was expected`, (Object.values(n)[0] ?? {}), w);
+    if (s.intoClause)
+        refuse('SELECT INTO', s, w);
+    if (s.lockingClause)
+        refuse('a locking clause (FOR UPDATE/SHARE)', s, w);
+    if (s.windowClause)
+        refuse('a WINDOW clause', s, w);
+    withClause(s.withClause, w);
+    if (s.op && s.op !== 'SETOP_NONE') {
+        select(s.larg, w);
+        return select(s.rarg, w);
+    }
+    for (const f of s.fromClause ?? [])
+        fromItem(f, w);
+    for (const key of ['targetList', 'distinctClause', 'groupClause', 'sortClause', 'valuesLists'])
+        each(s[key], w);
+    for (const key of ['whereClause', 'havingClause', 'limitCount', 'limitOffset'])
+        node(s[key], w);
+}
+/** One after-load statement: the writes that make derived data true for the sample, nothing else. */
+function statement(n, w) {
+    const [type] = Object.keys(n);
+    const v = n[type];
+    switch (type) {
+        case 'UpdateStmt':
+        case 'DeleteStmt':
+        case 'InsertStmt':
+            withClause(v.withClause, w);
+            rangeVar(v.relation, w);
+            for (const f of [...(v.fromClause ?? []), ...(v.usingClause ?? [])])
+                fromItem(f, w);
+            each(v.targetList, w);
+            each(v.returningList, w);
+            node(v.whereClause, w);
+            if (v.selectStmt)
+                select(v.selectStmt, w);
+            if (v.onConflictClause) {
+                const oc = v.onConflictClause;
+                each(oc.targetList, w);
+                node(oc.whereClause, w);
+            }
+            return;
+        case 'RefreshMatViewStmt':
+            return rangeVar(v.relation, w);
+        default:
+            refuse(`a ${type}`, v, w, 'and after-load takes UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW');
+    }
 }
 /**
- * The run's deadline: TWINSTACK_DEADLINE, in seconds since the epoch, which each workflow job sets
- * in its first step to a few minutes before its timeout-minutes. Every remote command's time limit
- * is cut to end by then, so GitHub never cancels a job whose remote work still runs (a unit test
- * checks every workflow job).
+ * psql's own syntax around the fragment: it reads backslash commands and `:name` variables outside
+ * quotes before the server sees the text. Returns the problem, or undefined.
  */
-function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
-    if (!value)
-        return undefined;
-    const seconds = Number(value);
-    if (!Number.isInteger(seconds) || seconds <= 0)
-        throw new errors_1.ConfigurationError(`TWINSTACK_DEADLINE "${(0, validate_1.printable)(value)}" must be a time in seconds since the epoch`);
-    return seconds * 1000;
+function psqlProblem(text) {
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text))
+        return 'contains a control character';
+    if (text.includes('\\'))
+        return 'contains a backslash (psql would read it as a command)';
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c === "'" || c === '"') {
+            const end = text.indexOf(c, i + 1);
+            if (end < 0)
+                return undefined; // the parser reports it
+            i = end; // a doubled quote closes and reopens: the same regions
+            continue;
+        }
+        if (c === '$')
+            return 'contains "$" outside a string (dollar quoting and parameters are not allowed)';
+        if (c === ':' && text[i + 1] !== ':' && text[i - 1] !== ':' && /[A-Za-z_'"{]/.test(text[i + 1] ?? ''))
+            return `contains a psql variable (":${text[i + 1]}…")`;
+    }
+    return undefined;
+}
+function syntaxProblem(e, offset) {
+    if (e instanceof pg_parser_1.SqlSyntaxError) {
+        const at = e.position !== undefined && e.position >= offset ? ` at character ${e.position - offset + 1}` : '';
+        return `does not parse as PostgreSQL: ${e.message}${at}`;
+    }
+    throw e;
+}
+/**
+ * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined when
+ * every node of its parse tree is on the allowlist for its kind.
+ */
+function fragmentProblem(text, kind) {
+    const psql = psqlProblem(text);
+    if (psql)
+        return psql;
+    const prefix = kind === 'expression' ? 'SELECT ' : '';
+    let parsed;
+    try {
+        parsed = (0, pg_parser_1.parseSql)(prefix + text).statements;
+    }
+    catch (e) {
+        return syntaxProblem(e, prefix.length);
+    }
+    if (parsed.length !== 1)
+        return `holds ${parsed.length} statements: it must be one ${kind === 'statement' ? 'statement' : kind}`;
+    const w = { kind, offset: prefix.length };
+    try {
+        const [stmt] = parsed;
+        if (kind === 'statement')
+            statement(stmt, w);
+        else if (kind === 'query')
+            select(stmt, w);
+        else {
+            const s = stmt.SelectStmt;
+            const targets = s?.targetList ?? [];
+            const extra = s && Object.keys(s).filter((k) => !['targetList', 'limitOption', 'op'].includes(k));
+            if (!s || targets.length !== 1 || extra?.length)
+                return 'must be one expression (no FROM, WHERE, commas or other clauses)';
+            const target = targets[0].ResTarget;
+            if (target.name)
+                return 'must be one expression (no AS)';
+            node(target.val, w);
+        }
+    }
+    catch (e) {
+        if (e instanceof Refusal)
+            return `holds ${e.message}`;
+        throw e;
+    }
+    // Pasted into twinstack's own SQL, the fragment is followed by more text on the same line: a
+    // trailing comment would swallow it. Parsed again with something after it, it must still be whole.
+    try {
+        const [followed, expected] = kind === 'statement' ? [`${text} ;SELECT 1`, 2] : [`SELECT (${text}) + 1`, 1];
+        if ((0, pg_parser_1.parseSql)(followed).statements.length !== expected)
+            throw new Error('swallowed');
+    }
+    catch {
+        return 'ends in a comment that would swallow the SQL after it';
+    }
+    return undefined;
 }
 
 
@@ -56294,7 +57078,7 @@ exports.serviceEnvironment = serviceEnvironment;
  */
 const node_crypto_1 = __nccwpck_require__(7598);
 const yaml_1 = __nccwpck_require__(8815);
-const units_1 = __nccwpck_require__(3503);
+const units_1 = __nccwpck_require__(4477);
 class EnvFileError extends Error {
     name = 'EnvFileError';
 }
@@ -56581,6 +57365,7 @@ const errors_1 = __nccwpck_require__(639);
 const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
+const docker_inspect_1 = __nccwpck_require__(3045);
 class Environment {
     name;
     config;
@@ -56613,9 +57398,9 @@ class Environment {
     get composeProject() {
         return { command: this.config['compose-command'], files: this.cfg.composeFiles, envFile: this.cfg.envFile, project: this.cfg.project };
     }
-    /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
-    composeScript(...args) {
-        return (0, compose_1.composeLine)(this.cfg.checkout, this.composeProject, args);
+    /** A compose command for a script the host runs later (in the checkout, project name set): that script's parameters. */
+    composeLater(...args) {
+        return (0, compose_1.composeLater)(this.cfg.checkout, this.composeProject, args);
     }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
@@ -56663,8 +57448,7 @@ class Environment {
 }
 exports.Environment = Environment;
 function parseInspect(json) {
-    const list = JSON.parse(json || '[]');
-    return list
+    return (0, docker_inspect_1.parseContainerInspect)(json)
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
         return {
@@ -56683,77 +57467,6 @@ function parseInspect(json) {
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
-}
-
-
-/***/ }),
-
-/***/ 3503:
-/***/ ((__unused_webpack_module, exports) => {
-
-"use strict";
-
-/** Sizes and CPU counts as Docker and compose write them. */
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.scalarText = scalarText;
-exports.parseBytes = parseBytes;
-exports.parseDockerSize = parseDockerSize;
-exports.parseCpus = parseCpus;
-exports.formatBytes = formatBytes;
-exports.formatCpus = formatCpus;
-/**
- * The text of a scalar read from compose's YAML or Docker's JSON (a string, a number, a boolean);
- * anything else (absent, null, a map, a list) is ''.
- */
-function scalarText(value) {
-    if (typeof value === 'string')
-        return value;
-    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
-        return String(value);
-    return '';
-}
-const BINARY = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
-/**
- * Bytes from a compose memory value: a number of bytes (`536870912`, as `docker compose config`
- * prints it) or a size with a unit (`512M`, `1g`, `384mb`, as written and as v1 prints it).
- * Docker's units are binary: 1M is 1024 * 1024 bytes. Undefined for anything else.
- */
-function parseBytes(value) {
-    if (typeof value === 'number')
-        return Number.isFinite(value) && value >= 0 ? Math.round(value) : undefined;
-    if (typeof value !== 'string')
-        return undefined;
-    const m = /^\s*(\d+(?:\.\d+)?)\s*([bkmgtp]?)(?:i?b)?\s*$/i.exec(value);
-    if (!m)
-        return undefined;
-    return Math.round(Number(m[1]) * BINARY[m[2].toLowerCase()]);
-}
-/** Sizes in `docker stats` output: `12.5MiB`, `1.944GiB`, `0B`, `1.2kB` (decimal units appear too). */
-function parseDockerSize(value) {
-    const m = /^\s*(\d+(?:\.\d+)?)\s*([kKMGTP]?)(i?)B\s*$/.exec(value);
-    if (!m)
-        return undefined;
-    const base = m[3] ? 1024 : 1000;
-    const power = ['', 'K', 'M', 'G', 'T', 'P'].indexOf(m[2].toUpperCase());
-    return Math.round(Number(m[1]) * base ** power);
-}
-/** CPUs from a compose value: `0.5`, `'1.0'`, 2. */
-function parseCpus(value) {
-    const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
-    return Number.isFinite(n) && n >= 0 ? n : undefined;
-}
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let v = bytes;
-    let i = 0;
-    while (v >= 1024 && i < units.length - 1) {
-        v /= 1024;
-        i++;
-    }
-    return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2).replace(/\.0+$|(\.\d*?)0+$/, '$1')} ${units[i]}`;
-}
-function formatCpus(cpus) {
-    return `${Number(cpus.toFixed(2))} CPU${cpus === 1 ? '' : 's'}`;
 }
 
 
@@ -56866,6 +57579,17 @@ class ActionIO {
     input(name) {
         return core.getInput(name, { trimWhitespace: true });
     }
+    /**
+     * An input whose default is written in action.yml, and only there: the runner passes that default
+     * when a workflow leaves the input out, so it is empty only when a workflow passed '' (an unset
+     * secret or variable, say). That is refused rather than read as some default of the code's own.
+     */
+    defaulted(name) {
+        const v = this.input(name);
+        if (!v)
+            throw new errors_1.ConfigurationError(`input ${name} is empty: give it a value, or leave it out of the step's with: to use its default (action.yml)`);
+        return v;
+    }
     required(name, hint = '') {
         const v = this.input(name);
         if (!v)
@@ -56934,14 +57658,43 @@ function ageEncrypt(recipients, input, output) {
 
 /***/ }),
 
+/***/ 2082:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.onCancel = onCancel;
+exports.runCancelCleanups = runCancelCleanups;
+/**
+ * Work to do if the run is cancelled (SIGINT, SIGTERM from the runner): release a lock, stop a
+ * fenced remote process, remove a key file. Modules register here; the action runner
+ * (src/actions/runner.ts) owns the signals and runs what is registered.
+ */
+const host_1 = __nccwpck_require__(6342);
+const cleanups = new Set();
+/** Registers work to do if the run is cancelled; returns a function that unregisters it. */
+function onCancel(fn) {
+    cleanups.add(fn);
+    return () => cleanups.delete(fn);
+}
+/** Runs every registered clean-up, each in the clean-up scope (its commands ignore the run's cancellation). */
+function runCancelCleanups() {
+    return Promise.allSettled([...cleanups].map((c) => host_1.cleanupScope.run(true, c)));
+}
+
+
+/***/ }),
+
 /***/ 7130:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NOTHING_LATER = void 0;
 exports.compose = compose;
-exports.composeLine = composeLine;
+exports.composeLater = composeLater;
 /**
  * The one place a compose command line is built. Only subcommands and flags that both
  * `docker compose` (v2) and `docker-compose` (v1) have are used.
@@ -56952,12 +57705,58 @@ function compose(p, args) {
     const cmd = p.command === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
     return (0, shell_1.argv)(cmd, p.files.flatMap((f) => ['-f', f]), '--env-file', p.envFile, '-p', p.project, args);
 }
+exports.NOTHING_LATER = { RESTART_DIR: '', RESTART_PROJECT: '', RESTART: '' };
+function composeLater(dir, p, args) {
+    return { RESTART_DIR: dir, RESTART_PROJECT: p.project, RESTART: compose(p, args) };
+}
+
+
+/***/ }),
+
+/***/ 3045:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.containerInspect = void 0;
+exports.parseContainerInspect = parseContainerInspect;
 /**
- * A compose command as one line of a script the host runs later (an undo file): it runs in `dir`,
- * with COMPOSE_PROJECT_NAME set for v1's interpolation, and not at all when `cd` fails.
+ * The parts of `docker inspect` output that twinstack reads (containers: image, labels, state,
+ * health, limits), as a schema: an answer of another shape is refused naming the field, never read
+ * through a cast. Fields docker leaves out or sets to null are optional; the rest is ignored.
  */
-function composeLine(dir, p, args) {
-    return (0, shell_1.sh) `cd ${dir} && COMPOSE_PROJECT_NAME=${p.project} ` + compose(p, args);
+const zod_1 = __nccwpck_require__(924);
+const json_1 = __nccwpck_require__(8634);
+const labels = zod_1.z.record(zod_1.z.string()).nullish();
+exports.containerInspect = zod_1.z.object({
+    Id: zod_1.z.string(),
+    Name: zod_1.z.string(),
+    Image: zod_1.z.string(),
+    RestartCount: zod_1.z.number().nullish(),
+    Config: zod_1.z
+        .object({
+        Image: zod_1.z.string().nullish(),
+        Labels: labels,
+        Healthcheck: zod_1.z.object({ Test: zod_1.z.array(zod_1.z.string()).nullish() }).nullish(),
+    })
+        .nullish(),
+    State: zod_1.z
+        .object({
+        Status: zod_1.z.string().nullish(),
+        ExitCode: zod_1.z.number().nullish(),
+        StartedAt: zod_1.z.string().nullish(),
+        OOMKilled: zod_1.z.boolean().nullish(),
+        Health: zod_1.z.object({ Status: zod_1.z.string().nullish() }).nullish(),
+    })
+        .nullish(),
+    HostConfig: zod_1.z
+        .object({ NanoCpus: zod_1.z.number().nullish(), CpuQuota: zod_1.z.number().nullish(), CpuPeriod: zod_1.z.number().nullish(), Memory: zod_1.z.number().nullish() })
+        .nullish(),
+});
+/** `docker inspect <container>...`'s JSON array; empty output (no container) is an empty list. */
+function parseContainerInspect(json) {
+    return (0, json_1.parseHostJson)(zod_1.z.array(exports.containerInspect), json.trim() || '[]', 'docker inspect output');
 }
 
 
@@ -57092,9 +57891,10 @@ function listImages(pattern, format) {
 function tagImages(pairs) {
     return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
 }
+const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 function stopAndRemove(ids, drainSeconds) {
-    return (0, shell_1.sh) `docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`;
+    return (0, shell_1.hostScript)(STOP_REMOVE, { DRAIN_SECONDS: drainSeconds }, ids);
 }
 /** Docker's 12-character form of a container or image id (`sha256:` left out). */
 function shortId(id) {
@@ -57110,7 +57910,7 @@ function shortId(id) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.OperationFailed = exports.LockTimeoutError = exports.CaptureLimitError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
+exports.HostDataError = exports.OperationFailed = exports.LockTimeoutError = exports.CaptureLimitError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
 exports.scrubRowValues = scrubRowValues;
 exports.mib = mib;
 exports.tailLines = tailLines;
@@ -57123,27 +57923,27 @@ class ConfigurationError extends Error {
 exports.ConfigurationError = ConfigurationError;
 /** A command on the host exited non-zero (or was killed). Carries what an operator needs to see. */
 class RemoteCommandError extends Error {
+    name = 'RemoteCommandError';
     command;
     exitCode;
     signal;
     stdout;
-    timedOut;
-    label;
-    name = 'RemoteCommandError';
     /** The command's stderr, with the row values PostgreSQL quotes taken out (scrubRowValues). */
     stderr;
-    constructor(command, exitCode, signal, stdout, stderr, timedOut = false, label) {
-        const scrubbed = scrubRowValues(stderr);
-        super(RemoteCommandError.describe(command, exitCode, signal, scrubbed, timedOut, label));
-        this.command = command;
-        this.exitCode = exitCode;
-        this.signal = signal;
-        this.stdout = stdout;
-        this.timedOut = timedOut;
-        this.label = label;
-        this.stderr = scrubbed;
+    timedOut;
+    label;
+    constructor(f) {
+        const failure = { ...f, stderr: scrubRowValues(f.stderr) };
+        super(RemoteCommandError.describe(failure));
+        this.command = f.command;
+        this.exitCode = f.exitCode;
+        this.signal = f.signal;
+        this.stdout = f.stdout ?? '';
+        this.stderr = failure.stderr;
+        this.timedOut = f.timedOut ?? false;
+        this.label = f.label;
     }
-    static describe(command, exitCode, signal, stderr, timedOut, label) {
+    static describe({ command, exitCode, signal, stderr, timedOut, label }) {
         const what = label ?? shorten(command, 200);
         const how = timedOut
             ? 'timed out and was killed'
@@ -57278,6 +58078,14 @@ class OperationFailed extends Error {
     name = 'OperationFailed';
 }
 exports.OperationFailed = OperationFailed;
+/**
+ * JSON read from the host (a manifest, the lock holder, docker inspect) that is not what twinstack
+ * wrote or expects; the message names where it was read and what is wrong (src/infra/json.ts).
+ */
+class HostDataError extends Error {
+    name = 'HostDataError';
+}
+exports.HostDataError = HostDataError;
 /** The last `n` non-empty lines of a command's output, joined with " | ", row values taken out first (scrubRowValues). */
 function tailLines(text, n) {
     return lastLines(scrubRowValues(text), n);
@@ -57318,6 +58126,46 @@ exports.MAX_CAPTURE_BYTES = 32 * 1024 * 1024;
 const node_async_hooks_1 = __nccwpck_require__(6698);
 /** Set while the cancel clean-ups run: their commands still go to a halted host. */
 exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
+
+
+/***/ }),
+
+/***/ 8634:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parseHostJson = parseHostJson;
+exports.checkHostValue = checkHostValue;
+exports.describeIssues = describeIssues;
+const errors_1 = __nccwpck_require__(639);
+/** Parses `text` as JSON and checks it against `schema`; `what` names the file or record, e.g. "the lock holder /var/lib/twinstack/prod/lock-holder.json". */
+function parseHostJson(schema, text, what) {
+    let value;
+    try {
+        value = JSON.parse(text);
+    }
+    catch (e) {
+        throw new errors_1.HostDataError(`${what} is not JSON (${(0, errors_1.errorMessage)(e)}): ${(0, errors_1.shorten)(text, 120) || 'empty'}`);
+    }
+    return checkHostValue(schema, value, what);
+}
+/** Checks a value already parsed from JSON against `schema`, refusing it as parseHostJson does. */
+function checkHostValue(schema, value, what) {
+    const r = schema.safeParse(value);
+    if (!r.success)
+        throw new errors_1.HostDataError(`${what} is not what twinstack expects: ${describeIssues(r.error)}`);
+    return r.data;
+}
+/** The first problem of a failed parse, in one line: where in the value, and what is wrong there. */
+function describeIssues(error) {
+    const [first, ...rest] = error.issues;
+    if (!first)
+        return 'invalid';
+    const where = first.path.length ? first.path.join('.') : 'the value';
+    return `${where}: ${first.message}${rest.length ? ` (and ${rest.length} more problem${rest.length > 1 ? 's' : ''})` : ''}`;
+}
 
 
 /***/ }),
@@ -57554,14 +58402,10 @@ class MemoryLogger extends StreamLogger {
     }
 }
 exports.MemoryLogger = MemoryLogger;
-/**
- * A catch handler for a failure that must not stop the work around it (a best-effort read, a clean-up
- * after an error already reported): the failure is logged at debug with what was tried, never lost.
- */
-function ignored(log, what) {
+function ignored(log, what, fallback) {
     return (e) => {
         log.debug(`${what} failed (ignored): ${e instanceof Error ? e.message : String(e)}`);
-        return undefined;
+        return fallback;
     };
 }
 
@@ -57715,10 +58559,11 @@ function sh(strings, ...values) {
 }
 /**
  * A host script from a `.sh` file under src/ (checked by shellcheck, shipped beside the bundles),
- * its parameters set in front as upper-case shell variables. Every value is quoted, and stays
- * visible in the command and the debug log; the file's opening comment is not sent.
+ * its parameters set in front as upper-case shell variables and `args`, when given, as its
+ * positional parameters ("$@"). Every value is quoted, and stays visible in the command and the
+ * debug log; the file's opening comment is not sent.
  */
-function hostScript(file, params) {
+function hostScript(file, params, args) {
     const lines = file.split('\n');
     let start = 0;
     while (start < lines.length && (lines[start].startsWith('#') || lines[start].trim() === ''))
@@ -57728,7 +58573,11 @@ function hostScript(file, params) {
             throw new Error(`bad host script parameter name ${name}`);
         return `${name}=${quote(String(value))}`;
     });
-    return [prelude.join('; '), ...lines.slice(start)].join('\n').replace(/\n+$/, '');
+    // A list (paths, ids) becomes the script's positional parameters, each one quoted word.
+    if (args)
+        prelude.push(args.length ? `set -- ${argv(args)}` : 'set --');
+    const body = lines.slice(start);
+    return (prelude.length ? [prelude.join('; '), ...body] : body).join('\n').replace(/\n+$/, '');
 }
 
 
@@ -57780,6 +58629,7 @@ exports.unencryptedPrivateKey = unencryptedPrivateKey;
  * One connection per action run, pinned host keys, commands run under bash with a remote
  * `timeout` so that a time limit kills the remote process group, not only our wait.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_ssh_1 = __nccwpck_require__(1227);
@@ -57787,11 +58637,14 @@ const ssh2_1 = __nccwpck_require__(5472);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
+const logger_1 = __nccwpck_require__(8828);
 const shell_1 = __nccwpck_require__(2232);
 /** The in-band exit status line: its nonce is new for every command, so the command cannot fake it. */
 const EXIT_MARKER = '@twinstack-exit-';
 const exitTrailer = (nonce) => new RegExp(`\\n${EXIT_MARKER}${nonce}:(\\d+)\\n$`);
 const KILL_GRACE_SECONDS = 10;
+const FENCE_REGISTER = fs.readFileSync(__dirname + '/fence-register.sh', 'utf8');
+const WRITE_FILE = fs.readFileSync(__dirname + '/write-file.sh', 'utf8');
 /**
  * A stream's bytes, up to `max`: past that it keeps counting but stores nothing more (memory stays
  * bounded) and says it overflowed, so the command's output is never taken for whole when it was cut.
@@ -57980,10 +58833,10 @@ class SshHost {
             // Each command's process group (its `timeout`'s, or the session's) is written where the next
             // run looks when it finds the busy file still held; it is what a cancel kills.
             env.TWINSTACK_OP = this.fences[this.fences.length - 1].op;
-            register = 'read -r _ _ _ _ __twinstack_pg _ < /proc/$$/stat\n';
+            register = (0, shell_1.hostScript)(FENCE_REGISTER, {}) + '\n';
             for (const f of this.fences) {
                 const entry = JSON.stringify({ op: f.op, run: f.run, label: label.slice(0, 120), since: new Date().toISOString() });
-                register += (0, shell_1.sh) `printf '%s\n' ${entry} > ${f.entriesDir}/"$__twinstack_pg".json 2>/dev/null || true` + '\n';
+                register += (0, shell_1.argv)('__twinstack_register', f.entriesDir, entry) + '\n';
             }
             fenced = this.fences.map((f) => (0, shell_1.argv)('flock', '-s', f.busyFile)).join(' ') + ' ';
         }
@@ -58006,12 +58859,18 @@ class SshHost {
         if (this.deadline !== undefined && timeoutSeconds > 0) {
             const left = Math.floor((this.deadline - Date.now()) / 1000);
             if (left <= 0 && !cleanup) {
-                throw new errors_1.RemoteCommandError(script, null, null, '', 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started', false, label);
+                throw new errors_1.RemoteCommandError({
+                    command: script,
+                    exitCode: null,
+                    signal: null,
+                    stderr: 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started',
+                    label,
+                });
             }
             timeoutSeconds = Math.max(1, Math.min(timeoutSeconds, left));
         }
         if (this.halted && !cleanup)
-            throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+            throw new errors_1.RemoteCommandError({ command: script, exitCode: null, signal: null, stderr: 'the run is being cancelled: no new command is started', label });
         return timeoutSeconds;
     }
     exec(script, options, keepStdinOpen) {
@@ -58029,7 +58888,7 @@ class SshHost {
             // A command that cannot start (the connection is gone) ends at once, never waits forever.
             const fail = (e) => {
                 finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
-                reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
+                reject(new errors_1.RemoteCommandError({ command: label, exitCode: null, signal: null, stderr: (0, errors_1.errorMessage)(e), label }));
             };
             try {
                 this.connection().exec(command, (e, ch) => {
@@ -58043,7 +58902,8 @@ class SshHost {
                 fail(e);
             }
         });
-        channelReady.catch(() => undefined);
+        // Callers that only wait for the exit never look at channelReady: its failure reaches them through exited.
+        channelReady.catch((0, logger_1.ignored)(this.log, `opening a channel for ${label}`));
         return { exited, channelReady, lineWaiters: streams.lineWaiters, label };
     }
     /**
@@ -58106,7 +58966,7 @@ class SshHost {
         if (result.overflow)
             throw new errors_1.CaptureLimitError(options.label ?? label, result.overflow.stream, result.overflow.bytes, host_1.MAX_CAPTURE_BYTES);
         if (options.check !== false && (result.exitCode !== 0 || result.timedOut)) {
-            throw new errors_1.RemoteCommandError(script, result.exitCode, result.signal, result.stdout, result.stderr, result.timedOut, options.label ?? label);
+            throw new errors_1.RemoteCommandError({ ...result, command: script, label: options.label ?? label });
         }
         return result;
     }
@@ -58116,7 +58976,7 @@ class SshHost {
             exited: p.exited,
             waitForLine: (marker) => new Promise((resolve, reject) => {
                 p.lineWaiters.push({ marker, resolve });
-                p.exited.then((r) => reject(new errors_1.RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, p.label)), reject);
+                p.exited.then((r) => reject(new errors_1.RemoteCommandError({ ...r, command: script, label: p.label })), reject);
             }),
             write: async (data) => {
                 const ch = await p.channelReady;
@@ -58139,7 +58999,7 @@ class SshHost {
         const tmp = `${path}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
         const dir = path.slice(0, path.lastIndexOf('/')) || '/';
         const octal = mode.toString(8);
-        await this.run((0, shell_1.sh) `umask 077 && mkdir -p ${dir} && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
+        await this.run((0, shell_1.hostScript)(WRITE_FILE, { DIR: dir, TMP: tmp, MODE: octal, FILE: path }), {
             stdin: content,
             label: `writing ${path}`,
             quiet: true,
@@ -58310,6 +59170,77 @@ exports.Summary = Summary;
 
 /***/ }),
 
+/***/ 4477:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Sizes and CPU counts as Docker and compose write them. */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.scalarText = scalarText;
+exports.parseBytes = parseBytes;
+exports.parseDockerSize = parseDockerSize;
+exports.parseCpus = parseCpus;
+exports.formatBytes = formatBytes;
+exports.formatCpus = formatCpus;
+/**
+ * The text of a scalar read from compose's YAML or Docker's JSON (a string, a number, a boolean);
+ * anything else (absent, null, a map, a list) is ''.
+ */
+function scalarText(value) {
+    if (typeof value === 'string')
+        return value;
+    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+        return String(value);
+    return '';
+}
+const BINARY = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+/**
+ * Bytes from a compose memory value: a number of bytes (`536870912`, as `docker compose config`
+ * prints it) or a size with a unit (`512M`, `1g`, `384mb`, as written and as v1 prints it).
+ * Docker's units are binary: 1M is 1024 * 1024 bytes. Undefined for anything else.
+ */
+function parseBytes(value) {
+    if (typeof value === 'number')
+        return Number.isFinite(value) && value >= 0 ? Math.round(value) : undefined;
+    if (typeof value !== 'string')
+        return undefined;
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([bkmgtp]?)(?:i?b)?\s*$/i.exec(value);
+    if (!m)
+        return undefined;
+    return Math.round(Number(m[1]) * BINARY[m[2].toLowerCase()]);
+}
+/** Sizes in `docker stats` output: `12.5MiB`, `1.944GiB`, `0B`, `1.2kB` (decimal units appear too). */
+function parseDockerSize(value) {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kKMGTP]?)(i?)B\s*$/.exec(value);
+    if (!m)
+        return undefined;
+    const base = m[3] ? 1024 : 1000;
+    const power = ['', 'K', 'M', 'G', 'T', 'P'].indexOf(m[2].toUpperCase());
+    return Math.round(Number(m[1]) * base ** power);
+}
+/** CPUs from a compose value: `0.5`, `'1.0'`, 2. */
+function parseCpus(value) {
+    const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
+    return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let v = bytes;
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) {
+        v /= 1024;
+        i++;
+    }
+    return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2).replace(/\.0+$|(\.\d*?)0+$/, '$1')} ${units[i]}`;
+}
+function formatCpus(cpus) {
+    return `${Number(cpus.toFixed(2))} CPU${cpus === 1 ? '' : 's'}`;
+}
+
+
+/***/ }),
+
 /***/ 8770:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -58420,649 +59351,6 @@ function boolean(value, name) {
 
 /***/ }),
 
-/***/ 5031:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.representativenessSchema = void 0;
-/** `sample.representativeness`: how far from the target a table's copied fraction may be before the run warns (representativeness.ts). */
-const zod_1 = __nccwpck_require__(924);
-exports.representativenessSchema = zod_1.z
-    .object({
-    /** A table whose copied fraction, divided by the target, falls outside [low, high] is a warning. */
-    bounds: zod_1.z
-        .tuple([zod_1.z.number().positive(), zod_1.z.number().positive()])
-        .refine(([low, high]) => low <= 1 && high >= 1, 'must be [low, high] with low at most 1 and high at least 1, such as [0.5, 2]')
-        .default([0.5, 2]),
-    /** Tables expected to receive fewer rows than this (target × production's rows) are shown but not judged: chance alone moves them. */
-    'min-expected-rows': zod_1.z.number().int().min(0).default(30),
-    /** Foreign keys (those with the most child rows in production) whose children per parent are compared. */
-    'busiest-keys': zod_1.z.number().int().min(0).max(20).default(5),
-})
-    .strict()
-    .default({});
-
-
-/***/ }),
-
-/***/ 813:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.placeholderSchema = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
-/**
- * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
- * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
- */
-const zod_1 = __nccwpck_require__(924);
-const sql_guard_1 = __nccwpck_require__(6687);
-const representativeness_settings_1 = __nccwpck_require__(5031);
-/** `users` or `schema.users`: an unquoted PostgreSQL table name. */
-const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
-/** `users.email` or `public.users.email`. */
-const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
-/** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
-const foreignKeyRef = zod_1.z
-    .string()
-    .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
-const WRITE = {
-    expression: 'one SQL expression over the row (columns, constants, operators, casts, CASE and read-only functions)',
-    query: "one SELECT over dev's tables",
-    statement: 'one UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW',
-};
-/** SQL text from the config, parsed by PostgreSQL's parser and refused in one line unless every node is allowed (sql-guard.ts). */
-function sqlFragment(kind, max = 2000) {
-    return zod_1.z
-        .string()
-        .min(1)
-        .max(max)
-        .superRefine((text, ctx) => {
-        const problem = (0, sql_guard_1.fragmentProblem)(text, kind);
-        if (problem)
-            ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write ${WRITE[kind]}` });
-    });
-}
-/**
- * What happens to a column's value on its way out of production. YAML's bare `null` means the
- * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
- * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
- * comes from the seed): the same value gives the same masked value in every table and every run
- * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
- * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
- * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
- * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
- * row's columns, evaluated in production (parsed by PostgreSQL's parser and walked against an
- * allowlist in sql-guard.ts: columns, constants, operators, allowed casts and read-only functions).
- */
-exports.columnRuleSchema = zod_1.z.union([
-    zod_1.z.null().transform(() => 'null'),
-    zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
-    zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
-]);
-/**
- * `structure` sits between `drop` and `include`: the parent comes along for the shape of the data
- * (an ancestor comment of a sampled reply) but is no member of the sample: its keys to owners
- * outside the sample point at the owner table's placeholder row (sample.placeholders), or are
- * nulled where nullable, and nothing else of those owners follows. A row whose parent cannot come
- * is left out, never copied with the reference cleared.
- */
-exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'structure', 'null', 'drop'])]);
-/**
- * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
- * not come along through this key (a player's current post does not make the player part of the
- * sample); only its owning keys bring them. The policy still resolves the reference.
- */
-exports.foreignKeySettingSchema = zod_1.z.union([
-    exports.foreignKeyPolicySchema,
-    zod_1.z
-        .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
-        .strict()
-        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, structure, null or drop), owns (true or false), or both'),
-]);
-/**
- * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
- * table's columns that yields the parent key, or an array of them (ids in an array column, the
- * labels of an ltree path as `string_to_array(ltree2text(path), '.')`). `to` is the parent table,
- * matched on its one-column primary key, or `table(column)`. The sample treats it as a foreign key
- * that owns nothing: `drop` (default) leaves out a child with a parent outside the sample, `include`
- * brings the parents along (an ancestor's ancestors too), `null` clears `column` instead.
- */
-exports.referenceSchema = zod_1.z
-    .object({
-    table: tableName,
-    keys: sqlFragment('expression'),
-    to: foreignKeyRef,
-    policy: zod_1.z.enum(['include', 'structure', 'null', 'drop']).default('drop'),
-    column: zod_1.z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
-        .optional(),
-})
-    .strict()
-    .refine((r) => r.policy !== 'null' || r.column !== undefined, {
-    message: 'policy null needs column: the column to clear when a parent is missing',
-    path: ['column'],
-})
-    .refine((r) => r.policy !== 'structure' || r.column === undefined, {
-    message: 'policy structure clears nothing (a row whose parent cannot come is left out); remove column, or use policy null',
-    path: ['column'],
-});
-/** A column name, unquoted. */
-const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
-/**
- * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
- * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
- */
-exports.placeholderSchema = zod_1.z
-    .object({
-    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
-    values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
-})
-    .strict();
-/** Name fragments that make a column count as sensitive (matched against the words of its name). */
-exports.DEFAULT_SENSITIVE_NAMES = [
-    'email',
-    'password',
-    'passwd',
-    'pwd',
-    'secret',
-    'token',
-    'key',
-    'cert',
-    'ip',
-    'phone',
-    'mobile',
-    'address',
-    'salt',
-    'private',
-    'credential',
-    'otp',
-    'totp',
-    'iban',
-    'ssn',
-    'birth',
-];
-exports.sampleSchema = zod_1.z
-    .object({
-    /** The table whose rows are sampled; everything that belongs to a sampled row comes along. */
-    root: tableName.default('users'),
-    fraction: zod_1.z.number().min(0).max(1).default(0.1),
-    /** Membership is a hash of (seed, key): the same seed picks the same rows every night. */
-    seed: zod_1.z.string().min(1).max(200).default('twinstack'),
-    /** A SQL condition over the root's columns, e.g. `banned_until IS NULL`. */
-    filter: sqlFragment('expression').optional(),
-    /** Root keys (as text) always sampled: developers' own and test accounts. */
-    include: zod_1.z.array(zod_1.z.union([zod_1.z.string().min(1).max(200), zod_1.z.number()]).transform(String)).default([]),
-    /** Tables copied whole (licenses, badge definitions, alembic_version). */
-    'reference-tables': zod_1.z.array(tableName).default([]),
-    /** Tables copied empty whatever reaches them (token tables, sessions). */
-    'empty-tables': zod_1.z.array(tableName).default([]),
-    /**
-     * Public values, declared (catalog data, enums, lookup tables): every column of these tables,
-     * and these columns, hold nothing personal. They are kept unless a rule says otherwise, never
-     * probed by the leak scan, and a probe found in them is not a leak (an actor's surname that is
-     * also a customer's).
-     */
-    'public-tables': zod_1.z.array(tableName).default([]),
-    'public-columns': zod_1.z.array(columnRef).default([]),
-    /**
-     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
-     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
-     */
-    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
-    /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
-    references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
-    /** Per owner table: the placeholder row that rows brought along for structure point at (policy structure). */
-    placeholders: zod_1.z.record(tableName, exports.placeholderSchema).default({}),
-    /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
-    columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
-    'sensitive-names': zod_1.z
-        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
-        .min(1)
-        .default(exports.DEFAULT_SENSITIVE_NAMES),
-    /** The format of the dev password hash, matching what the app verifies. */
-    'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
-    /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
-    migrate: zod_1.z.boolean().default(true),
-    'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
-    /**
-     * The role production is read through: the server keeps it read-only (reader.ts). Created by
-     * twinstack through production's user when missing; a role that could write is refused.
-     */
-    'reader-role': zod_1.z
-        .string()
-        .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a role name of lower-case letters, digits and _')
-        .default('twinstack_reader'),
-    /** A database on dev's server to connect to while dev's own is renamed. */
-    'maintenance-database': zod_1.z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
-        .default('postgres'),
-    'leak-scan': zod_1.z
-        .object({
-        'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),
-        'min-length': zod_1.z.number().int().min(3).max(100).default(6),
-    })
-        .strict()
-        .default({}),
-    /** After the swap, wait for dev's services to be healthy and its health URL to answer. */
-    'health-check': zod_1.z.boolean().default(true),
-    /**
-     * SQL run in the staging database after the rows, constraints and sequences are in and before the
-     * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
-     */
-    'after-load': zod_1.z.array(sqlFragment('statement', 8000)).max(100).default([]),
-    /** A sampled table whose copied fraction is outside bounds × fraction is a warning naming the policy responsible. */
-    representativeness: representativeness_settings_1.representativenessSchema,
-})
-    .strict()
-    .default({});
-/** Checked like any query when written in the config; the default needs no parser (a config without SQL parses before it loads). */
-const DEFAULT_VAULT_QUERY = "SELECT storage_shard || '/' || storage_key || '.' || format FROM posts";
-exports.vaultSyncSchema = zod_1.z
-    .object({
-    /** SQL on the refreshed dev database returning one relative vault path per row. */
-    query: sqlFragment('query', 4000)
-        .optional()
-        .transform((q) => q ?? DEFAULT_VAULT_QUERY),
-    /**
-     * Other files derived from each path, copied when they exist in production: `{stem}` is the
-     * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.
-     */
-    variants: zod_1.z.array(zod_1.z.string().regex(/^[A-Za-z0-9{}._/@+-]+$/, 'must be a pattern such as {stem}_upscaled.webp')).default(['{stem}_upscaled.webp']),
-    /** Remove files from the dev vault that the dev database no longer references. */
-    delete: zod_1.z.boolean().default(true),
-})
-    .strict()
-    .default({});
-
-
-/***/ }),
-
-/***/ 6687:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.fragmentProblem = fragmentProblem;
-/**
- * SQL from the config, admitted only when it is known to be harmless. The config comes from
- * whatever branch dispatched the workflow, and its SQL runs in production's snapshot (a column's
- * `sql:` rule, the sample `filter`, a reference's `keys`) or in dev (vault-sync's `query`,
- * `sample.after-load`). Each piece is parsed by PostgreSQL's own parser and its tree walked against
- * an allowlist: node types, functions, types and tables twinstack knows to be read-only and local.
- * Anything else is refused, in one line that names the node and where it stands. Names are compared
- * as the parser resolved them, so quoting (`"pg_read_file"`), Unicode escapes (`U&"lo\005fimport"`)
- * and schema qualification (`pg_catalog.lo_export`) change nothing.
- *
- * The text is also pasted into psql scripts, so psql's own syntax is refused around it: backslash
- * commands, `:variables`, control characters, and a trailing comment that would swallow what
- * twinstack writes after the fragment.
- */
-const pg_parser_1 = __nccwpck_require__(9073);
-/** Functions without side effects outside the expression: text, numbers, dates, hashing, JSON, arrays. */
-const SCALAR_FUNCTIONS = new Set(
-// text
-('lower upper initcap length char_length character_length octet_length bit_length substr substring left right lpad rpad ' +
-    'ltrim rtrim btrim trim replace translate concat concat_ws format split_part strpos position overlay repeat reverse ' +
-    'starts_with ascii chr to_hex quote_ident quote_literal quote_nullable regexp_replace regexp_match regexp_like ' +
-    'regexp_count regexp_instr regexp_substr regexp_split_to_array similar_to_escape like_escape textcat normalize ' +
-    'unistr string_to_array array_to_string md5 sha224 sha256 sha384 sha512 encode decode convert_to convert_from ' +
-    'hashtext hashtextextended uuid_in text ' +
-    // numbers
-    'abs ceil ceiling floor round trunc mod div power pow sqrt cbrt exp ln log log10 sign width_bucket greatest least ' +
-    'gcd lcm factorial scale min_scale trim_scale random ' +
-    // dates and times
-    'now current_date current_time current_timestamp localtime localtimestamp clock_timestamp statement_timestamp ' +
-    'transaction_timestamp date_trunc date_part date_bin extract make_date make_time make_timestamp make_timestamptz ' +
-    'make_interval age justify_days justify_hours justify_interval to_char to_date to_timestamp to_number timezone ' +
-    'isfinite overlaps ' +
-    // JSON
-    'to_json to_jsonb json_build_object jsonb_build_object json_build_array jsonb_build_array json_object jsonb_object ' +
-    'jsonb_set jsonb_set_lax jsonb_insert jsonb_strip_nulls json_strip_nulls jsonb_extract_path jsonb_extract_path_text ' +
-    'json_extract_path json_extract_path_text jsonb_typeof json_typeof jsonb_array_length json_array_length ' +
-    'jsonb_pretty row_to_json array_to_json ' +
-    // arrays
-    'array_length array_lower array_upper array_ndims array_dims cardinality array_position array_positions ' +
-    'array_remove array_replace array_append array_prepend array_cat array_fill trim_array ' +
-    // network addresses
-    'host hostmask masklen netmask network set_masklen family abbrev broadcast inet_same_family inet_merge ' +
-    // uuid and hashing extensions twinstack's users have (pgcrypto, uuid-ossp): their calls fail where not installed
-    'gen_random_uuid uuid_generate_v4 digest hmac crypt gen_salt ' +
-    // ltree (thread-shaped data: a reply tree's path)
-    'ltree2text text2ltree subpath subltree nlevel index lca').split(' '));
-/** Aggregates: allowed where rows are grouped (vault-sync's query, after-load), never in a row's expression. */
-const AGGREGATES = new Set('count sum min max avg string_agg array_agg bool_and bool_or every jsonb_agg json_agg jsonb_object_agg json_object_agg'.split(' '));
-/** Types a value may be cast to: casts to reg* types, or to a type with an input function of the app's own, are refused. */
-const CAST_TYPES = new Set(('text varchar bpchar char name int2 int4 int8 smallint integer int bigint numeric decimal float4 float8 real ' +
-    'bool boolean date time timetz timestamp timestamptz interval uuid json jsonb inet cidr macaddr bytea bit varbit ' +
-    'ltree citext').split(' '));
-/** Schemas whose tables a query may never read, and a qualifier no function or type may carry but pg_catalog. */
-const CATALOG_SCHEMAS = new Set(['pg_catalog', 'information_schema', 'pg_toast']);
-class Refusal extends Error {
-}
-function where(node, w) {
-    const loc = typeof node.location === 'number' && node.location >= 0 ? node.location - w.offset : undefined;
-    return loc !== undefined && loc >= 0 ? ` at character ${loc + 1}` : '';
-}
-/** Stops the walk: `what` the node is, where it stands, and why it is refused (when not obvious). */
-function refuse(what, node, w, why) {
-    throw new Refusal(`${what}${where(node, w)}${why ? `, ${why}` : ''}`);
-}
-/** The names of a node list of String nodes (`funcname`, `names`, `fields`), as the parser resolved them. */
-function names(list) {
-    return (Array.isArray(list) ? list : []).map((n) => {
-        const s = n.String;
-        return s?.sval ?? '*';
-    });
-}
-function each(list, w) {
-    if (Array.isArray(list))
-        for (const item of list)
-            node(item, w);
-}
-/** One parse-tree node: its single key is its type. */
-function node(n, w) {
-    if (!n)
-        return;
-    const [type] = Object.keys(n);
-    if (type === undefined)
-        return; // an empty node (a plain DISTINCT's marker)
-    const v = n[type];
-    const grouped = w.kind !== 'expression';
-    switch (type) {
-        case 'A_Const':
-        case 'SQLValueFunction':
-        case 'String':
-        case 'Integer':
-        case 'Float':
-        case 'Boolean':
-            return;
-        case 'ColumnRef': {
-            const fields = names(v.fields);
-            if (fields.includes('*') && !grouped)
-                refuse('a * in a row expression', v, w);
-            if (fields.length > 3)
-                refuse(`the name ${fields.join('.')}`, v, w);
-            return;
-        }
-        case 'TypeCast':
-            node(v.arg, w);
-            return typeName(v.typeName, w);
-        case 'A_Expr': {
-            const op = names(v.name);
-            if (op.length > 1 && op[0] !== 'pg_catalog')
-                refuse(`the operator OPERATOR(${op.join('.')})`, v, w);
-            node(v.lexpr, w);
-            return node(v.rexpr, w);
-        }
-        case 'List':
-            return each(v.items, w);
-        case 'BoolExpr':
-        case 'CoalesceExpr':
-        case 'MinMaxExpr':
-        case 'RowExpr':
-        case 'A_ArrayExpr':
-            return each(v.args ?? v.elements, w);
-        case 'NullTest':
-        case 'BooleanTest':
-        case 'CollateClause':
-            return node(v.arg, w);
-        case 'CaseExpr':
-            node(v.arg, w);
-            each(v.args, w);
-            return node(v.defresult, w);
-        case 'CaseWhen':
-            node(v.expr, w);
-            return node(v.result, w);
-        case 'A_Indirection':
-            node(v.arg, w);
-            for (const i of v.indirection ?? []) {
-                if ('A_Star' in i)
-                    refuse('a .* selection', v, w);
-                if ('A_Indices' in i) {
-                    const ix = i.A_Indices;
-                    node(ix.lidx, w);
-                    node(ix.uidx, w);
-                }
-            }
-            return;
-        case 'FuncCall':
-            return funcCall(v, w);
-        case 'NamedArgExpr':
-            return node(v.arg, w);
-        case 'SubLink':
-            if (!grouped)
-                refuse('a subquery', v, w, 'and an expression here reads one row only');
-            node(v.testexpr, w);
-            return select(v.subselect, w);
-        case 'SortBy':
-            return node(v.node, w);
-        case 'ResTarget':
-            each(v.indirection, w);
-            return node(v.val, w);
-        case 'SetToDefault':
-            if (w.kind !== 'statement')
-                refuse('DEFAULT', v, w);
-            return;
-        case 'SelectStmt':
-            if (!grouped)
-                refuse('a SELECT', v, w);
-            return select(n, w);
-        default:
-            return refuse(`a ${type} node`, v, w, 'which is not one of the expressions twinstack allows');
-    }
-}
-function typeName(t, w) {
-    const parts = names(t.names);
-    const name = parts[parts.length - 1];
-    if ((parts.length === 2 && parts[0] !== 'pg_catalog') || parts.length > 2 || !CAST_TYPES.has(name))
-        refuse(`a cast to ${parts.join('.')}`, t, w, 'and only text, numbers, dates, json, uuid, inet, bytea and ltree (and their arrays) are allowed');
-    each(t.typmods, w);
-}
-function funcCall(v, w) {
-    const parts = names(v.funcname);
-    const name = parts[parts.length - 1];
-    const qualified = parts.join('.');
-    if (parts.length > 2 || (parts.length === 2 && parts[0] !== 'pg_catalog'))
-        refuse(`a call of ${qualified}()`, v, w, 'and only pg_catalog may qualify a function');
-    const aggregate = AGGREGATES.has(name);
-    if (aggregate && w.kind === 'expression')
-        refuse(`the aggregate ${qualified}()`, v, w, 'and an expression here reads one row');
-    if (!aggregate && !SCALAR_FUNCTIONS.has(name))
-        refuse(`a call of ${qualified}()`, v, w, "which is not on twinstack's list of read-only functions");
-    if (v.over)
-        refuse(`the window function call ${qualified}() OVER`, v, w);
-    if (v.agg_star && !aggregate)
-        refuse(`${qualified}(*)`, v, w);
-    if (v.func_variadic)
-        refuse(`VARIADIC in ${qualified}()`, v, w);
-    each(v.args, w);
-    each(v.agg_order, w);
-    node(v.agg_filter, w);
-}
-function rangeVar(r, w) {
-    const schema = typeof r.schemaname === 'string' ? r.schemaname : undefined;
-    const rel = typeof r.relname === 'string' ? r.relname : '';
-    if (typeof r.catalogname === 'string' || (schema && CATALOG_SCHEMAS.has(schema)) || (!schema && rel.startsWith('pg_')))
-        refuse(`the table ${[schema, rel].filter(Boolean).join('.')}`, r, w, 'a system catalog');
-}
-function fromItem(n, w) {
-    const [type] = Object.keys(n);
-    const v = n[type];
-    if (type === 'RangeVar')
-        return rangeVar(v, w);
-    if (type === 'RangeSubselect')
-        return select(v.subquery, w);
-    if (type === 'JoinExpr') {
-        fromItem(v.larg, w);
-        fromItem(v.rarg, w);
-        return node(v.quals, w);
-    }
-    refuse(`a ${type} in FROM`, v, w, 'where only tables, joins and subqueries are allowed');
-}
-/** WITH: only SELECTs (a data-modifying CTE would write wherever the statement runs). */
-function withClause(c, w) {
-    if (!c)
-        return;
-    if (c.recursive)
-        refuse('WITH RECURSIVE', c, w);
-    for (const cte of c.ctes ?? []) {
-        const v = cte.CommonTableExpr;
-        select(v.ctequery, w);
-    }
-}
-function select(n, w) {
-    if (!n)
-        return;
-    const s = n.SelectStmt;
-    if (!s)
-        refuse(`a ${Object.keys(n)[0]} where a SELECT was expected`, (Object.values(n)[0] ?? {}), w);
-    if (s.intoClause)
-        refuse('SELECT INTO', s, w);
-    if (s.lockingClause)
-        refuse('a locking clause (FOR UPDATE/SHARE)', s, w);
-    if (s.windowClause)
-        refuse('a WINDOW clause', s, w);
-    withClause(s.withClause, w);
-    if (s.op && s.op !== 'SETOP_NONE') {
-        select(s.larg, w);
-        return select(s.rarg, w);
-    }
-    for (const f of s.fromClause ?? [])
-        fromItem(f, w);
-    for (const key of ['targetList', 'distinctClause', 'groupClause', 'sortClause', 'valuesLists'])
-        each(s[key], w);
-    for (const key of ['whereClause', 'havingClause', 'limitCount', 'limitOffset'])
-        node(s[key], w);
-}
-/** One after-load statement: the writes that make derived data true for the sample, nothing else. */
-function statement(n, w) {
-    const [type] = Object.keys(n);
-    const v = n[type];
-    switch (type) {
-        case 'UpdateStmt':
-        case 'DeleteStmt':
-        case 'InsertStmt':
-            withClause(v.withClause, w);
-            rangeVar(v.relation, w);
-            for (const f of [...(v.fromClause ?? []), ...(v.usingClause ?? [])])
-                fromItem(f, w);
-            each(v.targetList, w);
-            each(v.returningList, w);
-            node(v.whereClause, w);
-            if (v.selectStmt)
-                select(v.selectStmt, w);
-            if (v.onConflictClause) {
-                const oc = v.onConflictClause;
-                each(oc.targetList, w);
-                node(oc.whereClause, w);
-            }
-            return;
-        case 'RefreshMatViewStmt':
-            return rangeVar(v.relation, w);
-        default:
-            refuse(`a ${type}`, v, w, 'and after-load takes UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW');
-    }
-}
-/**
- * psql's own syntax around the fragment: it reads backslash commands and `:name` variables outside
- * quotes before the server sees the text. Returns the problem, or undefined.
- */
-function psqlProblem(text) {
-    // eslint-disable-next-line no-control-regex
-    if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text))
-        return 'contains a control character';
-    if (text.includes('\\'))
-        return 'contains a backslash (psql would read it as a command)';
-    for (let i = 0; i < text.length; i++) {
-        const c = text[i];
-        if (c === "'" || c === '"') {
-            const end = text.indexOf(c, i + 1);
-            if (end < 0)
-                return undefined; // the parser reports it
-            i = end; // a doubled quote closes and reopens: the same regions
-            continue;
-        }
-        if (c === '$')
-            return 'contains "$" outside a string (dollar quoting and parameters are not allowed)';
-        if (c === ':' && text[i + 1] !== ':' && text[i - 1] !== ':' && /[A-Za-z_'"{]/.test(text[i + 1] ?? ''))
-            return `contains a psql variable (":${text[i + 1]}…")`;
-    }
-    return undefined;
-}
-function syntaxProblem(e, offset) {
-    if (e instanceof pg_parser_1.SqlSyntaxError) {
-        const at = e.position !== undefined && e.position >= offset ? ` at character ${e.position - offset + 1}` : '';
-        return `does not parse as PostgreSQL: ${e.message}${at}`;
-    }
-    throw e;
-}
-/**
- * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined when
- * every node of its parse tree is on the allowlist for its kind.
- */
-function fragmentProblem(text, kind) {
-    const psql = psqlProblem(text);
-    if (psql)
-        return psql;
-    const prefix = kind === 'expression' ? 'SELECT ' : '';
-    let parsed;
-    try {
-        parsed = (0, pg_parser_1.parseSql)(prefix + text).statements;
-    }
-    catch (e) {
-        return syntaxProblem(e, prefix.length);
-    }
-    if (parsed.length !== 1)
-        return `holds ${parsed.length} statements: it must be one ${kind === 'statement' ? 'statement' : kind}`;
-    const w = { kind, offset: prefix.length };
-    try {
-        const [stmt] = parsed;
-        if (kind === 'statement')
-            statement(stmt, w);
-        else if (kind === 'query')
-            select(stmt, w);
-        else {
-            const s = stmt.SelectStmt;
-            const targets = s?.targetList ?? [];
-            const extra = s && Object.keys(s).filter((k) => !['targetList', 'limitOption', 'op'].includes(k));
-            if (!s || targets.length !== 1 || extra?.length)
-                return 'must be one expression (no FROM, WHERE, commas or other clauses)';
-            const target = targets[0].ResTarget;
-            if (target.name)
-                return 'must be one expression (no AS)';
-            node(target.val, w);
-        }
-    }
-    catch (e) {
-        if (e instanceof Refusal)
-            return `holds ${e.message}`;
-        throw e;
-    }
-    // Pasted into twinstack's own SQL, the fragment is followed by more text on the same line: a
-    // trailing comment would swallow it. Parsed again with something after it, it must still be whole.
-    try {
-        const [followed, expected] = kind === 'statement' ? [`${text} ;SELECT 1`, 2] : [`SELECT (${text}) + 1`, 1];
-        if ((0, pg_parser_1.parseSql)(followed).statements.length !== expected)
-            throw new Error('swallowed');
-    }
-    catch {
-        return 'ends in a comment that would swallow the SQL after it';
-    }
-    return undefined;
-}
-
-
-/***/ }),
-
 /***/ 7550:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -59086,7 +59374,7 @@ exports.hasBasicAuthLabel = hasBasicAuthLabel;
  */
 const node_path_1 = __nccwpck_require__(6760);
 const yaml_1 = __nccwpck_require__(8815);
-const units_1 = __nccwpck_require__(3503);
+const units_1 = __nccwpck_require__(4477);
 class ComposeConfigError extends Error {
     name = 'ComposeConfigError';
 }
@@ -59409,150 +59697,6 @@ function hasBasicAuthLabel(labels) {
 
 /***/ }),
 
-/***/ 30:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.monitorSchema = exports.preflightSchema = exports.DEFAULT_MUST_DIFFER = exports.PREFLIGHT_CHECKS = void 0;
-/**
- * The `preflight` and `monitor` sections of the config file. Every key has the design's default,
- * so a config without these sections checks and measures what the design asks for.
- */
-const zod_1 = __nccwpck_require__(924);
-const units_1 = __nccwpck_require__(3503);
-const envKey = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'must be an env file key such as JWT_SECRET_KEY');
-const pagePath = zod_1.z.string().regex(/^\/[A-Za-z0-9._/~%?=&-]*$/, 'must be a path such as / or /about');
-const absPath = zod_1.z
-    .string()
-    .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
-    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
-    .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p));
-/** A device cgroup rule as docker takes it: `c 189:* rmw`. */
-const cgroupRule = zod_1.z.string().regex(/^[abc] (\d+|\*):(\d+|\*) [rwm]{1,3}$/, 'must be a host device path, a device cgroup rule such as "c 189:* rmw", or gpu');
-const percent = zod_1.z.number().min(1).max(100);
-const memory = zod_1.z
-    .union([zod_1.z.string(), zod_1.z.number()])
-    .refine((v) => (0, units_1.parseBytes)(v) !== undefined, 'must be a size such as 2G, 1536M or a number of bytes')
-    .transform((v) => (0, units_1.parseBytes)(v));
-/** The checks preflight runs; names used in findings and in `warn-only`. */
-exports.PREFLIGHT_CHECKS = [
-    'env-file',
-    'must-differ',
-    'environment-flag',
-    'oauth-redirect',
-    'port-variables',
-    'compose-config',
-    'container-names',
-    'volume-names',
-    'host-ports',
-    'dev-limits',
-    'dev-share',
-    'vault-mounts',
-    'dev-escape',
-    'dev-mounts',
-    'dev-paths',
-    'shared-images',
-    'dev-networks',
-    'domains',
-    'noindex',
-    'basic-auth',
-    'http',
-    'rolling',
-];
-/**
- * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
- * database is told apart by its name, its host or its port, so one of them differing is enough.
- */
-exports.DEFAULT_MUST_DIFFER = [
-    ['DB_DATABASE', 'DB_NAME', 'DB_HOST', 'DB_PORT'],
-    'VAULT_HOST_PATH',
-    'VAULT_DOMAIN',
-    'MQTT_PUBLIC_PORT',
-    'MQTT_TOPIC_PREFIX',
-    'JWT_SECRET_KEY',
-    'GITHUB_OAUTH_CLIENT_ID',
-    'GITHUB_REDIRECT_URI',
-    'BASE_URL',
-    'ROOT_DOMAIN',
-    'WEB_DOMAIN',
-    'NEXT_PUBLIC_API_BASE_URL',
-    'RESEND_FROM_EMAIL',
-];
-exports.preflightSchema = zod_1.z
-    .object({
-    'must-differ': zod_1.z.array(zod_1.z.union([envKey, zod_1.z.array(envKey).min(1)])).default(exports.DEFAULT_MUST_DIFFER),
-    /** Keys holding OAuth redirect URIs: each must point at its own environment's domain. */
-    'redirect-uri-keys': zod_1.z.array(envKey).default(['GITHUB_REDIRECT_URI']),
-    /** Keys naming an environment's own domains (besides its url and its caddy labels). */
-    'domain-keys': zod_1.z.array(envKey).default(['ROOT_DOMAIN', 'WEB_DOMAIN']),
-    'environment-key': envKey.default('ENVIRONMENT'),
-    'dev-environment': zod_1.z.string().min(1).default('development'),
-    /** The share of the host dev may take (design, section 11: 2 CPUs and 2 GB). */
-    'dev-cpus': zod_1.z.number().positive().default(2),
-    'dev-memory': memory.default('2G'),
-    /** Optionally also a percentage of the host's CPUs and memory (nproc, /proc/meminfo). */
-    'dev-host-share': percent.optional(),
-    /** Services that serve each environment's site; default: those whose caddy label claims the url's host. */
-    'site-services': zod_1.z.array(zod_1.z.string().regex(/^[a-zA-Z0-9._-]+$/)).optional(),
-    /**
-     * Host paths that belong to dev alone, besides environments.dev.checkout and .vault: every host
-     * path a dev service touches (binds, volume devices, env files, secrets, configs, build inputs)
-     * must lie under one of them once symlinks are resolved on the host.
-     */
-    'dev-paths': zod_1.z.array(absPath).default([]),
-    /** Whether dev's services may use network_mode: host (they then share the host's network with prod). */
-    'dev-host-network': zod_1.z.boolean().default(false),
-    /** Host devices (paths; a directory covers what is under it), device cgroup rules, and `gpu`, that dev's services may use. */
-    'dev-devices': zod_1.z
-        .array(zod_1.z.union([zod_1.z.literal('gpu'), absPath, cgroupRule], {
-        errorMap: () => ({ message: 'must be a host device path such as /dev/dri, a device cgroup rule such as "c 189:* rmw", or gpu' }),
-    }))
-        .default([]),
-    /** Whether a dev build context may be a URL (a git repository): what it builds cannot be checked beforehand. */
-    'dev-build-urls': zod_1.z.boolean().default(false),
-    /** Checks whose errors are reported as warnings (they do not fail the step). */
-    'warn-only': zod_1.z.array(zod_1.z.enum(exports.PREFLIGHT_CHECKS)).default([]),
-    http: zod_1.z
-        .object({
-        /** Requests from the host with curl against each environment's url; off unless asked for. */
-        enabled: zod_1.z.boolean().default(false),
-        'prod-pages': zod_1.z.array(pagePath).min(1).default(['/']),
-        'dev-pages': zod_1.z.array(pagePath).min(1).default(['/']),
-        'timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
-    })
-        .strict()
-        .default({}),
-})
-    .strict()
-    .default({});
-exports.monitorSchema = zod_1.z
-    .object({
-    /** Requests made to prod's health URL from the host, one after another. */
-    requests: zod_1.z.number().int().min(1).max(1000).default(20),
-    'request-timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
-    /** Design, section 12: production API latency P99 over 500 ms. */
-    'latency-p99-ms': zod_1.z.number().positive().default(500),
-    /** Failed health requests (no answer or a status of 400 or more) as a share of all; twinstack's default. */
-    'error-rate-percent': zod_1.z.number().min(0).max(100).default(5),
-    /** Design: production database connections over 80 % of the pool. */
-    'db-connections-percent': percent.default(80),
-    /** Design: disk usage over 80 % on either vault (and the backup directory). */
-    'disk-percent': percent.default(80),
-    /** Design: development containers using more than their limits; at this share of a limit a container is pinned to it. */
-    'dev-limit-percent': percent.default(90),
-    /** Where backups are kept; default: backup.dir. */
-    'backup-dir': absPath.optional(),
-    /** More paths whose file systems are watched like the vaults. */
-    'disk-paths': zod_1.z.array(absPath).default([]),
-})
-    .strict()
-    .default({});
-
-
-/***/ }),
-
 /***/ 70:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -59717,7 +59861,7 @@ exports.pathsToResolve = pathsToResolve;
 const node_path_1 = __nccwpck_require__(6760);
 const compose_model_1 = __nccwpck_require__(7550);
 const env_file_1 = __nccwpck_require__(6390);
-const units_1 = __nccwpck_require__(3503);
+const units_1 = __nccwpck_require__(4477);
 const EMPTY = (0, env_file_1.sha256)('');
 class Collector {
     warnOnly;
@@ -77025,9 +77169,9 @@ var __webpack_exports__ = {};
 var exports = __webpack_exports__;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-const action_1 = __nccwpck_require__(2512);
+const runner_1 = __nccwpck_require__(3197);
 const preflight_1 = __nccwpck_require__(6560);
-(0, action_1.runAction)(preflight_1.preflightAction);
+(0, runner_1.runAction)(preflight_1.preflightAction);
 
 })();
 

@@ -57056,8 +57056,8 @@ const swap_1 = __nccwpck_require__(9048);
 const preflight_1 = __nccwpck_require__(6997);
 function readParams(ctx) {
     const { io } = ctx;
-    const params = { dryRun: (0, validate_1.boolean)(io.input('dry-run'), 'input dry-run') };
-    if ((0, validate_1.boolean)(io.input('init'), 'input init'))
+    const params = { dryRun: (0, validate_1.boolean)(io.defaulted('dry-run'), 'input dry-run') };
+    if ((0, validate_1.boolean)(io.defaulted('init'), 'input init'))
         params.init = true;
     const fraction = io.input('fraction');
     if (fraction) {
@@ -57136,6 +57136,126 @@ exports.resampleAction = {
         }
     },
 };
+
+
+/***/ }),
+
+/***/ 3197:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.runAction = runAction;
+exports.failureLine = failureLine;
+exports.runDeadline = runDeadline;
+/**
+ * The one wrapper every action runs through: read and check inputs (nothing touches the host yet),
+ * connect once, do the work, and turn any error into one clear failure line. Cancellation (SIGINT,
+ * SIGTERM from the runner) runs the registered clean-ups, so locks are released and the host log
+ * says the run was cancelled.
+ */
+const actions_io_1 = __nccwpck_require__(5842);
+const config_1 = __nccwpck_require__(912);
+const pg_parser_1 = __nccwpck_require__(9073);
+const errors_1 = __nccwpck_require__(639);
+const cancel_1 = __nccwpck_require__(2082);
+const ssh_1 = __nccwpck_require__(7496);
+const validate_1 = __nccwpck_require__(8770);
+function installSignalHandlers(log) {
+    let cancelling = false;
+    const handler = (signal) => {
+        if (cancelling)
+            return;
+        cancelling = true;
+        log.warning(`Received ${signal}: cancelling, releasing locks.`);
+        const deadline = new Promise((r) => setTimeout(r, 20_000));
+        void Promise.race([(0, cancel_1.runCancelCleanups)(), deadline]).finally(() => process.exit(1));
+    };
+    process.once('SIGINT', () => handler('SIGINT'));
+    process.once('SIGTERM', () => handler('SIGTERM'));
+}
+const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9.-]*$|^\[?[0-9A-Fa-f:.]+\]?$/;
+function connectionTarget(io, config) {
+    const host = io.required('host', 'the VPS address, e.g. from a repository secret');
+    if (!HOST_RE.test(host) || host.length > 253)
+        throw new errors_1.ConfigurationError(`input host "${(0, validate_1.printable)(host)}" is not a host name or IP address`);
+    const port = (0, validate_1.positiveInt)(io.defaulted('port'), 'input port', 65535);
+    const user = io.defaulted('user');
+    if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user))
+        throw new errors_1.ConfigurationError(`input user "${(0, validate_1.printable)(user)}" is not a valid user name`);
+    const privateKey = io.secret('ssh-key', true, 'the private key twinstack logs in with (a repository secret)');
+    const passphrase = io.secret('ssh-passphrase') || undefined;
+    const knownHosts = io.required('known-hosts', "the host's public key line(s) as in ~/.ssh/known_hosts; twinstack never trusts an unknown host key");
+    return {
+        host: host.replace(/^\[|\]$/g, ''),
+        port,
+        user,
+        privateKey: privateKey.replace(/\r\n/g, '\n').trim() + '\n',
+        passphrase,
+        knownHosts,
+        commandTimeoutSeconds: config['command-timeout-seconds'],
+    };
+}
+function runAction(def) {
+    const log = new actions_io_1.ActionsLogger();
+    const io = new actions_io_1.ActionIO(log);
+    installSignalHandlers(log);
+    void main(def, io, log).then((code) => {
+        process.exitCode = code;
+    });
+}
+async function main(def, io, log) {
+    let host;
+    try {
+        await pg_parser_1.sqlParserReady; // the config's SQL is checked by PostgreSQL's parser as it is read
+        const config = (0, config_1.loadConfig)(io.defaulted('config'));
+        const target = connectionTarget(io, config);
+        const lockTimeoutSeconds = (0, validate_1.positiveInt)(io.defaulted('lock-timeout'), 'input lock-timeout', 86400);
+        const prepared = { io, log, config, run: (0, actions_io_1.runInfo)(), lockTimeoutSeconds };
+        const plan = await def.prepare(prepared);
+        if (def.connect && !def.connect(plan)) {
+            await def.execute({ ...prepared, plan, host: undefined });
+            return 0;
+        }
+        host = await ssh_1.SshHost.connect(target, log);
+        host.deadline = runDeadline();
+        await def.execute({ ...prepared, plan, host });
+        return 0;
+    }
+    catch (e) {
+        io.fail(failureLine(def.name, e));
+        if (!(e instanceof errors_1.ConfigurationError) && !(e instanceof errors_1.OperationFailed) && e instanceof Error && e.stack)
+            log.debug(e.stack);
+        return 1;
+    }
+    finally {
+        await host?.close();
+    }
+}
+function failureLine(action, e) {
+    if (e instanceof errors_1.ConfigurationError)
+        return e.message;
+    if (e instanceof errors_1.LockTimeoutError || e instanceof errors_1.OperationFailed)
+        return `${action}: ${e.message}`;
+    if (e instanceof errors_1.RemoteCommandError)
+        return `${action}: ${e.message}`;
+    return `${action} failed: ${(0, errors_1.errorMessage)(e)}`;
+}
+/**
+ * The run's deadline: TWINSTACK_DEADLINE, in seconds since the epoch, which each workflow job sets
+ * in its first step to a few minutes before its timeout-minutes. Every remote command's time limit
+ * is cut to end by then, so GitHub never cancels a job whose remote work still runs (a unit test
+ * checks every workflow job).
+ */
+function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
+    if (!value)
+        return undefined;
+    const seconds = Number(value);
+    if (!Number.isInteger(seconds) || seconds <= 0)
+        throw new errors_1.ConfigurationError(`TWINSTACK_DEADLINE "${(0, validate_1.printable)(value)}" must be a time in seconds since the epoch`);
+    return seconds * 1000;
+}
 
 
 /***/ }),
@@ -57230,6 +57350,150 @@ exports.backupSchema = zod_1.z
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: exports.offsiteSchema.optional(),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
+/***/ 1625:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.monitorSchema = exports.preflightSchema = exports.DEFAULT_MUST_DIFFER = exports.PREFLIGHT_CHECKS = void 0;
+/**
+ * The `preflight` and `monitor` sections of the config file. Every key has the design's default,
+ * so a config without these sections checks and measures what the design asks for.
+ */
+const zod_1 = __nccwpck_require__(924);
+const units_1 = __nccwpck_require__(4477);
+const envKey = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'must be an env file key such as JWT_SECRET_KEY');
+const pagePath = zod_1.z.string().regex(/^\/[A-Za-z0-9._/~%?=&-]*$/, 'must be a path such as / or /about');
+const absPath = zod_1.z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
+    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
+    .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p));
+/** A device cgroup rule as docker takes it: `c 189:* rmw`. */
+const cgroupRule = zod_1.z.string().regex(/^[abc] (\d+|\*):(\d+|\*) [rwm]{1,3}$/, 'must be a host device path, a device cgroup rule such as "c 189:* rmw", or gpu');
+const percent = zod_1.z.number().min(1).max(100);
+const memory = zod_1.z
+    .union([zod_1.z.string(), zod_1.z.number()])
+    .refine((v) => (0, units_1.parseBytes)(v) !== undefined, 'must be a size such as 2G, 1536M or a number of bytes')
+    .transform((v) => (0, units_1.parseBytes)(v));
+/** The checks preflight runs; names used in findings and in `warn-only`. */
+exports.PREFLIGHT_CHECKS = [
+    'env-file',
+    'must-differ',
+    'environment-flag',
+    'oauth-redirect',
+    'port-variables',
+    'compose-config',
+    'container-names',
+    'volume-names',
+    'host-ports',
+    'dev-limits',
+    'dev-share',
+    'vault-mounts',
+    'dev-escape',
+    'dev-mounts',
+    'dev-paths',
+    'shared-images',
+    'dev-networks',
+    'domains',
+    'noindex',
+    'basic-auth',
+    'http',
+    'rolling',
+];
+/**
+ * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
+ * database is told apart by its name, its host or its port, so one of them differing is enough.
+ */
+exports.DEFAULT_MUST_DIFFER = [
+    ['DB_DATABASE', 'DB_NAME', 'DB_HOST', 'DB_PORT'],
+    'VAULT_HOST_PATH',
+    'VAULT_DOMAIN',
+    'MQTT_PUBLIC_PORT',
+    'MQTT_TOPIC_PREFIX',
+    'JWT_SECRET_KEY',
+    'GITHUB_OAUTH_CLIENT_ID',
+    'GITHUB_REDIRECT_URI',
+    'BASE_URL',
+    'ROOT_DOMAIN',
+    'WEB_DOMAIN',
+    'NEXT_PUBLIC_API_BASE_URL',
+    'RESEND_FROM_EMAIL',
+];
+exports.preflightSchema = zod_1.z
+    .object({
+    'must-differ': zod_1.z.array(zod_1.z.union([envKey, zod_1.z.array(envKey).min(1)])).default(exports.DEFAULT_MUST_DIFFER),
+    /** Keys holding OAuth redirect URIs: each must point at its own environment's domain. */
+    'redirect-uri-keys': zod_1.z.array(envKey).default(['GITHUB_REDIRECT_URI']),
+    /** Keys naming an environment's own domains (besides its url and its caddy labels). */
+    'domain-keys': zod_1.z.array(envKey).default(['ROOT_DOMAIN', 'WEB_DOMAIN']),
+    'environment-key': envKey.default('ENVIRONMENT'),
+    'dev-environment': zod_1.z.string().min(1).default('development'),
+    /** The share of the host dev may take (design, section 11: 2 CPUs and 2 GB). */
+    'dev-cpus': zod_1.z.number().positive().default(2),
+    'dev-memory': memory.default('2G'),
+    /** Optionally also a percentage of the host's CPUs and memory (nproc, /proc/meminfo). */
+    'dev-host-share': percent.optional(),
+    /** Services that serve each environment's site; default: those whose caddy label claims the url's host. */
+    'site-services': zod_1.z.array(zod_1.z.string().regex(/^[a-zA-Z0-9._-]+$/)).optional(),
+    /**
+     * Host paths that belong to dev alone, besides environments.dev.checkout and .vault: every host
+     * path a dev service touches (binds, volume devices, env files, secrets, configs, build inputs)
+     * must lie under one of them once symlinks are resolved on the host.
+     */
+    'dev-paths': zod_1.z.array(absPath).default([]),
+    /** Whether dev's services may use network_mode: host (they then share the host's network with prod). */
+    'dev-host-network': zod_1.z.boolean().default(false),
+    /** Host devices (paths; a directory covers what is under it), device cgroup rules, and `gpu`, that dev's services may use. */
+    'dev-devices': zod_1.z
+        .array(zod_1.z.union([zod_1.z.literal('gpu'), absPath, cgroupRule], {
+        errorMap: () => ({ message: 'must be a host device path such as /dev/dri, a device cgroup rule such as "c 189:* rmw", or gpu' }),
+    }))
+        .default([]),
+    /** Whether a dev build context may be a URL (a git repository): what it builds cannot be checked beforehand. */
+    'dev-build-urls': zod_1.z.boolean().default(false),
+    /** Checks whose errors are reported as warnings (they do not fail the step). */
+    'warn-only': zod_1.z.array(zod_1.z.enum(exports.PREFLIGHT_CHECKS)).default([]),
+    http: zod_1.z
+        .object({
+        /** Requests from the host with curl against each environment's url; off unless asked for. */
+        enabled: zod_1.z.boolean().default(false),
+        'prod-pages': zod_1.z.array(pagePath).min(1).default(['/']),
+        'dev-pages': zod_1.z.array(pagePath).min(1).default(['/']),
+        'timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
+    })
+        .strict()
+        .default({}),
+})
+    .strict()
+    .default({});
+exports.monitorSchema = zod_1.z
+    .object({
+    /** Requests made to prod's health URL from the host, one after another. */
+    requests: zod_1.z.number().int().min(1).max(1000).default(20),
+    'request-timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
+    /** Design, section 12: production API latency P99 over 500 ms. */
+    'latency-p99-ms': zod_1.z.number().positive().default(500),
+    /** Failed health requests (no answer or a status of 400 or more) as a share of all; twinstack's default. */
+    'error-rate-percent': zod_1.z.number().min(0).max(100).default(5),
+    /** Design: production database connections over 80 % of the pool. */
+    'db-connections-percent': percent.default(80),
+    /** Design: disk usage over 80 % on either vault (and the backup directory). */
+    'disk-percent': percent.default(80),
+    /** Design: development containers using more than their limits; at this share of a limit a container is pinned to it. */
+    'dev-limit-percent': percent.default(90),
+    /** Where backups are kept; default: backup.dir. */
+    'backup-dir': absPath.optional(),
+    /** More paths whose file systems are watched like the vaults. */
+    'disk-paths': zod_1.z.array(absPath).default([]),
 })
     .strict()
     .default({});
@@ -57375,6 +57639,271 @@ exports.promoteSchema = zod_1.z
 
 /***/ }),
 
+/***/ 1146:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.representativenessSchema = void 0;
+/** `sample.representativeness`: how far from the target a table's copied fraction may be before the run warns (representativeness.ts). */
+const zod_1 = __nccwpck_require__(924);
+exports.representativenessSchema = zod_1.z
+    .object({
+    /** A table whose copied fraction, divided by the target, falls outside [low, high] is a warning. */
+    bounds: zod_1.z
+        .tuple([zod_1.z.number().positive(), zod_1.z.number().positive()])
+        .refine(([low, high]) => low <= 1 && high >= 1, 'must be [low, high] with low at most 1 and high at least 1, such as [0.5, 2]')
+        .default([0.5, 2]),
+    /** Tables expected to receive fewer rows than this (target × production's rows) are shown but not judged: chance alone moves them. */
+    'min-expected-rows': zod_1.z.number().int().min(0).default(30),
+    /** Foreign keys (those with the most child rows in production) whose children per parent are compared. */
+    'busiest-keys': zod_1.z.number().int().min(0).max(20).default(5),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
+/***/ 4522:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.placeholderSchema = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
+/**
+ * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
+ * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
+ */
+const zod_1 = __nccwpck_require__(924);
+const sql_guard_1 = __nccwpck_require__(9738);
+const representativeness_1 = __nccwpck_require__(1146);
+/** `users` or `schema.users`: an unquoted PostgreSQL table name. */
+const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
+/** `users.email` or `public.users.email`. */
+const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
+/** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
+const foreignKeyRef = zod_1.z
+    .string()
+    .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
+const WRITE = {
+    expression: 'one SQL expression over the row (columns, constants, operators, casts, CASE and read-only functions)',
+    query: "one SELECT over dev's tables",
+    statement: 'one UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW',
+};
+/** SQL text from the config, parsed by PostgreSQL's parser and refused in one line unless every node is allowed (sql-guard.ts). */
+function sqlFragment(kind, max = 2000) {
+    return zod_1.z
+        .string()
+        .min(1)
+        .max(max)
+        .superRefine((text, ctx) => {
+        const problem = (0, sql_guard_1.fragmentProblem)(text, kind);
+        if (problem)
+            ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write ${WRITE[kind]}` });
+    });
+}
+/**
+ * What happens to a column's value on its way out of production. YAML's bare `null` means the
+ * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
+ * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
+ * comes from the seed): the same value gives the same masked value in every table and every run
+ * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
+ * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
+ * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
+ * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
+ * row's columns, evaluated in production (parsed by PostgreSQL's parser and walked against an
+ * allowlist in sql-guard.ts: columns, constants, operators, allowed casts and read-only functions).
+ */
+exports.columnRuleSchema = zod_1.z.union([
+    zod_1.z.null().transform(() => 'null'),
+    zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
+    zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
+]);
+/**
+ * `structure` sits between `drop` and `include`: the parent comes along for the shape of the data
+ * (an ancestor comment of a sampled reply) but is no member of the sample: its keys to owners
+ * outside the sample point at the owner table's placeholder row (sample.placeholders), or are
+ * nulled where nullable, and nothing else of those owners follows. A row whose parent cannot come
+ * is left out, never copied with the reference cleared.
+ */
+exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'structure', 'null', 'drop'])]);
+/**
+ * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
+ * not come along through this key (a player's current post does not make the player part of the
+ * sample); only its owning keys bring them. The policy still resolves the reference.
+ */
+exports.foreignKeySettingSchema = zod_1.z.union([
+    exports.foreignKeyPolicySchema,
+    zod_1.z
+        .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
+        .strict()
+        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, structure, null or drop), owns (true or false), or both'),
+]);
+/**
+ * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
+ * table's columns that yields the parent key, or an array of them (ids in an array column, the
+ * labels of an ltree path as `string_to_array(ltree2text(path), '.')`). `to` is the parent table,
+ * matched on its one-column primary key, or `table(column)`. The sample treats it as a foreign key
+ * that owns nothing: `drop` (default) leaves out a child with a parent outside the sample, `include`
+ * brings the parents along (an ancestor's ancestors too), `null` clears `column` instead.
+ */
+exports.referenceSchema = zod_1.z
+    .object({
+    table: tableName,
+    keys: sqlFragment('expression'),
+    to: foreignKeyRef,
+    policy: zod_1.z.enum(['include', 'structure', 'null', 'drop']).default('drop'),
+    column: zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
+        .optional(),
+})
+    .strict()
+    .refine((r) => r.policy !== 'null' || r.column !== undefined, {
+    message: 'policy null needs column: the column to clear when a parent is missing',
+    path: ['column'],
+})
+    .refine((r) => r.policy !== 'structure' || r.column === undefined, {
+    message: 'policy structure clears nothing (a row whose parent cannot come is left out); remove column, or use policy null',
+    path: ['column'],
+});
+/** A column name, unquoted. */
+const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+/**
+ * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
+ * rows brought along for structure point at it instead of at their real owner, who stays outside
+ * the sample. `key` is its primary key (a value production does not use); `values` gives other
+ * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ */
+exports.placeholderSchema = zod_1.z
+    .object({
+    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
+})
+    .strict();
+/** Name fragments that make a column count as sensitive (matched against the words of its name). */
+exports.DEFAULT_SENSITIVE_NAMES = [
+    'email',
+    'password',
+    'passwd',
+    'pwd',
+    'secret',
+    'token',
+    'key',
+    'cert',
+    'ip',
+    'phone',
+    'mobile',
+    'address',
+    'salt',
+    'private',
+    'credential',
+    'otp',
+    'totp',
+    'iban',
+    'ssn',
+    'birth',
+];
+exports.sampleSchema = zod_1.z
+    .object({
+    /** The table whose rows are sampled; everything that belongs to a sampled row comes along. */
+    root: tableName.default('users'),
+    fraction: zod_1.z.number().min(0).max(1).default(0.1),
+    /** Membership is a hash of (seed, key): the same seed picks the same rows every night. */
+    seed: zod_1.z.string().min(1).max(200).default('twinstack'),
+    /** A SQL condition over the root's columns, e.g. `banned_until IS NULL`. */
+    filter: sqlFragment('expression').optional(),
+    /** Root keys (as text) always sampled: developers' own and test accounts. */
+    include: zod_1.z.array(zod_1.z.union([zod_1.z.string().min(1).max(200), zod_1.z.number()]).transform(String)).default([]),
+    /** Tables copied whole (licenses, badge definitions, alembic_version). */
+    'reference-tables': zod_1.z.array(tableName).default([]),
+    /** Tables copied empty whatever reaches them (token tables, sessions). */
+    'empty-tables': zod_1.z.array(tableName).default([]),
+    /**
+     * Public values, declared (catalog data, enums, lookup tables): every column of these tables,
+     * and these columns, hold nothing personal. They are kept unless a rule says otherwise, never
+     * probed by the leak scan, and a probe found in them is not a leak (an actor's surname that is
+     * also a customer's).
+     */
+    'public-tables': zod_1.z.array(tableName).default([]),
+    'public-columns': zod_1.z.array(columnRef).default([]),
+    /**
+     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
+     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
+     */
+    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
+    /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
+    references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
+    /** Per owner table: the placeholder row that rows brought along for structure point at (policy structure). */
+    placeholders: zod_1.z.record(tableName, exports.placeholderSchema).default({}),
+    /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
+    columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
+    'sensitive-names': zod_1.z
+        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
+        .min(1)
+        .default(exports.DEFAULT_SENSITIVE_NAMES),
+    /** The format of the dev password hash, matching what the app verifies. */
+    'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
+    /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
+    migrate: zod_1.z.boolean().default(true),
+    'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
+    /**
+     * The role production is read through: the server keeps it read-only (reader.ts). Created by
+     * twinstack through production's user when missing; a role that could write is refused.
+     */
+    'reader-role': zod_1.z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a role name of lower-case letters, digits and _')
+        .default('twinstack_reader'),
+    /** A database on dev's server to connect to while dev's own is renamed. */
+    'maintenance-database': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
+        .default('postgres'),
+    'leak-scan': zod_1.z
+        .object({
+        'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),
+        'min-length': zod_1.z.number().int().min(3).max(100).default(6),
+    })
+        .strict()
+        .default({}),
+    /** After the swap, wait for dev's services to be healthy and its health URL to answer. */
+    'health-check': zod_1.z.boolean().default(true),
+    /**
+     * SQL run in the staging database after the rows, constraints and sequences are in and before the
+     * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
+     */
+    'after-load': zod_1.z.array(sqlFragment('statement', 8000)).max(100).default([]),
+    /** A sampled table whose copied fraction is outside bounds × fraction is a warning naming the policy responsible. */
+    representativeness: representativeness_1.representativenessSchema,
+})
+    .strict()
+    .default({});
+/** Checked like any query when written in the config; the default needs no parser (a config without SQL parses before it loads). */
+const DEFAULT_VAULT_QUERY = "SELECT storage_shard || '/' || storage_key || '.' || format FROM posts";
+exports.vaultSyncSchema = zod_1.z
+    .object({
+    /** SQL on the refreshed dev database returning one relative vault path per row. */
+    query: sqlFragment('query', 4000)
+        .optional()
+        .transform((q) => q ?? DEFAULT_VAULT_QUERY),
+    /**
+     * Other files derived from each path, copied when they exist in production: `{stem}` is the
+     * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.
+     */
+    variants: zod_1.z.array(zod_1.z.string().regex(/^[A-Za-z0-9{}._/@+-]+$/, 'must be a pattern such as {stem}_upscaled.webp')).default(['{stem}_upscaled.webp']),
+    /** Remove files from the dev vault that the dev database no longer references. */
+    delete: zod_1.z.boolean().default(true),
+})
+    .strict()
+    .default({});
+
+
+/***/ }),
+
 /***/ 1176:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -57391,13 +57920,13 @@ const backup_1 = __nccwpck_require__(5618);
 const deploy_1 = __nccwpck_require__(3083);
 const gate_1 = __nccwpck_require__(9991);
 const promote_1 = __nccwpck_require__(5478);
-const config_1 = __nccwpck_require__(30);
-const settings_1 = __nccwpck_require__(813);
+const checks_1 = __nccwpck_require__(1625);
+const sample_1 = __nccwpck_require__(4522);
 exports.sectionSchemas = {
-    sample: settings_1.sampleSchema,
-    'vault-sync': settings_1.vaultSyncSchema,
-    preflight: config_1.preflightSchema,
-    monitor: config_1.monitorSchema,
+    sample: sample_1.sampleSchema,
+    'vault-sync': sample_1.vaultSyncSchema,
+    preflight: checks_1.preflightSchema,
+    monitor: checks_1.monitorSchema,
     gate: gate_1.gateSchema,
     deploy: deploy_1.deploySchema,
     backup: backup_1.backupSchema,
@@ -57407,128 +57936,383 @@ exports.sectionSchemas = {
 
 /***/ }),
 
-/***/ 2512:
+/***/ 9738:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.onCancel = onCancel;
-exports.runAction = runAction;
-exports.failureLine = failureLine;
-exports.runDeadline = runDeadline;
+exports.fragmentProblem = fragmentProblem;
 /**
- * The one wrapper every action runs through: read and check inputs (nothing touches the host yet),
- * connect once, do the work, and turn any error into one clear failure line. Cancellation (SIGINT,
- * SIGTERM from the runner) runs the registered clean-ups, so locks are released and the host log
- * says the run was cancelled.
+ * SQL from the config, admitted only when it is known to be harmless. The config comes from
+ * whatever branch dispatched the workflow, and its SQL runs in production's snapshot (a column's
+ * `sql:` rule, the sample `filter`, a reference's `keys`) or in dev (vault-sync's `query`,
+ * `sample.after-load`). Each piece is parsed by PostgreSQL's own parser and its tree walked against
+ * an allowlist: node types, functions, types and tables twinstack knows to be read-only and local.
+ * Anything else is refused, in one line that names the node and where it stands. Names are compared
+ * as the parser resolved them, so quoting (`"pg_read_file"`), Unicode escapes (`U&"lo\005fimport"`)
+ * and schema qualification (`pg_catalog.lo_export`) change nothing.
+ *
+ * The text is also pasted into psql scripts, so psql's own syntax is refused around it: backslash
+ * commands, `:variables`, control characters, and a trailing comment that would swallow what
+ * twinstack writes after the fragment.
  */
-const actions_io_1 = __nccwpck_require__(5842);
-const config_1 = __nccwpck_require__(912);
 const pg_parser_1 = __nccwpck_require__(9073);
-const errors_1 = __nccwpck_require__(639);
-const host_1 = __nccwpck_require__(6342);
-const ssh_1 = __nccwpck_require__(7496);
-const validate_1 = __nccwpck_require__(8770);
-const cleanups = new Set();
-/** Registers work to do if the run is cancelled; returns a function that unregisters it. */
-function onCancel(fn) {
-    cleanups.add(fn);
-    return () => cleanups.delete(fn);
+/** Functions without side effects outside the expression: text, numbers, dates, hashing, JSON, arrays. */
+const SCALAR_FUNCTIONS = new Set(
+// text
+('lower upper initcap length char_length character_length octet_length bit_length substr substring left right lpad rpad ' +
+    'ltrim rtrim btrim trim replace translate concat concat_ws format split_part strpos position overlay repeat reverse ' +
+    'starts_with ascii chr to_hex quote_ident quote_literal quote_nullable regexp_replace regexp_match regexp_like ' +
+    'regexp_count regexp_instr regexp_substr regexp_split_to_array similar_to_escape like_escape textcat normalize ' +
+    'unistr string_to_array array_to_string md5 sha224 sha256 sha384 sha512 encode decode convert_to convert_from ' +
+    'hashtext hashtextextended uuid_in text ' +
+    // numbers
+    'abs ceil ceiling floor round trunc mod div power pow sqrt cbrt exp ln log log10 sign width_bucket greatest least ' +
+    'gcd lcm factorial scale min_scale trim_scale random ' +
+    // dates and times
+    'now current_date current_time current_timestamp localtime localtimestamp clock_timestamp statement_timestamp ' +
+    'transaction_timestamp date_trunc date_part date_bin extract make_date make_time make_timestamp make_timestamptz ' +
+    'make_interval age justify_days justify_hours justify_interval to_char to_date to_timestamp to_number timezone ' +
+    'isfinite overlaps ' +
+    // JSON
+    'to_json to_jsonb json_build_object jsonb_build_object json_build_array jsonb_build_array json_object jsonb_object ' +
+    'jsonb_set jsonb_set_lax jsonb_insert jsonb_strip_nulls json_strip_nulls jsonb_extract_path jsonb_extract_path_text ' +
+    'json_extract_path json_extract_path_text jsonb_typeof json_typeof jsonb_array_length json_array_length ' +
+    'jsonb_pretty row_to_json array_to_json ' +
+    // arrays
+    'array_length array_lower array_upper array_ndims array_dims cardinality array_position array_positions ' +
+    'array_remove array_replace array_append array_prepend array_cat array_fill trim_array ' +
+    // network addresses
+    'host hostmask masklen netmask network set_masklen family abbrev broadcast inet_same_family inet_merge ' +
+    // uuid and hashing extensions twinstack's users have (pgcrypto, uuid-ossp): their calls fail where not installed
+    'gen_random_uuid uuid_generate_v4 digest hmac crypt gen_salt ' +
+    // ltree (thread-shaped data: a reply tree's path)
+    'ltree2text text2ltree subpath subltree nlevel index lca').split(' '));
+/** Aggregates: allowed where rows are grouped (vault-sync's query, after-load), never in a row's expression. */
+const AGGREGATES = new Set('count sum min max avg string_agg array_agg bool_and bool_or every jsonb_agg json_agg jsonb_object_agg json_object_agg'.split(' '));
+/** Types a value may be cast to: casts to reg* types, or to a type with an input function of the app's own, are refused. */
+const CAST_TYPES = new Set(('text varchar bpchar char name int2 int4 int8 smallint integer int bigint numeric decimal float4 float8 real ' +
+    'bool boolean date time timetz timestamp timestamptz interval uuid json jsonb inet cidr macaddr bytea bit varbit ' +
+    'ltree citext').split(' '));
+/** Schemas whose tables a query may never read, and a qualifier no function or type may carry but pg_catalog. */
+const CATALOG_SCHEMAS = new Set(['pg_catalog', 'information_schema', 'pg_toast']);
+class Refusal extends Error {
 }
-function installSignalHandlers(log) {
-    let cancelling = false;
-    const handler = (signal) => {
-        if (cancelling)
-            return;
-        cancelling = true;
-        log.warning(`Received ${signal}: cancelling, releasing locks.`);
-        const deadline = new Promise((r) => setTimeout(r, 20_000));
-        void Promise.race([Promise.allSettled([...cleanups].map((c) => host_1.cleanupScope.run(true, c))), deadline]).finally(() => process.exit(1));
-    };
-    process.once('SIGINT', () => handler('SIGINT'));
-    process.once('SIGTERM', () => handler('SIGTERM'));
+function where(node, w) {
+    const loc = typeof node.location === 'number' && node.location >= 0 ? node.location - w.offset : undefined;
+    return loc !== undefined && loc >= 0 ? ` at character ${loc + 1}` : '';
 }
-const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9.-]*$|^\[?[0-9A-Fa-f:.]+\]?$/;
-function connectionTarget(io, config) {
-    const host = io.required('host', 'the VPS address, e.g. from a repository secret');
-    if (!HOST_RE.test(host) || host.length > 253)
-        throw new errors_1.ConfigurationError(`input host "${(0, validate_1.printable)(host)}" is not a host name or IP address`);
-    const port = (0, validate_1.positiveInt)(io.input('port') || '22', 'input port', 65535);
-    const user = io.input('user') || 'root';
-    if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user))
-        throw new errors_1.ConfigurationError(`input user "${(0, validate_1.printable)(user)}" is not a valid user name`);
-    const privateKey = io.secret('ssh-key', true, 'the private key twinstack logs in with (a repository secret)');
-    const passphrase = io.secret('ssh-passphrase') || undefined;
-    const knownHosts = io.required('known-hosts', "the host's public key line(s) as in ~/.ssh/known_hosts; twinstack never trusts an unknown host key");
-    return {
-        host: host.replace(/^\[|\]$/g, ''),
-        port,
-        user,
-        privateKey: privateKey.replace(/\r\n/g, '\n').trim() + '\n',
-        passphrase,
-        knownHosts,
-        commandTimeoutSeconds: config['command-timeout-seconds'],
-    };
+/** Stops the walk: `what` the node is, where it stands, and why it is refused (when not obvious). */
+function refuse(what, node, w, why) {
+    throw new Refusal(`${what}${where(node, w)}${why ? `, ${why}` : ''}`);
 }
-function runAction(def) {
-    const log = new actions_io_1.ActionsLogger();
-    const io = new actions_io_1.ActionIO(log);
-    installSignalHandlers(log);
-    void main(def, io, log).then((code) => {
-        process.exitCode = code;
+/** The names of a node list of String nodes (`funcname`, `names`, `fields`), as the parser resolved them. */
+function names(list) {
+    return (Array.isArray(list) ? list : []).map((n) => {
+        const s = n.String;
+        return s?.sval ?? '*';
     });
 }
-async function main(def, io, log) {
-    let host;
-    try {
-        await pg_parser_1.sqlParserReady; // the config's SQL is checked by PostgreSQL's parser as it is read
-        const config = (0, config_1.loadConfig)(io.input('config') || '.github/twinstack.yml');
-        const target = connectionTarget(io, config);
-        const lockTimeoutSeconds = (0, validate_1.positiveInt)(io.input('lock-timeout') || '600', 'input lock-timeout', 86400);
-        const prepared = { io, log, config, run: (0, actions_io_1.runInfo)(), lockTimeoutSeconds };
-        const plan = await def.prepare(prepared);
-        if (def.connect && !def.connect(plan)) {
-            await def.execute({ ...prepared, plan, host: undefined });
-            return 0;
+function each(list, w) {
+    if (Array.isArray(list))
+        for (const item of list)
+            node(item, w);
+}
+/** One parse-tree node: its single key is its type. */
+function node(n, w) {
+    if (!n)
+        return;
+    const [type] = Object.keys(n);
+    if (type === undefined)
+        return; // an empty node (a plain DISTINCT's marker)
+    const v = n[type];
+    const grouped = w.kind !== 'expression';
+    switch (type) {
+        case 'A_Const':
+        case 'SQLValueFunction':
+        case 'String':
+        case 'Integer':
+        case 'Float':
+        case 'Boolean':
+            return;
+        case 'ColumnRef':
+            return columnRef(v, w);
+        case 'TypeCast':
+            node(v.arg, w);
+            return typeName(v.typeName, w);
+        case 'A_Expr': {
+            const op = names(v.name);
+            if (op.length > 1 && op[0] !== 'pg_catalog')
+                refuse(`the operator OPERATOR(${op.join('.')})`, v, w);
+            node(v.lexpr, w);
+            return node(v.rexpr, w);
         }
-        host = await ssh_1.SshHost.connect(target, log);
-        host.deadline = runDeadline();
-        await def.execute({ ...prepared, plan, host });
-        return 0;
-    }
-    catch (e) {
-        io.fail(failureLine(def.name, e));
-        if (!(e instanceof errors_1.ConfigurationError) && !(e instanceof errors_1.OperationFailed) && e instanceof Error && e.stack)
-            log.debug(e.stack);
-        return 1;
-    }
-    finally {
-        await host?.close();
+        case 'List':
+            return each(v.items, w);
+        case 'BoolExpr':
+        case 'CoalesceExpr':
+        case 'MinMaxExpr':
+        case 'RowExpr':
+        case 'A_ArrayExpr':
+            return each(v.args ?? v.elements, w);
+        case 'NullTest':
+        case 'BooleanTest':
+        case 'CollateClause':
+            return node(v.arg, w);
+        case 'CaseExpr':
+            node(v.arg, w);
+            each(v.args, w);
+            return node(v.defresult, w);
+        case 'CaseWhen':
+            node(v.expr, w);
+            return node(v.result, w);
+        case 'A_Indirection':
+            return indirection(v, w);
+        case 'FuncCall':
+            return funcCall(v, w);
+        case 'NamedArgExpr':
+            return node(v.arg, w);
+        case 'SubLink':
+            if (!grouped)
+                refuse('a subquery', v, w, 'and an expression here reads one row only');
+            node(v.testexpr, w);
+            return select(v.subselect, w);
+        case 'SortBy':
+            return node(v.node, w);
+        case 'ResTarget':
+            each(v.indirection, w);
+            return node(v.val, w);
+        case 'SetToDefault':
+            if (w.kind !== 'statement')
+                refuse('DEFAULT', v, w);
+            return;
+        case 'SelectStmt':
+            if (!grouped)
+                refuse('a SELECT', v, w);
+            return select(n, w);
+        default:
+            return refuse(`a ${type} node`, v, w, 'which is not one of the expressions twinstack allows');
     }
 }
-function failureLine(action, e) {
-    if (e instanceof errors_1.ConfigurationError)
-        return e.message;
-    if (e instanceof errors_1.LockTimeoutError || e instanceof errors_1.OperationFailed)
-        return `${action}: ${e.message}`;
-    if (e instanceof errors_1.RemoteCommandError)
-        return `${action}: ${e.message}`;
-    return `${action} failed: ${(0, errors_1.errorMessage)(e)}`;
+function columnRef(v, w) {
+    const fields = names(v.fields);
+    if (fields.includes('*') && w.kind === 'expression')
+        refuse('a * in a row expression', v, w);
+    if (fields.length > 3)
+        refuse(`the name ${fields.join('.')}`, v, w);
+}
+/** A subscript or a field of a value: `a[1]`, `(row).field`; never `.*`. */
+function indirection(v, w) {
+    node(v.arg, w);
+    for (const i of v.indirection ?? []) {
+        if ('A_Star' in i)
+            refuse('a .* selection', v, w);
+        if ('A_Indices' in i) {
+            const ix = i.A_Indices;
+            node(ix.lidx, w);
+            node(ix.uidx, w);
+        }
+    }
+}
+function typeName(t, w) {
+    const parts = names(t.names);
+    const name = parts[parts.length - 1];
+    if ((parts.length === 2 && parts[0] !== 'pg_catalog') || parts.length > 2 || !CAST_TYPES.has(name))
+        refuse(`a cast to ${parts.join('.')}`, t, w, 'and only text, numbers, dates, json, uuid, inet, bytea and ltree (and their arrays) are allowed');
+    each(t.typmods, w);
+}
+function funcCall(v, w) {
+    const parts = names(v.funcname);
+    const name = parts[parts.length - 1];
+    const qualified = parts.join('.');
+    if (parts.length > 2 || (parts.length === 2 && parts[0] !== 'pg_catalog'))
+        refuse(`a call of ${qualified}()`, v, w, 'and only pg_catalog may qualify a function');
+    const aggregate = AGGREGATES.has(name);
+    if (aggregate && w.kind === 'expression')
+        refuse(`the aggregate ${qualified}()`, v, w, 'and an expression here reads one row');
+    if (!aggregate && !SCALAR_FUNCTIONS.has(name))
+        refuse(`a call of ${qualified}()`, v, w, "which is not on twinstack's list of read-only functions");
+    if (v.over)
+        refuse(`the window function call ${qualified}() OVER`, v, w);
+    if (v.agg_star && !aggregate)
+        refuse(`${qualified}(*)`, v, w);
+    if (v.func_variadic)
+        refuse(`VARIADIC in ${qualified}()`, v, w);
+    each(v.args, w);
+    each(v.agg_order, w);
+    node(v.agg_filter, w);
+}
+function rangeVar(r, w) {
+    const schema = typeof r.schemaname === 'string' ? r.schemaname : undefined;
+    const rel = typeof r.relname === 'string' ? r.relname : '';
+    if (typeof r.catalogname === 'string' || (schema && CATALOG_SCHEMAS.has(schema)) || (!schema && rel.startsWith('pg_')))
+        refuse(`the table ${[schema, rel].filter(Boolean).join('.')}`, r, w, 'a system catalog');
+}
+function fromItem(n, w) {
+    const [type] = Object.keys(n);
+    const v = n[type];
+    if (type === 'RangeVar')
+        return rangeVar(v, w);
+    if (type === 'RangeSubselect')
+        return select(v.subquery, w);
+    if (type === 'JoinExpr') {
+        fromItem(v.larg, w);
+        fromItem(v.rarg, w);
+        return node(v.quals, w);
+    }
+    refuse(`a ${type} in FROM`, v, w, 'where only tables, joins and subqueries are allowed');
+}
+/** WITH: only SELECTs (a data-modifying CTE would write wherever the statement runs). */
+function withClause(c, w) {
+    if (!c)
+        return;
+    if (c.recursive)
+        refuse('WITH RECURSIVE', c, w);
+    for (const cte of c.ctes ?? []) {
+        const v = cte.CommonTableExpr;
+        select(v.ctequery, w);
+    }
+}
+function select(n, w) {
+    if (!n)
+        return;
+    const s = n.SelectStmt;
+    if (!s)
+        refuse(`a ${Object.keys(n)[0]} where a SELECT was expected`, (Object.values(n)[0] ?? {}), w);
+    if (s.intoClause)
+        refuse('SELECT INTO', s, w);
+    if (s.lockingClause)
+        refuse('a locking clause (FOR UPDATE/SHARE)', s, w);
+    if (s.windowClause)
+        refuse('a WINDOW clause', s, w);
+    withClause(s.withClause, w);
+    if (s.op && s.op !== 'SETOP_NONE') {
+        select(s.larg, w);
+        return select(s.rarg, w);
+    }
+    for (const f of s.fromClause ?? [])
+        fromItem(f, w);
+    for (const key of ['targetList', 'distinctClause', 'groupClause', 'sortClause', 'valuesLists'])
+        each(s[key], w);
+    for (const key of ['whereClause', 'havingClause', 'limitCount', 'limitOffset'])
+        node(s[key], w);
+}
+/** One after-load statement: the writes that make derived data true for the sample, nothing else. */
+function statement(n, w) {
+    const [type] = Object.keys(n);
+    const v = n[type];
+    switch (type) {
+        case 'UpdateStmt':
+        case 'DeleteStmt':
+        case 'InsertStmt':
+            withClause(v.withClause, w);
+            rangeVar(v.relation, w);
+            for (const f of [...(v.fromClause ?? []), ...(v.usingClause ?? [])])
+                fromItem(f, w);
+            each(v.targetList, w);
+            each(v.returningList, w);
+            node(v.whereClause, w);
+            if (v.selectStmt)
+                select(v.selectStmt, w);
+            if (v.onConflictClause) {
+                const oc = v.onConflictClause;
+                each(oc.targetList, w);
+                node(oc.whereClause, w);
+            }
+            return;
+        case 'RefreshMatViewStmt':
+            return rangeVar(v.relation, w);
+        default:
+            refuse(`a ${type}`, v, w, 'and after-load takes UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW');
+    }
 }
 /**
- * The run's deadline: TWINSTACK_DEADLINE, in seconds since the epoch, which each workflow job sets
- * in its first step to a few minutes before its timeout-minutes. Every remote command's time limit
- * is cut to end by then, so GitHub never cancels a job whose remote work still runs (a unit test
- * checks every workflow job).
+ * psql's own syntax around the fragment: it reads backslash commands and `:name` variables outside
+ * quotes before the server sees the text. Returns the problem, or undefined.
  */
-function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
-    if (!value)
-        return undefined;
-    const seconds = Number(value);
-    if (!Number.isInteger(seconds) || seconds <= 0)
-        throw new errors_1.ConfigurationError(`TWINSTACK_DEADLINE "${(0, validate_1.printable)(value)}" must be a time in seconds since the epoch`);
-    return seconds * 1000;
+function psqlProblem(text) {
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text))
+        return 'contains a control character';
+    if (text.includes('\\'))
+        return 'contains a backslash (psql would read it as a command)';
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c === "'" || c === '"') {
+            const end = text.indexOf(c, i + 1);
+            if (end < 0)
+                return undefined; // the parser reports it
+            i = end; // a doubled quote closes and reopens: the same regions
+            continue;
+        }
+        if (c === '$')
+            return 'contains "$" outside a string (dollar quoting and parameters are not allowed)';
+        if (c === ':' && text[i + 1] !== ':' && text[i - 1] !== ':' && /[A-Za-z_'"{]/.test(text[i + 1] ?? ''))
+            return `contains a psql variable (":${text[i + 1]}…")`;
+    }
+    return undefined;
+}
+function syntaxProblem(e, offset) {
+    if (e instanceof pg_parser_1.SqlSyntaxError) {
+        const at = e.position !== undefined && e.position >= offset ? ` at character ${e.position - offset + 1}` : '';
+        return `does not parse as PostgreSQL: ${e.message}${at}`;
+    }
+    throw e;
+}
+/**
+ * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined when
+ * every node of its parse tree is on the allowlist for its kind.
+ */
+function fragmentProblem(text, kind) {
+    const psql = psqlProblem(text);
+    if (psql)
+        return psql;
+    const prefix = kind === 'expression' ? 'SELECT ' : '';
+    let parsed;
+    try {
+        parsed = (0, pg_parser_1.parseSql)(prefix + text).statements;
+    }
+    catch (e) {
+        return syntaxProblem(e, prefix.length);
+    }
+    if (parsed.length !== 1)
+        return `holds ${parsed.length} statements: it must be one ${kind === 'statement' ? 'statement' : kind}`;
+    const w = { kind, offset: prefix.length };
+    try {
+        const [stmt] = parsed;
+        if (kind === 'statement')
+            statement(stmt, w);
+        else if (kind === 'query')
+            select(stmt, w);
+        else {
+            const s = stmt.SelectStmt;
+            const targets = s?.targetList ?? [];
+            const extra = s && Object.keys(s).filter((k) => !['targetList', 'limitOption', 'op'].includes(k));
+            if (!s || targets.length !== 1 || extra?.length)
+                return 'must be one expression (no FROM, WHERE, commas or other clauses)';
+            const target = targets[0].ResTarget;
+            if (target.name)
+                return 'must be one expression (no AS)';
+            node(target.val, w);
+        }
+    }
+    catch (e) {
+        if (e instanceof Refusal)
+            return `holds ${e.message}`;
+        throw e;
+    }
+    // Pasted into twinstack's own SQL, the fragment is followed by more text on the same line: a
+    // trailing comment would swallow it. Parsed again with something after it, it must still be whole.
+    try {
+        const [followed, expected] = kind === 'statement' ? [`${text} ;SELECT 1`, 2] : [`SELECT (${text}) + 1`, 1];
+        if ((0, pg_parser_1.parseSql)(followed).statements.length !== expected)
+            throw new Error('swallowed');
+    }
+    catch {
+        return 'ends in a comment that would swallow the SQL after it';
+    }
+    return undefined;
 }
 
 
@@ -57741,7 +58525,7 @@ exports.serviceEnvironment = serviceEnvironment;
  */
 const node_crypto_1 = __nccwpck_require__(7598);
 const yaml_1 = __nccwpck_require__(8815);
-const units_1 = __nccwpck_require__(3503);
+const units_1 = __nccwpck_require__(4477);
 class EnvFileError extends Error {
     name = 'EnvFileError';
 }
@@ -58028,6 +58812,7 @@ const errors_1 = __nccwpck_require__(639);
 const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
+const docker_inspect_1 = __nccwpck_require__(3045);
 class Environment {
     name;
     config;
@@ -58060,9 +58845,9 @@ class Environment {
     get composeProject() {
         return { command: this.config['compose-command'], files: this.cfg.composeFiles, envFile: this.cfg.envFile, project: this.cfg.project };
     }
-    /** A compose command as one line of a script the host runs later (in the checkout, project name set). */
-    composeScript(...args) {
-        return (0, compose_1.composeLine)(this.cfg.checkout, this.composeProject, args);
+    /** A compose command for a script the host runs later (in the checkout, project name set): that script's parameters. */
+    composeLater(...args) {
+        return (0, compose_1.composeLater)(this.cfg.checkout, this.composeProject, args);
     }
     /** Run options for compose commands: in the checkout, with COMPOSE_PROJECT_NAME set for v1's interpolation. */
     composeOptions(extra = {}) {
@@ -58110,8 +58895,7 @@ class Environment {
 }
 exports.Environment = Environment;
 function parseInspect(json) {
-    const list = JSON.parse(json || '[]');
-    return list
+    return (0, docker_inspect_1.parseContainerInspect)(json)
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
         return {
@@ -58184,12 +58968,19 @@ exports.releaseEnvironment = releaseEnvironment;
 exports.ensureReleaseDir = ensureReleaseDir;
 exports.pruneReleaseDirs = pruneReleaseDirs;
 exports.removeScratchCheckout = removeScratchCheckout;
+/**
+ * The environment's checkout on the host: fetched, then put on exactly one commit, detached.
+ * Untracked files (the env files) are left alone; local changes to tracked files stop the deploy.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const errors_1 = __nccwpck_require__(639);
 const docker_1 = __nccwpck_require__(580);
 const git = __importStar(__nccwpck_require__(9938));
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 const validate_1 = __nccwpck_require__(8770);
+const COPY_UNTRACKED = fs.readFileSync(__nccwpck_require__.ab + "copy-untracked.sh", 'utf8');
+const RELEASE_PROBE = fs.readFileSync(__nccwpck_require__.ab + "release-probe.sh", 'utf8');
 /** Fetches and resolves a branch, tag or sha to the full commit sha; the sha is what gets recorded. */
 async function resolveRef(host, env, ref) {
     (0, validate_1.gitRef)(ref);
@@ -58290,13 +59081,8 @@ async function copyUntracked(host, env, sha, dir, files) {
             watched.push({ path: p, file: f, side: 'destination' });
     }
     // All checks run before the first copy; a link found prints its index and target and stops the script.
-    const checks = watched.map((w, i) => (0, shell_1.sh) `if [ -L ${w.path} ]; then printf '%s %s ' ${LINK} ${i}; readlink -- ${w.path} | head -c 300 | tr '\\n' ' '; echo; exit 3; fi`);
-    const copies = all.map((f) => {
-        const from = `${checkout}/${f}`;
-        const to = `${dir}/${f}`;
-        return (0, shell_1.sh) `if [ -e ${from} ]; then mkdir -p ${parentOf(to)} && rm -rf ${to} && cp -PpR -- ${from} ${to} && chmod -R u=rwX,go= ${to}; fi`;
-    });
-    const r = await host.run(['umask 077', ...checks, ...copies].join('\n'), {
+    const copies = all.flatMap((f) => [`${checkout}/${f}`, `${dir}/${f}`, parentOf(`${dir}/${f}`)]);
+    const r = await host.run((0, shell_1.hostScript)(COPY_UNTRACKED, { LINK }, [...watched.map((w) => w.path), '--', ...copies]), {
         label: `${env.name}: files outside git into ${dir}`,
         check: false,
         quiet: true,
@@ -58317,7 +59103,7 @@ async function copyUntracked(host, env, sha, dir, files) {
             : `${env.name}: ${what} was not copied into ${dir}: ${hit.path} is a symlink (to ${target}), and files outside git are copied, never followed; put the file itself at ${hit.path}`);
     }
     if (r.exitCode !== 0 || r.timedOut)
-        throw new errors_1.RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, `${env.name}: files outside git into ${dir}`);
+        throw new errors_1.RemoteCommandError({ ...r, label: `${env.name}: files outside git into ${dir}` });
 }
 /** Whether `env`'s containers run from release directories (promote.release-dirs, prod only). */
 function usesReleaseDirs(config, env) {
@@ -58349,11 +59135,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     const roots = [parentOf(envRoot), envRoot];
     // One round trip: the listed files missing from the checkout, a link where a releases directory
     // belongs, and the directory's commit if it exists.
-    const probe = await host.run([
-        ...files.map((f) => (0, shell_1.sh) `[ -e ${`${checkout}/${f}`} ] || echo ${`missing ${f}`}`),
-        ...roots.map((d) => (0, shell_1.sh) `[ ! -L ${d} ] || echo ${`link ${d}`}`),
-        git.head(dir),
-    ].join('; '), {
+    const probe = await host.run((0, shell_1.hostScript)(RELEASE_PROBE, { CHECKOUT: checkout, RELEASES: roots[0], ENV_ROOT: roots[1], DIR: dir }, files), {
         check: false,
         quiet: true,
         timeoutSeconds: 60,
@@ -58365,7 +59147,8 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     const link = lines.find((l) => l.startsWith('link '));
     if (link)
         throw new errors_1.ConfigurationError(`${link.slice('link '.length)} is a symlink: release directories hold prod's secrets and go in a real directory; remove the link`);
-    await host.run((0, shell_1.sh) `mkdir -p ${envRoot} && chmod 700 ${roots}`, { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
+    await host.run((0, shell_1.argv)('mkdir', '-p', envRoot), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
+    await host.run((0, shell_1.argv)('chmod', '700', roots), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
     if (!lines.includes(sha))
         await addWorktree(host, env, sha, dir);
     await copyUntracked(host, env, sha, dir, files);
@@ -58460,6 +59243,8 @@ const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const shell_1 = __nccwpck_require__(2232);
 const READ_LOG = fs.readFileSync(__dirname + '/read-log.sh', 'utf8');
+const APPEND_LOG = fs.readFileSync(__dirname + '/append-log.sh', 'utf8');
+const COMPACT_LOG = fs.readFileSync(__dirname + '/compact-log.sh', 'utf8');
 const outcome = zod_1.z.enum(['success', 'failure', 'cancelled', 'interrupted']);
 /** What every record has: which environment, which action and operation, which run, when. */
 const base = {
@@ -58473,7 +59258,15 @@ const base = {
     sha: zod_1.z.string().optional(),
 };
 const record = (event, fields) => zod_1.z.object({ ...base, event: zod_1.z.literal(event), ...fields }).passthrough();
-const serviceImage = zod_1.z.object({ name: zod_1.z.string(), id: zod_1.z.string(), tag: zod_1.z.string() }).passthrough();
+const serviceImage = zod_1.z.object({ name: zod_1.z.string(), id: zod_1.z.string(), tag: zod_1.z.string() });
+/**
+ * A field that only informs (a size, a count, what was shipped): typed when written, and when read
+ * a value of another shape is dropped rather than costing the record, which may decide a rollback.
+ */
+const info = (type) => type.optional().catch(undefined);
+const count = info(zod_1.z.number());
+const text = info(zod_1.z.string());
+const names = info(zod_1.z.array(zod_1.z.string()));
 /**
  * The host log's records: a tagged union on `event`. Fields twinstack decides on (a release's
  * commit and images, a gate's verdict and what it tested) are checked when the log is read; a line
@@ -58481,7 +59274,7 @@ const serviceImage = zod_1.z.object({ name: zod_1.z.string(), id: zod_1.z.string
  */
 exports.logRecord = zod_1.z.discriminatedUnion('event', [
     record('started', { staleLock: zod_1.z.string().optional() }),
-    record('finished', { outcome, error: zod_1.z.string().optional() }),
+    record('finished', { outcome, error: zod_1.z.string().optional(), stopped: text }),
     record('interrupted', { outcome: zod_1.z.literal('interrupted').optional(), reportedBy: zod_1.z.string().optional() }),
     record('recovered', { what: zod_1.z.string() }),
     record('release', {
@@ -58491,6 +59284,16 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         images: zod_1.z.record(serviceImage),
         previous: zod_1.z.string().optional(),
         rolledBackFrom: zod_1.z.string().optional(),
+        durationSeconds: count,
+        /** Services found changed by hand beforehand, put back as the release says. */
+        settled: names,
+        reason: text,
+        restoredBackup: text,
+        devRelease: text,
+        gate: text,
+        backup: text,
+        shipped: names,
+        rebuilt: names,
     }),
     record('release-failed', {
         stage: zod_1.z.string(),
@@ -58498,8 +59301,18 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         images: zod_1.z.record(zod_1.z.string()).optional(),
         head: zod_1.z.string().optional(),
         previous: zod_1.z.string().optional(),
+        ref: text,
     }),
-    record('rollback', { release: zod_1.z.string(), rolledBackFrom: zod_1.z.string().optional() }),
+    record('rollback', {
+        release: zod_1.z.string(),
+        rolledBackFrom: zod_1.z.string().optional(),
+        failedSha: text,
+        stage: text,
+        restoredBackup: text,
+        restoredAt: text,
+        schemaMoved: info(zod_1.z.boolean()),
+        rowsLost: count,
+    }),
     record('gate', {
         sha: zod_1.z.string(),
         release: zod_1.z.string().optional(),
@@ -58507,15 +59320,17 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         images: zod_1.z.record(zod_1.z.string()).optional(),
         apiImage: zod_1.z.string().optional(),
         problems: zod_1.z.array(zod_1.z.string()).optional(),
+        tests: info(zod_1.z.object({ passed: count, failed: count, skipped: count })),
+        alembicHead: text,
     }),
-    record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional() }),
+    record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional(), bytes: count, sha256: text, error: text }),
     record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
-    record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string() }),
-    record('staging-created', { database: zod_1.z.string() }),
-    record('resampled', {}),
-    record('swapped', { database: zod_1.z.string() }),
+    record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string(), backup: text }),
+    record('staging-created', { database: zod_1.z.string(), fraction: count, seed: text }),
+    record('resampled', { rows: count, fraction: count, seed: text }),
+    record('swapped', { database: zod_1.z.string(), previous: text }),
     record('swapped-back', { database: zod_1.z.string() }),
-    record('vault-synced', {}),
+    record('vault-synced', { copied: count, bytes: count, deleted: count, missing: count, links: count, outside: count }),
 ]);
 function stateDirOf(stateDir, env) {
     return `${stateDir}/${env}`;
@@ -58538,7 +59353,7 @@ class HostLog {
     async append(record) {
         const full = { v: 1, time: new Date().toISOString(), env: this.env, ...record };
         const line = JSON.stringify(full);
-        await this.host.run((0, shell_1.sh) `mkdir -p -m 700 ${stateDirOf(this.stateDir, this.env)} && printf '%s\n' ${line} >> ${this.file}`, {
+        await this.host.run((0, shell_1.hostScript)(APPEND_LOG, { DIR: stateDirOf(this.stateDir, this.env), LINE: line, FILE: this.file }), {
             label: `appending to the ${this.env} host log`,
             quiet: true,
             timeoutSeconds: 60,
@@ -58561,7 +59376,12 @@ class HostLog {
             .replace(/\.\d+Z$/, 'Z');
         const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
         const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
-        await this.host.run((0, shell_1.sh) `gzip -c ${this.file} > ${archive}.tmp && mv -f ${archive}.tmp ${archive} && cat > ${this.file}.tmp && mv -f ${this.file}.tmp ${this.file}`, { stdin: text, label: `compacting the ${this.env} host log`, quiet: true, timeoutSeconds: 300 });
+        await this.host.run((0, shell_1.hostScript)(COMPACT_LOG, { FILE: this.file, ARCHIVE: archive }), {
+            stdin: text,
+            label: `compacting the ${this.env} host log`,
+            quiet: true,
+            timeoutSeconds: 300,
+        });
         return archive;
     }
     /**
@@ -58582,7 +59402,7 @@ class HostLog {
             throw new errors_1.ConfigurationError(`the ${this.env} host log ${this.file} is ${(0, errors_1.mib)(size)} (${size} bytes), more than the ${(0, errors_1.mib)(host_1.MAX_CAPTURE_BYTES)} twinstack reads whole: archive it on the host, keeping the records decisions need (cd ${stateDirOf(this.stateDir, this.env)} && mv log.jsonl log-old.jsonl && grep -E '"event":"(release|rollback|gate)"' log-old.jsonl > log.jsonl && gzip log-old.jsonl)`);
         }
         if (r.exitCode !== 0 || r.timedOut)
-            throw new errors_1.RemoteCommandError(r.command, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, label);
+            throw new errors_1.RemoteCommandError({ ...r, label });
         return parseLog(r.stdout, this.file, log);
     }
 }
@@ -58660,6 +59480,51 @@ function latest(records, event, where = () => true) {
 
 /***/ }),
 
+/***/ 1458:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parseLockHolder = parseLockHolder;
+exports.parseBusyEntry = parseBusyEntry;
+/**
+ * What the lock leaves on the host, read back with a schema: the holder file (who holds or last
+ * held the lock) and the busy entries (which process group of which run holds the busy file). A
+ * file of another shape is refused with a message naming it; lock.ts then reports it as such
+ * rather than block the environment, since a run that died while writing one leaves it cut short.
+ */
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(639);
+const json_1 = __nccwpck_require__(8634);
+const lockHolder = zod_1.z.object({
+    run: zod_1.z.string(),
+    actor: zod_1.z.string(),
+    sha: zod_1.z.string(),
+    action: zod_1.z.string(),
+    op: zod_1.z.string(),
+    since: zod_1.z.string(),
+});
+/** The holder file's JSON; `file` is its path on the host. Throws HostDataError naming the file. */
+function parseLockHolder(text, file) {
+    return (0, json_1.parseHostJson)(lockHolder, text, `the lock holder ${file}`);
+}
+const busyEntry = zod_1.z.object({ op: zod_1.z.string(), run: zod_1.z.string(), label: zod_1.z.string(), since: zod_1.z.string() });
+/**
+ * One line of busy-work.sh: `<process group><TAB><entry JSON>`; `dir` is the entries directory the
+ * line was read from. Throws HostDataError naming the entry.
+ */
+function parseBusyEntry(line, dir) {
+    const tab = line.indexOf('\t');
+    const group = tab < 0 ? '' : line.slice(0, tab);
+    if (!/^[1-9]\d*$/.test(group))
+        throw new errors_1.HostDataError(`a busy entry in ${dir} does not start with a process group and a tab: ${line.slice(0, 80)}`);
+    return { pgid: Number(group), ...(0, json_1.parseHostJson)(busyEntry, line.slice(tab + 1), `the busy entry ${dir}/${group}.json`) };
+}
+
+
+/***/ }),
+
 /***/ 8597:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -58711,8 +59576,10 @@ exports.describeHolder = describeHolder;
  */
 const fs = __importStar(__nccwpck_require__(3024));
 const errors_1 = __nccwpck_require__(639);
+const lock_records_1 = __nccwpck_require__(1458);
 const host_log_1 = __nccwpck_require__(131);
-const action_1 = __nccwpck_require__(2512);
+const cancel_1 = __nccwpck_require__(2082);
+const logger_1 = __nccwpck_require__(8828);
 const docker_1 = __nccwpck_require__(580);
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
@@ -58723,6 +59590,7 @@ const ACQUIRED = 'twinstack-lock-acquired';
 const TIMEOUT_EXIT = 75;
 const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
+const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
 class EnvironmentLock {
     host;
     process;
@@ -58730,6 +59598,7 @@ class EnvironmentLock {
     env;
     stale;
     stateDir;
+    log;
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
@@ -58737,13 +59606,14 @@ class EnvironmentLock {
     writing = Promise.resolve();
     constructor(host, process, holderFile, env, 
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    stale, stateDir) {
+    stale, stateDir, log) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
         this.env = env;
         this.stale = stale;
         this.stateDir = stateDir;
+        this.log = log;
     }
     static paths(stateDir, env) {
         const dir = (0, host_log_1.stateDirOf)(stateDir, env);
@@ -58769,21 +59639,14 @@ class EnvironmentLock {
         const lines = r.stdout.split('\n');
         const entries = [];
         for (const line of lines.slice(1)) {
-            const tab = line.indexOf('\t');
-            if (tab < 0)
+            if (!line.includes('\t'))
                 continue;
             try {
-                const e = JSON.parse(line.slice(tab + 1));
-                entries.push({
-                    pgid: Number(line.slice(0, tab)),
-                    op: String(e.op ?? ''),
-                    run: String(e.run ?? ''),
-                    label: String(e.label ?? ''),
-                    since: String(e.since ?? ''),
-                });
+                entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
             }
-            catch {
-                entries.push({ pgid: Number(line.slice(0, tab)), op: '', run: '', label: 'unknown', since: '' });
+            catch (e) {
+                // The process group is alive whatever its entry says: it is waited for, named by the problem.
+                entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
             }
         }
         return { busy: lines[0]?.trim() === 'BUSY', entries };
@@ -58837,14 +59700,15 @@ class EnvironmentLock {
     }
     static async readHolder(host, stateDir, env) {
         const { holderFile } = EnvironmentLock.paths(stateDir, env);
-        const r = await host.run((0, shell_1.sh) `if [ -f ${holderFile} ]; then cat ${holderFile}; fi`, { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
+        const r = await host.run((0, shell_1.hostScript)(READ_HOLDER, { FILE: holderFile }), { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
         if (!r.stdout.trim())
             return undefined;
         try {
-            return JSON.parse(r.stdout);
+            return (0, lock_records_1.parseLockHolder)(r.stdout, holderFile);
         }
-        catch {
-            return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '' };
+        catch (e) {
+            // Most likely cut short by a run that died writing it: reported, never a reason to block the environment.
+            return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '', problem: (0, errors_1.errorMessage)(e) };
         }
     }
     /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
@@ -58864,7 +59728,8 @@ class EnvironmentLock {
         }
         catch (e) {
             if (e instanceof errors_1.RemoteCommandError && e.exitCode === TIMEOUT_EXIT) {
-                const now = await EnvironmentLock.readHolder(host, stateDir, env).catch(() => undefined);
+                // Only names the holder in the message: the timeout is what is reported.
+                const now = await EnvironmentLock.readHolder(host, stateDir, env).catch((0, logger_1.ignored)(log, `reading the ${env} lock holder after the timeout`));
                 throw new errors_1.LockTimeoutError(`the ${env} environment is locked by ${now ? describeHolder(now) : 'another run'}; gave up after ${waitSeconds}s (wait for it, or raise lock-timeout)`);
             }
             throw e;
@@ -58874,15 +59739,15 @@ class EnvironmentLock {
             await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
         }
         catch (e) {
-            await proc.end().catch(() => undefined);
+            await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
             throw e;
         }
         // A holder file still present means its run died while holding the lock.
         const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir);
+        const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir, log);
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
-        lock.forgetCancel = (0, action_1.onCancel)(() => lock.release());
+        lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
         lock.writing = host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
         await lock.writing;
         if (stale) {
@@ -58903,7 +59768,8 @@ class EnvironmentLock {
         this.released = true;
         this.forgetCancel();
         try {
-            await this.writing.catch(() => undefined);
+            // A failed write was thrown by acquire already; the holder file goes either way.
+            await this.writing.catch((0, logger_1.ignored)(this.log, `writing the ${this.env} lock holder`));
             await this.host.run((0, shell_1.sh) `rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
         }
         finally {
@@ -58913,6 +59779,8 @@ class EnvironmentLock {
 }
 exports.EnvironmentLock = EnvironmentLock;
 function describeHolder(h) {
+    if (h.problem)
+        return `an unknown run (${h.problem})`;
     return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? (0, sha_1.short)(h.sha) : '?'}, since ${h.since})`;
 }
 
@@ -58967,7 +59835,7 @@ exports.underLock = underLock;
  */
 const fs = __importStar(__nccwpck_require__(3024));
 const node_crypto_1 = __nccwpck_require__(7598);
-const action_1 = __nccwpck_require__(2512);
+const cancel_1 = __nccwpck_require__(2082);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 const sha_1 = __nccwpck_require__(3828);
@@ -58993,7 +59861,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     let finished = false;
     let cancelling = false;
     const base = { action: o.action, op: id, run: o.run.url, actor: o.run.actor };
-    const unregister = (0, action_1.onCancel)(async () => {
+    const unregister = (0, cancel_1.onCancel)(async () => {
         cancelling = true;
         o.host.halt();
         unfence();
@@ -59064,7 +59932,8 @@ async function openOperation(o, hostLog, lock, id, base) {
         interrupted,
         recovered,
         staleHolder: lock.stale,
-        record: (event, fields = {}) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),
+        // One event's fields with the operation's own: TypeScript cannot follow E through the spread.
+        record: (event, fields) => hostLog.append({ ...base, sha: o.sha, ...fields, event }),
     };
     await hostLog.append({ ...base, sha: o.sha, event: 'started', staleLock: lock.stale ? lock.stale.run : undefined });
     return op;
@@ -59083,7 +59952,9 @@ async function undoPending(o, hostLog, base) {
         const first = head.replace(/^#\s*/, '').trim();
         o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
         try {
-            await o.host.run((0, shell_1.sh) `bash -o pipefail -e ${file} && rm -f ${file}`, { label: `undoing the cut change ${file}`, timeoutSeconds: 900 });
+            await o.host.run((0, shell_1.argv)('bash', '-o', 'pipefail', '-e', file), { label: `undoing the cut change ${file}`, timeoutSeconds: 900 });
+            // Only once it has run through: a failed undo stays for the next run (or a person) to retry.
+            await o.host.run((0, shell_1.argv)('rm', '-f', file), { label: `undoing the cut change ${file}`, quiet: true, timeoutSeconds: 60 });
             done.push(`${first}: undone`);
             await hostLog.append({ ...base, event: 'recovered', what: first });
         }
@@ -59117,6 +59988,7 @@ exports.pruneReleaseTags = pruneReleaseTags;
 exports.pruneOldReleases = pruneOldReleases;
 exports.restoreReleaseImages = restoreReleaseImages;
 const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
 const docker_1 = __nccwpck_require__(580);
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
@@ -59215,15 +60087,16 @@ async function composeBuildAndUp(host, env, build, log) {
     catch (e) {
         // compose v2 gives up when a dependency turns unhealthy ("dependency failed to start"): name the
         // container and show its own last lines, which say why, instead of compose's progress lines.
-        throw (await failedContainerError(host, env, 'compose up failed')) ?? e;
+        throw (await failedContainerError(host, env, 'compose up failed', log)) ?? e;
     }
     finally {
         log.endGroup();
     }
 }
 /** A HealthError for the first container of the project that has failed, with its last log lines; undefined when none has. */
-async function failedContainerError(host, env, what) {
-    const containers = await env.containers(host).catch(() => []);
+async function failedContainerError(host, env, what, log) {
+    // Only sharpens the error already being raised: without the list, the caller's own error stands.
+    const containers = await env.containers(host).catch((0, logger_1.ignored)(log, `listing ${env.name}'s containers`, []));
     const failed = containers.find((c) => verdict(c) === 'failed');
     return failed ? healthError(host, env, failed, `${env.name}: ${what}`) : undefined;
 }
@@ -59368,77 +60241,6 @@ async function restoreReleaseImages(host, env, release) {
 
 /***/ }),
 
-/***/ 3503:
-/***/ ((__unused_webpack_module, exports) => {
-
-"use strict";
-
-/** Sizes and CPU counts as Docker and compose write them. */
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.scalarText = scalarText;
-exports.parseBytes = parseBytes;
-exports.parseDockerSize = parseDockerSize;
-exports.parseCpus = parseCpus;
-exports.formatBytes = formatBytes;
-exports.formatCpus = formatCpus;
-/**
- * The text of a scalar read from compose's YAML or Docker's JSON (a string, a number, a boolean);
- * anything else (absent, null, a map, a list) is ''.
- */
-function scalarText(value) {
-    if (typeof value === 'string')
-        return value;
-    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
-        return String(value);
-    return '';
-}
-const BINARY = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
-/**
- * Bytes from a compose memory value: a number of bytes (`536870912`, as `docker compose config`
- * prints it) or a size with a unit (`512M`, `1g`, `384mb`, as written and as v1 prints it).
- * Docker's units are binary: 1M is 1024 * 1024 bytes. Undefined for anything else.
- */
-function parseBytes(value) {
-    if (typeof value === 'number')
-        return Number.isFinite(value) && value >= 0 ? Math.round(value) : undefined;
-    if (typeof value !== 'string')
-        return undefined;
-    const m = /^\s*(\d+(?:\.\d+)?)\s*([bkmgtp]?)(?:i?b)?\s*$/i.exec(value);
-    if (!m)
-        return undefined;
-    return Math.round(Number(m[1]) * BINARY[m[2].toLowerCase()]);
-}
-/** Sizes in `docker stats` output: `12.5MiB`, `1.944GiB`, `0B`, `1.2kB` (decimal units appear too). */
-function parseDockerSize(value) {
-    const m = /^\s*(\d+(?:\.\d+)?)\s*([kKMGTP]?)(i?)B\s*$/.exec(value);
-    if (!m)
-        return undefined;
-    const base = m[3] ? 1024 : 1000;
-    const power = ['', 'K', 'M', 'G', 'T', 'P'].indexOf(m[2].toUpperCase());
-    return Math.round(Number(m[1]) * base ** power);
-}
-/** CPUs from a compose value: `0.5`, `'1.0'`, 2. */
-function parseCpus(value) {
-    const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
-    return Number.isFinite(n) && n >= 0 ? n : undefined;
-}
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let v = bytes;
-    let i = 0;
-    while (v >= 1024 && i < units.length - 1) {
-        v /= 1024;
-        i++;
-    }
-    return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2).replace(/\.0+$|(\.\d*?)0+$/, '$1')} ${units[i]}`;
-}
-function formatCpus(cpus) {
-    return `${Number(cpus.toFixed(2))} CPU${cpus === 1 ? '' : 's'}`;
-}
-
-
-/***/ }),
-
 /***/ 5842:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -59546,6 +60348,17 @@ class ActionIO {
     input(name) {
         return core.getInput(name, { trimWhitespace: true });
     }
+    /**
+     * An input whose default is written in action.yml, and only there: the runner passes that default
+     * when a workflow leaves the input out, so it is empty only when a workflow passed '' (an unset
+     * secret or variable, say). That is refused rather than read as some default of the code's own.
+     */
+    defaulted(name) {
+        const v = this.input(name);
+        if (!v)
+            throw new errors_1.ConfigurationError(`input ${name} is empty: give it a value, or leave it out of the step's with: to use its default (action.yml)`);
+        return v;
+    }
     required(name, hint = '') {
         const v = this.input(name);
         if (!v)
@@ -59614,14 +60427,43 @@ function ageEncrypt(recipients, input, output) {
 
 /***/ }),
 
+/***/ 2082:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.onCancel = onCancel;
+exports.runCancelCleanups = runCancelCleanups;
+/**
+ * Work to do if the run is cancelled (SIGINT, SIGTERM from the runner): release a lock, stop a
+ * fenced remote process, remove a key file. Modules register here; the action runner
+ * (src/actions/runner.ts) owns the signals and runs what is registered.
+ */
+const host_1 = __nccwpck_require__(6342);
+const cleanups = new Set();
+/** Registers work to do if the run is cancelled; returns a function that unregisters it. */
+function onCancel(fn) {
+    cleanups.add(fn);
+    return () => cleanups.delete(fn);
+}
+/** Runs every registered clean-up, each in the clean-up scope (its commands ignore the run's cancellation). */
+function runCancelCleanups() {
+    return Promise.allSettled([...cleanups].map((c) => host_1.cleanupScope.run(true, c)));
+}
+
+
+/***/ }),
+
 /***/ 7130:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NOTHING_LATER = void 0;
 exports.compose = compose;
-exports.composeLine = composeLine;
+exports.composeLater = composeLater;
 /**
  * The one place a compose command line is built. Only subcommands and flags that both
  * `docker compose` (v2) and `docker-compose` (v1) have are used.
@@ -59632,12 +60474,58 @@ function compose(p, args) {
     const cmd = p.command === 'docker-compose' ? ['docker-compose'] : ['docker', 'compose'];
     return (0, shell_1.argv)(cmd, p.files.flatMap((f) => ['-f', f]), '--env-file', p.envFile, '-p', p.project, args);
 }
+exports.NOTHING_LATER = { RESTART_DIR: '', RESTART_PROJECT: '', RESTART: '' };
+function composeLater(dir, p, args) {
+    return { RESTART_DIR: dir, RESTART_PROJECT: p.project, RESTART: compose(p, args) };
+}
+
+
+/***/ }),
+
+/***/ 3045:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.containerInspect = void 0;
+exports.parseContainerInspect = parseContainerInspect;
 /**
- * A compose command as one line of a script the host runs later (an undo file): it runs in `dir`,
- * with COMPOSE_PROJECT_NAME set for v1's interpolation, and not at all when `cd` fails.
+ * The parts of `docker inspect` output that twinstack reads (containers: image, labels, state,
+ * health, limits), as a schema: an answer of another shape is refused naming the field, never read
+ * through a cast. Fields docker leaves out or sets to null are optional; the rest is ignored.
  */
-function composeLine(dir, p, args) {
-    return (0, shell_1.sh) `cd ${dir} && COMPOSE_PROJECT_NAME=${p.project} ` + compose(p, args);
+const zod_1 = __nccwpck_require__(924);
+const json_1 = __nccwpck_require__(8634);
+const labels = zod_1.z.record(zod_1.z.string()).nullish();
+exports.containerInspect = zod_1.z.object({
+    Id: zod_1.z.string(),
+    Name: zod_1.z.string(),
+    Image: zod_1.z.string(),
+    RestartCount: zod_1.z.number().nullish(),
+    Config: zod_1.z
+        .object({
+        Image: zod_1.z.string().nullish(),
+        Labels: labels,
+        Healthcheck: zod_1.z.object({ Test: zod_1.z.array(zod_1.z.string()).nullish() }).nullish(),
+    })
+        .nullish(),
+    State: zod_1.z
+        .object({
+        Status: zod_1.z.string().nullish(),
+        ExitCode: zod_1.z.number().nullish(),
+        StartedAt: zod_1.z.string().nullish(),
+        OOMKilled: zod_1.z.boolean().nullish(),
+        Health: zod_1.z.object({ Status: zod_1.z.string().nullish() }).nullish(),
+    })
+        .nullish(),
+    HostConfig: zod_1.z
+        .object({ NanoCpus: zod_1.z.number().nullish(), CpuQuota: zod_1.z.number().nullish(), CpuPeriod: zod_1.z.number().nullish(), Memory: zod_1.z.number().nullish() })
+        .nullish(),
+});
+/** `docker inspect <container>...`'s JSON array; empty output (no container) is an empty list. */
+function parseContainerInspect(json) {
+    return (0, json_1.parseHostJson)(zod_1.z.array(exports.containerInspect), json.trim() || '[]', 'docker inspect output');
 }
 
 
@@ -59772,9 +60660,10 @@ function listImages(pattern, format) {
 function tagImages(pairs) {
     return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
 }
+const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 function stopAndRemove(ids, drainSeconds) {
-    return (0, shell_1.sh) `docker stop -t ${drainSeconds} ${ids} >/dev/null; docker rm -f ${ids} >/dev/null`;
+    return (0, shell_1.hostScript)(STOP_REMOVE, { DRAIN_SECONDS: drainSeconds }, ids);
 }
 /** Docker's 12-character form of a container or image id (`sha256:` left out). */
 function shortId(id) {
@@ -59790,7 +60679,7 @@ function shortId(id) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.OperationFailed = exports.LockTimeoutError = exports.CaptureLimitError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
+exports.HostDataError = exports.OperationFailed = exports.LockTimeoutError = exports.CaptureLimitError = exports.RemoteCommandError = exports.ConfigurationError = void 0;
 exports.scrubRowValues = scrubRowValues;
 exports.mib = mib;
 exports.tailLines = tailLines;
@@ -59803,27 +60692,27 @@ class ConfigurationError extends Error {
 exports.ConfigurationError = ConfigurationError;
 /** A command on the host exited non-zero (or was killed). Carries what an operator needs to see. */
 class RemoteCommandError extends Error {
+    name = 'RemoteCommandError';
     command;
     exitCode;
     signal;
     stdout;
-    timedOut;
-    label;
-    name = 'RemoteCommandError';
     /** The command's stderr, with the row values PostgreSQL quotes taken out (scrubRowValues). */
     stderr;
-    constructor(command, exitCode, signal, stdout, stderr, timedOut = false, label) {
-        const scrubbed = scrubRowValues(stderr);
-        super(RemoteCommandError.describe(command, exitCode, signal, scrubbed, timedOut, label));
-        this.command = command;
-        this.exitCode = exitCode;
-        this.signal = signal;
-        this.stdout = stdout;
-        this.timedOut = timedOut;
-        this.label = label;
-        this.stderr = scrubbed;
+    timedOut;
+    label;
+    constructor(f) {
+        const failure = { ...f, stderr: scrubRowValues(f.stderr) };
+        super(RemoteCommandError.describe(failure));
+        this.command = f.command;
+        this.exitCode = f.exitCode;
+        this.signal = f.signal;
+        this.stdout = f.stdout ?? '';
+        this.stderr = failure.stderr;
+        this.timedOut = f.timedOut ?? false;
+        this.label = f.label;
     }
-    static describe(command, exitCode, signal, stderr, timedOut, label) {
+    static describe({ command, exitCode, signal, stderr, timedOut, label }) {
         const what = label ?? shorten(command, 200);
         const how = timedOut
             ? 'timed out and was killed'
@@ -59958,6 +60847,14 @@ class OperationFailed extends Error {
     name = 'OperationFailed';
 }
 exports.OperationFailed = OperationFailed;
+/**
+ * JSON read from the host (a manifest, the lock holder, docker inspect) that is not what twinstack
+ * wrote or expects; the message names where it was read and what is wrong (src/infra/json.ts).
+ */
+class HostDataError extends Error {
+    name = 'HostDataError';
+}
+exports.HostDataError = HostDataError;
 /** The last `n` non-empty lines of a command's output, joined with " | ", row values taken out first (scrubRowValues). */
 function tailLines(text, n) {
     return lastLines(scrubRowValues(text), n);
@@ -60078,9 +60975,10 @@ function addWorktree(checkout, dir, sha) {
     const parent = dir.slice(0, dir.lastIndexOf('/')) || '/';
     return (0, shell_1.hostScript)(WORKTREE_ADD, { CHECKOUT: checkout, DIR: dir, PARENT: parent, SHA: sha });
 }
+const WORKTREE_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "worktree-remove.sh", 'utf8');
 /** Removes the worktree `dir` of `checkout` (or whatever is there) and forgets it in the checkout. */
 function removeWorktree(checkout, dir) {
-    return (0, shell_1.sh) `git -C ${checkout} worktree remove --force ${dir} 2>/dev/null; rm -rf ${dir}; git -C ${checkout} worktree prune`;
+    return (0, shell_1.hostScript)(WORKTREE_REMOVE, { CHECKOUT: checkout, DIR: dir });
 }
 
 
@@ -60102,6 +61000,46 @@ exports.MAX_CAPTURE_BYTES = 32 * 1024 * 1024;
 const node_async_hooks_1 = __nccwpck_require__(6698);
 /** Set while the cancel clean-ups run: their commands still go to a halted host. */
 exports.cleanupScope = new node_async_hooks_1.AsyncLocalStorage();
+
+
+/***/ }),
+
+/***/ 8634:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parseHostJson = parseHostJson;
+exports.checkHostValue = checkHostValue;
+exports.describeIssues = describeIssues;
+const errors_1 = __nccwpck_require__(639);
+/** Parses `text` as JSON and checks it against `schema`; `what` names the file or record, e.g. "the lock holder /var/lib/twinstack/prod/lock-holder.json". */
+function parseHostJson(schema, text, what) {
+    let value;
+    try {
+        value = JSON.parse(text);
+    }
+    catch (e) {
+        throw new errors_1.HostDataError(`${what} is not JSON (${(0, errors_1.errorMessage)(e)}): ${(0, errors_1.shorten)(text, 120) || 'empty'}`);
+    }
+    return checkHostValue(schema, value, what);
+}
+/** Checks a value already parsed from JSON against `schema`, refusing it as parseHostJson does. */
+function checkHostValue(schema, value, what) {
+    const r = schema.safeParse(value);
+    if (!r.success)
+        throw new errors_1.HostDataError(`${what} is not what twinstack expects: ${describeIssues(r.error)}`);
+    return r.data;
+}
+/** The first problem of a failed parse, in one line: where in the value, and what is wrong there. */
+function describeIssues(error) {
+    const [first, ...rest] = error.issues;
+    if (!first)
+        return 'invalid';
+    const where = first.path.length ? first.path.join('.') : 'the value';
+    return `${where}: ${first.message}${rest.length ? ` (and ${rest.length} more problem${rest.length > 1 ? 's' : ''})` : ''}`;
+}
 
 
 /***/ }),
@@ -60338,14 +61276,10 @@ class MemoryLogger extends StreamLogger {
     }
 }
 exports.MemoryLogger = MemoryLogger;
-/**
- * A catch handler for a failure that must not stop the work around it (a best-effort read, a clean-up
- * after an error already reported): the failure is logged at debug with what was tried, never lost.
- */
-function ignored(log, what) {
+function ignored(log, what, fallback) {
     return (e) => {
         log.debug(`${what} failed (ignored): ${e instanceof Error ? e.message : String(e)}`);
-        return undefined;
+        return fallback;
     };
 }
 
@@ -60406,10 +61340,23 @@ function parseSql(text) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.STDIN_SCRIPT = void 0;
 exports.psql = psql;
+exports.pgDump = pgDump;
+exports.pgDumpVersion = pgDumpVersion;
+exports.pgDumpGlobals = pgDumpGlobals;
+exports.pgRestore = pgRestore;
+exports.pgRestoreReads = pgRestoreReads;
 exports.endSessionsSql = endSessionsSql;
 exports.renameDatabaseSql = renameDatabaseSql;
 exports.copyDatabaseSettingsSql = copyDatabaseSettingsSql;
 exports.dropDatabaseSql = dropDatabaseSql;
+/**
+ * The one place twinstack writes the flags of PostgreSQL's client tools (psql, pg_dump, pg_restore,
+ * pg_dumpall), and the database-level SQL that more than one operation needs (ending sessions,
+ * renaming and dropping a database). Every psql twinstack runs has the same base: no psqlrc (`-X`),
+ * quiet, and stopping at the first error unless a caller replays lines that are expected to fail.
+ * Where a tool runs (in the db container or on the host) is the client's business (DbClient.dbTool).
+ */
+const shell_1 = __nccwpck_require__(2232);
 const sql_1 = __nccwpck_require__(3830);
 /** In `PsqlOptions.run`: the script psql reads from its standard input (`-f -`). */
 exports.STDIN_SCRIPT = Symbol('stdin script');
@@ -60434,6 +61381,55 @@ function psql(client, database, o = {}) {
             args.push('-c', step);
     }
     return client.dbTool('psql', args);
+}
+/** A shell command running pg_dump of `database`, the dump on standard output. */
+function pgDump(client, database, o = {}) {
+    const args = [];
+    if (o.custom)
+        args.push('-Fc');
+    if (o.schemaOnly)
+        args.push('--schema-only');
+    if (o.section)
+        args.push('--section', o.section);
+    if (o.lockWaitTimeout)
+        args.push(`--lock-wait-timeout=${o.lockWaitTimeout}`);
+    if (o.noOwnership)
+        args.push('--no-owner', '--no-privileges');
+    if (o.noServerObjects)
+        args.push('--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces');
+    if (o.snapshot)
+        args.push(`--snapshot=${o.snapshot}`);
+    return client.dbTool('pg_dump', [...args, '-d', database]);
+}
+/** `pg_dump --version`: the client tools' version, as the dump records it. */
+function pgDumpVersion(client) {
+    return client.dbTool('pg_dump', ['--version']);
+}
+/** pg_dumpall of the roles and tablespaces (`--globals-only`); without role passwords when they cannot be read. */
+function pgDumpGlobals(client, o) {
+    return client.dbTool('pg_dumpall', ['--globals-only', ...(o.rolePasswords ? [] : ['--no-role-passwords'])]);
+}
+function fromSource(command, from) {
+    return 'stdin' in from ? `${command} < ${(0, shell_1.quote)(from.stdin)}` : command;
+}
+/** A shell command restoring a dump into `database`, stopping at the first error. */
+function pgRestore(client, database, from, o = {}) {
+    const args = [];
+    if (o.singleTransaction)
+        args.push('--single-transaction');
+    if (o.noOwner)
+        args.push('--no-owner');
+    args.push('--exit-on-error');
+    if (o.jobs)
+        args.push('-j', String(o.jobs));
+    args.push('-d', database);
+    if ('file' in from)
+        args.push(from.file);
+    return fromSource(client.dbTool('pg_restore', args), from);
+}
+/** `pg_restore --list` of a dump, the listing thrown away: whether the dump can be read whole. */
+function pgRestoreReads(client, from) {
+    return `${fromSource(client.dbTool('pg_restore', ['--list', ...('file' in from ? [from.file] : [])]), from)} > /dev/null`;
 }
 /**
  * Ends the sessions on a database that the connected role may end. A non-superuser owner (the
@@ -60577,10 +61573,11 @@ function sh(strings, ...values) {
 }
 /**
  * A host script from a `.sh` file under src/ (checked by shellcheck, shipped beside the bundles),
- * its parameters set in front as upper-case shell variables. Every value is quoted, and stays
- * visible in the command and the debug log; the file's opening comment is not sent.
+ * its parameters set in front as upper-case shell variables and `args`, when given, as its
+ * positional parameters ("$@"). Every value is quoted, and stays visible in the command and the
+ * debug log; the file's opening comment is not sent.
  */
-function hostScript(file, params) {
+function hostScript(file, params, args) {
     const lines = file.split('\n');
     let start = 0;
     while (start < lines.length && (lines[start].startsWith('#') || lines[start].trim() === ''))
@@ -60590,7 +61587,11 @@ function hostScript(file, params) {
             throw new Error(`bad host script parameter name ${name}`);
         return `${name}=${quote(String(value))}`;
     });
-    return [prelude.join('; '), ...lines.slice(start)].join('\n').replace(/\n+$/, '');
+    // A list (paths, ids) becomes the script's positional parameters, each one quoted word.
+    if (args)
+        prelude.push(args.length ? `set -- ${argv(args)}` : 'set --');
+    const body = lines.slice(start);
+    return (prelude.length ? [prelude.join('; '), ...body] : body).join('\n').replace(/\n+$/, '');
 }
 
 
@@ -60702,6 +61703,7 @@ exports.unencryptedPrivateKey = unencryptedPrivateKey;
  * One connection per action run, pinned host keys, commands run under bash with a remote
  * `timeout` so that a time limit kills the remote process group, not only our wait.
  */
+const fs = __importStar(__nccwpck_require__(3024));
 const net = __importStar(__nccwpck_require__(7030));
 const node_crypto_1 = __nccwpck_require__(7598);
 const node_ssh_1 = __nccwpck_require__(1227);
@@ -60709,11 +61711,14 @@ const ssh2_1 = __nccwpck_require__(5472);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const known_hosts_1 = __nccwpck_require__(1379);
+const logger_1 = __nccwpck_require__(8828);
 const shell_1 = __nccwpck_require__(2232);
 /** The in-band exit status line: its nonce is new for every command, so the command cannot fake it. */
 const EXIT_MARKER = '@twinstack-exit-';
 const exitTrailer = (nonce) => new RegExp(`\\n${EXIT_MARKER}${nonce}:(\\d+)\\n$`);
 const KILL_GRACE_SECONDS = 10;
+const FENCE_REGISTER = fs.readFileSync(__dirname + '/fence-register.sh', 'utf8');
+const WRITE_FILE = fs.readFileSync(__dirname + '/write-file.sh', 'utf8');
 /**
  * A stream's bytes, up to `max`: past that it keeps counting but stores nothing more (memory stays
  * bounded) and says it overflowed, so the command's output is never taken for whole when it was cut.
@@ -60902,10 +61907,10 @@ class SshHost {
             // Each command's process group (its `timeout`'s, or the session's) is written where the next
             // run looks when it finds the busy file still held; it is what a cancel kills.
             env.TWINSTACK_OP = this.fences[this.fences.length - 1].op;
-            register = 'read -r _ _ _ _ __twinstack_pg _ < /proc/$$/stat\n';
+            register = (0, shell_1.hostScript)(FENCE_REGISTER, {}) + '\n';
             for (const f of this.fences) {
                 const entry = JSON.stringify({ op: f.op, run: f.run, label: label.slice(0, 120), since: new Date().toISOString() });
-                register += (0, shell_1.sh) `printf '%s\n' ${entry} > ${f.entriesDir}/"$__twinstack_pg".json 2>/dev/null || true` + '\n';
+                register += (0, shell_1.argv)('__twinstack_register', f.entriesDir, entry) + '\n';
             }
             fenced = this.fences.map((f) => (0, shell_1.argv)('flock', '-s', f.busyFile)).join(' ') + ' ';
         }
@@ -60928,12 +61933,18 @@ class SshHost {
         if (this.deadline !== undefined && timeoutSeconds > 0) {
             const left = Math.floor((this.deadline - Date.now()) / 1000);
             if (left <= 0 && !cleanup) {
-                throw new errors_1.RemoteCommandError(script, null, null, '', 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started', false, label);
+                throw new errors_1.RemoteCommandError({
+                    command: script,
+                    exitCode: null,
+                    signal: null,
+                    stderr: 'the run reached its deadline (TWINSTACK_DEADLINE): no new command is started',
+                    label,
+                });
             }
             timeoutSeconds = Math.max(1, Math.min(timeoutSeconds, left));
         }
         if (this.halted && !cleanup)
-            throw new errors_1.RemoteCommandError(script, null, null, '', 'the run is being cancelled: no new command is started', false, label);
+            throw new errors_1.RemoteCommandError({ command: script, exitCode: null, signal: null, stderr: 'the run is being cancelled: no new command is started', label });
         return timeoutSeconds;
     }
     exec(script, options, keepStdinOpen) {
@@ -60951,7 +61962,7 @@ class SshHost {
             // A command that cannot start (the connection is gone) ends at once, never waits forever.
             const fail = (e) => {
                 finish({ command: script, exitCode: null, signal: null, stdout: '', stderr: (0, errors_1.errorMessage)(e), timedOut: false, durationMs: Date.now() - started });
-                reject(new errors_1.RemoteCommandError(label, null, null, '', (0, errors_1.errorMessage)(e), false, label));
+                reject(new errors_1.RemoteCommandError({ command: label, exitCode: null, signal: null, stderr: (0, errors_1.errorMessage)(e), label }));
             };
             try {
                 this.connection().exec(command, (e, ch) => {
@@ -60965,7 +61976,8 @@ class SshHost {
                 fail(e);
             }
         });
-        channelReady.catch(() => undefined);
+        // Callers that only wait for the exit never look at channelReady: its failure reaches them through exited.
+        channelReady.catch((0, logger_1.ignored)(this.log, `opening a channel for ${label}`));
         return { exited, channelReady, lineWaiters: streams.lineWaiters, label };
     }
     /**
@@ -61028,7 +62040,7 @@ class SshHost {
         if (result.overflow)
             throw new errors_1.CaptureLimitError(options.label ?? label, result.overflow.stream, result.overflow.bytes, host_1.MAX_CAPTURE_BYTES);
         if (options.check !== false && (result.exitCode !== 0 || result.timedOut)) {
-            throw new errors_1.RemoteCommandError(script, result.exitCode, result.signal, result.stdout, result.stderr, result.timedOut, options.label ?? label);
+            throw new errors_1.RemoteCommandError({ ...result, command: script, label: options.label ?? label });
         }
         return result;
     }
@@ -61038,7 +62050,7 @@ class SshHost {
             exited: p.exited,
             waitForLine: (marker) => new Promise((resolve, reject) => {
                 p.lineWaiters.push({ marker, resolve });
-                p.exited.then((r) => reject(new errors_1.RemoteCommandError(script, r.exitCode, r.signal, r.stdout, r.stderr, r.timedOut, p.label)), reject);
+                p.exited.then((r) => reject(new errors_1.RemoteCommandError({ ...r, command: script, label: p.label })), reject);
             }),
             write: async (data) => {
                 const ch = await p.channelReady;
@@ -61061,7 +62073,7 @@ class SshHost {
         const tmp = `${path}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
         const dir = path.slice(0, path.lastIndexOf('/')) || '/';
         const octal = mode.toString(8);
-        await this.run((0, shell_1.sh) `umask 077 && mkdir -p ${dir} && cat > ${tmp} && chmod ${octal} ${tmp} && mv -f ${tmp} ${path} || { s=$?; rm -f ${tmp}; exit "$s"; }`, {
+        await this.run((0, shell_1.hostScript)(WRITE_FILE, { DIR: dir, TMP: tmp, MODE: octal, FILE: path }), {
             stdin: content,
             label: `writing ${path}`,
             quiet: true,
@@ -61228,6 +62240,77 @@ class Summary {
     }
 }
 exports.Summary = Summary;
+
+
+/***/ }),
+
+/***/ 4477:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Sizes and CPU counts as Docker and compose write them. */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.scalarText = scalarText;
+exports.parseBytes = parseBytes;
+exports.parseDockerSize = parseDockerSize;
+exports.parseCpus = parseCpus;
+exports.formatBytes = formatBytes;
+exports.formatCpus = formatCpus;
+/**
+ * The text of a scalar read from compose's YAML or Docker's JSON (a string, a number, a boolean);
+ * anything else (absent, null, a map, a list) is ''.
+ */
+function scalarText(value) {
+    if (typeof value === 'string')
+        return value;
+    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+        return String(value);
+    return '';
+}
+const BINARY = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+/**
+ * Bytes from a compose memory value: a number of bytes (`536870912`, as `docker compose config`
+ * prints it) or a size with a unit (`512M`, `1g`, `384mb`, as written and as v1 prints it).
+ * Docker's units are binary: 1M is 1024 * 1024 bytes. Undefined for anything else.
+ */
+function parseBytes(value) {
+    if (typeof value === 'number')
+        return Number.isFinite(value) && value >= 0 ? Math.round(value) : undefined;
+    if (typeof value !== 'string')
+        return undefined;
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([bkmgtp]?)(?:i?b)?\s*$/i.exec(value);
+    if (!m)
+        return undefined;
+    return Math.round(Number(m[1]) * BINARY[m[2].toLowerCase()]);
+}
+/** Sizes in `docker stats` output: `12.5MiB`, `1.944GiB`, `0B`, `1.2kB` (decimal units appear too). */
+function parseDockerSize(value) {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kKMGTP]?)(i?)B\s*$/.exec(value);
+    if (!m)
+        return undefined;
+    const base = m[3] ? 1024 : 1000;
+    const power = ['', 'K', 'M', 'G', 'T', 'P'].indexOf(m[2].toUpperCase());
+    return Math.round(Number(m[1]) * base ** power);
+}
+/** CPUs from a compose value: `0.5`, `'1.0'`, 2. */
+function parseCpus(value) {
+    const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
+    return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let v = bytes;
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) {
+        v /= 1024;
+        i++;
+    }
+    return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2).replace(/\.0+$|(\.\d*?)0+$/, '$1')} ${units[i]}`;
+}
+function formatCpus(cpus) {
+    return `${Number(cpus.toFixed(2))} CPU${cpus === 1 ? '' : 's'}`;
+}
 
 
 /***/ }),
@@ -61986,229 +63069,292 @@ function addRepresentativeness(report, plan, fanout, log) {
         log.warning(w);
     }
 }
-async function resample(ctx, params, hooks = {}) {
-    const started = Date.now();
-    const traffic0 = ctx.host.traffic();
-    const { host, config, log } = ctx;
-    // Every read of production goes through its read-only role (the server's own wall behind the SQL guard).
-    const prod = await (0, reader_1.productionReader)(host, config, log);
-    const dev = new environment_1.Environment('dev', config);
-    const catalog = await (0, catalog_1.readCatalog)(host, prod);
-    const plan = await planResample(ctx, params, catalog);
-    const report = emptyReport(plan, params.dryRun);
-    let last = started;
-    const mark = (phase) => {
+/** What one run carries from step to step: the plan, the report it fills, and the clock of its phases. */
+class ResampleRun {
+    ctx;
+    start;
+    prod;
+    catalog;
+    plan;
+    report;
+    dev;
+    last;
+    constructor(ctx, start, prod, catalog, plan, report) {
+        this.ctx = ctx;
+        this.start = start;
+        this.prod = prod;
+        this.catalog = catalog;
+        this.plan = plan;
+        this.report = report;
+        this.dev = new environment_1.Environment('dev', ctx.config);
+        this.last = start.started;
+    }
+    /** Records the seconds since the previous phase ended. */
+    mark(phase) {
         const now = Date.now();
-        report.phases.push([phase, (now - last) / 1000]);
-        last = now;
-    };
-    mark('catalog and plan');
-    const finish = () => {
-        const t = host.traffic();
-        report.sshBytes = { sent: t.sent - traffic0.sent, received: t.received - traffic0.received };
-        report.seconds = (Date.now() - started) / 1000;
-        return report;
-    };
+        this.report.phases.push([phase, (now - this.last) / 1000]);
+        this.last = now;
+    }
+    warn(warnings) {
+        for (const w of warnings) {
+            this.report.warnings.push(w);
+            this.ctx.log.warning(w);
+        }
+    }
+    /** The report with the run's totals so far: a failure carries it too. */
+    finish() {
+        const t = this.ctx.host.traffic();
+        this.report.sshBytes = { sent: t.sent - this.start.traffic.sent, received: t.received - this.start.traffic.received };
+        this.report.seconds = (Date.now() - this.start.started) / 1000;
+        return this.report;
+    }
+}
+async function resample(ctx, params, hooks = {}) {
+    const start = { started: Date.now(), traffic: ctx.host.traffic() };
+    // Every read of production goes through its read-only role (the server's own wall behind the SQL guard).
+    const prod = await (0, reader_1.productionReader)(ctx.host, ctx.config, ctx.log);
+    const catalog = await (0, catalog_1.readCatalog)(ctx.host, prod);
+    const plan = await planResample(ctx, params, catalog);
+    const run = new ResampleRun(ctx, start, prod, catalog, plan, emptyReport(plan, params.dryRun));
+    run.mark('catalog and plan');
     for (const w of plan.warnings)
-        log.warning(w);
+        ctx.log.warning(w);
     if (params.dryRun) {
         // Before a run only the tables nothing reaches are known to end up empty.
-        for (const w of emptyTableWarnings(plan, report.tables.filter((t) => t.mode === 'unreached'))) {
-            report.warnings.push(w);
-            log.warning(w);
-        }
-        return finish();
+        run.warn(emptyTableWarnings(plan, run.report.tables.filter((t) => t.mode === 'unreached')));
+        return run.finish();
     }
-    const timeout = config['command-timeout-seconds'];
-    const sample = config.sample;
-    const server = new swap_1.DevServer(host, dev, sample['maintenance-database']);
-    const names = (0, swap_1.databaseNames)(dev.cfg.database.name);
-    const prodDump = (section) => prod.dbTool('pg_dump', [
-        '--section',
-        section,
-        '--lock-wait-timeout=30s',
-        '--no-owner',
-        '--no-acl',
-        '--no-publications',
-        '--no-subscriptions',
-        '--no-security-labels',
-        '--no-tablespaces',
-        '-d',
-        prod.cfg.database.name,
-    ]);
     await (0, operation_1.underLock)({
-        host,
-        stateDir: config['state-dir'],
+        host: ctx.host,
+        stateDir: ctx.config['state-dir'],
         env: 'dev',
-        project: dev.cfg.project,
+        project: run.dev.cfg.project,
         action: 'resample',
         run: ctx.run,
-        log,
+        log: ctx.log,
         lockTimeoutSeconds: ctx.lockTimeoutSeconds,
     }, async (op) => {
-        report.warnings.push(...(await (0, swap_1.recoverLeftovers)(server, names, log)));
-        const devInfo = await server.json(`SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${(0, sql_1.literal)(names.dev)}`, 'reading dev database settings');
-        const owner = devInfo?.owner ?? dev.cfg.database.user;
-        const locale = devInfo ? ` ENCODING ${(0, sql_1.literal)(devInfo.encoding)} LC_COLLATE ${(0, sql_1.literal)(devInfo.collate)} LC_CTYPE ${(0, sql_1.literal)(devInfo.ctype)}` : '';
-        await server.exec(`CREATE DATABASE ${(0, sql_1.ident)(names.staging)} OWNER ${(0, sql_1.ident)(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
-        mark('lock, recovery, staging database');
-        await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
-        const devAcl = dev.dbTool('pg_dump', ['--schema-only', '-d', names.dev]);
+        const staging = await createStaging(run, op);
         try {
-            // The schema first: dev's default privileges (they are per database: the owner's tables
-            // readable by the app role must be so in staging before production's tables are created
-            // there, as they were in dev when its migrations created them; errors, such as a schema
-            // production lacks, are reported with the grants below, not fatal here), then production's
-            // pre-data. Both run beside the production session, whose membership program takes as long
-            // before its first row; the rows wait for the schema (see schemaThenRows).
-            const schema = [
-                ...(devInfo
-                    ? [
-                        `${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${(0, postgres_1.psql)(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`,
-                    ]
-                    : []),
-                `${prodDump('pre-data')} | ${(0, postgres_1.psql)(dev, names.staging, { tuples: true, output: '/dev/null' })}`,
-            ];
-            log.info(`Schema and rows: production's pre-data into ${names.staging}, and the sample streamed from production into it, on the host.`);
-            const busy = (0, representativeness_1.busiestKeys)(plan, sample.representativeness['busiest-keys']);
-            const receive = (0, postgres_1.psql)(dev, names.staging, {
-                tuples: true,
-                run: [
-                    `SET synchronous_commit = off; SET jit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${plan_1.CLEARED_TABLE} (tbl text, fk text, n bigint, kind text)`,
-                    postgres_1.STDIN_SCRIPT,
-                    ...((0, plan_1.placeholderInserts)(plan) ? [(0, plan_1.placeholderInserts)(plan)] : []),
-                    countsQuery(plan),
-                    orphansQuery(plan),
-                    (0, representativeness_1.fanoutTagged)(plan, busy),
-                    `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n, 'kind', kind)), '[]')::text FROM pg_temp.${plan_1.CLEARED_TABLE};`,
-                    leakQuery(plan),
-                ],
-            });
-            const send = (0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true });
-            // Production's snapshot, and the schema read with it, under prod's lock: a promotion (and its
-            // migration, which needs locks this read would hold) waits for it, saying so, and this read
-            // waits for a promotion.
-            const prodLock = await lock_1.EnvironmentLock.acquireToRead(host, config['state-dir'], 'prod', ctx.run, 'resample (reading production)', ctx.lockTimeoutSeconds, log);
-            // Production's children per parent, beside the stream and inside the same lock.
-            const prodFanout = (0, representativeness_1.readProductionFanout)(host, prod, plan, busy);
-            let streamed;
-            try {
-                streamed = await host.run(schemaThenRows(schema.join(' && '), send, receive), {
-                    stdin: (0, plan_1.productionScript)(plan),
-                    label: 'restoring the schema (pre-data) into staging and streaming the sampled rows from production into it',
-                    timeoutSeconds: timeout,
-                    quiet: true,
-                });
-            }
-            finally {
-                await prodFanout;
-                await prodLock.release().catch((e) => log.warning(`could not release the prod lock: ${(0, errors_1.errorMessage)(e)}`));
-            }
-            mark('schema (pre-data), rows, counts, orphans, leak scan');
-            const counts = parseTagged(streamed.stdout, 'counts');
-            const orphans = parseTagged(streamed.stdout, 'orphans');
-            report.leaks = parseTagged(streamed.stdout, 'leaks').map((l) => ({ ...l, fix: (0, leak_advice_1.leakFix)(plan, l) }));
-            for (const t of report.tables)
-                t.copied = Number(counts[t.table] ?? 0);
-            for (const f of report.foreignKeys)
-                f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
-            for (const t of report.tables)
-                for (const d of t.checkDrops)
-                    d.rows = 0;
-            for (const c of parseTagged(streamed.stdout, 'cleared')) {
-                const table = report.tables.find((t) => t.table === c.table);
-                if (c.kind === 'structure' || c.kind === 'placeholder') {
-                    const s = table?.structure;
-                    const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
-                    if (s && c.kind === 'structure')
-                        s.rows = Number(c.rows);
-                    else if (s)
-                        s.placeholder.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.placeholder?.table} ${fk?.placeholder?.keyText}`, rows: Number(c.rows) });
-                    continue;
-                }
-                if (c.kind === 'check') {
-                    const drop = table?.checkDrops.find((d) => d.check === c.fk);
-                    if (drop)
-                        drop.rows = Number(c.rows);
-                    continue;
-                }
-                const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
-                table?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
-            }
-            for (const t of report.tables)
-                t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-            report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
-            addRepresentativeness(report, plan, { prod: await prodFanout, sample: parseTagged(streamed.stdout, 'fanout'), busy }, log);
-            for (const w of emptyTableWarnings(plan, report.tables)) {
-                report.warnings.push(w);
-                log.warning(w);
-            }
-            const orphaned = report.foreignKeys.filter((f) => f.orphans > 0);
-            if (orphaned.length)
-                throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, finish());
-            if (report.leaks.length) {
-                throw new ResampleFailed(`leak scan: real production values found in staging: ${report.leaks.map((l) => (0, leak_advice_1.leakLine)(plan, l)).join('; ')}`, finish());
-            }
-            log.info('Constraints and indexes: production post-data into staging.');
-            await host.run(`${prodDump('post-data')} | ${(0, postgres_1.psql)(dev, names.staging, { tuples: true, output: '/dev/null' })}`, {
-                label: 'restoring constraints and indexes (post-data) into staging',
-                timeoutSeconds: timeout,
-                quiet: true,
-            });
-            mark('constraints and indexes (post-data)');
-            const seq = sequencesSql(plan, catalog);
-            if (seq)
-                await server.exec(seq, 'setting sequences past the copied keys', names.staging);
-            // Dev's owners and grants: the app role is not the owner, and roles are per server.
-            if (devInfo) {
-                const grants = await host.run(`${devAcl} | { grep -E ${(0, shell_1.quote)(OBJECT_ACL_LINES)} || true; } | ${(0, postgres_1.psql)(dev, names.staging, { output: '/dev/null', stopOnError: false })}`, { label: "re-applying dev's owners and grants to staging", timeoutSeconds: timeout, quiet: true });
-                const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
-                if (errors.length)
-                    report.warnings.push(`${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`);
-                await server.exec(databaseGrantsSql(names.dev, names.staging), "re-applying dev's database grants");
-                await server.exec((0, postgres_1.copyDatabaseSettingsSql)(names.dev, names.staging), "copying dev's database settings");
-            }
-            // Derived data the load bypassed (triggers fire on no copied row), made true in staging before the swap.
-            for (const [i, sql] of sample['after-load'].entries()) {
-                const t = Date.now();
-                const out = await server.exec(`${sql.replace(/;\s*$/, '')};\n\\echo twinstack-after-load-rows :ROW_COUNT`, `sample.after-load[${i}] in staging`, names.staging);
-                const rows = Number(/twinstack-after-load-rows (\d+)/.exec(out)?.[1] ?? 0);
-                report.afterLoad.push({ sql, rows, ms: Date.now() - t });
-                log.info(`after-load[${i}]: ${rows} row(s) in ${Date.now() - t} ms`);
-            }
-            if (sample['after-load'].length)
-                mark('after-load');
-            await server.exec('ANALYZE;', 'analyzing staging', names.staging);
-            mark('sequences, grants, analyze');
+            await fillStaging(run, staging);
         }
         catch (e) {
-            await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${String(de)}`));
-            throw e instanceof ResampleFailed ? e : new ResampleFailed((0, errors_1.errorMessage)(e), finish());
+            await staging.server.drop(staging.names.staging).catch((de) => ctx.log.warning(`could not drop ${staging.names.staging}: ${String(de)}`));
+            throw e instanceof ResampleFailed ? e : new ResampleFailed((0, errors_1.errorMessage)(e), run.finish());
         }
-        try {
-            await (0, swap_1.swapIn)({
-                server,
-                names,
-                services: hooks.services ?? (0, swap_1.appServices)(host, dev, log, sample['health-check']),
-                migrate: hooks.migrate
-                    ? () => hooks.migrate(names.dev)
-                    : sample.migrate
-                        ? (0, swap_1.composeMigrate)(host, dev, sample['migrate-command'], log)
-                        : () => Promise.resolve(),
-                log,
-                record: op.record,
-                pendingDir: (0, host_log_1.pendingDirOf)(config['state-dir'], 'dev'),
-            });
-        }
-        catch (e) {
-            // Swapped back: dev is as it was, and the report says what the sample would have been.
-            throw e instanceof swap_1.SwapBackFailed ? e : new ResampleFailed((0, errors_1.errorMessage)(e), finish());
-        }
-        mark('swap');
-        report.swapped = true;
-        await op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
+        await swapStaging(run, staging, op, hooks);
     });
-    return finish();
+    return run.finish();
+}
+/** Recovers a dead run's leftovers and creates the empty staging database with dev's owner and locale. */
+async function createStaging(run, op) {
+    const { plan, dev } = run;
+    const server = new swap_1.DevServer(run.ctx.host, dev, run.ctx.config.sample['maintenance-database']);
+    const names = (0, swap_1.databaseNames)(dev.cfg.database.name);
+    run.report.warnings.push(...(await (0, swap_1.recoverLeftovers)(server, names, run.ctx.log)));
+    const devInfo = await server.json(`SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${(0, sql_1.literal)(names.dev)}`, 'reading dev database settings');
+    const owner = devInfo?.owner ?? dev.cfg.database.user;
+    const locale = devInfo ? ` ENCODING ${(0, sql_1.literal)(devInfo.encoding)} LC_COLLATE ${(0, sql_1.literal)(devInfo.collate)} LC_CTYPE ${(0, sql_1.literal)(devInfo.ctype)}` : '';
+    await server.exec(`CREATE DATABASE ${(0, sql_1.ident)(names.staging)} OWNER ${(0, sql_1.ident)(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
+    run.mark('lock, recovery, staging database');
+    await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
+    return { server, names, devInfo, devAcl: (0, postgres_1.pgDump)(dev, names.dev, { schemaOnly: true }) };
+}
+/** Schema, rows, checks of the sample, constraints, sequences, grants and after-load: staging ready to swap in. */
+async function fillStaging(run, staging) {
+    const streamed = await streamSample(run, staging);
+    run.mark('schema (pre-data), rows, counts, orphans, leak scan');
+    reportSample(run, streamed);
+    refuseFlawedSample(run);
+    run.ctx.log.info('Constraints and indexes: production post-data into staging.');
+    const { dev, plan } = run;
+    await run.ctx.host.run(`${prodDump(run.prod, 'post-data')} | ${(0, postgres_1.psql)(dev, staging.names.staging, { tuples: true, output: '/dev/null' })}`, {
+        label: 'restoring constraints and indexes (post-data) into staging',
+        timeoutSeconds: run.ctx.config['command-timeout-seconds'],
+        quiet: true,
+    });
+    run.mark('constraints and indexes (post-data)');
+    const seq = sequencesSql(plan, run.catalog);
+    if (seq)
+        await staging.server.exec(seq, 'setting sequences past the copied keys', staging.names.staging);
+    await applyDevGrants(run, staging);
+    await runAfterLoad(run, staging);
+    await staging.server.exec('ANALYZE;', 'analyzing staging', staging.names.staging);
+    run.mark('sequences, grants, analyze');
+}
+/** A pg_dump of one section of production's schema, through its read-only role. */
+function prodDump(prod, section) {
+    return (0, postgres_1.pgDump)(prod, prod.cfg.database.name, { section, lockWaitTimeout: '30s', noOwnership: true, noServerObjects: true });
+}
+/**
+ * The schema first: dev's default privileges (they are per database: the owner's tables readable
+ * by the app role must be so in staging before production's tables are created there, as they were
+ * in dev when its migrations created them; errors, such as a schema production lacks, are reported
+ * with the grants below, not fatal here), then production's pre-data. Both run beside the
+ * production session, whose membership program takes as long before its first row; the rows wait
+ * for the schema (see schemaThenRows).
+ */
+function schemaScript(run, staging) {
+    const { dev } = run;
+    const { names, devInfo, devAcl } = staging;
+    return [
+        ...(devInfo
+            ? [`${devAcl} | { grep -E '^ALTER DEFAULT PRIVILEGES ' || true; } | ${(0, postgres_1.psql)(dev, names.staging, { output: '/dev/null', stopOnError: false })} 2>/dev/null`]
+            : []),
+        `${prodDump(run.prod, 'pre-data')} | ${(0, postgres_1.psql)(dev, names.staging, { tuples: true, output: '/dev/null' })}`,
+    ].join(' && ');
+}
+/** The staging session: it loads the rows from stdin, then counts rows, orphans, fan-out, cleared keys and leaks. */
+function receiveScript(run, staging, busy) {
+    const { plan } = run;
+    return (0, postgres_1.psql)(run.dev, staging.names.staging, {
+        tuples: true,
+        run: [
+            `SET synchronous_commit = off; SET jit = off; CREATE TEMP TABLE ${plan_1.PROBE_TABLE} (src text, v text, shaped boolean); CREATE TEMP TABLE ${plan_1.CLEARED_TABLE} (tbl text, fk text, n bigint, kind text)`,
+            postgres_1.STDIN_SCRIPT,
+            ...((0, plan_1.placeholderInserts)(plan) ? [(0, plan_1.placeholderInserts)(plan)] : []),
+            countsQuery(plan),
+            orphansQuery(plan),
+            (0, representativeness_1.fanoutTagged)(plan, busy),
+            `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n, 'kind', kind)), '[]')::text FROM pg_temp.${plan_1.CLEARED_TABLE};`,
+            leakQuery(plan),
+        ],
+    });
+}
+/** Production's pre-data and sampled rows into staging, on the host, under prod's read lock. */
+async function streamSample(run, staging) {
+    const { host, config, log } = run.ctx;
+    const { plan, prod } = run;
+    log.info(`Schema and rows: production's pre-data into ${staging.names.staging}, and the sample streamed from production into it, on the host.`);
+    const busy = (0, representativeness_1.busiestKeys)(plan, config.sample.representativeness['busiest-keys']);
+    const receive = receiveScript(run, staging, busy);
+    const send = (0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true });
+    // Production's snapshot, and the schema read with it, under prod's lock: a promotion (and its
+    // migration, which needs locks this read would hold) waits for it, saying so, and this read
+    // waits for a promotion.
+    const prodLock = await lock_1.EnvironmentLock.acquireToRead(host, config['state-dir'], 'prod', run.ctx.run, 'resample (reading production)', run.ctx.lockTimeoutSeconds, log);
+    // Production's children per parent, beside the stream and inside the same lock.
+    const prodFanout = (0, representativeness_1.readProductionFanout)(host, prod, plan, busy);
+    let streamed;
+    try {
+        streamed = await host.run(schemaThenRows(schemaScript(run, staging), send, receive), {
+            stdin: (0, plan_1.productionScript)(plan),
+            label: 'restoring the schema (pre-data) into staging and streaming the sampled rows from production into it',
+            timeoutSeconds: config['command-timeout-seconds'],
+            quiet: true,
+        });
+    }
+    finally {
+        await prodFanout;
+        await prodLock.release().catch((e) => log.warning(`could not release the prod lock: ${(0, errors_1.errorMessage)(e)}`));
+    }
+    return { stdout: streamed.stdout, prodFanout: await prodFanout, busy };
+}
+/** The staging session's counts into the report: rows copied, orphans, leaks, cleared keys, representativeness. */
+function reportSample(run, streamed) {
+    const { plan, report } = run;
+    const counts = parseTagged(streamed.stdout, 'counts');
+    const orphans = parseTagged(streamed.stdout, 'orphans');
+    report.leaks = parseTagged(streamed.stdout, 'leaks').map((l) => ({ ...l, fix: (0, leak_advice_1.leakFix)(plan, l) }));
+    for (const t of report.tables)
+        t.copied = Number(counts[t.table] ?? 0);
+    for (const f of report.foreignKeys)
+        f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
+    for (const t of report.tables)
+        for (const d of t.checkDrops)
+            d.rows = 0;
+    reportCleared(report, plan, parseTagged(streamed.stdout, 'cleared'));
+    for (const t of report.tables)
+        t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
+    const fanout = { prod: streamed.prodFanout, sample: parseTagged(streamed.stdout, 'fanout'), busy: streamed.busy };
+    addRepresentativeness(report, plan, fanout, run.ctx.log);
+    run.warn(emptyTableWarnings(plan, report.tables));
+}
+function reportCleared(report, plan, cleared) {
+    for (const c of cleared) {
+        const table = report.tables.find((t) => t.table === c.table);
+        if (c.kind === 'structure' || c.kind === 'placeholder') {
+            const s = table?.structure;
+            const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
+            if (s && c.kind === 'structure')
+                s.rows = Number(c.rows);
+            else if (s)
+                s.placeholder.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.placeholder?.table} ${fk?.placeholder?.keyText}`, rows: Number(c.rows) });
+            continue;
+        }
+        if (c.kind === 'check') {
+            const drop = table?.checkDrops.find((d) => d.check === c.fk);
+            if (drop)
+                drop.rows = Number(c.rows);
+            continue;
+        }
+        const fk = plan.fks.find((p) => p.fk.table === c.table && p.fk.name === c.fk);
+        table?.ownersCleared.push({ key: `${fk?.fk.columns.join(', ')} → ${fk?.fk.refTable}`, rows: Number(c.rows) });
+    }
+}
+/** A sample with an orphaned reference or a real production value in it never reaches dev. */
+function refuseFlawedSample(run) {
+    const { report, plan } = run;
+    const orphaned = report.foreignKeys.filter((f) => f.orphans > 0);
+    if (orphaned.length)
+        throw new ResampleFailed(`orphaned references in the sample: ${orphaned.map((f) => `${f.table}.${f.name} (${f.orphans})`).join(', ')}`, run.finish());
+    if (report.leaks.length) {
+        throw new ResampleFailed(`leak scan: real production values found in staging: ${report.leaks.map((l) => (0, leak_advice_1.leakLine)(plan, l)).join('; ')}`, run.finish());
+    }
+}
+/** Dev's owners and grants: the app role is not the owner, and roles are per server. */
+async function applyDevGrants(run, staging) {
+    const { server, names, devInfo, devAcl } = staging;
+    if (!devInfo)
+        return;
+    const grants = await run.ctx.host.run(`${devAcl} | { grep -E ${(0, shell_1.quote)(OBJECT_ACL_LINES)} || true; } | ${(0, postgres_1.psql)(run.dev, names.staging, { output: '/dev/null', stopOnError: false })}`, { label: "re-applying dev's owners and grants to staging", timeoutSeconds: run.ctx.config['command-timeout-seconds'], quiet: true });
+    const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
+    if (errors.length)
+        run.report.warnings.push(`${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`);
+    await server.exec(databaseGrantsSql(names.dev, names.staging), "re-applying dev's database grants");
+    await server.exec((0, postgres_1.copyDatabaseSettingsSql)(names.dev, names.staging), "copying dev's database settings");
+}
+/** Derived data the load bypassed (triggers fire on no copied row), made true in staging before the swap. */
+async function runAfterLoad(run, staging) {
+    const statements = run.ctx.config.sample['after-load'];
+    for (const [i, sql] of statements.entries()) {
+        const t = Date.now();
+        const out = await staging.server.exec(`${sql.replace(/;\s*$/, '')};\n\\echo twinstack-after-load-rows :ROW_COUNT`, `sample.after-load[${i}] in staging`, staging.names.staging);
+        const rows = Number(/twinstack-after-load-rows (\d+)/.exec(out)?.[1] ?? 0);
+        run.report.afterLoad.push({ sql, rows, ms: Date.now() - t });
+        run.ctx.log.info(`after-load[${i}]: ${rows} row(s) in ${Date.now() - t} ms`);
+    }
+    if (statements.length)
+        run.mark('after-load');
+}
+/** Staging into dev's place (stop the app, rename, migrate, start, health), or dev swapped back as it was. */
+async function swapStaging(run, staging, op, hooks) {
+    const { host, config, log } = run.ctx;
+    const { dev, plan, report } = run;
+    const sample = config.sample;
+    try {
+        await (0, swap_1.swapIn)({
+            server: staging.server,
+            names: staging.names,
+            services: hooks.services ?? (0, swap_1.appServices)(host, dev, log, sample['health-check']),
+            migrate: hooks.migrate
+                ? () => hooks.migrate(staging.names.dev)
+                : sample.migrate
+                    ? (0, swap_1.composeMigrate)(host, dev, sample['migrate-command'], log)
+                    : () => Promise.resolve(),
+            log,
+            record: op.record,
+            pendingDir: (0, host_log_1.pendingDirOf)(config['state-dir'], 'dev'),
+        });
+    }
+    catch (e) {
+        // Swapped back: dev is as it was, and the report says what the sample would have been.
+        throw e instanceof swap_1.SwapBackFailed ? e : new ResampleFailed((0, errors_1.errorMessage)(e), run.finish());
+    }
+    run.mark('swap');
+    report.swapped = true;
+    await op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
 }
 
 
@@ -62232,7 +63378,7 @@ exports.initSample = initSample;
 const yaml_1 = __nccwpck_require__(8815);
 const anonymize_1 = __nccwpck_require__(5297);
 const plan_1 = __nccwpck_require__(6884);
-const settings_1 = __nccwpck_require__(813);
+const sample_1 = __nccwpck_require__(4522);
 const sql_1 = __nccwpck_require__(3830);
 const ROOT_NAMES = ['users', 'user', 'accounts', 'account', 'customers', 'customer', 'members', 'member', 'people', 'persons', 'person'];
 const MIGRATION_TABLES = ['alembic_version', 'schema_migrations', 'django_migrations', 'flyway_schema_history', 'knex_migrations', 'ar_internal_metadata'];
@@ -62291,7 +63437,7 @@ function personalByName(column) {
 function personalInReference(column, table) {
     if (personalByName(column))
         return true;
-    if ((0, anonymize_1.sensitiveMatch)(column, settings_1.DEFAULT_SENSITIVE_NAMES) || (0, anonymize_1.sensitiveMatch)({ name: table.name, category: column.category }, settings_1.DEFAULT_SENSITIVE_NAMES))
+    if ((0, anonymize_1.sensitiveMatch)(column, sample_1.DEFAULT_SENSITIVE_NAMES) || (0, anonymize_1.sensitiveMatch)({ name: table.name, category: column.category }, sample_1.DEFAULT_SENSITIVE_NAMES))
         return true;
     return kindOf(column) === 'name' && table.columns.some((c) => (0, anonymize_1.needsRule)(c) && personalByName(c));
 }
@@ -62402,7 +63548,7 @@ function proposeRule(column, table, reference) {
 }
 /** The run's own checks (schema, then plan) on the written section: init never writes what the run refuses. */
 function checkProposal(catalog, yaml) {
-    const parsed = settings_1.sampleSchema.safeParse((0, yaml_1.parse)(yaml).sample);
+    const parsed = sample_1.sampleSchema.safeParse((0, yaml_1.parse)(yaml).sample);
     const refused = (why) => new Error(`init would write a sample section its own run refuses (a twinstack bug; please report it): ${why}`);
     if (!parsed.success)
         throw refused(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
@@ -62784,9 +63930,54 @@ function ownershipOrder(owned, owningTargets, distance) {
     }
     return { order, broken };
 }
+/**
+ * The plan, drawn in the order its rules depend on: the tables the config names, the tables the
+ * root reaches, the policies and what they include, the owners' order, the keys and references,
+ * the tables whose member keys are looked up, structure, then each table's columns.
+ */
 function buildPlan(catalog, req) {
     const { settings } = req;
-    const warnings = [];
+    const scope = resolveScope(catalog, settings);
+    const reached = reachFromRoot(catalog, scope);
+    refuseImpossiblePolicies(scope);
+    const virtual = resolveReferences(catalog, settings, scope.root);
+    const mode = includeParents(catalog, scope, reached.mode, virtual);
+    const owners = ownership(catalog, scope, mode, reached.distance);
+    const keys = planForeignKeys(catalog, scope, mode, owners.owningTargets);
+    const references = planReferences(virtual, mode);
+    const keyed = keyedTables(catalog, scope, mode, keys, references);
+    const structure = planStructure(catalog, settings, scope.root, mode, keys, references);
+    const columns = columnContext(catalog, settings);
+    const ctx = {
+        req,
+        root: scope.root,
+        byId: scope.byId,
+        mode,
+        keyed,
+        temps: memberTables(catalog, scope.root, owners.ownedOrder, keyed),
+        fks: structure.fks,
+        references,
+        structural: structure.structural,
+        columns,
+    };
+    const outcomes = copyOrder(catalog, scope.root, owners.ownedOrder, mode).map((id) => planTable(ctx, id));
+    refuseUncoveredColumns(outcomes);
+    if (settings.filter && /;/.test(settings.filter.replace(/'[^']*'/g, '')))
+        fail('filter must be one SQL condition, without ";"');
+    return {
+        root: scope.root.id,
+        fraction: req.fraction,
+        seed: req.seed,
+        tables: outcomes.map((o) => o.plan),
+        fks: structure.fks,
+        references,
+        probes: outcomes.flatMap((o) => o.probes),
+        warnings: [...owners.warnings, ...structure.warnings, ...columns.warnings],
+        settings,
+        placeholders: structure.placeholders,
+    };
+}
+function resolveScope(catalog, settings) {
     const byId = new Map(catalog.tables.map((t) => [t.id, t]));
     const root = resolveTable(catalog, settings.root, 'root');
     if (!root.primaryKey)
@@ -62798,7 +63989,6 @@ function buildPlan(catalog, req) {
             fail(`${id} is listed both in empty-tables and reference-tables`);
     if (empty.has(root.id) || reference.has(root.id))
         fail(`the root ${root.id} cannot be an empty or reference table`);
-    // The config's entries per foreign key: a policy, and keys that own nothing.
     const configured = new Map();
     const notOwning = new Set();
     for (const [key, setting] of Object.entries(settings['foreign-keys'])) {
@@ -62809,7 +63999,11 @@ function buildPlan(catalog, req) {
         if (typeof setting === 'object' && setting.owns === false)
             notOwning.add(fk);
     }
-    // Tables reached from the root by following owning foreign keys backwards.
+    return { root, byId, empty, reference, configured, notOwning };
+}
+/** Tables reached from the root by following owning foreign keys backwards; the rest as the config lists them. */
+function reachFromRoot(catalog, scope) {
+    const { root, empty, reference, notOwning } = scope;
     const mode = new Map();
     const distance = new Map([[root.id, 0]]);
     mode.set(root.id, 'root');
@@ -62832,40 +64026,55 @@ function buildPlan(catalog, req) {
             continue;
         mode.set(t.id, empty.has(t.id) ? 'empty' : reference.has(t.id) ? 'reference' : 'unreached');
     }
-    // Policies: the config's, else null where every column of the key is nullable, else drop.
-    const nullable = (fk) => {
-        const t = byId.get(fk.table);
-        return fk.columns.every((c) => !t.columns.find((x) => x.name === c)?.notNull);
-    };
-    const policyOf = (fk) => {
-        const p = configured.get(fk);
-        if (p)
-            return { policy: p, source: 'config' };
-        return { policy: nullable(fk) ? 'null' : 'drop', source: notOwning.has(fk) ? 'config' : 'default' };
-    };
-    for (const [fk, p] of configured) {
-        if (p === 'null' && !nullable(fk))
+    return { mode, distance };
+}
+/** True when every column of the key is nullable. */
+function fkNullable(scope, fk) {
+    const t = scope.byId.get(fk.table);
+    return fk.columns.every((c) => !t.columns.find((x) => x.name === c)?.notNull);
+}
+/** A key's policy: the config's, else null where every column of the key is nullable, else drop. */
+function policyOf(scope, fk) {
+    const p = scope.configured.get(fk);
+    if (p)
+        return { policy: p, source: 'config' };
+    return { policy: fkNullable(scope, fk) ? 'null' : 'drop', source: scope.notOwning.has(fk) ? 'config' : 'default' };
+}
+/** Configured policies the schema cannot honour. */
+function refuseImpossiblePolicies(scope) {
+    const { root } = scope;
+    for (const [fk, p] of scope.configured) {
+        if (p === 'null' && !fkNullable(scope, fk))
             fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): null needs nullable columns; use drop or include`);
         if (p === 'structure' && fk.refTable === root.id)
             fail(`foreign-keys ${fk.table}(${fk.columns.join(', ')}): structure cannot bring root rows (${root.id}), whose rows are owners; give sample.placeholders a ${root.name} row for such keys to point at`);
     }
+}
+function resolveReferences(catalog, settings, root) {
     const virtual = settings.references.map((r, i) => resolveReference(catalog, r, i));
     virtual.forEach((r, i) => {
         if (r.policy === 'structure' && r.refTable === root.id)
             fail(`references[${i}]: structure cannot bring root rows (${root.id}), whose rows are owners; give sample.placeholders a ${root.name} row instead`);
     });
-    // `include` pulls rows into tables no path reaches; they become "included" (and so on, transitively).
-    const copies = (id) => ['root', 'owned', 'included', 'reference'].includes(mode.get(id));
+    return virtual;
+}
+/** True for a table whose rows are copied (some or all). */
+function copiesRows(mode, id) {
+    return ['root', 'owned', 'included', 'reference'].includes(mode.get(id));
+}
+/** `include` pulls rows into tables no path reaches; they become "included" (and so on, transitively). */
+function includeParents(catalog, scope, reached, virtual) {
+    const mode = new Map(reached);
     const includes = [
         ...catalog.foreignKeys
-            .filter((fk) => bringsParent(policyOf(fk).policy))
+            .filter((fk) => bringsParent(policyOf(scope, fk).policy))
             .map((fk) => ({ from: fk.table, to: fk.refTable, what: `foreign-keys ${fk.table}(${fk.columns.join(', ')})` })),
         ...virtual.filter((r) => bringsParent(r.policy)).map((r) => ({ from: r.table, to: r.refTable, what: `references ${r.label}` })),
     ];
     for (let changed = true; changed;) {
         changed = false;
         for (const inc of includes) {
-            if (!copies(inc.from))
+            if (!copiesRows(mode, inc.from))
                 continue;
             const m = mode.get(inc.to);
             if (m === 'empty')
@@ -62876,14 +64085,17 @@ function buildPlan(catalog, req) {
             }
         }
     }
-    const targetOf = (id) => {
-        const m = mode.get(id);
-        return m === 'reference' ? 'all' : m === 'empty' || m === 'unreached' ? 'none' : 'members';
-    };
-    // Owning links: an owned table's keys into the root or other owned tables (not into itself).
+    return mode;
+}
+function targetOf(mode, id) {
+    const m = mode.get(id);
+    return m === 'reference' ? 'all' : m === 'empty' || m === 'unreached' ? 'none' : 'members';
+}
+/** Owning links (an owned table's keys into the root or other owned tables, not into itself) and the owned tables' order. */
+function ownership(catalog, scope, mode, distance) {
     const owningTargets = new Map();
     for (const fk of catalog.foreignKeys) {
-        if (mode.get(fk.table) !== 'owned' || fk.table === fk.refTable || notOwning.has(fk))
+        if (mode.get(fk.table) !== 'owned' || fk.table === fk.refTable || scope.notOwning.has(fk))
             continue;
         const m = mode.get(fk.refTable);
         if (m !== 'root' && m !== 'owned')
@@ -62893,36 +64105,47 @@ function buildPlan(catalog, req) {
         owningTargets.get(fk.table)?.add(fk.refTable);
     }
     const ownedTables = catalog.tables.filter((t) => mode.get(t.id) === 'owned');
-    const { order: ownedOrder, broken } = ownershipOrder(ownedTables, owningTargets, distance);
-    for (const [a, b] of broken)
-        warnings.push(`cycle between owned tables: rows of ${a} do not come along through their reference to ${b}`);
+    // ownershipOrder drops the links that close a cycle from owningTargets.
+    const { order, broken } = ownershipOrder(ownedTables, owningTargets, distance);
+    const warnings = broken.map(([a, b]) => `cycle between owned tables: rows of ${a} do not come along through their reference to ${b}`);
+    return { owningTargets, ownedOrder: order, warnings };
+}
+/** The plan of every foreign key on a copied table. */
+function planForeignKeys(catalog, scope, mode, owningTargets) {
     const fkPlans = [];
     for (const fk of catalog.foreignKeys) {
-        if (!copies(fk.table))
+        if (!copiesRows(mode, fk.table))
             continue;
-        const { policy, source } = policyOf(fk);
-        const target = targetOf(fk.refTable);
-        const isNullable = nullable(fk);
+        const { policy, source } = policyOf(scope, fk);
+        const target = targetOf(mode, fk.refTable);
+        const isNullable = fkNullable(scope, fk);
         const owning = mode.get(fk.table) === 'owned' && (owningTargets.get(fk.table)?.has(fk.refTable) ?? false);
         // structure never clears: a row whose parent cannot come is left out, not kept half-null.
         const strict = policy === 'drop' || policy === 'structure' || (policy === 'include' && !isNullable);
         if (mode.get(fk.table) === 'reference' && strict && target !== 'all') {
             fail(`reference table ${fk.table} has a required foreign key ${fk.name} to ${fk.refTable}, which is not copied whole: list ${fk.refTable} as a reference table too, or make the key nullable`);
         }
-        fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict, ownsNothing: notOwning.has(fk) });
+        fkPlans.push({ fk, policy, source, owning, target, nullable: isNullable, strict, ownsNothing: scope.notOwning.has(fk) });
     }
+    return fkPlans;
+}
+/** The plan of every reference without a foreign key from a copied table. */
+function planReferences(virtual, mode) {
     const refPlans = [];
     for (const r of virtual) {
-        if (!copies(r.table))
+        if (!copiesRows(mode, r.table))
             continue;
-        const target = targetOf(r.refTable);
+        const target = targetOf(mode, r.refTable);
         const strict = r.policy === 'drop' || r.policy === 'structure' || (r.policy === 'include' && r.column === undefined);
         if (mode.get(r.table) === 'reference' && target !== 'all')
             fail(`references ${r.label}: ${r.table} is copied whole but ${r.refTable} is not; list ${r.refTable} as a reference table too`);
         refPlans.push({ ...r, target, strict });
     }
-    // Keyed tables: those whose member keys other tables look up.
-    const keyed = new Set([root.id]);
+    return refPlans;
+}
+/** Keyed tables: those whose member keys other tables look up. */
+function keyedTables(catalog, scope, mode, fkPlans, refPlans) {
+    const keyed = new Set([scope.root.id]);
     for (const p of fkPlans) {
         // Every reference into sampled rows is looked up: to own, to drop, to null or to include.
         if (p.target === 'members')
@@ -62940,31 +64163,40 @@ function buildPlan(catalog, req) {
         if (mode.get(t.id) === 'included')
             keyed.add(t.id);
     for (const id of keyed) {
-        const t = byId.get(id);
-        if (!copies(id) || mode.get(id) === 'reference') {
+        const t = scope.byId.get(id);
+        if (!copiesRows(mode, id) || mode.get(id) === 'reference') {
             keyed.delete(id);
             continue;
         }
         if (!t.primaryKey)
             fail(`${id} has no primary key but its sampled rows are referenced or included; give it a primary key, or list it as a reference or empty table`);
     }
-    // Tables whose rows can come along for structure, and the placeholder rows their keys may point at.
+    return keyed;
+}
+/**
+ * Tables whose rows can come along for structure, the placeholder rows their keys may point at, and
+ * the foreign-key plans with those placeholders attached.
+ */
+function planStructure(catalog, settings, root, mode, fkPlans, refPlans) {
     const structural = new Set([
         ...fkPlans.filter((p) => p.policy === 'structure' && p.target === 'members').map((p) => p.fk.refTable),
         ...refPlans.filter((r) => r.policy === 'structure' && r.target === 'members').map((r) => r.refTable),
     ]);
     const placeholders = Object.entries(settings.placeholders).map(([name, ph]) => resolvePlaceholder(catalog, name, ph, mode));
-    for (const p of fkPlans) {
+    const fks = fkPlans.map((p) => {
         const ph = placeholders.find((x) => x.table === p.fk.refTable);
         if (!structural.has(p.fk.table) || !ph || p.target !== 'members')
-            continue;
-        if (p.fk.refColumns.length === 1 && p.fk.refColumns[0] === ph.keyColumn)
-            p.placeholder = ph;
-    }
+            return p;
+        return p.fk.refColumns.length === 1 && p.fk.refColumns[0] === ph.keyColumn ? { ...p, placeholder: ph } : p;
+    });
+    const warnings = [];
     for (const id of structural)
-        for (const p of fkPlans.filter((x) => x.fk.table === id && x.strict && !x.placeholder && x.fk.refTable === root.id && x.target === 'members'))
+        for (const p of fks.filter((x) => x.fk.table === id && x.strict && !x.placeholder && x.fk.refTable === root.id && x.target === 'members'))
             warnings.push(`${id} rows come along for structure, but their ${p.fk.columns.join(', ')} → ${root.id} cannot be cleared: a row whose ${root.name} is outside the sample is left out; give sample.placeholders a ${root.name} row to point at`);
-    // Column rules.
+    return { structural, placeholders, fks, warnings };
+}
+function columnContext(catalog, settings) {
+    const warnings = [];
     const rules = new Map();
     for (const [ref, rule] of Object.entries(settings.columns)) {
         const r = resolveColumnRef(catalog, ref);
@@ -62985,157 +64217,203 @@ function buildPlan(catalog, req) {
         for (const c of fk.refColumns)
             keyColumns.add(`${fk.refTable}.${c}`);
     }
+    return { rules, isPublic, keyColumns, warnings };
+}
+/** The temporary table holding each keyed table's member keys, numbered in copy order. */
+function memberTables(catalog, root, ownedOrder, keyed) {
     const temps = new Map();
     let n = 0;
     for (const id of [root.id, ...ownedOrder, ...catalog.tables.map((t) => t.id)])
         if (keyed.has(id) && !temps.has(id))
             temps.set(id, `ts_m${++n}`);
-    const uncovered = [];
-    const ruleErrors = [];
-    const probes = [];
-    const order = [
+    return temps;
+}
+/** The order tables are copied in: owners before what they own, then included, reference and empty tables. */
+function copyOrder(catalog, root, ownedOrder, mode) {
+    return [
         root.id,
         ...ownedOrder,
         ...catalog.tables.filter((t) => mode.get(t.id) === 'included').map((t) => t.id),
         ...catalog.tables.filter((t) => mode.get(t.id) === 'reference').map((t) => t.id),
         ...catalog.tables.filter((t) => ['empty', 'unreached'].includes(mode.get(t.id))).map((t) => t.id),
     ];
-    const tables = order.map((id) => {
-        const table = byId.get(id);
-        const m = mode.get(id);
-        const outgoing = fkPlans.filter((p) => p.fk.table === id);
-        const incoming = fkPlans.filter((p) => p.fk.refTable === id);
-        const memberColumns = keyed.has(id)
-            ? unique([
-                ...(table.primaryKey ?? []),
-                ...incoming.flatMap((p) => p.fk.refColumns),
-                ...refPlans.filter((r) => r.refTable === id).map((r) => r.refColumn),
-                ...outgoing.flatMap((p) => p.fk.columns),
-            ])
-            : [];
-        const columns = [];
-        if (copies(id)) {
-            for (const c of table.columns) {
-                if (c.generated)
-                    continue;
-                const key = `${id}.${c.name}`;
-                const rule = rules.get(key);
-                // Key columns can only be kept (rewriting them breaks references), and numbers, dates or
-                // booleans hold no name or address: name matching applies to the other text columns.
-                const isKey = keyColumns.has(key);
-                const ownName = isKey || !(0, anonymize_1.needsRule)(c) ? undefined : (0, anonymize_1.sensitiveMatch)(c, settings['sensitive-names']);
-                // The table's name counts too: private_message.content is as private as its table says.
-                const tableName = isKey || !(0, anonymize_1.needsRule)(c) || ownName ? undefined : (0, anonymize_1.sensitiveMatch)({ name: table.name, category: c.category }, settings['sensitive-names']);
-                const sensitive = ownName ?? tableName;
-                const declaredPublic = (0, anonymize_1.needsRule)(c) && isPublic(id, c.name);
-                let expression = `t.${(0, sql_1.ident)(c.name)}`;
-                let ruleText;
-                if (rule !== undefined) {
-                    if (rule !== 'keep' && keyColumns.has(key)) {
-                        ruleErrors.push(`${key} is part of a primary or foreign key; only keep is allowed there (rewriting it would break references)`);
-                        continue;
-                    }
-                    try {
-                        expression = (0, anonymize_1.ruleExpression)(rule, c, `columns ${key}`, req.secrets);
-                    }
-                    catch (e) {
-                        if (e instanceof anonymize_1.RuleError) {
-                            ruleErrors.push(e.message);
-                            continue;
-                        }
-                        throw e;
-                    }
-                    ruleText = (0, anonymize_1.describeRule)(rule);
-                }
-                else if (declaredPublic) {
-                    // Declared public: kept as it is, the declaration stands for the rule.
-                    ruleText = 'keep';
-                }
-                else if (sensitive) {
-                    uncovered.push(ownName ? `${key} (matches "${sensitive}")` : `${key} (its table's name matches "${sensitive}")`);
-                }
-                else if (!isKey && (0, anonymize_1.needsRule)(c)) {
-                    // Fail closed: free text (names, bios, comments, JSON) is kept only when the config says so.
-                    uncovered.push(`${key} (${c.baseType})`);
-                }
-                // A reference nulled by policy when its target row is not in the sample.
-                const nulling = nullingKey(outgoing, c.name);
-                if (nulling && (rule === undefined || rule === 'keep')) {
-                    // An owner cleared on a row that came along through another key is counted as the row is
-                    // written (a leaf has no member table to count it from afterwards).
-                    const counted = !keyed.has(id) && c.name === nulling.fk.columns[0] && clearableKeys(m, outgoing).includes(nulling);
-                    expression = nulledValue(nulling, temps.get(nulling.fk.refTable) ?? '', expression, counted ? clearedCounter(id, nulling) : undefined);
-                    ruleText = `${ruleText ? `${ruleText}, ` : ''}fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`;
-                }
-                // On a row that came along for structure, a key whose owner is outside the sample points at the placeholder.
-                const repointing = outgoing.find((p) => p.placeholder && p.fk.columns[0] === c.name);
-                if (repointing?.placeholder && (rule === undefined || rule === 'keep')) {
-                    expression = placeholderValue(repointing, temps.get(id) ?? '', temps.get(repointing.fk.refTable) ?? '', table, expression);
-                    ruleText = `${ruleText ? `${ruleText}, ` : ''}placeholder ${repointing.placeholder.table} ${repointing.placeholder.key} on rows brought for structure`;
-                }
-                // A column cleared when a reference without a foreign key finds a parent outside the sample.
-                const clearing = clearingReferences(refPlans, id, c.name);
-                expression = referenceCleared(clearing, (t) => temps.get(t), expression);
-                for (const r of clearing)
-                    ruleText = `${ruleText ? `${ruleText}, ` : ''}reference ${r.policy === 'include' ? 'include (cleared if not kept)' : 'null'}`;
-                if (declaredPublic)
-                    ruleText = `${ruleText ?? 'keep'}, public`;
-                // Probes come only from columns classified personal: masked, or kept under a sensitive name
-                // (searched by shape), and never declared public.
-                if (!declaredPublic && (0, anonymize_1.isTextual)(c) && rule !== undefined && (rule !== 'keep' || sensitive))
-                    probes.push({ table: id, column: c.name, shapedOnly: rule === 'keep' });
-                columns.push({ name: c.name, expression, rule: ruleText, sensitive, ...(declaredPublic ? { public: true } : {}) });
-            }
+}
+function planTable(ctx, id) {
+    const table = ctx.byId.get(id);
+    const m = ctx.mode.get(id);
+    const keyed = ctx.keyed.has(id);
+    const outgoing = ctx.fks.filter((p) => p.fk.table === id);
+    const incoming = ctx.fks.filter((p) => p.fk.refTable === id);
+    const memberColumns = keyed
+        ? unique([
+            ...(table.primaryKey ?? []),
+            ...incoming.flatMap((p) => p.fk.refColumns),
+            ...ctx.references.filter((r) => r.refTable === id).map((r) => r.refColumn),
+            ...outgoing.flatMap((p) => p.fk.columns),
+        ])
+        : [];
+    const copied = copiesRows(ctx.mode, id);
+    const outcomes = copied ? table.columns.filter((c) => !c.generated).map((c) => planColumn(ctx, table, outgoing, c)) : [];
+    // Key columns are only ever kept, so every copied column under a nulling key is nulled as planned.
+    const checkDrops = copied
+        ? (table.checks ?? [])
+            .filter((k) => k.columns.some((c) => !columnType(table, c)?.generated && (nullingKey(outgoing, c) || clearingReferences(ctx.references, id, c).length > 0)))
+            .map((k) => k.name)
+        : [];
+    // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
+    const { fraction, settings } = ctx.req;
+    const estimate = m === 'reference' ? table.rows : m === 'root' || m === 'owned' ? Math.round(table.rows * fraction) + (m === 'root' ? settings.include.length : 0) : 0;
+    const checkNote = checkDrops.length ? `; rows whose nulled reference would break CHECK ${checkDrops.join(', ')} are dropped` : '';
+    const structureNote = ctx.structural.has(id) ? '; rows named by a structure policy come along for structure, without their owners' : '';
+    const columns = [];
+    const ruleErrors = [];
+    const uncovered = [];
+    const probes = [];
+    for (const o of outcomes) {
+        if (o.kind === 'refused') {
+            ruleErrors.push(o.error);
+            continue;
         }
-        // Key columns are only ever kept, so every copied column under a nulling key is nulled as above.
-        const checkDrops = copies(id)
-            ? (table.checks ?? [])
-                .filter((k) => k.columns.some((c) => !columnType(table, c)?.generated && (nullingKey(outgoing, c) || clearingReferences(refPlans, id, c).length > 0)))
-                .map((k) => k.name)
-            : [];
-        // A rough guess for the dry run: the fraction of each owned table; included rows are not guessed.
-        const estimate = m === 'reference' ? table.rows : m === 'root' || m === 'owned' ? Math.round(table.rows * req.fraction) + (m === 'root' ? settings.include.length : 0) : 0;
-        const note = m === 'root'
-            ? `${Math.round(req.fraction * 1000) / 10}% of rows by hash of (seed, ${root.primaryKey?.join(', ')})${settings.filter ? ` where ${settings.filter}` : ''}${settings.include.length ? `, plus ${settings.include.length} included key(s)` : ''}`
-            : m === 'owned'
-                ? `rows whose ${outgoing
-                    .filter((p) => p.owning)
-                    .map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`)
-                    .join(' or ')} is sampled`
-                : m === 'included'
-                    ? structural.has(id)
-                        ? 'only rows that sampled rows name for structure or include'
-                        : 'only rows that sampled rows include'
-                    : m === 'reference'
-                        ? 'copied whole (reference table)'
-                        : m === 'empty'
-                            ? 'copied empty (empty-tables)'
-                            : 'copied empty (no foreign-key path from the root; list it in reference-tables to copy it whole)';
-        const checkNote = checkDrops.length ? `; rows whose nulled reference would break CHECK ${checkDrops.join(', ')} are dropped` : '';
-        const structureNote = structural.has(id) ? '; rows named by a structure policy come along for structure, without their owners' : '';
-        return {
-            table,
-            mode: m,
-            keyed: keyed.has(id),
-            temp: temps.get(id) ?? '',
-            memberColumns,
-            outgoing,
-            columns,
-            estimate,
-            note: `${note}${checkNote}${structureNote}`,
-            checkDrops,
-            structural: structural.has(id) && keyed.has(id),
-        };
-    });
+        columns.push(o.column);
+        if (o.uncovered)
+            uncovered.push(o.uncovered);
+        if (o.probe)
+            probes.push(o.probe);
+    }
+    const plan = {
+        table,
+        mode: m,
+        keyed,
+        temp: ctx.temps.get(id) ?? '',
+        memberColumns,
+        outgoing,
+        columns,
+        estimate,
+        note: `${tableNote(ctx, id, m, outgoing)}${checkNote}${structureNote}`,
+        checkDrops,
+        structural: ctx.structural.has(id) && keyed,
+    };
+    return { plan, ruleErrors, uncovered, probes };
+}
+/** How a table's rows are chosen, in words for the report. */
+function tableNote(ctx, id, m, outgoing) {
+    const { fraction, settings } = ctx.req;
+    switch (m) {
+        case 'root':
+            return `${Math.round(fraction * 1000) / 10}% of rows by hash of (seed, ${ctx.root.primaryKey?.join(', ')})${settings.filter ? ` where ${settings.filter}` : ''}${settings.include.length ? `, plus ${settings.include.length} included key(s)` : ''}`;
+        case 'owned':
+            return `rows whose ${outgoing
+                .filter((p) => p.owning)
+                .map((p) => `${p.fk.columns.join(', ')} → ${p.fk.refTable}`)
+                .join(' or ')} is sampled`;
+        case 'included':
+            return ctx.structural.has(id) ? 'only rows that sampled rows name for structure or include' : 'only rows that sampled rows include';
+        case 'reference':
+            return 'copied whole (reference table)';
+        case 'empty':
+            return 'copied empty (empty-tables)';
+        default:
+            return 'copied empty (no foreign-key path from the root; list it in reference-tables to copy it whole)';
+    }
+}
+function classifyColumn(ctx, table, c) {
+    const names = ctx.req.settings['sensitive-names'];
+    const key = `${table.id}.${c.name}`;
+    // Key columns can only be kept (rewriting them breaks references), and numbers, dates or
+    // booleans hold no name or address: name matching applies to the other text columns.
+    const isKey = ctx.columns.keyColumns.has(key);
+    const ownName = isKey || !(0, anonymize_1.needsRule)(c) ? undefined : (0, anonymize_1.sensitiveMatch)(c, names);
+    // The table's name counts too: private_message.content is as private as its table says.
+    const tableName = isKey || !(0, anonymize_1.needsRule)(c) || ownName ? undefined : (0, anonymize_1.sensitiveMatch)({ name: table.name, category: c.category }, names);
+    const declaredPublic = (0, anonymize_1.needsRule)(c) && ctx.columns.isPublic(table.id, c.name);
+    return { key, rule: ctx.columns.rules.get(key), isKey, ownName, sensitive: ownName ?? tableName, declaredPublic };
+}
+function planColumn(ctx, table, outgoing, c) {
+    const cls = classifyColumn(ctx, table, c);
+    const ruled = applyRule(ctx, c, cls);
+    if (ruled.kind === 'refused')
+        return ruled;
+    const rewritten = referenceRewrites(ctx, table, outgoing, c, cls.rule, ruled.expression);
+    const { rule, sensitive, declaredPublic } = cls;
+    const described = [ruled.ruleText, ...rewritten.notes].filter((x) => x !== undefined);
+    const ruleText = declaredPublic ? `${described.join(', ') || 'keep'}, public` : described.join(', ') || undefined;
+    // Probes come only from columns classified personal: masked, or kept under a sensitive name
+    // (searched by shape), and never declared public.
+    const probe = !declaredPublic && (0, anonymize_1.isTextual)(c) && rule !== undefined && (rule !== 'keep' || sensitive)
+        ? { table: table.id, column: c.name, shapedOnly: rule === 'keep' }
+        : undefined;
+    const column = { name: c.name, expression: rewritten.expression, rule: ruleText, sensitive, ...(declaredPublic ? { public: true } : {}) };
+    return { kind: 'copied', column, uncovered: ruled.uncovered, probe };
+}
+/** The column's value under its rule, or why it is uncovered (no rule on a column that needs one). */
+function applyRule(ctx, c, cls) {
+    const { key, rule, sensitive, ownName, declaredPublic } = cls;
+    const kept = `t.${(0, sql_1.ident)(c.name)}`;
+    if (rule !== undefined) {
+        if (rule !== 'keep' && cls.isKey)
+            return { kind: 'refused', error: `${key} is part of a primary or foreign key; only keep is allowed there (rewriting it would break references)` };
+        try {
+            return { kind: 'ruled', expression: (0, anonymize_1.ruleExpression)(rule, c, `columns ${key}`, ctx.req.secrets), ruleText: (0, anonymize_1.describeRule)(rule) };
+        }
+        catch (e) {
+            if (e instanceof anonymize_1.RuleError)
+                return { kind: 'refused', error: e.message };
+            throw e;
+        }
+    }
+    // Declared public: kept as it is, the declaration stands for the rule.
+    if (declaredPublic)
+        return { kind: 'ruled', expression: kept, ruleText: 'keep' };
+    if (sensitive)
+        return { kind: 'ruled', expression: kept, uncovered: ownName ? `${key} (matches "${sensitive}")` : `${key} (its table's name matches "${sensitive}")` };
+    // Fail closed: free text (names, bios, comments, JSON) is kept only when the config says so.
+    if (!cls.isKey && (0, anonymize_1.needsRule)(c))
+        return { kind: 'ruled', expression: kept, uncovered: `${key} (${c.baseType})` };
+    return { kind: 'ruled', expression: kept };
+}
+/**
+ * The column's value as its references leave it: nulled by policy, repointed at a placeholder on a
+ * row brought for structure, cleared by a reference without a foreign key; with a note per rewrite
+ * for the report.
+ */
+function referenceRewrites(ctx, table, outgoing, c, rule, value) {
+    const id = table.id;
+    const kept = rule === undefined || rule === 'keep';
+    const notes = [];
+    let expression = value;
+    // A reference nulled by policy when its target row is not in the sample.
+    const nulling = nullingKey(outgoing, c.name);
+    if (nulling && kept) {
+        // An owner cleared on a row that came along through another key is counted as the row is
+        // written (a leaf has no member table to count it from afterwards).
+        const m = ctx.mode.get(id);
+        const counted = !ctx.keyed.has(id) && c.name === nulling.fk.columns[0] && clearableKeys(m, outgoing).includes(nulling);
+        expression = nulledValue(nulling, ctx.temps.get(nulling.fk.refTable) ?? '', expression, counted ? clearedCounter(id, nulling) : undefined);
+        notes.push(`fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`);
+    }
+    // On a row that came along for structure, a key whose owner is outside the sample points at the placeholder.
+    const repointing = outgoing.find((p) => p.placeholder && p.fk.columns[0] === c.name);
+    if (repointing?.placeholder && kept) {
+        expression = placeholderValue(repointing, ctx.temps.get(id) ?? '', ctx.temps.get(repointing.fk.refTable) ?? '', table, expression);
+        notes.push(`placeholder ${repointing.placeholder.table} ${repointing.placeholder.key} on rows brought for structure`);
+    }
+    // A column cleared when a reference without a foreign key finds a parent outside the sample.
+    const clearing = clearingReferences(ctx.references, id, c.name);
+    expression = referenceCleared(clearing, (t) => ctx.temps.get(t), expression);
+    for (const r of clearing)
+        notes.push(`reference ${r.policy === 'include' ? 'include (cleared if not kept)' : 'null'}`);
+    return { expression, notes };
+}
+/** Refuses a plan with a rule that cannot apply, or a copied text column without a rule. */
+function refuseUncoveredColumns(outcomes) {
+    const ruleErrors = outcomes.flatMap((o) => o.ruleErrors);
+    const uncovered = outcomes.flatMap((o) => o.uncovered);
     if (ruleErrors.length)
         fail(ruleErrors.join('; '));
     if (uncovered.length) {
         fail(`refusing to start: ${uncovered.length} copied text column${uncovered.length > 1 ? 's have' : ' has'} no rule: ${uncovered.join(', ')}. ` +
             "Add a rule for each under sample.columns (null, rehash, fake-email, fake-name, dev-password, {sql: ...}) or keep if it holds nothing personal; resample with init: true writes a starter section from production's catalog.");
     }
-    if (settings.filter && /;/.test(settings.filter.replace(/'[^']*'/g, '')))
-        fail('filter must be one SQL condition, without ";"');
-    return { root: root.id, fraction: req.fraction, seed: req.seed, tables, fks: fkPlans, references: refPlans, probes, warnings, settings, placeholders };
 }
 /** Policies that bring the named parent along: as a member (include), or for structure only. */
 function bringsParent(policy) {
@@ -63294,135 +64572,173 @@ function tempOf(plan, id) {
  * only temporary tables are written.
  */
 function membershipProgram(plan) {
-    const keyed = plan.tables.filter((t) => t.keyed);
-    const lines = [];
-    const add = (sql) => {
-        lines.push(`  ${sql}`);
-        lines.push('  GET DIAGNOSTICS ts_n = ROW_COUNT; ts_total := ts_total + ts_n;');
-    };
-    const cols = (tp, alias) => tp.memberColumns.map((c) => `${alias}.${(0, sql_1.ident)(c)}`).join(', ');
-    const into = (tp) => `pg_temp.${tp.temp} (${tp.memberColumns.map(sql_1.ident).join(', ')}, ts_keep)`;
-    const rootPlan = tableById(plan, plan.root);
-    const includes = plan.fks.filter((p) => p.policy === 'include' && p.target === 'members');
-    // Structural rows include nothing: their owners stay outside the sample.
-    const members = (src) => (src.structural ? ' WHERE NOT s.ts_struct' : '');
-    // An include makes a row a member, even one that came for structure before.
-    const upgrade = (dst) => dst.structural
-        ? `DO UPDATE SET ts_keep = true, ts_struct = false WHERE NOT pg_temp.${dst.temp}.ts_keep OR pg_temp.${dst.temp}.ts_struct`
-        : `DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
-    const structures = plan.fks.filter((p) => p.policy === 'structure' && p.target === 'members');
-    const virtualStructures = plan.references.filter((r) => r.policy === 'structure' && r.target === 'members');
-    const anyStructure = structures.length + virtualStructures.length > 0;
-    lines.push(`DECLARE ts_n bigint; ts_total bigint; ts_round int := 0;${anyStructure ? ' ts_added bigint;' : ''}`);
-    lines.push('BEGIN');
-    // A placeholder's key must be no real row's, or dev could not tell the two apart.
-    for (const ph of plan.placeholders) {
+    const anyStructure = structureKeys(plan).length + structureReferences(plan).length > 0;
+    const lines = [
+        `DECLARE ts_n bigint; ts_total bigint; ts_round int := 0;${anyStructure ? ' ts_added bigint;' : ''}`,
+        'BEGIN',
+        ...placeholderGuards(plan),
+        seedRoot(plan),
+        // Grow and prune the sample; then bring the ancestors of what survived for structure, and again
+        // until they bring nothing new (rows they own come along and are pruned like any other).
+        ...(anyStructure ? ['  LOOP'] : []),
+        ...growLoop(plan),
+        // Before the parents named for structure are in, a structure reference is not checked (the
+        // parent may still come).
+        ...pruneLoop(plan, !anyStructure),
+        ...(anyStructure
+            ? [
+                ...structureLoop(plan),
+                '  EXIT WHEN ts_added = 0;',
+                '  END LOOP;',
+                // Now every parent that could come for structure is in: a row naming one that could not is left out.
+                ...pruneLoop(plan, true),
+            ]
+            : []),
+        'END',
+    ];
+    return doBlock(lines.join('\n'));
+}
+/** A statement of the program, and the count of the rows it changed added to ts_total. */
+function counted(sql) {
+    return [`  ${sql}`, '  GET DIAGNOSTICS ts_n = ROW_COUNT; ts_total := ts_total + ts_n;'];
+}
+function memberColumnsOf(tp, alias) {
+    return tp.memberColumns.map((c) => `${alias}.${(0, sql_1.ident)(c)}`).join(', ');
+}
+function memberTarget(tp) {
+    return `pg_temp.${tp.temp} (${tp.memberColumns.map(sql_1.ident).join(', ')}, ts_keep)`;
+}
+function structureKeys(plan) {
+    return plan.fks.filter((p) => p.policy === 'structure' && p.target === 'members');
+}
+function structureReferences(plan) {
+    return plan.references.filter((r) => r.policy === 'structure' && r.target === 'members');
+}
+/** A placeholder's key must be no real row's, or dev could not tell the two apart. */
+function placeholderGuards(plan) {
+    return plan.placeholders.map((ph) => {
         const tp = tableById(plan, ph.table);
-        lines.push(`  IF EXISTS (SELECT 1 FROM ${from(tp.table)} t WHERE t.${(0, sql_1.ident)(ph.keyColumn)} = ${ph.key}) THEN RAISE EXCEPTION '%', ${(0, sql_1.literal)(`sample.placeholders.${tp.table.name}: production has a row with key ${ph.keyText}; pick a key production does not use`)}; END IF;`);
-    }
-    lines.push(`  INSERT INTO ${into(rootPlan)} SELECT ${cols(rootPlan, 't')}, true FROM ${from(rootPlan.table)} t WHERE ${rootCondition(plan)} ON CONFLICT DO NOTHING;`);
-    // Grow and prune the sample; then bring the ancestors of what survived for structure, and again
-    // until they bring nothing new (rows they own come along and are pruned like any other).
-    if (anyStructure)
-        lines.push('  LOOP');
-    lines.push('  LOOP');
-    lines.push('  ts_total := 0; ts_round := ts_round + 1;');
-    for (const tp of keyed) {
-        if (tp.mode !== 'owned')
-            continue;
-        const owning = tp.outgoing.filter((p) => p.owning).map((p) => matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
-        add(`INSERT INTO ${into(tp)} SELECT ${cols(tp, 't')}, false FROM ${from(tp.table)} t WHERE ${owning.join(' OR ')} ON CONFLICT DO NOTHING;`);
-    }
-    for (const p of includes) {
-        const src = tableById(plan, p.fk.table);
-        const dst = tableById(plan, p.fk.refTable);
-        const pk = dst.table.primaryKey;
-        add(`INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE ${(0, sql_1.tuple)('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} s${members(src)}) ` +
-            `ON CONFLICT (${pk.map(sql_1.ident).join(', ')}) ${upgrade(dst)};`);
-    }
+        return `  IF EXISTS (SELECT 1 FROM ${from(tp.table)} t WHERE t.${(0, sql_1.ident)(ph.keyColumn)} = ${ph.key}) THEN RAISE EXCEPTION '%', ${(0, sql_1.literal)(`sample.placeholders.${tp.table.name}: production has a row with key ${ph.keyText}; pick a key production does not use`)}; END IF;`;
+    });
+}
+function seedRoot(plan) {
+    const rootPlan = tableById(plan, plan.root);
+    return `  INSERT INTO ${memberTarget(rootPlan)} SELECT ${memberColumnsOf(rootPlan, 't')}, true FROM ${from(rootPlan.table)} t WHERE ${rootCondition(plan)} ON CONFLICT DO NOTHING;`;
+}
+/** One round after another, owned rows follow their owners and included parents come, until nothing changes. */
+function growLoop(plan) {
+    const includes = plan.fks.filter((p) => p.policy === 'include' && p.target === 'members');
     // Parents named by references without a foreign key: an included row's own parents follow in the next round.
     const virtualIncludes = plan.references.filter((r) => r.policy === 'include' && r.target === 'members');
-    for (const r of virtualIncludes) {
-        const src = tableById(plan, r.table);
-        const dst = tableById(plan, r.refTable);
-        const srcPk = src.table.primaryKey;
-        const pk = dst.table.primaryKey;
-        add(`INSERT INTO ${into(dst)} SELECT ${cols(dst, 't')}, true FROM ${from(dst.table)} t WHERE t.${(0, sql_1.ident)(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
-            `WHERE ${(0, sql_1.tuple)('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} m${src.structural ? ' WHERE NOT m.ts_struct' : ''})) ` +
-            `ON CONFLICT (${pk.map(sql_1.ident).join(', ')}) ${upgrade(dst)};`);
+    return [
+        '  LOOP',
+        '  ts_total := 0; ts_round := ts_round + 1;',
+        ...plan.tables.filter((tp) => tp.keyed && tp.mode === 'owned').flatMap((tp) => counted(ownedRows(plan, tp))),
+        ...includes.flatMap((p) => counted(includedByKey(plan, p))),
+        ...virtualIncludes.flatMap((r) => counted(includedByReference(plan, r))),
+        `  EXIT WHEN ts_total = 0${includes.length || virtualIncludes.length ? '' : ' OR true'};`,
+        '  END LOOP;',
+    ];
+}
+function ownedRows(plan, tp) {
+    const owning = tp.outgoing.filter((p) => p.owning).map((p) => matchIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
+    return `INSERT INTO ${memberTarget(tp)} SELECT ${memberColumnsOf(tp, 't')}, false FROM ${from(tp.table)} t WHERE ${owning.join(' OR ')} ON CONFLICT DO NOTHING;`;
+}
+/** Structural rows include nothing: their owners stay outside the sample. */
+function membersOnly(src, alias) {
+    return src.structural ? ` WHERE NOT ${alias}.ts_struct` : '';
+}
+/** An include makes a row a member, even one that came for structure before. */
+function includeConflict(dst) {
+    const upgrade = dst.structural
+        ? `DO UPDATE SET ts_keep = true, ts_struct = false WHERE NOT pg_temp.${dst.temp}.ts_keep OR pg_temp.${dst.temp}.ts_struct`
+        : `DO UPDATE SET ts_keep = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
+    return `ON CONFLICT (${dst.table.primaryKey.map(sql_1.ident).join(', ')}) ${upgrade}`;
+}
+function includedByKey(plan, p) {
+    const src = tableById(plan, p.fk.table);
+    const dst = tableById(plan, p.fk.refTable);
+    return (`INSERT INTO ${memberTarget(dst)} SELECT ${memberColumnsOf(dst, 't')}, true FROM ${from(dst.table)} t WHERE ${(0, sql_1.tuple)('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} s${membersOnly(src, 's')}) ` +
+        `${includeConflict(dst)};`);
+}
+function includedByReference(plan, r) {
+    const src = tableById(plan, r.table);
+    const dst = tableById(plan, r.refTable);
+    const srcPk = src.table.primaryKey;
+    return (`INSERT INTO ${memberTarget(dst)} SELECT ${memberColumnsOf(dst, 't')}, true FROM ${from(dst.table)} t WHERE t.${(0, sql_1.ident)(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
+        `WHERE ${(0, sql_1.tuple)('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} m${membersOnly(src, 'm')})) ` +
+        `${includeConflict(dst)};`);
+}
+/** Prunes rows whose strict references dangle, until nothing changes; structure references only `withStructure`. */
+function pruneLoop(plan, withStructure) {
+    return [
+        '  LOOP',
+        '  ts_total := 0;',
+        ...plan.tables.filter((t) => t.keyed).flatMap((tp) => pruneTable(plan, tp, withStructure)),
+        '  EXIT WHEN ts_total = 0;',
+        '  END LOOP;',
+    ];
+}
+function pruneTable(plan, tp, withStructure) {
+    const pk = tp.table.primaryKey;
+    const lines = [];
+    for (const r of plan.references) {
+        if (r.table !== tp.table.id || !r.strict || (r.policy === 'structure' && !withStructure))
+            continue;
+        lines.push(...counted(`DELETE FROM pg_temp.${tp.temp} m WHERE ${(0, sql_1.tuple)('m', pk)} IN (SELECT ${pk.map((c) => `t.${(0, sql_1.ident)(c)}`).join(', ')} FROM ${from(tp.table)} t ` +
+            `WHERE ${(0, sql_1.tuple)('t', pk)} IN (SELECT ${pk.map((c) => `x.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${tp.temp} x) AND NOT ${parentsPresent(r, tempOf(plan, r.refTable))});`));
     }
-    lines.push(`  EXIT WHEN ts_total = 0${includes.length || virtualIncludes.length ? '' : ' OR true'};`);
-    lines.push('  END LOOP;');
-    // Prunes rows whose strict references dangle, until nothing changes. Before the parents named for
-    // structure are in, a structure reference is not checked (the parent may still come).
-    const prune = (withStructure) => {
-        lines.push('  LOOP');
-        lines.push('  ts_total := 0;');
-        for (const tp of keyed) {
-            const pk = tp.table.primaryKey;
-            for (const r of plan.references) {
-                if (r.table !== tp.table.id || !r.strict || (r.policy === 'structure' && !withStructure))
-                    continue;
-                add(`DELETE FROM pg_temp.${tp.temp} m WHERE ${(0, sql_1.tuple)('m', pk)} IN (SELECT ${pk.map((c) => `t.${(0, sql_1.ident)(c)}`).join(', ')} FROM ${from(tp.table)} t ` +
-                    `WHERE ${(0, sql_1.tuple)('t', pk)} IN (SELECT ${pk.map((c) => `x.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${tp.temp} x) AND NOT ${parentsPresent(r, tempOf(plan, r.refTable))});`);
-            }
-            for (const p of tp.outgoing) {
-                if (!p.strict || p.target === 'all' || (p.policy === 'structure' && !withStructure))
-                    continue;
-                // A row that came for structure keeps a key the placeholder stands in for.
-                const repointed = p.placeholder ? ' AND NOT t.ts_struct' : '';
-                if (p.target === 'none')
-                    add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)};`);
-                else
-                    add(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)} AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}${repointed};`);
-            }
-            if (tp.mode === 'owned') {
-                const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
-                add(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`);
-            }
-            // Members whose nulled references would break a CHECK: gone before anything looks them up.
-            for (const g of checkGuards(plan, tp)) {
-                add(`DELETE FROM pg_temp.${tp.temp} m USING ${from(tp.table)} t WHERE ${pk.map((c) => `m.${(0, sql_1.ident)(c)} = t.${(0, sql_1.ident)(c)}`).join(' AND ')} AND NOT ${g.guard};`);
-                lines.push(`  IF ts_n > 0 THEN INSERT INTO pg_temp.${exports.CHECK_DROPS_TABLE} VALUES (${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(g.name)}, ts_n); END IF;`);
-            }
-        }
-        lines.push('  EXIT WHEN ts_total = 0;');
-        lines.push('  END LOOP;');
-    };
-    prune(!anyStructure);
-    if (!anyStructure) {
-        lines.push('END');
-        return doBlock(lines.join('\n'));
+    for (const p of tp.outgoing) {
+        if (!p.strict || p.target === 'all' || (p.policy === 'structure' && !withStructure))
+            continue;
+        // A row that came for structure keeps a key the placeholder stands in for.
+        const repointed = p.placeholder ? ' AND NOT t.ts_struct' : '';
+        const dangling = p.target === 'none' ? '' : ` AND NOT ${existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns)}${repointed}`;
+        lines.push(...counted(`DELETE FROM pg_temp.${tp.temp} t WHERE ${allNotNull('t', p.fk.columns)}${dangling};`));
     }
-    // Parents named for structure by the rows that survived (an owned row about to be pruned names none),
-    // kept whatever their owners; a row already owned but not kept becomes one of them.
-    lines.push('  ts_added := 0;');
-    lines.push('  LOOP');
-    lines.push('  ts_total := 0;');
-    const structureConflict = (dst) => `ON CONFLICT (${dst.table.primaryKey.map(sql_1.ident).join(', ')}) DO UPDATE SET ts_keep = true, ts_struct = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
-    for (const p of structures) {
-        const src = tableById(plan, p.fk.table);
-        const dst = tableById(plan, p.fk.refTable);
-        add(`INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(sql_1.ident).join(', ')}, ts_keep, ts_struct) SELECT ${cols(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
-            `WHERE ${(0, sql_1.tuple)('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} s)${structureReady(plan, dst)} ${structureConflict(dst)};`);
+    if (tp.mode === 'owned') {
+        const owning = tp.outgoing.filter((p) => p.owning).map((p) => existsIn('t', p.fk.columns, tableById(plan, p.fk.refTable).temp, p.fk.refColumns));
+        lines.push(...counted(`DELETE FROM pg_temp.${tp.temp} t WHERE NOT t.ts_keep AND NOT (${owning.join(' OR ')});`));
     }
-    for (const r of virtualStructures) {
-        const src = tableById(plan, r.table);
-        const dst = tableById(plan, r.refTable);
-        const srcPk = src.table.primaryKey;
-        add(`INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(sql_1.ident).join(', ')}, ts_keep, ts_struct) SELECT ${cols(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
-            `WHERE t.${(0, sql_1.ident)(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
-            `WHERE ${(0, sql_1.tuple)('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} m))${structureReady(plan, dst)} ${structureConflict(dst)};`);
+    // Members whose nulled references would break a CHECK: gone before anything looks them up.
+    for (const g of checkGuards(plan, tp)) {
+        lines.push(...counted(`DELETE FROM pg_temp.${tp.temp} m USING ${from(tp.table)} t WHERE ${pk.map((c) => `m.${(0, sql_1.ident)(c)} = t.${(0, sql_1.ident)(c)}`).join(' AND ')} AND NOT ${g.guard};`), `  IF ts_n > 0 THEN INSERT INTO pg_temp.${exports.CHECK_DROPS_TABLE} VALUES (${(0, sql_1.literal)(tp.table.id)}, ${(0, sql_1.literal)(g.name)}, ts_n); END IF;`);
     }
-    lines.push('  ts_added := ts_added + ts_total;');
-    lines.push('  EXIT WHEN ts_total = 0;');
-    lines.push('  END LOOP;');
-    lines.push('  EXIT WHEN ts_added = 0;');
-    lines.push('  END LOOP;');
-    // Now every parent that could come for structure is in: a row naming one that could not is left out.
-    prune(true);
-    lines.push('END');
-    return doBlock(lines.join('\n'));
+    return lines;
+}
+/**
+ * Parents named for structure by the rows that survived (an owned row about to be pruned names
+ * none), kept whatever their owners; a row already owned but not kept becomes one of them. Again
+ * until they bring nothing new.
+ */
+function structureLoop(plan) {
+    return [
+        '  ts_added := 0;',
+        '  LOOP',
+        '  ts_total := 0;',
+        ...structureKeys(plan).flatMap((p) => counted(structureByKey(plan, p))),
+        ...structureReferences(plan).flatMap((r) => counted(structureByReference(plan, r))),
+        '  ts_added := ts_added + ts_total;',
+        '  EXIT WHEN ts_total = 0;',
+        '  END LOOP;',
+    ];
+}
+function structureConflict(dst) {
+    return `ON CONFLICT (${dst.table.primaryKey.map(sql_1.ident).join(', ')}) DO UPDATE SET ts_keep = true, ts_struct = true WHERE NOT pg_temp.${dst.temp}.ts_keep`;
+}
+function structureByKey(plan, p) {
+    const src = tableById(plan, p.fk.table);
+    const dst = tableById(plan, p.fk.refTable);
+    return (`INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(sql_1.ident).join(', ')}, ts_keep, ts_struct) SELECT ${memberColumnsOf(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
+        `WHERE ${(0, sql_1.tuple)('t', p.fk.refColumns)} IN (SELECT ${p.fk.columns.map((c) => `s.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} s)${structureReady(plan, dst)} ${structureConflict(dst)};`);
+}
+function structureByReference(plan, r) {
+    const src = tableById(plan, r.table);
+    const dst = tableById(plan, r.refTable);
+    const srcPk = src.table.primaryKey;
+    return (`INSERT INTO pg_temp.${dst.temp} (${dst.memberColumns.map(sql_1.ident).join(', ')}, ts_keep, ts_struct) SELECT ${memberColumnsOf(dst, 't')}, true, true FROM ${from(dst.table)} t ` +
+        `WHERE t.${(0, sql_1.ident)(r.refColumn)} IN (SELECT ts_k.v FROM ${from(src.table)} s, ${parentKeys(r)} ` +
+        `WHERE ${(0, sql_1.tuple)('s', srcPk)} IN (SELECT ${srcPk.map((c) => `m.${(0, sql_1.ident)(c)}`).join(', ')} FROM pg_temp.${src.temp} m))${structureReady(plan, dst)} ${structureConflict(dst)};`);
 }
 function doBlock(body) {
     const tag = (0, sql_1.dollarTag)(body);
@@ -63664,7 +64980,7 @@ const catalog_1 = __nccwpck_require__(5876);
 exports.READER_CONNECTION_LIMIT = 4;
 /** The SQL that makes the role, for the log and for a refusal's one line. */
 function createReaderSql(role, database) {
-    // sample.reader-role is a plain lower-case name (settings.ts): written as it is, so the line reads as typed.
+    // sample.reader-role is a plain lower-case name (src/config/sample.ts): written as it is, so the line reads as typed.
     const name = /^[a-z_][a-z0-9_]*$/.test(role) ? role : (0, sql_1.ident)(role);
     return (`CREATE ROLE ${name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
         `CONNECTION LIMIT ${exports.READER_CONNECTION_LIMIT} IN ROLE pg_read_all_data; ALTER ROLE ${name} SET default_transaction_read_only = on; ` +
@@ -63826,33 +65142,6 @@ function planLines(r) {
         lines.push(`  ${f.table}(${f.columns.join(', ')}) → ${f.refTable}: ${f.policy}${f.source === 'config' ? ' (config)' : ''}`);
     return lines;
 }
-
-
-/***/ }),
-
-/***/ 5031:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.representativenessSchema = void 0;
-/** `sample.representativeness`: how far from the target a table's copied fraction may be before the run warns (representativeness.ts). */
-const zod_1 = __nccwpck_require__(924);
-exports.representativenessSchema = zod_1.z
-    .object({
-    /** A table whose copied fraction, divided by the target, falls outside [low, high] is a warning. */
-    bounds: zod_1.z
-        .tuple([zod_1.z.number().positive(), zod_1.z.number().positive()])
-        .refine(([low, high]) => low <= 1 && high >= 1, 'must be [low, high] with low at most 1 and high at least 1, such as [0.5, 2]')
-        .default([0.5, 2]),
-    /** Tables expected to receive fewer rows than this (target × production's rows) are shown but not judged: chance alone moves them. */
-    'min-expected-rows': zod_1.z.number().int().min(0).default(30),
-    /** Foreign keys (those with the most child rows in production) whose children per parent are compared. */
-    'busiest-keys': zod_1.z.number().int().min(0).max(20).default(5),
-})
-    .strict()
-    .default({});
 
 
 /***/ }),
@@ -64049,627 +65338,44 @@ function representativenessSection(s, r) {
 
 /***/ }),
 
-/***/ 813:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.vaultSyncSchema = exports.sampleSchema = exports.DEFAULT_SENSITIVE_NAMES = exports.placeholderSchema = exports.referenceSchema = exports.foreignKeySettingSchema = exports.foreignKeyPolicySchema = exports.columnRuleSchema = void 0;
-/**
- * The `sample` and `vault-sync` config sections: what the nightly resample copies from production
- * into dev, how each sensitive column is rewritten, and which vault files follow the rows.
- */
-const zod_1 = __nccwpck_require__(924);
-const sql_guard_1 = __nccwpck_require__(6687);
-const representativeness_settings_1 = __nccwpck_require__(5031);
-/** `users` or `schema.users`: an unquoted PostgreSQL table name. */
-const tableName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'must be a table name such as users or public.users');
-/** `users.email` or `public.users.email`. */
-const columnRef = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/, 'must name a column as table.column or schema.table.column');
-/** `comments(author_id)`, `public.follows(a_id,b_id)` or a constraint name. */
-const foreignKeyRef = zod_1.z
-    .string()
-    .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*(\(\s*[A-Za-z_][A-Za-z0-9_$]*(\s*,\s*[A-Za-z_][A-Za-z0-9_$]*)*\s*\))?$/, 'must be table(column, ...) or a constraint name');
-const WRITE = {
-    expression: 'one SQL expression over the row (columns, constants, operators, casts, CASE and read-only functions)',
-    query: "one SELECT over dev's tables",
-    statement: 'one UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW',
-};
-/** SQL text from the config, parsed by PostgreSQL's parser and refused in one line unless every node is allowed (sql-guard.ts). */
-function sqlFragment(kind, max = 2000) {
-    return zod_1.z
-        .string()
-        .min(1)
-        .max(max)
-        .superRefine((text, ctx) => {
-        const problem = (0, sql_guard_1.fragmentProblem)(text, kind);
-        if (problem)
-            ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write ${WRITE[kind]}` });
-    });
-}
-/**
- * What happens to a column's value on its way out of production. YAML's bare `null` means the
- * `null` rule. `keep` copies the value as it is (the column holds nothing personal, e.g. a storage
- * key); `rehash`, `fake-email` and `fake-name` are derived from a keyed hash of the value (the key
- * comes from the seed): the same value gives the same masked value in every table and every run
- * with that seed, and different values stay different, so unique columns stay unique. `rehash` is
- * 32 hex digits (an address in fd00::/8 for inet columns), `fake-email` an address at
- * example.invalid, `fake-name` an invented first and last name (with a hash suffix on a unique
- * column). `dev-password` is one hash of the dev password input; `sql` is one expression over the
- * row's columns, evaluated in production (parsed by PostgreSQL's parser and walked against an
- * allowlist in sql-guard.ts: columns, constants, operators, allowed casts and read-only functions).
- */
-exports.columnRuleSchema = zod_1.z.union([
-    zod_1.z.null().transform(() => 'null'),
-    zod_1.z.enum(['keep', 'null', 'rehash', 'fake-email', 'fake-name', 'dev-password']),
-    zod_1.z.object({ sql: sqlFragment('expression') }).strict(),
-]);
-/**
- * `structure` sits between `drop` and `include`: the parent comes along for the shape of the data
- * (an ancestor comment of a sampled reply) but is no member of the sample: its keys to owners
- * outside the sample point at the owner table's placeholder row (sample.placeholders), or are
- * nulled where nullable, and nothing else of those owners follows. A row whose parent cannot come
- * is left out, never copied with the reference cleared.
- */
-exports.foreignKeyPolicySchema = zod_1.z.union([zod_1.z.null().transform(() => 'null'), zod_1.z.enum(['include', 'structure', 'null', 'drop'])]);
-/**
- * A foreign key's entry: its policy alone, or `{policy, owns}`. `owns: false`: rows of the table do
- * not come along through this key (a player's current post does not make the player part of the
- * sample); only its owning keys bring them. The policy still resolves the reference.
- */
-exports.foreignKeySettingSchema = zod_1.z.union([
-    exports.foreignKeyPolicySchema,
-    zod_1.z
-        .object({ policy: exports.foreignKeyPolicySchema.optional(), owns: zod_1.z.boolean().optional() })
-        .strict()
-        .refine((o) => o.policy !== undefined || o.owns !== undefined, 'give policy (include, structure, null or drop), owns (true or false), or both'),
-]);
-/**
- * A reference without a foreign key (a virtual reference): `keys` is one expression over the child
- * table's columns that yields the parent key, or an array of them (ids in an array column, the
- * labels of an ltree path as `string_to_array(ltree2text(path), '.')`). `to` is the parent table,
- * matched on its one-column primary key, or `table(column)`. The sample treats it as a foreign key
- * that owns nothing: `drop` (default) leaves out a child with a parent outside the sample, `include`
- * brings the parents along (an ancestor's ancestors too), `null` clears `column` instead.
- */
-exports.referenceSchema = zod_1.z
-    .object({
-    table: tableName,
-    keys: sqlFragment('expression'),
-    to: foreignKeyRef,
-    policy: zod_1.z.enum(['include', 'structure', 'null', 'drop']).default('drop'),
-    column: zod_1.z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name')
-        .optional(),
-})
-    .strict()
-    .refine((r) => r.policy !== 'null' || r.column !== undefined, {
-    message: 'policy null needs column: the column to clear when a parent is missing',
-    path: ['column'],
-})
-    .refine((r) => r.policy !== 'structure' || r.column === undefined, {
-    message: 'policy structure clears nothing (a row whose parent cannot come is left out); remove column, or use policy null',
-    path: ['column'],
-});
-/** A column name, unquoted. */
-const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
-/**
- * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
- * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
- */
-exports.placeholderSchema = zod_1.z
-    .object({
-    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
-    values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
-})
-    .strict();
-/** Name fragments that make a column count as sensitive (matched against the words of its name). */
-exports.DEFAULT_SENSITIVE_NAMES = [
-    'email',
-    'password',
-    'passwd',
-    'pwd',
-    'secret',
-    'token',
-    'key',
-    'cert',
-    'ip',
-    'phone',
-    'mobile',
-    'address',
-    'salt',
-    'private',
-    'credential',
-    'otp',
-    'totp',
-    'iban',
-    'ssn',
-    'birth',
-];
-exports.sampleSchema = zod_1.z
-    .object({
-    /** The table whose rows are sampled; everything that belongs to a sampled row comes along. */
-    root: tableName.default('users'),
-    fraction: zod_1.z.number().min(0).max(1).default(0.1),
-    /** Membership is a hash of (seed, key): the same seed picks the same rows every night. */
-    seed: zod_1.z.string().min(1).max(200).default('twinstack'),
-    /** A SQL condition over the root's columns, e.g. `banned_until IS NULL`. */
-    filter: sqlFragment('expression').optional(),
-    /** Root keys (as text) always sampled: developers' own and test accounts. */
-    include: zod_1.z.array(zod_1.z.union([zod_1.z.string().min(1).max(200), zod_1.z.number()]).transform(String)).default([]),
-    /** Tables copied whole (licenses, badge definitions, alembic_version). */
-    'reference-tables': zod_1.z.array(tableName).default([]),
-    /** Tables copied empty whatever reaches them (token tables, sessions). */
-    'empty-tables': zod_1.z.array(tableName).default([]),
-    /**
-     * Public values, declared (catalog data, enums, lookup tables): every column of these tables,
-     * and these columns, hold nothing personal. They are kept unless a rule says otherwise, never
-     * probed by the leak scan, and a probe found in them is not a leak (an actor's surname that is
-     * also a customer's).
-     */
-    'public-tables': zod_1.z.array(tableName).default([]),
-    'public-columns': zod_1.z.array(columnRef).default([]),
-    /**
-     * Per foreign key: include the referenced row, null the column, or drop the referencing row;
-     * and whether the key owns its rows (`owns: false`: rows do not come along through it).
-     */
-    'foreign-keys': zod_1.z.record(foreignKeyRef, exports.foreignKeySettingSchema).default({}),
-    /** References the schema keeps without a foreign key (ltree paths, arrays of ids), resolved like foreign keys. */
-    references: zod_1.z.array(exports.referenceSchema).max(200).default([]),
-    /** Per owner table: the placeholder row that rows brought along for structure point at (policy structure). */
-    placeholders: zod_1.z.record(tableName, exports.placeholderSchema).default({}),
-    /** Per column: keep, null, rehash, dev-password, or {sql: expression}. */
-    columns: zod_1.z.record(columnRef, exports.columnRuleSchema).default({}),
-    'sensitive-names': zod_1.z
-        .array(zod_1.z.string().regex(/^[a-z0-9]+$/, 'must be a lower-case word'))
-        .min(1)
-        .default(exports.DEFAULT_SENSITIVE_NAMES),
-    /** The format of the dev password hash, matching what the app verifies. */
-    'password-hash': zod_1.z.enum(['pbkdf2-sha256', 'django-pbkdf2-sha256', 'pgcrypto-bcrypt']).default('pbkdf2-sha256'),
-    /** Run the app's migrations on the refreshed dev database (dev may be ahead of production). */
-    migrate: zod_1.z.boolean().default(true),
-    'migrate-command': zod_1.z.array(zod_1.z.string().min(1)).min(1).default(['alembic', 'upgrade', 'head']),
-    /**
-     * The role production is read through: the server keeps it read-only (reader.ts). Created by
-     * twinstack through production's user when missing; a role that could write is refused.
-     */
-    'reader-role': zod_1.z
-        .string()
-        .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a role name of lower-case letters, digits and _')
-        .default('twinstack_reader'),
-    /** A database on dev's server to connect to while dev's own is renamed. */
-    'maintenance-database': zod_1.z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a database name')
-        .default('postgres'),
-    'leak-scan': zod_1.z
-        .object({
-        'values-per-column': zod_1.z.number().int().min(1).max(1000).default(20),
-        'min-length': zod_1.z.number().int().min(3).max(100).default(6),
-    })
-        .strict()
-        .default({}),
-    /** After the swap, wait for dev's services to be healthy and its health URL to answer. */
-    'health-check': zod_1.z.boolean().default(true),
-    /**
-     * SQL run in the staging database after the rows, constraints and sequences are in and before the
-     * swap, in order: derived data the load bypassed (counts and totals kept by triggers) made true again.
-     */
-    'after-load': zod_1.z.array(sqlFragment('statement', 8000)).max(100).default([]),
-    /** A sampled table whose copied fraction is outside bounds × fraction is a warning naming the policy responsible. */
-    representativeness: representativeness_settings_1.representativenessSchema,
-})
-    .strict()
-    .default({});
-/** Checked like any query when written in the config; the default needs no parser (a config without SQL parses before it loads). */
-const DEFAULT_VAULT_QUERY = "SELECT storage_shard || '/' || storage_key || '.' || format FROM posts";
-exports.vaultSyncSchema = zod_1.z
-    .object({
-    /** SQL on the refreshed dev database returning one relative vault path per row. */
-    query: sqlFragment('query', 4000)
-        .optional()
-        .transform((q) => q ?? DEFAULT_VAULT_QUERY),
-    /**
-     * Other files derived from each path, copied when they exist in production: `{stem}` is the
-     * path without its extension, `{path}` the whole path, `{ext}` the extension without the dot.
-     */
-    variants: zod_1.z.array(zod_1.z.string().regex(/^[A-Za-z0-9{}._/@+-]+$/, 'must be a pattern such as {stem}_upscaled.webp')).default(['{stem}_upscaled.webp']),
-    /** Remove files from the dev vault that the dev database no longer references. */
-    delete: zod_1.z.boolean().default(true),
-})
-    .strict()
-    .default({});
-
-
-/***/ }),
-
-/***/ 6687:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.fragmentProblem = fragmentProblem;
-/**
- * SQL from the config, admitted only when it is known to be harmless. The config comes from
- * whatever branch dispatched the workflow, and its SQL runs in production's snapshot (a column's
- * `sql:` rule, the sample `filter`, a reference's `keys`) or in dev (vault-sync's `query`,
- * `sample.after-load`). Each piece is parsed by PostgreSQL's own parser and its tree walked against
- * an allowlist: node types, functions, types and tables twinstack knows to be read-only and local.
- * Anything else is refused, in one line that names the node and where it stands. Names are compared
- * as the parser resolved them, so quoting (`"pg_read_file"`), Unicode escapes (`U&"lo\005fimport"`)
- * and schema qualification (`pg_catalog.lo_export`) change nothing.
- *
- * The text is also pasted into psql scripts, so psql's own syntax is refused around it: backslash
- * commands, `:variables`, control characters, and a trailing comment that would swallow what
- * twinstack writes after the fragment.
- */
-const pg_parser_1 = __nccwpck_require__(9073);
-/** Functions without side effects outside the expression: text, numbers, dates, hashing, JSON, arrays. */
-const SCALAR_FUNCTIONS = new Set(
-// text
-('lower upper initcap length char_length character_length octet_length bit_length substr substring left right lpad rpad ' +
-    'ltrim rtrim btrim trim replace translate concat concat_ws format split_part strpos position overlay repeat reverse ' +
-    'starts_with ascii chr to_hex quote_ident quote_literal quote_nullable regexp_replace regexp_match regexp_like ' +
-    'regexp_count regexp_instr regexp_substr regexp_split_to_array similar_to_escape like_escape textcat normalize ' +
-    'unistr string_to_array array_to_string md5 sha224 sha256 sha384 sha512 encode decode convert_to convert_from ' +
-    'hashtext hashtextextended uuid_in text ' +
-    // numbers
-    'abs ceil ceiling floor round trunc mod div power pow sqrt cbrt exp ln log log10 sign width_bucket greatest least ' +
-    'gcd lcm factorial scale min_scale trim_scale random ' +
-    // dates and times
-    'now current_date current_time current_timestamp localtime localtimestamp clock_timestamp statement_timestamp ' +
-    'transaction_timestamp date_trunc date_part date_bin extract make_date make_time make_timestamp make_timestamptz ' +
-    'make_interval age justify_days justify_hours justify_interval to_char to_date to_timestamp to_number timezone ' +
-    'isfinite overlaps ' +
-    // JSON
-    'to_json to_jsonb json_build_object jsonb_build_object json_build_array jsonb_build_array json_object jsonb_object ' +
-    'jsonb_set jsonb_set_lax jsonb_insert jsonb_strip_nulls json_strip_nulls jsonb_extract_path jsonb_extract_path_text ' +
-    'json_extract_path json_extract_path_text jsonb_typeof json_typeof jsonb_array_length json_array_length ' +
-    'jsonb_pretty row_to_json array_to_json ' +
-    // arrays
-    'array_length array_lower array_upper array_ndims array_dims cardinality array_position array_positions ' +
-    'array_remove array_replace array_append array_prepend array_cat array_fill trim_array ' +
-    // network addresses
-    'host hostmask masklen netmask network set_masklen family abbrev broadcast inet_same_family inet_merge ' +
-    // uuid and hashing extensions twinstack's users have (pgcrypto, uuid-ossp): their calls fail where not installed
-    'gen_random_uuid uuid_generate_v4 digest hmac crypt gen_salt ' +
-    // ltree (thread-shaped data: a reply tree's path)
-    'ltree2text text2ltree subpath subltree nlevel index lca').split(' '));
-/** Aggregates: allowed where rows are grouped (vault-sync's query, after-load), never in a row's expression. */
-const AGGREGATES = new Set('count sum min max avg string_agg array_agg bool_and bool_or every jsonb_agg json_agg jsonb_object_agg json_object_agg'.split(' '));
-/** Types a value may be cast to: casts to reg* types, or to a type with an input function of the app's own, are refused. */
-const CAST_TYPES = new Set(('text varchar bpchar char name int2 int4 int8 smallint integer int bigint numeric decimal float4 float8 real ' +
-    'bool boolean date time timetz timestamp timestamptz interval uuid json jsonb inet cidr macaddr bytea bit varbit ' +
-    'ltree citext').split(' '));
-/** Schemas whose tables a query may never read, and a qualifier no function or type may carry but pg_catalog. */
-const CATALOG_SCHEMAS = new Set(['pg_catalog', 'information_schema', 'pg_toast']);
-class Refusal extends Error {
-}
-function where(node, w) {
-    const loc = typeof node.location === 'number' && node.location >= 0 ? node.location - w.offset : undefined;
-    return loc !== undefined && loc >= 0 ? ` at character ${loc + 1}` : '';
-}
-/** Stops the walk: `what` the node is, where it stands, and why it is refused (when not obvious). */
-function refuse(what, node, w, why) {
-    throw new Refusal(`${what}${where(node, w)}${why ? `, ${why}` : ''}`);
-}
-/** The names of a node list of String nodes (`funcname`, `names`, `fields`), as the parser resolved them. */
-function names(list) {
-    return (Array.isArray(list) ? list : []).map((n) => {
-        const s = n.String;
-        return s?.sval ?? '*';
-    });
-}
-function each(list, w) {
-    if (Array.isArray(list))
-        for (const item of list)
-            node(item, w);
-}
-/** One parse-tree node: its single key is its type. */
-function node(n, w) {
-    if (!n)
-        return;
-    const [type] = Object.keys(n);
-    if (type === undefined)
-        return; // an empty node (a plain DISTINCT's marker)
-    const v = n[type];
-    const grouped = w.kind !== 'expression';
-    switch (type) {
-        case 'A_Const':
-        case 'SQLValueFunction':
-        case 'String':
-        case 'Integer':
-        case 'Float':
-        case 'Boolean':
-            return;
-        case 'ColumnRef': {
-            const fields = names(v.fields);
-            if (fields.includes('*') && !grouped)
-                refuse('a * in a row expression', v, w);
-            if (fields.length > 3)
-                refuse(`the name ${fields.join('.')}`, v, w);
-            return;
-        }
-        case 'TypeCast':
-            node(v.arg, w);
-            return typeName(v.typeName, w);
-        case 'A_Expr': {
-            const op = names(v.name);
-            if (op.length > 1 && op[0] !== 'pg_catalog')
-                refuse(`the operator OPERATOR(${op.join('.')})`, v, w);
-            node(v.lexpr, w);
-            return node(v.rexpr, w);
-        }
-        case 'List':
-            return each(v.items, w);
-        case 'BoolExpr':
-        case 'CoalesceExpr':
-        case 'MinMaxExpr':
-        case 'RowExpr':
-        case 'A_ArrayExpr':
-            return each(v.args ?? v.elements, w);
-        case 'NullTest':
-        case 'BooleanTest':
-        case 'CollateClause':
-            return node(v.arg, w);
-        case 'CaseExpr':
-            node(v.arg, w);
-            each(v.args, w);
-            return node(v.defresult, w);
-        case 'CaseWhen':
-            node(v.expr, w);
-            return node(v.result, w);
-        case 'A_Indirection':
-            node(v.arg, w);
-            for (const i of v.indirection ?? []) {
-                if ('A_Star' in i)
-                    refuse('a .* selection', v, w);
-                if ('A_Indices' in i) {
-                    const ix = i.A_Indices;
-                    node(ix.lidx, w);
-                    node(ix.uidx, w);
-                }
-            }
-            return;
-        case 'FuncCall':
-            return funcCall(v, w);
-        case 'NamedArgExpr':
-            return node(v.arg, w);
-        case 'SubLink':
-            if (!grouped)
-                refuse('a subquery', v, w, 'and an expression here reads one row only');
-            node(v.testexpr, w);
-            return select(v.subselect, w);
-        case 'SortBy':
-            return node(v.node, w);
-        case 'ResTarget':
-            each(v.indirection, w);
-            return node(v.val, w);
-        case 'SetToDefault':
-            if (w.kind !== 'statement')
-                refuse('DEFAULT', v, w);
-            return;
-        case 'SelectStmt':
-            if (!grouped)
-                refuse('a SELECT', v, w);
-            return select(n, w);
-        default:
-            return refuse(`a ${type} node`, v, w, 'which is not one of the expressions twinstack allows');
-    }
-}
-function typeName(t, w) {
-    const parts = names(t.names);
-    const name = parts[parts.length - 1];
-    if ((parts.length === 2 && parts[0] !== 'pg_catalog') || parts.length > 2 || !CAST_TYPES.has(name))
-        refuse(`a cast to ${parts.join('.')}`, t, w, 'and only text, numbers, dates, json, uuid, inet, bytea and ltree (and their arrays) are allowed');
-    each(t.typmods, w);
-}
-function funcCall(v, w) {
-    const parts = names(v.funcname);
-    const name = parts[parts.length - 1];
-    const qualified = parts.join('.');
-    if (parts.length > 2 || (parts.length === 2 && parts[0] !== 'pg_catalog'))
-        refuse(`a call of ${qualified}()`, v, w, 'and only pg_catalog may qualify a function');
-    const aggregate = AGGREGATES.has(name);
-    if (aggregate && w.kind === 'expression')
-        refuse(`the aggregate ${qualified}()`, v, w, 'and an expression here reads one row');
-    if (!aggregate && !SCALAR_FUNCTIONS.has(name))
-        refuse(`a call of ${qualified}()`, v, w, "which is not on twinstack's list of read-only functions");
-    if (v.over)
-        refuse(`the window function call ${qualified}() OVER`, v, w);
-    if (v.agg_star && !aggregate)
-        refuse(`${qualified}(*)`, v, w);
-    if (v.func_variadic)
-        refuse(`VARIADIC in ${qualified}()`, v, w);
-    each(v.args, w);
-    each(v.agg_order, w);
-    node(v.agg_filter, w);
-}
-function rangeVar(r, w) {
-    const schema = typeof r.schemaname === 'string' ? r.schemaname : undefined;
-    const rel = typeof r.relname === 'string' ? r.relname : '';
-    if (typeof r.catalogname === 'string' || (schema && CATALOG_SCHEMAS.has(schema)) || (!schema && rel.startsWith('pg_')))
-        refuse(`the table ${[schema, rel].filter(Boolean).join('.')}`, r, w, 'a system catalog');
-}
-function fromItem(n, w) {
-    const [type] = Object.keys(n);
-    const v = n[type];
-    if (type === 'RangeVar')
-        return rangeVar(v, w);
-    if (type === 'RangeSubselect')
-        return select(v.subquery, w);
-    if (type === 'JoinExpr') {
-        fromItem(v.larg, w);
-        fromItem(v.rarg, w);
-        return node(v.quals, w);
-    }
-    refuse(`a ${type} in FROM`, v, w, 'where only tables, joins and subqueries are allowed');
-}
-/** WITH: only SELECTs (a data-modifying CTE would write wherever the statement runs). */
-function withClause(c, w) {
-    if (!c)
-        return;
-    if (c.recursive)
-        refuse('WITH RECURSIVE', c, w);
-    for (const cte of c.ctes ?? []) {
-        const v = cte.CommonTableExpr;
-        select(v.ctequery, w);
-    }
-}
-function select(n, w) {
-    if (!n)
-        return;
-    const s = n.SelectStmt;
-    if (!s)
-        refuse(`a ${Object.keys(n)[0]} where a SELECT was expected`, (Object.values(n)[0] ?? {}), w);
-    if (s.intoClause)
-        refuse('SELECT INTO', s, w);
-    if (s.lockingClause)
-        refuse('a locking clause (FOR UPDATE/SHARE)', s, w);
-    if (s.windowClause)
-        refuse('a WINDOW clause', s, w);
-    withClause(s.withClause, w);
-    if (s.op && s.op !== 'SETOP_NONE') {
-        select(s.larg, w);
-        return select(s.rarg, w);
-    }
-    for (const f of s.fromClause ?? [])
-        fromItem(f, w);
-    for (const key of ['targetList', 'distinctClause', 'groupClause', 'sortClause', 'valuesLists'])
-        each(s[key], w);
-    for (const key of ['whereClause', 'havingClause', 'limitCount', 'limitOffset'])
-        node(s[key], w);
-}
-/** One after-load statement: the writes that make derived data true for the sample, nothing else. */
-function statement(n, w) {
-    const [type] = Object.keys(n);
-    const v = n[type];
-    switch (type) {
-        case 'UpdateStmt':
-        case 'DeleteStmt':
-        case 'InsertStmt':
-            withClause(v.withClause, w);
-            rangeVar(v.relation, w);
-            for (const f of [...(v.fromClause ?? []), ...(v.usingClause ?? [])])
-                fromItem(f, w);
-            each(v.targetList, w);
-            each(v.returningList, w);
-            node(v.whereClause, w);
-            if (v.selectStmt)
-                select(v.selectStmt, w);
-            if (v.onConflictClause) {
-                const oc = v.onConflictClause;
-                each(oc.targetList, w);
-                node(oc.whereClause, w);
-            }
-            return;
-        case 'RefreshMatViewStmt':
-            return rangeVar(v.relation, w);
-        default:
-            refuse(`a ${type}`, v, w, 'and after-load takes UPDATE, INSERT, DELETE or REFRESH MATERIALIZED VIEW');
-    }
-}
-/**
- * psql's own syntax around the fragment: it reads backslash commands and `:name` variables outside
- * quotes before the server sees the text. Returns the problem, or undefined.
- */
-function psqlProblem(text) {
-    // eslint-disable-next-line no-control-regex
-    if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text))
-        return 'contains a control character';
-    if (text.includes('\\'))
-        return 'contains a backslash (psql would read it as a command)';
-    for (let i = 0; i < text.length; i++) {
-        const c = text[i];
-        if (c === "'" || c === '"') {
-            const end = text.indexOf(c, i + 1);
-            if (end < 0)
-                return undefined; // the parser reports it
-            i = end; // a doubled quote closes and reopens: the same regions
-            continue;
-        }
-        if (c === '$')
-            return 'contains "$" outside a string (dollar quoting and parameters are not allowed)';
-        if (c === ':' && text[i + 1] !== ':' && text[i - 1] !== ':' && /[A-Za-z_'"{]/.test(text[i + 1] ?? ''))
-            return `contains a psql variable (":${text[i + 1]}…")`;
-    }
-    return undefined;
-}
-function syntaxProblem(e, offset) {
-    if (e instanceof pg_parser_1.SqlSyntaxError) {
-        const at = e.position !== undefined && e.position >= offset ? ` at character ${e.position - offset + 1}` : '';
-        return `does not parse as PostgreSQL: ${e.message}${at}`;
-    }
-    throw e;
-}
-/**
- * Returns what is wrong with the fragment (one phrase, for "<where>: <problem>"), or undefined when
- * every node of its parse tree is on the allowlist for its kind.
- */
-function fragmentProblem(text, kind) {
-    const psql = psqlProblem(text);
-    if (psql)
-        return psql;
-    const prefix = kind === 'expression' ? 'SELECT ' : '';
-    let parsed;
-    try {
-        parsed = (0, pg_parser_1.parseSql)(prefix + text).statements;
-    }
-    catch (e) {
-        return syntaxProblem(e, prefix.length);
-    }
-    if (parsed.length !== 1)
-        return `holds ${parsed.length} statements: it must be one ${kind === 'statement' ? 'statement' : kind}`;
-    const w = { kind, offset: prefix.length };
-    try {
-        const [stmt] = parsed;
-        if (kind === 'statement')
-            statement(stmt, w);
-        else if (kind === 'query')
-            select(stmt, w);
-        else {
-            const s = stmt.SelectStmt;
-            const targets = s?.targetList ?? [];
-            const extra = s && Object.keys(s).filter((k) => !['targetList', 'limitOption', 'op'].includes(k));
-            if (!s || targets.length !== 1 || extra?.length)
-                return 'must be one expression (no FROM, WHERE, commas or other clauses)';
-            const target = targets[0].ResTarget;
-            if (target.name)
-                return 'must be one expression (no AS)';
-            node(target.val, w);
-        }
-    }
-    catch (e) {
-        if (e instanceof Refusal)
-            return `holds ${e.message}`;
-        throw e;
-    }
-    // Pasted into twinstack's own SQL, the fragment is followed by more text on the same line: a
-    // trailing comment would swallow it. Parsed again with something after it, it must still be whole.
-    try {
-        const [followed, expected] = kind === 'statement' ? [`${text} ;SELECT 1`, 2] : [`SELECT (${text}) + 1`, 1];
-        if ((0, pg_parser_1.parseSql)(followed).statements.length !== expected)
-            throw new Error('swallowed');
-    }
-    catch {
-        return 'ends in a comment that would swallow the SQL after it';
-    }
-    return undefined;
-}
-
-
-/***/ }),
-
 /***/ 9048:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.SwapBackFailed = exports.DevServer = exports.NO_SERVICES = void 0;
 exports.appServices = appServices;
@@ -64678,17 +65384,26 @@ exports.swapUndoScript = swapUndoScript;
 exports.swapIn = swapIn;
 exports.recoverLeftovers = recoverLeftovers;
 exports.composeMigrate = composeMigrate;
+/**
+ * Putting the staging database in dev's place, and taking it back out if anything fails after
+ * that: dev is either fully refreshed or exactly as it was. Database renames are instant and keep
+ * every byte, so the way back is a rename too.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const errors_1 = __nccwpck_require__(639);
 const release_1 = __nccwpck_require__(5817);
 const shell_1 = __nccwpck_require__(2232);
+const compose_1 = __nccwpck_require__(7130);
 const catalog_1 = __nccwpck_require__(5876);
 const postgres_1 = __nccwpck_require__(263);
+const SWAP_UNDO = fs.readFileSync(__nccwpck_require__.ab + "swap-undo.sh", 'utf8');
+const SWAP_FINISH = fs.readFileSync(__nccwpck_require__.ab + "swap-finish.sh", 'utf8');
 /** With `via: host` there are no containers to stop: the database stands alone (tests, bare setups). */
 exports.NO_SERVICES = {
     stop: () => Promise.resolve([]),
     start: () => Promise.resolve(),
     health: () => Promise.resolve(),
-    startScript: () => 'true',
+    startLater: () => compose_1.NOTHING_LATER,
 };
 function appServices(host, env, log, checkHealth) {
     if (env.cfg.database.via === 'host')
@@ -64710,8 +65425,8 @@ function appServices(host, env, log, checkHealth) {
             log.info(`Starting dev services ${services.join(', ')}.`);
             await host.run(env.compose('start', ...services), env.composeOptions({ label: `starting dev ${services.join(', ')}`, timeoutSeconds: 600 }));
         },
-        startScript(services) {
-            return services.length ? env.composeScript('start', ...services) : 'true';
+        startLater(services) {
+            return services.length ? env.composeLater('start', ...services) : compose_1.NOTHING_LATER;
         },
         async health(services) {
             if (!checkHealth || !services.length)
@@ -64783,24 +65498,18 @@ exports.SwapBackFailed = SwapBackFailed;
  * `previous` exists, which is from the first rename until the swap has passed.
  */
 function swapUndoScript(server, names, restart) {
-    const run = (0, postgres_1.psql)(server.env, server.maintenance);
-    const list = (0, postgres_1.psql)(server.env, server.maintenance, { tuples: true });
-    const exec = (sql) => (0, shell_1.sh) `printf '%s' ${sql} | ` + run;
-    return [
-        `# resample swap of dev started ${new Date().toISOString()}: put dev's database back`,
-        `dbs=$(printf '%s' 'SELECT datname FROM pg_database;' | ${list})`,
-        `has() { printf '%s\n' "$dbs" | grep -qxF -- "$1"; }`,
-        (0, shell_1.sh) `if has ${names.previous}; then`,
-        (0, shell_1.sh) `  if has ${names.dev}; then`,
-        (0, shell_1.sh) `    if has ${names.staging}; then ` + exec((0, postgres_1.dropDatabaseSql)(names.staging)) + '; fi',
-        `    ${exec((0, postgres_1.renameDatabaseSql)(names.dev, names.staging, { settle: true }))}`,
-        '  fi',
-        `  ${exec((0, postgres_1.renameDatabaseSql)(names.previous, names.dev, { settle: true }))}`,
-        `  ${exec((0, postgres_1.dropDatabaseSql)(names.staging))}`,
-        'fi',
-        restart,
-        '',
-    ].join('\n');
+    const body = (0, shell_1.hostScript)(SWAP_UNDO, {
+        PSQL: (0, postgres_1.psql)(server.env, server.maintenance),
+        PSQL_TUPLES: (0, postgres_1.psql)(server.env, server.maintenance, { tuples: true }),
+        DEV: names.dev,
+        STAGING: names.staging,
+        PREVIOUS: names.previous,
+        DROP_STAGING: (0, postgres_1.dropDatabaseSql)(names.staging),
+        DEV_TO_STAGING: (0, postgres_1.renameDatabaseSql)(names.dev, names.staging, { settle: true }),
+        PREVIOUS_TO_DEV: (0, postgres_1.renameDatabaseSql)(names.previous, names.dev, { settle: true }),
+        ...restart,
+    });
+    return `# resample swap of dev started ${new Date().toISOString()}: put dev's database back\n${body}\n`;
 }
 /**
  * Stops dev's app, renames dev's database aside and staging into its place, migrates, starts the
@@ -64817,7 +65526,7 @@ async function swapIn(o) {
     };
     const stopped = await services.stop();
     // Written before any database moves: a run cut from here on leaves the way back to the next operation on dev.
-    await leave(swapUndoScript(server, names, services.startScript(stopped)));
+    await leave(swapUndoScript(server, names, services.startLater(stopped)));
     let movedAside = false;
     let swapped = false;
     try {
@@ -64855,7 +65564,8 @@ async function swapIn(o) {
     // here leaves the next operation to drop the database dev had before.
     if (!hadDev)
         return clear();
-    await leave(`# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${(0, shell_1.sh) `printf '%s' ${(0, postgres_1.dropDatabaseSql)(names.previous)} | `}${(0, postgres_1.psql)(server.env, server.maintenance)}\n`);
+    const finish = (0, shell_1.hostScript)(SWAP_FINISH, { DROP: (0, postgres_1.dropDatabaseSql)(names.previous), PSQL: (0, postgres_1.psql)(server.env, server.maintenance) });
+    await leave(`# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${finish}\n`);
     try {
         await server.drop(names.previous);
         await clear();
@@ -64930,7 +65640,7 @@ exports.hasBasicAuthLabel = hasBasicAuthLabel;
  */
 const node_path_1 = __nccwpck_require__(6760);
 const yaml_1 = __nccwpck_require__(8815);
-const units_1 = __nccwpck_require__(3503);
+const units_1 = __nccwpck_require__(4477);
 class ComposeConfigError extends Error {
     name = 'ComposeConfigError';
 }
@@ -65253,150 +65963,6 @@ function hasBasicAuthLabel(labels) {
 
 /***/ }),
 
-/***/ 30:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-"use strict";
-
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.monitorSchema = exports.preflightSchema = exports.DEFAULT_MUST_DIFFER = exports.PREFLIGHT_CHECKS = void 0;
-/**
- * The `preflight` and `monitor` sections of the config file. Every key has the design's default,
- * so a config without these sections checks and measures what the design asks for.
- */
-const zod_1 = __nccwpck_require__(924);
-const units_1 = __nccwpck_require__(3503);
-const envKey = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'must be an env file key such as JWT_SECRET_KEY');
-const pagePath = zod_1.z.string().regex(/^\/[A-Za-z0-9._/~%?=&-]*$/, 'must be a path such as / or /about');
-const absPath = zod_1.z
-    .string()
-    .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
-    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."')
-    .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p));
-/** A device cgroup rule as docker takes it: `c 189:* rmw`. */
-const cgroupRule = zod_1.z.string().regex(/^[abc] (\d+|\*):(\d+|\*) [rwm]{1,3}$/, 'must be a host device path, a device cgroup rule such as "c 189:* rmw", or gpu');
-const percent = zod_1.z.number().min(1).max(100);
-const memory = zod_1.z
-    .union([zod_1.z.string(), zod_1.z.number()])
-    .refine((v) => (0, units_1.parseBytes)(v) !== undefined, 'must be a size such as 2G, 1536M or a number of bytes')
-    .transform((v) => (0, units_1.parseBytes)(v));
-/** The checks preflight runs; names used in findings and in `warn-only`. */
-exports.PREFLIGHT_CHECKS = [
-    'env-file',
-    'must-differ',
-    'environment-flag',
-    'oauth-redirect',
-    'port-variables',
-    'compose-config',
-    'container-names',
-    'volume-names',
-    'host-ports',
-    'dev-limits',
-    'dev-share',
-    'vault-mounts',
-    'dev-escape',
-    'dev-mounts',
-    'dev-paths',
-    'shared-images',
-    'dev-networks',
-    'domains',
-    'noindex',
-    'basic-auth',
-    'http',
-    'rolling',
-];
-/**
- * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
- * database is told apart by its name, its host or its port, so one of them differing is enough.
- */
-exports.DEFAULT_MUST_DIFFER = [
-    ['DB_DATABASE', 'DB_NAME', 'DB_HOST', 'DB_PORT'],
-    'VAULT_HOST_PATH',
-    'VAULT_DOMAIN',
-    'MQTT_PUBLIC_PORT',
-    'MQTT_TOPIC_PREFIX',
-    'JWT_SECRET_KEY',
-    'GITHUB_OAUTH_CLIENT_ID',
-    'GITHUB_REDIRECT_URI',
-    'BASE_URL',
-    'ROOT_DOMAIN',
-    'WEB_DOMAIN',
-    'NEXT_PUBLIC_API_BASE_URL',
-    'RESEND_FROM_EMAIL',
-];
-exports.preflightSchema = zod_1.z
-    .object({
-    'must-differ': zod_1.z.array(zod_1.z.union([envKey, zod_1.z.array(envKey).min(1)])).default(exports.DEFAULT_MUST_DIFFER),
-    /** Keys holding OAuth redirect URIs: each must point at its own environment's domain. */
-    'redirect-uri-keys': zod_1.z.array(envKey).default(['GITHUB_REDIRECT_URI']),
-    /** Keys naming an environment's own domains (besides its url and its caddy labels). */
-    'domain-keys': zod_1.z.array(envKey).default(['ROOT_DOMAIN', 'WEB_DOMAIN']),
-    'environment-key': envKey.default('ENVIRONMENT'),
-    'dev-environment': zod_1.z.string().min(1).default('development'),
-    /** The share of the host dev may take (design, section 11: 2 CPUs and 2 GB). */
-    'dev-cpus': zod_1.z.number().positive().default(2),
-    'dev-memory': memory.default('2G'),
-    /** Optionally also a percentage of the host's CPUs and memory (nproc, /proc/meminfo). */
-    'dev-host-share': percent.optional(),
-    /** Services that serve each environment's site; default: those whose caddy label claims the url's host. */
-    'site-services': zod_1.z.array(zod_1.z.string().regex(/^[a-zA-Z0-9._-]+$/)).optional(),
-    /**
-     * Host paths that belong to dev alone, besides environments.dev.checkout and .vault: every host
-     * path a dev service touches (binds, volume devices, env files, secrets, configs, build inputs)
-     * must lie under one of them once symlinks are resolved on the host.
-     */
-    'dev-paths': zod_1.z.array(absPath).default([]),
-    /** Whether dev's services may use network_mode: host (they then share the host's network with prod). */
-    'dev-host-network': zod_1.z.boolean().default(false),
-    /** Host devices (paths; a directory covers what is under it), device cgroup rules, and `gpu`, that dev's services may use. */
-    'dev-devices': zod_1.z
-        .array(zod_1.z.union([zod_1.z.literal('gpu'), absPath, cgroupRule], {
-        errorMap: () => ({ message: 'must be a host device path such as /dev/dri, a device cgroup rule such as "c 189:* rmw", or gpu' }),
-    }))
-        .default([]),
-    /** Whether a dev build context may be a URL (a git repository): what it builds cannot be checked beforehand. */
-    'dev-build-urls': zod_1.z.boolean().default(false),
-    /** Checks whose errors are reported as warnings (they do not fail the step). */
-    'warn-only': zod_1.z.array(zod_1.z.enum(exports.PREFLIGHT_CHECKS)).default([]),
-    http: zod_1.z
-        .object({
-        /** Requests from the host with curl against each environment's url; off unless asked for. */
-        enabled: zod_1.z.boolean().default(false),
-        'prod-pages': zod_1.z.array(pagePath).min(1).default(['/']),
-        'dev-pages': zod_1.z.array(pagePath).min(1).default(['/']),
-        'timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
-    })
-        .strict()
-        .default({}),
-})
-    .strict()
-    .default({});
-exports.monitorSchema = zod_1.z
-    .object({
-    /** Requests made to prod's health URL from the host, one after another. */
-    requests: zod_1.z.number().int().min(1).max(1000).default(20),
-    'request-timeout-seconds': zod_1.z.number().int().min(1).max(120).default(10),
-    /** Design, section 12: production API latency P99 over 500 ms. */
-    'latency-p99-ms': zod_1.z.number().positive().default(500),
-    /** Failed health requests (no answer or a status of 400 or more) as a share of all; twinstack's default. */
-    'error-rate-percent': zod_1.z.number().min(0).max(100).default(5),
-    /** Design: production database connections over 80 % of the pool. */
-    'db-connections-percent': percent.default(80),
-    /** Design: disk usage over 80 % on either vault (and the backup directory). */
-    'disk-percent': percent.default(80),
-    /** Design: development containers using more than their limits; at this share of a limit a container is pinned to it. */
-    'dev-limit-percent': percent.default(90),
-    /** Where backups are kept; default: backup.dir. */
-    'backup-dir': absPath.optional(),
-    /** More paths whose file systems are watched like the vaults. */
-    'disk-paths': zod_1.z.array(absPath).default([]),
-})
-    .strict()
-    .default({});
-
-
-/***/ }),
-
 /***/ 70:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -65561,7 +66127,7 @@ exports.pathsToResolve = pathsToResolve;
 const node_path_1 = __nccwpck_require__(6760);
 const compose_model_1 = __nccwpck_require__(7550);
 const env_file_1 = __nccwpck_require__(6390);
-const units_1 = __nccwpck_require__(3503);
+const units_1 = __nccwpck_require__(4477);
 const EMPTY = (0, env_file_1.sha256)('');
 class Collector {
     warnOnly;
@@ -82881,9 +83447,9 @@ var __webpack_exports__ = {};
 var exports = __webpack_exports__;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-const action_1 = __nccwpck_require__(2512);
+const runner_1 = __nccwpck_require__(3197);
 const resample_1 = __nccwpck_require__(3064);
-(0, action_1.runAction)(resample_1.resampleAction);
+(0, runner_1.runAction)(resample_1.resampleAction);
 
 })();
 
