@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Rebuilds action-types.d.ts and one ncc bundle per action in dist/<name>/index.js.
+# Writes the connection inputs into every action.yml, then rebuilds action-types.d.ts (read from
+# those files) and one ncc bundle per action in dist/<name>/index.js.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+npx tsx scripts/action-inputs.ts
 npx tsx scripts/action-types.ts
 rm -rf dist
 for dir in actions/*/; do

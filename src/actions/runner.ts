@@ -12,19 +12,11 @@ import type { Host } from '../infra/host';
 import { runCancelCleanups } from '../infra/cancel';
 import type { Logger } from '../infra/logger';
 import { SshHost } from '../infra/ssh';
+import type { CONNECTION_INPUTS } from './connection-inputs';
 import { positiveInt, printable } from '../infra/validate';
 
-/** Inputs every action that talks to the host takes (see any actions/<name>/action.yml). */
-export interface ConnectionInputs {
-  host: string;
-  port: string;
-  user: string;
-  'ssh-key': string;
-  'ssh-passphrase': string;
-  'known-hosts': string;
-  config: string;
-  'lock-timeout': string;
-}
+/** Inputs every action takes to reach the host; their names, descriptions and defaults are in connection-inputs.ts. */
+export type ConnectionInputs = { [K in keyof typeof CONNECTION_INPUTS]: string };
 
 export interface Prepared<I, O> {
   io: ActionIO<I, O>;
