@@ -65,6 +65,13 @@ export const logRecord = z.discriminatedUnion('event', [
   }),
   record('backup', { status: z.string(), backup: z.string().optional() }),
   record('offsite', { backup: z.string(), status: z.enum(['copied', 'failed']), location: z.string(), error: z.string().optional() }),
+  record('wal', {
+    mode: z.enum(['ensure', 'off']),
+    status: z.enum(['done', 'failed']),
+    receiver: z.string().optional(),
+    slot: z.string().optional(),
+    error: z.string().optional(),
+  }),
   record('refused', { stage: z.string(), reason: z.string() }),
   record('staging-created', { database: z.string() }),
   record('resampled', {}),

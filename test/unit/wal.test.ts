@@ -7,9 +7,12 @@ import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { parseConfig } from '../../src/domain/config';
+import { walInput, type WalInputs } from '../../src/actions/backup/wal';
+import { parseConfig, type Config } from '../../src/domain/config';
 import { parseWalStatus, walDir } from '../../src/domain/wal';
+import { ActionIO } from '../../src/infra/actions-io';
 import { ConfigurationError } from '../../src/infra/errors';
+import { MemoryLogger } from '../../src/infra/logger';
 import { argv } from '../../src/infra/shell';
 import { dropSlotScript, ensureRoleAndSlotScript, pgBasebackup, pgpassLine, pgReceivewal, runDetached, runOnce, scramVerifier } from '../../src/infra/wal';
 
@@ -156,5 +159,49 @@ describe('the archive health', () => {
 
   it("before the first segment, counts from the receiver's start", () => {
     assert.equal(parseWalStatus(out(['receiver running 1970-01-01T00:15:00Z']), { name, maxLagSeconds: 300 }).lagSeconds, 100);
+  });
+});
+
+describe("backup's wal input", () => {
+  class Inputs extends ActionIO<WalInputs, unknown> {
+    constructor(
+      private readonly values: Partial<WalInputs>,
+      log: MemoryLogger,
+    ) {
+      super(log);
+    }
+    override input(name: keyof WalInputs): string {
+      return this.values[name] ?? '';
+    }
+    override secret(name: keyof WalInputs): string {
+      const v = this.values[name] ?? '';
+      if (v) this.log.secret(v);
+      return v;
+    }
+  }
+  const on = parseConfig(withWal({ enabled: true }), 'c');
+  const read = (values: Partial<WalInputs>, config: Config = on, env: 'prod' | 'dev' = 'prod', log = new MemoryLogger()) =>
+    walInput(new Inputs(values, log), config, env);
+  const refuses = (values: Partial<WalInputs>, message: RegExp, config: Config = on, env: 'prod' | 'dev' = 'prod') =>
+    assert.throws(
+      () => read(values, config, env),
+      (e: Error) => e instanceof ConfigurationError && !e.message.includes('\n') && message.test(e.message),
+    );
+
+  it('is nothing when not given, ensure with its password masked, or off', () => {
+    assert.equal(read({}), undefined);
+    const log = new MemoryLogger();
+    assert.deepEqual(read({ wal: 'ensure', 'wal-password': 'hunter22' }, on, 'prod', log), { mode: 'ensure', password: 'hunter22' });
+    log.info('the password is hunter22');
+    assert.ok(!log.text.includes('hunter22'), 'the password was not masked');
+    assert.deepEqual(read({ wal: 'off' }, parseConfig(makapix, 'c')), { mode: 'off' });
+  });
+
+  it('refuses what cannot work, in one line saying what to change', () => {
+    refuses({ wal: 'on' }, /^input wal "on" must be ensure or off$/);
+    refuses({ wal: 'ensure', 'wal-password': 'x' }, /archives prod's WAL only: run it with environment: prod/, on, 'dev');
+    refuses({ wal: 'ensure', 'wal-password': 'x' }, /backup\.wal\.enabled is false in the config: set it to true/, parseConfig(makapix, 'c'));
+    refuses({ wal: 'ensure' }, /input wal-password is required with wal: ensure: pass the password of the replication role twinstack_wal from a secret/);
+    refuses({ 'wal-password': 'x' }, /input wal-password is given but input wal is not/);
   });
 });
