@@ -219,6 +219,12 @@ export interface WalSegment {
   ageSeconds: number;
 }
 
+/** What is wrong with the archive, and what to do, one line each. */
+export interface WalProblem {
+  message: string;
+  fix: string;
+}
+
 export interface WalHealth {
   /** The receiver container's state (`running`, `exited`, `restarting`, ... or `absent`). */
   receiver: string;
@@ -231,8 +237,8 @@ export interface WalHealth {
    * prod's current segment (an idle database completes none, yet loses nothing).
    */
   lagSeconds: number;
-  /** One line each; empty when the archive is healthy. */
-  problems: string[];
+  /** Empty when the archive is healthy. */
+  problems: WalProblem[];
 }
 
 /** Reads wal-status.sh's output against the threshold; `current` is prod's current WAL file, when known. */
@@ -249,12 +255,13 @@ export function parseWalStatus(text: string, o: { name: string; maxLagSeconds: n
   const started = Date.parse(startedAt);
   const onCurrent = o.current !== undefined && partial?.name === `${o.current}.partial`;
   const lagSeconds = onCurrent ? 0 : segment ? segment.ageSeconds : Number.isNaN(started) ? 0 : Math.max(0, Math.round(now - started / 1000));
-  const problems: string[] = [];
-  if (receiver !== 'running') problems.push(`the WAL receiver ${o.name} is ${receiver}: run the backup action with wal: ensure`);
+  const problems: WalProblem[] = [];
+  if (receiver !== 'running') problems.push({ message: `the WAL receiver ${o.name} is ${receiver}`, fix: 'run the backup action with wal: ensure' });
   if (lagSeconds > o.maxLagSeconds)
-    problems.push(
-      `the newest archived WAL segment is ${lagSeconds} s old, over backup.wal.max-lag-seconds (${o.maxLagSeconds}): look at docker logs ${o.name}`,
-    );
+    problems.push({
+      message: `the newest archived WAL segment is ${lagSeconds} s old, over backup.wal.max-lag-seconds (${o.maxLagSeconds})`,
+      fix: `look at docker logs ${o.name} and prod's pg_stat_replication`,
+    });
   return { receiver, segment, partial, lagSeconds, problems };
 }
 

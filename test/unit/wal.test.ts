@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { walInput, type WalInputs } from '../../src/actions/backup/wal';
 import { parseConfig, type Config } from '../../src/domain/config';
 import { parseWalStatus, walDir } from '../../src/domain/wal';
+import { judgeWalSettings } from '../../src/safety/wal-settings';
 import { ActionIO } from '../../src/infra/actions-io';
 import { ConfigurationError } from '../../src/infra/errors';
 import { MemoryLogger } from '../../src/infra/logger';
@@ -142,9 +143,9 @@ describe('the archive health', () => {
     const h = parseWalStatus(out(['receiver exited 1970-01-01T00:00:00Z', 'segment 100 16777216 000000010000000000000003']), { name, maxLagSeconds: 300 });
     assert.equal(h.lagSeconds, 900);
     assert.equal(h.problems.length, 2);
-    assert.match(h.problems[0], /receiver makapix-prod-twinstack-wal is exited: run the backup action with wal: ensure/);
-    assert.match(h.problems[1], /900 s old, over backup\.wal\.max-lag-seconds \(300\)/);
-    assert.match(parseWalStatus(out(['receiver absent']), { name, maxLagSeconds: 300 }).problems[0], /is absent/);
+    assert.deepEqual(h.problems[0], { message: 'the WAL receiver makapix-prod-twinstack-wal is exited', fix: 'run the backup action with wal: ensure' });
+    assert.match(h.problems[1].message, /900 s old, over backup\.wal\.max-lag-seconds \(300\)$/);
+    assert.match(parseWalStatus(out(['receiver absent']), { name, maxLagSeconds: 300 }).problems[0].message, /is absent$/);
   });
 
   it("counts no lag while the receiver is on prod's current segment (an idle database completes none)", () => {
@@ -203,5 +204,26 @@ describe("backup's wal input", () => {
     refuses({ wal: 'ensure', 'wal-password': 'x' }, /backup\.wal\.enabled is false in the config: set it to true/, parseConfig(makapix, 'c'));
     refuses({ wal: 'ensure' }, /input wal-password is required with wal: ensure: pass the password of the replication role twinstack_wal from a secret/);
     refuses({ 'wal-password': 'x' }, /input wal-password is given but input wal is not/);
+  });
+});
+
+describe("preflight's wal-settings", () => {
+  it('passes the defaults of PostgreSQL 10 and later', () => {
+    assert.deepEqual(judgeWalSettings('max_replication_slots|10\nmax_wal_senders|10\nwal_level|replica\n'), []);
+    assert.deepEqual(judgeWalSettings('max_replication_slots|1\nmax_wal_senders|2\nwal_level|logical\n'), []);
+  });
+
+  it('names each setting to change, with the command line for the prod overlay, one line each', () => {
+    const f = judgeWalSettings('max_replication_slots|0\nmax_wal_senders|0\nwal_level|minimal\n');
+    assert.deepEqual(
+      f.map((x) => `${x.message}. Fix: ${x.fix}`),
+      [
+        "prod's db has wal_level=minimal: pg_receivewal needs replica. Fix: set wal_level=replica (command: postgres -c wal_level=replica) in the prod overlay, then recreate prod's db container",
+        "prod's db has max_wal_senders=0: the receiver and a base backup each take one. Fix: set max_wal_senders=10 (command: postgres -c max_wal_senders=10) in the prod overlay, then recreate prod's db container",
+        "prod's db has max_replication_slots=0: the receiver streams from a slot. Fix: set max_replication_slots=10 (command: postgres -c max_replication_slots=10) in the prod overlay, then recreate prod's db container",
+      ],
+    );
+    assert.ok(f.every((x) => x.check === 'wal-settings' && x.environment === 'prod' && x.severity === 'error'));
+    assert.equal(judgeWalSettings('', 'warning').length, 3);
   });
 });
