@@ -24,14 +24,16 @@ import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { logsTail } from '../infra/docker';
 import { psql } from '../infra/postgres';
-import { argv, hostScript } from '../infra/shell';
+import { argv, hostScript, sh } from '../infra/shell';
 import { literal } from '../infra/sql';
 import {
   dropSlotScript,
   ensureRoleAndSlotScript,
   pgpassLine,
+  pgBasebackup,
   pgReceivewal,
   runDetached,
+  runOnce,
   scramVerifier,
   WAL_DIR_SCRIPT,
   WAL_STATUS_SCRIPT,
@@ -280,4 +282,57 @@ export async function walHealth(host: Host, config: Config, prod: Environment): 
   });
   const current = q.exitCode === 0 && /^[0-9A-F]{24}$/.test(q.stdout.trim()) ? q.stdout.trim() : undefined;
   return parseWalStatus(r.stdout, { name, maxLagSeconds: config.backup.wal['max-lag-seconds'], current });
+}
+
+export interface BaseBackup {
+  /** The backup's directory on the host: <backup.dir>/prod/base/<stamp>. */
+  dir: string;
+  stamp: string;
+  /** The files pg_basebackup wrote (base.tar, backup_manifest, a tar per tablespace) and their sizes. */
+  files: Record<string, number>;
+  seconds: number;
+}
+
+/** Where base backups go on the host. */
+export function baseBackupRoot(config: Config): string {
+  return `${config.backup.dir}/prod/base`;
+}
+
+/**
+ * A base backup of prod's cluster: pg_basebackup from prod's own db image, as the replication role
+ * (its .pgpass written again from the secret), tar files without WAL (the archive holds it) into a
+ * new dated directory. A backup that fails leaves no directory behind.
+ */
+export async function baseBackup(host: Host, config: Config, prod: Environment, password: string, log: Logger, now = new Date()): Promise<BaseBackup> {
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+  const root = baseBackupRoot(config);
+  const dir = `${root}/${stamp}`;
+  await prepareDir(host, config, password);
+  await host.run(sh`umask 077 && mkdir -p ${root} && chmod 700 ${root}`, { label: 'preparing the base backup directory', quiet: true, timeoutSeconds: 60 });
+  const tool = await toolContainer(host, config, prod);
+  const mounts = [...tool.mounts, { host: root, container: '/base' }];
+  const command = pgBasebackup({ dir: `/base/${stamp}`, label: `twinstack base ${stamp}`, user: config.backup.wal.role, ...tool.target });
+  const started = Date.now();
+  try {
+    await host.run(runOnce(`${prod.project}-twinstack-basebackup`, { ...tool, mounts }, command), {
+      label: 'pg_basebackup of prod',
+      quiet: true,
+      timeoutSeconds: config.backup['timeout-seconds'],
+    });
+  } catch (e) {
+    await host.run(sh`rm -rf ${dir}`, { check: false, quiet: true, timeoutSeconds: 300 });
+    throw e;
+  }
+  const r = await host.run(sh`cd ${dir} && stat -c '%s %n' -- *`, { quiet: true, timeoutSeconds: 60 });
+  const files: Record<string, number> = {};
+  for (const line of r.stdout.trim().split('\n')) {
+    const m = /^(\d+) (.+)$/.exec(line);
+    if (m) files[m[2]] = Number(m[1]);
+  }
+  const seconds = Math.round((Date.now() - started) / 1000);
+  log.info(`prod: base backup ${stamp} in ${dir} (${Object.keys(files).join(', ')}), ${seconds} s`);
+  return { dir, stamp, files, seconds };
 }

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig, type Config } from '../../src/domain/config';
 import { Environment } from '../../src/domain/environment';
-import { ensureWal, receiverName, stopWal, walDir, walHealth } from '../../src/domain/wal';
+import { baseBackup, ensureWal, receiverName, stopWal, walDir, walHealth } from '../../src/domain/wal';
 import { MemoryLogger } from '../../src/infra/logger';
 import { walSettingFindings } from '../../src/safety/wal-settings';
 import type { SshHost } from '../../src/infra/ssh';
@@ -166,6 +166,21 @@ describe('continuous WAL archiving of prod', { skip }, () => {
     assert.ok(!docker('inspect', receiverName(prod)).includes(PASSWORD), 'the replication password is in the container');
     const pgpass = path.join(walDir(config), '.pgpass');
     assert.equal(fs.statSync(pgpass).mode & 0o077, 0, '.pgpass is readable by others');
+  });
+
+  it('a base backup is tar files in a dated directory, and the archive holds the WAL it starts from', async () => {
+    const b = await baseBackup(host, config, prod, PASSWORD, log, new Date('2026-01-02T03:04:05Z'));
+    assert.equal(b.dir, path.join(root, 'backups', 'prod', 'base', '20260102T030405Z'));
+    assert.deepEqual(fs.readdirSync(b.dir).sort(), ['backup_manifest', 'base.tar']);
+    const label = execFileSync('tar', ['-xOf', path.join(b.dir, 'base.tar'), 'backup_label'], { encoding: 'utf8' });
+    const start = /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)?.[1];
+    assert.ok(start, label);
+    assert.match(execFileSync('tar', ['-tf', path.join(b.dir, 'base.tar')], { encoding: 'utf8' }), /^PG_VERSION$/m);
+    sql('SELECT pg_switch_wal()');
+    const file = path.join(walDir(config), start);
+    for (let i = 0; i < 60 && !fs.existsSync(file); i++) await sleep(500);
+    assert.equal(fs.statSync(file).size, SEGMENT, `the archive lacks ${start}, where the base backup starts`);
+    assert.equal(attempt('inspect', `${PROJECT}-twinstack-basebackup`).status === 0, false, 'the base backup container was left');
   });
 
   it('the health check fails when the receiver is stopped', async () => {
