@@ -79,7 +79,7 @@ async function inspectContainer(host: Host, ref: string): Promise<Inspected | un
   return inspected.parse(JSON.parse(r.stdout))[0];
 }
 
-/** The password line the tools read, as the container sees it. */
+/** The .pgpass file the tools read their password from, as the container sees it. */
 const PASSFILE = `${MOUNT}/.pgpass`;
 
 /** What a tool container of prod's db image needs: that image, its network, the WAL directory. */
