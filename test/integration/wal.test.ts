@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { parseConfig, type Config } from '../../src/domain/config';
 import { Environment } from '../../src/domain/environment';
 import { baseBackup, ensureWal, receiverName, stopWal, walDir, walHealth } from '../../src/domain/wal';
+import { runMonitor } from '../../src/actions/monitor/monitor';
 import { MemoryLogger } from '../../src/infra/logger';
 import { walSettingFindings } from '../../src/safety/wal-settings';
 import type { SshHost } from '../../src/infra/ssh';
@@ -51,8 +52,13 @@ function configFor(backupDir: string): Config {
   const text = fs
     .readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8')
     .replace('project: makapix-prod', `project: ${PROJECT}`)
-    .replace('{ service: db, name: makapix, user: owner,', '{ service: db, name: app, user: owner,');
-  return parseConfig(`${text}\nbackup:\n  dir: ${backupDir}\n  wal: { enabled: true, admin-user: postgres, max-lag-seconds: 60 }\n`, 'twinstack.yml');
+    .replace('{ service: db, name: makapix, user: owner,', '{ service: db, name: app, user: owner,')
+    .replace('url: https://makapix.club', 'url: http://127.0.0.1:9');
+  const monitor = 'monitor: { requests: 1, request-timeout-seconds: 1 }';
+  return parseConfig(
+    `${text}\n${monitor}\nbackup:\n  dir: ${backupDir}\n  wal: { enabled: true, admin-user: postgres, max-lag-seconds: 60 }\n`,
+    'twinstack.yml',
+  );
 }
 
 async function startDb(): Promise<void> {
@@ -183,8 +189,12 @@ describe('continuous WAL archiving of prod', { skip }, () => {
     assert.equal(attempt('inspect', `${PROJECT}-twinstack-basebackup`).status === 0, false, 'the base backup container was left');
   });
 
-  it('the health check fails when the receiver is stopped', async () => {
+  it('monitor fails when the receiver is stopped', async () => {
+    const wal = (r: Awaited<ReturnType<typeof runMonitor>>) => r.findings.filter((f) => f.check === 'wal-archive' && f.severity === 'error');
+    assert.deepEqual(wal(await runMonitor(host, config, log)), []);
     docker('stop', receiverName(prod));
+    assert.equal(docker('inspect', '--format', '{{.State.Running}}', receiverName(prod)), 'false');
+    assert.equal(wal(await runMonitor(host, config, log)).length, 1);
     const h = await walHealth(host, config, prod);
     assert.equal(h.receiver, 'exited');
     assert.deepEqual(
