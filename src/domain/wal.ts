@@ -24,7 +24,7 @@ import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { logsTail } from '../infra/docker';
 import { psql } from '../infra/postgres';
-import { argv, hostScript, sh } from '../infra/shell';
+import { argv, hostScript } from '../infra/shell';
 import { literal } from '../infra/sql';
 import {
   dropSlotScript,
@@ -311,7 +311,7 @@ export async function baseBackup(host: Host, config: Config, prod: Environment, 
   const root = baseBackupRoot(config);
   const dir = `${root}/${stamp}`;
   await prepareDir(host, config, password);
-  await host.run(sh`umask 077 && mkdir -p ${root} && chmod 700 ${root}`, { label: 'preparing the base backup directory', quiet: true, timeoutSeconds: 60 });
+  await host.run(argv('install', '-d', '-m', '700', root), { label: 'preparing the base backup directory', quiet: true, timeoutSeconds: 60 });
   const tool = await toolContainer(host, config, prod);
   const mounts = [...tool.mounts, { host: root, container: '/base' }];
   const command = pgBasebackup({ dir: `/base/${stamp}`, label: `twinstack base ${stamp}`, user: config.backup.wal.role, ...tool.target });
@@ -323,10 +323,10 @@ export async function baseBackup(host: Host, config: Config, prod: Environment, 
       timeoutSeconds: config.backup['timeout-seconds'],
     });
   } catch (e) {
-    await host.run(sh`rm -rf ${dir}`, { check: false, quiet: true, timeoutSeconds: 300 });
+    await host.run(argv('rm', '-rf', dir), { check: false, quiet: true, timeoutSeconds: 300 });
     throw e;
   }
-  const r = await host.run(sh`cd ${dir} && stat -c '%s %n' -- *`, { quiet: true, timeoutSeconds: 60 });
+  const r = await host.run(argv('find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%s %f\\n'), { quiet: true, timeoutSeconds: 60 });
   const files: Record<string, number> = {};
   for (const line of r.stdout.trim().split('\n')) {
     const m = /^(\d+) (.+)$/.exec(line);

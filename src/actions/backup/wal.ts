@@ -56,7 +56,7 @@ export async function runWalStep(host: Host, config: Config, prod: Environment, 
 }
 
 /** The host-log record of the step. */
-export function walRecord(w: WalOutcome): Record<string, unknown> {
+export function walRecord(w: WalOutcome): { mode: 'ensure' | 'off'; status: 'done' | 'failed'; receiver?: string; slot?: string; error?: string } {
   if ('error' in w) return { mode: w.mode, status: 'failed', error: w.error };
   if (w.mode === 'ensure') return { mode: w.mode, status: 'done', receiver: w.done.receiver, slot: w.done.slot };
   return { mode: w.mode, status: 'done', receiver: w.done.container, slot: w.done.slot };
