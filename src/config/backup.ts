@@ -68,6 +68,35 @@ export const offsiteSchema = z
 
 export type OffsiteSettings = z.output<typeof offsiteSchema>;
 
+const roleName = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be lower-case letters, digits and underscores, not starting with a digit');
+
+/**
+ * `backup.wal:` — continuous WAL archiving of prod's database: a pg_receivewal container of its own,
+ * from prod's db image, streaming from a physical replication slot into a directory on the host.
+ * See src/domain/wal.ts.
+ */
+export const walSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    /** The physical replication slot on prod's server; it keeps WAL until the receiver has it. */
+    slot: roleName.default('twinstack_wal'),
+    /** The LOGIN REPLICATION role pg_receivewal connects as; its password comes from the wal-password secret. */
+    role: roleName.default('twinstack_wal'),
+    /** The role that creates the replication role and the slot (a superuser); default: prod's database user. */
+    'admin-user': z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name')
+      .optional(),
+    /** The WAL directory on the host; default <backup.dir>/prod/wal. */
+    dir: absPath.refine((p) => p !== '', 'must not be /').optional(),
+    /** monitor fails when the newest archived segment is older than this (or the receiver is down). */
+    'max-lag-seconds': z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
+  })
+  .strict()
+  .default({});
+
+export type WalSettings = z.output<typeof walSchema>;
+
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 export const backupSchema = z
   .object({
@@ -85,6 +114,8 @@ export const backupSchema = z
     'timeout-seconds': z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: offsiteSchema.optional(),
+    /** Continuous WAL archiving of prod (off by default). */
+    wal: walSchema,
   })
   .strict()
   .default({});

@@ -44,6 +44,7 @@ export const PREFLIGHT_CHECKS = [
   'basic-auth',
   'http',
   'rolling',
+  'wal-settings',
 ] as const;
 export type PreflightCheck = (typeof PREFLIGHT_CHECKS)[number];
 

@@ -97,6 +97,13 @@ export const logRecord = z.discriminatedUnion('event', [
   }),
   record('backup', { status: z.string(), backup: z.string().optional(), bytes: count, sha256: text, error: text }),
   record('offsite', { backup: z.string(), status: z.enum(['copied', 'failed']), location: z.string(), error: z.string().optional() }),
+  record('wal', {
+    mode: z.enum(['ensure', 'off']),
+    status: z.enum(['done', 'failed']),
+    receiver: z.string().optional(),
+    slot: z.string().optional(),
+    error: z.string().optional(),
+  }),
   record('refused', { stage: z.string(), reason: z.string(), backup: text }),
   record('staging-created', { database: z.string(), fraction: count, seed: text }),
   record('resampled', { rows: count, fraction: count, seed: text }),

@@ -10,6 +10,7 @@ import type { Finding } from './findings';
 import type { ContainerLimits, DiskUse, LatencyStats, Sample, StatsRow } from './metrics';
 import { formatBytes, formatCpus } from '../infra/units';
 import { shortId } from '../infra/docker';
+import type { WalHealth } from '../domain/wal';
 
 export interface ContainerMetric {
   service: string;
@@ -50,6 +51,9 @@ export interface Metrics {
   disks: DiskMetric[];
   latency?: { url: string; samples: Sample[]; stats: LatencyStats };
   latencyError?: string;
+  /** prod's WAL archive, when backup.wal is enabled. */
+  wal?: WalHealth;
+  walError?: string;
 }
 
 const round1 = (n: number) => Math.round(n * 10) / 10;

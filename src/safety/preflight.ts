@@ -17,6 +17,7 @@ import { counts, sortFindings, type Finding } from './findings';
 import { judgeProbe, parseCurlResponse, type Probe } from './http-probe';
 import { checkIsolation, parseHostTotals, pathsToResolve, type EnvironmentFacts, type HostTotals, type IsolationInput } from './isolation';
 import { checkRolling } from './rolling';
+import { walSettingFindings } from './wal-settings';
 
 export interface PreflightReport {
   findings: Finding[];
@@ -172,7 +173,7 @@ async function probe(host: Host, environment: EnvironmentName, url: string, kind
 }
 
 /** Runs every check against the host; reports, never throws for a finding. */
-export async function runPreflight(host: Host, config: Config, log: Logger, opts: { http?: boolean } = {}): Promise<PreflightReport> {
+export async function runPreflight(host: Host, config: Config, log: Logger, opts: { http?: boolean; wal?: boolean } = {}): Promise<PreflightReport> {
   const settings = preflightSettings(config);
   // Both environments at once: each `config` run is a few seconds of compose start-up.
   const [prodReading, devReading, totals] = await Promise.all([
@@ -210,6 +211,9 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
         releaseDirs: config.promote['release-dirs'],
       }),
     );
+
+  // Replication settings matter to the WAL receiver only: the gate before deploy and promote leaves them out.
+  if (opts.wal !== false) findings.push(...(await walSettingFindings(host, config, settings['warn-only'].includes('wal-settings'))));
 
   const http = settings.http;
   if (http.enabled && opts.http !== false) {
@@ -255,7 +259,7 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
 export async function isolationGate(host: Host, config: Config, log: Logger, what: string): Promise<PreflightReport> {
   log.startGroup(`isolation checks on ${what}`);
   try {
-    const report = await runPreflight(host, config, log, { http: false });
+    const report = await runPreflight(host, config, log, { http: false, wal: false });
     for (const f of report.findings.filter((x) => x.severity === 'warning')) log.warning(`${f.check} (${f.environment}): ${f.message}. Fix: ${f.fix}`);
     const errors = report.findings.filter((x) => x.severity === 'error');
     if (errors.length) {

@@ -26,7 +26,9 @@ describe('sql files', () => {
   for (const f of files) {
     it(`${f} is one statement PostgreSQL parses`, () => {
       const text = sqlFile(fs.readFileSync(path.join(root, f), 'utf8'));
-      assert.equal(parseSql(text).statements.length, 1);
+      // psql variables (:'name' a literal, :"name" an identifier) are psql's, not the server's grammar.
+      const parsed = text.replace(/:'[a-z_]+'/g, "'v'").replace(/:"[a-z_]+"/g, '"v"');
+      assert.equal(parseSql(parsed).statements.length, 1);
       assert.ok(!text.includes('\n'));
     });
   }

@@ -16,15 +16,18 @@ import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
 import { environmentInput, offsiteKeysInput, offsiteSummary } from '../common';
 import type { EnvironmentName } from '../../domain/config';
+import { runWalStep, walInput, walRecord, walSummary, type WalInputs, type WalOutcome, type WalPlan } from './wal';
 
 interface Plan {
   environment: EnvironmentName;
   verify?: 'list' | 'restore';
   /** The backup host's keys, when the config has backup.offsite. */
   offsite?: OffsiteKeys;
+  /** The `wal` input: set up or stop prod's continuous WAL archiving after the dump. */
+  wal?: WalPlan;
 }
 
-export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> = {
+export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutputs, Plan> = {
   name: 'backup',
   prepare({ io, config }) {
     const environment = environmentInput(io.defaulted('environment'));
@@ -32,7 +35,8 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
     if (v && v !== 'list' && v !== 'restore') throw new ConfigurationError(`input verify "${validate.printable(v)}" must be list or restore`);
     checkBackupDir(config);
     const offsite = offsiteKeysInput(io, config);
-    return { environment, verify: (v || undefined) as Plan['verify'], offsite };
+    const wal = walInput(io, config, environment);
+    return { environment, verify: (v || undefined) as Plan['verify'], offsite, wal };
   },
 
   async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
@@ -40,8 +44,9 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
     const summary = new Summary().heading(`Backup of ${env.name}`);
     let manifest: BackupManifest | undefined;
     let copy: OffsiteCopy | undefined;
+    let wal: WalOutcome | undefined;
     try {
-      [manifest, copy] = await underLock(
+      [manifest, copy, wal] = await underLock(
         { host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'backup', run, log, lockTimeoutSeconds },
         async (op) => {
           const release = currentRelease(op.records);
@@ -54,11 +59,15 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
             await op.record('backup', { status: 'failed', error: errorMessage(e) });
             throw e;
           }
-          // The verified local backup stands whatever happens to its copy.
-          if (!plan.offsite) return [m, undefined] as const;
-          const c = await copyOffsite({ host, config, env, manifest: m, keys: plan.offsite, log });
-          await op.record('offsite', { backup: m.id, status: c.status, location: c.location, error: c.status === 'failed' ? c.error : undefined });
-          return [m, c] as const;
+          // The verified local backup stands whatever happens to its copy and to the WAL step.
+          let c: OffsiteCopy | undefined;
+          if (plan.offsite) {
+            c = await copyOffsite({ host, config, env, manifest: m, keys: plan.offsite, log });
+            await op.record('offsite', { backup: m.id, status: c.status, location: c.location, error: c.status === 'failed' ? c.error : undefined });
+          }
+          const w = plan.wal ? await runWalStep(host, config, env, plan.wal, log) : undefined;
+          if (w) await op.record('wal', walRecord(w));
+          return [m, c, w] as const;
         },
       );
     } catch (e) {
@@ -91,11 +100,13 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
       `took ${manifest.durationSeconds}s`,
     ]);
     if (copy) offsiteSummary(summary, config, env.name, backupDir(config, env, manifest.id), copy);
+    if (wal) walSummary(summary, config, wal);
     await io.summary(summary.toMarkdown());
     if (copy?.status === 'failed') {
       const line = `backup ${manifest.id} of ${env.name} is verified on the VPS, but its off-host copy failed: ${copy.error}`;
       if (config.backup.offsite?.required !== false) throw new OperationFailed(line);
       log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
     }
+    if (wal && 'error' in wal) throw new OperationFailed(`backup ${manifest.id} of prod is verified, but WAL archiving (${wal.mode}) failed: ${wal.error}`);
   },
 };

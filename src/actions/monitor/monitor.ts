@@ -25,6 +25,7 @@ import { latencyStats, parseConnections, parseContainerLimits, parseDf, parseDoc
 import { combineContainers, judgeMetrics, type DiskMetric, type EnvironmentMetrics, type Metrics } from '../../safety/monitoring';
 import { formatBytes, formatCpus } from '../../infra/units';
 import { psql } from '../../infra/postgres';
+import { receiverName, walDir, walHealth } from '../../domain/wal';
 
 const SPLIT = '--twinstack-inspect--';
 const CONTAINER_STATS = fs.readFileSync(__dirname + '/container-stats.sh', 'utf8');
@@ -105,6 +106,27 @@ async function latency(host: Host, config: Config, into: Metrics): Promise<void>
   into.latency = { url, samples, stats: latencyStats(samples) };
 }
 
+/** prod's WAL archive (backup.wal): the receiver's state and the lag, each problem a breach. */
+async function walMetrics(host: Host, config: Config, into: Metrics): Promise<Finding[]> {
+  if (!config.backup.wal.enabled) return [];
+  const prod = new Environment('prod', config);
+  try {
+    into.wal = await walHealth(host, config, prod);
+  } catch (e) {
+    into.walError = errorMessage(e);
+    return [
+      {
+        check: 'wal-archive',
+        environment: 'prod',
+        severity: 'error',
+        message: `the WAL archive could not be read: ${into.walError}`,
+        fix: 'check the host and run monitor again',
+      },
+    ];
+  }
+  return into.wal.problems.map((p) => ({ check: 'wal-archive', environment: 'prod', severity: 'error', message: p.message, fix: p.fix }));
+}
+
 export async function runMonitor(host: Host, config: Config, log: Logger): Promise<MonitorReport> {
   const metrics: Metrics = { time: new Date().toISOString(), docker: await dockerState(host), environments: [], disks: [] };
   if (!metrics.docker.available) log.warning(`docker did not answer: ${metrics.docker.error}`);
@@ -128,7 +150,9 @@ export async function runMonitor(host: Host, config: Config, log: Logger): Promi
       `prod ${metrics.latency.url}: ${st.p50Ms === undefined ? 'no answers' : `P50 ${st.p50Ms} ms, P99 ${st.p99Ms} ms`}, ${st.errors}/${st.requests} failed`,
     );
   }
-  const findings = sortFindings(judgeMetrics(metrics, config.monitor));
+  const wal = await walMetrics(host, config, metrics);
+  if (metrics.wal) log.info(`prod WAL archive: receiver ${metrics.wal.receiver}, lag ${metrics.wal.lagSeconds} s`);
+  const findings = sortFindings([...judgeMetrics(metrics, config.monitor), ...wal]);
   const c = counts(findings);
   return { metrics, findings, breaches: c.errors, warnings: c.warnings };
 }
@@ -206,8 +230,24 @@ export function monitorSummary(report: MonitorReport, config: Config): Summary {
         : [d.label, d.path, '–', '–', '–', `not measured: ${d.error}`],
     ),
   );
+  if (m.wal || m.walError) walSection(s, config, m);
   if (!m.docker.available) s.list([`docker: did not answer (${m.docker.error}); container metrics are missing`]);
   return s;
+}
+
+function walSection(s: Summary, config: Config, m: Metrics): void {
+  s.heading(`prod WAL archive: ${walDir(config)}`, 3);
+  if (!m.wal) {
+    s.list([`not read: ${m.walError ?? 'unknown'}`]);
+    return;
+  }
+  const w = m.wal;
+  s.list([
+    `receiver ${receiverName(new Environment('prod', config))}: ${w.receiver}`,
+    `lag: ${w.lagSeconds} s (limit ${config.backup.wal['max-lag-seconds']} s)`,
+    `newest archived segment: ${w.segment ? `${w.segment.name}, ${w.segment.ageSeconds} s old` : 'none yet'}`,
+    `being received: ${w.partial ? `${w.partial.name}, written ${w.partial.ageSeconds} s ago` : 'nothing'}`,
+  ]);
 }
 
 /** Writes the SVG chart where the runner keeps temporary files; returns its path. */

@@ -1,0 +1,215 @@
+/**
+ * Continuous WAL archiving (backup.wal) against a real PostgreSQL 15 in a real container, over a
+ * real OpenSSH server: ensure starts pg_receivewal from prod's own db image on prod's network, rows
+ * written to prod land in an archived 16 MiB segment on the host, a second ensure changes nothing,
+ * the health check fails when the receiver is stopped, and off removes the container and the slot.
+ * Every check reads the host (docker, the WAL directory, pg_replication_slots), not twinstack's words.
+ */
+import { strict as assert } from 'node:assert';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseConfig, type Config } from '../../src/domain/config';
+import { Environment } from '../../src/domain/environment';
+import { baseBackup, ensureWal, receiverName, stopWal, walDir, walHealth } from '../../src/domain/wal';
+import { runMonitor } from '../../src/actions/monitor/monitor';
+import { MemoryLogger } from '../../src/infra/logger';
+import { walSettingFindings } from '../../src/safety/wal-settings';
+import type { SshHost } from '../../src/infra/ssh';
+import { connect } from '../harness/connect';
+import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
+
+const RUN = randomBytes(4).toString('hex');
+const PROJECT = `twinstack-test-${RUN}-wal`;
+const IMAGE = `twinstack-test-wal-db:${RUN}`;
+const NETWORK = `twinstack-test-${RUN}-wal`;
+const DB = `${PROJECT}-db-1`;
+const PASSWORD = `wal-secret-${RUN}-not-in-any-log`;
+const SEGMENT = 16 * 1024 * 1024;
+
+const docker = (...args: string[]) =>
+  execFileSync('docker', args, { encoding: 'utf8', timeout: 180_000, env: { ...process.env, DOCKER_BUILDKIT: '0' } }).trim();
+const attempt = (...args: string[]) => spawnSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
+/** psql as the superuser inside prod's db container. */
+const sql = (query: string) => docker('exec', DB, 'psql', '-X', '-q', '-A', '-t', '-h', '/var/run/postgresql', '-U', 'postgres', '-d', 'app', '-c', query);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let skip: string | false = sshdAvailable() ?? false;
+if (!skip && attempt('image', 'inspect', 'twinstack-fixture-base:latest').status !== 0)
+  skip = 'the fixture base image is missing (bash test/e2e/support/base-image.sh)';
+
+let sshd: TestSshd;
+let host: SshHost;
+let root: string;
+let config: Config;
+let prod: Environment;
+const log = new MemoryLogger();
+
+function configFor(backupDir: string): Config {
+  const text = fs
+    .readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8')
+    .replace('project: makapix-prod', `project: ${PROJECT}`)
+    .replace('{ service: db, name: makapix, user: owner,', '{ service: db, name: app, user: owner,')
+    .replace('url: https://makapix.club', 'url: http://127.0.0.1:9');
+  const monitor = 'monitor: { requests: 1, request-timeout-seconds: 1 }';
+  return parseConfig(
+    `${text}\n${monitor}\nbackup:\n  dir: ${backupDir}\n  wal: { enabled: true, admin-user: postgres, max-lag-seconds: 60 }\n`,
+    'twinstack.yml',
+  );
+}
+
+async function startDb(): Promise<void> {
+  docker('build', '-q', '--network', 'none', '-t', IMAGE, '-f', path.join(__dirname, '../fixtures/app/db/Dockerfile'), path.join(__dirname, '../fixtures/app'));
+  docker('network', 'create', NETWORK);
+  // As compose would start it: its labels, on the project's network with the service name as alias,
+  // listening there (the fixture listens on loopback only unless told otherwise).
+  docker(
+    'run', '-d', '--name', DB, '--network', NETWORK, '--network-alias', 'db',
+    '--label', `com.docker.compose.project=${PROJECT}`, '--label', 'com.docker.compose.service=db',
+    '-e', 'DB_PORT=5432', '-e', 'DB_NAME=app', '-e', 'DB_PASSWORD=owner-pw', '-e', 'APP_DB_PASSWORD=app-pw',
+    IMAGE, '-c', 'listen_addresses=*',
+  ); // prettier-ignore
+  for (let i = 0; i < 120; i++, await sleep(500)) {
+    // The first start runs a temporary server on the same socket: wait for the real one.
+    const started = attempt('logs', DB).stdout.includes('db-entrypoint: starting postgres');
+    if (started && attempt('exec', DB, 'pg_isready', '-q', '-h', '/var/run/postgresql', '-U', 'postgres').status === 0) break;
+  }
+  // The one server setting an operator adds for a receiver on the compose network (preflight says so).
+  docker('exec', DB, 'sh', '-c', 'echo "host replication all samenet scram-sha-256" >> "$PGDATA/pg_hba.conf"');
+  sql('SELECT pg_reload_conf()');
+}
+
+function cleanUp(): void {
+  for (const c of [`${PROJECT}-twinstack-wal`, DB]) attempt('rm', '-f', '-v', c);
+  attempt('network', 'rm', NETWORK);
+  attempt('rmi', '-f', IMAGE);
+}
+
+describe('continuous WAL archiving of prod', { skip }, () => {
+  before(async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-wal-'));
+    config = configFor(path.join(root, 'backups'));
+    prod = new Environment('prod', config);
+    try {
+      await startDb();
+      sshd = await startSshd();
+      host = await connect(sshd, {}, log);
+    } catch (e) {
+      cleanUp();
+      throw e;
+    }
+  });
+  after(async () => {
+    await host?.close();
+    await sshd?.stop();
+    cleanUp();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it("ensure starts pg_receivewal from prod's own image, streaming on a slot it creates", async () => {
+    assert.equal(sql('SELECT count(*) FROM pg_replication_slots'), '0');
+    // Preflight reads prod's real settings: PostgreSQL 15's defaults allow streaming replication.
+    assert.deepEqual(await walSettingFindings(host, config, false), []);
+    const r = await ensureWal(host, config, prod, PASSWORD, log);
+    const name = receiverName(prod);
+    assert.equal(r.receiver, 'created');
+    const [running, image, network, restart] = docker(
+      'inspect',
+      '--format',
+      '{{.State.Running}} {{.Image}} {{.HostConfig.NetworkMode}} {{.HostConfig.RestartPolicy.Name}}',
+      name,
+    ).split(' ');
+    assert.deepEqual([running, network, restart], ['true', NETWORK, 'unless-stopped']);
+    assert.equal(image, docker('inspect', '--format', '{{.Image}}', DB), "the receiver does not run prod's db image");
+    assert.equal(sql("SELECT slot_type || ' ' || active FROM pg_replication_slots WHERE slot_name = 'twinstack_wal'"), 'physical true');
+    assert.equal(sql("SELECT rolreplication AND rolcanlogin FROM pg_roles WHERE rolname = 'twinstack_wal'"), 't');
+    assert.equal(sql("SELECT count(*) FROM pg_stat_replication WHERE usename = 'twinstack_wal'"), '1');
+  });
+
+  it('archives rows written to prod: after a WAL switch the segment holding them is a complete 16 MiB file on the host', async () => {
+    sql('CREATE TABLE orders (id serial PRIMARY KEY, note text)');
+    sql("INSERT INTO orders (note) SELECT 'order ' || g FROM generate_series(1, 1000) g");
+    const segment = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+    const rel = sql("SELECT (SELECT oid FROM pg_database WHERE datname = 'app') || '/' || pg_relation_filenode('orders')");
+    sql('SELECT pg_switch_wal()');
+    const file = path.join(walDir(config), segment);
+    for (let i = 0; i < 60 && !fs.existsSync(file); i++) await sleep(500);
+    assert.ok(fs.existsSync(file), `${segment} was not archived: ${fs.readdirSync(walDir(config)).join(', ')}`);
+    assert.equal(fs.statSync(file).size, SEGMENT);
+    // The archived segment holds the 1000 inserts into the table (pg_waldump from the same image).
+    const dump = docker(
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      '--user',
+      '0:0',
+      '-v',
+      `${walDir(config)}:/wal:ro`,
+      '--entrypoint',
+      'pg_waldump',
+      IMAGE,
+      `--relation=1663/${rel}`,
+      `/wal/${segment}`,
+    );
+    assert.equal(dump.split('\n').filter((l) => /desc: INSERT\b/.test(l)).length, 1000);
+    assert.equal((await walHealth(host, config, prod)).problems.length, 0);
+  });
+
+  it('a second ensure changes nothing: the same container keeps running', async () => {
+    const name = receiverName(prod);
+    const before = docker('inspect', '--format', '{{.Id}} {{.State.StartedAt}}', name);
+    const r = await ensureWal(host, config, prod, PASSWORD, log);
+    assert.equal(r.receiver, 'unchanged');
+    assert.equal(docker('inspect', '--format', '{{.Id}} {{.State.StartedAt}}', name), before);
+  });
+
+  it('keeps the password out of the log, every command line and the container', () => {
+    assert.ok(!log.text.includes(PASSWORD), 'the replication password reached the log');
+    assert.ok(!docker('inspect', receiverName(prod)).includes(PASSWORD), 'the replication password is in the container');
+    const pgpass = path.join(walDir(config), '.pgpass');
+    assert.equal(fs.statSync(pgpass).mode & 0o077, 0, '.pgpass is readable by others');
+  });
+
+  it('a base backup is tar files in a dated directory, and the archive holds the WAL it starts from', async () => {
+    const b = await baseBackup(host, config, prod, PASSWORD, log, new Date('2026-01-02T03:04:05Z'));
+    assert.equal(b.dir, path.join(root, 'backups', 'prod', 'base', '20260102T030405Z'));
+    assert.deepEqual(fs.readdirSync(b.dir).sort(), ['backup_manifest', 'base.tar']);
+    const label = execFileSync('tar', ['-xOf', path.join(b.dir, 'base.tar'), 'backup_label'], { encoding: 'utf8' });
+    const start = /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)?.[1];
+    assert.ok(start, label);
+    assert.match(execFileSync('tar', ['-tf', path.join(b.dir, 'base.tar')], { encoding: 'utf8' }), /^PG_VERSION$/m);
+    sql('SELECT pg_switch_wal()');
+    const file = path.join(walDir(config), start);
+    for (let i = 0; i < 60 && !fs.existsSync(file); i++) await sleep(500);
+    assert.equal(fs.statSync(file).size, SEGMENT, `the archive lacks ${start}, where the base backup starts`);
+    assert.equal(attempt('inspect', `${PROJECT}-twinstack-basebackup`).status === 0, false, 'the base backup container was left');
+  });
+
+  it('monitor fails when the receiver is stopped', async () => {
+    const wal = (r: Awaited<ReturnType<typeof runMonitor>>) => r.findings.filter((f) => f.check === 'wal-archive' && f.severity === 'error');
+    assert.deepEqual(wal(await runMonitor(host, config, log)), []);
+    docker('stop', receiverName(prod));
+    assert.equal(docker('inspect', '--format', '{{.State.Running}}', receiverName(prod)), 'false');
+    assert.equal(wal(await runMonitor(host, config, log)).length, 1);
+    const h = await walHealth(host, config, prod);
+    assert.equal(h.receiver, 'exited');
+    assert.deepEqual(
+      h.problems.map((p) => p.message),
+      [`the WAL receiver ${receiverName(prod)} is exited`],
+    );
+  });
+
+  it('off removes the receiver and drops the slot, so prod keeps no WAL for it', async () => {
+    await ensureWal(host, config, prod, PASSWORD, log);
+    assert.equal(sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'twinstack_wal'"), 't');
+    await stopWal(host, config, prod, log);
+    assert.notEqual(attempt('inspect', receiverName(prod)).status, 0, 'the receiver container is still there');
+    assert.equal(sql('SELECT count(*) FROM pg_replication_slots'), '0');
+    // Archived WAL stays on the host.
+    assert.ok(fs.readdirSync(walDir(config)).some((f) => /^[0-9A-F]{24}$/.test(f)));
+  });
+});
