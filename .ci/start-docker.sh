@@ -34,7 +34,9 @@ else
   else
     mkdir -p "$(dirname "$log_file")"
     echo "start-docker: starting dockerd (log: $log_file)"
-    nohup dockerd --bridge=none --iptables=false --ip-forward=false \
+    # A session of its own: a daemon left in the caller's process group dies when that group is
+    # signalled (a job runner ending the shell that ran this script), taking every container with it.
+    setsid nohup dockerd --bridge=none --iptables=false --ip-forward=false \
       >>"$log_file" 2>&1 </dev/null &
     disown || true
   fi
