@@ -10,6 +10,11 @@ import * as path from 'node:path';
 const benches: Record<string, { script: string; args: string[]; what: string }> = {
   backup: { script: 'backup.ts', args: [], what: 'backup action vs plain pg_dump -Fc (BENCH_BACKUP_MB, default 300)' },
   resample: { script: 'resample.ts', args: [], what: 'resample vs bare COPY pipes and vs row by row; peak memory at two scales' },
+  'resample-fixed': {
+    script: 'resample-fixed.ts',
+    args: [],
+    what: "where a small resample's seconds go, phase by phase: Makapix-shaped at 2,000 users and pagila-shaped, the second of two runs each",
+  },
   vault: { script: 'vault.ts', args: [], what: 'vault-sync (rsync) vs a per-file cp loop; a second run copies nothing' },
   rehearsal: {
     script: 'rehearsal.ts',

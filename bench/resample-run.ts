@@ -19,6 +19,16 @@ async function main(): Promise<void> {
   const host = await SshHost.connect(job.target, log);
   try {
     const config = parseConfig(job.configYaml, 'bench config');
+    // When each host round trip (command or file transfer) began, in ms from the run's start.
+    const calls: number[] = [];
+    const t0 = Date.now();
+    for (const m of ['run', 'writeFile', 'readFile'] as const) {
+      const original = host[m].bind(host) as (...a: unknown[]) => Promise<unknown>;
+      (host as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => {
+        calls.push(Date.now() - t0);
+        return original(...a);
+      };
+    }
     const report = await resample(
       { host, config, log, run: { url: 'bench', actor: 'bench', sha: '', workflow: 'bench' }, lockTimeoutSeconds: 60 },
       { dryRun: false, fraction: job.fraction, devPassword: 'bench-password' },
@@ -30,6 +40,7 @@ async function main(): Promise<void> {
         sshBytes: report.sshBytes.sent + report.sshBytes.received,
         maxRssKb: process.resourceUsage().maxRSS,
         phases: report.phases,
+        calls,
         tables: report.tables.filter((t) => t.copied > 0).map((t) => [t.table, t.copied]),
       })}\n`,
     );

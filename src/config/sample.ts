@@ -114,15 +114,18 @@ export type ReferenceSetting = z.output<typeof referenceSchema>;
 /** A column name, unquoted. */
 const columnName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
 
+const keyValue = z.union([z.number().int(), z.string().min(1).max(200)]).transform(String);
+
 /**
  * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
  * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ * the sample. `key` is its primary key (a value production does not use), or for a primary key of
+ * several columns a map naming each; `values` gives other columns as SQL constant expressions
+ * (checked like every SQL fragment), the rest take their default.
  */
 export const placeholderSchema = z
   .object({
-    key: z.union([z.number().int(), z.string().min(1).max(200)]).transform(String),
+    key: z.union([keyValue, z.record(columnName, keyValue)]),
     values: z.record(columnName, sqlFragment('expression', 500)).default({}),
   })
   .strict();

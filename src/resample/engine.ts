@@ -21,7 +21,7 @@ import { EnvironmentLock } from '../domain/lock';
 import { quote } from '../infra/shell';
 import { hashDevPassword, isTextual, maskKeyFor, type RunSecrets } from './anonymize';
 import { readCatalog, type Catalog } from './catalog';
-import { productionReader } from './reader';
+import { productionReader, productionReaderWith } from './reader';
 import { leakFix, leakLine } from './leak-advice';
 import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, placeholderInserts, productionScript, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
@@ -443,6 +443,11 @@ class ResampleRun {
     this.last = start.started;
   }
 
+  /** Phases already recorded up to this time. */
+  lastAt(time: number): void {
+    this.last = time;
+  }
+
   /** Records the seconds since the previous phase ended. */
   mark(phase: string): void {
     const now = Date.now();
@@ -469,11 +474,14 @@ class ResampleRun {
 export async function resample(ctx: ResampleContext, params: ResampleParams, hooks: ResampleHooks = {}): Promise<ResampleReport> {
   const start: RunStart = { started: Date.now(), traffic: ctx.host.traffic() };
   // Every read of production goes through its read-only role (the server's own wall behind the SQL guard).
-  const prod = await productionReader(ctx.host, ctx.config, ctx.log);
-  const catalog = await readCatalog(ctx.host, prod);
+  // The catalog is read beside the check of what the read-only role may do (one round trip fewer).
+  const { reader: prod, value: catalog } = await productionReaderWith(ctx.host, ctx.config, ctx.log, (reader) => readCatalog(ctx.host, reader));
+  const read = Date.now();
   const plan = await planResample(ctx, params, catalog);
   const run = new ResampleRun(ctx, start, prod, catalog, plan, emptyReport(plan, params.dryRun));
-  run.mark('catalog and plan');
+  run.report.phases.push(['read-only role checks and catalog', (read - start.started) / 1000]);
+  run.lastAt(read);
+  run.mark('plan');
   for (const w of plan.warnings) ctx.log.warning(w);
   if (params.dryRun) {
     // Before a run only the tables nothing reaches are known to end up empty.
@@ -561,11 +569,31 @@ async function fillStaging(run: ResampleRun, staging: Staging): Promise<void> {
   });
   run.mark('constraints and indexes (post-data)');
   const seq = sequencesSql(plan, run.catalog);
-  if (seq) await staging.server.exec(seq, 'setting sequences past the copied keys', staging.names.staging);
-  await applyDevGrants(run, staging);
+  // Sequences, grants and statistics touch different things: they run side by side. Statistics
+  // wait for after-load, whose rows they must see.
+  const afterLoad = run.ctx.config.sample['after-load'].length > 0;
+  const analyze = () => staging.server.exec(analyzeSql(run, afterLoad), 'analyzing staging', staging.names.staging);
+  await Promise.all([
+    seq ? staging.server.exec(seq, 'setting sequences past the copied keys', staging.names.staging) : undefined,
+    applyDevGrants(run, staging),
+    afterLoad ? undefined : analyze(),
+  ]);
+  run.mark(afterLoad ? 'sequences, grants' : 'sequences, grants, analyze (side by side)');
   await runAfterLoad(run, staging);
-  await staging.server.exec('ANALYZE;', 'analyzing staging', staging.names.staging);
-  run.mark('sequences, grants, analyze');
+  if (afterLoad) {
+    await analyze();
+    run.mark('analyze');
+  }
+}
+
+/**
+ * Statistics for the tables that received rows (an empty table has none to gather); every table
+ * after after-load, which may fill any.
+ */
+function analyzeSql(run: ResampleRun, afterLoad: boolean): string {
+  const filled = run.catalog.tables.filter((t) => run.report.tables.some((r) => r.table === t.id && r.copied > 0));
+  if (afterLoad || filled.length === 0) return afterLoad ? 'ANALYZE;' : 'SELECT 1;';
+  return `ANALYZE ${filled.map((t) => qualified(t.schema, t.name)).join(', ')};`;
 }
 
 /** A pg_dump of one section of production's schema, through its read-only role. */
@@ -714,17 +742,26 @@ function refuseFlawedSample(run: ResampleRun): void {
 async function applyDevGrants(run: ResampleRun, staging: Staging): Promise<void> {
   const { server, names, devInfo, devAcl } = staging;
   if (!devInfo) return;
-  const grants = await run.ctx.host.run(
-    `${devAcl} | { grep -E ${quote(OBJECT_ACL_LINES)} || true; } | ${psql(run.dev, names.staging, { output: '/dev/null', stopOnError: false })}`,
-    { label: "re-applying dev's owners and grants to staging", timeoutSeconds: run.ctx.config['command-timeout-seconds'], quiet: true },
-  );
+  // Object grants (in staging) and the database's own grants and settings are independent.
+  const [grants] = await Promise.all([
+    run.ctx.host.run(
+      `${devAcl} | { grep -E ${quote(OBJECT_ACL_LINES)} || true; } | ${psql(run.dev, names.staging, { output: '/dev/null', stopOnError: false })}`,
+      {
+        label: "re-applying dev's owners and grants to staging",
+        timeoutSeconds: run.ctx.config['command-timeout-seconds'],
+        quiet: true,
+      },
+    ),
+    server.exec(
+      `${databaseGrantsSql(names.dev, names.staging)}\n${copyDatabaseSettingsSql(names.dev, names.staging)}`,
+      "re-applying dev's database grants and settings",
+    ),
+  ]);
   const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
   if (errors.length)
     run.report.warnings.push(
       `${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`,
     );
-  await server.exec(databaseGrantsSql(names.dev, names.staging), "re-applying dev's database grants");
-  await server.exec(copyDatabaseSettingsSql(names.dev, names.staging), "copying dev's database settings");
 }
 
 /** Derived data the load bypassed (triggers fire on no copied row), made true in staging before the swap. */
@@ -762,6 +799,8 @@ async function swapStaging(run: ResampleRun, staging: Staging, op: Operation, ho
       log,
       record: op.record,
       pendingDir: pendingDirOf(config['state-dir'], 'dev'),
+      // Read when staging was created, under this same lock.
+      hadDev: staging.devInfo !== null,
     });
   } catch (e) {
     // Swapped back: dev is as it was, and the report says what the sample would have been.

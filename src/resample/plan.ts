@@ -45,12 +45,13 @@ export interface FkPlan {
 /** A placeholder row (sample.placeholders), inserted into dev for rows that came along for structure. */
 export interface PlaceholderPlan {
   table: string;
-  keyColumn: string;
-  /** The key as a typed SQL constant. */
-  key: string;
-  /** The key as written in the config. */
+  /** The primary key's columns, in the table's order. */
+  keyColumns: string[];
+  /** Per key column, its value as a typed SQL constant. */
+  keys: string[];
+  /** The key as written in the config (`0`, or `instance_id=0, id=0`). */
   keyText: string;
-  /** Columns and their SQL expressions, the key first. */
+  /** Columns and their SQL expressions, the key columns first. */
   values: Array<[string, string]>;
 }
 
@@ -600,8 +601,9 @@ function planStructure(
   const fks = fkPlans.map((p) => {
     const ph = placeholders.find((x) => x.table === p.fk.refTable);
     if (!structural.has(p.fk.table) || !ph || p.target !== 'members') return p;
-    return p.fk.refColumns.length === 1 && p.fk.refColumns[0] === ph.keyColumn ? { ...p, placeholder: ph } : p;
+    return samePlaceholderKey(p, ph) ? { ...p, placeholder: ph } : p;
   });
+  for (const p of fks.filter((x) => x.placeholder)) refuseSharedKeyColumns(catalog, p);
   const warnings: string[] = [];
   for (const id of structural)
     for (const p of fks.filter((x) => x.fk.table === id && x.strict && !x.placeholder && x.fk.refTable === root.id && x.target === 'members'))
@@ -863,10 +865,15 @@ function referenceRewrites(
     notes.push(`fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`);
   }
   // On a row that came along for structure, a key whose owner is outside the sample points at the placeholder.
-  const repointing = outgoing.find((p) => p.placeholder && p.fk.columns[0] === c.name);
+  const repointing = outgoing.find((p) => p.placeholder && p.fk.columns.includes(c.name));
   if (repointing?.placeholder && kept) {
-    expression = placeholderValue(repointing, ctx.temps.get(id) ?? '', ctx.temps.get(repointing.fk.refTable) ?? '', table, expression);
-    notes.push(`placeholder ${repointing.placeholder.table} ${repointing.placeholder.key} on rows brought for structure`);
+    expression = placeholderValue(
+      repointing,
+      c.name,
+      { ownTemp: ctx.temps.get(id) ?? '', refTemp: ctx.temps.get(repointing.fk.refTable) ?? '', table },
+      expression,
+    );
+    notes.push(`placeholder ${repointing.placeholder.table} ${repointing.placeholder.keyText} on rows brought for structure`);
   }
   // A column cleared when a reference without a foreign key finds a parent outside the sample.
   const clearing = clearingReferences(ctx.references, id, c.name);
@@ -897,31 +904,72 @@ function bringsParent(policy: ForeignKeyPolicy): boolean {
 function resolvePlaceholder(catalog: Catalog, name: string, ph: PlaceholderSetting, mode: ReadonlyMap<string, TableMode>): PlaceholderPlan {
   const where = `placeholders.${name}`;
   const table = resolveTable(catalog, name, where);
-  if (table.primaryKey?.length !== 1) fail(`${where}: ${table.id} has no one-column primary key for the placeholder's key`);
+  if (!table.primaryKey?.length) fail(`${where}: ${table.id} has no primary key for the placeholder's key`);
   const m = mode.get(table.id) as TableMode;
   if (!['root', 'owned', 'included'].includes(m))
     fail(`${where}: ${table.id} is ${m === 'reference' ? 'copied whole' : 'copied empty'}, so no row needs a placeholder there; remove the entry`);
-  const keyColumn = table.primaryKey[0];
-  const values: Array<[string, string]> = [[keyColumn, `${literal(ph.key)}::${columnType(table, keyColumn).type}`]];
+  const keyColumns = table.primaryKey;
+  const keyTexts = placeholderKeyTexts(where, table, ph.key);
+  const values: Array<[string, string]> = keyColumns.map((k, i) => [k, `${literal(keyTexts[i])}::${columnType(table, k).type}`]);
   for (const [column, sql] of Object.entries(ph.values)) {
     const c = table.columns.find((x) => x.name === column);
     if (!c) fail(`${where}.values: ${table.id} has no column ${column}`);
-    if (column === keyColumn) fail(`${where}.values: ${column} is the primary key; give it as key`);
+    if (keyColumns.includes(column)) fail(`${where}.values: ${column} is the primary key; give it as key`);
     if (c.generated) fail(`${where}.values: ${table.id}.${column} is generated; leave it out`);
     values.push([column, `(${sql})::${c.type}`]);
   }
   const missing = table.columns.filter((c) => c.notNull && !c.generated && !c.hasDefault && !values.some(([n]) => n === c.name)).map((c) => c.name);
   if (missing.length) fail(`${where}: ${table.id}.${missing.join(', ')} NOT NULL without a default; give ${missing.length > 1 ? 'them' : 'it'} under values`);
-  return { table: table.id, keyColumn, key: values[0][1], keyText: ph.key, values };
+  const keyText = typeof ph.key === 'string' ? ph.key : keyColumns.map((k, i) => `${k}=${keyTexts[i]}`).join(', ');
+  return { table: table.id, keyColumns, keys: values.slice(0, keyColumns.length).map(([, v]) => v), keyText, values };
+}
+
+/** The placeholder's key, one text per primary-key column: a single value, or a map naming each column. */
+function placeholderKeyTexts(where: string, table: Table, key: PlaceholderSetting['key']): string[] {
+  const pk = table.primaryKey as string[];
+  if (typeof key === 'string') {
+    if (pk.length > 1)
+      fail(`${where}.key: ${table.id}'s primary key has ${pk.length} columns; give key as a map naming each: {${pk.map((c) => `${c}: ...`).join(', ')}}`);
+    return [key];
+  }
+  const named = Object.keys(key);
+  if (named.length !== pk.length || !pk.every((c) => c in key))
+    fail(`${where}.key: name exactly ${table.id}'s primary-key columns (${pk.join(', ')}); got ${named.join(', ') || 'none'}`);
+  return pk.map((c) => key[c]);
+}
+
+/** The key points at exactly the placeholder table's primary key (in any column order). */
+function samePlaceholderKey(p: FkPlan, ph: PlaceholderPlan): boolean {
+  return p.fk.refColumns.length === ph.keyColumns.length && ph.keyColumns.every((c) => p.fk.refColumns.includes(c));
+}
+
+/**
+ * A key the placeholder rewrites must own its columns: a column it shares with the row's primary key
+ * or with another foreign key (a tenant id, say) would be rewritten for that one too and break it.
+ */
+function refuseSharedKeyColumns(catalog: Catalog, p: FkPlan): void {
+  const table = catalog.tables.find((t) => t.id === p.fk.table) as Table;
+  const others = catalog.foreignKeys.filter((f) => f.table === p.fk.table && f.name !== p.fk.name);
+  for (const c of p.fk.columns) {
+    const other = others.find((f) => f.columns.includes(c));
+    const inPk = table.primaryKey?.includes(c);
+    if (!other && !inPk) continue;
+    const shared = other ? `its foreign key ${p.fk.table}(${other.columns.join(', ')}) → ${other.refTable}` : `its primary key`;
+    fail(
+      `placeholders.${p.placeholder?.table.split('.').pop()}: ${p.fk.table}(${p.fk.columns.join(', ')}) → ${p.fk.refTable} shares ${c} with ${shared}, so a placeholder cannot stand in for it; set foreign-keys ${p.fk.table.split('.').pop()}(${p.fk.columns.join(', ')}) to drop or include instead of bringing ${p.fk.table.split('.').pop()} rows for structure`,
+    );
+  }
 }
 
 /**
  * A key column on a table whose rows can come along for structure (over alias t): on such a row
- * whose target is outside the sample, the placeholder's key; else the value as the policy leaves it.
+ * whose target is outside the sample, the placeholder's value for that column; else the value as
+ * the policy leaves it. Every column of a key of several columns takes its part of the placeholder.
  */
-function placeholderValue(p: FkPlan, ownTemp: string, refTemp: string, table: Table, value: string): string {
-  const col = `t.${ident(p.fk.columns[0])}`;
-  return `CASE WHEN ${col} IS NOT NULL AND ${structuralRow('t', table, ownTemp)} AND NOT ${col} IN (SELECT p.${ident(p.fk.refColumns[0])} FROM pg_temp.${refTemp} p) THEN ${p.placeholder?.key} ELSE ${value} END`;
+function placeholderValue(p: FkPlan, column: string, at: { ownTemp: string; refTemp: string; table: Table }, value: string): string {
+  const ph = p.placeholder as PlaceholderPlan;
+  const part = ph.keys[ph.keyColumns.indexOf(p.fk.refColumns[p.fk.columns.indexOf(column)])];
+  return `CASE WHEN ${allNotNull('t', p.fk.columns)} AND ${structuralRow('t', at.table, at.ownTemp)} AND NOT ${matchIn('t', p.fk.columns, at.refTemp, p.fk.refColumns)} THEN ${part} ELSE ${value} END`;
 }
 
 /** True for a row (over alias) that came along for structure. */
@@ -1111,7 +1159,7 @@ function structureReferences(plan: SamplePlan): ReferencePlan[] {
 function placeholderGuards(plan: SamplePlan): string[] {
   return plan.placeholders.map((ph) => {
     const tp = tableById(plan, ph.table);
-    return `  IF EXISTS (SELECT 1 FROM ${from(tp.table)} t WHERE t.${ident(ph.keyColumn)} = ${ph.key}) THEN RAISE EXCEPTION '%', ${literal(
+    return `  IF EXISTS (SELECT 1 FROM ${from(tp.table)} t WHERE ${tuple('t', ph.keyColumns)} = ${ph.keys.length === 1 ? ph.keys[0] : `(${ph.keys.join(', ')})`}) THEN RAISE EXCEPTION '%', ${literal(
       `sample.placeholders.${tp.table.name}: production has a row with key ${ph.keyText}; pick a key production does not use`,
     )}; END IF;`;
   });

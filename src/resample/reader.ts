@@ -77,6 +77,19 @@ export function readerProblems(f: ReaderFacts): string[] {
  * production by the resample goes through the environment this returns.
  */
 export async function productionReader(host: Host, config: Config, log: Logger): Promise<Environment> {
+  return (await productionReaderWith(host, config, log, () => Promise.resolve(undefined))).reader;
+}
+
+/**
+ * The read-only role, checked, and `read` through it: the read (a catalog query, say) runs beside
+ * the check of what the role may do, whose refusal wins over any error of the read.
+ */
+export async function productionReaderWith<T>(
+  host: Host,
+  config: Config,
+  log: Logger,
+  read: (reader: Environment) => Promise<T>,
+): Promise<{ reader: Environment; value: T }> {
   const prod = new Environment('prod', config);
   const role = config.sample['reader-role'];
   const db = prod.cfg.database.name;
@@ -101,11 +114,16 @@ export async function productionReader(host: Host, config: Config, log: Logger):
     log.info(`Created production's read-only role ${role} (pg_read_all_data, default_transaction_read_only, connection limit ${READER_CONNECTION_LIMIT}).`);
   }
   const reader = prod.withDatabaseUser(role);
-  const facts = await queryJson<ReaderFacts>(host, reader, db, FACTS_SQL, `checking what ${role} may do in production`);
-  const problems = readerProblems(facts);
+  const [facts, value] = await Promise.allSettled([
+    queryJson<ReaderFacts>(host, reader, db, FACTS_SQL, `checking what ${role} may do in production`),
+    read(reader),
+  ]);
+  if (facts.status === 'rejected') throw facts.reason;
+  const problems = readerProblems(facts.value);
   if (problems.length)
     throw new OperationFailed(
       `production's read role ${role} ${problems.join(', ')}: the server would not stop a write; use a role that may only read: ${fix}`,
     );
-  return reader;
+  if (value.status === 'rejected') throw value.reason;
+  return { reader, value: value.value };
 }

@@ -133,6 +133,8 @@ export interface SwapOptions {
   record: <E extends LogEvent>(event: E, fields: RecordFields<E>) => Promise<unknown>;
   /** Where the swap leaves its undo until it has finished (the environment's pending directory). */
   pendingDir: string;
+  /** Whether dev has a database, when the caller read it under the same lock (saves a round trip). */
+  hadDev?: boolean;
 }
 
 /**
@@ -162,7 +164,7 @@ export function swapUndoScript(server: DevServer, names: ReturnType<typeof datab
  */
 export async function swapIn(o: SwapOptions): Promise<void> {
   const { server, names, services, log } = o;
-  const hadDev = await server.exists(names.dev);
+  const hadDev = o.hadDev ?? (await server.exists(names.dev));
   const marker = `${o.pendingDir}/resample-swap.sh`;
   const leave = (script: string) => server.host.writeFile(marker, script);
   const clear = async () => {
@@ -233,7 +235,8 @@ export async function recoverLeftovers(server: DevServer, names: ReturnType<type
     }
     await server.rename(names.previous, names.dev);
   }
-  if ((await server.databases()).includes(names.staging)) {
+  // The list read above still holds unless the recovery above changed it.
+  if ((notes.length ? await server.databases() : dbs).includes(names.staging)) {
     await server.drop(names.staging);
     notes.push(`dropped a staging database left by an earlier run (${names.staging})`);
   }

@@ -142,3 +142,62 @@ describe('policy structure: ancestors whole without their authors (sample.placeh
     assert.equal(devRows('SELECT count(*) FROM comment'), before);
   });
 });
+
+// A federated forum: a person is known by (instance_id, local_id), and a comment names its author by both.
+const federated = Array.from({ length: 200 }, (_, i) => [1 + (i % 2), 1 + Math.floor(i / 2)] as const);
+const key = ([i, l]: readonly [number, number]) => `${i},${l}`;
+const FA = federated.find((p) => isSampled(SEED, FRACTION, key(p))) as readonly [number, number];
+const FB = federated.find((p) => !isSampled(SEED, FRACTION, key(p))) as readonly [number, number];
+const FEDERATED = `
+CREATE TABLE person (instance_id int, local_id int, name text NOT NULL, PRIMARY KEY (instance_id, local_id));
+CREATE TABLE post (id int PRIMARY KEY, instance_id int NOT NULL, local_id int NOT NULL, title text NOT NULL, FOREIGN KEY (instance_id, local_id) REFERENCES person);
+CREATE TABLE comment (id int PRIMARY KEY, author_instance int NOT NULL, author_id int NOT NULL, post_id int NOT NULL REFERENCES post(id), parent_id int REFERENCES comment(id), content text NOT NULL,
+  FOREIGN KEY (author_instance, author_id) REFERENCES person (instance_id, local_id));
+INSERT INTO person SELECT 1 + g % 2, 1 + g / 2, 'Realname ' || md5('name' || g) FROM generate_series(0, 199) g;
+INSERT INTO post SELECT g, 1 + g % 2, 1 + (g * 7) % 100, 'title ' || g FROM generate_series(1, 400) g;
+INSERT INTO comment SELECT g, 1 + (g * 3) % 2, 1 + (g * 11) % 100, g, NULL, 'words ' || md5('c' || g) FROM generate_series(1, 400) g;
+INSERT INTO comment SELECT 400 + g, 1 + g % 2, 1 + (g * 13) % 100, g, g, 'words ' || md5('c' || (400 + g)) FROM generate_series(1, 400) g;
+INSERT INTO post VALUES (1000, ${FA[0]}, ${FA[1]}, 'the thread');
+INSERT INTO comment VALUES
+  (5001, ${FA[0]}, ${FA[1]}, 1000, NULL, 'the question'),
+  (5002, ${FB[0]}, ${FB[1]}, 1000, 5001, 'middle comment by the person outside the sample'),
+  (5003, ${FA[0]}, ${FA[1]}, 1000, 5002, 'the answer');
+`;
+
+describe('policy structure with an owner key of several columns', () => {
+  before(() => loadScenario(w, FEDERATED));
+
+  it('points both columns of the middle comment’s author key at the placeholder, and nothing of that author arrives', async () => {
+    const config = {
+      root: 'person',
+      fraction: FRACTION,
+      seed: SEED,
+      columns: { 'person.name': { sql: "'someone ' || local_id" }, 'post.title': { sql: "'post ' || id" }, 'comment.content': { sql: "'comment ' || id" } },
+      'foreign-keys': { 'comment(parent_id)': 'structure' },
+      placeholders: { person: { key: { instance_id: 0, local_id: 0 }, values: { name: "'deleted'" } } },
+    };
+    const report = await resample(w.ctx(w.config(config)), { dryRun: false });
+    assert.equal(
+      devRows("SELECT string_agg(id || ':' || author_instance || '/' || author_id, ',' ORDER BY id) FROM comment WHERE id IN (5001, 5002, 5003)"),
+      `5001:${FA[0]}/${FA[1]},5002:0/0,5003:${FA[0]}/${FA[1]}`,
+    );
+    assert.equal(devRows('SELECT content FROM comment WHERE id = 5002'), 'comment 5002');
+    assert.equal(devRows('SELECT name FROM person WHERE instance_id = 0 AND local_id = 0'), 'deleted');
+    assert.equal(devRows(`SELECT count(*) FROM person WHERE (instance_id, local_id) = (${FB[0]}, ${FB[1]})`), '0');
+    assert.equal(devRows(`SELECT count(*) FROM comment WHERE (author_instance, author_id) = (${FB[0]}, ${FB[1]})`), '0');
+    // Every comment's author is in dev: sampled, or the placeholder for a comment that came for structure.
+    assert.equal(
+      devRows('SELECT count(*) FROM comment c WHERE NOT EXISTS (SELECT 1 FROM person p WHERE (p.instance_id, p.local_id) = (c.author_instance, c.author_id))'),
+      '0',
+    );
+    const onPlaceholder = Number(devRows('SELECT count(*) FROM comment WHERE (author_instance, author_id) = (0, 0)'));
+    const comment = report.tables.find((t) => t.table === 'public.comment');
+    assert.ok(onPlaceholder >= 1);
+    assert.deepEqual(comment?.structure?.placeholder, [{ key: 'author_instance, author_id → public.person instance_id=0, local_id=0', rows: onPlaceholder }]);
+    assert.deepEqual(
+      report.foreignKeys.filter((f) => f.orphans > 0),
+      [],
+    );
+    assert.deepEqual(report.leaks, []);
+  });
+});

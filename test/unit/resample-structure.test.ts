@@ -159,3 +159,86 @@ describe('sample.placeholders and structure: refused in one line', () => {
     assert.equal(sampleSchema.parse({ 'foreign-keys': { 'comment(parent_id)': 'structure' } })['foreign-keys']['comment(parent_id)'], 'structure');
   });
 });
+
+/** A federated forum: a person is known by (instance_id, local_id); a comment names its author by both. */
+const federated = (shareInstance = false): Catalog => ({
+  tables: [
+    table('person', [col('instance_id', 'integer', true), col('local_id', 'integer', true), col('name', 'text', true)], ['instance_id', 'local_id']),
+    table('post', [col('id', 'integer', true), col('instance_id', 'integer', true), col('local_id', 'integer', true)]),
+    table('comment', [
+      col('id', 'integer', true),
+      col('author_instance', 'integer', true),
+      col('author_id', 'integer', true),
+      col('post_id', 'integer', true),
+      col('parent_id'),
+    ]),
+  ],
+  foreignKeys: [
+    { ...fk('post', ['instance_id', 'local_id'], 'person'), refColumns: ['instance_id', 'local_id'] },
+    { ...fk('comment', ['author_instance', 'author_id'], 'person'), refColumns: ['instance_id', 'local_id'] },
+    fk('comment', ['post_id'], 'post'),
+    fk('comment', ['parent_id'], 'comment'),
+    // A tenant-style key sharing the author's instance column.
+    ...(shareInstance ? [{ ...fk('comment', ['author_instance', 'post_id'], 'post'), refColumns: ['instance_id', 'id'] }] : []),
+  ],
+  sequences: [],
+});
+
+function federatedPlan(key: unknown, shareInstance = false): SamplePlan {
+  const settings = sampleSchema.parse({
+    root: 'person',
+    columns: { 'person.name': { sql: "'someone'" } },
+    'foreign-keys': { 'comment(parent_id)': 'structure' },
+    placeholders: { person: { key, values: { name: "'deleted'" } } },
+  });
+  return buildPlan(federated(shareInstance), { settings, fraction: 0.1, seed: 's', secrets: { maskKey: 'k' } });
+}
+
+describe('a placeholder for a key of several columns', () => {
+  it('supplies every key column: each column of the author key takes its part of the placeholder', () => {
+    const p = federatedPlan({ local_id: -1, instance_id: 0 });
+    const comment = p.tables.find((t) => t.table.id === 'public.comment')!;
+    const key = comment.outgoing.find((o) => o.fk.columns.length === 2)!;
+    assert.equal(key.placeholder?.keyText, 'instance_id=0, local_id=-1');
+    assert.deepEqual(p.warnings, []);
+    const select = selectFor(p, comment);
+    const when =
+      'CASE WHEN t\\."author_instance" IS NOT NULL AND t\\."author_id" IS NOT NULL AND .* WHERE m\\.ts_struct\\) AND NOT \\(t\\."author_instance", t\\."author_id"\\) IN \\(SELECT p\\."instance_id", p\\."local_id" FROM';
+    assert.match(select, new RegExp(`${when}.* THEN '0'::integer ELSE t\\."author_instance" END`));
+    assert.match(select, new RegExp(`${when}.* THEN '-1'::integer ELSE t\\."author_id" END`));
+    assert.match(
+      membershipProgram(p),
+      /WHERE \(t\."instance_id", t\."local_id"\) = \('0'::integer, '-1'::integer\)\) THEN RAISE EXCEPTION .*key instance_id=0, local_id=-1; pick a key/,
+    );
+    assert.equal(
+      placeholderInserts(p),
+      `INSERT INTO "public"."person" ("instance_id", "local_id", "name") VALUES ('0'::integer, '-1'::integer, ('deleted')::text);`,
+    );
+  });
+
+  it('refuses in one line a key that does not name every primary-key column', () => {
+    const refusedWith = (key: unknown, message: RegExp) =>
+      assert.throws(
+        () => federatedPlan(key),
+        (e: unknown) => e instanceof ConfigurationError && message.test(e.message) && !e.message.includes('\n'),
+      );
+    refusedWith(
+      0,
+      /placeholders\.person\.key: public\.person's primary key has 2 columns; give key as a map naming each: \{instance_id: \.\.\., local_id: \.\.\.\}/,
+    );
+    refusedWith({ instance_id: 0 }, /placeholders\.person\.key: name exactly public\.person's primary-key columns \(instance_id, local_id\); got instance_id/);
+    refusedWith({ instance_id: 0, local_id: 0, x: 1 }, /got instance_id, local_id, x/);
+  });
+
+  it('refuses in one line a key sharing a column with another foreign key, naming both and what to set instead', () => {
+    assert.throws(
+      () => federatedPlan({ instance_id: 0, local_id: -1 }, true),
+      (e: unknown) =>
+        e instanceof ConfigurationError &&
+        !e.message.includes('\n') &&
+        /placeholders\.person: public\.comment\(author_instance, author_id\) → public\.person shares author_instance with its foreign key public\.comment\(author_instance, post_id\) → public\.post, so a placeholder cannot stand in for it; set foreign-keys comment\(author_instance, author_id\) to drop or include/.test(
+          e.message,
+        ),
+    );
+  });
+});
