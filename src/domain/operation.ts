@@ -77,7 +77,7 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
   try {
     let op: Operation;
     try {
-      op = await openOperation(o, hostLog, lock, id, base);
+      op = await openOperation({ o, hostLog, lock, id, base });
     } catch (e) {
       // Cut short by the cancel (the host is halted): the cancel handler records it and frees the lock.
       if (cancelling) await new Promise(() => undefined);
@@ -105,7 +105,19 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
 }
 
 /** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
-async function openOperation(o: OperationOptions, hostLog: HostLog, lock: EnvironmentLock, id: string, base: OperationBase): Promise<Operation> {
+async function openOperation({
+  o,
+  hostLog,
+  lock,
+  id,
+  base,
+}: {
+  o: OperationOptions;
+  hostLog: HostLog;
+  lock: EnvironmentLock;
+  id: string;
+  base: OperationBase;
+}): Promise<Operation> {
   const records = await hostLog.read(o.log);
   const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${errorMessage(e)}`));
   if (archived)

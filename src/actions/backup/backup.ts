@@ -47,7 +47,7 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
           const release = currentRelease(op.records);
           let m: BackupManifest;
           try {
-            m = await takeBackup(host, config, env, { release: release?.release, sha: release?.sha }, log, plan.verify);
+            m = await takeBackup({ host, config, env, ctx: { release: release?.release, sha: release?.sha }, log, verify: plan.verify });
             await op.record('backup', { backup: m.id, status: m.status, bytes: m.files['db.dump'].bytes, sha256: m.files['db.dump'].sha256 });
             await pruneBackups(host, config, env, log);
           } catch (e) {

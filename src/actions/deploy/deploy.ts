@@ -219,7 +219,7 @@ async function recordDeploy(d: Deployment, op: Operation, opened: Opened, sha: s
       durationSeconds,
       settled: settled.length ? settled : undefined,
     });
-    await pruneOldReleases(host, config, env, { release: releaseId, sha }, previous, log);
+    await pruneOldReleases({ host, config, env, current: { release: releaseId, sha }, previous, log });
     return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers, settled };
   });
 }
