@@ -90,7 +90,7 @@ export const backupAction: ActionDefinition<BackupInputs, BackupOutputs, Plan> =
       `alembic revision: ${manifest.alembicRevision ?? 'unknown'}`,
       `took ${manifest.durationSeconds}s`,
     ]);
-    if (copy) offsiteSummary(summary, config, env.name, backupDir(config, env, manifest.id), copy);
+    if (copy) offsiteSummary(summary, { config, env: env.name, localPath: backupDir(config, env, manifest.id), copy });
     await io.summary(summary.toMarkdown());
     if (copy?.status === 'failed') {
       const line = `backup ${manifest.id} of ${env.name} is verified on the VPS, but its off-host copy failed: ${copy.error}`;
