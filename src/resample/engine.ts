@@ -431,14 +431,34 @@ class ResampleRun {
   readonly dev: Environment;
   private last: number;
 
-  constructor(
-    readonly ctx: ResampleContext,
-    private readonly start: RunStart,
-    readonly prod: Environment,
-    readonly catalog: Catalog,
-    readonly plan: SamplePlan,
-    readonly report: ResampleReport,
-  ) {
+  readonly ctx: ResampleContext;
+  private readonly start: RunStart;
+  readonly prod: Environment;
+  readonly catalog: Catalog;
+  readonly plan: SamplePlan;
+  readonly report: ResampleReport;
+
+  constructor({
+    ctx,
+    start,
+    prod,
+    catalog,
+    plan,
+    report,
+  }: {
+    ctx: ResampleContext;
+    start: RunStart;
+    prod: Environment;
+    catalog: Catalog;
+    plan: SamplePlan;
+    report: ResampleReport;
+  }) {
+    this.ctx = ctx;
+    this.start = start;
+    this.prod = prod;
+    this.catalog = catalog;
+    this.plan = plan;
+    this.report = report;
     this.dev = new Environment('dev', ctx.config);
     this.last = start.started;
   }
@@ -472,7 +492,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
   const prod = await productionReader(ctx.host, ctx.config, ctx.log);
   const catalog = await readCatalog(ctx.host, prod);
   const plan = await planResample(ctx, params, catalog);
-  const run = new ResampleRun(ctx, start, prod, catalog, plan, emptyReport(plan, params.dryRun));
+  const run = new ResampleRun({ ctx, start, prod, catalog, plan, report: emptyReport(plan, params.dryRun) });
   run.mark('catalog and plan');
   for (const w of plan.warnings) ctx.log.warning(w);
   if (params.dryRun) {
