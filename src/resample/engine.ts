@@ -648,15 +648,15 @@ async function streamSample(run: ResampleRun, staging: Staging): Promise<Streame
   // Production's snapshot, and the schema read with it, under prod's lock: a promotion (and its
   // migration, which needs locks this read would hold) waits for it, saying so, and this read
   // waits for a promotion.
-  const prodLock = await EnvironmentLock.acquireToRead(
+  const prodLock = await EnvironmentLock.acquireToRead({
     host,
-    config['state-dir'],
-    'prod',
-    run.ctx.run,
-    'resample (reading production)',
-    run.ctx.lockTimeoutSeconds,
+    stateDir: config['state-dir'],
+    env: 'prod',
+    run: run.ctx.run,
+    action: 'resample (reading production)',
+    waitSeconds: run.ctx.lockTimeoutSeconds,
     log,
-  );
+  });
   // Production's children per parent, beside the stream and inside the same lock.
   const prodFanout = readProductionFanout(host, prod, plan, busy);
   let streamed;
