@@ -54,7 +54,7 @@ environments:
       await host.run(prod.dbTool('pg_dump', ['-Fc', '-d', 'makapix', '-f', `${dir}/plain.dump`]), { quiet: true });
       plainSeconds = Math.min(plainSeconds, (Date.now() - t) / 1000);
       t = Date.now();
-      m = await takeBackup(host, config, prod, {}, new MemoryLogger(), 'list');
+      m = await takeBackup({ host, config, env: prod, ctx: {}, log: new MemoryLogger(), verify: 'list' });
       actionSeconds = Math.min(actionSeconds, (Date.now() - t) / 1000 - m.timings.verify);
     }
     await host.run(argv('rm', '-rf', dir), { quiet: true });

@@ -174,7 +174,7 @@ async function measure(host: SshHost, log: MemoryLogger, stack: Stack, how: stri
   })();
   await new Promise((r) => setTimeout(r, 500));
   const t = Date.now();
-  await switchServices(host, stack.env, [], { drainSeconds: 10 }, log, 'compose up');
+  await switchServices({ host, env: stack.env, rolling: [], options: { drainSeconds: 10 }, log, label: 'compose up' });
   const switchMs = Date.now() - t;
   await answers(stack.apiPort, 120_000);
   const ids = stack.containerIds();

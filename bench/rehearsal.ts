@@ -135,10 +135,10 @@ environments:
       pg.psql('vacuum analyze posts', 'makapix');
       have = n;
       const bytes = Number(pg.psql("select pg_database_size('makapix')", 'makapix').trim());
-      const backup = await takeBackup(host, config, prod, {}, new MemoryLogger(), 'list');
+      const backup = await takeBackup({ host, config, env: prod, ctx: {}, log: new MemoryLogger(), verify: 'list' });
       const log = new MemoryLogger();
       t = Date.now();
-      const result = await rehearse(host, config, prod, backup, log, `bench${n}`);
+      const result = await rehearse({ host, config, at: prod, backup, log, opId: `bench${n}` });
       const totalS = (Date.now() - t) / 1000;
       if (!result.ok) throw new Error(`the rehearsal failed at ${n} rows: ${result.error ?? JSON.stringify(result)}`);
       rows.push({ rows: n, bytes, restoreS: result.restoreMs / 1000, migrationS: result.durationMs / 1000, totalS, result });

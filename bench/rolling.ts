@@ -25,12 +25,15 @@ async function measure(stack: RollingStack, how: 'rolling' | 'in place', to: Ima
   load.markStart();
   const t = Date.now();
   if (how === 'rolling') {
-    await rollingReplace(stack.host, stack.prod, ['api'], stack.log, {
-      drainSeconds: 10,
-      routeProbe: { url: `http://127.0.0.1:${stack.proxyPort}/health`, header: 'X-Served-By' },
+    await rollingReplace({
+      host: stack.host,
+      env: stack.prod,
+      services: ['api'],
+      log: stack.log,
+      opts: { drainSeconds: 10, routeProbe: { url: `http://127.0.0.1:${stack.proxyPort}/health`, header: 'X-Served-By' } },
     });
   } else {
-    await replaceInPlace(stack.host, stack.prod, ['api'], stack.log);
+    await replaceInPlace({ host: stack.host, env: stack.prod, services: ['api'], log: stack.log });
   }
   const switchMs = Date.now() - t;
   load.markEnd();

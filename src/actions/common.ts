@@ -87,7 +87,10 @@ function publicOrUndefined(key: string): string | undefined {
 }
 
 /** The off-host copy's part of a job summary: what happened, where the copies are, what to do next. */
-export function offsiteSummary(s: Summary, config: Config, env: EnvironmentName, localPath: string, copy: OffsiteCopy): Summary {
+export function offsiteSummary(
+  s: Summary,
+  { config, env, localPath, copy }: { config: Config; env: EnvironmentName; localPath: string; copy: OffsiteCopy },
+): Summary {
   const o = config.backup.offsite;
   if (!o) return s;
   const required = o.required

@@ -37,7 +37,11 @@ export function alembicCheck(host: Host, env: Environment, plan: MigrationPlan, 
 }
 
 /** alembic's current revision in the environment's api container ('' when there is none yet). */
-export async function currentRevision(host: Host, env: Environment, service = env.cfg.apiService, timeoutSeconds = 120, container?: string): Promise<string> {
+export async function currentRevision(
+  host: Host,
+  env: Environment,
+  { service = env.cfg.apiService, timeoutSeconds = 120, container }: { service?: string; timeoutSeconds?: number; container?: string } = {},
+): Promise<string> {
   container ??= await env.serviceContainer(host, service);
   const r = await host.run(dockerExec(container, alembic.current()), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
   return alembic.parseCurrent(r.stdout);

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import { z } from 'zod';
 import type { Config } from './config';
-import type { Environment } from './environment';
+import type { EnvContext, Environment } from './environment';
 import { ConfigurationError, OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
@@ -125,7 +125,10 @@ async function psqlValue(host: Host, env: Environment, database: string, sql: st
 }
 
 /** Streams a client tool's output into a file on the host, hashing it on the way; returns size and hash. */
-async function streamToFile(host: Host, command: string, file: string, label: string, timeoutSeconds: number): Promise<BackupFile> {
+async function streamToFile(
+  host: Host,
+  { command, file, label, timeoutSeconds }: { command: string; file: string; label: string; timeoutSeconds: number },
+): Promise<BackupFile> {
   const partial = `${file}.partial`;
   try {
     const r = await host.run(hostScript(STREAM_TO_FILE, { COMMAND: command, PARTIAL: partial, FILE: file }), {
@@ -146,25 +149,25 @@ export interface BackupContext {
   sha?: string;
 }
 
+export interface TakeBackupOptions extends EnvContext {
+  /** The release the backup is of, recorded in its manifest. */
+  ctx: BackupContext;
+  /** How the backup is checked; the config's `backup.verify` when not given. */
+  verify?: BackupManifest['verification']['method'];
+}
+
 /**
  * Takes and verifies a backup. Returns its manifest; throws OperationFailed (after writing a
  * `failed` manifest where the disk allows) when the dump or its verification fails.
  */
-export async function takeBackup(
-  host: Host,
-  config: Config,
-  env: Environment,
-  ctx: BackupContext,
-  log: Logger,
-  verify = config.backup.verify,
-): Promise<BackupManifest> {
+export async function takeBackup({ host, config, env, ctx, log, verify = config.backup.verify }: TakeBackupOptions): Promise<BackupManifest> {
   checkBackupDir(config);
   const started = new Date();
   const id = newBackupId(env.name, started);
   const dir = backupDir(config, env, id);
   const database = env.cfg.database.name;
   const timeoutSeconds = config.backup['timeout-seconds'];
-  const manifest = openManifest(id, env, ctx, started, verify);
+  const manifest = openManifest({ id, env, ctx, started, verify });
   log.startGroup(`${env.name}: backup ${id}`);
   let snapshotSession: Awaited<ReturnType<typeof openSnapshot>> | undefined;
   try {
@@ -176,24 +179,23 @@ export async function takeBackup(
     if (verify === 'restore') snapshotSession = await openSnapshot(host, env, database, log);
     const seconds = (since: number) => Math.round((Date.now() - since) / 100) / 10;
     let t = Date.now();
-    manifest.files['db.dump'] = await streamToFile(
-      host,
-      pgDump(env, database, { custom: true, snapshot: snapshotSession?.snapshot }),
-      `${dir}/db.dump`,
-      `pg_dump of ${env.name}`,
+    manifest.files['db.dump'] = await streamToFile(host, {
+      command: pgDump(env, database, { custom: true, snapshot: snapshotSession?.snapshot }),
+      file: `${dir}/db.dump`,
+      label: `pg_dump of ${env.name}`,
       timeoutSeconds,
-    );
+    });
     manifest.timings.dump = seconds(t);
     log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
     const counts = snapshotSession ? await snapshotSession.counts() : undefined;
     await snapshotSession?.close();
     snapshotSession = undefined;
     t = Date.now();
-    manifest.files['globals.sql'] = await dumpGlobals(host, env, `${dir}/globals.sql`, log, timeoutSeconds);
+    manifest.files['globals.sql'] = await dumpGlobals({ host, env, file: `${dir}/globals.sql`, log, timeoutSeconds });
     manifest.timings.globals = seconds(t);
 
     t = Date.now();
-    const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
+    const problem = await verifyBackup({ host, env, manifest, dir, log, counts, timeoutSeconds });
     manifest.timings.verify = seconds(t);
     manifest.verification.ok = !problem;
     manifest.verification.detail =
@@ -221,7 +223,19 @@ export async function takeBackup(
 }
 
 /** The manifest of a backup just started: failed until its verification says otherwise. */
-function openManifest(id: string, env: Environment, ctx: BackupContext, started: Date, verify: BackupManifest['verification']['method']): BackupManifest {
+function openManifest({
+  id,
+  env,
+  ctx,
+  started,
+  verify,
+}: {
+  id: string;
+  env: Environment;
+  ctx: BackupContext;
+  started: Date;
+  verify: BackupManifest['verification']['method'];
+}): BackupManifest {
   return {
     id,
     env: env.name,
@@ -244,14 +258,21 @@ async function psqlVersion(host: Host, env: Environment): Promise<string | undef
   return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 
-async function dumpGlobals(host: Host, env: Environment, file: string, log: Logger, timeoutSeconds: number): Promise<BackupFile> {
+async function dumpGlobals({
+  host,
+  env,
+  file,
+  log,
+  timeoutSeconds,
+}: Omit<EnvContext, 'config'> & { file: string; timeoutSeconds: number }): Promise<BackupFile> {
+  const label = `pg_dumpall --globals-only of ${env.name}`;
   try {
-    return await streamToFile(host, pgDumpGlobals(env, { rolePasswords: true }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+    return await streamToFile(host, { command: pgDumpGlobals(env, { rolePasswords: true }), file, label, timeoutSeconds });
   } catch (e) {
     // Reading role passwords needs a superuser; without them the roles and grants are still saved.
     if (e instanceof RemoteCommandError && /permission denied/i.test(e.stderr)) {
       log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
-      return streamToFile(host, pgDumpGlobals(env, { rolePasswords: false }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+      return streamToFile(host, { command: pgDumpGlobals(env, { rolePasswords: false }), file, label, timeoutSeconds });
     }
     throw e;
   }
@@ -295,15 +316,21 @@ async function rowCounts(host: Host, env: Environment, database: string, timeout
 }
 
 /** Checks a backup on disk: checksum, pg_restore --list, and (with counts) a scratch restore. Returns the problem, if any. */
-export async function verifyBackup(
-  host: Host,
-  env: Environment,
-  manifest: BackupManifest,
-  dir: string,
-  log: Logger,
-  counts?: Map<string, number>,
+export async function verifyBackup({
+  host,
+  env,
+  manifest,
+  dir,
+  log,
+  counts,
   timeoutSeconds = 3600,
-): Promise<string | undefined> {
+}: Omit<EnvContext, 'config'> & {
+  manifest: BackupManifest;
+  dir: string;
+  /** The source's row counts: given, the backup is also restored into a scratch database and counted. */
+  counts?: Map<string, number>;
+  timeoutSeconds?: number;
+}): Promise<string | undefined> {
   for (const [name, f] of Object.entries(manifest.files)) {
     const r = await host.run(sh`sha256sum ${`${dir}/${name}`}`, { check: false, quiet: true, timeoutSeconds });
     const actual = r.stdout.split(/\s+/)[0];
@@ -365,13 +392,21 @@ export async function listBackups(host: Host, config: Config, env: Environment, 
 }
 
 /** Finds one backup by id and re-checks it on disk (checksums and pg_restore --list). */
-export async function usableBackup(host: Host, config: Config, env: Environment, id: string, log: Logger): Promise<BackupManifest> {
+export async function usableBackup({ host, config, env, id, log }: EnvContext & { id: string }): Promise<BackupManifest> {
   const m = (await listBackups(host, config, env, log)).find((b) => b.id === id);
   if (!m) throw new OperationFailed(`backup ${id} of ${env.name} does not exist in ${backupDir(config, env)}`);
   if (m.status !== 'verified') throw new OperationFailed(`backup ${id} failed when it was taken (${m.error ?? 'not verified'}); it is never used`);
-  const problem = await verifyBackup(host, env, m, backupDir(config, env, id), log);
+  const problem = await verifyBackup({ host, env, manifest: m, dir: backupDir(config, env, id), log });
   if (problem) throw new OperationFailed(`backup ${id} cannot be used: ${problem}`);
   return m;
+}
+
+export interface RestoreBackupOptions extends Omit<EnvContext, 'log'> {
+  /** The backup to restore. */
+  m: BackupManifest;
+  log?: Logger;
+  /** Services stopped for the restore, started again by the undo if the restore is cut. */
+  opts?: { stoppedServices?: string[] };
 }
 
 /**
@@ -383,14 +418,7 @@ export async function usableBackup(host: Host, config: Config, env: Environment,
  * that fails, the new database is dropped and the old one renamed back. Needs a database user that
  * may create databases (the official postgres image's POSTGRES_USER can).
  */
-export async function restoreBackup(
-  host: Host,
-  config: Config,
-  env: Environment,
-  m: BackupManifest,
-  log?: Logger,
-  opts: { stoppedServices?: string[] } = {},
-): Promise<void> {
+export async function restoreBackup({ host, config, env, m, log, opts = {} }: RestoreBackupOptions): Promise<void> {
   const file = `${backupDir(config, env, m.id)}/db.dump`;
   const db = m.database;
   const aside = restoreAsideName(db);

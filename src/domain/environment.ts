@@ -9,8 +9,17 @@ import { OperationFailed } from '../infra/errors';
 import { compose, composeLater, type ComposeProject, type LaterCompose } from '../infra/compose';
 import { COMPOSE_LABELS, dockerExec, inspectProjectContainers, psIds, shortId } from '../infra/docker';
 import type { Host, RunOptions } from '../infra/host';
+import type { Logger } from '../infra/logger';
 import { argv, sh, type Arg } from '../infra/shell';
 import { parseContainerInspect } from '../infra/docker-inspect';
+
+/** What a step on one environment works with: the host, the config, the environment and the log. */
+export interface EnvContext {
+  host: Host;
+  config: Config;
+  env: Environment;
+  log: Logger;
+}
 
 export interface ContainerState {
   id: string;

@@ -87,7 +87,7 @@ export async function checkoutCommit(host: Host, env: Environment, sha: string):
  */
 export async function scratchCheckout(host: Host, env: Environment, sha: string, dir: string): Promise<string> {
   await addWorktree(host, env, sha, dir);
-  await copyUntracked(host, env, sha, dir, []);
+  await copyUntracked({ host, env, sha, dir, files: [] });
   return dir;
 }
 
@@ -108,6 +108,15 @@ function componentPaths(root: string, rel: string): string[] {
 
 const LINK = '@twinstack-link';
 
+/** A checkout of `sha` at `dir`, and the untracked files (besides the env file) it gets from the environment's checkout. */
+export interface ReleaseDirOptions {
+  host: Host;
+  env: Environment;
+  sha: string;
+  dir: string;
+  files: readonly string[];
+}
+
 /**
  * Copies the env file and `files` (promote.release-files; each must exist) from the environment's
  * checkout to the same paths under `dir`, a checkout of `sha`. That commit decides what its tree
@@ -116,7 +125,7 @@ const LINK = '@twinstack-link';
  * refused in one line and nothing is copied. cp never dereferences (-P), and the copies are private
  * (files 0600, directories 0700; an executable keeps its owner's x bit).
  */
-async function copyUntracked(host: Host, env: Environment, sha: string, dir: string, files: readonly string[]): Promise<void> {
+async function copyUntracked({ host, env, sha, dir, files }: ReleaseDirOptions): Promise<void> {
   const { checkout, envFile } = env.cfg;
   const all = [envFile, ...files];
   // Every path that must not be a link, with what to say when it is one.
@@ -169,7 +178,7 @@ export function releaseDir(stateDir: string, env: Environment, sha: string): str
  */
 export async function releaseEnvironment(host: Host, config: Config, env: Environment, sha: string): Promise<Environment> {
   if (!usesReleaseDirs(config, env)) return env;
-  return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
+  return ensureReleaseDir({ host, env, sha, dir: releaseDir(config['state-dir'], env, sha), files: config.promote['release-files'] });
 }
 
 /**
@@ -179,7 +188,7 @@ export async function releaseEnvironment(host: Host, config: Config, env: Enviro
  * (copyUntracked: never through a symlink). `<state-dir>/releases` and its environment's directory are
  * 0700: a release directory holds prod's env file and secrets.
  */
-export async function ensureReleaseDir(host: Host, env: Environment, sha: string, dir: string, files: readonly string[]): Promise<Environment> {
+export async function ensureReleaseDir({ host, env, sha, dir, files }: ReleaseDirOptions): Promise<Environment> {
   const { checkout } = env.cfg;
   const envRoot = parentOf(dir);
   const roots = [parentOf(envRoot), envRoot];
@@ -202,7 +211,7 @@ export async function ensureReleaseDir(host: Host, env: Environment, sha: string
   await host.run(argv('mkdir', '-p', envRoot), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
   await host.run(argv('chmod', '700', roots), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
   if (!lines.includes(sha)) await addWorktree(host, env, sha, dir);
-  await copyUntracked(host, env, sha, dir, files);
+  await copyUntracked({ host, env, sha, dir, files });
   return env.at(dir);
 }
 

@@ -47,6 +47,20 @@ const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
 
+/** Where a lock is: the host, its state directory, and the environment's name. */
+export interface LockPlace {
+  host: Host;
+  stateDir: string;
+  env: string;
+}
+
+export interface AcquireOptions extends LockPlace {
+  holder: LockHolder;
+  /** How long to wait for the lock, and for an earlier run's remote work to end. */
+  waitSeconds: number;
+  log: Logger;
+}
+
 export class EnvironmentLock {
   private released = false;
   /** Unregisters the clean-up that frees this lock when the run is cancelled. */
@@ -54,16 +68,32 @@ export class EnvironmentLock {
   /** The holder file being written, which a release waits for before removing it. */
   private writing: Promise<void> = Promise.resolve();
 
-  private constructor(
-    private readonly host: Host,
-    private readonly process: RemoteProcess,
-    private readonly holderFile: string,
-    readonly env: string,
-    /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    readonly stale: LockHolder | undefined,
-    readonly stateDir: string,
-    private readonly log: Logger,
-  ) {}
+  private readonly host: Host;
+  private readonly process: RemoteProcess;
+  private readonly holderFile: string;
+  readonly env: string;
+  /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
+  readonly stale: LockHolder | undefined;
+  readonly stateDir: string;
+  private readonly log: Logger;
+
+  private constructor({
+    host,
+    process,
+    holderFile,
+    env,
+    stale,
+    stateDir,
+    log,
+  }: LockPlace & { process: RemoteProcess; holderFile: string; stale: LockHolder | undefined; log: Logger }) {
+    this.host = host;
+    this.process = process;
+    this.holderFile = holderFile;
+    this.env = env;
+    this.stale = stale;
+    this.stateDir = stateDir;
+    this.log = log;
+  }
 
   static paths(stateDir: string, env: string) {
     const dir = stateDirOf(stateDir, env);
@@ -106,7 +136,7 @@ export class EnvironmentLock {
    * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
    * how long it has waited; past the deadline, refuses.
    */
-  private static async waitIdle(host: Host, stateDir: string, env: string, deadline: number, waitSeconds: number, log: Logger): Promise<void> {
+  private static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }: Omit<AcquireOptions, 'holder'> & { deadline: number }): Promise<void> {
     const started = Date.now();
     let lastSaid = 0;
     for (;;) {
@@ -139,7 +169,14 @@ export class EnvironmentLock {
    * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
    * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
    */
-  static async stopWork(host: Host, stateDir: string, env: string, op: string, project: string, graceSeconds = 3): Promise<string> {
+  static async stopWork({
+    host,
+    stateDir,
+    env,
+    op,
+    project,
+    graceSeconds = 3,
+  }: LockPlace & { op: string; project: string; graceSeconds?: number }): Promise<string> {
     const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
     const script = hostScript(STOP_WORK, {
       OP: op,
@@ -167,27 +204,27 @@ export class EnvironmentLock {
   }
 
   /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
-  static acquireToRead(
-    host: Host,
-    stateDir: string,
-    env: string,
-    run: RunInfo,
-    action: string,
-    waitSeconds: number,
-    log: Logger,
+  static acquireToRead({
+    host,
+    stateDir,
+    env,
+    run,
+    action,
+    waitSeconds,
+    log,
     sha = run.sha,
-  ): Promise<EnvironmentLock> {
-    return EnvironmentLock.acquire(
+  }: Omit<AcquireOptions, 'holder'> & { run: RunInfo; action: string; sha?: string }): Promise<EnvironmentLock> {
+    return EnvironmentLock.acquire({
       host,
       stateDir,
       env,
-      { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() },
+      holder: { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() },
       waitSeconds,
       log,
-    );
+    });
   }
 
-  static async acquire(host: Host, stateDir: string, env: string, holder: LockHolder, waitSeconds: number, log: Logger): Promise<EnvironmentLock> {
+  static async acquire({ host, stateDir, env, holder, waitSeconds, log }: AcquireOptions): Promise<EnvironmentLock> {
     const started = Date.now();
     const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
     await host.run(sh`mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
@@ -211,14 +248,14 @@ export class EnvironmentLock {
     }
     // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
     try {
-      await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
+      await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
     } catch (e) {
       await proc.end().catch(ignored(log, `freeing the ${env} lock after the wait for earlier work failed`));
       throw e;
     }
     // A holder file still present means its run died while holding the lock.
     const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-    const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir, log);
+    const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
     // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
     // the lock goes with its holder file: a holder file left behind would read as a run that died.
     lock.forgetCancel = onCancel(() => lock.release());

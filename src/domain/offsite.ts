@@ -149,10 +149,10 @@ export async function copyOffsite(c: OffsiteCopyOptions): Promise<OffsiteCopy> {
     const unregister = onCancel(removeStage);
     try {
       // 1. Seal on the VPS, with public keys only.
-      upload = await seal(host, o, env.name, manifest, local, `${stage}/${env.name}/${manifest.id}`, log);
+      upload = await seal({ host, o, env: env.name, manifest, local, out: `${stage}/${env.name}/${manifest.id}`, log });
       // 2. Push from the VPS with the write-only key.
       at = 'push';
-      writeOnly = await push(host, o, env.name, manifest.id, stage, keys.write, log);
+      writeOnly = await push({ host, o, env: env.name, id: manifest.id, stage, writeKey: keys.write, log });
     } finally {
       unregister();
       await removeStage().catch(ignored(log, `removing ${stage}`));
@@ -207,8 +207,24 @@ export async function copyOffsite(c: OffsiteCopyOptions): Promise<OffsiteCopy> {
   return copy;
 }
 
+/** What the off-host steps work with: the settings, and the environment's name. */
+interface OffsiteStep {
+  host: Host;
+  o: OffsiteSettings;
+  env: string;
+  log: Logger;
+}
+
 /** Encrypts each file of the backup to the recipients into `out`, and writes upload.json there. */
-async function seal(host: Host, o: OffsiteSettings, env: string, manifest: BackupManifest, local: string, out: string, log: Logger): Promise<UploadRecord> {
+async function seal({
+  host,
+  o,
+  env,
+  manifest,
+  local,
+  out,
+  log,
+}: OffsiteStep & { manifest: BackupManifest; local: string; out: string }): Promise<UploadRecord> {
   const tools = await host.run(hostScript(MISSING_TOOLS, {}, ['age', 'rsync', 'ssh']), { quiet: true, timeoutSeconds: 60 });
   const missing = tools.stdout.split('\n').filter(Boolean);
   const packages: Record<string, string> = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
@@ -254,7 +270,7 @@ const RRSYNC_BUSY_ATTEMPTS = 20;
 const RRSYNC_BUSY_WAIT_MS = 15_000;
 
 /** rsync from the VPS to the backup host; returns whether a read with the same key was refused. */
-async function push(host: Host, o: OffsiteSettings, env: string, id: string, stage: string, writeKey: string, log: Logger): Promise<boolean> {
+async function push({ host, o, env, id, stage, writeKey, log }: OffsiteStep & { id: string; stage: string; writeKey: string }): Promise<boolean> {
   const tmp = (await host.run('umask 077 && mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
   if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp)) throw new OffsiteFailed('push', `mktemp on the VPS returned "${shorten(tmp, 80)}"`);
   // The key file goes in every case: at the end of the push, and on a cancel (src/infra/cancel.ts).

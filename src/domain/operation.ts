@@ -56,7 +56,7 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
   const id = newOperationId();
   const hostLog = new HostLog(o.host, o.stateDir, o.env);
   const holder: LockHolder = { run: o.run.url, actor: o.run.actor, sha: o.sha ?? o.run.sha, action: o.action, op: id, since: new Date().toISOString() };
-  const lock = await EnvironmentLock.acquire(o.host, o.stateDir, o.env, holder, o.lockTimeoutSeconds, o.log);
+  const lock = await EnvironmentLock.acquire({ host: o.host, stateDir: o.stateDir, env: o.env, holder, waitSeconds: o.lockTimeoutSeconds, log: o.log });
   // A cancel from here on first stops this run's remote work and records it, then frees the lock (below).
   lock.leaveCancelToCaller();
   // From here every command runs inside this run's lease (see EnvironmentLock.fence).
@@ -69,7 +69,9 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
     o.host.halt();
     unfence();
     // The remote work of this run ends before the host log says so and the lock is freed.
-    const stopped = await EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id, o.project).catch((e) => `could not stop it: ${errorMessage(e)}`);
+    const stopped = await EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project }).catch(
+      (e) => `could not stop it: ${errorMessage(e)}`,
+    );
     o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
     if (!finished) await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch(ignored(o.log, 'recording cancelled'));
     await lock.release();
@@ -77,7 +79,7 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
   try {
     let op: Operation;
     try {
-      op = await openOperation(o, hostLog, lock, id, base);
+      op = await openOperation({ o, hostLog, lock, id, base });
     } catch (e) {
       // Cut short by the cancel (the host is halted): the cancel handler records it and frees the lock.
       if (cancelling) await new Promise(() => undefined);
@@ -105,7 +107,19 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
 }
 
 /** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
-async function openOperation(o: OperationOptions, hostLog: HostLog, lock: EnvironmentLock, id: string, base: OperationBase): Promise<Operation> {
+async function openOperation({
+  o,
+  hostLog,
+  lock,
+  id,
+  base,
+}: {
+  o: OperationOptions;
+  hostLog: HostLog;
+  lock: EnvironmentLock;
+  id: string;
+  base: OperationBase;
+}): Promise<Operation> {
   const records = await hostLog.read(o.log);
   const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${errorMessage(e)}`));
   if (archived)

@@ -118,7 +118,20 @@ function parseTables(text: string): Map<string, TableFacts> {
  * included), else from the env file. Masked once read. Refuses in one line, naming the setting,
  * when neither sets it.
  */
-export async function databaseEnvValue(host: Host, at: Environment, variable: string, log: Logger, mergedYaml?: string): Promise<string> {
+export async function databaseEnvValue({
+  host,
+  at,
+  variable,
+  log,
+  mergedYaml,
+}: {
+  host: Host;
+  at: Environment;
+  variable: string;
+  log: Logger;
+  /** `at`'s merged compose configuration, when the caller has read it already. */
+  mergedYaml?: string;
+}): Promise<string> {
   const merged = mergedYaml ?? (await mergedConfig(host, at));
   const envText = (await host.readFile(`${at.cfg.checkout}/${at.cfg.envFile}`)).toString('utf8');
   const value = serviceEnvironment(merged, at.cfg.apiService).get(variable) ?? parseEnvFile(envText).get(variable);
@@ -131,27 +144,32 @@ export async function databaseEnvValue(host: Host, at: Environment, variable: st
   return value;
 }
 
-export async function rehearse(
-  host: Host,
-  config: Config,
-  at: Environment,
-  backup: BackupManifest,
-  log: Logger,
-  opId: string,
-  databaseValue?: string,
-): Promise<RehearsalResult> {
+export interface RehearseOptions {
+  host: Host;
+  config: Config;
+  /** The environment whose database server and new image the rehearsal uses. */
+  at: Environment;
+  backup: BackupManifest;
+  log: Logger;
+  /** The operation's id, which names the sampler's stop file. */
+  opId: string;
+  /** The app's database variable as read already; read from `at` when not given. */
+  databaseValue?: string;
+}
+
+export async function rehearse({ host, config, at, backup, log, opId, databaseValue }: RehearseOptions): Promise<RehearsalResult> {
   const variable = config.promote['database-env'];
   // Read before the copy is made: a rehearsal that cannot point the app at it refuses at once.
-  const value = databaseValue ?? (await databaseEnvValue(host, at, variable, log));
+  const value = databaseValue ?? (await databaseEnvValue({ host, at, variable, log }));
   const copy = scratchCopy(host, at, backup);
   log.startGroup(`${at.name}: rehearsing the migration on a copy of ${backup.database} (backup ${backup.id})`);
   try {
     await createScratch(copy, at);
-    const restored = await restoreBackup(host, config, at, backup, copy);
+    const restored = await restoreBackup({ host, config, at, backup, copy });
     // The app's database variable, pointed at the copy: masked, and passed to the container by name only.
     const pointed = pointAt(value, copy.name);
     if (pointed.length >= 6) log.secret(pointed);
-    const migrated = await migrateSampled(host, config, at, copy, { [variable]: pointed }, `/tmp/twinstack-rehearse-${opId}.stop`, log);
+    const migrated = await migrateSampled({ host, config, at, copy, env: { [variable]: pointed }, stopFile: `/tmp/twinstack-rehearse-${opId}.stop`, log });
     const locks = lockHolds(migrated.samples.split('\n'));
     const budget = config.promote['max-exclusive-lock-ms'];
     const measured = {
@@ -215,14 +233,23 @@ async function createScratch(copy: ScratchCopy, at: Environment): Promise<void> 
   if (created instanceof Error) throw created;
 }
 
+/** What the steps on the copy work with. */
+interface CopyContext {
+  host: Host;
+  config: Config;
+  at: Environment;
+  copy: ScratchCopy;
+  log: Logger;
+}
+
 /** The backup restored into the copy and analyzed: how long it took, and its tables before the migration. */
-async function restoreBackup(
-  host: Host,
-  config: Config,
-  at: Environment,
-  backup: BackupManifest,
-  copy: ScratchCopy,
-): Promise<{ restoreMs: number; before: Map<string, TableFacts> }> {
+async function restoreBackup({
+  host,
+  config,
+  at,
+  backup,
+  copy,
+}: Omit<CopyContext, 'log'> & { backup: BackupManifest }): Promise<{ restoreMs: number; before: Map<string, TableFacts> }> {
   const t = Date.now();
   const file = `${backupDir(config, at, backup.id)}/db.dump`;
   // On the host the dump restores with parallel jobs; inside the db container it is streamed in (one job).
@@ -237,16 +264,16 @@ async function restoreBackup(
 }
 
 /** The migration in a one-off container of the new image, with pg_locks sampled all the while. */
-async function migrateSampled(
-  host: Host,
-  config: Config,
-  at: Environment,
-  copy: ScratchCopy,
-  env: Record<string, string>,
-  stopFile: string,
-  log: Logger,
-): Promise<{ run: CommandResult; durationMs: number; samples: string }> {
-  const sampler = await startLockSampler(host, at, copy, stopFile, log);
+async function migrateSampled({
+  host,
+  config,
+  at,
+  copy,
+  env,
+  stopFile,
+  log,
+}: CopyContext & { env: Record<string, string>; stopFile: string }): Promise<{ run: CommandResult; durationMs: number; samples: string }> {
+  const sampler = await startLockSampler({ host, at, copy, stopFile, log });
   const t = Date.now();
   let durationMs: number;
   let run;
@@ -269,13 +296,13 @@ async function migrateSampled(
  * The sampler: one psql session on the copy fed LOCK_SAMPLE_SQL every 100 ms until the stop file
  * appears. Resolves once it answers: a lock taken before its first sample would be measured short.
  */
-async function startLockSampler(
-  host: Host,
-  at: Environment,
-  copy: ScratchCopy,
-  stopFile: string,
-  log: Logger,
-): Promise<{ process: RemoteProcess; output: () => string }> {
+async function startLockSampler({
+  host,
+  at,
+  copy,
+  stopFile,
+  log,
+}: Omit<CopyContext, 'config'> & { stopFile: string }): Promise<{ process: RemoteProcess; output: () => string }> {
   await host.run(sh`rm -f ${stopFile}`, { quiet: true, timeoutSeconds: 30 });
   let samples = '';
   const process = host.spawn(hostScript(LOCK_SAMPLER, { STOP_FILE: stopFile, SAMPLE: LOCK_SAMPLE_SQL, PSQL: psql(at, copy.name, { tuples: true }) }), {

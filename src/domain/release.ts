@@ -3,7 +3,7 @@
  * image tagged `twinstack/<project>-<service>:<release-id>` so a rollback can start it again without
  * rebuilding. The host log's `release` records are the history; the newest is what runs now.
  */
-import type { Environment, ContainerState } from './environment';
+import type { EnvContext, Environment, ContainerState } from './environment';
 import { OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { LogRecord, RecordOf } from './host-log';
@@ -11,7 +11,6 @@ import { ignored, type Logger } from '../infra/logger';
 import { imageIdsCommand, listImages, logsTail, tagImages } from '../infra/docker';
 import { short } from '../infra/sha';
 import { argv } from '../infra/shell';
-import type { Config } from './config';
 import { pruneReleaseDirs, usesReleaseDirs } from './git';
 import { errorMessage } from '../infra/errors';
 
@@ -248,7 +247,7 @@ export async function tagRelease(host: Host, env: Environment, releaseId: string
 }
 
 /** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
-export async function pruneReleaseTags(host: Host, env: Environment, keep: number, protect: string[], log: Logger): Promise<string[]> {
+export async function pruneReleaseTags({ host, env, keep, protect, log }: Omit<EnvContext, 'config'> & { keep: number; protect: string[] }): Promise<string[]> {
   const r = await host.run(listImages(`twinstack/${env.project}-*`, '{{.Repository}}:{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
   const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
   const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
@@ -270,16 +269,16 @@ export async function pruneReleaseTags(host: Host, env: Environment, keep: numbe
  * keep-releases, and on prod with promote.release-dirs the directories of releases no longer kept.
  * A failure here is a warning, never a failed deploy or a rollback.
  */
-export async function pruneOldReleases(
-  host: Host,
-  config: Config,
-  env: Environment,
-  current: { release: string; sha: string },
-  previous: { release: string; sha: string } | undefined,
-  log: Logger,
-): Promise<void> {
+export async function pruneOldReleases({
+  host,
+  config,
+  env,
+  current,
+  previous,
+  log,
+}: EnvContext & { current: { release: string; sha: string }; previous: { release: string; sha: string } | undefined }): Promise<void> {
   try {
-    await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
+    await pruneReleaseTags({ host, env, keep: config['keep-releases'], protect: [current.release, previous?.release ?? ''], log });
     if (usesReleaseDirs(config, env)) {
       const pruned = await pruneReleaseDirs(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
       if (pruned.length) log.info(`${env.name}: removed the release directories of ${pruned.map((d) => short(d)).join(', ')} (no release of theirs is kept)`);

@@ -50,7 +50,7 @@ export async function startRelease({ host, config, env, release, log, restore }:
       if (services.length) await host.run(env.compose('stop', ...services), env.composeOptions({ label: `${env.name} compose stop (for the restore)` }));
       log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
       try {
-        await restoreBackup(host, config, env, restore, log, { stoppedServices: services });
+        await restoreBackup({ host, config, env, m: restore, log, opts: { stoppedServices: services } });
       } catch (e) {
         // The database was put back as it was; start the release's services anyway rather than leave them stopped.
         await host
@@ -60,14 +60,14 @@ export async function startRelease({ host, config, env, release, log, restore }:
       }
       restoredAt = new Date().toISOString();
     }
-    await switchServices(
+    await switchServices({
       host,
-      runAt,
-      env.name === 'prod' ? config.promote.rolling : [],
-      rollingOptions(config, env),
+      env: runAt,
+      rolling: env.name === 'prod' ? config.promote.rolling : [],
+      options: rollingOptions(config, env),
       log,
-      `${env.name} compose up (release ${release.release})`,
-    );
+      label: `${env.name} compose up (release ${release.release})`,
+    });
     // The checkout follows once no container mounts it (see promote's swap).
     if (runAt !== env) await checkoutCommit(host, env, release.sha);
     const containers = await waitHealthy(host, env, log);

@@ -60,6 +60,22 @@ export interface ServiceSwitch {
 
 const POLL_MS = 1000;
 
+/** One service of an environment, and where its steps run and log. */
+interface ServiceStep {
+  host: Host;
+  env: Environment;
+  service: string;
+  log: Logger;
+}
+
+export interface RollingReplaceOptions {
+  host: Host;
+  env: Environment;
+  services: readonly string[];
+  log: Logger;
+  opts: RollingOptions;
+}
+
 /**
  * Replaces each listed service in turn with no failed request. Throws a HealthError naming the
  * service (with the new container's last log lines) when a new container does not turn healthy or
@@ -67,10 +83,10 @@ const POLL_MS = 1000;
  * already replaced before a failure stay replaced (the returned list is lost with the throw; the
  * log says which).
  */
-export async function rollingReplace(host: Host, env: Environment, services: readonly string[], log: Logger, opts: RollingOptions): Promise<ServiceSwitch[]> {
+export async function rollingReplace({ host, env, services, log, opts }: RollingReplaceOptions): Promise<ServiceSwitch[]> {
   await assertKnownServices(host, env, services);
   const done: ServiceSwitch[] = [];
-  for (const service of services) done.push(await replaceOne(host, env, service, log, opts));
+  for (const service of services) done.push(await replaceOne({ host, env, service, log, opts }));
   return done;
 }
 
@@ -79,7 +95,13 @@ export async function rollingReplace(host: Host, env: Environment, services: rea
  * listed service's container, so nothing serves between the old one stopping and the new one
  * listening. Waits until the new containers are healthy.
  */
-export async function replaceInPlace(host: Host, env: Environment, services: readonly string[], log: Logger, healthTimeoutSeconds?: number): Promise<void> {
+export async function replaceInPlace({
+  host,
+  env,
+  services,
+  log,
+  healthTimeoutSeconds,
+}: Omit<RollingReplaceOptions, 'opts'> & { healthTimeoutSeconds?: number }): Promise<void> {
   await host.run(
     env.compose('up', '-d', '--no-deps', '--no-build', ...services),
     env.composeOptions({ label: `${env.name}: compose up ${services.join(' ')}` }),
@@ -87,12 +109,12 @@ export async function replaceInPlace(host: Host, env: Environment, services: rea
   for (const service of services) {
     const running = (await serviceContainers(host, env, service)).filter((c) => c.status === 'running');
     if (running.length !== 1) throw new OperationFailed(`${env.name}: ${running.length} containers of ${service} run after compose up; expected 1`);
-    await waitContainerHealthy(host, env, service, running[0], healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds);
+    await waitContainerHealthy({ host, env, service, c: running[0], timeoutSeconds: healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds });
     log.info(`${env.name}: ${service} recreated in place (${running[0].name}, healthy)`);
   }
 }
 
-async function replaceOne(host: Host, env: Environment, service: string, log: Logger, opts: RollingOptions): Promise<ServiceSwitch> {
+async function replaceOne({ host, env, service, log, opts }: ServiceStep & { opts: RollingOptions }): Promise<ServiceSwitch> {
   const started = Date.now();
   const before = await serviceContainers(host, env, service);
   const old = before.filter((c) => c.status === 'running');
@@ -131,11 +153,11 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
     next = fresh[0];
 
     // 2. Healthy, and routed to.
-    await waitContainerHealthy(host, env, service, next, opts.healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds);
+    await waitContainerHealthy({ host, env, service, c: next, timeoutSeconds: opts.healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds });
     healthyAfterMs = Date.now() - started;
     log.info(`${env.name}: rolling ${service}: ${next.name} is healthy after ${(healthyAfterMs / 1000).toFixed(1)} s`);
     if (opts.routeProbe) {
-      await waitRouted(host, env, service, next, old, opts.routeProbe, log);
+      await waitRouted({ host, env, service, c: next, old, probe: opts.routeProbe, log });
       routedAfterMs = Date.now() - started;
       log.info(`${env.name}: rolling ${service}: the proxy routes to ${next.name}`);
     } else {
@@ -143,7 +165,7 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
     }
   } catch (e) {
     // Whatever compose created goes again; the old containers keep serving, untouched.
-    await removeNew(host, env, service, known, opts.drainSeconds, log);
+    await removeNew({ host, env, service, known, drainSeconds: opts.drainSeconds, log });
     log.error(`${env.name}: rolling ${service} stopped before the switch; ${old.map((c) => c.name).join(', ') || 'nothing'} still serves`);
     throw e;
   }
@@ -178,7 +200,7 @@ async function replaceOne(host: Host, env: Environment, service: string, log: Lo
 }
 
 /** Stops (with the drain time: the proxy may have sent it requests) and removes every container of the service not in `known`. */
-async function removeNew(host: Host, env: Environment, service: string, known: Set<string>, drainSeconds: number, log: Logger): Promise<void> {
+async function removeNew({ host, env, service, known, drainSeconds, log }: ServiceStep & { known: Set<string>; drainSeconds: number }): Promise<void> {
   try {
     const extra = (await serviceContainers(host, env, service)).filter((c) => !known.has(c.id));
     if (extra.length === 0) return;
@@ -226,7 +248,13 @@ async function inspectOne(host: Host, id: string): Promise<ContainerState | unde
 }
 
 /** Waits for the container's own healthcheck; a container without one cannot be judged, so it is refused. */
-async function waitContainerHealthy(host: Host, env: Environment, service: string, c: ContainerState, timeoutSeconds: number): Promise<void> {
+async function waitContainerHealthy({
+  host,
+  env,
+  service,
+  c,
+  timeoutSeconds,
+}: Omit<ServiceStep, 'log'> & { c: ContainerState; timeoutSeconds: number }): Promise<void> {
   const deadline = Date.now() + timeoutSeconds * 1000;
   for (;;) {
     const now = await inspectOne(host, c.id);
@@ -290,15 +318,15 @@ export function namesContainer(value: string, names: ReadonlySet<string>): boole
 }
 
 /** Fetches the probe URL from the host until the answering container is the new one. */
-async function waitRouted(
-  host: Host,
-  env: Environment,
-  service: string,
-  c: ContainerState,
-  old: readonly ContainerState[],
-  probe: RouteProbe,
-  log: Logger,
-): Promise<void> {
+async function waitRouted({
+  host,
+  env,
+  service,
+  c,
+  old,
+  probe,
+  log,
+}: ServiceStep & { c: ContainerState; old: readonly ContainerState[]; probe: RouteProbe }): Promise<void> {
   // The container answers to its hostname, its short id and each of its addresses (a proxy may name the upstream by ip:port).
   const inspect = await host.run(
     argv(
@@ -374,14 +402,22 @@ export function rollingOptions(config: Config, env: Environment): RollingOptions
  * with no failed request, the rest recreated in place by `up -d --no-build`. With no rolling service
  * this is just `up -d --no-build --remove-orphans`. Used by promote's swap and by every rollback.
  */
-export async function switchServices(
-  host: Host,
-  env: Environment,
-  rolling: readonly string[],
-  options: RollingOptions,
-  log: Logger,
-  label: string,
-): Promise<void> {
+export async function switchServices({
+  host,
+  env,
+  rolling,
+  options,
+  log,
+  label,
+}: {
+  host: Host;
+  env: Environment;
+  /** The services replaced with no failed request; the others are recreated in place. */
+  rolling: readonly string[];
+  options: RollingOptions;
+  log: Logger;
+  label: string;
+}): Promise<void> {
   // One read of the project's containers: a rolling service that runs nothing yet simply starts.
   const running = (await env.containers(host)).filter((c) => c.status === 'running' && !c.oneoff);
   const roll = rolling.filter((s) => running.some((c) => c.service === s));
@@ -391,7 +427,7 @@ export async function switchServices(
   }
   const others = (await env.services(host)).filter((s) => !roll.includes(s));
   if (others.length) await upInPlace(host, env, others, label);
-  await rollingReplace(host, env, roll, log, options);
+  await rollingReplace({ host, env, services: roll, log, opts: options });
 }
 
 /**

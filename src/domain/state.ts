@@ -62,7 +62,7 @@ export async function observe(
   const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
   // The revision completes the picture and is not needed for it: a failed read leaves it out.
   if (opts.alembic && api)
-    state.alembic = await currentRevision(host, env, env.cfg.apiService, 120, api.id).catch(ignored(opts.log, `reading ${env.name}'s alembic revision`));
+    state.alembic = await currentRevision(host, env, { container: api.id }).catch(ignored(opts.log, `reading ${env.name}'s alembic revision`));
   return state;
 }
 

@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Config } from './config';
-import type { Environment } from './environment';
+import type { EnvContext, Environment } from './environment';
 import { OperationFailed, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
@@ -138,7 +138,8 @@ export interface WalEnsured {
 }
 
 /** `ensure`: the role, the slot, the directory and a streaming receiver; a second run changes nothing. */
-export async function ensureWal(host: Host, config: Config, prod: Environment, password: string, log: Logger): Promise<WalEnsured> {
+export async function ensureWal(c: EnvContext, password: string): Promise<WalEnsured> {
+  const { host, config, env: prod, log } = c;
   const { role, slot } = config.backup.wal;
   const slotState = await ensureRoleAndSlot(host, config, prod, password);
   await prepareDir(host, config, password);
@@ -303,7 +304,8 @@ export function baseBackupRoot(config: Config): string {
  * (its .pgpass written again from the secret), tar files without WAL (the archive holds it) into a
  * new dated directory. A backup that fails leaves no directory behind.
  */
-export async function baseBackup(host: Host, config: Config, prod: Environment, password: string, log: Logger, now = new Date()): Promise<BaseBackup> {
+export async function baseBackup(c: EnvContext, password: string, now = new Date()): Promise<BaseBackup> {
+  const { host, config, env: prod, log } = c;
   const stamp = now
     .toISOString()
     .replace(/[-:]/g, '')

@@ -126,6 +126,9 @@ interface ChannelRun {
   finish: (r: CommandResult) => void;
 }
 
+/** What the command line sent to the host is built from. */
+type WrapOptions = Pick<ChannelRun, 'script' | 'options' | 'timeoutSeconds' | 'nonce'> & { label: string };
+
 /** A closed channel's result: the exit status (from the channel, else the in-band trailer), timed out or overflowed. */
 function closedResult(run: ChannelRun, exitStatus: number | null, signal: string | null): CommandResult {
   const { out, err } = run.streams;
@@ -228,7 +231,7 @@ export class SshHost implements Host {
   }
 
   /** The full command line sent to the host for a script and its options. */
-  private wrap(script: string, options: RunOptions, timeoutSeconds: number, label: string, nonce: string): string {
+  private wrap({ script, options, timeoutSeconds, label, nonce }: WrapOptions): string {
     const body = options.cwd ? sh`cd ${options.cwd}` + ` && { ${script}\n}` : script;
     const env: Record<string, string> = { ...(options.env ?? {}) };
     let register = '';
@@ -282,7 +285,7 @@ export class SshHost implements Host {
     const label = options.label ?? script.split('\n')[0];
     const timeoutSeconds = this.startable(script, options, label);
     const nonce = randomBytes(8).toString('hex');
-    const command = this.wrap(script, options, timeoutSeconds, label, nonce);
+    const command = this.wrap({ script, options, timeoutSeconds, label, nonce });
     this.log.debug(`$ ${script}`);
     const streams = new CommandStreams(this.log, nonce);
     const started = Date.now();

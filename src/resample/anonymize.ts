@@ -104,7 +104,7 @@ export function ruleExpression(rule: ColumnRule, column: Column, where: string, 
     if (column.category !== 'S' && !(rule === 'rehash' && inet)) {
       throw new RuleError(`${where}: ${rule} makes text and ${column.type} is not a text type; use null or {sql: ...}`);
     }
-    const made = maskedValue(rule, col, secrets.maskKey, inet, column.unique ?? false);
+    const made = maskedValue({ rule, col, key: secrets.maskKey, inet, unique: column.unique ?? false });
     const max = maxLength(column);
     if (column.unique && max !== undefined && max < made.length) {
       throw new RuleError(
@@ -173,13 +173,21 @@ export function maxLength(column: Pick<Column, 'type'>): number | undefined {
  * A masked value from the keyed hash of the value's text (sha256 of key and value, computed in
  * production). `length` is the longest text it makes, to check it fits a unique column.
  */
-export function maskedValue(
-  rule: 'rehash' | 'fake-email' | 'fake-name',
-  col: string,
-  key: string,
-  inet: boolean,
-  unique: boolean,
-): { sql: string; length: number } {
+export function maskedValue({
+  rule,
+  col,
+  key,
+  inet,
+  unique,
+}: {
+  rule: 'rehash' | 'fake-email' | 'fake-name';
+  /** The column's SQL expression. */
+  col: string;
+  /** The keyed hash's key. */
+  key: string;
+  inet: boolean;
+  unique: boolean;
+}): { sql: string; length: number } {
   const digest = `sha256(convert_to(${literal(`${key}:`)} || ${col}::text, 'UTF8'))`;
   const hex = `encode(${digest}, 'hex')`;
   if (rule === 'rehash' && inet) {

@@ -90,7 +90,7 @@ export interface Catalog {
 }
 
 /** Runs one query through psql on the host and parses the single JSON value it prints. */
-export async function queryJson<T>(host: Host, env: Environment, database: string, sql: string, label: string): Promise<T> {
+export async function queryJson<T>(host: Host, env: Environment, { database, sql, label }: { database: string; sql: string; label: string }): Promise<T> {
   const cmd = psql(env, database, { tuples: true });
   const r = await host.run(cmd, { stdin: `${sql};\n`, quiet: true, label, timeoutSeconds: 1800 });
   const text = r.stdout.trim();
@@ -114,13 +114,11 @@ interface RawTable extends Omit<Table, 'rows' | 'rowsExact'> {
 /** Reads production's catalog, and row counts (exact where cheap). Changes nothing. */
 export async function readCatalog(host: Host, env: Environment): Promise<Catalog> {
   const db = env.cfg.database.name;
-  const raw = await queryJson<{ tables: RawTable[]; foreignKeys: RawForeignKey[]; sequences: SequenceInfo[] }>(
-    host,
-    env,
-    db,
-    CATALOG_SQL,
-    'reading the production catalog',
-  );
+  const raw = await queryJson<{ tables: RawTable[]; foreignKeys: RawForeignKey[]; sequences: SequenceInfo[] }>(host, env, {
+    database: db,
+    sql: CATALOG_SQL,
+    label: 'reading the production catalog',
+  });
   // Never-analyzed tables say -1 (PostgreSQL 14+) or 0: count those, and the small ones, exactly.
   const toCount = raw.tables.filter((t) => t.reltuples <= EXACT_COUNT_LIMIT);
   const exact = new Map<string, number>();
@@ -129,7 +127,11 @@ export async function readCatalog(host: Host, env: Environment): Promise<Catalog
     // json_build_object takes at most 100 arguments: build one object per 50 tables.
     const chunks: string[] = [];
     for (let i = 0; i < parts.length; i += 50) chunks.push(`json_build_object(${parts.slice(i, i + 50).join(', ')})::jsonb`);
-    const counts = await queryJson<Record<string, number>>(host, env, db, `SELECT ${chunks.join(' || ')}`, 'counting production rows');
+    const counts = await queryJson<Record<string, number>>(host, env, {
+      database: db,
+      sql: `SELECT ${chunks.join(' || ')}`,
+      label: 'counting production rows',
+    });
     for (const [k, v] of Object.entries(counts)) exact.set(k, Number(v));
   }
   const tables: Table[] = raw.tables.map(({ reltuples, ...t }) => ({

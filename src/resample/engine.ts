@@ -431,14 +431,34 @@ class ResampleRun {
   readonly dev: Environment;
   private last: number;
 
-  constructor(
-    readonly ctx: ResampleContext,
-    private readonly start: RunStart,
-    readonly prod: Environment,
-    readonly catalog: Catalog,
-    readonly plan: SamplePlan,
-    readonly report: ResampleReport,
-  ) {
+  readonly ctx: ResampleContext;
+  private readonly start: RunStart;
+  readonly prod: Environment;
+  readonly catalog: Catalog;
+  readonly plan: SamplePlan;
+  readonly report: ResampleReport;
+
+  constructor({
+    ctx,
+    start,
+    prod,
+    catalog,
+    plan,
+    report,
+  }: {
+    ctx: ResampleContext;
+    start: RunStart;
+    prod: Environment;
+    catalog: Catalog;
+    plan: SamplePlan;
+    report: ResampleReport;
+  }) {
+    this.ctx = ctx;
+    this.start = start;
+    this.prod = prod;
+    this.catalog = catalog;
+    this.plan = plan;
+    this.report = report;
     this.dev = new Environment('dev', ctx.config);
     this.last = start.started;
   }
@@ -478,7 +498,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
   const { reader: prod, value: catalog } = await productionReaderWith(ctx.host, ctx.config, ctx.log, (reader) => readCatalog(ctx.host, reader));
   const read = Date.now();
   const plan = await planResample(ctx, params, catalog);
-  const run = new ResampleRun(ctx, start, prod, catalog, plan, emptyReport(plan, params.dryRun));
+  const run = new ResampleRun({ ctx, start, prod, catalog, plan, report: emptyReport(plan, params.dryRun) });
   run.report.phases.push(['read-only role checks and catalog', (read - start.started) / 1000]);
   run.lastAt(read);
   run.mark('plan');
@@ -656,15 +676,15 @@ async function streamSample(run: ResampleRun, staging: Staging): Promise<Streame
   // Production's snapshot, and the schema read with it, under prod's lock: a promotion (and its
   // migration, which needs locks this read would hold) waits for it, saying so, and this read
   // waits for a promotion.
-  const prodLock = await EnvironmentLock.acquireToRead(
+  const prodLock = await EnvironmentLock.acquireToRead({
     host,
-    config['state-dir'],
-    'prod',
-    run.ctx.run,
-    'resample (reading production)',
-    run.ctx.lockTimeoutSeconds,
+    stateDir: config['state-dir'],
+    env: 'prod',
+    run: run.ctx.run,
+    action: 'resample (reading production)',
+    waitSeconds: run.ctx.lockTimeoutSeconds,
     log,
-  );
+  });
   // Production's children per parent, beside the stream and inside the same lock.
   const prodFanout = readProductionFanout(host, prod, plan, busy);
   let streamed;

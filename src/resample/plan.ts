@@ -323,8 +323,8 @@ export function buildPlan(catalog: Catalog, req: SampleRequest): SamplePlan {
   const owners = ownership(catalog, scope, mode, reached.distance);
   const keys = planForeignKeys(catalog, scope, mode, owners.owningTargets);
   const references = planReferences(virtual, mode);
-  const keyed = keyedTables(catalog, scope, mode, keys, references);
-  const structure = planStructure(catalog, settings, scope.root, mode, keys, references);
+  const keyed = keyedTables({ catalog, scope, mode, fkPlans: keys, refPlans: references });
+  const structure = planStructure({ catalog, settings, root: scope.root, mode, fkPlans: keys, refPlans: references });
   const columns = columnContext(catalog, settings);
   const ctx: TableContext = {
     req,
@@ -550,14 +550,16 @@ function planReferences(virtual: readonly ResolvedReference[], mode: ReadonlyMap
   return refPlans;
 }
 
+/** The catalog, each table's mode, and the foreign-key and reference plans made for them. */
+interface PlannedLinks {
+  catalog: Catalog;
+  mode: ReadonlyMap<string, TableMode>;
+  fkPlans: readonly FkPlan[];
+  refPlans: readonly ReferencePlan[];
+}
+
 /** Keyed tables: those whose member keys other tables look up. */
-function keyedTables(
-  catalog: Catalog,
-  scope: Scope,
-  mode: ReadonlyMap<string, TableMode>,
-  fkPlans: readonly FkPlan[],
-  refPlans: readonly ReferencePlan[],
-): ReadonlySet<string> {
+function keyedTables({ catalog, scope, mode, fkPlans, refPlans }: PlannedLinks & { scope: Scope }): ReadonlySet<string> {
   const keyed = new Set<string>([scope.root.id]);
   for (const p of fkPlans) {
     // Every reference into sampled rows is looked up: to own, to drop, to null or to include.
@@ -585,14 +587,12 @@ function keyedTables(
  * Tables whose rows can come along for structure, the placeholder rows their keys may point at, and
  * the foreign-key plans with those placeholders attached.
  */
-function planStructure(
-  catalog: Catalog,
-  settings: SampleSettings,
-  root: Table,
-  mode: ReadonlyMap<string, TableMode>,
-  fkPlans: readonly FkPlan[],
-  refPlans: readonly ReferencePlan[],
-): { structural: ReadonlySet<string>; placeholders: PlaceholderPlan[]; fks: FkPlan[]; warnings: string[] } {
+function planStructure({ catalog, settings, root, mode, fkPlans, refPlans }: PlannedLinks & { settings: SampleSettings; root: Table }): {
+  structural: ReadonlySet<string>;
+  placeholders: PlaceholderPlan[];
+  fks: FkPlan[];
+  warnings: string[];
+} {
   const structural = new Set<string>([
     ...fkPlans.filter((p) => p.policy === 'structure' && p.target === 'members').map((p) => p.fk.refTable),
     ...refPlans.filter((r) => r.policy === 'structure' && r.target === 'members').map((r) => r.refTable),
@@ -796,7 +796,7 @@ function planColumn(ctx: TableContext, table: Table, outgoing: readonly FkPlan[]
   const cls = classifyColumn(ctx, table, c);
   const ruled = applyRule(ctx, c, cls);
   if (ruled.kind === 'refused') return ruled;
-  const rewritten = referenceRewrites(ctx, table, outgoing, c, cls.rule, ruled.expression);
+  const rewritten = referenceRewrites(ctx, { table, outgoing, c, rule: cls.rule, value: ruled.expression });
   const { rule, sensitive, declaredPublic } = cls;
   const described = [ruled.ruleText, ...rewritten.notes].filter((x) => x !== undefined);
   const ruleText = declaredPublic ? `${described.join(', ') || 'keep'}, public` : described.join(', ') || undefined;
@@ -844,11 +844,7 @@ function applyRule(
  */
 function referenceRewrites(
   ctx: TableContext,
-  table: Table,
-  outgoing: readonly FkPlan[],
-  c: Column,
-  rule: ColumnRule | undefined,
-  value: string,
+  { table, outgoing, c, rule, value }: { table: Table; outgoing: readonly FkPlan[]; c: Column; rule: ColumnRule | undefined; value: string },
 ): { expression: string; notes: string[] } {
   const id = table.id;
   const kept = rule === undefined || rule === 'keep';
@@ -867,12 +863,14 @@ function referenceRewrites(
   // On a row that came along for structure, a key whose owner is outside the sample points at the placeholder.
   const repointing = outgoing.find((p) => p.placeholder && p.fk.columns.includes(c.name));
   if (repointing?.placeholder && kept) {
-    expression = placeholderValue(
-      repointing,
-      c.name,
-      { ownTemp: ctx.temps.get(id) ?? '', refTemp: ctx.temps.get(repointing.fk.refTable) ?? '', table },
-      expression,
-    );
+    expression = placeholderValue({
+      p: repointing,
+      column: c.name,
+      ownTemp: ctx.temps.get(id) ?? '',
+      refTemp: ctx.temps.get(repointing.fk.refTable) ?? '',
+      table,
+      value: expression,
+    });
     notes.push(`placeholder ${repointing.placeholder.table} ${repointing.placeholder.keyText} on rows brought for structure`);
   }
   // A column cleared when a reference without a foreign key finds a parent outside the sample.
@@ -966,10 +964,24 @@ function refuseSharedKeyColumns(catalog: Catalog, p: FkPlan): void {
  * whose target is outside the sample, the placeholder's value for that column; else the value as
  * the policy leaves it. Every column of a key of several columns takes its part of the placeholder.
  */
-function placeholderValue(p: FkPlan, column: string, at: { ownTemp: string; refTemp: string; table: Table }, value: string): string {
+function placeholderValue({
+  p,
+  column,
+  ownTemp,
+  refTemp,
+  table,
+  value,
+}: {
+  p: FkPlan;
+  column: string;
+  ownTemp: string;
+  refTemp: string;
+  table: Table;
+  value: string;
+}): string {
   const ph = p.placeholder as PlaceholderPlan;
   const part = ph.keys[ph.keyColumns.indexOf(p.fk.refColumns[p.fk.columns.indexOf(column)])];
-  return `CASE WHEN ${allNotNull('t', p.fk.columns)} AND ${structuralRow('t', at.table, at.ownTemp)} AND NOT ${matchIn('t', p.fk.columns, at.refTemp, p.fk.refColumns)} THEN ${part} ELSE ${value} END`;
+  return `CASE WHEN ${allNotNull('t', p.fk.columns)} AND ${structuralRow('t', table, ownTemp)} AND NOT ${matchIn('t', p.fk.columns, refTemp, p.fk.refColumns)} THEN ${part} ELSE ${value} END`;
 }
 
 /** True for a row (over alias) that came along for structure. */

@@ -98,24 +98,23 @@ export async function productionReaderWith<T>(
     throw new OperationFailed(
       `sample.reader-role is production's own database user ${role}, which may write: name a role of its own (default twinstack_reader); ${fix}`,
     );
-  const admin = await queryJson<{ exists: boolean; can: boolean; server: number }>(
-    host,
-    prod,
-    db,
-    `SELECT json_build_object('exists', EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${literal(role)}), ` +
+  const admin = await queryJson<{ exists: boolean; can: boolean; server: number }>(host, prod, {
+    database: db,
+    sql:
+      `SELECT json_build_object('exists', EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${literal(role)}), ` +
       `'can', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), 'server', current_setting('server_version_num')::int)`,
-    "checking production's read-only role",
-  );
+    label: "checking production's read-only role",
+  });
   if (admin.server < 140000)
     throw new OperationFailed(`production's PostgreSQL is older than 14: it has no pg_read_all_data role, which the resample's read-only session needs`);
   if (!admin.exists) {
     if (!admin.can) throw new OperationFailed(`production has no role ${role} to read through, and ${prod.cfg.database.user} may not create it: ${fix}`);
-    await queryJson(host, prod, db, `${createReaderSql(role, db)} SELECT 'null'`, `creating production's read-only role ${role}`);
+    await queryJson(host, prod, { database: db, sql: `${createReaderSql(role, db)} SELECT 'null'`, label: `creating production's read-only role ${role}` });
     log.info(`Created production's read-only role ${role} (pg_read_all_data, default_transaction_read_only, connection limit ${READER_CONNECTION_LIMIT}).`);
   }
   const reader = prod.withDatabaseUser(role);
   const [facts, value] = await Promise.allSettled([
-    queryJson<ReaderFacts>(host, reader, db, FACTS_SQL, `checking what ${role} may do in production`),
+    queryJson<ReaderFacts>(host, reader, { database: db, sql: FACTS_SQL, label: `checking what ${role} may do in production` }),
     read(reader),
   ]);
   if (facts.status === 'rejected') throw facts.reason;

@@ -130,13 +130,11 @@ export async function readProductionFanout(
   const started = Date.now();
   if (!keys.length) return { values: {}, ms: 0 };
   try {
-    const values = await queryJson<Record<string, Fanout>>(
-      host,
-      reader,
-      reader.cfg.database.name,
-      fanoutSql(plan, keys),
-      "reading production's children per parent for the representativeness report",
-    );
+    const values = await queryJson<Record<string, Fanout>>(host, reader, {
+      database: reader.cfg.database.name,
+      sql: fanoutSql(plan, keys),
+      label: "reading production's children per parent for the representativeness report",
+    });
     return { values: values ?? {}, ms: Date.now() - started };
   } catch (e) {
     return { error: errorMessage(e) };

@@ -88,7 +88,7 @@ export class DevServer {
   }
 
   json<T>(sql: string, label: string, database = this.maintenance): Promise<T> {
-    return queryJson<T>(this.host, this.env, database, sql, label);
+    return queryJson<T>(this.host, this.env, { database, sql, label });
   }
 
   async databases(): Promise<string[]> {

@@ -13,7 +13,7 @@ import type { EnvironmentConfig, EnvironmentName } from '../domain/config';
 import { caddyDomains, hasBasicAuthLabel, hasNoindexLabel, type ComposeModel, type ServiceModel } from './compose-model';
 import type { PreflightCheck, PreflightSettings } from '../config/checks';
 import { sha256, type EnvDigest } from '../domain/env-file';
-import type { Finding, Severity } from './findings';
+import type { Finding } from './findings';
 import { formatBytes, formatCpus } from '../infra/units';
 
 export interface EnvironmentFacts {
@@ -59,15 +59,15 @@ class Collector {
   readonly notes: string[] = [];
   constructor(private readonly warnOnly: readonly string[]) {}
 
-  add(check: PreflightCheck, environment: Finding['environment'], severity: Severity, message: string, fix: string): void {
+  add({ check, environment, severity, message, fix }: Finding & { check: PreflightCheck }): void {
     const downgraded = severity === 'error' && this.warnOnly.includes(check);
     this.findings.push({ check, environment, severity: downgraded ? 'warning' : severity, message: downgraded ? `${message} (warn-only)` : message, fix });
   }
   error(check: PreflightCheck, environment: Finding['environment'], message: string, fix: string): void {
-    this.add(check, environment, 'error', message, fix);
+    this.add({ check, environment, severity: 'error', message, fix });
   }
   warning(check: PreflightCheck, environment: Finding['environment'], message: string, fix: string): void {
-    this.add(check, environment, 'warning', message, fix);
+    this.add({ check, environment, severity: 'warning', message, fix });
   }
 }
 

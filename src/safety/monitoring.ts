@@ -84,14 +84,6 @@ export function combineContainers(stats: readonly StatsRow[], limits: readonly C
 type EnvMetrics = EnvironmentMetrics;
 type Container = EnvMetrics['containers'][number];
 
-const finding = (check: string, environment: Finding['environment'], severity: Finding['severity'], message: string, fix: string): Finding => ({
-  check,
-  environment,
-  severity,
-  message,
-  fix,
-});
-
 /** Every threshold the monitor judges, in the order the summary lists them: engine, environments, disks, latency. */
 export function judgeMetrics(m: Metrics, s: MonitorSettings): Finding[] {
   return [...judgeDocker(m), ...m.environments.flatMap((e) => judgeEnvironment(m, e, s)), ...m.disks.flatMap((d) => judgeDisk(d, s)), ...judgeLatency(m, s)];
@@ -100,38 +92,34 @@ export function judgeMetrics(m: Metrics, s: MonitorSettings): Finding[] {
 function judgeDocker(m: Metrics): Finding[] {
   if (m.docker.available) return [];
   return [
-    finding(
-      'docker',
-      'host',
-      'error',
-      `docker did not answer on the host, so container and database metrics are missing: ${m.docker.error ?? 'no reason given'}`,
-      'start the Docker engine on the host (systemctl start docker), or let the SSH user run docker',
-    ),
+    {
+      check: 'docker',
+      environment: 'host',
+      severity: 'error',
+      message: `docker did not answer on the host, so container and database metrics are missing: ${m.docker.error ?? 'no reason given'}`,
+      fix: 'start the Docker engine on the host (systemctl start docker), or let the SSH user run docker',
+    },
   ];
 }
 
 function judgeEnvironment(m: Metrics, e: EnvMetrics, s: MonitorSettings): Finding[] {
   const out: Finding[] = [];
   if (e.containersError) {
-    out.push(
-      finding(
-        'containers',
-        e.environment,
-        'error',
-        `${e.environment}'s containers could not be measured: ${e.containersError}`,
-        'run docker stats on the host to see why',
-      ),
-    );
+    out.push({
+      check: 'containers',
+      environment: e.environment,
+      severity: 'error',
+      message: `${e.environment}'s containers could not be measured: ${e.containersError}`,
+      fix: 'run docker stats on the host to see why',
+    });
   } else if (m.docker.available && e.containers.length === 0) {
-    out.push(
-      finding(
-        'containers',
-        e.environment,
-        'warning',
-        `no containers found for compose project ${e.project}`,
-        `deploy ${e.environment}, or check environments.${e.environment}.project`,
-      ),
-    );
+    out.push({
+      check: 'containers',
+      environment: e.environment,
+      severity: 'warning',
+      message: `no containers found for compose project ${e.project}`,
+      fix: `deploy ${e.environment}, or check environments.${e.environment}.project`,
+    });
   }
   for (const c of e.containers) {
     out.push(...judgeContainer(e, c));
@@ -143,25 +131,21 @@ function judgeEnvironment(m: Metrics, e: EnvMetrics, s: MonitorSettings): Findin
 function judgeContainer(e: EnvMetrics, c: Container): Finding[] {
   const out: Finding[] = [];
   if (c.status !== 'running')
-    out.push(
-      finding(
-        'containers',
-        e.environment,
-        e.environment === 'prod' ? 'error' : 'warning',
-        `${e.environment} ${c.service} (${c.name}) is ${c.status}`,
-        `look at its logs: docker logs ${c.name}`,
-      ),
-    );
+    out.push({
+      check: 'containers',
+      environment: e.environment,
+      severity: e.environment === 'prod' ? 'error' : 'warning',
+      message: `${e.environment} ${c.service} (${c.name}) is ${c.status}`,
+      fix: `look at its logs: docker logs ${c.name}`,
+    });
   if (c.oomKilled)
-    out.push(
-      finding(
-        'memory',
-        e.environment,
-        'error',
-        `${e.environment} ${c.service} was killed for running out of memory${c.memLimitBytes ? ` (limit ${formatBytes(c.memLimitBytes)})` : ''}`,
-        `raise its memory limit or find what grows; docker logs ${c.name}`,
-      ),
-    );
+    out.push({
+      check: 'memory',
+      environment: e.environment,
+      severity: 'error',
+      message: `${e.environment} ${c.service} was killed for running out of memory${c.memLimitBytes ? ` (limit ${formatBytes(c.memLimitBytes)})` : ''}`,
+      fix: `raise its memory limit or find what grows; docker logs ${c.name}`,
+    });
   return out;
 }
 
@@ -170,37 +154,31 @@ function judgeDevLimits(c: Container, s: MonitorSettings): Finding[] {
   const out: Finding[] = [];
   if (c.cpuLimit === undefined || c.memLimitBytes === undefined) {
     const missing = [c.cpuLimit === undefined ? 'CPU' : '', c.memLimitBytes === undefined ? 'memory' : ''].filter(Boolean).join(' and ');
-    out.push(
-      finding(
-        'dev-limits',
-        'dev',
-        'warning',
-        `dev ${c.service} runs without a ${missing} limit: it can take the host from prod`,
-        `set deploy.resources.limits for ${c.service} in dev's overlay and redeploy dev (preflight checks this too)`,
-      ),
-    );
+    out.push({
+      check: 'dev-limits',
+      environment: 'dev',
+      severity: 'warning',
+      message: `dev ${c.service} runs without a ${missing} limit: it can take the host from prod`,
+      fix: `set deploy.resources.limits for ${c.service} in dev's overlay and redeploy dev (preflight checks this too)`,
+    });
   }
   if (c.cpuOfLimit !== undefined && c.cpuOfLimit >= s['dev-limit-percent']) {
-    out.push(
-      finding(
-        'dev-limits',
-        'dev',
-        'error',
-        `dev ${c.service} uses ${c.cpuOfLimit} % of its ${formatCpus(c.cpuLimit as number)} limit (${c.cpuPercent} % of one CPU): it is throttled at its limit`,
-        `find what keeps ${c.service} busy, or give it more CPU within dev's share`,
-      ),
-    );
+    out.push({
+      check: 'dev-limits',
+      environment: 'dev',
+      severity: 'error',
+      message: `dev ${c.service} uses ${c.cpuOfLimit} % of its ${formatCpus(c.cpuLimit as number)} limit (${c.cpuPercent} % of one CPU): it is throttled at its limit`,
+      fix: `find what keeps ${c.service} busy, or give it more CPU within dev's share`,
+    });
   }
   if (c.memOfLimit !== undefined && c.memOfLimit >= s['dev-limit-percent']) {
-    out.push(
-      finding(
-        'dev-limits',
-        'dev',
-        'error',
-        `dev ${c.service} uses ${c.memOfLimit} % of its ${formatBytes(c.memLimitBytes as number)} memory limit: it is about to be killed`,
-        `find what grows in ${c.service}, or give it more memory within dev's share`,
-      ),
-    );
+    out.push({
+      check: 'dev-limits',
+      environment: 'dev',
+      severity: 'error',
+      message: `dev ${c.service} uses ${c.memOfLimit} % of its ${formatBytes(c.memLimitBytes as number)} memory limit: it is about to be killed`,
+      fix: `find what grows in ${c.service}, or give it more memory within dev's share`,
+    });
   }
   return out;
 }
@@ -210,79 +188,83 @@ function judgeDatabase(e: EnvMetrics, s: MonitorSettings): Finding[] {
   if (e.database) {
     if (e.database.percent <= s['db-connections-percent']) return [];
     return [
-      finding(
-        'db-connections',
-        e.environment,
+      {
+        check: 'db-connections',
+        environment: e.environment,
         severity,
-        `${e.environment}'s database has ${e.database.connections} of ${e.database.max} connections in use (${e.database.percent} %, limit ${s['db-connections-percent']} %)`,
-        'look for connection leaks or a pool sized above max_connections; raise max_connections only with the memory to back it',
-      ),
+        message: `${e.environment}'s database has ${e.database.connections} of ${e.database.max} connections in use (${e.database.percent} %, limit ${s['db-connections-percent']} %)`,
+        fix: 'look for connection leaks or a pool sized above max_connections; raise max_connections only with the memory to back it',
+      },
     ];
   }
   if (!e.databaseError) return [];
   return [
-    finding(
-      'db-connections',
-      e.environment,
+    {
+      check: 'db-connections',
+      environment: e.environment,
       severity,
-      `${e.environment}'s database connections could not be counted: ${e.databaseError}`,
-      `check environments.${e.environment}.database and that the db container runs`,
-    ),
+      message: `${e.environment}'s database connections could not be counted: ${e.databaseError}`,
+      fix: `check environments.${e.environment}.database and that the db container runs`,
+    },
   ];
 }
 
 function judgeDisk(d: Metrics['disks'][number], s: MonitorSettings): Finding[] {
   if (d.error)
     return [
-      finding(
-        'disk',
-        d.environment,
-        'warning',
-        `${d.label} (${d.path}) could not be measured: ${d.error}`,
-        `create ${d.path}, or correct the path in the config`,
-      ),
+      {
+        check: 'disk',
+        environment: d.environment,
+        severity: 'warning',
+        message: `${d.label} (${d.path}) could not be measured: ${d.error}`,
+        fix: `create ${d.path}, or correct the path in the config`,
+      },
     ];
   if (!d.use || d.use.percent <= s['disk-percent']) return [];
   return [
-    finding(
-      'disk',
-      d.environment,
-      'error',
-      `the file system of ${d.label} (${d.path}, on ${d.use.mountedOn}) is ${d.use.percent} % full, ${formatBytes(d.use.availableBytes)} left (limit ${s['disk-percent']} %)`,
-      'free space (old backups, old images: docker image prune) or grow the disk',
-    ),
+    {
+      check: 'disk',
+      environment: d.environment,
+      severity: 'error',
+      message: `the file system of ${d.label} (${d.path}, on ${d.use.mountedOn}) is ${d.use.percent} % full, ${formatBytes(d.use.availableBytes)} left (limit ${s['disk-percent']} %)`,
+      fix: 'free space (old backups, old images: docker image prune) or grow the disk',
+    },
   ];
 }
 
 function judgeLatency(m: Metrics, s: MonitorSettings): Finding[] {
   if (!m.latency) {
     return m.latencyError
-      ? [finding('latency', 'prod', 'error', `prod's health URL could not be measured: ${m.latencyError}`, 'check that curl is installed on the host')]
+      ? [
+          {
+            check: 'latency',
+            environment: 'prod',
+            severity: 'error',
+            message: `prod's health URL could not be measured: ${m.latencyError}`,
+            fix: 'check that curl is installed on the host',
+          },
+        ]
       : [];
   }
   const out: Finding[] = [];
   const st = m.latency.stats;
   if (st.p99Ms !== undefined && st.p99Ms > s['latency-p99-ms']) {
-    out.push(
-      finding(
-        'latency',
-        'prod',
-        'error',
-        `prod's ${m.latency.url} P99 is ${st.p99Ms} ms over ${st.requests} requests (limit ${s['latency-p99-ms']} ms; P50 ${st.p50Ms} ms)`,
-        "look at prod's load and at dev's containers (dev must not starve prod)",
-      ),
-    );
+    out.push({
+      check: 'latency',
+      environment: 'prod',
+      severity: 'error',
+      message: `prod's ${m.latency.url} P99 is ${st.p99Ms} ms over ${st.requests} requests (limit ${s['latency-p99-ms']} ms; P50 ${st.p50Ms} ms)`,
+      fix: "look at prod's load and at dev's containers (dev must not starve prod)",
+    });
   }
   if (st.errorRatePercent > s['error-rate-percent']) {
-    out.push(
-      finding(
-        'error-rate',
-        'prod',
-        'error',
-        `${st.errors} of ${st.requests} requests to prod's ${m.latency.url} failed (${st.errorRatePercent} %, limit ${s['error-rate-percent']} %)`,
-        "look at prod's api logs and container states",
-      ),
-    );
+    out.push({
+      check: 'error-rate',
+      environment: 'prod',
+      severity: 'error',
+      message: `${st.errors} of ${st.requests} requests to prod's ${m.latency.url} failed (${st.errorRatePercent} %, limit ${s['error-rate-percent']} %)`,
+      fix: "look at prod's api logs and container states",
+    });
   }
   return out;
 }

@@ -159,7 +159,10 @@ async function hostTotals(host: Host): Promise<HostTotals | undefined> {
   return r.exitCode === 0 ? parseHostTotals(r.stdout) : undefined;
 }
 
-async function probe(host: Host, environment: EnvironmentName, url: string, kind: Probe['kind'], timeout: number): Promise<Probe> {
+async function probe(
+  host: Host,
+  { environment, url, kind, timeout }: { environment: EnvironmentName; url: string; kind: Probe['kind']; timeout: number },
+): Promise<Probe> {
   // Prod follows redirects (http -> https, www); dev is judged on its first answer to a stranger.
   const follow = environment === 'prod' ? ['-L', '--max-redirs', '5'] : [];
   const r = await host.run(sh`curl -sS -i ${follow} --max-time ${timeout} -A twinstack-preflight -H ${'Accept: text/html,*/*'} ${url}`, {
@@ -206,9 +209,12 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
   const prodCompose = readings.prod.facts.compose;
   if (prodCompose)
     findings.push(
-      ...checkRolling(prodCompose, config.promote.rolling, 'prod', settings['warn-only'], {
-        checkout: config.environments.prod.checkout,
-        releaseDirs: config.promote['release-dirs'],
+      ...checkRolling({
+        compose: prodCompose,
+        rolling: config.promote.rolling,
+        environment: 'prod',
+        warnOnly: settings['warn-only'],
+        code: { checkout: config.environments.prod.checkout, releaseDirs: config.promote['release-dirs'] },
       }),
     );
 
@@ -219,9 +225,11 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
   if (http.enabled && opts.http !== false) {
     const probes: Probe[] = [];
     const prodUrl = config.environments.prod.url;
-    probes.push(await probe(host, 'prod', `${prodUrl}/robots.txt`, 'robots', http['timeout-seconds']));
-    for (const p of http['prod-pages']) probes.push(await probe(host, 'prod', `${prodUrl}${p}`, 'page', http['timeout-seconds']));
-    for (const p of http['dev-pages']) probes.push(await probe(host, 'dev', `${config.environments.dev.url}${p}`, 'page', http['timeout-seconds']));
+    probes.push(await probe(host, { environment: 'prod', url: `${prodUrl}/robots.txt`, kind: 'robots', timeout: http['timeout-seconds'] }));
+    for (const p of http['prod-pages'])
+      probes.push(await probe(host, { environment: 'prod', url: `${prodUrl}${p}`, kind: 'page', timeout: http['timeout-seconds'] }));
+    for (const p of http['dev-pages'])
+      probes.push(await probe(host, { environment: 'dev', url: `${config.environments.dev.url}${p}`, kind: 'page', timeout: http['timeout-seconds'] }));
     for (const p of probes) {
       for (const f of judgeProbe(p)) {
         const downgrade = f.severity === 'error' && settings['warn-only'].includes('http');

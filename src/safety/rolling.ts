@@ -12,13 +12,18 @@ import type { Finding } from './findings';
 type Add = (severity: Finding['severity'], message: string, fix: string) => void;
 type Service = ComposeModel['services'][number];
 
-export function checkRolling(
-  compose: ComposeModel,
-  rolling: readonly string[],
-  environment: EnvironmentName,
-  warnOnly: readonly string[] = [],
-  code?: { checkout: string; releaseDirs: boolean },
-): Finding[] {
+export interface CheckRollingOptions {
+  compose: ComposeModel;
+  /** The services promote.rolling names. */
+  rolling: readonly string[];
+  environment: EnvironmentName;
+  /** preflight's warn-only checks: with 'rolling' among them, its errors are warnings. */
+  warnOnly?: readonly string[];
+  /** Where the code is mounted from, to warn of a bind mount of the checkout that a release directory avoids. */
+  code?: { checkout: string; releaseDirs: boolean };
+}
+
+export function checkRolling({ compose, rolling, environment, warnOnly = [], code }: CheckRollingOptions): Finding[] {
   const out: Finding[] = [];
   const add: Add = (severity, message, fix) => {
     const down = severity === 'error' && warnOnly.includes('rolling');

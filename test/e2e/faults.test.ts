@@ -158,14 +158,14 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
     // Another run holds dev's lock for as long as the test needs (a deploy alone may finish within the timeout).
     const holderRun = 'https://github.com/makapix/makapix/actions/runs/77';
     const other = await connect(fx.sshd);
-    const lock = await EnvironmentLock.acquire(
-      other,
-      path.join(fx.dir, 'state'),
-      'dev',
-      { run: holderRun, actor: 'octocat', sha: fx.branches.main, action: 'deploy', op: 'held-by-test', since: new Date().toISOString() },
-      10,
-      new MemoryLogger(),
-    );
+    const lock = await EnvironmentLock.acquire({
+      host: other,
+      stateDir: path.join(fx.dir, 'state'),
+      env: 'dev',
+      holder: { run: holderRun, actor: 'octocat', sha: fx.branches.main, action: 'deploy', op: 'held-by-test', since: new Date().toISOString() },
+      waitSeconds: 10,
+      log: new MemoryLogger(),
+    });
     const headBefore = head('dev');
     const containersNow = () => projectContainers('dev').map((c) => `${c.Name} ${c.Id} ${c.Image} ${c.State.StartedAt}`);
     const containersBefore = containersNow();

@@ -58,7 +58,7 @@ for (const composeCommand of composeCommands()) {
       const [old] = stack.running();
       assert.equal(old.imageId, stack.images.v1);
       stack.use('v2');
-      const { result, error, load } = await underLoad(() => rollingReplace(stack.host, stack.prod, ['api'], stack.log, opts));
+      const { result, error, load } = await underLoad(() => rollingReplace({ host: stack.host, env: stack.prod, services: ['api'], log: stack.log, opts }));
       assert.ifError(error);
       noFailures(load);
       // Both releases answered during the run: the switch happened while the requests flowed.
@@ -75,7 +75,7 @@ for (const composeCommand of composeCommands()) {
     it('rolls back to the previous image with 0 failed requests', async () => {
       const [old] = stack.running();
       stack.use('v1');
-      const { error, load } = await underLoad(() => rollingReplace(stack.host, stack.prod, ['api'], stack.log, opts));
+      const { error, load } = await underLoad(() => rollingReplace({ host: stack.host, env: stack.prod, services: ['api'], log: stack.log, opts }));
       assert.ifError(error);
       noFailures(load);
       assert.ok(load.versions.v2 > 0 && load.versions.v1 > 0, JSON.stringify(load.versions));
@@ -88,7 +88,7 @@ for (const composeCommand of composeCommands()) {
     it('keeps the old container serving when the new image never turns healthy', async () => {
       const [old] = stack.running();
       stack.use('never-ready');
-      const { error, load } = await underLoad(() => rollingReplace(stack.host, stack.prod, ['api'], stack.log, opts));
+      const { error, load } = await underLoad(() => rollingReplace({ host: stack.host, env: stack.prod, services: ['api'], log: stack.log, opts }));
       stack.use('v1');
       assert.ok(error instanceof HealthError, `expected a HealthError, got ${String(error)}`);
       assert.equal(error.service, 'api');
@@ -106,7 +106,7 @@ for (const composeCommand of composeCommands()) {
       stack.use('v2');
       // A header no response carries: the probe never sees the new container answer through the proxy.
       const probe = { ...opts, routeProbe: { url: `http://127.0.0.1:${stack.proxyPort}/health`, header: 'X-Never-Sent', timeoutSeconds: 3 } };
-      const { error, load } = await underLoad(() => rollingReplace(stack.host, stack.prod, ['api'], stack.log, probe));
+      const { error, load } = await underLoad(() => rollingReplace({ host: stack.host, env: stack.prod, services: ['api'], log: stack.log, opts: probe }));
       stack.use('v1');
       assert.ok(error instanceof HealthError, `expected a HealthError, got ${String(error)}`);
       assert.equal(error.state, 'not routed');
@@ -119,7 +119,7 @@ for (const composeCommand of composeCommands()) {
 
     it('refuses a rolling service the compose files do not define, in one line, before changing anything', async () => {
       const [old] = stack.running();
-      await assert.rejects(rollingReplace(stack.host, stack.prod, ['api', 'web'], stack.log, opts), (e: Error) => {
+      await assert.rejects(rollingReplace({ host: stack.host, env: stack.prod, services: ['api', 'web'], log: stack.log, opts }), (e: Error) => {
         assert.ok(e instanceof ConfigurationError, String(e));
         assert.equal(e.message, `promote.rolling names "web", which prod's compose files do not define (services: api): correct promote.rolling`);
         return true;

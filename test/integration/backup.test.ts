@@ -55,7 +55,14 @@ after(async () => {
 
 describe('backups', () => {
   it('writes a dump, the globals and a manifest with the sha256 of each file, verified by restore', async () => {
-    const m = await takeBackup(host, config, prod, { release: 'r20260101T000000Z-abcdef0', sha: 'a'.repeat(40) }, new MemoryLogger(), 'restore');
+    const m = await takeBackup({
+      host,
+      config,
+      env: prod,
+      ctx: { release: 'r20260101T000000Z-abcdef0', sha: 'a'.repeat(40) },
+      log: new MemoryLogger(),
+      verify: 'restore',
+    });
     assert.equal(m.status, 'verified');
     assert.equal(m.verification.tables, 2);
     const files = path.join(dir, 'backups', 'prod', m.id);
@@ -79,11 +86,11 @@ describe('backups', () => {
       .trim();
 
   it('restores exactly the backed-up database: later tables gone, later rows gone, grants kept', async () => {
-    const m = await takeBackup(host, config, prod, {}, new MemoryLogger());
+    const m = await takeBackup({ host, config, env: prod, ctx: {}, log: new MemoryLogger() });
     pg.psql("create table half_done (id int); insert into users values (1000, 'late@example.com')", 'makapix');
     // Database-level settings belong to the database, not to its dump.
     pg.psql("alter database makapix set work_mem = '7MB'; alter role app in database makapix set statement_timeout = '5s'");
-    await restoreBackup(host, config, prod, m, new MemoryLogger());
+    await restoreBackup({ host, config, env: prod, m, log: new MemoryLogger() });
     assert.equal(settingsOf('makapix'), '- work_mem=7MB\napp statement_timeout=5s');
     assert.equal(pg.psql("select to_regclass('public.half_done') is null", 'makapix').trim(), 't');
     assert.equal(pg.psql('select count(*) from users', 'makapix').trim(), '300');
@@ -98,19 +105,19 @@ describe('backups', () => {
   });
 
   it('puts the database back untouched when the restore fails', async () => {
-    const m = await takeBackup(host, config, prod, {}, new MemoryLogger());
+    const m = await takeBackup({ host, config, env: prod, ctx: {}, log: new MemoryLogger() });
     pg.psql("insert into users values (2000, 'kept@example.com')", 'makapix');
     // A dump that passes the checksum but does not restore: truncate it and fix the manifest's hash.
     const file = path.join(dir, 'backups', 'prod', m.id, 'db.dump');
     fs.truncateSync(file, Math.floor(fs.statSync(file).size / 2));
-    await assert.rejects(restoreBackup(host, config, prod, m, new MemoryLogger()), /restoring prod from backup/);
+    await assert.rejects(restoreBackup({ host, config, env: prod, m, log: new MemoryLogger() }), /restoring prod from backup/);
     assert.equal(pg.psql('select count(*) from users where id = 2000', 'makapix').trim(), '1');
   });
 
   it('refuses a corrupted backup by its checksum', async () => {
-    const m = await takeBackup(host, config, prod, {}, new MemoryLogger());
+    const m = await takeBackup({ host, config, env: prod, ctx: {}, log: new MemoryLogger() });
     fs.appendFileSync(path.join(dir, 'backups', 'prod', m.id, 'db.dump'), 'x');
-    await assert.rejects(usableBackup(host, config, prod, m.id, new MemoryLogger()), (e: Error) => {
+    await assert.rejects(usableBackup({ host, config, env: prod, id: m.id, log: new MemoryLogger() }), (e: Error) => {
       assert.ok(e instanceof OperationFailed);
       assert.match(e.message, new RegExp(`backup ${m.id} cannot be used: db\\.dump is corrupted`));
       return true;
@@ -118,7 +125,7 @@ describe('backups', () => {
   });
 
   it('reads manifests by their schema: one of another shape is no backup, and a good one reads back whole', async () => {
-    const m = await takeBackup(host, config, prod, {}, new MemoryLogger());
+    const m = await takeBackup({ host, config, env: prod, ctx: {}, log: new MemoryLogger() });
     const odd = path.join(dir, 'backups', 'prod', 'b20990101T000000Z-prod');
     fs.mkdirSync(odd, { recursive: true });
     fs.writeFileSync(path.join(odd, 'manifest.json'), JSON.stringify({ id: 'b20990101T000000Z-prod', env: 'prod', status: 'verified', files: 'db.dump' }));
@@ -131,7 +138,7 @@ describe('backups', () => {
       const read = listed.find((b) => b.id === m.id);
       assert.deepEqual(read, JSON.parse(fs.readFileSync(path.join(dir, 'backups', 'prod', m.id, 'manifest.json'), 'utf8')));
       await assert.rejects(
-        usableBackup(host, config, prod, 'b20990101T000000Z-prod', new MemoryLogger()),
+        usableBackup({ host, config, env: prod, id: 'b20990101T000000Z-prod', log: new MemoryLogger() }),
         /backup b20990101T000000Z-prod of prod does not exist/,
       );
     } finally {

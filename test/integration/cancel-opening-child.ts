@@ -13,7 +13,15 @@ const readDev: ActionDefinition<ConnectionInputs, Record<string, never>, Record<
   name: 'read-dev',
   prepare: () => ({}),
   async execute({ host, config, run, log }) {
-    const lock = await EnvironmentLock.acquireToRead(host, config['state-dir'], 'dev', run, 'test (reading dev)', 30, log);
+    const lock = await EnvironmentLock.acquireToRead({
+      host,
+      stateDir: config['state-dir'],
+      env: 'dev',
+      run,
+      action: 'test (reading dev)',
+      waitSeconds: 30,
+      log,
+    });
     try {
       await host.run(sh`touch ${marker} && sleep 300`, { quiet: true, label: 'reading dev (test)', timeoutSeconds: 600 });
     } finally {

@@ -74,7 +74,7 @@ for (const command of ['docker compose', 'docker-compose'] as const) {
     it('finds DATABASE_URL built in the compose file from other variables, and points it at the copy', async () => {
       const log = new MemoryLogger();
       const prod = checkout(command, BUILT_IN_COMPOSE, PROD_OVERLAY, ENV_FILE);
-      const value = await databaseEnvValue(host, prod, 'DATABASE_URL', log);
+      const value = await databaseEnvValue({ host, at: prod, variable: 'DATABASE_URL', log });
       assert.equal(value, `postgresql://owner:${PASSWORD}@db:5432/makapix`);
       assert.equal(pointAt(value, 'makapix_twinstack_rehearse'), `postgresql://owner:${PASSWORD}@db:5432/makapix_twinstack_rehearse`);
       log.info(`value: ${value}`);
@@ -83,12 +83,12 @@ for (const command of ['docker compose', 'docker-compose'] as const) {
 
     it('falls back to the env file when the compose files do not set it', async () => {
       const prod = checkout(command, BUILT_IN_COMPOSE.replace(/ {4}environment:\n.*\n/, ''), PROD_OVERLAY, `${ENV_FILE}DB_URL_ONLY_HERE=makapix\n`);
-      assert.equal(await databaseEnvValue(host, prod, 'DB_URL_ONLY_HERE', new MemoryLogger()), 'makapix');
+      assert.equal(await databaseEnvValue({ host, at: prod, variable: 'DB_URL_ONLY_HERE', log: new MemoryLogger() }), 'makapix');
     });
 
     it('refuses in one line naming the setting to add when nothing sets it', async () => {
       const prod = checkout(command, BUILT_IN_COMPOSE, PROD_OVERLAY, ENV_FILE);
-      await assert.rejects(databaseEnvValue(host, prod, 'SQLALCHEMY_URL', new MemoryLogger()), (e: Error) => {
+      await assert.rejects(databaseEnvValue({ host, at: prod, variable: 'SQLALCHEMY_URL', log: new MemoryLogger() }), (e: Error) => {
         assert.doesNotMatch(e.message, /\n/);
         assert.match(e.message, /sets SQLALCHEMY_URL \(promote\.database-env\).*set promote\.database-env to the variable your app reads its database from/);
         assert.ok(!e.message.includes(PASSWORD));

@@ -48,16 +48,19 @@ describe('the environment lock', () => {
   it('lets one holder in at a time; the second waits, then fails naming the holder', async () => {
     const a = await newHost();
     const b = await newHost();
-    const lockA = await EnvironmentLock.acquire(a, stateDir, 'dev', holder('run-A'), 5, new MemoryLogger());
+    const lockA = await EnvironmentLock.acquire({ host: a, stateDir, env: 'dev', holder: holder('run-A'), waitSeconds: 5, log: new MemoryLogger() });
     const started = Date.now();
-    await assert.rejects(EnvironmentLock.acquire(b, stateDir, 'dev', holder('run-B'), 1, new MemoryLogger()), (e: Error) => {
-      assert.ok(e instanceof LockTimeoutError);
-      assert.match(e.message, /the dev environment is locked by deploy run run-A \(actor octocat/);
-      return true;
-    });
+    await assert.rejects(
+      EnvironmentLock.acquire({ host: b, stateDir, env: 'dev', holder: holder('run-B'), waitSeconds: 1, log: new MemoryLogger() }),
+      (e: Error) => {
+        assert.ok(e instanceof LockTimeoutError);
+        assert.match(e.message, /the dev environment is locked by deploy run run-A \(actor octocat/);
+        return true;
+      },
+    );
     assert.ok(Date.now() - started >= 900, 'the second holder did not wait');
     await lockA.release();
-    const lockB = await EnvironmentLock.acquire(b, stateDir, 'dev', holder('run-B'), 5, new MemoryLogger());
+    const lockB = await EnvironmentLock.acquire({ host: b, stateDir, env: 'dev', holder: holder('run-B'), waitSeconds: 5, log: new MemoryLogger() });
     assert.equal(lockB.stale, undefined);
     await lockB.release();
   });
@@ -65,8 +68,8 @@ describe('the environment lock', () => {
   it('a waiting holder gets the lock as soon as it is released', async () => {
     const a = await newHost();
     const b = await newHost();
-    const lockA = await EnvironmentLock.acquire(a, stateDir, 'prod', holder('run-A'), 5, new MemoryLogger());
-    const waiting = EnvironmentLock.acquire(b, stateDir, 'prod', holder('run-B'), 30, new MemoryLogger());
+    const lockA = await EnvironmentLock.acquire({ host: a, stateDir, env: 'prod', holder: holder('run-A'), waitSeconds: 5, log: new MemoryLogger() });
+    const waiting = EnvironmentLock.acquire({ host: b, stateDir, env: 'prod', holder: holder('run-B'), waitSeconds: 30, log: new MemoryLogger() });
     await new Promise((r) => setTimeout(r, 500));
     await lockA.release();
     const lockB = await waiting;
@@ -76,15 +79,15 @@ describe('the environment lock', () => {
 
   it('is freed when its run dies, and the next run reports the stale holder', async () => {
     const a = await newHost();
-    await EnvironmentLock.acquire(a, stateDir, 'dev', holder('run-dead'), 5, new MemoryLogger());
+    await EnvironmentLock.acquire({ host: a, stateDir, env: 'dev', holder: holder('run-dead'), waitSeconds: 5, log: new MemoryLogger() });
     await a.close(); // the connection drops without releasing
     const b = await newHost();
     const log = new MemoryLogger();
-    const lockB = await EnvironmentLock.acquire(b, stateDir, 'dev', holder('run-next'), 20, log);
+    const lockB = await EnvironmentLock.acquire({ host: b, stateDir, env: 'dev', holder: holder('run-next'), waitSeconds: 20, log });
     assert.equal(lockB.stale?.run, 'run-dead');
     assert.match(log.text, /Stale dev lock: deploy run run-dead .* died while holding it/);
     await lockB.release();
-    const again = await EnvironmentLock.acquire(b, stateDir, 'dev', holder('run-later'), 5, new MemoryLogger());
+    const again = await EnvironmentLock.acquire({ host: b, stateDir, env: 'dev', holder: holder('run-later'), waitSeconds: 5, log: new MemoryLogger() });
     assert.equal(again.stale, undefined, 'a cleanly released lock was reported stale');
     await again.release();
   });
@@ -108,7 +111,7 @@ describe('a cancel', () => {
   /** Starts `sleep` on the host under a fence of operation `op`; returns its process group (the host is this machine). */
   async function fencedSleep(env: string, op: string): Promise<{ pgid: number; done: Promise<unknown> }> {
     const h = await newHost();
-    const lock = await EnvironmentLock.acquire(h, stateDir, env, holder(op), 5, new MemoryLogger());
+    const lock = await EnvironmentLock.acquire({ host: h, stateDir, env, holder: holder(op), waitSeconds: 5, log: new MemoryLogger() });
     h.addFence(lock.fence(op, `run-${op}`));
     const done = h.run('sleep 300', { check: false, quiet: true, label: `sleeping for ${op}`, timeoutSeconds: 0 }).catch((e: unknown) => e);
     const dir = path.join(stateDir, env, 'busy.d');
@@ -126,14 +129,17 @@ describe('a cancel', () => {
     const other = await fencedSleep('cancel-b', 'op-other');
     assert.ok(exists(mine.pgid) && exists(other.pgid));
     const h = await newHost();
-    const out = await EnvironmentLock.stopWork(h, stateDir, 'cancel-a', 'op-mine', 'twinstack-test-no-such-project');
+    const out = await EnvironmentLock.stopWork({ host: h, stateDir, env: 'cancel-a', op: 'op-mine', project: 'twinstack-test-no-such-project' });
     assert.match(out, /stopped 1 process group/);
     assert.ok(!alive(mine.pgid), `process group ${mine.pgid} of the cancelled operation is still running`);
     assert.ok(exists(other.pgid), "another operation's work was stopped");
     // Its entry goes with it (at once, or, when sshd reaps the session's shell late, at the next look).
     assert.deepEqual((await EnvironmentLock.busyWork(h, stateDir, 'cancel-a')).entries, []);
     assert.deepEqual(fs.readdirSync(path.join(stateDir, 'cancel-a', 'busy.d')), [], "the stopped group's entry is left");
-    assert.equal(await EnvironmentLock.stopWork(h, stateDir, 'cancel-b', 'op-other', 'twinstack-test-no-such-project'), 'stopped 1 process group(s)');
+    assert.equal(
+      await EnvironmentLock.stopWork({ host: h, stateDir, env: 'cancel-b', op: 'op-other', project: 'twinstack-test-no-such-project' }),
+      'stopped 1 process group(s)',
+    );
     assert.ok(!alive(other.pgid));
   });
 });

@@ -247,7 +247,7 @@ describe('off-host copies', () => {
     it('leaves the local backup verified and intact when the backup host is down', async () => {
       const c = await downConfig();
       await nextSecond();
-      const m = await takeBackup(host, c, prod, {}, new MemoryLogger());
+      const m = await takeBackup({ host, config: c, env: prod, ctx: {}, log: new MemoryLogger() });
       const before = snapshot(localDir(m.id));
       const copy = await copyOffsite({
         host,
@@ -263,7 +263,7 @@ describe('off-host copies', () => {
       const after = snapshot(localDir(m.id));
       delete after['offsite.json'];
       assert.deepEqual(after, before);
-      assert.equal((await usableBackup(host, c, prod, m.id, new MemoryLogger())).status, 'verified');
+      assert.equal((await usableBackup({ host, config: c, env: prod, id: m.id, log: new MemoryLogger() })).status, 'verified');
       assert.equal((JSON.parse(fs.readFileSync(path.join(localDir(m.id), 'offsite.json'), 'utf8')) as { status: string }).status, 'failed');
       assert.deepEqual(leftovers(), []);
     });
@@ -272,7 +272,7 @@ describe('off-host copies', () => {
       // The VPS's own host keys, pinned for the backup host's address: the real backup host shows another.
       const c = makeConfig({ 'known-hosts': vps.knownHosts.replaceAll(`]:${vps.port} `, `]:${backupHost.port} `) });
       await nextSecond();
-      const m = await takeBackup(host, c, prod, {}, new MemoryLogger());
+      const m = await takeBackup({ host, config: c, env: prod, ctx: {}, log: new MemoryLogger() });
       const copy = await copyOffsite({
         host,
         config: c,
@@ -284,7 +284,7 @@ describe('off-host copies', () => {
       assert.equal(copy.status, 'failed');
       assert.match(copy.status === 'failed' ? copy.error : '', /showed a host key that is not in backup\.offsite\.known-hosts/);
       assert.ok(!fs.existsSync(remoteDir(m.id)));
-      assert.equal((await usableBackup(host, c, prod, m.id, new MemoryLogger())).status, 'verified');
+      assert.equal((await usableBackup({ host, config: c, env: prod, id: m.id, log: new MemoryLogger() })).status, 'verified');
     });
 
     it('with required: false, the step succeeds and says so; with required: true, it fails in one line naming the cause', async () => {
@@ -307,7 +307,7 @@ describe('off-host copies', () => {
         /^backup: backup (b\S+-prod) of prod is verified on the VPS, but its off-host copy failed: the VPS cannot reach the backup host 127\.0\.0\.1:\d+: .*Connection refused/,
       );
       const id = /backup (b\S+-prod)/.exec(strict.failure)?.[1] ?? '';
-      assert.equal((await usableBackup(host, config, prod, id, new MemoryLogger())).status, 'verified');
+      assert.equal((await usableBackup({ host, config, env: prod, id, log: new MemoryLogger() })).status, 'verified');
       assert.match(strict.summary, /required \(backup\.offsite\.required: true\), so this step fails/);
     });
   });

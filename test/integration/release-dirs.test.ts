@@ -132,7 +132,10 @@ describe('release directories', () => {
 
   it("refuse the env file under a directory the commit tracks as a symlink, in promote's scratch checkout too", async () => {
     const dir = releaseDir(`${root}/state`, prod, sha.deployLink);
-    await assert.rejects(ensureReleaseDir(host, prod, sha.deployLink, dir, []), /the env file deploy\/\.env\.prod was not copied into .*\/deploy is a symlink/);
+    await assert.rejects(
+      ensureReleaseDir({ host, env: prod, sha: sha.deployLink, dir, files: [] }),
+      /the env file deploy\/\.env\.prod was not copied into .*\/deploy is a symlink/,
+    );
     const work = `${root}/state/prod/work/promote`;
     await assert.rejects(scratchCheckout(host, prod, sha.deployLink, work), (e: Error) => {
       assert.ok(e instanceof ConfigurationError, String(e));
@@ -148,7 +151,7 @@ describe('release directories', () => {
   it('refuse a release file that is a symlink in the checkout instead of following it', async () => {
     const dir = releaseDir(`${root}/state`, prod, sha.plain);
     await assert.rejects(
-      ensureReleaseDir(host, prod, sha.plain, dir, ['linked.pem']),
+      ensureReleaseDir({ host, env: prod, sha: sha.plain, dir, files: ['linked.pem'] }),
       new RegExp(`linked\\.pem is a symlink \\(to ${root}/elsewhere/key\\.pem\\), and files outside git are copied, never followed`),
     );
     assert.equal(fs.existsSync(`${dir}/linked.pem`), false);
@@ -158,7 +161,10 @@ describe('release directories', () => {
     const state = path.join(root, 'state-linked');
     fs.mkdirSync(path.join(state), { recursive: true });
     fs.symlinkSync(devVault(), path.join(state, 'releases'));
-    await assert.rejects(ensureReleaseDir(host, prod, sha.plain, releaseDir(state, prod, sha.plain), []), /state-linked\/releases is a symlink/);
+    await assert.rejects(
+      ensureReleaseDir({ host, env: prod, sha: sha.plain, dir: releaseDir(state, prod, sha.plain), files: [] }),
+      /state-linked\/releases is a symlink/,
+    );
     assert.deepEqual(fs.readdirSync(devVault()), []);
   });
 });

@@ -486,14 +486,14 @@ describe('a promotion and a resample', () => {
     const config = w.config();
     const devBefore = w.dump(w.dev, 'makapix_dev');
     const holder = await connect(w.sshd, {}, new MemoryLogger());
-    const lock = await EnvironmentLock.acquire(
-      holder,
-      config['state-dir'],
-      'prod',
-      { run: 'https://ci.test/runs/77', actor: 'octocat', sha: 'f'.repeat(40), action: 'promote', op: 'p77', since: new Date().toISOString() },
-      5,
-      new MemoryLogger(),
-    );
+    const lock = await EnvironmentLock.acquire({
+      host: holder,
+      stateDir: config['state-dir'],
+      env: 'prod',
+      holder: { run: 'https://ci.test/runs/77', actor: 'octocat', sha: 'f'.repeat(40), action: 'promote', op: 'p77', since: new Date().toISOString() },
+      waitSeconds: 5,
+      log: new MemoryLogger(),
+    });
     try {
       await assert.rejects(
         resample({ ...w.ctx(config), lockTimeoutSeconds: 2 }, { dryRun: false, devPassword: PASSWORD }),

@@ -113,7 +113,7 @@ describe('continuous WAL archiving of prod', { skip }, () => {
     assert.equal(sql('SELECT count(*) FROM pg_replication_slots'), '0');
     // Preflight reads prod's real settings: PostgreSQL 15's defaults allow streaming replication.
     assert.deepEqual(await walSettingFindings(host, config, false), []);
-    const r = await ensureWal(host, config, prod, PASSWORD, log);
+    const r = await ensureWal({ host, config, env: prod, log }, PASSWORD);
     const name = receiverName(prod);
     assert.equal(r.receiver, 'created');
     const [running, image, network, restart] = docker(
@@ -162,7 +162,7 @@ describe('continuous WAL archiving of prod', { skip }, () => {
   it('a second ensure changes nothing: the same container keeps running', async () => {
     const name = receiverName(prod);
     const before = docker('inspect', '--format', '{{.Id}} {{.State.StartedAt}}', name);
-    const r = await ensureWal(host, config, prod, PASSWORD, log);
+    const r = await ensureWal({ host, config, env: prod, log }, PASSWORD);
     assert.equal(r.receiver, 'unchanged');
     assert.equal(docker('inspect', '--format', '{{.Id}} {{.State.StartedAt}}', name), before);
   });
@@ -175,7 +175,7 @@ describe('continuous WAL archiving of prod', { skip }, () => {
   });
 
   it('a base backup is tar files in a dated directory, and the archive holds the WAL it starts from', async () => {
-    const b = await baseBackup(host, config, prod, PASSWORD, log, new Date('2026-01-02T03:04:05Z'));
+    const b = await baseBackup({ host, config, env: prod, log }, PASSWORD, new Date('2026-01-02T03:04:05Z'));
     assert.equal(b.dir, path.join(root, 'backups', 'prod', 'base', '20260102T030405Z'));
     assert.deepEqual(fs.readdirSync(b.dir).sort(), ['backup_manifest', 'base.tar']);
     const label = execFileSync('tar', ['-xOf', path.join(b.dir, 'base.tar'), 'backup_label'], { encoding: 'utf8' });
@@ -204,7 +204,7 @@ describe('continuous WAL archiving of prod', { skip }, () => {
   });
 
   it('off removes the receiver and drops the slot, so prod keeps no WAL for it', async () => {
-    await ensureWal(host, config, prod, PASSWORD, log);
+    await ensureWal({ host, config, env: prod, log }, PASSWORD);
     assert.equal(sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'twinstack_wal'"), 't');
     await stopWal(host, config, prod, log);
     assert.notEqual(attempt('inspect', receiverName(prod)).status, 0, 'the receiver container is still there');

@@ -32,7 +32,7 @@ function host(): FakeHost {
 describe('the in-place switch', () => {
   it('under compose v2 runs one up per service, in dependency order', async () => {
     const h = host();
-    await switchServices(h, prod('docker compose'), [], { drainSeconds: 10 }, new MemoryLogger(), 'compose up');
+    await switchServices({ host: h, env: prod('docker compose'), rolling: [], options: { drainSeconds: 10 }, log: new MemoryLogger(), label: 'compose up' });
     h.assertAllScripted();
     const ups = h.scripts(/ up -d /).map((s) => s.replace(/^.* up -d --no-build --remove-orphans/, '').trim());
     assert.deepEqual(ups, ['db', 'cache', 'api', 'worker', 'web']);
@@ -40,7 +40,7 @@ describe('the in-place switch', () => {
 
   it('under docker-compose v1 keeps one up for the whole project', async () => {
     const h = host();
-    await switchServices(h, prod('docker-compose'), [], { drainSeconds: 10 }, new MemoryLogger(), 'compose up');
+    await switchServices({ host: h, env: prod('docker-compose'), rolling: [], options: { drainSeconds: 10 }, log: new MemoryLogger(), label: 'compose up' });
     h.assertAllScripted();
     assert.equal(h.scripts(/ up -d /).length, 1);
     assert.match(h.scripts(/ up -d /)[0], /^docker-compose .* up -d --no-build --remove-orphans$/);

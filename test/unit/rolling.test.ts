@@ -93,11 +93,11 @@ describe('promote.rolling in the config file', () => {
 
 describe("preflight's rolling check", () => {
   it('has nothing to say when no service rolls', () => {
-    assert.deepEqual(checkRolling(parseComposeConfig(PROD_CONFIG, 'makapix-prod'), [], 'prod'), []);
+    assert.deepEqual(checkRolling({ compose: parseComposeConfig(PROD_CONFIG, 'makapix-prod'), rolling: [], environment: 'prod' }), []);
   });
 
   it("names each constraint Makapix's api and web break today, with what to change", () => {
-    const findings = checkRolling(parseComposeConfig(PROD_CONFIG, 'makapix-prod'), ['api', 'web'], 'prod');
+    const findings = checkRolling({ compose: parseComposeConfig(PROD_CONFIG, 'makapix-prod'), rolling: ['api', 'web'], environment: 'prod' });
     const lines = findings.map((f) => `${f.severity}: ${f.message}. Fix: ${f.fix}`);
     assert.deepEqual(lines, [
       'error: rolling service api sets container_name makapix-prod-api: its new container cannot start beside the old one under the same name. Fix: remove container_name from api',
@@ -109,7 +109,9 @@ describe("preflight's rolling check", () => {
   });
 
   it('refuses published host ports, naming them', () => {
-    const [f] = checkRolling(parseComposeConfig(PROD_CONFIG, 'makapix-prod'), ['mqtt'], 'prod').filter((x) => /port/.test(x.message));
+    const [f] = checkRolling({ compose: parseComposeConfig(PROD_CONFIG, 'makapix-prod'), rolling: ['mqtt'], environment: 'prod' }).filter((x) =>
+      /port/.test(x.message),
+    );
     assert.equal(f.severity, 'error');
     assert.equal(f.message, 'rolling service mqtt publishes host port 127.0.0.1:1883, 8883: its new container cannot bind it while the old one holds it');
     assert.match(f.fix, /^remove ports from mqtt /);
@@ -117,9 +119,9 @@ describe("preflight's rolling check", () => {
 
   it('warns that a fixed hostname makes the old and new container indistinguishable by name', () => {
     const doc = parseYaml(rollingReady()) as { services: Record<string, Record<string, unknown>> };
-    assert.deepEqual(checkRolling(parseComposeConfig(stringify(doc), 'makapix-prod'), ['api'], 'prod'), []);
+    assert.deepEqual(checkRolling({ compose: parseComposeConfig(stringify(doc), 'makapix-prod'), rolling: ['api'], environment: 'prod' }), []);
     doc.services.api.hostname = 'api';
-    const findings = checkRolling(parseComposeConfig(stringify(doc), 'makapix-prod'), ['api'], 'prod');
+    const findings = checkRolling({ compose: parseComposeConfig(stringify(doc), 'makapix-prod'), rolling: ['api'], environment: 'prod' });
     assert.deepEqual(
       findings.map((f) => [f.severity, f.message]),
       [
@@ -135,7 +137,7 @@ describe("preflight's rolling check", () => {
     const doc = parseYaml(rollingReady()) as { services: Record<string, Record<string, unknown>> };
     delete doc.services.api.networks;
     doc.services.api.network_mode = 'host';
-    const findings = checkRolling(parseComposeConfig(stringify(doc), 'makapix-prod'), ['api'], 'prod');
+    const findings = checkRolling({ compose: parseComposeConfig(stringify(doc), 'makapix-prod'), rolling: ['api'], environment: 'prod' });
     assert.deepEqual(
       findings.map((f) => [f.severity, f.message, f.fix]),
       [
@@ -151,7 +153,7 @@ describe("preflight's rolling check", () => {
   it('refuses a disabled healthcheck', () => {
     const doc = parseYaml(rollingReady()) as { services: Record<string, Record<string, unknown>> };
     doc.services.web.healthcheck = { disable: true };
-    const findings = checkRolling(parseComposeConfig(stringify(doc), 'makapix-prod'), ['web'], 'prod');
+    const findings = checkRolling({ compose: parseComposeConfig(stringify(doc), 'makapix-prod'), rolling: ['web'], environment: 'prod' });
     assert.deepEqual(
       findings.map((f) => [f.severity, f.message]),
       [['error', 'rolling service web has its healthcheck disabled: the switch cannot tell when the new container may take traffic']],
@@ -159,7 +161,7 @@ describe("preflight's rolling check", () => {
   });
 
   it('names a rolling service the compose configuration does not define, in one line', () => {
-    const findings = checkRolling(parseComposeConfig(rollingReady(), 'makapix-prod'), ['api', 'frontend'], 'prod');
+    const findings = checkRolling({ compose: parseComposeConfig(rollingReady(), 'makapix-prod'), rolling: ['api', 'frontend'], environment: 'prod' });
     assert.equal(findings.length, 1);
     assert.equal(findings[0].severity, 'error');
     assert.equal(
@@ -170,25 +172,37 @@ describe("preflight's rolling check", () => {
   });
 
   it('passes a stack set up for rolling', () => {
-    assert.deepEqual(checkRolling(parseComposeConfig(rollingReady(), 'makapix-prod'), ['api', 'web'], 'prod'), []);
+    assert.deepEqual(checkRolling({ compose: parseComposeConfig(rollingReady(), 'makapix-prod'), rolling: ['api', 'web'], environment: 'prod' }), []);
   });
 
   it('warns when a rolling service mounts code from the checkout and release directories are off', () => {
     const doc = parseYaml(rollingReady()) as { services: Record<string, { volumes?: string[] }> };
     doc.services.api.volumes = [...(doc.services.api.volumes ?? []), '/opt/makapix/api:/workspace/api:rw'];
     const compose = parseComposeConfig(stringify(doc), 'makapix-prod');
-    const findings = checkRolling(compose, ['api', 'web'], 'prod', [], { checkout: '/opt/makapix', releaseDirs: false });
+    const findings = checkRolling({
+      compose,
+      rolling: ['api', 'web'],
+      environment: 'prod',
+      warnOnly: [],
+      code: { checkout: '/opt/makapix', releaseDirs: false },
+    });
     assert.equal(findings.length, 1, JSON.stringify(findings));
     assert.equal(findings[0].severity, 'warning');
     assert.match(findings[0].message, /rolling service api bind-mounts \/opt\/makapix\/api:\/workspace\/api from prod's checkout/);
     assert.match(findings[0].fix, /promote\.release-dirs: true/);
-    assert.deepEqual(checkRolling(compose, ['api', 'web'], 'prod', [], { checkout: '/opt/makapix', releaseDirs: true }), []);
+    assert.deepEqual(
+      checkRolling({ compose, rolling: ['api', 'web'], environment: 'prod', warnOnly: [], code: { checkout: '/opt/makapix', releaseDirs: true } }),
+      [],
+    );
     // The vault is mounted from outside the checkout: nothing to say about it.
-    assert.deepEqual(checkRolling(compose, ['api', 'web'], 'prod', [], { checkout: '/opt/other', releaseDirs: false }), []);
+    assert.deepEqual(
+      checkRolling({ compose, rolling: ['api', 'web'], environment: 'prod', warnOnly: [], code: { checkout: '/opt/other', releaseDirs: false } }),
+      [],
+    );
   });
 
   it('reports warn-only errors as warnings', () => {
-    const findings = checkRolling(parseComposeConfig(PROD_CONFIG, 'makapix-prod'), ['api'], 'prod', ['rolling']);
+    const findings = checkRolling({ compose: parseComposeConfig(PROD_CONFIG, 'makapix-prod'), rolling: ['api'], environment: 'prod', warnOnly: ['rolling'] });
     assert.ok(findings.every((f) => f.severity === 'warning'));
     assert.match(findings[0].message, /\(warn-only\)$/);
   });

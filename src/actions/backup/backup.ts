@@ -52,7 +52,7 @@ export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutp
           const release = currentRelease(op.records);
           let m: BackupManifest;
           try {
-            m = await takeBackup(host, config, env, { release: release?.release, sha: release?.sha }, log, plan.verify);
+            m = await takeBackup({ host, config, env, ctx: { release: release?.release, sha: release?.sha }, log, verify: plan.verify });
             await op.record('backup', { backup: m.id, status: m.status, bytes: m.files['db.dump'].bytes, sha256: m.files['db.dump'].sha256 });
             await pruneBackups(host, config, env, log);
           } catch (e) {
@@ -65,7 +65,7 @@ export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutp
             c = await copyOffsite({ host, config, env, manifest: m, keys: plan.offsite, log });
             await op.record('offsite', { backup: m.id, status: c.status, location: c.location, error: c.status === 'failed' ? c.error : undefined });
           }
-          const w = plan.wal ? await runWalStep(host, config, env, plan.wal, log) : undefined;
+          const w = plan.wal ? await runWalStep({ host, config, env, log }, plan.wal) : undefined;
           if (w) await op.record('wal', walRecord(w));
           return [m, c, w] as const;
         },
@@ -99,7 +99,7 @@ export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutp
       `alembic revision: ${manifest.alembicRevision ?? 'unknown'}`,
       `took ${manifest.durationSeconds}s`,
     ]);
-    if (copy) offsiteSummary(summary, config, env.name, backupDir(config, env, manifest.id), copy);
+    if (copy) offsiteSummary(summary, { config, env: env.name, localPath: backupDir(config, env, manifest.id), copy });
     if (wal) walSummary(summary, config, wal);
     await io.summary(summary.toMarkdown());
     if (copy?.status === 'failed') {

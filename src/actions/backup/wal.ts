@@ -5,12 +5,10 @@
  */
 import type { ActionIO } from '../../infra/actions-io';
 import { ConfigurationError, errorMessage } from '../../infra/errors';
-import type { Host } from '../../infra/host';
-import type { Logger } from '../../infra/logger';
 import type { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
 import type { Config, EnvironmentName } from '../../domain/config';
-import type { Environment } from '../../domain/environment';
+import type { EnvContext } from '../../domain/environment';
 import { ensureWal, stopWal, walDir, type WalEnsured, type WalStopped } from '../../domain/wal';
 
 /** The inputs this step reads (in actions/backup/action.yml). */
@@ -46,10 +44,10 @@ export function walInput<I extends WalInputs, O>(io: ActionIO<I, O>, config: Con
 }
 
 /** The WAL step: its outcome, never thrown (the caller records it and fails the step after the summary). */
-export async function runWalStep(host: Host, config: Config, prod: Environment, plan: WalPlan, log: Logger): Promise<WalOutcome> {
+export async function runWalStep(c: EnvContext, plan: WalPlan): Promise<WalOutcome> {
   try {
-    if (plan.mode === 'ensure') return { mode: 'ensure', done: await ensureWal(host, config, prod, plan.password, log) };
-    return { mode: 'off', done: await stopWal(host, config, prod, log) };
+    if (plan.mode === 'ensure') return { mode: 'ensure', done: await ensureWal(c, plan.password) };
+    return { mode: 'off', done: await stopWal(c.host, c.config, c.env, c.log) };
   } catch (e) {
     return { mode: plan.mode, error: errorMessage(e) };
   }

@@ -132,7 +132,7 @@ export async function runDeploy(d: Deployment, op: Operation): Promise<Deployed>
     const sha = await checkOut(d);
     await checkIsolation(d, opened, sha);
     const containers = await startCommit(d, sha);
-    return await recordDeploy(d, op, opened, sha, containers);
+    return await recordDeploy(d, { op, opened, sha, containers });
   } catch (e) {
     throw await recordFailedDeploy(d, op, opened, e);
   }
@@ -203,7 +203,10 @@ export async function startCommit(d: Deployment, sha: string): Promise<Container
 }
 
 /** The images tagged with the new release id, the release recorded, old release tags pruned. */
-async function recordDeploy(d: Deployment, op: Operation, opened: Opened, sha: string, containers: ContainerState[]): Promise<Deployed> {
+async function recordDeploy(
+  d: Deployment,
+  { op, opened, sha, containers }: { op: Operation; opened: Opened; sha: string; containers: ContainerState[] },
+): Promise<Deployed> {
   const { host, config, env, log } = d;
   const { previous, settled } = opened;
   return inStage('health', sha, async () => {
@@ -219,7 +222,7 @@ async function recordDeploy(d: Deployment, op: Operation, opened: Opened, sha: s
       durationSeconds,
       settled: settled.length ? settled : undefined,
     });
-    await pruneOldReleases(host, config, env, { release: releaseId, sha }, previous, log);
+    await pruneOldReleases({ host, config, env, current: { release: releaseId, sha }, previous, log });
     return { releaseId, sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers, settled };
   });
 }

@@ -48,7 +48,19 @@ function exec(container: string, command: readonly string[]): string {
 }
 
 /** alembic inside the container: one head, upgrade, check, current == head. */
-export async function runAlembic(host: Host, env: Environment, service: string, log: Logger, timeoutSeconds: number): Promise<AlembicResult> {
+export async function runAlembic({
+  host,
+  env,
+  service,
+  log,
+  timeoutSeconds,
+}: {
+  host: Host;
+  env: Environment;
+  service: string;
+  log: Logger;
+  timeoutSeconds: number;
+}): Promise<AlembicResult> {
   const result: AlembicResult = { head: '', current: '', checkSupported: true, problems: [] };
   const plan = await migrationPlan(host, env, timeoutSeconds, service);
   log.info(`alembic heads: ${plan.heads.join(', ') || 'none'}; current: ${plan.current || 'none'}`);
@@ -79,13 +91,20 @@ export async function runAlembic(host: Host, env: Environment, service: string, 
 }
 
 /** pytest inside the container with a JUnit report, brought out and parsed. */
-export async function runPytest(
-  host: Host,
-  container: string,
-  config: Config,
-  opId: string,
-  timeoutSeconds: number,
-): Promise<{ report: TestReport; problems: string[] }> {
+export async function runPytest({
+  host,
+  container,
+  config,
+  opId,
+  timeoutSeconds,
+}: {
+  host: Host;
+  container: string;
+  config: Config;
+  /** The operation's id, which names the JUnit report's file. */
+  opId: string;
+  timeoutSeconds: number;
+}): Promise<{ report: TestReport; problems: string[] }> {
   const xml = `/tmp/twinstack-junit-${opId}.xml`;
   const cmd = [...config.gate['pytest-command'], `--junitxml=${xml}`, '-o', 'junit_family=xunit1', '-p', 'no:cacheprovider', ...config.gate['pytest-args']];
   const r = await host.run(exec(container, cmd), { label: 'pytest', timeoutSeconds, check: false });
@@ -176,7 +195,7 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
           if (config.gate.alembic) {
             log.startGroup('alembic');
             try {
-              g.alembic = await runAlembic(host, env, service, log, timeoutSeconds);
+              g.alembic = await runAlembic({ host, env, service, log, timeoutSeconds });
               g.problems.push(...g.alembic.problems);
             } finally {
               log.endGroup();
@@ -186,7 +205,7 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
             log.startGroup('pytest');
             try {
               const container = await env.serviceContainer(host, service);
-              const t = await runPytest(host, container, config, op.id, timeoutSeconds);
+              const t = await runPytest({ host, container, config, opId: op.id, timeoutSeconds });
               g.tests = t.report;
               g.problems.push(...t.problems);
             } finally {

@@ -83,7 +83,14 @@ export async function swapProd(p: Promotion, c: Committed, progress: Progress): 
     if (!releaseDirs) await checkoutCommit(host, prod, sha);
     log.startGroup('prod: compose up (no build: the shipped images)');
     try {
-      await switchServices(host, releaseDirs ? c.at : prod, config.promote.rolling, rollingOptions(config, prod), log, 'prod compose up');
+      await switchServices({
+        host,
+        env: releaseDirs ? c.at : prod,
+        rolling: config.promote.rolling,
+        options: rollingOptions(config, prod),
+        log,
+        label: 'prod compose up',
+      });
     } finally {
       log.endGroup();
     }
@@ -160,7 +167,7 @@ export async function recordPromotion(p: Promotion, c: Committed, healthy: Healt
       rebuilt: c.ship.rebuild.map((s) => s.service),
     });
     // Housekeeping once the release is recorded: a failure here is a warning, never a rollback.
-    await pruneOldReleases(host, config, prod, { release: releaseId, sha }, c.previous, log);
+    await pruneOldReleases({ host, config, env: prod, current: { release: releaseId, sha }, previous: c.previous, log });
     return { ...outcomeBase(p, c), outcome: 'promoted', releaseId, rehearsal: c.rehearsal, migration: progress.migration, containers };
   });
 }

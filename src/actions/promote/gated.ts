@@ -46,7 +46,16 @@ export interface GatedReleaseOptions {
  */
 export async function gatedRelease(o: GatedReleaseOptions): Promise<GatedRelease> {
   const { host, stateDir, dev, wanted, requireGate, run, log, lockTimeoutSeconds } = o;
-  const lock = await EnvironmentLock.acquireToRead(host, stateDir, 'dev', run, 'promote (reading dev)', lockTimeoutSeconds, log, '');
+  const lock = await EnvironmentLock.acquireToRead({
+    host,
+    stateDir,
+    env: 'dev',
+    run,
+    action: 'promote (reading dev)',
+    waitSeconds: lockTimeoutSeconds,
+    log,
+    sha: '',
+  });
   try {
     const devRecords = await new HostLog(host, stateDir, 'dev').read(log);
     const devRelease = currentRelease(devRecords);

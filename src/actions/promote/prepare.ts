@@ -112,7 +112,7 @@ export async function stageRelease(p: Promotion, opened: Opened, at: Environment
 async function rehearsalDatabase(p: Promotion, at: Environment, mergedYaml: string): Promise<string | Error | undefined> {
   const { config } = p;
   if (!config.gate.alembic || config.promote.rehearse === 'never') return undefined;
-  const value = await databaseEnvValue(p.host, at, config.promote['database-env'], p.log, mergedYaml).catch((e: unknown) =>
+  const value = await databaseEnvValue({ host: p.host, at, variable: config.promote['database-env'], log: p.log, mergedYaml }).catch((e: unknown) =>
     e instanceof Error ? e : new Error(String(e)),
   );
   if (value instanceof Error && config.promote.rehearse === 'always') throw new OperationFailed(`${value.message}. Nothing was changed.`);
@@ -156,7 +156,7 @@ export async function backUpProd(p: Promotion, staged: Staged, frozen: string[])
   const { host, config, prod, log, plan } = p;
   let backup: BackupManifest;
   if (plan.backupId) {
-    backup = await usableBackup(host, config, prod, plan.backupId, log);
+    backup = await usableBackup({ host, config, env: prod, id: plan.backupId, log });
     const ageMinutes = (Date.now() - Date.parse(backup.time)) / 60000;
     if (ageMinutes > plan.backupMaxAgeMinutes) {
       throw new OperationFailed(
@@ -164,7 +164,7 @@ export async function backUpProd(p: Promotion, staged: Staged, frozen: string[])
       );
     }
   } else {
-    backup = await takeBackup(host, config, prod, { release: staged.previous?.release, sha: staged.previous?.sha }, log);
+    backup = await takeBackup({ host, config, env: prod, ctx: { release: staged.previous?.release, sha: staged.previous?.sha }, log });
   }
   await p.op.record('backup', {
     backup: backup.id,
@@ -218,7 +218,7 @@ export async function rehearseMigrations(p: Promotion, s: Shipped): Promise<Rehe
   if (s.databaseValue instanceof Error) return { refused: 'rehearsal', message: errorMessage(s.databaseValue) };
   let rehearsal: RehearsalResult;
   try {
-    rehearsal = await rehearse(p.host, config, s.at, s.backup, p.log, p.op.id, s.databaseValue);
+    rehearsal = await rehearse({ host: p.host, config, at: s.at, backup: s.backup, log: p.log, opId: p.op.id, databaseValue: s.databaseValue });
   } catch (e) {
     return { refused: 'rehearsal', message: `the rehearsal could not run: ${errorMessage(e)}` };
   }

@@ -159,7 +159,7 @@ async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, { prod
   io.output('offsite', copy?.status ?? 'off');
   io.output('offsite-path', copy?.status === 'copied' ? copy.location : '');
   const summary = promoteSummary(prod, result, gated);
-  if (copy && result.backup) offsiteSummary(summary, config, prod.name, backupDir(config, prod, result.backup.id), copy);
+  if (copy && result.backup) offsiteSummary(summary, { config, env: prod.name, localPath: backupDir(config, prod, result.backup.id), copy });
   await io.summary(summary.toMarkdown());
   const shown = short(result.sha);
   const failure = failureOf(result);

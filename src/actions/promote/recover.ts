@@ -33,7 +33,7 @@ export async function rollBackPromotion(p: Promotion, c: Committed, failed: Forw
   try {
     const restart = await startRelease({ host, config, env: prod, release: previous, log, restore: data.schemaMoved ? c.backup : undefined });
     if (restart.restoredAt) data = { ...data, restored: lossWindow(c.backup, restart.restoredAt) };
-    await recordRollback(p, c, previous, stage, restart, data);
+    await recordRollback(p, c, { previous, stage, restart, data });
     return {
       ...outcomeBase(p, c),
       outcome: 'rolled-back',
@@ -76,7 +76,11 @@ async function dataAfterFailure(p: Promotion, c: Committed, progress: Progress):
 }
 
 /** The previous release runs again: recorded as a release (a rollback) and as the rollback of this promotion. */
-async function recordRollback(p: Promotion, c: Committed, previous: Release, stage: Stage, restart: RestartResult, data: DataReport): Promise<void> {
+async function recordRollback(
+  p: Promotion,
+  c: Committed,
+  { previous, stage, restart, data }: { previous: Release; stage: Stage; restart: RestartResult; data: DataReport },
+): Promise<void> {
   const restoredBackup = restart.restoredAt ? c.backup.id : undefined;
   await p.op.record('release', {
     release: previous.release,

@@ -145,7 +145,7 @@ export async function chooseTarget(r: RollbackRun, op: Operation): Promise<Chose
 /** The verified backup to restore, only when restore-database named one. */
 async function backupToRestore(r: RollbackRun): Promise<BackupManifest | undefined> {
   if (!r.plan.backupId) return undefined;
-  const backup = await usableBackup(r.host, r.config, r.env, r.plan.backupId, r.log);
+  const backup = await usableBackup({ host: r.host, config: r.config, env: r.env, id: r.plan.backupId, log: r.log });
   r.log.warning(`The database of ${r.env.name} will be restored from ${backup.id} (taken ${backup.time}): every write since then will be lost.`);
   return backup;
 }
