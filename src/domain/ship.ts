@@ -10,8 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
-import { imageIdsCommand } from '../infra/docker';
-import { argv } from '../infra/shell';
+import { imageIdsCommand, tagImages } from '../infra/docker';
 import { scalarText } from '../infra/units';
 import type { ContainerState, Environment } from './environment';
 import { shortId } from './state';
@@ -157,7 +156,7 @@ export async function shipImages(host: Host, at: Environment, plan: ShipPlan, lo
         `the gated image${gone.length > 1 ? 's' : ''} ${gone.map((s) => `${s.service} ${shortId(s.id)}`).join(', ')} ${gone.length > 1 ? 'are' : 'is'} no longer on the host: deploy dev and run the gate again. Nothing was changed.`,
       );
     }
-    await host.run(plan.ship.map((s) => argv('docker', 'tag', s.id, s.name)).join(' && '), {
+    await host.run(tagImages(plan.ship.map((s) => ({ from: s.id, to: s.name }))), {
       label: `${at.name}: tagging the gated images`,
       quiet: true,
       timeoutSeconds: 300,

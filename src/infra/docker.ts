@@ -87,8 +87,16 @@ export function listImages(pattern: string, format: string): string {
 
 /** `docker tag` of each pair, stopping at the first that fails. */
 export function tagImages(pairs: ReadonlyArray<{ from: string; to: string }>): string {
-  return pairs.map((p) => argv('docker', 'tag', p.from, p.to)).join(' && ');
+  // Nothing to tag: no script, so callers run nothing.
+  if (!pairs.length) return '';
+  return hostScript(
+    TAG_IMAGES,
+    {},
+    pairs.flatMap((p) => [p.from, p.to]),
+  );
 }
+
+const TAG_IMAGES = fs.readFileSync(__dirname + '/tag-images.sh', 'utf8');
 
 const STOP_REMOVE = fs.readFileSync(__dirname + '/stop-remove.sh', 'utf8');
 

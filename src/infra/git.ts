@@ -20,10 +20,10 @@ export function fetch(remote: string): string {
  * else git resolves (a sha). Exits non-zero when none does. Run in the checkout.
  */
 export function resolveCommit(remote: string, ref: string): string {
-  return [`refs/remotes/${remote}/${ref}^{commit}`, `refs/tags/${ref}^{commit}`, `${ref}^{commit}`]
-    .map((r) => argv('git', 'rev-parse', '--verify', '--quiet', r))
-    .join(' || ');
+  return hostScript(RESOLVE_COMMIT, { REMOTE: remote, REF: ref });
 }
+
+const RESOLVE_COMMIT = fs.readFileSync(__dirname + '/resolve-commit.sh', 'utf8');
 
 /** Puts the checkout on `sha`, detached; refuses to overwrite local changes. Run in the checkout. */
 export function checkoutDetached(sha: string): string {

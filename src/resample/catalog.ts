@@ -5,9 +5,10 @@
  * the host, which works whether the database runs in a container or not and needs no password.
  */
 import * as fs from 'node:fs';
+import { z } from 'zod';
 import type { Host } from '../infra/host';
 import type { Environment } from '../domain/environment';
-import { OperationFailed } from '../infra/errors';
+import { parseHostJson } from '../infra/json';
 import { literal, qualified, sqlFile } from '../infra/sql';
 import { psql } from '../infra/postgres';
 
@@ -89,17 +90,72 @@ export interface Catalog {
   sequences: SequenceInfo[];
 }
 
-/** Runs one query through psql on the host and parses the single JSON value it prints. */
-export async function queryJson<T>(host: Host, env: Environment, { database, sql, label }: { database: string; sql: string; label: string }): Promise<T> {
-  const cmd = psql(env, database, { tuples: true });
-  const r = await host.run(cmd, { stdin: `${sql};\n`, quiet: true, label, timeoutSeconds: 1800 });
-  const text = r.stdout.trim();
-  try {
-    return JSON.parse(text || 'null') as T;
-  } catch {
-    throw new OperationFailed(`${label}: psql printed something that is not JSON: ${text.slice(0, 200)}`);
-  }
+/** One query whose single printed JSON value is checked against `schema`; `label` says what it reads. */
+export interface JsonQuery<S extends z.ZodTypeAny> {
+  database: string;
+  sql: string;
+  label: string;
+  schema: S;
 }
+
+/**
+ * Runs one query through psql on the host and parses the single JSON value it prints with its
+ * schema: an answer of another shape is refused in one line naming what was read.
+ */
+export async function queryJson<S extends z.ZodTypeAny>(host: Host, env: Environment, q: JsonQuery<S>): Promise<z.output<S>> {
+  const cmd = psql(env, q.database, { tuples: true });
+  const r = await host.run(cmd, { stdin: `${q.sql};\n`, quiet: true, label: q.label, timeoutSeconds: 1800 });
+  return parseHostJson(q.schema, r.stdout.trim() || 'null', `psql's answer when ${q.label}`);
+}
+
+const names = z.array(z.string());
+
+const column = z.object({
+  name: z.string(),
+  type: z.string(),
+  notNull: z.boolean(),
+  generated: z.boolean(),
+  hasDefault: z.boolean().optional(),
+  category: z.string(),
+  baseType: z.string(),
+  unique: z.boolean().optional(),
+  distinct: z.number().nullable().optional(),
+});
+
+const rawTable = z.object({
+  id: z.string(),
+  schema: z.string(),
+  name: z.string(),
+  partitioned: z.boolean(),
+  columns: z.array(column),
+  primaryKey: names.nullable(),
+  reltuples: z.number(),
+  checks: z.array(z.object({ name: z.string(), expression: z.string(), columns: names })).optional(),
+});
+
+const rawForeignKey = z.object({
+  name: z.string(),
+  table: z.string(),
+  columns: names,
+  refTable: z.string(),
+  refColumns: names,
+  onDelete: z.enum(['no action', 'restrict', 'cascade', 'set null', 'set default']),
+  partition: z.string().nullable().optional(),
+});
+
+const sequence = z.object({
+  id: z.string(),
+  schema: z.string(),
+  name: z.string(),
+  columns: z.array(z.object({ table: z.string(), column: z.string() })),
+  lastValue: z.string().nullable(),
+});
+
+/** What catalog.sql prints. */
+export const rawCatalog = z.object({ tables: z.array(rawTable), foreignKeys: z.array(rawForeignKey), sequences: z.array(sequence) });
+
+/** Row counts by table id. */
+const rowCounts = z.record(z.number());
 
 /** Tables at or below this many estimated rows are counted exactly. */
 export const EXACT_COUNT_LIMIT = 200_000;
@@ -107,18 +163,10 @@ export const EXACT_COUNT_LIMIT = 200_000;
 /** Production's catalog as one JSON object (see catalog.sql). */
 export const CATALOG_SQL = sqlFile(fs.readFileSync(__dirname + '/catalog.sql', 'utf8'));
 
-interface RawTable extends Omit<Table, 'rows' | 'rowsExact'> {
-  reltuples: number;
-}
-
 /** Reads production's catalog, and row counts (exact where cheap). Changes nothing. */
 export async function readCatalog(host: Host, env: Environment): Promise<Catalog> {
   const db = env.cfg.database.name;
-  const raw = await queryJson<{ tables: RawTable[]; foreignKeys: RawForeignKey[]; sequences: SequenceInfo[] }>(host, env, {
-    database: db,
-    sql: CATALOG_SQL,
-    label: 'reading the production catalog',
-  });
+  const raw = await queryJson(host, env, { database: db, sql: CATALOG_SQL, label: 'reading the production catalog', schema: rawCatalog });
   // Never-analyzed tables say -1 (PostgreSQL 14+) or 0: count those, and the small ones, exactly.
   const toCount = raw.tables.filter((t) => t.reltuples <= EXACT_COUNT_LIMIT);
   const exact = new Map<string, number>();
@@ -127,11 +175,7 @@ export async function readCatalog(host: Host, env: Environment): Promise<Catalog
     // json_build_object takes at most 100 arguments: build one object per 50 tables.
     const chunks: string[] = [];
     for (let i = 0; i < parts.length; i += 50) chunks.push(`json_build_object(${parts.slice(i, i + 50).join(', ')})::jsonb`);
-    const counts = await queryJson<Record<string, number>>(host, env, {
-      database: db,
-      sql: `SELECT ${chunks.join(' || ')}`,
-      label: 'counting production rows',
-    });
+    const counts = await queryJson(host, env, { database: db, sql: `SELECT ${chunks.join(' || ')}`, label: 'counting production rows', schema: rowCounts });
     for (const [k, v] of Object.entries(counts)) exact.set(k, Number(v));
   }
   const tables: Table[] = raw.tables.map(({ reltuples, ...t }) => ({

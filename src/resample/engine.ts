@@ -9,6 +9,7 @@
  *   6. swap staging into dev's place (stop app, rename, migrate, start, health), or swap back.
  * Production is only read; table data never crosses the SSH connection.
  */
+import { z } from 'zod';
 import type { RunInfo } from '../infra/actions-io';
 import type { Config } from '../domain/config';
 import { Environment } from '../domain/environment';
@@ -18,6 +19,7 @@ import type { Logger } from '../infra/logger';
 import { pendingDirOf } from '../domain/host-log';
 import { underLock, type Operation } from '../domain/operation';
 import { EnvironmentLock } from '../domain/lock';
+import { parseHostJson } from '../infra/json';
 import { quote } from '../infra/shell';
 import { hashDevPassword, isTextual, maskKeyFor, type RunSecrets } from './anonymize';
 import { readCatalog, type Catalog } from './catalog';
@@ -29,6 +31,7 @@ import { ident, literal, qualified } from '../infra/sql';
 import { copyDatabaseSettingsSql, pgDump, psql, STDIN_SCRIPT } from '../infra/postgres';
 import {
   busiestKeys,
+  fanoutByKey,
   fanoutTagged,
   readProductionFanout,
   representativeness,
@@ -392,10 +395,20 @@ END $ts$;`;
 
 const OBJECT_ACL_LINES = '^(GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) |^ALTER .* OWNER TO .*;$';
 
-function parseTagged(stdout: string, tag: string): unknown {
-  const line = stdout.split('\n').find((l) => l.startsWith(`ts:${tag}:`));
-  if (!line) throw new OperationFailed(`the staging session printed no ${tag} result`);
-  return JSON.parse(line.slice(tag.length + 4));
+/** What the staging session prints after each `ts:<tag>:` (countsSql, orphansSql, leaksSql, the cleared keys, fanoutTagged). */
+export const tagged = {
+  counts: { tag: 'counts', schema: z.record(z.number()) },
+  orphans: { tag: 'orphans', schema: z.record(z.number()) },
+  leaks: { tag: 'leaks', schema: z.array(z.object({ source: z.string(), table: z.string(), column: z.string(), rows: z.number() })) },
+  cleared: { tag: 'cleared', schema: z.array(z.object({ table: z.string(), fk: z.string(), rows: z.number(), kind: z.string() })) },
+  fanout: { tag: 'fanout', schema: fanoutByKey },
+};
+
+/** The staging session's `ts:<tag>:` line, parsed with its schema. */
+export function parseTagged<S extends z.ZodTypeAny>(stdout: string, result: { tag: string; schema: S }): z.output<S> {
+  const line = stdout.split('\n').find((l) => l.startsWith(`ts:${result.tag}:`));
+  if (!line) throw new OperationFailed(`the staging session printed no ${result.tag} result`);
+  return parseHostJson(result.schema, line.slice(result.tag.length + 4), `the staging session's ${result.tag} result`);
 }
 
 /** The representativeness report from the copied counts and both sides' children per parent; its warnings name the policy responsible. */
@@ -539,12 +552,8 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
 }
 
 /** Dev's database as the staging database copies it: owner and locale. */
-interface DevDatabase {
-  owner: string;
-  encoding: string;
-  collate: string;
-  ctype: string;
-}
+const devDatabase = z.object({ owner: z.string(), encoding: z.string(), collate: z.string(), ctype: z.string() });
+type DevDatabase = z.infer<typeof devDatabase>;
 
 /** The staging database beside dev's, and what of dev's it takes over. */
 interface Staging {
@@ -562,7 +571,8 @@ async function createStaging(run: ResampleRun, op: Operation): Promise<Staging> 
   const server = new DevServer(run.ctx.host, dev, run.ctx.config.sample['maintenance-database']);
   const names = databaseNames(dev.cfg.database.name);
   run.report.warnings.push(...(await recoverLeftovers(server, names, run.ctx.log)));
-  const devInfo = await server.json<DevDatabase | null>(
+  const devInfo = await server.json(
+    devDatabase.nullable(),
     `SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${literal(names.dev)}`,
     'reading dev database settings',
   );
@@ -705,16 +715,16 @@ async function streamSample(run: ResampleRun, staging: Staging): Promise<Streame
 /** The staging session's counts into the report: rows copied, orphans, leaks, cleared keys, representativeness. */
 function reportSample(run: ResampleRun, streamed: Streamed): void {
   const { plan, report } = run;
-  const counts = parseTagged(streamed.stdout, 'counts') as Record<string, number>;
-  const orphans = parseTagged(streamed.stdout, 'orphans') as Record<string, number>;
-  report.leaks = (parseTagged(streamed.stdout, 'leaks') as LeakHit[]).map((l) => ({ ...l, fix: leakFix(plan, l) }));
+  const counts = parseTagged(streamed.stdout, tagged.counts);
+  const orphans = parseTagged(streamed.stdout, tagged.orphans);
+  report.leaks = parseTagged(streamed.stdout, tagged.leaks).map((l) => ({ ...l, fix: leakFix(plan, l) }));
   for (const t of report.tables) t.copied = Number(counts[t.table] ?? 0);
   for (const f of report.foreignKeys) f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
   for (const t of report.tables) for (const d of t.checkDrops) d.rows = 0;
-  reportCleared(report, plan, parseTagged(streamed.stdout, 'cleared') as ClearedCount[]);
+  reportCleared(report, plan, parseTagged(streamed.stdout, tagged.cleared));
   for (const t of report.tables) t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
-  const fanout = { prod: streamed.prodFanout, sample: parseTagged(streamed.stdout, 'fanout') as Record<string, Fanout>, busy: streamed.busy };
+  const fanout = { prod: streamed.prodFanout, sample: parseTagged(streamed.stdout, tagged.fanout), busy: streamed.busy };
   addRepresentativeness(report, plan, fanout, run.ctx.log);
   run.warn(emptyTableWarnings(plan, report.tables));
 }

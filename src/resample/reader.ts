@@ -9,6 +9,7 @@
  * could write is refused, with the SQL that makes one that cannot.
  */
 import * as fs from 'node:fs';
+import { z } from 'zod';
 import type { Host } from '../infra/host';
 import { OperationFailed } from '../infra/errors';
 import type { Logger } from '../infra/logger';
@@ -32,23 +33,28 @@ export function createReaderSql(role: string, database: string): string {
   );
 }
 
-interface ReaderFacts {
-  user: string;
-  superuser: boolean;
-  createrole: boolean;
-  createdb: boolean;
-  replication: boolean;
-  bypassrls: boolean;
-  connlimit: number;
-  readAll: boolean;
+/** What reader-facts.sql prints. */
+const readerFacts = z.object({
+  user: z.string(),
+  superuser: z.boolean(),
+  createrole: z.boolean(),
+  createdb: z.boolean(),
+  replication: z.boolean(),
+  bypassrls: z.boolean(),
+  connlimit: z.number(),
+  readAll: z.boolean(),
   /** Roles it belongs to other than pg_read_all_data (their rights would be its rights). */
-  memberOf: string[];
-  readOnly: string;
-  createOnDatabase: boolean;
-  createOnSchemas: string[];
-  owns: number;
-  writableTables: number;
-}
+  memberOf: z.array(z.string()),
+  readOnly: z.string(),
+  createOnDatabase: z.boolean(),
+  createOnSchemas: z.array(z.string()),
+  owns: z.number(),
+  writableTables: z.number(),
+});
+type ReaderFacts = z.infer<typeof readerFacts>;
+
+/** Whether the role exists, whether production's user may create it, and the server's version number. */
+const readerAdmin = z.object({ exists: z.boolean(), can: z.boolean(), server: z.number() });
 
 const FACTS_SQL = sqlFile(fs.readFileSync(__dirname + '/reader-facts.sql', 'utf8'));
 
@@ -98,23 +104,29 @@ export async function productionReaderWith<T>(
     throw new OperationFailed(
       `sample.reader-role is production's own database user ${role}, which may write: name a role of its own (default twinstack_reader); ${fix}`,
     );
-  const admin = await queryJson<{ exists: boolean; can: boolean; server: number }>(host, prod, {
+  const admin = await queryJson(host, prod, {
     database: db,
     sql:
       `SELECT json_build_object('exists', EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${literal(role)}), ` +
       `'can', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), 'server', current_setting('server_version_num')::int)`,
     label: "checking production's read-only role",
+    schema: readerAdmin,
   });
   if (admin.server < 140000)
     throw new OperationFailed(`production's PostgreSQL is older than 14: it has no pg_read_all_data role, which the resample's read-only session needs`);
   if (!admin.exists) {
     if (!admin.can) throw new OperationFailed(`production has no role ${role} to read through, and ${prod.cfg.database.user} may not create it: ${fix}`);
-    await queryJson(host, prod, { database: db, sql: `${createReaderSql(role, db)} SELECT 'null'`, label: `creating production's read-only role ${role}` });
+    await queryJson(host, prod, {
+      database: db,
+      sql: `${createReaderSql(role, db)} SELECT 'null'`,
+      label: `creating production's read-only role ${role}`,
+      schema: z.null(),
+    });
     log.info(`Created production's read-only role ${role} (pg_read_all_data, default_transaction_read_only, connection limit ${READER_CONNECTION_LIMIT}).`);
   }
   const reader = prod.withDatabaseUser(role);
   const [facts, value] = await Promise.allSettled([
-    queryJson<ReaderFacts>(host, reader, { database: db, sql: FACTS_SQL, label: `checking what ${role} may do in production` }),
+    queryJson(host, reader, { database: db, sql: FACTS_SQL, label: `checking what ${role} may do in production`, schema: readerFacts }),
     read(reader),
   ]);
   if (facts.status === 'rejected') throw facts.reason;

@@ -9,6 +9,7 @@
  * per busy key, in production through the read-only role and in staging in the session that
  * already counts rows and orphans.
  */
+import { z } from 'zod';
 import type { Environment } from '../domain/environment';
 import { errorMessage } from '../infra/errors';
 import type { Host } from '../infra/host';
@@ -35,11 +36,12 @@ export interface TableFraction {
   cause?: string;
 }
 
-export interface Fanout {
-  parents: number;
-  median: number;
-  p90: number;
-}
+/** Children per parent of one key; median and p90 are null when the parent table is empty. */
+export const fanout = z.object({ parents: z.number(), median: z.number().nullable(), p90: z.number().nullable() });
+export type Fanout = z.infer<typeof fanout>;
+
+/** fanoutSql's answer: one Fanout per key label. */
+export const fanoutByKey = z.record(fanout);
 
 export interface KeyFanout {
   /** `child(columns) → parent`, as sample.foreign-keys names it. */
@@ -130,12 +132,13 @@ export async function readProductionFanout(
   const started = Date.now();
   if (!keys.length) return { values: {}, ms: 0 };
   try {
-    const values = await queryJson<Record<string, Fanout>>(host, reader, {
+    const values = await queryJson(host, reader, {
       database: reader.cfg.database.name,
       sql: fanoutSql(plan, keys),
       label: "reading production's children per parent for the representativeness report",
+      schema: fanoutByKey,
     });
-    return { values: values ?? {}, ms: Date.now() - started };
+    return { values, ms: Date.now() - started };
   } catch (e) {
     return { error: errorMessage(e) };
   }

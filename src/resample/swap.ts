@@ -4,6 +4,7 @@
  * every byte, so the way back is a rename too.
  */
 import * as fs from 'node:fs';
+import { z } from 'zod';
 import type { LogEvent, RecordFields } from '../domain/host-log';
 import type { Environment } from '../domain/environment';
 import { errorMessage, OperationFailed } from '../infra/errors';
@@ -87,12 +88,13 @@ export class DevServer {
     return r.stdout;
   }
 
-  json<T>(sql: string, label: string, database = this.maintenance): Promise<T> {
-    return queryJson<T>(this.host, this.env, { database, sql, label });
+  /** One query's JSON answer, checked against its schema. */
+  json<S extends z.ZodTypeAny>(schema: S, sql: string, label: string, database = this.maintenance): Promise<z.output<S>> {
+    return queryJson(this.host, this.env, { database, sql, label, schema });
   }
 
   async databases(): Promise<string[]> {
-    return this.json<string[]>(`SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database`, 'listing dev databases');
+    return this.json(z.array(z.string()), `SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database`, 'listing dev databases');
   }
 
   async exists(name: string): Promise<boolean> {

@@ -3,9 +3,11 @@
  * `docker inspect`, psql's connection counts, `df -P`, and curl's `-w '%{http_code} %{time_total}\n'`.
  * Each is pure and tested against output captured from the real commands.
  */
+import { z } from 'zod';
 import { parseDockerSize, scalarText } from '../infra/units';
 import { shortId } from '../infra/docker';
 import { parseContainerInspect } from '../infra/docker-inspect';
+import { parseHostJson } from '../infra/json';
 
 export interface StatsRow {
   name: string;
@@ -28,7 +30,8 @@ export function parseDockerStats(text: string): StatsRow[] {
     if (!t.startsWith('{')) continue;
     let o: Record<string, unknown>;
     try {
-      o = JSON.parse(t) as Record<string, unknown>;
+      // Each field is read leniently below (scalarText, percent): the line need only be an object.
+      o = parseHostJson(z.record(z.unknown()), t, 'a docker stats line');
     } catch {
       continue;
     }

@@ -4,12 +4,13 @@
  * HTTP. Read-only: changes nothing and takes no lock. The preflight action reports them; deploy and
  * promote run them as a gate on the commit they are about to start (isolationGate).
  */
+import * as fs from 'node:fs';
 import type { Config, EnvironmentName } from '../domain/config';
 import { Environment } from '../domain/environment';
 import { OperationFailed, RemoteCommandError, errorMessage, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
-import { argv, sh } from '../infra/shell';
+import { argv, hostScript, sh } from '../infra/shell';
 import { ComposeConfigError, addEnvFiles, parseComposeConfig } from './compose-model';
 import type { PreflightSettings } from '../config/checks';
 import { EnvFileError, digestEnv, parseEnvFile, scrub } from '../domain/env-file';
@@ -154,8 +155,10 @@ export async function resolvePaths(host: Host, paths: readonly string[]): Promis
   return new Map(paths.map((p, i) => [p, out[i]]));
 }
 
+const HOST_SIZE = fs.readFileSync(__dirname + '/host-size.sh', 'utf8');
+
 async function hostTotals(host: Host): Promise<HostTotals | undefined> {
-  const r = await host.run('nproc && cat /proc/meminfo', { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
+  const r = await host.run(hostScript(HOST_SIZE, {}), { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
   return r.exitCode === 0 ? parseHostTotals(r.stdout) : undefined;
 }
 

@@ -50,8 +50,8 @@ describe('deploy', () => {
     const r = await deploy(vps);
     assert.equal(r.error, undefined, r.failure);
     const h = vps.host;
-    const order = [CHECKOUT_NEW, DEV('config'), BUILD, UP, /^curl .*development\.makapix\.club/, /^docker tag sha256:\S+ twinstack\/makapix-dev-api:r/].map(
-      (re) => h.indexOf(re),
+    const order = [CHECKOUT_NEW, DEV('config'), BUILD, UP, /^curl .*development\.makapix\.club/, /^set -- sha256:\S+ twinstack\/makapix-dev-api:r/].map((re) =>
+      h.indexOf(re),
     );
     assert.deepEqual(
       [...order].sort((a, b) => a - b),

@@ -20,8 +20,8 @@ const PROD_UP = /^docker-compose .* -p makapix-prod up -d --no-build --remove-or
 const MIGRATE = /-p makapix-prod run .*--name makapix-prod-twinstack-migrate .* api alembic upgrade head$/;
 const BACKUP = /pg_dump .*-Fc .*db\.dump\.partial/s;
 const RESTORE = /^PENDING_DIR=.*pg_restore .*--single-transaction/s;
-const OLD_IMAGES_BACK = new RegExp(`^docker tag twinstack/makapix-prod-api:${OLD_RELEASE} makapix-api:local`);
-const GATED_TAGGED = /^docker tag sha256:\S+ makapix-api:local/;
+const OLD_IMAGES_BACK = new RegExp(`^set -- twinstack/makapix-prod-api:${OLD_RELEASE} makapix-api:local`);
+const GATED_TAGGED = /^set -- sha256:\S+ makapix-api:local/;
 const REHEARSE = /-p makapix-prod run .*--name makapix-prod-twinstack-rehearse .* api alembic upgrade head$/;
 /** The fixture's env file names its database in DB_DATABASE: the rehearsal points it at the copy. */
 const REHEARSED = 'promote: { database-env: DB_DATABASE }\n';
@@ -175,7 +175,7 @@ describe('promote: forward', () => {
     assert.equal(r.error, undefined, r.failure);
     assert.equal(r.outputs.outcome, 'unchanged');
     assert.equal(r.outputs['release-id'], 'r20260102T000000Z-bbbbbbb');
-    for (const re of [BACKUP, /^docker tag /, PROD_UP, /git fetch/]) assert.equal(vps.host.indexOf(re), -1, `${re} ran`);
+    for (const re of [BACKUP, /docker tag "\$1"/, PROD_UP, /git fetch/]) assert.equal(vps.host.indexOf(re), -1, `${re} ran`);
   });
 });
 

@@ -20,7 +20,7 @@ const BACKUP_ID = 'b20260103T000000Z-prod';
 
 const UP = /^docker-compose .* -p makapix-prod up -d --no-build --remove-orphans$/;
 const RESTORE = /^PENDING_DIR=.*pg_restore .*--single-transaction/s;
-const imagesBack = (release: string) => new RegExp(`^docker tag twinstack/makapix-prod-api:${release} makapix-api:local`);
+const imagesBack = (release: string) => new RegExp(`^set -- twinstack/makapix-prod-api:${release} makapix-api:local`);
 
 /** prod ran R1 (A), then R2 (B), then R3 (C): each replaced the one before. */
 function scene(): FakeVps {
@@ -95,7 +95,7 @@ describe('rollback: where it goes', () => {
 
 describe('rollback: refusals (nothing changes)', () => {
   function assertUnchanged(vps: FakeVps) {
-    assert.equal(vps.host.indexOf(/^docker tag /), -1, 'no image name moved');
+    assert.equal(vps.host.indexOf(/docker tag "\$1"/), -1, 'no image name moved');
     assert.equal(vps.host.indexOf(/checkout --quiet --detach/), -1);
     assert.equal(vps.host.indexOf(UP), -1);
     assert.deepEqual(vps.running('prod'), idsOf(C));

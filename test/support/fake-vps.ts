@@ -304,8 +304,8 @@ export class FakeVps {
     // git (src/domain/git.ts).
     h.on('is a repository', /^test -d \S+\/\.git$/, {});
     h.on('git fetch', /^git fetch --prune --tags --force \S+$/, {});
-    h.on('resolve ref', /^git rev-parse --verify --quiet 'refs\/remotes\/[^/]+\/([^^]+)\^\{commit\}'/, (_c, m) => {
-      const ref = m?.[1] ?? '';
+    h.on('resolve ref', /^REMOTE=\S+; REF=(\S+)\ngit rev-parse --verify --quiet "refs\/remotes\/\$REMOTE\/\$REF\^\{commit\}"/, (_c, m) => {
+      const ref = shellWords(m?.[1] ?? '')[0] ?? '';
       const full = [...this.commits].find((s) => s === ref || (ref.length >= 7 && s.startsWith(ref)));
       return full ? { stdout: `${full}\n` } : { exitCode: 1 };
     });
@@ -393,11 +393,13 @@ export class FakeVps {
         exitCode: missing.length ? 1 : 0,
       };
     });
-    h.on('docker tag', /^docker tag \S+ \S+(?: && docker tag \S+ \S+)*$/, (c) => {
-      for (const m of c.script.matchAll(/docker tag (\S+) (\S+)/g)) {
-        const id = this.images.get(m[1]);
-        if (!id) return { exitCode: 1, stderr: `Error response from daemon: No such image: ${m[1]}` };
-        this.images.set(m[2], id);
+    // tag-images.sh: the pairs are its positional parameters, source then new name.
+    h.on('docker tag', /^set -- ([^\n]*)\n.*docker tag "\$1" "\$2"/s, (_c, m) => {
+      const words = shellWords(m?.[1] ?? '');
+      for (let i = 0; i + 1 < words.length; i += 2) {
+        const id = this.images.get(words[i]);
+        if (!id) return { exitCode: 1, stderr: `Error response from daemon: No such image: ${words[i]}` };
+        this.images.set(words[i + 1], id);
       }
       return {};
     });

@@ -1,6 +1,13 @@
 /** JSON read from the host is parsed with its schema: another shape is refused in one line that names where it was read. */
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
+import { parseConfig } from '../../src/domain/config';
+import { Environment } from '../../src/domain/environment';
+import { queryJson, rawCatalog } from '../../src/resample/catalog';
+import { parseTagged, tagged } from '../../src/resample/engine';
+import { parseDockerStats } from '../../src/safety/metrics';
 import { parseBackupManifest } from '../../src/domain/backup';
 import { parseLog } from '../../src/domain/host-log';
 import { EnvironmentLock, describeHolder } from '../../src/domain/lock';
@@ -101,6 +108,42 @@ describe('JSON read from the host', () => {
     assert.match(
       work.entries[0].label,
       /^unknown \(the busy entry \/var\/lib\/twinstack\/dev\/busy\.d\/4242\.json is not what twinstack expects: op: Expected string/,
+    );
+  });
+
+  it("refuses psql's answer of another shape in one line naming what was read, and reads one of the right shape", async () => {
+    const env = new Environment('prod', parseConfig(fs.readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8'), 'c'));
+    const answering = (stdout: string) => ({ run: () => Promise.resolve({ stdout, stderr: '', exitCode: 0 }) }) as unknown as Host;
+    const query = { database: 'app', sql: 'SELECT 1', label: 'reading the production catalog', schema: rawCatalog };
+    const empty = { tables: [], foreignKeys: [], sequences: [] };
+    assert.deepEqual(await queryJson(answering(`${JSON.stringify(empty)}\n`), env, query), empty);
+    const table = { id: 'public.t', schema: 'public', name: 't', partitioned: false, columns: [], primaryKey: null, reltuples: '12' };
+    await assert.rejects(queryJson(answering(JSON.stringify({ ...empty, tables: [table] })), env, query), (e: unknown) => {
+      refused(() => {
+        throw e;
+      }, /^psql's answer when reading the production catalog is not what twinstack expects: tables\.0\.reltuples: Expected number, received string$/);
+      return true;
+    });
+    await assert.rejects(queryJson(answering('ERROR:  permission denied\n'), env, query), (e: unknown) => {
+      refused(() => {
+        throw e;
+      }, /^psql's answer when reading the production catalog is not JSON/);
+      return true;
+    });
+  });
+
+  it('refuses a staging session result of another shape, naming the result', () => {
+    const stdout = ['ts:counts:{"public.t": 3}', 'ts:leaks:[{"source":"public.u.email","table":"public.t","column":"note"}]'].join('\n');
+    assert.deepEqual(parseTagged(stdout, tagged.counts), { 'public.t': 3 });
+    refused(() => parseTagged(stdout, tagged.leaks), /^the staging session's leaks result is not what twinstack expects: 0\.rows: Required$/);
+    refused(() => parseTagged('ts:fanout:{"public.t(a) → public.u":{"parents":2', tagged.fanout), /^the staging session's fanout result is not JSON/);
+  });
+
+  it('skips a docker stats line that is not JSON (a warning, a line cut short), keeping the others', () => {
+    const line = JSON.stringify({ Name: 'app-api-1', ID: 'abc', CPUPerc: '1.5%', MemUsage: '10MiB / 1GiB', MemPerc: '1.0%' });
+    assert.deepEqual(
+      parseDockerStats(`{"Name":\n${line}\n[1]`).map((r) => r.name),
+      ['app-api-1'],
     );
   });
 });

@@ -59,7 +59,7 @@ describe('resolveRef', () => {
     new FakeHost()
       .on('is a repository', /^test -d /, {})
       .on('git fetch', /^git fetch /, {})
-      .on('resolve', /^git rev-parse /, { stdout: `${answer}\n` });
+      .on('resolve', /^REMOTE=\S+; REF=\S+\ngit rev-parse /, { stdout: `${answer}\n` });
 
   it("gives git's answer as a Sha, which the sha input accepts as it is", async () => {
     const sha = await resolveRef(host(SHA), env, 'main');

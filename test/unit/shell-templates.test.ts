@@ -80,6 +80,45 @@ export function shellLogic(file: string, text: string): Finding[] {
   return found;
 }
 
+/**
+ * Shell logic outside `sh` templates: a string literal or plain template given as the command to
+ * `run`, `spawn` or `exec` (host.run('a && b')), and a list of commands joined with `&&`, `||` or
+ * `|` (cmds.join(' && ')).
+ */
+export function commandLogic(file: string, text: string): Finding[] {
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.ES2022, true);
+  const found: Finding[] = [];
+  const report = (node: ts.Node): void => {
+    const { line } = source.getLineAndCharacterOfPosition(node.getStart());
+    found.push({ where: `${file}:${line + 1}`, source: node.getText().split('\n')[0] });
+  };
+  const visit = (node: ts.Node): void => {
+    if (ts.isCallExpression(node) && ts.isPropertyAccessExpression(node.expression) && node.arguments.length) {
+      const method = node.expression.name.text;
+      const first = node.arguments[0];
+      // The host's own methods (host.run, this.host.run, run.ctx.host.spawn), not DevServer.exec's SQL.
+      const onHost = /host$/i.test(node.expression.expression.getText());
+      if (onHost && ['run', 'spawn', 'exec'].includes(method) && chainTexts(first).some((t) => LOGIC.test(t))) report(node);
+      // SQL joins with `||` and messages with `; ` or ` | `: only `&&` is a list of commands for sure.
+      if (method === 'join' && (ts.isStringLiteral(first) || ts.isNoSubstitutionTemplateLiteral(first)) && first.text.includes('&&')) report(node);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return found;
+}
+
+const PIPE =
+  "pg_dump's and psql's dbTool groups piped into one another on the host (the rows never pass through the runner); a dbTool group cannot be a script file (see ALLOWED above)";
+
+/** Commands outside `sh` templates that may hold logic, each with the reason; keyed as ALLOWED is. */
+const ALLOWED_COMMANDS: Record<string, string> = {
+  ["src/resample/engine.ts run.ctx.host.run(`${prodDump(run.prod, 'post-data')} | ${psql(dev, staging.names.staging, { tuples: true, output: '/dev/null' })}`, {"]:
+    PIPE,
+  ['src/resample/engine.ts [']: PIPE,
+  ['src/resample/engine.ts run.ctx.host.run(']: PIPE,
+};
+
 function sourceFiles(dir: string): string[] {
   return fs
     .readdirSync(path.join(root, dir), { recursive: true })
@@ -124,6 +163,48 @@ describe('sh templates in src/', () => {
     assert.deepEqual(
       shellLogic('sample.ts', sample).map((f) => f.where),
       ['sample.ts:1', 'sample.ts:2', 'sample.ts:3', 'sample.ts:4', 'sample.ts:5', 'sample.ts:5'],
+    );
+  });
+});
+
+describe('commands given to run, spawn and exec in src/', () => {
+  const files = sourceFiles('src');
+  const findings = files.flatMap((f) => commandLogic(f, fs.readFileSync(path.join(root, f), 'utf8')));
+  const key = (f: Finding) => `${f.where.replace(/:\d+$/, '')} ${f.source}`;
+
+  it('are each one command: a list, a pipe, a condition or $(…) is a .sh file', () => {
+    assert.deepEqual(
+      findings.filter((f) => !(key(f) in ALLOWED_COMMANDS)).map((f) => `${f.where}: ${f.source}`),
+      [],
+      'move these into a .sh file beside the module (read with hostScript), or make them one command',
+    );
+  });
+
+  it('allow logic only where the list above says why, and every entry there is still needed', () => {
+    for (const [k, why] of Object.entries(ALLOWED_COMMANDS)) {
+      assert.ok(why.length > 20, `${k}: say why`);
+      assert.ok(
+        findings.some((f) => key(f) === k),
+        `${k} is allowed but no longer found`,
+      );
+    }
+  });
+
+  it('the check catches a literal list, pipe, condition or substitution, and a joined list, and passes one command', () => {
+    const sample = [
+      "await host.run('nproc && cat /proc/meminfo', { quiet: true });",
+      'host.spawn(`docker logs ${c} | tail -n 5`);',
+      "await this.host.run('if [ -d /x ]; then echo y; fi');",
+      'await host.exec(`echo $(date)`);',
+      "const cmd = pairs.map((p) => argv('docker', 'tag', p.from, p.to)).join(' && ');",
+      "await host.run('mktemp -d /tmp/x.XXXXXXXX', { quiet: true });",
+      'await host.run(sh`rm -rf ${tmp}`);',
+      "const msg = problems.join('; ');",
+      "await server.exec('ANALYZE; VACUUM;', 'analyzing');",
+    ].join('\n');
+    assert.deepEqual(
+      commandLogic('sample.ts', sample).map((f) => f.where),
+      ['sample.ts:1', 'sample.ts:2', 'sample.ts:3', 'sample.ts:4', 'sample.ts:5'],
     );
   });
 });
