@@ -26,6 +26,10 @@ export interface BackupInputs {
   'offsite-ssh-key': string;
   /** A second key of the backup host, used only from the runner (never sent to the VPS): it checks each copy on arrival (sha256sum there) and keeps the newest backup.offsite.keep copies. Optional; pass it from a secret. */
   'offsite-admin-key': string;
+  /** prod only. ensure: set up or check continuous WAL archiving (backup.wal, which must be enabled): the replication role and slot on prod's server, and a pg_receivewal container of prod's own db image streaming into backup.wal.dir; a second run changes nothing. off: remove that container and drop the slot, so prod keeps no WAL for it. Runs after the dump; a failure fails the step but leaves the backup verified. Empty (default): WAL archiving is left as it is. */
+  'wal': string;
+  /** Password of backup.wal.role, the replication role the receiver logs in as. Required with wal: ensure. Sent to prod's server only as a SCRAM verifier and to the receiver in a 0600 .pgpass file, never on a command line. Pass it from a secret; it is masked as soon as it is read. */
+  'wal-password': string;
 }
 
 /** Outputs of twinstack backup (actions/backup). */

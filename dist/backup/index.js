@@ -55663,6 +55663,7 @@ const release_1 = __nccwpck_require__(5817);
 const summary_1 = __nccwpck_require__(5018);
 const validate = __importStar(__nccwpck_require__(8770));
 const common_1 = __nccwpck_require__(5650);
+const wal_1 = __nccwpck_require__(102);
 exports.backupAction = {
     name: 'backup',
     prepare({ io, config }) {
@@ -55672,19 +55673,21 @@ exports.backupAction = {
             throw new errors_1.ConfigurationError(`input verify "${validate.printable(v)}" must be list or restore`);
         (0, backup_1.checkBackupDir)(config);
         const offsite = (0, common_1.offsiteKeysInput)(io, config);
-        return { environment, verify: (v || undefined), offsite };
+        const wal = (0, wal_1.walInput)(io, config, environment);
+        return { environment, verify: (v || undefined), offsite, wal };
     },
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
         const env = new environment_1.Environment(plan.environment, config);
         const summary = new summary_1.Summary().heading(`Backup of ${env.name}`);
         let manifest;
         let copy;
+        let wal;
         try {
-            [manifest, copy] = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'backup', run, log, lockTimeoutSeconds }, async (op) => {
+            [manifest, copy, wal] = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'backup', run, log, lockTimeoutSeconds }, async (op) => {
                 const release = (0, release_1.currentRelease)(op.records);
                 let m;
                 try {
-                    m = await (0, backup_1.takeBackup)(host, config, env, { release: release?.release, sha: release?.sha }, log, plan.verify);
+                    m = await (0, backup_1.takeBackup)({ host, config, env, ctx: { release: release?.release, sha: release?.sha }, log, verify: plan.verify });
                     await op.record('backup', { backup: m.id, status: m.status, bytes: m.files['db.dump'].bytes, sha256: m.files['db.dump'].sha256 });
                     await (0, backup_1.pruneBackups)(host, config, env, log);
                 }
@@ -55692,12 +55695,16 @@ exports.backupAction = {
                     await op.record('backup', { status: 'failed', error: (0, errors_1.errorMessage)(e) });
                     throw e;
                 }
-                // The verified local backup stands whatever happens to its copy.
-                if (!plan.offsite)
-                    return [m, undefined];
-                const c = await (0, offsite_1.copyOffsite)({ host, config, env, manifest: m, keys: plan.offsite, log });
-                await op.record('offsite', { backup: m.id, status: c.status, location: c.location, error: c.status === 'failed' ? c.error : undefined });
-                return [m, c];
+                // The verified local backup stands whatever happens to its copy and to the WAL step.
+                let c;
+                if (plan.offsite) {
+                    c = await (0, offsite_1.copyOffsite)({ host, config, env, manifest: m, keys: plan.offsite, log });
+                    await op.record('offsite', { backup: m.id, status: c.status, location: c.location, error: c.status === 'failed' ? c.error : undefined });
+                }
+                const w = plan.wal ? await (0, wal_1.runWalStep)({ host, config, env, log }, plan.wal) : undefined;
+                if (w)
+                    await op.record('wal', (0, wal_1.walRecord)(w));
+                return [m, c, w];
             });
         }
         catch (e) {
@@ -55727,7 +55734,9 @@ exports.backupAction = {
             `took ${manifest.durationSeconds}s`,
         ]);
         if (copy)
-            (0, common_1.offsiteSummary)(summary, config, env.name, (0, backup_1.backupDir)(config, env, manifest.id), copy);
+            (0, common_1.offsiteSummary)(summary, { config, env: env.name, localPath: (0, backup_1.backupDir)(config, env, manifest.id), copy });
+        if (wal)
+            (0, wal_1.walSummary)(summary, config, wal);
         await io.summary(summary.toMarkdown());
         if (copy?.status === 'failed') {
             const line = `backup ${manifest.id} of ${env.name} is verified on the VPS, but its off-host copy failed: ${copy.error}`;
@@ -55735,8 +55744,117 @@ exports.backupAction = {
                 throw new errors_1.OperationFailed(line);
             log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
         }
+        if (wal && 'error' in wal)
+            throw new errors_1.OperationFailed(`backup ${manifest.id} of prod is verified, but WAL archiving (${wal.mode}) failed: ${wal.error}`);
     },
 };
+
+
+/***/ }),
+
+/***/ 102:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.walInput = walInput;
+exports.runWalStep = runWalStep;
+exports.walRecord = walRecord;
+exports.walSummary = walSummary;
+const errors_1 = __nccwpck_require__(639);
+const validate = __importStar(__nccwpck_require__(8770));
+const wal_1 = __nccwpck_require__(960);
+/** Reads `wal` and `wal-password` (masked at once) and checks them against the config. */
+function walInput(io, config, environment) {
+    const mode = io.input('wal');
+    const password = io.secret('wal-password');
+    if (!mode) {
+        if (password)
+            throw new errors_1.ConfigurationError('input wal-password is given but input wal is not: set wal: ensure, or drop wal-password');
+        return undefined;
+    }
+    if (mode !== 'ensure' && mode !== 'off')
+        throw new errors_1.ConfigurationError(`input wal "${validate.printable(mode)}" must be ensure or off`);
+    if (environment !== 'prod')
+        throw new errors_1.ConfigurationError(`input wal archives prod's WAL only: run it with environment: prod (it is ${environment})`);
+    if (mode === 'off')
+        return { mode };
+    if (!config.backup.wal.enabled) {
+        throw new errors_1.ConfigurationError('input wal is ensure but backup.wal.enabled is false in the config: set it to true (README, Continuous WAL archiving)');
+    }
+    if (!password)
+        throw new errors_1.ConfigurationError(`input wal-password is required with wal: ensure: pass the password of the replication role ${config.backup.wal.role} from a secret`);
+    if (/[\r\n\0]/.test(password))
+        throw new errors_1.ConfigurationError('input wal-password must be one line');
+    return { mode, password };
+}
+/** The WAL step: its outcome, never thrown (the caller records it and fails the step after the summary). */
+async function runWalStep(c, plan) {
+    try {
+        if (plan.mode === 'ensure')
+            return { mode: 'ensure', done: await (0, wal_1.ensureWal)(c, plan.password) };
+        return { mode: 'off', done: await (0, wal_1.stopWal)(c.host, c.config, c.env, c.log) };
+    }
+    catch (e) {
+        return { mode: plan.mode, error: (0, errors_1.errorMessage)(e) };
+    }
+}
+/** The host-log record of the step. */
+function walRecord(w) {
+    if ('error' in w)
+        return { mode: w.mode, status: 'failed', error: w.error };
+    if (w.mode === 'ensure')
+        return { mode: w.mode, status: 'done', receiver: w.done.receiver, slot: w.done.slot };
+    return { mode: w.mode, status: 'done', receiver: w.done.container, slot: w.done.slot };
+}
+/** The summary's lines for the step. */
+function walSummary(summary, config, w) {
+    if ('error' in w) {
+        summary.text(`❌ **WAL archiving (${w.mode}) failed**: ${w.error}`);
+        return;
+    }
+    if (w.mode === 'ensure') {
+        const { receiver, container, slot } = w.done;
+        summary.text(`✅ **WAL archiving of prod is on**: receiver ${container} ${receiver}, slot ${config.backup.wal.slot} ${slot}, streaming into \`${(0, wal_1.walDir)(config)}\`.`);
+    }
+    else {
+        summary.text(`✅ **WAL archiving of prod is off**: receiver ${w.done.container}, slot ${config.backup.wal.slot} ${w.done.slot}; archived WAL stays in \`${(0, wal_1.walDir)(config)}\`.`);
+    }
+}
 
 
 /***/ }),
@@ -55840,7 +55958,7 @@ function publicOrUndefined(key) {
     }
 }
 /** The off-host copy's part of a job summary: what happened, where the copies are, what to do next. */
-function offsiteSummary(s, config, env, localPath, copy) {
+function offsiteSummary(s, { config, env, localPath, copy }) {
     const o = config.backup.offsite;
     if (!o)
         return s;
@@ -56006,7 +56124,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = exports.offsiteSchema = void 0;
+exports.backupSchema = exports.walSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
 const age_1 = __nccwpck_require__(3997);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -56073,6 +56191,31 @@ exports.offsiteSchema = zod_1.z
         });
     }
 });
+const roleName = zod_1.z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be lower-case letters, digits and underscores, not starting with a digit');
+/**
+ * `backup.wal:` — continuous WAL archiving of prod's database: a pg_receivewal container of its own,
+ * from prod's db image, streaming from a physical replication slot into a directory on the host.
+ * See src/domain/wal.ts.
+ */
+exports.walSchema = zod_1.z
+    .object({
+    enabled: zod_1.z.boolean().default(false),
+    /** The physical replication slot on prod's server; it keeps WAL until the receiver has it. */
+    slot: roleName.default('twinstack_wal'),
+    /** The LOGIN REPLICATION role pg_receivewal connects as; its password comes from the wal-password secret. */
+    role: roleName.default('twinstack_wal'),
+    /** The role that creates the replication role and the slot (a superuser); default: prod's database user. */
+    'admin-user': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name')
+        .optional(),
+    /** The WAL directory on the host; default <backup.dir>/prod/wal. */
+    dir: absPath.refine((p) => p !== '', 'must not be /').optional(),
+    /** monitor fails when the newest archived segment is older than this (or the receiver is down). */
+    'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
+})
+    .strict()
+    .default({});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -56090,6 +56233,8 @@ exports.backupSchema = zod_1.z
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: exports.offsiteSchema.optional(),
+    /** Continuous WAL archiving of prod (off by default). */
+    wal: exports.walSchema,
 })
     .strict()
     .default({});
@@ -56148,6 +56293,7 @@ exports.PREFLIGHT_CHECKS = [
     'basic-auth',
     'http',
     'rolling',
+    'wal-settings',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -56512,15 +56658,17 @@ exports.referenceSchema = zod_1.z
 });
 /** A column name, unquoted. */
 const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+const keyValue = zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String);
 /**
  * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
  * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ * the sample. `key` is its primary key (a value production does not use), or for a primary key of
+ * several columns a map naming each; `values` gives other columns as SQL constant expressions
+ * (checked like every SQL fragment), the rest take their default.
  */
 exports.placeholderSchema = zod_1.z
     .object({
-    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    key: zod_1.z.union([keyValue, zod_1.z.record(columnName, keyValue)]),
     values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
 })
     .strict();
@@ -57213,7 +57361,7 @@ async function psqlValue(host, env, database, sql) {
     return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 /** Streams a client tool's output into a file on the host, hashing it on the way; returns size and hash. */
-async function streamToFile(host, command, file, label, timeoutSeconds) {
+async function streamToFile(host, { command, file, label, timeoutSeconds }) {
     const partial = `${file}.partial`;
     try {
         const r = await host.run((0, shell_1.hostScript)(STREAM_TO_FILE, { COMMAND: command, PARTIAL: partial, FILE: file }), {
@@ -57233,14 +57381,14 @@ async function streamToFile(host, command, file, label, timeoutSeconds) {
  * Takes and verifies a backup. Returns its manifest; throws OperationFailed (after writing a
  * `failed` manifest where the disk allows) when the dump or its verification fails.
  */
-async function takeBackup(host, config, env, ctx, log, verify = config.backup.verify) {
+async function takeBackup({ host, config, env, ctx, log, verify = config.backup.verify }) {
     checkBackupDir(config);
     const started = new Date();
     const id = newBackupId(env.name, started);
     const dir = backupDir(config, env, id);
     const database = env.cfg.database.name;
     const timeoutSeconds = config.backup['timeout-seconds'];
-    const manifest = openManifest(id, env, ctx, started, verify);
+    const manifest = openManifest({ id, env, ctx, started, verify });
     log.startGroup(`${env.name}: backup ${id}`);
     let snapshotSession;
     try {
@@ -57253,17 +57401,22 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
             snapshotSession = await openSnapshot(host, env, database, log);
         const seconds = (since) => Math.round((Date.now() - since) / 100) / 10;
         let t = Date.now();
-        manifest.files['db.dump'] = await streamToFile(host, (0, postgres_1.pgDump)(env, database, { custom: true, snapshot: snapshotSession?.snapshot }), `${dir}/db.dump`, `pg_dump of ${env.name}`, timeoutSeconds);
+        manifest.files['db.dump'] = await streamToFile(host, {
+            command: (0, postgres_1.pgDump)(env, database, { custom: true, snapshot: snapshotSession?.snapshot }),
+            file: `${dir}/db.dump`,
+            label: `pg_dump of ${env.name}`,
+            timeoutSeconds,
+        });
         manifest.timings.dump = seconds(t);
         log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
         const counts = snapshotSession ? await snapshotSession.counts() : undefined;
         await snapshotSession?.close();
         snapshotSession = undefined;
         t = Date.now();
-        manifest.files['globals.sql'] = await dumpGlobals(host, env, `${dir}/globals.sql`, log, timeoutSeconds);
+        manifest.files['globals.sql'] = await dumpGlobals({ host, env, file: `${dir}/globals.sql`, log, timeoutSeconds });
         manifest.timings.globals = seconds(t);
         t = Date.now();
-        const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
+        const problem = await verifyBackup({ host, env, manifest, dir, log, counts, timeoutSeconds });
         manifest.timings.verify = seconds(t);
         manifest.verification.ok = !problem;
         manifest.verification.detail =
@@ -57294,7 +57447,7 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
     return manifest;
 }
 /** The manifest of a backup just started: failed until its verification says otherwise. */
-function openManifest(id, env, ctx, started, verify) {
+function openManifest({ id, env, ctx, started, verify, }) {
     return {
         id,
         env: env.name,
@@ -57315,15 +57468,16 @@ async function psqlVersion(host, env) {
     const r = await host.run((0, postgres_1.pgDumpVersion)(env), { check: false, quiet: true, timeoutSeconds: 60 });
     return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
-async function dumpGlobals(host, env, file, log, timeoutSeconds) {
+async function dumpGlobals({ host, env, file, log, timeoutSeconds, }) {
+    const label = `pg_dumpall --globals-only of ${env.name}`;
     try {
-        return await streamToFile(host, (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: true }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+        return await streamToFile(host, { command: (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: true }), file, label, timeoutSeconds });
     }
     catch (e) {
         // Reading role passwords needs a superuser; without them the roles and grants are still saved.
         if (e instanceof errors_1.RemoteCommandError && /permission denied/i.test(e.stderr)) {
             log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
-            return streamToFile(host, (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: false }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+            return streamToFile(host, { command: (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: false }), file, label, timeoutSeconds });
         }
         throw e;
     }
@@ -57364,7 +57518,7 @@ async function rowCounts(host, env, database, timeoutSeconds) {
     return parseCounts(r.stdout);
 }
 /** Checks a backup on disk: checksum, pg_restore --list, and (with counts) a scratch restore. Returns the problem, if any. */
-async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds = 3600) {
+async function verifyBackup({ host, env, manifest, dir, log, counts, timeoutSeconds = 3600, }) {
     for (const [name, f] of Object.entries(manifest.files)) {
         const r = await host.run((0, shell_1.sh) `sha256sum ${`${dir}/${name}`}`, { check: false, quiet: true, timeoutSeconds });
         const actual = r.stdout.split(/\s+/)[0];
@@ -57433,13 +57587,13 @@ async function listBackups(host, config, env, log) {
     return out.sort((a, b) => (a.id < b.id ? 1 : -1));
 }
 /** Finds one backup by id and re-checks it on disk (checksums and pg_restore --list). */
-async function usableBackup(host, config, env, id, log) {
+async function usableBackup({ host, config, env, id, log }) {
     const m = (await listBackups(host, config, env, log)).find((b) => b.id === id);
     if (!m)
         throw new errors_1.OperationFailed(`backup ${id} of ${env.name} does not exist in ${backupDir(config, env)}`);
     if (m.status !== 'verified')
         throw new errors_1.OperationFailed(`backup ${id} failed when it was taken (${m.error ?? 'not verified'}); it is never used`);
-    const problem = await verifyBackup(host, env, m, backupDir(config, env, id), log);
+    const problem = await verifyBackup({ host, env, manifest: m, dir: backupDir(config, env, id), log });
     if (problem)
         throw new errors_1.OperationFailed(`backup ${id} cannot be used: ${problem}`);
     return m;
@@ -57453,7 +57607,7 @@ async function usableBackup(host, config, env, id, log) {
  * that fails, the new database is dropped and the old one renamed back. Needs a database user that
  * may create databases (the official postgres image's POSTGRES_USER can).
  */
-async function restoreBackup(host, config, env, m, log, opts = {}) {
+async function restoreBackup({ host, config, env, m, log, opts = {} }) {
     const file = `${backupDir(config, env, m.id)}/db.dump`;
     const db = m.database;
     const aside = restoreAsideName(db);
@@ -57958,7 +58112,7 @@ async function checkoutCommit(host, env, sha) {
  */
 async function scratchCheckout(host, env, sha, dir) {
     await addWorktree(host, env, sha, dir);
-    await copyUntracked(host, env, sha, dir, []);
+    await copyUntracked({ host, env, sha, dir, files: [] });
     return dir;
 }
 async function addWorktree(host, env, sha, dir) {
@@ -57982,7 +58136,7 @@ const LINK = '@twinstack-link';
  * refused in one line and nothing is copied. cp never dereferences (-P), and the copies are private
  * (files 0600, directories 0700; an executable keeps its owner's x bit).
  */
-async function copyUntracked(host, env, sha, dir, files) {
+async function copyUntracked({ host, env, sha, dir, files }) {
     const { checkout, envFile } = env.cfg;
     const all = [envFile, ...files];
     // Every path that must not be a link, with what to say when it is one.
@@ -58033,7 +58187,7 @@ function releaseDir(stateDir, env, sha) {
 async function releaseEnvironment(host, config, env, sha) {
     if (!usesReleaseDirs(config, env))
         return env;
-    return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
+    return ensureReleaseDir({ host, env, sha, dir: releaseDir(config['state-dir'], env, sha), files: config.promote['release-files'] });
 }
 /**
  * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
@@ -58042,7 +58196,7 @@ async function releaseEnvironment(host, config, env, sha) {
  * (copyUntracked: never through a symlink). `<state-dir>/releases` and its environment's directory are
  * 0700: a release directory holds prod's env file and secrets.
  */
-async function ensureReleaseDir(host, env, sha, dir, files) {
+async function ensureReleaseDir({ host, env, sha, dir, files }) {
     const { checkout } = env.cfg;
     const envRoot = parentOf(dir);
     const roots = [parentOf(envRoot), envRoot];
@@ -58064,7 +58218,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     await host.run((0, shell_1.argv)('chmod', '700', roots), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
     if (!lines.includes(sha))
         await addWorktree(host, env, sha, dir);
-    await copyUntracked(host, env, sha, dir, files);
+    await copyUntracked({ host, env, sha, dir, files });
     return env.at(dir);
 }
 /**
@@ -58238,6 +58392,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional(), bytes: count, sha256: text, error: text }),
     record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
+    record('wal', {
+        mode: zod_1.z.enum(['ensure', 'off']),
+        status: zod_1.z.enum(['done', 'failed']),
+        receiver: zod_1.z.string().optional(),
+        slot: zod_1.z.string().optional(),
+        error: zod_1.z.string().optional(),
+    }),
     record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string(), backup: text }),
     record('staging-created', { database: zod_1.z.string(), fraction: count, seed: text }),
     record('resampled', { rows: count, fraction: count, seed: text }),
@@ -58505,21 +58666,20 @@ const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
 class EnvironmentLock {
-    host;
-    process;
-    holderFile;
-    env;
-    stale;
-    stateDir;
-    log;
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
     /** The holder file being written, which a release waits for before removing it. */
     writing = Promise.resolve();
-    constructor(host, process, holderFile, env, 
+    host;
+    process;
+    holderFile;
+    env;
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    stale, stateDir, log) {
+    stale;
+    stateDir;
+    log;
+    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
@@ -58568,7 +58728,7 @@ class EnvironmentLock {
      * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
      * how long it has waited; past the deadline, refuses.
      */
-    static async waitIdle(host, stateDir, env, deadline, waitSeconds, log) {
+    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
         const started = Date.now();
         let lastSaid = 0;
         for (;;) {
@@ -58597,7 +58757,7 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork(host, stateDir, env, op, project, graceSeconds = 3) {
+    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
@@ -58625,10 +58785,17 @@ class EnvironmentLock {
         }
     }
     /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
-    static acquireToRead(host, stateDir, env, run, action, waitSeconds, log, sha = run.sha) {
-        return EnvironmentLock.acquire(host, stateDir, env, { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() }, waitSeconds, log);
+    static acquireToRead({ host, stateDir, env, run, action, waitSeconds, log, sha = run.sha, }) {
+        return EnvironmentLock.acquire({
+            host,
+            stateDir,
+            env,
+            holder: { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() },
+            waitSeconds,
+            log,
+        });
     }
-    static async acquire(host, stateDir, env, holder, waitSeconds, log) {
+    static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
         const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
@@ -58649,7 +58816,7 @@ class EnvironmentLock {
         }
         // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
         try {
-            await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
+            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
         }
         catch (e) {
             await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
@@ -58657,7 +58824,7 @@ class EnvironmentLock {
         }
         // A holder file still present means its run died while holding the lock.
         const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir, log);
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
         lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
@@ -58835,10 +59002,10 @@ async function copyOffsite(c) {
         const unregister = (0, cancel_1.onCancel)(removeStage);
         try {
             // 1. Seal on the VPS, with public keys only.
-            upload = await seal(host, o, env.name, manifest, local, `${stage}/${env.name}/${manifest.id}`, log);
+            upload = await seal({ host, o, env: env.name, manifest, local, out: `${stage}/${env.name}/${manifest.id}`, log });
             // 2. Push from the VPS with the write-only key.
             at = 'push';
-            writeOnly = await push(host, o, env.name, manifest.id, stage, keys.write, log);
+            writeOnly = await push({ host, o, env: env.name, id: manifest.id, stage, writeKey: keys.write, log });
         }
         finally {
             unregister();
@@ -58896,7 +59063,7 @@ async function copyOffsite(c) {
     return copy;
 }
 /** Encrypts each file of the backup to the recipients into `out`, and writes upload.json there. */
-async function seal(host, o, env, manifest, local, out, log) {
+async function seal({ host, o, env, manifest, local, out, log, }) {
     const tools = await host.run((0, shell_1.hostScript)(MISSING_TOOLS, {}, ['age', 'rsync', 'ssh']), { quiet: true, timeoutSeconds: 60 });
     const missing = tools.stdout.split('\n').filter(Boolean);
     const packages = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
@@ -58936,8 +59103,9 @@ function uploadJson(u) {
 const RRSYNC_BUSY_ATTEMPTS = 20;
 const RRSYNC_BUSY_WAIT_MS = 15_000;
 /** rsync from the VPS to the backup host; returns whether a read with the same key was refused. */
-async function push(host, o, env, id, stage, writeKey, log) {
-    const tmp = (await host.run('umask 077 && mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+async function push({ host, o, env, id, stage, writeKey, log }) {
+    // mktemp -d makes the directory readable by its owner only (0700), whatever the umask.
+    const tmp = (await host.run('mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
     if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
         throw new OffsiteFailed('push', `mktemp on the VPS returned "${(0, errors_1.shorten)(tmp, 80)}"`);
     // The key file goes in every case: at the end of the push, and on a cancel (src/infra/cancel.ts).
@@ -59128,7 +59296,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
     const hostLog = new host_log_1.HostLog(o.host, o.stateDir, o.env);
     const holder = { run: o.run.url, actor: o.run.actor, sha: o.sha ?? o.run.sha, action: o.action, op: id, since: new Date().toISOString() };
-    const lock = await lock_1.EnvironmentLock.acquire(o.host, o.stateDir, o.env, holder, o.lockTimeoutSeconds, o.log);
+    const lock = await lock_1.EnvironmentLock.acquire({ host: o.host, stateDir: o.stateDir, env: o.env, holder, waitSeconds: o.lockTimeoutSeconds, log: o.log });
     // A cancel from here on first stops this run's remote work and records it, then frees the lock (below).
     lock.leaveCancelToCaller();
     // From here every command runs inside this run's lease (see EnvironmentLock.fence).
@@ -59141,7 +59309,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id, o.project).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch((0, logger_1.ignored)(o.log, 'recording cancelled'));
@@ -59150,7 +59318,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     try {
         let op;
         try {
-            op = await openOperation(o, hostLog, lock, id, base);
+            op = await openOperation({ o, hostLog, lock, id, base });
         }
         catch (e) {
             // Cut short by the cancel (the host is halted): the cancel handler records it and frees the lock.
@@ -59182,7 +59350,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     }
 }
 /** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
-async function openOperation(o, hostLog, lock, id, base) {
+async function openOperation({ o, hostLog, lock, id, base, }) {
     const records = await hostLog.read(o.log);
     const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${(0, errors_1.errorMessage)(e)}`));
     if (archived)
@@ -59464,7 +59632,7 @@ async function tagRelease(host, env, releaseId, containers) {
     return images;
 }
 /** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
-async function pruneReleaseTags(host, env, keep, protect, log) {
+async function pruneReleaseTags({ host, env, keep, protect, log }) {
     const r = await host.run((0, docker_1.listImages)(`twinstack/${env.project}-*`, '{{.Repository}}:{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
     const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
@@ -59487,9 +59655,9 @@ async function pruneReleaseTags(host, env, keep, protect, log) {
  * keep-releases, and on prod with promote.release-dirs the directories of releases no longer kept.
  * A failure here is a warning, never a failed deploy or a rollback.
  */
-async function pruneOldReleases(host, config, env, current, previous, log) {
+async function pruneOldReleases({ host, config, env, current, previous, log, }) {
     try {
-        await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
+        await pruneReleaseTags({ host, env, keep: config['keep-releases'], protect: [current.release, previous?.release ?? ''], log });
         if ((0, git_1.usesReleaseDirs)(config, env)) {
             const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
             if (pruned.length)
@@ -59641,6 +59809,286 @@ function rowsLostToRestore(backup, now, migration) {
         .sort((a, b) => b.rows - a.rows || a.table.localeCompare(b.table));
     const total = tables.reduce((n, t) => n + t.rows, 0);
     return { total, tables, duringMigration: all.total - total };
+}
+
+
+/***/ }),
+
+/***/ 960:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SPEC_LABEL = void 0;
+exports.walDir = walDir;
+exports.receiverName = receiverName;
+exports.toolContainer = toolContainer;
+exports.ensureWal = ensureWal;
+exports.stopWal = stopWal;
+exports.parseWalStatus = parseWalStatus;
+exports.walHealth = walHealth;
+exports.baseBackupRoot = baseBackupRoot;
+exports.baseBackup = baseBackup;
+/**
+ * Continuous WAL archiving of prod (`backup.wal`). The runbook of `ensure`, run again and again:
+ *
+ *   1. On prod's server, as the admin user: the LOGIN REPLICATION role (password from the
+ *      wal-password secret, sent as a SCRAM verifier) and the physical replication slot, created
+ *      when absent. From the slot's creation on, prod keeps every WAL segment the receiver has not
+ *      had yet.
+ *   2. On the host: the WAL directory (0700) and the .pgpass file the receiver reads its password from.
+ *   3. Observed state: prod's db container (its image id and network) and the receiver container.
+ *   4. Desired state: a container `<project>-twinstack-wal` of prod's own db image on that network,
+ *      running pg_receivewal on the slot into the directory, restarted by the daemon unless stopped,
+ *      its wanted state in a label. The same running container is left alone; another one is replaced.
+ *   5. Proof: the slot is active (the receiver is connected and streaming).
+ *
+ * `off` removes the container, then drops the slot, so WAL never piles up on prod for a receiver
+ * that is gone. The role and the archived WAL stay.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
+const postgres_1 = __nccwpck_require__(263);
+const shell_1 = __nccwpck_require__(2232);
+const sql_1 = __nccwpck_require__(3830);
+const wal_1 = __nccwpck_require__(3538);
+/** Where the WAL directory is mounted in tool containers. */
+const MOUNT = '/wal';
+/** The label holding the receiver's wanted state (a hash): a container without the same one is replaced. */
+exports.SPEC_LABEL = 'twinstack.wal-spec';
+/** The WAL directory on the host: backup.wal.dir, or <backup.dir>/prod/wal. */
+function walDir(config) {
+    return config.backup.wal.dir ?? `${config.backup.dir}/prod/wal`;
+}
+/** The receiver container's name. */
+function receiverName(prod) {
+    return `${prod.project}-twinstack-wal`;
+}
+const inspected = zod_1.z.array(zod_1.z
+    .object({
+    Id: zod_1.z.string(),
+    Image: zod_1.z.string(),
+    State: zod_1.z.object({ Running: zod_1.z.boolean(), Status: zod_1.z.string() }).passthrough(),
+    Config: zod_1.z.object({ Labels: zod_1.z.record(zod_1.z.string()).nullish() }).passthrough(),
+    HostConfig: zod_1.z.object({ NetworkMode: zod_1.z.string() }).passthrough(),
+    NetworkSettings: zod_1.z.object({ Networks: zod_1.z.record(zod_1.z.unknown()).nullish() }).passthrough(),
+})
+    .passthrough());
+/** `docker inspect` of one container, parsed; undefined when there is no such container. */
+async function inspectContainer(host, ref) {
+    const r = await host.run((0, shell_1.argv)('docker', 'inspect', '--type', 'container', ref), { check: false, quiet: true, timeoutSeconds: 60 });
+    if (r.exitCode !== 0) {
+        if (/no such (object|container)/i.test(r.stderr))
+            return undefined;
+        throw new errors_1.OperationFailed(`docker inspect ${ref} failed: ${(0, errors_1.tailLines)(r.stderr, 3)}`);
+    }
+    return inspected.parse(JSON.parse(r.stdout))[0];
+}
+/** The .pgpass file the tools read their password from, as the container sees it. */
+const PASSFILE = `${MOUNT}/.pgpass`;
+/** What a tool container of prod's db image needs: that image, its network, the WAL directory. */
+async function toolContainer(host, config, prod) {
+    const db = await inspectContainer(host, await prod.serviceContainer(host, prod.cfg.database.service));
+    if (!db)
+        throw new errors_1.OperationFailed(`prod's ${prod.cfg.database.service} container went away while twinstack read it; run again`);
+    const mode = db.HostConfig.NetworkMode;
+    const networks = Object.keys(db.NetworkSettings.Networks ?? {});
+    const network = mode === 'host' ? 'host' : networks.includes(mode) ? mode : networks[0];
+    if (!network)
+        throw new errors_1.OperationFailed(`prod's ${prod.cfg.database.service} container is on no network a receiver could join`);
+    return {
+        image: db.Image,
+        network,
+        mounts: [{ host: walDir(config), container: MOUNT }],
+        passfile: PASSFILE,
+        labels: {},
+        // On the compose network the service name reaches the database; with host networking, loopback.
+        target: { host: network === 'host' ? '127.0.0.1' : prod.cfg.database.service, port: prod.cfg.database['container-port'] },
+    };
+}
+/** The database session that may create roles and slots: backup.wal.admin-user, or prod's own user. */
+function adminOf(config, prod) {
+    const admin = config.backup.wal['admin-user'];
+    return admin ? prod.withDatabaseUser(admin) : prod;
+}
+/** Step 1: the replication role and the physical slot. Returns what the slot step found. */
+async function ensureRoleAndSlot(host, config, prod, password) {
+    const { role, slot } = config.backup.wal;
+    const r = await host.run((0, postgres_1.psql)(adminOf(config, prod), prod.cfg.database.name, { tuples: true }), {
+        stdin: (0, wal_1.ensureRoleAndSlotScript)(role, slot, (0, wal_1.scramVerifier)(role, password)),
+        label: `creating or checking the replication role ${role} and the slot ${slot}`,
+        quiet: true,
+        timeoutSeconds: 120,
+    });
+    return /slot:created/.test(r.stdout) ? 'created' : 'present';
+}
+/** Step 2: the WAL directory and the receiver's .pgpass (from standard input: never on a command line). */
+async function prepareDir(host, config, password) {
+    await host.run((0, shell_1.hostScript)(wal_1.WAL_DIR_SCRIPT, { DIR: walDir(config) }), {
+        stdin: (0, wal_1.pgpassLine)(config.backup.wal.role, password),
+        label: 'preparing the WAL directory',
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+}
+/** `ensure`: the role, the slot, the directory and a streaming receiver; a second run changes nothing. */
+async function ensureWal(c, password) {
+    const { host, config, env: prod, log } = c;
+    const { role, slot } = config.backup.wal;
+    const slotState = await ensureRoleAndSlot(host, config, prod, password);
+    await prepareDir(host, config, password);
+    const tool = await toolContainer(host, config, prod);
+    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target });
+    const spec = (0, node_crypto_1.createHash)('sha256')
+        .update(JSON.stringify({ image: tool.image, network: tool.network, mounts: tool.mounts, receiver }))
+        .digest('hex')
+        .slice(0, 16);
+    const name = receiverName(prod);
+    const current = await inspectContainer(host, name);
+    let outcome = 'unchanged';
+    if (!current || !current.State.Running || current.Config.Labels?.[exports.SPEC_LABEL] !== spec) {
+        if (current)
+            await host.run((0, shell_1.argv)('docker', 'rm', '-f', name), { label: 'removing the old WAL receiver', quiet: true, timeoutSeconds: 120 });
+        await host.run((0, wal_1.runDetached)(name, { ...tool, labels: { [exports.SPEC_LABEL]: spec } }, receiver), {
+            label: 'starting the WAL receiver',
+            quiet: true,
+            timeoutSeconds: 120,
+        });
+        outcome = current ? 'replaced' : 'created';
+    }
+    await waitStreaming(host, config, prod, name);
+    const container = (await inspectContainer(host, name))?.Id.slice(0, 12) ?? '';
+    log.info(`prod: WAL receiver ${name} (${container}) ${outcome}, streaming slot ${slot} into ${walDir(config)}`);
+    return { receiver: outcome, container, slot: slotState, dir: walDir(config), image: tool.image };
+}
+/** Whether the slot has a connected receiver (`t`/`f`, '' when the slot is absent). */
+async function slotActive(host, config, prod) {
+    const sql = `SELECT active FROM pg_replication_slots WHERE slot_name = ${(0, sql_1.literal)(config.backup.wal.slot)}`;
+    const r = await host.run((0, postgres_1.psql)(adminOf(config, prod), prod.cfg.database.name, { tuples: true, run: [sql] }), { quiet: true, timeoutSeconds: 60 });
+    return r.stdout.trim();
+}
+/** Step 5: the slot turns active within 30 s, or the step fails with the receiver's last log lines. */
+async function waitStreaming(host, config, prod, name) {
+    for (let i = 0; i < 60; i++) {
+        if ((await slotActive(host, config, prod)) === 't')
+            return;
+        await new Promise((r) => setTimeout(r, 500));
+    }
+    const logs = await host.run((0, docker_1.logsTail)(name, 10), { check: false, quiet: true, timeoutSeconds: 60 });
+    throw new errors_1.OperationFailed(`the WAL receiver ${name} has not connected to slot ${config.backup.wal.slot} within 30 s (check pg_hba.conf allows replication for ${config.backup.wal.role}, and the wal-password): ${(0, errors_1.tailLines)(logs.stdout, 5)}`);
+}
+/** `off`: the receiver removed, then the slot dropped once its walsender has gone (so prod keeps no WAL for it). */
+async function stopWal(host, config, prod, log) {
+    const name = receiverName(prod);
+    const existed = (await inspectContainer(host, name)) !== undefined;
+    if (existed)
+        await host.run((0, shell_1.argv)('docker', 'rm', '-f', name), { label: 'removing the WAL receiver', quiet: true, timeoutSeconds: 120 });
+    const { slot } = config.backup.wal;
+    let found = '';
+    for (let i = 0; i < 40; i++) {
+        const r = await host.run((0, postgres_1.psql)(adminOf(config, prod), prod.cfg.database.name, { tuples: true }), {
+            stdin: (0, wal_1.dropSlotScript)(slot),
+            label: `dropping the replication slot ${slot}`,
+            quiet: true,
+            timeoutSeconds: 60,
+        });
+        found = /slot:(\w+)/.exec(r.stdout)?.[1] ?? '';
+        if (found !== 'active')
+            break;
+        await new Promise((res) => setTimeout(res, 500));
+    }
+    if (found === 'active')
+        throw new errors_1.OperationFailed(`the replication slot ${slot} is still held by a client 20 s after the receiver was removed: find it in pg_stat_replication`);
+    log.info(`prod: WAL receiver ${existed ? 'removed' : 'was not there'}, slot ${slot} ${found}`);
+    return { container: existed ? 'removed' : 'absent', slot: found === 'dropped' ? 'dropped' : 'absent' };
+}
+/** Reads wal-status.sh's output against the threshold; `current` is prod's current WAL file, when known. */
+function parseWalStatus(text, o) {
+    const lines = new Map(text.split('\n').map((l) => [l.split(' ')[0], l.split(' ').slice(1)]));
+    const now = Number(lines.get('now')?.[0]);
+    const seg = (key) => {
+        const f = lines.get(key);
+        return f && f.length === 3 ? { name: f[2], bytes: Number(f[1]), ageSeconds: Math.max(0, Math.round(now - Number(f[0]))) } : undefined;
+    };
+    const [receiver = 'absent', startedAt = ''] = lines.get('receiver') ?? [];
+    const segment = seg('segment');
+    const partial = seg('partial');
+    const started = Date.parse(startedAt);
+    const onCurrent = o.current !== undefined && partial?.name === `${o.current}.partial`;
+    const lagSeconds = onCurrent ? 0 : segment ? segment.ageSeconds : Number.isNaN(started) ? 0 : Math.max(0, Math.round(now - started / 1000));
+    const problems = [];
+    if (receiver !== 'running')
+        problems.push({ message: `the WAL receiver ${o.name} is ${receiver}`, fix: 'run the backup action with wal: ensure' });
+    if (lagSeconds > o.maxLagSeconds)
+        problems.push({
+            message: `the newest archived WAL segment is ${lagSeconds} s old, over backup.wal.max-lag-seconds (${o.maxLagSeconds})`,
+            fix: `look at docker logs ${o.name} and prod's pg_stat_replication`,
+        });
+    return { receiver, segment, partial, lagSeconds, problems };
+}
+/** The archive's lag and the receiver's state, read on the host (and prod's current WAL file, when the database answers). */
+async function walHealth(host, config, prod) {
+    const name = receiverName(prod);
+    const r = await host.run((0, shell_1.hostScript)(wal_1.WAL_STATUS_SCRIPT, { DIR: walDir(config), NAME: name }), {
+        label: 'reading the WAL archive',
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    const q = await host.run((0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true, run: ['SELECT pg_walfile_name(pg_current_wal_lsn())'] }), {
+        check: false,
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    const current = q.exitCode === 0 && /^[0-9A-F]{24}$/.test(q.stdout.trim()) ? q.stdout.trim() : undefined;
+    return parseWalStatus(r.stdout, { name, maxLagSeconds: config.backup.wal['max-lag-seconds'], current });
+}
+/** Where base backups go on the host. */
+function baseBackupRoot(config) {
+    return `${config.backup.dir}/prod/base`;
+}
+/**
+ * A base backup of prod's cluster: pg_basebackup from prod's own db image, as the replication role
+ * (its .pgpass written again from the secret), tar files without WAL (the archive holds it) into a
+ * new dated directory. A backup that fails leaves no directory behind.
+ */
+async function baseBackup(c, password, now = new Date()) {
+    const { host, config, env: prod, log } = c;
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
+    const root = baseBackupRoot(config);
+    const dir = `${root}/${stamp}`;
+    await prepareDir(host, config, password);
+    await host.run((0, shell_1.argv)('install', '-d', '-m', '700', root), { label: 'preparing the base backup directory', quiet: true, timeoutSeconds: 60 });
+    const tool = await toolContainer(host, config, prod);
+    const mounts = [...tool.mounts, { host: root, container: '/base' }];
+    const command = (0, wal_1.pgBasebackup)({ dir: `/base/${stamp}`, label: `twinstack base ${stamp}`, user: config.backup.wal.role, ...tool.target });
+    const started = Date.now();
+    try {
+        await host.run((0, wal_1.runOnce)(`${prod.project}-twinstack-basebackup`, { ...tool, mounts }, command), {
+            label: 'pg_basebackup of prod',
+            quiet: true,
+            timeoutSeconds: config.backup['timeout-seconds'],
+        });
+    }
+    catch (e) {
+        await host.run((0, shell_1.argv)('rm', '-rf', dir), { check: false, quiet: true, timeoutSeconds: 300 });
+        throw e;
+    }
+    const r = await host.run((0, shell_1.argv)('find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%s %f\\n'), { quiet: true, timeoutSeconds: 60 });
+    const files = {};
+    for (const line of r.stdout.trim().split('\n')) {
+        const m = /^(\d+) (.+)$/.exec(line);
+        if (m)
+            files[m[2]] = Number(m[1]);
+    }
+    const seconds = Math.round((Date.now() - started) / 1000);
+    log.info(`prod: base backup ${stamp} in ${dir} (${Object.keys(files).join(', ')}), ${seconds} s`);
+    return { dir, stamp, files, seconds };
 }
 
 
@@ -60063,8 +60511,12 @@ function listImages(pattern, format) {
 }
 /** `docker tag` of each pair, stopping at the first that fails. */
 function tagImages(pairs) {
-    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+    // Nothing to tag: no script, so callers run nothing.
+    if (!pairs.length)
+        return '';
+    return (0, shell_1.hostScript)(TAG_IMAGES, {}, pairs.flatMap((p) => [p.from, p.to]));
 }
+const TAG_IMAGES = fs.readFileSync(__nccwpck_require__.ab + "tag-images.sh", 'utf8');
 const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 function stopAndRemove(ids, drainSeconds) {
@@ -60351,10 +60803,9 @@ function fetch(remote) {
  * else git resolves (a sha). Exits non-zero when none does. Run in the checkout.
  */
 function resolveCommit(remote, ref) {
-    return [`refs/remotes/${remote}/${ref}^{commit}`, `refs/tags/${ref}^{commit}`, `${ref}^{commit}`]
-        .map((r) => (0, shell_1.argv)('git', 'rev-parse', '--verify', '--quiet', r))
-        .join(' || ');
+    return (0, shell_1.hostScript)(RESOLVE_COMMIT, { REMOTE: remote, REF: ref });
 }
+const RESOLVE_COMMIT = fs.readFileSync(__nccwpck_require__.ab + "resolve-commit.sh", 'utf8');
 /** Puts the checkout on `sha`, detached; refuses to overwrite local changes. Run in the checkout. */
 function checkoutDetached(sha) {
     return (0, shell_1.argv)('git', '-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', sha);
@@ -61352,7 +61803,7 @@ class SshHost {
         };
     }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds, label, nonce) {
+    wrap({ script, options, timeoutSeconds, label, nonce }) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
         const env = { ...(options.env ?? {}) };
         let register = '';
@@ -61405,7 +61856,7 @@ class SshHost {
         const label = options.label ?? script.split('\n')[0];
         const timeoutSeconds = this.startable(script, options, label);
         const nonce = (0, node_crypto_1.randomBytes)(8).toString('hex');
-        const command = this.wrap(script, options, timeoutSeconds, label, nonce);
+        const command = this.wrap({ script, options, timeoutSeconds, label, nonce });
         this.log.debug(`$ ${script}`);
         const streams = new CommandStreams(this.log, nonce);
         const started = Date.now();
@@ -61874,6 +62325,172 @@ function boolean(value, name) {
     if (['false', 'no', '0', 'off', ''].includes(v))
         return false;
     throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must be true or false`);
+}
+
+
+/***/ }),
+
+/***/ 3538:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.WAL_STATUS_SCRIPT = exports.WAL_DIR_SCRIPT = exports.WAL_SETTINGS_SQL = void 0;
+exports.pgReceivewal = pgReceivewal;
+exports.pgBasebackup = pgBasebackup;
+exports.runDetached = runDetached;
+exports.runOnce = runOnce;
+exports.pgpassLine = pgpassLine;
+exports.scramVerifier = scramVerifier;
+exports.ensureRoleAndSlotScript = ensureRoleAndSlotScript;
+exports.dropSlotScript = dropSlotScript;
+/**
+ * The command lines of PostgreSQL's WAL tools (pg_receivewal, pg_basebackup), run in a container of
+ * prod's own db image, and the SQL that prepares their replication role and slot: the one builder
+ * of each. No password is ever in these lines: the tools read it from a .pgpass file (PGPASSFILE),
+ * and the role's password reaches the server only as a SCRAM verifier, on psql's standard input.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
+const shell_1 = __nccwpck_require__(2232);
+const sql_1 = __nccwpck_require__(3830);
+/** pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first. */
+function pgReceivewal(o) {
+    return ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+}
+/**
+ * pg_basebackup of the whole cluster as tar files into `dir` (a new dated directory), without WAL
+ * of its own (-X none: the WAL archive holds it) and with a fast checkpoint, so it starts at once.
+ */
+function pgBasebackup(o) {
+    return [
+        'pg_basebackup',
+        '-D',
+        o.dir,
+        '-F',
+        'tar',
+        '-X',
+        'none',
+        '-c',
+        'fast',
+        '-l',
+        o.label,
+        '-h',
+        o.host,
+        '-p',
+        String(o.port),
+        '-U',
+        o.user,
+        '--no-password',
+    ];
+}
+function containerWords(c) {
+    return [
+        '--network',
+        c.network,
+        // The host user twinstack logs in as owns what the tool writes, so it can read and prune it.
+        '--user',
+        (0, shell_1.raw)('"$(id -u):$(id -g)"'),
+        ...c.mounts.flatMap((m) => ['-v', `${m.host}:${m.container}`]),
+        '-e',
+        `PGPASSFILE=${c.passfile}`,
+        ...Object.entries(c.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+    ];
+}
+/** `docker run -d` of a long-lived tool container (the WAL receiver), restarted by the daemon unless stopped. */
+function runDetached(name, c, tool) {
+    return (0, shell_1.argv)('docker', 'run', '-d', '--restart', 'unless-stopped', '--name', name, containerWords(c), '--entrypoint', tool[0], c.image, tool.slice(1));
+}
+/** `docker run --rm` of a one-off tool container (a base backup), its exit status the tool's. */
+function runOnce(name, c, tool) {
+    return (0, shell_1.argv)('docker', 'run', '--rm', '--name', name, containerWords(c), '--entrypoint', tool[0], c.image, tool.slice(1));
+}
+/** A .pgpass line giving `user` its password on every host, port and database (replication included). */
+function pgpassLine(user, password) {
+    if (/[\n\r\0]/.test(password))
+        throw new Error('the replication password must be one line');
+    const esc = (s) => s.replace(/[\\:]/g, (c) => `\\${c}`);
+    return `*:*:*:${esc(user)}:${esc(password)}\n`;
+}
+/**
+ * The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (as `\password` sends it), with a salt
+ * derived from the role and the password: the same secret gives the same verifier, so checking the
+ * role again changes nothing, and a new secret gives a new one.
+ */
+function scramVerifier(role, password, iterations = 4096) {
+    const salt = (0, node_crypto_1.createHmac)('sha256', password).update(`twinstack-wal:${role}`).digest().subarray(0, 16);
+    const salted = (0, node_crypto_1.pbkdf2Sync)(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+    const clientKey = (0, node_crypto_1.createHmac)('sha256', salted).update('Client Key').digest();
+    const storedKey = (0, node_crypto_1.createHash)('sha256').update(clientKey).digest();
+    const serverKey = (0, node_crypto_1.createHmac)('sha256', salted).update('Server Key').digest();
+    return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+// Literal paths: scripts/bundle.sh finds them in the bundle and copies the files beside it.
+const ROLE_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-role.sql", 'utf8'));
+const SLOT_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-slot.sql", 'utf8'));
+const DROP_SLOT_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-drop-slot.sql", 'utf8'));
+/** prod's settings that streaming replication needs, one `name|setting` row each. */
+exports.WAL_SETTINGS_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-settings.sql", 'utf8'));
+/** Makes the WAL directory and writes its .pgpass from standard input (parameter DIR). */
+exports.WAL_DIR_SCRIPT = fs.readFileSync(__nccwpck_require__.ab + "wal-dir.sh", 'utf8');
+/** Prints the archive's newest segments and the receiver's state (parameters DIR, NAME). */
+exports.WAL_STATUS_SCRIPT = fs.readFileSync(__nccwpck_require__.ab + "wal-status.sh", 'utf8');
+/** psql `\set` lines for the scripts below (values are names and a verifier: no quote or backslash). */
+function psqlVars(vars) {
+    return Object.entries(vars)
+        .map(([k, v]) => {
+        if (/['\\\n]/.test(v))
+            throw new Error(`psql variable ${k} holds a quote, a backslash or a newline`);
+        return `\\set ${k} '${v}'\n`;
+    })
+        .join('');
+}
+/**
+ * A psql script (standard input) that creates the LOGIN REPLICATION role, or gives it back what it
+ * lacks (login, replication, the secret's password), and changes nothing when it lacks nothing.
+ * Then the physical slot, created reserving WAL at once when absent; prints `slot:<created|present>`
+ * and fails when the name is taken by a logical slot.
+ */
+function ensureRoleAndSlotScript(role, slot, verifier) {
+    return `${psqlVars({ role, slot, verifier })}${ROLE_SQL}\n\\gexec\n${SLOT_SQL}\n`;
+}
+/** A psql script dropping the slot when no receiver holds it; prints `slot:<dropped|absent|active>`. */
+function dropSlotScript(slot) {
+    return `${psqlVars({ slot })}${DROP_SLOT_SQL}\n`;
 }
 
 

@@ -55680,6 +55680,7 @@ const metrics_1 = __nccwpck_require__(271);
 const monitoring_1 = __nccwpck_require__(6062);
 const units_1 = __nccwpck_require__(4477);
 const postgres_1 = __nccwpck_require__(263);
+const wal_1 = __nccwpck_require__(960);
 const SPLIT = '--twinstack-inspect--';
 const CONTAINER_STATS = fs.readFileSync(__nccwpck_require__.ab + "container-stats.sh", 'utf8');
 const LATENCY = fs.readFileSync(__nccwpck_require__.ab + "latency.sh", 'utf8');
@@ -55751,6 +55752,28 @@ async function latency(host, config, into) {
     }
     into.latency = { url, samples, stats: (0, metrics_1.latencyStats)(samples) };
 }
+/** prod's WAL archive (backup.wal): the receiver's state and the lag, each problem a breach. */
+async function walMetrics(host, config, into) {
+    if (!config.backup.wal.enabled)
+        return [];
+    const prod = new environment_1.Environment('prod', config);
+    try {
+        into.wal = await (0, wal_1.walHealth)(host, config, prod);
+    }
+    catch (e) {
+        into.walError = (0, errors_1.errorMessage)(e);
+        return [
+            {
+                check: 'wal-archive',
+                environment: 'prod',
+                severity: 'error',
+                message: `the WAL archive could not be read: ${into.walError}`,
+                fix: 'check the host and run monitor again',
+            },
+        ];
+    }
+    return into.wal.problems.map((p) => ({ check: 'wal-archive', environment: 'prod', severity: 'error', message: p.message, fix: p.fix }));
+}
 async function runMonitor(host, config, log) {
     const metrics = { time: new Date().toISOString(), docker: await dockerState(host), environments: [], disks: [] };
     if (!metrics.docker.available)
@@ -55774,7 +55797,10 @@ async function runMonitor(host, config, log) {
         const st = metrics.latency.stats;
         log.info(`prod ${metrics.latency.url}: ${st.p50Ms === undefined ? 'no answers' : `P50 ${st.p50Ms} ms, P99 ${st.p99Ms} ms`}, ${st.errors}/${st.requests} failed`);
     }
-    const findings = (0, findings_1.sortFindings)((0, monitoring_1.judgeMetrics)(metrics, config.monitor));
+    const wal = await walMetrics(host, config, metrics);
+    if (metrics.wal)
+        log.info(`prod WAL archive: receiver ${metrics.wal.receiver}, lag ${metrics.wal.lagSeconds} s`);
+    const findings = (0, findings_1.sortFindings)([...(0, monitoring_1.judgeMetrics)(metrics, config.monitor), ...wal]);
     const c = (0, findings_1.counts)(findings);
     return { metrics, findings, breaches: c.errors, warnings: c.warnings };
 }
@@ -55834,9 +55860,25 @@ function monitorSummary(report, config) {
             `${d.use.percent} % (limit ${config.monitor['disk-percent']} %)`,
         ]
         : [d.label, d.path, '–', '–', '–', `not measured: ${d.error}`]));
+    if (m.wal || m.walError)
+        walSection(s, config, m);
     if (!m.docker.available)
         s.list([`docker: did not answer (${m.docker.error}); container metrics are missing`]);
     return s;
+}
+function walSection(s, config, m) {
+    s.heading(`prod WAL archive: ${(0, wal_1.walDir)(config)}`, 3);
+    if (!m.wal) {
+        s.list([`not read: ${m.walError ?? 'unknown'}`]);
+        return;
+    }
+    const w = m.wal;
+    s.list([
+        `receiver ${(0, wal_1.receiverName)(new environment_1.Environment('prod', config))}: ${w.receiver}`,
+        `lag: ${w.lagSeconds} s (limit ${config.backup.wal['max-lag-seconds']} s)`,
+        `newest archived segment: ${w.segment ? `${w.segment.name}, ${w.segment.ageSeconds} s old` : 'none yet'}`,
+        `being received: ${w.partial ? `${w.partial.name}, written ${w.partial.ageSeconds} s ago` : 'nothing'}`,
+    ]);
 }
 /** Writes the SVG chart where the runner keeps temporary files; returns its path. */
 function writeChart(report, config) {
@@ -56004,7 +56046,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = exports.offsiteSchema = void 0;
+exports.backupSchema = exports.walSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
 const age_1 = __nccwpck_require__(3997);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -56071,6 +56113,31 @@ exports.offsiteSchema = zod_1.z
         });
     }
 });
+const roleName = zod_1.z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be lower-case letters, digits and underscores, not starting with a digit');
+/**
+ * `backup.wal:` — continuous WAL archiving of prod's database: a pg_receivewal container of its own,
+ * from prod's db image, streaming from a physical replication slot into a directory on the host.
+ * See src/domain/wal.ts.
+ */
+exports.walSchema = zod_1.z
+    .object({
+    enabled: zod_1.z.boolean().default(false),
+    /** The physical replication slot on prod's server; it keeps WAL until the receiver has it. */
+    slot: roleName.default('twinstack_wal'),
+    /** The LOGIN REPLICATION role pg_receivewal connects as; its password comes from the wal-password secret. */
+    role: roleName.default('twinstack_wal'),
+    /** The role that creates the replication role and the slot (a superuser); default: prod's database user. */
+    'admin-user': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name')
+        .optional(),
+    /** The WAL directory on the host; default <backup.dir>/prod/wal. */
+    dir: absPath.refine((p) => p !== '', 'must not be /').optional(),
+    /** monitor fails when the newest archived segment is older than this (or the receiver is down). */
+    'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
+})
+    .strict()
+    .default({});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -56088,6 +56155,8 @@ exports.backupSchema = zod_1.z
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: exports.offsiteSchema.optional(),
+    /** Continuous WAL archiving of prod (off by default). */
+    wal: exports.walSchema,
 })
     .strict()
     .default({});
@@ -56146,6 +56215,7 @@ exports.PREFLIGHT_CHECKS = [
     'basic-auth',
     'http',
     'rolling',
+    'wal-settings',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -56510,15 +56580,17 @@ exports.referenceSchema = zod_1.z
 });
 /** A column name, unquoted. */
 const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+const keyValue = zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String);
 /**
  * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
  * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ * the sample. `key` is its primary key (a value production does not use), or for a primary key of
+ * several columns a map naming each; `values` gives other columns as SQL constant expressions
+ * (checked like every SQL fragment), the rest take their default.
  */
 exports.placeholderSchema = zod_1.z
     .object({
-    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    key: zod_1.z.union([keyValue, zod_1.z.record(columnName, keyValue)]),
     values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
 })
     .strict();
@@ -57362,6 +57434,286 @@ function parseInspect(json) {
 
 /***/ }),
 
+/***/ 960:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SPEC_LABEL = void 0;
+exports.walDir = walDir;
+exports.receiverName = receiverName;
+exports.toolContainer = toolContainer;
+exports.ensureWal = ensureWal;
+exports.stopWal = stopWal;
+exports.parseWalStatus = parseWalStatus;
+exports.walHealth = walHealth;
+exports.baseBackupRoot = baseBackupRoot;
+exports.baseBackup = baseBackup;
+/**
+ * Continuous WAL archiving of prod (`backup.wal`). The runbook of `ensure`, run again and again:
+ *
+ *   1. On prod's server, as the admin user: the LOGIN REPLICATION role (password from the
+ *      wal-password secret, sent as a SCRAM verifier) and the physical replication slot, created
+ *      when absent. From the slot's creation on, prod keeps every WAL segment the receiver has not
+ *      had yet.
+ *   2. On the host: the WAL directory (0700) and the .pgpass file the receiver reads its password from.
+ *   3. Observed state: prod's db container (its image id and network) and the receiver container.
+ *   4. Desired state: a container `<project>-twinstack-wal` of prod's own db image on that network,
+ *      running pg_receivewal on the slot into the directory, restarted by the daemon unless stopped,
+ *      its wanted state in a label. The same running container is left alone; another one is replaced.
+ *   5. Proof: the slot is active (the receiver is connected and streaming).
+ *
+ * `off` removes the container, then drops the slot, so WAL never piles up on prod for a receiver
+ * that is gone. The role and the archived WAL stay.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
+const postgres_1 = __nccwpck_require__(263);
+const shell_1 = __nccwpck_require__(2232);
+const sql_1 = __nccwpck_require__(3830);
+const wal_1 = __nccwpck_require__(3538);
+/** Where the WAL directory is mounted in tool containers. */
+const MOUNT = '/wal';
+/** The label holding the receiver's wanted state (a hash): a container without the same one is replaced. */
+exports.SPEC_LABEL = 'twinstack.wal-spec';
+/** The WAL directory on the host: backup.wal.dir, or <backup.dir>/prod/wal. */
+function walDir(config) {
+    return config.backup.wal.dir ?? `${config.backup.dir}/prod/wal`;
+}
+/** The receiver container's name. */
+function receiverName(prod) {
+    return `${prod.project}-twinstack-wal`;
+}
+const inspected = zod_1.z.array(zod_1.z
+    .object({
+    Id: zod_1.z.string(),
+    Image: zod_1.z.string(),
+    State: zod_1.z.object({ Running: zod_1.z.boolean(), Status: zod_1.z.string() }).passthrough(),
+    Config: zod_1.z.object({ Labels: zod_1.z.record(zod_1.z.string()).nullish() }).passthrough(),
+    HostConfig: zod_1.z.object({ NetworkMode: zod_1.z.string() }).passthrough(),
+    NetworkSettings: zod_1.z.object({ Networks: zod_1.z.record(zod_1.z.unknown()).nullish() }).passthrough(),
+})
+    .passthrough());
+/** `docker inspect` of one container, parsed; undefined when there is no such container. */
+async function inspectContainer(host, ref) {
+    const r = await host.run((0, shell_1.argv)('docker', 'inspect', '--type', 'container', ref), { check: false, quiet: true, timeoutSeconds: 60 });
+    if (r.exitCode !== 0) {
+        if (/no such (object|container)/i.test(r.stderr))
+            return undefined;
+        throw new errors_1.OperationFailed(`docker inspect ${ref} failed: ${(0, errors_1.tailLines)(r.stderr, 3)}`);
+    }
+    return inspected.parse(JSON.parse(r.stdout))[0];
+}
+/** The .pgpass file the tools read their password from, as the container sees it. */
+const PASSFILE = `${MOUNT}/.pgpass`;
+/** What a tool container of prod's db image needs: that image, its network, the WAL directory. */
+async function toolContainer(host, config, prod) {
+    const db = await inspectContainer(host, await prod.serviceContainer(host, prod.cfg.database.service));
+    if (!db)
+        throw new errors_1.OperationFailed(`prod's ${prod.cfg.database.service} container went away while twinstack read it; run again`);
+    const mode = db.HostConfig.NetworkMode;
+    const networks = Object.keys(db.NetworkSettings.Networks ?? {});
+    const network = mode === 'host' ? 'host' : networks.includes(mode) ? mode : networks[0];
+    if (!network)
+        throw new errors_1.OperationFailed(`prod's ${prod.cfg.database.service} container is on no network a receiver could join`);
+    return {
+        image: db.Image,
+        network,
+        mounts: [{ host: walDir(config), container: MOUNT }],
+        passfile: PASSFILE,
+        labels: {},
+        // On the compose network the service name reaches the database; with host networking, loopback.
+        target: { host: network === 'host' ? '127.0.0.1' : prod.cfg.database.service, port: prod.cfg.database['container-port'] },
+    };
+}
+/** The database session that may create roles and slots: backup.wal.admin-user, or prod's own user. */
+function adminOf(config, prod) {
+    const admin = config.backup.wal['admin-user'];
+    return admin ? prod.withDatabaseUser(admin) : prod;
+}
+/** Step 1: the replication role and the physical slot. Returns what the slot step found. */
+async function ensureRoleAndSlot(host, config, prod, password) {
+    const { role, slot } = config.backup.wal;
+    const r = await host.run((0, postgres_1.psql)(adminOf(config, prod), prod.cfg.database.name, { tuples: true }), {
+        stdin: (0, wal_1.ensureRoleAndSlotScript)(role, slot, (0, wal_1.scramVerifier)(role, password)),
+        label: `creating or checking the replication role ${role} and the slot ${slot}`,
+        quiet: true,
+        timeoutSeconds: 120,
+    });
+    return /slot:created/.test(r.stdout) ? 'created' : 'present';
+}
+/** Step 2: the WAL directory and the receiver's .pgpass (from standard input: never on a command line). */
+async function prepareDir(host, config, password) {
+    await host.run((0, shell_1.hostScript)(wal_1.WAL_DIR_SCRIPT, { DIR: walDir(config) }), {
+        stdin: (0, wal_1.pgpassLine)(config.backup.wal.role, password),
+        label: 'preparing the WAL directory',
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+}
+/** `ensure`: the role, the slot, the directory and a streaming receiver; a second run changes nothing. */
+async function ensureWal(c, password) {
+    const { host, config, env: prod, log } = c;
+    const { role, slot } = config.backup.wal;
+    const slotState = await ensureRoleAndSlot(host, config, prod, password);
+    await prepareDir(host, config, password);
+    const tool = await toolContainer(host, config, prod);
+    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target });
+    const spec = (0, node_crypto_1.createHash)('sha256')
+        .update(JSON.stringify({ image: tool.image, network: tool.network, mounts: tool.mounts, receiver }))
+        .digest('hex')
+        .slice(0, 16);
+    const name = receiverName(prod);
+    const current = await inspectContainer(host, name);
+    let outcome = 'unchanged';
+    if (!current || !current.State.Running || current.Config.Labels?.[exports.SPEC_LABEL] !== spec) {
+        if (current)
+            await host.run((0, shell_1.argv)('docker', 'rm', '-f', name), { label: 'removing the old WAL receiver', quiet: true, timeoutSeconds: 120 });
+        await host.run((0, wal_1.runDetached)(name, { ...tool, labels: { [exports.SPEC_LABEL]: spec } }, receiver), {
+            label: 'starting the WAL receiver',
+            quiet: true,
+            timeoutSeconds: 120,
+        });
+        outcome = current ? 'replaced' : 'created';
+    }
+    await waitStreaming(host, config, prod, name);
+    const container = (await inspectContainer(host, name))?.Id.slice(0, 12) ?? '';
+    log.info(`prod: WAL receiver ${name} (${container}) ${outcome}, streaming slot ${slot} into ${walDir(config)}`);
+    return { receiver: outcome, container, slot: slotState, dir: walDir(config), image: tool.image };
+}
+/** Whether the slot has a connected receiver (`t`/`f`, '' when the slot is absent). */
+async function slotActive(host, config, prod) {
+    const sql = `SELECT active FROM pg_replication_slots WHERE slot_name = ${(0, sql_1.literal)(config.backup.wal.slot)}`;
+    const r = await host.run((0, postgres_1.psql)(adminOf(config, prod), prod.cfg.database.name, { tuples: true, run: [sql] }), { quiet: true, timeoutSeconds: 60 });
+    return r.stdout.trim();
+}
+/** Step 5: the slot turns active within 30 s, or the step fails with the receiver's last log lines. */
+async function waitStreaming(host, config, prod, name) {
+    for (let i = 0; i < 60; i++) {
+        if ((await slotActive(host, config, prod)) === 't')
+            return;
+        await new Promise((r) => setTimeout(r, 500));
+    }
+    const logs = await host.run((0, docker_1.logsTail)(name, 10), { check: false, quiet: true, timeoutSeconds: 60 });
+    throw new errors_1.OperationFailed(`the WAL receiver ${name} has not connected to slot ${config.backup.wal.slot} within 30 s (check pg_hba.conf allows replication for ${config.backup.wal.role}, and the wal-password): ${(0, errors_1.tailLines)(logs.stdout, 5)}`);
+}
+/** `off`: the receiver removed, then the slot dropped once its walsender has gone (so prod keeps no WAL for it). */
+async function stopWal(host, config, prod, log) {
+    const name = receiverName(prod);
+    const existed = (await inspectContainer(host, name)) !== undefined;
+    if (existed)
+        await host.run((0, shell_1.argv)('docker', 'rm', '-f', name), { label: 'removing the WAL receiver', quiet: true, timeoutSeconds: 120 });
+    const { slot } = config.backup.wal;
+    let found = '';
+    for (let i = 0; i < 40; i++) {
+        const r = await host.run((0, postgres_1.psql)(adminOf(config, prod), prod.cfg.database.name, { tuples: true }), {
+            stdin: (0, wal_1.dropSlotScript)(slot),
+            label: `dropping the replication slot ${slot}`,
+            quiet: true,
+            timeoutSeconds: 60,
+        });
+        found = /slot:(\w+)/.exec(r.stdout)?.[1] ?? '';
+        if (found !== 'active')
+            break;
+        await new Promise((res) => setTimeout(res, 500));
+    }
+    if (found === 'active')
+        throw new errors_1.OperationFailed(`the replication slot ${slot} is still held by a client 20 s after the receiver was removed: find it in pg_stat_replication`);
+    log.info(`prod: WAL receiver ${existed ? 'removed' : 'was not there'}, slot ${slot} ${found}`);
+    return { container: existed ? 'removed' : 'absent', slot: found === 'dropped' ? 'dropped' : 'absent' };
+}
+/** Reads wal-status.sh's output against the threshold; `current` is prod's current WAL file, when known. */
+function parseWalStatus(text, o) {
+    const lines = new Map(text.split('\n').map((l) => [l.split(' ')[0], l.split(' ').slice(1)]));
+    const now = Number(lines.get('now')?.[0]);
+    const seg = (key) => {
+        const f = lines.get(key);
+        return f && f.length === 3 ? { name: f[2], bytes: Number(f[1]), ageSeconds: Math.max(0, Math.round(now - Number(f[0]))) } : undefined;
+    };
+    const [receiver = 'absent', startedAt = ''] = lines.get('receiver') ?? [];
+    const segment = seg('segment');
+    const partial = seg('partial');
+    const started = Date.parse(startedAt);
+    const onCurrent = o.current !== undefined && partial?.name === `${o.current}.partial`;
+    const lagSeconds = onCurrent ? 0 : segment ? segment.ageSeconds : Number.isNaN(started) ? 0 : Math.max(0, Math.round(now - started / 1000));
+    const problems = [];
+    if (receiver !== 'running')
+        problems.push({ message: `the WAL receiver ${o.name} is ${receiver}`, fix: 'run the backup action with wal: ensure' });
+    if (lagSeconds > o.maxLagSeconds)
+        problems.push({
+            message: `the newest archived WAL segment is ${lagSeconds} s old, over backup.wal.max-lag-seconds (${o.maxLagSeconds})`,
+            fix: `look at docker logs ${o.name} and prod's pg_stat_replication`,
+        });
+    return { receiver, segment, partial, lagSeconds, problems };
+}
+/** The archive's lag and the receiver's state, read on the host (and prod's current WAL file, when the database answers). */
+async function walHealth(host, config, prod) {
+    const name = receiverName(prod);
+    const r = await host.run((0, shell_1.hostScript)(wal_1.WAL_STATUS_SCRIPT, { DIR: walDir(config), NAME: name }), {
+        label: 'reading the WAL archive',
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    const q = await host.run((0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true, run: ['SELECT pg_walfile_name(pg_current_wal_lsn())'] }), {
+        check: false,
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    const current = q.exitCode === 0 && /^[0-9A-F]{24}$/.test(q.stdout.trim()) ? q.stdout.trim() : undefined;
+    return parseWalStatus(r.stdout, { name, maxLagSeconds: config.backup.wal['max-lag-seconds'], current });
+}
+/** Where base backups go on the host. */
+function baseBackupRoot(config) {
+    return `${config.backup.dir}/prod/base`;
+}
+/**
+ * A base backup of prod's cluster: pg_basebackup from prod's own db image, as the replication role
+ * (its .pgpass written again from the secret), tar files without WAL (the archive holds it) into a
+ * new dated directory. A backup that fails leaves no directory behind.
+ */
+async function baseBackup(c, password, now = new Date()) {
+    const { host, config, env: prod, log } = c;
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
+    const root = baseBackupRoot(config);
+    const dir = `${root}/${stamp}`;
+    await prepareDir(host, config, password);
+    await host.run((0, shell_1.argv)('install', '-d', '-m', '700', root), { label: 'preparing the base backup directory', quiet: true, timeoutSeconds: 60 });
+    const tool = await toolContainer(host, config, prod);
+    const mounts = [...tool.mounts, { host: root, container: '/base' }];
+    const command = (0, wal_1.pgBasebackup)({ dir: `/base/${stamp}`, label: `twinstack base ${stamp}`, user: config.backup.wal.role, ...tool.target });
+    const started = Date.now();
+    try {
+        await host.run((0, wal_1.runOnce)(`${prod.project}-twinstack-basebackup`, { ...tool, mounts }, command), {
+            label: 'pg_basebackup of prod',
+            quiet: true,
+            timeoutSeconds: config.backup['timeout-seconds'],
+        });
+    }
+    catch (e) {
+        await host.run((0, shell_1.argv)('rm', '-rf', dir), { check: false, quiet: true, timeoutSeconds: 300 });
+        throw e;
+    }
+    const r = await host.run((0, shell_1.argv)('find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%s %f\\n'), { quiet: true, timeoutSeconds: 60 });
+    const files = {};
+    for (const line of r.stdout.trim().split('\n')) {
+        const m = /^(\d+) (.+)$/.exec(line);
+        if (m)
+            files[m[2]] = Number(m[1]);
+    }
+    const seconds = Math.round((Date.now() - started) / 1000);
+    log.info(`prod: base backup ${stamp} in ${dir} (${Object.keys(files).join(', ')}), ${seconds} s`);
+    return { dir, stamp, files, seconds };
+}
+
+
+/***/ }),
+
 /***/ 5842:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -57779,8 +58131,12 @@ function listImages(pattern, format) {
 }
 /** `docker tag` of each pair, stopping at the first that fails. */
 function tagImages(pairs) {
-    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+    // Nothing to tag: no script, so callers run nothing.
+    if (!pairs.length)
+        return '';
+    return (0, shell_1.hostScript)(TAG_IMAGES, {}, pairs.flatMap((p) => [p.from, p.to]));
 }
+const TAG_IMAGES = fs.readFileSync(__nccwpck_require__.ab + "tag-images.sh", 'utf8');
 const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 function stopAndRemove(ids, drainSeconds) {
@@ -58914,7 +59270,7 @@ class SshHost {
         };
     }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds, label, nonce) {
+    wrap({ script, options, timeoutSeconds, label, nonce }) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
         const env = { ...(options.env ?? {}) };
         let register = '';
@@ -58967,7 +59323,7 @@ class SshHost {
         const label = options.label ?? script.split('\n')[0];
         const timeoutSeconds = this.startable(script, options, label);
         const nonce = (0, node_crypto_1.randomBytes)(8).toString('hex');
-        const command = this.wrap(script, options, timeoutSeconds, label, nonce);
+        const command = this.wrap({ script, options, timeoutSeconds, label, nonce });
         this.log.debug(`$ ${script}`);
         const streams = new CommandStreams(this.log, nonce);
         const started = Date.now();
@@ -59441,6 +59797,172 @@ function boolean(value, name) {
 
 /***/ }),
 
+/***/ 3538:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.WAL_STATUS_SCRIPT = exports.WAL_DIR_SCRIPT = exports.WAL_SETTINGS_SQL = void 0;
+exports.pgReceivewal = pgReceivewal;
+exports.pgBasebackup = pgBasebackup;
+exports.runDetached = runDetached;
+exports.runOnce = runOnce;
+exports.pgpassLine = pgpassLine;
+exports.scramVerifier = scramVerifier;
+exports.ensureRoleAndSlotScript = ensureRoleAndSlotScript;
+exports.dropSlotScript = dropSlotScript;
+/**
+ * The command lines of PostgreSQL's WAL tools (pg_receivewal, pg_basebackup), run in a container of
+ * prod's own db image, and the SQL that prepares their replication role and slot: the one builder
+ * of each. No password is ever in these lines: the tools read it from a .pgpass file (PGPASSFILE),
+ * and the role's password reaches the server only as a SCRAM verifier, on psql's standard input.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
+const shell_1 = __nccwpck_require__(2232);
+const sql_1 = __nccwpck_require__(3830);
+/** pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first. */
+function pgReceivewal(o) {
+    return ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+}
+/**
+ * pg_basebackup of the whole cluster as tar files into `dir` (a new dated directory), without WAL
+ * of its own (-X none: the WAL archive holds it) and with a fast checkpoint, so it starts at once.
+ */
+function pgBasebackup(o) {
+    return [
+        'pg_basebackup',
+        '-D',
+        o.dir,
+        '-F',
+        'tar',
+        '-X',
+        'none',
+        '-c',
+        'fast',
+        '-l',
+        o.label,
+        '-h',
+        o.host,
+        '-p',
+        String(o.port),
+        '-U',
+        o.user,
+        '--no-password',
+    ];
+}
+function containerWords(c) {
+    return [
+        '--network',
+        c.network,
+        // The host user twinstack logs in as owns what the tool writes, so it can read and prune it.
+        '--user',
+        (0, shell_1.raw)('"$(id -u):$(id -g)"'),
+        ...c.mounts.flatMap((m) => ['-v', `${m.host}:${m.container}`]),
+        '-e',
+        `PGPASSFILE=${c.passfile}`,
+        ...Object.entries(c.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+    ];
+}
+/** `docker run -d` of a long-lived tool container (the WAL receiver), restarted by the daemon unless stopped. */
+function runDetached(name, c, tool) {
+    return (0, shell_1.argv)('docker', 'run', '-d', '--restart', 'unless-stopped', '--name', name, containerWords(c), '--entrypoint', tool[0], c.image, tool.slice(1));
+}
+/** `docker run --rm` of a one-off tool container (a base backup), its exit status the tool's. */
+function runOnce(name, c, tool) {
+    return (0, shell_1.argv)('docker', 'run', '--rm', '--name', name, containerWords(c), '--entrypoint', tool[0], c.image, tool.slice(1));
+}
+/** A .pgpass line giving `user` its password on every host, port and database (replication included). */
+function pgpassLine(user, password) {
+    if (/[\n\r\0]/.test(password))
+        throw new Error('the replication password must be one line');
+    const esc = (s) => s.replace(/[\\:]/g, (c) => `\\${c}`);
+    return `*:*:*:${esc(user)}:${esc(password)}\n`;
+}
+/**
+ * The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (as `\password` sends it), with a salt
+ * derived from the role and the password: the same secret gives the same verifier, so checking the
+ * role again changes nothing, and a new secret gives a new one.
+ */
+function scramVerifier(role, password, iterations = 4096) {
+    const salt = (0, node_crypto_1.createHmac)('sha256', password).update(`twinstack-wal:${role}`).digest().subarray(0, 16);
+    const salted = (0, node_crypto_1.pbkdf2Sync)(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+    const clientKey = (0, node_crypto_1.createHmac)('sha256', salted).update('Client Key').digest();
+    const storedKey = (0, node_crypto_1.createHash)('sha256').update(clientKey).digest();
+    const serverKey = (0, node_crypto_1.createHmac)('sha256', salted).update('Server Key').digest();
+    return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+// Literal paths: scripts/bundle.sh finds them in the bundle and copies the files beside it.
+const ROLE_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-role.sql", 'utf8'));
+const SLOT_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-slot.sql", 'utf8'));
+const DROP_SLOT_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-drop-slot.sql", 'utf8'));
+/** prod's settings that streaming replication needs, one `name|setting` row each. */
+exports.WAL_SETTINGS_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-settings.sql", 'utf8'));
+/** Makes the WAL directory and writes its .pgpass from standard input (parameter DIR). */
+exports.WAL_DIR_SCRIPT = fs.readFileSync(__nccwpck_require__.ab + "wal-dir.sh", 'utf8');
+/** Prints the archive's newest segments and the receiver's state (parameters DIR, NAME). */
+exports.WAL_STATUS_SCRIPT = fs.readFileSync(__nccwpck_require__.ab + "wal-status.sh", 'utf8');
+/** psql `\set` lines for the scripts below (values are names and a verifier: no quote or backslash). */
+function psqlVars(vars) {
+    return Object.entries(vars)
+        .map(([k, v]) => {
+        if (/['\\\n]/.test(v))
+            throw new Error(`psql variable ${k} holds a quote, a backslash or a newline`);
+        return `\\set ${k} '${v}'\n`;
+    })
+        .join('');
+}
+/**
+ * A psql script (standard input) that creates the LOGIN REPLICATION role, or gives it back what it
+ * lacks (login, replication, the secret's password), and changes nothing when it lacks nothing.
+ * Then the physical slot, created reserving WAL at once when absent; prints `slot:<created|present>`
+ * and fails when the name is taken by a logical slot.
+ */
+function ensureRoleAndSlotScript(role, slot, verifier) {
+    return `${psqlVars({ role, slot, verifier })}${ROLE_SQL}\n\\gexec\n${SLOT_SQL}\n`;
+}
+/** A psql script dropping the slot when no receiver holds it; prints `slot:<dropped|absent|active>`. */
+function dropSlotScript(slot) {
+    return `${psqlVars({ slot })}${DROP_SLOT_SQL}\n`;
+}
+
+
+/***/ }),
+
 /***/ 802:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -59587,9 +60109,11 @@ exports.latencyStats = latencyStats;
  * `docker inspect`, psql's connection counts, `df -P`, and curl's `-w '%{http_code} %{time_total}\n'`.
  * Each is pure and tested against output captured from the real commands.
  */
+const zod_1 = __nccwpck_require__(924);
 const units_1 = __nccwpck_require__(4477);
 const docker_1 = __nccwpck_require__(580);
 const docker_inspect_1 = __nccwpck_require__(3045);
+const json_1 = __nccwpck_require__(8634);
 const percent = (s) => (typeof s === 'string' && /^\s*[\d.]+\s*%\s*$/.test(s) ? Number(s.replace('%', '')) : NaN);
 /** One JSON object per line; lines that are not (warnings, blank) are skipped. */
 function parseDockerStats(text) {
@@ -59600,7 +60124,8 @@ function parseDockerStats(text) {
             continue;
         let o;
         try {
-            o = JSON.parse(t);
+            // Each field is read leniently below (scalarText, percent): the line need only be an object.
+            o = (0, json_1.parseHostJson)(zod_1.z.record(zod_1.z.unknown()), t, 'a docker stats line');
         }
         catch {
             continue;
@@ -59735,13 +60260,6 @@ function combineContainers(stats, limits) {
         };
     });
 }
-const finding = (check, environment, severity, message, fix) => ({
-    check,
-    environment,
-    severity,
-    message,
-    fix,
-});
 /** Every threshold the monitor judges, in the order the summary lists them: engine, environments, disks, latency. */
 function judgeMetrics(m, s) {
     return [...judgeDocker(m), ...m.environments.flatMap((e) => judgeEnvironment(m, e, s)), ...m.disks.flatMap((d) => judgeDisk(d, s)), ...judgeLatency(m, s)];
@@ -59750,16 +60268,34 @@ function judgeDocker(m) {
     if (m.docker.available)
         return [];
     return [
-        finding('docker', 'host', 'error', `docker did not answer on the host, so container and database metrics are missing: ${m.docker.error ?? 'no reason given'}`, 'start the Docker engine on the host (systemctl start docker), or let the SSH user run docker'),
+        {
+            check: 'docker',
+            environment: 'host',
+            severity: 'error',
+            message: `docker did not answer on the host, so container and database metrics are missing: ${m.docker.error ?? 'no reason given'}`,
+            fix: 'start the Docker engine on the host (systemctl start docker), or let the SSH user run docker',
+        },
     ];
 }
 function judgeEnvironment(m, e, s) {
     const out = [];
     if (e.containersError) {
-        out.push(finding('containers', e.environment, 'error', `${e.environment}'s containers could not be measured: ${e.containersError}`, 'run docker stats on the host to see why'));
+        out.push({
+            check: 'containers',
+            environment: e.environment,
+            severity: 'error',
+            message: `${e.environment}'s containers could not be measured: ${e.containersError}`,
+            fix: 'run docker stats on the host to see why',
+        });
     }
     else if (m.docker.available && e.containers.length === 0) {
-        out.push(finding('containers', e.environment, 'warning', `no containers found for compose project ${e.project}`, `deploy ${e.environment}, or check environments.${e.environment}.project`));
+        out.push({
+            check: 'containers',
+            environment: e.environment,
+            severity: 'warning',
+            message: `no containers found for compose project ${e.project}`,
+            fix: `deploy ${e.environment}, or check environments.${e.environment}.project`,
+        });
     }
     for (const c of e.containers) {
         out.push(...judgeContainer(e, c));
@@ -59771,9 +60307,21 @@ function judgeEnvironment(m, e, s) {
 function judgeContainer(e, c) {
     const out = [];
     if (c.status !== 'running')
-        out.push(finding('containers', e.environment, e.environment === 'prod' ? 'error' : 'warning', `${e.environment} ${c.service} (${c.name}) is ${c.status}`, `look at its logs: docker logs ${c.name}`));
+        out.push({
+            check: 'containers',
+            environment: e.environment,
+            severity: e.environment === 'prod' ? 'error' : 'warning',
+            message: `${e.environment} ${c.service} (${c.name}) is ${c.status}`,
+            fix: `look at its logs: docker logs ${c.name}`,
+        });
     if (c.oomKilled)
-        out.push(finding('memory', e.environment, 'error', `${e.environment} ${c.service} was killed for running out of memory${c.memLimitBytes ? ` (limit ${(0, units_1.formatBytes)(c.memLimitBytes)})` : ''}`, `raise its memory limit or find what grows; docker logs ${c.name}`));
+        out.push({
+            check: 'memory',
+            environment: e.environment,
+            severity: 'error',
+            message: `${e.environment} ${c.service} was killed for running out of memory${c.memLimitBytes ? ` (limit ${(0, units_1.formatBytes)(c.memLimitBytes)})` : ''}`,
+            fix: `raise its memory limit or find what grows; docker logs ${c.name}`,
+        });
     return out;
 }
 /** A running dev container: it has both limits, and is not pinned at either. */
@@ -59781,13 +60329,31 @@ function judgeDevLimits(c, s) {
     const out = [];
     if (c.cpuLimit === undefined || c.memLimitBytes === undefined) {
         const missing = [c.cpuLimit === undefined ? 'CPU' : '', c.memLimitBytes === undefined ? 'memory' : ''].filter(Boolean).join(' and ');
-        out.push(finding('dev-limits', 'dev', 'warning', `dev ${c.service} runs without a ${missing} limit: it can take the host from prod`, `set deploy.resources.limits for ${c.service} in dev's overlay and redeploy dev (preflight checks this too)`));
+        out.push({
+            check: 'dev-limits',
+            environment: 'dev',
+            severity: 'warning',
+            message: `dev ${c.service} runs without a ${missing} limit: it can take the host from prod`,
+            fix: `set deploy.resources.limits for ${c.service} in dev's overlay and redeploy dev (preflight checks this too)`,
+        });
     }
     if (c.cpuOfLimit !== undefined && c.cpuOfLimit >= s['dev-limit-percent']) {
-        out.push(finding('dev-limits', 'dev', 'error', `dev ${c.service} uses ${c.cpuOfLimit} % of its ${(0, units_1.formatCpus)(c.cpuLimit)} limit (${c.cpuPercent} % of one CPU): it is throttled at its limit`, `find what keeps ${c.service} busy, or give it more CPU within dev's share`));
+        out.push({
+            check: 'dev-limits',
+            environment: 'dev',
+            severity: 'error',
+            message: `dev ${c.service} uses ${c.cpuOfLimit} % of its ${(0, units_1.formatCpus)(c.cpuLimit)} limit (${c.cpuPercent} % of one CPU): it is throttled at its limit`,
+            fix: `find what keeps ${c.service} busy, or give it more CPU within dev's share`,
+        });
     }
     if (c.memOfLimit !== undefined && c.memOfLimit >= s['dev-limit-percent']) {
-        out.push(finding('dev-limits', 'dev', 'error', `dev ${c.service} uses ${c.memOfLimit} % of its ${(0, units_1.formatBytes)(c.memLimitBytes)} memory limit: it is about to be killed`, `find what grows in ${c.service}, or give it more memory within dev's share`));
+        out.push({
+            check: 'dev-limits',
+            environment: 'dev',
+            severity: 'error',
+            message: `dev ${c.service} uses ${c.memOfLimit} % of its ${(0, units_1.formatBytes)(c.memLimitBytes)} memory limit: it is about to be killed`,
+            fix: `find what grows in ${c.service}, or give it more memory within dev's share`,
+        });
     }
     return out;
 }
@@ -59797,39 +60363,83 @@ function judgeDatabase(e, s) {
         if (e.database.percent <= s['db-connections-percent'])
             return [];
         return [
-            finding('db-connections', e.environment, severity, `${e.environment}'s database has ${e.database.connections} of ${e.database.max} connections in use (${e.database.percent} %, limit ${s['db-connections-percent']} %)`, 'look for connection leaks or a pool sized above max_connections; raise max_connections only with the memory to back it'),
+            {
+                check: 'db-connections',
+                environment: e.environment,
+                severity,
+                message: `${e.environment}'s database has ${e.database.connections} of ${e.database.max} connections in use (${e.database.percent} %, limit ${s['db-connections-percent']} %)`,
+                fix: 'look for connection leaks or a pool sized above max_connections; raise max_connections only with the memory to back it',
+            },
         ];
     }
     if (!e.databaseError)
         return [];
     return [
-        finding('db-connections', e.environment, severity, `${e.environment}'s database connections could not be counted: ${e.databaseError}`, `check environments.${e.environment}.database and that the db container runs`),
+        {
+            check: 'db-connections',
+            environment: e.environment,
+            severity,
+            message: `${e.environment}'s database connections could not be counted: ${e.databaseError}`,
+            fix: `check environments.${e.environment}.database and that the db container runs`,
+        },
     ];
 }
 function judgeDisk(d, s) {
     if (d.error)
         return [
-            finding('disk', d.environment, 'warning', `${d.label} (${d.path}) could not be measured: ${d.error}`, `create ${d.path}, or correct the path in the config`),
+            {
+                check: 'disk',
+                environment: d.environment,
+                severity: 'warning',
+                message: `${d.label} (${d.path}) could not be measured: ${d.error}`,
+                fix: `create ${d.path}, or correct the path in the config`,
+            },
         ];
     if (!d.use || d.use.percent <= s['disk-percent'])
         return [];
     return [
-        finding('disk', d.environment, 'error', `the file system of ${d.label} (${d.path}, on ${d.use.mountedOn}) is ${d.use.percent} % full, ${(0, units_1.formatBytes)(d.use.availableBytes)} left (limit ${s['disk-percent']} %)`, 'free space (old backups, old images: docker image prune) or grow the disk'),
+        {
+            check: 'disk',
+            environment: d.environment,
+            severity: 'error',
+            message: `the file system of ${d.label} (${d.path}, on ${d.use.mountedOn}) is ${d.use.percent} % full, ${(0, units_1.formatBytes)(d.use.availableBytes)} left (limit ${s['disk-percent']} %)`,
+            fix: 'free space (old backups, old images: docker image prune) or grow the disk',
+        },
     ];
 }
 function judgeLatency(m, s) {
     if (!m.latency) {
         return m.latencyError
-            ? [finding('latency', 'prod', 'error', `prod's health URL could not be measured: ${m.latencyError}`, 'check that curl is installed on the host')]
+            ? [
+                {
+                    check: 'latency',
+                    environment: 'prod',
+                    severity: 'error',
+                    message: `prod's health URL could not be measured: ${m.latencyError}`,
+                    fix: 'check that curl is installed on the host',
+                },
+            ]
             : [];
     }
     const out = [];
     const st = m.latency.stats;
     if (st.p99Ms !== undefined && st.p99Ms > s['latency-p99-ms']) {
-        out.push(finding('latency', 'prod', 'error', `prod's ${m.latency.url} P99 is ${st.p99Ms} ms over ${st.requests} requests (limit ${s['latency-p99-ms']} ms; P50 ${st.p50Ms} ms)`, "look at prod's load and at dev's containers (dev must not starve prod)"));
+        out.push({
+            check: 'latency',
+            environment: 'prod',
+            severity: 'error',
+            message: `prod's ${m.latency.url} P99 is ${st.p99Ms} ms over ${st.requests} requests (limit ${s['latency-p99-ms']} ms; P50 ${st.p50Ms} ms)`,
+            fix: "look at prod's load and at dev's containers (dev must not starve prod)",
+        });
     }
     if (st.errorRatePercent > s['error-rate-percent']) {
-        out.push(finding('error-rate', 'prod', 'error', `${st.errors} of ${st.requests} requests to prod's ${m.latency.url} failed (${st.errorRatePercent} %, limit ${s['error-rate-percent']} %)`, "look at prod's api logs and container states"));
+        out.push({
+            check: 'error-rate',
+            environment: 'prod',
+            severity: 'error',
+            message: `${st.errors} of ${st.requests} requests to prod's ${m.latency.url} failed (${st.errorRatePercent} %, limit ${s['error-rate-percent']} %)`,
+            fix: "look at prod's api logs and container states",
+        });
     }
     return out;
 }

@@ -55819,7 +55819,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = exports.offsiteSchema = void 0;
+exports.backupSchema = exports.walSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
 const age_1 = __nccwpck_require__(3997);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -55886,6 +55886,31 @@ exports.offsiteSchema = zod_1.z
         });
     }
 });
+const roleName = zod_1.z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be lower-case letters, digits and underscores, not starting with a digit');
+/**
+ * `backup.wal:` — continuous WAL archiving of prod's database: a pg_receivewal container of its own,
+ * from prod's db image, streaming from a physical replication slot into a directory on the host.
+ * See src/domain/wal.ts.
+ */
+exports.walSchema = zod_1.z
+    .object({
+    enabled: zod_1.z.boolean().default(false),
+    /** The physical replication slot on prod's server; it keeps WAL until the receiver has it. */
+    slot: roleName.default('twinstack_wal'),
+    /** The LOGIN REPLICATION role pg_receivewal connects as; its password comes from the wal-password secret. */
+    role: roleName.default('twinstack_wal'),
+    /** The role that creates the replication role and the slot (a superuser); default: prod's database user. */
+    'admin-user': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name')
+        .optional(),
+    /** The WAL directory on the host; default <backup.dir>/prod/wal. */
+    dir: absPath.refine((p) => p !== '', 'must not be /').optional(),
+    /** monitor fails when the newest archived segment is older than this (or the receiver is down). */
+    'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
+})
+    .strict()
+    .default({});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -55903,6 +55928,8 @@ exports.backupSchema = zod_1.z
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: exports.offsiteSchema.optional(),
+    /** Continuous WAL archiving of prod (off by default). */
+    wal: exports.walSchema,
 })
     .strict()
     .default({});
@@ -55961,6 +55988,7 @@ exports.PREFLIGHT_CHECKS = [
     'basic-auth',
     'http',
     'rolling',
+    'wal-settings',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -56325,15 +56353,17 @@ exports.referenceSchema = zod_1.z
 });
 /** A column name, unquoted. */
 const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+const keyValue = zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String);
 /**
  * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
  * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ * the sample. `key` is its primary key (a value production does not use), or for a primary key of
+ * several columns a map naming each; `values` gives other columns as SQL constant expressions
+ * (checked like every SQL fragment), the rest take their default.
  */
 exports.placeholderSchema = zod_1.z
     .object({
-    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    key: zod_1.z.union([keyValue, zod_1.z.record(columnName, keyValue)]),
     values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
 })
     .strict();
@@ -57889,8 +57919,12 @@ function listImages(pattern, format) {
 }
 /** `docker tag` of each pair, stopping at the first that fails. */
 function tagImages(pairs) {
-    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+    // Nothing to tag: no script, so callers run nothing.
+    if (!pairs.length)
+        return '';
+    return (0, shell_1.hostScript)(TAG_IMAGES, {}, pairs.flatMap((p) => [p.from, p.to]));
 }
+const TAG_IMAGES = fs.readFileSync(__nccwpck_require__.ab + "tag-images.sh", 'utf8');
 const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 function stopAndRemove(ids, drainSeconds) {
@@ -58458,6 +58492,146 @@ function parseSql(text) {
 
 /***/ }),
 
+/***/ 263:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.STDIN_SCRIPT = void 0;
+exports.psql = psql;
+exports.pgDump = pgDump;
+exports.pgDumpVersion = pgDumpVersion;
+exports.pgDumpGlobals = pgDumpGlobals;
+exports.pgRestore = pgRestore;
+exports.pgRestoreReads = pgRestoreReads;
+exports.endSessionsSql = endSessionsSql;
+exports.renameDatabaseSql = renameDatabaseSql;
+exports.copyDatabaseSettingsSql = copyDatabaseSettingsSql;
+exports.dropDatabaseSql = dropDatabaseSql;
+/**
+ * The one place twinstack writes the flags of PostgreSQL's client tools (psql, pg_dump, pg_restore,
+ * pg_dumpall), and the database-level SQL that more than one operation needs (ending sessions,
+ * renaming and dropping a database). Every psql twinstack runs has the same base: no psqlrc (`-X`),
+ * quiet, and stopping at the first error unless a caller replays lines that are expected to fail.
+ * Where a tool runs (in the db container or on the host) is the client's business (DbClient.dbTool).
+ */
+const shell_1 = __nccwpck_require__(2232);
+const sql_1 = __nccwpck_require__(3830);
+/** In `PsqlOptions.run`: the script psql reads from its standard input (`-f -`). */
+exports.STDIN_SCRIPT = Symbol('stdin script');
+/** A shell command running psql on `database` through the client's connection. */
+function psql(client, database, o = {}) {
+    const args = ['-X', '-q'];
+    if (o.stopOnError !== false)
+        args.push('-v', 'ON_ERROR_STOP=1');
+    if (o.tuples)
+        args.push('-A', '-t');
+    if (o.output)
+        args.push('-o', o.output);
+    args.push('-d', database);
+    const steps = o.run ?? [exports.STDIN_SCRIPT];
+    // literal() doubles quotes and relies on this; set it rather than trust the server's default.
+    if (steps.length)
+        args.push('-c', 'SET standard_conforming_strings = on');
+    for (const step of steps) {
+        if (step === exports.STDIN_SCRIPT)
+            args.push('-f', '-');
+        else
+            args.push('-c', step);
+    }
+    return client.dbTool('psql', args);
+}
+/** A shell command running pg_dump of `database`, the dump on standard output. */
+function pgDump(client, database, o = {}) {
+    const args = [];
+    if (o.custom)
+        args.push('-Fc');
+    if (o.schemaOnly)
+        args.push('--schema-only');
+    if (o.section)
+        args.push('--section', o.section);
+    if (o.lockWaitTimeout)
+        args.push(`--lock-wait-timeout=${o.lockWaitTimeout}`);
+    if (o.noOwnership)
+        args.push('--no-owner', '--no-privileges');
+    if (o.noServerObjects)
+        args.push('--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces');
+    if (o.snapshot)
+        args.push(`--snapshot=${o.snapshot}`);
+    return client.dbTool('pg_dump', [...args, '-d', database]);
+}
+/** `pg_dump --version`: the client tools' version, as the dump records it. */
+function pgDumpVersion(client) {
+    return client.dbTool('pg_dump', ['--version']);
+}
+/** pg_dumpall of the roles and tablespaces (`--globals-only`); without role passwords when they cannot be read. */
+function pgDumpGlobals(client, o) {
+    return client.dbTool('pg_dumpall', ['--globals-only', ...(o.rolePasswords ? [] : ['--no-role-passwords'])]);
+}
+function fromSource(command, from) {
+    return 'stdin' in from ? `${command} < ${(0, shell_1.quote)(from.stdin)}` : command;
+}
+/** A shell command restoring a dump into `database`, stopping at the first error. */
+function pgRestore(client, database, from, o = {}) {
+    const args = [];
+    if (o.singleTransaction)
+        args.push('--single-transaction');
+    if (o.noOwner)
+        args.push('--no-owner');
+    args.push('--exit-on-error');
+    if (o.jobs)
+        args.push('-j', String(o.jobs));
+    args.push('-d', database);
+    if ('file' in from)
+        args.push(from.file);
+    return fromSource(client.dbTool('pg_restore', args), from);
+}
+/** `pg_restore --list` of a dump, the listing thrown away: whether the dump can be read whole. */
+function pgRestoreReads(client, from) {
+    return `${fromSource(client.dbTool('pg_restore', ['--list', ...('file' in from ? [from.file] : [])]), from)} > /dev/null`;
+}
+/**
+ * Ends the sessions on a database that the connected role may end. A non-superuser owner (the
+ * usual `via: container` login) may only signal its own roles' sessions: asking for others would be
+ * an error, so those are left to the caller's retry ("being accessed by other users").
+ */
+function endSessionsSql(database) {
+    return (`SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid ` +
+        `WHERE a.datname = ${(0, sql_1.literal)(database)} AND a.pid <> pg_backend_pid() ` +
+        `AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR (NOT r.rolsuper AND (pg_has_role(r.oid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))));`);
+}
+/** Ends the database's sessions, then renames it (one script; the rename is its last statement). */
+function renameDatabaseSql(from, to, opts = {}) {
+    // Terminated backends take a moment to leave: wait until none is left (at most 2 s, looking every
+    // 10 ms with a fresh statistics snapshot) before the rename looks; a caller retries what remains.
+    const settle = `DO $ts_settle$ BEGIN FOR i IN 1..200 LOOP PERFORM pg_stat_clear_snapshot(); ` +
+        `EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = ${(0, sql_1.literal)(from)} AND pid <> pg_backend_pid()); ` +
+        `PERFORM pg_sleep(0.01); END LOOP; END $ts_settle$;\n`;
+    return `${endSessionsSql(from)}\n${opts.settle ? settle : ''}ALTER DATABASE ${(0, sql_1.ident)(from)} RENAME TO ${(0, sql_1.ident)(to)};\n`;
+}
+/**
+ * Copies the settings that belong to a database rather than to its dump (`ALTER DATABASE … SET`,
+ * `ALTER ROLE … IN DATABASE … SET`) from one database to another. A psql script (\gexec).
+ */
+function copyDatabaseSettingsSql(from, to) {
+    // List settings are stored as their elements, each already quoted where needed ("$user",
+    // public): written back as they are. Every other value is one literal.
+    const value = "CASE WHEN lower(split_part(c, '=', 1)) IN ('search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries', 'shared_preload_libraries') " +
+        "THEN substr(c, strpos(c, '=') + 1) ELSE quote_literal(substr(c, strpos(c, '=') + 1)) END";
+    return (`SELECT CASE WHEN s.setrole = 0 THEN format('ALTER DATABASE %I SET %s = %s', ${(0, sql_1.literal)(to)}, split_part(c, '=', 1), ${value}) ` +
+        `ELSE format('ALTER ROLE %I IN DATABASE %I SET %s = %s', r.rolname, ${(0, sql_1.literal)(to)}, split_part(c, '=', 1), ${value}) END ` +
+        `FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c ` +
+        `WHERE d.datname = ${(0, sql_1.literal)(from)} AND split_part(c, '=', 1) ~ '^[A-Za-z_][A-Za-z0-9_.]*$' \\gexec\n`);
+}
+/** Ends the database's sessions, then drops it if it exists. */
+function dropDatabaseSql(name) {
+    return `${endSessionsSql(name)}\nDROP DATABASE IF EXISTS ${(0, sql_1.ident)(name)};\n`;
+}
+
+
+/***/ }),
+
 /***/ 3828:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -58578,6 +58752,66 @@ function hostScript(file, params, args) {
         prelude.push(args.length ? `set -- ${argv(args)}` : 'set --');
     const body = lines.slice(start);
     return (prelude.length ? [prelude.join('; '), ...body] : body).join('\n').replace(/\n+$/, '');
+}
+
+
+/***/ }),
+
+/***/ 3830:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/** Quoting for SQL text that twinstack generates (identifiers and literals from the catalog and the config). */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ident = ident;
+exports.literal = literal;
+exports.qualified = qualified;
+exports.tuple = tuple;
+exports.dollarTag = dollarTag;
+exports.sqlFile = sqlFile;
+function ident(name) {
+    if (name.includes('\0'))
+        throw new Error('an identifier contains a NUL byte');
+    return `"${name.replace(/"/g, '""')}"`;
+}
+function literal(value) {
+    if (value.includes('\0'))
+        throw new Error('a SQL literal contains a NUL byte');
+    // E'' syntax is not needed: standard_conforming_strings is on in every supported version.
+    return `'${value.replace(/'/g, "''")}'`;
+}
+/** `"schema"."table"` for a table id `schema.table`. */
+function qualified(schema, name) {
+    return `${ident(schema)}.${ident(name)}`;
+}
+/** `t.a` or `(t.a, t.b)`: a column tuple for IN comparisons. */
+function tuple(alias, columns) {
+    const cols = columns.map((c) => `${alias}.${ident(c)}`);
+    return cols.length === 1 ? cols[0] : `(${cols.join(', ')})`;
+}
+/** A dollar-quote tag that does not occur in the body. */
+function dollarTag(body, base = 'ts') {
+    let tag = `$${base}$`;
+    for (let i = 0; body.includes(tag); i++)
+        tag = `$${base}${i}$`;
+    return tag;
+}
+/**
+ * A statement from a `.sql` file under src/ (shipped beside the bundles), as one line: its `--`
+ * comment lines left out, the others trimmed and joined by a space. The files hold no string
+ * literal that spans lines, so the statement means what the file says.
+ */
+function sqlFile(text) {
+    const lines = text
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('--'));
+    // Joined, a comment at the end of a line would swallow the rest of the statement.
+    const commented = lines.find((l) => l.includes('--'));
+    if (commented)
+        throw new Error(`a .sql file has a comment after SQL on one line (put it on a line of its own): ${commented}`);
+    return lines.join(' ');
 }
 
 
@@ -58824,7 +59058,7 @@ class SshHost {
         };
     }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds, label, nonce) {
+    wrap({ script, options, timeoutSeconds, label, nonce }) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
         const env = { ...(options.env ?? {}) };
         let register = '';
@@ -58877,7 +59111,7 @@ class SshHost {
         const label = options.label ?? script.split('\n')[0];
         const timeoutSeconds = this.startable(script, options, label);
         const nonce = (0, node_crypto_1.randomBytes)(8).toString('hex');
-        const command = this.wrap(script, options, timeoutSeconds, label, nonce);
+        const command = this.wrap({ script, options, timeoutSeconds, label, nonce });
         this.log.debug(`$ ${script}`);
         const streams = new CommandStreams(this.log, nonce);
         const started = Date.now();
@@ -59346,6 +59580,172 @@ function boolean(value, name) {
     if (['false', 'no', '0', 'off', ''].includes(v))
         return false;
     throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must be true or false`);
+}
+
+
+/***/ }),
+
+/***/ 3538:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.WAL_STATUS_SCRIPT = exports.WAL_DIR_SCRIPT = exports.WAL_SETTINGS_SQL = void 0;
+exports.pgReceivewal = pgReceivewal;
+exports.pgBasebackup = pgBasebackup;
+exports.runDetached = runDetached;
+exports.runOnce = runOnce;
+exports.pgpassLine = pgpassLine;
+exports.scramVerifier = scramVerifier;
+exports.ensureRoleAndSlotScript = ensureRoleAndSlotScript;
+exports.dropSlotScript = dropSlotScript;
+/**
+ * The command lines of PostgreSQL's WAL tools (pg_receivewal, pg_basebackup), run in a container of
+ * prod's own db image, and the SQL that prepares their replication role and slot: the one builder
+ * of each. No password is ever in these lines: the tools read it from a .pgpass file (PGPASSFILE),
+ * and the role's password reaches the server only as a SCRAM verifier, on psql's standard input.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
+const shell_1 = __nccwpck_require__(2232);
+const sql_1 = __nccwpck_require__(3830);
+/** pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first. */
+function pgReceivewal(o) {
+    return ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+}
+/**
+ * pg_basebackup of the whole cluster as tar files into `dir` (a new dated directory), without WAL
+ * of its own (-X none: the WAL archive holds it) and with a fast checkpoint, so it starts at once.
+ */
+function pgBasebackup(o) {
+    return [
+        'pg_basebackup',
+        '-D',
+        o.dir,
+        '-F',
+        'tar',
+        '-X',
+        'none',
+        '-c',
+        'fast',
+        '-l',
+        o.label,
+        '-h',
+        o.host,
+        '-p',
+        String(o.port),
+        '-U',
+        o.user,
+        '--no-password',
+    ];
+}
+function containerWords(c) {
+    return [
+        '--network',
+        c.network,
+        // The host user twinstack logs in as owns what the tool writes, so it can read and prune it.
+        '--user',
+        (0, shell_1.raw)('"$(id -u):$(id -g)"'),
+        ...c.mounts.flatMap((m) => ['-v', `${m.host}:${m.container}`]),
+        '-e',
+        `PGPASSFILE=${c.passfile}`,
+        ...Object.entries(c.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+    ];
+}
+/** `docker run -d` of a long-lived tool container (the WAL receiver), restarted by the daemon unless stopped. */
+function runDetached(name, c, tool) {
+    return (0, shell_1.argv)('docker', 'run', '-d', '--restart', 'unless-stopped', '--name', name, containerWords(c), '--entrypoint', tool[0], c.image, tool.slice(1));
+}
+/** `docker run --rm` of a one-off tool container (a base backup), its exit status the tool's. */
+function runOnce(name, c, tool) {
+    return (0, shell_1.argv)('docker', 'run', '--rm', '--name', name, containerWords(c), '--entrypoint', tool[0], c.image, tool.slice(1));
+}
+/** A .pgpass line giving `user` its password on every host, port and database (replication included). */
+function pgpassLine(user, password) {
+    if (/[\n\r\0]/.test(password))
+        throw new Error('the replication password must be one line');
+    const esc = (s) => s.replace(/[\\:]/g, (c) => `\\${c}`);
+    return `*:*:*:${esc(user)}:${esc(password)}\n`;
+}
+/**
+ * The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (as `\password` sends it), with a salt
+ * derived from the role and the password: the same secret gives the same verifier, so checking the
+ * role again changes nothing, and a new secret gives a new one.
+ */
+function scramVerifier(role, password, iterations = 4096) {
+    const salt = (0, node_crypto_1.createHmac)('sha256', password).update(`twinstack-wal:${role}`).digest().subarray(0, 16);
+    const salted = (0, node_crypto_1.pbkdf2Sync)(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+    const clientKey = (0, node_crypto_1.createHmac)('sha256', salted).update('Client Key').digest();
+    const storedKey = (0, node_crypto_1.createHash)('sha256').update(clientKey).digest();
+    const serverKey = (0, node_crypto_1.createHmac)('sha256', salted).update('Server Key').digest();
+    return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+// Literal paths: scripts/bundle.sh finds them in the bundle and copies the files beside it.
+const ROLE_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-role.sql", 'utf8'));
+const SLOT_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-slot.sql", 'utf8'));
+const DROP_SLOT_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-drop-slot.sql", 'utf8'));
+/** prod's settings that streaming replication needs, one `name|setting` row each. */
+exports.WAL_SETTINGS_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-settings.sql", 'utf8'));
+/** Makes the WAL directory and writes its .pgpass from standard input (parameter DIR). */
+exports.WAL_DIR_SCRIPT = fs.readFileSync(__nccwpck_require__.ab + "wal-dir.sh", 'utf8');
+/** Prints the archive's newest segments and the receiver's state (parameters DIR, NAME). */
+exports.WAL_STATUS_SCRIPT = fs.readFileSync(__nccwpck_require__.ab + "wal-status.sh", 'utf8');
+/** psql `\set` lines for the scripts below (values are names and a verifier: no quote or backslash). */
+function psqlVars(vars) {
+    return Object.entries(vars)
+        .map(([k, v]) => {
+        if (/['\\\n]/.test(v))
+            throw new Error(`psql variable ${k} holds a quote, a backslash or a newline`);
+        return `\\set ${k} '${v}'\n`;
+    })
+        .join('');
+}
+/**
+ * A psql script (standard input) that creates the LOGIN REPLICATION role, or gives it back what it
+ * lacks (login, replication, the secret's password), and changes nothing when it lacks nothing.
+ * Then the physical slot, created reserving WAL at once when absent; prints `slot:<created|present>`
+ * and fails when the name is taken by a logical slot.
+ */
+function ensureRoleAndSlotScript(role, slot, verifier) {
+    return `${psqlVars({ role, slot, verifier })}${ROLE_SQL}\n\\gexec\n${SLOT_SQL}\n`;
+}
+/** A psql script dropping the slot when no receiver holds it; prints `slot:<dropped|absent|active>`. */
+function dropSlotScript(slot) {
+    return `${psqlVars({ slot })}${DROP_SLOT_SQL}\n`;
 }
 
 
@@ -59870,15 +60270,15 @@ class Collector {
     constructor(warnOnly) {
         this.warnOnly = warnOnly;
     }
-    add(check, environment, severity, message, fix) {
+    add({ check, environment, severity, message, fix }) {
         const downgraded = severity === 'error' && this.warnOnly.includes(check);
         this.findings.push({ check, environment, severity: downgraded ? 'warning' : severity, message: downgraded ? `${message} (warn-only)` : message, fix });
     }
     error(check, environment, message, fix) {
-        this.add(check, environment, 'error', message, fix);
+        this.add({ check, environment, severity: 'error', message, fix });
     }
     warning(check, environment, message, fix) {
-        this.add(check, environment, 'warning', message, fix);
+        this.add({ check, environment, severity: 'warning', message, fix });
     }
 }
 function checkIsolation(input) {
@@ -60465,10 +60865,43 @@ function checkDevNetworks(c, prod, dev) {
 /***/ }),
 
 /***/ 6997:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.IsolationRefused = exports.SECRET_KEY = void 0;
 exports.preflightSettings = preflightSettings;
@@ -60476,6 +60909,13 @@ exports.unsetVariables = unsetVariables;
 exports.resolvePaths = resolvePaths;
 exports.runPreflight = runPreflight;
 exports.isolationGate = isolationGate;
+/**
+ * The isolation checks against the host: both env files (values hashed at once, never logged), each
+ * environment's merged compose configuration, the host's size, and optionally both sites over
+ * HTTP. Read-only: changes nothing and takes no lock. The preflight action reports them; deploy and
+ * promote run them as a gate on the commit they are about to start (isolationGate).
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
@@ -60485,6 +60925,7 @@ const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
 const rolling_1 = __nccwpck_require__(3803);
+const wal_settings_1 = __nccwpck_require__(8305);
 const secretsOf = (r) => [...r.prod.secrets, ...r.dev.secrets];
 /** Env file keys whose values are treated as secrets (masked in everything logged). */
 exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
@@ -60596,11 +61037,12 @@ async function resolvePaths(host, paths) {
         return `realpath exited with ${r.exitCode}: ${(0, errors_1.tailLines)(r.stderr, 1) || `${out.length} of ${paths.length} paths`}`;
     return new Map(paths.map((p, i) => [p, out[i]]));
 }
+const HOST_SIZE = fs.readFileSync(__nccwpck_require__.ab + "host-size.sh", 'utf8');
 async function hostTotals(host) {
-    const r = await host.run('nproc && cat /proc/meminfo', { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
+    const r = await host.run((0, shell_1.hostScript)(HOST_SIZE, {}), { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
     return r.exitCode === 0 ? (0, isolation_1.parseHostTotals)(r.stdout) : undefined;
 }
-async function probe(host, environment, url, kind, timeout) {
+async function probe(host, { environment, url, kind, timeout }) {
     // Prod follows redirects (http -> https, www); dev is judged on its first answer to a stranger.
     const follow = environment === 'prod' ? ['-L', '--max-redirs', '5'] : [];
     const r = await host.run((0, shell_1.sh) `curl -sS -i ${follow} --max-time ${timeout} -A twinstack-preflight -H ${'Accept: text/html,*/*'} ${url}`, {
@@ -60646,19 +61088,25 @@ async function runPreflight(host, config, log, opts = {}) {
     // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
     const prodCompose = readings.prod.facts.compose;
     if (prodCompose)
-        findings.push(...(0, rolling_1.checkRolling)(prodCompose, config.promote.rolling, 'prod', settings['warn-only'], {
-            checkout: config.environments.prod.checkout,
-            releaseDirs: config.promote['release-dirs'],
+        findings.push(...(0, rolling_1.checkRolling)({
+            compose: prodCompose,
+            rolling: config.promote.rolling,
+            environment: 'prod',
+            warnOnly: settings['warn-only'],
+            code: { checkout: config.environments.prod.checkout, releaseDirs: config.promote['release-dirs'] },
         }));
+    // Replication settings matter to the WAL receiver only: the gate before deploy and promote leaves them out.
+    if (opts.wal !== false)
+        findings.push(...(await (0, wal_settings_1.walSettingFindings)(host, config, settings['warn-only'].includes('wal-settings'))));
     const http = settings.http;
     if (http.enabled && opts.http !== false) {
         const probes = [];
         const prodUrl = config.environments.prod.url;
-        probes.push(await probe(host, 'prod', `${prodUrl}/robots.txt`, 'robots', http['timeout-seconds']));
+        probes.push(await probe(host, { environment: 'prod', url: `${prodUrl}/robots.txt`, kind: 'robots', timeout: http['timeout-seconds'] }));
         for (const p of http['prod-pages'])
-            probes.push(await probe(host, 'prod', `${prodUrl}${p}`, 'page', http['timeout-seconds']));
+            probes.push(await probe(host, { environment: 'prod', url: `${prodUrl}${p}`, kind: 'page', timeout: http['timeout-seconds'] }));
         for (const p of http['dev-pages'])
-            probes.push(await probe(host, 'dev', `${config.environments.dev.url}${p}`, 'page', http['timeout-seconds']));
+            probes.push(await probe(host, { environment: 'dev', url: `${config.environments.dev.url}${p}`, kind: 'page', timeout: http['timeout-seconds'] }));
         for (const p of probes) {
             for (const f of (0, http_probe_1.judgeProbe)(p)) {
                 const downgrade = f.severity === 'error' && settings['warn-only'].includes('http');
@@ -60694,7 +61142,7 @@ async function runPreflight(host, config, log, opts = {}) {
 async function isolationGate(host, config, log, what) {
     log.startGroup(`isolation checks on ${what}`);
     try {
-        const report = await runPreflight(host, config, log, { http: false });
+        const report = await runPreflight(host, config, log, { http: false, wal: false });
         for (const f of report.findings.filter((x) => x.severity === 'warning'))
             log.warning(`${f.check} (${f.environment}): ${f.message}. Fix: ${f.fix}`);
         const errors = report.findings.filter((x) => x.severity === 'error');
@@ -60729,7 +61177,7 @@ exports.IsolationRefused = IsolationRefused;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.checkRolling = checkRolling;
-function checkRolling(compose, rolling, environment, warnOnly = [], code) {
+function checkRolling({ compose, rolling, environment, warnOnly = [], code }) {
     const out = [];
     const add = (severity, message, fix) => {
         const down = severity === 'error' && warnOnly.includes('rolling');
@@ -60793,6 +61241,73 @@ function checkHealthcheck(s, add) {
     else if (s.healthcheck === 'image') {
         add('warning', `rolling service ${name} has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either`, `add a healthcheck to ${name} in the compose file (or be sure its image has a HEALTHCHECK)`);
     }
+}
+
+
+/***/ }),
+
+/***/ 8305:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.judgeWalSettings = judgeWalSettings;
+exports.walSettingFindings = walSettingFindings;
+const environment_1 = __nccwpck_require__(2309);
+const errors_1 = __nccwpck_require__(639);
+const postgres_1 = __nccwpck_require__(263);
+const wal_1 = __nccwpck_require__(3538);
+/** What each setting must be for a receiver and a base backup beside it: the minimum, and the value to set. */
+const NEEDED = {
+    wal_level: { ok: (v) => v === 'replica' || v === 'logical', set: 'replica', why: 'pg_receivewal needs replica' },
+    max_wal_senders: { ok: (v) => Number(v) >= 2, set: '10', why: 'the receiver and a base backup each take one' },
+    max_replication_slots: { ok: (v) => Number(v) >= 1, set: '10', why: 'the receiver streams from a slot' },
+};
+/** The findings for prod's settings as read (`name|setting` lines). */
+function judgeWalSettings(text, severity = 'error') {
+    const read = new Map(text
+        .split('\n')
+        .map((l) => l.trim().split('|'))
+        .filter((p) => p.length === 2));
+    const findings = [];
+    for (const [name, need] of Object.entries(NEEDED)) {
+        const v = read.get(name);
+        if (v !== undefined && need.ok(v))
+            continue;
+        findings.push({
+            check: 'wal-settings',
+            environment: 'prod',
+            severity,
+            message: v === undefined ? `prod's db did not report ${name}` : `prod's db has ${name}=${v}: ${need.why}`,
+            fix: `set ${name}=${need.set} (command: postgres -c ${name}=${need.set}) in the prod overlay, then recreate prod's db container`,
+        });
+    }
+    return findings;
+}
+/** Reads prod's settings when backup.wal is enabled; none otherwise. */
+async function walSettingFindings(host, config, warnOnly) {
+    if (!config.backup.wal.enabled)
+        return [];
+    const prod = new environment_1.Environment('prod', config);
+    const r = await host.run((0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true, run: [wal_1.WAL_SETTINGS_SQL] }), {
+        check: false,
+        quiet: true,
+        label: "reading prod's replication settings",
+        timeoutSeconds: 60,
+    });
+    const severity = warnOnly ? 'warning' : 'error';
+    if (r.exitCode !== 0)
+        return [
+            {
+                check: 'wal-settings',
+                environment: 'prod',
+                severity,
+                message: `prod's replication settings could not be read: ${(0, errors_1.tailLines)(r.stderr, 1)}`,
+                fix: "start prod's db (deploy prod), then run preflight again",
+            },
+        ];
+    return judgeWalSettings(r.stdout, severity);
 }
 
 

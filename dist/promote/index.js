@@ -55713,7 +55713,7 @@ function publicOrUndefined(key) {
     }
 }
 /** The off-host copy's part of a job summary: what happened, where the copies are, what to do next. */
-function offsiteSummary(s, config, env, localPath, copy) {
+function offsiteSummary(s, { config, env, localPath, copy }) {
     const o = config.backup.offsite;
     if (!o)
         return s;
@@ -55836,7 +55836,14 @@ async function swapProd(p, c, progress) {
             await (0, git_1.checkoutCommit)(host, prod, sha);
         log.startGroup('prod: compose up (no build: the shipped images)');
         try {
-            await (0, rolling_1.switchServices)(host, releaseDirs ? c.at : prod, config.promote.rolling, (0, rolling_1.rollingOptions)(config, prod), log, 'prod compose up');
+            await (0, rolling_1.switchServices)({
+                host,
+                env: releaseDirs ? c.at : prod,
+                rolling: config.promote.rolling,
+                options: (0, rolling_1.rollingOptions)(config, prod),
+                log,
+                label: 'prod compose up',
+            });
         }
         finally {
             log.endGroup();
@@ -55908,7 +55915,7 @@ async function recordPromotion(p, c, healthy) {
             rebuilt: c.ship.rebuild.map((s) => s.service),
         });
         // Housekeeping once the release is recorded: a failure here is a warning, never a rollback.
-        await (0, release_1.pruneOldReleases)(host, config, prod, { release: releaseId, sha }, c.previous, log);
+        await (0, release_1.pruneOldReleases)({ host, config, env: prod, current: { release: releaseId, sha }, previous: c.previous, log });
         return { ...(0, prepare_1.outcomeBase)(p, c), outcome: 'promoted', releaseId, rehearsal: c.rehearsal, migration: progress.migration, containers };
     });
 }
@@ -55987,7 +55994,16 @@ const errors_1 = __nccwpck_require__(639);
  */
 async function gatedRelease(o) {
     const { host, stateDir, dev, wanted, requireGate, run, log, lockTimeoutSeconds } = o;
-    const lock = await lock_1.EnvironmentLock.acquireToRead(host, stateDir, 'dev', run, 'promote (reading dev)', lockTimeoutSeconds, log, '');
+    const lock = await lock_1.EnvironmentLock.acquireToRead({
+        host,
+        stateDir,
+        env: 'dev',
+        run,
+        action: 'promote (reading dev)',
+        waitSeconds: lockTimeoutSeconds,
+        log,
+        sha: '',
+    });
     try {
         const devRecords = await new host_log_1.HostLog(host, stateDir, 'dev').read(log);
         const devRelease = (0, release_1.currentRelease)(devRecords);
@@ -56208,7 +56224,7 @@ async function rehearsalDatabase(p, at, mergedYaml) {
     const { config } = p;
     if (!config.gate.alembic || config.promote.rehearse === 'never')
         return undefined;
-    const value = await (0, rehearsal_1.databaseEnvValue)(p.host, at, config.promote['database-env'], p.log, mergedYaml).catch((e) => e instanceof Error ? e : new Error(String(e)));
+    const value = await (0, rehearsal_1.databaseEnvValue)({ host: p.host, at, variable: config.promote['database-env'], log: p.log, mergedYaml }).catch((e) => e instanceof Error ? e : new Error(String(e)));
     if (value instanceof Error && config.promote.rehearse === 'always')
         throw new errors_1.OperationFailed(`${value.message}. Nothing was changed.`);
     return value;
@@ -56251,14 +56267,14 @@ async function backUpProd(p, staged, frozen) {
     const { host, config, prod, log, plan } = p;
     let backup;
     if (plan.backupId) {
-        backup = await (0, backup_1.usableBackup)(host, config, prod, plan.backupId, log);
+        backup = await (0, backup_1.usableBackup)({ host, config, env: prod, id: plan.backupId, log });
         const ageMinutes = (Date.now() - Date.parse(backup.time)) / 60000;
         if (ageMinutes > plan.backupMaxAgeMinutes) {
             throw new errors_1.OperationFailed(`backup ${backup.id} is ${Math.round(ageMinutes)} minutes old, more than backup-max-age-minutes (${plan.backupMaxAgeMinutes}); take a new one`);
         }
     }
     else {
-        backup = await (0, backup_1.takeBackup)(host, config, prod, { release: staged.previous?.release, sha: staged.previous?.sha }, log);
+        backup = await (0, backup_1.takeBackup)({ host, config, env: prod, ctx: { release: staged.previous?.release, sha: staged.previous?.sha }, log });
     }
     await p.op.record('backup', {
         backup: backup.id,
@@ -56316,7 +56332,7 @@ async function rehearseMigrations(p, s) {
         return { refused: 'rehearsal', message: (0, errors_1.errorMessage)(s.databaseValue) };
     let rehearsal;
     try {
-        rehearsal = await (0, rehearsal_1.rehearse)(p.host, config, s.at, s.backup, p.log, p.op.id, s.databaseValue);
+        rehearsal = await (0, rehearsal_1.rehearse)({ host: p.host, config, at: s.at, backup: s.backup, log: p.log, opId: p.op.id, databaseValue: s.databaseValue });
     }
     catch (e) {
         return { refused: 'rehearsal', message: `the rehearsal could not run: ${(0, errors_1.errorMessage)(e)}` };
@@ -56543,7 +56559,7 @@ async function reportOutcome(io, { prod, config, result, gated, copy, log }) {
     io.output('offsite-path', copy?.status === 'copied' ? copy.location : '');
     const summary = (0, summary_1.promoteSummary)(prod, result, gated);
     if (copy && result.backup)
-        (0, common_1.offsiteSummary)(summary, config, prod.name, (0, backup_1.backupDir)(config, prod, result.backup.id), copy);
+        (0, common_1.offsiteSummary)(summary, { config, env: prod.name, localPath: (0, backup_1.backupDir)(config, prod, result.backup.id), copy });
     await io.summary(summary.toMarkdown());
     const shown = (0, sha_1.short)(result.sha);
     const failure = (0, outcome_1.failureOf)(result);
@@ -56619,7 +56635,7 @@ async function rollBackPromotion(p, c, failed) {
         const restart = await (0, rollback_1.startRelease)({ host, config, env: prod, release: previous, log, restore: data.schemaMoved ? c.backup : undefined });
         if (restart.restoredAt)
             data = { ...data, restored: (0, rollback_1.lossWindow)(c.backup, restart.restoredAt) };
-        await recordRollback(p, c, previous, stage, restart, data);
+        await recordRollback(p, c, { previous, stage, restart, data });
         return {
             ...(0, prepare_1.outcomeBase)(p, c),
             outcome: 'rolled-back',
@@ -56656,7 +56672,7 @@ async function dataAfterFailure(p, c, progress) {
     return { schemaMoved, rowsLost: lost.total, lostTables: lost.tables, ...(window ? { duringMigration: lost.duringMigration } : {}), aside };
 }
 /** The previous release runs again: recorded as a release (a rollback) and as the rollback of this promotion. */
-async function recordRollback(p, c, previous, stage, restart, data) {
+async function recordRollback(p, c, { previous, stage, restart, data }) {
     const restoredBackup = restart.restoredAt ? c.backup.id : undefined;
     await p.op.record('release', {
         release: previous.release,
@@ -56981,7 +56997,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = exports.offsiteSchema = void 0;
+exports.backupSchema = exports.walSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
 const age_1 = __nccwpck_require__(3997);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -57048,6 +57064,31 @@ exports.offsiteSchema = zod_1.z
         });
     }
 });
+const roleName = zod_1.z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be lower-case letters, digits and underscores, not starting with a digit');
+/**
+ * `backup.wal:` — continuous WAL archiving of prod's database: a pg_receivewal container of its own,
+ * from prod's db image, streaming from a physical replication slot into a directory on the host.
+ * See src/domain/wal.ts.
+ */
+exports.walSchema = zod_1.z
+    .object({
+    enabled: zod_1.z.boolean().default(false),
+    /** The physical replication slot on prod's server; it keeps WAL until the receiver has it. */
+    slot: roleName.default('twinstack_wal'),
+    /** The LOGIN REPLICATION role pg_receivewal connects as; its password comes from the wal-password secret. */
+    role: roleName.default('twinstack_wal'),
+    /** The role that creates the replication role and the slot (a superuser); default: prod's database user. */
+    'admin-user': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name')
+        .optional(),
+    /** The WAL directory on the host; default <backup.dir>/prod/wal. */
+    dir: absPath.refine((p) => p !== '', 'must not be /').optional(),
+    /** monitor fails when the newest archived segment is older than this (or the receiver is down). */
+    'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
+})
+    .strict()
+    .default({});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -57065,6 +57106,8 @@ exports.backupSchema = zod_1.z
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: exports.offsiteSchema.optional(),
+    /** Continuous WAL archiving of prod (off by default). */
+    wal: exports.walSchema,
 })
     .strict()
     .default({});
@@ -57123,6 +57166,7 @@ exports.PREFLIGHT_CHECKS = [
     'basic-auth',
     'http',
     'rolling',
+    'wal-settings',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -57487,15 +57531,17 @@ exports.referenceSchema = zod_1.z
 });
 /** A column name, unquoted. */
 const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+const keyValue = zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String);
 /**
  * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
  * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ * the sample. `key` is its primary key (a value production does not use), or for a primary key of
+ * several columns a map naming each; `values` gives other columns as SQL constant expressions
+ * (checked like every SQL fragment), the rest take their default.
  */
 exports.placeholderSchema = zod_1.z
     .object({
-    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    key: zod_1.z.union([keyValue, zod_1.z.record(columnName, keyValue)]),
     values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
 })
     .strict();
@@ -58105,7 +58151,7 @@ function alembicCheck(host, env, plan, timeoutSeconds) {
     return host.run((0, docker_1.dockerExec)(plan.container, alembic.check()), { label: `${env.name} alembic check`, timeoutSeconds, check: false });
 }
 /** alembic's current revision in the environment's api container ('' when there is none yet). */
-async function currentRevision(host, env, service = env.cfg.apiService, timeoutSeconds = 120, container) {
+async function currentRevision(host, env, { service = env.cfg.apiService, timeoutSeconds = 120, container } = {}) {
     container ??= await env.serviceContainer(host, service);
     const r = await host.run((0, docker_1.dockerExec)(container, alembic.current()), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
     return alembic.parseCurrent(r.stdout);
@@ -58323,7 +58369,7 @@ async function psqlValue(host, env, database, sql) {
     return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 /** Streams a client tool's output into a file on the host, hashing it on the way; returns size and hash. */
-async function streamToFile(host, command, file, label, timeoutSeconds) {
+async function streamToFile(host, { command, file, label, timeoutSeconds }) {
     const partial = `${file}.partial`;
     try {
         const r = await host.run((0, shell_1.hostScript)(STREAM_TO_FILE, { COMMAND: command, PARTIAL: partial, FILE: file }), {
@@ -58343,14 +58389,14 @@ async function streamToFile(host, command, file, label, timeoutSeconds) {
  * Takes and verifies a backup. Returns its manifest; throws OperationFailed (after writing a
  * `failed` manifest where the disk allows) when the dump or its verification fails.
  */
-async function takeBackup(host, config, env, ctx, log, verify = config.backup.verify) {
+async function takeBackup({ host, config, env, ctx, log, verify = config.backup.verify }) {
     checkBackupDir(config);
     const started = new Date();
     const id = newBackupId(env.name, started);
     const dir = backupDir(config, env, id);
     const database = env.cfg.database.name;
     const timeoutSeconds = config.backup['timeout-seconds'];
-    const manifest = openManifest(id, env, ctx, started, verify);
+    const manifest = openManifest({ id, env, ctx, started, verify });
     log.startGroup(`${env.name}: backup ${id}`);
     let snapshotSession;
     try {
@@ -58363,17 +58409,22 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
             snapshotSession = await openSnapshot(host, env, database, log);
         const seconds = (since) => Math.round((Date.now() - since) / 100) / 10;
         let t = Date.now();
-        manifest.files['db.dump'] = await streamToFile(host, (0, postgres_1.pgDump)(env, database, { custom: true, snapshot: snapshotSession?.snapshot }), `${dir}/db.dump`, `pg_dump of ${env.name}`, timeoutSeconds);
+        manifest.files['db.dump'] = await streamToFile(host, {
+            command: (0, postgres_1.pgDump)(env, database, { custom: true, snapshot: snapshotSession?.snapshot }),
+            file: `${dir}/db.dump`,
+            label: `pg_dump of ${env.name}`,
+            timeoutSeconds,
+        });
         manifest.timings.dump = seconds(t);
         log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
         const counts = snapshotSession ? await snapshotSession.counts() : undefined;
         await snapshotSession?.close();
         snapshotSession = undefined;
         t = Date.now();
-        manifest.files['globals.sql'] = await dumpGlobals(host, env, `${dir}/globals.sql`, log, timeoutSeconds);
+        manifest.files['globals.sql'] = await dumpGlobals({ host, env, file: `${dir}/globals.sql`, log, timeoutSeconds });
         manifest.timings.globals = seconds(t);
         t = Date.now();
-        const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
+        const problem = await verifyBackup({ host, env, manifest, dir, log, counts, timeoutSeconds });
         manifest.timings.verify = seconds(t);
         manifest.verification.ok = !problem;
         manifest.verification.detail =
@@ -58404,7 +58455,7 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
     return manifest;
 }
 /** The manifest of a backup just started: failed until its verification says otherwise. */
-function openManifest(id, env, ctx, started, verify) {
+function openManifest({ id, env, ctx, started, verify, }) {
     return {
         id,
         env: env.name,
@@ -58425,15 +58476,16 @@ async function psqlVersion(host, env) {
     const r = await host.run((0, postgres_1.pgDumpVersion)(env), { check: false, quiet: true, timeoutSeconds: 60 });
     return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
-async function dumpGlobals(host, env, file, log, timeoutSeconds) {
+async function dumpGlobals({ host, env, file, log, timeoutSeconds, }) {
+    const label = `pg_dumpall --globals-only of ${env.name}`;
     try {
-        return await streamToFile(host, (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: true }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+        return await streamToFile(host, { command: (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: true }), file, label, timeoutSeconds });
     }
     catch (e) {
         // Reading role passwords needs a superuser; without them the roles and grants are still saved.
         if (e instanceof errors_1.RemoteCommandError && /permission denied/i.test(e.stderr)) {
             log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
-            return streamToFile(host, (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: false }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+            return streamToFile(host, { command: (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: false }), file, label, timeoutSeconds });
         }
         throw e;
     }
@@ -58474,7 +58526,7 @@ async function rowCounts(host, env, database, timeoutSeconds) {
     return parseCounts(r.stdout);
 }
 /** Checks a backup on disk: checksum, pg_restore --list, and (with counts) a scratch restore. Returns the problem, if any. */
-async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds = 3600) {
+async function verifyBackup({ host, env, manifest, dir, log, counts, timeoutSeconds = 3600, }) {
     for (const [name, f] of Object.entries(manifest.files)) {
         const r = await host.run((0, shell_1.sh) `sha256sum ${`${dir}/${name}`}`, { check: false, quiet: true, timeoutSeconds });
         const actual = r.stdout.split(/\s+/)[0];
@@ -58543,13 +58595,13 @@ async function listBackups(host, config, env, log) {
     return out.sort((a, b) => (a.id < b.id ? 1 : -1));
 }
 /** Finds one backup by id and re-checks it on disk (checksums and pg_restore --list). */
-async function usableBackup(host, config, env, id, log) {
+async function usableBackup({ host, config, env, id, log }) {
     const m = (await listBackups(host, config, env, log)).find((b) => b.id === id);
     if (!m)
         throw new errors_1.OperationFailed(`backup ${id} of ${env.name} does not exist in ${backupDir(config, env)}`);
     if (m.status !== 'verified')
         throw new errors_1.OperationFailed(`backup ${id} failed when it was taken (${m.error ?? 'not verified'}); it is never used`);
-    const problem = await verifyBackup(host, env, m, backupDir(config, env, id), log);
+    const problem = await verifyBackup({ host, env, manifest: m, dir: backupDir(config, env, id), log });
     if (problem)
         throw new errors_1.OperationFailed(`backup ${id} cannot be used: ${problem}`);
     return m;
@@ -58563,7 +58615,7 @@ async function usableBackup(host, config, env, id, log) {
  * that fails, the new database is dropped and the old one renamed back. Needs a database user that
  * may create databases (the official postgres image's POSTGRES_USER can).
  */
-async function restoreBackup(host, config, env, m, log, opts = {}) {
+async function restoreBackup({ host, config, env, m, log, opts = {} }) {
     const file = `${backupDir(config, env, m.id)}/db.dump`;
     const db = m.database;
     const aside = restoreAsideName(db);
@@ -59363,7 +59415,7 @@ async function checkoutCommit(host, env, sha) {
  */
 async function scratchCheckout(host, env, sha, dir) {
     await addWorktree(host, env, sha, dir);
-    await copyUntracked(host, env, sha, dir, []);
+    await copyUntracked({ host, env, sha, dir, files: [] });
     return dir;
 }
 async function addWorktree(host, env, sha, dir) {
@@ -59387,7 +59439,7 @@ const LINK = '@twinstack-link';
  * refused in one line and nothing is copied. cp never dereferences (-P), and the copies are private
  * (files 0600, directories 0700; an executable keeps its owner's x bit).
  */
-async function copyUntracked(host, env, sha, dir, files) {
+async function copyUntracked({ host, env, sha, dir, files }) {
     const { checkout, envFile } = env.cfg;
     const all = [envFile, ...files];
     // Every path that must not be a link, with what to say when it is one.
@@ -59438,7 +59490,7 @@ function releaseDir(stateDir, env, sha) {
 async function releaseEnvironment(host, config, env, sha) {
     if (!usesReleaseDirs(config, env))
         return env;
-    return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
+    return ensureReleaseDir({ host, env, sha, dir: releaseDir(config['state-dir'], env, sha), files: config.promote['release-files'] });
 }
 /**
  * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
@@ -59447,7 +59499,7 @@ async function releaseEnvironment(host, config, env, sha) {
  * (copyUntracked: never through a symlink). `<state-dir>/releases` and its environment's directory are
  * 0700: a release directory holds prod's env file and secrets.
  */
-async function ensureReleaseDir(host, env, sha, dir, files) {
+async function ensureReleaseDir({ host, env, sha, dir, files }) {
     const { checkout } = env.cfg;
     const envRoot = parentOf(dir);
     const roots = [parentOf(envRoot), envRoot];
@@ -59469,7 +59521,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     await host.run((0, shell_1.argv)('chmod', '700', roots), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
     if (!lines.includes(sha))
         await addWorktree(host, env, sha, dir);
-    await copyUntracked(host, env, sha, dir, files);
+    await copyUntracked({ host, env, sha, dir, files });
     return env.at(dir);
 }
 /**
@@ -59643,6 +59695,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional(), bytes: count, sha256: text, error: text }),
     record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
+    record('wal', {
+        mode: zod_1.z.enum(['ensure', 'off']),
+        status: zod_1.z.enum(['done', 'failed']),
+        receiver: zod_1.z.string().optional(),
+        slot: zod_1.z.string().optional(),
+        error: zod_1.z.string().optional(),
+    }),
     record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string(), backup: text }),
     record('staging-created', { database: zod_1.z.string(), fraction: count, seed: text }),
     record('resampled', { rows: count, fraction: count, seed: text }),
@@ -59910,21 +59969,20 @@ const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
 class EnvironmentLock {
-    host;
-    process;
-    holderFile;
-    env;
-    stale;
-    stateDir;
-    log;
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
     /** The holder file being written, which a release waits for before removing it. */
     writing = Promise.resolve();
-    constructor(host, process, holderFile, env, 
+    host;
+    process;
+    holderFile;
+    env;
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    stale, stateDir, log) {
+    stale;
+    stateDir;
+    log;
+    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
@@ -59973,7 +60031,7 @@ class EnvironmentLock {
      * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
      * how long it has waited; past the deadline, refuses.
      */
-    static async waitIdle(host, stateDir, env, deadline, waitSeconds, log) {
+    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
         const started = Date.now();
         let lastSaid = 0;
         for (;;) {
@@ -60002,7 +60060,7 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork(host, stateDir, env, op, project, graceSeconds = 3) {
+    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
@@ -60030,10 +60088,17 @@ class EnvironmentLock {
         }
     }
     /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
-    static acquireToRead(host, stateDir, env, run, action, waitSeconds, log, sha = run.sha) {
-        return EnvironmentLock.acquire(host, stateDir, env, { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() }, waitSeconds, log);
+    static acquireToRead({ host, stateDir, env, run, action, waitSeconds, log, sha = run.sha, }) {
+        return EnvironmentLock.acquire({
+            host,
+            stateDir,
+            env,
+            holder: { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() },
+            waitSeconds,
+            log,
+        });
     }
-    static async acquire(host, stateDir, env, holder, waitSeconds, log) {
+    static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
         const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
@@ -60054,7 +60119,7 @@ class EnvironmentLock {
         }
         // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
         try {
-            await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
+            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
         }
         catch (e) {
             await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
@@ -60062,7 +60127,7 @@ class EnvironmentLock {
         }
         // A holder file still present means its run died while holding the lock.
         const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir, log);
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
         lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
@@ -60240,10 +60305,10 @@ async function copyOffsite(c) {
         const unregister = (0, cancel_1.onCancel)(removeStage);
         try {
             // 1. Seal on the VPS, with public keys only.
-            upload = await seal(host, o, env.name, manifest, local, `${stage}/${env.name}/${manifest.id}`, log);
+            upload = await seal({ host, o, env: env.name, manifest, local, out: `${stage}/${env.name}/${manifest.id}`, log });
             // 2. Push from the VPS with the write-only key.
             at = 'push';
-            writeOnly = await push(host, o, env.name, manifest.id, stage, keys.write, log);
+            writeOnly = await push({ host, o, env: env.name, id: manifest.id, stage, writeKey: keys.write, log });
         }
         finally {
             unregister();
@@ -60301,7 +60366,7 @@ async function copyOffsite(c) {
     return copy;
 }
 /** Encrypts each file of the backup to the recipients into `out`, and writes upload.json there. */
-async function seal(host, o, env, manifest, local, out, log) {
+async function seal({ host, o, env, manifest, local, out, log, }) {
     const tools = await host.run((0, shell_1.hostScript)(MISSING_TOOLS, {}, ['age', 'rsync', 'ssh']), { quiet: true, timeoutSeconds: 60 });
     const missing = tools.stdout.split('\n').filter(Boolean);
     const packages = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
@@ -60341,8 +60406,9 @@ function uploadJson(u) {
 const RRSYNC_BUSY_ATTEMPTS = 20;
 const RRSYNC_BUSY_WAIT_MS = 15_000;
 /** rsync from the VPS to the backup host; returns whether a read with the same key was refused. */
-async function push(host, o, env, id, stage, writeKey, log) {
-    const tmp = (await host.run('umask 077 && mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+async function push({ host, o, env, id, stage, writeKey, log }) {
+    // mktemp -d makes the directory readable by its owner only (0700), whatever the umask.
+    const tmp = (await host.run('mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
     if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
         throw new OffsiteFailed('push', `mktemp on the VPS returned "${(0, errors_1.shorten)(tmp, 80)}"`);
     // The key file goes in every case: at the end of the push, and on a cancel (src/infra/cancel.ts).
@@ -60533,7 +60599,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
     const hostLog = new host_log_1.HostLog(o.host, o.stateDir, o.env);
     const holder = { run: o.run.url, actor: o.run.actor, sha: o.sha ?? o.run.sha, action: o.action, op: id, since: new Date().toISOString() };
-    const lock = await lock_1.EnvironmentLock.acquire(o.host, o.stateDir, o.env, holder, o.lockTimeoutSeconds, o.log);
+    const lock = await lock_1.EnvironmentLock.acquire({ host: o.host, stateDir: o.stateDir, env: o.env, holder, waitSeconds: o.lockTimeoutSeconds, log: o.log });
     // A cancel from here on first stops this run's remote work and records it, then frees the lock (below).
     lock.leaveCancelToCaller();
     // From here every command runs inside this run's lease (see EnvironmentLock.fence).
@@ -60546,7 +60612,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id, o.project).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch((0, logger_1.ignored)(o.log, 'recording cancelled'));
@@ -60555,7 +60621,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     try {
         let op;
         try {
-            op = await openOperation(o, hostLog, lock, id, base);
+            op = await openOperation({ o, hostLog, lock, id, base });
         }
         catch (e) {
             // Cut short by the cancel (the host is halted): the cancel handler records it and frees the lock.
@@ -60587,7 +60653,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     }
 }
 /** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
-async function openOperation(o, hostLog, lock, id, base) {
+async function openOperation({ o, hostLog, lock, id, base, }) {
     const records = await hostLog.read(o.log);
     const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${(0, errors_1.errorMessage)(e)}`));
     if (archived)
@@ -60785,7 +60851,7 @@ function parseTables(text) {
  * included), else from the env file. Masked once read. Refuses in one line, naming the setting,
  * when neither sets it.
  */
-async function databaseEnvValue(host, at, variable, log, mergedYaml) {
+async function databaseEnvValue({ host, at, variable, log, mergedYaml, }) {
     const merged = mergedYaml ?? (await (0, ship_1.mergedConfig)(host, at));
     const envText = (await host.readFile(`${at.cfg.checkout}/${at.cfg.envFile}`)).toString('utf8');
     const value = (0, env_file_1.serviceEnvironment)(merged, at.cfg.apiService).get(variable) ?? (0, env_file_1.parseEnvFile)(envText).get(variable);
@@ -60796,20 +60862,20 @@ async function databaseEnvValue(host, at, variable, log, mergedYaml) {
         log.secret(value);
     return value;
 }
-async function rehearse(host, config, at, backup, log, opId, databaseValue) {
+async function rehearse({ host, config, at, backup, log, opId, databaseValue }) {
     const variable = config.promote['database-env'];
     // Read before the copy is made: a rehearsal that cannot point the app at it refuses at once.
-    const value = databaseValue ?? (await databaseEnvValue(host, at, variable, log));
+    const value = databaseValue ?? (await databaseEnvValue({ host, at, variable, log }));
     const copy = scratchCopy(host, at, backup);
     log.startGroup(`${at.name}: rehearsing the migration on a copy of ${backup.database} (backup ${backup.id})`);
     try {
         await createScratch(copy, at);
-        const restored = await restoreBackup(host, config, at, backup, copy);
+        const restored = await restoreBackup({ host, config, at, backup, copy });
         // The app's database variable, pointed at the copy: masked, and passed to the container by name only.
         const pointed = pointAt(value, copy.name);
         if (pointed.length >= 6)
             log.secret(pointed);
-        const migrated = await migrateSampled(host, config, at, copy, { [variable]: pointed }, `/tmp/twinstack-rehearse-${opId}.stop`, log);
+        const migrated = await migrateSampled({ host, config, at, copy, env: { [variable]: pointed }, stopFile: `/tmp/twinstack-rehearse-${opId}.stop`, log });
         const locks = lockHolds(migrated.samples.split('\n'));
         const budget = config.promote['max-exclusive-lock-ms'];
         const measured = {
@@ -60860,7 +60926,7 @@ async function createScratch(copy, at) {
         throw created;
 }
 /** The backup restored into the copy and analyzed: how long it took, and its tables before the migration. */
-async function restoreBackup(host, config, at, backup, copy) {
+async function restoreBackup({ host, config, at, backup, copy, }) {
     const t = Date.now();
     const file = `${(0, backup_1.backupDir)(config, at, backup.id)}/db.dump`;
     // On the host the dump restores with parallel jobs; inside the db container it is streamed in (one job).
@@ -60873,8 +60939,8 @@ async function restoreBackup(host, config, at, backup, copy) {
     return { restoreMs, before: parseTables((await copy.query(TABLES_SQL, `reading ${copy.name}'s tables`)).stdout) };
 }
 /** The migration in a one-off container of the new image, with pg_locks sampled all the while. */
-async function migrateSampled(host, config, at, copy, env, stopFile, log) {
-    const sampler = await startLockSampler(host, at, copy, stopFile, log);
+async function migrateSampled({ host, config, at, copy, env, stopFile, log, }) {
+    const sampler = await startLockSampler({ host, at, copy, stopFile, log });
     const t = Date.now();
     let durationMs;
     let run;
@@ -60897,7 +60963,7 @@ async function migrateSampled(host, config, at, copy, env, stopFile, log) {
  * The sampler: one psql session on the copy fed LOCK_SAMPLE_SQL every 100 ms until the stop file
  * appears. Resolves once it answers: a lock taken before its first sample would be measured short.
  */
-async function startLockSampler(host, at, copy, stopFile, log) {
+async function startLockSampler({ host, at, copy, stopFile, log, }) {
     await host.run((0, shell_1.sh) `rm -f ${stopFile}`, { quiet: true, timeoutSeconds: 30 });
     let samples = '';
     const process = host.spawn((0, shell_1.hostScript)(LOCK_SAMPLER, { STOP_FILE: stopFile, SAMPLE: exports.LOCK_SAMPLE_SQL, PSQL: (0, postgres_1.psql)(at, copy.name, { tuples: true }) }), {
@@ -61168,7 +61234,7 @@ async function tagRelease(host, env, releaseId, containers) {
     return images;
 }
 /** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
-async function pruneReleaseTags(host, env, keep, protect, log) {
+async function pruneReleaseTags({ host, env, keep, protect, log }) {
     const r = await host.run((0, docker_1.listImages)(`twinstack/${env.project}-*`, '{{.Repository}}:{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
     const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
@@ -61191,9 +61257,9 @@ async function pruneReleaseTags(host, env, keep, protect, log) {
  * keep-releases, and on prod with promote.release-dirs the directories of releases no longer kept.
  * A failure here is a warning, never a failed deploy or a rollback.
  */
-async function pruneOldReleases(host, config, env, current, previous, log) {
+async function pruneOldReleases({ host, config, env, current, previous, log, }) {
     try {
-        await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
+        await pruneReleaseTags({ host, env, keep: config['keep-releases'], protect: [current.release, previous?.release ?? ''], log });
         if ((0, git_1.usesReleaseDirs)(config, env)) {
             const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
             if (pruned.length)
@@ -61254,7 +61320,7 @@ async function startRelease({ host, config, env, release, log, restore }) {
                 await host.run(env.compose('stop', ...services), env.composeOptions({ label: `${env.name} compose stop (for the restore)` }));
             log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
             try {
-                await (0, backup_1.restoreBackup)(host, config, env, restore, log, { stoppedServices: services });
+                await (0, backup_1.restoreBackup)({ host, config, env, m: restore, log, opts: { stoppedServices: services } });
             }
             catch (e) {
                 // The database was put back as it was; start the release's services anyway rather than leave them stopped.
@@ -61265,7 +61331,14 @@ async function startRelease({ host, config, env, release, log, restore }) {
             }
             restoredAt = new Date().toISOString();
         }
-        await (0, rolling_1.switchServices)(host, runAt, env.name === 'prod' ? config.promote.rolling : [], (0, rolling_1.rollingOptions)(config, env), log, `${env.name} compose up (release ${release.release})`);
+        await (0, rolling_1.switchServices)({
+            host,
+            env: runAt,
+            rolling: env.name === 'prod' ? config.promote.rolling : [],
+            options: (0, rolling_1.rollingOptions)(config, env),
+            log,
+            label: `${env.name} compose up (release ${release.release})`,
+        });
         // The checkout follows once no container mounts it (see promote's swap).
         if (runAt !== env)
             await (0, git_1.checkoutCommit)(host, env, release.sha);
@@ -61361,11 +61434,11 @@ const POLL_MS = 1000;
  * already replaced before a failure stay replaced (the returned list is lost with the throw; the
  * log says which).
  */
-async function rollingReplace(host, env, services, log, opts) {
+async function rollingReplace({ host, env, services, log, opts }) {
     await assertKnownServices(host, env, services);
     const done = [];
     for (const service of services)
-        done.push(await replaceOne(host, env, service, log, opts));
+        done.push(await replaceOne({ host, env, service, log, opts }));
     return done;
 }
 /**
@@ -61373,17 +61446,17 @@ async function rollingReplace(host, env, services, log, opts) {
  * listed service's container, so nothing serves between the old one stopping and the new one
  * listening. Waits until the new containers are healthy.
  */
-async function replaceInPlace(host, env, services, log, healthTimeoutSeconds) {
+async function replaceInPlace({ host, env, services, log, healthTimeoutSeconds, }) {
     await host.run(env.compose('up', '-d', '--no-deps', '--no-build', ...services), env.composeOptions({ label: `${env.name}: compose up ${services.join(' ')}` }));
     for (const service of services) {
         const running = (await serviceContainers(host, env, service)).filter((c) => c.status === 'running');
         if (running.length !== 1)
             throw new errors_1.OperationFailed(`${env.name}: ${running.length} containers of ${service} run after compose up; expected 1`);
-        await waitContainerHealthy(host, env, service, running[0], healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds);
+        await waitContainerHealthy({ host, env, service, c: running[0], timeoutSeconds: healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds });
         log.info(`${env.name}: ${service} recreated in place (${running[0].name}, healthy)`);
     }
 }
-async function replaceOne(host, env, service, log, opts) {
+async function replaceOne({ host, env, service, log, opts }) {
     const started = Date.now();
     const before = await serviceContainers(host, env, service);
     const old = before.filter((c) => c.status === 'running');
@@ -61407,11 +61480,11 @@ async function replaceOne(host, env, service, log, opts) {
         }
         next = fresh[0];
         // 2. Healthy, and routed to.
-        await waitContainerHealthy(host, env, service, next, opts.healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds);
+        await waitContainerHealthy({ host, env, service, c: next, timeoutSeconds: opts.healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds });
         healthyAfterMs = Date.now() - started;
         log.info(`${env.name}: rolling ${service}: ${next.name} is healthy after ${(healthyAfterMs / 1000).toFixed(1)} s`);
         if (opts.routeProbe) {
-            await waitRouted(host, env, service, next, old, opts.routeProbe, log);
+            await waitRouted({ host, env, service, c: next, old, probe: opts.routeProbe, log });
             routedAfterMs = Date.now() - started;
             log.info(`${env.name}: rolling ${service}: the proxy routes to ${next.name}`);
         }
@@ -61421,7 +61494,7 @@ async function replaceOne(host, env, service, log, opts) {
     }
     catch (e) {
         // Whatever compose created goes again; the old containers keep serving, untouched.
-        await removeNew(host, env, service, known, opts.drainSeconds, log);
+        await removeNew({ host, env, service, known, drainSeconds: opts.drainSeconds, log });
         log.error(`${env.name}: rolling ${service} stopped before the switch; ${old.map((c) => c.name).join(', ') || 'nothing'} still serves`);
         throw e;
     }
@@ -61446,7 +61519,7 @@ async function replaceOne(host, env, service, log, opts) {
     return { service, from: old.map((c) => c.id), to: next.id, imageId: next.imageId, healthyAfterMs, routedAfterMs, totalMs };
 }
 /** Stops (with the drain time: the proxy may have sent it requests) and removes every container of the service not in `known`. */
-async function removeNew(host, env, service, known, drainSeconds, log) {
+async function removeNew({ host, env, service, known, drainSeconds, log }) {
     try {
         const extra = (await serviceContainers(host, env, service)).filter((c) => !known.has(c.id));
         if (extra.length === 0)
@@ -61489,7 +61562,7 @@ async function inspectOne(host, id) {
     return r.exitCode === 0 ? (0, environment_1.parseInspect)(r.stdout)[0] : undefined;
 }
 /** Waits for the container's own healthcheck; a container without one cannot be judged, so it is refused. */
-async function waitContainerHealthy(host, env, service, c, timeoutSeconds) {
+async function waitContainerHealthy({ host, env, service, c, timeoutSeconds, }) {
     const deadline = Date.now() + timeoutSeconds * 1000;
     for (;;) {
         const now = await inspectOne(host, c.id);
@@ -61533,7 +61606,7 @@ function namesContainer(value, names) {
     return names.has(v) || names.has(v.replace(/:\d+$/, ''));
 }
 /** Fetches the probe URL from the host until the answering container is the new one. */
-async function waitRouted(host, env, service, c, old, probe, log) {
+async function waitRouted({ host, env, service, c, old, probe, log, }) {
     // The container answers to its hostname, its short id and each of its addresses (a proxy may name the upstream by ip:port).
     const inspect = await host.run((0, shell_1.argv)('docker', 'inspect', '--format', '{{.Id}} {{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', c.id, old.map((o) => o.id)), 
     // An old container gone meanwhile makes inspect fail for it alone; the others are still printed.
@@ -61589,7 +61662,7 @@ function rollingOptions(config, env) {
  * with no failed request, the rest recreated in place by `up -d --no-build`. With no rolling service
  * this is just `up -d --no-build --remove-orphans`. Used by promote's swap and by every rollback.
  */
-async function switchServices(host, env, rolling, options, log, label) {
+async function switchServices({ host, env, rolling, options, log, label, }) {
     // One read of the project's containers: a rolling service that runs nothing yet simply starts.
     const running = (await env.containers(host)).filter((c) => c.status === 'running' && !c.oneoff);
     const roll = rolling.filter((s) => running.some((c) => c.service === s));
@@ -61600,7 +61673,7 @@ async function switchServices(host, env, rolling, options, log, label) {
     const others = (await env.services(host)).filter((s) => !roll.includes(s));
     if (others.length)
         await upInPlace(host, env, others, label);
-    await rollingReplace(host, env, roll, log, options);
+    await rollingReplace({ host, env, services: roll, log, opts: options });
 }
 /**
  * Recreates changed services in place. docker-compose v1 stops and starts one service after another
@@ -61812,7 +61885,6 @@ const path = __importStar(__nccwpck_require__(6760));
 const yaml_1 = __nccwpck_require__(8815);
 const errors_1 = __nccwpck_require__(639);
 const docker_1 = __nccwpck_require__(580);
-const shell_1 = __nccwpck_require__(2232);
 const units_1 = __nccwpck_require__(4477);
 const state_1 = __nccwpck_require__(781);
 const isObj = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -61928,7 +62000,7 @@ async function shipImages(host, at, plan, log) {
             const gone = plan.ship.filter((s) => !present.has(s.id));
             throw new errors_1.OperationFailed(`the gated image${gone.length > 1 ? 's' : ''} ${gone.map((s) => `${s.service} ${(0, state_1.shortId)(s.id)}`).join(', ')} ${gone.length > 1 ? 'are' : 'is'} no longer on the host: deploy dev and run the gate again. Nothing was changed.`);
         }
-        await host.run(plan.ship.map((s) => (0, shell_1.argv)('docker', 'tag', s.id, s.name)).join(' && '), {
+        await host.run((0, docker_1.tagImages)(plan.ship.map((s) => ({ from: s.id, to: s.name }))), {
             label: `${at.name}: tagging the gated images`,
             quiet: true,
             timeoutSeconds: 300,
@@ -62056,7 +62128,7 @@ async function observe(host, env, opts = {}) {
     const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
     // The revision completes the picture and is not needed for it: a failed read leaves it out.
     if (opts.alembic && api)
-        state.alembic = await (0, alembic_1.currentRevision)(host, env, env.cfg.apiService, 120, api.id).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
+        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: api.id }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
     return state;
 }
 /** How what runs differs from a release: one line per difference, empty when they agree. */
@@ -62564,8 +62636,12 @@ function listImages(pattern, format) {
 }
 /** `docker tag` of each pair, stopping at the first that fails. */
 function tagImages(pairs) {
-    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+    // Nothing to tag: no script, so callers run nothing.
+    if (!pairs.length)
+        return '';
+    return (0, shell_1.hostScript)(TAG_IMAGES, {}, pairs.flatMap((p) => [p.from, p.to]));
 }
+const TAG_IMAGES = fs.readFileSync(__nccwpck_require__.ab + "tag-images.sh", 'utf8');
 const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 function stopAndRemove(ids, drainSeconds) {
@@ -62852,10 +62928,9 @@ function fetch(remote) {
  * else git resolves (a sha). Exits non-zero when none does. Run in the checkout.
  */
 function resolveCommit(remote, ref) {
-    return [`refs/remotes/${remote}/${ref}^{commit}`, `refs/tags/${ref}^{commit}`, `${ref}^{commit}`]
-        .map((r) => (0, shell_1.argv)('git', 'rev-parse', '--verify', '--quiet', r))
-        .join(' || ');
+    return (0, shell_1.hostScript)(RESOLVE_COMMIT, { REMOTE: remote, REF: ref });
 }
+const RESOLVE_COMMIT = fs.readFileSync(__nccwpck_require__.ab + "resolve-commit.sh", 'utf8');
 /** Puts the checkout on `sha`, detached; refuses to overwrite local changes. Run in the checkout. */
 function checkoutDetached(sha) {
     return (0, shell_1.argv)('git', '-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', sha);
@@ -63853,7 +63928,7 @@ class SshHost {
         };
     }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds, label, nonce) {
+    wrap({ script, options, timeoutSeconds, label, nonce }) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
         const env = { ...(options.env ?? {}) };
         let register = '';
@@ -63906,7 +63981,7 @@ class SshHost {
         const label = options.label ?? script.split('\n')[0];
         const timeoutSeconds = this.startable(script, options, label);
         const nonce = (0, node_crypto_1.randomBytes)(8).toString('hex');
-        const command = this.wrap(script, options, timeoutSeconds, label, nonce);
+        const command = this.wrap({ script, options, timeoutSeconds, label, nonce });
         this.log.debug(`$ ${script}`);
         const streams = new CommandStreams(this.log, nonce);
         const started = Date.now();
@@ -64375,6 +64450,172 @@ function boolean(value, name) {
     if (['false', 'no', '0', 'off', ''].includes(v))
         return false;
     throw new errors_1.ConfigurationError(`${name} "${printable(value)}" must be true or false`);
+}
+
+
+/***/ }),
+
+/***/ 3538:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.WAL_STATUS_SCRIPT = exports.WAL_DIR_SCRIPT = exports.WAL_SETTINGS_SQL = void 0;
+exports.pgReceivewal = pgReceivewal;
+exports.pgBasebackup = pgBasebackup;
+exports.runDetached = runDetached;
+exports.runOnce = runOnce;
+exports.pgpassLine = pgpassLine;
+exports.scramVerifier = scramVerifier;
+exports.ensureRoleAndSlotScript = ensureRoleAndSlotScript;
+exports.dropSlotScript = dropSlotScript;
+/**
+ * The command lines of PostgreSQL's WAL tools (pg_receivewal, pg_basebackup), run in a container of
+ * prod's own db image, and the SQL that prepares their replication role and slot: the one builder
+ * of each. No password is ever in these lines: the tools read it from a .pgpass file (PGPASSFILE),
+ * and the role's password reaches the server only as a SCRAM verifier, on psql's standard input.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
+const shell_1 = __nccwpck_require__(2232);
+const sql_1 = __nccwpck_require__(3830);
+/** pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first. */
+function pgReceivewal(o) {
+    return ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+}
+/**
+ * pg_basebackup of the whole cluster as tar files into `dir` (a new dated directory), without WAL
+ * of its own (-X none: the WAL archive holds it) and with a fast checkpoint, so it starts at once.
+ */
+function pgBasebackup(o) {
+    return [
+        'pg_basebackup',
+        '-D',
+        o.dir,
+        '-F',
+        'tar',
+        '-X',
+        'none',
+        '-c',
+        'fast',
+        '-l',
+        o.label,
+        '-h',
+        o.host,
+        '-p',
+        String(o.port),
+        '-U',
+        o.user,
+        '--no-password',
+    ];
+}
+function containerWords(c) {
+    return [
+        '--network',
+        c.network,
+        // The host user twinstack logs in as owns what the tool writes, so it can read and prune it.
+        '--user',
+        (0, shell_1.raw)('"$(id -u):$(id -g)"'),
+        ...c.mounts.flatMap((m) => ['-v', `${m.host}:${m.container}`]),
+        '-e',
+        `PGPASSFILE=${c.passfile}`,
+        ...Object.entries(c.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+    ];
+}
+/** `docker run -d` of a long-lived tool container (the WAL receiver), restarted by the daemon unless stopped. */
+function runDetached(name, c, tool) {
+    return (0, shell_1.argv)('docker', 'run', '-d', '--restart', 'unless-stopped', '--name', name, containerWords(c), '--entrypoint', tool[0], c.image, tool.slice(1));
+}
+/** `docker run --rm` of a one-off tool container (a base backup), its exit status the tool's. */
+function runOnce(name, c, tool) {
+    return (0, shell_1.argv)('docker', 'run', '--rm', '--name', name, containerWords(c), '--entrypoint', tool[0], c.image, tool.slice(1));
+}
+/** A .pgpass line giving `user` its password on every host, port and database (replication included). */
+function pgpassLine(user, password) {
+    if (/[\n\r\0]/.test(password))
+        throw new Error('the replication password must be one line');
+    const esc = (s) => s.replace(/[\\:]/g, (c) => `\\${c}`);
+    return `*:*:*:${esc(user)}:${esc(password)}\n`;
+}
+/**
+ * The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (as `\password` sends it), with a salt
+ * derived from the role and the password: the same secret gives the same verifier, so checking the
+ * role again changes nothing, and a new secret gives a new one.
+ */
+function scramVerifier(role, password, iterations = 4096) {
+    const salt = (0, node_crypto_1.createHmac)('sha256', password).update(`twinstack-wal:${role}`).digest().subarray(0, 16);
+    const salted = (0, node_crypto_1.pbkdf2Sync)(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+    const clientKey = (0, node_crypto_1.createHmac)('sha256', salted).update('Client Key').digest();
+    const storedKey = (0, node_crypto_1.createHash)('sha256').update(clientKey).digest();
+    const serverKey = (0, node_crypto_1.createHmac)('sha256', salted).update('Server Key').digest();
+    return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+// Literal paths: scripts/bundle.sh finds them in the bundle and copies the files beside it.
+const ROLE_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-role.sql", 'utf8'));
+const SLOT_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-slot.sql", 'utf8'));
+const DROP_SLOT_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-drop-slot.sql", 'utf8'));
+/** prod's settings that streaming replication needs, one `name|setting` row each. */
+exports.WAL_SETTINGS_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-settings.sql", 'utf8'));
+/** Makes the WAL directory and writes its .pgpass from standard input (parameter DIR). */
+exports.WAL_DIR_SCRIPT = fs.readFileSync(__nccwpck_require__.ab + "wal-dir.sh", 'utf8');
+/** Prints the archive's newest segments and the receiver's state (parameters DIR, NAME). */
+exports.WAL_STATUS_SCRIPT = fs.readFileSync(__nccwpck_require__.ab + "wal-status.sh", 'utf8');
+/** psql `\set` lines for the scripts below (values are names and a verifier: no quote or backslash). */
+function psqlVars(vars) {
+    return Object.entries(vars)
+        .map(([k, v]) => {
+        if (/['\\\n]/.test(v))
+            throw new Error(`psql variable ${k} holds a quote, a backslash or a newline`);
+        return `\\set ${k} '${v}'\n`;
+    })
+        .join('');
+}
+/**
+ * A psql script (standard input) that creates the LOGIN REPLICATION role, or gives it back what it
+ * lacks (login, replication, the secret's password), and changes nothing when it lacks nothing.
+ * Then the physical slot, created reserving WAL at once when absent; prints `slot:<created|present>`
+ * and fails when the name is taken by a logical slot.
+ */
+function ensureRoleAndSlotScript(role, slot, verifier) {
+    return `${psqlVars({ role, slot, verifier })}${ROLE_SQL}\n\\gexec\n${SLOT_SQL}\n`;
+}
+/** A psql script dropping the slot when no receiver holds it; prints `slot:<dropped|absent|active>`. */
+function dropSlotScript(slot) {
+    return `${psqlVars({ slot })}${DROP_SLOT_SQL}\n`;
 }
 
 
@@ -64899,15 +65140,15 @@ class Collector {
     constructor(warnOnly) {
         this.warnOnly = warnOnly;
     }
-    add(check, environment, severity, message, fix) {
+    add({ check, environment, severity, message, fix }) {
         const downgraded = severity === 'error' && this.warnOnly.includes(check);
         this.findings.push({ check, environment, severity: downgraded ? 'warning' : severity, message: downgraded ? `${message} (warn-only)` : message, fix });
     }
     error(check, environment, message, fix) {
-        this.add(check, environment, 'error', message, fix);
+        this.add({ check, environment, severity: 'error', message, fix });
     }
     warning(check, environment, message, fix) {
-        this.add(check, environment, 'warning', message, fix);
+        this.add({ check, environment, severity: 'warning', message, fix });
     }
 }
 function checkIsolation(input) {
@@ -65494,10 +65735,43 @@ function checkDevNetworks(c, prod, dev) {
 /***/ }),
 
 /***/ 6997:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.IsolationRefused = exports.SECRET_KEY = void 0;
 exports.preflightSettings = preflightSettings;
@@ -65505,6 +65779,13 @@ exports.unsetVariables = unsetVariables;
 exports.resolvePaths = resolvePaths;
 exports.runPreflight = runPreflight;
 exports.isolationGate = isolationGate;
+/**
+ * The isolation checks against the host: both env files (values hashed at once, never logged), each
+ * environment's merged compose configuration, the host's size, and optionally both sites over
+ * HTTP. Read-only: changes nothing and takes no lock. The preflight action reports them; deploy and
+ * promote run them as a gate on the commit they are about to start (isolationGate).
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
@@ -65514,6 +65795,7 @@ const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
 const rolling_1 = __nccwpck_require__(3803);
+const wal_settings_1 = __nccwpck_require__(8305);
 const secretsOf = (r) => [...r.prod.secrets, ...r.dev.secrets];
 /** Env file keys whose values are treated as secrets (masked in everything logged). */
 exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
@@ -65625,11 +65907,12 @@ async function resolvePaths(host, paths) {
         return `realpath exited with ${r.exitCode}: ${(0, errors_1.tailLines)(r.stderr, 1) || `${out.length} of ${paths.length} paths`}`;
     return new Map(paths.map((p, i) => [p, out[i]]));
 }
+const HOST_SIZE = fs.readFileSync(__nccwpck_require__.ab + "host-size.sh", 'utf8');
 async function hostTotals(host) {
-    const r = await host.run('nproc && cat /proc/meminfo', { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
+    const r = await host.run((0, shell_1.hostScript)(HOST_SIZE, {}), { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
     return r.exitCode === 0 ? (0, isolation_1.parseHostTotals)(r.stdout) : undefined;
 }
-async function probe(host, environment, url, kind, timeout) {
+async function probe(host, { environment, url, kind, timeout }) {
     // Prod follows redirects (http -> https, www); dev is judged on its first answer to a stranger.
     const follow = environment === 'prod' ? ['-L', '--max-redirs', '5'] : [];
     const r = await host.run((0, shell_1.sh) `curl -sS -i ${follow} --max-time ${timeout} -A twinstack-preflight -H ${'Accept: text/html,*/*'} ${url}`, {
@@ -65675,19 +65958,25 @@ async function runPreflight(host, config, log, opts = {}) {
     // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
     const prodCompose = readings.prod.facts.compose;
     if (prodCompose)
-        findings.push(...(0, rolling_1.checkRolling)(prodCompose, config.promote.rolling, 'prod', settings['warn-only'], {
-            checkout: config.environments.prod.checkout,
-            releaseDirs: config.promote['release-dirs'],
+        findings.push(...(0, rolling_1.checkRolling)({
+            compose: prodCompose,
+            rolling: config.promote.rolling,
+            environment: 'prod',
+            warnOnly: settings['warn-only'],
+            code: { checkout: config.environments.prod.checkout, releaseDirs: config.promote['release-dirs'] },
         }));
+    // Replication settings matter to the WAL receiver only: the gate before deploy and promote leaves them out.
+    if (opts.wal !== false)
+        findings.push(...(await (0, wal_settings_1.walSettingFindings)(host, config, settings['warn-only'].includes('wal-settings'))));
     const http = settings.http;
     if (http.enabled && opts.http !== false) {
         const probes = [];
         const prodUrl = config.environments.prod.url;
-        probes.push(await probe(host, 'prod', `${prodUrl}/robots.txt`, 'robots', http['timeout-seconds']));
+        probes.push(await probe(host, { environment: 'prod', url: `${prodUrl}/robots.txt`, kind: 'robots', timeout: http['timeout-seconds'] }));
         for (const p of http['prod-pages'])
-            probes.push(await probe(host, 'prod', `${prodUrl}${p}`, 'page', http['timeout-seconds']));
+            probes.push(await probe(host, { environment: 'prod', url: `${prodUrl}${p}`, kind: 'page', timeout: http['timeout-seconds'] }));
         for (const p of http['dev-pages'])
-            probes.push(await probe(host, 'dev', `${config.environments.dev.url}${p}`, 'page', http['timeout-seconds']));
+            probes.push(await probe(host, { environment: 'dev', url: `${config.environments.dev.url}${p}`, kind: 'page', timeout: http['timeout-seconds'] }));
         for (const p of probes) {
             for (const f of (0, http_probe_1.judgeProbe)(p)) {
                 const downgrade = f.severity === 'error' && settings['warn-only'].includes('http');
@@ -65723,7 +66012,7 @@ async function runPreflight(host, config, log, opts = {}) {
 async function isolationGate(host, config, log, what) {
     log.startGroup(`isolation checks on ${what}`);
     try {
-        const report = await runPreflight(host, config, log, { http: false });
+        const report = await runPreflight(host, config, log, { http: false, wal: false });
         for (const f of report.findings.filter((x) => x.severity === 'warning'))
             log.warning(`${f.check} (${f.environment}): ${f.message}. Fix: ${f.fix}`);
         const errors = report.findings.filter((x) => x.severity === 'error');
@@ -65758,7 +66047,7 @@ exports.IsolationRefused = IsolationRefused;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.checkRolling = checkRolling;
-function checkRolling(compose, rolling, environment, warnOnly = [], code) {
+function checkRolling({ compose, rolling, environment, warnOnly = [], code }) {
     const out = [];
     const add = (severity, message, fix) => {
         const down = severity === 'error' && warnOnly.includes('rolling');
@@ -65822,6 +66111,73 @@ function checkHealthcheck(s, add) {
     else if (s.healthcheck === 'image') {
         add('warning', `rolling service ${name} has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either`, `add a healthcheck to ${name} in the compose file (or be sure its image has a HEALTHCHECK)`);
     }
+}
+
+
+/***/ }),
+
+/***/ 8305:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.judgeWalSettings = judgeWalSettings;
+exports.walSettingFindings = walSettingFindings;
+const environment_1 = __nccwpck_require__(2309);
+const errors_1 = __nccwpck_require__(639);
+const postgres_1 = __nccwpck_require__(263);
+const wal_1 = __nccwpck_require__(3538);
+/** What each setting must be for a receiver and a base backup beside it: the minimum, and the value to set. */
+const NEEDED = {
+    wal_level: { ok: (v) => v === 'replica' || v === 'logical', set: 'replica', why: 'pg_receivewal needs replica' },
+    max_wal_senders: { ok: (v) => Number(v) >= 2, set: '10', why: 'the receiver and a base backup each take one' },
+    max_replication_slots: { ok: (v) => Number(v) >= 1, set: '10', why: 'the receiver streams from a slot' },
+};
+/** The findings for prod's settings as read (`name|setting` lines). */
+function judgeWalSettings(text, severity = 'error') {
+    const read = new Map(text
+        .split('\n')
+        .map((l) => l.trim().split('|'))
+        .filter((p) => p.length === 2));
+    const findings = [];
+    for (const [name, need] of Object.entries(NEEDED)) {
+        const v = read.get(name);
+        if (v !== undefined && need.ok(v))
+            continue;
+        findings.push({
+            check: 'wal-settings',
+            environment: 'prod',
+            severity,
+            message: v === undefined ? `prod's db did not report ${name}` : `prod's db has ${name}=${v}: ${need.why}`,
+            fix: `set ${name}=${need.set} (command: postgres -c ${name}=${need.set}) in the prod overlay, then recreate prod's db container`,
+        });
+    }
+    return findings;
+}
+/** Reads prod's settings when backup.wal is enabled; none otherwise. */
+async function walSettingFindings(host, config, warnOnly) {
+    if (!config.backup.wal.enabled)
+        return [];
+    const prod = new environment_1.Environment('prod', config);
+    const r = await host.run((0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true, run: [wal_1.WAL_SETTINGS_SQL] }), {
+        check: false,
+        quiet: true,
+        label: "reading prod's replication settings",
+        timeoutSeconds: 60,
+    });
+    const severity = warnOnly ? 'warning' : 'error';
+    if (r.exitCode !== 0)
+        return [
+            {
+                check: 'wal-settings',
+                environment: 'prod',
+                severity,
+                message: `prod's replication settings could not be read: ${(0, errors_1.tailLines)(r.stderr, 1)}`,
+                fix: "start prod's db (deploy prod), then run preflight again",
+            },
+        ];
+    return judgeWalSettings(r.stdout, severity);
 }
 
 

@@ -57266,7 +57266,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = exports.offsiteSchema = void 0;
+exports.backupSchema = exports.walSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
 const age_1 = __nccwpck_require__(3997);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -57333,6 +57333,31 @@ exports.offsiteSchema = zod_1.z
         });
     }
 });
+const roleName = zod_1.z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be lower-case letters, digits and underscores, not starting with a digit');
+/**
+ * `backup.wal:` — continuous WAL archiving of prod's database: a pg_receivewal container of its own,
+ * from prod's db image, streaming from a physical replication slot into a directory on the host.
+ * See src/domain/wal.ts.
+ */
+exports.walSchema = zod_1.z
+    .object({
+    enabled: zod_1.z.boolean().default(false),
+    /** The physical replication slot on prod's server; it keeps WAL until the receiver has it. */
+    slot: roleName.default('twinstack_wal'),
+    /** The LOGIN REPLICATION role pg_receivewal connects as; its password comes from the wal-password secret. */
+    role: roleName.default('twinstack_wal'),
+    /** The role that creates the replication role and the slot (a superuser); default: prod's database user. */
+    'admin-user': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name')
+        .optional(),
+    /** The WAL directory on the host; default <backup.dir>/prod/wal. */
+    dir: absPath.refine((p) => p !== '', 'must not be /').optional(),
+    /** monitor fails when the newest archived segment is older than this (or the receiver is down). */
+    'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
+})
+    .strict()
+    .default({});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -57350,6 +57375,8 @@ exports.backupSchema = zod_1.z
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: exports.offsiteSchema.optional(),
+    /** Continuous WAL archiving of prod (off by default). */
+    wal: exports.walSchema,
 })
     .strict()
     .default({});
@@ -57408,6 +57435,7 @@ exports.PREFLIGHT_CHECKS = [
     'basic-auth',
     'http',
     'rolling',
+    'wal-settings',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -57772,15 +57800,17 @@ exports.referenceSchema = zod_1.z
 });
 /** A column name, unquoted. */
 const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+const keyValue = zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String);
 /**
  * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
  * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ * the sample. `key` is its primary key (a value production does not use), or for a primary key of
+ * several columns a map naming each; `values` gives other columns as SQL constant expressions
+ * (checked like every SQL fragment), the rest take their default.
  */
 exports.placeholderSchema = zod_1.z
     .object({
-    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    key: zod_1.z.union([keyValue, zod_1.z.record(columnName, keyValue)]),
     values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
 })
     .strict();
@@ -59045,7 +59075,7 @@ async function checkoutCommit(host, env, sha) {
  */
 async function scratchCheckout(host, env, sha, dir) {
     await addWorktree(host, env, sha, dir);
-    await copyUntracked(host, env, sha, dir, []);
+    await copyUntracked({ host, env, sha, dir, files: [] });
     return dir;
 }
 async function addWorktree(host, env, sha, dir) {
@@ -59069,7 +59099,7 @@ const LINK = '@twinstack-link';
  * refused in one line and nothing is copied. cp never dereferences (-P), and the copies are private
  * (files 0600, directories 0700; an executable keeps its owner's x bit).
  */
-async function copyUntracked(host, env, sha, dir, files) {
+async function copyUntracked({ host, env, sha, dir, files }) {
     const { checkout, envFile } = env.cfg;
     const all = [envFile, ...files];
     // Every path that must not be a link, with what to say when it is one.
@@ -59120,7 +59150,7 @@ function releaseDir(stateDir, env, sha) {
 async function releaseEnvironment(host, config, env, sha) {
     if (!usesReleaseDirs(config, env))
         return env;
-    return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
+    return ensureReleaseDir({ host, env, sha, dir: releaseDir(config['state-dir'], env, sha), files: config.promote['release-files'] });
 }
 /**
  * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
@@ -59129,7 +59159,7 @@ async function releaseEnvironment(host, config, env, sha) {
  * (copyUntracked: never through a symlink). `<state-dir>/releases` and its environment's directory are
  * 0700: a release directory holds prod's env file and secrets.
  */
-async function ensureReleaseDir(host, env, sha, dir, files) {
+async function ensureReleaseDir({ host, env, sha, dir, files }) {
     const { checkout } = env.cfg;
     const envRoot = parentOf(dir);
     const roots = [parentOf(envRoot), envRoot];
@@ -59151,7 +59181,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     await host.run((0, shell_1.argv)('chmod', '700', roots), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
     if (!lines.includes(sha))
         await addWorktree(host, env, sha, dir);
-    await copyUntracked(host, env, sha, dir, files);
+    await copyUntracked({ host, env, sha, dir, files });
     return env.at(dir);
 }
 /**
@@ -59325,6 +59355,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional(), bytes: count, sha256: text, error: text }),
     record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
+    record('wal', {
+        mode: zod_1.z.enum(['ensure', 'off']),
+        status: zod_1.z.enum(['done', 'failed']),
+        receiver: zod_1.z.string().optional(),
+        slot: zod_1.z.string().optional(),
+        error: zod_1.z.string().optional(),
+    }),
     record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string(), backup: text }),
     record('staging-created', { database: zod_1.z.string(), fraction: count, seed: text }),
     record('resampled', { rows: count, fraction: count, seed: text }),
@@ -59592,21 +59629,20 @@ const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
 class EnvironmentLock {
-    host;
-    process;
-    holderFile;
-    env;
-    stale;
-    stateDir;
-    log;
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
     /** The holder file being written, which a release waits for before removing it. */
     writing = Promise.resolve();
-    constructor(host, process, holderFile, env, 
+    host;
+    process;
+    holderFile;
+    env;
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    stale, stateDir, log) {
+    stale;
+    stateDir;
+    log;
+    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
@@ -59655,7 +59691,7 @@ class EnvironmentLock {
      * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
      * how long it has waited; past the deadline, refuses.
      */
-    static async waitIdle(host, stateDir, env, deadline, waitSeconds, log) {
+    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
         const started = Date.now();
         let lastSaid = 0;
         for (;;) {
@@ -59684,7 +59720,7 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork(host, stateDir, env, op, project, graceSeconds = 3) {
+    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
@@ -59712,10 +59748,17 @@ class EnvironmentLock {
         }
     }
     /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
-    static acquireToRead(host, stateDir, env, run, action, waitSeconds, log, sha = run.sha) {
-        return EnvironmentLock.acquire(host, stateDir, env, { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() }, waitSeconds, log);
+    static acquireToRead({ host, stateDir, env, run, action, waitSeconds, log, sha = run.sha, }) {
+        return EnvironmentLock.acquire({
+            host,
+            stateDir,
+            env,
+            holder: { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() },
+            waitSeconds,
+            log,
+        });
     }
-    static async acquire(host, stateDir, env, holder, waitSeconds, log) {
+    static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
         const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
@@ -59736,7 +59779,7 @@ class EnvironmentLock {
         }
         // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
         try {
-            await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
+            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
         }
         catch (e) {
             await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
@@ -59744,7 +59787,7 @@ class EnvironmentLock {
         }
         // A holder file still present means its run died while holding the lock.
         const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir, log);
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
         lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
@@ -59853,7 +59896,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
     const hostLog = new host_log_1.HostLog(o.host, o.stateDir, o.env);
     const holder = { run: o.run.url, actor: o.run.actor, sha: o.sha ?? o.run.sha, action: o.action, op: id, since: new Date().toISOString() };
-    const lock = await lock_1.EnvironmentLock.acquire(o.host, o.stateDir, o.env, holder, o.lockTimeoutSeconds, o.log);
+    const lock = await lock_1.EnvironmentLock.acquire({ host: o.host, stateDir: o.stateDir, env: o.env, holder, waitSeconds: o.lockTimeoutSeconds, log: o.log });
     // A cancel from here on first stops this run's remote work and records it, then frees the lock (below).
     lock.leaveCancelToCaller();
     // From here every command runs inside this run's lease (see EnvironmentLock.fence).
@@ -59866,7 +59909,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id, o.project).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch((0, logger_1.ignored)(o.log, 'recording cancelled'));
@@ -59875,7 +59918,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     try {
         let op;
         try {
-            op = await openOperation(o, hostLog, lock, id, base);
+            op = await openOperation({ o, hostLog, lock, id, base });
         }
         catch (e) {
             // Cut short by the cancel (the host is halted): the cancel handler records it and frees the lock.
@@ -59907,7 +59950,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     }
 }
 /** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
-async function openOperation(o, hostLog, lock, id, base) {
+async function openOperation({ o, hostLog, lock, id, base, }) {
     const records = await hostLog.read(o.log);
     const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${(0, errors_1.errorMessage)(e)}`));
     if (archived)
@@ -60189,7 +60232,7 @@ async function tagRelease(host, env, releaseId, containers) {
     return images;
 }
 /** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
-async function pruneReleaseTags(host, env, keep, protect, log) {
+async function pruneReleaseTags({ host, env, keep, protect, log }) {
     const r = await host.run((0, docker_1.listImages)(`twinstack/${env.project}-*`, '{{.Repository}}:{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
     const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
@@ -60212,9 +60255,9 @@ async function pruneReleaseTags(host, env, keep, protect, log) {
  * keep-releases, and on prod with promote.release-dirs the directories of releases no longer kept.
  * A failure here is a warning, never a failed deploy or a rollback.
  */
-async function pruneOldReleases(host, config, env, current, previous, log) {
+async function pruneOldReleases({ host, config, env, current, previous, log, }) {
     try {
-        await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
+        await pruneReleaseTags({ host, env, keep: config['keep-releases'], protect: [current.release, previous?.release ?? ''], log });
         if ((0, git_1.usesReleaseDirs)(config, env)) {
             const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
             if (pruned.length)
@@ -60658,8 +60701,12 @@ function listImages(pattern, format) {
 }
 /** `docker tag` of each pair, stopping at the first that fails. */
 function tagImages(pairs) {
-    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+    // Nothing to tag: no script, so callers run nothing.
+    if (!pairs.length)
+        return '';
+    return (0, shell_1.hostScript)(TAG_IMAGES, {}, pairs.flatMap((p) => [p.from, p.to]));
 }
+const TAG_IMAGES = fs.readFileSync(__nccwpck_require__.ab + "tag-images.sh", 'utf8');
 const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 function stopAndRemove(ids, drainSeconds) {
@@ -60946,10 +60993,9 @@ function fetch(remote) {
  * else git resolves (a sha). Exits non-zero when none does. Run in the checkout.
  */
 function resolveCommit(remote, ref) {
-    return [`refs/remotes/${remote}/${ref}^{commit}`, `refs/tags/${ref}^{commit}`, `${ref}^{commit}`]
-        .map((r) => (0, shell_1.argv)('git', 'rev-parse', '--verify', '--quiet', r))
-        .join(' || ');
+    return (0, shell_1.hostScript)(RESOLVE_COMMIT, { REMOTE: remote, REF: ref });
 }
+const RESOLVE_COMMIT = fs.readFileSync(__nccwpck_require__.ab + "resolve-commit.sh", 'utf8');
 /** Puts the checkout on `sha`, detached; refuses to overwrite local changes. Run in the checkout. */
 function checkoutDetached(sha) {
     return (0, shell_1.argv)('git', '-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', sha);
@@ -61898,7 +61944,7 @@ class SshHost {
         };
     }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds, label, nonce) {
+    wrap({ script, options, timeoutSeconds, label, nonce }) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
         const env = { ...(options.env ?? {}) };
         let register = '';
@@ -61951,7 +61997,7 @@ class SshHost {
         const label = options.label ?? script.split('\n')[0];
         const timeoutSeconds = this.startable(script, options, label);
         const nonce = (0, node_crypto_1.randomBytes)(8).toString('hex');
-        const command = this.wrap(script, options, timeoutSeconds, label, nonce);
+        const command = this.wrap({ script, options, timeoutSeconds, label, nonce });
         this.log.debug(`$ ${script}`);
         const streams = new CommandStreams(this.log, nonce);
         const started = Date.now();
@@ -62425,6 +62471,172 @@ function boolean(value, name) {
 
 /***/ }),
 
+/***/ 3538:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.WAL_STATUS_SCRIPT = exports.WAL_DIR_SCRIPT = exports.WAL_SETTINGS_SQL = void 0;
+exports.pgReceivewal = pgReceivewal;
+exports.pgBasebackup = pgBasebackup;
+exports.runDetached = runDetached;
+exports.runOnce = runOnce;
+exports.pgpassLine = pgpassLine;
+exports.scramVerifier = scramVerifier;
+exports.ensureRoleAndSlotScript = ensureRoleAndSlotScript;
+exports.dropSlotScript = dropSlotScript;
+/**
+ * The command lines of PostgreSQL's WAL tools (pg_receivewal, pg_basebackup), run in a container of
+ * prod's own db image, and the SQL that prepares their replication role and slot: the one builder
+ * of each. No password is ever in these lines: the tools read it from a .pgpass file (PGPASSFILE),
+ * and the role's password reaches the server only as a SCRAM verifier, on psql's standard input.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
+const shell_1 = __nccwpck_require__(2232);
+const sql_1 = __nccwpck_require__(3830);
+/** pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first. */
+function pgReceivewal(o) {
+    return ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+}
+/**
+ * pg_basebackup of the whole cluster as tar files into `dir` (a new dated directory), without WAL
+ * of its own (-X none: the WAL archive holds it) and with a fast checkpoint, so it starts at once.
+ */
+function pgBasebackup(o) {
+    return [
+        'pg_basebackup',
+        '-D',
+        o.dir,
+        '-F',
+        'tar',
+        '-X',
+        'none',
+        '-c',
+        'fast',
+        '-l',
+        o.label,
+        '-h',
+        o.host,
+        '-p',
+        String(o.port),
+        '-U',
+        o.user,
+        '--no-password',
+    ];
+}
+function containerWords(c) {
+    return [
+        '--network',
+        c.network,
+        // The host user twinstack logs in as owns what the tool writes, so it can read and prune it.
+        '--user',
+        (0, shell_1.raw)('"$(id -u):$(id -g)"'),
+        ...c.mounts.flatMap((m) => ['-v', `${m.host}:${m.container}`]),
+        '-e',
+        `PGPASSFILE=${c.passfile}`,
+        ...Object.entries(c.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+    ];
+}
+/** `docker run -d` of a long-lived tool container (the WAL receiver), restarted by the daemon unless stopped. */
+function runDetached(name, c, tool) {
+    return (0, shell_1.argv)('docker', 'run', '-d', '--restart', 'unless-stopped', '--name', name, containerWords(c), '--entrypoint', tool[0], c.image, tool.slice(1));
+}
+/** `docker run --rm` of a one-off tool container (a base backup), its exit status the tool's. */
+function runOnce(name, c, tool) {
+    return (0, shell_1.argv)('docker', 'run', '--rm', '--name', name, containerWords(c), '--entrypoint', tool[0], c.image, tool.slice(1));
+}
+/** A .pgpass line giving `user` its password on every host, port and database (replication included). */
+function pgpassLine(user, password) {
+    if (/[\n\r\0]/.test(password))
+        throw new Error('the replication password must be one line');
+    const esc = (s) => s.replace(/[\\:]/g, (c) => `\\${c}`);
+    return `*:*:*:${esc(user)}:${esc(password)}\n`;
+}
+/**
+ * The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (as `\password` sends it), with a salt
+ * derived from the role and the password: the same secret gives the same verifier, so checking the
+ * role again changes nothing, and a new secret gives a new one.
+ */
+function scramVerifier(role, password, iterations = 4096) {
+    const salt = (0, node_crypto_1.createHmac)('sha256', password).update(`twinstack-wal:${role}`).digest().subarray(0, 16);
+    const salted = (0, node_crypto_1.pbkdf2Sync)(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+    const clientKey = (0, node_crypto_1.createHmac)('sha256', salted).update('Client Key').digest();
+    const storedKey = (0, node_crypto_1.createHash)('sha256').update(clientKey).digest();
+    const serverKey = (0, node_crypto_1.createHmac)('sha256', salted).update('Server Key').digest();
+    return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+// Literal paths: scripts/bundle.sh finds them in the bundle and copies the files beside it.
+const ROLE_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-role.sql", 'utf8'));
+const SLOT_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-slot.sql", 'utf8'));
+const DROP_SLOT_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-drop-slot.sql", 'utf8'));
+/** prod's settings that streaming replication needs, one `name|setting` row each. */
+exports.WAL_SETTINGS_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "wal-settings.sql", 'utf8'));
+/** Makes the WAL directory and writes its .pgpass from standard input (parameter DIR). */
+exports.WAL_DIR_SCRIPT = fs.readFileSync(__nccwpck_require__.ab + "wal-dir.sh", 'utf8');
+/** Prints the archive's newest segments and the receiver's state (parameters DIR, NAME). */
+exports.WAL_STATUS_SCRIPT = fs.readFileSync(__nccwpck_require__.ab + "wal-status.sh", 'utf8');
+/** psql `\set` lines for the scripts below (values are names and a verifier: no quote or backslash). */
+function psqlVars(vars) {
+    return Object.entries(vars)
+        .map(([k, v]) => {
+        if (/['\\\n]/.test(v))
+            throw new Error(`psql variable ${k} holds a quote, a backslash or a newline`);
+        return `\\set ${k} '${v}'\n`;
+    })
+        .join('');
+}
+/**
+ * A psql script (standard input) that creates the LOGIN REPLICATION role, or gives it back what it
+ * lacks (login, replication, the secret's password), and changes nothing when it lacks nothing.
+ * Then the physical slot, created reserving WAL at once when absent; prints `slot:<created|present>`
+ * and fails when the name is taken by a logical slot.
+ */
+function ensureRoleAndSlotScript(role, slot, verifier) {
+    return `${psqlVars({ role, slot, verifier })}${ROLE_SQL}\n\\gexec\n${SLOT_SQL}\n`;
+}
+/** A psql script dropping the slot when no receiver holds it; prints `slot:<dropped|absent|active>`. */
+function dropSlotScript(slot) {
+    return `${psqlVars({ slot })}${DROP_SLOT_SQL}\n`;
+}
+
+
+/***/ }),
+
 /***/ 5297:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -62563,7 +62775,7 @@ function ruleExpression(rule, column, where, secrets) {
         if (column.category !== 'S' && !(rule === 'rehash' && inet)) {
             throw new RuleError(`${where}: ${rule} makes text and ${column.type} is not a text type; use null or {sql: ...}`);
         }
-        const made = maskedValue(rule, col, secrets.maskKey, inet, column.unique ?? false);
+        const made = maskedValue({ rule, col, key: secrets.maskKey, inet, unique: column.unique ?? false });
         const max = maxLength(column);
         if (column.unique && max !== undefined && max < made.length) {
             throw new RuleError(`${where}: ${rule} needs ${made.length} characters to keep this unique column unique and ${column.type} holds ${max}; use {sql: ...}`);
@@ -62630,7 +62842,7 @@ function maxLength(column) {
  * A masked value from the keyed hash of the value's text (sha256 of key and value, computed in
  * production). `length` is the longest text it makes, to check it fits a unique column.
  */
-function maskedValue(rule, col, key, inet, unique) {
+function maskedValue({ rule, col, key, inet, unique, }) {
     const digest = `sha256(convert_to(${(0, sql_1.literal)(`${key}:`)} || ${col}::text, 'UTF8'))`;
     const hex = `encode(${digest}, 'hex')`;
     if (rule === 'rehash' && inet) {
@@ -62694,7 +62906,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.CATALOG_SQL = exports.EXACT_COUNT_LIMIT = void 0;
+exports.CATALOG_SQL = exports.EXACT_COUNT_LIMIT = exports.rawCatalog = void 0;
 exports.queryJson = queryJson;
 exports.readCatalog = readCatalog;
 exports.mergePartitionKeys = mergePartitionKeys;
@@ -62705,21 +62917,61 @@ exports.mergePartitionKeys = mergePartitionKeys;
  * the host, which works whether the database runs in a container or not and needs no password.
  */
 const fs = __importStar(__nccwpck_require__(3024));
-const errors_1 = __nccwpck_require__(639);
+const zod_1 = __nccwpck_require__(924);
+const json_1 = __nccwpck_require__(8634);
 const sql_1 = __nccwpck_require__(3830);
 const postgres_1 = __nccwpck_require__(263);
-/** Runs one query through psql on the host and parses the single JSON value it prints. */
-async function queryJson(host, env, database, sql, label) {
-    const cmd = (0, postgres_1.psql)(env, database, { tuples: true });
-    const r = await host.run(cmd, { stdin: `${sql};\n`, quiet: true, label, timeoutSeconds: 1800 });
-    const text = r.stdout.trim();
-    try {
-        return JSON.parse(text || 'null');
-    }
-    catch {
-        throw new errors_1.OperationFailed(`${label}: psql printed something that is not JSON: ${text.slice(0, 200)}`);
-    }
+/**
+ * Runs one query through psql on the host and parses the single JSON value it prints with its
+ * schema: an answer of another shape is refused in one line naming what was read.
+ */
+async function queryJson(host, env, q) {
+    const cmd = (0, postgres_1.psql)(env, q.database, { tuples: true });
+    const r = await host.run(cmd, { stdin: `${q.sql};\n`, quiet: true, label: q.label, timeoutSeconds: 1800 });
+    return (0, json_1.parseHostJson)(q.schema, r.stdout.trim() || 'null', `psql's answer when ${q.label}`);
 }
+const names = zod_1.z.array(zod_1.z.string());
+const column = zod_1.z.object({
+    name: zod_1.z.string(),
+    type: zod_1.z.string(),
+    notNull: zod_1.z.boolean(),
+    generated: zod_1.z.boolean(),
+    hasDefault: zod_1.z.boolean().optional(),
+    category: zod_1.z.string(),
+    baseType: zod_1.z.string(),
+    unique: zod_1.z.boolean().optional(),
+    distinct: zod_1.z.number().nullable().optional(),
+});
+const rawTable = zod_1.z.object({
+    id: zod_1.z.string(),
+    schema: zod_1.z.string(),
+    name: zod_1.z.string(),
+    partitioned: zod_1.z.boolean(),
+    columns: zod_1.z.array(column),
+    primaryKey: names.nullable(),
+    reltuples: zod_1.z.number(),
+    checks: zod_1.z.array(zod_1.z.object({ name: zod_1.z.string(), expression: zod_1.z.string(), columns: names })).optional(),
+});
+const rawForeignKey = zod_1.z.object({
+    name: zod_1.z.string(),
+    table: zod_1.z.string(),
+    columns: names,
+    refTable: zod_1.z.string(),
+    refColumns: names,
+    onDelete: zod_1.z.enum(['no action', 'restrict', 'cascade', 'set null', 'set default']),
+    partition: zod_1.z.string().nullable().optional(),
+});
+const sequence = zod_1.z.object({
+    id: zod_1.z.string(),
+    schema: zod_1.z.string(),
+    name: zod_1.z.string(),
+    columns: zod_1.z.array(zod_1.z.object({ table: zod_1.z.string(), column: zod_1.z.string() })),
+    lastValue: zod_1.z.string().nullable(),
+});
+/** What catalog.sql prints. */
+exports.rawCatalog = zod_1.z.object({ tables: zod_1.z.array(rawTable), foreignKeys: zod_1.z.array(rawForeignKey), sequences: zod_1.z.array(sequence) });
+/** Row counts by table id. */
+const rowCounts = zod_1.z.record(zod_1.z.number());
 /** Tables at or below this many estimated rows are counted exactly. */
 exports.EXACT_COUNT_LIMIT = 200_000;
 /** Production's catalog as one JSON object (see catalog.sql). */
@@ -62727,7 +62979,7 @@ exports.CATALOG_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__dirname + '/catalog.s
 /** Reads production's catalog, and row counts (exact where cheap). Changes nothing. */
 async function readCatalog(host, env) {
     const db = env.cfg.database.name;
-    const raw = await queryJson(host, env, db, exports.CATALOG_SQL, 'reading the production catalog');
+    const raw = await queryJson(host, env, { database: db, sql: exports.CATALOG_SQL, label: 'reading the production catalog', schema: exports.rawCatalog });
     // Never-analyzed tables say -1 (PostgreSQL 14+) or 0: count those, and the small ones, exactly.
     const toCount = raw.tables.filter((t) => t.reltuples <= exports.EXACT_COUNT_LIMIT);
     const exact = new Map();
@@ -62737,7 +62989,7 @@ async function readCatalog(host, env) {
         const chunks = [];
         for (let i = 0; i < parts.length; i += 50)
             chunks.push(`json_build_object(${parts.slice(i, i + 50).join(', ')})::jsonb`);
-        const counts = await queryJson(host, env, db, `SELECT ${chunks.join(' || ')}`, 'counting production rows');
+        const counts = await queryJson(host, env, { database: db, sql: `SELECT ${chunks.join(' || ')}`, label: 'counting production rows', schema: rowCounts });
         for (const [k, v] of Object.entries(counts))
             exact.set(k, Number(v));
     }
@@ -62783,7 +63035,7 @@ function mergePartitionKeys(raw) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.ResampleFailed = void 0;
+exports.tagged = exports.ResampleFailed = void 0;
 exports.effectiveParams = effectiveParams;
 exports.makeSecrets = makeSecrets;
 exports.planResample = planResample;
@@ -62794,12 +63046,26 @@ exports.countsQuery = countsQuery;
 exports.orphansQuery = orphansQuery;
 exports.leakQuery = leakQuery;
 exports.sequencesSql = sequencesSql;
+exports.parseTagged = parseTagged;
 exports.resample = resample;
+/**
+ * One resample run, in the order of the runbook:
+ *   1. read production's catalog and build the plan (refuse uncovered sensitive columns);
+ *   2. under dev's lock: recover leftovers of a dead run, create the staging database beside dev's;
+ *   3. production's schema without constraints (pg_dump pre-data) into staging;
+ *   4. rows: one production psql session, one read-only repeatable-read snapshot, piped on the host
+ *      straight into a staging psql session; the same session counts rows, orphans and leaks;
+ *   5. constraints and indexes (post-data: an orphan fails here too), sequences, dev's grants;
+ *   6. swap staging into dev's place (stop app, rename, migrate, start, health), or swap back.
+ * Production is only read; table data never crosses the SSH connection.
+ */
+const zod_1 = __nccwpck_require__(924);
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
 const host_log_1 = __nccwpck_require__(131);
 const operation_1 = __nccwpck_require__(4201);
 const lock_1 = __nccwpck_require__(8597);
+const json_1 = __nccwpck_require__(8634);
 const shell_1 = __nccwpck_require__(2232);
 const anonymize_1 = __nccwpck_require__(5297);
 const catalog_1 = __nccwpck_require__(5876);
@@ -63051,11 +63317,20 @@ BEGIN
 END $ts$;`;
 }
 const OBJECT_ACL_LINES = '^(GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) |^ALTER .* OWNER TO .*;$';
-function parseTagged(stdout, tag) {
-    const line = stdout.split('\n').find((l) => l.startsWith(`ts:${tag}:`));
+/** What the staging session prints after each `ts:<tag>:` (countsSql, orphansSql, leaksSql, the cleared keys, fanoutTagged). */
+exports.tagged = {
+    counts: { tag: 'counts', schema: zod_1.z.record(zod_1.z.number()) },
+    orphans: { tag: 'orphans', schema: zod_1.z.record(zod_1.z.number()) },
+    leaks: { tag: 'leaks', schema: zod_1.z.array(zod_1.z.object({ source: zod_1.z.string(), table: zod_1.z.string(), column: zod_1.z.string(), rows: zod_1.z.number() })) },
+    cleared: { tag: 'cleared', schema: zod_1.z.array(zod_1.z.object({ table: zod_1.z.string(), fk: zod_1.z.string(), rows: zod_1.z.number(), kind: zod_1.z.string() })) },
+    fanout: { tag: 'fanout', schema: representativeness_1.fanoutByKey },
+};
+/** The staging session's `ts:<tag>:` line, parsed with its schema. */
+function parseTagged(stdout, result) {
+    const line = stdout.split('\n').find((l) => l.startsWith(`ts:${result.tag}:`));
     if (!line)
-        throw new errors_1.OperationFailed(`the staging session printed no ${tag} result`);
-    return JSON.parse(line.slice(tag.length + 4));
+        throw new errors_1.OperationFailed(`the staging session printed no ${result.tag} result`);
+    return (0, json_1.parseHostJson)(result.schema, line.slice(result.tag.length + 4), `the staging session's ${result.tag} result`);
 }
 /** The representativeness report from the copied counts and both sides' children per parent; its warnings name the policy responsible. */
 function addRepresentativeness(report, plan, fanout, log) {
@@ -63071,15 +63346,15 @@ function addRepresentativeness(report, plan, fanout, log) {
 }
 /** What one run carries from step to step: the plan, the report it fills, and the clock of its phases. */
 class ResampleRun {
+    dev;
+    last;
     ctx;
     start;
     prod;
     catalog;
     plan;
     report;
-    dev;
-    last;
-    constructor(ctx, start, prod, catalog, plan, report) {
+    constructor({ ctx, start, prod, catalog, plan, report, }) {
         this.ctx = ctx;
         this.start = start;
         this.prod = prod;
@@ -63088,6 +63363,10 @@ class ResampleRun {
         this.report = report;
         this.dev = new environment_1.Environment('dev', ctx.config);
         this.last = start.started;
+    }
+    /** Phases already recorded up to this time. */
+    lastAt(time) {
+        this.last = time;
     }
     /** Records the seconds since the previous phase ended. */
     mark(phase) {
@@ -63112,11 +63391,14 @@ class ResampleRun {
 async function resample(ctx, params, hooks = {}) {
     const start = { started: Date.now(), traffic: ctx.host.traffic() };
     // Every read of production goes through its read-only role (the server's own wall behind the SQL guard).
-    const prod = await (0, reader_1.productionReader)(ctx.host, ctx.config, ctx.log);
-    const catalog = await (0, catalog_1.readCatalog)(ctx.host, prod);
+    // The catalog is read beside the check of what the read-only role may do (one round trip fewer).
+    const { reader: prod, value: catalog } = await (0, reader_1.productionReaderWith)(ctx.host, ctx.config, ctx.log, (reader) => (0, catalog_1.readCatalog)(ctx.host, reader));
+    const read = Date.now();
     const plan = await planResample(ctx, params, catalog);
-    const run = new ResampleRun(ctx, start, prod, catalog, plan, emptyReport(plan, params.dryRun));
-    run.mark('catalog and plan');
+    const run = new ResampleRun({ ctx, start, prod, catalog, plan, report: emptyReport(plan, params.dryRun) });
+    run.report.phases.push(['read-only role checks and catalog', (read - start.started) / 1000]);
+    run.lastAt(read);
+    run.mark('plan');
     for (const w of plan.warnings)
         ctx.log.warning(w);
     if (params.dryRun) {
@@ -63146,13 +63428,15 @@ async function resample(ctx, params, hooks = {}) {
     });
     return run.finish();
 }
+/** Dev's database as the staging database copies it: owner and locale. */
+const devDatabase = zod_1.z.object({ owner: zod_1.z.string(), encoding: zod_1.z.string(), collate: zod_1.z.string(), ctype: zod_1.z.string() });
 /** Recovers a dead run's leftovers and creates the empty staging database with dev's owner and locale. */
 async function createStaging(run, op) {
     const { plan, dev } = run;
     const server = new swap_1.DevServer(run.ctx.host, dev, run.ctx.config.sample['maintenance-database']);
     const names = (0, swap_1.databaseNames)(dev.cfg.database.name);
     run.report.warnings.push(...(await (0, swap_1.recoverLeftovers)(server, names, run.ctx.log)));
-    const devInfo = await server.json(`SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${(0, sql_1.literal)(names.dev)}`, 'reading dev database settings');
+    const devInfo = await server.json(devDatabase.nullable(), `SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${(0, sql_1.literal)(names.dev)}`, 'reading dev database settings');
     const owner = devInfo?.owner ?? dev.cfg.database.user;
     const locale = devInfo ? ` ENCODING ${(0, sql_1.literal)(devInfo.encoding)} LC_COLLATE ${(0, sql_1.literal)(devInfo.collate)} LC_CTYPE ${(0, sql_1.literal)(devInfo.ctype)}` : '';
     await server.exec(`CREATE DATABASE ${(0, sql_1.ident)(names.staging)} OWNER ${(0, sql_1.ident)(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
@@ -63175,12 +63459,31 @@ async function fillStaging(run, staging) {
     });
     run.mark('constraints and indexes (post-data)');
     const seq = sequencesSql(plan, run.catalog);
-    if (seq)
-        await staging.server.exec(seq, 'setting sequences past the copied keys', staging.names.staging);
-    await applyDevGrants(run, staging);
+    // Sequences, grants and statistics touch different things: they run side by side. Statistics
+    // wait for after-load, whose rows they must see.
+    const afterLoad = run.ctx.config.sample['after-load'].length > 0;
+    const analyze = () => staging.server.exec(analyzeSql(run, afterLoad), 'analyzing staging', staging.names.staging);
+    await Promise.all([
+        seq ? staging.server.exec(seq, 'setting sequences past the copied keys', staging.names.staging) : undefined,
+        applyDevGrants(run, staging),
+        afterLoad ? undefined : analyze(),
+    ]);
+    run.mark(afterLoad ? 'sequences, grants' : 'sequences, grants, analyze (side by side)');
     await runAfterLoad(run, staging);
-    await staging.server.exec('ANALYZE;', 'analyzing staging', staging.names.staging);
-    run.mark('sequences, grants, analyze');
+    if (afterLoad) {
+        await analyze();
+        run.mark('analyze');
+    }
+}
+/**
+ * Statistics for the tables that received rows (an empty table has none to gather); every table
+ * after after-load, which may fill any.
+ */
+function analyzeSql(run, afterLoad) {
+    const filled = run.catalog.tables.filter((t) => run.report.tables.some((r) => r.table === t.id && r.copied > 0));
+    if (afterLoad || filled.length === 0)
+        return afterLoad ? 'ANALYZE;' : 'SELECT 1;';
+    return `ANALYZE ${filled.map((t) => (0, sql_1.qualified)(t.schema, t.name)).join(', ')};`;
 }
 /** A pg_dump of one section of production's schema, through its read-only role. */
 function prodDump(prod, section) {
@@ -63232,7 +63535,15 @@ async function streamSample(run, staging) {
     // Production's snapshot, and the schema read with it, under prod's lock: a promotion (and its
     // migration, which needs locks this read would hold) waits for it, saying so, and this read
     // waits for a promotion.
-    const prodLock = await lock_1.EnvironmentLock.acquireToRead(host, config['state-dir'], 'prod', run.ctx.run, 'resample (reading production)', run.ctx.lockTimeoutSeconds, log);
+    const prodLock = await lock_1.EnvironmentLock.acquireToRead({
+        host,
+        stateDir: config['state-dir'],
+        env: 'prod',
+        run: run.ctx.run,
+        action: 'resample (reading production)',
+        waitSeconds: run.ctx.lockTimeoutSeconds,
+        log,
+    });
     // Production's children per parent, beside the stream and inside the same lock.
     const prodFanout = (0, representativeness_1.readProductionFanout)(host, prod, plan, busy);
     let streamed;
@@ -63253,9 +63564,9 @@ async function streamSample(run, staging) {
 /** The staging session's counts into the report: rows copied, orphans, leaks, cleared keys, representativeness. */
 function reportSample(run, streamed) {
     const { plan, report } = run;
-    const counts = parseTagged(streamed.stdout, 'counts');
-    const orphans = parseTagged(streamed.stdout, 'orphans');
-    report.leaks = parseTagged(streamed.stdout, 'leaks').map((l) => ({ ...l, fix: (0, leak_advice_1.leakFix)(plan, l) }));
+    const counts = parseTagged(streamed.stdout, exports.tagged.counts);
+    const orphans = parseTagged(streamed.stdout, exports.tagged.orphans);
+    report.leaks = parseTagged(streamed.stdout, exports.tagged.leaks).map((l) => ({ ...l, fix: (0, leak_advice_1.leakFix)(plan, l) }));
     for (const t of report.tables)
         t.copied = Number(counts[t.table] ?? 0);
     for (const f of report.foreignKeys)
@@ -63263,11 +63574,11 @@ function reportSample(run, streamed) {
     for (const t of report.tables)
         for (const d of t.checkDrops)
             d.rows = 0;
-    reportCleared(report, plan, parseTagged(streamed.stdout, 'cleared'));
+    reportCleared(report, plan, parseTagged(streamed.stdout, exports.tagged.cleared));
     for (const t of report.tables)
         t.ownersCleared.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     report.rowsCopied = report.tables.reduce((a, t) => a + t.copied, 0);
-    const fanout = { prod: streamed.prodFanout, sample: parseTagged(streamed.stdout, 'fanout'), busy: streamed.busy };
+    const fanout = { prod: streamed.prodFanout, sample: parseTagged(streamed.stdout, exports.tagged.fanout), busy: streamed.busy };
     addRepresentativeness(report, plan, fanout, run.ctx.log);
     run.warn(emptyTableWarnings(plan, report.tables));
 }
@@ -63308,12 +63619,18 @@ async function applyDevGrants(run, staging) {
     const { server, names, devInfo, devAcl } = staging;
     if (!devInfo)
         return;
-    const grants = await run.ctx.host.run(`${devAcl} | { grep -E ${(0, shell_1.quote)(OBJECT_ACL_LINES)} || true; } | ${(0, postgres_1.psql)(run.dev, names.staging, { output: '/dev/null', stopOnError: false })}`, { label: "re-applying dev's owners and grants to staging", timeoutSeconds: run.ctx.config['command-timeout-seconds'], quiet: true });
+    // Object grants (in staging) and the database's own grants and settings are independent.
+    const [grants] = await Promise.all([
+        run.ctx.host.run(`${devAcl} | { grep -E ${(0, shell_1.quote)(OBJECT_ACL_LINES)} || true; } | ${(0, postgres_1.psql)(run.dev, names.staging, { output: '/dev/null', stopOnError: false })}`, {
+            label: "re-applying dev's owners and grants to staging",
+            timeoutSeconds: run.ctx.config['command-timeout-seconds'],
+            quiet: true,
+        }),
+        server.exec(`${databaseGrantsSql(names.dev, names.staging)}\n${(0, postgres_1.copyDatabaseSettingsSql)(names.dev, names.staging)}`, "re-applying dev's database grants and settings"),
+    ]);
     const errors = grants.stderr.split('\n').filter((l) => /ERROR/.test(l));
     if (errors.length)
         run.report.warnings.push(`${errors.length} of dev's grants did not apply to the new schema (objects dev has and production lacks; migrations recreate them): ${errors.slice(0, 3).join(' | ')}`);
-    await server.exec(databaseGrantsSql(names.dev, names.staging), "re-applying dev's database grants");
-    await server.exec((0, postgres_1.copyDatabaseSettingsSql)(names.dev, names.staging), "copying dev's database settings");
 }
 /** Derived data the load bypassed (triggers fire on no copied row), made true in staging before the swap. */
 async function runAfterLoad(run, staging) {
@@ -63346,6 +63663,8 @@ async function swapStaging(run, staging, op, hooks) {
             log,
             record: op.record,
             pendingDir: (0, host_log_1.pendingDirOf)(config['state-dir'], 'dev'),
+            // Read when staging was created, under this same lock.
+            hadDev: staging.devInfo !== null,
         });
     }
     catch (e) {
@@ -63945,8 +64264,8 @@ function buildPlan(catalog, req) {
     const owners = ownership(catalog, scope, mode, reached.distance);
     const keys = planForeignKeys(catalog, scope, mode, owners.owningTargets);
     const references = planReferences(virtual, mode);
-    const keyed = keyedTables(catalog, scope, mode, keys, references);
-    const structure = planStructure(catalog, settings, scope.root, mode, keys, references);
+    const keyed = keyedTables({ catalog, scope, mode, fkPlans: keys, refPlans: references });
+    const structure = planStructure({ catalog, settings, root: scope.root, mode, fkPlans: keys, refPlans: references });
     const columns = columnContext(catalog, settings);
     const ctx = {
         req,
@@ -64144,7 +64463,7 @@ function planReferences(virtual, mode) {
     return refPlans;
 }
 /** Keyed tables: those whose member keys other tables look up. */
-function keyedTables(catalog, scope, mode, fkPlans, refPlans) {
+function keyedTables({ catalog, scope, mode, fkPlans, refPlans }) {
     const keyed = new Set([scope.root.id]);
     for (const p of fkPlans) {
         // Every reference into sampled rows is looked up: to own, to drop, to null or to include.
@@ -64177,7 +64496,7 @@ function keyedTables(catalog, scope, mode, fkPlans, refPlans) {
  * Tables whose rows can come along for structure, the placeholder rows their keys may point at, and
  * the foreign-key plans with those placeholders attached.
  */
-function planStructure(catalog, settings, root, mode, fkPlans, refPlans) {
+function planStructure({ catalog, settings, root, mode, fkPlans, refPlans }) {
     const structural = new Set([
         ...fkPlans.filter((p) => p.policy === 'structure' && p.target === 'members').map((p) => p.fk.refTable),
         ...refPlans.filter((r) => r.policy === 'structure' && r.target === 'members').map((r) => r.refTable),
@@ -64187,8 +64506,10 @@ function planStructure(catalog, settings, root, mode, fkPlans, refPlans) {
         const ph = placeholders.find((x) => x.table === p.fk.refTable);
         if (!structural.has(p.fk.table) || !ph || p.target !== 'members')
             return p;
-        return p.fk.refColumns.length === 1 && p.fk.refColumns[0] === ph.keyColumn ? { ...p, placeholder: ph } : p;
+        return samePlaceholderKey(p, ph) ? { ...p, placeholder: ph } : p;
     });
+    for (const p of fks.filter((x) => x.placeholder))
+        refuseSharedKeyColumns(catalog, p);
     const warnings = [];
     for (const id of structural)
         for (const p of fks.filter((x) => x.fk.table === id && x.strict && !x.placeholder && x.fk.refTable === root.id && x.target === 'members'))
@@ -64333,7 +64654,7 @@ function planColumn(ctx, table, outgoing, c) {
     const ruled = applyRule(ctx, c, cls);
     if (ruled.kind === 'refused')
         return ruled;
-    const rewritten = referenceRewrites(ctx, table, outgoing, c, cls.rule, ruled.expression);
+    const rewritten = referenceRewrites(ctx, { table, outgoing, c, rule: cls.rule, value: ruled.expression });
     const { rule, sensitive, declaredPublic } = cls;
     const described = [ruled.ruleText, ...rewritten.notes].filter((x) => x !== undefined);
     const ruleText = declaredPublic ? `${described.join(', ') || 'keep'}, public` : described.join(', ') || undefined;
@@ -64376,7 +64697,7 @@ function applyRule(ctx, c, cls) {
  * row brought for structure, cleared by a reference without a foreign key; with a note per rewrite
  * for the report.
  */
-function referenceRewrites(ctx, table, outgoing, c, rule, value) {
+function referenceRewrites(ctx, { table, outgoing, c, rule, value }) {
     const id = table.id;
     const kept = rule === undefined || rule === 'keep';
     const notes = [];
@@ -64392,10 +64713,17 @@ function referenceRewrites(ctx, table, outgoing, c, rule, value) {
         notes.push(`fk ${nulling.policy === 'include' ? 'include (nulled if not kept)' : 'null'}`);
     }
     // On a row that came along for structure, a key whose owner is outside the sample points at the placeholder.
-    const repointing = outgoing.find((p) => p.placeholder && p.fk.columns[0] === c.name);
+    const repointing = outgoing.find((p) => p.placeholder && p.fk.columns.includes(c.name));
     if (repointing?.placeholder && kept) {
-        expression = placeholderValue(repointing, ctx.temps.get(id) ?? '', ctx.temps.get(repointing.fk.refTable) ?? '', table, expression);
-        notes.push(`placeholder ${repointing.placeholder.table} ${repointing.placeholder.key} on rows brought for structure`);
+        expression = placeholderValue({
+            p: repointing,
+            column: c.name,
+            ownTemp: ctx.temps.get(id) ?? '',
+            refTemp: ctx.temps.get(repointing.fk.refTable) ?? '',
+            table,
+            value: expression,
+        });
+        notes.push(`placeholder ${repointing.placeholder.table} ${repointing.placeholder.keyText} on rows brought for structure`);
     }
     // A column cleared when a reference without a foreign key finds a parent outside the sample.
     const clearing = clearingReferences(ctx.references, id, c.name);
@@ -64423,18 +64751,19 @@ function bringsParent(policy) {
 function resolvePlaceholder(catalog, name, ph, mode) {
     const where = `placeholders.${name}`;
     const table = resolveTable(catalog, name, where);
-    if (table.primaryKey?.length !== 1)
-        fail(`${where}: ${table.id} has no one-column primary key for the placeholder's key`);
+    if (!table.primaryKey?.length)
+        fail(`${where}: ${table.id} has no primary key for the placeholder's key`);
     const m = mode.get(table.id);
     if (!['root', 'owned', 'included'].includes(m))
         fail(`${where}: ${table.id} is ${m === 'reference' ? 'copied whole' : 'copied empty'}, so no row needs a placeholder there; remove the entry`);
-    const keyColumn = table.primaryKey[0];
-    const values = [[keyColumn, `${(0, sql_1.literal)(ph.key)}::${columnType(table, keyColumn).type}`]];
+    const keyColumns = table.primaryKey;
+    const keyTexts = placeholderKeyTexts(where, table, ph.key);
+    const values = keyColumns.map((k, i) => [k, `${(0, sql_1.literal)(keyTexts[i])}::${columnType(table, k).type}`]);
     for (const [column, sql] of Object.entries(ph.values)) {
         const c = table.columns.find((x) => x.name === column);
         if (!c)
             fail(`${where}.values: ${table.id} has no column ${column}`);
-        if (column === keyColumn)
+        if (keyColumns.includes(column))
             fail(`${where}.values: ${column} is the primary key; give it as key`);
         if (c.generated)
             fail(`${where}.values: ${table.id}.${column} is generated; leave it out`);
@@ -64443,15 +64772,51 @@ function resolvePlaceholder(catalog, name, ph, mode) {
     const missing = table.columns.filter((c) => c.notNull && !c.generated && !c.hasDefault && !values.some(([n]) => n === c.name)).map((c) => c.name);
     if (missing.length)
         fail(`${where}: ${table.id}.${missing.join(', ')} NOT NULL without a default; give ${missing.length > 1 ? 'them' : 'it'} under values`);
-    return { table: table.id, keyColumn, key: values[0][1], keyText: ph.key, values };
+    const keyText = typeof ph.key === 'string' ? ph.key : keyColumns.map((k, i) => `${k}=${keyTexts[i]}`).join(', ');
+    return { table: table.id, keyColumns, keys: values.slice(0, keyColumns.length).map(([, v]) => v), keyText, values };
+}
+/** The placeholder's key, one text per primary-key column: a single value, or a map naming each column. */
+function placeholderKeyTexts(where, table, key) {
+    const pk = table.primaryKey;
+    if (typeof key === 'string') {
+        if (pk.length > 1)
+            fail(`${where}.key: ${table.id}'s primary key has ${pk.length} columns; give key as a map naming each: {${pk.map((c) => `${c}: ...`).join(', ')}}`);
+        return [key];
+    }
+    const named = Object.keys(key);
+    if (named.length !== pk.length || !pk.every((c) => c in key))
+        fail(`${where}.key: name exactly ${table.id}'s primary-key columns (${pk.join(', ')}); got ${named.join(', ') || 'none'}`);
+    return pk.map((c) => key[c]);
+}
+/** The key points at exactly the placeholder table's primary key (in any column order). */
+function samePlaceholderKey(p, ph) {
+    return p.fk.refColumns.length === ph.keyColumns.length && ph.keyColumns.every((c) => p.fk.refColumns.includes(c));
+}
+/**
+ * A key the placeholder rewrites must own its columns: a column it shares with the row's primary key
+ * or with another foreign key (a tenant id, say) would be rewritten for that one too and break it.
+ */
+function refuseSharedKeyColumns(catalog, p) {
+    const table = catalog.tables.find((t) => t.id === p.fk.table);
+    const others = catalog.foreignKeys.filter((f) => f.table === p.fk.table && f.name !== p.fk.name);
+    for (const c of p.fk.columns) {
+        const other = others.find((f) => f.columns.includes(c));
+        const inPk = table.primaryKey?.includes(c);
+        if (!other && !inPk)
+            continue;
+        const shared = other ? `its foreign key ${p.fk.table}(${other.columns.join(', ')}) → ${other.refTable}` : `its primary key`;
+        fail(`placeholders.${p.placeholder?.table.split('.').pop()}: ${p.fk.table}(${p.fk.columns.join(', ')}) → ${p.fk.refTable} shares ${c} with ${shared}, so a placeholder cannot stand in for it; set foreign-keys ${p.fk.table.split('.').pop()}(${p.fk.columns.join(', ')}) to drop or include instead of bringing ${p.fk.table.split('.').pop()} rows for structure`);
+    }
 }
 /**
  * A key column on a table whose rows can come along for structure (over alias t): on such a row
- * whose target is outside the sample, the placeholder's key; else the value as the policy leaves it.
+ * whose target is outside the sample, the placeholder's value for that column; else the value as
+ * the policy leaves it. Every column of a key of several columns takes its part of the placeholder.
  */
-function placeholderValue(p, ownTemp, refTemp, table, value) {
-    const col = `t.${(0, sql_1.ident)(p.fk.columns[0])}`;
-    return `CASE WHEN ${col} IS NOT NULL AND ${structuralRow('t', table, ownTemp)} AND NOT ${col} IN (SELECT p.${(0, sql_1.ident)(p.fk.refColumns[0])} FROM pg_temp.${refTemp} p) THEN ${p.placeholder?.key} ELSE ${value} END`;
+function placeholderValue({ p, column, ownTemp, refTemp, table, value, }) {
+    const ph = p.placeholder;
+    const part = ph.keys[ph.keyColumns.indexOf(p.fk.refColumns[p.fk.columns.indexOf(column)])];
+    return `CASE WHEN ${allNotNull('t', p.fk.columns)} AND ${structuralRow('t', table, ownTemp)} AND NOT ${matchIn('t', p.fk.columns, refTemp, p.fk.refColumns)} THEN ${part} ELSE ${value} END`;
 }
 /** True for a row (over alias) that came along for structure. */
 function structuralRow(alias, table, temp) {
@@ -64618,7 +64983,7 @@ function structureReferences(plan) {
 function placeholderGuards(plan) {
     return plan.placeholders.map((ph) => {
         const tp = tableById(plan, ph.table);
-        return `  IF EXISTS (SELECT 1 FROM ${from(tp.table)} t WHERE t.${(0, sql_1.ident)(ph.keyColumn)} = ${ph.key}) THEN RAISE EXCEPTION '%', ${(0, sql_1.literal)(`sample.placeholders.${tp.table.name}: production has a row with key ${ph.keyText}; pick a key production does not use`)}; END IF;`;
+        return `  IF EXISTS (SELECT 1 FROM ${from(tp.table)} t WHERE ${(0, sql_1.tuple)('t', ph.keyColumns)} = ${ph.keys.length === 1 ? ph.keys[0] : `(${ph.keys.join(', ')})`}) THEN RAISE EXCEPTION '%', ${(0, sql_1.literal)(`sample.placeholders.${tp.table.name}: production has a row with key ${ph.keyText}; pick a key production does not use`)}; END IF;`;
     });
 }
 function seedRoot(plan) {
@@ -64961,6 +65326,7 @@ exports.READER_CONNECTION_LIMIT = void 0;
 exports.createReaderSql = createReaderSql;
 exports.readerProblems = readerProblems;
 exports.productionReader = productionReader;
+exports.productionReaderWith = productionReaderWith;
 /**
  * Production is read through a role the server itself keeps read-only, so what slips past the
  * config's SQL guard still meets a wall: `sample.reader-role` (default `twinstack_reader`), a
@@ -64972,6 +65338,7 @@ exports.productionReader = productionReader;
  * could write is refused, with the SQL that makes one that cannot.
  */
 const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(639);
 const sql_1 = __nccwpck_require__(3830);
 const environment_1 = __nccwpck_require__(2309);
@@ -64987,6 +65354,26 @@ function createReaderSql(role, database) {
         // Where PUBLIC lost CONNECT or TEMPORARY on the database (a hardened server), the role gets them back.
         `GRANT CONNECT, TEMPORARY ON DATABASE ${(0, sql_1.ident)(database)} TO ${name};`);
 }
+/** What reader-facts.sql prints. */
+const readerFacts = zod_1.z.object({
+    user: zod_1.z.string(),
+    superuser: zod_1.z.boolean(),
+    createrole: zod_1.z.boolean(),
+    createdb: zod_1.z.boolean(),
+    replication: zod_1.z.boolean(),
+    bypassrls: zod_1.z.boolean(),
+    connlimit: zod_1.z.number(),
+    readAll: zod_1.z.boolean(),
+    /** Roles it belongs to other than pg_read_all_data (their rights would be its rights). */
+    memberOf: zod_1.z.array(zod_1.z.string()),
+    readOnly: zod_1.z.string(),
+    createOnDatabase: zod_1.z.boolean(),
+    createOnSchemas: zod_1.z.array(zod_1.z.string()),
+    owns: zod_1.z.number(),
+    writableTables: zod_1.z.number(),
+});
+/** Whether the role exists, whether production's user may create it, and the server's version number. */
+const readerAdmin = zod_1.z.object({ exists: zod_1.z.boolean(), can: zod_1.z.boolean(), server: zod_1.z.number() });
 const FACTS_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "reader-facts.sql", 'utf8'));
 /** What makes the role able to write or act on the server, one phrase each; empty when it only reads. */
 function readerProblems(f) {
@@ -65025,28 +65412,52 @@ function readerProblems(f) {
  * production by the resample goes through the environment this returns.
  */
 async function productionReader(host, config, log) {
+    return (await productionReaderWith(host, config, log, () => Promise.resolve(undefined))).reader;
+}
+/**
+ * The read-only role, checked, and `read` through it: the read (a catalog query, say) runs beside
+ * the check of what the role may do, whose refusal wins over any error of the read.
+ */
+async function productionReaderWith(host, config, log, read) {
     const prod = new environment_1.Environment('prod', config);
     const role = config.sample['reader-role'];
     const db = prod.cfg.database.name;
     const fix = `as a superuser of production's database ${db} (e.g. ${config['compose-command']} -p ${prod.cfg.project} exec ${prod.cfg.database.service} psql -U <superuser> -d ${db}), run: ${createReaderSql(role, db)}`;
     if (role === prod.cfg.database.user)
         throw new errors_1.OperationFailed(`sample.reader-role is production's own database user ${role}, which may write: name a role of its own (default twinstack_reader); ${fix}`);
-    const admin = await (0, catalog_1.queryJson)(host, prod, db, `SELECT json_build_object('exists', EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${(0, sql_1.literal)(role)}), ` +
-        `'can', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), 'server', current_setting('server_version_num')::int)`, "checking production's read-only role");
+    const admin = await (0, catalog_1.queryJson)(host, prod, {
+        database: db,
+        sql: `SELECT json_build_object('exists', EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${(0, sql_1.literal)(role)}), ` +
+            `'can', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), 'server', current_setting('server_version_num')::int)`,
+        label: "checking production's read-only role",
+        schema: readerAdmin,
+    });
     if (admin.server < 140000)
         throw new errors_1.OperationFailed(`production's PostgreSQL is older than 14: it has no pg_read_all_data role, which the resample's read-only session needs`);
     if (!admin.exists) {
         if (!admin.can)
             throw new errors_1.OperationFailed(`production has no role ${role} to read through, and ${prod.cfg.database.user} may not create it: ${fix}`);
-        await (0, catalog_1.queryJson)(host, prod, db, `${createReaderSql(role, db)} SELECT 'null'`, `creating production's read-only role ${role}`);
+        await (0, catalog_1.queryJson)(host, prod, {
+            database: db,
+            sql: `${createReaderSql(role, db)} SELECT 'null'`,
+            label: `creating production's read-only role ${role}`,
+            schema: zod_1.z.null(),
+        });
         log.info(`Created production's read-only role ${role} (pg_read_all_data, default_transaction_read_only, connection limit ${exports.READER_CONNECTION_LIMIT}).`);
     }
     const reader = prod.withDatabaseUser(role);
-    const facts = await (0, catalog_1.queryJson)(host, reader, db, FACTS_SQL, `checking what ${role} may do in production`);
-    const problems = readerProblems(facts);
+    const [facts, value] = await Promise.allSettled([
+        (0, catalog_1.queryJson)(host, reader, { database: db, sql: FACTS_SQL, label: `checking what ${role} may do in production`, schema: readerFacts }),
+        read(reader),
+    ]);
+    if (facts.status === 'rejected')
+        throw facts.reason;
+    const problems = readerProblems(facts.value);
     if (problems.length)
         throw new errors_1.OperationFailed(`production's read role ${role} ${problems.join(', ')}: the server would not stop a write; use a role that may only read: ${fix}`);
-    return reader;
+    if (value.status === 'rejected')
+        throw value.reason;
+    return { reader, value: value.value };
 }
 
 
@@ -65152,6 +65563,7 @@ function planLines(r) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.fanoutByKey = exports.fanout = void 0;
 exports.keyLabel = keyLabel;
 exports.busiestKeys = busiestKeys;
 exports.fanoutSql = fanoutSql;
@@ -65160,10 +65572,26 @@ exports.readProductionFanout = readProductionFanout;
 exports.representativeness = representativeness;
 exports.representativenessWarnings = representativenessWarnings;
 exports.representativenessSection = representativenessSection;
+/**
+ * How representative the sample is: per sampled table, the fraction copied against the target, and
+ * for the busiest foreign keys the children per parent (median and p90) in production against the
+ * sample. A table far from the target is a warning naming the policy that put it there (a `drop`
+ * default that starves a child table, an `include` that floods a parent table).
+ *
+ * Cheap by design: the fractions come from figures the run already has (production's row counts,
+ * exact or pg_class.reltuples, and the rows it copied); the children per parent cost one aggregate
+ * per busy key, in production through the read-only role and in staging in the session that
+ * already counts rows and orphans.
+ */
+const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(639);
 const sql_1 = __nccwpck_require__(3830);
 const catalog_1 = __nccwpck_require__(5876);
 const plan_1 = __nccwpck_require__(6884);
+/** Children per parent of one key; median and p90 are null when the parent table is empty. */
+exports.fanout = zod_1.z.object({ parents: zod_1.z.number(), median: zod_1.z.number().nullable(), p90: zod_1.z.number().nullable() });
+/** fanoutSql's answer: one Fanout per key label. */
+exports.fanoutByKey = zod_1.z.record(exports.fanout);
 const SAMPLED_MODES = ['root', 'owned', 'included'];
 const short = (id) => (id.startsWith('public.') ? id.slice(7) : id);
 /** A foreign key as sample.foreign-keys names it, with its target: `comment(post_id) → public.post`. */
@@ -65213,8 +65641,13 @@ async function readProductionFanout(host, reader, plan, keys) {
     if (!keys.length)
         return { values: {}, ms: 0 };
     try {
-        const values = await (0, catalog_1.queryJson)(host, reader, reader.cfg.database.name, fanoutSql(plan, keys), "reading production's children per parent for the representativeness report");
-        return { values: values ?? {}, ms: Date.now() - started };
+        const values = await (0, catalog_1.queryJson)(host, reader, {
+            database: reader.cfg.database.name,
+            sql: fanoutSql(plan, keys),
+            label: "reading production's children per parent for the representativeness report",
+            schema: exports.fanoutByKey,
+        });
+        return { values, ms: Date.now() - started };
     }
     catch (e) {
         return { error: (0, errors_1.errorMessage)(e) };
@@ -65390,6 +65823,7 @@ exports.composeMigrate = composeMigrate;
  * every byte, so the way back is a rename too.
  */
 const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(639);
 const release_1 = __nccwpck_require__(5817);
 const shell_1 = __nccwpck_require__(2232);
@@ -65457,11 +65891,12 @@ class DevServer {
         const r = await this.host.run((0, postgres_1.psql)(this.env, database, { tuples: true }), { stdin: `${sql}\n`, quiet: true, label, timeoutSeconds: 600 });
         return r.stdout;
     }
-    json(sql, label, database = this.maintenance) {
-        return (0, catalog_1.queryJson)(this.host, this.env, database, sql, label);
+    /** One query's JSON answer, checked against its schema. */
+    json(schema, sql, label, database = this.maintenance) {
+        return (0, catalog_1.queryJson)(this.host, this.env, { database, sql, label, schema });
     }
     async databases() {
-        return this.json(`SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database`, 'listing dev databases');
+        return this.json(zod_1.z.array(zod_1.z.string()), `SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database`, 'listing dev databases');
     }
     async exists(name) {
         return (await this.databases()).includes(name);
@@ -65518,7 +65953,7 @@ function swapUndoScript(server, names, restart) {
  */
 async function swapIn(o) {
     const { server, names, services, log } = o;
-    const hadDev = await server.exists(names.dev);
+    const hadDev = o.hadDev ?? (await server.exists(names.dev));
     const marker = `${o.pendingDir}/resample-swap.sh`;
     const leave = (script) => server.host.writeFile(marker, script);
     const clear = async () => {
@@ -65594,7 +66029,8 @@ async function recoverLeftovers(server, names, log) {
         }
         await server.rename(names.previous, names.dev);
     }
-    if ((await server.databases()).includes(names.staging)) {
+    // The list read above still holds unless the recovery above changed it.
+    if ((notes.length ? await server.databases() : dbs).includes(names.staging)) {
         await server.drop(names.staging);
         notes.push(`dropped a staging database left by an earlier run (${names.staging})`);
     }
@@ -66136,15 +66572,15 @@ class Collector {
     constructor(warnOnly) {
         this.warnOnly = warnOnly;
     }
-    add(check, environment, severity, message, fix) {
+    add({ check, environment, severity, message, fix }) {
         const downgraded = severity === 'error' && this.warnOnly.includes(check);
         this.findings.push({ check, environment, severity: downgraded ? 'warning' : severity, message: downgraded ? `${message} (warn-only)` : message, fix });
     }
     error(check, environment, message, fix) {
-        this.add(check, environment, 'error', message, fix);
+        this.add({ check, environment, severity: 'error', message, fix });
     }
     warning(check, environment, message, fix) {
-        this.add(check, environment, 'warning', message, fix);
+        this.add({ check, environment, severity: 'warning', message, fix });
     }
 }
 function checkIsolation(input) {
@@ -66731,10 +67167,43 @@ function checkDevNetworks(c, prod, dev) {
 /***/ }),
 
 /***/ 6997:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.IsolationRefused = exports.SECRET_KEY = void 0;
 exports.preflightSettings = preflightSettings;
@@ -66742,6 +67211,13 @@ exports.unsetVariables = unsetVariables;
 exports.resolvePaths = resolvePaths;
 exports.runPreflight = runPreflight;
 exports.isolationGate = isolationGate;
+/**
+ * The isolation checks against the host: both env files (values hashed at once, never logged), each
+ * environment's merged compose configuration, the host's size, and optionally both sites over
+ * HTTP. Read-only: changes nothing and takes no lock. The preflight action reports them; deploy and
+ * promote run them as a gate on the commit they are about to start (isolationGate).
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
@@ -66751,6 +67227,7 @@ const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
 const rolling_1 = __nccwpck_require__(3803);
+const wal_settings_1 = __nccwpck_require__(8305);
 const secretsOf = (r) => [...r.prod.secrets, ...r.dev.secrets];
 /** Env file keys whose values are treated as secrets (masked in everything logged). */
 exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
@@ -66862,11 +67339,12 @@ async function resolvePaths(host, paths) {
         return `realpath exited with ${r.exitCode}: ${(0, errors_1.tailLines)(r.stderr, 1) || `${out.length} of ${paths.length} paths`}`;
     return new Map(paths.map((p, i) => [p, out[i]]));
 }
+const HOST_SIZE = fs.readFileSync(__nccwpck_require__.ab + "host-size.sh", 'utf8');
 async function hostTotals(host) {
-    const r = await host.run('nproc && cat /proc/meminfo', { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
+    const r = await host.run((0, shell_1.hostScript)(HOST_SIZE, {}), { quiet: true, check: false, label: 'reading the host size', timeoutSeconds: 30 });
     return r.exitCode === 0 ? (0, isolation_1.parseHostTotals)(r.stdout) : undefined;
 }
-async function probe(host, environment, url, kind, timeout) {
+async function probe(host, { environment, url, kind, timeout }) {
     // Prod follows redirects (http -> https, www); dev is judged on its first answer to a stranger.
     const follow = environment === 'prod' ? ['-L', '--max-redirs', '5'] : [];
     const r = await host.run((0, shell_1.sh) `curl -sS -i ${follow} --max-time ${timeout} -A twinstack-preflight -H ${'Accept: text/html,*/*'} ${url}`, {
@@ -66912,19 +67390,25 @@ async function runPreflight(host, config, log, opts = {}) {
     // Rolling services are switched on prod (promote, rollback): its compose configuration must allow it.
     const prodCompose = readings.prod.facts.compose;
     if (prodCompose)
-        findings.push(...(0, rolling_1.checkRolling)(prodCompose, config.promote.rolling, 'prod', settings['warn-only'], {
-            checkout: config.environments.prod.checkout,
-            releaseDirs: config.promote['release-dirs'],
+        findings.push(...(0, rolling_1.checkRolling)({
+            compose: prodCompose,
+            rolling: config.promote.rolling,
+            environment: 'prod',
+            warnOnly: settings['warn-only'],
+            code: { checkout: config.environments.prod.checkout, releaseDirs: config.promote['release-dirs'] },
         }));
+    // Replication settings matter to the WAL receiver only: the gate before deploy and promote leaves them out.
+    if (opts.wal !== false)
+        findings.push(...(await (0, wal_settings_1.walSettingFindings)(host, config, settings['warn-only'].includes('wal-settings'))));
     const http = settings.http;
     if (http.enabled && opts.http !== false) {
         const probes = [];
         const prodUrl = config.environments.prod.url;
-        probes.push(await probe(host, 'prod', `${prodUrl}/robots.txt`, 'robots', http['timeout-seconds']));
+        probes.push(await probe(host, { environment: 'prod', url: `${prodUrl}/robots.txt`, kind: 'robots', timeout: http['timeout-seconds'] }));
         for (const p of http['prod-pages'])
-            probes.push(await probe(host, 'prod', `${prodUrl}${p}`, 'page', http['timeout-seconds']));
+            probes.push(await probe(host, { environment: 'prod', url: `${prodUrl}${p}`, kind: 'page', timeout: http['timeout-seconds'] }));
         for (const p of http['dev-pages'])
-            probes.push(await probe(host, 'dev', `${config.environments.dev.url}${p}`, 'page', http['timeout-seconds']));
+            probes.push(await probe(host, { environment: 'dev', url: `${config.environments.dev.url}${p}`, kind: 'page', timeout: http['timeout-seconds'] }));
         for (const p of probes) {
             for (const f of (0, http_probe_1.judgeProbe)(p)) {
                 const downgrade = f.severity === 'error' && settings['warn-only'].includes('http');
@@ -66960,7 +67444,7 @@ async function runPreflight(host, config, log, opts = {}) {
 async function isolationGate(host, config, log, what) {
     log.startGroup(`isolation checks on ${what}`);
     try {
-        const report = await runPreflight(host, config, log, { http: false });
+        const report = await runPreflight(host, config, log, { http: false, wal: false });
         for (const f of report.findings.filter((x) => x.severity === 'warning'))
             log.warning(`${f.check} (${f.environment}): ${f.message}. Fix: ${f.fix}`);
         const errors = report.findings.filter((x) => x.severity === 'error');
@@ -66995,7 +67479,7 @@ exports.IsolationRefused = IsolationRefused;
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.checkRolling = checkRolling;
-function checkRolling(compose, rolling, environment, warnOnly = [], code) {
+function checkRolling({ compose, rolling, environment, warnOnly = [], code }) {
     const out = [];
     const add = (severity, message, fix) => {
         const down = severity === 'error' && warnOnly.includes('rolling');
@@ -67059,6 +67543,73 @@ function checkHealthcheck(s, add) {
     else if (s.healthcheck === 'image') {
         add('warning', `rolling service ${name} has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either`, `add a healthcheck to ${name} in the compose file (or be sure its image has a HEALTHCHECK)`);
     }
+}
+
+
+/***/ }),
+
+/***/ 8305:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.judgeWalSettings = judgeWalSettings;
+exports.walSettingFindings = walSettingFindings;
+const environment_1 = __nccwpck_require__(2309);
+const errors_1 = __nccwpck_require__(639);
+const postgres_1 = __nccwpck_require__(263);
+const wal_1 = __nccwpck_require__(3538);
+/** What each setting must be for a receiver and a base backup beside it: the minimum, and the value to set. */
+const NEEDED = {
+    wal_level: { ok: (v) => v === 'replica' || v === 'logical', set: 'replica', why: 'pg_receivewal needs replica' },
+    max_wal_senders: { ok: (v) => Number(v) >= 2, set: '10', why: 'the receiver and a base backup each take one' },
+    max_replication_slots: { ok: (v) => Number(v) >= 1, set: '10', why: 'the receiver streams from a slot' },
+};
+/** The findings for prod's settings as read (`name|setting` lines). */
+function judgeWalSettings(text, severity = 'error') {
+    const read = new Map(text
+        .split('\n')
+        .map((l) => l.trim().split('|'))
+        .filter((p) => p.length === 2));
+    const findings = [];
+    for (const [name, need] of Object.entries(NEEDED)) {
+        const v = read.get(name);
+        if (v !== undefined && need.ok(v))
+            continue;
+        findings.push({
+            check: 'wal-settings',
+            environment: 'prod',
+            severity,
+            message: v === undefined ? `prod's db did not report ${name}` : `prod's db has ${name}=${v}: ${need.why}`,
+            fix: `set ${name}=${need.set} (command: postgres -c ${name}=${need.set}) in the prod overlay, then recreate prod's db container`,
+        });
+    }
+    return findings;
+}
+/** Reads prod's settings when backup.wal is enabled; none otherwise. */
+async function walSettingFindings(host, config, warnOnly) {
+    if (!config.backup.wal.enabled)
+        return [];
+    const prod = new environment_1.Environment('prod', config);
+    const r = await host.run((0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true, run: [wal_1.WAL_SETTINGS_SQL] }), {
+        check: false,
+        quiet: true,
+        label: "reading prod's replication settings",
+        timeoutSeconds: 60,
+    });
+    const severity = warnOnly ? 'warning' : 'error';
+    if (r.exitCode !== 0)
+        return [
+            {
+                check: 'wal-settings',
+                environment: 'prod',
+                severity,
+                message: `prod's replication settings could not be read: ${(0, errors_1.tailLines)(r.stderr, 1)}`,
+                fix: "start prod's db (deploy prod), then run preflight again",
+            },
+        ];
+    return judgeWalSettings(r.stdout, severity);
 }
 
 

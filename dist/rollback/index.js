@@ -55713,7 +55713,7 @@ function publicOrUndefined(key) {
     }
 }
 /** The off-host copy's part of a job summary: what happened, where the copies are, what to do next. */
-function offsiteSummary(s, config, env, localPath, copy) {
+function offsiteSummary(s, { config, env, localPath, copy }) {
     const o = config.backup.offsite;
     if (!o)
         return s;
@@ -55899,7 +55899,7 @@ async function chooseTarget(r, op) {
 async function backupToRestore(r) {
     if (!r.plan.backupId)
         return undefined;
-    const backup = await (0, backup_1.usableBackup)(r.host, r.config, r.env, r.plan.backupId, r.log);
+    const backup = await (0, backup_1.usableBackup)({ host: r.host, config: r.config, env: r.env, id: r.plan.backupId, log: r.log });
     r.log.warning(`The database of ${r.env.name} will be restored from ${backup.id} (taken ${backup.time}): every write since then will be lost.`);
     return backup;
 }
@@ -56071,7 +56071,7 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = exports.offsiteSchema = void 0;
+exports.backupSchema = exports.walSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
 const age_1 = __nccwpck_require__(3997);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -56138,6 +56138,31 @@ exports.offsiteSchema = zod_1.z
         });
     }
 });
+const roleName = zod_1.z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be lower-case letters, digits and underscores, not starting with a digit');
+/**
+ * `backup.wal:` — continuous WAL archiving of prod's database: a pg_receivewal container of its own,
+ * from prod's db image, streaming from a physical replication slot into a directory on the host.
+ * See src/domain/wal.ts.
+ */
+exports.walSchema = zod_1.z
+    .object({
+    enabled: zod_1.z.boolean().default(false),
+    /** The physical replication slot on prod's server; it keeps WAL until the receiver has it. */
+    slot: roleName.default('twinstack_wal'),
+    /** The LOGIN REPLICATION role pg_receivewal connects as; its password comes from the wal-password secret. */
+    role: roleName.default('twinstack_wal'),
+    /** The role that creates the replication role and the slot (a superuser); default: prod's database user. */
+    'admin-user': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name')
+        .optional(),
+    /** The WAL directory on the host; default <backup.dir>/prod/wal. */
+    dir: absPath.refine((p) => p !== '', 'must not be /').optional(),
+    /** monitor fails when the newest archived segment is older than this (or the receiver is down). */
+    'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
+})
+    .strict()
+    .default({});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -56155,6 +56180,8 @@ exports.backupSchema = zod_1.z
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: exports.offsiteSchema.optional(),
+    /** Continuous WAL archiving of prod (off by default). */
+    wal: exports.walSchema,
 })
     .strict()
     .default({});
@@ -56213,6 +56240,7 @@ exports.PREFLIGHT_CHECKS = [
     'basic-auth',
     'http',
     'rolling',
+    'wal-settings',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -56577,15 +56605,17 @@ exports.referenceSchema = zod_1.z
 });
 /** A column name, unquoted. */
 const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+const keyValue = zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String);
 /**
  * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
  * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ * the sample. `key` is its primary key (a value production does not use), or for a primary key of
+ * several columns a map naming each; `values` gives other columns as SQL constant expressions
+ * (checked like every SQL fragment), the rest take their default.
  */
 exports.placeholderSchema = zod_1.z
     .object({
-    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    key: zod_1.z.union([keyValue, zod_1.z.record(columnName, keyValue)]),
     values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
 })
     .strict();
@@ -57195,7 +57225,7 @@ function alembicCheck(host, env, plan, timeoutSeconds) {
     return host.run((0, docker_1.dockerExec)(plan.container, alembic.check()), { label: `${env.name} alembic check`, timeoutSeconds, check: false });
 }
 /** alembic's current revision in the environment's api container ('' when there is none yet). */
-async function currentRevision(host, env, service = env.cfg.apiService, timeoutSeconds = 120, container) {
+async function currentRevision(host, env, { service = env.cfg.apiService, timeoutSeconds = 120, container } = {}) {
     container ??= await env.serviceContainer(host, service);
     const r = await host.run((0, docker_1.dockerExec)(container, alembic.current()), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
     return alembic.parseCurrent(r.stdout);
@@ -57413,7 +57443,7 @@ async function psqlValue(host, env, database, sql) {
     return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 /** Streams a client tool's output into a file on the host, hashing it on the way; returns size and hash. */
-async function streamToFile(host, command, file, label, timeoutSeconds) {
+async function streamToFile(host, { command, file, label, timeoutSeconds }) {
     const partial = `${file}.partial`;
     try {
         const r = await host.run((0, shell_1.hostScript)(STREAM_TO_FILE, { COMMAND: command, PARTIAL: partial, FILE: file }), {
@@ -57433,14 +57463,14 @@ async function streamToFile(host, command, file, label, timeoutSeconds) {
  * Takes and verifies a backup. Returns its manifest; throws OperationFailed (after writing a
  * `failed` manifest where the disk allows) when the dump or its verification fails.
  */
-async function takeBackup(host, config, env, ctx, log, verify = config.backup.verify) {
+async function takeBackup({ host, config, env, ctx, log, verify = config.backup.verify }) {
     checkBackupDir(config);
     const started = new Date();
     const id = newBackupId(env.name, started);
     const dir = backupDir(config, env, id);
     const database = env.cfg.database.name;
     const timeoutSeconds = config.backup['timeout-seconds'];
-    const manifest = openManifest(id, env, ctx, started, verify);
+    const manifest = openManifest({ id, env, ctx, started, verify });
     log.startGroup(`${env.name}: backup ${id}`);
     let snapshotSession;
     try {
@@ -57453,17 +57483,22 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
             snapshotSession = await openSnapshot(host, env, database, log);
         const seconds = (since) => Math.round((Date.now() - since) / 100) / 10;
         let t = Date.now();
-        manifest.files['db.dump'] = await streamToFile(host, (0, postgres_1.pgDump)(env, database, { custom: true, snapshot: snapshotSession?.snapshot }), `${dir}/db.dump`, `pg_dump of ${env.name}`, timeoutSeconds);
+        manifest.files['db.dump'] = await streamToFile(host, {
+            command: (0, postgres_1.pgDump)(env, database, { custom: true, snapshot: snapshotSession?.snapshot }),
+            file: `${dir}/db.dump`,
+            label: `pg_dump of ${env.name}`,
+            timeoutSeconds,
+        });
         manifest.timings.dump = seconds(t);
         log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
         const counts = snapshotSession ? await snapshotSession.counts() : undefined;
         await snapshotSession?.close();
         snapshotSession = undefined;
         t = Date.now();
-        manifest.files['globals.sql'] = await dumpGlobals(host, env, `${dir}/globals.sql`, log, timeoutSeconds);
+        manifest.files['globals.sql'] = await dumpGlobals({ host, env, file: `${dir}/globals.sql`, log, timeoutSeconds });
         manifest.timings.globals = seconds(t);
         t = Date.now();
-        const problem = await verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds);
+        const problem = await verifyBackup({ host, env, manifest, dir, log, counts, timeoutSeconds });
         manifest.timings.verify = seconds(t);
         manifest.verification.ok = !problem;
         manifest.verification.detail =
@@ -57494,7 +57529,7 @@ async function takeBackup(host, config, env, ctx, log, verify = config.backup.ve
     return manifest;
 }
 /** The manifest of a backup just started: failed until its verification says otherwise. */
-function openManifest(id, env, ctx, started, verify) {
+function openManifest({ id, env, ctx, started, verify, }) {
     return {
         id,
         env: env.name,
@@ -57515,15 +57550,16 @@ async function psqlVersion(host, env) {
     const r = await host.run((0, postgres_1.pgDumpVersion)(env), { check: false, quiet: true, timeoutSeconds: 60 });
     return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
-async function dumpGlobals(host, env, file, log, timeoutSeconds) {
+async function dumpGlobals({ host, env, file, log, timeoutSeconds, }) {
+    const label = `pg_dumpall --globals-only of ${env.name}`;
     try {
-        return await streamToFile(host, (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: true }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+        return await streamToFile(host, { command: (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: true }), file, label, timeoutSeconds });
     }
     catch (e) {
         // Reading role passwords needs a superuser; without them the roles and grants are still saved.
         if (e instanceof errors_1.RemoteCommandError && /permission denied/i.test(e.stderr)) {
             log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
-            return streamToFile(host, (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: false }), file, `pg_dumpall --globals-only of ${env.name}`, timeoutSeconds);
+            return streamToFile(host, { command: (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: false }), file, label, timeoutSeconds });
         }
         throw e;
     }
@@ -57564,7 +57600,7 @@ async function rowCounts(host, env, database, timeoutSeconds) {
     return parseCounts(r.stdout);
 }
 /** Checks a backup on disk: checksum, pg_restore --list, and (with counts) a scratch restore. Returns the problem, if any. */
-async function verifyBackup(host, env, manifest, dir, log, counts, timeoutSeconds = 3600) {
+async function verifyBackup({ host, env, manifest, dir, log, counts, timeoutSeconds = 3600, }) {
     for (const [name, f] of Object.entries(manifest.files)) {
         const r = await host.run((0, shell_1.sh) `sha256sum ${`${dir}/${name}`}`, { check: false, quiet: true, timeoutSeconds });
         const actual = r.stdout.split(/\s+/)[0];
@@ -57633,13 +57669,13 @@ async function listBackups(host, config, env, log) {
     return out.sort((a, b) => (a.id < b.id ? 1 : -1));
 }
 /** Finds one backup by id and re-checks it on disk (checksums and pg_restore --list). */
-async function usableBackup(host, config, env, id, log) {
+async function usableBackup({ host, config, env, id, log }) {
     const m = (await listBackups(host, config, env, log)).find((b) => b.id === id);
     if (!m)
         throw new errors_1.OperationFailed(`backup ${id} of ${env.name} does not exist in ${backupDir(config, env)}`);
     if (m.status !== 'verified')
         throw new errors_1.OperationFailed(`backup ${id} failed when it was taken (${m.error ?? 'not verified'}); it is never used`);
-    const problem = await verifyBackup(host, env, m, backupDir(config, env, id), log);
+    const problem = await verifyBackup({ host, env, manifest: m, dir: backupDir(config, env, id), log });
     if (problem)
         throw new errors_1.OperationFailed(`backup ${id} cannot be used: ${problem}`);
     return m;
@@ -57653,7 +57689,7 @@ async function usableBackup(host, config, env, id, log) {
  * that fails, the new database is dropped and the old one renamed back. Needs a database user that
  * may create databases (the official postgres image's POSTGRES_USER can).
  */
-async function restoreBackup(host, config, env, m, log, opts = {}) {
+async function restoreBackup({ host, config, env, m, log, opts = {} }) {
     const file = `${backupDir(config, env, m.id)}/db.dump`;
     const db = m.database;
     const aside = restoreAsideName(db);
@@ -58158,7 +58194,7 @@ async function checkoutCommit(host, env, sha) {
  */
 async function scratchCheckout(host, env, sha, dir) {
     await addWorktree(host, env, sha, dir);
-    await copyUntracked(host, env, sha, dir, []);
+    await copyUntracked({ host, env, sha, dir, files: [] });
     return dir;
 }
 async function addWorktree(host, env, sha, dir) {
@@ -58182,7 +58218,7 @@ const LINK = '@twinstack-link';
  * refused in one line and nothing is copied. cp never dereferences (-P), and the copies are private
  * (files 0600, directories 0700; an executable keeps its owner's x bit).
  */
-async function copyUntracked(host, env, sha, dir, files) {
+async function copyUntracked({ host, env, sha, dir, files }) {
     const { checkout, envFile } = env.cfg;
     const all = [envFile, ...files];
     // Every path that must not be a link, with what to say when it is one.
@@ -58233,7 +58269,7 @@ function releaseDir(stateDir, env, sha) {
 async function releaseEnvironment(host, config, env, sha) {
     if (!usesReleaseDirs(config, env))
         return env;
-    return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
+    return ensureReleaseDir({ host, env, sha, dir: releaseDir(config['state-dir'], env, sha), files: config.promote['release-files'] });
 }
 /**
  * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
@@ -58242,7 +58278,7 @@ async function releaseEnvironment(host, config, env, sha) {
  * (copyUntracked: never through a symlink). `<state-dir>/releases` and its environment's directory are
  * 0700: a release directory holds prod's env file and secrets.
  */
-async function ensureReleaseDir(host, env, sha, dir, files) {
+async function ensureReleaseDir({ host, env, sha, dir, files }) {
     const { checkout } = env.cfg;
     const envRoot = parentOf(dir);
     const roots = [parentOf(envRoot), envRoot];
@@ -58264,7 +58300,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     await host.run((0, shell_1.argv)('chmod', '700', roots), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
     if (!lines.includes(sha))
         await addWorktree(host, env, sha, dir);
-    await copyUntracked(host, env, sha, dir, files);
+    await copyUntracked({ host, env, sha, dir, files });
     return env.at(dir);
 }
 /**
@@ -58438,6 +58474,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional(), bytes: count, sha256: text, error: text }),
     record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
+    record('wal', {
+        mode: zod_1.z.enum(['ensure', 'off']),
+        status: zod_1.z.enum(['done', 'failed']),
+        receiver: zod_1.z.string().optional(),
+        slot: zod_1.z.string().optional(),
+        error: zod_1.z.string().optional(),
+    }),
     record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string(), backup: text }),
     record('staging-created', { database: zod_1.z.string(), fraction: count, seed: text }),
     record('resampled', { rows: count, fraction: count, seed: text }),
@@ -58705,21 +58748,20 @@ const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
 class EnvironmentLock {
-    host;
-    process;
-    holderFile;
-    env;
-    stale;
-    stateDir;
-    log;
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
     /** The holder file being written, which a release waits for before removing it. */
     writing = Promise.resolve();
-    constructor(host, process, holderFile, env, 
+    host;
+    process;
+    holderFile;
+    env;
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    stale, stateDir, log) {
+    stale;
+    stateDir;
+    log;
+    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
@@ -58768,7 +58810,7 @@ class EnvironmentLock {
      * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
      * how long it has waited; past the deadline, refuses.
      */
-    static async waitIdle(host, stateDir, env, deadline, waitSeconds, log) {
+    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
         const started = Date.now();
         let lastSaid = 0;
         for (;;) {
@@ -58797,7 +58839,7 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork(host, stateDir, env, op, project, graceSeconds = 3) {
+    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
@@ -58825,10 +58867,17 @@ class EnvironmentLock {
         }
     }
     /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
-    static acquireToRead(host, stateDir, env, run, action, waitSeconds, log, sha = run.sha) {
-        return EnvironmentLock.acquire(host, stateDir, env, { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() }, waitSeconds, log);
+    static acquireToRead({ host, stateDir, env, run, action, waitSeconds, log, sha = run.sha, }) {
+        return EnvironmentLock.acquire({
+            host,
+            stateDir,
+            env,
+            holder: { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() },
+            waitSeconds,
+            log,
+        });
     }
-    static async acquire(host, stateDir, env, holder, waitSeconds, log) {
+    static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
         const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
@@ -58849,7 +58898,7 @@ class EnvironmentLock {
         }
         // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
         try {
-            await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
+            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
         }
         catch (e) {
             await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
@@ -58857,7 +58906,7 @@ class EnvironmentLock {
         }
         // A holder file still present means its run died while holding the lock.
         const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir, log);
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
         lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
@@ -59035,10 +59084,10 @@ async function copyOffsite(c) {
         const unregister = (0, cancel_1.onCancel)(removeStage);
         try {
             // 1. Seal on the VPS, with public keys only.
-            upload = await seal(host, o, env.name, manifest, local, `${stage}/${env.name}/${manifest.id}`, log);
+            upload = await seal({ host, o, env: env.name, manifest, local, out: `${stage}/${env.name}/${manifest.id}`, log });
             // 2. Push from the VPS with the write-only key.
             at = 'push';
-            writeOnly = await push(host, o, env.name, manifest.id, stage, keys.write, log);
+            writeOnly = await push({ host, o, env: env.name, id: manifest.id, stage, writeKey: keys.write, log });
         }
         finally {
             unregister();
@@ -59096,7 +59145,7 @@ async function copyOffsite(c) {
     return copy;
 }
 /** Encrypts each file of the backup to the recipients into `out`, and writes upload.json there. */
-async function seal(host, o, env, manifest, local, out, log) {
+async function seal({ host, o, env, manifest, local, out, log, }) {
     const tools = await host.run((0, shell_1.hostScript)(MISSING_TOOLS, {}, ['age', 'rsync', 'ssh']), { quiet: true, timeoutSeconds: 60 });
     const missing = tools.stdout.split('\n').filter(Boolean);
     const packages = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
@@ -59136,8 +59185,9 @@ function uploadJson(u) {
 const RRSYNC_BUSY_ATTEMPTS = 20;
 const RRSYNC_BUSY_WAIT_MS = 15_000;
 /** rsync from the VPS to the backup host; returns whether a read with the same key was refused. */
-async function push(host, o, env, id, stage, writeKey, log) {
-    const tmp = (await host.run('umask 077 && mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+async function push({ host, o, env, id, stage, writeKey, log }) {
+    // mktemp -d makes the directory readable by its owner only (0700), whatever the umask.
+    const tmp = (await host.run('mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
     if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
         throw new OffsiteFailed('push', `mktemp on the VPS returned "${(0, errors_1.shorten)(tmp, 80)}"`);
     // The key file goes in every case: at the end of the push, and on a cancel (src/infra/cancel.ts).
@@ -59328,7 +59378,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
     const hostLog = new host_log_1.HostLog(o.host, o.stateDir, o.env);
     const holder = { run: o.run.url, actor: o.run.actor, sha: o.sha ?? o.run.sha, action: o.action, op: id, since: new Date().toISOString() };
-    const lock = await lock_1.EnvironmentLock.acquire(o.host, o.stateDir, o.env, holder, o.lockTimeoutSeconds, o.log);
+    const lock = await lock_1.EnvironmentLock.acquire({ host: o.host, stateDir: o.stateDir, env: o.env, holder, waitSeconds: o.lockTimeoutSeconds, log: o.log });
     // A cancel from here on first stops this run's remote work and records it, then frees the lock (below).
     lock.leaveCancelToCaller();
     // From here every command runs inside this run's lease (see EnvironmentLock.fence).
@@ -59341,7 +59391,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id, o.project).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch((0, logger_1.ignored)(o.log, 'recording cancelled'));
@@ -59350,7 +59400,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     try {
         let op;
         try {
-            op = await openOperation(o, hostLog, lock, id, base);
+            op = await openOperation({ o, hostLog, lock, id, base });
         }
         catch (e) {
             // Cut short by the cancel (the host is halted): the cancel handler records it and frees the lock.
@@ -59382,7 +59432,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     }
 }
 /** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
-async function openOperation(o, hostLog, lock, id, base) {
+async function openOperation({ o, hostLog, lock, id, base, }) {
     const records = await hostLog.read(o.log);
     const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${(0, errors_1.errorMessage)(e)}`));
     if (archived)
@@ -59664,7 +59714,7 @@ async function tagRelease(host, env, releaseId, containers) {
     return images;
 }
 /** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
-async function pruneReleaseTags(host, env, keep, protect, log) {
+async function pruneReleaseTags({ host, env, keep, protect, log }) {
     const r = await host.run((0, docker_1.listImages)(`twinstack/${env.project}-*`, '{{.Repository}}:{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
     const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
@@ -59687,9 +59737,9 @@ async function pruneReleaseTags(host, env, keep, protect, log) {
  * keep-releases, and on prod with promote.release-dirs the directories of releases no longer kept.
  * A failure here is a warning, never a failed deploy or a rollback.
  */
-async function pruneOldReleases(host, config, env, current, previous, log) {
+async function pruneOldReleases({ host, config, env, current, previous, log, }) {
     try {
-        await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
+        await pruneReleaseTags({ host, env, keep: config['keep-releases'], protect: [current.release, previous?.release ?? ''], log });
         if ((0, git_1.usesReleaseDirs)(config, env)) {
             const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
             if (pruned.length)
@@ -59750,7 +59800,7 @@ async function startRelease({ host, config, env, release, log, restore }) {
                 await host.run(env.compose('stop', ...services), env.composeOptions({ label: `${env.name} compose stop (for the restore)` }));
             log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
             try {
-                await (0, backup_1.restoreBackup)(host, config, env, restore, log, { stoppedServices: services });
+                await (0, backup_1.restoreBackup)({ host, config, env, m: restore, log, opts: { stoppedServices: services } });
             }
             catch (e) {
                 // The database was put back as it was; start the release's services anyway rather than leave them stopped.
@@ -59761,7 +59811,14 @@ async function startRelease({ host, config, env, release, log, restore }) {
             }
             restoredAt = new Date().toISOString();
         }
-        await (0, rolling_1.switchServices)(host, runAt, env.name === 'prod' ? config.promote.rolling : [], (0, rolling_1.rollingOptions)(config, env), log, `${env.name} compose up (release ${release.release})`);
+        await (0, rolling_1.switchServices)({
+            host,
+            env: runAt,
+            rolling: env.name === 'prod' ? config.promote.rolling : [],
+            options: (0, rolling_1.rollingOptions)(config, env),
+            log,
+            label: `${env.name} compose up (release ${release.release})`,
+        });
         // The checkout follows once no container mounts it (see promote's swap).
         if (runAt !== env)
             await (0, git_1.checkoutCommit)(host, env, release.sha);
@@ -59857,11 +59914,11 @@ const POLL_MS = 1000;
  * already replaced before a failure stay replaced (the returned list is lost with the throw; the
  * log says which).
  */
-async function rollingReplace(host, env, services, log, opts) {
+async function rollingReplace({ host, env, services, log, opts }) {
     await assertKnownServices(host, env, services);
     const done = [];
     for (const service of services)
-        done.push(await replaceOne(host, env, service, log, opts));
+        done.push(await replaceOne({ host, env, service, log, opts }));
     return done;
 }
 /**
@@ -59869,17 +59926,17 @@ async function rollingReplace(host, env, services, log, opts) {
  * listed service's container, so nothing serves between the old one stopping and the new one
  * listening. Waits until the new containers are healthy.
  */
-async function replaceInPlace(host, env, services, log, healthTimeoutSeconds) {
+async function replaceInPlace({ host, env, services, log, healthTimeoutSeconds, }) {
     await host.run(env.compose('up', '-d', '--no-deps', '--no-build', ...services), env.composeOptions({ label: `${env.name}: compose up ${services.join(' ')}` }));
     for (const service of services) {
         const running = (await serviceContainers(host, env, service)).filter((c) => c.status === 'running');
         if (running.length !== 1)
             throw new errors_1.OperationFailed(`${env.name}: ${running.length} containers of ${service} run after compose up; expected 1`);
-        await waitContainerHealthy(host, env, service, running[0], healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds);
+        await waitContainerHealthy({ host, env, service, c: running[0], timeoutSeconds: healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds });
         log.info(`${env.name}: ${service} recreated in place (${running[0].name}, healthy)`);
     }
 }
-async function replaceOne(host, env, service, log, opts) {
+async function replaceOne({ host, env, service, log, opts }) {
     const started = Date.now();
     const before = await serviceContainers(host, env, service);
     const old = before.filter((c) => c.status === 'running');
@@ -59903,11 +59960,11 @@ async function replaceOne(host, env, service, log, opts) {
         }
         next = fresh[0];
         // 2. Healthy, and routed to.
-        await waitContainerHealthy(host, env, service, next, opts.healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds);
+        await waitContainerHealthy({ host, env, service, c: next, timeoutSeconds: opts.healthTimeoutSeconds ?? env.cfg.healthTimeoutSeconds });
         healthyAfterMs = Date.now() - started;
         log.info(`${env.name}: rolling ${service}: ${next.name} is healthy after ${(healthyAfterMs / 1000).toFixed(1)} s`);
         if (opts.routeProbe) {
-            await waitRouted(host, env, service, next, old, opts.routeProbe, log);
+            await waitRouted({ host, env, service, c: next, old, probe: opts.routeProbe, log });
             routedAfterMs = Date.now() - started;
             log.info(`${env.name}: rolling ${service}: the proxy routes to ${next.name}`);
         }
@@ -59917,7 +59974,7 @@ async function replaceOne(host, env, service, log, opts) {
     }
     catch (e) {
         // Whatever compose created goes again; the old containers keep serving, untouched.
-        await removeNew(host, env, service, known, opts.drainSeconds, log);
+        await removeNew({ host, env, service, known, drainSeconds: opts.drainSeconds, log });
         log.error(`${env.name}: rolling ${service} stopped before the switch; ${old.map((c) => c.name).join(', ') || 'nothing'} still serves`);
         throw e;
     }
@@ -59942,7 +59999,7 @@ async function replaceOne(host, env, service, log, opts) {
     return { service, from: old.map((c) => c.id), to: next.id, imageId: next.imageId, healthyAfterMs, routedAfterMs, totalMs };
 }
 /** Stops (with the drain time: the proxy may have sent it requests) and removes every container of the service not in `known`. */
-async function removeNew(host, env, service, known, drainSeconds, log) {
+async function removeNew({ host, env, service, known, drainSeconds, log }) {
     try {
         const extra = (await serviceContainers(host, env, service)).filter((c) => !known.has(c.id));
         if (extra.length === 0)
@@ -59985,7 +60042,7 @@ async function inspectOne(host, id) {
     return r.exitCode === 0 ? (0, environment_1.parseInspect)(r.stdout)[0] : undefined;
 }
 /** Waits for the container's own healthcheck; a container without one cannot be judged, so it is refused. */
-async function waitContainerHealthy(host, env, service, c, timeoutSeconds) {
+async function waitContainerHealthy({ host, env, service, c, timeoutSeconds, }) {
     const deadline = Date.now() + timeoutSeconds * 1000;
     for (;;) {
         const now = await inspectOne(host, c.id);
@@ -60029,7 +60086,7 @@ function namesContainer(value, names) {
     return names.has(v) || names.has(v.replace(/:\d+$/, ''));
 }
 /** Fetches the probe URL from the host until the answering container is the new one. */
-async function waitRouted(host, env, service, c, old, probe, log) {
+async function waitRouted({ host, env, service, c, old, probe, log, }) {
     // The container answers to its hostname, its short id and each of its addresses (a proxy may name the upstream by ip:port).
     const inspect = await host.run((0, shell_1.argv)('docker', 'inspect', '--format', '{{.Id}} {{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', c.id, old.map((o) => o.id)), 
     // An old container gone meanwhile makes inspect fail for it alone; the others are still printed.
@@ -60085,7 +60142,7 @@ function rollingOptions(config, env) {
  * with no failed request, the rest recreated in place by `up -d --no-build`. With no rolling service
  * this is just `up -d --no-build --remove-orphans`. Used by promote's swap and by every rollback.
  */
-async function switchServices(host, env, rolling, options, log, label) {
+async function switchServices({ host, env, rolling, options, log, label, }) {
     // One read of the project's containers: a rolling service that runs nothing yet simply starts.
     const running = (await env.containers(host)).filter((c) => c.status === 'running' && !c.oneoff);
     const roll = rolling.filter((s) => running.some((c) => c.service === s));
@@ -60096,7 +60153,7 @@ async function switchServices(host, env, rolling, options, log, label) {
     const others = (await env.services(host)).filter((s) => !roll.includes(s));
     if (others.length)
         await upInPlace(host, env, others, label);
-    await rollingReplace(host, env, roll, log, options);
+    await rollingReplace({ host, env, services: roll, log, opts: options });
 }
 /**
  * Recreates changed services in place. docker-compose v1 stops and starts one service after another
@@ -60333,7 +60390,7 @@ async function observe(host, env, opts = {}) {
     const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
     // The revision completes the picture and is not needed for it: a failed read leaves it out.
     if (opts.alembic && api)
-        state.alembic = await (0, alembic_1.currentRevision)(host, env, env.cfg.apiService, 120, api.id).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
+        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: api.id }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
     return state;
 }
 /** How what runs differs from a release: one line per difference, empty when they agree. */
@@ -60841,8 +60898,12 @@ function listImages(pattern, format) {
 }
 /** `docker tag` of each pair, stopping at the first that fails. */
 function tagImages(pairs) {
-    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+    // Nothing to tag: no script, so callers run nothing.
+    if (!pairs.length)
+        return '';
+    return (0, shell_1.hostScript)(TAG_IMAGES, {}, pairs.flatMap((p) => [p.from, p.to]));
 }
+const TAG_IMAGES = fs.readFileSync(__nccwpck_require__.ab + "tag-images.sh", 'utf8');
 const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 function stopAndRemove(ids, drainSeconds) {
@@ -61129,10 +61190,9 @@ function fetch(remote) {
  * else git resolves (a sha). Exits non-zero when none does. Run in the checkout.
  */
 function resolveCommit(remote, ref) {
-    return [`refs/remotes/${remote}/${ref}^{commit}`, `refs/tags/${ref}^{commit}`, `${ref}^{commit}`]
-        .map((r) => (0, shell_1.argv)('git', 'rev-parse', '--verify', '--quiet', r))
-        .join(' || ');
+    return (0, shell_1.hostScript)(RESOLVE_COMMIT, { REMOTE: remote, REF: ref });
 }
+const RESOLVE_COMMIT = fs.readFileSync(__nccwpck_require__.ab + "resolve-commit.sh", 'utf8');
 /** Puts the checkout on `sha`, detached; refuses to overwrite local changes. Run in the checkout. */
 function checkoutDetached(sha) {
     return (0, shell_1.argv)('git', '-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', sha);
@@ -62130,7 +62190,7 @@ class SshHost {
         };
     }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds, label, nonce) {
+    wrap({ script, options, timeoutSeconds, label, nonce }) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
         const env = { ...(options.env ?? {}) };
         let register = '';
@@ -62183,7 +62243,7 @@ class SshHost {
         const label = options.label ?? script.split('\n')[0];
         const timeoutSeconds = this.startable(script, options, label);
         const nonce = (0, node_crypto_1.randomBytes)(8).toString('hex');
-        const command = this.wrap(script, options, timeoutSeconds, label, nonce);
+        const command = this.wrap({ script, options, timeoutSeconds, label, nonce });
         this.log.debug(`$ ${script}`);
         const streams = new CommandStreams(this.log, nonce);
         const started = Date.now();

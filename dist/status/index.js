@@ -55872,7 +55872,7 @@ exports.statusAction = {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = exports.offsiteSchema = void 0;
+exports.backupSchema = exports.walSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
 const age_1 = __nccwpck_require__(3997);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -55939,6 +55939,31 @@ exports.offsiteSchema = zod_1.z
         });
     }
 });
+const roleName = zod_1.z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be lower-case letters, digits and underscores, not starting with a digit');
+/**
+ * `backup.wal:` — continuous WAL archiving of prod's database: a pg_receivewal container of its own,
+ * from prod's db image, streaming from a physical replication slot into a directory on the host.
+ * See src/domain/wal.ts.
+ */
+exports.walSchema = zod_1.z
+    .object({
+    enabled: zod_1.z.boolean().default(false),
+    /** The physical replication slot on prod's server; it keeps WAL until the receiver has it. */
+    slot: roleName.default('twinstack_wal'),
+    /** The LOGIN REPLICATION role pg_receivewal connects as; its password comes from the wal-password secret. */
+    role: roleName.default('twinstack_wal'),
+    /** The role that creates the replication role and the slot (a superuser); default: prod's database user. */
+    'admin-user': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name')
+        .optional(),
+    /** The WAL directory on the host; default <backup.dir>/prod/wal. */
+    dir: absPath.refine((p) => p !== '', 'must not be /').optional(),
+    /** monitor fails when the newest archived segment is older than this (or the receiver is down). */
+    'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
+})
+    .strict()
+    .default({});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -55956,6 +55981,8 @@ exports.backupSchema = zod_1.z
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: exports.offsiteSchema.optional(),
+    /** Continuous WAL archiving of prod (off by default). */
+    wal: exports.walSchema,
 })
     .strict()
     .default({});
@@ -56014,6 +56041,7 @@ exports.PREFLIGHT_CHECKS = [
     'basic-auth',
     'http',
     'rolling',
+    'wal-settings',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -56378,15 +56406,17 @@ exports.referenceSchema = zod_1.z
 });
 /** A column name, unquoted. */
 const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+const keyValue = zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String);
 /**
  * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
  * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ * the sample. `key` is its primary key (a value production does not use), or for a primary key of
+ * several columns a map naming each; `values` gives other columns as SQL constant expressions
+ * (checked like every SQL fragment), the rest take their default.
  */
 exports.placeholderSchema = zod_1.z
     .object({
-    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    key: zod_1.z.union([keyValue, zod_1.z.record(columnName, keyValue)]),
     values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
 })
     .strict();
@@ -56996,7 +57026,7 @@ function alembicCheck(host, env, plan, timeoutSeconds) {
     return host.run((0, docker_1.dockerExec)(plan.container, alembic.check()), { label: `${env.name} alembic check`, timeoutSeconds, check: false });
 }
 /** alembic's current revision in the environment's api container ('' when there is none yet). */
-async function currentRevision(host, env, service = env.cfg.apiService, timeoutSeconds = 120, container) {
+async function currentRevision(host, env, { service = env.cfg.apiService, timeoutSeconds = 120, container } = {}) {
     container ??= await env.serviceContainer(host, service);
     const r = await host.run((0, docker_1.dockerExec)(container, alembic.current()), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
     return alembic.parseCurrent(r.stdout);
@@ -57491,7 +57521,7 @@ async function checkoutCommit(host, env, sha) {
  */
 async function scratchCheckout(host, env, sha, dir) {
     await addWorktree(host, env, sha, dir);
-    await copyUntracked(host, env, sha, dir, []);
+    await copyUntracked({ host, env, sha, dir, files: [] });
     return dir;
 }
 async function addWorktree(host, env, sha, dir) {
@@ -57515,7 +57545,7 @@ const LINK = '@twinstack-link';
  * refused in one line and nothing is copied. cp never dereferences (-P), and the copies are private
  * (files 0600, directories 0700; an executable keeps its owner's x bit).
  */
-async function copyUntracked(host, env, sha, dir, files) {
+async function copyUntracked({ host, env, sha, dir, files }) {
     const { checkout, envFile } = env.cfg;
     const all = [envFile, ...files];
     // Every path that must not be a link, with what to say when it is one.
@@ -57566,7 +57596,7 @@ function releaseDir(stateDir, env, sha) {
 async function releaseEnvironment(host, config, env, sha) {
     if (!usesReleaseDirs(config, env))
         return env;
-    return ensureReleaseDir(host, env, sha, releaseDir(config['state-dir'], env, sha), config.promote['release-files']);
+    return ensureReleaseDir({ host, env, sha, dir: releaseDir(config['state-dir'], env, sha), files: config.promote['release-files'] });
 }
 /**
  * The release directory of `sha`, made if missing (a worktree, as scratchCheckout) and kept: the
@@ -57575,7 +57605,7 @@ async function releaseEnvironment(host, config, env, sha) {
  * (copyUntracked: never through a symlink). `<state-dir>/releases` and its environment's directory are
  * 0700: a release directory holds prod's env file and secrets.
  */
-async function ensureReleaseDir(host, env, sha, dir, files) {
+async function ensureReleaseDir({ host, env, sha, dir, files }) {
     const { checkout } = env.cfg;
     const envRoot = parentOf(dir);
     const roots = [parentOf(envRoot), envRoot];
@@ -57597,7 +57627,7 @@ async function ensureReleaseDir(host, env, sha, dir, files) {
     await host.run((0, shell_1.argv)('chmod', '700', roots), { label: `${env.name}: release directories`, quiet: true, timeoutSeconds: 60 });
     if (!lines.includes(sha))
         await addWorktree(host, env, sha, dir);
-    await copyUntracked(host, env, sha, dir, files);
+    await copyUntracked({ host, env, sha, dir, files });
     return env.at(dir);
 }
 /**
@@ -57771,6 +57801,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional(), bytes: count, sha256: text, error: text }),
     record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
+    record('wal', {
+        mode: zod_1.z.enum(['ensure', 'off']),
+        status: zod_1.z.enum(['done', 'failed']),
+        receiver: zod_1.z.string().optional(),
+        slot: zod_1.z.string().optional(),
+        error: zod_1.z.string().optional(),
+    }),
     record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string(), backup: text }),
     record('staging-created', { database: zod_1.z.string(), fraction: count, seed: text }),
     record('resampled', { rows: count, fraction: count, seed: text }),
@@ -58038,21 +58075,20 @@ const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
 class EnvironmentLock {
-    host;
-    process;
-    holderFile;
-    env;
-    stale;
-    stateDir;
-    log;
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
     /** The holder file being written, which a release waits for before removing it. */
     writing = Promise.resolve();
-    constructor(host, process, holderFile, env, 
+    host;
+    process;
+    holderFile;
+    env;
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    stale, stateDir, log) {
+    stale;
+    stateDir;
+    log;
+    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
@@ -58101,7 +58137,7 @@ class EnvironmentLock {
      * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
      * how long it has waited; past the deadline, refuses.
      */
-    static async waitIdle(host, stateDir, env, deadline, waitSeconds, log) {
+    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
         const started = Date.now();
         let lastSaid = 0;
         for (;;) {
@@ -58130,7 +58166,7 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork(host, stateDir, env, op, project, graceSeconds = 3) {
+    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
@@ -58158,10 +58194,17 @@ class EnvironmentLock {
         }
     }
     /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
-    static acquireToRead(host, stateDir, env, run, action, waitSeconds, log, sha = run.sha) {
-        return EnvironmentLock.acquire(host, stateDir, env, { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() }, waitSeconds, log);
+    static acquireToRead({ host, stateDir, env, run, action, waitSeconds, log, sha = run.sha, }) {
+        return EnvironmentLock.acquire({
+            host,
+            stateDir,
+            env,
+            holder: { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() },
+            waitSeconds,
+            log,
+        });
     }
-    static async acquire(host, stateDir, env, holder, waitSeconds, log) {
+    static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
         const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
@@ -58182,7 +58225,7 @@ class EnvironmentLock {
         }
         // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
         try {
-            await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
+            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
         }
         catch (e) {
             await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
@@ -58190,7 +58233,7 @@ class EnvironmentLock {
         }
         // A holder file still present means its run died while holding the lock.
         const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir, log);
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
         lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
@@ -58454,7 +58497,7 @@ async function tagRelease(host, env, releaseId, containers) {
     return images;
 }
 /** Removes release tags beyond the newest `keep` releases (never one named in `protect`). Returns the pruned release ids. */
-async function pruneReleaseTags(host, env, keep, protect, log) {
+async function pruneReleaseTags({ host, env, keep, protect, log }) {
     const r = await host.run((0, docker_1.listImages)(`twinstack/${env.project}-*`, '{{.Repository}}:{{.Tag}}'), { quiet: true, timeoutSeconds: 120 });
     const tags = r.stdout.split('\n').filter((l) => l.includes(':') && !l.endsWith(':<none>'));
     const ids = [...new Set(tags.map((t) => t.slice(t.lastIndexOf(':') + 1)))]
@@ -58477,9 +58520,9 @@ async function pruneReleaseTags(host, env, keep, protect, log) {
  * keep-releases, and on prod with promote.release-dirs the directories of releases no longer kept.
  * A failure here is a warning, never a failed deploy or a rollback.
  */
-async function pruneOldReleases(host, config, env, current, previous, log) {
+async function pruneOldReleases({ host, config, env, current, previous, log, }) {
     try {
-        await pruneReleaseTags(host, env, config['keep-releases'], [current.release, previous?.release ?? ''], log);
+        await pruneReleaseTags({ host, env, keep: config['keep-releases'], protect: [current.release, previous?.release ?? ''], log });
         if ((0, git_1.usesReleaseDirs)(config, env)) {
             const pruned = await (0, git_1.pruneReleaseDirs)(host, config['state-dir'], env, [current.sha, previous?.sha ?? '']);
             if (pruned.length)
@@ -58589,7 +58632,7 @@ async function observe(host, env, opts = {}) {
     const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
     // The revision completes the picture and is not needed for it: a failed read leaves it out.
     if (opts.alembic && api)
-        state.alembic = await (0, alembic_1.currentRevision)(host, env, env.cfg.apiService, 120, api.id).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
+        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: api.id }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
     return state;
 }
 /** How what runs differs from a release: one line per difference, empty when they agree. */
@@ -59097,8 +59140,12 @@ function listImages(pattern, format) {
 }
 /** `docker tag` of each pair, stopping at the first that fails. */
 function tagImages(pairs) {
-    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+    // Nothing to tag: no script, so callers run nothing.
+    if (!pairs.length)
+        return '';
+    return (0, shell_1.hostScript)(TAG_IMAGES, {}, pairs.flatMap((p) => [p.from, p.to]));
 }
+const TAG_IMAGES = fs.readFileSync(__nccwpck_require__.ab + "tag-images.sh", 'utf8');
 const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 function stopAndRemove(ids, drainSeconds) {
@@ -59385,10 +59432,9 @@ function fetch(remote) {
  * else git resolves (a sha). Exits non-zero when none does. Run in the checkout.
  */
 function resolveCommit(remote, ref) {
-    return [`refs/remotes/${remote}/${ref}^{commit}`, `refs/tags/${ref}^{commit}`, `${ref}^{commit}`]
-        .map((r) => (0, shell_1.argv)('git', 'rev-parse', '--verify', '--quiet', r))
-        .join(' || ');
+    return (0, shell_1.hostScript)(RESOLVE_COMMIT, { REMOTE: remote, REF: ref });
 }
+const RESOLVE_COMMIT = fs.readFileSync(__nccwpck_require__.ab + "resolve-commit.sh", 'utf8');
 /** Puts the checkout on `sha`, detached; refuses to overwrite local changes. Run in the checkout. */
 function checkoutDetached(sha) {
     return (0, shell_1.argv)('git', '-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', sha);
@@ -60137,7 +60183,7 @@ class SshHost {
         };
     }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds, label, nonce) {
+    wrap({ script, options, timeoutSeconds, label, nonce }) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
         const env = { ...(options.env ?? {}) };
         let register = '';
@@ -60190,7 +60236,7 @@ class SshHost {
         const label = options.label ?? script.split('\n')[0];
         const timeoutSeconds = this.startable(script, options, label);
         const nonce = (0, node_crypto_1.randomBytes)(8).toString('hex');
-        const command = this.wrap(script, options, timeoutSeconds, label, nonce);
+        const command = this.wrap({ script, options, timeoutSeconds, label, nonce });
         this.log.debug(`$ ${script}`);
         const streams = new CommandStreams(this.log, nonce);
         const started = Date.now();

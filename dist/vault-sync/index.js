@@ -55782,7 +55782,7 @@ exports.vaultSyncAction = {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = exports.offsiteSchema = void 0;
+exports.backupSchema = exports.walSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(924);
 const age_1 = __nccwpck_require__(3997);
 const known_hosts_1 = __nccwpck_require__(1379);
@@ -55849,6 +55849,31 @@ exports.offsiteSchema = zod_1.z
         });
     }
 });
+const roleName = zod_1.z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be lower-case letters, digits and underscores, not starting with a digit');
+/**
+ * `backup.wal:` — continuous WAL archiving of prod's database: a pg_receivewal container of its own,
+ * from prod's db image, streaming from a physical replication slot into a directory on the host.
+ * See src/domain/wal.ts.
+ */
+exports.walSchema = zod_1.z
+    .object({
+    enabled: zod_1.z.boolean().default(false),
+    /** The physical replication slot on prod's server; it keeps WAL until the receiver has it. */
+    slot: roleName.default('twinstack_wal'),
+    /** The LOGIN REPLICATION role pg_receivewal connects as; its password comes from the wal-password secret. */
+    role: roleName.default('twinstack_wal'),
+    /** The role that creates the replication role and the slot (a superuser); default: prod's database user. */
+    'admin-user': zod_1.z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'must be a PostgreSQL role name')
+        .optional(),
+    /** The WAL directory on the host; default <backup.dir>/prod/wal. */
+    dir: absPath.refine((p) => p !== '', 'must not be /').optional(),
+    /** monitor fails when the newest archived segment is older than this (or the receiver is down). */
+    'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
+})
+    .strict()
+    .default({});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -55866,6 +55891,8 @@ exports.backupSchema = zod_1.z
     'timeout-seconds': zod_1.z.number().int().min(60).max(86400).default(7200),
     /** An encrypted copy of every verified backup on a second host (off by default). */
     offsite: exports.offsiteSchema.optional(),
+    /** Continuous WAL archiving of prod (off by default). */
+    wal: exports.walSchema,
 })
     .strict()
     .default({});
@@ -55924,6 +55951,7 @@ exports.PREFLIGHT_CHECKS = [
     'basic-auth',
     'http',
     'rolling',
+    'wal-settings',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -56288,15 +56316,17 @@ exports.referenceSchema = zod_1.z
 });
 /** A column name, unquoted. */
 const columnName = zod_1.z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a column name');
+const keyValue = zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String);
 /**
  * The placeholder row of an owner table (a "deleted" person, as forums show for removed accounts):
  * rows brought along for structure point at it instead of at their real owner, who stays outside
- * the sample. `key` is its primary key (a value production does not use); `values` gives other
- * columns as SQL constant expressions (checked like every SQL fragment), the rest take their default.
+ * the sample. `key` is its primary key (a value production does not use), or for a primary key of
+ * several columns a map naming each; `values` gives other columns as SQL constant expressions
+ * (checked like every SQL fragment), the rest take their default.
  */
 exports.placeholderSchema = zod_1.z
     .object({
-    key: zod_1.z.union([zod_1.z.number().int(), zod_1.z.string().min(1).max(200)]).transform(String),
+    key: zod_1.z.union([keyValue, zod_1.z.record(columnName, keyValue)]),
     values: zod_1.z.record(columnName, sqlFragment('expression', 500)).default({}),
 })
     .strict();
@@ -57279,6 +57309,13 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
     }),
     record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional(), bytes: count, sha256: text, error: text }),
     record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
+    record('wal', {
+        mode: zod_1.z.enum(['ensure', 'off']),
+        status: zod_1.z.enum(['done', 'failed']),
+        receiver: zod_1.z.string().optional(),
+        slot: zod_1.z.string().optional(),
+        error: zod_1.z.string().optional(),
+    }),
     record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string(), backup: text }),
     record('staging-created', { database: zod_1.z.string(), fraction: count, seed: text }),
     record('resampled', { rows: count, fraction: count, seed: text }),
@@ -57546,21 +57583,20 @@ const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
 class EnvironmentLock {
-    host;
-    process;
-    holderFile;
-    env;
-    stale;
-    stateDir;
-    log;
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
     /** The holder file being written, which a release waits for before removing it. */
     writing = Promise.resolve();
-    constructor(host, process, holderFile, env, 
+    host;
+    process;
+    holderFile;
+    env;
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
-    stale, stateDir, log) {
+    stale;
+    stateDir;
+    log;
+    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
@@ -57609,7 +57645,7 @@ class EnvironmentLock {
      * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
      * how long it has waited; past the deadline, refuses.
      */
-    static async waitIdle(host, stateDir, env, deadline, waitSeconds, log) {
+    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
         const started = Date.now();
         let lastSaid = 0;
         for (;;) {
@@ -57638,7 +57674,7 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork(host, stateDir, env, op, project, graceSeconds = 3) {
+    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
@@ -57666,10 +57702,17 @@ class EnvironmentLock {
         }
     }
     /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
-    static acquireToRead(host, stateDir, env, run, action, waitSeconds, log, sha = run.sha) {
-        return EnvironmentLock.acquire(host, stateDir, env, { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() }, waitSeconds, log);
+    static acquireToRead({ host, stateDir, env, run, action, waitSeconds, log, sha = run.sha, }) {
+        return EnvironmentLock.acquire({
+            host,
+            stateDir,
+            env,
+            holder: { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() },
+            waitSeconds,
+            log,
+        });
     }
-    static async acquire(host, stateDir, env, holder, waitSeconds, log) {
+    static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
         const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
@@ -57690,7 +57733,7 @@ class EnvironmentLock {
         }
         // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
         try {
-            await EnvironmentLock.waitIdle(host, stateDir, env, started + waitSeconds * 1000, waitSeconds, log);
+            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
         }
         catch (e) {
             await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
@@ -57698,7 +57741,7 @@ class EnvironmentLock {
         }
         // A holder file still present means its run died while holding the lock.
         const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock(host, proc, holderFile, env, stale, stateDir, log);
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
         lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
@@ -57807,7 +57850,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
     const hostLog = new host_log_1.HostLog(o.host, o.stateDir, o.env);
     const holder = { run: o.run.url, actor: o.run.actor, sha: o.sha ?? o.run.sha, action: o.action, op: id, since: new Date().toISOString() };
-    const lock = await lock_1.EnvironmentLock.acquire(o.host, o.stateDir, o.env, holder, o.lockTimeoutSeconds, o.log);
+    const lock = await lock_1.EnvironmentLock.acquire({ host: o.host, stateDir: o.stateDir, env: o.env, holder, waitSeconds: o.lockTimeoutSeconds, log: o.log });
     // A cancel from here on first stops this run's remote work and records it, then frees the lock (below).
     lock.leaveCancelToCaller();
     // From here every command runs inside this run's lease (see EnvironmentLock.fence).
@@ -57820,7 +57863,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork(o.host, o.stateDir, o.env, id, o.project).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch((0, logger_1.ignored)(o.log, 'recording cancelled'));
@@ -57829,7 +57872,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     try {
         let op;
         try {
-            op = await openOperation(o, hostLog, lock, id, base);
+            op = await openOperation({ o, hostLog, lock, id, base });
         }
         catch (e) {
             // Cut short by the cancel (the host is halted): the cancel handler records it and frees the lock.
@@ -57861,7 +57904,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
     }
 }
 /** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
-async function openOperation(o, hostLog, lock, id, base) {
+async function openOperation({ o, hostLog, lock, id, base, }) {
     const records = await hostLog.read(o.log);
     const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${(0, errors_1.errorMessage)(e)}`));
     if (archived)
@@ -58339,8 +58382,12 @@ function listImages(pattern, format) {
 }
 /** `docker tag` of each pair, stopping at the first that fails. */
 function tagImages(pairs) {
-    return pairs.map((p) => (0, shell_1.argv)('docker', 'tag', p.from, p.to)).join(' && ');
+    // Nothing to tag: no script, so callers run nothing.
+    if (!pairs.length)
+        return '';
+    return (0, shell_1.hostScript)(TAG_IMAGES, {}, pairs.flatMap((p) => [p.from, p.to]));
 }
+const TAG_IMAGES = fs.readFileSync(__nccwpck_require__.ab + "tag-images.sh", 'utf8');
 const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');
 /** Stops the containers (`drainSeconds` after SIGTERM, then SIGKILL), then removes them, even when the stop failed. */
 function stopAndRemove(ids, drainSeconds) {
@@ -59474,7 +59521,7 @@ class SshHost {
         };
     }
     /** The full command line sent to the host for a script and its options. */
-    wrap(script, options, timeoutSeconds, label, nonce) {
+    wrap({ script, options, timeoutSeconds, label, nonce }) {
         const body = options.cwd ? (0, shell_1.sh) `cd ${options.cwd}` + ` && { ${script}\n}` : script;
         const env = { ...(options.env ?? {}) };
         let register = '';
@@ -59527,7 +59574,7 @@ class SshHost {
         const label = options.label ?? script.split('\n')[0];
         const timeoutSeconds = this.startable(script, options, label);
         const nonce = (0, node_crypto_1.randomBytes)(8).toString('hex');
-        const command = this.wrap(script, options, timeoutSeconds, label, nonce);
+        const command = this.wrap({ script, options, timeoutSeconds, label, nonce });
         this.log.debug(`$ ${script}`);
         const streams = new CommandStreams(this.log, nonce);
         const started = Date.now();
