@@ -9,12 +9,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { stringify } from 'yaml';
 import { target } from '../test/harness/connect';
-import { startPostgres, type TestPostgres } from '../test/harness/postgres';
+import { startPostgres } from '../test/harness/postgres';
 import { startSshd } from '../test/harness/sshd';
 import { SAMPLE_CONFIG, SCHEMA_SQL, dataSql } from '../test/fixtures/sample-schema/generate';
-import { createDevDatabase, runSql } from '../test/integration/resample-support';
+import { benchConfigYaml, createDevDatabase, runSql } from '../test/integration/resample-support';
 
 const i = process.argv.indexOf('--users');
 const USERS = i > 0 ? Number(process.argv[i + 1]) : 2_000;
@@ -68,30 +67,7 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-bench-'));
   const [sshd, prod, dev] = await Promise.all([startSshd(), startPostgres(), startPostgres()]);
   try {
-    const yaml = (prodDb: string, sample: unknown) =>
-      stringify({
-        'state-dir': path.join(dir, 'state'),
-        'command-timeout-seconds': 600,
-        environments: Object.fromEntries(
-          (
-            [
-              ['prod', prod, prodDb],
-              ['dev', dev, 'makapix_dev'],
-            ] as Array<[string, TestPostgres, string]>
-          ).map(([name, pg, db]) => [
-            name,
-            {
-              checkout: path.join(dir, name),
-              project: `b${name}`,
-              'compose-files': ['c.yml'],
-              'env-file': '.env',
-              url: 'http://127.0.0.1:9',
-              database: { name: db, user: pg.user, host: '127.0.0.1', port: pg.port, via: 'host' },
-            },
-          ]),
-        ),
-        sample,
-      });
+    const yaml = (prodDb: string, sample: unknown) => benchConfigYaml({ dir, prod, dev, prodDb, sample, timeoutSeconds: 600 });
     const resampleOnce = (db: string, sample: unknown, fraction: number) => {
       const job = JSON.stringify({ target: target(sshd), configYaml: yaml(db, sample), fraction });
       const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'resample-run.ts'), job], {

@@ -11,7 +11,6 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { stringify } from 'yaml';
 import { parseConfig } from '../src/domain/config';
 import { MemoryLogger } from '../src/infra/logger';
 import { argv } from '../src/infra/shell';
@@ -22,7 +21,7 @@ import { connect, target } from '../test/harness/connect';
 import { startPostgres, type TestPostgres } from '../test/harness/postgres';
 import { startSshd } from '../test/harness/sshd';
 import { SAMPLE_CONFIG, SCHEMA_SQL, dataSql } from '../test/fixtures/sample-schema/generate';
-import { createDevDatabase, runSql } from '../test/integration/resample-support';
+import { benchConfigYaml, createDevDatabase, runSql } from '../test/integration/resample-support';
 import { rowByRow } from './resample-rowbyrow';
 
 function arg(name: string, fallback: number): number {
@@ -46,30 +45,7 @@ async function main(): Promise<void> {
   const log = new MemoryLogger();
   const host = await connect(sshd, {}, log);
   try {
-    const yaml = (prodDb: string) =>
-      stringify({
-        'state-dir': path.join(dir, 'state'),
-        'command-timeout-seconds': 7200,
-        environments: Object.fromEntries(
-          (
-            [
-              ['prod', prod, prodDb],
-              ['dev', dev, 'makapix_dev'],
-            ] as Array<[string, TestPostgres, string]>
-          ).map(([name, pg, db]) => [
-            name,
-            {
-              checkout: path.join(dir, name),
-              project: `b${name}`,
-              'compose-files': ['c.yml'],
-              'env-file': '.env',
-              url: 'http://127.0.0.1:9',
-              database: { name: db, user: pg.user, host: '127.0.0.1', port: pg.port, via: 'host' },
-            },
-          ]),
-        ),
-        sample: SAMPLE_CONFIG,
-      });
+    const yaml = (prodDb: string) => benchConfigYaml({ dir, prod, dev, prodDb, sample: SAMPLE_CONFIG, timeoutSeconds: 7200 });
 
     const generate = (db: string, users: number) => {
       const t = process.hrtime.bigint();

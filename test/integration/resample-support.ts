@@ -67,6 +67,27 @@ export function createDevDatabase(dev: TestPostgres, name = 'makapix_dev'): void
   );
 }
 
+/**
+ * The config of a bench run (bench/resample.ts, bench/resample-fixed.ts): prod and dev on two
+ * local servers reached through the host, no compose project behind them.
+ */
+export function benchConfigYaml(o: { dir: string; prod: TestPostgres; dev: TestPostgres; prodDb: string; sample: unknown; timeoutSeconds: number }): string {
+  const env = (name: string, pg: TestPostgres, db: string) => ({
+    checkout: path.join(o.dir, name),
+    project: `b${name}`,
+    'compose-files': ['c.yml'],
+    'env-file': '.env',
+    url: 'http://127.0.0.1:9',
+    database: { name: db, user: pg.user, host: '127.0.0.1', port: pg.port, via: 'host' },
+  });
+  return stringify({
+    'state-dir': path.join(o.dir, 'state'),
+    'command-timeout-seconds': o.timeoutSeconds,
+    environments: { prod: env('prod', o.prod, o.prodDb), dev: env('dev', o.dev, 'makapix_dev') },
+    sample: o.sample,
+  });
+}
+
 export async function startWorld(users = 400): Promise<World> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-resample-'));
   const [sshd, prod, dev] = await Promise.all([startSshd(), startPostgres(), startPostgres()]);
