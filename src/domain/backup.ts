@@ -28,6 +28,7 @@ import {
 } from '../infra/postgres';
 import { ident, literal } from '../infra/sql';
 import { writeCounters } from './schema';
+import { utcStamp } from '../infra/stamp';
 
 const STREAM_TO_FILE = fs.readFileSync(__dirname + '/stream-to-file.sh', 'utf8');
 const LIST_MANIFESTS = fs.readFileSync(__dirname + '/list-manifests.sh', 'utf8');
@@ -69,10 +70,7 @@ export function parseBackupManifest(text: string, what: string): BackupManifest 
 }
 
 export function newBackupId(env: string, now = new Date()): string {
-  return `b${now
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z')}-${env}`;
+  return `b${utcStamp(now)}-${env}`;
 }
 
 export function backupDir(config: Config, env: Environment, id?: string): string {

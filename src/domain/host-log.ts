@@ -9,6 +9,7 @@ import { ConfigurationError, RemoteCommandError, mib } from '../infra/errors';
 import { MAX_CAPTURE_BYTES, type Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { hostScript } from '../infra/shell';
+import { utcStamp } from '../infra/stamp';
 
 const READ_LOG = fs.readFileSync(__dirname + '/read-log.sh', 'utf8');
 const APPEND_LOG = fs.readFileSync(__dirname + '/append-log.sh', 'utf8');
@@ -162,10 +163,7 @@ export class HostLog {
   async compact(records: LogRecord[], opts: { overLines?: number; keepRecent?: number } = {}): Promise<string | undefined> {
     if (records.length <= (opts.overLines ?? COMPACT_OVER_LINES)) return undefined;
     const kept = compactRecords(records, opts.keepRecent ?? KEEP_RECENT);
-    const stamp = new Date()
-      .toISOString()
-      .replace(/[-:]/g, '')
-      .replace(/\.\d+Z$/, 'Z');
+    const stamp = utcStamp();
     const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
     const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
     await this.host.run(hostScript(COMPACT_LOG, { FILE: this.file, ARCHIVE: archive }), {

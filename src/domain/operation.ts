@@ -14,6 +14,7 @@ import type { Host } from '../infra/host';
 import { HostLog, pendingDirOf, unfinishedOperations, type LogEvent, type LogRecord, type NewRecord, type Outcome, type RecordFields } from './host-log';
 import { EnvironmentLock, describeHolder, type LockHolder } from './lock';
 import { ignored, type Logger } from '../infra/logger';
+import { utcStamp } from '../infra/stamp';
 
 const PENDING_UNDO = fs.readFileSync(__dirname + '/pending-undo.sh', 'utf8');
 
@@ -46,10 +47,7 @@ export interface OperationOptions {
 }
 
 export function newOperationId(): string {
-  return `${new Date()
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+  return `${utcStamp()}-${randomBytes(3).toString('hex')}`;
 }
 
 export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => Promise<T>, outcomeOf: (result: T) => Outcome = () => 'success'): Promise<T> {

@@ -13,6 +13,7 @@ import { short } from '../infra/sha';
 import { argv } from '../infra/shell';
 import { pruneReleaseDirs, usesReleaseDirs } from './git';
 import { errorMessage } from '../infra/errors';
+import { utcStamp } from '../infra/stamp';
 
 export interface ServiceImage {
   /** The image name compose runs the service from (Config.Image). */
@@ -35,11 +36,7 @@ export interface Release {
 }
 
 export function newReleaseId(sha: string, now = new Date()): string {
-  const stamp = now
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
-  return `r${stamp}-${sha.slice(0, 7)}`;
+  return `r${utcStamp(now)}-${sha.slice(0, 7)}`;
 }
 
 function asRelease(r: RecordOf<'release'>): Release {

@@ -16,16 +16,17 @@
  * that is gone. The role and the archived WAL stay.
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
 import type { Config } from './config';
 import type { EnvContext, Environment } from './environment';
 import { OperationFailed, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { logsTail } from '../infra/docker';
+import { parseContainerInspect, type ContainerInspect } from '../infra/docker-inspect';
 import { psql } from '../infra/postgres';
 import { argv, hostScript } from '../infra/shell';
 import { literal } from '../infra/sql';
+import { utcStamp } from '../infra/stamp';
 import {
   dropSlotScript,
   ensureRoleAndSlotScript,
@@ -55,28 +56,14 @@ export function receiverName(prod: Environment): string {
   return `${prod.project}-twinstack-wal`;
 }
 
-const inspected = z.array(
-  z
-    .object({
-      Id: z.string(),
-      Image: z.string(),
-      State: z.object({ Running: z.boolean(), Status: z.string() }).passthrough(),
-      Config: z.object({ Labels: z.record(z.string()).nullish() }).passthrough(),
-      HostConfig: z.object({ NetworkMode: z.string() }).passthrough(),
-      NetworkSettings: z.object({ Networks: z.record(z.unknown()).nullish() }).passthrough(),
-    })
-    .passthrough(),
-);
-type Inspected = z.infer<typeof inspected>[number];
-
 /** `docker inspect` of one container, parsed; undefined when there is no such container. */
-async function inspectContainer(host: Host, ref: string): Promise<Inspected | undefined> {
+async function inspectContainer(host: Host, ref: string): Promise<ContainerInspect | undefined> {
   const r = await host.run(argv('docker', 'inspect', '--type', 'container', ref), { check: false, quiet: true, timeoutSeconds: 60 });
   if (r.exitCode !== 0) {
     if (/no such (object|container)/i.test(r.stderr)) return undefined;
     throw new OperationFailed(`docker inspect ${ref} failed: ${tailLines(r.stderr, 3)}`);
   }
-  return inspected.parse(JSON.parse(r.stdout))[0];
+  return parseContainerInspect(r.stdout)[0];
 }
 
 /** The .pgpass file the tools read their password from, as the container sees it. */
@@ -86,8 +73,8 @@ const PASSFILE = `${MOUNT}/.pgpass`;
 export async function toolContainer(host: Host, config: Config, prod: Environment): Promise<ToolContainer & { target: { host: string; port: number } }> {
   const db = await inspectContainer(host, await prod.serviceContainer(host, prod.cfg.database.service));
   if (!db) throw new OperationFailed(`prod's ${prod.cfg.database.service} container went away while twinstack read it; run again`);
-  const mode = db.HostConfig.NetworkMode;
-  const networks = Object.keys(db.NetworkSettings.Networks ?? {});
+  const mode = db.HostConfig?.NetworkMode ?? '';
+  const networks = Object.keys(db.NetworkSettings?.Networks ?? {});
   const network = mode === 'host' ? 'host' : networks.includes(mode) ? mode : networks[0];
   if (!network) throw new OperationFailed(`prod's ${prod.cfg.database.service} container is on no network a receiver could join`);
   return {
@@ -152,7 +139,7 @@ export async function ensureWal(c: EnvContext, password: string): Promise<WalEns
   const name = receiverName(prod);
   const current = await inspectContainer(host, name);
   let outcome: WalEnsured['receiver'] = 'unchanged';
-  if (!current || !current.State.Running || current.Config.Labels?.[SPEC_LABEL] !== spec) {
+  if (!current || current.State?.Running !== true || current.Config?.Labels?.[SPEC_LABEL] !== spec) {
     if (current) await host.run(argv('docker', 'rm', '-f', name), { label: 'removing the old WAL receiver', quiet: true, timeoutSeconds: 120 });
     await host.run(runDetached(name, { ...tool, labels: { [SPEC_LABEL]: spec } }, receiver), {
       label: 'starting the WAL receiver',
@@ -306,10 +293,7 @@ export function baseBackupRoot(config: Config): string {
  */
 export async function baseBackup(c: EnvContext, password: string, now = new Date()): Promise<BaseBackup> {
   const { host, config, env: prod, log } = c;
-  const stamp = now
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
+  const stamp = utcStamp(now);
   const root = baseBackupRoot(config);
   const dir = `${root}/${stamp}`;
   await prepareDir(host, config, password);

@@ -1,6 +1,6 @@
 /**
  * The parts of `docker inspect` output that twinstack reads (containers: image, labels, state,
- * health, limits), as a schema: an answer of another shape is refused naming the field, never read
+ * health, limits, networks), as a schema: an answer of another shape is refused naming the field, never read
  * through a cast. Fields docker leaves out or sets to null are optional; the rest is ignored.
  */
 import { z } from 'zod';
@@ -22,6 +22,7 @@ export const containerInspect = z.object({
     .nullish(),
   State: z
     .object({
+      Running: z.boolean().nullish(),
       Status: z.string().nullish(),
       ExitCode: z.number().nullish(),
       StartedAt: z.string().nullish(),
@@ -30,8 +31,15 @@ export const containerInspect = z.object({
     })
     .nullish(),
   HostConfig: z
-    .object({ NanoCpus: z.number().nullish(), CpuQuota: z.number().nullish(), CpuPeriod: z.number().nullish(), Memory: z.number().nullish() })
+    .object({
+      NanoCpus: z.number().nullish(),
+      CpuQuota: z.number().nullish(),
+      CpuPeriod: z.number().nullish(),
+      Memory: z.number().nullish(),
+      NetworkMode: z.string().nullish(),
+    })
     .nullish(),
+  NetworkSettings: z.object({ Networks: z.record(z.unknown()).nullish() }).nullish(),
 });
 export type ContainerInspect = z.output<typeof containerInspect>;
 
