@@ -57753,7 +57753,7 @@ exports.containerInspect = void 0;
 exports.parseContainerInspect = parseContainerInspect;
 /**
  * The parts of `docker inspect` output that twinstack reads (containers: image, labels, state,
- * health, limits), as a schema: an answer of another shape is refused naming the field, never read
+ * health, limits, networks), as a schema: an answer of another shape is refused naming the field, never read
  * through a cast. Fields docker leaves out or sets to null are optional; the rest is ignored.
  */
 const zod_1 = __nccwpck_require__(924);
@@ -57773,6 +57773,7 @@ exports.containerInspect = zod_1.z.object({
         .nullish(),
     State: zod_1.z
         .object({
+        Running: zod_1.z.boolean().nullish(),
         Status: zod_1.z.string().nullish(),
         ExitCode: zod_1.z.number().nullish(),
         StartedAt: zod_1.z.string().nullish(),
@@ -57781,8 +57782,15 @@ exports.containerInspect = zod_1.z.object({
     })
         .nullish(),
     HostConfig: zod_1.z
-        .object({ NanoCpus: zod_1.z.number().nullish(), CpuQuota: zod_1.z.number().nullish(), CpuPeriod: zod_1.z.number().nullish(), Memory: zod_1.z.number().nullish() })
+        .object({
+        NanoCpus: zod_1.z.number().nullish(),
+        CpuQuota: zod_1.z.number().nullish(),
+        CpuPeriod: zod_1.z.number().nullish(),
+        Memory: zod_1.z.number().nullish(),
+        NetworkMode: zod_1.z.string().nullish(),
+    })
         .nullish(),
+    NetworkSettings: zod_1.z.object({ Networks: zod_1.z.record(zod_1.z.unknown()).nullish() }).nullish(),
 });
 /** `docker inspect <container>...`'s JSON array; empty output (no container) is an empty list. */
 function parseContainerInspect(json) {

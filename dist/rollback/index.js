@@ -57359,6 +57359,7 @@ const host_log_1 = __nccwpck_require__(131);
 const postgres_1 = __nccwpck_require__(263);
 const sql_1 = __nccwpck_require__(3830);
 const schema_1 = __nccwpck_require__(109);
+const stamp_1 = __nccwpck_require__(4725);
 const STREAM_TO_FILE = fs.readFileSync(__nccwpck_require__.ab + "stream-to-file.sh", 'utf8');
 const LIST_MANIFESTS = fs.readFileSync(__nccwpck_require__.ab + "list-manifests.sh", 'utf8');
 const RESTORE_BACKUP = fs.readFileSync(__nccwpck_require__.ab + "restore-backup.sh", 'utf8');
@@ -57392,10 +57393,7 @@ function parseBackupManifest(text, what) {
     return (0, json_1.parseHostJson)(exports.backupManifest, text, what);
 }
 function newBackupId(env, now = new Date()) {
-    return `b${now
-        .toISOString()
-        .replace(/[-:]/g, '')
-        .replace(/\.\d+Z$/, 'Z')}-${env}`;
+    return `b${(0, stamp_1.utcStamp)(now)}-${env}`;
 }
 function backupDir(config, env, id) {
     const base = `${config.backup.dir}/${env.name}`;
@@ -58391,6 +58389,7 @@ const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(639);
 const host_1 = __nccwpck_require__(6342);
 const shell_1 = __nccwpck_require__(2232);
+const stamp_1 = __nccwpck_require__(4725);
 const READ_LOG = fs.readFileSync(__dirname + '/read-log.sh', 'utf8');
 const APPEND_LOG = fs.readFileSync(__dirname + '/append-log.sh', 'utf8');
 const COMPACT_LOG = fs.readFileSync(__dirname + '/compact-log.sh', 'utf8');
@@ -58526,10 +58525,7 @@ class HostLog {
         if (records.length <= (opts.overLines ?? exports.COMPACT_OVER_LINES))
             return undefined;
         const kept = compactRecords(records, opts.keepRecent ?? exports.KEEP_RECENT);
-        const stamp = new Date()
-            .toISOString()
-            .replace(/[-:]/g, '')
-            .replace(/\.\d+Z$/, 'Z');
+        const stamp = (0, stamp_1.utcStamp)();
         const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
         const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
         await this.host.run((0, shell_1.hostScript)(COMPACT_LOG, { FILE: this.file, ARCHIVE: archive }), {
@@ -59367,12 +59363,10 @@ const sha_1 = __nccwpck_require__(3828);
 const host_log_1 = __nccwpck_require__(131);
 const lock_1 = __nccwpck_require__(8597);
 const logger_1 = __nccwpck_require__(8828);
+const stamp_1 = __nccwpck_require__(4725);
 const PENDING_UNDO = fs.readFileSync(__nccwpck_require__.ab + "pending-undo.sh", 'utf8');
 function newOperationId() {
-    return `${new Date()
-        .toISOString()
-        .replace(/[-:]/g, '')
-        .replace(/\.\d+Z$/, 'Z')}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
+    return `${(0, stamp_1.utcStamp)()}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
 }
 async function underLock(o, fn, outcomeOf = () => 'success') {
     const id = newOperationId();
@@ -59519,12 +59513,9 @@ const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 const git_1 = __nccwpck_require__(6048);
 const errors_2 = __nccwpck_require__(639);
+const stamp_1 = __nccwpck_require__(4725);
 function newReleaseId(sha, now = new Date()) {
-    const stamp = now
-        .toISOString()
-        .replace(/[-:]/g, '')
-        .replace(/\.\d+Z$/, 'Z');
-    return `r${stamp}-${sha.slice(0, 7)}`;
+    return `r${(0, stamp_1.utcStamp)(now)}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
     return { release: r.release, sha: r.sha, kind: r.kind, images: r.images, time: r.time, run: r.run, previous: r.previous || undefined };
@@ -60732,7 +60723,7 @@ exports.containerInspect = void 0;
 exports.parseContainerInspect = parseContainerInspect;
 /**
  * The parts of `docker inspect` output that twinstack reads (containers: image, labels, state,
- * health, limits), as a schema: an answer of another shape is refused naming the field, never read
+ * health, limits, networks), as a schema: an answer of another shape is refused naming the field, never read
  * through a cast. Fields docker leaves out or sets to null are optional; the rest is ignored.
  */
 const zod_1 = __nccwpck_require__(924);
@@ -60752,6 +60743,7 @@ exports.containerInspect = zod_1.z.object({
         .nullish(),
     State: zod_1.z
         .object({
+        Running: zod_1.z.boolean().nullish(),
         Status: zod_1.z.string().nullish(),
         ExitCode: zod_1.z.number().nullish(),
         StartedAt: zod_1.z.string().nullish(),
@@ -60760,8 +60752,15 @@ exports.containerInspect = zod_1.z.object({
     })
         .nullish(),
     HostConfig: zod_1.z
-        .object({ NanoCpus: zod_1.z.number().nullish(), CpuQuota: zod_1.z.number().nullish(), CpuPeriod: zod_1.z.number().nullish(), Memory: zod_1.z.number().nullish() })
+        .object({
+        NanoCpus: zod_1.z.number().nullish(),
+        CpuQuota: zod_1.z.number().nullish(),
+        CpuPeriod: zod_1.z.number().nullish(),
+        Memory: zod_1.z.number().nullish(),
+        NetworkMode: zod_1.z.string().nullish(),
+    })
         .nullish(),
+    NetworkSettings: zod_1.z.object({ Networks: zod_1.z.record(zod_1.z.unknown()).nullish() }).nullish(),
 });
 /** `docker inspect <container>...`'s JSON array; empty output (no container) is an empty list. */
 function parseContainerInspect(json) {
@@ -62441,6 +62440,24 @@ function unencryptedPrivateKey(text, input) {
     if (!k.isPrivateKey())
         throw new errors_1.ConfigurationError(`input ${input} is a public key: give the private key (the file without .pub)`);
     return { key, publicKey: `${k.type} ${k.getPublicSSH().toString('base64')}` };
+}
+
+
+/***/ }),
+
+/***/ 4725:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.utcStamp = utcStamp;
+/** A UTC time as ids and file names carry it: 20261204T170000Z (sortable, no separators to quote). */
+function utcStamp(at = new Date()) {
+    return at
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
 }
 
 
