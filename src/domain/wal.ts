@@ -20,7 +20,6 @@ import type { Config } from './config';
 import type { EnvContext, Environment } from './environment';
 import { OperationFailed, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
-import type { Logger } from '../infra/logger';
 import { logsTail } from '../infra/docker';
 import { parseContainerInspect, type ContainerInspect } from '../infra/docker-inspect';
 import { psql } from '../infra/postgres';
@@ -179,7 +178,8 @@ export interface WalStopped {
 }
 
 /** `off`: the receiver removed, then the slot dropped once its walsender has gone (so prod keeps no WAL for it). */
-export async function stopWal(host: Host, config: Config, prod: Environment, log: Logger): Promise<WalStopped> {
+export async function stopWal(c: EnvContext): Promise<WalStopped> {
+  const { host, config, env: prod, log } = c;
   const name = receiverName(prod);
   const existed = (await inspectContainer(host, name)) !== undefined;
   if (existed) await host.run(argv('docker', 'rm', '-f', name), { label: 'removing the WAL receiver', quiet: true, timeoutSeconds: 120 });

@@ -206,7 +206,7 @@ describe('continuous WAL archiving of prod', { skip }, () => {
   it('off removes the receiver and drops the slot, so prod keeps no WAL for it', async () => {
     await ensureWal({ host, config, env: prod, log }, PASSWORD);
     assert.equal(sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'twinstack_wal'"), 't');
-    await stopWal(host, config, prod, log);
+    await stopWal({ host, config, env: prod, log });
     assert.notEqual(attempt('inspect', receiverName(prod)).status, 0, 'the receiver container is still there');
     assert.equal(sql('SELECT count(*) FROM pg_replication_slots'), '0');
     // Archived WAL stays on the host.

@@ -47,7 +47,7 @@ export function walInput<I extends WalInputs, O>(io: ActionIO<I, O>, config: Con
 export async function runWalStep(c: EnvContext, plan: WalPlan): Promise<WalOutcome> {
   try {
     if (plan.mode === 'ensure') return { mode: 'ensure', done: await ensureWal(c, plan.password) };
-    return { mode: 'off', done: await stopWal(c.host, c.config, c.env, c.log) };
+    return { mode: 'off', done: await stopWal(c) };
   } catch (e) {
     return { mode: plan.mode, error: errorMessage(e) };
   }
