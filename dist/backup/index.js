@@ -55827,7 +55827,7 @@ async function runWalStep(c, plan) {
     try {
         if (plan.mode === 'ensure')
             return { mode: 'ensure', done: await (0, wal_1.ensureWal)(c, plan.password) };
-        return { mode: 'off', done: await (0, wal_1.stopWal)(c.host, c.config, c.env, c.log) };
+        return { mode: 'off', done: await (0, wal_1.stopWal)(c) };
     }
     catch (e) {
         return { mode: plan.mode, error: (0, errors_1.errorMessage)(e) };
@@ -59963,7 +59963,8 @@ async function waitStreaming(host, config, prod, name) {
     throw new errors_1.OperationFailed(`the WAL receiver ${name} has not connected to slot ${config.backup.wal.slot} within 30 s (check pg_hba.conf allows replication for ${config.backup.wal.role}, and the wal-password): ${(0, errors_1.tailLines)(logs.stdout, 5)}`);
 }
 /** `off`: the receiver removed, then the slot dropped once its walsender has gone (so prod keeps no WAL for it). */
-async function stopWal(host, config, prod, log) {
+async function stopWal(c) {
+    const { host, config, env: prod, log } = c;
     const name = receiverName(prod);
     const existed = (await inspectContainer(host, name)) !== undefined;
     if (existed)

@@ -57592,7 +57592,8 @@ async function waitStreaming(host, config, prod, name) {
     throw new errors_1.OperationFailed(`the WAL receiver ${name} has not connected to slot ${config.backup.wal.slot} within 30 s (check pg_hba.conf allows replication for ${config.backup.wal.role}, and the wal-password): ${(0, errors_1.tailLines)(logs.stdout, 5)}`);
 }
 /** `off`: the receiver removed, then the slot dropped once its walsender has gone (so prod keeps no WAL for it). */
-async function stopWal(host, config, prod, log) {
+async function stopWal(c) {
+    const { host, config, env: prod, log } = c;
     const name = receiverName(prod);
     const existed = (await inspectContainer(host, name)) !== undefined;
     if (existed)
