@@ -22,11 +22,11 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
   let host: RollingFixtureHost;
   const figures: string[] = [];
 
-  function noFailures(what: string, load: LoadResult): void {
+  function noFailures(what: string, load: LoadResult, visible = ''): void {
     figures.push(
       `${what}: ${load.failed} failed of ${load.sent} (${load.duringSwitch} sent during the run), longest gap ${(load.longestGapMs / 1000).toFixed(2)} s`,
     );
-    assert.equal(load.failed, 0, `${what}: ${load.failed} of ${load.sent} requests failed: ${load.failures.join('; ')}`);
+    assert.equal(load.failed, 0, `${what}: ${load.failed} of ${load.sent} requests failed: ${load.failures.join('; ')}\n${what} printed:\n${visible}`);
     // The run covers a backup, the new api's 4 s start, its healthcheck, the proxy's settle time and
     // the old container's drain: far more than 100 requests go out while it runs.
     assert.ok(load.duringSwitch >= 100, `${what}: only ${load.duringSwitch} requests were sent during the run`);
@@ -99,7 +99,7 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     assert.match(run.visible, ROLLED, 'the api was not rolled');
     // The route probe saw the new container answer through the proxy (by its address) before the old one stopped.
     routedBeforeSwitch(run.visible);
-    noFailures('promote', load);
+    noFailures('promote', load, run.visible);
 
     const now = host.prodApi();
     assert.equal(now.length, 1, 'one api container runs');
@@ -125,7 +125,7 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     assert.equal(run.code, 0, run.visible);
     assert.match(run.visible, ROLLED, 'the api was not rolled');
     routedBeforeSwitch(run.visible);
-    noFailures('rollback', load);
+    noFailures('rollback', load, run.visible);
 
     const now = host.prodApi();
     assert.equal(now.length, 1, 'one api container runs');

@@ -217,7 +217,7 @@ function request(port: number, timeoutMs: number, urlPath = '/'): Promise<Answer
       res.setEncoding('utf8');
       res.on('data', (d) => (body += d));
       res.on('end', () => {
-        if (res.statusCode !== 200) return resolve({ ok: false, error: `HTTP ${res.statusCode} ${body.slice(0, 120).trim()}` });
+        if (res.statusCode !== 200) return resolve({ ok: false, error: `HTTP ${res.statusCode} ${body.slice(0, 400).trim()}` });
         try {
           const j = JSON.parse(body) as { version: string; served_by: string };
           resolve({ ok: true, version: j.version, servedBy: j.served_by });
@@ -276,7 +276,10 @@ export function startLoad(port: number, rps = 20, urlPath = '/'): LoadLoop {
           servedBy[a.servedBy ?? '?'] = (servedBy[a.servedBy ?? '?'] ?? 0) + 1;
         } else {
           failed++;
-          if (failures.length < 10) failures.push(a.error ?? 'failed');
+          // Distinct messages only, each with when it first came (seconds into the loop), so one
+          // repeated error does not hide the others.
+          const text = a.error ?? 'failed';
+          if (failures.length < 10 && !failures.some((f) => f.endsWith(text))) failures.push(`+${((Date.now() - started) / 1000).toFixed(1)} s: ${text}`);
         }
       }),
     );
