@@ -45,6 +45,7 @@ export const PREFLIGHT_CHECKS = [
   'http',
   'rolling',
   'wal-settings',
+  'placement',
 ] as const;
 export type PreflightCheck = (typeof PREFLIGHT_CHECKS)[number];
 

@@ -9,6 +9,7 @@ import { gateSchema } from './gate';
 import { promoteSchema } from './promote';
 import { monitorSchema, preflightSchema } from './checks';
 import { sampleSchema, vaultSyncSchema } from './sample';
+import { swarmSchema } from './swarm';
 
 export const sectionSchemas = {
   sample: sampleSchema,
@@ -19,4 +20,5 @@ export const sectionSchemas = {
   deploy: deploySchema,
   backup: backupSchema,
   promote: promoteSchema,
+  swarm: swarmSchema,
 };

@@ -59,6 +59,8 @@ const environmentSchema = z
     database: databaseSchema,
     vault: absPath.optional(),
     'health-timeout-seconds': z.number().int().min(5).max(3600).default(300),
+    /** What runs the stack: compose on the host (today), or a stack on a Docker Swarm whose manager is the host (see swarm:). */
+    target: z.enum(['compose', 'swarm'], { errorMap: () => ({ message: 'must be compose or swarm' }) }).default('compose'),
   })
   .strict()
   .transform((e) => ({
@@ -73,7 +75,10 @@ const environmentSchema = z
     database: e.database,
     vault: e.vault,
     healthTimeoutSeconds: e['health-timeout-seconds'],
+    target: e.target,
   }));
+
+export const ENVIRONMENTS = ['prod', 'dev'] as const;
 
 export const configSchema = z
   .object({
@@ -97,12 +102,19 @@ export const configSchema = z
     if (prod.database.host === dev.database.host && prod.database.port === dev.database.port && prod.database.via === 'host') {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['environments', 'dev', 'database', 'port'], message: "must differ from prod's" });
     }
+    const swarm = ENVIRONMENTS.filter((n) => c.environments[n].target === 'swarm');
+    if (swarm.length && !c.swarm.registry) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['swarm', 'registry'],
+        message: `is needed because environments.${swarm[0]}.target is swarm: set it to the registry the nodes pull from, such as 127.0.0.1:5000`,
+      });
+    }
   });
 
 export type Config = z.output<typeof configSchema>;
 export type EnvironmentConfig = Config['environments']['prod'];
 export type EnvironmentName = keyof Config['environments'];
-export const ENVIRONMENTS: readonly EnvironmentName[] = ['prod', 'dev'];
 
 function issuePath(p: Array<string | number>): string {
   return p.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? s : `.${s}`)).join('') || '(top level)';

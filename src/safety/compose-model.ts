@@ -73,6 +73,8 @@ export interface ServiceModel {
   networks: string[];
   /** `defined`: the compose files give a healthcheck; `disabled`: they switch it off; `image`: whatever the image has. */
   healthcheck: 'defined' | 'disabled' | 'image';
+  /** `deploy.placement.constraints` as written (`node.labels.twinstack.env.dev == true`): where a swarm may run its tasks. */
+  placement: string[];
 }
 
 export interface ComposeModel {
@@ -183,6 +185,7 @@ function parseService(name: string, s: Obj, top: TopLevel): ServiceModel {
     builds: s.build !== undefined && s.build !== null,
     networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
     healthcheck: parseHealthcheck(s.healthcheck),
+    placement: isObj(s.deploy) && isObj(s.deploy.placement) ? stringList(s.deploy.placement.constraints) : [],
   };
 }
 

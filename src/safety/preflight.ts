@@ -17,6 +17,7 @@ import { EnvFileError, digestEnv, parseEnvFile, scrub } from '../domain/env-file
 import { counts, sortFindings, type Finding } from './findings';
 import { judgeProbe, parseCurlResponse, type Probe } from './http-probe';
 import { checkIsolation, parseHostTotals, pathsToResolve, type EnvironmentFacts, type HostTotals, type IsolationInput } from './isolation';
+import { placementFindings } from './placement';
 import { checkRolling } from './rolling';
 import { walSettingFindings } from './wal-settings';
 
@@ -220,6 +221,8 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
         code: { checkout: config.environments.prod.checkout, releaseDirs: config.promote['release-dirs'] },
       }),
     );
+  // A swarm environment's services must stay on its own nodes (only for target: swarm).
+  findings.push(...(await placementFindings(host, config, { prod: readings.prod.facts.compose, dev: readings.dev.facts.compose }, settings['warn-only'])));
 
   // Replication settings matter to the WAL receiver only: the gate before deploy and promote leaves them out.
   if (opts.wal !== false) findings.push(...(await walSettingFindings(host, config, settings['warn-only'].includes('wal-settings'))));

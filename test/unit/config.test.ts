@@ -98,6 +98,43 @@ describe('inputs that name things on the host', () => {
   }
 });
 
+describe('the target of an environment', () => {
+  const swarmDev = (extra = '') => makapix.replace('    vault: /mnt/vault-dev', `    vault: /mnt/vault-dev\n    target: swarm${extra}`);
+
+  it('is compose unless the config says swarm, with the swarm defaults filled in', () => {
+    const c = parseConfig(makapix, 'makapix.yml');
+    assert.equal(c.environments.prod.target, 'compose');
+    assert.equal(c.environments.dev.target, 'compose');
+    assert.deepEqual(c.swarm, { 'label-key': 'twinstack.env', 'allow-shared-node': false });
+  });
+
+  it('reads a swarm target with its registry, label key and shared-node switch', () => {
+    const c = parseConfig(`${swarmDev()}\nswarm:\n  registry: 127.0.0.1:5000\n  label-key: example.env\n  allow-shared-node: true\n`, 'makapix.yml');
+    assert.equal(c.environments.dev.target, 'swarm');
+    assert.equal(c.environments.prod.target, 'compose');
+    assert.deepEqual(c.swarm, { registry: '127.0.0.1:5000', 'label-key': 'example.env', 'allow-shared-node': true });
+    assert.equal(parseConfig(`${swarmDev()}\nswarm: { registry: registry.example.com/makapix }\n`, 'x').swarm.registry, 'registry.example.com/makapix');
+  });
+
+  it('refuses a target other than compose or swarm', () => {
+    rejects(
+      makapix.replace('    vault: /mnt/vault-dev', '    vault: /mnt/vault-dev\n    target: kubernetes'),
+      /: environments\.dev\.target: must be compose or swarm$/,
+    );
+  });
+
+  it('asks for the registry when an environment runs on swarm', () => {
+    rejects(swarmDev(), /: swarm\.registry: is needed because environments\.dev\.target is swarm: set it to the registry the nodes pull from/);
+  });
+
+  it('refuses a registry address with a scheme, a label key with spaces, and unknown swarm keys', () => {
+    rejects(`${swarmDev()}\nswarm: { registry: "https://127.0.0.1:5000" }\n`, /swarm\.registry: must be a registry address such as 127\.0\.0\.1:5000/);
+    rejects(`${swarmDev()}\nswarm: { registry: "127.0.0.1:5000", label-key: "twin env" }\n`, /swarm\.label-key: must be a node label key/);
+    rejects(`${swarmDev()}\nswarm: { registry: "127.0.0.1:5000", shared: true }\n`, /swarm: unknown key "shared"/);
+    rejects(`${swarmDev()}\nswarm: { registry: "127.0.0.1:5000", allow-shared-node: "yes" }\n`, /swarm\.allow-shared-node: Expected boolean/);
+  });
+});
+
 describe('the README', () => {
   it('shows a config that the schema accepts', () => {
     const readme = fs.readFileSync(path.join(__dirname, '../../README.md'), 'utf8');

@@ -1,0 +1,201 @@
+/**
+ * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
+ * registry), and the schemas of what those commands print. An environment whose target is swarm
+ * runs as a stack named after its project, deployed from the same compose files (base first, then
+ * the overlay) with the images pinned by digest; nothing here runs anything.
+ */
+import * as fs from 'node:fs';
+import { z } from 'zod';
+import { parseHostJson } from './json';
+import { argv, hostScript } from './shell';
+
+/** What names one stack on the manager: the directory its files are read from, its files, its name. */
+export interface StackFiles {
+  /** The checkout (or release directory) the compose files' relative paths start from. */
+  dir: string;
+  /** The compose files, base first (each `-c`), then any overlay twinstack writes (the digests). */
+  files: readonly string[];
+  /** The stack's name: the environment's project. */
+  stack: string;
+}
+
+const STACK_ENV = fs.readFileSync(__dirname + '/stack-env.sh', 'utf8');
+const NODES_INSPECT = fs.readFileSync(__dirname + '/nodes-inspect.sh', 'utf8');
+
+/** The label Docker puts on every service, network and task of a stack. */
+export const STACK_LABEL = 'com.docker.stack.namespace';
+
+function inStack(p: StackFiles, args: readonly string[]): string {
+  return hostScript(STACK_ENV, { DIR: p.dir }, ['docker', 'stack', ...args]);
+}
+
+const composeFileArgs = (p: StackFiles) => p.files.flatMap((f) => ['-c', f]);
+
+/**
+ * `docker stack deploy` of the stack, its variables on standard input (see envStdin): registry
+ * credentials go to the nodes, and services the files no longer name are removed.
+ */
+export function stackDeploy(p: StackFiles): string {
+  return inStack(p, ['deploy', ...composeFileArgs(p), '--with-registry-auth', '--prune', p.stack]);
+}
+
+/** `docker stack config`: the merged, interpolated files as the engine will read them (YAML), variables on standard input. */
+export function stackConfig(p: StackFiles): string {
+  return inStack(p, ['config', ...composeFileArgs(p)]);
+}
+
+/**
+ * The standard input of stackDeploy and stackConfig: the env file's variables (parsed by
+ * parseEnvFile, as compose reads them) as NUL-separated KEY=VALUE pairs.
+ */
+export function envStdin(values: ReadonlyMap<string, string>): Buffer {
+  const pairs = [...values].map(([k, v]) => {
+    if (k.includes('=') || k.includes('\0') || v.includes('\0')) throw new Error(`env variable ${k.slice(0, 40)} cannot be passed to a stack`);
+    return `${k}=${v}\0`;
+  });
+  return Buffer.from(pairs.join(''), 'utf8');
+}
+
+/** `docker stack rm`: every service, network, config and secret of the stack (volumes stay). */
+export function stackRemove(stack: string): string {
+  return argv('docker', 'stack', 'rm', stack);
+}
+
+/** `docker service ls` of a stack's services, one JSON object a line. */
+export function serviceList(stack: string): string {
+  return argv('docker', 'service', 'ls', '--filter', `label=${STACK_LABEL}=${stack}`, '--format', 'json');
+}
+
+/** `docker service ps` of services' tasks (every task the engine keeps, old ones too), full ids and digests, one JSON object a line. */
+export function serviceTasks(services: readonly string[]): string {
+  return argv('docker', 'service', 'ps', '--no-trunc', '--format', 'json', services);
+}
+
+/** `docker service inspect`: the specs (image, placement, update config) and the update status. */
+export function serviceInspect(services: readonly string[]): string {
+  return argv('docker', 'service', 'inspect', services);
+}
+
+/** `docker service rollback` of one service to its previous spec; returns at once, the caller watches the tasks. */
+export function serviceRollback(service: string): string {
+  return argv('docker', 'service', 'rollback', '--detach', service);
+}
+
+/** `docker node inspect` of every node; `[]` when the engine lists none. */
+export function inspectNodes(): string {
+  return hostScript(NODES_INSPECT, {});
+}
+
+/** `docker tag` of a locally built image to its name in the registry. */
+export function tagForRegistry(local: string, remote: string): string {
+  return argv('docker', 'tag', local, remote);
+}
+
+/** `docker push` of an image's name in the registry. */
+export function push(remote: string): string {
+  return argv('docker', 'push', remote);
+}
+
+/** The `repo@sha256:…` names of an image, as JSON; set once the image was pushed or pulled. */
+export function repoDigests(image: string): string {
+  return argv('docker', 'image', 'inspect', '--format', '{{json .RepoDigests}}', image);
+}
+
+// Registry host[:port][/path] as config's swarm.registry admits it, then the repository path.
+const REPO = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)+$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+/** `<registry>/<name>:<tag>`: where deploy pushes an image it built. */
+export function registryRef(registry: string, name: string, tag: string): string {
+  const repo = `${registry}/${name}`;
+  if (!REPO.test(repo)) throw new Error(`"${repo}" is not a registry repository name`);
+  if (!TAG.test(tag)) throw new Error(`"${tag}" is not an image tag`);
+  return `${repo}:${tag}`;
+}
+
+/** A pinned image: `repo@sha256:<64 hex>`, what a release is made of. */
+export const digestRef = z.string().regex(/^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$/, 'must be an image pinned by digest (repo@sha256:...)');
+export type DigestRef = z.output<typeof digestRef>;
+
+/**
+ * An overlay file (JSON is YAML) that pins each service's image to a digest, deployed after the
+ * environment's own files: promote deploys prod with exactly the digests dev's gate ran.
+ */
+export function digestOverlay(images: Readonly<Record<string, string>>): string {
+  const services: Record<string, { image: string }> = {};
+  for (const [service, ref] of Object.entries(images).sort(([a], [b]) => a.localeCompare(b))) {
+    if (!/^[a-z0-9][a-z0-9_.-]{0,62}$/.test(service)) throw new Error(`"${service}" is not a service name`);
+    services[service] = { image: digestRef.parse(ref) };
+  }
+  return `${JSON.stringify({ services }, null, 2)}\n`;
+}
+
+/** The digest of `image` in `registry` among its RepoDigests, or undefined when it was not pushed there. */
+export function parseRepoDigests(text: string, repo: string): DigestRef | undefined {
+  const all = parseHostJson(z.array(digestRef).nullable(), text.trim() || 'null', `the RepoDigests of ${repo}`) ?? [];
+  return all.find((d) => d.slice(0, d.indexOf('@')) === repo);
+}
+
+const labels = z.record(z.string()).nullish();
+
+/** A line of `docker service ls --format json`. */
+export const serviceLine = z.object({ ID: z.string(), Name: z.string(), Mode: z.string(), Replicas: z.string(), Image: z.string() });
+export type ServiceLine = z.output<typeof serviceLine>;
+
+/** A line of `docker service ps --format json`: one task, with the image it was given. */
+export const taskLine = z.object({
+  ID: z.string(),
+  Name: z.string(),
+  Image: z.string(),
+  Node: z.string(),
+  DesiredState: z.string(),
+  CurrentState: z.string(),
+  Error: z.string(),
+});
+export type TaskLine = z.output<typeof taskLine>;
+
+/** The parts of `docker service inspect` that twinstack reads. */
+export const serviceInspectEntry = z.object({
+  ID: z.string(),
+  Spec: z.object({
+    Name: z.string(),
+    Labels: labels,
+    TaskTemplate: z.object({
+      ContainerSpec: z.object({ Image: z.string() }),
+      Placement: z.object({ Constraints: z.array(z.string()).nullish() }).nullish(),
+    }),
+    Mode: z.object({ Replicated: z.object({ Replicas: z.number().nullish() }).nullish(), Global: z.object({}).passthrough().nullish() }).nullish(),
+    UpdateConfig: z.object({ Order: z.string().nullish(), FailureAction: z.string().nullish() }).nullish(),
+  }),
+  UpdateStatus: z.object({ State: z.string().nullish(), Message: z.string().nullish() }).nullish(),
+});
+export type ServiceInspect = z.output<typeof serviceInspectEntry>;
+
+/** The parts of `docker node inspect` that twinstack reads: the name, the labels, whether it can take tasks. */
+export const nodeInspectEntry = z.object({
+  ID: z.string(),
+  Spec: z.object({ Labels: labels, Role: z.string(), Availability: z.string() }),
+  Description: z.object({ Hostname: z.string() }),
+  Status: z.object({ State: z.string(), Addr: z.string().nullish() }),
+});
+export type NodeInspect = z.output<typeof nodeInspectEntry>;
+
+/** Output of one JSON object a line (the `--format json` of the list commands), each checked by `schema`. */
+export function parseJsonLines<S extends z.ZodTypeAny>(schema: S, text: string, what: string): Array<z.output<S>> {
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l, i) => parseHostJson(schema, l, `${what}, line ${i + 1}`));
+}
+
+export const parseServiceList = (text: string): ServiceLine[] => parseJsonLines(serviceLine, text, 'docker service ls output');
+export const parseTasks = (text: string): TaskLine[] => parseJsonLines(taskLine, text, 'docker service ps output');
+export const parseServiceInspect = (text: string): ServiceInspect[] =>
+  parseHostJson(z.array(serviceInspectEntry), text.trim() || '[]', 'docker service inspect output');
+export const parseNodes = (text: string): NodeInspect[] => parseHostJson(z.array(nodeInspectEntry), text.trim() || '[]', 'docker node inspect output');
+
+/** The digest a task runs, from the image `docker service ps --no-trunc` prints (`repo:tag@sha256:…`); undefined when it names none. */
+export function taskDigest(image: string): string | undefined {
+  const m = /@(sha256:[0-9a-f]{64})$/.exec(image);
+  return m ? m[1] : undefined;
+}

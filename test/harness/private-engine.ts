@@ -1,0 +1,126 @@
+/**
+ * A second Docker engine of the test's own, for what must never touch the machine's shared engine
+ * (a swarm: `docker swarm init`, stacks). Its own data root, exec root (so its own supervised
+ * containerd), socket, pid file and cgroup parent; no bridge, no iptables rules, no forwarding, so
+ * the host's network is left as it was. Needs root. stop() removes what the engine ran, leaves
+ * the swarm, ends the daemon (the one process this harness started) and removes its directories
+ * and its cgroup parent.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { freePort } from './ports';
+
+export interface PrivateEngine {
+  /** `unix:///tmp/<dir>/docker.sock`: for `docker -H` or DOCKER_HOST. */
+  host: string;
+  /** The directory holding everything the engine wrote. */
+  dir: string;
+  /** Runs the docker client against this engine; throws with its stderr on a non-zero exit. */
+  docker(args: readonly string[], opts?: { input?: string | Buffer; cwd?: string }): string;
+  /** Makes the engine a single-node swarm manager listening on loopback only. */
+  swarmInit(): Promise<void>;
+  /** Copies an image from the shared engine (docker save | docker load), without a registry. */
+  loadImage(image: string): void;
+  stop(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function exitedWithin(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+/** Mount points left under `dir` (the engine's netns bind mount survives its stop), deepest first. */
+function mountsUnder(dir: string): string[] {
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+}
+
+export async function startPrivateEngine(): Promise<PrivateEngine> {
+  if (process.getuid?.() !== 0) throw new Error('a private Docker engine needs root (dockerd)');
+  const dir = fs.mkdtempSync(`/tmp/twinstack-test-engine-${randomBytes(3).toString('hex')}-`);
+  const host = `unix://${dir}/docker.sock`;
+  const log = fs.openSync(path.join(dir, 'dockerd.log'), 'a');
+  const daemon = spawn(
+    'dockerd',
+    [
+      ...['--data-root', `${dir}/data`, '--exec-root', `${dir}/exec`, '-H', host, '--pidfile', `${dir}/docker.pid`],
+      ...['--bridge=none', '--iptables=false', '--ip-forward=false', '--ip-masq=false', '--cgroup-parent', path.basename(dir)],
+    ],
+    { stdio: ['ignore', log, log] },
+  );
+  fs.closeSync(log);
+  const docker: PrivateEngine['docker'] = (args, opts = {}) =>
+    execFileSync('docker', ['-H', host, ...args], { encoding: 'utf8', input: opts.input, cwd: opts.cwd, timeout: 180_000, stdio: ['pipe', 'pipe', 'pipe'] });
+  const engine: PrivateEngine = {
+    host,
+    dir,
+    docker,
+    async swarmInit() {
+      const addr = `127.0.0.1:${await freePort()}`;
+      docker(['swarm', 'init', '--advertise-addr', addr, '--listen-addr', addr]);
+    },
+    loadImage(image) {
+      execFileSync('bash', ['-c', 'docker save "$1" | docker -H "$2" load', 'load', image, host], { stdio: 'ignore', timeout: 600_000 });
+    },
+    stop: () => stopEngine({ daemon, dir, docker }),
+  };
+  // Started when its API answers; the machine is shared, so start-up may take a while.
+  for (let i = 0; ; i++) {
+    try {
+      docker(['version', '--format', '{{.Server.Version}}']);
+      return engine;
+    } catch (e) {
+      if (daemon.exitCode !== null || i >= 240) {
+        const tail = fs.readFileSync(path.join(dir, 'dockerd.log'), 'utf8').slice(-600);
+        await engine.stop();
+        throw new Error(`the private dockerd did not start: ${(e as Error).message.split('\n')[0]}\n${tail}`, { cause: e });
+      }
+      await sleep(500);
+    }
+  }
+}
+
+async function stopEngine({ daemon, dir, docker }: { daemon: ChildProcess; dir: string; docker: PrivateEngine['docker'] }): Promise<void> {
+  const attempt = (args: string[]): string => {
+    try {
+      return docker(args);
+    } catch {
+      // The engine may never have started, or have no swarm: nothing to undo then.
+      return '';
+    }
+  };
+  if (daemon.exitCode === null && daemon.signalCode === null) {
+    for (const stack of attempt(['stack', 'ls', '--format', '{{.Name}}']).split('\n').filter(Boolean)) attempt(['stack', 'rm', stack]);
+    attempt(['swarm', 'leave', '--force']);
+    daemon.kill('SIGTERM');
+    if (!(await exitedWithin(daemon, 60_000))) {
+      daemon.kill('SIGKILL');
+      await exitedWithin(daemon, 10_000);
+    }
+  }
+  for (const m of mountsUnder(dir)) execFileSync('umount', [m]);
+  fs.rmSync(dir, { recursive: true, force: true });
+  // Checked one by one: on v1, some controllers are links to others (cpu -> cpu,cpuacct).
+  for (const d of cgroupDirs(path.basename(dir))) if (fs.existsSync(d)) fs.rmdirSync(d);
+}
+
+/** The (empty, once the engine stopped) cgroup directories of the engine's cgroup parent: v1's one per controller, or v2's one. */
+function cgroupDirs(parent: string): string[] {
+  const root = '/sys/fs/cgroup';
+  const candidates = [path.join(root, parent), ...fs.readdirSync(root).map((c) => path.join(root, c, parent))];
+  return candidates;
+}
