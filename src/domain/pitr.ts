@@ -98,7 +98,8 @@ export function chooseBaseBackup(bases: readonly FoundBaseBackup[], target: Reco
   return base;
 }
 
-function isoOf(t: RecoveryTarget): string {
+/** A target as the summary and the host log write it. */
+export function isoOf(t: RecoveryTarget): string {
   return t === 'latest' ? 'latest' : t.toISOString();
 }
 
@@ -314,30 +315,63 @@ export interface PointRestore {
 export async function restoreToPoint(c: EnvContext, o: { target: RecoveryTarget; services?: string[]; timeoutSeconds?: number }): Promise<PointRestore> {
   const { host, config, env: prod, log } = c;
   const began = new Date();
-  const rec = await recoverToScratch(c, { target: o.target, keep: true, timeoutSeconds: o.timeoutSeconds });
-  let backup: BackupManifest;
+  let stage: PointRestoreStage = 'recover';
   try {
-    backup = await dumpScratch(c, rec);
-  } finally {
-    await rec.remove().catch(ignored(log, 'removing the scratch recovery'));
+    const rec = await recoverToScratch(c, { target: o.target, keep: true, timeoutSeconds: o.timeoutSeconds });
+    let backup: BackupManifest;
+    try {
+      stage = 'dump';
+      backup = await dumpScratch(c, rec);
+    } finally {
+      await rec.remove().catch(ignored(log, 'removing the scratch recovery'));
+    }
+    stage = 'swap';
+    await swapIn(c, backup, o.services ?? []);
+    stage = 'check';
+    const aside = restoreAsideName(prod.cfg.database.name);
+    const counts = await rowCounts(host, prod, prod.cfg.database.name, config.backup['timeout-seconds']);
+    const problems = compareCounts(rec.counts, counts);
+    if (problems.length)
+      throw new OperationFailed(
+        `prod was restored from ${backup.id}, but its row counts differ from the recovered copy (${problems.slice(0, 3).join('; ')}); the database it replaced is kept as ${aside}`,
+      );
+    const reference = o.target === 'latest' ? began : o.target;
+    const unrecoveredSeconds = Math.max(0, Math.round((reference.getTime() - rec.recoveryPoint.getTime()) / 100) / 10);
+    log.info(
+      `prod: restored to ${rec.recoveryPoint.toISOString()} (target ${isoOf(o.target)}, ${unrecoveredSeconds} s before it not recovered) from ${backup.id}`,
+    );
+    return { recovery: factsOf(rec), backup, aside, unrecoveredSeconds, counts };
+  } catch (e) {
+    throw new PointRestoreFailed(stage, e);
   }
-  const services = o.services ?? [];
+}
+
+/** Where a point-in-time restore stopped: before the swap prod's database was never touched. */
+export type PointRestoreStage = 'recover' | 'dump' | 'swap' | 'check';
+
+export class PointRestoreFailed extends Error {
+  override name = 'PointRestoreFailed';
+  constructor(
+    readonly stage: PointRestoreStage,
+    readonly error: unknown,
+  ) {
+    super(errorMessage(error));
+  }
+}
+
+/** restoreBackup with prod's app services stopped, and started again whatever happened. */
+async function swapIn(c: EnvContext, backup: BackupManifest, services: string[]): Promise<void> {
+  const { host, config, env: prod, log } = c;
   if (services.length) await host.run(prod.compose('stop', ...services), prod.composeOptions({ label: 'prod compose stop (for the restore)' }));
   try {
     await restoreBackup({ host, config, env: prod, m: backup, log, opts: { stoppedServices: services } });
   } finally {
     if (services.length) await host.run(prod.compose('start', ...services), prod.composeOptions({ label: 'prod compose start (after the restore)' }));
   }
-  const aside = restoreAsideName(prod.cfg.database.name);
-  const counts = await rowCounts(host, prod, prod.cfg.database.name, config.backup['timeout-seconds']);
-  const problems = compareCounts(rec.counts, counts);
-  if (problems.length)
-    throw new OperationFailed(
-      `prod was restored from ${backup.id}, but its row counts differ from the recovered copy (${problems.slice(0, 3).join('; ')}); the database it replaced is kept as ${aside}`,
-    );
-  const reference = o.target === 'latest' ? began : o.target;
-  const unrecoveredSeconds = Math.max(0, Math.round((reference.getTime() - rec.recoveryPoint.getTime()) / 100) / 10);
-  const recovery: RecoveryFacts = {
+}
+
+function factsOf(rec: ScratchRecovery): RecoveryFacts {
+  return {
     base: rec.base,
     target: rec.target,
     recoveryPoint: rec.recoveryPoint,
@@ -349,10 +383,6 @@ export async function restoreToPoint(c: EnvContext, o: { target: RecoveryTarget;
     seconds: rec.seconds,
     walFiles: rec.walFiles,
   };
-  log.info(
-    `prod: restored to ${rec.recoveryPoint.toISOString()} (target ${isoOf(o.target)}, ${unrecoveredSeconds} s before it not recovered) from ${backup.id}`,
-  );
-  return { recovery, backup, aside, unrecoveredSeconds, counts };
 }
 
 /** pg_dump -Fc of the scratch server into a new backup directory of prod, with its manifest, verified as a normal backup is. */
