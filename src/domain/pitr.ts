@@ -195,6 +195,8 @@ export async function recoverToScratch(c: EnvContext, o: { target: RecoveryTarge
   try {
     await host.run(argv('install', '-d', '-m', '700', scratchRoot(config)), { quiet: true, timeoutSeconds: 60 });
     await host.run(argv('mkdir', '-m', '700', dir), { label: 'creating the scratch directory', quiet: true, timeoutSeconds: 60 });
+    // A scratch server a cancelled restore left behind holds the name: it is only ever a scratch copy.
+    await host.run(argv('docker', 'rm', '-f', name), { check: false, quiet: true, timeoutSeconds: 120 });
     await host.run(unpackScratch({ ...spec, name, base: base.dir, wal: walDir(config), files, partial }), {
       label: 'unpacking the base backup and the WAL into the scratch directory',
       quiet: true,
