@@ -30,7 +30,7 @@ import { baseBackupRoot, toolContainer, walDir } from './wal';
 import { OperationFailed, errorMessage, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import { logsTail } from '../infra/docker';
-import { ignored } from '../infra/logger';
+import { ignored, type Logger } from '../infra/logger';
 import { pgDump, pgDumpVersion, psql, type DbClient, type DbTool } from '../infra/postgres';
 import { argv, hostScript, type Arg } from '../infra/shell';
 import { utcStamp } from '../infra/stamp';
@@ -147,11 +147,12 @@ export interface ScratchRecovery extends RecoveryFacts {
   remove(): Promise<void>;
 }
 
-async function listBaseBackups(host: Host, config: Config): Promise<FoundBaseBackup[]> {
+async function listBaseBackups(host: Host, config: Config, log: Logger): Promise<FoundBaseBackup[]> {
   const root = baseBackupRoot(config);
   const r = await host.run(hostScript(PITR_BASES_SCRIPT, { ROOT: root }), { label: 'listing the base backups', quiet: true, timeoutSeconds: 600 });
   const { bases, unreadable } = parseBaseBackups(r.stdout);
   if (unreadable.length && bases.length === 0) throw new OperationFailed(`no base backup under ${root} can be read: ${unreadable.join('; ')}`);
+  for (const u of unreadable) log.warning(`skipped the base backup ${u}`);
   return bases;
 }
 
@@ -172,7 +173,7 @@ async function listArchive(host: Host, config: Config): Promise<string[]> {
 export async function recoverToScratch(c: EnvContext, o: { target: RecoveryTarget; keep?: boolean; timeoutSeconds?: number }): Promise<ScratchRecovery> {
   const { host, config, env: prod, log } = c;
   const started = Date.now();
-  const base = chooseBaseBackup(await listBaseBackups(host, config), o.target, baseBackupRoot(config));
+  const base = chooseBaseBackup(await listBaseBackups(host, config, log), o.target, baseBackupRoot(config));
   const { files, partial } = walFilesFor(await listArchive(host, config), base.startSegment);
   if (!files.includes(base.startSegment) && partial?.slice(0, 24) !== base.startSegment)
     throw new OperationFailed(`the WAL archive ${walDir(config)} lacks ${base.startSegment}, where base backup ${base.dir} starts: it cannot be recovered`);
