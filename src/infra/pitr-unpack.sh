@@ -17,6 +17,8 @@ for f in "$@"; do cp "/wal/$f" "/pitr/archive/$f"; done
 if [ -n "$partial" ] && [ ! -e "/pitr/archive/${partial%.partial}" ]; then
   cp "/wal/$partial" "/pitr/archive/${partial%.partial}"
 fi
+# A recovery that ends and promotes, even when the backup is of a standby.
+rm -f /pitr/data/standby.signal
 : >/pitr/data/recovery.signal
 # Only docker exec reaches the scratch server (it has no network): trust on its socket.
 printf 'local all all trust\n' >/pitr/hba.conf
