@@ -282,6 +282,42 @@ export interface ResampleOutputs {
   'report': string;
 }
 
+/** Inputs of twinstack restore (actions/restore). Values arrive as strings. */
+export interface RestoreInputs {
+  /** Address of the VPS (name or IP). Required. */
+  'host': string;
+  /** SSH port of the VPS. Default: "22". */
+  'port': string;
+  /** User to log in as; it must be able to run docker. Default: "root". */
+  'user': string;
+  /** Private key (OpenSSH format) to log in with. Pass it from a secret; it is masked as soon as it is read. Required. */
+  'ssh-key': string;
+  /** Passphrase of ssh-key, if it is encrypted. Pass it from a secret. */
+  'ssh-passphrase': string;
+  /** The host's public key line(s), as in ~/.ssh/known_hosts. An unknown or different host key refuses the connection. Required. */
+  'known-hosts': string;
+  /** Path of the twinstack config file, relative to the workspace. Default: ".github/twinstack.yml". */
+  'config': string;
+  /** Seconds to wait for an environment's lock before failing. Default: "600". */
+  'lock-timeout': string;
+  /** The time to restore prod to, ISO-8601 in UTC (2026-12-04T18:58:00Z; fractions of a second allowed): every transaction committed before it, none at or after it. Or latest: everything the WAL archive holds. Required. */
+  'target': string;
+}
+
+/** Outputs of twinstack restore (actions/restore). */
+export interface RestoreOutputs {
+  /** prod's URL, for the job's environment url. */
+  'url': string;
+  /** The commit time of the last transaction the restore holds (ISO-8601, UTC). */
+  'recovery-point': string;
+  /** Seconds between the recovery point and the target (for latest, the start of the restore): how far back before it writes may be missing. */
+  'unrecovered-seconds': string;
+  /** The verified backup (a dump of the recovered copy) that was restored into prod. */
+  'backup-id': string;
+  /** The base backup the recovery started from (its directory on the host). */
+  'base-backup': string;
+}
+
 /** Inputs of twinstack rollback (actions/rollback). Values arrive as strings. */
 export interface RollbackInputs {
   /** Address of the VPS (name or IP). Required. */

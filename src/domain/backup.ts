@@ -24,6 +24,7 @@ import {
   pgRestore,
   pgRestoreReads,
   psql,
+  type DbClient,
   renameDatabaseSql,
 } from '../infra/postgres';
 import { ident, literal } from '../infra/sql';
@@ -51,6 +52,8 @@ export const backupManifest = z
     alembicRevision: z.string().optional(),
     /** Rows inserted, updated and deleted per table (statistics views) just before the dump's snapshot. */
     writeCounters: z.record(z.number()).optional(),
+    /** A dump of a point-in-time recovery (src/domain/pitr.ts): its base backup, the target asked for, the last transaction replayed. */
+    pointInTime: z.object({ base: z.string(), target: z.string(), recoveryPoint: z.string() }).optional(),
     files: z.record(backupFile),
     durationSeconds: z.number(),
     /** Seconds spent in each stage: the dump (with hashing), the globals, the verification. */
@@ -123,7 +126,7 @@ async function psqlValue(host: Host, env: Environment, database: string, sql: st
 }
 
 /** Streams a client tool's output into a file on the host, hashing it on the way; returns size and hash. */
-async function streamToFile(
+export async function streamToFile(
   host: Host,
   { command, file, label, timeoutSeconds }: { command: string; file: string; label: string; timeoutSeconds: number },
 ): Promise<BackupFile> {
@@ -303,7 +306,8 @@ async function openSnapshot(host: Host, env: Environment, database: string, log:
   };
 }
 
-async function rowCounts(host: Host, env: Environment, database: string, timeoutSeconds: number): Promise<Map<string, number>> {
+/** Exact row counts of every table of `database` on the client's server (an environment, or a scratch server). */
+export async function rowCounts(host: Host, env: DbClient, database: string, timeoutSeconds: number): Promise<Map<string, number>> {
   const r = await host.run(psql(env, database, { tuples: true }), {
     stdin: COUNT_ALL,
     quiet: true,

@@ -21,7 +21,7 @@ export interface RestartResult {
 }
 
 /** The compose services other than the database, so the database can be restored under no load. */
-async function appServices(host: Host, env: Environment): Promise<string[]> {
+export async function appServices(host: Host, env: Environment): Promise<string[]> {
   return (await env.services(host)).filter((s) => s !== env.cfg.database.service);
 }
 

@@ -19,7 +19,8 @@ export interface SchemaState {
   fingerprint: string;
 }
 
-const REVISION_SQL = sqlFile(fs.readFileSync(__dirname + '/alembic-revision.sql', 'utf8'));
+/** alembic's revision(s), comma-separated, '' without an alembic_version table: one statement that never fails. */
+export const REVISION_SQL = sqlFile(fs.readFileSync(__dirname + '/alembic-revision.sql', 'utf8'));
 
 /** The schema-only dump as a fingerprint: lines that differ between two dumps of one schema are dropped. */
 export function fingerprintOf(dump: string): string {

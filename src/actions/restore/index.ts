@@ -1,0 +1,4 @@
+import { runAction } from '../runner';
+import { restoreAction } from './restore';
+
+runAction(restoreAction);
