@@ -5,6 +5,7 @@
  *   2. it is on the configured branch; the dispatcher is not its pusher (when asked)          nothing changed yet
  *   3. a scratch checkout of the commit; which images ship as gated and which are rebuilt    nothing changed yet
  *   4. a verified backup of prod (its write counters kept), the schema's fingerprint          nothing changed yet
+ *      and with backup.wal a base backup; one that fails refuses                              nothing changed yet
  *   5. the gated images tagged under prod's names, the differing ones rebuilt                 old containers still serve
  *   6. the rehearsal: the migration on a full copy of prod; a failure refuses                 prod untouched
  *   ── point of no return ──
@@ -15,7 +16,7 @@
  *
  * Prod ends on the new release or back on the old one; the outcome says which. runPromotion below
  * is that runbook; its steps live in gated.ts (1–2), prepare.ts (3–6), forward.ts (7–8),
- * recover.ts (9) and summary.ts.
+ * recover.ts (9), base-backup.ts (4, backup.wal) and summary.ts.
  */
 import { short } from '../../infra/sha';
 import type { PromoteInputs, PromoteOutputs } from '../../../action-types';
@@ -26,7 +27,7 @@ import { Environment } from '../../domain/environment';
 import type { OffsiteCopy } from '../../domain/offsite';
 import { underLock } from '../../domain/operation';
 import type { ActionIO } from '../../infra/actions-io';
-import { OperationFailed } from '../../infra/errors';
+import { ConfigurationError, OperationFailed } from '../../infra/errors';
 import type { Logger } from '../../infra/logger';
 import { offsiteKeysInput, offsiteSummary } from '../common';
 import * as validate from '../../infra/validate';
@@ -47,6 +48,7 @@ import {
   withScratchCheckouts,
   withWriteFreeze,
 } from './prepare';
+import { baseBackUpProd } from './base-backup';
 import { copyBackupOffsite } from './offsite';
 import { isRefusal, type Plan, type Promotion } from './promotion';
 import { rollBackPromotion } from './recover';
@@ -55,6 +57,22 @@ import { promoteSummary } from './summary';
 export { gatedRelease, type GatedRelease } from './gated';
 export type { Outcome, Stage } from './outcome';
 export { promoteSummary } from './summary';
+
+/**
+ * wal-password (masked at once): required when backup.wal is enabled, for the base backup before the
+ * change; refused in one line before the host is touched when it is missing. Ignored otherwise, so a
+ * workflow may pass the secret whether or not the config archives WAL.
+ */
+function walPasswordInput(io: ActionIO<PromoteInputs, PromoteOutputs>, config: Config): string | undefined {
+  const password = io.secret('wal-password');
+  if (!config.backup.wal.enabled) return undefined;
+  if (!password)
+    throw new ConfigurationError(
+      `input wal-password is required: backup.wal is enabled, so promote takes a base backup of prod first; pass the password of the replication role ${config.backup.wal.role} from a secret (TWINSTACK_WAL_PASSWORD)`,
+    );
+  if (/[\r\n\0]/.test(password)) throw new ConfigurationError('input wal-password must be one line');
+  return password;
+}
 
 export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan> = {
   name: 'promote',
@@ -67,6 +85,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
       backupId,
       backupMaxAgeMinutes: validate.positiveInt(io.defaulted('backup-max-age-minutes'), 'input backup-max-age-minutes', 10080),
       offsite: offsiteKeysInput(io, config),
+      walPassword: walPasswordInput(io, config),
     };
   },
 
@@ -115,7 +134,9 @@ export async function runPromotion(p: Promotion): Promise<Outcome> {
   return withScratchCheckouts(p, async () => {
     const staged = await stageRelease(p, opened, at);
     return withWriteFreeze(p, async (frozen) => {
-      const backedUp = await backUpProd(p, staged, frozen);
+      const dumped = await backUpProd(p, staged, frozen);
+      const backedUp = await baseBackUpProd(p, dumped);
+      if (isRefusal(backedUp)) return refusePromotion(p, dumped, backedUp);
       const shipped = await shipToProd(p, backedUp);
       if (isRefusal(shipped)) return refusePromotion(p, backedUp, shipped);
       const rehearsed = await rehearseMigrations(p, shipped);
