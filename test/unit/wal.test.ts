@@ -35,7 +35,7 @@ function rejects(w: Record<string, unknown>, message: RegExp): void {
 describe('backup.wal in the config', () => {
   it('is off unless enabled, with its defaults written once', () => {
     const c = parseConfig(makapix, 'c');
-    assert.deepEqual(c.backup.wal, { enabled: false, slot: 'twinstack_wal', role: 'twinstack_wal', 'max-lag-seconds': 3600 });
+    assert.deepEqual(c.backup.wal, { enabled: false, slot: 'twinstack_wal', role: 'twinstack_wal', 'max-lag-seconds': 3600, 'keep-base': 7 });
     assert.equal(walDir(c), '/var/backups/twinstack/prod/wal');
     const d = parseConfig(withWal({ enabled: true, dir: '/srv/wal/', 'admin-user': 'postgres' }), 'c');
     assert.equal(walDir(d), '/srv/wal');
@@ -52,6 +52,7 @@ describe('backup.wal in the config', () => {
     ['the root as directory', { dir: '/' }, /: backup\.wal\.dir: must not be \/$/],
     ['a lag under a minute', { 'max-lag-seconds': 5 }, /: backup\.wal\.max-lag-seconds: must be at least 60$/],
     ['a lag that is not a number', { 'max-lag-seconds': '1h' }, /: backup\.wal\.max-lag-seconds: Expected number, received string$/],
+    ['no base backup kept', { 'keep-base': 0 }, /: backup\.wal\.keep-base: must be at least 1$/],
   ];
   for (const [what, w, message] of bad) it(`refuses ${what} in one line`, () => rejects(w, message));
 });
