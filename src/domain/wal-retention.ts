@@ -3,7 +3,8 @@
  * `keep-base` complete base backups stay; older ones, and broken ones older than the newest complete
  * one, are removed; then every WAL segment older than the segment the oldest kept base backup starts
  * from is deleted (wal-prune.sh), so the archive holds exactly what the kept base backups need and
- * never grows without end. With no complete base backup, no segment is deleted.
+ * never grows without end. With no complete base backup, no segment is deleted; with backup.offsite,
+ * no segment that has not gone off the host yet.
  */
 import * as fs from 'node:fs';
 import { z } from 'zod';
@@ -14,6 +15,7 @@ import { parseHostJson } from '../infra/json';
 import { argv, hostScript } from '../infra/shell';
 import type { Config } from './config';
 import { baseBackupRoot, walDir } from './wal';
+import { bySegment, pushedMarker } from './wal-offsite';
 
 const WAL_PRUNE = fs.readFileSync(__dirname + '/wal-prune.sh', 'utf8');
 
@@ -140,7 +142,16 @@ export async function pruneBaseBackups(c: EnvContext): Promise<BaseRetention> {
   }
   const oldest = kept.at(-1);
   if (!oldest) return { kept, removed, walRemoved: [] };
-  const start = await startFile(host, config, oldest);
+  let start = await startFile(host, config, oldest);
+  if (config.backup.offsite) {
+    // With off-host copies, a segment that has not gone off the host yet stays.
+    const pushed = await pushedMarker(host, config);
+    if (!pushed) {
+      log.info('no WAL segment has gone off the host yet: none is deleted');
+      return { kept, removed, walRemoved: [] };
+    }
+    if (bySegment(pushed, start) < 0) start = pushed;
+  }
   const r = await host.run(hostScript(WAL_PRUNE, { DIR: walDir(config), START: start }), {
     quiet: true,
     label: 'removing WAL segments older than the oldest kept base backup',

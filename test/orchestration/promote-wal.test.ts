@@ -5,7 +5,11 @@
  * PostgreSQL in test/integration/wal.test.ts.
  */
 import { strict as assert } from 'node:assert';
-import { describe, it } from 'node:test';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
 import { promoteAction } from '../../src/actions/promote/promote';
 import { FakeVps, SERVICES, imageId, sha } from '../support/fake-vps';
 import { runOnFake } from '../support/run-action';
@@ -15,6 +19,18 @@ const NEW = sha('b');
 const idsOf = (commit: string) => Object.fromEntries(SERVICES.map((s) => [s.service, imageId(`${s.service}@${commit}`)]));
 
 const WAL = 'backup:\n  wal: { enabled: true, admin-user: postgres }\n';
+const HOST_KEY = 'AAAAC3NzaC1lZDI1NTE5AAAAIHtRQP8nZ8VGtfOFAZuY6D8z2rVmYwK1Bb+s27Yr41ZQ';
+const OFFSITE = `  offsite: ${JSON.stringify({
+  host: 'backups.example.net',
+  user: 'twinstack',
+  path: '/srv/backups/makapix',
+  'known-hosts': `backups.example.net ssh-ed25519 ${HOST_KEY}`,
+  recipients: ['age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p'],
+})}\n`;
+const keys = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-promote-wal-'));
+after(() => fs.rmSync(keys, { recursive: true, force: true }));
+execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'write-only', '-f', path.join(keys, 'w')], { stdio: 'ignore' });
+const WRITE_KEY = fs.readFileSync(path.join(keys, 'w'), 'utf8');
 const PASSWORD = 'replication-secret-never-logged';
 const PROD_UP = /^docker-compose .* -p makapix-prod up -d --no-build --remove-orphans$/;
 const DUMP = /pg_dump .*-Fc .*db\.dump\.partial/s;
@@ -22,8 +38,8 @@ const BASE_BACKUP = /^docker run --rm --name makapix-prod-twinstack-basebackup .
 const GATED_TAGGED = /^set -- sha256:\S+ makapix-api:local/;
 
 /** prod runs OLD, dev runs NEW gated; the host answers the base backup's commands (`exitCode` for pg_basebackup). */
-function scene(baseBackup: { exitCode: number; stderr?: string } = { exitCode: 0 }): FakeVps {
-  const vps = new FakeVps(WAL);
+function scene(baseBackup: { exitCode: number; stderr?: string } = { exitCode: 0 }, extra = ''): FakeVps {
+  const vps = new FakeVps(WAL + extra);
   vps.runRelease('prod', OLD, 'r20260101T000000Z-aaaaaaa');
   vps.runRelease('dev', NEW, 'r20260102T000000Z-bbbbbbb', { actor: 'bob' });
   vps.gate(NEW, idsOf(NEW));
@@ -91,6 +107,49 @@ describe('promote with backup.wal', () => {
     assert.match(r.failure, /^input wal-password is required: backup\.wal is enabled.*replication role twinstack_wal/);
     assert.ok(!r.failure.includes('\n'));
     assert.equal(vps.host.calls.length, 0);
+  });
+
+  it('with backup.offsite, the base backup and the WAL not yet pushed go off the host after prod settled', async () => {
+    const vps = scene({ exitCode: 0 }, OFFSITE);
+    const h = vps.host;
+    h.on('offsite tools', /command -v "\$t"/, { stdout: '' });
+    h.on('offsite staging', /^DIR=\S+\/\.offsite-[^\n]+\n.*mkdir -p "\$DIR"$/s, {});
+    h.on('offsite seal', /\bage --encrypt\b/, (c) => {
+      const [, plain, sealed] = /\bPLAIN='?([^\s';]+)'?; SEALED='?([^\s';]+)'?/.exec(c.script) ?? [];
+      const plainHash = plain.endsWith('db.dump') ? 'd'.repeat(64) : plain.endsWith('globals.sql') ? 'e'.repeat(64) : 'f'.repeat(64);
+      return { stdout: `${plainHash}  ${plain}\n${'a'.repeat(64)}  ${sealed}\n1024\n1200\n` };
+    });
+    h.on('offsite key dir', /^mktemp -d \/tmp\/twinstack-offsite\.X+$/, { stdout: '/tmp/twinstack-offsite.k3y\n' });
+    h.on('offsite push', /^rsync --recursive\b/, {});
+    h.on('offsite read refused', /^rsync --list-only\b/, { exitCode: 23, stderr: 'rrsync: reading is disabled' });
+    h.on('offsite clean-up', /^rm -rf \S+$/, {});
+    h.on('list the WAL archive', /^find \S+\/prod\/wal -mindepth 1 -maxdepth 1 -type f -printf /, {
+      stdout: ['000000010000000000000004', '000000010000000000000003', '000000010000000000000005.partial', '.pgpass'].join('\n'),
+    });
+    h.on('no segment pushed yet', /^cat -- \S+\/prod\/wal\/\.offsite-pushed$/, { exitCode: 1, stderr: 'No such file or directory' });
+    const r = await runOnFake(promoteAction, vps, { 'wal-password': PASSWORD, 'offsite-ssh-key': WRITE_KEY });
+    h.assertAllScripted();
+    assert.equal(r.error, undefined, r.failure);
+    assert.equal(r.outputs.outcome, 'promoted');
+    const sealed = h.scripts(/\bage --encrypt\b/).map((c) => /PLAIN='?([^\s';]+)/.exec(c)?.[1] ?? '');
+    const up = h.indexOf(PROD_UP);
+    const baseSeal = h.indexOf(/PLAIN='?\S+\/prod\/base\/\d{8}T\d{6}Z\/base\.tar/);
+    assert.ok(up >= 0 && baseSeal > up, `the base backup was sealed after the swap (up ${up}, seal ${baseSeal})`);
+    assert.deepEqual(
+      sealed.filter((f) => /\/prod\/wal\//.test(f)).map((f) => f.split('/').at(-1)),
+      ['000000010000000000000003', '000000010000000000000004'],
+    );
+    assert.equal(h.files.get(`${vps.config.backup.dir}/prod/wal/.offsite-pushed`)?.toString(), '000000010000000000000004\n');
+    const copies = vps.records('prod').filter((x) => x.event === 'offsite');
+    assert.deepEqual(
+      copies.map((x) => [String(x.backup).replace(/^base\/\d{8}T\d{6}Z$/, 'base/STAMP'), x.status]),
+      [
+        [r.outputs['backup-id'], 'copied'],
+        ['base/STAMP', 'copied'],
+        ['wal', 'copied'],
+      ],
+    );
+    assert.match(r.summary, /Off the host \(WAL archiving\)/);
   });
 
   it('without backup.wal, takes no base backup and ignores a wal-password the workflow passes', async () => {

@@ -16,7 +16,8 @@ import { currentRelease } from '../../domain/release';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
 import { environmentInput, offsiteKeysInput, offsiteSummary } from '../common';
-import type { EnvironmentName } from '../../domain/config';
+import type { Config, EnvironmentName } from '../../domain/config';
+import type { Logger } from '../../infra/logger';
 import {
   baseRecord,
   baseSummary,
@@ -24,6 +25,7 @@ import {
   runWalStep,
   walInput,
   walRecord,
+  walCopyFailure,
   walSummary,
   type BaseOutcome,
   type WalInputs,
@@ -84,7 +86,7 @@ export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutp
           // A base backup once the receiver streams, so the archive holds the WAL it starts from.
           let b: BaseOutcome | undefined;
           if (plan.wal?.mode === 'ensure' && w && !('error' in w)) {
-            b = await runBaseBackupStep({ host, config, env, log }, plan.wal.password);
+            b = await runBaseBackupStep({ host, config, env, log }, { password: plan.wal.password, offsite: plan.offsite });
             await op.record('base-backup', baseRecord(b));
           }
           return [m, c, w, b] as const;
@@ -123,15 +125,25 @@ export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutp
     if (wal) walSummary(summary, config, wal);
     if (base) baseSummary(summary, base);
     await io.summary(summary.toMarkdown());
-    if (copy?.status === 'failed') {
-      const line = `backup ${manifest.id} of ${env.name} is verified on the VPS, but its off-host copy failed: ${copy.error}`;
-      if (config.backup.offsite?.required !== false) throw new OperationFailed(line);
-      log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
-    }
-    if (wal && 'error' in wal) throw new OperationFailed(`backup ${manifest.id} of prod is verified, but WAL archiving (${wal.mode}) failed: ${wal.error}`);
-    if (base && 'error' in base)
-      throw new OperationFailed(`backup ${manifest.id} of prod is verified and WAL archiving is on, but the base backup failed: ${base.error}`);
-    if (base && 'retentionError' in base && base.retentionError)
-      throw new OperationFailed(`base backup ${base.done.stamp} of prod is taken, but the retention of base backups and WAL failed: ${base.retentionError}`);
+    failAfterSummary({ config, log, id: manifest.id, env: env.name, copy, wal, base });
   },
 };
+
+/**
+ * After the summary: the step fails for what went wrong after the verified dump, first cause first
+ * (a failed off-host copy only warns with backup.offsite.required false).
+ */
+function failAfterSummary(o: { config: Config; log: Logger; id: string; env: string; copy?: OffsiteCopy; wal?: WalOutcome; base?: BaseOutcome }): void {
+  const { config, log, id, copy, wal, base } = o;
+  const offsiteFailure = (line: string) => {
+    if (config.backup.offsite?.required !== false) throw new OperationFailed(line);
+    log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
+  };
+  if (copy?.status === 'failed') offsiteFailure(`backup ${id} of ${o.env} is verified on the VPS, but its off-host copy failed: ${copy.error}`);
+  if (wal && 'error' in wal) throw new OperationFailed(`backup ${id} of prod is verified, but WAL archiving (${wal.mode}) failed: ${wal.error}`);
+  if (base && 'error' in base) throw new OperationFailed(`backup ${id} of prod is verified and WAL archiving is on, but the base backup failed: ${base.error}`);
+  const walCopy = walCopyFailure(base);
+  if (walCopy) offsiteFailure(`backup ${id} of prod is verified and its base backup taken, but ${walCopy}`);
+  if (base && 'retentionError' in base && base.retentionError)
+    throw new OperationFailed(`base backup ${base.done.stamp} of prod is taken, but the retention of base backups and WAL failed: ${base.retentionError}`);
+}

@@ -11,6 +11,9 @@ import * as validate from '../../infra/validate';
 import type { Config, EnvironmentName } from '../../domain/config';
 import type { EnvContext } from '../../domain/environment';
 import type { RecordFields } from '../../domain/host-log';
+import type { OffsiteKeys } from '../../domain/offsite';
+import { walCopiesSummary } from '../common';
+import { copyWalOffsite, walCopiesFailure, type WalCopies } from '../../domain/wal-offsite';
 import { pruneBaseBackups, type BaseRetention } from '../../domain/wal-retention';
 import { baseBackup, ensureWal, stopWal, walDir, type BaseBackup, type WalEnsured, type WalStopped } from '../../domain/wal';
 
@@ -81,24 +84,37 @@ export function walSummary(summary: Summary, config: Config, w: WalOutcome): voi
   }
 }
 
-export type BaseOutcome = { done: BaseBackup; retention?: BaseRetention; retentionError?: string } | { error: string };
+export type BaseOutcome = { done: BaseBackup; offsite?: WalCopies; retention?: BaseRetention; retentionError?: string } | { error: string };
 
 /**
- * The base backup after `ensure`, then the retention of base backups and WAL (never thrown:
- * recorded, then the step fails after the summary). A retention that fails keeps the new backup.
+ * The base backup after `ensure`; with backup.offsite, it and the WAL not yet pushed go off the
+ * host; then the retention of base backups and WAL on the host, which keeps what has not gone off
+ * it (never thrown: recorded, then the step fails after the summary). A failed copy or retention
+ * keeps the new base backup.
  */
-export async function runBaseBackupStep(c: EnvContext, password: string): Promise<BaseOutcome> {
+export async function runBaseBackupStep(c: EnvContext, o: { password: string; offsite?: OffsiteKeys }): Promise<BaseOutcome> {
   let done: BaseBackup;
   try {
-    done = await baseBackup(c, password);
+    done = await baseBackup(c, o.password);
   } catch (e) {
     return { error: errorMessage(e) };
   }
-  try {
-    return { done, retention: await pruneBaseBackups(c) };
-  } catch (e) {
-    return { done, retentionError: errorMessage(e) };
+  let offsite: WalCopies | undefined;
+  if (o.offsite) {
+    const send = { host: c.host, config: c.config, env: c.env, keys: o.offsite, log: c.log };
+    offsite = await copyWalOffsite(send, done);
   }
+  try {
+    return { done, offsite, retention: await pruneBaseBackups(c) };
+  } catch (e) {
+    return { done, offsite, retentionError: errorMessage(e) };
+  }
+}
+
+/** The first failed off-host copy of the base backup or the WAL, in one line; undefined when none failed. */
+export function walCopyFailure(b: BaseOutcome | undefined): string | undefined {
+  if (!b || 'error' in b || !b.offsite) return undefined;
+  return walCopiesFailure(b.offsite, b.done.stamp);
 }
 
 /** The host-log record of the base backup. */
@@ -122,5 +138,6 @@ export function baseSummary(summary: Summary, b: BaseOutcome): void {
     summary.text(
       `Retention (backup.wal.keep-base): ${r.kept.length} base backup(s) kept${r.start ? `, WAL from ${r.start} on` : ''}; removed ${r.removed.length} base backup(s) and ${r.walRemoved.length} WAL segment(s).`,
     );
+  if (b.offsite) walCopiesSummary(summary, b.offsite);
   if (b.retentionError) summary.text(`❌ **The retention of base backups and WAL failed** (the new base backup is kept): ${b.retentionError}`);
 }

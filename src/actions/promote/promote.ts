@@ -25,11 +25,12 @@ import { backupDir } from '../../domain/backup';
 import type { Config } from '../../domain/config';
 import { Environment } from '../../domain/environment';
 import type { OffsiteCopy } from '../../domain/offsite';
+import { walCopiesFailure, type WalCopies } from '../../domain/wal-offsite';
 import { underLock } from '../../domain/operation';
 import type { ActionIO } from '../../infra/actions-io';
 import { ConfigurationError, OperationFailed } from '../../infra/errors';
 import type { Logger } from '../../infra/logger';
-import { offsiteKeysInput, offsiteSummary } from '../common';
+import { offsiteKeysInput, offsiteSummary, walCopiesSummary } from '../common';
 import * as validate from '../../infra/validate';
 import { checkHealth, ForwardFailed, migrateInPlace, migrateProd, recordPromotion, swapProd } from './forward';
 import { checkTwoPersonRule, gatedRelease, type GatedRelease } from './gated';
@@ -49,7 +50,7 @@ import {
   withWriteFreeze,
 } from './prepare';
 import { baseBackUpProd } from './base-backup';
-import { copyBackupOffsite } from './offsite';
+import { copyBackupOffsite, copyBaseBackupOffsite } from './offsite';
 import { isRefusal, type Plan, type Promotion } from './promotion';
 import { rollBackPromotion } from './recover';
 import { promoteSummary } from './summary';
@@ -107,17 +108,17 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     // 2. The two-person rule, before the host is touched at all.
     checkTwoPersonRule(config, gated, run);
     const { sha } = gated;
-    const { result, copy } = await underLock(
+    const { result, copy, walCopies } = await underLock(
       { host, stateDir: config['state-dir'], env: 'prod', project: config.environments.prod.project, action: 'promote', sha, run, log, lockTimeoutSeconds },
       async (op) => {
         const p: Promotion = { host, config, log, plan, prod, dev, op, gated, sha };
         const r = await runPromotion(p);
         // 10. Still under the lock, so no other run prunes the backup while it is copied.
-        return { result: r, copy: await copyBackupOffsite(p, r) };
+        return { result: r, copy: await copyBackupOffsite(p, r), walCopies: await copyBaseBackupOffsite(p, r) };
       },
       ({ result: r }) => (r.outcome === 'promoted' || r.outcome === 'unchanged' ? 'success' : 'failure'),
     );
-    await reportOutcome(io, { prod, config, result, gated, copy, log });
+    await reportOutcome(io, { prod, config, result, gated, copy, walCopies, log });
   },
 };
 
@@ -164,6 +165,7 @@ interface Report {
   result: Outcome;
   gated: GatedRelease;
   copy?: OffsiteCopy;
+  walCopies?: WalCopies;
   log: Logger;
 }
 
@@ -172,7 +174,7 @@ interface Report {
  * does a failed off-host copy unless backup.offsite.required is false (prod keeps the new release
  * either way: the copy is of a backup, not part of the change).
  */
-async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, { prod, config, result, gated, copy, log }: Report): Promise<void> {
+async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, { prod, config, result, gated, copy, walCopies, log }: Report): Promise<void> {
   io.output('outcome', result.outcome);
   io.output('release-id', result.releaseId);
   io.output('backup-id', result.backup?.id ?? '');
@@ -181,6 +183,7 @@ async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, { prod
   io.output('offsite-path', copy?.status === 'copied' ? copy.location : '');
   const summary = promoteSummary(prod, result, gated);
   if (copy && result.backup) offsiteSummary(summary, { config, env: prod.name, localPath: backupDir(config, prod, result.backup.id), copy });
+  if (walCopies) walCopiesSummary(summary, walCopies);
   await io.summary(summary.toMarkdown());
   const shown = short(result.sha);
   const failure = failureOf(result);
@@ -189,8 +192,12 @@ async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, { prod
   if (result.outcome === 'rolled-back') throw new OperationFailed(`promotion of ${shown} failed during ${why}; prod was rolled back to ${result.releaseId}`);
   if (result.outcome === 'rollback-failed')
     throw new OperationFailed(`promotion of ${shown} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
-  if (copy?.status === 'failed' && result.backup) {
-    const line = `prod runs release ${result.releaseId}, but the off-host copy of backup ${result.backup.id} failed: ${copy.error}`;
+  const failed = [
+    copy?.status === 'failed' && result.backup ? `the off-host copy of backup ${result.backup.id} failed: ${copy.error}` : undefined,
+    walCopies && result.base ? walCopiesFailure(walCopies, result.base.stamp) : undefined,
+  ].filter((f) => f !== undefined);
+  if (failed.length) {
+    const line = `prod runs release ${result.releaseId}, but ${failed.join('; ')}`;
     if (config.backup.offsite?.required !== false) throw new OperationFailed(line);
     log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
   }
