@@ -17,6 +17,9 @@
  *   4. Retention, from the runner with that key: the newest `keep` copies are kept.
  *
  * The local backup is never touched: a copy that fails leaves it verified where it was.
+ *
+ * Steps 1 to 3 take any set of files under `<env>/<id>` (sendOffsite): a dump's files are one such
+ * set; a base backup's and the WAL archive's are others (src/domain/wal-offsite.ts).
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';

@@ -133,6 +133,25 @@ describe('continuous WAL archiving of prod', { skip }, () => {
     assert.equal(sql("SELECT count(*) FROM pg_stat_replication WHERE usename = 'twinstack_wal'"), '1');
   });
 
+  it("preflight says in one line when prod's pg_hba.conf admits no replication connection from the compose network", async () => {
+    const hba = (script: string) => docker('exec', DB, 'sh', '-c', script);
+    hba('cp "$PGDATA/pg_hba.conf" "$PGDATA/pg_hba.conf.keep" && sed -i "/^host replication all samenet/d" "$PGDATA/pg_hba.conf"');
+    try {
+      const findings = await walSettingFindings(host, config, false);
+      assert.deepEqual(
+        findings.map((f) => [f.severity, f.message.replace(/from \S+$/, 'from <db network>')]),
+        [['error', "prod's pg_hba.conf has no rule that admits replication connections of twinstack_wal from <db network>"]],
+      );
+      const net = `{{(index .NetworkSettings.Networks "${NETWORK}")`;
+      const at = docker('inspect', '--format', `${net}.IPAddress}}/${net}.IPPrefixLen}}`, DB);
+      assert.ok(findings[0].message.endsWith(`from ${at}`), `${findings[0].message} (the db is at ${at})`);
+      assert.match(findings[0].fix, /^add "host replication twinstack_wal samenet scram-sha-256" to pg_hba\.conf/);
+    } finally {
+      hba('mv "$PGDATA/pg_hba.conf.keep" "$PGDATA/pg_hba.conf"');
+    }
+    assert.deepEqual(await walSettingFindings(host, config, false), []);
+  });
+
   it('archives rows written to prod: after a WAL switch the segment holding them is a complete 16 MiB file on the host', async () => {
     sql('CREATE TABLE orders (id serial PRIMARY KEY, note text)');
     sql("INSERT INTO orders (note) SELECT 'order ' || g FROM generate_series(1, 1000) g");
