@@ -216,6 +216,8 @@ export interface PromoteInputs {
   'offsite-ssh-key': string;
   /** A second key of the backup host, used only from the runner (never sent to the VPS): it checks the copy on arrival and keeps the newest backup.offsite.keep copies. Optional; pass it from a secret. */
   'offsite-admin-key': string;
+  /** Password of backup.wal.role, the replication role. Required when the config's backup.wal.enabled is true: a base backup of prod (pg_basebackup) is taken after the dump and before anything ships, and one that fails refuses the promotion. Ignored otherwise. Pass it from a secret; it is masked as soon as it is read. */
+  'wal-password': string;
 }
 
 /** Outputs of twinstack promote (actions/promote). */

@@ -6,6 +6,7 @@
 import type { Config, EnvironmentName } from '../domain/config';
 import type { ContainerState } from '../domain/environment';
 import { offsiteDir, offsiteLocation, type OffsiteCopy, type OffsiteKeys } from '../domain/offsite';
+import type { WalCopies } from '../domain/wal-offsite';
 import type { ActionIO } from '../infra/actions-io';
 import { ConfigurationError } from '../infra/errors';
 import { unencryptedPrivateKey } from '../infra/ssh';
@@ -128,4 +129,13 @@ export function offsiteSummary(
   if (copy.pruneError)
     notes.push(`⚠️ The retention on the backup host failed (the new copy is kept): ${copy.pruneError}. Check free space in \`${offsiteDir(o, env)}\`.`);
   return s.list(notes);
+}
+
+/** The summary's line for a base backup's and the WAL's off-host copies (backup.wal with backup.offsite). */
+export function walCopiesSummary(summary: Summary, w: WalCopies): void {
+  const wal = w.wal.copy
+    ? `${w.wal.segments.length} WAL segment(s) ${w.wal.copy.status} to \`${w.wal.copy.location}\`${w.wal.copy.status === 'failed' ? ` (${w.wal.copy.error})` : ''}`
+    : 'no new WAL segment to copy';
+  const base = `${w.base.status === 'copied' ? '✅' : '❌'} base backup ${w.base.status} to \`${w.base.location}\`${w.base.status === 'failed' ? ` (${w.base.error})` : ''}`;
+  summary.text(`**Off the host (WAL archiving):** ${base}; ${wal}.`);
 }

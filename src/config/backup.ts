@@ -91,6 +91,8 @@ export const walSchema = z
     dir: absPath.refine((p) => p !== '', 'must not be /').optional(),
     /** monitor fails when the newest archived segment is older than this (or the receiver is down). */
     'max-lag-seconds': z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
+    /** Base backups kept on the host, newest first; WAL older than the oldest kept one's start is deleted. */
+    'keep-base': z.number().int().min(1, 'must be at least 1').max(1000).default(7),
   })
   .strict()
   .default({});

@@ -116,6 +116,17 @@ export const logRecord = z.discriminatedUnion('event', [
     alembicRevision: text,
     error: text,
   }),
+  record('base-backup', {
+    status: z.enum(['done', 'failed']),
+    /** The base backup's directory name under <backup.dir>/prod/base (its UTC stamp). */
+    stamp: text,
+    bytes: count,
+    seconds: count,
+    /** Older base backups removed by the retention, and how many WAL segments went with them. */
+    pruned: names,
+    walPruned: count,
+    error: text,
+  }),
   record('refused', { stage: z.string(), reason: z.string(), backup: text }),
   record('staging-created', { database: z.string(), fraction: count, seed: text }),
   record('resampled', { rows: count, fraction: count, seed: text }),

@@ -17,6 +17,9 @@
  *   4. Retention, from the runner with that key: the newest `keep` copies are kept.
  *
  * The local backup is never touched: a copy that fails leaves it verified where it was.
+ *
+ * Steps 1 to 3 take any set of files under `<env>/<id>` (sendOffsite): a dump's files are one such
+ * set; a base backup's and the WAL archive's are others (src/domain/wal-offsite.ts).
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -125,41 +128,85 @@ export interface OffsiteCopyOptions {
 }
 
 /**
+ * A set of files on the VPS sealed and pushed together: they land, each as `<name>.age`, with the
+ * upload record beside them, in `<path>/<env>/<id>` on the backup host (`id` may hold a slash:
+ * `base/<stamp>`, `wal`).
+ */
+export interface OffsiteSet {
+  env: string;
+  id: string;
+  /** The local files, by the name they are sealed under; a sha256 they must still have, when known. */
+  files: Array<{ name: string; path: string; sha256?: string }>;
+  /** The upload record's file name in that directory (upload.json for a backup). */
+  record: string;
+  /** A staging directory on the VPS, made and removed here. */
+  stage: string;
+}
+
+export interface SendOptions {
+  host: Host;
+  config: Config;
+  keys: OffsiteKeys;
+  log: Logger;
+  /** How the runner reaches the backup host with the admin key (tests replace it). */
+  connectBackupHost?: (o: OffsiteSettings, adminKey: string, log: Logger) => Promise<Host>;
+  /** Run with the admin key once the set arrived intact (a retention); returns what it removed. */
+  afterArrival?: (admin: Host) => Promise<string[]>;
+}
+
+/**
  * Seals, pushes, checks and prunes one verified backup's off-host copy (see the top of this file).
  * Never throws for the copy itself: the outcome says what happened; the caller decides whether a
  * failed copy fails the step (`required`).
  */
 export async function copyOffsite(c: OffsiteCopyOptions): Promise<OffsiteCopy> {
-  const { host, config, env, manifest, keys, log, connectBackupHost = connectWithAdminKey } = c;
+  const { host, config, env, manifest, log } = c;
   const o = config.backup.offsite;
   if (!o) throw new Error('copyOffsite without backup.offsite');
   if (manifest.status !== 'verified') throw new Error(`copyOffsite of backup ${manifest.id}, which is not verified`);
+  const local = backupDir(config, env, manifest.id);
+  const files = [...Object.keys(manifest.files), 'manifest.json'].map((name) => ({ name, path: `${local}/${name}`, sha256: manifest.files[name]?.sha256 }));
+  const set: OffsiteSet = { env: env.name, id: manifest.id, files, record: 'upload.json', stage: `${backupDir(config, env)}/.offsite-${manifest.id}` };
+  const copy = await sendOffsite({ ...c, afterArrival: (admin) => pruneOffsite(admin, o, env.name, log) }, set);
+  // The local record of where the copy went (or why not), beside the backup it is of.
+  await host
+    .writeFile(`${local}/offsite.json`, `${JSON.stringify({ id: manifest.id, time: new Date().toISOString(), ...copy }, null, 2)}\n`, 0o600)
+    .catch((e) => log.warning(`could not write ${local}/offsite.json: ${errorMessage(e)}`));
+  return copy;
+}
+
+/**
+ * Seals a set of files on the VPS, pushes them with the write-only key, and with the admin key
+ * checks them on arrival and runs `afterArrival`. Never throws for the copy itself.
+ */
+export async function sendOffsite(c: SendOptions, set: OffsiteSet): Promise<OffsiteCopy> {
+  const { host, config, keys, log, connectBackupHost = connectWithAdminKey } = c;
+  const o = config.backup.offsite;
+  if (!o) throw new Error('sendOffsite without backup.offsite');
   const started = Date.now();
   const seconds = () => Math.round((Date.now() - started) / 100) / 10;
-  const location = offsiteLocation(o, env.name, manifest.id);
-  const local = backupDir(config, env, manifest.id);
-  const stage = `${backupDir(config, env)}/.offsite-${manifest.id}`;
-  log.startGroup(`${env.name}: off-host copy of ${manifest.id} to ${location}`);
+  const location = offsiteLocation(o, set.env, set.id);
+  log.startGroup(`${set.env}: off-host copy of ${set.id} to ${location}`);
   let copy: OffsiteCopy;
   let at: OffsiteStage = 'seal';
   try {
     let upload: UploadRecord;
     let writeOnly: boolean;
-    const removeStage = () => host.run(sh`rm -rf ${stage}`, { check: false, quiet: true, timeoutSeconds: 300 }).then(() => undefined);
+    const removeStage = () => host.run(sh`rm -rf ${set.stage}`, { check: false, quiet: true, timeoutSeconds: 300 }).then(() => undefined);
     const unregister = onCancel(removeStage);
     try {
       // 1. Seal on the VPS, with public keys only.
-      upload = await seal({ host, o, env: env.name, manifest, local, out: `${stage}/${env.name}/${manifest.id}`, log });
+      upload = await seal({ host, o, env: set.env, log }, set);
       // 2. Push from the VPS with the write-only key.
       at = 'push';
-      writeOnly = await push({ host, o, env: env.name, id: manifest.id, stage, writeKey: keys.write, log });
+      writeOnly = await push({ host, o, env: set.env, id: set.id, stage: set.stage, writeKey: keys.write, log });
     } finally {
       unregister();
-      await removeStage().catch(ignored(log, `removing ${stage}`));
+      await removeStage().catch(ignored(log, `removing ${set.stage}`));
     }
     if (!writeOnly) {
       log.warning(
-        `the backup host let offsite-ssh-key read ${offsiteDir(o, env.name, manifest.id)}: that key is not confined to rrsync -wo, so a stolen VPS could read, delete or overwrite the copies; put the authorized_keys line from the README (Off-host copies) on the backup host`,
+        `the backup host let offsite-ssh-key read ${offsiteDir(o, set.env, set.id)}: that key is not confined to rrsync -wo, so a stolen VPS could read, delete or overwrite the copies; put the authorized_keys line from the README (Off-host copies) on the backup host`,
       );
     }
     // 3 and 4. With the runner's own key: the check on arrival, then the retention.
@@ -175,14 +222,16 @@ export async function copyOffsite(c: OffsiteCopyOptions): Promise<OffsiteCopy> {
         throw new OffsiteFailed('arrival', `the runner cannot log in to the backup host with offsite-admin-key to check the copy: ${errorMessage(e)}`);
       }
       try {
-        await checkArrival(admin, o, env.name, upload);
+        await checkArrival(admin, o, set, upload);
         arrival = 'checked';
-        log.info(`checked on arrival: ${Object.keys(upload.files).length} sealed files and upload.json, sha256 as computed on the VPS`);
-        try {
-          pruned = await pruneOffsite(admin, o, env.name, log);
-        } catch (e) {
-          pruneError = errorMessage(e);
-          log.warning(`the retention of the off-host copies failed (the new copy is kept): ${pruneError}`);
+        log.info(`checked on arrival: ${Object.keys(upload.files).length} sealed files and ${set.record}, sha256 as computed on the VPS`);
+        if (c.afterArrival) {
+          try {
+            pruned = await c.afterArrival(admin);
+          } catch (e) {
+            pruneError = errorMessage(e);
+            log.warning(`the retention of the off-host copies failed (the new copy is kept): ${pruneError}`);
+          }
         }
       } finally {
         await admin.close().catch(ignored(log, 'closing the connection to the backup host'));
@@ -196,14 +245,10 @@ export async function copyOffsite(c: OffsiteCopyOptions): Promise<OffsiteCopy> {
   } catch (e) {
     const stageOf = e instanceof OffsiteFailed ? e.stage : at;
     copy = { status: 'failed', location, stage: stageOf, error: shorten(errorMessage(e), 600), seconds: seconds() };
-    log.warning(`the off-host copy of ${manifest.id} failed: ${copy.error}`);
+    log.warning(`the off-host copy of ${set.id} failed: ${copy.error}`);
   } finally {
     log.endGroup();
   }
-  // The local record of where the copy went (or why not), beside the backup it is of.
-  await host
-    .writeFile(`${local}/offsite.json`, `${JSON.stringify({ id: manifest.id, time: new Date().toISOString(), ...copy }, null, 2)}\n`, 0o600)
-    .catch((e) => log.warning(`could not write ${local}/offsite.json: ${errorMessage(e)}`));
   return copy;
 }
 
@@ -215,16 +260,9 @@ interface OffsiteStep {
   log: Logger;
 }
 
-/** Encrypts each file of the backup to the recipients into `out`, and writes upload.json there. */
-async function seal({
-  host,
-  o,
-  env,
-  manifest,
-  local,
-  out,
-  log,
-}: OffsiteStep & { manifest: BackupManifest; local: string; out: string }): Promise<UploadRecord> {
+/** Encrypts each file of the set to the recipients into its staging directory, and writes the upload record there. */
+async function seal({ host, o, env, log }: OffsiteStep, set: OffsiteSet): Promise<UploadRecord> {
+  const out = `${set.stage}/${set.env}/${set.id}`;
   const tools = await host.run(hostScript(MISSING_TOOLS, {}, ['age', 'rsync', 'ssh']), { quiet: true, timeoutSeconds: 60 });
   const missing = tools.stdout.split('\n').filter(Boolean);
   const packages: Record<string, string> = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
@@ -233,8 +271,7 @@ async function seal({
   }
   await host.run(hostScript(FRESH_DIR, { DIR: out }), { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
   const files: Record<string, SealedFile> = {};
-  for (const name of [...Object.keys(manifest.files), 'manifest.json']) {
-    const plain = `${local}/${name}`;
+  for (const { name, path: plain, sha256: expected } of set.files) {
     const sealed = `${out}/${name}.age`;
     const r = await host.run(hostScript(SEAL_FILE, { ENCRYPT: ageEncrypt(o.recipients, plain, sealed), PLAIN: plain, SEALED: sealed }), {
       label: `encrypting ${name} with age`,
@@ -247,18 +284,17 @@ async function seal({
       sha256: sealedHash.split(/\s+/)[0],
       plain: { bytes: Number(plainBytes), sha256: plainHash.split(/\s+/)[0] },
     };
-    const expected = manifest.files[name]?.sha256;
     if (expected && expected !== file.plain.sha256) {
       throw new OffsiteFailed(
         'seal',
-        `${local}/${name} changed since it was verified (sha256 ${file.plain.sha256}, the manifest says ${expected}); nothing was copied`,
+        `${plain} changed since it was verified (sha256 ${file.plain.sha256}, the manifest says ${expected}); nothing was copied`,
       );
     }
     files[`${name}.age`] = file;
     log.info(`sealed ${name}: ${file.bytes} bytes, sha256 ${file.sha256}`);
   }
-  const upload: UploadRecord = { id: manifest.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files };
-  await host.writeFile(`${out}/upload.json`, uploadJson(upload), 0o600);
+  const upload: UploadRecord = { id: set.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files };
+  await host.writeFile(`${out}/${set.record}`, uploadJson(upload), 0o600);
   return upload;
 }
 
@@ -347,11 +383,11 @@ export async function connectWithAdminKey(o: OffsiteSettings, adminKey: string, 
   );
 }
 
-/** sha256sum on the backup host: every sealed file and upload.json as the VPS computed and wrote them. */
-export async function checkArrival(admin: Host, o: OffsiteSettings, env: string, upload: UploadRecord): Promise<void> {
-  const dir = offsiteDir(o, env, upload.id);
+/** sha256sum on the backup host: every sealed file and the upload record as the VPS computed and wrote them. */
+export async function checkArrival(admin: Host, o: OffsiteSettings, set: Pick<OffsiteSet, 'env' | 'id' | 'record'>, upload: UploadRecord): Promise<void> {
+  const dir = offsiteDir(o, set.env, set.id);
   const expected: Record<string, string> = Object.fromEntries(Object.entries(upload.files).map(([n, f]) => [n, f.sha256]));
-  expected['upload.json'] = createHash('sha256').update(uploadJson(upload)).digest('hex');
+  expected[set.record] = createHash('sha256').update(uploadJson(upload)).digest('hex');
   const names = Object.keys(expected);
   const r = await admin.run(argv('sha256sum', '--', names), {
     cwd: dir,

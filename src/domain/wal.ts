@@ -16,6 +16,7 @@
  * that is gone. The role and the archived WAL stay.
  */
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import type { Config } from './config';
 import type { EnvContext, Environment } from './environment';
 import { OperationFailed, tailLines } from '../infra/errors';
@@ -65,18 +66,28 @@ async function inspectContainer(host: Host, ref: string): Promise<ContainerInspe
   return parseContainerInspect(r.stdout)[0];
 }
 
+/** A container's address on one network, as docker inspect gives it. */
+const networkAddress = z.object({ IPAddress: z.string().nullish(), IPPrefixLen: z.number().nullish() });
+
 /** The .pgpass file the tools read their password from, as the container sees it. */
 const PASSFILE = `${MOUNT}/.pgpass`;
 
 /** What a tool container of prod's db image needs: that image, its network, the WAL directory. */
-export async function toolContainer(host: Host, config: Config, prod: Environment): Promise<ToolContainer & { target: { host: string; port: number } }> {
+export async function toolContainer(
+  host: Host,
+  config: Config,
+  prod: Environment,
+): Promise<ToolContainer & { target: { host: string; port: number }; dbAddress?: { ip: string; prefix: number } }> {
   const db = await inspectContainer(host, await prod.serviceContainer(host, prod.cfg.database.service));
   if (!db) throw new OperationFailed(`prod's ${prod.cfg.database.service} container went away while twinstack read it; run again`);
   const mode = db.HostConfig?.NetworkMode ?? '';
   const networks = Object.keys(db.NetworkSettings?.Networks ?? {});
   const network = mode === 'host' ? 'host' : networks.includes(mode) ? mode : networks[0];
   if (!network) throw new OperationFailed(`prod's ${prod.cfg.database.service} container is on no network a receiver could join`);
+  const onNetwork = networkAddress.safeParse(db.NetworkSettings?.Networks?.[network]);
   return {
+    // The db's own address there: a receiver on the same network connects from that subnet.
+    dbAddress: onNetwork.success && onNetwork.data.IPAddress ? { ip: onNetwork.data.IPAddress, prefix: onNetwork.data.IPPrefixLen ?? 32 } : undefined,
     image: db.Image,
     network,
     mounts: [{ host: walDir(config), container: MOUNT }],
@@ -88,7 +99,7 @@ export async function toolContainer(host: Host, config: Config, prod: Environmen
 }
 
 /** The database session that may create roles and slots: backup.wal.admin-user, or prod's own user. */
-function adminOf(config: Config, prod: Environment): Environment {
+export function adminOf(config: Config, prod: Environment): Environment {
   const admin = config.backup.wal['admin-user'];
   return admin ? prod.withDatabaseUser(admin) : prod;
 }

@@ -111,6 +111,8 @@ const SLOT_SQL = sqlFile(fs.readFileSync(__dirname + '/wal-slot.sql', 'utf8'));
 const DROP_SLOT_SQL = sqlFile(fs.readFileSync(__dirname + '/wal-drop-slot.sql', 'utf8'));
 /** prod's settings that streaming replication needs, one `name|setting` row each. */
 export const WAL_SETTINGS_SQL = sqlFile(fs.readFileSync(__dirname + '/wal-settings.sql', 'utf8'));
+/** pg_hba.conf's rules in file order, one JSON array (read as a superuser). */
+export const WAL_HBA_SQL = sqlFile(fs.readFileSync(__dirname + '/wal-hba.sql', 'utf8'));
 /** Makes the WAL directory and writes its .pgpass from standard input (parameter DIR). */
 export const WAL_DIR_SCRIPT = fs.readFileSync(__dirname + '/wal-dir.sh', 'utf8');
 /** Prints the archive's newest segments and the receiver's state (parameters DIR, NAME). */

@@ -15,11 +15,14 @@ import { after, before, describe, it } from 'node:test';
 import { parseConfig, type Config } from '../../src/domain/config';
 import { Environment } from '../../src/domain/environment';
 import { baseBackup, ensureWal, receiverName, stopWal, walDir, walHealth } from '../../src/domain/wal';
+import { pruneBaseBackups } from '../../src/domain/wal-retention';
+import { backupAction } from '../../src/actions/backup/backup';
 import { runMonitor } from '../../src/actions/monitor/monitor';
 import { MemoryLogger } from '../../src/infra/logger';
 import { walSettingFindings } from '../../src/safety/wal-settings';
 import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
+import { runOnFake } from '../support/run-action';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
 
 const RUN = randomBytes(4).toString('hex');
@@ -53,7 +56,8 @@ function configFor(backupDir: string): Config {
     .readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8')
     .replace('project: makapix-prod', `project: ${PROJECT}`)
     .replace('{ service: db, name: makapix, user: owner,', '{ service: db, name: app, user: owner,')
-    .replace('url: https://makapix.club', 'url: http://127.0.0.1:9');
+    .replace('url: https://makapix.club', 'url: http://127.0.0.1:9')
+    .replace('state-dir: /var/lib/twinstack', `state-dir: ${path.dirname(backupDir)}/state`);
   const monitor = 'monitor: { requests: 1, request-timeout-seconds: 1 }';
   return parseConfig(
     `${text}\n${monitor}\nbackup:\n  dir: ${backupDir}\n  wal: { enabled: true, admin-user: postgres, max-lag-seconds: 60 }\n`,
@@ -129,6 +133,25 @@ describe('continuous WAL archiving of prod', { skip }, () => {
     assert.equal(sql("SELECT count(*) FROM pg_stat_replication WHERE usename = 'twinstack_wal'"), '1');
   });
 
+  it("preflight says in one line when prod's pg_hba.conf admits no replication connection from the compose network", async () => {
+    const hba = (script: string) => docker('exec', DB, 'sh', '-c', script);
+    hba('cp "$PGDATA/pg_hba.conf" "$PGDATA/pg_hba.conf.keep" && sed -i "/^host replication all samenet/d" "$PGDATA/pg_hba.conf"');
+    try {
+      const findings = await walSettingFindings(host, config, false);
+      assert.deepEqual(
+        findings.map((f) => [f.severity, f.message.replace(/from \S+$/, 'from <db network>')]),
+        [['error', "prod's pg_hba.conf has no rule that admits replication connections of twinstack_wal from <db network>"]],
+      );
+      const net = `{{(index .NetworkSettings.Networks "${NETWORK}")`;
+      const at = docker('inspect', '--format', `${net}.IPAddress}}/${net}.IPPrefixLen}}`, DB);
+      assert.ok(findings[0].message.endsWith(`from ${at}`), `${findings[0].message} (the db is at ${at})`);
+      assert.match(findings[0].fix, /^add "host replication twinstack_wal samenet scram-sha-256" to pg_hba\.conf/);
+    } finally {
+      hba('mv "$PGDATA/pg_hba.conf.keep" "$PGDATA/pg_hba.conf"');
+    }
+    assert.deepEqual(await walSettingFindings(host, config, false), []);
+  });
+
   it('archives rows written to prod: after a WAL switch the segment holding them is a complete 16 MiB file on the host', async () => {
     sql('CREATE TABLE orders (id serial PRIMARY KEY, note text)');
     sql("INSERT INTO orders (note) SELECT 'order ' || g FROM generate_series(1, 1000) g");
@@ -187,6 +210,70 @@ describe('continuous WAL archiving of prod', { skip }, () => {
     for (let i = 0; i < 60 && !fs.existsSync(file); i++) await sleep(500);
     assert.equal(fs.statSync(file).size, SEGMENT, `the archive lacks ${start}, where the base backup starts`);
     assert.equal(attempt('inspect', `${PROJECT}-twinstack-basebackup`).status === 0, false, 'the base backup container was left');
+  });
+
+  it('the backup action with wal: ensure dumps prod, checks the receiver, then takes a base backup, and records each in the host log', async () => {
+    const bases = () => (fs.existsSync(path.join(root, 'backups', 'prod', 'base')) ? fs.readdirSync(path.join(root, 'backups', 'prod', 'base')) : []);
+    const before = bases();
+    // pg_dump runs as prod's own user, which owns what the app creates.
+    sql('ALTER TABLE orders OWNER TO owner');
+    const run = await runOnFake(backupAction, { config, host }, { environment: 'prod', 'ssh-key': sshd.privateKey, wal: 'ensure', 'wal-password': PASSWORD });
+    assert.equal(run.error, undefined, run.failure);
+    const added = bases().filter((d) => !before.includes(d));
+    assert.equal(added.length, 1, `new base backups: ${added.join(', ')}`);
+    assert.deepEqual(fs.readdirSync(path.join(root, 'backups', 'prod', 'base', added[0])).sort(), ['backup_manifest', 'base.tar']);
+    const records = fs
+      .readFileSync(path.join(root, 'state', 'prod', 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; status?: string; stamp?: string });
+    const events = records.map((r) => r.event).filter((e) => ['backup', 'wal', 'base-backup'].includes(e));
+    assert.deepEqual(events, ['backup', 'wal', 'base-backup']);
+    const base = records.find((r) => r.event === 'base-backup');
+    assert.deepEqual([base?.status, base?.stamp], ['done', added[0]]);
+    assert.ok(!run.log.lines.some((l) => l.includes(PASSWORD)), 'the replication password reached the log');
+  });
+
+  it('retention keeps the newest keep-base base backups and every WAL segment from the oldest kept one on; nothing else of the archive goes', async () => {
+    const baseRoot = path.join(root, 'backups', 'prod', 'base');
+    const wal = walDir(config);
+    // Another base backup, then a segment switch, so the archive holds segments on both sides of where it starts.
+    sql("INSERT INTO orders (note) SELECT 'later ' || g FROM generate_series(1, 100) g");
+    sql('SELECT pg_switch_wal()');
+    await sleep(1100);
+    const newest = await baseBackup({ host, config, env: prod, log }, PASSWORD);
+    sql('SELECT pg_switch_wal()');
+    const label = execFileSync('tar', ['-xOf', path.join(newest.dir, 'base.tar'), 'backup_label'], { encoding: 'utf8' });
+    const start = /\(file ([0-9A-F]{24})\)/.exec(label)?.[1] ?? '';
+    for (let i = 0; i < 60 && !fs.existsSync(path.join(wal, start)); i++) await sleep(500);
+    // Planted beside the real segments: an old one on another timeline, a history file, names no segment has.
+    const planted = ['000000020000000000000000', '00000002.history', '000000010000000000000000.partial', 'notes\nwith a newline', '00000001000000000000000 '];
+    for (const f of planted) fs.writeFileSync(path.join(wal, f), 'planted');
+    const before = fs.readdirSync(wal);
+    const segments = before.filter((f) => /^[0-9A-F]{24}$/.test(f)).sort((a, b) => a.slice(8).localeCompare(b.slice(8)) || a.localeCompare(b));
+    const older = segments.filter((f) => f.slice(8) < start.slice(8) && f !== segments.at(-1));
+    assert.ok(older.length >= 2, `too few segments older than ${start} to prove anything: ${segments.join(' ')}`);
+    const basesBefore = fs.readdirSync(baseRoot);
+    assert.ok(basesBefore.length >= 3, basesBefore.join(' '));
+
+    const keepOne = { ...config, backup: { ...config.backup, wal: { ...config.backup.wal, 'keep-base': 1 } } };
+    const r = await pruneBaseBackups({ host, config: keepOne, env: prod, log });
+    assert.deepEqual(fs.readdirSync(baseRoot), [newest.stamp]);
+    assert.deepEqual(fs.readdirSync(wal).sort(), before.filter((f) => !older.includes(f)).sort());
+    assert.ok(fs.existsSync(path.join(wal, start)), `the segment the kept base backup starts from (${start}) went`);
+    assert.equal(r.start, start);
+    for (const f of planted.slice(1)) assert.ok(fs.existsSync(path.join(wal, f)), `${JSON.stringify(f)} was deleted`);
+    assert.ok(fs.existsSync(path.join(wal, '.pgpass')));
+    for (const f of planted.slice(1)) fs.rmSync(path.join(wal, f));
+  });
+
+  it('retention deletes no WAL while no base backup exists', async () => {
+    const elsewhere = path.join(root, 'no-base-backups');
+    const noBase = { ...config, backup: { ...config.backup, dir: elsewhere, wal: { ...config.backup.wal, dir: walDir(config), 'keep-base': 1 } } };
+    const before = fs.readdirSync(walDir(config)).sort();
+    const r = await pruneBaseBackups({ host, config: noBase, env: prod, log });
+    assert.deepEqual(fs.readdirSync(walDir(config)).sort(), before);
+    assert.deepEqual(r.walRemoved, []);
   });
 
   it('monitor fails when the receiver is stopped', async () => {

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { walInput, type WalInputs } from '../../src/actions/backup/wal';
 import { parseConfig, type Config } from '../../src/domain/config';
 import { parseWalStatus, walDir } from '../../src/domain/wal';
-import { judgeWalSettings } from '../../src/safety/wal-settings';
+import { judgeHba, judgeWalSettings, type HbaRule } from '../../src/safety/wal-settings';
 import { ActionIO } from '../../src/infra/actions-io';
 import { ConfigurationError } from '../../src/infra/errors';
 import { MemoryLogger } from '../../src/infra/logger';
@@ -35,7 +35,7 @@ function rejects(w: Record<string, unknown>, message: RegExp): void {
 describe('backup.wal in the config', () => {
   it('is off unless enabled, with its defaults written once', () => {
     const c = parseConfig(makapix, 'c');
-    assert.deepEqual(c.backup.wal, { enabled: false, slot: 'twinstack_wal', role: 'twinstack_wal', 'max-lag-seconds': 3600 });
+    assert.deepEqual(c.backup.wal, { enabled: false, slot: 'twinstack_wal', role: 'twinstack_wal', 'max-lag-seconds': 3600, 'keep-base': 7 });
     assert.equal(walDir(c), '/var/backups/twinstack/prod/wal');
     const d = parseConfig(withWal({ enabled: true, dir: '/srv/wal/', 'admin-user': 'postgres' }), 'c');
     assert.equal(walDir(d), '/srv/wal');
@@ -52,6 +52,7 @@ describe('backup.wal in the config', () => {
     ['the root as directory', { dir: '/' }, /: backup\.wal\.dir: must not be \/$/],
     ['a lag under a minute', { 'max-lag-seconds': 5 }, /: backup\.wal\.max-lag-seconds: must be at least 60$/],
     ['a lag that is not a number', { 'max-lag-seconds': '1h' }, /: backup\.wal\.max-lag-seconds: Expected number, received string$/],
+    ['no base backup kept', { 'keep-base': 0 }, /: backup\.wal\.keep-base: must be at least 1$/],
   ];
   for (const [what, w, message] of bad) it(`refuses ${what} in one line`, () => rejects(w, message));
 });
@@ -225,5 +226,62 @@ describe("preflight's wal-settings", () => {
     );
     assert.ok(f.every((x) => x.check === 'wal-settings' && x.environment === 'prod' && x.severity === 'error'));
     assert.equal(judgeWalSettings('', 'warning').length, 3);
+  });
+});
+
+describe("preflight's reading of pg_hba for the receiver", () => {
+  const rule = (line: number, fields: Partial<HbaRule>): HbaRule => ({
+    line,
+    type: 'host',
+    database: ['replication'],
+    user: ['all'],
+    address: 'samenet',
+    netmask: null,
+    method: 'scram-sha-256',
+    error: null,
+    ...fields,
+  });
+  const from = { ip: '172.18.0.2', prefix: 16 };
+  /** The official image's pg_hba.conf: local trust, loopback, and `host all all all scram-sha-256`. */
+  const official = [
+    rule(89, { type: 'local', database: ['all'], address: null, method: 'trust' }),
+    rule(90, { type: 'local', address: null, method: 'trust' }),
+    rule(91, { address: '127.0.0.1', netmask: '255.255.255.255', method: 'trust' }),
+    rule(100, { database: ['all'], address: 'all' }),
+  ];
+
+  it("says the official image's rules admit no replication connection from the compose network: `all` is not `replication`", () => {
+    assert.equal(
+      judgeHba(official, 'twinstack_wal', from),
+      "prod's pg_hba.conf has no rule that admits replication connections of twinstack_wal from 172.18.0.2/16",
+    );
+  });
+
+  it('admits the README line, samenet or a CIDR covering the whole network, for the role or all', () => {
+    assert.equal(judgeHba([...official, rule(101, { user: ['twinstack_wal'] })], 'twinstack_wal', from), undefined);
+    assert.equal(judgeHba([rule(1, { address: '172.18.0.0', netmask: '255.255.0.0' })], 'twinstack_wal', from), undefined);
+    assert.equal(judgeHba([rule(1, { type: 'hostssl', address: 'all' })], 'twinstack_wal', from), undefined);
+  });
+
+  it('refuses a rule for another role, another network, a narrower mask, a broken line, or a local socket', () => {
+    for (const r of [
+      rule(1, { user: ['someone_else'] }),
+      rule(1, { address: '10.0.0.0', netmask: '255.0.0.0' }),
+      rule(1, { address: '172.18.0.0', netmask: '255.255.255.0' }),
+      rule(1, { error: 'invalid authentication method' }),
+      rule(1, { type: 'local', address: null }),
+    ])
+      assert.match(judgeHba([r], 'twinstack_wal', from) ?? '', /has no rule that admits/, JSON.stringify(r));
+  });
+
+  it('the first rule that matches decides: a reject above the admitting line refuses', () => {
+    const rules = [rule(5, { address: 'all', method: 'reject' }), rule(6, {})];
+    assert.equal(judgeHba(rules, 'twinstack_wal', from), "prod's pg_hba.conf line 5 rejects replication connections of twinstack_wal from 172.18.0.2/16");
+  });
+
+  it('with host networking, samehost or loopback admits', () => {
+    const lo = { ip: '127.0.0.1', prefix: 32 };
+    assert.equal(judgeHba([rule(1, { address: 'samehost' })], 'twinstack_wal', lo), undefined);
+    assert.equal(judgeHba([rule(1, { address: '127.0.0.1', netmask: '255.255.255.255' })], 'twinstack_wal', lo), undefined);
   });
 });

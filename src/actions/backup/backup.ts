@@ -2,7 +2,8 @@
  * backup: a verified pg_dump of one environment's database, under its lock; then old backups are
  * pruned (the newest verified one is never deleted); then, with backup.offsite, an encrypted copy
  * goes from the VPS to the backup host (src/domain/offsite.ts). A copy that fails never undoes the
- * local backup: it fails the step, or only warns when backup.offsite.required is false.
+ * local backup: it fails the step, or only warns when backup.offsite.required is false. With
+ * `wal: ensure`, the receiver is checked and a base backup of prod taken (src/domain/wal.ts).
  */
 import type { BackupInputs, BackupOutputs } from '../../../action-types';
 import type { ActionDefinition } from '../runner';
@@ -15,8 +16,22 @@ import { currentRelease } from '../../domain/release';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
 import { environmentInput, offsiteKeysInput, offsiteSummary } from '../common';
-import type { EnvironmentName } from '../../domain/config';
-import { runWalStep, walInput, walRecord, walSummary, type WalInputs, type WalOutcome, type WalPlan } from './wal';
+import type { Config, EnvironmentName } from '../../domain/config';
+import type { Logger } from '../../infra/logger';
+import {
+  baseRecord,
+  baseSummary,
+  runBaseBackupStep,
+  runWalStep,
+  walInput,
+  walRecord,
+  walCopyFailure,
+  walSummary,
+  type BaseOutcome,
+  type WalInputs,
+  type WalOutcome,
+  type WalPlan,
+} from './wal';
 
 interface Plan {
   environment: EnvironmentName;
@@ -45,8 +60,9 @@ export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutp
     let manifest: BackupManifest | undefined;
     let copy: OffsiteCopy | undefined;
     let wal: WalOutcome | undefined;
+    let base: BaseOutcome | undefined;
     try {
-      [manifest, copy, wal] = await underLock(
+      [manifest, copy, wal, base] = await underLock(
         { host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'backup', run, log, lockTimeoutSeconds },
         async (op) => {
           const release = currentRelease(op.records);
@@ -67,7 +83,13 @@ export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutp
           }
           const w = plan.wal ? await runWalStep({ host, config, env, log }, plan.wal) : undefined;
           if (w) await op.record('wal', walRecord(w));
-          return [m, c, w] as const;
+          // A base backup once the receiver streams, so the archive holds the WAL it starts from.
+          let b: BaseOutcome | undefined;
+          if (plan.wal?.mode === 'ensure' && w && !('error' in w)) {
+            b = await runBaseBackupStep({ host, config, env, log }, { password: plan.wal.password, offsite: plan.offsite });
+            await op.record('base-backup', baseRecord(b));
+          }
+          return [m, c, w, b] as const;
         },
       );
     } catch (e) {
@@ -101,12 +123,27 @@ export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutp
     ]);
     if (copy) offsiteSummary(summary, { config, env: env.name, localPath: backupDir(config, env, manifest.id), copy });
     if (wal) walSummary(summary, config, wal);
+    if (base) baseSummary(summary, base);
     await io.summary(summary.toMarkdown());
-    if (copy?.status === 'failed') {
-      const line = `backup ${manifest.id} of ${env.name} is verified on the VPS, but its off-host copy failed: ${copy.error}`;
-      if (config.backup.offsite?.required !== false) throw new OperationFailed(line);
-      log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
-    }
-    if (wal && 'error' in wal) throw new OperationFailed(`backup ${manifest.id} of prod is verified, but WAL archiving (${wal.mode}) failed: ${wal.error}`);
+    failAfterSummary({ config, log, id: manifest.id, env: env.name, copy, wal, base });
   },
 };
+
+/**
+ * After the summary: the step fails for what went wrong after the verified dump, first cause first
+ * (a failed off-host copy only warns with backup.offsite.required false).
+ */
+function failAfterSummary(o: { config: Config; log: Logger; id: string; env: string; copy?: OffsiteCopy; wal?: WalOutcome; base?: BaseOutcome }): void {
+  const { config, log, id, copy, wal, base } = o;
+  const offsiteFailure = (line: string) => {
+    if (config.backup.offsite?.required !== false) throw new OperationFailed(line);
+    log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
+  };
+  if (copy?.status === 'failed') offsiteFailure(`backup ${id} of ${o.env} is verified on the VPS, but its off-host copy failed: ${copy.error}`);
+  if (wal && 'error' in wal) throw new OperationFailed(`backup ${id} of prod is verified, but WAL archiving (${wal.mode}) failed: ${wal.error}`);
+  if (base && 'error' in base) throw new OperationFailed(`backup ${id} of prod is verified and WAL archiving is on, but the base backup failed: ${base.error}`);
+  const walCopy = walCopyFailure(base);
+  if (walCopy) offsiteFailure(`backup ${id} of prod is verified and its base backup taken, but ${walCopy}`);
+  if (base && 'retentionError' in base && base.retentionError)
+    throw new OperationFailed(`base backup ${base.done.stamp} of prod is taken, but the retention of base backups and WAL failed: ${base.retentionError}`);
+}

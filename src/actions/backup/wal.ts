@@ -1,7 +1,8 @@
 /**
  * backup's `wal` input: `ensure` sets up (or checks) prod's continuous WAL archiving, `off` stops it
  * and drops its slot (src/domain/wal.ts). Read and checked in prepare, run under prod's lock after
- * the dump: a WAL step that fails never undoes a verified backup.
+ * the dump: a WAL step that fails never undoes a verified backup. With `ensure`, a base backup of
+ * prod follows once the receiver streams: a scheduled backup run is the base backups' schedule.
  */
 import type { ActionIO } from '../../infra/actions-io';
 import { ConfigurationError, errorMessage } from '../../infra/errors';
@@ -9,7 +10,12 @@ import type { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
 import type { Config, EnvironmentName } from '../../domain/config';
 import type { EnvContext } from '../../domain/environment';
-import { ensureWal, stopWal, walDir, type WalEnsured, type WalStopped } from '../../domain/wal';
+import type { RecordFields } from '../../domain/host-log';
+import type { OffsiteKeys } from '../../domain/offsite';
+import { walCopiesSummary } from '../common';
+import { copyWalOffsite, walCopiesFailure, type WalCopies } from '../../domain/wal-offsite';
+import { pruneBaseBackups, type BaseRetention } from '../../domain/wal-retention';
+import { baseBackup, ensureWal, stopWal, walDir, type BaseBackup, type WalEnsured, type WalStopped } from '../../domain/wal';
 
 /** The inputs this step reads (in actions/backup/action.yml). */
 export interface WalInputs {
@@ -76,4 +82,62 @@ export function walSummary(summary: Summary, config: Config, w: WalOutcome): voi
       `✅ **WAL archiving of prod is off**: receiver ${w.done.container}, slot ${config.backup.wal.slot} ${w.done.slot}; archived WAL stays in \`${walDir(config)}\`.`,
     );
   }
+}
+
+export type BaseOutcome = { done: BaseBackup; offsite?: WalCopies; retention?: BaseRetention; retentionError?: string } | { error: string };
+
+/**
+ * The base backup after `ensure`; with backup.offsite, it and the WAL not yet pushed go off the
+ * host; then the retention of base backups and WAL on the host, which keeps what has not gone off
+ * it (never thrown: recorded, then the step fails after the summary). A failed copy or retention
+ * keeps the new base backup.
+ */
+export async function runBaseBackupStep(c: EnvContext, o: { password: string; offsite?: OffsiteKeys }): Promise<BaseOutcome> {
+  let done: BaseBackup;
+  try {
+    done = await baseBackup(c, o.password);
+  } catch (e) {
+    return { error: errorMessage(e) };
+  }
+  let offsite: WalCopies | undefined;
+  if (o.offsite) {
+    const send = { host: c.host, config: c.config, env: c.env, keys: o.offsite, log: c.log };
+    offsite = await copyWalOffsite(send, done);
+  }
+  try {
+    return { done, offsite, retention: await pruneBaseBackups(c) };
+  } catch (e) {
+    return { done, offsite, retentionError: errorMessage(e) };
+  }
+}
+
+/** The first failed off-host copy of the base backup or the WAL, in one line; undefined when none failed. */
+export function walCopyFailure(b: BaseOutcome | undefined): string | undefined {
+  if (!b || 'error' in b || !b.offsite) return undefined;
+  return walCopiesFailure(b.offsite, b.done.stamp);
+}
+
+/** The host-log record of the base backup. */
+export function baseRecord(b: BaseOutcome): RecordFields<'base-backup'> {
+  if ('error' in b) return { status: 'failed', error: b.error };
+  const bytes = Object.values(b.done.files).reduce((a, n) => a + n, 0);
+  const { retention: r } = b;
+  return { status: 'done', stamp: b.done.stamp, bytes, seconds: b.done.seconds, pruned: r?.removed, walPruned: r?.walRemoved.length, error: b.retentionError };
+}
+
+/** The summary's line for the base backup. */
+export function baseSummary(summary: Summary, b: BaseOutcome): void {
+  if ('error' in b) {
+    summary.text(`❌ **The base backup of prod failed**: ${b.error}. The dump above stays verified; run the backup again.`);
+    return;
+  }
+  const files = Object.entries(b.done.files).map(([n, bytes]) => `${n} ${bytes} bytes`);
+  summary.text(`✅ **Base backup \`${b.done.stamp}\`** of prod in \`${b.done.dir}\` (${files.join(', ')}), ${b.done.seconds} s; its WAL is in the archive.`);
+  const r = b.retention;
+  if (r)
+    summary.text(
+      `Retention (backup.wal.keep-base): ${r.kept.length} base backup(s) kept${r.start ? `, WAL from ${r.start} on` : ''}; removed ${r.removed.length} base backup(s) and ${r.walRemoved.length} WAL segment(s).`,
+    );
+  if (b.offsite) walCopiesSummary(summary, b.offsite);
+  if (b.retentionError) summary.text(`❌ **The retention of base backups and WAL failed** (the new base backup is kept): ${b.retentionError}`);
 }

@@ -4,13 +4,14 @@
  * summary and the action's outputs are read from this value, never from flags set along the way.
  */
 import type { BackupManifest } from '../../domain/backup';
+import type { BaseBackup } from '../../domain/wal';
 import type { ContainerState } from '../../domain/environment';
 import type { RehearsalResult } from '../../domain/rehearsal';
 import type { Release } from '../../domain/release';
 import type { ShipPlan } from '../../domain/ship';
 
 /** Where a promotion stopped (refused) or failed (past the point of no return), in runbook order. */
-export type Stage = 'checkout' | 'isolation' | 'images' | 'rehearsal' | 'migration' | 'swap' | 'health';
+export type Stage = 'checkout' | 'base-backup' | 'isolation' | 'images' | 'rehearsal' | 'migration' | 'swap' | 'health';
 
 export interface Failure {
   stage: Stage;
@@ -56,6 +57,8 @@ interface Common {
   /** Earlier operations on prod that never finished, and cut host changes put right first. */
   interrupted: string[];
   backup?: BackupManifest;
+  /** The base backup taken after the dump (backup.wal). */
+  base?: BaseBackup;
   ship?: ShipPlan;
   rehearsal?: RehearsalResult;
   migration?: MigrationReport;

@@ -246,7 +246,15 @@ export function reserveRollbackTime<R extends object>(p: Pick<Promotion, 'host'>
 
 /** What every outcome after the backup says. */
 export function outcomeBase(p: Promotion, b: BackedUp) {
-  return { sha: p.sha, backup: b.backup, previous: b.previous, ship: b.ship, interrupted: b.interrupted, frozen: b.frozen.length ? b.frozen : undefined };
+  return {
+    sha: p.sha,
+    backup: b.backup,
+    base: b.base,
+    previous: b.previous,
+    ship: b.ship,
+    interrupted: b.interrupted,
+    frozen: b.frozen.length ? b.frozen : undefined,
+  };
 }
 
 /** A refusal: prod's containers never changed; its image names go back to what they run, and a write freeze ends. */

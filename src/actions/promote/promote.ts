@@ -5,6 +5,7 @@
  *   2. it is on the configured branch; the dispatcher is not its pusher (when asked)          nothing changed yet
  *   3. a scratch checkout of the commit; which images ship as gated and which are rebuilt    nothing changed yet
  *   4. a verified backup of prod (its write counters kept), the schema's fingerprint          nothing changed yet
+ *      and with backup.wal a base backup; one that fails refuses                              nothing changed yet
  *   5. the gated images tagged under prod's names, the differing ones rebuilt                 old containers still serve
  *   6. the rehearsal: the migration on a full copy of prod; a failure refuses                 prod untouched
  *   ── point of no return ──
@@ -15,7 +16,7 @@
  *
  * Prod ends on the new release or back on the old one; the outcome says which. runPromotion below
  * is that runbook; its steps live in gated.ts (1–2), prepare.ts (3–6), forward.ts (7–8),
- * recover.ts (9) and summary.ts.
+ * recover.ts (9), base-backup.ts (4, backup.wal) and summary.ts.
  */
 import { short } from '../../infra/sha';
 import type { PromoteInputs, PromoteOutputs } from '../../../action-types';
@@ -24,11 +25,12 @@ import { backupDir } from '../../domain/backup';
 import type { Config } from '../../domain/config';
 import { Environment } from '../../domain/environment';
 import type { OffsiteCopy } from '../../domain/offsite';
+import { walCopiesFailure, type WalCopies } from '../../domain/wal-offsite';
 import { underLock } from '../../domain/operation';
 import type { ActionIO } from '../../infra/actions-io';
-import { OperationFailed } from '../../infra/errors';
+import { ConfigurationError, OperationFailed } from '../../infra/errors';
 import type { Logger } from '../../infra/logger';
-import { offsiteKeysInput, offsiteSummary } from '../common';
+import { offsiteKeysInput, offsiteSummary, walCopiesSummary } from '../common';
 import * as validate from '../../infra/validate';
 import { checkHealth, ForwardFailed, migrateInPlace, migrateProd, recordPromotion, swapProd } from './forward';
 import { checkTwoPersonRule, gatedRelease, type GatedRelease } from './gated';
@@ -47,7 +49,8 @@ import {
   withScratchCheckouts,
   withWriteFreeze,
 } from './prepare';
-import { copyBackupOffsite } from './offsite';
+import { baseBackUpProd } from './base-backup';
+import { copyBackupOffsite, copyBaseBackupOffsite } from './offsite';
 import { isRefusal, type Plan, type Promotion } from './promotion';
 import { rollBackPromotion } from './recover';
 import { promoteSummary } from './summary';
@@ -55,6 +58,22 @@ import { promoteSummary } from './summary';
 export { gatedRelease, type GatedRelease } from './gated';
 export type { Outcome, Stage } from './outcome';
 export { promoteSummary } from './summary';
+
+/**
+ * wal-password (masked at once): required when backup.wal is enabled, for the base backup before the
+ * change; refused in one line before the host is touched when it is missing. Ignored otherwise, so a
+ * workflow may pass the secret whether or not the config archives WAL.
+ */
+function walPasswordInput(io: ActionIO<PromoteInputs, PromoteOutputs>, config: Config): string | undefined {
+  const password = io.secret('wal-password');
+  if (!config.backup.wal.enabled) return undefined;
+  if (!password)
+    throw new ConfigurationError(
+      `input wal-password is required: backup.wal is enabled, so promote takes a base backup of prod first; pass the password of the replication role ${config.backup.wal.role} from a secret (TWINSTACK_WAL_PASSWORD)`,
+    );
+  if (/[\r\n\0]/.test(password)) throw new ConfigurationError('input wal-password must be one line');
+  return password;
+}
 
 export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan> = {
   name: 'promote',
@@ -67,6 +86,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
       backupId,
       backupMaxAgeMinutes: validate.positiveInt(io.defaulted('backup-max-age-minutes'), 'input backup-max-age-minutes', 10080),
       offsite: offsiteKeysInput(io, config),
+      walPassword: walPasswordInput(io, config),
     };
   },
 
@@ -88,17 +108,17 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     // 2. The two-person rule, before the host is touched at all.
     checkTwoPersonRule(config, gated, run);
     const { sha } = gated;
-    const { result, copy } = await underLock(
+    const { result, copy, walCopies } = await underLock(
       { host, stateDir: config['state-dir'], env: 'prod', project: config.environments.prod.project, action: 'promote', sha, run, log, lockTimeoutSeconds },
       async (op) => {
         const p: Promotion = { host, config, log, plan, prod, dev, op, gated, sha };
         const r = await runPromotion(p);
         // 10. Still under the lock, so no other run prunes the backup while it is copied.
-        return { result: r, copy: await copyBackupOffsite(p, r) };
+        return { result: r, copy: await copyBackupOffsite(p, r), walCopies: await copyBaseBackupOffsite(p, r) };
       },
       ({ result: r }) => (r.outcome === 'promoted' || r.outcome === 'unchanged' ? 'success' : 'failure'),
     );
-    await reportOutcome(io, { prod, config, result, gated, copy, log });
+    await reportOutcome(io, { prod, config, result, gated, copy, walCopies, log });
   },
 };
 
@@ -115,7 +135,9 @@ export async function runPromotion(p: Promotion): Promise<Outcome> {
   return withScratchCheckouts(p, async () => {
     const staged = await stageRelease(p, opened, at);
     return withWriteFreeze(p, async (frozen) => {
-      const backedUp = await backUpProd(p, staged, frozen);
+      const dumped = await backUpProd(p, staged, frozen);
+      const backedUp = await baseBackUpProd(p, dumped);
+      if (isRefusal(backedUp)) return refusePromotion(p, dumped, backedUp);
       const shipped = await shipToProd(p, backedUp);
       if (isRefusal(shipped)) return refusePromotion(p, backedUp, shipped);
       const rehearsed = await rehearseMigrations(p, shipped);
@@ -143,6 +165,7 @@ interface Report {
   result: Outcome;
   gated: GatedRelease;
   copy?: OffsiteCopy;
+  walCopies?: WalCopies;
   log: Logger;
 }
 
@@ -151,7 +174,7 @@ interface Report {
  * does a failed off-host copy unless backup.offsite.required is false (prod keeps the new release
  * either way: the copy is of a backup, not part of the change).
  */
-async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, { prod, config, result, gated, copy, log }: Report): Promise<void> {
+async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, { prod, config, result, gated, copy, walCopies, log }: Report): Promise<void> {
   io.output('outcome', result.outcome);
   io.output('release-id', result.releaseId);
   io.output('backup-id', result.backup?.id ?? '');
@@ -160,6 +183,7 @@ async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, { prod
   io.output('offsite-path', copy?.status === 'copied' ? copy.location : '');
   const summary = promoteSummary(prod, result, gated);
   if (copy && result.backup) offsiteSummary(summary, { config, env: prod.name, localPath: backupDir(config, prod, result.backup.id), copy });
+  if (walCopies) walCopiesSummary(summary, walCopies);
   await io.summary(summary.toMarkdown());
   const shown = short(result.sha);
   const failure = failureOf(result);
@@ -168,8 +192,12 @@ async function reportOutcome(io: ActionIO<PromoteInputs, PromoteOutputs>, { prod
   if (result.outcome === 'rolled-back') throw new OperationFailed(`promotion of ${shown} failed during ${why}; prod was rolled back to ${result.releaseId}`);
   if (result.outcome === 'rollback-failed')
     throw new OperationFailed(`promotion of ${shown} failed during ${why} AND the rollback failed (${result.rollbackError}): prod needs a person now`);
-  if (copy?.status === 'failed' && result.backup) {
-    const line = `prod runs release ${result.releaseId}, but the off-host copy of backup ${result.backup.id} failed: ${copy.error}`;
+  const failed = [
+    copy?.status === 'failed' && result.backup ? `the off-host copy of backup ${result.backup.id} failed: ${copy.error}` : undefined,
+    walCopies && result.base ? walCopiesFailure(walCopies, result.base.stamp) : undefined,
+  ].filter((f) => f !== undefined);
+  if (failed.length) {
+    const line = `prod runs release ${result.releaseId}, but ${failed.join('; ')}`;
     if (config.backup.offsite?.required !== false) throw new OperationFailed(line);
     log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
   }

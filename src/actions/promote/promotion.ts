@@ -11,6 +11,7 @@ import type { Release } from '../../domain/release';
 import type { SchemaState } from '../../domain/schema';
 import type { ShipPlan } from '../../domain/ship';
 import type { OffsiteKeys } from '../../domain/offsite';
+import type { BaseBackup } from '../../domain/wal';
 import type { Host } from '../../infra/host';
 import type { Sha } from '../../infra/sha';
 import type { Logger } from '../../infra/logger';
@@ -25,6 +26,8 @@ export interface Plan {
   backupMaxAgeMinutes: number;
   /** The backup host's keys, when the config has backup.offsite. */
   offsite?: OffsiteKeys;
+  /** wal-password, when backup.wal is enabled: the replication role's, for the base backup. */
+  walPassword?: string;
 }
 
 /** One promotion, under prod's lock: fixed for its whole run. */
@@ -62,6 +65,8 @@ export interface Staged extends Opened {
 export interface BackedUp extends Staged {
   backup: BackupManifest;
   schemaBefore: SchemaState;
+  /** The base backup taken after the dump, with backup.wal. */
+  base?: BaseBackup;
   /** promote.write-freeze: the services stopped until the end. */
   frozen: string[];
 }

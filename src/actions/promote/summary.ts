@@ -56,6 +56,7 @@ function whatHappened(r: Outcome): string[] {
   if (r.outcome === 'refused') items.push('**data: nothing lost**, nothing restarted.');
   if (r.outcome === 'rollback-failed') items.push(`rollback error: ${r.rollbackError}`);
   if (r.backup) items.push(`backup before the change: \`${r.backup.id}\` (${r.backup.files['db.dump']?.bytes ?? 0} bytes, ${r.backup.verification.detail})`);
+  if (r.base) items.push(`base backup before the change (backup.wal): \`${r.base.dir}\``);
   if (r.frozen)
     items.push(`write freeze (promote.write-freeze): ${r.frozen.join(', ')} ${r.frozen.length > 1 ? 'were' : 'was'} stopped from the backup to the end`);
   if (r.previous && r.outcome === 'promoted') items.push(`previous release (rollback target): \`${r.previous.release}\``);
