@@ -449,9 +449,11 @@ services:
       # The code from the checkout, as Makapix mounts it (../../api:/workspace/api).
       - ../../api:/app/api:ro
     healthcheck:
-      test: ["CMD-SHELL", "curl -fsS -o /dev/null --max-time 3 \"http://127.0.0.1:$$API_PORT/api/health\""]
+      # Longer than the api's 10 s database connect timeout (api/app.py): a slow connection under
+      # load is a slow answer, not an unhealthy container.
+      test: ["CMD-SHELL", "curl -fsS -o /dev/null --max-time 12 \"http://127.0.0.1:$$API_PORT/api/health\""]
       interval: 1s
-      timeout: 5s
+      timeout: 15s
       retries: 3
       start_period: 5s
     labels:
