@@ -304,6 +304,8 @@ export interface RestoreInputs {
   'lock-timeout': string;
   /** The time to restore prod to, ISO-8601 in UTC (2026-12-04T18:58:00Z; fractions of a second allowed): every transaction committed before it, none at or after it. Or latest: everything the WAL archive holds. Required. */
   'target': string;
+  /** true: a restore drill. Recovers target latest into a scratch server and checks it (row counts against the newest verified dump, backup.drill.smoke queries, RTO and RPO against their thresholds), then removes it. Prod is never touched: no swap, no service stopped, no lock taken. Default: "false". */
+  'drill': string;
 }
 
 /** Outputs of twinstack restore (actions/restore). */
@@ -318,6 +320,10 @@ export interface RestoreOutputs {
   'backup-id': string;
   /** The base backup the recovery started from (its directory on the host). */
   'base-backup': string;
+  /** drill: seconds from the drill's start to the recovered copy answering its checks. */
+  'rto-seconds': string;
+  /** drill: seconds between the recovery point and the start of the drill. */
+  'rpo-seconds': string;
 }
 
 /** Inputs of twinstack rollback (actions/rollback). Values arrive as strings. */

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { AGE_RECIPIENT, AGE_SECRET_KEY } from '../infra/age';
 import { hostMatches, parseKnownHosts } from '../infra/known-hosts';
 import { errorMessage } from '../infra/errors';
+import { fragmentProblem } from './sql-guard';
 
 const absPath = z
   .string()
@@ -99,6 +100,42 @@ export const walSchema = z
 
 export type WalSettings = z.output<typeof walSchema>;
 
+/** A smoke query of the drill: one SELECT, checked by PostgreSQL's parser against sql-guard.ts's allowlist as sample SQL is. */
+const smokeSql = z
+  .string()
+  .min(1)
+  .max(2000)
+  .superRefine((text, ctx) => {
+    const problem = fragmentProblem(text, 'query');
+    if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${problem}; write one SELECT over prod's tables` });
+  });
+
+/**
+ * `backup.drill:` — the restore drill (the restore action with drill: true, src/domain/drill.ts):
+ * its thresholds, and the smoke queries run against the recovered copy. A query passes when it
+ * returns a row, and, with `expect`, when its first row's first column reads exactly that.
+ */
+export const drillSchema = z
+  .object({
+    /** Seconds from the drill's start to the recovered copy answering its checks. */
+    'max-rto-seconds': z.number().int().min(1).max(604800).default(1800),
+    /** Seconds between the recovery point (last transaction recovered) and the drill's start. */
+    'max-rpo-seconds': z.number().int().min(1).max(2592000).default(86400),
+    smoke: z
+      .array(
+        z.union([
+          smokeSql.transform((sql) => ({ sql, expect: undefined as string | undefined })),
+          z.object({ sql: smokeSql, expect: z.string().optional() }).strict(),
+        ]),
+      )
+      .max(100)
+      .default([]),
+  })
+  .strict()
+  .default({});
+
+export type DrillSettings = z.output<typeof drillSchema>;
+
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 export const backupSchema = z
   .object({
@@ -118,6 +155,8 @@ export const backupSchema = z
     offsite: offsiteSchema.optional(),
     /** Continuous WAL archiving of prod (off by default). */
     wal: walSchema,
+    /** The restore drill's thresholds and smoke queries. */
+    drill: drillSchema,
   })
   .strict()
   .default({});

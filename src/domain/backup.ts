@@ -52,6 +52,8 @@ export const backupManifest = z
     alembicRevision: z.string().optional(),
     /** Rows inserted, updated and deleted per table (statistics views) just before the dump's snapshot. */
     writeCounters: z.record(z.number()).optional(),
+    /** Exact rows per table in the dump's snapshot (verify: restore counts them): the restore drill compares with them. */
+    rowCounts: z.record(z.number()).optional(),
     /** A dump of a point-in-time recovery (src/domain/pitr.ts): its base backup, the target asked for, the last transaction replayed. */
     pointInTime: z.object({ base: z.string(), target: z.string(), recoveryPoint: z.string() }).optional(),
     files: z.record(backupFile),
@@ -203,6 +205,7 @@ export async function takeBackup({ host, config, env, ctx, log, verify = config.
       problem ??
       (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
     if (counts) manifest.verification.tables = counts.size;
+    if (counts) manifest.rowCounts = Object.fromEntries(counts);
     manifest.status = problem ? 'failed' : 'verified';
     if (problem) manifest.error = problem;
   } catch (e) {

@@ -116,6 +116,18 @@ export const logRecord = z.discriminatedUnion('event', [
     alembicRevision: text,
     error: text,
   }),
+  record('drill', {
+    status: z.enum(['passed', 'failed']),
+    /** Seconds from the drill's start to the recovered copy answering its checks, and recovery point age then. */
+    rtoSeconds: count,
+    rpoSeconds: count,
+    recoveryPoint: text,
+    base: text,
+    /** The verified dump whose row counts were compared. */
+    backup: text,
+    problems: names,
+    error: text,
+  }),
   record('base-backup', {
     status: z.enum(['done', 'failed']),
     /** The base backup's directory name under <backup.dir>/prod/base (its UTC stamp). */

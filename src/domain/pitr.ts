@@ -156,7 +156,8 @@ async function listBaseBackups(host: Host, config: Config, log: Logger): Promise
   return bases;
 }
 
-async function listArchive(host: Host, config: Config): Promise<string[]> {
+/** The WAL archive's file names. */
+export async function listArchive(host: Host, config: Config): Promise<string[]> {
   const r = await host.run(argv('find', walDir(config), '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
     label: 'listing the WAL archive',
     quiet: true,
@@ -373,7 +374,8 @@ async function swapIn(c: EnvContext, backup: BackupManifest, services: string[])
   }
 }
 
-function factsOf(rec: ScratchRecovery): RecoveryFacts {
+/** What a recovery found, without its scratch server. */
+export function factsOf(rec: ScratchRecovery): RecoveryFacts {
   return {
     base: rec.base,
     target: rec.target,

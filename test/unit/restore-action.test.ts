@@ -58,7 +58,7 @@ describe('restore: the target input', () => {
   });
   it('prepare refuses without backup.wal, and reads the target with it', async () => {
     assert.throws(() => prepare({ target: 'latest' }, false), /backup.wal is not enabled/);
-    assert.deepEqual(await prepare({ target: 'latest' }, true), { target: 'latest' });
+    assert.deepEqual(await prepare({ target: 'latest' }, true), { target: 'latest', drill: false });
     assert.throws(() => prepare({ target: 'soon' }, true), ConfigurationError);
   });
 });

@@ -15,11 +15,14 @@ import { isoOf, PointRestoreFailed, restoreToPoint, type PointRestore, type Reco
 import { appServices } from '../../domain/rollback';
 import { restoreAsideName } from '../../domain/backup';
 import { ConfigurationError, errorMessage } from '../../infra/errors';
+import { executeDrill } from './drill';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
 
 interface Plan {
   target: RecoveryTarget;
+  /** A restore drill: recover and check in a scratch server, never touch prod (./drill.ts). */
+  drill: boolean;
 }
 
 /** The `target` input: `latest`, or an ISO-8601 time in UTC not in the future; anything else is refused in one line. */
@@ -40,15 +43,29 @@ function checkWalConfig(config: Config): void {
     throw new ConfigurationError('backup.wal is not enabled in the config: a point-in-time restore needs the WAL archive (see Continuous WAL archiving)');
 }
 
+function checkDrill(config: Config, target: RecoveryTarget): void {
+  if (target !== 'latest')
+    throw new ConfigurationError(
+      `input target must be latest for a drill (it is ${isoOf(target)}): the drill proves everything the archive holds can be recovered`,
+    );
+  if (config.backup.verify !== 'restore')
+    throw new ConfigurationError(
+      "the drill compares row counts with the newest dump's manifest: set backup.verify: restore in the config, so backups record them",
+    );
+}
+
 export const restoreAction: ActionDefinition<RestoreInputs, RestoreOutputs, Plan> = {
   name: 'restore',
   prepare({ io, config }) {
     const target = parseTarget(io.required('target', 'latest, or the UTC time to restore prod to'));
+    const drill = validate.boolean(io.defaulted('drill'), 'input drill');
     checkWalConfig(config);
-    return { target };
+    if (drill) checkDrill(config, target);
+    return { target, drill };
   },
 
   async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
+    if (plan.drill) return executeDrill({ host, config, io, log, run });
     const prod = new Environment('prod', config);
     io.output('url', prod.cfg.url);
     let done: PointRestore;
