@@ -113,6 +113,7 @@ export function walProblem(end: { segment?: string; line?: string }, archived: r
   const segments = archived.filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
   const last = segments.at(-1);
   if (!end.segment || !last || end.segment >= last) return undefined;
+  if (!segments.includes(end.segment)) return `WAL segment ${end.segment} is missing from the archive: replay stopped there, ${last} is the last archived`;
   const next = nextSegment(end.segment);
   if (!segments.includes(next))
     return `WAL segment ${next} is missing from the archive: replay stopped at the end of ${end.segment}, ${last} is the last archived`;
