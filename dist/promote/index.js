@@ -57091,11 +57091,12 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = exports.walSchema = exports.offsiteSchema = void 0;
+exports.backupSchema = exports.drillSchema = exports.walSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(6192);
 const age_1 = __nccwpck_require__(3187);
 const known_hosts_1 = __nccwpck_require__(7565);
 const errors_1 = __nccwpck_require__(9297);
+const sql_guard_1 = __nccwpck_require__(356);
 const absPath = zod_1.z
     .string()
     .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
@@ -57185,6 +57186,37 @@ exports.walSchema = zod_1.z
 })
     .strict()
     .default({});
+/** A smoke query of the drill: one SELECT, checked by PostgreSQL's parser against sql-guard.ts's allowlist as sample SQL is. */
+const smokeSql = zod_1.z
+    .string()
+    .min(1)
+    .max(2000)
+    .superRefine((text, ctx) => {
+    const problem = (0, sql_guard_1.fragmentProblem)(text, 'query');
+    if (problem)
+        ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write one SELECT over prod's tables` });
+});
+/**
+ * `backup.drill:` — the restore drill (the restore action with drill: true, src/domain/drill.ts):
+ * its thresholds, and the smoke queries run against the recovered copy. A query passes when it
+ * returns a row, and, with `expect`, when its first row's first column reads exactly that.
+ */
+exports.drillSchema = zod_1.z
+    .object({
+    /** Seconds from the drill's start to the recovered copy answering its checks. */
+    'max-rto-seconds': zod_1.z.number().int().min(1).max(604800).default(1800),
+    /** Seconds between the recovery point (last transaction recovered) and the drill's start. */
+    'max-rpo-seconds': zod_1.z.number().int().min(1).max(2592000).default(86400),
+    smoke: zod_1.z
+        .array(zod_1.z.union([
+        smokeSql.transform((sql) => ({ sql, expect: undefined })),
+        zod_1.z.object({ sql: smokeSql, expect: zod_1.z.string().optional() }).strict(),
+    ]))
+        .max(100)
+        .default([]),
+})
+    .strict()
+    .default({});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -57204,6 +57236,8 @@ exports.backupSchema = zod_1.z
     offsite: exports.offsiteSchema.optional(),
     /** Continuous WAL archiving of prod (off by default). */
     wal: exports.walSchema,
+    /** The restore drill's thresholds and smoke queries. */
+    drill: exports.drillSchema,
 })
     .strict()
     .default({});
@@ -58447,6 +58481,8 @@ exports.backupManifest = zod_1.z
     alembicRevision: zod_1.z.string().optional(),
     /** Rows inserted, updated and deleted per table (statistics views) just before the dump's snapshot. */
     writeCounters: zod_1.z.record(zod_1.z.number()).optional(),
+    /** Exact rows per table in the dump's snapshot (verify: restore counts them): the restore drill compares with them. */
+    rowCounts: zod_1.z.record(zod_1.z.number()).optional(),
     /** A dump of a point-in-time recovery (src/domain/pitr.ts): its base backup, the target asked for, the last transaction replayed. */
     pointInTime: zod_1.z.object({ base: zod_1.z.string(), target: zod_1.z.string(), recoveryPoint: zod_1.z.string() }).optional(),
     files: zod_1.z.record(backupFile),
@@ -58574,6 +58610,8 @@ async function takeBackup({ host, config, env, ctx, log, verify = config.backup.
                 (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
         if (counts)
             manifest.verification.tables = counts.size;
+        if (counts)
+            manifest.rowCounts = Object.fromEntries(counts);
         manifest.status = problem ? 'failed' : 'verified';
         if (problem)
             manifest.error = problem;
@@ -59866,6 +59904,18 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         base: text,
         backup: text,
         alembicRevision: text,
+        error: text,
+    }),
+    record('drill', {
+        status: zod_1.z.enum(['passed', 'failed']),
+        /** Seconds from the drill's start to the recovered copy answering its checks, and recovery point age then. */
+        rtoSeconds: count,
+        rpoSeconds: count,
+        recoveryPoint: text,
+        base: text,
+        /** The verified dump whose row counts were compared. */
+        backup: text,
+        problems: names,
         error: text,
     }),
     record('base-backup', {

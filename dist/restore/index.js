@@ -55614,6 +55614,98 @@ function wrappy (fn, cb) {
 
 /***/ }),
 
+/***/ 7581:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.executeDrill = executeDrill;
+const drill_1 = __nccwpck_require__(3395);
+const environment_1 = __nccwpck_require__(9743);
+const host_log_1 = __nccwpck_require__(8073);
+const operation_1 = __nccwpck_require__(1579);
+const errors_1 = __nccwpck_require__(9297);
+const logger_1 = __nccwpck_require__(1098);
+const summary_1 = __nccwpck_require__(2236);
+async function executeDrill({ host, config, io, log, run }) {
+    const prod = new environment_1.Environment('prod', config);
+    const hostLog = new host_log_1.HostLog(host, config['state-dir'], 'prod');
+    const base = { action: 'restore', op: (0, operation_1.newOperationId)(), run: run.url, actor: run.actor };
+    let report;
+    try {
+        report = await (0, drill_1.runDrill)({ host, config, env: prod, log }, config.backup.drill);
+    }
+    catch (e) {
+        const backup = e instanceof drill_1.DrillFailed ? e.backup?.id : undefined;
+        await hostLog.append({ ...base, event: 'drill', status: 'failed', backup, error: (0, errors_1.errorMessage)(e) }).catch((0, logger_1.ignored)(log, 'recording the drill'));
+        await io.summary(failedSummary((0, errors_1.errorMessage)(e)).toMarkdown());
+        throw e instanceof drill_1.DrillFailed ? new errors_1.OperationFailed(`restore drill: ${e.message}`) : e;
+    }
+    const r = report;
+    const passed = r.problems.length === 0;
+    await hostLog
+        .append({
+        ...base,
+        event: 'drill',
+        status: passed ? 'passed' : 'failed',
+        rtoSeconds: r.rtoSeconds,
+        rpoSeconds: r.rpoSeconds,
+        recoveryPoint: r.recovery.recoveryPoint.toISOString(),
+        base: r.recovery.base.dir,
+        backup: r.backup.id,
+        problems: r.problems,
+    })
+        .catch((0, logger_1.ignored)(log, 'recording the drill'));
+    io.output('recovery-point', r.recovery.recoveryPoint.toISOString());
+    io.output('base-backup', r.recovery.base.dir);
+    io.output('rto-seconds', r.rtoSeconds);
+    io.output('rpo-seconds', r.rpoSeconds);
+    await io.summary(reportSummary(config, r).toMarkdown());
+    if (!passed)
+        throw new errors_1.OperationFailed(`restore drill failed: ${r.problems[0]}${r.problems.length > 1 ? ` (and ${r.problems.length - 1} more)` : ''}`);
+}
+function reportSummary(config, r) {
+    const d = config.backup.drill;
+    const passed = r.problems.length === 0;
+    const s = new summary_1.Summary().heading('Restore drill of prod');
+    s.text(passed
+        ? `✅ **prod's database can be recovered**: RTO **${r.rtoSeconds} s** (limit ${d['max-rto-seconds']}), RPO **${r.rpoSeconds} s** (limit ${d['max-rpo-seconds']}).`
+        : `❌ **The restore drill failed**: ${r.problems[0]}`);
+    s.list([
+        ...r.problems.slice(1).map((p) => `also: ${p}`),
+        'prod was not touched: the recovery ran in a scratch server on copies of the base backup and the WAL, and it is removed.',
+        `RTO ${r.rtoSeconds} s: from the drill's start to the recovered copy answering its checks (unpacking, replay, counts, smoke queries).`,
+        `RPO ${r.rpoSeconds} s: the last transaction recovered committed at ${r.recovery.recoveryPoint.toISOString()}, the drill began at ${r.started.toISOString()}${r.recovery.pointIsBackupStart ? ' (no transaction after the base backup: the point is its start)' : ''}.`,
+        `base backup \`${r.recovery.base.dir}\` (started ${r.recovery.base.startTime.toISOString()}); WAL ${r.segments.first} to ${r.segments.last} (${r.recovery.walFiles} file(s)); replay ended in ${r.segments.replayedTo}.`,
+        `alembic revision of the recovered copy: \`${r.recovery.alembicRevision || 'none'}\`.`,
+        passed
+            ? 'Next: nothing. A restore of prod (restore action, target latest or a time) would take about the RTO above plus the swap.'
+            : 'Next: the archive cannot be trusted to its end. Take a base backup now (backup action with base-backup), check monitor for the WAL receiver, and run the drill again; until it passes, rely on the newest verified dump.',
+    ]);
+    s.table(['table', `rows in ${r.backup.id}`, 'rows recovered', ''], r.counts.map((k) => [
+        k.table,
+        String(k.dumped),
+        k.recovered === undefined ? 'missing' : String(k.recovered),
+        k.recovered !== undefined && k.recovered >= k.dumped ? '✅' : '❌',
+    ]));
+    if (r.smoke.length)
+        s.table(['smoke query', 'result', ''], r.smoke.map((q) => [`\`${q.sql}\``, q.detail, q.ok ? '✅' : '❌']));
+    return s;
+}
+function failedSummary(error) {
+    return new summary_1.Summary()
+        .heading('Restore drill of prod')
+        .text(`❌ **The restore drill failed before its checks**: ${error}`)
+        .list([
+        'prod was not touched; the scratch server and directory are removed.',
+        "Next: if the recovery failed, the scratch server's last log lines are in the error: a damaged base backup or WAL segment. Take a base backup now and run the drill again; check monitor for the WAL receiver.",
+    ]);
+}
+
+
+/***/ }),
+
 /***/ 5338:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -55661,6 +55753,7 @@ const pitr_1 = __nccwpck_require__(4629);
 const rollback_1 = __nccwpck_require__(7448);
 const backup_1 = __nccwpck_require__(10);
 const errors_1 = __nccwpck_require__(9297);
+const drill_1 = __nccwpck_require__(7581);
 const summary_1 = __nccwpck_require__(2236);
 const validate = __importStar(__nccwpck_require__(3868));
 /** The `target` input: `latest`, or an ISO-8601 time in UTC not in the future; anything else is refused in one line. */
@@ -55680,14 +55773,25 @@ function checkWalConfig(config) {
     if (!config.backup.wal.enabled)
         throw new errors_1.ConfigurationError('backup.wal is not enabled in the config: a point-in-time restore needs the WAL archive (see Continuous WAL archiving)');
 }
+function checkDrill(config, target) {
+    if (target !== 'latest')
+        throw new errors_1.ConfigurationError(`input target must be latest for a drill (it is ${(0, pitr_1.isoOf)(target)}): the drill proves everything the archive holds can be recovered`);
+    if (config.backup.verify !== 'restore')
+        throw new errors_1.ConfigurationError("the drill compares row counts with the newest dump's manifest: set backup.verify: restore in the config, so backups record them");
+}
 exports.restoreAction = {
     name: 'restore',
     prepare({ io, config }) {
         const target = parseTarget(io.required('target', 'latest, or the UTC time to restore prod to'));
+        const drill = validate.boolean(io.defaulted('drill'), 'input drill');
         checkWalConfig(config);
-        return { target };
+        if (drill)
+            checkDrill(config, target);
+        return { target, drill };
     },
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
+        if (plan.drill)
+            return (0, drill_1.executeDrill)({ host, config, io, log, run });
         const prod = new environment_1.Environment('prod', config);
         io.output('url', prod.cfg.url);
         let done;
@@ -55890,11 +55994,12 @@ function runDeadline(value = process.env.TWINSTACK_DEADLINE) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.backupSchema = exports.walSchema = exports.offsiteSchema = void 0;
+exports.backupSchema = exports.drillSchema = exports.walSchema = exports.offsiteSchema = void 0;
 const zod_1 = __nccwpck_require__(6192);
 const age_1 = __nccwpck_require__(3187);
 const known_hosts_1 = __nccwpck_require__(7565);
 const errors_1 = __nccwpck_require__(9297);
+const sql_guard_1 = __nccwpck_require__(356);
 const absPath = zod_1.z
     .string()
     .regex(/^\/[A-Za-z0-9._/@+-]*$/, 'must be an absolute path of letters, digits and . _ / @ + -')
@@ -55984,6 +56089,37 @@ exports.walSchema = zod_1.z
 })
     .strict()
     .default({});
+/** A smoke query of the drill: one SELECT, checked by PostgreSQL's parser against sql-guard.ts's allowlist as sample SQL is. */
+const smokeSql = zod_1.z
+    .string()
+    .min(1)
+    .max(2000)
+    .superRefine((text, ctx) => {
+    const problem = (0, sql_guard_1.fragmentProblem)(text, 'query');
+    if (problem)
+        ctx.addIssue({ code: zod_1.z.ZodIssueCode.custom, message: `${problem}; write one SELECT over prod's tables` });
+});
+/**
+ * `backup.drill:` — the restore drill (the restore action with drill: true, src/domain/drill.ts):
+ * its thresholds, and the smoke queries run against the recovered copy. A query passes when it
+ * returns a row, and, with `expect`, when its first row's first column reads exactly that.
+ */
+exports.drillSchema = zod_1.z
+    .object({
+    /** Seconds from the drill's start to the recovered copy answering its checks. */
+    'max-rto-seconds': zod_1.z.number().int().min(1).max(604800).default(1800),
+    /** Seconds between the recovery point (last transaction recovered) and the drill's start. */
+    'max-rpo-seconds': zod_1.z.number().int().min(1).max(2592000).default(86400),
+    smoke: zod_1.z
+        .array(zod_1.z.union([
+        smokeSql.transform((sql) => ({ sql, expect: undefined })),
+        zod_1.z.object({ sql: smokeSql, expect: zod_1.z.string().optional() }).strict(),
+    ]))
+        .max(100)
+        .default([]),
+})
+    .strict()
+    .default({});
 /** `backup:` — where pg_dump backups go on the host, how they are verified, how many are kept. */
 exports.backupSchema = zod_1.z
     .object({
@@ -56003,6 +56139,8 @@ exports.backupSchema = zod_1.z
     offsite: exports.offsiteSchema.optional(),
     /** Continuous WAL archiving of prod (off by default). */
     wal: exports.walSchema,
+    /** The restore drill's thresholds and smoke queries. */
+    drill: exports.drillSchema,
 })
     .strict()
     .default({});
@@ -57111,6 +57249,8 @@ exports.backupManifest = zod_1.z
     alembicRevision: zod_1.z.string().optional(),
     /** Rows inserted, updated and deleted per table (statistics views) just before the dump's snapshot. */
     writeCounters: zod_1.z.record(zod_1.z.number()).optional(),
+    /** Exact rows per table in the dump's snapshot (verify: restore counts them): the restore drill compares with them. */
+    rowCounts: zod_1.z.record(zod_1.z.number()).optional(),
     /** A dump of a point-in-time recovery (src/domain/pitr.ts): its base backup, the target asked for, the last transaction replayed. */
     pointInTime: zod_1.z.object({ base: zod_1.z.string(), target: zod_1.z.string(), recoveryPoint: zod_1.z.string() }).optional(),
     files: zod_1.z.record(backupFile),
@@ -57238,6 +57378,8 @@ async function takeBackup({ host, config, env, ctx, log, verify = config.backup.
                 (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
         if (counts)
             manifest.verification.tables = counts.size;
+        if (counts)
+            manifest.rowCounts = Object.fromEntries(counts);
         manifest.status = problem ? 'failed' : 'verified';
         if (problem)
             manifest.error = problem;
@@ -57688,6 +57830,166 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
         throw new errors_1.ConfigurationError(`config file ${(0, validate_1.printable)(file)} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
     }
     return parseConfig(text, file);
+}
+
+
+/***/ }),
+
+/***/ 3395:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DrillFailed = void 0;
+exports.drillReference = drillReference;
+exports.compareWithManifest = compareWithManifest;
+exports.replayEnd = replayEnd;
+exports.walProblem = walProblem;
+exports.runDrill = runDrill;
+const backup_1 = __nccwpck_require__(10);
+const pitr_1 = __nccwpck_require__(4629);
+const wal_retention_1 = __nccwpck_require__(3613);
+const errors_1 = __nccwpck_require__(9297);
+const docker_1 = __nccwpck_require__(6370);
+const logger_1 = __nccwpck_require__(1098);
+const pitr_2 = __nccwpck_require__(8683);
+const postgres_1 = __nccwpck_require__(9553);
+/** A drill that could not finish its recovery: what it knew when it stopped. */
+class DrillFailed extends Error {
+    backup;
+    name = 'DrillFailed';
+    constructor(message, backup) {
+        super(message);
+        this.backup = backup;
+    }
+}
+exports.DrillFailed = DrillFailed;
+/** The newest verified dump of prod that recorded its row counts. */
+async function drillReference(c) {
+    const { host, config, env: prod, log } = c;
+    const verified = (await (0, backup_1.listBackups)(host, config, prod, log)).filter((m) => m.status === 'verified' && !m.pointInTime);
+    if (!verified.length)
+        throw new errors_1.OperationFailed(`prod has no verified backup under ${config.backup.dir}/prod: run the backup action first`);
+    const newest = verified[0];
+    if (!newest.rowCounts)
+        throw new errors_1.OperationFailed(`the newest verified backup ${newest.id} has no row counts: take a backup with backup.verify: restore, then run the drill again`);
+    return newest;
+}
+/** Rows may only grow after the dump: a table with fewer rows than the manifest, or missing, is a problem. */
+function compareWithManifest(dumped, recovered) {
+    const checks = Object.entries(dumped)
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([table, n]) => ({ table, dumped: n, recovered: recovered.get(table) }));
+    const problems = checks
+        .filter((k) => k.recovered === undefined || k.recovered < k.dumped)
+        .map((k) => (k.recovered === undefined ? `table ${k.table} is missing` : `table ${k.table} has ${k.recovered} rows, ${k.dumped} in the dump`));
+    return { checks, problems };
+}
+/**
+ * Where replay ended, from the scratch server's log: the segment of the record it could not read
+ * (`invalid record length at 0/3000148`, `incorrect resource manager data checksum in record at
+ * ...`), else the last segment restored from the archive.
+ */
+function replayEnd(logText, timeline) {
+    const lines = logText.split('\n');
+    const bad = lines.filter((l) => /(invalid|incorrect|unexpected|contrecord|magic)[^\n]* at ([0-9A-F]+\/[0-9A-F]+)/i.test(l)).at(-1);
+    const lsn = bad ? /([0-9A-F]+\/[0-9A-F]+)/i.exec(bad.replace(/^.*?(invalid|incorrect|unexpected|contrecord|magic)/i, ''))?.[1] : undefined;
+    if (bad && lsn)
+        return { segment: (0, wal_retention_1.walFileName)(lsn, timeline), line: bad.replace(/^.*?(LOG|WARNING|FATAL):\s*/, '').trim() };
+    const restored = [...logText.matchAll(/restored log file "([0-9A-F]{24})" from archive/g)].at(-1)?.[1];
+    return { segment: restored };
+}
+/** The problem, when replay ended before the last segment the archive held. */
+function walProblem(end, archived) {
+    const segments = archived.filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
+    const last = segments.at(-1);
+    if (!end.segment || !last || end.segment >= last)
+        return undefined;
+    if (!segments.includes(end.segment))
+        return `WAL segment ${end.segment} is missing from the archive: replay stopped there, ${last} is the last archived`;
+    const next = nextSegment(end.segment);
+    if (!segments.includes(next))
+        return `WAL segment ${next} is missing from the archive: replay stopped at the end of ${end.segment}, ${last} is the last archived`;
+    return `WAL segment ${end.segment} is corrupt: the scratch server's replay stopped in it (${end.line ?? 'no readable record'}), ${last} is the last archived`;
+}
+function nextSegment(name) {
+    const tli = name.slice(0, 8);
+    const log = parseInt(name.slice(8, 16), 16);
+    const seg = parseInt(name.slice(16), 16);
+    // 16 MB segments: 256 per log file.
+    const [l, s] = seg >= 0xff ? [log + 1, 0] : [log, seg + 1];
+    return `${tli}${l.toString(16).toUpperCase().padStart(8, '0')}${s.toString(16).toUpperCase().padStart(8, '0')}`;
+}
+/** One smoke query in a read-only transaction: it passes with a row (and, with `expect`, that first value). */
+async function smoke(host, server, database, q) {
+    const r = await host.run((0, postgres_1.psql)(server, database, { tuples: true, run: ['SET default_transaction_read_only = on', q.sql] }), {
+        check: false,
+        quiet: true,
+        timeoutSeconds: 300,
+    });
+    if (r.exitCode !== 0)
+        return { sql: q.sql, ok: false, detail: (0, errors_1.tailLines)(r.stderr || r.stdout, 1) };
+    const first = r.stdout.split('\n').find((l) => l.trim() !== '');
+    if (first === undefined)
+        return { sql: q.sql, ok: false, detail: 'returned no row' };
+    const value = first.split('|')[0].trim();
+    if (q.expect !== undefined && value !== q.expect)
+        return { sql: q.sql, ok: false, detail: `returned ${value}, expected ${q.expect}` };
+    return { sql: q.sql, ok: true, detail: value };
+}
+/** Runs the drill; returns its report (problems listed) or throws DrillFailed when no recovery was possible. */
+async function runDrill(c, settings, now = () => new Date()) {
+    const { host, config, env: prod, log } = c;
+    const started = now();
+    const backup = await drillReference(c);
+    let rec;
+    try {
+        rec = await (0, pitr_1.recoverToScratch)(c, { target: 'latest', keep: true });
+    }
+    catch (e) {
+        throw new DrillFailed(`the recovery failed: ${(0, errors_1.errorMessage)(e)}`, backup);
+    }
+    try {
+        const database = prod.cfg.database.name;
+        const archived = (0, pitr_2.walFilesFor)(await (0, pitr_1.listArchive)(host, config), rec.base.startSegment);
+        const logs = await host.run((0, docker_1.logsTail)(rec.server.name, 5000), { check: false, quiet: true, timeoutSeconds: 60 });
+        const end = replayEnd(logs.stdout, parseInt(rec.base.startSegment.slice(0, 8), 16));
+        const names = [...archived.files.filter((f) => !f.endsWith('.history')), ...(archived.partial ? [archived.partial.slice(0, 24)] : [])];
+        const problems = [];
+        const wal = walProblem(end, names);
+        if (wal)
+            problems.push(wal);
+        const compared = compareWithManifest(backup.rowCounts ?? {}, rec.counts);
+        problems.push(...compared.problems);
+        const smokes = [];
+        for (const q of settings.smoke)
+            smokes.push(await smoke(host, rec.server, database, q));
+        for (const s of smokes.filter((x) => !x.ok))
+            problems.push(`smoke query "${s.sql.slice(0, 80)}" ${s.detail}`);
+        const answered = now();
+        const rtoSeconds = Math.round((answered.getTime() - started.getTime()) / 100) / 10;
+        const rpoSeconds = Math.max(0, Math.round((started.getTime() - rec.recoveryPoint.getTime()) / 100) / 10);
+        if (rtoSeconds > settings['max-rto-seconds'])
+            problems.push(`RTO ${rtoSeconds} s is over backup.drill.max-rto-seconds (${settings['max-rto-seconds']})`);
+        if (rpoSeconds > settings['max-rpo-seconds'])
+            problems.push(`RPO ${rpoSeconds} s is over backup.drill.max-rpo-seconds (${settings['max-rpo-seconds']})`);
+        log.info(`prod drill: RTO ${rtoSeconds} s, RPO ${rpoSeconds} s, ${problems.length} problem(s)`);
+        return {
+            started,
+            rtoSeconds,
+            rpoSeconds,
+            recovery: (0, pitr_1.factsOf)(rec),
+            backup,
+            counts: compared.checks,
+            smoke: smokes,
+            segments: { first: names[0] ?? rec.base.startSegment, last: names.at(-1) ?? rec.base.startSegment, replayedTo: end.segment ?? 'unknown' },
+            problems,
+        };
+    }
+    finally {
+        await rec.remove().catch((0, logger_1.ignored)(log, 'removing the drill scratch recovery'));
+    }
 }
 
 
@@ -58237,6 +58539,18 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         alembicRevision: text,
         error: text,
     }),
+    record('drill', {
+        status: zod_1.z.enum(['passed', 'failed']),
+        /** Seconds from the drill's start to the recovered copy answering its checks, and recovery point age then. */
+        rtoSeconds: count,
+        rpoSeconds: count,
+        recoveryPoint: text,
+        base: text,
+        /** The verified dump whose row counts were compared. */
+        backup: text,
+        problems: names,
+        error: text,
+    }),
     record('base-backup', {
         status: zod_1.z.enum(['done', 'failed']),
         /** The base backup's directory name under <backup.dir>/prod/base (its UTC stamp). */
@@ -58713,6 +59027,387 @@ function describeHolder(h) {
 
 /***/ }),
 
+/***/ 6332:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.writeOnlyAuthorizedKey = writeOnlyAuthorizedKey;
+exports.offsiteDir = offsiteDir;
+exports.offsiteLocation = offsiteLocation;
+exports.copyOffsite = copyOffsite;
+exports.sendOffsite = sendOffsite;
+exports.pushFailure = pushFailure;
+exports.connectWithAdminKey = connectWithAdminKey;
+exports.checkArrival = checkArrival;
+exports.listOffsite = listOffsite;
+exports.pruneOffsite = pruneOffsite;
+/**
+ * Off-host copies of verified backups (`backup.offsite`). The runbook of one copy:
+ *
+ *   1. Seal, on the VPS: each file of the verified backup (db.dump, globals.sql, manifest.json) is
+ *      encrypted with age to the config's public keys, into a staging directory beside the
+ *      backups; the sha256 of every sealed file is computed there and written into upload.json.
+ *      The private key is never on the VPS, so a stolen VPS cannot read what it sent.
+ *   2. Push, from the VPS straight to the backup host (the data never passes through the runner):
+ *      rsync over ssh with the write-only key (a 0600 file in a private temp directory, removed in
+ *      a finally), that host's key pinned (StrictHostKeyChecking=yes, a known_hosts of its own).
+ *      The backup host confines that key to `rrsync -wo -no-del -no-overwrite <path>`: the VPS can
+ *      add backups there, never read, delete or overwrite one. The VPS then tries a read with the
+ *      same key, which must be refused; if it is not, the copy says the key is not write-only.
+ *   3. Check on arrival, from the runner with a key of its own (offsite-admin-key): sha256sum on
+ *      the backup host, every hash equal to the one computed on the VPS before the push. The VPS's
+ *      key cannot read back, so the check is made by a party that did not send the files.
+ *   4. Retention, from the runner with that key: the newest `keep` copies are kept.
+ *
+ * The local backup is never touched: a copy that fails leaves it verified where it was.
+ *
+ * Steps 1 to 3 take any set of files under `<env>/<id>` (sendOffsite): a dump's files are one such
+ * set; a base backup's and the WAL archive's are others (src/domain/wal-offsite.ts).
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
+const age_1 = __nccwpck_require__(3187);
+const errors_1 = __nccwpck_require__(9297);
+const logger_1 = __nccwpck_require__(1098);
+const rsync_1 = __nccwpck_require__(3501);
+const shell_1 = __nccwpck_require__(3398);
+const ssh_1 = __nccwpck_require__(8066);
+const cancel_1 = __nccwpck_require__(6244);
+const backup_1 = __nccwpck_require__(10);
+const FRESH_DIR = fs.readFileSync(__dirname + '/fresh-dir.sh', 'utf8');
+const LIST_OFFSITE = fs.readFileSync(__dirname + '/list-offsite.sh', 'utf8');
+const MISSING_TOOLS = fs.readFileSync(__dirname + '/missing-tools.sh', 'utf8');
+const SEAL_FILE = fs.readFileSync(__dirname + '/seal-file.sh', 'utf8');
+/**
+ * The line the backup host's authorized_keys holds for offsite-ssh-key: rsync only, confined to
+ * `path`, writing only (-wo), with no --delete or --remove-* (-no-del) and no file replaced
+ * (-no-overwrite); `restrict` turns off forwarding, a pty and the rest. -wo alone would still
+ * let a stolen VPS delete or overwrite copies (test/integration/offsite.test.ts shows it).
+ */
+function writeOnlyAuthorizedKey(path, publicKey) {
+    return `command="rrsync -wo -no-del -no-overwrite ${path}",restrict ${publicKey.trim()}`;
+}
+/** Where the copies of an environment (or of one backup) are on the backup host. */
+function offsiteDir(o, env, id) {
+    return id ? `${o.path}/${env}/${id}` : `${o.path}/${env}`;
+}
+/** The copy's address as a person would type it: user@host[:port]:/path/<env>/<id>. */
+function offsiteLocation(o, env, id) {
+    const host = o.host.replace(/^\[|\]$/g, '');
+    const where = o.port === 22 ? host : `${host.includes(':') ? `[${host}]` : host} port ${o.port}`;
+    return `${o.user}@${where}:${offsiteDir(o, env, id)}`;
+}
+class OffsiteFailed extends errors_1.OperationFailed {
+    stage;
+    constructor(stage, message) {
+        super(message);
+        this.stage = stage;
+    }
+}
+/**
+ * Seals, pushes, checks and prunes one verified backup's off-host copy (see the top of this file).
+ * Never throws for the copy itself: the outcome says what happened; the caller decides whether a
+ * failed copy fails the step (`required`).
+ */
+async function copyOffsite(c) {
+    const { host, config, env, manifest, log } = c;
+    const o = config.backup.offsite;
+    if (!o)
+        throw new Error('copyOffsite without backup.offsite');
+    if (manifest.status !== 'verified')
+        throw new Error(`copyOffsite of backup ${manifest.id}, which is not verified`);
+    const local = (0, backup_1.backupDir)(config, env, manifest.id);
+    const files = [...Object.keys(manifest.files), 'manifest.json'].map((name) => ({ name, path: `${local}/${name}`, sha256: manifest.files[name]?.sha256 }));
+    const set = { env: env.name, id: manifest.id, files, record: 'upload.json', stage: `${(0, backup_1.backupDir)(config, env)}/.offsite-${manifest.id}` };
+    const copy = await sendOffsite({ ...c, afterArrival: (admin) => pruneOffsite(admin, o, env.name, log) }, set);
+    // The local record of where the copy went (or why not), beside the backup it is of.
+    await host
+        .writeFile(`${local}/offsite.json`, `${JSON.stringify({ id: manifest.id, time: new Date().toISOString(), ...copy }, null, 2)}\n`, 0o600)
+        .catch((e) => log.warning(`could not write ${local}/offsite.json: ${(0, errors_1.errorMessage)(e)}`));
+    return copy;
+}
+/**
+ * Seals a set of files on the VPS, pushes them with the write-only key, and with the admin key
+ * checks them on arrival and runs `afterArrival`. Never throws for the copy itself.
+ */
+async function sendOffsite(c, set) {
+    const { host, config, keys, log, connectBackupHost = connectWithAdminKey } = c;
+    const o = config.backup.offsite;
+    if (!o)
+        throw new Error('sendOffsite without backup.offsite');
+    const started = Date.now();
+    const seconds = () => Math.round((Date.now() - started) / 100) / 10;
+    const location = offsiteLocation(o, set.env, set.id);
+    log.startGroup(`${set.env}: off-host copy of ${set.id} to ${location}`);
+    let copy;
+    let at = 'seal';
+    try {
+        let upload;
+        let writeOnly;
+        const removeStage = () => host.run((0, shell_1.sh) `rm -rf ${set.stage}`, { check: false, quiet: true, timeoutSeconds: 300 }).then(() => undefined);
+        const unregister = (0, cancel_1.onCancel)(removeStage);
+        try {
+            // 1. Seal on the VPS, with public keys only.
+            upload = await seal({ host, o, env: set.env, log }, set);
+            // 2. Push from the VPS with the write-only key.
+            at = 'push';
+            writeOnly = await push({ host, o, env: set.env, id: set.id, stage: set.stage, writeKey: keys.write, log });
+        }
+        finally {
+            unregister();
+            await removeStage().catch((0, logger_1.ignored)(log, `removing ${set.stage}`));
+        }
+        if (!writeOnly) {
+            log.warning(`the backup host let offsite-ssh-key read ${offsiteDir(o, set.env, set.id)}: that key is not confined to rrsync -wo, so a stolen VPS could read, delete or overwrite the copies; put the authorized_keys line from the README (Off-host copies) on the backup host`);
+        }
+        // 3 and 4. With the runner's own key: the check on arrival, then the retention.
+        let arrival = 'unchecked';
+        let pruned;
+        let pruneError;
+        if (keys.admin) {
+            at = 'arrival';
+            let admin;
+            try {
+                admin = await connectBackupHost(o, keys.admin, log);
+            }
+            catch (e) {
+                throw new OffsiteFailed('arrival', `the runner cannot log in to the backup host with offsite-admin-key to check the copy: ${(0, errors_1.errorMessage)(e)}`);
+            }
+            try {
+                await checkArrival(admin, o, set, upload);
+                arrival = 'checked';
+                log.info(`checked on arrival: ${Object.keys(upload.files).length} sealed files and ${set.record}, sha256 as computed on the VPS`);
+                if (c.afterArrival) {
+                    try {
+                        pruned = await c.afterArrival(admin);
+                    }
+                    catch (e) {
+                        pruneError = (0, errors_1.errorMessage)(e);
+                        log.warning(`the retention of the off-host copies failed (the new copy is kept): ${pruneError}`);
+                    }
+                }
+            }
+            finally {
+                await admin.close().catch((0, logger_1.ignored)(log, 'closing the connection to the backup host'));
+            }
+        }
+        else {
+            log.warning('no offsite-admin-key: the copy was not checked on the backup host (rsync checked each file as it arrived) and old copies are not pruned there');
+        }
+        copy = { status: 'copied', location, files: upload.files, arrival, writeOnly, pruned, pruneError, seconds: seconds() };
+    }
+    catch (e) {
+        const stageOf = e instanceof OffsiteFailed ? e.stage : at;
+        copy = { status: 'failed', location, stage: stageOf, error: (0, errors_1.shorten)((0, errors_1.errorMessage)(e), 600), seconds: seconds() };
+        log.warning(`the off-host copy of ${set.id} failed: ${copy.error}`);
+    }
+    finally {
+        log.endGroup();
+    }
+    return copy;
+}
+/** Encrypts each file of the set to the recipients into its staging directory, and writes the upload record there. */
+async function seal({ host, o, env, log }, set) {
+    const out = `${set.stage}/${set.env}/${set.id}`;
+    const tools = await host.run((0, shell_1.hostScript)(MISSING_TOOLS, {}, ['age', 'rsync', 'ssh']), { quiet: true, timeoutSeconds: 60 });
+    const missing = tools.stdout.split('\n').filter(Boolean);
+    const packages = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
+    if (missing.length) {
+        throw new OffsiteFailed('seal', `${missing.join(', ')} not installed on the VPS: apt-get install ${missing.map((t) => packages[t] ?? t).join(' ')}`);
+    }
+    await host.run((0, shell_1.hostScript)(FRESH_DIR, { DIR: out }), { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
+    const files = {};
+    for (const { name, path: plain, sha256: expected } of set.files) {
+        const sealed = `${out}/${name}.age`;
+        const r = await host.run((0, shell_1.hostScript)(SEAL_FILE, { ENCRYPT: (0, age_1.ageEncrypt)(o.recipients, plain, sealed), PLAIN: plain, SEALED: sealed }), {
+            label: `encrypting ${name} with age`,
+            quiet: true,
+            timeoutSeconds: o['timeout-seconds'],
+        });
+        const [plainHash, sealedHash, plainBytes, sealedBytes] = r.stdout.trim().split('\n');
+        const file = {
+            bytes: Number(sealedBytes),
+            sha256: sealedHash.split(/\s+/)[0],
+            plain: { bytes: Number(plainBytes), sha256: plainHash.split(/\s+/)[0] },
+        };
+        if (expected && expected !== file.plain.sha256) {
+            throw new OffsiteFailed('seal', `${plain} changed since it was verified (sha256 ${file.plain.sha256}, the manifest says ${expected}); nothing was copied`);
+        }
+        files[`${name}.age`] = file;
+        log.info(`sealed ${name}: ${file.bytes} bytes, sha256 ${file.sha256}`);
+    }
+    const upload = { id: set.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files };
+    await host.writeFile(`${out}/${set.record}`, uploadJson(upload), 0o600);
+    return upload;
+}
+function uploadJson(u) {
+    return `${JSON.stringify(u, null, 2)}\n`;
+}
+const RRSYNC_BUSY_ATTEMPTS = 20;
+const RRSYNC_BUSY_WAIT_MS = 15_000;
+/** rsync from the VPS to the backup host; returns whether a read with the same key was refused. */
+async function push({ host, o, env, id, stage, writeKey, log }) {
+    // mktemp -d makes the directory readable by its owner only (0700), whatever the umask.
+    const tmp = (await host.run('mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+    if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
+        throw new OffsiteFailed('push', `mktemp on the VPS returned "${(0, errors_1.shorten)(tmp, 80)}"`);
+    // The key file goes in every case: at the end of the push, and on a cancel (src/infra/cancel.ts).
+    const removeKey = () => host.run((0, shell_1.sh) `rm -rf ${tmp}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
+    const unregister = (0, cancel_1.onCancel)(removeKey);
+    try {
+        const transport = { keyFile: `${tmp}/key`, knownHostsFile: `${tmp}/known_hosts`, port: o.port };
+        await host.writeFile(transport.keyFile, writeKey, 0o600);
+        await host.writeFile(transport.knownHostsFile, (0, rsync_1.knownHostsFile)(o['known-hosts']), 0o600);
+        // The staged `<env>` directory lands in the directory rrsync confines the key to (backup.offsite.path).
+        const pushOnce = () => host.run((0, rsync_1.rsyncAddOnly)({ sources: [`${stage}/${env}`], destination: (0, rsync_1.remoteSpec)(o.user, o.host, ''), transport }), {
+            check: false,
+            quiet: true,
+            label: `rsync to ${o.host}`,
+            timeoutSeconds: o['timeout-seconds'],
+        });
+        let r = await pushOnce();
+        // rrsync lets one transfer at a time into its directory: prod's and dev's copies may meet there.
+        for (let attempt = 1; r.exitCode !== 0 && /Another instance of rrsync/.test(r.stderr) && attempt <= RRSYNC_BUSY_ATTEMPTS; attempt++) {
+            log.info(`the backup host is receiving another copy; trying again in ${RRSYNC_BUSY_WAIT_MS / 1000} s`);
+            await new Promise((resolve) => setTimeout(resolve, RRSYNC_BUSY_WAIT_MS));
+            r = await pushOnce();
+        }
+        if (r.exitCode !== 0)
+            throw new OffsiteFailed('push', pushFailure(o, r));
+        log.info(`copied to ${offsiteLocation(o, env, id)}`);
+        const read = await host.run((0, rsync_1.rsyncList)((0, rsync_1.remoteSpec)(o.user, o.host, `${env}/${id}/`), transport), { check: false, quiet: true, timeoutSeconds: 120 });
+        return read.exitCode !== 0;
+    }
+    finally {
+        unregister();
+        await removeKey().catch((0, logger_1.ignored)(log, `removing ${tmp} on the VPS`));
+    }
+}
+/** One line saying why rsync from the VPS failed, and what to change. */
+function pushFailure(o, r) {
+    const where = `${o.host}:${o.port}`;
+    const err = r.stderr;
+    // ssh's own line says why; rsync's "unexplained error (code 255)" after it says nothing.
+    const last = err
+        .split('\n')
+        .find((l) => /^ssh: |^ssh_exchange|^kex_exchange|^Connection |Connection refused|timed out/i.test(l.trim()))
+        ?.trim() ?? (0, errors_1.tailLines)(err, 1);
+    if (r.timedOut)
+        return `the copy to the backup host ${where} took longer than backup.offsite.timeout-seconds (${o['timeout-seconds']} s)`;
+    if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key for .* has changed|No .*host key is known/i.test(err)) {
+        return `the backup host ${where} showed a host key that is not in backup.offsite.known-hosts: compare that host's /etc/ssh/ssh_host_*_key.pub with the config (nothing was copied)`;
+    }
+    if (/Permission denied \(/i.test(err)) {
+        return `the backup host ${where} refused offsite-ssh-key for user ${o.user}: add its public key to that user's authorized_keys with the rrsync line (README, Off-host copies)`;
+    }
+    if (/Connection refused|Connection timed out|timed out|No route to host|Could not resolve|Network is unreachable|Connection closed by|kex_exchange/i.test(err)) {
+        return `the VPS cannot reach the backup host ${where}: ${last}`;
+    }
+    return `rsync from the VPS to ${where} exited with ${r.exitCode ?? 'no status'}: ${last || 'no message'}`;
+}
+/** The runner's own connection to the backup host (host key pinned from backup.offsite.known-hosts). */
+async function connectWithAdminKey(o, adminKey, log) {
+    return ssh_1.SshHost.connect({
+        host: o.host.replace(/^\[|\]$/g, ''),
+        port: o.port,
+        user: o.user,
+        privateKey: adminKey,
+        knownHosts: o['known-hosts'],
+        connectTimeoutSeconds: 20,
+        commandTimeoutSeconds: o['timeout-seconds'],
+    }, log);
+}
+/** sha256sum on the backup host: every sealed file and the upload record as the VPS computed and wrote them. */
+async function checkArrival(admin, o, set, upload) {
+    const dir = offsiteDir(o, set.env, set.id);
+    const expected = Object.fromEntries(Object.entries(upload.files).map(([n, f]) => [n, f.sha256]));
+    expected[set.record] = (0, node_crypto_1.createHash)('sha256').update(uploadJson(upload)).digest('hex');
+    const names = Object.keys(expected);
+    const r = await admin.run((0, shell_1.argv)('sha256sum', '--', names), {
+        cwd: dir,
+        check: false,
+        quiet: true,
+        label: `sha256sum in ${dir} on the backup host`,
+        timeoutSeconds: o['timeout-seconds'],
+    });
+    if (r.exitCode !== 0) {
+        throw new OffsiteFailed('arrival', `the copy is not complete in ${dir} on the backup host (${(0, errors_1.tailLines)(r.stderr, 1) || `sha256sum exited with ${r.exitCode}`}): is backup.offsite.path the directory rrsync is confined to?`);
+    }
+    const actual = new Map(r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => {
+        const [hash, ...rest] = l.split(/\s+/);
+        return [rest.join(' ').replace(/^\*/, ''), hash];
+    }));
+    for (const n of names) {
+        if (actual.get(n) !== expected[n]) {
+            throw new OffsiteFailed('arrival', `${dir}/${n} on the backup host has sha256 ${actual.get(n) ?? 'none'}, the VPS sent ${expected[n]}`);
+        }
+    }
+}
+async function listOffsite(admin, o, env) {
+    const base = offsiteDir(o, env);
+    const r = await admin.run((0, shell_1.hostScript)(LIST_OFFSITE, { BASE: base }), { quiet: true, label: `listing ${base} on the backup host`, timeoutSeconds: 120 });
+    return r.stdout
+        .split('\n')
+        .map((l) => l.split(' '))
+        .filter(([state, id]) => id && /^b\d{8}T\d{6}Z-[a-z][a-z0-9-]{0,30}$/.test(id) && (state === 'complete' || state === 'partial'))
+        .map(([state, id]) => ({ id, complete: state === 'complete' }))
+        .sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+}
+/** Keeps the newest `keep` complete copies; removes older ones, and broken pushes older than the newest complete copy. */
+async function pruneOffsite(admin, o, env, log) {
+    const all = await listOffsite(admin, o, env);
+    const complete = all.filter((e) => e.complete);
+    const keepIds = new Set(complete.slice(0, o.keep).map((e) => e.id));
+    const newest = complete[0];
+    const doomed = all.filter((e) => !keepIds.has(e.id) && (e.complete || (newest && e.id < newest.id)));
+    if (doomed.length === 0)
+        return [];
+    await admin.run((0, shell_1.argv)('rm', '-rf', '--', doomed.map((e) => offsiteDir(o, env, e.id))), { quiet: true, label: 'pruning old off-host copies', timeoutSeconds: 600 });
+    log.info(`${env}: removed off-host copies ${doomed.map((e) => e.id).join(', ')} (keeping the newest ${o.keep})`);
+    return doomed.map((e) => e.id);
+}
+
+
+/***/ }),
+
 /***/ 1579:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -58903,8 +59598,10 @@ exports.parseBaseBackups = parseBaseBackups;
 exports.chooseBaseBackup = chooseBaseBackup;
 exports.isoOf = isoOf;
 exports.scratchRoot = scratchRoot;
+exports.listArchive = listArchive;
 exports.recoverToScratch = recoverToScratch;
 exports.restoreToPoint = restoreToPoint;
+exports.factsOf = factsOf;
 /**
  * Point-in-time restore of prod's database from a base backup and the WAL archive (`backup.wal`).
  * The runbook:
@@ -59006,6 +59703,7 @@ async function listBaseBackups(host, config, log) {
         log.warning(`skipped the base backup ${u}`);
     return bases;
 }
+/** The WAL archive's file names. */
 async function listArchive(host, config) {
     const r = await host.run((0, shell_1.argv)('find', (0, wal_1.walDir)(config), '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
         label: 'listing the WAL archive',
@@ -59190,6 +59888,7 @@ async function swapIn(c, backup, services) {
             await host.run(prod.compose('start', ...services), prod.composeOptions({ label: 'prod compose start (after the restore)' }));
     }
 }
+/** What a recovery found, without its scratch server. */
 function factsOf(rec) {
     return {
         base: rec.base,
@@ -60071,6 +60770,279 @@ function rowsLostToRestore(backup, now, migration) {
         .sort((a, b) => b.rows - a.rows || a.table.localeCompare(b.table));
     const total = tables.reduce((n, t) => n + t.rows, 0);
     return { total, tables, duringMigration: all.total - total };
+}
+
+
+/***/ }),
+
+/***/ 8089:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.PUSHED_MARKER = void 0;
+exports.bySegment = bySegment;
+exports.segmentsToPush = segmentsToPush;
+exports.pushedMarker = pushedMarker;
+exports.copyBaseOffsite = copyBaseOffsite;
+exports.pushWalOffsite = pushWalOffsite;
+exports.copyWalOffsite = copyWalOffsite;
+exports.walCopiesFailure = walCopiesFailure;
+const backup_1 = __nccwpck_require__(10);
+const offsite_1 = __nccwpck_require__(6332);
+const wal_1 = __nccwpck_require__(8070);
+const shell_1 = __nccwpck_require__(3398);
+/** The file in the WAL directory naming the last segment pushed off the host. */
+exports.PUSHED_MARKER = '.offsite-pushed';
+const SEGMENT = /^[0-9A-F]{24}$/;
+/** Segments in archive order: log and segment number first (the last 16 digits), then the timeline. */
+function bySegment(a, b) {
+    const [x, y] = [a.slice(8), b.slice(8)];
+    return x < y ? -1 : x > y ? 1 : a < b ? -1 : a > b ? 1 : 0;
+}
+/** The completed segments after the marker (all of them with none), in archive order. */
+function segmentsToPush(names, marker) {
+    return names
+        .filter((n) => SEGMENT.test(n))
+        .filter((n) => marker === undefined || bySegment(n, marker) > 0)
+        .sort(bySegment);
+}
+/** The last segment pushed off the host, as the marker says; undefined when none was. */
+async function pushedMarker(host, config) {
+    const r = await host.run((0, shell_1.argv)('cat', '--', `${(0, wal_1.walDir)(config)}/${exports.PUSHED_MARKER}`), { check: false, quiet: true, timeoutSeconds: 60 });
+    const name = r.exitCode === 0 ? r.stdout.trim() : '';
+    return SEGMENT.test(name) ? name : undefined;
+}
+/** One base backup's files, sealed and pushed to <path>/prod/base/<stamp>/. */
+async function copyBaseOffsite(c, base) {
+    const files = Object.keys(base.files)
+        .sort()
+        .map((name) => ({ name, path: `${base.dir}/${name}` }));
+    return (0, offsite_1.sendOffsite)(c, {
+        env: c.env.name,
+        id: `base/${base.stamp}`,
+        files,
+        record: 'upload.json',
+        stage: `${(0, wal_1.baseBackupRoot)(c.config)}/.offsite-${base.stamp}`,
+    });
+}
+/** The completed segments not yet pushed, sealed and pushed to <path>/prod/wal/; the marker moves once they are there. */
+async function pushWalOffsite(c) {
+    const { host, config, log } = c;
+    const dir = (0, wal_1.walDir)(config);
+    const listing = await host.run((0, shell_1.argv)('find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
+        quiet: true,
+        label: 'listing the WAL archive',
+        timeoutSeconds: 60,
+    });
+    const segments = segmentsToPush(listing.stdout.split('\n'), await pushedMarker(host, config));
+    if (!segments.length) {
+        log.info('no completed WAL segment since the last push off the host');
+        return { segments };
+    }
+    const last = segments[segments.length - 1];
+    const files = segments.map((name) => ({ name, path: `${dir}/${name}` }));
+    const copy = await (0, offsite_1.sendOffsite)(c, { env: c.env.name, id: 'wal', files, record: `upload-${last}.json`, stage: `${(0, backup_1.backupDir)(config, c.env)}/.offsite-wal` });
+    // The marker moves once the segments are on the backup host (a failed check on arrival says so, but they were sent).
+    const sent = copy.status === 'copied' || copy.stage === 'arrival';
+    if (sent)
+        await host.writeFile(`${dir}/${exports.PUSHED_MARKER}`, `${last}\n`, 0o600);
+    return { segments, copy };
+}
+/** A new base backup off the host, then the WAL segments not yet there. */
+async function copyWalOffsite(c, base) {
+    return { base: await copyBaseOffsite(c, base), wal: await pushWalOffsite(c) };
+}
+/** The first failed copy, in one line; undefined when none failed. */
+function walCopiesFailure(w, stamp) {
+    if (w.base.status === 'failed')
+        return `the off-host copy of base backup ${stamp} failed: ${w.base.error}`;
+    if (w.wal.copy?.status === 'failed')
+        return `the off-host copy of ${w.wal.segments.length} WAL segment(s) failed: ${w.wal.copy.error}`;
+    return undefined;
+}
+
+
+/***/ }),
+
+/***/ 3613:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DEFAULT_SEGMENT_BYTES = void 0;
+exports.walFileName = walFileName;
+exports.labelStartFile = labelStartFile;
+exports.manifestStartFile = manifestStartFile;
+exports.parseBaseListing = parseBaseListing;
+exports.planBaseRetention = planBaseRetention;
+exports.pruneBaseBackups = pruneBaseBackups;
+/**
+ * Retention of base backups and the WAL archive on the host (backup.wal.keep-base): the newest
+ * `keep-base` complete base backups stay; older ones, and broken ones older than the newest complete
+ * one, are removed; then every WAL segment older than the segment the oldest kept base backup starts
+ * from is deleted (wal-prune.sh), so the archive holds exactly what the kept base backups need and
+ * never grows without end. With no complete base backup, no segment is deleted; with backup.offsite,
+ * no segment that has not gone off the host yet.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(6192);
+const errors_1 = __nccwpck_require__(9297);
+const json_1 = __nccwpck_require__(8432);
+const shell_1 = __nccwpck_require__(3398);
+const wal_1 = __nccwpck_require__(8070);
+const wal_offsite_1 = __nccwpck_require__(8089);
+const WAL_PRUNE = fs.readFileSync(__nccwpck_require__.ab + "wal-prune.sh", 'utf8');
+/** The default wal_segment_size (16 MiB). */
+exports.DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024;
+/**
+ * The WAL file holding an LSN (`X/Y`, as PostgreSQL prints it) on a timeline: what
+ * pg_walfile_name gives, except that an LSN on a segment's first byte names that segment
+ * (a backup starts there).
+ */
+function walFileName(lsn, timeline, segmentBytes = exports.DEFAULT_SEGMENT_BYTES) {
+    const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(lsn);
+    if (!m)
+        throw new errors_1.OperationFailed(`"${lsn}" is not an LSN`);
+    if (!Number.isInteger(timeline) || timeline < 1 || timeline > 0xffffffff)
+        throw new errors_1.OperationFailed(`${timeline} is not a timeline`);
+    if (!Number.isInteger(segmentBytes) || segmentBytes < 1 << 20 || (segmentBytes & (segmentBytes - 1)) !== 0)
+        throw new errors_1.OperationFailed(`${segmentBytes} is not a WAL segment size (a power of two, 1 MiB or more)`);
+    const position = (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
+    const segment = position / BigInt(segmentBytes);
+    const perLog = 0x100000000n / BigInt(segmentBytes);
+    const hex = (n) => n.toString(16).toUpperCase().padStart(8, '0');
+    return `${hex(timeline)}${hex(segment / perLog)}${hex(segment % perLog)}`;
+}
+/** The start WAL file named in a backup_label ("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)"). */
+function labelStartFile(label) {
+    return /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)?.[1];
+}
+const manifestSchema = zod_1.z.object({
+    'WAL-Ranges': zod_1.z.array(zod_1.z.object({ Timeline: zod_1.z.number().int(), 'Start-LSN': zod_1.z.string() })).min(1),
+});
+/** The start WAL file of a backup_manifest: its first WAL range's Start-LSN on that range's timeline. */
+function manifestStartFile(text, segmentBytes = exports.DEFAULT_SEGMENT_BYTES) {
+    const ranges = (0, json_1.parseHostJson)(manifestSchema, text, 'backup_manifest')['WAL-Ranges'];
+    // The ranges run from the backup's start; the first one is on the timeline it started on.
+    return walFileName(ranges[0]['Start-LSN'], ranges[0].Timeline, segmentBytes);
+}
+/** The base backups under the root, newest first (find -printf '%d %y %P' lines). */
+function parseBaseListing(text) {
+    const stamps = new Set();
+    const complete = new Set();
+    for (const line of text.split('\n')) {
+        const m = /^([12]) ([dfl]) (\d{8}T\d{6}Z)(?:\/(.+))?$/.exec(line);
+        if (!m)
+            continue;
+        if (m[1] === '1' && m[2] === 'd')
+            stamps.add(m[3]);
+        if (m[1] === '2' && m[2] === 'f' && m[4] === 'backup_manifest')
+            complete.add(m[3]);
+    }
+    return [...stamps].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0)).map((stamp) => ({ stamp, complete: complete.has(stamp) }));
+}
+/** What the retention keeps and removes, given the base backups newest first. */
+function planBaseRetention(all, keep) {
+    const complete = all.filter((e) => e.complete);
+    const kept = complete.slice(0, keep).map((e) => e.stamp);
+    const newest = complete[0]?.stamp;
+    const removed = all.filter((e) => !kept.includes(e.stamp) && (e.complete || (newest !== undefined && e.stamp < newest))).map((e) => e.stamp);
+    return { kept, removed };
+}
+async function listBaseBackups(host, config) {
+    const root = (0, wal_1.baseBackupRoot)(config);
+    const r = await host.run((0, shell_1.argv)('find', root, '-mindepth', '1', '-maxdepth', '2', '-printf', '%d %y %P\\n'), {
+        check: false,
+        quiet: true,
+        label: 'listing the base backups',
+        timeoutSeconds: 60,
+    });
+    if (r.exitCode !== 0) {
+        if (/No such file or directory/.test(r.stderr))
+            return [];
+        throw new errors_1.OperationFailed(`listing ${root} failed: ${(0, errors_1.tailLines)(r.stderr, 2)}`);
+    }
+    return parseBaseListing(r.stdout);
+}
+/** The segment a base backup starts from: its backup_label (first in base.tar), else its backup_manifest. */
+async function startFile(host, config, stamp) {
+    const dir = `${(0, wal_1.baseBackupRoot)(config)}/${stamp}`;
+    // --occurrence stops reading at the first backup_label, which pg_basebackup writes first.
+    const label = await host.run((0, shell_1.argv)('tar', '--occurrence=1', '-xOf', `${dir}/base.tar`, 'backup_label'), { check: false, quiet: true, timeoutSeconds: 600 });
+    const fromLabel = label.exitCode === 0 ? labelStartFile(label.stdout) : undefined;
+    if (fromLabel)
+        return fromLabel;
+    const manifest = await host.run((0, shell_1.argv)('cat', '--', `${dir}/backup_manifest`), { quiet: true, timeoutSeconds: 60 });
+    // Every segment of a cluster has its wal_segment_size: an archived one says which.
+    const size = await host.run((0, shell_1.argv)('find', (0, wal_1.walDir)(config), '-maxdepth', '1', '-type', 'f', '-regextype', 'posix-extended', '-regex', '.*/[0-9A-F]{24}', '-printf', '%s\\n', '-quit'), { check: false, quiet: true, timeoutSeconds: 60 });
+    const bytes = Number(size.stdout.trim());
+    return manifestStartFile(manifest.stdout, bytes > 0 ? bytes : exports.DEFAULT_SEGMENT_BYTES);
+}
+/** Keeps the newest backup.wal.keep-base base backups and the WAL they need; removes the rest. */
+async function pruneBaseBackups(c) {
+    const { host, config, log } = c;
+    const { kept, removed } = planBaseRetention(await listBaseBackups(host, config), config.backup.wal['keep-base']);
+    if (removed.length) {
+        await host.run((0, shell_1.argv)('rm', '-rf', '--', removed.map((s) => `${(0, wal_1.baseBackupRoot)(config)}/${s}`)), { quiet: true, label: 'removing old base backups', timeoutSeconds: 600 });
+    }
+    const oldest = kept.at(-1);
+    if (!oldest)
+        return { kept, removed, walRemoved: [] };
+    let start = await startFile(host, config, oldest);
+    if (config.backup.offsite) {
+        // With off-host copies, a segment that has not gone off the host yet stays.
+        const pushed = await (0, wal_offsite_1.pushedMarker)(host, config);
+        if (!pushed) {
+            log.info('no WAL segment has gone off the host yet: none is deleted');
+            return { kept, removed, walRemoved: [] };
+        }
+        if ((0, wal_offsite_1.bySegment)(pushed, start) < 0)
+            start = pushed;
+    }
+    const r = await host.run((0, shell_1.hostScript)(WAL_PRUNE, { DIR: (0, wal_1.walDir)(config), START: start }), {
+        quiet: true,
+        label: 'removing WAL segments older than the oldest kept base backup',
+        timeoutSeconds: 600,
+    });
+    const walRemoved = r.stdout.split('\n').filter((l) => /^[0-9A-F]{24}$/.test(l));
+    log.info(`prod: keeping ${kept.length} base backup(s) (oldest ${oldest}, from WAL ${start}); removed ${removed.length} base backup(s) and ${walRemoved.length} WAL segment(s)`);
+    return { kept, removed, start, walRemoved };
 }
 
 
@@ -61757,6 +62729,55 @@ function copyDatabaseSettingsSql(from, to) {
 /** Ends the database's sessions, then drops it if it exists. */
 function dropDatabaseSql(name) {
     return `${endSessionsSql(name)}\nDROP DATABASE IF EXISTS ${(0, sql_1.ident)(name)};\n`;
+}
+
+
+/***/ }),
+
+/***/ 3501:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.sshTransport = sshTransport;
+exports.remoteSpec = remoteSpec;
+exports.rsyncAddOnly = rsyncAddOnly;
+exports.rsyncList = rsyncList;
+exports.knownHostsFile = knownHostsFile;
+/**
+ * rsync over ssh, run on the VPS toward another host: the one builder of those command lines. The
+ * ssh under rsync reads no user or system config, uses only the key it is given, and trusts only
+ * the host keys in the known_hosts file it is given (StrictHostKeyChecking=yes): no trust on first use.
+ */
+const shell_1 = __nccwpck_require__(3398);
+/** The `-e` command rsync runs to reach the other host. */
+function sshTransport(t) {
+    return (0, shell_1.argv)('ssh', '-F', '/dev/null', '-p', String(t.port), '-i', t.keyFile, '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${t.knownHostsFile}`, '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'UpdateHostKeys=no', '-o', `ConnectTimeout=${t.connectTimeoutSeconds ?? 20}`, '-o', 'ServerAliveInterval=15');
+}
+/** `user@host:path` as rsync reads it (an IPv6 address in brackets). */
+function remoteSpec(user, host, path) {
+    const h = host.includes(':') ? `[${host.replace(/^\[|\]$/g, '')}]` : host;
+    return `${user}@${h}:${path}`;
+}
+/**
+ * Adds files to the other host and never changes one already there: no --delete, and
+ * --ignore-existing (the backup host's rrsync -no-overwrite enforces the same on its side).
+ */
+function rsyncAddOnly(p) {
+    return (0, shell_1.argv)('rsync', '--recursive', '--times', '--ignore-existing', `--timeout=${p.ioTimeoutSeconds ?? 120}`, '-e', sshTransport(p.transport), '--', p.sources, p.destination);
+}
+/** Lists a remote path (a read): used to prove the key cannot read, so it must fail. */
+function rsyncList(source, transport) {
+    return (0, shell_1.argv)('rsync', '--list-only', '--timeout=60', '-e', sshTransport(transport), '--', source);
+}
+/** A known_hosts file's content: the given lines, one per line, nothing else. */
+function knownHostsFile(lines) {
+    return (lines
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('#'))
+        .join('\n') + '\n');
 }
 
 
