@@ -238,6 +238,11 @@ export interface LoadResult {
   failed: number;
   /** The first few failures, as text. */
   failures: string[];
+  /**
+   * Failures the api answered itself with its database error (HTTP 500, `"status": "error"`): the
+   * proxy reached a running api, so the switch did not drop the request; the database did.
+   */
+  databaseErrors: number;
   /** The longest time without a successful answer (between two consecutive ones, by completion). */
   longestGapMs: number;
   /** Answers per version and per answering container. */
@@ -263,6 +268,7 @@ export function startLoad(port: number, rps = 20, urlPath = '/'): LoadLoop {
   const servedBy: Record<string, number> = {};
   let sent = 0;
   let failed = 0;
+  let databaseErrors = 0;
   let switchStart = -1;
   let switchEnd = -1;
   const started = Date.now();
@@ -276,6 +282,7 @@ export function startLoad(port: number, rps = 20, urlPath = '/'): LoadLoop {
           servedBy[a.servedBy ?? '?'] = (servedBy[a.servedBy ?? '?'] ?? 0) + 1;
         } else {
           failed++;
+          if (/^HTTP 500 \{.*"status": "error"/s.test(a.error ?? '')) databaseErrors++;
           // Distinct messages only, each with when it first came (seconds into the loop), so one
           // repeated error does not hide the others.
           const text = a.error ?? 'failed';
@@ -298,6 +305,7 @@ export function startLoad(port: number, rps = 20, urlPath = '/'): LoadLoop {
         ok: okTimes.length,
         failed,
         failures,
+        databaseErrors,
         longestGapMs,
         versions,
         servedBy,
