@@ -26,6 +26,7 @@ import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
 import { runOnFake } from '../support/run-action';
+import { startWalDb } from './wal-support';
 
 const RUN = randomBytes(4).toString('hex');
 const PROJECT = `twinstack-test-${RUN}-drill`;
@@ -67,23 +68,6 @@ function configFor(dir: string): Config {
     .replace('{ service: db, name: makapix, user: owner,', '{ service: db, name: app, user: owner,');
   const drill = `  drill:\n    smoke:\n      - SELECT count(*) FROM events WHERE batch = 'a'\n      - { sql: "SELECT note FROM markers WHERE id = 1", expect: drill-marker }\n`;
   return parseConfig(`${text}\nbackup:\n  dir: ${dir}/backups\n  verify: restore\n  wal: { enabled: true, admin-user: postgres }\n${drill}`, 'twinstack.yml');
-}
-
-async function startDb(): Promise<void> {
-  docker('build', '-q', '--network', 'none', '-t', IMAGE, '-f', path.join(__dirname, '../fixtures/app/db/Dockerfile'), path.join(__dirname, '../fixtures/app'));
-  docker('network', 'create', NETWORK);
-  docker(
-    'run', '-d', '--name', DB, '--network', NETWORK, '--network-alias', 'db',
-    '--label', `com.docker.compose.project=${PROJECT}`, '--label', 'com.docker.compose.service=db',
-    '-e', 'DB_PORT=5432', '-e', 'DB_NAME=app', '-e', 'DB_PASSWORD=owner-pw', '-e', 'APP_DB_PASSWORD=app-pw',
-    IMAGE, '-c', 'listen_addresses=*',
-  ); // prettier-ignore
-  for (let i = 0; i < 120; i++, await sleep(500)) {
-    const started = attempt('logs', DB).stdout.includes('db-entrypoint: starting postgres');
-    if (started && attempt('exec', DB, 'pg_isready', '-q', '-h', '/var/run/postgresql', '-U', 'postgres').status === 0) break;
-  }
-  docker('exec', DB, 'sh', '-c', 'echo "host replication all samenet scram-sha-256" >> "$PGDATA/pg_hba.conf"');
-  stats('SELECT pg_reload_conf()');
 }
 
 function batch(name: string, n: number): void {
@@ -128,7 +112,7 @@ describe('restore drill of prod', { skip }, () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-drill-'));
     config = configFor(root);
     try {
-      await startDb();
+      await startWalDb({ image: IMAGE, network: NETWORK, db: DB, project: PROJECT });
       sshd = await startSshd();
       host = await connect(sshd, {}, log);
     } catch (e) {

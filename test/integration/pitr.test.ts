@@ -23,6 +23,7 @@ import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
+import { startWalDb } from './wal-support';
 
 const RUN = randomBytes(4).toString('hex');
 const PROJECT = `twinstack-test-${RUN}-pitr`;
@@ -66,23 +67,6 @@ function configFor(dir: string): Config {
   return parseConfig(`${text}\nbackup:\n  dir: ${dir}/backups\n  wal: { enabled: true, admin-user: postgres }\n`, 'twinstack.yml');
 }
 
-async function startDb(): Promise<void> {
-  docker('build', '-q', '--network', 'none', '-t', IMAGE, '-f', path.join(__dirname, '../fixtures/app/db/Dockerfile'), path.join(__dirname, '../fixtures/app'));
-  docker('network', 'create', NETWORK);
-  docker(
-    'run', '-d', '--name', DB, '--network', NETWORK, '--network-alias', 'db',
-    '--label', `com.docker.compose.project=${PROJECT}`, '--label', 'com.docker.compose.service=db',
-    '-e', 'DB_PORT=5432', '-e', 'DB_NAME=app', '-e', 'DB_PASSWORD=owner-pw', '-e', 'APP_DB_PASSWORD=app-pw',
-    IMAGE, '-c', 'listen_addresses=*',
-  ); // prettier-ignore
-  for (let i = 0; i < 120; i++, await sleep(500)) {
-    const started = attempt('logs', DB).stdout.includes('db-entrypoint: starting postgres');
-    if (started && attempt('exec', DB, 'pg_isready', '-q', '-h', '/var/run/postgresql', '-U', 'postgres').status === 0) break;
-  }
-  docker('exec', DB, 'sh', '-c', 'echo "host replication all samenet scram-sha-256" >> "$PGDATA/pg_hba.conf"');
-  docker('exec', DB, 'psql', '-X', '-q', '-h', '/var/run/postgresql', '-U', 'postgres', '-c', 'SELECT pg_reload_conf()');
-}
-
 /** One batch: `n` rows in one transaction; returns its commit time as the database's clock saw it just after. */
 function batch(name: string, n: number): string {
   sql(`INSERT INTO events (batch, note) SELECT '${name}', 'event ' || g FROM generate_series(1, ${n}) g`);
@@ -114,7 +98,7 @@ describe('point-in-time restore of prod', { skip }, () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-pitr-'));
     config = configFor(root);
     try {
-      await startDb();
+      await startWalDb({ image: IMAGE, network: NETWORK, db: DB, project: PROJECT });
       sshd = await startSshd();
       host = await connect(sshd, {}, log);
     } catch (e) {

@@ -24,6 +24,7 @@ import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
 import { runOnFake } from '../support/run-action';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
+import { startWalDb } from './wal-support';
 
 const RUN = randomBytes(4).toString('hex');
 const PROJECT = `twinstack-test-${RUN}-wal`;
@@ -65,27 +66,6 @@ function configFor(backupDir: string): Config {
   );
 }
 
-async function startDb(): Promise<void> {
-  docker('build', '-q', '--network', 'none', '-t', IMAGE, '-f', path.join(__dirname, '../fixtures/app/db/Dockerfile'), path.join(__dirname, '../fixtures/app'));
-  docker('network', 'create', NETWORK);
-  // As compose would start it: its labels, on the project's network with the service name as alias,
-  // listening there (the fixture listens on loopback only unless told otherwise).
-  docker(
-    'run', '-d', '--name', DB, '--network', NETWORK, '--network-alias', 'db',
-    '--label', `com.docker.compose.project=${PROJECT}`, '--label', 'com.docker.compose.service=db',
-    '-e', 'DB_PORT=5432', '-e', 'DB_NAME=app', '-e', 'DB_PASSWORD=owner-pw', '-e', 'APP_DB_PASSWORD=app-pw',
-    IMAGE, '-c', 'listen_addresses=*',
-  ); // prettier-ignore
-  for (let i = 0; i < 120; i++, await sleep(500)) {
-    // The first start runs a temporary server on the same socket: wait for the real one.
-    const started = attempt('logs', DB).stdout.includes('db-entrypoint: starting postgres');
-    if (started && attempt('exec', DB, 'pg_isready', '-q', '-h', '/var/run/postgresql', '-U', 'postgres').status === 0) break;
-  }
-  // The one server setting an operator adds for a receiver on the compose network (preflight says so).
-  docker('exec', DB, 'sh', '-c', 'echo "host replication all samenet scram-sha-256" >> "$PGDATA/pg_hba.conf"');
-  sql('SELECT pg_reload_conf()');
-}
-
 function cleanUp(): void {
   for (const c of [`${PROJECT}-twinstack-wal`, DB]) attempt('rm', '-f', '-v', c);
   attempt('network', 'rm', NETWORK);
@@ -98,7 +78,7 @@ describe('continuous WAL archiving of prod', { skip }, () => {
     config = configFor(path.join(root, 'backups'));
     prod = new Environment('prod', config);
     try {
-      await startDb();
+      await startWalDb({ image: IMAGE, network: NETWORK, db: DB, project: PROJECT });
       sshd = await startSshd();
       host = await connect(sshd, {}, log);
     } catch (e) {

@@ -1,0 +1,34 @@
+/**
+ * What the WAL, point-in-time restore and drill suites share: prod's db as compose would start it,
+ * from the fixture's own db image, ready for a WAL receiver on its network.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+
+const docker = (...args: string[]) =>
+  execFileSync('docker', args, { encoding: 'utf8', timeout: 180_000, env: { ...process.env, DOCKER_BUILDKIT: '0' } }).trim();
+const attempt = (...args: string[]) => spawnSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Builds the fixture db image as `image` and runs it as service db of compose project `project`, named `db`, on a new network. */
+export async function startWalDb(o: { image: string; network: string; db: string; project: string }): Promise<void> {
+  const app = path.join(__dirname, '../fixtures/app');
+  docker('build', '-q', '--network', 'none', '-t', o.image, '-f', path.join(app, 'db/Dockerfile'), app);
+  docker('network', 'create', o.network);
+  // As compose would start it: its labels, on the project's network with the service name as alias,
+  // listening there (the fixture listens on loopback only unless told otherwise).
+  docker(
+    'run', '-d', '--name', o.db, '--network', o.network, '--network-alias', 'db',
+    '--label', `com.docker.compose.project=${o.project}`, '--label', 'com.docker.compose.service=db',
+    '-e', 'DB_PORT=5432', '-e', 'DB_NAME=app', '-e', 'DB_PASSWORD=owner-pw', '-e', 'APP_DB_PASSWORD=app-pw',
+    o.image, '-c', 'listen_addresses=*',
+  ); // prettier-ignore
+  for (let i = 0; i < 120; i++, await sleep(500)) {
+    // The first start runs a temporary server on the same socket: wait for the real one.
+    const started = attempt('logs', o.db).stdout.includes('db-entrypoint: starting postgres');
+    if (started && attempt('exec', o.db, 'pg_isready', '-q', '-h', '/var/run/postgresql', '-U', 'postgres').status === 0) break;
+  }
+  // The one server setting an operator adds for a receiver on the compose network (preflight says so).
+  docker('exec', o.db, 'sh', '-c', 'echo "host replication all samenet scram-sha-256" >> "$PGDATA/pg_hba.conf"');
+  docker('exec', o.db, 'psql', '-X', '-q', '-h', '/var/run/postgresql', '-U', 'postgres', '-c', 'SELECT pg_reload_conf()');
+}
