@@ -22,7 +22,8 @@
  */
 import type { EnvContext } from './environment';
 import { listBackups, type BackupManifest } from './backup';
-import { factsOf, listArchive, recoverToScratch, type RecoveryFacts, type ScratchServer } from './pitr';
+import { factsOf, recoverToScratch, type RecoveryFacts, type ScratchServer } from './pitr';
+import { listArchive } from './wal';
 import { walFileName } from './wal-retention';
 import type { DrillSettings } from '../config/backup';
 import { OperationFailed, errorMessage, tailLines } from '../infra/errors';

@@ -26,7 +26,7 @@ import type { Config } from './config';
 import type { EnvContext } from './environment';
 import { backupDir, compareCounts, newBackupId, restoreAsideName, restoreBackup, rowCounts, streamToFile, verifyBackup, type BackupManifest } from './backup';
 import { REVISION_SQL } from './schema';
-import { baseBackupRoot, toolContainer, walDir } from './wal';
+import { baseBackupRoot, listArchive, toolContainer, walDir } from './wal';
 import { OperationFailed, errorMessage, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
 import { logsTail } from '../infra/docker';
@@ -154,16 +154,6 @@ async function listBaseBackups(host: Host, config: Config, log: Logger): Promise
   if (unreadable.length && bases.length === 0) throw new OperationFailed(`no base backup under ${root} can be read: ${unreadable.join('; ')}`);
   for (const u of unreadable) log.warning(`skipped the base backup ${u}`);
   return bases;
-}
-
-/** The WAL archive's file names. */
-export async function listArchive(host: Host, config: Config): Promise<string[]> {
-  const r = await host.run(argv('find', walDir(config), '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
-    label: 'listing the WAL archive',
-    quiet: true,
-    timeoutSeconds: 120,
-  });
-  return r.stdout.split('\n').filter(Boolean);
 }
 
 /**

@@ -12,7 +12,7 @@
 import type { Environment } from './environment';
 import { backupDir } from './backup';
 import { sendOffsite, type OffsiteCopy, type SendOptions } from './offsite';
-import { baseBackupRoot, walDir, type BaseBackup } from './wal';
+import { baseBackupRoot, listArchive, walDir, type BaseBackup } from './wal';
 import type { Config } from './config';
 import type { Host } from '../infra/host';
 import { argv } from '../infra/shell';
@@ -69,12 +69,7 @@ export interface WalPush {
 export async function pushWalOffsite(c: WalOffsiteOptions): Promise<WalPush> {
   const { host, config, log } = c;
   const dir = walDir(config);
-  const listing = await host.run(argv('find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
-    quiet: true,
-    label: 'listing the WAL archive',
-    timeoutSeconds: 60,
-  });
-  const segments = segmentsToPush(listing.stdout.split('\n'), await pushedMarker(host, config));
+  const segments = segmentsToPush(await listArchive(host, config), await pushedMarker(host, config));
   if (!segments.length) {
     log.info('no completed WAL segment since the last push off the host');
     return { segments };

@@ -292,6 +292,16 @@ export interface BaseBackup {
   seconds: number;
 }
 
+/** The WAL archive's file names. */
+export async function listArchive(host: Host, config: Config): Promise<string[]> {
+  const r = await host.run(argv('find', walDir(config), '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
+    label: 'listing the WAL archive',
+    quiet: true,
+    timeoutSeconds: 120,
+  });
+  return r.stdout.split('\n').filter(Boolean);
+}
+
 /** Where base backups go on the host. */
 export function baseBackupRoot(config: Config): string {
   return `${config.backup.dir}/prod/base`;
