@@ -31,7 +31,7 @@ for (const composeCommand of composeCommands()) {
 
     it('deploys dev from scratch: built, healthy, probed, recorded and tagged', async () => {
       const r = await fx.run('deploy', { environment: 'dev', ref: 'main' });
-      assert.equal(r.code, 0, r.visible);
+      assert.equal(r.code, 0, r.why);
       const sha = fx.branches.main;
       assert.equal(r.outputs.sha, sha);
       assert.match(r.outputs['release-id'], new RegExp(`^r\\d{8}T\\d{6}Z-${sha.slice(0, 7)}$`));
@@ -55,7 +55,7 @@ for (const composeCommand of composeCommands()) {
 
     it('gates the commit dev runs: alembic at its one head, real pytest results, recorded for the sha', async () => {
       const r = await fx.run('gate');
-      assert.equal(r.code, 0, r.visible);
+      assert.equal(r.code, 0, r.why);
       assert.ok(Number(r.outputs.passed) >= 2, `passed=${r.outputs.passed}`);
       assert.equal(r.outputs.failed, '0');
       assert.equal(r.outputs['alembic-head'], '0001');
@@ -68,7 +68,7 @@ for (const composeCommand of composeCommands()) {
 
     it('fails the gate on a failing test, naming it with file and line', async () => {
       const d = await fx.run('deploy', { environment: 'dev', ref: 'failing-test' });
-      assert.equal(d.code, 0, d.visible);
+      assert.equal(d.code, 0, d.why);
       releases.push(d.outputs['release-id']);
       const r = await fx.run('gate');
       assert.equal(r.code, 1);
@@ -86,7 +86,7 @@ for (const composeCommand of composeCommands()) {
 
     it('fails the gate on two alembic heads', async () => {
       const d = await fx.run('deploy', { environment: 'dev', ref: 'two-heads' });
-      assert.equal(d.code, 0, d.visible);
+      assert.equal(d.code, 0, d.why);
       releases.push(d.outputs['release-id']);
       const r = await fx.run('gate');
       assert.equal(r.code, 1);
@@ -95,12 +95,12 @@ for (const composeCommand of composeCommands()) {
 
     it('deploys a new commit, reporting the previous release; the gate migrates to the new head', async () => {
       const r = await fx.run('deploy', { environment: 'dev', ref: 'second' });
-      assert.equal(r.code, 0, r.visible);
+      assert.equal(r.code, 0, r.why);
       assert.equal(r.outputs.sha, fx.branches.second);
       assert.equal(r.outputs['previous-release-id'], releases.at(-1));
       releases.push(r.outputs['release-id']);
       const g = await fx.run('gate', { sha: fx.branches.second });
-      assert.equal(g.code, 0, g.visible);
+      assert.equal(g.code, 0, g.why);
       assert.equal(g.outputs['alembic-head'], '0002');
       assert.match(fx.psql('dev', `select column_name from information_schema.columns where table_name = 'items'`), /description/);
     });
@@ -133,7 +133,7 @@ for (const composeCommand of composeCommands()) {
 
     it('prunes release tags to the newest releases kept', async () => {
       const r = await fx.run('deploy', { environment: 'dev', ref: 'main' });
-      assert.equal(r.code, 0, r.visible);
+      assert.equal(r.code, 0, r.why);
       releases.push(r.outputs['release-id']);
       const ids = new Set(
         fx

@@ -130,7 +130,7 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
 
   async function deploy(ref: string, extra: Record<string, string> = {}) {
     const r = await fx.run('deploy', { environment: 'dev', ref, ...extra });
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     return r;
   }
 
@@ -145,8 +145,8 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
     const a = fx.start('deploy', { environment: 'dev', ref: 'main', 'lock-timeout': '900' });
     const b = fx.start('deploy', { environment: 'dev', ref: 'second', 'lock-timeout': '900' });
     const [ra, rb] = await Promise.all([a.done, b.done]);
-    assert.equal(ra.code, 0, ra.visible);
-    assert.equal(rb.code, 0, rb.visible);
+    assert.equal(ra.code, 0, ra.why);
+    assert.equal(rb.code, 0, rb.why);
     // Both runs began together, so the one whose operation started after the other's had finished waited for the lock.
     const ops = intervals(fx.hostLog('dev'));
     assert.equal(ops.length, 2);
@@ -174,7 +174,7 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
     try {
       const logBefore = fx.hostLog('dev').length;
       const second = await fx.run('deploy', { environment: 'dev', ref: 'second', 'lock-timeout': '2' });
-      assert.equal(second.code, 1, second.visible);
+      assert.equal(second.code, 1, second.why);
       assert.equal(errors(second.stdout).length, 1, second.visible);
       assert.match(
         errors(second.stdout)[0],
@@ -191,7 +191,7 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
     }
     // Once the holder is gone, the lock is free again: dev goes back to main for the next case.
     const next = await fx.run('deploy', { environment: 'dev', ref: 'main', 'lock-timeout': '10' });
-    assert.equal(next.code, 0, next.visible);
+    assert.equal(next.code, 0, next.why);
     assertNoOverlap(intervals(fx.hostLog('dev')));
     assertOnWholeRelease('dev');
   });
@@ -210,11 +210,11 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
     await waitFor('the dead run to release the flock', () => !lockState('dev').held, 30_000);
     assert.equal(lockState('dev').holderFile, true);
     const status = await fx.run('status', { environments: 'dev' });
-    assert.equal(status.code, 0, status.visible);
+    assert.equal(status.code, 0, status.why);
     assert.match(status.summary, /unfinished deploy/);
 
     const r = await fx.run('deploy', { environment: 'dev', ref: 'second' });
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     const warned = warnings(r.stdout).join('\n');
     assert.match(warned, new RegExp(`Stale dev lock: deploy run ${dead.run} .* died while holding it`));
     assert.match(warned, new RegExp(`Unfinished operation on dev: deploy ${dead.op} by ${dead.run} .* never finished`));
@@ -303,12 +303,12 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
     async () => {
       // Prod on main with real rows, too many for a 1 MiB filesystem even compressed; dev gated on second.
       const p = await fx.run('deploy', { environment: 'prod', ref: 'main' });
-      assert.equal(p.code, 0, p.visible);
+      assert.equal(p.code, 0, p.why);
       fx.sh(`docker exec ${fx.project('prod')}-api alembic upgrade head`);
       fx.psql('prod', 'insert into items (name) select md5(random()::text) || md5(random()::text) from generate_series(1, 100000)');
       await deploy('second');
       const g = await fx.run('gate');
-      assert.equal(g.code, 0, g.visible);
+      assert.equal(g.code, 0, g.why);
 
       const backups = path.join(fx.dir, 'backups');
       fs.mkdirSync(backups, { recursive: true });
@@ -323,13 +323,13 @@ describe(`fault injection with ${composeCommands()[0]}`, () => {
         };
 
         const b = await fx.run('backup', { environment: 'prod' });
-        assert.equal(b.code, 1, b.visible);
+        assert.equal(b.code, 1, b.why);
         assert.equal(errors(b.stdout).length, 1, b.visible);
         assert.match(errors(b.stdout)[0], /backup: backup b\S+ of prod failed: .*No space left on device/);
         assert.match(b.summary, /No backup was marked verified; promote will not start without one/);
 
         const r = await fx.run('promote');
-        assert.equal(r.code, 1, r.visible);
+        assert.equal(r.code, 1, r.why);
         assert.equal(errors(r.stdout).length, 1, r.visible);
         assert.match(errors(r.stdout)[0], /promote: backup b\S+ of prod failed: .*No space left on device/);
 

@@ -23,30 +23,22 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
   const figures: string[] = [];
 
   /**
-   * Every request answered, except those the api itself failed because prod's PostgreSQL had just
-   * crashed and was recovering, and only when the database's own log says so. On a loaded 2-core
-   * machine its backends have exited with code 2 in the middle of a run, in a burst the postmaster
-   * then ends with a crash restart (`terminating any other active server processes`), with no
-   * signal sent to them from outside (traced with tracefs); why is not known yet. The exemption
-   * needs the crash in the database's own log, never twinstack's word.
-   * A request the switch drops never reaches the api (the proxy answers 502, or the connection is
-   * reset), so it is never counted as the database's.
+   * Every request answered. prod's PostgreSQL used to crash-restart in the middle of a run on a
+   * loaded machine, failing the api's requests: the db's healthcheck shell, killed at its timeout,
+   * left its pg_isready to the container's first process, PostgreSQL, which takes a child it did
+   * not start exiting with code 2 for a crashed backend. The fixture's db now runs under an init
+   * (`init: true`), so a request that fails here is a failure, whoever failed it.
    */
-  function noFailures(what: string, load: LoadResult, o: { visible: string; since: string }): void {
+  function noFailures(what: string, load: LoadResult, o: { visible: string }): void {
     figures.push(
       `${what}: ${load.failed} failed of ${load.sent} (${load.duringSwitch} sent during the run; ${load.databaseErrors} answered with a database error), longest gap ${(load.longestGapMs / 1000).toFixed(2)} s`,
     );
-    const bySwitch = load.failed - load.databaseErrors;
-    assert.equal(bySwitch, 0, `${what}: ${bySwitch} of ${load.sent} requests failed: ${load.failures.join('; ')}\n${what} printed:\n${o.visible}`);
-    if (load.databaseErrors > 0) {
-      const db = `${host.fx.project('prod')}-db`;
-      const restarts = host.fx.sh(`docker logs --since ${o.since} ${db} 2>&1 | grep -c 'terminating any other active server processes' || true`).trim();
-      assert.ok(
-        Number(restarts) > 0,
-        `${what}: ${load.databaseErrors} requests failed on prod's database, and its log shows no crash restart since ${o.since}: ${load.failures.join('; ')}`,
-      );
-      figures.push(`${what}: prod's PostgreSQL crash-restarted ${restarts} time(s) during the run (its own log); the requests it failed are not the switch's`);
-    }
+    const restarts = host.fx.sh(`docker logs ${host.fx.project('prod')}-db 2>&1 | grep -c 'terminating any other active server processes' || true`).trim();
+    assert.equal(
+      load.failed,
+      0,
+      `${what}: ${load.failed} of ${load.sent} requests failed (prod's PostgreSQL log shows ${restarts} crash restart(s) since it started): ${load.failures.join('; ')}\n${what} printed:\n${o.visible.slice(-4000)}`,
+    );
     // The run covers a backup, the new api's 4 s start, its healthcheck, the proxy's settle time and
     // the old container's drain: far more than 100 requests go out while it runs.
     assert.ok(load.duringSwitch >= 100, `${what}: only ${load.duringSwitch} requests were sent during the run`);
@@ -110,18 +102,16 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     assert.ok(gated, 'dev recorded no gated api image');
     assert.notEqual(gated, before.imageId, 'the new commit has the same api image');
 
-    // prod's database log is read from here on (noFailures)
-    const since = new Date().toISOString();
     const {
       result: { run, load },
       answers,
     } = await versionsDuring(() => host.underLoad('promote', { sha: fx.branches['rolling-next'] }));
-    assert.equal(run.code, 0, run.visible);
+    assert.equal(run.code, 0, run.why);
     assert.equal(run.outputs.outcome, 'promoted');
     assert.match(run.visible, ROLLED, 'the api was not rolled');
     // The route probe saw the new container answer through the proxy (by its address) before the old one stopped.
     routedBeforeSwitch(run.visible);
-    noFailures('promote', load, { visible: run.visible, since });
+    noFailures('promote', load, { visible: run.visible });
 
     const now = host.prodApi();
     assert.equal(now.length, 1, 'one api container runs');
@@ -140,16 +130,14 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
 
   it('rollback returns prod to the previous release with 0 failed requests through the proxy', async () => {
     const [before] = host.prodApi();
-    // prod's database log is read from here on (noFailures)
-    const since = new Date().toISOString();
     const {
       result: { run, load },
       answers,
     } = await versionsDuring(() => host.underLoad('rollback', { 'release-id': host.firstRelease }));
-    assert.equal(run.code, 0, run.visible);
+    assert.equal(run.code, 0, run.why);
     assert.match(run.visible, ROLLED, 'the api was not rolled');
     routedBeforeSwitch(run.visible);
-    noFailures('rollback', load, { visible: run.visible, since });
+    noFailures('rollback', load, { visible: run.visible });
 
     const now = host.prodApi();
     assert.equal(now.length, 1, 'one api container runs');
@@ -166,7 +154,7 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
   it("a deploy to prod (deploy.allow-prod) starts from the commit's release directory too", async () => {
     const { fx } = host;
     const run = await fx.run('deploy', { environment: 'prod', ref: 'rolling-next' });
-    assert.equal(run.code, 0, run.visible);
+    assert.equal(run.code, 0, run.why);
     const [api] = host.prodApi();
     assert.equal(apiCodeDir(api.id), `${fx.dir}/state/releases/prod/${fx.branches['rolling-next']}/api`);
     assert.equal(fx.sh(`git -C ${fx.checkout('prod')} rev-parse HEAD`).trim(), fx.branches['rolling-next']);
@@ -179,7 +167,7 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     // The api container mounts its code from this directory; the checkout stays where the record says.
     assert.equal(apiCodeDir(api.id), `${dir}/api`);
     const clean = await fx.run('status', { environments: 'prod' });
-    assert.equal(clean.code, 0, clean.visible);
+    assert.equal(clean.code, 0, clean.why);
     assert.doesNotMatch(clean.summary, /drift/);
 
     fx.sh(`git -C ${dir} checkout -q --detach ${fx.branches.rolling}`);

@@ -46,10 +46,10 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     // The scenario branches reuse revision ids (each has its own 0002): dev starts each one afresh.
     if (fx.sh(`docker ps -q --filter name=${fx.project('dev')}-db`).trim()) fx.psql('dev', 'drop table if exists items, alembic_version, half_done cascade');
     const d = await fx.run('deploy', { environment: 'dev', ref: branch });
-    assert.equal(d.code, 0, d.visible);
+    assert.equal(d.code, 0, d.why);
     if (!gate) return;
     const g = await fx.run('gate');
-    assert.equal(g.code, 0, g.visible);
+    assert.equal(g.code, 0, g.why);
   }
 
   /** Waits until the running promote has recorded its backup. */
@@ -65,7 +65,7 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     fx = await startFixtureHost(composeCommand);
     original.text = fs.readFileSync(configFile(), 'utf8');
     const d = await fx.run('deploy', { environment: 'prod', ref: 'main' });
-    assert.equal(d.code, 0, d.visible);
+    assert.equal(d.code, 0, d.why);
     fx.sh(`docker exec ${fx.project('prod')}-api alembic upgrade head`);
     // Duplicate names exist only in prod's data.
     fx.psql('prod', "insert into items (name) values ('prod row'), ('duplicate'), ('duplicate')");
@@ -98,7 +98,7 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     const ids = prodIds();
     const schema = schemaHash();
     const r = await fx.run('promote', { sha: fx.branches['unique-names'] });
-    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.code, 1, r.why);
     assert.equal(r.outputs.outcome, 'refused');
     assert.match(r.summary, /rehearsal on a full copy of prod: \*\*failed\*\*/);
     assert.match(r.summary, /could not create unique index/);
@@ -126,7 +126,7 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     await backupRecorded(since);
     fx.psql('prod', "insert into items (name) values ('written during the promote')");
     const r = await running.done;
-    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.code, 1, r.why);
     assert.equal(r.outputs.outcome, 'rolled-back');
     assert.match(r.summary, /\*\*data: nothing lost\.\*\* The schema is unchanged/);
     assert.ok(items().includes('written during the promote'), 'a write made during the promote was lost');
@@ -145,11 +145,11 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     await devReady('slow-half-migration', false);
     // The backup first, then three writes of the app, then the promotion from that backup: the three come before the migration.
     const b = await fx.run('backup', { environment: 'prod' });
-    assert.equal(b.code, 0, b.visible);
+    assert.equal(b.code, 0, b.why);
     fx.psql('prod', "insert into items (name) values ('after backup 1'), ('after backup 2'), ('after backup 3')");
     const backfilled = Number(fx.psql('prod', 'select count(*) from items').trim());
     const r = await fx.run('promote', { sha: fx.branches['slow-half-migration'], 'require-gate': 'false', 'backup-id': b.outputs['backup-id'] });
-    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.code, 1, r.why);
     assert.equal(r.outputs.outcome, 'rolled-back');
     assert.equal(fx.psql('prod', "select to_regclass('public.half_done') is null").trim(), 't', 'the half-applied migration was not undone');
     assert.ok(!items().includes('after backup 1'));
@@ -174,7 +174,7 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     configure("branch: '*'", 'alembic: false');
     await devReady('entrypoint-migrate', true);
     const r = await fx.run('promote', { sha: fx.branches['entrypoint-migrate'] });
-    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.code, 1, r.why);
     assert.equal(r.outputs.outcome, 'rolled-back');
     assert.match(r.summary, /the schema had moved, so the database was restored/);
     assert.equal(revision(), '0001');
@@ -187,7 +187,7 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     await devReady('prod-build-arg', true);
     const gated = lastGate(fx.branches['prod-build-arg'])?.images ?? {};
     const r = await fx.run('promote', { sha: fx.branches['prod-build-arg'] });
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.equal(r.outputs.outcome, 'promoted');
     assert.equal(imageOf('prod', 'db'), gated.db);
     assert.equal(imageOf('prod', 'worker'), gated.worker);
@@ -201,7 +201,7 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     await devReady('second', true);
     const gated = lastGate(fx.branches.second)?.images ?? {};
     const r = await fx.run('promote', { sha: fx.branches.second });
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.equal(r.outputs.outcome, 'promoted');
     for (const service of ['api', 'db', 'worker']) assert.equal(imageOf('prod', service), gated[service], `prod's ${service} is not the gated image`);
     assert.equal(revision(), '0002');
@@ -221,7 +221,7 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     await devReady('slow-lock', true);
     const ids = prodIds();
     const r = await fx.run('promote', { sha: fx.branches['slow-lock'] });
-    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.code, 1, r.why);
     assert.equal(r.outputs.outcome, 'refused');
     assert.match(lastError(r.stdout), /held table public\.items ACCESS EXCLUSIVE for \d+ ms when rehearsed, more than promote\.max-exclusive-lock-ms \(500\)/);
     assert.equal(prodIds(), ids);
@@ -250,7 +250,7 @@ describe(`flip the switch without losing a write, with ${composeCommand}`, () =>
     fx.psql('prod', "select pg_terminate_backend(pid) from pg_stat_activity where query like '%twinstack-test-holder%' and pid <> pg_backend_pid()");
     holder.kill();
     const r = await running.done;
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.equal(r.outputs.outcome, 'promoted');
     assert.match(r.summary, /prod migrated 0002 → 0003 in [\d.]+ m?s before the swap, old containers serving \([23] attempts\)/);
     assert.equal(revision(), '0003');

@@ -94,11 +94,11 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
 
     await ok('deploy', { environment: 'dev', ref: 'failing-test' });
     const failedGate = await fx.run('gate');
-    assert.equal(failedGate.code, 1, failedGate.visible);
+    assert.equal(failedGate.code, 1, failedGate.why);
 
     // A deploy whose api never gets healthy: dev now runs bad-health's containers.
     const broken = await fx.run('deploy', { environment: 'dev', ref: 'bad-health' });
-    assert.equal(broken.code, 1, broken.visible);
+    assert.equal(broken.code, 1, broken.why);
     assert.equal(head('dev'), fx.branches['bad-health']);
     const failedRecord = fx
       .hostLog('dev')
@@ -119,7 +119,7 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     // The gate without sha would have tested bad-health's container and recorded a pass for failing-test.
     const gatesBefore = fx.hostLog('dev').filter((r) => r.event === 'gate');
     const gate = await fx.run('gate');
-    assert.equal(gate.code, 1, gate.visible);
+    assert.equal(gate.code, 1, gate.why);
     assert.equal(errors(gate.stdout).length, 1, gate.visible);
     assert.match(errors(gate.stdout)[0], /dev does not run its recorded release .*Settle it with a deploy of dev/);
     const gates = fx.hostLog('dev').filter((r) => r.event === 'gate');
@@ -127,7 +127,7 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     assert.ok(!gates.some((g) => g.sha === fx.branches['failing-test'] && g.passed === true), 'failing-test has a passing gate');
 
     const promote = await fx.run('promote');
-    assert.equal(promote.code, 1, promote.visible);
+    assert.equal(promote.code, 1, promote.why);
     assert.match(errors(promote.stdout)[0], /dev does not run its recorded release/);
     // prod is exactly as it was.
     assert.equal(head('prod'), prodBefore.head);
@@ -160,10 +160,10 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     );
 
     const gate = await fx.run('gate');
-    assert.equal(gate.code, 1, gate.visible);
+    assert.equal(gate.code, 1, gate.why);
     assert.match(errors(gate.stdout)[0], /does not run its recorded release/);
     const promote = await fx.run('promote');
-    assert.equal(promote.code, 1, promote.visible);
+    assert.equal(promote.code, 1, promote.why);
     assert.match(errors(promote.stdout)[0], /does not run its recorded release/);
     assert.deepEqual(snapshot('prod'), prodBefore, 'prod changed');
 
@@ -188,7 +188,7 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     fx.compose('dev', 'up -d --no-build');
     await waitFor('the rebuilt api to run', () => images('dev').api !== gated, 60_000, 500);
     const promote = await fx.run('promote');
-    assert.equal(promote.code, 1, promote.visible);
+    assert.equal(promote.code, 1, promote.why);
     assert.match(errors(promote.stdout)[0], /dev does not run its recorded release .*service api runs image/);
     await ok('deploy', { environment: 'dev', ref: 'second' });
   });
@@ -253,7 +253,7 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
       50,
     );
     const r = await next.done;
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.ok(
       orphanEnded > 0 && orphanEnded <= nextStarted,
       `the next deploy started compose at ${nextStarted}, the orphaned build ended at ${orphanEnded || 'never'}`,
@@ -297,7 +297,7 @@ describe(`the host is the source of truth, with ${composeCommands()[0]}`, () => 
     const headBefore = head('dev');
     const before = snapshot('dev');
     const r = await fx.run('deploy', { environment: 'dev', ref: 'dev-escape' });
-    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.code, 1, r.why);
     assert.match(
       errors(r.stdout).at(-1) ?? '',
       new RegExp(`isolation checks refuse dev at ${fx.branches['dev-escape'].slice(0, 12)}: 2 errors; first: dev-escape \\(dev\\): dev service worker`),

@@ -35,7 +35,7 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
 
   async function devReady(branch: string, gate: 'pass' | 'fail' | 'skip'): Promise<void> {
     const d = await fx.run('deploy', { environment: 'dev', ref: branch });
-    assert.equal(d.code, 0, d.visible);
+    assert.equal(d.code, 0, d.why);
     if (gate === 'skip') return;
     const g = await fx.run('gate');
     assert.equal(g.code, gate === 'pass' ? 0 : 1, g.visible);
@@ -45,7 +45,7 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     fx = await startFixtureHost(composeCommand);
     // Production as it stands before twinstack promotes anything: main, migrated, with real data.
     const d = await fx.run('deploy', { environment: 'prod', ref: 'main' });
-    assert.equal(d.code, 0, d.visible);
+    assert.equal(d.code, 0, d.why);
     firstProdRelease = d.outputs['release-id'];
     fx.sh(`docker exec ${fx.project('prod')}-api alembic upgrade head`);
     fx.psql('prod', "insert into items (name) values ('written before any promotion')");
@@ -72,7 +72,7 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     const apiImageBefore = fx.sh(`docker inspect -f {{.Image}} ${fx.project('prod')}-api`).trim();
     const apiContainerBefore = fx.sh(`docker inspect -f {{.Id}} ${fx.project('prod')}-api`).trim();
     const r = await fx.run('promote', { 'require-gate': 'false' });
-    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.code, 1, r.why);
     assert.equal(r.outputs.outcome, 'refused');
     assert.equal(r.outputs['release-id'], firstProdRelease);
     assert.match(
@@ -97,7 +97,7 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
   it('promotes the exact commit that passed on dev: migrated, data kept, backup verified', async () => {
     await devReady('second', 'pass');
     const r = await fx.run('promote');
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.equal(r.outputs.outcome, 'promoted');
     assert.equal(r.outputs.sha, fx.branches.second);
     secondProdRelease = r.outputs['release-id'];
@@ -115,7 +115,7 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
   it('changes nothing when prod already runs the commit', async () => {
     const before = prodOnHost();
     const r = await fx.run('promote');
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.equal(r.outputs.outcome, 'unchanged');
     assert.equal(r.outputs['release-id'], secondProdRelease);
     assert.deepEqual(prodOnHost(), before, 'prod was touched');
@@ -127,7 +127,7 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     fx.psql('prod', "insert into items (name, description) values ('written after the promotion', 'kept')");
     const imagesBefore = ['api', 'db', 'worker'].map(imageOf);
     const r = await fx.run('promote');
-    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.code, 1, r.why);
     assert.equal(r.outputs.outcome, 'rolled-back');
     assert.equal(r.outputs['release-id'], secondProdRelease);
     assert.match(lastError(r.stdout), /failed during health \(prod: service api is unhealthy/);
@@ -140,7 +140,7 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
 
   it('detects a corrupted backup, and promote refuses to go on without a good one', async () => {
     const b = await fx.run('backup');
-    assert.equal(b.code, 0, b.visible);
+    assert.equal(b.code, 0, b.why);
     const file = b.outputs.path;
     assert.equal(fx.sh(`sha256sum ${file}`).split(' ')[0], b.outputs.sha256);
     fs.appendFileSync(file, 'corruption');
@@ -155,14 +155,14 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
 
   it('verifies a backup by restoring it into a scratch database and comparing row counts', async () => {
     const b = await fx.run('backup', { verify: 'restore' });
-    assert.equal(b.code, 0, b.visible);
+    assert.equal(b.code, 0, b.why);
     assert.match(b.summary, /restored into a scratch database; \d+ tables match/);
     assert.equal(fx.psql('prod', "select count(*) from pg_database where datname like '%twinstack_verify%'").trim(), '0');
   });
 
   it('rolls back by hand to a named release, leaving the database alone', async () => {
     const r = await fx.run('rollback', { 'release-id': firstProdRelease });
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.equal(r.outputs['release-id'], firstProdRelease);
     assert.equal(r.outputs['restored-backup-id'], '');
     assert.equal(prodHead(), fx.branches.main);
@@ -172,10 +172,10 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
 
   it('rolls back by hand with a database restore, stating the writes lost', async () => {
     const b = await fx.run('backup');
-    assert.equal(b.code, 0, b.visible);
+    assert.equal(b.code, 0, b.why);
     fx.psql('prod', "insert into items (name) values ('written after the backup')");
     const r = await fx.run('rollback', { 'release-id': secondProdRelease, 'restore-database': 'true', 'backup-id': b.outputs['backup-id'] });
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.equal(r.outputs['restored-backup-id'], b.outputs['backup-id']);
     assert.equal(prodHead(), fx.branches.second);
     assert.ok(!prodItems().includes('written after the backup'));
@@ -214,7 +214,7 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     running.kill('SIGKILL');
     await running.done;
     const status = await fx.run('status');
-    assert.equal(status.code, 0, status.visible);
+    assert.equal(status.code, 0, status.why);
     assert.match(status.summary, /unfinished promote/);
     // The cut run moved prod's checkout: prod no longer runs its release on record, so a new promotion
     // refuses (its rollback point would be a guess) and names the rollback that settles prod.
@@ -222,12 +222,12 @@ describe(`promote, backup and rollback with ${composeCommand}`, () => {
     const hostBefore = prodOnHost();
     const refused = await fx.run('promote');
     assert.match(refused.visible, /Stale prod lock: promote run .* died while holding it|Unfinished operation on prod: promote/);
-    assert.equal(refused.code, 1, refused.visible);
+    assert.equal(refused.code, 1, refused.why);
     assert.match(lastError(refused.stdout), new RegExp(`prod does not run its recorded release ${recorded}.*rollback workflow with release-id ${recorded}`));
     assert.equal(fx.hostLog('prod').filter((x) => x.event === 'release').length, releasesBefore);
     assert.deepEqual(prodOnHost(), hostBefore, 'the refused promotion touched prod');
     const settled = await fx.run('rollback', { 'release-id': recorded });
-    assert.equal(settled.code, 0, settled.visible);
+    assert.equal(settled.code, 0, settled.why);
     assert.notEqual(prodHead(), fx.branches.third);
     const r = await fx.run('promote');
     assert.equal(r.outputs.outcome, 'promoted', r.visible);

@@ -114,7 +114,7 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
     prodVault = path.join(fx.dir, 'vault-prod');
     devVault = path.join(fx.dir, 'vault-dev');
     const deployed = await Promise.all([fx.run('deploy', { environment: 'prod', ref: 'main' }), fx.run('deploy', { environment: 'dev', ref: 'main' })]);
-    for (const d of deployed) assert.equal(d.code, 0, d.visible);
+    for (const d of deployed) assert.equal(d.code, 0, d.why);
     for (const env of ['prod', 'dev'] as const) fx.sh(`docker exec ${fx.project(env)}-api alembic upgrade head`);
 
     // Production's data: the Makapix-shaped schema beside the app's own tables, whose
@@ -153,7 +153,7 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
     const devBefore = dump('dev');
     const running = containers('dev');
     const r = await fx.run('resample', { 'dry-run': 'true', fraction: '0.5' });
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.equal(r.outputs.swapped, 'false');
     const report = JSON.parse(r.outputs.report) as ResampleReport;
     assert.equal(report.dryRun, true);
@@ -171,7 +171,7 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
     const prodDatabases = databases('prod');
     const devDatabases = databases('dev');
     const r = await fx.run('resample', { 'dev-password': PASSWORD });
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.equal(r.outputs.swapped, 'true');
     const report = JSON.parse(r.outputs.report) as ResampleReport;
     console.log(
@@ -225,7 +225,7 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
   it('picks the same users with the same seed, night after night', async () => {
     const before = devUsers();
     const r = await fx.run('resample', { 'dev-password': PASSWORD });
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.equal(devUsers(), before);
     assert.equal(status('dev', '/api/health'), '200');
   });
@@ -247,7 +247,7 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
       const expected = wanted();
       assert.ok(expected.length > 100 && expected.some((f) => f.endsWith('_upscaled.webp')));
       const r = await fx.run('vault-sync');
-      assert.equal(r.code, 0, r.visible);
+      assert.equal(r.code, 0, r.why);
       assert.equal(r.outputs['files-copied'], String(expected.length));
       assert.equal(r.outputs['files-deleted'], '1');
       assert.deepEqual(files(devVault), expected);
@@ -262,7 +262,7 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
 
     it('copies nothing on a second run', async () => {
       const r = await fx.run('vault-sync');
-      assert.equal(r.code, 0, r.visible);
+      assert.equal(r.code, 0, r.why);
       assert.equal(r.outputs['files-copied'], '0');
       assert.equal(r.outputs['bytes-copied'], '0');
       assert.equal(r.outputs['files-deleted'], '0');
@@ -277,7 +277,7 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
       assert.ok(fs.existsSync(path.join(devVault, rel)) && fs.existsSync(path.join(devVault, variant)));
       sql('dev', `DELETE FROM posts WHERE id = ${Number(id)}`);
       const r = await fx.run('vault-sync');
-      assert.equal(r.code, 0, r.visible);
+      assert.equal(r.code, 0, r.why);
       assert.equal(r.outputs['files-deleted'], '2');
       assert.equal(r.outputs['files-copied'], '0');
       assert.ok(!fs.existsSync(path.join(devVault, rel)) && !fs.existsSync(path.join(devVault, variant)));
@@ -289,13 +289,13 @@ describe(`resample and vault-sync with ${composeCommand}`, () => {
   it("leaves dev exactly as it was when dev's migration fails after the copy", async () => {
     // Dev runs code whose migration 0002 commits a table, then fails.
     const d = await fx.run('deploy', { environment: 'dev', ref: 'bad-migration' });
-    assert.equal(d.code, 0, d.visible);
+    assert.equal(d.code, 0, d.why);
     const devBefore = dump('dev');
     const devDatabases = databases('dev');
     const running = containers('dev');
     const prodBefore = dump('prod');
     const r = await fx.run('resample', { 'dev-password': PASSWORD, seed: 'another-seed' });
-    assert.equal(r.code, 1, r.visible);
+    assert.equal(r.code, 1, r.why);
     assert.equal(r.outputs.swapped, 'false');
     assert.match(lastError(r.stdout), /dev migrations \(alembic upgrade head\).*(UndefinedColumn|no_such_column)/s);
     assert.match(r.summary, /Dev is unchanged/);

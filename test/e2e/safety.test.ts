@@ -130,7 +130,7 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
     // Both environments as they are meant to run; one after the other, as the workflows do.
     for (const env of ['prod', 'dev'] as const) {
       const d = await fx.run('deploy', { environment: env, ref: 'main' });
-      assert.equal(d.code, 0, d.visible);
+      assert.equal(d.code, 0, d.why);
     }
   });
   after(async () => {
@@ -140,7 +140,7 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
   describe('preflight', () => {
     it('passes on prod and dev as deployed, and shows no secret value', async (t) => {
       const r = await fx.run('preflight');
-      assert.equal(r.code, 0, r.visible);
+      assert.equal(r.code, 0, r.why);
       for (const f of findings(r)) t.diagnostic(`warning: ${f.check} (${f.environment}): ${f.message}`);
       assert.equal(r.outputs.errors, '0');
       assert.deepEqual(
@@ -162,7 +162,7 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
         (t) => t.replace(/^JWT_SECRET_KEY=.*$/m, `JWT_SECRET_KEY=${prodSecret}`),
         async () => {
           const r = await fx.run('preflight');
-          assert.equal(r.code, 1, r.visible);
+          assert.equal(r.code, 1, r.why);
           assert.equal(r.outputs.errors, '1');
           const errs = findings(r).filter((f) => f.severity === 'error');
           assert.equal(errs.length, 1, JSON.stringify(errs));
@@ -178,7 +178,7 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
       );
       assert.equal(fx.sh('git status --porcelain', fx.checkout('dev')).trim(), '', "dev's checkout was not restored");
       const again = await fx.run('preflight');
-      assert.equal(again.code, 0, again.visible);
+      assert.equal(again.code, 0, again.why);
     });
 
     it('catches a dev service without limits in the merged compose configuration, naming the service', async () => {
@@ -189,7 +189,7 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
         (t) => t.replace(/(\n {2}worker:\n {4}env_file: \.env\.dev)\n {4}deploy:\n(?: {6,}.*\n)+/, '$1\n'),
         async () => {
           const r = await fx.run('preflight');
-          assert.equal(r.code, 1, r.visible);
+          assert.equal(r.code, 1, r.why);
           const errs = findings(r).filter((f) => f.severity === 'error');
           assert.equal(r.outputs.errors, '1');
           assert.equal(errs.length, 1, JSON.stringify(errs));
@@ -209,7 +209,7 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
       // The design's thresholds, except latency: this shared test machine's own load alone has
       // pushed single health requests past 500 ms. The next tests hold prod to 500 ms.
       const r = await monitor({ config: monitorConfig('busy-test-host', { 'latency-p99-ms': 2000 }) });
-      assert.equal(r.code, 0, r.visible);
+      assert.equal(r.code, 0, r.why);
       assert.equal(r.outputs.breaches, '0');
       assertNoSecrets(r);
       const m = metrics(r);
@@ -287,7 +287,7 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
           t.diagnostic(`monitor did not flag the burner on attempt ${attempt - 1}; asking again`);
           r = await monitor();
         }
-        assert.equal(r.code, 1, r.visible);
+        assert.equal(r.code, 1, r.why);
         const limits = metrics(r).findings.filter((f) => f.check === 'dev-limits');
         assert.equal(limits.length, 1, JSON.stringify(limits));
         assert.equal(limits[0].severity, 'error');
@@ -314,7 +314,7 @@ describe(`preflight and monitor on the fixture host with ${composeCommand}`, () 
       fs.writeFileSync(knob, '650\n');
       try {
         const r = await monitor();
-        assert.equal(r.code, 1, r.visible);
+        assert.equal(r.code, 1, r.why);
         const m = metrics(r);
         const lat = m.latency;
         assert.ok(lat, 'no latency measured');

@@ -15,6 +15,29 @@ export interface BundleRun {
   summary: string;
   /** The stdout lines a person would see (the runner hides ::add-mask:: commands). */
   visible: string;
+  /**
+   * Why the run ended as it did, verdict first, for an assertion's message: the exit code, the
+   * error annotations, the job summary and the last lines of output without debug lines. A failed
+   * test's report may be cut after a few thousand characters, so the cause must come before the log.
+   */
+  why: string;
+}
+
+const WHY_TAIL_LINES = 40;
+
+function explain(code: number | null, visible: string, stderr: string, summary: string): string {
+  const lines = visible.split('\n');
+  const errors = lines.filter((l) => l.startsWith('::error') || l.startsWith('::warning'));
+  const tail = lines.filter((l) => !l.startsWith('::debug::')).slice(-WHY_TAIL_LINES);
+  return [
+    `exit code ${code}`,
+    ...errors,
+    summary.trim() ? `job summary:\n${summary.trim()}` : 'no job summary',
+    stderr.trim() ? `stderr (last 2000 characters):\n${stderr.slice(-2000)}` : '',
+    `the last ${WHY_TAIL_LINES} lines of output, debug lines left out:\n${tail.join('\n')}`,
+  ]
+    .filter(Boolean)
+    .join('\n');
 }
 
 function parseOutputs(text: string): Record<string, string> {
@@ -69,16 +92,19 @@ export function startBundle(
   const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 900_000);
   const done = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c))).then((code) => {
     clearTimeout(timer);
+    const summary = fs.readFileSync(summaryFile, 'utf8');
+    const visible = stdout
+      .split('\n')
+      .filter((l) => !l.startsWith('::add-mask::'))
+      .join('\n');
     const result: BundleRun = {
       code,
       stdout,
       stderr,
       outputs: parseOutputs(fs.readFileSync(outputFile, 'utf8')),
-      summary: fs.readFileSync(summaryFile, 'utf8'),
-      visible: stdout
-        .split('\n')
-        .filter((l) => !l.startsWith('::add-mask::'))
-        .join('\n'),
+      summary,
+      visible,
+      why: explain(code, visible, stderr, summary),
     };
     fs.rmSync(dir, { recursive: true, force: true });
     return result;

@@ -165,7 +165,7 @@ describe('hostile inputs', () => {
   it('a well-formed run does log in, so the login count can see a run that connects', async () => {
     const before = loginCount();
     const r = await runBundle('status', connection(), { workspace });
-    assert.equal(r.code, 0, r.visible);
+    assert.equal(r.code, 0, r.why);
     assert.ok(loginCount() > before, 'no login was recorded');
   });
 
@@ -197,7 +197,7 @@ describe('hostile inputs', () => {
       ['known-hosts', `@revoked;${touch()} x y`, /known-hosts line 1: /],
     ] as const) {
       const r = await runBundle('status', { ...connection(), [input]: value }, { workspace });
-      assert.equal(r.code, 1, r.visible);
+      assert.equal(r.code, 1, r.why);
       assert.equal(errorLines(r).length, 1, errorLines(r).join('\n'));
       assert.match(errorLines(r)[0], expected);
       assert.ok(errorLines(r)[0].length <= 400, errorLines(r)[0].slice(0, 200));
@@ -210,7 +210,7 @@ describe('hostile inputs', () => {
     const before = loginCount();
     for (const seed of ['s'.repeat(10_000), `a\n${touch()}`]) {
       const r = await runBundle('resample', { ...connection(), seed }, { workspace });
-      assert.equal(r.code, 1, r.visible);
+      assert.equal(r.code, 1, r.why);
       assert.deepEqual(errorLines(r), ['::error::input seed must be one line of at most 200 characters']);
     }
     assert.equal(loginCount(), before);

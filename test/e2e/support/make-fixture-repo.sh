@@ -410,6 +410,11 @@ services:
     image: ${COMPOSE_PROJECT_NAME:-makapix}-db:local
     container_name: ${COMPOSE_PROJECT_NAME:-makapix}-db
     restart: unless-stopped
+    # A reaper as the container's first process, not PostgreSQL: a process left behind in the
+    # container (the shell of a healthcheck that timed out leaves its pg_isready) is re-parented to
+    # the first process, and PostgreSQL takes any child it did not start that exits with code 2 for
+    # a crashed backend and restarts every session (docker-library/postgres#1349).
+    init: true
     networks:
       edge:
         aliases:

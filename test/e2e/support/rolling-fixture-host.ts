@@ -127,7 +127,7 @@ async function setUp(fx: FixtureHost): Promise<RollingFixtureHost> {
       });
 
   const p = await fx.run('deploy', { environment: 'prod', ref: 'rolling' });
-  assert.equal(p.code, 0, p.visible);
+  assert.equal(p.code, 0, p.why);
   const [api] = prodApi();
   fx.sh(`docker exec ${api.id} alembic upgrade head`);
   const firstRelease =
@@ -141,9 +141,9 @@ async function setUp(fx: FixtureHost): Promise<RollingFixtureHost> {
   await waitServing(proxy.prod, 60_000, HEALTH_PATH);
 
   const d = await fx.run('deploy', { environment: 'dev', ref: 'rolling-next' });
-  assert.equal(d.code, 0, d.visible);
+  assert.equal(d.code, 0, d.why);
   const g = await fx.run('gate');
-  assert.equal(g.code, 0, g.visible);
+  assert.equal(g.code, 0, g.why);
 
   return {
     fx,
