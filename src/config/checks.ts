@@ -46,6 +46,7 @@ export const PREFLIGHT_CHECKS = [
   'rolling',
   'wal-settings',
   'placement',
+  'db-init',
 ] as const;
 export type PreflightCheck = (typeof PREFLIGHT_CHECKS)[number];
 

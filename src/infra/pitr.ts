@@ -166,12 +166,17 @@ export function recoverySettings(target: Date | 'latest'): string[] {
   ];
 }
 
-/** `docker run -d` of the scratch server: prod's db image as its postgres user, no network, no published port. */
+/**
+ * `docker run -d` of the scratch server: prod's db image as its postgres user, no network, no
+ * published port. Under Docker's init: PostgreSQL as the first process would reap what a killed
+ * `docker exec` leaves behind, and crash-restart when one of those exits with code 2.
+ */
 export function runScratchServer(s: ScratchSpec & { name: string; settings: readonly string[] }): string {
   return argv(
     'docker',
     'run',
     '-d',
+    '--init',
     '--name',
     s.name,
     '--network',

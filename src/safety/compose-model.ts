@@ -75,6 +75,8 @@ export interface ServiceModel {
   healthcheck: 'defined' | 'disabled' | 'image';
   /** `deploy.placement.constraints` as written (`node.labels.twinstack.env.dev == true`): where a swarm may run its tasks. */
   placement: string[];
+  /** `init:` as both printers write it (`init: true`); undefined when the compose files leave it out. */
+  init?: boolean;
 }
 
 export interface ComposeModel {
@@ -186,7 +188,17 @@ function parseService(name: string, s: Obj, top: TopLevel): ServiceModel {
     networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
     healthcheck: parseHealthcheck(s.healthcheck),
     placement: isObj(s.deploy) && isObj(s.deploy.placement) ? stringList(s.deploy.placement.constraints) : [],
+    init: parseInit(s.init),
   };
+}
+
+/** `true`/`false` as printed; the old v2.x file format's path to an init binary also runs one. */
+function parseInit(raw: unknown): boolean | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (typeof raw === 'boolean') return raw;
+  const text = scalarText(raw).trim();
+  if (text === '' || text === 'false') return false;
+  return true;
 }
 
 function deviceReservations(s: Obj): boolean {

@@ -18,6 +18,7 @@ import { counts, sortFindings, type Finding } from './findings';
 import { judgeProbe, parseCurlResponse, type Probe } from './http-probe';
 import { checkIsolation, parseHostTotals, pathsToResolve, type EnvironmentFacts, type HostTotals, type IsolationInput } from './isolation';
 import { placementFindings } from './placement';
+import { dbInitFindings } from './db-init';
 import { checkRolling } from './rolling';
 import { walSettingFindings } from './wal-settings';
 
@@ -179,6 +180,15 @@ async function probe(
   return { environment, url, kind, response, error: response ? undefined : tailLines(r.stderr, 1) || `curl exited with ${r.exitCode}` };
 }
 
+/** Each environment's database runs under an init, so an orphan in its container cannot crash-restart it. */
+function dbInit(config: Config, readings: Record<EnvironmentName, Reading>): Finding[] {
+  return (['prod', 'dev'] as const).flatMap((name) => {
+    const { compose } = readings[name].facts;
+    const env = config.environments[name];
+    return compose ? dbInitFindings({ compose, environment: name, service: env.database.service, composeFiles: env.composeFiles }) : [];
+  });
+}
+
 /** Runs every check against the host; reports, never throws for a finding. */
 export async function runPreflight(host: Host, config: Config, log: Logger, opts: { http?: boolean; wal?: boolean } = {}): Promise<PreflightReport> {
   const settings = preflightSettings(config);
@@ -221,6 +231,7 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
         code: { checkout: config.environments.prod.checkout, releaseDirs: config.promote['release-dirs'] },
       }),
     );
+  findings.push(...dbInit(config, readings));
   // A swarm environment's services must stay on its own nodes (only for target: swarm).
   findings.push(...(await placementFindings(host, config, { prod: readings.prod.facts.compose, dev: readings.dev.facts.compose }, settings['warn-only'])));
 

@@ -143,6 +143,8 @@ describe('the scratch server', () => {
       settings: recoverySettings('latest'),
     });
     assert.match(cmd, /--network none /);
+    // Docker's init reaps orphans: PostgreSQL as the first process would crash-restart on one exiting with 2.
+    assert.match(cmd, /^docker run -d --init /);
     assert.doesNotMatch(cmd, / (-p|--publish) /);
     assert.match(cmd, /-c archive_mode=off /);
     assert.match(cmd, /-c 'restore_command=cp \/pitr\/archive\/%f %p'/);
