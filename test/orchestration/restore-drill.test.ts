@@ -83,7 +83,7 @@ function scene(s: Scene = {}): FakeVps {
   h.on('scratch dir', /^mkdir -m 700 \/var\/backups\/twinstack\/prod\/pitr\//, {});
   h.on('old scratch', new RegExp(`^docker rm -f ${SCRATCH}$`), {});
   h.on('unpack', new RegExp(`^docker run --rm --name ${SCRATCH} `), {});
-  h.on('scratch server', new RegExp(`^docker run -d --name ${SCRATCH} `), {});
+  h.on('scratch server', new RegExp(`^docker run -d --init --name ${SCRATCH} `), {});
   const point = (s.point ?? new Date(Date.now() - 60_000)).toISOString();
   h.on('in recovery?', /pg_is_in_recovery/, { stdout: 'f\n' });
   h.on('point and revision', /pg_last_xact_replay_timestamp/, { stdout: `${point}\nr1\n` });
