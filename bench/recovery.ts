@@ -5,7 +5,7 @@
  * Parts (BENCH_RECOVERY=wal,restore,offsite, default all three, in one process sharing the setup):
  *   - wal: prod's write throughput (pgbench, one client, single-row INSERT transactions, for
  *     BENCH_WAL_SECONDS, default 15) without the WAL receiver, then with it (ensureWal/stopWal, the
- *     backup action's own path), alternating BENCH_WAL_ROUNDS (default 3) times; and the receiver's
+ *     backup action's own path), alternated BENCH_WAL_ROUNDS (default 4) times in ABBA order; and the receiver's
  *     write and flush lag, sampled every second in both arms.
  *   - restore: restoreToPoint(latest), the restore action's path, at two database sizes 10x apart
  *     (BENCH_RECOVERY_ROWS posts rows of about 200 bytes, default 80,000, then 10x), each from a
@@ -44,7 +44,7 @@ const DB = `${PROJECT}-db-1`;
 const PASSWORD = `wal-bench-${RUN}`;
 const PARTS = (process.env.BENCH_RECOVERY ?? 'wal,restore,offsite').split(',');
 const WAL_SECONDS = Number(process.env.BENCH_WAL_SECONDS ?? 15);
-const WAL_ROUNDS = Number(process.env.BENCH_WAL_ROUNDS ?? 3);
+const WAL_ROUNDS = Number(process.env.BENCH_WAL_ROUNDS ?? 4);
 const SMALL_ROWS = Number(process.env.BENCH_RECOVERY_ROWS ?? 80_000);
 const WRITER = '/tmp/twinstack-bench-writer.sql';
 
@@ -213,23 +213,32 @@ async function walOverhead(s: Stand): Promise<void> {
   const lag: LagSample[] = [];
   let walBytes = 0;
   await writer(5); // warm-up
+  // ABBA order: a drift of the machine's load, or an after-effect of starting or removing the
+  // receiver, weighs on both arms alike.
   for (let i = 0; i < WAL_ROUNDS; i++) {
-    let run = writer(WAL_SECONDS);
-    await sampleLag(run);
-    without.push((await run).tps);
-    await ensureWal(s.ctx, PASSWORD);
-    const at = walPosition();
-    run = writer(WAL_SECONDS);
-    lag.push(...(await sampleLag(run)));
-    withReceiver.push((await run).tps);
-    walBytes += walPosition() - at;
-    await stopWal(s.ctx);
+    for (const on of i % 2 ? [true, false] : [false, true]) {
+      if (!on) {
+        const run = writer(WAL_SECONDS);
+        await sampleLag(run);
+        without.push((await run).tps);
+        continue;
+      }
+      await ensureWal(s.ctx, PASSWORD);
+      const at = walPosition();
+      const run = writer(WAL_SECONDS);
+      lag.push(...(await sampleLag(run)));
+      withReceiver.push((await run).tps);
+      walBytes += walPosition() - at;
+      await stopWal(s.ctx);
+    }
   }
   const [a, b] = [mean(without), mean(withReceiver)];
   const walPerS = walBytes / (WAL_ROUNDS * WAL_SECONDS);
   const max = (f: (l: LagSample) => number) => Math.max(...lag.map(f));
   const med = (f: (l: LagSample) => number) => median(lag.map(f));
-  console.log(`\nWAL archiving overhead: pgbench, 1 client, single-row INSERT transactions (synchronous_commit on), ${WAL_SECONDS} s a run, alternating`);
+  console.log(
+    `\nWAL archiving overhead: pgbench, 1 client, single-row INSERT transactions (synchronous_commit on), ${WAL_SECONDS} s a run, alternated off-on, on-off, ...`,
+  );
   console.log(`  without the receiver: ${without.map((t) => t.toFixed(0)).join(', ')} writes/s (mean ${a.toFixed(0)})`);
   console.log(`  with pg_receivewal:   ${withReceiver.map((t) => t.toFixed(0)).join(', ')} writes/s (mean ${b.toFixed(0)})`);
   console.log(`  with / without = ${(b / a).toFixed(3)}; WAL written with the receiver: ${mb(walPerS)}/s`);
