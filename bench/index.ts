@@ -27,6 +27,11 @@ const benches: Record<string, { script: string; args: string[]; what: string }> 
     args: [],
     what: 'polls refused and the longest gap while the api and a slow-stopping worker are recreated in place (switchServices): docker compose v2 vs docker-compose v1',
   },
+  recovery: {
+    script: 'recovery.ts',
+    args: [],
+    what: "WAL receiver and base backup overhead on prod's writes/s, point-in-time restore time at two sizes 10x apart (BENCH_RECOVERY_ROWS, default 80,000), a second off-host push of the same backup; parts: BENCH_RECOVERY=wal,restore,offsite",
+  },
   'flip-rolling': {
     script: 'flip-rolling.ts',
     args: [],
