@@ -200,7 +200,9 @@ describe("backup's wal input", () => {
   });
 
   it('refuses what cannot work, in one line saying what to change', () => {
-    refuses({ wal: 'on' }, /^input wal "on" must be ensure or off$/);
+    refuses({ wal: 'on' }, /^input wal "on" must be ensure, off or push$/);
+    refuses({ wal: 'push' }, /input wal is push but the config has no backup\.offsite/);
+    refuses({ wal: 'push' }, /input wal is push but backup\.wal\.enabled is false in the config/, parseConfig(makapix, 'c'));
     refuses({ wal: 'ensure', 'wal-password': 'x' }, /archives prod's WAL only: run it with environment: prod/, on, 'dev');
     refuses({ wal: 'ensure', 'wal-password': 'x' }, /backup\.wal\.enabled is false in the config: set it to true/, parseConfig(makapix, 'c'));
     refuses({ wal: 'ensure' }, /input wal-password is required with wal: ensure: pass the password of the replication role twinstack_wal from a secret/);
