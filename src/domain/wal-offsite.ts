@@ -3,11 +3,19 @@
  * as the dumps (src/domain/offsite.ts: sealed with age on the VPS, pushed with the write-only key,
  * checked on arrival with the admin key):
  *
- *   - each new base backup's files into <path>/prod/base/<stamp>/, with its upload.json;
+ *   - each new base backup's files into <path>/prod/base/<stamp>/, with its upload.json (which says
+ *     in the clear where its WAL starts: the off-host retention, src/domain/wal-offsite-retention.ts);
  *   - the completed WAL segments not yet pushed into <path>/prod/wal/ (rsync --ignore-existing),
  *     each as <segment>.age, with an upload-<last segment>.json per push. The WAL directory keeps a
  *     marker of the last segment pushed (.offsite-pushed), written once a push has gone through;
  *     the retention on the host deletes no segment after it (src/domain/wal-retention.ts).
+ *
+ * A push runs after every base backup, and on its own from a schedule (the backup action's
+ * `wal: push`, src/actions/backup/wal-push.ts), so the WAL leaves the host between base backups.
+ * Pushes never meet: they take a lock of their own on the host (WAL_PUSH_LOCK). A `.partial` never
+ * leaves. A push cut short after its files arrived, before the marker moved, leaves segments the
+ * next push finds there with the admin key: counted as pushed, not sealed again (a new seal could
+ * never match the file rrsync -no-overwrite keeps).
  */
 import * as fs from 'node:fs';
 import type { Environment } from './environment';
