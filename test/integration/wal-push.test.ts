@@ -15,6 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { backupAction } from '../../src/actions/backup/backup';
+import { runMonitor } from '../../src/actions/monitor/monitor';
 import { parseConfig, type Config } from '../../src/domain/config';
 import { Environment } from '../../src/domain/environment';
 import { writeOnlyAuthorizedKey } from '../../src/domain/offsite';
@@ -85,7 +86,7 @@ function configFor(offsite: object): Config {
     .replace('url: https://makapix.club', 'url: http://127.0.0.1:9')
     .replace('state-dir: /var/lib/twinstack', `state-dir: ${root}/state`);
   const backup = `backup:\n  dir: ${root}/backups\n  offsite: ${JSON.stringify(offsite)}\n  wal: { enabled: true, admin-user: postgres }\n`;
-  return parseConfig(`${text}\n${backup}`, 'twinstack.yml');
+  return parseConfig(`${text}\nmonitor: { requests: 1, request-timeout-seconds: 1 }\n${backup}`, 'twinstack.yml');
 }
 
 function cleanUp(): void {
@@ -133,15 +134,18 @@ describe('WAL off the host between base backups (wal: push)', { skip }, () => {
   it('pushes the completed segments, sealed: only the private key reads them back, byte for byte; the .partial stays on the VPS', async () => {
     const first = await writeAndSwitch(500);
     const second = await writeAndSwitch(500);
+    // Rows in the next segment, which the receiver then holds as a .partial.
+    sql("INSERT INTO orders (note) SELECT 'in progress ' || g FROM generate_series(1, 50) g");
+    const partial = () => fs.readdirSync(walDir(config)).find((f) => f.endsWith('.partial'));
+    for (let i = 0; i < 60 && !partial(); i++) await sleep(500);
+    const receiving = partial();
+    assert.ok(receiving, 'the receiver has no segment in progress');
     const run = await runOnFake(backupAction, { config, host }, inputs());
     assert.equal(run.error, undefined, run.failure);
     const local = fs.readdirSync(walDir(config));
     const completed = local.filter((f) => SEGMENT_NAME.test(f)).sort();
     assert.ok(completed.includes(first) && completed.includes(second));
-    assert.ok(
-      local.some((f) => f.endsWith('.partial')),
-      'the receiver has no segment in progress',
-    );
+    assert.ok(local.includes(receiving), `${receiving} was completed meanwhile`);
     const sealed = remoteNames().filter((f) => f.endsWith('.age'));
     assert.deepEqual(
       sealed,
@@ -194,5 +198,14 @@ describe('WAL off the host between base backups (wal: push)', { skip }, () => {
       [`${next}.age`, `upload-${next}.json`],
     );
     assert.equal(fs.readFileSync(marker, 'utf8').trim(), next);
+  });
+
+  it('monitor reads the off-host recovery point on the VPS alone: the marked segment and when the receiver completed it', async () => {
+    const marked = fs.readFileSync(path.join(walDir(config), PUSHED_MARKER), 'utf8').trim();
+    const report = await runMonitor(host, config, log);
+    const point = report.metrics.walOffsite;
+    assert.equal(point?.segment, marked);
+    const mtime = fs.statSync(path.join(walDir(config), marked)).mtime;
+    assert.equal(point?.time, new Date(Math.floor(mtime.getTime() / 1000) * 1000).toISOString());
   });
 });
