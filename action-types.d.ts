@@ -26,7 +26,7 @@ export interface BackupInputs {
   'offsite-ssh-key': string;
   /** A second key of the backup host, used only from the runner (never sent to the VPS): it checks each copy on arrival (sha256sum there) and keeps the newest backup.offsite.keep copies. Optional; pass it from a secret. */
   'offsite-admin-key': string;
-  /** prod only. ensure: set up or check continuous WAL archiving (backup.wal, which must be enabled): the replication role and slot on prod's server, and a pg_receivewal container of prod's own db image streaming into backup.wal.dir; a second run changes nothing. off: remove that container and drop the slot, so prod keeps no WAL for it. Runs after the dump; a failure fails the step but leaves the backup verified. Empty (default): WAL archiving is left as it is. */
+  /** prod only. ensure: set up or check continuous WAL archiving (backup.wal, which must be enabled): the replication role and slot on prod's server, and a pg_receivewal container of prod's own db image streaming into backup.wal.dir; a second run changes nothing. off: remove that container and drop the slot, so prod keeps no WAL for it. Runs after the dump; a failure fails the step but leaves the backup verified. push (needs backup.offsite): no dump; only the completed WAL segments not yet off the host are sealed and pushed there, each once; run it from a schedule (every 5 minutes) to set the off-host recovery point. Empty (default): WAL archiving is left as it is. */
   'wal': string;
   /** Password of backup.wal.role, the replication role the receiver logs in as. Required with wal: ensure. Sent to prod's server only as a SCRAM verifier and to the receiver in a 0600 .pgpass file, never on a command line. Pass it from a secret; it is masked as soon as it is read. */
   'wal-password': string;
@@ -42,10 +42,16 @@ export interface BackupOutputs {
   'bytes': string;
   /** sha256 of the dump. */
   'sha256': string;
-  /** The off-host copy: copied, failed, or off (no backup.offsite in the config). */
+  /** The off-host copy: copied, failed, or off (no backup.offsite in the config); with wal: push, unchanged when nothing new was sent. */
   'offsite': string;
   /** Where the encrypted copy is: user@host[ port N]:/path/<environment>/<backup-id> (empty when off). */
   'offsite-path': string;
+  /** With wal: push, how many WAL segments this run sent off the host (0 when nothing was new). */
+  'wal-pushed': string;
+  /** With wal: push, the newest WAL segment off the host (empty when none is). */
+  'wal-offsite-segment': string;
+  /** With wal: push, seconds from the completion of the newest WAL segment off the host to now: the off-host recovery point. */
+  'wal-offsite-age': string;
 }
 
 /** Inputs of twinstack deploy (actions/deploy). Values arrive as strings. */

@@ -137,5 +137,8 @@ export function walCopiesSummary(summary: Summary, w: WalCopies): void {
     ? `${w.wal.segments.length} WAL segment(s) ${w.wal.copy.status} to \`${w.wal.copy.location}\`${w.wal.copy.status === 'failed' ? ` (${w.wal.copy.error})` : ''}`
     : 'no new WAL segment to copy';
   const base = `${w.base.status === 'copied' ? '✅' : '❌'} base backup ${w.base.status} to \`${w.base.location}\`${w.base.status === 'failed' ? ` (${w.base.error})` : ''}`;
-  summary.text(`**Off the host (WAL archiving):** ${base}; ${wal}.`);
+  const kept = w.retention
+    ? ` Off-host retention: removed ${w.retention.removed.length} base backup(s) and ${w.retention.walRemoved.length} WAL file(s) older than the oldest kept one needs.`
+    : '';
+  summary.text(`**Off the host (WAL archiving):** ${base}; ${wal}.${kept}`);
 }

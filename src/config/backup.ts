@@ -94,6 +94,11 @@ export const walSchema = z
     'max-lag-seconds': z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
     /** Base backups kept on the host, newest first; WAL older than the oldest kept one's start is deleted. */
     'keep-base': z.number().int().min(1, 'must be at least 1').max(1000).default(7),
+    /**
+     * pg_receivewal --synchronous: each write flushed to disk at once (and reported flushed to prod),
+     * so a receiver that crashes loses nothing it had received. Off: it flushes as a segment ends.
+     */
+    synchronous: z.boolean().default(false),
   })
   .strict()
   .default({});

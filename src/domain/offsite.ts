@@ -63,6 +63,8 @@ export interface UploadRecord {
   sealedAt: string;
   recipients: string[];
   files: Record<string, SealedFile>;
+  /** Plain facts the runner reads on the backup host without the private key (a base backup's first WAL segment). */
+  meta?: Record<string, string>;
 }
 
 export type OffsiteStage = 'seal' | 'push' | 'arrival';
@@ -141,6 +143,8 @@ export interface OffsiteSet {
   record: string;
   /** A staging directory on the VPS, made and removed here. */
   stage: string;
+  /** Written into the upload record as they are. */
+  meta?: Record<string, string>;
 }
 
 export interface SendOptions {
@@ -293,7 +297,7 @@ async function seal({ host, o, env, log }: OffsiteStep, set: OffsiteSet): Promis
     files[`${name}.age`] = file;
     log.info(`sealed ${name}: ${file.bytes} bytes, sha256 ${file.sha256}`);
   }
-  const upload: UploadRecord = { id: set.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files };
+  const upload: UploadRecord = { id: set.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files, meta: set.meta };
   await host.writeFile(`${out}/${set.record}`, uploadJson(upload), 0o600);
   return upload;
 }

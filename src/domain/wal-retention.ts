@@ -109,7 +109,7 @@ async function listBaseBackups(host: Host, config: Config): Promise<BaseEntry[]>
 }
 
 /** The segment a base backup starts from: its backup_label (first in base.tar), else its backup_manifest. */
-async function startFile(host: Host, config: Config, stamp: string): Promise<string> {
+export async function startFile(host: Host, config: Config, stamp: string): Promise<string> {
   const dir = `${baseBackupRoot(config)}/${stamp}`;
   // --occurrence stops reading at the first backup_label, which pg_basebackup writes first.
   const label = await host.run(argv('tar', '--occurrence=1', '-xOf', `${dir}/base.tar`, 'backup_label'), { check: false, quiet: true, timeoutSeconds: 600 });

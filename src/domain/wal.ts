@@ -141,7 +141,7 @@ export async function ensureWal(c: EnvContext, password: string): Promise<WalEns
   const slotState = await ensureRoleAndSlot(host, config, prod, password);
   await prepareDir(host, config, password);
   const tool = await toolContainer(host, config, prod);
-  const receiver = pgReceivewal({ dir: MOUNT, slot, user: role, ...tool.target });
+  const receiver = pgReceivewal({ dir: MOUNT, slot, user: role, ...tool.target, synchronous: config.backup.wal.synchronous });
   const spec = createHash('sha256')
     .update(JSON.stringify({ image: tool.image, network: tool.network, mounts: tool.mounts, receiver }))
     .digest('hex')

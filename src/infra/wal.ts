@@ -16,9 +16,13 @@ export interface ReplicationTarget {
   user: string;
 }
 
-/** pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first. */
-export function pgReceivewal(o: ReplicationTarget & { dir: string; slot: string }): string[] {
-  return ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+/**
+ * pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first.
+ * `synchronous` flushes every write as it arrives instead of at the end of each segment.
+ */
+export function pgReceivewal(o: ReplicationTarget & { dir: string; slot: string; synchronous?: boolean }): string[] {
+  const args = ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+  return o.synchronous ? [...args, '--synchronous'] : args;
 }
 
 /**

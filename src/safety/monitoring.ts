@@ -11,6 +11,7 @@ import type { ContainerLimits, DiskUse, LatencyStats, Sample, StatsRow } from '.
 import { formatBytes, formatCpus } from '../infra/units';
 import { shortId } from '../infra/docker';
 import type { WalHealth } from '../domain/wal';
+import type { OffsitePoint } from '../domain/wal-offsite';
 
 export interface ContainerMetric {
   service: string;
@@ -54,6 +55,8 @@ export interface Metrics {
   /** prod's WAL archive, when backup.wal is enabled. */
   wal?: WalHealth;
   walError?: string;
+  /** With backup.offsite too: the newest segment pushed off the host, as the VPS's marker says (none yet: null). */
+  walOffsite?: OffsitePoint | null;
 }
 
 const round1 = (n: number) => Math.round(n * 10) / 10;

@@ -20,6 +20,7 @@ import { writeOnlyAuthorizedKey } from '../../src/domain/offsite';
 import { baseBackupRoot, walDir, type BaseBackup } from '../../src/domain/wal';
 import { copyBaseOffsite, PUSHED_MARKER, pushWalOffsite } from '../../src/domain/wal-offsite';
 import { pruneBaseBackups } from '../../src/domain/wal-retention';
+import { copyWalOffsite } from '../../src/domain/wal-offsite-retention';
 import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
@@ -69,6 +70,7 @@ before(async () => {
     path: store,
     'known-hosts': backupHost.knownHosts.trim().split('\n'),
     recipients: [execFileSync('age-keygen', ['-y', ageKey], { encoding: 'utf8' }).trim()],
+    keep: 1,
   };
   config = parseConfig(
     `state-dir: ${dir}/state
@@ -169,5 +171,24 @@ describe('the WAL archive and the base backups off the host', () => {
     assert.deepEqual(r.walRemoved.sort(), [1, 2, 3, 4].map(segment));
     const left = fs.readdirSync(walDir(config)).sort();
     assert.deepEqual(left, [PUSHED_MARKER, '.pgpass', ...[5, 6, 7, 8].map(segment), `${segment(4)}.partial`].sort());
+  });
+
+  it('after a new base backup arrives, the runner keeps the newest backup.offsite.keep there and removes the WAL older than the oldest kept one needs', async () => {
+    const remote = path.join(store, 'prod', 'wal');
+    assert.deepEqual(fs.readdirSync(path.join(store, 'prod', 'base')), ['20260101T000000Z']);
+    // Starts at 7; 6, 7 and 8 are not off the host yet (pushed up to 5).
+    const base = fakeBase('20260103T000000Z', segment(7));
+    const copies = await copyWalOffsite(options(), base);
+    assert.equal(copies.base.status, 'copied', copies.base.status === 'failed' ? copies.base.error : '');
+    const record = JSON.parse(fs.readFileSync(path.join(store, 'prod', 'base', base.stamp, 'upload.json'), 'utf8')) as { meta?: { walStart?: string } };
+    assert.equal(record.meta?.walStart, segment(7), 'the record says in the clear where the base backup starts');
+    assert.deepEqual(fs.readdirSync(path.join(store, 'prod', 'base')), [base.stamp], 'backup.offsite.keep is 1');
+    // 1 to 5 (and their pushes' records) were there before the base backup arrived and are older than 7: gone.
+    // 6 is older too, but arrived after that record (the push after the base backup): kept until the next base backup.
+    assert.deepEqual(fs.readdirSync(remote).sort(), [...[6, 7, 8].map((n) => `${segment(n)}.age`), `upload-${segment(8)}.json`]);
+    assert.deepEqual(
+      copies.retention?.walRemoved.sort(),
+      [...[1, 2, 3, 4, 5].map((n) => `${segment(n)}.age`), `upload-${segment(3)}.json`, `upload-${segment(5)}.json`].sort(),
+    );
   });
 });

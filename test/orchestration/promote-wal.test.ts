@@ -127,6 +127,10 @@ describe('promote with backup.wal', () => {
       stdout: ['000000010000000000000004', '000000010000000000000003', '000000010000000000000005.partial', '.pgpass'].join('\n'),
     });
     h.on('no segment pushed yet', /^cat -- \S+\/prod\/wal\/\.offsite-pushed$/, { exitCode: 1, stderr: 'No such file or directory' });
+    h.on('where the base backup starts', /^tar --occurrence=1 -xOf \S+\/base\.tar backup_label$/, {
+      stdout: 'START WAL LOCATION: 0/3000028 (file 000000010000000000000003)\n',
+    });
+    h.on('when the newest pushed segment was completed', /^FILE=\S+\/prod\/wal\/000000010000000000000004\n/, { stdout: '1000 940\n' });
     const r = await runOnFake(promoteAction, vps, { 'wal-password': PASSWORD, 'offsite-ssh-key': WRITE_KEY });
     h.assertAllScripted();
     assert.equal(r.error, undefined, r.failure);
@@ -140,6 +144,9 @@ describe('promote with backup.wal', () => {
       ['000000010000000000000003', '000000010000000000000004'],
     );
     assert.equal(h.files.get(`${vps.config.backup.dir}/prod/wal/.offsite-pushed`)?.toString(), '000000010000000000000004\n');
+    // The base backup's record says, in the clear, which segment it starts from: the off-host retention reads it.
+    const baseRecord = [...h.files.entries()].find(([f]) => /\/\.offsite-\d{8}T\d{6}Z\/prod\/base\/\d{8}T\d{6}Z\/upload\.json$/.test(f));
+    assert.match(baseRecord?.[1].toString() ?? '', /"walStart": "000000010000000000000003"/);
     const copies = vps.records('prod').filter((x) => x.event === 'offsite');
     assert.deepEqual(
       copies.map((x) => [String(x.backup).replace(/^base\/\d{8}T\d{6}Z$/, 'base/STAMP'), x.status]),

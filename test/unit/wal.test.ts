@@ -35,7 +35,14 @@ function rejects(w: Record<string, unknown>, message: RegExp): void {
 describe('backup.wal in the config', () => {
   it('is off unless enabled, with its defaults written once', () => {
     const c = parseConfig(makapix, 'c');
-    assert.deepEqual(c.backup.wal, { enabled: false, slot: 'twinstack_wal', role: 'twinstack_wal', 'max-lag-seconds': 3600, 'keep-base': 7 });
+    assert.deepEqual(c.backup.wal, {
+      enabled: false,
+      slot: 'twinstack_wal',
+      role: 'twinstack_wal',
+      'max-lag-seconds': 3600,
+      'keep-base': 7,
+      synchronous: false,
+    });
     assert.equal(walDir(c), '/var/backups/twinstack/prod/wal');
     const d = parseConfig(withWal({ enabled: true, dir: '/srv/wal/', 'admin-user': 'postgres' }), 'c');
     assert.equal(walDir(d), '/srv/wal');
@@ -65,6 +72,12 @@ describe('the WAL tools command lines', () => {
       argv(pgReceivewal({ ...target, dir: '/wal', slot: 'twinstack_wal' })),
       'pg_receivewal -D /wal -S twinstack_wal -h db -p 5432 -U twinstack_wal --no-password',
     );
+    // backup.wal.synchronous: each write flushed as it arrives; off, the same line as before (a running receiver is kept).
+    assert.equal(
+      argv(pgReceivewal({ ...target, dir: '/wal', slot: 's', synchronous: true })),
+      'pg_receivewal -D /wal -S s -h db -p 5432 -U twinstack_wal --no-password --synchronous',
+    );
+    assert.equal(argv(pgReceivewal({ ...target, dir: '/wal', slot: 's', synchronous: false })), argv(pgReceivewal({ ...target, dir: '/wal', slot: 's' })));
   });
 
   it('pg_basebackup writes tar files, without WAL of its own, after a fast checkpoint', () => {
@@ -200,7 +213,9 @@ describe("backup's wal input", () => {
   });
 
   it('refuses what cannot work, in one line saying what to change', () => {
-    refuses({ wal: 'on' }, /^input wal "on" must be ensure or off$/);
+    refuses({ wal: 'on' }, /^input wal "on" must be ensure, off or push$/);
+    refuses({ wal: 'push' }, /input wal is push but the config has no backup\.offsite/);
+    refuses({ wal: 'push' }, /input wal is push but backup\.wal\.enabled is false in the config/, parseConfig(makapix, 'c'));
     refuses({ wal: 'ensure', 'wal-password': 'x' }, /archives prod's WAL only: run it with environment: prod/, on, 'dev');
     refuses({ wal: 'ensure', 'wal-password': 'x' }, /backup\.wal\.enabled is false in the config: set it to true/, parseConfig(makapix, 'c'));
     refuses({ wal: 'ensure' }, /input wal-password is required with wal: ensure: pass the password of the replication role twinstack_wal from a secret/);

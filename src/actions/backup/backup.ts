@@ -32,6 +32,7 @@ import {
   type WalOutcome,
   type WalPlan,
 } from './wal';
+import { runWalPush } from './wal-push';
 
 interface Plan {
   environment: EnvironmentName;
@@ -40,6 +41,8 @@ interface Plan {
   offsite?: OffsiteKeys;
   /** The `wal` input: set up or stop prod's continuous WAL archiving after the dump. */
   wal?: WalPlan;
+  /** `wal: push`: no dump; only the completed WAL segments not yet off the host go there. */
+  walPush?: boolean;
 }
 
 export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutputs, Plan> = {
@@ -51,10 +54,12 @@ export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutp
     checkBackupDir(config);
     const offsite = offsiteKeysInput(io, config);
     const wal = walInput(io, config, environment);
+    if (wal?.mode === 'push') return { environment, offsite, walPush: true };
     return { environment, verify: (v || undefined) as Plan['verify'], offsite, wal };
   },
 
   async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
+    if (plan.walPush && plan.offsite) return runWalPush({ host, config, io, log, run, lockTimeoutSeconds, keys: plan.offsite });
     const env = new Environment(plan.environment, config);
     const summary = new Summary().heading(`Backup of ${env.name}`);
     let manifest: BackupManifest | undefined;
@@ -86,7 +91,14 @@ export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutp
           // A base backup once the receiver streams, so the archive holds the WAL it starts from.
           let b: BaseOutcome | undefined;
           if (plan.wal?.mode === 'ensure' && w && !('error' in w)) {
-            b = await runBaseBackupStep({ host, config, env, log }, { password: plan.wal.password, offsite: plan.offsite });
+            b = await runBaseBackupStep(
+              { host, config, env, log },
+              {
+                password: plan.wal.password,
+                offsite: plan.offsite,
+                lock: { run, waitSeconds: lockTimeoutSeconds },
+              },
+            );
             await op.record('base-backup', baseRecord(b));
           }
           return [m, c, w, b] as const;

@@ -13,7 +13,8 @@ import type { EnvContext } from '../../domain/environment';
 import type { RecordFields } from '../../domain/host-log';
 import type { OffsiteKeys } from '../../domain/offsite';
 import { walCopiesSummary } from '../common';
-import { copyWalOffsite, walCopiesFailure, type WalCopies } from '../../domain/wal-offsite';
+import { walCopiesFailure, type WalCopies, type WalPushLock } from '../../domain/wal-offsite';
+import { copyWalOffsite } from '../../domain/wal-offsite-retention';
 import { pruneBaseBackups, type BaseRetention } from '../../domain/wal-retention';
 import { baseBackup, ensureWal, stopWal, walDir, type BaseBackup, type WalEnsured, type WalStopped } from '../../domain/wal';
 
@@ -25,19 +26,24 @@ export interface WalInputs {
 
 export type WalPlan = { mode: 'ensure'; password: string } | { mode: 'off' };
 
+/** `wal: push`: only the completed WAL segments not yet off the host (src/actions/backup/wal-push.ts). */
+export type WalInput = WalPlan | { mode: 'push' };
+
 export type WalOutcome = { mode: 'ensure'; done: WalEnsured } | { mode: 'off'; done: WalStopped } | { mode: 'ensure' | 'off'; error: string };
 
 /** Reads `wal` and `wal-password` (masked at once) and checks them against the config. */
-export function walInput<I extends WalInputs, O>(io: ActionIO<I, O>, config: Config, environment: EnvironmentName): WalPlan | undefined {
+export function walInput<I extends WalInputs, O>(io: ActionIO<I, O>, config: Config, environment: EnvironmentName): WalInput | undefined {
   const mode = io.input('wal');
   const password = io.secret('wal-password');
   if (!mode) {
     if (password) throw new ConfigurationError('input wal-password is given but input wal is not: set wal: ensure, or drop wal-password');
     return undefined;
   }
-  if (mode !== 'ensure' && mode !== 'off') throw new ConfigurationError(`input wal "${validate.printable(mode)}" must be ensure or off`);
+  if (mode !== 'ensure' && mode !== 'off' && mode !== 'push')
+    throw new ConfigurationError(`input wal "${validate.printable(mode)}" must be ensure, off or push`);
   if (environment !== 'prod') throw new ConfigurationError(`input wal archives prod's WAL only: run it with environment: prod (it is ${environment})`);
   if (mode === 'off') return { mode };
+  if (mode === 'push') return checkPush(config);
   if (!config.backup.wal.enabled) {
     throw new ConfigurationError('input wal is ensure but backup.wal.enabled is false in the config: set it to true (README, Continuous WAL archiving)');
   }
@@ -47,6 +53,17 @@ export function walInput<I extends WalInputs, O>(io: ActionIO<I, O>, config: Con
     );
   if (/[\r\n\0]/.test(password)) throw new ConfigurationError('input wal-password must be one line');
   return { mode, password };
+}
+
+/** `wal: push` needs WAL archiving and a backup host; it takes no password (it never logs in to the database). */
+function checkPush(config: Config): WalInput {
+  if (!config.backup.wal.enabled) {
+    throw new ConfigurationError('input wal is push but backup.wal.enabled is false in the config: set it to true (README, Continuous WAL archiving)');
+  }
+  if (!config.backup.offsite) {
+    throw new ConfigurationError('input wal is push but the config has no backup.offsite: add that section (README, Off-host copies), or drop wal: push');
+  }
+  return { mode: 'push' };
 }
 
 /** The WAL step: its outcome, never thrown (the caller records it and fails the step after the summary). */
@@ -92,7 +109,7 @@ export type BaseOutcome = { done: BaseBackup; offsite?: WalCopies; retention?: B
  * it (never thrown: recorded, then the step fails after the summary). A failed copy or retention
  * keeps the new base backup.
  */
-export async function runBaseBackupStep(c: EnvContext, o: { password: string; offsite?: OffsiteKeys }): Promise<BaseOutcome> {
+export async function runBaseBackupStep(c: EnvContext, o: { password: string; offsite?: OffsiteKeys; lock?: WalPushLock }): Promise<BaseOutcome> {
   let done: BaseBackup;
   try {
     done = await baseBackup(c, o.password);
@@ -101,7 +118,7 @@ export async function runBaseBackupStep(c: EnvContext, o: { password: string; of
   }
   let offsite: WalCopies | undefined;
   if (o.offsite) {
-    const send = { host: c.host, config: c.config, env: c.env, keys: o.offsite, log: c.log };
+    const send = { host: c.host, config: c.config, env: c.env, keys: o.offsite, log: c.log, lock: o.lock };
     offsite = await copyWalOffsite(send, done);
   }
   try {

@@ -26,6 +26,7 @@ import { combineContainers, judgeMetrics, type DiskMetric, type EnvironmentMetri
 import { formatBytes, formatCpus } from '../../infra/units';
 import { psql } from '../../infra/postgres';
 import { receiverName, walDir, walHealth } from '../../domain/wal';
+import { offsitePoint, pushedMarker, type OffsitePoint } from '../../domain/wal-offsite';
 
 const SPLIT = '--twinstack-inspect--';
 const CONTAINER_STATS = fs.readFileSync(__dirname + '/container-stats.sh', 'utf8');
@@ -112,6 +113,8 @@ async function walMetrics(host: Host, config: Config, into: Metrics): Promise<Fi
   const prod = new Environment('prod', config);
   try {
     into.wal = await walHealth(host, config, prod);
+    // Read on the VPS only (the marker and the segment's time): monitor holds no key of the backup host.
+    if (config.backup.offsite) into.walOffsite = (await offsitePoint(host, config, await pushedMarker(host, config))) ?? null;
   } catch (e) {
     into.walError = errorMessage(e);
     return [
@@ -247,7 +250,14 @@ function walSection(s: Summary, config: Config, m: Metrics): void {
     `lag: ${w.lagSeconds} s (limit ${config.backup.wal['max-lag-seconds']} s)`,
     `newest archived segment: ${w.segment ? `${w.segment.name}, ${w.segment.ageSeconds} s old` : 'none yet'}`,
     `being received: ${w.partial ? `${w.partial.name}, written ${w.partial.ageSeconds} s ago` : 'nothing'}`,
+    ...(m.walOffsite === undefined ? [] : [offsiteLine(m.walOffsite)]),
   ]);
+}
+
+/** The off-host recovery point, as the last WAL push left it (backup action, wal: push). */
+function offsiteLine(p: OffsitePoint | null): string {
+  if (!p) return 'off the host: no segment pushed yet (schedule the backup action with wal: push)';
+  return `off the host: up to ${p.segment}${p.ageSeconds === undefined ? '' : `, completed ${p.ageSeconds} s ago (the off-host recovery point)`}`;
 }
 
 /** Writes the SVG chart where the runner keeps temporary files; returns its path. */

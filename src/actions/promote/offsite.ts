@@ -6,7 +6,8 @@
  * base backup taken before the change and the WAL not yet pushed follow it.
  */
 import { copyOffsite, type OffsiteCopy } from '../../domain/offsite';
-import { copyWalOffsite, type WalCopies } from '../../domain/wal-offsite';
+import type { WalCopies } from '../../domain/wal-offsite';
+import { copyWalOffsite } from '../../domain/wal-offsite-retention';
 import type { Outcome } from './outcome';
 import type { Promotion } from './promotion';
 
