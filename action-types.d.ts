@@ -312,6 +312,12 @@ export interface RestoreInputs {
   'target': string;
   /** true: a restore drill. Recovers target latest into a scratch server and checks it (row counts against the newest verified dump, backup.drill.smoke queries, RTO and RPO against their thresholds), then removes it. Prod is never touched: no swap, no service stopped, no lock taken. Default: "false". */
   'drill': string;
+  /** Where the base backup and the WAL are read from. local: the VPS's own (backup.dir). offsite: the off-host copies on backup.offsite's host alone, for when the VPS lost them or is new: the runner lists them with offsite-admin-key, checks each file against the sha256 its upload record holds, decrypts it with offsite-identity and streams it to a private staging directory on the VPS (the data passes through the runner), then the recovery runs as with local. A damaged copy or a missing WAL segment fails naming it, before prod is touched. Default: "local". */
+  'source': string;
+  /** source offsite: the backup host's admin key (the backup action's offsite-admin-key), used only from the runner to read the copies; never sent to the VPS. Pass it from a secret. */
+  'offsite-admin-key': string;
+  /** source offsite: the age private key (AGE-SECRET-KEY-1...) of one of backup.offsite.recipients, to decrypt the copies on the runner. Masked as soon as it is read; never sent to the VPS, never on a command line or in a log. Pass it from a secret. */
+  'offsite-identity': string;
 }
 
 /** Outputs of twinstack restore (actions/restore). */

@@ -22,9 +22,10 @@
  */
 import type { EnvContext } from './environment';
 import { listBackups, type BackupManifest } from './backup';
-import { factsOf, recoverToScratch, type RecoveryFacts, type ScratchServer } from './pitr';
+import { factsOf, recoverToScratch, type ArchiveSource, type RecoveryFacts, type ScratchServer } from './pitr';
+import { OffsiteFetchFailed, withOffsiteArchive, type OffsiteSource } from './offsite-restore';
 import { listArchive } from './wal';
-import { walFileName } from './wal-retention';
+import { nextSegment, walFileName } from './wal-retention';
 import type { DrillSettings } from '../config/backup';
 import { OperationFailed, errorMessage, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
@@ -121,15 +122,6 @@ export function walProblem(end: { segment?: string; line?: string }, archived: r
   return `WAL segment ${end.segment} is corrupt: the scratch server's replay stopped in it (${end.line ?? 'no readable record'}), ${last} is the last archived`;
 }
 
-function nextSegment(name: string): string {
-  const tli = name.slice(0, 8);
-  const log = parseInt(name.slice(8, 16), 16);
-  const seg = parseInt(name.slice(16), 16);
-  // 16 MB segments: 256 per log file.
-  const [l, s] = seg >= 0xff ? [log + 1, 0] : [log, seg + 1];
-  return `${tli}${l.toString(16).toUpperCase().padStart(8, '0')}${s.toString(16).toUpperCase().padStart(8, '0')}`;
-}
-
 /** One smoke query in a read-only transaction: it passes with a row (and, with `expect`, that first value). */
 async function smoke(host: Host, server: ScratchServer, database: string, q: { sql: string; expect?: string }): Promise<SmokeResult> {
   const r = await host.run(psql(server, database, { tuples: true, run: ['SET default_transaction_read_only = on', q.sql] }), {
@@ -145,20 +137,43 @@ async function smoke(host: Host, server: ScratchServer, database: string, q: { s
   return { sql: q.sql, ok: true, detail: value };
 }
 
-/** Runs the drill; returns its report (problems listed) or throws DrillFailed when no recovery was possible. */
-export async function runDrill(c: EnvContext, settings: DrillSettings, now = () => new Date()): Promise<DrillReport> {
-  const { host, config, env: prod, log } = c;
+/**
+ * Runs the drill; returns its report (problems listed) or throws DrillFailed when no recovery was
+ * possible. With `offsite`, from the off-host copies alone (src/domain/offsite-restore.ts): their
+ * fetch counts in the RTO.
+ */
+export async function runDrill(c: EnvContext, settings: DrillSettings, now = () => new Date(), offsite?: OffsiteSource): Promise<DrillReport> {
   const started = now();
   const backup = await drillReference(c);
+  const run: DrillRun = { settings, now, started, backup };
+  if (!offsite) return drillOn(c, run);
+  try {
+    return await withOffsiteArchive(c, { offsite, target: 'latest' }, (source) => drillOn(c, run, source));
+  } catch (e) {
+    throw e instanceof OffsiteFetchFailed ? new DrillFailed(`the off-host copies could not be used: ${e.message}`, backup) : e;
+  }
+}
+
+interface DrillRun {
+  settings: DrillSettings;
+  now: () => Date;
+  started: Date;
+  /** The dump whose row counts are compared. */
+  backup: BackupManifest;
+}
+
+/** Steps 2 to 6, on the host's own archive or on `source`. */
+async function drillOn(c: EnvContext, { settings, now, started, backup }: DrillRun, source?: ArchiveSource): Promise<DrillReport> {
+  const { host, config, env: prod, log } = c;
   let rec;
   try {
-    rec = await recoverToScratch(c, { target: 'latest', keep: true });
+    rec = await recoverToScratch(c, { target: 'latest', keep: true, source });
   } catch (e) {
     throw new DrillFailed(`the recovery failed: ${errorMessage(e)}`, backup);
   }
   try {
     const database = prod.cfg.database.name;
-    const archived = walFilesFor(await listArchive(host, config), rec.base.startSegment);
+    const archived = walFilesFor(await listArchive(host, config, rec.source.walDir), rec.base.startSegment);
     const logs = await host.run(logsTail(rec.server.name, 5000), { check: false, quiet: true, timeoutSeconds: 60 });
     const end = replayEnd(logs.stdout, parseInt(rec.base.startSegment.slice(0, 8), 16));
     const names = [...archived.files.filter((f) => !f.endsWith('.history')), ...(archived.partial ? [archived.partial.slice(0, 24)] : [])];

@@ -52,6 +52,25 @@ export type RecoveryTarget = Date | 'latest';
 /** The label on scratch containers, so a person (or a test) can tell them apart. */
 export const SCRATCH_LABEL = 'twinstack.pitr';
 
+/**
+ * Where a recovery reads its base backups and WAL: the host's own (backup.dir's base backups and
+ * the WAL archive), or copies laid out the same way (the off-host copies fetched for a restore:
+ * src/domain/offsite-restore.ts).
+ */
+export interface ArchiveSource {
+  /** The directory holding one directory per base backup (base.tar, backup_manifest). */
+  baseRoot: string;
+  /** The directory holding the WAL segments. */
+  walDir: string;
+  /** Where they came from, as the summary says it. */
+  from: string;
+}
+
+/** The host's own base backups and WAL archive. */
+export function localArchive(config: Config): ArchiveSource {
+  return { baseRoot: baseBackupRoot(config), walDir: walDir(config), from: 'the VPS' };
+}
+
 /** A base backup found on the host. */
 export interface FoundBaseBackup {
   dir: string;
@@ -137,18 +156,21 @@ export interface RecoveryFacts {
   seconds: number;
   /** The WAL files copied (the .partial one counted). */
   walFiles: number;
+  /** Where the base backup and the WAL came from (ArchiveSource.from). */
+  from?: string;
 }
 
 export interface ScratchRecovery extends RecoveryFacts {
   server: ScratchServer;
+  /** The base backups and WAL it was recovered from. */
+  source: ArchiveSource;
   /** The scratch directory on the host. */
   dir: string;
   /** Removes the scratch server and directory (already done unless `keep`). */
   remove(): Promise<void>;
 }
 
-async function listBaseBackups(host: Host, config: Config, log: Logger): Promise<FoundBaseBackup[]> {
-  const root = baseBackupRoot(config);
+async function listBaseBackups(host: Host, root: string, log: Logger): Promise<FoundBaseBackup[]> {
   const r = await host.run(hostScript(PITR_BASES_SCRIPT, { ROOT: root }), { label: 'listing the base backups', quiet: true, timeoutSeconds: 600 });
   const { bases, unreadable } = parseBaseBackups(r.stdout);
   if (unreadable.length && bases.length === 0) throw new OperationFailed(`no base backup under ${root} can be read: ${unreadable.join('; ')}`);
@@ -156,18 +178,28 @@ async function listBaseBackups(host: Host, config: Config, log: Logger): Promise
   return bases;
 }
 
+export interface RecoverOptions {
+  target: RecoveryTarget;
+  /** Keep the scratch server for the caller, who calls `remove()`. */
+  keep?: boolean;
+  timeoutSeconds?: number;
+  /** The base backups and WAL to recover from (default: the host's own). */
+  source?: ArchiveSource;
+}
+
 /**
  * Recovers prod's database as of `target` into a scratch server and reads it. The scratch server
  * and directory are removed before returning (and on any failure), unless `keep`: then the caller
  * calls `remove()` when done with the server.
  */
-export async function recoverToScratch(c: EnvContext, o: { target: RecoveryTarget; keep?: boolean; timeoutSeconds?: number }): Promise<ScratchRecovery> {
+export async function recoverToScratch(c: EnvContext, o: RecoverOptions): Promise<ScratchRecovery> {
   const { host, config, env: prod, log } = c;
   const started = Date.now();
-  const base = chooseBaseBackup(await listBaseBackups(host, config, log), o.target, baseBackupRoot(config));
-  const { files, partial } = walFilesFor(await listArchive(host, config), base.startSegment);
+  const source = o.source ?? localArchive(config);
+  const base = chooseBaseBackup(await listBaseBackups(host, source.baseRoot, log), o.target, source.baseRoot);
+  const { files, partial } = walFilesFor(await listArchive(host, config, source.walDir), base.startSegment);
   if (!files.includes(base.startSegment) && partial?.slice(0, 24) !== base.startSegment)
-    throw new OperationFailed(`the WAL archive ${walDir(config)} lacks ${base.startSegment}, where base backup ${base.dir} starts: it cannot be recovered`);
+    throw new OperationFailed(`the WAL archive ${source.walDir} lacks ${base.startSegment}, where base backup ${base.dir} starts: it cannot be recovered`);
   const tool = await toolContainer(host, config, prod);
   const name = `${prod.project}-twinstack-pitr`;
   const dir = `${scratchRoot(config)}/${utcStamp()}-${randomBytes(3).toString('hex')}`;
@@ -189,7 +221,7 @@ export async function recoverToScratch(c: EnvContext, o: { target: RecoveryTarge
     await host.run(argv('mkdir', '-m', '700', dir), { label: 'creating the scratch directory', quiet: true, timeoutSeconds: 60 });
     // A scratch server a cancelled restore left behind holds the name: it is only ever a scratch copy.
     await host.run(argv('docker', 'rm', '-f', name), { check: false, quiet: true, timeoutSeconds: 120 });
-    await host.run(unpackScratch({ ...spec, name, base: base.dir, wal: walDir(config), files, partial }), {
+    await host.run(unpackScratch({ ...spec, name, base: base.dir, wal: source.walDir, files, partial }), {
       label: 'unpacking the base backup and the WAL into the scratch directory',
       quiet: true,
       timeoutSeconds: config.backup['timeout-seconds'],
@@ -211,7 +243,19 @@ export async function recoverToScratch(c: EnvContext, o: { target: RecoveryTarge
       `prod: recovered to ${facts.recoveryPoint.toISOString()} in ${seconds} s (alembic ${facts.alembicRevision || 'none'}, ${facts.counts.size} tables)`,
     );
     if (!o.keep) await remove();
-    return { base, target: o.target, ...facts, archiveEndsBeforeTarget, seconds, walFiles: files.length + (partial ? 1 : 0), server, dir, remove };
+    return {
+      base,
+      target: o.target,
+      ...facts,
+      archiveEndsBeforeTarget,
+      seconds,
+      walFiles: files.length + (partial ? 1 : 0),
+      from: source.from,
+      server,
+      dir,
+      source,
+      remove,
+    };
   } catch (e) {
     await remove().catch(ignored(log, 'removing the scratch recovery after a failure'));
     throw e;
@@ -306,12 +350,15 @@ export interface PointRestore {
  * prod's previous one set aside (and put back when the restore fails). `services` (prod's app
  * services) are stopped for the restore and started again after it, whatever happened.
  */
-export async function restoreToPoint(c: EnvContext, o: { target: RecoveryTarget; services?: string[]; timeoutSeconds?: number }): Promise<PointRestore> {
+export async function restoreToPoint(
+  c: EnvContext,
+  o: { target: RecoveryTarget; services?: string[]; timeoutSeconds?: number; source?: ArchiveSource },
+): Promise<PointRestore> {
   const { host, config, env: prod, log } = c;
   const began = new Date();
   let stage: PointRestoreStage = 'recover';
   try {
-    const rec = await recoverToScratch(c, { target: o.target, keep: true, timeoutSeconds: o.timeoutSeconds });
+    const rec = await recoverToScratch(c, { target: o.target, keep: true, timeoutSeconds: o.timeoutSeconds, source: o.source });
     let backup: BackupManifest;
     try {
       stage = 'dump';
@@ -377,6 +424,7 @@ export function factsOf(rec: ScratchRecovery): RecoveryFacts {
     counts: rec.counts,
     seconds: rec.seconds,
     walFiles: rec.walFiles,
+    from: rec.from,
   };
 }
 

@@ -40,6 +40,17 @@ export function walFileName(lsn: string, timeline: number, segmentBytes = DEFAUL
   return `${hex(timeline)}${hex(segment / perLog)}${hex(segment % perLog)}`;
 }
 
+/** The WAL file after `name` on the same timeline (with `segmentBytes` segments: 256 a log file at 16 MiB). */
+export function nextSegment(name: string, segmentBytes = DEFAULT_SEGMENT_BYTES): string {
+  const tli = name.slice(0, 8);
+  const log = parseInt(name.slice(8, 16), 16);
+  const seg = parseInt(name.slice(16), 16);
+  const perLog = 0x100000000 / segmentBytes;
+  const [l, s] = seg >= perLog - 1 ? [log + 1, 0] : [log, seg + 1];
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');
+  return `${tli}${hex(l)}${hex(s)}`;
+}
+
 /** The start WAL file named in a backup_label ("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)"). */
 export function labelStartFile(label: string): string | undefined {
   return /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)?.[1];

@@ -292,9 +292,9 @@ export interface BaseBackup {
   seconds: number;
 }
 
-/** The WAL archive's file names. */
-export async function listArchive(host: Host, config: Config): Promise<string[]> {
-  const r = await host.run(argv('find', walDir(config), '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
+/** The WAL archive's file names (the host's own archive, or `dir`: a copy of it). */
+export async function listArchive(host: Host, config: Config, dir = walDir(config)): Promise<string[]> {
+  const r = await host.run(argv('find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
     label: 'listing the WAL archive',
     quiet: true,
     timeoutSeconds: 120,

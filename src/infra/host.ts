@@ -20,6 +20,14 @@ export interface RunOptions {
   cwd?: string;
   /** Called with each chunk of standard output as it arrives. */
   onStdout?: (chunk: Buffer) => void;
+  /**
+   * Standard output piped into this stream, with backpressure, instead of being kept (the result's
+   * stdout is then ''): output of any size, such as a file read off the host. A sink that fails or
+   * closes early stops the command.
+   */
+  stdoutTo?: NodeJS.WritableStream;
+  /** Standard input read from this stream, with backpressure, until it ends (instead of `stdin`). */
+  stdinFrom?: NodeJS.ReadableStream;
 }
 
 export interface CommandResult {

@@ -329,13 +329,24 @@ export class SshHost implements Host {
       if (!stopped) ch.close();
       stopped = true;
     };
-    ch.on('data', (d: Buffer) => {
-      this.traffics.received += d.length;
-      if (!streams.out.push(d)) stop();
-      streams.markerLines.push(d);
-      options.onStdout?.(d);
-      if (!options.quiet) streams.outLines.push(d);
-    });
+    if (options.stdoutTo) {
+      const sink = options.stdoutTo;
+      ch.on('data', (d: Buffer) => (this.traffics.received += d.length));
+      ch.pipe(sink);
+      // Nobody reads the rest once the sink has failed or closed: the command is stopped.
+      sink.on('error', stop);
+      sink.on('close', () => {
+        if (!ch.readableEnded) stop();
+      });
+    } else {
+      ch.on('data', (d: Buffer) => {
+        this.traffics.received += d.length;
+        if (!streams.out.push(d)) stop();
+        streams.markerLines.push(d);
+        options.onStdout?.(d);
+        if (!options.quiet) streams.outLines.push(d);
+      });
+    }
     ch.stderr.on('data', (d: Buffer) => {
       this.traffics.received += d.length;
       if (!streams.err.push(d)) stop();
@@ -351,7 +362,13 @@ export class SshHost implements Host {
       streams.errLines.flush();
       run.finish(closedResult(run, status.exitCode, status.signal));
     });
-    if (options.stdin !== undefined) {
+    if (options.stdinFrom) {
+      const source = options.stdinFrom;
+      source.on('data', (d: Buffer | string) => (this.traffics.sent += Buffer.byteLength(d)));
+      // A source that fails ends the command's input: the caller sees the source's own error.
+      source.on('error', () => ch.end());
+      source.pipe(ch);
+    } else if (options.stdin !== undefined) {
       const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
       this.traffics.sent += data.length;
       ch.end(data);

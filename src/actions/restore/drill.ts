@@ -7,6 +7,7 @@
 import type { RestoreInputs, RestoreOutputs } from '../../../action-types';
 import type { Config } from '../../domain/config';
 import { DrillFailed, runDrill, type DrillReport } from '../../domain/drill';
+import type { OffsiteSource } from '../../domain/offsite-restore';
 import { Environment } from '../../domain/environment';
 import { HostLog } from '../../domain/host-log';
 import { newOperationId } from '../../domain/operation';
@@ -22,15 +23,17 @@ interface DrillContext {
   io: ActionIO<RestoreInputs, RestoreOutputs>;
   log: Logger;
   run: RunInfo;
+  /** source offsite: recover from the off-host copies alone. */
+  offsite?: OffsiteSource;
 }
 
-export async function executeDrill({ host, config, io, log, run }: DrillContext): Promise<void> {
+export async function executeDrill({ host, config, io, log, run, offsite }: DrillContext): Promise<void> {
   const prod = new Environment('prod', config);
   const hostLog = new HostLog(host, config['state-dir'], 'prod');
   const base = { action: 'restore', op: newOperationId(), run: run.url, actor: run.actor };
   let report: DrillReport;
   try {
-    report = await runDrill({ host, config, env: prod, log }, config.backup.drill);
+    report = await runDrill({ host, config, env: prod, log }, config.backup.drill, undefined, offsite);
   } catch (e) {
     const backup = e instanceof DrillFailed ? e.backup?.id : undefined;
     await hostLog.append({ ...base, event: 'drill', status: 'failed', backup, error: errorMessage(e) }).catch(ignored(log, 'recording the drill'));
@@ -71,7 +74,7 @@ function reportSummary(config: Config, r: DrillReport): Summary {
   );
   s.list([
     ...r.problems.slice(1).map((p) => `also: ${p}`),
-    'prod was not touched: the recovery ran in a scratch server on copies of the base backup and the WAL, and it is removed.',
+    `prod was not touched: the recovery ran in a scratch server on copies of the base backup and the WAL from ${r.recovery.from ?? 'the VPS'}, and it is removed.`,
     `RTO ${r.rtoSeconds} s: from the drill's start to the recovered copy answering its checks (unpacking, replay, counts, smoke queries).`,
     `RPO ${r.rpoSeconds} s: the last transaction recovered committed at ${r.recovery.recoveryPoint.toISOString()}, the drill began at ${r.started.toISOString()}${r.recovery.pointIsBackupStart ? ' (no transaction after the base backup: the point is its start)' : ''}.`,
     `base backup \`${r.recovery.base.dir}\` (started ${r.recovery.base.startTime.toISOString()}); WAL ${r.segments.first} to ${r.segments.last} (${r.recovery.walFiles} file(s)); replay ended in ${r.segments.replayedTo}.`,

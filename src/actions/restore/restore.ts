@@ -16,6 +16,10 @@ import { appServices } from '../../domain/rollback';
 import { restoreAsideName } from '../../domain/backup';
 import { ConfigurationError, errorMessage } from '../../infra/errors';
 import { executeDrill } from './drill';
+import { withOffsiteArchive, type OffsiteSource } from '../../domain/offsite-restore';
+import type { ActionIO } from '../../infra/actions-io';
+import { agePublicKeys, isAgeIdentity } from '../../infra/age';
+import { unencryptedPrivateKey } from '../../infra/ssh';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
 
@@ -23,6 +27,42 @@ interface Plan {
   target: RecoveryTarget;
   /** A restore drill: recover and check in a scratch server, never touch prod (./drill.ts). */
   drill: boolean;
+  /** source offsite: the keys that read and decrypt the off-host copies (src/domain/offsite-restore.ts). */
+  offsite?: OffsiteSource;
+}
+
+/**
+ * The source input, and with offsite its two secrets (masked the moment they are read), checked
+ * before anything connects: backup.offsite in the config, an admin key that is a usable private
+ * key and not the VPS's login key, an age identity whose public key is one of the recipients.
+ */
+export function sourceInput(io: ActionIO<RestoreInputs, RestoreOutputs>, config: Config): OffsiteSource | undefined {
+  const identity = io.secret('offsite-identity');
+  const adminKey = io.secret('offsite-admin-key');
+  const source = io.defaulted('source');
+  if (source === 'local') return undefined;
+  if (source !== 'offsite') throw new ConfigurationError(`input source "${validate.printable(source)}" must be local or offsite`);
+  const o = config.backup.offsite;
+  if (!o) throw new ConfigurationError('input source is offsite but the config has no backup.offsite: add that section (the backup host the copies are on)');
+  if (!identity.trim())
+    throw new ConfigurationError(
+      'input offsite-identity is required with source offsite: pass the age private key of one of backup.offsite.recipients from a secret',
+    );
+  if (!isAgeIdentity(identity))
+    throw new ConfigurationError('input offsite-identity is not an age private key: give the AGE-SECRET-KEY-1... line age-keygen wrote');
+  if (!agePublicKeys(identity).some((k) => o.recipients.includes(k)))
+    throw new ConfigurationError(
+      'input offsite-identity is not the private key of any of backup.offsite.recipients: the copies were sealed to those keys only',
+    );
+  if (!adminKey.trim())
+    throw new ConfigurationError("input offsite-admin-key is required with source offsite: the runner reads the copies with the backup host's admin key");
+  const admin = unencryptedPrivateKey(adminKey, 'offsite-admin-key');
+  const login = io.secret('ssh-key');
+  if (login.trim() && !/ENCRYPTED/.test(login) && unencryptedPrivateKey(login, 'ssh-key').publicKey === admin.publicKey)
+    throw new ConfigurationError(
+      'input offsite-admin-key is the same key as ssh-key: the key that may delete off-host copies must never be one the VPS accepts',
+    );
+  return { adminKey: admin.key, identity };
 }
 
 /** The `target` input: `latest`, or an ISO-8601 time in UTC not in the future; anything else is refused in one line. */
@@ -61,11 +101,12 @@ export const restoreAction: ActionDefinition<RestoreInputs, RestoreOutputs, Plan
     const drill = validate.boolean(io.defaulted('drill'), 'input drill');
     checkWalConfig(config);
     if (drill) checkDrill(config, target);
-    return { target, drill };
+    const offsite = sourceInput(io, config);
+    return offsite ? { target, drill, offsite } : { target, drill };
   },
 
   async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
-    if (plan.drill) return executeDrill({ host, config, io, log, run });
+    if (plan.drill) return executeDrill({ host, config, io, log, run, offsite: plan.offsite });
     const prod = new Environment('prod', config);
     io.output('url', prod.cfg.url);
     let done: PointRestore;
@@ -75,7 +116,12 @@ export const restoreAction: ActionDefinition<RestoreInputs, RestoreOutputs, Plan
         async (op) => {
           const services = await appServices(host, prod);
           try {
-            const r = await restoreToPoint({ host, config, env: prod, log }, { target: plan.target, services });
+            const c = { host, config, env: prod, log };
+            const r = plan.offsite
+              ? await withOffsiteArchive(c, { offsite: plan.offsite, target: plan.target }, (source) =>
+                  restoreToPoint(c, { target: plan.target, services, source }),
+                )
+              : await restoreToPoint(c, { target: plan.target, services });
             await op.record('restore', {
               target: isoOf(plan.target),
               status: 'done',
@@ -120,7 +166,7 @@ function successSummary(target: RecoveryTarget, r: PointRestore): Summary {
     ...(rec.archiveEndsBeforeTarget ? ['the WAL archive held no commit at or after the target: everything it held was replayed'] : []),
     `alembic revision now: \`${rec.alembicRevision || 'none'}\`. If the running release expects another one (the restore went back before a migration), run the rollback action to the release that matches it.`,
     `prod's database as it was before: kept as \`${r.aside}\` until the next restore. To undo: restore backup-id of a fresh backup taken before, or rename it back by hand.`,
-    `from base backup \`${rec.base.dir}\` (started ${rec.base.startTime.toISOString()}) and ${rec.walFiles} WAL file(s); recovered and checked in ${rec.seconds} s in a scratch server, then restored through the verified backup \`${r.backup.id}\``,
+    `from base backup \`${rec.base.dir}\` (started ${rec.base.startTime.toISOString()}) and ${rec.walFiles} WAL file(s) of ${rec.from ?? 'the VPS'}; recovered and checked in ${rec.seconds} s in a scratch server, then restored through the verified backup \`${r.backup.id}\``,
     "prod's app services were stopped for the swap and started again; next: check the app (status action) and the rows you expected.",
   ]);
   summary.table(

@@ -1,0 +1,259 @@
+/**
+ * Restore from the off-host copies alone (restore with source: offsite), on real parts: prod's
+ * PostgreSQL in a real container with a real WAL receiver, the VPS a real sshd, the backup host a
+ * second sshd whose authorized_keys confines the VPS's key with rrsync (the README's line), age
+ * and rsync real. A base backup and the WAL go off the host; then the receiver, the local base
+ * backups and the whole WAL directory are destroyed. A recovery from the backup host alone holds
+ * every row the pushed WAL holds (read from the scratch server's own database), the drill passes
+ * and leaves nothing behind, a real restore swaps those rows into prod, and one flipped byte in an
+ * off-host copy, or one off-host segment deleted, each fail naming that file before prod is touched.
+ */
+import { strict as assert } from 'node:assert';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { restoreAction } from '../../src/actions/restore/restore';
+import { takeBackup } from '../../src/domain/backup';
+import { parseConfig, type Config } from '../../src/domain/config';
+import { Environment, type EnvContext } from '../../src/domain/environment';
+import { HostLog, latest } from '../../src/domain/host-log';
+import { writeOnlyAuthorizedKey } from '../../src/domain/offsite';
+import { withOffsiteArchive, type OffsiteSource } from '../../src/domain/offsite-restore';
+import { recoverToScratch, restoreToPoint, scratchRoot } from '../../src/domain/pitr';
+import { baseBackup, baseBackupRoot, ensureWal, walDir } from '../../src/domain/wal';
+import { copyWalOffsite } from '../../src/domain/wal-offsite';
+import { MemoryLogger } from '../../src/infra/logger';
+import type { SshHost } from '../../src/infra/ssh';
+import { connect } from '../harness/connect';
+import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
+import { runOnFake } from '../support/run-action';
+import { startWalDb } from './wal-support';
+
+const RUN = randomBytes(4).toString('hex');
+const PROJECT = `twinstack-test-${RUN}-offrestore`;
+const IMAGE = `twinstack-test-offrestore-db:${RUN}`;
+const NETWORK = `twinstack-test-${RUN}-offrestore`;
+const DB = `${PROJECT}-db-1`;
+const RECEIVER = `${PROJECT}-twinstack-wal`;
+const SCRATCH = `${PROJECT}-twinstack-pitr`;
+const PASSWORD = `wal-secret-${RUN}`;
+const ROWS = { a: 3_000, b: 6_000, c: 1_000 };
+const ALL = ROWS.a + ROWS.b + ROWS.c;
+
+const docker = (...args: string[]) =>
+  execFileSync('docker', args, { encoding: 'utf8', timeout: 180_000, env: { ...process.env, DOCKER_BUILDKIT: '0' } }).trim();
+const attempt = (...args: string[]) => spawnSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
+const sql = (query: string, database = 'app', user = 'owner') =>
+  docker('exec', DB, 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-A', '-t', '-h', '/var/run/postgresql', '-U', user, '-d', database, '-c', query);
+const stats = (query: string) => sql(query, 'postgres', 'postgres');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let skip: string | false = sshdAvailable() ?? false;
+if (!skip && attempt('image', 'inspect', 'twinstack-fixture-base:latest').status !== 0)
+  skip = 'the fixture base image is missing (bash test/e2e/support/base-image.sh)';
+if (!skip && spawnSync('age', ['--version']).status !== 0) skip = 'age is not installed';
+
+let vps: TestSshd;
+let backupHost: TestSshd;
+let host: SshHost;
+let root: string;
+let store: string;
+let writeKey: string;
+let identity: string;
+let config: Config;
+let ctx: EnvContext;
+/** Completed segments: one holding batch b, and the last one pushed. */
+let middle: string;
+let last: string;
+const log = new MemoryLogger();
+
+function configFor(dir: string, offsite: object): Config {
+  const text = fs
+    .readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8')
+    .replace('state-dir: /var/lib/twinstack', `state-dir: ${dir}/state`)
+    .replace('project: makapix-prod', `project: ${PROJECT}`)
+    .replace('{ service: db, name: makapix, user: owner,', '{ service: db, name: app, user: owner,');
+  const backup = `backup:\n  dir: ${dir}/backups\n  verify: restore\n  offsite: ${JSON.stringify(offsite)}\n  wal: { enabled: true, admin-user: postgres }\n`;
+  return parseConfig(`${text}\n${backup}`, 'twinstack.yml');
+}
+
+const batch = (name: string, n: number) => sql(`INSERT INTO events (batch, note) SELECT '${name}', 'event ' || g FROM generate_series(1, ${n}) g`);
+
+/** Ends the current segment and waits until pg_receivewal has written it completely; returns its name. */
+async function completeSegment(): Promise<string> {
+  const segment = stats('SELECT pg_walfile_name(pg_current_wal_lsn())');
+  stats('SELECT pg_switch_wal()');
+  for (let i = 0; i < 120 && !fs.existsSync(path.join(walDir(config), segment)); i++) await sleep(500);
+  assert.ok(fs.existsSync(path.join(walDir(config), segment)), `${segment} was not archived`);
+  return segment;
+}
+
+/** What a restore from the backup host must leave nowhere: scratch servers, staging directories, identity files on the runner. */
+function leftBehind(): string[] {
+  const scratch = fs.existsSync(scratchRoot(config)) ? fs.readdirSync(scratchRoot(config)) : [];
+  const identities = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('twinstack-age-'));
+  return [...scratch, ...identities, ...(attempt('inspect', SCRATCH).status === 0 ? [`container ${SCRATCH}`] : [])];
+}
+
+function cleanUp(): void {
+  for (const c of [SCRATCH, RECEIVER, DB]) attempt('rm', '-f', '-v', c);
+  attempt('network', 'rm', NETWORK);
+  attempt('rmi', '-f', IMAGE);
+}
+
+const offsite = (): OffsiteSource => ({ adminKey: backupHost.privateKey, identity });
+const drill = () =>
+  runOnFake(
+    restoreAction,
+    { host, config },
+    { target: 'latest', drill: 'true', source: 'offsite', 'offsite-admin-key': backupHost.privateKey, 'offsite-identity': identity },
+  );
+
+/** Runs `fn` with one off-host file changed by `spoil`, and puts it back afterwards. */
+async function withSpoilt<T>(file: string, spoil: (f: string) => void, fn: () => Promise<T>): Promise<T> {
+  const saved = fs.readFileSync(file);
+  spoil(file);
+  try {
+    return await fn();
+  } finally {
+    fs.writeFileSync(file, saved);
+  }
+}
+
+describe('restore from the off-host copies alone', { skip }, () => {
+  before(async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-offrestore-'));
+    fs.mkdirSync(path.join(root, 'keys'), { mode: 0o700 });
+    const keyFile = path.join(root, 'keys', 'offsite');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'twinstack-test', '-f', keyFile], { stdio: 'ignore' });
+    writeKey = fs.readFileSync(keyFile, 'utf8');
+    execFileSync('age-keygen', ['-o', path.join(root, 'keys', 'age.txt')], { stdio: 'ignore' });
+    identity = fs.readFileSync(path.join(root, 'keys', 'age.txt'), 'utf8');
+    store = path.join(root, 'store');
+    fs.mkdirSync(store);
+    try {
+      await startWalDb({ image: IMAGE, network: NETWORK, db: DB, project: PROJECT });
+      [vps, backupHost] = await Promise.all([
+        startSshd(),
+        startSshd({ authorizedKeys: [writeOnlyAuthorizedKey(store, fs.readFileSync(`${keyFile}.pub`, 'utf8'))] }),
+      ]);
+      host = await connect(vps, {}, log);
+    } catch (e) {
+      cleanUp();
+      throw e;
+    }
+    config = configFor(root, {
+      host: '127.0.0.1',
+      port: backupHost.port,
+      user: backupHost.user,
+      path: store,
+      'known-hosts': backupHost.knownHosts.trim().split('\n'),
+      recipients: [execFileSync('age-keygen', ['-y'], { input: identity, encoding: 'utf8' }).trim()],
+    });
+    ctx = { host, config, env: new Environment('prod', config), log };
+    await ensureWal(ctx, PASSWORD);
+    sql("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO alembic_version VALUES ('rev_a')");
+    sql('CREATE TABLE events (id bigserial PRIMARY KEY, batch text NOT NULL, note text)');
+    batch('a', ROWS.a);
+    const dump = await takeBackup({ ...ctx, ctx: {} });
+    assert.equal(dump.rowCounts?.['public.events'], ROWS.a);
+    const base = await baseBackup(ctx, PASSWORD);
+    await completeSegment();
+    batch('b', ROWS.b);
+    middle = await completeSegment();
+    batch('c', ROWS.c);
+    last = await completeSegment();
+    const copies = await copyWalOffsite({ host, config, env: ctx.env, keys: { write: writeKey, admin: backupHost.privateKey }, log }, base);
+    assert.equal(copies.base.status, 'copied', copies.base.status === 'failed' ? copies.base.error : '');
+    assert.equal(copies.wal.copy?.status, 'copied');
+    assert.ok(fs.existsSync(path.join(store, 'prod', 'wal', `${last}.age`)), `${last} did not go off the host`);
+    // The disaster: the receiver, the local base backups and the whole WAL directory are gone.
+    docker('rm', '-f', RECEIVER);
+    fs.rmSync(baseBackupRoot(config), { recursive: true, force: true });
+    fs.rmSync(walDir(config), { recursive: true, force: true });
+  });
+  after(async () => {
+    await host?.close();
+    await Promise.all([vps?.stop(), backupHost?.stop()]);
+    cleanUp();
+    fs.rmSync(root, { recursive: true, force: true });
+    for (const line of log.text.split('\n').filter((l) => /test: |prod drill:|recovered to|fetching base/.test(l))) console.log(line);
+  });
+
+  it('recovers every row the off-host WAL holds into a scratch server, with nothing of the VPS', async () => {
+    const started = Date.now();
+    const rows = await withOffsiteArchive(ctx, { offsite: offsite(), target: 'latest' }, async (source) => {
+      const rec = await recoverToScratch(ctx, { target: 'latest', keep: true, source });
+      try {
+        const q = (s: string) => docker('exec', SCRATCH, 'psql', '-X', '-A', '-t', '-h', '/pitr', '-U', 'owner', '-d', 'app', '-c', s);
+        return q("SELECT string_agg(batch || ':' || n, ',' ORDER BY batch) FROM (SELECT batch, count(*) n FROM events GROUP BY batch) x");
+      } finally {
+        await rec.remove();
+      }
+    });
+    assert.equal(rows, `a:${ROWS.a},b:${ROWS.b},c:${ROWS.c}`);
+    assert.ok(!fs.existsSync(walDir(config)) && !fs.existsSync(baseBackupRoot(config)), 'the local archive came back');
+    assert.deepEqual(leftBehind(), []);
+    log.info(`test: recovered ${ALL} rows from the backup host alone in ${(Date.now() - started) / 1000} s`);
+  });
+
+  it('the drill with source offsite passes and records it, leaving nothing behind', async () => {
+    const r = await drill();
+    assert.equal(r.error, undefined, r.failure);
+    const rec = latest(await new HostLog(host, config['state-dir'], 'prod').read(), 'drill');
+    assert.equal(rec?.status, 'passed');
+    assert.deepEqual(leftBehind(), []);
+    log.info(`test: offsite drill passed: RTO ${r.outputs['rto-seconds']} s, RPO ${r.outputs['rpo-seconds']} s`);
+  });
+
+  it('fails naming an off-host WAL segment with one flipped byte, before anything is recovered', async () => {
+    const file = path.join(store, 'prod', 'wal', `${middle}.age`);
+    const flip = (f: string) => {
+      const b = fs.readFileSync(f);
+      b[Math.floor(b.length / 2)] ^= 0x01;
+      fs.writeFileSync(f, b);
+    };
+    const r = await withSpoilt(file, flip, drill);
+    assert.ok(r.failure.includes(`${middle}.age`), r.failure);
+    assert.ok(!r.failure.includes('\n'));
+    assert.deepEqual(leftBehind(), []);
+    log.info(`test: ${r.failure}`);
+  });
+
+  it('fails naming a WAL segment missing from the off-host archive', async () => {
+    const file = path.join(store, 'prod', 'wal', `${middle}.age`);
+    const r = await withSpoilt(file, (f) => fs.rmSync(f), drill);
+    assert.match(r.failure, new RegExp(`WAL segment ${middle} is missing`));
+    assert.deepEqual(leftBehind(), []);
+    log.info(`test: ${r.failure}`);
+  });
+
+  it('a restore from the off-host copies swaps their rows into prod; a damaged copy leaves prod as it was', async () => {
+    batch('d', 500);
+    const before = sql('SELECT count(*) FROM events');
+    const file = path.join(store, 'prod', 'base');
+    const stamp = fs.readdirSync(file)[0];
+    const tar = path.join(file, stamp, 'base.tar.age');
+    const flip = (f: string) => {
+      const b = fs.readFileSync(f);
+      b[b.length - 100] ^= 0x01;
+      fs.writeFileSync(f, b);
+    };
+    await withSpoilt(tar, flip, () =>
+      assert.rejects(
+        withOffsiteArchive(ctx, { offsite: offsite(), target: 'latest' }, (source) => restoreToPoint(ctx, { target: 'latest', source })),
+        (e: Error) => e.message.includes(tar) && !e.message.includes('\n'),
+      ),
+    );
+    assert.equal(sql('SELECT count(*) FROM events'), before, 'prod changed after a failed restore');
+    await withOffsiteArchive(ctx, { offsite: offsite(), target: 'latest' }, (source) => restoreToPoint(ctx, { target: 'latest', source }));
+    assert.equal(
+      sql("SELECT string_agg(batch || ':' || n, ',' ORDER BY batch) FROM (SELECT batch, count(*) n FROM events GROUP BY batch) x"),
+      `a:${ROWS.a},b:${ROWS.b},c:${ROWS.c}`,
+    );
+    assert.deepEqual(leftBehind(), []);
+  });
+});
