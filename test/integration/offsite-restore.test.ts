@@ -24,7 +24,7 @@ import { writeOnlyAuthorizedKey } from '../../src/domain/offsite';
 import { withOffsiteArchive, type OffsiteSource } from '../../src/domain/offsite-restore';
 import { recoverToScratch, restoreToPoint, scratchRoot } from '../../src/domain/pitr';
 import { baseBackup, baseBackupRoot, ensureWal, walDir } from '../../src/domain/wal';
-import { copyWalOffsite } from '../../src/domain/wal-offsite';
+import { copyWalOffsite } from '../../src/domain/wal-offsite-retention';
 import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
