@@ -17,10 +17,9 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { restoreAction } from '../../src/actions/restore/restore';
 import { takeBackup } from '../../src/domain/backup';
-import { parseConfig, type Config } from '../../src/domain/config';
+import type { Config } from '../../src/domain/config';
 import { Environment, type EnvContext } from '../../src/domain/environment';
 import { HostLog, latest } from '../../src/domain/host-log';
-import { writeOnlyAuthorizedKey } from '../../src/domain/offsite';
 import { withOffsiteArchive, type OffsiteSource } from '../../src/domain/offsite-restore';
 import { recoverToScratch, restoreToPoint, scratchRoot } from '../../src/domain/pitr';
 import { baseBackup, baseBackupRoot, ensureWal, walDir } from '../../src/domain/wal';
@@ -28,8 +27,9 @@ import { copyWalOffsite } from '../../src/domain/wal-offsite-retention';
 import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
-import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
+import { sshdAvailable, type TestSshd } from '../harness/sshd';
 import { runOnFake } from '../support/run-action';
+import { offsiteConfig, startOffsiteHosts } from './offsite-support';
 import { startWalDb } from './wal-support';
 
 const RUN = randomBytes(4).toString('hex');
@@ -69,16 +69,6 @@ let ctx: EnvContext;
 let middle: string;
 let last: string;
 const log = new MemoryLogger();
-
-function configFor(dir: string, offsite: object): Config {
-  const text = fs
-    .readFileSync(path.join(__dirname, '../fixtures/config/makapix.yml'), 'utf8')
-    .replace('state-dir: /var/lib/twinstack', `state-dir: ${dir}/state`)
-    .replace('project: makapix-prod', `project: ${PROJECT}`)
-    .replace('{ service: db, name: makapix, user: owner,', '{ service: db, name: app, user: owner,');
-  const backup = `backup:\n  dir: ${dir}/backups\n  verify: restore\n  offsite: ${JSON.stringify(offsite)}\n  wal: { enabled: true, admin-user: postgres }\n`;
-  return parseConfig(`${text}\n${backup}`, 'twinstack.yml');
-}
 
 const batch = (name: string, n: number) => sql(`INSERT INTO events (batch, note) SELECT '${name}', 'event ' || g FROM generate_series(1, ${n}) g`);
 
@@ -126,33 +116,16 @@ async function withSpoilt<T>(file: string, spoil: (f: string) => void, fn: () =>
 describe('restore from the off-host copies alone', { skip }, () => {
   before(async () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-offrestore-'));
-    fs.mkdirSync(path.join(root, 'keys'), { mode: 0o700 });
-    const keyFile = path.join(root, 'keys', 'offsite');
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'twinstack-test', '-f', keyFile], { stdio: 'ignore' });
-    writeKey = fs.readFileSync(keyFile, 'utf8');
-    execFileSync('age-keygen', ['-o', path.join(root, 'keys', 'age.txt')], { stdio: 'ignore' });
-    identity = fs.readFileSync(path.join(root, 'keys', 'age.txt'), 'utf8');
-    store = path.join(root, 'store');
-    fs.mkdirSync(store);
     try {
       await startWalDb({ image: IMAGE, network: NETWORK, db: DB, project: PROJECT });
-      [vps, backupHost] = await Promise.all([
-        startSshd(),
-        startSshd({ authorizedKeys: [writeOnlyAuthorizedKey(store, fs.readFileSync(`${keyFile}.pub`, 'utf8'))] }),
-      ]);
+      const hosts = await startOffsiteHosts(root);
+      ({ vps, backupHost, store, writeKey, identity } = hosts);
       host = await connect(vps, {}, log);
+      config = offsiteConfig(root, PROJECT, hosts.offsite);
     } catch (e) {
       cleanUp();
       throw e;
     }
-    config = configFor(root, {
-      host: '127.0.0.1',
-      port: backupHost.port,
-      user: backupHost.user,
-      path: store,
-      'known-hosts': backupHost.knownHosts.trim().split('\n'),
-      recipients: [execFileSync('age-keygen', ['-y'], { input: identity, encoding: 'utf8' }).trim()],
-    });
     ctx = { host, config, env: new Environment('prod', config), log };
     await ensureWal(ctx, PASSWORD);
     sql("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO alembic_version VALUES ('rev_a')");

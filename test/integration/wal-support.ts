@@ -10,17 +10,32 @@ const docker = (...args: string[]) =>
 const attempt = (...args: string[]) => spawnSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+export interface WalDb {
+  image: string;
+  network: string;
+  db: string;
+  project: string;
+  /** A named volume for the data directory, as compose mounts it (none: the container's own layer). */
+  volume?: string;
+}
+
 /** Builds the fixture db image as `image` and runs it as service db of compose project `project`, named `db`, on a new network. */
-export async function startWalDb(o: { image: string; network: string; db: string; project: string }): Promise<void> {
+export async function startWalDb(o: WalDb): Promise<void> {
   const app = path.join(__dirname, '../fixtures/app');
   docker('build', '-q', '--network', 'none', '-t', o.image, '-f', path.join(app, 'db/Dockerfile'), app);
   docker('network', 'create', o.network);
+  await runWalDb(o);
+}
+
+/** Runs the built image as prod's db (a fresh, empty one when its volume is new) and waits until it is ready. */
+export async function runWalDb(o: WalDb): Promise<void> {
   // As compose would start it: its labels, on the project's network with the service name as alias,
   // listening there (the fixture listens on loopback only unless told otherwise).
   docker(
     'run', '-d', '--name', o.db, '--network', o.network, '--network-alias', 'db',
     '--label', `com.docker.compose.project=${o.project}`, '--label', 'com.docker.compose.service=db',
     '-e', 'DB_PORT=5432', '-e', 'DB_NAME=app', '-e', 'DB_PASSWORD=owner-pw', '-e', 'APP_DB_PASSWORD=app-pw',
+    ...(o.volume ? ['-v', `${o.volume}:/var/lib/postgresql/data`] : []),
     o.image, '-c', 'listen_addresses=*',
   ); // prettier-ignore
   for (let i = 0; i < 120; i++, await sleep(500)) {
