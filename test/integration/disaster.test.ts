@@ -26,9 +26,8 @@ import { copyBaseOffsite } from '../../src/domain/wal-offsite';
 import { ignored, MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
-import { sshdAvailable } from '../harness/sshd';
 import { runOnFake } from '../support/run-action';
-import { offsiteConfig, startOffsiteHosts, type OffsiteHosts } from './offsite-support';
+import { offsiteConfig, offsiteSkipReason, startOffsiteHosts, type OffsiteHosts } from './offsite-support';
 import { runWalDb, startWalDb, type WalDb } from './wal-support';
 
 const RUN = randomBytes(4).toString('hex');
@@ -51,10 +50,7 @@ const psql = ['psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-A', '-t', '-h', '/v
 const sql = (query: string, user = 'owner') => docker('exec', DB, ...psql, '-U', user, '-c', query);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let skip: string | false = sshdAvailable() ?? false;
-if (!skip && attempt('image', 'inspect', 'twinstack-fixture-base:latest').status !== 0)
-  skip = 'the fixture base image is missing (bash test/e2e/support/base-image.sh)';
-if (!skip && spawnSync('age', ['--version']).status !== 0) skip = 'age is not installed';
+const skip = offsiteSkipReason();
 
 /** A row as the writer saw it committed: its id and clock_timestamp() in the inserting transaction (seconds). */
 interface Committed {

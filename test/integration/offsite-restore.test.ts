@@ -27,9 +27,9 @@ import { copyWalOffsite } from '../../src/domain/wal-offsite-retention';
 import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
-import { sshdAvailable, type TestSshd } from '../harness/sshd';
+import type { TestSshd } from '../harness/sshd';
 import { runOnFake } from '../support/run-action';
-import { offsiteConfig, startOffsiteHosts } from './offsite-support';
+import { offsiteConfig, offsiteSkipReason, startOffsiteHosts } from './offsite-support';
 import { startWalDb } from './wal-support';
 
 const RUN = randomBytes(4).toString('hex');
@@ -51,10 +51,7 @@ const sql = (query: string, database = 'app', user = 'owner') =>
 const stats = (query: string) => sql(query, 'postgres', 'postgres');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let skip: string | false = sshdAvailable() ?? false;
-if (!skip && attempt('image', 'inspect', 'twinstack-fixture-base:latest').status !== 0)
-  skip = 'the fixture base image is missing (bash test/e2e/support/base-image.sh)';
-if (!skip && spawnSync('age', ['--version']).status !== 0) skip = 'age is not installed';
+const skip = offsiteSkipReason();
 
 let vps: TestSshd;
 let backupHost: TestSshd;

@@ -3,12 +3,22 @@
  * a second one whose authorized_keys confines the VPS's key with rrsync (the README's line), an age
  * key pair, and prod's config with backup.wal and backup.offsite pointing at that host.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseConfig, type Config } from '../../src/domain/config';
 import { writeOnlyAuthorizedKey } from '../../src/domain/offsite';
-import { startSshd, type TestSshd } from '../harness/sshd';
+import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
+
+/** Why these suites cannot run here (false: they can): sshd, the fixture base image and age are needed. */
+export function offsiteSkipReason(): string | false {
+  const sshd = sshdAvailable();
+  if (sshd) return sshd;
+  if (spawnSync('docker', ['image', 'inspect', 'twinstack-fixture-base:latest']).status !== 0)
+    return 'the fixture base image is missing (bash test/e2e/support/base-image.sh)';
+  if (spawnSync('age', ['--version']).status !== 0) return 'age is not installed';
+  return false;
+}
 
 export interface OffsiteHosts {
   vps: TestSshd;
