@@ -177,25 +177,27 @@ async function fetchFile(s: FetchSession, f: Fetch): Promise<void> {
   const age = ageDecrypt(s.identityFile);
   let ageErr = '';
   age.stderr.on('data', (d: Buffer) => (ageErr += d.toString()));
-  // age closes its input when it refuses the file: the refusal is read from its exit status.
-  age.stdin.on('error', ignored(s.log, 'writing to age'));
-  tap.pipe(age.stdin);
-  // Once one stage fails, the others are stopped: nothing would read or write the rest.
+  // Once one stage fails, the others are stopped: nothing would read or write the rest (a pipe
+  // into an age that has exited waits forever for room, and holds the read with it).
   const stopAll = (ok: boolean) => {
     if (ok) return;
     tap.destroy();
+    age.stdout.resume();
     if (age.exitCode === null) age.kill('SIGKILL');
   };
+  // age closes its input when it refuses the file: the refusal is read from its exit status.
+  age.stdin.on('error', (e) => (ignored(s.log, 'writing to age')(e), stopAll(false)));
+  tap.pipe(age.stdin);
   const ageExit = new Promise<number>((resolve, reject) => {
     age.on('error', reject);
-    age.on('close', (code) => resolve(code ?? -1));
+    age.on('close', (code) => (stopAll(code === 0), resolve(code ?? -1)));
   });
   const ran = (r: CommandResult) => (r.exitCode === 0 && !r.timedOut ? r : Promise.reject(new Error(tailLines(r.stderr, 2) || `exit ${r.exitCode}`)));
   const opts = { check: false, quiet: true, timeoutSeconds: s.timeoutSeconds };
   const [read, write, decrypt] = await Promise.all([
     settle(s.admin.run(argv('cat', '--', f.remote), { ...opts, stdoutTo: tap, label: `reading ${f.remote}` }).then(ran), stopAll),
     settle(s.vps.run(hostScript(RECEIVE_FILE, { FILE: f.local }), { ...opts, stdinFrom: age.stdout, label: `writing ${f.local}` }).then(ran), stopAll),
-    settle(ageExit, (ok) => stopAll(ok)),
+    settle(ageExit, stopAll),
   ]);
   const sealedHash = sealed.digest('hex');
   if (read.ok && (sealedHash !== f.record.sha256 || sealedBytes !== f.record.bytes))
@@ -205,7 +207,9 @@ async function fetchFile(s: FetchSession, f: Fetch): Promise<void> {
   if (decrypt.ok && decrypt.value !== 0) {
     const why = tailLines(ageErr.replace(/^age: report .*$/gm, ''), 1);
     if (/no identity matched/i.test(ageErr))
-      throw new OperationFailed(`offsite-identity cannot open ${f.remote}: it is not the private key of any recipient it was sealed to (age: ${why})`);
+      throw new OperationFailed(
+        `the off-host copy ${f.remote} cannot be opened with offsite-identity: it is damaged, or was sealed to other recipients (age: ${why})`,
+      );
     throw new OperationFailed(`the off-host copy ${f.remote} is damaged: age refused to decrypt it (${why})`);
   }
   if (!decrypt.ok) throw new OperationFailed(`age could not run on the runner to decrypt ${f.remote}: ${errorMessage(decrypt.error)}`);

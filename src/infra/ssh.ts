@@ -333,11 +333,16 @@ export class SshHost implements Host {
       const sink = options.stdoutTo;
       ch.on('data', (d: Buffer) => (this.traffics.received += d.length));
       ch.pipe(sink);
-      // Nobody reads the rest once the sink has failed or closed: the command is stopped.
-      sink.on('error', stop);
-      sink.on('close', () => {
-        if (!ch.readableEnded) stop();
-      });
+      // Nobody reads the rest once the sink has failed or closed: the command is stopped, and what
+      // the channel still holds is read and dropped (a paused channel would never end nor close).
+      const abandon = () => {
+        if (ch.readableEnded) return;
+        ch.unpipe(sink);
+        ch.resume();
+        stop();
+      };
+      sink.on('error', abandon);
+      sink.on('close', abandon);
     } else {
       ch.on('data', (d: Buffer) => {
         this.traffics.received += d.length;

@@ -3,10 +3,11 @@
  * PostgreSQL in a real container with a real WAL receiver, the VPS a real sshd, the backup host a
  * second sshd whose authorized_keys confines the VPS's key with rrsync (the README's line), age
  * and rsync real. A base backup and the WAL go off the host; then the receiver, the local base
- * backups and the whole WAL directory are destroyed. A recovery from the backup host alone holds
- * every row the pushed WAL holds (read from the scratch server's own database), the drill passes
- * and leaves nothing behind, a real restore swaps those rows into prod, and one flipped byte in an
- * off-host copy, or one off-host segment deleted, each fail naming that file before prod is touched.
+ * backups and the whole WAL directory are destroyed. The drill passes from the backup host alone
+ * and leaves nothing behind (no scratch server, staging directory or identity file), a real
+ * restore puts into prod exactly the rows the pushed WAL holds (read from prod's database), and one
+ * flipped byte in an off-host copy, or one off-host segment deleted, each fail naming that file
+ * before prod is touched.
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -21,7 +22,7 @@ import type { Config } from '../../src/domain/config';
 import { Environment, type EnvContext } from '../../src/domain/environment';
 import { HostLog, latest } from '../../src/domain/host-log';
 import { withOffsiteArchive, type OffsiteSource } from '../../src/domain/offsite-restore';
-import { recoverToScratch, restoreToPoint, scratchRoot } from '../../src/domain/pitr';
+import { restoreToPoint, scratchRoot } from '../../src/domain/pitr';
 import { baseBackup, baseBackupRoot, ensureWal, walDir } from '../../src/domain/wal';
 import { copyWalOffsite } from '../../src/domain/wal-offsite-retention';
 import { MemoryLogger } from '../../src/infra/logger';
@@ -41,7 +42,6 @@ const RECEIVER = `${PROJECT}-twinstack-wal`;
 const SCRATCH = `${PROJECT}-twinstack-pitr`;
 const PASSWORD = `wal-secret-${RUN}`;
 const ROWS = { a: 3_000, b: 6_000, c: 1_000 };
-const ALL = ROWS.a + ROWS.b + ROWS.c;
 
 const docker = (...args: string[]) =>
   execFileSync('docker', args, { encoding: 'utf8', timeout: 180_000, env: { ...process.env, DOCKER_BUILDKIT: '0' } }).trim();
@@ -66,6 +66,9 @@ let ctx: EnvContext;
 let middle: string;
 let last: string;
 const log = new MemoryLogger();
+/** The runner's temporary directory for this file alone (other runs on the machine make identity directories too). */
+let runnerTmp: string;
+const savedTmpdir = process.env.TMPDIR;
 
 const batch = (name: string, n: number) => sql(`INSERT INTO events (batch, note) SELECT '${name}', 'event ' || g FROM generate_series(1, ${n}) g`);
 
@@ -81,7 +84,7 @@ async function completeSegment(): Promise<string> {
 /** What a restore from the backup host must leave nowhere: scratch servers, staging directories, identity files on the runner. */
 function leftBehind(): string[] {
   const scratch = fs.existsSync(scratchRoot(config)) ? fs.readdirSync(scratchRoot(config)) : [];
-  const identities = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('twinstack-age-'));
+  const identities = fs.readdirSync(runnerTmp).filter((f) => f.startsWith('twinstack-age-'));
   return [...scratch, ...identities, ...(attempt('inspect', SCRATCH).status === 0 ? [`container ${SCRATCH}`] : [])];
 }
 
@@ -113,6 +116,9 @@ async function withSpoilt<T>(file: string, spoil: (f: string) => void, fn: () =>
 describe('restore from the off-host copies alone', { skip }, () => {
   before(async () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-offrestore-'));
+    runnerTmp = path.join(root, 'runner-tmp');
+    fs.mkdirSync(runnerTmp);
+    process.env.TMPDIR = runnerTmp;
     try {
       await startWalDb({ image: IMAGE, network: NETWORK, db: DB, project: PROJECT });
       const hosts = await startOffsiteHosts(root);
@@ -146,6 +152,8 @@ describe('restore from the off-host copies alone', { skip }, () => {
     fs.rmSync(walDir(config), { recursive: true, force: true });
   });
   after(async () => {
+    if (savedTmpdir === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = savedTmpdir;
     await host?.close();
     await Promise.all([vps?.stop(), backupHost?.stop()]);
     cleanUp();
@@ -153,28 +161,12 @@ describe('restore from the off-host copies alone', { skip }, () => {
     for (const line of log.text.split('\n').filter((l) => /test: |prod drill:|recovered to|fetching base/.test(l))) console.log(line);
   });
 
-  it('recovers every row the off-host WAL holds into a scratch server, with nothing of the VPS', async () => {
-    const started = Date.now();
-    const rows = await withOffsiteArchive(ctx, { offsite: offsite(), target: 'latest' }, async (source) => {
-      const rec = await recoverToScratch(ctx, { target: 'latest', keep: true, source });
-      try {
-        const q = (s: string) => docker('exec', SCRATCH, 'psql', '-X', '-A', '-t', '-h', '/pitr', '-U', 'owner', '-d', 'app', '-c', s);
-        return q("SELECT string_agg(batch || ':' || n, ',' ORDER BY batch) FROM (SELECT batch, count(*) n FROM events GROUP BY batch) x");
-      } finally {
-        await rec.remove();
-      }
-    });
-    assert.equal(rows, `a:${ROWS.a},b:${ROWS.b},c:${ROWS.c}`);
-    assert.ok(!fs.existsSync(walDir(config)) && !fs.existsSync(baseBackupRoot(config)), 'the local archive came back');
-    assert.deepEqual(leftBehind(), []);
-    log.info(`test: recovered ${ALL} rows from the backup host alone in ${(Date.now() - started) / 1000} s`);
-  });
-
   it('the drill with source offsite passes and records it, leaving nothing behind', async () => {
     const r = await drill();
     assert.equal(r.error, undefined, r.failure);
     const rec = latest(await new HostLog(host, config['state-dir'], 'prod').read(), 'drill');
     assert.equal(rec?.status, 'passed');
+    assert.ok(!fs.existsSync(walDir(config)) && !fs.existsSync(baseBackupRoot(config)), 'the local archive came back');
     assert.deepEqual(leftBehind(), []);
     log.info(`test: offsite drill passed: RTO ${r.outputs['rto-seconds']} s, RPO ${r.outputs['rpo-seconds']} s`);
   });
@@ -209,7 +201,7 @@ describe('restore from the off-host copies alone', { skip }, () => {
     const tar = path.join(file, stamp, 'base.tar.age');
     const flip = (f: string) => {
       const b = fs.readFileSync(f);
-      b[b.length - 100] ^= 0x01;
+      b[4096] ^= 0x01;
       fs.writeFileSync(f, b);
     };
     await withSpoilt(tar, flip, () =>
