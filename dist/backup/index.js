@@ -55664,6 +55664,7 @@ const summary_1 = __nccwpck_require__(5018);
 const validate = __importStar(__nccwpck_require__(8770));
 const common_1 = __nccwpck_require__(5650);
 const wal_1 = __nccwpck_require__(102);
+const wal_push_1 = __nccwpck_require__(8423);
 exports.backupAction = {
     name: 'backup',
     prepare({ io, config }) {
@@ -55674,9 +55675,13 @@ exports.backupAction = {
         (0, backup_1.checkBackupDir)(config);
         const offsite = (0, common_1.offsiteKeysInput)(io, config);
         const wal = (0, wal_1.walInput)(io, config, environment);
+        if (wal?.mode === 'push')
+            return { environment, offsite, walPush: true };
         return { environment, verify: (v || undefined), offsite, wal };
     },
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
+        if (plan.walPush && plan.offsite)
+            return (0, wal_push_1.runWalPush)({ host, config, io, log, run, lockTimeoutSeconds, keys: plan.offsite });
         const env = new environment_1.Environment(plan.environment, config);
         const summary = new summary_1.Summary().heading(`Backup of ${env.name}`);
         let manifest;
@@ -55708,7 +55713,11 @@ exports.backupAction = {
                 // A base backup once the receiver streams, so the archive holds the WAL it starts from.
                 let b;
                 if (plan.wal?.mode === 'ensure' && w && !('error' in w)) {
-                    b = await (0, wal_1.runBaseBackupStep)({ host, config, env, log }, { password: plan.wal.password, offsite: plan.offsite });
+                    b = await (0, wal_1.runBaseBackupStep)({ host, config, env, log }, {
+                        password: plan.wal.password,
+                        offsite: plan.offsite,
+                        lock: { run, waitSeconds: lockTimeoutSeconds },
+                    });
                     await op.record('base-backup', (0, wal_1.baseRecord)(b));
                 }
                 return [m, c, w, b];
@@ -55777,6 +55786,78 @@ function failAfterSummary(o) {
 
 /***/ }),
 
+/***/ 8423:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.runWalPush = runWalPush;
+exports.recoveryPointLine = recoveryPointLine;
+exports.walPushSummary = walPushSummary;
+const errors_1 = __nccwpck_require__(639);
+const summary_1 = __nccwpck_require__(5018);
+const environment_1 = __nccwpck_require__(2309);
+const wal_offsite_1 = __nccwpck_require__(339);
+const wal_1 = __nccwpck_require__(960);
+/** The push, its outputs and summary; a failed push fails the step (or warns, with backup.offsite.required false). */
+async function runWalPush(c) {
+    const { host, config, io, log } = c;
+    const prod = new environment_1.Environment('prod', config);
+    const push = await (0, wal_offsite_1.pushWalOffsite)({ host, config, env: prod, keys: c.keys, log, lock: { run: c.run, waitSeconds: c.lockTimeoutSeconds } });
+    const status = !push.copy ? 'unchanged' : push.copy.status;
+    io.output('offsite', status);
+    io.output('offsite-path', push.copy?.status === 'copied' ? push.copy.location : '');
+    io.output('wal-pushed', push.segments.length);
+    io.output('wal-offsite-segment', push.newest?.segment ?? '');
+    io.output('wal-offsite-age', push.newest?.ageSeconds ?? '');
+    await io.summary(walPushSummary(push, config).toMarkdown());
+    if (push.copy?.status === 'failed') {
+        const line = `the push of ${push.segments.length} WAL segment(s) off the host failed at ${push.copy.stage}: ${push.copy.error}`;
+        if (config.backup.offsite?.required !== false)
+            throw new errors_1.OperationFailed(line);
+        log.warning(`${line} (backup.offsite.required is false: the step succeeds)`);
+    }
+}
+/** The off-host recovery point in one line. */
+function recoveryPointLine(push) {
+    const n = push.newest;
+    if (!n)
+        return 'No WAL segment is off the host yet: after losing the VPS, the newest off-host recovery point is the newest base backup or dump there.';
+    if (n.ageSeconds === undefined)
+        return `The newest segment off the host is \`${n.segment}\` (no longer on the VPS, so its time is not known here).`;
+    return `**Off-host recovery point**: segment \`${n.segment}\`, completed ${n.time}, **${n.ageSeconds} s** behind now. Writes after it are only on the VPS (the archive, and the segment still being received) until a later push.`;
+}
+function walPushSummary(push, config) {
+    const s = new summary_1.Summary().heading('WAL off the host (prod)');
+    const c = push.copy;
+    if (!c) {
+        s.text(push.present.length
+            ? `✅ ${push.present.length} segment(s) after the last push were on the backup host already (a push cut short); nothing sent, the marker moved.`
+            : '✅ No completed WAL segment since the last push: nothing sent.');
+    }
+    else if (c.status === 'failed') {
+        s.text(`❌ **The push of ${push.segments.length} WAL segment(s) failed** at ${c.stage}: ${c.error}`);
+        s.list([
+            `Nothing is lost on the VPS: the segments stay in \`${(0, wal_1.walDir)(config)}\`, and the retention there keeps every segment not yet off the host.`,
+            'Next: fix the cause above; the next scheduled push sends them (or run the backup action with wal: push now).',
+        ]);
+    }
+    else {
+        const checked = c.arrival === 'checked' ? 'checked on arrival with offsite-admin-key' : 'not checked on arrival (no offsite-admin-key)';
+        const range = push.segments.length > 1 ? `${push.segments[0]} to ${push.segments[push.segments.length - 1]}` : push.segments[0];
+        s.text(`✅ **${push.segments.length} WAL segment(s) sealed and pushed** (${range}) to \`${c.location}\`, ${checked}, ${c.seconds} s.`);
+        if (push.present.length)
+            s.text(`${push.present.length} more were on the backup host already (a push cut short) and were not sent again.`);
+    }
+    s.text(recoveryPointLine(push));
+    s.text("How often this runs sets the off-host RPO: the schedule's interval plus the time prod takes to complete a 16 MiB segment (the segment being received, `.partial`, never leaves the VPS).");
+    return s;
+}
+
+
+/***/ }),
+
 /***/ 102:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -55828,6 +55909,7 @@ const errors_1 = __nccwpck_require__(639);
 const validate = __importStar(__nccwpck_require__(8770));
 const common_1 = __nccwpck_require__(5650);
 const wal_offsite_1 = __nccwpck_require__(339);
+const wal_offsite_retention_1 = __nccwpck_require__(4379);
 const wal_retention_1 = __nccwpck_require__(7444);
 const wal_1 = __nccwpck_require__(960);
 /** Reads `wal` and `wal-password` (masked at once) and checks them against the config. */
@@ -55839,12 +55921,14 @@ function walInput(io, config, environment) {
             throw new errors_1.ConfigurationError('input wal-password is given but input wal is not: set wal: ensure, or drop wal-password');
         return undefined;
     }
-    if (mode !== 'ensure' && mode !== 'off')
-        throw new errors_1.ConfigurationError(`input wal "${validate.printable(mode)}" must be ensure or off`);
+    if (mode !== 'ensure' && mode !== 'off' && mode !== 'push')
+        throw new errors_1.ConfigurationError(`input wal "${validate.printable(mode)}" must be ensure, off or push`);
     if (environment !== 'prod')
         throw new errors_1.ConfigurationError(`input wal archives prod's WAL only: run it with environment: prod (it is ${environment})`);
     if (mode === 'off')
         return { mode };
+    if (mode === 'push')
+        return checkPush(config);
     if (!config.backup.wal.enabled) {
         throw new errors_1.ConfigurationError('input wal is ensure but backup.wal.enabled is false in the config: set it to true (README, Continuous WAL archiving)');
     }
@@ -55853,6 +55937,16 @@ function walInput(io, config, environment) {
     if (/[\r\n\0]/.test(password))
         throw new errors_1.ConfigurationError('input wal-password must be one line');
     return { mode, password };
+}
+/** `wal: push` needs WAL archiving and a backup host; it takes no password (it never logs in to the database). */
+function checkPush(config) {
+    if (!config.backup.wal.enabled) {
+        throw new errors_1.ConfigurationError('input wal is push but backup.wal.enabled is false in the config: set it to true (README, Continuous WAL archiving)');
+    }
+    if (!config.backup.offsite) {
+        throw new errors_1.ConfigurationError('input wal is push but the config has no backup.offsite: add that section (README, Off-host copies), or drop wal: push');
+    }
+    return { mode: 'push' };
 }
 /** The WAL step: its outcome, never thrown (the caller records it and fails the step after the summary). */
 async function runWalStep(c, plan) {
@@ -55903,8 +55997,8 @@ async function runBaseBackupStep(c, o) {
     }
     let offsite;
     if (o.offsite) {
-        const send = { host: c.host, config: c.config, env: c.env, keys: o.offsite, log: c.log };
-        offsite = await (0, wal_offsite_1.copyWalOffsite)(send, done);
+        const send = { host: c.host, config: c.config, env: c.env, keys: o.offsite, log: c.log, lock: o.lock };
+        offsite = await (0, wal_offsite_retention_1.copyWalOffsite)(send, done);
     }
     try {
         return { done, offsite, retention: await (0, wal_retention_1.pruneBaseBackups)(c) };
@@ -56089,7 +56183,10 @@ function walCopiesSummary(summary, w) {
         ? `${w.wal.segments.length} WAL segment(s) ${w.wal.copy.status} to \`${w.wal.copy.location}\`${w.wal.copy.status === 'failed' ? ` (${w.wal.copy.error})` : ''}`
         : 'no new WAL segment to copy';
     const base = `${w.base.status === 'copied' ? '✅' : '❌'} base backup ${w.base.status} to \`${w.base.location}\`${w.base.status === 'failed' ? ` (${w.base.error})` : ''}`;
-    summary.text(`**Off the host (WAL archiving):** ${base}; ${wal}.`);
+    const kept = w.retention
+        ? ` Off-host retention: removed ${w.retention.removed.length} base backup(s) and ${w.retention.walRemoved.length} WAL file(s) older than the oldest kept one needs.`
+        : '';
+    summary.text(`**Off the host (WAL archiving):** ${base}; ${wal}.${kept}`);
 }
 
 
@@ -56313,6 +56410,11 @@ exports.walSchema = zod_1.z
     'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
     /** Base backups kept on the host, newest first; WAL older than the oldest kept one's start is deleted. */
     'keep-base': zod_1.z.number().int().min(1, 'must be at least 1').max(1000).default(7),
+    /**
+     * pg_receivewal --synchronous: each write flushed to disk at once (and reported flushed to prod),
+     * so a receiver that crashes loses nothing it had received. Off: it flushes as a segment ends.
+     */
+    synchronous: zod_1.z.boolean().default(false),
 })
     .strict()
     .default({});
@@ -56428,6 +56530,7 @@ exports.PREFLIGHT_CHECKS = [
     'rolling',
     'wal-settings',
     'placement',
+    'db-init',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -59338,7 +59441,7 @@ async function seal({ host, o, env, log }, set) {
         files[`${name}.age`] = file;
         log.info(`sealed ${name}: ${file.bytes} bytes, sha256 ${file.sha256}`);
     }
-    const upload = { id: set.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files };
+    const upload = { id: set.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files, meta: set.meta };
     await host.writeFile(`${out}/${set.record}`, uploadJson(upload), 0o600);
     return upload;
 }
@@ -60056,24 +60159,219 @@ function rowsLostToRestore(backup, now, migration) {
 
 /***/ }),
 
-/***/ 339:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ 4379:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.PUSHED_MARKER = void 0;
+exports.parseOffsiteBases = parseOffsiteBases;
+exports.pruneWalOffsite = pruneWalOffsite;
+exports.copyWalOffsite = copyWalOffsite;
+/**
+ * Retention of the base backups and the WAL on the backup host, run by the runner with the admin key
+ * once a new base backup's copy has arrived (the dumps' off-host retention is the model): the newest
+ * `backup.offsite.keep` complete base backups stay there; older ones, and broken pushes older than
+ * the newest complete one, are removed; then every sealed WAL segment older than the segment the
+ * oldest kept base backup starts from (`walStart` in its upload.json, read on the VPS from its
+ * backup_label before sealing) is removed, with the records of the pushes that sent them. Never
+ * from the VPS: its key cannot delete there.
+ *
+ * What the VPS wrote in a record is not trusted to reach newer WAL: a segment is removed only if it
+ * arrived no later than that base backup's record, by the backup host's own clock (wal-offsite-prune.sh).
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
+const json_1 = __nccwpck_require__(8634);
+const logger_1 = __nccwpck_require__(8828);
+const shell_1 = __nccwpck_require__(2232);
+const offsite_1 = __nccwpck_require__(2298);
+const wal_offsite_1 = __nccwpck_require__(339);
+const wal_retention_1 = __nccwpck_require__(7444);
+const LIST_BASES = fs.readFileSync(__nccwpck_require__.ab + "list-offsite-bases.sh", 'utf8');
+const PRUNE_WAL = fs.readFileSync(__nccwpck_require__.ab + "wal-offsite-prune.sh", 'utf8');
+const recordSchema = zod_1.z.object({
+    meta: zod_1.z
+        .object({
+        walStart: zod_1.z
+            .string()
+            .regex(/^[0-9A-F]{24}$/)
+            .optional(),
+    })
+        .partial()
+        .optional(),
+});
+/** list-offsite-bases.sh's output, newest first. */
+function parseOffsiteBases(text) {
+    const out = [];
+    for (const part of text.split(/^@@ /m).slice(1)) {
+        const [head, ...rest] = part.split('\n');
+        const [stamp, state] = head.split(' ');
+        if (!/^\d{8}T\d{6}Z$/.test(stamp ?? ''))
+            continue;
+        const body = rest.join('\n').trim();
+        const walStart = state === 'complete' && body ? (0, json_1.parseHostJson)(recordSchema, body, `base/${stamp}/upload.json`).meta?.walStart : undefined;
+        out.push({ stamp, complete: state === 'complete', walStart });
+    }
+    return out.sort((a, b) => (a.stamp < b.stamp ? 1 : a.stamp > b.stamp ? -1 : 0));
+}
+/** Keeps the newest `keep` complete base backups off the host and the WAL they need; removes the rest. */
+async function pruneWalOffsite(admin, o, env, log) {
+    const root = (0, offsite_1.offsiteDir)(o, env, 'base');
+    const r = await admin.run((0, shell_1.hostScript)(LIST_BASES, { BASE: root }), { quiet: true, label: `listing ${root} on the backup host`, timeoutSeconds: 120 });
+    const all = parseOffsiteBases(r.stdout);
+    const complete = all.filter((b) => b.complete);
+    const kept = complete.slice(0, o.keep);
+    const newest = complete[0]?.stamp;
+    const removed = all.filter((b) => !kept.includes(b) && (b.complete || (newest !== undefined && b.stamp < newest))).map((b) => b.stamp);
+    if (removed.length) {
+        const dirs = removed.map((s) => `${root}/${s}`);
+        await admin.run((0, shell_1.argv)('rm', '-rf', '--', dirs), { quiet: true, label: 'pruning old off-host base backups', timeoutSeconds: 600 });
+    }
+    const oldest = kept.at(-1);
+    let walRemoved = [];
+    if (oldest?.walStart) {
+        const p = await admin.run((0, shell_1.hostScript)(PRUNE_WAL, { DIR: (0, offsite_1.offsiteDir)(o, env, 'wal'), START: oldest.walStart, REF: `${root}/${oldest.stamp}/upload.json` }), {
+            quiet: true,
+            label: 'pruning WAL older than the oldest kept off-host base backup',
+            timeoutSeconds: 600,
+        });
+        walRemoved = p.stdout.split('\n').filter(Boolean);
+    }
+    else if (oldest) {
+        log.info(`the off-host base backup ${oldest.stamp} does not say which WAL segment it starts from: no WAL is pruned off the host`);
+    }
+    log.info(`${env}: off the host, kept ${kept.length} base backup(s)${oldest?.walStart ? ` (WAL from ${oldest.walStart} on)` : ''}; removed ${removed.length} base backup(s) and ${walRemoved.length} WAL file(s)`);
+    return { removed, walRemoved };
+}
+/** A new base backup off the host (with the segment it starts from in its record), the off-host retention, then the WAL not yet there. */
+async function copyWalOffsite(c, base) {
+    const o = c.config.backup.offsite;
+    if (!o)
+        throw new Error('copyWalOffsite without backup.offsite');
+    const walStart = await (0, wal_retention_1.startFile)(c.host, c.config, base.stamp).catch((0, logger_1.ignored)(c.log, `reading where base backup ${base.stamp} starts`));
+    let retention;
+    const copy = await (0, wal_offsite_1.copyBaseOffsite)(c, base, {
+        meta: walStart ? { walStart } : undefined,
+        afterArrival: async (admin) => {
+            retention = await pruneWalOffsite(admin, o, c.env.name, c.log);
+            return [...retention.removed.map((s) => `base/${s}`), ...retention.walRemoved.map((f) => `wal/${f}`)];
+        },
+    });
+    return { base: copy, wal: await (0, wal_offsite_1.pushWalOffsite)(c), retention };
+}
+
+
+/***/ }),
+
+/***/ 339:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.WAL_PUSH_LOCK = exports.PUSHED_MARKER = void 0;
 exports.bySegment = bySegment;
 exports.segmentsToPush = segmentsToPush;
 exports.pushedMarker = pushedMarker;
 exports.copyBaseOffsite = copyBaseOffsite;
 exports.pushWalOffsite = pushWalOffsite;
-exports.copyWalOffsite = copyWalOffsite;
+exports.offsitePoint = offsitePoint;
 exports.walCopiesFailure = walCopiesFailure;
+/**
+ * The WAL archive and the base backups off the host (backup.wal with backup.offsite), the same way
+ * as the dumps (src/domain/offsite.ts: sealed with age on the VPS, pushed with the write-only key,
+ * checked on arrival with the admin key):
+ *
+ *   - each new base backup's files into <path>/prod/base/<stamp>/, with its upload.json (which says
+ *     in the clear where its WAL starts: the off-host retention, src/domain/wal-offsite-retention.ts);
+ *   - the completed WAL segments not yet pushed into <path>/prod/wal/ (rsync --ignore-existing),
+ *     each as <segment>.age, with an upload-<last segment>.json per push. The WAL directory keeps a
+ *     marker of the last segment pushed (.offsite-pushed), written once a push has gone through;
+ *     the retention on the host deletes no segment after it (src/domain/wal-retention.ts).
+ *
+ * A push runs after every base backup, and on its own from a schedule (the backup action's
+ * `wal: push`, src/actions/backup/wal-push.ts), so the WAL leaves the host between base backups.
+ * Pushes never meet: they take a lock of their own on the host (WAL_PUSH_LOCK). A `.partial` never
+ * leaves. A push cut short after its files arrived, before the marker moved, leaves segments the
+ * next push finds there with the admin key: counted as pushed, not sealed again (a new seal could
+ * never match the file rrsync -no-overwrite keeps).
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const backup_1 = __nccwpck_require__(6230);
 const offsite_1 = __nccwpck_require__(2298);
 const wal_1 = __nccwpck_require__(960);
 const shell_1 = __nccwpck_require__(2232);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const lock_1 = __nccwpck_require__(8597);
+const SEGMENT_TIME = fs.readFileSync(__nccwpck_require__.ab + "wal-segment-time.sh", 'utf8');
 /** The file in the WAL directory naming the last segment pushed off the host. */
 exports.PUSHED_MARKER = '.offsite-pushed';
 const SEGMENT = /^[0-9A-F]{24}$/;
@@ -60095,40 +60393,103 @@ async function pushedMarker(host, config) {
     const name = r.exitCode === 0 ? r.stdout.trim() : '';
     return SEGMENT.test(name) ? name : undefined;
 }
-/** One base backup's files, sealed and pushed to <path>/prod/base/<stamp>/. */
-async function copyBaseOffsite(c, base) {
+/** One base backup's files, sealed and pushed to <path>/prod/base/<stamp>/; `extra` adds facts to its record and a step after arrival. */
+async function copyBaseOffsite(c, base, extra = {}) {
     const files = Object.keys(base.files)
         .sort()
         .map((name) => ({ name, path: `${base.dir}/${name}` }));
-    return (0, offsite_1.sendOffsite)(c, {
-        env: c.env.name,
-        id: `base/${base.stamp}`,
-        files,
-        record: 'upload.json',
-        stage: `${(0, wal_1.baseBackupRoot)(c.config)}/.offsite-${base.stamp}`,
-    });
+    return (0, offsite_1.sendOffsite)({ ...c, afterArrival: extra.afterArrival }, { env: c.env.name, id: `base/${base.stamp}`, files, record: 'upload.json', stage: `${(0, wal_1.baseBackupRoot)(c.config)}/.offsite-${base.stamp}`, meta: extra.meta });
 }
-/** The completed segments not yet pushed, sealed and pushed to <path>/prod/wal/; the marker moves once they are there. */
+/** The one lock of WAL pushes (a directory beside prod's state): a scheduled push and a base backup's never meet. */
+exports.WAL_PUSH_LOCK = 'prod/wal-push';
+/**
+ * The completed segments not yet pushed, sealed and pushed to <path>/prod/wal/, under the WAL push
+ * lock; the marker moves once they are there. Segments already on the backup host (read with the
+ * admin key) are not sealed again: rrsync -no-overwrite would keep the old file, whose hash no new
+ * seal can match.
+ */
 async function pushWalOffsite(c) {
     const { host, config, log } = c;
-    const dir = (0, wal_1.walDir)(config);
-    const segments = segmentsToPush(await (0, wal_1.listArchive)(host, config), await pushedMarker(host, config));
-    if (!segments.length) {
-        log.info('no completed WAL segment since the last push off the host');
-        return { segments };
+    const run = c.lock?.run ?? { url: 'unknown', actor: 'unknown', sha: '', workflow: '' };
+    const lock = await lock_1.EnvironmentLock.acquire({
+        host,
+        stateDir: config['state-dir'],
+        env: exports.WAL_PUSH_LOCK,
+        holder: { run: run.url, actor: run.actor, sha: run.sha, action: 'wal-push', op: 'wal-push', since: new Date().toISOString() },
+        waitSeconds: c.lock?.waitSeconds ?? 600,
+        log,
+    });
+    try {
+        return await pushUnlocked(c);
     }
-    const last = segments[segments.length - 1];
-    const files = segments.map((name) => ({ name, path: `${dir}/${name}` }));
-    const copy = await (0, offsite_1.sendOffsite)(c, { env: c.env.name, id: 'wal', files, record: `upload-${last}.json`, stage: `${(0, backup_1.backupDir)(config, c.env)}/.offsite-wal` });
+    finally {
+        await lock.release().catch((0, logger_1.ignored)(log, 'releasing the WAL push lock'));
+    }
+}
+async function pushUnlocked(c) {
+    const { host, config, log } = c;
+    const dir = (0, wal_1.walDir)(config);
+    const marker = await pushedMarker(host, config);
+    const segments = segmentsToPush(await (0, wal_1.listArchive)(host, config), marker);
+    if (!segments.length) {
+        log.info('no completed WAL segment since the last push off the host: nothing sent');
+        return { segments, present: [], newest: await offsitePoint(host, config, marker) };
+    }
+    const present = c.keys.admin ? await alreadyOffsite(c, segments) : [];
+    if (present.length)
+        log.info(`${present.length} segment(s) already on the backup host (a push cut short): not sent again`);
+    const toSend = segments.filter((s) => !present.includes(s));
+    let copy;
+    if (toSend.length) {
+        const files = toSend.map((name) => ({ name, path: `${dir}/${name}` }));
+        const record = `upload-${toSend[toSend.length - 1]}.json`;
+        copy = await (0, offsite_1.sendOffsite)(c, { env: c.env.name, id: 'wal', files, record, stage: `${(0, backup_1.backupDir)(config, c.env)}/.offsite-wal` });
+    }
     // The marker moves once the segments are on the backup host (a failed check on arrival says so, but they were sent).
-    const sent = copy.status === 'copied' || copy.stage === 'arrival';
+    const sent = !copy || copy.status === 'copied' || copy.stage === 'arrival';
+    const last = segments[segments.length - 1];
     if (sent)
         await host.writeFile(`${dir}/${exports.PUSHED_MARKER}`, `${last}\n`, 0o600);
-    return { segments, copy };
+    return { segments: toSend, present, copy, newest: await offsitePoint(host, config, sent ? last : marker) };
 }
-/** A new base backup off the host, then the WAL segments not yet there. */
-async function copyWalOffsite(c, base) {
-    return { base: await copyBaseOffsite(c, base), wal: await pushWalOffsite(c) };
+/** Which of `segments` are on the backup host already, as the admin key lists <path>/prod/wal/; none when it cannot tell. */
+async function alreadyOffsite(c, segments) {
+    const o = c.config.backup.offsite;
+    if (!o || !c.keys.admin)
+        return [];
+    let admin;
+    try {
+        admin = await (c.connectBackupHost ?? offsite_1.connectWithAdminKey)(o, c.keys.admin, c.log);
+    }
+    catch (e) {
+        // The push goes on; its check on arrival reports the login.
+        c.log.warning(`could not list the WAL on the backup host with offsite-admin-key: ${(0, errors_1.errorMessage)(e)}`);
+        return [];
+    }
+    try {
+        const where = (0, offsite_1.offsiteDir)(o, c.env.name, 'wal');
+        const r = await admin.run((0, shell_1.argv)('find', where, '-maxdepth', '1', '-type', 'f', '-name', '*.age', '-printf', '%f\\n'), {
+            check: false,
+            quiet: true,
+            label: `listing ${where} on the backup host`,
+            timeoutSeconds: 120,
+        });
+        const there = new Set(r.exitCode === 0 ? r.stdout.split('\n') : []);
+        return segments.filter((s) => there.has(`${s}.age`));
+    }
+    finally {
+        await admin.close().catch((0, logger_1.ignored)(c.log, 'closing the connection to the backup host'));
+    }
+}
+/** The recovery point off the host: `segment`'s completion time, read on the VPS. */
+async function offsitePoint(host, config, segment) {
+    if (!segment)
+        return undefined;
+    const r = await host.run((0, shell_1.hostScript)(SEGMENT_TIME, { FILE: `${(0, wal_1.walDir)(config)}/${segment}` }), { check: false, quiet: true, timeoutSeconds: 60 });
+    const [now, mtime] = r.stdout.trim().split(/\s+/).map(Number);
+    if (r.exitCode !== 0 || !Number.isFinite(now) || !Number.isFinite(mtime) || !mtime)
+        return { segment };
+    return { segment, time: new Date(mtime * 1000).toISOString(), ageSeconds: Math.max(0, Math.round(now - mtime)) };
 }
 /** The first failed copy, in one line; undefined when none failed. */
 function walCopiesFailure(w, stamp) {
@@ -60183,10 +60544,12 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.DEFAULT_SEGMENT_BYTES = void 0;
 exports.walFileName = walFileName;
+exports.nextSegment = nextSegment;
 exports.labelStartFile = labelStartFile;
 exports.manifestStartFile = manifestStartFile;
 exports.parseBaseListing = parseBaseListing;
 exports.planBaseRetention = planBaseRetention;
+exports.startFile = startFile;
 exports.pruneBaseBackups = pruneBaseBackups;
 /**
  * Retention of base backups and the WAL archive on the host (backup.wal.keep-base): the newest
@@ -60224,6 +60587,16 @@ function walFileName(lsn, timeline, segmentBytes = exports.DEFAULT_SEGMENT_BYTES
     const perLog = 0x100000000n / BigInt(segmentBytes);
     const hex = (n) => n.toString(16).toUpperCase().padStart(8, '0');
     return `${hex(timeline)}${hex(segment / perLog)}${hex(segment % perLog)}`;
+}
+/** The WAL file after `name` on the same timeline (with `segmentBytes` segments: 256 a log file at 16 MiB). */
+function nextSegment(name, segmentBytes = exports.DEFAULT_SEGMENT_BYTES) {
+    const tli = name.slice(0, 8);
+    const log = parseInt(name.slice(8, 16), 16);
+    const seg = parseInt(name.slice(16), 16);
+    const perLog = 0x100000000 / segmentBytes;
+    const [l, s] = seg >= perLog - 1 ? [log + 1, 0] : [log, seg + 1];
+    const hex = (n) => n.toString(16).toUpperCase().padStart(8, '0');
+    return `${tli}${hex(l)}${hex(s)}`;
 }
 /** The start WAL file named in a backup_label ("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)"). */
 function labelStartFile(label) {
@@ -60450,7 +60823,7 @@ async function ensureWal(c, password) {
     const slotState = await ensureRoleAndSlot(host, config, prod, password);
     await prepareDir(host, config, password);
     const tool = await toolContainer(host, config, prod);
-    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target });
+    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target, synchronous: config.backup.wal.synchronous });
     const spec = (0, node_crypto_1.createHash)('sha256')
         .update(JSON.stringify({ image: tool.image, network: tool.network, mounts: tool.mounts, receiver }))
         .digest('hex')
@@ -60555,9 +60928,9 @@ async function walHealth(host, config, prod) {
     const current = q.exitCode === 0 && /^[0-9A-F]{24}$/.test(q.stdout.trim()) ? q.stdout.trim() : undefined;
     return parseWalStatus(r.stdout, { name, maxLagSeconds: config.backup.wal['max-lag-seconds'], current });
 }
-/** The WAL archive's file names. */
-async function listArchive(host, config) {
-    const r = await host.run((0, shell_1.argv)('find', walDir(config), '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
+/** The WAL archive's file names (the host's own archive, or `dir`: a copy of it). */
+async function listArchive(host, config, dir = walDir(config)) {
+    const r = await host.run((0, shell_1.argv)('find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
         label: 'listing the WAL archive',
         quiet: true,
         timeoutSeconds: 120,
@@ -60766,18 +61139,59 @@ exports.ActionIO = ActionIO;
 /***/ }),
 
 /***/ 3997:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.AGE_SECRET_KEY = exports.AGE_RECIPIENT = void 0;
 exports.ageEncrypt = ageEncrypt;
+exports.isAgeIdentity = isAgeIdentity;
+exports.agePublicKeys = agePublicKeys;
+exports.withIdentityFile = withIdentityFile;
+exports.ageDecrypt = ageDecrypt;
 /**
  * age (Debian's `age` package), the file encryption tool: the one builder of its command lines.
  * Only recipients (public keys) are ever given to it: what it writes on the VPS can be read
  * only where the private key is, and that is never the VPS.
  */
+const node_child_process_1 = __nccwpck_require__(1421);
+const fs = __importStar(__nccwpck_require__(3024));
+const os = __importStar(__nccwpck_require__(8161));
+const path = __importStar(__nccwpck_require__(6760));
 const shell_1 = __nccwpck_require__(2232);
 /** An age X25519 public key: "age1" and 58 bech32 characters, as `age-keygen -y` prints it. */
 exports.AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
@@ -60791,6 +61205,39 @@ function ageEncrypt(recipients, input, output) {
         if (!exports.AGE_RECIPIENT.test(r))
             throw new Error(`not an age recipient: ${r.slice(0, 12)}…`);
     return (0, shell_1.argv)('age', '--encrypt', recipients.flatMap((r) => ['-r', r]), '-o', output, '--', input);
+}
+/** An age private key file's content: at least one AGE-SECRET-KEY-1 line (comments allowed). */
+function isAgeIdentity(text) {
+    return text.split(/\r?\n/).some((l) => /^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$/.test(l.trim()));
+}
+/** The public keys (recipients) of an identity, by `age-keygen -y` on the runner, the key on its standard input. */
+function agePublicKeys(identity) {
+    const r = (0, node_child_process_1.spawnSync)('age-keygen', ['-y'], { input: identity, encoding: 'utf8', timeout: 30_000 });
+    if (r.error)
+        throw new Error(`age-keygen could not run on the runner (${r.error.message}): install age (apt-get install age)`);
+    if (r.status !== 0)
+        return [];
+    return r.stdout.split('\n').filter((l) => exports.AGE_RECIPIENT.test(l.trim()));
+}
+/**
+ * Runs `use` with the identity in a 0600 file inside a private (0700) temporary directory on the
+ * runner, removed afterwards whatever happened: age reads identities from a file only, and a key
+ * never goes on a command line.
+ */
+async function withIdentityFile(identity, use) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-age-'));
+    try {
+        const file = path.join(dir, 'identity');
+        fs.writeFileSync(file, identity.endsWith('\n') ? identity : `${identity}\n`, { mode: 0o600 });
+        return await use(file);
+    }
+    finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+/** `age --decrypt` on the runner: the sealed file on its standard input, the plain one on its standard output. */
+function ageDecrypt(identityFile) {
+    return (0, node_child_process_1.spawn)('age', ['--decrypt', '-i', identityFile], { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 
@@ -62426,15 +62873,33 @@ class SshHost {
                 ch.close();
             stopped = true;
         };
-        ch.on('data', (d) => {
-            this.traffics.received += d.length;
-            if (!streams.out.push(d))
+        if (options.stdoutTo) {
+            const sink = options.stdoutTo;
+            ch.on('data', (d) => (this.traffics.received += d.length));
+            ch.pipe(sink);
+            // Nobody reads the rest once the sink has failed or closed: the command is stopped, and what
+            // the channel still holds is read and dropped (a paused channel would never end nor close).
+            const abandon = () => {
+                if (ch.readableEnded)
+                    return;
+                ch.unpipe(sink);
+                ch.resume();
                 stop();
-            streams.markerLines.push(d);
-            options.onStdout?.(d);
-            if (!options.quiet)
-                streams.outLines.push(d);
-        });
+            };
+            sink.on('error', abandon);
+            sink.on('close', abandon);
+        }
+        else {
+            ch.on('data', (d) => {
+                this.traffics.received += d.length;
+                if (!streams.out.push(d))
+                    stop();
+                streams.markerLines.push(d);
+                options.onStdout?.(d);
+                if (!options.quiet)
+                    streams.outLines.push(d);
+            });
+        }
         ch.stderr.on('data', (d) => {
             this.traffics.received += d.length;
             if (!streams.err.push(d))
@@ -62453,7 +62918,14 @@ class SshHost {
             streams.errLines.flush();
             run.finish(closedResult(run, status.exitCode, status.signal));
         });
-        if (options.stdin !== undefined) {
+        if (options.stdinFrom) {
+            const source = options.stdinFrom;
+            source.on('data', (d) => (this.traffics.sent += Buffer.byteLength(d)));
+            // A source that fails ends the command's input: the caller sees the source's own error.
+            source.on('error', () => ch.end());
+            source.pipe(ch);
+        }
+        else if (options.stdin !== undefined) {
             const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
             this.traffics.sent += data.length;
             ch.end(data);
@@ -62930,9 +63402,13 @@ const node_crypto_1 = __nccwpck_require__(7598);
 const fs = __importStar(__nccwpck_require__(3024));
 const shell_1 = __nccwpck_require__(2232);
 const sql_1 = __nccwpck_require__(3830);
-/** pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first. */
+/**
+ * pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first.
+ * `synchronous` flushes every write as it arrives instead of at the end of each segment.
+ */
 function pgReceivewal(o) {
-    return ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+    const args = ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+    return o.synchronous ? [...args, '--synchronous'] : args;
 }
 /**
  * pg_basebackup of the whole cluster as tar files into `dir` (a new dated directory), without WAL
@@ -63176,6 +63652,14 @@ module.exports = require("node:async_hooks");
 
 /***/ }),
 
+/***/ 1421:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:child_process");
+
+/***/ }),
+
 /***/ 7598:
 /***/ ((module) => {
 
@@ -63205,6 +63689,14 @@ module.exports = require("node:fs");
 
 "use strict";
 module.exports = require("node:net");
+
+/***/ }),
+
+/***/ 8161:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:os");
 
 /***/ }),
 

@@ -55681,6 +55681,7 @@ const monitoring_1 = __nccwpck_require__(6062);
 const units_1 = __nccwpck_require__(4477);
 const postgres_1 = __nccwpck_require__(263);
 const wal_1 = __nccwpck_require__(960);
+const wal_offsite_1 = __nccwpck_require__(339);
 const SPLIT = '--twinstack-inspect--';
 const CONTAINER_STATS = fs.readFileSync(__nccwpck_require__.ab + "container-stats.sh", 'utf8');
 const LATENCY = fs.readFileSync(__nccwpck_require__.ab + "latency.sh", 'utf8');
@@ -55759,6 +55760,9 @@ async function walMetrics(host, config, into) {
     const prod = new environment_1.Environment('prod', config);
     try {
         into.wal = await (0, wal_1.walHealth)(host, config, prod);
+        // Read on the VPS only (the marker and the segment's time): monitor holds no key of the backup host.
+        if (config.backup.offsite)
+            into.walOffsite = (await (0, wal_offsite_1.offsitePoint)(host, config, await (0, wal_offsite_1.pushedMarker)(host, config))) ?? null;
     }
     catch (e) {
         into.walError = (0, errors_1.errorMessage)(e);
@@ -55878,7 +55882,14 @@ function walSection(s, config, m) {
         `lag: ${w.lagSeconds} s (limit ${config.backup.wal['max-lag-seconds']} s)`,
         `newest archived segment: ${w.segment ? `${w.segment.name}, ${w.segment.ageSeconds} s old` : 'none yet'}`,
         `being received: ${w.partial ? `${w.partial.name}, written ${w.partial.ageSeconds} s ago` : 'nothing'}`,
+        ...(m.walOffsite === undefined ? [] : [offsiteLine(m.walOffsite)]),
     ]);
+}
+/** The off-host recovery point, as the last WAL push left it (backup action, wal: push). */
+function offsiteLine(p) {
+    if (!p)
+        return 'off the host: no segment pushed yet (schedule the backup action with wal: push)';
+    return `off the host: up to ${p.segment}${p.ageSeconds === undefined ? '' : `, completed ${p.ageSeconds} s ago (the off-host recovery point)`}`;
 }
 /** Writes the SVG chart where the runner keeps temporary files; returns its path. */
 function writeChart(report, config) {
@@ -56138,6 +56149,11 @@ exports.walSchema = zod_1.z
     'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
     /** Base backups kept on the host, newest first; WAL older than the oldest kept one's start is deleted. */
     'keep-base': zod_1.z.number().int().min(1, 'must be at least 1').max(1000).default(7),
+    /**
+     * pg_receivewal --synchronous: each write flushed to disk at once (and reported flushed to prod),
+     * so a receiver that crashes loses nothing it had received. Off: it flushes as a segment ends.
+     */
+    synchronous: zod_1.z.boolean().default(false),
 })
     .strict()
     .default({});
@@ -56253,6 +56269,7 @@ exports.PREFLIGHT_CHECKS = [
     'rolling',
     'wal-settings',
     'placement',
+    'db-init',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -57208,6 +57225,487 @@ exports.swarmSchema = zod_1.z
 
 /***/ }),
 
+/***/ 6230:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.backupManifest = void 0;
+exports.parseBackupManifest = parseBackupManifest;
+exports.newBackupId = newBackupId;
+exports.backupDir = backupDir;
+exports.checkBackupDir = checkBackupDir;
+exports.parseCounts = parseCounts;
+exports.compareCounts = compareCounts;
+exports.streamToFile = streamToFile;
+exports.takeBackup = takeBackup;
+exports.rowCounts = rowCounts;
+exports.verifyBackup = verifyBackup;
+exports.listBackups = listBackups;
+exports.usableBackup = usableBackup;
+exports.restoreBackup = restoreBackup;
+exports.restoreAsideName = restoreAsideName;
+exports.pendingDir = pendingDir;
+exports.pruneBackups = pruneBackups;
+/**
+ * Backups of an environment's database: `pg_dump -Fc` run by the db container's own tools, streamed
+ * to a file in the backup directory on the host (hashed on the way), plus `pg_dumpall
+ * --globals-only`, a manifest beside them, and a verification. Only a backup whose manifest says
+ * `verified` is ever restored or relied on by promote.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const json_1 = __nccwpck_require__(8634);
+const shell_1 = __nccwpck_require__(2232);
+const compose_1 = __nccwpck_require__(7130);
+const host_log_1 = __nccwpck_require__(131);
+const postgres_1 = __nccwpck_require__(263);
+const sql_1 = __nccwpck_require__(3830);
+const schema_1 = __nccwpck_require__(109);
+const stamp_1 = __nccwpck_require__(4725);
+const STREAM_TO_FILE = fs.readFileSync(__nccwpck_require__.ab + "stream-to-file.sh", 'utf8');
+const LIST_MANIFESTS = fs.readFileSync(__nccwpck_require__.ab + "list-manifests.sh", 'utf8');
+const RESTORE_BACKUP = fs.readFileSync(__nccwpck_require__.ab + "restore-backup.sh", 'utf8');
+const RESTORE_UNDO = fs.readFileSync(__nccwpck_require__.ab + "restore-undo.sh", 'utf8');
+const backupFile = zod_1.z.object({ bytes: zod_1.z.number(), sha256: zod_1.z.string() }).passthrough();
+/** A backup's manifest.json, as written by takeBackup and parsed (never cast) when read back from the host. */
+exports.backupManifest = zod_1.z
+    .object({
+    id: zod_1.z.string(),
+    env: zod_1.z.string(),
+    status: zod_1.z.enum(['verified', 'failed']),
+    time: zod_1.z.string(),
+    finishedAt: zod_1.z.string(),
+    database: zod_1.z.string(),
+    release: zod_1.z.string().optional(),
+    sha: zod_1.z.string().optional(),
+    alembicRevision: zod_1.z.string().optional(),
+    /** Rows inserted, updated and deleted per table (statistics views) just before the dump's snapshot. */
+    writeCounters: zod_1.z.record(zod_1.z.number()).optional(),
+    /** Exact rows per table in the dump's snapshot (verify: restore counts them): the restore drill compares with them. */
+    rowCounts: zod_1.z.record(zod_1.z.number()).optional(),
+    /** A dump of a point-in-time recovery (src/domain/pitr.ts): its base backup, the target asked for, the last transaction replayed. */
+    pointInTime: zod_1.z.object({ base: zod_1.z.string(), target: zod_1.z.string(), recoveryPoint: zod_1.z.string() }).optional(),
+    files: zod_1.z.record(backupFile),
+    durationSeconds: zod_1.z.number(),
+    /** Seconds spent in each stage: the dump (with hashing), the globals, the verification. */
+    timings: zod_1.z.object({ dump: zod_1.z.number(), globals: zod_1.z.number(), verify: zod_1.z.number() }),
+    tools: zod_1.z.record(zod_1.z.string()),
+    verification: zod_1.z.object({ method: zod_1.z.enum(['list', 'restore']), ok: zod_1.z.boolean(), detail: zod_1.z.string(), tables: zod_1.z.number().optional() }),
+    error: zod_1.z.string().optional(),
+})
+    .passthrough();
+/** A manifest.json read from the host; throws HostDataError naming `what` when it is not one. */
+function parseBackupManifest(text, what) {
+    return (0, json_1.parseHostJson)(exports.backupManifest, text, what);
+}
+function newBackupId(env, now = new Date()) {
+    return `b${(0, stamp_1.utcStamp)(now)}-${env}`;
+}
+function backupDir(config, env, id) {
+    const base = `${config.backup.dir}/${env.name}`;
+    return id ? `${base}/${id}` : base;
+}
+/** The backup directory must never be inside a checkout (where git or compose could touch it). */
+function checkBackupDir(config) {
+    const dir = config.backup.dir;
+    if (dir === '/')
+        throw new errors_1.ConfigurationError('backup.dir must not be /');
+    for (const [name, e] of Object.entries(config.environments)) {
+        if (dir === e.checkout || dir.startsWith(`${e.checkout}/`)) {
+            throw new errors_1.ConfigurationError(`backup.dir ${dir} is inside the ${name} checkout ${e.checkout}: put backups outside every repository checkout, e.g. /var/backups/twinstack`);
+        }
+    }
+}
+/** SQL that, run through psql's \gexec, prints `count:<schema.table>:<rows>` for every table. */
+const COUNT_ALL = `SELECT format('SELECT %L || count(*) FROM %I.%I', 'count:' || n.nspname || '.' || c.relname || ':', n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY n.nspname, c.relname
+\\gexec
+`;
+function parseCounts(text) {
+    const counts = new Map();
+    for (const line of text.split('\n')) {
+        const m = /^count:(.+):(\d+)$/.exec(line.trim());
+        if (m)
+            counts.set(m[1], Number(m[2]));
+    }
+    return counts;
+}
+function compareCounts(source, restored) {
+    const problems = [];
+    for (const [t, n] of source) {
+        if (!restored.has(t))
+            problems.push(`${t} is missing from the restore`);
+        else if (restored.get(t) !== n)
+            problems.push(`${t} has ${restored.get(t)} rows restored, ${n} in the source`);
+    }
+    return problems;
+}
+async function psqlValue(host, env, database, sql) {
+    const r = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [sql] }), { check: false, quiet: true, timeoutSeconds: 120 });
+    return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+/** Streams a client tool's output into a file on the host, hashing it on the way; returns size and hash. */
+async function streamToFile(host, { command, file, label, timeoutSeconds }) {
+    const partial = `${file}.partial`;
+    try {
+        const r = await host.run((0, shell_1.hostScript)(STREAM_TO_FILE, { COMMAND: command, PARTIAL: partial, FILE: file }), {
+            label,
+            quiet: true,
+            timeoutSeconds,
+        });
+        const [hashLine, sizeLine] = r.stdout.trim().split('\n');
+        return { sha256: hashLine.split(/\s+/)[0], bytes: Number(sizeLine) };
+    }
+    catch (e) {
+        await host.run((0, shell_1.sh) `rm -f ${partial}`, { check: false, quiet: true, timeoutSeconds: 60 });
+        throw e;
+    }
+}
+/**
+ * Takes and verifies a backup. Returns its manifest; throws OperationFailed (after writing a
+ * `failed` manifest where the disk allows) when the dump or its verification fails.
+ */
+async function takeBackup({ host, config, env, ctx, log, verify = config.backup.verify }) {
+    checkBackupDir(config);
+    const started = new Date();
+    const id = newBackupId(env.name, started);
+    const dir = backupDir(config, env, id);
+    const database = env.cfg.database.name;
+    const timeoutSeconds = config.backup['timeout-seconds'];
+    const manifest = openManifest({ id, env, ctx, started, verify });
+    log.startGroup(`${env.name}: backup ${id}`);
+    let snapshotSession;
+    try {
+        await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { label: `creating ${dir}`, quiet: true, timeoutSeconds: 60 });
+        manifest.tools.pg_dump = (await psqlVersion(host, env)) ?? 'unknown';
+        manifest.alembicRevision = await psqlValue(host, env, database, 'SELECT version_num FROM alembic_version LIMIT 1');
+        // Read just before the snapshot: a restore of this backup loses what the counters add after it.
+        manifest.writeCounters = await (0, schema_1.writeCounters)(host, env, database).catch((0, logger_1.ignored)(log, 'reading the write counters'));
+        if (verify === 'restore')
+            snapshotSession = await openSnapshot(host, env, database, log);
+        const seconds = (since) => Math.round((Date.now() - since) / 100) / 10;
+        let t = Date.now();
+        manifest.files['db.dump'] = await streamToFile(host, {
+            command: (0, postgres_1.pgDump)(env, database, { custom: true, snapshot: snapshotSession?.snapshot }),
+            file: `${dir}/db.dump`,
+            label: `pg_dump of ${env.name}`,
+            timeoutSeconds,
+        });
+        manifest.timings.dump = seconds(t);
+        log.info(`db.dump: ${manifest.files['db.dump'].bytes} bytes, sha256 ${manifest.files['db.dump'].sha256}`);
+        const counts = snapshotSession ? await snapshotSession.counts() : undefined;
+        await snapshotSession?.close();
+        snapshotSession = undefined;
+        t = Date.now();
+        manifest.files['globals.sql'] = await dumpGlobals({ host, env, file: `${dir}/globals.sql`, log, timeoutSeconds });
+        manifest.timings.globals = seconds(t);
+        t = Date.now();
+        const problem = await verifyBackup({ host, env, manifest, dir, log, counts, timeoutSeconds });
+        manifest.timings.verify = seconds(t);
+        manifest.verification.ok = !problem;
+        manifest.verification.detail =
+            problem ??
+                (verify === 'restore' ? `restored into a scratch database; ${counts?.size ?? 0} tables match` : 'pg_restore --list read the dump; checksum matches');
+        if (counts)
+            manifest.verification.tables = counts.size;
+        if (counts)
+            manifest.rowCounts = Object.fromEntries(counts);
+        manifest.status = problem ? 'failed' : 'verified';
+        if (problem)
+            manifest.error = problem;
+    }
+    catch (e) {
+        manifest.error = e instanceof errors_1.RemoteCommandError ? e.message : (0, errors_1.errorMessage)(e);
+        manifest.status = 'failed';
+    }
+    finally {
+        await snapshotSession?.close().catch((0, logger_1.ignored)(log, 'closing the snapshot session'));
+        manifest.finishedAt = new Date().toISOString();
+        manifest.durationSeconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
+        await host
+            .writeFile(`${dir}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, 0o600)
+            .catch((e) => log.warning(`could not write ${dir}/manifest.json: ${(0, errors_1.errorMessage)(e)}`));
+        log.endGroup();
+    }
+    if (manifest.status !== 'verified') {
+        throw new errors_1.OperationFailed(`backup ${id} of ${env.name} failed: ${manifest.error}`);
+    }
+    return manifest;
+}
+/** The manifest of a backup just started: failed until its verification says otherwise. */
+function openManifest({ id, env, ctx, started, verify, }) {
+    return {
+        id,
+        env: env.name,
+        status: 'failed',
+        time: started.toISOString(),
+        finishedAt: '',
+        database: env.cfg.database.name,
+        release: ctx.release,
+        sha: ctx.sha,
+        files: {},
+        durationSeconds: 0,
+        timings: { dump: 0, globals: 0, verify: 0 },
+        tools: {},
+        verification: { method: verify, ok: false, detail: '' },
+    };
+}
+async function psqlVersion(host, env) {
+    const r = await host.run((0, postgres_1.pgDumpVersion)(env), { check: false, quiet: true, timeoutSeconds: 60 });
+    return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+async function dumpGlobals({ host, env, file, log, timeoutSeconds, }) {
+    const label = `pg_dumpall --globals-only of ${env.name}`;
+    try {
+        return await streamToFile(host, { command: (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: true }), file, label, timeoutSeconds });
+    }
+    catch (e) {
+        // Reading role passwords needs a superuser; without them the roles and grants are still saved.
+        if (e instanceof errors_1.RemoteCommandError && /permission denied/i.test(e.stderr)) {
+            log.warning(`${env.name}: the database user cannot read role passwords; globals.sql is saved without them`);
+            return streamToFile(host, { command: (0, postgres_1.pgDumpGlobals)(env, { rolePasswords: false }), file, label, timeoutSeconds });
+        }
+        throw e;
+    }
+}
+/** A REPEATABLE READ session whose snapshot pg_dump shares, so the row counts are of the same data. */
+async function openSnapshot(host, env, database, log) {
+    let out = '';
+    // No -f: psql reads the session's statements from standard input as they are written.
+    const proc = host.spawn((0, postgres_1.psql)(env, database, { tuples: true, run: [] }), {
+        quiet: true,
+        label: 'snapshot session',
+        onStdout: (c) => (out += c.toString()),
+    });
+    const snap = proc.waitForLine(/^snap:/);
+    await proc.write(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT 'snap:' || pg_export_snapshot();\n`);
+    const snapshot = (await snap).slice('snap:'.length);
+    return {
+        snapshot,
+        async counts() {
+            const done = proc.waitForLine('counts:done');
+            await proc.write(`${COUNT_ALL}SELECT 'counts:done';\n`);
+            await done;
+            return parseCounts(out);
+        },
+        async close() {
+            await proc.write('COMMIT;\n').catch((0, logger_1.ignored)(log, 'ending the snapshot transaction'));
+            await proc.end();
+        },
+    };
+}
+/** Exact row counts of every table of `database` on the client's server (an environment, or a scratch server). */
+async function rowCounts(host, env, database, timeoutSeconds) {
+    const r = await host.run((0, postgres_1.psql)(env, database, { tuples: true }), {
+        stdin: COUNT_ALL,
+        quiet: true,
+        label: `counting rows in ${database}`,
+        timeoutSeconds,
+    });
+    return parseCounts(r.stdout);
+}
+/** Checks a backup on disk: checksum, pg_restore --list, and (with counts) a scratch restore. Returns the problem, if any. */
+async function verifyBackup({ host, env, manifest, dir, log, counts, timeoutSeconds = 3600, }) {
+    for (const [name, f] of Object.entries(manifest.files)) {
+        const r = await host.run((0, shell_1.sh) `sha256sum ${`${dir}/${name}`}`, { check: false, quiet: true, timeoutSeconds });
+        const actual = r.stdout.split(/\s+/)[0];
+        if (r.exitCode !== 0)
+            return `${name} cannot be read: ${(0, errors_1.tailLines)(r.stderr, 1)}`;
+        if (actual !== f.sha256)
+            return `${name} is corrupted: its sha256 is ${actual}, the manifest says ${f.sha256}`;
+    }
+    const list = await host.run((0, postgres_1.pgRestoreReads)(env, { stdin: `${dir}/db.dump` }), {
+        check: false,
+        quiet: true,
+        timeoutSeconds,
+    });
+    if (list.exitCode !== 0)
+        return `pg_restore --list cannot read db.dump: ${(0, errors_1.tailLines)(list.stderr, 2)}`;
+    if (!counts)
+        return undefined;
+    const scratch = `${manifest.database}_twinstack_verify`.slice(0, 63);
+    const maintenance = (sql, label) => host.run((0, postgres_1.psql)(env, 'postgres'), { stdin: sql, quiet: true, label, timeoutSeconds: 300 });
+    const dropScratch = () => maintenance((0, postgres_1.dropDatabaseSql)(scratch), `dropping the scratch database ${scratch}`);
+    try {
+        await dropScratch();
+        const created = await maintenance(`CREATE DATABASE ${(0, sql_1.ident)(scratch)};\n`, `creating the scratch database ${scratch}`).catch((e) => e);
+        if (created instanceof errors_1.RemoteCommandError && /permission denied to create database/.test(created.stderr)) {
+            return `the database user ${env.cfg.database.user} may not create the scratch database that verify: restore needs: ALTER ROLE ${env.cfg.database.user} CREATEDB, or use verify: list`;
+        }
+        if (created instanceof Error)
+            throw created;
+        const restore = await host.run((0, postgres_1.pgRestore)(env, scratch, { stdin: `${dir}/db.dump` }, { noOwner: true }), {
+            check: false,
+            quiet: true,
+            timeoutSeconds,
+        });
+        if (restore.exitCode !== 0)
+            return `the dump does not restore: ${(0, errors_1.tailLines)(restore.stderr, 2)}`;
+        const restored = await rowCounts(host, env, scratch, timeoutSeconds);
+        const problems = compareCounts(counts, restored);
+        if (problems.length)
+            return `the restored row counts differ: ${problems.slice(0, 5).join('; ')}`;
+        log.info(`verified by restore: ${counts.size} tables, row counts equal`);
+        return undefined;
+    }
+    finally {
+        await dropScratch().catch((e) => log.warning(`could not drop the scratch database ${scratch}: ${(0, errors_1.errorMessage)(e)}`));
+    }
+}
+/** Every backup of an environment, newest first, read from the manifests. */
+async function listBackups(host, config, env, log) {
+    const base = backupDir(config, env);
+    const r = await host.run((0, shell_1.hostScript)(LIST_MANIFESTS, { BASE: base }), {
+        quiet: true,
+        timeoutSeconds: 120,
+    });
+    const out = [];
+    for (const chunk of r.stdout.split('@@twinstack-manifest@@')) {
+        if (!chunk.trim())
+            continue;
+        try {
+            out.push(parseBackupManifest(chunk, `a manifest under ${base}`));
+        }
+        catch (e) {
+            // Cut short by a full disk, edited by hand, another version's: not a backup twinstack can vouch for.
+            log?.warning(`Skipped ${(0, errors_1.errorMessage)(e)}; that backup is neither used nor pruned.`);
+        }
+    }
+    return out.sort((a, b) => (a.id < b.id ? 1 : -1));
+}
+/** Finds one backup by id and re-checks it on disk (checksums and pg_restore --list). */
+async function usableBackup({ host, config, env, id, log }) {
+    const m = (await listBackups(host, config, env, log)).find((b) => b.id === id);
+    if (!m)
+        throw new errors_1.OperationFailed(`backup ${id} of ${env.name} does not exist in ${backupDir(config, env)}`);
+    if (m.status !== 'verified')
+        throw new errors_1.OperationFailed(`backup ${id} failed when it was taken (${m.error ?? 'not verified'}); it is never used`);
+    const problem = await verifyBackup({ host, env, manifest: m, dir: backupDir(config, env, id), log });
+    if (problem)
+        throw new errors_1.OperationFailed(`backup ${id} cannot be used: ${problem}`);
+    return m;
+}
+/**
+ * Restores a verified backup as the environment's database. `pg_restore --clean` would leave behind
+ * whatever the dump does not know of (a table a half-applied migration created), so the restore
+ * goes into a new, empty database instead: the current one is renamed aside to
+ * `<name>_twinstack_pre_restore` (kept until the next restore), a new one is created with the same
+ * owner, encoding and database privileges, and the dump is restored into it in one transaction. If
+ * that fails, the new database is dropped and the old one renamed back. Needs a database user that
+ * may create databases (the official postgres image's POSTGRES_USER can).
+ */
+async function restoreBackup({ host, config, env, m, log, opts = {} }) {
+    const file = `${backupDir(config, env, m.id)}/db.dump`;
+    const db = m.database;
+    const aside = restoreAsideName(db);
+    const sql = (0, postgres_1.psql)(env, 'postgres');
+    const sqlTuples = (0, postgres_1.psql)(env, 'postgres', { tuples: true });
+    const setAside = `${(0, postgres_1.dropDatabaseSql)(aside)}${(0, postgres_1.renameDatabaseSql)(db, aside)}`;
+    // Same owner, encoding and collation as the database it replaces; database-level privileges
+    // (e.g. the app role's CONNECT) are not part of the dump, so they are copied.
+    const create = `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', ${(0, sql_1.literal)(db)}, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype) FROM pg_database WHERE datname = ${(0, sql_1.literal)(aside)} \\gexec\n` +
+        `SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', ${(0, sql_1.literal)(db)}) FROM pg_database WHERE datname = ${(0, sql_1.literal)(aside)} AND datacl IS NOT NULL \\gexec\n` +
+        `SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, ${(0, sql_1.literal)(db)}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = ${(0, sql_1.literal)(aside)} \\gexec\n`;
+    // Settings belong to the database, not to the dump: they move from the set-aside one once the
+    // restore is in (a setting such as default_transaction_read_only must not apply to pg_restore).
+    const settings = (0, postgres_1.copyDatabaseSettingsSql)(aside, db);
+    const putBack = `${(0, postgres_1.dropDatabaseSql)(db)}${(0, postgres_1.renameDatabaseSql)(aside, db)}`;
+    const tag = `twinstack restore ${m.id} in progress`;
+    const undoCheck = `SELECT 1 FROM pg_database a WHERE a.datname = ${(0, sql_1.literal)(aside)} AND NOT EXISTS ` +
+        `(SELECT 1 FROM pg_database d WHERE d.datname = ${(0, sql_1.literal)(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${(0, sql_1.literal)(tag)});`;
+    const restart = opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : compose_1.NOTHING_LATER;
+    // What undoes a cut restore: written before anything moves, run by the next operation if this
+    // script never gets to remove it (see pendingUndo in operation.ts).
+    const undo = `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
+        (0, shell_1.hostScript)(RESTORE_UNDO, { PSQL: sql, PSQL_TUPLES: sqlTuples, UNDO_CHECK: undoCheck, PUT_BACK: putBack, ...restart }) +
+        '\n';
+    const script = (0, shell_1.hostScript)(RESTORE_BACKUP, {
+        PENDING_DIR: pendingDir(config, env),
+        MARKER: `${pendingDir(config, env)}/restore.sh`,
+        UNDO: undo,
+        DB: db,
+        PSQL: sql,
+        SET_ASIDE: setAside,
+        PUT_BACK: putBack,
+        CREATE: create + `COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS ${(0, sql_1.literal)(tag)};\n`,
+        RESTORE: (0, postgres_1.pgRestore)(env, db, { stdin: file }, { singleTransaction: true }),
+        SETTINGS: settings,
+        UNTAG: `COMMENT ON DATABASE ${(0, sql_1.ident)(db)} IS NULL;\n`,
+    });
+    const r = await host.run(script, {
+        label: `restoring ${env.name} from backup ${m.id}`,
+        timeoutSeconds: config.backup['timeout-seconds'],
+        check: false,
+    });
+    if (r.exitCode !== 0 || r.timedOut) {
+        throw new errors_1.RemoteCommandError({ ...r, command: `restore of ${env.name} from ${m.id}`, label: `restoring ${env.name} from backup ${m.id}` });
+    }
+    log?.info(`${env.name}: ${db} restored from ${m.id}; the database as it was before is kept as ${aside} until the next restore`);
+}
+/** Where a restore keeps the database it replaced (until the next restore). */
+function restoreAsideName(database) {
+    return `${database}_twinstack_pre_restore`.slice(0, 63);
+}
+/** Where multi-step host changes leave the script that undoes them until they finish. */
+function pendingDir(config, env) {
+    return (0, host_log_1.pendingDirOf)(config['state-dir'], env.name);
+}
+/** Keeps the newest `keep` verified backups and deletes older ones (and failed ones older than the newest verified). */
+async function pruneBackups(host, config, env, log) {
+    const all = await listBackups(host, config, env, log);
+    const verified = all.filter((b) => b.status === 'verified');
+    const keepIds = new Set(verified.slice(0, config.backup.keep).map((b) => b.id));
+    const newestVerified = verified[0];
+    const doomed = all.filter((b) => !keepIds.has(b.id) && (b.status === 'verified' || (newestVerified && b.id < newestVerified.id)));
+    if (doomed.length === 0)
+        return [];
+    await host.run((0, shell_1.argv)('rm', '-rf', doomed.map((b) => backupDir(config, env, b.id))), { label: 'pruning old backups', quiet: true, timeoutSeconds: 600 });
+    log.info(`${env.name}: deleted backups ${doomed.map((b) => b.id).join(', ')} (keeping the newest ${config.backup.keep} verified)`);
+    return doomed.map((b) => b.id);
+}
+
+
+/***/ }),
+
 /***/ 912:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -57525,6 +58023,1371 @@ function parseInspect(json) {
 
 /***/ }),
 
+/***/ 131:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.KEEP_RECENT = exports.COMPACT_OVER_LINES = exports.HostLog = exports.logRecord = void 0;
+exports.stateDirOf = stateDirOf;
+exports.pendingDirOf = pendingDirOf;
+exports.parseLog = parseLog;
+exports.compactRecords = compactRecords;
+exports.unfinishedOperations = unfinishedOperations;
+exports.latest = latest;
+/**
+ * The append-only host log: one JSON object per line in <state-dir>/<env>/log.jsonl on the host.
+ * Every action that changes the host records what it did, for which sha, by which run, and how it
+ * ended. Appends are single `>>` writes of one line, so concurrent readers never see half a record.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(639);
+const host_1 = __nccwpck_require__(6342);
+const shell_1 = __nccwpck_require__(2232);
+const stamp_1 = __nccwpck_require__(4725);
+const READ_LOG = fs.readFileSync(__dirname + '/read-log.sh', 'utf8');
+const APPEND_LOG = fs.readFileSync(__dirname + '/append-log.sh', 'utf8');
+const COMPACT_LOG = fs.readFileSync(__dirname + '/compact-log.sh', 'utf8');
+const outcome = zod_1.z.enum(['success', 'failure', 'cancelled', 'interrupted']);
+/** What every record has: which environment, which action and operation, which run, when. */
+const base = {
+    v: zod_1.z.literal(1),
+    time: zod_1.z.string(),
+    env: zod_1.z.string(),
+    action: zod_1.z.string(),
+    op: zod_1.z.string(),
+    run: zod_1.z.string().optional(),
+    actor: zod_1.z.string().optional(),
+    sha: zod_1.z.string().optional(),
+};
+const record = (event, fields) => zod_1.z.object({ ...base, event: zod_1.z.literal(event), ...fields }).passthrough();
+const serviceImage = zod_1.z.object({ name: zod_1.z.string(), id: zod_1.z.string(), tag: zod_1.z.string() });
+/**
+ * A field that only informs (a size, a count, what was shipped): typed when written, and when read
+ * a value of another shape is dropped rather than costing the record, which may decide a rollback.
+ */
+const info = (type) => type.optional().catch(undefined);
+const count = info(zod_1.z.number());
+const text = info(zod_1.z.string());
+const names = info(zod_1.z.array(zod_1.z.string()));
+/**
+ * The host log's records: a tagged union on `event`. Fields twinstack decides on (a release's
+ * commit and images, a gate's verdict and what it tested) are checked when the log is read; a line
+ * that does not match is reported and skipped, never trusted. Other fields pass through.
+ */
+exports.logRecord = zod_1.z.discriminatedUnion('event', [
+    record('started', { staleLock: zod_1.z.string().optional() }),
+    record('finished', { outcome, error: zod_1.z.string().optional(), stopped: text }),
+    record('interrupted', { outcome: zod_1.z.literal('interrupted').optional(), reportedBy: zod_1.z.string().optional() }),
+    record('recovered', { what: zod_1.z.string() }),
+    record('release', {
+        release: zod_1.z.string(),
+        sha: zod_1.z.string(),
+        kind: zod_1.z.enum(['deploy', 'promote', 'rollback']),
+        images: zod_1.z.record(serviceImage),
+        previous: zod_1.z.string().optional(),
+        rolledBackFrom: zod_1.z.string().optional(),
+        durationSeconds: count,
+        /** Services found changed by hand beforehand, put back as the release says. */
+        settled: names,
+        reason: text,
+        restoredBackup: text,
+        devRelease: text,
+        gate: text,
+        backup: text,
+        shipped: names,
+        rebuilt: names,
+    }),
+    record('release-failed', {
+        stage: zod_1.z.string(),
+        error: zod_1.z.string().optional(),
+        images: zod_1.z.record(zod_1.z.string()).optional(),
+        head: zod_1.z.string().optional(),
+        previous: zod_1.z.string().optional(),
+        ref: text,
+    }),
+    record('rollback', {
+        release: zod_1.z.string(),
+        rolledBackFrom: zod_1.z.string().optional(),
+        failedSha: text,
+        stage: text,
+        restoredBackup: text,
+        restoredAt: text,
+        schemaMoved: info(zod_1.z.boolean()),
+        rowsLost: count,
+    }),
+    record('gate', {
+        sha: zod_1.z.string(),
+        release: zod_1.z.string().optional(),
+        passed: zod_1.z.boolean(),
+        images: zod_1.z.record(zod_1.z.string()).optional(),
+        apiImage: zod_1.z.string().optional(),
+        problems: zod_1.z.array(zod_1.z.string()).optional(),
+        tests: info(zod_1.z.object({ passed: count, failed: count, skipped: count })),
+        alembicHead: text,
+    }),
+    record('backup', { status: zod_1.z.string(), backup: zod_1.z.string().optional(), bytes: count, sha256: text, error: text }),
+    record('offsite', { backup: zod_1.z.string(), status: zod_1.z.enum(['copied', 'failed']), location: zod_1.z.string(), error: zod_1.z.string().optional() }),
+    record('wal', {
+        mode: zod_1.z.enum(['ensure', 'off']),
+        status: zod_1.z.enum(['done', 'failed']),
+        receiver: zod_1.z.string().optional(),
+        slot: zod_1.z.string().optional(),
+        error: zod_1.z.string().optional(),
+    }),
+    record('restore', {
+        target: zod_1.z.string(),
+        status: zod_1.z.enum(['done', 'failed']),
+        stage: text,
+        recoveryPoint: text,
+        unrecoveredSeconds: count,
+        base: text,
+        backup: text,
+        alembicRevision: text,
+        error: text,
+    }),
+    record('drill', {
+        status: zod_1.z.enum(['passed', 'failed']),
+        /** Seconds from the drill's start to the recovered copy answering its checks, and recovery point age then. */
+        rtoSeconds: count,
+        rpoSeconds: count,
+        recoveryPoint: text,
+        base: text,
+        /** The verified dump whose row counts were compared. */
+        backup: text,
+        problems: names,
+        error: text,
+    }),
+    record('base-backup', {
+        status: zod_1.z.enum(['done', 'failed']),
+        /** The base backup's directory name under <backup.dir>/prod/base (its UTC stamp). */
+        stamp: text,
+        bytes: count,
+        seconds: count,
+        /** Older base backups removed by the retention, and how many WAL segments went with them. */
+        pruned: names,
+        walPruned: count,
+        error: text,
+    }),
+    record('refused', { stage: zod_1.z.string(), reason: zod_1.z.string(), backup: text }),
+    record('staging-created', { database: zod_1.z.string(), fraction: count, seed: text }),
+    record('resampled', { rows: count, fraction: count, seed: text }),
+    record('swapped', { database: zod_1.z.string(), previous: text }),
+    record('swapped-back', { database: zod_1.z.string() }),
+    record('vault-synced', { copied: count, bytes: count, deleted: count, missing: count, links: count, outside: count }),
+]);
+function stateDirOf(stateDir, env) {
+    return `${stateDir}/${env}`;
+}
+/** Where multi-step host changes leave the script that undoes (or finishes) them until they are done. */
+function pendingDirOf(stateDir, env) {
+    return `${stateDirOf(stateDir, env)}/pending`;
+}
+class HostLog {
+    host;
+    stateDir;
+    env;
+    file;
+    constructor(host, stateDir, env) {
+        this.host = host;
+        this.stateDir = stateDir;
+        this.env = env;
+        this.file = `${stateDirOf(stateDir, env)}/log.jsonl`;
+    }
+    async append(record) {
+        const full = { v: 1, time: new Date().toISOString(), env: this.env, ...record };
+        const line = JSON.stringify(full);
+        await this.host.run((0, shell_1.hostScript)(APPEND_LOG, { DIR: stateDirOf(this.stateDir, this.env), LINE: line, FILE: this.file }), {
+            label: `appending to the ${this.env} host log`,
+            quiet: true,
+            timeoutSeconds: 60,
+        });
+        return full;
+    }
+    /**
+     * Keeps the log small enough to read whole at every operation: past `overLines` records the
+     * whole file is archived next to it (log-<time>.jsonl.gz, every line as it was) and the live log
+     * keeps what decisions need (compactRecords). Runs under the environment's lock (no appends
+     * meanwhile); the swap is two renames. Returns the archive's path, or undefined when small.
+     */
+    async compact(records, opts = {}) {
+        if (records.length <= (opts.overLines ?? exports.COMPACT_OVER_LINES))
+            return undefined;
+        const kept = compactRecords(records, opts.keepRecent ?? exports.KEEP_RECENT);
+        const stamp = (0, stamp_1.utcStamp)();
+        const archive = `${stateDirOf(this.stateDir, this.env)}/log-${stamp}.jsonl.gz`;
+        const text = kept.map((r) => JSON.stringify(r)).join('\n') + '\n';
+        await this.host.run((0, shell_1.hostScript)(COMPACT_LOG, { FILE: this.file, ARCHIVE: archive }), {
+            stdin: text,
+            label: `compacting the ${this.env} host log`,
+            quiet: true,
+            timeoutSeconds: 300,
+        });
+        return archive;
+    }
+    /**
+     * All records, oldest first. Lines that do not parse are counted and skipped, never fatal. A log
+     * bigger than a command's output may be (MAX_CAPTURE_BYTES) is refused, never read in part: its
+     * newest records are the ones that decide, and they are at the end.
+     */
+    async read(log) {
+        const label = `reading the ${this.env} host log`;
+        const r = await this.host.run((0, shell_1.hostScript)(READ_LOG, { FILE: this.file, MAX_BYTES: host_1.MAX_CAPTURE_BYTES, TOO_BIG }), {
+            label,
+            quiet: true,
+            timeoutSeconds: 120,
+            check: false,
+        });
+        const size = Number(r.stderr.trim());
+        if (r.exitCode === TOO_BIG && Number.isInteger(size)) {
+            throw new errors_1.ConfigurationError(`the ${this.env} host log ${this.file} is ${(0, errors_1.mib)(size)} (${size} bytes), more than the ${(0, errors_1.mib)(host_1.MAX_CAPTURE_BYTES)} twinstack reads whole: archive it on the host, keeping the records decisions need (cd ${stateDirOf(this.stateDir, this.env)} && mv log.jsonl log-old.jsonl && grep -E '"event":"(release|rollback|gate)"' log-old.jsonl > log.jsonl && gzip log-old.jsonl)`);
+        }
+        if (r.exitCode !== 0 || r.timedOut)
+            throw new errors_1.RemoteCommandError({ ...r, label });
+        return parseLog(r.stdout, this.file, log);
+    }
+}
+exports.HostLog = HostLog;
+function parseLog(text, file, log) {
+    const records = [];
+    const bad = [];
+    text.split('\n').forEach((line, i) => {
+        if (!line.trim())
+            return;
+        let value;
+        try {
+            value = JSON.parse(line);
+        }
+        catch {
+            bad.push(`line ${i + 1} is not JSON`);
+            return;
+        }
+        const r = exports.logRecord.safeParse(value);
+        if (r.success)
+            records.push(r.data);
+        else
+            bad.push(`line ${i + 1}: ${describeIssue(r.error, value)}`);
+    });
+    if (bad.length && log)
+        log.warning(`${file}: ${bad.length} line(s) are not twinstack records and were skipped (${bad.slice(0, 3).join('; ')})`);
+    return records;
+}
+function describeIssue(error, value) {
+    const event = value && typeof value === 'object' && 'event' in value ? String(value.event).slice(0, 40) : undefined;
+    const issue = error.issues[0];
+    if (issue?.code === 'invalid_union_discriminator')
+        return `unknown event ${JSON.stringify(event ?? null)}`;
+    const where = issue?.path.length ? issue.path.join('.') : 'record';
+    return `${event ?? 'record'}: ${where}: ${issue?.message ?? 'invalid'}`;
+}
+exports.COMPACT_OVER_LINES = 20_000;
+/** read()'s exit status for a log too big to read whole. */
+const TOO_BIG = 3;
+exports.KEEP_RECENT = 2_000;
+/**
+ * What the live log keeps when compacted: every release and rollback (the release stack), the
+ * newest gate of each commit, the start of every operation that never finished, and the newest
+ * `keepRecent` records of any kind. Order is kept.
+ */
+function compactRecords(records, keepRecent = exports.KEEP_RECENT) {
+    const unfinished = new Set(unfinishedOperations(records).map((r) => r.op));
+    const lastGate = new Map();
+    records.forEach((r, i) => {
+        if (r.event === 'gate')
+            lastGate.set(r.sha, i);
+    });
+    const recent = records.length - keepRecent;
+    return records.filter((r, i) => i >= recent ||
+        r.event === 'release' ||
+        r.event === 'rollback' ||
+        (r.event === 'gate' && lastGate.get(r.sha) === i) ||
+        (r.event === 'started' && unfinished.has(r.op)));
+}
+/** Operations that were started and never finished (their run died or lost the connection). */
+function unfinishedOperations(records) {
+    const closed = new Set(records.filter((r) => r.event === 'finished' || r.event === 'interrupted').map((r) => r.op));
+    return records.filter((r) => r.event === 'started' && !closed.has(r.op));
+}
+/** The newest record of an event, optionally filtered. */
+function latest(records, event, where = () => true) {
+    for (let i = records.length - 1; i >= 0; i--) {
+        const r = records[i];
+        if (r.event === event && where(r))
+            return r;
+    }
+    return undefined;
+}
+
+
+/***/ }),
+
+/***/ 1458:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parseLockHolder = parseLockHolder;
+exports.parseBusyEntry = parseBusyEntry;
+/**
+ * What the lock leaves on the host, read back with a schema: the holder file (who holds or last
+ * held the lock) and the busy entries (which process group of which run holds the busy file). A
+ * file of another shape is refused with a message naming it; lock.ts then reports it as such
+ * rather than block the environment, since a run that died while writing one leaves it cut short.
+ */
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(639);
+const json_1 = __nccwpck_require__(8634);
+const lockHolder = zod_1.z.object({
+    run: zod_1.z.string(),
+    actor: zod_1.z.string(),
+    sha: zod_1.z.string(),
+    action: zod_1.z.string(),
+    op: zod_1.z.string(),
+    since: zod_1.z.string(),
+});
+/** The holder file's JSON; `file` is its path on the host. Throws HostDataError naming the file. */
+function parseLockHolder(text, file) {
+    return (0, json_1.parseHostJson)(lockHolder, text, `the lock holder ${file}`);
+}
+const busyEntry = zod_1.z.object({ op: zod_1.z.string(), run: zod_1.z.string(), label: zod_1.z.string(), since: zod_1.z.string() });
+/**
+ * One line of busy-work.sh: `<process group><TAB><entry JSON>`; `dir` is the entries directory the
+ * line was read from. Throws HostDataError naming the entry.
+ */
+function parseBusyEntry(line, dir) {
+    const tab = line.indexOf('\t');
+    const group = tab < 0 ? '' : line.slice(0, tab);
+    if (!/^[1-9]\d*$/.test(group))
+        throw new errors_1.HostDataError(`a busy entry in ${dir} does not start with a process group and a tab: ${line.slice(0, 80)}`);
+    return { pgid: Number(group), ...(0, json_1.parseHostJson)(busyEntry, line.slice(tab + 1), `the busy entry ${dir}/${group}.json`) };
+}
+
+
+/***/ }),
+
+/***/ 8597:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.EnvironmentLock = void 0;
+exports.describeBusy = describeBusy;
+exports.describeHolder = describeHolder;
+/**
+ * The per-environment lock on the host. A `flock` held by a process inside our SSH session: if the
+ * run dies or loses its connection, sshd ends the session, the process exits and the kernel drops
+ * the lock, so a dead run can never block the host for ever. The holder file beside it says who
+ * holds the lock; a holder file found by the next run that takes the lock is the trace of a run
+ * that died holding it (a stale lock), and is reported.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const errors_1 = __nccwpck_require__(639);
+const lock_records_1 = __nccwpck_require__(1458);
+const host_log_1 = __nccwpck_require__(131);
+const cancel_1 = __nccwpck_require__(2082);
+const logger_1 = __nccwpck_require__(8828);
+const docker_1 = __nccwpck_require__(580);
+const sha_1 = __nccwpck_require__(3828);
+const shell_1 = __nccwpck_require__(2232);
+function describeBusy(e) {
+    return `${e.label || 'a command'} (process group ${e.pgid}${e.op ? `, operation ${e.op}` : ''}${e.run ? ` of run ${e.run}` : ''}${e.since ? `, since ${e.since}` : ''})`;
+}
+const ACQUIRED = 'twinstack-lock-acquired';
+const TIMEOUT_EXIT = 75;
+const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
+const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
+const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
+class EnvironmentLock {
+    released = false;
+    /** Unregisters the clean-up that frees this lock when the run is cancelled. */
+    forgetCancel = () => undefined;
+    /** The holder file being written, which a release waits for before removing it. */
+    writing = Promise.resolve();
+    host;
+    process;
+    holderFile;
+    env;
+    /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
+    stale;
+    stateDir;
+    log;
+    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
+        this.host = host;
+        this.process = process;
+        this.holderFile = holderFile;
+        this.env = env;
+        this.stale = stale;
+        this.stateDir = stateDir;
+        this.log = log;
+    }
+    static paths(stateDir, env) {
+        const dir = (0, host_log_1.stateDirOf)(stateDir, env);
+        return { dir, lockFile: `${dir}/lock`, holderFile: `${dir}/lock-holder.json`, busyFile: `${dir}/busy`, entriesDir: `${dir}/busy.d` };
+    }
+    /** The fence every command of the operation holding this lock runs under (see Host.addFence). */
+    fence(op, run) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(this.stateDir, this.env);
+        return { env: this.env, busyFile, entriesDir, op, run };
+    }
+    /**
+     * Remote work still running under earlier runs' leases: the busy file is held (shared) by a
+     * process that outlived its run (an orphaned build, a compose up, a restore). Lists the live
+     * process groups from the entries directory and forgets the dead ones.
+     */
+    static async busyWork(host, stateDir, env) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
+        const r = await host.run((0, shell_1.hostScript)(BUSY_WORK, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile }), {
+            quiet: true,
+            label: `checking ${env} for remote work of earlier runs`,
+            timeoutSeconds: 60,
+        });
+        const lines = r.stdout.split('\n');
+        const entries = [];
+        for (const line of lines.slice(1)) {
+            if (!line.includes('\t'))
+                continue;
+            try {
+                entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
+            }
+            catch (e) {
+                // The process group is alive whatever its entry says: it is waited for, named by the problem.
+                entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
+            }
+        }
+        return { busy: lines[0]?.trim() === 'BUSY', entries };
+    }
+    /**
+     * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
+     * how long it has waited; past the deadline, refuses.
+     */
+    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
+        const started = Date.now();
+        let lastSaid = 0;
+        for (;;) {
+            const { busy, entries } = await EnvironmentLock.busyWork(host, stateDir, env);
+            if (!busy) {
+                if (Date.now() - started > 1000)
+                    log.info(`The earlier remote work on ${env} has ended (waited ${Math.round((Date.now() - started) / 1000)}s).`);
+                return;
+            }
+            const what = entries.length ? entries.map(describeBusy).join('; ') : 'a process that holds the busy file (not recorded)';
+            if (Date.now() >= deadline) {
+                throw new errors_1.LockTimeoutError(`the ${env} lock is free, but remote work of an earlier run is still running on the host: ${what}; gave up after ${waitSeconds}s ` +
+                    `(wait for it to end, or stop it on the host: kill -TERM -- -<process group>; then check status)`);
+            }
+            if (Date.now() - lastSaid >= 10_000) {
+                lastSaid = Date.now();
+                log.info(`The ${env} lock is free, but remote work of an earlier run is still running: ${what}. Waiting for it to end (waited ${Math.round((Date.now() - started) / 1000)}s of ${waitSeconds}s).`);
+            }
+            await new Promise((r) => setTimeout(r, 1000));
+        }
+    }
+    /**
+     * Stops the remote work of one operation: TERM to each of its process groups (and to the
+     * processes it started with docker exec inside the containers of its environment's compose
+     * project, and no other's), then KILL to what is left after the grace time. Returns when the busy
+     * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
+     * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
+     */
+    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
+        const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
+        const script = (0, shell_1.hostScript)(STOP_WORK, {
+            OP: op,
+            ENTRIES_DIR: entriesDir,
+            BUSY_FILE: busyFile,
+            GRACE: graceSeconds,
+            PROJECT_LABEL: (0, docker_1.projectLabel)(project),
+            SIGNAL_TERM: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'TERM'),
+            SIGNAL_KILL: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'KILL'),
+        });
+        const r = await host.run(script, { quiet: true, check: false, label: `stopping the remote work of ${op}`, timeoutSeconds: graceSeconds + 20 });
+        return r.stdout.trim();
+    }
+    static async readHolder(host, stateDir, env) {
+        const { holderFile } = EnvironmentLock.paths(stateDir, env);
+        const r = await host.run((0, shell_1.hostScript)(READ_HOLDER, { FILE: holderFile }), { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
+        if (!r.stdout.trim())
+            return undefined;
+        try {
+            return (0, lock_records_1.parseLockHolder)(r.stdout, holderFile);
+        }
+        catch (e) {
+            // Most likely cut short by a run that died writing it: reported, never a reason to block the environment.
+            return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '', problem: (0, errors_1.errorMessage)(e) };
+        }
+    }
+    /** The lock of an environment this run only reads (op `read`): its writers wait, and it waits for them. */
+    static acquireToRead({ host, stateDir, env, run, action, waitSeconds, log, sha = run.sha, }) {
+        return EnvironmentLock.acquire({
+            host,
+            stateDir,
+            env,
+            holder: { run: run.url, actor: run.actor, sha, action, op: 'read', since: new Date().toISOString() },
+            waitSeconds,
+            log,
+        });
+    }
+    static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
+        const started = Date.now();
+        const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
+        await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
+        const current = await EnvironmentLock.readHolder(host, stateDir, env);
+        if (current)
+            log.info(`The ${env} lock is held or was left by ${describeHolder(current)}; waiting up to ${waitSeconds}s.`);
+        const proc = host.spawn((0, shell_1.argv)('flock', '-w', String(waitSeconds), '-E', String(TIMEOUT_EXIT), lockFile, 'bash', '-c', `echo ${ACQUIRED}; exec cat >/dev/null`), { quiet: true, label: `taking the ${env} lock` });
+        try {
+            await proc.waitForLine(ACQUIRED);
+        }
+        catch (e) {
+            if (e instanceof errors_1.RemoteCommandError && e.exitCode === TIMEOUT_EXIT) {
+                // Only names the holder in the message: the timeout is what is reported.
+                const now = await EnvironmentLock.readHolder(host, stateDir, env).catch((0, logger_1.ignored)(log, `reading the ${env} lock holder after the timeout`));
+                throw new errors_1.LockTimeoutError(`the ${env} environment is locked by ${now ? describeHolder(now) : 'another run'}; gave up after ${waitSeconds}s (wait for it, or raise lock-timeout)`);
+            }
+            throw e;
+        }
+        // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
+        try {
+            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
+        }
+        catch (e) {
+            await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
+            throw e;
+        }
+        // A holder file still present means its run died while holding the lock.
+        const stale = await EnvironmentLock.readHolder(host, stateDir, env);
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
+        // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
+        // the lock goes with its holder file: a holder file left behind would read as a run that died.
+        lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
+        lock.writing = host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
+        await lock.writing;
+        if (stale) {
+            log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
+        }
+        return lock;
+    }
+    /**
+     * The caller frees the lock itself when the run is cancelled (an operation first stops its remote
+     * work and records the cancel): the lock's own clean-up is dropped. Call it right after acquire.
+     */
+    leaveCancelToCaller() {
+        this.forgetCancel();
+    }
+    async release() {
+        if (this.released)
+            return;
+        this.released = true;
+        this.forgetCancel();
+        try {
+            // A failed write was thrown by acquire already; the holder file goes either way.
+            await this.writing.catch((0, logger_1.ignored)(this.log, `writing the ${this.env} lock holder`));
+            await this.host.run((0, shell_1.sh) `rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
+        }
+        finally {
+            await this.process.end();
+        }
+    }
+}
+exports.EnvironmentLock = EnvironmentLock;
+function describeHolder(h) {
+    if (h.problem)
+        return `an unknown run (${h.problem})`;
+    return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? (0, sha_1.short)(h.sha) : '?'}, since ${h.since})`;
+}
+
+
+/***/ }),
+
+/***/ 2298:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.writeOnlyAuthorizedKey = writeOnlyAuthorizedKey;
+exports.offsiteDir = offsiteDir;
+exports.offsiteLocation = offsiteLocation;
+exports.copyOffsite = copyOffsite;
+exports.sendOffsite = sendOffsite;
+exports.pushFailure = pushFailure;
+exports.connectWithAdminKey = connectWithAdminKey;
+exports.checkArrival = checkArrival;
+exports.listOffsite = listOffsite;
+exports.pruneOffsite = pruneOffsite;
+/**
+ * Off-host copies of verified backups (`backup.offsite`). The runbook of one copy:
+ *
+ *   1. Seal, on the VPS: each file of the verified backup (db.dump, globals.sql, manifest.json) is
+ *      encrypted with age to the config's public keys, into a staging directory beside the
+ *      backups; the sha256 of every sealed file is computed there and written into upload.json.
+ *      The private key is never on the VPS, so a stolen VPS cannot read what it sent.
+ *   2. Push, from the VPS straight to the backup host (the data never passes through the runner):
+ *      rsync over ssh with the write-only key (a 0600 file in a private temp directory, removed in
+ *      a finally), that host's key pinned (StrictHostKeyChecking=yes, a known_hosts of its own).
+ *      The backup host confines that key to `rrsync -wo -no-del -no-overwrite <path>`: the VPS can
+ *      add backups there, never read, delete or overwrite one. The VPS then tries a read with the
+ *      same key, which must be refused; if it is not, the copy says the key is not write-only.
+ *   3. Check on arrival, from the runner with a key of its own (offsite-admin-key): sha256sum on
+ *      the backup host, every hash equal to the one computed on the VPS before the push. The VPS's
+ *      key cannot read back, so the check is made by a party that did not send the files.
+ *   4. Retention, from the runner with that key: the newest `keep` copies are kept.
+ *
+ * The local backup is never touched: a copy that fails leaves it verified where it was.
+ *
+ * Steps 1 to 3 take any set of files under `<env>/<id>` (sendOffsite): a dump's files are one such
+ * set; a base backup's and the WAL archive's are others (src/domain/wal-offsite.ts).
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
+const age_1 = __nccwpck_require__(3997);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const rsync_1 = __nccwpck_require__(1907);
+const shell_1 = __nccwpck_require__(2232);
+const ssh_1 = __nccwpck_require__(7496);
+const cancel_1 = __nccwpck_require__(2082);
+const backup_1 = __nccwpck_require__(6230);
+const FRESH_DIR = fs.readFileSync(__dirname + '/fresh-dir.sh', 'utf8');
+const LIST_OFFSITE = fs.readFileSync(__dirname + '/list-offsite.sh', 'utf8');
+const MISSING_TOOLS = fs.readFileSync(__dirname + '/missing-tools.sh', 'utf8');
+const SEAL_FILE = fs.readFileSync(__dirname + '/seal-file.sh', 'utf8');
+/**
+ * The line the backup host's authorized_keys holds for offsite-ssh-key: rsync only, confined to
+ * `path`, writing only (-wo), with no --delete or --remove-* (-no-del) and no file replaced
+ * (-no-overwrite); `restrict` turns off forwarding, a pty and the rest. -wo alone would still
+ * let a stolen VPS delete or overwrite copies (test/integration/offsite.test.ts shows it).
+ */
+function writeOnlyAuthorizedKey(path, publicKey) {
+    return `command="rrsync -wo -no-del -no-overwrite ${path}",restrict ${publicKey.trim()}`;
+}
+/** Where the copies of an environment (or of one backup) are on the backup host. */
+function offsiteDir(o, env, id) {
+    return id ? `${o.path}/${env}/${id}` : `${o.path}/${env}`;
+}
+/** The copy's address as a person would type it: user@host[:port]:/path/<env>/<id>. */
+function offsiteLocation(o, env, id) {
+    const host = o.host.replace(/^\[|\]$/g, '');
+    const where = o.port === 22 ? host : `${host.includes(':') ? `[${host}]` : host} port ${o.port}`;
+    return `${o.user}@${where}:${offsiteDir(o, env, id)}`;
+}
+class OffsiteFailed extends errors_1.OperationFailed {
+    stage;
+    constructor(stage, message) {
+        super(message);
+        this.stage = stage;
+    }
+}
+/**
+ * Seals, pushes, checks and prunes one verified backup's off-host copy (see the top of this file).
+ * Never throws for the copy itself: the outcome says what happened; the caller decides whether a
+ * failed copy fails the step (`required`).
+ */
+async function copyOffsite(c) {
+    const { host, config, env, manifest, log } = c;
+    const o = config.backup.offsite;
+    if (!o)
+        throw new Error('copyOffsite without backup.offsite');
+    if (manifest.status !== 'verified')
+        throw new Error(`copyOffsite of backup ${manifest.id}, which is not verified`);
+    const local = (0, backup_1.backupDir)(config, env, manifest.id);
+    const files = [...Object.keys(manifest.files), 'manifest.json'].map((name) => ({ name, path: `${local}/${name}`, sha256: manifest.files[name]?.sha256 }));
+    const set = { env: env.name, id: manifest.id, files, record: 'upload.json', stage: `${(0, backup_1.backupDir)(config, env)}/.offsite-${manifest.id}` };
+    const copy = await sendOffsite({ ...c, afterArrival: (admin) => pruneOffsite(admin, o, env.name, log) }, set);
+    // The local record of where the copy went (or why not), beside the backup it is of.
+    await host
+        .writeFile(`${local}/offsite.json`, `${JSON.stringify({ id: manifest.id, time: new Date().toISOString(), ...copy }, null, 2)}\n`, 0o600)
+        .catch((e) => log.warning(`could not write ${local}/offsite.json: ${(0, errors_1.errorMessage)(e)}`));
+    return copy;
+}
+/**
+ * Seals a set of files on the VPS, pushes them with the write-only key, and with the admin key
+ * checks them on arrival and runs `afterArrival`. Never throws for the copy itself.
+ */
+async function sendOffsite(c, set) {
+    const { host, config, keys, log, connectBackupHost = connectWithAdminKey } = c;
+    const o = config.backup.offsite;
+    if (!o)
+        throw new Error('sendOffsite without backup.offsite');
+    const started = Date.now();
+    const seconds = () => Math.round((Date.now() - started) / 100) / 10;
+    const location = offsiteLocation(o, set.env, set.id);
+    log.startGroup(`${set.env}: off-host copy of ${set.id} to ${location}`);
+    let copy;
+    let at = 'seal';
+    try {
+        let upload;
+        let writeOnly;
+        const removeStage = () => host.run((0, shell_1.sh) `rm -rf ${set.stage}`, { check: false, quiet: true, timeoutSeconds: 300 }).then(() => undefined);
+        const unregister = (0, cancel_1.onCancel)(removeStage);
+        try {
+            // 1. Seal on the VPS, with public keys only.
+            upload = await seal({ host, o, env: set.env, log }, set);
+            // 2. Push from the VPS with the write-only key.
+            at = 'push';
+            writeOnly = await push({ host, o, env: set.env, id: set.id, stage: set.stage, writeKey: keys.write, log });
+        }
+        finally {
+            unregister();
+            await removeStage().catch((0, logger_1.ignored)(log, `removing ${set.stage}`));
+        }
+        if (!writeOnly) {
+            log.warning(`the backup host let offsite-ssh-key read ${offsiteDir(o, set.env, set.id)}: that key is not confined to rrsync -wo, so a stolen VPS could read, delete or overwrite the copies; put the authorized_keys line from the README (Off-host copies) on the backup host`);
+        }
+        // 3 and 4. With the runner's own key: the check on arrival, then the retention.
+        let arrival = 'unchecked';
+        let pruned;
+        let pruneError;
+        if (keys.admin) {
+            at = 'arrival';
+            let admin;
+            try {
+                admin = await connectBackupHost(o, keys.admin, log);
+            }
+            catch (e) {
+                throw new OffsiteFailed('arrival', `the runner cannot log in to the backup host with offsite-admin-key to check the copy: ${(0, errors_1.errorMessage)(e)}`);
+            }
+            try {
+                await checkArrival(admin, o, set, upload);
+                arrival = 'checked';
+                log.info(`checked on arrival: ${Object.keys(upload.files).length} sealed files and ${set.record}, sha256 as computed on the VPS`);
+                if (c.afterArrival) {
+                    try {
+                        pruned = await c.afterArrival(admin);
+                    }
+                    catch (e) {
+                        pruneError = (0, errors_1.errorMessage)(e);
+                        log.warning(`the retention of the off-host copies failed (the new copy is kept): ${pruneError}`);
+                    }
+                }
+            }
+            finally {
+                await admin.close().catch((0, logger_1.ignored)(log, 'closing the connection to the backup host'));
+            }
+        }
+        else {
+            log.warning('no offsite-admin-key: the copy was not checked on the backup host (rsync checked each file as it arrived) and old copies are not pruned there');
+        }
+        copy = { status: 'copied', location, files: upload.files, arrival, writeOnly, pruned, pruneError, seconds: seconds() };
+    }
+    catch (e) {
+        const stageOf = e instanceof OffsiteFailed ? e.stage : at;
+        copy = { status: 'failed', location, stage: stageOf, error: (0, errors_1.shorten)((0, errors_1.errorMessage)(e), 600), seconds: seconds() };
+        log.warning(`the off-host copy of ${set.id} failed: ${copy.error}`);
+    }
+    finally {
+        log.endGroup();
+    }
+    return copy;
+}
+/** Encrypts each file of the set to the recipients into its staging directory, and writes the upload record there. */
+async function seal({ host, o, env, log }, set) {
+    const out = `${set.stage}/${set.env}/${set.id}`;
+    const tools = await host.run((0, shell_1.hostScript)(MISSING_TOOLS, {}, ['age', 'rsync', 'ssh']), { quiet: true, timeoutSeconds: 60 });
+    const missing = tools.stdout.split('\n').filter(Boolean);
+    const packages = { age: 'age', rsync: 'rsync', ssh: 'openssh-client' };
+    if (missing.length) {
+        throw new OffsiteFailed('seal', `${missing.join(', ')} not installed on the VPS: apt-get install ${missing.map((t) => packages[t] ?? t).join(' ')}`);
+    }
+    await host.run((0, shell_1.hostScript)(FRESH_DIR, { DIR: out }), { label: `creating ${out}`, quiet: true, timeoutSeconds: 60 });
+    const files = {};
+    for (const { name, path: plain, sha256: expected } of set.files) {
+        const sealed = `${out}/${name}.age`;
+        const r = await host.run((0, shell_1.hostScript)(SEAL_FILE, { ENCRYPT: (0, age_1.ageEncrypt)(o.recipients, plain, sealed), PLAIN: plain, SEALED: sealed }), {
+            label: `encrypting ${name} with age`,
+            quiet: true,
+            timeoutSeconds: o['timeout-seconds'],
+        });
+        const [plainHash, sealedHash, plainBytes, sealedBytes] = r.stdout.trim().split('\n');
+        const file = {
+            bytes: Number(sealedBytes),
+            sha256: sealedHash.split(/\s+/)[0],
+            plain: { bytes: Number(plainBytes), sha256: plainHash.split(/\s+/)[0] },
+        };
+        if (expected && expected !== file.plain.sha256) {
+            throw new OffsiteFailed('seal', `${plain} changed since it was verified (sha256 ${file.plain.sha256}, the manifest says ${expected}); nothing was copied`);
+        }
+        files[`${name}.age`] = file;
+        log.info(`sealed ${name}: ${file.bytes} bytes, sha256 ${file.sha256}`);
+    }
+    const upload = { id: set.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files, meta: set.meta };
+    await host.writeFile(`${out}/${set.record}`, uploadJson(upload), 0o600);
+    return upload;
+}
+function uploadJson(u) {
+    return `${JSON.stringify(u, null, 2)}\n`;
+}
+const RRSYNC_BUSY_ATTEMPTS = 20;
+const RRSYNC_BUSY_WAIT_MS = 15_000;
+/** rsync from the VPS to the backup host; returns whether a read with the same key was refused. */
+async function push({ host, o, env, id, stage, writeKey, log }) {
+    // mktemp -d makes the directory readable by its owner only (0700), whatever the umask.
+    const tmp = (await host.run('mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+    if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
+        throw new OffsiteFailed('push', `mktemp on the VPS returned "${(0, errors_1.shorten)(tmp, 80)}"`);
+    // The key file goes in every case: at the end of the push, and on a cancel (src/infra/cancel.ts).
+    const removeKey = () => host.run((0, shell_1.sh) `rm -rf ${tmp}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
+    const unregister = (0, cancel_1.onCancel)(removeKey);
+    try {
+        const transport = { keyFile: `${tmp}/key`, knownHostsFile: `${tmp}/known_hosts`, port: o.port };
+        await host.writeFile(transport.keyFile, writeKey, 0o600);
+        await host.writeFile(transport.knownHostsFile, (0, rsync_1.knownHostsFile)(o['known-hosts']), 0o600);
+        // The staged `<env>` directory lands in the directory rrsync confines the key to (backup.offsite.path).
+        const pushOnce = () => host.run((0, rsync_1.rsyncAddOnly)({ sources: [`${stage}/${env}`], destination: (0, rsync_1.remoteSpec)(o.user, o.host, ''), transport }), {
+            check: false,
+            quiet: true,
+            label: `rsync to ${o.host}`,
+            timeoutSeconds: o['timeout-seconds'],
+        });
+        let r = await pushOnce();
+        // rrsync lets one transfer at a time into its directory: prod's and dev's copies may meet there.
+        for (let attempt = 1; r.exitCode !== 0 && /Another instance of rrsync/.test(r.stderr) && attempt <= RRSYNC_BUSY_ATTEMPTS; attempt++) {
+            log.info(`the backup host is receiving another copy; trying again in ${RRSYNC_BUSY_WAIT_MS / 1000} s`);
+            await new Promise((resolve) => setTimeout(resolve, RRSYNC_BUSY_WAIT_MS));
+            r = await pushOnce();
+        }
+        if (r.exitCode !== 0)
+            throw new OffsiteFailed('push', pushFailure(o, r));
+        log.info(`copied to ${offsiteLocation(o, env, id)}`);
+        const read = await host.run((0, rsync_1.rsyncList)((0, rsync_1.remoteSpec)(o.user, o.host, `${env}/${id}/`), transport), { check: false, quiet: true, timeoutSeconds: 120 });
+        return read.exitCode !== 0;
+    }
+    finally {
+        unregister();
+        await removeKey().catch((0, logger_1.ignored)(log, `removing ${tmp} on the VPS`));
+    }
+}
+/** One line saying why rsync from the VPS failed, and what to change. */
+function pushFailure(o, r) {
+    const where = `${o.host}:${o.port}`;
+    const err = r.stderr;
+    // ssh's own line says why; rsync's "unexplained error (code 255)" after it says nothing.
+    const last = err
+        .split('\n')
+        .find((l) => /^ssh: |^ssh_exchange|^kex_exchange|^Connection |Connection refused|timed out/i.test(l.trim()))
+        ?.trim() ?? (0, errors_1.tailLines)(err, 1);
+    if (r.timedOut)
+        return `the copy to the backup host ${where} took longer than backup.offsite.timeout-seconds (${o['timeout-seconds']} s)`;
+    if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key for .* has changed|No .*host key is known/i.test(err)) {
+        return `the backup host ${where} showed a host key that is not in backup.offsite.known-hosts: compare that host's /etc/ssh/ssh_host_*_key.pub with the config (nothing was copied)`;
+    }
+    if (/Permission denied \(/i.test(err)) {
+        return `the backup host ${where} refused offsite-ssh-key for user ${o.user}: add its public key to that user's authorized_keys with the rrsync line (README, Off-host copies)`;
+    }
+    if (/Connection refused|Connection timed out|timed out|No route to host|Could not resolve|Network is unreachable|Connection closed by|kex_exchange/i.test(err)) {
+        return `the VPS cannot reach the backup host ${where}: ${last}`;
+    }
+    return `rsync from the VPS to ${where} exited with ${r.exitCode ?? 'no status'}: ${last || 'no message'}`;
+}
+/** The runner's own connection to the backup host (host key pinned from backup.offsite.known-hosts). */
+async function connectWithAdminKey(o, adminKey, log) {
+    return ssh_1.SshHost.connect({
+        host: o.host.replace(/^\[|\]$/g, ''),
+        port: o.port,
+        user: o.user,
+        privateKey: adminKey,
+        knownHosts: o['known-hosts'],
+        connectTimeoutSeconds: 20,
+        commandTimeoutSeconds: o['timeout-seconds'],
+    }, log);
+}
+/** sha256sum on the backup host: every sealed file and the upload record as the VPS computed and wrote them. */
+async function checkArrival(admin, o, set, upload) {
+    const dir = offsiteDir(o, set.env, set.id);
+    const expected = Object.fromEntries(Object.entries(upload.files).map(([n, f]) => [n, f.sha256]));
+    expected[set.record] = (0, node_crypto_1.createHash)('sha256').update(uploadJson(upload)).digest('hex');
+    const names = Object.keys(expected);
+    const r = await admin.run((0, shell_1.argv)('sha256sum', '--', names), {
+        cwd: dir,
+        check: false,
+        quiet: true,
+        label: `sha256sum in ${dir} on the backup host`,
+        timeoutSeconds: o['timeout-seconds'],
+    });
+    if (r.exitCode !== 0) {
+        throw new OffsiteFailed('arrival', `the copy is not complete in ${dir} on the backup host (${(0, errors_1.tailLines)(r.stderr, 1) || `sha256sum exited with ${r.exitCode}`}): is backup.offsite.path the directory rrsync is confined to?`);
+    }
+    const actual = new Map(r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => {
+        const [hash, ...rest] = l.split(/\s+/);
+        return [rest.join(' ').replace(/^\*/, ''), hash];
+    }));
+    for (const n of names) {
+        if (actual.get(n) !== expected[n]) {
+            throw new OffsiteFailed('arrival', `${dir}/${n} on the backup host has sha256 ${actual.get(n) ?? 'none'}, the VPS sent ${expected[n]}`);
+        }
+    }
+}
+async function listOffsite(admin, o, env) {
+    const base = offsiteDir(o, env);
+    const r = await admin.run((0, shell_1.hostScript)(LIST_OFFSITE, { BASE: base }), { quiet: true, label: `listing ${base} on the backup host`, timeoutSeconds: 120 });
+    return r.stdout
+        .split('\n')
+        .map((l) => l.split(' '))
+        .filter(([state, id]) => id && /^b\d{8}T\d{6}Z-[a-z][a-z0-9-]{0,30}$/.test(id) && (state === 'complete' || state === 'partial'))
+        .map(([state, id]) => ({ id, complete: state === 'complete' }))
+        .sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+}
+/** Keeps the newest `keep` complete copies; removes older ones, and broken pushes older than the newest complete copy. */
+async function pruneOffsite(admin, o, env, log) {
+    const all = await listOffsite(admin, o, env);
+    const complete = all.filter((e) => e.complete);
+    const keepIds = new Set(complete.slice(0, o.keep).map((e) => e.id));
+    const newest = complete[0];
+    const doomed = all.filter((e) => !keepIds.has(e.id) && (e.complete || (newest && e.id < newest.id)));
+    if (doomed.length === 0)
+        return [];
+    await admin.run((0, shell_1.argv)('rm', '-rf', '--', doomed.map((e) => offsiteDir(o, env, e.id))), { quiet: true, label: 'pruning old off-host copies', timeoutSeconds: 600 });
+    log.info(`${env}: removed off-host copies ${doomed.map((e) => e.id).join(', ')} (keeping the newest ${o.keep})`);
+    return doomed.map((e) => e.id);
+}
+
+
+/***/ }),
+
+/***/ 109:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.REVISION_SQL = void 0;
+exports.fingerprintOf = fingerprintOf;
+exports.schemaState = schemaState;
+exports.writeCounters = writeCounters;
+exports.rowsWrittenBetween = rowsWrittenBetween;
+exports.rowsLostToRestore = rowsLostToRestore;
+/**
+ * The database's schema as promote judges it: alembic's revision and a fingerprint of the whole
+ * schema (pg_dump --schema-only, without its comments and per-run keys), read before anything
+ * changes and again after a failure. When both are unchanged the failed migration rolled back by
+ * itself (PostgreSQL's DDL is transactional): no restore, no write lost. Also the write counters of
+ * the statistics views, so a restore can say how many rows it is about to lose.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
+const postgres_1 = __nccwpck_require__(263);
+const sql_1 = __nccwpck_require__(3830);
+/** alembic's revision(s), comma-separated, '' without an alembic_version table: one statement that never fails. */
+exports.REVISION_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__nccwpck_require__.ab + "alembic-revision.sql", 'utf8'));
+/** The schema-only dump as a fingerprint: lines that differ between two dumps of one schema are dropped. */
+function fingerprintOf(dump) {
+    const kept = dump
+        .split('\n')
+        .filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^\\(un)?restrict\b/.test(l) && !/^SET /.test(l) && !/^SELECT pg_catalog\.set_config/.test(l));
+    return (0, node_crypto_1.createHash)('sha256').update(kept.join('\n')).digest('hex');
+}
+async function schemaState(host, env, database = env.cfg.database.name) {
+    const rev = await host.run((0, postgres_1.psql)(env, database, { tuples: true, run: [exports.REVISION_SQL] }), {
+        quiet: true,
+        label: `${env.name}: alembic revision`,
+        timeoutSeconds: 120,
+    });
+    const dump = await host.run((0, postgres_1.pgDump)(env, database, { schemaOnly: true, noOwnership: true }), {
+        quiet: true,
+        label: `${env.name}: schema of ${database}`,
+        timeoutSeconds: 600,
+    });
+    return { revision: rev.stdout.trim(), fingerprint: fingerprintOf(dump.stdout) };
+}
+/** Rows inserted, updated and deleted per table since the statistics were last reset (cumulative). */
+async function writeCounters(host, env, database = env.cfg.database.name) {
+    const r = await host.run((0, postgres_1.psql)(env, database, {
+        tuples: true,
+        run: [`SELECT schemaname || '.' || relname || '|' || (n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables`],
+    }), { quiet: true, label: `${env.name}: write counters`, timeoutSeconds: 120 });
+    const out = {};
+    for (const line of r.stdout.split('\n')) {
+        const i = line.lastIndexOf('|');
+        if (i > 0)
+            out[line.slice(0, i)] = Number(line.slice(i + 1)) || 0;
+    }
+    return out;
+}
+/**
+ * Rows written between two readings of the counters, in the tables that existed at the first (the
+ * ones a restore of a backup taken then puts back). A counter that went down (statistics reset)
+ * counts from zero.
+ */
+function rowsWrittenBetween(before, after) {
+    const tables = [];
+    for (const [table, was] of Object.entries(before)) {
+        const now = after[table];
+        if (now === undefined)
+            continue;
+        const rows = now >= was ? now - was : now;
+        if (rows > 0)
+            tables.push({ table, rows });
+    }
+    tables.sort((a, b) => b.rows - a.rows || a.table.localeCompare(b.table));
+    return { total: tables.reduce((n, t) => n + t.rows, 0), tables };
+}
+/**
+ * The row writes a restore of the backup loses: every write since the backup, less the ones made
+ * while the migration ran. Those are the migration's own (its backfills and updates, which the
+ * restore is meant to undo) and can be told apart from the app's only by when they happened: the
+ * app's writes in that window are counted apart, in `duringMigration`, never in `total`.
+ */
+function rowsLostToRestore(backup, now, migration) {
+    const all = rowsWrittenBetween(backup, now);
+    if (!migration)
+        return { ...all, duringMigration: 0 };
+    const during = new Map(rowsWrittenBetween(migration.before, migration.after).tables.map((t) => [t.table, t.rows]));
+    const tables = all.tables
+        .map((t) => ({ table: t.table, rows: Math.max(0, t.rows - (during.get(t.table) ?? 0)) }))
+        .filter((t) => t.rows > 0)
+        .sort((a, b) => b.rows - a.rows || a.table.localeCompare(b.table));
+    const total = tables.reduce((n, t) => n + t.rows, 0);
+    return { total, tables, duringMigration: all.total - total };
+}
+
+
+/***/ }),
+
+/***/ 339:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.WAL_PUSH_LOCK = exports.PUSHED_MARKER = void 0;
+exports.bySegment = bySegment;
+exports.segmentsToPush = segmentsToPush;
+exports.pushedMarker = pushedMarker;
+exports.copyBaseOffsite = copyBaseOffsite;
+exports.pushWalOffsite = pushWalOffsite;
+exports.offsitePoint = offsitePoint;
+exports.walCopiesFailure = walCopiesFailure;
+/**
+ * The WAL archive and the base backups off the host (backup.wal with backup.offsite), the same way
+ * as the dumps (src/domain/offsite.ts: sealed with age on the VPS, pushed with the write-only key,
+ * checked on arrival with the admin key):
+ *
+ *   - each new base backup's files into <path>/prod/base/<stamp>/, with its upload.json (which says
+ *     in the clear where its WAL starts: the off-host retention, src/domain/wal-offsite-retention.ts);
+ *   - the completed WAL segments not yet pushed into <path>/prod/wal/ (rsync --ignore-existing),
+ *     each as <segment>.age, with an upload-<last segment>.json per push. The WAL directory keeps a
+ *     marker of the last segment pushed (.offsite-pushed), written once a push has gone through;
+ *     the retention on the host deletes no segment after it (src/domain/wal-retention.ts).
+ *
+ * A push runs after every base backup, and on its own from a schedule (the backup action's
+ * `wal: push`, src/actions/backup/wal-push.ts), so the WAL leaves the host between base backups.
+ * Pushes never meet: they take a lock of their own on the host (WAL_PUSH_LOCK). A `.partial` never
+ * leaves. A push cut short after its files arrived, before the marker moved, leaves segments the
+ * next push finds there with the admin key: counted as pushed, not sealed again (a new seal could
+ * never match the file rrsync -no-overwrite keeps).
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const backup_1 = __nccwpck_require__(6230);
+const offsite_1 = __nccwpck_require__(2298);
+const wal_1 = __nccwpck_require__(960);
+const shell_1 = __nccwpck_require__(2232);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const lock_1 = __nccwpck_require__(8597);
+const SEGMENT_TIME = fs.readFileSync(__nccwpck_require__.ab + "wal-segment-time.sh", 'utf8');
+/** The file in the WAL directory naming the last segment pushed off the host. */
+exports.PUSHED_MARKER = '.offsite-pushed';
+const SEGMENT = /^[0-9A-F]{24}$/;
+/** Segments in archive order: log and segment number first (the last 16 digits), then the timeline. */
+function bySegment(a, b) {
+    const [x, y] = [a.slice(8), b.slice(8)];
+    return x < y ? -1 : x > y ? 1 : a < b ? -1 : a > b ? 1 : 0;
+}
+/** The completed segments after the marker (all of them with none), in archive order. */
+function segmentsToPush(names, marker) {
+    return names
+        .filter((n) => SEGMENT.test(n))
+        .filter((n) => marker === undefined || bySegment(n, marker) > 0)
+        .sort(bySegment);
+}
+/** The last segment pushed off the host, as the marker says; undefined when none was. */
+async function pushedMarker(host, config) {
+    const r = await host.run((0, shell_1.argv)('cat', '--', `${(0, wal_1.walDir)(config)}/${exports.PUSHED_MARKER}`), { check: false, quiet: true, timeoutSeconds: 60 });
+    const name = r.exitCode === 0 ? r.stdout.trim() : '';
+    return SEGMENT.test(name) ? name : undefined;
+}
+/** One base backup's files, sealed and pushed to <path>/prod/base/<stamp>/; `extra` adds facts to its record and a step after arrival. */
+async function copyBaseOffsite(c, base, extra = {}) {
+    const files = Object.keys(base.files)
+        .sort()
+        .map((name) => ({ name, path: `${base.dir}/${name}` }));
+    return (0, offsite_1.sendOffsite)({ ...c, afterArrival: extra.afterArrival }, { env: c.env.name, id: `base/${base.stamp}`, files, record: 'upload.json', stage: `${(0, wal_1.baseBackupRoot)(c.config)}/.offsite-${base.stamp}`, meta: extra.meta });
+}
+/** The one lock of WAL pushes (a directory beside prod's state): a scheduled push and a base backup's never meet. */
+exports.WAL_PUSH_LOCK = 'prod/wal-push';
+/**
+ * The completed segments not yet pushed, sealed and pushed to <path>/prod/wal/, under the WAL push
+ * lock; the marker moves once they are there. Segments already on the backup host (read with the
+ * admin key) are not sealed again: rrsync -no-overwrite would keep the old file, whose hash no new
+ * seal can match.
+ */
+async function pushWalOffsite(c) {
+    const { host, config, log } = c;
+    const run = c.lock?.run ?? { url: 'unknown', actor: 'unknown', sha: '', workflow: '' };
+    const lock = await lock_1.EnvironmentLock.acquire({
+        host,
+        stateDir: config['state-dir'],
+        env: exports.WAL_PUSH_LOCK,
+        holder: { run: run.url, actor: run.actor, sha: run.sha, action: 'wal-push', op: 'wal-push', since: new Date().toISOString() },
+        waitSeconds: c.lock?.waitSeconds ?? 600,
+        log,
+    });
+    try {
+        return await pushUnlocked(c);
+    }
+    finally {
+        await lock.release().catch((0, logger_1.ignored)(log, 'releasing the WAL push lock'));
+    }
+}
+async function pushUnlocked(c) {
+    const { host, config, log } = c;
+    const dir = (0, wal_1.walDir)(config);
+    const marker = await pushedMarker(host, config);
+    const segments = segmentsToPush(await (0, wal_1.listArchive)(host, config), marker);
+    if (!segments.length) {
+        log.info('no completed WAL segment since the last push off the host: nothing sent');
+        return { segments, present: [], newest: await offsitePoint(host, config, marker) };
+    }
+    const present = c.keys.admin ? await alreadyOffsite(c, segments) : [];
+    if (present.length)
+        log.info(`${present.length} segment(s) already on the backup host (a push cut short): not sent again`);
+    const toSend = segments.filter((s) => !present.includes(s));
+    let copy;
+    if (toSend.length) {
+        const files = toSend.map((name) => ({ name, path: `${dir}/${name}` }));
+        const record = `upload-${toSend[toSend.length - 1]}.json`;
+        copy = await (0, offsite_1.sendOffsite)(c, { env: c.env.name, id: 'wal', files, record, stage: `${(0, backup_1.backupDir)(config, c.env)}/.offsite-wal` });
+    }
+    // The marker moves once the segments are on the backup host (a failed check on arrival says so, but they were sent).
+    const sent = !copy || copy.status === 'copied' || copy.stage === 'arrival';
+    const last = segments[segments.length - 1];
+    if (sent)
+        await host.writeFile(`${dir}/${exports.PUSHED_MARKER}`, `${last}\n`, 0o600);
+    return { segments: toSend, present, copy, newest: await offsitePoint(host, config, sent ? last : marker) };
+}
+/** Which of `segments` are on the backup host already, as the admin key lists <path>/prod/wal/; none when it cannot tell. */
+async function alreadyOffsite(c, segments) {
+    const o = c.config.backup.offsite;
+    if (!o || !c.keys.admin)
+        return [];
+    let admin;
+    try {
+        admin = await (c.connectBackupHost ?? offsite_1.connectWithAdminKey)(o, c.keys.admin, c.log);
+    }
+    catch (e) {
+        // The push goes on; its check on arrival reports the login.
+        c.log.warning(`could not list the WAL on the backup host with offsite-admin-key: ${(0, errors_1.errorMessage)(e)}`);
+        return [];
+    }
+    try {
+        const where = (0, offsite_1.offsiteDir)(o, c.env.name, 'wal');
+        const r = await admin.run((0, shell_1.argv)('find', where, '-maxdepth', '1', '-type', 'f', '-name', '*.age', '-printf', '%f\\n'), {
+            check: false,
+            quiet: true,
+            label: `listing ${where} on the backup host`,
+            timeoutSeconds: 120,
+        });
+        const there = new Set(r.exitCode === 0 ? r.stdout.split('\n') : []);
+        return segments.filter((s) => there.has(`${s}.age`));
+    }
+    finally {
+        await admin.close().catch((0, logger_1.ignored)(c.log, 'closing the connection to the backup host'));
+    }
+}
+/** The recovery point off the host: `segment`'s completion time, read on the VPS. */
+async function offsitePoint(host, config, segment) {
+    if (!segment)
+        return undefined;
+    const r = await host.run((0, shell_1.hostScript)(SEGMENT_TIME, { FILE: `${(0, wal_1.walDir)(config)}/${segment}` }), { check: false, quiet: true, timeoutSeconds: 60 });
+    const [now, mtime] = r.stdout.trim().split(/\s+/).map(Number);
+    if (r.exitCode !== 0 || !Number.isFinite(now) || !Number.isFinite(mtime) || !mtime)
+        return { segment };
+    return { segment, time: new Date(mtime * 1000).toISOString(), ageSeconds: Math.max(0, Math.round(now - mtime)) };
+}
+/** The first failed copy, in one line; undefined when none failed. */
+function walCopiesFailure(w, stamp) {
+    if (w.base.status === 'failed')
+        return `the off-host copy of base backup ${stamp} failed: ${w.base.error}`;
+    if (w.wal.copy?.status === 'failed')
+        return `the off-host copy of ${w.wal.segments.length} WAL segment(s) failed: ${w.wal.copy.error}`;
+    return undefined;
+}
+
+
+/***/ }),
+
 /***/ 960:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -57651,7 +59514,7 @@ async function ensureWal(c, password) {
     const slotState = await ensureRoleAndSlot(host, config, prod, password);
     await prepareDir(host, config, password);
     const tool = await toolContainer(host, config, prod);
-    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target });
+    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target, synchronous: config.backup.wal.synchronous });
     const spec = (0, node_crypto_1.createHash)('sha256')
         .update(JSON.stringify({ image: tool.image, network: tool.network, mounts: tool.mounts, receiver }))
         .digest('hex')
@@ -57756,9 +59619,9 @@ async function walHealth(host, config, prod) {
     const current = q.exitCode === 0 && /^[0-9A-F]{24}$/.test(q.stdout.trim()) ? q.stdout.trim() : undefined;
     return parseWalStatus(r.stdout, { name, maxLagSeconds: config.backup.wal['max-lag-seconds'], current });
 }
-/** The WAL archive's file names. */
-async function listArchive(host, config) {
-    const r = await host.run((0, shell_1.argv)('find', walDir(config), '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
+/** The WAL archive's file names (the host's own archive, or `dir`: a copy of it). */
+async function listArchive(host, config, dir = walDir(config)) {
+    const r = await host.run((0, shell_1.argv)('find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
         label: 'listing the WAL archive',
         quiet: true,
         timeoutSeconds: 120,
@@ -57967,18 +59830,59 @@ exports.ActionIO = ActionIO;
 /***/ }),
 
 /***/ 3997:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.AGE_SECRET_KEY = exports.AGE_RECIPIENT = void 0;
 exports.ageEncrypt = ageEncrypt;
+exports.isAgeIdentity = isAgeIdentity;
+exports.agePublicKeys = agePublicKeys;
+exports.withIdentityFile = withIdentityFile;
+exports.ageDecrypt = ageDecrypt;
 /**
  * age (Debian's `age` package), the file encryption tool: the one builder of its command lines.
  * Only recipients (public keys) are ever given to it: what it writes on the VPS can be read
  * only where the private key is, and that is never the VPS.
  */
+const node_child_process_1 = __nccwpck_require__(1421);
+const fs = __importStar(__nccwpck_require__(3024));
+const os = __importStar(__nccwpck_require__(8161));
+const path = __importStar(__nccwpck_require__(6760));
 const shell_1 = __nccwpck_require__(2232);
 /** An age X25519 public key: "age1" and 58 bech32 characters, as `age-keygen -y` prints it. */
 exports.AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
@@ -57992,6 +59896,39 @@ function ageEncrypt(recipients, input, output) {
         if (!exports.AGE_RECIPIENT.test(r))
             throw new Error(`not an age recipient: ${r.slice(0, 12)}…`);
     return (0, shell_1.argv)('age', '--encrypt', recipients.flatMap((r) => ['-r', r]), '-o', output, '--', input);
+}
+/** An age private key file's content: at least one AGE-SECRET-KEY-1 line (comments allowed). */
+function isAgeIdentity(text) {
+    return text.split(/\r?\n/).some((l) => /^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$/.test(l.trim()));
+}
+/** The public keys (recipients) of an identity, by `age-keygen -y` on the runner, the key on its standard input. */
+function agePublicKeys(identity) {
+    const r = (0, node_child_process_1.spawnSync)('age-keygen', ['-y'], { input: identity, encoding: 'utf8', timeout: 30_000 });
+    if (r.error)
+        throw new Error(`age-keygen could not run on the runner (${r.error.message}): install age (apt-get install age)`);
+    if (r.status !== 0)
+        return [];
+    return r.stdout.split('\n').filter((l) => exports.AGE_RECIPIENT.test(l.trim()));
+}
+/**
+ * Runs `use` with the identity in a 0600 file inside a private (0700) temporary directory on the
+ * runner, removed afterwards whatever happened: age reads identities from a file only, and a key
+ * never goes on a command line.
+ */
+async function withIdentityFile(identity, use) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-age-'));
+    try {
+        const file = path.join(dir, 'identity');
+        fs.writeFileSync(file, identity.endsWith('\n') ? identity : `${identity}\n`, { mode: 0o600 });
+        return await use(file);
+    }
+    finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+/** `age --decrypt` on the runner: the sealed file on its standard input, the plain one on its standard output. */
+function ageDecrypt(identityFile) {
+    return (0, node_child_process_1.spawn)('age', ['--decrypt', '-i', identityFile], { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 
@@ -58949,6 +60886,55 @@ function dropDatabaseSql(name) {
 
 /***/ }),
 
+/***/ 1907:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.sshTransport = sshTransport;
+exports.remoteSpec = remoteSpec;
+exports.rsyncAddOnly = rsyncAddOnly;
+exports.rsyncList = rsyncList;
+exports.knownHostsFile = knownHostsFile;
+/**
+ * rsync over ssh, run on the VPS toward another host: the one builder of those command lines. The
+ * ssh under rsync reads no user or system config, uses only the key it is given, and trusts only
+ * the host keys in the known_hosts file it is given (StrictHostKeyChecking=yes): no trust on first use.
+ */
+const shell_1 = __nccwpck_require__(2232);
+/** The `-e` command rsync runs to reach the other host. */
+function sshTransport(t) {
+    return (0, shell_1.argv)('ssh', '-F', '/dev/null', '-p', String(t.port), '-i', t.keyFile, '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${t.knownHostsFile}`, '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'UpdateHostKeys=no', '-o', `ConnectTimeout=${t.connectTimeoutSeconds ?? 20}`, '-o', 'ServerAliveInterval=15');
+}
+/** `user@host:path` as rsync reads it (an IPv6 address in brackets). */
+function remoteSpec(user, host, path) {
+    const h = host.includes(':') ? `[${host.replace(/^\[|\]$/g, '')}]` : host;
+    return `${user}@${h}:${path}`;
+}
+/**
+ * Adds files to the other host and never changes one already there: no --delete, and
+ * --ignore-existing (the backup host's rrsync -no-overwrite enforces the same on its side).
+ */
+function rsyncAddOnly(p) {
+    return (0, shell_1.argv)('rsync', '--recursive', '--times', '--ignore-existing', `--timeout=${p.ioTimeoutSeconds ?? 120}`, '-e', sshTransport(p.transport), '--', p.sources, p.destination);
+}
+/** Lists a remote path (a read): used to prove the key cannot read, so it must fail. */
+function rsyncList(source, transport) {
+    return (0, shell_1.argv)('rsync', '--list-only', '--timeout=60', '-e', sshTransport(transport), '--', source);
+}
+/** A known_hosts file's content: the given lines, one per line, nothing else. */
+function knownHostsFile(lines) {
+    return (lines
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('#'))
+        .join('\n') + '\n');
+}
+
+
+/***/ }),
+
 /***/ 3828:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -59474,15 +61460,33 @@ class SshHost {
                 ch.close();
             stopped = true;
         };
-        ch.on('data', (d) => {
-            this.traffics.received += d.length;
-            if (!streams.out.push(d))
+        if (options.stdoutTo) {
+            const sink = options.stdoutTo;
+            ch.on('data', (d) => (this.traffics.received += d.length));
+            ch.pipe(sink);
+            // Nobody reads the rest once the sink has failed or closed: the command is stopped, and what
+            // the channel still holds is read and dropped (a paused channel would never end nor close).
+            const abandon = () => {
+                if (ch.readableEnded)
+                    return;
+                ch.unpipe(sink);
+                ch.resume();
                 stop();
-            streams.markerLines.push(d);
-            options.onStdout?.(d);
-            if (!options.quiet)
-                streams.outLines.push(d);
-        });
+            };
+            sink.on('error', abandon);
+            sink.on('close', abandon);
+        }
+        else {
+            ch.on('data', (d) => {
+                this.traffics.received += d.length;
+                if (!streams.out.push(d))
+                    stop();
+                streams.markerLines.push(d);
+                options.onStdout?.(d);
+                if (!options.quiet)
+                    streams.outLines.push(d);
+            });
+        }
         ch.stderr.on('data', (d) => {
             this.traffics.received += d.length;
             if (!streams.err.push(d))
@@ -59501,7 +61505,14 @@ class SshHost {
             streams.errLines.flush();
             run.finish(closedResult(run, status.exitCode, status.signal));
         });
-        if (options.stdin !== undefined) {
+        if (options.stdinFrom) {
+            const source = options.stdinFrom;
+            source.on('data', (d) => (this.traffics.sent += Buffer.byteLength(d)));
+            // A source that fails ends the command's input: the caller sees the source's own error.
+            source.on('error', () => ch.end());
+            source.pipe(ch);
+        }
+        else if (options.stdin !== undefined) {
             const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
             this.traffics.sent += data.length;
             ch.end(data);
@@ -59978,9 +61989,13 @@ const node_crypto_1 = __nccwpck_require__(7598);
 const fs = __importStar(__nccwpck_require__(3024));
 const shell_1 = __nccwpck_require__(2232);
 const sql_1 = __nccwpck_require__(3830);
-/** pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first. */
+/**
+ * pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first.
+ * `synchronous` flushes every write as it arrives instead of at the end of each segment.
+ */
 function pgReceivewal(o) {
-    return ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+    const args = ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+    return o.synchronous ? [...args, '--synchronous'] : args;
 }
 /**
  * pg_basebackup of the whole cluster as tar files into `dir` (a new dated directory), without WAL
@@ -60705,6 +62720,14 @@ module.exports = require("net");
 
 "use strict";
 module.exports = require("node:async_hooks");
+
+/***/ }),
+
+/***/ 1421:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:child_process");
 
 /***/ }),
 

@@ -55911,6 +55911,11 @@ exports.walSchema = zod_1.z
     'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
     /** Base backups kept on the host, newest first; WAL older than the oldest kept one's start is deleted. */
     'keep-base': zod_1.z.number().int().min(1, 'must be at least 1').max(1000).default(7),
+    /**
+     * pg_receivewal --synchronous: each write flushed to disk at once (and reported flushed to prod),
+     * so a receiver that crashes loses nothing it had received. Off: it flushes as a segment ends.
+     */
+    synchronous: zod_1.z.boolean().default(false),
 })
     .strict()
     .default({});
@@ -56026,6 +56031,7 @@ exports.PREFLIGHT_CHECKS = [
     'rolling',
     'wal-settings',
     'placement',
+    'db-init',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -57719,7 +57725,7 @@ async function ensureWal(c, password) {
     const slotState = await ensureRoleAndSlot(host, config, prod, password);
     await prepareDir(host, config, password);
     const tool = await toolContainer(host, config, prod);
-    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target });
+    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target, synchronous: config.backup.wal.synchronous });
     const spec = (0, node_crypto_1.createHash)('sha256')
         .update(JSON.stringify({ image: tool.image, network: tool.network, mounts: tool.mounts, receiver }))
         .digest('hex')
@@ -57824,9 +57830,9 @@ async function walHealth(host, config, prod) {
     const current = q.exitCode === 0 && /^[0-9A-F]{24}$/.test(q.stdout.trim()) ? q.stdout.trim() : undefined;
     return parseWalStatus(r.stdout, { name, maxLagSeconds: config.backup.wal['max-lag-seconds'], current });
 }
-/** The WAL archive's file names. */
-async function listArchive(host, config) {
-    const r = await host.run((0, shell_1.argv)('find', walDir(config), '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
+/** The WAL archive's file names (the host's own archive, or `dir`: a copy of it). */
+async function listArchive(host, config, dir = walDir(config)) {
+    const r = await host.run((0, shell_1.argv)('find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
         label: 'listing the WAL archive',
         quiet: true,
         timeoutSeconds: 120,
@@ -58035,18 +58041,59 @@ exports.ActionIO = ActionIO;
 /***/ }),
 
 /***/ 3997:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.AGE_SECRET_KEY = exports.AGE_RECIPIENT = void 0;
 exports.ageEncrypt = ageEncrypt;
+exports.isAgeIdentity = isAgeIdentity;
+exports.agePublicKeys = agePublicKeys;
+exports.withIdentityFile = withIdentityFile;
+exports.ageDecrypt = ageDecrypt;
 /**
  * age (Debian's `age` package), the file encryption tool: the one builder of its command lines.
  * Only recipients (public keys) are ever given to it: what it writes on the VPS can be read
  * only where the private key is, and that is never the VPS.
  */
+const node_child_process_1 = __nccwpck_require__(1421);
+const fs = __importStar(__nccwpck_require__(3024));
+const os = __importStar(__nccwpck_require__(8161));
+const path = __importStar(__nccwpck_require__(6760));
 const shell_1 = __nccwpck_require__(2232);
 /** An age X25519 public key: "age1" and 58 bech32 characters, as `age-keygen -y` prints it. */
 exports.AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
@@ -58060,6 +58107,39 @@ function ageEncrypt(recipients, input, output) {
         if (!exports.AGE_RECIPIENT.test(r))
             throw new Error(`not an age recipient: ${r.slice(0, 12)}…`);
     return (0, shell_1.argv)('age', '--encrypt', recipients.flatMap((r) => ['-r', r]), '-o', output, '--', input);
+}
+/** An age private key file's content: at least one AGE-SECRET-KEY-1 line (comments allowed). */
+function isAgeIdentity(text) {
+    return text.split(/\r?\n/).some((l) => /^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$/.test(l.trim()));
+}
+/** The public keys (recipients) of an identity, by `age-keygen -y` on the runner, the key on its standard input. */
+function agePublicKeys(identity) {
+    const r = (0, node_child_process_1.spawnSync)('age-keygen', ['-y'], { input: identity, encoding: 'utf8', timeout: 30_000 });
+    if (r.error)
+        throw new Error(`age-keygen could not run on the runner (${r.error.message}): install age (apt-get install age)`);
+    if (r.status !== 0)
+        return [];
+    return r.stdout.split('\n').filter((l) => exports.AGE_RECIPIENT.test(l.trim()));
+}
+/**
+ * Runs `use` with the identity in a 0600 file inside a private (0700) temporary directory on the
+ * runner, removed afterwards whatever happened: age reads identities from a file only, and a key
+ * never goes on a command line.
+ */
+async function withIdentityFile(identity, use) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-age-'));
+    try {
+        const file = path.join(dir, 'identity');
+        fs.writeFileSync(file, identity.endsWith('\n') ? identity : `${identity}\n`, { mode: 0o600 });
+        return await use(file);
+    }
+    finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+/** `age --decrypt` on the runner: the sealed file on its standard input, the plain one on its standard output. */
+function ageDecrypt(identityFile) {
+    return (0, node_child_process_1.spawn)('age', ['--decrypt', '-i', identityFile], { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 
@@ -59542,15 +59622,33 @@ class SshHost {
                 ch.close();
             stopped = true;
         };
-        ch.on('data', (d) => {
-            this.traffics.received += d.length;
-            if (!streams.out.push(d))
+        if (options.stdoutTo) {
+            const sink = options.stdoutTo;
+            ch.on('data', (d) => (this.traffics.received += d.length));
+            ch.pipe(sink);
+            // Nobody reads the rest once the sink has failed or closed: the command is stopped, and what
+            // the channel still holds is read and dropped (a paused channel would never end nor close).
+            const abandon = () => {
+                if (ch.readableEnded)
+                    return;
+                ch.unpipe(sink);
+                ch.resume();
                 stop();
-            streams.markerLines.push(d);
-            options.onStdout?.(d);
-            if (!options.quiet)
-                streams.outLines.push(d);
-        });
+            };
+            sink.on('error', abandon);
+            sink.on('close', abandon);
+        }
+        else {
+            ch.on('data', (d) => {
+                this.traffics.received += d.length;
+                if (!streams.out.push(d))
+                    stop();
+                streams.markerLines.push(d);
+                options.onStdout?.(d);
+                if (!options.quiet)
+                    streams.outLines.push(d);
+            });
+        }
         ch.stderr.on('data', (d) => {
             this.traffics.received += d.length;
             if (!streams.err.push(d))
@@ -59569,7 +59667,14 @@ class SshHost {
             streams.errLines.flush();
             run.finish(closedResult(run, status.exitCode, status.signal));
         });
-        if (options.stdin !== undefined) {
+        if (options.stdinFrom) {
+            const source = options.stdinFrom;
+            source.on('data', (d) => (this.traffics.sent += Buffer.byteLength(d)));
+            // A source that fails ends the command's input: the caller sees the source's own error.
+            source.on('error', () => ch.end());
+            source.pipe(ch);
+        }
+        else if (options.stdin !== undefined) {
             const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
             this.traffics.sent += data.length;
             ch.end(data);
@@ -60271,9 +60376,13 @@ const node_crypto_1 = __nccwpck_require__(7598);
 const fs = __importStar(__nccwpck_require__(3024));
 const shell_1 = __nccwpck_require__(2232);
 const sql_1 = __nccwpck_require__(3830);
-/** pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first. */
+/**
+ * pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first.
+ * `synchronous` flushes every write as it arrives instead of at the end of each segment.
+ */
 function pgReceivewal(o) {
-    return ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+    const args = ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+    return o.synchronous ? [...args, '--synchronous'] : args;
 }
 /**
  * pg_basebackup of the whole cluster as tar files into `dir` (a new dated directory), without WAL
@@ -60498,7 +60607,19 @@ function parseService(name, s, top) {
         networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
         healthcheck: parseHealthcheck(s.healthcheck),
         placement: isObj(s.deploy) && isObj(s.deploy.placement) ? stringList(s.deploy.placement.constraints) : [],
+        init: parseInit(s.init),
     };
+}
+/** `true`/`false` as printed; the old v2.x file format's path to an init binary also runs one. */
+function parseInit(raw) {
+    if (raw === undefined || raw === null)
+        return undefined;
+    if (typeof raw === 'boolean')
+        return raw;
+    const text = (0, units_1.scalarText)(raw).trim();
+    if (text === '' || text === 'false')
+        return false;
+    return true;
 }
 function deviceReservations(s) {
     const r = isObj(s.deploy) && isObj(s.deploy.resources) && isObj(s.deploy.resources.reservations) ? s.deploy.resources.reservations : {};
@@ -60723,6 +60844,36 @@ function hasNoindexLabel(labels) {
 /** The service puts basic authentication in front of something (`basicauth`, or Caddy 2.8's `basic_auth`). */
 function hasBasicAuthLabel(labels) {
     return Object.keys(labels).some((k) => /^caddy(_\d+)?(\.[^.]+)*\.basic_?auth(\.|$)/i.test(k));
+}
+
+
+/***/ }),
+
+/***/ 2257:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.dbInitFindings = dbInitFindings;
+/** One warning when the environment's db service runs without an init; none when it has one or is not defined. */
+function dbInitFindings({ compose, environment, service, composeFiles }) {
+    const s = compose.services.find((x) => x.name === service);
+    // A database outside compose (database.via: host) or a missing service is not this check's business.
+    if (!s || s.init === true)
+        return [];
+    // Left out: the base file defines the service for both environments. Set to false: an overlay
+    // (the environment's own, last file) most likely turned it off.
+    const file = s.init === false ? composeFiles[composeFiles.length - 1] : composeFiles[0];
+    return [
+        {
+            check: 'db-init',
+            environment,
+            severity: 'warning',
+            message: `${environment}'s database service ${service} runs without an init${s.init === false ? ' (init: false)' : ''}: PostgreSQL is then the first process of its container and reaps its orphans, and one that exits with code 2 (a timed-out healthcheck's pg_isready) makes it crash-restart and drop every session`,
+            fix: `add init: true to service ${service} in ${file ?? 'the base compose file'}`,
+        },
+    ];
 }
 
 
@@ -61677,6 +61828,7 @@ const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
 const placement_1 = __nccwpck_require__(9793);
+const db_init_1 = __nccwpck_require__(2257);
 const rolling_1 = __nccwpck_require__(3803);
 const wal_settings_1 = __nccwpck_require__(8305);
 const secretsOf = (r) => [...r.prod.secrets, ...r.dev.secrets];
@@ -61807,6 +61959,14 @@ async function probe(host, { environment, url, kind, timeout }) {
     const response = r.exitCode === 0 ? (0, http_probe_1.parseCurlResponse)(r.stdout) : undefined;
     return { environment, url, kind, response, error: response ? undefined : (0, errors_1.tailLines)(r.stderr, 1) || `curl exited with ${r.exitCode}` };
 }
+/** Each environment's database runs under an init, so an orphan in its container cannot crash-restart it. */
+function dbInit(config, readings) {
+    return ['prod', 'dev'].flatMap((name) => {
+        const { compose } = readings[name].facts;
+        const env = config.environments[name];
+        return compose ? (0, db_init_1.dbInitFindings)({ compose, environment: name, service: env.database.service, composeFiles: env.composeFiles }) : [];
+    });
+}
 /** Runs every check against the host; reports, never throws for a finding. */
 async function runPreflight(host, config, log, opts = {}) {
     const settings = preflightSettings(config);
@@ -61848,6 +62008,7 @@ async function runPreflight(host, config, log, opts = {}) {
             warnOnly: settings['warn-only'],
             code: { checkout: config.environments.prod.checkout, releaseDirs: config.promote['release-dirs'] },
         }));
+    findings.push(...dbInit(config, readings));
     // A swarm environment's services must stay on its own nodes (only for target: swarm).
     findings.push(...(await (0, placement_1.placementFindings)(host, config, { prod: readings.prod.facts.compose, dev: readings.dev.facts.compose }, settings['warn-only'])));
     // Replication settings matter to the WAL receiver only: the gate before deploy and promote leaves them out.
@@ -62276,6 +62437,14 @@ module.exports = require("node:async_hooks");
 
 /***/ }),
 
+/***/ 1421:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:child_process");
+
+/***/ }),
+
 /***/ 7598:
 /***/ ((module) => {
 
@@ -62305,6 +62474,14 @@ module.exports = require("node:fs");
 
 "use strict";
 module.exports = require("node:net");
+
+/***/ }),
+
+/***/ 8161:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:os");
 
 /***/ }),
 

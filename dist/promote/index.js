@@ -55756,7 +55756,10 @@ function walCopiesSummary(summary, w) {
         ? `${w.wal.segments.length} WAL segment(s) ${w.wal.copy.status} to \`${w.wal.copy.location}\`${w.wal.copy.status === 'failed' ? ` (${w.wal.copy.error})` : ''}`
         : 'no new WAL segment to copy';
     const base = `${w.base.status === 'copied' ? '✅' : '❌'} base backup ${w.base.status} to \`${w.base.location}\`${w.base.status === 'failed' ? ` (${w.base.error})` : ''}`;
-    summary.text(`**Off the host (WAL archiving):** ${base}; ${wal}.`);
+    const kept = w.retention
+        ? ` Off-host retention: removed ${w.retention.removed.length} base backup(s) and ${w.retention.walRemoved.length} WAL file(s) older than the oldest kept one needs.`
+        : '';
+    summary.text(`**Off the host (WAL archiving):** ${base}; ${wal}.${kept}`);
 }
 
 
@@ -56119,7 +56122,7 @@ exports.copyBaseBackupOffsite = copyBaseBackupOffsite;
  * base backup taken before the change and the WAL not yet pushed follow it.
  */
 const offsite_1 = __nccwpck_require__(2298);
-const wal_offsite_1 = __nccwpck_require__(339);
+const wal_offsite_retention_1 = __nccwpck_require__(4379);
 async function copyBackupOffsite(p, r) {
     const backup = r.backup;
     if (!p.plan.offsite || !backup || p.plan.backupId || backup.status !== 'verified')
@@ -56132,7 +56135,7 @@ async function copyBackupOffsite(p, r) {
 async function copyBaseBackupOffsite(p, r) {
     if (!p.plan.offsite || !r.base)
         return undefined;
-    const copies = await (0, wal_offsite_1.copyWalOffsite)({ host: p.host, config: p.config, env: p.prod, keys: p.plan.offsite, log: p.log }, r.base);
+    const copies = await (0, wal_offsite_retention_1.copyWalOffsite)({ host: p.host, config: p.config, env: p.prod, keys: p.plan.offsite, log: p.log }, r.base);
     for (const [what, copy] of [[`base/${r.base.stamp}`, copies.base], ['wal', copies.wal.copy]]) {
         if (copy)
             await p.op.record('offsite', { backup: what, status: copy.status, location: copy.location, error: copy.status === 'failed' ? copy.error : undefined });
@@ -57183,6 +57186,11 @@ exports.walSchema = zod_1.z
     'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
     /** Base backups kept on the host, newest first; WAL older than the oldest kept one's start is deleted. */
     'keep-base': zod_1.z.number().int().min(1, 'must be at least 1').max(1000).default(7),
+    /**
+     * pg_receivewal --synchronous: each write flushed to disk at once (and reported flushed to prod),
+     * so a receiver that crashes loses nothing it had received. Off: it flushes as a segment ends.
+     */
+    synchronous: zod_1.z.boolean().default(false),
 })
     .strict()
     .default({});
@@ -57298,6 +57306,7 @@ exports.PREFLIGHT_CHECKS = [
     'rolling',
     'wal-settings',
     'placement',
+    'db-init',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -60638,7 +60647,7 @@ async function seal({ host, o, env, log }, set) {
         files[`${name}.age`] = file;
         log.info(`sealed ${name}: ${file.bytes} bytes, sha256 ${file.sha256}`);
     }
-    const upload = { id: set.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files };
+    const upload = { id: set.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files, meta: set.meta };
     await host.writeFile(`${out}/${set.record}`, uploadJson(upload), 0o600);
     return upload;
 }
@@ -62414,24 +62423,219 @@ function driftMessage(environment, release, lines) {
 
 /***/ }),
 
-/***/ 339:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ 4379:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.PUSHED_MARKER = void 0;
+exports.parseOffsiteBases = parseOffsiteBases;
+exports.pruneWalOffsite = pruneWalOffsite;
+exports.copyWalOffsite = copyWalOffsite;
+/**
+ * Retention of the base backups and the WAL on the backup host, run by the runner with the admin key
+ * once a new base backup's copy has arrived (the dumps' off-host retention is the model): the newest
+ * `backup.offsite.keep` complete base backups stay there; older ones, and broken pushes older than
+ * the newest complete one, are removed; then every sealed WAL segment older than the segment the
+ * oldest kept base backup starts from (`walStart` in its upload.json, read on the VPS from its
+ * backup_label before sealing) is removed, with the records of the pushes that sent them. Never
+ * from the VPS: its key cannot delete there.
+ *
+ * What the VPS wrote in a record is not trusted to reach newer WAL: a segment is removed only if it
+ * arrived no later than that base backup's record, by the backup host's own clock (wal-offsite-prune.sh).
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
+const json_1 = __nccwpck_require__(8634);
+const logger_1 = __nccwpck_require__(8828);
+const shell_1 = __nccwpck_require__(2232);
+const offsite_1 = __nccwpck_require__(2298);
+const wal_offsite_1 = __nccwpck_require__(339);
+const wal_retention_1 = __nccwpck_require__(7444);
+const LIST_BASES = fs.readFileSync(__nccwpck_require__.ab + "list-offsite-bases.sh", 'utf8');
+const PRUNE_WAL = fs.readFileSync(__nccwpck_require__.ab + "wal-offsite-prune.sh", 'utf8');
+const recordSchema = zod_1.z.object({
+    meta: zod_1.z
+        .object({
+        walStart: zod_1.z
+            .string()
+            .regex(/^[0-9A-F]{24}$/)
+            .optional(),
+    })
+        .partial()
+        .optional(),
+});
+/** list-offsite-bases.sh's output, newest first. */
+function parseOffsiteBases(text) {
+    const out = [];
+    for (const part of text.split(/^@@ /m).slice(1)) {
+        const [head, ...rest] = part.split('\n');
+        const [stamp, state] = head.split(' ');
+        if (!/^\d{8}T\d{6}Z$/.test(stamp ?? ''))
+            continue;
+        const body = rest.join('\n').trim();
+        const walStart = state === 'complete' && body ? (0, json_1.parseHostJson)(recordSchema, body, `base/${stamp}/upload.json`).meta?.walStart : undefined;
+        out.push({ stamp, complete: state === 'complete', walStart });
+    }
+    return out.sort((a, b) => (a.stamp < b.stamp ? 1 : a.stamp > b.stamp ? -1 : 0));
+}
+/** Keeps the newest `keep` complete base backups off the host and the WAL they need; removes the rest. */
+async function pruneWalOffsite(admin, o, env, log) {
+    const root = (0, offsite_1.offsiteDir)(o, env, 'base');
+    const r = await admin.run((0, shell_1.hostScript)(LIST_BASES, { BASE: root }), { quiet: true, label: `listing ${root} on the backup host`, timeoutSeconds: 120 });
+    const all = parseOffsiteBases(r.stdout);
+    const complete = all.filter((b) => b.complete);
+    const kept = complete.slice(0, o.keep);
+    const newest = complete[0]?.stamp;
+    const removed = all.filter((b) => !kept.includes(b) && (b.complete || (newest !== undefined && b.stamp < newest))).map((b) => b.stamp);
+    if (removed.length) {
+        const dirs = removed.map((s) => `${root}/${s}`);
+        await admin.run((0, shell_1.argv)('rm', '-rf', '--', dirs), { quiet: true, label: 'pruning old off-host base backups', timeoutSeconds: 600 });
+    }
+    const oldest = kept.at(-1);
+    let walRemoved = [];
+    if (oldest?.walStart) {
+        const p = await admin.run((0, shell_1.hostScript)(PRUNE_WAL, { DIR: (0, offsite_1.offsiteDir)(o, env, 'wal'), START: oldest.walStart, REF: `${root}/${oldest.stamp}/upload.json` }), {
+            quiet: true,
+            label: 'pruning WAL older than the oldest kept off-host base backup',
+            timeoutSeconds: 600,
+        });
+        walRemoved = p.stdout.split('\n').filter(Boolean);
+    }
+    else if (oldest) {
+        log.info(`the off-host base backup ${oldest.stamp} does not say which WAL segment it starts from: no WAL is pruned off the host`);
+    }
+    log.info(`${env}: off the host, kept ${kept.length} base backup(s)${oldest?.walStart ? ` (WAL from ${oldest.walStart} on)` : ''}; removed ${removed.length} base backup(s) and ${walRemoved.length} WAL file(s)`);
+    return { removed, walRemoved };
+}
+/** A new base backup off the host (with the segment it starts from in its record), the off-host retention, then the WAL not yet there. */
+async function copyWalOffsite(c, base) {
+    const o = c.config.backup.offsite;
+    if (!o)
+        throw new Error('copyWalOffsite without backup.offsite');
+    const walStart = await (0, wal_retention_1.startFile)(c.host, c.config, base.stamp).catch((0, logger_1.ignored)(c.log, `reading where base backup ${base.stamp} starts`));
+    let retention;
+    const copy = await (0, wal_offsite_1.copyBaseOffsite)(c, base, {
+        meta: walStart ? { walStart } : undefined,
+        afterArrival: async (admin) => {
+            retention = await pruneWalOffsite(admin, o, c.env.name, c.log);
+            return [...retention.removed.map((s) => `base/${s}`), ...retention.walRemoved.map((f) => `wal/${f}`)];
+        },
+    });
+    return { base: copy, wal: await (0, wal_offsite_1.pushWalOffsite)(c), retention };
+}
+
+
+/***/ }),
+
+/***/ 339:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.WAL_PUSH_LOCK = exports.PUSHED_MARKER = void 0;
 exports.bySegment = bySegment;
 exports.segmentsToPush = segmentsToPush;
 exports.pushedMarker = pushedMarker;
 exports.copyBaseOffsite = copyBaseOffsite;
 exports.pushWalOffsite = pushWalOffsite;
-exports.copyWalOffsite = copyWalOffsite;
+exports.offsitePoint = offsitePoint;
 exports.walCopiesFailure = walCopiesFailure;
+/**
+ * The WAL archive and the base backups off the host (backup.wal with backup.offsite), the same way
+ * as the dumps (src/domain/offsite.ts: sealed with age on the VPS, pushed with the write-only key,
+ * checked on arrival with the admin key):
+ *
+ *   - each new base backup's files into <path>/prod/base/<stamp>/, with its upload.json (which says
+ *     in the clear where its WAL starts: the off-host retention, src/domain/wal-offsite-retention.ts);
+ *   - the completed WAL segments not yet pushed into <path>/prod/wal/ (rsync --ignore-existing),
+ *     each as <segment>.age, with an upload-<last segment>.json per push. The WAL directory keeps a
+ *     marker of the last segment pushed (.offsite-pushed), written once a push has gone through;
+ *     the retention on the host deletes no segment after it (src/domain/wal-retention.ts).
+ *
+ * A push runs after every base backup, and on its own from a schedule (the backup action's
+ * `wal: push`, src/actions/backup/wal-push.ts), so the WAL leaves the host between base backups.
+ * Pushes never meet: they take a lock of their own on the host (WAL_PUSH_LOCK). A `.partial` never
+ * leaves. A push cut short after its files arrived, before the marker moved, leaves segments the
+ * next push finds there with the admin key: counted as pushed, not sealed again (a new seal could
+ * never match the file rrsync -no-overwrite keeps).
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const backup_1 = __nccwpck_require__(6230);
 const offsite_1 = __nccwpck_require__(2298);
 const wal_1 = __nccwpck_require__(960);
 const shell_1 = __nccwpck_require__(2232);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const lock_1 = __nccwpck_require__(8597);
+const SEGMENT_TIME = fs.readFileSync(__nccwpck_require__.ab + "wal-segment-time.sh", 'utf8');
 /** The file in the WAL directory naming the last segment pushed off the host. */
 exports.PUSHED_MARKER = '.offsite-pushed';
 const SEGMENT = /^[0-9A-F]{24}$/;
@@ -62453,40 +62657,103 @@ async function pushedMarker(host, config) {
     const name = r.exitCode === 0 ? r.stdout.trim() : '';
     return SEGMENT.test(name) ? name : undefined;
 }
-/** One base backup's files, sealed and pushed to <path>/prod/base/<stamp>/. */
-async function copyBaseOffsite(c, base) {
+/** One base backup's files, sealed and pushed to <path>/prod/base/<stamp>/; `extra` adds facts to its record and a step after arrival. */
+async function copyBaseOffsite(c, base, extra = {}) {
     const files = Object.keys(base.files)
         .sort()
         .map((name) => ({ name, path: `${base.dir}/${name}` }));
-    return (0, offsite_1.sendOffsite)(c, {
-        env: c.env.name,
-        id: `base/${base.stamp}`,
-        files,
-        record: 'upload.json',
-        stage: `${(0, wal_1.baseBackupRoot)(c.config)}/.offsite-${base.stamp}`,
-    });
+    return (0, offsite_1.sendOffsite)({ ...c, afterArrival: extra.afterArrival }, { env: c.env.name, id: `base/${base.stamp}`, files, record: 'upload.json', stage: `${(0, wal_1.baseBackupRoot)(c.config)}/.offsite-${base.stamp}`, meta: extra.meta });
 }
-/** The completed segments not yet pushed, sealed and pushed to <path>/prod/wal/; the marker moves once they are there. */
+/** The one lock of WAL pushes (a directory beside prod's state): a scheduled push and a base backup's never meet. */
+exports.WAL_PUSH_LOCK = 'prod/wal-push';
+/**
+ * The completed segments not yet pushed, sealed and pushed to <path>/prod/wal/, under the WAL push
+ * lock; the marker moves once they are there. Segments already on the backup host (read with the
+ * admin key) are not sealed again: rrsync -no-overwrite would keep the old file, whose hash no new
+ * seal can match.
+ */
 async function pushWalOffsite(c) {
     const { host, config, log } = c;
-    const dir = (0, wal_1.walDir)(config);
-    const segments = segmentsToPush(await (0, wal_1.listArchive)(host, config), await pushedMarker(host, config));
-    if (!segments.length) {
-        log.info('no completed WAL segment since the last push off the host');
-        return { segments };
+    const run = c.lock?.run ?? { url: 'unknown', actor: 'unknown', sha: '', workflow: '' };
+    const lock = await lock_1.EnvironmentLock.acquire({
+        host,
+        stateDir: config['state-dir'],
+        env: exports.WAL_PUSH_LOCK,
+        holder: { run: run.url, actor: run.actor, sha: run.sha, action: 'wal-push', op: 'wal-push', since: new Date().toISOString() },
+        waitSeconds: c.lock?.waitSeconds ?? 600,
+        log,
+    });
+    try {
+        return await pushUnlocked(c);
     }
-    const last = segments[segments.length - 1];
-    const files = segments.map((name) => ({ name, path: `${dir}/${name}` }));
-    const copy = await (0, offsite_1.sendOffsite)(c, { env: c.env.name, id: 'wal', files, record: `upload-${last}.json`, stage: `${(0, backup_1.backupDir)(config, c.env)}/.offsite-wal` });
+    finally {
+        await lock.release().catch((0, logger_1.ignored)(log, 'releasing the WAL push lock'));
+    }
+}
+async function pushUnlocked(c) {
+    const { host, config, log } = c;
+    const dir = (0, wal_1.walDir)(config);
+    const marker = await pushedMarker(host, config);
+    const segments = segmentsToPush(await (0, wal_1.listArchive)(host, config), marker);
+    if (!segments.length) {
+        log.info('no completed WAL segment since the last push off the host: nothing sent');
+        return { segments, present: [], newest: await offsitePoint(host, config, marker) };
+    }
+    const present = c.keys.admin ? await alreadyOffsite(c, segments) : [];
+    if (present.length)
+        log.info(`${present.length} segment(s) already on the backup host (a push cut short): not sent again`);
+    const toSend = segments.filter((s) => !present.includes(s));
+    let copy;
+    if (toSend.length) {
+        const files = toSend.map((name) => ({ name, path: `${dir}/${name}` }));
+        const record = `upload-${toSend[toSend.length - 1]}.json`;
+        copy = await (0, offsite_1.sendOffsite)(c, { env: c.env.name, id: 'wal', files, record, stage: `${(0, backup_1.backupDir)(config, c.env)}/.offsite-wal` });
+    }
     // The marker moves once the segments are on the backup host (a failed check on arrival says so, but they were sent).
-    const sent = copy.status === 'copied' || copy.stage === 'arrival';
+    const sent = !copy || copy.status === 'copied' || copy.stage === 'arrival';
+    const last = segments[segments.length - 1];
     if (sent)
         await host.writeFile(`${dir}/${exports.PUSHED_MARKER}`, `${last}\n`, 0o600);
-    return { segments, copy };
+    return { segments: toSend, present, copy, newest: await offsitePoint(host, config, sent ? last : marker) };
 }
-/** A new base backup off the host, then the WAL segments not yet there. */
-async function copyWalOffsite(c, base) {
-    return { base: await copyBaseOffsite(c, base), wal: await pushWalOffsite(c) };
+/** Which of `segments` are on the backup host already, as the admin key lists <path>/prod/wal/; none when it cannot tell. */
+async function alreadyOffsite(c, segments) {
+    const o = c.config.backup.offsite;
+    if (!o || !c.keys.admin)
+        return [];
+    let admin;
+    try {
+        admin = await (c.connectBackupHost ?? offsite_1.connectWithAdminKey)(o, c.keys.admin, c.log);
+    }
+    catch (e) {
+        // The push goes on; its check on arrival reports the login.
+        c.log.warning(`could not list the WAL on the backup host with offsite-admin-key: ${(0, errors_1.errorMessage)(e)}`);
+        return [];
+    }
+    try {
+        const where = (0, offsite_1.offsiteDir)(o, c.env.name, 'wal');
+        const r = await admin.run((0, shell_1.argv)('find', where, '-maxdepth', '1', '-type', 'f', '-name', '*.age', '-printf', '%f\\n'), {
+            check: false,
+            quiet: true,
+            label: `listing ${where} on the backup host`,
+            timeoutSeconds: 120,
+        });
+        const there = new Set(r.exitCode === 0 ? r.stdout.split('\n') : []);
+        return segments.filter((s) => there.has(`${s}.age`));
+    }
+    finally {
+        await admin.close().catch((0, logger_1.ignored)(c.log, 'closing the connection to the backup host'));
+    }
+}
+/** The recovery point off the host: `segment`'s completion time, read on the VPS. */
+async function offsitePoint(host, config, segment) {
+    if (!segment)
+        return undefined;
+    const r = await host.run((0, shell_1.hostScript)(SEGMENT_TIME, { FILE: `${(0, wal_1.walDir)(config)}/${segment}` }), { check: false, quiet: true, timeoutSeconds: 60 });
+    const [now, mtime] = r.stdout.trim().split(/\s+/).map(Number);
+    if (r.exitCode !== 0 || !Number.isFinite(now) || !Number.isFinite(mtime) || !mtime)
+        return { segment };
+    return { segment, time: new Date(mtime * 1000).toISOString(), ageSeconds: Math.max(0, Math.round(now - mtime)) };
 }
 /** The first failed copy, in one line; undefined when none failed. */
 function walCopiesFailure(w, stamp) {
@@ -62495,6 +62762,200 @@ function walCopiesFailure(w, stamp) {
     if (w.wal.copy?.status === 'failed')
         return `the off-host copy of ${w.wal.segments.length} WAL segment(s) failed: ${w.wal.copy.error}`;
     return undefined;
+}
+
+
+/***/ }),
+
+/***/ 7444:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DEFAULT_SEGMENT_BYTES = void 0;
+exports.walFileName = walFileName;
+exports.nextSegment = nextSegment;
+exports.labelStartFile = labelStartFile;
+exports.manifestStartFile = manifestStartFile;
+exports.parseBaseListing = parseBaseListing;
+exports.planBaseRetention = planBaseRetention;
+exports.startFile = startFile;
+exports.pruneBaseBackups = pruneBaseBackups;
+/**
+ * Retention of base backups and the WAL archive on the host (backup.wal.keep-base): the newest
+ * `keep-base` complete base backups stay; older ones, and broken ones older than the newest complete
+ * one, are removed; then every WAL segment older than the segment the oldest kept base backup starts
+ * from is deleted (wal-prune.sh), so the archive holds exactly what the kept base backups need and
+ * never grows without end. With no complete base backup, no segment is deleted; with backup.offsite,
+ * no segment that has not gone off the host yet.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
+const errors_1 = __nccwpck_require__(639);
+const json_1 = __nccwpck_require__(8634);
+const shell_1 = __nccwpck_require__(2232);
+const wal_1 = __nccwpck_require__(960);
+const wal_offsite_1 = __nccwpck_require__(339);
+const WAL_PRUNE = fs.readFileSync(__nccwpck_require__.ab + "wal-prune.sh", 'utf8');
+/** The default wal_segment_size (16 MiB). */
+exports.DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024;
+/**
+ * The WAL file holding an LSN (`X/Y`, as PostgreSQL prints it) on a timeline: what
+ * pg_walfile_name gives, except that an LSN on a segment's first byte names that segment
+ * (a backup starts there).
+ */
+function walFileName(lsn, timeline, segmentBytes = exports.DEFAULT_SEGMENT_BYTES) {
+    const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(lsn);
+    if (!m)
+        throw new errors_1.OperationFailed(`"${lsn}" is not an LSN`);
+    if (!Number.isInteger(timeline) || timeline < 1 || timeline > 0xffffffff)
+        throw new errors_1.OperationFailed(`${timeline} is not a timeline`);
+    if (!Number.isInteger(segmentBytes) || segmentBytes < 1 << 20 || (segmentBytes & (segmentBytes - 1)) !== 0)
+        throw new errors_1.OperationFailed(`${segmentBytes} is not a WAL segment size (a power of two, 1 MiB or more)`);
+    const position = (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
+    const segment = position / BigInt(segmentBytes);
+    const perLog = 0x100000000n / BigInt(segmentBytes);
+    const hex = (n) => n.toString(16).toUpperCase().padStart(8, '0');
+    return `${hex(timeline)}${hex(segment / perLog)}${hex(segment % perLog)}`;
+}
+/** The WAL file after `name` on the same timeline (with `segmentBytes` segments: 256 a log file at 16 MiB). */
+function nextSegment(name, segmentBytes = exports.DEFAULT_SEGMENT_BYTES) {
+    const tli = name.slice(0, 8);
+    const log = parseInt(name.slice(8, 16), 16);
+    const seg = parseInt(name.slice(16), 16);
+    const perLog = 0x100000000 / segmentBytes;
+    const [l, s] = seg >= perLog - 1 ? [log + 1, 0] : [log, seg + 1];
+    const hex = (n) => n.toString(16).toUpperCase().padStart(8, '0');
+    return `${tli}${hex(l)}${hex(s)}`;
+}
+/** The start WAL file named in a backup_label ("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)"). */
+function labelStartFile(label) {
+    return /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)?.[1];
+}
+const manifestSchema = zod_1.z.object({
+    'WAL-Ranges': zod_1.z.array(zod_1.z.object({ Timeline: zod_1.z.number().int(), 'Start-LSN': zod_1.z.string() })).min(1),
+});
+/** The start WAL file of a backup_manifest: its first WAL range's Start-LSN on that range's timeline. */
+function manifestStartFile(text, segmentBytes = exports.DEFAULT_SEGMENT_BYTES) {
+    const ranges = (0, json_1.parseHostJson)(manifestSchema, text, 'backup_manifest')['WAL-Ranges'];
+    // The ranges run from the backup's start; the first one is on the timeline it started on.
+    return walFileName(ranges[0]['Start-LSN'], ranges[0].Timeline, segmentBytes);
+}
+/** The base backups under the root, newest first (find -printf '%d %y %P' lines). */
+function parseBaseListing(text) {
+    const stamps = new Set();
+    const complete = new Set();
+    for (const line of text.split('\n')) {
+        const m = /^([12]) ([dfl]) (\d{8}T\d{6}Z)(?:\/(.+))?$/.exec(line);
+        if (!m)
+            continue;
+        if (m[1] === '1' && m[2] === 'd')
+            stamps.add(m[3]);
+        if (m[1] === '2' && m[2] === 'f' && m[4] === 'backup_manifest')
+            complete.add(m[3]);
+    }
+    return [...stamps].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0)).map((stamp) => ({ stamp, complete: complete.has(stamp) }));
+}
+/** What the retention keeps and removes, given the base backups newest first. */
+function planBaseRetention(all, keep) {
+    const complete = all.filter((e) => e.complete);
+    const kept = complete.slice(0, keep).map((e) => e.stamp);
+    const newest = complete[0]?.stamp;
+    const removed = all.filter((e) => !kept.includes(e.stamp) && (e.complete || (newest !== undefined && e.stamp < newest))).map((e) => e.stamp);
+    return { kept, removed };
+}
+async function listBaseBackups(host, config) {
+    const root = (0, wal_1.baseBackupRoot)(config);
+    const r = await host.run((0, shell_1.argv)('find', root, '-mindepth', '1', '-maxdepth', '2', '-printf', '%d %y %P\\n'), {
+        check: false,
+        quiet: true,
+        label: 'listing the base backups',
+        timeoutSeconds: 60,
+    });
+    if (r.exitCode !== 0) {
+        if (/No such file or directory/.test(r.stderr))
+            return [];
+        throw new errors_1.OperationFailed(`listing ${root} failed: ${(0, errors_1.tailLines)(r.stderr, 2)}`);
+    }
+    return parseBaseListing(r.stdout);
+}
+/** The segment a base backup starts from: its backup_label (first in base.tar), else its backup_manifest. */
+async function startFile(host, config, stamp) {
+    const dir = `${(0, wal_1.baseBackupRoot)(config)}/${stamp}`;
+    // --occurrence stops reading at the first backup_label, which pg_basebackup writes first.
+    const label = await host.run((0, shell_1.argv)('tar', '--occurrence=1', '-xOf', `${dir}/base.tar`, 'backup_label'), { check: false, quiet: true, timeoutSeconds: 600 });
+    const fromLabel = label.exitCode === 0 ? labelStartFile(label.stdout) : undefined;
+    if (fromLabel)
+        return fromLabel;
+    const manifest = await host.run((0, shell_1.argv)('cat', '--', `${dir}/backup_manifest`), { quiet: true, timeoutSeconds: 60 });
+    // Every segment of a cluster has its wal_segment_size: an archived one says which.
+    const size = await host.run((0, shell_1.argv)('find', (0, wal_1.walDir)(config), '-maxdepth', '1', '-type', 'f', '-regextype', 'posix-extended', '-regex', '.*/[0-9A-F]{24}', '-printf', '%s\\n', '-quit'), { check: false, quiet: true, timeoutSeconds: 60 });
+    const bytes = Number(size.stdout.trim());
+    return manifestStartFile(manifest.stdout, bytes > 0 ? bytes : exports.DEFAULT_SEGMENT_BYTES);
+}
+/** Keeps the newest backup.wal.keep-base base backups and the WAL they need; removes the rest. */
+async function pruneBaseBackups(c) {
+    const { host, config, log } = c;
+    const { kept, removed } = planBaseRetention(await listBaseBackups(host, config), config.backup.wal['keep-base']);
+    if (removed.length) {
+        await host.run((0, shell_1.argv)('rm', '-rf', '--', removed.map((s) => `${(0, wal_1.baseBackupRoot)(config)}/${s}`)), { quiet: true, label: 'removing old base backups', timeoutSeconds: 600 });
+    }
+    const oldest = kept.at(-1);
+    if (!oldest)
+        return { kept, removed, walRemoved: [] };
+    let start = await startFile(host, config, oldest);
+    if (config.backup.offsite) {
+        // With off-host copies, a segment that has not gone off the host yet stays.
+        const pushed = await (0, wal_offsite_1.pushedMarker)(host, config);
+        if (!pushed) {
+            log.info('no WAL segment has gone off the host yet: none is deleted');
+            return { kept, removed, walRemoved: [] };
+        }
+        if ((0, wal_offsite_1.bySegment)(pushed, start) < 0)
+            start = pushed;
+    }
+    const r = await host.run((0, shell_1.hostScript)(WAL_PRUNE, { DIR: (0, wal_1.walDir)(config), START: start }), {
+        quiet: true,
+        label: 'removing WAL segments older than the oldest kept base backup',
+        timeoutSeconds: 600,
+    });
+    const walRemoved = r.stdout.split('\n').filter((l) => /^[0-9A-F]{24}$/.test(l));
+    log.info(`prod: keeping ${kept.length} base backup(s) (oldest ${oldest}, from WAL ${start}); removed ${removed.length} base backup(s) and ${walRemoved.length} WAL segment(s)`);
+    return { kept, removed, start, walRemoved };
 }
 
 
@@ -62626,7 +63087,7 @@ async function ensureWal(c, password) {
     const slotState = await ensureRoleAndSlot(host, config, prod, password);
     await prepareDir(host, config, password);
     const tool = await toolContainer(host, config, prod);
-    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target });
+    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target, synchronous: config.backup.wal.synchronous });
     const spec = (0, node_crypto_1.createHash)('sha256')
         .update(JSON.stringify({ image: tool.image, network: tool.network, mounts: tool.mounts, receiver }))
         .digest('hex')
@@ -62731,9 +63192,9 @@ async function walHealth(host, config, prod) {
     const current = q.exitCode === 0 && /^[0-9A-F]{24}$/.test(q.stdout.trim()) ? q.stdout.trim() : undefined;
     return parseWalStatus(r.stdout, { name, maxLagSeconds: config.backup.wal['max-lag-seconds'], current });
 }
-/** The WAL archive's file names. */
-async function listArchive(host, config) {
-    const r = await host.run((0, shell_1.argv)('find', walDir(config), '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
+/** The WAL archive's file names (the host's own archive, or `dir`: a copy of it). */
+async function listArchive(host, config, dir = walDir(config)) {
+    const r = await host.run((0, shell_1.argv)('find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
         label: 'listing the WAL archive',
         quiet: true,
         timeoutSeconds: 120,
@@ -62942,18 +63403,59 @@ exports.ActionIO = ActionIO;
 /***/ }),
 
 /***/ 3997:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.AGE_SECRET_KEY = exports.AGE_RECIPIENT = void 0;
 exports.ageEncrypt = ageEncrypt;
+exports.isAgeIdentity = isAgeIdentity;
+exports.agePublicKeys = agePublicKeys;
+exports.withIdentityFile = withIdentityFile;
+exports.ageDecrypt = ageDecrypt;
 /**
  * age (Debian's `age` package), the file encryption tool: the one builder of its command lines.
  * Only recipients (public keys) are ever given to it: what it writes on the VPS can be read
  * only where the private key is, and that is never the VPS.
  */
+const node_child_process_1 = __nccwpck_require__(1421);
+const fs = __importStar(__nccwpck_require__(3024));
+const os = __importStar(__nccwpck_require__(8161));
+const path = __importStar(__nccwpck_require__(6760));
 const shell_1 = __nccwpck_require__(2232);
 /** An age X25519 public key: "age1" and 58 bech32 characters, as `age-keygen -y` prints it. */
 exports.AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
@@ -62967,6 +63469,39 @@ function ageEncrypt(recipients, input, output) {
         if (!exports.AGE_RECIPIENT.test(r))
             throw new Error(`not an age recipient: ${r.slice(0, 12)}…`);
     return (0, shell_1.argv)('age', '--encrypt', recipients.flatMap((r) => ['-r', r]), '-o', output, '--', input);
+}
+/** An age private key file's content: at least one AGE-SECRET-KEY-1 line (comments allowed). */
+function isAgeIdentity(text) {
+    return text.split(/\r?\n/).some((l) => /^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$/.test(l.trim()));
+}
+/** The public keys (recipients) of an identity, by `age-keygen -y` on the runner, the key on its standard input. */
+function agePublicKeys(identity) {
+    const r = (0, node_child_process_1.spawnSync)('age-keygen', ['-y'], { input: identity, encoding: 'utf8', timeout: 30_000 });
+    if (r.error)
+        throw new Error(`age-keygen could not run on the runner (${r.error.message}): install age (apt-get install age)`);
+    if (r.status !== 0)
+        return [];
+    return r.stdout.split('\n').filter((l) => exports.AGE_RECIPIENT.test(l.trim()));
+}
+/**
+ * Runs `use` with the identity in a 0600 file inside a private (0700) temporary directory on the
+ * runner, removed afterwards whatever happened: age reads identities from a file only, and a key
+ * never goes on a command line.
+ */
+async function withIdentityFile(identity, use) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-age-'));
+    try {
+        const file = path.join(dir, 'identity');
+        fs.writeFileSync(file, identity.endsWith('\n') ? identity : `${identity}\n`, { mode: 0o600 });
+        return await use(file);
+    }
+    finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+/** `age --decrypt` on the runner: the sealed file on its standard input, the plain one on its standard output. */
+function ageDecrypt(identityFile) {
+    return (0, node_child_process_1.spawn)('age', ['--decrypt', '-i', identityFile], { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 
@@ -64647,15 +65182,33 @@ class SshHost {
                 ch.close();
             stopped = true;
         };
-        ch.on('data', (d) => {
-            this.traffics.received += d.length;
-            if (!streams.out.push(d))
+        if (options.stdoutTo) {
+            const sink = options.stdoutTo;
+            ch.on('data', (d) => (this.traffics.received += d.length));
+            ch.pipe(sink);
+            // Nobody reads the rest once the sink has failed or closed: the command is stopped, and what
+            // the channel still holds is read and dropped (a paused channel would never end nor close).
+            const abandon = () => {
+                if (ch.readableEnded)
+                    return;
+                ch.unpipe(sink);
+                ch.resume();
                 stop();
-            streams.markerLines.push(d);
-            options.onStdout?.(d);
-            if (!options.quiet)
-                streams.outLines.push(d);
-        });
+            };
+            sink.on('error', abandon);
+            sink.on('close', abandon);
+        }
+        else {
+            ch.on('data', (d) => {
+                this.traffics.received += d.length;
+                if (!streams.out.push(d))
+                    stop();
+                streams.markerLines.push(d);
+                options.onStdout?.(d);
+                if (!options.quiet)
+                    streams.outLines.push(d);
+            });
+        }
         ch.stderr.on('data', (d) => {
             this.traffics.received += d.length;
             if (!streams.err.push(d))
@@ -64674,7 +65227,14 @@ class SshHost {
             streams.errLines.flush();
             run.finish(closedResult(run, status.exitCode, status.signal));
         });
-        if (options.stdin !== undefined) {
+        if (options.stdinFrom) {
+            const source = options.stdinFrom;
+            source.on('data', (d) => (this.traffics.sent += Buffer.byteLength(d)));
+            // A source that fails ends the command's input: the caller sees the source's own error.
+            source.on('error', () => ch.end());
+            source.pipe(ch);
+        }
+        else if (options.stdin !== undefined) {
             const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
             this.traffics.sent += data.length;
             ch.end(data);
@@ -65376,9 +65936,13 @@ const node_crypto_1 = __nccwpck_require__(7598);
 const fs = __importStar(__nccwpck_require__(3024));
 const shell_1 = __nccwpck_require__(2232);
 const sql_1 = __nccwpck_require__(3830);
-/** pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first. */
+/**
+ * pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first.
+ * `synchronous` flushes every write as it arrives instead of at the end of each segment.
+ */
 function pgReceivewal(o) {
-    return ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+    const args = ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+    return o.synchronous ? [...args, '--synchronous'] : args;
 }
 /**
  * pg_basebackup of the whole cluster as tar files into `dir` (a new dated directory), without WAL
@@ -65603,7 +66167,19 @@ function parseService(name, s, top) {
         networks: Array.isArray(s.networks) ? s.networks.map(String) : isObj(s.networks) ? Object.keys(s.networks) : [],
         healthcheck: parseHealthcheck(s.healthcheck),
         placement: isObj(s.deploy) && isObj(s.deploy.placement) ? stringList(s.deploy.placement.constraints) : [],
+        init: parseInit(s.init),
     };
+}
+/** `true`/`false` as printed; the old v2.x file format's path to an init binary also runs one. */
+function parseInit(raw) {
+    if (raw === undefined || raw === null)
+        return undefined;
+    if (typeof raw === 'boolean')
+        return raw;
+    const text = (0, units_1.scalarText)(raw).trim();
+    if (text === '' || text === 'false')
+        return false;
+    return true;
 }
 function deviceReservations(s) {
     const r = isObj(s.deploy) && isObj(s.deploy.resources) && isObj(s.deploy.resources.reservations) ? s.deploy.resources.reservations : {};
@@ -65828,6 +66404,36 @@ function hasNoindexLabel(labels) {
 /** The service puts basic authentication in front of something (`basicauth`, or Caddy 2.8's `basic_auth`). */
 function hasBasicAuthLabel(labels) {
     return Object.keys(labels).some((k) => /^caddy(_\d+)?(\.[^.]+)*\.basic_?auth(\.|$)/i.test(k));
+}
+
+
+/***/ }),
+
+/***/ 2257:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.dbInitFindings = dbInitFindings;
+/** One warning when the environment's db service runs without an init; none when it has one or is not defined. */
+function dbInitFindings({ compose, environment, service, composeFiles }) {
+    const s = compose.services.find((x) => x.name === service);
+    // A database outside compose (database.via: host) or a missing service is not this check's business.
+    if (!s || s.init === true)
+        return [];
+    // Left out: the base file defines the service for both environments. Set to false: an overlay
+    // (the environment's own, last file) most likely turned it off.
+    const file = s.init === false ? composeFiles[composeFiles.length - 1] : composeFiles[0];
+    return [
+        {
+            check: 'db-init',
+            environment,
+            severity: 'warning',
+            message: `${environment}'s database service ${service} runs without an init${s.init === false ? ' (init: false)' : ''}: PostgreSQL is then the first process of its container and reaps its orphans, and one that exits with code 2 (a timed-out healthcheck's pg_isready) makes it crash-restart and drop every session`,
+            fix: `add init: true to service ${service} in ${file ?? 'the base compose file'}`,
+        },
+    ];
 }
 
 
@@ -66782,6 +67388,7 @@ const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
 const placement_1 = __nccwpck_require__(9793);
+const db_init_1 = __nccwpck_require__(2257);
 const rolling_1 = __nccwpck_require__(3803);
 const wal_settings_1 = __nccwpck_require__(8305);
 const secretsOf = (r) => [...r.prod.secrets, ...r.dev.secrets];
@@ -66912,6 +67519,14 @@ async function probe(host, { environment, url, kind, timeout }) {
     const response = r.exitCode === 0 ? (0, http_probe_1.parseCurlResponse)(r.stdout) : undefined;
     return { environment, url, kind, response, error: response ? undefined : (0, errors_1.tailLines)(r.stderr, 1) || `curl exited with ${r.exitCode}` };
 }
+/** Each environment's database runs under an init, so an orphan in its container cannot crash-restart it. */
+function dbInit(config, readings) {
+    return ['prod', 'dev'].flatMap((name) => {
+        const { compose } = readings[name].facts;
+        const env = config.environments[name];
+        return compose ? (0, db_init_1.dbInitFindings)({ compose, environment: name, service: env.database.service, composeFiles: env.composeFiles }) : [];
+    });
+}
 /** Runs every check against the host; reports, never throws for a finding. */
 async function runPreflight(host, config, log, opts = {}) {
     const settings = preflightSettings(config);
@@ -66953,6 +67568,7 @@ async function runPreflight(host, config, log, opts = {}) {
             warnOnly: settings['warn-only'],
             code: { checkout: config.environments.prod.checkout, releaseDirs: config.promote['release-dirs'] },
         }));
+    findings.push(...dbInit(config, readings));
     // A swarm environment's services must stay on its own nodes (only for target: swarm).
     findings.push(...(await (0, placement_1.placementFindings)(host, config, { prod: readings.prod.facts.compose, dev: readings.dev.facts.compose }, settings['warn-only'])));
     // Replication settings matter to the WAL receiver only: the gate before deploy and promote leaves them out.
@@ -67381,6 +67997,14 @@ module.exports = require("node:async_hooks");
 
 /***/ }),
 
+/***/ 1421:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:child_process");
+
+/***/ }),
+
 /***/ 7598:
 /***/ ((module) => {
 
@@ -67410,6 +68034,14 @@ module.exports = require("node:fs");
 
 "use strict";
 module.exports = require("node:net");
+
+/***/ }),
+
+/***/ 8161:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:os");
 
 /***/ }),
 

@@ -55628,13 +55628,13 @@ const operation_1 = __nccwpck_require__(4201);
 const errors_1 = __nccwpck_require__(639);
 const logger_1 = __nccwpck_require__(8828);
 const summary_1 = __nccwpck_require__(5018);
-async function executeDrill({ host, config, io, log, run }) {
+async function executeDrill({ host, config, io, log, run, offsite }) {
     const prod = new environment_1.Environment('prod', config);
     const hostLog = new host_log_1.HostLog(host, config['state-dir'], 'prod');
     const base = { action: 'restore', op: (0, operation_1.newOperationId)(), run: run.url, actor: run.actor };
     let report;
     try {
-        report = await (0, drill_1.runDrill)({ host, config, env: prod, log }, config.backup.drill);
+        report = await (0, drill_1.runDrill)({ host, config, env: prod, log }, config.backup.drill, undefined, offsite);
     }
     catch (e) {
         const backup = e instanceof drill_1.DrillFailed ? e.backup?.id : undefined;
@@ -55674,7 +55674,7 @@ function reportSummary(config, r) {
         : `❌ **The restore drill failed**: ${r.problems[0]}`);
     s.list([
         ...r.problems.slice(1).map((p) => `also: ${p}`),
-        'prod was not touched: the recovery ran in a scratch server on copies of the base backup and the WAL, and it is removed.',
+        `prod was not touched: the recovery ran in a scratch server on copies of the base backup and the WAL from ${r.recovery.from ?? 'the VPS'}, and it is removed.`,
         `RTO ${r.rtoSeconds} s: from the drill's start to the recovered copy answering its checks (unpacking, replay, counts, smoke queries).`,
         `RPO ${r.rpoSeconds} s: the last transaction recovered committed at ${r.recovery.recoveryPoint.toISOString()}, the drill began at ${r.started.toISOString()}${r.recovery.pointIsBackupStart ? ' (no transaction after the base backup: the point is its start)' : ''}.`,
         `base backup \`${r.recovery.base.dir}\` (started ${r.recovery.base.startTime.toISOString()}); WAL ${r.segments.first} to ${r.segments.last} (${r.recovery.walFiles} file(s)); replay ended in ${r.segments.replayedTo}.`,
@@ -55746,6 +55746,7 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.restoreAction = void 0;
+exports.sourceInput = sourceInput;
 exports.parseTarget = parseTarget;
 const environment_1 = __nccwpck_require__(2309);
 const operation_1 = __nccwpck_require__(4201);
@@ -55754,8 +55755,41 @@ const rollback_1 = __nccwpck_require__(9478);
 const backup_1 = __nccwpck_require__(6230);
 const errors_1 = __nccwpck_require__(639);
 const drill_1 = __nccwpck_require__(2215);
+const offsite_restore_1 = __nccwpck_require__(2385);
+const age_1 = __nccwpck_require__(3997);
+const ssh_1 = __nccwpck_require__(7496);
 const summary_1 = __nccwpck_require__(5018);
 const validate = __importStar(__nccwpck_require__(8770));
+/**
+ * The source input, and with offsite its two secrets (masked the moment they are read), checked
+ * before anything connects: backup.offsite in the config, an admin key that is a usable private
+ * key and not the VPS's login key, an age identity whose public key is one of the recipients.
+ */
+function sourceInput(io, config) {
+    const identity = io.secret('offsite-identity');
+    const adminKey = io.secret('offsite-admin-key');
+    const source = io.defaulted('source');
+    if (source === 'local')
+        return undefined;
+    if (source !== 'offsite')
+        throw new errors_1.ConfigurationError(`input source "${validate.printable(source)}" must be local or offsite`);
+    const o = config.backup.offsite;
+    if (!o)
+        throw new errors_1.ConfigurationError('input source is offsite but the config has no backup.offsite: add that section (the backup host the copies are on)');
+    if (!identity.trim())
+        throw new errors_1.ConfigurationError('input offsite-identity is required with source offsite: pass the age private key of one of backup.offsite.recipients from a secret');
+    if (!(0, age_1.isAgeIdentity)(identity))
+        throw new errors_1.ConfigurationError('input offsite-identity is not an age private key: give the AGE-SECRET-KEY-1... line age-keygen wrote');
+    if (!(0, age_1.agePublicKeys)(identity).some((k) => o.recipients.includes(k)))
+        throw new errors_1.ConfigurationError('input offsite-identity is not the private key of any of backup.offsite.recipients: the copies were sealed to those keys only');
+    if (!adminKey.trim())
+        throw new errors_1.ConfigurationError("input offsite-admin-key is required with source offsite: the runner reads the copies with the backup host's admin key");
+    const admin = (0, ssh_1.unencryptedPrivateKey)(adminKey, 'offsite-admin-key');
+    const login = io.secret('ssh-key');
+    if (login.trim() && !/ENCRYPTED/.test(login) && (0, ssh_1.unencryptedPrivateKey)(login, 'ssh-key').publicKey === admin.publicKey)
+        throw new errors_1.ConfigurationError('input offsite-admin-key is the same key as ssh-key: the key that may delete off-host copies must never be one the VPS accepts');
+    return { adminKey: admin.key, identity };
+}
 /** The `target` input: `latest`, or an ISO-8601 time in UTC not in the future; anything else is refused in one line. */
 function parseTarget(text, now = new Date()) {
     const t = text.trim();
@@ -55787,11 +55821,12 @@ exports.restoreAction = {
         checkWalConfig(config);
         if (drill)
             checkDrill(config, target);
-        return { target, drill };
+        const offsite = sourceInput(io, config);
+        return offsite ? { target, drill, offsite } : { target, drill };
     },
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
         if (plan.drill)
-            return (0, drill_1.executeDrill)({ host, config, io, log, run });
+            return (0, drill_1.executeDrill)({ host, config, io, log, run, offsite: plan.offsite });
         const prod = new environment_1.Environment('prod', config);
         io.output('url', prod.cfg.url);
         let done;
@@ -55799,7 +55834,10 @@ exports.restoreAction = {
             done = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'prod', project: prod.cfg.project, action: 'restore', run, log, lockTimeoutSeconds }, async (op) => {
                 const services = await (0, rollback_1.appServices)(host, prod);
                 try {
-                    const r = await (0, pitr_1.restoreToPoint)({ host, config, env: prod, log }, { target: plan.target, services });
+                    const c = { host, config, env: prod, log };
+                    const r = plan.offsite
+                        ? await (0, offsite_restore_1.withOffsiteArchive)(c, { offsite: plan.offsite, target: plan.target }, (source) => (0, pitr_1.restoreToPoint)(c, { target: plan.target, services, source }))
+                        : await (0, pitr_1.restoreToPoint)(c, { target: plan.target, services });
                     await op.record('restore', {
                         target: (0, pitr_1.isoOf)(plan.target),
                         status: 'done',
@@ -55842,7 +55880,7 @@ function successSummary(target, r) {
         ...(rec.archiveEndsBeforeTarget ? ['the WAL archive held no commit at or after the target: everything it held was replayed'] : []),
         `alembic revision now: \`${rec.alembicRevision || 'none'}\`. If the running release expects another one (the restore went back before a migration), run the rollback action to the release that matches it.`,
         `prod's database as it was before: kept as \`${r.aside}\` until the next restore. To undo: restore backup-id of a fresh backup taken before, or rename it back by hand.`,
-        `from base backup \`${rec.base.dir}\` (started ${rec.base.startTime.toISOString()}) and ${rec.walFiles} WAL file(s); recovered and checked in ${rec.seconds} s in a scratch server, then restored through the verified backup \`${r.backup.id}\``,
+        `from base backup \`${rec.base.dir}\` (started ${rec.base.startTime.toISOString()}) and ${rec.walFiles} WAL file(s) of ${rec.from ?? 'the VPS'}; recovered and checked in ${rec.seconds} s in a scratch server, then restored through the verified backup \`${r.backup.id}\``,
         "prod's app services were stopped for the swap and started again; next: check the app (status action) and the rows you expected.",
     ]);
     summary.table(['table', 'rows (prod now = recovered copy)'], [...r.counts].map(([t, n]) => [t, String(n)]));
@@ -56086,6 +56124,11 @@ exports.walSchema = zod_1.z
     'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
     /** Base backups kept on the host, newest first; WAL older than the oldest kept one's start is deleted. */
     'keep-base': zod_1.z.number().int().min(1, 'must be at least 1').max(1000).default(7),
+    /**
+     * pg_receivewal --synchronous: each write flushed to disk at once (and reported flushed to prod),
+     * so a receiver that crashes loses nothing it had received. Off: it flushes as a segment ends.
+     */
+    synchronous: zod_1.z.boolean().default(false),
 })
     .strict()
     .default({});
@@ -56201,6 +56244,7 @@ exports.PREFLIGHT_CHECKS = [
     'rolling',
     'wal-settings',
     'placement',
+    'db-init',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -57849,6 +57893,7 @@ exports.walProblem = walProblem;
 exports.runDrill = runDrill;
 const backup_1 = __nccwpck_require__(6230);
 const pitr_1 = __nccwpck_require__(6459);
+const offsite_restore_1 = __nccwpck_require__(2385);
 const wal_1 = __nccwpck_require__(960);
 const wal_retention_1 = __nccwpck_require__(7444);
 const errors_1 = __nccwpck_require__(639);
@@ -57909,18 +57954,10 @@ function walProblem(end, archived) {
         return undefined;
     if (!segments.includes(end.segment))
         return `WAL segment ${end.segment} is missing from the archive: replay stopped there, ${last} is the last archived`;
-    const next = nextSegment(end.segment);
+    const next = (0, wal_retention_1.nextSegment)(end.segment);
     if (!segments.includes(next))
         return `WAL segment ${next} is missing from the archive: replay stopped at the end of ${end.segment}, ${last} is the last archived`;
     return `WAL segment ${end.segment} is corrupt: the scratch server's replay stopped in it (${end.line ?? 'no readable record'}), ${last} is the last archived`;
-}
-function nextSegment(name) {
-    const tli = name.slice(0, 8);
-    const log = parseInt(name.slice(8, 16), 16);
-    const seg = parseInt(name.slice(16), 16);
-    // 16 MB segments: 256 per log file.
-    const [l, s] = seg >= 0xff ? [log + 1, 0] : [log, seg + 1];
-    return `${tli}${l.toString(16).toUpperCase().padStart(8, '0')}${s.toString(16).toUpperCase().padStart(8, '0')}`;
 }
 /** One smoke query in a read-only transaction: it passes with a row (and, with `expect`, that first value). */
 async function smoke(host, server, database, q) {
@@ -57939,21 +57976,37 @@ async function smoke(host, server, database, q) {
         return { sql: q.sql, ok: false, detail: `returned ${value}, expected ${q.expect}` };
     return { sql: q.sql, ok: true, detail: value };
 }
-/** Runs the drill; returns its report (problems listed) or throws DrillFailed when no recovery was possible. */
-async function runDrill(c, settings, now = () => new Date()) {
-    const { host, config, env: prod, log } = c;
+/**
+ * Runs the drill; returns its report (problems listed) or throws DrillFailed when no recovery was
+ * possible. With `offsite`, from the off-host copies alone (src/domain/offsite-restore.ts): their
+ * fetch counts in the RTO.
+ */
+async function runDrill(c, settings, now = () => new Date(), offsite) {
     const started = now();
     const backup = await drillReference(c);
+    const run = { settings, now, started, backup };
+    if (!offsite)
+        return drillOn(c, run);
+    try {
+        return await (0, offsite_restore_1.withOffsiteArchive)(c, { offsite, target: 'latest' }, (source) => drillOn(c, run, source));
+    }
+    catch (e) {
+        throw e instanceof offsite_restore_1.OffsiteFetchFailed ? new DrillFailed(`the off-host copies could not be used: ${e.message}`, backup) : e;
+    }
+}
+/** Steps 2 to 6, on the host's own archive or on `source`. */
+async function drillOn(c, { settings, now, started, backup }, source) {
+    const { host, config, env: prod, log } = c;
     let rec;
     try {
-        rec = await (0, pitr_1.recoverToScratch)(c, { target: 'latest', keep: true });
+        rec = await (0, pitr_1.recoverToScratch)(c, { target: 'latest', keep: true, source });
     }
     catch (e) {
         throw new DrillFailed(`the recovery failed: ${(0, errors_1.errorMessage)(e)}`, backup);
     }
     try {
         const database = prod.cfg.database.name;
-        const archived = (0, pitr_2.walFilesFor)(await (0, wal_1.listArchive)(host, config), rec.base.startSegment);
+        const archived = (0, pitr_2.walFilesFor)(await (0, wal_1.listArchive)(host, config, rec.source.walDir), rec.base.startSegment);
         const logs = await host.run((0, docker_1.logsTail)(rec.server.name, 5000), { check: false, quiet: true, timeoutSeconds: 60 });
         const end = replayEnd(logs.stdout, parseInt(rec.base.startSegment.slice(0, 8), 16));
         const names = [...archived.files.filter((f) => !f.endsWith('.history')), ...(archived.partial ? [archived.partial.slice(0, 24)] : [])];
@@ -59028,6 +59081,323 @@ function describeHolder(h) {
 
 /***/ }),
 
+/***/ 2385:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.OffsiteFetchFailed = void 0;
+exports.parseOffsiteArchive = parseOffsiteArchive;
+exports.offsiteBases = offsiteBases;
+exports.offsiteWalPlan = offsiteWalPlan;
+exports.withOffsiteArchive = withOffsiteArchive;
+/**
+ * A restore (or the drill) from the off-host copies alone (restore with source: offsite), for the
+ * day the VPS's own base backups and WAL are gone. The runbook:
+ *
+ *   1. The runner logs in to the backup host with the admin key (offsite-admin-key) and reads what
+ *      is there: each base backup's upload.json and the WAL directory's upload records (the sha256
+ *      of every sealed file, and of the plain file inside it, as the VPS computed them).
+ *   2. The base backup is chosen as a local restore chooses it (chooseBaseBackup), with the time
+ *      its copy was sealed as the time it was whole (later than it finished, never earlier). Its
+ *      backup_manifest is decrypted on the runner, in memory, for the WAL segment it starts from.
+ *   3. The WAL segments from there on must follow each other with none missing: the first gap
+ *      fails the restore naming the segment, before anything is fetched.
+ *   4. Each file is streamed: `cat` on the backup host → sha256 on the runner → `age --decrypt` on
+ *      the runner (the identity in a 0600 file of a private temporary directory, removed after) →
+ *      the VPS, where receive-file.sh writes it into a private staging directory and hashes it.
+ *      Both hashes must be the upload record's, or the restore fails naming the file. No plain
+ *      file is written on the runner, and the identity never reaches the VPS.
+ *   5. The staging directory is laid out as the host's own archive (base/<stamp>/, wal/), so the
+ *      recovery (src/domain/pitr.ts) runs on it unchanged; it is removed afterwards, whatever
+ *      happened. Prod is touched only by the recovery's swap, after all of this.
+ *
+ * The data passes through the runner: the VPS may be new after a disaster, and the VPS's key on the
+ * backup host can only write (rrsync -wo), never read.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const fs = __importStar(__nccwpck_require__(3024));
+const node_stream_1 = __nccwpck_require__(7075);
+const zod_1 = __nccwpck_require__(924);
+const offsite_1 = __nccwpck_require__(2298);
+const pitr_1 = __nccwpck_require__(6459);
+const wal_retention_1 = __nccwpck_require__(7444);
+const age_1 = __nccwpck_require__(3997);
+const errors_1 = __nccwpck_require__(639);
+const json_1 = __nccwpck_require__(8634);
+const logger_1 = __nccwpck_require__(8828);
+const pitr_2 = __nccwpck_require__(4769);
+const shell_1 = __nccwpck_require__(2232);
+const stamp_1 = __nccwpck_require__(4725);
+const LIST_ARCHIVE = fs.readFileSync(__nccwpck_require__.ab + "list-offsite-archive.sh", 'utf8');
+const RECEIVE_FILE = fs.readFileSync(__nccwpck_require__.ab + "receive-file.sh", 'utf8');
+const HASH = zod_1.z.string().regex(/^[0-9a-f]{64}$/);
+const sealedFileSchema = zod_1.z.object({
+    bytes: zod_1.z.number().int().nonnegative(),
+    sha256: HASH,
+    plain: zod_1.z.object({ bytes: zod_1.z.number().int().nonnegative(), sha256: HASH }),
+});
+const uploadSchema = zod_1.z.object({
+    id: zod_1.z.string(),
+    env: zod_1.z.string(),
+    sealedAt: zod_1.z.string().datetime(),
+    recipients: zod_1.z.array(zod_1.z.string()),
+    files: zod_1.z.record(zod_1.z.string(), sealedFileSchema),
+});
+/** Reads list-offsite-archive.sh's output; each upload record is checked with its schema. */
+function parseOffsiteArchive(text) {
+    const archive = { bases: [], walFiles: [], walRecords: new Map() };
+    for (const chunk of text.split(/^(?=@@)/m)) {
+        const head = /^@@(base|file|record) (\S+)\n?/.exec(chunk);
+        if (!head)
+            continue;
+        const body = chunk.slice(head[0].length);
+        if (head[1] === 'file')
+            archive.walFiles.push(head[2]);
+        else if (head[1] === 'base')
+            archive.bases.push({ stamp: head[2], upload: body.trim() ? (0, json_1.parseHostJson)(uploadSchema, body, `base/${head[2]}/upload.json`) : undefined });
+        else
+            for (const [name, f] of Object.entries((0, json_1.parseHostJson)(uploadSchema, body, `wal/${head[2]}`).files))
+                archive.walRecords.set(name, f);
+    }
+    return archive;
+}
+/** A base backup stamp (20261204T185600Z) as a time. */
+function stampTime(stamp) {
+    return new Date(stamp.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
+}
+/** The off-host base backups whose push finished, as chooseBaseBackup takes them (startSegment read later). */
+function offsiteBases(archive) {
+    return archive.bases
+        .filter((b) => /^\d{8}T\d{6}Z$/.test(b.stamp) && b.upload?.files['base.tar.age'] && b.upload.files['backup_manifest.age'])
+        .map((b) => ({
+        dir: b.stamp,
+        startTime: stampTime(b.stamp),
+        startSegment: '',
+        // Sealed after it finished: whole by then (whole seconds, as the host's own listing says it).
+        finishedAt: new Date((Math.floor(new Date(b.upload?.sealedAt ?? 0).getTime() / 1000) + 1) * 1000),
+        extraTars: Object.keys(b.upload?.files ?? {})
+            .filter((n) => n.endsWith('.tar.age') && n !== 'base.tar.age')
+            .map((n) => n.slice(0, -4)),
+    }));
+}
+/**
+ * The WAL files a recovery from `start` needs, every one with a recorded sha256; throws naming the
+ * first segment missing from the run that starts at `start`, or a file without a record.
+ */
+function offsiteWalPlan(archive, start, where) {
+    const names = archive.walFiles.filter((f) => f.endsWith('.age')).map((f) => f.slice(0, -4));
+    const segmentBytes = [...archive.walRecords.values()][0]?.plain.bytes || wal_retention_1.DEFAULT_SEGMENT_BYTES;
+    const { files } = (0, pitr_2.walFilesFor)(names, start);
+    const run = files.filter((n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) === start.slice(0, 8));
+    // In order from the start: the first name that is not the one expected means that one is missing.
+    let expected = start;
+    for (const n of run) {
+        if (n !== expected)
+            break;
+        expected = (0, wal_retention_1.nextSegment)(n, segmentBytes);
+    }
+    const last = run.at(-1);
+    if (!last || expected !== (0, wal_retention_1.nextSegment)(last, segmentBytes))
+        throw new errors_1.OperationFailed(`WAL segment ${expected} is missing from the off-host archive ${where}/wal: the base backup needs every segment from ${start}${last ? ` to ${last}` : ''}`);
+    const unrecorded = files.find((n) => !archive.walRecords.has(`${n}.age`));
+    if (unrecorded)
+        throw new errors_1.OperationFailed(`${where}/wal/${unrecorded}.age has no sha256 in any upload record there: it cannot be checked`);
+    return files;
+}
+const settle = (p, onEnd) => p
+    .then((value) => ({ ok: true, value }), (error) => ({ ok: false, error }))
+    .then((s) => (onEnd(s.ok), s));
+/**
+ * Streams one sealed file from the backup host through `age --decrypt` on the runner into a file
+ * on the VPS, and checks the sealed bytes and the plain bytes against the upload record. Throws
+ * naming the file when either differs or age refuses it; a partial file is left for the caller
+ * to remove with its staging directory.
+ */
+async function fetchFile(s, f) {
+    const sealed = (0, node_crypto_1.createHash)('sha256');
+    let sealedBytes = 0;
+    const tap = new node_stream_1.PassThrough();
+    tap.on('data', (d) => (sealed.update(d), (sealedBytes += d.length)));
+    const age = (0, age_1.ageDecrypt)(s.identityFile);
+    let ageErr = '';
+    age.stderr.on('data', (d) => (ageErr += d.toString()));
+    // Once one stage fails, the others are stopped: nothing would read or write the rest (a pipe
+    // into an age that has exited waits forever for room, and holds the read with it).
+    const stopAll = (ok) => {
+        if (ok)
+            return;
+        tap.destroy();
+        age.stdout.resume();
+        if (age.exitCode === null)
+            age.kill('SIGKILL');
+    };
+    // age closes its input when it refuses the file: the refusal is read from its exit status.
+    age.stdin.on('error', (e) => ((0, logger_1.ignored)(s.log, 'writing to age')(e), stopAll(false)));
+    tap.pipe(age.stdin);
+    const ageExit = new Promise((resolve, reject) => {
+        age.on('error', reject);
+        age.on('close', (code) => (stopAll(code === 0), resolve(code ?? -1)));
+    });
+    const ran = (r) => (r.exitCode === 0 && !r.timedOut ? r : Promise.reject(new Error((0, errors_1.tailLines)(r.stderr, 2) || `exit ${r.exitCode}`)));
+    const opts = { check: false, quiet: true, timeoutSeconds: s.timeoutSeconds };
+    const [read, write, decrypt] = await Promise.all([
+        settle(s.admin.run((0, shell_1.argv)('cat', '--', f.remote), { ...opts, stdoutTo: tap, label: `reading ${f.remote}` }).then(ran), stopAll),
+        settle(s.vps.run((0, shell_1.hostScript)(RECEIVE_FILE, { FILE: f.local }), { ...opts, stdinFrom: age.stdout, label: `writing ${f.local}` }).then(ran), stopAll),
+        settle(ageExit, stopAll),
+    ]);
+    const sealedHash = sealed.digest('hex');
+    if (read.ok && (sealedHash !== f.record.sha256 || sealedBytes !== f.record.bytes))
+        throw new errors_1.OperationFailed(`the off-host copy ${f.remote} is damaged: sha256 ${sealedHash} (${sealedBytes} bytes), its upload record says ${f.record.sha256} (${f.record.bytes} bytes)`);
+    if (decrypt.ok && decrypt.value !== 0) {
+        const why = (0, errors_1.tailLines)(ageErr.replace(/^age: report .*$/gm, ''), 1);
+        if (/no identity matched/i.test(ageErr))
+            throw new errors_1.OperationFailed(`the off-host copy ${f.remote} cannot be opened with offsite-identity: it is damaged, or was sealed to other recipients (age: ${why})`);
+        throw new errors_1.OperationFailed(`the off-host copy ${f.remote} is damaged: age refused to decrypt it (${why})`);
+    }
+    if (!decrypt.ok)
+        throw new errors_1.OperationFailed(`age could not run on the runner to decrypt ${f.remote}: ${(0, errors_1.errorMessage)(decrypt.error)}`);
+    if (!read.ok)
+        throw new errors_1.OperationFailed(`reading ${f.remote} on the backup host failed: ${(0, errors_1.errorMessage)(read.error)}`);
+    if (!write.ok)
+        throw new errors_1.OperationFailed(`writing ${f.local} on the VPS failed: ${(0, errors_1.errorMessage)(write.error)}`);
+    const plain = write.value.stdout.trim().split(/\s+/)[0];
+    if (plain !== f.record.plain.sha256)
+        throw new errors_1.OperationFailed(`the off-host copy ${f.remote} decrypts to sha256 ${plain}, its upload record says ${f.record.plain.sha256}`);
+}
+/** A failure while reading the off-host copies: nothing was recovered yet, prod was not touched. */
+class OffsiteFetchFailed extends errors_1.OperationFailed {
+    name = 'OffsiteFetchFailed';
+}
+exports.OffsiteFetchFailed = OffsiteFetchFailed;
+/** Steps 1 to 4: the base backup the target needs and the WAL from its start on, checked, into the staging directory. */
+async function fetchArchive(s, p) {
+    const where = (0, offsite_1.offsiteLocation)(p.settings, p.env);
+    const remoteRoot = (0, offsite_1.offsiteDir)(p.settings, p.env);
+    const listing = await s.admin.run((0, shell_1.hostScript)(LIST_ARCHIVE, { BASE: remoteRoot }), {
+        quiet: true,
+        label: `listing ${remoteRoot} on the backup host`,
+        timeoutSeconds: 300,
+    });
+    const archive = parseOffsiteArchive(listing.stdout);
+    const base = (0, pitr_1.chooseBaseBackup)(offsiteBases(archive), p.target, `${where}/base`);
+    const upload = archive.bases.find((b) => b.stamp === base.dir)?.upload;
+    if (!upload)
+        throw new Error(`no upload record for base backup ${base.dir}`);
+    const localBase = `${p.staging}/base/${base.dir}`;
+    const baseFile = (name) => ({
+        remote: `${remoteRoot}/base/${base.dir}/${name}.age`,
+        local: `${localBase}/${name}`,
+        record: upload.files[`${name}.age`],
+    });
+    await s.vps.run((0, shell_1.argv)('mkdir', '-m', '700', localBase), { quiet: true, timeoutSeconds: 60 });
+    await fetchFile(s, baseFile('backup_manifest'));
+    const segmentBytes = [...archive.walRecords.values()][0]?.plain.bytes || wal_retention_1.DEFAULT_SEGMENT_BYTES;
+    const start = (0, wal_retention_1.manifestStartFile)((await s.vps.readFile(`${localBase}/backup_manifest`)).toString('utf8'), segmentBytes);
+    const wal = offsiteWalPlan(archive, start, where);
+    s.log.info(`prod: fetching base backup ${base.dir} and ${wal.length} WAL file(s) from ${where} through the runner (decrypted there, checked against their upload records)`);
+    await fetchFile(s, baseFile('base.tar'));
+    // The recovery's listing takes backup_manifest's time as the time the backup was whole: the copy's sealing time.
+    await s.vps.run((0, shell_1.argv)('touch', '-d', `@${Math.floor(Date.parse(upload.sealedAt) / 1000)}`, `${localBase}/backup_manifest`), {
+        quiet: true,
+        timeoutSeconds: 60,
+    });
+    for (const n of wal) {
+        const record = archive.walRecords.get(`${n}.age`);
+        if (!record)
+            throw new Error(`no record for ${n}`);
+        await fetchFile(s, { remote: `${remoteRoot}/wal/${n}.age`, local: `${p.staging}/wal/${n}`, record });
+    }
+    return { baseRoot: `${p.staging}/base`, walDir: `${p.staging}/wal`, from: `the off-host copies at ${where}` };
+}
+/** The backup host's settings; a restore from it without them is refused in one line. */
+function offsiteSettings(config) {
+    const o = config.backup.offsite;
+    if (!o)
+        throw new errors_1.ConfigurationError('source offsite needs backup.offsite in the config: the backup host the copies are on');
+    return o;
+}
+/**
+ * Fetches the off-host copies a recovery to `target` needs into a private staging directory on
+ * the VPS (see the top of this file), runs `use` on them, and removes the directory whatever
+ * happened. A failure before `use` is an OffsiteFetchFailed.
+ */
+async function withOffsiteArchive(c, o, use) {
+    const { host, config, log } = c;
+    const settings = offsiteSettings(config);
+    const staging = `${(0, pitr_1.scratchRoot)(config)}/offsite-${(0, stamp_1.utcStamp)()}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
+    const removeStaging = () => host.run((0, shell_1.argv)('rm', '-rf', '--', staging), { quiet: true, label: `removing ${staging}`, timeoutSeconds: 600 });
+    try {
+        let source;
+        try {
+            let admin;
+            try {
+                admin = await (o.offsite.connect ?? offsite_1.connectWithAdminKey)(settings, o.offsite.adminKey, log);
+            }
+            catch (e) {
+                throw new errors_1.OperationFailed(`the runner cannot log in to the backup host with offsite-admin-key: ${(0, errors_1.errorMessage)(e)}`);
+            }
+            try {
+                await host.run((0, shell_1.argv)('install', '-d', '-m', '700', (0, pitr_1.scratchRoot)(config)), { quiet: true, timeoutSeconds: 60 });
+                await host.run((0, shell_1.argv)('mkdir', '-m', '700', staging, `${staging}/base`, `${staging}/wal`), {
+                    quiet: true,
+                    label: `creating ${staging}`,
+                    timeoutSeconds: 60,
+                });
+                const session = (identityFile) => ({ admin, vps: host, identityFile, timeoutSeconds: settings['timeout-seconds'], log });
+                source = await (0, age_1.withIdentityFile)(o.offsite.identity, (file) => fetchArchive(session(file), { settings, env: c.env.name, target: o.target, staging }));
+            }
+            finally {
+                await admin.close().catch((0, logger_1.ignored)(log, 'closing the connection to the backup host'));
+            }
+        }
+        catch (e) {
+            throw e instanceof errors_1.ConfigurationError ? e : new OffsiteFetchFailed((0, errors_1.errorMessage)(e));
+        }
+        return await use(source);
+    }
+    finally {
+        await removeStaging().catch((0, logger_1.ignored)(log, `removing ${staging}`));
+    }
+}
+
+
+/***/ }),
+
 /***/ 2298:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -59272,7 +59642,7 @@ async function seal({ host, o, env, log }, set) {
         files[`${name}.age`] = file;
         log.info(`sealed ${name}: ${file.bytes} bytes, sha256 ${file.sha256}`);
     }
-    const upload = { id: set.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files };
+    const upload = { id: set.id, env, sealedAt: new Date().toISOString(), recipients: o.recipients, files, meta: set.meta };
     await host.writeFile(`${out}/${set.record}`, uploadJson(upload), 0o600);
     return upload;
 }
@@ -59595,6 +59965,7 @@ async function undoPending(o, hostLog, base) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.PointRestoreFailed = exports.ScratchServer = exports.SCRATCH_LABEL = void 0;
+exports.localArchive = localArchive;
 exports.parseBaseBackups = parseBaseBackups;
 exports.chooseBaseBackup = chooseBaseBackup;
 exports.isoOf = isoOf;
@@ -59638,6 +60009,10 @@ const stamp_1 = __nccwpck_require__(4725);
 const pitr_1 = __nccwpck_require__(4769);
 /** The label on scratch containers, so a person (or a test) can tell them apart. */
 exports.SCRATCH_LABEL = 'twinstack.pitr';
+/** The host's own base backups and WAL archive. */
+function localArchive(config) {
+    return { baseRoot: (0, wal_1.baseBackupRoot)(config), walDir: (0, wal_1.walDir)(config), from: 'the VPS' };
+}
 /** Reads pitr-bases.sh's output; base backups whose backup_label cannot be read are returned as problems. */
 function parseBaseBackups(text) {
     const bases = [];
@@ -59693,8 +60068,7 @@ exports.ScratchServer = ScratchServer;
 function scratchRoot(config) {
     return `${config.backup.dir}/prod/pitr`;
 }
-async function listBaseBackups(host, config, log) {
-    const root = (0, wal_1.baseBackupRoot)(config);
+async function listBaseBackups(host, root, log) {
     const r = await host.run((0, shell_1.hostScript)(pitr_1.PITR_BASES_SCRIPT, { ROOT: root }), { label: 'listing the base backups', quiet: true, timeoutSeconds: 600 });
     const { bases, unreadable } = parseBaseBackups(r.stdout);
     if (unreadable.length && bases.length === 0)
@@ -59711,10 +60085,11 @@ async function listBaseBackups(host, config, log) {
 async function recoverToScratch(c, o) {
     const { host, config, env: prod, log } = c;
     const started = Date.now();
-    const base = chooseBaseBackup(await listBaseBackups(host, config, log), o.target, (0, wal_1.baseBackupRoot)(config));
-    const { files, partial } = (0, pitr_1.walFilesFor)(await (0, wal_1.listArchive)(host, config), base.startSegment);
+    const source = o.source ?? localArchive(config);
+    const base = chooseBaseBackup(await listBaseBackups(host, source.baseRoot, log), o.target, source.baseRoot);
+    const { files, partial } = (0, pitr_1.walFilesFor)(await (0, wal_1.listArchive)(host, config, source.walDir), base.startSegment);
     if (!files.includes(base.startSegment) && partial?.slice(0, 24) !== base.startSegment)
-        throw new errors_1.OperationFailed(`the WAL archive ${(0, wal_1.walDir)(config)} lacks ${base.startSegment}, where base backup ${base.dir} starts: it cannot be recovered`);
+        throw new errors_1.OperationFailed(`the WAL archive ${source.walDir} lacks ${base.startSegment}, where base backup ${base.dir} starts: it cannot be recovered`);
     const tool = await (0, wal_1.toolContainer)(host, config, prod);
     const name = `${prod.project}-twinstack-pitr`;
     const dir = `${scratchRoot(config)}/${(0, stamp_1.utcStamp)()}-${(0, node_crypto_1.randomBytes)(3).toString('hex')}`;
@@ -59734,7 +60109,7 @@ async function recoverToScratch(c, o) {
         await host.run((0, shell_1.argv)('mkdir', '-m', '700', dir), { label: 'creating the scratch directory', quiet: true, timeoutSeconds: 60 });
         // A scratch server a cancelled restore left behind holds the name: it is only ever a scratch copy.
         await host.run((0, shell_1.argv)('docker', 'rm', '-f', name), { check: false, quiet: true, timeoutSeconds: 120 });
-        await host.run((0, pitr_1.unpackScratch)({ ...spec, name, base: base.dir, wal: (0, wal_1.walDir)(config), files, partial }), {
+        await host.run((0, pitr_1.unpackScratch)({ ...spec, name, base: base.dir, wal: source.walDir, files, partial }), {
             label: 'unpacking the base backup and the WAL into the scratch directory',
             quiet: true,
             timeoutSeconds: config.backup['timeout-seconds'],
@@ -59755,7 +60130,19 @@ async function recoverToScratch(c, o) {
         log.info(`prod: recovered to ${facts.recoveryPoint.toISOString()} in ${seconds} s (alembic ${facts.alembicRevision || 'none'}, ${facts.counts.size} tables)`);
         if (!o.keep)
             await remove();
-        return { base, target: o.target, ...facts, archiveEndsBeforeTarget, seconds, walFiles: files.length + (partial ? 1 : 0), server, dir, remove };
+        return {
+            base,
+            target: o.target,
+            ...facts,
+            archiveEndsBeforeTarget,
+            seconds,
+            walFiles: files.length + (partial ? 1 : 0),
+            from: source.from,
+            server,
+            dir,
+            source,
+            remove,
+        };
     }
     catch (e) {
         await remove().catch((0, logger_1.ignored)(log, 'removing the scratch recovery after a failure'));
@@ -59829,7 +60216,7 @@ async function restoreToPoint(c, o) {
     const began = new Date();
     let stage = 'recover';
     try {
-        const rec = await recoverToScratch(c, { target: o.target, keep: true, timeoutSeconds: o.timeoutSeconds });
+        const rec = await recoverToScratch(c, { target: o.target, keep: true, timeoutSeconds: o.timeoutSeconds, source: o.source });
         let backup;
         try {
             stage = 'dump';
@@ -59892,6 +60279,7 @@ function factsOf(rec) {
         counts: rec.counts,
         seconds: rec.seconds,
         walFiles: rec.walFiles,
+        from: rec.from,
     };
 }
 /** pg_dump -Fc of the scratch server into a new backup directory of prod, with its manifest, verified as a normal backup is. */
@@ -60767,23 +61155,80 @@ function rowsLostToRestore(backup, now, migration) {
 /***/ }),
 
 /***/ 339:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.PUSHED_MARKER = void 0;
+exports.WAL_PUSH_LOCK = exports.PUSHED_MARKER = void 0;
 exports.bySegment = bySegment;
 exports.segmentsToPush = segmentsToPush;
 exports.pushedMarker = pushedMarker;
 exports.copyBaseOffsite = copyBaseOffsite;
 exports.pushWalOffsite = pushWalOffsite;
-exports.copyWalOffsite = copyWalOffsite;
+exports.offsitePoint = offsitePoint;
 exports.walCopiesFailure = walCopiesFailure;
+/**
+ * The WAL archive and the base backups off the host (backup.wal with backup.offsite), the same way
+ * as the dumps (src/domain/offsite.ts: sealed with age on the VPS, pushed with the write-only key,
+ * checked on arrival with the admin key):
+ *
+ *   - each new base backup's files into <path>/prod/base/<stamp>/, with its upload.json (which says
+ *     in the clear where its WAL starts: the off-host retention, src/domain/wal-offsite-retention.ts);
+ *   - the completed WAL segments not yet pushed into <path>/prod/wal/ (rsync --ignore-existing),
+ *     each as <segment>.age, with an upload-<last segment>.json per push. The WAL directory keeps a
+ *     marker of the last segment pushed (.offsite-pushed), written once a push has gone through;
+ *     the retention on the host deletes no segment after it (src/domain/wal-retention.ts).
+ *
+ * A push runs after every base backup, and on its own from a schedule (the backup action's
+ * `wal: push`, src/actions/backup/wal-push.ts), so the WAL leaves the host between base backups.
+ * Pushes never meet: they take a lock of their own on the host (WAL_PUSH_LOCK). A `.partial` never
+ * leaves. A push cut short after its files arrived, before the marker moved, leaves segments the
+ * next push finds there with the admin key: counted as pushed, not sealed again (a new seal could
+ * never match the file rrsync -no-overwrite keeps).
+ */
+const fs = __importStar(__nccwpck_require__(3024));
 const backup_1 = __nccwpck_require__(6230);
 const offsite_1 = __nccwpck_require__(2298);
 const wal_1 = __nccwpck_require__(960);
 const shell_1 = __nccwpck_require__(2232);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const lock_1 = __nccwpck_require__(8597);
+const SEGMENT_TIME = fs.readFileSync(__nccwpck_require__.ab + "wal-segment-time.sh", 'utf8');
 /** The file in the WAL directory naming the last segment pushed off the host. */
 exports.PUSHED_MARKER = '.offsite-pushed';
 const SEGMENT = /^[0-9A-F]{24}$/;
@@ -60805,40 +61250,103 @@ async function pushedMarker(host, config) {
     const name = r.exitCode === 0 ? r.stdout.trim() : '';
     return SEGMENT.test(name) ? name : undefined;
 }
-/** One base backup's files, sealed and pushed to <path>/prod/base/<stamp>/. */
-async function copyBaseOffsite(c, base) {
+/** One base backup's files, sealed and pushed to <path>/prod/base/<stamp>/; `extra` adds facts to its record and a step after arrival. */
+async function copyBaseOffsite(c, base, extra = {}) {
     const files = Object.keys(base.files)
         .sort()
         .map((name) => ({ name, path: `${base.dir}/${name}` }));
-    return (0, offsite_1.sendOffsite)(c, {
-        env: c.env.name,
-        id: `base/${base.stamp}`,
-        files,
-        record: 'upload.json',
-        stage: `${(0, wal_1.baseBackupRoot)(c.config)}/.offsite-${base.stamp}`,
-    });
+    return (0, offsite_1.sendOffsite)({ ...c, afterArrival: extra.afterArrival }, { env: c.env.name, id: `base/${base.stamp}`, files, record: 'upload.json', stage: `${(0, wal_1.baseBackupRoot)(c.config)}/.offsite-${base.stamp}`, meta: extra.meta });
 }
-/** The completed segments not yet pushed, sealed and pushed to <path>/prod/wal/; the marker moves once they are there. */
+/** The one lock of WAL pushes (a directory beside prod's state): a scheduled push and a base backup's never meet. */
+exports.WAL_PUSH_LOCK = 'prod/wal-push';
+/**
+ * The completed segments not yet pushed, sealed and pushed to <path>/prod/wal/, under the WAL push
+ * lock; the marker moves once they are there. Segments already on the backup host (read with the
+ * admin key) are not sealed again: rrsync -no-overwrite would keep the old file, whose hash no new
+ * seal can match.
+ */
 async function pushWalOffsite(c) {
     const { host, config, log } = c;
-    const dir = (0, wal_1.walDir)(config);
-    const segments = segmentsToPush(await (0, wal_1.listArchive)(host, config), await pushedMarker(host, config));
-    if (!segments.length) {
-        log.info('no completed WAL segment since the last push off the host');
-        return { segments };
+    const run = c.lock?.run ?? { url: 'unknown', actor: 'unknown', sha: '', workflow: '' };
+    const lock = await lock_1.EnvironmentLock.acquire({
+        host,
+        stateDir: config['state-dir'],
+        env: exports.WAL_PUSH_LOCK,
+        holder: { run: run.url, actor: run.actor, sha: run.sha, action: 'wal-push', op: 'wal-push', since: new Date().toISOString() },
+        waitSeconds: c.lock?.waitSeconds ?? 600,
+        log,
+    });
+    try {
+        return await pushUnlocked(c);
     }
-    const last = segments[segments.length - 1];
-    const files = segments.map((name) => ({ name, path: `${dir}/${name}` }));
-    const copy = await (0, offsite_1.sendOffsite)(c, { env: c.env.name, id: 'wal', files, record: `upload-${last}.json`, stage: `${(0, backup_1.backupDir)(config, c.env)}/.offsite-wal` });
+    finally {
+        await lock.release().catch((0, logger_1.ignored)(log, 'releasing the WAL push lock'));
+    }
+}
+async function pushUnlocked(c) {
+    const { host, config, log } = c;
+    const dir = (0, wal_1.walDir)(config);
+    const marker = await pushedMarker(host, config);
+    const segments = segmentsToPush(await (0, wal_1.listArchive)(host, config), marker);
+    if (!segments.length) {
+        log.info('no completed WAL segment since the last push off the host: nothing sent');
+        return { segments, present: [], newest: await offsitePoint(host, config, marker) };
+    }
+    const present = c.keys.admin ? await alreadyOffsite(c, segments) : [];
+    if (present.length)
+        log.info(`${present.length} segment(s) already on the backup host (a push cut short): not sent again`);
+    const toSend = segments.filter((s) => !present.includes(s));
+    let copy;
+    if (toSend.length) {
+        const files = toSend.map((name) => ({ name, path: `${dir}/${name}` }));
+        const record = `upload-${toSend[toSend.length - 1]}.json`;
+        copy = await (0, offsite_1.sendOffsite)(c, { env: c.env.name, id: 'wal', files, record, stage: `${(0, backup_1.backupDir)(config, c.env)}/.offsite-wal` });
+    }
     // The marker moves once the segments are on the backup host (a failed check on arrival says so, but they were sent).
-    const sent = copy.status === 'copied' || copy.stage === 'arrival';
+    const sent = !copy || copy.status === 'copied' || copy.stage === 'arrival';
+    const last = segments[segments.length - 1];
     if (sent)
         await host.writeFile(`${dir}/${exports.PUSHED_MARKER}`, `${last}\n`, 0o600);
-    return { segments, copy };
+    return { segments: toSend, present, copy, newest: await offsitePoint(host, config, sent ? last : marker) };
 }
-/** A new base backup off the host, then the WAL segments not yet there. */
-async function copyWalOffsite(c, base) {
-    return { base: await copyBaseOffsite(c, base), wal: await pushWalOffsite(c) };
+/** Which of `segments` are on the backup host already, as the admin key lists <path>/prod/wal/; none when it cannot tell. */
+async function alreadyOffsite(c, segments) {
+    const o = c.config.backup.offsite;
+    if (!o || !c.keys.admin)
+        return [];
+    let admin;
+    try {
+        admin = await (c.connectBackupHost ?? offsite_1.connectWithAdminKey)(o, c.keys.admin, c.log);
+    }
+    catch (e) {
+        // The push goes on; its check on arrival reports the login.
+        c.log.warning(`could not list the WAL on the backup host with offsite-admin-key: ${(0, errors_1.errorMessage)(e)}`);
+        return [];
+    }
+    try {
+        const where = (0, offsite_1.offsiteDir)(o, c.env.name, 'wal');
+        const r = await admin.run((0, shell_1.argv)('find', where, '-maxdepth', '1', '-type', 'f', '-name', '*.age', '-printf', '%f\\n'), {
+            check: false,
+            quiet: true,
+            label: `listing ${where} on the backup host`,
+            timeoutSeconds: 120,
+        });
+        const there = new Set(r.exitCode === 0 ? r.stdout.split('\n') : []);
+        return segments.filter((s) => there.has(`${s}.age`));
+    }
+    finally {
+        await admin.close().catch((0, logger_1.ignored)(c.log, 'closing the connection to the backup host'));
+    }
+}
+/** The recovery point off the host: `segment`'s completion time, read on the VPS. */
+async function offsitePoint(host, config, segment) {
+    if (!segment)
+        return undefined;
+    const r = await host.run((0, shell_1.hostScript)(SEGMENT_TIME, { FILE: `${(0, wal_1.walDir)(config)}/${segment}` }), { check: false, quiet: true, timeoutSeconds: 60 });
+    const [now, mtime] = r.stdout.trim().split(/\s+/).map(Number);
+    if (r.exitCode !== 0 || !Number.isFinite(now) || !Number.isFinite(mtime) || !mtime)
+        return { segment };
+    return { segment, time: new Date(mtime * 1000).toISOString(), ageSeconds: Math.max(0, Math.round(now - mtime)) };
 }
 /** The first failed copy, in one line; undefined when none failed. */
 function walCopiesFailure(w, stamp) {
@@ -60893,10 +61401,12 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.DEFAULT_SEGMENT_BYTES = void 0;
 exports.walFileName = walFileName;
+exports.nextSegment = nextSegment;
 exports.labelStartFile = labelStartFile;
 exports.manifestStartFile = manifestStartFile;
 exports.parseBaseListing = parseBaseListing;
 exports.planBaseRetention = planBaseRetention;
+exports.startFile = startFile;
 exports.pruneBaseBackups = pruneBaseBackups;
 /**
  * Retention of base backups and the WAL archive on the host (backup.wal.keep-base): the newest
@@ -60934,6 +61444,16 @@ function walFileName(lsn, timeline, segmentBytes = exports.DEFAULT_SEGMENT_BYTES
     const perLog = 0x100000000n / BigInt(segmentBytes);
     const hex = (n) => n.toString(16).toUpperCase().padStart(8, '0');
     return `${hex(timeline)}${hex(segment / perLog)}${hex(segment % perLog)}`;
+}
+/** The WAL file after `name` on the same timeline (with `segmentBytes` segments: 256 a log file at 16 MiB). */
+function nextSegment(name, segmentBytes = exports.DEFAULT_SEGMENT_BYTES) {
+    const tli = name.slice(0, 8);
+    const log = parseInt(name.slice(8, 16), 16);
+    const seg = parseInt(name.slice(16), 16);
+    const perLog = 0x100000000 / segmentBytes;
+    const [l, s] = seg >= perLog - 1 ? [log + 1, 0] : [log, seg + 1];
+    const hex = (n) => n.toString(16).toUpperCase().padStart(8, '0');
+    return `${tli}${hex(l)}${hex(s)}`;
 }
 /** The start WAL file named in a backup_label ("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)"). */
 function labelStartFile(label) {
@@ -61160,7 +61680,7 @@ async function ensureWal(c, password) {
     const slotState = await ensureRoleAndSlot(host, config, prod, password);
     await prepareDir(host, config, password);
     const tool = await toolContainer(host, config, prod);
-    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target });
+    const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target, synchronous: config.backup.wal.synchronous });
     const spec = (0, node_crypto_1.createHash)('sha256')
         .update(JSON.stringify({ image: tool.image, network: tool.network, mounts: tool.mounts, receiver }))
         .digest('hex')
@@ -61265,9 +61785,9 @@ async function walHealth(host, config, prod) {
     const current = q.exitCode === 0 && /^[0-9A-F]{24}$/.test(q.stdout.trim()) ? q.stdout.trim() : undefined;
     return parseWalStatus(r.stdout, { name, maxLagSeconds: config.backup.wal['max-lag-seconds'], current });
 }
-/** The WAL archive's file names. */
-async function listArchive(host, config) {
-    const r = await host.run((0, shell_1.argv)('find', walDir(config), '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
+/** The WAL archive's file names (the host's own archive, or `dir`: a copy of it). */
+async function listArchive(host, config, dir = walDir(config)) {
+    const r = await host.run((0, shell_1.argv)('find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\n'), {
         label: 'listing the WAL archive',
         quiet: true,
         timeoutSeconds: 120,
@@ -61476,18 +61996,59 @@ exports.ActionIO = ActionIO;
 /***/ }),
 
 /***/ 3997:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.AGE_SECRET_KEY = exports.AGE_RECIPIENT = void 0;
 exports.ageEncrypt = ageEncrypt;
+exports.isAgeIdentity = isAgeIdentity;
+exports.agePublicKeys = agePublicKeys;
+exports.withIdentityFile = withIdentityFile;
+exports.ageDecrypt = ageDecrypt;
 /**
  * age (Debian's `age` package), the file encryption tool: the one builder of its command lines.
  * Only recipients (public keys) are ever given to it: what it writes on the VPS can be read
  * only where the private key is, and that is never the VPS.
  */
+const node_child_process_1 = __nccwpck_require__(1421);
+const fs = __importStar(__nccwpck_require__(3024));
+const os = __importStar(__nccwpck_require__(8161));
+const path = __importStar(__nccwpck_require__(6760));
 const shell_1 = __nccwpck_require__(2232);
 /** An age X25519 public key: "age1" and 58 bech32 characters, as `age-keygen -y` prints it. */
 exports.AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
@@ -61501,6 +62062,39 @@ function ageEncrypt(recipients, input, output) {
         if (!exports.AGE_RECIPIENT.test(r))
             throw new Error(`not an age recipient: ${r.slice(0, 12)}…`);
     return (0, shell_1.argv)('age', '--encrypt', recipients.flatMap((r) => ['-r', r]), '-o', output, '--', input);
+}
+/** An age private key file's content: at least one AGE-SECRET-KEY-1 line (comments allowed). */
+function isAgeIdentity(text) {
+    return text.split(/\r?\n/).some((l) => /^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$/.test(l.trim()));
+}
+/** The public keys (recipients) of an identity, by `age-keygen -y` on the runner, the key on its standard input. */
+function agePublicKeys(identity) {
+    const r = (0, node_child_process_1.spawnSync)('age-keygen', ['-y'], { input: identity, encoding: 'utf8', timeout: 30_000 });
+    if (r.error)
+        throw new Error(`age-keygen could not run on the runner (${r.error.message}): install age (apt-get install age)`);
+    if (r.status !== 0)
+        return [];
+    return r.stdout.split('\n').filter((l) => exports.AGE_RECIPIENT.test(l.trim()));
+}
+/**
+ * Runs `use` with the identity in a 0600 file inside a private (0700) temporary directory on the
+ * runner, removed afterwards whatever happened: age reads identities from a file only, and a key
+ * never goes on a command line.
+ */
+async function withIdentityFile(identity, use) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-age-'));
+    try {
+        const file = path.join(dir, 'identity');
+        fs.writeFileSync(file, identity.endsWith('\n') ? identity : `${identity}\n`, { mode: 0o600 });
+        return await use(file);
+    }
+    finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+/** `age --decrypt` on the runner: the sealed file on its standard input, the plain one on its standard output. */
+function ageDecrypt(identityFile) {
+    return (0, node_child_process_1.spawn)('age', ['--decrypt', '-i', identityFile], { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 
@@ -62577,9 +63171,13 @@ function recoverySettings(target) {
         'shared_buffers=128MB',
     ];
 }
-/** `docker run -d` of the scratch server: prod's db image as its postgres user, no network, no published port. */
+/**
+ * `docker run -d` of the scratch server: prod's db image as its postgres user, no network, no
+ * published port. Under Docker's init: PostgreSQL as the first process would reap what a killed
+ * `docker exec` leaves behind, and crash-restart when one of those exits with code 2.
+ */
 function runScratchServer(s) {
-    return (0, shell_1.argv)('docker', 'run', '-d', '--name', s.name, '--network', 'none', '--user', 'postgres', labelWords(s.labels), '-v', `${s.dir}:${exports.SCRATCH_MOUNT}`, '--entrypoint', 'postgres', s.image, '-D', `${exports.SCRATCH_MOUNT}/data`, s.settings.flatMap((x) => ['-c', x]));
+    return (0, shell_1.argv)('docker', 'run', '-d', '--init', '--name', s.name, '--network', 'none', '--user', 'postgres', labelWords(s.labels), '-v', `${s.dir}:${exports.SCRATCH_MOUNT}`, '--entrypoint', 'postgres', s.image, '-D', `${exports.SCRATCH_MOUNT}/data`, s.settings.flatMap((x) => ['-c', x]));
 }
 /** A client tool run inside the scratch server's container, on its socket, as `user` (trusted there). */
 function scratchTool(name, user, tool, args) {
@@ -63304,15 +63902,33 @@ class SshHost {
                 ch.close();
             stopped = true;
         };
-        ch.on('data', (d) => {
-            this.traffics.received += d.length;
-            if (!streams.out.push(d))
+        if (options.stdoutTo) {
+            const sink = options.stdoutTo;
+            ch.on('data', (d) => (this.traffics.received += d.length));
+            ch.pipe(sink);
+            // Nobody reads the rest once the sink has failed or closed: the command is stopped, and what
+            // the channel still holds is read and dropped (a paused channel would never end nor close).
+            const abandon = () => {
+                if (ch.readableEnded)
+                    return;
+                ch.unpipe(sink);
+                ch.resume();
                 stop();
-            streams.markerLines.push(d);
-            options.onStdout?.(d);
-            if (!options.quiet)
-                streams.outLines.push(d);
-        });
+            };
+            sink.on('error', abandon);
+            sink.on('close', abandon);
+        }
+        else {
+            ch.on('data', (d) => {
+                this.traffics.received += d.length;
+                if (!streams.out.push(d))
+                    stop();
+                streams.markerLines.push(d);
+                options.onStdout?.(d);
+                if (!options.quiet)
+                    streams.outLines.push(d);
+            });
+        }
         ch.stderr.on('data', (d) => {
             this.traffics.received += d.length;
             if (!streams.err.push(d))
@@ -63331,7 +63947,14 @@ class SshHost {
             streams.errLines.flush();
             run.finish(closedResult(run, status.exitCode, status.signal));
         });
-        if (options.stdin !== undefined) {
+        if (options.stdinFrom) {
+            const source = options.stdinFrom;
+            source.on('data', (d) => (this.traffics.sent += Buffer.byteLength(d)));
+            // A source that fails ends the command's input: the caller sees the source's own error.
+            source.on('error', () => ch.end());
+            source.pipe(ch);
+        }
+        else if (options.stdin !== undefined) {
             const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
             this.traffics.sent += data.length;
             ch.end(data);
@@ -63808,9 +64431,13 @@ const node_crypto_1 = __nccwpck_require__(7598);
 const fs = __importStar(__nccwpck_require__(3024));
 const shell_1 = __nccwpck_require__(2232);
 const sql_1 = __nccwpck_require__(3830);
-/** pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first. */
+/**
+ * pg_receivewal streaming WAL from a physical slot into `dir`: an argument vector, the program first.
+ * `synchronous` flushes every write as it arrives instead of at the end of each segment.
+ */
 function pgReceivewal(o) {
-    return ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+    const args = ['pg_receivewal', '-D', o.dir, '-S', o.slot, '-h', o.host, '-p', String(o.port), '-U', o.user, '--no-password'];
+    return o.synchronous ? [...args, '--synchronous'] : args;
 }
 /**
  * pg_basebackup of the whole cluster as tar files into `dir` (a new dated directory), without WAL
@@ -64054,6 +64681,14 @@ module.exports = require("node:async_hooks");
 
 /***/ }),
 
+/***/ 1421:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:child_process");
+
+/***/ }),
+
 /***/ 7598:
 /***/ ((module) => {
 
@@ -64083,6 +64718,14 @@ module.exports = require("node:fs");
 
 "use strict";
 module.exports = require("node:net");
+
+/***/ }),
+
+/***/ 8161:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:os");
 
 /***/ }),
 

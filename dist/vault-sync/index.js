@@ -55874,6 +55874,11 @@ exports.walSchema = zod_1.z
     'max-lag-seconds': zod_1.z.number().int().min(60, 'must be at least 60').max(604800, 'must be at most 604800 (a week)').default(3600),
     /** Base backups kept on the host, newest first; WAL older than the oldest kept one's start is deleted. */
     'keep-base': zod_1.z.number().int().min(1, 'must be at least 1').max(1000).default(7),
+    /**
+     * pg_receivewal --synchronous: each write flushed to disk at once (and reported flushed to prod),
+     * so a receiver that crashes loses nothing it had received. Off: it flushes as a segment ends.
+     */
+    synchronous: zod_1.z.boolean().default(false),
 })
     .strict()
     .default({});
@@ -55989,6 +55994,7 @@ exports.PREFLIGHT_CHECKS = [
     'rolling',
     'wal-settings',
     'placement',
+    'db-init',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -58242,18 +58248,59 @@ exports.ActionIO = ActionIO;
 /***/ }),
 
 /***/ 3997:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.AGE_SECRET_KEY = exports.AGE_RECIPIENT = void 0;
 exports.ageEncrypt = ageEncrypt;
+exports.isAgeIdentity = isAgeIdentity;
+exports.agePublicKeys = agePublicKeys;
+exports.withIdentityFile = withIdentityFile;
+exports.ageDecrypt = ageDecrypt;
 /**
  * age (Debian's `age` package), the file encryption tool: the one builder of its command lines.
  * Only recipients (public keys) are ever given to it: what it writes on the VPS can be read
  * only where the private key is, and that is never the VPS.
  */
+const node_child_process_1 = __nccwpck_require__(1421);
+const fs = __importStar(__nccwpck_require__(3024));
+const os = __importStar(__nccwpck_require__(8161));
+const path = __importStar(__nccwpck_require__(6760));
 const shell_1 = __nccwpck_require__(2232);
 /** An age X25519 public key: "age1" and 58 bech32 characters, as `age-keygen -y` prints it. */
 exports.AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
@@ -58267,6 +58314,39 @@ function ageEncrypt(recipients, input, output) {
         if (!exports.AGE_RECIPIENT.test(r))
             throw new Error(`not an age recipient: ${r.slice(0, 12)}…`);
     return (0, shell_1.argv)('age', '--encrypt', recipients.flatMap((r) => ['-r', r]), '-o', output, '--', input);
+}
+/** An age private key file's content: at least one AGE-SECRET-KEY-1 line (comments allowed). */
+function isAgeIdentity(text) {
+    return text.split(/\r?\n/).some((l) => /^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$/.test(l.trim()));
+}
+/** The public keys (recipients) of an identity, by `age-keygen -y` on the runner, the key on its standard input. */
+function agePublicKeys(identity) {
+    const r = (0, node_child_process_1.spawnSync)('age-keygen', ['-y'], { input: identity, encoding: 'utf8', timeout: 30_000 });
+    if (r.error)
+        throw new Error(`age-keygen could not run on the runner (${r.error.message}): install age (apt-get install age)`);
+    if (r.status !== 0)
+        return [];
+    return r.stdout.split('\n').filter((l) => exports.AGE_RECIPIENT.test(l.trim()));
+}
+/**
+ * Runs `use` with the identity in a 0600 file inside a private (0700) temporary directory on the
+ * runner, removed afterwards whatever happened: age reads identities from a file only, and a key
+ * never goes on a command line.
+ */
+async function withIdentityFile(identity, use) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-age-'));
+    try {
+        const file = path.join(dir, 'identity');
+        fs.writeFileSync(file, identity.endsWith('\n') ? identity : `${identity}\n`, { mode: 0o600 });
+        return await use(file);
+    }
+    finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+/** `age --decrypt` on the runner: the sealed file on its standard input, the plain one on its standard output. */
+function ageDecrypt(identityFile) {
+    return (0, node_child_process_1.spawn)('age', ['--decrypt', '-i', identityFile], { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 
@@ -59749,15 +59829,33 @@ class SshHost {
                 ch.close();
             stopped = true;
         };
-        ch.on('data', (d) => {
-            this.traffics.received += d.length;
-            if (!streams.out.push(d))
+        if (options.stdoutTo) {
+            const sink = options.stdoutTo;
+            ch.on('data', (d) => (this.traffics.received += d.length));
+            ch.pipe(sink);
+            // Nobody reads the rest once the sink has failed or closed: the command is stopped, and what
+            // the channel still holds is read and dropped (a paused channel would never end nor close).
+            const abandon = () => {
+                if (ch.readableEnded)
+                    return;
+                ch.unpipe(sink);
+                ch.resume();
                 stop();
-            streams.markerLines.push(d);
-            options.onStdout?.(d);
-            if (!options.quiet)
-                streams.outLines.push(d);
-        });
+            };
+            sink.on('error', abandon);
+            sink.on('close', abandon);
+        }
+        else {
+            ch.on('data', (d) => {
+                this.traffics.received += d.length;
+                if (!streams.out.push(d))
+                    stop();
+                streams.markerLines.push(d);
+                options.onStdout?.(d);
+                if (!options.quiet)
+                    streams.outLines.push(d);
+            });
+        }
         ch.stderr.on('data', (d) => {
             this.traffics.received += d.length;
             if (!streams.err.push(d))
@@ -59776,7 +59874,14 @@ class SshHost {
             streams.errLines.flush();
             run.finish(closedResult(run, status.exitCode, status.signal));
         });
-        if (options.stdin !== undefined) {
+        if (options.stdinFrom) {
+            const source = options.stdinFrom;
+            source.on('data', (d) => (this.traffics.sent += Buffer.byteLength(d)));
+            // A source that fails ends the command's input: the caller sees the source's own error.
+            source.on('error', () => ch.end());
+            source.pipe(ch);
+        }
+        else if (options.stdin !== undefined) {
             const data = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
             this.traffics.sent += data.length;
             ch.end(data);
@@ -60490,6 +60595,14 @@ module.exports = require("node:async_hooks");
 
 /***/ }),
 
+/***/ 1421:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:child_process");
+
+/***/ }),
+
 /***/ 7598:
 /***/ ((module) => {
 
@@ -60519,6 +60632,14 @@ module.exports = require("node:fs");
 
 "use strict";
 module.exports = require("node:net");
+
+/***/ }),
+
+/***/ 8161:
+/***/ ((module) => {
+
+"use strict";
+module.exports = require("node:os");
 
 /***/ }),
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Whether remote work of earlier runs still holds an environment's busy file (src/domain/lock.ts).
+# Prints IDLE or BUSY, then one line per live process group recorded in $ENTRIES_DIR:
+# `<process group><TAB><its entry, JSON>`; the entries of dead groups are removed.
+# $BUSY_FILE is the busy file. Parameters are set in front by lock.ts.
+# shellcheck disable=SC2174 # only the entries directory itself is new: its parent is the lock directory
+mkdir -p -m 700 "$ENTRIES_DIR" && touch "$BUSY_FILE" && if flock -x -n "$BUSY_FILE" true; then echo IDLE; else echo BUSY; fi
+for f in "$ENTRIES_DIR"/*.json; do
+  [ -e "$f" ] || continue
+  pg=${f##*/}
+  pg=${pg%.json}
+  if kill -0 -- "-$pg" 2>/dev/null; then
+    printf '%s\t' "$pg"
+    head -c 2000 "$f"
+  else
+    rm -f "$f"
+  fi
+done
