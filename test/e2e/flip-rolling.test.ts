@@ -111,7 +111,7 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     assert.match(run.visible, ROLLED, 'the api was not rolled');
     // The route probe saw the new container answer through the proxy (by its address) before the old one stopped.
     routedBeforeSwitch(run.visible);
-    noFailures('promote', load, { visible: run.visible });
+    noFailures('promote', load, { visible: run.why });
 
     const now = host.prodApi();
     assert.equal(now.length, 1, 'one api container runs');
@@ -137,7 +137,7 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
     assert.equal(run.code, 0, run.why);
     assert.match(run.visible, ROLLED, 'the api was not rolled');
     routedBeforeSwitch(run.visible);
-    noFailures('rollback', load, { visible: run.visible });
+    noFailures('rollback', load, { visible: run.why });
 
     const now = host.prodApi();
     assert.equal(now.length, 1, 'one api container runs');

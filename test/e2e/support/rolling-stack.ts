@@ -217,7 +217,10 @@ function request(port: number, timeoutMs: number, urlPath = '/'): Promise<Answer
       res.setEncoding('utf8');
       res.on('data', (d) => (body += d));
       res.on('end', () => {
-        if (res.statusCode !== 200) return resolve({ ok: false, error: `HTTP ${res.statusCode} ${body.slice(0, 400).trim()}` });
+        // The proxy names the container that answered (X-Upstream, its address): a failure says which one, old or new.
+        const via = res.headers['x-upstream'];
+        if (res.statusCode !== 200)
+          return resolve({ ok: false, error: `HTTP ${res.statusCode}${via ? ` from ${String(via)}` : ''} ${body.slice(0, 400).trim()}` });
         try {
           const j = JSON.parse(body) as { version: string; served_by: string };
           resolve({ ok: true, version: j.version, servedBy: j.served_by });
@@ -282,7 +285,7 @@ export function startLoad(port: number, rps = 20, urlPath = '/'): LoadLoop {
           servedBy[a.servedBy ?? '?'] = (servedBy[a.servedBy ?? '?'] ?? 0) + 1;
         } else {
           failed++;
-          if (/^HTTP 500 \{.*"status": "error"/s.test(a.error ?? '')) databaseErrors++;
+          if (/^HTTP 500 (from \S+ )?\{.*"status": "error"/s.test(a.error ?? '')) databaseErrors++;
           // Distinct messages only, each with when it first came (seconds into the loop), so one
           // repeated error does not hide the others.
           const text = a.error ?? 'failed';
