@@ -27,7 +27,10 @@ describe(`zero downtime through promote and rollback, with ${composeCommand}`, (
    * loaded machine, failing the api's requests: the db's healthcheck shell, killed at its timeout,
    * left its pg_isready to the container's first process, PostgreSQL, which takes a child it did
    * not start exiting with code 2 for a crashed backend. The fixture's db now runs under an init
-   * (`init: true`), so a request that fails here is a failure, whoever failed it.
+   * (`init: true`). And the rolling api keeps its database connections in a pool (serve.py), as the
+   * real api does: a request used to start a PostgreSQL backend of its own, 20 a second, and on a
+   * loaded 2-core machine those took over 10 s while the promotion dumped and rehearsed. A request
+   * that fails here is a failure, whoever failed it.
    */
   function noFailures(what: string, load: LoadResult, o: { visible: string }): void {
     figures.push(

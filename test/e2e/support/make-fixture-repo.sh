@@ -514,12 +514,53 @@ import threading
 import time
 from http.server import ThreadingHTTPServer
 
+import psycopg2
+from psycopg2.pool import ThreadedConnectionPool
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import app  # noqa: E402
 from app import Handler  # noqa: E402
+
+
+class Pooled:
+    """A pooled connection that goes back to the pool where app.py closes it."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.conn = pool.getconn()
+
+    def cursor(self):
+        return self.conn.cursor()
+
+    def __enter__(self):
+        self.conn.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.conn.__exit__(*exc)
+
+    def close(self):
+        # A connection the server dropped is discarded; the pool opens a new one when asked.
+        self.pool.putconn(self.conn, close=bool(self.conn.closed))
+
+
+def use_a_pool():
+    """Database connections kept open, as the real api's pool does (SQLAlchemy under FastAPI):
+    a request reuses one instead of starting a PostgreSQL backend of its own. Opened before the
+    api listens, so a new container answers only once it reaches its database."""
+    while True:
+        try:
+            pool = ThreadedConnectionPool(2, 20, connect_timeout=10, application_name="fixture-api", **app.settings())
+            break
+        except psycopg2.Error as e:
+            print(f"api: database not reachable yet: {str(e).strip()}", flush=True)
+            time.sleep(1)
+    app.connect = lambda: Pooled(pool)
 
 
 def main():
     time.sleep(float(os.environ.get("START_DELAY_S", "0")))
+    use_a_pool()
     port = int(os.environ["API_PORT"])
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
     server.daemon_threads = False  # server_close() waits for the requests in flight
