@@ -59196,17 +59196,13 @@ function parseOffsiteArchive(text) {
     }
     return archive;
 }
-/** A base backup stamp (20261204T185600Z) as a time. */
-function stampTime(stamp) {
-    return new Date(stamp.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
-}
 /** The off-host base backups whose push finished, as chooseBaseBackup takes them (startSegment read later). */
 function offsiteBases(archive) {
     return archive.bases
         .filter((b) => /^\d{8}T\d{6}Z$/.test(b.stamp) && b.upload?.files['base.tar.age'] && b.upload.files['backup_manifest.age'])
         .map((b) => ({
         dir: b.stamp,
-        startTime: stampTime(b.stamp),
+        startTime: (0, stamp_1.stampTime)(b.stamp),
         startSegment: '',
         // Sealed after it finished: whole by then (whole seconds, as the host's own listing says it).
         finishedAt: new Date((Math.floor(new Date(b.upload?.sealedAt ?? 0).getTime() / 1000) + 1) * 1000),
@@ -64091,12 +64087,17 @@ function unencryptedPrivateKey(text, input) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.utcStamp = utcStamp;
+exports.stampTime = stampTime;
 /** A UTC time as ids and file names carry it: 20261204T170000Z (sortable, no separators to quote). */
 function utcStamp(at = new Date()) {
     return at
         .toISOString()
         .replace(/[-:]/g, '')
         .replace(/\.\d+Z$/, 'Z');
+}
+/** The time a utcStamp() names (20261204T170000Z), the inverse of utcStamp. */
+function stampTime(stamp) {
+    return new Date(stamp.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
 }
 
 

@@ -60018,12 +60018,17 @@ function unencryptedPrivateKey(text, input) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.utcStamp = utcStamp;
+exports.stampTime = stampTime;
 /** A UTC time as ids and file names carry it: 20261204T170000Z (sortable, no separators to quote). */
 function utcStamp(at = new Date()) {
     return at
         .toISOString()
         .replace(/[-:]/g, '')
         .replace(/\.\d+Z$/, 'Z');
+}
+/** The time a utcStamp() names (20261204T170000Z), the inverse of utcStamp. */
+function stampTime(stamp) {
+    return new Date(stamp.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
 }
 
 

@@ -39,7 +39,7 @@ import { parseHostJson } from '../infra/json';
 import { ignored, type Logger } from '../infra/logger';
 import { walFilesFor } from '../infra/pitr';
 import { argv, hostScript } from '../infra/shell';
-import { utcStamp } from '../infra/stamp';
+import { stampTime, utcStamp } from '../infra/stamp';
 
 const LIST_ARCHIVE = fs.readFileSync(__dirname + '/list-offsite-archive.sh', 'utf8');
 const RECEIVE_FILE = fs.readFileSync(__dirname + '/receive-file.sh', 'utf8');
@@ -89,11 +89,6 @@ export function parseOffsiteArchive(text: string): OffsiteArchive {
     else for (const [name, f] of Object.entries(parseHostJson(uploadSchema, body, `wal/${head[2]}`).files)) archive.walRecords.set(name, f);
   }
   return archive;
-}
-
-/** A base backup stamp (20261204T185600Z) as a time. */
-function stampTime(stamp: string): Date {
-  return new Date(stamp.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
 }
 
 /** The off-host base backups whose push finished, as chooseBaseBackup takes them (startSegment read later). */
