@@ -25,23 +25,20 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { PassThrough } from 'node:stream';
-import { z } from 'zod';
 import type { OffsiteSettings } from '../config/backup';
 import type { EnvContext } from './environment';
 import type { Config } from './config';
-import { connectWithAdminKey, offsiteDir, offsiteLocation, type SealedFile, type UploadRecord } from './offsite';
+import { connectWithAdminKey, listOffsiteArchive, offsiteDir, offsiteLocation, type OffsiteArchive, type SealedFile } from './offsite';
 import { chooseBaseBackup, scratchRoot, type ArchiveSource, type FoundBaseBackup, type RecoveryTarget } from './pitr';
 import { DEFAULT_SEGMENT_BYTES, manifestStartFile, nextSegment } from './wal-retention';
 import { ageDecrypt, withIdentityFile } from '../infra/age';
 import { ConfigurationError, OperationFailed, errorMessage, tailLines } from '../infra/errors';
 import type { CommandResult, Host } from '../infra/host';
-import { parseHostJson } from '../infra/json';
 import { ignored, type Logger } from '../infra/logger';
 import { walFilesFor } from '../infra/pitr';
 import { argv, hostScript } from '../infra/shell';
 import { stampTime, utcStamp } from '../infra/stamp';
 
-const LIST_ARCHIVE = fs.readFileSync(__dirname + '/list-offsite-archive.sh', 'utf8');
 const RECEIVE_FILE = fs.readFileSync(__dirname + '/receive-file.sh', 'utf8');
 
 /** What the runner needs to read the off-host copies: the admin key and the age identity (both secrets). */
@@ -50,45 +47,6 @@ export interface OffsiteSource {
   identity: string;
   /** How the runner reaches the backup host with the admin key (tests replace it). */
   connect?: (o: OffsiteSettings, adminKey: string, log: Logger) => Promise<Host>;
-}
-
-const HASH = z.string().regex(/^[0-9a-f]{64}$/);
-const sealedFileSchema = z.object({
-  bytes: z.number().int().nonnegative(),
-  sha256: HASH,
-  plain: z.object({ bytes: z.number().int().nonnegative(), sha256: HASH }),
-});
-const uploadSchema = z.object({
-  id: z.string(),
-  env: z.string(),
-  sealedAt: z.string().datetime(),
-  recipients: z.array(z.string()),
-  files: z.record(z.string(), sealedFileSchema),
-});
-
-/** What the backup host holds for one environment, as list-offsite-archive.sh prints it. */
-export interface OffsiteArchive {
-  /** Base backups by stamp; no upload record: the push did not finish. */
-  bases: Array<{ stamp: string; upload?: UploadRecord }>;
-  /** The files in wal/ (sealed segments and history files, `<name>.age`). */
-  walFiles: string[];
-  /** Every sealed WAL file's record (`<name>.age`), merged from all the upload records. */
-  walRecords: Map<string, SealedFile>;
-}
-
-/** Reads list-offsite-archive.sh's output; each upload record is checked with its schema. */
-export function parseOffsiteArchive(text: string): OffsiteArchive {
-  const archive: OffsiteArchive = { bases: [], walFiles: [], walRecords: new Map() };
-  for (const chunk of text.split(/^(?=@@)/m)) {
-    const head = /^@@(base|file|record) (\S+)\n?/.exec(chunk);
-    if (!head) continue;
-    const body = chunk.slice(head[0].length);
-    if (head[1] === 'file') archive.walFiles.push(head[2]);
-    else if (head[1] === 'base')
-      archive.bases.push({ stamp: head[2], upload: body.trim() ? parseHostJson(uploadSchema, body, `base/${head[2]}/upload.json`) : undefined });
-    else for (const [name, f] of Object.entries(parseHostJson(uploadSchema, body, `wal/${head[2]}`).files)) archive.walRecords.set(name, f);
-  }
-  return archive;
 }
 
 /** The off-host base backups whose push finished, as chooseBaseBackup takes them (startSegment read later). */
@@ -233,12 +191,7 @@ interface FetchPlan {
 async function fetchArchive(s: FetchSession, p: FetchPlan): Promise<ArchiveSource> {
   const where = offsiteLocation(p.settings, p.env);
   const remoteRoot = offsiteDir(p.settings, p.env);
-  const listing = await s.admin.run(hostScript(LIST_ARCHIVE, { BASE: remoteRoot }), {
-    quiet: true,
-    label: `listing ${remoteRoot} on the backup host`,
-    timeoutSeconds: 300,
-  });
-  const archive = parseOffsiteArchive(listing.stdout);
+  const archive = await listOffsiteArchive(s.admin, p.settings, p.env);
   const base = chooseBaseBackup(offsiteBases(archive), p.target, `${where}/base`);
   const upload = archive.bases.find((b) => b.stamp === base.dir)?.upload;
   if (!upload) throw new Error(`no upload record for base backup ${base.dir}`);

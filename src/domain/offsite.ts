@@ -23,10 +23,12 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { z } from 'zod';
 import type { OffsiteSettings } from '../config/backup';
 import { ageEncrypt } from '../infra/age';
 import { OperationFailed, errorMessage, shorten, tailLines } from '../infra/errors';
 import type { CommandResult, Host } from '../infra/host';
+import { parseHostJson } from '../infra/json';
 import { ignored, type Logger } from '../infra/logger';
 import { knownHostsFile, remoteSpec, rsyncAddOnly, rsyncList, type SshTransport } from '../infra/rsync';
 import { argv, hostScript, sh } from '../infra/shell';
@@ -37,6 +39,7 @@ import type { Config } from './config';
 import type { Environment } from './environment';
 
 const FRESH_DIR = fs.readFileSync(__dirname + '/fresh-dir.sh', 'utf8');
+const LIST_ARCHIVE = fs.readFileSync(__dirname + '/list-offsite-archive.sh', 'utf8');
 const LIST_OFFSITE = fs.readFileSync(__dirname + '/list-offsite.sh', 'utf8');
 const MISSING_TOOLS = fs.readFileSync(__dirname + '/missing-tools.sh', 'utf8');
 const SEAL_FILE = fs.readFileSync(__dirname + '/seal-file.sh', 'utf8');
@@ -49,23 +52,27 @@ export interface OffsiteKeys {
   admin?: string;
 }
 
-/** One sealed file: the encrypted file's size and hash, and those of the plain file it holds. */
-export interface SealedFile {
-  bytes: number;
-  sha256: string;
-  plain: { bytes: number; sha256: string };
-}
+const HASH = z.string().regex(/^[0-9a-f]{64}$/);
 
-/** upload.json: what the VPS sent, written beside the sealed files on the backup host. */
-export interface UploadRecord {
-  id: string;
-  env: string;
-  sealedAt: string;
-  recipients: string[];
-  files: Record<string, SealedFile>;
+/** One sealed file: the encrypted file's size and hash, and those of the plain file it holds. */
+export const sealedFileSchema = z.object({
+  bytes: z.number().int().nonnegative(),
+  sha256: HASH,
+  plain: z.object({ bytes: z.number().int().nonnegative(), sha256: HASH }),
+});
+export type SealedFile = z.output<typeof sealedFileSchema>;
+
+/** upload.json (and a WAL push's upload-<segment>.json): what the VPS sent, written beside the sealed files on the backup host. */
+export const uploadRecordSchema = z.object({
+  id: z.string(),
+  env: z.string(),
+  sealedAt: z.string().datetime(),
+  recipients: z.array(z.string()),
+  files: z.record(z.string(), sealedFileSchema),
   /** Plain facts the runner reads on the backup host without the private key (a base backup's first WAL segment). */
-  meta?: Record<string, string>;
-}
+  meta: z.record(z.string(), z.string()).optional(),
+});
+export type UploadRecord = z.output<typeof uploadRecordSchema>;
 
 export type OffsiteStage = 'seal' | 'push' | 'arrival';
 
@@ -459,4 +466,39 @@ export async function pruneOffsite(admin: Host, o: OffsiteSettings, env: string,
   );
   log.info(`${env}: removed off-host copies ${doomed.map((e) => e.id).join(', ')} (keeping the newest ${o.keep})`);
   return doomed.map((e) => e.id);
+}
+
+/** What the backup host holds for one environment, as list-offsite-archive.sh prints it. */
+export interface OffsiteArchive {
+  /** Base backups by stamp; no upload record: the push did not finish. */
+  bases: Array<{ stamp: string; upload?: UploadRecord }>;
+  /** The files in wal/ (sealed segments and history files, `<name>.age`). */
+  walFiles: string[];
+  /** Every sealed WAL file's record (`<name>.age`), merged from all the upload records. */
+  walRecords: Map<string, SealedFile>;
+}
+
+/** Reads list-offsite-archive.sh's output; each upload record is checked with its schema. */
+export function parseOffsiteArchive(text: string): OffsiteArchive {
+  const archive: OffsiteArchive = { bases: [], walFiles: [], walRecords: new Map() };
+  for (const chunk of text.split(/^(?=@@)/m)) {
+    const head = /^@@(base|file|record) (\S+)\n?/.exec(chunk);
+    if (!head) continue;
+    const body = chunk.slice(head[0].length);
+    if (head[1] === 'file') archive.walFiles.push(head[2]);
+    else if (head[1] === 'base')
+      archive.bases.push({ stamp: head[2], upload: body.trim() ? parseHostJson(uploadRecordSchema, body, `base/${head[2]}/upload.json`) : undefined });
+    else for (const [name, f] of Object.entries(parseHostJson(uploadRecordSchema, body, `wal/${head[2]}`).files)) archive.walRecords.set(name, f);
+  }
+  return archive;
+}
+
+/**
+ * Lists `<path>/<env>` on the backup host with the admin key: the one listing of the off-host base
+ * backups and WAL, read by the off-host retention and by a restore from the off-host copies.
+ */
+export async function listOffsiteArchive(admin: Host, o: OffsiteSettings, env: string): Promise<OffsiteArchive> {
+  const root = offsiteDir(o, env);
+  const r = await admin.run(hostScript(LIST_ARCHIVE, { BASE: root }), { quiet: true, label: `listing ${root} on the backup host`, timeoutSeconds: 300 });
+  return parseOffsiteArchive(r.stdout);
 }

@@ -11,18 +11,15 @@
  * arrived no later than that base backup's record, by the backup host's own clock (wal-offsite-prune.sh).
  */
 import * as fs from 'node:fs';
-import { z } from 'zod';
 import type { OffsiteSettings } from '../config/backup';
 import type { Host } from '../infra/host';
-import { parseHostJson } from '../infra/json';
 import { ignored, type Logger } from '../infra/logger';
 import { argv, hostScript } from '../infra/shell';
-import { offsiteDir } from './offsite';
+import { listOffsiteArchive, offsiteDir, type OffsiteArchive } from './offsite';
 import { copyBaseOffsite, pushWalOffsite, type WalCopies, type WalOffsiteOptions, type WalPushLock } from './wal-offsite';
 import { startFile } from './wal-retention';
 import type { BaseBackup } from './wal';
 
-const LIST_BASES = fs.readFileSync(__dirname + '/list-offsite-bases.sh', 'utf8');
 const PRUNE_WAL = fs.readFileSync(__dirname + '/wal-offsite-prune.sh', 'utf8');
 
 /** An off-host base backup, as the admin key reads it. */
@@ -33,30 +30,15 @@ export interface OffsiteBase {
   walStart?: string;
 }
 
-const recordSchema = z.object({
-  meta: z
-    .object({
-      walStart: z
-        .string()
-        .regex(/^[0-9A-F]{24}$/)
-        .optional(),
+/** The base backups of an off-host listing, newest first; complete when its upload record arrived. */
+export function offsiteBaseList(archive: OffsiteArchive): OffsiteBase[] {
+  return archive.bases
+    .filter((b) => /^\d{8}T\d{6}Z$/.test(b.stamp))
+    .map((b) => {
+      const walStart = b.upload?.meta?.walStart;
+      return { stamp: b.stamp, complete: b.upload !== undefined, walStart: walStart && /^[0-9A-F]{24}$/.test(walStart) ? walStart : undefined };
     })
-    .partial()
-    .optional(),
-});
-
-/** list-offsite-bases.sh's output, newest first. */
-export function parseOffsiteBases(text: string): OffsiteBase[] {
-  const out: OffsiteBase[] = [];
-  for (const part of text.split(/^@@ /m).slice(1)) {
-    const [head, ...rest] = part.split('\n');
-    const [stamp, state] = head.split(' ');
-    if (!/^\d{8}T\d{6}Z$/.test(stamp ?? '')) continue;
-    const body = rest.join('\n').trim();
-    const walStart = state === 'complete' && body ? parseHostJson(recordSchema, body, `base/${stamp}/upload.json`).meta?.walStart : undefined;
-    out.push({ stamp, complete: state === 'complete', walStart });
-  }
-  return out.sort((a, b) => (a.stamp < b.stamp ? 1 : a.stamp > b.stamp ? -1 : 0));
+    .sort((a, b) => (a.stamp < b.stamp ? 1 : a.stamp > b.stamp ? -1 : 0));
 }
 
 export interface OffsiteRetention {
@@ -69,8 +51,7 @@ export interface OffsiteRetention {
 /** Keeps the newest `keep` complete base backups off the host and the WAL they need; removes the rest. */
 export async function pruneWalOffsite(admin: Host, o: OffsiteSettings, env: string, log: Logger): Promise<OffsiteRetention> {
   const root = offsiteDir(o, env, 'base');
-  const r = await admin.run(hostScript(LIST_BASES, { BASE: root }), { quiet: true, label: `listing ${root} on the backup host`, timeoutSeconds: 120 });
-  const all = parseOffsiteBases(r.stdout);
+  const all = offsiteBaseList(await listOffsiteArchive(admin, o, env));
   const complete = all.filter((b) => b.complete);
   const kept = complete.slice(0, o.keep);
   const newest = complete[0]?.stamp;

@@ -12,7 +12,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { backupAction } from '../../src/actions/backup/backup';
-import { parseOffsiteBases } from '../../src/domain/wal-offsite-retention';
+import { parseOffsiteArchive } from '../../src/domain/offsite';
+import { offsiteBaseList } from '../../src/domain/wal-offsite-retention';
 import { FakeVps } from '../support/fake-vps';
 import { runOnFake } from '../support/run-action';
 
@@ -93,18 +94,25 @@ describe('backup with wal: push', () => {
 });
 
 describe('the off-host base backups as the admin key lists them', () => {
+  const record = (id: string, meta?: Record<string, string>) =>
+    JSON.stringify({ id, env: 'prod', sealedAt: '2026-01-01T00:00:00Z', recipients: ['age1x'], files: {}, ...(meta ? { meta } : {}) }, null, 2);
   it('reads each record, newest first, and a push cut short as partial', () => {
     const text = [
-      '@@ 20260101T000000Z complete 1700000000',
-      JSON.stringify({ id: 'base/20260101T000000Z', meta: { walStart: SEG(2) } }, null, 2),
-      '@@ 20260103T000000Z partial 0',
-      '@@ 20260102T000000Z complete 1700000100',
-      JSON.stringify({ id: 'base/20260102T000000Z' }),
+      '@@base 20260101T000000Z',
+      record('base/20260101T000000Z', { walStart: SEG(2) }),
+      '@@base 20260103T000000Z',
+      '@@base 20260102T000000Z',
+      record('base/20260102T000000Z'),
+      '@@file 000000010000000000000002.age',
     ].join('\n');
-    assert.deepEqual(parseOffsiteBases(text), [
+    assert.deepEqual(offsiteBaseList(parseOffsiteArchive(text)), [
       { stamp: '20260103T000000Z', complete: false, walStart: undefined },
       { stamp: '20260102T000000Z', complete: true, walStart: undefined },
       { stamp: '20260101T000000Z', complete: true, walStart: SEG(2) },
     ]);
+  });
+
+  it('refuses a record that does not parse, naming it, rather than pruning by it', () => {
+    assert.throws(() => parseOffsiteArchive('@@base 20260101T000000Z\n{"id": "base/20260101T000000Z"}\n'), /base\/20260101T000000Z\/upload\.json/);
   });
 });

@@ -6,7 +6,8 @@
  */
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { offsiteBases, offsiteWalPlan, parseOffsiteArchive } from '../../src/domain/offsite-restore';
+import { parseOffsiteArchive } from '../../src/domain/offsite';
+import { offsiteBases, offsiteWalPlan } from '../../src/domain/offsite-restore';
 import { chooseBaseBackup } from '../../src/domain/pitr';
 import { nextSegment } from '../../src/domain/wal-retention';
 
