@@ -8,8 +8,6 @@
  * archive, each fail the drill naming that segment. Every check reads the host (docker, psql, files).
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -26,23 +24,12 @@ import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
 import { runOnFake } from '../support/run-action';
-import { startWalDb } from './wal-support';
+import { startWalDb, walSuite } from './wal-support';
 
-const RUN = randomBytes(4).toString('hex');
-const PROJECT = `twinstack-test-${RUN}-drill`;
-const IMAGE = `twinstack-test-drill-db:${RUN}`;
-const NETWORK = `twinstack-test-${RUN}-drill`;
-const DB = `${PROJECT}-db-1`;
-const RECEIVER = `${PROJECT}-twinstack-wal`;
-const SCRATCH = `${PROJECT}-twinstack-pitr`;
-const PASSWORD = `wal-secret-${RUN}`;
+const { PROJECT, IMAGE, NETWORK, DB, RECEIVER, SCRATCH, PASSWORD, docker, attempt, psql } = walSuite('drill');
 const ROWS = { a: 5_000, b: 8_000, c: 1_000 };
 
-const docker = (...args: string[]) =>
-  execFileSync('docker', args, { encoding: 'utf8', timeout: 180_000, env: { ...process.env, DOCKER_BUILDKIT: '0' } }).trim();
-const attempt = (...args: string[]) => spawnSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
-const sql = (query: string, database = 'app', user = 'owner') =>
-  docker('exec', DB, 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-A', '-t', '-h', '/var/run/postgresql', '-U', user, '-d', database, '-c', query);
+const sql = (query: string, database = 'app', user = 'owner') => psql(query, { database, user });
 /** Read through the postgres database, so reading opens no session on prod's own. */
 const stats = (query: string) => sql(query, 'postgres', 'postgres');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -10,8 +10,6 @@
  * before prod is touched.
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -31,23 +29,12 @@ import { connect } from '../harness/connect';
 import type { TestSshd } from '../harness/sshd';
 import { runOnFake } from '../support/run-action';
 import { offsiteConfig, offsiteSkipReason, startOffsiteHosts } from './offsite-support';
-import { startWalDb } from './wal-support';
+import { startWalDb, walSuite } from './wal-support';
 
-const RUN = randomBytes(4).toString('hex');
-const PROJECT = `twinstack-test-${RUN}-offrestore`;
-const IMAGE = `twinstack-test-offrestore-db:${RUN}`;
-const NETWORK = `twinstack-test-${RUN}-offrestore`;
-const DB = `${PROJECT}-db-1`;
-const RECEIVER = `${PROJECT}-twinstack-wal`;
-const SCRATCH = `${PROJECT}-twinstack-pitr`;
-const PASSWORD = `wal-secret-${RUN}`;
+const { PROJECT, IMAGE, NETWORK, DB, RECEIVER, SCRATCH, PASSWORD, docker, attempt, psql } = walSuite('offrestore');
 const ROWS = { a: 3_000, b: 6_000, c: 1_000 };
 
-const docker = (...args: string[]) =>
-  execFileSync('docker', args, { encoding: 'utf8', timeout: 180_000, env: { ...process.env, DOCKER_BUILDKIT: '0' } }).trim();
-const attempt = (...args: string[]) => spawnSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
-const sql = (query: string, database = 'app', user = 'owner') =>
-  docker('exec', DB, 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-A', '-t', '-h', '/var/run/postgresql', '-U', user, '-d', database, '-c', query);
+const sql = (query: string, database = 'app', user = 'owner') => psql(query, { database, user });
 const stats = (query: string) => sql(query, 'postgres', 'postgres');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -8,8 +8,7 @@
  * leaves no scratch container or directory. Every check reads the host (docker, psql, files).
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,23 +22,13 @@ import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
-import { startWalDb } from './wal-support';
+import { startWalDb, walSuite } from './wal-support';
 
-const RUN = randomBytes(4).toString('hex');
-const PROJECT = `twinstack-test-${RUN}-pitr`;
-const IMAGE = `twinstack-test-pitr-db:${RUN}`;
-const NETWORK = `twinstack-test-${RUN}-pitr`;
-const DB = `${PROJECT}-db-1`;
-const SCRATCH = `${PROJECT}-twinstack-pitr`;
-const PASSWORD = `wal-secret-${RUN}`;
+const { PROJECT, IMAGE, NETWORK, DB, SCRATCH, PASSWORD, docker, attempt, psql } = walSuite('pitr');
 const ROWS = { a: 20_000, b: 5_000, c: 3_000 };
 
-const docker = (...args: string[]) =>
-  execFileSync('docker', args, { encoding: 'utf8', timeout: 180_000, env: { ...process.env, DOCKER_BUILDKIT: '0' } }).trim();
-const attempt = (...args: string[]) => spawnSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
 /** psql as prod's database owner (the tables are the owner's, as an app's migrations make them). */
-const sql = (query: string, database = 'app') =>
-  docker('exec', DB, 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-A', '-t', '-h', '/var/run/postgresql', '-U', 'owner', '-d', database, '-c', query);
+const sql = (query: string, database = 'app') => psql(query, { database });
 /** psql inside the scratch server's container, on its socket. */
 const scratchSql = (query: string) => docker('exec', SCRATCH, 'psql', '-X', '-q', '-A', '-t', '-h', '/pitr', '-U', 'owner', '-d', 'app', '-c', query);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

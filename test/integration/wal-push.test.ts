@@ -9,7 +9,6 @@
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -26,19 +25,12 @@ import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
 import { runOnFake } from '../support/run-action';
-import { startWalDb } from './wal-support';
+import { startWalDb, walSuite } from './wal-support';
 
-const RUN = randomBytes(4).toString('hex');
-const PROJECT = `twinstack-test-${RUN}-walpush`;
-const IMAGE = `twinstack-test-walpush-db:${RUN}`;
-const NETWORK = `twinstack-test-${RUN}-walpush`;
-const DB = `${PROJECT}-db-1`;
-const PASSWORD = `wal-secret-${RUN}`;
+const { PROJECT, IMAGE, NETWORK, DB, PASSWORD, attempt, psql } = walSuite('walpush');
 const SEGMENT_NAME = /^[0-9A-F]{24}$/;
 
-const docker = (...args: string[]) => execFileSync('docker', args, { encoding: 'utf8', timeout: 180_000 }).trim();
-const attempt = (...args: string[]) => spawnSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
-const sql = (query: string) => docker('exec', DB, 'psql', '-X', '-q', '-A', '-t', '-h', '/var/run/postgresql', '-U', 'postgres', '-d', 'app', '-c', query);
+const sql = (query: string) => psql(query, { user: 'postgres' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let skip: string | false = sshdAvailable() ?? false;

@@ -2,13 +2,54 @@
  * What the WAL, point-in-time restore and drill suites share: prod's db as compose would start it,
  * from the fixture's own db image, ready for a WAL receiver on its network.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 
 const docker = (...args: string[]) =>
   execFileSync('docker', args, { encoding: 'utf8', timeout: 180_000, env: { ...process.env, DOCKER_BUILDKIT: '0' } }).trim();
 const attempt = (...args: string[]) => spawnSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What each WAL suite names and runs: its run id, its compose project and containers, docker and psql at hand. */
+export interface WalSuite {
+  RUN: string;
+  PROJECT: string;
+  IMAGE: string;
+  NETWORK: string;
+  /** prod's db container, as compose names it. */
+  DB: string;
+  RECEIVER: string;
+  SCRATCH: string;
+  PASSWORD: string;
+  /** Runs docker; throws with its stderr on a non-zero exit; the output trimmed. */
+  docker: (...args: string[]) => string;
+  /** Runs docker and returns how it went, whatever it was. */
+  attempt: (...args: string[]) => SpawnSyncReturns<string>;
+  /** One statement through psql in prod's db container (over its socket), ON_ERROR_STOP; the unaligned output. */
+  psql: (query: string, o?: { database?: string; user?: string }) => string;
+}
+
+/** The names and helpers of a WAL suite called `name`: resources named twinstack-test-<run>-<name>, as the clean-up expects. */
+export function walSuite(name: string): WalSuite {
+  const RUN = randomBytes(4).toString('hex');
+  const PROJECT = `twinstack-test-${RUN}-${name}`;
+  const DB = `${PROJECT}-db-1`;
+  return {
+    RUN,
+    PROJECT,
+    IMAGE: `twinstack-test-${name}-db:${RUN}`,
+    NETWORK: PROJECT,
+    DB,
+    RECEIVER: `${PROJECT}-twinstack-wal`,
+    SCRATCH: `${PROJECT}-twinstack-pitr`,
+    PASSWORD: `wal-secret-${RUN}`,
+    docker,
+    attempt,
+    psql: (query, { database = 'app', user = 'owner' } = {}) =>
+      docker('exec', DB, 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-A', '-t', '-h', '/var/run/postgresql', '-U', user, '-d', database, '-c', query),
+  };
+}
 
 export interface WalDb {
   image: string;

@@ -6,8 +6,7 @@
  * Every check reads the host (docker, the WAL directory, pg_replication_slots), not twinstack's words.
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,21 +23,14 @@ import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
 import { runOnFake } from '../support/run-action';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
-import { startWalDb } from './wal-support';
+import { startWalDb, walSuite } from './wal-support';
 
-const RUN = randomBytes(4).toString('hex');
-const PROJECT = `twinstack-test-${RUN}-wal`;
-const IMAGE = `twinstack-test-wal-db:${RUN}`;
-const NETWORK = `twinstack-test-${RUN}-wal`;
-const DB = `${PROJECT}-db-1`;
+const { RUN, PROJECT, IMAGE, NETWORK, DB, docker, attempt, psql } = walSuite('wal');
 const PASSWORD = `wal-secret-${RUN}-not-in-any-log`;
 const SEGMENT = 16 * 1024 * 1024;
 
-const docker = (...args: string[]) =>
-  execFileSync('docker', args, { encoding: 'utf8', timeout: 180_000, env: { ...process.env, DOCKER_BUILDKIT: '0' } }).trim();
-const attempt = (...args: string[]) => spawnSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
 /** psql as the superuser inside prod's db container. */
-const sql = (query: string) => docker('exec', DB, 'psql', '-X', '-q', '-A', '-t', '-h', '/var/run/postgresql', '-U', 'postgres', '-d', 'app', '-c', query);
+const sql = (query: string) => psql(query, { user: 'postgres' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let skip: string | false = sshdAvailable() ?? false;
