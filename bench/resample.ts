@@ -14,7 +14,7 @@
  * Usage: npx tsx bench/resample.ts [--small 5000] [--users 50000] [--large 500000] [--fraction 0.1] [--skip-rowbyrow]
  * Through `npm run bench -- resample`, BENCH_RESAMPLE_LARGE sets --large (0 skips it).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -27,8 +27,9 @@ import { ident, qualified } from '../src/infra/sql';
 import { connect, target } from '../test/harness/connect';
 import { startPostgres, type TestPostgres } from '../test/harness/postgres';
 import { startSshd } from '../test/harness/sshd';
-import { SAMPLE_CONFIG, SCHEMA_SQL, dataSql } from '../test/fixtures/sample-schema/generate';
+import { SAMPLE_CONFIG } from '../test/fixtures/sample-schema/generate';
 import { benchConfigYaml, createDevDatabase, runSql } from '../test/integration/resample-support';
+import { generateMakapix } from './resample-data';
 import { rowByRow } from './resample-rowbyrow';
 
 function arg(name: string, fallback: number): number {
@@ -55,26 +56,6 @@ async function main(): Promise<void> {
   try {
     const yaml = (prodDb: string) => benchConfigYaml({ dir, prod, dev, prodDb, sample: SAMPLE_CONFIG, timeoutSeconds: 7200 });
 
-    const generate = (db: string, users: number) => {
-      const t = process.hrtime.bigint();
-      prod.psql(`CREATE DATABASE ${db}`);
-      // The generator's keys are consistent by construction (post-data's foreign keys validate them
-      // in the floor): its rows go in without a foreign-key trigger per row, and may take minutes.
-      execFileSync(
-        path.join(prod.bin, 'psql'),
-        ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(prod.port), '-U', prod.user, '-d', db, '-f', '-'],
-        {
-          input: `${SCHEMA_SQL}\nSET session_replication_role = replica;\n${dataSql(users)}`,
-          stdio: ['pipe', 'ignore', 'inherit'],
-          timeout: 3 * 3600_000,
-        },
-      );
-      const rows = Number(prod.psql('SELECT sum(n_live_tup) FROM pg_stat_user_tables', db).trim());
-      const size = prod.psql(`SELECT pg_size_pretty(pg_database_size('${db}'))`).trim();
-      console.log(`generated ${db}: ${users} users, ${rows} rows, ${size} in ${seconds(t).toFixed(1)} s`);
-      return rows;
-    };
-
     const resampleOnce = (db: string) => {
       const job = JSON.stringify({ target: target(sshd), configYaml: yaml(db), fraction: FRACTION });
       const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'resample-run.ts'), job], {
@@ -98,7 +79,7 @@ async function main(): Promise<void> {
 
     /** One scale: the resample, the bare-COPY floor and the row-by-row copy of the very same rows. */
     const measure = async (db: string, users: number, withRowByRow: boolean) => {
-      const prodRows = generate(db, users);
+      const prodRows = generateMakapix(prod, db, users);
       const run = resampleOnce(db);
       console.log(
         `resample of ${db}: ${run.rowsCopied} rows in ${run.seconds.toFixed(1)} s, ${run.sshBytes} bytes over SSH; ${run.phases.map(([p, sec]) => `${p} ${sec.toFixed(1)} s`).join(', ')}`,
