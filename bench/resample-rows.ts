@@ -4,7 +4,7 @@
  * production with psql's \timing, its output then loaded into a copy of the schema with the staging
  * session's checks (counts, orphans, leak scan), timed the same way. Both run one after the other
  * here, whereas the resample pipes one into the other: read the shares, not a sum.
- * Usage: npx tsx bench/resample-rows.ts [--users 500000] [--fraction 0.1] [--top 12]
+ * Usage: npx tsx bench/resample-rows.ts [--users 500000] [--fraction 0.1] [--top 12] [--script FILE (keeps the production script)]
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -76,6 +76,8 @@ async function main(): Promise<void> {
         .join(' ')}; ${USERS} users, ${rows} rows, fraction ${FRACTION}`,
     );
     const sample = path.join(dir, 'sample.sql');
+    const keep = process.argv.indexOf('--script');
+    if (keep > 0) fs.writeFileSync(process.argv[keep + 1], productionScript(plan));
     print('production session (alone, output to a file)', timed(prod, db, productionScript(plan), sample));
     dev.psql('CREATE DATABASE staging_rows');
     const dump = execFileSync(
