@@ -69,6 +69,7 @@ async function main(): Promise<void> {
         sshBytes: number;
         maxRssKb: number;
         phases: Array<[string, number]>;
+        fanoutSeconds: number;
       };
     };
 
@@ -170,7 +171,7 @@ async function main(): Promise<void> {
         `  ${m.users} users / ${m.prodRows} rows: resample ${m.run.seconds.toFixed(1)} s for ${m.run.rowsCopied} rows (plan, schema, snapshot copy, checks, constraints, leak scan, swap)`,
         `    floor, bare COPY pipes of the same rows: ${m.floor.toFixed(1)} s -> resample / floor = ${(m.run.seconds / m.floor).toFixed(2)}x; with post-data ${m.floorWithConstraints.toFixed(1)} s -> ${(m.run.seconds / m.floorWithConstraints).toFixed(2)}x`,
         `    scan floor: read of every table the sample reads ${m.scan.toFixed(1)} s + that COPY and post-data = ${m.scanFloor.toFixed(1)} s -> resample / scan floor = ${(m.run.seconds / m.scanFloor).toFixed(2)}x (aim <= 1.5x at the largest scale)`,
-        `    phases: ${m.run.phases.map(([p, sec]) => `${p} ${sec.toFixed(1)} s`).join(', ')}`,
+        `    phases: ${m.run.phases.map(([p, sec]) => `${p} ${sec.toFixed(1)} s`).join(', ')}; beside the rows, production's children per parent (representativeness) ${m.run.fanoutSeconds.toFixed(1)} s`,
         m.rbr
           ? `    row by row (seed design), same rows: ${m.rbr.seconds.toFixed(1)} s for ${m.rbr.rows} rows -> row-by-row / resample = ${(m.rbr.seconds / m.run.seconds).toFixed(1)}x (aim >= 10x)`
           : '    row by row: skipped',
