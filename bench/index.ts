@@ -9,7 +9,11 @@ import * as path from 'node:path';
 
 const benches: Record<string, { script: string; args: string[]; what: string }> = {
   backup: { script: 'backup.ts', args: [], what: 'backup action vs plain pg_dump -Fc (BENCH_BACKUP_MB, default 300)' },
-  resample: { script: 'resample.ts', args: [], what: 'resample vs bare COPY pipes and vs row by row; peak memory at two scales' },
+  resample: {
+    script: 'resample.ts',
+    args: [],
+    what: 'resample vs bare COPY pipes, vs the scan floor (read of every table the sample reads + COPY of the sampled rows + post-data) and vs row by row; peak memory; at 5,000 and 50,000 users and at BENCH_RESAMPLE_LARGE users (default 500,000, about 29 million rows; 0 skips it)',
+  },
   'resample-fixed': {
     script: 'resample-fixed.ts',
     args: [],

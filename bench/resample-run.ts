@@ -40,6 +40,8 @@ async function main(): Promise<void> {
         sshBytes: report.sshBytes.sent + report.sshBytes.received,
         maxRssKb: process.resourceUsage().maxRSS,
         phases: report.phases,
+        // Production's children per parent for the representativeness report, read beside the rows.
+        fanoutSeconds: (report.representativeness?.prodMs ?? 0) / 1000,
         calls,
         tables: report.tables.filter((t) => t.copied > 0).map((t) => [t.table, t.copied]),
       })}\n`,
