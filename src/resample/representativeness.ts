@@ -6,8 +6,9 @@
  *
  * Cheap by design: the fractions come from figures the run already has (production's row counts,
  * exact or pg_class.reltuples, and the rows it copied); the children per parent cost one aggregate
- * per busy key, in production through the read-only role and in staging in the session that
- * already counts rows and orphans.
+ * per busy key, in production through the read-only role (on one hash bucket of a large parent
+ * table's parents, see FANOUT_PARENTS) and in staging in the session that already counts rows and
+ * orphans.
  */
 import { z } from 'zod';
 import type { Environment } from '../domain/environment';
@@ -37,7 +38,13 @@ export interface TableFraction {
 }
 
 /** Children per parent of one key; median and p90 are null when the parent table is empty. */
-export const fanout = z.object({ parents: z.number(), median: z.number().nullable(), p90: z.number().nullable() });
+export const fanout = z.object({
+  parents: z.number(),
+  median: z.number().nullable(),
+  p90: z.number().nullable(),
+  /** Set when only one hash bucket of the parents was measured (production's large tables): which share. */
+  measured: z.string().optional(),
+});
 export type Fanout = z.infer<typeof fanout>;
 
 /** fanoutSql's answer: one Fanout per key label. */
@@ -92,26 +99,57 @@ export function busiestKeys(plan: SamplePlan, count: number): FkPlan[] {
     .slice(0, count);
 }
 
-/** One aggregate per key: every parent row with its count of children (0 included), then median and p90. */
-function fanoutExpression(plan: SamplePlan, p: FkPlan): string {
+/**
+ * Production's children per parent are measured on about this many parents per key: the parents
+ * whose key hashes into one bucket of a power of two, and only their children, so the aggregate
+ * stays in memory on a large production (500,000 parents grouped over 10 million children spilled
+ * to disk beside the rows' stream). The buckets are a uniform draw of parents, and each measured
+ * parent's count is exact, so median and p90 are estimates of production's own.
+ */
+export const FANOUT_PARENTS = 20_000;
+
+/** The power of two that leaves about FANOUT_PARENTS of `rows` parents in one bucket (1: every parent). */
+export function fanoutBuckets(rows: number): number {
+  let m = 1;
+  while (rows / m > FANOUT_PARENTS * 2 && m < 1 << 20) m *= 2;
+  return m;
+}
+
+/** One aggregate per key: every parent row (or those of one hash bucket of `buckets`) with its count of children (0 included), then median and p90. */
+function fanoutExpression(plan: SamplePlan, p: FkPlan, buckets: number): string {
   const child = plan.tables.find((t) => t.table.id === p.fk.table)!.table;
   const parent = plan.tables.find((t) => t.table.id === p.fk.refTable)!.table;
   const keys = p.fk.columns.map((c, i) => `c.${ident(c)} AS k${i}`).join(', ');
   const notNull = p.fk.columns.map((c) => `c.${ident(c)} IS NOT NULL`).join(' AND ');
   const match = p.fk.refColumns.map((c, i) => `n.k${i} = p.${ident(c)}`).join(' AND ');
   const groups = p.fk.columns.map((_c, i) => i + 1).join(', ');
-  const counted = `(SELECT ${keys}, count(*) AS n FROM ${fromClause(child)} c WHERE ${notNull} GROUP BY ${groups}) n`;
+  // The same hash of the same values on both sides: a row's key as text, as row(...)::text prints it.
+  const bucket = (alias: string, cols: readonly string[]) =>
+    `(hashtext(row(${cols.map((c) => `${alias}.${ident(c)}`).join(', ')})::text) & ${buckets - 1}) = 0`;
+  const childWhere = buckets > 1 ? `${notNull} AND ${bucket('c', p.fk.columns)}` : notNull;
+  const parentWhere = buckets > 1 ? ` WHERE ${bucket('p', p.fk.refColumns)}` : '';
+  const counted = `(SELECT ${keys}, count(*) AS n FROM ${fromClause(child)} c WHERE ${childWhere} GROUP BY ${groups}) n`;
   const n = 'coalesce(n.n, 0)';
   return (
     `(SELECT json_build_object('parents', count(*), 'median', percentile_disc(0.5) WITHIN GROUP (ORDER BY ${n}), ` +
-    `'p90', percentile_disc(0.9) WITHIN GROUP (ORDER BY ${n})) FROM ${fromClause(parent)} p LEFT JOIN ${counted} ON ${match})`
+    `'p90', percentile_disc(0.9) WITHIN GROUP (ORDER BY ${n})) FROM ${fromClause(parent)} p LEFT JOIN ${counted} ON ${match}${parentWhere})`
   );
 }
 
-/** The children per parent of each key, as one JSON object keyed by keyLabel (the same SQL reads production and staging). */
-export function fanoutSql(plan: SamplePlan, keys: FkPlan[]): string {
+/** The parent table's rows as the catalog estimated them. */
+function parentRows(plan: SamplePlan, p: FkPlan): number {
+  return plan.tables.find((t) => t.table.id === p.fk.refTable)?.table.rows ?? 0;
+}
+
+/**
+ * The children per parent of each key, as one JSON object keyed by keyLabel (the same SQL reads
+ * production and staging). `measure: 'buckets'` (production) measures a large parent table on one
+ * hash bucket of its parents (fanoutBuckets); staging, a tenth of that, is measured whole.
+ */
+export function fanoutSql(plan: SamplePlan, keys: FkPlan[], measure: 'all' | 'buckets' = 'all'): string {
   if (!keys.length) return `SELECT '{}'::json`;
-  return `SELECT json_build_object(${keys.map((p) => `${literal(keyLabel(p))}, ${fanoutExpression(plan, p)}`).join(', ')})`;
+  const buckets = (p: FkPlan) => (measure === 'buckets' ? fanoutBuckets(parentRows(plan, p)) : 1);
+  return `SELECT json_build_object(${keys.map((p) => `${literal(keyLabel(p))}, ${fanoutExpression(plan, p, buckets(p))}`).join(', ')})`;
 }
 
 /** The staging side, printed by the session that counts rows and orphans. */
@@ -134,10 +172,15 @@ export async function readProductionFanout(
   try {
     const values = await queryJson(host, reader, {
       database: reader.cfg.database.name,
-      sql: fanoutSql(plan, keys),
+      sql: fanoutSql(plan, keys, 'buckets'),
       label: "reading production's children per parent for the representativeness report",
       schema: fanoutByKey,
     });
+    for (const p of keys) {
+      const v = values[keyLabel(p)];
+      const m = fanoutBuckets(parentRows(plan, p));
+      if (v && m > 1) v.measured = `1 in ${m} parents`;
+    }
     return { values, ms: Date.now() - started };
   } catch (e) {
     return { error: errorMessage(e) };
@@ -277,6 +320,11 @@ export function representativenessSection(s: Summary, r: Representativeness): vo
   const f = (x?: Fanout) => (x ? `${x.median} / ${x.p90}` : 'not read');
   s.table(
     ['busiest foreign keys', 'children per parent in prod (median / p90)', 'in the sample (median / p90)', 'parents (prod / sample)'],
-    r.keys.map((k) => [k.key, f(k.prod), f(k.sample), `${k.prod?.parents ?? '?'} / ${k.sample?.parents ?? '?'}`]),
+    r.keys.map((k) => [
+      k.key,
+      k.prod?.measured ? `${f(k.prod)} (${k.prod.measured})` : f(k.prod),
+      f(k.sample),
+      `${k.prod?.parents ?? '?'}${k.prod?.measured ? ` (${k.prod.measured})` : ''} / ${k.sample?.parents ?? '?'}`,
+    ]),
   );
 }
