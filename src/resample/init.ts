@@ -72,7 +72,12 @@ function personalByName(column: Pick<Column, 'name' | 'category'>): boolean {
 function personalInReference(column: Column, table: Table): boolean {
   if (personalByName(column)) return true;
   if (sensitiveMatch(column, DEFAULT_SENSITIVE_NAMES) || sensitiveMatch({ name: table.name, category: column.category }, DEFAULT_SENSITIVE_NAMES)) return true;
-  return kindOf(column) === 'name' && table.columns.some((c) => needsRule(c) && personalByName(c));
+  // A name or a picture beside a person's e-mail or phone is that person's.
+  return (kindOf(column) === 'name' || binary(column)) && table.columns.some((c) => needsRule(c) && personalByName(c));
+}
+
+function binary(column: Pick<Column, 'baseType'>): boolean {
+  return column.baseType === 'bytea' || column.baseType === '_bytea';
 }
 
 export interface InitColumn {
@@ -142,6 +147,7 @@ export function suggestRule(column: Column, table: Table, reference: boolean): {
   if (reference && table.rows <= 1000 && !personalInReference(column, table)) return { rule: 'keep', why: 'reference table, copied whole' };
   if (kind === 'name' && column.category === 'S' && !json) return { rule: 'fake-name', why: 'name: an invented name from the keyed hash' };
   if (kind === 'contact') return { rule: erase(column), why: 'contact or location' };
+  if (binary(column)) return { rule: erase(column), why: 'binary (a photo, a file): keep only if it holds nothing personal' };
   const few = categorical(column, table);
   if (few !== undefined && !json) return { rule: 'keep', why: `${few} distinct values in production: a category, not a person's` };
   return { rule: erase(column), why: json ? 'JSON: keep only if it holds nothing personal' : 'free text: keep only if it holds nothing personal' };

@@ -57,6 +57,15 @@ describe('init on a lookup table', () => {
     assert.equal(proposeRule(staff.columns[1], staff, true).rule, 'fake-name');
   });
 
+  it("masks a picture beside a person's e-mail (pagila's staff photo), keeps a lookup's icon, and asks about any other binary", () => {
+    const staff = table('staff', [col('staff_id', 'integer', true), col('email', 'text'), col('picture', 'bytea')], 2);
+    assert.deepEqual(proposeRule(staff.columns[2], staff, true), { rule: 'null', why: 'binary (a photo, a file): keep only if it holds nothing personal' });
+    const license = table('license', [col('id', 'integer', true), col('icon', 'bytea', true)], 8);
+    assert.equal(proposeRule(license.columns[1], license, true).rule, 'keep');
+    const upload = table('upload', [col('id', 'integer', true), col('body', 'bytea', true)], 5000);
+    assert.deepEqual(proposeRule(upload.columns[1], upload, false).rule, { sql: "''" });
+  });
+
   it("keeps a catalog's names and places: a city, an actor", () => {
     const city = table('city', [col('city_id', 'integer', true), col('city', 'text', true)], 600);
     assert.equal(proposeRule(city.columns[1], city, true).rule, 'keep');
