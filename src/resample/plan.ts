@@ -602,7 +602,8 @@ function planStructure({ catalog, settings, root, mode, fkPlans, refPlans }: Pla
     const ph = placeholders.find((x) => x.table === p.fk.refTable);
     if (!structural.has(p.fk.table) || !ph || p.target !== 'members') return p;
     if (samePlaceholderKey(p, ph)) return { ...p, placeholder: ph };
-    if (p.source !== 'config') refuseUnmatchedKey(p, ph);
+    // A nullable key is cleared on such rows, as the README says; one that would drop them must be said.
+    if (p.source !== 'config' && p.strict) refuseUnmatchedKey(p, ph);
     return p;
   });
   for (const p of fks.filter((x) => x.placeholder)) refuseSharedKeyColumns(catalog, p);
@@ -945,8 +946,8 @@ function samePlaceholderKey(p: FkPlan, ph: PlaceholderPlan): boolean {
 
 /**
  * A key into the placeholder's table that names other columns than its primary key (a unique
- * email, part of the key) cannot be re-pointed at it: the config must say what happens instead,
- * rather than rows coming for structure being left out unannounced.
+ * email, part of the key) cannot be re-pointed at it: where it cannot be cleared either, the config
+ * must say what happens, rather than rows coming for structure being left out unannounced.
  */
 function refuseUnmatchedKey(p: FkPlan, ph: PlaceholderPlan): never {
   const own = p.fk.table.split('.').pop();

@@ -161,7 +161,7 @@ describe('sample.placeholders and structure: refused in one line', () => {
 });
 
 /** A federated forum: a person is known by (instance_id, local_id); a comment names its author by both. */
-type Variant = 'shared-instance' | 'by-handle' | undefined;
+type Variant = 'shared-instance' | 'by-handle' | 'by-handle-nullable' | undefined;
 const federated = (variant: Variant): Catalog => ({
   tables: [
     table(
@@ -176,7 +176,7 @@ const federated = (variant: Variant): Catalog => ({
       col('author_id', 'integer', true),
       col('post_id', 'integer', true),
       col('parent_id'),
-      col('editor_handle'),
+      col('editor_handle', 'integer', variant === 'by-handle'),
     ]),
   ],
   foreignKeys: [
@@ -187,7 +187,7 @@ const federated = (variant: Variant): Catalog => ({
     // A tenant-style key sharing the author's instance column.
     ...(variant === 'shared-instance' ? [{ ...fk('comment', ['author_instance', 'post_id'], 'post'), refColumns: ['instance_id', 'id'] }] : []),
     // A key naming a unique column of the owner rather than its primary key.
-    ...(variant === 'by-handle' ? [{ ...fk('comment', ['editor_handle'], 'person'), refColumns: ['handle'] }] : []),
+    ...(variant?.startsWith('by-handle') ? [{ ...fk('comment', ['editor_handle'], 'person'), refColumns: ['handle'] }] : []),
   ],
   sequences: [],
 });
@@ -257,13 +257,17 @@ describe('a placeholder for a key of several columns', () => {
         e instanceof ConfigurationError &&
         !e.message.includes('\n') &&
         e.message ===
-          "sample: placeholders.person: public.comment(editor_handle) → public.person(handle) does not name the placeholder's key (instance_id, local_id), so its columns cannot all point at the placeholder; make the foreign key reference public.person(instance_id, local_id), or set foreign-keys comment(editor_handle) to drop or null",
+          "sample: placeholders.person: public.comment(editor_handle) → public.person(handle) does not name the placeholder's key (instance_id, local_id), so its columns cannot all point at the placeholder; make the foreign key reference public.person(instance_id, local_id), or set foreign-keys comment(editor_handle) to drop",
     );
-    // Said: that key is nulled (or dropped) as configured, and the author key still points at the placeholder.
-    const p = federatedPlan({ instance_id: 0, local_id: -1 }, 'by-handle', { 'comment(editor_handle)': 'null' });
+    // Said: that key drops the row as configured, and the author key still points at the placeholder.
+    const p = federatedPlan({ instance_id: 0, local_id: -1 }, 'by-handle', { 'comment(editor_handle)': 'drop' });
     const comment = p.tables.find((t) => t.table.id === 'public.comment')!;
     assert.equal(comment.outgoing.find((o) => o.fk.columns[0] === 'editor_handle')?.placeholder, undefined);
     assert.equal(comment.outgoing.find((o) => o.fk.columns.length === 2)?.placeholder?.keyText, 'instance_id=0, local_id=-1');
-    assert.match(selectFor(p, comment), /CASE WHEN t\."editor_handle" IS NULL OR t\."editor_handle" IN \(SELECT p\."handle" FROM/);
+    assert.equal(comment.outgoing.find((o) => o.fk.columns[0] === 'editor_handle')?.strict, true);
+    // A nullable such key is cleared on rows that came for structure, unasked.
+    const nullable = federatedPlan({ instance_id: 0, local_id: -1 }, 'by-handle-nullable');
+    const c2 = nullable.tables.find((t) => t.table.id === 'public.comment')!;
+    assert.match(selectFor(nullable, c2), /CASE WHEN t\."editor_handle" IS NULL OR t\."editor_handle" IN \(SELECT p\."handle" FROM/);
   });
 });
