@@ -31,10 +31,15 @@ export function isTextual(column: Pick<Column, 'category' | 'baseType'>): boolea
   return column.category === 'S' || ['citext', 'inet', 'cidr', 'macaddr', 'macaddr8', 'json', 'jsonb', 'xml'].includes(column.baseType);
 }
 
-/** Columns that must have a rule when copied: text of any kind, JSON, XML, addresses and arrays of those. */
+/**
+ * Columns that must have a rule when copied: text of any kind, JSON, XML, addresses, binary (a
+ * staff member's photo, an uploaded document) and arrays of those.
+ */
 export function needsRule(column: Pick<Column, 'category' | 'baseType'>): boolean {
   return (
-    isTextual(column) || (column.category === 'A' && ['_text', '_varchar', '_bpchar', '_citext', '_json', '_jsonb', '_xml', '_inet'].includes(column.baseType))
+    isTextual(column) ||
+    column.baseType === 'bytea' ||
+    (column.category === 'A' && ['_text', '_varchar', '_bpchar', '_citext', '_json', '_jsonb', '_xml', '_inet', '_bytea'].includes(column.baseType))
   );
 }
 

@@ -72,7 +72,12 @@ function personalByName(column: Pick<Column, 'name' | 'category'>): boolean {
 function personalInReference(column: Column, table: Table): boolean {
   if (personalByName(column)) return true;
   if (sensitiveMatch(column, DEFAULT_SENSITIVE_NAMES) || sensitiveMatch({ name: table.name, category: column.category }, DEFAULT_SENSITIVE_NAMES)) return true;
-  return kindOf(column) === 'name' && table.columns.some((c) => needsRule(c) && personalByName(c));
+  // A name or a picture beside a person's e-mail or phone is that person's.
+  return (kindOf(column) === 'name' || binary(column)) && table.columns.some((c) => needsRule(c) && personalByName(c));
+}
+
+function binary(column: Pick<Column, 'baseType'>): boolean {
+  return column.baseType === 'bytea' || column.baseType === '_bytea';
 }
 
 export interface InitColumn {
@@ -142,6 +147,7 @@ export function suggestRule(column: Column, table: Table, reference: boolean): {
   if (reference && table.rows <= 1000 && !personalInReference(column, table)) return { rule: 'keep', why: 'reference table, copied whole' };
   if (kind === 'name' && column.category === 'S' && !json) return { rule: 'fake-name', why: 'name: an invented name from the keyed hash' };
   if (kind === 'contact') return { rule: erase(column), why: 'contact or location' };
+  if (binary(column)) return { rule: erase(column), why: 'binary (a photo, a file): keep only if it holds nothing personal' };
   const few = categorical(column, table);
   if (few !== undefined && !json) return { rule: 'keep', why: `${few} distinct values in production: a category, not a person's` };
   return { rule: erase(column), why: json ? 'JSON: keep only if it holds nothing personal' : 'free text: keep only if it holds nothing personal' };
@@ -235,6 +241,28 @@ function proposeColumns(
   return { columns, publicTables };
 }
 
+/** A link table is copied whole only up to this many rows: beyond, it is more than a catalog's detail. */
+const LINK_TABLE_MAX_ROWS = 100_000;
+
+/**
+ * Tables no path from the root reaches that only link lookups together (a film's cast: film and
+ * actor): every column a key or no text, some key into a table copied whole and none into the
+ * sample or a table copied empty. Left empty, dev would have films without casts or categories.
+ */
+function catalogLinks(
+  catalog: Catalog,
+  { owned, reference, empty }: Record<'owned' | 'reference', ReadonlySet<string>> & { empty: ReadonlyMap<string, string> },
+): Table[] {
+  return catalog.tables.filter((t) => {
+    if (owned.has(t.id) || reference.has(t.id) || empty.has(t.id) || t.rows > LINK_TABLE_MAX_ROWS) return false;
+    const keys = catalog.foreignKeys.filter((fk) => fk.table === t.id);
+    if (!keys.some((fk) => reference.has(fk.refTable))) return false;
+    if (keys.some((fk) => owned.has(fk.refTable) || empty.has(fk.refTable))) return false;
+    const keyColumns = new Set([...(t.primaryKey ?? []), ...keys.flatMap((fk) => fk.columns)]);
+    return t.columns.every((c) => keyColumns.has(c.name) || c.generated || !needsRule(c));
+  });
+}
+
 /** The starter `sample:` section for production's catalog; `settings` supplies root, fraction and seed when set. */
 export function initSample(catalog: Catalog, settings: Pick<SampleSettings, 'root' | 'fraction' | 'seed'>): InitResult {
   const root = pickRoot(catalog, settings.root);
@@ -259,7 +287,8 @@ export function initSample(catalog: Catalog, settings: Pick<SampleSettings, 'roo
     }
     frontier = next;
   }
-  // Tables the copied rows point at and the sample does not reach: lookups, copied whole.
+  // Tables the copied rows point at and the sample does not reach: lookups, copied whole; with them
+  // the catalog's link tables and what those point at (a film's cast and its actors).
   const reference = new Set<string>();
   for (const t of catalog.tables) if (MIGRATION_TABLES.includes(t.name) && !owned.has(t.id)) reference.add(t.id);
   for (let changed = true; changed;) {
@@ -269,6 +298,10 @@ export function initSample(catalog: Catalog, settings: Pick<SampleSettings, 'roo
         reference.add(fk.refTable);
         changed = true;
       }
+    }
+    for (const t of catalogLinks(catalog, { owned, reference, empty })) {
+      reference.add(t.id);
+      changed = true;
     }
   }
   for (const t of catalog.tables) {

@@ -601,7 +601,10 @@ function planStructure({ catalog, settings, root, mode, fkPlans, refPlans }: Pla
   const fks = fkPlans.map((p) => {
     const ph = placeholders.find((x) => x.table === p.fk.refTable);
     if (!structural.has(p.fk.table) || !ph || p.target !== 'members') return p;
-    return samePlaceholderKey(p, ph) ? { ...p, placeholder: ph } : p;
+    if (samePlaceholderKey(p, ph)) return { ...p, placeholder: ph };
+    // A nullable key is cleared on such rows, as the README says; one that would drop them must be said.
+    if (p.source !== 'config' && p.strict) refuseUnmatchedKey(p, ph);
+    return p;
   });
   for (const p of fks.filter((x) => x.placeholder)) refuseSharedKeyColumns(catalog, p);
   const warnings: string[] = [];
@@ -939,6 +942,19 @@ function placeholderKeyTexts(where: string, table: Table, key: PlaceholderSettin
 /** The key points at exactly the placeholder table's primary key (in any column order). */
 function samePlaceholderKey(p: FkPlan, ph: PlaceholderPlan): boolean {
   return p.fk.refColumns.length === ph.keyColumns.length && ph.keyColumns.every((c) => p.fk.refColumns.includes(c));
+}
+
+/**
+ * A key into the placeholder's table that names other columns than its primary key (a unique
+ * email, part of the key) cannot be re-pointed at it: where it cannot be cleared either, the config
+ * must say what happens, rather than rows coming for structure being left out unannounced.
+ */
+function refuseUnmatchedKey(p: FkPlan, ph: PlaceholderPlan): never {
+  const own = p.fk.table.split('.').pop();
+  const key = `${own}(${p.fk.columns.join(', ')})`;
+  fail(
+    `placeholders.${ph.table.split('.').pop()}: ${p.fk.table}(${p.fk.columns.join(', ')}) → ${p.fk.refTable}(${p.fk.refColumns.join(', ')}) does not name the placeholder's key (${ph.keyColumns.join(', ')}), so its columns cannot all point at the placeholder; make the foreign key reference ${ph.table}(${ph.keyColumns.join(', ')}), or set foreign-keys ${key} to drop${p.nullable ? ' or null' : ''}`,
+  );
 }
 
 /**

@@ -201,3 +201,93 @@ describe('policy structure with an owner key of several columns', () => {
     assert.deepEqual(report.leaks, []);
   });
 });
+
+// A multi-tenant forum: an account is known by (tenant_id, user_id); a reply names its author, and
+// optionally its last editor, by both.
+const accounts = Array.from({ length: 200 }, (_, i) => [1 + (i % 2), 1 + Math.floor(i / 2)] as const);
+const TA = accounts.find((p) => isSampled(SEED, FRACTION, key(p))) as readonly [number, number];
+const TB = accounts.find((p) => !isSampled(SEED, FRACTION, key(p))) as readonly [number, number];
+const TENANTS = `
+CREATE TABLE tenant (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE account (tenant_id int REFERENCES tenant(id), user_id int, email text NOT NULL UNIQUE, name text NOT NULL, PRIMARY KEY (tenant_id, user_id));
+CREATE TABLE thread (id int PRIMARY KEY, tenant_id int NOT NULL, user_id int NOT NULL, title text NOT NULL, FOREIGN KEY (tenant_id, user_id) REFERENCES account);
+CREATE TABLE reply (id int PRIMARY KEY, thread_id int NOT NULL REFERENCES thread(id), parent_id int REFERENCES reply(id),
+  tenant_id int NOT NULL, user_id int NOT NULL, editor_tenant int, editor_user int, body text NOT NULL, signature text,
+  FOREIGN KEY (tenant_id, user_id) REFERENCES account, FOREIGN KEY (editor_tenant, editor_user) REFERENCES account);
+INSERT INTO tenant VALUES (1, 'acme'), (2, 'globex');
+INSERT INTO account SELECT 1 + g % 2, 1 + g / 2, 'user' || g || '@realmail.test', 'Realname ' || md5('name' || g) FROM generate_series(0, 199) g;
+INSERT INTO thread SELECT g, 1 + g % 2, 1 + (g * 7) % 100, 'title ' || g FROM generate_series(1, 400) g;
+INSERT INTO reply SELECT g, 1 + (g * 11) % 400, NULL, 1 + (g * 3) % 2, 1 + (g * 13) % 100, 1 + g % 2, 1 + (g * 17) % 100, 'words ' || md5('r' || g), 'sig ' || g FROM generate_series(1, 400) g;
+INSERT INTO reply SELECT 400 + g, r.thread_id, g, 1 + g % 2, 1 + (g * 19) % 100, NULL, NULL, 'words ' || md5('r' || (400 + g)), NULL FROM generate_series(1, 400) g JOIN reply r ON r.id = g;
+INSERT INTO thread VALUES (1000, ${TA[0]}, ${TA[1]}, 'the thread');
+INSERT INTO reply VALUES
+  (5001, 1000, NULL, ${TA[0]}, ${TA[1]}, NULL, NULL, 'the question', NULL),
+  (5002, 1000, 5001, ${TB[0]}, ${TB[1]}, ${TB[0]}, ${TB[1]}, 'middle reply by the account outside the sample', 'signed by the account outside the sample'),
+  (5003, 1000, 5002, ${TA[0]}, ${TA[1]}, ${TB[0]}, ${TB[1]}, 'the answer', NULL);
+`;
+
+describe('policy structure with an owner keyed by (tenant_id, user_id)', () => {
+  before(() => loadScenario(w, TENANTS));
+
+  it('brings the thread whole: the middle reply points at the placeholder by both columns, its personal columns masked, no key half-null', async () => {
+    const config = {
+      root: 'account',
+      fraction: FRACTION,
+      seed: SEED,
+      'reference-tables': ['tenant'],
+      'public-tables': ['tenant'],
+      columns: {
+        'account.email': 'fake-email',
+        'account.name': 'fake-name',
+        'thread.title': { sql: "'thread ' || id" },
+        'reply.body': { sql: "'reply ' || id" },
+        'reply.signature': 'null',
+      },
+      'foreign-keys': { 'reply(parent_id)': 'structure', 'reply(editor_tenant, editor_user)': { owns: false } },
+      placeholders: { account: { key: { tenant_id: 1, user_id: 0 }, values: { email: "'deleted@example.invalid'", name: "'deleted'" } } },
+    };
+    const report = await resample(w.ctx(w.config(config)), { dryRun: false });
+    const a = `${TA[0]}/${TA[1]}`;
+    assert.equal(
+      devRows(
+        "SELECT string_agg(id || ':' || tenant_id || '/' || user_id || ':' || coalesce(editor_tenant || '/' || editor_user, '-'), ',' ORDER BY id) FROM reply WHERE id IN (5001, 5002, 5003)",
+      ),
+      // The middle reply's author and editor both point at the placeholder; the answer, which came as
+      // a member, has its editor (outside the sample) cleared in both columns.
+      `5001:${a}:-,5002:1/0:1/0,5003:${a}:-`,
+    );
+    assert.equal(devRows("SELECT body || '|' || coalesce(signature, 'null') FROM reply WHERE id = 5002"), 'reply 5002|null');
+    assert.equal(devRows("SELECT email || '|' || name FROM account WHERE (tenant_id, user_id) = (1, 0)"), 'deleted@example.invalid|deleted');
+    // Nothing of the account outside the sample: its row, its threads and replies, its real values.
+    assert.equal(
+      devRows(
+        `SELECT (SELECT count(*) FROM account WHERE (tenant_id, user_id) = (${TB[0]}, ${TB[1]})) + (SELECT count(*) FROM reply WHERE (tenant_id, user_id) = (${TB[0]}, ${TB[1]}) OR (editor_tenant, editor_user) = (${TB[0]}, ${TB[1]})) + (SELECT count(*) FROM thread WHERE (tenant_id, user_id) = (${TB[0]}, ${TB[1]}))`,
+      ),
+      '0',
+    );
+    // No composite key half-null: MATCH SIMPLE would let (1, NULL) through unchecked.
+    assert.equal(devRows('SELECT count(*) FROM reply WHERE (editor_tenant IS NULL) <> (editor_user IS NULL) OR (tenant_id IS NULL) <> (user_id IS NULL)'), '0');
+    assert.ok(Number(devRows('SELECT count(*) FROM reply WHERE editor_tenant IS NULL AND id <= 400')) > 0, 'some editors outside the sample were cleared');
+    // Every reply's author and editor is in dev; only rows that came for structure point at the placeholder.
+    assert.equal(
+      devRows(
+        'SELECT count(*) FROM reply r WHERE NOT EXISTS (SELECT 1 FROM account p WHERE (p.tenant_id, p.user_id) = (r.tenant_id, r.user_id)) OR (r.editor_tenant IS NOT NULL AND NOT EXISTS (SELECT 1 FROM account p WHERE (p.tenant_id, p.user_id) = (r.editor_tenant, r.editor_user)))',
+      ),
+      '0',
+    );
+    const onPlaceholder = Number(devRows('SELECT count(*) FROM reply WHERE (tenant_id, user_id) = (1, 0)'));
+    const reply = report.tables.find((t) => t.table === 'public.reply');
+    assert.ok(onPlaceholder >= 1 && (reply?.structure?.rows ?? 0) >= onPlaceholder, JSON.stringify(reply?.structure));
+    assert.equal(reply?.structure?.placeholder.find((p) => p.key.startsWith('tenant_id, user_id'))?.rows, onPlaceholder);
+    // Personal columns masked on every row, the placeholder's included.
+    assert.equal(devRows("SELECT count(*) FROM account WHERE email LIKE '%@realmail.test' OR name LIKE 'Realname %'"), '0');
+    assert.equal(devRows("SELECT count(*) FROM reply WHERE body LIKE 'words %' OR signature IS NOT NULL"), '0');
+    const dump = w.dump(w.dev, 'makapix_dev');
+    for (const real of ['middle reply by the account outside the sample', 'signed by the account', '@realmail.test']) assert.ok(!dump.includes(real), real);
+    assert.deepEqual(
+      report.foreignKeys.filter((f) => f.orphans > 0),
+      [],
+    );
+    assert.deepEqual(report.leaks, []);
+  });
+});

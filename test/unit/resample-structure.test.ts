@@ -161,9 +161,14 @@ describe('sample.placeholders and structure: refused in one line', () => {
 });
 
 /** A federated forum: a person is known by (instance_id, local_id); a comment names its author by both. */
-const federated = (shareInstance = false): Catalog => ({
+type Variant = 'shared-instance' | 'by-handle' | 'by-handle-nullable' | undefined;
+const federated = (variant: Variant): Catalog => ({
   tables: [
-    table('person', [col('instance_id', 'integer', true), col('local_id', 'integer', true), col('name', 'text', true)], ['instance_id', 'local_id']),
+    table(
+      'person',
+      [col('instance_id', 'integer', true), col('local_id', 'integer', true), col('name', 'text', true), col('handle')],
+      ['instance_id', 'local_id'],
+    ),
     table('post', [col('id', 'integer', true), col('instance_id', 'integer', true), col('local_id', 'integer', true)]),
     table('comment', [
       col('id', 'integer', true),
@@ -171,6 +176,7 @@ const federated = (shareInstance = false): Catalog => ({
       col('author_id', 'integer', true),
       col('post_id', 'integer', true),
       col('parent_id'),
+      col('editor_handle', 'integer', variant === 'by-handle'),
     ]),
   ],
   foreignKeys: [
@@ -179,19 +185,21 @@ const federated = (shareInstance = false): Catalog => ({
     fk('comment', ['post_id'], 'post'),
     fk('comment', ['parent_id'], 'comment'),
     // A tenant-style key sharing the author's instance column.
-    ...(shareInstance ? [{ ...fk('comment', ['author_instance', 'post_id'], 'post'), refColumns: ['instance_id', 'id'] }] : []),
+    ...(variant === 'shared-instance' ? [{ ...fk('comment', ['author_instance', 'post_id'], 'post'), refColumns: ['instance_id', 'id'] }] : []),
+    // A key naming a unique column of the owner rather than its primary key.
+    ...(variant?.startsWith('by-handle') ? [{ ...fk('comment', ['editor_handle'], 'person'), refColumns: ['handle'] }] : []),
   ],
   sequences: [],
 });
 
-function federatedPlan(key: unknown, shareInstance = false): SamplePlan {
+function federatedPlan(key: unknown, variant?: Variant, foreignKeys: Record<string, unknown> = {}): SamplePlan {
   const settings = sampleSchema.parse({
     root: 'person',
     columns: { 'person.name': { sql: "'someone'" } },
-    'foreign-keys': { 'comment(parent_id)': 'structure' },
+    'foreign-keys': { 'comment(parent_id)': 'structure', ...foreignKeys },
     placeholders: { person: { key, values: { name: "'deleted'" } } },
   });
-  return buildPlan(federated(shareInstance), { settings, fraction: 0.1, seed: 's', secrets: { maskKey: 'k' } });
+  return buildPlan(federated(variant), { settings, fraction: 0.1, seed: 's', secrets: { maskKey: 'k' } });
 }
 
 describe('a placeholder for a key of several columns', () => {
@@ -232,7 +240,7 @@ describe('a placeholder for a key of several columns', () => {
 
   it('refuses in one line a key sharing a column with another foreign key, naming both and what to set instead', () => {
     assert.throws(
-      () => federatedPlan({ instance_id: 0, local_id: -1 }, true),
+      () => federatedPlan({ instance_id: 0, local_id: -1 }, 'shared-instance'),
       (e: unknown) =>
         e instanceof ConfigurationError &&
         !e.message.includes('\n') &&
@@ -240,5 +248,26 @@ describe('a placeholder for a key of several columns', () => {
           e.message,
         ),
     );
+  });
+
+  it('refuses in one line a key into the owner that does not name the placeholder key, unless the config says what to do with it', () => {
+    assert.throws(
+      () => federatedPlan({ instance_id: 0, local_id: -1 }, 'by-handle'),
+      (e: unknown) =>
+        e instanceof ConfigurationError &&
+        !e.message.includes('\n') &&
+        e.message ===
+          "sample: placeholders.person: public.comment(editor_handle) → public.person(handle) does not name the placeholder's key (instance_id, local_id), so its columns cannot all point at the placeholder; make the foreign key reference public.person(instance_id, local_id), or set foreign-keys comment(editor_handle) to drop",
+    );
+    // Said: that key drops the row as configured, and the author key still points at the placeholder.
+    const p = federatedPlan({ instance_id: 0, local_id: -1 }, 'by-handle', { 'comment(editor_handle)': 'drop' });
+    const comment = p.tables.find((t) => t.table.id === 'public.comment')!;
+    assert.equal(comment.outgoing.find((o) => o.fk.columns[0] === 'editor_handle')?.placeholder, undefined);
+    assert.equal(comment.outgoing.find((o) => o.fk.columns.length === 2)?.placeholder?.keyText, 'instance_id=0, local_id=-1');
+    assert.equal(comment.outgoing.find((o) => o.fk.columns[0] === 'editor_handle')?.strict, true);
+    // A nullable such key is cleared on rows that came for structure, unasked.
+    const nullable = federatedPlan({ instance_id: 0, local_id: -1 }, 'by-handle-nullable');
+    const c2 = nullable.tables.find((t) => t.table.id === 'public.comment')!;
+    assert.match(selectFor(nullable, c2), /CASE WHEN t\."editor_handle" IS NULL OR t\."editor_handle" IN \(SELECT p\."handle" FROM/);
   });
 });
