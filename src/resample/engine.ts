@@ -15,7 +15,7 @@ import type { Config } from '../domain/config';
 import { Environment } from '../domain/environment';
 import { errorMessage, OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
-import type { Logger } from '../infra/logger';
+import { ignored, type Logger } from '../infra/logger';
 import { pendingDirOf } from '../domain/host-log';
 import { underLock, type Operation } from '../domain/operation';
 import { EnvironmentLock } from '../domain/lock';
@@ -816,6 +816,8 @@ async function swapStaging(run: ResampleRun, staging: Staging, op: Operation, ho
   const { host, config, log } = run.ctx;
   const { dev, plan, report } = run;
   const sample = config.sample;
+  // The record that the run passed: its failure fails the run, but dev has the sample by then.
+  let resampled: Promise<unknown> | undefined;
   try {
     await swapIn({
       server: staging.server,
@@ -831,6 +833,11 @@ async function swapStaging(run: ResampleRun, staging: Staging, op: Operation, ho
       pendingDir: pendingDirOf(config['state-dir'], 'dev'),
       // Read when staging was created, under this same lock.
       hadDev: staging.devInfo !== null,
+      // Recorded beside the drop of the database dev had before: the swap has passed.
+      passed: async () => {
+        resampled = op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
+        await resampled.catch(ignored(log, "recording 'resampled' (awaited after the swap)"));
+      },
     });
   } catch (e) {
     // Swapped back: dev is as it was, and the report says what the sample would have been.
@@ -838,5 +845,5 @@ async function swapStaging(run: ResampleRun, staging: Staging, op: Operation, ho
   }
   run.mark('swap');
   report.swapped = true;
-  await op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
+  await resampled;
 }
