@@ -281,8 +281,14 @@ export class FakeVps {
     // The lock and the host log (src/domain/lock.ts, host-log.ts, operation.ts).
     h.on('mkdir', /^mkdir -p -m 700 \S+$/, {});
     h.on('read lock holder', /^FILE=(\S+lock-holder\.json)\n/, (_c, m) => ({ stdout: files.get(m?.[1] ?? '')?.toString() ?? '' }));
-    h.on('take lock', /^flock -w \d+ -E 75 \S+\/lock bash -c/, { stdout: 'twinstack-lock-acquired\n' });
+    h.on('take lock', /^DIR=\S+; LOCK_FILE=\S+\/lock; WAIT=\d+; TIMEOUT_EXIT=75; /, { stdout: 'twinstack-lock-acquired\n' });
     h.on('busy check', /^ENTRIES_DIR=\S+; BUSY_FILE=\S+\/busy\n/, { stdout: 'IDLE\n' });
+    // Idle: the holder file as it was, then the new one in its place (src/domain/lock-claim.sh).
+    h.on('claim lock', /^ENTRIES_DIR=\S+; BUSY_FILE=\S+\/busy; FILE=(\S+lock-holder\.json); TMP=\S+; MARKER=(\S+)\n/, (c, m) => {
+      const was = files.get(m?.[1] ?? '')?.toString() ?? '';
+      files.set(m?.[1] ?? '', Buffer.from(c.stdin ?? ''));
+      return { stdout: `IDLE\n${m?.[2]}\n${was}` };
+    });
     h.on('remove file', /^rm -f (\S+)$/, (_c, m) => {
       files.delete(m?.[1] ?? '');
       return {};
