@@ -6,6 +6,7 @@
  * that died holding it (a stale lock), and is reported.
  */
 import * as fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import type { RunInfo } from '../infra/actions-io';
 import { LockTimeoutError, RemoteCommandError, errorMessage } from '../infra/errors';
 import { parseBusyEntry, parseLockHolder } from './lock-records';
@@ -15,7 +16,7 @@ import { onCancel } from '../infra/cancel';
 import { ignored, type Logger } from '../infra/logger';
 import { EXEC_PID_PREFIX, projectLabel, signalExecs } from '../infra/docker';
 import { short } from '../infra/sha';
-import { argv, hostScript, quote, sh } from '../infra/shell';
+import { hostScript, quote, sh } from '../infra/shell';
 
 export interface LockHolder {
   run: string;
@@ -46,6 +47,10 @@ const TIMEOUT_EXIT = 75;
 const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
+const LOCK_TAKE = fs.readFileSync(__dirname + '/lock-take.sh', 'utf8');
+const LOCK_CLAIM = fs.readFileSync(__dirname + '/lock-claim.sh', 'utf8');
+/** The line lock-claim.sh prints before the holder file it found. */
+const HOLDER_WAS = 'twinstack-lock-holder-was';
 
 /** Where a lock is: the host, its state directory, and the environment's name. */
 export interface LockPlace {
@@ -65,8 +70,6 @@ export class EnvironmentLock {
   private released = false;
   /** Unregisters the clean-up that frees this lock when the run is cancelled. */
   private forgetCancel: () => void = () => undefined;
-  /** The holder file being written, which a release waits for before removing it. */
-  private writing: Promise<void> = Promise.resolve();
 
   private readonly host: Host;
   private readonly process: RemoteProcess;
@@ -75,7 +78,6 @@ export class EnvironmentLock {
   /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
   readonly stale: LockHolder | undefined;
   readonly stateDir: string;
-  private readonly log: Logger;
 
   private constructor({
     host,
@@ -84,15 +86,13 @@ export class EnvironmentLock {
     env,
     stale,
     stateDir,
-    log,
-  }: LockPlace & { process: RemoteProcess; holderFile: string; stale: LockHolder | undefined; log: Logger }) {
+  }: LockPlace & { process: RemoteProcess; holderFile: string; stale: LockHolder | undefined }) {
     this.host = host;
     this.process = process;
     this.holderFile = holderFile;
     this.env = env;
     this.stale = stale;
     this.stateDir = stateDir;
-    this.log = log;
   }
 
   static paths(stateDir: string, env: string) {
@@ -118,32 +118,40 @@ export class EnvironmentLock {
       label: `checking ${env} for remote work of earlier runs`,
       timeoutSeconds: 60,
     });
-    const lines = r.stdout.split('\n');
-    const entries: BusyEntry[] = [];
-    for (const line of lines.slice(1)) {
-      if (!line.includes('\t')) continue;
-      try {
-        entries.push(parseBusyEntry(line, entriesDir));
-      } catch (e) {
-        // The process group is alive whatever its entry says: it is waited for, named by the problem.
-        entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${errorMessage(e)})`, since: '' });
-      }
-    }
-    return { busy: lines[0]?.trim() === 'BUSY', entries };
+    return parseBusy(r.stdout.split('\n'), entriesDir);
   }
 
   /**
-   * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
-   * how long it has waited; past the deadline, refuses.
+   * Holding the flock: waits until no process of an earlier run holds the busy file, saying what it
+   * waits for and for how long it has waited (past the deadline, refuses), and then, in the same
+   * round trip (lock-claim.sh), reads the holder file left there and writes this run's.
    */
-  private static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }: Omit<AcquireOptions, 'holder'> & { deadline: number }): Promise<void> {
+  private static async claim({
+    host,
+    stateDir,
+    env,
+    holder,
+    deadline,
+    waitSeconds,
+    log,
+  }: AcquireOptions & { deadline: number }): Promise<LockHolder | undefined> {
+    const { entriesDir, busyFile, holderFile } = EnvironmentLock.paths(stateDir, env);
     const started = Date.now();
     let lastSaid = 0;
     for (;;) {
-      const { busy, entries } = await EnvironmentLock.busyWork(host, stateDir, env);
+      const tmp = `${holderFile}.twinstack-${randomBytes(6).toString('hex')}`;
+      const r = await host.run(hostScript(LOCK_CLAIM, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile, FILE: holderFile, TMP: tmp, MARKER: HOLDER_WAS }), {
+        stdin: `${JSON.stringify(holder)}\n`,
+        quiet: true,
+        label: `checking ${env} for remote work of earlier runs, then writing the ${env} lock holder`,
+        timeoutSeconds: 60,
+      });
+      const lines = r.stdout.split('\n');
+      const at = lines.indexOf(HOLDER_WAS);
+      const { busy, entries } = parseBusy(at < 0 ? lines : lines.slice(0, at), entriesDir);
       if (!busy) {
         if (Date.now() - started > 1000) log.info(`The earlier remote work on ${env} has ended (waited ${Math.round((Date.now() - started) / 1000)}s).`);
-        return;
+        return EnvironmentLock.holderOf(lines.slice(at + 1).join('\n'), holderFile);
       }
       const what = entries.length ? entries.map(describeBusy).join('; ') : 'a process that holds the busy file (not recorded)';
       if (Date.now() >= deadline) {
@@ -194,9 +202,14 @@ export class EnvironmentLock {
   static async readHolder(host: Host, stateDir: string, env: string): Promise<LockHolder | undefined> {
     const { holderFile } = EnvironmentLock.paths(stateDir, env);
     const r = await host.run(hostScript(READ_HOLDER, { FILE: holderFile }), { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
-    if (!r.stdout.trim()) return undefined;
+    return EnvironmentLock.holderOf(r.stdout, holderFile);
+  }
+
+  /** A holder file's text as read: undefined when there was none. */
+  private static holderOf(text: string, holderFile: string): LockHolder | undefined {
+    if (!text.trim()) return undefined;
     try {
-      return parseLockHolder(r.stdout, holderFile);
+      return parseLockHolder(text, holderFile);
     } catch (e) {
       // Most likely cut short by a run that died writing it: reported, never a reason to block the environment.
       return { run: 'unknown', actor: 'unknown', sha: '', action: 'unknown', op: '', since: '', problem: errorMessage(e) };
@@ -227,15 +240,21 @@ export class EnvironmentLock {
   static async acquire({ host, stateDir, env, holder, waitSeconds, log }: AcquireOptions): Promise<EnvironmentLock> {
     const started = Date.now();
     const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
-    await host.run(sh`mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
-    const current = await EnvironmentLock.readHolder(host, stateDir, env);
+    // The flock is asked for at once (lock-take.sh makes the directory first); the holder is read
+    // beside it, to name whom a wait is for, and before this run writes its own.
+    const proc = host.spawn(hostScript(LOCK_TAKE, { DIR: dir, LOCK_FILE: lockFile, WAIT: waitSeconds, TIMEOUT_EXIT, ACQUIRED }), {
+      quiet: true,
+      label: `taking the ${env} lock`,
+    });
+    const acquired = proc.waitForLine(ACQUIRED);
+    acquired.catch(ignored(log, `taking the ${env} lock (awaited below)`));
+    const current = await EnvironmentLock.readHolder(host, stateDir, env).catch(async (e) => {
+      await proc.end().catch(ignored(log, `freeing the ${env} lock after reading its holder failed`));
+      throw e;
+    });
     if (current) log.info(`The ${env} lock is held or was left by ${describeHolder(current)}; waiting up to ${waitSeconds}s.`);
-    const proc = host.spawn(
-      argv('flock', '-w', String(waitSeconds), '-E', String(TIMEOUT_EXIT), lockFile, 'bash', '-c', `echo ${ACQUIRED}; exec cat >/dev/null`),
-      { quiet: true, label: `taking the ${env} lock` },
-    );
     try {
-      await proc.waitForLine(ACQUIRED);
+      await acquired;
     } catch (e) {
       if (e instanceof RemoteCommandError && e.exitCode === TIMEOUT_EXIT) {
         // Only names the holder in the message: the timeout is what is reported.
@@ -247,20 +266,18 @@ export class EnvironmentLock {
       throw e;
     }
     // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
+    // A holder file still present then means its run died while holding the lock.
+    let stale: LockHolder | undefined;
     try {
-      await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
+      stale = await EnvironmentLock.claim({ host, stateDir, env, holder, deadline: started + waitSeconds * 1000, waitSeconds, log });
     } catch (e) {
       await proc.end().catch(ignored(log, `freeing the ${env} lock after the wait for earlier work failed`));
       throw e;
     }
-    // A holder file still present means its run died while holding the lock.
-    const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-    const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
+    const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir });
     // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
     // the lock goes with its holder file: a holder file left behind would read as a run that died.
     lock.forgetCancel = onCancel(() => lock.release());
-    lock.writing = host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
-    await lock.writing;
     if (stale) {
       log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
     }
@@ -280,8 +297,6 @@ export class EnvironmentLock {
     this.released = true;
     this.forgetCancel();
     try {
-      // A failed write was thrown by acquire already; the holder file goes either way.
-      await this.writing.catch(ignored(this.log, `writing the ${this.env} lock holder`));
       await this.host.run(sh`rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
     } finally {
       await this.process.end();
@@ -292,4 +307,19 @@ export class EnvironmentLock {
 export function describeHolder(h: LockHolder): string {
   if (h.problem) return `an unknown run (${h.problem})`;
   return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? short(h.sha) : '?'}, since ${h.since})`;
+}
+
+/** busy-work.sh's answer (lock-claim.sh's, up to its holder): IDLE or BUSY, then the live process groups. */
+function parseBusy(lines: string[], entriesDir: string): { busy: boolean; entries: BusyEntry[] } {
+  const entries: BusyEntry[] = [];
+  for (const line of lines.slice(1)) {
+    if (!line.includes('\t')) continue;
+    try {
+      entries.push(parseBusyEntry(line, entriesDir));
+    } catch (e) {
+      // The process group is alive whatever its entry says: it is waited for, named by the problem.
+      entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${errorMessage(e)})`, since: '' });
+    }
+  }
+  return { busy: lines[0]?.trim() === 'BUSY', entries };
 }

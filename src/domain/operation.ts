@@ -118,7 +118,13 @@ async function openOperation({
   id: string;
   base: OperationBase;
 }): Promise<Operation> {
-  const records = await hostLog.read(o.log);
+  // What cut host changes left is listed beside the read of the log (both only read; acted on below, in order).
+  const pending = listPending(o);
+  pending.catch(ignored(o.log, 'listing cut host changes (awaited below)'));
+  const records = await hostLog.read(o.log).catch(async (e) => {
+    await pending.catch(ignored(o.log, 'listing cut host changes'));
+    throw e;
+  });
   const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${errorMessage(e)}`));
   if (archived)
     o.log.info(
@@ -134,7 +140,7 @@ async function openOperation({
   }
   // Multi-step host changes (a database restore) leave the script that undoes them until they
   // finish; one still there was cut halfway, and is undone before anything else happens.
-  const recovered = await undoPending(o, hostLog, base);
+  const recovered = await undoPending(o, hostLog, base, await pending);
   if (lock.stale && !interrupted.some((r) => r.op === lock.stale?.op)) {
     o.log.warning(`The ${o.env} lock was left by ${describeHolder(lock.stale)}.`);
   }
@@ -155,16 +161,19 @@ async function openOperation({
 
 type OperationBase = { action: string; op: string; run: string; actor: string };
 
-async function undoPending(o: OperationOptions, hostLog: HostLog, base: OperationBase): Promise<string[]> {
-  const dir = pendingDirOf(o.stateDir, o.env);
-  // One round trip: each leftover undo script with its first line (what it undoes).
-  const list = await o.host.run(hostScript(PENDING_UNDO, { PENDING_DIR: dir }), {
+/** One round trip: each leftover undo script with its first line (what it undoes), one a line. */
+async function listPending(o: OperationOptions): Promise<string> {
+  const list = await o.host.run(hostScript(PENDING_UNDO, { PENDING_DIR: pendingDirOf(o.stateDir, o.env) }), {
     quiet: true,
     label: 'looking for cut host changes',
     timeoutSeconds: 60,
   });
+  return list.stdout;
+}
+
+async function undoPending(o: OperationOptions, hostLog: HostLog, base: OperationBase, list: string): Promise<string[]> {
   const done: string[] = [];
-  for (const line of list.stdout.split('\n').filter(Boolean)) {
+  for (const line of list.split('\n').filter(Boolean)) {
     const [file, head = ''] = line.split('\t');
     const first = head.replace(/^#\s*/, '').trim();
     o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);

@@ -15,7 +15,7 @@ import type { Config } from '../domain/config';
 import { Environment } from '../domain/environment';
 import { errorMessage, OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
-import type { Logger } from '../infra/logger';
+import { ignored, type Logger } from '../infra/logger';
 import { pendingDirOf } from '../domain/host-log';
 import { underLock, type Operation } from '../domain/operation';
 import { EnvironmentLock } from '../domain/lock';
@@ -538,9 +538,18 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
       lockTimeoutSeconds: ctx.lockTimeoutSeconds,
     },
     async (op) => {
-      const staging = await createStaging(run, op);
+      // prod's read lock is taken while staging is made: its own round trips wait for nothing of dev's.
+      const prodLock = takeProdLock(run);
+      prodLock.catch(ignored(ctx.log, 'taking the prod lock (awaited before the rows)'));
+      let staging: Staging;
       try {
-        await fillStaging(run, staging);
+        staging = await createStaging(run, op);
+      } catch (e) {
+        await prodLock.then((l) => l.release(), ignored(ctx.log, 'taking the prod lock'));
+        throw e;
+      }
+      try {
+        await fillStaging(run, staging, prodLock);
       } catch (e) {
         await staging.server.drop(staging.names.staging).catch((de) => ctx.log.warning(`could not drop ${staging.names.staging}: ${String(de)}`));
         throw e instanceof ResampleFailed ? e : new ResampleFailed(errorMessage(e), run.finish());
@@ -565,28 +574,50 @@ interface Staging {
   devAcl: string;
 }
 
-/** Recovers a dead run's leftovers and creates the empty staging database with dev's owner and locale. */
+/**
+ * One session on dev's server: when no leftover of a dead run is there (a staging or a previous
+ * database), it reads dev's database (owner and locale, or null when dev has none yet) and creates
+ * the empty staging database with them; else it says so and creates nothing.
+ */
+export function stagingSql(names: ReturnType<typeof databaseNames>, defaultOwner: string): string {
+  const dev = literal(names.dev);
+  return [
+    `SELECT count(*) > 0 AS ts_leftovers FROM pg_database WHERE datname IN (${literal(names.staging)}, ${literal(names.previous)}) \\gset`,
+    `\\if :ts_leftovers`,
+    `SELECT 'ts:leftovers';`,
+    `\\else`,
+    `SELECT 'ts:dev:' || coalesce((SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype)::text FROM pg_database WHERE datname = ${dev}), 'null');`,
+    // Dev's owner and locale, or the configured user and the server's defaults when dev has no database yet.
+    `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0', ${literal(names.staging)}, coalesce(pg_get_userbyid(d.datdba), ${literal(defaultOwner)})) || ` +
+      `coalesce(format(' ENCODING %L LC_COLLATE %L LC_CTYPE %L', pg_encoding_to_char(d.encoding), d.datcollate, d.datctype), '') ` +
+      `FROM (SELECT 1) one LEFT JOIN pg_database d ON d.datname = ${dev} \\gexec`,
+    `\\endif`,
+  ].join('\n');
+}
+
+/**
+ * Creates the empty staging database with dev's owner and locale, in one round trip; a dead run's
+ * leftovers found there are recovered first (see recoverLeftovers), and the creation tried again.
+ */
 async function createStaging(run: ResampleRun, op: Operation): Promise<Staging> {
   const { plan, dev } = run;
   const server = new DevServer(run.ctx.host, dev, run.ctx.config.sample['maintenance-database']);
   const names = databaseNames(dev.cfg.database.name);
-  run.report.warnings.push(...(await recoverLeftovers(server, names, run.ctx.log)));
-  const devInfo = await server.json(
-    devDatabase.nullable(),
-    `SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${literal(names.dev)}`,
-    'reading dev database settings',
-  );
-  const owner = devInfo?.owner ?? dev.cfg.database.user;
-  const locale = devInfo ? ` ENCODING ${literal(devInfo.encoding)} LC_COLLATE ${literal(devInfo.collate)} LC_CTYPE ${literal(devInfo.ctype)}` : '';
-  await server.exec(`CREATE DATABASE ${ident(names.staging)} OWNER ${ident(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
+  let out = await server.exec(stagingSql(names, dev.cfg.database.user), 'creating the staging database');
+  if (/^ts:leftovers$/m.test(out)) {
+    run.report.warnings.push(...(await recoverLeftovers(server, names, run.ctx.log)));
+    out = await server.exec(stagingSql(names, dev.cfg.database.user), 'creating the staging database');
+    if (/^ts:leftovers$/m.test(out)) throw new OperationFailed(`dev's server still holds ${names.staging} or ${names.previous} after recovering them`);
+  }
+  const devInfo = parseTagged(out, { tag: 'dev', schema: devDatabase.nullable() });
   run.mark('lock, recovery, staging database');
   await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
   return { server, names, devInfo, devAcl: pgDump(dev, names.dev, { schemaOnly: true }) };
 }
 
 /** Schema, rows, checks of the sample, constraints, sequences, grants and after-load: staging ready to swap in. */
-async function fillStaging(run: ResampleRun, staging: Staging): Promise<void> {
-  const streamed = await streamSample(run, staging);
+async function fillStaging(run: ResampleRun, staging: Staging, prodLock: Promise<EnvironmentLock>): Promise<void> {
+  const streamed = await streamSample(run, staging, prodLock);
   run.mark('schema (pre-data), rows, counts, orphans, leak scan');
   reportSample(run, streamed);
   refuseFlawedSample(run);
@@ -675,18 +706,14 @@ function receiveScript(run: ResampleRun, staging: Staging, busy: ReturnType<type
   });
 }
 
-/** Production's pre-data and sampled rows into staging, on the host, under prod's read lock. */
-async function streamSample(run: ResampleRun, staging: Staging): Promise<Streamed> {
+/**
+ * Production's snapshot, and the schema read with it, are read under prod's lock: a promotion (and
+ * its migration, which needs locks this read would hold) waits for it, saying so, and this read
+ * waits for a promotion.
+ */
+function takeProdLock(run: ResampleRun): Promise<EnvironmentLock> {
   const { host, config, log } = run.ctx;
-  const { plan, prod } = run;
-  log.info(`Schema and rows: production's pre-data into ${staging.names.staging}, and the sample streamed from production into it, on the host.`);
-  const busy = busiestKeys(plan, config.sample.representativeness['busiest-keys']);
-  const receive = receiveScript(run, staging, busy);
-  const send = psql(prod, prod.cfg.database.name, { tuples: true });
-  // Production's snapshot, and the schema read with it, under prod's lock: a promotion (and its
-  // migration, which needs locks this read would hold) waits for it, saying so, and this read
-  // waits for a promotion.
-  const prodLock = await EnvironmentLock.acquireToRead({
+  return EnvironmentLock.acquireToRead({
     host,
     stateDir: config['state-dir'],
     env: 'prod',
@@ -695,6 +722,17 @@ async function streamSample(run: ResampleRun, staging: Staging): Promise<Streame
     waitSeconds: run.ctx.lockTimeoutSeconds,
     log,
   });
+}
+
+/** Production's pre-data and sampled rows into staging, on the host, under prod's read lock (taken by the caller). */
+async function streamSample(run: ResampleRun, staging: Staging, lock: Promise<EnvironmentLock>): Promise<Streamed> {
+  const { host, config, log } = run.ctx;
+  const { plan, prod } = run;
+  log.info(`Schema and rows: production's pre-data into ${staging.names.staging}, and the sample streamed from production into it, on the host.`);
+  const busy = busiestKeys(plan, config.sample.representativeness['busiest-keys']);
+  const receive = receiveScript(run, staging, busy);
+  const send = psql(prod, prod.cfg.database.name, { tuples: true });
+  const prodLock = await lock;
   // Production's children per parent, beside the stream and inside the same lock.
   const prodFanout = readProductionFanout(host, prod, plan, busy);
   let streamed;
@@ -816,6 +854,8 @@ async function swapStaging(run: ResampleRun, staging: Staging, op: Operation, ho
   const { host, config, log } = run.ctx;
   const { dev, plan, report } = run;
   const sample = config.sample;
+  // The record that the run passed: its failure fails the run, but dev has the sample by then.
+  let resampled: Promise<unknown> | undefined;
   try {
     await swapIn({
       server: staging.server,
@@ -831,6 +871,11 @@ async function swapStaging(run: ResampleRun, staging: Staging, op: Operation, ho
       pendingDir: pendingDirOf(config['state-dir'], 'dev'),
       // Read when staging was created, under this same lock.
       hadDev: staging.devInfo !== null,
+      // Recorded beside the drop of the database dev had before: the swap has passed.
+      passed: async () => {
+        resampled = op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
+        await resampled.catch(ignored(log, "recording 'resampled' (awaited after the swap)"));
+      },
     });
   } catch (e) {
     // Swapped back: dev is as it was, and the report says what the sample would have been.
@@ -838,5 +883,5 @@ async function swapStaging(run: ResampleRun, staging: Staging, op: Operation, ho
   }
   run.mark('swap');
   report.swapped = true;
-  await op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
+  await resampled;
 }

@@ -104,6 +104,15 @@ export async function productionReaderWith<T>(
     throw new OperationFailed(
       `sample.reader-role is production's own database user ${role}, which may write: name a role of its own (default twinstack_reader); ${fix}`,
     );
+  const reader = prod.withDatabaseUser(role);
+  // The check of what the role may do and the read go beside the check that the role exists: when
+  // it does (every run but the first), the three cost one round trip's wait.
+  const checkAndRead = () =>
+    Promise.allSettled([
+      queryJson(host, reader, { database: db, sql: FACTS_SQL, label: `checking what ${role} may do in production`, schema: readerFacts }),
+      read(reader),
+    ]);
+  let side = checkAndRead();
   const admin = await queryJson(host, prod, {
     database: db,
     sql:
@@ -111,10 +120,17 @@ export async function productionReaderWith<T>(
       `'can', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), 'server', current_setting('server_version_num')::int)`,
     label: "checking production's read-only role",
     schema: readerAdmin,
+  }).catch(async (e) => {
+    await side;
+    throw e;
   });
-  if (admin.server < 140000)
+  if (admin.server < 140000) {
+    await side;
     throw new OperationFailed(`production's PostgreSQL is older than 14: it has no pg_read_all_data role, which the resample's read-only session needs`);
+  }
   if (!admin.exists) {
+    // The side reads could not log in: they run again once the role is there.
+    await side;
     if (!admin.can) throw new OperationFailed(`production has no role ${role} to read through, and ${prod.cfg.database.user} may not create it: ${fix}`);
     await queryJson(host, prod, {
       database: db,
@@ -123,12 +139,9 @@ export async function productionReaderWith<T>(
       schema: z.null(),
     });
     log.info(`Created production's read-only role ${role} (pg_read_all_data, default_transaction_read_only, connection limit ${READER_CONNECTION_LIMIT}).`);
+    side = checkAndRead();
   }
-  const reader = prod.withDatabaseUser(role);
-  const [facts, value] = await Promise.allSettled([
-    queryJson(host, reader, { database: db, sql: FACTS_SQL, label: `checking what ${role} may do in production`, schema: readerFacts }),
-    read(reader),
-  ]);
+  const [facts, value] = await side;
   if (facts.status === 'rejected') throw facts.reason;
   const problems = readerProblems(facts.value);
   if (problems.length)

@@ -4,12 +4,13 @@
  * every byte, so the way back is a rename too.
  */
 import * as fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { LogEvent, RecordFields } from '../domain/host-log';
 import type { Environment } from '../domain/environment';
-import { errorMessage, OperationFailed } from '../infra/errors';
+import { errorMessage, OperationFailed, RemoteCommandError } from '../infra/errors';
 import type { Host } from '../infra/host';
-import type { Logger } from '../infra/logger';
+import { ignored, type Logger } from '../infra/logger';
 import { probeHealthUrl, waitHealthy } from '../domain/release';
 import { argv, hostScript, sh } from '../infra/shell';
 import { NOTHING_LATER, type LaterCompose } from '../infra/compose';
@@ -18,6 +19,10 @@ import { dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
 
 const SWAP_UNDO = fs.readFileSync(__dirname + '/swap-undo.sh', 'utf8');
 const SWAP_FINISH = fs.readFileSync(__dirname + '/swap-finish.sh', 'utf8');
+const SWAP_BEGIN = fs.readFileSync(__dirname + '/swap-begin.sh', 'utf8');
+const SWAP_PASS = fs.readFileSync(__dirname + '/swap-pass.sh', 'utf8');
+/** swap-begin.sh and swap-pass.sh: their pending file could not be written. */
+const NOT_WRITTEN = 5;
 
 /** Dev's app services (everything in its compose project but the database). */
 export interface AppServices {
@@ -137,6 +142,8 @@ export interface SwapOptions {
   pendingDir: string;
   /** Whether dev has a database, when the caller read it under the same lock (saves a round trip). */
   hadDev?: boolean;
+  /** Runs once the swap has passed, beside the drop of the database dev had before (the run's own record). */
+  passed?: () => Promise<unknown>;
 }
 
 /**
@@ -159,6 +166,47 @@ export function swapUndoScript(server: DevServer, names: ReturnType<typeof datab
   return `# resample swap of dev started ${new Date().toISOString()}: put dev's database back\n${body}\n`;
 }
 
+/** Where a pending file is written: its directory and a temporary name beside it. */
+function pendingPaths(marker: string): { MARKER: string; DIR: string; TMP: string } {
+  return { MARKER: marker, DIR: marker.slice(0, marker.lastIndexOf('/')) || '/', TMP: `${marker}.twinstack-${randomBytes(6).toString('hex')}` };
+}
+
+/**
+ * The renames that put staging in dev's place, in one round trip after the undo is written (see
+ * swap-begin.sh). Returns which of them happened: when the session stopped partway, the server is
+ * asked, and the renames left are done one by one (each retried while clients reconnect); a failure
+ * there is the caller's to undo, the undo script being in place.
+ */
+async function beginSwap(o: SwapOptions, undo: string, hadDev: boolean): Promise<{ movedAside: boolean; swapped: boolean }> {
+  const { server, names } = o;
+  const marker = `${o.pendingDir}/resample-swap.sh`;
+  const sql = `${hadDev ? renameDatabaseSql(names.dev, names.previous, { settle: true }) : ''}${renameDatabaseSql(names.staging, names.dev, { settle: true })}`;
+  const r = await server.host.run(
+    hostScript(SWAP_BEGIN, { ...pendingPaths(marker), UNDO: undo, PSQL: psql(server.env, server.maintenance, { tuples: true }) }),
+    {
+      stdin: sql,
+      check: false,
+      quiet: true,
+      label: hadDev ? `swapping ${names.staging} in for ${names.dev}` : `renaming database ${names.staging} to ${names.dev}`,
+      timeoutSeconds: 600,
+    },
+  );
+  if (r.exitCode === 0 && !r.timedOut) return { movedAside: hadDev, swapped: true };
+  if (r.exitCode === NOT_WRITTEN) throw new RemoteCommandError({ ...r, label: `writing the swap undo ${marker}` });
+  o.log.warning(`The swap's renames stopped partway (${r.stderr.trim().split('\n').pop() ?? `exit ${r.exitCode}`}); finishing them one by one.`);
+  const dbs = await server.databases();
+  const state = { movedAside: dbs.includes(names.previous), swapped: dbs.includes(names.dev) && !dbs.includes(names.staging) };
+  if (hadDev && !state.movedAside) {
+    await server.rename(names.dev, names.previous);
+    state.movedAside = true;
+  }
+  if (!state.swapped) {
+    await server.rename(names.staging, names.dev);
+    state.swapped = true;
+  }
+  return state;
+}
+
 /**
  * Stops dev's app, renames dev's database aside and staging into its place, migrates, starts the
  * app and checks its health. On any failure the renames are undone and the app restarted on the
@@ -168,55 +216,116 @@ export async function swapIn(o: SwapOptions): Promise<void> {
   const { server, names, services, log } = o;
   const hadDev = o.hadDev ?? (await server.exists(names.dev));
   const marker = `${o.pendingDir}/resample-swap.sh`;
-  const leave = (script: string) => server.host.writeFile(marker, script);
   const clear = async () => {
     await server.host.run(sh`rm -f ${marker}`, { quiet: true, label: 'removing the swap undo', timeoutSeconds: 60 });
   };
   const stopped = await services.stop();
-  // Written before any database moves: a run cut from here on leaves the way back to the next operation on dev.
-  await leave(swapUndoScript(server, names, services.startLater(stopped)));
-  let movedAside = false;
-  let swapped = false;
+  const moved: Moved = { movedAside: false, swapped: false };
+  let recorded: Promise<unknown> | undefined;
   try {
-    if (hadDev) {
-      await server.rename(names.dev, names.previous);
-      movedAside = true;
-    }
-    await server.rename(names.staging, names.dev);
-    swapped = true;
-    await o.record('swapped', { database: names.dev, previous: hadDev ? names.previous : undefined });
+    // The undo is written before any database moves (a run cut from there on leaves the way back to
+    // the next operation on dev), then the renames run, in one round trip.
+    Object.assign(
+      moved,
+      await beginSwap(o, swapUndoScript(server, names, services.startLater(stopped)), hadDev).catch(async (e) => {
+        // Stopped partway: what exists now decides the way back.
+        Object.assign(moved, await movedSoFar(o, hadDev));
+        throw e;
+      }),
+    );
+    // Recorded while the migration runs; a failed record still swaps back.
+    recorded = o.record('swapped', { database: names.dev, previous: hadDev ? names.previous : undefined });
+    recorded.catch(ignored(log, "recording 'swapped' (awaited below)"));
     await o.migrate();
     await services.start(stopped);
     await services.health(stopped);
+    await recorded;
   } catch (e) {
-    log.error(`Resample failed after the swap began (${errorMessage(e)}); putting dev's database back.`);
-    await services.stop().catch((se) => log.warning(`could not stop dev services before swapping back: ${errorMessage(se)}`));
-    try {
-      if (swapped) await server.rename(names.dev, names.staging);
-      if (movedAside) await server.rename(names.previous, names.dev);
-    } catch (be) {
-      throw new SwapBackFailed(
-        `${errorMessage(e)}; then putting dev's database back failed too (${errorMessage(be)}): dev's own database is ${movedAside ? names.previous : 'gone'}; ` +
-          `the next operation on dev puts it back first (${marker} on the host), or run that script by hand`,
-      );
-    }
-    await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${errorMessage(de)}`));
-    await o.record('swapped-back', { database: names.dev });
-    await services.start(stopped);
-    await clear();
+    // The host log keeps its order: 'swapped' is written (or has failed) before 'swapped-back'.
+    await recorded?.catch(ignored(log, "recording 'swapped'"));
+    await swapBack({ o, stopped, moved, marker, error: e, clear });
     throw e;
   }
   // The point of no return: dev runs on the sample. What is left is finishing, not undoing: a run cut
   // here leaves the next operation to drop the database dev had before.
+  await Promise.all([finishSwap(o, hadDev, marker, clear), o.passed?.()]);
+}
+
+/** Which renames of the swap happened; unknown when dev's server could not say. */
+interface Moved {
+  movedAside: boolean;
+  swapped: boolean;
+  unknown?: boolean;
+}
+
+/** The renames done so far, read from the server. */
+async function movedSoFar(o: SwapOptions, hadDev: boolean): Promise<Moved> {
+  const { names } = o;
+  try {
+    const dbs = await o.server.databases();
+    const movedAside = dbs.includes(names.previous);
+    return { movedAside, swapped: dbs.includes(names.dev) && !dbs.includes(names.staging) && (!hadDev || movedAside) };
+  } catch (e) {
+    o.log.warning(`could not read dev's databases after the swap stopped: ${errorMessage(e)}`);
+    return { movedAside: false, swapped: false, unknown: true };
+  }
+}
+
+/** After a failure once the swap began: dev's database back under its name, staging dropped, the app started again. */
+async function swapBack({
+  o,
+  stopped,
+  moved,
+  marker,
+  error,
+  clear,
+}: {
+  o: SwapOptions;
+  stopped: string[];
+  moved: Moved;
+  marker: string;
+  error: unknown;
+  clear: () => Promise<void>;
+}): Promise<void> {
+  const { server, names, services, log } = o;
+  log.error(`Resample failed after the swap began (${errorMessage(error)}); putting dev's database back.`);
+  await services.stop().catch((se) => log.warning(`could not stop dev services before swapping back: ${errorMessage(se)}`));
+  const wayBack = `the next operation on dev puts it back first (${marker} on the host), or run that script by hand`;
+  if (moved.unknown) throw new SwapBackFailed(`${errorMessage(error)}; then dev's databases could not be read to put dev's own back: ${wayBack}`);
+  try {
+    if (moved.swapped) await server.rename(names.dev, names.staging);
+    if (moved.movedAside) await server.rename(names.previous, names.dev);
+  } catch (be) {
+    throw new SwapBackFailed(
+      `${errorMessage(error)}; then putting dev's database back failed too (${errorMessage(be)}): dev's own database is ${moved.movedAside ? names.previous : 'gone'}; ${wayBack}`,
+    );
+  }
+  await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${errorMessage(de)}`));
+  await o.record('swapped-back', { database: names.dev });
+  await services.start(stopped);
+  await clear();
+}
+
+/**
+ * Once the swap passed: the finish script replaces the undo, drops the database dev had before and
+ * goes, in one round trip (see swap-pass.sh). A drop that fails stays for the next operation on dev.
+ */
+async function finishSwap(o: SwapOptions, hadDev: boolean, marker: string, clear: () => Promise<void>): Promise<void> {
+  const { server, names, log } = o;
   if (!hadDev) return clear();
   const finish = hostScript(SWAP_FINISH, { DROP: dropDatabaseSql(names.previous), PSQL: psql(server.env, server.maintenance) });
-  await leave(`# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${finish}\n`);
-  try {
-    await server.drop(names.previous);
-    await clear();
-  } catch (e) {
-    log.warning(`could not drop the previous dev database ${names.previous}: ${errorMessage(e)}; the next operation on dev drops it (${marker})`);
-  }
+  const script = `# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${finish}\n`;
+  const r = await server.host.run(hostScript(SWAP_PASS, { ...pendingPaths(marker), FINISH: script }), {
+    check: false,
+    quiet: true,
+    label: `dropping database ${names.previous}`,
+    timeoutSeconds: 600,
+  });
+  if (r.exitCode === NOT_WRITTEN) throw new RemoteCommandError({ ...r, label: `writing the swap's finish script ${marker}` });
+  if (r.exitCode !== 0 || r.timedOut)
+    log.warning(
+      `could not drop the previous dev database ${names.previous}: ${r.stderr.trim().split('\n').slice(-2).join(' ')}; the next operation on dev drops it (${marker})`,
+    );
 }
 
 /**

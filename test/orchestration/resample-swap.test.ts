@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { Environment } from '../../src/domain/environment';
 import { MemoryLogger } from '../../src/infra/logger';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn } from '../../src/resample/swap';
-import { FakeVps, sha } from '../support/fake-vps';
+import { FakeVps, sha, shellValue } from '../support/fake-vps';
 
 const NAMES = databaseNames('makapix_dev');
 const MARKER = '/var/lib/twinstack/dev/pending/resample-swap.sh';
@@ -60,14 +60,16 @@ describe("resample's swap", () => {
     assert.deepEqual(databases(vps), ['makapix_dev', 'postgres']);
     const h = vps.host;
     const stop = h.indexOf(DEV(`stop ${APP}`));
-    const undo = h.indexOf(/^# writeFile \S+resample-swap\.sh$/);
-    const aside = h.calls.findIndex((c) => /ALTER DATABASE "?makapix_dev"? RENAME TO "?makapix_dev__ts_previous"?/.test(c.stdin ?? ''));
-    const into = h.calls.findIndex((c) => /ALTER DATABASE "?makapix_dev__ts_staging"? RENAME TO "?makapix_dev"?;/.test(c.stdin ?? ''));
+    // One round trip writes the undo, then renames dev's database aside and staging into its place, in that order.
+    const begin = h.calls.findIndex((c) => c.rule === 'begin swap');
+    const renames = [...(h.calls[begin]?.stdin ?? '').matchAll(/ALTER DATABASE "?(\w+)"? RENAME TO "?(\w+)"?;/g)].map((m) => `${m[1]} > ${m[2]}`);
+    assert.deepEqual(renames, ['makapix_dev > makapix_dev__ts_previous', 'makapix_dev__ts_staging > makapix_dev']);
+    assert.match(h.calls[begin].script, /^MARKER=\S+resample-swap\.sh; .*UNDO=/);
     const migrate = h.indexOf(DEV('run --rm --no-deps -T api alembic upgrade head'));
     const start = h.indexOf(DEV(`start ${APP}`));
     const probe = h.indexOf(/^curl .*development\.makapix\.club/);
-    const dropOld = h.calls.findIndex((c) => /DROP DATABASE IF EXISTS "?makapix_dev__ts_previous"?;/.test(c.stdin ?? ''));
-    const seq = [stop, undo, aside, into, migrate, start, probe, dropOld];
+    const dropOld = h.calls.findIndex((c) => c.rule === 'pass swap' && /DROP DATABASE IF EXISTS/.test(c.script));
+    const seq = [stop, begin, migrate, start, probe, dropOld];
     assert.ok(
       seq.every((x, i) => x >= 0 && (i === 0 || x > seq[i - 1])),
       `the swap's order: ${seq.join(' ')}`,
@@ -138,7 +140,11 @@ describe("resample's swap", () => {
 
   it('keeps the sample when only the drop of the old database fails, leaving that drop to the next operation', async () => {
     const vps = scene();
-    vps.host.on('drop fails', (s, c) => /DROP DATABASE IF EXISTS "?makapix_dev__ts_previous"?;/.test(c.stdin ?? ''), { exitCode: 1, stderr: 'ERROR: busy' });
+    // The finish script is written in place of the undo, then its drop fails (swap-pass.sh, exit 6).
+    vps.host.on('drop fails', /^MARKER=(\S+); DIR=\S+; TMP=\S+; FINISH=/, (c, m) => {
+      vps.host.files.set(m?.[1] ?? '', Buffer.from(shellValue(c.script, 'FINISH')));
+      return { exitCode: 6, stderr: 'ERROR: busy' };
+    });
     const r = await swap(vps);
     assert.equal(r.error, undefined);
     assert.match(r.log.text, /could not drop the previous dev database/);

@@ -68,7 +68,7 @@ describe('backup with wal: push', () => {
     assert.equal(h.indexOf(/^rsync /), -1, 'something was sent');
     assert.equal(h.indexOf(/pg_dump/), -1, 'wal: push took a dump');
     assert.deepEqual(
-      h.scripts(/^flock /).map((s) => /\s(\S+\/lock) bash/.exec(s)?.[1]?.split('/').slice(-3).join('/')),
+      h.scripts(/^DIR=\S+; LOCK_FILE=/).map((s) => /LOCK_FILE=(\S+\/lock);/.exec(s)?.[1]?.split('/').slice(-3).join('/')),
       ['prod/wal-push/lock'],
     );
     assert.equal(r.outputs['wal-pushed'], '0');

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseConfig, type Config, type EnvironmentName } from '../../src/domain/config';
 import { latest, type LogEvent, type LogRecord, type RecordOf } from '../../src/domain/host-log';
-import { FakeHost, shellWords, type Call } from './fake-host';
+import { FakeHost, shellWords, type Call, type Reply } from './fake-host';
 
 const FIXTURES = path.join(__dirname, '../fixtures');
 const read = (p: string) => fs.readFileSync(path.join(FIXTURES, p), 'utf8');
@@ -215,6 +215,18 @@ export class FakeVps {
     return { id: n, service, image, imageId: id, workingDir, ...this.health(name, service, id) };
   }
 
+  /** The renames psql reads from standard input, in order; the first that fails stops the session (ON_ERROR_STOP). */
+  private renames(c: Call): Reply {
+    const dbs = this.databases[this.envNamed(c.script)];
+    for (const m of (c.stdin ?? '').matchAll(/ALTER DATABASE "?(\w+)"? RENAME TO "?(\w+)"?;/g)) {
+      if (!dbs.has(m[1])) return { exitCode: 1, stderr: `ERROR:  database "${m[1]}" does not exist` };
+      if (dbs.has(m[2])) return { exitCode: 1, stderr: `ERROR:  database "${m[2]}" already exists` };
+      dbs.delete(m[1]);
+      dbs.add(m[2]);
+    }
+    return {};
+  }
+
   private envNamed(text: string): EnvironmentName {
     return text.includes(this.env.dev.project) || text.includes(this.env.dev.checkout + '/') || text.endsWith(this.env.dev.checkout) ? 'dev' : 'prod';
   }
@@ -269,8 +281,14 @@ export class FakeVps {
     // The lock and the host log (src/domain/lock.ts, host-log.ts, operation.ts).
     h.on('mkdir', /^mkdir -p -m 700 \S+$/, {});
     h.on('read lock holder', /^FILE=(\S+lock-holder\.json)\n/, (_c, m) => ({ stdout: files.get(m?.[1] ?? '')?.toString() ?? '' }));
-    h.on('take lock', /^flock -w \d+ -E 75 \S+\/lock bash -c/, { stdout: 'twinstack-lock-acquired\n' });
+    h.on('take lock', /^DIR=\S+; LOCK_FILE=\S+\/lock; WAIT=\d+; TIMEOUT_EXIT=75; /, { stdout: 'twinstack-lock-acquired\n' });
     h.on('busy check', /^ENTRIES_DIR=\S+; BUSY_FILE=\S+\/busy\n/, { stdout: 'IDLE\n' });
+    // Idle: the holder file as it was, then the new one in its place (src/domain/lock-claim.sh).
+    h.on('claim lock', /^ENTRIES_DIR=\S+; BUSY_FILE=\S+\/busy; FILE=(\S+lock-holder\.json); TMP=\S+; MARKER=(\S+)\n/, (c, m) => {
+      const was = files.get(m?.[1] ?? '')?.toString() ?? '';
+      files.set(m?.[1] ?? '', Buffer.from(c.stdin ?? ''));
+      return { stdout: `IDLE\n${m?.[2]}\n${was}` };
+    });
     h.on('remove file', /^rm -f (\S+)$/, (_c, m) => {
       files.delete(m?.[1] ?? '');
       return {};
@@ -432,13 +450,16 @@ export class FakeVps {
     h.on('list databases', onServer(/json_agg\(datname ORDER BY datname\)/), (c) => ({
       stdout: JSON.stringify([...this.databases[this.envNamed(c.script)]].sort()),
     }));
-    h.on('rename database', onServer(/ALTER DATABASE "?\w+"? RENAME TO "?\w+"?;/), (c) => {
-      const m = /ALTER DATABASE "?(\w+)"? RENAME TO "?(\w+)"?;/.exec(c.stdin ?? '') as RegExpExecArray;
-      const dbs = this.databases[this.envNamed(c.script)];
-      if (!dbs.has(m[1])) return { exitCode: 1, stderr: `ERROR:  database "${m[1]}" does not exist` };
-      if (dbs.has(m[2])) return { exitCode: 1, stderr: `ERROR:  database "${m[2]}" already exists` };
-      dbs.delete(m[1]);
-      dbs.add(m[2]);
+    h.on('rename database', onServer(/ALTER DATABASE "?\w+"? RENAME TO "?\w+"?;/), (c) => this.renames(c));
+    // resample's swap (src/resample/swap-begin.sh, swap-pass.sh): a pending file written, then its SQL run.
+    h.on('begin swap', /^MARKER=(\S+); DIR=\S+; TMP=\S+; UNDO=/, (c, m) => {
+      files.set(m?.[1] ?? '', Buffer.from(shellValue(c.script, 'UNDO')));
+      return this.renames(c);
+    });
+    h.on('pass swap', /^MARKER=(\S+); DIR=\S+; TMP=\S+; FINISH=/, (c, m) => {
+      const drop = /DROP DATABASE IF EXISTS "?(\w+)"?;/.exec(shellValue(c.script, 'FINISH'));
+      this.databases[this.envNamed(c.script)].delete(drop?.[1] ?? '');
+      files.delete(m?.[1] ?? '');
       return {};
     });
     h.on('drop database', onServer(/DROP DATABASE IF EXISTS "?\w+"?;/), (c) => {
@@ -468,4 +489,12 @@ export class FakeVps {
       return {};
     });
   }
+}
+
+/** A parameter's value as hostScript set it in front of a script (`NAME=<quoted>; `), unquoted. */
+export function shellValue(script: string, name: string): string {
+  const m = new RegExp(`(?:^|; )${name}=('(?:[^']|'\\\\'')*'|[^;\\s]*)`).exec(script);
+  if (!m) throw new Error(`the script sets no ${name}`);
+  const v = m[1];
+  return v.startsWith("'") ? v.slice(1, -1).replace(/'\\''/g, "'") : v;
 }
