@@ -11,6 +11,8 @@ import * as path from 'node:path';
 import type { EnvContext } from './environment';
 import { SECRET_KEY, parseEnvFile } from './env-file';
 import { defaultImageName, mergedBuilds } from './ship';
+import type { ServiceImage } from './release';
+import { imageIdsCommand } from '../infra/docker';
 import { ConfigurationError, OperationFailed } from '../infra/errors';
 import * as swarm from '../infra/swarm';
 
@@ -19,6 +21,8 @@ export type SwarmRelease = Record<string, swarm.DigestRef>;
 
 export interface BuiltRelease {
   images: SwarmRelease;
+  /** The registry names (`<registry>/<repository>:<tag>`) each built image was pushed as. */
+  pushed: Record<string, string>;
   /** Services whose image has no digest on the manager (never pushed nor pulled): deployed by name, as they are. */
   unpinned: Array<{ service: string; image: string }>;
 }
@@ -42,11 +46,12 @@ export async function buildAndPush(ctx: EnvContext, tag: string): Promise<BuiltR
   } finally {
     log.endGroup();
   }
-  const out: BuiltRelease = { images: {}, unpinned: [] };
+  const out: BuiltRelease = { images: {}, pushed: {}, unpinned: [] };
   for (const [service, s] of services) {
     const image = s.image ?? defaultImageName(env.project, service, config['compose-command']);
     if (s.build) {
-      out.images[service] = await pushImage(ctx, { image, remote: pushedName({ registry, project: env.project, service, image, tag }) });
+      out.pushed[service] = pushedName({ registry, project: env.project, service, image, tag });
+      out.images[service] = await pushImage(ctx, { image, remote: out.pushed[service] });
       continue;
     }
     const r = await host.run(swarm.repoDigests(image), { check: false, quiet: true, timeoutSeconds: 120 });
@@ -76,6 +81,27 @@ async function pushImage(ctx: EnvContext, { image, remote }: { image: string; re
   if (!digest) throw new OperationFailed(`${remote} was pushed but the manager knows no digest of it in ${repo}`);
   log.info(`pushed ${remote} as ${digest}`);
   return digest;
+}
+
+/**
+ * What the release record keeps of each service: the name it is deployed by (the digest, or the
+ * image's own name when unpinned), the image id on the manager (what its containers report), and
+ * the registry name it was pushed as.
+ */
+export async function recordedImages(ctx: EnvContext, built: BuiltRelease): Promise<Record<string, ServiceImage>> {
+  const entries = [
+    ...Object.entries(built.images).map(([service, ref]) => ({ service, name: ref, tag: built.pushed[service] ?? ref })),
+    ...built.unpinned.map((u) => ({ service: u.service, name: u.image, tag: u.image })),
+  ];
+  if (entries.length === 0) return {};
+  const r = await ctx.host.run(imageIdsCommand(entries.map((e) => e.name)), {
+    quiet: true,
+    label: 'reading the image ids of the release',
+    timeoutSeconds: 120,
+  });
+  const ids = r.stdout.split('\n').filter((l) => l.trim() !== '');
+  if (ids.length !== entries.length) throw new OperationFailed(`the manager printed ${ids.length} image ids for the release's ${entries.length} images`);
+  return Object.fromEntries(entries.map((e, i) => [e.service, { name: e.name, id: ids[i].trim(), tag: e.tag }]));
 }
 
 /** What the engine says of one service once the watch ends. */

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../src/domain/config';
 import { Environment, type EnvContext } from '../../src/domain/environment';
-import { SwarmDeployFailed, buildAndPush, deployRelease, rollbackRelease, type SwarmRelease } from '../../src/domain/swarm-release';
+import { SwarmDeployFailed, buildAndPush, deployRelease, recordedImages, rollbackRelease, type SwarmRelease } from '../../src/domain/swarm-release';
 import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
 import { connect } from '../harness/connect';
@@ -177,6 +177,12 @@ environments:
     assert.deepEqual(await registry!.tags('web'), ['v1']);
     // The worker's image was loaded, never pushed nor pulled: the manager has no digest to pin it by.
     assert.deepEqual(built.unpinned, [{ service: 'worker', image: BASE_IMAGE }]);
+
+    // What the release record keeps: the digest, the image id the manager has for it, the name it was pushed as.
+    const recorded = await recordedImages(ctx, built);
+    const id = engine!.docker(['image', 'inspect', '--format', '{{.Id}}', built.images.web]).trim();
+    assert.deepEqual(recorded.web, { name: built.images.web, id, tag: `${registry!.address}/web:v1` });
+    assert.equal(recorded.worker.name, BASE_IMAGE);
 
     const reports = await deployRelease(ctx, { release: built.images });
     assert.deepEqual(reports.map((r) => r.service).sort(), ['web', 'worker']);
