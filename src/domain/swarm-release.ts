@@ -117,6 +117,8 @@ export interface ServiceReport {
   update?: { state: string; message: string };
   /** Tasks started for this deploy that failed, with the engine's error. */
   failed: Array<{ task: string; node: string; state: string; error: string }>;
+  /** Exactly the wanted replicas run and none is starting or stopping: after a rollback, the old release serves again. */
+  steady: boolean;
   /** What the engine said of the update while the watch ran (why it rolled back, then that it did). */
   messages?: string[];
   verdict: 'converged' | 'waiting' | 'failed';
@@ -197,10 +199,11 @@ export function judgeService(o: {
     .filter((t) => !o.baseline.taskIds.has(t.ID) && onDigest(t.Image))
     .filter((t) => t.Error !== '' || /^(Failed|Rejected)/.test(t.CurrentState) || (t.DesiredState !== 'Running' && !t.CurrentState.startsWith('Running')))
     .map((t) => ({ task: t.ID.slice(0, 12), node: t.Node, state: t.CurrentState.replace(/ [^ ]+ \w+ ago$/, ''), error: t.Error }));
-  const base = { service, image: o.svc.Spec.TaskTemplate.ContainerSpec.Image, digest, replicas: { wanted, running: running.length }, update, failed };
+  const steady = desired.length === wanted && running.length === wanted;
+  const base = { service, image: o.svc.Spec.TaskTemplate.ContainerSpec.Image, digest, replicas: { wanted, running: running.length }, update, failed, steady };
   if (update && ['paused', 'rollback_completed', 'rollback_paused'].includes(update.state)) return { ...base, verdict: 'failed' };
   if (update && update.state !== 'completed') return { ...base, verdict: 'waiting' };
-  const done = desired.length === wanted && running.length === wanted && running.every((t) => onDigest(t.Image)) && onDigest(base.image);
+  const done = steady && running.every((t) => onDigest(t.Image)) && onDigest(base.image);
   return { ...base, verdict: done ? 'converged' : 'waiting' };
 }
 
@@ -276,7 +279,9 @@ async function watchStack(ctx: EnvContext, o: DeployOptions & { baseline: Baseli
     if (missing.length === 0 && reports.length && reports.every((r) => r.verdict === 'converged')) return reports;
     if (
       reports.some((r) => r.verdict === 'failed') &&
-      !reports.some((r) => r.update && !['completed', 'paused', 'rollback_completed', 'rollback_paused'].includes(r.update.state))
+      !reports.some((r) => r.update && !['completed', 'paused', 'rollback_completed', 'rollback_paused'].includes(r.update.state)) &&
+      // A rolled-back service is reported once its old tasks serve again (or at the deadline, as it is).
+      reports.every((r) => r.update?.state !== 'rollback_completed' || r.steady)
     ) {
       const rolledBack = reports.some((r) => r.update?.state === 'rollback_completed');
       throw new SwarmDeployFailed(

@@ -62,6 +62,8 @@ describe("a swarm deploy's watch", () => {
     ];
     const r = judge(spec(V1, { State: 'rollback_completed', Message: 'rollback completed', StartedAt: '2026-12-05T02:00:00Z' }), tasks);
     assert.equal(r.verdict, 'failed');
+    assert.equal(r.steady, true, 'the old task serves again');
+    assert.equal(judge(spec(V1, { State: 'rollback_completed', StartedAt: '2026-12-05T02:00:00Z' }), tasks.slice(1)).steady, false, 'no task serves yet');
     assert.deepEqual(
       r.failed.map((t) => [t.task, t.state, t.error]),
       [
