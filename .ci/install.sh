@@ -18,6 +18,7 @@ packages=(
   postgresql-client-15
   shellcheck
   caddy
+  docker-registry
 )
 
 missing=()
@@ -51,5 +52,16 @@ apt-get install -y -qq "${missing[@]}" >/dev/null
 # port 80 of every address) is not wanted.
 if [[ " ${missing[*]} " == *" caddy "* ]] && [ -d /run/systemd/system ]; then
   systemctl disable --now caddy.service >/dev/null 2>&1 || true
+fi
+# The same for docker-registry: the tests start their own on a free loopback port (test/harness/
+# registry.ts); the package's service would listen on port 5000 of every address. Without systemd
+# its init script may have started it.
+if [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+  else
+    /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+    update-rc.d docker-registry disable >/dev/null 2>&1 || true
+  fi
 fi
 echo "install: done"

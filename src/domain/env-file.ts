@@ -7,6 +7,9 @@ import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { scalarText } from '../infra/units';
 
+/** Env file keys whose values are secrets: masked in the log as soon as the file is read. */
+export const SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
+
 export class EnvFileError extends Error {
   override name = 'EnvFileError';
 }

@@ -67,6 +67,10 @@ export const logRecord = z.discriminatedUnion('event', [
     backup: text,
     shipped: names,
     rebuilt: names,
+    /** A swarm release: each service pinned by digest (repo@sha256:...), what a rollback deploys again. */
+    digests: z.record(z.string()).optional(),
+    /** A swarm release's services deployed by image name, having no digest on the manager. */
+    unpinned: names,
   }),
   record('release-failed', {
     stage: z.string(),

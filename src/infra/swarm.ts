@@ -101,6 +101,41 @@ export function repoDigests(image: string): string {
   return argv('docker', 'image', 'inspect', '--format', '{{json .RepoDigests}}', image);
 }
 
+// --- The swarm release: build, push, pin, watch (src/domain/swarm-release.ts) ---
+
+/** The repository of an image name: without its tag or digest (`127.0.0.1:5000/app:v1` → `127.0.0.1:5000/app`). */
+export function imageRepository(image: string): string {
+  const name = image.split('@')[0];
+  const colon = name.lastIndexOf(':');
+  return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+}
+
+/**
+ * The digest to pin an image by, from its RepoDigests (repoDigests' output): the one in its own
+ * repository, else any (the same content under another name); undefined when it was never pushed
+ * or pulled, so no node could pull it by digest.
+ */
+export function pinnedDigest(text: string, image: string): DigestRef | undefined {
+  const all = parseHostJson(z.array(digestRef).nullable(), text.trim() || 'null', `the RepoDigests of ${image}`) ?? [];
+  const repo = imageRepository(image);
+  return all.find((d) => d.slice(0, d.indexOf('@')) === repo) ?? all[0];
+}
+
+/** What the watch reads of `docker service inspect`: the spec's image and replicas, and the update the engine runs. */
+export const serviceStatusEntry = z.object({
+  ID: z.string(),
+  Spec: z.object({
+    Name: z.string(),
+    TaskTemplate: z.object({ ContainerSpec: z.object({ Image: z.string() }) }),
+    Mode: z.object({ Replicated: z.object({ Replicas: z.number().nullish() }).nullish(), Global: z.object({}).passthrough().nullish() }).nullish(),
+  }),
+  /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
+  UpdateStatus: z.object({ State: z.string().nullish(), Message: z.string().nullish(), StartedAt: z.string().nullish() }).nullish(),
+});
+export type ServiceStatus = z.output<typeof serviceStatusEntry>;
+export const parseServiceStatus = (text: string): ServiceStatus[] =>
+  parseHostJson(z.array(serviceStatusEntry), text.trim() || '[]', 'docker service inspect output');
+
 // Registry host[:port][/path] as config's swarm.registry admits it, then the repository path.
 const REPO = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)+$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;

@@ -13,7 +13,7 @@ import type { Logger } from '../infra/logger';
 import { argv, hostScript, sh } from '../infra/shell';
 import { ComposeConfigError, addEnvFiles, parseComposeConfig } from './compose-model';
 import type { PreflightSettings } from '../config/checks';
-import { EnvFileError, digestEnv, parseEnvFile, scrub } from '../domain/env-file';
+import { EnvFileError, SECRET_KEY, digestEnv, parseEnvFile, scrub } from '../domain/env-file';
 import { counts, sortFindings, type Finding } from './findings';
 import { judgeProbe, parseCurlResponse, type Probe } from './http-probe';
 import { checkIsolation, parseHostTotals, pathsToResolve, type EnvironmentFacts, type HostTotals, type IsolationInput } from './isolation';
@@ -44,7 +44,7 @@ interface Reading {
 const secretsOf = (r: Record<EnvironmentName, Reading>) => [...r.prod.secrets, ...r.dev.secrets];
 
 /** Env file keys whose values are treated as secrets (masked in everything logged). */
-export const SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
+export { SECRET_KEY };
 
 export function preflightSettings(config: Config): PreflightSettings {
   return config.preflight;

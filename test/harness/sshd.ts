@@ -34,6 +34,14 @@ function keygen(file: string, type: string, extra: string[] = []): void {
 export interface SshdOptions {
   /** More authorized_keys lines after the client key's (e.g. a key confined by command="rrsync ..."). */
   authorizedKeys?: string[];
+  /** More variables for every session (sshd_config SetEnv), e.g. DOCKER_HOST to reach a private engine. */
+  setEnv?: Record<string, string>;
+}
+
+/** One NAME=value word of sshd_config's SetEnv (no quoting there: a value with spaces or quotes is refused). */
+function setEnvWord(name: string, value: string): string {
+  if (!/^[A-Z_][A-Z0-9_]*$/.test(name) || !/^[A-Za-z0-9_./:=@+,-]*$/.test(value)) throw new Error(`SetEnv ${name}: not a plain name and value`);
+  return `${name}=${value}`;
 }
 
 export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
@@ -73,7 +81,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       // command sshd runs. SHLVL=1 makes bash skip it, as on a VPS with a plain .bashrc.
       // The test engine runs without a bridge network (dockerd --bridge=none), where compose v2's
       // BuildKit fails every RUN step; the classic builder works. A real VPS has its bridge.
-      'SetEnv SHLVL=1 DOCKER_BUILDKIT=0',
+      ['SetEnv SHLVL=1 DOCKER_BUILDKIT=0', ...Object.entries(options.setEnv ?? {}).map(([k, v]) => setEnvWord(k, v))].join(' '),
       '',
     ].join('\n'),
   );

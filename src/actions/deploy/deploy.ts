@@ -32,6 +32,8 @@ import { Summary } from '../../infra/summary';
 import { IsolationRefused, isolationGate } from '../../safety/preflight';
 import * as validate from '../../infra/validate';
 import { environmentInput, servicesTable } from '../common';
+import { SwarmDeployFailed } from '../../domain/swarm-release';
+import { runSwarmDeploy, swarmFailureLines } from './swarm';
 
 interface Plan {
   environment: EnvironmentName;
@@ -60,6 +62,10 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
     if (!ref) throw new ConfigurationError('input ref is required when the workflow has no commit (GITHUB_SHA)');
     validate.gitRef(ref);
     const build = validate.boolean(io.defaulted('build'), 'input build');
+    if (!build && config.environments[environment].target === 'swarm')
+      throw new ConfigurationError(
+        `input build: false is not possible: ${environment}'s target is swarm, whose nodes run only images deploy pushed; set build: true`,
+      );
     return { environment, ref, build };
   },
 
@@ -71,7 +77,8 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
     try {
       deployed = await underLock(
         { host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'deploy', run, log, lockTimeoutSeconds },
-        (op) => runDeploy(d, op),
+        // A swarm target builds, pushes and deploys a stack by digest; compose's runbook is unchanged.
+        (op) => (env.cfg.target === 'swarm' ? runSwarmDeploy(d, op) : runDeploy(d, op)),
       );
     } catch (e) {
       // The step fails with the error itself: its kind decides how the runner reports it.
@@ -150,7 +157,7 @@ export async function openDeploy(d: Deployment, op: Operation): Promise<Opened> 
 }
 
 /** Runs one step; a failure carries its stage and the commit. */
-async function inStage<T>(stage: Stage, sha: string, step: () => Promise<T>): Promise<T> {
+export async function inStage<T>(stage: Stage, sha: string, step: () => Promise<T>): Promise<T> {
   try {
     return await step();
   } catch (e) {
@@ -228,7 +235,7 @@ async function recordDeploy(
 }
 
 /** The record must never claim that the older release still runs: what runs now is written down. */
-async function recordFailedDeploy(d: Deployment, op: Operation, opened: Opened, e: unknown): Promise<DeployFailed> {
+export async function recordFailedDeploy(d: Deployment, op: Operation, opened: Opened, e: unknown): Promise<DeployFailed> {
   const failed = e instanceof DeployFailed ? e : new DeployFailed('checkout', '', e);
   // What runs now is read for the record; a host that cannot be read leaves the record without it.
   const after = await observe(d.host, d.env).catch(ignored(d.log, `reading what ${d.env.name} runs after the failed deploy`));
@@ -276,6 +283,8 @@ function failureSummary(env: Environment, e: unknown, failed: DeployFailed | und
       ...e.findings.map((f) => `${f.check}: ${f.message}. Fix: ${f.fix}`),
       `Next: fix the compose files or env file of this commit and push again (a check in preflight.warn-only only warns).`,
     ]);
+  } else if (e instanceof SwarmDeployFailed) {
+    summary.list(swarmFailureLines(env, e));
   } else if (e instanceof HealthError) {
     summary.list([
       `service \`${e.service}\` is ${e.state}`,
