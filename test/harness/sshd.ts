@@ -34,6 +34,16 @@ function keygen(file: string, type: string, extra: string[] = []): void {
 export interface SshdOptions {
   /** More authorized_keys lines after the client key's (e.g. a key confined by command="rrsync ..."). */
   authorizedKeys?: string[];
+  /** More variables for every session (sshd's SetEnv), e.g. DOCKER_HOST of a private engine. */
+  env?: Record<string, string>;
+}
+
+/** NAME=VALUE words for SetEnv; sshd reads only the first SetEnv line, so all go on one. */
+function setEnv(env: Record<string, string>): string[] {
+  return Object.entries(env).map(([k, v]) => {
+    if (!/^[A-Z_][A-Z0-9_]*$/.test(k) || !/^[^\s"'\\]*$/.test(v)) throw new Error(`SetEnv cannot carry ${k}=${v}`);
+    return `${k}=${v}`;
+  });
 }
 
 export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
@@ -73,7 +83,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       // command sshd runs. SHLVL=1 makes bash skip it, as on a VPS with a plain .bashrc.
       // The test engine runs without a bridge network (dockerd --bridge=none), where compose v2's
       // BuildKit fails every RUN step; the classic builder works. A real VPS has its bridge.
-      'SetEnv SHLVL=1 DOCKER_BUILDKIT=0',
+      ['SetEnv SHLVL=1 DOCKER_BUILDKIT=0', ...setEnv(options.env ?? {})].join(' '),
       '',
     ].join('\n'),
   );
