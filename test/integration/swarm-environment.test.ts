@@ -13,7 +13,9 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { containerMetrics, databaseMetrics } from '../../src/actions/monitor/monitor';
 import { parseConfig } from '../../src/domain/config';
+import type { EnvironmentMetrics } from '../../src/safety/monitoring';
 import { Environment } from '../../src/domain/environment';
 import { drift, observe } from '../../src/domain/state';
 import { OperationFailed } from '../../src/infra/errors';
@@ -198,6 +200,25 @@ environments:
       assert.deepEqual([c.id], taskIds(c.service));
       assert.equal(c.status, 'running');
     }
+  });
+
+  it("measures the stack's running tasks for the monitor, and the database's connections in the db task", async () => {
+    const m: EnvironmentMetrics = { environment: 'dev', project: STACK, containers: [] };
+    await containerMetrics(host!, dev, m);
+    await databaseMetrics(host!, dev, m);
+    assert.equal(m.containersError, undefined);
+    assert.deepEqual(
+      m.containers.map((c) => [c.service, c.status]),
+      [
+        ['api', 'running'],
+        ['db', 'running'],
+      ],
+    );
+    for (const c of m.containers) assert.ok((c.memUsageBytes ?? 0) > 0, `${c.service} uses no memory: ${JSON.stringify(c)}`);
+    // The fixture's db starts with max_connections=50; psql's own session is one client backend.
+    assert.equal(m.databaseError, undefined);
+    assert.equal(m.database?.max, 50);
+    assert.ok((m.database?.connections ?? 0) >= 1);
   });
 
   it('observes the digests and replicas the engine has, and finds no drift from the release that pushed them', async () => {

@@ -49,7 +49,7 @@ async function dockerState(host: Host): Promise<Metrics['docker']> {
   return { available: false, error: tailLines(r.stderr || r.stdout, 2) || `docker info exited with ${r.exitCode}` };
 }
 
-async function containerMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
+export async function containerMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
   // On a swarm: the stack's running task containers on the manager's node.
   const script = env.onSwarm
     ? hostScript(TASK_STATS, { STACK_FILTER: stackLabel(env.project), SPLIT })
@@ -67,7 +67,7 @@ async function containerMetrics(host: Host, env: Environment, into: EnvironmentM
   }
 }
 
-async function databaseMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
+export async function databaseMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
   const cmd = psql(env, env.cfg.database.name, { tuples: true, run: [CONNECTIONS_SQL, 'show max_connections'] });
   const r = await host.run(cmd, { quiet: true, check: false, label: `${env.name}: database connections`, timeoutSeconds: 60 });
   const parsed = r.exitCode === 0 ? parseConnections(r.stdout) : undefined;
