@@ -138,7 +138,7 @@ export class Environment {
     const id = r.stdout.trim().split('\n')[0];
     if (r.exitCode === 0 && id) return id;
     const why = r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
-    if (r.exitCode === NO_TASK_HERE) throw new OperationFailed(`${this.name}: ${why} of stack ${this.cfg.project}; deploy ${this.name} first`);
+    if (r.exitCode === NO_TASK_HERE) throw new OperationFailed(`${this.name}: ${why}`);
     throw new OperationFailed(`${this.name}: finding the ${service} task's container failed: ${why}`);
   }
 

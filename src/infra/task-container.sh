@@ -13,6 +13,6 @@ elsewhere=$(docker service ps --filter desired-state=running --format '{{.Node}}
 if [ -n "$elsewhere" ]; then
   echo "service $SERVICE runs its task on node ${elsewhere% }, not on the manager's node${here:+ ($here)}: this version of twinstack reaches only the manager's node; constrain the service to it" >&2
 else
-  echo "no running task of service $SERVICE on the manager's node${here:+ ($here)}" >&2
+  echo "no running task of service $SERVICE on the manager's node${here:+ ($here)}; deploy the environment first" >&2
 fi
 exit 3

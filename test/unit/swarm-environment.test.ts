@@ -195,6 +195,7 @@ describe('what a stack runs, as the manager reports it', () => {
   it("puts each service's digest, replicas and last update, and each failed task's error, in status's summary", () => {
     const md = statusSummary([{ environment: 'dev', unfinished: [], containers: [], drift: [], remoteWork: [], swarm: observed }]).toMarkdown();
     assert.match(md, new RegExp(`\\| api \\| ${REG}/makapix-api \\| sha256:bbbbbbbbbbbb \\| 1/2 \\| rollback_completed: rollback completed \\|`));
+    assert.match(md, /\| dev \| none recorded \|.*\| 3\/4 tasks running \|/);
     assert.match(md, /\| worker \| twinstack-fixture-base:latest \| no digest \| 1\/global \| {2}\|/);
     assert.match(
       md,

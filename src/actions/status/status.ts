@@ -95,7 +95,11 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
         : e.drift.length
           ? `NO: drifted (${e.drift.length} difference${e.drift.length === 1 ? '' : 's'}, below; checkout at ${e.head ? short(e.head) : '?'})`
           : 'yes',
-      e.containersError ? 'unknown (docker did not answer)' : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
+      e.containersError
+        ? 'unknown (docker did not answer)'
+        : e.swarm
+          ? tasksRunning(e.swarm)
+          : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
       e.lock ? `held by ${describeHolder(e.lock)}` : 'free',
     ]),
   );
@@ -129,6 +133,13 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
     }
   }
   return s;
+}
+
+/** On a swarm the engine keeps the containers of replaced tasks: what counts is the tasks running against the replicas wanted. */
+function tasksRunning(swarm: SwarmObservation): string {
+  const running = swarm.services.reduce((n, v) => n + v.replicas.running, 0);
+  const wanted = swarm.services.reduce((n, v) => n + (v.replicas.wanted ?? v.replicas.running), 0);
+  return `${running}/${wanted} tasks running`;
 }
 
 /** A stack's services (digest, replicas, last update) and the tasks that failed, with the engine's error. */
