@@ -8,7 +8,7 @@
  * Asserted on the engine and the database.
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -18,6 +18,8 @@ import { parseConfig } from '../../src/domain/config';
 import type { EnvironmentMetrics } from '../../src/safety/monitoring';
 import { Environment } from '../../src/domain/environment';
 import { drift, observe } from '../../src/domain/state';
+import { EnvironmentLock } from '../../src/domain/lock';
+import { dockerExec, EXEC_PID_PREFIX } from '../../src/infra/docker';
 import { OperationFailed } from '../../src/infra/errors';
 import type { SshHost } from '../../src/infra/ssh';
 import * as swarm from '../../src/infra/swarm';
@@ -191,6 +193,28 @@ environments:
     const id = await dev.serviceContainer(host!, 'api');
     assert.deepEqual([id.slice(0, 12)], taskIds('api'));
     await assert.rejects(dev.serviceContainer(host!, 'worker'), (e) => e instanceof OperationFailed && /worker/.test(e.message));
+  });
+
+  it("stops a cancelled operation's docker exec inside the db task's container", async () => {
+    const [db] = taskIds('db');
+    const op = `op-${RUN}`;
+    const child = spawn('bash', ['-c', dockerExec(db, ['sleep', '400'])], {
+      env: { ...process.env, DOCKER_HOST: engine!.host, TWINSTACK_OP: op },
+      stdio: 'ignore',
+    });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    const inside = (script: string) => engine!.docker(['exec', db, 'sh', '-c', script]).trim();
+    let pid = '';
+    for (let i = 0; i < 300 && !pid; i++, await sleep(100)) pid = inside(`cat ${EXEC_PID_PREFIX}${op}-* 2>/dev/null | cut -d' ' -f1 || true`);
+    assert.match(pid, /^\d+$/, 'the exec wrote no pid file');
+    const stateDir = path.join(engine!.dir, 'state');
+    fs.mkdirSync(EnvironmentLock.paths(stateDir, 'dev').entriesDir, { recursive: true });
+    await EnvironmentLock.stopWork({ host: host!, stateDir, env: 'dev', op, project: STACK, swarm: true, graceSeconds: 1 });
+    const alive = () => spawnSync('docker', ['-H', engine!.host, 'exec', db, 'kill', '-0', pid]).status === 0;
+    for (let i = 0; i < 50 && alive(); i++) await sleep(100);
+    assert.equal(alive(), false, "the operation's exec still runs in the db task's container");
+    // The host-side docker exec ends with it.
+    await exited;
   });
 
   it("lists the stack's task containers under the stack's service names", async () => {
