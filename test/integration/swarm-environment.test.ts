@@ -210,7 +210,7 @@ environments:
     const stateDir = path.join(engine!.dir, 'state');
     fs.mkdirSync(EnvironmentLock.paths(stateDir, 'dev').entriesDir, { recursive: true });
     await EnvironmentLock.stopWork({ host: host!, stateDir, env: 'dev', op, project: STACK, swarm: true, graceSeconds: 1 });
-    const alive = () => spawnSync('docker', ['-H', engine!.host, 'exec', db, 'kill', '-0', pid]).status === 0;
+    const alive = () => spawnSync('docker', ['-H', engine!.host, 'exec', db, 'sh', '-c', `kill -0 ${pid}`]).status === 0;
     for (let i = 0; i < 50 && alive(); i++) await sleep(100);
     assert.equal(alive(), false, "the operation's exec still runs in the db task's container");
     // The host-side docker exec ends with it.
