@@ -10,8 +10,9 @@ import { compose, composeLater, type ComposeProject, type LaterCompose } from '.
 import { COMPOSE_LABELS, dockerExec, inspectProjectContainers, psIds, shortId } from '../infra/docker';
 import type { Host, RunOptions } from '../infra/host';
 import type { Logger } from '../infra/logger';
-import { argv, sh, type Arg } from '../infra/shell';
+import { argv, raw, sh, type Arg } from '../infra/shell';
 import { parseContainerInspect } from '../infra/docker-inspect';
+import { NO_TASK_HERE, TASK_LABELS, inspectStackContainers, stackServiceName, taskContainer } from '../infra/swarm';
 
 /** What a step on one environment works with: the host, the config, the environment and the log. */
 export interface EnvContext {
@@ -67,6 +68,11 @@ export class Environment {
     return this.cfg.project;
   }
 
+  /** Runs as a stack on a swarm (target swarm): its containers are its tasks' on the manager's node. */
+  get onSwarm(): boolean {
+    return this.cfg.target === 'swarm';
+  }
+
   /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
   compose(...args: Arg[]): string {
     return compose(this.composeProject, args);
@@ -96,16 +102,20 @@ export class Environment {
   dbTool(tool: DbTool, args: readonly Arg[]): string {
     const db = this.cfg.database;
     if (db.via === 'host') return argv(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
+    const exec = dockerExec({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true });
+    // The same group on a swarm: the db task's container on the manager's node; taskContainer says why when there is none.
+    if (this.onSwarm) return sh`{ c=$(${raw(taskContainer(this.cfg.project, db.service))}) || exit ${NO_TASK_HERE}; ` + `${exec}; }`;
     // One braced group, so the whole command can sit in a pipe or take a redirection.
     return (
       `{ c=$(${psIds(this.cfg.project, { service: db.service })} | head -n 1); ` +
       sh`[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-      `${dockerExec({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`
+      `${exec}; }`
     );
   }
 
   /** The id of the running container of a service; fails naming the service when there is none. */
   async serviceContainer(host: Host, service: string): Promise<string> {
+    if (this.onSwarm) return this.taskContainer(host, service);
     const r = await host.run(psIds(this.cfg.project, { service }), {
       quiet: true,
       label: `finding the ${service} container`,
@@ -115,6 +125,21 @@ export class Environment {
     if (!id)
       throw new OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
     return id;
+  }
+
+  /** serviceContainer on a swarm: the container of the service's task on the manager's node. */
+  private async taskContainer(host: Host, service: string): Promise<string> {
+    const r = await host.run(taskContainer(this.cfg.project, service), {
+      quiet: true,
+      check: false,
+      label: `finding the ${service} task's container`,
+      timeoutSeconds: 60,
+    });
+    const id = r.stdout.trim().split('\n')[0];
+    if (r.exitCode === 0 && id) return id;
+    const why = r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
+    if (r.exitCode === NO_TASK_HERE) throw new OperationFailed(`${this.name}: ${why}`);
+    throw new OperationFailed(`${this.name}: finding the ${service} task's container failed: ${why}`);
   }
 
   /** The services of the merged compose configuration (inactive profiles left out), one `config --services`. */
@@ -130,19 +155,26 @@ export class Environment {
   }
 
   async containers(host: Host): Promise<ContainerState[]> {
+    if (this.onSwarm) {
+      const r = await host.run(inspectStackContainers(this.cfg.project), { quiet: true, label: `listing ${this.name} task containers`, timeoutSeconds: 120 });
+      return parseStackInspect(r.stdout, this.cfg.project);
+    }
     const r = await host.run(inspectProjectContainers(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
     return parseInspect(r.stdout);
   }
 }
 
-export function parseInspect(json: string): ContainerState[] {
+type Labelled = Pick<ContainerState, 'service' | 'oneoff' | 'workingDir'>;
+
+function containerStates(json: string, labelled: (labels: Record<string, string>) => Labelled): ContainerState[] {
   return parseContainerInspect(json)
     .map((c) => {
       const test = c.Config?.Healthcheck?.Test;
+      const l = labelled(c.Config?.Labels ?? {});
       return {
         id: shortId(c.Id),
         name: c.Name.replace(/^\//, ''),
-        service: c.Config?.Labels?.[COMPOSE_LABELS.service] ?? '',
+        service: l.service,
         image: c.Config?.Image ?? '',
         imageId: c.Image,
         status: c.State?.Status ?? 'unknown',
@@ -150,9 +182,23 @@ export function parseInspect(json: string): ContainerState[] {
         exitCode: c.State?.ExitCode ?? 0,
         startedAt: c.State?.StartedAt ?? '',
         hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-        oneoff: c.Config?.Labels?.[COMPOSE_LABELS.oneoff] === 'True',
-        workingDir: c.Config?.Labels?.[COMPOSE_LABELS.workingDir] ?? '',
+        oneoff: l.oneoff,
+        workingDir: l.workingDir,
       };
     })
     .sort((a, b) => a.service.localeCompare(b.service));
+}
+
+/** `docker inspect` of a compose project's containers, each named by its compose service. */
+export function parseInspect(json: string): ContainerState[] {
+  return containerStates(json, (l) => ({
+    service: l[COMPOSE_LABELS.service] ?? '',
+    oneoff: l[COMPOSE_LABELS.oneoff] === 'True',
+    workingDir: l[COMPOSE_LABELS.workingDir] ?? '',
+  }));
+}
+
+/** `docker inspect` of a stack's task containers, each named by the stack's service (the swarm service's name without `<stack>_`). */
+export function parseStackInspect(json: string, stack: string): ContainerState[] {
+  return containerStates(json, (l) => ({ service: stackServiceName(stack, l[TASK_LABELS.service]) ?? '', oneoff: false, workingDir: '' }));
 }

@@ -15,6 +15,7 @@ import { stateDirOf } from './host-log';
 import { onCancel } from '../infra/cancel';
 import { ignored, type Logger } from '../infra/logger';
 import { EXEC_PID_PREFIX, projectLabel, signalExecs } from '../infra/docker';
+import { stackLabel } from '../infra/swarm';
 import { short } from '../infra/sha';
 import { hostScript, quote, sh } from '../infra/shell';
 
@@ -183,15 +184,17 @@ export class EnvironmentLock {
     env,
     op,
     project,
+    swarm,
     graceSeconds = 3,
-  }: LockPlace & { op: string; project: string; graceSeconds?: number }): Promise<string> {
+  }: LockPlace & { op: string; project: string; swarm?: boolean; graceSeconds?: number }): Promise<string> {
     const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
     const script = hostScript(STOP_WORK, {
       OP: op,
       ENTRIES_DIR: entriesDir,
       BUSY_FILE: busyFile,
       GRACE: graceSeconds,
-      PROJECT_LABEL: projectLabel(project),
+      // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node.
+      PROJECT_LABEL: swarm ? stackLabel(project) : projectLabel(project),
       SIGNAL_TERM: signalExecs(`${quote(EXEC_PID_PREFIX + op)}-*`, 'TERM'),
       SIGNAL_KILL: signalExecs(`${quote(EXEC_PID_PREFIX + op)}-*`, 'KILL'),
     });

@@ -6,13 +6,15 @@
  */
 import * as fs from 'node:fs';
 import { currentRevision } from './alembic';
-import { parseInspect, type ContainerState, type Environment } from './environment';
+import { parseInspect, parseStackInspect, type ContainerState, type Environment } from './environment';
 import type { Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
 import type { Release } from './release';
 import { COMPOSE_LABELS, projectLabel, shortId } from '../infra/docker';
 import { parseSha, short } from '../infra/sha';
 import { hostScript } from '../infra/shell';
+import { parseServiceInspect, parseTasks, stackLabel } from '../infra/swarm';
+import { swarmDrift, swarmObservation, type StackDigests, type SwarmObservation } from './swarm-state';
 
 export interface ObservedState {
   environment: string;
@@ -30,12 +32,15 @@ export interface ObservedState {
    * the directory is gone. Their code is what the containers' bind mounts serve.
    */
   runsFrom?: Array<{ dir: string; head: string; services: string[] }>;
+  /** On a swarm (target swarm): the stack's services as the manager reports them; `containers` are then its tasks' on the manager's node. */
+  swarm?: SwarmObservation;
   time: string;
 }
 
 const SEP = '@twinstack-state@';
 
 const OBSERVE = fs.readFileSync(__dirname + '/observe.sh', 'utf8');
+const OBSERVE_STACK = fs.readFileSync(__dirname + '/observe-stack.sh', 'utf8');
 
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 export async function observe(
@@ -43,14 +48,29 @@ export async function observe(
   env: Environment,
   opts: { alembic?: false } | { alembic: true; log: Pick<Logger, 'debug'> } = {},
 ): Promise<ObservedState> {
+  const state = env.onSwarm ? await observeStack(host, env) : await observeProject(host, env);
+  // The api container was just read: alembic runs in it directly, and not at all when none runs.
+  const api = state.containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
+  // The revision completes the picture and is not needed for it: a failed read leaves it out.
+  if (opts.alembic && api)
+    state.alembic = await currentRevision(host, env, { container: api.id }).catch(ignored(opts.log, `reading ${env.name}'s alembic revision`));
+  return state;
+}
+
+/** Service → image id of its first container. */
+function imagesOf(containers: readonly ContainerState[]): Record<string, string> {
+  const images: Record<string, string> = {};
+  for (const c of containers) if (c.service && !images[c.service]) images[c.service] = c.imageId;
+  return images;
+}
+
+async function observeProject(host: Host, env: Environment): Promise<ObservedState> {
   const script = hostScript(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: projectLabel(env.project), WORKING_DIR: COMPOSE_LABELS.workingDir });
   const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
   const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
   const head = parseSha(headPart) ?? '';
   const containers = parseInspect(inspectPart ?? '[]').filter((c) => !c.oneoff);
-  const images: Record<string, string> = {};
-  for (const c of containers) if (c.service && !images[c.service]) images[c.service] = c.imageId;
-  const state: ObservedState = { environment: env.name, head, containers, images, time: new Date().toISOString() };
+  const state: ObservedState = { environment: env.name, head, containers, images: imagesOf(containers), time: new Date().toISOString() };
   const runsFrom = (dirsPart ?? '')
     .split('\n')
     .filter(Boolean)
@@ -58,16 +78,25 @@ export async function observe(
     .map(([dir, h]) => ({ dir, head: h?.trim() ?? '', services: containers.filter((c) => c.workingDir === dir).map((c) => c.service) }))
     .filter((x) => x.services.length > 0);
   if (runsFrom.length) state.runsFrom = runsFrom;
-  // The api container was just read: alembic runs in it directly, and not at all when none runs.
-  const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
-  // The revision completes the picture and is not needed for it: a failed read leaves it out.
-  if (opts.alembic && api)
-    state.alembic = await currentRevision(host, env, { container: api.id }).catch(ignored(opts.log, `reading ${env.name}'s alembic revision`));
   return state;
 }
 
+/** observe on a swarm: the stack's service specs and tasks from the manager, its task containers on the manager's node. */
+async function observeStack(host: Host, env: Environment): Promise<ObservedState> {
+  const script = hostScript(OBSERVE_STACK, { CHECKOUT: env.cfg.checkout, SEP, STACK_FILTER: stackLabel(env.project) });
+  const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs on the swarm`, timeoutSeconds: 120 });
+  const [headPart, specPart, tasksPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+  const containers = parseStackInspect(inspectPart ?? '[]', env.project);
+  const swarm = swarmObservation(env.project, parseServiceInspect(specPart ?? '[]'), parseTasks(tasksPart ?? ''));
+  return { environment: env.name, head: parseSha(headPart) ?? '', containers, images: imagesOf(containers), swarm, time: new Date().toISOString() };
+}
+
+/** A release as drift reads it; on a swarm, its digests per service (`repo@sha256:…`). */
+export type RecordedRelease = Pick<Release, 'release' | 'sha' | 'images'> & { digests?: StackDigests };
+
 /** How what runs differs from a release: one line per difference, empty when they agree. */
-export function drift(observed: ObservedState, release: Pick<Release, 'release' | 'sha' | 'images'> | undefined): string[] {
+export function drift(observed: ObservedState, release: RecordedRelease | undefined): string[] {
+  if (observed.swarm) return stackDrift(observed, observed.swarm, release);
   const out: string[] = [];
   if (!release) {
     if (observed.containers.length) out.push(`${observed.containers.length} container(s) run, but no release is recorded`);
@@ -90,6 +119,17 @@ export function drift(observed: ObservedState, release: Pick<Release, 'release' 
     else if (!r.head) out.push(`${who} from ${r.dir}, which has no readable HEAD`);
     else if (r.head !== release.sha) out.push(`${who} from ${r.dir}, at ${short(r.head)}, not at the release's commit ${short(release.sha)}`);
   }
+  return out;
+}
+
+/** drift on a swarm: the checkout's HEAD, then each service's digest and running tasks against the release's digests. */
+function stackDrift(observed: ObservedState, swarm: SwarmObservation, release: RecordedRelease | undefined): string[] {
+  if (!release) return swarm.services.length ? [`${swarm.services.length} service(s) run in stack ${swarm.stack}, but no release is recorded`] : [];
+  const out: string[] = [];
+  if (!observed.head) out.push('the checkout has no readable HEAD');
+  else if (observed.head !== release.sha) out.push(`the checkout is at ${short(observed.head)}, not at the release's commit ${short(release.sha)}`);
+  if (!release.digests) out.push(`release ${release.release} records no image digests, so what the stack runs cannot be matched with it; deploy again`);
+  else out.push(...swarmDrift(swarm, release.digests));
   return out;
 }
 

@@ -234,3 +234,75 @@ export function taskDigest(image: string): string | undefined {
   const m = /@(sha256:[0-9a-f]{64})$/.exec(image);
   return m ? m[1] : undefined;
 }
+
+// Reaching a stack's tasks on the manager's own node: the containers the engine started for them.
+
+/** The labels the engine puts on the container of every task (beside STACK_LABEL). */
+export const TASK_LABELS = {
+  /** The swarm service's name: `<stack>_<service>`. */
+  service: 'com.docker.swarm.service.name',
+  task: 'com.docker.swarm.task.id',
+  node: 'com.docker.swarm.node.id',
+} as const;
+
+/** The swarm service's name of a stack's service: `<stack>_<service>`, as `docker stack deploy` names it. */
+export function swarmServiceName(stack: string, service: string): string {
+  return `${stack}_${service}`;
+}
+
+/** The stack's own name of a swarm service (its name without `<stack>_`); undefined when the service is not the stack's. */
+export function stackServiceName(stack: string, swarmService: string | undefined): string | undefined {
+  const prefix = `${stack}_`;
+  return swarmService?.startsWith(prefix) && swarmService.length > prefix.length ? swarmService.slice(prefix.length) : undefined;
+}
+
+/** The `docker ps` filter value for a stack's task containers. */
+export function stackLabel(stack: string): string {
+  return `label=${STACK_LABEL}=${stack}`;
+}
+
+/** The `docker ps` filter value for the task containers of one of a stack's services. */
+export function taskServiceLabel(stack: string, service: string): string {
+  return `label=${TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
+}
+
+const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh', 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__dirname + '/task-container.sh', 'utf8');
+
+/** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
+export function inspectStackContainers(stack: string, service?: string): string {
+  return hostScript(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
+}
+
+/** The exit status of taskContainer when no task of the service runs a container on this node. */
+export const NO_TASK_HERE = 3;
+
+/**
+ * Prints the id of a running container of one of a stack's services on this node (the manager's).
+ * When there is none it says on standard error where the service's tasks run instead, and exits
+ * NO_TASK_HERE: this version reaches only the manager's node.
+ */
+export function taskContainer(stack: string, service: string): string {
+  return hostScript(TASK_CONTAINER, {
+    STACK_FILTER: stackLabel(stack),
+    SERVICE_FILTER: taskServiceLabel(stack, service),
+    SERVICE: swarmServiceName(stack, service),
+  });
+}
+
+/** The parts of a `docker service ps` task name: its swarm service and its slot (or node id, for a global service). */
+export function taskService(taskName: string): string {
+  // Older tasks of a slot are printed as `\_ <name>` in a table; a name is `<service>.<slot>`.
+  const name = taskName.replace(/^\\_\s*/, '');
+  const dot = name.lastIndexOf('.');
+  return dot > 0 ? name.slice(0, dot) : name;
+}
+
+/** The repository of an image reference (`host:port/path/name`), its tag and digest left out. */
+export function imageRepo(ref: string): string {
+  const at = ref.indexOf('@');
+  const noDigest = at >= 0 ? ref.slice(0, at) : ref;
+  const slash = noDigest.lastIndexOf('/');
+  const colon = noDigest.lastIndexOf(':');
+  return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}

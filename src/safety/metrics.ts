@@ -8,6 +8,7 @@ import { parseDockerSize, scalarText } from '../infra/units';
 import { shortId } from '../infra/docker';
 import { parseContainerInspect } from '../infra/docker-inspect';
 import { parseHostJson } from '../infra/json';
+import { TASK_LABELS, stackServiceName } from '../infra/swarm';
 
 export interface StatsRow {
   name: string;
@@ -62,7 +63,8 @@ export interface ContainerLimits {
   restartCount: number;
 }
 
-export function parseContainerLimits(json: string): ContainerLimits[] {
+/** `docker inspect` of containers, each named by its compose service, or by its service in `stack` for a stack's task containers. */
+export function parseContainerLimits(json: string, stack?: string): ContainerLimits[] {
   return parseContainerInspect(json)
     .map((c) => {
       const h = c.HostConfig ?? {};
@@ -71,7 +73,10 @@ export function parseContainerLimits(json: string): ContainerLimits[] {
       return {
         name: c.Name.replace(/^\//, ''),
         id: shortId(c.Id),
-        service: c.Config?.Labels?.['com.docker.compose.service'] ?? '',
+        service:
+          stack === undefined
+            ? (c.Config?.Labels?.['com.docker.compose.service'] ?? '')
+            : (stackServiceName(stack, c.Config?.Labels?.[TASK_LABELS.service]) ?? ''),
         status: c.State?.Status ?? 'unknown',
         cpus: nano ?? quota,
         memoryBytes: h.Memory && h.Memory > 0 ? h.Memory : undefined,

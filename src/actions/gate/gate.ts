@@ -174,7 +174,18 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
     const service = config.gate.service ?? env.cfg.apiService;
     const timeoutSeconds = config.gate['timeout-seconds'];
     const result = await underLock(
-      { host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'gate', sha: plan.sha, run, log, lockTimeoutSeconds },
+      {
+        host,
+        stateDir: config['state-dir'],
+        env: env.name,
+        project: env.cfg.project,
+        swarm: env.onSwarm,
+        action: 'gate',
+        sha: plan.sha,
+        run,
+        log,
+        lockTimeoutSeconds,
+      },
       async (op): Promise<GateResult> => {
         const release = currentRelease(op.records);
         if (!release) throw new OperationFailed('dev has no release recorded: deploy dev first');

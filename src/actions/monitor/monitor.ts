@@ -18,6 +18,7 @@ import type { Host } from '../../infra/host';
 import type { Logger } from '../../infra/logger';
 import { projectLabel } from '../../infra/docker';
 import { hostScript, sh } from '../../infra/shell';
+import { stackLabel } from '../../infra/swarm';
 import { Summary } from '../../infra/summary';
 import { latencyMermaid, latencySvg, sparkline } from '../../safety/chart';
 import { counts, findingsTable, sortFindings, type Finding } from '../../safety/findings';
@@ -30,6 +31,7 @@ import { offsitePoint, pushedMarker, type OffsitePoint } from '../../domain/wal-
 
 const SPLIT = '--twinstack-inspect--';
 const CONTAINER_STATS = fs.readFileSync(__dirname + '/container-stats.sh', 'utf8');
+const TASK_STATS = fs.readFileSync(__dirname + '/task-stats.sh', 'utf8');
 const LATENCY = fs.readFileSync(__dirname + '/latency.sh', 'utf8');
 /** Counted like max_connections counts them: client sessions, not PostgreSQL's own background workers. */
 const CONNECTIONS_SQL = "select count(*) from pg_stat_activity where backend_type = 'client backend'";
@@ -47,8 +49,11 @@ async function dockerState(host: Host): Promise<Metrics['docker']> {
   return { available: false, error: tailLines(r.stderr || r.stdout, 2) || `docker info exited with ${r.exitCode}` };
 }
 
-async function containerMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
-  const script = hostScript(CONTAINER_STATS, { PROJECT_LABEL: projectLabel(env.project), SPLIT });
+export async function containerMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
+  // On a swarm: the stack's running task containers on the manager's node.
+  const script = env.onSwarm
+    ? hostScript(TASK_STATS, { STACK_FILTER: stackLabel(env.project), SPLIT })
+    : hostScript(CONTAINER_STATS, { PROJECT_LABEL: projectLabel(env.project), SPLIT });
   const r = await host.run(script, { quiet: true, check: false, label: `${env.name}: docker stats`, timeoutSeconds: 120 });
   if (r.exitCode !== 0) {
     into.containersError = tailLines(r.stderr, 2) || `exit ${r.exitCode}`;
@@ -56,13 +61,13 @@ async function containerMetrics(host: Host, env: Environment, into: EnvironmentM
   }
   const [stats, inspect = '[]'] = r.stdout.split(`${SPLIT}\n`);
   try {
-    into.containers = combineContainers(parseDockerStats(stats), parseContainerLimits(inspect));
+    into.containers = combineContainers(parseDockerStats(stats), parseContainerLimits(inspect, env.onSwarm ? env.project : undefined));
   } catch (e) {
     into.containersError = `unexpected docker output: ${errorMessage(e)}`;
   }
 }
 
-async function databaseMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
+export async function databaseMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
   const cmd = psql(env, env.cfg.database.name, { tuples: true, run: [CONNECTIONS_SQL, 'show max_connections'] });
   const r = await host.run(cmd, { quiet: true, check: false, label: `${env.name}: database connections`, timeoutSeconds: 60 });
   const parsed = r.exitCode === 0 ? parseConnections(r.stdout) : undefined;

@@ -12,6 +12,7 @@ import { HostLog, latest, unfinishedOperations, type LogRecord } from '../../dom
 import { EnvironmentLock, describeBusy, describeHolder, type BusyEntry, type LockHolder } from '../../domain/lock';
 import { releaseStack } from '../../domain/release';
 import { drift, observe } from '../../domain/state';
+import { failedTasks, shortDigest, type SwarmObservation } from '../../domain/swarm-state';
 import { short } from '../../infra/sha';
 import { Summary } from '../../infra/summary';
 import { printable } from '../../infra/validate';
@@ -26,6 +27,8 @@ export interface EnvironmentStatus {
   /** alembic's revision in the api container, when it answered. */
   alembic?: string;
   containersError?: string;
+  /** On a swarm: each service's image, replicas and failed tasks, as the manager reports them. */
+  swarm?: SwarmObservation;
   /** The checkout's HEAD on the host. */
   head?: string;
   /** How what runs differs from the recorded release (empty: it runs exactly that release). */
@@ -70,6 +73,7 @@ export async function readStatus(ctx: ActionContext<StatusInputs, StatusOutputs,
     status.containers = observed.containers;
     status.head = observed.head;
     status.alembic = observed.alembic;
+    if (observed.swarm) status.swarm = observed.swarm;
     status.drift = drift(observed, stack.current);
   } catch (e) {
     status.containersError = errorMessage(e);
@@ -91,7 +95,11 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
         : e.drift.length
           ? `NO: drifted (${e.drift.length} difference${e.drift.length === 1 ? '' : 's'}, below; checkout at ${e.head ? short(e.head) : '?'})`
           : 'yes',
-      e.containersError ? 'unknown (docker did not answer)' : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
+      e.containersError
+        ? 'unknown (docker did not answer)'
+        : e.swarm
+          ? tasksRunning(e.swarm)
+          : `${e.containers.filter((c) => c.status === 'running').length}/${e.containers.length} running`,
       e.lock ? `held by ${describeHolder(e.lock)}` : 'free',
     ]),
   );
@@ -116,6 +124,7 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
       );
     if (e.containersError) notes.push(`containers: ${e.containersError}`);
     s.list(notes);
+    if (e.swarm) swarmTables(s, e.swarm);
     if (e.containers.length) {
       s.table(
         ['service', 'container', 'state', 'health', 'image'],
@@ -124,6 +133,29 @@ export function statusSummary(all: EnvironmentStatus[]): Summary {
     }
   }
   return s;
+}
+
+/** On a swarm the engine keeps the containers of replaced tasks: what counts is the tasks running against the replicas wanted. */
+function tasksRunning(swarm: SwarmObservation): string {
+  const running = swarm.services.reduce((n, v) => n + v.replicas.running, 0);
+  const wanted = swarm.services.reduce((n, v) => n + (v.replicas.wanted ?? v.replicas.running), 0);
+  return `${running}/${wanted} tasks running`;
+}
+
+/** A stack's services (digest, replicas, last update) and the tasks that failed, with the engine's error. */
+function swarmTables(s: Summary, swarm: SwarmObservation): void {
+  s.table(
+    ['service', 'image', 'digest', 'replicas running', 'last update'],
+    swarm.services.map((v) => [
+      v.service,
+      v.image.replace(/@.*$/, ''),
+      shortDigest(v.digest),
+      `${v.replicas.running}/${v.replicas.wanted ?? 'global'}`,
+      v.update ? `${v.update.state}${v.update.message ? `: ${v.update.message}` : ''}` : '',
+    ]),
+  );
+  const failed = swarm.services.flatMap((v) => failedTasks(v).map((t) => [v.service, t.id.slice(0, 12), t.node, t.state, t.error, shortDigest(t.digest)]));
+  if (failed.length) s.table(['service', 'failed task', 'node', 'state', 'error', 'digest'], failed);
 }
 
 export const statusAction: ActionDefinition<StatusInputs, StatusOutputs, Plan> = {
