@@ -33,6 +33,8 @@ export interface Release {
   run?: string;
   /** The release this one replaced when it was first deployed or promoted. */
   previous?: string;
+  /** A swarm release: each service pinned by digest (repo@sha256:...), what drift judges and a rollback deploys again. */
+  digests?: Record<string, string>;
 }
 
 export function newReleaseId(sha: string, now = new Date()): string {
@@ -40,7 +42,16 @@ export function newReleaseId(sha: string, now = new Date()): string {
 }
 
 function asRelease(r: RecordOf<'release'>): Release {
-  return { release: r.release, sha: r.sha, kind: r.kind, images: r.images, time: r.time, run: r.run, previous: r.previous || undefined };
+  return {
+    release: r.release,
+    sha: r.sha,
+    kind: r.kind,
+    images: r.images,
+    time: r.time,
+    run: r.run,
+    previous: r.previous || undefined,
+    ...(r.digests ? { digests: r.digests } : {}),
+  };
 }
 
 /**
