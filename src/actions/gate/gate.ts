@@ -162,6 +162,40 @@ export function gateSummary(env: Environment, g: GateResult): Summary {
   return s;
 }
 
+/** What the gate runs, in dev's api: the migrations (when gate.alembic), then pytest if they passed; a failure is a problem of the result. */
+async function testRelease(
+  c: { host: Host; env: Environment; config: Config; log: Logger; service: string; timeoutSeconds: number; opId: string },
+  g: GateResult,
+): Promise<void> {
+  const { host, env, config, log, service, timeoutSeconds } = c;
+  try {
+    if (config.gate.alembic) {
+      log.startGroup('alembic');
+      try {
+        g.alembic = await runAlembic({ host, env, service, log, timeoutSeconds });
+        g.problems.push(...g.alembic.problems);
+      } finally {
+        log.endGroup();
+      }
+    }
+    if (g.problems.length === 0) {
+      log.startGroup('pytest');
+      try {
+        const container = await env.serviceContainer(host, service);
+        const t = await runPytest({ host, container, config, opId: c.opId, timeoutSeconds });
+        g.tests = t.report;
+        g.problems.push(...t.problems);
+      } finally {
+        log.endGroup();
+      }
+    } else {
+      log.info('pytest skipped: the migrations did not pass');
+    }
+  } catch (e) {
+    g.problems.push(e instanceof RemoteCommandError || e instanceof OperationFailed ? e.message : errorMessage(e));
+  }
+}
+
 export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
   name: 'gate',
   prepare({ io }) {
@@ -202,32 +236,7 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
           throw new OperationFailed(`dev runs ${short(release.sha)} (release ${release.release}), not the requested ${short(plan.sha)}: deploy it first`);
         }
         const g: GateResult = { sha: release.sha, release: release.release, problems: [], images: observed.images };
-        try {
-          if (config.gate.alembic) {
-            log.startGroup('alembic');
-            try {
-              g.alembic = await runAlembic({ host, env, service, log, timeoutSeconds });
-              g.problems.push(...g.alembic.problems);
-            } finally {
-              log.endGroup();
-            }
-          }
-          if (g.problems.length === 0) {
-            log.startGroup('pytest');
-            try {
-              const container = await env.serviceContainer(host, service);
-              const t = await runPytest({ host, container, config, opId: op.id, timeoutSeconds });
-              g.tests = t.report;
-              g.problems.push(...t.problems);
-            } finally {
-              log.endGroup();
-            }
-          } else {
-            log.info('pytest skipped: the migrations did not pass');
-          }
-        } catch (e) {
-          g.problems.push(e instanceof RemoteCommandError || e instanceof OperationFailed ? e.message : errorMessage(e));
-        }
+        await testRelease({ host, env, config, log, service, timeoutSeconds, opId: op.id }, g);
         // What was tested: the commit and the image ids (the api's first), read again after the tests.
         const after = await observe(host, env).catch(ignored(log, 'reading dev again after the tests'));
         if (after && (after.head !== g.sha || after.images[service] !== g.images[service])) {
