@@ -55807,9 +55807,11 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.DeployFailed = exports.deployAction = void 0;
 exports.runDeploy = runDeploy;
 exports.openDeploy = openDeploy;
+exports.inStage = inStage;
 exports.checkOut = checkOut;
 exports.checkIsolation = checkIsolation;
 exports.startCommit = startCommit;
+exports.recordFailedDeploy = recordFailedDeploy;
 /**
  * deploy: put one environment on exactly one commit. Under the environment's lock:
  * fetch and check out the commit (detached) → compose build → up -d → wait for healthchecks →
@@ -55829,6 +55831,8 @@ const summary_1 = __nccwpck_require__(5018);
 const preflight_1 = __nccwpck_require__(6997);
 const validate = __importStar(__nccwpck_require__(8770));
 const common_1 = __nccwpck_require__(5650);
+const swarm_release_1 = __nccwpck_require__(8199);
+const swarm_1 = __nccwpck_require__(5863);
 exports.deployAction = {
     name: 'deploy',
     prepare({ io, run, config }) {
@@ -55841,6 +55845,8 @@ exports.deployAction = {
             throw new errors_1.ConfigurationError('input ref is required when the workflow has no commit (GITHUB_SHA)');
         validate.gitRef(ref);
         const build = validate.boolean(io.defaulted('build'), 'input build');
+        if (!build && config.environments[environment].target === 'swarm')
+            throw new errors_1.ConfigurationError(`input build: false is not possible: ${environment}'s target is swarm, whose nodes run only images deploy pushed; set build: true`);
         return { environment, ref, build };
     },
     async execute({ host, config, plan, io, log, run, lockTimeoutSeconds }) {
@@ -55849,7 +55855,9 @@ exports.deployAction = {
         const d = { host, config, log, env, plan, started: Date.now() };
         let deployed;
         try {
-            deployed = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'deploy', run, log, lockTimeoutSeconds }, (op) => runDeploy(d, op));
+            deployed = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, swarm: env.onSwarm, action: 'deploy', run, log, lockTimeoutSeconds }, 
+            // A swarm target builds, pushes and deploys a stack by digest; compose's runbook is unchanged.
+            (op) => (env.cfg.target === 'swarm' ? (0, swarm_1.runSwarmDeploy)(d, op) : runDeploy(d, op)));
         }
         catch (e) {
             // The step fails with the error itself: its kind decides how the runner reports it.
@@ -56021,6 +56029,9 @@ function failureSummary(env, e, failed) {
             `Next: fix the compose files or env file of this commit and push again (a check in preflight.warn-only only warns).`,
         ]);
     }
+    else if (e instanceof swarm_release_1.SwarmDeployFailed) {
+        summary.list((0, swarm_1.swarmFailureLines)(env, e));
+    }
     else if (e instanceof release_1.HealthError) {
         summary.list([
             `service \`${e.service}\` is ${e.state}`,
@@ -56040,6 +56051,79 @@ function failureSummary(env, e, failed) {
         ]);
     }
     return summary;
+}
+
+
+/***/ }),
+
+/***/ 5863:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.runSwarmDeploy = runSwarmDeploy;
+exports.swarmFailureLines = swarmFailureLines;
+const git_1 = __nccwpck_require__(6048);
+const release_1 = __nccwpck_require__(5817);
+const swarm_release_1 = __nccwpck_require__(8199);
+const logger_1 = __nccwpck_require__(8828);
+const deploy_1 = __nccwpck_require__(3856);
+async function runSwarmDeploy(d, op) {
+    const opened = await (0, deploy_1.openDeploy)(d, op);
+    try {
+        const sha = await (0, deploy_1.checkOut)(d);
+        await (0, deploy_1.checkIsolation)(d, opened, sha);
+        const releaseId = (0, release_1.newReleaseId)(sha);
+        // prod with promote.release-dirs: built and deployed from the release's own directory.
+        const ctx = { host: d.host, config: d.config, env: await (0, git_1.releaseEnvironment)(d.host, d.config, d.env, sha), log: d.log };
+        const built = await (0, deploy_1.inStage)('build and up', sha, () => (0, swarm_release_1.buildAndPush)(ctx, releaseId));
+        const services = await (0, deploy_1.inStage)('health', sha, () => (0, swarm_release_1.deployRelease)(ctx, { release: built.images }));
+        return await recordSwarmDeploy(d, { op, opened, sha, releaseId, built, services });
+    }
+    catch (e) {
+        throw await (0, deploy_1.recordFailedDeploy)(d, op, opened, e);
+    }
+}
+async function recordSwarmDeploy(d, o) {
+    const { host, config, env, log } = d;
+    const { previous, settled } = o.opened;
+    return (0, deploy_1.inStage)('health', o.sha, async () => {
+        const images = await (0, swarm_release_1.recordedImages)({ host, config, env, log }, o.built);
+        const durationSeconds = Math.round((Date.now() - d.started) / 1000);
+        await o.op.record('release', {
+            release: o.releaseId,
+            sha: o.sha,
+            kind: 'deploy',
+            images,
+            digests: o.built.images,
+            unpinned: o.built.unpinned.length ? o.built.unpinned.map((u) => u.service) : undefined,
+            previous: previous?.release,
+            durationSeconds,
+            settled: settled.length ? settled : undefined,
+        });
+        for (const s of o.services)
+            log.info(`${env.name}: ${s.service} runs ${s.image} (${s.replicas.running}/${s.replicas.wanted})`);
+        // The containers of a stack's tasks, where the environment can list them; the summary's table only.
+        const containers = await env.containers(host).catch((0, logger_1.ignored)(log, `listing ${env.name}'s containers`, []));
+        return { releaseId: o.releaseId, sha: o.sha, previousReleaseId: previous?.release ?? '', durationSeconds, containers, settled };
+    });
+}
+/** The failure summary of a swarm deploy: per service what the engine did, then what to do next. */
+function swarmFailureLines(env, e) {
+    const lines = e.services.map((s) => {
+        const update = s.update ? `update ${s.update.state}` : 'no update';
+        const ended = s.failed.map((t) => `task ${t.task} on ${t.node} ${t.state}${t.error ? ` (${t.error})` : ''}`).join(', ');
+        return `\`${s.service}\`: ${update}, ${s.replicas.running}/${s.replicas.wanted} running, runs \`${s.image}\`${ended ? `; ${ended}` : ''}`;
+    });
+    const rolledBack = e.services.some((s) => s.update?.state === 'rollback_completed');
+    return [
+        ...lines,
+        rolledBack
+            ? `The engine rolled the failed services back to the images they ran before; ${env.name} runs what the record says above.`
+            : `${env.name} may run a mix of old and new tasks: the next deploy or a rollback settles it.`,
+        `Next: fix the commit and deploy again, or deploy an earlier commit; the host log records this failed deploy.`,
+    ];
 }
 
 
@@ -58159,7 +58243,7 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.EnvFileError = void 0;
+exports.EnvFileError = exports.SECRET_KEY = void 0;
 exports.parseEnvFile = parseEnvFile;
 exports.sha256 = sha256;
 exports.hostOf = hostOf;
@@ -58174,6 +58258,8 @@ exports.serviceEnvironment = serviceEnvironment;
 const node_crypto_1 = __nccwpck_require__(7598);
 const yaml_1 = __nccwpck_require__(8815);
 const units_1 = __nccwpck_require__(4477);
+/** Env file keys whose values are secrets: masked in the log as soon as the file is read. */
+exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
 class EnvFileError extends Error {
     name = 'EnvFileError';
 }
@@ -58456,11 +58542,13 @@ function serviceEnvironment(text, service) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
+exports.parseStackInspect = parseStackInspect;
 const errors_1 = __nccwpck_require__(639);
 const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 const docker_inspect_1 = __nccwpck_require__(3045);
+const swarm_1 = __nccwpck_require__(5846);
 class Environment {
     name;
     config;
@@ -58484,6 +58572,10 @@ class Environment {
     }
     get project() {
         return this.cfg.project;
+    }
+    /** Runs as a stack on a swarm (target swarm): its containers are its tasks' on the manager's node. */
+    get onSwarm() {
+        return this.cfg.target === 'swarm';
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
@@ -58511,13 +58603,19 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
+        const exec = (0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true });
+        // The same group on a swarm: the db task's container on the manager's node; taskContainer says why when there is none.
+        if (this.onSwarm)
+            return (0, shell_1.sh) `{ c=$(${(0, shell_1.raw)((0, swarm_1.taskContainer)(this.cfg.project, db.service))}) || exit ${swarm_1.NO_TASK_HERE}; ` + `${exec}; }`;
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
+            `${exec}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
+        if (this.onSwarm)
+            return this.taskContainer(host, service);
         const r = await host.run((0, docker_1.psIds)(this.cfg.project, { service }), {
             quiet: true,
             label: `finding the ${service} container`,
@@ -58528,6 +58626,22 @@ class Environment {
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
         return id;
     }
+    /** serviceContainer on a swarm: the container of the service's task on the manager's node. */
+    async taskContainer(host, service) {
+        const r = await host.run((0, swarm_1.taskContainer)(this.cfg.project, service), {
+            quiet: true,
+            check: false,
+            label: `finding the ${service} task's container`,
+            timeoutSeconds: 60,
+        });
+        const id = r.stdout.trim().split('\n')[0];
+        if (r.exitCode === 0 && id)
+            return id;
+        const why = r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
+        if (r.exitCode === swarm_1.NO_TASK_HERE)
+            throw new errors_1.OperationFailed(`${this.name}: ${why}`);
+        throw new errors_1.OperationFailed(`${this.name}: finding the ${service} task's container failed: ${why}`);
+    }
     /** The services of the merged compose configuration (inactive profiles left out), one `config --services`. */
     async services(host) {
         const r = await host.run(this.compose('config', '--services'), this.composeOptions({ quiet: true, label: `${this.name} compose config --services`, timeoutSeconds: 180 }));
@@ -58537,19 +58651,24 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
+        if (this.onSwarm) {
+            const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} task containers`, timeoutSeconds: 120 });
+            return parseStackInspect(r.stdout, this.cfg.project);
+        }
         const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
     }
 }
 exports.Environment = Environment;
-function parseInspect(json) {
+function containerStates(json, labelled) {
     return (0, docker_inspect_1.parseContainerInspect)(json)
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
+        const l = labelled(c.Config?.Labels ?? {});
         return {
             id: (0, docker_1.shortId)(c.Id),
             name: c.Name.replace(/^\//, ''),
-            service: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.service] ?? '',
+            service: l.service,
             image: c.Config?.Image ?? '',
             imageId: c.Image,
             status: c.State?.Status ?? 'unknown',
@@ -58557,11 +58676,23 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-            oneoff: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.oneoff] === 'True',
-            workingDir: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+            oneoff: l.oneoff,
+            workingDir: l.workingDir,
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
+}
+/** `docker inspect` of a compose project's containers, each named by its compose service. */
+function parseInspect(json) {
+    return containerStates(json, (l) => ({
+        service: l[docker_1.COMPOSE_LABELS.service] ?? '',
+        oneoff: l[docker_1.COMPOSE_LABELS.oneoff] === 'True',
+        workingDir: l[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+    }));
+}
+/** `docker inspect` of a stack's task containers, each named by the stack's service (the swarm service's name without `<stack>_`). */
+function parseStackInspect(json, stack) {
+    return containerStates(json, (l) => ({ service: (0, swarm_1.stackServiceName)(stack, l[swarm_1.TASK_LABELS.service]) ?? '', oneoff: false, workingDir: '' }));
 }
 
 
@@ -58943,6 +59074,10 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         backup: text,
         shipped: names,
         rebuilt: names,
+        /** A swarm release: each service pinned by digest (repo@sha256:...), what a rollback deploys again. */
+        digests: zod_1.z.record(zod_1.z.string()).optional(),
+        /** A swarm release's services deployed by image name, having no digest on the manager. */
+        unpinned: names,
     }),
     record('release-failed', {
         stage: zod_1.z.string(),
@@ -59262,12 +59397,14 @@ exports.describeHolder = describeHolder;
  * that died holding it (a stale lock), and is reported.
  */
 const fs = __importStar(__nccwpck_require__(3024));
+const node_crypto_1 = __nccwpck_require__(7598);
 const errors_1 = __nccwpck_require__(639);
 const lock_records_1 = __nccwpck_require__(1458);
 const host_log_1 = __nccwpck_require__(131);
 const cancel_1 = __nccwpck_require__(2082);
 const logger_1 = __nccwpck_require__(8828);
 const docker_1 = __nccwpck_require__(580);
+const swarm_1 = __nccwpck_require__(5846);
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 function describeBusy(e) {
@@ -59278,12 +59415,14 @@ const TIMEOUT_EXIT = 75;
 const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
+const LOCK_TAKE = fs.readFileSync(__dirname + '/lock-take.sh', 'utf8');
+const LOCK_CLAIM = fs.readFileSync(__dirname + '/lock-claim.sh', 'utf8');
+/** The line lock-claim.sh prints before the holder file it found. */
+const HOLDER_WAS = 'twinstack-lock-holder-was';
 class EnvironmentLock {
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
-    /** The holder file being written, which a release waits for before removing it. */
-    writing = Promise.resolve();
     host;
     process;
     holderFile;
@@ -59291,15 +59430,13 @@ class EnvironmentLock {
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
     stale;
     stateDir;
-    log;
-    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
+    constructor({ host, process, holderFile, env, stale, stateDir, }) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
         this.env = env;
         this.stale = stale;
         this.stateDir = stateDir;
-        this.log = log;
     }
     static paths(stateDir, env) {
         const dir = (0, host_log_1.stateDirOf)(stateDir, env);
@@ -59322,34 +59459,32 @@ class EnvironmentLock {
             label: `checking ${env} for remote work of earlier runs`,
             timeoutSeconds: 60,
         });
-        const lines = r.stdout.split('\n');
-        const entries = [];
-        for (const line of lines.slice(1)) {
-            if (!line.includes('\t'))
-                continue;
-            try {
-                entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
-            }
-            catch (e) {
-                // The process group is alive whatever its entry says: it is waited for, named by the problem.
-                entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
-            }
-        }
-        return { busy: lines[0]?.trim() === 'BUSY', entries };
+        return parseBusy(r.stdout.split('\n'), entriesDir);
     }
     /**
-     * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
-     * how long it has waited; past the deadline, refuses.
+     * Holding the flock: waits until no process of an earlier run holds the busy file, saying what it
+     * waits for and for how long it has waited (past the deadline, refuses), and then, in the same
+     * round trip (lock-claim.sh), reads the holder file left there and writes this run's.
      */
-    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
+    static async claim({ host, stateDir, env, holder, deadline, waitSeconds, log, }) {
+        const { entriesDir, busyFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         const started = Date.now();
         let lastSaid = 0;
         for (;;) {
-            const { busy, entries } = await EnvironmentLock.busyWork(host, stateDir, env);
+            const tmp = `${holderFile}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
+            const r = await host.run((0, shell_1.hostScript)(LOCK_CLAIM, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile, FILE: holderFile, TMP: tmp, MARKER: HOLDER_WAS }), {
+                stdin: `${JSON.stringify(holder)}\n`,
+                quiet: true,
+                label: `checking ${env} for remote work of earlier runs, then writing the ${env} lock holder`,
+                timeoutSeconds: 60,
+            });
+            const lines = r.stdout.split('\n');
+            const at = lines.indexOf(HOLDER_WAS);
+            const { busy, entries } = parseBusy(at < 0 ? lines : lines.slice(0, at), entriesDir);
             if (!busy) {
                 if (Date.now() - started > 1000)
                     log.info(`The earlier remote work on ${env} has ended (waited ${Math.round((Date.now() - started) / 1000)}s).`);
-                return;
+                return EnvironmentLock.holderOf(lines.slice(at + 1).join('\n'), holderFile);
             }
             const what = entries.length ? entries.map(describeBusy).join('; ') : 'a process that holds the busy file (not recorded)';
             if (Date.now() >= deadline) {
@@ -59370,14 +59505,15 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
+    static async stopWork({ host, stateDir, env, op, project, swarm, graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
             ENTRIES_DIR: entriesDir,
             BUSY_FILE: busyFile,
             GRACE: graceSeconds,
-            PROJECT_LABEL: (0, docker_1.projectLabel)(project),
+            // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node.
+            PROJECT_LABEL: swarm ? (0, swarm_1.stackLabel)(project) : (0, docker_1.projectLabel)(project),
             SIGNAL_TERM: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'TERM'),
             SIGNAL_KILL: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'KILL'),
         });
@@ -59387,10 +59523,14 @@ class EnvironmentLock {
     static async readHolder(host, stateDir, env) {
         const { holderFile } = EnvironmentLock.paths(stateDir, env);
         const r = await host.run((0, shell_1.hostScript)(READ_HOLDER, { FILE: holderFile }), { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
-        if (!r.stdout.trim())
+        return EnvironmentLock.holderOf(r.stdout, holderFile);
+    }
+    /** A holder file's text as read: undefined when there was none. */
+    static holderOf(text, holderFile) {
+        if (!text.trim())
             return undefined;
         try {
-            return (0, lock_records_1.parseLockHolder)(r.stdout, holderFile);
+            return (0, lock_records_1.parseLockHolder)(text, holderFile);
         }
         catch (e) {
             // Most likely cut short by a run that died writing it: reported, never a reason to block the environment.
@@ -59411,13 +59551,22 @@ class EnvironmentLock {
     static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
         const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
-        await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
-        const current = await EnvironmentLock.readHolder(host, stateDir, env);
+        // The flock is asked for at once (lock-take.sh makes the directory first); the holder is read
+        // beside it, to name whom a wait is for, and before this run writes its own.
+        const proc = host.spawn((0, shell_1.hostScript)(LOCK_TAKE, { DIR: dir, LOCK_FILE: lockFile, WAIT: waitSeconds, TIMEOUT_EXIT, ACQUIRED }), {
+            quiet: true,
+            label: `taking the ${env} lock`,
+        });
+        const acquired = proc.waitForLine(ACQUIRED);
+        acquired.catch((0, logger_1.ignored)(log, `taking the ${env} lock (awaited below)`));
+        const current = await EnvironmentLock.readHolder(host, stateDir, env).catch(async (e) => {
+            await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after reading its holder failed`));
+            throw e;
+        });
         if (current)
             log.info(`The ${env} lock is held or was left by ${describeHolder(current)}; waiting up to ${waitSeconds}s.`);
-        const proc = host.spawn((0, shell_1.argv)('flock', '-w', String(waitSeconds), '-E', String(TIMEOUT_EXIT), lockFile, 'bash', '-c', `echo ${ACQUIRED}; exec cat >/dev/null`), { quiet: true, label: `taking the ${env} lock` });
         try {
-            await proc.waitForLine(ACQUIRED);
+            await acquired;
         }
         catch (e) {
             if (e instanceof errors_1.RemoteCommandError && e.exitCode === TIMEOUT_EXIT) {
@@ -59428,21 +59577,19 @@ class EnvironmentLock {
             throw e;
         }
         // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
+        // A holder file still present then means its run died while holding the lock.
+        let stale;
         try {
-            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
+            stale = await EnvironmentLock.claim({ host, stateDir, env, holder, deadline: started + waitSeconds * 1000, waitSeconds, log });
         }
         catch (e) {
             await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
             throw e;
         }
-        // A holder file still present means its run died while holding the lock.
-        const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir });
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
         lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
-        lock.writing = host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
-        await lock.writing;
         if (stale) {
             log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
         }
@@ -59461,8 +59608,6 @@ class EnvironmentLock {
         this.released = true;
         this.forgetCancel();
         try {
-            // A failed write was thrown by acquire already; the holder file goes either way.
-            await this.writing.catch((0, logger_1.ignored)(this.log, `writing the ${this.env} lock holder`));
             await this.host.run((0, shell_1.sh) `rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
         }
         finally {
@@ -59475,6 +59620,22 @@ function describeHolder(h) {
     if (h.problem)
         return `an unknown run (${h.problem})`;
     return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? (0, sha_1.short)(h.sha) : '?'}, since ${h.since})`;
+}
+/** busy-work.sh's answer (lock-claim.sh's, up to its holder): IDLE or BUSY, then the live process groups. */
+function parseBusy(lines, entriesDir) {
+    const entries = [];
+    for (const line of lines.slice(1)) {
+        if (!line.includes('\t'))
+            continue;
+        try {
+            entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
+        }
+        catch (e) {
+            // The process group is alive whatever its entry says: it is waited for, named by the problem.
+            entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
+        }
+    }
+    return { busy: lines[0]?.trim() === 'BUSY', entries };
 }
 
 
@@ -59519,6 +59680,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.uploadRecordSchema = exports.sealedFileSchema = void 0;
 exports.writeOnlyAuthorizedKey = writeOnlyAuthorizedKey;
 exports.offsiteDir = offsiteDir;
 exports.offsiteLocation = offsiteLocation;
@@ -59529,6 +59691,8 @@ exports.connectWithAdminKey = connectWithAdminKey;
 exports.checkArrival = checkArrival;
 exports.listOffsite = listOffsite;
 exports.pruneOffsite = pruneOffsite;
+exports.parseOffsiteArchive = parseOffsiteArchive;
+exports.listOffsiteArchive = listOffsiteArchive;
 /**
  * Off-host copies of verified backups (`backup.offsite`). The runbook of one copy:
  *
@@ -59554,8 +59718,10 @@ exports.pruneOffsite = pruneOffsite;
  */
 const node_crypto_1 = __nccwpck_require__(7598);
 const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
 const age_1 = __nccwpck_require__(3997);
 const errors_1 = __nccwpck_require__(639);
+const json_1 = __nccwpck_require__(8634);
 const logger_1 = __nccwpck_require__(8828);
 const rsync_1 = __nccwpck_require__(1907);
 const shell_1 = __nccwpck_require__(2232);
@@ -59563,9 +59729,27 @@ const ssh_1 = __nccwpck_require__(7496);
 const cancel_1 = __nccwpck_require__(2082);
 const backup_1 = __nccwpck_require__(6230);
 const FRESH_DIR = fs.readFileSync(__dirname + '/fresh-dir.sh', 'utf8');
+const LIST_ARCHIVE = fs.readFileSync(__dirname + '/list-offsite-archive.sh', 'utf8');
 const LIST_OFFSITE = fs.readFileSync(__dirname + '/list-offsite.sh', 'utf8');
 const MISSING_TOOLS = fs.readFileSync(__dirname + '/missing-tools.sh', 'utf8');
 const SEAL_FILE = fs.readFileSync(__dirname + '/seal-file.sh', 'utf8');
+const HASH = zod_1.z.string().regex(/^[0-9a-f]{64}$/);
+/** One sealed file: the encrypted file's size and hash, and those of the plain file it holds. */
+exports.sealedFileSchema = zod_1.z.object({
+    bytes: zod_1.z.number().int().nonnegative(),
+    sha256: HASH,
+    plain: zod_1.z.object({ bytes: zod_1.z.number().int().nonnegative(), sha256: HASH }),
+});
+/** upload.json (and a WAL push's upload-<segment>.json): what the VPS sent, written beside the sealed files on the backup host. */
+exports.uploadRecordSchema = zod_1.z.object({
+    id: zod_1.z.string(),
+    env: zod_1.z.string(),
+    sealedAt: zod_1.z.string().datetime(),
+    recipients: zod_1.z.array(zod_1.z.string()),
+    files: zod_1.z.record(zod_1.z.string(), exports.sealedFileSchema),
+    /** Plain facts the runner reads on the backup host without the private key (a base backup's first WAL segment). */
+    meta: zod_1.z.record(zod_1.z.string(), zod_1.z.string()).optional(),
+});
 /**
  * The line the backup host's authorized_keys holds for offsite-ssh-key: rsync only, confined to
  * `path`, writing only (-wo), with no --delete or --remove-* (-no-del) and no file replaced
@@ -59857,6 +60041,33 @@ async function pruneOffsite(admin, o, env, log) {
     log.info(`${env}: removed off-host copies ${doomed.map((e) => e.id).join(', ')} (keeping the newest ${o.keep})`);
     return doomed.map((e) => e.id);
 }
+/** Reads list-offsite-archive.sh's output; each upload record is checked with its schema. */
+function parseOffsiteArchive(text) {
+    const archive = { bases: [], walFiles: [], walRecords: new Map() };
+    for (const chunk of text.split(/^(?=@@)/m)) {
+        const head = /^@@(base|file|record) (\S+)\n?/.exec(chunk);
+        if (!head)
+            continue;
+        const body = chunk.slice(head[0].length);
+        if (head[1] === 'file')
+            archive.walFiles.push(head[2]);
+        else if (head[1] === 'base')
+            archive.bases.push({ stamp: head[2], upload: body.trim() ? (0, json_1.parseHostJson)(exports.uploadRecordSchema, body, `base/${head[2]}/upload.json`) : undefined });
+        else
+            for (const [name, f] of Object.entries((0, json_1.parseHostJson)(exports.uploadRecordSchema, body, `wal/${head[2]}`).files))
+                archive.walRecords.set(name, f);
+    }
+    return archive;
+}
+/**
+ * Lists `<path>/<env>` on the backup host with the admin key: the one listing of the off-host base
+ * backups and WAL, read by the off-host retention and by a restore from the off-host copies.
+ */
+async function listOffsiteArchive(admin, o, env) {
+    const root = offsiteDir(o, env);
+    const r = await admin.run((0, shell_1.hostScript)(LIST_ARCHIVE, { BASE: root }), { quiet: true, label: `listing ${root} on the backup host`, timeoutSeconds: 300 });
+    return parseOffsiteArchive(r.stdout);
+}
 
 
 /***/ }),
@@ -59938,7 +60149,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project, swarm: o.swarm }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch((0, logger_1.ignored)(o.log, 'recording cancelled'));
@@ -59980,7 +60191,13 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
 }
 /** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
 async function openOperation({ o, hostLog, lock, id, base, }) {
-    const records = await hostLog.read(o.log);
+    // What cut host changes left is listed beside the read of the log (both only read; acted on below, in order).
+    const pending = listPending(o);
+    pending.catch((0, logger_1.ignored)(o.log, 'listing cut host changes (awaited below)'));
+    const records = await hostLog.read(o.log).catch(async (e) => {
+        await pending.catch((0, logger_1.ignored)(o.log, 'listing cut host changes'));
+        throw e;
+    });
     const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${(0, errors_1.errorMessage)(e)}`));
     if (archived)
         o.log.info(`The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`);
@@ -59992,7 +60209,7 @@ async function openOperation({ o, hostLog, lock, id, base, }) {
     }
     // Multi-step host changes (a database restore) leave the script that undoes them until they
     // finish; one still there was cut halfway, and is undone before anything else happens.
-    const recovered = await undoPending(o, hostLog, base);
+    const recovered = await undoPending(o, hostLog, base, await pending);
     if (lock.stale && !interrupted.some((r) => r.op === lock.stale?.op)) {
         o.log.warning(`The ${o.env} lock was left by ${(0, lock_1.describeHolder)(lock.stale)}.`);
     }
@@ -60010,16 +60227,18 @@ async function openOperation({ o, hostLog, lock, id, base, }) {
     await hostLog.append({ ...base, sha: o.sha, event: 'started', staleLock: lock.stale ? lock.stale.run : undefined });
     return op;
 }
-async function undoPending(o, hostLog, base) {
-    const dir = (0, host_log_1.pendingDirOf)(o.stateDir, o.env);
-    // One round trip: each leftover undo script with its first line (what it undoes).
-    const list = await o.host.run((0, shell_1.hostScript)(PENDING_UNDO, { PENDING_DIR: dir }), {
+/** One round trip: each leftover undo script with its first line (what it undoes), one a line. */
+async function listPending(o) {
+    const list = await o.host.run((0, shell_1.hostScript)(PENDING_UNDO, { PENDING_DIR: (0, host_log_1.pendingDirOf)(o.stateDir, o.env) }), {
         quiet: true,
         label: 'looking for cut host changes',
         timeoutSeconds: 60,
     });
+    return list.stdout;
+}
+async function undoPending(o, hostLog, base, list) {
     const done = [];
-    for (const line of list.stdout.split('\n').filter(Boolean)) {
+    for (const line of list.split('\n').filter(Boolean)) {
         const [file, head = ''] = line.split('\t');
         const first = head.replace(/^#\s*/, '').trim();
         o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
@@ -60071,7 +60290,16 @@ function newReleaseId(sha, now = new Date()) {
     return `r${(0, stamp_1.utcStamp)(now)}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
-    return { release: r.release, sha: r.sha, kind: r.kind, images: r.images, time: r.time, run: r.run, previous: r.previous || undefined };
+    return {
+        release: r.release,
+        sha: r.sha,
+        kind: r.kind,
+        images: r.images,
+        time: r.time,
+        run: r.run,
+        previous: r.previous || undefined,
+        ...(r.digests ? { digests: r.digests } : {}),
+    };
 }
 function releaseStack(records) {
     const replaced = new Map();
@@ -60442,6 +60670,224 @@ function rowsLostToRestore(backup, now, migration) {
 
 /***/ }),
 
+/***/ 8616:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.buildDefinitions = buildDefinitions;
+exports.buildDifferences = buildDifferences;
+exports.shipPlan = shipPlan;
+exports.defaultImageName = defaultImageName;
+exports.mergedBuilds = mergedBuilds;
+exports.mergedConfig = mergedConfig;
+exports.shipImages = shipImages;
+exports.assertImages = assertImages;
+/**
+ * Shipping what was gated: prod runs the image ids the passing gate tested on dev, tagged under
+ * prod's own image names, and started with `up --no-build`. A service is rebuilt (from the same
+ * commit) only where prod's merged build definition differs from dev's — a build arg such as a
+ * `NEXT_PUBLIC_*` URL baked in at build time, another target, dockerfile or context — and the
+ * summary names each one and why. Prod never builds a service that could have been shipped.
+ */
+const path = __importStar(__nccwpck_require__(6760));
+const yaml_1 = __nccwpck_require__(8815);
+const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
+const units_1 = __nccwpck_require__(4477);
+const state_1 = __nccwpck_require__(781);
+const isObj = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+/**
+ * The build definition of every service in a merged compose configuration (`config` output of v1 or
+ * v2), contexts made relative to `root` so two checkouts of one commit compare equal.
+ */
+function buildDefinitions(configYaml, root) {
+    const doc = (0, yaml_1.parse)(configYaml);
+    if (!isObj(doc) || !isObj(doc.services))
+        throw new errors_1.OperationFailed('the merged compose configuration has no services');
+    const out = new Map();
+    for (const [service, raw] of Object.entries(doc.services)) {
+        const s = isObj(raw) ? raw : {};
+        const entry = { service, image: typeof s.image === 'string' ? s.image : undefined };
+        const b = s.build;
+        if (typeof b === 'string' || isObj(b)) {
+            const o = typeof b === 'string' ? { context: b } : b;
+            const context = typeof o.context === 'string' ? o.context : '.';
+            const args = {};
+            if (isObj(o.args))
+                for (const [k, v] of Object.entries(o.args))
+                    args[k] = (0, units_1.scalarText)(v);
+            else if (Array.isArray(o.args))
+                for (const a of o.args.map(String)) {
+                    const eq = a.indexOf('=');
+                    args[eq < 0 ? a : a.slice(0, eq)] = eq < 0 ? '' : a.slice(eq + 1);
+                }
+            entry.build = {
+                context: path.posix.isAbsolute(context) ? path.posix.relative(root, context) || '.' : context,
+                dockerfile: typeof o.dockerfile === 'string' ? o.dockerfile : 'Dockerfile',
+                target: typeof o.target === 'string' ? o.target : '',
+                args,
+            };
+        }
+        out.set(service, entry);
+    }
+    return out;
+}
+/** Why two build definitions differ, in words that name no value; empty when they are the same. */
+function buildDifferences(prod, dev) {
+    const out = [];
+    if (prod.context !== dev.context)
+        out.push(`build context differs (prod ${prod.context}, dev ${dev.context})`);
+    if (prod.dockerfile !== dev.dockerfile)
+        out.push(`dockerfile differs (prod ${prod.dockerfile}, dev ${dev.dockerfile})`);
+    if (prod.target !== dev.target)
+        out.push(`build target differs (prod ${prod.target || 'none'}, dev ${dev.target || 'none'})`);
+    const names = [...new Set([...Object.keys(prod.args), ...Object.keys(dev.args)])].sort();
+    const differing = names.filter((n) => prod.args[n] !== dev.args[n]);
+    if (differing.length)
+        out.push(`build arg${differing.length > 1 ? 's' : ''} ${differing.join(', ')} differ${differing.length > 1 ? '' : 's'}`);
+    return out;
+}
+/**
+ * What to do with each prod service. `names` is prod's image name per service (from its config, its
+ * current release, or compose's default naming).
+ */
+function shipPlan(prod, dev, gated, names) {
+    const plan = { ship: [], rebuild: [], asConfigured: [] };
+    for (const [service, p] of [...prod.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+        const d = dev.get(service);
+        const id = gated[service];
+        const name = names[service];
+        if (!d || !id) {
+            plan.asConfigured.push({ service, reason: d ? 'the gate recorded no image for it' : 'dev does not run it', builds: !!p.build });
+            continue;
+        }
+        if (p.build && d.build) {
+            const reasons = buildDifferences(p.build, d.build);
+            if (reasons.length)
+                plan.rebuild.push({ service, name, reasons });
+            else
+                plan.ship.push({ service, id, name });
+        }
+        else if (p.build || d.build) {
+            plan.rebuild.push({ service, name, reasons: [p.build ? 'prod builds it, dev pulls it' : 'dev builds it, prod pulls it'] });
+        }
+        else if (p.image !== d.image) {
+            plan.asConfigured.push({ service, reason: `prod runs image ${p.image ?? '?'}, dev ${d.image ?? '?'}`, builds: false });
+        }
+        else {
+            plan.ship.push({ service, id, name });
+        }
+    }
+    return plan;
+}
+/** The image name compose gives a service that sets none: `<project>-<service>` (v2) or `<project>_<service>` (v1). */
+function defaultImageName(project, service, composeCommand) {
+    return composeCommand === 'docker-compose' ? `${project}_${service}` : `${project}-${service}`;
+}
+/** The merged configuration of an environment (its compose files and env file), read quietly: it holds secrets. */
+async function mergedBuilds(host, env) {
+    return buildDefinitions(await mergedConfig(host, env), env.cfg.checkout);
+}
+/** An environment's merged compose configuration (`compose config`), as YAML text. It may hold secrets: never logged. */
+async function mergedConfig(host, env) {
+    const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, label: `${env.name}: compose config`, timeoutSeconds: 180 }));
+    return r.stdout;
+}
+/**
+ * Puts the plan on the host: every shipped id tagged under prod's name (the id must still be on the
+ * host), every rebuilt service built from `at` (prod's configuration at the new commit). Returns the
+ * image id each service must run. Running containers keep their image: nothing restarts here.
+ */
+async function shipImages(host, at, plan, log) {
+    const expected = {};
+    if (plan.ship.length) {
+        const ids = plan.ship.map((s) => s.id);
+        const check = await host.run((0, docker_1.imageIdsCommand)(ids), { check: false, quiet: true, timeoutSeconds: 120 });
+        if (check.exitCode !== 0) {
+            const present = new Set(check.stdout.split('\n').map((l) => l.trim()));
+            const gone = plan.ship.filter((s) => !present.has(s.id));
+            throw new errors_1.OperationFailed(`the gated image${gone.length > 1 ? 's' : ''} ${gone.map((s) => `${s.service} ${(0, state_1.shortId)(s.id)}`).join(', ')} ${gone.length > 1 ? 'are' : 'is'} no longer on the host: deploy dev and run the gate again. Nothing was changed.`);
+        }
+        await host.run((0, docker_1.tagImages)(plan.ship.map((s) => ({ from: s.id, to: s.name }))), {
+            label: `${at.name}: tagging the gated images`,
+            quiet: true,
+            timeoutSeconds: 300,
+        });
+        for (const s of plan.ship) {
+            expected[s.service] = s.id;
+            log.info(`${at.name}: ${s.service} ships the gated image ${(0, state_1.shortId)(s.id)} as ${s.name}`);
+        }
+    }
+    if (plan.rebuild.length) {
+        for (const r of plan.rebuild)
+            log.info(`${at.name}: ${r.service} is rebuilt from the same commit: ${r.reasons.join('; ')}`);
+        log.startGroup(`${at.name}: compose build ${plan.rebuild.map((r) => r.service).join(' ')}`);
+        try {
+            await host.run(at.compose('build', ...plan.rebuild.map((r) => r.service)), at.composeOptions({ label: `${at.name} compose build`, timeoutSeconds: 3600 }));
+        }
+        finally {
+            log.endGroup();
+        }
+        const ids = await host.run((0, docker_1.imageIdsCommand)(plan.rebuild.map((r) => r.name)), { quiet: true, timeoutSeconds: 120 });
+        ids.stdout
+            .trim()
+            .split('\n')
+            .forEach((id, i) => (expected[plan.rebuild[i].service] = id.trim()));
+    }
+    return expected;
+}
+/** Fails naming every service whose container does not run the image it must. */
+function assertImages(containers, expected, envName) {
+    const wrong = [];
+    for (const [service, id] of Object.entries(expected)) {
+        const c = containers.find((x) => x.service === service && !x.oneoff);
+        if (!c)
+            wrong.push(`${service} has no container`);
+        else if (c.imageId !== id)
+            wrong.push(`${service} runs ${(0, state_1.shortId)(c.imageId)}, not ${(0, state_1.shortId)(id)}`);
+    }
+    if (wrong.length)
+        throw new errors_1.OperationFailed(`${envName} does not run the images it was given: ${wrong.join('; ')}`);
+}
+
+
+/***/ }),
+
 /***/ 781:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -60499,20 +60945,36 @@ const docker_1 = __nccwpck_require__(580);
 Object.defineProperty(exports, "shortId", ({ enumerable: true, get: function () { return docker_1.shortId; } }));
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
+const swarm_1 = __nccwpck_require__(5846);
+const swarm_state_1 = __nccwpck_require__(8268);
 const SEP = '@twinstack-state@';
 const OBSERVE = fs.readFileSync(__nccwpck_require__.ab + "observe.sh", 'utf8');
+const OBSERVE_STACK = fs.readFileSync(__nccwpck_require__.ab + "observe-stack.sh", 'utf8');
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 async function observe(host, env, opts = {}) {
+    const state = env.onSwarm ? await observeStack(host, env) : await observeProject(host, env);
+    // The api container was just read: alembic runs in it directly, and not at all when none runs.
+    const api = state.containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
+    // The revision completes the picture and is not needed for it: a failed read leaves it out.
+    if (opts.alembic && api)
+        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: api.id }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
+    return state;
+}
+/** Service → image id of its first container. */
+function imagesOf(containers) {
+    const images = {};
+    for (const c of containers)
+        if (c.service && !images[c.service])
+            images[c.service] = c.imageId;
+    return images;
+}
+async function observeProject(host, env) {
     const script = (0, shell_1.hostScript)(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: (0, docker_1.projectLabel)(env.project), WORKING_DIR: docker_1.COMPOSE_LABELS.workingDir });
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
     const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
     const head = (0, sha_1.parseSha)(headPart) ?? '';
     const containers = (0, environment_1.parseInspect)(inspectPart ?? '[]').filter((c) => !c.oneoff);
-    const images = {};
-    for (const c of containers)
-        if (c.service && !images[c.service])
-            images[c.service] = c.imageId;
-    const state = { environment: env.name, head, containers, images, time: new Date().toISOString() };
+    const state = { environment: env.name, head, containers, images: imagesOf(containers), time: new Date().toISOString() };
     const runsFrom = (dirsPart ?? '')
         .split('\n')
         .filter(Boolean)
@@ -60521,15 +60983,21 @@ async function observe(host, env, opts = {}) {
         .filter((x) => x.services.length > 0);
     if (runsFrom.length)
         state.runsFrom = runsFrom;
-    // The api container was just read: alembic runs in it directly, and not at all when none runs.
-    const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
-    // The revision completes the picture and is not needed for it: a failed read leaves it out.
-    if (opts.alembic && api)
-        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: api.id }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
     return state;
+}
+/** observe on a swarm: the stack's service specs and tasks from the manager, its task containers on the manager's node. */
+async function observeStack(host, env) {
+    const script = (0, shell_1.hostScript)(OBSERVE_STACK, { CHECKOUT: env.cfg.checkout, SEP, STACK_FILTER: (0, swarm_1.stackLabel)(env.project) });
+    const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs on the swarm`, timeoutSeconds: 120 });
+    const [headPart, specPart, tasksPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+    const containers = (0, environment_1.parseStackInspect)(inspectPart ?? '[]', env.project);
+    const swarm = (0, swarm_state_1.swarmObservation)(env.project, (0, swarm_1.parseServiceInspect)(specPart ?? '[]'), (0, swarm_1.parseTasks)(tasksPart ?? ''));
+    return { environment: env.name, head: (0, sha_1.parseSha)(headPart) ?? '', containers, images: imagesOf(containers), swarm, time: new Date().toISOString() };
 }
 /** How what runs differs from a release: one line per difference, empty when they agree. */
 function drift(observed, release) {
+    if (observed.swarm)
+        return stackDrift(observed, observed.swarm, release);
     const out = [];
     if (!release) {
         if (observed.containers.length)
@@ -60563,9 +61031,398 @@ function drift(observed, release) {
     }
     return out;
 }
+/** drift on a swarm: the checkout's HEAD, then each service's digest and running tasks against the release's digests. */
+function stackDrift(observed, swarm, release) {
+    if (!release)
+        return swarm.services.length ? [`${swarm.services.length} service(s) run in stack ${swarm.stack}, but no release is recorded`] : [];
+    const out = [];
+    if (!observed.head)
+        out.push('the checkout has no readable HEAD');
+    else if (observed.head !== release.sha)
+        out.push(`the checkout is at ${(0, sha_1.short)(observed.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
+    if (!release.digests)
+        out.push(`release ${release.release} records no image digests, so what the stack runs cannot be matched with it; deploy again`);
+    else
+        out.push(...(0, swarm_state_1.swarmDrift)(swarm, release.digests));
+    return out;
+}
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
 function driftMessage(environment, release, lines) {
     return `${environment} does not run its recorded release ${release.release} (${(0, sha_1.short)(release.sha)}): ${lines.join('; ')}.`;
+}
+
+
+/***/ }),
+
+/***/ 8199:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SwarmDeployFailed = exports.DIGESTS_FILE = void 0;
+exports.buildAndPush = buildAndPush;
+exports.recordedImages = recordedImages;
+exports.tasksOf = tasksOf;
+exports.judgeService = judgeService;
+exports.describeReports = describeReports;
+exports.deployRelease = deployRelease;
+exports.rollbackRelease = rollbackRelease;
+/**
+ * A release on a Docker Swarm (an environment whose target is swarm): a set of image digests, one
+ * per service (`repo@sha256:…`). Deploy builds the images on the manager with the environment's
+ * compose files, pushes them to config's swarm.registry and reads their digests (buildAndPush);
+ * then deploys the stack with those digests pinned and watches the engine replace the tasks
+ * (deployRelease). The engine does the rolling update itself (update_config), and rolls back by
+ * itself when a new task fails (failure_action: rollback): the watch only reports what it did, per
+ * service. A rollback deploys an earlier release's digests the same way.
+ */
+const path = __importStar(__nccwpck_require__(6760));
+const env_file_1 = __nccwpck_require__(6390);
+const ship_1 = __nccwpck_require__(8616);
+const docker_1 = __nccwpck_require__(580);
+const errors_1 = __nccwpck_require__(639);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The overlay twinstack writes beside the base compose file, deployed after the environment's own files. */
+exports.DIGESTS_FILE = '.twinstack-digests.yml';
+/**
+ * Builds the environment's images on the manager (compose build with its files and env file), tags
+ * each built image `<registry>/<repository>:<tag>`, pushes it and reads its digest. Images a service
+ * uses without building are pinned by the digest they were pulled or pushed with, when they have one.
+ */
+async function buildAndPush(ctx, tag) {
+    const { host, config, env, log } = ctx;
+    const registry = config.swarm.registry;
+    if (!registry)
+        throw new errors_1.ConfigurationError(`environments.${env.name}.target is swarm: set swarm.registry to the registry the nodes pull from`);
+    const services = await (0, ship_1.mergedBuilds)(host, env);
+    log.startGroup(`${env.name}: compose build`);
+    try {
+        await host.run(env.compose('build'), env.composeOptions({ label: `${env.name} compose build`, timeoutSeconds: 3600 }));
+    }
+    finally {
+        log.endGroup();
+    }
+    const out = { images: {}, pushed: {}, unpinned: [] };
+    for (const [service, s] of services) {
+        const image = s.image ?? (0, ship_1.defaultImageName)(env.project, service, config['compose-command']);
+        if (s.build) {
+            out.pushed[service] = pushedName({ registry, project: env.project, service, image, tag });
+            out.images[service] = await pushImage(ctx, { image, remote: out.pushed[service] });
+            continue;
+        }
+        const r = await host.run(swarm.repoDigests(image), { check: false, quiet: true, timeoutSeconds: 120 });
+        const digest = r.exitCode === 0 ? swarm.pinnedDigest(r.stdout, image) : undefined;
+        if (digest)
+            out.images[service] = digest;
+        else
+            out.unpinned.push({ service, image });
+    }
+    for (const u of out.unpinned)
+        log.warning(`${env.name}: ${u.service} runs ${u.image}, which the manager has no digest of (never pushed or pulled): it is deployed by name, not pinned`);
+    return out;
+}
+/** Where a built image goes: its own repository when it is named in the registry already, else `<project>-<service>`. */
+function pushedName({ registry, project, service, image, tag }) {
+    const repo = swarm.imageRepository(image);
+    const name = repo.startsWith(`${registry}/`) ? repo.slice(registry.length + 1) : `${project}-${service}`;
+    return swarm.registryRef(registry, name, tag);
+}
+async function pushImage(ctx, { image, remote }) {
+    const { host, log } = ctx;
+    await host.run(swarm.tagForRegistry(image, remote), { quiet: true, label: `tagging ${image} as ${remote}`, timeoutSeconds: 120 });
+    await host.run(swarm.push(remote), { quiet: true, label: `pushing ${remote}`, timeoutSeconds: 3600 });
+    const r = await host.run(swarm.repoDigests(remote), { quiet: true, label: `reading the digest of ${remote}`, timeoutSeconds: 120 });
+    const repo = swarm.imageRepository(remote);
+    const digest = swarm.parseRepoDigests(r.stdout, repo);
+    if (!digest)
+        throw new errors_1.OperationFailed(`${remote} was pushed but the manager knows no digest of it in ${repo}`);
+    log.info(`pushed ${remote} as ${digest}`);
+    return digest;
+}
+/**
+ * What the release record keeps of each service: the name it is deployed by (the digest, or the
+ * image's own name when unpinned), the image id on the manager (what its containers report), and
+ * the registry name it was pushed as.
+ */
+async function recordedImages(ctx, built) {
+    const entries = [
+        ...Object.entries(built.images).map(([service, ref]) => ({ service, name: ref, tag: built.pushed[service] ?? ref })),
+        ...built.unpinned.map((u) => ({ service: u.service, name: u.image, tag: u.image })),
+    ];
+    if (entries.length === 0)
+        return {};
+    const r = await ctx.host.run((0, docker_1.imageIdsCommand)(entries.map((e) => e.name)), {
+        quiet: true,
+        label: 'reading the image ids of the release',
+        timeoutSeconds: 120,
+    });
+    const ids = r.stdout.split('\n').filter((l) => l.trim() !== '');
+    if (ids.length !== entries.length)
+        throw new errors_1.OperationFailed(`the manager printed ${ids.length} image ids for the release's ${entries.length} images`);
+    return Object.fromEntries(entries.map((e, i) => [e.service, { name: e.name, id: ids[i].trim(), tag: e.tag }]));
+}
+/** A swarm deploy that the engine rolled back, or that did not converge in time: the message names every service, task and error. */
+class SwarmDeployFailed extends errors_1.OperationFailed {
+    services;
+    constructor(message, services) {
+        super(message);
+        this.services = services;
+    }
+}
+exports.SwarmDeployFailed = SwarmDeployFailed;
+async function readStack(ctx) {
+    const { host, env } = ctx;
+    const list = await host.run(swarm.serviceList(env.project), { quiet: true, label: `listing ${env.name}'s services`, timeoutSeconds: 120 });
+    const names = swarm.parseServiceList(list.stdout).map((s) => s.Name);
+    if (names.length === 0)
+        return { services: [], tasks: [] };
+    const spec = await host.run(swarm.serviceInspect(names), { quiet: true, label: `inspecting ${env.name}'s services`, timeoutSeconds: 120 });
+    const ps = await host.run(swarm.serviceTasks(names), { quiet: true, label: `listing ${env.name}'s tasks`, timeoutSeconds: 120 });
+    return { services: swarm.parseServiceStatus(spec.stdout), tasks: swarm.parseTasks(ps.stdout) };
+}
+function baselineOf(s) {
+    const updateStarted = new Map();
+    for (const svc of s.services)
+        if (svc.UpdateStatus?.StartedAt)
+            updateStarted.set(svc.Spec.Name, svc.UpdateStatus.StartedAt);
+    return { taskIds: new Set(s.tasks.map((t) => t.ID)), updateStarted };
+}
+/** The tasks of one service among `docker service ps`'s lines (`<stack>_<service>.<slot or node>`; older tasks indented). */
+function tasksOf(tasks, serviceName) {
+    return tasks.filter((t) => t.Name.replace(/^[^A-Za-z0-9]+/, '').startsWith(`${serviceName}.`));
+}
+const digestOf = (ref) => (ref ? swarm.taskDigest(ref) : undefined);
+/**
+ * One service judged against the release: converged when the engine's update for this deploy (if
+ * any) completed and exactly the wanted replicas run, each on the wanted digest (running means
+ * healthy: the engine reports a task with a healthcheck running only once it is healthy); failed
+ * when the engine paused the update or rolled it back; waiting otherwise.
+ */
+function judgeService(o) {
+    const name = o.svc.Spec.Name;
+    const service = name.startsWith(`${o.stack}_`) ? name.slice(o.stack.length + 1) : name;
+    const own = tasksOf(o.tasks, name);
+    const desired = own.filter((t) => t.DesiredState === 'Running');
+    const running = desired.filter((t) => t.CurrentState.startsWith('Running'));
+    const wanted = o.svc.Spec.Mode?.Global ? Math.max(desired.length, 1) : (o.svc.Spec.Mode?.Replicated?.Replicas ?? 1);
+    const digest = o.release[service];
+    const want = digestOf(digest);
+    const onDigest = (image) => !want || swarm.taskDigest(image) === want;
+    const status = o.svc.UpdateStatus;
+    const ours = status?.StartedAt && status.StartedAt !== o.baseline.updateStarted.get(name);
+    const update = ours ? { state: status.State ?? '', message: status.Message ?? '' } : undefined;
+    // A task of this deploy that ended: failed, rejected, or stopped by the engine as unhealthy (its
+    // process may then exit 0, which the engine records as Complete with no error).
+    const failed = own
+        .filter((t) => !o.baseline.taskIds.has(t.ID) && onDigest(t.Image))
+        .filter((t) => t.Error !== '' || /^(Failed|Rejected)/.test(t.CurrentState) || (t.DesiredState !== 'Running' && !t.CurrentState.startsWith('Running')))
+        .map((t) => ({ task: t.ID.slice(0, 12), node: t.Node, state: t.CurrentState.replace(/ [^ ]+ \w+ ago$/, ''), error: t.Error }));
+    const steady = desired.length === wanted && running.length === wanted;
+    const base = { service, image: o.svc.Spec.TaskTemplate.ContainerSpec.Image, digest, replicas: { wanted, running: running.length }, update, failed, steady };
+    if (update && ['paused', 'rollback_completed', 'rollback_paused'].includes(update.state))
+        return { ...base, verdict: 'failed' };
+    if (update && update.state !== 'completed')
+        return { ...base, verdict: 'waiting' };
+    const done = steady && running.every((t) => onDigest(t.Image)) && onDigest(base.image);
+    return { ...base, verdict: done ? 'converged' : 'waiting' };
+}
+/** One line per service that did not converge: its update, its replicas, its failed tasks and their errors. */
+function describeReports(reports) {
+    return reports
+        .filter((r) => r.verdict !== 'converged')
+        .map((r) => {
+        const said = [...new Set([...(r.messages ?? []), r.update?.message ?? ''])].filter(Boolean);
+        const update = r.update ? `update ${r.update.state}${said.length ? ` (${said.join('; ')})` : ''}, ` : '';
+        const tasks = r.failed.length
+            ? `; tasks of this release that ended: ${r.failed.map((t) => `${t.task} on ${t.node} ${t.state}${t.error ? `: ${t.error}` : ''}`).join(', ')}`
+            : '';
+        return `${r.service}: ${update}${r.replicas.running}/${r.replicas.wanted} running, runs ${r.image}${tasks}`;
+    })
+        .join('; ');
+}
+/**
+ * Deploys the release: the digest overlay written beside the base compose file, then `docker stack
+ * deploy` of the environment's files and the overlay, its env file's variables on standard input;
+ * then watches the engine until every service converged (the reports), or the engine rolled back
+ * or paused an update, or the time ran out (SwarmDeployFailed naming the services, tasks and errors).
+ */
+async function deployRelease(ctx, o) {
+    const { host, env, log } = ctx;
+    const dir = env.cfg.checkout;
+    const overlay = path.posix.join(path.posix.dirname(env.cfg.composeFiles[0]), exports.DIGESTS_FILE);
+    const baseline = baselineOf(await readStack(ctx));
+    await host.writeFile(path.posix.join(dir, overlay), swarm.digestOverlay(o.release), 0o644);
+    const values = (0, env_file_1.parseEnvFile)((await host.readFile(path.posix.join(dir, env.cfg.envFile))).toString('utf8'));
+    for (const [key, value] of values)
+        if (env_file_1.SECRET_KEY.test(key) && value.length >= 6)
+            log.secret(value);
+    log.startGroup(`${env.name}: docker stack deploy ${env.project}`);
+    try {
+        await host.run(swarm.stackDeploy({ dir, files: [...env.cfg.composeFiles, overlay], stack: env.project }), {
+            stdin: swarm.envStdin(values),
+            label: `${env.name} stack deploy`,
+            timeoutSeconds: 600,
+        });
+    }
+    finally {
+        log.endGroup();
+    }
+    return watchStack(ctx, { ...o, baseline });
+}
+/** Polls the engine until every service converged, or one failed and none is still moving, or the time is up. */
+async function watchStack(ctx, o) {
+    const { env, log } = ctx;
+    const timeoutSeconds = o.timeoutSeconds ?? env.cfg.healthTimeoutSeconds;
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    let said = '';
+    const messages = new Map();
+    for (;;) {
+        const snap = await readStack(ctx);
+        const reports = snap.services.map((svc) => judgeService({ stack: env.project, svc, tasks: snap.tasks, release: o.release, baseline: o.baseline }));
+        for (const r of reports) {
+            const seen = messages.get(r.service) ?? [];
+            if (r.update?.message && !seen.includes(r.update.message))
+                messages.set(r.service, [...seen, r.update.message]);
+            r.messages = messages.get(r.service);
+        }
+        const missing = Object.keys(o.release).filter((s) => !reports.some((r) => r.service === s));
+        const progress = reports.map((r) => `${r.service} ${r.update?.state ?? r.verdict} ${r.replicas.running}/${r.replicas.wanted}`).join(', ');
+        if (progress !== said)
+            log.info(`${env.name}: ${progress || 'no services yet'}`);
+        said = progress;
+        if (missing.length === 0 && reports.length && reports.every((r) => r.verdict === 'converged'))
+            return reports;
+        if (reports.some((r) => r.verdict === 'failed') &&
+            !reports.some((r) => r.update && !['completed', 'paused', 'rollback_completed', 'rollback_paused'].includes(r.update.state)) &&
+            // A rolled-back service is reported once its old tasks serve again (or at the deadline, as it is).
+            reports.every((r) => r.update?.state !== 'rollback_completed' || r.steady)) {
+            const rolledBack = reports.some((r) => r.update?.state === 'rollback_completed');
+            throw new SwarmDeployFailed(`${env.name}: the swarm update failed${rolledBack ? ' and the engine rolled it back' : ''}: ${describeReports(reports)}`, reports);
+        }
+        if (Date.now() > deadline) {
+            const absent = missing.length ? `; not in the stack: ${missing.join(', ')}` : '';
+            throw new SwarmDeployFailed(`${env.name}: the stack did not converge in ${timeoutSeconds}s: ${describeReports(reports)}${absent}`, reports);
+        }
+        await new Promise((r) => setTimeout(r, o.pollMs ?? 2000));
+    }
+}
+/** Returns the environment to an earlier release: its digests deployed and watched as any release's. */
+async function rollbackRelease(ctx, o) {
+    ctx.log.info(`${ctx.env.name}: rolling back${o.from ? ` from ${o.from}` : ''} to ${o.to}: deploying its digests`);
+    return deployRelease(ctx, o);
+}
+
+
+/***/ }),
+
+/***/ 8268:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.swarmObservation = swarmObservation;
+exports.shortDigest = shortDigest;
+exports.swarmDrift = swarmDrift;
+exports.failedTasks = failedTasks;
+/**
+ * What a stack runs, as the swarm's manager reports it: per service, the image its spec names
+ * (pinned by digest once twinstack deployed it), the replicas it wants and runs, and its tasks'
+ * states and errors. A swarm release is a digest per service (`repo@sha256:…`); drift is a
+ * service whose spec or running tasks differ from it. Pure: state.ts reads the engine.
+ */
+const swarm_1 = __nccwpck_require__(5846);
+const running = (t) => t.desired === 'Running' && t.state.startsWith('Running');
+/** The stack's services from `docker service inspect` and their tasks from `docker service ps`. */
+function swarmObservation(stack, specs, tasks) {
+    const services = specs.map((s) => {
+        const own = tasks
+            .filter((t) => (0, swarm_1.taskService)(t.Name) === s.Spec.Name)
+            .map((t) => ({ id: t.ID, node: t.Node, desired: t.DesiredState, state: t.CurrentState, error: t.Error, digest: (0, swarm_1.taskDigest)(t.Image) }));
+        const image = s.Spec.TaskTemplate.ContainerSpec.Image;
+        const state = {
+            service: (0, swarm_1.stackServiceName)(stack, s.Spec.Name) ?? s.Spec.Name,
+            image,
+            digest: (0, swarm_1.taskDigest)(image),
+            replicas: { wanted: s.Spec.Mode?.Global ? undefined : (s.Spec.Mode?.Replicated?.Replicas ?? 1), running: own.filter(running).length },
+            tasks: own,
+        };
+        if (s.UpdateStatus?.State)
+            state.update = { state: s.UpdateStatus.State, message: s.UpdateStatus.Message ?? '' };
+        return state;
+    });
+    return { stack, services: services.sort((a, b) => a.service.localeCompare(b.service)) };
+}
+/** `sha256:` and 12 hex digits: how a digest is shown. */
+function shortDigest(digest) {
+    return digest ? digest.slice(0, 'sha256:'.length + 12) : 'no digest';
+}
+/** How a service differs from its recorded `repo@sha256:…`: one line, or undefined when it runs exactly that. */
+function serviceDrift(s, recorded) {
+    const want = (0, swarm_1.taskDigest)(recorded);
+    if (!s.digest)
+        return `service ${s.service} runs ${s.image}, not pinned by digest (the release's is ${shortDigest(want)})`;
+    if (s.digest !== want || (0, swarm_1.imageRepo)(s.image) !== (0, swarm_1.imageRepo)(recorded))
+        return `service ${s.service} runs ${(0, swarm_1.imageRepo)(s.image)}@${shortDigest(s.digest)}, not the release's ${(0, swarm_1.imageRepo)(recorded)}@${shortDigest(want)}`;
+    const live = s.tasks.filter(running);
+    if (s.replicas.wanted !== 0 && !live.length)
+        return `service ${s.service} has no running task`;
+    const other = live.filter((t) => t.digest !== want);
+    if (other.length)
+        return `service ${s.service}: ${other.length} of ${live.length} running tasks run ${shortDigest(other[0].digest)}, not the release's ${shortDigest(want)}`;
+    return undefined;
+}
+/** How what the stack runs differs from a release's digests: one line per difference, empty when they agree. */
+function swarmDrift(observed, digests) {
+    const out = [];
+    for (const [service, ref] of Object.entries(digests).sort(([a], [b]) => a.localeCompare(b))) {
+        const s = observed.services.find((x) => x.service === service);
+        const line = s ? serviceDrift(s, ref) : `service ${service} is not deployed in stack ${observed.stack}`;
+        if (line)
+            out.push(line);
+    }
+    for (const s of observed.services)
+        if (!(s.service in digests))
+            out.push(`service ${s.service} runs, but is not part of the release`);
+    return out;
+}
+/** The tasks of a service that failed or were rejected, newest first as the engine lists them: what status shows. */
+function failedTasks(s) {
+    return s.tasks.filter((t) => t.error !== '' || /^(Failed|Rejected)\b/.test(t.state));
 }
 
 
@@ -63126,7 +63983,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.STACK_LABEL = void 0;
+exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
 exports.stackDeploy = stackDeploy;
 exports.stackConfig = stackConfig;
 exports.envStdin = envStdin;
@@ -63139,11 +63996,21 @@ exports.inspectNodes = inspectNodes;
 exports.tagForRegistry = tagForRegistry;
 exports.push = push;
 exports.repoDigests = repoDigests;
+exports.imageRepository = imageRepository;
+exports.pinnedDigest = pinnedDigest;
 exports.registryRef = registryRef;
 exports.digestOverlay = digestOverlay;
 exports.parseRepoDigests = parseRepoDigests;
 exports.parseJsonLines = parseJsonLines;
 exports.taskDigest = taskDigest;
+exports.swarmServiceName = swarmServiceName;
+exports.stackServiceName = stackServiceName;
+exports.stackLabel = stackLabel;
+exports.taskServiceLabel = taskServiceLabel;
+exports.inspectStackContainers = inspectStackContainers;
+exports.taskContainer = taskContainer;
+exports.taskService = taskService;
+exports.imageRepo = imageRepo;
 /**
  * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
  * registry), and the schemas of what those commands print. An environment whose target is swarm
@@ -63221,6 +64088,36 @@ function push(remote) {
 function repoDigests(image) {
     return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{json .RepoDigests}}', image);
 }
+// --- The swarm release: build, push, pin, watch (src/domain/swarm-release.ts) ---
+/** The repository of an image name: without its tag or digest (`127.0.0.1:5000/app:v1` → `127.0.0.1:5000/app`). */
+function imageRepository(image) {
+    const name = image.split('@')[0];
+    const colon = name.lastIndexOf(':');
+    return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+}
+/**
+ * The digest to pin an image by, from its RepoDigests (repoDigests' output): the one in its own
+ * repository, else any (the same content under another name); undefined when it was never pushed
+ * or pulled, so no node could pull it by digest.
+ */
+function pinnedDigest(text, image) {
+    const all = (0, json_1.parseHostJson)(zod_1.z.array(exports.digestRef).nullable(), text.trim() || 'null', `the RepoDigests of ${image}`) ?? [];
+    const repo = imageRepository(image);
+    return all.find((d) => d.slice(0, d.indexOf('@')) === repo) ?? all[0];
+}
+/** What the watch reads of `docker service inspect`: the spec's image and replicas, and the update the engine runs. */
+exports.serviceStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
+        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+    }),
+    /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
+    UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
+});
+const parseServiceStatus = (text) => (0, json_1.parseHostJson)(zod_1.z.array(exports.serviceStatusEntry), text.trim() || '[]', 'docker service inspect output');
+exports.parseServiceStatus = parseServiceStatus;
 // Registry host[:port][/path] as config's swarm.registry admits it, then the repository path.
 const REPO = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)+$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -63307,6 +64204,66 @@ exports.parseNodes = parseNodes;
 function taskDigest(image) {
     const m = /@(sha256:[0-9a-f]{64})$/.exec(image);
     return m ? m[1] : undefined;
+}
+// Reaching a stack's tasks on the manager's own node: the containers the engine started for them.
+/** The labels the engine puts on the container of every task (beside STACK_LABEL). */
+exports.TASK_LABELS = {
+    /** The swarm service's name: `<stack>_<service>`. */
+    service: 'com.docker.swarm.service.name',
+    task: 'com.docker.swarm.task.id',
+    node: 'com.docker.swarm.node.id',
+};
+/** The swarm service's name of a stack's service: `<stack>_<service>`, as `docker stack deploy` names it. */
+function swarmServiceName(stack, service) {
+    return `${stack}_${service}`;
+}
+/** The stack's own name of a swarm service (its name without `<stack>_`); undefined when the service is not the stack's. */
+function stackServiceName(stack, swarmService) {
+    const prefix = `${stack}_`;
+    return swarmService?.startsWith(prefix) && swarmService.length > prefix.length ? swarmService.slice(prefix.length) : undefined;
+}
+/** The `docker ps` filter value for a stack's task containers. */
+function stackLabel(stack) {
+    return `label=${exports.STACK_LABEL}=${stack}`;
+}
+/** The `docker ps` filter value for the task containers of one of a stack's services. */
+function taskServiceLabel(stack, service) {
+    return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
+}
+const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+/** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
+function inspectStackContainers(stack, service) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
+}
+/** The exit status of taskContainer when no task of the service runs a container on this node. */
+exports.NO_TASK_HERE = 3;
+/**
+ * Prints the id of a running container of one of a stack's services on this node (the manager's).
+ * When there is none it says on standard error where the service's tasks run instead, and exits
+ * NO_TASK_HERE: this version reaches only the manager's node.
+ */
+function taskContainer(stack, service) {
+    return (0, shell_1.hostScript)(TASK_CONTAINER, {
+        STACK_FILTER: stackLabel(stack),
+        SERVICE_FILTER: taskServiceLabel(stack, service),
+        SERVICE: swarmServiceName(stack, service),
+    });
+}
+/** The parts of a `docker service ps` task name: its swarm service and its slot (or node id, for a global service). */
+function taskService(taskName) {
+    // Older tasks of a slot are printed as `\_ <name>` in a table; a name is `<service>.<slot>`.
+    const name = taskName.replace(/^\\_\s*/, '');
+    const dot = name.lastIndexOf('.');
+    return dot > 0 ? name.slice(0, dot) : name;
+}
+/** The repository of an image reference (`host:port/path/name`), its tag and digest left out. */
+function imageRepo(ref) {
+    const at = ref.indexOf('@');
+    const noDigest = at >= 0 ? ref.slice(0, at) : ref;
+    const slash = noDigest.lastIndexOf('/');
+    const colon = noDigest.lastIndexOf(':');
+    return colon > slash ? noDigest.slice(0, colon) : noDigest;
 }
 
 
@@ -64999,6 +65956,7 @@ const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 const compose_model_1 = __nccwpck_require__(7550);
 const env_file_1 = __nccwpck_require__(6390);
+Object.defineProperty(exports, "SECRET_KEY", ({ enumerable: true, get: function () { return env_file_1.SECRET_KEY; } }));
 const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
@@ -65007,8 +65965,6 @@ const db_init_1 = __nccwpck_require__(2257);
 const rolling_1 = __nccwpck_require__(3803);
 const wal_settings_1 = __nccwpck_require__(8305);
 const secretsOf = (r) => [...r.prod.secrets, ...r.dev.secrets];
-/** Env file keys whose values are treated as secrets (masked in everything logged). */
-exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
 function preflightSettings(config) {
     return config.preflight;
 }
@@ -65026,7 +65982,7 @@ async function readEnvironment(host, config, name, log) {
         // Secret-looking values are masked from here on: a streamed compose build or a container log
         // printed later in the same run could carry them.
         for (const [key, value] of values)
-            if (exports.SECRET_KEY.test(key) && value.length >= 6)
+            if (env_file_1.SECRET_KEY.test(key) && value.length >= 6)
                 log.secret(value);
         facts.env = (0, env_file_1.digestEnv)(values, [...settings['redirect-uri-keys'], ...settings['domain-keys']]);
         log.info(`${name}: read ${values.size} keys from ${path}`);

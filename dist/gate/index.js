@@ -55748,6 +55748,40 @@ function gateSummary(env, g) {
     }
     return s;
 }
+/** What the gate runs, in dev's api: the migrations (when gate.alembic), then pytest if they passed; a failure is a problem of the result. */
+async function testRelease(c, g) {
+    const { host, env, config, log, service, timeoutSeconds } = c;
+    try {
+        if (config.gate.alembic) {
+            log.startGroup('alembic');
+            try {
+                g.alembic = await runAlembic({ host, env, service, log, timeoutSeconds });
+                g.problems.push(...g.alembic.problems);
+            }
+            finally {
+                log.endGroup();
+            }
+        }
+        if (g.problems.length === 0) {
+            log.startGroup('pytest');
+            try {
+                const container = await env.serviceContainer(host, service);
+                const t = await runPytest({ host, container, config, opId: c.opId, timeoutSeconds });
+                g.tests = t.report;
+                g.problems.push(...t.problems);
+            }
+            finally {
+                log.endGroup();
+            }
+        }
+        else {
+            log.info('pytest skipped: the migrations did not pass');
+        }
+    }
+    catch (e) {
+        g.problems.push(e instanceof errors_1.RemoteCommandError || e instanceof errors_1.OperationFailed ? e.message : (0, errors_1.errorMessage)(e));
+    }
+}
 exports.gateAction = {
     name: 'gate',
     prepare({ io }) {
@@ -55758,7 +55792,18 @@ exports.gateAction = {
         const env = new environment_1.Environment('dev', config);
         const service = config.gate.service ?? env.cfg.apiService;
         const timeoutSeconds = config.gate['timeout-seconds'];
-        const result = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'gate', sha: plan.sha, run, log, lockTimeoutSeconds }, async (op) => {
+        const result = await (0, operation_1.underLock)({
+            host,
+            stateDir: config['state-dir'],
+            env: env.name,
+            project: env.cfg.project,
+            swarm: env.onSwarm,
+            action: 'gate',
+            sha: plan.sha,
+            run,
+            log,
+            lockTimeoutSeconds,
+        }, async (op) => {
             const release = (0, release_1.currentRelease)(op.records);
             if (!release)
                 throw new errors_1.OperationFailed('dev has no release recorded: deploy dev first');
@@ -55773,36 +55818,7 @@ exports.gateAction = {
                 throw new errors_1.OperationFailed(`dev runs ${(0, sha_1.short)(release.sha)} (release ${release.release}), not the requested ${(0, sha_1.short)(plan.sha)}: deploy it first`);
             }
             const g = { sha: release.sha, release: release.release, problems: [], images: observed.images };
-            try {
-                if (config.gate.alembic) {
-                    log.startGroup('alembic');
-                    try {
-                        g.alembic = await runAlembic({ host, env, service, log, timeoutSeconds });
-                        g.problems.push(...g.alembic.problems);
-                    }
-                    finally {
-                        log.endGroup();
-                    }
-                }
-                if (g.problems.length === 0) {
-                    log.startGroup('pytest');
-                    try {
-                        const container = await env.serviceContainer(host, service);
-                        const t = await runPytest({ host, container, config, opId: op.id, timeoutSeconds });
-                        g.tests = t.report;
-                        g.problems.push(...t.problems);
-                    }
-                    finally {
-                        log.endGroup();
-                    }
-                }
-                else {
-                    log.info('pytest skipped: the migrations did not pass');
-                }
-            }
-            catch (e) {
-                g.problems.push(e instanceof errors_1.RemoteCommandError || e instanceof errors_1.OperationFailed ? e.message : (0, errors_1.errorMessage)(e));
-            }
+            await testRelease({ host, env, config, log, service, timeoutSeconds, opId: op.id }, g);
             // What was tested: the commit and the image ids (the api's first), read again after the tests.
             const after = await (0, state_1.observe)(host, env).catch((0, logger_1.ignored)(log, 'reading dev again after the tests'));
             if (after && (after.head !== g.sha || after.images[service] !== g.images[service])) {
@@ -57473,11 +57489,13 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
+exports.parseStackInspect = parseStackInspect;
 const errors_1 = __nccwpck_require__(639);
 const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 const docker_inspect_1 = __nccwpck_require__(3045);
+const swarm_1 = __nccwpck_require__(5846);
 class Environment {
     name;
     config;
@@ -57501,6 +57519,10 @@ class Environment {
     }
     get project() {
         return this.cfg.project;
+    }
+    /** Runs as a stack on a swarm (target swarm): its containers are its tasks' on the manager's node. */
+    get onSwarm() {
+        return this.cfg.target === 'swarm';
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
@@ -57528,13 +57550,19 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
+        const exec = (0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true });
+        // The same group on a swarm: the db task's container on the manager's node; taskContainer says why when there is none.
+        if (this.onSwarm)
+            return (0, shell_1.sh) `{ c=$(${(0, shell_1.raw)((0, swarm_1.taskContainer)(this.cfg.project, db.service))}) || exit ${swarm_1.NO_TASK_HERE}; ` + `${exec}; }`;
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
+            `${exec}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
+        if (this.onSwarm)
+            return this.taskContainer(host, service);
         const r = await host.run((0, docker_1.psIds)(this.cfg.project, { service }), {
             quiet: true,
             label: `finding the ${service} container`,
@@ -57545,6 +57573,22 @@ class Environment {
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
         return id;
     }
+    /** serviceContainer on a swarm: the container of the service's task on the manager's node. */
+    async taskContainer(host, service) {
+        const r = await host.run((0, swarm_1.taskContainer)(this.cfg.project, service), {
+            quiet: true,
+            check: false,
+            label: `finding the ${service} task's container`,
+            timeoutSeconds: 60,
+        });
+        const id = r.stdout.trim().split('\n')[0];
+        if (r.exitCode === 0 && id)
+            return id;
+        const why = r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
+        if (r.exitCode === swarm_1.NO_TASK_HERE)
+            throw new errors_1.OperationFailed(`${this.name}: ${why}`);
+        throw new errors_1.OperationFailed(`${this.name}: finding the ${service} task's container failed: ${why}`);
+    }
     /** The services of the merged compose configuration (inactive profiles left out), one `config --services`. */
     async services(host) {
         const r = await host.run(this.compose('config', '--services'), this.composeOptions({ quiet: true, label: `${this.name} compose config --services`, timeoutSeconds: 180 }));
@@ -57554,19 +57598,24 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
+        if (this.onSwarm) {
+            const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} task containers`, timeoutSeconds: 120 });
+            return parseStackInspect(r.stdout, this.cfg.project);
+        }
         const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
     }
 }
 exports.Environment = Environment;
-function parseInspect(json) {
+function containerStates(json, labelled) {
     return (0, docker_inspect_1.parseContainerInspect)(json)
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
+        const l = labelled(c.Config?.Labels ?? {});
         return {
             id: (0, docker_1.shortId)(c.Id),
             name: c.Name.replace(/^\//, ''),
-            service: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.service] ?? '',
+            service: l.service,
             image: c.Config?.Image ?? '',
             imageId: c.Image,
             status: c.State?.Status ?? 'unknown',
@@ -57574,11 +57623,23 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-            oneoff: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.oneoff] === 'True',
-            workingDir: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+            oneoff: l.oneoff,
+            workingDir: l.workingDir,
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
+}
+/** `docker inspect` of a compose project's containers, each named by its compose service. */
+function parseInspect(json) {
+    return containerStates(json, (l) => ({
+        service: l[docker_1.COMPOSE_LABELS.service] ?? '',
+        oneoff: l[docker_1.COMPOSE_LABELS.oneoff] === 'True',
+        workingDir: l[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+    }));
+}
+/** `docker inspect` of a stack's task containers, each named by the stack's service (the swarm service's name without `<stack>_`). */
+function parseStackInspect(json, stack) {
+    return containerStates(json, (l) => ({ service: (0, swarm_1.stackServiceName)(stack, l[swarm_1.TASK_LABELS.service]) ?? '', oneoff: false, workingDir: '' }));
 }
 
 
@@ -57960,6 +58021,10 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         backup: text,
         shipped: names,
         rebuilt: names,
+        /** A swarm release: each service pinned by digest (repo@sha256:...), what a rollback deploys again. */
+        digests: zod_1.z.record(zod_1.z.string()).optional(),
+        /** A swarm release's services deployed by image name, having no digest on the manager. */
+        unpinned: names,
     }),
     record('release-failed', {
         stage: zod_1.z.string(),
@@ -58279,12 +58344,14 @@ exports.describeHolder = describeHolder;
  * that died holding it (a stale lock), and is reported.
  */
 const fs = __importStar(__nccwpck_require__(3024));
+const node_crypto_1 = __nccwpck_require__(7598);
 const errors_1 = __nccwpck_require__(639);
 const lock_records_1 = __nccwpck_require__(1458);
 const host_log_1 = __nccwpck_require__(131);
 const cancel_1 = __nccwpck_require__(2082);
 const logger_1 = __nccwpck_require__(8828);
 const docker_1 = __nccwpck_require__(580);
+const swarm_1 = __nccwpck_require__(5846);
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 function describeBusy(e) {
@@ -58295,12 +58362,14 @@ const TIMEOUT_EXIT = 75;
 const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
+const LOCK_TAKE = fs.readFileSync(__dirname + '/lock-take.sh', 'utf8');
+const LOCK_CLAIM = fs.readFileSync(__dirname + '/lock-claim.sh', 'utf8');
+/** The line lock-claim.sh prints before the holder file it found. */
+const HOLDER_WAS = 'twinstack-lock-holder-was';
 class EnvironmentLock {
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
-    /** The holder file being written, which a release waits for before removing it. */
-    writing = Promise.resolve();
     host;
     process;
     holderFile;
@@ -58308,15 +58377,13 @@ class EnvironmentLock {
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
     stale;
     stateDir;
-    log;
-    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
+    constructor({ host, process, holderFile, env, stale, stateDir, }) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
         this.env = env;
         this.stale = stale;
         this.stateDir = stateDir;
-        this.log = log;
     }
     static paths(stateDir, env) {
         const dir = (0, host_log_1.stateDirOf)(stateDir, env);
@@ -58339,34 +58406,32 @@ class EnvironmentLock {
             label: `checking ${env} for remote work of earlier runs`,
             timeoutSeconds: 60,
         });
-        const lines = r.stdout.split('\n');
-        const entries = [];
-        for (const line of lines.slice(1)) {
-            if (!line.includes('\t'))
-                continue;
-            try {
-                entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
-            }
-            catch (e) {
-                // The process group is alive whatever its entry says: it is waited for, named by the problem.
-                entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
-            }
-        }
-        return { busy: lines[0]?.trim() === 'BUSY', entries };
+        return parseBusy(r.stdout.split('\n'), entriesDir);
     }
     /**
-     * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
-     * how long it has waited; past the deadline, refuses.
+     * Holding the flock: waits until no process of an earlier run holds the busy file, saying what it
+     * waits for and for how long it has waited (past the deadline, refuses), and then, in the same
+     * round trip (lock-claim.sh), reads the holder file left there and writes this run's.
      */
-    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
+    static async claim({ host, stateDir, env, holder, deadline, waitSeconds, log, }) {
+        const { entriesDir, busyFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         const started = Date.now();
         let lastSaid = 0;
         for (;;) {
-            const { busy, entries } = await EnvironmentLock.busyWork(host, stateDir, env);
+            const tmp = `${holderFile}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
+            const r = await host.run((0, shell_1.hostScript)(LOCK_CLAIM, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile, FILE: holderFile, TMP: tmp, MARKER: HOLDER_WAS }), {
+                stdin: `${JSON.stringify(holder)}\n`,
+                quiet: true,
+                label: `checking ${env} for remote work of earlier runs, then writing the ${env} lock holder`,
+                timeoutSeconds: 60,
+            });
+            const lines = r.stdout.split('\n');
+            const at = lines.indexOf(HOLDER_WAS);
+            const { busy, entries } = parseBusy(at < 0 ? lines : lines.slice(0, at), entriesDir);
             if (!busy) {
                 if (Date.now() - started > 1000)
                     log.info(`The earlier remote work on ${env} has ended (waited ${Math.round((Date.now() - started) / 1000)}s).`);
-                return;
+                return EnvironmentLock.holderOf(lines.slice(at + 1).join('\n'), holderFile);
             }
             const what = entries.length ? entries.map(describeBusy).join('; ') : 'a process that holds the busy file (not recorded)';
             if (Date.now() >= deadline) {
@@ -58387,14 +58452,15 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
+    static async stopWork({ host, stateDir, env, op, project, swarm, graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
             ENTRIES_DIR: entriesDir,
             BUSY_FILE: busyFile,
             GRACE: graceSeconds,
-            PROJECT_LABEL: (0, docker_1.projectLabel)(project),
+            // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node.
+            PROJECT_LABEL: swarm ? (0, swarm_1.stackLabel)(project) : (0, docker_1.projectLabel)(project),
             SIGNAL_TERM: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'TERM'),
             SIGNAL_KILL: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'KILL'),
         });
@@ -58404,10 +58470,14 @@ class EnvironmentLock {
     static async readHolder(host, stateDir, env) {
         const { holderFile } = EnvironmentLock.paths(stateDir, env);
         const r = await host.run((0, shell_1.hostScript)(READ_HOLDER, { FILE: holderFile }), { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
-        if (!r.stdout.trim())
+        return EnvironmentLock.holderOf(r.stdout, holderFile);
+    }
+    /** A holder file's text as read: undefined when there was none. */
+    static holderOf(text, holderFile) {
+        if (!text.trim())
             return undefined;
         try {
-            return (0, lock_records_1.parseLockHolder)(r.stdout, holderFile);
+            return (0, lock_records_1.parseLockHolder)(text, holderFile);
         }
         catch (e) {
             // Most likely cut short by a run that died writing it: reported, never a reason to block the environment.
@@ -58428,13 +58498,22 @@ class EnvironmentLock {
     static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
         const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
-        await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
-        const current = await EnvironmentLock.readHolder(host, stateDir, env);
+        // The flock is asked for at once (lock-take.sh makes the directory first); the holder is read
+        // beside it, to name whom a wait is for, and before this run writes its own.
+        const proc = host.spawn((0, shell_1.hostScript)(LOCK_TAKE, { DIR: dir, LOCK_FILE: lockFile, WAIT: waitSeconds, TIMEOUT_EXIT, ACQUIRED }), {
+            quiet: true,
+            label: `taking the ${env} lock`,
+        });
+        const acquired = proc.waitForLine(ACQUIRED);
+        acquired.catch((0, logger_1.ignored)(log, `taking the ${env} lock (awaited below)`));
+        const current = await EnvironmentLock.readHolder(host, stateDir, env).catch(async (e) => {
+            await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after reading its holder failed`));
+            throw e;
+        });
         if (current)
             log.info(`The ${env} lock is held or was left by ${describeHolder(current)}; waiting up to ${waitSeconds}s.`);
-        const proc = host.spawn((0, shell_1.argv)('flock', '-w', String(waitSeconds), '-E', String(TIMEOUT_EXIT), lockFile, 'bash', '-c', `echo ${ACQUIRED}; exec cat >/dev/null`), { quiet: true, label: `taking the ${env} lock` });
         try {
-            await proc.waitForLine(ACQUIRED);
+            await acquired;
         }
         catch (e) {
             if (e instanceof errors_1.RemoteCommandError && e.exitCode === TIMEOUT_EXIT) {
@@ -58445,21 +58524,19 @@ class EnvironmentLock {
             throw e;
         }
         // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
+        // A holder file still present then means its run died while holding the lock.
+        let stale;
         try {
-            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
+            stale = await EnvironmentLock.claim({ host, stateDir, env, holder, deadline: started + waitSeconds * 1000, waitSeconds, log });
         }
         catch (e) {
             await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
             throw e;
         }
-        // A holder file still present means its run died while holding the lock.
-        const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir });
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
         lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
-        lock.writing = host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
-        await lock.writing;
         if (stale) {
             log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
         }
@@ -58478,8 +58555,6 @@ class EnvironmentLock {
         this.released = true;
         this.forgetCancel();
         try {
-            // A failed write was thrown by acquire already; the holder file goes either way.
-            await this.writing.catch((0, logger_1.ignored)(this.log, `writing the ${this.env} lock holder`));
             await this.host.run((0, shell_1.sh) `rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
         }
         finally {
@@ -58492,6 +58567,22 @@ function describeHolder(h) {
     if (h.problem)
         return `an unknown run (${h.problem})`;
     return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? (0, sha_1.short)(h.sha) : '?'}, since ${h.since})`;
+}
+/** busy-work.sh's answer (lock-claim.sh's, up to its holder): IDLE or BUSY, then the live process groups. */
+function parseBusy(lines, entriesDir) {
+    const entries = [];
+    for (const line of lines.slice(1)) {
+        if (!line.includes('\t'))
+            continue;
+        try {
+            entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
+        }
+        catch (e) {
+            // The process group is alive whatever its entry says: it is waited for, named by the problem.
+            entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
+        }
+    }
+    return { busy: lines[0]?.trim() === 'BUSY', entries };
 }
 
 
@@ -58574,7 +58665,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project, swarm: o.swarm }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch((0, logger_1.ignored)(o.log, 'recording cancelled'));
@@ -58616,7 +58707,13 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
 }
 /** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
 async function openOperation({ o, hostLog, lock, id, base, }) {
-    const records = await hostLog.read(o.log);
+    // What cut host changes left is listed beside the read of the log (both only read; acted on below, in order).
+    const pending = listPending(o);
+    pending.catch((0, logger_1.ignored)(o.log, 'listing cut host changes (awaited below)'));
+    const records = await hostLog.read(o.log).catch(async (e) => {
+        await pending.catch((0, logger_1.ignored)(o.log, 'listing cut host changes'));
+        throw e;
+    });
     const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${(0, errors_1.errorMessage)(e)}`));
     if (archived)
         o.log.info(`The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`);
@@ -58628,7 +58725,7 @@ async function openOperation({ o, hostLog, lock, id, base, }) {
     }
     // Multi-step host changes (a database restore) leave the script that undoes them until they
     // finish; one still there was cut halfway, and is undone before anything else happens.
-    const recovered = await undoPending(o, hostLog, base);
+    const recovered = await undoPending(o, hostLog, base, await pending);
     if (lock.stale && !interrupted.some((r) => r.op === lock.stale?.op)) {
         o.log.warning(`The ${o.env} lock was left by ${(0, lock_1.describeHolder)(lock.stale)}.`);
     }
@@ -58646,16 +58743,18 @@ async function openOperation({ o, hostLog, lock, id, base, }) {
     await hostLog.append({ ...base, sha: o.sha, event: 'started', staleLock: lock.stale ? lock.stale.run : undefined });
     return op;
 }
-async function undoPending(o, hostLog, base) {
-    const dir = (0, host_log_1.pendingDirOf)(o.stateDir, o.env);
-    // One round trip: each leftover undo script with its first line (what it undoes).
-    const list = await o.host.run((0, shell_1.hostScript)(PENDING_UNDO, { PENDING_DIR: dir }), {
+/** One round trip: each leftover undo script with its first line (what it undoes), one a line. */
+async function listPending(o) {
+    const list = await o.host.run((0, shell_1.hostScript)(PENDING_UNDO, { PENDING_DIR: (0, host_log_1.pendingDirOf)(o.stateDir, o.env) }), {
         quiet: true,
         label: 'looking for cut host changes',
         timeoutSeconds: 60,
     });
+    return list.stdout;
+}
+async function undoPending(o, hostLog, base, list) {
     const done = [];
-    for (const line of list.stdout.split('\n').filter(Boolean)) {
+    for (const line of list.split('\n').filter(Boolean)) {
         const [file, head = ''] = line.split('\t');
         const first = head.replace(/^#\s*/, '').trim();
         o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
@@ -58707,7 +58806,16 @@ function newReleaseId(sha, now = new Date()) {
     return `r${(0, stamp_1.utcStamp)(now)}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
-    return { release: r.release, sha: r.sha, kind: r.kind, images: r.images, time: r.time, run: r.run, previous: r.previous || undefined };
+    return {
+        release: r.release,
+        sha: r.sha,
+        kind: r.kind,
+        images: r.images,
+        time: r.time,
+        run: r.run,
+        previous: r.previous || undefined,
+        ...(r.digests ? { digests: r.digests } : {}),
+    };
 }
 function releaseStack(records) {
     const replaced = new Map();
@@ -59003,20 +59111,36 @@ const docker_1 = __nccwpck_require__(580);
 Object.defineProperty(exports, "shortId", ({ enumerable: true, get: function () { return docker_1.shortId; } }));
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
+const swarm_1 = __nccwpck_require__(5846);
+const swarm_state_1 = __nccwpck_require__(8268);
 const SEP = '@twinstack-state@';
 const OBSERVE = fs.readFileSync(__nccwpck_require__.ab + "observe.sh", 'utf8');
+const OBSERVE_STACK = fs.readFileSync(__nccwpck_require__.ab + "observe-stack.sh", 'utf8');
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 async function observe(host, env, opts = {}) {
+    const state = env.onSwarm ? await observeStack(host, env) : await observeProject(host, env);
+    // The api container was just read: alembic runs in it directly, and not at all when none runs.
+    const api = state.containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
+    // The revision completes the picture and is not needed for it: a failed read leaves it out.
+    if (opts.alembic && api)
+        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: api.id }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
+    return state;
+}
+/** Service → image id of its first container. */
+function imagesOf(containers) {
+    const images = {};
+    for (const c of containers)
+        if (c.service && !images[c.service])
+            images[c.service] = c.imageId;
+    return images;
+}
+async function observeProject(host, env) {
     const script = (0, shell_1.hostScript)(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: (0, docker_1.projectLabel)(env.project), WORKING_DIR: docker_1.COMPOSE_LABELS.workingDir });
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
     const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
     const head = (0, sha_1.parseSha)(headPart) ?? '';
     const containers = (0, environment_1.parseInspect)(inspectPart ?? '[]').filter((c) => !c.oneoff);
-    const images = {};
-    for (const c of containers)
-        if (c.service && !images[c.service])
-            images[c.service] = c.imageId;
-    const state = { environment: env.name, head, containers, images, time: new Date().toISOString() };
+    const state = { environment: env.name, head, containers, images: imagesOf(containers), time: new Date().toISOString() };
     const runsFrom = (dirsPart ?? '')
         .split('\n')
         .filter(Boolean)
@@ -59025,15 +59149,21 @@ async function observe(host, env, opts = {}) {
         .filter((x) => x.services.length > 0);
     if (runsFrom.length)
         state.runsFrom = runsFrom;
-    // The api container was just read: alembic runs in it directly, and not at all when none runs.
-    const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
-    // The revision completes the picture and is not needed for it: a failed read leaves it out.
-    if (opts.alembic && api)
-        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: api.id }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
     return state;
+}
+/** observe on a swarm: the stack's service specs and tasks from the manager, its task containers on the manager's node. */
+async function observeStack(host, env) {
+    const script = (0, shell_1.hostScript)(OBSERVE_STACK, { CHECKOUT: env.cfg.checkout, SEP, STACK_FILTER: (0, swarm_1.stackLabel)(env.project) });
+    const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs on the swarm`, timeoutSeconds: 120 });
+    const [headPart, specPart, tasksPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+    const containers = (0, environment_1.parseStackInspect)(inspectPart ?? '[]', env.project);
+    const swarm = (0, swarm_state_1.swarmObservation)(env.project, (0, swarm_1.parseServiceInspect)(specPart ?? '[]'), (0, swarm_1.parseTasks)(tasksPart ?? ''));
+    return { environment: env.name, head: (0, sha_1.parseSha)(headPart) ?? '', containers, images: imagesOf(containers), swarm, time: new Date().toISOString() };
 }
 /** How what runs differs from a release: one line per difference, empty when they agree. */
 function drift(observed, release) {
+    if (observed.swarm)
+        return stackDrift(observed, observed.swarm, release);
     const out = [];
     if (!release) {
         if (observed.containers.length)
@@ -59067,9 +59197,103 @@ function drift(observed, release) {
     }
     return out;
 }
+/** drift on a swarm: the checkout's HEAD, then each service's digest and running tasks against the release's digests. */
+function stackDrift(observed, swarm, release) {
+    if (!release)
+        return swarm.services.length ? [`${swarm.services.length} service(s) run in stack ${swarm.stack}, but no release is recorded`] : [];
+    const out = [];
+    if (!observed.head)
+        out.push('the checkout has no readable HEAD');
+    else if (observed.head !== release.sha)
+        out.push(`the checkout is at ${(0, sha_1.short)(observed.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
+    if (!release.digests)
+        out.push(`release ${release.release} records no image digests, so what the stack runs cannot be matched with it; deploy again`);
+    else
+        out.push(...(0, swarm_state_1.swarmDrift)(swarm, release.digests));
+    return out;
+}
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
 function driftMessage(environment, release, lines) {
     return `${environment} does not run its recorded release ${release.release} (${(0, sha_1.short)(release.sha)}): ${lines.join('; ')}.`;
+}
+
+
+/***/ }),
+
+/***/ 8268:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.swarmObservation = swarmObservation;
+exports.shortDigest = shortDigest;
+exports.swarmDrift = swarmDrift;
+exports.failedTasks = failedTasks;
+/**
+ * What a stack runs, as the swarm's manager reports it: per service, the image its spec names
+ * (pinned by digest once twinstack deployed it), the replicas it wants and runs, and its tasks'
+ * states and errors. A swarm release is a digest per service (`repo@sha256:…`); drift is a
+ * service whose spec or running tasks differ from it. Pure: state.ts reads the engine.
+ */
+const swarm_1 = __nccwpck_require__(5846);
+const running = (t) => t.desired === 'Running' && t.state.startsWith('Running');
+/** The stack's services from `docker service inspect` and their tasks from `docker service ps`. */
+function swarmObservation(stack, specs, tasks) {
+    const services = specs.map((s) => {
+        const own = tasks
+            .filter((t) => (0, swarm_1.taskService)(t.Name) === s.Spec.Name)
+            .map((t) => ({ id: t.ID, node: t.Node, desired: t.DesiredState, state: t.CurrentState, error: t.Error, digest: (0, swarm_1.taskDigest)(t.Image) }));
+        const image = s.Spec.TaskTemplate.ContainerSpec.Image;
+        const state = {
+            service: (0, swarm_1.stackServiceName)(stack, s.Spec.Name) ?? s.Spec.Name,
+            image,
+            digest: (0, swarm_1.taskDigest)(image),
+            replicas: { wanted: s.Spec.Mode?.Global ? undefined : (s.Spec.Mode?.Replicated?.Replicas ?? 1), running: own.filter(running).length },
+            tasks: own,
+        };
+        if (s.UpdateStatus?.State)
+            state.update = { state: s.UpdateStatus.State, message: s.UpdateStatus.Message ?? '' };
+        return state;
+    });
+    return { stack, services: services.sort((a, b) => a.service.localeCompare(b.service)) };
+}
+/** `sha256:` and 12 hex digits: how a digest is shown. */
+function shortDigest(digest) {
+    return digest ? digest.slice(0, 'sha256:'.length + 12) : 'no digest';
+}
+/** How a service differs from its recorded `repo@sha256:…`: one line, or undefined when it runs exactly that. */
+function serviceDrift(s, recorded) {
+    const want = (0, swarm_1.taskDigest)(recorded);
+    if (!s.digest)
+        return `service ${s.service} runs ${s.image}, not pinned by digest (the release's is ${shortDigest(want)})`;
+    if (s.digest !== want || (0, swarm_1.imageRepo)(s.image) !== (0, swarm_1.imageRepo)(recorded))
+        return `service ${s.service} runs ${(0, swarm_1.imageRepo)(s.image)}@${shortDigest(s.digest)}, not the release's ${(0, swarm_1.imageRepo)(recorded)}@${shortDigest(want)}`;
+    const live = s.tasks.filter(running);
+    if (s.replicas.wanted !== 0 && !live.length)
+        return `service ${s.service} has no running task`;
+    const other = live.filter((t) => t.digest !== want);
+    if (other.length)
+        return `service ${s.service}: ${other.length} of ${live.length} running tasks run ${shortDigest(other[0].digest)}, not the release's ${shortDigest(want)}`;
+    return undefined;
+}
+/** How what the stack runs differs from a release's digests: one line per difference, empty when they agree. */
+function swarmDrift(observed, digests) {
+    const out = [];
+    for (const [service, ref] of Object.entries(digests).sort(([a], [b]) => a.localeCompare(b))) {
+        const s = observed.services.find((x) => x.service === service);
+        const line = s ? serviceDrift(s, ref) : `service ${service} is not deployed in stack ${observed.stack}`;
+        if (line)
+            out.push(line);
+    }
+    for (const s of observed.services)
+        if (!(s.service in digests))
+            out.push(`service ${s.service} runs, but is not part of the release`);
+    return out;
+}
+/** The tasks of a service that failed or were rejected, newest first as the engine lists them: what status shows. */
+function failedTasks(s) {
+    return s.tasks.filter((t) => t.error !== '' || /^(Failed|Rejected)\b/.test(t.state));
 }
 
 
@@ -61112,6 +61336,331 @@ class Summary {
     }
 }
 exports.Summary = Summary;
+
+
+/***/ }),
+
+/***/ 5846:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
+exports.stackDeploy = stackDeploy;
+exports.stackConfig = stackConfig;
+exports.envStdin = envStdin;
+exports.stackRemove = stackRemove;
+exports.serviceList = serviceList;
+exports.serviceTasks = serviceTasks;
+exports.serviceInspect = serviceInspect;
+exports.serviceRollback = serviceRollback;
+exports.inspectNodes = inspectNodes;
+exports.tagForRegistry = tagForRegistry;
+exports.push = push;
+exports.repoDigests = repoDigests;
+exports.imageRepository = imageRepository;
+exports.pinnedDigest = pinnedDigest;
+exports.registryRef = registryRef;
+exports.digestOverlay = digestOverlay;
+exports.parseRepoDigests = parseRepoDigests;
+exports.parseJsonLines = parseJsonLines;
+exports.taskDigest = taskDigest;
+exports.swarmServiceName = swarmServiceName;
+exports.stackServiceName = stackServiceName;
+exports.stackLabel = stackLabel;
+exports.taskServiceLabel = taskServiceLabel;
+exports.inspectStackContainers = inspectStackContainers;
+exports.taskContainer = taskContainer;
+exports.taskService = taskService;
+exports.imageRepo = imageRepo;
+/**
+ * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
+ * registry), and the schemas of what those commands print. An environment whose target is swarm
+ * runs as a stack named after its project, deployed from the same compose files (base first, then
+ * the overlay) with the images pinned by digest; nothing here runs anything.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
+const json_1 = __nccwpck_require__(8634);
+const shell_1 = __nccwpck_require__(2232);
+const STACK_ENV = fs.readFileSync(__nccwpck_require__.ab + "stack-env.sh", 'utf8');
+const NODES_INSPECT = fs.readFileSync(__nccwpck_require__.ab + "nodes-inspect.sh", 'utf8');
+/** The label Docker puts on every service, network and task of a stack. */
+exports.STACK_LABEL = 'com.docker.stack.namespace';
+function inStack(p, args) {
+    return (0, shell_1.hostScript)(STACK_ENV, { DIR: p.dir }, ['docker', 'stack', ...args]);
+}
+const composeFileArgs = (p) => p.files.flatMap((f) => ['-c', f]);
+/**
+ * `docker stack deploy` of the stack, its variables on standard input (see envStdin): registry
+ * credentials go to the nodes, and services the files no longer name are removed.
+ */
+function stackDeploy(p) {
+    return inStack(p, ['deploy', ...composeFileArgs(p), '--with-registry-auth', '--prune', p.stack]);
+}
+/** `docker stack config`: the merged, interpolated files as the engine will read them (YAML), variables on standard input. */
+function stackConfig(p) {
+    return inStack(p, ['config', ...composeFileArgs(p)]);
+}
+/**
+ * The standard input of stackDeploy and stackConfig: the env file's variables (parsed by
+ * parseEnvFile, as compose reads them) as NUL-separated KEY=VALUE pairs.
+ */
+function envStdin(values) {
+    const pairs = [...values].map(([k, v]) => {
+        if (k.includes('=') || k.includes('\0') || v.includes('\0'))
+            throw new Error(`env variable ${k.slice(0, 40)} cannot be passed to a stack`);
+        return `${k}=${v}\0`;
+    });
+    return Buffer.from(pairs.join(''), 'utf8');
+}
+/** `docker stack rm`: every service, network, config and secret of the stack (volumes stay). */
+function stackRemove(stack) {
+    return (0, shell_1.argv)('docker', 'stack', 'rm', stack);
+}
+/** `docker service ls` of a stack's services, one JSON object a line. */
+function serviceList(stack) {
+    return (0, shell_1.argv)('docker', 'service', 'ls', '--filter', `label=${exports.STACK_LABEL}=${stack}`, '--format', 'json');
+}
+/** `docker service ps` of services' tasks (every task the engine keeps, old ones too), full ids and digests, one JSON object a line. */
+function serviceTasks(services) {
+    return (0, shell_1.argv)('docker', 'service', 'ps', '--no-trunc', '--format', 'json', services);
+}
+/** `docker service inspect`: the specs (image, placement, update config) and the update status. */
+function serviceInspect(services) {
+    return (0, shell_1.argv)('docker', 'service', 'inspect', services);
+}
+/** `docker service rollback` of one service to its previous spec; returns at once, the caller watches the tasks. */
+function serviceRollback(service) {
+    return (0, shell_1.argv)('docker', 'service', 'rollback', '--detach', service);
+}
+/** `docker node inspect` of every node; `[]` when the engine lists none. */
+function inspectNodes() {
+    return (0, shell_1.hostScript)(NODES_INSPECT, {});
+}
+/** `docker tag` of a locally built image to its name in the registry. */
+function tagForRegistry(local, remote) {
+    return (0, shell_1.argv)('docker', 'tag', local, remote);
+}
+/** `docker push` of an image's name in the registry. */
+function push(remote) {
+    return (0, shell_1.argv)('docker', 'push', remote);
+}
+/** The `repo@sha256:…` names of an image, as JSON; set once the image was pushed or pulled. */
+function repoDigests(image) {
+    return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{json .RepoDigests}}', image);
+}
+// --- The swarm release: build, push, pin, watch (src/domain/swarm-release.ts) ---
+/** The repository of an image name: without its tag or digest (`127.0.0.1:5000/app:v1` → `127.0.0.1:5000/app`). */
+function imageRepository(image) {
+    const name = image.split('@')[0];
+    const colon = name.lastIndexOf(':');
+    return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+}
+/**
+ * The digest to pin an image by, from its RepoDigests (repoDigests' output): the one in its own
+ * repository, else any (the same content under another name); undefined when it was never pushed
+ * or pulled, so no node could pull it by digest.
+ */
+function pinnedDigest(text, image) {
+    const all = (0, json_1.parseHostJson)(zod_1.z.array(exports.digestRef).nullable(), text.trim() || 'null', `the RepoDigests of ${image}`) ?? [];
+    const repo = imageRepository(image);
+    return all.find((d) => d.slice(0, d.indexOf('@')) === repo) ?? all[0];
+}
+/** What the watch reads of `docker service inspect`: the spec's image and replicas, and the update the engine runs. */
+exports.serviceStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
+        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+    }),
+    /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
+    UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
+});
+const parseServiceStatus = (text) => (0, json_1.parseHostJson)(zod_1.z.array(exports.serviceStatusEntry), text.trim() || '[]', 'docker service inspect output');
+exports.parseServiceStatus = parseServiceStatus;
+// Registry host[:port][/path] as config's swarm.registry admits it, then the repository path.
+const REPO = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)+$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+/** `<registry>/<name>:<tag>`: where deploy pushes an image it built. */
+function registryRef(registry, name, tag) {
+    const repo = `${registry}/${name}`;
+    if (!REPO.test(repo))
+        throw new Error(`"${repo}" is not a registry repository name`);
+    if (!TAG.test(tag))
+        throw new Error(`"${tag}" is not an image tag`);
+    return `${repo}:${tag}`;
+}
+/** A pinned image: `repo@sha256:<64 hex>`, what a release is made of. */
+exports.digestRef = zod_1.z.string().regex(/^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$/, 'must be an image pinned by digest (repo@sha256:...)');
+/**
+ * An overlay file (JSON is YAML) that pins each service's image to a digest, deployed after the
+ * environment's own files: promote deploys prod with exactly the digests dev's gate ran.
+ */
+function digestOverlay(images) {
+    const services = {};
+    for (const [service, ref] of Object.entries(images).sort(([a], [b]) => a.localeCompare(b))) {
+        if (!/^[a-z0-9][a-z0-9_.-]{0,62}$/.test(service))
+            throw new Error(`"${service}" is not a service name`);
+        services[service] = { image: exports.digestRef.parse(ref) };
+    }
+    return `${JSON.stringify({ services }, null, 2)}\n`;
+}
+/** The digest of `image` in `registry` among its RepoDigests, or undefined when it was not pushed there. */
+function parseRepoDigests(text, repo) {
+    const all = (0, json_1.parseHostJson)(zod_1.z.array(exports.digestRef).nullable(), text.trim() || 'null', `the RepoDigests of ${repo}`) ?? [];
+    return all.find((d) => d.slice(0, d.indexOf('@')) === repo);
+}
+const labels = zod_1.z.record(zod_1.z.string()).nullish();
+/** A line of `docker service ls --format json`. */
+exports.serviceLine = zod_1.z.object({ ID: zod_1.z.string(), Name: zod_1.z.string(), Mode: zod_1.z.string(), Replicas: zod_1.z.string(), Image: zod_1.z.string() });
+/** A line of `docker service ps --format json`: one task, with the image it was given. */
+exports.taskLine = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Name: zod_1.z.string(),
+    Image: zod_1.z.string(),
+    Node: zod_1.z.string(),
+    DesiredState: zod_1.z.string(),
+    CurrentState: zod_1.z.string(),
+    Error: zod_1.z.string(),
+});
+/** The parts of `docker service inspect` that twinstack reads. */
+exports.serviceInspectEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        Labels: labels,
+        TaskTemplate: zod_1.z.object({
+            ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }),
+            Placement: zod_1.z.object({ Constraints: zod_1.z.array(zod_1.z.string()).nullish() }).nullish(),
+        }),
+        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+        UpdateConfig: zod_1.z.object({ Order: zod_1.z.string().nullish(), FailureAction: zod_1.z.string().nullish() }).nullish(),
+    }),
+    UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish() }).nullish(),
+});
+/** The parts of `docker node inspect` that twinstack reads: the name, the labels, whether it can take tasks. */
+exports.nodeInspectEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Spec: zod_1.z.object({ Labels: labels, Role: zod_1.z.string(), Availability: zod_1.z.string() }),
+    Description: zod_1.z.object({ Hostname: zod_1.z.string() }),
+    Status: zod_1.z.object({ State: zod_1.z.string(), Addr: zod_1.z.string().nullish() }),
+});
+/** Output of one JSON object a line (the `--format json` of the list commands), each checked by `schema`. */
+function parseJsonLines(schema, text, what) {
+    return text
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l, i) => (0, json_1.parseHostJson)(schema, l, `${what}, line ${i + 1}`));
+}
+const parseServiceList = (text) => parseJsonLines(exports.serviceLine, text, 'docker service ls output');
+exports.parseServiceList = parseServiceList;
+const parseTasks = (text) => parseJsonLines(exports.taskLine, text, 'docker service ps output');
+exports.parseTasks = parseTasks;
+const parseServiceInspect = (text) => (0, json_1.parseHostJson)(zod_1.z.array(exports.serviceInspectEntry), text.trim() || '[]', 'docker service inspect output');
+exports.parseServiceInspect = parseServiceInspect;
+const parseNodes = (text) => (0, json_1.parseHostJson)(zod_1.z.array(exports.nodeInspectEntry), text.trim() || '[]', 'docker node inspect output');
+exports.parseNodes = parseNodes;
+/** The digest a task runs, from the image `docker service ps --no-trunc` prints (`repo:tag@sha256:…`); undefined when it names none. */
+function taskDigest(image) {
+    const m = /@(sha256:[0-9a-f]{64})$/.exec(image);
+    return m ? m[1] : undefined;
+}
+// Reaching a stack's tasks on the manager's own node: the containers the engine started for them.
+/** The labels the engine puts on the container of every task (beside STACK_LABEL). */
+exports.TASK_LABELS = {
+    /** The swarm service's name: `<stack>_<service>`. */
+    service: 'com.docker.swarm.service.name',
+    task: 'com.docker.swarm.task.id',
+    node: 'com.docker.swarm.node.id',
+};
+/** The swarm service's name of a stack's service: `<stack>_<service>`, as `docker stack deploy` names it. */
+function swarmServiceName(stack, service) {
+    return `${stack}_${service}`;
+}
+/** The stack's own name of a swarm service (its name without `<stack>_`); undefined when the service is not the stack's. */
+function stackServiceName(stack, swarmService) {
+    const prefix = `${stack}_`;
+    return swarmService?.startsWith(prefix) && swarmService.length > prefix.length ? swarmService.slice(prefix.length) : undefined;
+}
+/** The `docker ps` filter value for a stack's task containers. */
+function stackLabel(stack) {
+    return `label=${exports.STACK_LABEL}=${stack}`;
+}
+/** The `docker ps` filter value for the task containers of one of a stack's services. */
+function taskServiceLabel(stack, service) {
+    return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
+}
+const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+/** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
+function inspectStackContainers(stack, service) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
+}
+/** The exit status of taskContainer when no task of the service runs a container on this node. */
+exports.NO_TASK_HERE = 3;
+/**
+ * Prints the id of a running container of one of a stack's services on this node (the manager's).
+ * When there is none it says on standard error where the service's tasks run instead, and exits
+ * NO_TASK_HERE: this version reaches only the manager's node.
+ */
+function taskContainer(stack, service) {
+    return (0, shell_1.hostScript)(TASK_CONTAINER, {
+        STACK_FILTER: stackLabel(stack),
+        SERVICE_FILTER: taskServiceLabel(stack, service),
+        SERVICE: swarmServiceName(stack, service),
+    });
+}
+/** The parts of a `docker service ps` task name: its swarm service and its slot (or node id, for a global service). */
+function taskService(taskName) {
+    // Older tasks of a slot are printed as `\_ <name>` in a table; a name is `<service>.<slot>`.
+    const name = taskName.replace(/^\\_\s*/, '');
+    const dot = name.lastIndexOf('.');
+    return dot > 0 ? name.slice(0, dot) : name;
+}
+/** The repository of an image reference (`host:port/path/name`), its tag and digest left out. */
+function imageRepo(ref) {
+    const at = ref.indexOf('@');
+    const noDigest = at >= 0 ? ref.slice(0, at) : ref;
+    const slash = noDigest.lastIndexOf('/');
+    const colon = noDigest.lastIndexOf(':');
+    return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
 
 
 /***/ }),

@@ -55654,6 +55654,8 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.monitorAction = void 0;
+exports.containerMetrics = containerMetrics;
+exports.databaseMetrics = databaseMetrics;
 exports.diskPaths = diskPaths;
 exports.runMonitor = runMonitor;
 exports.monitorSummary = monitorSummary;
@@ -55673,6 +55675,7 @@ const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
+const swarm_1 = __nccwpck_require__(5846);
 const summary_1 = __nccwpck_require__(5018);
 const chart_1 = __nccwpck_require__(802);
 const findings_1 = __nccwpck_require__(70);
@@ -55684,6 +55687,7 @@ const wal_1 = __nccwpck_require__(960);
 const wal_offsite_1 = __nccwpck_require__(339);
 const SPLIT = '--twinstack-inspect--';
 const CONTAINER_STATS = fs.readFileSync(__nccwpck_require__.ab + "container-stats.sh", 'utf8');
+const TASK_STATS = fs.readFileSync(__nccwpck_require__.ab + "task-stats.sh", 'utf8');
 const LATENCY = fs.readFileSync(__nccwpck_require__.ab + "latency.sh", 'utf8');
 /** Counted like max_connections counts them: client sessions, not PostgreSQL's own background workers. */
 const CONNECTIONS_SQL = "select count(*) from pg_stat_activity where backend_type = 'client backend'";
@@ -55694,7 +55698,10 @@ async function dockerState(host) {
     return { available: false, error: (0, errors_1.tailLines)(r.stderr || r.stdout, 2) || `docker info exited with ${r.exitCode}` };
 }
 async function containerMetrics(host, env, into) {
-    const script = (0, shell_1.hostScript)(CONTAINER_STATS, { PROJECT_LABEL: (0, docker_1.projectLabel)(env.project), SPLIT });
+    // On a swarm: the stack's running task containers on the manager's node.
+    const script = env.onSwarm
+        ? (0, shell_1.hostScript)(TASK_STATS, { STACK_FILTER: (0, swarm_1.stackLabel)(env.project), SPLIT })
+        : (0, shell_1.hostScript)(CONTAINER_STATS, { PROJECT_LABEL: (0, docker_1.projectLabel)(env.project), SPLIT });
     const r = await host.run(script, { quiet: true, check: false, label: `${env.name}: docker stats`, timeoutSeconds: 120 });
     if (r.exitCode !== 0) {
         into.containersError = (0, errors_1.tailLines)(r.stderr, 2) || `exit ${r.exitCode}`;
@@ -55702,7 +55709,7 @@ async function containerMetrics(host, env, into) {
     }
     const [stats, inspect = '[]'] = r.stdout.split(`${SPLIT}\n`);
     try {
-        into.containers = (0, monitoring_1.combineContainers)((0, metrics_1.parseDockerStats)(stats), (0, metrics_1.parseContainerLimits)(inspect));
+        into.containers = (0, monitoring_1.combineContainers)((0, metrics_1.parseDockerStats)(stats), (0, metrics_1.parseContainerLimits)(inspect, env.onSwarm ? env.project : undefined));
     }
     catch (e) {
         into.containersError = `unexpected docker output: ${(0, errors_1.errorMessage)(e)}`;
@@ -57912,11 +57919,13 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
+exports.parseStackInspect = parseStackInspect;
 const errors_1 = __nccwpck_require__(639);
 const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 const docker_inspect_1 = __nccwpck_require__(3045);
+const swarm_1 = __nccwpck_require__(5846);
 class Environment {
     name;
     config;
@@ -57940,6 +57949,10 @@ class Environment {
     }
     get project() {
         return this.cfg.project;
+    }
+    /** Runs as a stack on a swarm (target swarm): its containers are its tasks' on the manager's node. */
+    get onSwarm() {
+        return this.cfg.target === 'swarm';
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
@@ -57967,13 +57980,19 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
+        const exec = (0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true });
+        // The same group on a swarm: the db task's container on the manager's node; taskContainer says why when there is none.
+        if (this.onSwarm)
+            return (0, shell_1.sh) `{ c=$(${(0, shell_1.raw)((0, swarm_1.taskContainer)(this.cfg.project, db.service))}) || exit ${swarm_1.NO_TASK_HERE}; ` + `${exec}; }`;
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
+            `${exec}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
+        if (this.onSwarm)
+            return this.taskContainer(host, service);
         const r = await host.run((0, docker_1.psIds)(this.cfg.project, { service }), {
             quiet: true,
             label: `finding the ${service} container`,
@@ -57984,6 +58003,22 @@ class Environment {
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
         return id;
     }
+    /** serviceContainer on a swarm: the container of the service's task on the manager's node. */
+    async taskContainer(host, service) {
+        const r = await host.run((0, swarm_1.taskContainer)(this.cfg.project, service), {
+            quiet: true,
+            check: false,
+            label: `finding the ${service} task's container`,
+            timeoutSeconds: 60,
+        });
+        const id = r.stdout.trim().split('\n')[0];
+        if (r.exitCode === 0 && id)
+            return id;
+        const why = r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
+        if (r.exitCode === swarm_1.NO_TASK_HERE)
+            throw new errors_1.OperationFailed(`${this.name}: ${why}`);
+        throw new errors_1.OperationFailed(`${this.name}: finding the ${service} task's container failed: ${why}`);
+    }
     /** The services of the merged compose configuration (inactive profiles left out), one `config --services`. */
     async services(host) {
         const r = await host.run(this.compose('config', '--services'), this.composeOptions({ quiet: true, label: `${this.name} compose config --services`, timeoutSeconds: 180 }));
@@ -57993,19 +58028,24 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
+        if (this.onSwarm) {
+            const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} task containers`, timeoutSeconds: 120 });
+            return parseStackInspect(r.stdout, this.cfg.project);
+        }
         const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
     }
 }
 exports.Environment = Environment;
-function parseInspect(json) {
+function containerStates(json, labelled) {
     return (0, docker_inspect_1.parseContainerInspect)(json)
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
+        const l = labelled(c.Config?.Labels ?? {});
         return {
             id: (0, docker_1.shortId)(c.Id),
             name: c.Name.replace(/^\//, ''),
-            service: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.service] ?? '',
+            service: l.service,
             image: c.Config?.Image ?? '',
             imageId: c.Image,
             status: c.State?.Status ?? 'unknown',
@@ -58013,11 +58053,23 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-            oneoff: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.oneoff] === 'True',
-            workingDir: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+            oneoff: l.oneoff,
+            workingDir: l.workingDir,
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
+}
+/** `docker inspect` of a compose project's containers, each named by its compose service. */
+function parseInspect(json) {
+    return containerStates(json, (l) => ({
+        service: l[docker_1.COMPOSE_LABELS.service] ?? '',
+        oneoff: l[docker_1.COMPOSE_LABELS.oneoff] === 'True',
+        workingDir: l[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+    }));
+}
+/** `docker inspect` of a stack's task containers, each named by the stack's service (the swarm service's name without `<stack>_`). */
+function parseStackInspect(json, stack) {
+    return containerStates(json, (l) => ({ service: (0, swarm_1.stackServiceName)(stack, l[swarm_1.TASK_LABELS.service]) ?? '', oneoff: false, workingDir: '' }));
 }
 
 
@@ -58132,6 +58184,10 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         backup: text,
         shipped: names,
         rebuilt: names,
+        /** A swarm release: each service pinned by digest (repo@sha256:...), what a rollback deploys again. */
+        digests: zod_1.z.record(zod_1.z.string()).optional(),
+        /** A swarm release's services deployed by image name, having no digest on the manager. */
+        unpinned: names,
     }),
     record('release-failed', {
         stage: zod_1.z.string(),
@@ -58451,12 +58507,14 @@ exports.describeHolder = describeHolder;
  * that died holding it (a stale lock), and is reported.
  */
 const fs = __importStar(__nccwpck_require__(3024));
+const node_crypto_1 = __nccwpck_require__(7598);
 const errors_1 = __nccwpck_require__(639);
 const lock_records_1 = __nccwpck_require__(1458);
 const host_log_1 = __nccwpck_require__(131);
 const cancel_1 = __nccwpck_require__(2082);
 const logger_1 = __nccwpck_require__(8828);
 const docker_1 = __nccwpck_require__(580);
+const swarm_1 = __nccwpck_require__(5846);
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 function describeBusy(e) {
@@ -58467,12 +58525,14 @@ const TIMEOUT_EXIT = 75;
 const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
+const LOCK_TAKE = fs.readFileSync(__dirname + '/lock-take.sh', 'utf8');
+const LOCK_CLAIM = fs.readFileSync(__dirname + '/lock-claim.sh', 'utf8');
+/** The line lock-claim.sh prints before the holder file it found. */
+const HOLDER_WAS = 'twinstack-lock-holder-was';
 class EnvironmentLock {
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
-    /** The holder file being written, which a release waits for before removing it. */
-    writing = Promise.resolve();
     host;
     process;
     holderFile;
@@ -58480,15 +58540,13 @@ class EnvironmentLock {
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
     stale;
     stateDir;
-    log;
-    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
+    constructor({ host, process, holderFile, env, stale, stateDir, }) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
         this.env = env;
         this.stale = stale;
         this.stateDir = stateDir;
-        this.log = log;
     }
     static paths(stateDir, env) {
         const dir = (0, host_log_1.stateDirOf)(stateDir, env);
@@ -58511,34 +58569,32 @@ class EnvironmentLock {
             label: `checking ${env} for remote work of earlier runs`,
             timeoutSeconds: 60,
         });
-        const lines = r.stdout.split('\n');
-        const entries = [];
-        for (const line of lines.slice(1)) {
-            if (!line.includes('\t'))
-                continue;
-            try {
-                entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
-            }
-            catch (e) {
-                // The process group is alive whatever its entry says: it is waited for, named by the problem.
-                entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
-            }
-        }
-        return { busy: lines[0]?.trim() === 'BUSY', entries };
+        return parseBusy(r.stdout.split('\n'), entriesDir);
     }
     /**
-     * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
-     * how long it has waited; past the deadline, refuses.
+     * Holding the flock: waits until no process of an earlier run holds the busy file, saying what it
+     * waits for and for how long it has waited (past the deadline, refuses), and then, in the same
+     * round trip (lock-claim.sh), reads the holder file left there and writes this run's.
      */
-    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
+    static async claim({ host, stateDir, env, holder, deadline, waitSeconds, log, }) {
+        const { entriesDir, busyFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         const started = Date.now();
         let lastSaid = 0;
         for (;;) {
-            const { busy, entries } = await EnvironmentLock.busyWork(host, stateDir, env);
+            const tmp = `${holderFile}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
+            const r = await host.run((0, shell_1.hostScript)(LOCK_CLAIM, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile, FILE: holderFile, TMP: tmp, MARKER: HOLDER_WAS }), {
+                stdin: `${JSON.stringify(holder)}\n`,
+                quiet: true,
+                label: `checking ${env} for remote work of earlier runs, then writing the ${env} lock holder`,
+                timeoutSeconds: 60,
+            });
+            const lines = r.stdout.split('\n');
+            const at = lines.indexOf(HOLDER_WAS);
+            const { busy, entries } = parseBusy(at < 0 ? lines : lines.slice(0, at), entriesDir);
             if (!busy) {
                 if (Date.now() - started > 1000)
                     log.info(`The earlier remote work on ${env} has ended (waited ${Math.round((Date.now() - started) / 1000)}s).`);
-                return;
+                return EnvironmentLock.holderOf(lines.slice(at + 1).join('\n'), holderFile);
             }
             const what = entries.length ? entries.map(describeBusy).join('; ') : 'a process that holds the busy file (not recorded)';
             if (Date.now() >= deadline) {
@@ -58559,14 +58615,15 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
+    static async stopWork({ host, stateDir, env, op, project, swarm, graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
             ENTRIES_DIR: entriesDir,
             BUSY_FILE: busyFile,
             GRACE: graceSeconds,
-            PROJECT_LABEL: (0, docker_1.projectLabel)(project),
+            // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node.
+            PROJECT_LABEL: swarm ? (0, swarm_1.stackLabel)(project) : (0, docker_1.projectLabel)(project),
             SIGNAL_TERM: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'TERM'),
             SIGNAL_KILL: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'KILL'),
         });
@@ -58576,10 +58633,14 @@ class EnvironmentLock {
     static async readHolder(host, stateDir, env) {
         const { holderFile } = EnvironmentLock.paths(stateDir, env);
         const r = await host.run((0, shell_1.hostScript)(READ_HOLDER, { FILE: holderFile }), { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
-        if (!r.stdout.trim())
+        return EnvironmentLock.holderOf(r.stdout, holderFile);
+    }
+    /** A holder file's text as read: undefined when there was none. */
+    static holderOf(text, holderFile) {
+        if (!text.trim())
             return undefined;
         try {
-            return (0, lock_records_1.parseLockHolder)(r.stdout, holderFile);
+            return (0, lock_records_1.parseLockHolder)(text, holderFile);
         }
         catch (e) {
             // Most likely cut short by a run that died writing it: reported, never a reason to block the environment.
@@ -58600,13 +58661,22 @@ class EnvironmentLock {
     static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
         const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
-        await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
-        const current = await EnvironmentLock.readHolder(host, stateDir, env);
+        // The flock is asked for at once (lock-take.sh makes the directory first); the holder is read
+        // beside it, to name whom a wait is for, and before this run writes its own.
+        const proc = host.spawn((0, shell_1.hostScript)(LOCK_TAKE, { DIR: dir, LOCK_FILE: lockFile, WAIT: waitSeconds, TIMEOUT_EXIT, ACQUIRED }), {
+            quiet: true,
+            label: `taking the ${env} lock`,
+        });
+        const acquired = proc.waitForLine(ACQUIRED);
+        acquired.catch((0, logger_1.ignored)(log, `taking the ${env} lock (awaited below)`));
+        const current = await EnvironmentLock.readHolder(host, stateDir, env).catch(async (e) => {
+            await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after reading its holder failed`));
+            throw e;
+        });
         if (current)
             log.info(`The ${env} lock is held or was left by ${describeHolder(current)}; waiting up to ${waitSeconds}s.`);
-        const proc = host.spawn((0, shell_1.argv)('flock', '-w', String(waitSeconds), '-E', String(TIMEOUT_EXIT), lockFile, 'bash', '-c', `echo ${ACQUIRED}; exec cat >/dev/null`), { quiet: true, label: `taking the ${env} lock` });
         try {
-            await proc.waitForLine(ACQUIRED);
+            await acquired;
         }
         catch (e) {
             if (e instanceof errors_1.RemoteCommandError && e.exitCode === TIMEOUT_EXIT) {
@@ -58617,21 +58687,19 @@ class EnvironmentLock {
             throw e;
         }
         // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
+        // A holder file still present then means its run died while holding the lock.
+        let stale;
         try {
-            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
+            stale = await EnvironmentLock.claim({ host, stateDir, env, holder, deadline: started + waitSeconds * 1000, waitSeconds, log });
         }
         catch (e) {
             await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
             throw e;
         }
-        // A holder file still present means its run died while holding the lock.
-        const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir });
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
         lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
-        lock.writing = host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
-        await lock.writing;
         if (stale) {
             log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
         }
@@ -58650,8 +58718,6 @@ class EnvironmentLock {
         this.released = true;
         this.forgetCancel();
         try {
-            // A failed write was thrown by acquire already; the holder file goes either way.
-            await this.writing.catch((0, logger_1.ignored)(this.log, `writing the ${this.env} lock holder`));
             await this.host.run((0, shell_1.sh) `rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
         }
         finally {
@@ -58664,6 +58730,22 @@ function describeHolder(h) {
     if (h.problem)
         return `an unknown run (${h.problem})`;
     return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? (0, sha_1.short)(h.sha) : '?'}, since ${h.since})`;
+}
+/** busy-work.sh's answer (lock-claim.sh's, up to its holder): IDLE or BUSY, then the live process groups. */
+function parseBusy(lines, entriesDir) {
+    const entries = [];
+    for (const line of lines.slice(1)) {
+        if (!line.includes('\t'))
+            continue;
+        try {
+            entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
+        }
+        catch (e) {
+            // The process group is alive whatever its entry says: it is waited for, named by the problem.
+            entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
+        }
+    }
+    return { busy: lines[0]?.trim() === 'BUSY', entries };
 }
 
 
@@ -58708,6 +58790,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.uploadRecordSchema = exports.sealedFileSchema = void 0;
 exports.writeOnlyAuthorizedKey = writeOnlyAuthorizedKey;
 exports.offsiteDir = offsiteDir;
 exports.offsiteLocation = offsiteLocation;
@@ -58718,6 +58801,8 @@ exports.connectWithAdminKey = connectWithAdminKey;
 exports.checkArrival = checkArrival;
 exports.listOffsite = listOffsite;
 exports.pruneOffsite = pruneOffsite;
+exports.parseOffsiteArchive = parseOffsiteArchive;
+exports.listOffsiteArchive = listOffsiteArchive;
 /**
  * Off-host copies of verified backups (`backup.offsite`). The runbook of one copy:
  *
@@ -58743,8 +58828,10 @@ exports.pruneOffsite = pruneOffsite;
  */
 const node_crypto_1 = __nccwpck_require__(7598);
 const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
 const age_1 = __nccwpck_require__(3997);
 const errors_1 = __nccwpck_require__(639);
+const json_1 = __nccwpck_require__(8634);
 const logger_1 = __nccwpck_require__(8828);
 const rsync_1 = __nccwpck_require__(1907);
 const shell_1 = __nccwpck_require__(2232);
@@ -58752,9 +58839,27 @@ const ssh_1 = __nccwpck_require__(7496);
 const cancel_1 = __nccwpck_require__(2082);
 const backup_1 = __nccwpck_require__(6230);
 const FRESH_DIR = fs.readFileSync(__dirname + '/fresh-dir.sh', 'utf8');
+const LIST_ARCHIVE = fs.readFileSync(__dirname + '/list-offsite-archive.sh', 'utf8');
 const LIST_OFFSITE = fs.readFileSync(__dirname + '/list-offsite.sh', 'utf8');
 const MISSING_TOOLS = fs.readFileSync(__dirname + '/missing-tools.sh', 'utf8');
 const SEAL_FILE = fs.readFileSync(__dirname + '/seal-file.sh', 'utf8');
+const HASH = zod_1.z.string().regex(/^[0-9a-f]{64}$/);
+/** One sealed file: the encrypted file's size and hash, and those of the plain file it holds. */
+exports.sealedFileSchema = zod_1.z.object({
+    bytes: zod_1.z.number().int().nonnegative(),
+    sha256: HASH,
+    plain: zod_1.z.object({ bytes: zod_1.z.number().int().nonnegative(), sha256: HASH }),
+});
+/** upload.json (and a WAL push's upload-<segment>.json): what the VPS sent, written beside the sealed files on the backup host. */
+exports.uploadRecordSchema = zod_1.z.object({
+    id: zod_1.z.string(),
+    env: zod_1.z.string(),
+    sealedAt: zod_1.z.string().datetime(),
+    recipients: zod_1.z.array(zod_1.z.string()),
+    files: zod_1.z.record(zod_1.z.string(), exports.sealedFileSchema),
+    /** Plain facts the runner reads on the backup host without the private key (a base backup's first WAL segment). */
+    meta: zod_1.z.record(zod_1.z.string(), zod_1.z.string()).optional(),
+});
 /**
  * The line the backup host's authorized_keys holds for offsite-ssh-key: rsync only, confined to
  * `path`, writing only (-wo), with no --delete or --remove-* (-no-del) and no file replaced
@@ -59045,6 +59150,33 @@ async function pruneOffsite(admin, o, env, log) {
     await admin.run((0, shell_1.argv)('rm', '-rf', '--', doomed.map((e) => offsiteDir(o, env, e.id))), { quiet: true, label: 'pruning old off-host copies', timeoutSeconds: 600 });
     log.info(`${env}: removed off-host copies ${doomed.map((e) => e.id).join(', ')} (keeping the newest ${o.keep})`);
     return doomed.map((e) => e.id);
+}
+/** Reads list-offsite-archive.sh's output; each upload record is checked with its schema. */
+function parseOffsiteArchive(text) {
+    const archive = { bases: [], walFiles: [], walRecords: new Map() };
+    for (const chunk of text.split(/^(?=@@)/m)) {
+        const head = /^@@(base|file|record) (\S+)\n?/.exec(chunk);
+        if (!head)
+            continue;
+        const body = chunk.slice(head[0].length);
+        if (head[1] === 'file')
+            archive.walFiles.push(head[2]);
+        else if (head[1] === 'base')
+            archive.bases.push({ stamp: head[2], upload: body.trim() ? (0, json_1.parseHostJson)(exports.uploadRecordSchema, body, `base/${head[2]}/upload.json`) : undefined });
+        else
+            for (const [name, f] of Object.entries((0, json_1.parseHostJson)(exports.uploadRecordSchema, body, `wal/${head[2]}`).files))
+                archive.walRecords.set(name, f);
+    }
+    return archive;
+}
+/**
+ * Lists `<path>/<env>` on the backup host with the admin key: the one listing of the off-host base
+ * backups and WAL, read by the off-host retention and by a restore from the off-host copies.
+ */
+async function listOffsiteArchive(admin, o, env) {
+    const root = offsiteDir(o, env);
+    const r = await admin.run((0, shell_1.hostScript)(LIST_ARCHIVE, { BASE: root }), { quiet: true, label: `listing ${root} on the backup host`, timeoutSeconds: 300 });
+    return parseOffsiteArchive(r.stdout);
 }
 
 
@@ -61755,6 +61887,331 @@ exports.Summary = Summary;
 
 /***/ }),
 
+/***/ 5846:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
+exports.stackDeploy = stackDeploy;
+exports.stackConfig = stackConfig;
+exports.envStdin = envStdin;
+exports.stackRemove = stackRemove;
+exports.serviceList = serviceList;
+exports.serviceTasks = serviceTasks;
+exports.serviceInspect = serviceInspect;
+exports.serviceRollback = serviceRollback;
+exports.inspectNodes = inspectNodes;
+exports.tagForRegistry = tagForRegistry;
+exports.push = push;
+exports.repoDigests = repoDigests;
+exports.imageRepository = imageRepository;
+exports.pinnedDigest = pinnedDigest;
+exports.registryRef = registryRef;
+exports.digestOverlay = digestOverlay;
+exports.parseRepoDigests = parseRepoDigests;
+exports.parseJsonLines = parseJsonLines;
+exports.taskDigest = taskDigest;
+exports.swarmServiceName = swarmServiceName;
+exports.stackServiceName = stackServiceName;
+exports.stackLabel = stackLabel;
+exports.taskServiceLabel = taskServiceLabel;
+exports.inspectStackContainers = inspectStackContainers;
+exports.taskContainer = taskContainer;
+exports.taskService = taskService;
+exports.imageRepo = imageRepo;
+/**
+ * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
+ * registry), and the schemas of what those commands print. An environment whose target is swarm
+ * runs as a stack named after its project, deployed from the same compose files (base first, then
+ * the overlay) with the images pinned by digest; nothing here runs anything.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
+const json_1 = __nccwpck_require__(8634);
+const shell_1 = __nccwpck_require__(2232);
+const STACK_ENV = fs.readFileSync(__nccwpck_require__.ab + "stack-env.sh", 'utf8');
+const NODES_INSPECT = fs.readFileSync(__nccwpck_require__.ab + "nodes-inspect.sh", 'utf8');
+/** The label Docker puts on every service, network and task of a stack. */
+exports.STACK_LABEL = 'com.docker.stack.namespace';
+function inStack(p, args) {
+    return (0, shell_1.hostScript)(STACK_ENV, { DIR: p.dir }, ['docker', 'stack', ...args]);
+}
+const composeFileArgs = (p) => p.files.flatMap((f) => ['-c', f]);
+/**
+ * `docker stack deploy` of the stack, its variables on standard input (see envStdin): registry
+ * credentials go to the nodes, and services the files no longer name are removed.
+ */
+function stackDeploy(p) {
+    return inStack(p, ['deploy', ...composeFileArgs(p), '--with-registry-auth', '--prune', p.stack]);
+}
+/** `docker stack config`: the merged, interpolated files as the engine will read them (YAML), variables on standard input. */
+function stackConfig(p) {
+    return inStack(p, ['config', ...composeFileArgs(p)]);
+}
+/**
+ * The standard input of stackDeploy and stackConfig: the env file's variables (parsed by
+ * parseEnvFile, as compose reads them) as NUL-separated KEY=VALUE pairs.
+ */
+function envStdin(values) {
+    const pairs = [...values].map(([k, v]) => {
+        if (k.includes('=') || k.includes('\0') || v.includes('\0'))
+            throw new Error(`env variable ${k.slice(0, 40)} cannot be passed to a stack`);
+        return `${k}=${v}\0`;
+    });
+    return Buffer.from(pairs.join(''), 'utf8');
+}
+/** `docker stack rm`: every service, network, config and secret of the stack (volumes stay). */
+function stackRemove(stack) {
+    return (0, shell_1.argv)('docker', 'stack', 'rm', stack);
+}
+/** `docker service ls` of a stack's services, one JSON object a line. */
+function serviceList(stack) {
+    return (0, shell_1.argv)('docker', 'service', 'ls', '--filter', `label=${exports.STACK_LABEL}=${stack}`, '--format', 'json');
+}
+/** `docker service ps` of services' tasks (every task the engine keeps, old ones too), full ids and digests, one JSON object a line. */
+function serviceTasks(services) {
+    return (0, shell_1.argv)('docker', 'service', 'ps', '--no-trunc', '--format', 'json', services);
+}
+/** `docker service inspect`: the specs (image, placement, update config) and the update status. */
+function serviceInspect(services) {
+    return (0, shell_1.argv)('docker', 'service', 'inspect', services);
+}
+/** `docker service rollback` of one service to its previous spec; returns at once, the caller watches the tasks. */
+function serviceRollback(service) {
+    return (0, shell_1.argv)('docker', 'service', 'rollback', '--detach', service);
+}
+/** `docker node inspect` of every node; `[]` when the engine lists none. */
+function inspectNodes() {
+    return (0, shell_1.hostScript)(NODES_INSPECT, {});
+}
+/** `docker tag` of a locally built image to its name in the registry. */
+function tagForRegistry(local, remote) {
+    return (0, shell_1.argv)('docker', 'tag', local, remote);
+}
+/** `docker push` of an image's name in the registry. */
+function push(remote) {
+    return (0, shell_1.argv)('docker', 'push', remote);
+}
+/** The `repo@sha256:…` names of an image, as JSON; set once the image was pushed or pulled. */
+function repoDigests(image) {
+    return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{json .RepoDigests}}', image);
+}
+// --- The swarm release: build, push, pin, watch (src/domain/swarm-release.ts) ---
+/** The repository of an image name: without its tag or digest (`127.0.0.1:5000/app:v1` → `127.0.0.1:5000/app`). */
+function imageRepository(image) {
+    const name = image.split('@')[0];
+    const colon = name.lastIndexOf(':');
+    return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+}
+/**
+ * The digest to pin an image by, from its RepoDigests (repoDigests' output): the one in its own
+ * repository, else any (the same content under another name); undefined when it was never pushed
+ * or pulled, so no node could pull it by digest.
+ */
+function pinnedDigest(text, image) {
+    const all = (0, json_1.parseHostJson)(zod_1.z.array(exports.digestRef).nullable(), text.trim() || 'null', `the RepoDigests of ${image}`) ?? [];
+    const repo = imageRepository(image);
+    return all.find((d) => d.slice(0, d.indexOf('@')) === repo) ?? all[0];
+}
+/** What the watch reads of `docker service inspect`: the spec's image and replicas, and the update the engine runs. */
+exports.serviceStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
+        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+    }),
+    /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
+    UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
+});
+const parseServiceStatus = (text) => (0, json_1.parseHostJson)(zod_1.z.array(exports.serviceStatusEntry), text.trim() || '[]', 'docker service inspect output');
+exports.parseServiceStatus = parseServiceStatus;
+// Registry host[:port][/path] as config's swarm.registry admits it, then the repository path.
+const REPO = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)+$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+/** `<registry>/<name>:<tag>`: where deploy pushes an image it built. */
+function registryRef(registry, name, tag) {
+    const repo = `${registry}/${name}`;
+    if (!REPO.test(repo))
+        throw new Error(`"${repo}" is not a registry repository name`);
+    if (!TAG.test(tag))
+        throw new Error(`"${tag}" is not an image tag`);
+    return `${repo}:${tag}`;
+}
+/** A pinned image: `repo@sha256:<64 hex>`, what a release is made of. */
+exports.digestRef = zod_1.z.string().regex(/^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$/, 'must be an image pinned by digest (repo@sha256:...)');
+/**
+ * An overlay file (JSON is YAML) that pins each service's image to a digest, deployed after the
+ * environment's own files: promote deploys prod with exactly the digests dev's gate ran.
+ */
+function digestOverlay(images) {
+    const services = {};
+    for (const [service, ref] of Object.entries(images).sort(([a], [b]) => a.localeCompare(b))) {
+        if (!/^[a-z0-9][a-z0-9_.-]{0,62}$/.test(service))
+            throw new Error(`"${service}" is not a service name`);
+        services[service] = { image: exports.digestRef.parse(ref) };
+    }
+    return `${JSON.stringify({ services }, null, 2)}\n`;
+}
+/** The digest of `image` in `registry` among its RepoDigests, or undefined when it was not pushed there. */
+function parseRepoDigests(text, repo) {
+    const all = (0, json_1.parseHostJson)(zod_1.z.array(exports.digestRef).nullable(), text.trim() || 'null', `the RepoDigests of ${repo}`) ?? [];
+    return all.find((d) => d.slice(0, d.indexOf('@')) === repo);
+}
+const labels = zod_1.z.record(zod_1.z.string()).nullish();
+/** A line of `docker service ls --format json`. */
+exports.serviceLine = zod_1.z.object({ ID: zod_1.z.string(), Name: zod_1.z.string(), Mode: zod_1.z.string(), Replicas: zod_1.z.string(), Image: zod_1.z.string() });
+/** A line of `docker service ps --format json`: one task, with the image it was given. */
+exports.taskLine = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Name: zod_1.z.string(),
+    Image: zod_1.z.string(),
+    Node: zod_1.z.string(),
+    DesiredState: zod_1.z.string(),
+    CurrentState: zod_1.z.string(),
+    Error: zod_1.z.string(),
+});
+/** The parts of `docker service inspect` that twinstack reads. */
+exports.serviceInspectEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        Labels: labels,
+        TaskTemplate: zod_1.z.object({
+            ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }),
+            Placement: zod_1.z.object({ Constraints: zod_1.z.array(zod_1.z.string()).nullish() }).nullish(),
+        }),
+        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+        UpdateConfig: zod_1.z.object({ Order: zod_1.z.string().nullish(), FailureAction: zod_1.z.string().nullish() }).nullish(),
+    }),
+    UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish() }).nullish(),
+});
+/** The parts of `docker node inspect` that twinstack reads: the name, the labels, whether it can take tasks. */
+exports.nodeInspectEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Spec: zod_1.z.object({ Labels: labels, Role: zod_1.z.string(), Availability: zod_1.z.string() }),
+    Description: zod_1.z.object({ Hostname: zod_1.z.string() }),
+    Status: zod_1.z.object({ State: zod_1.z.string(), Addr: zod_1.z.string().nullish() }),
+});
+/** Output of one JSON object a line (the `--format json` of the list commands), each checked by `schema`. */
+function parseJsonLines(schema, text, what) {
+    return text
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l, i) => (0, json_1.parseHostJson)(schema, l, `${what}, line ${i + 1}`));
+}
+const parseServiceList = (text) => parseJsonLines(exports.serviceLine, text, 'docker service ls output');
+exports.parseServiceList = parseServiceList;
+const parseTasks = (text) => parseJsonLines(exports.taskLine, text, 'docker service ps output');
+exports.parseTasks = parseTasks;
+const parseServiceInspect = (text) => (0, json_1.parseHostJson)(zod_1.z.array(exports.serviceInspectEntry), text.trim() || '[]', 'docker service inspect output');
+exports.parseServiceInspect = parseServiceInspect;
+const parseNodes = (text) => (0, json_1.parseHostJson)(zod_1.z.array(exports.nodeInspectEntry), text.trim() || '[]', 'docker node inspect output');
+exports.parseNodes = parseNodes;
+/** The digest a task runs, from the image `docker service ps --no-trunc` prints (`repo:tag@sha256:…`); undefined when it names none. */
+function taskDigest(image) {
+    const m = /@(sha256:[0-9a-f]{64})$/.exec(image);
+    return m ? m[1] : undefined;
+}
+// Reaching a stack's tasks on the manager's own node: the containers the engine started for them.
+/** The labels the engine puts on the container of every task (beside STACK_LABEL). */
+exports.TASK_LABELS = {
+    /** The swarm service's name: `<stack>_<service>`. */
+    service: 'com.docker.swarm.service.name',
+    task: 'com.docker.swarm.task.id',
+    node: 'com.docker.swarm.node.id',
+};
+/** The swarm service's name of a stack's service: `<stack>_<service>`, as `docker stack deploy` names it. */
+function swarmServiceName(stack, service) {
+    return `${stack}_${service}`;
+}
+/** The stack's own name of a swarm service (its name without `<stack>_`); undefined when the service is not the stack's. */
+function stackServiceName(stack, swarmService) {
+    const prefix = `${stack}_`;
+    return swarmService?.startsWith(prefix) && swarmService.length > prefix.length ? swarmService.slice(prefix.length) : undefined;
+}
+/** The `docker ps` filter value for a stack's task containers. */
+function stackLabel(stack) {
+    return `label=${exports.STACK_LABEL}=${stack}`;
+}
+/** The `docker ps` filter value for the task containers of one of a stack's services. */
+function taskServiceLabel(stack, service) {
+    return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
+}
+const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+/** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
+function inspectStackContainers(stack, service) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
+}
+/** The exit status of taskContainer when no task of the service runs a container on this node. */
+exports.NO_TASK_HERE = 3;
+/**
+ * Prints the id of a running container of one of a stack's services on this node (the manager's).
+ * When there is none it says on standard error where the service's tasks run instead, and exits
+ * NO_TASK_HERE: this version reaches only the manager's node.
+ */
+function taskContainer(stack, service) {
+    return (0, shell_1.hostScript)(TASK_CONTAINER, {
+        STACK_FILTER: stackLabel(stack),
+        SERVICE_FILTER: taskServiceLabel(stack, service),
+        SERVICE: swarmServiceName(stack, service),
+    });
+}
+/** The parts of a `docker service ps` task name: its swarm service and its slot (or node id, for a global service). */
+function taskService(taskName) {
+    // Older tasks of a slot are printed as `\_ <name>` in a table; a name is `<service>.<slot>`.
+    const name = taskName.replace(/^\\_\s*/, '');
+    const dot = name.lastIndexOf('.');
+    return dot > 0 ? name.slice(0, dot) : name;
+}
+/** The repository of an image reference (`host:port/path/name`), its tag and digest left out. */
+function imageRepo(ref) {
+    const at = ref.indexOf('@');
+    const noDigest = at >= 0 ? ref.slice(0, at) : ref;
+    const slash = noDigest.lastIndexOf('/');
+    const colon = noDigest.lastIndexOf(':');
+    return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+
+
+/***/ }),
+
 /***/ 4477:
 /***/ ((__unused_webpack_module, exports) => {
 
@@ -62259,6 +62716,7 @@ const units_1 = __nccwpck_require__(4477);
 const docker_1 = __nccwpck_require__(580);
 const docker_inspect_1 = __nccwpck_require__(3045);
 const json_1 = __nccwpck_require__(8634);
+const swarm_1 = __nccwpck_require__(5846);
 const percent = (s) => (typeof s === 'string' && /^\s*[\d.]+\s*%\s*$/.test(s) ? Number(s.replace('%', '')) : NaN);
 /** One JSON object per line; lines that are not (warnings, blank) are skipped. */
 function parseDockerStats(text) {
@@ -62289,7 +62747,8 @@ function parseDockerStats(text) {
     }
     return out;
 }
-function parseContainerLimits(json) {
+/** `docker inspect` of containers, each named by its compose service, or by its service in `stack` for a stack's task containers. */
+function parseContainerLimits(json, stack) {
     return (0, docker_inspect_1.parseContainerInspect)(json)
         .map((c) => {
         const h = c.HostConfig ?? {};
@@ -62298,7 +62757,9 @@ function parseContainerLimits(json) {
         return {
             name: c.Name.replace(/^\//, ''),
             id: (0, docker_1.shortId)(c.Id),
-            service: c.Config?.Labels?.['com.docker.compose.service'] ?? '',
+            service: stack === undefined
+                ? (c.Config?.Labels?.['com.docker.compose.service'] ?? '')
+                : ((0, swarm_1.stackServiceName)(stack, c.Config?.Labels?.[swarm_1.TASK_LABELS.service]) ?? ''),
             status: c.State?.Status ?? 'unknown',
             cpus: nano ?? quota,
             memoryBytes: h.Memory && h.Memory > 0 ? h.Memory : undefined,

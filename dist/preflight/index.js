@@ -57191,7 +57191,7 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.EnvFileError = void 0;
+exports.EnvFileError = exports.SECRET_KEY = void 0;
 exports.parseEnvFile = parseEnvFile;
 exports.sha256 = sha256;
 exports.hostOf = hostOf;
@@ -57206,6 +57206,8 @@ exports.serviceEnvironment = serviceEnvironment;
 const node_crypto_1 = __nccwpck_require__(7598);
 const yaml_1 = __nccwpck_require__(8815);
 const units_1 = __nccwpck_require__(4477);
+/** Env file keys whose values are secrets: masked in the log as soon as the file is read. */
+exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
 class EnvFileError extends Error {
     name = 'EnvFileError';
 }
@@ -57488,11 +57490,13 @@ function serviceEnvironment(text, service) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
+exports.parseStackInspect = parseStackInspect;
 const errors_1 = __nccwpck_require__(639);
 const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 const docker_inspect_1 = __nccwpck_require__(3045);
+const swarm_1 = __nccwpck_require__(5846);
 class Environment {
     name;
     config;
@@ -57516,6 +57520,10 @@ class Environment {
     }
     get project() {
         return this.cfg.project;
+    }
+    /** Runs as a stack on a swarm (target swarm): its containers are its tasks' on the manager's node. */
+    get onSwarm() {
+        return this.cfg.target === 'swarm';
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
@@ -57543,13 +57551,19 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
+        const exec = (0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true });
+        // The same group on a swarm: the db task's container on the manager's node; taskContainer says why when there is none.
+        if (this.onSwarm)
+            return (0, shell_1.sh) `{ c=$(${(0, shell_1.raw)((0, swarm_1.taskContainer)(this.cfg.project, db.service))}) || exit ${swarm_1.NO_TASK_HERE}; ` + `${exec}; }`;
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
+            `${exec}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
+        if (this.onSwarm)
+            return this.taskContainer(host, service);
         const r = await host.run((0, docker_1.psIds)(this.cfg.project, { service }), {
             quiet: true,
             label: `finding the ${service} container`,
@@ -57560,6 +57574,22 @@ class Environment {
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
         return id;
     }
+    /** serviceContainer on a swarm: the container of the service's task on the manager's node. */
+    async taskContainer(host, service) {
+        const r = await host.run((0, swarm_1.taskContainer)(this.cfg.project, service), {
+            quiet: true,
+            check: false,
+            label: `finding the ${service} task's container`,
+            timeoutSeconds: 60,
+        });
+        const id = r.stdout.trim().split('\n')[0];
+        if (r.exitCode === 0 && id)
+            return id;
+        const why = r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
+        if (r.exitCode === swarm_1.NO_TASK_HERE)
+            throw new errors_1.OperationFailed(`${this.name}: ${why}`);
+        throw new errors_1.OperationFailed(`${this.name}: finding the ${service} task's container failed: ${why}`);
+    }
     /** The services of the merged compose configuration (inactive profiles left out), one `config --services`. */
     async services(host) {
         const r = await host.run(this.compose('config', '--services'), this.composeOptions({ quiet: true, label: `${this.name} compose config --services`, timeoutSeconds: 180 }));
@@ -57569,19 +57599,24 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
+        if (this.onSwarm) {
+            const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} task containers`, timeoutSeconds: 120 });
+            return parseStackInspect(r.stdout, this.cfg.project);
+        }
         const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
     }
 }
 exports.Environment = Environment;
-function parseInspect(json) {
+function containerStates(json, labelled) {
     return (0, docker_inspect_1.parseContainerInspect)(json)
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
+        const l = labelled(c.Config?.Labels ?? {});
         return {
             id: (0, docker_1.shortId)(c.Id),
             name: c.Name.replace(/^\//, ''),
-            service: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.service] ?? '',
+            service: l.service,
             image: c.Config?.Image ?? '',
             imageId: c.Image,
             status: c.State?.Status ?? 'unknown',
@@ -57589,11 +57624,23 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-            oneoff: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.oneoff] === 'True',
-            workingDir: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+            oneoff: l.oneoff,
+            workingDir: l.workingDir,
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
+}
+/** `docker inspect` of a compose project's containers, each named by its compose service. */
+function parseInspect(json) {
+    return containerStates(json, (l) => ({
+        service: l[docker_1.COMPOSE_LABELS.service] ?? '',
+        oneoff: l[docker_1.COMPOSE_LABELS.oneoff] === 'True',
+        workingDir: l[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+    }));
+}
+/** `docker inspect` of a stack's task containers, each named by the stack's service (the swarm service's name without `<stack>_`). */
+function parseStackInspect(json, stack) {
+    return containerStates(json, (l) => ({ service: (0, swarm_1.stackServiceName)(stack, l[swarm_1.TASK_LABELS.service]) ?? '', oneoff: false, workingDir: '' }));
 }
 
 
@@ -59956,7 +60003,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.STACK_LABEL = void 0;
+exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
 exports.stackDeploy = stackDeploy;
 exports.stackConfig = stackConfig;
 exports.envStdin = envStdin;
@@ -59969,11 +60016,21 @@ exports.inspectNodes = inspectNodes;
 exports.tagForRegistry = tagForRegistry;
 exports.push = push;
 exports.repoDigests = repoDigests;
+exports.imageRepository = imageRepository;
+exports.pinnedDigest = pinnedDigest;
 exports.registryRef = registryRef;
 exports.digestOverlay = digestOverlay;
 exports.parseRepoDigests = parseRepoDigests;
 exports.parseJsonLines = parseJsonLines;
 exports.taskDigest = taskDigest;
+exports.swarmServiceName = swarmServiceName;
+exports.stackServiceName = stackServiceName;
+exports.stackLabel = stackLabel;
+exports.taskServiceLabel = taskServiceLabel;
+exports.inspectStackContainers = inspectStackContainers;
+exports.taskContainer = taskContainer;
+exports.taskService = taskService;
+exports.imageRepo = imageRepo;
 /**
  * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
  * registry), and the schemas of what those commands print. An environment whose target is swarm
@@ -60051,6 +60108,36 @@ function push(remote) {
 function repoDigests(image) {
     return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{json .RepoDigests}}', image);
 }
+// --- The swarm release: build, push, pin, watch (src/domain/swarm-release.ts) ---
+/** The repository of an image name: without its tag or digest (`127.0.0.1:5000/app:v1` → `127.0.0.1:5000/app`). */
+function imageRepository(image) {
+    const name = image.split('@')[0];
+    const colon = name.lastIndexOf(':');
+    return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+}
+/**
+ * The digest to pin an image by, from its RepoDigests (repoDigests' output): the one in its own
+ * repository, else any (the same content under another name); undefined when it was never pushed
+ * or pulled, so no node could pull it by digest.
+ */
+function pinnedDigest(text, image) {
+    const all = (0, json_1.parseHostJson)(zod_1.z.array(exports.digestRef).nullable(), text.trim() || 'null', `the RepoDigests of ${image}`) ?? [];
+    const repo = imageRepository(image);
+    return all.find((d) => d.slice(0, d.indexOf('@')) === repo) ?? all[0];
+}
+/** What the watch reads of `docker service inspect`: the spec's image and replicas, and the update the engine runs. */
+exports.serviceStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
+        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+    }),
+    /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
+    UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
+});
+const parseServiceStatus = (text) => (0, json_1.parseHostJson)(zod_1.z.array(exports.serviceStatusEntry), text.trim() || '[]', 'docker service inspect output');
+exports.parseServiceStatus = parseServiceStatus;
 // Registry host[:port][/path] as config's swarm.registry admits it, then the repository path.
 const REPO = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)+$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -60137,6 +60224,66 @@ exports.parseNodes = parseNodes;
 function taskDigest(image) {
     const m = /@(sha256:[0-9a-f]{64})$/.exec(image);
     return m ? m[1] : undefined;
+}
+// Reaching a stack's tasks on the manager's own node: the containers the engine started for them.
+/** The labels the engine puts on the container of every task (beside STACK_LABEL). */
+exports.TASK_LABELS = {
+    /** The swarm service's name: `<stack>_<service>`. */
+    service: 'com.docker.swarm.service.name',
+    task: 'com.docker.swarm.task.id',
+    node: 'com.docker.swarm.node.id',
+};
+/** The swarm service's name of a stack's service: `<stack>_<service>`, as `docker stack deploy` names it. */
+function swarmServiceName(stack, service) {
+    return `${stack}_${service}`;
+}
+/** The stack's own name of a swarm service (its name without `<stack>_`); undefined when the service is not the stack's. */
+function stackServiceName(stack, swarmService) {
+    const prefix = `${stack}_`;
+    return swarmService?.startsWith(prefix) && swarmService.length > prefix.length ? swarmService.slice(prefix.length) : undefined;
+}
+/** The `docker ps` filter value for a stack's task containers. */
+function stackLabel(stack) {
+    return `label=${exports.STACK_LABEL}=${stack}`;
+}
+/** The `docker ps` filter value for the task containers of one of a stack's services. */
+function taskServiceLabel(stack, service) {
+    return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
+}
+const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+/** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
+function inspectStackContainers(stack, service) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
+}
+/** The exit status of taskContainer when no task of the service runs a container on this node. */
+exports.NO_TASK_HERE = 3;
+/**
+ * Prints the id of a running container of one of a stack's services on this node (the manager's).
+ * When there is none it says on standard error where the service's tasks run instead, and exits
+ * NO_TASK_HERE: this version reaches only the manager's node.
+ */
+function taskContainer(stack, service) {
+    return (0, shell_1.hostScript)(TASK_CONTAINER, {
+        STACK_FILTER: stackLabel(stack),
+        SERVICE_FILTER: taskServiceLabel(stack, service),
+        SERVICE: swarmServiceName(stack, service),
+    });
+}
+/** The parts of a `docker service ps` task name: its swarm service and its slot (or node id, for a global service). */
+function taskService(taskName) {
+    // Older tasks of a slot are printed as `\_ <name>` in a table; a name is `<service>.<slot>`.
+    const name = taskName.replace(/^\\_\s*/, '');
+    const dot = name.lastIndexOf('.');
+    return dot > 0 ? name.slice(0, dot) : name;
+}
+/** The repository of an image reference (`host:port/path/name`), its tag and digest left out. */
+function imageRepo(ref) {
+    const at = ref.indexOf('@');
+    const noDigest = at >= 0 ? ref.slice(0, at) : ref;
+    const slash = noDigest.lastIndexOf('/');
+    const colon = noDigest.lastIndexOf(':');
+    return colon > slash ? noDigest.slice(0, colon) : noDigest;
 }
 
 
@@ -61829,6 +61976,7 @@ const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 const compose_model_1 = __nccwpck_require__(7550);
 const env_file_1 = __nccwpck_require__(6390);
+Object.defineProperty(exports, "SECRET_KEY", ({ enumerable: true, get: function () { return env_file_1.SECRET_KEY; } }));
 const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
@@ -61837,8 +61985,6 @@ const db_init_1 = __nccwpck_require__(2257);
 const rolling_1 = __nccwpck_require__(3803);
 const wal_settings_1 = __nccwpck_require__(8305);
 const secretsOf = (r) => [...r.prod.secrets, ...r.dev.secrets];
-/** Env file keys whose values are treated as secrets (masked in everything logged). */
-exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
 function preflightSettings(config) {
     return config.preflight;
 }
@@ -61856,7 +62002,7 @@ async function readEnvironment(host, config, name, log) {
         // Secret-looking values are masked from here on: a streamed compose build or a container log
         // printed later in the same run could carry them.
         for (const [key, value] of values)
-            if (exports.SECRET_KEY.test(key) && value.length >= 6)
+            if (env_file_1.SECRET_KEY.test(key) && value.length >= 6)
                 log.secret(value);
         facts.env = (0, env_file_1.digestEnv)(values, [...settings['redirect-uri-keys'], ...settings['domain-keys']]);
         log.info(`${name}: read ${values.size} keys from ${path}`);

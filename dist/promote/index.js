@@ -59082,7 +59082,7 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.EnvFileError = void 0;
+exports.EnvFileError = exports.SECRET_KEY = void 0;
 exports.parseEnvFile = parseEnvFile;
 exports.sha256 = sha256;
 exports.hostOf = hostOf;
@@ -59097,6 +59097,8 @@ exports.serviceEnvironment = serviceEnvironment;
 const node_crypto_1 = __nccwpck_require__(7598);
 const yaml_1 = __nccwpck_require__(8815);
 const units_1 = __nccwpck_require__(4477);
+/** Env file keys whose values are secrets: masked in the log as soon as the file is read. */
+exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
 class EnvFileError extends Error {
     name = 'EnvFileError';
 }
@@ -59379,11 +59381,13 @@ function serviceEnvironment(text, service) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
+exports.parseStackInspect = parseStackInspect;
 const errors_1 = __nccwpck_require__(639);
 const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 const docker_inspect_1 = __nccwpck_require__(3045);
+const swarm_1 = __nccwpck_require__(5846);
 class Environment {
     name;
     config;
@@ -59407,6 +59411,10 @@ class Environment {
     }
     get project() {
         return this.cfg.project;
+    }
+    /** Runs as a stack on a swarm (target swarm): its containers are its tasks' on the manager's node. */
+    get onSwarm() {
+        return this.cfg.target === 'swarm';
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
@@ -59434,13 +59442,19 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
+        const exec = (0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true });
+        // The same group on a swarm: the db task's container on the manager's node; taskContainer says why when there is none.
+        if (this.onSwarm)
+            return (0, shell_1.sh) `{ c=$(${(0, shell_1.raw)((0, swarm_1.taskContainer)(this.cfg.project, db.service))}) || exit ${swarm_1.NO_TASK_HERE}; ` + `${exec}; }`;
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
+            `${exec}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
+        if (this.onSwarm)
+            return this.taskContainer(host, service);
         const r = await host.run((0, docker_1.psIds)(this.cfg.project, { service }), {
             quiet: true,
             label: `finding the ${service} container`,
@@ -59451,6 +59465,22 @@ class Environment {
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
         return id;
     }
+    /** serviceContainer on a swarm: the container of the service's task on the manager's node. */
+    async taskContainer(host, service) {
+        const r = await host.run((0, swarm_1.taskContainer)(this.cfg.project, service), {
+            quiet: true,
+            check: false,
+            label: `finding the ${service} task's container`,
+            timeoutSeconds: 60,
+        });
+        const id = r.stdout.trim().split('\n')[0];
+        if (r.exitCode === 0 && id)
+            return id;
+        const why = r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
+        if (r.exitCode === swarm_1.NO_TASK_HERE)
+            throw new errors_1.OperationFailed(`${this.name}: ${why}`);
+        throw new errors_1.OperationFailed(`${this.name}: finding the ${service} task's container failed: ${why}`);
+    }
     /** The services of the merged compose configuration (inactive profiles left out), one `config --services`. */
     async services(host) {
         const r = await host.run(this.compose('config', '--services'), this.composeOptions({ quiet: true, label: `${this.name} compose config --services`, timeoutSeconds: 180 }));
@@ -59460,19 +59490,24 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
+        if (this.onSwarm) {
+            const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} task containers`, timeoutSeconds: 120 });
+            return parseStackInspect(r.stdout, this.cfg.project);
+        }
         const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
     }
 }
 exports.Environment = Environment;
-function parseInspect(json) {
+function containerStates(json, labelled) {
     return (0, docker_inspect_1.parseContainerInspect)(json)
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
+        const l = labelled(c.Config?.Labels ?? {});
         return {
             id: (0, docker_1.shortId)(c.Id),
             name: c.Name.replace(/^\//, ''),
-            service: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.service] ?? '',
+            service: l.service,
             image: c.Config?.Image ?? '',
             imageId: c.Image,
             status: c.State?.Status ?? 'unknown',
@@ -59480,11 +59515,23 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-            oneoff: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.oneoff] === 'True',
-            workingDir: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+            oneoff: l.oneoff,
+            workingDir: l.workingDir,
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
+}
+/** `docker inspect` of a compose project's containers, each named by its compose service. */
+function parseInspect(json) {
+    return containerStates(json, (l) => ({
+        service: l[docker_1.COMPOSE_LABELS.service] ?? '',
+        oneoff: l[docker_1.COMPOSE_LABELS.oneoff] === 'True',
+        workingDir: l[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+    }));
+}
+/** `docker inspect` of a stack's task containers, each named by the stack's service (the swarm service's name without `<stack>_`). */
+function parseStackInspect(json, stack) {
+    return containerStates(json, (l) => ({ service: (0, swarm_1.stackServiceName)(stack, l[swarm_1.TASK_LABELS.service]) ?? '', oneoff: false, workingDir: '' }));
 }
 
 
@@ -59866,6 +59913,10 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         backup: text,
         shipped: names,
         rebuilt: names,
+        /** A swarm release: each service pinned by digest (repo@sha256:...), what a rollback deploys again. */
+        digests: zod_1.z.record(zod_1.z.string()).optional(),
+        /** A swarm release's services deployed by image name, having no digest on the manager. */
+        unpinned: names,
     }),
     record('release-failed', {
         stage: zod_1.z.string(),
@@ -60185,12 +60236,14 @@ exports.describeHolder = describeHolder;
  * that died holding it (a stale lock), and is reported.
  */
 const fs = __importStar(__nccwpck_require__(3024));
+const node_crypto_1 = __nccwpck_require__(7598);
 const errors_1 = __nccwpck_require__(639);
 const lock_records_1 = __nccwpck_require__(1458);
 const host_log_1 = __nccwpck_require__(131);
 const cancel_1 = __nccwpck_require__(2082);
 const logger_1 = __nccwpck_require__(8828);
 const docker_1 = __nccwpck_require__(580);
+const swarm_1 = __nccwpck_require__(5846);
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 function describeBusy(e) {
@@ -60201,12 +60254,14 @@ const TIMEOUT_EXIT = 75;
 const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
+const LOCK_TAKE = fs.readFileSync(__dirname + '/lock-take.sh', 'utf8');
+const LOCK_CLAIM = fs.readFileSync(__dirname + '/lock-claim.sh', 'utf8');
+/** The line lock-claim.sh prints before the holder file it found. */
+const HOLDER_WAS = 'twinstack-lock-holder-was';
 class EnvironmentLock {
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
-    /** The holder file being written, which a release waits for before removing it. */
-    writing = Promise.resolve();
     host;
     process;
     holderFile;
@@ -60214,15 +60269,13 @@ class EnvironmentLock {
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
     stale;
     stateDir;
-    log;
-    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
+    constructor({ host, process, holderFile, env, stale, stateDir, }) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
         this.env = env;
         this.stale = stale;
         this.stateDir = stateDir;
-        this.log = log;
     }
     static paths(stateDir, env) {
         const dir = (0, host_log_1.stateDirOf)(stateDir, env);
@@ -60245,34 +60298,32 @@ class EnvironmentLock {
             label: `checking ${env} for remote work of earlier runs`,
             timeoutSeconds: 60,
         });
-        const lines = r.stdout.split('\n');
-        const entries = [];
-        for (const line of lines.slice(1)) {
-            if (!line.includes('\t'))
-                continue;
-            try {
-                entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
-            }
-            catch (e) {
-                // The process group is alive whatever its entry says: it is waited for, named by the problem.
-                entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
-            }
-        }
-        return { busy: lines[0]?.trim() === 'BUSY', entries };
+        return parseBusy(r.stdout.split('\n'), entriesDir);
     }
     /**
-     * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
-     * how long it has waited; past the deadline, refuses.
+     * Holding the flock: waits until no process of an earlier run holds the busy file, saying what it
+     * waits for and for how long it has waited (past the deadline, refuses), and then, in the same
+     * round trip (lock-claim.sh), reads the holder file left there and writes this run's.
      */
-    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
+    static async claim({ host, stateDir, env, holder, deadline, waitSeconds, log, }) {
+        const { entriesDir, busyFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         const started = Date.now();
         let lastSaid = 0;
         for (;;) {
-            const { busy, entries } = await EnvironmentLock.busyWork(host, stateDir, env);
+            const tmp = `${holderFile}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
+            const r = await host.run((0, shell_1.hostScript)(LOCK_CLAIM, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile, FILE: holderFile, TMP: tmp, MARKER: HOLDER_WAS }), {
+                stdin: `${JSON.stringify(holder)}\n`,
+                quiet: true,
+                label: `checking ${env} for remote work of earlier runs, then writing the ${env} lock holder`,
+                timeoutSeconds: 60,
+            });
+            const lines = r.stdout.split('\n');
+            const at = lines.indexOf(HOLDER_WAS);
+            const { busy, entries } = parseBusy(at < 0 ? lines : lines.slice(0, at), entriesDir);
             if (!busy) {
                 if (Date.now() - started > 1000)
                     log.info(`The earlier remote work on ${env} has ended (waited ${Math.round((Date.now() - started) / 1000)}s).`);
-                return;
+                return EnvironmentLock.holderOf(lines.slice(at + 1).join('\n'), holderFile);
             }
             const what = entries.length ? entries.map(describeBusy).join('; ') : 'a process that holds the busy file (not recorded)';
             if (Date.now() >= deadline) {
@@ -60293,14 +60344,15 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
+    static async stopWork({ host, stateDir, env, op, project, swarm, graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
             ENTRIES_DIR: entriesDir,
             BUSY_FILE: busyFile,
             GRACE: graceSeconds,
-            PROJECT_LABEL: (0, docker_1.projectLabel)(project),
+            // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node.
+            PROJECT_LABEL: swarm ? (0, swarm_1.stackLabel)(project) : (0, docker_1.projectLabel)(project),
             SIGNAL_TERM: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'TERM'),
             SIGNAL_KILL: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'KILL'),
         });
@@ -60310,10 +60362,14 @@ class EnvironmentLock {
     static async readHolder(host, stateDir, env) {
         const { holderFile } = EnvironmentLock.paths(stateDir, env);
         const r = await host.run((0, shell_1.hostScript)(READ_HOLDER, { FILE: holderFile }), { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
-        if (!r.stdout.trim())
+        return EnvironmentLock.holderOf(r.stdout, holderFile);
+    }
+    /** A holder file's text as read: undefined when there was none. */
+    static holderOf(text, holderFile) {
+        if (!text.trim())
             return undefined;
         try {
-            return (0, lock_records_1.parseLockHolder)(r.stdout, holderFile);
+            return (0, lock_records_1.parseLockHolder)(text, holderFile);
         }
         catch (e) {
             // Most likely cut short by a run that died writing it: reported, never a reason to block the environment.
@@ -60334,13 +60390,22 @@ class EnvironmentLock {
     static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
         const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
-        await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
-        const current = await EnvironmentLock.readHolder(host, stateDir, env);
+        // The flock is asked for at once (lock-take.sh makes the directory first); the holder is read
+        // beside it, to name whom a wait is for, and before this run writes its own.
+        const proc = host.spawn((0, shell_1.hostScript)(LOCK_TAKE, { DIR: dir, LOCK_FILE: lockFile, WAIT: waitSeconds, TIMEOUT_EXIT, ACQUIRED }), {
+            quiet: true,
+            label: `taking the ${env} lock`,
+        });
+        const acquired = proc.waitForLine(ACQUIRED);
+        acquired.catch((0, logger_1.ignored)(log, `taking the ${env} lock (awaited below)`));
+        const current = await EnvironmentLock.readHolder(host, stateDir, env).catch(async (e) => {
+            await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after reading its holder failed`));
+            throw e;
+        });
         if (current)
             log.info(`The ${env} lock is held or was left by ${describeHolder(current)}; waiting up to ${waitSeconds}s.`);
-        const proc = host.spawn((0, shell_1.argv)('flock', '-w', String(waitSeconds), '-E', String(TIMEOUT_EXIT), lockFile, 'bash', '-c', `echo ${ACQUIRED}; exec cat >/dev/null`), { quiet: true, label: `taking the ${env} lock` });
         try {
-            await proc.waitForLine(ACQUIRED);
+            await acquired;
         }
         catch (e) {
             if (e instanceof errors_1.RemoteCommandError && e.exitCode === TIMEOUT_EXIT) {
@@ -60351,21 +60416,19 @@ class EnvironmentLock {
             throw e;
         }
         // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
+        // A holder file still present then means its run died while holding the lock.
+        let stale;
         try {
-            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
+            stale = await EnvironmentLock.claim({ host, stateDir, env, holder, deadline: started + waitSeconds * 1000, waitSeconds, log });
         }
         catch (e) {
             await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
             throw e;
         }
-        // A holder file still present means its run died while holding the lock.
-        const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir });
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
         lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
-        lock.writing = host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
-        await lock.writing;
         if (stale) {
             log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
         }
@@ -60384,8 +60447,6 @@ class EnvironmentLock {
         this.released = true;
         this.forgetCancel();
         try {
-            // A failed write was thrown by acquire already; the holder file goes either way.
-            await this.writing.catch((0, logger_1.ignored)(this.log, `writing the ${this.env} lock holder`));
             await this.host.run((0, shell_1.sh) `rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
         }
         finally {
@@ -60398,6 +60459,22 @@ function describeHolder(h) {
     if (h.problem)
         return `an unknown run (${h.problem})`;
     return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? (0, sha_1.short)(h.sha) : '?'}, since ${h.since})`;
+}
+/** busy-work.sh's answer (lock-claim.sh's, up to its holder): IDLE or BUSY, then the live process groups. */
+function parseBusy(lines, entriesDir) {
+    const entries = [];
+    for (const line of lines.slice(1)) {
+        if (!line.includes('\t'))
+            continue;
+        try {
+            entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
+        }
+        catch (e) {
+            // The process group is alive whatever its entry says: it is waited for, named by the problem.
+            entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
+        }
+    }
+    return { busy: lines[0]?.trim() === 'BUSY', entries };
 }
 
 
@@ -60442,6 +60519,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.uploadRecordSchema = exports.sealedFileSchema = void 0;
 exports.writeOnlyAuthorizedKey = writeOnlyAuthorizedKey;
 exports.offsiteDir = offsiteDir;
 exports.offsiteLocation = offsiteLocation;
@@ -60452,6 +60530,8 @@ exports.connectWithAdminKey = connectWithAdminKey;
 exports.checkArrival = checkArrival;
 exports.listOffsite = listOffsite;
 exports.pruneOffsite = pruneOffsite;
+exports.parseOffsiteArchive = parseOffsiteArchive;
+exports.listOffsiteArchive = listOffsiteArchive;
 /**
  * Off-host copies of verified backups (`backup.offsite`). The runbook of one copy:
  *
@@ -60477,8 +60557,10 @@ exports.pruneOffsite = pruneOffsite;
  */
 const node_crypto_1 = __nccwpck_require__(7598);
 const fs = __importStar(__nccwpck_require__(3024));
+const zod_1 = __nccwpck_require__(924);
 const age_1 = __nccwpck_require__(3997);
 const errors_1 = __nccwpck_require__(639);
+const json_1 = __nccwpck_require__(8634);
 const logger_1 = __nccwpck_require__(8828);
 const rsync_1 = __nccwpck_require__(1907);
 const shell_1 = __nccwpck_require__(2232);
@@ -60486,9 +60568,27 @@ const ssh_1 = __nccwpck_require__(7496);
 const cancel_1 = __nccwpck_require__(2082);
 const backup_1 = __nccwpck_require__(6230);
 const FRESH_DIR = fs.readFileSync(__dirname + '/fresh-dir.sh', 'utf8');
+const LIST_ARCHIVE = fs.readFileSync(__dirname + '/list-offsite-archive.sh', 'utf8');
 const LIST_OFFSITE = fs.readFileSync(__dirname + '/list-offsite.sh', 'utf8');
 const MISSING_TOOLS = fs.readFileSync(__dirname + '/missing-tools.sh', 'utf8');
 const SEAL_FILE = fs.readFileSync(__dirname + '/seal-file.sh', 'utf8');
+const HASH = zod_1.z.string().regex(/^[0-9a-f]{64}$/);
+/** One sealed file: the encrypted file's size and hash, and those of the plain file it holds. */
+exports.sealedFileSchema = zod_1.z.object({
+    bytes: zod_1.z.number().int().nonnegative(),
+    sha256: HASH,
+    plain: zod_1.z.object({ bytes: zod_1.z.number().int().nonnegative(), sha256: HASH }),
+});
+/** upload.json (and a WAL push's upload-<segment>.json): what the VPS sent, written beside the sealed files on the backup host. */
+exports.uploadRecordSchema = zod_1.z.object({
+    id: zod_1.z.string(),
+    env: zod_1.z.string(),
+    sealedAt: zod_1.z.string().datetime(),
+    recipients: zod_1.z.array(zod_1.z.string()),
+    files: zod_1.z.record(zod_1.z.string(), exports.sealedFileSchema),
+    /** Plain facts the runner reads on the backup host without the private key (a base backup's first WAL segment). */
+    meta: zod_1.z.record(zod_1.z.string(), zod_1.z.string()).optional(),
+});
 /**
  * The line the backup host's authorized_keys holds for offsite-ssh-key: rsync only, confined to
  * `path`, writing only (-wo), with no --delete or --remove-* (-no-del) and no file replaced
@@ -60780,6 +60880,33 @@ async function pruneOffsite(admin, o, env, log) {
     log.info(`${env}: removed off-host copies ${doomed.map((e) => e.id).join(', ')} (keeping the newest ${o.keep})`);
     return doomed.map((e) => e.id);
 }
+/** Reads list-offsite-archive.sh's output; each upload record is checked with its schema. */
+function parseOffsiteArchive(text) {
+    const archive = { bases: [], walFiles: [], walRecords: new Map() };
+    for (const chunk of text.split(/^(?=@@)/m)) {
+        const head = /^@@(base|file|record) (\S+)\n?/.exec(chunk);
+        if (!head)
+            continue;
+        const body = chunk.slice(head[0].length);
+        if (head[1] === 'file')
+            archive.walFiles.push(head[2]);
+        else if (head[1] === 'base')
+            archive.bases.push({ stamp: head[2], upload: body.trim() ? (0, json_1.parseHostJson)(exports.uploadRecordSchema, body, `base/${head[2]}/upload.json`) : undefined });
+        else
+            for (const [name, f] of Object.entries((0, json_1.parseHostJson)(exports.uploadRecordSchema, body, `wal/${head[2]}`).files))
+                archive.walRecords.set(name, f);
+    }
+    return archive;
+}
+/**
+ * Lists `<path>/<env>` on the backup host with the admin key: the one listing of the off-host base
+ * backups and WAL, read by the off-host retention and by a restore from the off-host copies.
+ */
+async function listOffsiteArchive(admin, o, env) {
+    const root = offsiteDir(o, env);
+    const r = await admin.run((0, shell_1.hostScript)(LIST_ARCHIVE, { BASE: root }), { quiet: true, label: `listing ${root} on the backup host`, timeoutSeconds: 300 });
+    return parseOffsiteArchive(r.stdout);
+}
 
 
 /***/ }),
@@ -60861,7 +60988,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project, swarm: o.swarm }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch((0, logger_1.ignored)(o.log, 'recording cancelled'));
@@ -60903,7 +61030,13 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
 }
 /** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
 async function openOperation({ o, hostLog, lock, id, base, }) {
-    const records = await hostLog.read(o.log);
+    // What cut host changes left is listed beside the read of the log (both only read; acted on below, in order).
+    const pending = listPending(o);
+    pending.catch((0, logger_1.ignored)(o.log, 'listing cut host changes (awaited below)'));
+    const records = await hostLog.read(o.log).catch(async (e) => {
+        await pending.catch((0, logger_1.ignored)(o.log, 'listing cut host changes'));
+        throw e;
+    });
     const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${(0, errors_1.errorMessage)(e)}`));
     if (archived)
         o.log.info(`The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`);
@@ -60915,7 +61048,7 @@ async function openOperation({ o, hostLog, lock, id, base, }) {
     }
     // Multi-step host changes (a database restore) leave the script that undoes them until they
     // finish; one still there was cut halfway, and is undone before anything else happens.
-    const recovered = await undoPending(o, hostLog, base);
+    const recovered = await undoPending(o, hostLog, base, await pending);
     if (lock.stale && !interrupted.some((r) => r.op === lock.stale?.op)) {
         o.log.warning(`The ${o.env} lock was left by ${(0, lock_1.describeHolder)(lock.stale)}.`);
     }
@@ -60933,16 +61066,18 @@ async function openOperation({ o, hostLog, lock, id, base, }) {
     await hostLog.append({ ...base, sha: o.sha, event: 'started', staleLock: lock.stale ? lock.stale.run : undefined });
     return op;
 }
-async function undoPending(o, hostLog, base) {
-    const dir = (0, host_log_1.pendingDirOf)(o.stateDir, o.env);
-    // One round trip: each leftover undo script with its first line (what it undoes).
-    const list = await o.host.run((0, shell_1.hostScript)(PENDING_UNDO, { PENDING_DIR: dir }), {
+/** One round trip: each leftover undo script with its first line (what it undoes), one a line. */
+async function listPending(o) {
+    const list = await o.host.run((0, shell_1.hostScript)(PENDING_UNDO, { PENDING_DIR: (0, host_log_1.pendingDirOf)(o.stateDir, o.env) }), {
         quiet: true,
         label: 'looking for cut host changes',
         timeoutSeconds: 60,
     });
+    return list.stdout;
+}
+async function undoPending(o, hostLog, base, list) {
     const done = [];
-    for (const line of list.stdout.split('\n').filter(Boolean)) {
+    for (const line of list.split('\n').filter(Boolean)) {
         const [file, head = ''] = line.split('\t');
         const first = head.replace(/^#\s*/, '').trim();
         o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
@@ -61293,7 +61428,16 @@ function newReleaseId(sha, now = new Date()) {
     return `r${(0, stamp_1.utcStamp)(now)}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
-    return { release: r.release, sha: r.sha, kind: r.kind, images: r.images, time: r.time, run: r.run, previous: r.previous || undefined };
+    return {
+        release: r.release,
+        sha: r.sha,
+        kind: r.kind,
+        images: r.images,
+        time: r.time,
+        run: r.run,
+        previous: r.previous || undefined,
+        ...(r.digests ? { digests: r.digests } : {}),
+    };
 }
 function releaseStack(records) {
     const replaced = new Map();
@@ -62351,20 +62495,36 @@ const docker_1 = __nccwpck_require__(580);
 Object.defineProperty(exports, "shortId", ({ enumerable: true, get: function () { return docker_1.shortId; } }));
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
+const swarm_1 = __nccwpck_require__(5846);
+const swarm_state_1 = __nccwpck_require__(8268);
 const SEP = '@twinstack-state@';
 const OBSERVE = fs.readFileSync(__nccwpck_require__.ab + "observe.sh", 'utf8');
+const OBSERVE_STACK = fs.readFileSync(__nccwpck_require__.ab + "observe-stack.sh", 'utf8');
 /** Reads the environment's observed state in one round trip (two with `alembic`). */
 async function observe(host, env, opts = {}) {
+    const state = env.onSwarm ? await observeStack(host, env) : await observeProject(host, env);
+    // The api container was just read: alembic runs in it directly, and not at all when none runs.
+    const api = state.containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
+    // The revision completes the picture and is not needed for it: a failed read leaves it out.
+    if (opts.alembic && api)
+        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: api.id }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
+    return state;
+}
+/** Service → image id of its first container. */
+function imagesOf(containers) {
+    const images = {};
+    for (const c of containers)
+        if (c.service && !images[c.service])
+            images[c.service] = c.imageId;
+    return images;
+}
+async function observeProject(host, env) {
     const script = (0, shell_1.hostScript)(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: (0, docker_1.projectLabel)(env.project), WORKING_DIR: docker_1.COMPOSE_LABELS.workingDir });
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
     const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
     const head = (0, sha_1.parseSha)(headPart) ?? '';
     const containers = (0, environment_1.parseInspect)(inspectPart ?? '[]').filter((c) => !c.oneoff);
-    const images = {};
-    for (const c of containers)
-        if (c.service && !images[c.service])
-            images[c.service] = c.imageId;
-    const state = { environment: env.name, head, containers, images, time: new Date().toISOString() };
+    const state = { environment: env.name, head, containers, images: imagesOf(containers), time: new Date().toISOString() };
     const runsFrom = (dirsPart ?? '')
         .split('\n')
         .filter(Boolean)
@@ -62373,15 +62533,21 @@ async function observe(host, env, opts = {}) {
         .filter((x) => x.services.length > 0);
     if (runsFrom.length)
         state.runsFrom = runsFrom;
-    // The api container was just read: alembic runs in it directly, and not at all when none runs.
-    const api = containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
-    // The revision completes the picture and is not needed for it: a failed read leaves it out.
-    if (opts.alembic && api)
-        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: api.id }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
     return state;
+}
+/** observe on a swarm: the stack's service specs and tasks from the manager, its task containers on the manager's node. */
+async function observeStack(host, env) {
+    const script = (0, shell_1.hostScript)(OBSERVE_STACK, { CHECKOUT: env.cfg.checkout, SEP, STACK_FILTER: (0, swarm_1.stackLabel)(env.project) });
+    const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs on the swarm`, timeoutSeconds: 120 });
+    const [headPart, specPart, tasksPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+    const containers = (0, environment_1.parseStackInspect)(inspectPart ?? '[]', env.project);
+    const swarm = (0, swarm_state_1.swarmObservation)(env.project, (0, swarm_1.parseServiceInspect)(specPart ?? '[]'), (0, swarm_1.parseTasks)(tasksPart ?? ''));
+    return { environment: env.name, head: (0, sha_1.parseSha)(headPart) ?? '', containers, images: imagesOf(containers), swarm, time: new Date().toISOString() };
 }
 /** How what runs differs from a release: one line per difference, empty when they agree. */
 function drift(observed, release) {
+    if (observed.swarm)
+        return stackDrift(observed, observed.swarm, release);
     const out = [];
     if (!release) {
         if (observed.containers.length)
@@ -62415,9 +62581,103 @@ function drift(observed, release) {
     }
     return out;
 }
+/** drift on a swarm: the checkout's HEAD, then each service's digest and running tasks against the release's digests. */
+function stackDrift(observed, swarm, release) {
+    if (!release)
+        return swarm.services.length ? [`${swarm.services.length} service(s) run in stack ${swarm.stack}, but no release is recorded`] : [];
+    const out = [];
+    if (!observed.head)
+        out.push('the checkout has no readable HEAD');
+    else if (observed.head !== release.sha)
+        out.push(`the checkout is at ${(0, sha_1.short)(observed.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
+    if (!release.digests)
+        out.push(`release ${release.release} records no image digests, so what the stack runs cannot be matched with it; deploy again`);
+    else
+        out.push(...(0, swarm_state_1.swarmDrift)(swarm, release.digests));
+    return out;
+}
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
 function driftMessage(environment, release, lines) {
     return `${environment} does not run its recorded release ${release.release} (${(0, sha_1.short)(release.sha)}): ${lines.join('; ')}.`;
+}
+
+
+/***/ }),
+
+/***/ 8268:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.swarmObservation = swarmObservation;
+exports.shortDigest = shortDigest;
+exports.swarmDrift = swarmDrift;
+exports.failedTasks = failedTasks;
+/**
+ * What a stack runs, as the swarm's manager reports it: per service, the image its spec names
+ * (pinned by digest once twinstack deployed it), the replicas it wants and runs, and its tasks'
+ * states and errors. A swarm release is a digest per service (`repo@sha256:…`); drift is a
+ * service whose spec or running tasks differ from it. Pure: state.ts reads the engine.
+ */
+const swarm_1 = __nccwpck_require__(5846);
+const running = (t) => t.desired === 'Running' && t.state.startsWith('Running');
+/** The stack's services from `docker service inspect` and their tasks from `docker service ps`. */
+function swarmObservation(stack, specs, tasks) {
+    const services = specs.map((s) => {
+        const own = tasks
+            .filter((t) => (0, swarm_1.taskService)(t.Name) === s.Spec.Name)
+            .map((t) => ({ id: t.ID, node: t.Node, desired: t.DesiredState, state: t.CurrentState, error: t.Error, digest: (0, swarm_1.taskDigest)(t.Image) }));
+        const image = s.Spec.TaskTemplate.ContainerSpec.Image;
+        const state = {
+            service: (0, swarm_1.stackServiceName)(stack, s.Spec.Name) ?? s.Spec.Name,
+            image,
+            digest: (0, swarm_1.taskDigest)(image),
+            replicas: { wanted: s.Spec.Mode?.Global ? undefined : (s.Spec.Mode?.Replicated?.Replicas ?? 1), running: own.filter(running).length },
+            tasks: own,
+        };
+        if (s.UpdateStatus?.State)
+            state.update = { state: s.UpdateStatus.State, message: s.UpdateStatus.Message ?? '' };
+        return state;
+    });
+    return { stack, services: services.sort((a, b) => a.service.localeCompare(b.service)) };
+}
+/** `sha256:` and 12 hex digits: how a digest is shown. */
+function shortDigest(digest) {
+    return digest ? digest.slice(0, 'sha256:'.length + 12) : 'no digest';
+}
+/** How a service differs from its recorded `repo@sha256:…`: one line, or undefined when it runs exactly that. */
+function serviceDrift(s, recorded) {
+    const want = (0, swarm_1.taskDigest)(recorded);
+    if (!s.digest)
+        return `service ${s.service} runs ${s.image}, not pinned by digest (the release's is ${shortDigest(want)})`;
+    if (s.digest !== want || (0, swarm_1.imageRepo)(s.image) !== (0, swarm_1.imageRepo)(recorded))
+        return `service ${s.service} runs ${(0, swarm_1.imageRepo)(s.image)}@${shortDigest(s.digest)}, not the release's ${(0, swarm_1.imageRepo)(recorded)}@${shortDigest(want)}`;
+    const live = s.tasks.filter(running);
+    if (s.replicas.wanted !== 0 && !live.length)
+        return `service ${s.service} has no running task`;
+    const other = live.filter((t) => t.digest !== want);
+    if (other.length)
+        return `service ${s.service}: ${other.length} of ${live.length} running tasks run ${shortDigest(other[0].digest)}, not the release's ${shortDigest(want)}`;
+    return undefined;
+}
+/** How what the stack runs differs from a release's digests: one line per difference, empty when they agree. */
+function swarmDrift(observed, digests) {
+    const out = [];
+    for (const [service, ref] of Object.entries(digests).sort(([a], [b]) => a.localeCompare(b))) {
+        const s = observed.services.find((x) => x.service === service);
+        const line = s ? serviceDrift(s, ref) : `service ${service} is not deployed in stack ${observed.stack}`;
+        if (line)
+            out.push(line);
+    }
+    for (const s of observed.services)
+        if (!(s.service in digests))
+            out.push(`service ${s.service} runs, but is not part of the release`);
+    return out;
+}
+/** The tasks of a service that failed or were rejected, newest first as the engine lists them: what status shows. */
+function failedTasks(s) {
+    return s.tasks.filter((t) => t.error !== '' || /^(Failed|Rejected)\b/.test(t.state));
 }
 
 
@@ -62462,7 +62722,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.parseOffsiteBases = parseOffsiteBases;
+exports.offsiteBaseList = offsiteBaseList;
 exports.pruneWalOffsite = pruneWalOffsite;
 exports.copyWalOffsite = copyWalOffsite;
 /**
@@ -62478,45 +62738,26 @@ exports.copyWalOffsite = copyWalOffsite;
  * arrived no later than that base backup's record, by the backup host's own clock (wal-offsite-prune.sh).
  */
 const fs = __importStar(__nccwpck_require__(3024));
-const zod_1 = __nccwpck_require__(924);
-const json_1 = __nccwpck_require__(8634);
 const logger_1 = __nccwpck_require__(8828);
 const shell_1 = __nccwpck_require__(2232);
 const offsite_1 = __nccwpck_require__(2298);
 const wal_offsite_1 = __nccwpck_require__(339);
 const wal_retention_1 = __nccwpck_require__(7444);
-const LIST_BASES = fs.readFileSync(__nccwpck_require__.ab + "list-offsite-bases.sh", 'utf8');
 const PRUNE_WAL = fs.readFileSync(__nccwpck_require__.ab + "wal-offsite-prune.sh", 'utf8');
-const recordSchema = zod_1.z.object({
-    meta: zod_1.z
-        .object({
-        walStart: zod_1.z
-            .string()
-            .regex(/^[0-9A-F]{24}$/)
-            .optional(),
+/** The base backups of an off-host listing, newest first; complete when its upload record arrived. */
+function offsiteBaseList(archive) {
+    return archive.bases
+        .filter((b) => /^\d{8}T\d{6}Z$/.test(b.stamp))
+        .map((b) => {
+        const walStart = b.upload?.meta?.walStart;
+        return { stamp: b.stamp, complete: b.upload !== undefined, walStart: walStart && /^[0-9A-F]{24}$/.test(walStart) ? walStart : undefined };
     })
-        .partial()
-        .optional(),
-});
-/** list-offsite-bases.sh's output, newest first. */
-function parseOffsiteBases(text) {
-    const out = [];
-    for (const part of text.split(/^@@ /m).slice(1)) {
-        const [head, ...rest] = part.split('\n');
-        const [stamp, state] = head.split(' ');
-        if (!/^\d{8}T\d{6}Z$/.test(stamp ?? ''))
-            continue;
-        const body = rest.join('\n').trim();
-        const walStart = state === 'complete' && body ? (0, json_1.parseHostJson)(recordSchema, body, `base/${stamp}/upload.json`).meta?.walStart : undefined;
-        out.push({ stamp, complete: state === 'complete', walStart });
-    }
-    return out.sort((a, b) => (a.stamp < b.stamp ? 1 : a.stamp > b.stamp ? -1 : 0));
+        .sort((a, b) => (a.stamp < b.stamp ? 1 : a.stamp > b.stamp ? -1 : 0));
 }
 /** Keeps the newest `keep` complete base backups off the host and the WAL they need; removes the rest. */
 async function pruneWalOffsite(admin, o, env, log) {
     const root = (0, offsite_1.offsiteDir)(o, env, 'base');
-    const r = await admin.run((0, shell_1.hostScript)(LIST_BASES, { BASE: root }), { quiet: true, label: `listing ${root} on the backup host`, timeoutSeconds: 120 });
-    const all = parseOffsiteBases(r.stdout);
+    const all = offsiteBaseList(await (0, offsite_1.listOffsiteArchive)(admin, o, env));
     const complete = all.filter((b) => b.complete);
     const kept = complete.slice(0, o.keep);
     const newest = complete[0]?.stamp;
@@ -65516,7 +65757,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.STACK_LABEL = void 0;
+exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
 exports.stackDeploy = stackDeploy;
 exports.stackConfig = stackConfig;
 exports.envStdin = envStdin;
@@ -65529,11 +65770,21 @@ exports.inspectNodes = inspectNodes;
 exports.tagForRegistry = tagForRegistry;
 exports.push = push;
 exports.repoDigests = repoDigests;
+exports.imageRepository = imageRepository;
+exports.pinnedDigest = pinnedDigest;
 exports.registryRef = registryRef;
 exports.digestOverlay = digestOverlay;
 exports.parseRepoDigests = parseRepoDigests;
 exports.parseJsonLines = parseJsonLines;
 exports.taskDigest = taskDigest;
+exports.swarmServiceName = swarmServiceName;
+exports.stackServiceName = stackServiceName;
+exports.stackLabel = stackLabel;
+exports.taskServiceLabel = taskServiceLabel;
+exports.inspectStackContainers = inspectStackContainers;
+exports.taskContainer = taskContainer;
+exports.taskService = taskService;
+exports.imageRepo = imageRepo;
 /**
  * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
  * registry), and the schemas of what those commands print. An environment whose target is swarm
@@ -65611,6 +65862,36 @@ function push(remote) {
 function repoDigests(image) {
     return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{json .RepoDigests}}', image);
 }
+// --- The swarm release: build, push, pin, watch (src/domain/swarm-release.ts) ---
+/** The repository of an image name: without its tag or digest (`127.0.0.1:5000/app:v1` → `127.0.0.1:5000/app`). */
+function imageRepository(image) {
+    const name = image.split('@')[0];
+    const colon = name.lastIndexOf(':');
+    return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+}
+/**
+ * The digest to pin an image by, from its RepoDigests (repoDigests' output): the one in its own
+ * repository, else any (the same content under another name); undefined when it was never pushed
+ * or pulled, so no node could pull it by digest.
+ */
+function pinnedDigest(text, image) {
+    const all = (0, json_1.parseHostJson)(zod_1.z.array(exports.digestRef).nullable(), text.trim() || 'null', `the RepoDigests of ${image}`) ?? [];
+    const repo = imageRepository(image);
+    return all.find((d) => d.slice(0, d.indexOf('@')) === repo) ?? all[0];
+}
+/** What the watch reads of `docker service inspect`: the spec's image and replicas, and the update the engine runs. */
+exports.serviceStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
+        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+    }),
+    /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
+    UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
+});
+const parseServiceStatus = (text) => (0, json_1.parseHostJson)(zod_1.z.array(exports.serviceStatusEntry), text.trim() || '[]', 'docker service inspect output');
+exports.parseServiceStatus = parseServiceStatus;
 // Registry host[:port][/path] as config's swarm.registry admits it, then the repository path.
 const REPO = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)+$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -65697,6 +65978,66 @@ exports.parseNodes = parseNodes;
 function taskDigest(image) {
     const m = /@(sha256:[0-9a-f]{64})$/.exec(image);
     return m ? m[1] : undefined;
+}
+// Reaching a stack's tasks on the manager's own node: the containers the engine started for them.
+/** The labels the engine puts on the container of every task (beside STACK_LABEL). */
+exports.TASK_LABELS = {
+    /** The swarm service's name: `<stack>_<service>`. */
+    service: 'com.docker.swarm.service.name',
+    task: 'com.docker.swarm.task.id',
+    node: 'com.docker.swarm.node.id',
+};
+/** The swarm service's name of a stack's service: `<stack>_<service>`, as `docker stack deploy` names it. */
+function swarmServiceName(stack, service) {
+    return `${stack}_${service}`;
+}
+/** The stack's own name of a swarm service (its name without `<stack>_`); undefined when the service is not the stack's. */
+function stackServiceName(stack, swarmService) {
+    const prefix = `${stack}_`;
+    return swarmService?.startsWith(prefix) && swarmService.length > prefix.length ? swarmService.slice(prefix.length) : undefined;
+}
+/** The `docker ps` filter value for a stack's task containers. */
+function stackLabel(stack) {
+    return `label=${exports.STACK_LABEL}=${stack}`;
+}
+/** The `docker ps` filter value for the task containers of one of a stack's services. */
+function taskServiceLabel(stack, service) {
+    return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
+}
+const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+/** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
+function inspectStackContainers(stack, service) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
+}
+/** The exit status of taskContainer when no task of the service runs a container on this node. */
+exports.NO_TASK_HERE = 3;
+/**
+ * Prints the id of a running container of one of a stack's services on this node (the manager's).
+ * When there is none it says on standard error where the service's tasks run instead, and exits
+ * NO_TASK_HERE: this version reaches only the manager's node.
+ */
+function taskContainer(stack, service) {
+    return (0, shell_1.hostScript)(TASK_CONTAINER, {
+        STACK_FILTER: stackLabel(stack),
+        SERVICE_FILTER: taskServiceLabel(stack, service),
+        SERVICE: swarmServiceName(stack, service),
+    });
+}
+/** The parts of a `docker service ps` task name: its swarm service and its slot (or node id, for a global service). */
+function taskService(taskName) {
+    // Older tasks of a slot are printed as `\_ <name>` in a table; a name is `<service>.<slot>`.
+    const name = taskName.replace(/^\\_\s*/, '');
+    const dot = name.lastIndexOf('.');
+    return dot > 0 ? name.slice(0, dot) : name;
+}
+/** The repository of an image reference (`host:port/path/name`), its tag and digest left out. */
+function imageRepo(ref) {
+    const at = ref.indexOf('@');
+    const noDigest = at >= 0 ? ref.slice(0, at) : ref;
+    const slash = noDigest.lastIndexOf('/');
+    const colon = noDigest.lastIndexOf(':');
+    return colon > slash ? noDigest.slice(0, colon) : noDigest;
 }
 
 
@@ -67389,6 +67730,7 @@ const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 const compose_model_1 = __nccwpck_require__(7550);
 const env_file_1 = __nccwpck_require__(6390);
+Object.defineProperty(exports, "SECRET_KEY", ({ enumerable: true, get: function () { return env_file_1.SECRET_KEY; } }));
 const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
@@ -67397,8 +67739,6 @@ const db_init_1 = __nccwpck_require__(2257);
 const rolling_1 = __nccwpck_require__(3803);
 const wal_settings_1 = __nccwpck_require__(8305);
 const secretsOf = (r) => [...r.prod.secrets, ...r.dev.secrets];
-/** Env file keys whose values are treated as secrets (masked in everything logged). */
-exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
 function preflightSettings(config) {
     return config.preflight;
 }
@@ -67416,7 +67756,7 @@ async function readEnvironment(host, config, name, log) {
         // Secret-looking values are masked from here on: a streamed compose build or a container log
         // printed later in the same run could carry them.
         for (const [key, value] of values)
-            if (exports.SECRET_KEY.test(key) && value.length >= 6)
+            if (env_file_1.SECRET_KEY.test(key) && value.length >= 6)
                 log.secret(value);
         facts.env = (0, env_file_1.digestEnv)(values, [...settings['redirect-uri-keys'], ...settings['domain-keys']]);
         log.info(`${name}: read ${values.size} keys from ${path}`);

@@ -1,7 +1,9 @@
 -- Production's catalog as one JSON object (src/resample/catalog.ts, readCatalog): its tables (the
 -- user schemas' ordinary and partitioned tables, partitions and extension members left out) with
 -- their columns, primary key and validated checks; the foreign keys between them; the sequences and
--- the columns they feed. Changes nothing.
+-- the columns they feed. Changes nothing. Tables of at most 200,000 estimated rows (EXACT_COUNT_LIMIT
+-- in catalog.ts), and never-analyzed ones (-1 or 0), are counted exactly in the same query
+-- ('exact'): query_to_xml runs each count, so the catalog and the counts are one round trip.
 WITH tbl AS (
   SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind = 'p' AS partitioned, c.reltuples::float8 AS reltuples
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -79,7 +81,10 @@ SELECT json_build_object(
   'tables', coalesce((SELECT json_agg(json_build_object(
       'id', t.schema || '.' || t.name, 'schema', t.schema, 'name', t.name, 'partitioned', t.partitioned,
       'columns', coalesce(c.columns, '[]'::json), 'primaryKey', p.cols, 'reltuples', t.reltuples,
-      'checks', coalesce(k.list, '[]'::json)) ORDER BY t.schema, t.name)
+      'checks', coalesce(k.list, '[]'::json),
+      'exact', CASE WHEN t.reltuples <= 200000 THEN (xpath('/row/c/text()', query_to_xml(
+        format('SELECT count(*) AS c FROM %s%I.%I', CASE WHEN t.partitioned THEN '' ELSE 'ONLY ' END, t.schema, t.name), false, true, '')))[1]::text::bigint END
+      ) ORDER BY t.schema, t.name)
     FROM tbl t LEFT JOIN cols c ON c.attrelid = t.oid LEFT JOIN pk p ON p.conrelid = t.oid LEFT JOIN chk k ON k.conrelid = t.oid), '[]'::json),
   'foreignKeys', coalesce((SELECT list FROM fk), '[]'::json),
   'sequences', coalesce((SELECT list FROM seqs), '[]'::json)

@@ -58638,7 +58638,7 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.EnvFileError = void 0;
+exports.EnvFileError = exports.SECRET_KEY = void 0;
 exports.parseEnvFile = parseEnvFile;
 exports.sha256 = sha256;
 exports.hostOf = hostOf;
@@ -58653,6 +58653,8 @@ exports.serviceEnvironment = serviceEnvironment;
 const node_crypto_1 = __nccwpck_require__(7598);
 const yaml_1 = __nccwpck_require__(8815);
 const units_1 = __nccwpck_require__(4477);
+/** Env file keys whose values are secrets: masked in the log as soon as the file is read. */
+exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
 class EnvFileError extends Error {
     name = 'EnvFileError';
 }
@@ -58935,11 +58937,13 @@ function serviceEnvironment(text, service) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Environment = void 0;
 exports.parseInspect = parseInspect;
+exports.parseStackInspect = parseStackInspect;
 const errors_1 = __nccwpck_require__(639);
 const compose_1 = __nccwpck_require__(7130);
 const docker_1 = __nccwpck_require__(580);
 const shell_1 = __nccwpck_require__(2232);
 const docker_inspect_1 = __nccwpck_require__(3045);
+const swarm_1 = __nccwpck_require__(5846);
 class Environment {
     name;
     config;
@@ -58963,6 +58967,10 @@ class Environment {
     }
     get project() {
         return this.cfg.project;
+    }
+    /** Runs as a stack on a swarm (target swarm): its containers are its tasks' on the manager's node. */
+    get onSwarm() {
+        return this.cfg.target === 'swarm';
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
@@ -58990,13 +58998,19 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
+        const exec = (0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true });
+        // The same group on a swarm: the db task's container on the manager's node; taskContainer says why when there is none.
+        if (this.onSwarm)
+            return (0, shell_1.sh) `{ c=$(${(0, shell_1.raw)((0, swarm_1.taskContainer)(this.cfg.project, db.service))}) || exit ${swarm_1.NO_TASK_HERE}; ` + `${exec}; }`;
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
-            `${(0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true })}; }`);
+            `${exec}; }`);
     }
     /** The id of the running container of a service; fails naming the service when there is none. */
     async serviceContainer(host, service) {
+        if (this.onSwarm)
+            return this.taskContainer(host, service);
         const r = await host.run((0, docker_1.psIds)(this.cfg.project, { service }), {
             quiet: true,
             label: `finding the ${service} container`,
@@ -59007,6 +59021,22 @@ class Environment {
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
         return id;
     }
+    /** serviceContainer on a swarm: the container of the service's task on the manager's node. */
+    async taskContainer(host, service) {
+        const r = await host.run((0, swarm_1.taskContainer)(this.cfg.project, service), {
+            quiet: true,
+            check: false,
+            label: `finding the ${service} task's container`,
+            timeoutSeconds: 60,
+        });
+        const id = r.stdout.trim().split('\n')[0];
+        if (r.exitCode === 0 && id)
+            return id;
+        const why = r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
+        if (r.exitCode === swarm_1.NO_TASK_HERE)
+            throw new errors_1.OperationFailed(`${this.name}: ${why}`);
+        throw new errors_1.OperationFailed(`${this.name}: finding the ${service} task's container failed: ${why}`);
+    }
     /** The services of the merged compose configuration (inactive profiles left out), one `config --services`. */
     async services(host) {
         const r = await host.run(this.compose('config', '--services'), this.composeOptions({ quiet: true, label: `${this.name} compose config --services`, timeoutSeconds: 180 }));
@@ -59016,19 +59046,24 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
+        if (this.onSwarm) {
+            const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} task containers`, timeoutSeconds: 120 });
+            return parseStackInspect(r.stdout, this.cfg.project);
+        }
         const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
     }
 }
 exports.Environment = Environment;
-function parseInspect(json) {
+function containerStates(json, labelled) {
     return (0, docker_inspect_1.parseContainerInspect)(json)
         .map((c) => {
         const test = c.Config?.Healthcheck?.Test;
+        const l = labelled(c.Config?.Labels ?? {});
         return {
             id: (0, docker_1.shortId)(c.Id),
             name: c.Name.replace(/^\//, ''),
-            service: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.service] ?? '',
+            service: l.service,
             image: c.Config?.Image ?? '',
             imageId: c.Image,
             status: c.State?.Status ?? 'unknown',
@@ -59036,11 +59071,23 @@ function parseInspect(json) {
             exitCode: c.State?.ExitCode ?? 0,
             startedAt: c.State?.StartedAt ?? '',
             hasHealthcheck: Array.isArray(test) && test.length > 0 && test[0] !== 'NONE',
-            oneoff: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.oneoff] === 'True',
-            workingDir: c.Config?.Labels?.[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+            oneoff: l.oneoff,
+            workingDir: l.workingDir,
         };
     })
         .sort((a, b) => a.service.localeCompare(b.service));
+}
+/** `docker inspect` of a compose project's containers, each named by its compose service. */
+function parseInspect(json) {
+    return containerStates(json, (l) => ({
+        service: l[docker_1.COMPOSE_LABELS.service] ?? '',
+        oneoff: l[docker_1.COMPOSE_LABELS.oneoff] === 'True',
+        workingDir: l[docker_1.COMPOSE_LABELS.workingDir] ?? '',
+    }));
+}
+/** `docker inspect` of a stack's task containers, each named by the stack's service (the swarm service's name without `<stack>_`). */
+function parseStackInspect(json, stack) {
+    return containerStates(json, (l) => ({ service: (0, swarm_1.stackServiceName)(stack, l[swarm_1.TASK_LABELS.service]) ?? '', oneoff: false, workingDir: '' }));
 }
 
 
@@ -59422,6 +59469,10 @@ exports.logRecord = zod_1.z.discriminatedUnion('event', [
         backup: text,
         shipped: names,
         rebuilt: names,
+        /** A swarm release: each service pinned by digest (repo@sha256:...), what a rollback deploys again. */
+        digests: zod_1.z.record(zod_1.z.string()).optional(),
+        /** A swarm release's services deployed by image name, having no digest on the manager. */
+        unpinned: names,
     }),
     record('release-failed', {
         stage: zod_1.z.string(),
@@ -59741,12 +59792,14 @@ exports.describeHolder = describeHolder;
  * that died holding it (a stale lock), and is reported.
  */
 const fs = __importStar(__nccwpck_require__(3024));
+const node_crypto_1 = __nccwpck_require__(7598);
 const errors_1 = __nccwpck_require__(639);
 const lock_records_1 = __nccwpck_require__(1458);
 const host_log_1 = __nccwpck_require__(131);
 const cancel_1 = __nccwpck_require__(2082);
 const logger_1 = __nccwpck_require__(8828);
 const docker_1 = __nccwpck_require__(580);
+const swarm_1 = __nccwpck_require__(5846);
 const sha_1 = __nccwpck_require__(3828);
 const shell_1 = __nccwpck_require__(2232);
 function describeBusy(e) {
@@ -59757,12 +59810,14 @@ const TIMEOUT_EXIT = 75;
 const BUSY_WORK = fs.readFileSync(__dirname + '/busy-work.sh', 'utf8');
 const STOP_WORK = fs.readFileSync(__dirname + '/stop-work.sh', 'utf8');
 const READ_HOLDER = fs.readFileSync(__dirname + '/read-holder.sh', 'utf8');
+const LOCK_TAKE = fs.readFileSync(__dirname + '/lock-take.sh', 'utf8');
+const LOCK_CLAIM = fs.readFileSync(__dirname + '/lock-claim.sh', 'utf8');
+/** The line lock-claim.sh prints before the holder file it found. */
+const HOLDER_WAS = 'twinstack-lock-holder-was';
 class EnvironmentLock {
     released = false;
     /** Unregisters the clean-up that frees this lock when the run is cancelled. */
     forgetCancel = () => undefined;
-    /** The holder file being written, which a release waits for before removing it. */
-    writing = Promise.resolve();
     host;
     process;
     holderFile;
@@ -59770,15 +59825,13 @@ class EnvironmentLock {
     /** The holder of a lock whose run died without releasing it, if this acquisition found one. */
     stale;
     stateDir;
-    log;
-    constructor({ host, process, holderFile, env, stale, stateDir, log, }) {
+    constructor({ host, process, holderFile, env, stale, stateDir, }) {
         this.host = host;
         this.process = process;
         this.holderFile = holderFile;
         this.env = env;
         this.stale = stale;
         this.stateDir = stateDir;
-        this.log = log;
     }
     static paths(stateDir, env) {
         const dir = (0, host_log_1.stateDirOf)(stateDir, env);
@@ -59801,34 +59854,32 @@ class EnvironmentLock {
             label: `checking ${env} for remote work of earlier runs`,
             timeoutSeconds: 60,
         });
-        const lines = r.stdout.split('\n');
-        const entries = [];
-        for (const line of lines.slice(1)) {
-            if (!line.includes('\t'))
-                continue;
-            try {
-                entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
-            }
-            catch (e) {
-                // The process group is alive whatever its entry says: it is waited for, named by the problem.
-                entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
-            }
-        }
-        return { busy: lines[0]?.trim() === 'BUSY', entries };
+        return parseBusy(r.stdout.split('\n'), entriesDir);
     }
     /**
-     * Waits until no process of an earlier run holds the busy file, saying what it waits for and for
-     * how long it has waited; past the deadline, refuses.
+     * Holding the flock: waits until no process of an earlier run holds the busy file, saying what it
+     * waits for and for how long it has waited (past the deadline, refuses), and then, in the same
+     * round trip (lock-claim.sh), reads the holder file left there and writes this run's.
      */
-    static async waitIdle({ host, stateDir, env, deadline, waitSeconds, log }) {
+    static async claim({ host, stateDir, env, holder, deadline, waitSeconds, log, }) {
+        const { entriesDir, busyFile, holderFile } = EnvironmentLock.paths(stateDir, env);
         const started = Date.now();
         let lastSaid = 0;
         for (;;) {
-            const { busy, entries } = await EnvironmentLock.busyWork(host, stateDir, env);
+            const tmp = `${holderFile}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
+            const r = await host.run((0, shell_1.hostScript)(LOCK_CLAIM, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile, FILE: holderFile, TMP: tmp, MARKER: HOLDER_WAS }), {
+                stdin: `${JSON.stringify(holder)}\n`,
+                quiet: true,
+                label: `checking ${env} for remote work of earlier runs, then writing the ${env} lock holder`,
+                timeoutSeconds: 60,
+            });
+            const lines = r.stdout.split('\n');
+            const at = lines.indexOf(HOLDER_WAS);
+            const { busy, entries } = parseBusy(at < 0 ? lines : lines.slice(0, at), entriesDir);
             if (!busy) {
                 if (Date.now() - started > 1000)
                     log.info(`The earlier remote work on ${env} has ended (waited ${Math.round((Date.now() - started) / 1000)}s).`);
-                return;
+                return EnvironmentLock.holderOf(lines.slice(at + 1).join('\n'), holderFile);
             }
             const what = entries.length ? entries.map(describeBusy).join('; ') : 'a process that holds the busy file (not recorded)';
             if (Date.now() >= deadline) {
@@ -59849,14 +59900,15 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork({ host, stateDir, env, op, project, graceSeconds = 3, }) {
+    static async stopWork({ host, stateDir, env, op, project, swarm, graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
             ENTRIES_DIR: entriesDir,
             BUSY_FILE: busyFile,
             GRACE: graceSeconds,
-            PROJECT_LABEL: (0, docker_1.projectLabel)(project),
+            // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node.
+            PROJECT_LABEL: swarm ? (0, swarm_1.stackLabel)(project) : (0, docker_1.projectLabel)(project),
             SIGNAL_TERM: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'TERM'),
             SIGNAL_KILL: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'KILL'),
         });
@@ -59866,10 +59918,14 @@ class EnvironmentLock {
     static async readHolder(host, stateDir, env) {
         const { holderFile } = EnvironmentLock.paths(stateDir, env);
         const r = await host.run((0, shell_1.hostScript)(READ_HOLDER, { FILE: holderFile }), { quiet: true, label: 'reading the lock holder', timeoutSeconds: 60 });
-        if (!r.stdout.trim())
+        return EnvironmentLock.holderOf(r.stdout, holderFile);
+    }
+    /** A holder file's text as read: undefined when there was none. */
+    static holderOf(text, holderFile) {
+        if (!text.trim())
             return undefined;
         try {
-            return (0, lock_records_1.parseLockHolder)(r.stdout, holderFile);
+            return (0, lock_records_1.parseLockHolder)(text, holderFile);
         }
         catch (e) {
             // Most likely cut short by a run that died writing it: reported, never a reason to block the environment.
@@ -59890,13 +59946,22 @@ class EnvironmentLock {
     static async acquire({ host, stateDir, env, holder, waitSeconds, log }) {
         const started = Date.now();
         const { dir, lockFile, holderFile } = EnvironmentLock.paths(stateDir, env);
-        await host.run((0, shell_1.sh) `mkdir -p -m 700 ${dir}`, { quiet: true, label: `creating ${dir}`, timeoutSeconds: 60 });
-        const current = await EnvironmentLock.readHolder(host, stateDir, env);
+        // The flock is asked for at once (lock-take.sh makes the directory first); the holder is read
+        // beside it, to name whom a wait is for, and before this run writes its own.
+        const proc = host.spawn((0, shell_1.hostScript)(LOCK_TAKE, { DIR: dir, LOCK_FILE: lockFile, WAIT: waitSeconds, TIMEOUT_EXIT, ACQUIRED }), {
+            quiet: true,
+            label: `taking the ${env} lock`,
+        });
+        const acquired = proc.waitForLine(ACQUIRED);
+        acquired.catch((0, logger_1.ignored)(log, `taking the ${env} lock (awaited below)`));
+        const current = await EnvironmentLock.readHolder(host, stateDir, env).catch(async (e) => {
+            await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after reading its holder failed`));
+            throw e;
+        });
         if (current)
             log.info(`The ${env} lock is held or was left by ${describeHolder(current)}; waiting up to ${waitSeconds}s.`);
-        const proc = host.spawn((0, shell_1.argv)('flock', '-w', String(waitSeconds), '-E', String(TIMEOUT_EXIT), lockFile, 'bash', '-c', `echo ${ACQUIRED}; exec cat >/dev/null`), { quiet: true, label: `taking the ${env} lock` });
         try {
-            await proc.waitForLine(ACQUIRED);
+            await acquired;
         }
         catch (e) {
             if (e instanceof errors_1.RemoteCommandError && e.exitCode === TIMEOUT_EXIT) {
@@ -59907,21 +59972,19 @@ class EnvironmentLock {
             throw e;
         }
         // We hold the flock. Remote work of a run that died may outlive it: wait for it to end first.
+        // A holder file still present then means its run died while holding the lock.
+        let stale;
         try {
-            await EnvironmentLock.waitIdle({ host, stateDir, env, deadline: started + waitSeconds * 1000, waitSeconds, log });
+            stale = await EnvironmentLock.claim({ host, stateDir, env, holder, deadline: started + waitSeconds * 1000, waitSeconds, log });
         }
         catch (e) {
             await proc.end().catch((0, logger_1.ignored)(log, `freeing the ${env} lock after the wait for earlier work failed`));
             throw e;
         }
-        // A holder file still present means its run died while holding the lock.
-        const stale = await EnvironmentLock.readHolder(host, stateDir, env);
-        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir, log });
+        const lock = new EnvironmentLock({ host, process: proc, holderFile, env, stale, stateDir });
         // Cancelled from here on (a SIGTERM while the run only reads, or before an operation takes over),
         // the lock goes with its holder file: a holder file left behind would read as a run that died.
         lock.forgetCancel = (0, cancel_1.onCancel)(() => lock.release());
-        lock.writing = host.writeFile(holderFile, `${JSON.stringify(holder)}\n`, 0o600);
-        await lock.writing;
         if (stale) {
             log.warning(`Stale ${env} lock: ${describeHolder(stale)} died while holding it; its operation did not finish.`);
         }
@@ -59940,8 +60003,6 @@ class EnvironmentLock {
         this.released = true;
         this.forgetCancel();
         try {
-            // A failed write was thrown by acquire already; the holder file goes either way.
-            await this.writing.catch((0, logger_1.ignored)(this.log, `writing the ${this.env} lock holder`));
             await this.host.run((0, shell_1.sh) `rm -f ${this.holderFile}`, { quiet: true, label: `releasing the ${this.env} lock`, timeoutSeconds: 60 });
         }
         finally {
@@ -59954,6 +60015,22 @@ function describeHolder(h) {
     if (h.problem)
         return `an unknown run (${h.problem})`;
     return `${h.action} run ${h.run} (actor ${h.actor}, sha ${h.sha ? (0, sha_1.short)(h.sha) : '?'}, since ${h.since})`;
+}
+/** busy-work.sh's answer (lock-claim.sh's, up to its holder): IDLE or BUSY, then the live process groups. */
+function parseBusy(lines, entriesDir) {
+    const entries = [];
+    for (const line of lines.slice(1)) {
+        if (!line.includes('\t'))
+            continue;
+        try {
+            entries.push((0, lock_records_1.parseBusyEntry)(line, entriesDir));
+        }
+        catch (e) {
+            // The process group is alive whatever its entry says: it is waited for, named by the problem.
+            entries.push({ pgid: Number(line.slice(0, line.indexOf('\t'))), op: '', run: '', label: `unknown (${(0, errors_1.errorMessage)(e)})`, since: '' });
+        }
+    }
+    return { busy: lines[0]?.trim() === 'BUSY', entries };
 }
 
 
@@ -60036,7 +60113,7 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project, swarm: o.swarm }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch((0, logger_1.ignored)(o.log, 'recording cancelled'));
@@ -60078,7 +60155,13 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
 }
 /** The opening checks under the lock: the host log read (and compacted), unfinished operations and cut host changes dealt with, `started` recorded. */
 async function openOperation({ o, hostLog, lock, id, base, }) {
-    const records = await hostLog.read(o.log);
+    // What cut host changes left is listed beside the read of the log (both only read; acted on below, in order).
+    const pending = listPending(o);
+    pending.catch((0, logger_1.ignored)(o.log, 'listing cut host changes (awaited below)'));
+    const records = await hostLog.read(o.log).catch(async (e) => {
+        await pending.catch((0, logger_1.ignored)(o.log, 'listing cut host changes'));
+        throw e;
+    });
     const archived = await hostLog.compact(records).catch((e) => o.log.warning(`could not compact the ${o.env} host log: ${(0, errors_1.errorMessage)(e)}`));
     if (archived)
         o.log.info(`The ${o.env} host log had ${records.length} records: archived whole as ${archived}; the live log keeps releases, rollbacks, each commit's last gate, unfinished operations and the newest records.`);
@@ -60090,7 +60173,7 @@ async function openOperation({ o, hostLog, lock, id, base, }) {
     }
     // Multi-step host changes (a database restore) leave the script that undoes them until they
     // finish; one still there was cut halfway, and is undone before anything else happens.
-    const recovered = await undoPending(o, hostLog, base);
+    const recovered = await undoPending(o, hostLog, base, await pending);
     if (lock.stale && !interrupted.some((r) => r.op === lock.stale?.op)) {
         o.log.warning(`The ${o.env} lock was left by ${(0, lock_1.describeHolder)(lock.stale)}.`);
     }
@@ -60108,16 +60191,18 @@ async function openOperation({ o, hostLog, lock, id, base, }) {
     await hostLog.append({ ...base, sha: o.sha, event: 'started', staleLock: lock.stale ? lock.stale.run : undefined });
     return op;
 }
-async function undoPending(o, hostLog, base) {
-    const dir = (0, host_log_1.pendingDirOf)(o.stateDir, o.env);
-    // One round trip: each leftover undo script with its first line (what it undoes).
-    const list = await o.host.run((0, shell_1.hostScript)(PENDING_UNDO, { PENDING_DIR: dir }), {
+/** One round trip: each leftover undo script with its first line (what it undoes), one a line. */
+async function listPending(o) {
+    const list = await o.host.run((0, shell_1.hostScript)(PENDING_UNDO, { PENDING_DIR: (0, host_log_1.pendingDirOf)(o.stateDir, o.env) }), {
         quiet: true,
         label: 'looking for cut host changes',
         timeoutSeconds: 60,
     });
+    return list.stdout;
+}
+async function undoPending(o, hostLog, base, list) {
     const done = [];
-    for (const line of list.stdout.split('\n').filter(Boolean)) {
+    for (const line of list.split('\n').filter(Boolean)) {
         const [file, head = ''] = line.split('\t');
         const first = head.replace(/^#\s*/, '').trim();
         o.log.warning(`${o.env}: an earlier run was cut in the middle of a host change (${first}); undoing it now.`);
@@ -60169,7 +60254,16 @@ function newReleaseId(sha, now = new Date()) {
     return `r${(0, stamp_1.utcStamp)(now)}-${sha.slice(0, 7)}`;
 }
 function asRelease(r) {
-    return { release: r.release, sha: r.sha, kind: r.kind, images: r.images, time: r.time, run: r.run, previous: r.previous || undefined };
+    return {
+        release: r.release,
+        sha: r.sha,
+        kind: r.kind,
+        images: r.images,
+        time: r.time,
+        run: r.run,
+        previous: r.previous || undefined,
+        ...(r.digests ? { digests: r.digests } : {}),
+    };
 }
 function releaseStack(records) {
     const replaced = new Map();
@@ -62869,7 +62963,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.STACK_LABEL = void 0;
+exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
 exports.stackDeploy = stackDeploy;
 exports.stackConfig = stackConfig;
 exports.envStdin = envStdin;
@@ -62882,11 +62976,21 @@ exports.inspectNodes = inspectNodes;
 exports.tagForRegistry = tagForRegistry;
 exports.push = push;
 exports.repoDigests = repoDigests;
+exports.imageRepository = imageRepository;
+exports.pinnedDigest = pinnedDigest;
 exports.registryRef = registryRef;
 exports.digestOverlay = digestOverlay;
 exports.parseRepoDigests = parseRepoDigests;
 exports.parseJsonLines = parseJsonLines;
 exports.taskDigest = taskDigest;
+exports.swarmServiceName = swarmServiceName;
+exports.stackServiceName = stackServiceName;
+exports.stackLabel = stackLabel;
+exports.taskServiceLabel = taskServiceLabel;
+exports.inspectStackContainers = inspectStackContainers;
+exports.taskContainer = taskContainer;
+exports.taskService = taskService;
+exports.imageRepo = imageRepo;
 /**
  * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
  * registry), and the schemas of what those commands print. An environment whose target is swarm
@@ -62964,6 +63068,36 @@ function push(remote) {
 function repoDigests(image) {
     return (0, shell_1.argv)('docker', 'image', 'inspect', '--format', '{{json .RepoDigests}}', image);
 }
+// --- The swarm release: build, push, pin, watch (src/domain/swarm-release.ts) ---
+/** The repository of an image name: without its tag or digest (`127.0.0.1:5000/app:v1` → `127.0.0.1:5000/app`). */
+function imageRepository(image) {
+    const name = image.split('@')[0];
+    const colon = name.lastIndexOf(':');
+    return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+}
+/**
+ * The digest to pin an image by, from its RepoDigests (repoDigests' output): the one in its own
+ * repository, else any (the same content under another name); undefined when it was never pushed
+ * or pulled, so no node could pull it by digest.
+ */
+function pinnedDigest(text, image) {
+    const all = (0, json_1.parseHostJson)(zod_1.z.array(exports.digestRef).nullable(), text.trim() || 'null', `the RepoDigests of ${image}`) ?? [];
+    const repo = imageRepository(image);
+    return all.find((d) => d.slice(0, d.indexOf('@')) === repo) ?? all[0];
+}
+/** What the watch reads of `docker service inspect`: the spec's image and replicas, and the update the engine runs. */
+exports.serviceStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
+        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+    }),
+    /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
+    UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
+});
+const parseServiceStatus = (text) => (0, json_1.parseHostJson)(zod_1.z.array(exports.serviceStatusEntry), text.trim() || '[]', 'docker service inspect output');
+exports.parseServiceStatus = parseServiceStatus;
 // Registry host[:port][/path] as config's swarm.registry admits it, then the repository path.
 const REPO = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)+$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -63050,6 +63184,66 @@ exports.parseNodes = parseNodes;
 function taskDigest(image) {
     const m = /@(sha256:[0-9a-f]{64})$/.exec(image);
     return m ? m[1] : undefined;
+}
+// Reaching a stack's tasks on the manager's own node: the containers the engine started for them.
+/** The labels the engine puts on the container of every task (beside STACK_LABEL). */
+exports.TASK_LABELS = {
+    /** The swarm service's name: `<stack>_<service>`. */
+    service: 'com.docker.swarm.service.name',
+    task: 'com.docker.swarm.task.id',
+    node: 'com.docker.swarm.node.id',
+};
+/** The swarm service's name of a stack's service: `<stack>_<service>`, as `docker stack deploy` names it. */
+function swarmServiceName(stack, service) {
+    return `${stack}_${service}`;
+}
+/** The stack's own name of a swarm service (its name without `<stack>_`); undefined when the service is not the stack's. */
+function stackServiceName(stack, swarmService) {
+    const prefix = `${stack}_`;
+    return swarmService?.startsWith(prefix) && swarmService.length > prefix.length ? swarmService.slice(prefix.length) : undefined;
+}
+/** The `docker ps` filter value for a stack's task containers. */
+function stackLabel(stack) {
+    return `label=${exports.STACK_LABEL}=${stack}`;
+}
+/** The `docker ps` filter value for the task containers of one of a stack's services. */
+function taskServiceLabel(stack, service) {
+    return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
+}
+const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+/** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
+function inspectStackContainers(stack, service) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
+}
+/** The exit status of taskContainer when no task of the service runs a container on this node. */
+exports.NO_TASK_HERE = 3;
+/**
+ * Prints the id of a running container of one of a stack's services on this node (the manager's).
+ * When there is none it says on standard error where the service's tasks run instead, and exits
+ * NO_TASK_HERE: this version reaches only the manager's node.
+ */
+function taskContainer(stack, service) {
+    return (0, shell_1.hostScript)(TASK_CONTAINER, {
+        STACK_FILTER: stackLabel(stack),
+        SERVICE_FILTER: taskServiceLabel(stack, service),
+        SERVICE: swarmServiceName(stack, service),
+    });
+}
+/** The parts of a `docker service ps` task name: its swarm service and its slot (or node id, for a global service). */
+function taskService(taskName) {
+    // Older tasks of a slot are printed as `\_ <name>` in a table; a name is `<service>.<slot>`.
+    const name = taskName.replace(/^\\_\s*/, '');
+    const dot = name.lastIndexOf('.');
+    return dot > 0 ? name.slice(0, dot) : name;
+}
+/** The repository of an image reference (`host:port/path/name`), its tag and digest left out. */
+function imageRepo(ref) {
+    const at = ref.indexOf('@');
+    const noDigest = at >= 0 ? ref.slice(0, at) : ref;
+    const slash = noDigest.lastIndexOf('/');
+    const colon = noDigest.lastIndexOf(':');
+    return colon > slash ? noDigest.slice(0, colon) : noDigest;
 }
 
 
@@ -63486,9 +63680,14 @@ function sensitiveMatch(column, patterns) {
 function isTextual(column) {
     return column.category === 'S' || ['citext', 'inet', 'cidr', 'macaddr', 'macaddr8', 'json', 'jsonb', 'xml'].includes(column.baseType);
 }
-/** Columns that must have a rule when copied: text of any kind, JSON, XML, addresses and arrays of those. */
+/**
+ * Columns that must have a rule when copied: text of any kind, JSON, XML, addresses, binary (a
+ * staff member's photo, an uploaded document) and arrays of those.
+ */
 function needsRule(column) {
-    return (isTextual(column) || (column.category === 'A' && ['_text', '_varchar', '_bpchar', '_citext', '_json', '_jsonb', '_xml', '_inet'].includes(column.baseType)));
+    return (isTextual(column) ||
+        column.baseType === 'bytea' ||
+        (column.category === 'A' && ['_text', '_varchar', '_bpchar', '_citext', '_json', '_jsonb', '_xml', '_inet', '_bytea'].includes(column.baseType)));
 }
 /** Values that are personal by their shape alone: e-mail addresses, IP addresses, phone numbers. */
 exports.PERSONAL_SHAPE = '^([^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+|[0-9]{1,3}(\\.[0-9]{1,3}){3}(/[0-9]+)?|[0-9a-fA-F]*:[0-9a-fA-F]*:[0-9a-fA-F:.]*(/[0-9]+)?|\\+?[0-9 ().-]{7,20})$';
@@ -63721,6 +63920,8 @@ const rawTable = zod_1.z.object({
     columns: zod_1.z.array(column),
     primaryKey: names.nullable(),
     reltuples: zod_1.z.number(),
+    /** The exact row count, for tables of at most EXACT_COUNT_LIMIT estimated rows. */
+    exact: zod_1.z.number().nullable().optional(),
     checks: zod_1.z.array(zod_1.z.object({ name: zod_1.z.string(), expression: zod_1.z.string(), columns: names })).optional(),
 });
 const rawForeignKey = zod_1.z.object({
@@ -63741,33 +63942,19 @@ const sequence = zod_1.z.object({
 });
 /** What catalog.sql prints. */
 exports.rawCatalog = zod_1.z.object({ tables: zod_1.z.array(rawTable), foreignKeys: zod_1.z.array(rawForeignKey), sequences: zod_1.z.array(sequence) });
-/** Row counts by table id. */
-const rowCounts = zod_1.z.record(zod_1.z.number());
-/** Tables at or below this many estimated rows are counted exactly. */
+/** Tables at or below this many estimated rows are counted exactly (the limit is written in catalog.sql). */
 exports.EXACT_COUNT_LIMIT = 200_000;
 /** Production's catalog as one JSON object (see catalog.sql). */
 exports.CATALOG_SQL = (0, sql_1.sqlFile)(fs.readFileSync(__dirname + '/catalog.sql', 'utf8'));
-/** Reads production's catalog, and row counts (exact where cheap). Changes nothing. */
+/** Reads production's catalog, and row counts (exact where cheap), in one query. Changes nothing. */
 async function readCatalog(host, env) {
     const db = env.cfg.database.name;
     const raw = await queryJson(host, env, { database: db, sql: exports.CATALOG_SQL, label: 'reading the production catalog', schema: exports.rawCatalog });
-    // Never-analyzed tables say -1 (PostgreSQL 14+) or 0: count those, and the small ones, exactly.
-    const toCount = raw.tables.filter((t) => t.reltuples <= exports.EXACT_COUNT_LIMIT);
-    const exact = new Map();
-    if (toCount.length) {
-        const parts = toCount.map((t) => `${(0, sql_1.literal)(t.id)}, (SELECT count(*) FROM ${t.partitioned ? '' : 'ONLY '}${(0, sql_1.qualified)(t.schema, t.name)})`);
-        // json_build_object takes at most 100 arguments: build one object per 50 tables.
-        const chunks = [];
-        for (let i = 0; i < parts.length; i += 50)
-            chunks.push(`json_build_object(${parts.slice(i, i + 50).join(', ')})::jsonb`);
-        const counts = await queryJson(host, env, { database: db, sql: `SELECT ${chunks.join(' || ')}`, label: 'counting production rows', schema: rowCounts });
-        for (const [k, v] of Object.entries(counts))
-            exact.set(k, Number(v));
-    }
-    const tables = raw.tables.map(({ reltuples, ...t }) => ({
+    // Never-analyzed tables say -1 (PostgreSQL 14+) or 0: those, and the small ones, were counted exactly.
+    const tables = raw.tables.map(({ reltuples, exact, ...t }) => ({
         ...t,
-        rows: exact.get(t.id) ?? Math.max(0, Math.round(reltuples)),
-        rowsExact: exact.has(t.id),
+        rows: exact ?? Math.max(0, Math.round(reltuples)),
+        rowsExact: exact !== null && exact !== undefined,
     }));
     return { tables, foreignKeys: mergePartitionKeys(raw.foreignKeys), sequences: raw.sequences };
 }
@@ -63819,6 +64006,7 @@ exports.leakQuery = leakQuery;
 exports.sequencesSql = sequencesSql;
 exports.parseTagged = parseTagged;
 exports.resample = resample;
+exports.stagingSql = stagingSql;
 /**
  * One resample run, in the order of the runbook:
  *   1. read production's catalog and build the plan (refuse uncovered sensitive columns);
@@ -63833,6 +64021,7 @@ exports.resample = resample;
 const zod_1 = __nccwpck_require__(924);
 const environment_1 = __nccwpck_require__(2309);
 const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
 const host_log_1 = __nccwpck_require__(131);
 const operation_1 = __nccwpck_require__(4201);
 const lock_1 = __nccwpck_require__(8597);
@@ -64187,9 +64376,19 @@ async function resample(ctx, params, hooks = {}) {
         log: ctx.log,
         lockTimeoutSeconds: ctx.lockTimeoutSeconds,
     }, async (op) => {
-        const staging = await createStaging(run, op);
+        // prod's read lock is taken while staging is made: its own round trips wait for nothing of dev's.
+        const prodLock = takeProdLock(run);
+        prodLock.catch((0, logger_1.ignored)(ctx.log, 'taking the prod lock (awaited before the rows)'));
+        let staging;
         try {
-            await fillStaging(run, staging);
+            staging = await createStaging(run, op);
+        }
+        catch (e) {
+            await prodLock.then((l) => l.release(), (0, logger_1.ignored)(ctx.log, 'taking the prod lock'));
+            throw e;
+        }
+        try {
+            await fillStaging(run, staging, prodLock);
         }
         catch (e) {
             await staging.server.drop(staging.names.staging).catch((de) => ctx.log.warning(`could not drop ${staging.names.staging}: ${String(de)}`));
@@ -64201,23 +64400,49 @@ async function resample(ctx, params, hooks = {}) {
 }
 /** Dev's database as the staging database copies it: owner and locale. */
 const devDatabase = zod_1.z.object({ owner: zod_1.z.string(), encoding: zod_1.z.string(), collate: zod_1.z.string(), ctype: zod_1.z.string() });
-/** Recovers a dead run's leftovers and creates the empty staging database with dev's owner and locale. */
+/**
+ * One session on dev's server: when no leftover of a dead run is there (a staging or a previous
+ * database), it reads dev's database (owner and locale, or null when dev has none yet) and creates
+ * the empty staging database with them; else it says so and creates nothing.
+ */
+function stagingSql(names, defaultOwner) {
+    const dev = (0, sql_1.literal)(names.dev);
+    return [
+        `SELECT count(*) > 0 AS ts_leftovers FROM pg_database WHERE datname IN (${(0, sql_1.literal)(names.staging)}, ${(0, sql_1.literal)(names.previous)}) \\gset`,
+        `\\if :ts_leftovers`,
+        `SELECT 'ts:leftovers';`,
+        `\\else`,
+        `SELECT 'ts:dev:' || coalesce((SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype)::text FROM pg_database WHERE datname = ${dev}), 'null');`,
+        // Dev's owner and locale, or the configured user and the server's defaults when dev has no database yet.
+        `SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0', ${(0, sql_1.literal)(names.staging)}, coalesce(pg_get_userbyid(d.datdba), ${(0, sql_1.literal)(defaultOwner)})) || ` +
+            `coalesce(format(' ENCODING %L LC_COLLATE %L LC_CTYPE %L', pg_encoding_to_char(d.encoding), d.datcollate, d.datctype), '') ` +
+            `FROM (SELECT 1) one LEFT JOIN pg_database d ON d.datname = ${dev} \\gexec`,
+        `\\endif`,
+    ].join('\n');
+}
+/**
+ * Creates the empty staging database with dev's owner and locale, in one round trip; a dead run's
+ * leftovers found there are recovered first (see recoverLeftovers), and the creation tried again.
+ */
 async function createStaging(run, op) {
     const { plan, dev } = run;
     const server = new swap_1.DevServer(run.ctx.host, dev, run.ctx.config.sample['maintenance-database']);
     const names = (0, swap_1.databaseNames)(dev.cfg.database.name);
-    run.report.warnings.push(...(await (0, swap_1.recoverLeftovers)(server, names, run.ctx.log)));
-    const devInfo = await server.json(devDatabase.nullable(), `SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) FROM pg_database WHERE datname = ${(0, sql_1.literal)(names.dev)}`, 'reading dev database settings');
-    const owner = devInfo?.owner ?? dev.cfg.database.user;
-    const locale = devInfo ? ` ENCODING ${(0, sql_1.literal)(devInfo.encoding)} LC_COLLATE ${(0, sql_1.literal)(devInfo.collate)} LC_CTYPE ${(0, sql_1.literal)(devInfo.ctype)}` : '';
-    await server.exec(`CREATE DATABASE ${(0, sql_1.ident)(names.staging)} OWNER ${(0, sql_1.ident)(owner)} TEMPLATE template0${locale};`, 'creating the staging database');
+    let out = await server.exec(stagingSql(names, dev.cfg.database.user), 'creating the staging database');
+    if (/^ts:leftovers$/m.test(out)) {
+        run.report.warnings.push(...(await (0, swap_1.recoverLeftovers)(server, names, run.ctx.log)));
+        out = await server.exec(stagingSql(names, dev.cfg.database.user), 'creating the staging database');
+        if (/^ts:leftovers$/m.test(out))
+            throw new errors_1.OperationFailed(`dev's server still holds ${names.staging} or ${names.previous} after recovering them`);
+    }
+    const devInfo = parseTagged(out, { tag: 'dev', schema: devDatabase.nullable() });
     run.mark('lock, recovery, staging database');
     await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
     return { server, names, devInfo, devAcl: (0, postgres_1.pgDump)(dev, names.dev, { schemaOnly: true }) };
 }
 /** Schema, rows, checks of the sample, constraints, sequences, grants and after-load: staging ready to swap in. */
-async function fillStaging(run, staging) {
-    const streamed = await streamSample(run, staging);
+async function fillStaging(run, staging, prodLock) {
+    const streamed = await streamSample(run, staging, prodLock);
     run.mark('schema (pre-data), rows, counts, orphans, leak scan');
     reportSample(run, streamed);
     refuseFlawedSample(run);
@@ -64295,18 +64520,14 @@ function receiveScript(run, staging, busy) {
         ],
     });
 }
-/** Production's pre-data and sampled rows into staging, on the host, under prod's read lock. */
-async function streamSample(run, staging) {
+/**
+ * Production's snapshot, and the schema read with it, are read under prod's lock: a promotion (and
+ * its migration, which needs locks this read would hold) waits for it, saying so, and this read
+ * waits for a promotion.
+ */
+function takeProdLock(run) {
     const { host, config, log } = run.ctx;
-    const { plan, prod } = run;
-    log.info(`Schema and rows: production's pre-data into ${staging.names.staging}, and the sample streamed from production into it, on the host.`);
-    const busy = (0, representativeness_1.busiestKeys)(plan, config.sample.representativeness['busiest-keys']);
-    const receive = receiveScript(run, staging, busy);
-    const send = (0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true });
-    // Production's snapshot, and the schema read with it, under prod's lock: a promotion (and its
-    // migration, which needs locks this read would hold) waits for it, saying so, and this read
-    // waits for a promotion.
-    const prodLock = await lock_1.EnvironmentLock.acquireToRead({
+    return lock_1.EnvironmentLock.acquireToRead({
         host,
         stateDir: config['state-dir'],
         env: 'prod',
@@ -64315,6 +64536,16 @@ async function streamSample(run, staging) {
         waitSeconds: run.ctx.lockTimeoutSeconds,
         log,
     });
+}
+/** Production's pre-data and sampled rows into staging, on the host, under prod's read lock (taken by the caller). */
+async function streamSample(run, staging, lock) {
+    const { host, config, log } = run.ctx;
+    const { plan, prod } = run;
+    log.info(`Schema and rows: production's pre-data into ${staging.names.staging}, and the sample streamed from production into it, on the host.`);
+    const busy = (0, representativeness_1.busiestKeys)(plan, config.sample.representativeness['busiest-keys']);
+    const receive = receiveScript(run, staging, busy);
+    const send = (0, postgres_1.psql)(prod, prod.cfg.database.name, { tuples: true });
+    const prodLock = await lock;
     // Production's children per parent, beside the stream and inside the same lock.
     const prodFanout = (0, representativeness_1.readProductionFanout)(host, prod, plan, busy);
     let streamed;
@@ -64421,6 +64652,8 @@ async function swapStaging(run, staging, op, hooks) {
     const { host, config, log } = run.ctx;
     const { dev, plan, report } = run;
     const sample = config.sample;
+    // The record that the run passed: its failure fails the run, but dev has the sample by then.
+    let resampled;
     try {
         await (0, swap_1.swapIn)({
             server: staging.server,
@@ -64436,6 +64669,11 @@ async function swapStaging(run, staging, op, hooks) {
             pendingDir: (0, host_log_1.pendingDirOf)(config['state-dir'], 'dev'),
             // Read when staging was created, under this same lock.
             hadDev: staging.devInfo !== null,
+            // Recorded beside the drop of the database dev had before: the swap has passed.
+            passed: async () => {
+                resampled = op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
+                await resampled.catch((0, logger_1.ignored)(log, "recording 'resampled' (awaited after the swap)"));
+            },
         });
     }
     catch (e) {
@@ -64444,7 +64682,7 @@ async function swapStaging(run, staging, op, hooks) {
     }
     run.mark('swap');
     report.swapped = true;
-    await op.record('resampled', { rows: report.rowsCopied, fraction: plan.fraction, seed: plan.seed });
+    await resampled;
 }
 
 
@@ -64529,7 +64767,11 @@ function personalInReference(column, table) {
         return true;
     if ((0, anonymize_1.sensitiveMatch)(column, sample_1.DEFAULT_SENSITIVE_NAMES) || (0, anonymize_1.sensitiveMatch)({ name: table.name, category: column.category }, sample_1.DEFAULT_SENSITIVE_NAMES))
         return true;
-    return kindOf(column) === 'name' && table.columns.some((c) => (0, anonymize_1.needsRule)(c) && personalByName(c));
+    // A name or a picture beside a person's e-mail or phone is that person's.
+    return (kindOf(column) === 'name' || binary(column)) && table.columns.some((c) => (0, anonymize_1.needsRule)(c) && personalByName(c));
+}
+function binary(column) {
+    return column.baseType === 'bytea' || column.baseType === '_bytea';
 }
 function pickRoot(catalog, wanted) {
     const named = wanted
@@ -64592,6 +64834,8 @@ function suggestRule(column, table, reference) {
         return { rule: 'fake-name', why: 'name: an invented name from the keyed hash' };
     if (kind === 'contact')
         return { rule: erase(column), why: 'contact or location' };
+    if (binary(column))
+        return { rule: erase(column), why: 'binary (a photo, a file): keep only if it holds nothing personal' };
     const few = categorical(column, table);
     if (few !== undefined && !json)
         return { rule: 'keep', why: `${few} distinct values in production: a category, not a person's` };
@@ -64687,6 +64931,26 @@ function proposeColumns(catalog, owned, reference, name) {
     const publicTables = [...reference].filter((id) => kept.has(id) && !masked.has(id));
     return { columns, publicTables };
 }
+/** A link table is copied whole only up to this many rows: beyond, it is more than a catalog's detail. */
+const LINK_TABLE_MAX_ROWS = 100_000;
+/**
+ * Tables no path from the root reaches that only link lookups together (a film's cast: film and
+ * actor): every column a key or no text, some key into a table copied whole and none into the
+ * sample or a table copied empty. Left empty, dev would have films without casts or categories.
+ */
+function catalogLinks(catalog, { owned, reference, empty }) {
+    return catalog.tables.filter((t) => {
+        if (owned.has(t.id) || reference.has(t.id) || empty.has(t.id) || t.rows > LINK_TABLE_MAX_ROWS)
+            return false;
+        const keys = catalog.foreignKeys.filter((fk) => fk.table === t.id);
+        if (!keys.some((fk) => reference.has(fk.refTable)))
+            return false;
+        if (keys.some((fk) => owned.has(fk.refTable) || empty.has(fk.refTable)))
+            return false;
+        const keyColumns = new Set([...(t.primaryKey ?? []), ...keys.flatMap((fk) => fk.columns)]);
+        return t.columns.every((c) => keyColumns.has(c.name) || c.generated || !(0, anonymize_1.needsRule)(c));
+    });
+}
 /** The starter `sample:` section for production's catalog; `settings` supplies root, fraction and seed when set. */
 function initSample(catalog, settings) {
     const root = pickRoot(catalog, settings.root);
@@ -64711,7 +64975,8 @@ function initSample(catalog, settings) {
         }
         frontier = next;
     }
-    // Tables the copied rows point at and the sample does not reach: lookups, copied whole.
+    // Tables the copied rows point at and the sample does not reach: lookups, copied whole; with them
+    // the catalog's link tables and what those point at (a film's cast and its actors).
     const reference = new Set();
     for (const t of catalog.tables)
         if (MIGRATION_TABLES.includes(t.name) && !owned.has(t.id))
@@ -64723,6 +64988,10 @@ function initSample(catalog, settings) {
                 reference.add(fk.refTable);
                 changed = true;
             }
+        }
+        for (const t of catalogLinks(catalog, { owned, reference, empty })) {
+            reference.add(t.id);
+            changed = true;
         }
     }
     for (const t of catalog.tables) {
@@ -65277,7 +65546,12 @@ function planStructure({ catalog, settings, root, mode, fkPlans, refPlans }) {
         const ph = placeholders.find((x) => x.table === p.fk.refTable);
         if (!structural.has(p.fk.table) || !ph || p.target !== 'members')
             return p;
-        return samePlaceholderKey(p, ph) ? { ...p, placeholder: ph } : p;
+        if (samePlaceholderKey(p, ph))
+            return { ...p, placeholder: ph };
+        // A nullable key is cleared on such rows, as the README says; one that would drop them must be said.
+        if (p.source !== 'config' && p.strict)
+            refuseUnmatchedKey(p, ph);
+        return p;
     });
     for (const p of fks.filter((x) => x.placeholder))
         refuseSharedKeyColumns(catalog, p);
@@ -65562,6 +65836,16 @@ function placeholderKeyTexts(where, table, key) {
 /** The key points at exactly the placeholder table's primary key (in any column order). */
 function samePlaceholderKey(p, ph) {
     return p.fk.refColumns.length === ph.keyColumns.length && ph.keyColumns.every((c) => p.fk.refColumns.includes(c));
+}
+/**
+ * A key into the placeholder's table that names other columns than its primary key (a unique
+ * email, part of the key) cannot be re-pointed at it: where it cannot be cleared either, the config
+ * must say what happens, rather than rows coming for structure being left out unannounced.
+ */
+function refuseUnmatchedKey(p, ph) {
+    const own = p.fk.table.split('.').pop();
+    const key = `${own}(${p.fk.columns.join(', ')})`;
+    fail(`placeholders.${ph.table.split('.').pop()}: ${p.fk.table}(${p.fk.columns.join(', ')}) → ${p.fk.refTable}(${p.fk.refColumns.join(', ')}) does not name the placeholder's key (${ph.keyColumns.join(', ')}), so its columns cannot all point at the placeholder; make the foreign key reference ${ph.table}(${ph.keyColumns.join(', ')}), or set foreign-keys ${key} to drop${p.nullable ? ' or null' : ''}`);
 }
 /**
  * A key the placeholder rewrites must own its columns: a column it shares with the row's primary key
@@ -66196,16 +66480,31 @@ async function productionReaderWith(host, config, log, read) {
     const fix = `as a superuser of production's database ${db} (e.g. ${config['compose-command']} -p ${prod.cfg.project} exec ${prod.cfg.database.service} psql -U <superuser> -d ${db}), run: ${createReaderSql(role, db)}`;
     if (role === prod.cfg.database.user)
         throw new errors_1.OperationFailed(`sample.reader-role is production's own database user ${role}, which may write: name a role of its own (default twinstack_reader); ${fix}`);
+    const reader = prod.withDatabaseUser(role);
+    // The check of what the role may do and the read go beside the check that the role exists: when
+    // it does (every run but the first), the three cost one round trip's wait.
+    const checkAndRead = () => Promise.allSettled([
+        (0, catalog_1.queryJson)(host, reader, { database: db, sql: FACTS_SQL, label: `checking what ${role} may do in production`, schema: readerFacts }),
+        read(reader),
+    ]);
+    let side = checkAndRead();
     const admin = await (0, catalog_1.queryJson)(host, prod, {
         database: db,
         sql: `SELECT json_build_object('exists', EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${(0, sql_1.literal)(role)}), ` +
             `'can', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), 'server', current_setting('server_version_num')::int)`,
         label: "checking production's read-only role",
         schema: readerAdmin,
+    }).catch(async (e) => {
+        await side;
+        throw e;
     });
-    if (admin.server < 140000)
+    if (admin.server < 140000) {
+        await side;
         throw new errors_1.OperationFailed(`production's PostgreSQL is older than 14: it has no pg_read_all_data role, which the resample's read-only session needs`);
+    }
     if (!admin.exists) {
+        // The side reads could not log in: they run again once the role is there.
+        await side;
         if (!admin.can)
             throw new errors_1.OperationFailed(`production has no role ${role} to read through, and ${prod.cfg.database.user} may not create it: ${fix}`);
         await (0, catalog_1.queryJson)(host, prod, {
@@ -66215,12 +66514,9 @@ async function productionReaderWith(host, config, log, read) {
             schema: zod_1.z.null(),
         });
         log.info(`Created production's read-only role ${role} (pg_read_all_data, default_transaction_read_only, connection limit ${exports.READER_CONNECTION_LIMIT}).`);
+        side = checkAndRead();
     }
-    const reader = prod.withDatabaseUser(role);
-    const [facts, value] = await Promise.allSettled([
-        (0, catalog_1.queryJson)(host, reader, { database: db, sql: FACTS_SQL, label: `checking what ${role} may do in production`, schema: readerFacts }),
-        read(reader),
-    ]);
+    const [facts, value] = await side;
     if (facts.status === 'rejected')
         throw facts.reason;
     const problems = readerProblems(facts.value);
@@ -66334,9 +66630,10 @@ function planLines(r) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.fanoutByKey = exports.fanout = void 0;
+exports.FANOUT_PARENTS = exports.fanoutByKey = exports.fanout = void 0;
 exports.keyLabel = keyLabel;
 exports.busiestKeys = busiestKeys;
+exports.fanoutBuckets = fanoutBuckets;
 exports.fanoutSql = fanoutSql;
 exports.fanoutTagged = fanoutTagged;
 exports.readProductionFanout = readProductionFanout;
@@ -66351,8 +66648,9 @@ exports.representativenessSection = representativenessSection;
  *
  * Cheap by design: the fractions come from figures the run already has (production's row counts,
  * exact or pg_class.reltuples, and the rows it copied); the children per parent cost one aggregate
- * per busy key, in production through the read-only role and in staging in the session that
- * already counts rows and orphans.
+ * per busy key, in production through the read-only role (on one hash bucket of a large parent
+ * table's parents, see FANOUT_PARENTS) and in staging in the session that already counts rows and
+ * orphans.
  */
 const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(639);
@@ -66360,7 +66658,13 @@ const sql_1 = __nccwpck_require__(3830);
 const catalog_1 = __nccwpck_require__(5876);
 const plan_1 = __nccwpck_require__(6884);
 /** Children per parent of one key; median and p90 are null when the parent table is empty. */
-exports.fanout = zod_1.z.object({ parents: zod_1.z.number(), median: zod_1.z.number().nullable(), p90: zod_1.z.number().nullable() });
+exports.fanout = zod_1.z.object({
+    parents: zod_1.z.number(),
+    median: zod_1.z.number().nullable(),
+    p90: zod_1.z.number().nullable(),
+    /** Set when only one hash bucket of the parents was measured (production's large tables): which share. */
+    measured: zod_1.z.string().optional(),
+});
 /** fanoutSql's answer: one Fanout per key label. */
 exports.fanoutByKey = zod_1.z.record(exports.fanout);
 const SAMPLED_MODES = ['root', 'owned', 'included'];
@@ -66380,24 +66684,52 @@ function busiestKeys(plan, count) {
         .sort((a, b) => byId.get(b.fk.table).table.rows - byId.get(a.fk.table).table.rows || (keyLabel(a) < keyLabel(b) ? -1 : 1))
         .slice(0, count);
 }
-/** One aggregate per key: every parent row with its count of children (0 included), then median and p90. */
-function fanoutExpression(plan, p) {
+/**
+ * Production's children per parent are measured on about this many parents per key: the parents
+ * whose key hashes into one bucket of a power of two, and only their children, so the aggregate
+ * stays in memory on a large production (500,000 parents grouped over 10 million children spilled
+ * to disk beside the rows' stream). The buckets are a uniform draw of parents, and each measured
+ * parent's count is exact, so median and p90 are estimates of production's own.
+ */
+exports.FANOUT_PARENTS = 20_000;
+/** The power of two that leaves about FANOUT_PARENTS of `rows` parents in one bucket (1: every parent). */
+function fanoutBuckets(rows) {
+    let m = 1;
+    while (rows / m > exports.FANOUT_PARENTS * 2 && m < 1 << 20)
+        m *= 2;
+    return m;
+}
+/** One aggregate per key: every parent row (or those of one hash bucket of `buckets`) with its count of children (0 included), then median and p90. */
+function fanoutExpression(plan, p, buckets) {
     const child = plan.tables.find((t) => t.table.id === p.fk.table).table;
     const parent = plan.tables.find((t) => t.table.id === p.fk.refTable).table;
     const keys = p.fk.columns.map((c, i) => `c.${(0, sql_1.ident)(c)} AS k${i}`).join(', ');
     const notNull = p.fk.columns.map((c) => `c.${(0, sql_1.ident)(c)} IS NOT NULL`).join(' AND ');
     const match = p.fk.refColumns.map((c, i) => `n.k${i} = p.${(0, sql_1.ident)(c)}`).join(' AND ');
     const groups = p.fk.columns.map((_c, i) => i + 1).join(', ');
-    const counted = `(SELECT ${keys}, count(*) AS n FROM ${(0, plan_1.fromClause)(child)} c WHERE ${notNull} GROUP BY ${groups}) n`;
+    // The same hash of the same values on both sides: a row's key as text, as row(...)::text prints it.
+    const bucket = (alias, cols) => `(hashtext(row(${cols.map((c) => `${alias}.${(0, sql_1.ident)(c)}`).join(', ')})::text) & ${buckets - 1}) = 0`;
+    const childWhere = buckets > 1 ? `${notNull} AND ${bucket('c', p.fk.columns)}` : notNull;
+    const parentWhere = buckets > 1 ? ` WHERE ${bucket('p', p.fk.refColumns)}` : '';
+    const counted = `(SELECT ${keys}, count(*) AS n FROM ${(0, plan_1.fromClause)(child)} c WHERE ${childWhere} GROUP BY ${groups}) n`;
     const n = 'coalesce(n.n, 0)';
     return (`(SELECT json_build_object('parents', count(*), 'median', percentile_disc(0.5) WITHIN GROUP (ORDER BY ${n}), ` +
-        `'p90', percentile_disc(0.9) WITHIN GROUP (ORDER BY ${n})) FROM ${(0, plan_1.fromClause)(parent)} p LEFT JOIN ${counted} ON ${match})`);
+        `'p90', percentile_disc(0.9) WITHIN GROUP (ORDER BY ${n})) FROM ${(0, plan_1.fromClause)(parent)} p LEFT JOIN ${counted} ON ${match}${parentWhere})`);
 }
-/** The children per parent of each key, as one JSON object keyed by keyLabel (the same SQL reads production and staging). */
-function fanoutSql(plan, keys) {
+/** The parent table's rows as the catalog estimated them. */
+function parentRows(plan, p) {
+    return plan.tables.find((t) => t.table.id === p.fk.refTable)?.table.rows ?? 0;
+}
+/**
+ * The children per parent of each key, as one JSON object keyed by keyLabel (the same SQL reads
+ * production and staging). `measure: 'buckets'` (production) measures a large parent table on one
+ * hash bucket of its parents (fanoutBuckets); staging, a tenth of that, is measured whole.
+ */
+function fanoutSql(plan, keys, measure = 'all') {
     if (!keys.length)
         return `SELECT '{}'::json`;
-    return `SELECT json_build_object(${keys.map((p) => `${(0, sql_1.literal)(keyLabel(p))}, ${fanoutExpression(plan, p)}`).join(', ')})`;
+    const buckets = (p) => (measure === 'buckets' ? fanoutBuckets(parentRows(plan, p)) : 1);
+    return `SELECT json_build_object(${keys.map((p) => `${(0, sql_1.literal)(keyLabel(p))}, ${fanoutExpression(plan, p, buckets(p))}`).join(', ')})`;
 }
 /** The staging side, printed by the session that counts rows and orphans. */
 function fanoutTagged(plan, keys) {
@@ -66414,10 +66746,16 @@ async function readProductionFanout(host, reader, plan, keys) {
     try {
         const values = await (0, catalog_1.queryJson)(host, reader, {
             database: reader.cfg.database.name,
-            sql: fanoutSql(plan, keys),
+            sql: fanoutSql(plan, keys, 'buckets'),
             label: "reading production's children per parent for the representativeness report",
             schema: exports.fanoutByKey,
         });
+        for (const p of keys) {
+            const v = values[keyLabel(p)];
+            const m = fanoutBuckets(parentRows(plan, p));
+            if (v && m > 1)
+                v.measured = `1 in ${m} parents`;
+        }
         return { values, ms: Date.now() - started };
     }
     catch (e) {
@@ -66536,7 +66874,12 @@ function representativenessSection(s, r) {
     if (!r.keys.length)
         return;
     const f = (x) => (x ? `${x.median} / ${x.p90}` : 'not read');
-    s.table(['busiest foreign keys', 'children per parent in prod (median / p90)', 'in the sample (median / p90)', 'parents (prod / sample)'], r.keys.map((k) => [k.key, f(k.prod), f(k.sample), `${k.prod?.parents ?? '?'} / ${k.sample?.parents ?? '?'}`]));
+    s.table(['busiest foreign keys', 'children per parent in prod (median / p90)', 'in the sample (median / p90)', 'parents (prod / sample)'], r.keys.map((k) => [
+        k.key,
+        k.prod?.measured ? `${f(k.prod)} (${k.prod.measured})` : f(k.prod),
+        f(k.sample),
+        `${k.prod?.parents ?? '?'}${k.prod?.measured ? ` (${k.prod.measured})` : ''} / ${k.sample?.parents ?? '?'}`,
+    ]));
 }
 
 
@@ -66594,8 +66937,10 @@ exports.composeMigrate = composeMigrate;
  * every byte, so the way back is a rename too.
  */
 const fs = __importStar(__nccwpck_require__(3024));
+const node_crypto_1 = __nccwpck_require__(7598);
 const zod_1 = __nccwpck_require__(924);
 const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
 const release_1 = __nccwpck_require__(5817);
 const shell_1 = __nccwpck_require__(2232);
 const compose_1 = __nccwpck_require__(7130);
@@ -66603,6 +66948,10 @@ const catalog_1 = __nccwpck_require__(5876);
 const postgres_1 = __nccwpck_require__(263);
 const SWAP_UNDO = fs.readFileSync(__nccwpck_require__.ab + "swap-undo.sh", 'utf8');
 const SWAP_FINISH = fs.readFileSync(__nccwpck_require__.ab + "swap-finish.sh", 'utf8');
+const SWAP_BEGIN = fs.readFileSync(__nccwpck_require__.ab + "swap-begin.sh", 'utf8');
+const SWAP_PASS = fs.readFileSync(__nccwpck_require__.ab + "swap-pass.sh", 'utf8');
+/** swap-begin.sh and swap-pass.sh: their pending file could not be written. */
+const NOT_WRITTEN = 5;
 /** With `via: host` there are no containers to stop: the database stands alone (tests, bare setups). */
 exports.NO_SERVICES = {
     stop: () => Promise.resolve([]),
@@ -66717,6 +67066,44 @@ function swapUndoScript(server, names, restart) {
     });
     return `# resample swap of dev started ${new Date().toISOString()}: put dev's database back\n${body}\n`;
 }
+/** Where a pending file is written: its directory and a temporary name beside it. */
+function pendingPaths(marker) {
+    return { MARKER: marker, DIR: marker.slice(0, marker.lastIndexOf('/')) || '/', TMP: `${marker}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}` };
+}
+/**
+ * The renames that put staging in dev's place, in one round trip after the undo is written (see
+ * swap-begin.sh). Returns which of them happened: when the session stopped partway, the server is
+ * asked, and the renames left are done one by one (each retried while clients reconnect); a failure
+ * there is the caller's to undo, the undo script being in place.
+ */
+async function beginSwap(o, undo, hadDev) {
+    const { server, names } = o;
+    const marker = `${o.pendingDir}/resample-swap.sh`;
+    const sql = `${hadDev ? (0, postgres_1.renameDatabaseSql)(names.dev, names.previous, { settle: true }) : ''}${(0, postgres_1.renameDatabaseSql)(names.staging, names.dev, { settle: true })}`;
+    const r = await server.host.run((0, shell_1.hostScript)(SWAP_BEGIN, { ...pendingPaths(marker), UNDO: undo, PSQL: (0, postgres_1.psql)(server.env, server.maintenance, { tuples: true }) }), {
+        stdin: sql,
+        check: false,
+        quiet: true,
+        label: hadDev ? `swapping ${names.staging} in for ${names.dev}` : `renaming database ${names.staging} to ${names.dev}`,
+        timeoutSeconds: 600,
+    });
+    if (r.exitCode === 0 && !r.timedOut)
+        return { movedAside: hadDev, swapped: true };
+    if (r.exitCode === NOT_WRITTEN)
+        throw new errors_1.RemoteCommandError({ ...r, label: `writing the swap undo ${marker}` });
+    o.log.warning(`The swap's renames stopped partway (${r.stderr.trim().split('\n').pop() ?? `exit ${r.exitCode}`}); finishing them one by one.`);
+    const dbs = await server.databases();
+    const state = { movedAside: dbs.includes(names.previous), swapped: dbs.includes(names.dev) && !dbs.includes(names.staging) };
+    if (hadDev && !state.movedAside) {
+        await server.rename(names.dev, names.previous);
+        state.movedAside = true;
+    }
+    if (!state.swapped) {
+        await server.rename(names.staging, names.dev);
+        state.swapped = true;
+    }
+    return state;
+}
 /**
  * Stops dev's app, renames dev's database aside and staging into its place, migrates, starts the
  * app and checks its health. On any failure the renames are undone and the app restarted on the
@@ -66726,59 +67113,93 @@ async function swapIn(o) {
     const { server, names, services, log } = o;
     const hadDev = o.hadDev ?? (await server.exists(names.dev));
     const marker = `${o.pendingDir}/resample-swap.sh`;
-    const leave = (script) => server.host.writeFile(marker, script);
     const clear = async () => {
         await server.host.run((0, shell_1.sh) `rm -f ${marker}`, { quiet: true, label: 'removing the swap undo', timeoutSeconds: 60 });
     };
     const stopped = await services.stop();
-    // Written before any database moves: a run cut from here on leaves the way back to the next operation on dev.
-    await leave(swapUndoScript(server, names, services.startLater(stopped)));
-    let movedAside = false;
-    let swapped = false;
+    const moved = { movedAside: false, swapped: false };
+    let recorded;
     try {
-        if (hadDev) {
-            await server.rename(names.dev, names.previous);
-            movedAside = true;
-        }
-        await server.rename(names.staging, names.dev);
-        swapped = true;
-        await o.record('swapped', { database: names.dev, previous: hadDev ? names.previous : undefined });
+        // The undo is written before any database moves (a run cut from there on leaves the way back to
+        // the next operation on dev), then the renames run, in one round trip.
+        Object.assign(moved, await beginSwap(o, swapUndoScript(server, names, services.startLater(stopped)), hadDev).catch(async (e) => {
+            // Stopped partway: what exists now decides the way back.
+            Object.assign(moved, await movedSoFar(o, hadDev));
+            throw e;
+        }));
+        // Recorded while the migration runs; a failed record still swaps back.
+        recorded = o.record('swapped', { database: names.dev, previous: hadDev ? names.previous : undefined });
+        recorded.catch((0, logger_1.ignored)(log, "recording 'swapped' (awaited below)"));
         await o.migrate();
         await services.start(stopped);
         await services.health(stopped);
+        await recorded;
     }
     catch (e) {
-        log.error(`Resample failed after the swap began (${(0, errors_1.errorMessage)(e)}); putting dev's database back.`);
-        await services.stop().catch((se) => log.warning(`could not stop dev services before swapping back: ${(0, errors_1.errorMessage)(se)}`));
-        try {
-            if (swapped)
-                await server.rename(names.dev, names.staging);
-            if (movedAside)
-                await server.rename(names.previous, names.dev);
-        }
-        catch (be) {
-            throw new SwapBackFailed(`${(0, errors_1.errorMessage)(e)}; then putting dev's database back failed too (${(0, errors_1.errorMessage)(be)}): dev's own database is ${movedAside ? names.previous : 'gone'}; ` +
-                `the next operation on dev puts it back first (${marker} on the host), or run that script by hand`);
-        }
-        await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${(0, errors_1.errorMessage)(de)}`));
-        await o.record('swapped-back', { database: names.dev });
-        await services.start(stopped);
-        await clear();
+        // The host log keeps its order: 'swapped' is written (or has failed) before 'swapped-back'.
+        await recorded?.catch((0, logger_1.ignored)(log, "recording 'swapped'"));
+        await swapBack({ o, stopped, moved, marker, error: e, clear });
         throw e;
     }
     // The point of no return: dev runs on the sample. What is left is finishing, not undoing: a run cut
     // here leaves the next operation to drop the database dev had before.
+    await Promise.all([finishSwap(o, hadDev, marker, clear), o.passed?.()]);
+}
+/** The renames done so far, read from the server. */
+async function movedSoFar(o, hadDev) {
+    const { names } = o;
+    try {
+        const dbs = await o.server.databases();
+        const movedAside = dbs.includes(names.previous);
+        return { movedAside, swapped: dbs.includes(names.dev) && !dbs.includes(names.staging) && (!hadDev || movedAside) };
+    }
+    catch (e) {
+        o.log.warning(`could not read dev's databases after the swap stopped: ${(0, errors_1.errorMessage)(e)}`);
+        return { movedAside: false, swapped: false, unknown: true };
+    }
+}
+/** After a failure once the swap began: dev's database back under its name, staging dropped, the app started again. */
+async function swapBack({ o, stopped, moved, marker, error, clear, }) {
+    const { server, names, services, log } = o;
+    log.error(`Resample failed after the swap began (${(0, errors_1.errorMessage)(error)}); putting dev's database back.`);
+    await services.stop().catch((se) => log.warning(`could not stop dev services before swapping back: ${(0, errors_1.errorMessage)(se)}`));
+    const wayBack = `the next operation on dev puts it back first (${marker} on the host), or run that script by hand`;
+    if (moved.unknown)
+        throw new SwapBackFailed(`${(0, errors_1.errorMessage)(error)}; then dev's databases could not be read to put dev's own back: ${wayBack}`);
+    try {
+        if (moved.swapped)
+            await server.rename(names.dev, names.staging);
+        if (moved.movedAside)
+            await server.rename(names.previous, names.dev);
+    }
+    catch (be) {
+        throw new SwapBackFailed(`${(0, errors_1.errorMessage)(error)}; then putting dev's database back failed too (${(0, errors_1.errorMessage)(be)}): dev's own database is ${moved.movedAside ? names.previous : 'gone'}; ${wayBack}`);
+    }
+    await server.drop(names.staging).catch((de) => log.warning(`could not drop ${names.staging}: ${(0, errors_1.errorMessage)(de)}`));
+    await o.record('swapped-back', { database: names.dev });
+    await services.start(stopped);
+    await clear();
+}
+/**
+ * Once the swap passed: the finish script replaces the undo, drops the database dev had before and
+ * goes, in one round trip (see swap-pass.sh). A drop that fails stays for the next operation on dev.
+ */
+async function finishSwap(o, hadDev, marker, clear) {
+    const { server, names, log } = o;
     if (!hadDev)
         return clear();
     const finish = (0, shell_1.hostScript)(SWAP_FINISH, { DROP: (0, postgres_1.dropDatabaseSql)(names.previous), PSQL: (0, postgres_1.psql)(server.env, server.maintenance) });
-    await leave(`# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${finish}\n`);
-    try {
-        await server.drop(names.previous);
-        await clear();
-    }
-    catch (e) {
-        log.warning(`could not drop the previous dev database ${names.previous}: ${(0, errors_1.errorMessage)(e)}; the next operation on dev drops it (${marker})`);
-    }
+    const script = `# resample swap of dev passed ${new Date().toISOString()}: drop the database dev had before\n${finish}\n`;
+    const r = await server.host.run((0, shell_1.hostScript)(SWAP_PASS, { ...pendingPaths(marker), FINISH: script }), {
+        check: false,
+        quiet: true,
+        label: `dropping database ${names.previous}`,
+        timeoutSeconds: 600,
+    });
+    if (r.exitCode === NOT_WRITTEN)
+        throw new errors_1.RemoteCommandError({ ...r, label: `writing the swap's finish script ${marker}` });
+    if (r.exitCode !== 0 || r.timedOut)
+        log.warning(`could not drop the previous dev database ${names.previous}: ${r.stderr.trim().split('\n').slice(-2).join(' ')}; the next operation on dev drops it (${marker})`);
 }
 /**
  * Before anything else: a run that died mid-swap leaves `previous` behind. If dev's database is
@@ -68158,6 +68579,7 @@ const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
 const compose_model_1 = __nccwpck_require__(7550);
 const env_file_1 = __nccwpck_require__(6390);
+Object.defineProperty(exports, "SECRET_KEY", ({ enumerable: true, get: function () { return env_file_1.SECRET_KEY; } }));
 const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
@@ -68166,8 +68588,6 @@ const db_init_1 = __nccwpck_require__(2257);
 const rolling_1 = __nccwpck_require__(3803);
 const wal_settings_1 = __nccwpck_require__(8305);
 const secretsOf = (r) => [...r.prod.secrets, ...r.dev.secrets];
-/** Env file keys whose values are treated as secrets (masked in everything logged). */
-exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
 function preflightSettings(config) {
     return config.preflight;
 }
@@ -68185,7 +68605,7 @@ async function readEnvironment(host, config, name, log) {
         // Secret-looking values are masked from here on: a streamed compose build or a container log
         // printed later in the same run could carry them.
         for (const [key, value] of values)
-            if (exports.SECRET_KEY.test(key) && value.length >= 6)
+            if (env_file_1.SECRET_KEY.test(key) && value.length >= 6)
                 log.secret(value);
         facts.env = (0, env_file_1.digestEnv)(values, [...settings['redirect-uri-keys'], ...settings['domain-keys']]);
         log.info(`${name}: read ${values.size} keys from ${path}`);
