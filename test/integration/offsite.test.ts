@@ -92,8 +92,11 @@ before(async () => {
   laxStore = path.join(dir, 'store', 'lax');
   fs.mkdirSync(store, { recursive: true });
   fs.mkdirSync(laxStore, { recursive: true });
+  // The VPS's sessions keep their temp directories in one of this suite's own, so the leftover check
+  // sees this suite's pushes only (the other off-host suites push beside it, each from its own VPS).
+  fs.mkdirSync(path.join(dir, 'vps-tmp'));
   [vps, pg, backupHost] = await Promise.all([
-    startSshd(),
+    startSshd({ setEnv: { TMPDIR: path.join(dir, 'vps-tmp') } }),
     startPostgres(),
     startSshd({ authorizedKeys: [writeOnlyAuthorizedKey(store, writePub), `command="rrsync -wo ${laxStore}",restrict ${laxPub}`] }),
   ]);
@@ -124,7 +127,7 @@ const snapshot = (d: string) =>
   );
 /** Leftovers of a copy on the VPS: the key's temp directory, the staging directory. */
 const leftovers = () => [
-  ...fs.readdirSync('/tmp').filter((f) => f.startsWith('twinstack-offsite.')),
+  ...fs.readdirSync(path.join(dir, 'vps-tmp')).filter((f) => f.startsWith('twinstack-offsite.')),
   ...fs.readdirSync(path.join(dir, 'backups', 'prod')).filter((f) => f.startsWith('.offsite')),
 ];
 

@@ -59,7 +59,7 @@ function scene(extra = '', push: { exitCode: number; stderr?: string } = { exitC
     const plainHash = plain.endsWith('db.dump') ? 'd'.repeat(64) : plain.endsWith('globals.sql') ? 'e'.repeat(64) : 'f'.repeat(64);
     return { stdout: `${plainHash}  ${plain}\n${'a'.repeat(64)}  ${sealed}\n1024\n1200\n` };
   });
-  h.on('offsite key dir', /^mktemp -d \/tmp\/twinstack-offsite\.X+$/, { stdout: `${KEY_DIR}\n` });
+  h.on('offsite key dir', /^mktemp -d -t twinstack-offsite\.X+$/, { stdout: `${KEY_DIR}\n` });
   h.on('offsite push', PUSH, push);
   // A write-only key may not read: the check that it is confined.
   h.on('offsite read refused', /^rsync --list-only\b/, { exitCode: 23, stderr: 'rrsync: reading is disabled' });

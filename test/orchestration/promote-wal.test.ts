@@ -119,7 +119,7 @@ describe('promote with backup.wal', () => {
       const plainHash = plain.endsWith('db.dump') ? 'd'.repeat(64) : plain.endsWith('globals.sql') ? 'e'.repeat(64) : 'f'.repeat(64);
       return { stdout: `${plainHash}  ${plain}\n${'a'.repeat(64)}  ${sealed}\n1024\n1200\n` };
     });
-    h.on('offsite key dir', /^mktemp -d \/tmp\/twinstack-offsite\.X+$/, { stdout: '/tmp/twinstack-offsite.k3y\n' });
+    h.on('offsite key dir', /^mktemp -d -t twinstack-offsite\.X+$/, { stdout: '/tmp/twinstack-offsite.k3y\n' });
     h.on('offsite push', /^rsync --recursive\b/, {});
     h.on('offsite read refused', /^rsync --list-only\b/, { exitCode: 23, stderr: 'rrsync: reading is disabled' });
     h.on('offsite clean-up', /^rm -rf \S+$/, {});
