@@ -5,7 +5,11 @@
  */
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
+import { parse } from 'yaml';
+import { Environment } from '../../src/domain/environment';
+import { readCatalog } from '../../src/resample/catalog';
 import { resample, ResampleFailed } from '../../src/resample/engine';
+import { initSample } from '../../src/resample/init';
 import { isSampled } from '../../src/resample/plan';
 import { resampleSummary } from '../../src/resample/report';
 import { loadScenario, runSql, startWorld, type World } from './resample-support';
@@ -289,5 +293,30 @@ describe('policy structure with an owner keyed by (tenant_id, user_id)', () => {
       [],
     );
     assert.deepEqual(report.leaks, []);
+  });
+});
+
+describe("init's output on the forum, unchanged (a thread-shaped schema, as Lemmy's)", () => {
+  it('runs clean: no refusal, no orphan, no leak, no real name or text of anyone in dev, every comment path whole or pruned with its subtree', async () => {
+    loadScenario(w, SCHEMA);
+    const catalog = await readCatalog(w.host, new Environment('prod', w.config()));
+    const yaml = initSample(catalog, { root: 'person', fraction: FRACTION, seed: SEED }).yaml;
+    const sample = (parse(yaml) as { sample: Record<string, unknown> }).sample;
+    const report = await resample(w.ctx(w.config(sample)), { dryRun: false, maskKey: 'test-mask-key' });
+    assert.equal(report.swapped, true);
+    assert.deepEqual(report.leaks, []);
+    assert.deepEqual(
+      report.foreignKeys.filter((f) => f.orphans > 0),
+      [],
+    );
+    const persons = Number(devRows('SELECT count(*) FROM person'));
+    assert.ok(persons > 20 && persons < 120, `${persons} persons`);
+    assert.ok(Number(devRows('SELECT count(*) FROM comment')) > 0, 'comments arrive');
+    // Free text and names are masked, whoever wrote them.
+    assert.equal(devRows("SELECT count(*) FROM person WHERE name LIKE 'Realname %' OR bio LIKE 'bio of %'"), '0');
+    assert.equal(devRows("SELECT count(*) FROM comment WHERE content LIKE 'words %' OR content LIKE '%outside the sample%'"), '0');
+    const dump = w.dump(w.dev, 'makapix_dev');
+    for (const real of [runSql(w.prod, 'makapix', `SELECT name FROM person WHERE id = ${A}`).trim(), 'the question', 'the answer'])
+      assert.ok(!dump.includes(real), real);
   });
 });
