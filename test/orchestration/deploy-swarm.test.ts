@@ -119,6 +119,10 @@ describe('deploy on a swarm', () => {
     assert.equal(r.outputs['previous-release-id'], DEV_RELEASE);
     assert.match(r.summary, new RegExp(`dev runs release \`${release.release}\``));
     assert.match(r.summary, /\| api \| makapix-dev_api\.1\.\S+ \| running \|/);
+    // The engine's verdict is the health check: the health URL is not probed, and the summary does not claim it answered.
+    assert.equal(h.indexOf(/^curl /), -1);
+    assert.doesNotMatch(r.summary, /answered 2xx/);
+    assert.match(r.summary, /health: every service of the stack converged/);
     assertLockReleased(vps, 'success');
     // prod is only read (its merged configuration, for the isolation checks).
     assert.deepEqual(
