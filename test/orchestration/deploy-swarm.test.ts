@@ -212,7 +212,7 @@ describe('deploy on a swarm', () => {
     assert.equal(r.error, undefined, r.failure);
     assert.match(
       r.log.text,
-      /dev: worker runs twinstack-fixture-base:latest, which the manager has no digest of \(never pushed or pulled\): it is deployed by name, not pinned/,
+      /warning: dev: worker runs twinstack-fixture-base:latest, which the manager has no digest of \(never pushed or pulled\): it is deployed by name, not pinned/,
     );
     const release = vps.last('dev', 'release');
     assert.ok(release);

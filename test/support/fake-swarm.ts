@@ -63,12 +63,15 @@ export interface FakeService {
   reported: string[];
 }
 
-/** Makapix's config with dev on a swarm (the fixture's dev files), the registry on loopback. */
+/**
+ * Makapix's config with dev on a swarm (the fixture's dev files), the registry on loopback. The
+ * watch gives up after 20s unless told otherwise: a deploy that never converges fails in seconds.
+ */
 export function swarmConfig(o: { healthTimeoutSeconds?: number } = {}): Config {
   const base = fs
     .readFileSync(path.join(FIXTURES, 'config/makapix.yml'), 'utf8')
     .replace('compose-command: docker compose', 'compose-command: docker-compose')
-    .replace('vault: /mnt/vault-dev', `vault: /mnt/vault-dev\n    target: swarm\n    health-timeout-seconds: ${o.healthTimeoutSeconds ?? 300}`);
+    .replace('vault: /mnt/vault-dev', `vault: /mnt/vault-dev\n    target: swarm\n    health-timeout-seconds: ${o.healthTimeoutSeconds ?? 20}`);
   return parseConfig(`${base}\nswarm:\n  registry: ${REGISTRY}\n  allow-shared-node: true\npreflight:\n  dev-paths: [/var/log/caddy]\n`, 'makapix.yml');
 }
 
