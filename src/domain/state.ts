@@ -129,7 +129,12 @@ function stackDrift(observed: ObservedState, swarm: SwarmObservation, release: R
   if (!observed.head) out.push('the checkout has no readable HEAD');
   else if (observed.head !== release.sha) out.push(`the checkout is at ${short(observed.head)}, not at the release's commit ${short(release.sha)}`);
   if (!release.digests) out.push(`release ${release.release} records no image digests, so what the stack runs cannot be matched with it; deploy again`);
-  else out.push(...swarmDrift(swarm, release.digests));
+  else {
+    const digests = release.digests;
+    // A service deployed by name (no digest on the manager) is in the release's images, not its digests.
+    const byName = Object.keys(release.images).filter((s) => !(s in digests));
+    out.push(...swarmDrift(swarm, digests, byName));
+  }
   return out;
 }
 

@@ -83,15 +83,19 @@ function serviceDrift(s: SwarmServiceState, recorded: string): string | undefine
   return undefined;
 }
 
-/** How what the stack runs differs from a release's digests: one line per difference, empty when they agree. */
-export function swarmDrift(observed: SwarmObservation, digests: StackDigests): string[] {
+/**
+ * How what the stack runs differs from a release's digests: one line per difference, empty when they
+ * agree. `byName`: the release's services deployed by image name (unpinned), part of it all the same.
+ */
+export function swarmDrift(observed: SwarmObservation, digests: StackDigests, byName: readonly string[] = []): string[] {
   const out: string[] = [];
   for (const [service, ref] of Object.entries(digests).sort(([a], [b]) => a.localeCompare(b))) {
     const s = observed.services.find((x) => x.service === service);
     const line = s ? serviceDrift(s, ref) : `service ${service} is not deployed in stack ${observed.stack}`;
     if (line) out.push(line);
   }
-  for (const s of observed.services) if (!(s.service in digests)) out.push(`service ${s.service} runs, but is not part of the release`);
+  for (const s of observed.services)
+    if (!(s.service in digests) && !byName.includes(s.service)) out.push(`service ${s.service} runs, but is not part of the release`);
   return out;
 }
 

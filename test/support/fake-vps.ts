@@ -96,8 +96,9 @@ export class FakeVps {
   built = (commit: string, service: string): string => imageId(`${service}@${commit}`);
   private nextContainer = 1;
 
-  constructor(extraConfig = '') {
-    this.config = fakeConfig(extraConfig);
+  /** `extraConfig`: text added to the fixture's config, or a whole config (a swarm target: test/support/fake-swarm.ts). */
+  constructor(extraConfig: string | Config = '') {
+    this.config = typeof extraConfig === 'string' ? fakeConfig(extraConfig) : extraConfig;
     const c = this.config;
     const envOf = (name: EnvironmentName): FakeEnvironment => ({
       checkout: c.environments[name].checkout,

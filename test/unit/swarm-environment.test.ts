@@ -167,6 +167,8 @@ describe('what a stack runs, as the manager reports it', () => {
       "service worker runs twinstack-fixture-base:latest, not pinned by digest (the release's is sha256:eeeeeeeeeeee)",
     ]);
     assert.deepEqual(swarmDrift(observed, { api: API, db: DB }), ['service worker runs, but is not part of the release']);
+    // A service the release deployed by name (unpinned) is part of it.
+    assert.deepEqual(swarmDrift(observed, { api: API, db: DB }, ['worker']), []);
   });
 
   it('finds the same digest in another repository, running tasks of another digest, and a service with no running task', () => {

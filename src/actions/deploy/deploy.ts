@@ -264,7 +264,10 @@ async function reportDeployed(io: ActionIO<DeployInputs, DeployOutputs>, env: En
     .text(`✅ **${env.name} runs release \`${result.releaseId}\`** (commit \`${short(result.sha)}\`), deployed in ${result.durationSeconds}s.`)
     .list([
       `previous release: ${result.previousReleaseId ? `\`${result.previousReleaseId}\`` : 'none'}`,
-      `health: ${env.cfg.url}${env.cfg.healthPath} answered 2xx`,
+      // A swarm deploy's health is the engine's verdict; only compose's runbook probes the URL.
+      env.onSwarm
+        ? 'health: every service of the stack converged, its tasks running the release (healthy, where they have a healthcheck)'
+        : `health: ${env.cfg.url}${env.cfg.healthPath} answered 2xx`,
       ...(result.settled.length
         ? [`before this deploy, ${env.name} had drifted from its record (${result.settled.join('; ')}); it now runs this release exactly`]
         : []),

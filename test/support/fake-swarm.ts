@@ -1,0 +1,361 @@
+/**
+ * The VPS as a one-node Docker Swarm for dev (target: swarm), as the orchestration tests see it:
+ * FakeVps (prod stays on compose, its answers unchanged) with rules that keep a model of the
+ * swarm's side of the host: the images built on the manager and their RepoDigests, the registry,
+ * dev's stack (each service's spec and update status, its tasks) and the digest overlay deploy
+ * writes. Commands change the model as they would change the host: `docker push` gives the image a
+ * digest, `docker stack deploy` changes the specs it names, and the engine's update then moves one
+ * step each time the watch lists the stack's services: updating → completed, or updating →
+ * rollback_completed with a failed task, or it stays updating, as the test said of the service
+ * (`outcome`). The converted fixture stack (test/fixtures/swarm) is dev's configuration.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseConfig, type Config } from '../../src/domain/config';
+import { shellWords, type Call, type Reply } from './fake-host';
+import { FakeVps, imageId } from './fake-vps';
+
+const FIXTURES = path.join(__dirname, '../fixtures');
+const SWARM_DIR = path.join(FIXTURES, 'swarm');
+export const REGISTRY = '127.0.0.1:5000';
+export const STACK = 'makapix-dev';
+/** The worker's image: not built here; pulled (so it has a digest) unless the test says otherwise. */
+export const BASE_IMAGE = 'twinstack-fixture-base:latest';
+/**
+ * dev's merged configuration: the converted fixture stack as `docker compose config` printed it,
+ * its paths moved from where it was captured to dev's checkout and vault.
+ */
+const DEV_CONFIG = fs
+  .readFileSync(path.join(SWARM_DIR, 'config/dev.json'), 'utf8')
+  .replace(/\/tmp\/tmp\.[A-Za-z0-9]+\/dev/g, '/opt/makapix-dev')
+  .replace(/\/srv\/makapix-dev\/vault/g, '/mnt/vault-dev');
+/** dev's services, their image names and whether they are built (api and db are; the worker is pulled). */
+export const SWARM_SERVICES: Array<{ service: string; image: string; build: boolean }> = Object.entries(
+  (JSON.parse(DEV_CONFIG) as { services: Record<string, { image: string; build?: unknown }> }).services,
+).map(([service, s]) => ({ service, image: s.image, build: s.build !== undefined }));
+const NODE = 'vps';
+const NODE_ID = 'n0de0000000000000000000000';
+
+/** What the engine makes of a service's update (see FakeSwarm.outcome). */
+export type Outcome = 'converge' | 'rollback' | 'stuck';
+
+export interface FakeTask {
+  ID: string;
+  Name: string;
+  Image: string;
+  Node: string;
+  DesiredState: string;
+  CurrentState: string;
+  Error: string;
+}
+
+export interface FakeService {
+  /** The stack's name of the service (`api`); the engine's is `makapix-dev_api`. */
+  service: string;
+  id: string;
+  /** The image the spec names. */
+  image: string;
+  update?: { State: string; Message: string; StartedAt: string };
+  /** The update's next steps, one taken each time the stack's services are listed. */
+  steps: Array<() => void>;
+  /** The states of UpdateStatus the engine reported, in order (what the watch may have seen). */
+  reported: string[];
+}
+
+/**
+ * Makapix's config with dev on a swarm (the fixture's dev files), the registry on loopback. The
+ * watch gives up after 20s unless told otherwise: a deploy that never converges fails in seconds.
+ */
+export function swarmConfig(o: { healthTimeoutSeconds?: number } = {}): Config {
+  const base = fs
+    .readFileSync(path.join(FIXTURES, 'config/makapix.yml'), 'utf8')
+    .replace('compose-command: docker compose', 'compose-command: docker-compose')
+    .replace('vault: /mnt/vault-dev', `vault: /mnt/vault-dev\n    target: swarm\n    health-timeout-seconds: ${o.healthTimeoutSeconds ?? 20}`);
+  return parseConfig(`${base}\nswarm:\n  registry: ${REGISTRY}\n  allow-shared-node: true\npreflight:\n  dev-paths: [/var/log/caddy]\n`, 'makapix.yml');
+}
+
+const hash = (text: string) => createHash('sha256').update(text).digest('hex');
+/** The repository of an image name (without tag or digest). */
+const repoOf = (image: string) => {
+  const name = image.split('@')[0];
+  const colon = name.lastIndexOf(':');
+  return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+};
+
+export class FakeSwarm extends FakeVps {
+  /** Image id → the `repo@sha256:…` names it has (docker image inspect's RepoDigests). */
+  readonly repoDigests = new Map<string, string[]>();
+  /** What the registry holds: `repo:tag` → digest. */
+  readonly registry = new Map<string, string>();
+  /** dev's stack as the engine keeps it. */
+  readonly stack = new Map<string, FakeService>();
+  readonly tasks: FakeTask[] = [];
+  /** How the engine's update of a service to an image turns out (default: it converges). */
+  outcome: (service: string, image: string) => Outcome = () => 'converge';
+  /** Whether the worker's image was pulled (so the manager knows its digest). */
+  pulled = true;
+  private serial = 0;
+
+  constructor(o: { healthTimeoutSeconds?: number } = {}) {
+    super(swarmConfig(o));
+    this.host.files.set(`${this.env.dev.checkout}/${this.config.environments.dev.envFile}`, fs.readFileSync(path.join(SWARM_DIR, 'stack/.env.dev')));
+    this.installSwarm();
+  }
+
+  /** The digest name (`repo@sha256:…`) an image has in its own repository, once pushed or pulled. */
+  digestName(ref: string): string | undefined {
+    const id = this.images.get(ref);
+    return id ? this.repoDigests.get(id)?.find((d) => d.startsWith(`${repoOf(ref)}@`)) : undefined;
+  }
+
+  /**
+   * dev runs a swarm release of `commit`: its images built and pushed (the worker's pulled, unless
+   * `pulled` is false), the release recorded with its digests, every service one running task.
+   */
+  runSwarmRelease(commit: string, release: string): Record<string, string> {
+    const digests: Record<string, string> = {};
+    const images: Record<string, { name: string; id: string; tag: string }> = {};
+    const unpinned: string[] = [];
+    for (const s of SWARM_SERVICES) {
+      const id = s.build ? imageId(`${s.service}@${commit}`) : imageId(`${s.service}-base`);
+      this.images.set(s.image, id);
+      this.images.set(id, id);
+      if (s.build) {
+        const tag = `${repoOf(s.image)}:${release}`;
+        this.images.set(tag, id);
+        digests[s.service] = this.pushed(tag);
+        images[s.service] = { name: digests[s.service], id, tag };
+      } else if (this.pulled) {
+        digests[s.service] = this.pushed(s.image);
+        images[s.service] = { name: digests[s.service], id, tag: digests[s.service] };
+      } else {
+        unpinned.push(s.service);
+        images[s.service] = { name: s.image, id, tag: s.image };
+      }
+      this.stack.set(s.service, { service: s.service, id: `svc${s.service}`.padEnd(25, '0'), image: digests[s.service] ?? s.image, steps: [], reported: [] });
+      this.tasks.unshift(this.task(s.service, digests[s.service] ?? s.image, 'Running', 'Running 2 hours ago'));
+    }
+    this.commit(commit);
+    this.env.dev.head = commit;
+    this.log('dev', {
+      event: 'release',
+      action: 'deploy',
+      release,
+      sha: commit,
+      kind: 'deploy',
+      images,
+      digests,
+      unpinned: unpinned.length ? unpinned : undefined,
+    });
+    return digests;
+  }
+
+  /** The image a service's spec names now. */
+  specImage(service: string): string | undefined {
+    return this.stack.get(service)?.image;
+  }
+
+  /** The images a service's running tasks were given. */
+  runningImages(service: string): string[] {
+    return this.tasks
+      .filter((t) => t.Name.startsWith(`${STACK}_${service}.`) && t.DesiredState === 'Running' && t.CurrentState.startsWith('Running'))
+      .map((t) => t.Image);
+  }
+
+  /** The ref as pushed to (or pulled from) the registry: it gets a digest there, which the image then carries. */
+  private pushed(ref: string): string {
+    const id = this.images.get(ref) as string;
+    const repo = repoOf(ref);
+    const digest = `sha256:${hash(`${repo}|${id}`)}`;
+    this.registry.set(ref, digest);
+    const name = `${repo}@${digest}`;
+    this.repoDigests.set(id, [...new Set([...(this.repoDigests.get(id) ?? []), name])]);
+    this.images.set(name, id);
+    return name;
+  }
+
+  private task(service: string, image: string, desired: string, state: string, error = ''): FakeTask {
+    const id = `task${String(++this.serial).padStart(4, '0')}${hash(`${service}${this.serial}`).slice(0, 17)}`;
+    return { ID: id, Name: `${STACK}_${service}.1`, Image: image, Node: NODE, DesiredState: desired, CurrentState: state, Error: error };
+  }
+
+  /** `docker stack deploy`: each service the files name gets the image they name now; one that changes starts an update. */
+  private deployStack(call: Call): Reply {
+    const words = shellWords(/set -- ([^\n]*)\n/.exec(call.script)?.[1] ?? '');
+    const dir = /^DIR=(\S+);/.exec(call.script)?.[1] ?? '';
+    const files = words.flatMap((w, i) => (words[i - 1] === '-c' ? [w] : []));
+    const overlay: Record<string, string> = {};
+    for (const f of files.filter((x) => x.endsWith('.twinstack-digests.yml'))) {
+      const text = this.host.files.get(path.posix.join(dir, f))?.toString();
+      if (!text) return { exitCode: 1, stderr: `open ${f}: no such file or directory` };
+      const parsed = JSON.parse(text) as { services: Record<string, { image: string }> };
+      for (const [s, v] of Object.entries(parsed.services)) overlay[s] = v.image;
+    }
+    for (const s of SWARM_SERVICES) {
+      const image = overlay[s.service] ?? s.image;
+      const svc = this.stack.get(s.service);
+      if (!svc) {
+        this.stack.set(s.service, { service: s.service, id: `svc${s.service}`.padEnd(25, '0'), image, steps: [], reported: [] });
+        this.tasks.unshift(this.task(s.service, image, 'Running', 'Running 1 second ago'));
+      } else if (svc.image !== image) this.update(svc, image);
+    }
+    return { stdout: `Updating service ${STACK}_api (id: svcapi)\n` };
+  }
+
+  /** The engine's rolling update of one service (stop-first), as the outcome says it ends. */
+  private update(svc: FakeService, image: string): void {
+    const before = svc.image;
+    const startedAt = `2026-12-05T04:00:${String(++this.serial).padStart(2, '0')}Z`;
+    const old = this.tasks.filter((t) => t.Name === `${STACK}_${svc.service}.1` && t.DesiredState === 'Running');
+    let fresh: FakeTask | undefined;
+    svc.image = image;
+    const outcome = this.outcome(svc.service, image);
+    svc.steps = [
+      () => {
+        svc.update = { State: 'updating', Message: 'update in progress', StartedAt: startedAt };
+        for (const t of old) Object.assign(t, { DesiredState: 'Shutdown', CurrentState: 'Running 1 second ago' });
+        fresh = this.task(svc.service, image, 'Running', 'Starting 1 second ago');
+        this.tasks.unshift(fresh);
+      },
+    ];
+    if (outcome === 'converge')
+      svc.steps.push(() => {
+        svc.update = { State: 'completed', Message: 'update completed', StartedAt: startedAt };
+        for (const t of old) t.CurrentState = 'Shutdown 1 second ago';
+        if (fresh) fresh.CurrentState = 'Running 1 second ago';
+      });
+    if (outcome === 'rollback')
+      svc.steps.push(() => {
+        svc.update = { State: 'rollback_completed', Message: 'rollback completed', StartedAt: startedAt };
+        svc.image = before;
+        for (const t of old) t.CurrentState = 'Shutdown 3 seconds ago';
+        if (fresh)
+          Object.assign(fresh, {
+            DesiredState: 'Shutdown',
+            CurrentState: 'Failed 2 seconds ago',
+            Error: 'task: non-zero exit (1): dockerexec: unhealthy container',
+          });
+        this.tasks.unshift(this.task(svc.service, before, 'Running', 'Running 1 second ago'));
+      });
+    // 'stuck': the new task never gets healthy, the update stays in progress.
+  }
+
+  /** The stack's services are listed: the engine's updates move one step. */
+  private advance(): void {
+    for (const svc of this.stack.values()) {
+      svc.steps.shift()?.();
+      if (svc.update && svc.reported.at(-1) !== svc.update.State) svc.reported.push(svc.update.State);
+    }
+  }
+
+  private serviceInspect(names: string[]): string {
+    const wanted = [...this.stack.values()].filter((s) => names.includes(`${STACK}_${s.service}`) || names.includes(s.id));
+    return JSON.stringify(
+      wanted.map((s) => ({
+        ID: s.id,
+        Spec: {
+          Name: `${STACK}_${s.service}`,
+          Labels: { 'com.docker.stack.namespace': STACK },
+          TaskTemplate: { ContainerSpec: { Image: s.image } },
+          Mode: { Replicated: { Replicas: 1 } },
+        },
+        ...(s.update ? { UpdateStatus: s.update } : {}),
+      })),
+    );
+  }
+
+  private serviceTasks(names: string[]): string {
+    const wanted = [...this.stack.values()].filter((s) => names.includes(`${STACK}_${s.service}`) || names.includes(s.id)).map((s) => `${STACK}_${s.service}.`);
+    return this.tasks
+      .filter((t) => wanted.some((w) => t.Name.startsWith(w)))
+      .map((t) => `${JSON.stringify(t)}\n`)
+      .join('');
+  }
+
+  /** `docker inspect` of the running tasks' containers (one node: all of them are the manager's). */
+  private taskContainers(): string {
+    const live = this.tasks.filter((t) => t.DesiredState === 'Running' && t.CurrentState.startsWith('Running'));
+    return JSON.stringify(
+      live.map((t) => {
+        const service = t.Name.slice(STACK.length + 1, -2);
+        return {
+          Id: t.ID.padEnd(64, '0'),
+          Name: `/${t.Name}.${t.ID}`,
+          Image: this.images.get(t.Image) ?? imageId(t.Image),
+          Config: {
+            Image: t.Image,
+            Labels: { 'com.docker.stack.namespace': STACK, 'com.docker.swarm.service.name': `${STACK}_${service}`, 'com.docker.swarm.task.id': t.ID },
+          },
+          State: { Status: 'running', ExitCode: 0, StartedAt: '' },
+        };
+      }),
+    );
+  }
+
+  private installSwarm(): void {
+    const h = this.host;
+    const ids = () => [...this.stack.values()].map((s) => s.id);
+
+    // dev's compose, on the manager: its merged configuration (the converted stack) and the build.
+    h.on('dev compose (swarm)', /^docker-compose (?:-f \S+ )+--env-file \S+ -p makapix-dev (config|build)$/, (_c, m) => {
+      if (m?.[1] === 'config') return { stdout: DEV_CONFIG };
+      for (const s of SWARM_SERVICES.filter((x) => x.build)) {
+        const id = this.built(this.env.dev.head, s.service);
+        this.images.set(s.image, id);
+        this.images.set(id, id);
+      }
+      return {};
+    });
+    // The registry (src/infra/swarm.ts: tagForRegistry, push, repoDigests).
+    h.on('docker tag (registry)', /^docker tag (\S+) (\S+)$/, (_c, m) => {
+      const id = this.images.get(m?.[1] ?? '');
+      if (!id) return { exitCode: 1, stderr: `Error response from daemon: No such image: ${m?.[1]}` };
+      this.images.set(m?.[2] ?? '', id);
+      return {};
+    });
+    h.on('docker push', /^docker push (\S+)$/, (_c, m) => {
+      if (!this.images.has(m?.[1] ?? '')) return { exitCode: 1, stderr: `An image does not exist locally with the tag: ${m?.[1]}` };
+      const name = this.pushed(m?.[1] ?? '');
+      return { stdout: `latest: digest: ${name.slice(name.indexOf('@') + 1)} size: 1234\n` };
+    });
+    h.on('repo digests', /^docker image inspect --format '\{\{json \.RepoDigests\}\}' (\S+)$/, (_c, m) => {
+      const id = this.images.get(m?.[1] ?? '');
+      if (!id) return { exitCode: 1, stderr: `Error: No such image: ${m?.[1]}` };
+      return { stdout: `${JSON.stringify(this.repoDigests.get(id) ?? [])}\n` };
+    });
+    // The swarm's one node, labelled for both environments (swarm.allow-shared-node).
+    h.on('node inspect', /^ids=\$\(docker node ls -q\)/, {
+      stdout: JSON.stringify([
+        {
+          ID: NODE_ID,
+          Spec: { Labels: { 'twinstack.env.prod': 'true', 'twinstack.env.dev': 'true' }, Role: 'manager', Availability: 'active' },
+          Description: { Hostname: NODE },
+          Status: { State: 'ready', Addr: '10.0.0.1' },
+        },
+      ]),
+    });
+    // The stack (src/infra/swarm.ts: stackDeploy, serviceList, serviceInspect, serviceTasks).
+    h.on('stack deploy', /^DIR=\S+; set -- docker stack deploy /, (c) => this.deployStack(c));
+    h.on('service ls', new RegExp(`^docker service ls --filter label=com\\.docker\\.stack\\.namespace=${STACK} --format json$`), () => {
+      this.advance();
+      return {
+        stdout: [...this.stack.values()]
+          .map(
+            (s) =>
+              `${JSON.stringify({ ID: s.id, Name: `${STACK}_${s.service}`, Mode: 'replicated', Replicas: `${this.runningImages(s.service).length}/1`, Image: s.image })}\n`,
+          )
+          .join(''),
+      };
+    });
+    h.on('service inspect', /^docker service inspect (.+)$/, (_c, m) => ({ stdout: this.serviceInspect(shellWords(m?.[1] ?? '')) }));
+    h.on('service ps', /^docker service ps --no-trunc --format json (.+)$/, (_c, m) => ({ stdout: this.serviceTasks(shellWords(m?.[1] ?? '')) }));
+    // What the stack runs in one round trip (src/domain/observe-stack.sh), and its task containers.
+    h.on('observe stack', new RegExp(`^CHECKOUT=\\S+; SEP=@twinstack-state@; STACK_FILTER=label=com\\.docker\\.stack\\.namespace=${STACK}\\n`), () => ({
+      stdout: [`${this.env.dev.head}\n`, `${this.serviceInspect(ids())}\n`, this.serviceTasks(ids()), `${this.taskContainers()}\n`].join('@twinstack-state@\n'),
+    }));
+    h.on('list task containers', new RegExp(`^PROJECT_LABEL=label=com\\.docker\\.stack\\.namespace=${STACK}; SERVICE_LABEL=''\\n`), () => ({
+      stdout: this.taskContainers(),
+    }));
+  }
+}
