@@ -59208,8 +59208,12 @@ function stackDrift(observed, swarm, release) {
         out.push(`the checkout is at ${(0, sha_1.short)(observed.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
     if (!release.digests)
         out.push(`release ${release.release} records no image digests, so what the stack runs cannot be matched with it; deploy again`);
-    else
-        out.push(...(0, swarm_state_1.swarmDrift)(swarm, release.digests));
+    else {
+        const digests = release.digests;
+        // A service deployed by name (no digest on the manager) is in the release's images, not its digests.
+        const byName = Object.keys(release.images).filter((s) => !(s in digests));
+        out.push(...(0, swarm_state_1.swarmDrift)(swarm, digests, byName));
+    }
     return out;
 }
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
@@ -59277,8 +59281,11 @@ function serviceDrift(s, recorded) {
         return `service ${s.service}: ${other.length} of ${live.length} running tasks run ${shortDigest(other[0].digest)}, not the release's ${shortDigest(want)}`;
     return undefined;
 }
-/** How what the stack runs differs from a release's digests: one line per difference, empty when they agree. */
-function swarmDrift(observed, digests) {
+/**
+ * How what the stack runs differs from a release's digests: one line per difference, empty when they
+ * agree. `byName`: the release's services deployed by image name (unpinned), part of it all the same.
+ */
+function swarmDrift(observed, digests, byName = []) {
     const out = [];
     for (const [service, ref] of Object.entries(digests).sort(([a], [b]) => a.localeCompare(b))) {
         const s = observed.services.find((x) => x.service === service);
@@ -59287,7 +59294,7 @@ function swarmDrift(observed, digests) {
             out.push(line);
     }
     for (const s of observed.services)
-        if (!(s.service in digests))
+        if (!(s.service in digests) && !byName.includes(s.service))
             out.push(`service ${s.service} runs, but is not part of the release`);
     return out;
 }

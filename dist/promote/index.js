@@ -60758,9 +60758,10 @@ const RRSYNC_BUSY_ATTEMPTS = 20;
 const RRSYNC_BUSY_WAIT_MS = 15_000;
 /** rsync from the VPS to the backup host; returns whether a read with the same key was refused. */
 async function push({ host, o, env, id, stage, writeKey, log }) {
-    // mktemp -d makes the directory readable by its owner only (0700), whatever the umask.
-    const tmp = (await host.run('mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
-    if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
+    // mktemp -d makes the directory readable by its owner only (0700), whatever the umask; -t puts it
+    // in the VPS user's TMPDIR (/tmp when unset).
+    const tmp = (await host.run('mktemp -d -t twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+    if (!/^\/[A-Za-z0-9._/-]*\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
         throw new OffsiteFailed('push', `mktemp on the VPS returned "${(0, errors_1.shorten)(tmp, 80)}"`);
     // The key file goes in every case: at the end of the push, and on a cancel (src/infra/cancel.ts).
     const removeKey = () => host.run((0, shell_1.sh) `rm -rf ${tmp}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
@@ -62592,8 +62593,12 @@ function stackDrift(observed, swarm, release) {
         out.push(`the checkout is at ${(0, sha_1.short)(observed.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
     if (!release.digests)
         out.push(`release ${release.release} records no image digests, so what the stack runs cannot be matched with it; deploy again`);
-    else
-        out.push(...(0, swarm_state_1.swarmDrift)(swarm, release.digests));
+    else {
+        const digests = release.digests;
+        // A service deployed by name (no digest on the manager) is in the release's images, not its digests.
+        const byName = Object.keys(release.images).filter((s) => !(s in digests));
+        out.push(...(0, swarm_state_1.swarmDrift)(swarm, digests, byName));
+    }
     return out;
 }
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
@@ -62661,8 +62666,11 @@ function serviceDrift(s, recorded) {
         return `service ${s.service}: ${other.length} of ${live.length} running tasks run ${shortDigest(other[0].digest)}, not the release's ${shortDigest(want)}`;
     return undefined;
 }
-/** How what the stack runs differs from a release's digests: one line per difference, empty when they agree. */
-function swarmDrift(observed, digests) {
+/**
+ * How what the stack runs differs from a release's digests: one line per difference, empty when they
+ * agree. `byName`: the release's services deployed by image name (unpinned), part of it all the same.
+ */
+function swarmDrift(observed, digests, byName = []) {
     const out = [];
     for (const [service, ref] of Object.entries(digests).sort(([a], [b]) => a.localeCompare(b))) {
         const s = observed.services.find((x) => x.service === service);
@@ -62671,7 +62679,7 @@ function swarmDrift(observed, digests) {
             out.push(line);
     }
     for (const s of observed.services)
-        if (!(s.service in digests))
+        if (!(s.service in digests) && !byName.includes(s.service))
             out.push(`service ${s.service} runs, but is not part of the release`);
     return out;
 }

@@ -59707,9 +59707,10 @@ const RRSYNC_BUSY_ATTEMPTS = 20;
 const RRSYNC_BUSY_WAIT_MS = 15_000;
 /** rsync from the VPS to the backup host; returns whether a read with the same key was refused. */
 async function push({ host, o, env, id, stage, writeKey, log }) {
-    // mktemp -d makes the directory readable by its owner only (0700), whatever the umask.
-    const tmp = (await host.run('mktemp -d /tmp/twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
-    if (!/^\/tmp\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
+    // mktemp -d makes the directory readable by its owner only (0700), whatever the umask; -t puts it
+    // in the VPS user's TMPDIR (/tmp when unset).
+    const tmp = (await host.run('mktemp -d -t twinstack-offsite.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+    if (!/^\/[A-Za-z0-9._/-]*\/twinstack-offsite\.[A-Za-z0-9]+$/.test(tmp))
         throw new OffsiteFailed('push', `mktemp on the VPS returned "${(0, errors_1.shorten)(tmp, 80)}"`);
     // The key file goes in every case: at the end of the push, and on a cancel (src/infra/cancel.ts).
     const removeKey = () => host.run((0, shell_1.sh) `rm -rf ${tmp}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
