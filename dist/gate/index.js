@@ -58419,7 +58419,7 @@ class EnvironmentLock {
         let lastSaid = 0;
         for (;;) {
             const tmp = `${holderFile}.twinstack-${(0, node_crypto_1.randomBytes)(6).toString('hex')}`;
-            const r = await host.run((0, shell_1.hostScript)(LOCK_CLAIM, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile, FILE: holderFile, TMP: tmp, MARKER: HOLDER_WAS }), {
+            const r = await host.run((0, shell_1.hostScript)(`${BUSY_WORK}\n${LOCK_CLAIM}`, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile, FILE: holderFile, TMP: tmp, MARKER: HOLDER_WAS }), {
                 stdin: `${JSON.stringify(holder)}\n`,
                 quiet: true,
                 label: `checking ${env} for remote work of earlier runs, then writing the ${env} lock holder`,

@@ -141,12 +141,15 @@ export class EnvironmentLock {
     let lastSaid = 0;
     for (;;) {
       const tmp = `${holderFile}.twinstack-${randomBytes(6).toString('hex')}`;
-      const r = await host.run(hostScript(LOCK_CLAIM, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile, FILE: holderFile, TMP: tmp, MARKER: HOLDER_WAS }), {
-        stdin: `${JSON.stringify(holder)}\n`,
-        quiet: true,
-        label: `checking ${env} for remote work of earlier runs, then writing the ${env} lock holder`,
-        timeoutSeconds: 60,
-      });
+      const r = await host.run(
+        hostScript(`${BUSY_WORK}\n${LOCK_CLAIM}`, { ENTRIES_DIR: entriesDir, BUSY_FILE: busyFile, FILE: holderFile, TMP: tmp, MARKER: HOLDER_WAS }),
+        {
+          stdin: `${JSON.stringify(holder)}\n`,
+          quiet: true,
+          label: `checking ${env} for remote work of earlier runs, then writing the ${env} lock holder`,
+          timeoutSeconds: 60,
+        },
+      );
       const lines = r.stdout.split('\n');
       const at = lines.indexOf(HOLDER_WAS);
       const { busy, entries } = parseBusy(at < 0 ? lines : lines.slice(0, at), entriesDir);
