@@ -19,6 +19,8 @@ export interface TestRegistry {
   dir: string;
   /** The tags of a repository, read from the registry's own API. */
   tags(repository: string): Promise<string[]>;
+  /** Whether the registry holds a manifest of the repository by this digest (sha256:...). */
+  hasManifest(repository: string, digest: string): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -79,6 +81,11 @@ export async function startRegistry(): Promise<TestRegistry> {
       if (res.status === 404) return [];
       const body = (await res.json()) as { tags?: string[] | null };
       return body.tags ?? [];
+    },
+    async hasManifest(repository, digest) {
+      const accept = ['application/vnd.docker.distribution.manifest.v2+json', 'application/vnd.oci.image.manifest.v1+json'].join(', ');
+      const res = await fetch(`http://${address}/v2/${repository}/manifests/${digest}`, { method: 'HEAD', headers: { accept } });
+      return res.status === 200;
     },
     stop,
   };
