@@ -79,12 +79,24 @@ describe(
       const file = path.join(dir, 'state', env, 'log.jsonl');
       return fs.existsSync(file) ? parseLog(fs.readFileSync(file, 'utf8'), file) : [];
     };
-    const health = async (env: Env) => (await fetch(`http://127.0.0.1:${ports[env].api}/api/health`, { signal: AbortSignal.timeout(15_000) })).status;
+    /** The HTTP status of the environment's health path, or the reason no answer came. */
+    const health = (env: Env) =>
+      fetch(`http://127.0.0.1:${ports[env].api}/api/health`, { signal: AbortSignal.timeout(15_000) }).then(
+        (res) => res.status,
+        (e: Error) => e.message,
+      );
     const act = <I extends ConnectionInputs, O, P>(def: ActionDefinition<I, O, P>, inputs: Record<string, string> = {}) =>
       runOnFake(def, { config, host: sw.host! }, inputs);
     /** An action's failure with the end of its log: what the assertion shows when a step failed. */
     const why = (r: ActionRun) => `${r.failure}\n${r.log.text.split('\n').slice(-30).join('\n')}`;
     const tasksOf = (env: Env, name: string) => sw.engine.docker(['service', 'ps', '--no-trunc', service(env, name)]);
+    /** The last lines a service's tasks wrote (both streams), to show why a task ended. */
+    const logsOf = (env: Env, name: string) => {
+      const r = spawnSync('docker', ['-H', sw.engine.host, 'service', 'logs', '--timestamps', '--tail', '25', service(env, name)], { encoding: 'utf8' });
+      return `${r.stdout}${r.stderr}`;
+    };
+    /** What the engine says of prod, and what its tasks wrote last: why requests failed. */
+    const prodState = () => ['api', 'db'].map((n) => `${tasksOf('prod', n)}${logsOf('prod', n)}`).join('\n');
     /** The service runs exactly one task, on this image (running means healthy for a task with a healthcheck). */
     const runsOnly = (env: Env, name: string, image: string) => {
       const running = sw.runningTasks(service(env, name));
@@ -151,12 +163,8 @@ describe(
       const load = startLoad(`http://127.0.0.1:${ports.prod.api}/api/health`, RATE);
       const r = await act(promoteAction, { sha: app.branches.second });
       const { ok, failures } = await load.stop();
-      assert.equal(r.error, undefined, why(r));
-      assert.equal(
-        failures.length,
-        0,
-        `${failures.length} of ${ok + failures.length} requests failed:\n${failureKinds(failures)}\n${tasksOf('prod', 'api')}\n${tasksOf('prod', 'db')}\n${why(r)}`,
-      );
+      assert.equal(r.error, undefined, `${why(r)}\n${prodState()}`);
+      assert.equal(failures.length, 0, `${failures.length} of ${ok + failures.length} requests failed:\n${failureKinds(failures)}\n${prodState()}\n${why(r)}`);
       assert.ok(ok > 0);
       assert.deepEqual(specImages('prod'), gated);
       for (const [name, image] of Object.entries(gated)) runsOnly('prod', name, image);
@@ -169,29 +177,29 @@ describe(
     });
 
     it('a release whose api never becomes healthy: the engine rolls it back by itself, and prod serves throughout on the gated digest', async () => {
+      // What prod runs now: the gated release once promote passed.
+      const serving = sw.specImage(service('prod', 'api'));
+      assert.equal(await health('prod'), 200, `prod does not serve before the release:\n${prodState()}`);
       const load = startLoad(`http://127.0.0.1:${ports.prod.api}/api/health`, RATE);
       const r = await act(deployAction, { environment: 'prod', ref: 'broken' });
       const { ok, failures } = await load.stop();
       assert.notEqual(r.error, undefined, 'the deploy of a release that never became healthy succeeded');
-      assert.equal(
-        failures.length,
-        0,
-        `${failures.length} of ${ok + failures.length} requests failed:\n${failureKinds(failures)}\n${tasksOf('prod', 'api')}\n${tasksOf('prod', 'db')}\n${why(r)}`,
-      );
+      assert.equal(failures.length, 0, `${failures.length} of ${ok + failures.length} requests failed:\n${failureKinds(failures)}\n${prodState()}\n${why(r)}`);
       assert.equal(sw.engine.docker(['service', 'inspect', '--format', '{{.UpdateStatus.State}}', service('prod', 'api')]).trim(), 'rollback_completed');
-      assert.equal(sw.specImage(service('prod', 'api')), gated.api);
-      runsOnly('prod', 'api', gated.api);
+      assert.equal(sw.specImage(service('prod', 'api')), serving);
+      runsOnly('prod', 'api', serving);
       // The engine did start the new release's api: a task on another digest, which ended.
       const tasks = sw.engine
         .docker(['service', 'ps', '--no-trunc', '--format', '{{.Image}} {{.DesiredState}}', service('prod', 'api')])
         .trim()
         .split('\n');
-      const others = tasks.filter((t) => !t.startsWith(`${gated.api} `));
+      const others = tasks.filter((t) => !t.startsWith(`${serving} `));
       assert.ok(
         others.some((t) => PINNED.test(t.split(' ')[0]) && / Shutdown$/.test(t)),
         tasks.join('\n'),
       );
       assert.equal(await health('prod'), 200);
+      assert.equal(serving, gated?.api, 'prod did not run the gated api before this release');
     });
 
     it("rollback of prod to the previous release: the engine runs that release's digests again", async () => {
