@@ -262,9 +262,15 @@ environments:
 ${block('prod')}${block('dev')}`;
 }
 
-/** A steady load of GETs: one request started every 1000/rps ms, each awaited on its own. */
+/**
+ * A steady load of GETs of the api's /api/version: one request started every 1000/rps ms, each
+ * awaited on its own. That path answers without the database (/api/health opens a PostgreSQL
+ * connection per request, and on a loaded test machine those connections, not the swap, time out);
+ * it names the container that answered, so the load also shows which tasks served it.
+ */
 export interface Load {
-  stop(): Promise<{ ok: number; failures: string[] }>;
+  /** ok: the requests answered 200; hosts: the containers that answered, in the order of their first answer, the last answer's last. */
+  stop(): Promise<{ ok: number; failures: string[]; hosts: string[] }>;
 }
 
 /** Failures grouped by what they said (time stamps and ports left out), with their counts and the first one's time. */
@@ -279,17 +285,23 @@ export function failureKinds(failures: readonly string[]): string {
   return [...kinds].map(([kind, k]) => `${k.n}x from ${k.first}: ${kind}`).join('\n');
 }
 
-export function startLoad(url: string, rps: number): Load {
+export function startLoad(port: number, rps: number): Load {
+  const url = `http://127.0.0.1:${port}/api/version`;
   let ok = 0;
   const failures: string[] = [];
+  const hosts: string[] = [];
+  let last = '';
   const inFlight = new Set<Promise<void>>();
   const one = async () => {
     const at = new Date().toISOString();
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(15_000) });
       const body = await res.text();
-      if (res.status === 200) ok++;
-      else failures.push(`${at} HTTP ${res.status} ${body.slice(0, 160)}`);
+      if (res.status !== 200) return void failures.push(`${at} HTTP ${res.status} ${body.slice(0, 160)}`);
+      ok++;
+      const host = /"host": "([^"]+)"/.exec(body)?.[1] ?? '?';
+      if (!hosts.includes(host)) hosts.push(host);
+      last = host;
     } catch (e) {
       failures.push(`${at} ${(e as Error).message}${(e as { cause?: Error }).cause ? `: ${(e as { cause: Error }).cause.message}` : ''}`);
     }
@@ -303,7 +315,7 @@ export function startLoad(url: string, rps: number): Load {
     async stop() {
       clearInterval(timer);
       await Promise.all([...inFlight]);
-      return { ok, failures };
+      return { ok, failures, hosts: last ? [...hosts.filter((h) => h !== last), last] : hosts };
     },
   };
 }

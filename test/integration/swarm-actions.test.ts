@@ -160,12 +160,16 @@ describe(
 
     it(`promote: prod runs exactly dev's gated digests, not one of ${RATE} requests a second failed during the swap, and prod's database is migrated`, async () => {
       assert.notEqual(gated.api, first.images.api, "the gated api is main's: nothing would be swapped");
-      const load = startLoad(`http://127.0.0.1:${ports.prod.api}/api/health`, RATE);
+      const load = startLoad(ports.prod.api, RATE);
+      const before = container('prod', 'api');
       const r = await act(promoteAction, { sha: app.branches.second });
-      const { ok, failures } = await load.stop();
+      const { ok, failures, hosts } = await load.stop();
       assert.equal(r.error, undefined, `${why(r)}\n${prodState()}`);
       assert.equal(failures.length, 0, `${failures.length} of ${ok + failures.length} requests failed:\n${failureKinds(failures)}\n${prodState()}\n${why(r)}`);
-      assert.ok(ok > 0);
+      // The old task answered, then the new one: the load ran across the swap.
+      assert.equal(hosts[0], before, hosts.join(', '));
+      assert.equal(hosts.at(-1), container('prod', 'api'), hosts.join(', '));
+      assert.notEqual(before, container('prod', 'api'));
       assert.deepEqual(specImages('prod'), gated);
       for (const [name, image] of Object.entries(gated)) runsOnly('prod', name, image);
       assert.equal(psql('prod', 'select version_num from alembic_version'), '0002');
@@ -180,14 +184,18 @@ describe(
       // What prod runs now: the gated release once promote passed.
       const serving = sw.specImage(service('prod', 'api'));
       assert.equal(await health('prod'), 200, `prod does not serve before the release:\n${prodState()}`);
-      const load = startLoad(`http://127.0.0.1:${ports.prod.api}/api/health`, RATE);
+      const load = startLoad(ports.prod.api, RATE);
+      const before = container('prod', 'api');
       const r = await act(deployAction, { environment: 'prod', ref: 'broken' });
-      const { ok, failures } = await load.stop();
+      const { ok, failures, hosts } = await load.stop();
       assert.notEqual(r.error, undefined, 'the deploy of a release that never became healthy succeeded');
       assert.equal(failures.length, 0, `${failures.length} of ${ok + failures.length} requests failed:\n${failureKinds(failures)}\n${prodState()}\n${why(r)}`);
       assert.equal(sw.engine.docker(['service', 'inspect', '--format', '{{.UpdateStatus.State}}', service('prod', 'api')]).trim(), 'rollback_completed');
       assert.equal(sw.specImage(service('prod', 'api')), serving);
       runsOnly('prod', 'api', serving);
+      // The task that served before still serves, and no other answered.
+      assert.equal(container('prod', 'api'), before);
+      assert.deepEqual(hosts, [before]);
       // The engine did start the new release's api: a task on another digest, which ended.
       const tasks = sw.engine
         .docker(['service', 'ps', '--no-trunc', '--format', '{{.Image}} {{.DesiredState}}', service('prod', 'api')])
