@@ -36,10 +36,10 @@ export async function swarmOneOff(host: Host, at: Environment, command: readonly
     throw new OperationFailed(`${at.name}: ${o.label}: the one-off task's image must be pinned by digest (repo@sha256:...), not "${o.image}"`);
   const source = await apiSpec(host, at);
   const name = oneOffJobName(at.project, o.name);
-  const remove = () => host.run(swarm.serviceRemove(name), { check: false, quiet: true, timeoutSeconds: 60 });
+  const remove = () => removeJob(host, name);
   // A job of this name left by a cut run goes first: it must not migrate on beside the new one.
   await remove();
-  const unregister = onCancel(() => remove().then(() => undefined));
+  const unregister = onCancel(remove);
   const started = Date.now();
   try {
     const create = await createJob(host, { name, image: image.data, command, source, envFile: '' }, o);
@@ -64,6 +64,12 @@ export async function swarmOneOff(host: Host, at: Environment, command: readonly
     await remove();
     unregister();
   }
+}
+
+/** The job removed, its live task stopped first; a plain `service rm` when that could not finish (the job must go). */
+async function removeJob(host: Host, name: string): Promise<void> {
+  const r = await host.run(swarm.jobRemove(name), { check: false, quiet: true, label: `removing ${name}`, timeoutSeconds: 120 });
+  if (r.exitCode !== 0 || r.timedOut) await host.run(swarm.serviceRemove(name), { check: false, quiet: true, timeoutSeconds: 60 });
 }
 
 /** The spec of `at`'s api service, as the engine runs it. */

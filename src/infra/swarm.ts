@@ -488,7 +488,14 @@ export function serviceLogs(name: string): string {
   return argv('docker', 'service', 'logs', '--raw', '--no-trunc', name);
 }
 
-/** `docker service rm`: the engine stops the service's tasks. */
+const JOB_REMOVE = fs.readFileSync(__dirname + '/job-remove.sh', 'utf8');
+
+/** Removes a one-off job, its live task stopped first (the engine would leave it running); nothing when there is no such job. */
+export function jobRemove(name: string): string {
+  return hostScript(JOB_REMOVE, { SERVICE: name });
+}
+
+/** `docker service rm`: the engine stops the service's tasks (not a job's: see jobRemove). */
 export function serviceRemove(name: string): string {
   return argv('docker', 'service', 'rm', name);
 }

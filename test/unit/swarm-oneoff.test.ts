@@ -126,6 +126,7 @@ describe('a one-off task from a service spec', () => {
     assert.equal(swarm.taskInspect('t1'), 'docker inspect --type task t1');
     assert.equal(swarm.serviceLogs('s_j'), 'docker service logs --raw --no-trunc s_j');
     assert.equal(swarm.serviceRemove('s_j'), 'docker service rm s_j');
+    assert.match(swarm.jobRemove('s_j'), /^SERVICE=s_j\ntasks=\$\(docker service ps /);
   });
 });
 
