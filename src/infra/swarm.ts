@@ -81,6 +81,27 @@ export function serviceRollback(service: string): string {
   return argv('docker', 'service', 'rollback', '--detach', service);
 }
 
+/** One replicated service's wanted task count, for serviceScale: the engine's name (`<stack>_<service>`) and the count. */
+export interface ServiceReplicas {
+  service: string;
+  replicas: number;
+}
+
+/**
+ * `docker service scale` of replicated services to the counts given (a global service cannot be
+ * scaled). With `wait`, the engine's own wait: it returns once the tasks converged (at 0, once they
+ * stopped); without, at once.
+ */
+export function serviceScale(scales: readonly ServiceReplicas[], o: { wait: boolean }): string {
+  const pairs = scales.map((s) => {
+    if (!Number.isInteger(s.replicas) || s.replicas < 0) throw new Error(`${s.replicas} is not a replica count`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(s.service)) throw new Error(`"${s.service}" is not a service name`);
+    return `${s.service}=${s.replicas}`;
+  });
+  if (pairs.length === 0) throw new Error('serviceScale needs at least one service');
+  return argv('docker', 'service', 'scale', `--detach=${o.wait ? 'false' : 'true'}`, pairs);
+}
+
 /** `docker node inspect` of every node; `[]` when the engine lists none. */
 export function inspectNodes(): string {
   return hostScript(NODES_INSPECT, {});
