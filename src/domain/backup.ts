@@ -13,7 +13,7 @@ import type { Host } from '../infra/host';
 import { ignored, type Logger } from '../infra/logger';
 import { parseHostJson } from '../infra/json';
 import { argv, hostScript, sh } from '../infra/shell';
-import { NOTHING_LATER } from '../infra/compose';
+import { NOTHING_LATER, type LaterCompose } from '../infra/compose';
 import { pendingDirOf } from './host-log';
 import {
   copyDatabaseSettingsSql,
@@ -410,8 +410,11 @@ export interface RestoreBackupOptions extends Omit<EnvContext, 'log'> {
   /** The backup to restore. */
   m: BackupManifest;
   log?: Logger;
-  /** Services stopped for the restore, started again by the undo if the restore is cut. */
-  opts?: { stoppedServices?: string[] };
+  /**
+   * Services stopped for the restore, started again by the undo if the restore is cut (compose
+   * start), or what starts them instead (restartLater: a stack's services scaled back).
+   */
+  opts?: { stoppedServices?: string[]; restartLater?: LaterCompose };
 }
 
 /**
@@ -444,7 +447,7 @@ export async function restoreBackup({ host, config, env, m, log, opts = {} }: Re
   const undoCheck =
     `SELECT 1 FROM pg_database a WHERE a.datname = ${literal(aside)} AND NOT EXISTS ` +
     `(SELECT 1 FROM pg_database d WHERE d.datname = ${literal(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${literal(tag)});`;
-  const restart = opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : NOTHING_LATER;
+  const restart = opts.restartLater ?? (opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : NOTHING_LATER);
 
   // What undoes a cut restore: written before anything moves, run by the next operation if this
   // script never gets to remove it (see pendingUndo in operation.ts).

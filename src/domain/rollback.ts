@@ -1,6 +1,7 @@
 /**
  * Starting an earlier release again: its tagged images (no rebuild), its commit checked out, and,
  * only when asked, the database restored from a verified backup while the app services are stopped.
+ * On a swarm, the release's digests deployed as the stack instead (swarm-rollback.ts).
  * Used by promote's automatic rollback and by the rollback action.
  */
 import type { BackupManifest } from './backup';
@@ -13,6 +14,7 @@ import { ignored, type Logger } from '../infra/logger';
 import { short } from '../infra/sha';
 import { probeHealthUrl, restoreReleaseImages, waitHealthy, type Release } from './release';
 import { rollingOptions, switchServices } from './rolling';
+import { startSwarmRelease } from './swarm-rollback';
 
 export interface RestartResult {
   containers: ContainerState[];
@@ -36,9 +38,12 @@ export interface StartReleaseOptions {
   restore?: BackupManifest;
 }
 
-export async function startRelease({ host, config, env, release, log, restore }: StartReleaseOptions): Promise<RestartResult> {
+export async function startRelease(o: StartReleaseOptions): Promise<RestartResult> {
+  const { host, config, env, release, log, restore } = o;
   log.startGroup(`${env.name}: starting release ${release.release} (${short(release.sha)})`);
   try {
+    // On a swarm a release is its digests: deployed as the stack, no image retagged (see swarm-rollback.ts).
+    if (env.onSwarm) return await startSwarmRelease(o);
     await restoreReleaseImages(host, env, release);
     // With promote.release-dirs the release starts from its own directory (made again if it was
     // removed), so its containers mount its code and nothing moves under them later.

@@ -61,6 +61,8 @@ export interface FakeService {
   steps: Array<() => void>;
   /** The states of UpdateStatus the engine reported, in order (what the watch may have seen). */
   reported: string[];
+  /** Replicas set by `docker service scale`; undefined: the files' (1), as a stack deploy sets again. */
+  replicas?: number;
 }
 
 /**
@@ -101,6 +103,7 @@ export class FakeSwarm extends FakeVps {
     super(swarmConfig(o));
     this.host.files.set(`${this.env.dev.checkout}/${this.config.environments.dev.envFile}`, fs.readFileSync(path.join(SWARM_DIR, 'stack/.env.dev')));
     this.installSwarm();
+    this.installScaleAndRestore();
   }
 
   /** The digest name (`repo@sha256:…`) an image has in its own repository, once pushed or pulled. */
@@ -198,7 +201,13 @@ export class FakeSwarm extends FakeVps {
       if (!svc) {
         this.stack.set(s.service, { service: s.service, id: `svc${s.service}`.padEnd(25, '0'), image, steps: [], reported: [] });
         this.tasks.unshift(this.task(s.service, image, 'Running', 'Running 1 second ago'));
-      } else if (svc.image !== image) this.update(svc, image);
+      } else {
+        // The files' replicas come back with the deploy (after a scale to 0, a task starts on the same image).
+        const scaledDown = svc.replicas === 0;
+        svc.replicas = undefined;
+        if (svc.image !== image) this.update(svc, image);
+        else if (scaledDown) this.tasks.unshift(this.task(s.service, image, 'Running', 'Running 1 second ago'));
+      }
     }
     return { stdout: `Updating service ${STACK}_api (id: svcapi)\n` };
   }
@@ -258,7 +267,7 @@ export class FakeSwarm extends FakeVps {
           Name: `${STACK}_${s.service}`,
           Labels: { 'com.docker.stack.namespace': STACK },
           TaskTemplate: { ContainerSpec: { Image: s.image } },
-          Mode: { Replicated: { Replicas: 1 } },
+          Mode: { Replicated: { Replicas: s.replicas ?? 1 } },
         },
         ...(s.update ? { UpdateStatus: s.update } : {}),
       })),
@@ -343,7 +352,7 @@ export class FakeSwarm extends FakeVps {
         stdout: [...this.stack.values()]
           .map(
             (s) =>
-              `${JSON.stringify({ ID: s.id, Name: `${STACK}_${s.service}`, Mode: 'replicated', Replicas: `${this.runningImages(s.service).length}/1`, Image: s.image })}\n`,
+              `${JSON.stringify({ ID: s.id, Name: `${STACK}_${s.service}`, Mode: 'replicated', Replicas: `${this.runningImages(s.service).length}/${s.replicas ?? 1}`, Image: s.image })}\n`,
           )
           .join(''),
       };
@@ -357,5 +366,63 @@ export class FakeSwarm extends FakeVps {
     h.on('list task containers', new RegExp(`^PROJECT_LABEL=label=com\\.docker\\.stack\\.namespace=${STACK}; SERVICE_LABEL=''\\n`), () => ({
       stdout: this.taskContainers(),
     }));
+  }
+
+  // ── Scaling, and dev's database restored in its db task (rollback with restore-database) ──
+
+  /** The `docker service scale` calls, in order: service → replicas. */
+  readonly scales: Array<Record<string, number>> = [];
+  /** dev's restores: the backup, and what each app service ran (running tasks) while the restore ran. */
+  readonly restores: Array<{ backup: string; appTasks: Record<string, number> }> = [];
+
+  /** A verified backup of dev on disk, as the backup action leaves it (its checksums match what the fake answers). */
+  putDevBackup(id: string, time: Date): this {
+    const manifest = {
+      id,
+      env: 'dev',
+      status: 'verified',
+      time: time.toISOString(),
+      finishedAt: time.toISOString(),
+      database: this.config.environments.dev.database.name,
+      files: { 'db.dump': { bytes: 1024, sha256: 'd'.repeat(64) }, 'globals.sql': { bytes: 64, sha256: 'e'.repeat(64) } },
+      durationSeconds: 10,
+      timings: { dump: 8, globals: 1, verify: 1 },
+      tools: {},
+      verification: { method: 'list', ok: true, detail: 'pg_restore --list read the dump; checksum matches' },
+    };
+    this.host.files.set(`${this.config.backup.dir}/dev/${id}/manifest.json`, Buffer.from(JSON.stringify(manifest)));
+    return this;
+  }
+
+  private installScaleAndRestore(): void {
+    const h = this.host;
+    // `docker service scale --detach=false <stack>_<service>=<n> ...`: at 0 the service's tasks stop (the engine waited).
+    h.on('service scale', /^docker service scale --detach=(?:true|false) ((?:\S+=\d+ ?)+)$/, (_c, m) => {
+      const wanted: Record<string, number> = {};
+      for (const pair of shellWords(m?.[1] ?? '')) {
+        const [name, n] = pair.split('=');
+        const svc = this.stack.get(name.slice(STACK.length + 1));
+        if (!name.startsWith(`${STACK}_`) || !svc) return { exitCode: 1, stderr: `service ${name} not found` };
+        wanted[svc.service] = Number(n);
+        svc.replicas = Number(n);
+        if (Number(n) === 0)
+          for (const t of this.tasks.filter((x) => x.Name.startsWith(`${STACK}_${svc.service}.`) && x.DesiredState === 'Running'))
+            Object.assign(t, { DesiredState: 'Shutdown', CurrentState: 'Shutdown 1 second ago' });
+      }
+      this.scales.push(wanted);
+      return {
+        stdout: Object.keys(wanted)
+          .map((n) => `${STACK}_${n} scaled to ${wanted[n]}\n`)
+          .join(''),
+      };
+    });
+    // dev's db tools run in the db task's container (src/infra/task-container.sh in front).
+    const devDb = (re: RegExp) => (s: string) => s.startsWith(`{ c=$(STACK_FILTER=label=com.docker.stack.namespace=${STACK};`) && re.test(s);
+    h.on('pg_restore --list (dev task)', devDb(/pg_restore .*--list/), {});
+    h.on('restore dev database', /^PENDING_DIR=\S+\/dev\/pending; .*pg_restore .*--single-transaction/s, (c) => {
+      const appTasks = Object.fromEntries(SWARM_SERVICES.filter((s) => s.service !== 'db').map((s) => [s.service, this.runningImages(s.service).length]));
+      this.restores.push({ backup: /restore of dev from (\S+),/.exec(c.script)?.[1] ?? '', appTasks });
+      return {};
+    });
   }
 }

@@ -43,6 +43,18 @@ describe('swarm commands', () => {
     assert.equal(swarm.stackRemove('makapix-dev'), 'docker stack rm makapix-dev');
   });
 
+  it('scales replicated services, waiting for the engine or not, and refuses what is not a count or a service name', () => {
+    const scales = [
+      { service: 'makapix-dev_api', replicas: 0 },
+      { service: 'makapix-dev_worker', replicas: 0 },
+    ];
+    assert.equal(swarm.serviceScale(scales, { wait: true }), 'docker service scale --detach=false makapix-dev_api=0 makapix-dev_worker=0');
+    assert.equal(swarm.serviceScale([{ service: 'makapix-dev_api', replicas: 3 }], { wait: false }), 'docker service scale --detach=true makapix-dev_api=3');
+    assert.throws(() => swarm.serviceScale([{ service: 'makapix-dev_api', replicas: -1 }], { wait: true }), /not a replica count/);
+    assert.throws(() => swarm.serviceScale([{ service: 'api;rm', replicas: 0 }], { wait: true }), /not a service name/);
+    assert.throws(() => swarm.serviceScale([], { wait: true }), /at least one service/);
+  });
+
   it('inspects every node with the script, and says [] when there is none', () => {
     const cmd = swarm.inspectNodes();
     assert.match(cmd, /^ids=\$\(docker node ls -q\) \|\| exit\n/);

@@ -2,7 +2,8 @@
  * rollback: return an environment to an earlier release: the previous one by default, or a named
  * one. Its tagged images start again without a rebuild and its commit is checked out. The database
  * is restored only with restore-database and a backup-id; the data-loss window is logged before the
- * restore and stated in the summary.
+ * restore and stated in the summary. On a swarm, the release's recorded digests are deployed as the
+ * stack instead (swarm.ts).
  */
 import { short } from '../../infra/sha';
 import type { RollbackInputs, RollbackOutputs } from '../../../action-types';
@@ -21,6 +22,7 @@ import type { Logger } from '../../infra/logger';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
 import { environmentInput, servicesTable } from '../common';
+import { checkSwarmTarget, digestLines, swarmFailureLines } from './swarm';
 
 interface Plan {
   environment: EnvironmentName;
@@ -104,7 +106,7 @@ export async function runRollback(r: RollbackRun, op: Operation): Promise<Rolled
   try {
     const backup = await backupToRestore(r);
     const restart = await startRelease({ host: r.host, config: r.config, env: r.env, release: chosen.target, log: r.log, restore: backup });
-    await recordRollback(op, chosen, backup, restart);
+    await recordRollback(op, { ...chosen, onSwarm: r.env.onSwarm }, backup, restart);
     return { ...chosen, ...restart, backup };
   } catch (e) {
     throw new RollbackFailed(chosen.target, e);
@@ -128,6 +130,7 @@ export async function chooseTarget(r: RollbackRun, op: Operation): Promise<Chose
   if (plan.releaseId) {
     const target = history.find((x) => x.release === plan.releaseId);
     if (!target) throw new OperationFailed(`${env.name} has no release ${plan.releaseId} in its host log; known: ${known}`);
+    if (env.onSwarm) checkSwarmTarget({ env, target, named: true, history });
     return { target, current, drifted, skipped: [] };
   }
   if (!stack.target) {
@@ -138,6 +141,7 @@ export async function chooseTarget(r: RollbackRun, op: Operation): Promise<Chose
     );
   }
   const { skipped } = stack;
+  if (env.onSwarm) checkSwarmTarget({ env, target: stack.target, named: false, history });
   if (skipped.length) log.info(`passing over ${skipped.join(', ')}: a rollback already left ${skipped.length > 1 ? 'them' : 'it'}`);
   return { target: stack.target, current, drifted, skipped };
 }
@@ -151,13 +155,15 @@ async function backupToRestore(r: RollbackRun): Promise<BackupManifest | undefin
 }
 
 /** Recorded as a release (a rollback) and as a rollback from the current release. */
-async function recordRollback(op: Operation, chosen: Chosen, backup: BackupManifest | undefined, restart: RestartResult): Promise<void> {
+async function recordRollback(op: Operation, chosen: Chosen & { onSwarm: boolean }, backup: BackupManifest | undefined, restart: RestartResult): Promise<void> {
   const { target, current, drifted } = chosen;
   await op.record('release', {
     release: target.release,
     sha: target.sha,
     kind: 'rollback',
     images: target.images,
+    // On a swarm, what the stack was deployed with: what drift and the next rollback judge by.
+    digests: chosen.onSwarm ? target.digests : undefined,
     previous: target.previous,
     rolledBackFrom: current?.release,
     restoredBackup: backup?.id,
@@ -172,13 +178,15 @@ async function reportRolledBack(io: ActionIO<RollbackInputs, RollbackOutputs>, e
   io.output('sha', t.sha);
   io.output('restored-backup-id', backup?.id ?? '');
   const summary = new Summary().heading(`Rollback of ${env.name}`);
-  summary.text(`↩️ **${env.name} runs release \`${t.release}\`** (\`${short(t.sha)}\`) again, healthy. It ran \`${done.current?.release ?? '?'}\` before.`);
+  const state = env.onSwarm ? 'every service of the stack converged on its digest' : 'healthy';
+  summary.text(`↩️ **${env.name} runs release \`${t.release}\`** (\`${short(t.sha)}\`) again, ${state}. It ran \`${done.current?.release ?? '?'}\` before.`);
   summary.list([
     backup && done.restoredAt
       ? `database restored from \`${backup.id}\`: ${lossWindow(backup, done.restoredAt)}`
       : 'database not restored (its schema and data are as they were)',
     ...(skipped.length ? [`passed over ${skipped.map((x) => `\`${x}\``).join(', ')}: an earlier rollback left ${skipped.length > 1 ? 'them' : 'it'}`] : []),
     ...(drifted.length ? [`before the rollback, ${env.name} did not run its recorded release: ${drifted.join('; ')}`] : []),
+    ...(env.onSwarm ? digestLines(t) : []),
   ]);
   servicesTable(summary, done.containers);
   await io.summary(summary.toMarkdown());
@@ -186,7 +194,8 @@ async function reportRolledBack(io: ActionIO<RollbackInputs, RollbackOutputs>, e
 
 function failureSummary(env: Environment, e: unknown, target: Release | undefined): Summary {
   const summary = new Summary().heading(`Rollback of ${env.name}`).text(`❌ **The rollback of ${env.name} failed**: ${errorMessage(e)}`);
-  if (target)
+  if (target && env.onSwarm) summary.list([`target release: \`${target.release}\``, ...swarmFailureLines(env, target, e)]);
+  else if (target)
     summary.list([`target release: \`${target.release}\``, `Next: run the status action to see the containers, then retry or pick another release-id.`]);
   return summary;
 }
