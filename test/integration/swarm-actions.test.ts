@@ -188,7 +188,7 @@ describe(
       const before = container('prod', 'api');
       const r = await act(deployAction, { environment: 'prod', ref: 'broken' });
       const { ok, failures, hosts } = await load.stop();
-      assert.notEqual(r.error, undefined, 'the deploy of a release that never became healthy succeeded');
+      assert.notEqual(r.error, undefined, `the deploy of a release that never became healthy succeeded:\n${prodState()}\n${why(r)}`);
       assert.equal(failures.length, 0, `${failures.length} of ${ok + failures.length} requests failed:\n${failureKinds(failures)}\n${prodState()}\n${why(r)}`);
       assert.equal(sw.engine.docker(['service', 'inspect', '--format', '{{.UpdateStatus.State}}', service('prod', 'api')]).trim(), 'rollback_completed');
       assert.equal(sw.specImage(service('prod', 'api')), serving);
