@@ -77,8 +77,9 @@ if __name__ == "__main__":
 /** The third compose file of both environments: the api served as above, replaced start-first; an init in each task. */
 export const ZERO_DOWNTIME_OVERLAY = `# Replacing prod without a dropped request.
 # The api is replaced start-first on the host network: the new task listens beside the old one
-# (SO_REUSEPORT, api/serve_shared_port.py), and its healthcheck asks for the file that only its own
-# server writes, since the port is answered by either task.
+# (SO_REUSEPORT, api/serve_shared_port.py). Its healthcheck (in the base file: docker stack deploy
+# appends a list such as healthcheck.test across files) asks for the file that only its own server
+# writes, since the port is answered by either task.
 # Neither PostgreSQL nor the api is its container's first process: a healthcheck that times out
 # under load leaves its command to be reaped by PID 1, and PostgreSQL takes an unknown child's exit
 # for a crashed backend and restarts, dropping every session (preflight's db-init warning).
@@ -89,7 +90,6 @@ services:
     init: true
     command: ["python3", "/app/api/serve_shared_port.py"]
     healthcheck:
-      test: ["CMD-SHELL", "test -f /tmp/api-listening && curl -fsS -o /dev/null --max-time 3 \\"http://127.0.0.1:$$API_PORT/api/health\\""]
       interval: 1s
       timeout: 5s
       retries: 3
@@ -193,6 +193,11 @@ function writeMain(src: string): void {
   for (const f of ['docker-compose.yml', 'docker-compose.prod.yml', 'docker-compose.dev.yml'])
     fs.copyFileSync(path.join(FIXTURES, 'swarm', 'stack', f), path.join(stack, f));
   fs.writeFileSync(path.join(stack, 'docker-compose.zero-downtime.yml'), ZERO_DOWNTIME_OVERLAY);
+  const base = path.join(stack, 'docker-compose.yml');
+  const health = 'curl -fsS -o /dev/null --max-time 3 \\"http://127.0.0.1:$$API_PORT/api/health\\""]';
+  const text = fs.readFileSync(base, 'utf8');
+  if (text.split(health).length !== 2) throw new Error(`${base}: not one api healthcheck to add the listening file to`);
+  fs.writeFileSync(base, text.replace(health, `test -f /tmp/api-listening && ${health}`));
   fs.writeFileSync(path.join(src, 'api', 'serve_shared_port.py'), SHARED_PORT_SERVER);
 }
 
