@@ -9,6 +9,7 @@ import { OperationFailed, scrubRowValues } from '../infra/errors';
 import type { Environment } from './environment';
 import type { CommandResult, Host } from '../infra/host';
 import { argv } from '../infra/shell';
+import { swarmOneOff } from './swarm-oneoff';
 
 export interface MigrationPlan {
   container: string;
@@ -54,14 +55,27 @@ export interface OneOffOptions {
   label: string;
   /** A fixed container name, so a cut run's container can be found and removed. */
   name: string;
+  /**
+   * On a swarm, the image the one-off task runs: the new release's api image by digest
+   * (`repo@sha256:...`); required there. Ignored on compose (the checkout's image name is used).
+   */
+  image?: string;
 }
 
 /**
  * alembic in a one-off container of the environment's api service, started from `at` (a checkout of
  * the new commit, whose image name points at the new image): the new code's migrations, while the
- * old containers still serve. Returns the result as is.
+ * old containers still serve. On a swarm, a one-off task of `o.image` (src/domain/swarm-oneoff.ts).
+ * Returns the result as is.
  */
 export async function oneOffAlembic(host: Host, at: Environment, command: AlembicCommand, o: OneOffOptions): Promise<CommandResult> {
+  if (at.onSwarm) {
+    if (!o.image)
+      throw new OperationFailed(
+        `${at.name}: ${o.label}: on a swarm the one-off task needs the new ${at.cfg.apiService} image by digest (OneOffOptions.image), and none was given`,
+      );
+    return swarmOneOff(host, at, command, { ...o, image: o.image });
+  }
   const service = at.cfg.apiService;
   const pass = Object.keys(o.env ?? {}).flatMap((k) => ['-e', k]);
   await host.run(argv('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
@@ -82,8 +96,8 @@ export class OneOffUnavailable extends OperationFailed {
 }
 
 /** The head revision(s) of the new code, read in a one-off container. */
-export async function oneOffHeads(host: Host, at: Environment, name: string, timeoutSeconds: number): Promise<string[]> {
-  const r = await oneOffAlembic(host, at, alembic.heads(), { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+export async function oneOffHeads(host: Host, at: Environment, o: { name: string; timeoutSeconds: number; image?: string }): Promise<string[]> {
+  const r = await oneOffAlembic(host, at, alembic.heads(), { ...o, label: `${at.name} alembic heads (new code)` });
   if (r.exitCode !== 0 && /host type networking can't be used with links/.test(`${r.stdout}\n${r.stderr}`)) {
     throw new OneOffUnavailable(
       `${at.name}: docker-compose v1 cannot start a one-off ${at.cfg.apiService} container (host networking with depends_on): the migration runs in the new container after the swap, unrehearsed. docker compose v2 does not have this limit.`,

@@ -155,9 +155,11 @@ export interface RehearseOptions {
   opId: string;
   /** The app's database variable as read already; read from `at` when not given. */
   databaseValue?: string;
+  /** On a swarm, the new release's api image by digest, which the migration's one-off task runs (OneOffOptions.image). */
+  image?: string;
 }
 
-export async function rehearse({ host, config, at, backup, log, opId, databaseValue }: RehearseOptions): Promise<RehearsalResult> {
+export async function rehearse({ host, config, at, backup, log, opId, databaseValue, image }: RehearseOptions): Promise<RehearsalResult> {
   const variable = config.promote['database-env'];
   // Read before the copy is made: a rehearsal that cannot point the app at it refuses at once.
   const value = databaseValue ?? (await databaseEnvValue({ host, at, variable, log }));
@@ -169,7 +171,16 @@ export async function rehearse({ host, config, at, backup, log, opId, databaseVa
     // The app's database variable, pointed at the copy: masked, and passed to the container by name only.
     const pointed = pointAt(value, copy.name);
     if (pointed.length >= 6) log.secret(pointed);
-    const migrated = await migrateSampled({ host, config, at, copy, env: { [variable]: pointed }, stopFile: `/tmp/twinstack-rehearse-${opId}.stop`, log });
+    const migrated = await migrateSampled({
+      host,
+      config,
+      at,
+      copy,
+      env: { [variable]: pointed },
+      image,
+      stopFile: `/tmp/twinstack-rehearse-${opId}.stop`,
+      log,
+    });
     const locks = lockHolds(migrated.samples.split('\n'));
     const budget = config.promote['max-exclusive-lock-ms'];
     const measured = {
@@ -270,9 +281,10 @@ async function migrateSampled({
   at,
   copy,
   env,
+  image,
   stopFile,
   log,
-}: CopyContext & { env: Record<string, string>; stopFile: string }): Promise<{ run: CommandResult; durationMs: number; samples: string }> {
+}: CopyContext & { env: Record<string, string>; image?: string; stopFile: string }): Promise<{ run: CommandResult; durationMs: number; samples: string }> {
   const sampler = await startLockSampler({ host, at, copy, stopFile, log });
   const t = Date.now();
   let durationMs: number;
@@ -280,6 +292,7 @@ async function migrateSampled({
   try {
     run = await oneOffAlembic(host, at, alembic.upgradeHead(), {
       env,
+      image,
       timeoutSeconds: config.gate['timeout-seconds'],
       label: `${at.name}: rehearsal of alembic upgrade head on ${copy.name}`,
       name: `${at.project}-twinstack-rehearse`,

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import { z } from 'zod';
 import { parseHostJson } from './json';
-import { argv, hostScript } from './shell';
+import { argv, hostScript, quote } from './shell';
 
 /** What names one stack on the manager: the directory its files are read from, its files, its name. */
 export interface StackFiles {
@@ -326,4 +326,197 @@ export function imageRepo(ref: string): string {
   const slash = noDigest.lastIndexOf('/');
   const colon = noDigest.lastIndexOf(':');
   return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+
+// A one-off task of a stack's service (src/domain/swarm-oneoff.ts): a replicated job started from
+// the service's own spec (env, mounts, networks, secrets, placement) with another image and command.
+
+const fileRef = z.object({
+  File: z.object({ Name: z.string(), UID: z.string().nullish(), GID: z.string().nullish(), Mode: z.number().nullish() }).nullish(),
+  SecretName: z.string().nullish(),
+  ConfigName: z.string().nullish(),
+});
+const mountEntry = z.object({
+  Type: z.string(),
+  Source: z.string().nullish(),
+  Target: z.string(),
+  ReadOnly: z.boolean().nullish(),
+  BindOptions: z.object({ Propagation: z.string().nullish() }).nullish(),
+  VolumeOptions: z
+    .object({
+      NoCopy: z.boolean().nullish(),
+      Labels: labels,
+      DriverConfig: z.object({ Name: z.string().nullish(), Options: z.record(z.string()).nullish() }).nullish(),
+    })
+    .nullish(),
+  TmpfsOptions: z.object({ SizeBytes: z.number().nullish(), Mode: z.number().nullish() }).nullish(),
+});
+
+/** What a one-off task copies of `docker service inspect`: the task template's container spec, networks and placement. */
+export const oneOffSourceEntry = z.object({
+  Spec: z.object({
+    Name: z.string(),
+    TaskTemplate: z.object({
+      ContainerSpec: z.object({
+        Command: z.array(z.string()).nullish(),
+        Env: z.array(z.string()).nullish(),
+        Dir: z.string().nullish(),
+        User: z.string().nullish(),
+        Hosts: z.array(z.string()).nullish(),
+        Mounts: z.array(mountEntry).nullish(),
+        Secrets: z.array(fileRef).nullish(),
+        Configs: z.array(fileRef).nullish(),
+      }),
+      Networks: z.array(z.object({ Target: z.string() })).nullish(),
+      Placement: z.object({ Constraints: z.array(z.string()).nullish() }).nullish(),
+    }),
+  }),
+});
+export type OneOffSource = z.output<typeof oneOffSourceEntry>;
+
+/** The spec of `service` from `docker service inspect <service>`; undefined when the engine has no such service. */
+export function parseOneOffSource(text: string, service: string): OneOffSource | undefined {
+  return parseHostJson(z.array(oneOffSourceEntry), text.trim() || '[]', `docker service inspect ${service}`).find((s) => s.Spec.Name === service);
+}
+
+/** One field of a `--mount`, `--secret` or `--config` value: the CLI reads them as a CSV record. */
+function csvField(field: string): string {
+  return /[",\r\n]/.test(field) || field !== field.trim() ? `"${field.replace(/"/g, '""')}"` : field;
+}
+
+/** A `--mount` value of a mount of the spec. */
+export function mountFlag(m: z.output<typeof mountEntry>): string {
+  const f = [`type=${m.Type}`, ...(m.Source ? [`source=${m.Source}`] : []), `target=${m.Target}`];
+  if (m.ReadOnly) f.push('readonly');
+  if (m.BindOptions?.Propagation) f.push(`bind-propagation=${m.BindOptions.Propagation}`);
+  const v = m.VolumeOptions;
+  if (v?.NoCopy) f.push('volume-nocopy');
+  if (v?.DriverConfig?.Name) f.push(`volume-driver=${v.DriverConfig.Name}`);
+  for (const [k, val] of Object.entries(v?.DriverConfig?.Options ?? {})) f.push(`volume-opt=${k}=${val}`);
+  for (const [k, val] of Object.entries(v?.Labels ?? {})) f.push(`volume-label=${k}=${val}`);
+  if (m.TmpfsOptions?.SizeBytes) f.push(`tmpfs-size=${m.TmpfsOptions.SizeBytes}`);
+  if (m.TmpfsOptions?.Mode) f.push(`tmpfs-mode=0${m.TmpfsOptions.Mode.toString(8)}`);
+  return f.map(csvField).join(',');
+}
+
+/** A `--secret` or `--config` value of a secret or config the spec gives as a file; undefined for one it does not. */
+export function fileRefFlag(r: z.output<typeof fileRef>): string | undefined {
+  const source = r.SecretName ?? r.ConfigName;
+  if (!r.File || !source) return undefined;
+  const f = [`source=${source}`, `target=${r.File.Name}`];
+  if (r.File.UID) f.push(`uid=${r.File.UID}`);
+  if (r.File.GID) f.push(`gid=${r.File.GID}`);
+  if (r.File.Mode !== undefined && r.File.Mode !== null) f.push(`mode=0${r.File.Mode.toString(8)}`);
+  return f.map(csvField).join(',');
+}
+
+/** `docker service create` flags that give a one-off task the spec's mounts, networks, secrets, configs, placement and process settings. */
+export function oneOffSpecFlags(source: OneOffSource): string[] {
+  const t = source.Spec.TaskTemplate;
+  const c = t.ContainerSpec;
+  const refs = (flag: string, list: ReadonlyArray<z.output<typeof fileRef>> | null | undefined) =>
+    (list ?? []).map(fileRefFlag).flatMap((v) => (v === undefined ? [] : [flag, v]));
+  return [
+    ...(c.Mounts ?? []).flatMap((m) => ['--mount', mountFlag(m)]),
+    // By id: the spec names the networks so, the stack's own and an external one (host) alike.
+    ...(t.Networks ?? []).flatMap((n) => ['--network', n.Target]),
+    ...refs('--secret', c.Secrets),
+    ...refs('--config', c.Configs),
+    ...(t.Placement?.Constraints ?? []).flatMap((x) => ['--constraint', x]),
+    ...(c.Dir ? ['--workdir', c.Dir] : []),
+    ...(c.User ? ['--user', c.User] : []),
+    ...(c.Hosts ?? []).flatMap((h) => ['--host', hostFlag(h)]),
+    // The service's entrypoint (compose's `entrypoint:`), as the CLI splits it: one shell-quoted string.
+    ...(c.Command?.length ? ['--entrypoint', c.Command.map((w) => quote(w)).join(' ')] : []),
+  ];
+}
+
+/** The spec keeps extra hosts as `IP host…` (the /etc/hosts line); the flag takes `host:IP`. */
+function hostFlag(line: string): string {
+  const [ip, ...names] = line.trim().split(/\s+/);
+  return names.map((n) => `${n}:${ip}`).join(',') || line;
+}
+
+/**
+ * An env file (`--env-file`) of the spec's variables with `extra` over them: one KEY=VALUE a line,
+ * as the docker client reads it (no quotes, no continuation). A value it could not read back as
+ * given (a line break, a key with space or `=`) is refused rather than changed.
+ */
+export function oneOffEnvFile(specEnv: readonly string[], extra: Readonly<Record<string, string>>): string {
+  const vars = new Map<string, string>();
+  for (const kv of specEnv) {
+    const eq = kv.indexOf('=');
+    // A bare name would make the client copy its own variable of that name: the spec has no value for it.
+    if (eq > 0) vars.set(kv.slice(0, eq), kv.slice(eq + 1));
+  }
+  for (const [k, v] of Object.entries(extra)) vars.set(k, v);
+  return [...vars]
+    .map(([k, v]) => {
+      if (!/^[^\s=#][^\s=]*$/.test(k) || /[\r\n\0]/.test(v) || k.length + v.length > 60_000)
+        throw new Error(`variable ${k.slice(0, 40)} cannot be passed to a one-off task through an env file`);
+      return `${k}=${v}\n`;
+    })
+    .join('');
+}
+
+/** What oneOffCreate starts: the job's name, the image, the env file, the command, and the source spec. */
+export interface OneOffJob {
+  /** `<stack>_twinstack-<what>`: fixed, so a cut run's job can be found and removed. */
+  name: string;
+  /** The image the task runs, pinned by digest. */
+  image: string;
+  /** The env file on the manager (read by the client there, at create time). */
+  envFile: string;
+  command: readonly string[];
+  source: OneOffSource;
+}
+
+/** `docker service create` of a one-off job: one task, never restarted, registry credentials sent to the node. */
+export function oneOffCreate(j: OneOffJob): string {
+  return argv(
+    ['docker', 'service', 'create', '--quiet', '--mode', 'replicated-job', '--restart-condition', 'none', '--detach', '--with-registry-auth'],
+    ['--name', j.name, '--env-file', j.envFile, ...oneOffSpecFlags(j.source)],
+    [j.image, ...j.command],
+  );
+}
+
+const JOB_WAIT = fs.readFileSync(__dirname + '/job-wait.sh', 'utf8');
+
+/** Waits for the one task of a one-off job to end (complete, failed, rejected, shut down); prints its id. */
+export function jobWait(name: string): string {
+  return hostScript(JOB_WAIT, { SERVICE: name });
+}
+
+/** `docker inspect` of a task: its state, the engine's error and the container's exit code. */
+export function taskInspect(id: string): string {
+  return argv('docker', 'inspect', '--type', 'task', id);
+}
+
+export const taskStatusEntry = z.object({
+  ID: z.string(),
+  Status: z.object({
+    State: z.string(),
+    Err: z.string().nullish(),
+    ContainerStatus: z.object({ ExitCode: z.number().nullish() }).nullish(),
+  }),
+});
+export type TaskStatus = z.output<typeof taskStatusEntry>;
+export const parseTaskStatus = (text: string, id: string): TaskStatus | undefined =>
+  parseHostJson(z.array(taskStatusEntry), text.trim() || '[]', `docker inspect of task ${id}`)[0];
+
+/** `docker service logs` of a service's tasks as they wrote it: the task's stdout on stdout, its stderr on stderr. */
+export function serviceLogs(name: string): string {
+  return argv('docker', 'service', 'logs', '--raw', '--no-trunc', name);
+}
+
+const JOB_REMOVE = fs.readFileSync(__dirname + '/job-remove.sh', 'utf8');
+
+/** Removes a one-off job, its live task stopped first (the engine would leave it running); nothing when there is no such job. */
+export function jobRemove(name: string): string {
+  return hostScript(JOB_REMOVE, { SERVICE: name });
+}
+
+/** `docker service rm`: the engine stops the service's tasks (not a job's: see jobRemove). */
+export function serviceRemove(name: string): string {
+  return argv('docker', 'service', 'rm', name);
 }

@@ -5,6 +5,13 @@
  * the host's network is left as it was. Needs root. stop() removes what the engine ran, leaves
  * the swarm, ends the daemon (the one process this harness started) and removes its directories
  * and its cgroup parent.
+ *
+ * Two such engines make a two-node swarm in the machine's one network namespace, on loopback
+ * only: each node listens on an address of its own in 127.0.0.0/8 (the gossip port, 7946, is the
+ * same for every node, so two nodes cannot share an address), the second runs in a UTS namespace
+ * of its own so that its node has a hostname of its own, and the manager's routing-mesh network
+ * (ingress) is removed before the worker joins: the ingress VXLAN device of a second node in the
+ * same namespace clashes with the first's ("error creating vxlan interface: file exists").
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,8 +26,18 @@ export interface PrivateEngine {
   dir: string;
   /** Runs the docker client against this engine; throws with its stderr on a non-zero exit. */
   docker(args: readonly string[], opts?: { input?: string | Buffer; cwd?: string }): string;
-  /** Makes the engine a single-node swarm manager listening on loopback only. */
-  swarmInit(): Promise<void>;
+  /**
+   * Makes the engine a swarm manager listening on loopback only (127.0.0.1 unless told), and
+   * returns its `address:port`. With ingress: false the routing mesh's network is removed, which a
+   * second node in this network namespace needs.
+   */
+  swarmInit(opts?: { address?: string; ingress?: boolean }): Promise<string>;
+  /** Joins the swarm of `manager` (swarmInit done) as a worker listening on `address` (loopback, not the manager's). */
+  swarmJoin(manager: PrivateEngine, address: string): Promise<void>;
+  /** The `address:port` swarmInit made the manager listen on. */
+  swarmAddress?: string;
+  /** This engine's swarm node id. */
+  nodeId(): string;
   /** Copies an image from the shared engine (docker save | docker load), without a registry. */
   loadImage(image: string): void;
   stop(): Promise<void>;
@@ -49,19 +66,31 @@ function mountsUnder(dir: string): string[] {
     .sort((a, b) => b.length - a.length);
 }
 
-export async function startPrivateEngine(): Promise<PrivateEngine> {
+export interface EngineOptions {
+  /**
+   * The hostname the engine, and so its swarm node, reports: it then runs in a UTS namespace of
+   * its own (its network namespace stays the machine's). Engines of one machine otherwise all
+   * report the machine's name.
+   */
+  hostname?: string;
+}
+
+/** The bridge a swarm node creates for its overlay networks' gateways, in the machine's network namespace. */
+const GWBRIDGE = '/sys/class/net/docker_gwbridge';
+
+export async function startPrivateEngine(options: EngineOptions = {}): Promise<PrivateEngine> {
   if (process.getuid?.() !== 0) throw new Error('a private Docker engine needs root (dockerd)');
   const dir = fs.mkdtempSync(`/tmp/twinstack-test-engine-${randomBytes(3).toString('hex')}-`);
   const host = `unix://${dir}/docker.sock`;
   const log = fs.openSync(path.join(dir, 'dockerd.log'), 'a');
-  const daemon = spawn(
-    'dockerd',
-    [
-      ...['--data-root', `${dir}/data`, '--exec-root', `${dir}/exec`, '-H', host, '--pidfile', `${dir}/docker.pid`],
-      ...['--bridge=none', '--iptables=false', '--ip-forward=false', '--ip-masq=false', '--cgroup-parent', path.basename(dir)],
-    ],
-    { stdio: ['ignore', log, log] },
-  );
+  const dockerd = [
+    ...['dockerd', '--data-root', `${dir}/data`, '--exec-root', `${dir}/exec`, '-H', host, '--pidfile', `${dir}/docker.pid`],
+    ...['--bridge=none', '--iptables=false', '--ip-forward=false', '--ip-masq=false', '--cgroup-parent', path.basename(dir)],
+  ];
+  // unshare and sh exec, so the child's pid is the daemon's (stop() signals it).
+  const argv = options.hostname ? ['unshare', '--uts', 'sh', '-c', 'hostname "$1" && shift && exec "$@"', 'sh', options.hostname, ...dockerd] : dockerd;
+  const daemon = spawn(argv[0], argv.slice(1), { stdio: ['ignore', log, log] });
+  let madeGwbridge = false;
   fs.closeSync(log);
   const docker: PrivateEngine['docker'] = (args, opts = {}) =>
     execFileSync('docker', ['-H', host, ...args], { encoding: 'utf8', input: opts.input, cwd: opts.cwd, timeout: 180_000, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -69,14 +98,26 @@ export async function startPrivateEngine(): Promise<PrivateEngine> {
     host,
     dir,
     docker,
-    async swarmInit() {
-      const addr = `127.0.0.1:${await freePort()}`;
+    async swarmInit({ address = '127.0.0.1', ingress = true } = {}) {
+      const addr = `${address}:${await freePort(address)}`;
+      const hadGwbridge = fs.existsSync(GWBRIDGE);
       docker(['swarm', 'init', '--advertise-addr', addr, '--listen-addr', addr]);
+      madeGwbridge = !hadGwbridge && fs.existsSync(GWBRIDGE);
+      if (!ingress) docker(['network', 'rm', 'ingress'], { input: 'y\n' });
+      engine.swarmAddress = addr;
+      return addr;
     },
+    async swarmJoin(manager, address) {
+      if (!manager.swarmAddress) throw new Error('swarmJoin: the manager has no swarm (swarmInit first)');
+      const token = manager.docker(['swarm', 'join-token', '-q', 'worker']).trim();
+      const addr = `${address}:${await freePort(address)}`;
+      docker(['swarm', 'join', '--token', token, '--advertise-addr', addr, '--listen-addr', addr, '--data-path-addr', address, manager.swarmAddress]);
+    },
+    nodeId: () => docker(['info', '--format', '{{.Swarm.NodeID}}']).trim(),
     loadImage(image) {
       execFileSync('bash', ['-c', 'docker save "$1" | docker -H "$2" load', 'load', image, host], { stdio: 'ignore', timeout: 600_000 });
     },
-    stop: () => stopEngine({ daemon, dir, docker }),
+    stop: () => stopEngine({ daemon, dir, docker, madeGwbridge }),
   };
   // Started when its API answers; the machine is shared, so start-up may take a while.
   for (let i = 0; ; i++) {
@@ -94,7 +135,15 @@ export async function startPrivateEngine(): Promise<PrivateEngine> {
   }
 }
 
-async function stopEngine({ daemon, dir, docker }: { daemon: ChildProcess; dir: string; docker: PrivateEngine['docker'] }): Promise<void> {
+interface Stopping {
+  daemon: ChildProcess;
+  dir: string;
+  docker: PrivateEngine['docker'];
+  /** swarmInit created docker_gwbridge (there was none): the engine leaves it behind when it stops. */
+  madeGwbridge: boolean;
+}
+
+async function stopEngine({ daemon, dir, docker, madeGwbridge }: Stopping): Promise<void> {
   const attempt = (args: string[]): string => {
     try {
       return docker(args);
@@ -116,6 +165,8 @@ async function stopEngine({ daemon, dir, docker }: { daemon: ChildProcess; dir: 
   fs.rmSync(dir, { recursive: true, force: true });
   // Checked one by one: on v1, some controllers are links to others (cpu -> cpu,cpuacct).
   for (const d of cgroupDirs(path.basename(dir))) if (fs.existsSync(d)) fs.rmdirSync(d);
+  // Only when nothing is attached to it any more: another engine of the machine may have come to use it.
+  if (madeGwbridge && fs.existsSync(GWBRIDGE) && fs.readdirSync(`${GWBRIDGE}/brif`).length === 0) execFileSync('ip', ['link', 'delete', 'docker_gwbridge']);
 }
 
 /** The (empty, once the engine stopped) cgroup directories of the engine's cgroup parent: v1's one per controller, or v2's one. */

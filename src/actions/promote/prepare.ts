@@ -193,7 +193,7 @@ export async function shipToProd(p: Promotion, b: BackedUp): Promise<Shipped | R
     let inPlace = '';
     if (config.gate.alembic) {
       try {
-        heads = await oneOffHeads(host, at, `${prod.project}-twinstack-heads`, config.gate['timeout-seconds']);
+        heads = await oneOffHeads(host, at, { name: `${prod.project}-twinstack-heads`, timeoutSeconds: config.gate['timeout-seconds'] });
       } catch (e) {
         if (!(e instanceof OneOffUnavailable)) throw e;
         inPlace = e.message;

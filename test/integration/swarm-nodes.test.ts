@@ -1,0 +1,295 @@
+/**
+ * Two nodes, on loopback: a private Docker engine as the swarm's manager, labelled for prod only,
+ * and a second private engine joined to it as a worker, labelled for dev only (test/harness/
+ * private-engine.ts; the machine's shared engine is never made a swarm). Both engines share the
+ * machine's network namespace, each node on an address of its own in 127.0.0.0/8; the tasks use
+ * host networking, so no overlay network is needed. prod and dev are deployed from one base file
+ * and an overlay each (as test/fixtures/swarm/stack) through twinstack's deployRelease, over a real
+ * sshd whose sessions reach the manager: every dev task runs on the worker, which pulls the pinned
+ * digest from a loopback registry, and no prod task ever runs there, not even while the manager is
+ * drained. Preflight's placement checks read both nodes from the manager. Where twinstack reaches
+ * a task's container (the manager's node only), dev's are out of its reach. Asserted on the engines.
+ */
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseConfig, type Config, type EnvironmentName } from '../../src/domain/config';
+import { parseEnvFile } from '../../src/domain/env-file';
+import { Environment, type EnvContext } from '../../src/domain/environment';
+import { deployRelease } from '../../src/domain/swarm-release';
+import { OperationFailed } from '../../src/infra/errors';
+import { MemoryLogger } from '../../src/infra/logger';
+import type { SshHost } from '../../src/infra/ssh';
+import * as swarm from '../../src/infra/swarm';
+import { parseComposeConfig, type ComposeModel } from '../../src/safety/compose-model';
+import { placementFindings } from '../../src/safety/placement';
+import { connect } from '../harness/connect';
+import { startPrivateEngine, type PrivateEngine } from '../harness/private-engine';
+import { registryAvailable, startRegistry, type TestRegistry } from '../harness/registry';
+import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
+
+const BASE_IMAGE = 'twinstack-fixture-base:latest';
+const RUN = randomBytes(4).toString('hex');
+const PROJECT = { prod: `twinstack-test-${RUN}-prod`, dev: `twinstack-test-${RUN}-dev` };
+const WORKER_NAME = `twinstack-test-${RUN}-node2`;
+
+/** An address of 127.0.0.0/8 other than 127.0.0.1, where other tests' single-node swarms gossip (port 7946 is every node's). */
+function loopbackAddress(): string {
+  const [a, b, c] = randomBytes(3);
+  return `127.${1 + (a % 254)}.${b}.${1 + (c % 254)}`;
+}
+
+// The fixture stack's shape: a db and a replicated api on the host network, placed by the overlays.
+const BASE = `services:
+  db:
+    image: \${REGISTRY}/base:1
+    networks: [hostnet]
+    command: ["bash", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $$!; done"]
+  api:
+    image: \${REGISTRY}/base:1
+    networks: [hostnet]
+    command: ["bash", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $$!; done"]
+    deploy:
+      replicas: 2
+networks:
+  hostnet:
+    name: host
+    external: true
+`;
+const overlay = (env: EnvironmentName) => `services:
+  db:
+    deploy:
+      placement:
+        constraints: [node.labels.twinstack.env.${env} == true]
+  api:
+    deploy:
+      placement:
+        constraints: [node.labels.twinstack.env.${env} == true]
+`;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const skip = process.getuid?.() !== 0 ? 'needs root to start dockerd' : (sshdAvailable() ?? registryAvailable() ?? false);
+
+describe('a two-node swarm on loopback: dev on the worker, prod on the manager', { skip }, () => {
+  let manager: PrivateEngine | undefined;
+  let worker: PrivateEngine | undefined;
+  let registry: TestRegistry | undefined;
+  let sshd: TestSshd | undefined;
+  let host: SshHost | undefined;
+  let config: Config;
+  /** The configuration, with or without swarm.allow-shared-node. */
+  let configWith: (shared: boolean) => Config;
+  let dir: string;
+  let digest: swarm.DigestRef;
+  const ids = { manager: '', worker: '' };
+  const ctx = (env: EnvironmentName): EnvContext => ({ host: host!, config, env: new Environment(env, config), log: new MemoryLogger() });
+
+  /** Each task of the stack, as the manager records it: its id, the node it was given, its state, its error. */
+  const tasks = (env: EnvironmentName, filter: string[] = []) => {
+    const taskIds = manager!
+      .docker(['stack', 'ps', '-q', '--no-trunc', ...filter, PROJECT[env]])
+      .split('\n')
+      .filter(Boolean);
+    if (!taskIds.length) return [];
+    // A task the scheduler has not placed has an empty node id.
+    return manager!
+      .docker(['inspect', '--format', '{{.ID}} {{.NodeID}} {{.Status.State}} {{.Status.Err}}', ...taskIds])
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const [id, node, state, ...err] = l.split(' ');
+        return { id, node, state, err: err.join(' ') };
+      });
+  };
+  /** The containers of a stack that an engine runs. */
+  const containersOn = (engine: PrivateEngine, env: EnvironmentName) =>
+    engine
+      .docker(['ps', '-q', '--filter', `label=${swarm.STACK_LABEL}=${PROJECT[env]}`])
+      .split('\n')
+      .filter(Boolean);
+  /** Waits (bounded) until the stack's running tasks satisfy `done`, for the engine's scheduler. */
+  const until = async (what: string, done: () => boolean) => {
+    for (let i = 0; i < 360; i++) {
+      if (done()) return;
+      await sleep(500);
+    }
+    assert.fail(`${what}: ${JSON.stringify({ prod: tasks('prod'), dev: tasks('dev') })}`);
+  };
+  /** The environment's merged files as the engine reads them (docker stack config on the manager), as preflight models them. */
+  const model = async (env: EnvironmentName): Promise<ComposeModel> => {
+    const e = new Environment(env, config);
+    const values = parseEnvFile(fs.readFileSync(path.join(e.cfg.checkout, e.cfg.envFile), 'utf8'));
+    const r = await host!.run(swarm.stackConfig({ dir: e.cfg.checkout, files: e.cfg.composeFiles, stack: e.project }), {
+      stdin: swarm.envStdin(values),
+      quiet: true,
+    });
+    return parseComposeConfig(r.stdout, e.project);
+  };
+
+  before(async () => {
+    manager = await startPrivateEngine();
+    worker = await startPrivateEngine({ hostname: WORKER_NAME });
+    const managerAddress = loopbackAddress();
+    let workerAddress = loopbackAddress();
+    while (workerAddress === managerAddress) workerAddress = loopbackAddress();
+    await manager.swarmInit({ address: managerAddress, ingress: false });
+    await worker.swarmJoin(manager, workerAddress);
+    ids.manager = manager.nodeId();
+    ids.worker = worker.nodeId();
+    manager.docker(['node', 'update', '--label-add', 'twinstack.env.prod=true', ids.manager]);
+    manager.docker(['node', 'update', '--label-add', 'twinstack.env.dev=true', ids.worker]);
+
+    // The image only on the manager, pushed to the registry: the worker can only pull it.
+    registry = await startRegistry();
+    manager.loadImage(BASE_IMAGE);
+    manager.docker(['tag', BASE_IMAGE, `${registry.address}/base:1`]);
+    manager.docker(['push', `${registry.address}/base:1`]);
+    digest = swarm.digestRef.parse(manager.docker(['image', 'inspect', '--format', '{{index .RepoDigests 0}}', `${registry.address}/base:1`]).trim());
+
+    sshd = await startSshd({ setEnv: { DOCKER_HOST: manager.host } });
+    host = await connect(sshd);
+    dir = path.join(manager.dir, 'checkouts');
+    for (const env of ['prod', 'dev'] as const) {
+      fs.mkdirSync(path.join(dir, env, 'stack'), { recursive: true });
+      fs.writeFileSync(path.join(dir, env, 'stack', 'docker-compose.yml'), BASE);
+      fs.writeFileSync(path.join(dir, env, 'stack', `docker-compose.${env}.yml`), overlay(env));
+      fs.writeFileSync(path.join(dir, env, 'stack', `.env.${env}`), `REGISTRY=${registry.address}\n`);
+    }
+    const environment = (env: EnvironmentName, db: string) =>
+      `{checkout: ${dir}/${env}, project: ${PROJECT[env]}, target: swarm, compose-files: [stack/docker-compose.yml, stack/docker-compose.${env}.yml], env-file: stack/.env.${env}, url: http://127.0.0.1:1, database: {name: ${db}, user: owner}, health-timeout-seconds: 600}`;
+    const state = `${manager.dir}/state`;
+    const reg = registry.address;
+    configWith = (shared) =>
+      parseConfig(
+        `state-dir: ${state}
+swarm: { registry: '${reg}', allow-shared-node: ${shared} }
+environments:
+  prod: ${environment('prod', 'app')}
+  dev: ${environment('dev', 'app_dev')}
+`,
+        'test',
+      );
+    config = configWith(false);
+  });
+  after(async () => {
+    await host?.close();
+    await sshd?.stop();
+    // The worker first: it leaves a swarm whose manager still answers.
+    const dirs = [worker?.dir, manager?.dir];
+    await worker?.stop();
+    await manager?.stop();
+    for (const d of dirs) if (d) assert.ok(!fs.existsSync(d), `${d} is left behind`);
+    for (const d of dirs) if (d) assert.equal(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(d), false, `a mount under ${d} is left behind`);
+    const store = registry?.dir;
+    await registry?.stop();
+    if (store) assert.ok(!fs.existsSync(store), `${store} is left behind`);
+  });
+
+  it('has two nodes: the manager, labelled for prod only, and the worker, labelled for dev only; preflight finds nothing to refuse', async () => {
+    const nodes = swarm.parseNodes(manager!.docker(['node', 'inspect', ids.manager, ids.worker]));
+    const byId = new Map(nodes.map((n) => [n.ID, n]));
+    assert.equal(byId.get(ids.manager)?.Spec.Role, 'manager');
+    assert.equal(byId.get(ids.worker)?.Spec.Role, 'worker');
+    assert.equal(byId.get(ids.worker)?.Description.Hostname, WORKER_NAME);
+    assert.notEqual(byId.get(ids.manager)?.Description.Hostname, WORKER_NAME);
+    assert.deepEqual(byId.get(ids.manager)?.Spec.Labels, { 'twinstack.env.prod': 'true' });
+    assert.deepEqual(byId.get(ids.worker)?.Spec.Labels, { 'twinstack.env.dev': 'true' });
+    for (const n of nodes) assert.equal(n.Status.State, 'ready', `${n.Description.Hostname}: ${n.Status.State}`);
+    // The worker joined as a worker: it cannot manage the swarm.
+    assert.throws(() => worker!.docker(['node', 'ls']), /not a swarm manager/);
+
+    const findings = await placementFindings(host!, config, { prod: await model('prod'), dev: await model('dev') });
+    assert.deepEqual(findings, []);
+  });
+
+  it('deploys both stacks: every dev task runs on the worker, which pulled the pinned digest; every prod task on the manager', async () => {
+    for (const env of ['prod', 'dev'] as const) {
+      const reports = await deployRelease(ctx(env), { release: { db: digest, api: digest } });
+      assert.deepEqual(reports.map((r) => [r.service, r.verdict]).sort(), [
+        ['api', 'converged'],
+        ['db', 'converged'],
+      ]);
+    }
+    const running = { prod: tasks('prod', ['--filter', 'desired-state=running']), dev: tasks('dev', ['--filter', 'desired-state=running']) };
+    assert.equal(running.prod.length, 3);
+    assert.equal(running.dev.length, 3);
+    for (const t of running.prod) assert.deepEqual([t.node, t.state], [ids.manager, 'running'], `prod task ${t.id}`);
+    for (const t of running.dev) assert.deepEqual([t.node, t.state], [ids.worker, 'running'], `dev task ${t.id}`);
+    // On the engines themselves: each runs its own environment's containers, and none of the other's.
+    assert.equal(containersOn(manager!, 'prod').length, 3);
+    assert.equal(containersOn(manager!, 'dev').length, 0);
+    assert.equal(containersOn(worker!, 'dev').length, 3);
+    assert.equal(containersOn(worker!, 'prod').length, 0);
+    // The worker had no image but what it pulled from the registry: the pinned digest.
+    const images = worker!.docker(['image', 'ls', '--digests', '--format', '{{.Repository}}@{{.Digest}}']).split('\n').filter(Boolean);
+    assert.deepEqual(images, [digest]);
+  });
+
+  it("reaches prod's task containers from the manager, and dev's on the worker not at all (this version reaches the manager's node only)", async () => {
+    const prod = new Environment('prod', config);
+    const dev = new Environment('dev', config);
+    const db = await prod.serviceContainer(host!, 'db');
+    assert.equal(manager!.docker(['inspect', '--format', '{{index .Config.Labels "com.docker.swarm.service.name"}}', db]).trim(), `${PROJECT.prod}_db`);
+
+    // dev's db runs on the worker: finding its container fails, naming the worker's node.
+    const failed = await dev.serviceContainer(host!, 'db').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(failed instanceof OperationFailed, String(failed));
+    assert.match(failed.message, new RegExp(`node ${WORKER_NAME}`));
+    // A database tool (psql, pg_dump: backup, gate, resample) stops before it runs anything.
+    const psql = await host!.run(dev.dbTool('psql', ['-c', 'select 1']), { check: false, quiet: true });
+    assert.equal(psql.exitCode, swarm.NO_TASK_HERE, psql.stderr);
+    // What lists an environment's containers (monitor, the release record) sees none of dev's.
+    assert.deepEqual(await dev.containers(host!), []);
+    assert.equal((await prod.containers(host!)).length, 3);
+  });
+
+  it('never places a prod task on the worker: with the manager drained, prod waits unscheduled and preflight says so', async () => {
+    manager!.docker(['node', 'update', '--availability', 'drain', ids.manager]);
+    try {
+      await until(
+        'prod has no running task',
+        () => containersOn(manager!, 'prod').length === 0 && tasks('prod', ['--filter', 'desired-state=running']).every((t) => t.state === 'pending'),
+      );
+      const waiting = tasks('prod', ['--filter', 'desired-state=running']);
+      assert.equal(waiting.length, 3);
+      for (const t of waiting) assert.deepEqual([t.node, t.state], ['', 'pending'], `prod task ${t.id}`);
+      assert.match(waiting[0].err, /no suitable node/);
+      assert.equal(containersOn(worker!, 'prod').length, 0);
+      assert.equal(containersOn(worker!, 'dev').length, 3);
+
+      const findings = await placementFindings(host!, config, {});
+      assert.deepEqual(
+        findings.map((f) => [f.environment, f.severity]),
+        [['prod', 'error']],
+      );
+    } finally {
+      manager!.docker(['node', 'update', '--availability', 'active', ids.manager]);
+    }
+    await until('prod runs again on the manager', () => containersOn(manager!, 'prod').length === 3);
+    // Over the stack's whole history, no prod task was ever given the worker.
+    const all = tasks('prod');
+    assert.ok(all.length > 3);
+    assert.equal(all.filter((t) => t.node === ids.worker).length, 0, JSON.stringify(all));
+  });
+
+  it('refuses a node labelled for both environments unless swarm.allow-shared-node, reading both nodes as the engine reports them', async () => {
+    manager!.docker(['node', 'update', '--label-add', 'twinstack.env.dev=true', ids.manager]);
+    try {
+      const findings = await placementFindings(host!, config, {});
+      assert.equal(findings.length, 1, JSON.stringify(findings));
+      assert.equal(findings[0].environment, 'both');
+      assert.equal(findings[0].severity, 'error');
+      assert.match(findings[0].message, new RegExp(ids.manager.slice(0, 12)));
+      // Allowed, the same nodes pass.
+      assert.deepEqual(await placementFindings(host!, configWith(true), {}), []);
+    } finally {
+      manager!.docker(['node', 'update', '--label-rm', 'twinstack.env.dev', ids.manager]);
+    }
+  });
+});
