@@ -207,16 +207,20 @@ export function makeSwarmApp(o: SwarmAppOptions): SwarmApp {
   fs.mkdirSync(src, { recursive: true });
   git(src, 'init', '-q', '-b', 'main');
   writeMain(src);
+  // api/VERSION names the branch: /api/version says which release answered.
+  fs.writeFileSync(path.join(src, 'api', 'VERSION'), 'main\n');
   const main = commit(src, 'Fixture app on a swarm: db, api served on a shared port, worker');
   git(src, 'checkout', '-q', '-b', 'second');
   fs.writeFileSync(path.join(src, 'migrations', 'versions', '0002_item_description.py'), MIGRATION_0002);
   fs.writeFileSync(path.join(src, 'tests', 'test_description.py'), TEST_0002);
+  fs.writeFileSync(path.join(src, 'api', 'VERSION'), 'second\n');
   const second = commit(src, 'Add items.description (migration 0002)');
   git(src, 'checkout', '-q', '-b', 'broken');
   const app = path.join(src, 'api', 'app.py');
   const code = fs.readFileSync(app, 'utf8');
   if (!code.includes('import psycopg2\n')) throw new Error(`${app}: no "import psycopg2" line to break the api after`);
   fs.writeFileSync(app, code.replace('import psycopg2\n', NEVER_READY));
+  fs.writeFileSync(path.join(src, 'api', 'VERSION'), 'broken\n');
   const broken = commit(src, 'The api waits for a cache (never ready)');
   git(src, 'checkout', '-q', 'main');
   const origin = path.join(o.dir, 'origin.git');
@@ -271,11 +275,11 @@ ${block('prod')}${block('dev')}`;
  * A steady load of GETs of the api's /api/version: one request started every 1000/rps ms, each
  * awaited on its own. That path answers without the database (/api/health opens a PostgreSQL
  * connection per request, and on a loaded test machine those connections, not the swap, time out);
- * it names the container that answered, so the load also shows which tasks served it.
+ * it names the release that answered (api/VERSION), so the load also shows which tasks served it.
  */
 export interface Load {
-  /** ok: the requests answered 200; hosts: the containers that answered, in the order of their first answer, the last answer's last. */
-  stop(): Promise<{ ok: number; failures: string[]; hosts: string[] }>;
+  /** ok: the requests answered 200; versions: the releases that answered, in the order of their first answer, the last answer's last. */
+  stop(): Promise<{ ok: number; failures: string[]; versions: string[] }>;
 }
 
 /** Failures grouped by what they said (time stamps and ports left out), with their counts and the first one's time. */
@@ -294,7 +298,7 @@ export function startLoad(port: number, rps: number): Load {
   const url = `http://127.0.0.1:${port}/api/version`;
   let ok = 0;
   const failures: string[] = [];
-  const hosts: string[] = [];
+  const versions: string[] = [];
   let last = '';
   const inFlight = new Set<Promise<void>>();
   const one = async () => {
@@ -304,9 +308,9 @@ export function startLoad(port: number, rps: number): Load {
       const body = await res.text();
       if (res.status !== 200) return void failures.push(`${at} HTTP ${res.status} ${body.slice(0, 160)}`);
       ok++;
-      const host = /"host": "([^"]+)"/.exec(body)?.[1] ?? '?';
-      if (!hosts.includes(host)) hosts.push(host);
-      last = host;
+      const version = /"version": "([^"]*)"/.exec(body)?.[1] ?? '?';
+      if (!versions.includes(version)) versions.push(version);
+      last = version;
     } catch (e) {
       failures.push(`${at} ${(e as Error).message}${(e as { cause?: Error }).cause ? `: ${(e as { cause: Error }).cause.message}` : ''}`);
     }
@@ -320,7 +324,7 @@ export function startLoad(port: number, rps: number): Load {
     async stop() {
       clearInterval(timer);
       await Promise.all([...inFlight]);
-      return { ok, failures, hosts: last ? [...hosts.filter((h) => h !== last), last] : hosts };
+      return { ok, failures, versions: last ? [...versions.filter((v) => v !== last), last] : versions };
     },
   };
 }
