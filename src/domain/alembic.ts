@@ -54,6 +54,8 @@ export interface OneOffOptions {
   label: string;
   /** A fixed container name, so a cut run's container can be found and removed. */
   name: string;
+  /** On a swarm: the image the one-off task runs (required there). */
+  image?: string;
 }
 
 /**
@@ -82,8 +84,8 @@ export class OneOffUnavailable extends OperationFailed {
 }
 
 /** The head revision(s) of the new code, read in a one-off container. */
-export async function oneOffHeads(host: Host, at: Environment, name: string, timeoutSeconds: number): Promise<string[]> {
-  const r = await oneOffAlembic(host, at, alembic.heads(), { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+export async function oneOffHeads(host: Host, at: Environment, o: { name: string; timeoutSeconds: number; image?: string }): Promise<string[]> {
+  const r = await oneOffAlembic(host, at, alembic.heads(), { ...o, label: `${at.name} alembic heads (new code)` });
   if (r.exitCode !== 0 && /host type networking can't be used with links/.test(`${r.stdout}\n${r.stderr}`)) {
     throw new OneOffUnavailable(
       `${at.name}: docker-compose v1 cannot start a one-off ${at.cfg.apiService} container (host networking with depends_on): the migration runs in the new container after the swap, unrehearsed. docker compose v2 does not have this limit.`,

@@ -155,6 +155,8 @@ export interface RehearseOptions {
   opId: string;
   /** The app's database variable as read already; read from `at` when not given. */
   databaseValue?: string;
+  /** On a swarm: the new api image (its digest) the one-off migration runs. */
+  image?: string;
 }
 
 export async function rehearse({ host, config, at, backup, log, opId, databaseValue }: RehearseOptions): Promise<RehearsalResult> {
