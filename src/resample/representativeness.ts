@@ -126,10 +126,7 @@ function fanoutExpression(plan: SamplePlan, p: FkPlan, buckets: number): string 
   // The same hash of the same values on both sides: a row's key as text, as row(...)::text prints it.
   const bucket = (alias: string, cols: readonly string[]) =>
     `(hashtext(row(${cols.map((c) => `${alias}.${ident(c)}`).join(', ')})::text) & ${buckets - 1}) = 0`;
-  // The bucket is hashed on the parents only; the children are those whose key is a bucket
-  // parent's (a semi-join an index on the child's key can serve, with no hash per child row).
-  const bucketParents = `(${p.fk.columns.map((c) => `c.${ident(c)}`).join(', ')}) IN (SELECT ${p.fk.refColumns.map((c) => `b.${ident(c)}`).join(', ')} FROM ${fromClause(parent)} b WHERE ${bucket('b', p.fk.refColumns)})`;
-  const childWhere = buckets > 1 ? `${notNull} AND ${bucketParents}` : notNull;
+  const childWhere = buckets > 1 ? `${notNull} AND ${bucket('c', p.fk.columns)}` : notNull;
   const parentWhere = buckets > 1 ? ` WHERE ${bucket('p', p.fk.refColumns)}` : '';
   const counted = `(SELECT ${keys}, count(*) AS n FROM ${fromClause(child)} c WHERE ${childWhere} GROUP BY ${groups}) n`;
   const n = 'coalesce(n.n, 0)';
