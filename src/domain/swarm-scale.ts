@@ -7,7 +7,7 @@ import type { EnvContext, Environment } from './environment';
 import { NOTHING_LATER, type LaterCompose } from '../infra/compose';
 import * as swarm from '../infra/swarm';
 
-/** The stack's replicated services other than the database's, with the replicas they have now (those at 0 left out). */
+/** The stack's replicated services other than the database's (and its jobs), with the replicas they have now (those at 0 left out). */
 export async function appReplicas({ host, env, log }: Omit<EnvContext, 'config'>): Promise<swarm.ServiceReplicas[]> {
   const list = await host.run(swarm.serviceList(env.project), { quiet: true, label: `listing ${env.name}'s services`, timeoutSeconds: 120 });
   const dbName = swarm.swarmServiceName(env.project, env.cfg.database.service);
@@ -19,6 +19,8 @@ export async function appReplicas({ host, env, log }: Omit<EnvContext, 'config'>
   const spec = await host.run(swarm.serviceInspect(names), { quiet: true, label: `inspecting ${env.name}'s services`, timeoutSeconds: 120 });
   const out: swarm.ServiceReplicas[] = [];
   for (const s of swarm.parseServiceStatus(spec.stdout)) {
+    // A job is a one-off task (a migration), which ends by itself: scaling would change its completions.
+    if (s.Spec.Mode?.ReplicatedJob || s.Spec.Mode?.GlobalJob) continue;
     if (s.Spec.Mode?.Global) log.warning(`${env.name}: ${s.Spec.Name} runs in global mode, which cannot be scaled: it keeps running meanwhile`);
     else if ((s.Spec.Mode?.Replicated?.Replicas ?? 1) > 0) out.push({ service: s.Spec.Name, replicas: s.Spec.Mode?.Replicated?.Replicas ?? 1 });
   }
