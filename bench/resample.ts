@@ -81,6 +81,8 @@ async function main(): Promise<void> {
     /** One scale: the resample, the bare-COPY floor and the row-by-row copy of the very same rows. */
     const measure = async (db: string, users: number, withRowByRow: boolean) => {
       const prodRows = generateMakapix(prod, db, users);
+      // The machine is shared: the load during each measurement, so a ratio taken under uneven load shows it.
+      const loadAtRun = os.loadavg()[0];
       const run = resampleOnce(db);
       console.log(
         `resample of ${db}: ${run.rowsCopied} rows in ${run.seconds.toFixed(1)} s, ${run.sshBytes} bytes over SSH; ${run.phases.map(([p, sec]) => `${p} ${sec.toFixed(1)} s`).join(', ')}`,
@@ -96,6 +98,7 @@ async function main(): Promise<void> {
       const tables = copiedTables(plan);
       // The scan floor's read: every production table the sample reads, whole and in turn, through
       // the same path as the resample's rows (psql on the host, its COPY out into a pipe).
+      const loadAtScan = os.loadavg()[0];
       let t = process.hrtime.bigint();
       await host.run(
         tables
@@ -151,7 +154,8 @@ async function main(): Promise<void> {
       }
       // The next scale needs the room: production's copy at this scale is no longer read.
       prod.psql(`DROP DATABASE ${db}`);
-      return { users, prodRows, run, floor, floorWithConstraints, scan, scanFloor: scan + floorWithConstraints, rbr };
+      const loadAtEnd = os.loadavg()[0];
+      return { users, prodRows, run, floor, floorWithConstraints, scan, scanFloor: scan + floorWithConstraints, rbr, load: [loadAtRun, loadAtScan, loadAtEnd] };
     };
 
     const scales = [await measure('makapix_small', SMALL, true), await measure('makapix', USERS, true)];
@@ -171,6 +175,7 @@ async function main(): Promise<void> {
         `  ${m.users} users / ${m.prodRows} rows: resample ${m.run.seconds.toFixed(1)} s for ${m.run.rowsCopied} rows (plan, schema, snapshot copy, checks, constraints, leak scan, swap)`,
         `    floor, bare COPY pipes of the same rows: ${m.floor.toFixed(1)} s -> resample / floor = ${(m.run.seconds / m.floor).toFixed(2)}x; with post-data ${m.floorWithConstraints.toFixed(1)} s -> ${(m.run.seconds / m.floorWithConstraints).toFixed(2)}x`,
         `    scan floor: read of every table the sample reads ${m.scan.toFixed(1)} s + that COPY and post-data = ${m.scanFloor.toFixed(1)} s -> resample / scan floor = ${(m.run.seconds / m.scanFloor).toFixed(2)}x (aim <= 1.5x at the largest scale)`,
+        `    load average (1 min) as the resample started ${m.load[0].toFixed(1)}, as the scan floor started ${m.load[1].toFixed(1)}, at its end ${m.load[2].toFixed(1)}`,
         `    phases: ${m.run.phases.map(([p, sec]) => `${p} ${sec.toFixed(1)} s`).join(', ')}; beside the rows, production's children per parent (representativeness) ${m.run.fanoutSeconds.toFixed(1)} s`,
         m.rbr
           ? `    row by row (seed design), same rows: ${m.rbr.seconds.toFixed(1)} s for ${m.rbr.rows} rows -> row-by-row / resample = ${(m.rbr.seconds / m.run.seconds).toFixed(1)}x (aim >= 10x)`

@@ -1,11 +1,12 @@
 /**
  * What several actions share at their edge: reading the environment input, the off-host keys
  * and the off-host copy's part of a job summary, and drawing the services table of a job
- * summary. Actions import this, never each other.
+ * summary, and the lines of a swarm engine's report. Actions import this, never each other.
  */
 import type { Config, EnvironmentName } from '../domain/config';
 import type { ContainerState } from '../domain/environment';
 import { offsiteDir, offsiteLocation, type OffsiteCopy, type OffsiteKeys } from '../domain/offsite';
+import type { ServiceReport } from '../domain/swarm-release';
 import type { WalCopies } from '../domain/wal-offsite';
 import type { ActionIO } from '../infra/actions-io';
 import { ConfigurationError } from '../infra/errors';
@@ -25,6 +26,15 @@ export function servicesTable(s: Summary, containers: ContainerState[]): Summary
     ['service', 'container', 'state', 'health', 'image'],
     containers.map((c) => [c.service, c.name, c.status + (c.status === 'exited' ? ` (${c.exitCode})` : ''), c.health, c.image]),
   );
+}
+
+/** One line per service of what the engine did: its update, its replicas, the image it runs, the tasks that ended. */
+export function engineReportLines(services: readonly ServiceReport[]): string[] {
+  return services.map((s) => {
+    const update = s.update ? `update ${s.update.state}` : 'no update';
+    const ended = s.failed.map((t) => `task ${t.task} on ${t.node} ${t.state}${t.error ? ` (${t.error})` : ''}`).join(', ');
+    return `\`${s.service}\`: ${update}, ${s.replicas.running}/${s.replicas.wanted} running, runs \`${s.image}\`${ended ? `; ${ended}` : ''}`;
+  });
 }
 
 /** The inputs of an action that takes backups and copies them off the host. */

@@ -10,7 +10,7 @@
 import * as path from 'node:path';
 import type { EnvContext } from './environment';
 import { SECRET_KEY, parseEnvFile } from './env-file';
-import { defaultImageName, mergedBuilds } from './ship';
+import { defaultImageName, mergedBuilds, type ServiceBuild } from './ship';
 import type { ServiceImage } from './release';
 import { imageIdsCommand } from '../infra/docker';
 import { ConfigurationError, OperationFailed } from '../infra/errors';
@@ -36,18 +36,47 @@ export const DIGESTS_FILE = '.twinstack-digests.yml';
  * uses without building are pinned by the digest they were pulled or pushed with, when they have one.
  */
 export async function buildAndPush(ctx: EnvContext, tag: string): Promise<BuiltRelease> {
-  const { host, config, env, log } = ctx;
+  const registry = registryOf(ctx);
+  const services = await mergedBuilds(ctx.host, ctx.env);
+  await composeBuild(ctx, []);
+  return pushOrPin(ctx, { services, registry, tag });
+}
+
+/**
+ * buildAndPush for some services only (promote's rebuilt ones on a swarm prod, built with prod's
+ * files): those that build are built, pushed and pinned; the others are pinned by the digest the
+ * manager knows, or deployed by name. `services`: their build definitions from the merged configuration.
+ */
+export async function buildAndPushServices(ctx: EnvContext, o: { tag: string; services: ReadonlyMap<string, ServiceBuild> }): Promise<BuiltRelease> {
+  const registry = registryOf(ctx);
+  const builds = [...o.services.values()].filter((s) => s.build).map((s) => s.service);
+  if (builds.length) await composeBuild(ctx, builds);
+  return pushOrPin(ctx, { services: o.services, registry, tag: o.tag });
+}
+
+function registryOf({ config, env }: EnvContext): string {
   const registry = config.swarm.registry;
   if (!registry) throw new ConfigurationError(`environments.${env.name}.target is swarm: set swarm.registry to the registry the nodes pull from`);
-  const services = await mergedBuilds(host, env);
-  log.startGroup(`${env.name}: compose build`);
+  return registry;
+}
+
+/** compose build on the manager with the environment's files and env file: every service, or the ones named. */
+async function composeBuild(ctx: EnvContext, services: readonly string[]): Promise<void> {
+  const { host, env, log } = ctx;
+  log.startGroup(`${env.name}: compose build${services.length ? ` ${services.join(' ')}` : ''}`);
   try {
-    await host.run(env.compose('build'), env.composeOptions({ label: `${env.name} compose build`, timeoutSeconds: 3600 }));
+    await host.run(env.compose('build', ...services), env.composeOptions({ label: `${env.name} compose build`, timeoutSeconds: 3600 }));
   } finally {
     log.endGroup();
   }
+}
+
+/** Each built service pushed and pinned by its new digest; each other one pinned by the digest it has, or left unpinned. */
+async function pushOrPin(ctx: EnvContext, o: { services: ReadonlyMap<string, ServiceBuild>; registry: string; tag: string }): Promise<BuiltRelease> {
+  const { host, config, env, log } = ctx;
+  const { registry, tag } = o;
   const out: BuiltRelease = { images: {}, pushed: {}, unpinned: [] };
-  for (const [service, s] of services) {
+  for (const [service, s] of o.services) {
     const image = s.image ?? defaultImageName(env.project, service, config['compose-command']);
     if (s.build) {
       out.pushed[service] = pushedName({ registry, project: env.project, service, image, tag });

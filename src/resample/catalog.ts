@@ -71,6 +71,11 @@ export interface ForeignKey {
    */
   partitions?: string[];
   names?: string[];
+  /**
+   * Production's constraint is validated (not NOT VALID): restoring it in staging (post-data) checks
+   * every copied row against it. Unset when not read from a catalog.
+   */
+  validated?: boolean;
 }
 
 export interface SequenceInfo {
@@ -143,6 +148,7 @@ const rawForeignKey = z.object({
   refColumns: names,
   onDelete: z.enum(['no action', 'restrict', 'cascade', 'set null', 'set default']),
   partition: z.string().nullable().optional(),
+  validated: z.boolean().optional(),
 });
 
 const sequence = z.object({

@@ -25,7 +25,7 @@ import { hashDevPassword, isTextual, maskKeyFor, type RunSecrets } from './anony
 import { readCatalog, type Catalog } from './catalog';
 import { productionReader, productionReaderWith } from './reader';
 import { leakFix, leakLine } from './leak-advice';
-import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, placeholderInserts, productionScript, type SamplePlan } from './plan';
+import { CLEARED_TABLE, PROBE_TABLE, buildPlan, copiedTables, fromClause, placeholderInserts, productionScript, type FkPlan, type SamplePlan } from './plan';
 import { appServices, composeMigrate, databaseNames, DevServer, recoverLeftovers, SwapBackFailed, swapIn, type AppServices } from './swap';
 import { ident, literal, qualified } from '../infra/sql';
 import { copyDatabaseSettingsSql, pgDump, psql, STDIN_SCRIPT } from '../infra/postgres';
@@ -63,6 +63,8 @@ export interface ResampleContext {
 export interface ResampleHooks {
   services?: AppServices;
   migrate?: (database: string) => Promise<void>;
+  /** Runs on the staging database once its rows are in and checked, before post-data (tests inject a fault). */
+  afterRows?: (staging: string) => Promise<void>;
 }
 
 export interface TableReport {
@@ -293,10 +295,23 @@ export function countsQuery(plan: SamplePlan): string {
   return `SELECT 'ts:counts:' || (${jsonObject(copiedTables(plan).map((tp) => [tp.table.id, `(SELECT count(*) FROM ${fromClause(tp.table)})`]))})::text;`;
 }
 
-/** Per foreign key, rows in staging whose reference finds no row (checked before constraints exist). */
-export function orphansQuery(plan: SamplePlan): string {
+/**
+ * A foreign key that post-data's constraint checks: production's is validated and declared on the
+ * table itself (a key declared partition by partition may miss one). Restoring it in staging reads
+ * every copied row against its parent, so counting its orphans before would read them twice.
+ */
+export function checkedByConstraint(p: FkPlan): boolean {
+  return p.fk.validated === true && !p.fk.partitions;
+}
+
+/**
+ * Per foreign key, rows in staging whose reference finds no row (checked before constraints exist);
+ * `unchecked`: only references and the keys post-data's constraints do not check (checkedByConstraint).
+ */
+export function orphansQuery(plan: SamplePlan, which: 'all' | 'unchecked' = 'all'): string {
   const byId = new Map(plan.tables.map((t) => [t.table.id, t.table]));
-  const pairs: Array<[string, string]> = plan.fks.map((p) => {
+  const fks = which === 'all' ? plan.fks : plan.fks.filter((p) => !checkedByConstraint(p));
+  const pairs: Array<[string, string]> = fks.map((p) => {
     const c = byId.get(p.fk.table)!;
     const r = byId.get(p.fk.refTable)!;
     const notNull = p.fk.columns.map((col) => `c.${ident(col)} IS NOT NULL`).join(' AND ');
@@ -344,9 +359,12 @@ export function leakQuery(plan: SamplePlan): string {
     };
     const anyTable = textual.filter(container);
     const ownRow = textual.filter((c) => !container(c) && (c.rule ?? '').startsWith('sql:'));
-    // Each distinct value is searched once (a rule's constant such as '{}' is one value, not one per row).
+    // Each distinct value is searched once (a rule's constant such as '{}' is one value, not one per
+    // row), first against every probe at once (LIKE ANY, no row per pair of value and probe); only
+    // the values holding one are joined to name it.
     const inside = (cols: typeof textual, probes: string) =>
-      `SELECT p.src, ${literal(tp.table.id)}, d.col, sum(d.n)::bigint FROM (SELECT x.col, x.v, count(*) AS n FROM ${fromClause(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(cols)}) x(col, v) GROUP BY 1, 2) d ` +
+      `SELECT p.src, ${literal(tp.table.id)}, d.col, sum(d.n)::bigint FROM (SELECT x.col, x.v, count(*) AS n FROM ${fromClause(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(cols)}) x(col, v) GROUP BY 1, 2 ` +
+      `HAVING x.v LIKE ANY (ARRAY(SELECT '%' || replace(replace(replace(q.v, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%' FROM ${probes} q))) d ` +
       `JOIN ${probes} p ON d.v <> p.v AND strpos(d.v, p.v) > 0 GROUP BY 1, 2, 3`;
     if (anyTable.length) parts.push(inside(anyTable, `pg_temp.${PROBE_TABLE}`));
     if (ownRow.length)
@@ -549,7 +567,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
         throw e;
       }
       try {
-        await fillStaging(run, staging, prodLock);
+        await fillStaging(run, staging, prodLock, hooks);
       } catch (e) {
         await staging.server.drop(staging.names.staging).catch((de) => ctx.log.warning(`could not drop ${staging.names.staging}: ${String(de)}`));
         throw e instanceof ResampleFailed ? e : new ResampleFailed(errorMessage(e), run.finish());
@@ -615,20 +633,39 @@ async function createStaging(run: ResampleRun, op: Operation): Promise<Staging> 
   return { server, names, devInfo, devAcl: pgDump(dev, names.dev, { schemaOnly: true }) };
 }
 
+/**
+ * Production's constraints and indexes into staging. Its foreign keys check the copied rows (the
+ * orphans of checkedByConstraint's keys were not counted before); when post-data fails, every key's
+ * orphans are counted, and a sample with any is refused as before the constraints.
+ */
+async function restorePostData(run: ResampleRun, staging: Staging): Promise<void> {
+  run.ctx.log.info('Constraints and indexes: production post-data into staging.');
+  const { dev } = run;
+  try {
+    await run.ctx.host.run(`${prodDump(run.prod, 'post-data')} | ${psql(dev, staging.names.staging, { tuples: true, output: '/dev/null' })}`, {
+      label: 'restoring constraints and indexes (post-data) into staging',
+      timeoutSeconds: run.ctx.config['command-timeout-seconds'],
+      quiet: true,
+    });
+  } catch (e) {
+    const out = await staging.server.exec(orphansQuery(run.plan), 'counting orphans after post-data failed', staging.names.staging);
+    const orphans = parseTagged(out, tagged.orphans);
+    for (const f of run.report.foreignKeys) f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
+    refuseFlawedSample(run);
+    throw e;
+  }
+}
+
 /** Schema, rows, checks of the sample, constraints, sequences, grants and after-load: staging ready to swap in. */
-async function fillStaging(run: ResampleRun, staging: Staging, prodLock: Promise<EnvironmentLock>): Promise<void> {
+async function fillStaging(run: ResampleRun, staging: Staging, prodLock: Promise<EnvironmentLock>, hooks: ResampleHooks): Promise<void> {
   const streamed = await streamSample(run, staging, prodLock);
   run.mark('schema (pre-data), rows, counts, orphans, leak scan');
   reportSample(run, streamed);
   refuseFlawedSample(run);
-  run.ctx.log.info('Constraints and indexes: production post-data into staging.');
-  const { dev, plan } = run;
-  await run.ctx.host.run(`${prodDump(run.prod, 'post-data')} | ${psql(dev, staging.names.staging, { tuples: true, output: '/dev/null' })}`, {
-    label: 'restoring constraints and indexes (post-data) into staging',
-    timeoutSeconds: run.ctx.config['command-timeout-seconds'],
-    quiet: true,
-  });
+  await hooks.afterRows?.(staging.names.staging);
+  await restorePostData(run, staging);
   run.mark('constraints and indexes (post-data)');
+  const { plan } = run;
   const seq = sequencesSql(plan, run.catalog);
   // Sequences, grants and statistics touch different things: they run side by side. Statistics
   // wait for after-load, whose rows they must see.
@@ -698,7 +735,7 @@ function receiveScript(run: ResampleRun, staging: Staging, busy: ReturnType<type
       STDIN_SCRIPT,
       ...(placeholderInserts(plan) ? [placeholderInserts(plan) as string] : []),
       countsQuery(plan),
-      orphansQuery(plan),
+      orphansQuery(plan, 'unchecked'),
       fanoutTagged(plan, busy),
       `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n, 'kind', kind)), '[]')::text FROM pg_temp.${CLEARED_TABLE};`,
       leakQuery(plan),

@@ -393,6 +393,27 @@ describe('fail-closed', () => {
       prodRows("UPDATE social_notifications SET payload = payload - 'actor_email'");
     }
   });
+
+  it("refuses a sample whose orphan only post-data's foreign key finds, naming the key and its rows, dev untouched", async () => {
+    // The orphans of production's validated keys are not counted before post-data: its constraint
+    // checks the rows. A post copied then lost in staging leaves its comments pointing nowhere.
+    const before = w.dump(w.dev, 'makapix_dev');
+    const dbs = w.databases(w.dev);
+    let lost = '';
+    const afterRows = (staging: string) => {
+      lost = runSql(w.dev, staging, 'SELECT count(*) FROM comments WHERE post_id = (SELECT min(post_id) FROM comments)').trim();
+      runSql(w.dev, staging, 'DELETE FROM posts WHERE id = (SELECT min(post_id) FROM comments)');
+      return Promise.resolve();
+    };
+    await assert.rejects(resample(w.ctx(), { dryRun: false }, { afterRows }), (e: Error) => {
+      assert.ok(e instanceof ResampleFailed);
+      assert.match(e.message, new RegExp(`orphaned references in the sample: .*public\\.comments\\.comments_post_id_fkey \\(${lost}\\)`));
+      return true;
+    });
+    assert.ok(Number(lost) > 0);
+    assert.equal(w.dump(w.dev, 'makapix_dev'), before);
+    assert.deepEqual(w.databases(w.dev), dbs);
+  });
 });
 
 describe('the swap', () => {

@@ -429,7 +429,9 @@ export class FakeVps {
     h.on('health url', /^curl -sS -o \/dev\/null -w '%\{http_code\}' --max-time 10 \S+$/, { stdout: '200' });
 
     // prod's database (src/domain/schema.ts, backup.ts): dbTool scripts run psql & co. in the db container.
-    const db = (re: RegExp) => (s: string) => s.startsWith('{ c=$(docker ps -q') && re.test(s);
+    // On a swarm the db task's container is found by task-container.sh (STACK_FILTER=…) instead of docker ps.
+    const inDb = (s: string) => s.startsWith('{ c=$(docker ps -q') || s.startsWith('{ c=$(STACK_FILTER=');
+    const db = (re: RegExp) => (s: string) => inDb(s) && re.test(s);
     h.on('alembic revision', db(/to_regclass\(.*alembic_version.*IS NULL/), () => ({ stdout: `${this.schema.revision}\n` }));
     h.on('schema dump', db(/pg_dump .*--schema-only/), () => ({ stdout: this.dump(this.schema) }));
     h.on('write counters', db(/pg_stat_user_tables/), { stdout: 'public.users|10\n' });
@@ -447,7 +449,7 @@ export class FakeVps {
     h.on('checksum', /^sha256sum (\S+)$/, (_c, m) => ({ stdout: `${(m?.[1] ?? '').endsWith('db.dump') ? 'd'.repeat(64) : 'e'.repeat(64)}  ${m?.[1]}\n` }));
     h.on('pg_restore --list', db(/pg_restore .*--list/), {});
     // Database-level SQL on the maintenance database, as psql reads it from standard input.
-    const onServer = (re: RegExp) => (s: string, c: Call) => s.startsWith('{ c=$(docker ps -q') && / psql .* -f -/.test(s) && re.test(c.stdin ?? '');
+    const onServer = (re: RegExp) => (s: string, c: Call) => inDb(s) && / psql .* -f -/.test(s) && re.test(c.stdin ?? '');
     h.on('list databases', onServer(/json_agg\(datname ORDER BY datname\)/), (c) => ({
       stdout: JSON.stringify([...this.databases[this.envNamed(c.script)]].sort()),
     }));

@@ -12,6 +12,7 @@ import type { Operation } from '../../domain/operation';
 import { newReleaseId } from '../../domain/release';
 import { buildAndPush, deployRelease, recordedImages, type BuiltRelease, type ServiceReport, type SwarmDeployFailed } from '../../domain/swarm-release';
 import { ignored } from '../../infra/logger';
+import { engineReportLines } from '../common';
 import { checkIsolation, checkOut, inStage, openDeploy, recordFailedDeploy, type Deployed, type Deployment, type Opened } from './deploy';
 
 export async function runSwarmDeploy(d: Deployment, op: Operation): Promise<Deployed> {
@@ -59,11 +60,7 @@ async function recordSwarmDeploy(
 
 /** The failure summary of a swarm deploy: per service what the engine did, then what to do next. */
 export function swarmFailureLines(env: Environment, e: SwarmDeployFailed): string[] {
-  const lines = e.services.map((s) => {
-    const update = s.update ? `update ${s.update.state}` : 'no update';
-    const ended = s.failed.map((t) => `task ${t.task} on ${t.node} ${t.state}${t.error ? ` (${t.error})` : ''}`).join(', ');
-    return `\`${s.service}\`: ${update}, ${s.replicas.running}/${s.replicas.wanted} running, runs \`${s.image}\`${ended ? `; ${ended}` : ''}`;
-  });
+  const lines = engineReportLines(e.services);
   const rolledBack = e.services.some((s) => s.update?.state === 'rollback_completed');
   return [
     ...lines,

@@ -16,7 +16,9 @@ import { OperationFailed, errorMessage } from '../../infra/errors';
 import { ignored } from '../../infra/logger';
 import type { MigrationReport, Outcome, Stage } from './outcome';
 import { outcomeBase } from './prepare';
-import type { Committed, Promotion } from './promotion';
+import type { Committed, Promotion, ShippedSwarm } from './promotion';
+import { assertConverged, deploySwarmRelease, newApiImage } from './swarm';
+import { recordedImages, SwarmDeployFailed, type ServiceReport } from '../../domain/swarm-release';
 
 /** How far the way forward got: what the rollback needs to know. */
 export interface Progress {
@@ -28,6 +30,8 @@ export interface Progress {
   migrated: SchemaState;
   /** prod's schema once the swap (and a migration in place) is done: what the new containers start on. */
   swapped: SchemaState;
+  /** On a swarm: the engine's report of each service once the swap's deploy converged. */
+  services?: ServiceReport[];
 }
 
 /** A failure past the point of no return, with the stage it happened in and how far the way forward had got. */
@@ -76,6 +80,7 @@ export async function migrateProd(p: Promotion, c: Committed): Promise<Progress>
 export async function swapProd(p: Promotion, c: Committed, progress: Progress): Promise<Progress> {
   const { host, config, prod, log, sha } = p;
   const swapping: Progress = { ...progress, stage: 'swap' };
+  if (c.swarm) return swapSwarm(p, { ...c, swarm: c.swarm }, swapping);
   return inStage(swapping, async () => {
     // From release directories the checkout moves only once no container mounts it any more
     // (the first release may have been started from it); otherwise the containers are started from it.
@@ -97,6 +102,15 @@ export async function swapProd(p: Promotion, c: Committed, progress: Progress): 
     if (releaseDirs) await checkoutCommit(host, prod, sha);
     return swapping;
   });
+}
+
+/** The swap on a swarm: the engine's watch failing (it rolled back, or did not converge) is a failure of health. */
+async function swapSwarm(p: Promotion, c: Committed & { swarm: ShippedSwarm }, swapping: Progress): Promise<Progress> {
+  try {
+    return { ...swapping, services: await deploySwarmRelease(p, c) };
+  } catch (e) {
+    throw new ForwardFailed({ ...swapping, stage: e instanceof SwarmDeployFailed ? 'health' : 'swap' }, e);
+  }
 }
 
 /** compose v1, which can start no one-off container here: the migration runs in the new api container, after the swap. */
@@ -134,9 +148,9 @@ export async function checkHealth(p: Promotion, c: Committed, progress: Progress
   const { host, prod, log } = p;
   const checking: Progress = { ...progress, stage: 'health' };
   return inStage(checking, async () => {
-    const containers = await waitHealthy(host, prod, log);
-    await probeHealthUrl(host, prod, log);
-    assertImages(containers, c.expected, 'prod');
+    const containers = c.swarm ? await swarmHealth(p, c, checking) : await waitHealthy(host, prod, log);
+    if (!c.swarm) await probeHealthUrl(host, prod, log);
+    if (!c.swarm) assertImages(containers, c.expected, 'prod');
     // An app that migrates when it starts changes the schema after our migration: say so.
     const after = await schemaState(host, prod);
     if (after.fingerprint === checking.swapped.fingerprint && after.revision === checking.swapped.revision) return { progress: checking, containers };
@@ -147,18 +161,30 @@ export async function checkHealth(p: Promotion, c: Committed, progress: Progress
   });
 }
 
+/** Health on a swarm: the watch saw every service converge on its digest, and the health URL answers. */
+async function swarmHealth(p: Promotion, c: Committed, checking: Progress): Promise<ContainerState[]> {
+  const { host, prod, log } = p;
+  assertConverged(checking.services, c.expected);
+  await probeHealthUrl(host, prod, log);
+  // The task containers on the manager's node, where it can list them: the summary's table only.
+  return prod.containers(host).catch(ignored(log, "listing prod's task containers", []));
+}
+
 /** The new release: its images tagged, recorded in prod's host log; then old releases pruned. */
 export async function recordPromotion(p: Promotion, c: Committed, healthy: Healthy): Promise<Outcome> {
   const { host, config, prod, log, sha, gated } = p;
   const { progress, containers } = healthy;
   return inStage(progress, async () => {
-    const releaseId = newReleaseId(sha);
-    const images = await tagRelease(host, prod, releaseId, containers);
+    const releaseId = c.swarm?.releaseId ?? newReleaseId(sha);
+    // On a swarm the release is its digests, in the registry: nothing is tagged on the manager.
+    const images = c.swarm ? await recordedImages({ host, config, env: prod, log }, c.swarm.built) : await tagRelease(host, prod, releaseId, containers);
+    const unpinned = c.swarm?.built.unpinned.map((u) => u.service);
     await p.op.record('release', {
       release: releaseId,
       sha,
       kind: 'promote',
       images,
+      ...(c.swarm ? { digests: c.swarm.built.images, unpinned: unpinned?.length ? unpinned : undefined } : {}),
       previous: c.previous?.release,
       devRelease: gated.devRelease?.release,
       gate: gated.gate?.op,
@@ -181,6 +207,7 @@ async function migrate(p: Promotion, c: Committed): Promise<MigrationReport> {
   const started = Date.now();
   for (let attempt = 1; ; attempt++) {
     const r = await oneOffAlembic(host, at, upgradeHeadCommand(), {
+      image: newApiImage(p, c),
       env: { PGOPTIONS: `-c lock_timeout=${lockTimeout}` },
       timeoutSeconds: config.gate['timeout-seconds'],
       label: `prod alembic upgrade head (new image, attempt ${attempt})`,

@@ -6,9 +6,9 @@
 import { parseSha, short, type Sha } from '../../infra/sha';
 import type { Config } from '../../domain/config';
 import type { Environment } from '../../domain/environment';
-import { HostLog, latest, type RecordOf } from '../../domain/host-log';
+import { HostLog, latest, type LogRecord, type RecordOf } from '../../domain/host-log';
 import { EnvironmentLock } from '../../domain/lock';
-import { currentRelease, type Release } from '../../domain/release';
+import { currentRelease, releaseStack, type Release } from '../../domain/release';
 import { drift, driftMessage, observe, shortId } from '../../domain/state';
 import type { RunInfo } from '../../infra/actions-io';
 import { OperationFailed, shorten } from '../../infra/errors';
@@ -22,6 +22,8 @@ export interface GatedRelease {
   gate?: RecordOf<'gate'>;
   /** dev's release, when it runs this commit. */
   devRelease?: Release;
+  /** On a swarm dev: the digests (service → repo@sha256:…) of the release the gate tested (or that dev runs). */
+  digests?: Record<string, string>;
   /** Who deployed the commit to dev (the pusher, for a push-triggered deploy). */
   pusher?: string;
 }
@@ -83,7 +85,7 @@ export async function gatedRelease(o: GatedReleaseOptions): Promise<GatedRelease
           `dev never ran ${short(sha)} as a release twinstack knows, so there are no images to ship: deploy it to dev first. Nothing was changed.`,
         );
       log.warning(`require-gate is off: promoting ${short(sha)} without a passing gate`);
-      return { sha, images, gate, devRelease: runsIt, pusher };
+      return { sha, images, gate, devRelease: runsIt, pusher, digests: gatedDigests(devRecords, gate?.passed ? gate : undefined, runsIt) };
     }
     if (gate?.passed !== true) {
       throw new OperationFailed(
@@ -106,10 +108,16 @@ export async function gatedRelease(o: GatedReleaseOptions): Promise<GatedRelease
         );
       }
     }
-    return { sha, images: tested, gate, devRelease: runsIt, pusher };
+    return { sha, images: tested, gate, devRelease: runsIt, pusher, digests: gatedDigests(devRecords, gate, runsIt) };
   } finally {
     await lock.release();
   }
+}
+
+/** The digests of the release a gate tested (the one it names, else what dev runs), when it has any: a swarm release. */
+function gatedDigests(records: LogRecord[], gate: RecordOf<'gate'> | undefined, runsIt: Release | undefined): Record<string, string> | undefined {
+  const tested = gate?.release ? releaseStack(records).byId.get(gate.release) : runsIt;
+  return tested?.digests;
 }
 
 /** promote.require-different-actor: whoever deployed the commit to dev may not also promote it. */

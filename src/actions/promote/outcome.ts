@@ -19,6 +19,8 @@ export interface Failure {
   /** The last log lines of the service that turned unhealthy. */
   logs?: string;
   service?: string;
+  /** On a swarm: what the engine said of each service when the deploy failed (SwarmDeployFailed). */
+  engine?: string[];
 }
 
 export interface MigrationReport {
@@ -60,6 +62,8 @@ interface Common {
   /** The base backup taken after the dump (backup.wal). */
   base?: BaseBackup;
   ship?: ShipPlan;
+  /** On a swarm: the digests prod was given (service → repo@sha256:…). */
+  digests?: Record<string, string>;
   rehearsal?: RehearsalResult;
   migration?: MigrationReport;
   /** promote.write-freeze: the services stopped from the backup to the end. */

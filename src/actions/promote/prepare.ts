@@ -18,7 +18,8 @@ import { OperationFailed, errorMessage } from '../../infra/errors';
 import { ignored } from '../../infra/logger';
 import { isolationGate } from '../../safety/preflight';
 import type { Outcome } from './outcome';
-import type { BackedUp, Committed, Opened, Promotion, Refusal, Rehearsed, Shipped, Staged } from './promotion';
+import type { BackedUp, Committed, Opened, Promotion, Refusal, Rehearsed, Shipped, ShippedSwarm, Staged } from './promotion';
+import { newApiImage, shipSwarmRelease, swarmDigests } from './swarm';
 
 /** Time kept for the automatic rollback when the run has a deadline. */
 export const ROLLBACK_RESERVE_MS = 30 * 60_000;
@@ -96,13 +97,16 @@ export async function stageRelease(p: Promotion, opened: Opened, at: Environment
   const devBuilds = await mergedBuilds(host, devAt);
   await removeScratchCheckout(host, dev, devWorkDir(p));
   const names: Record<string, string> = {};
+  // On a swarm a release's image names are digests: a service's own name is its configured one.
+  const previousName = (service: string) => (prod.onSwarm ? undefined : opened.previous?.images[service]?.name);
   for (const [service, b] of prodBuilds)
-    names[service] = b.image ?? opened.previous?.images[service]?.name ?? defaultImageName(prod.project, service, config['compose-command']);
-  const ship = shipPlan(prodBuilds, devBuilds, p.gated.images, names);
+    names[service] = b.image ?? previousName(service) ?? defaultImageName(prod.project, service, config['compose-command']);
+  // On a swarm what ships is dev's digests (a refusal before prod's lock made sure there are some).
+  const ship = shipPlan(prodBuilds, devBuilds, prod.onSwarm ? swarmDigests(p) : p.gated.images, names);
   for (const r of ship.rebuild) log.info(`${r.service} will be rebuilt for prod: ${r.reasons.join('; ')}`);
   // The app's database variable, which the rehearsal points at its copy: looked up before anything changes.
   const databaseValue = await rehearsalDatabase(p, at, prodConfig);
-  return { ...opened, at, ship, databaseValue };
+  return { ...opened, at, ship, builds: prodBuilds, databaseValue };
 }
 
 /**
@@ -188,12 +192,18 @@ export async function shipToProd(p: Promotion, b: BackedUp): Promise<Shipped | R
     return { refused: 'isolation', message: errorMessage(e) };
   }
   try {
-    const expected = await shipImages(host, at, b.ship, log);
+    // On a swarm: the release's digests, pushed where prod builds differently; elsewhere image ids under prod's names.
+    const swarm = prod.onSwarm ? await shipSwarmRelease(p, b) : undefined;
+    const expected = swarm ? swarm.built.images : await shipImages(host, at, b.ship, log);
     let heads: string[] = [];
     let inPlace = '';
     if (config.gate.alembic) {
       try {
-        heads = await oneOffHeads(host, at, { name: `${prod.project}-twinstack-heads`, timeoutSeconds: config.gate['timeout-seconds'] });
+        heads = await oneOffHeads(host, at, {
+          name: `${prod.project}-twinstack-heads`,
+          timeoutSeconds: config.gate['timeout-seconds'],
+          image: newApiImage(p, { swarm }),
+        });
       } catch (e) {
         if (!(e instanceof OneOffUnavailable)) throw e;
         inPlace = e.message;
@@ -201,7 +211,7 @@ export async function shipToProd(p: Promotion, b: BackedUp): Promise<Shipped | R
       }
     }
     const pending = config.gate.alembic && !inPlace && !(heads.length === 1 && heads[0] === b.schemaBefore.revision);
-    return { ...b, expected, heads, pending, inPlace };
+    return { ...b, expected, heads, pending, inPlace, swarm };
   } catch (e) {
     return { refused: 'images', message: errorMessage(e) };
   }
@@ -218,7 +228,16 @@ export async function rehearseMigrations(p: Promotion, s: Shipped): Promise<Rehe
   if (s.databaseValue instanceof Error) return { refused: 'rehearsal', message: errorMessage(s.databaseValue) };
   let rehearsal: RehearsalResult;
   try {
-    rehearsal = await rehearse({ host: p.host, config, at: s.at, backup: s.backup, log: p.log, opId: p.op.id, databaseValue: s.databaseValue });
+    rehearsal = await rehearse({
+      host: p.host,
+      config,
+      at: s.at,
+      backup: s.backup,
+      log: p.log,
+      opId: p.op.id,
+      databaseValue: s.databaseValue,
+      image: newApiImage(p, s),
+    });
   } catch (e) {
     return { refused: 'rehearsal', message: `the rehearsal could not run: ${errorMessage(e)}` };
   }
@@ -245,9 +264,10 @@ export function reserveRollbackTime<R extends object>(p: Pick<Promotion, 'host'>
 }
 
 /** What every outcome after the backup says. */
-export function outcomeBase(p: Promotion, b: BackedUp) {
+export function outcomeBase(p: Promotion, b: BackedUp & { swarm?: ShippedSwarm }) {
   return {
     sha: p.sha,
+    digests: b.swarm?.built.images,
     backup: b.backup,
     base: b.base,
     previous: b.previous,
@@ -261,7 +281,8 @@ export function outcomeBase(p: Promotion, b: BackedUp) {
 export async function refusePromotion(p: Promotion, b: BackedUp, refusal: Refusal): Promise<Outcome> {
   const { host, prod, log } = p;
   const { previous } = b;
-  if (previous)
+  // On a swarm nothing was tagged under prod's names: its stack still runs the previous digests.
+  if (previous && !prod.onSwarm)
     await restoreReleaseImages(host, prod, previous).catch((e) =>
       log.warning(`could not point prod's image names back at ${previous.release}: ${errorMessage(e)}`),
     );

@@ -14,6 +14,10 @@
  *   9. on any failure in 7–8: the previous release's images again; the database restored only when
  *      its schema moved, after counting the rows that restore loses
  *
+ * On a swarm prod (target: swarm, swarm.ts) the release is a set of digests: 5 ships dev's gated
+ * digests and builds and pushes the differing services; 7 and the rehearsal run the new api digest;
+ * 8 is a stack deploy the engine rolls out (or rolls back by itself, which is a failure of health).
+ *
  * Prod ends on the new release or back on the old one; the outcome says which. runPromotion below
  * is that runbook; its steps live in gated.ts (1–2), prepare.ts (3–6), forward.ts (7–8),
  * recover.ts (9), base-backup.ts (4, backup.wal) and summary.ts.
@@ -54,6 +58,7 @@ import { copyBackupOffsite, copyBaseBackupOffsite } from './offsite';
 import { isRefusal, type Plan, type Promotion } from './promotion';
 import { rollBackPromotion } from './recover';
 import { promoteSummary } from './summary';
+import { refuseSwarmWriteFreeze, requireGatedDigests } from './swarm';
 
 export { gatedRelease, type GatedRelease } from './gated';
 export type { Outcome, Stage } from './outcome';
@@ -78,6 +83,7 @@ function walPasswordInput(io: ActionIO<PromoteInputs, PromoteOutputs>, config: C
 export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan> = {
   name: 'promote',
   prepare({ io, config }) {
+    refuseSwarmWriteFreeze(config);
     const backupId = io.input('backup-id') ? validate.backupId(io.input('backup-id'), 'input backup-id') : undefined;
     const sha = io.input('sha') ? validate.sha(io.input('sha'), 'input sha') : undefined;
     return {
@@ -107,6 +113,8 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     });
     // 2. The two-person rule, before the host is touched at all.
     checkTwoPersonRule(config, gated, run);
+    // A swarm prod ships dev's digests: a dev release without them is refused here.
+    requireGatedDigests(prod, gated);
     const { sha } = gated;
     const { result, copy, walCopies } = await underLock(
       { host, stateDir: config['state-dir'], env: 'prod', project: config.environments.prod.project, action: 'promote', sha, run, log, lockTimeoutSeconds },

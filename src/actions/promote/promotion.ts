@@ -9,7 +9,8 @@ import type { Operation } from '../../domain/operation';
 import type { RehearsalResult } from '../../domain/rehearsal';
 import type { Release } from '../../domain/release';
 import type { SchemaState } from '../../domain/schema';
-import type { ShipPlan } from '../../domain/ship';
+import type { ServiceBuild, ShipPlan } from '../../domain/ship';
+import type { BuiltRelease } from '../../domain/swarm-release';
 import type { OffsiteKeys } from '../../domain/offsite';
 import type { BaseBackup } from '../../domain/wal';
 import type { Host } from '../../infra/host';
@@ -57,6 +58,8 @@ export interface Staged extends Opened {
   /** prod's environment at the new commit (a scratch checkout, or the release's own directory). */
   at: Environment;
   ship: ShipPlan;
+  /** prod's build definitions at the commit, per service. */
+  builds: Map<string, ServiceBuild>;
   /** promote.database-env's value for the rehearsal; an Error refuses only if a rehearsal must run. */
   databaseValue: string | Error | undefined;
 }
@@ -71,10 +74,18 @@ export interface BackedUp extends Staged {
   frozen: string[];
 }
 
+/** A swarm prod's release: its id (the tag of the images built for it) and every service's digest. */
+export interface ShippedSwarm {
+  releaseId: string;
+  built: BuiltRelease;
+}
+
 /** The images under prod's names, and the migration that is pending. prod's containers still run the old ones. */
 export interface Shipped extends BackedUp {
-  /** Service → the image id prod must run once swapped. */
+  /** Service → the image id prod must run once swapped (on a swarm: the digest, repo@sha256:…). */
   expected: Record<string, string>;
+  /** On a swarm: the release, which the swap deploys. */
+  swarm?: ShippedSwarm;
   heads: string[];
   pending: boolean;
   /** Why the migration runs in the new api container after the swap ('' when it runs before: compose v1's limit). */

@@ -7,6 +7,8 @@ import { restoreAsideName } from '../../domain/backup';
 import { HealthError, type Release } from '../../domain/release';
 import { lossWindow, startRelease, type RestartResult } from '../../domain/rollback';
 import { rowsLostToRestore, schemaState, writeCounters } from '../../domain/schema';
+import { SwarmDeployFailed } from '../../domain/swarm-release';
+import { engineReportLines } from '../common';
 import { errorMessage } from '../../infra/errors';
 import { ignored } from '../../infra/logger';
 import type { ForwardFailed, Progress } from './forward';
@@ -24,6 +26,7 @@ export async function rollBackPromotion(p: Promotion, c: Committed, failed: Forw
     message: errorMessage(e),
     logs: e instanceof HealthError ? e.logs : undefined,
     service: e instanceof HealthError ? e.service : undefined,
+    engine: e instanceof SwarmDeployFailed ? engineReportLines(e.services) : undefined,
   };
   log.error(`promote failed during ${stage}: ${failure.message}; rolling back`);
   host.deadline = c.fullDeadline;
@@ -87,6 +90,8 @@ async function recordRollback(
     sha: previous.sha,
     kind: 'rollback',
     images: previous.images,
+    // On a swarm the rollback deployed these again: drift and the next rollback judge by them.
+    ...(previous.digests ? { digests: previous.digests } : {}),
     previous: previous.previous,
     reason: `promote of ${p.sha} failed during ${stage}`,
     restoredBackup,

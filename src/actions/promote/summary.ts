@@ -17,6 +17,7 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
   s.text(headline(r, gated));
   s.list(whatHappened(r));
   if (r.ship) imagesSection(s, r, r.ship);
+  if (r.digests) digestsSection(s, r, r.digests);
   if (r.rehearsal || r.migration) {
     s.heading('Migration', 3);
     s.list([...(r.rehearsal ? rehearsalLines(r.rehearsal) : []), ...(r.migration ? migrationLines(r, r.migration) : [])]);
@@ -24,6 +25,10 @@ export function promoteSummary(prod: Environment, r: Outcome, gated: GatedReleas
   s.heading(`${prod.name}`, 3);
   servicesTable(s, r.containers);
   const failure = failureOf(r);
+  if (failure?.engine) {
+    s.heading("What the engine did (prod's stack)", 3);
+    s.list(failure.engine);
+  }
   if (failure?.logs) s.detailsCode(`last log lines of ${failure.service}`, failure.logs);
   if (gated.devRelease) s.text(`dev still runs \`${gated.devRelease.release}\`.`);
   return s;
@@ -92,10 +97,21 @@ function imagesSection(s: Summary, r: Outcome, ship: ShipPlan): void {
   s.table(
     ['service', imagesColumn(r.outcome), 'why'],
     [
-      ...ship.ship.map((x) => [x.service, `gated image \`${shortId(x.id)}\``, 'what the gate tested on dev']),
+      ...ship.ship.map((x) => [x.service, x.id.includes('@') ? `gated \`${x.id}\`` : `gated image \`${shortId(x.id)}\``, 'what the gate tested on dev']),
       ...ship.rebuild.map((x) => [x.service, 'rebuilt from the same commit', x.reasons.join('; ')]),
       ...ship.asConfigured.map((x) => [x.service, x.builds ? 'built for prod' : 'as prod configures it', x.reason]),
     ],
+  );
+}
+
+/** On a swarm: the digest each service of prod's stack was given. */
+function digestsSection(s: Summary, r: Outcome, digests: Record<string, string>): void {
+  s.heading('Digests (swarm)', 3);
+  const rebuilt = new Set(r.ship?.rebuild.map((x) => x.service));
+  s.list(
+    Object.entries(digests)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([service, ref]) => `\`${service}\`: \`${ref}\` (${rebuilt.has(service) ? 'built for prod and pushed' : "dev's, as gated"})`),
   );
 }
 
