@@ -10,7 +10,7 @@ import { checkoutCommit, releaseEnvironment } from './git';
 import type { Release } from './release';
 import type { RestartResult, StartReleaseOptions } from './rollback';
 import { rollbackRelease, type SwarmRelease } from './swarm-release';
-import { NOTHING_LATER } from '../infra/compose';
+import { appReplicas, scaleLater, scaleServices } from './swarm-scale';
 import { OperationFailed } from '../infra/errors';
 import { ignored } from '../infra/logger';
 import * as swarm from '../infra/swarm';
@@ -64,41 +64,14 @@ async function restoreWithoutLoad(ctx: EnvContext, restore: BackupManifest): Pro
   const { host, config, env, log } = ctx;
   const apps = await appReplicas(ctx);
   if (apps.length) {
-    const names = apps.map((a) => a.service).join(', ');
-    log.info(`${env.name}: scaling ${names} to 0 replicas for the restore`);
-    await host.run(
-      swarm.serviceScale(
-        apps.map((a) => ({ service: a.service, replicas: 0 })),
-        { wait: true },
-      ),
-      {
-        label: `${env.name}: scaling ${names} to 0 (for the restore)`,
-        timeoutSeconds: 600,
-      },
+    log.info(`${env.name}: scaling ${apps.map((a) => a.service).join(', ')} to 0 replicas for the restore`);
+    await scaleServices(
+      ctx,
+      apps.map((a) => ({ service: a.service, replicas: 0 })),
+      { why: 'for the restore' },
     );
   }
   log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
   // A restore cut short is undone by the next operation, which then scales the services back as they were.
-  const restartLater = apps.length
-    ? { RESTART_DIR: env.cfg.checkout, RESTART_PROJECT: env.project, RESTART: swarm.serviceScale(apps, { wait: false }) }
-    : NOTHING_LATER;
-  await restoreBackup({ host, config, env, m: restore, log, opts: { restartLater } });
-}
-
-/** The stack's replicated services other than the database's, with the replicas they have now (those at 0 left out). */
-async function appReplicas({ host, env, log }: EnvContext): Promise<swarm.ServiceReplicas[]> {
-  const list = await host.run(swarm.serviceList(env.project), { quiet: true, label: `listing ${env.name}'s services`, timeoutSeconds: 120 });
-  const dbName = swarm.swarmServiceName(env.project, env.cfg.database.service);
-  const names = swarm
-    .parseServiceList(list.stdout)
-    .map((s) => s.Name)
-    .filter((n) => n !== dbName);
-  if (names.length === 0) return [];
-  const spec = await host.run(swarm.serviceInspect(names), { quiet: true, label: `inspecting ${env.name}'s services`, timeoutSeconds: 120 });
-  const out: swarm.ServiceReplicas[] = [];
-  for (const s of swarm.parseServiceStatus(spec.stdout)) {
-    if (s.Spec.Mode?.Global) log.warning(`${env.name}: ${s.Spec.Name} runs in global mode, which cannot be scaled: it keeps running during the restore`);
-    else if ((s.Spec.Mode?.Replicated?.Replicas ?? 1) > 0) out.push({ service: s.Spec.Name, replicas: s.Spec.Mode?.Replicated?.Replicas ?? 1 });
-  }
-  return out;
+  await restoreBackup({ host, config, env, m: restore, log, opts: { restartLater: scaleLater(env, apps) } });
 }

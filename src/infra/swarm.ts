@@ -148,7 +148,15 @@ export const serviceStatusEntry = z.object({
   Spec: z.object({
     Name: z.string(),
     TaskTemplate: z.object({ ContainerSpec: z.object({ Image: z.string() }) }),
-    Mode: z.object({ Replicated: z.object({ Replicas: z.number().nullish() }).nullish(), Global: z.object({}).passthrough().nullish() }).nullish(),
+    Mode: z
+      .object({
+        Replicated: z.object({ Replicas: z.number().nullish() }).nullish(),
+        Global: z.object({}).passthrough().nullish(),
+        /** A one-off task (src/domain/swarm-oneoff.ts), not an app service. */
+        ReplicatedJob: z.object({}).passthrough().nullish(),
+        GlobalJob: z.object({}).passthrough().nullish(),
+      })
+      .nullish(),
   }),
   /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
   UpdateStatus: z.object({ State: z.string().nullish(), Message: z.string().nullish(), StartedAt: z.string().nullish() }).nullish(),

@@ -15,6 +15,9 @@ import { probeHealthUrl, waitHealthy } from '../domain/release';
 import { argv, hostScript, sh } from '../infra/shell';
 import { NOTHING_LATER, type LaterCompose } from '../infra/compose';
 import { queryJson } from './catalog';
+import { appReplicas, scaleLater, scaleServices } from '../domain/swarm-scale';
+import { swarmOneOff } from '../domain/swarm-oneoff';
+import * as swarm from '../infra/swarm';
 import { dropDatabaseSql, psql, renameDatabaseSql } from '../infra/postgres';
 
 const SWAP_UNDO = fs.readFileSync(__dirname + '/swap-undo.sh', 'utf8');
@@ -45,6 +48,7 @@ export const NO_SERVICES: AppServices = {
 
 export function appServices(host: Host, env: Environment, log: Logger, checkHealth: boolean): AppServices {
   if (env.cfg.database.via === 'host') return NO_SERVICES;
+  if (env.onSwarm) return stackAppServices(host, env, log, checkHealth);
   const timeout = env.cfg.healthTimeoutSeconds;
   return {
     async stop() {
@@ -69,6 +73,49 @@ export function appServices(host: Host, env: Environment, log: Logger, checkHeal
       // The same verdict a deploy gives: every service healthy (or running, without a
       // healthcheck), then the environment's health URL answering 2xx.
       await waitHealthy(host, env, log, timeout);
+      await probeHealthUrl(host, env, log);
+    },
+  };
+}
+
+/**
+ * appServices on a swarm (env.onSwarm): compose finds no containers there, so the stack's app
+ * services are scaled to 0 and back to the replicas their specs had before the first stop (a second
+ * stop, on the way back, finds them at 0 or started again: what they had stays the first reading).
+ */
+function stackAppServices(host: Host, env: Environment, log: Logger, checkHealth: boolean): AppServices {
+  const had = new Map<string, number>();
+  const named = (swarmName: string) => swarm.stackServiceName(env.project, swarmName) ?? swarmName;
+  const scales = (services: string[]) =>
+    services.flatMap((s) => {
+      const replicas = had.get(s);
+      return replicas === undefined ? [] : [{ service: swarm.swarmServiceName(env.project, s), replicas }];
+    });
+  return {
+    async stop() {
+      const apps = await appReplicas({ host, env, log });
+      for (const a of apps) if (!had.has(named(a.service))) had.set(named(a.service), a.replicas);
+      const services = apps.map((a) => named(a.service)).sort();
+      if (services.length) {
+        log.info(`Scaling dev services ${services.join(', ')} to 0 replicas.`);
+        await scaleServices(
+          { host, env },
+          apps.map((a) => ({ service: a.service, replicas: 0 })),
+          { why: 'for the database swap' },
+        );
+      }
+      return services;
+    },
+    async start(services) {
+      const back = scales(services);
+      if (!back.length) return;
+      log.info(`Scaling dev services back: ${back.map((b) => `${named(b.service)} to ${b.replicas}`).join(', ')}.`);
+      // The engine waits until the tasks run, which for a task with a healthcheck means healthy.
+      await scaleServices({ host, env }, back, { why: 'after the database swap', timeoutSeconds: env.cfg.healthTimeoutSeconds + 60 });
+    },
+    startLater: (services) => scaleLater(env, scales(services)),
+    async health(services) {
+      if (!checkHealth || !services.length) return;
       await probeHealthUrl(host, env, log);
     },
   };
@@ -362,10 +409,24 @@ export function composeMigrate(host: Host, env: Environment, command: string[], 
       log.info('Migrations skipped: dev database runs on the host (via: host), no api container to run them in.');
       return;
     }
+    if (env.onSwarm) return swarmMigrate(host, env, command, log);
     log.info(`Running ${command.join(' ')} in a one-off ${env.cfg.apiService} container.`);
     await host.run(
       env.compose('run', '--rm', '--no-deps', '-T', env.cfg.apiService, ...command),
       env.composeOptions({ label: `dev migrations (${argv(...command)})`, timeoutSeconds: 1800 }),
     );
   };
+}
+
+/** composeMigrate on a swarm: dev's migrate command in a one-off task of the api service's own spec and image. */
+async function swarmMigrate(host: Host, env: Environment, command: string[], log: Logger): Promise<void> {
+  const service = swarm.swarmServiceName(env.project, env.cfg.apiService);
+  const spec = await host.run(swarm.serviceInspect([service]), { check: false, quiet: true, label: `inspecting ${service}`, timeoutSeconds: 120 });
+  const image =
+    spec.exitCode === 0 ? swarm.parseServiceStatus(spec.stdout).find((s) => s.Spec.Name === service)?.Spec.TaskTemplate.ContainerSpec.Image : undefined;
+  if (!image) throw new OperationFailed(`${env.name}: no service ${service} on the swarm to run the migrations in; deploy ${env.name} first`);
+  const label = `dev migrations (${argv(...command)})`;
+  log.info(`Running ${command.join(' ')} in a one-off task of ${service} (${image}).`);
+  const r = await swarmOneOff(host, env, command, { image, name: `${env.project}-twinstack-resample-migrate`, label, timeoutSeconds: 1800 });
+  if (r.exitCode !== 0 || r.timedOut) throw new RemoteCommandError({ ...r, label });
 }

@@ -229,9 +229,9 @@ export class FakeSwarm extends FakeVps {
     return { service, id, image, steps: [], reported: [] };
   }
 
-  private task(stack: string, service: string, image: string, desired: string, state: string, error = ''): FakeTask {
+  private task(stack: string, service: string, image: string, desired: string, state: string, error = '', slot = 1): FakeTask {
     const id = `task${String(++this.serial).padStart(4, '0')}${hash(`${service}${this.serial}`).slice(0, 17)}`;
-    return { ID: id, Name: `${stack}_${service}.1`, Image: image, Node: NODE, DesiredState: desired, CurrentState: state, Error: error };
+    return { ID: id, Name: `${stack}_${service}.${slot}`, Image: image, Node: NODE, DesiredState: desired, CurrentState: state, Error: error };
   }
 
   /** `docker stack deploy`: each service the files name gets the image they name now; one that changes starts an update. */
@@ -486,9 +486,11 @@ export class FakeSwarm extends FakeVps {
         if (!svc) return { exitCode: 1, stderr: `service ${name} not found` };
         wanted[name.slice(stack === STACK ? STACK.length + 1 : 0)] = Number(n);
         svc.replicas = Number(n);
-        if (Number(n) === 0)
-          for (const t of this.tasks.filter((x) => x.Name.startsWith(`${name}.`) && x.DesiredState === 'Running'))
-            Object.assign(t, { DesiredState: 'Shutdown', CurrentState: 'Shutdown 1 second ago' });
+        const live = this.tasks.filter((x) => x.Name.startsWith(`${name}.`) && x.DesiredState === 'Running');
+        if (Number(n) === 0) for (const t of live) Object.assign(t, { DesiredState: 'Shutdown', CurrentState: 'Shutdown 1 second ago' });
+        // Scaled up: new tasks on the spec's image in the slots not running yet (they run once the engine waited).
+        for (let slot = live.length + 1; slot <= Number(n); slot++)
+          this.tasks.unshift(this.task(stack, svc.service, svc.image, 'Running', 'Running 1 second ago', '', slot));
       }
       this.scales.push(wanted);
       return {
@@ -500,6 +502,23 @@ export class FakeSwarm extends FakeVps {
     // dev's db tools run in the db task's container (src/infra/task-container.sh in front).
     const devDb = (re: RegExp) => (s: string) => s.startsWith(`{ c=$(STACK_FILTER=label=com.docker.stack.namespace=${STACK};`) && re.test(s);
     h.on('pg_restore --list (dev task)', devDb(/pg_restore .*--list/), {});
+    // Database-level SQL on dev's maintenance database in the db task (resample's swap), as FakeVps answers it on compose.
+    const onDevServer = (re: RegExp) => (s: string, c: Call) => devDb(/ psql .* -f -/)(s) && re.test(c.stdin ?? '');
+    h.on('list dev databases (dev task)', onDevServer(/json_agg\(datname ORDER BY datname\)/), () => ({
+      stdout: JSON.stringify([...this.databases.dev].sort()),
+    }));
+    h.on('rename dev database (dev task)', onDevServer(/ALTER DATABASE "?\w+"? RENAME TO "?\w+"?;/), (c) => {
+      for (const m of (c.stdin ?? '').matchAll(/ALTER DATABASE "?(\w+)"? RENAME TO "?(\w+)"?;/g)) {
+        if (!this.databases.dev.has(m[1]) || this.databases.dev.has(m[2])) return { exitCode: 1, stderr: `ERROR:  cannot rename ${m[1]} to ${m[2]}` };
+        this.databases.dev.delete(m[1]);
+        this.databases.dev.add(m[2]);
+      }
+      return {};
+    });
+    h.on('drop dev database (dev task)', onDevServer(/DROP DATABASE IF EXISTS "?\w+"?;/), (c) => {
+      this.databases.dev.delete(/DROP DATABASE IF EXISTS "?(\w+)"?;/.exec(c.stdin ?? '')?.[1] ?? '');
+      return {};
+    });
     h.on('restore dev database', /^PENDING_DIR=\S+\/dev\/pending; .*pg_restore .*--single-transaction/s, (c) => {
       const appTasks = Object.fromEntries(SWARM_SERVICES.filter((s) => s.service !== 'db').map((s) => [s.service, this.runningImages(s.service).length]));
       this.restores.push({ backup: /restore of dev from (\S+),/.exec(c.script)?.[1] ?? '', appTasks });
