@@ -17,7 +17,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { freePort } from './ports';
+import { freePort, loopbackAddress } from './ports';
 
 export interface PrivateEngine {
   /** `unix:///tmp/<dir>/docker.sock`: for `docker -H` or DOCKER_HOST. */
@@ -27,7 +27,8 @@ export interface PrivateEngine {
   /** Runs the docker client against this engine; throws with its stderr on a non-zero exit. */
   docker(args: readonly string[], opts?: { input?: string | Buffer; cwd?: string }): string;
   /**
-   * Makes the engine a swarm manager listening on loopback only (127.0.0.1 unless told), and
+   * Makes the engine a swarm manager listening on loopback only (an address of its own in
+   * 127.0.0.0/8 unless told: see loopbackAddress), and
    * returns its `address:port`. With ingress: false the routing mesh's network is removed, which a
    * second node in this network namespace needs.
    */
@@ -98,7 +99,7 @@ export async function startPrivateEngine(options: EngineOptions = {}): Promise<P
     host,
     dir,
     docker,
-    async swarmInit({ address = '127.0.0.1', ingress = true } = {}) {
+    async swarmInit({ address = loopbackAddress(), ingress = true } = {}) {
       const addr = `${address}:${await freePort(address)}`;
       const hadGwbridge = fs.existsSync(GWBRIDGE);
       docker(['swarm', 'init', '--advertise-addr', addr, '--listen-addr', addr]);

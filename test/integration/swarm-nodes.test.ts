@@ -27,6 +27,7 @@ import { parseComposeConfig, type ComposeModel } from '../../src/safety/compose-
 import { placementFindings } from '../../src/safety/placement';
 import { connect } from '../harness/connect';
 import { startPrivateEngine, type PrivateEngine } from '../harness/private-engine';
+import { loopbackAddress } from '../harness/ports';
 import { registryAvailable, startRegistry, type TestRegistry } from '../harness/registry';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
 
@@ -34,12 +35,6 @@ const BASE_IMAGE = 'twinstack-fixture-base:latest';
 const RUN = randomBytes(4).toString('hex');
 const PROJECT = { prod: `twinstack-test-${RUN}-prod`, dev: `twinstack-test-${RUN}-dev` };
 const WORKER_NAME = `twinstack-test-${RUN}-node2`;
-
-/** An address of 127.0.0.0/8 other than 127.0.0.1, where other tests' single-node swarms gossip (port 7946 is every node's). */
-function loopbackAddress(): string {
-  const [a, b, c] = randomBytes(3);
-  return `127.${1 + (a % 254)}.${b}.${1 + (c % 254)}`;
-}
 
 // The fixture stack's shape: a db and a replicated api on the host network, placed by the overlays.
 const BASE = `services:
