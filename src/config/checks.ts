@@ -47,6 +47,7 @@ export const PREFLIGHT_CHECKS = [
   'wal-settings',
   'placement',
   'db-init',
+  'stack-merge',
 ] as const;
 export type PreflightCheck = (typeof PREFLIGHT_CHECKS)[number];
 

@@ -18,6 +18,7 @@ import { counts, sortFindings, type Finding } from './findings';
 import { judgeProbe, parseCurlResponse, type Probe } from './http-probe';
 import { checkIsolation, parseHostTotals, pathsToResolve, type EnvironmentFacts, type HostTotals, type IsolationInput } from './isolation';
 import { placementFindings } from './placement';
+import { stackMergeFindings } from './stack-merge';
 import { dbInitFindings } from './db-init';
 import { checkRolling } from './rolling';
 import { walSettingFindings } from './wal-settings';
@@ -234,6 +235,8 @@ export async function runPreflight(host: Host, config: Config, log: Logger, opts
   findings.push(...dbInit(config, readings));
   // A swarm environment's services must stay on its own nodes (only for target: swarm).
   findings.push(...(await placementFindings(host, config, { prod: readings.prod.facts.compose, dev: readings.dev.facts.compose }, settings['warn-only'])));
+  // ...and its overlays must not set what `docker stack deploy` appends instead of replacing.
+  findings.push(...(await stackMergeFindings({ host, config, log }, settings['warn-only'])));
 
   // Replication settings matter to the WAL receiver only: the gate before deploy and promote leaves them out.
   if (opts.wal !== false) findings.push(...(await walSettingFindings(host, config, settings['warn-only'].includes('wal-settings'))));

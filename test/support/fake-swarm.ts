@@ -30,11 +30,7 @@ export const BASE_IMAGE = 'twinstack-fixture-base:latest';
  */
 const DEV_CONFIG = fs.readFileSync(path.join(SWARM_DIR, 'config/dev.json'), 'utf8').replace(/\/srv\/makapix-dev\/vault/g, '/mnt/vault-dev');
 /** prod's, the same way (with `prodOnSwarm`). */
-const PROD_CONFIG = fs
-  .readFileSync(path.join(SWARM_DIR, 'config/prod.json'), 'utf8')
-  .replace(/\/srv\/makapix\/vault/g, '/mnt/vault-1')
-  // prod's env file names its own tag, so the two environments never share an image name (preflight's shared-images).
-  .replace(/(makapix-(?:api|db)):latest/g, '$1:prod');
+const PROD_CONFIG = fs.readFileSync(path.join(SWARM_DIR, 'config/prod.json'), 'utf8').replace(/\/srv\/makapix\/vault/g, '/mnt/vault-1');
 /** A merged configuration as compose prints it in `dir` (its build contexts are absolute paths there). */
 const configIn = (text: string, dir: string) => text.replace(/\/tmp\/tmp\.[A-Za-z0-9]+\/(?:dev|prod)/g, dir);
 /** dev's services, their image names and whether they are built (api and db are; the worker is pulled). */
