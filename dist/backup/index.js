@@ -56082,6 +56082,7 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.environmentInput = environmentInput;
 exports.servicesTable = servicesTable;
+exports.engineReportLines = engineReportLines;
 exports.offsiteKeysInput = offsiteKeysInput;
 exports.offsiteSummary = offsiteSummary;
 exports.walCopiesSummary = walCopiesSummary;
@@ -56097,6 +56098,14 @@ function environmentInput(value) {
 }
 function servicesTable(s, containers) {
     return s.table(['service', 'container', 'state', 'health', 'image'], containers.map((c) => [c.service, c.name, c.status + (c.status === 'exited' ? ` (${c.exitCode})` : ''), c.health, c.image]));
+}
+/** One line per service of what the engine did: its update, its replicas, the image it runs, the tasks that ended. */
+function engineReportLines(services) {
+    return services.map((s) => {
+        const update = s.update ? `update ${s.update.state}` : 'no update';
+        const ended = s.failed.map((t) => `task ${t.task} on ${t.node} ${t.state}${t.error ? ` (${t.error})` : ''}`).join(', ');
+        return `\`${s.service}\`: ${update}, ${s.replicas.running}/${s.replicas.wanted} running, runs \`${s.image}\`${ended ? `; ${ended}` : ''}`;
+    });
 }
 /**
  * Reads offsite-ssh-key and offsite-admin-key (masked the moment they are read) and checks them
@@ -56531,6 +56540,7 @@ exports.PREFLIGHT_CHECKS = [
     'wal-settings',
     'placement',
     'db-init',
+    'stack-merge',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -57913,7 +57923,7 @@ async function restoreBackup({ host, config, env, m, log, opts = {} }) {
     const tag = `twinstack restore ${m.id} in progress`;
     const undoCheck = `SELECT 1 FROM pg_database a WHERE a.datname = ${(0, sql_1.literal)(aside)} AND NOT EXISTS ` +
         `(SELECT 1 FROM pg_database d WHERE d.datname = ${(0, sql_1.literal)(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${(0, sql_1.literal)(tag)});`;
-    const restart = opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : compose_1.NOTHING_LATER;
+    const restart = opts.restartLater ?? (opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : compose_1.NOTHING_LATER);
     // What undoes a cut restore: written before anything moves, run by the next operation if this
     // script never gets to remove it (see pendingUndo in operation.ts).
     const undo = `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
@@ -63331,7 +63341,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
+exports.parseTaskStatus = exports.taskStatusEntry = exports.oneOffSourceEntry = exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
 exports.stackDeploy = stackDeploy;
 exports.stackConfig = stackConfig;
 exports.envStdin = envStdin;
@@ -63340,6 +63350,7 @@ exports.serviceList = serviceList;
 exports.serviceTasks = serviceTasks;
 exports.serviceInspect = serviceInspect;
 exports.serviceRollback = serviceRollback;
+exports.serviceScale = serviceScale;
 exports.inspectNodes = inspectNodes;
 exports.tagForRegistry = tagForRegistry;
 exports.push = push;
@@ -63359,6 +63370,17 @@ exports.inspectStackContainers = inspectStackContainers;
 exports.taskContainer = taskContainer;
 exports.taskService = taskService;
 exports.imageRepo = imageRepo;
+exports.parseOneOffSource = parseOneOffSource;
+exports.mountFlag = mountFlag;
+exports.fileRefFlag = fileRefFlag;
+exports.oneOffSpecFlags = oneOffSpecFlags;
+exports.oneOffEnvFile = oneOffEnvFile;
+exports.oneOffCreate = oneOffCreate;
+exports.jobWait = jobWait;
+exports.taskInspect = taskInspect;
+exports.serviceLogs = serviceLogs;
+exports.jobRemove = jobRemove;
+exports.serviceRemove = serviceRemove;
 /**
  * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
  * registry), and the schemas of what those commands print. An environment whose target is swarm
@@ -63369,8 +63391,8 @@ const fs = __importStar(__nccwpck_require__(3024));
 const zod_1 = __nccwpck_require__(924);
 const json_1 = __nccwpck_require__(8634);
 const shell_1 = __nccwpck_require__(2232);
-const STACK_ENV = fs.readFileSync(__nccwpck_require__.ab + "stack-env.sh", 'utf8');
-const NODES_INSPECT = fs.readFileSync(__nccwpck_require__.ab + "nodes-inspect.sh", 'utf8');
+const STACK_ENV = fs.readFileSync(__dirname + '/stack-env.sh', 'utf8');
+const NODES_INSPECT = fs.readFileSync(__dirname + '/nodes-inspect.sh', 'utf8');
 /** The label Docker puts on every service, network and task of a stack. */
 exports.STACK_LABEL = 'com.docker.stack.namespace';
 function inStack(p, args) {
@@ -63420,6 +63442,23 @@ function serviceInspect(services) {
 function serviceRollback(service) {
     return (0, shell_1.argv)('docker', 'service', 'rollback', '--detach', service);
 }
+/**
+ * `docker service scale` of replicated services to the counts given (a global service cannot be
+ * scaled). With `wait`, the engine's own wait: it returns once the tasks converged (at 0, once they
+ * stopped); without, at once.
+ */
+function serviceScale(scales, o) {
+    const pairs = scales.map((s) => {
+        if (!Number.isInteger(s.replicas) || s.replicas < 0)
+            throw new Error(`${s.replicas} is not a replica count`);
+        if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(s.service))
+            throw new Error(`"${s.service}" is not a service name`);
+        return `${s.service}=${s.replicas}`;
+    });
+    if (pairs.length === 0)
+        throw new Error('serviceScale needs at least one service');
+    return (0, shell_1.argv)('docker', 'service', 'scale', `--detach=${o.wait ? 'false' : 'true'}`, pairs);
+}
 /** `docker node inspect` of every node; `[]` when the engine lists none. */
 function inspectNodes() {
     return (0, shell_1.hostScript)(NODES_INSPECT, {});
@@ -63459,7 +63498,15 @@ exports.serviceStatusEntry = zod_1.z.object({
     Spec: zod_1.z.object({
         Name: zod_1.z.string(),
         TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
-        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+        Mode: zod_1.z
+            .object({
+            Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(),
+            Global: zod_1.z.object({}).passthrough().nullish(),
+            /** A one-off task (src/domain/swarm-oneoff.ts), not an app service. */
+            ReplicatedJob: zod_1.z.object({}).passthrough().nullish(),
+            GlobalJob: zod_1.z.object({}).passthrough().nullish(),
+        })
+            .nullish(),
     }),
     /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
     UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
@@ -63578,8 +63625,8 @@ function stackLabel(stack) {
 function taskServiceLabel(stack, service) {
     return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
 }
-const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
-const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh', 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__dirname + '/task-container.sh', 'utf8');
 /** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
 function inspectStackContainers(stack, service) {
     return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
@@ -63612,6 +63659,175 @@ function imageRepo(ref) {
     const slash = noDigest.lastIndexOf('/');
     const colon = noDigest.lastIndexOf(':');
     return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+// A one-off task of a stack's service (src/domain/swarm-oneoff.ts): a replicated job started from
+// the service's own spec (env, mounts, networks, secrets, placement) with another image and command.
+const fileRef = zod_1.z.object({
+    File: zod_1.z.object({ Name: zod_1.z.string(), UID: zod_1.z.string().nullish(), GID: zod_1.z.string().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+    SecretName: zod_1.z.string().nullish(),
+    ConfigName: zod_1.z.string().nullish(),
+});
+const mountEntry = zod_1.z.object({
+    Type: zod_1.z.string(),
+    Source: zod_1.z.string().nullish(),
+    Target: zod_1.z.string(),
+    ReadOnly: zod_1.z.boolean().nullish(),
+    BindOptions: zod_1.z.object({ Propagation: zod_1.z.string().nullish() }).nullish(),
+    VolumeOptions: zod_1.z
+        .object({
+        NoCopy: zod_1.z.boolean().nullish(),
+        Labels: labels,
+        DriverConfig: zod_1.z.object({ Name: zod_1.z.string().nullish(), Options: zod_1.z.record(zod_1.z.string()).nullish() }).nullish(),
+    })
+        .nullish(),
+    TmpfsOptions: zod_1.z.object({ SizeBytes: zod_1.z.number().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+});
+/** What a one-off task copies of `docker service inspect`: the task template's container spec, networks and placement. */
+exports.oneOffSourceEntry = zod_1.z.object({
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({
+            ContainerSpec: zod_1.z.object({
+                Command: zod_1.z.array(zod_1.z.string()).nullish(),
+                Env: zod_1.z.array(zod_1.z.string()).nullish(),
+                Dir: zod_1.z.string().nullish(),
+                User: zod_1.z.string().nullish(),
+                Hosts: zod_1.z.array(zod_1.z.string()).nullish(),
+                Mounts: zod_1.z.array(mountEntry).nullish(),
+                Secrets: zod_1.z.array(fileRef).nullish(),
+                Configs: zod_1.z.array(fileRef).nullish(),
+            }),
+            Networks: zod_1.z.array(zod_1.z.object({ Target: zod_1.z.string() })).nullish(),
+            Placement: zod_1.z.object({ Constraints: zod_1.z.array(zod_1.z.string()).nullish() }).nullish(),
+        }),
+    }),
+});
+/** The spec of `service` from `docker service inspect <service>`; undefined when the engine has no such service. */
+function parseOneOffSource(text, service) {
+    return (0, json_1.parseHostJson)(zod_1.z.array(exports.oneOffSourceEntry), text.trim() || '[]', `docker service inspect ${service}`).find((s) => s.Spec.Name === service);
+}
+/** One field of a `--mount`, `--secret` or `--config` value: the CLI reads them as a CSV record. */
+function csvField(field) {
+    return /[",\r\n]/.test(field) || field !== field.trim() ? `"${field.replace(/"/g, '""')}"` : field;
+}
+/** A `--mount` value of a mount of the spec. */
+function mountFlag(m) {
+    const f = [`type=${m.Type}`, ...(m.Source ? [`source=${m.Source}`] : []), `target=${m.Target}`];
+    if (m.ReadOnly)
+        f.push('readonly');
+    if (m.BindOptions?.Propagation)
+        f.push(`bind-propagation=${m.BindOptions.Propagation}`);
+    const v = m.VolumeOptions;
+    if (v?.NoCopy)
+        f.push('volume-nocopy');
+    if (v?.DriverConfig?.Name)
+        f.push(`volume-driver=${v.DriverConfig.Name}`);
+    for (const [k, val] of Object.entries(v?.DriverConfig?.Options ?? {}))
+        f.push(`volume-opt=${k}=${val}`);
+    for (const [k, val] of Object.entries(v?.Labels ?? {}))
+        f.push(`volume-label=${k}=${val}`);
+    if (m.TmpfsOptions?.SizeBytes)
+        f.push(`tmpfs-size=${m.TmpfsOptions.SizeBytes}`);
+    if (m.TmpfsOptions?.Mode)
+        f.push(`tmpfs-mode=0${m.TmpfsOptions.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** A `--secret` or `--config` value of a secret or config the spec gives as a file; undefined for one it does not. */
+function fileRefFlag(r) {
+    const source = r.SecretName ?? r.ConfigName;
+    if (!r.File || !source)
+        return undefined;
+    const f = [`source=${source}`, `target=${r.File.Name}`];
+    if (r.File.UID)
+        f.push(`uid=${r.File.UID}`);
+    if (r.File.GID)
+        f.push(`gid=${r.File.GID}`);
+    if (r.File.Mode !== undefined && r.File.Mode !== null)
+        f.push(`mode=0${r.File.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** `docker service create` flags that give a one-off task the spec's mounts, networks, secrets, configs, placement and process settings. */
+function oneOffSpecFlags(source) {
+    const t = source.Spec.TaskTemplate;
+    const c = t.ContainerSpec;
+    const refs = (flag, list) => (list ?? []).map(fileRefFlag).flatMap((v) => (v === undefined ? [] : [flag, v]));
+    return [
+        ...(c.Mounts ?? []).flatMap((m) => ['--mount', mountFlag(m)]),
+        // By id: the spec names the networks so, the stack's own and an external one (host) alike.
+        ...(t.Networks ?? []).flatMap((n) => ['--network', n.Target]),
+        ...refs('--secret', c.Secrets),
+        ...refs('--config', c.Configs),
+        ...(t.Placement?.Constraints ?? []).flatMap((x) => ['--constraint', x]),
+        ...(c.Dir ? ['--workdir', c.Dir] : []),
+        ...(c.User ? ['--user', c.User] : []),
+        ...(c.Hosts ?? []).flatMap((h) => ['--host', hostFlag(h)]),
+        // The service's entrypoint (compose's `entrypoint:`), as the CLI splits it: one shell-quoted string.
+        ...(c.Command?.length ? ['--entrypoint', c.Command.map((w) => (0, shell_1.quote)(w)).join(' ')] : []),
+    ];
+}
+/** The spec keeps extra hosts as `IP host…` (the /etc/hosts line); the flag takes `host:IP`. */
+function hostFlag(line) {
+    const [ip, ...names] = line.trim().split(/\s+/);
+    return names.map((n) => `${n}:${ip}`).join(',') || line;
+}
+/**
+ * An env file (`--env-file`) of the spec's variables with `extra` over them: one KEY=VALUE a line,
+ * as the docker client reads it (no quotes, no continuation). A value it could not read back as
+ * given (a line break, a key with space or `=`) is refused rather than changed.
+ */
+function oneOffEnvFile(specEnv, extra) {
+    const vars = new Map();
+    for (const kv of specEnv) {
+        const eq = kv.indexOf('=');
+        // A bare name would make the client copy its own variable of that name: the spec has no value for it.
+        if (eq > 0)
+            vars.set(kv.slice(0, eq), kv.slice(eq + 1));
+    }
+    for (const [k, v] of Object.entries(extra))
+        vars.set(k, v);
+    return [...vars]
+        .map(([k, v]) => {
+        if (!/^[^\s=#][^\s=]*$/.test(k) || /[\r\n\0]/.test(v) || k.length + v.length > 60_000)
+            throw new Error(`variable ${k.slice(0, 40)} cannot be passed to a one-off task through an env file`);
+        return `${k}=${v}\n`;
+    })
+        .join('');
+}
+/** `docker service create` of a one-off job: one task, never restarted, registry credentials sent to the node. */
+function oneOffCreate(j) {
+    return (0, shell_1.argv)(['docker', 'service', 'create', '--quiet', '--mode', 'replicated-job', '--restart-condition', 'none', '--detach', '--with-registry-auth'], ['--name', j.name, '--env-file', j.envFile, ...oneOffSpecFlags(j.source)], [j.image, ...j.command]);
+}
+const JOB_WAIT = fs.readFileSync(__dirname + '/job-wait.sh', 'utf8');
+/** Waits for the one task of a one-off job to end (complete, failed, rejected, shut down); prints its id. */
+function jobWait(name) {
+    return (0, shell_1.hostScript)(JOB_WAIT, { SERVICE: name });
+}
+/** `docker inspect` of a task: its state, the engine's error and the container's exit code. */
+function taskInspect(id) {
+    return (0, shell_1.argv)('docker', 'inspect', '--type', 'task', id);
+}
+exports.taskStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Status: zod_1.z.object({
+        State: zod_1.z.string(),
+        Err: zod_1.z.string().nullish(),
+        ContainerStatus: zod_1.z.object({ ExitCode: zod_1.z.number().nullish() }).nullish(),
+    }),
+});
+const parseTaskStatus = (text, id) => (0, json_1.parseHostJson)(zod_1.z.array(exports.taskStatusEntry), text.trim() || '[]', `docker inspect of task ${id}`)[0];
+exports.parseTaskStatus = parseTaskStatus;
+/** `docker service logs` of a service's tasks as they wrote it: the task's stdout on stdout, its stderr on stderr. */
+function serviceLogs(name) {
+    return (0, shell_1.argv)('docker', 'service', 'logs', '--raw', '--no-trunc', name);
+}
+const JOB_REMOVE = fs.readFileSync(__dirname + '/job-remove.sh', 'utf8');
+/** Removes a one-off job, its live task stopped first (the engine would leave it running); nothing when there is no such job. */
+function jobRemove(name) {
+    return (0, shell_1.hostScript)(JOB_REMOVE, { SERVICE: name });
+}
+/** `docker service rm`: the engine stops the service's tasks (not a job's: see jobRemove). */
+function serviceRemove(name) {
+    return (0, shell_1.argv)('docker', 'service', 'rm', name);
 }
 
 

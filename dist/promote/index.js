@@ -55655,6 +55655,7 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.environmentInput = environmentInput;
 exports.servicesTable = servicesTable;
+exports.engineReportLines = engineReportLines;
 exports.offsiteKeysInput = offsiteKeysInput;
 exports.offsiteSummary = offsiteSummary;
 exports.walCopiesSummary = walCopiesSummary;
@@ -55670,6 +55671,14 @@ function environmentInput(value) {
 }
 function servicesTable(s, containers) {
     return s.table(['service', 'container', 'state', 'health', 'image'], containers.map((c) => [c.service, c.name, c.status + (c.status === 'exited' ? ` (${c.exitCode})` : ''), c.health, c.image]));
+}
+/** One line per service of what the engine did: its update, its replicas, the image it runs, the tasks that ended. */
+function engineReportLines(services) {
+    return services.map((s) => {
+        const update = s.update ? `update ${s.update.state}` : 'no update';
+        const ended = s.failed.map((t) => `task ${t.task} on ${t.node} ${t.state}${t.error ? ` (${t.error})` : ''}`).join(', ');
+        return `\`${s.service}\`: ${update}, ${s.replicas.running}/${s.replicas.wanted} running, runs \`${s.image}\`${ended ? `; ${ended}` : ''}`;
+    });
 }
 /**
  * Reads offsite-ssh-key and offsite-admin-key (masked the moment they are read) and checks them
@@ -55826,6 +55835,8 @@ const ship_1 = __nccwpck_require__(8616);
 const errors_1 = __nccwpck_require__(639);
 const logger_1 = __nccwpck_require__(8828);
 const prepare_1 = __nccwpck_require__(7735);
+const swarm_1 = __nccwpck_require__(6356);
+const swarm_release_1 = __nccwpck_require__(8199);
 /** A failure past the point of no return, with the stage it happened in and how far the way forward had got. */
 class ForwardFailed extends Error {
     progress;
@@ -55873,6 +55884,8 @@ async function migrateProd(p, c) {
 async function swapProd(p, c, progress) {
     const { host, config, prod, log, sha } = p;
     const swapping = { ...progress, stage: 'swap' };
+    if (c.swarm)
+        return swapSwarm(p, { ...c, swarm: c.swarm }, swapping);
     return inStage(swapping, async () => {
         // From release directories the checkout moves only once no container mounts it any more
         // (the first release may have been started from it); otherwise the containers are started from it.
@@ -55897,6 +55910,15 @@ async function swapProd(p, c, progress) {
             await (0, git_1.checkoutCommit)(host, prod, sha);
         return swapping;
     });
+}
+/** The swap on a swarm: the engine's watch failing (it rolled back, or did not converge) is a failure of health. */
+async function swapSwarm(p, c, swapping) {
+    try {
+        return { ...swapping, services: await (0, swarm_1.deploySwarmRelease)(p, c) };
+    }
+    catch (e) {
+        throw new ForwardFailed({ ...swapping, stage: e instanceof swarm_release_1.SwarmDeployFailed ? 'health' : 'swap' }, e);
+    }
 }
 /** compose v1, which can start no one-off container here: the migration runs in the new api container, after the swap. */
 async function migrateInPlace(p, c, progress) {
@@ -55929,9 +55951,11 @@ async function checkHealth(p, c, progress) {
     const { host, prod, log } = p;
     const checking = { ...progress, stage: 'health' };
     return inStage(checking, async () => {
-        const containers = await (0, release_1.waitHealthy)(host, prod, log);
-        await (0, release_1.probeHealthUrl)(host, prod, log);
-        (0, ship_1.assertImages)(containers, c.expected, 'prod');
+        const containers = c.swarm ? await swarmHealth(p, c, checking) : await (0, release_1.waitHealthy)(host, prod, log);
+        if (!c.swarm)
+            await (0, release_1.probeHealthUrl)(host, prod, log);
+        if (!c.swarm)
+            (0, ship_1.assertImages)(containers, c.expected, 'prod');
         // An app that migrates when it starts changes the schema after our migration: say so.
         const after = await (0, schema_1.schemaState)(host, prod);
         if (after.fingerprint === checking.swapped.fingerprint && after.revision === checking.swapped.revision)
@@ -55940,18 +55964,29 @@ async function checkHealth(p, c, progress) {
         return { progress: { ...checking, migration: { ...checking.migration, to: after.revision, entrypoint: true } }, containers };
     });
 }
+/** Health on a swarm: the watch saw every service converge on its digest, and the health URL answers. */
+async function swarmHealth(p, c, checking) {
+    const { host, prod, log } = p;
+    (0, swarm_1.assertConverged)(checking.services, c.expected);
+    await (0, release_1.probeHealthUrl)(host, prod, log);
+    // The task containers on the manager's node, where it can list them: the summary's table only.
+    return prod.containers(host).catch((0, logger_1.ignored)(log, "listing prod's task containers", []));
+}
 /** The new release: its images tagged, recorded in prod's host log; then old releases pruned. */
 async function recordPromotion(p, c, healthy) {
     const { host, config, prod, log, sha, gated } = p;
     const { progress, containers } = healthy;
     return inStage(progress, async () => {
-        const releaseId = (0, release_1.newReleaseId)(sha);
-        const images = await (0, release_1.tagRelease)(host, prod, releaseId, containers);
+        const releaseId = c.swarm?.releaseId ?? (0, release_1.newReleaseId)(sha);
+        // On a swarm the release is its digests, in the registry: nothing is tagged on the manager.
+        const images = c.swarm ? await (0, swarm_release_1.recordedImages)({ host, config, env: prod, log }, c.swarm.built) : await (0, release_1.tagRelease)(host, prod, releaseId, containers);
+        const unpinned = c.swarm?.built.unpinned.map((u) => u.service);
         await p.op.record('release', {
             release: releaseId,
             sha,
             kind: 'promote',
             images,
+            ...(c.swarm ? { digests: c.swarm.built.images, unpinned: unpinned?.length ? unpinned : undefined } : {}),
             previous: c.previous?.release,
             devRelease: gated.devRelease?.release,
             gate: gated.gate?.op,
@@ -55973,6 +56008,7 @@ async function migrate(p, c) {
     const started = Date.now();
     for (let attempt = 1;; attempt++) {
         const r = await (0, alembic_2.oneOffAlembic)(host, at, (0, alembic_1.upgradeHead)(), {
+            image: (0, swarm_1.newApiImage)(p, c),
             env: { PGOPTIONS: `-c lock_timeout=${lockTimeout}` },
             timeoutSeconds: config.gate['timeout-seconds'],
             label: `prod alembic upgrade head (new image, attempt ${attempt})`,
@@ -56073,7 +56109,7 @@ async function gatedRelease(o) {
             if (!images)
                 throw new errors_1.OperationFailed(`dev never ran ${(0, sha_1.short)(sha)} as a release twinstack knows, so there are no images to ship: deploy it to dev first. Nothing was changed.`);
             log.warning(`require-gate is off: promoting ${(0, sha_1.short)(sha)} without a passing gate`);
-            return { sha, images, gate, devRelease: runsIt, pusher };
+            return { sha, images, gate, devRelease: runsIt, pusher, digests: gatedDigests(devRecords, gate?.passed ? gate : undefined, runsIt) };
         }
         if (gate?.passed !== true) {
             throw new errors_1.OperationFailed(`commit ${sha}${runsIt ? ` (dev release ${runsIt.release})` : ''} has no passing gate on dev${gate ? ` (its last gate failed at ${gate.time})` : ''}: ` +
@@ -56090,11 +56126,16 @@ async function gatedRelease(o) {
                     `Run the gate on dev again. Nothing was changed.`);
             }
         }
-        return { sha, images: tested, gate, devRelease: runsIt, pusher };
+        return { sha, images: tested, gate, devRelease: runsIt, pusher, digests: gatedDigests(devRecords, gate, runsIt) };
     }
     finally {
         await lock.release();
     }
+}
+/** The digests of the release a gate tested (the one it names, else what dev runs), when it has any: a swarm release. */
+function gatedDigests(records, gate, runsIt) {
+    const tested = gate?.release ? (0, release_1.releaseStack)(records).byId.get(gate.release) : runsIt;
+    return tested?.digests;
 }
 /** promote.require-different-actor: whoever deployed the commit to dev may not also promote it. */
 function checkTwoPersonRule(config, gated, run) {
@@ -56199,6 +56240,7 @@ const state_1 = __nccwpck_require__(781);
 const errors_1 = __nccwpck_require__(639);
 const logger_1 = __nccwpck_require__(8828);
 const preflight_1 = __nccwpck_require__(6997);
+const swarm_1 = __nccwpck_require__(6356);
 /** Time kept for the automatic rollback when the run has a deadline. */
 exports.ROLLBACK_RESERVE_MS = 30 * 60_000;
 const workDir = (p) => `${p.config['state-dir']}/prod/work/promote`;
@@ -56266,14 +56308,17 @@ async function stageRelease(p, opened, at) {
     const devBuilds = await (0, ship_1.mergedBuilds)(host, devAt);
     await (0, git_2.removeScratchCheckout)(host, dev, devWorkDir(p));
     const names = {};
+    // On a swarm a release's image names are digests: a service's own name is its configured one.
+    const previousName = (service) => (prod.onSwarm ? undefined : opened.previous?.images[service]?.name);
     for (const [service, b] of prodBuilds)
-        names[service] = b.image ?? opened.previous?.images[service]?.name ?? (0, ship_1.defaultImageName)(prod.project, service, config['compose-command']);
-    const ship = (0, ship_1.shipPlan)(prodBuilds, devBuilds, p.gated.images, names);
+        names[service] = b.image ?? previousName(service) ?? (0, ship_1.defaultImageName)(prod.project, service, config['compose-command']);
+    // On a swarm what ships is dev's digests (a refusal before prod's lock made sure there are some).
+    const ship = (0, ship_1.shipPlan)(prodBuilds, devBuilds, prod.onSwarm ? (0, swarm_1.swarmDigests)(p) : p.gated.images, names);
     for (const r of ship.rebuild)
         log.info(`${r.service} will be rebuilt for prod: ${r.reasons.join('; ')}`);
     // The app's database variable, which the rehearsal points at its copy: looked up before anything changes.
     const databaseValue = await rehearsalDatabase(p, at, prodConfig);
-    return { ...opened, at, ship, databaseValue };
+    return { ...opened, at, ship, builds: prodBuilds, databaseValue };
 }
 /**
  * promote.database-env's value for the rehearsal, when one may run. Not found, it refuses at once
@@ -56357,12 +56402,18 @@ async function shipToProd(p, b) {
         return { refused: 'isolation', message: (0, errors_1.errorMessage)(e) };
     }
     try {
-        const expected = await (0, ship_1.shipImages)(host, at, b.ship, log);
+        // On a swarm: the release's digests, pushed where prod builds differently; elsewhere image ids under prod's names.
+        const swarm = prod.onSwarm ? await (0, swarm_1.shipSwarmRelease)(p, b) : undefined;
+        const expected = swarm ? swarm.built.images : await (0, ship_1.shipImages)(host, at, b.ship, log);
         let heads = [];
         let inPlace = '';
         if (config.gate.alembic) {
             try {
-                heads = await (0, alembic_1.oneOffHeads)(host, at, `${prod.project}-twinstack-heads`, config.gate['timeout-seconds']);
+                heads = await (0, alembic_1.oneOffHeads)(host, at, {
+                    name: `${prod.project}-twinstack-heads`,
+                    timeoutSeconds: config.gate['timeout-seconds'],
+                    image: (0, swarm_1.newApiImage)(p, { swarm }),
+                });
             }
             catch (e) {
                 if (!(e instanceof alembic_1.OneOffUnavailable))
@@ -56372,7 +56423,7 @@ async function shipToProd(p, b) {
             }
         }
         const pending = config.gate.alembic && !inPlace && !(heads.length === 1 && heads[0] === b.schemaBefore.revision);
-        return { ...b, expected, heads, pending, inPlace };
+        return { ...b, expected, heads, pending, inPlace, swarm };
     }
     catch (e) {
         return { refused: 'images', message: (0, errors_1.errorMessage)(e) };
@@ -56391,7 +56442,16 @@ async function rehearseMigrations(p, s) {
         return { refused: 'rehearsal', message: (0, errors_1.errorMessage)(s.databaseValue) };
     let rehearsal;
     try {
-        rehearsal = await (0, rehearsal_1.rehearse)({ host: p.host, config, at: s.at, backup: s.backup, log: p.log, opId: p.op.id, databaseValue: s.databaseValue });
+        rehearsal = await (0, rehearsal_1.rehearse)({
+            host: p.host,
+            config,
+            at: s.at,
+            backup: s.backup,
+            log: p.log,
+            opId: p.op.id,
+            databaseValue: s.databaseValue,
+            image: (0, swarm_1.newApiImage)(p, s),
+        });
     }
     catch (e) {
         return { refused: 'rehearsal', message: `the rehearsal could not run: ${(0, errors_1.errorMessage)(e)}` };
@@ -56422,6 +56482,7 @@ function reserveRollbackTime(p, r) {
 function outcomeBase(p, b) {
     return {
         sha: p.sha,
+        digests: b.swarm?.built.images,
         backup: b.backup,
         base: b.base,
         previous: b.previous,
@@ -56434,7 +56495,8 @@ function outcomeBase(p, b) {
 async function refusePromotion(p, b, refusal) {
     const { host, prod, log } = p;
     const { previous } = b;
-    if (previous)
+    // On a swarm nothing was tagged under prod's names: its stack still runs the previous digests.
+    if (previous && !prod.onSwarm)
         await (0, release_1.restoreReleaseImages)(host, prod, previous).catch((e) => log.warning(`could not point prod's image names back at ${previous.release}: ${(0, errors_1.errorMessage)(e)}`));
     if (b.frozen.length)
         await host.run(prod.compose('start', ...b.frozen), prod.composeOptions({ label: 'prod compose start (end of the write freeze)' }));
@@ -56510,6 +56572,10 @@ exports.runPromotion = runPromotion;
  *   9. on any failure in 7–8: the previous release's images again; the database restored only when
  *      its schema moved, after counting the rows that restore loses
  *
+ * On a swarm prod (target: swarm, swarm.ts) the release is a set of digests: 5 ships dev's gated
+ * digests and builds and pushes the differing services; 7 and the rehearsal run the new api digest;
+ * 8 is a stack deploy the engine rolls out (or rolls back by itself, which is a failure of health).
+ *
  * Prod ends on the new release or back on the old one; the outcome says which. runPromotion below
  * is that runbook; its steps live in gated.ts (1–2), prepare.ts (3–6), forward.ts (7–8),
  * recover.ts (9), base-backup.ts (4, backup.wal) and summary.ts.
@@ -56531,6 +56597,7 @@ const offsite_1 = __nccwpck_require__(2714);
 const promotion_1 = __nccwpck_require__(2057);
 const recover_1 = __nccwpck_require__(5152);
 const summary_1 = __nccwpck_require__(4828);
+const swarm_1 = __nccwpck_require__(6356);
 var gated_2 = __nccwpck_require__(9225);
 Object.defineProperty(exports, "gatedRelease", ({ enumerable: true, get: function () { return gated_2.gatedRelease; } }));
 var summary_2 = __nccwpck_require__(4828);
@@ -56553,6 +56620,7 @@ function walPasswordInput(io, config) {
 exports.promoteAction = {
     name: 'promote',
     prepare({ io, config }) {
+        (0, swarm_1.refuseSwarmWriteFreeze)(config);
         const backupId = io.input('backup-id') ? validate.backupId(io.input('backup-id'), 'input backup-id') : undefined;
         const sha = io.input('sha') ? validate.sha(io.input('sha'), 'input sha') : undefined;
         return {
@@ -56581,6 +56649,8 @@ exports.promoteAction = {
         });
         // 2. The two-person rule, before the host is touched at all.
         (0, gated_1.checkTwoPersonRule)(config, gated, run);
+        // A swarm prod ships dev's digests: a dev release without them is refused here.
+        (0, swarm_1.requireGatedDigests)(prod, gated);
         const { sha } = gated;
         const { result, copy, walCopies } = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'prod', project: config.environments.prod.project, action: 'promote', sha, run, log, lockTimeoutSeconds }, async (op) => {
             const p = { host, config, log, plan, prod, dev, op, gated, sha };
@@ -56706,6 +56776,8 @@ const backup_1 = __nccwpck_require__(6230);
 const release_1 = __nccwpck_require__(5817);
 const rollback_1 = __nccwpck_require__(9478);
 const schema_1 = __nccwpck_require__(109);
+const swarm_release_1 = __nccwpck_require__(8199);
+const common_1 = __nccwpck_require__(5650);
 const errors_1 = __nccwpck_require__(639);
 const logger_1 = __nccwpck_require__(8828);
 const prepare_1 = __nccwpck_require__(7735);
@@ -56719,6 +56791,7 @@ async function rollBackPromotion(p, c, failed) {
         message: (0, errors_1.errorMessage)(e),
         logs: e instanceof release_1.HealthError ? e.logs : undefined,
         service: e instanceof release_1.HealthError ? e.service : undefined,
+        engine: e instanceof swarm_release_1.SwarmDeployFailed ? (0, common_1.engineReportLines)(e.services) : undefined,
     };
     log.error(`promote failed during ${stage}: ${failure.message}; rolling back`);
     host.deadline = c.fullDeadline;
@@ -56774,6 +56847,8 @@ async function recordRollback(p, c, { previous, stage, restart, data }) {
         sha: previous.sha,
         kind: 'rollback',
         images: previous.images,
+        // On a swarm the rollback deployed these again: drift and the next rollback judge by them.
+        ...(previous.digests ? { digests: previous.digests } : {}),
         previous: previous.previous,
         reason: `promote of ${p.sha} failed during ${stage}`,
         restoredBackup,
@@ -56825,6 +56900,8 @@ function promoteSummary(prod, r, gated) {
     s.list(whatHappened(r));
     if (r.ship)
         imagesSection(s, r, r.ship);
+    if (r.digests)
+        digestsSection(s, r, r.digests);
     if (r.rehearsal || r.migration) {
         s.heading('Migration', 3);
         s.list([...(r.rehearsal ? rehearsalLines(r.rehearsal) : []), ...(r.migration ? migrationLines(r, r.migration) : [])]);
@@ -56832,6 +56909,10 @@ function promoteSummary(prod, r, gated) {
     s.heading(`${prod.name}`, 3);
     (0, common_1.servicesTable)(s, r.containers);
     const failure = (0, outcome_1.failureOf)(r);
+    if (failure?.engine) {
+        s.heading("What the engine did (prod's stack)", 3);
+        s.list(failure.engine);
+    }
     if (failure?.logs)
         s.detailsCode(`last log lines of ${failure.service}`, failure.logs);
     if (gated.devRelease)
@@ -56905,10 +56986,18 @@ function imagesSection(s, r, ship) {
     if (r.outcome === 'refused')
         s.text(`None of these reached prod's containers: prod still runs \`${r.previous?.release ?? '?'}\`.`);
     s.table(['service', imagesColumn(r.outcome), 'why'], [
-        ...ship.ship.map((x) => [x.service, `gated image \`${(0, state_1.shortId)(x.id)}\``, 'what the gate tested on dev']),
+        ...ship.ship.map((x) => [x.service, x.id.includes('@') ? `gated \`${x.id}\`` : `gated image \`${(0, state_1.shortId)(x.id)}\``, 'what the gate tested on dev']),
         ...ship.rebuild.map((x) => [x.service, 'rebuilt from the same commit', x.reasons.join('; ')]),
         ...ship.asConfigured.map((x) => [x.service, x.builds ? 'built for prod' : 'as prod configures it', x.reason]),
     ]);
+}
+/** On a swarm: the digest each service of prod's stack was given. */
+function digestsSection(s, r, digests) {
+    s.heading('Digests (swarm)', 3);
+    const rebuilt = new Set(r.ship?.rebuild.map((x) => x.service));
+    s.list(Object.entries(digests)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([service, ref]) => `\`${service}\`: \`${ref}\` (${rebuilt.has(service) ? 'built for prod and pushed' : "dev's, as gated"})`));
 }
 /** What the images table says prod did with each image: only a promotion ships them for good. */
 function imagesColumn(outcome) {
@@ -56963,6 +57052,103 @@ function unfinishedMigration(g, stage) {
 }
 function ms(n) {
     return n >= 10_000 ? `${(n / 1000).toFixed(1)} s` : `${n} ms`;
+}
+
+
+/***/ }),
+
+/***/ 6356:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.refuseSwarmWriteFreeze = refuseSwarmWriteFreeze;
+exports.requireGatedDigests = requireGatedDigests;
+exports.swarmDigests = swarmDigests;
+exports.shipSwarmRelease = shipSwarmRelease;
+exports.deploySwarmRelease = deploySwarmRelease;
+exports.assertConverged = assertConverged;
+exports.newApiImage = newApiImage;
+const git_1 = __nccwpck_require__(6048);
+const release_1 = __nccwpck_require__(5817);
+const swarm_release_1 = __nccwpck_require__(8199);
+const errors_1 = __nccwpck_require__(639);
+const sha_1 = __nccwpck_require__(3828);
+const swarm_1 = __nccwpck_require__(5846);
+/**
+ * promote.write-freeze stops services with compose; a stack's replicas are the engine's, and every
+ * stack deploy resets them. Refused before the host is touched.
+ */
+function refuseSwarmWriteFreeze(config) {
+    if (config.environments.prod.target === 'swarm' && config.promote['write-freeze'].length)
+        throw new errors_1.ConfigurationError('promote.write-freeze is not supported when environments.prod.target is swarm: remove it (the backup is then taken while every service runs)');
+}
+/** On a swarm prod the release shipped is dev's digests: a dev release that records none is refused. */
+function requireGatedDigests(prod, gated) {
+    if (!prod.onSwarm || gated.digests)
+        return;
+    throw new errors_1.OperationFailed(`prod's target is swarm, but dev's release of ${(0, sha_1.short)(gated.sha)} records no image digests to ship: deploy dev on a swarm (environments.dev.target: swarm), run the gate, then promote. Nothing was changed.`);
+}
+/** The release of a swarm prod: the digests (service → repo@sha256:…) its stack is deployed with. */
+function swarmDigests(p) {
+    return p.gated.digests ?? {};
+}
+/**
+ * The release to deploy: dev's digests for the services the ship plan ships; every other service of
+ * prod's configuration (rebuilt, or configured differently) built with prod's files at the commit,
+ * pushed and pinned (a pulled image pinned by the digest the manager knows). Nothing restarts.
+ */
+async function shipSwarmRelease(p, b) {
+    const { host, config, log, sha } = p;
+    const releaseId = (0, release_1.newReleaseId)(sha);
+    const shipped = {};
+    for (const s of b.ship.ship) {
+        const ref = swarm_1.digestRef.safeParse(s.id);
+        if (!ref.success)
+            throw new errors_1.OperationFailed(`dev's release records ${s.service} as ${s.id}, which is not pinned by digest: deploy dev again`);
+        shipped[s.service] = ref.data;
+        log.info(`prod: ${s.service} ships the gated ${ref.data}`);
+    }
+    const others = new Map([...b.builds].filter(([service]) => !(service in shipped)));
+    const built = others.size
+        ? await (0, swarm_release_1.buildAndPushServices)({ host, config, env: b.at, log }, { tag: releaseId, services: others })
+        : { images: {}, pushed: {}, unpinned: [] };
+    return { releaseId, built: { ...built, images: { ...shipped, ...built.images } } };
+}
+/**
+ * The swap: the stack deployed with the release's digests from prod's checkout at the commit (or
+ * the release's own directory, with promote.release-dirs), watched until the engine converged.
+ */
+async function deploySwarmRelease(p, c) {
+    const { host, config, prod, log, sha } = p;
+    const releaseDirs = config.promote['release-dirs'];
+    // The stack reads its files when deployed: from the checkout moved to the commit, or the release's directory.
+    if (!releaseDirs)
+        await (0, git_1.checkoutCommit)(host, prod, sha);
+    const services = await (0, swarm_release_1.deployRelease)({ host, config, env: releaseDirs ? c.at : prod, log }, { release: c.swarm.built.images });
+    if (releaseDirs)
+        await (0, git_1.checkoutCommit)(host, prod, sha);
+    return services;
+}
+/** Health on a swarm: every service of the release converged on its digest, as the watch reported. */
+function assertConverged(reports, release) {
+    const wrong = [];
+    for (const [service, digest] of Object.entries(release)) {
+        const r = reports?.find((x) => x.service === service);
+        if (!r)
+            wrong.push(`${service} is not in the stack`);
+        else if (r.verdict !== 'converged')
+            wrong.push(`${service} did not converge (${r.replicas.running}/${r.replicas.wanted} running)`);
+        else if (r.digest !== digest)
+            wrong.push(`${service} was deployed with ${r.digest ?? 'no digest'}, not ${digest}`);
+    }
+    if (wrong.length)
+        throw new errors_1.OperationFailed(`prod does not run the release's digests: ${wrong.join('; ')}`);
+}
+/** The api's new image, which the one-off alembic tasks run on a swarm (undefined on compose). */
+function newApiImage(p, s) {
+    return s.swarm?.built.images[p.prod.cfg.apiService];
 }
 
 
@@ -57307,6 +57493,7 @@ exports.PREFLIGHT_CHECKS = [
     'wal-settings',
     'placement',
     'db-init',
+    'stack-merge',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -58318,6 +58505,7 @@ const alembic = __importStar(__nccwpck_require__(4645));
 const docker_1 = __nccwpck_require__(580);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
+const swarm_oneoff_1 = __nccwpck_require__(5984);
 /** Where alembic stands in the environment's api service, before migrating. */
 async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
     const container = await env.serviceContainer(host, service);
@@ -58342,9 +58530,15 @@ async function currentRevision(host, env, { service = env.cfg.apiService, timeou
 /**
  * alembic in a one-off container of the environment's api service, started from `at` (a checkout of
  * the new commit, whose image name points at the new image): the new code's migrations, while the
- * old containers still serve. Returns the result as is.
+ * old containers still serve. On a swarm, a one-off task of `o.image` (src/domain/swarm-oneoff.ts).
+ * Returns the result as is.
  */
 async function oneOffAlembic(host, at, command, o) {
+    if (at.onSwarm) {
+        if (!o.image)
+            throw new errors_1.OperationFailed(`${at.name}: ${o.label}: on a swarm the one-off task needs the new ${at.cfg.apiService} image by digest (OneOffOptions.image), and none was given`);
+        return (0, swarm_oneoff_1.swarmOneOff)(host, at, command, { ...o, image: o.image });
+    }
     const service = at.cfg.apiService;
     const pass = Object.keys(o.env ?? {}).flatMap((k) => ['-e', k]);
     await host.run((0, shell_1.argv)('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
@@ -58362,8 +58556,8 @@ class OneOffUnavailable extends errors_1.OperationFailed {
 }
 exports.OneOffUnavailable = OneOffUnavailable;
 /** The head revision(s) of the new code, read in a one-off container. */
-async function oneOffHeads(host, at, name, timeoutSeconds) {
-    const r = await oneOffAlembic(host, at, alembic.heads(), { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+async function oneOffHeads(host, at, o) {
+    const r = await oneOffAlembic(host, at, alembic.heads(), { ...o, label: `${at.name} alembic heads (new code)` });
     if (r.exitCode !== 0 && /host type networking can't be used with links/.test(`${r.stdout}\n${r.stderr}`)) {
         throw new OneOffUnavailable(`${at.name}: docker-compose v1 cannot start a one-off ${at.cfg.apiService} container (host networking with depends_on): the migration runs in the new container after the swap, unrehearsed. docker compose v2 does not have this limit.`);
     }
@@ -58824,7 +59018,7 @@ async function restoreBackup({ host, config, env, m, log, opts = {} }) {
     const tag = `twinstack restore ${m.id} in progress`;
     const undoCheck = `SELECT 1 FROM pg_database a WHERE a.datname = ${(0, sql_1.literal)(aside)} AND NOT EXISTS ` +
         `(SELECT 1 FROM pg_database d WHERE d.datname = ${(0, sql_1.literal)(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${(0, sql_1.literal)(tag)});`;
-    const restart = opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : compose_1.NOTHING_LATER;
+    const restart = opts.restartLater ?? (opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : compose_1.NOTHING_LATER);
     // What undoes a cut restore: written before anything moves, run by the next operation if this
     // script never gets to remove it (see pendingUndo in operation.ts).
     const undo = `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
@@ -61247,7 +61441,7 @@ async function databaseEnvValue({ host, at, variable, log, mergedYaml, }) {
         log.secret(value);
     return value;
 }
-async function rehearse({ host, config, at, backup, log, opId, databaseValue }) {
+async function rehearse({ host, config, at, backup, log, opId, databaseValue, image }) {
     const variable = config.promote['database-env'];
     // Read before the copy is made: a rehearsal that cannot point the app at it refuses at once.
     const value = databaseValue ?? (await databaseEnvValue({ host, at, variable, log }));
@@ -61260,7 +61454,16 @@ async function rehearse({ host, config, at, backup, log, opId, databaseValue }) 
         const pointed = pointAt(value, copy.name);
         if (pointed.length >= 6)
             log.secret(pointed);
-        const migrated = await migrateSampled({ host, config, at, copy, env: { [variable]: pointed }, stopFile: `/tmp/twinstack-rehearse-${opId}.stop`, log });
+        const migrated = await migrateSampled({
+            host,
+            config,
+            at,
+            copy,
+            env: { [variable]: pointed },
+            image,
+            stopFile: `/tmp/twinstack-rehearse-${opId}.stop`,
+            log,
+        });
         const locks = lockHolds(migrated.samples.split('\n'));
         const budget = config.promote['max-exclusive-lock-ms'];
         const measured = {
@@ -61324,7 +61527,7 @@ async function restoreBackup({ host, config, at, backup, copy, }) {
     return { restoreMs, before: parseTables((await copy.query(TABLES_SQL, `reading ${copy.name}'s tables`)).stdout) };
 }
 /** The migration in a one-off container of the new image, with pg_locks sampled all the while. */
-async function migrateSampled({ host, config, at, copy, env, stopFile, log, }) {
+async function migrateSampled({ host, config, at, copy, env, image, stopFile, log, }) {
     const sampler = await startLockSampler({ host, at, copy, stopFile, log });
     const t = Date.now();
     let durationMs;
@@ -61332,6 +61535,7 @@ async function migrateSampled({ host, config, at, copy, env, stopFile, log, }) {
     try {
         run = await (0, alembic_1.oneOffAlembic)(host, at, alembic.upgradeHead(), {
             env,
+            image,
             timeoutSeconds: config.gate['timeout-seconds'],
             label: `${at.name}: rehearsal of alembic upgrade head on ${copy.name}`,
             name: `${at.project}-twinstack-rehearse`,
@@ -61692,13 +61896,18 @@ const logger_1 = __nccwpck_require__(8828);
 const sha_1 = __nccwpck_require__(3828);
 const release_1 = __nccwpck_require__(5817);
 const rolling_1 = __nccwpck_require__(8613);
+const swarm_rollback_1 = __nccwpck_require__(3029);
 /** The compose services other than the database, so the database can be restored under no load. */
 async function appServices(host, env) {
     return (await env.services(host)).filter((s) => s !== env.cfg.database.service);
 }
-async function startRelease({ host, config, env, release, log, restore }) {
+async function startRelease(o) {
+    const { host, config, env, release, log, restore } = o;
     log.startGroup(`${env.name}: starting release ${release.release} (${(0, sha_1.short)(release.sha)})`);
     try {
+        // On a swarm a release is its digests: deployed as the stack, no image retagged (see swarm-rollback.ts).
+        if (env.onSwarm)
+            return await (0, swarm_rollback_1.startSwarmRelease)(o);
         await (0, release_1.restoreReleaseImages)(host, env, release);
         // With promote.release-dirs the release starts from its own directory (made again if it was
         // removed), so its containers mount its code and nothing moves under them later.
@@ -62604,6 +62813,681 @@ function stackDrift(observed, swarm, release) {
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
 function driftMessage(environment, release, lines) {
     return `${environment} does not run its recorded release ${release.release} (${(0, sha_1.short)(release.sha)}): ${lines.join('; ')}.`;
+}
+
+
+/***/ }),
+
+/***/ 5984:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.oneOffJobName = oneOffJobName;
+exports.swarmOneOff = swarmOneOff;
+/**
+ * A one-off task on a swarm: the command runs in a replicated job of the new image, started from
+ * the api service's own spec (its env, mounts, networks, secrets and placement), as `compose run`
+ * starts a one-off container of the service on one host. The variables travel in an env file
+ * written in a directory only the SSH user can read, removed once the job is created; the job is
+ * removed when it has ended, timed out or been cancelled, so no migration runs on unseen.
+ */
+const cancel_1 = __nccwpck_require__(2082);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The job's service name: `<stack>_twinstack-<what>` for the one-off named `<stack>-twinstack-<what>`. */
+function oneOffJobName(stack, name) {
+    const what = name.startsWith(`${stack}-`) ? name.slice(stack.length + 1) : name;
+    return swarm.swarmServiceName(stack, what);
+}
+/** Runs `command` in a one-off task of `at`'s api service on its swarm; the result as `compose run` would give it. */
+async function swarmOneOff(host, at, command, o) {
+    const image = swarm.digestRef.safeParse(o.image);
+    if (!image.success)
+        throw new errors_1.OperationFailed(`${at.name}: ${o.label}: the one-off task's image must be pinned by digest (repo@sha256:...), not "${o.image}"`);
+    const source = await apiSpec(host, at);
+    const name = oneOffJobName(at.project, o.name);
+    const remove = () => removeJob(host, name);
+    // A job of this name left by a cut run goes first: it must not migrate on beside the new one.
+    await remove();
+    const unregister = (0, cancel_1.onCancel)(remove);
+    const started = Date.now();
+    try {
+        const create = await createJob(host, { name, image: image.data, command, source, envFile: '' }, o);
+        const waited = await host.run(swarm.jobWait(name), {
+            check: false,
+            quiet: true,
+            label: `${o.label}: waiting for ${name}`,
+            timeoutSeconds: o.timeoutSeconds,
+        });
+        const logs = await host.run(swarm.serviceLogs(name), { check: false, quiet: true, label: `${o.label}: output`, timeoutSeconds: 120 });
+        const base = { command: create, signal: null, stdout: logs.stdout, durationMs: Date.now() - started };
+        if (waited.timedOut) {
+            const why = `${o.label}: the one-off task ${name} did not end within ${o.timeoutSeconds} s; it was removed`;
+            return { ...base, exitCode: 124, timedOut: true, stderr: `${logs.stderr}\n${why}` };
+        }
+        const id = waited.stdout.trim();
+        if (waited.exitCode !== 0 || !id)
+            throw new errors_1.OperationFailed(`${at.name}: ${o.label}: waiting for ${name} failed: ${waited.stderr.trim() || `exit ${waited.exitCode}`}`);
+        const task = swarm.parseTaskStatus((await host.run(swarm.taskInspect(id), { quiet: true, timeoutSeconds: 60 })).stdout, id);
+        return { ...base, ...taskExit(task), stderr: [logs.stderr, taskError(task)].filter(Boolean).join('\n'), timedOut: false };
+    }
+    finally {
+        await remove();
+        unregister();
+    }
+}
+/** The job removed, its live task stopped first; a plain `service rm` when that could not finish (the job must go). */
+async function removeJob(host, name) {
+    const r = await host.run(swarm.jobRemove(name), { check: false, quiet: true, label: `removing ${name}`, timeoutSeconds: 120 });
+    if (r.exitCode !== 0 || r.timedOut)
+        await host.run(swarm.serviceRemove(name), { check: false, quiet: true, timeoutSeconds: 60 });
+}
+/** The spec of `at`'s api service, as the engine runs it. */
+async function apiSpec(host, at) {
+    const service = swarm.swarmServiceName(at.project, at.cfg.apiService);
+    const r = await host.run(swarm.serviceInspect([service]), { check: false, quiet: true, label: `docker service inspect ${service}`, timeoutSeconds: 60 });
+    const source = r.exitCode === 0 ? swarm.parseOneOffSource(r.stdout, service) : undefined;
+    if (!source)
+        throw new errors_1.OperationFailed(`${at.name}: no service ${service} on the swarm to start a one-off task from; deploy ${at.name} first`);
+    return source;
+}
+/**
+ * Writes the env file (the spec's variables, o.env over them) in a fresh directory only the SSH
+ * user can read, creates the job from it, and removes the directory: the client has read the file
+ * by then. Returns the create command (no value in it).
+ */
+async function createJob(host, job, o) {
+    const content = swarm.oneOffEnvFile(job.source.Spec.TaskTemplate.ContainerSpec.Env ?? [], o.env ?? {});
+    // mktemp -d: mode 0700 whatever the umask, in the SSH user's TMPDIR (/tmp when unset).
+    const dir = (await host.run('mktemp -d -t twinstack-oneoff.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+    if (!/^\/[A-Za-z0-9._/-]*\/twinstack-oneoff\.[A-Za-z0-9]+$/.test(dir))
+        throw new errors_1.OperationFailed(`mktemp on the manager returned "${dir.slice(0, 80)}"`);
+    const removeDir = () => host.run((0, shell_1.sh) `rm -rf -- ${dir}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
+    const unregister = (0, cancel_1.onCancel)(removeDir);
+    try {
+        const envFile = `${dir}/env`;
+        await host.writeFile(envFile, content, 0o600);
+        const create = swarm.oneOffCreate({ ...job, envFile });
+        await host.run(create, { quiet: true, label: `${o.label}: creating ${job.name}`, timeoutSeconds: 120 });
+        return create;
+    }
+    finally {
+        await removeDir();
+        unregister();
+    }
+}
+/** The exit code of an ended task: its container's, or 125 (as `docker run`) when the engine never ran it. */
+function taskExit(task) {
+    if (!task)
+        return { exitCode: 125 };
+    if (task.Status.State === 'complete')
+        return { exitCode: task.Status.ContainerStatus?.ExitCode ?? 0 };
+    if (task.Status.State === 'failed')
+        return { exitCode: task.Status.ContainerStatus?.ExitCode || 1 };
+    return { exitCode: 125 };
+}
+/** The engine's own words when it ended the task otherwise than by its exit (rejected, shut down), for the caller's error. */
+function taskError(task) {
+    if (!task)
+        return 'the one-off task is gone';
+    const { State, Err, ContainerStatus } = task.Status;
+    if (State === 'complete' || (State === 'failed' && ContainerStatus?.ExitCode))
+        return '';
+    return `task ${State}${Err ? `: ${Err}` : ''}`;
+}
+
+
+/***/ }),
+
+/***/ 8199:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SwarmDeployFailed = exports.DIGESTS_FILE = void 0;
+exports.buildAndPush = buildAndPush;
+exports.buildAndPushServices = buildAndPushServices;
+exports.recordedImages = recordedImages;
+exports.tasksOf = tasksOf;
+exports.judgeService = judgeService;
+exports.describeReports = describeReports;
+exports.deployRelease = deployRelease;
+exports.rollbackRelease = rollbackRelease;
+/**
+ * A release on a Docker Swarm (an environment whose target is swarm): a set of image digests, one
+ * per service (`repo@sha256:…`). Deploy builds the images on the manager with the environment's
+ * compose files, pushes them to config's swarm.registry and reads their digests (buildAndPush);
+ * then deploys the stack with those digests pinned and watches the engine replace the tasks
+ * (deployRelease). The engine does the rolling update itself (update_config), and rolls back by
+ * itself when a new task fails (failure_action: rollback): the watch only reports what it did, per
+ * service. A rollback deploys an earlier release's digests the same way.
+ */
+const path = __importStar(__nccwpck_require__(6760));
+const env_file_1 = __nccwpck_require__(6390);
+const ship_1 = __nccwpck_require__(8616);
+const docker_1 = __nccwpck_require__(580);
+const errors_1 = __nccwpck_require__(639);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The overlay twinstack writes beside the base compose file, deployed after the environment's own files. */
+exports.DIGESTS_FILE = '.twinstack-digests.yml';
+/**
+ * Builds the environment's images on the manager (compose build with its files and env file), tags
+ * each built image `<registry>/<repository>:<tag>`, pushes it and reads its digest. Images a service
+ * uses without building are pinned by the digest they were pulled or pushed with, when they have one.
+ */
+async function buildAndPush(ctx, tag) {
+    const registry = registryOf(ctx);
+    const services = await (0, ship_1.mergedBuilds)(ctx.host, ctx.env);
+    await composeBuild(ctx, []);
+    return pushOrPin(ctx, { services, registry, tag });
+}
+/**
+ * buildAndPush for some services only (promote's rebuilt ones on a swarm prod, built with prod's
+ * files): those that build are built, pushed and pinned; the others are pinned by the digest the
+ * manager knows, or deployed by name. `services`: their build definitions from the merged configuration.
+ */
+async function buildAndPushServices(ctx, o) {
+    const registry = registryOf(ctx);
+    const builds = [...o.services.values()].filter((s) => s.build).map((s) => s.service);
+    if (builds.length)
+        await composeBuild(ctx, builds);
+    return pushOrPin(ctx, { services: o.services, registry, tag: o.tag });
+}
+function registryOf({ config, env }) {
+    const registry = config.swarm.registry;
+    if (!registry)
+        throw new errors_1.ConfigurationError(`environments.${env.name}.target is swarm: set swarm.registry to the registry the nodes pull from`);
+    return registry;
+}
+/** compose build on the manager with the environment's files and env file: every service, or the ones named. */
+async function composeBuild(ctx, services) {
+    const { host, env, log } = ctx;
+    log.startGroup(`${env.name}: compose build${services.length ? ` ${services.join(' ')}` : ''}`);
+    try {
+        await host.run(env.compose('build', ...services), env.composeOptions({ label: `${env.name} compose build`, timeoutSeconds: 3600 }));
+    }
+    finally {
+        log.endGroup();
+    }
+}
+/** Each built service pushed and pinned by its new digest; each other one pinned by the digest it has, or left unpinned. */
+async function pushOrPin(ctx, o) {
+    const { host, config, env, log } = ctx;
+    const { registry, tag } = o;
+    const out = { images: {}, pushed: {}, unpinned: [] };
+    for (const [service, s] of o.services) {
+        const image = s.image ?? (0, ship_1.defaultImageName)(env.project, service, config['compose-command']);
+        if (s.build) {
+            out.pushed[service] = pushedName({ registry, project: env.project, service, image, tag });
+            out.images[service] = await pushImage(ctx, { image, remote: out.pushed[service] });
+            continue;
+        }
+        const r = await host.run(swarm.repoDigests(image), { check: false, quiet: true, timeoutSeconds: 120 });
+        const digest = r.exitCode === 0 ? swarm.pinnedDigest(r.stdout, image) : undefined;
+        if (digest)
+            out.images[service] = digest;
+        else
+            out.unpinned.push({ service, image });
+    }
+    for (const u of out.unpinned)
+        log.warning(`${env.name}: ${u.service} runs ${u.image}, which the manager has no digest of (never pushed or pulled): it is deployed by name, not pinned`);
+    return out;
+}
+/** Where a built image goes: its own repository when it is named in the registry already, else `<project>-<service>`. */
+function pushedName({ registry, project, service, image, tag }) {
+    const repo = swarm.imageRepository(image);
+    const name = repo.startsWith(`${registry}/`) ? repo.slice(registry.length + 1) : `${project}-${service}`;
+    return swarm.registryRef(registry, name, tag);
+}
+async function pushImage(ctx, { image, remote }) {
+    const { host, log } = ctx;
+    await host.run(swarm.tagForRegistry(image, remote), { quiet: true, label: `tagging ${image} as ${remote}`, timeoutSeconds: 120 });
+    await host.run(swarm.push(remote), { quiet: true, label: `pushing ${remote}`, timeoutSeconds: 3600 });
+    const r = await host.run(swarm.repoDigests(remote), { quiet: true, label: `reading the digest of ${remote}`, timeoutSeconds: 120 });
+    const repo = swarm.imageRepository(remote);
+    const digest = swarm.parseRepoDigests(r.stdout, repo);
+    if (!digest)
+        throw new errors_1.OperationFailed(`${remote} was pushed but the manager knows no digest of it in ${repo}`);
+    log.info(`pushed ${remote} as ${digest}`);
+    return digest;
+}
+/**
+ * What the release record keeps of each service: the name it is deployed by (the digest, or the
+ * image's own name when unpinned), the image id on the manager (what its containers report), and
+ * the registry name it was pushed as.
+ */
+async function recordedImages(ctx, built) {
+    const entries = [
+        ...Object.entries(built.images).map(([service, ref]) => ({ service, name: ref, tag: built.pushed[service] ?? ref })),
+        ...built.unpinned.map((u) => ({ service: u.service, name: u.image, tag: u.image })),
+    ];
+    if (entries.length === 0)
+        return {};
+    const r = await ctx.host.run((0, docker_1.imageIdsCommand)(entries.map((e) => e.name)), {
+        quiet: true,
+        label: 'reading the image ids of the release',
+        timeoutSeconds: 120,
+    });
+    const ids = r.stdout.split('\n').filter((l) => l.trim() !== '');
+    if (ids.length !== entries.length)
+        throw new errors_1.OperationFailed(`the manager printed ${ids.length} image ids for the release's ${entries.length} images`);
+    return Object.fromEntries(entries.map((e, i) => [e.service, { name: e.name, id: ids[i].trim(), tag: e.tag }]));
+}
+/** A swarm deploy that the engine rolled back, or that did not converge in time: the message names every service, task and error. */
+class SwarmDeployFailed extends errors_1.OperationFailed {
+    services;
+    constructor(message, services) {
+        super(message);
+        this.services = services;
+    }
+}
+exports.SwarmDeployFailed = SwarmDeployFailed;
+async function readStack(ctx) {
+    const { host, env } = ctx;
+    const list = await host.run(swarm.serviceList(env.project), { quiet: true, label: `listing ${env.name}'s services`, timeoutSeconds: 120 });
+    const names = swarm.parseServiceList(list.stdout).map((s) => s.Name);
+    if (names.length === 0)
+        return { services: [], tasks: [] };
+    const spec = await host.run(swarm.serviceInspect(names), { quiet: true, label: `inspecting ${env.name}'s services`, timeoutSeconds: 120 });
+    const ps = await host.run(swarm.serviceTasks(names), { quiet: true, label: `listing ${env.name}'s tasks`, timeoutSeconds: 120 });
+    return { services: swarm.parseServiceStatus(spec.stdout), tasks: swarm.parseTasks(ps.stdout) };
+}
+function baselineOf(s) {
+    const updateStarted = new Map();
+    for (const svc of s.services)
+        if (svc.UpdateStatus?.StartedAt)
+            updateStarted.set(svc.Spec.Name, svc.UpdateStatus.StartedAt);
+    return { taskIds: new Set(s.tasks.map((t) => t.ID)), updateStarted };
+}
+/** The tasks of one service among `docker service ps`'s lines (`<stack>_<service>.<slot or node>`; older tasks indented). */
+function tasksOf(tasks, serviceName) {
+    return tasks.filter((t) => t.Name.replace(/^[^A-Za-z0-9]+/, '').startsWith(`${serviceName}.`));
+}
+const digestOf = (ref) => (ref ? swarm.taskDigest(ref) : undefined);
+/**
+ * One service judged against the release: converged when the engine's update for this deploy (if
+ * any) completed and exactly the wanted replicas run, each on the wanted digest (running means
+ * healthy: the engine reports a task with a healthcheck running only once it is healthy); failed
+ * when the engine paused the update or rolled it back; waiting otherwise.
+ */
+function judgeService(o) {
+    const name = o.svc.Spec.Name;
+    const service = name.startsWith(`${o.stack}_`) ? name.slice(o.stack.length + 1) : name;
+    const own = tasksOf(o.tasks, name);
+    const desired = own.filter((t) => t.DesiredState === 'Running');
+    const running = desired.filter((t) => t.CurrentState.startsWith('Running'));
+    const wanted = o.svc.Spec.Mode?.Global ? Math.max(desired.length, 1) : (o.svc.Spec.Mode?.Replicated?.Replicas ?? 1);
+    const digest = o.release[service];
+    const want = digestOf(digest);
+    const onDigest = (image) => !want || swarm.taskDigest(image) === want;
+    const status = o.svc.UpdateStatus;
+    const ours = status?.StartedAt && status.StartedAt !== o.baseline.updateStarted.get(name);
+    const update = ours ? { state: status.State ?? '', message: status.Message ?? '' } : undefined;
+    // A task of this deploy that ended: failed, rejected, or stopped by the engine as unhealthy (its
+    // process may then exit 0, which the engine records as Complete with no error).
+    const failed = own
+        .filter((t) => !o.baseline.taskIds.has(t.ID) && onDigest(t.Image))
+        .filter((t) => t.Error !== '' || /^(Failed|Rejected)/.test(t.CurrentState) || (t.DesiredState !== 'Running' && !t.CurrentState.startsWith('Running')))
+        .map((t) => ({ task: t.ID.slice(0, 12), node: t.Node, state: t.CurrentState.replace(/ [^ ]+ \w+ ago$/, ''), error: t.Error }));
+    const steady = desired.length === wanted && running.length === wanted;
+    const base = { service, image: o.svc.Spec.TaskTemplate.ContainerSpec.Image, digest, replicas: { wanted, running: running.length }, update, failed, steady };
+    if (update && ['paused', 'rollback_completed', 'rollback_paused'].includes(update.state))
+        return { ...base, verdict: 'failed' };
+    if (update && update.state !== 'completed')
+        return { ...base, verdict: 'waiting' };
+    const done = steady && running.every((t) => onDigest(t.Image)) && onDigest(base.image);
+    return { ...base, verdict: done ? 'converged' : 'waiting' };
+}
+/** One line per service that did not converge: its update, its replicas, its failed tasks and their errors. */
+function describeReports(reports) {
+    return reports
+        .filter((r) => r.verdict !== 'converged')
+        .map((r) => {
+        const said = [...new Set([...(r.messages ?? []), r.update?.message ?? ''])].filter(Boolean);
+        const update = r.update ? `update ${r.update.state}${said.length ? ` (${said.join('; ')})` : ''}, ` : '';
+        const tasks = r.failed.length
+            ? `; tasks of this release that ended: ${r.failed.map((t) => `${t.task} on ${t.node} ${t.state}${t.error ? `: ${t.error}` : ''}`).join(', ')}`
+            : '';
+        return `${r.service}: ${update}${r.replicas.running}/${r.replicas.wanted} running, runs ${r.image}${tasks}`;
+    })
+        .join('; ');
+}
+/**
+ * Deploys the release: the digest overlay written beside the base compose file, then `docker stack
+ * deploy` of the environment's files and the overlay, its env file's variables on standard input;
+ * then watches the engine until every service converged (the reports), or the engine rolled back
+ * or paused an update, or the time ran out (SwarmDeployFailed naming the services, tasks and errors).
+ */
+async function deployRelease(ctx, o) {
+    const { host, env, log } = ctx;
+    const dir = env.cfg.checkout;
+    const overlay = path.posix.join(path.posix.dirname(env.cfg.composeFiles[0]), exports.DIGESTS_FILE);
+    const baseline = baselineOf(await readStack(ctx));
+    await host.writeFile(path.posix.join(dir, overlay), swarm.digestOverlay(o.release), 0o644);
+    const values = (0, env_file_1.parseEnvFile)((await host.readFile(path.posix.join(dir, env.cfg.envFile))).toString('utf8'));
+    for (const [key, value] of values)
+        if (env_file_1.SECRET_KEY.test(key) && value.length >= 6)
+            log.secret(value);
+    log.startGroup(`${env.name}: docker stack deploy ${env.project}`);
+    try {
+        await host.run(swarm.stackDeploy({ dir, files: [...env.cfg.composeFiles, overlay], stack: env.project }), {
+            stdin: swarm.envStdin(values),
+            label: `${env.name} stack deploy`,
+            timeoutSeconds: 600,
+        });
+    }
+    finally {
+        log.endGroup();
+    }
+    return watchStack(ctx, { ...o, baseline });
+}
+/** Polls the engine until every service converged, or one failed and none is still moving, or the time is up. */
+async function watchStack(ctx, o) {
+    const { env, log } = ctx;
+    const timeoutSeconds = o.timeoutSeconds ?? env.cfg.healthTimeoutSeconds;
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    let said = '';
+    const messages = new Map();
+    for (;;) {
+        const snap = await readStack(ctx);
+        const reports = snap.services.map((svc) => judgeService({ stack: env.project, svc, tasks: snap.tasks, release: o.release, baseline: o.baseline }));
+        for (const r of reports) {
+            const seen = messages.get(r.service) ?? [];
+            if (r.update?.message && !seen.includes(r.update.message))
+                messages.set(r.service, [...seen, r.update.message]);
+            r.messages = messages.get(r.service);
+        }
+        const missing = Object.keys(o.release).filter((s) => !reports.some((r) => r.service === s));
+        const progress = reports.map((r) => `${r.service} ${r.update?.state ?? r.verdict} ${r.replicas.running}/${r.replicas.wanted}`).join(', ');
+        if (progress !== said)
+            log.info(`${env.name}: ${progress || 'no services yet'}`);
+        said = progress;
+        if (missing.length === 0 && reports.length && reports.every((r) => r.verdict === 'converged'))
+            return reports;
+        if (reports.some((r) => r.verdict === 'failed') &&
+            !reports.some((r) => r.update && !['completed', 'paused', 'rollback_completed', 'rollback_paused'].includes(r.update.state)) &&
+            // A rolled-back service is reported once its old tasks serve again (or at the deadline, as it is).
+            reports.every((r) => r.update?.state !== 'rollback_completed' || r.steady)) {
+            const rolledBack = reports.some((r) => r.update?.state === 'rollback_completed');
+            throw new SwarmDeployFailed(`${env.name}: the swarm update failed${rolledBack ? ' and the engine rolled it back' : ''}: ${describeReports(reports)}`, reports);
+        }
+        if (Date.now() > deadline) {
+            const absent = missing.length ? `; not in the stack: ${missing.join(', ')}` : '';
+            throw new SwarmDeployFailed(`${env.name}: the stack did not converge in ${timeoutSeconds}s: ${describeReports(reports)}${absent}`, reports);
+        }
+        await new Promise((r) => setTimeout(r, o.pollMs ?? 2000));
+    }
+}
+/** Returns the environment to an earlier release: its digests deployed and watched as any release's. */
+async function rollbackRelease(ctx, o) {
+    ctx.log.info(`${ctx.env.name}: rolling back${o.from ? ` from ${o.from}` : ''} to ${o.to}: deploying its digests`);
+    return deployRelease(ctx, o);
+}
+
+
+/***/ }),
+
+/***/ 3029:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.swarmDigests = swarmDigests;
+exports.startSwarmRelease = startSwarmRelease;
+/**
+ * Starting an earlier release again on a swarm (env.onSwarm): its recorded digests deployed as the
+ * stack and watched until the engine converged (rollbackRelease); nothing is built or retagged.
+ * When the database is restored too, the stack's app services are scaled to 0 first, so nothing
+ * writes while it is replaced; the stack deploy then gives them the replicas their files say.
+ */
+const backup_1 = __nccwpck_require__(6230);
+const git_1 = __nccwpck_require__(6048);
+const swarm_release_1 = __nccwpck_require__(8199);
+const swarm_scale_1 = __nccwpck_require__(6987);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The digests a swarm rollback deploys: the release's record of them, each `repo@sha256:…`. */
+function swarmDigests(envName, release) {
+    const digests = release.digests ?? {};
+    if (Object.keys(digests).length === 0)
+        throw new errors_1.OperationFailed(`${envName} runs on a swarm, but release ${release.release} records no image digests (it was not deployed to the swarm): name a release deployed on the swarm (the rollback action's release-id)`);
+    const bad = Object.entries(digests).filter(([, ref]) => !swarm.digestRef.safeParse(ref).success);
+    if (bad.length)
+        throw new errors_1.OperationFailed(`release ${release.release} records ${bad.map(([s, ref]) => `${s}: "${ref.slice(0, 120)}"`).join(', ')}, not images pinned by digest (repo@sha256:…): name another release`);
+    return digests;
+}
+/**
+ * startRelease on a swarm: the release's directory (promote.release-dirs) or its commit checked
+ * out, then, if asked, the database restored with the app services at 0 replicas, then the stack
+ * deployed with the release's digests. A failed restore still deploys the release, then fails.
+ */
+async function startSwarmRelease({ host, config, env, release, log, restore }) {
+    const digests = swarmDigests(env.name, release);
+    const runAt = await (0, git_1.releaseEnvironment)(host, config, env, release.sha);
+    if (runAt === env)
+        await (0, git_1.checkoutCommit)(host, env, release.sha);
+    const ctx = { host, config, env: runAt, log };
+    const deploy = () => (0, swarm_release_1.rollbackRelease)(ctx, { release: digests, to: release.release });
+    let restoredAt;
+    if (restore) {
+        try {
+            await restoreWithoutLoad(ctx, restore);
+        }
+        catch (e) {
+            // The database was put back as it was: deploy the release anyway, which scales the services up again.
+            await deploy().catch((0, logger_1.ignored)(log, `deploying ${env.name}'s release ${release.release} after a failed restore`));
+            throw e;
+        }
+        restoredAt = new Date().toISOString();
+    }
+    await deploy();
+    // The checkout follows once the stack runs from the release's directory (as startRelease's compose path).
+    if (runAt !== env)
+        await (0, git_1.checkoutCommit)(host, env, release.sha);
+    const containers = await env.containers(host).catch((0, logger_1.ignored)(log, `listing ${env.name}'s task containers`, []));
+    return { containers, restoredAt };
+}
+/** The stack's app services at 0 replicas (the engine waited until their tasks stopped), then the restore. */
+async function restoreWithoutLoad(ctx, restore) {
+    const { host, config, env, log } = ctx;
+    const apps = await (0, swarm_scale_1.appReplicas)(ctx);
+    if (apps.length) {
+        log.info(`${env.name}: scaling ${apps.map((a) => a.service).join(', ')} to 0 replicas for the restore`);
+        await (0, swarm_scale_1.scaleServices)(ctx, apps.map((a) => ({ service: a.service, replicas: 0 })), { why: 'for the restore' });
+    }
+    log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
+    // A restore cut short is undone by the next operation, which then scales the services back as they were.
+    await (0, backup_1.restoreBackup)({ host, config, env, m: restore, log, opts: { restartLater: (0, swarm_scale_1.scaleLater)(env, apps) } });
+}
+
+
+/***/ }),
+
+/***/ 6987:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.appReplicas = appReplicas;
+exports.scaleServices = scaleServices;
+exports.scaleLater = scaleLater;
+const compose_1 = __nccwpck_require__(7130);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The stack's replicated services other than the database's (and its jobs), with the replicas they have now (those at 0 left out). */
+async function appReplicas({ host, env, log }) {
+    const list = await host.run(swarm.serviceList(env.project), { quiet: true, label: `listing ${env.name}'s services`, timeoutSeconds: 120 });
+    const dbName = swarm.swarmServiceName(env.project, env.cfg.database.service);
+    const names = swarm
+        .parseServiceList(list.stdout)
+        .map((s) => s.Name)
+        .filter((n) => n !== dbName);
+    if (names.length === 0)
+        return [];
+    const spec = await host.run(swarm.serviceInspect(names), { quiet: true, label: `inspecting ${env.name}'s services`, timeoutSeconds: 120 });
+    const out = [];
+    for (const s of swarm.parseServiceStatus(spec.stdout)) {
+        // A job is a one-off task (a migration), which ends by itself: scaling would change its completions.
+        if (s.Spec.Mode?.ReplicatedJob || s.Spec.Mode?.GlobalJob)
+            continue;
+        if (s.Spec.Mode?.Global)
+            log.warning(`${env.name}: ${s.Spec.Name} runs in global mode, which cannot be scaled: it keeps running meanwhile`);
+        else if ((s.Spec.Mode?.Replicated?.Replicas ?? 1) > 0)
+            out.push({ service: s.Spec.Name, replicas: s.Spec.Mode?.Replicated?.Replicas ?? 1 });
+    }
+    return out;
+}
+/**
+ * `docker service scale` of the services to the counts given, the engine waiting until their tasks
+ * converged (at 0: stopped; above: running, which for a task with a healthcheck means healthy).
+ */
+async function scaleServices({ host, env }, scales, o) {
+    if (scales.length === 0)
+        return;
+    const names = scales.map((a) => `${a.service}=${a.replicas}`).join(', ');
+    await host.run(swarm.serviceScale(scales, { wait: true }), { label: `${env.name}: scaling ${names} (${o.why})`, timeoutSeconds: o.timeoutSeconds ?? 600 });
+}
+/** The scale back to `scales` for a script the host runs later (an undo), without waiting; nothing when there is none. */
+function scaleLater(env, scales) {
+    return scales.length ? { RESTART_DIR: env.cfg.checkout, RESTART_PROJECT: env.project, RESTART: swarm.serviceScale(scales, { wait: false }) } : compose_1.NOTHING_LATER;
 }
 
 
@@ -65765,7 +66649,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
+exports.parseTaskStatus = exports.taskStatusEntry = exports.oneOffSourceEntry = exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
 exports.stackDeploy = stackDeploy;
 exports.stackConfig = stackConfig;
 exports.envStdin = envStdin;
@@ -65774,6 +66658,7 @@ exports.serviceList = serviceList;
 exports.serviceTasks = serviceTasks;
 exports.serviceInspect = serviceInspect;
 exports.serviceRollback = serviceRollback;
+exports.serviceScale = serviceScale;
 exports.inspectNodes = inspectNodes;
 exports.tagForRegistry = tagForRegistry;
 exports.push = push;
@@ -65793,6 +66678,17 @@ exports.inspectStackContainers = inspectStackContainers;
 exports.taskContainer = taskContainer;
 exports.taskService = taskService;
 exports.imageRepo = imageRepo;
+exports.parseOneOffSource = parseOneOffSource;
+exports.mountFlag = mountFlag;
+exports.fileRefFlag = fileRefFlag;
+exports.oneOffSpecFlags = oneOffSpecFlags;
+exports.oneOffEnvFile = oneOffEnvFile;
+exports.oneOffCreate = oneOffCreate;
+exports.jobWait = jobWait;
+exports.taskInspect = taskInspect;
+exports.serviceLogs = serviceLogs;
+exports.jobRemove = jobRemove;
+exports.serviceRemove = serviceRemove;
 /**
  * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
  * registry), and the schemas of what those commands print. An environment whose target is swarm
@@ -65803,8 +66699,8 @@ const fs = __importStar(__nccwpck_require__(3024));
 const zod_1 = __nccwpck_require__(924);
 const json_1 = __nccwpck_require__(8634);
 const shell_1 = __nccwpck_require__(2232);
-const STACK_ENV = fs.readFileSync(__nccwpck_require__.ab + "stack-env.sh", 'utf8');
-const NODES_INSPECT = fs.readFileSync(__nccwpck_require__.ab + "nodes-inspect.sh", 'utf8');
+const STACK_ENV = fs.readFileSync(__dirname + '/stack-env.sh', 'utf8');
+const NODES_INSPECT = fs.readFileSync(__dirname + '/nodes-inspect.sh', 'utf8');
 /** The label Docker puts on every service, network and task of a stack. */
 exports.STACK_LABEL = 'com.docker.stack.namespace';
 function inStack(p, args) {
@@ -65854,6 +66750,23 @@ function serviceInspect(services) {
 function serviceRollback(service) {
     return (0, shell_1.argv)('docker', 'service', 'rollback', '--detach', service);
 }
+/**
+ * `docker service scale` of replicated services to the counts given (a global service cannot be
+ * scaled). With `wait`, the engine's own wait: it returns once the tasks converged (at 0, once they
+ * stopped); without, at once.
+ */
+function serviceScale(scales, o) {
+    const pairs = scales.map((s) => {
+        if (!Number.isInteger(s.replicas) || s.replicas < 0)
+            throw new Error(`${s.replicas} is not a replica count`);
+        if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(s.service))
+            throw new Error(`"${s.service}" is not a service name`);
+        return `${s.service}=${s.replicas}`;
+    });
+    if (pairs.length === 0)
+        throw new Error('serviceScale needs at least one service');
+    return (0, shell_1.argv)('docker', 'service', 'scale', `--detach=${o.wait ? 'false' : 'true'}`, pairs);
+}
 /** `docker node inspect` of every node; `[]` when the engine lists none. */
 function inspectNodes() {
     return (0, shell_1.hostScript)(NODES_INSPECT, {});
@@ -65893,7 +66806,15 @@ exports.serviceStatusEntry = zod_1.z.object({
     Spec: zod_1.z.object({
         Name: zod_1.z.string(),
         TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
-        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+        Mode: zod_1.z
+            .object({
+            Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(),
+            Global: zod_1.z.object({}).passthrough().nullish(),
+            /** A one-off task (src/domain/swarm-oneoff.ts), not an app service. */
+            ReplicatedJob: zod_1.z.object({}).passthrough().nullish(),
+            GlobalJob: zod_1.z.object({}).passthrough().nullish(),
+        })
+            .nullish(),
     }),
     /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
     UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
@@ -66012,8 +66933,8 @@ function stackLabel(stack) {
 function taskServiceLabel(stack, service) {
     return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
 }
-const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
-const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh', 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__dirname + '/task-container.sh', 'utf8');
 /** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
 function inspectStackContainers(stack, service) {
     return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
@@ -66046,6 +66967,175 @@ function imageRepo(ref) {
     const slash = noDigest.lastIndexOf('/');
     const colon = noDigest.lastIndexOf(':');
     return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+// A one-off task of a stack's service (src/domain/swarm-oneoff.ts): a replicated job started from
+// the service's own spec (env, mounts, networks, secrets, placement) with another image and command.
+const fileRef = zod_1.z.object({
+    File: zod_1.z.object({ Name: zod_1.z.string(), UID: zod_1.z.string().nullish(), GID: zod_1.z.string().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+    SecretName: zod_1.z.string().nullish(),
+    ConfigName: zod_1.z.string().nullish(),
+});
+const mountEntry = zod_1.z.object({
+    Type: zod_1.z.string(),
+    Source: zod_1.z.string().nullish(),
+    Target: zod_1.z.string(),
+    ReadOnly: zod_1.z.boolean().nullish(),
+    BindOptions: zod_1.z.object({ Propagation: zod_1.z.string().nullish() }).nullish(),
+    VolumeOptions: zod_1.z
+        .object({
+        NoCopy: zod_1.z.boolean().nullish(),
+        Labels: labels,
+        DriverConfig: zod_1.z.object({ Name: zod_1.z.string().nullish(), Options: zod_1.z.record(zod_1.z.string()).nullish() }).nullish(),
+    })
+        .nullish(),
+    TmpfsOptions: zod_1.z.object({ SizeBytes: zod_1.z.number().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+});
+/** What a one-off task copies of `docker service inspect`: the task template's container spec, networks and placement. */
+exports.oneOffSourceEntry = zod_1.z.object({
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({
+            ContainerSpec: zod_1.z.object({
+                Command: zod_1.z.array(zod_1.z.string()).nullish(),
+                Env: zod_1.z.array(zod_1.z.string()).nullish(),
+                Dir: zod_1.z.string().nullish(),
+                User: zod_1.z.string().nullish(),
+                Hosts: zod_1.z.array(zod_1.z.string()).nullish(),
+                Mounts: zod_1.z.array(mountEntry).nullish(),
+                Secrets: zod_1.z.array(fileRef).nullish(),
+                Configs: zod_1.z.array(fileRef).nullish(),
+            }),
+            Networks: zod_1.z.array(zod_1.z.object({ Target: zod_1.z.string() })).nullish(),
+            Placement: zod_1.z.object({ Constraints: zod_1.z.array(zod_1.z.string()).nullish() }).nullish(),
+        }),
+    }),
+});
+/** The spec of `service` from `docker service inspect <service>`; undefined when the engine has no such service. */
+function parseOneOffSource(text, service) {
+    return (0, json_1.parseHostJson)(zod_1.z.array(exports.oneOffSourceEntry), text.trim() || '[]', `docker service inspect ${service}`).find((s) => s.Spec.Name === service);
+}
+/** One field of a `--mount`, `--secret` or `--config` value: the CLI reads them as a CSV record. */
+function csvField(field) {
+    return /[",\r\n]/.test(field) || field !== field.trim() ? `"${field.replace(/"/g, '""')}"` : field;
+}
+/** A `--mount` value of a mount of the spec. */
+function mountFlag(m) {
+    const f = [`type=${m.Type}`, ...(m.Source ? [`source=${m.Source}`] : []), `target=${m.Target}`];
+    if (m.ReadOnly)
+        f.push('readonly');
+    if (m.BindOptions?.Propagation)
+        f.push(`bind-propagation=${m.BindOptions.Propagation}`);
+    const v = m.VolumeOptions;
+    if (v?.NoCopy)
+        f.push('volume-nocopy');
+    if (v?.DriverConfig?.Name)
+        f.push(`volume-driver=${v.DriverConfig.Name}`);
+    for (const [k, val] of Object.entries(v?.DriverConfig?.Options ?? {}))
+        f.push(`volume-opt=${k}=${val}`);
+    for (const [k, val] of Object.entries(v?.Labels ?? {}))
+        f.push(`volume-label=${k}=${val}`);
+    if (m.TmpfsOptions?.SizeBytes)
+        f.push(`tmpfs-size=${m.TmpfsOptions.SizeBytes}`);
+    if (m.TmpfsOptions?.Mode)
+        f.push(`tmpfs-mode=0${m.TmpfsOptions.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** A `--secret` or `--config` value of a secret or config the spec gives as a file; undefined for one it does not. */
+function fileRefFlag(r) {
+    const source = r.SecretName ?? r.ConfigName;
+    if (!r.File || !source)
+        return undefined;
+    const f = [`source=${source}`, `target=${r.File.Name}`];
+    if (r.File.UID)
+        f.push(`uid=${r.File.UID}`);
+    if (r.File.GID)
+        f.push(`gid=${r.File.GID}`);
+    if (r.File.Mode !== undefined && r.File.Mode !== null)
+        f.push(`mode=0${r.File.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** `docker service create` flags that give a one-off task the spec's mounts, networks, secrets, configs, placement and process settings. */
+function oneOffSpecFlags(source) {
+    const t = source.Spec.TaskTemplate;
+    const c = t.ContainerSpec;
+    const refs = (flag, list) => (list ?? []).map(fileRefFlag).flatMap((v) => (v === undefined ? [] : [flag, v]));
+    return [
+        ...(c.Mounts ?? []).flatMap((m) => ['--mount', mountFlag(m)]),
+        // By id: the spec names the networks so, the stack's own and an external one (host) alike.
+        ...(t.Networks ?? []).flatMap((n) => ['--network', n.Target]),
+        ...refs('--secret', c.Secrets),
+        ...refs('--config', c.Configs),
+        ...(t.Placement?.Constraints ?? []).flatMap((x) => ['--constraint', x]),
+        ...(c.Dir ? ['--workdir', c.Dir] : []),
+        ...(c.User ? ['--user', c.User] : []),
+        ...(c.Hosts ?? []).flatMap((h) => ['--host', hostFlag(h)]),
+        // The service's entrypoint (compose's `entrypoint:`), as the CLI splits it: one shell-quoted string.
+        ...(c.Command?.length ? ['--entrypoint', c.Command.map((w) => (0, shell_1.quote)(w)).join(' ')] : []),
+    ];
+}
+/** The spec keeps extra hosts as `IP host…` (the /etc/hosts line); the flag takes `host:IP`. */
+function hostFlag(line) {
+    const [ip, ...names] = line.trim().split(/\s+/);
+    return names.map((n) => `${n}:${ip}`).join(',') || line;
+}
+/**
+ * An env file (`--env-file`) of the spec's variables with `extra` over them: one KEY=VALUE a line,
+ * as the docker client reads it (no quotes, no continuation). A value it could not read back as
+ * given (a line break, a key with space or `=`) is refused rather than changed.
+ */
+function oneOffEnvFile(specEnv, extra) {
+    const vars = new Map();
+    for (const kv of specEnv) {
+        const eq = kv.indexOf('=');
+        // A bare name would make the client copy its own variable of that name: the spec has no value for it.
+        if (eq > 0)
+            vars.set(kv.slice(0, eq), kv.slice(eq + 1));
+    }
+    for (const [k, v] of Object.entries(extra))
+        vars.set(k, v);
+    return [...vars]
+        .map(([k, v]) => {
+        if (!/^[^\s=#][^\s=]*$/.test(k) || /[\r\n\0]/.test(v) || k.length + v.length > 60_000)
+            throw new Error(`variable ${k.slice(0, 40)} cannot be passed to a one-off task through an env file`);
+        return `${k}=${v}\n`;
+    })
+        .join('');
+}
+/** `docker service create` of a one-off job: one task, never restarted, registry credentials sent to the node. */
+function oneOffCreate(j) {
+    return (0, shell_1.argv)(['docker', 'service', 'create', '--quiet', '--mode', 'replicated-job', '--restart-condition', 'none', '--detach', '--with-registry-auth'], ['--name', j.name, '--env-file', j.envFile, ...oneOffSpecFlags(j.source)], [j.image, ...j.command]);
+}
+const JOB_WAIT = fs.readFileSync(__dirname + '/job-wait.sh', 'utf8');
+/** Waits for the one task of a one-off job to end (complete, failed, rejected, shut down); prints its id. */
+function jobWait(name) {
+    return (0, shell_1.hostScript)(JOB_WAIT, { SERVICE: name });
+}
+/** `docker inspect` of a task: its state, the engine's error and the container's exit code. */
+function taskInspect(id) {
+    return (0, shell_1.argv)('docker', 'inspect', '--type', 'task', id);
+}
+exports.taskStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Status: zod_1.z.object({
+        State: zod_1.z.string(),
+        Err: zod_1.z.string().nullish(),
+        ContainerStatus: zod_1.z.object({ ExitCode: zod_1.z.number().nullish() }).nullish(),
+    }),
+});
+const parseTaskStatus = (text, id) => (0, json_1.parseHostJson)(zod_1.z.array(exports.taskStatusEntry), text.trim() || '[]', `docker inspect of task ${id}`)[0];
+exports.parseTaskStatus = parseTaskStatus;
+/** `docker service logs` of a service's tasks as they wrote it: the task's stdout on stdout, its stderr on stderr. */
+function serviceLogs(name) {
+    return (0, shell_1.argv)('docker', 'service', 'logs', '--raw', '--no-trunc', name);
+}
+const JOB_REMOVE = fs.readFileSync(__dirname + '/job-remove.sh', 'utf8');
+/** Removes a one-off job, its live task stopped first (the engine would leave it running); nothing when there is no such job. */
+function jobRemove(name) {
+    return (0, shell_1.hostScript)(JOB_REMOVE, { SERVICE: name });
+}
+/** `docker service rm`: the engine stops the service's tasks (not a job's: see jobRemove). */
+function serviceRemove(name) {
+    return (0, shell_1.argv)('docker', 'service', 'rm', name);
 }
 
 
@@ -67743,6 +68833,7 @@ const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
 const placement_1 = __nccwpck_require__(9793);
+const stack_merge_1 = __nccwpck_require__(9311);
 const db_init_1 = __nccwpck_require__(2257);
 const rolling_1 = __nccwpck_require__(3803);
 const wal_settings_1 = __nccwpck_require__(8305);
@@ -67924,6 +69015,8 @@ async function runPreflight(host, config, log, opts = {}) {
     findings.push(...dbInit(config, readings));
     // A swarm environment's services must stay on its own nodes (only for target: swarm).
     findings.push(...(await (0, placement_1.placementFindings)(host, config, { prod: readings.prod.facts.compose, dev: readings.dev.facts.compose }, settings['warn-only'])));
+    // ...and its overlays must not set what `docker stack deploy` appends instead of replacing.
+    findings.push(...(await (0, stack_merge_1.stackMergeFindings)({ host, config, log }, settings['warn-only'])));
     // Replication settings matter to the WAL receiver only: the gate before deploy and promote leaves them out.
     if (opts.wal !== false)
         findings.push(...(await (0, wal_settings_1.walSettingFindings)(host, config, settings['warn-only'].includes('wal-settings'))));
@@ -68070,6 +69163,129 @@ function checkHealthcheck(s, add) {
     else if (s.healthcheck === 'image') {
         add('warning', `rolling service ${name} has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either`, `add a healthcheck to ${name} in the compose file (or be sure its image has a HEALTHCHECK)`);
     }
+}
+
+
+/***/ }),
+
+/***/ 9311:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.checkStackMerge = checkStackMerge;
+exports.stackMergeFindings = stackMergeFindings;
+/**
+ * `docker stack deploy` (CLI 20.10) merges an environment's compose files differently from
+ * compose: where compose lets the last file's `command`, `entrypoint` or `healthcheck.test`
+ * replace the earlier one, the stack's loader appends it, in list or string form alike (checked on
+ * 20.10.24: base `[CMD-SHELL, a]` and overlay `[CMD-SHELL, b]` give the task `[CMD-SHELL, a,
+ * CMD-SHELL, b]`, which runs `a`). An overlay's healthcheck is then silently ignored, and a broken
+ * release judged healthy. The merged model cannot show it (compose printed it), so this check
+ * reads each compose file on its own: for a swarm environment, one of these keys set for a service
+ * in more than one file is refused.
+ */
+const path = __importStar(__nccwpck_require__(6760));
+const yaml_1 = __nccwpck_require__(8815);
+const config_1 = __nccwpck_require__(912);
+const logger_1 = __nccwpck_require__(8828);
+/** The keys the stack's loader appends across files, as paths under a service. */
+const APPENDED = [['command'], ['entrypoint'], ['healthcheck', 'test']];
+const isObj = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** The value at `keys` under `o`, undefined when a step is missing or null. */
+function at(o, keys) {
+    let v = o;
+    for (const k of keys)
+        v = isObj(v) ? v[k] : undefined;
+    return v ?? undefined;
+}
+/** Each service's each appended key, with the files (in order) that set it. */
+function setters(files) {
+    const out = new Map();
+    for (const { file, text } of files) {
+        // merge: compose files share settings through YAML anchors and `<<`.
+        const doc = (0, yaml_1.parse)(text, { merge: true });
+        const services = at(doc, ['services']);
+        if (!isObj(services))
+            continue;
+        for (const [name, service] of Object.entries(services)) {
+            for (const keys of APPENDED) {
+                if (at(service, keys) === undefined)
+                    continue;
+                const id = `${name}\0${keys.join('.')}`;
+                out.set(id, [...(out.get(id) ?? []), file]);
+            }
+        }
+    }
+    return out;
+}
+/** One finding per service and key that more than one of the environment's compose files sets. */
+function checkStackMerge({ files, environment, warnOnly = [] }) {
+    const down = warnOnly.includes('stack-merge');
+    const out = [];
+    for (const [id, where] of setters(files)) {
+        if (where.length < 2)
+            continue;
+        const [service, key] = id.split('\0');
+        const message = `${environment}'s swarm service ${service} sets ${key} in ${where.join(' and ')}: docker stack deploy appends the later list to the first instead of replacing it, so the task runs the first`;
+        out.push({
+            check: 'stack-merge',
+            environment,
+            severity: down ? 'warning' : 'error',
+            message: down ? `${message} (warn-only)` : message,
+            fix: `define ${service}'s ${key} in one of those files only`,
+        });
+    }
+    return out;
+}
+/**
+ * The check for every environment whose target is swarm, each compose file read from its checkout.
+ * A file that cannot be read or parsed is left to the compose-config check, which reports it.
+ */
+async function stackMergeFindings(ctx, warnOnly = []) {
+    const { host, config, log } = ctx;
+    const findings = [];
+    for (const environment of config_1.ENVIRONMENTS.filter((e) => config.environments[e].target === 'swarm')) {
+        const env = config.environments[environment];
+        const read = async (file) => ({ file, text: (await host.readFile(path.posix.resolve(env.checkout, file))).toString('utf8') });
+        const check = async () => checkStackMerge({ files: await Promise.all(env.composeFiles.map(read)), environment, warnOnly });
+        findings.push(...(await check().catch((0, logger_1.ignored)(log, `${environment}: reading each compose file for the stack-merge check`, []))));
+    }
+    return findings;
 }
 
 

@@ -41,7 +41,7 @@ chk AS (
 fk AS (
   SELECT json_agg(json_build_object(
       'name', con.conname, 'table', ct.schema || '.' || ct.name, 'refTable', rt.schema || '.' || rt.name,
-      'partition', CASE WHEN cc.relispartition THEN cn.nspname || '.' || cc.relname END,
+      'partition', CASE WHEN cc.relispartition THEN cn.nspname || '.' || cc.relname END, 'validated', con.convalidated,
       'columns', array_to_json(array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
           JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)),
       'refColumns', array_to_json(array(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i)

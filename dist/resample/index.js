@@ -57479,6 +57479,7 @@ exports.PREFLIGHT_CHECKS = [
     'wal-settings',
     'placement',
     'db-init',
+    'stack-merge',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -60502,6 +60503,248 @@ async function restoreReleaseImages(host, env, release) {
 
 /***/ }),
 
+/***/ 5984:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.oneOffJobName = oneOffJobName;
+exports.swarmOneOff = swarmOneOff;
+/**
+ * A one-off task on a swarm: the command runs in a replicated job of the new image, started from
+ * the api service's own spec (its env, mounts, networks, secrets and placement), as `compose run`
+ * starts a one-off container of the service on one host. The variables travel in an env file
+ * written in a directory only the SSH user can read, removed once the job is created; the job is
+ * removed when it has ended, timed out or been cancelled, so no migration runs on unseen.
+ */
+const cancel_1 = __nccwpck_require__(2082);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The job's service name: `<stack>_twinstack-<what>` for the one-off named `<stack>-twinstack-<what>`. */
+function oneOffJobName(stack, name) {
+    const what = name.startsWith(`${stack}-`) ? name.slice(stack.length + 1) : name;
+    return swarm.swarmServiceName(stack, what);
+}
+/** Runs `command` in a one-off task of `at`'s api service on its swarm; the result as `compose run` would give it. */
+async function swarmOneOff(host, at, command, o) {
+    const image = swarm.digestRef.safeParse(o.image);
+    if (!image.success)
+        throw new errors_1.OperationFailed(`${at.name}: ${o.label}: the one-off task's image must be pinned by digest (repo@sha256:...), not "${o.image}"`);
+    const source = await apiSpec(host, at);
+    const name = oneOffJobName(at.project, o.name);
+    const remove = () => removeJob(host, name);
+    // A job of this name left by a cut run goes first: it must not migrate on beside the new one.
+    await remove();
+    const unregister = (0, cancel_1.onCancel)(remove);
+    const started = Date.now();
+    try {
+        const create = await createJob(host, { name, image: image.data, command, source, envFile: '' }, o);
+        const waited = await host.run(swarm.jobWait(name), {
+            check: false,
+            quiet: true,
+            label: `${o.label}: waiting for ${name}`,
+            timeoutSeconds: o.timeoutSeconds,
+        });
+        const logs = await host.run(swarm.serviceLogs(name), { check: false, quiet: true, label: `${o.label}: output`, timeoutSeconds: 120 });
+        const base = { command: create, signal: null, stdout: logs.stdout, durationMs: Date.now() - started };
+        if (waited.timedOut) {
+            const why = `${o.label}: the one-off task ${name} did not end within ${o.timeoutSeconds} s; it was removed`;
+            return { ...base, exitCode: 124, timedOut: true, stderr: `${logs.stderr}\n${why}` };
+        }
+        const id = waited.stdout.trim();
+        if (waited.exitCode !== 0 || !id)
+            throw new errors_1.OperationFailed(`${at.name}: ${o.label}: waiting for ${name} failed: ${waited.stderr.trim() || `exit ${waited.exitCode}`}`);
+        const task = swarm.parseTaskStatus((await host.run(swarm.taskInspect(id), { quiet: true, timeoutSeconds: 60 })).stdout, id);
+        return { ...base, ...taskExit(task), stderr: [logs.stderr, taskError(task)].filter(Boolean).join('\n'), timedOut: false };
+    }
+    finally {
+        await remove();
+        unregister();
+    }
+}
+/** The job removed, its live task stopped first; a plain `service rm` when that could not finish (the job must go). */
+async function removeJob(host, name) {
+    const r = await host.run(swarm.jobRemove(name), { check: false, quiet: true, label: `removing ${name}`, timeoutSeconds: 120 });
+    if (r.exitCode !== 0 || r.timedOut)
+        await host.run(swarm.serviceRemove(name), { check: false, quiet: true, timeoutSeconds: 60 });
+}
+/** The spec of `at`'s api service, as the engine runs it. */
+async function apiSpec(host, at) {
+    const service = swarm.swarmServiceName(at.project, at.cfg.apiService);
+    const r = await host.run(swarm.serviceInspect([service]), { check: false, quiet: true, label: `docker service inspect ${service}`, timeoutSeconds: 60 });
+    const source = r.exitCode === 0 ? swarm.parseOneOffSource(r.stdout, service) : undefined;
+    if (!source)
+        throw new errors_1.OperationFailed(`${at.name}: no service ${service} on the swarm to start a one-off task from; deploy ${at.name} first`);
+    return source;
+}
+/**
+ * Writes the env file (the spec's variables, o.env over them) in a fresh directory only the SSH
+ * user can read, creates the job from it, and removes the directory: the client has read the file
+ * by then. Returns the create command (no value in it).
+ */
+async function createJob(host, job, o) {
+    const content = swarm.oneOffEnvFile(job.source.Spec.TaskTemplate.ContainerSpec.Env ?? [], o.env ?? {});
+    // mktemp -d: mode 0700 whatever the umask, in the SSH user's TMPDIR (/tmp when unset).
+    const dir = (await host.run('mktemp -d -t twinstack-oneoff.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+    if (!/^\/[A-Za-z0-9._/-]*\/twinstack-oneoff\.[A-Za-z0-9]+$/.test(dir))
+        throw new errors_1.OperationFailed(`mktemp on the manager returned "${dir.slice(0, 80)}"`);
+    const removeDir = () => host.run((0, shell_1.sh) `rm -rf -- ${dir}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
+    const unregister = (0, cancel_1.onCancel)(removeDir);
+    try {
+        const envFile = `${dir}/env`;
+        await host.writeFile(envFile, content, 0o600);
+        const create = swarm.oneOffCreate({ ...job, envFile });
+        await host.run(create, { quiet: true, label: `${o.label}: creating ${job.name}`, timeoutSeconds: 120 });
+        return create;
+    }
+    finally {
+        await removeDir();
+        unregister();
+    }
+}
+/** The exit code of an ended task: its container's, or 125 (as `docker run`) when the engine never ran it. */
+function taskExit(task) {
+    if (!task)
+        return { exitCode: 125 };
+    if (task.Status.State === 'complete')
+        return { exitCode: task.Status.ContainerStatus?.ExitCode ?? 0 };
+    if (task.Status.State === 'failed')
+        return { exitCode: task.Status.ContainerStatus?.ExitCode || 1 };
+    return { exitCode: 125 };
+}
+/** The engine's own words when it ended the task otherwise than by its exit (rejected, shut down), for the caller's error. */
+function taskError(task) {
+    if (!task)
+        return 'the one-off task is gone';
+    const { State, Err, ContainerStatus } = task.Status;
+    if (State === 'complete' || (State === 'failed' && ContainerStatus?.ExitCode))
+        return '';
+    return `task ${State}${Err ? `: ${Err}` : ''}`;
+}
+
+
+/***/ }),
+
+/***/ 6987:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.appReplicas = appReplicas;
+exports.scaleServices = scaleServices;
+exports.scaleLater = scaleLater;
+const compose_1 = __nccwpck_require__(7130);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The stack's replicated services other than the database's (and its jobs), with the replicas they have now (those at 0 left out). */
+async function appReplicas({ host, env, log }) {
+    const list = await host.run(swarm.serviceList(env.project), { quiet: true, label: `listing ${env.name}'s services`, timeoutSeconds: 120 });
+    const dbName = swarm.swarmServiceName(env.project, env.cfg.database.service);
+    const names = swarm
+        .parseServiceList(list.stdout)
+        .map((s) => s.Name)
+        .filter((n) => n !== dbName);
+    if (names.length === 0)
+        return [];
+    const spec = await host.run(swarm.serviceInspect(names), { quiet: true, label: `inspecting ${env.name}'s services`, timeoutSeconds: 120 });
+    const out = [];
+    for (const s of swarm.parseServiceStatus(spec.stdout)) {
+        // A job is a one-off task (a migration), which ends by itself: scaling would change its completions.
+        if (s.Spec.Mode?.ReplicatedJob || s.Spec.Mode?.GlobalJob)
+            continue;
+        if (s.Spec.Mode?.Global)
+            log.warning(`${env.name}: ${s.Spec.Name} runs in global mode, which cannot be scaled: it keeps running meanwhile`);
+        else if ((s.Spec.Mode?.Replicated?.Replicas ?? 1) > 0)
+            out.push({ service: s.Spec.Name, replicas: s.Spec.Mode?.Replicated?.Replicas ?? 1 });
+    }
+    return out;
+}
+/**
+ * `docker service scale` of the services to the counts given, the engine waiting until their tasks
+ * converged (at 0: stopped; above: running, which for a task with a healthcheck means healthy).
+ */
+async function scaleServices({ host, env }, scales, o) {
+    if (scales.length === 0)
+        return;
+    const names = scales.map((a) => `${a.service}=${a.replicas}`).join(', ');
+    await host.run(swarm.serviceScale(scales, { wait: true }), { label: `${env.name}: scaling ${names} (${o.why})`, timeoutSeconds: o.timeoutSeconds ?? 600 });
+}
+/** The scale back to `scales` for a script the host runs later (an undo), without waiting; nothing when there is none. */
+function scaleLater(env, scales) {
+    return scales.length ? { RESTART_DIR: env.cfg.checkout, RESTART_PROJECT: env.project, RESTART: swarm.serviceScale(scales, { wait: false }) } : compose_1.NOTHING_LATER;
+}
+
+
+/***/ }),
+
 /***/ 960:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -62963,7 +63206,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
+exports.parseTaskStatus = exports.taskStatusEntry = exports.oneOffSourceEntry = exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
 exports.stackDeploy = stackDeploy;
 exports.stackConfig = stackConfig;
 exports.envStdin = envStdin;
@@ -62972,6 +63215,7 @@ exports.serviceList = serviceList;
 exports.serviceTasks = serviceTasks;
 exports.serviceInspect = serviceInspect;
 exports.serviceRollback = serviceRollback;
+exports.serviceScale = serviceScale;
 exports.inspectNodes = inspectNodes;
 exports.tagForRegistry = tagForRegistry;
 exports.push = push;
@@ -62991,6 +63235,17 @@ exports.inspectStackContainers = inspectStackContainers;
 exports.taskContainer = taskContainer;
 exports.taskService = taskService;
 exports.imageRepo = imageRepo;
+exports.parseOneOffSource = parseOneOffSource;
+exports.mountFlag = mountFlag;
+exports.fileRefFlag = fileRefFlag;
+exports.oneOffSpecFlags = oneOffSpecFlags;
+exports.oneOffEnvFile = oneOffEnvFile;
+exports.oneOffCreate = oneOffCreate;
+exports.jobWait = jobWait;
+exports.taskInspect = taskInspect;
+exports.serviceLogs = serviceLogs;
+exports.jobRemove = jobRemove;
+exports.serviceRemove = serviceRemove;
 /**
  * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
  * registry), and the schemas of what those commands print. An environment whose target is swarm
@@ -63001,8 +63256,8 @@ const fs = __importStar(__nccwpck_require__(3024));
 const zod_1 = __nccwpck_require__(924);
 const json_1 = __nccwpck_require__(8634);
 const shell_1 = __nccwpck_require__(2232);
-const STACK_ENV = fs.readFileSync(__nccwpck_require__.ab + "stack-env.sh", 'utf8');
-const NODES_INSPECT = fs.readFileSync(__nccwpck_require__.ab + "nodes-inspect.sh", 'utf8');
+const STACK_ENV = fs.readFileSync(__dirname + '/stack-env.sh', 'utf8');
+const NODES_INSPECT = fs.readFileSync(__dirname + '/nodes-inspect.sh', 'utf8');
 /** The label Docker puts on every service, network and task of a stack. */
 exports.STACK_LABEL = 'com.docker.stack.namespace';
 function inStack(p, args) {
@@ -63052,6 +63307,23 @@ function serviceInspect(services) {
 function serviceRollback(service) {
     return (0, shell_1.argv)('docker', 'service', 'rollback', '--detach', service);
 }
+/**
+ * `docker service scale` of replicated services to the counts given (a global service cannot be
+ * scaled). With `wait`, the engine's own wait: it returns once the tasks converged (at 0, once they
+ * stopped); without, at once.
+ */
+function serviceScale(scales, o) {
+    const pairs = scales.map((s) => {
+        if (!Number.isInteger(s.replicas) || s.replicas < 0)
+            throw new Error(`${s.replicas} is not a replica count`);
+        if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(s.service))
+            throw new Error(`"${s.service}" is not a service name`);
+        return `${s.service}=${s.replicas}`;
+    });
+    if (pairs.length === 0)
+        throw new Error('serviceScale needs at least one service');
+    return (0, shell_1.argv)('docker', 'service', 'scale', `--detach=${o.wait ? 'false' : 'true'}`, pairs);
+}
 /** `docker node inspect` of every node; `[]` when the engine lists none. */
 function inspectNodes() {
     return (0, shell_1.hostScript)(NODES_INSPECT, {});
@@ -63091,7 +63363,15 @@ exports.serviceStatusEntry = zod_1.z.object({
     Spec: zod_1.z.object({
         Name: zod_1.z.string(),
         TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
-        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+        Mode: zod_1.z
+            .object({
+            Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(),
+            Global: zod_1.z.object({}).passthrough().nullish(),
+            /** A one-off task (src/domain/swarm-oneoff.ts), not an app service. */
+            ReplicatedJob: zod_1.z.object({}).passthrough().nullish(),
+            GlobalJob: zod_1.z.object({}).passthrough().nullish(),
+        })
+            .nullish(),
     }),
     /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
     UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
@@ -63210,8 +63490,8 @@ function stackLabel(stack) {
 function taskServiceLabel(stack, service) {
     return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
 }
-const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
-const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh', 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__dirname + '/task-container.sh', 'utf8');
 /** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
 function inspectStackContainers(stack, service) {
     return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
@@ -63244,6 +63524,175 @@ function imageRepo(ref) {
     const slash = noDigest.lastIndexOf('/');
     const colon = noDigest.lastIndexOf(':');
     return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+// A one-off task of a stack's service (src/domain/swarm-oneoff.ts): a replicated job started from
+// the service's own spec (env, mounts, networks, secrets, placement) with another image and command.
+const fileRef = zod_1.z.object({
+    File: zod_1.z.object({ Name: zod_1.z.string(), UID: zod_1.z.string().nullish(), GID: zod_1.z.string().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+    SecretName: zod_1.z.string().nullish(),
+    ConfigName: zod_1.z.string().nullish(),
+});
+const mountEntry = zod_1.z.object({
+    Type: zod_1.z.string(),
+    Source: zod_1.z.string().nullish(),
+    Target: zod_1.z.string(),
+    ReadOnly: zod_1.z.boolean().nullish(),
+    BindOptions: zod_1.z.object({ Propagation: zod_1.z.string().nullish() }).nullish(),
+    VolumeOptions: zod_1.z
+        .object({
+        NoCopy: zod_1.z.boolean().nullish(),
+        Labels: labels,
+        DriverConfig: zod_1.z.object({ Name: zod_1.z.string().nullish(), Options: zod_1.z.record(zod_1.z.string()).nullish() }).nullish(),
+    })
+        .nullish(),
+    TmpfsOptions: zod_1.z.object({ SizeBytes: zod_1.z.number().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+});
+/** What a one-off task copies of `docker service inspect`: the task template's container spec, networks and placement. */
+exports.oneOffSourceEntry = zod_1.z.object({
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({
+            ContainerSpec: zod_1.z.object({
+                Command: zod_1.z.array(zod_1.z.string()).nullish(),
+                Env: zod_1.z.array(zod_1.z.string()).nullish(),
+                Dir: zod_1.z.string().nullish(),
+                User: zod_1.z.string().nullish(),
+                Hosts: zod_1.z.array(zod_1.z.string()).nullish(),
+                Mounts: zod_1.z.array(mountEntry).nullish(),
+                Secrets: zod_1.z.array(fileRef).nullish(),
+                Configs: zod_1.z.array(fileRef).nullish(),
+            }),
+            Networks: zod_1.z.array(zod_1.z.object({ Target: zod_1.z.string() })).nullish(),
+            Placement: zod_1.z.object({ Constraints: zod_1.z.array(zod_1.z.string()).nullish() }).nullish(),
+        }),
+    }),
+});
+/** The spec of `service` from `docker service inspect <service>`; undefined when the engine has no such service. */
+function parseOneOffSource(text, service) {
+    return (0, json_1.parseHostJson)(zod_1.z.array(exports.oneOffSourceEntry), text.trim() || '[]', `docker service inspect ${service}`).find((s) => s.Spec.Name === service);
+}
+/** One field of a `--mount`, `--secret` or `--config` value: the CLI reads them as a CSV record. */
+function csvField(field) {
+    return /[",\r\n]/.test(field) || field !== field.trim() ? `"${field.replace(/"/g, '""')}"` : field;
+}
+/** A `--mount` value of a mount of the spec. */
+function mountFlag(m) {
+    const f = [`type=${m.Type}`, ...(m.Source ? [`source=${m.Source}`] : []), `target=${m.Target}`];
+    if (m.ReadOnly)
+        f.push('readonly');
+    if (m.BindOptions?.Propagation)
+        f.push(`bind-propagation=${m.BindOptions.Propagation}`);
+    const v = m.VolumeOptions;
+    if (v?.NoCopy)
+        f.push('volume-nocopy');
+    if (v?.DriverConfig?.Name)
+        f.push(`volume-driver=${v.DriverConfig.Name}`);
+    for (const [k, val] of Object.entries(v?.DriverConfig?.Options ?? {}))
+        f.push(`volume-opt=${k}=${val}`);
+    for (const [k, val] of Object.entries(v?.Labels ?? {}))
+        f.push(`volume-label=${k}=${val}`);
+    if (m.TmpfsOptions?.SizeBytes)
+        f.push(`tmpfs-size=${m.TmpfsOptions.SizeBytes}`);
+    if (m.TmpfsOptions?.Mode)
+        f.push(`tmpfs-mode=0${m.TmpfsOptions.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** A `--secret` or `--config` value of a secret or config the spec gives as a file; undefined for one it does not. */
+function fileRefFlag(r) {
+    const source = r.SecretName ?? r.ConfigName;
+    if (!r.File || !source)
+        return undefined;
+    const f = [`source=${source}`, `target=${r.File.Name}`];
+    if (r.File.UID)
+        f.push(`uid=${r.File.UID}`);
+    if (r.File.GID)
+        f.push(`gid=${r.File.GID}`);
+    if (r.File.Mode !== undefined && r.File.Mode !== null)
+        f.push(`mode=0${r.File.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** `docker service create` flags that give a one-off task the spec's mounts, networks, secrets, configs, placement and process settings. */
+function oneOffSpecFlags(source) {
+    const t = source.Spec.TaskTemplate;
+    const c = t.ContainerSpec;
+    const refs = (flag, list) => (list ?? []).map(fileRefFlag).flatMap((v) => (v === undefined ? [] : [flag, v]));
+    return [
+        ...(c.Mounts ?? []).flatMap((m) => ['--mount', mountFlag(m)]),
+        // By id: the spec names the networks so, the stack's own and an external one (host) alike.
+        ...(t.Networks ?? []).flatMap((n) => ['--network', n.Target]),
+        ...refs('--secret', c.Secrets),
+        ...refs('--config', c.Configs),
+        ...(t.Placement?.Constraints ?? []).flatMap((x) => ['--constraint', x]),
+        ...(c.Dir ? ['--workdir', c.Dir] : []),
+        ...(c.User ? ['--user', c.User] : []),
+        ...(c.Hosts ?? []).flatMap((h) => ['--host', hostFlag(h)]),
+        // The service's entrypoint (compose's `entrypoint:`), as the CLI splits it: one shell-quoted string.
+        ...(c.Command?.length ? ['--entrypoint', c.Command.map((w) => (0, shell_1.quote)(w)).join(' ')] : []),
+    ];
+}
+/** The spec keeps extra hosts as `IP host…` (the /etc/hosts line); the flag takes `host:IP`. */
+function hostFlag(line) {
+    const [ip, ...names] = line.trim().split(/\s+/);
+    return names.map((n) => `${n}:${ip}`).join(',') || line;
+}
+/**
+ * An env file (`--env-file`) of the spec's variables with `extra` over them: one KEY=VALUE a line,
+ * as the docker client reads it (no quotes, no continuation). A value it could not read back as
+ * given (a line break, a key with space or `=`) is refused rather than changed.
+ */
+function oneOffEnvFile(specEnv, extra) {
+    const vars = new Map();
+    for (const kv of specEnv) {
+        const eq = kv.indexOf('=');
+        // A bare name would make the client copy its own variable of that name: the spec has no value for it.
+        if (eq > 0)
+            vars.set(kv.slice(0, eq), kv.slice(eq + 1));
+    }
+    for (const [k, v] of Object.entries(extra))
+        vars.set(k, v);
+    return [...vars]
+        .map(([k, v]) => {
+        if (!/^[^\s=#][^\s=]*$/.test(k) || /[\r\n\0]/.test(v) || k.length + v.length > 60_000)
+            throw new Error(`variable ${k.slice(0, 40)} cannot be passed to a one-off task through an env file`);
+        return `${k}=${v}\n`;
+    })
+        .join('');
+}
+/** `docker service create` of a one-off job: one task, never restarted, registry credentials sent to the node. */
+function oneOffCreate(j) {
+    return (0, shell_1.argv)(['docker', 'service', 'create', '--quiet', '--mode', 'replicated-job', '--restart-condition', 'none', '--detach', '--with-registry-auth'], ['--name', j.name, '--env-file', j.envFile, ...oneOffSpecFlags(j.source)], [j.image, ...j.command]);
+}
+const JOB_WAIT = fs.readFileSync(__dirname + '/job-wait.sh', 'utf8');
+/** Waits for the one task of a one-off job to end (complete, failed, rejected, shut down); prints its id. */
+function jobWait(name) {
+    return (0, shell_1.hostScript)(JOB_WAIT, { SERVICE: name });
+}
+/** `docker inspect` of a task: its state, the engine's error and the container's exit code. */
+function taskInspect(id) {
+    return (0, shell_1.argv)('docker', 'inspect', '--type', 'task', id);
+}
+exports.taskStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Status: zod_1.z.object({
+        State: zod_1.z.string(),
+        Err: zod_1.z.string().nullish(),
+        ContainerStatus: zod_1.z.object({ ExitCode: zod_1.z.number().nullish() }).nullish(),
+    }),
+});
+const parseTaskStatus = (text, id) => (0, json_1.parseHostJson)(zod_1.z.array(exports.taskStatusEntry), text.trim() || '[]', `docker inspect of task ${id}`)[0];
+exports.parseTaskStatus = parseTaskStatus;
+/** `docker service logs` of a service's tasks as they wrote it: the task's stdout on stdout, its stderr on stderr. */
+function serviceLogs(name) {
+    return (0, shell_1.argv)('docker', 'service', 'logs', '--raw', '--no-trunc', name);
+}
+const JOB_REMOVE = fs.readFileSync(__dirname + '/job-remove.sh', 'utf8');
+/** Removes a one-off job, its live task stopped first (the engine would leave it running); nothing when there is no such job. */
+function jobRemove(name) {
+    return (0, shell_1.hostScript)(JOB_REMOVE, { SERVICE: name });
+}
+/** `docker service rm`: the engine stops the service's tasks (not a job's: see jobRemove). */
+function serviceRemove(name) {
+    return (0, shell_1.argv)('docker', 'service', 'rm', name);
 }
 
 
@@ -63932,6 +64381,7 @@ const rawForeignKey = zod_1.z.object({
     refColumns: names,
     onDelete: zod_1.z.enum(['no action', 'restrict', 'cascade', 'set null', 'set default']),
     partition: zod_1.z.string().nullable().optional(),
+    validated: zod_1.z.boolean().optional(),
 });
 const sequence = zod_1.z.object({
     id: zod_1.z.string(),
@@ -64001,6 +64451,7 @@ exports.emptyTableWarnings = emptyTableWarnings;
 exports.referenceName = referenceName;
 exports.schemaThenRows = schemaThenRows;
 exports.countsQuery = countsQuery;
+exports.checkedByConstraint = checkedByConstraint;
 exports.orphansQuery = orphansQuery;
 exports.leakQuery = leakQuery;
 exports.sequencesSql = sequencesSql;
@@ -64181,10 +64632,22 @@ function schemaThenRows(schema, send, receive) {
 function countsQuery(plan) {
     return `SELECT 'ts:counts:' || (${jsonObject((0, plan_1.copiedTables)(plan).map((tp) => [tp.table.id, `(SELECT count(*) FROM ${(0, plan_1.fromClause)(tp.table)})`]))})::text;`;
 }
-/** Per foreign key, rows in staging whose reference finds no row (checked before constraints exist). */
-function orphansQuery(plan) {
+/**
+ * A foreign key that post-data's constraint checks: production's is validated and declared on the
+ * table itself (a key declared partition by partition may miss one). Restoring it in staging reads
+ * every copied row against its parent, so counting its orphans before would read them twice.
+ */
+function checkedByConstraint(p) {
+    return p.fk.validated === true && !p.fk.partitions;
+}
+/**
+ * Per foreign key, rows in staging whose reference finds no row (checked before constraints exist);
+ * `unchecked`: only references and the keys post-data's constraints do not check (checkedByConstraint).
+ */
+function orphansQuery(plan, which = 'all') {
     const byId = new Map(plan.tables.map((t) => [t.table.id, t.table]));
-    const pairs = plan.fks.map((p) => {
+    const fks = which === 'all' ? plan.fks : plan.fks.filter((p) => !checkedByConstraint(p));
+    const pairs = fks.map((p) => {
         const c = byId.get(p.fk.table);
         const r = byId.get(p.fk.refTable);
         const notNull = p.fk.columns.map((col) => `c.${(0, sql_1.ident)(col)} IS NOT NULL`).join(' AND ');
@@ -64233,8 +64696,11 @@ function leakQuery(plan) {
         };
         const anyTable = textual.filter(container);
         const ownRow = textual.filter((c) => !container(c) && (c.rule ?? '').startsWith('sql:'));
-        // Each distinct value is searched once (a rule's constant such as '{}' is one value, not one per row).
-        const inside = (cols, probes) => `SELECT p.src, ${(0, sql_1.literal)(tp.table.id)}, d.col, sum(d.n)::bigint FROM (SELECT x.col, x.v, count(*) AS n FROM ${(0, plan_1.fromClause)(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(cols)}) x(col, v) GROUP BY 1, 2) d ` +
+        // Each distinct value is searched once (a rule's constant such as '{}' is one value, not one per
+        // row), first against every probe at once (LIKE ANY, no row per pair of value and probe); only
+        // the values holding one are joined to name it.
+        const inside = (cols, probes) => `SELECT p.src, ${(0, sql_1.literal)(tp.table.id)}, d.col, sum(d.n)::bigint FROM (SELECT x.col, x.v, count(*) AS n FROM ${(0, plan_1.fromClause)(tp.table)} t CROSS JOIN LATERAL (VALUES ${values(cols)}) x(col, v) GROUP BY 1, 2 ` +
+            `HAVING x.v LIKE ANY (ARRAY(SELECT '%' || replace(replace(replace(q.v, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%' FROM ${probes} q))) d ` +
             `JOIN ${probes} p ON d.v <> p.v AND strpos(d.v, p.v) > 0 GROUP BY 1, 2, 3`;
         if (anyTable.length)
             parts.push(inside(anyTable, `pg_temp.${plan_1.PROBE_TABLE}`));
@@ -64388,7 +64854,7 @@ async function resample(ctx, params, hooks = {}) {
             throw e;
         }
         try {
-            await fillStaging(run, staging, prodLock);
+            await fillStaging(run, staging, prodLock, hooks);
         }
         catch (e) {
             await staging.server.drop(staging.names.staging).catch((de) => ctx.log.warning(`could not drop ${staging.names.staging}: ${String(de)}`));
@@ -64440,20 +64906,40 @@ async function createStaging(run, op) {
     await op.record('staging-created', { database: names.staging, fraction: plan.fraction, seed: plan.seed });
     return { server, names, devInfo, devAcl: (0, postgres_1.pgDump)(dev, names.dev, { schemaOnly: true }) };
 }
+/**
+ * Production's constraints and indexes into staging. Its foreign keys check the copied rows (the
+ * orphans of checkedByConstraint's keys were not counted before); when post-data fails, every key's
+ * orphans are counted, and a sample with any is refused as before the constraints.
+ */
+async function restorePostData(run, staging) {
+    run.ctx.log.info('Constraints and indexes: production post-data into staging.');
+    const { dev } = run;
+    try {
+        await run.ctx.host.run(`${prodDump(run.prod, 'post-data')} | ${(0, postgres_1.psql)(dev, staging.names.staging, { tuples: true, output: '/dev/null' })}`, {
+            label: 'restoring constraints and indexes (post-data) into staging',
+            timeoutSeconds: run.ctx.config['command-timeout-seconds'],
+            quiet: true,
+        });
+    }
+    catch (e) {
+        const out = await staging.server.exec(orphansQuery(run.plan), 'counting orphans after post-data failed', staging.names.staging);
+        const orphans = parseTagged(out, exports.tagged.orphans);
+        for (const f of run.report.foreignKeys)
+            f.orphans = Number(orphans[`${f.table}|${f.name}`] ?? 0);
+        refuseFlawedSample(run);
+        throw e;
+    }
+}
 /** Schema, rows, checks of the sample, constraints, sequences, grants and after-load: staging ready to swap in. */
-async function fillStaging(run, staging, prodLock) {
+async function fillStaging(run, staging, prodLock, hooks) {
     const streamed = await streamSample(run, staging, prodLock);
     run.mark('schema (pre-data), rows, counts, orphans, leak scan');
     reportSample(run, streamed);
     refuseFlawedSample(run);
-    run.ctx.log.info('Constraints and indexes: production post-data into staging.');
-    const { dev, plan } = run;
-    await run.ctx.host.run(`${prodDump(run.prod, 'post-data')} | ${(0, postgres_1.psql)(dev, staging.names.staging, { tuples: true, output: '/dev/null' })}`, {
-        label: 'restoring constraints and indexes (post-data) into staging',
-        timeoutSeconds: run.ctx.config['command-timeout-seconds'],
-        quiet: true,
-    });
+    await hooks.afterRows?.(staging.names.staging);
+    await restorePostData(run, staging);
     run.mark('constraints and indexes (post-data)');
+    const { plan } = run;
     const seq = sequencesSql(plan, run.catalog);
     // Sequences, grants and statistics touch different things: they run side by side. Statistics
     // wait for after-load, whose rows they must see.
@@ -64513,7 +64999,7 @@ function receiveScript(run, staging, busy) {
             postgres_1.STDIN_SCRIPT,
             ...((0, plan_1.placeholderInserts)(plan) ? [(0, plan_1.placeholderInserts)(plan)] : []),
             countsQuery(plan),
-            orphansQuery(plan),
+            orphansQuery(plan, 'unchecked'),
             (0, representativeness_1.fanoutTagged)(plan, busy),
             `SELECT 'ts:cleared:' || coalesce(json_agg(json_build_object('table', tbl, 'fk', fk, 'rows', n, 'kind', kind)), '[]')::text FROM pg_temp.${plan_1.CLEARED_TABLE};`,
             leakQuery(plan),
@@ -66945,6 +67431,9 @@ const release_1 = __nccwpck_require__(5817);
 const shell_1 = __nccwpck_require__(2232);
 const compose_1 = __nccwpck_require__(7130);
 const catalog_1 = __nccwpck_require__(5876);
+const swarm_scale_1 = __nccwpck_require__(6987);
+const swarm_oneoff_1 = __nccwpck_require__(5984);
+const swarm = __importStar(__nccwpck_require__(5846));
 const postgres_1 = __nccwpck_require__(263);
 const SWAP_UNDO = fs.readFileSync(__nccwpck_require__.ab + "swap-undo.sh", 'utf8');
 const SWAP_FINISH = fs.readFileSync(__nccwpck_require__.ab + "swap-finish.sh", 'utf8');
@@ -66962,6 +67451,8 @@ exports.NO_SERVICES = {
 function appServices(host, env, log, checkHealth) {
     if (env.cfg.database.via === 'host')
         return exports.NO_SERVICES;
+    if (env.onSwarm)
+        return stackAppServices(host, env, log, checkHealth);
     const timeout = env.cfg.healthTimeoutSeconds;
     return {
         async stop() {
@@ -66988,6 +67479,47 @@ function appServices(host, env, log, checkHealth) {
             // The same verdict a deploy gives: every service healthy (or running, without a
             // healthcheck), then the environment's health URL answering 2xx.
             await (0, release_1.waitHealthy)(host, env, log, timeout);
+            await (0, release_1.probeHealthUrl)(host, env, log);
+        },
+    };
+}
+/**
+ * appServices on a swarm (env.onSwarm): compose finds no containers there, so the stack's app
+ * services are scaled to 0 and back to the replicas their specs had before the first stop (a second
+ * stop, on the way back, finds them at 0 or started again: what they had stays the first reading).
+ */
+function stackAppServices(host, env, log, checkHealth) {
+    const had = new Map();
+    const named = (swarmName) => swarm.stackServiceName(env.project, swarmName) ?? swarmName;
+    const scales = (services) => services.flatMap((s) => {
+        const replicas = had.get(s);
+        return replicas === undefined ? [] : [{ service: swarm.swarmServiceName(env.project, s), replicas }];
+    });
+    return {
+        async stop() {
+            const apps = await (0, swarm_scale_1.appReplicas)({ host, env, log });
+            for (const a of apps)
+                if (!had.has(named(a.service)))
+                    had.set(named(a.service), a.replicas);
+            const services = apps.map((a) => named(a.service)).sort();
+            if (services.length) {
+                log.info(`Scaling dev services ${services.join(', ')} to 0 replicas.`);
+                await (0, swarm_scale_1.scaleServices)({ host, env }, apps.map((a) => ({ service: a.service, replicas: 0 })), { why: 'for the database swap' });
+            }
+            return services;
+        },
+        async start(services) {
+            const back = scales(services);
+            if (!back.length)
+                return;
+            log.info(`Scaling dev services back: ${back.map((b) => `${named(b.service)} to ${b.replicas}`).join(', ')}.`);
+            // The engine waits until the tasks run, which for a task with a healthcheck means healthy.
+            await (0, swarm_scale_1.scaleServices)({ host, env }, back, { why: 'after the database swap', timeoutSeconds: env.cfg.healthTimeoutSeconds + 60 });
+        },
+        startLater: (services) => (0, swarm_scale_1.scaleLater)(env, scales(services)),
+        async health(services) {
+            if (!checkHealth || !services.length)
+                return;
             await (0, release_1.probeHealthUrl)(host, env, log);
         },
     };
@@ -67237,9 +67769,24 @@ function composeMigrate(host, env, command, log) {
             log.info('Migrations skipped: dev database runs on the host (via: host), no api container to run them in.');
             return;
         }
+        if (env.onSwarm)
+            return swarmMigrate(host, env, command, log);
         log.info(`Running ${command.join(' ')} in a one-off ${env.cfg.apiService} container.`);
         await host.run(env.compose('run', '--rm', '--no-deps', '-T', env.cfg.apiService, ...command), env.composeOptions({ label: `dev migrations (${(0, shell_1.argv)(...command)})`, timeoutSeconds: 1800 }));
     };
+}
+/** composeMigrate on a swarm: dev's migrate command in a one-off task of the api service's own spec and image. */
+async function swarmMigrate(host, env, command, log) {
+    const service = swarm.swarmServiceName(env.project, env.cfg.apiService);
+    const spec = await host.run(swarm.serviceInspect([service]), { check: false, quiet: true, label: `inspecting ${service}`, timeoutSeconds: 120 });
+    const image = spec.exitCode === 0 ? swarm.parseServiceStatus(spec.stdout).find((s) => s.Spec.Name === service)?.Spec.TaskTemplate.ContainerSpec.Image : undefined;
+    if (!image)
+        throw new errors_1.OperationFailed(`${env.name}: no service ${service} on the swarm to run the migrations in; deploy ${env.name} first`);
+    const label = `dev migrations (${(0, shell_1.argv)(...command)})`;
+    log.info(`Running ${command.join(' ')} in a one-off task of ${service} (${image}).`);
+    const r = await (0, swarm_oneoff_1.swarmOneOff)(host, env, command, { image, name: `${env.project}-twinstack-resample-migrate`, label, timeoutSeconds: 1800 });
+    if (r.exitCode !== 0 || r.timedOut)
+        throw new errors_1.RemoteCommandError({ ...r, label });
 }
 
 
@@ -68584,6 +69131,7 @@ const findings_1 = __nccwpck_require__(70);
 const http_probe_1 = __nccwpck_require__(1611);
 const isolation_1 = __nccwpck_require__(1998);
 const placement_1 = __nccwpck_require__(9793);
+const stack_merge_1 = __nccwpck_require__(9311);
 const db_init_1 = __nccwpck_require__(2257);
 const rolling_1 = __nccwpck_require__(3803);
 const wal_settings_1 = __nccwpck_require__(8305);
@@ -68765,6 +69313,8 @@ async function runPreflight(host, config, log, opts = {}) {
     findings.push(...dbInit(config, readings));
     // A swarm environment's services must stay on its own nodes (only for target: swarm).
     findings.push(...(await (0, placement_1.placementFindings)(host, config, { prod: readings.prod.facts.compose, dev: readings.dev.facts.compose }, settings['warn-only'])));
+    // ...and its overlays must not set what `docker stack deploy` appends instead of replacing.
+    findings.push(...(await (0, stack_merge_1.stackMergeFindings)({ host, config, log }, settings['warn-only'])));
     // Replication settings matter to the WAL receiver only: the gate before deploy and promote leaves them out.
     if (opts.wal !== false)
         findings.push(...(await (0, wal_settings_1.walSettingFindings)(host, config, settings['warn-only'].includes('wal-settings'))));
@@ -68911,6 +69461,129 @@ function checkHealthcheck(s, add) {
     else if (s.healthcheck === 'image') {
         add('warning', `rolling service ${name} has no healthcheck in the compose files: a rolling replacement refuses a new container whose image has none either`, `add a healthcheck to ${name} in the compose file (or be sure its image has a HEALTHCHECK)`);
     }
+}
+
+
+/***/ }),
+
+/***/ 9311:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.checkStackMerge = checkStackMerge;
+exports.stackMergeFindings = stackMergeFindings;
+/**
+ * `docker stack deploy` (CLI 20.10) merges an environment's compose files differently from
+ * compose: where compose lets the last file's `command`, `entrypoint` or `healthcheck.test`
+ * replace the earlier one, the stack's loader appends it, in list or string form alike (checked on
+ * 20.10.24: base `[CMD-SHELL, a]` and overlay `[CMD-SHELL, b]` give the task `[CMD-SHELL, a,
+ * CMD-SHELL, b]`, which runs `a`). An overlay's healthcheck is then silently ignored, and a broken
+ * release judged healthy. The merged model cannot show it (compose printed it), so this check
+ * reads each compose file on its own: for a swarm environment, one of these keys set for a service
+ * in more than one file is refused.
+ */
+const path = __importStar(__nccwpck_require__(6760));
+const yaml_1 = __nccwpck_require__(8815);
+const config_1 = __nccwpck_require__(912);
+const logger_1 = __nccwpck_require__(8828);
+/** The keys the stack's loader appends across files, as paths under a service. */
+const APPENDED = [['command'], ['entrypoint'], ['healthcheck', 'test']];
+const isObj = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** The value at `keys` under `o`, undefined when a step is missing or null. */
+function at(o, keys) {
+    let v = o;
+    for (const k of keys)
+        v = isObj(v) ? v[k] : undefined;
+    return v ?? undefined;
+}
+/** Each service's each appended key, with the files (in order) that set it. */
+function setters(files) {
+    const out = new Map();
+    for (const { file, text } of files) {
+        // merge: compose files share settings through YAML anchors and `<<`.
+        const doc = (0, yaml_1.parse)(text, { merge: true });
+        const services = at(doc, ['services']);
+        if (!isObj(services))
+            continue;
+        for (const [name, service] of Object.entries(services)) {
+            for (const keys of APPENDED) {
+                if (at(service, keys) === undefined)
+                    continue;
+                const id = `${name}\0${keys.join('.')}`;
+                out.set(id, [...(out.get(id) ?? []), file]);
+            }
+        }
+    }
+    return out;
+}
+/** One finding per service and key that more than one of the environment's compose files sets. */
+function checkStackMerge({ files, environment, warnOnly = [] }) {
+    const down = warnOnly.includes('stack-merge');
+    const out = [];
+    for (const [id, where] of setters(files)) {
+        if (where.length < 2)
+            continue;
+        const [service, key] = id.split('\0');
+        const message = `${environment}'s swarm service ${service} sets ${key} in ${where.join(' and ')}: docker stack deploy appends the later list to the first instead of replacing it, so the task runs the first`;
+        out.push({
+            check: 'stack-merge',
+            environment,
+            severity: down ? 'warning' : 'error',
+            message: down ? `${message} (warn-only)` : message,
+            fix: `define ${service}'s ${key} in one of those files only`,
+        });
+    }
+    return out;
+}
+/**
+ * The check for every environment whose target is swarm, each compose file read from its checkout.
+ * A file that cannot be read or parsed is left to the compose-config check, which reports it.
+ */
+async function stackMergeFindings(ctx, warnOnly = []) {
+    const { host, config, log } = ctx;
+    const findings = [];
+    for (const environment of config_1.ENVIRONMENTS.filter((e) => config.environments[e].target === 'swarm')) {
+        const env = config.environments[environment];
+        const read = async (file) => ({ file, text: (await host.readFile(path.posix.resolve(env.checkout, file))).toString('utf8') });
+        const check = async () => checkStackMerge({ files: await Promise.all(env.composeFiles.map(read)), environment, warnOnly });
+        findings.push(...(await check().catch((0, logger_1.ignored)(log, `${environment}: reading each compose file for the stack-merge check`, []))));
+    }
+    return findings;
 }
 
 

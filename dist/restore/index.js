@@ -56245,6 +56245,7 @@ exports.PREFLIGHT_CHECKS = [
     'wal-settings',
     'placement',
     'db-init',
+    'stack-merge',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -57200,6 +57201,148 @@ exports.swarmSchema = zod_1.z
 
 /***/ }),
 
+/***/ 6023:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.OneOffUnavailable = void 0;
+exports.migrationPlan = migrationPlan;
+exports.upgradeHead = upgradeHead;
+exports.alembicCheck = alembicCheck;
+exports.currentRevision = currentRevision;
+exports.oneOffAlembic = oneOffAlembic;
+exports.oneOffHeads = oneOffHeads;
+exports.migrationErrorLine = migrationErrorLine;
+exports.hitLockTimeout = hitLockTimeout;
+/**
+ * alembic inside an environment's api container: where the schema stands and the upgrade. Every
+ * call goes through dockerExec, so a time limit or a cancel stops the in-container process too.
+ */
+const alembic = __importStar(__nccwpck_require__(4645));
+const docker_1 = __nccwpck_require__(580);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const swarm_oneoff_1 = __nccwpck_require__(5984);
+/** Where alembic stands in the environment's api service, before migrating. */
+async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
+    const container = await env.serviceContainer(host, service);
+    const run = (command) => host.run((0, docker_1.dockerExec)(container, command), { label: `${env.name} ${command.join(' ')}`, quiet: true, timeoutSeconds });
+    const heads = alembic.parseHeads((await run(alembic.heads())).stdout);
+    const current = alembic.parseCurrent((await run(alembic.current())).stdout);
+    return { container, current, heads, pending: !(heads.length === 1 && heads[0] === current) };
+}
+async function upgradeHead(host, env, plan, timeoutSeconds) {
+    await host.run((0, docker_1.dockerExec)(plan.container, alembic.upgradeHead()), { label: `${env.name} alembic upgrade head`, timeoutSeconds });
+}
+/** `alembic check` (models without a migration); its result as is, for the caller to judge. */
+function alembicCheck(host, env, plan, timeoutSeconds) {
+    return host.run((0, docker_1.dockerExec)(plan.container, alembic.check()), { label: `${env.name} alembic check`, timeoutSeconds, check: false });
+}
+/** alembic's current revision in the environment's api container ('' when there is none yet). */
+async function currentRevision(host, env, { service = env.cfg.apiService, timeoutSeconds = 120, container } = {}) {
+    container ??= await env.serviceContainer(host, service);
+    const r = await host.run((0, docker_1.dockerExec)(container, alembic.current()), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
+    return alembic.parseCurrent(r.stdout);
+}
+/**
+ * alembic in a one-off container of the environment's api service, started from `at` (a checkout of
+ * the new commit, whose image name points at the new image): the new code's migrations, while the
+ * old containers still serve. On a swarm, a one-off task of `o.image` (src/domain/swarm-oneoff.ts).
+ * Returns the result as is.
+ */
+async function oneOffAlembic(host, at, command, o) {
+    if (at.onSwarm) {
+        if (!o.image)
+            throw new errors_1.OperationFailed(`${at.name}: ${o.label}: on a swarm the one-off task needs the new ${at.cfg.apiService} image by digest (OneOffOptions.image), and none was given`);
+        return (0, swarm_oneoff_1.swarmOneOff)(host, at, command, { ...o, image: o.image });
+    }
+    const service = at.cfg.apiService;
+    const pass = Object.keys(o.env ?? {}).flatMap((k) => ['-e', k]);
+    await host.run((0, shell_1.argv)('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
+    try {
+        return await host.run(at.compose('run', '--rm', '--no-deps', '-T', '--name', o.name, ...pass, service, ...command), at.composeOptions({ label: o.label, timeoutSeconds: o.timeoutSeconds, check: false, quiet: true, env: o.env }));
+    }
+    finally {
+        // A time limit or a cancel kills the client; the container must not migrate on unseen.
+        await host.run((0, shell_1.argv)('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
+    }
+}
+/** compose cannot start a one-off container of the api service (docker-compose v1 with host networking and depends_on). */
+class OneOffUnavailable extends errors_1.OperationFailed {
+    name = 'OneOffUnavailable';
+}
+exports.OneOffUnavailable = OneOffUnavailable;
+/** The head revision(s) of the new code, read in a one-off container. */
+async function oneOffHeads(host, at, o) {
+    const r = await oneOffAlembic(host, at, alembic.heads(), { ...o, label: `${at.name} alembic heads (new code)` });
+    if (r.exitCode !== 0 && /host type networking can't be used with links/.test(`${r.stdout}\n${r.stderr}`)) {
+        throw new OneOffUnavailable(`${at.name}: docker-compose v1 cannot start a one-off ${at.cfg.apiService} container (host networking with depends_on): the migration runs in the new container after the swap, unrehearsed. docker compose v2 does not have this limit.`);
+    }
+    if (r.exitCode !== 0)
+        throw new errors_1.OperationFailed(`${at.name}: alembic heads failed in a one-off ${at.cfg.apiService} container of the new image: ${migrationErrorLine(`${r.stdout}\n${r.stderr}`)}`);
+    return alembic.parseHeads(r.stdout);
+}
+/**
+ * The migration's own error from its output: the exception line that ends a Python traceback (not
+ * the traceback), without the SQL echo, row values replaced by where to look.
+ */
+function migrationErrorLine(output) {
+    // Scrubbed whole before it is split: a row value may span lines.
+    const lines = (0, errors_1.scrubRowValues)(output)
+        .split('\n')
+        .map((l) => l.trimEnd());
+    const tb = lines.map((l, i) => (l.startsWith('Traceback (most recent call last)') ? i : -1)).filter((i) => i >= 0);
+    const from = tb.length ? tb[tb.length - 1] : 0;
+    const exc = lines
+        .slice(from)
+        .filter((l) => /^[A-Za-z_][\w.]*(?:Error|Exception|Violation|Timeout|Failure|Exit)\b[^:]*:/.test(l) || /^[A-Za-z_][\w.]*(?:Error|Exception)$/.test(l));
+    const line = exc.at(-1) ?? lines.filter((l) => l.trim()).at(-1) ?? '';
+    const detail = lines.slice(from).find((l) => /^DETAIL: /.test(l));
+    return `${line.replace(/\s*\[SQL: .*$/, '').trim()}${detail ? ` (${detail.trim()})` : ''}`.slice(0, 500);
+}
+/** True when a failed migration gave up waiting for a lock (lock_timeout), which is worth a retry. */
+function hitLockTimeout(output) {
+    return /canceling statement due to lock timeout|LockNotAvailable/.test(output);
+}
+
+
+/***/ }),
+
 /***/ 6230:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -57627,7 +57770,7 @@ async function restoreBackup({ host, config, env, m, log, opts = {} }) {
     const tag = `twinstack restore ${m.id} in progress`;
     const undoCheck = `SELECT 1 FROM pg_database a WHERE a.datname = ${(0, sql_1.literal)(aside)} AND NOT EXISTS ` +
         `(SELECT 1 FROM pg_database d WHERE d.datname = ${(0, sql_1.literal)(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${(0, sql_1.literal)(tag)});`;
-    const restart = opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : compose_1.NOTHING_LATER;
+    const restart = opts.restartLater ?? (opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : compose_1.NOTHING_LATER);
     // What undoes a cut restore: written before anything moves, run by the next operation if this
     // script never gets to remove it (see pendingUndo in operation.ts).
     const undo = `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
@@ -58044,6 +58187,303 @@ async function drillOn(c, { settings, now, started, backup }, source) {
     finally {
         await rec.remove().catch((0, logger_1.ignored)(log, 'removing the drill scratch recovery'));
     }
+}
+
+
+/***/ }),
+
+/***/ 6390:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.EnvFileError = exports.SECRET_KEY = void 0;
+exports.parseEnvFile = parseEnvFile;
+exports.sha256 = sha256;
+exports.hostOf = hostOf;
+exports.digestEnv = digestEnv;
+exports.scrub = scrub;
+exports.serviceEnvironment = serviceEnvironment;
+/**
+ * Env files as docker compose reads them, and the digest preflight compares. Values are secrets:
+ * they are hashed as soon as the file is parsed, and nothing built from them (messages, the
+ * summary, outputs) ever contains one; findings name keys only.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const yaml_1 = __nccwpck_require__(8815);
+const units_1 = __nccwpck_require__(4477);
+/** Env file keys whose values are secrets: masked in the log as soon as the file is read. */
+exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
+class EnvFileError extends Error {
+    name = 'EnvFileError';
+}
+exports.EnvFileError = EnvFileError;
+/**
+ * Parses env file text the way compose's dotenv reader does: blank lines and `#` comments skipped,
+ * an optional `export ` prefix, `KEY=value` (and the YAML-like `KEY: value`), unquoted values cut at
+ * ` #` and trimmed, single quotes literal, double quotes with backslash escapes, both quotes may
+ * span lines, `${VAR}`, `${VAR:-default}`, `$VAR` expanded from keys above (not from the shell, which
+ * preflight does not see), `$$` and `\$` for a literal `$`. A bare `KEY` line takes its value from
+ * the shell, so it is left out. Errors name the line, never the value.
+ */
+function parseEnvFile(text) {
+    const out = new Map();
+    const src = text.replace(/^\uFEFF/, '').replace(/\r\n/g, '\n');
+    let i = 0;
+    let line = 1;
+    const n = src.length;
+    const isSpace = (c) => c === ' ' || c === '\t' || c === '\v' || c === '\f' || c === '\r';
+    while (i < n) {
+        // Skip blank space and comment lines up to the next statement.
+        while (i < n && (isSpace(src[i]) || src[i] === '\n')) {
+            if (src[i] === '\n')
+                line++;
+            i++;
+        }
+        if (i >= n)
+            break;
+        if (src[i] === '#') {
+            while (i < n && src[i] !== '\n')
+                i++;
+            continue;
+        }
+        const exportMatch = /^export[ \t]+/.exec(src.slice(i, i + 20));
+        if (exportMatch)
+            i += exportMatch[0].length;
+        let keyEnd = i;
+        while (keyEnd < n && !'=:\n'.includes(src[keyEnd]))
+            keyEnd++;
+        const key = src.slice(i, keyEnd).replace(/[ \t\r]+$/, '');
+        if (!/^[A-Za-z0-9_.\-[\]]+$/.test(key)) {
+            // Never the text itself: a line without "=" may be a pasted secret.
+            throw new EnvFileError(`line ${line}: the text before "=" is not a variable name (letters, digits, _ . - [ ]), or the line has no "="`);
+        }
+        if (keyEnd >= n || src[keyEnd] === '\n') {
+            i = keyEnd; // A bare key inherits from the shell.
+            continue;
+        }
+        i = keyEnd + 1;
+        while (i < n && isSpace(src[i]))
+            i++;
+        let value;
+        const q = src[i];
+        if (q === '"' || q === "'") {
+            const startLine = line;
+            let j = i + 1;
+            let chars = '';
+            let escaped = false;
+            let closed = false;
+            for (; j < n; j++) {
+                const c = src[j];
+                if (c === '\n')
+                    line++;
+                if (c !== q) {
+                    if (!escaped && c === '\\') {
+                        escaped = true;
+                        continue;
+                    }
+                    if (escaped) {
+                        escaped = false;
+                        chars += '\\';
+                    }
+                    chars += c;
+                    continue;
+                }
+                if (escaped) {
+                    escaped = false;
+                    chars += c;
+                    continue;
+                }
+                closed = true;
+                break;
+            }
+            if (!closed)
+                throw new EnvFileError(`line ${startLine}: a quoted value is not closed`);
+            value = q === '"' ? expandVariables(expandEscapes(chars), out, startLine) : chars;
+            i = j + 1;
+            // The rest of the line after the closing quote can only be a comment.
+            while (i < n && src[i] !== '\n')
+                i++;
+        }
+        else {
+            let j = i;
+            while (j < n && src[j] !== '\n')
+                j++;
+            let raw = src.slice(i, j);
+            const comment = raw.indexOf(' #');
+            if (comment >= 0)
+                raw = raw.slice(0, comment);
+            value = expandVariables(raw.replace(/\s+$/, ''), out, line);
+            i = j;
+        }
+        if (/^\s*\d/.test(key))
+            continue; // compose ignores keys that start with a digit
+        out.set(key, value);
+    }
+    return out;
+}
+const ESCAPES = { a: '\x07', b: '\b', c: '', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '"': '"', '\\': '\\' };
+function expandEscapes(s) {
+    return s.replace(/\\(?:([abcfnrtv"\\$])|0(\d{0,3}))/g, (_m, ch, oct) => {
+        if (ch === '$')
+            return '$$'; // left for the expansion step, as compose does
+        if (ch !== undefined)
+            return ESCAPES[ch];
+        return String.fromCharCode(parseInt(oct || '0', 8));
+    });
+}
+/** `${VAR}`, `${VAR:-x}`, `${VAR-x}`, `${VAR:+x}`, `${VAR+x}`, `${VAR:?msg}`, `$VAR`, `$$`. */
+function expandVariables(s, vars, line) {
+    let out = '';
+    let i = 0;
+    while (i < s.length) {
+        const c = s[i];
+        if (c !== '$') {
+            out += c;
+            i++;
+            continue;
+        }
+        const next = s[i + 1];
+        if (next === '$') {
+            out += '$';
+            i += 2;
+            continue;
+        }
+        if (next === '{') {
+            const close = matchingBrace(s, i + 1);
+            if (close < 0)
+                throw new EnvFileError(`line ${line}: a \${...} is not closed`);
+            out += substitute(s.slice(i + 2, close), vars, line);
+            i = close + 1;
+            continue;
+        }
+        const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(s.slice(i + 1));
+        if (m) {
+            out += vars.get(m[0]) ?? '';
+            i += 1 + m[0].length;
+            continue;
+        }
+        out += c;
+        i++;
+    }
+    return out;
+}
+function matchingBrace(s, open) {
+    let depth = 0;
+    for (let j = open; j < s.length; j++) {
+        if (s[j] === '{')
+            depth++;
+        else if (s[j] === '}' && --depth === 0)
+            return j;
+    }
+    return -1;
+}
+function substitute(expr, vars, line) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])([\s\S]*))?$/.exec(expr);
+    if (!m)
+        throw new EnvFileError(`line ${line}: a \${...} is not a valid substitution (\${NAME}, \${NAME:-default}, \${NAME:?message}); write a literal $ as $$`);
+    const [, name, op, arg = ''] = m;
+    const value = vars.get(name);
+    const unsetOrEmpty = value === undefined || (op?.startsWith(':') && value === '');
+    switch (op) {
+        case undefined:
+            return value ?? '';
+        case ':-':
+        case '-':
+            return unsetOrEmpty ? expandVariables(arg, vars, line) : value;
+        case ':+':
+        case '+':
+            return unsetOrEmpty ? '' : expandVariables(arg, vars, line);
+        default:
+            // `:?` / `?`: compose stops with the message; the key is what preflight can report.
+            if (unsetOrEmpty)
+                throw new EnvFileError(`line ${line}: ${name} is required by a \${${name}${op}...} expansion but not set above`);
+            return value;
+    }
+}
+function sha256(text) {
+    return (0, node_crypto_1.createHash)('sha256').update(text, 'utf8').digest('hex');
+}
+/** The host a value names: a URL's host, an e-mail's domain, or a bare domain. */
+function hostOf(value) {
+    const v = value.trim();
+    if (!v)
+        return undefined;
+    try {
+        if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v))
+            return new URL(v).hostname.toLowerCase().replace(/^\[|\]$/g, '') || undefined;
+    }
+    catch {
+        return undefined;
+    }
+    const d = v
+        .replace(/^[^@\s]*@/, '')
+        .replace(/[:/].*$/, '')
+        .toLowerCase();
+    return /^[a-z0-9.-]+$/.test(d) ? d : undefined;
+}
+function digestEnv(values, hostKeys) {
+    const hashes = new Map();
+    for (const [k, v] of values)
+        hashes.set(k, sha256(v));
+    const hosts = new Map();
+    for (const k of hostKeys) {
+        const v = values.get(k);
+        const h = v === undefined ? undefined : hostOf(v);
+        if (h)
+            hosts.set(k, sha256(h));
+    }
+    const vault = values.get('VAULT_HOST_PATH');
+    return {
+        hashes,
+        hosts,
+        vaultPath: vault && vault.startsWith('/') ? vault.replace(/\/+$/, '') || '/' : undefined,
+        profiles: (values.get('COMPOSE_PROFILES') ?? '')
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean),
+    };
+}
+/**
+ * Replaces every env value of at least `min` characters found in `text` with ***: for text that
+ * came back from the host (a compose error) and might quote one.
+ */
+function scrub(text, values, min = 6) {
+    const list = [...new Set([...values].map((v) => v.trim()).filter((v) => v.length >= min))].sort((a, b) => b.length - a.length);
+    let out = text;
+    for (const v of list)
+        out = out.split(v).join('***');
+    return out;
+}
+const isRecord = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+/**
+ * One service's environment in a merged compose configuration, as its containers get it: v2 prints
+ * the values of its env files there too, v1 only what the compose files set. Values are secrets to
+ * the caller (a database URL holds a password). The mapping and the `KEY=value` list form are read.
+ */
+function serviceEnvironment(text, service) {
+    let doc;
+    try {
+        doc = (0, yaml_1.parse)(text);
+    }
+    catch (e) {
+        throw new Error(`the merged compose configuration is not YAML: ${e.message.split('\n')[0]}`, { cause: e });
+    }
+    const s = isRecord(doc) && isRecord(doc.services) ? doc.services[service] : undefined;
+    const env = isRecord(s) ? s.environment : undefined;
+    const out = new Map();
+    if (isRecord(env))
+        for (const [k, v] of Object.entries(env))
+            if (v !== null && v !== undefined)
+                out.set(k, (0, units_1.scalarText)(v));
+    if (Array.isArray(env))
+        for (const entry of env.map(String)) {
+            const eq = entry.indexOf('=');
+            if (eq > 0)
+                out.set(entry.slice(0, eq), entry.slice(eq + 1));
+        }
+    return out;
 }
 
 
@@ -60724,13 +61164,18 @@ const logger_1 = __nccwpck_require__(8828);
 const sha_1 = __nccwpck_require__(3828);
 const release_1 = __nccwpck_require__(5817);
 const rolling_1 = __nccwpck_require__(8613);
+const swarm_rollback_1 = __nccwpck_require__(3029);
 /** The compose services other than the database, so the database can be restored under no load. */
 async function appServices(host, env) {
     return (await env.services(host)).filter((s) => s !== env.cfg.database.service);
 }
-async function startRelease({ host, config, env, release, log, restore }) {
+async function startRelease(o) {
+    const { host, config, env, release, log, restore } = o;
     log.startGroup(`${env.name}: starting release ${release.release} (${(0, sha_1.short)(release.sha)})`);
     try {
+        // On a swarm a release is its digests: deployed as the stack, no image retagged (see swarm-rollback.ts).
+        if (env.onSwarm)
+            return await (0, swarm_rollback_1.startSwarmRelease)(o);
         await (0, release_1.restoreReleaseImages)(host, env, release);
         // With promote.release-dirs the release starts from its own directory (made again if it was
         // removed), so its containers mount its code and nothing moves under them later.
@@ -61248,6 +61693,1151 @@ function rowsLostToRestore(backup, now, migration) {
         .sort((a, b) => b.rows - a.rows || a.table.localeCompare(b.table));
     const total = tables.reduce((n, t) => n + t.rows, 0);
     return { total, tables, duringMigration: all.total - total };
+}
+
+
+/***/ }),
+
+/***/ 8616:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.buildDefinitions = buildDefinitions;
+exports.buildDifferences = buildDifferences;
+exports.shipPlan = shipPlan;
+exports.defaultImageName = defaultImageName;
+exports.mergedBuilds = mergedBuilds;
+exports.mergedConfig = mergedConfig;
+exports.shipImages = shipImages;
+exports.assertImages = assertImages;
+/**
+ * Shipping what was gated: prod runs the image ids the passing gate tested on dev, tagged under
+ * prod's own image names, and started with `up --no-build`. A service is rebuilt (from the same
+ * commit) only where prod's merged build definition differs from dev's — a build arg such as a
+ * `NEXT_PUBLIC_*` URL baked in at build time, another target, dockerfile or context — and the
+ * summary names each one and why. Prod never builds a service that could have been shipped.
+ */
+const path = __importStar(__nccwpck_require__(6760));
+const yaml_1 = __nccwpck_require__(8815);
+const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
+const units_1 = __nccwpck_require__(4477);
+const state_1 = __nccwpck_require__(781);
+const isObj = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+/**
+ * The build definition of every service in a merged compose configuration (`config` output of v1 or
+ * v2), contexts made relative to `root` so two checkouts of one commit compare equal.
+ */
+function buildDefinitions(configYaml, root) {
+    const doc = (0, yaml_1.parse)(configYaml);
+    if (!isObj(doc) || !isObj(doc.services))
+        throw new errors_1.OperationFailed('the merged compose configuration has no services');
+    const out = new Map();
+    for (const [service, raw] of Object.entries(doc.services)) {
+        const s = isObj(raw) ? raw : {};
+        const entry = { service, image: typeof s.image === 'string' ? s.image : undefined };
+        const b = s.build;
+        if (typeof b === 'string' || isObj(b)) {
+            const o = typeof b === 'string' ? { context: b } : b;
+            const context = typeof o.context === 'string' ? o.context : '.';
+            const args = {};
+            if (isObj(o.args))
+                for (const [k, v] of Object.entries(o.args))
+                    args[k] = (0, units_1.scalarText)(v);
+            else if (Array.isArray(o.args))
+                for (const a of o.args.map(String)) {
+                    const eq = a.indexOf('=');
+                    args[eq < 0 ? a : a.slice(0, eq)] = eq < 0 ? '' : a.slice(eq + 1);
+                }
+            entry.build = {
+                context: path.posix.isAbsolute(context) ? path.posix.relative(root, context) || '.' : context,
+                dockerfile: typeof o.dockerfile === 'string' ? o.dockerfile : 'Dockerfile',
+                target: typeof o.target === 'string' ? o.target : '',
+                args,
+            };
+        }
+        out.set(service, entry);
+    }
+    return out;
+}
+/** Why two build definitions differ, in words that name no value; empty when they are the same. */
+function buildDifferences(prod, dev) {
+    const out = [];
+    if (prod.context !== dev.context)
+        out.push(`build context differs (prod ${prod.context}, dev ${dev.context})`);
+    if (prod.dockerfile !== dev.dockerfile)
+        out.push(`dockerfile differs (prod ${prod.dockerfile}, dev ${dev.dockerfile})`);
+    if (prod.target !== dev.target)
+        out.push(`build target differs (prod ${prod.target || 'none'}, dev ${dev.target || 'none'})`);
+    const names = [...new Set([...Object.keys(prod.args), ...Object.keys(dev.args)])].sort();
+    const differing = names.filter((n) => prod.args[n] !== dev.args[n]);
+    if (differing.length)
+        out.push(`build arg${differing.length > 1 ? 's' : ''} ${differing.join(', ')} differ${differing.length > 1 ? '' : 's'}`);
+    return out;
+}
+/**
+ * What to do with each prod service. `names` is prod's image name per service (from its config, its
+ * current release, or compose's default naming).
+ */
+function shipPlan(prod, dev, gated, names) {
+    const plan = { ship: [], rebuild: [], asConfigured: [] };
+    for (const [service, p] of [...prod.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+        const d = dev.get(service);
+        const id = gated[service];
+        const name = names[service];
+        if (!d || !id) {
+            plan.asConfigured.push({ service, reason: d ? 'the gate recorded no image for it' : 'dev does not run it', builds: !!p.build });
+            continue;
+        }
+        if (p.build && d.build) {
+            const reasons = buildDifferences(p.build, d.build);
+            if (reasons.length)
+                plan.rebuild.push({ service, name, reasons });
+            else
+                plan.ship.push({ service, id, name });
+        }
+        else if (p.build || d.build) {
+            plan.rebuild.push({ service, name, reasons: [p.build ? 'prod builds it, dev pulls it' : 'dev builds it, prod pulls it'] });
+        }
+        else if (p.image !== d.image) {
+            plan.asConfigured.push({ service, reason: `prod runs image ${p.image ?? '?'}, dev ${d.image ?? '?'}`, builds: false });
+        }
+        else {
+            plan.ship.push({ service, id, name });
+        }
+    }
+    return plan;
+}
+/** The image name compose gives a service that sets none: `<project>-<service>` (v2) or `<project>_<service>` (v1). */
+function defaultImageName(project, service, composeCommand) {
+    return composeCommand === 'docker-compose' ? `${project}_${service}` : `${project}-${service}`;
+}
+/** The merged configuration of an environment (its compose files and env file), read quietly: it holds secrets. */
+async function mergedBuilds(host, env) {
+    return buildDefinitions(await mergedConfig(host, env), env.cfg.checkout);
+}
+/** An environment's merged compose configuration (`compose config`), as YAML text. It may hold secrets: never logged. */
+async function mergedConfig(host, env) {
+    const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, label: `${env.name}: compose config`, timeoutSeconds: 180 }));
+    return r.stdout;
+}
+/**
+ * Puts the plan on the host: every shipped id tagged under prod's name (the id must still be on the
+ * host), every rebuilt service built from `at` (prod's configuration at the new commit). Returns the
+ * image id each service must run. Running containers keep their image: nothing restarts here.
+ */
+async function shipImages(host, at, plan, log) {
+    const expected = {};
+    if (plan.ship.length) {
+        const ids = plan.ship.map((s) => s.id);
+        const check = await host.run((0, docker_1.imageIdsCommand)(ids), { check: false, quiet: true, timeoutSeconds: 120 });
+        if (check.exitCode !== 0) {
+            const present = new Set(check.stdout.split('\n').map((l) => l.trim()));
+            const gone = plan.ship.filter((s) => !present.has(s.id));
+            throw new errors_1.OperationFailed(`the gated image${gone.length > 1 ? 's' : ''} ${gone.map((s) => `${s.service} ${(0, state_1.shortId)(s.id)}`).join(', ')} ${gone.length > 1 ? 'are' : 'is'} no longer on the host: deploy dev and run the gate again. Nothing was changed.`);
+        }
+        await host.run((0, docker_1.tagImages)(plan.ship.map((s) => ({ from: s.id, to: s.name }))), {
+            label: `${at.name}: tagging the gated images`,
+            quiet: true,
+            timeoutSeconds: 300,
+        });
+        for (const s of plan.ship) {
+            expected[s.service] = s.id;
+            log.info(`${at.name}: ${s.service} ships the gated image ${(0, state_1.shortId)(s.id)} as ${s.name}`);
+        }
+    }
+    if (plan.rebuild.length) {
+        for (const r of plan.rebuild)
+            log.info(`${at.name}: ${r.service} is rebuilt from the same commit: ${r.reasons.join('; ')}`);
+        log.startGroup(`${at.name}: compose build ${plan.rebuild.map((r) => r.service).join(' ')}`);
+        try {
+            await host.run(at.compose('build', ...plan.rebuild.map((r) => r.service)), at.composeOptions({ label: `${at.name} compose build`, timeoutSeconds: 3600 }));
+        }
+        finally {
+            log.endGroup();
+        }
+        const ids = await host.run((0, docker_1.imageIdsCommand)(plan.rebuild.map((r) => r.name)), { quiet: true, timeoutSeconds: 120 });
+        ids.stdout
+            .trim()
+            .split('\n')
+            .forEach((id, i) => (expected[plan.rebuild[i].service] = id.trim()));
+    }
+    return expected;
+}
+/** Fails naming every service whose container does not run the image it must. */
+function assertImages(containers, expected, envName) {
+    const wrong = [];
+    for (const [service, id] of Object.entries(expected)) {
+        const c = containers.find((x) => x.service === service && !x.oneoff);
+        if (!c)
+            wrong.push(`${service} has no container`);
+        else if (c.imageId !== id)
+            wrong.push(`${service} runs ${(0, state_1.shortId)(c.imageId)}, not ${(0, state_1.shortId)(id)}`);
+    }
+    if (wrong.length)
+        throw new errors_1.OperationFailed(`${envName} does not run the images it was given: ${wrong.join('; ')}`);
+}
+
+
+/***/ }),
+
+/***/ 781:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.shortId = void 0;
+exports.observe = observe;
+exports.drift = drift;
+exports.driftMessage = driftMessage;
+/**
+ * What an environment really runs, read from the host: the checkout's HEAD, every service's
+ * container and image id, health, and (when asked) the alembic revision. The host is the source of
+ * truth; the host log is its history. Every action that changes or judges an environment starts
+ * here and compares what runs with the release on record: a difference is drift.
+ */
+const fs = __importStar(__nccwpck_require__(3024));
+const alembic_1 = __nccwpck_require__(6023);
+const environment_1 = __nccwpck_require__(2309);
+const logger_1 = __nccwpck_require__(8828);
+const docker_1 = __nccwpck_require__(580);
+Object.defineProperty(exports, "shortId", ({ enumerable: true, get: function () { return docker_1.shortId; } }));
+const sha_1 = __nccwpck_require__(3828);
+const shell_1 = __nccwpck_require__(2232);
+const swarm_1 = __nccwpck_require__(5846);
+const swarm_state_1 = __nccwpck_require__(8268);
+const SEP = '@twinstack-state@';
+const OBSERVE = fs.readFileSync(__nccwpck_require__.ab + "observe.sh", 'utf8');
+const OBSERVE_STACK = fs.readFileSync(__nccwpck_require__.ab + "observe-stack.sh", 'utf8');
+/** Reads the environment's observed state in one round trip (two with `alembic`). */
+async function observe(host, env, opts = {}) {
+    const state = env.onSwarm ? await observeStack(host, env) : await observeProject(host, env);
+    // The api container was just read: alembic runs in it directly, and not at all when none runs.
+    const api = state.containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
+    // The revision completes the picture and is not needed for it: a failed read leaves it out.
+    if (opts.alembic && api)
+        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: api.id }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
+    return state;
+}
+/** Service → image id of its first container. */
+function imagesOf(containers) {
+    const images = {};
+    for (const c of containers)
+        if (c.service && !images[c.service])
+            images[c.service] = c.imageId;
+    return images;
+}
+async function observeProject(host, env) {
+    const script = (0, shell_1.hostScript)(OBSERVE, { CHECKOUT: env.cfg.checkout, SEP, PROJECT_LABEL: (0, docker_1.projectLabel)(env.project), WORKING_DIR: docker_1.COMPOSE_LABELS.workingDir });
+    const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs`, timeoutSeconds: 120 });
+    const [headPart, inspectPart, dirsPart] = r.stdout.split(`${SEP}\n`);
+    const head = (0, sha_1.parseSha)(headPart) ?? '';
+    const containers = (0, environment_1.parseInspect)(inspectPart ?? '[]').filter((c) => !c.oneoff);
+    const state = { environment: env.name, head, containers, images: imagesOf(containers), time: new Date().toISOString() };
+    const runsFrom = (dirsPart ?? '')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('\t'))
+        .map(([dir, h]) => ({ dir, head: h?.trim() ?? '', services: containers.filter((c) => c.workingDir === dir).map((c) => c.service) }))
+        .filter((x) => x.services.length > 0);
+    if (runsFrom.length)
+        state.runsFrom = runsFrom;
+    return state;
+}
+/** observe on a swarm: the stack's service specs and tasks from the manager, its task containers on the manager's node. */
+async function observeStack(host, env) {
+    const script = (0, shell_1.hostScript)(OBSERVE_STACK, { CHECKOUT: env.cfg.checkout, SEP, STACK_FILTER: (0, swarm_1.stackLabel)(env.project) });
+    const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs on the swarm`, timeoutSeconds: 120 });
+    const [headPart, specPart, tasksPart, inspectPart] = r.stdout.split(`${SEP}\n`);
+    const containers = (0, environment_1.parseStackInspect)(inspectPart ?? '[]', env.project);
+    const swarm = (0, swarm_state_1.swarmObservation)(env.project, (0, swarm_1.parseServiceInspect)(specPart ?? '[]'), (0, swarm_1.parseTasks)(tasksPart ?? ''));
+    return { environment: env.name, head: (0, sha_1.parseSha)(headPart) ?? '', containers, images: imagesOf(containers), swarm, time: new Date().toISOString() };
+}
+/** How what runs differs from a release: one line per difference, empty when they agree. */
+function drift(observed, release) {
+    if (observed.swarm)
+        return stackDrift(observed, observed.swarm, release);
+    const out = [];
+    if (!release) {
+        if (observed.containers.length)
+            out.push(`${observed.containers.length} container(s) run, but no release is recorded`);
+        return out;
+    }
+    if (!observed.head)
+        out.push('the checkout has no readable HEAD');
+    else if (observed.head !== release.sha)
+        out.push(`the checkout is at ${(0, sha_1.short)(observed.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
+    for (const [service, image] of Object.entries(release.images)) {
+        const running = observed.images[service];
+        if (!running)
+            out.push(`service ${service} has no container`);
+        else if (running !== image.id)
+            out.push(`service ${service} runs image ${(0, docker_1.shortId)(running)}, not the release's ${(0, docker_1.shortId)(image.id)}`);
+    }
+    for (const service of Object.keys(observed.images)) {
+        if (!release.images[service])
+            out.push(`service ${service} runs, but is not part of the release`);
+    }
+    // A release directory is what the containers' bind mounts serve: its commit is the code they run.
+    for (const r of observed.runsFrom ?? []) {
+        const who = r.services.length === 1 ? `service ${r.services[0]} runs` : `services ${r.services.join(', ')} run`;
+        if (r.head === 'missing')
+            out.push(`${who} from ${r.dir}, which no longer exists`);
+        else if (!r.head)
+            out.push(`${who} from ${r.dir}, which has no readable HEAD`);
+        else if (r.head !== release.sha)
+            out.push(`${who} from ${r.dir}, at ${(0, sha_1.short)(r.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
+    }
+    return out;
+}
+/** drift on a swarm: the checkout's HEAD, then each service's digest and running tasks against the release's digests. */
+function stackDrift(observed, swarm, release) {
+    if (!release)
+        return swarm.services.length ? [`${swarm.services.length} service(s) run in stack ${swarm.stack}, but no release is recorded`] : [];
+    const out = [];
+    if (!observed.head)
+        out.push('the checkout has no readable HEAD');
+    else if (observed.head !== release.sha)
+        out.push(`the checkout is at ${(0, sha_1.short)(observed.head)}, not at the release's commit ${(0, sha_1.short)(release.sha)}`);
+    if (!release.digests)
+        out.push(`release ${release.release} records no image digests, so what the stack runs cannot be matched with it; deploy again`);
+    else {
+        const digests = release.digests;
+        // A service deployed by name (no digest on the manager) is in the release's images, not its digests.
+        const byName = Object.keys(release.images).filter((s) => !(s in digests));
+        out.push(...(0, swarm_state_1.swarmDrift)(swarm, digests, byName));
+    }
+    return out;
+}
+/** The opening of every refusal on drift: what the record says, and how the host differs from it. */
+function driftMessage(environment, release, lines) {
+    return `${environment} does not run its recorded release ${release.release} (${(0, sha_1.short)(release.sha)}): ${lines.join('; ')}.`;
+}
+
+
+/***/ }),
+
+/***/ 5984:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.oneOffJobName = oneOffJobName;
+exports.swarmOneOff = swarmOneOff;
+/**
+ * A one-off task on a swarm: the command runs in a replicated job of the new image, started from
+ * the api service's own spec (its env, mounts, networks, secrets and placement), as `compose run`
+ * starts a one-off container of the service on one host. The variables travel in an env file
+ * written in a directory only the SSH user can read, removed once the job is created; the job is
+ * removed when it has ended, timed out or been cancelled, so no migration runs on unseen.
+ */
+const cancel_1 = __nccwpck_require__(2082);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The job's service name: `<stack>_twinstack-<what>` for the one-off named `<stack>-twinstack-<what>`. */
+function oneOffJobName(stack, name) {
+    const what = name.startsWith(`${stack}-`) ? name.slice(stack.length + 1) : name;
+    return swarm.swarmServiceName(stack, what);
+}
+/** Runs `command` in a one-off task of `at`'s api service on its swarm; the result as `compose run` would give it. */
+async function swarmOneOff(host, at, command, o) {
+    const image = swarm.digestRef.safeParse(o.image);
+    if (!image.success)
+        throw new errors_1.OperationFailed(`${at.name}: ${o.label}: the one-off task's image must be pinned by digest (repo@sha256:...), not "${o.image}"`);
+    const source = await apiSpec(host, at);
+    const name = oneOffJobName(at.project, o.name);
+    const remove = () => removeJob(host, name);
+    // A job of this name left by a cut run goes first: it must not migrate on beside the new one.
+    await remove();
+    const unregister = (0, cancel_1.onCancel)(remove);
+    const started = Date.now();
+    try {
+        const create = await createJob(host, { name, image: image.data, command, source, envFile: '' }, o);
+        const waited = await host.run(swarm.jobWait(name), {
+            check: false,
+            quiet: true,
+            label: `${o.label}: waiting for ${name}`,
+            timeoutSeconds: o.timeoutSeconds,
+        });
+        const logs = await host.run(swarm.serviceLogs(name), { check: false, quiet: true, label: `${o.label}: output`, timeoutSeconds: 120 });
+        const base = { command: create, signal: null, stdout: logs.stdout, durationMs: Date.now() - started };
+        if (waited.timedOut) {
+            const why = `${o.label}: the one-off task ${name} did not end within ${o.timeoutSeconds} s; it was removed`;
+            return { ...base, exitCode: 124, timedOut: true, stderr: `${logs.stderr}\n${why}` };
+        }
+        const id = waited.stdout.trim();
+        if (waited.exitCode !== 0 || !id)
+            throw new errors_1.OperationFailed(`${at.name}: ${o.label}: waiting for ${name} failed: ${waited.stderr.trim() || `exit ${waited.exitCode}`}`);
+        const task = swarm.parseTaskStatus((await host.run(swarm.taskInspect(id), { quiet: true, timeoutSeconds: 60 })).stdout, id);
+        return { ...base, ...taskExit(task), stderr: [logs.stderr, taskError(task)].filter(Boolean).join('\n'), timedOut: false };
+    }
+    finally {
+        await remove();
+        unregister();
+    }
+}
+/** The job removed, its live task stopped first; a plain `service rm` when that could not finish (the job must go). */
+async function removeJob(host, name) {
+    const r = await host.run(swarm.jobRemove(name), { check: false, quiet: true, label: `removing ${name}`, timeoutSeconds: 120 });
+    if (r.exitCode !== 0 || r.timedOut)
+        await host.run(swarm.serviceRemove(name), { check: false, quiet: true, timeoutSeconds: 60 });
+}
+/** The spec of `at`'s api service, as the engine runs it. */
+async function apiSpec(host, at) {
+    const service = swarm.swarmServiceName(at.project, at.cfg.apiService);
+    const r = await host.run(swarm.serviceInspect([service]), { check: false, quiet: true, label: `docker service inspect ${service}`, timeoutSeconds: 60 });
+    const source = r.exitCode === 0 ? swarm.parseOneOffSource(r.stdout, service) : undefined;
+    if (!source)
+        throw new errors_1.OperationFailed(`${at.name}: no service ${service} on the swarm to start a one-off task from; deploy ${at.name} first`);
+    return source;
+}
+/**
+ * Writes the env file (the spec's variables, o.env over them) in a fresh directory only the SSH
+ * user can read, creates the job from it, and removes the directory: the client has read the file
+ * by then. Returns the create command (no value in it).
+ */
+async function createJob(host, job, o) {
+    const content = swarm.oneOffEnvFile(job.source.Spec.TaskTemplate.ContainerSpec.Env ?? [], o.env ?? {});
+    // mktemp -d: mode 0700 whatever the umask, in the SSH user's TMPDIR (/tmp when unset).
+    const dir = (await host.run('mktemp -d -t twinstack-oneoff.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+    if (!/^\/[A-Za-z0-9._/-]*\/twinstack-oneoff\.[A-Za-z0-9]+$/.test(dir))
+        throw new errors_1.OperationFailed(`mktemp on the manager returned "${dir.slice(0, 80)}"`);
+    const removeDir = () => host.run((0, shell_1.sh) `rm -rf -- ${dir}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
+    const unregister = (0, cancel_1.onCancel)(removeDir);
+    try {
+        const envFile = `${dir}/env`;
+        await host.writeFile(envFile, content, 0o600);
+        const create = swarm.oneOffCreate({ ...job, envFile });
+        await host.run(create, { quiet: true, label: `${o.label}: creating ${job.name}`, timeoutSeconds: 120 });
+        return create;
+    }
+    finally {
+        await removeDir();
+        unregister();
+    }
+}
+/** The exit code of an ended task: its container's, or 125 (as `docker run`) when the engine never ran it. */
+function taskExit(task) {
+    if (!task)
+        return { exitCode: 125 };
+    if (task.Status.State === 'complete')
+        return { exitCode: task.Status.ContainerStatus?.ExitCode ?? 0 };
+    if (task.Status.State === 'failed')
+        return { exitCode: task.Status.ContainerStatus?.ExitCode || 1 };
+    return { exitCode: 125 };
+}
+/** The engine's own words when it ended the task otherwise than by its exit (rejected, shut down), for the caller's error. */
+function taskError(task) {
+    if (!task)
+        return 'the one-off task is gone';
+    const { State, Err, ContainerStatus } = task.Status;
+    if (State === 'complete' || (State === 'failed' && ContainerStatus?.ExitCode))
+        return '';
+    return `task ${State}${Err ? `: ${Err}` : ''}`;
+}
+
+
+/***/ }),
+
+/***/ 8199:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SwarmDeployFailed = exports.DIGESTS_FILE = void 0;
+exports.buildAndPush = buildAndPush;
+exports.buildAndPushServices = buildAndPushServices;
+exports.recordedImages = recordedImages;
+exports.tasksOf = tasksOf;
+exports.judgeService = judgeService;
+exports.describeReports = describeReports;
+exports.deployRelease = deployRelease;
+exports.rollbackRelease = rollbackRelease;
+/**
+ * A release on a Docker Swarm (an environment whose target is swarm): a set of image digests, one
+ * per service (`repo@sha256:…`). Deploy builds the images on the manager with the environment's
+ * compose files, pushes them to config's swarm.registry and reads their digests (buildAndPush);
+ * then deploys the stack with those digests pinned and watches the engine replace the tasks
+ * (deployRelease). The engine does the rolling update itself (update_config), and rolls back by
+ * itself when a new task fails (failure_action: rollback): the watch only reports what it did, per
+ * service. A rollback deploys an earlier release's digests the same way.
+ */
+const path = __importStar(__nccwpck_require__(6760));
+const env_file_1 = __nccwpck_require__(6390);
+const ship_1 = __nccwpck_require__(8616);
+const docker_1 = __nccwpck_require__(580);
+const errors_1 = __nccwpck_require__(639);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The overlay twinstack writes beside the base compose file, deployed after the environment's own files. */
+exports.DIGESTS_FILE = '.twinstack-digests.yml';
+/**
+ * Builds the environment's images on the manager (compose build with its files and env file), tags
+ * each built image `<registry>/<repository>:<tag>`, pushes it and reads its digest. Images a service
+ * uses without building are pinned by the digest they were pulled or pushed with, when they have one.
+ */
+async function buildAndPush(ctx, tag) {
+    const registry = registryOf(ctx);
+    const services = await (0, ship_1.mergedBuilds)(ctx.host, ctx.env);
+    await composeBuild(ctx, []);
+    return pushOrPin(ctx, { services, registry, tag });
+}
+/**
+ * buildAndPush for some services only (promote's rebuilt ones on a swarm prod, built with prod's
+ * files): those that build are built, pushed and pinned; the others are pinned by the digest the
+ * manager knows, or deployed by name. `services`: their build definitions from the merged configuration.
+ */
+async function buildAndPushServices(ctx, o) {
+    const registry = registryOf(ctx);
+    const builds = [...o.services.values()].filter((s) => s.build).map((s) => s.service);
+    if (builds.length)
+        await composeBuild(ctx, builds);
+    return pushOrPin(ctx, { services: o.services, registry, tag: o.tag });
+}
+function registryOf({ config, env }) {
+    const registry = config.swarm.registry;
+    if (!registry)
+        throw new errors_1.ConfigurationError(`environments.${env.name}.target is swarm: set swarm.registry to the registry the nodes pull from`);
+    return registry;
+}
+/** compose build on the manager with the environment's files and env file: every service, or the ones named. */
+async function composeBuild(ctx, services) {
+    const { host, env, log } = ctx;
+    log.startGroup(`${env.name}: compose build${services.length ? ` ${services.join(' ')}` : ''}`);
+    try {
+        await host.run(env.compose('build', ...services), env.composeOptions({ label: `${env.name} compose build`, timeoutSeconds: 3600 }));
+    }
+    finally {
+        log.endGroup();
+    }
+}
+/** Each built service pushed and pinned by its new digest; each other one pinned by the digest it has, or left unpinned. */
+async function pushOrPin(ctx, o) {
+    const { host, config, env, log } = ctx;
+    const { registry, tag } = o;
+    const out = { images: {}, pushed: {}, unpinned: [] };
+    for (const [service, s] of o.services) {
+        const image = s.image ?? (0, ship_1.defaultImageName)(env.project, service, config['compose-command']);
+        if (s.build) {
+            out.pushed[service] = pushedName({ registry, project: env.project, service, image, tag });
+            out.images[service] = await pushImage(ctx, { image, remote: out.pushed[service] });
+            continue;
+        }
+        const r = await host.run(swarm.repoDigests(image), { check: false, quiet: true, timeoutSeconds: 120 });
+        const digest = r.exitCode === 0 ? swarm.pinnedDigest(r.stdout, image) : undefined;
+        if (digest)
+            out.images[service] = digest;
+        else
+            out.unpinned.push({ service, image });
+    }
+    for (const u of out.unpinned)
+        log.warning(`${env.name}: ${u.service} runs ${u.image}, which the manager has no digest of (never pushed or pulled): it is deployed by name, not pinned`);
+    return out;
+}
+/** Where a built image goes: its own repository when it is named in the registry already, else `<project>-<service>`. */
+function pushedName({ registry, project, service, image, tag }) {
+    const repo = swarm.imageRepository(image);
+    const name = repo.startsWith(`${registry}/`) ? repo.slice(registry.length + 1) : `${project}-${service}`;
+    return swarm.registryRef(registry, name, tag);
+}
+async function pushImage(ctx, { image, remote }) {
+    const { host, log } = ctx;
+    await host.run(swarm.tagForRegistry(image, remote), { quiet: true, label: `tagging ${image} as ${remote}`, timeoutSeconds: 120 });
+    await host.run(swarm.push(remote), { quiet: true, label: `pushing ${remote}`, timeoutSeconds: 3600 });
+    const r = await host.run(swarm.repoDigests(remote), { quiet: true, label: `reading the digest of ${remote}`, timeoutSeconds: 120 });
+    const repo = swarm.imageRepository(remote);
+    const digest = swarm.parseRepoDigests(r.stdout, repo);
+    if (!digest)
+        throw new errors_1.OperationFailed(`${remote} was pushed but the manager knows no digest of it in ${repo}`);
+    log.info(`pushed ${remote} as ${digest}`);
+    return digest;
+}
+/**
+ * What the release record keeps of each service: the name it is deployed by (the digest, or the
+ * image's own name when unpinned), the image id on the manager (what its containers report), and
+ * the registry name it was pushed as.
+ */
+async function recordedImages(ctx, built) {
+    const entries = [
+        ...Object.entries(built.images).map(([service, ref]) => ({ service, name: ref, tag: built.pushed[service] ?? ref })),
+        ...built.unpinned.map((u) => ({ service: u.service, name: u.image, tag: u.image })),
+    ];
+    if (entries.length === 0)
+        return {};
+    const r = await ctx.host.run((0, docker_1.imageIdsCommand)(entries.map((e) => e.name)), {
+        quiet: true,
+        label: 'reading the image ids of the release',
+        timeoutSeconds: 120,
+    });
+    const ids = r.stdout.split('\n').filter((l) => l.trim() !== '');
+    if (ids.length !== entries.length)
+        throw new errors_1.OperationFailed(`the manager printed ${ids.length} image ids for the release's ${entries.length} images`);
+    return Object.fromEntries(entries.map((e, i) => [e.service, { name: e.name, id: ids[i].trim(), tag: e.tag }]));
+}
+/** A swarm deploy that the engine rolled back, or that did not converge in time: the message names every service, task and error. */
+class SwarmDeployFailed extends errors_1.OperationFailed {
+    services;
+    constructor(message, services) {
+        super(message);
+        this.services = services;
+    }
+}
+exports.SwarmDeployFailed = SwarmDeployFailed;
+async function readStack(ctx) {
+    const { host, env } = ctx;
+    const list = await host.run(swarm.serviceList(env.project), { quiet: true, label: `listing ${env.name}'s services`, timeoutSeconds: 120 });
+    const names = swarm.parseServiceList(list.stdout).map((s) => s.Name);
+    if (names.length === 0)
+        return { services: [], tasks: [] };
+    const spec = await host.run(swarm.serviceInspect(names), { quiet: true, label: `inspecting ${env.name}'s services`, timeoutSeconds: 120 });
+    const ps = await host.run(swarm.serviceTasks(names), { quiet: true, label: `listing ${env.name}'s tasks`, timeoutSeconds: 120 });
+    return { services: swarm.parseServiceStatus(spec.stdout), tasks: swarm.parseTasks(ps.stdout) };
+}
+function baselineOf(s) {
+    const updateStarted = new Map();
+    for (const svc of s.services)
+        if (svc.UpdateStatus?.StartedAt)
+            updateStarted.set(svc.Spec.Name, svc.UpdateStatus.StartedAt);
+    return { taskIds: new Set(s.tasks.map((t) => t.ID)), updateStarted };
+}
+/** The tasks of one service among `docker service ps`'s lines (`<stack>_<service>.<slot or node>`; older tasks indented). */
+function tasksOf(tasks, serviceName) {
+    return tasks.filter((t) => t.Name.replace(/^[^A-Za-z0-9]+/, '').startsWith(`${serviceName}.`));
+}
+const digestOf = (ref) => (ref ? swarm.taskDigest(ref) : undefined);
+/**
+ * One service judged against the release: converged when the engine's update for this deploy (if
+ * any) completed and exactly the wanted replicas run, each on the wanted digest (running means
+ * healthy: the engine reports a task with a healthcheck running only once it is healthy); failed
+ * when the engine paused the update or rolled it back; waiting otherwise.
+ */
+function judgeService(o) {
+    const name = o.svc.Spec.Name;
+    const service = name.startsWith(`${o.stack}_`) ? name.slice(o.stack.length + 1) : name;
+    const own = tasksOf(o.tasks, name);
+    const desired = own.filter((t) => t.DesiredState === 'Running');
+    const running = desired.filter((t) => t.CurrentState.startsWith('Running'));
+    const wanted = o.svc.Spec.Mode?.Global ? Math.max(desired.length, 1) : (o.svc.Spec.Mode?.Replicated?.Replicas ?? 1);
+    const digest = o.release[service];
+    const want = digestOf(digest);
+    const onDigest = (image) => !want || swarm.taskDigest(image) === want;
+    const status = o.svc.UpdateStatus;
+    const ours = status?.StartedAt && status.StartedAt !== o.baseline.updateStarted.get(name);
+    const update = ours ? { state: status.State ?? '', message: status.Message ?? '' } : undefined;
+    // A task of this deploy that ended: failed, rejected, or stopped by the engine as unhealthy (its
+    // process may then exit 0, which the engine records as Complete with no error).
+    const failed = own
+        .filter((t) => !o.baseline.taskIds.has(t.ID) && onDigest(t.Image))
+        .filter((t) => t.Error !== '' || /^(Failed|Rejected)/.test(t.CurrentState) || (t.DesiredState !== 'Running' && !t.CurrentState.startsWith('Running')))
+        .map((t) => ({ task: t.ID.slice(0, 12), node: t.Node, state: t.CurrentState.replace(/ [^ ]+ \w+ ago$/, ''), error: t.Error }));
+    const steady = desired.length === wanted && running.length === wanted;
+    const base = { service, image: o.svc.Spec.TaskTemplate.ContainerSpec.Image, digest, replicas: { wanted, running: running.length }, update, failed, steady };
+    if (update && ['paused', 'rollback_completed', 'rollback_paused'].includes(update.state))
+        return { ...base, verdict: 'failed' };
+    if (update && update.state !== 'completed')
+        return { ...base, verdict: 'waiting' };
+    const done = steady && running.every((t) => onDigest(t.Image)) && onDigest(base.image);
+    return { ...base, verdict: done ? 'converged' : 'waiting' };
+}
+/** One line per service that did not converge: its update, its replicas, its failed tasks and their errors. */
+function describeReports(reports) {
+    return reports
+        .filter((r) => r.verdict !== 'converged')
+        .map((r) => {
+        const said = [...new Set([...(r.messages ?? []), r.update?.message ?? ''])].filter(Boolean);
+        const update = r.update ? `update ${r.update.state}${said.length ? ` (${said.join('; ')})` : ''}, ` : '';
+        const tasks = r.failed.length
+            ? `; tasks of this release that ended: ${r.failed.map((t) => `${t.task} on ${t.node} ${t.state}${t.error ? `: ${t.error}` : ''}`).join(', ')}`
+            : '';
+        return `${r.service}: ${update}${r.replicas.running}/${r.replicas.wanted} running, runs ${r.image}${tasks}`;
+    })
+        .join('; ');
+}
+/**
+ * Deploys the release: the digest overlay written beside the base compose file, then `docker stack
+ * deploy` of the environment's files and the overlay, its env file's variables on standard input;
+ * then watches the engine until every service converged (the reports), or the engine rolled back
+ * or paused an update, or the time ran out (SwarmDeployFailed naming the services, tasks and errors).
+ */
+async function deployRelease(ctx, o) {
+    const { host, env, log } = ctx;
+    const dir = env.cfg.checkout;
+    const overlay = path.posix.join(path.posix.dirname(env.cfg.composeFiles[0]), exports.DIGESTS_FILE);
+    const baseline = baselineOf(await readStack(ctx));
+    await host.writeFile(path.posix.join(dir, overlay), swarm.digestOverlay(o.release), 0o644);
+    const values = (0, env_file_1.parseEnvFile)((await host.readFile(path.posix.join(dir, env.cfg.envFile))).toString('utf8'));
+    for (const [key, value] of values)
+        if (env_file_1.SECRET_KEY.test(key) && value.length >= 6)
+            log.secret(value);
+    log.startGroup(`${env.name}: docker stack deploy ${env.project}`);
+    try {
+        await host.run(swarm.stackDeploy({ dir, files: [...env.cfg.composeFiles, overlay], stack: env.project }), {
+            stdin: swarm.envStdin(values),
+            label: `${env.name} stack deploy`,
+            timeoutSeconds: 600,
+        });
+    }
+    finally {
+        log.endGroup();
+    }
+    return watchStack(ctx, { ...o, baseline });
+}
+/** Polls the engine until every service converged, or one failed and none is still moving, or the time is up. */
+async function watchStack(ctx, o) {
+    const { env, log } = ctx;
+    const timeoutSeconds = o.timeoutSeconds ?? env.cfg.healthTimeoutSeconds;
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    let said = '';
+    const messages = new Map();
+    for (;;) {
+        const snap = await readStack(ctx);
+        const reports = snap.services.map((svc) => judgeService({ stack: env.project, svc, tasks: snap.tasks, release: o.release, baseline: o.baseline }));
+        for (const r of reports) {
+            const seen = messages.get(r.service) ?? [];
+            if (r.update?.message && !seen.includes(r.update.message))
+                messages.set(r.service, [...seen, r.update.message]);
+            r.messages = messages.get(r.service);
+        }
+        const missing = Object.keys(o.release).filter((s) => !reports.some((r) => r.service === s));
+        const progress = reports.map((r) => `${r.service} ${r.update?.state ?? r.verdict} ${r.replicas.running}/${r.replicas.wanted}`).join(', ');
+        if (progress !== said)
+            log.info(`${env.name}: ${progress || 'no services yet'}`);
+        said = progress;
+        if (missing.length === 0 && reports.length && reports.every((r) => r.verdict === 'converged'))
+            return reports;
+        if (reports.some((r) => r.verdict === 'failed') &&
+            !reports.some((r) => r.update && !['completed', 'paused', 'rollback_completed', 'rollback_paused'].includes(r.update.state)) &&
+            // A rolled-back service is reported once its old tasks serve again (or at the deadline, as it is).
+            reports.every((r) => r.update?.state !== 'rollback_completed' || r.steady)) {
+            const rolledBack = reports.some((r) => r.update?.state === 'rollback_completed');
+            throw new SwarmDeployFailed(`${env.name}: the swarm update failed${rolledBack ? ' and the engine rolled it back' : ''}: ${describeReports(reports)}`, reports);
+        }
+        if (Date.now() > deadline) {
+            const absent = missing.length ? `; not in the stack: ${missing.join(', ')}` : '';
+            throw new SwarmDeployFailed(`${env.name}: the stack did not converge in ${timeoutSeconds}s: ${describeReports(reports)}${absent}`, reports);
+        }
+        await new Promise((r) => setTimeout(r, o.pollMs ?? 2000));
+    }
+}
+/** Returns the environment to an earlier release: its digests deployed and watched as any release's. */
+async function rollbackRelease(ctx, o) {
+    ctx.log.info(`${ctx.env.name}: rolling back${o.from ? ` from ${o.from}` : ''} to ${o.to}: deploying its digests`);
+    return deployRelease(ctx, o);
+}
+
+
+/***/ }),
+
+/***/ 3029:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.swarmDigests = swarmDigests;
+exports.startSwarmRelease = startSwarmRelease;
+/**
+ * Starting an earlier release again on a swarm (env.onSwarm): its recorded digests deployed as the
+ * stack and watched until the engine converged (rollbackRelease); nothing is built or retagged.
+ * When the database is restored too, the stack's app services are scaled to 0 first, so nothing
+ * writes while it is replaced; the stack deploy then gives them the replicas their files say.
+ */
+const backup_1 = __nccwpck_require__(6230);
+const git_1 = __nccwpck_require__(6048);
+const swarm_release_1 = __nccwpck_require__(8199);
+const swarm_scale_1 = __nccwpck_require__(6987);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The digests a swarm rollback deploys: the release's record of them, each `repo@sha256:…`. */
+function swarmDigests(envName, release) {
+    const digests = release.digests ?? {};
+    if (Object.keys(digests).length === 0)
+        throw new errors_1.OperationFailed(`${envName} runs on a swarm, but release ${release.release} records no image digests (it was not deployed to the swarm): name a release deployed on the swarm (the rollback action's release-id)`);
+    const bad = Object.entries(digests).filter(([, ref]) => !swarm.digestRef.safeParse(ref).success);
+    if (bad.length)
+        throw new errors_1.OperationFailed(`release ${release.release} records ${bad.map(([s, ref]) => `${s}: "${ref.slice(0, 120)}"`).join(', ')}, not images pinned by digest (repo@sha256:…): name another release`);
+    return digests;
+}
+/**
+ * startRelease on a swarm: the release's directory (promote.release-dirs) or its commit checked
+ * out, then, if asked, the database restored with the app services at 0 replicas, then the stack
+ * deployed with the release's digests. A failed restore still deploys the release, then fails.
+ */
+async function startSwarmRelease({ host, config, env, release, log, restore }) {
+    const digests = swarmDigests(env.name, release);
+    const runAt = await (0, git_1.releaseEnvironment)(host, config, env, release.sha);
+    if (runAt === env)
+        await (0, git_1.checkoutCommit)(host, env, release.sha);
+    const ctx = { host, config, env: runAt, log };
+    const deploy = () => (0, swarm_release_1.rollbackRelease)(ctx, { release: digests, to: release.release });
+    let restoredAt;
+    if (restore) {
+        try {
+            await restoreWithoutLoad(ctx, restore);
+        }
+        catch (e) {
+            // The database was put back as it was: deploy the release anyway, which scales the services up again.
+            await deploy().catch((0, logger_1.ignored)(log, `deploying ${env.name}'s release ${release.release} after a failed restore`));
+            throw e;
+        }
+        restoredAt = new Date().toISOString();
+    }
+    await deploy();
+    // The checkout follows once the stack runs from the release's directory (as startRelease's compose path).
+    if (runAt !== env)
+        await (0, git_1.checkoutCommit)(host, env, release.sha);
+    const containers = await env.containers(host).catch((0, logger_1.ignored)(log, `listing ${env.name}'s task containers`, []));
+    return { containers, restoredAt };
+}
+/** The stack's app services at 0 replicas (the engine waited until their tasks stopped), then the restore. */
+async function restoreWithoutLoad(ctx, restore) {
+    const { host, config, env, log } = ctx;
+    const apps = await (0, swarm_scale_1.appReplicas)(ctx);
+    if (apps.length) {
+        log.info(`${env.name}: scaling ${apps.map((a) => a.service).join(', ')} to 0 replicas for the restore`);
+        await (0, swarm_scale_1.scaleServices)(ctx, apps.map((a) => ({ service: a.service, replicas: 0 })), { why: 'for the restore' });
+    }
+    log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
+    // A restore cut short is undone by the next operation, which then scales the services back as they were.
+    await (0, backup_1.restoreBackup)({ host, config, env, m: restore, log, opts: { restartLater: (0, swarm_scale_1.scaleLater)(env, apps) } });
+}
+
+
+/***/ }),
+
+/***/ 6987:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.appReplicas = appReplicas;
+exports.scaleServices = scaleServices;
+exports.scaleLater = scaleLater;
+const compose_1 = __nccwpck_require__(7130);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The stack's replicated services other than the database's (and its jobs), with the replicas they have now (those at 0 left out). */
+async function appReplicas({ host, env, log }) {
+    const list = await host.run(swarm.serviceList(env.project), { quiet: true, label: `listing ${env.name}'s services`, timeoutSeconds: 120 });
+    const dbName = swarm.swarmServiceName(env.project, env.cfg.database.service);
+    const names = swarm
+        .parseServiceList(list.stdout)
+        .map((s) => s.Name)
+        .filter((n) => n !== dbName);
+    if (names.length === 0)
+        return [];
+    const spec = await host.run(swarm.serviceInspect(names), { quiet: true, label: `inspecting ${env.name}'s services`, timeoutSeconds: 120 });
+    const out = [];
+    for (const s of swarm.parseServiceStatus(spec.stdout)) {
+        // A job is a one-off task (a migration), which ends by itself: scaling would change its completions.
+        if (s.Spec.Mode?.ReplicatedJob || s.Spec.Mode?.GlobalJob)
+            continue;
+        if (s.Spec.Mode?.Global)
+            log.warning(`${env.name}: ${s.Spec.Name} runs in global mode, which cannot be scaled: it keeps running meanwhile`);
+        else if ((s.Spec.Mode?.Replicated?.Replicas ?? 1) > 0)
+            out.push({ service: s.Spec.Name, replicas: s.Spec.Mode?.Replicated?.Replicas ?? 1 });
+    }
+    return out;
+}
+/**
+ * `docker service scale` of the services to the counts given, the engine waiting until their tasks
+ * converged (at 0: stopped; above: running, which for a task with a healthcheck means healthy).
+ */
+async function scaleServices({ host, env }, scales, o) {
+    if (scales.length === 0)
+        return;
+    const names = scales.map((a) => `${a.service}=${a.replicas}`).join(', ');
+    await host.run(swarm.serviceScale(scales, { wait: true }), { label: `${env.name}: scaling ${names} (${o.why})`, timeoutSeconds: o.timeoutSeconds ?? 600 });
+}
+/** The scale back to `scales` for a script the host runs later (an undo), without waiting; nothing when there is none. */
+function scaleLater(env, scales) {
+    return scales.length ? { RESTART_DIR: env.cfg.checkout, RESTART_PROJECT: env.project, RESTART: swarm.serviceScale(scales, { wait: false }) } : compose_1.NOTHING_LATER;
+}
+
+
+/***/ }),
+
+/***/ 8268:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.swarmObservation = swarmObservation;
+exports.shortDigest = shortDigest;
+exports.swarmDrift = swarmDrift;
+exports.failedTasks = failedTasks;
+/**
+ * What a stack runs, as the swarm's manager reports it: per service, the image its spec names
+ * (pinned by digest once twinstack deployed it), the replicas it wants and runs, and its tasks'
+ * states and errors. A swarm release is a digest per service (`repo@sha256:…`); drift is a
+ * service whose spec or running tasks differ from it. Pure: state.ts reads the engine.
+ */
+const swarm_1 = __nccwpck_require__(5846);
+const running = (t) => t.desired === 'Running' && t.state.startsWith('Running');
+/** The stack's services from `docker service inspect` and their tasks from `docker service ps`. */
+function swarmObservation(stack, specs, tasks) {
+    const services = specs.map((s) => {
+        const own = tasks
+            .filter((t) => (0, swarm_1.taskService)(t.Name) === s.Spec.Name)
+            .map((t) => ({ id: t.ID, node: t.Node, desired: t.DesiredState, state: t.CurrentState, error: t.Error, digest: (0, swarm_1.taskDigest)(t.Image) }));
+        const image = s.Spec.TaskTemplate.ContainerSpec.Image;
+        const state = {
+            service: (0, swarm_1.stackServiceName)(stack, s.Spec.Name) ?? s.Spec.Name,
+            image,
+            digest: (0, swarm_1.taskDigest)(image),
+            replicas: { wanted: s.Spec.Mode?.Global ? undefined : (s.Spec.Mode?.Replicated?.Replicas ?? 1), running: own.filter(running).length },
+            tasks: own,
+        };
+        if (s.UpdateStatus?.State)
+            state.update = { state: s.UpdateStatus.State, message: s.UpdateStatus.Message ?? '' };
+        return state;
+    });
+    return { stack, services: services.sort((a, b) => a.service.localeCompare(b.service)) };
+}
+/** `sha256:` and 12 hex digits: how a digest is shown. */
+function shortDigest(digest) {
+    return digest ? digest.slice(0, 'sha256:'.length + 12) : 'no digest';
+}
+/** How a service differs from its recorded `repo@sha256:…`: one line, or undefined when it runs exactly that. */
+function serviceDrift(s, recorded) {
+    const want = (0, swarm_1.taskDigest)(recorded);
+    if (!s.digest)
+        return `service ${s.service} runs ${s.image}, not pinned by digest (the release's is ${shortDigest(want)})`;
+    if (s.digest !== want || (0, swarm_1.imageRepo)(s.image) !== (0, swarm_1.imageRepo)(recorded))
+        return `service ${s.service} runs ${(0, swarm_1.imageRepo)(s.image)}@${shortDigest(s.digest)}, not the release's ${(0, swarm_1.imageRepo)(recorded)}@${shortDigest(want)}`;
+    const live = s.tasks.filter(running);
+    if (s.replicas.wanted !== 0 && !live.length)
+        return `service ${s.service} has no running task`;
+    const other = live.filter((t) => t.digest !== want);
+    if (other.length)
+        return `service ${s.service}: ${other.length} of ${live.length} running tasks run ${shortDigest(other[0].digest)}, not the release's ${shortDigest(want)}`;
+    return undefined;
+}
+/**
+ * How what the stack runs differs from a release's digests: one line per difference, empty when they
+ * agree. `byName`: the release's services deployed by image name (unpinned), part of it all the same.
+ */
+function swarmDrift(observed, digests, byName = []) {
+    const out = [];
+    for (const [service, ref] of Object.entries(digests).sort(([a], [b]) => a.localeCompare(b))) {
+        const s = observed.services.find((x) => x.service === service);
+        const line = s ? serviceDrift(s, ref) : `service ${service} is not deployed in stack ${observed.stack}`;
+        if (line)
+            out.push(line);
+    }
+    for (const s of observed.services)
+        if (!(s.service in digests) && !byName.includes(s.service))
+            out.push(`service ${s.service} runs, but is not part of the release`);
+    return out;
+}
+/** The tasks of a service that failed or were rejected, newest first as the engine lists them: what status shows. */
+function failedTasks(s) {
+    return s.tasks.filter((t) => t.error !== '' || /^(Failed|Rejected)\b/.test(t.state));
 }
 
 
@@ -62194,6 +63784,51 @@ async function withIdentityFile(identity, use) {
 /** `age --decrypt` on the runner: the sealed file on its standard input, the plain one on its standard output. */
 function ageDecrypt(identityFile) {
     return (0, node_child_process_1.spawn)('age', ['--decrypt', '-i', identityFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+
+/***/ }),
+
+/***/ 4645:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/**
+ * The one place alembic's command lines are written, and its output read. Each builder returns the
+ * argument vector of one alembic command; the caller runs it where the app's code is (`docker exec`
+ * in a running container, or a one-off `compose run` of the new image).
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.heads = heads;
+exports.current = current;
+exports.upgradeHead = upgradeHead;
+exports.check = check;
+exports.parseHeads = parseHeads;
+exports.parseCurrent = parseCurrent;
+/** The head revision(s) of the code's migrations. */
+function heads() {
+    return ['alembic', 'heads'];
+}
+/** The revision the database is at. */
+function current() {
+    return ['alembic', 'current'];
+}
+/** Migrates the database to the code's head. */
+function upgradeHead() {
+    return ['alembic', 'upgrade', 'head'];
+}
+/** Whether the models have changes no migration covers (alembic 1.9 and later). */
+function check() {
+    return ['alembic', 'check'];
+}
+/** The revisions `alembic heads` printed, each line `<rev> [(branch)…] (head)`. */
+function parseHeads(output) {
+    return [...output.matchAll(/^(\w+)(?: \(\w+\))* \(head\)/gm)].map((m) => m[1]);
+}
+/** The revision `alembic current` printed ('' when the database has none yet). */
+function parseCurrent(output) {
+    return /^(\w+)/m.exec(output.trim())?.[1] ?? '';
 }
 
 
@@ -64335,7 +65970,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
+exports.parseTaskStatus = exports.taskStatusEntry = exports.oneOffSourceEntry = exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
 exports.stackDeploy = stackDeploy;
 exports.stackConfig = stackConfig;
 exports.envStdin = envStdin;
@@ -64344,6 +65979,7 @@ exports.serviceList = serviceList;
 exports.serviceTasks = serviceTasks;
 exports.serviceInspect = serviceInspect;
 exports.serviceRollback = serviceRollback;
+exports.serviceScale = serviceScale;
 exports.inspectNodes = inspectNodes;
 exports.tagForRegistry = tagForRegistry;
 exports.push = push;
@@ -64363,6 +65999,17 @@ exports.inspectStackContainers = inspectStackContainers;
 exports.taskContainer = taskContainer;
 exports.taskService = taskService;
 exports.imageRepo = imageRepo;
+exports.parseOneOffSource = parseOneOffSource;
+exports.mountFlag = mountFlag;
+exports.fileRefFlag = fileRefFlag;
+exports.oneOffSpecFlags = oneOffSpecFlags;
+exports.oneOffEnvFile = oneOffEnvFile;
+exports.oneOffCreate = oneOffCreate;
+exports.jobWait = jobWait;
+exports.taskInspect = taskInspect;
+exports.serviceLogs = serviceLogs;
+exports.jobRemove = jobRemove;
+exports.serviceRemove = serviceRemove;
 /**
  * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
  * registry), and the schemas of what those commands print. An environment whose target is swarm
@@ -64373,8 +66020,8 @@ const fs = __importStar(__nccwpck_require__(3024));
 const zod_1 = __nccwpck_require__(924);
 const json_1 = __nccwpck_require__(8634);
 const shell_1 = __nccwpck_require__(2232);
-const STACK_ENV = fs.readFileSync(__nccwpck_require__.ab + "stack-env.sh", 'utf8');
-const NODES_INSPECT = fs.readFileSync(__nccwpck_require__.ab + "nodes-inspect.sh", 'utf8');
+const STACK_ENV = fs.readFileSync(__dirname + '/stack-env.sh', 'utf8');
+const NODES_INSPECT = fs.readFileSync(__dirname + '/nodes-inspect.sh', 'utf8');
 /** The label Docker puts on every service, network and task of a stack. */
 exports.STACK_LABEL = 'com.docker.stack.namespace';
 function inStack(p, args) {
@@ -64424,6 +66071,23 @@ function serviceInspect(services) {
 function serviceRollback(service) {
     return (0, shell_1.argv)('docker', 'service', 'rollback', '--detach', service);
 }
+/**
+ * `docker service scale` of replicated services to the counts given (a global service cannot be
+ * scaled). With `wait`, the engine's own wait: it returns once the tasks converged (at 0, once they
+ * stopped); without, at once.
+ */
+function serviceScale(scales, o) {
+    const pairs = scales.map((s) => {
+        if (!Number.isInteger(s.replicas) || s.replicas < 0)
+            throw new Error(`${s.replicas} is not a replica count`);
+        if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(s.service))
+            throw new Error(`"${s.service}" is not a service name`);
+        return `${s.service}=${s.replicas}`;
+    });
+    if (pairs.length === 0)
+        throw new Error('serviceScale needs at least one service');
+    return (0, shell_1.argv)('docker', 'service', 'scale', `--detach=${o.wait ? 'false' : 'true'}`, pairs);
+}
 /** `docker node inspect` of every node; `[]` when the engine lists none. */
 function inspectNodes() {
     return (0, shell_1.hostScript)(NODES_INSPECT, {});
@@ -64463,7 +66127,15 @@ exports.serviceStatusEntry = zod_1.z.object({
     Spec: zod_1.z.object({
         Name: zod_1.z.string(),
         TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
-        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+        Mode: zod_1.z
+            .object({
+            Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(),
+            Global: zod_1.z.object({}).passthrough().nullish(),
+            /** A one-off task (src/domain/swarm-oneoff.ts), not an app service. */
+            ReplicatedJob: zod_1.z.object({}).passthrough().nullish(),
+            GlobalJob: zod_1.z.object({}).passthrough().nullish(),
+        })
+            .nullish(),
     }),
     /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
     UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
@@ -64582,8 +66254,8 @@ function stackLabel(stack) {
 function taskServiceLabel(stack, service) {
     return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
 }
-const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
-const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh', 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__dirname + '/task-container.sh', 'utf8');
 /** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
 function inspectStackContainers(stack, service) {
     return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
@@ -64616,6 +66288,175 @@ function imageRepo(ref) {
     const slash = noDigest.lastIndexOf('/');
     const colon = noDigest.lastIndexOf(':');
     return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+// A one-off task of a stack's service (src/domain/swarm-oneoff.ts): a replicated job started from
+// the service's own spec (env, mounts, networks, secrets, placement) with another image and command.
+const fileRef = zod_1.z.object({
+    File: zod_1.z.object({ Name: zod_1.z.string(), UID: zod_1.z.string().nullish(), GID: zod_1.z.string().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+    SecretName: zod_1.z.string().nullish(),
+    ConfigName: zod_1.z.string().nullish(),
+});
+const mountEntry = zod_1.z.object({
+    Type: zod_1.z.string(),
+    Source: zod_1.z.string().nullish(),
+    Target: zod_1.z.string(),
+    ReadOnly: zod_1.z.boolean().nullish(),
+    BindOptions: zod_1.z.object({ Propagation: zod_1.z.string().nullish() }).nullish(),
+    VolumeOptions: zod_1.z
+        .object({
+        NoCopy: zod_1.z.boolean().nullish(),
+        Labels: labels,
+        DriverConfig: zod_1.z.object({ Name: zod_1.z.string().nullish(), Options: zod_1.z.record(zod_1.z.string()).nullish() }).nullish(),
+    })
+        .nullish(),
+    TmpfsOptions: zod_1.z.object({ SizeBytes: zod_1.z.number().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+});
+/** What a one-off task copies of `docker service inspect`: the task template's container spec, networks and placement. */
+exports.oneOffSourceEntry = zod_1.z.object({
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({
+            ContainerSpec: zod_1.z.object({
+                Command: zod_1.z.array(zod_1.z.string()).nullish(),
+                Env: zod_1.z.array(zod_1.z.string()).nullish(),
+                Dir: zod_1.z.string().nullish(),
+                User: zod_1.z.string().nullish(),
+                Hosts: zod_1.z.array(zod_1.z.string()).nullish(),
+                Mounts: zod_1.z.array(mountEntry).nullish(),
+                Secrets: zod_1.z.array(fileRef).nullish(),
+                Configs: zod_1.z.array(fileRef).nullish(),
+            }),
+            Networks: zod_1.z.array(zod_1.z.object({ Target: zod_1.z.string() })).nullish(),
+            Placement: zod_1.z.object({ Constraints: zod_1.z.array(zod_1.z.string()).nullish() }).nullish(),
+        }),
+    }),
+});
+/** The spec of `service` from `docker service inspect <service>`; undefined when the engine has no such service. */
+function parseOneOffSource(text, service) {
+    return (0, json_1.parseHostJson)(zod_1.z.array(exports.oneOffSourceEntry), text.trim() || '[]', `docker service inspect ${service}`).find((s) => s.Spec.Name === service);
+}
+/** One field of a `--mount`, `--secret` or `--config` value: the CLI reads them as a CSV record. */
+function csvField(field) {
+    return /[",\r\n]/.test(field) || field !== field.trim() ? `"${field.replace(/"/g, '""')}"` : field;
+}
+/** A `--mount` value of a mount of the spec. */
+function mountFlag(m) {
+    const f = [`type=${m.Type}`, ...(m.Source ? [`source=${m.Source}`] : []), `target=${m.Target}`];
+    if (m.ReadOnly)
+        f.push('readonly');
+    if (m.BindOptions?.Propagation)
+        f.push(`bind-propagation=${m.BindOptions.Propagation}`);
+    const v = m.VolumeOptions;
+    if (v?.NoCopy)
+        f.push('volume-nocopy');
+    if (v?.DriverConfig?.Name)
+        f.push(`volume-driver=${v.DriverConfig.Name}`);
+    for (const [k, val] of Object.entries(v?.DriverConfig?.Options ?? {}))
+        f.push(`volume-opt=${k}=${val}`);
+    for (const [k, val] of Object.entries(v?.Labels ?? {}))
+        f.push(`volume-label=${k}=${val}`);
+    if (m.TmpfsOptions?.SizeBytes)
+        f.push(`tmpfs-size=${m.TmpfsOptions.SizeBytes}`);
+    if (m.TmpfsOptions?.Mode)
+        f.push(`tmpfs-mode=0${m.TmpfsOptions.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** A `--secret` or `--config` value of a secret or config the spec gives as a file; undefined for one it does not. */
+function fileRefFlag(r) {
+    const source = r.SecretName ?? r.ConfigName;
+    if (!r.File || !source)
+        return undefined;
+    const f = [`source=${source}`, `target=${r.File.Name}`];
+    if (r.File.UID)
+        f.push(`uid=${r.File.UID}`);
+    if (r.File.GID)
+        f.push(`gid=${r.File.GID}`);
+    if (r.File.Mode !== undefined && r.File.Mode !== null)
+        f.push(`mode=0${r.File.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** `docker service create` flags that give a one-off task the spec's mounts, networks, secrets, configs, placement and process settings. */
+function oneOffSpecFlags(source) {
+    const t = source.Spec.TaskTemplate;
+    const c = t.ContainerSpec;
+    const refs = (flag, list) => (list ?? []).map(fileRefFlag).flatMap((v) => (v === undefined ? [] : [flag, v]));
+    return [
+        ...(c.Mounts ?? []).flatMap((m) => ['--mount', mountFlag(m)]),
+        // By id: the spec names the networks so, the stack's own and an external one (host) alike.
+        ...(t.Networks ?? []).flatMap((n) => ['--network', n.Target]),
+        ...refs('--secret', c.Secrets),
+        ...refs('--config', c.Configs),
+        ...(t.Placement?.Constraints ?? []).flatMap((x) => ['--constraint', x]),
+        ...(c.Dir ? ['--workdir', c.Dir] : []),
+        ...(c.User ? ['--user', c.User] : []),
+        ...(c.Hosts ?? []).flatMap((h) => ['--host', hostFlag(h)]),
+        // The service's entrypoint (compose's `entrypoint:`), as the CLI splits it: one shell-quoted string.
+        ...(c.Command?.length ? ['--entrypoint', c.Command.map((w) => (0, shell_1.quote)(w)).join(' ')] : []),
+    ];
+}
+/** The spec keeps extra hosts as `IP host…` (the /etc/hosts line); the flag takes `host:IP`. */
+function hostFlag(line) {
+    const [ip, ...names] = line.trim().split(/\s+/);
+    return names.map((n) => `${n}:${ip}`).join(',') || line;
+}
+/**
+ * An env file (`--env-file`) of the spec's variables with `extra` over them: one KEY=VALUE a line,
+ * as the docker client reads it (no quotes, no continuation). A value it could not read back as
+ * given (a line break, a key with space or `=`) is refused rather than changed.
+ */
+function oneOffEnvFile(specEnv, extra) {
+    const vars = new Map();
+    for (const kv of specEnv) {
+        const eq = kv.indexOf('=');
+        // A bare name would make the client copy its own variable of that name: the spec has no value for it.
+        if (eq > 0)
+            vars.set(kv.slice(0, eq), kv.slice(eq + 1));
+    }
+    for (const [k, v] of Object.entries(extra))
+        vars.set(k, v);
+    return [...vars]
+        .map(([k, v]) => {
+        if (!/^[^\s=#][^\s=]*$/.test(k) || /[\r\n\0]/.test(v) || k.length + v.length > 60_000)
+            throw new Error(`variable ${k.slice(0, 40)} cannot be passed to a one-off task through an env file`);
+        return `${k}=${v}\n`;
+    })
+        .join('');
+}
+/** `docker service create` of a one-off job: one task, never restarted, registry credentials sent to the node. */
+function oneOffCreate(j) {
+    return (0, shell_1.argv)(['docker', 'service', 'create', '--quiet', '--mode', 'replicated-job', '--restart-condition', 'none', '--detach', '--with-registry-auth'], ['--name', j.name, '--env-file', j.envFile, ...oneOffSpecFlags(j.source)], [j.image, ...j.command]);
+}
+const JOB_WAIT = fs.readFileSync(__dirname + '/job-wait.sh', 'utf8');
+/** Waits for the one task of a one-off job to end (complete, failed, rejected, shut down); prints its id. */
+function jobWait(name) {
+    return (0, shell_1.hostScript)(JOB_WAIT, { SERVICE: name });
+}
+/** `docker inspect` of a task: its state, the engine's error and the container's exit code. */
+function taskInspect(id) {
+    return (0, shell_1.argv)('docker', 'inspect', '--type', 'task', id);
+}
+exports.taskStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Status: zod_1.z.object({
+        State: zod_1.z.string(),
+        Err: zod_1.z.string().nullish(),
+        ContainerStatus: zod_1.z.object({ ExitCode: zod_1.z.number().nullish() }).nullish(),
+    }),
+});
+const parseTaskStatus = (text, id) => (0, json_1.parseHostJson)(zod_1.z.array(exports.taskStatusEntry), text.trim() || '[]', `docker inspect of task ${id}`)[0];
+exports.parseTaskStatus = parseTaskStatus;
+/** `docker service logs` of a service's tasks as they wrote it: the task's stdout on stdout, its stderr on stderr. */
+function serviceLogs(name) {
+    return (0, shell_1.argv)('docker', 'service', 'logs', '--raw', '--no-trunc', name);
+}
+const JOB_REMOVE = fs.readFileSync(__dirname + '/job-remove.sh', 'utf8');
+/** Removes a one-off job, its live task stopped first (the engine would leave it running); nothing when there is no such job. */
+function jobRemove(name) {
+    return (0, shell_1.hostScript)(JOB_REMOVE, { SERVICE: name });
+}
+/** `docker service rm`: the engine stops the service's tasks (not a job's: see jobRemove). */
+function serviceRemove(name) {
+    return (0, shell_1.argv)('docker', 'service', 'rm', name);
 }
 
 

@@ -55655,6 +55655,7 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.environmentInput = environmentInput;
 exports.servicesTable = servicesTable;
+exports.engineReportLines = engineReportLines;
 exports.offsiteKeysInput = offsiteKeysInput;
 exports.offsiteSummary = offsiteSummary;
 exports.walCopiesSummary = walCopiesSummary;
@@ -55670,6 +55671,14 @@ function environmentInput(value) {
 }
 function servicesTable(s, containers) {
     return s.table(['service', 'container', 'state', 'health', 'image'], containers.map((c) => [c.service, c.name, c.status + (c.status === 'exited' ? ` (${c.exitCode})` : ''), c.health, c.image]));
+}
+/** One line per service of what the engine did: its update, its replicas, the image it runs, the tasks that ended. */
+function engineReportLines(services) {
+    return services.map((s) => {
+        const update = s.update ? `update ${s.update.state}` : 'no update';
+        const ended = s.failed.map((t) => `task ${t.task} on ${t.node} ${t.state}${t.error ? ` (${t.error})` : ''}`).join(', ');
+        return `\`${s.service}\`: ${update}, ${s.replicas.running}/${s.replicas.wanted} running, runs \`${s.image}\`${ended ? `; ${ended}` : ''}`;
+    });
 }
 /**
  * Reads offsite-ssh-key and offsite-admin-key (masked the moment they are read) and checks them
@@ -55811,7 +55820,8 @@ exports.chooseTarget = chooseTarget;
  * rollback: return an environment to an earlier release: the previous one by default, or a named
  * one. Its tagged images start again without a rebuild and its commit is checked out. The database
  * is restored only with restore-database and a backup-id; the data-loss window is logged before the
- * restore and stated in the summary.
+ * restore and stated in the summary. On a swarm, the release's recorded digests are deployed as the
+ * stack instead (swarm.ts).
  */
 const sha_1 = __nccwpck_require__(3828);
 const backup_1 = __nccwpck_require__(6230);
@@ -55824,6 +55834,7 @@ const rollback_1 = __nccwpck_require__(9478);
 const summary_1 = __nccwpck_require__(5018);
 const validate = __importStar(__nccwpck_require__(8770));
 const common_1 = __nccwpck_require__(5650);
+const swarm_1 = __nccwpck_require__(3328);
 exports.rollbackAction = {
     name: 'rollback',
     prepare({ io }) {
@@ -55871,7 +55882,7 @@ async function runRollback(r, op) {
     try {
         const backup = await backupToRestore(r);
         const restart = await (0, rollback_1.startRelease)({ host: r.host, config: r.config, env: r.env, release: chosen.target, log: r.log, restore: backup });
-        await recordRollback(op, chosen, backup, restart);
+        await recordRollback(op, { ...chosen, onSwarm: r.env.onSwarm }, backup, restart);
         return { ...chosen, ...restart, backup };
     }
     catch (e) {
@@ -55895,6 +55906,8 @@ async function chooseTarget(r, op) {
         const target = history.find((x) => x.release === plan.releaseId);
         if (!target)
             throw new errors_1.OperationFailed(`${env.name} has no release ${plan.releaseId} in its host log; known: ${known}`);
+        if (env.onSwarm)
+            (0, swarm_1.checkSwarmTarget)({ env, target, named: true, history });
         return { target, current, drifted, skipped: [] };
     }
     if (!stack.target) {
@@ -55903,6 +55916,8 @@ async function chooseTarget(r, op) {
             `Name one with release-id (known: ${known}). Nothing was changed.`);
     }
     const { skipped } = stack;
+    if (env.onSwarm)
+        (0, swarm_1.checkSwarmTarget)({ env, target: stack.target, named: false, history });
     if (skipped.length)
         log.info(`passing over ${skipped.join(', ')}: a rollback already left ${skipped.length > 1 ? 'them' : 'it'}`);
     return { target: stack.target, current, drifted, skipped };
@@ -55923,6 +55938,8 @@ async function recordRollback(op, chosen, backup, restart) {
         sha: target.sha,
         kind: 'rollback',
         images: target.images,
+        // On a swarm, what the stack was deployed with: what drift and the next rollback judge by.
+        digests: chosen.onSwarm ? target.digests : undefined,
         previous: target.previous,
         rolledBackFrom: current?.release,
         restoredBackup: backup?.id,
@@ -55936,22 +55953,83 @@ async function reportRolledBack(io, env, done) {
     io.output('sha', t.sha);
     io.output('restored-backup-id', backup?.id ?? '');
     const summary = new summary_1.Summary().heading(`Rollback of ${env.name}`);
-    summary.text(`↩️ **${env.name} runs release \`${t.release}\`** (\`${(0, sha_1.short)(t.sha)}\`) again, healthy. It ran \`${done.current?.release ?? '?'}\` before.`);
+    const state = env.onSwarm ? 'every service of the stack converged on its digest' : 'healthy';
+    summary.text(`↩️ **${env.name} runs release \`${t.release}\`** (\`${(0, sha_1.short)(t.sha)}\`) again, ${state}. It ran \`${done.current?.release ?? '?'}\` before.`);
     summary.list([
         backup && done.restoredAt
             ? `database restored from \`${backup.id}\`: ${(0, rollback_1.lossWindow)(backup, done.restoredAt)}`
             : 'database not restored (its schema and data are as they were)',
         ...(skipped.length ? [`passed over ${skipped.map((x) => `\`${x}\``).join(', ')}: an earlier rollback left ${skipped.length > 1 ? 'them' : 'it'}`] : []),
         ...(drifted.length ? [`before the rollback, ${env.name} did not run its recorded release: ${drifted.join('; ')}`] : []),
+        ...(env.onSwarm ? (0, swarm_1.digestLines)(t) : []),
     ]);
     (0, common_1.servicesTable)(summary, done.containers);
     await io.summary(summary.toMarkdown());
 }
 function failureSummary(env, e, target) {
     const summary = new summary_1.Summary().heading(`Rollback of ${env.name}`).text(`❌ **The rollback of ${env.name} failed**: ${(0, errors_1.errorMessage)(e)}`);
-    if (target)
+    if (target && env.onSwarm)
+        summary.list([`target release: \`${target.release}\``, ...(0, swarm_1.swarmFailureLines)(env, target, e)]);
+    else if (target)
         summary.list([`target release: \`${target.release}\``, `Next: run the status action to see the containers, then retry or pick another release-id.`]);
     return summary;
+}
+
+
+/***/ }),
+
+/***/ 3328:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.checkSwarmTarget = checkSwarmTarget;
+exports.digestLines = digestLines;
+exports.swarmFailureLines = swarmFailureLines;
+const swarm_release_1 = __nccwpck_require__(8199);
+const swarm_rollback_1 = __nccwpck_require__(3029);
+const errors_1 = __nccwpck_require__(639);
+const swarm_1 = __nccwpck_require__(5846);
+/**
+ * Refuses, before anything on the host changes, a target that records no digests: a named one as
+ * an input to change, the default one naming the releases that could be named instead.
+ */
+function checkSwarmTarget(o) {
+    const { env, target, named } = o;
+    if (Object.keys(target.digests ?? {}).length) {
+        (0, swarm_rollback_1.swarmDigests)(env.name, target);
+        return;
+    }
+    const deployed = o.history.filter((x) => Object.keys(x.digests ?? {}).length && x.release !== target.release).map((x) => x.release);
+    const known = deployed.slice(0, 5).join(', ') || 'none';
+    const why = `${env.name} runs on a swarm, where a rollback deploys a release's image digests, and release ${target.release} records none (it was not deployed to the swarm)`;
+    if (named)
+        throw new errors_1.ConfigurationError(`input release-id: ${why}; name a release deployed on the swarm (known: ${known}). Nothing was changed.`);
+    throw new errors_1.OperationFailed(`${why}; name a release deployed on the swarm with release-id (known: ${known}). Nothing was changed.`);
+}
+/** One summary line per service: the digest the rollback deployed. */
+function digestLines(target) {
+    return Object.entries(target.digests ?? {})
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([service, ref]) => `\`${service}\` runs \`${ref}\``);
+}
+/**
+ * The failure summary's lines on a swarm: what the engine did per service, then what to do, the
+ * single-service fallback last (each service that did not converge, or any of the release's).
+ */
+function swarmFailureLines(env, target, e) {
+    const reports = e instanceof swarm_release_1.SwarmDeployFailed ? e.services.filter((s) => s.verdict !== 'converged') : [];
+    const engine = reports.map((s) => `\`${s.service}\`: ${s.update ? `update ${s.update.state}, ` : ''}${s.replicas.running}/${s.replicas.wanted} running, runs \`${s.image}\`` +
+        (s.failed.length ? `; ${s.failed.map((t) => `task ${t.task} on ${t.node} ${t.state}${t.error ? ` (${t.error})` : ''}`).join(', ')}` : ''));
+    const services = reports.length ? reports.map((s) => s.service) : Object.keys(target.digests ?? {}).sort();
+    return [
+        ...engine,
+        `Next: run the status action to see what each service runs, then retry the rollback or name another release-id.`,
+        `If this fails again for one service only: on the manager, ${services
+            .map((s) => `\`docker service rollback ${(0, swarm_1.swarmServiceName)(env.project, s)}\``)
+            .join(' or ')} returns that service to its previous spec (the engine's own fallback; twinstack does not run it, and the host log does not record it: deploy or roll back afterwards to settle).`,
+    ];
 }
 
 
@@ -56296,6 +56374,7 @@ exports.PREFLIGHT_CHECKS = [
     'wal-settings',
     'placement',
     'db-init',
+    'stack-merge',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -57307,6 +57386,7 @@ const alembic = __importStar(__nccwpck_require__(4645));
 const docker_1 = __nccwpck_require__(580);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
+const swarm_oneoff_1 = __nccwpck_require__(5984);
 /** Where alembic stands in the environment's api service, before migrating. */
 async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
     const container = await env.serviceContainer(host, service);
@@ -57331,9 +57411,15 @@ async function currentRevision(host, env, { service = env.cfg.apiService, timeou
 /**
  * alembic in a one-off container of the environment's api service, started from `at` (a checkout of
  * the new commit, whose image name points at the new image): the new code's migrations, while the
- * old containers still serve. Returns the result as is.
+ * old containers still serve. On a swarm, a one-off task of `o.image` (src/domain/swarm-oneoff.ts).
+ * Returns the result as is.
  */
 async function oneOffAlembic(host, at, command, o) {
+    if (at.onSwarm) {
+        if (!o.image)
+            throw new errors_1.OperationFailed(`${at.name}: ${o.label}: on a swarm the one-off task needs the new ${at.cfg.apiService} image by digest (OneOffOptions.image), and none was given`);
+        return (0, swarm_oneoff_1.swarmOneOff)(host, at, command, { ...o, image: o.image });
+    }
     const service = at.cfg.apiService;
     const pass = Object.keys(o.env ?? {}).flatMap((k) => ['-e', k]);
     await host.run((0, shell_1.argv)('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
@@ -57351,8 +57437,8 @@ class OneOffUnavailable extends errors_1.OperationFailed {
 }
 exports.OneOffUnavailable = OneOffUnavailable;
 /** The head revision(s) of the new code, read in a one-off container. */
-async function oneOffHeads(host, at, name, timeoutSeconds) {
-    const r = await oneOffAlembic(host, at, alembic.heads(), { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+async function oneOffHeads(host, at, o) {
+    const r = await oneOffAlembic(host, at, alembic.heads(), { ...o, label: `${at.name} alembic heads (new code)` });
     if (r.exitCode !== 0 && /host type networking can't be used with links/.test(`${r.stdout}\n${r.stderr}`)) {
         throw new OneOffUnavailable(`${at.name}: docker-compose v1 cannot start a one-off ${at.cfg.apiService} container (host networking with depends_on): the migration runs in the new container after the swap, unrehearsed. docker compose v2 does not have this limit.`);
     }
@@ -57813,7 +57899,7 @@ async function restoreBackup({ host, config, env, m, log, opts = {} }) {
     const tag = `twinstack restore ${m.id} in progress`;
     const undoCheck = `SELECT 1 FROM pg_database a WHERE a.datname = ${(0, sql_1.literal)(aside)} AND NOT EXISTS ` +
         `(SELECT 1 FROM pg_database d WHERE d.datname = ${(0, sql_1.literal)(db)} AND coalesce(shobj_description(d.oid, 'pg_database'), '') <> ${(0, sql_1.literal)(tag)});`;
-    const restart = opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : compose_1.NOTHING_LATER;
+    const restart = opts.restartLater ?? (opts.stoppedServices?.length ? env.composeLater('start', ...opts.stoppedServices) : compose_1.NOTHING_LATER);
     // What undoes a cut restore: written before anything moves, run by the next operation if this
     // script never gets to remove it (see pendingUndo in operation.ts).
     const undo = `# restore of ${env.name} from ${m.id}, started ${new Date().toISOString()}: put ${db} back as it was\n` +
@@ -58060,6 +58146,303 @@ function loadConfig(file, workspace = process.env.GITHUB_WORKSPACE || process.cw
         throw new errors_1.ConfigurationError(`config file ${(0, validate_1.printable)(file)} not found in ${workspace}: add it (see the README) or set the config input; did the workflow run actions/checkout first?`);
     }
     return parseConfig(text, file);
+}
+
+
+/***/ }),
+
+/***/ 6390:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.EnvFileError = exports.SECRET_KEY = void 0;
+exports.parseEnvFile = parseEnvFile;
+exports.sha256 = sha256;
+exports.hostOf = hostOf;
+exports.digestEnv = digestEnv;
+exports.scrub = scrub;
+exports.serviceEnvironment = serviceEnvironment;
+/**
+ * Env files as docker compose reads them, and the digest preflight compares. Values are secrets:
+ * they are hashed as soon as the file is parsed, and nothing built from them (messages, the
+ * summary, outputs) ever contains one; findings name keys only.
+ */
+const node_crypto_1 = __nccwpck_require__(7598);
+const yaml_1 = __nccwpck_require__(8815);
+const units_1 = __nccwpck_require__(4477);
+/** Env file keys whose values are secrets: masked in the log as soon as the file is read. */
+exports.SECRET_KEY = /(PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|_KEY$|DSN|AUTH|SALT|DATABASE_URL|_HASH$)/i;
+class EnvFileError extends Error {
+    name = 'EnvFileError';
+}
+exports.EnvFileError = EnvFileError;
+/**
+ * Parses env file text the way compose's dotenv reader does: blank lines and `#` comments skipped,
+ * an optional `export ` prefix, `KEY=value` (and the YAML-like `KEY: value`), unquoted values cut at
+ * ` #` and trimmed, single quotes literal, double quotes with backslash escapes, both quotes may
+ * span lines, `${VAR}`, `${VAR:-default}`, `$VAR` expanded from keys above (not from the shell, which
+ * preflight does not see), `$$` and `\$` for a literal `$`. A bare `KEY` line takes its value from
+ * the shell, so it is left out. Errors name the line, never the value.
+ */
+function parseEnvFile(text) {
+    const out = new Map();
+    const src = text.replace(/^\uFEFF/, '').replace(/\r\n/g, '\n');
+    let i = 0;
+    let line = 1;
+    const n = src.length;
+    const isSpace = (c) => c === ' ' || c === '\t' || c === '\v' || c === '\f' || c === '\r';
+    while (i < n) {
+        // Skip blank space and comment lines up to the next statement.
+        while (i < n && (isSpace(src[i]) || src[i] === '\n')) {
+            if (src[i] === '\n')
+                line++;
+            i++;
+        }
+        if (i >= n)
+            break;
+        if (src[i] === '#') {
+            while (i < n && src[i] !== '\n')
+                i++;
+            continue;
+        }
+        const exportMatch = /^export[ \t]+/.exec(src.slice(i, i + 20));
+        if (exportMatch)
+            i += exportMatch[0].length;
+        let keyEnd = i;
+        while (keyEnd < n && !'=:\n'.includes(src[keyEnd]))
+            keyEnd++;
+        const key = src.slice(i, keyEnd).replace(/[ \t\r]+$/, '');
+        if (!/^[A-Za-z0-9_.\-[\]]+$/.test(key)) {
+            // Never the text itself: a line without "=" may be a pasted secret.
+            throw new EnvFileError(`line ${line}: the text before "=" is not a variable name (letters, digits, _ . - [ ]), or the line has no "="`);
+        }
+        if (keyEnd >= n || src[keyEnd] === '\n') {
+            i = keyEnd; // A bare key inherits from the shell.
+            continue;
+        }
+        i = keyEnd + 1;
+        while (i < n && isSpace(src[i]))
+            i++;
+        let value;
+        const q = src[i];
+        if (q === '"' || q === "'") {
+            const startLine = line;
+            let j = i + 1;
+            let chars = '';
+            let escaped = false;
+            let closed = false;
+            for (; j < n; j++) {
+                const c = src[j];
+                if (c === '\n')
+                    line++;
+                if (c !== q) {
+                    if (!escaped && c === '\\') {
+                        escaped = true;
+                        continue;
+                    }
+                    if (escaped) {
+                        escaped = false;
+                        chars += '\\';
+                    }
+                    chars += c;
+                    continue;
+                }
+                if (escaped) {
+                    escaped = false;
+                    chars += c;
+                    continue;
+                }
+                closed = true;
+                break;
+            }
+            if (!closed)
+                throw new EnvFileError(`line ${startLine}: a quoted value is not closed`);
+            value = q === '"' ? expandVariables(expandEscapes(chars), out, startLine) : chars;
+            i = j + 1;
+            // The rest of the line after the closing quote can only be a comment.
+            while (i < n && src[i] !== '\n')
+                i++;
+        }
+        else {
+            let j = i;
+            while (j < n && src[j] !== '\n')
+                j++;
+            let raw = src.slice(i, j);
+            const comment = raw.indexOf(' #');
+            if (comment >= 0)
+                raw = raw.slice(0, comment);
+            value = expandVariables(raw.replace(/\s+$/, ''), out, line);
+            i = j;
+        }
+        if (/^\s*\d/.test(key))
+            continue; // compose ignores keys that start with a digit
+        out.set(key, value);
+    }
+    return out;
+}
+const ESCAPES = { a: '\x07', b: '\b', c: '', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '"': '"', '\\': '\\' };
+function expandEscapes(s) {
+    return s.replace(/\\(?:([abcfnrtv"\\$])|0(\d{0,3}))/g, (_m, ch, oct) => {
+        if (ch === '$')
+            return '$$'; // left for the expansion step, as compose does
+        if (ch !== undefined)
+            return ESCAPES[ch];
+        return String.fromCharCode(parseInt(oct || '0', 8));
+    });
+}
+/** `${VAR}`, `${VAR:-x}`, `${VAR-x}`, `${VAR:+x}`, `${VAR+x}`, `${VAR:?msg}`, `$VAR`, `$$`. */
+function expandVariables(s, vars, line) {
+    let out = '';
+    let i = 0;
+    while (i < s.length) {
+        const c = s[i];
+        if (c !== '$') {
+            out += c;
+            i++;
+            continue;
+        }
+        const next = s[i + 1];
+        if (next === '$') {
+            out += '$';
+            i += 2;
+            continue;
+        }
+        if (next === '{') {
+            const close = matchingBrace(s, i + 1);
+            if (close < 0)
+                throw new EnvFileError(`line ${line}: a \${...} is not closed`);
+            out += substitute(s.slice(i + 2, close), vars, line);
+            i = close + 1;
+            continue;
+        }
+        const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(s.slice(i + 1));
+        if (m) {
+            out += vars.get(m[0]) ?? '';
+            i += 1 + m[0].length;
+            continue;
+        }
+        out += c;
+        i++;
+    }
+    return out;
+}
+function matchingBrace(s, open) {
+    let depth = 0;
+    for (let j = open; j < s.length; j++) {
+        if (s[j] === '{')
+            depth++;
+        else if (s[j] === '}' && --depth === 0)
+            return j;
+    }
+    return -1;
+}
+function substitute(expr, vars, line) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])([\s\S]*))?$/.exec(expr);
+    if (!m)
+        throw new EnvFileError(`line ${line}: a \${...} is not a valid substitution (\${NAME}, \${NAME:-default}, \${NAME:?message}); write a literal $ as $$`);
+    const [, name, op, arg = ''] = m;
+    const value = vars.get(name);
+    const unsetOrEmpty = value === undefined || (op?.startsWith(':') && value === '');
+    switch (op) {
+        case undefined:
+            return value ?? '';
+        case ':-':
+        case '-':
+            return unsetOrEmpty ? expandVariables(arg, vars, line) : value;
+        case ':+':
+        case '+':
+            return unsetOrEmpty ? '' : expandVariables(arg, vars, line);
+        default:
+            // `:?` / `?`: compose stops with the message; the key is what preflight can report.
+            if (unsetOrEmpty)
+                throw new EnvFileError(`line ${line}: ${name} is required by a \${${name}${op}...} expansion but not set above`);
+            return value;
+    }
+}
+function sha256(text) {
+    return (0, node_crypto_1.createHash)('sha256').update(text, 'utf8').digest('hex');
+}
+/** The host a value names: a URL's host, an e-mail's domain, or a bare domain. */
+function hostOf(value) {
+    const v = value.trim();
+    if (!v)
+        return undefined;
+    try {
+        if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v))
+            return new URL(v).hostname.toLowerCase().replace(/^\[|\]$/g, '') || undefined;
+    }
+    catch {
+        return undefined;
+    }
+    const d = v
+        .replace(/^[^@\s]*@/, '')
+        .replace(/[:/].*$/, '')
+        .toLowerCase();
+    return /^[a-z0-9.-]+$/.test(d) ? d : undefined;
+}
+function digestEnv(values, hostKeys) {
+    const hashes = new Map();
+    for (const [k, v] of values)
+        hashes.set(k, sha256(v));
+    const hosts = new Map();
+    for (const k of hostKeys) {
+        const v = values.get(k);
+        const h = v === undefined ? undefined : hostOf(v);
+        if (h)
+            hosts.set(k, sha256(h));
+    }
+    const vault = values.get('VAULT_HOST_PATH');
+    return {
+        hashes,
+        hosts,
+        vaultPath: vault && vault.startsWith('/') ? vault.replace(/\/+$/, '') || '/' : undefined,
+        profiles: (values.get('COMPOSE_PROFILES') ?? '')
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean),
+    };
+}
+/**
+ * Replaces every env value of at least `min` characters found in `text` with ***: for text that
+ * came back from the host (a compose error) and might quote one.
+ */
+function scrub(text, values, min = 6) {
+    const list = [...new Set([...values].map((v) => v.trim()).filter((v) => v.length >= min))].sort((a, b) => b.length - a.length);
+    let out = text;
+    for (const v of list)
+        out = out.split(v).join('***');
+    return out;
+}
+const isRecord = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+/**
+ * One service's environment in a merged compose configuration, as its containers get it: v2 prints
+ * the values of its env files there too, v1 only what the compose files set. Values are secrets to
+ * the caller (a database URL holds a password). The mapping and the `KEY=value` list form are read.
+ */
+function serviceEnvironment(text, service) {
+    let doc;
+    try {
+        doc = (0, yaml_1.parse)(text);
+    }
+    catch (e) {
+        throw new Error(`the merged compose configuration is not YAML: ${e.message.split('\n')[0]}`, { cause: e });
+    }
+    const s = isRecord(doc) && isRecord(doc.services) ? doc.services[service] : undefined;
+    const env = isRecord(s) ? s.environment : undefined;
+    const out = new Map();
+    if (isRecord(env))
+        for (const [k, v] of Object.entries(env))
+            if (v !== null && v !== undefined)
+                out.set(k, (0, units_1.scalarText)(v));
+    if (Array.isArray(env))
+        for (const entry of env.map(String)) {
+            const eq = entry.indexOf('=');
+            if (eq > 0)
+                out.set(entry.slice(0, eq), entry.slice(eq + 1));
+        }
+    return out;
 }
 
 
@@ -60085,13 +60468,18 @@ const logger_1 = __nccwpck_require__(8828);
 const sha_1 = __nccwpck_require__(3828);
 const release_1 = __nccwpck_require__(5817);
 const rolling_1 = __nccwpck_require__(8613);
+const swarm_rollback_1 = __nccwpck_require__(3029);
 /** The compose services other than the database, so the database can be restored under no load. */
 async function appServices(host, env) {
     return (await env.services(host)).filter((s) => s !== env.cfg.database.service);
 }
-async function startRelease({ host, config, env, release, log, restore }) {
+async function startRelease(o) {
+    const { host, config, env, release, log, restore } = o;
     log.startGroup(`${env.name}: starting release ${release.release} (${(0, sha_1.short)(release.sha)})`);
     try {
+        // On a swarm a release is its digests: deployed as the stack, no image retagged (see swarm-rollback.ts).
+        if (env.onSwarm)
+            return await (0, swarm_rollback_1.startSwarmRelease)(o);
         await (0, release_1.restoreReleaseImages)(host, env, release);
         // With promote.release-dirs the release starts from its own directory (made again if it was
         // removed), so its containers mount its code and nothing moves under them later.
@@ -60614,6 +61002,224 @@ function rowsLostToRestore(backup, now, migration) {
 
 /***/ }),
 
+/***/ 8616:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.buildDefinitions = buildDefinitions;
+exports.buildDifferences = buildDifferences;
+exports.shipPlan = shipPlan;
+exports.defaultImageName = defaultImageName;
+exports.mergedBuilds = mergedBuilds;
+exports.mergedConfig = mergedConfig;
+exports.shipImages = shipImages;
+exports.assertImages = assertImages;
+/**
+ * Shipping what was gated: prod runs the image ids the passing gate tested on dev, tagged under
+ * prod's own image names, and started with `up --no-build`. A service is rebuilt (from the same
+ * commit) only where prod's merged build definition differs from dev's — a build arg such as a
+ * `NEXT_PUBLIC_*` URL baked in at build time, another target, dockerfile or context — and the
+ * summary names each one and why. Prod never builds a service that could have been shipped.
+ */
+const path = __importStar(__nccwpck_require__(6760));
+const yaml_1 = __nccwpck_require__(8815);
+const errors_1 = __nccwpck_require__(639);
+const docker_1 = __nccwpck_require__(580);
+const units_1 = __nccwpck_require__(4477);
+const state_1 = __nccwpck_require__(781);
+const isObj = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+/**
+ * The build definition of every service in a merged compose configuration (`config` output of v1 or
+ * v2), contexts made relative to `root` so two checkouts of one commit compare equal.
+ */
+function buildDefinitions(configYaml, root) {
+    const doc = (0, yaml_1.parse)(configYaml);
+    if (!isObj(doc) || !isObj(doc.services))
+        throw new errors_1.OperationFailed('the merged compose configuration has no services');
+    const out = new Map();
+    for (const [service, raw] of Object.entries(doc.services)) {
+        const s = isObj(raw) ? raw : {};
+        const entry = { service, image: typeof s.image === 'string' ? s.image : undefined };
+        const b = s.build;
+        if (typeof b === 'string' || isObj(b)) {
+            const o = typeof b === 'string' ? { context: b } : b;
+            const context = typeof o.context === 'string' ? o.context : '.';
+            const args = {};
+            if (isObj(o.args))
+                for (const [k, v] of Object.entries(o.args))
+                    args[k] = (0, units_1.scalarText)(v);
+            else if (Array.isArray(o.args))
+                for (const a of o.args.map(String)) {
+                    const eq = a.indexOf('=');
+                    args[eq < 0 ? a : a.slice(0, eq)] = eq < 0 ? '' : a.slice(eq + 1);
+                }
+            entry.build = {
+                context: path.posix.isAbsolute(context) ? path.posix.relative(root, context) || '.' : context,
+                dockerfile: typeof o.dockerfile === 'string' ? o.dockerfile : 'Dockerfile',
+                target: typeof o.target === 'string' ? o.target : '',
+                args,
+            };
+        }
+        out.set(service, entry);
+    }
+    return out;
+}
+/** Why two build definitions differ, in words that name no value; empty when they are the same. */
+function buildDifferences(prod, dev) {
+    const out = [];
+    if (prod.context !== dev.context)
+        out.push(`build context differs (prod ${prod.context}, dev ${dev.context})`);
+    if (prod.dockerfile !== dev.dockerfile)
+        out.push(`dockerfile differs (prod ${prod.dockerfile}, dev ${dev.dockerfile})`);
+    if (prod.target !== dev.target)
+        out.push(`build target differs (prod ${prod.target || 'none'}, dev ${dev.target || 'none'})`);
+    const names = [...new Set([...Object.keys(prod.args), ...Object.keys(dev.args)])].sort();
+    const differing = names.filter((n) => prod.args[n] !== dev.args[n]);
+    if (differing.length)
+        out.push(`build arg${differing.length > 1 ? 's' : ''} ${differing.join(', ')} differ${differing.length > 1 ? '' : 's'}`);
+    return out;
+}
+/**
+ * What to do with each prod service. `names` is prod's image name per service (from its config, its
+ * current release, or compose's default naming).
+ */
+function shipPlan(prod, dev, gated, names) {
+    const plan = { ship: [], rebuild: [], asConfigured: [] };
+    for (const [service, p] of [...prod.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+        const d = dev.get(service);
+        const id = gated[service];
+        const name = names[service];
+        if (!d || !id) {
+            plan.asConfigured.push({ service, reason: d ? 'the gate recorded no image for it' : 'dev does not run it', builds: !!p.build });
+            continue;
+        }
+        if (p.build && d.build) {
+            const reasons = buildDifferences(p.build, d.build);
+            if (reasons.length)
+                plan.rebuild.push({ service, name, reasons });
+            else
+                plan.ship.push({ service, id, name });
+        }
+        else if (p.build || d.build) {
+            plan.rebuild.push({ service, name, reasons: [p.build ? 'prod builds it, dev pulls it' : 'dev builds it, prod pulls it'] });
+        }
+        else if (p.image !== d.image) {
+            plan.asConfigured.push({ service, reason: `prod runs image ${p.image ?? '?'}, dev ${d.image ?? '?'}`, builds: false });
+        }
+        else {
+            plan.ship.push({ service, id, name });
+        }
+    }
+    return plan;
+}
+/** The image name compose gives a service that sets none: `<project>-<service>` (v2) or `<project>_<service>` (v1). */
+function defaultImageName(project, service, composeCommand) {
+    return composeCommand === 'docker-compose' ? `${project}_${service}` : `${project}-${service}`;
+}
+/** The merged configuration of an environment (its compose files and env file), read quietly: it holds secrets. */
+async function mergedBuilds(host, env) {
+    return buildDefinitions(await mergedConfig(host, env), env.cfg.checkout);
+}
+/** An environment's merged compose configuration (`compose config`), as YAML text. It may hold secrets: never logged. */
+async function mergedConfig(host, env) {
+    const r = await host.run(env.compose('config'), env.composeOptions({ quiet: true, label: `${env.name}: compose config`, timeoutSeconds: 180 }));
+    return r.stdout;
+}
+/**
+ * Puts the plan on the host: every shipped id tagged under prod's name (the id must still be on the
+ * host), every rebuilt service built from `at` (prod's configuration at the new commit). Returns the
+ * image id each service must run. Running containers keep their image: nothing restarts here.
+ */
+async function shipImages(host, at, plan, log) {
+    const expected = {};
+    if (plan.ship.length) {
+        const ids = plan.ship.map((s) => s.id);
+        const check = await host.run((0, docker_1.imageIdsCommand)(ids), { check: false, quiet: true, timeoutSeconds: 120 });
+        if (check.exitCode !== 0) {
+            const present = new Set(check.stdout.split('\n').map((l) => l.trim()));
+            const gone = plan.ship.filter((s) => !present.has(s.id));
+            throw new errors_1.OperationFailed(`the gated image${gone.length > 1 ? 's' : ''} ${gone.map((s) => `${s.service} ${(0, state_1.shortId)(s.id)}`).join(', ')} ${gone.length > 1 ? 'are' : 'is'} no longer on the host: deploy dev and run the gate again. Nothing was changed.`);
+        }
+        await host.run((0, docker_1.tagImages)(plan.ship.map((s) => ({ from: s.id, to: s.name }))), {
+            label: `${at.name}: tagging the gated images`,
+            quiet: true,
+            timeoutSeconds: 300,
+        });
+        for (const s of plan.ship) {
+            expected[s.service] = s.id;
+            log.info(`${at.name}: ${s.service} ships the gated image ${(0, state_1.shortId)(s.id)} as ${s.name}`);
+        }
+    }
+    if (plan.rebuild.length) {
+        for (const r of plan.rebuild)
+            log.info(`${at.name}: ${r.service} is rebuilt from the same commit: ${r.reasons.join('; ')}`);
+        log.startGroup(`${at.name}: compose build ${plan.rebuild.map((r) => r.service).join(' ')}`);
+        try {
+            await host.run(at.compose('build', ...plan.rebuild.map((r) => r.service)), at.composeOptions({ label: `${at.name} compose build`, timeoutSeconds: 3600 }));
+        }
+        finally {
+            log.endGroup();
+        }
+        const ids = await host.run((0, docker_1.imageIdsCommand)(plan.rebuild.map((r) => r.name)), { quiet: true, timeoutSeconds: 120 });
+        ids.stdout
+            .trim()
+            .split('\n')
+            .forEach((id, i) => (expected[plan.rebuild[i].service] = id.trim()));
+    }
+    return expected;
+}
+/** Fails naming every service whose container does not run the image it must. */
+function assertImages(containers, expected, envName) {
+    const wrong = [];
+    for (const [service, id] of Object.entries(expected)) {
+        const c = containers.find((x) => x.service === service && !x.oneoff);
+        if (!c)
+            wrong.push(`${service} has no container`);
+        else if (c.imageId !== id)
+            wrong.push(`${service} runs ${(0, state_1.shortId)(c.imageId)}, not ${(0, state_1.shortId)(id)}`);
+    }
+    if (wrong.length)
+        throw new errors_1.OperationFailed(`${envName} does not run the images it was given: ${wrong.join('; ')}`);
+}
+
+
+/***/ }),
+
 /***/ 781:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -60779,6 +61385,681 @@ function stackDrift(observed, swarm, release) {
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
 function driftMessage(environment, release, lines) {
     return `${environment} does not run its recorded release ${release.release} (${(0, sha_1.short)(release.sha)}): ${lines.join('; ')}.`;
+}
+
+
+/***/ }),
+
+/***/ 5984:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.oneOffJobName = oneOffJobName;
+exports.swarmOneOff = swarmOneOff;
+/**
+ * A one-off task on a swarm: the command runs in a replicated job of the new image, started from
+ * the api service's own spec (its env, mounts, networks, secrets and placement), as `compose run`
+ * starts a one-off container of the service on one host. The variables travel in an env file
+ * written in a directory only the SSH user can read, removed once the job is created; the job is
+ * removed when it has ended, timed out or been cancelled, so no migration runs on unseen.
+ */
+const cancel_1 = __nccwpck_require__(2082);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The job's service name: `<stack>_twinstack-<what>` for the one-off named `<stack>-twinstack-<what>`. */
+function oneOffJobName(stack, name) {
+    const what = name.startsWith(`${stack}-`) ? name.slice(stack.length + 1) : name;
+    return swarm.swarmServiceName(stack, what);
+}
+/** Runs `command` in a one-off task of `at`'s api service on its swarm; the result as `compose run` would give it. */
+async function swarmOneOff(host, at, command, o) {
+    const image = swarm.digestRef.safeParse(o.image);
+    if (!image.success)
+        throw new errors_1.OperationFailed(`${at.name}: ${o.label}: the one-off task's image must be pinned by digest (repo@sha256:...), not "${o.image}"`);
+    const source = await apiSpec(host, at);
+    const name = oneOffJobName(at.project, o.name);
+    const remove = () => removeJob(host, name);
+    // A job of this name left by a cut run goes first: it must not migrate on beside the new one.
+    await remove();
+    const unregister = (0, cancel_1.onCancel)(remove);
+    const started = Date.now();
+    try {
+        const create = await createJob(host, { name, image: image.data, command, source, envFile: '' }, o);
+        const waited = await host.run(swarm.jobWait(name), {
+            check: false,
+            quiet: true,
+            label: `${o.label}: waiting for ${name}`,
+            timeoutSeconds: o.timeoutSeconds,
+        });
+        const logs = await host.run(swarm.serviceLogs(name), { check: false, quiet: true, label: `${o.label}: output`, timeoutSeconds: 120 });
+        const base = { command: create, signal: null, stdout: logs.stdout, durationMs: Date.now() - started };
+        if (waited.timedOut) {
+            const why = `${o.label}: the one-off task ${name} did not end within ${o.timeoutSeconds} s; it was removed`;
+            return { ...base, exitCode: 124, timedOut: true, stderr: `${logs.stderr}\n${why}` };
+        }
+        const id = waited.stdout.trim();
+        if (waited.exitCode !== 0 || !id)
+            throw new errors_1.OperationFailed(`${at.name}: ${o.label}: waiting for ${name} failed: ${waited.stderr.trim() || `exit ${waited.exitCode}`}`);
+        const task = swarm.parseTaskStatus((await host.run(swarm.taskInspect(id), { quiet: true, timeoutSeconds: 60 })).stdout, id);
+        return { ...base, ...taskExit(task), stderr: [logs.stderr, taskError(task)].filter(Boolean).join('\n'), timedOut: false };
+    }
+    finally {
+        await remove();
+        unregister();
+    }
+}
+/** The job removed, its live task stopped first; a plain `service rm` when that could not finish (the job must go). */
+async function removeJob(host, name) {
+    const r = await host.run(swarm.jobRemove(name), { check: false, quiet: true, label: `removing ${name}`, timeoutSeconds: 120 });
+    if (r.exitCode !== 0 || r.timedOut)
+        await host.run(swarm.serviceRemove(name), { check: false, quiet: true, timeoutSeconds: 60 });
+}
+/** The spec of `at`'s api service, as the engine runs it. */
+async function apiSpec(host, at) {
+    const service = swarm.swarmServiceName(at.project, at.cfg.apiService);
+    const r = await host.run(swarm.serviceInspect([service]), { check: false, quiet: true, label: `docker service inspect ${service}`, timeoutSeconds: 60 });
+    const source = r.exitCode === 0 ? swarm.parseOneOffSource(r.stdout, service) : undefined;
+    if (!source)
+        throw new errors_1.OperationFailed(`${at.name}: no service ${service} on the swarm to start a one-off task from; deploy ${at.name} first`);
+    return source;
+}
+/**
+ * Writes the env file (the spec's variables, o.env over them) in a fresh directory only the SSH
+ * user can read, creates the job from it, and removes the directory: the client has read the file
+ * by then. Returns the create command (no value in it).
+ */
+async function createJob(host, job, o) {
+    const content = swarm.oneOffEnvFile(job.source.Spec.TaskTemplate.ContainerSpec.Env ?? [], o.env ?? {});
+    // mktemp -d: mode 0700 whatever the umask, in the SSH user's TMPDIR (/tmp when unset).
+    const dir = (await host.run('mktemp -d -t twinstack-oneoff.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+    if (!/^\/[A-Za-z0-9._/-]*\/twinstack-oneoff\.[A-Za-z0-9]+$/.test(dir))
+        throw new errors_1.OperationFailed(`mktemp on the manager returned "${dir.slice(0, 80)}"`);
+    const removeDir = () => host.run((0, shell_1.sh) `rm -rf -- ${dir}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
+    const unregister = (0, cancel_1.onCancel)(removeDir);
+    try {
+        const envFile = `${dir}/env`;
+        await host.writeFile(envFile, content, 0o600);
+        const create = swarm.oneOffCreate({ ...job, envFile });
+        await host.run(create, { quiet: true, label: `${o.label}: creating ${job.name}`, timeoutSeconds: 120 });
+        return create;
+    }
+    finally {
+        await removeDir();
+        unregister();
+    }
+}
+/** The exit code of an ended task: its container's, or 125 (as `docker run`) when the engine never ran it. */
+function taskExit(task) {
+    if (!task)
+        return { exitCode: 125 };
+    if (task.Status.State === 'complete')
+        return { exitCode: task.Status.ContainerStatus?.ExitCode ?? 0 };
+    if (task.Status.State === 'failed')
+        return { exitCode: task.Status.ContainerStatus?.ExitCode || 1 };
+    return { exitCode: 125 };
+}
+/** The engine's own words when it ended the task otherwise than by its exit (rejected, shut down), for the caller's error. */
+function taskError(task) {
+    if (!task)
+        return 'the one-off task is gone';
+    const { State, Err, ContainerStatus } = task.Status;
+    if (State === 'complete' || (State === 'failed' && ContainerStatus?.ExitCode))
+        return '';
+    return `task ${State}${Err ? `: ${Err}` : ''}`;
+}
+
+
+/***/ }),
+
+/***/ 8199:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SwarmDeployFailed = exports.DIGESTS_FILE = void 0;
+exports.buildAndPush = buildAndPush;
+exports.buildAndPushServices = buildAndPushServices;
+exports.recordedImages = recordedImages;
+exports.tasksOf = tasksOf;
+exports.judgeService = judgeService;
+exports.describeReports = describeReports;
+exports.deployRelease = deployRelease;
+exports.rollbackRelease = rollbackRelease;
+/**
+ * A release on a Docker Swarm (an environment whose target is swarm): a set of image digests, one
+ * per service (`repo@sha256:…`). Deploy builds the images on the manager with the environment's
+ * compose files, pushes them to config's swarm.registry and reads their digests (buildAndPush);
+ * then deploys the stack with those digests pinned and watches the engine replace the tasks
+ * (deployRelease). The engine does the rolling update itself (update_config), and rolls back by
+ * itself when a new task fails (failure_action: rollback): the watch only reports what it did, per
+ * service. A rollback deploys an earlier release's digests the same way.
+ */
+const path = __importStar(__nccwpck_require__(6760));
+const env_file_1 = __nccwpck_require__(6390);
+const ship_1 = __nccwpck_require__(8616);
+const docker_1 = __nccwpck_require__(580);
+const errors_1 = __nccwpck_require__(639);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The overlay twinstack writes beside the base compose file, deployed after the environment's own files. */
+exports.DIGESTS_FILE = '.twinstack-digests.yml';
+/**
+ * Builds the environment's images on the manager (compose build with its files and env file), tags
+ * each built image `<registry>/<repository>:<tag>`, pushes it and reads its digest. Images a service
+ * uses without building are pinned by the digest they were pulled or pushed with, when they have one.
+ */
+async function buildAndPush(ctx, tag) {
+    const registry = registryOf(ctx);
+    const services = await (0, ship_1.mergedBuilds)(ctx.host, ctx.env);
+    await composeBuild(ctx, []);
+    return pushOrPin(ctx, { services, registry, tag });
+}
+/**
+ * buildAndPush for some services only (promote's rebuilt ones on a swarm prod, built with prod's
+ * files): those that build are built, pushed and pinned; the others are pinned by the digest the
+ * manager knows, or deployed by name. `services`: their build definitions from the merged configuration.
+ */
+async function buildAndPushServices(ctx, o) {
+    const registry = registryOf(ctx);
+    const builds = [...o.services.values()].filter((s) => s.build).map((s) => s.service);
+    if (builds.length)
+        await composeBuild(ctx, builds);
+    return pushOrPin(ctx, { services: o.services, registry, tag: o.tag });
+}
+function registryOf({ config, env }) {
+    const registry = config.swarm.registry;
+    if (!registry)
+        throw new errors_1.ConfigurationError(`environments.${env.name}.target is swarm: set swarm.registry to the registry the nodes pull from`);
+    return registry;
+}
+/** compose build on the manager with the environment's files and env file: every service, or the ones named. */
+async function composeBuild(ctx, services) {
+    const { host, env, log } = ctx;
+    log.startGroup(`${env.name}: compose build${services.length ? ` ${services.join(' ')}` : ''}`);
+    try {
+        await host.run(env.compose('build', ...services), env.composeOptions({ label: `${env.name} compose build`, timeoutSeconds: 3600 }));
+    }
+    finally {
+        log.endGroup();
+    }
+}
+/** Each built service pushed and pinned by its new digest; each other one pinned by the digest it has, or left unpinned. */
+async function pushOrPin(ctx, o) {
+    const { host, config, env, log } = ctx;
+    const { registry, tag } = o;
+    const out = { images: {}, pushed: {}, unpinned: [] };
+    for (const [service, s] of o.services) {
+        const image = s.image ?? (0, ship_1.defaultImageName)(env.project, service, config['compose-command']);
+        if (s.build) {
+            out.pushed[service] = pushedName({ registry, project: env.project, service, image, tag });
+            out.images[service] = await pushImage(ctx, { image, remote: out.pushed[service] });
+            continue;
+        }
+        const r = await host.run(swarm.repoDigests(image), { check: false, quiet: true, timeoutSeconds: 120 });
+        const digest = r.exitCode === 0 ? swarm.pinnedDigest(r.stdout, image) : undefined;
+        if (digest)
+            out.images[service] = digest;
+        else
+            out.unpinned.push({ service, image });
+    }
+    for (const u of out.unpinned)
+        log.warning(`${env.name}: ${u.service} runs ${u.image}, which the manager has no digest of (never pushed or pulled): it is deployed by name, not pinned`);
+    return out;
+}
+/** Where a built image goes: its own repository when it is named in the registry already, else `<project>-<service>`. */
+function pushedName({ registry, project, service, image, tag }) {
+    const repo = swarm.imageRepository(image);
+    const name = repo.startsWith(`${registry}/`) ? repo.slice(registry.length + 1) : `${project}-${service}`;
+    return swarm.registryRef(registry, name, tag);
+}
+async function pushImage(ctx, { image, remote }) {
+    const { host, log } = ctx;
+    await host.run(swarm.tagForRegistry(image, remote), { quiet: true, label: `tagging ${image} as ${remote}`, timeoutSeconds: 120 });
+    await host.run(swarm.push(remote), { quiet: true, label: `pushing ${remote}`, timeoutSeconds: 3600 });
+    const r = await host.run(swarm.repoDigests(remote), { quiet: true, label: `reading the digest of ${remote}`, timeoutSeconds: 120 });
+    const repo = swarm.imageRepository(remote);
+    const digest = swarm.parseRepoDigests(r.stdout, repo);
+    if (!digest)
+        throw new errors_1.OperationFailed(`${remote} was pushed but the manager knows no digest of it in ${repo}`);
+    log.info(`pushed ${remote} as ${digest}`);
+    return digest;
+}
+/**
+ * What the release record keeps of each service: the name it is deployed by (the digest, or the
+ * image's own name when unpinned), the image id on the manager (what its containers report), and
+ * the registry name it was pushed as.
+ */
+async function recordedImages(ctx, built) {
+    const entries = [
+        ...Object.entries(built.images).map(([service, ref]) => ({ service, name: ref, tag: built.pushed[service] ?? ref })),
+        ...built.unpinned.map((u) => ({ service: u.service, name: u.image, tag: u.image })),
+    ];
+    if (entries.length === 0)
+        return {};
+    const r = await ctx.host.run((0, docker_1.imageIdsCommand)(entries.map((e) => e.name)), {
+        quiet: true,
+        label: 'reading the image ids of the release',
+        timeoutSeconds: 120,
+    });
+    const ids = r.stdout.split('\n').filter((l) => l.trim() !== '');
+    if (ids.length !== entries.length)
+        throw new errors_1.OperationFailed(`the manager printed ${ids.length} image ids for the release's ${entries.length} images`);
+    return Object.fromEntries(entries.map((e, i) => [e.service, { name: e.name, id: ids[i].trim(), tag: e.tag }]));
+}
+/** A swarm deploy that the engine rolled back, or that did not converge in time: the message names every service, task and error. */
+class SwarmDeployFailed extends errors_1.OperationFailed {
+    services;
+    constructor(message, services) {
+        super(message);
+        this.services = services;
+    }
+}
+exports.SwarmDeployFailed = SwarmDeployFailed;
+async function readStack(ctx) {
+    const { host, env } = ctx;
+    const list = await host.run(swarm.serviceList(env.project), { quiet: true, label: `listing ${env.name}'s services`, timeoutSeconds: 120 });
+    const names = swarm.parseServiceList(list.stdout).map((s) => s.Name);
+    if (names.length === 0)
+        return { services: [], tasks: [] };
+    const spec = await host.run(swarm.serviceInspect(names), { quiet: true, label: `inspecting ${env.name}'s services`, timeoutSeconds: 120 });
+    const ps = await host.run(swarm.serviceTasks(names), { quiet: true, label: `listing ${env.name}'s tasks`, timeoutSeconds: 120 });
+    return { services: swarm.parseServiceStatus(spec.stdout), tasks: swarm.parseTasks(ps.stdout) };
+}
+function baselineOf(s) {
+    const updateStarted = new Map();
+    for (const svc of s.services)
+        if (svc.UpdateStatus?.StartedAt)
+            updateStarted.set(svc.Spec.Name, svc.UpdateStatus.StartedAt);
+    return { taskIds: new Set(s.tasks.map((t) => t.ID)), updateStarted };
+}
+/** The tasks of one service among `docker service ps`'s lines (`<stack>_<service>.<slot or node>`; older tasks indented). */
+function tasksOf(tasks, serviceName) {
+    return tasks.filter((t) => t.Name.replace(/^[^A-Za-z0-9]+/, '').startsWith(`${serviceName}.`));
+}
+const digestOf = (ref) => (ref ? swarm.taskDigest(ref) : undefined);
+/**
+ * One service judged against the release: converged when the engine's update for this deploy (if
+ * any) completed and exactly the wanted replicas run, each on the wanted digest (running means
+ * healthy: the engine reports a task with a healthcheck running only once it is healthy); failed
+ * when the engine paused the update or rolled it back; waiting otherwise.
+ */
+function judgeService(o) {
+    const name = o.svc.Spec.Name;
+    const service = name.startsWith(`${o.stack}_`) ? name.slice(o.stack.length + 1) : name;
+    const own = tasksOf(o.tasks, name);
+    const desired = own.filter((t) => t.DesiredState === 'Running');
+    const running = desired.filter((t) => t.CurrentState.startsWith('Running'));
+    const wanted = o.svc.Spec.Mode?.Global ? Math.max(desired.length, 1) : (o.svc.Spec.Mode?.Replicated?.Replicas ?? 1);
+    const digest = o.release[service];
+    const want = digestOf(digest);
+    const onDigest = (image) => !want || swarm.taskDigest(image) === want;
+    const status = o.svc.UpdateStatus;
+    const ours = status?.StartedAt && status.StartedAt !== o.baseline.updateStarted.get(name);
+    const update = ours ? { state: status.State ?? '', message: status.Message ?? '' } : undefined;
+    // A task of this deploy that ended: failed, rejected, or stopped by the engine as unhealthy (its
+    // process may then exit 0, which the engine records as Complete with no error).
+    const failed = own
+        .filter((t) => !o.baseline.taskIds.has(t.ID) && onDigest(t.Image))
+        .filter((t) => t.Error !== '' || /^(Failed|Rejected)/.test(t.CurrentState) || (t.DesiredState !== 'Running' && !t.CurrentState.startsWith('Running')))
+        .map((t) => ({ task: t.ID.slice(0, 12), node: t.Node, state: t.CurrentState.replace(/ [^ ]+ \w+ ago$/, ''), error: t.Error }));
+    const steady = desired.length === wanted && running.length === wanted;
+    const base = { service, image: o.svc.Spec.TaskTemplate.ContainerSpec.Image, digest, replicas: { wanted, running: running.length }, update, failed, steady };
+    if (update && ['paused', 'rollback_completed', 'rollback_paused'].includes(update.state))
+        return { ...base, verdict: 'failed' };
+    if (update && update.state !== 'completed')
+        return { ...base, verdict: 'waiting' };
+    const done = steady && running.every((t) => onDigest(t.Image)) && onDigest(base.image);
+    return { ...base, verdict: done ? 'converged' : 'waiting' };
+}
+/** One line per service that did not converge: its update, its replicas, its failed tasks and their errors. */
+function describeReports(reports) {
+    return reports
+        .filter((r) => r.verdict !== 'converged')
+        .map((r) => {
+        const said = [...new Set([...(r.messages ?? []), r.update?.message ?? ''])].filter(Boolean);
+        const update = r.update ? `update ${r.update.state}${said.length ? ` (${said.join('; ')})` : ''}, ` : '';
+        const tasks = r.failed.length
+            ? `; tasks of this release that ended: ${r.failed.map((t) => `${t.task} on ${t.node} ${t.state}${t.error ? `: ${t.error}` : ''}`).join(', ')}`
+            : '';
+        return `${r.service}: ${update}${r.replicas.running}/${r.replicas.wanted} running, runs ${r.image}${tasks}`;
+    })
+        .join('; ');
+}
+/**
+ * Deploys the release: the digest overlay written beside the base compose file, then `docker stack
+ * deploy` of the environment's files and the overlay, its env file's variables on standard input;
+ * then watches the engine until every service converged (the reports), or the engine rolled back
+ * or paused an update, or the time ran out (SwarmDeployFailed naming the services, tasks and errors).
+ */
+async function deployRelease(ctx, o) {
+    const { host, env, log } = ctx;
+    const dir = env.cfg.checkout;
+    const overlay = path.posix.join(path.posix.dirname(env.cfg.composeFiles[0]), exports.DIGESTS_FILE);
+    const baseline = baselineOf(await readStack(ctx));
+    await host.writeFile(path.posix.join(dir, overlay), swarm.digestOverlay(o.release), 0o644);
+    const values = (0, env_file_1.parseEnvFile)((await host.readFile(path.posix.join(dir, env.cfg.envFile))).toString('utf8'));
+    for (const [key, value] of values)
+        if (env_file_1.SECRET_KEY.test(key) && value.length >= 6)
+            log.secret(value);
+    log.startGroup(`${env.name}: docker stack deploy ${env.project}`);
+    try {
+        await host.run(swarm.stackDeploy({ dir, files: [...env.cfg.composeFiles, overlay], stack: env.project }), {
+            stdin: swarm.envStdin(values),
+            label: `${env.name} stack deploy`,
+            timeoutSeconds: 600,
+        });
+    }
+    finally {
+        log.endGroup();
+    }
+    return watchStack(ctx, { ...o, baseline });
+}
+/** Polls the engine until every service converged, or one failed and none is still moving, or the time is up. */
+async function watchStack(ctx, o) {
+    const { env, log } = ctx;
+    const timeoutSeconds = o.timeoutSeconds ?? env.cfg.healthTimeoutSeconds;
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    let said = '';
+    const messages = new Map();
+    for (;;) {
+        const snap = await readStack(ctx);
+        const reports = snap.services.map((svc) => judgeService({ stack: env.project, svc, tasks: snap.tasks, release: o.release, baseline: o.baseline }));
+        for (const r of reports) {
+            const seen = messages.get(r.service) ?? [];
+            if (r.update?.message && !seen.includes(r.update.message))
+                messages.set(r.service, [...seen, r.update.message]);
+            r.messages = messages.get(r.service);
+        }
+        const missing = Object.keys(o.release).filter((s) => !reports.some((r) => r.service === s));
+        const progress = reports.map((r) => `${r.service} ${r.update?.state ?? r.verdict} ${r.replicas.running}/${r.replicas.wanted}`).join(', ');
+        if (progress !== said)
+            log.info(`${env.name}: ${progress || 'no services yet'}`);
+        said = progress;
+        if (missing.length === 0 && reports.length && reports.every((r) => r.verdict === 'converged'))
+            return reports;
+        if (reports.some((r) => r.verdict === 'failed') &&
+            !reports.some((r) => r.update && !['completed', 'paused', 'rollback_completed', 'rollback_paused'].includes(r.update.state)) &&
+            // A rolled-back service is reported once its old tasks serve again (or at the deadline, as it is).
+            reports.every((r) => r.update?.state !== 'rollback_completed' || r.steady)) {
+            const rolledBack = reports.some((r) => r.update?.state === 'rollback_completed');
+            throw new SwarmDeployFailed(`${env.name}: the swarm update failed${rolledBack ? ' and the engine rolled it back' : ''}: ${describeReports(reports)}`, reports);
+        }
+        if (Date.now() > deadline) {
+            const absent = missing.length ? `; not in the stack: ${missing.join(', ')}` : '';
+            throw new SwarmDeployFailed(`${env.name}: the stack did not converge in ${timeoutSeconds}s: ${describeReports(reports)}${absent}`, reports);
+        }
+        await new Promise((r) => setTimeout(r, o.pollMs ?? 2000));
+    }
+}
+/** Returns the environment to an earlier release: its digests deployed and watched as any release's. */
+async function rollbackRelease(ctx, o) {
+    ctx.log.info(`${ctx.env.name}: rolling back${o.from ? ` from ${o.from}` : ''} to ${o.to}: deploying its digests`);
+    return deployRelease(ctx, o);
+}
+
+
+/***/ }),
+
+/***/ 3029:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.swarmDigests = swarmDigests;
+exports.startSwarmRelease = startSwarmRelease;
+/**
+ * Starting an earlier release again on a swarm (env.onSwarm): its recorded digests deployed as the
+ * stack and watched until the engine converged (rollbackRelease); nothing is built or retagged.
+ * When the database is restored too, the stack's app services are scaled to 0 first, so nothing
+ * writes while it is replaced; the stack deploy then gives them the replicas their files say.
+ */
+const backup_1 = __nccwpck_require__(6230);
+const git_1 = __nccwpck_require__(6048);
+const swarm_release_1 = __nccwpck_require__(8199);
+const swarm_scale_1 = __nccwpck_require__(6987);
+const errors_1 = __nccwpck_require__(639);
+const logger_1 = __nccwpck_require__(8828);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The digests a swarm rollback deploys: the release's record of them, each `repo@sha256:…`. */
+function swarmDigests(envName, release) {
+    const digests = release.digests ?? {};
+    if (Object.keys(digests).length === 0)
+        throw new errors_1.OperationFailed(`${envName} runs on a swarm, but release ${release.release} records no image digests (it was not deployed to the swarm): name a release deployed on the swarm (the rollback action's release-id)`);
+    const bad = Object.entries(digests).filter(([, ref]) => !swarm.digestRef.safeParse(ref).success);
+    if (bad.length)
+        throw new errors_1.OperationFailed(`release ${release.release} records ${bad.map(([s, ref]) => `${s}: "${ref.slice(0, 120)}"`).join(', ')}, not images pinned by digest (repo@sha256:…): name another release`);
+    return digests;
+}
+/**
+ * startRelease on a swarm: the release's directory (promote.release-dirs) or its commit checked
+ * out, then, if asked, the database restored with the app services at 0 replicas, then the stack
+ * deployed with the release's digests. A failed restore still deploys the release, then fails.
+ */
+async function startSwarmRelease({ host, config, env, release, log, restore }) {
+    const digests = swarmDigests(env.name, release);
+    const runAt = await (0, git_1.releaseEnvironment)(host, config, env, release.sha);
+    if (runAt === env)
+        await (0, git_1.checkoutCommit)(host, env, release.sha);
+    const ctx = { host, config, env: runAt, log };
+    const deploy = () => (0, swarm_release_1.rollbackRelease)(ctx, { release: digests, to: release.release });
+    let restoredAt;
+    if (restore) {
+        try {
+            await restoreWithoutLoad(ctx, restore);
+        }
+        catch (e) {
+            // The database was put back as it was: deploy the release anyway, which scales the services up again.
+            await deploy().catch((0, logger_1.ignored)(log, `deploying ${env.name}'s release ${release.release} after a failed restore`));
+            throw e;
+        }
+        restoredAt = new Date().toISOString();
+    }
+    await deploy();
+    // The checkout follows once the stack runs from the release's directory (as startRelease's compose path).
+    if (runAt !== env)
+        await (0, git_1.checkoutCommit)(host, env, release.sha);
+    const containers = await env.containers(host).catch((0, logger_1.ignored)(log, `listing ${env.name}'s task containers`, []));
+    return { containers, restoredAt };
+}
+/** The stack's app services at 0 replicas (the engine waited until their tasks stopped), then the restore. */
+async function restoreWithoutLoad(ctx, restore) {
+    const { host, config, env, log } = ctx;
+    const apps = await (0, swarm_scale_1.appReplicas)(ctx);
+    if (apps.length) {
+        log.info(`${env.name}: scaling ${apps.map((a) => a.service).join(', ')} to 0 replicas for the restore`);
+        await (0, swarm_scale_1.scaleServices)(ctx, apps.map((a) => ({ service: a.service, replicas: 0 })), { why: 'for the restore' });
+    }
+    log.warning(`${env.name}: restoring the database from backup ${restore.id} taken at ${restore.time}; writes made since then are lost`);
+    // A restore cut short is undone by the next operation, which then scales the services back as they were.
+    await (0, backup_1.restoreBackup)({ host, config, env, m: restore, log, opts: { restartLater: (0, swarm_scale_1.scaleLater)(env, apps) } });
+}
+
+
+/***/ }),
+
+/***/ 6987:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.appReplicas = appReplicas;
+exports.scaleServices = scaleServices;
+exports.scaleLater = scaleLater;
+const compose_1 = __nccwpck_require__(7130);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The stack's replicated services other than the database's (and its jobs), with the replicas they have now (those at 0 left out). */
+async function appReplicas({ host, env, log }) {
+    const list = await host.run(swarm.serviceList(env.project), { quiet: true, label: `listing ${env.name}'s services`, timeoutSeconds: 120 });
+    const dbName = swarm.swarmServiceName(env.project, env.cfg.database.service);
+    const names = swarm
+        .parseServiceList(list.stdout)
+        .map((s) => s.Name)
+        .filter((n) => n !== dbName);
+    if (names.length === 0)
+        return [];
+    const spec = await host.run(swarm.serviceInspect(names), { quiet: true, label: `inspecting ${env.name}'s services`, timeoutSeconds: 120 });
+    const out = [];
+    for (const s of swarm.parseServiceStatus(spec.stdout)) {
+        // A job is a one-off task (a migration), which ends by itself: scaling would change its completions.
+        if (s.Spec.Mode?.ReplicatedJob || s.Spec.Mode?.GlobalJob)
+            continue;
+        if (s.Spec.Mode?.Global)
+            log.warning(`${env.name}: ${s.Spec.Name} runs in global mode, which cannot be scaled: it keeps running meanwhile`);
+        else if ((s.Spec.Mode?.Replicated?.Replicas ?? 1) > 0)
+            out.push({ service: s.Spec.Name, replicas: s.Spec.Mode?.Replicated?.Replicas ?? 1 });
+    }
+    return out;
+}
+/**
+ * `docker service scale` of the services to the counts given, the engine waiting until their tasks
+ * converged (at 0: stopped; above: running, which for a task with a healthcheck means healthy).
+ */
+async function scaleServices({ host, env }, scales, o) {
+    if (scales.length === 0)
+        return;
+    const names = scales.map((a) => `${a.service}=${a.replicas}`).join(', ');
+    await host.run(swarm.serviceScale(scales, { wait: true }), { label: `${env.name}: scaling ${names} (${o.why})`, timeoutSeconds: o.timeoutSeconds ?? 600 });
+}
+/** The scale back to `scales` for a script the host runs later (an undo), without waiting; nothing when there is none. */
+function scaleLater(env, scales) {
+    return scales.length ? { RESTART_DIR: env.cfg.checkout, RESTART_PROJECT: env.project, RESTART: swarm.serviceScale(scales, { wait: false }) } : compose_1.NOTHING_LATER;
 }
 
 
@@ -63135,7 +64416,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
+exports.parseTaskStatus = exports.taskStatusEntry = exports.oneOffSourceEntry = exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
 exports.stackDeploy = stackDeploy;
 exports.stackConfig = stackConfig;
 exports.envStdin = envStdin;
@@ -63144,6 +64425,7 @@ exports.serviceList = serviceList;
 exports.serviceTasks = serviceTasks;
 exports.serviceInspect = serviceInspect;
 exports.serviceRollback = serviceRollback;
+exports.serviceScale = serviceScale;
 exports.inspectNodes = inspectNodes;
 exports.tagForRegistry = tagForRegistry;
 exports.push = push;
@@ -63163,6 +64445,17 @@ exports.inspectStackContainers = inspectStackContainers;
 exports.taskContainer = taskContainer;
 exports.taskService = taskService;
 exports.imageRepo = imageRepo;
+exports.parseOneOffSource = parseOneOffSource;
+exports.mountFlag = mountFlag;
+exports.fileRefFlag = fileRefFlag;
+exports.oneOffSpecFlags = oneOffSpecFlags;
+exports.oneOffEnvFile = oneOffEnvFile;
+exports.oneOffCreate = oneOffCreate;
+exports.jobWait = jobWait;
+exports.taskInspect = taskInspect;
+exports.serviceLogs = serviceLogs;
+exports.jobRemove = jobRemove;
+exports.serviceRemove = serviceRemove;
 /**
  * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
  * registry), and the schemas of what those commands print. An environment whose target is swarm
@@ -63173,8 +64466,8 @@ const fs = __importStar(__nccwpck_require__(3024));
 const zod_1 = __nccwpck_require__(924);
 const json_1 = __nccwpck_require__(8634);
 const shell_1 = __nccwpck_require__(2232);
-const STACK_ENV = fs.readFileSync(__nccwpck_require__.ab + "stack-env.sh", 'utf8');
-const NODES_INSPECT = fs.readFileSync(__nccwpck_require__.ab + "nodes-inspect.sh", 'utf8');
+const STACK_ENV = fs.readFileSync(__dirname + '/stack-env.sh', 'utf8');
+const NODES_INSPECT = fs.readFileSync(__dirname + '/nodes-inspect.sh', 'utf8');
 /** The label Docker puts on every service, network and task of a stack. */
 exports.STACK_LABEL = 'com.docker.stack.namespace';
 function inStack(p, args) {
@@ -63224,6 +64517,23 @@ function serviceInspect(services) {
 function serviceRollback(service) {
     return (0, shell_1.argv)('docker', 'service', 'rollback', '--detach', service);
 }
+/**
+ * `docker service scale` of replicated services to the counts given (a global service cannot be
+ * scaled). With `wait`, the engine's own wait: it returns once the tasks converged (at 0, once they
+ * stopped); without, at once.
+ */
+function serviceScale(scales, o) {
+    const pairs = scales.map((s) => {
+        if (!Number.isInteger(s.replicas) || s.replicas < 0)
+            throw new Error(`${s.replicas} is not a replica count`);
+        if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(s.service))
+            throw new Error(`"${s.service}" is not a service name`);
+        return `${s.service}=${s.replicas}`;
+    });
+    if (pairs.length === 0)
+        throw new Error('serviceScale needs at least one service');
+    return (0, shell_1.argv)('docker', 'service', 'scale', `--detach=${o.wait ? 'false' : 'true'}`, pairs);
+}
 /** `docker node inspect` of every node; `[]` when the engine lists none. */
 function inspectNodes() {
     return (0, shell_1.hostScript)(NODES_INSPECT, {});
@@ -63263,7 +64573,15 @@ exports.serviceStatusEntry = zod_1.z.object({
     Spec: zod_1.z.object({
         Name: zod_1.z.string(),
         TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
-        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+        Mode: zod_1.z
+            .object({
+            Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(),
+            Global: zod_1.z.object({}).passthrough().nullish(),
+            /** A one-off task (src/domain/swarm-oneoff.ts), not an app service. */
+            ReplicatedJob: zod_1.z.object({}).passthrough().nullish(),
+            GlobalJob: zod_1.z.object({}).passthrough().nullish(),
+        })
+            .nullish(),
     }),
     /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
     UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
@@ -63382,8 +64700,8 @@ function stackLabel(stack) {
 function taskServiceLabel(stack, service) {
     return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
 }
-const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
-const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh', 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__dirname + '/task-container.sh', 'utf8');
 /** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
 function inspectStackContainers(stack, service) {
     return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
@@ -63416,6 +64734,175 @@ function imageRepo(ref) {
     const slash = noDigest.lastIndexOf('/');
     const colon = noDigest.lastIndexOf(':');
     return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+// A one-off task of a stack's service (src/domain/swarm-oneoff.ts): a replicated job started from
+// the service's own spec (env, mounts, networks, secrets, placement) with another image and command.
+const fileRef = zod_1.z.object({
+    File: zod_1.z.object({ Name: zod_1.z.string(), UID: zod_1.z.string().nullish(), GID: zod_1.z.string().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+    SecretName: zod_1.z.string().nullish(),
+    ConfigName: zod_1.z.string().nullish(),
+});
+const mountEntry = zod_1.z.object({
+    Type: zod_1.z.string(),
+    Source: zod_1.z.string().nullish(),
+    Target: zod_1.z.string(),
+    ReadOnly: zod_1.z.boolean().nullish(),
+    BindOptions: zod_1.z.object({ Propagation: zod_1.z.string().nullish() }).nullish(),
+    VolumeOptions: zod_1.z
+        .object({
+        NoCopy: zod_1.z.boolean().nullish(),
+        Labels: labels,
+        DriverConfig: zod_1.z.object({ Name: zod_1.z.string().nullish(), Options: zod_1.z.record(zod_1.z.string()).nullish() }).nullish(),
+    })
+        .nullish(),
+    TmpfsOptions: zod_1.z.object({ SizeBytes: zod_1.z.number().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+});
+/** What a one-off task copies of `docker service inspect`: the task template's container spec, networks and placement. */
+exports.oneOffSourceEntry = zod_1.z.object({
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({
+            ContainerSpec: zod_1.z.object({
+                Command: zod_1.z.array(zod_1.z.string()).nullish(),
+                Env: zod_1.z.array(zod_1.z.string()).nullish(),
+                Dir: zod_1.z.string().nullish(),
+                User: zod_1.z.string().nullish(),
+                Hosts: zod_1.z.array(zod_1.z.string()).nullish(),
+                Mounts: zod_1.z.array(mountEntry).nullish(),
+                Secrets: zod_1.z.array(fileRef).nullish(),
+                Configs: zod_1.z.array(fileRef).nullish(),
+            }),
+            Networks: zod_1.z.array(zod_1.z.object({ Target: zod_1.z.string() })).nullish(),
+            Placement: zod_1.z.object({ Constraints: zod_1.z.array(zod_1.z.string()).nullish() }).nullish(),
+        }),
+    }),
+});
+/** The spec of `service` from `docker service inspect <service>`; undefined when the engine has no such service. */
+function parseOneOffSource(text, service) {
+    return (0, json_1.parseHostJson)(zod_1.z.array(exports.oneOffSourceEntry), text.trim() || '[]', `docker service inspect ${service}`).find((s) => s.Spec.Name === service);
+}
+/** One field of a `--mount`, `--secret` or `--config` value: the CLI reads them as a CSV record. */
+function csvField(field) {
+    return /[",\r\n]/.test(field) || field !== field.trim() ? `"${field.replace(/"/g, '""')}"` : field;
+}
+/** A `--mount` value of a mount of the spec. */
+function mountFlag(m) {
+    const f = [`type=${m.Type}`, ...(m.Source ? [`source=${m.Source}`] : []), `target=${m.Target}`];
+    if (m.ReadOnly)
+        f.push('readonly');
+    if (m.BindOptions?.Propagation)
+        f.push(`bind-propagation=${m.BindOptions.Propagation}`);
+    const v = m.VolumeOptions;
+    if (v?.NoCopy)
+        f.push('volume-nocopy');
+    if (v?.DriverConfig?.Name)
+        f.push(`volume-driver=${v.DriverConfig.Name}`);
+    for (const [k, val] of Object.entries(v?.DriverConfig?.Options ?? {}))
+        f.push(`volume-opt=${k}=${val}`);
+    for (const [k, val] of Object.entries(v?.Labels ?? {}))
+        f.push(`volume-label=${k}=${val}`);
+    if (m.TmpfsOptions?.SizeBytes)
+        f.push(`tmpfs-size=${m.TmpfsOptions.SizeBytes}`);
+    if (m.TmpfsOptions?.Mode)
+        f.push(`tmpfs-mode=0${m.TmpfsOptions.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** A `--secret` or `--config` value of a secret or config the spec gives as a file; undefined for one it does not. */
+function fileRefFlag(r) {
+    const source = r.SecretName ?? r.ConfigName;
+    if (!r.File || !source)
+        return undefined;
+    const f = [`source=${source}`, `target=${r.File.Name}`];
+    if (r.File.UID)
+        f.push(`uid=${r.File.UID}`);
+    if (r.File.GID)
+        f.push(`gid=${r.File.GID}`);
+    if (r.File.Mode !== undefined && r.File.Mode !== null)
+        f.push(`mode=0${r.File.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** `docker service create` flags that give a one-off task the spec's mounts, networks, secrets, configs, placement and process settings. */
+function oneOffSpecFlags(source) {
+    const t = source.Spec.TaskTemplate;
+    const c = t.ContainerSpec;
+    const refs = (flag, list) => (list ?? []).map(fileRefFlag).flatMap((v) => (v === undefined ? [] : [flag, v]));
+    return [
+        ...(c.Mounts ?? []).flatMap((m) => ['--mount', mountFlag(m)]),
+        // By id: the spec names the networks so, the stack's own and an external one (host) alike.
+        ...(t.Networks ?? []).flatMap((n) => ['--network', n.Target]),
+        ...refs('--secret', c.Secrets),
+        ...refs('--config', c.Configs),
+        ...(t.Placement?.Constraints ?? []).flatMap((x) => ['--constraint', x]),
+        ...(c.Dir ? ['--workdir', c.Dir] : []),
+        ...(c.User ? ['--user', c.User] : []),
+        ...(c.Hosts ?? []).flatMap((h) => ['--host', hostFlag(h)]),
+        // The service's entrypoint (compose's `entrypoint:`), as the CLI splits it: one shell-quoted string.
+        ...(c.Command?.length ? ['--entrypoint', c.Command.map((w) => (0, shell_1.quote)(w)).join(' ')] : []),
+    ];
+}
+/** The spec keeps extra hosts as `IP host…` (the /etc/hosts line); the flag takes `host:IP`. */
+function hostFlag(line) {
+    const [ip, ...names] = line.trim().split(/\s+/);
+    return names.map((n) => `${n}:${ip}`).join(',') || line;
+}
+/**
+ * An env file (`--env-file`) of the spec's variables with `extra` over them: one KEY=VALUE a line,
+ * as the docker client reads it (no quotes, no continuation). A value it could not read back as
+ * given (a line break, a key with space or `=`) is refused rather than changed.
+ */
+function oneOffEnvFile(specEnv, extra) {
+    const vars = new Map();
+    for (const kv of specEnv) {
+        const eq = kv.indexOf('=');
+        // A bare name would make the client copy its own variable of that name: the spec has no value for it.
+        if (eq > 0)
+            vars.set(kv.slice(0, eq), kv.slice(eq + 1));
+    }
+    for (const [k, v] of Object.entries(extra))
+        vars.set(k, v);
+    return [...vars]
+        .map(([k, v]) => {
+        if (!/^[^\s=#][^\s=]*$/.test(k) || /[\r\n\0]/.test(v) || k.length + v.length > 60_000)
+            throw new Error(`variable ${k.slice(0, 40)} cannot be passed to a one-off task through an env file`);
+        return `${k}=${v}\n`;
+    })
+        .join('');
+}
+/** `docker service create` of a one-off job: one task, never restarted, registry credentials sent to the node. */
+function oneOffCreate(j) {
+    return (0, shell_1.argv)(['docker', 'service', 'create', '--quiet', '--mode', 'replicated-job', '--restart-condition', 'none', '--detach', '--with-registry-auth'], ['--name', j.name, '--env-file', j.envFile, ...oneOffSpecFlags(j.source)], [j.image, ...j.command]);
+}
+const JOB_WAIT = fs.readFileSync(__dirname + '/job-wait.sh', 'utf8');
+/** Waits for the one task of a one-off job to end (complete, failed, rejected, shut down); prints its id. */
+function jobWait(name) {
+    return (0, shell_1.hostScript)(JOB_WAIT, { SERVICE: name });
+}
+/** `docker inspect` of a task: its state, the engine's error and the container's exit code. */
+function taskInspect(id) {
+    return (0, shell_1.argv)('docker', 'inspect', '--type', 'task', id);
+}
+exports.taskStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Status: zod_1.z.object({
+        State: zod_1.z.string(),
+        Err: zod_1.z.string().nullish(),
+        ContainerStatus: zod_1.z.object({ ExitCode: zod_1.z.number().nullish() }).nullish(),
+    }),
+});
+const parseTaskStatus = (text, id) => (0, json_1.parseHostJson)(zod_1.z.array(exports.taskStatusEntry), text.trim() || '[]', `docker inspect of task ${id}`)[0];
+exports.parseTaskStatus = parseTaskStatus;
+/** `docker service logs` of a service's tasks as they wrote it: the task's stdout on stdout, its stderr on stderr. */
+function serviceLogs(name) {
+    return (0, shell_1.argv)('docker', 'service', 'logs', '--raw', '--no-trunc', name);
+}
+const JOB_REMOVE = fs.readFileSync(__dirname + '/job-remove.sh', 'utf8');
+/** Removes a one-off job, its live task stopped first (the engine would leave it running); nothing when there is no such job. */
+function jobRemove(name) {
+    return (0, shell_1.hostScript)(JOB_REMOVE, { SERVICE: name });
+}
+/** `docker service rm`: the engine stops the service's tasks (not a job's: see jobRemove). */
+function serviceRemove(name) {
+    return (0, shell_1.argv)('docker', 'service', 'rm', name);
 }
 
 

@@ -56113,6 +56113,7 @@ exports.PREFLIGHT_CHECKS = [
     'wal-settings',
     'placement',
     'db-init',
+    'stack-merge',
 ];
 /**
  * Keys whose values must differ between prod and dev (design, section 9). A list is a group: the
@@ -57124,6 +57125,7 @@ const alembic = __importStar(__nccwpck_require__(4645));
 const docker_1 = __nccwpck_require__(580);
 const errors_1 = __nccwpck_require__(639);
 const shell_1 = __nccwpck_require__(2232);
+const swarm_oneoff_1 = __nccwpck_require__(5984);
 /** Where alembic stands in the environment's api service, before migrating. */
 async function migrationPlan(host, env, timeoutSeconds, service = env.cfg.apiService) {
     const container = await env.serviceContainer(host, service);
@@ -57148,9 +57150,15 @@ async function currentRevision(host, env, { service = env.cfg.apiService, timeou
 /**
  * alembic in a one-off container of the environment's api service, started from `at` (a checkout of
  * the new commit, whose image name points at the new image): the new code's migrations, while the
- * old containers still serve. Returns the result as is.
+ * old containers still serve. On a swarm, a one-off task of `o.image` (src/domain/swarm-oneoff.ts).
+ * Returns the result as is.
  */
 async function oneOffAlembic(host, at, command, o) {
+    if (at.onSwarm) {
+        if (!o.image)
+            throw new errors_1.OperationFailed(`${at.name}: ${o.label}: on a swarm the one-off task needs the new ${at.cfg.apiService} image by digest (OneOffOptions.image), and none was given`);
+        return (0, swarm_oneoff_1.swarmOneOff)(host, at, command, { ...o, image: o.image });
+    }
     const service = at.cfg.apiService;
     const pass = Object.keys(o.env ?? {}).flatMap((k) => ['-e', k]);
     await host.run((0, shell_1.argv)('docker', 'rm', '-f', o.name), { check: false, quiet: true, timeoutSeconds: 60 });
@@ -57168,8 +57176,8 @@ class OneOffUnavailable extends errors_1.OperationFailed {
 }
 exports.OneOffUnavailable = OneOffUnavailable;
 /** The head revision(s) of the new code, read in a one-off container. */
-async function oneOffHeads(host, at, name, timeoutSeconds) {
-    const r = await oneOffAlembic(host, at, alembic.heads(), { timeoutSeconds, label: `${at.name} alembic heads (new code)`, name });
+async function oneOffHeads(host, at, o) {
+    const r = await oneOffAlembic(host, at, alembic.heads(), { ...o, label: `${at.name} alembic heads (new code)` });
     if (r.exitCode !== 0 && /host type networking can't be used with links/.test(`${r.stdout}\n${r.stderr}`)) {
         throw new OneOffUnavailable(`${at.name}: docker-compose v1 cannot start a one-off ${at.cfg.apiService} container (host networking with depends_on): the migration runs in the new container after the swap, unrehearsed. docker compose v2 does not have this limit.`);
     }
@@ -58952,6 +58960,163 @@ function stackDrift(observed, swarm, release) {
 /** The opening of every refusal on drift: what the record says, and how the host differs from it. */
 function driftMessage(environment, release, lines) {
     return `${environment} does not run its recorded release ${release.release} (${(0, sha_1.short)(release.sha)}): ${lines.join('; ')}.`;
+}
+
+
+/***/ }),
+
+/***/ 5984:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.oneOffJobName = oneOffJobName;
+exports.swarmOneOff = swarmOneOff;
+/**
+ * A one-off task on a swarm: the command runs in a replicated job of the new image, started from
+ * the api service's own spec (its env, mounts, networks, secrets and placement), as `compose run`
+ * starts a one-off container of the service on one host. The variables travel in an env file
+ * written in a directory only the SSH user can read, removed once the job is created; the job is
+ * removed when it has ended, timed out or been cancelled, so no migration runs on unseen.
+ */
+const cancel_1 = __nccwpck_require__(2082);
+const errors_1 = __nccwpck_require__(639);
+const shell_1 = __nccwpck_require__(2232);
+const swarm = __importStar(__nccwpck_require__(5846));
+/** The job's service name: `<stack>_twinstack-<what>` for the one-off named `<stack>-twinstack-<what>`. */
+function oneOffJobName(stack, name) {
+    const what = name.startsWith(`${stack}-`) ? name.slice(stack.length + 1) : name;
+    return swarm.swarmServiceName(stack, what);
+}
+/** Runs `command` in a one-off task of `at`'s api service on its swarm; the result as `compose run` would give it. */
+async function swarmOneOff(host, at, command, o) {
+    const image = swarm.digestRef.safeParse(o.image);
+    if (!image.success)
+        throw new errors_1.OperationFailed(`${at.name}: ${o.label}: the one-off task's image must be pinned by digest (repo@sha256:...), not "${o.image}"`);
+    const source = await apiSpec(host, at);
+    const name = oneOffJobName(at.project, o.name);
+    const remove = () => removeJob(host, name);
+    // A job of this name left by a cut run goes first: it must not migrate on beside the new one.
+    await remove();
+    const unregister = (0, cancel_1.onCancel)(remove);
+    const started = Date.now();
+    try {
+        const create = await createJob(host, { name, image: image.data, command, source, envFile: '' }, o);
+        const waited = await host.run(swarm.jobWait(name), {
+            check: false,
+            quiet: true,
+            label: `${o.label}: waiting for ${name}`,
+            timeoutSeconds: o.timeoutSeconds,
+        });
+        const logs = await host.run(swarm.serviceLogs(name), { check: false, quiet: true, label: `${o.label}: output`, timeoutSeconds: 120 });
+        const base = { command: create, signal: null, stdout: logs.stdout, durationMs: Date.now() - started };
+        if (waited.timedOut) {
+            const why = `${o.label}: the one-off task ${name} did not end within ${o.timeoutSeconds} s; it was removed`;
+            return { ...base, exitCode: 124, timedOut: true, stderr: `${logs.stderr}\n${why}` };
+        }
+        const id = waited.stdout.trim();
+        if (waited.exitCode !== 0 || !id)
+            throw new errors_1.OperationFailed(`${at.name}: ${o.label}: waiting for ${name} failed: ${waited.stderr.trim() || `exit ${waited.exitCode}`}`);
+        const task = swarm.parseTaskStatus((await host.run(swarm.taskInspect(id), { quiet: true, timeoutSeconds: 60 })).stdout, id);
+        return { ...base, ...taskExit(task), stderr: [logs.stderr, taskError(task)].filter(Boolean).join('\n'), timedOut: false };
+    }
+    finally {
+        await remove();
+        unregister();
+    }
+}
+/** The job removed, its live task stopped first; a plain `service rm` when that could not finish (the job must go). */
+async function removeJob(host, name) {
+    const r = await host.run(swarm.jobRemove(name), { check: false, quiet: true, label: `removing ${name}`, timeoutSeconds: 120 });
+    if (r.exitCode !== 0 || r.timedOut)
+        await host.run(swarm.serviceRemove(name), { check: false, quiet: true, timeoutSeconds: 60 });
+}
+/** The spec of `at`'s api service, as the engine runs it. */
+async function apiSpec(host, at) {
+    const service = swarm.swarmServiceName(at.project, at.cfg.apiService);
+    const r = await host.run(swarm.serviceInspect([service]), { check: false, quiet: true, label: `docker service inspect ${service}`, timeoutSeconds: 60 });
+    const source = r.exitCode === 0 ? swarm.parseOneOffSource(r.stdout, service) : undefined;
+    if (!source)
+        throw new errors_1.OperationFailed(`${at.name}: no service ${service} on the swarm to start a one-off task from; deploy ${at.name} first`);
+    return source;
+}
+/**
+ * Writes the env file (the spec's variables, o.env over them) in a fresh directory only the SSH
+ * user can read, creates the job from it, and removes the directory: the client has read the file
+ * by then. Returns the create command (no value in it).
+ */
+async function createJob(host, job, o) {
+    const content = swarm.oneOffEnvFile(job.source.Spec.TaskTemplate.ContainerSpec.Env ?? [], o.env ?? {});
+    // mktemp -d: mode 0700 whatever the umask, in the SSH user's TMPDIR (/tmp when unset).
+    const dir = (await host.run('mktemp -d -t twinstack-oneoff.XXXXXXXX', { quiet: true, timeoutSeconds: 60 })).stdout.trim();
+    if (!/^\/[A-Za-z0-9._/-]*\/twinstack-oneoff\.[A-Za-z0-9]+$/.test(dir))
+        throw new errors_1.OperationFailed(`mktemp on the manager returned "${dir.slice(0, 80)}"`);
+    const removeDir = () => host.run((0, shell_1.sh) `rm -rf -- ${dir}`, { check: false, quiet: true, timeoutSeconds: 60 }).then(() => undefined);
+    const unregister = (0, cancel_1.onCancel)(removeDir);
+    try {
+        const envFile = `${dir}/env`;
+        await host.writeFile(envFile, content, 0o600);
+        const create = swarm.oneOffCreate({ ...job, envFile });
+        await host.run(create, { quiet: true, label: `${o.label}: creating ${job.name}`, timeoutSeconds: 120 });
+        return create;
+    }
+    finally {
+        await removeDir();
+        unregister();
+    }
+}
+/** The exit code of an ended task: its container's, or 125 (as `docker run`) when the engine never ran it. */
+function taskExit(task) {
+    if (!task)
+        return { exitCode: 125 };
+    if (task.Status.State === 'complete')
+        return { exitCode: task.Status.ContainerStatus?.ExitCode ?? 0 };
+    if (task.Status.State === 'failed')
+        return { exitCode: task.Status.ContainerStatus?.ExitCode || 1 };
+    return { exitCode: 125 };
+}
+/** The engine's own words when it ended the task otherwise than by its exit (rejected, shut down), for the caller's error. */
+function taskError(task) {
+    if (!task)
+        return 'the one-off task is gone';
+    const { State, Err, ContainerStatus } = task.Status;
+    if (State === 'complete' || (State === 'failed' && ContainerStatus?.ExitCode))
+        return '';
+    return `task ${State}${Err ? `: ${Err}` : ''}`;
 }
 
 
@@ -61059,7 +61224,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
+exports.parseTaskStatus = exports.taskStatusEntry = exports.oneOffSourceEntry = exports.NO_TASK_HERE = exports.TASK_LABELS = exports.parseNodes = exports.parseServiceInspect = exports.parseTasks = exports.parseServiceList = exports.nodeInspectEntry = exports.serviceInspectEntry = exports.taskLine = exports.serviceLine = exports.digestRef = exports.parseServiceStatus = exports.serviceStatusEntry = exports.STACK_LABEL = void 0;
 exports.stackDeploy = stackDeploy;
 exports.stackConfig = stackConfig;
 exports.envStdin = envStdin;
@@ -61068,6 +61233,7 @@ exports.serviceList = serviceList;
 exports.serviceTasks = serviceTasks;
 exports.serviceInspect = serviceInspect;
 exports.serviceRollback = serviceRollback;
+exports.serviceScale = serviceScale;
 exports.inspectNodes = inspectNodes;
 exports.tagForRegistry = tagForRegistry;
 exports.push = push;
@@ -61087,6 +61253,17 @@ exports.inspectStackContainers = inspectStackContainers;
 exports.taskContainer = taskContainer;
 exports.taskService = taskService;
 exports.imageRepo = imageRepo;
+exports.parseOneOffSource = parseOneOffSource;
+exports.mountFlag = mountFlag;
+exports.fileRefFlag = fileRefFlag;
+exports.oneOffSpecFlags = oneOffSpecFlags;
+exports.oneOffEnvFile = oneOffEnvFile;
+exports.oneOffCreate = oneOffCreate;
+exports.jobWait = jobWait;
+exports.taskInspect = taskInspect;
+exports.serviceLogs = serviceLogs;
+exports.jobRemove = jobRemove;
+exports.serviceRemove = serviceRemove;
 /**
  * The one place a Docker Swarm command line is built (stacks, services, tasks, nodes, the
  * registry), and the schemas of what those commands print. An environment whose target is swarm
@@ -61097,8 +61274,8 @@ const fs = __importStar(__nccwpck_require__(3024));
 const zod_1 = __nccwpck_require__(924);
 const json_1 = __nccwpck_require__(8634);
 const shell_1 = __nccwpck_require__(2232);
-const STACK_ENV = fs.readFileSync(__nccwpck_require__.ab + "stack-env.sh", 'utf8');
-const NODES_INSPECT = fs.readFileSync(__nccwpck_require__.ab + "nodes-inspect.sh", 'utf8');
+const STACK_ENV = fs.readFileSync(__dirname + '/stack-env.sh', 'utf8');
+const NODES_INSPECT = fs.readFileSync(__dirname + '/nodes-inspect.sh', 'utf8');
 /** The label Docker puts on every service, network and task of a stack. */
 exports.STACK_LABEL = 'com.docker.stack.namespace';
 function inStack(p, args) {
@@ -61148,6 +61325,23 @@ function serviceInspect(services) {
 function serviceRollback(service) {
     return (0, shell_1.argv)('docker', 'service', 'rollback', '--detach', service);
 }
+/**
+ * `docker service scale` of replicated services to the counts given (a global service cannot be
+ * scaled). With `wait`, the engine's own wait: it returns once the tasks converged (at 0, once they
+ * stopped); without, at once.
+ */
+function serviceScale(scales, o) {
+    const pairs = scales.map((s) => {
+        if (!Number.isInteger(s.replicas) || s.replicas < 0)
+            throw new Error(`${s.replicas} is not a replica count`);
+        if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(s.service))
+            throw new Error(`"${s.service}" is not a service name`);
+        return `${s.service}=${s.replicas}`;
+    });
+    if (pairs.length === 0)
+        throw new Error('serviceScale needs at least one service');
+    return (0, shell_1.argv)('docker', 'service', 'scale', `--detach=${o.wait ? 'false' : 'true'}`, pairs);
+}
 /** `docker node inspect` of every node; `[]` when the engine lists none. */
 function inspectNodes() {
     return (0, shell_1.hostScript)(NODES_INSPECT, {});
@@ -61187,7 +61381,15 @@ exports.serviceStatusEntry = zod_1.z.object({
     Spec: zod_1.z.object({
         Name: zod_1.z.string(),
         TaskTemplate: zod_1.z.object({ ContainerSpec: zod_1.z.object({ Image: zod_1.z.string() }) }),
-        Mode: zod_1.z.object({ Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(), Global: zod_1.z.object({}).passthrough().nullish() }).nullish(),
+        Mode: zod_1.z
+            .object({
+            Replicated: zod_1.z.object({ Replicas: zod_1.z.number().nullish() }).nullish(),
+            Global: zod_1.z.object({}).passthrough().nullish(),
+            /** A one-off task (src/domain/swarm-oneoff.ts), not an app service. */
+            ReplicatedJob: zod_1.z.object({}).passthrough().nullish(),
+            GlobalJob: zod_1.z.object({}).passthrough().nullish(),
+        })
+            .nullish(),
     }),
     /** Absent until the engine first updates the service; StartedAt tells one update from the next. */
     UpdateStatus: zod_1.z.object({ State: zod_1.z.string().nullish(), Message: zod_1.z.string().nullish(), StartedAt: zod_1.z.string().nullish() }).nullish(),
@@ -61306,8 +61508,8 @@ function stackLabel(stack) {
 function taskServiceLabel(stack, service) {
     return `label=${exports.TASK_LABELS.service}=${swarmServiceName(stack, service)}`;
 }
-const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
-const TASK_CONTAINER = fs.readFileSync(__nccwpck_require__.ab + "task-container.sh", 'utf8');
+const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh', 'utf8');
+const TASK_CONTAINER = fs.readFileSync(__dirname + '/task-container.sh', 'utf8');
 /** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
 function inspectStackContainers(stack, service) {
     return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
@@ -61340,6 +61542,175 @@ function imageRepo(ref) {
     const slash = noDigest.lastIndexOf('/');
     const colon = noDigest.lastIndexOf(':');
     return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+// A one-off task of a stack's service (src/domain/swarm-oneoff.ts): a replicated job started from
+// the service's own spec (env, mounts, networks, secrets, placement) with another image and command.
+const fileRef = zod_1.z.object({
+    File: zod_1.z.object({ Name: zod_1.z.string(), UID: zod_1.z.string().nullish(), GID: zod_1.z.string().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+    SecretName: zod_1.z.string().nullish(),
+    ConfigName: zod_1.z.string().nullish(),
+});
+const mountEntry = zod_1.z.object({
+    Type: zod_1.z.string(),
+    Source: zod_1.z.string().nullish(),
+    Target: zod_1.z.string(),
+    ReadOnly: zod_1.z.boolean().nullish(),
+    BindOptions: zod_1.z.object({ Propagation: zod_1.z.string().nullish() }).nullish(),
+    VolumeOptions: zod_1.z
+        .object({
+        NoCopy: zod_1.z.boolean().nullish(),
+        Labels: labels,
+        DriverConfig: zod_1.z.object({ Name: zod_1.z.string().nullish(), Options: zod_1.z.record(zod_1.z.string()).nullish() }).nullish(),
+    })
+        .nullish(),
+    TmpfsOptions: zod_1.z.object({ SizeBytes: zod_1.z.number().nullish(), Mode: zod_1.z.number().nullish() }).nullish(),
+});
+/** What a one-off task copies of `docker service inspect`: the task template's container spec, networks and placement. */
+exports.oneOffSourceEntry = zod_1.z.object({
+    Spec: zod_1.z.object({
+        Name: zod_1.z.string(),
+        TaskTemplate: zod_1.z.object({
+            ContainerSpec: zod_1.z.object({
+                Command: zod_1.z.array(zod_1.z.string()).nullish(),
+                Env: zod_1.z.array(zod_1.z.string()).nullish(),
+                Dir: zod_1.z.string().nullish(),
+                User: zod_1.z.string().nullish(),
+                Hosts: zod_1.z.array(zod_1.z.string()).nullish(),
+                Mounts: zod_1.z.array(mountEntry).nullish(),
+                Secrets: zod_1.z.array(fileRef).nullish(),
+                Configs: zod_1.z.array(fileRef).nullish(),
+            }),
+            Networks: zod_1.z.array(zod_1.z.object({ Target: zod_1.z.string() })).nullish(),
+            Placement: zod_1.z.object({ Constraints: zod_1.z.array(zod_1.z.string()).nullish() }).nullish(),
+        }),
+    }),
+});
+/** The spec of `service` from `docker service inspect <service>`; undefined when the engine has no such service. */
+function parseOneOffSource(text, service) {
+    return (0, json_1.parseHostJson)(zod_1.z.array(exports.oneOffSourceEntry), text.trim() || '[]', `docker service inspect ${service}`).find((s) => s.Spec.Name === service);
+}
+/** One field of a `--mount`, `--secret` or `--config` value: the CLI reads them as a CSV record. */
+function csvField(field) {
+    return /[",\r\n]/.test(field) || field !== field.trim() ? `"${field.replace(/"/g, '""')}"` : field;
+}
+/** A `--mount` value of a mount of the spec. */
+function mountFlag(m) {
+    const f = [`type=${m.Type}`, ...(m.Source ? [`source=${m.Source}`] : []), `target=${m.Target}`];
+    if (m.ReadOnly)
+        f.push('readonly');
+    if (m.BindOptions?.Propagation)
+        f.push(`bind-propagation=${m.BindOptions.Propagation}`);
+    const v = m.VolumeOptions;
+    if (v?.NoCopy)
+        f.push('volume-nocopy');
+    if (v?.DriverConfig?.Name)
+        f.push(`volume-driver=${v.DriverConfig.Name}`);
+    for (const [k, val] of Object.entries(v?.DriverConfig?.Options ?? {}))
+        f.push(`volume-opt=${k}=${val}`);
+    for (const [k, val] of Object.entries(v?.Labels ?? {}))
+        f.push(`volume-label=${k}=${val}`);
+    if (m.TmpfsOptions?.SizeBytes)
+        f.push(`tmpfs-size=${m.TmpfsOptions.SizeBytes}`);
+    if (m.TmpfsOptions?.Mode)
+        f.push(`tmpfs-mode=0${m.TmpfsOptions.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** A `--secret` or `--config` value of a secret or config the spec gives as a file; undefined for one it does not. */
+function fileRefFlag(r) {
+    const source = r.SecretName ?? r.ConfigName;
+    if (!r.File || !source)
+        return undefined;
+    const f = [`source=${source}`, `target=${r.File.Name}`];
+    if (r.File.UID)
+        f.push(`uid=${r.File.UID}`);
+    if (r.File.GID)
+        f.push(`gid=${r.File.GID}`);
+    if (r.File.Mode !== undefined && r.File.Mode !== null)
+        f.push(`mode=0${r.File.Mode.toString(8)}`);
+    return f.map(csvField).join(',');
+}
+/** `docker service create` flags that give a one-off task the spec's mounts, networks, secrets, configs, placement and process settings. */
+function oneOffSpecFlags(source) {
+    const t = source.Spec.TaskTemplate;
+    const c = t.ContainerSpec;
+    const refs = (flag, list) => (list ?? []).map(fileRefFlag).flatMap((v) => (v === undefined ? [] : [flag, v]));
+    return [
+        ...(c.Mounts ?? []).flatMap((m) => ['--mount', mountFlag(m)]),
+        // By id: the spec names the networks so, the stack's own and an external one (host) alike.
+        ...(t.Networks ?? []).flatMap((n) => ['--network', n.Target]),
+        ...refs('--secret', c.Secrets),
+        ...refs('--config', c.Configs),
+        ...(t.Placement?.Constraints ?? []).flatMap((x) => ['--constraint', x]),
+        ...(c.Dir ? ['--workdir', c.Dir] : []),
+        ...(c.User ? ['--user', c.User] : []),
+        ...(c.Hosts ?? []).flatMap((h) => ['--host', hostFlag(h)]),
+        // The service's entrypoint (compose's `entrypoint:`), as the CLI splits it: one shell-quoted string.
+        ...(c.Command?.length ? ['--entrypoint', c.Command.map((w) => (0, shell_1.quote)(w)).join(' ')] : []),
+    ];
+}
+/** The spec keeps extra hosts as `IP host…` (the /etc/hosts line); the flag takes `host:IP`. */
+function hostFlag(line) {
+    const [ip, ...names] = line.trim().split(/\s+/);
+    return names.map((n) => `${n}:${ip}`).join(',') || line;
+}
+/**
+ * An env file (`--env-file`) of the spec's variables with `extra` over them: one KEY=VALUE a line,
+ * as the docker client reads it (no quotes, no continuation). A value it could not read back as
+ * given (a line break, a key with space or `=`) is refused rather than changed.
+ */
+function oneOffEnvFile(specEnv, extra) {
+    const vars = new Map();
+    for (const kv of specEnv) {
+        const eq = kv.indexOf('=');
+        // A bare name would make the client copy its own variable of that name: the spec has no value for it.
+        if (eq > 0)
+            vars.set(kv.slice(0, eq), kv.slice(eq + 1));
+    }
+    for (const [k, v] of Object.entries(extra))
+        vars.set(k, v);
+    return [...vars]
+        .map(([k, v]) => {
+        if (!/^[^\s=#][^\s=]*$/.test(k) || /[\r\n\0]/.test(v) || k.length + v.length > 60_000)
+            throw new Error(`variable ${k.slice(0, 40)} cannot be passed to a one-off task through an env file`);
+        return `${k}=${v}\n`;
+    })
+        .join('');
+}
+/** `docker service create` of a one-off job: one task, never restarted, registry credentials sent to the node. */
+function oneOffCreate(j) {
+    return (0, shell_1.argv)(['docker', 'service', 'create', '--quiet', '--mode', 'replicated-job', '--restart-condition', 'none', '--detach', '--with-registry-auth'], ['--name', j.name, '--env-file', j.envFile, ...oneOffSpecFlags(j.source)], [j.image, ...j.command]);
+}
+const JOB_WAIT = fs.readFileSync(__dirname + '/job-wait.sh', 'utf8');
+/** Waits for the one task of a one-off job to end (complete, failed, rejected, shut down); prints its id. */
+function jobWait(name) {
+    return (0, shell_1.hostScript)(JOB_WAIT, { SERVICE: name });
+}
+/** `docker inspect` of a task: its state, the engine's error and the container's exit code. */
+function taskInspect(id) {
+    return (0, shell_1.argv)('docker', 'inspect', '--type', 'task', id);
+}
+exports.taskStatusEntry = zod_1.z.object({
+    ID: zod_1.z.string(),
+    Status: zod_1.z.object({
+        State: zod_1.z.string(),
+        Err: zod_1.z.string().nullish(),
+        ContainerStatus: zod_1.z.object({ ExitCode: zod_1.z.number().nullish() }).nullish(),
+    }),
+});
+const parseTaskStatus = (text, id) => (0, json_1.parseHostJson)(zod_1.z.array(exports.taskStatusEntry), text.trim() || '[]', `docker inspect of task ${id}`)[0];
+exports.parseTaskStatus = parseTaskStatus;
+/** `docker service logs` of a service's tasks as they wrote it: the task's stdout on stdout, its stderr on stderr. */
+function serviceLogs(name) {
+    return (0, shell_1.argv)('docker', 'service', 'logs', '--raw', '--no-trunc', name);
+}
+const JOB_REMOVE = fs.readFileSync(__dirname + '/job-remove.sh', 'utf8');
+/** Removes a one-off job, its live task stopped first (the engine would leave it running); nothing when there is no such job. */
+function jobRemove(name) {
+    return (0, shell_1.hostScript)(JOB_REMOVE, { SERVICE: name });
+}
+/** `docker service rm`: the engine stops the service's tasks (not a job's: see jobRemove). */
+function serviceRemove(name) {
+    return (0, shell_1.argv)('docker', 'service', 'rm', name);
 }
 
 
