@@ -18,10 +18,20 @@ for s in "${suites[@]}"; do
   esac
 done
 
+# The longest files start first, so the short ones fill the slots around them instead of the run
+# ending on one long file: the swarm files (each runs an engine of its own), then the other
+# integration files, then orchestration and unit.
+ordered=()
+for f in "${parallel[@]}"; do case "$f" in test/integration/swarm-*) ordered+=("$f") ;; esac; done
+for f in "${parallel[@]}"; do case "$f" in test/integration/swarm-*) ;; test/integration/*) ordered+=("$f") ;; esac; done
+for f in "${parallel[@]}"; do case "$f" in test/integration/*) ;; *) ordered+=("$f") ;; esac; done
+parallel=("${ordered[@]}")
+
 # No test file may hang the run: node's runner ends a file that runs longer than this (its tests
-# count as cancelled, so failed, and the run goes on). Unit, orchestration and integration files
-# take under a minute here, end-to-end files under eight.
-parallel_timeout_ms=${TWINSTACK_TEST_FILE_TIMEOUT_MS:-600000}
+# count as cancelled, so failed, and the run goes on). Unit and orchestration files take under a
+# minute here, integration files under ten (the swarm end-to-end file about eight, side by side
+# with three others), end-to-end files under eight.
+parallel_timeout_ms=${TWINSTACK_TEST_FILE_TIMEOUT_MS:-1200000}
 serial_timeout_ms=${TWINSTACK_E2E_FILE_TIMEOUT_MS:-1800000}
 
 log=$(mktemp)
