@@ -228,7 +228,10 @@ export function judgeService(o: {
     .filter((t) => !o.baseline.taskIds.has(t.ID) && onDigest(t.Image))
     .filter((t) => t.Error !== '' || /^(Failed|Rejected)/.test(t.CurrentState) || (t.DesiredState !== 'Running' && !t.CurrentState.startsWith('Running')))
     .map((t) => ({ task: t.ID.slice(0, 12), node: t.Node, state: t.CurrentState.replace(/ [^ ]+ \w+ ago$/, ''), error: t.Error }));
-  const steady = desired.length === wanted && running.length === wanted;
+  // A task the engine told to stop may still run (and answer) through its stop grace period, after
+  // the update says completed: the deploy is not done until it has stopped.
+  const stopping = own.filter((t) => t.DesiredState !== 'Running' && t.CurrentState.startsWith('Running'));
+  const steady = desired.length === wanted && running.length === wanted && stopping.length === 0;
   const base = { service, image: o.svc.Spec.TaskTemplate.ContainerSpec.Image, digest, replicas: { wanted, running: running.length }, update, failed, steady };
   if (update && ['paused', 'rollback_completed', 'rollback_paused'].includes(update.state)) return { ...base, verdict: 'failed' };
   if (update && update.state !== 'completed') return { ...base, verdict: 'waiting' };

@@ -54,6 +54,15 @@ describe("a swarm deploy's watch", () => {
     assert.deepEqual(r.failed, []);
   });
 
+  it('waits while the old task, told to stop, still runs through its grace period after the update completed (it may still answer)', () => {
+    const updated = spec(V2, { State: 'completed', StartedAt: '2026-12-05T02:00:00Z' });
+    const stopping = [task('new1', V2, 'Running', 'Running 9 seconds ago'), task('old1', V1, 'Shutdown', 'Running 2 minutes ago')];
+    const r = judge(updated, stopping);
+    assert.equal(r.verdict, 'waiting');
+    assert.equal(r.steady, false);
+    assert.equal(judge(updated, [stopping[0], task('old1', V1, 'Shutdown', 'Shutdown 1 second ago')]).verdict, 'converged');
+  });
+
   it("has failed when the engine rolled back, naming this release's tasks that ended, even one that exited 0 with no error", () => {
     const tasks = [
       task('old1', V1, 'Running', 'Running 22 seconds ago'),
