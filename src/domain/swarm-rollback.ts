@@ -16,7 +16,7 @@ import { ignored } from '../infra/logger';
 import * as swarm from '../infra/swarm';
 
 /** The digests a swarm rollback deploys: the release's record of them, each `repo@sha256:…`. */
-export function swarmDigests(envName: string, release: Release): SwarmRelease {
+export function releaseDigests(envName: string, release: Release): SwarmRelease {
   const digests = release.digests ?? {};
   if (Object.keys(digests).length === 0)
     throw new OperationFailed(
@@ -36,7 +36,7 @@ export function swarmDigests(envName: string, release: Release): SwarmRelease {
  * deployed with the release's digests. A failed restore still deploys the release, then fails.
  */
 export async function startSwarmRelease({ host, config, env, release, log, restore }: StartReleaseOptions): Promise<RestartResult> {
-  const digests = swarmDigests(env.name, release);
+  const digests = releaseDigests(env.name, release);
   const runAt = await releaseEnvironment(host, config, env, release.sha);
   if (runAt === env) await checkoutCommit(host, env, release.sha);
   const ctx: EnvContext = { host, config, env: runAt, log };

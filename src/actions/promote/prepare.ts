@@ -19,7 +19,7 @@ import { ignored } from '../../infra/logger';
 import { isolationGate } from '../../safety/preflight';
 import type { Outcome } from './outcome';
 import type { BackedUp, Committed, Opened, Promotion, Refusal, Rehearsed, Shipped, ShippedSwarm, Staged } from './promotion';
-import { newApiImage, shipSwarmRelease, swarmDigests } from './swarm';
+import { newApiImage, shipSwarmRelease, gatedDigests } from './swarm';
 
 /** Time kept for the automatic rollback when the run has a deadline. */
 export const ROLLBACK_RESERVE_MS = 30 * 60_000;
@@ -102,7 +102,7 @@ export async function stageRelease(p: Promotion, opened: Opened, at: Environment
   for (const [service, b] of prodBuilds)
     names[service] = b.image ?? previousName(service) ?? defaultImageName(prod.project, service, config['compose-command']);
   // On a swarm what ships is dev's digests (a refusal before prod's lock made sure there are some).
-  const ship = shipPlan(prodBuilds, devBuilds, prod.onSwarm ? swarmDigests(p) : p.gated.images, names);
+  const ship = shipPlan(prodBuilds, devBuilds, prod.onSwarm ? gatedDigests(p) : p.gated.images, names);
   for (const r of ship.rebuild) log.info(`${r.service} will be rebuilt for prod: ${r.reasons.join('; ')}`);
   // The app's database variable, which the rehearsal points at its copy: looked up before anything changes.
   const databaseValue = await rehearsalDatabase(p, at, prodConfig);

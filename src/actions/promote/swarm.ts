@@ -37,7 +37,7 @@ export function requireGatedDigests(prod: Environment, gated: GatedRelease): voi
 }
 
 /** The release of a swarm prod: the digests (service → repo@sha256:…) its stack is deployed with. */
-export function swarmDigests(p: Pick<Promotion, 'gated'>): Record<string, string> {
+export function gatedDigests(p: Pick<Promotion, 'gated'>): Record<string, string> {
   return p.gated.digests ?? {};
 }
 

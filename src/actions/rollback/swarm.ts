@@ -7,7 +7,7 @@
 import type { Environment } from '../../domain/environment';
 import type { Release } from '../../domain/release';
 import { SwarmDeployFailed } from '../../domain/swarm-release';
-import { swarmDigests } from '../../domain/swarm-rollback';
+import { releaseDigests } from '../../domain/swarm-rollback';
 import { ConfigurationError, OperationFailed } from '../../infra/errors';
 import { swarmServiceName } from '../../infra/swarm';
 
@@ -18,7 +18,7 @@ import { swarmServiceName } from '../../infra/swarm';
 export function checkSwarmTarget(o: { env: Environment; target: Release; named: boolean; history: readonly Release[] }): void {
   const { env, target, named } = o;
   if (Object.keys(target.digests ?? {}).length) {
-    swarmDigests(env.name, target);
+    releaseDigests(env.name, target);
     return;
   }
   const deployed = o.history.filter((x) => Object.keys(x.digests ?? {}).length && x.release !== target.release).map((x) => x.release);
