@@ -88,6 +88,8 @@ describe('a two-node swarm on loopback: dev on the worker, prod on the manager',
   /** The configuration, with or without swarm.allow-shared-node, and with the given swarm.nodes. */
   let configWith: (shared: boolean, nodes?: Record<string, string>) => Config;
   let dir: string;
+  /** Where the manager's sessions find their ssh client (a key and known_hosts of the test's own). */
+  let clientDir: string;
   let digest: swarm.DigestRef;
   const ids = { manager: '', worker: '' };
   const ctx = (env: EnvironmentName): EnvContext => ({ host: host!, config, env: new Environment(env, config), log: new MemoryLogger() });
@@ -154,7 +156,16 @@ describe('a two-node swarm on loopback: dev on the worker, prod on the manager',
     manager.docker(['push', `${registry.address}/base:1`]);
     digest = swarm.digestRef.parse(manager.docker(['image', 'inspect', '--format', '{{index .RepoDigests 0}}', `${registry.address}/base:1`]).trim());
 
-    sshd = await startSshd({ setEnv: { DOCKER_HOST: manager.host } });
+    // The manager's ssh client, for docker's ssh transport (ssh://): a key and known_hosts of the
+    // test's own, given by an `ssh` first on the sessions' PATH (root's own ~/.ssh is left alone).
+    clientDir = path.join(manager.dir, 'ssh-client');
+    fs.mkdirSync(clientDir);
+    fs.writeFileSync(
+      path.join(clientDir, 'ssh'),
+      `#!/bin/sh\nexec /usr/bin/ssh -F /dev/null -i ${clientDir}/key -o IdentitiesOnly=yes -o UserKnownHostsFile=${clientDir}/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes "$@"\n`,
+      { mode: 0o755 },
+    );
+    sshd = await startSshd({ setEnv: { DOCKER_HOST: manager.host, PATH: `${clientDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` } });
     host = await connect(sshd);
     dir = path.join(manager.dir, 'checkouts');
     for (const env of ['prod', 'dev'] as const) {
@@ -311,6 +322,29 @@ environments:
     const prodListed = await new Environment('prod', reached).containers(host!);
     assert.equal(prodListed.length, 3);
     for (const c of prodListed) assert.equal(c.node, undefined);
+  });
+
+  it("reaches the worker's engine over docker's ssh transport too (swarm.nodes: ssh://user@host:port, the node's sshd sessions on its engine)", async () => {
+    const nodeSshd = await startSshd({ setEnv: { DOCKER_HOST: worker!.host } });
+    try {
+      fs.writeFileSync(path.join(clientDir, 'key'), nodeSshd.privateKey, { mode: 0o600 });
+      fs.writeFileSync(path.join(clientDir, 'known_hosts'), nodeSshd.knownHosts);
+      const endpoint = `ssh://${nodeSshd.user}@127.0.0.1:${nodeSshd.port}`;
+      const dev = new Environment('dev', configWith(false, { [WORKER_NAME]: endpoint }));
+      const [dbOnWorker] = worker!
+        .docker(['ps', '-q', '--filter', `label=${swarm.TASK_LABELS.service}=${PROJECT.dev}_db`])
+        .split('\n')
+        .filter(Boolean);
+      assert.deepEqual(await dev.serviceContainer(host!, 'db'), { id: dbOnWorker, endpoint });
+      // The row the previous test piped in, read back over ssh from the worker's database.
+      const read = await host!.run(dev.dbTool('psql', ['-d', 'app_dev', '-tAc', `select count(*) from marks where v = 'piped-${RUN}'`]), { quiet: true });
+      assert.equal(read.stdout.trim(), '1');
+      const listed = await dev.containers(host!);
+      assert.deepEqual(listed.map((c) => c.id).sort(), containersOn(worker!, 'dev').sort());
+      for (const c of listed) assert.deepEqual(c.node, { hostname: WORKER_NAME, endpoint });
+    } finally {
+      await nodeSshd.stop();
+    }
   });
 
   it('never places a prod task on the worker: with the manager drained, prod waits unscheduled and preflight says so', async () => {
