@@ -23,12 +23,14 @@ while IFS= read -r node; do
     unmapped+=("$node")
     continue
   fi
-  c=$(docker -H "$endpoint" ps -q --filter "$STACK_FILTER" --filter "$SERVICE_FILTER") || {
-    echo "service $SERVICE runs its task on node $node, and the manager could not reach that node's engine at $endpoint (swarm.nodes.$node)" >&2
+  # Its errors kept for the message (ssh's own, such as a host key it does not know, among them).
+  if ! out=$(docker -H "$endpoint" ps -q --filter "$STACK_FILTER" --filter "$SERVICE_FILTER" 2>&1); then
+    echo "service $SERVICE runs its task on node $node, and the manager could not reach that node's engine at $endpoint (swarm.nodes.$node): $(tail -n 1 <<<"$out")" >&2
     exit 1
-  }
+  fi
+  c=$(grep -m 1 -xE '[0-9a-f]{12,64}' <<<"$out")
   if [ -n "$c" ]; then
-    printf '%s %s\n' "${c%%$'\n'*}" "$endpoint"
+    printf '%s %s\n' "$c" "$endpoint"
     exit 0
   fi
 done <<<"$elsewhere"

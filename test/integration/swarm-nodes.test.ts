@@ -328,9 +328,15 @@ environments:
     const nodeSshd = await startSshd({ setEnv: { DOCKER_HOST: worker!.host } });
     try {
       fs.writeFileSync(path.join(clientDir, 'key'), nodeSshd.privateKey, { mode: 0o600 });
-      fs.writeFileSync(path.join(clientDir, 'known_hosts'), nodeSshd.knownHosts);
       const endpoint = `ssh://${nodeSshd.user}@127.0.0.1:${nodeSshd.port}`;
       const dev = new Environment('dev', configWith(false, { [WORKER_NAME]: endpoint }));
+      // The node's host key unknown to the manager: ssh refuses, and the lookup says so in one line.
+      fs.writeFileSync(path.join(clientDir, 'known_hosts'), '');
+      await assert.rejects(
+        dev.serviceContainer(host!, 'db'),
+        (e) => e instanceof OperationFailed && !e.message.includes('\n') && e.message.includes(endpoint) && /Host key verification failed/.test(e.message),
+      );
+      fs.writeFileSync(path.join(clientDir, 'known_hosts'), nodeSshd.knownHosts);
       const [dbOnWorker] = worker!
         .docker(['ps', '-q', '--filter', `label=${swarm.TASK_LABELS.service}=${PROJECT.dev}_db`])
         .split('\n')
