@@ -134,7 +134,10 @@ describe("the db tool's group on a swarm, run by bash against a stub docker", ()
   it("says so when the node's engine cannot be reached, and when no task runs anywhere", () => {
     const unreachable = run(psql({ 'node-2': 'ssh://deploy@node-2' }), { TASK_NODES: 'node-2\n', NODE2_ENDPOINT: ENDPOINT });
     assert.equal(unreachable.status, swarm.NO_TASK_HERE);
-    assert.match(unreachable.stderr, /could not reach that node's engine at ssh:\/\/deploy@node-2 \(swarm\.nodes\.node-2\): cannot connect to ssh:\/\/deploy@node-2$/m);
+    assert.match(
+      unreachable.stderr,
+      /could not reach that node's engine at ssh:\/\/deploy@node-2 \(swarm\.nodes\.node-2\): cannot connect to ssh:\/\/deploy@node-2$/m,
+    );
     const none = run(psql({ 'node-2': ENDPOINT }), {});
     assert.equal(none.status, swarm.NO_TASK_HERE);
     assert.match(none.stderr, /no running task of service shop-dev_db/);
