@@ -358,7 +358,7 @@ export function stackNodes(stack: string): string {
 /** stackNodes' output: the manager's hostname and the other nodes (the manager's own left out). */
 export function parseStackNodes(stdout: string): { here: string; others: string[] } {
   const [here = '', ...rest] = stdout.split('\n').map((l) => l.trim());
-  return { here, others: [...new Set(rest.filter((n) => n && n !== here))] };
+  return { here, others: [...new Set(rest.filter((n) => n && !/\s/.test(n) && n !== here))] };
 }
 
 /** The parts of a `docker service ps` task name: its swarm service and its slot (or node id, for a global service). */

@@ -318,6 +318,9 @@ environments:
     );
     assert.equal(listed.length, 3);
     for (const c of listed) assert.deepEqual(c.node, { hostname: WORKER_NAME, endpoint: worker!.host }, c.name);
+    // A stack with no task to run (here: none deployed) has no node but the manager's: the engine's "nothing found" is not a failure.
+    const none = await host!.run(swarm.stackNodes(`twinstack-test-${RUN}-none`), { quiet: true });
+    assert.deepEqual(swarm.parseStackNodes(none.stdout).others, []);
     // prod's, all on the manager's node, carry no node.
     const prodListed = await new Environment('prod', reached).containers(host!);
     assert.equal(prodListed.length, 3);

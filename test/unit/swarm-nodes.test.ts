@@ -29,6 +29,9 @@ case "$1 $2" in
     if [ -z "$endpoint" ]; then printf '%s' "\${MANAGER_CONTAINERS:-}"; elif [ "$endpoint" = "\${NODE2_ENDPOINT:-}" ]; then printf '%s' "\${NODE2_CONTAINERS:-}"; else echo "cannot connect to $endpoint" >&2; exit 1; fi ;;
   "node inspect") echo manager-1 ;;
   "service ps") printf '%s' "\${TASK_NODES:-}" ;;
+  "stack ps")
+    if [ -n "\${STACK_PS_ERROR:-}" ]; then echo "$STACK_PS_ERROR" >&2; exit 1; fi
+    printf '%s' "\${TASK_NODES:-}" ;;
   "exec -i")
     echo "exec on \${endpoint:-manager} in $5: \${*: -4}"
     cat ;;
@@ -80,6 +83,24 @@ describe('config swarm.nodes handed to the host', () => {
   it("reads stack-nodes.sh's lines: the manager, then the other nodes once each", () => {
     assert.deepEqual(swarm.parseStackNodes('manager-1\nmanager-1\nnode-2\nnode-2\nnode-3\n'), { here: 'manager-1', others: ['node-2', 'node-3'] });
     assert.deepEqual(swarm.parseStackNodes('manager-1\n'), { here: 'manager-1', others: [] });
+  });
+
+  it("lists the nodes of a stack's tasks with stack-nodes.sh: none but the manager for a stack with no task to run, and fails on any other error", () => {
+    const script = swarm.stackNodes(STACK);
+    const some = run(script, { TASK_NODES: 'node-2\nmanager-1\nnode-2\n' });
+    assert.equal(some.status, 0, some.stderr);
+    assert.deepEqual(swarm.parseStackNodes(some.stdout), { here: 'manager-1', others: ['node-2'] });
+    for (const said of [`nothing found in stack: ${STACK}`, `Nothing found in stack: ${STACK}`]) {
+      const none = run(script, { STACK_PS_ERROR: said });
+      assert.equal(none.status, 0, none.stderr);
+      assert.deepEqual(swarm.parseStackNodes(none.stdout), { here: 'manager-1', others: [] });
+    }
+    // Said on standard error with exit 0 (as `docker stack services` does): not a node either.
+    const told = run(script, { TASK_NODES: `Nothing found in stack: ${STACK}\n` });
+    assert.deepEqual(swarm.parseStackNodes(told.stdout), { here: 'manager-1', others: [] });
+    const failed = run(script, { STACK_PS_ERROR: 'Error response from daemon: This node is not a swarm manager.' });
+    assert.equal(failed.status, 1);
+    assert.match(failed.stderr, /not a swarm manager/);
   });
 
   it('sends every docker command about a container on another node to its engine: the exec and its stop', () => {
