@@ -4,7 +4,7 @@
  */
 import * as alembic from '../infra/alembic';
 import type { AlembicCommand } from '../infra/alembic';
-import { dockerExec } from '../infra/docker';
+import { dockerExec, type ContainerRef } from '../infra/docker';
 import { OperationFailed, scrubRowValues } from '../infra/errors';
 import type { Environment } from './environment';
 import type { CommandResult, Host } from '../infra/host';
@@ -12,7 +12,8 @@ import { argv } from '../infra/shell';
 import { swarmOneOff } from './swarm-oneoff';
 
 export interface MigrationPlan {
-  container: string;
+  /** The api container alembic runs in (on a swarm, possibly on another node, through its endpoint). */
+  container: ContainerRef;
   current: string;
   heads: string[];
   /** False when the database is already at the single head: nothing will change. */
@@ -41,10 +42,10 @@ export function alembicCheck(host: Host, env: Environment, plan: MigrationPlan, 
 export async function currentRevision(
   host: Host,
   env: Environment,
-  { service = env.cfg.apiService, timeoutSeconds = 120, container }: { service?: string; timeoutSeconds?: number; container?: string } = {},
+  { service = env.cfg.apiService, timeoutSeconds = 120, container }: { service?: string; timeoutSeconds?: number; container?: ContainerRef } = {},
 ): Promise<string> {
-  container ??= await env.serviceContainer(host, service);
-  const r = await host.run(dockerExec(container, alembic.current()), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
+  const where = container ?? (await env.serviceContainer(host, service));
+  const r = await host.run(dockerExec(where, alembic.current()), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
   return alembic.parseCurrent(r.stdout);
 }
 

@@ -7,12 +7,21 @@ import type { DbTool } from '../infra/postgres';
 import type { Config, EnvironmentConfig, EnvironmentName } from './config';
 import { OperationFailed } from '../infra/errors';
 import { compose, composeLater, type ComposeProject, type LaterCompose } from '../infra/compose';
-import { COMPOSE_LABELS, dockerExec, inspectProjectContainers, psIds, shortId } from '../infra/docker';
+import { COMPOSE_LABELS, dockerExec, inspectProjectContainers, psIds, shortId, type ContainerRef } from '../infra/docker';
 import type { Host, RunOptions } from '../infra/host';
 import type { Logger } from '../infra/logger';
 import { argv, raw, sh, type Arg } from '../infra/shell';
 import { parseContainerInspect } from '../infra/docker-inspect';
-import { NO_TASK_HERE, TASK_LABELS, inspectStackContainers, stackServiceName, taskContainer } from '../infra/swarm';
+import {
+  NO_TASK_HERE,
+  TASK_LABELS,
+  inspectStackContainers,
+  parseStackNodes,
+  parseTaskContainer,
+  stackNodes,
+  stackServiceName,
+  taskContainer,
+} from '../infra/swarm';
 
 /** What a step on one environment works with: the host, the config, the environment and the log. */
 export interface EnvContext {
@@ -37,6 +46,8 @@ export interface ContainerState {
   oneoff: boolean;
   /** The directory compose started it from (its project directory), '' when not recorded. */
   workingDir: string;
+  /** On a swarm, a task's container on another node: that node's hostname and the endpoint its engine is reached by (config swarm.nodes). */
+  node?: { hostname: string; endpoint: string };
 }
 
 export class Environment {
@@ -68,9 +79,18 @@ export class Environment {
     return this.cfg.project;
   }
 
-  /** Runs as a stack on a swarm (target swarm): its containers are its tasks' on the manager's node. */
+  /** Runs as a stack on a swarm (target swarm): its containers are its tasks', on the manager's node or another (config swarm.nodes). */
   get onSwarm(): boolean {
     return this.cfg.target === 'swarm';
+  }
+
+  /**
+   * Where a cancel looks for this environment's work inside containers (underLock's options): its
+   * compose project, or on a swarm its stack's task containers on the manager's node and on the
+   * engines of config swarm.nodes.
+   */
+  get workScope(): { project: string; swarm: boolean; endpoints: string[] } {
+    return { project: this.cfg.project, swarm: this.onSwarm, endpoints: this.onSwarm ? Object.values(this.config.swarm.nodes) : [] };
   }
 
   /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
@@ -102,9 +122,14 @@ export class Environment {
   dbTool(tool: DbTool, args: readonly Arg[]): string {
     const db = this.cfg.database;
     if (db.via === 'host') return argv(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
-    const exec = dockerExec({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true });
-    // The same group on a swarm: the db task's container on the manager's node; taskContainer says why when there is none.
-    if (this.onSwarm) return sh`{ c=$(${raw(taskContainer(this.cfg.project, db.service))}) || exit ${NO_TASK_HERE}; ` + `${exec}; }`;
+    const command = [tool, '-p', db['container-port'], '-U', db.user, ...args];
+    if (this.onSwarm) {
+      // The db task's container, on the manager's node or on another through its endpoint ("$e", empty for the manager's): task-container.sh prints `<id> <endpoint>` and says why when there is none.
+      const exec = dockerExec({ shell: '"$c"', hostFlag: '${e:+-H "$e"}' }, command, { stdin: true });
+      const find = taskContainer(this.cfg.project, db.service, this.config.swarm.nodes);
+      return sh`{ c=$(${raw(find)}) || exit ${NO_TASK_HERE}; e=\${c#* }; c=\${c%% *}; ` + `${exec}; }`;
+    }
+    const exec = dockerExec({ shell: '"$c"' }, command, { stdin: true });
     // One braced group, so the whole command can sit in a pipe or take a redirection.
     return (
       `{ c=$(${psIds(this.cfg.project, { service: db.service })} | head -n 1); ` +
@@ -113,8 +138,8 @@ export class Environment {
     );
   }
 
-  /** The id of the running container of a service; fails naming the service when there is none. */
-  async serviceContainer(host: Host, service: string): Promise<string> {
+  /** The running container of a service (on a swarm, with its node's endpoint when on another node); fails naming the service when there is none. */
+  async serviceContainer(host: Host, service: string): Promise<ContainerRef> {
     if (this.onSwarm) return this.taskContainer(host, service);
     const r = await host.run(psIds(this.cfg.project, { service }), {
       quiet: true,
@@ -124,19 +149,19 @@ export class Environment {
     const id = r.stdout.trim().split('\n')[0];
     if (!id)
       throw new OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
-    return id;
+    return { id };
   }
 
-  /** serviceContainer on a swarm: the container of the service's task on the manager's node. */
-  private async taskContainer(host: Host, service: string): Promise<string> {
-    const r = await host.run(taskContainer(this.cfg.project, service), {
+  /** serviceContainer on a swarm: the container of the service's task, on the manager's node or through its node's swarm.nodes endpoint. */
+  private async taskContainer(host: Host, service: string): Promise<ContainerRef> {
+    const r = await host.run(taskContainer(this.cfg.project, service, this.config.swarm.nodes), {
       quiet: true,
       check: false,
       label: `finding the ${service} task's container`,
       timeoutSeconds: 60,
     });
-    const id = r.stdout.trim().split('\n')[0];
-    if (r.exitCode === 0 && id) return id;
+    const found = r.exitCode === 0 ? parseTaskContainer(r.stdout) : undefined;
+    if (found) return found;
     const why = r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
     if (r.exitCode === NO_TASK_HERE) throw new OperationFailed(`${this.name}: ${why}`);
     throw new OperationFailed(`${this.name}: finding the ${service} task's container failed: ${why}`);
@@ -155,12 +180,39 @@ export class Environment {
   }
 
   async containers(host: Host): Promise<ContainerState[]> {
-    if (this.onSwarm) {
-      const r = await host.run(inspectStackContainers(this.cfg.project), { quiet: true, label: `listing ${this.name} task containers`, timeoutSeconds: 120 });
-      return parseStackInspect(r.stdout, this.cfg.project);
-    }
+    if (this.onSwarm) return this.taskContainers(host);
     const r = await host.run(inspectProjectContainers(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
     return parseInspect(r.stdout);
+  }
+
+  /**
+   * The engines that run this stack's tasks: the manager's own (no endpoint), then each other node
+   * with a task that should run, through its swarm.nodes endpoint; `unreached` are the nodes without one.
+   */
+  async taskEngines(host: Host): Promise<{ engines: Array<{ hostname: string; endpoint?: string }>; unreached: string[] }> {
+    const r = await host.run(stackNodes(this.cfg.project), { quiet: true, label: `finding the nodes of ${this.name}'s tasks`, timeoutSeconds: 60 });
+    const { here, others } = parseStackNodes(r.stdout);
+    const nodes = this.config.swarm.nodes;
+    return {
+      engines: [{ hostname: here }, ...others.filter((n) => nodes[n]).map((n) => ({ hostname: n, endpoint: nodes[n] }))],
+      unreached: others.filter((n) => !nodes[n]),
+    };
+  }
+
+  /** containers on a swarm: the stack's task containers on the manager's node and on each node of a task that swarm.nodes reaches. */
+  private async taskContainers(host: Host): Promise<ContainerState[]> {
+    const { engines } = await this.taskEngines(host);
+    const all: ContainerState[] = [];
+    for (const { hostname, endpoint } of engines) {
+      const r = await host.run(inspectStackContainers(this.cfg.project, { endpoint }), {
+        quiet: true,
+        label: `listing ${this.name} task containers${endpoint ? ` on node ${hostname}` : ''}`,
+        timeoutSeconds: 120,
+      });
+      const found = parseStackInspect(r.stdout, this.cfg.project);
+      all.push(...(endpoint ? found.map((c) => ({ ...c, node: { hostname, endpoint } })) : found));
+    }
+    return all.sort((a, b) => a.service.localeCompare(b.service));
   }
 }
 

@@ -188,16 +188,19 @@ export class EnvironmentLock {
     op,
     project,
     swarm,
+    endpoints = [],
     graceSeconds = 3,
-  }: LockPlace & { op: string; project: string; swarm?: boolean; graceSeconds?: number }): Promise<string> {
+  }: LockPlace & { op: string; project: string; swarm?: boolean; endpoints?: readonly string[]; graceSeconds?: number }): Promise<string> {
     const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
     const script = hostScript(STOP_WORK, {
       OP: op,
       ENTRIES_DIR: entriesDir,
       BUSY_FILE: busyFile,
       GRACE: graceSeconds,
-      // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node.
+      // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node,
       PROJECT_LABEL: swarm ? stackLabel(project) : projectLabel(project),
+      // And on the other nodes' engines (config swarm.nodes): a task's container may run there.
+      ENDPOINTS: swarm ? endpoints.join('\n') : '',
       SIGNAL_TERM: signalExecs(`${quote(EXEC_PID_PREFIX + op)}-*`, 'TERM'),
       SIGNAL_KILL: signalExecs(`${quote(EXEC_PID_PREFIX + op)}-*`, 'KILL'),
     });

@@ -39,8 +39,10 @@ export interface OperationOptions {
   env: string;
   /** The environment's compose project: a cancel signals work inside its containers, and no other's. */
   project: string;
-  /** The project is a stack on a swarm: a cancel signals work inside its task containers on the manager's node. */
+  /** The project is a stack on a swarm: a cancel signals work inside its task containers on the manager's node, */
   swarm?: boolean;
+  /** and on the other nodes' engines (config swarm.nodes' endpoints). */
+  endpoints?: readonly string[];
   action: string;
   sha?: string;
   run: RunInfo;
@@ -69,9 +71,15 @@ export async function underLock<T>(o: OperationOptions, fn: (op: Operation) => P
     o.host.halt();
     unfence();
     // The remote work of this run ends before the host log says so and the lock is freed.
-    const stopped = await EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project, swarm: o.swarm }).catch(
-      (e) => `could not stop it: ${errorMessage(e)}`,
-    );
+    const stopped = await EnvironmentLock.stopWork({
+      host: o.host,
+      stateDir: o.stateDir,
+      env: o.env,
+      op: id,
+      project: o.project,
+      swarm: o.swarm,
+      endpoints: o.endpoints,
+    }).catch((e) => `could not stop it: ${errorMessage(e)}`);
     o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
     if (!finished) await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch(ignored(o.log, 'recording cancelled'));
     await lock.release();

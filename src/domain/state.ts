@@ -53,7 +53,9 @@ export async function observe(
   const api = state.containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
   // The revision completes the picture and is not needed for it: a failed read leaves it out.
   if (opts.alembic && api)
-    state.alembic = await currentRevision(host, env, { container: api.id }).catch(ignored(opts.log, `reading ${env.name}'s alembic revision`));
+    state.alembic = await currentRevision(host, env, { container: { id: api.id, endpoint: api.node?.endpoint } }).catch(
+      ignored(opts.log, `reading ${env.name}'s alembic revision`),
+    );
   return state;
 }
 

@@ -21,7 +21,7 @@ import type { Config } from './config';
 import type { EnvContext, Environment } from './environment';
 import { OperationFailed, tailLines } from '../infra/errors';
 import type { Host } from '../infra/host';
-import { logsTail } from '../infra/docker';
+import { dockerCli, logsTail, type ContainerRef } from '../infra/docker';
 import { parseContainerInspect, type ContainerInspect } from '../infra/docker-inspect';
 import { psql } from '../infra/postgres';
 import { argv, hostScript } from '../infra/shell';
@@ -56,9 +56,10 @@ export function receiverName(prod: Environment): string {
   return `${prod.project}-twinstack-wal`;
 }
 
-/** `docker inspect` of one container, parsed; undefined when there is no such container. */
-async function inspectContainer(host: Host, ref: string): Promise<ContainerInspect | undefined> {
-  const r = await host.run(argv('docker', 'inspect', '--type', 'container', ref), { check: false, quiet: true, timeoutSeconds: 60 });
+/** `docker inspect` of one container (a name on the host's engine, or a ContainerRef on its node's), parsed; undefined when there is no such container. */
+async function inspectContainer(host: Host, container: string | ContainerRef): Promise<ContainerInspect | undefined> {
+  const { id: ref, endpoint } = typeof container === 'string' ? { id: container, endpoint: undefined } : container;
+  const r = await host.run(argv(dockerCli(endpoint), 'inspect', '--type', 'container', ref), { check: false, quiet: true, timeoutSeconds: 60 });
   if (r.exitCode !== 0) {
     if (/no such (object|container)/i.test(r.stderr)) return undefined;
     throw new OperationFailed(`docker inspect ${ref} failed: ${tailLines(r.stderr, 3)}`);

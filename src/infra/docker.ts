@@ -23,15 +23,41 @@ export function signalExecs(pattern: string, signal: 'TERM' | 'KILL'): string {
 const STOP_IN_CONTAINER = `{ ${signalExecs(`"${EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*`, 'TERM')}; } >/dev/null`;
 
 /**
- * A shell command that runs `command` in a container (a container id or name, or a shell word such
- * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the
- * command's exit status is the in-container process's.
+ * A container and the engine that runs it: on a swarm, a task's container may run on another node,
+ * whose engine the manager reaches through the endpoint (`docker -H`, config swarm.nodes).
  */
-export function dockerExec(container: string | { shell: string }, command: readonly Arg[], opts: { stdin?: boolean } = {}): string {
-  const c = typeof container === 'string' ? quote(container) : container.shell;
+export interface ContainerRef {
+  id: string;
+  /** The node engine's endpoint; absent for the engine the host's own docker client talks to. */
+  endpoint?: string;
+}
+
+/** A container named by the caller's shell: its id in a variable ("$c") and, optionally, its engine's `-H` words (`${e:+-H "$e"}`). */
+export interface ShellContainer {
+  shell: string;
+  hostFlag?: string;
+}
+
+/** `docker` for the host's own engine, `docker -H <endpoint>` for a node's: every command about a container goes to its engine. */
+export function dockerCli(endpoint?: string): string[] {
+  return endpoint ? ['docker', '-H', endpoint] : ['docker'];
+}
+
+/**
+ * A shell command that runs `command` in a container (a container id or name, a ContainerRef on
+ * its node's engine, or shell words the caller set, such as "$c"). Standard input is passed
+ * through when `stdin` is set; the command's exit status is the in-container process's.
+ */
+export function dockerExec(container: string | ContainerRef | ShellContainer, command: readonly Arg[], opts: { stdin?: boolean } = {}): string {
+  const [c, docker] =
+    typeof container === 'string'
+      ? [quote(container), 'docker']
+      : 'shell' in container
+        ? [container.shell, container.hostFlag ? `docker ${container.hostFlag}` : 'docker']
+        : [quote(container.id), argv(dockerCli(container.endpoint))];
   const run =
-    argv('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + argv('sh', '-c', IN_CONTAINER, 'sh', command);
-  const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${quote(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
+    `${docker} ` + argv('exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + argv('sh', '-c', IN_CONTAINER, 'sh', command);
+  const stop = `${docker} exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${quote(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
   return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${quote(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
 }
 
@@ -72,7 +98,11 @@ const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh',
 
 /** `docker inspect` of every container of a compose project (or of one service), `[]` when there is none. */
 export function inspectProjectContainers(project: string, service?: string): string {
-  return hostScript(PROJECT_CONTAINERS, { PROJECT_LABEL: projectLabel(project), SERVICE_LABEL: service === undefined ? '' : serviceLabel(service) });
+  return hostScript(PROJECT_CONTAINERS, {
+    PROJECT_LABEL: projectLabel(project),
+    SERVICE_LABEL: service === undefined ? '' : serviceLabel(service),
+    DOCKER_ENDPOINT: '',
+  });
 }
 
 /** The last `lines` lines of a container's log, standard error folded into standard output. */

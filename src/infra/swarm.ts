@@ -264,7 +264,7 @@ export function taskDigest(image: string): string | undefined {
   return m ? m[1] : undefined;
 }
 
-// Reaching a stack's tasks on the manager's own node: the containers the engine started for them.
+// Reaching a stack's tasks: the containers the engine started for them, on the manager's node or through a node's endpoint.
 
 /** The labels the engine puts on the container of every task (beside STACK_LABEL). */
 export const TASK_LABELS = {
@@ -298,25 +298,67 @@ export function taskServiceLabel(stack: string, service: string): string {
 const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh', 'utf8');
 const TASK_CONTAINER = fs.readFileSync(__dirname + '/task-container.sh', 'utf8');
 
-/** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
-export function inspectStackContainers(stack: string, service?: string): string {
-  return hostScript(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
+/**
+ * `docker inspect` of every task container of a stack (or of one of its services) on one engine:
+ * this node's, or another node's through its endpoint (config swarm.nodes); `[]` when there is none.
+ */
+export function inspectStackContainers(stack: string, o: { service?: string; endpoint?: string } = {}): string {
+  return hostScript(PROJECT_CONTAINERS, {
+    PROJECT_LABEL: stackLabel(stack),
+    SERVICE_LABEL: o.service === undefined ? '' : taskServiceLabel(stack, o.service),
+    DOCKER_ENDPOINT: o.endpoint ?? '',
+  });
 }
 
-/** The exit status of taskContainer when no task of the service runs a container on this node. */
+/** The exit status of taskContainer when no container of the service can be reached (none runs, or its node has no swarm.nodes entry). */
 export const NO_TASK_HERE = 3;
 
+/** config swarm.nodes as task-container.sh reads it: `<hostname> <endpoint>` lines (neither holds a space). */
+export function nodesParam(nodes: Readonly<Record<string, string>>): string {
+  return Object.entries(nodes)
+    .map(([hostname, endpoint]) => {
+      if (/\s/.test(hostname + endpoint)) throw new Error(`swarm.nodes.${hostname}: a hostname or endpoint with white space`);
+      return `${hostname} ${endpoint}`;
+    })
+    .join('\n');
+}
+
 /**
- * Prints the id of a running container of one of a stack's services on this node (the manager's).
- * When there is none it says on standard error where the service's tasks run instead, and exits
- * NO_TASK_HERE: this version reaches only the manager's node.
+ * Prints `<id> <endpoint>` of a running container of one of a stack's services: on this node (the
+ * manager's) with an empty endpoint, else on the node of a running task, through that node's entry
+ * in `nodes` (config swarm.nodes). When there is none it says why on standard error (a node without
+ * an entry is named, with the key to add) and exits NO_TASK_HERE.
  */
-export function taskContainer(stack: string, service: string): string {
+export function taskContainer(stack: string, service: string, nodes: Readonly<Record<string, string>>): string {
   return hostScript(TASK_CONTAINER, {
     STACK_FILTER: stackLabel(stack),
     SERVICE_FILTER: taskServiceLabel(stack, service),
     SERVICE: swarmServiceName(stack, service),
+    NODES: nodesParam(nodes),
   });
+}
+
+/** taskContainer's output: the container and, when it runs on another node, that node's endpoint. */
+export function parseTaskContainer(stdout: string): { id: string; endpoint?: string } | undefined {
+  const line = stdout.split('\n')[0] ?? '';
+  const space = line.indexOf(' ');
+  const id = space < 0 ? line : line.slice(0, space);
+  const endpoint = space < 0 ? '' : line.slice(space + 1).trim();
+  if (!/^[0-9a-f]{12,64}$/.test(id)) return undefined;
+  return endpoint ? { id, endpoint } : { id };
+}
+
+const STACK_NODES = fs.readFileSync(__dirname + '/stack-nodes.sh', 'utf8');
+
+/** The manager's own hostname, then the hostnames of the nodes a stack's running tasks are on (see parseStackNodes). */
+export function stackNodes(stack: string): string {
+  return hostScript(STACK_NODES, { STACK: stack });
+}
+
+/** stackNodes' output: the manager's hostname and the other nodes (the manager's own left out). */
+export function parseStackNodes(stdout: string): { here: string; others: string[] } {
+  const [here = '', ...rest] = stdout.split('\n').map((l) => l.trim());
+  return { here, others: [...new Set(rest.filter((n) => n && !/\s/.test(n) && n !== here))] };
 }
 
 /** The parts of a `docker service ps` task name: its swarm service and its slot (or node id, for a global service). */

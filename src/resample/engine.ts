@@ -549,7 +549,7 @@ export async function resample(ctx: ResampleContext, params: ResampleParams, hoo
       host: ctx.host,
       stateDir: ctx.config['state-dir'],
       env: 'dev',
-      project: run.dev.cfg.project,
+      ...run.dev.workScope,
       action: 'resample',
       run: ctx.run,
       log: ctx.log,

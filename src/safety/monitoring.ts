@@ -26,6 +26,8 @@ export interface ContainerMetric {
   memOfLimit?: number;
   oomKilled: boolean;
   restartCount: number;
+  /** On a swarm, the hostname of the node it runs on when that is not the manager's. */
+  node?: string;
 }
 
 export interface EnvironmentMetrics {
@@ -33,6 +35,8 @@ export interface EnvironmentMetrics {
   project: string;
   containers: ContainerMetric[];
   containersError?: string;
+  /** On a swarm: nodes that run tasks of the stack but have no swarm.nodes entry, so their containers were not measured. */
+  unreachedNodes?: string[];
   database?: { connections: number; max: number; percent: number };
   databaseError?: string;
 }
@@ -122,6 +126,15 @@ function judgeEnvironment(m: Metrics, e: EnvMetrics, s: MonitorSettings): Findin
       severity: 'warning',
       message: `no containers found for compose project ${e.project}`,
       fix: `deploy ${e.environment}, or check environments.${e.environment}.project`,
+    });
+  }
+  if (e.unreachedNodes?.length) {
+    out.push({
+      check: 'containers',
+      environment: e.environment,
+      severity: 'warning',
+      message: `${e.environment}'s tasks on node(s) ${e.unreachedNodes.join(', ')} were not measured: the manager has no endpoint for them`,
+      fix: `add swarm.nodes.${e.unreachedNodes[0]} (the Docker endpoint the manager reaches that node's engine by, e.g. ssh://user@${e.unreachedNodes[0]})`,
     });
   }
   for (const c of e.containers) {

@@ -190,8 +190,10 @@ environments:
   });
 
   it("finds the api task's container, the one the engine runs", async () => {
-    const id = await dev.serviceContainer(host!, 'api');
+    const { id, endpoint } = await dev.serviceContainer(host!, 'api');
     assert.deepEqual([id.slice(0, 12)], taskIds('api'));
+    // On the manager's own node: no endpoint, the host's own engine.
+    assert.equal(endpoint, undefined);
     await assert.rejects(dev.serviceContainer(host!, 'worker'), (e) => e instanceof OperationFailed && /worker/.test(e.message));
   });
 

@@ -7,8 +7,10 @@
  * and an overlay each (as test/fixtures/swarm/stack) through twinstack's deployRelease, over a real
  * sshd whose sessions reach the manager: every dev task runs on the worker, which pulls the pinned
  * digest from a loopback registry, and no prod task ever runs there, not even while the manager is
- * drained. Preflight's placement checks read both nodes from the manager. Where twinstack reaches
- * a task's container (the manager's node only), dev's are out of its reach. Asserted on the engines.
+ * drained. Preflight's placement checks read both nodes from the manager. What twinstack runs in a
+ * task's container (db tools, the gate's exec, the container list) reaches dev's on the worker only
+ * through config swarm.nodes (the worker engine's socket, reachable from the manager's sessions on
+ * this same machine), and is refused in one line without it. Asserted on the engines.
  */
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
@@ -36,16 +38,23 @@ const RUN = randomBytes(4).toString('hex');
 const PROJECT = { prod: `twinstack-test-${RUN}-prod`, dev: `twinstack-test-${RUN}-dev` };
 const WORKER_NAME = `twinstack-test-${RUN}-node2`;
 
-// The fixture stack's shape: a db and a replicated api on the host network, placed by the overlays.
+const SLEEP = `["bash", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $$!; done"]`;
+/**
+ * dev's db is a real PostgreSQL (the base image's binaries), on its Unix socket only: the tasks use
+ * the host network, and no TCP port is needed (dbTool's psql runs inside the container).
+ */
+const POSTGRES = `["bash", "-c", "set -e; runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D /tmp/pgdata -U owner --auth=trust >/dev/null; exec runuser -u postgres -- /usr/lib/postgresql/15/bin/postgres -D /tmp/pgdata -c listen_addresses= -k /var/run/postgresql"]`;
+
+// The fixture stack's shape: a db and a replicated api on the host network, placed by the overlays
+// (the db's command too: a command set in two files is appended by docker stack deploy).
 const BASE = `services:
   db:
     image: \${REGISTRY}/base:1
     networks: [hostnet]
-    command: ["bash", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $$!; done"]
   api:
     image: \${REGISTRY}/base:1
     networks: [hostnet]
-    command: ["bash", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $$!; done"]
+    command: ${SLEEP}
     deploy:
       replicas: 2
 networks:
@@ -55,6 +64,7 @@ networks:
 `;
 const overlay = (env: EnvironmentName) => `services:
   db:
+    command: ${env === 'dev' ? POSTGRES : SLEEP}
     deploy:
       placement:
         constraints: [node.labels.twinstack.env.${env} == true]
@@ -75,9 +85,11 @@ describe('a two-node swarm on loopback: dev on the worker, prod on the manager',
   let sshd: TestSshd | undefined;
   let host: SshHost | undefined;
   let config: Config;
-  /** The configuration, with or without swarm.allow-shared-node. */
-  let configWith: (shared: boolean) => Config;
+  /** The configuration, with or without swarm.allow-shared-node, and with the given swarm.nodes. */
+  let configWith: (shared: boolean, nodes?: Record<string, string>) => Config;
   let dir: string;
+  /** Where the manager's sessions find their ssh client (a key and known_hosts of the test's own). */
+  let clientDir: string;
   let digest: swarm.DigestRef;
   const ids = { manager: '', worker: '' };
   const ctx = (env: EnvironmentName): EnvContext => ({ host: host!, config, env: new Environment(env, config), log: new MemoryLogger() });
@@ -144,7 +156,16 @@ describe('a two-node swarm on loopback: dev on the worker, prod on the manager',
     manager.docker(['push', `${registry.address}/base:1`]);
     digest = swarm.digestRef.parse(manager.docker(['image', 'inspect', '--format', '{{index .RepoDigests 0}}', `${registry.address}/base:1`]).trim());
 
-    sshd = await startSshd({ setEnv: { DOCKER_HOST: manager.host } });
+    // The manager's ssh client, for docker's ssh transport (ssh://): a key and known_hosts of the
+    // test's own, given by an `ssh` first on the sessions' PATH (root's own ~/.ssh is left alone).
+    clientDir = path.join(manager.dir, 'ssh-client');
+    fs.mkdirSync(clientDir);
+    fs.writeFileSync(
+      path.join(clientDir, 'ssh'),
+      `#!/bin/sh\nexec /usr/bin/ssh -F /dev/null -i ${clientDir}/key -o IdentitiesOnly=yes -o UserKnownHostsFile=${clientDir}/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes "$@"\n`,
+      { mode: 0o755 },
+    );
+    sshd = await startSshd({ setEnv: { DOCKER_HOST: manager.host, PATH: `${clientDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` } });
     host = await connect(sshd);
     dir = path.join(manager.dir, 'checkouts');
     for (const env of ['prod', 'dev'] as const) {
@@ -157,10 +178,10 @@ describe('a two-node swarm on loopback: dev on the worker, prod on the manager',
       `{checkout: ${dir}/${env}, project: ${PROJECT[env]}, target: swarm, compose-files: [stack/docker-compose.yml, stack/docker-compose.${env}.yml], env-file: stack/.env.${env}, url: http://127.0.0.1:1, database: {name: ${db}, user: owner}, health-timeout-seconds: 600}`;
     const state = `${manager.dir}/state`;
     const reg = registry.address;
-    configWith = (shared) =>
+    configWith = (shared, nodes = {}) =>
       parseConfig(
         `state-dir: ${state}
-swarm: { registry: '${reg}', allow-shared-node: ${shared} }
+swarm: { registry: '${reg}', allow-shared-node: ${shared}, nodes: ${JSON.stringify(nodes)} }
 environments:
   prod: ${environment('prod', 'app')}
   dev: ${environment('dev', 'app_dev')}
@@ -223,25 +244,116 @@ environments:
     assert.deepEqual(images, [digest]);
   });
 
-  it("reaches prod's task containers from the manager, and dev's on the worker not at all (this version reaches the manager's node only)", async () => {
+  it("reaches prod's task containers from the manager; dev's on the worker only with a swarm.nodes entry for it, refused in one line without", async () => {
     const prod = new Environment('prod', config);
     const dev = new Environment('dev', config);
     const db = await prod.serviceContainer(host!, 'db');
-    assert.equal(manager!.docker(['inspect', '--format', '{{index .Config.Labels "com.docker.swarm.service.name"}}', db]).trim(), `${PROJECT.prod}_db`);
+    assert.equal(db.endpoint, undefined);
+    assert.equal(manager!.docker(['inspect', '--format', '{{index .Config.Labels "com.docker.swarm.service.name"}}', db.id]).trim(), `${PROJECT.prod}_db`);
 
-    // dev's db runs on the worker: finding its container fails, naming the worker's node.
+    // dev's db runs on the worker and config names no endpoint for it: finding its container fails, naming the node and the key.
     const failed = await dev.serviceContainer(host!, 'db').then(
       () => undefined,
       (e: unknown) => e,
     );
     assert.ok(failed instanceof OperationFailed, String(failed));
-    assert.match(failed.message, new RegExp(`node ${WORKER_NAME}`));
+    assert.equal(failed.message.split('\n').length, 1, failed.message);
+    assert.match(failed.message, new RegExp(`node ${WORKER_NAME}\\b.*swarm\\.nodes\\.${WORKER_NAME}\\b`));
     // A database tool (psql, pg_dump: backup, gate, resample) stops before it runs anything.
     const psql = await host!.run(dev.dbTool('psql', ['-c', 'select 1']), { check: false, quiet: true });
     assert.equal(psql.exitCode, swarm.NO_TASK_HERE, psql.stderr);
     // What lists an environment's containers (monitor, the release record) sees none of dev's.
     assert.deepEqual(await dev.containers(host!), []);
     assert.equal((await prod.containers(host!)).length, 3);
+  });
+
+  it("follows dev's tasks to the worker through swarm.nodes: its db tool, the api's container and the container list reach the worker's engine", async () => {
+    const reached = configWith(false, { [WORKER_NAME]: worker!.host });
+    const dev = new Environment('dev', reached);
+    const [dbOnWorker] = worker!
+      .docker(['ps', '-q', '--filter', `label=${swarm.TASK_LABELS.service}=${PROJECT.dev}_db`])
+      .split('\n')
+      .filter(Boolean);
+    assert.ok(dbOnWorker, "the worker runs no container of dev's db");
+    // On the worker's engine only: the database, and a value the manager's node has nowhere.
+    const onWorker = (sql: string) => worker!.docker(['exec', '-u', 'postgres', dbOnWorker, 'psql', '-U', 'owner', '-d', 'app_dev', '-tAc', sql]).trim();
+    for (let i = 0; ; i++) {
+      try {
+        worker!.docker(['exec', '-u', 'postgres', dbOnWorker, 'psql', '-U', 'owner', '-d', 'postgres', '-tAc', 'create database app_dev']);
+        break;
+      } catch (e) {
+        if (i >= 240) throw e;
+        await sleep(500);
+      }
+    }
+    onWorker(`create table marks (v text); insert into marks values ('only-on-${WORKER_NAME}')`);
+
+    const found = await dev.serviceContainer(host!, 'db');
+    assert.deepEqual(found, { id: dbOnWorker, endpoint: worker!.host });
+    const api = await dev.serviceContainer(host!, 'api');
+    assert.equal(api.endpoint, worker!.host);
+    assert.ok(containersOn(worker!, 'dev').includes(api.id), `${api.id} is not one of the worker's containers`);
+
+    // psql through the manager's ssh session, run in the worker's db container.
+    const read = await host!.run(dev.dbTool('psql', ['-d', 'app_dev', '-tAc', 'select v from marks']), { quiet: true });
+    assert.equal(read.stdout.trim(), `only-on-${WORKER_NAME}`);
+    // Standard input streams through: SQL piped in lands in the worker's database.
+    await host!.run(dev.dbTool('psql', ['-d', 'app_dev', '-v', 'ON_ERROR_STOP=1', '-q']), {
+      stdin: `insert into marks values ('piped-${RUN}');\n`,
+      quiet: true,
+    });
+    assert.equal(onWorker(`select count(*) from marks where v = 'piped-${RUN}'`), '1');
+    // And out: a pg_dump written to a file on the manager's side.
+    const dump = path.join(manager!.dir, 'app_dev.sql');
+    await host!.run(`${dev.dbTool('pg_dump', ['-d', 'app_dev'])} > ${dump}`, { quiet: true });
+    assert.match(fs.readFileSync(dump, 'utf8'), new RegExp(`only-on-${WORKER_NAME}[\\s\\S]*piped-${RUN}`));
+
+    // The container list: the worker's three task containers, each marked with its node.
+    const listed = await dev.containers(host!);
+    assert.deepEqual(
+      listed.map((c) => c.id).sort(),
+      containersOn(worker!, 'dev')
+        .map((id) => id.slice(0, 12))
+        .sort(),
+    );
+    assert.equal(listed.length, 3);
+    for (const c of listed) assert.deepEqual(c.node, { hostname: WORKER_NAME, endpoint: worker!.host }, c.name);
+    // A stack with no task to run (here: none deployed) has no node but the manager's: the engine's "nothing found" is not a failure.
+    const none = await host!.run(swarm.stackNodes(`twinstack-test-${RUN}-none`), { quiet: true });
+    assert.deepEqual(swarm.parseStackNodes(none.stdout).others, []);
+    // prod's, all on the manager's node, carry no node.
+    const prodListed = await new Environment('prod', reached).containers(host!);
+    assert.equal(prodListed.length, 3);
+    for (const c of prodListed) assert.equal(c.node, undefined);
+  });
+
+  it("reaches the worker's engine over docker's ssh transport too (swarm.nodes: ssh://user@host:port, the node's sshd sessions on its engine)", async () => {
+    const nodeSshd = await startSshd({ setEnv: { DOCKER_HOST: worker!.host } });
+    try {
+      fs.writeFileSync(path.join(clientDir, 'key'), nodeSshd.privateKey, { mode: 0o600 });
+      const endpoint = `ssh://${nodeSshd.user}@127.0.0.1:${nodeSshd.port}`;
+      const dev = new Environment('dev', configWith(false, { [WORKER_NAME]: endpoint }));
+      // The node's host key unknown to the manager: ssh refuses, and the lookup says so in one line.
+      fs.writeFileSync(path.join(clientDir, 'known_hosts'), '');
+      await assert.rejects(
+        dev.serviceContainer(host!, 'db'),
+        (e) => e instanceof OperationFailed && !e.message.includes('\n') && e.message.includes(endpoint) && /Host key verification failed/.test(e.message),
+      );
+      fs.writeFileSync(path.join(clientDir, 'known_hosts'), nodeSshd.knownHosts);
+      const [dbOnWorker] = worker!
+        .docker(['ps', '-q', '--filter', `label=${swarm.TASK_LABELS.service}=${PROJECT.dev}_db`])
+        .split('\n')
+        .filter(Boolean);
+      assert.deepEqual(await dev.serviceContainer(host!, 'db'), { id: dbOnWorker, endpoint });
+      // The row the previous test piped in, read back over ssh from the worker's database.
+      const read = await host!.run(dev.dbTool('psql', ['-d', 'app_dev', '-tAc', `select count(*) from marks where v = 'piped-${RUN}'`]), { quiet: true });
+      assert.equal(read.stdout.trim(), '1');
+      const listed = await dev.containers(host!);
+      assert.deepEqual(listed.map((c) => c.id).sort(), containersOn(worker!, 'dev').sort());
+      for (const c of listed) assert.deepEqual(c.node, { hostname: WORKER_NAME, endpoint });
+    } finally {
+      await nodeSshd.stop();
+    }
   });
 
   it('never places a prod task on the worker: with the manager drained, prod waits unscheduled and preflight says so', async () => {

@@ -24,7 +24,7 @@ function prod(compose: 'docker compose' | 'docker-compose'): Environment {
 /** A host whose prod runs nothing rolling; `config --services` prints the services in dependency order. */
 function host(): FakeHost {
   return new FakeHost()
-    .on('containers', /docker ps -aq/, { stdout: '[]' })
+    .on('containers', /ps -aq/, { stdout: '[]' })
     .on('services', / config --services$/, { stdout: 'db\ncache\napi\nworker\nweb\n' })
     .on('up', / up -d --no-build --remove-orphans( \w+)?$/, {});
 }

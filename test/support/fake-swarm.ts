@@ -439,9 +439,15 @@ export class FakeSwarm extends FakeVps {
         ),
       };
     });
-    h.on('list task containers', new RegExp(`^PROJECT_LABEL=label=com\\.docker\\.stack\\.namespace=${stacks}; SERVICE_LABEL=''\\n`), (_c, m) => ({
-      stdout: this.taskContainers(m?.[1] ?? ''),
-    }));
+    h.on(
+      'list task containers',
+      new RegExp(`^PROJECT_LABEL=label=com\\.docker\\.stack\\.namespace=${stacks}; SERVICE_LABEL=''; DOCKER_ENDPOINT=''\\n`),
+      (_c, m) => ({
+        stdout: this.taskContainers(m?.[1] ?? ''),
+      }),
+    );
+    // The nodes of a stack's tasks (src/infra/stack-nodes.sh): the one node, the manager.
+    h.on('stack nodes', new RegExp(`^STACK=${stacks}\\nhere=\\$\\(docker node inspect self`), { stdout: `${NODE}\n${NODE}\n` });
   }
 
   // ── Scaling, and dev's database restored in its db task (rollback with restore-database) ──

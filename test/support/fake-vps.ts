@@ -307,7 +307,7 @@ export class FakeVps {
       const name = this.envNamed(c.script);
       return { stdout: `${this.env[name].head}\n@twinstack-state@\n${this.inspect(name)}\n@twinstack-state@\n` };
     });
-    h.on('list containers', /^PROJECT_LABEL=label=com\.docker\.compose\.project=(\S+); SERVICE_LABEL=''\n/, (c) => ({
+    h.on('list containers', /^PROJECT_LABEL=label=com\.docker\.compose\.project=(\S+); SERVICE_LABEL=''; DOCKER_ENDPOINT=''\n/, (c) => ({
       stdout: this.inspect(this.envNamed(c.script)),
     }));
     h.on(

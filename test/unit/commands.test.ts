@@ -70,8 +70,11 @@ describe('docker', () => {
 
   it("inspects a project's containers with the script, its labels set in front", () => {
     const all = docker.inspectProjectContainers('app-prod');
-    assert.match(all, /^PROJECT_LABEL=label=com\.docker\.compose\.project=app-prod; SERVICE_LABEL=''\n/);
-    assert.match(docker.inspectProjectContainers('app-prod', 'api'), /^PROJECT_LABEL=\S+; SERVICE_LABEL=label=com\.docker\.compose\.service=api\n/);
+    assert.match(all, /^PROJECT_LABEL=label=com\.docker\.compose\.project=app-prod; SERVICE_LABEL=''; DOCKER_ENDPOINT=''\n/);
+    assert.match(
+      docker.inspectProjectContainers('app-prod', 'api'),
+      /^PROJECT_LABEL=\S+; SERVICE_LABEL=label=com\.docker\.compose\.service=api; DOCKER_ENDPOINT=''\n/,
+    );
     assert.doesNotMatch(all, /#!\/usr\/bin\/env bash|Prints/, 'the opening comment is not sent');
   });
 

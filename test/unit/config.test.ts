@@ -105,14 +105,14 @@ describe('the target of an environment', () => {
     const c = parseConfig(makapix, 'makapix.yml');
     assert.equal(c.environments.prod.target, 'compose');
     assert.equal(c.environments.dev.target, 'compose');
-    assert.deepEqual(c.swarm, { 'label-key': 'twinstack.env', 'allow-shared-node': false });
+    assert.deepEqual(c.swarm, { 'label-key': 'twinstack.env', 'allow-shared-node': false, nodes: {} });
   });
 
   it('reads a swarm target with its registry, label key and shared-node switch', () => {
     const c = parseConfig(`${swarmDev()}\nswarm:\n  registry: 127.0.0.1:5000\n  label-key: example.env\n  allow-shared-node: true\n`, 'makapix.yml');
     assert.equal(c.environments.dev.target, 'swarm');
     assert.equal(c.environments.prod.target, 'compose');
-    assert.deepEqual(c.swarm, { registry: '127.0.0.1:5000', 'label-key': 'example.env', 'allow-shared-node': true });
+    assert.deepEqual(c.swarm, { registry: '127.0.0.1:5000', 'label-key': 'example.env', 'allow-shared-node': true, nodes: {} });
     assert.equal(parseConfig(`${swarmDev()}\nswarm: { registry: registry.example.com/makapix }\n`, 'x').swarm.registry, 'registry.example.com/makapix');
   });
 
@@ -132,6 +132,52 @@ describe('the target of an environment', () => {
     rejects(`${swarmDev()}\nswarm: { registry: "127.0.0.1:5000", label-key: "twin env" }\n`, /swarm\.label-key: must be a node label key/);
     rejects(`${swarmDev()}\nswarm: { registry: "127.0.0.1:5000", shared: true }\n`, /swarm: unknown key "shared"/);
     rejects(`${swarmDev()}\nswarm: { registry: "127.0.0.1:5000", allow-shared-node: "yes" }\n`, /swarm\.allow-shared-node: Expected boolean/);
+  });
+
+  it('reads swarm.nodes: each node hostname to the endpoint the manager reaches its engine by (ssh, tcp, a unix socket)', () => {
+    const nodes = {
+      'node-2': 'ssh://deploy@10.0.0.2',
+      'node-3.example.com': 'ssh://node-3.example.com:2222',
+      worker_4: 'tcp://10.0.0.4:2375',
+      local: 'unix:///run/docker-2/docker.sock',
+    };
+    const yaml = Object.entries(nodes)
+      .map(([k, v]) => `    ${k}: ${v}\n`)
+      .join('');
+    const c = parseConfig(`${swarmDev()}\nswarm:\n  registry: 127.0.0.1:5000\n  nodes:\n${yaml}`, 'makapix.yml');
+    assert.deepEqual(c.swarm.nodes, nodes);
+  });
+
+  it('refuses a node endpoint docker -H would not take as meant, in one line saying what to write', () => {
+    const bad = [
+      'https://10.0.0.2:2376', // not a docker transport
+      'ssh://', // no host
+      'ssh://deploy@10.0.0.2/path', // a path: not an ssh endpoint
+      'tcp://10.0.0.4', // tcp needs the port
+      'unix://run/docker.sock', // a relative path
+      'ssh://host; rm -rf /', // shell in the value
+      '10.0.0.2:2375', // no scheme
+      'ssh://-oProxyCommand=x', // an ssh option, not a host
+      'ssh://-l@host', // nor a user
+    ];
+    for (const endpoint of bad) {
+      const err = (() => {
+        try {
+          parseConfig(`${swarmDev()}\nswarm:\n  registry: 127.0.0.1:5000\n  nodes:\n    node-2: ${JSON.stringify(endpoint)}\n`, 'x.yml');
+        } catch (e) {
+          return e as Error;
+        }
+        return undefined;
+      })();
+      assert.ok(err, `${endpoint} was accepted`);
+      assert.equal(err.message.split('\n').length, 1, err.message);
+      assert.match(
+        err.message,
+        /swarm\.nodes\.node-2: must be a Docker endpoint the manager reaches the node by: ssh:\/\/\[user@\]host\[:port\], tcp:\/\/host:port or unix:\/\/\/absolute\/path$/,
+        endpoint,
+      );
+    }
+    rejects(`${swarmDev()}\nswarm:\n  registry: 127.0.0.1:5000\n  nodes: { "node 2": "ssh://n2" }\n`, /swarm\.nodes\.node 2: must be a node hostname/);
   });
 });
 

@@ -23,8 +23,8 @@ const LOGIC = /&&|\|\||\||;|\$\(|(?:^|[\s;&|({])(?:if|for|while|until|case)\s/;
 const ALLOWED: Record<string, string> = {
   ['src/domain/environment.ts sh`[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; `']:
     "dbTool: one braced group that callers put inside pipes and give redirections (`… | psql`, `pg_restore < dump`); a script file run from the host cannot stand there, and its `exit 3` must end the caller's script",
-  ['src/domain/environment.ts sh`{ c=$(${raw(taskContainer(this.cfg.project, db.service))}) || exit ${NO_TASK_HERE}; `']:
-    "dbTool on a swarm: the same braced group as the compose one above, the db task's container found by task-container.sh (which says why when there is none)",
+  ['src/domain/environment.ts sh`{ c=$(${raw(find)}) || exit ${NO_TASK_HERE}; e=\\${c#* }; c=\\${c%% *}; `']:
+    "dbTool on a swarm: the same braced group as the compose one above, the db task's container and its node's endpoint found by task-container.sh (which says why when there is none)",
   ['src/infra/ssh.ts sh`cd ${options.cwd}`']:
     "the Host's cwd option itself (SshHost.wrap): the caller's command runs inside `cd <dir> && { … }`, so it does not run at all when cd fails",
 };

@@ -229,7 +229,7 @@ environments:
     }
   }
 
-  it('says which node runs the task when none runs here, and exits 3 before any exec', () => {
+  it('says which node runs the task when none runs here and swarm.nodes has no entry for it, and exits 3 before any exec', () => {
     const fake = `case "$1 $2" in
   "ps -q") ;;
   "node inspect") echo manager-1 ;;
@@ -239,7 +239,7 @@ esac`;
     assert.equal(r.status, 3);
     assert.match(
       r.stderr,
-      /service makapix-dev_db runs its task on node worker-2, not on the manager's node \(manager-1\): this version of twinstack reaches only the manager's node/,
+      /service makapix-dev_db runs its task on node worker-2, not on the manager's node \(manager-1\), and config has no swarm\.nodes\.worker-2: add it/,
     );
     assert.doesNotMatch(r.calls, /^exec/m);
     assert.match(r.calls, /ps -q --filter label=com.docker.stack.namespace=makapix-dev --filter label=com.docker.swarm.service.name=makapix-dev_db/);

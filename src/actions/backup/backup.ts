@@ -68,7 +68,7 @@ export const backupAction: ActionDefinition<BackupInputs & WalInputs, BackupOutp
     let base: BaseOutcome | undefined;
     try {
       [manifest, copy, wal, base] = await underLock(
-        { host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'backup', run, log, lockTimeoutSeconds },
+        { host, stateDir: config['state-dir'], env: env.name, ...env.workScope, action: 'backup', run, log, lockTimeoutSeconds },
         async (op) => {
           const release = currentRelease(op.records);
           let m: BackupManifest;

@@ -76,7 +76,7 @@ export const deployAction: ActionDefinition<DeployInputs, DeployOutputs, Plan> =
     let deployed: Deployed;
     try {
       deployed = await underLock(
-        { host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, swarm: env.onSwarm, action: 'deploy', run, log, lockTimeoutSeconds },
+        { host, stateDir: config['state-dir'], env: env.name, ...env.workScope, action: 'deploy', run, log, lockTimeoutSeconds },
         // A swarm target builds, pushes and deploys a stack by digest; compose's runbook is unchanged.
         (op) => (env.cfg.target === 'swarm' ? runSwarmDeploy(d, op) : runDeploy(d, op)),
       );

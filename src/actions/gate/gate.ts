@@ -17,7 +17,7 @@ import { underLock } from '../../domain/operation';
 import { currentRelease } from '../../domain/release';
 import { drift, driftMessage, observe, shortId } from '../../domain/state';
 import { alembicCheck, migrationPlan, upgradeHead } from '../../domain/alembic';
-import { dockerExec } from '../../infra/docker';
+import { dockerExec, type ContainerRef } from '../../infra/docker';
 import { short } from '../../infra/sha';
 import { Summary } from '../../infra/summary';
 import * as validate from '../../infra/validate';
@@ -43,7 +43,7 @@ export interface GateResult {
   problems: string[];
 }
 
-function exec(container: string, command: readonly string[]): string {
+function exec(container: ContainerRef, command: readonly string[]): string {
   return dockerExec(container, command);
 }
 
@@ -99,7 +99,8 @@ export async function runPytest({
   timeoutSeconds,
 }: {
   host: Host;
-  container: string;
+  /** dev's api container (on a swarm, possibly on another node, through its endpoint). */
+  container: ContainerRef;
   config: Config;
   /** The operation's id, which names the JUnit report's file. */
   opId: string;
@@ -212,8 +213,7 @@ export const gateAction: ActionDefinition<GateInputs, GateOutputs, Plan> = {
         host,
         stateDir: config['state-dir'],
         env: env.name,
-        project: env.cfg.project,
-        swarm: env.onSwarm,
+        ...env.workScope,
         action: 'gate',
         sha: plan.sha,
         run,

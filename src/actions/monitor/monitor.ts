@@ -14,7 +14,7 @@ import type { ActionDefinition } from '../runner';
 import { ENVIRONMENTS, type Config } from '../../domain/config';
 import { Environment } from '../../domain/environment';
 import { OperationFailed, errorMessage, tailLines } from '../../infra/errors';
-import type { Host } from '../../infra/host';
+import type { CommandResult, Host } from '../../infra/host';
 import type { Logger } from '../../infra/logger';
 import { projectLabel } from '../../infra/docker';
 import { hostScript, sh } from '../../infra/shell';
@@ -50,20 +50,46 @@ async function dockerState(host: Host): Promise<Metrics['docker']> {
 }
 
 export async function containerMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
-  // On a swarm: the stack's running task containers on the manager's node.
-  const script = env.onSwarm
-    ? hostScript(TASK_STATS, { STACK_FILTER: stackLabel(env.project), SPLIT })
-    : hostScript(CONTAINER_STATS, { PROJECT_LABEL: projectLabel(env.project), SPLIT });
+  if (env.onSwarm) return taskMetrics(host, env, into);
+  const script = hostScript(CONTAINER_STATS, { PROJECT_LABEL: projectLabel(env.project), SPLIT });
   const r = await host.run(script, { quiet: true, check: false, label: `${env.name}: docker stats`, timeoutSeconds: 120 });
+  readStats(r, into, undefined);
+}
+
+/** container-stats.sh's or task-stats.sh's output, added to `into` (each container marked with `node` when on another node). */
+function readStats(r: CommandResult, into: EnvironmentMetrics, o: { stack: string; node?: string } | undefined): void {
   if (r.exitCode !== 0) {
     into.containersError = tailLines(r.stderr, 2) || `exit ${r.exitCode}`;
     return;
   }
   const [stats, inspect = '[]'] = r.stdout.split(`${SPLIT}\n`);
   try {
-    into.containers = combineContainers(parseDockerStats(stats), parseContainerLimits(inspect, env.onSwarm ? env.project : undefined));
+    const found = combineContainers(parseDockerStats(stats), parseContainerLimits(inspect, o?.stack));
+    into.containers.push(...(o?.node ? found.map((c) => ({ ...c, node: o.node })) : found));
   } catch (e) {
     into.containersError = `unexpected docker output: ${errorMessage(e)}`;
+  }
+}
+
+/** On a swarm: the stack's running task containers, each read on its own node's engine (the manager's, and those of swarm.nodes). */
+async function taskMetrics(host: Host, env: Environment, into: EnvironmentMetrics): Promise<void> {
+  let found: Awaited<ReturnType<Environment['taskEngines']>>;
+  try {
+    found = await env.taskEngines(host);
+  } catch (e) {
+    into.containersError = errorMessage(e);
+    return;
+  }
+  if (found.unreached.length) into.unreachedNodes = found.unreached;
+  for (const { hostname, endpoint } of found.engines) {
+    const script = hostScript(TASK_STATS, { STACK_FILTER: stackLabel(env.project), SPLIT, DOCKER_ENDPOINT: endpoint ?? '' });
+    const r = await host.run(script, {
+      quiet: true,
+      check: false,
+      label: `${env.name}: docker stats${endpoint ? ` on node ${hostname}` : ''}`,
+      timeoutSeconds: 120,
+    });
+    readStats(r, into, { stack: env.project, node: endpoint ? hostname : undefined });
   }
 }
 
@@ -211,7 +237,7 @@ export function monitorSummary(report: MonitorReport, config: Config): Summary {
       s.table(
         ['service', 'state', 'CPU', 'CPU limit', 'memory', 'memory limit'],
         e.containers.map((c) => [
-          c.service,
+          c.service + (c.node ? ` (node ${c.node})` : ''),
           c.status + (c.oomKilled ? ' (OOM-killed)' : ''),
           c.cpuPercent === undefined ? '–' : `${c.cpuPercent} %`,
           c.cpuLimit === undefined ? 'none' : `${formatCpus(c.cpuLimit)} (${pct(c.cpuOfLimit)} used)`,

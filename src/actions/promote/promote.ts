@@ -117,7 +117,7 @@ export const promoteAction: ActionDefinition<PromoteInputs, PromoteOutputs, Plan
     requireGatedDigests(prod, gated);
     const { sha } = gated;
     const { result, copy, walCopies } = await underLock(
-      { host, stateDir: config['state-dir'], env: 'prod', project: config.environments.prod.project, action: 'promote', sha, run, log, lockTimeoutSeconds },
+      { host, stateDir: config['state-dir'], env: 'prod', ...prod.workScope, action: 'promote', sha, run, log, lockTimeoutSeconds },
       async (op) => {
         const p: Promotion = { host, config, log, plan, prod, dev, op, gated, sha };
         const r = await runPromotion(p);

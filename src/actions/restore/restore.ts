@@ -112,7 +112,7 @@ export const restoreAction: ActionDefinition<RestoreInputs, RestoreOutputs, Plan
     let done: PointRestore;
     try {
       done = await underLock(
-        { host, stateDir: config['state-dir'], env: 'prod', project: prod.cfg.project, action: 'restore', run, log, lockTimeoutSeconds },
+        { host, stateDir: config['state-dir'], env: 'prod', ...prod.workScope, action: 'restore', run, log, lockTimeoutSeconds },
         async (op) => {
           const services = await appServices(host, prod);
           try {

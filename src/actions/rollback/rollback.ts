@@ -52,9 +52,8 @@ export const rollbackAction: ActionDefinition<RollbackInputs, RollbackOutputs, P
     io.output('url', env.cfg.url);
     let done: RolledBack;
     try {
-      done = await underLock(
-        { host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'rollback', run, log, lockTimeoutSeconds },
-        (op) => runRollback({ host, config, log, env, plan }, op),
+      done = await underLock({ host, stateDir: config['state-dir'], env: env.name, ...env.workScope, action: 'rollback', run, log, lockTimeoutSeconds }, (op) =>
+        runRollback({ host, config, log, env, plan }, op),
       );
     } catch (e) {
       // The step fails with the error itself: its kind decides how the runner reports it.
