@@ -21,6 +21,9 @@ import { parseConfig, type Config, type EnvironmentName } from '../../src/domain
 import { parseEnvFile } from '../../src/domain/env-file';
 import { Environment, type EnvContext } from '../../src/domain/environment';
 import { deployRelease } from '../../src/domain/swarm-release';
+import { containerMetrics } from '../../src/actions/monitor/monitor';
+import { dockerExec } from '../../src/infra/docker';
+import type { EnvironmentMetrics } from '../../src/safety/monitoring';
 import { OperationFailed } from '../../src/infra/errors';
 import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
@@ -325,6 +328,39 @@ environments:
     const prodListed = await new Environment('prod', reached).containers(host!);
     assert.equal(prodListed.length, 3);
     for (const c of prodListed) assert.equal(c.node, undefined);
+  });
+
+  it("runs the gate's exec in dev's api task on the worker, and reads monitor's figures of dev's tasks on the worker's engine", async () => {
+    const dev = new Environment('dev', configWith(false, { [WORKER_NAME]: worker!.host }));
+    const api = await dev.serviceContainer(host!, 'api');
+    // The gate's and alembic's path: a command in the container through its ref, its exit status passed back.
+    const mark = `gate-${RUN}`;
+    const ran = await host!.run(dockerExec(api, ['sh', '-c', `echo ${mark} > /tmp/twinstack-mark; exit 7`]), { quiet: true, check: false });
+    assert.equal(ran.exitCode, 7, ran.stderr);
+    assert.equal(worker!.docker(['exec', api.id, 'cat', '/tmp/twinstack-mark']).trim(), mark);
+    assert.ok(!containersOn(manager!, 'dev').length, "the manager's node runs none of dev's containers");
+
+    // Monitor: every running dev task container, read on the worker's engine and marked with its node.
+    const into: EnvironmentMetrics = { environment: 'dev', project: PROJECT.dev, containers: [] };
+    await containerMetrics(host!, dev, into);
+    assert.equal(into.containersError, undefined);
+    assert.equal(into.unreachedNodes, undefined);
+    const names = worker!
+      .docker(['ps', '--format', '{{.Names}}', '--filter', `label=${swarm.STACK_LABEL}=${PROJECT.dev}`])
+      .split('\n')
+      .filter(Boolean)
+      .sort();
+    assert.equal(names.length, 3);
+    assert.deepEqual(into.containers.map((c) => c.name).sort(), names);
+    for (const c of into.containers) {
+      assert.equal(c.node, WORKER_NAME, c.name);
+      assert.ok(typeof c.memUsageBytes === 'number' && c.memUsageBytes > 0, `${c.name}: no memory figure`);
+    }
+    // Without the entry, monitor says which node it could not read instead of measuring nothing in silence.
+    const unmapped: EnvironmentMetrics = { environment: 'dev', project: PROJECT.dev, containers: [] };
+    await containerMetrics(host!, new Environment('dev', config), unmapped);
+    assert.deepEqual(unmapped.unreachedNodes, [WORKER_NAME]);
+    assert.deepEqual(unmapped.containers, []);
   });
 
   it("reaches the worker's engine over docker's ssh transport too (swarm.nodes: ssh://user@host:port, the node's sshd sessions on its engine)", async () => {
