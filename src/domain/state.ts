@@ -83,12 +83,16 @@ async function observeProject(host: Host, env: Environment): Promise<ObservedSta
   return state;
 }
 
-/** observe on a swarm: the stack's service specs and tasks from the manager, its task containers on the manager's node. */
+/**
+ * observe on a swarm: the stack's service specs and tasks from the manager; its task containers on
+ * the manager's node, and with config swarm.nodes also on the nodes it reaches (env.containers).
+ */
 async function observeStack(host: Host, env: Environment): Promise<ObservedState> {
   const script = hostScript(OBSERVE_STACK, { CHECKOUT: env.cfg.checkout, SEP, STACK_FILTER: stackLabel(env.project) });
   const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs on the swarm`, timeoutSeconds: 120 });
   const [headPart, specPart, tasksPart, inspectPart] = r.stdout.split(`${SEP}\n`);
-  const containers = parseStackInspect(inspectPart ?? '[]', env.project);
+  const reachesNodes = Object.keys(env.config.swarm.nodes).length > 0;
+  const containers = reachesNodes ? await env.containers(host) : parseStackInspect(inspectPart ?? '[]', env.project);
   const swarm = swarmObservation(env.project, parseServiceInspect(specPart ?? '[]'), parseTasks(tasksPart ?? ''));
   return { environment: env.name, head: parseSha(headPart) ?? '', containers, images: imagesOf(containers), swarm, time: new Date().toISOString() };
 }

@@ -21,6 +21,7 @@ import { parseConfig, type Config, type EnvironmentName } from '../../src/domain
 import { parseEnvFile } from '../../src/domain/env-file';
 import { Environment, type EnvContext } from '../../src/domain/environment';
 import { deployRelease } from '../../src/domain/swarm-release';
+import { observe } from '../../src/domain/state';
 import { containerMetrics } from '../../src/actions/monitor/monitor';
 import { dockerExec } from '../../src/infra/docker';
 import type { EnvironmentMetrics } from '../../src/safety/monitoring';
@@ -356,6 +357,10 @@ environments:
       assert.equal(c.node, WORKER_NAME, c.name);
       assert.ok(typeof c.memUsageBytes === 'number' && c.memUsageBytes > 0, `${c.name}: no memory figure`);
     }
+    // status reads the same containers (and the api's alembic revision in the one it finds).
+    const observed = await observe(host!, dev);
+    assert.deepEqual(observed.containers.map((c) => c.name).sort(), names);
+    assert.deepEqual(observed.swarm?.services.map((v) => v.service).sort(), ['api', 'db']);
     // Without the entry, monitor says which node it could not read instead of measuring nothing in silence.
     const unmapped: EnvironmentMetrics = { environment: 'dev', project: PROJECT.dev, containers: [] };
     await containerMetrics(host!, new Environment('dev', config), unmapped);
