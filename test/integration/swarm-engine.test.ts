@@ -7,7 +7,6 @@
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,13 +14,10 @@ import { swarmSchema } from '../../src/config/swarm';
 import * as swarm from '../../src/infra/swarm';
 import { parseComposeConfig } from '../../src/safety/compose-model';
 import { checkNodes, checkPlacement } from '../../src/safety/placement';
-import { startPrivateEngine, type PrivateEngine } from '../harness/private-engine';
 import { freePort } from '../harness/ports';
+import { BASE_IMAGE as IMAGE, devPlacement, HOST_NETWORK, startSwarmHost, swarmHostSkip, until, type SwarmHost } from '../harness/swarm-host';
 
-const IMAGE = 'twinstack-fixture-base:latest';
-const RUN = randomBytes(4).toString('hex');
-const STACK = `twinstack-test-${RUN}-dev`;
-const SERVICE = `${STACK}_web`;
+const OPTIONS = { labels: ['dev'] } as const;
 const SETTINGS = swarmSchema.parse({ registry: '127.0.0.1:5000' });
 
 // Host networking and start-first, as the issue's single-node check did; placed on dev's nodes.
@@ -37,61 +33,49 @@ const BASE = `services:
     deploy:
       replicas: 1
       update_config: { order: start-first, failure_action: rollback }
-networks:
-  hostnet:
-    name: host
-    external: true
-`;
-const DEV = `services:
-  web:
-    deploy:
-      placement:
-        constraints: [node.labels.twinstack.env.dev == true]
-`;
+${HOST_NETWORK}`;
+const DEV = devPlacement('web');
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-describe('a single-node swarm on a private engine', { skip: process.getuid?.() !== 0 ? 'needs root to start dockerd' : false }, () => {
-  let engine: PrivateEngine | undefined;
+describe('a single-node swarm on a private engine', { skip: swarmHostSkip(OPTIONS) }, () => {
+  let sw: SwarmHost | undefined;
+  let stack: string;
+  let web: string;
   let files: swarm.StackFiles;
   let port: number;
   /** Runs a command twinstack built, with bash, against the private engine. */
   const run = (command: string, input?: Buffer) => {
-    const r = spawnSync('bash', ['-c', command], { input, encoding: 'utf8', env: { ...process.env, DOCKER_HOST: engine?.host }, timeout: 180_000 });
+    const r = spawnSync('bash', ['-c', command], { input, encoding: 'utf8', env: { ...process.env, DOCKER_HOST: sw?.engine.host }, timeout: 180_000 });
     assert.equal(r.status, 0, `${command.split('\n')[0]}: ${r.stderr}`);
     return r.stdout;
   };
 
   before(async () => {
-    engine = await startPrivateEngine();
-    await engine.swarmInit();
-    engine.loadImage(IMAGE);
-    const node = engine.docker(['node', 'ls', '-q']).trim();
-    engine.docker(['node', 'update', '--label-add', 'twinstack.env.dev=true', node]);
-    const dir = path.join(engine.dir, 'app');
+    sw = await startSwarmHost(OPTIONS);
+    stack = sw.name('dev');
+    web = `${stack}_web`;
+    const dir = path.join(sw.engine.dir, 'app');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'stack.yml'), BASE);
     fs.writeFileSync(path.join(dir, 'stack.dev.yml'), DEV);
-    files = { dir, files: ['stack.yml', 'stack.dev.yml'], stack: STACK };
+    files = { dir, files: ['stack.yml', 'stack.dev.yml'], stack };
     port = await freePort();
   });
   after(async () => {
-    const dir = engine?.dir;
-    await engine?.stop();
-    if (dir) assert.ok(!fs.existsSync(dir), `${dir} is left behind`);
+    await sw?.stop();
   });
 
   it('deploys the stack with its variables on standard input, and its one task runs, healthy, on the node labelled for dev', async () => {
     run(swarm.stackDeploy(files), swarm.envStdin(new Map([['WEB_PORT', String(port)]])));
     let tasks: swarm.TaskLine[] = [];
     let status = '';
-    // The machine is shared and slow at times: wait for the engine, however long it takes (bounded).
-    for (let i = 0; i < 360; i++) {
-      tasks = swarm.parseTasks(run(swarm.serviceTasks([SERVICE])));
-      status = engine!.docker(['ps', '--filter', `label=com.docker.swarm.service.name=${SERVICE}`, '--format', '{{.Status}}']).trim();
-      if (tasks.some((t) => t.CurrentState.startsWith('Running')) && status.includes('(healthy)')) break;
-      await sleep(500);
-    }
+    await until(
+      () => {
+        tasks = swarm.parseTasks(run(swarm.serviceTasks([web])));
+        status = sw!.engine.docker(['ps', '--filter', `label=com.docker.swarm.service.name=${web}`, '--format', '{{.Status}}']).trim();
+        return tasks.some((t) => t.CurrentState.startsWith('Running')) && status.includes('(healthy)');
+      },
+      { limitMs: 180_000 },
+    );
     assert.match(status, /\(healthy\)/, `tasks: ${JSON.stringify(tasks)}`);
     const [running, ...others] = tasks.filter((t) => t.DesiredState === 'Running');
     assert.equal(others.length, 0);
@@ -109,22 +93,22 @@ describe('a single-node swarm on a private engine', { skip: process.getuid?.() !
     assert.equal(checkNodes({ nodes, environments: ['prod', 'dev'], swarm: SETTINGS })[0]?.environment, 'prod', 'no node serves prod');
 
     // The shared engine knows nothing of it.
-    assert.equal(execFileSync('docker', ['ps', '-aq', '--filter', `label=${swarm.STACK_LABEL}=${STACK}`], { encoding: 'utf8' }).trim(), '');
+    assert.equal(execFileSync('docker', ['ps', '-aq', '--filter', `label=${swarm.STACK_LABEL}=${stack}`], { encoding: 'utf8' }).trim(), '');
   });
 
   it("keeps the spec's placement and update order, as the engine reports them", () => {
-    const [spec] = swarm.parseServiceInspect(run(swarm.serviceInspect([SERVICE])));
+    const [spec] = swarm.parseServiceInspect(run(swarm.serviceInspect([web])));
     assert.deepEqual(spec.Spec.TaskTemplate.Placement?.Constraints, ['node.labels.twinstack.env.dev == true']);
     assert.equal(spec.Spec.UpdateConfig?.Order, 'start-first');
-    assert.equal(spec.Spec.Labels?.[swarm.STACK_LABEL], STACK);
-    const [line] = swarm.parseServiceList(run(swarm.serviceList(STACK)));
-    assert.equal(line.Name, SERVICE);
+    assert.equal(spec.Spec.Labels?.[swarm.STACK_LABEL], stack);
+    const [line] = swarm.parseServiceList(run(swarm.serviceList(stack)));
+    assert.equal(line.Name, web);
     assert.equal(line.Replicas, '1/1');
   });
 
   it('renders the same files with docker stack config, and the placement check finds nothing in them', () => {
     const rendered = run(swarm.stackConfig(files), swarm.envStdin(new Map([['WEB_PORT', String(port)]])));
-    const model = parseComposeConfig(rendered, STACK);
+    const model = parseComposeConfig(rendered, stack);
     assert.deepEqual(model.services[0].placement, ['node.labels.twinstack.env.dev == true']);
     assert.match(rendered, new RegExp(`http\\.server\\n?\\s*- "?${port}"?`));
     assert.deepEqual(checkPlacement({ compose: model, environment: 'dev', swarm: SETTINGS }), []);

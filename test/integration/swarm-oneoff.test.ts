@@ -6,32 +6,23 @@
  * the database (alembic_version, the migration's table); nothing secret in any command line sent.
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { oneOffAlembic, oneOffHeads } from '../../src/domain/alembic';
-import { parseConfig } from '../../src/domain/config';
 import { Environment } from '../../src/domain/environment';
 import * as alembic from '../../src/infra/alembic';
 import type { Host } from '../../src/infra/host';
 import type { SshHost } from '../../src/infra/ssh';
-import * as swarm from '../../src/infra/swarm';
-import { connect } from '../harness/connect';
 import { freePort } from '../harness/ports';
-import { startPrivateEngine, type PrivateEngine } from '../harness/private-engine';
-import { registryAvailable, startRegistry, type TestRegistry } from '../harness/registry';
-import { startSshd, type TestSshd } from '../harness/sshd';
+import { dbService, DEV_DB, HOST_NETWORK, startSwarmHost, swarmDevConfig, swarmHostSkip, until, type SwarmHost } from '../harness/swarm-host';
 
-const BASE = 'twinstack-fixture-base:latest';
-const RUN = randomBytes(4).toString('hex');
-const STACK = `twinstack-test-${RUN}-dev`;
+const OPTIONS = { labels: ['dev'], registry: true, ssh: true, sshTmp: true } as const;
 const APP = path.join(__dirname, '..', 'fixtures', 'app');
-const DB_PASSWORD = `owner-pw-${RUN}`;
-const TOKEN = `token-${RUN}`;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const SECRET = randomBytes(4).toString('hex');
+const DB_PASSWORD = `owner-pw-${SECRET}`;
+const TOKEN = `token-${SECRET}`;
 
 /** 0002 makes a table and writes what the task saw: its session's application_name (from PGOPTIONS) and the secret's file. */
 const MIGRATION_2 = `from alembic import op
@@ -58,44 +49,26 @@ def upgrade():
 
 /** The stack: the fixture's db and api (api on release 1), host network, dev's nodes, a secret for the api. */
 function stackFile(o: { db: string; api: string; dbPort: number; secret: string }): string {
-  const env = `{ DB_PORT: "${o.dbPort}", DB_NAME: makapix_dev, DB_PASSWORD: ${DB_PASSWORD}`;
   return `services:
-  db:
-    image: ${o.db}
-    networks: [hostnet]
-    environment: ${env}, APP_DB_PASSWORD: app-pw }
-    healthcheck:
-      test: ["CMD-SHELL", "pg_isready -q -h 127.0.0.1 -p ${o.dbPort} -d makapix_dev -U owner"]
-      interval: 1s
-      retries: 30
-    deploy:
-      placement: { constraints: [node.labels.twinstack.env.dev == true] }
-  api:
+${dbService({ image: o.db, port: o.dbPort, password: DB_PASSWORD })}  api:
     image: ${o.api}
     networks: [hostnet]
     command: ["sleep", "infinity"]
-    environment: ${env}, PGOPTIONS: "-c application_name=from-spec" }
+    environment: { DB_PORT: "${o.dbPort}", DB_NAME: ${DEV_DB}, DB_PASSWORD: ${DB_PASSWORD}, PGOPTIONS: "-c application_name=from-spec" }
     secrets: [{ source: token, target: api_token }]
     deploy:
       placement: { constraints: [node.labels.twinstack.env.dev == true] }
-networks:
-  hostnet:
-    name: host
-    external: true
-secrets:
+${HOST_NETWORK}secrets:
   token:
     external: true
     name: ${o.secret}
 `;
 }
 
-const skip = process.getuid?.() !== 0 ? 'needs root to start dockerd' : registryAvailable();
-
-describe('a one-off alembic task of a new image on a single-node swarm', { skip }, () => {
-  let engine: PrivateEngine | undefined;
-  let registry: TestRegistry | undefined;
-  let sshd: TestSshd | undefined;
-  let ssh: SshHost | undefined;
+describe('a one-off alembic task of a new image on a single-node swarm', { skip: swarmHostSkip(OPTIONS) }, () => {
+  let sw: SwarmHost;
+  let stack: string;
+  let run: string;
   /** The ssh host, every command line it is sent recorded. */
   let host: Host;
   const sent: string[] = [];
@@ -105,35 +78,20 @@ describe('a one-off alembic task of a new image on a single-node swarm', { skip 
   const api: Record<1 | 2 | 3, string> = { 1: '', 2: '', 3: '' };
   let tmpDir: string;
 
-  const buildAndPush = (ref: string, args: string[]): string => {
-    execFileSync('docker', ['-H', engine!.host, 'build', '--network', 'host', '-q', '-t', ref, ...args], {
-      env: { ...process.env, DOCKER_BUILDKIT: '0' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-      timeout: 600_000,
-    });
-    engine!.docker(['push', ref]);
-    const digest = swarm.parseRepoDigests(engine!.docker(['image', 'inspect', '--format', '{{json .RepoDigests}}', ref]), swarm.imageRepository(ref));
-    assert.ok(digest, `${ref} has no digest in the registry`);
-    return digest;
-  };
-
   /** An image of `from` with one more migration file. */
   const withMigration = (ref: string, from: string, file: string, text: string): string => {
-    const ctx = fs.mkdtempSync(path.join(engine!.dir, 'ctx-'));
+    const ctx = fs.mkdtempSync(path.join(sw.engine.dir, 'ctx-'));
     fs.writeFileSync(path.join(ctx, file), text);
     fs.writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${from}\nCOPY ${file} /app/migrations/versions/${file}\n`);
-    return buildAndPush(ref, [ctx]);
+    return sw.buildAndPush(ref, [ctx]);
   };
 
-  const psql = (sql: string): string => {
-    const [db] = engine!.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_db`]).split('\n');
-    return engine!.docker(['exec', db, 'psql', '-p', String(dbPort), '-U', 'owner', '-d', 'makapix_dev', '-tAc', sql]).trim();
-  };
+  const psql = (sql: string): string => sw.psql({ service: `${stack}_db`, port: dbPort, database: DEV_DB }, sql);
   /** The swarm's services, by name: the stack's two, and any one-off job left behind. */
-  const services = () => engine!.docker(['service', 'ls', '--format', '{{.Name}}']).split('\n').filter(Boolean).sort();
-  const onlyTheStack = () => assert.deepEqual(services(), [`${STACK}_api`, `${STACK}_db`]);
+  const services = () => sw.engine.docker(['service', 'ls', '--format', '{{.Name}}']).split('\n').filter(Boolean).sort();
+  const onlyTheStack = () => assert.deepEqual(services(), [`${stack}_api`, `${stack}_db`]);
   /** The running containers of a one-off job's tasks. */
-  const jobContainers = (what: string) => engine!.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_twinstack-${what}`]).trim();
+  const jobContainers = (what: string) => sw.engine.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${stack}_twinstack-${what}`]).trim();
   /** No env file directory left in the SSH user's TMPDIR, and no value of the env in any command line sent. */
   const nothingSecretLeft = (...values: string[]) => {
     assert.deepEqual(fs.readdirSync(tmpDir), []);
@@ -141,94 +99,75 @@ describe('a one-off alembic task of a new image on a single-node swarm', { skip 
   };
 
   before(async () => {
-    engine = await startPrivateEngine();
-    await engine.swarmInit();
-    engine.loadImage(BASE);
-    engine.docker(['node', 'update', '--label-add', 'twinstack.env.dev=true', engine.docker(['node', 'ls', '-q']).trim()]);
-    registry = await startRegistry();
-    const repo = (name: string) => `${registry!.address}/twinstack-test-${RUN}-${name}`;
-    const db = buildAndPush(`${repo('db')}:1`, ['-f', path.join(APP, 'db', 'Dockerfile'), APP]);
-    api[1] = buildAndPush(`${repo('api')}:1`, ['-f', path.join(APP, 'api', 'Dockerfile'), APP]);
+    sw = await startSwarmHost(OPTIONS);
+    const { engine, registry } = sw as Required<SwarmHost>;
+    stack = sw.name('dev');
+    run = sw.run;
+    const repo = (name: string) => `${registry.address}/${sw.name(name)}`;
+    const db = sw.buildAndPush(`${repo('db')}:1`, ['-f', path.join(APP, 'db', 'Dockerfile'), APP]);
+    api[1] = sw.buildAndPush(`${repo('api')}:1`, ['-f', path.join(APP, 'api', 'Dockerfile'), APP]);
     api[2] = withMigration(`${repo('api')}:2`, api[1], '0002_gadgets.py', MIGRATION_2);
     api[3] = withMigration(`${repo('api')}:3`, api[2], '0003_broken.py', MIGRATION_3);
 
-    const secret = `twinstack-test-${RUN}-token`;
+    const secret = sw.name('token');
     engine.docker(['secret', 'create', secret, '-'], { input: TOKEN });
     const checkout = path.join(engine.dir, 'checkout');
     fs.mkdirSync(checkout);
     dbPort = await freePort();
     fs.writeFileSync(path.join(checkout, 'stack.yml'), stackFile({ db, api: api[1], dbPort, secret }));
-    engine.docker(['stack', 'deploy', '-c', 'stack.yml', STACK], { cwd: checkout });
-    // The machine is shared and slow at times: wait for the db to be healthy, however long it takes (bounded).
-    for (let i = 0; i < 600; i++) {
-      if (engine.docker(['ps', '--filter', `label=com.docker.swarm.service.name=${STACK}_db`, '--format', '{{.Status}}']).includes('(healthy)')) break;
-      await sleep(500);
-    }
+    engine.docker(['stack', 'deploy', '-c', 'stack.yml', stack], { cwd: checkout });
+    await until(() => engine.docker(['ps', '--filter', `label=com.docker.swarm.service.name=${stack}_db`, '--format', '{{.Status}}']).includes('(healthy)'), {
+      limitMs: 300_000,
+    });
 
-    tmpDir = path.join(engine.dir, 'ssh-tmp');
-    fs.mkdirSync(tmpDir);
-    sshd = await startSshd({ setEnv: { DOCKER_HOST: engine.host, TMPDIR: tmpDir } });
-    ssh = await connect(sshd);
+    tmpDir = sw.sshTmp!;
+    const ssh: SshHost = sw.host!;
     host = Object.create(ssh) as Host;
     host.run = (script, options) => {
       sent.push(script);
-      return ssh!.run(script, options);
+      return ssh.run(script, options);
     };
-    const config = parseConfig(
-      `state-dir: ${engine.dir}/state
-swarm: { registry: ${registry.address}, allow-shared-node: true }
-environments:
-  prod: {checkout: /srv/p, project: p, compose-files: [stack.yml], env-file: .env, url: http://127.0.0.1:1, database: {name: makapix, user: owner, port: 1}}
-  dev: {target: swarm, checkout: ${checkout}, project: ${STACK}, compose-files: [stack.yml], env-file: .env, url: http://127.0.0.1:2,
-        database: {name: makapix_dev, user: owner, port: ${dbPort}, container-port: ${dbPort}}}
-`,
-      'test',
-    );
+    const config = swarmDevConfig({ dir: engine.dir, registry: registry.address, checkout, project: stack, dbPort });
     dev = new Environment('dev', config);
   });
 
   after(async () => {
-    await ssh?.close();
-    await sshd?.stop();
-    await registry?.stop();
-    const dir = engine?.dir;
-    await engine?.stop();
-    if (dir) assert.ok(!fs.existsSync(dir), `${dir} is left behind`);
+    await sw?.stop();
   });
 
   it("reads the heads of the new image's code, not the running service's, and removes a job a cut run left", async () => {
-    const running = engine!.docker(['service', 'inspect', '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}', `${STACK}_api`]).trim();
+    const running = sw.specImage(`${stack}_api`);
     assert.equal(running, api[1]);
     // A cut run's job of the same name, still running: it goes before the new one starts.
-    engine!.docker(['service', 'create', '--quiet', '--detach', '--mode', 'replicated-job', '--name', `${STACK}_twinstack-heads`, api[1], 'sleep', '600']);
-    for (let i = 0; i < 240 && !jobContainers('heads'); i++) await sleep(500);
+    sw.engine.docker(['service', 'create', '--quiet', '--detach', '--mode', 'replicated-job', '--name', `${stack}_twinstack-heads`, api[1], 'sleep', '600']);
+    await until(() => jobContainers('heads') !== '', { limitMs: 120_000 });
     const leftover = jobContainers('heads');
     assert.notEqual(leftover, '');
-    const heads = await oneOffHeads(host, dev, { name: `${STACK}-twinstack-heads`, timeoutSeconds: 300, image: api[2] });
+    const heads = await oneOffHeads(host, dev, { name: `${stack}-twinstack-heads`, timeoutSeconds: 300, image: api[2] });
     assert.deepEqual(heads, ['0002']);
     onlyTheStack();
     // The engine would leave a removed job's task running: it was stopped before the new job started.
     assert.equal(jobContainers('heads'), '');
-    assert.deepEqual(await oneOffHeads(host, dev, { name: `${STACK}-twinstack-heads`, timeoutSeconds: 300, image: api[1] }), ['0001']);
+    assert.deepEqual(await oneOffHeads(host, dev, { name: `${stack}-twinstack-heads`, timeoutSeconds: 300, image: api[1] }), ['0001']);
     onlyTheStack();
     nothingSecretLeft();
   });
 
   it("migrates the stack's database in a one-off task with the service's secret, its variable overridden", async () => {
     assert.equal(psql(`select to_regclass('alembic_version') is null`), 't');
-    const override = `-c application_name=twinstack-${RUN}`;
+    const override = `-c application_name=twinstack-${run}`;
     const r = await oneOffAlembic(host, dev, alembic.upgradeHead(), {
       env: { PGOPTIONS: override },
       timeoutSeconds: 300,
       label: 'dev alembic upgrade head (new image)',
-      name: `${STACK}-twinstack-migrate`,
+      name: `${stack}-twinstack-migrate`,
       image: api[2],
     });
     assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stderr, /Running upgrade 0001 -> 0002/);
     assert.equal(psql('select version_num from alembic_version'), '0002');
     // The override, not the spec's PGOPTIONS; the secret file the service gets.
-    assert.equal(psql("select note || '|' || token from gadgets"), `twinstack-${RUN}|${TOKEN}`);
+    assert.equal(psql("select note || '|' || token from gadgets"), `twinstack-${run}|${TOKEN}`);
     onlyTheStack();
     // The variables went through an env file in a directory of the SSH user's TMPDIR, gone now.
     assert.ok(sent.some((c) => c.includes(`--env-file ${tmpDir}/twinstack-oneoff.`)));
@@ -239,7 +178,7 @@ environments:
     const r = await oneOffAlembic(host, dev, alembic.upgradeHead(), {
       timeoutSeconds: 300,
       label: 'broken',
-      name: `${STACK}-twinstack-migrate`,
+      name: `${stack}-twinstack-migrate`,
       image: api[3],
     });
     assert.notEqual(r.exitCode, 0);
@@ -255,7 +194,7 @@ environments:
       env: { SLOW: '1' },
       timeoutSeconds: 20,
       label: 'slow',
-      name: `${STACK}-twinstack-migrate`,
+      name: `${stack}-twinstack-migrate`,
       image: api[3],
     });
     assert.equal(r.timedOut, true);

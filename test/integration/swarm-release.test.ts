@@ -8,7 +8,6 @@
  * release's digests. Asserted on the engine, the registry and over HTTP.
  */
 import { strict as assert } from 'node:assert';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,16 +15,10 @@ import { parseConfig } from '../../src/domain/config';
 import { Environment, type EnvContext } from '../../src/domain/environment';
 import { SwarmDeployFailed, buildAndPush, deployRelease, recordedImages, rollbackRelease, type SwarmRelease } from '../../src/domain/swarm-release';
 import { MemoryLogger } from '../../src/infra/logger';
-import type { SshHost } from '../../src/infra/ssh';
-import { connect } from '../harness/connect';
 import { freePort } from '../harness/ports';
-import { startPrivateEngine, type PrivateEngine } from '../harness/private-engine';
-import { registryAvailable, startRegistry, type TestRegistry } from '../harness/registry';
-import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
+import { BASE_IMAGE, devPlacement, HOST_NETWORK, startSwarmHost, swarmHostSkip, type SwarmHost } from '../harness/swarm-host';
 
-const BASE_IMAGE = 'twinstack-fixture-base:latest';
-const RUN = randomBytes(4).toString('hex');
-const STACK = `twinstack-test-${RUN}-dev`;
+const OPTIONS = { labels: ['dev'], registry: true, ssh: true } as const;
 
 // A web server that binds with SO_REUSEPORT, so that under host networking the new task can start
 // beside the old one (order: start-first). The port is then answered by either task, so the
@@ -79,47 +72,22 @@ const BASE = `services:
     image: ${BASE_IMAGE}
     networks: [hostnet]
     command: ["bash", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $$!; done"]
-networks:
-  hostnet:
-    name: host
-    external: true
-`;
-const DEV = `services:
-  web:
-    deploy:
-      placement:
-        constraints: [node.labels.twinstack.env.dev == true]
-  worker:
-    deploy:
-      placement:
-        constraints: [node.labels.twinstack.env.dev == true]
-`;
+${HOST_NETWORK}`;
+const DEV = devPlacement('web', 'worker');
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const digestOf = (ref: string) => ref.slice(ref.indexOf('@') + 1);
 
-const skip = process.getuid?.() !== 0 ? 'needs root to start dockerd' : (sshdAvailable() ?? registryAvailable() ?? false);
-
-describe('a swarm release: build, push, deploy by digest, the engine rolls back, rollback', { skip }, () => {
-  let engine: PrivateEngine | undefined;
-  let registry: TestRegistry | undefined;
-  let sshd: TestSshd | undefined;
-  let host: SshHost | undefined;
+describe('a swarm release: build, push, deploy by digest, the engine rolls back, rollback', { skip: swarmHostSkip(OPTIONS) }, () => {
+  let sw: SwarmHost | undefined;
+  let stack: string;
   let ctx: EnvContext;
   let checkout: string;
   let port: number;
   const releases: Record<string, SwarmRelease> = {};
 
   /** The image the service's spec names, and the images its running tasks were given, as the engine says. */
-  const onEngine = (service: string) => {
-    const spec = engine!.docker(['service', 'inspect', '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}', `${STACK}_${service}`]).trim();
-    const running = engine!
-      .docker(['service', 'ps', '--no-trunc', '--filter', 'desired-state=running', '--format', '{{.Image}} {{.CurrentState}}', `${STACK}_${service}`])
-      .trim()
-      .split('\n')
-      .filter(Boolean);
-    return { spec, running };
-  };
+  const onEngine = (service: string) => ({ spec: sw!.specImage(`${stack}_${service}`), running: sw!.runningTasks(`${stack}_${service}`) });
   const get = async (p = '/') => {
     const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(5000) });
     return { status: res.status, body: await res.text() };
@@ -132,14 +100,9 @@ describe('a swarm release: build, push, deploy by digest, the engine rolls back,
   };
 
   before(async () => {
-    engine = await startPrivateEngine();
-    await engine.swarmInit();
-    engine.loadImage(BASE_IMAGE);
-    const node = engine.docker(['node', 'ls', '-q']).trim();
-    engine.docker(['node', 'update', '--label-add', 'twinstack.env.dev=true', node]);
-    registry = await startRegistry();
-    sshd = await startSshd({ setEnv: { DOCKER_HOST: engine.host } });
-    host = await connect(sshd);
+    sw = await startSwarmHost(OPTIONS);
+    const { engine, registry } = sw as Required<SwarmHost>;
+    stack = sw.name('dev');
     port = await freePort();
     checkout = path.join(engine.dir, 'dev');
     fs.mkdirSync(path.join(checkout, 'stack'), { recursive: true });
@@ -153,35 +116,28 @@ describe('a swarm release: build, push, deploy by digest, the engine rolls back,
       `state-dir: ${engine.dir}/state
 swarm: { registry: '${registry.address}', allow-shared-node: true }
 environments:
-  prod: {checkout: ${engine.dir}/prod, project: ${STACK.replace(/-dev$/, '-prod')}, compose-files: [stack/docker-compose.yml, stack/docker-compose.prod.yml], env-file: stack/.env.prod, url: http://127.0.0.1:1, database: {name: app, user: owner}}
-  dev: {checkout: ${checkout}, project: ${STACK}, target: swarm, compose-files: [stack/docker-compose.yml, stack/docker-compose.dev.yml], env-file: stack/.env.dev, url: http://127.0.0.1:${port}, database: {name: app_dev, user: owner}, health-timeout-seconds: 600}
+  prod: {checkout: ${engine.dir}/prod, project: ${stack.replace(/-dev$/, '-prod')}, compose-files: [stack/docker-compose.yml, stack/docker-compose.prod.yml], env-file: stack/.env.prod, url: http://127.0.0.1:1, database: {name: app, user: owner}}
+  dev: {checkout: ${checkout}, project: ${stack}, target: swarm, compose-files: [stack/docker-compose.yml, stack/docker-compose.dev.yml], env-file: stack/.env.dev, url: http://127.0.0.1:${port}, database: {name: app_dev, user: owner}, health-timeout-seconds: 600}
 `,
       'test',
     );
-    ctx = { host, config, env: new Environment('dev', config), log: new MemoryLogger() };
+    ctx = { host: sw.host!, config, env: new Environment('dev', config), log: new MemoryLogger() };
   });
   after(async () => {
-    await host?.close();
-    await sshd?.stop();
-    const dir = engine?.dir;
-    await engine?.stop();
-    if (dir) assert.ok(!fs.existsSync(dir), `${dir} is left behind`);
-    const store = registry?.dir;
-    await registry?.stop();
-    if (store) assert.ok(!fs.existsSync(store), `${store} is left behind`);
+    await sw?.stop();
   });
 
   it('deploys v1: built on the manager, pushed, and its task runs the digest that was pushed', async () => {
     const built = await release('v1');
-    assert.match(built.images.web, new RegExp(`^${registry!.address.replace(/\./g, '\\.')}/web@sha256:[0-9a-f]{64}$`));
-    assert.deepEqual(await registry!.tags('web'), ['v1']);
+    assert.match(built.images.web, new RegExp(`^${sw!.registry!.address.replace(/\./g, '\\.')}/web@sha256:[0-9a-f]{64}$`));
+    assert.deepEqual(await sw!.registry!.tags('web'), ['v1']);
     // The worker's image was loaded, never pushed nor pulled: the manager has no digest to pin it by.
     assert.deepEqual(built.unpinned, [{ service: 'worker', image: BASE_IMAGE }]);
 
     // What the release record keeps: the digest, the image id the manager has for it, the name it was pushed as.
     const recorded = await recordedImages(ctx, built);
-    const id = engine!.docker(['image', 'inspect', '--format', '{{.Id}}', built.images.web]).trim();
-    assert.deepEqual(recorded.web, { name: built.images.web, id, tag: `${registry!.address}/web:v1` });
+    const id = sw!.engine.docker(['image', 'inspect', '--format', '{{.Id}}', built.images.web]).trim();
+    assert.deepEqual(recorded.web, { name: built.images.web, id, tag: `${sw!.registry!.address}/web:v1` });
     assert.equal(recorded.worker.name, BASE_IMAGE);
 
     const reports = await deployRelease(ctx, { release: built.images });
@@ -237,25 +193,25 @@ environments:
     );
     assert.ok(
       failed instanceof SwarmDeployFailed,
-      `expected a failed deploy, got ${String(failed)}\n${(ctx.log as MemoryLogger).text.split('\n').slice(-25).join('\n')}\n${engine!.docker(['service', 'ps', '--no-trunc', `${STACK}_web`])}`,
+      `expected a failed deploy, got ${String(failed)}\n${(ctx.log as MemoryLogger).text.split('\n').slice(-25).join('\n')}\n${sw!.engine.docker(['service', 'ps', '--no-trunc', `${stack}_web`])}`,
     );
     const web = failed.services.find((s) => s.service === 'web');
     assert.equal(web?.update?.state, 'rollback_completed');
     assert.ok(
       web.failed.length >= 1,
-      `${failed.message}\n${engine!.docker(['service', 'ps', '--no-trunc', '--format', 'json', `${STACK}_web`])}\n${(ctx.log as MemoryLogger).text.split('\n').slice(-8).join('\n')}`,
+      `${failed.message}\n${sw!.engine.docker(['service', 'ps', '--no-trunc', '--format', 'json', `${stack}_web`])}\n${(ctx.log as MemoryLogger).text.split('\n').slice(-8).join('\n')}`,
     );
     assert.match(failed.message, new RegExp(web.failed[0].task));
 
     // On the engine: the spec is back on v2's digest, its one running task too; v2 answers.
-    const state = engine!.docker(['service', 'inspect', '--format', '{{.UpdateStatus.State}}', `${STACK}_web`]).trim();
+    const state = sw!.engine.docker(['service', 'inspect', '--format', '{{.UpdateStatus.State}}', `${stack}_web`]).trim();
     assert.equal(state, 'rollback_completed');
     const now = onEngine('web');
     assert.equal(digestOf(now.spec), digestOf(releases.v2.web));
     assert.equal(now.running.length, 1);
     assert.match(now.running[0], new RegExp(`@${digestOf(releases.v2.web)} Running`));
     // The failed task ran the broken digest.
-    const tasks = engine!.docker(['service', 'ps', '--no-trunc', '--format', '{{.ID}} {{.Image}}', `${STACK}_web`]);
+    const tasks = sw!.engine.docker(['service', 'ps', '--no-trunc', '--format', '{{.ID}} {{.Image}}', `${stack}_web`]);
     assert.match(tasks, new RegExp(`${web.failed[0].task}\\w* \\S+@${digestOf(built.images.web)}`));
     assert.deepEqual(await get(), { status: 200, body: 'v2' });
   });

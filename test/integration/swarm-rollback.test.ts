@@ -8,106 +8,49 @@
  * Asserted on the engine (service specs, tasks) and in the database.
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { takeBackup, type BackupManifest } from '../../src/domain/backup';
-import { parseConfig } from '../../src/domain/config';
 import { Environment, type EnvContext } from '../../src/domain/environment';
 import type { Release } from '../../src/domain/release';
 import { startRelease } from '../../src/domain/rollback';
 import { deployRelease, type SwarmRelease } from '../../src/domain/swarm-release';
-import type { Host, RunOptions } from '../../src/infra/host';
 import { MemoryLogger } from '../../src/infra/logger';
 import type { SshHost } from '../../src/infra/ssh';
 import * as swarm from '../../src/infra/swarm';
-import { connect } from '../harness/connect';
 import { freePort } from '../harness/ports';
-import { startPrivateEngine, type PrivateEngine } from '../harness/private-engine';
-import { registryAvailable, startRegistry, type TestRegistry } from '../harness/registry';
-import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd';
+import {
+  BASE_IMAGE as BASE,
+  commitAll,
+  dbAndIdleApiStack,
+  DEV_DB as DB,
+  lookingAround,
+  startSwarmHost,
+  swarmDevConfig,
+  swarmHostSkip,
+  type SwarmHost,
+} from '../harness/swarm-host';
 
-const BASE = 'twinstack-fixture-base:latest';
-const RUN = randomBytes(4).toString('hex');
-const STACK = `twinstack-test-${RUN}-dev`;
+const OPTIONS = { labels: ['dev'], registry: true, ssh: true } as const;
 const APP = path.join(__dirname, '..', 'fixtures', 'app');
-const DB = 'makapix_dev';
 
-/** The stack: the fixture's db image and a plain api, both on the host network, placed on dev's nodes; the images pinned by the overlay. */
-function stackFile(o: { registry: string; dbPort: number }): string {
-  return `services:
-  db:
-    image: ${o.registry}/twinstack-test-${RUN}-db:1
-    networks: [hostnet]
-    environment: { DB_PORT: "${o.dbPort}", DB_NAME: ${DB}, DB_PASSWORD: owner-pw, APP_DB_PASSWORD: app-pw }
-    healthcheck:
-      test: ["CMD-SHELL", "pg_isready -q -h 127.0.0.1 -p ${o.dbPort} -d ${DB} -U owner"]
-      interval: 1s
-      retries: 30
-    deploy:
-      placement: { constraints: [node.labels.twinstack.env.dev == true] }
-  api:
-    image: ${o.registry}/twinstack-test-${RUN}-api:1
-    networks: [hostnet]
-    command: ["bash", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $$!; done"]
-    deploy:
-      replicas: 2
-      placement: { constraints: [node.labels.twinstack.env.dev == true] }
-networks:
-  hostnet:
-    name: host
-    external: true
-`;
-}
-
-const skip = process.getuid?.() !== 0 ? 'needs root to start dockerd' : (sshdAvailable() ?? registryAvailable() ?? false);
-
-describe('startRelease on a single-node swarm: the older digests back, the database restored under no load', { skip }, () => {
-  let engine: PrivateEngine | undefined;
-  let registry: TestRegistry | undefined;
-  let sshd: TestSshd | undefined;
-  let host: SshHost | undefined;
+describe('startRelease on a single-node swarm: the older digests back, the database restored under no load', { skip: swarmHostSkip(OPTIONS) }, () => {
+  let sw: SwarmHost;
+  let host: SshHost;
+  let stack: string;
   let ctx: EnvContext;
   let sha: string;
   let dbPort: number;
   const releases: Record<'v1' | 'v2', SwarmRelease> = { v1: {}, v2: {} };
 
-  const buildAndPush = (ref: string, args: string[], input?: string): string => {
-    execFileSync('docker', ['-H', engine!.host, 'build', '--network', 'host', '-q', '-t', ref, ...args], {
-      input,
-      env: { ...process.env, DOCKER_BUILDKIT: '0' },
-      stdio: ['pipe', 'ignore', 'pipe'],
-      timeout: 600_000,
-    });
-    engine!.docker(['push', ref]);
-    const digest = swarm.parseRepoDigests(engine!.docker(['image', 'inspect', '--format', '{{json .RepoDigests}}', ref]), swarm.imageRepository(ref));
-    assert.ok(digest, `${ref} has no digest in the registry`);
-    return digest;
-  };
   /** The image the service's spec names, its replicas, and the images its running tasks were given, as the engine says. */
   const onEngine = (service: string) => {
-    const name = `${STACK}_${service}`;
-    const spec = engine!
-      .docker(['service', 'inspect', '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}} {{.Spec.Mode.Replicated.Replicas}}', name])
-      .trim();
-    const running = engine!
-      .docker(['service', 'ps', '--no-trunc', '--filter', 'desired-state=running', '--format', '{{.Image}} {{.CurrentState}}', name])
-      .trim()
-      .split('\n')
-      .filter((l) => / Running /.test(l));
-    const containers = engine!
-      .docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${name}`])
-      .split('\n')
-      .filter(Boolean);
-    const [image, replicas] = spec.split(' ');
-    return { image, replicas: Number(replicas), running: running.map((l) => l.split(' ')[0]), containers: containers.length };
+    const name = `${stack}_${service}`;
+    const running = sw.runningTasks(name).filter((l) => / Running /.test(l));
+    return { image: sw.specImage(name), replicas: sw.replicas(name), running: running.map((l) => l.split(' ')[0]), containers: sw.taskContainers(name).length };
   };
-  const psql = (sql: string) => {
-    const [db] = engine!.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_db`]).split('\n');
-    return engine!.docker(['exec', db, 'psql', '-p', String(dbPort), '-U', 'owner', '-d', DB, '-v', 'ON_ERROR_STOP=1', '-tAc', sql]).trim();
-  };
+  const psql = (sql: string) => sw.psql({ service: `${stack}_db`, port: dbPort, database: DB }, sql);
   const release = (name: 'v1' | 'v2'): Release => ({
     release: `r-${name}`,
     sha,
@@ -118,43 +61,24 @@ describe('startRelease on a single-node swarm: the older digests back, the datab
   });
 
   before(async () => {
-    engine = await startPrivateEngine();
-    await engine.swarmInit();
-    engine.loadImage(BASE);
-    const node = engine.docker(['node', 'ls', '-q']).trim();
-    engine.docker(['node', 'update', '--label-add', 'twinstack.env.dev=true', node]);
-    registry = await startRegistry();
-    const repo = (name: string, tag: string) => `${registry!.address}/twinstack-test-${RUN}-${name}:${tag}`;
-    const db = buildAndPush(repo('db', '1'), ['-f', path.join(APP, 'db', 'Dockerfile'), APP]);
-    releases.v1 = { db, api: buildAndPush(repo('api', '1'), ['-'], `FROM ${BASE}\nLABEL twinstack.test.api=1\n`) };
-    releases.v2 = { db, api: buildAndPush(repo('api', '2'), ['-'], `FROM ${BASE}\nLABEL twinstack.test.api=2\n`) };
+    sw = await startSwarmHost(OPTIONS);
+    const { engine, registry } = sw as Required<SwarmHost>;
+    host = sw.host!;
+    stack = sw.name('dev');
+    const repo = (name: string, tag: string) => `${registry.address}/${sw.name(name)}:${tag}`;
+    const db = sw.buildAndPush(repo('db', '1'), ['-f', path.join(APP, 'db', 'Dockerfile'), APP]);
+    releases.v1 = { db, api: sw.buildAndPush(repo('api', '1'), ['-'], `FROM ${BASE}\nLABEL twinstack.test.api=1\n`) };
+    releases.v2 = { db, api: sw.buildAndPush(repo('api', '2'), ['-'], `FROM ${BASE}\nLABEL twinstack.test.api=2\n`) };
 
     // The checkout the stack is deployed from: a commit of its files.
     const checkout = path.join(engine.dir, 'checkout');
     fs.mkdirSync(checkout);
     dbPort = await freePort();
-    fs.writeFileSync(path.join(checkout, 'stack.yml'), stackFile({ registry: registry.address, dbPort }));
+    fs.writeFileSync(path.join(checkout, 'stack.yml'), dbAndIdleApiStack({ db: repo('db', '1'), api: repo('api', '1'), dbPort }));
     fs.writeFileSync(path.join(checkout, '.env'), 'UNUSED=1\n');
-    const git = (...args: string[]) =>
-      execFileSync('git', ['-C', checkout, '-c', 'user.name=t', '-c', 'user.email=t@example.test', ...args], { encoding: 'utf8' });
-    git('init', '-q');
-    git('add', 'stack.yml', '.env');
-    git('commit', '-q', '-m', 'stack');
-    sha = git('rev-parse', 'HEAD').trim();
+    sha = commitAll(checkout);
 
-    sshd = await startSshd({ setEnv: { DOCKER_HOST: engine.host } });
-    host = await connect(sshd);
-    const config = parseConfig(
-      `state-dir: ${engine.dir}/state
-backup: { dir: ${engine.dir}/backups, keep: 5, verify: list }
-swarm: { registry: '${registry.address}', allow-shared-node: true }
-environments:
-  prod: {checkout: /srv/p, project: p, compose-files: [stack.yml], env-file: .env, url: http://127.0.0.1:1, database: {name: makapix, user: owner, port: 1}}
-  dev: {target: swarm, checkout: ${checkout}, project: ${STACK}, compose-files: [stack.yml], env-file: .env, url: http://127.0.0.1:2,
-        health-timeout-seconds: 600, database: {name: ${DB}, user: owner, port: ${dbPort}, container-port: ${dbPort}}}
-`,
-      'test',
-    );
+    const config = swarmDevConfig({ dir: engine.dir, registry: registry.address, checkout, project: stack, dbPort, healthTimeoutSeconds: 600, backups: true });
     ctx = { host, config, env: new Environment('dev', config), log: new MemoryLogger() };
     // dev runs v2: the stack deployed with its digests, the engine watched until it converged.
     await deployRelease(ctx, { release: releases.v2 });
@@ -162,14 +86,7 @@ environments:
   });
 
   after(async () => {
-    await host?.close();
-    await sshd?.stop();
-    const dir = engine?.dir;
-    await engine?.stop();
-    if (dir) assert.ok(!fs.existsSync(dir), `${dir} is left behind`);
-    const store = registry?.dir;
-    await registry?.stop();
-    if (store) assert.ok(!fs.existsSync(store), `${store} is left behind`);
+    await sw?.stop();
   });
 
   it("puts v1's digests back: the api's spec names v1's digest and its tasks run it; the database is left alone", async () => {
@@ -202,16 +119,7 @@ environments:
     // What the engine says of the api at the moment the restore starts and when it ends.
     const seen: Array<ReturnType<typeof onEngine>> = [];
     const isRestore = (script: string) => /^PENDING_DIR=/.test(script) && /pg_restore /.test(script);
-    const watched: Host = Object.create(host!, {
-      run: {
-        value: async (script: string, options?: RunOptions) => {
-          if (isRestore(script)) seen.push(onEngine('api'));
-          const out = await host!.run(script, options);
-          if (isRestore(script)) seen.push(onEngine('api'));
-          return out;
-        },
-      },
-    }) as Host;
+    const watched = lookingAround(host, isRestore, () => seen.push(onEngine('api')));
 
     const r = await startRelease({ ...ctx, host: watched, release: release('v1'), restore: backup });
     assert.equal(seen.length, 2, 'the restore ran once');
