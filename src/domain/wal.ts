@@ -79,7 +79,14 @@ export async function toolContainer(
   config: Config,
   prod: Environment,
 ): Promise<ToolContainer & { target: { host: string; port: number }; dbAddress?: { ip: string; prefix: number } }> {
-  const db = await inspectContainer(host, await prod.serviceContainer(host, prod.cfg.database.service));
+  const ref = await prod.serviceContainer(host, prod.cfg.database.service);
+  // The receiver and base backups run beside the db and write the archive to the manager's disk,
+  // where backup, restore and the off-host copy read it: the db must run on the manager's node.
+  if (ref.endpoint)
+    throw new OperationFailed(
+      `prod's ${prod.cfg.database.service} task runs on another node (reached at ${ref.endpoint}), and continuous WAL archiving works on the manager's node only: constrain prod's ${prod.cfg.database.service} to it (deploy.placement.constraints: [node.role == manager]) or set backup.wal off`,
+    );
+  const db = await inspectContainer(host, ref);
   if (!db) throw new OperationFailed(`prod's ${prod.cfg.database.service} container went away while twinstack read it; run again`);
   const mode = db.HostConfig?.NetworkMode ?? '';
   const networks = Object.keys(db.NetworkSettings?.Networks ?? {});
@@ -139,9 +146,10 @@ export interface WalEnsured {
 export async function ensureWal(c: EnvContext, password: string): Promise<WalEnsured> {
   const { host, config, env: prod, log } = c;
   const { role, slot } = config.backup.wal;
+  // First, as it refuses a db task on another node before a slot exists to hold WAL for no one.
+  const tool = await toolContainer(host, config, prod);
   const slotState = await ensureRoleAndSlot(host, config, prod, password);
   await prepareDir(host, config, password);
-  const tool = await toolContainer(host, config, prod);
   const receiver = pgReceivewal({ dir: MOUNT, slot, user: role, ...tool.target, synchronous: config.backup.wal.synchronous });
   const spec = createHash('sha256')
     .update(JSON.stringify({ image: tool.image, network: tool.network, mounts: tool.mounts, receiver }))

@@ -12,6 +12,8 @@ import { containerMetrics } from '../../src/actions/monitor/monitor';
 import { Environment } from '../../src/domain/environment';
 import { migrationPlan } from '../../src/domain/alembic';
 import { EnvironmentLock } from '../../src/domain/lock';
+import { ensureWal } from '../../src/domain/wal';
+import { MemoryLogger } from '../../src/infra/logger';
 import { OperationFailed } from '../../src/infra/errors';
 import { judgeMetrics, type EnvironmentMetrics } from '../../src/safety/monitoring';
 import { FakeHost } from '../support/fake-host';
@@ -135,5 +137,24 @@ describe('a task on another node of the swarm', () => {
     assert.match(host.scripts()[0], /ENDPOINTS=ssh:\/\/deploy@node-2;/);
     assert.deepEqual(dev.workScope, { project: STACK, swarm: true, endpoints: [NODE2] });
     assert.deepEqual(new Environment('prod', config).workScope.endpoints, []);
+  });
+
+  it("refuses continuous WAL archiving while prod's db task runs on another node, before a role or a slot is made", async () => {
+    const c = swarmConfig({ prodOnSwarm: true });
+    const onNodes = { ...c, swarm: { ...c.swarm, nodes: { 'node-2': NODE2 } } };
+    const prod = new Environment('prod', onNodes);
+    const host = new FakeHost().on('task container', /^STACK_FILTER=\S+; SERVICE_FILTER=\S+_db; /, { stdout: `cccccccccccc ${NODE2}\n` });
+    const refused = await ensureWal({ host, config: onNodes, env: prod, log: new MemoryLogger() }, 'secret').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(refused instanceof OperationFailed, String(refused));
+    assert.match(refused.message, /node\.role == manager/);
+    // Nothing but the lookup ran: no psql (role, slot), no directory, no receiver.
+    assert.deepEqual(
+      host.calls.map((x) => x.rule),
+      ['task container'],
+    );
+    host.assertAllScripted();
   });
 });
