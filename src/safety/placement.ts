@@ -140,6 +140,43 @@ export function checkNodes({ nodes, environments, swarm, warnOnly = [] }: CheckN
   return out;
 }
 
+/** A host path each node has of its own whatever runs there: the engine's socket. */
+const PER_NODE_PATHS = new Set(['/var/run/docker.sock', '/run/docker.sock']);
+
+/** A constraint that keeps a service on one node: the manager (one per small swarm), or a node named. */
+const ONE_NODE = /^node\.(role\s*==\s*manager|hostname\s*==\s*\S+|id\s*==\s*\S+)$/;
+
+/**
+ * Storage on a swarm where more than one node, or a node other than a manager, serves the
+ * environment. A bind-mounted host path is each node's own, and twinstack writes it (dev's vault by
+ * vault-sync, a restored file) on the manager's disk only; a named volume of the local driver lives
+ * on the node that made it, so a task moved to another node (a node lost, drained) starts on an
+ * empty one. A warning per service, unless it is kept to one node.
+ */
+export function checkStorage(o: { compose: ComposeModel; environment: EnvironmentName; nodes: readonly NodeInspect[]; swarm: SwarmSettings }): Finding[] {
+  const serving = o.nodes.filter((n) => serves(n, o.swarm['label-key'], o.environment));
+  if (serving.length < 2 && serving.every((n) => n.Spec.Role === 'manager')) return [];
+  const where = serving.map((n) => `${n.Description.Hostname} (${n.Spec.Role})`).join(', ');
+  const out: Finding[] = [];
+  for (const s of o.compose.services) {
+    if (s.placement.some((c) => ONE_NODE.test(c.trim()))) continue;
+    const binds = s.mounts.filter((m) => m.type === 'bind' && !PER_NODE_PATHS.has(m.source)).map((m) => m.source);
+    const volumes = s.mounts.filter((m) => m.type === 'volume' && m.source).map((m) => m.source);
+    if (!binds.length && !volumes.length) continue;
+    const what = [binds.length ? `binds host path(s) ${binds.join(', ')}` : '', volumes.length ? `mounts named volume(s) ${volumes.join(', ')}` : '']
+      .filter(Boolean)
+      .join(' and ');
+    out.push({
+      check: 'placement',
+      environment: o.environment,
+      severity: 'warning',
+      message: `${o.environment}'s swarm service ${s.name} ${what}, and its tasks may run on ${where}: each node has its own (twinstack writes host paths on the manager's disk only; a task moved to another node finds an empty volume)`,
+      fix: `keep ${s.name} to one node (deploy.placement.constraints: [node.role == manager] or [node.hostname == <node>]), or put the data on storage every node of ${o.environment} shares`,
+    });
+  }
+  return out;
+}
+
 /**
  * Preflight's placement checks for every environment whose target is swarm: its services (from the
  * merged configuration preflight already read) and the swarm's nodes, read once from the manager.
@@ -168,6 +205,11 @@ export async function placementFindings(
     });
     return findings;
   }
-  findings.push(...checkNodes({ nodes: parseNodes(r.stdout), environments, swarm: config.swarm, warnOnly }));
+  const nodes = parseNodes(r.stdout);
+  findings.push(...checkNodes({ nodes, environments, swarm: config.swarm, warnOnly }));
+  for (const env of environments) {
+    const model = compose[env];
+    if (model) findings.push(...checkStorage({ compose: model, environment: env, nodes, swarm: config.swarm }));
+  }
   return findings;
 }

@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import { parseConfig, type Config, type EnvironmentName } from '../../src/domain/config';
 import type { NodeInspect } from '../../src/infra/swarm';
 import { parseComposeConfig, type ComposeModel } from '../../src/safety/compose-model';
-import { checkNodes, checkPlacement, ownConstraint, parseConstraint, placementFindings } from '../../src/safety/placement';
+import { checkNodes, checkPlacement, checkStorage, ownConstraint, parseConstraint, placementFindings } from '../../src/safety/placement';
 import { FakeHost } from '../support/fake-host';
 
 const dir = path.join(__dirname, '../fixtures/swarm');
@@ -34,9 +34,9 @@ function variant(env: EnvironmentName, service: string, change: (s: ComposeModel
   return m;
 }
 
-const node = (id: string, labels: Record<string, string>, state = 'ready', availability = 'active'): NodeInspect => ({
+const node = (id: string, labels: Record<string, string>, state = 'ready', availability = 'active', role = 'worker'): NodeInspect => ({
   ID: id.padEnd(25, '0'),
-  Spec: { Labels: labels, Role: 'worker', Availability: availability },
+  Spec: { Labels: labels, Role: role, Availability: availability },
   Description: { Hostname: id },
   Status: { State: state, Addr: '10.0.0.1' },
 });
@@ -154,6 +154,47 @@ describe("the swarm's nodes", () => {
   });
 });
 
+describe("an environment's storage on more than one node", () => {
+  const devNode = (id: string, role = 'worker') => node(id, { 'twinstack.env.dev': 'true' }, 'ready', 'active', role);
+  const storage = (compose: ComposeModel, nodes: NodeInspect[]) => checkStorage({ compose, environment: 'dev', nodes, swarm: SWARM });
+
+  it('finds nothing when one manager serves the environment (one host, as today)', () => {
+    assert.deepEqual(storage(model('dev.json', 'dev'), [devNode('vps', 'manager')]), []);
+  });
+
+  it('warns, per service, of a bound host path and a local volume once a worker or a second node serves it, naming the nodes', () => {
+    for (const nodes of [[devNode('node-2')], [devNode('vps', 'manager'), devNode('node-2')]]) {
+      const f = storage(model('dev.json', 'dev'), nodes);
+      assert.deepEqual(
+        f.map((x) => [x.severity, x.message.match(/service (\w+) /)?.[1]]),
+        [
+          ['warning', 'api'],
+          ['warning', 'db'],
+        ],
+      );
+      assert.match(f[0].message, /binds host path\(s\) \/srv\/makapix-dev\/vault,/);
+      assert.match(f[1].message, /mounts named volume\(s\) pg_data,/);
+      for (const n of nodes) assert.ok(f[0].message.includes(n.Description.Hostname), f[0].message);
+      assert.ok(f.every((x) => !x.message.includes('\n') && !x.fix.includes('\n')));
+    }
+  });
+
+  it('passes a service kept to one node, and ignores the engine socket every node has', () => {
+    const pinned = variant('dev', 'db', (s) => s.placement.push('node.hostname == node-2'));
+    const api = pinned.services.find((s) => s.name === 'api');
+    assert.ok(api);
+    api.placement.push('node.role==manager');
+    assert.deepEqual(storage(pinned, [devNode('node-2'), devNode('node-3')]), []);
+    const socket = variant('dev', 'worker', (s) =>
+      s.mounts.push({ type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock', readOnly: true }),
+    );
+    assert.deepEqual(
+      storage(socket, [devNode('node-2')]).map((x) => x.message.match(/service (\w+) /)?.[1]),
+      ['api', 'db'],
+    );
+  });
+});
+
 describe('preflight with swarm targets', () => {
   const compose = { prod: model('prod.json', 'prod'), dev: model('app-dev.json', 'dev') };
 
@@ -165,7 +206,7 @@ describe('preflight with swarm targets', () => {
 
   it("checks each swarm environment's services and reads the nodes once from the manager", async () => {
     const host = new FakeHost().on('node inspect', /docker node inspect \$ids$/, {
-      stdout: JSON.stringify([node('vps-one', { 'twinstack.env.prod': 'true' })]),
+      stdout: JSON.stringify([node('vps-one', { 'twinstack.env.prod': 'true' }, 'ready', 'active', 'manager')]),
     });
     const f = await placementFindings(host, swarmConfig(), compose);
     assert.deepEqual(
