@@ -223,6 +223,20 @@ environments:
 
     const findings = await placementFindings(host!, config, { prod: await model('prod'), dev: await model('dev') });
     assert.deepEqual(findings, []);
+
+    // Storage a task on the worker would not share with the manager: the same stacks with a vault
+    // bound in each api. Only dev's, served by the worker, is warned of; prod's manager is one node.
+    const withVault = async (env: EnvironmentName) => {
+      const m = await model(env);
+      m.services.find((x) => x.name === 'api')?.mounts.push({ type: 'bind', source: `/srv/${env}/vault`, target: '/vault', readOnly: false });
+      return m;
+    };
+    const storage = await placementFindings(host!, config, { prod: await withVault('prod'), dev: await withVault('dev') });
+    assert.deepEqual(
+      storage.map((f) => [f.environment, f.severity]),
+      [['dev', 'warning']],
+    );
+    assert.match(storage[0].message, new RegExp(`service api binds host path\\(s\\) /srv/dev/vault, and its tasks may run on ${WORKER_NAME} \\(worker\\)`));
   });
 
   it('deploys both stacks: every dev task runs on the worker, which pulled the pinned digest; every prod task on the manager', async () => {
