@@ -55689,7 +55689,7 @@ exports.backupAction = {
         let wal;
         let base;
         try {
-            [manifest, copy, wal, base] = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, project: env.cfg.project, action: 'backup', run, log, lockTimeoutSeconds }, async (op) => {
+            [manifest, copy, wal, base] = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: env.name, ...env.workScope, action: 'backup', run, log, lockTimeoutSeconds }, async (op) => {
                 const release = (0, release_1.currentRelease)(op.records);
                 let m;
                 try {
@@ -57461,7 +57461,7 @@ function fragmentProblem(text, kind) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.swarmSchema = void 0;
+exports.swarmSchema = exports.NODE_ENDPOINT = void 0;
 const zod_1 = __nccwpck_require__(924);
 /**
  * `swarm:` — what an environment whose `target` is swarm needs from the cluster: the registry its
@@ -57475,6 +57475,15 @@ const zod_1 = __nccwpck_require__(924);
  * label whose value names the environment: a label has one value, so a single node could then never
  * serve both.
  */
+/** A node's hostname as the engine reports it: letters, digits, dots, dashes, underscores. */
+const nodeHostname = zod_1.z
+    .string()
+    .regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,252}[A-Za-z0-9])?$/, 'must be a node hostname as `docker node inspect` prints it (letters, digits, . _ -)');
+/** The endpoints `docker -H` takes that twinstack admits: ssh (normal), tcp (private networks only), a unix socket. */
+exports.NODE_ENDPOINT = /^(ssh:\/\/([A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?|tcp:\/\/[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:\d{1,5}|unix:\/\/\/[A-Za-z0-9._/-]+)$/;
+const nodeEndpoint = zod_1.z
+    .string()
+    .regex(exports.NODE_ENDPOINT, 'must be a Docker endpoint the manager reaches the node by: ssh://[user@]host[:port], tcp://host:port or unix:///absolute/path');
 exports.swarmSchema = zod_1.z
     .object({
     /** host[:port][/path] of the registry, e.g. 127.0.0.1:5000 or registry.example.com/makapix. */
@@ -57489,6 +57498,17 @@ exports.swarmSchema = zod_1.z
         .default('twinstack.env'),
     /** Let one node carry both environments' labels (a single-node swarm); otherwise preflight refuses such a node. */
     'allow-shared-node': zod_1.z.boolean().default(false),
+    /**
+     * How the manager reaches the engine of each other node, for what works inside a task's container
+     * (database tools, the gate's exec, monitor's figures): node hostname (as `docker node inspect`
+     * prints .Description.Hostname) → the endpoint the manager's docker client is given as `docker -H`.
+     * On a real cluster `ssh://[user@]host[:port]` is the normal choice: docker's own ssh transport, run
+     * by the manager's SSH user, who needs a key and a known_hosts entry for the node, while the user
+     * there must be allowed to run docker. `tcp://host:port` without TLS gives root on the node to
+     * anyone who reaches the port: never let it leave a private network. `unix:///path` is a socket on
+     * the manager itself (tests). A node with no entry is refused in one line naming it.
+     */
+    nodes: zod_1.z.record(nodeHostname, nodeEndpoint).default({}),
 })
     .strict()
     .default({});
@@ -58214,9 +58234,17 @@ class Environment {
     get project() {
         return this.cfg.project;
     }
-    /** Runs as a stack on a swarm (target swarm): its containers are its tasks' on the manager's node. */
+    /** Runs as a stack on a swarm (target swarm): its containers are its tasks', on the manager's node or another (config swarm.nodes). */
     get onSwarm() {
         return this.cfg.target === 'swarm';
+    }
+    /**
+     * Where a cancel looks for this environment's work inside containers (underLock's options): its
+     * compose project, or on a swarm its stack's task containers on the manager's node and on the
+     * engines of config swarm.nodes.
+     */
+    get workScope() {
+        return { project: this.cfg.project, swarm: this.onSwarm, endpoints: this.onSwarm ? Object.values(this.config.swarm.nodes) : [] };
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
@@ -58244,16 +58272,20 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
-        const exec = (0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true });
-        // The same group on a swarm: the db task's container on the manager's node; taskContainer says why when there is none.
-        if (this.onSwarm)
-            return (0, shell_1.sh) `{ c=$(${(0, shell_1.raw)((0, swarm_1.taskContainer)(this.cfg.project, db.service))}) || exit ${swarm_1.NO_TASK_HERE}; ` + `${exec}; }`;
+        const command = [tool, '-p', db['container-port'], '-U', db.user, ...args];
+        if (this.onSwarm) {
+            // The db task's container, on the manager's node or on another through its endpoint ("$e", empty for the manager's): task-container.sh prints `<id> <endpoint>` and says why when there is none.
+            const exec = (0, docker_1.dockerExec)({ shell: '"$c"', hostFlag: '${e:+-H "$e"}' }, command, { stdin: true });
+            const find = (0, swarm_1.taskContainer)(this.cfg.project, db.service, this.config.swarm.nodes);
+            return (0, shell_1.sh) `{ c=$(${(0, shell_1.raw)(find)}) || exit ${swarm_1.NO_TASK_HERE}; e=\${c#* }; c=\${c%% *}; ` + `${exec}; }`;
+        }
+        const exec = (0, docker_1.dockerExec)({ shell: '"$c"' }, command, { stdin: true });
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
             `${exec}; }`);
     }
-    /** The id of the running container of a service; fails naming the service when there is none. */
+    /** The running container of a service (on a swarm, with its node's endpoint when on another node); fails naming the service when there is none. */
     async serviceContainer(host, service) {
         if (this.onSwarm)
             return this.taskContainer(host, service);
@@ -58265,19 +58297,19 @@ class Environment {
         const id = r.stdout.trim().split('\n')[0];
         if (!id)
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
-        return id;
+        return { id };
     }
-    /** serviceContainer on a swarm: the container of the service's task on the manager's node. */
+    /** serviceContainer on a swarm: the container of the service's task, on the manager's node or through its node's swarm.nodes endpoint. */
     async taskContainer(host, service) {
-        const r = await host.run((0, swarm_1.taskContainer)(this.cfg.project, service), {
+        const r = await host.run((0, swarm_1.taskContainer)(this.cfg.project, service, this.config.swarm.nodes), {
             quiet: true,
             check: false,
             label: `finding the ${service} task's container`,
             timeoutSeconds: 60,
         });
-        const id = r.stdout.trim().split('\n')[0];
-        if (r.exitCode === 0 && id)
-            return id;
+        const found = r.exitCode === 0 ? (0, swarm_1.parseTaskContainer)(r.stdout) : undefined;
+        if (found)
+            return found;
         const why = r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
         if (r.exitCode === swarm_1.NO_TASK_HERE)
             throw new errors_1.OperationFailed(`${this.name}: ${why}`);
@@ -58292,12 +58324,38 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
-        if (this.onSwarm) {
-            const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} task containers`, timeoutSeconds: 120 });
-            return parseStackInspect(r.stdout, this.cfg.project);
-        }
+        if (this.onSwarm)
+            return this.taskContainers(host);
         const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
+    }
+    /**
+     * The engines that run this stack's tasks: the manager's own (no endpoint), then each other node
+     * with a task that should run, through its swarm.nodes endpoint; `unreached` are the nodes without one.
+     */
+    async taskEngines(host) {
+        const r = await host.run((0, swarm_1.stackNodes)(this.cfg.project), { quiet: true, label: `finding the nodes of ${this.name}'s tasks`, timeoutSeconds: 60 });
+        const { here, others } = (0, swarm_1.parseStackNodes)(r.stdout);
+        const nodes = this.config.swarm.nodes;
+        return {
+            engines: [{ hostname: here }, ...others.filter((n) => nodes[n]).map((n) => ({ hostname: n, endpoint: nodes[n] }))],
+            unreached: others.filter((n) => !nodes[n]),
+        };
+    }
+    /** containers on a swarm: the stack's task containers on the manager's node and on each node of a task that swarm.nodes reaches. */
+    async taskContainers(host) {
+        const { engines } = await this.taskEngines(host);
+        const all = [];
+        for (const { hostname, endpoint } of engines) {
+            const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project, { endpoint }), {
+                quiet: true,
+                label: `listing ${this.name} task containers${endpoint ? ` on node ${hostname}` : ''}`,
+                timeoutSeconds: 120,
+            });
+            const found = parseStackInspect(r.stdout, this.cfg.project);
+            all.push(...(endpoint ? found.map((c) => ({ ...c, node: { hostname, endpoint } })) : found));
+        }
+        return all.sort((a, b) => a.service.localeCompare(b.service));
     }
 }
 exports.Environment = Environment;
@@ -59146,15 +59204,17 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork({ host, stateDir, env, op, project, swarm, graceSeconds = 3, }) {
+    static async stopWork({ host, stateDir, env, op, project, swarm, endpoints = [], graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
             ENTRIES_DIR: entriesDir,
             BUSY_FILE: busyFile,
             GRACE: graceSeconds,
-            // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node.
+            // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node,
             PROJECT_LABEL: swarm ? (0, swarm_1.stackLabel)(project) : (0, docker_1.projectLabel)(project),
+            // And on the other nodes' engines (config swarm.nodes): a task's container may run there.
+            ENDPOINTS: swarm ? endpoints.join('\n') : '',
             SIGNAL_TERM: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'TERM'),
             SIGNAL_KILL: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'KILL'),
         });
@@ -59791,7 +59851,15 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project, swarm: o.swarm }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork({
+            host: o.host,
+            stateDir: o.stateDir,
+            env: o.env,
+            op: id,
+            project: o.project,
+            swarm: o.swarm,
+            endpoints: o.endpoints,
+        }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch((0, logger_1.ignored)(o.log, 'recording cancelled'));
@@ -60888,9 +60956,10 @@ function walDir(config) {
 function receiverName(prod) {
     return `${prod.project}-twinstack-wal`;
 }
-/** `docker inspect` of one container, parsed; undefined when there is no such container. */
-async function inspectContainer(host, ref) {
-    const r = await host.run((0, shell_1.argv)('docker', 'inspect', '--type', 'container', ref), { check: false, quiet: true, timeoutSeconds: 60 });
+/** `docker inspect` of one container (a name on the host's engine, or a ContainerRef on its node's), parsed; undefined when there is no such container. */
+async function inspectContainer(host, container) {
+    const { id: ref, endpoint } = typeof container === 'string' ? { id: container, endpoint: undefined } : container;
+    const r = await host.run((0, shell_1.argv)((0, docker_1.dockerCli)(endpoint), 'inspect', '--type', 'container', ref), { check: false, quiet: true, timeoutSeconds: 60 });
     if (r.exitCode !== 0) {
         if (/no such (object|container)/i.test(r.stderr))
             return undefined;
@@ -60904,7 +60973,12 @@ const networkAddress = zod_1.z.object({ IPAddress: zod_1.z.string().nullish(), I
 const PASSFILE = `${MOUNT}/.pgpass`;
 /** What a tool container of prod's db image needs: that image, its network, the WAL directory. */
 async function toolContainer(host, config, prod) {
-    const db = await inspectContainer(host, await prod.serviceContainer(host, prod.cfg.database.service));
+    const ref = await prod.serviceContainer(host, prod.cfg.database.service);
+    // The receiver and base backups run beside the db and write the archive to the manager's disk,
+    // where backup, restore and the off-host copy read it: the db must run on the manager's node.
+    if (ref.endpoint)
+        throw new errors_1.OperationFailed(`prod's ${prod.cfg.database.service} task runs on another node (reached at ${ref.endpoint}), and continuous WAL archiving works on the manager's node only: constrain prod's ${prod.cfg.database.service} to it (deploy.placement.constraints: [node.role == manager]) or set backup.wal off`);
+    const db = await inspectContainer(host, ref);
     if (!db)
         throw new errors_1.OperationFailed(`prod's ${prod.cfg.database.service} container went away while twinstack read it; run again`);
     const mode = db.HostConfig?.NetworkMode ?? '';
@@ -60954,9 +61028,10 @@ async function prepareDir(host, config, password) {
 async function ensureWal(c, password) {
     const { host, config, env: prod, log } = c;
     const { role, slot } = config.backup.wal;
+    // First, as it refuses a db task on another node before a slot exists to hold WAL for no one.
+    const tool = await toolContainer(host, config, prod);
     const slotState = await ensureRoleAndSlot(host, config, prod, password);
     await prepareDir(host, config, password);
-    const tool = await toolContainer(host, config, prod);
     const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target, synchronous: config.backup.wal.synchronous });
     const spec = (0, node_crypto_1.createHash)('sha256')
         .update(JSON.stringify({ image: tool.image, network: tool.network, mounts: tool.mounts, receiver }))
@@ -61530,6 +61605,7 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.COMPOSE_LABELS = exports.EXEC_PID_PREFIX = void 0;
 exports.signalExecs = signalExecs;
+exports.dockerCli = dockerCli;
 exports.dockerExec = dockerExec;
 exports.imageIdsCommand = imageIdsCommand;
 exports.projectLabel = projectLabel;
@@ -61563,15 +61639,23 @@ function signalExecs(pattern, signal) {
     return `for f in ${pattern}; do [ -e "$f" ] || continue; read -r p s < "$f"; [ -n "$s" ] && [ "$(cut -d" " -f22 /proc/"$p"/stat 2>/dev/null)" = "$s" ] && kill -${signal} "$p" 2>/dev/null && echo "$f"; rm -f "$f"; done; true`;
 }
 const STOP_IN_CONTAINER = `{ ${signalExecs(`"${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*`, 'TERM')}; } >/dev/null`;
+/** `docker` for the host's own engine, `docker -H <endpoint>` for a node's: every command about a container goes to its engine. */
+function dockerCli(endpoint) {
+    return endpoint ? ['docker', '-H', endpoint] : ['docker'];
+}
 /**
- * A shell command that runs `command` in a container (a container id or name, or a shell word such
- * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the
- * command's exit status is the in-container process's.
+ * A shell command that runs `command` in a container (a container id or name, a ContainerRef on
+ * its node's engine, or shell words the caller set, such as "$c"). Standard input is passed
+ * through when `stdin` is set; the command's exit status is the in-container process's.
  */
 function dockerExec(container, command, opts = {}) {
-    const c = typeof container === 'string' ? (0, shell_1.quote)(container) : container.shell;
-    const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
-    const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
+    const [c, docker] = typeof container === 'string'
+        ? [(0, shell_1.quote)(container), 'docker']
+        : 'shell' in container
+            ? [container.shell, container.hostFlag ? `docker ${container.hostFlag}` : 'docker']
+            : [(0, shell_1.quote)(container.id), (0, shell_1.argv)(dockerCli(container.endpoint))];
+    const run = `${docker} ` + (0, shell_1.argv)('exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
+    const stop = `${docker} exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
     return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
 }
 /** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
@@ -61604,7 +61688,11 @@ function psIds(project, o = {}) {
 const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
 /** `docker inspect` of every container of a compose project (or of one service), `[]` when there is none. */
 function inspectProjectContainers(project, service) {
-    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: projectLabel(project), SERVICE_LABEL: service === undefined ? '' : serviceLabel(service) });
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, {
+        PROJECT_LABEL: projectLabel(project),
+        SERVICE_LABEL: service === undefined ? '' : serviceLabel(service),
+        DOCKER_ENDPOINT: '',
+    });
 }
 /** The last `lines` lines of a container's log, standard error folded into standard output. */
 function logsTail(container, lines) {
@@ -63367,7 +63455,11 @@ exports.stackServiceName = stackServiceName;
 exports.stackLabel = stackLabel;
 exports.taskServiceLabel = taskServiceLabel;
 exports.inspectStackContainers = inspectStackContainers;
+exports.nodesParam = nodesParam;
 exports.taskContainer = taskContainer;
+exports.parseTaskContainer = parseTaskContainer;
+exports.stackNodes = stackNodes;
+exports.parseStackNodes = parseStackNodes;
 exports.taskService = taskService;
 exports.imageRepo = imageRepo;
 exports.parseOneOffSource = parseOneOffSource;
@@ -63600,7 +63692,7 @@ function taskDigest(image) {
     const m = /@(sha256:[0-9a-f]{64})$/.exec(image);
     return m ? m[1] : undefined;
 }
-// Reaching a stack's tasks on the manager's own node: the containers the engine started for them.
+// Reaching a stack's tasks: the containers the engine started for them, on the manager's node or through a node's endpoint.
 /** The labels the engine puts on the container of every task (beside STACK_LABEL). */
 exports.TASK_LABELS = {
     /** The swarm service's name: `<stack>_<service>`. */
@@ -63627,23 +63719,62 @@ function taskServiceLabel(stack, service) {
 }
 const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh', 'utf8');
 const TASK_CONTAINER = fs.readFileSync(__dirname + '/task-container.sh', 'utf8');
-/** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
-function inspectStackContainers(stack, service) {
-    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
-}
-/** The exit status of taskContainer when no task of the service runs a container on this node. */
-exports.NO_TASK_HERE = 3;
 /**
- * Prints the id of a running container of one of a stack's services on this node (the manager's).
- * When there is none it says on standard error where the service's tasks run instead, and exits
- * NO_TASK_HERE: this version reaches only the manager's node.
+ * `docker inspect` of every task container of a stack (or of one of its services) on one engine:
+ * this node's, or another node's through its endpoint (config swarm.nodes); `[]` when there is none.
  */
-function taskContainer(stack, service) {
+function inspectStackContainers(stack, o = {}) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, {
+        PROJECT_LABEL: stackLabel(stack),
+        SERVICE_LABEL: o.service === undefined ? '' : taskServiceLabel(stack, o.service),
+        DOCKER_ENDPOINT: o.endpoint ?? '',
+    });
+}
+/** The exit status of taskContainer when no container of the service can be reached (none runs, or its node has no swarm.nodes entry). */
+exports.NO_TASK_HERE = 3;
+/** config swarm.nodes as task-container.sh reads it: `<hostname> <endpoint>` lines (neither holds a space). */
+function nodesParam(nodes) {
+    return Object.entries(nodes)
+        .map(([hostname, endpoint]) => {
+        if (/\s/.test(hostname + endpoint))
+            throw new Error(`swarm.nodes.${hostname}: a hostname or endpoint with white space`);
+        return `${hostname} ${endpoint}`;
+    })
+        .join('\n');
+}
+/**
+ * Prints `<id> <endpoint>` of a running container of one of a stack's services: on this node (the
+ * manager's) with an empty endpoint, else on the node of a running task, through that node's entry
+ * in `nodes` (config swarm.nodes). When there is none it says why on standard error (a node without
+ * an entry is named, with the key to add) and exits NO_TASK_HERE.
+ */
+function taskContainer(stack, service, nodes) {
     return (0, shell_1.hostScript)(TASK_CONTAINER, {
         STACK_FILTER: stackLabel(stack),
         SERVICE_FILTER: taskServiceLabel(stack, service),
         SERVICE: swarmServiceName(stack, service),
+        NODES: nodesParam(nodes),
     });
+}
+/** taskContainer's output: the container and, when it runs on another node, that node's endpoint. */
+function parseTaskContainer(stdout) {
+    const line = stdout.split('\n')[0] ?? '';
+    const space = line.indexOf(' ');
+    const id = space < 0 ? line : line.slice(0, space);
+    const endpoint = space < 0 ? '' : line.slice(space + 1).trim();
+    if (!/^[0-9a-f]{12,64}$/.test(id))
+        return undefined;
+    return endpoint ? { id, endpoint } : { id };
+}
+const STACK_NODES = fs.readFileSync(__dirname + '/stack-nodes.sh', 'utf8');
+/** The manager's own hostname, then the hostnames of the nodes a stack's running tasks are on (see parseStackNodes). */
+function stackNodes(stack) {
+    return (0, shell_1.hostScript)(STACK_NODES, { STACK: stack });
+}
+/** stackNodes' output: the manager's hostname and the other nodes (the manager's own left out). */
+function parseStackNodes(stdout) {
+    const [here = '', ...rest] = stdout.split('\n').map((l) => l.trim());
+    return { here, others: [...new Set(rest.filter((n) => n && !/\s/.test(n) && n !== here))] };
 }
 /** The parts of a `docker service ps` task name: its swarm service and its slot (or node id, for a global service). */
 function taskService(taskName) {

@@ -6,6 +6,8 @@
 #   ENTRIES_DIR   where each fenced command wrote its process group (<pgid>.json)
 #   BUSY_FILE     the environment's busy file, held (shared) by every fenced command
 #   PROJECT_LABEL the compose project's `label=` filter (src/infra/docker.ts)
+#   ENDPOINTS     on a swarm, the other nodes' engines (config swarm.nodes), one a line: their task
+#                 containers are signalled too (`docker -H`); empty for the host's own engine only
 #   SIGNAL_TERM   the in-container script that sends TERM to the operation's docker exec processes,
 #   SIGNAL_KILL   and KILL (src/infra/docker.ts, signalExecs: each only while it is the process that wrote its pid file)
 # Prints `still-busy` when the busy file is still held after the KILL, then how many groups it stopped.
@@ -19,10 +21,17 @@ groups() {
     echo "${pg%.json}"
   done
 }
-containers() {
-  for c in $(docker ps -q --filter "$PROJECT_LABEL" 2>/dev/null); do
-    docker exec "$c" sh -c "$1" 2>/dev/null &
+engine() {
+  for c in $(docker "$@" ps -q --filter "$PROJECT_LABEL" 2>/dev/null); do
+    docker "$@" exec "$c" sh -c "$SIGNAL" 2>/dev/null &
   done
+}
+containers() {
+  SIGNAL=$1
+  engine
+  while IFS= read -r endpoint; do
+    [ -z "$endpoint" ] || engine -H "$endpoint"
+  done <<<"${ENDPOINTS:-}"
   wait
 }
 n=0

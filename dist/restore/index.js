@@ -55831,7 +55831,7 @@ exports.restoreAction = {
         io.output('url', prod.cfg.url);
         let done;
         try {
-            done = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'prod', project: prod.cfg.project, action: 'restore', run, log, lockTimeoutSeconds }, async (op) => {
+            done = await (0, operation_1.underLock)({ host, stateDir: config['state-dir'], env: 'prod', ...prod.workScope, action: 'restore', run, log, lockTimeoutSeconds }, async (op) => {
                 const services = await (0, rollback_1.appServices)(host, prod);
                 try {
                     const c = { host, config, env: prod, log };
@@ -57166,7 +57166,7 @@ function fragmentProblem(text, kind) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.swarmSchema = void 0;
+exports.swarmSchema = exports.NODE_ENDPOINT = void 0;
 const zod_1 = __nccwpck_require__(924);
 /**
  * `swarm:` — what an environment whose `target` is swarm needs from the cluster: the registry its
@@ -57180,6 +57180,15 @@ const zod_1 = __nccwpck_require__(924);
  * label whose value names the environment: a label has one value, so a single node could then never
  * serve both.
  */
+/** A node's hostname as the engine reports it: letters, digits, dots, dashes, underscores. */
+const nodeHostname = zod_1.z
+    .string()
+    .regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,252}[A-Za-z0-9])?$/, 'must be a node hostname as `docker node inspect` prints it (letters, digits, . _ -)');
+/** The endpoints `docker -H` takes that twinstack admits: ssh (normal), tcp (private networks only), a unix socket. */
+exports.NODE_ENDPOINT = /^(ssh:\/\/([A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?|tcp:\/\/[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:\d{1,5}|unix:\/\/\/[A-Za-z0-9._/-]+)$/;
+const nodeEndpoint = zod_1.z
+    .string()
+    .regex(exports.NODE_ENDPOINT, 'must be a Docker endpoint the manager reaches the node by: ssh://[user@]host[:port], tcp://host:port or unix:///absolute/path');
 exports.swarmSchema = zod_1.z
     .object({
     /** host[:port][/path] of the registry, e.g. 127.0.0.1:5000 or registry.example.com/makapix. */
@@ -57194,6 +57203,17 @@ exports.swarmSchema = zod_1.z
         .default('twinstack.env'),
     /** Let one node carry both environments' labels (a single-node swarm); otherwise preflight refuses such a node. */
     'allow-shared-node': zod_1.z.boolean().default(false),
+    /**
+     * How the manager reaches the engine of each other node, for what works inside a task's container
+     * (database tools, the gate's exec, monitor's figures): node hostname (as `docker node inspect`
+     * prints .Description.Hostname) → the endpoint the manager's docker client is given as `docker -H`.
+     * On a real cluster `ssh://[user@]host[:port]` is the normal choice: docker's own ssh transport, run
+     * by the manager's SSH user, who needs a key and a known_hosts entry for the node, while the user
+     * there must be allowed to run docker. `tcp://host:port` without TLS gives root on the node to
+     * anyone who reaches the port: never let it leave a private network. `unix:///path` is a socket on
+     * the manager itself (tests). A node with no entry is refused in one line naming it.
+     */
+    nodes: zod_1.z.record(nodeHostname, nodeEndpoint).default({}),
 })
     .strict()
     .default({});
@@ -57275,8 +57295,8 @@ function alembicCheck(host, env, plan, timeoutSeconds) {
 }
 /** alembic's current revision in the environment's api container ('' when there is none yet). */
 async function currentRevision(host, env, { service = env.cfg.apiService, timeoutSeconds = 120, container } = {}) {
-    container ??= await env.serviceContainer(host, service);
-    const r = await host.run((0, docker_1.dockerExec)(container, alembic.current()), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
+    const where = container ?? (await env.serviceContainer(host, service));
+    const r = await host.run((0, docker_1.dockerExec)(where, alembic.current()), { label: `${env.name} alembic current`, quiet: true, timeoutSeconds });
     return alembic.parseCurrent(r.stdout);
 }
 /**
@@ -58528,9 +58548,17 @@ class Environment {
     get project() {
         return this.cfg.project;
     }
-    /** Runs as a stack on a swarm (target swarm): its containers are its tasks' on the manager's node. */
+    /** Runs as a stack on a swarm (target swarm): its containers are its tasks', on the manager's node or another (config swarm.nodes). */
     get onSwarm() {
         return this.cfg.target === 'swarm';
+    }
+    /**
+     * Where a cancel looks for this environment's work inside containers (underLock's options): its
+     * compose project, or on a swarm its stack's task containers on the manager's node and on the
+     * engines of config swarm.nodes.
+     */
+    get workScope() {
+        return { project: this.cfg.project, swarm: this.onSwarm, endpoints: this.onSwarm ? Object.values(this.config.swarm.nodes) : [] };
     }
     /** `<compose> -f <base> -f <overlay> --env-file <env> -p <project> <args>`, run from the checkout. */
     compose(...args) {
@@ -58558,16 +58586,20 @@ class Environment {
         const db = this.cfg.database;
         if (db.via === 'host')
             return (0, shell_1.argv)(tool, '-h', db.host, '-p', db.port, '-U', db.user, args);
-        const exec = (0, docker_1.dockerExec)({ shell: '"$c"' }, [tool, '-p', db['container-port'], '-U', db.user, ...args], { stdin: true });
-        // The same group on a swarm: the db task's container on the manager's node; taskContainer says why when there is none.
-        if (this.onSwarm)
-            return (0, shell_1.sh) `{ c=$(${(0, shell_1.raw)((0, swarm_1.taskContainer)(this.cfg.project, db.service))}) || exit ${swarm_1.NO_TASK_HERE}; ` + `${exec}; }`;
+        const command = [tool, '-p', db['container-port'], '-U', db.user, ...args];
+        if (this.onSwarm) {
+            // The db task's container, on the manager's node or on another through its endpoint ("$e", empty for the manager's): task-container.sh prints `<id> <endpoint>` and says why when there is none.
+            const exec = (0, docker_1.dockerExec)({ shell: '"$c"', hostFlag: '${e:+-H "$e"}' }, command, { stdin: true });
+            const find = (0, swarm_1.taskContainer)(this.cfg.project, db.service, this.config.swarm.nodes);
+            return (0, shell_1.sh) `{ c=$(${(0, shell_1.raw)(find)}) || exit ${swarm_1.NO_TASK_HERE}; e=\${c#* }; c=\${c%% *}; ` + `${exec}; }`;
+        }
+        const exec = (0, docker_1.dockerExec)({ shell: '"$c"' }, command, { stdin: true });
         // One braced group, so the whole command can sit in a pipe or take a redirection.
         return (`{ c=$(${(0, docker_1.psIds)(this.cfg.project, { service: db.service })} | head -n 1); ` +
             (0, shell_1.sh) `[ -n "$c" ] || { echo ${`no running ${db.service} container in compose project ${this.cfg.project}`} >&2; exit 3; }; ` +
             `${exec}; }`);
     }
-    /** The id of the running container of a service; fails naming the service when there is none. */
+    /** The running container of a service (on a swarm, with its node's endpoint when on another node); fails naming the service when there is none. */
     async serviceContainer(host, service) {
         if (this.onSwarm)
             return this.taskContainer(host, service);
@@ -58579,19 +58611,19 @@ class Environment {
         const id = r.stdout.trim().split('\n')[0];
         if (!id)
             throw new errors_1.OperationFailed(`${this.name}: no running container of service ${service} in compose project ${this.cfg.project}; deploy ${this.name} first`);
-        return id;
+        return { id };
     }
-    /** serviceContainer on a swarm: the container of the service's task on the manager's node. */
+    /** serviceContainer on a swarm: the container of the service's task, on the manager's node or through its node's swarm.nodes endpoint. */
     async taskContainer(host, service) {
-        const r = await host.run((0, swarm_1.taskContainer)(this.cfg.project, service), {
+        const r = await host.run((0, swarm_1.taskContainer)(this.cfg.project, service, this.config.swarm.nodes), {
             quiet: true,
             check: false,
             label: `finding the ${service} task's container`,
             timeoutSeconds: 60,
         });
-        const id = r.stdout.trim().split('\n')[0];
-        if (r.exitCode === 0 && id)
-            return id;
+        const found = r.exitCode === 0 ? (0, swarm_1.parseTaskContainer)(r.stdout) : undefined;
+        if (found)
+            return found;
         const why = r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
         if (r.exitCode === swarm_1.NO_TASK_HERE)
             throw new errors_1.OperationFailed(`${this.name}: ${why}`);
@@ -58606,12 +58638,38 @@ class Environment {
             .filter(Boolean);
     }
     async containers(host) {
-        if (this.onSwarm) {
-            const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} task containers`, timeoutSeconds: 120 });
-            return parseStackInspect(r.stdout, this.cfg.project);
-        }
+        if (this.onSwarm)
+            return this.taskContainers(host);
         const r = await host.run((0, docker_1.inspectProjectContainers)(this.cfg.project), { quiet: true, label: `listing ${this.name} containers`, timeoutSeconds: 120 });
         return parseInspect(r.stdout);
+    }
+    /**
+     * The engines that run this stack's tasks: the manager's own (no endpoint), then each other node
+     * with a task that should run, through its swarm.nodes endpoint; `unreached` are the nodes without one.
+     */
+    async taskEngines(host) {
+        const r = await host.run((0, swarm_1.stackNodes)(this.cfg.project), { quiet: true, label: `finding the nodes of ${this.name}'s tasks`, timeoutSeconds: 60 });
+        const { here, others } = (0, swarm_1.parseStackNodes)(r.stdout);
+        const nodes = this.config.swarm.nodes;
+        return {
+            engines: [{ hostname: here }, ...others.filter((n) => nodes[n]).map((n) => ({ hostname: n, endpoint: nodes[n] }))],
+            unreached: others.filter((n) => !nodes[n]),
+        };
+    }
+    /** containers on a swarm: the stack's task containers on the manager's node and on each node of a task that swarm.nodes reaches. */
+    async taskContainers(host) {
+        const { engines } = await this.taskEngines(host);
+        const all = [];
+        for (const { hostname, endpoint } of engines) {
+            const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project, { endpoint }), {
+                quiet: true,
+                label: `listing ${this.name} task containers${endpoint ? ` on node ${hostname}` : ''}`,
+                timeoutSeconds: 120,
+            });
+            const found = parseStackInspect(r.stdout, this.cfg.project);
+            all.push(...(endpoint ? found.map((c) => ({ ...c, node: { hostname, endpoint } })) : found));
+        }
+        return all.sort((a, b) => a.service.localeCompare(b.service));
     }
 }
 exports.Environment = Environment;
@@ -59460,15 +59518,17 @@ class EnvironmentLock {
      * file is free of that work, or after the grace times. GitHub gives a cancelled job about 10 s
      * from its first signal to SIGKILL: the grace times leave room to record the outcome after.
      */
-    static async stopWork({ host, stateDir, env, op, project, swarm, graceSeconds = 3, }) {
+    static async stopWork({ host, stateDir, env, op, project, swarm, endpoints = [], graceSeconds = 3, }) {
         const { busyFile, entriesDir } = EnvironmentLock.paths(stateDir, env);
         const script = (0, shell_1.hostScript)(STOP_WORK, {
             OP: op,
             ENTRIES_DIR: entriesDir,
             BUSY_FILE: busyFile,
             GRACE: graceSeconds,
-            // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node.
+            // On a swarm (swarm: true) the project is a stack: its task containers on the manager's node,
             PROJECT_LABEL: swarm ? (0, swarm_1.stackLabel)(project) : (0, docker_1.projectLabel)(project),
+            // And on the other nodes' engines (config swarm.nodes): a task's container may run there.
+            ENDPOINTS: swarm ? endpoints.join('\n') : '',
             SIGNAL_TERM: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'TERM'),
             SIGNAL_KILL: (0, docker_1.signalExecs)(`${(0, shell_1.quote)(docker_1.EXEC_PID_PREFIX + op)}-*`, 'KILL'),
         });
@@ -60378,7 +60438,15 @@ async function underLock(o, fn, outcomeOf = () => 'success') {
         o.host.halt();
         unfence();
         // The remote work of this run ends before the host log says so and the lock is freed.
-        const stopped = await lock_1.EnvironmentLock.stopWork({ host: o.host, stateDir: o.stateDir, env: o.env, op: id, project: o.project, swarm: o.swarm }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
+        const stopped = await lock_1.EnvironmentLock.stopWork({
+            host: o.host,
+            stateDir: o.stateDir,
+            env: o.env,
+            op: id,
+            project: o.project,
+            swarm: o.swarm,
+            endpoints: o.endpoints,
+        }).catch((e) => `could not stop it: ${(0, errors_1.errorMessage)(e)}`);
         o.log.warning(`${o.env}: remote work of this run: ${stopped}`);
         if (!finished)
             await hostLog.append({ ...base, event: 'finished', outcome: 'cancelled', stopped }).catch((0, logger_1.ignored)(o.log, 'recording cancelled'));
@@ -61985,7 +62053,7 @@ async function observe(host, env, opts = {}) {
     const api = state.containers.find((c) => c.service === env.cfg.apiService && c.status === 'running');
     // The revision completes the picture and is not needed for it: a failed read leaves it out.
     if (opts.alembic && api)
-        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: api.id }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
+        state.alembic = await (0, alembic_1.currentRevision)(host, env, { container: { id: api.id, endpoint: api.node?.endpoint } }).catch((0, logger_1.ignored)(opts.log, `reading ${env.name}'s alembic revision`));
     return state;
 }
 /** Service → image id of its first container. */
@@ -62013,12 +62081,16 @@ async function observeProject(host, env) {
         state.runsFrom = runsFrom;
     return state;
 }
-/** observe on a swarm: the stack's service specs and tasks from the manager, its task containers on the manager's node. */
+/**
+ * observe on a swarm: the stack's service specs and tasks from the manager; its task containers on
+ * the manager's node, and with config swarm.nodes also on the nodes it reaches (env.containers).
+ */
 async function observeStack(host, env) {
     const script = (0, shell_1.hostScript)(OBSERVE_STACK, { CHECKOUT: env.cfg.checkout, SEP, STACK_FILTER: (0, swarm_1.stackLabel)(env.project) });
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs on the swarm`, timeoutSeconds: 120 });
     const [headPart, specPart, tasksPart, inspectPart] = r.stdout.split(`${SEP}\n`);
-    const containers = (0, environment_1.parseStackInspect)(inspectPart ?? '[]', env.project);
+    const reachesNodes = Object.keys(env.config.swarm.nodes).length > 0;
+    const containers = reachesNodes ? await env.containers(host) : (0, environment_1.parseStackInspect)(inspectPart ?? '[]', env.project);
     const swarm = (0, swarm_state_1.swarmObservation)(env.project, (0, swarm_1.parseServiceInspect)(specPart ?? '[]'), (0, swarm_1.parseTasks)(tasksPart ?? ''));
     return { environment: env.name, head: (0, sha_1.parseSha)(headPart) ?? '', containers, images: imagesOf(containers), swarm, time: new Date().toISOString() };
 }
@@ -62467,7 +62539,10 @@ function judgeService(o) {
         .filter((t) => !o.baseline.taskIds.has(t.ID) && onDigest(t.Image))
         .filter((t) => t.Error !== '' || /^(Failed|Rejected)/.test(t.CurrentState) || (t.DesiredState !== 'Running' && !t.CurrentState.startsWith('Running')))
         .map((t) => ({ task: t.ID.slice(0, 12), node: t.Node, state: t.CurrentState.replace(/ [^ ]+ \w+ ago$/, ''), error: t.Error }));
-    const steady = desired.length === wanted && running.length === wanted;
+    // A task the engine told to stop may still run (and answer) through its stop grace period, after
+    // the update says completed: the deploy is not done until it has stopped.
+    const stopping = own.filter((t) => t.DesiredState !== 'Running' && t.CurrentState.startsWith('Running'));
+    const steady = desired.length === wanted && running.length === wanted && stopping.length === 0;
     const base = { service, image: o.svc.Spec.TaskTemplate.ContainerSpec.Image, digest, replicas: { wanted, running: running.length }, update, failed, steady };
     if (update && ['paused', 'rollback_completed', 'rollback_paused'].includes(update.state))
         return { ...base, verdict: 'failed' };
@@ -62604,7 +62679,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.swarmDigests = swarmDigests;
+exports.releaseDigests = releaseDigests;
 exports.startSwarmRelease = startSwarmRelease;
 /**
  * Starting an earlier release again on a swarm (env.onSwarm): its recorded digests deployed as the
@@ -62620,7 +62695,7 @@ const errors_1 = __nccwpck_require__(639);
 const logger_1 = __nccwpck_require__(8828);
 const swarm = __importStar(__nccwpck_require__(5846));
 /** The digests a swarm rollback deploys: the release's record of them, each `repo@sha256:…`. */
-function swarmDigests(envName, release) {
+function releaseDigests(envName, release) {
     const digests = release.digests ?? {};
     if (Object.keys(digests).length === 0)
         throw new errors_1.OperationFailed(`${envName} runs on a swarm, but release ${release.release} records no image digests (it was not deployed to the swarm): name a release deployed on the swarm (the rollback action's release-id)`);
@@ -62635,7 +62710,7 @@ function swarmDigests(envName, release) {
  * deployed with the release's digests. A failed restore still deploys the release, then fails.
  */
 async function startSwarmRelease({ host, config, env, release, log, restore }) {
-    const digests = swarmDigests(env.name, release);
+    const digests = releaseDigests(env.name, release);
     const runAt = await (0, git_1.releaseEnvironment)(host, config, env, release.sha);
     if (runAt === env)
         await (0, git_1.checkoutCommit)(host, env, release.sha);
@@ -63300,9 +63375,10 @@ function walDir(config) {
 function receiverName(prod) {
     return `${prod.project}-twinstack-wal`;
 }
-/** `docker inspect` of one container, parsed; undefined when there is no such container. */
-async function inspectContainer(host, ref) {
-    const r = await host.run((0, shell_1.argv)('docker', 'inspect', '--type', 'container', ref), { check: false, quiet: true, timeoutSeconds: 60 });
+/** `docker inspect` of one container (a name on the host's engine, or a ContainerRef on its node's), parsed; undefined when there is no such container. */
+async function inspectContainer(host, container) {
+    const { id: ref, endpoint } = typeof container === 'string' ? { id: container, endpoint: undefined } : container;
+    const r = await host.run((0, shell_1.argv)((0, docker_1.dockerCli)(endpoint), 'inspect', '--type', 'container', ref), { check: false, quiet: true, timeoutSeconds: 60 });
     if (r.exitCode !== 0) {
         if (/no such (object|container)/i.test(r.stderr))
             return undefined;
@@ -63316,7 +63392,12 @@ const networkAddress = zod_1.z.object({ IPAddress: zod_1.z.string().nullish(), I
 const PASSFILE = `${MOUNT}/.pgpass`;
 /** What a tool container of prod's db image needs: that image, its network, the WAL directory. */
 async function toolContainer(host, config, prod) {
-    const db = await inspectContainer(host, await prod.serviceContainer(host, prod.cfg.database.service));
+    const ref = await prod.serviceContainer(host, prod.cfg.database.service);
+    // The receiver and base backups run beside the db and write the archive to the manager's disk,
+    // where backup, restore and the off-host copy read it: the db must run on the manager's node.
+    if (ref.endpoint)
+        throw new errors_1.OperationFailed(`prod's ${prod.cfg.database.service} task runs on another node (reached at ${ref.endpoint}), and continuous WAL archiving works on the manager's node only: constrain prod's ${prod.cfg.database.service} to it (deploy.placement.constraints: [node.role == manager]) or set backup.wal off`);
+    const db = await inspectContainer(host, ref);
     if (!db)
         throw new errors_1.OperationFailed(`prod's ${prod.cfg.database.service} container went away while twinstack read it; run again`);
     const mode = db.HostConfig?.NetworkMode ?? '';
@@ -63366,9 +63447,10 @@ async function prepareDir(host, config, password) {
 async function ensureWal(c, password) {
     const { host, config, env: prod, log } = c;
     const { role, slot } = config.backup.wal;
+    // First, as it refuses a db task on another node before a slot exists to hold WAL for no one.
+    const tool = await toolContainer(host, config, prod);
     const slotState = await ensureRoleAndSlot(host, config, prod, password);
     await prepareDir(host, config, password);
-    const tool = await toolContainer(host, config, prod);
     const receiver = (0, wal_1.pgReceivewal)({ dir: MOUNT, slot, user: role, ...tool.target, synchronous: config.backup.wal.synchronous });
     const spec = (0, node_crypto_1.createHash)('sha256')
         .update(JSON.stringify({ image: tool.image, network: tool.network, mounts: tool.mounts, receiver }))
@@ -63987,6 +64069,7 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.COMPOSE_LABELS = exports.EXEC_PID_PREFIX = void 0;
 exports.signalExecs = signalExecs;
+exports.dockerCli = dockerCli;
 exports.dockerExec = dockerExec;
 exports.imageIdsCommand = imageIdsCommand;
 exports.projectLabel = projectLabel;
@@ -64020,15 +64103,23 @@ function signalExecs(pattern, signal) {
     return `for f in ${pattern}; do [ -e "$f" ] || continue; read -r p s < "$f"; [ -n "$s" ] && [ "$(cut -d" " -f22 /proc/"$p"/stat 2>/dev/null)" = "$s" ] && kill -${signal} "$p" 2>/dev/null && echo "$f"; rm -f "$f"; done; true`;
 }
 const STOP_IN_CONTAINER = `{ ${signalExecs(`"${exports.EXEC_PID_PREFIX}\${TWINSTACK_OP:-none}"-*`, 'TERM')}; } >/dev/null`;
+/** `docker` for the host's own engine, `docker -H <endpoint>` for a node's: every command about a container goes to its engine. */
+function dockerCli(endpoint) {
+    return endpoint ? ['docker', '-H', endpoint] : ['docker'];
+}
 /**
- * A shell command that runs `command` in a container (a container id or name, or a shell word such
- * as "$c" already set by the caller). Standard input is passed through when `stdin` is set; the
- * command's exit status is the in-container process's.
+ * A shell command that runs `command` in a container (a container id or name, a ContainerRef on
+ * its node's engine, or shell words the caller set, such as "$c"). Standard input is passed
+ * through when `stdin` is set; the command's exit status is the in-container process's.
  */
 function dockerExec(container, command, opts = {}) {
-    const c = typeof container === 'string' ? (0, shell_1.quote)(container) : container.shell;
-    const run = (0, shell_1.argv)('docker', 'exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
-    const stop = `docker exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
+    const [c, docker] = typeof container === 'string'
+        ? [(0, shell_1.quote)(container), 'docker']
+        : 'shell' in container
+            ? [container.shell, container.hostFlag ? `docker ${container.hostFlag}` : 'docker']
+            : [(0, shell_1.quote)(container.id), (0, shell_1.argv)(dockerCli(container.endpoint))];
+    const run = `${docker} ` + (0, shell_1.argv)('exec', ...(opts.stdin ? ['-i'] : []), '-e') + ` "TWINSTACK_OP=$TWINSTACK_OP" ${c} ` + (0, shell_1.argv)('sh', '-c', IN_CONTAINER, 'sh', command);
+    const stop = `${docker} exec -e "TWINSTACK_OP=$TWINSTACK_OP" ${c} sh -c ${(0, shell_1.quote)(STOP_IN_CONTAINER)} 2>/dev/null; kill "$__twinstack_x" 2>/dev/null`;
     return `{ ${run} ${opts.stdin ? '<&0 ' : '</dev/null '}& __twinstack_x=$!; trap ${(0, shell_1.quote)(stop)} TERM INT HUP; wait "$__twinstack_x"; __twinstack_s=$?; while kill -0 "$__twinstack_x" 2>/dev/null; do wait "$__twinstack_x"; __twinstack_s=$?; done; trap - TERM INT HUP; ( exit "$__twinstack_s" ); }`;
 }
 /** `docker image inspect` printing the id of each image reference, one per line; exits non-zero when one is missing. */
@@ -64061,7 +64152,11 @@ function psIds(project, o = {}) {
 const PROJECT_CONTAINERS = fs.readFileSync(__nccwpck_require__.ab + "project-containers.sh", 'utf8');
 /** `docker inspect` of every container of a compose project (or of one service), `[]` when there is none. */
 function inspectProjectContainers(project, service) {
-    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: projectLabel(project), SERVICE_LABEL: service === undefined ? '' : serviceLabel(service) });
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, {
+        PROJECT_LABEL: projectLabel(project),
+        SERVICE_LABEL: service === undefined ? '' : serviceLabel(service),
+        DOCKER_ENDPOINT: '',
+    });
 }
 /** The last `lines` lines of a container's log, standard error folded into standard output. */
 function logsTail(container, lines) {
@@ -65996,7 +66091,11 @@ exports.stackServiceName = stackServiceName;
 exports.stackLabel = stackLabel;
 exports.taskServiceLabel = taskServiceLabel;
 exports.inspectStackContainers = inspectStackContainers;
+exports.nodesParam = nodesParam;
 exports.taskContainer = taskContainer;
+exports.parseTaskContainer = parseTaskContainer;
+exports.stackNodes = stackNodes;
+exports.parseStackNodes = parseStackNodes;
 exports.taskService = taskService;
 exports.imageRepo = imageRepo;
 exports.parseOneOffSource = parseOneOffSource;
@@ -66229,7 +66328,7 @@ function taskDigest(image) {
     const m = /@(sha256:[0-9a-f]{64})$/.exec(image);
     return m ? m[1] : undefined;
 }
-// Reaching a stack's tasks on the manager's own node: the containers the engine started for them.
+// Reaching a stack's tasks: the containers the engine started for them, on the manager's node or through a node's endpoint.
 /** The labels the engine puts on the container of every task (beside STACK_LABEL). */
 exports.TASK_LABELS = {
     /** The swarm service's name: `<stack>_<service>`. */
@@ -66256,23 +66355,62 @@ function taskServiceLabel(stack, service) {
 }
 const PROJECT_CONTAINERS = fs.readFileSync(__dirname + '/project-containers.sh', 'utf8');
 const TASK_CONTAINER = fs.readFileSync(__dirname + '/task-container.sh', 'utf8');
-/** `docker inspect` of every task container of a stack (or of one of its services) on this node, `[]` when there is none. */
-function inspectStackContainers(stack, service) {
-    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, { PROJECT_LABEL: stackLabel(stack), SERVICE_LABEL: service === undefined ? '' : taskServiceLabel(stack, service) });
-}
-/** The exit status of taskContainer when no task of the service runs a container on this node. */
-exports.NO_TASK_HERE = 3;
 /**
- * Prints the id of a running container of one of a stack's services on this node (the manager's).
- * When there is none it says on standard error where the service's tasks run instead, and exits
- * NO_TASK_HERE: this version reaches only the manager's node.
+ * `docker inspect` of every task container of a stack (or of one of its services) on one engine:
+ * this node's, or another node's through its endpoint (config swarm.nodes); `[]` when there is none.
  */
-function taskContainer(stack, service) {
+function inspectStackContainers(stack, o = {}) {
+    return (0, shell_1.hostScript)(PROJECT_CONTAINERS, {
+        PROJECT_LABEL: stackLabel(stack),
+        SERVICE_LABEL: o.service === undefined ? '' : taskServiceLabel(stack, o.service),
+        DOCKER_ENDPOINT: o.endpoint ?? '',
+    });
+}
+/** The exit status of taskContainer when no container of the service can be reached (none runs, or its node has no swarm.nodes entry). */
+exports.NO_TASK_HERE = 3;
+/** config swarm.nodes as task-container.sh reads it: `<hostname> <endpoint>` lines (neither holds a space). */
+function nodesParam(nodes) {
+    return Object.entries(nodes)
+        .map(([hostname, endpoint]) => {
+        if (/\s/.test(hostname + endpoint))
+            throw new Error(`swarm.nodes.${hostname}: a hostname or endpoint with white space`);
+        return `${hostname} ${endpoint}`;
+    })
+        .join('\n');
+}
+/**
+ * Prints `<id> <endpoint>` of a running container of one of a stack's services: on this node (the
+ * manager's) with an empty endpoint, else on the node of a running task, through that node's entry
+ * in `nodes` (config swarm.nodes). When there is none it says why on standard error (a node without
+ * an entry is named, with the key to add) and exits NO_TASK_HERE.
+ */
+function taskContainer(stack, service, nodes) {
     return (0, shell_1.hostScript)(TASK_CONTAINER, {
         STACK_FILTER: stackLabel(stack),
         SERVICE_FILTER: taskServiceLabel(stack, service),
         SERVICE: swarmServiceName(stack, service),
+        NODES: nodesParam(nodes),
     });
+}
+/** taskContainer's output: the container and, when it runs on another node, that node's endpoint. */
+function parseTaskContainer(stdout) {
+    const line = stdout.split('\n')[0] ?? '';
+    const space = line.indexOf(' ');
+    const id = space < 0 ? line : line.slice(0, space);
+    const endpoint = space < 0 ? '' : line.slice(space + 1).trim();
+    if (!/^[0-9a-f]{12,64}$/.test(id))
+        return undefined;
+    return endpoint ? { id, endpoint } : { id };
+}
+const STACK_NODES = fs.readFileSync(__dirname + '/stack-nodes.sh', 'utf8');
+/** The manager's own hostname, then the hostnames of the nodes a stack's running tasks are on (see parseStackNodes). */
+function stackNodes(stack) {
+    return (0, shell_1.hostScript)(STACK_NODES, { STACK: stack });
+}
+/** stackNodes' output: the manager's hostname and the other nodes (the manager's own left out). */
+function parseStackNodes(stdout) {
+    const [here = '', ...rest] = stdout.split('\n').map((l) => l.trim());
+    return { here, others: [...new Set(rest.filter((n) => n && !/\s/.test(n) && n !== here))] };
 }
 /** The parts of a `docker service ps` task name: its swarm service and its slot (or node id, for a global service). */
 function taskService(taskName) {
