@@ -60465,6 +60465,10 @@ async function composeBuildAndUp(host, env, build, log) {
     }
     log.startGroup(`${env.name}: compose up`);
     try {
+        // A recreate a cancelled or cut run left half-done would make this up fail on a name conflict.
+        const settled = await host.run((0, docker_1.settleRecreate)(env.project), { quiet: true, label: `${env.name}: settling an interrupted recreate`, timeoutSeconds: 120 });
+        for (const line of settled.stdout.split('\n').filter(Boolean))
+            log.info(`${env.name}: ${line}`);
         await host.run(env.compose('up', '-d', '--remove-orphans', ...(build ? [] : ['--no-build'])), env.composeOptions({ label: `${env.name} compose up` }));
     }
     catch (e) {
@@ -61790,7 +61794,7 @@ async function toolContainer(host, config, prod) {
     // The receiver and base backups run beside the db and write the archive to the manager's disk,
     // where backup, restore and the off-host copy read it: the db must run on the manager's node.
     if (ref.endpoint)
-        throw new errors_1.OperationFailed(`prod's ${prod.cfg.database.service} task runs on another node (reached at ${ref.endpoint}), and continuous WAL archiving works on the manager's node only: constrain prod's ${prod.cfg.database.service} to it (deploy.placement.constraints: [node.role == manager]) or set backup.wal off`);
+        throw new errors_1.OperationFailed(`prod's ${prod.cfg.database.service} task runs on another node (reached at ${ref.endpoint}), and continuous WAL archiving works on the manager's node only: constrain prod's ${prod.cfg.database.service} to it (deploy.placement.constraints: [node.role == manager]) or set backup.wal.enabled: false`);
     const db = await inspectContainer(host, ref);
     if (!db)
         throw new errors_1.OperationFailed(`prod's ${prod.cfg.database.service} container went away while twinstack read it; run again`);
@@ -62474,6 +62478,7 @@ exports.inspectProjectContainers = inspectProjectContainers;
 exports.logsTail = logsTail;
 exports.listImages = listImages;
 exports.tagImages = tagImages;
+exports.settleRecreate = settleRecreate;
 exports.stopAndRemove = stopAndRemove;
 exports.shortId = shortId;
 /**
@@ -62566,6 +62571,11 @@ function tagImages(pairs) {
     if (!pairs.length)
         return '';
     return (0, shell_1.hostScript)(TAG_IMAGES, {}, pairs.flatMap((p) => [p.from, p.to]));
+}
+const SETTLE_RECREATE = fs.readFileSync(__nccwpck_require__.ab + "settle-recreate.sh", 'utf8');
+/** Settles the containers an interrupted compose v2 recreate left (`<old id>_<name>`), one line per change: settle-recreate.sh. */
+function settleRecreate(project) {
+    return (0, shell_1.hostScript)(SETTLE_RECREATE, { PROJECT_LABEL: projectLabel(project) });
 }
 const TAG_IMAGES = fs.readFileSync(__nccwpck_require__.ab + "tag-images.sh", 'utf8');
 const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');

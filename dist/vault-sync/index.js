@@ -58668,6 +58668,7 @@ exports.inspectProjectContainers = inspectProjectContainers;
 exports.logsTail = logsTail;
 exports.listImages = listImages;
 exports.tagImages = tagImages;
+exports.settleRecreate = settleRecreate;
 exports.stopAndRemove = stopAndRemove;
 exports.shortId = shortId;
 /**
@@ -58760,6 +58761,11 @@ function tagImages(pairs) {
     if (!pairs.length)
         return '';
     return (0, shell_1.hostScript)(TAG_IMAGES, {}, pairs.flatMap((p) => [p.from, p.to]));
+}
+const SETTLE_RECREATE = fs.readFileSync(__nccwpck_require__.ab + "settle-recreate.sh", 'utf8');
+/** Settles the containers an interrupted compose v2 recreate left (`<old id>_<name>`), one line per change: settle-recreate.sh. */
+function settleRecreate(project) {
+    return (0, shell_1.hostScript)(SETTLE_RECREATE, { PROJECT_LABEL: projectLabel(project) });
 }
 const TAG_IMAGES = fs.readFileSync(__nccwpck_require__.ab + "tag-images.sh", 'utf8');
 const STOP_REMOVE = fs.readFileSync(__nccwpck_require__.ab + "stop-remove.sh", 'utf8');

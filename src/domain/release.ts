@@ -8,7 +8,7 @@ import { OperationFailed } from '../infra/errors';
 import type { Host } from '../infra/host';
 import type { LogRecord, RecordOf } from './host-log';
 import { ignored, type Logger } from '../infra/logger';
-import { imageIdsCommand, listImages, logsTail, tagImages } from '../infra/docker';
+import { imageIdsCommand, listImages, logsTail, settleRecreate, tagImages } from '../infra/docker';
 import { short } from '../infra/sha';
 import { argv } from '../infra/shell';
 import { pruneReleaseDirs, usesReleaseDirs } from './git';
@@ -145,6 +145,9 @@ export async function composeBuildAndUp(host: Host, env: Environment, build: boo
   }
   log.startGroup(`${env.name}: compose up`);
   try {
+    // A recreate a cancelled or cut run left half-done would make this up fail on a name conflict.
+    const settled = await host.run(settleRecreate(env.project), { quiet: true, label: `${env.name}: settling an interrupted recreate`, timeoutSeconds: 120 });
+    for (const line of settled.stdout.split('\n').filter(Boolean)) log.info(`${env.name}: ${line}`);
     await host.run(env.compose('up', '-d', '--remove-orphans', ...(build ? [] : ['--no-build'])), env.composeOptions({ label: `${env.name} compose up` }));
   } catch (e) {
     // compose v2 gives up when a dependency turns unhealthy ("dependency failed to start"): name the

@@ -84,7 +84,7 @@ export async function toolContainer(
   // where backup, restore and the off-host copy read it: the db must run on the manager's node.
   if (ref.endpoint)
     throw new OperationFailed(
-      `prod's ${prod.cfg.database.service} task runs on another node (reached at ${ref.endpoint}), and continuous WAL archiving works on the manager's node only: constrain prod's ${prod.cfg.database.service} to it (deploy.placement.constraints: [node.role == manager]) or set backup.wal off`,
+      `prod's ${prod.cfg.database.service} task runs on another node (reached at ${ref.endpoint}), and continuous WAL archiving works on the manager's node only: constrain prod's ${prod.cfg.database.service} to it (deploy.placement.constraints: [node.role == manager]) or set backup.wal.enabled: false`,
     );
   const db = await inspectContainer(host, ref);
   if (!db) throw new OperationFailed(`prod's ${prod.cfg.database.service} container went away while twinstack read it; run again`);

@@ -126,6 +126,13 @@ export function tagImages(pairs: ReadonlyArray<{ from: string; to: string }>): s
   );
 }
 
+const SETTLE_RECREATE = fs.readFileSync(__dirname + '/settle-recreate.sh', 'utf8');
+
+/** Settles the containers an interrupted compose v2 recreate left (`<old id>_<name>`), one line per change: settle-recreate.sh. */
+export function settleRecreate(project: string): string {
+  return hostScript(SETTLE_RECREATE, { PROJECT_LABEL: projectLabel(project) });
+}
+
 const TAG_IMAGES = fs.readFileSync(__dirname + '/tag-images.sh', 'utf8');
 
 const STOP_REMOVE = fs.readFileSync(__dirname + '/stop-remove.sh', 'utf8');

@@ -318,6 +318,11 @@ export class FakeVps {
         return { stdout: x ? `${x.id}\n` : '' };
       },
     );
+    h.on(
+      'settle recreate',
+      /^PROJECT_LABEL=label=com\.docker\.compose\.project=\S+\ndocker ps -a --filter "\$PROJECT_LABEL" --format '\{\{\.ID\}\} \{\{\.Names\}\}' \| while /,
+      {},
+    );
     h.on('container logs', /^docker logs --tail \d+ (\S+) 2>&1$/, { stdout: 'Traceback (most recent call last):\nRuntimeError: the fake says no\n' });
 
     // git (src/domain/git.ts).
