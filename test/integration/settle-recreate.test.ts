@@ -43,7 +43,9 @@ describe('a compose recreate cut in the middle', { skip }, () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'twinstack-settle-'));
   });
   after(async () => {
-    for (const p of projects) spawnSync('docker', ['compose', '-p', p, 'down', '-t', '0'], { cwd: root });
+    // By the project's label, whatever state a failed test left its containers in.
+    for (const p of projects) for (const [id] of containers(p)) spawnSync('docker', ['rm', '-f', id]);
+    for (const p of projects) spawnSync('docker', ['network', 'rm', `${p}_default`], { stdio: 'ignore' });
     await host?.close();
     await sshd?.stop();
     fs.rmSync(root, { recursive: true, force: true });
