@@ -22,15 +22,19 @@ groups() {
   done
 }
 engine() {
-  for c in $(docker "$@" ps -q --filter "$PROJECT_LABEL" 2>/dev/null); do
-    docker "$@" exec "$c" sh -c "$SIGNAL" 2>/dev/null &
+  # Another node's engine is bounded by the grace period: an unreachable node must not hold back
+  # the KILL of this host's own groups.
+  local bound=()
+  [ $# -eq 0 ] || bound=(timeout "$GRACE")
+  for c in $("${bound[@]}" docker "$@" ps -q --filter "$PROJECT_LABEL" 2>/dev/null); do
+    "${bound[@]}" docker "$@" exec "$c" sh -c "$SIGNAL" 2>/dev/null &
   done
 }
 containers() {
   SIGNAL=$1
   engine
   while IFS= read -r endpoint; do
-    [ -z "$endpoint" ] || engine -H "$endpoint"
+    [ -z "$endpoint" ] || engine -H "$endpoint" &
   done <<<"${ENDPOINTS:-}"
   wait
 }
