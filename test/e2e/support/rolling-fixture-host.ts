@@ -55,7 +55,8 @@ function caddyfile(sites: Array<{ listen: number; upstream: string; port: number
 			port ${s.port}
 			refresh 1s
 		}
-		lb_policy round_robin
+		# random: see test/fixtures/rolling/Caddyfile (round_robin can hand a retry the same refusing container each time).
+		lb_policy random
 		# Names the container that answered (its address), for promote.route-probe.
 		header_down X-Upstream {http.reverse_proxy.upstream.hostport}
 		# Shorter than the api's 4 s start: a switch that leaves nothing listening fails requests.
