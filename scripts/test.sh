@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suites with node's test runner: unit, orchestration and integration files side by
-# side, then the end-to-end files one at a time (they share one Docker engine). Prints one closing
-# line with the totals of both runs.
+# side, then the end-to-end files one at a time (they share one Docker engine) with the swarm
+# integration files beside them. Prints one closing line with the totals of every run.
 # Usage: scripts/test.sh [unit] [orchestration] [integration] [e2e]  (default: all four)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -18,13 +18,23 @@ for s in "${suites[@]}"; do
   esac
 done
 
+# The swarm files run engines of their own and never touch the shared one, so when the end-to-end
+# files run (one at a time, on the shared engine, mostly waiting on containers) the swarm files run
+# beside them, two at a time, instead of before them. Otherwise they start the parallel run.
+swarm=()
+rest=()
+for f in "${parallel[@]}"; do case "$f" in test/integration/swarm-*) swarm+=("$f") ;; *) rest+=("$f") ;; esac; done
+beside=()
+if [ ${#serial[@]} -gt 0 ] && [ ${#swarm[@]} -gt 0 ]; then
+  beside=("${swarm[@]}")
+  swarm=()
+fi
 # The longest files start first, so the short ones fill the slots around them instead of the run
-# ending on one long file: the swarm files (each runs an engine of its own), then the other
-# integration files, then orchestration and unit.
-ordered=()
-for f in "${parallel[@]}"; do case "$f" in test/integration/swarm-*) ordered+=("$f") ;; esac; done
-for f in "${parallel[@]}"; do case "$f" in test/integration/swarm-*) ;; test/integration/*) ordered+=("$f") ;; esac; done
-for f in "${parallel[@]}"; do case "$f" in test/integration/*) ;; *) ordered+=("$f") ;; esac; done
+# ending on one long file: the swarm files, then the other integration files, then orchestration
+# and unit.
+ordered=("${swarm[@]}")
+for f in "${rest[@]}"; do case "$f" in test/integration/*) ordered+=("$f") ;; esac; done
+for f in "${rest[@]}"; do case "$f" in test/integration/*) ;; *) ordered+=("$f") ;; esac; done
 parallel=("${ordered[@]}")
 
 # No test file may hang the run: node's runner ends a file that runs longer than this (its tests
@@ -39,8 +49,28 @@ status=0
 if [ ${#parallel[@]} -gt 0 ]; then
   node --import tsx --import ./test/harness/preload.mjs --test --test-concurrency=4 --test-timeout="$parallel_timeout_ms" "${parallel[@]}" 2>&1 | tee -a "$log" || status=1
 fi
+beside_pid=
+if [ ${#beside[@]} -gt 0 ]; then
+  # The swarm files load the fixture base image from an archive saved now, never from the shared
+  # engine while an end-to-end file may be restarting it (test/harness/private-engine.ts).
+  archives=$(mktemp -d)
+  if ! docker save -o "$archives/twinstack-fixture-base_latest.tar" twinstack-fixture-base:latest; then
+    echo "saving the fixture base image for the swarm files failed; they ask the shared engine instead" >&2
+  fi
+  beside_log=$(mktemp)
+  echo "# the swarm files run beside the end-to-end files; their report follows the end-to-end report"
+  TWINSTACK_IMAGE_ARCHIVES="$archives" node --import tsx --import ./test/harness/preload.mjs --test --test-concurrency=2 \
+    --test-timeout="$parallel_timeout_ms" "${beside[@]}" >"$beside_log" 2>&1 &
+  beside_pid=$!
+fi
 if [ ${#serial[@]} -gt 0 ]; then
   node --import tsx --import ./test/harness/preload.mjs --test --test-concurrency=1 --test-timeout="$serial_timeout_ms" "${serial[@]}" 2>&1 | tee -a "$log" || status=1
+fi
+if [ -n "$beside_pid" ]; then
+  wait "$beside_pid" || status=1
+  echo "# the swarm files' report"
+  tee -a "$log" <"$beside_log"
+  rm -rf "$beside_log" "$archives"
 fi
 pass=$(awk '/^# pass /{s+=$3} END{print s+0}' "$log")
 fail=$(awk '/^# fail /{s+=$3} END{print s+0}' "$log")

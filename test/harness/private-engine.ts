@@ -39,12 +39,23 @@ export interface PrivateEngine {
   swarmAddress?: string;
   /** This engine's swarm node id. */
   nodeId(): string;
-  /** Copies an image from the shared engine (docker save | docker load), without a registry. */
+  /**
+   * Copies an image from the shared engine, without a registry: from the image's archive when
+   * scripts/test.sh saved one (TWINSTACK_IMAGE_ARCHIVES, see imageArchive), so that the swarm files
+   * running beside the end-to-end files never ask the shared engine (which one of those restarts);
+   * else docker save | docker load.
+   */
   loadImage(image: string): void;
   stop(): Promise<void>;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Where scripts/test.sh saves an image for the private engines: `$TWINSTACK_IMAGE_ARCHIVES/<name, / and : as _>.tar`; undefined when unset. */
+export function imageArchive(image: string): string | undefined {
+  const dir = process.env.TWINSTACK_IMAGE_ARCHIVES;
+  return dir ? path.join(dir, `${image.replace(/[/:]/g, '_')}.tar`) : undefined;
+}
 
 function exitedWithin(child: ChildProcess, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
@@ -87,6 +98,10 @@ export async function startPrivateEngine(options: EngineOptions = {}): Promise<P
   const dockerd = [
     ...['dockerd', '--data-root', `${dir}/data`, '--exec-root', `${dir}/exec`, '-H', host, '--pidfile', `${dir}/docker.pid`],
     ...['--bridge=none', '--iptables=false', '--ip-forward=false', '--ip-masq=false', '--cgroup-parent', path.basename(dir)],
+    // The local networks it makes (a swarm's docker_gwbridge, in the machine's network namespace)
+    // come from a range of their own, 198.18.0.0/15 (reserved for benchmarks, never routed), so they
+    // never overlap the networks the end-to-end suites create on the shared engine meanwhile.
+    ...['--default-address-pool', 'base=198.18.0.0/16,size=24'],
   ];
   // unshare and sh exec, so the child's pid is the daemon's (stop() signals it).
   const argv = options.hostname ? ['unshare', '--uts', 'sh', '-c', 'hostname "$1" && shift && exec "$@"', 'sh', options.hostname, ...dockerd] : dockerd;
@@ -116,7 +131,9 @@ export async function startPrivateEngine(options: EngineOptions = {}): Promise<P
     },
     nodeId: () => docker(['info', '--format', '{{.Swarm.NodeID}}']).trim(),
     loadImage(image) {
-      execFileSync('bash', ['-c', 'docker save "$1" | docker -H "$2" load', 'load', image, host], { stdio: 'ignore', timeout: 600_000 });
+      const archive = imageArchive(image);
+      if (archive && fs.existsSync(archive)) execFileSync('docker', ['-H', host, 'load', '-i', archive], { stdio: 'ignore', timeout: 600_000 });
+      else execFileSync('bash', ['-c', 'docker save "$1" | docker -H "$2" load', 'load', image, host], { stdio: 'ignore', timeout: 600_000 });
     },
     stop: () => stopEngine({ daemon, dir, docker, madeGwbridge }),
   };
