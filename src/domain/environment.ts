@@ -189,9 +189,14 @@ export class Environment {
    * The engines that run this stack's tasks: the manager's own (no endpoint), then each other node
    * with a task that should run, through its swarm.nodes endpoint; `unreached` are the nodes without one.
    */
-  async taskEngines(host: Host): Promise<{ engines: Array<{ hostname: string; endpoint?: string }>; unreached: string[] }> {
+  async taskEngines(host: Host): Promise<TaskEngines> {
     const r = await host.run(stackNodes(this.cfg.project), { quiet: true, label: `finding the nodes of ${this.name}'s tasks`, timeoutSeconds: 60 });
     const { here, others } = parseStackNodes(r.stdout);
+    return this.enginesOf(here, others);
+  }
+
+  /** The engines of the manager's node `here` and of the `others` nodes swarm.nodes reaches; `unreached`, those it does not. */
+  enginesOf(here: string, others: readonly string[]): TaskEngines {
     const nodes = this.config.swarm.nodes;
     return {
       engines: [{ hostname: here }, ...others.filter((n) => nodes[n]).map((n) => ({ hostname: n, endpoint: nodes[n] }))],
@@ -201,7 +206,11 @@ export class Environment {
 
   /** containers on a swarm: the stack's task containers on the manager's node and on each node of a task that swarm.nodes reaches. */
   private async taskContainers(host: Host): Promise<ContainerState[]> {
-    const { engines } = await this.taskEngines(host);
+    return this.containersOn(host, (await this.taskEngines(host)).engines);
+  }
+
+  /** The stack's task containers on each of `engines`, one round trip each; those of another node marked with it. */
+  async containersOn(host: Host, engines: TaskEngines['engines']): Promise<ContainerState[]> {
     const all: ContainerState[] = [];
     for (const { hostname, endpoint } of engines) {
       const r = await host.run(inspectStackContainers(this.cfg.project, { endpoint }), {
@@ -214,6 +223,12 @@ export class Environment {
     }
     return all.sort((a, b) => a.service.localeCompare(b.service));
   }
+}
+
+/** The engines that run a stack's tasks (Environment.taskEngines). */
+export interface TaskEngines {
+  engines: Array<{ hostname: string; endpoint?: string }>;
+  unreached: string[];
 }
 
 type Labelled = Pick<ContainerState, 'service' | 'oneoff' | 'workingDir'>;

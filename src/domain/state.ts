@@ -85,17 +85,30 @@ async function observeProject(host: Host, env: Environment): Promise<ObservedSta
 
 /**
  * observe on a swarm: the stack's service specs and tasks from the manager; its task containers on
- * the manager's node, and with config swarm.nodes also on the nodes it reaches (env.containers).
+ * the manager's node, and with config swarm.nodes also on each other node of a task that it
+ * reaches, one round trip a node (the tasks and the manager's hostname say which nodes).
  */
 async function observeStack(host: Host, env: Environment): Promise<ObservedState> {
   const script = hostScript(OBSERVE_STACK, { CHECKOUT: env.cfg.checkout, SEP, STACK_FILTER: stackLabel(env.project) });
   const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs on the swarm`, timeoutSeconds: 120 });
-  const [headPart, specPart, tasksPart, inspectPart] = r.stdout.split(`${SEP}\n`);
-  const reachesNodes = Object.keys(env.config.swarm.nodes).length > 0;
-  const containers = reachesNodes ? await env.containers(host) : parseStackInspect(inspectPart ?? '[]', env.project);
-  const swarm = swarmObservation(env.project, parseServiceInspect(specPart ?? '[]'), parseTasks(tasksPart ?? ''));
+  const [headPart, specPart, tasksPart, inspectPart, herePart] = r.stdout.split(`${SEP}\n`);
+  const tasks = parseTasks(tasksPart ?? '');
+  const here = (herePart ?? '').trim();
+  let containers = parseStackInspect(inspectPart ?? '[]', env.project);
+  if (Object.keys(env.config.swarm.nodes).length > 0) {
+    // The other nodes with a task that should run, each read on its own engine (one round trip a node).
+    const others = [...new Set(tasks.filter((t) => !STOPPED_DESIRED.has(t.DesiredState.toLowerCase()) && t.Node && t.Node !== here).map((t) => t.Node))];
+    if (here) {
+      const elsewhere = env.enginesOf(here, others).engines.filter((e) => e.endpoint);
+      containers = [...containers, ...(await env.containersOn(host, elsewhere))].sort((a, b) => a.service.localeCompare(b.service));
+    } else containers = await env.containers(host);
+  }
+  const swarm = swarmObservation(env.project, parseServiceInspect(specPart ?? '[]'), tasks);
   return { environment: env.name, head: parseSha(headPart) ?? '', containers, images: imagesOf(containers), swarm, time: new Date().toISOString() };
 }
+
+/** A task's desired states that mean it is not to run (`docker service ps`). */
+const STOPPED_DESIRED = new Set(['shutdown', 'remove', 'orphaned']);
 
 /** A release as drift reads it; on a swarm, its digests per service (`repo@sha256:…`). */
 export type RecordedRelease = Pick<Release, 'release' | 'sha' | 'images'> & { digests?: StackDigests };

@@ -12,6 +12,7 @@ import { containerMetrics } from '../../src/actions/monitor/monitor';
 import { Environment } from '../../src/domain/environment';
 import { migrationPlan } from '../../src/domain/alembic';
 import { EnvironmentLock } from '../../src/domain/lock';
+import { observe } from '../../src/domain/state';
 import { ensureWal } from '../../src/domain/wal';
 import { MemoryLogger } from '../../src/infra/logger';
 import { OperationFailed } from '../../src/infra/errors';
@@ -104,6 +105,37 @@ describe('a task on another node of the swarm', () => {
       host.ran('task containers').map((c) => /DOCKER_ENDPOINT=(\S*)\n/.exec(c.script)?.[1]),
       ["''", NODE2],
     );
+    host.assertAllScripted();
+  });
+
+  it('reads what the stack runs in one round trip on the manager and one on each other node swarm.nodes reaches (status)', async () => {
+    const task = (id: string, service: string, node: string, desired = 'Running') =>
+      `${JSON.stringify({ ID: id, Name: `${STACK}_${service}.1`, Image: 'img', Node: node, DesiredState: desired, CurrentState: 'Running 1 minute ago', Error: '' })}\n`;
+    const host = manager().on('observe stack', /^CHECKOUT=\S+; SEP=@twinstack-state@; STACK_FILTER=label=com\.docker\.stack\.namespace=makapix-dev\n/, {
+      stdout: [
+        `${'c'.repeat(40)}\n`,
+        '[]\n',
+        // node-2 runs api, node-3 only an old task told to stop, the manager (vps) the db.
+        task('t1', 'api', 'node-2') + task('t2', 'api', 'node-2') + task('t3', 'worker', 'node-3', 'Shutdown') + task('t4', 'db', 'vps'),
+        `${JSON.stringify([inspected('d1', 'db')])}\n`,
+        'vps\n',
+      ].join('@twinstack-state@\n'),
+    });
+    const state = await observe(host, dev);
+    assert.deepEqual(
+      state.containers.map((c) => [c.service, c.id, c.node?.hostname]),
+      [
+        ['api', 'a20000000000', 'node-2'],
+        ['api', 'a30000000000', 'node-2'],
+        ['db', 'd10000000000', undefined],
+      ],
+    );
+    // The manager's containers came with the observation: besides it, only node-2's engine was asked.
+    assert.deepEqual(
+      host.calls.map((c) => c.rule),
+      ['observe stack', 'task containers'],
+    );
+    assert.match(host.ran('task containers')[0].script, new RegExp(`DOCKER_ENDPOINT=${NODE2}\n`));
     host.assertAllScripted();
   });
 

@@ -434,9 +434,13 @@ export class FakeSwarm extends FakeVps {
     h.on('observe stack', new RegExp(`^CHECKOUT=\\S+; SEP=@twinstack-state@; STACK_FILTER=label=com\\.docker\\.stack\\.namespace=${stacks}\\n`), (_c, m) => {
       const stack = m?.[1] ?? '';
       return {
-        stdout: [`${envOf(stack).head}\n`, `${this.serviceInspect(ids(stack))}\n`, this.serviceTasks(ids(stack)), `${this.taskContainers(stack)}\n`].join(
-          '@twinstack-state@\n',
-        ),
+        stdout: [
+          `${envOf(stack).head}\n`,
+          `${this.serviceInspect(ids(stack))}\n`,
+          this.serviceTasks(ids(stack)),
+          `${this.taskContainers(stack)}\n`,
+          `${NODE}\n`,
+        ].join('@twinstack-state@\n'),
       };
     });
     h.on(
