@@ -15,6 +15,7 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig, type Config, type EnvironmentName } from '../../src/domain/config';
@@ -408,6 +409,39 @@ environments:
       for (const c of listed) assert.deepEqual(c.node, { hostname: WORKER_NAME, endpoint });
     } finally {
       await nodeSshd.stop();
+    }
+  });
+
+  it("reaches the worker's engine over tcp:// too (swarm.nodes: tcp://host:port)", async () => {
+    // The engine's API on a loopback TCP port: a relay to its socket, in this process, so the
+    // engine itself need not listen on TCP (dockerd slows its start when it binds TCP without TLS).
+    const relay = net.createServer((client) => {
+      const engine = net.connect(worker!.host.replace(/^unix:\/\//, ''));
+      client.pipe(engine).pipe(client);
+      const end = () => {
+        client.destroy();
+        engine.destroy();
+      };
+      client.on('error', end);
+      engine.on('error', end);
+    });
+    const address = loopbackAddress();
+    await new Promise<void>((resolve) => relay.listen(0, address, resolve));
+    try {
+      const endpoint = `tcp://${address}:${(relay.address() as net.AddressInfo).port}`;
+      const dev = new Environment('dev', configWith(false, { [WORKER_NAME]: endpoint }));
+      const [dbOnWorker] = worker!
+        .docker(['ps', '-q', '--filter', `label=${swarm.TASK_LABELS.service}=${PROJECT.dev}_db`])
+        .split('\n')
+        .filter(Boolean);
+      assert.deepEqual(await dev.serviceContainer(host!, 'db'), { id: dbOnWorker, endpoint });
+      const read = await host!.run(dev.dbTool('psql', ['-d', 'app_dev', '-tAc', `select count(*) from marks where v = 'piped-${RUN}'`]), { quiet: true });
+      assert.equal(read.stdout.trim(), '1');
+      const state = await observe(host!, dev);
+      assert.deepEqual(state.containers.map((c) => c.id).sort(), containersOn(worker!, 'dev').sort());
+      for (const c of state.containers) assert.deepEqual(c.node, { hostname: WORKER_NAME, endpoint });
+    } finally {
+      await new Promise((resolve) => relay.close(resolve));
     }
   });
 
