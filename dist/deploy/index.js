@@ -58712,6 +58712,10 @@ class Environment {
     async taskEngines(host) {
         const r = await host.run((0, swarm_1.stackNodes)(this.cfg.project), { quiet: true, label: `finding the nodes of ${this.name}'s tasks`, timeoutSeconds: 60 });
         const { here, others } = (0, swarm_1.parseStackNodes)(r.stdout);
+        return this.enginesOf(here, others);
+    }
+    /** The engines of the manager's node `here` and of the `others` nodes swarm.nodes reaches; `unreached`, those it does not. */
+    enginesOf(here, others) {
         const nodes = this.config.swarm.nodes;
         return {
             engines: [{ hostname: here }, ...others.filter((n) => nodes[n]).map((n) => ({ hostname: n, endpoint: nodes[n] }))],
@@ -58720,7 +58724,10 @@ class Environment {
     }
     /** containers on a swarm: the stack's task containers on the manager's node and on each node of a task that swarm.nodes reaches. */
     async taskContainers(host) {
-        const { engines } = await this.taskEngines(host);
+        return this.containersOn(host, (await this.taskEngines(host)).engines);
+    }
+    /** The stack's task containers on each of `engines`, one round trip each; those of another node marked with it. */
+    async containersOn(host, engines) {
         const all = [];
         for (const { hostname, endpoint } of engines) {
             const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project, { endpoint }), {
@@ -61077,17 +61084,31 @@ async function observeProject(host, env) {
 }
 /**
  * observe on a swarm: the stack's service specs and tasks from the manager; its task containers on
- * the manager's node, and with config swarm.nodes also on the nodes it reaches (env.containers).
+ * the manager's node, and with config swarm.nodes also on each other node of a task that it
+ * reaches, one round trip a node (the tasks and the manager's hostname say which nodes).
  */
 async function observeStack(host, env) {
     const script = (0, shell_1.hostScript)(OBSERVE_STACK, { CHECKOUT: env.cfg.checkout, SEP, STACK_FILTER: (0, swarm_1.stackLabel)(env.project) });
     const r = await host.run(script, { quiet: true, label: `reading what ${env.name} runs on the swarm`, timeoutSeconds: 120 });
-    const [headPart, specPart, tasksPart, inspectPart] = r.stdout.split(`${SEP}\n`);
-    const reachesNodes = Object.keys(env.config.swarm.nodes).length > 0;
-    const containers = reachesNodes ? await env.containers(host) : (0, environment_1.parseStackInspect)(inspectPart ?? '[]', env.project);
-    const swarm = (0, swarm_state_1.swarmObservation)(env.project, (0, swarm_1.parseServiceInspect)(specPart ?? '[]'), (0, swarm_1.parseTasks)(tasksPart ?? ''));
+    const [headPart, specPart, tasksPart, inspectPart, herePart] = r.stdout.split(`${SEP}\n`);
+    const tasks = (0, swarm_1.parseTasks)(tasksPart ?? '');
+    const here = (herePart ?? '').trim();
+    let containers = (0, environment_1.parseStackInspect)(inspectPart ?? '[]', env.project);
+    if (Object.keys(env.config.swarm.nodes).length > 0) {
+        // The other nodes with a task that should run, each read on its own engine (one round trip a node).
+        const others = [...new Set(tasks.filter((t) => !STOPPED_DESIRED.has(t.DesiredState.toLowerCase()) && t.Node && t.Node !== here).map((t) => t.Node))];
+        if (here) {
+            const elsewhere = env.enginesOf(here, others).engines.filter((e) => e.endpoint);
+            containers = [...containers, ...(await env.containersOn(host, elsewhere))].sort((a, b) => a.service.localeCompare(b.service));
+        }
+        else
+            containers = await env.containers(host);
+    }
+    const swarm = (0, swarm_state_1.swarmObservation)(env.project, (0, swarm_1.parseServiceInspect)(specPart ?? '[]'), tasks);
     return { environment: env.name, head: (0, sha_1.parseSha)(headPart) ?? '', containers, images: imagesOf(containers), swarm, time: new Date().toISOString() };
 }
+/** A task's desired states that mean it is not to run (`docker service ps`). */
+const STOPPED_DESIRED = new Set(['shutdown', 'remove', 'orphaned']);
 /** How what runs differs from a release: one line per difference, empty when they agree. */
 function drift(observed, release) {
     if (observed.swarm)

@@ -57310,6 +57310,10 @@ class Environment {
     async taskEngines(host) {
         const r = await host.run((0, swarm_1.stackNodes)(this.cfg.project), { quiet: true, label: `finding the nodes of ${this.name}'s tasks`, timeoutSeconds: 60 });
         const { here, others } = (0, swarm_1.parseStackNodes)(r.stdout);
+        return this.enginesOf(here, others);
+    }
+    /** The engines of the manager's node `here` and of the `others` nodes swarm.nodes reaches; `unreached`, those it does not. */
+    enginesOf(here, others) {
         const nodes = this.config.swarm.nodes;
         return {
             engines: [{ hostname: here }, ...others.filter((n) => nodes[n]).map((n) => ({ hostname: n, endpoint: nodes[n] }))],
@@ -57318,7 +57322,10 @@ class Environment {
     }
     /** containers on a swarm: the stack's task containers on the manager's node and on each node of a task that swarm.nodes reaches. */
     async taskContainers(host) {
-        const { engines } = await this.taskEngines(host);
+        return this.containersOn(host, (await this.taskEngines(host)).engines);
+    }
+    /** The stack's task containers on each of `engines`, one round trip each; those of another node marked with it. */
+    async containersOn(host, engines) {
         const all = [];
         for (const { hostname, endpoint } of engines) {
             const r = await host.run((0, swarm_1.inspectStackContainers)(this.cfg.project, { endpoint }), {
