@@ -383,6 +383,17 @@ environments:
     assert.deepEqual(unmapped.containers, []);
   });
 
+  /** Through `endpoint`: dev's db is the worker's db task container, and psql reads the row an earlier test piped into it. */
+  async function readsWorkerDb(dev: Environment, endpoint: string): Promise<void> {
+    const [dbOnWorker] = worker!
+      .docker(['ps', '-q', '--filter', `label=${swarm.TASK_LABELS.service}=${PROJECT.dev}_db`])
+      .split('\n')
+      .filter(Boolean);
+    assert.deepEqual(await dev.serviceContainer(host!, 'db'), { id: dbOnWorker, endpoint });
+    const read = await host!.run(dev.dbTool('psql', ['-d', 'app_dev', '-tAc', `select count(*) from marks where v = 'piped-${RUN}'`]), { quiet: true });
+    assert.equal(read.stdout.trim(), '1');
+  }
+
   it("reaches the worker's engine over docker's ssh transport too (swarm.nodes: ssh://user@host:port, the node's sshd sessions on its engine)", async () => {
     const nodeSshd = await startSshd({ setEnv: { DOCKER_HOST: worker!.host } });
     try {
@@ -396,14 +407,7 @@ environments:
         (e) => e instanceof OperationFailed && !e.message.includes('\n') && e.message.includes(endpoint) && /Host key verification failed/.test(e.message),
       );
       fs.writeFileSync(path.join(clientDir, 'known_hosts'), nodeSshd.knownHosts);
-      const [dbOnWorker] = worker!
-        .docker(['ps', '-q', '--filter', `label=${swarm.TASK_LABELS.service}=${PROJECT.dev}_db`])
-        .split('\n')
-        .filter(Boolean);
-      assert.deepEqual(await dev.serviceContainer(host!, 'db'), { id: dbOnWorker, endpoint });
-      // The row the previous test piped in, read back over ssh from the worker's database.
-      const read = await host!.run(dev.dbTool('psql', ['-d', 'app_dev', '-tAc', `select count(*) from marks where v = 'piped-${RUN}'`]), { quiet: true });
-      assert.equal(read.stdout.trim(), '1');
+      await readsWorkerDb(dev, endpoint);
       const listed = await dev.containers(host!);
       assert.deepEqual(listed.map((c) => c.id).sort(), containersOn(worker!, 'dev').sort());
       for (const c of listed) assert.deepEqual(c.node, { hostname: WORKER_NAME, endpoint });
@@ -430,13 +434,7 @@ environments:
     try {
       const endpoint = `tcp://${address}:${(relay.address() as net.AddressInfo).port}`;
       const dev = new Environment('dev', configWith(false, { [WORKER_NAME]: endpoint }));
-      const [dbOnWorker] = worker!
-        .docker(['ps', '-q', '--filter', `label=${swarm.TASK_LABELS.service}=${PROJECT.dev}_db`])
-        .split('\n')
-        .filter(Boolean);
-      assert.deepEqual(await dev.serviceContainer(host!, 'db'), { id: dbOnWorker, endpoint });
-      const read = await host!.run(dev.dbTool('psql', ['-d', 'app_dev', '-tAc', `select count(*) from marks where v = 'piped-${RUN}'`]), { quiet: true });
-      assert.equal(read.stdout.trim(), '1');
+      await readsWorkerDb(dev, endpoint);
       const state = await observe(host!, dev);
       assert.deepEqual(state.containers.map((c) => c.id).sort(), containersOn(worker!, 'dev').sort());
       for (const c of state.containers) assert.deepEqual(c.node, { hostname: WORKER_NAME, endpoint });
