@@ -19,10 +19,11 @@ for s in "${suites[@]}"; do
 done
 
 # The swarm files run engines of their own and never touch the shared one, so when the end-to-end
-# files run (one at a time, on the shared engine, mostly waiting on containers) the swarm files run
-# beside them, two at a time, instead of before them, at the lowest CPU priority (nice 19, which
-# their engines, containers and sshd inherit): they take the CPU the end-to-end files leave idle,
-# and the end-to-end files run about as fast as alone. Otherwise they start the parallel run.
+# files run (one at a time, on the shared engine) the swarm files run beside them, two at a time,
+# instead of before them. Otherwise they start the parallel run. (The two compete for the CPU: the
+# end-to-end files run about 2.5 times slower while the swarm files run, about 10 minutes, and the
+# whole run still ends about 3 minutes sooner. nice does not help: each engine's containers sit in
+# a cgroup of their own, and cgroups share the CPU whatever their processes' nice value.)
 swarm=()
 rest=()
 for f in "${parallel[@]}"; do case "$f" in test/integration/swarm-*) swarm+=("$f") ;; *) rest+=("$f") ;; esac; done
@@ -61,7 +62,7 @@ if [ ${#beside[@]} -gt 0 ]; then
   fi
   beside_log=$(mktemp)
   echo "# the swarm files run beside the end-to-end files; their report follows the end-to-end report"
-  TWINSTACK_IMAGE_ARCHIVES="$archives" nice -n 19 node --import tsx --import ./test/harness/preload.mjs --test --test-concurrency=2 \
+  TWINSTACK_IMAGE_ARCHIVES="$archives" node --import tsx --import ./test/harness/preload.mjs --test --test-concurrency=2 \
     --test-timeout="$parallel_timeout_ms" "${beside[@]}" >"$beside_log" 2>&1 &
   beside_pid=$!
 fi
