@@ -419,8 +419,9 @@ environments:
   it("reaches the worker's engine over tcp:// too (swarm.nodes: tcp://host:port)", async () => {
     // The engine's API on a loopback TCP port: a relay to its socket, in this process, so the
     // engine itself need not listen on TCP (dockerd slows its start when it binds TCP without TLS).
-    const relay = net.createServer((client) => {
-      const engine = net.connect(worker!.host.replace(/^unix:\/\//, ''));
+    // Half-open both ways: docker closes its writing side once an exec's stdin ends, and the answer still comes back.
+    const relay = net.createServer({ allowHalfOpen: true }, (client) => {
+      const engine = net.connect({ path: worker!.host.replace(/^unix:\/\//, ''), allowHalfOpen: true });
       client.pipe(engine).pipe(client);
       const end = () => {
         client.destroy();
