@@ -98,7 +98,10 @@ describe('a single-node swarm on a private engine', { skip: swarmHostSkip(OPTION
     await until(
       () => {
         try {
-          shared = execFileSync('docker', ['ps', '-aq', '--filter', `label=${swarm.STACK_LABEL}=${stack}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+          shared = execFileSync('docker', ['ps', '-aq', '--filter', `label=${swarm.STACK_LABEL}=${stack}`], {
+            encoding: 'utf8',
+            stdio: ['ignore', 'pipe', 'ignore'],
+          }).trim();
           return true;
         } catch {
           return false;
