@@ -96,8 +96,9 @@ async function observeStack(host: Host, env: Environment): Promise<ObservedState
   const here = (herePart ?? '').trim();
   let containers = parseStackInspect(inspectPart ?? '[]', env.project);
   if (Object.keys(env.config.swarm.nodes).length > 0) {
-    // The other nodes with a task that should run, each read on its own engine (one round trip a node).
-    const others = [...new Set(tasks.filter((t) => !STOPPED_DESIRED.has(t.DesiredState.toLowerCase()) && t.Node && t.Node !== here).map((t) => t.Node))];
+    // The other nodes with a task that should run (desired Running, as stack-nodes.sh and
+    // task-container.sh ask the engine), each read on its own engine: one round trip a node.
+    const others = [...new Set(tasks.filter((t) => t.DesiredState === 'Running' && t.Node && t.Node !== here).map((t) => t.Node))];
     if (here) {
       const elsewhere = env.enginesOf(here, others).engines.filter((e) => e.endpoint);
       containers = [...containers, ...(await env.containersOn(host, elsewhere))].sort((a, b) => a.service.localeCompare(b.service));
@@ -106,9 +107,6 @@ async function observeStack(host: Host, env: Environment): Promise<ObservedState
   const swarm = swarmObservation(env.project, parseServiceInspect(specPart ?? '[]'), tasks);
   return { environment: env.name, head: parseSha(headPart) ?? '', containers, images: imagesOf(containers), swarm, time: new Date().toISOString() };
 }
-
-/** A task's desired states that mean it is not to run (`docker service ps`). */
-const STOPPED_DESIRED = new Set(['shutdown', 'remove', 'orphaned']);
 
 /** A release as drift reads it; on a swarm, its digests per service (`repo@sha256:…`). */
 export type RecordedRelease = Pick<Release, 'release' | 'sha' | 'images'> & { digests?: StackDigests };
