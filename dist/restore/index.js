@@ -62105,8 +62105,9 @@ async function observeStack(host, env) {
     const here = (herePart ?? '').trim();
     let containers = (0, environment_1.parseStackInspect)(inspectPart ?? '[]', env.project);
     if (Object.keys(env.config.swarm.nodes).length > 0) {
-        // The other nodes with a task that should run, each read on its own engine (one round trip a node).
-        const others = [...new Set(tasks.filter((t) => !STOPPED_DESIRED.has(t.DesiredState.toLowerCase()) && t.Node && t.Node !== here).map((t) => t.Node))];
+        // The other nodes with a task that should run (desired Running, as stack-nodes.sh and
+        // task-container.sh ask the engine), each read on its own engine: one round trip a node.
+        const others = [...new Set(tasks.filter((t) => t.DesiredState === 'Running' && t.Node && t.Node !== here).map((t) => t.Node))];
         if (here) {
             const elsewhere = env.enginesOf(here, others).engines.filter((e) => e.endpoint);
             containers = [...containers, ...(await env.containersOn(host, elsewhere))].sort((a, b) => a.service.localeCompare(b.service));
@@ -62117,8 +62118,6 @@ async function observeStack(host, env) {
     const swarm = (0, swarm_state_1.swarmObservation)(env.project, (0, swarm_1.parseServiceInspect)(specPart ?? '[]'), tasks);
     return { environment: env.name, head: (0, sha_1.parseSha)(headPart) ?? '', containers, images: imagesOf(containers), swarm, time: new Date().toISOString() };
 }
-/** A task's desired states that mean it is not to run (`docker service ps`). */
-const STOPPED_DESIRED = new Set(['shutdown', 'remove', 'orphaned']);
 /** How what runs differs from a release: one line per difference, empty when they agree. */
 function drift(observed, release) {
     if (observed.swarm)
